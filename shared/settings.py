@@ -1,0 +1,144 @@
+"""Settings from the environment, one Struct per process kind.
+
+Every field's encoded name is the environment variable; `Meta(description=...)` is the text of the
+README's settings table (`python -m shared.settings` prints it). A missing or malformed setting
+raises `SettingsError` with one line naming it, and the process stops with that line.
+"""
+
+import base64
+import binascii
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+_PATH = re.compile(r"at `\$\.(\w+)`")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
+    for part in value.split(","):
+        if not part.strip().startswith(tuple(s + "://" for s in schemes)):
+            raise ValueError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+
+
+def _check_country(name: str, value: str) -> None:
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValueError(f"{name} must be an upper-case ISO 3166-1 alpha-2 code like DE")
+
+
+def check_secrets_key(value: str) -> None:
+    """SECRETS_KEY: one or more comma-separated Fernet keys (the first encrypts, all decrypt)."""
+    for key in value.split(","):
+        try:
+            raw = base64.urlsafe_b64decode(key.strip().encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "SECRETS_KEY must be comma-separated url-safe base64 32-byte keys "
+                "(make one with: python -m controller gen-key)"
+            )
+
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
+    database_url: Annotated[
+        str, Meta(description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required)")
+    ]
+    nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
+        "nats://127.0.0.1:4222"
+    )
+    secrets_key: Annotated[
+        str | None,
+        Meta(description="Fernet key(s) encrypting monitor secrets at rest; required by `serve`"),
+    ] = None
+    api_host: Annotated[str, Meta(description="address the API listens on")] = "127.0.0.1"
+    api_port: Annotated[int, Meta(ge=1, le=65535, description="port the API listens on")] = 8080
+    token_ttl_seconds: Annotated[
+        int, Meta(ge=60, description="lifetime of a bearer token from login or the CLI")
+    ] = 30 * 24 * 3600
+    db_pool_max: Annotated[int, Meta(ge=2, le=500, description="PostgreSQL pool size")] = 20
+    log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
+    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
+        _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        if self.secrets_key is not None:
+            check_secrets_key(self.secrets_key)
+
+
+class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
+    agent_country: Annotated[
+        str, Meta(description="ISO 3166-1 alpha-2 country this agent serves (or `--country`)")
+    ]
+    nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
+        "nats://127.0.0.1:4222"
+    )
+    agent_allow_private_targets: Annotated[
+        bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
+    ] = False
+    log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
+    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        _check_country("AGENT_COUNTRY", self.agent_country)
+
+
+def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: object) -> T:
+    """Build `cls` from the environment (empty values count as unset) plus explicit overrides."""
+    source = os.environ if env is None else env
+    names = {f.encode_name for f in msgspec.structs.fields(cls)}
+    raw: dict[str, object] = {k: v for k, v in source.items() if k in names and v != ""}
+    raw.update({k.upper(): v for k, v in overrides.items() if v is not None})
+    try:
+        return msgspec.convert(raw, type=cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(str(exc))) from None
+
+
+def _explain(message: str) -> str:
+    if missing := _MISSING.search(message):
+        return f"setting {missing.group(1)} is required but not set"
+    if at := _PATH.search(message):
+        detail = message.split(" - at ")[0]
+        return f"setting {at.group(1)} is invalid: {detail}"
+    return f"setting {message}"
+
+
+def table() -> str:
+    """The README's settings table, from the Structs above."""
+    rows = ["| setting | process | default | meaning |", "| --- | --- | --- | --- |"]
+    seen: dict[str, list[str]] = {}
+    for cls, who in ((ControllerSettings, "controller"), (AgentSettings, "agent")):
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in info.fields:
+            if field.encode_name in seen:
+                seen[field.encode_name][1] += ", " + who
+                continue
+            default = "" if field.required else f"`{field.default}`"
+            schema = getattr(field.type, "extra_json_schema", None) or {}
+            desc = str(schema.get("description", ""))
+            seen[field.encode_name] = [f"`{field.encode_name}`", who, default, desc]
+    rows += ["| " + " | ".join(cells) + " |" for cells in seen.values()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table() + "\n")

@@ -1,0 +1,23 @@
+"""Times on the wire and in the API: ISO-8601 UTC with milliseconds, `2026-01-01T12:00:00.000Z`."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_ms(value: datetime) -> str:
+    """Format an aware datetime as UTC with exactly three fractional digits and a `Z`."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def iso_ms_or_none(value: datetime | None) -> str | None:
+    return None if value is None else iso_ms(value)
+
+
+def parse_iso(value: str) -> datetime:
+    """Parse an ISO-8601 time; a naive one is taken as UTC. Raises ValueError."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
