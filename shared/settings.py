@@ -29,7 +29,9 @@ class SettingsError(Exception):
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
     for part in value.split(","):
         if not part.strip().startswith(tuple(s + "://" for s in schemes)):
-            raise ValueError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+            raise ValueError(
+                f"{name} must start with one of {', '.join(s + '://' for s in schemes)}"
+            )
 
 
 def _check_country(name: str, value: str) -> None:

@@ -1,0 +1,109 @@
+"""`python -m controller migrate | create-admin | create-user | serve | gen-key`."""
+
+import argparse
+import asyncio
+import sys
+
+import asyncpg
+import structlog
+
+from controller.db import accounts
+from controller.db.migrate import migrate
+from controller.db.pool import connect
+from controller.secretbox import generate_key
+from controller.security import hash_password, new_token
+from shared.logging import configure
+from shared.settings import ControllerSettings, SettingsError, load
+
+log = structlog.get_logger("controller")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m controller")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply schema migrations (idempotent, safe with replicas)")
+    for name, helptext in (
+        ("create-admin", "create the organization if needed and an admin user; print a token"),
+        ("create-user", "create a user with any role; print a token"),
+    ):
+        cmd = sub.add_parser(name, help=helptext)
+        cmd.add_argument("--org", required=True, help="organization name")
+        cmd.add_argument("--email", required=True)
+        cmd.add_argument("--password", required=True)
+        if name == "create-user":
+            cmd.add_argument("--role", required=True, choices=accounts.ROLES)
+            cmd.add_argument("--global-supporter", action="store_true")
+    serve = sub.add_parser("serve", help="API + scheduler + ingester + alerter")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("gen-key", help="print a new SECRETS_KEY")
+    return parser
+
+
+async def _migrate(settings: ControllerSettings) -> None:
+    conn = await connect(settings.database_url)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    log.info("migrations done", applied=applied)
+
+
+async def _create_user(
+    settings: ControllerSettings, args: argparse.Namespace, role: str, global_supporter: bool
+) -> str:
+    conn = await connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            org_id = await accounts.ensure_organization(conn, args.org)
+            user = await accounts.create_user(
+                conn, org_id, args.email, hash_password(args.password), role, global_supporter
+            )
+            token, digest = new_token()
+            await accounts.issue_token(conn, user["id"], digest, settings.token_ttl_seconds)
+    finally:
+        await conn.close()
+    return token
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "gen-key":
+        print(generate_key())
+        return 0
+    try:
+        settings = load(
+            ControllerSettings,
+            api_host=getattr(args, "host", None),
+            api_port=getattr(args, "port", None),
+        )
+        if args.command == "serve" and settings.secrets_key is None:
+            raise SettingsError(
+                "setting SECRETS_KEY is required by serve (python -m controller gen-key makes one)"
+            )
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure(settings.log_format, settings.log_level)
+    try:
+        if args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command in ("create-admin", "create-user"):
+            role = "admin" if args.command == "create-admin" else args.role
+            supporter = bool(getattr(args, "global_supporter", False))
+            print(asyncio.run(_create_user(settings, args, role, supporter)))
+        elif args.command == "serve":
+            from controller.serve import serve
+
+            asyncio.run(serve(settings))
+    except asyncpg.UniqueViolationError:
+        print(f"error: a user with e-mail {args.email} exists already", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Bearer-token authentication for `/api/*` and `POST /api/auth/login`."""
+
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.params import JSONBody
+
+from controller.api.errors import ApiError
+from controller.db import accounts
+from controller.db.accounts import Principal
+from controller.security import new_token, token_digest, verify_password
+from shared.timefmt import iso_ms
+
+_UNAUTHORIZED = "Unauthorized: send a valid token as `Authorization: Bearer <token>`"
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, _UNAUTHORIZED)
+        pool: asyncpg.Pool = connection.app.state.pool
+        async with pool.acquire() as conn:
+            principal = await accounts.principal_for_token(conn, token_digest(token.strip()))
+        if principal is None:
+            raise ApiError(401, "Unauthorized: the token is unknown or expired")
+        return AuthenticationResult(user=principal, auth=None)
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+    password: str
+
+
+class LoginResponse(msgspec.Struct, rename="camel"):
+    token: str
+    expires_at: str
+
+
+class Me(msgspec.Struct, rename="camel"):
+    public_id: str
+    email: str
+    organization_id: int
+    role: str
+    is_global_supporter: bool
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post("/login", status_code=200, summary="Exchange e-mail and password for a bearer token")
+    async def login(
+        self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
+    ) -> LoginResponse:
+        pool: asyncpg.Pool = request.app.state.pool
+        async with pool.acquire() as conn:
+            user = await accounts.user_for_login(conn, data.email.strip())
+            if not verify_password(user["password_hash"] if user else None, data.password):
+                raise ApiError(
+                    401, "Unauthorized: wrong e-mail or password", code="bad_credentials"
+                )
+            assert user is not None
+            token, digest = new_token()
+            expires_at = await accounts.issue_token(
+                conn, user["id"], digest, request.app.state.settings.token_ttl_seconds
+            )
+        return LoginResponse(token=token, expires_at=iso_ms(expires_at))
+
+    @get("/me", summary="The caller")
+    async def me(self, request: Request[Principal, Any, Any]) -> Me:
+        p = request.user
+        return Me(
+            public_id=str(p.user_public_id),
+            email=p.email,
+            organization_id=p.organization_id,
+            role=p.role,
+            is_global_supporter=p.is_global_supporter,
+        )

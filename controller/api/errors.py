@@ -1,0 +1,122 @@
+"""One error shape for every 4xx/5xx: `{statusCode, code, message, fields}`.
+
+`code` is stable and machine-readable, `message` is for a person, `fields` names the input at
+fault (dotted paths like `smtpConfig.auth.user`, query parameters by name).
+"""
+
+import re
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = structlog.get_logger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+class ErrorBody(msgspec.Struct, rename="camel"):
+    status_code: int
+    code: str
+    message: str
+    fields: list[str] = msgspec.field(default_factory=list)
+
+
+class ApiError(Exception):
+    """An error the API answers with; raise it anywhere below a handler."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, fields: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _HTTP_CODES.get(status, "error")
+        self.fields = fields or []
+
+
+def bad_request(field: str, message: str, code: str = "invalid_field") -> ApiError:
+    return ApiError(400, message, code=code, fields=[field])
+
+
+def not_found(what: str = "Not found") -> ApiError:
+    return ApiError(404, what, code="not_found")
+
+
+def forbidden(message: str = "Forbidden") -> ApiError:
+    return ApiError(403, message, code="forbidden")
+
+
+def _respond(status: int, code: str, message: str, fields: list[str]) -> Response[ErrorBody]:
+    return Response(
+        ErrorBody(status_code=status, code=code, message=message, fields=fields),
+        status_code=status,
+        media_type=MediaType.JSON,
+    )
+
+
+def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
+    return _respond(exc.status, exc.code, exc.message, exc.fields)
+
+
+def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+    """Litestar's body/query validation → our shape, naming the fields at fault."""
+    fields: list[str] = []
+    problems: list[str] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key, message = str(item.get("key", "")), str(item.get("message", ""))
+        if (m := _MISSING.search(message) or _UNKNOWN.search(message)) is not None:
+            key = m.group(1) if key in ("", "data") else f"{key}.{m.group(1)}"
+        elif key == "data":
+            key = ""
+        if message == "'data'":
+            message = "a JSON object body is required"
+        if key:
+            fields.append(key)
+        problems.append(f"{key}: {message}" if key else message)
+    source = exc.extra[0].get("source") if isinstance(exc.extra, list) and exc.extra else None
+    prefix = "Invalid query parameter" if source == "query" else "Invalid request body"
+    text = f"{prefix}: {'; '.join(problems)}" if problems else f"{prefix}: {exc.detail}"
+    code = "invalid_query" if source == "query" else "invalid_body"
+    return _respond(400, code, text, fields)
+
+
+def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    status = exc.status_code
+    if status >= 500:
+        log.error("http error", status=status, detail=exc.detail)
+        return _respond(status, "internal", "Internal server error", [])
+    detail = exc.detail
+    if status == 400 and detail.startswith("JSON is malformed"):
+        return _respond(400, "invalid_json", f"Invalid request body: {detail}", [])
+    return _respond(status, _HTTP_CODES.get(status, "error"), detail, [])
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    log.exception("unhandled error", error=type(exc).__name__)
+    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal server error", [])
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    ApiError: handle_api_error,
+    ValidationException: handle_validation,
+    HTTPException: handle_http,
+    Exception: handle_unexpected,
+}

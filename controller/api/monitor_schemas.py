@@ -1,0 +1,140 @@
+"""Wire shapes of the monitor API (seeds 000-003): requests, responses, pages.
+
+Request Structs forbid unknown fields, so a typo is a 400 naming it; every optional field defaults
+to UNSET so PATCH can tell "absent" from "null" and a stored config keeps exactly the keys sent.
+"""
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType, field
+
+MASK = "********"
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """Base of request Structs: camelCase keys, unknown keys rejected."""
+
+
+class TlsOptionsIn(_In):
+    reject_unauthorized: bool | UnsetType = UNSET
+
+
+class SmtpAuthIn(_In):
+    user: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = field(default=UNSET, name="pass")
+
+
+class SmtpConfigIn(_In):
+    """nodemailer's SMTP options (its `ignoreTLS`/`requireTLS` spellings accepted too)."""
+
+    secure: bool | UnsetType = UNSET
+    ignore_tls: bool | UnsetType = UNSET
+    require_tls: bool | UnsetType = UNSET
+    ignore_tls_nodemailer: bool | UnsetType = field(default=UNSET, name="ignoreTLS")
+    require_tls_nodemailer: bool | UnsetType = field(default=UNSET, name="requireTLS")
+    auth: SmtpAuthIn | None | UnsetType = UNSET
+    tls_options: TlsOptionsIn | UnsetType = UNSET
+
+
+class ImapPopConfigIn(_In):
+    """node-imap's options: `protocol` is `imap` (default) or `pop3`."""
+
+    protocol: str | UnsetType = UNSET
+    user: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = UNSET
+    tls: bool | UnsetType = UNSET
+    tls_options: TlsOptionsIn | UnsetType = UNSET
+
+
+Port = Annotated[
+    int, Meta(description="1-65535; null: 465/25 (SMTP), 993/143 (IMAP), 995/110 (POP3)")
+]
+
+
+class _MonitorFields(_In):
+    port: Port | None | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    check_interval: int | UnsetType = UNSET
+    timeout_seconds: int | UnsetType = UNSET
+    allowed_check_country_codes: list[str] | None | UnsetType = UNSET
+    notification_email: str | None | UnsetType = UNSET
+    notification_phone_number: str | None | UnsetType = UNSET
+
+
+class _CreateFields(_MonitorFields, kw_only=True):
+    customer_id: Annotated[int | str, Meta(description="numeric customer id or public UUID")]
+    name: str
+    hostname: str
+
+
+class _UpdateFields(_MonitorFields, kw_only=True):
+    customer_id: int | str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+
+
+class SmtpMonitorCreate(_CreateFields, kw_only=True):
+    smtp_config: SmtpConfigIn | None | UnsetType = UNSET
+    config: SmtpConfigIn | None | UnsetType = UNSET
+
+
+class SmtpMonitorUpdate(_UpdateFields, kw_only=True):
+    smtp_config: SmtpConfigIn | None | UnsetType = UNSET
+    config: SmtpConfigIn | None | UnsetType = UNSET
+
+
+class ImapPopMonitorCreate(_CreateFields, kw_only=True):
+    imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
+    config: ImapPopConfigIn | None | UnsetType = UNSET
+
+
+class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
+    imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
+    config: ImapPopConfigIn | None | UnsetType = UNSET
+
+
+MonitorCreate = SmtpMonitorCreate | ImapPopMonitorCreate
+MonitorUpdate = SmtpMonitorUpdate | ImapPopMonitorUpdate
+
+
+class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
+    id: int
+    public_id: str
+    organization_id: int
+    customer_id: int
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_check_country_codes: list[str] | None
+    notification_email: str | None
+    notification_phone_number: str | None
+    last_checked_at: str | None
+    created_at: str
+    updated_at: str
+    config: dict[str, object]
+
+
+class SmtpMonitor(_MonitorOut, kw_only=True):
+    smtp_config: dict[str, object]
+
+
+class ImapPopMonitor(_MonitorOut, kw_only=True):
+    imap_pop_config: dict[str, object]
+
+
+class SmtpMonitorPage(msgspec.Struct, rename="camel"):
+    items: list[SmtpMonitor]
+    total: int
+    page: int
+    per_page: int
+
+
+class ImapPopMonitorPage(msgspec.Struct, rename="camel"):
+    items: list[ImapPopMonitor]
+    total: int
+    page: int
+    per_page: int

@@ -1,0 +1,305 @@
+"""`/api/smtp-monitors` and `/api/imap-pop-monitors`: create, read, list, update, delete."""
+
+from typing import Annotated, Any
+
+import asyncpg
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.openapi.spec import Example
+from litestar.params import Body, JSONBody, PathParameter, QueryParameter
+from msgspec import UNSET
+
+from controller.api import guards, validation
+from controller.api.errors import bad_request, not_found
+from controller.api.monitor_rules import (
+    IMAP_POP,
+    SMTP,
+    Kind,
+    common_values,
+    config_values,
+    customer_id,
+    customer_ident,
+    present,
+    public_id,
+    sent_fields,
+)
+from controller.api.monitor_schemas import (
+    ImapPopMonitor,
+    ImapPopMonitorCreate,
+    ImapPopMonitorPage,
+    ImapPopMonitorUpdate,
+    MonitorCreate,
+    MonitorUpdate,
+    SmtpMonitor,
+    SmtpMonitorCreate,
+    SmtpMonitorPage,
+    SmtpMonitorUpdate,
+)
+from controller.db import customers, monitors
+from controller.db.accounts import Principal
+from controller.secretbox import SecretBox
+
+AuthedRequest = Request[Principal, Any, Any]
+
+SMTP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Outbound SMTP",
+    "hostname": "smtp.example.com",
+    "port": 587,
+    "status": "active",
+    "checkInterval": 60,
+    "timeoutSeconds": 30,
+    "smtpConfig": {
+        "secure": False,
+        "ignoreTls": False,
+        "requireTls": False,
+        "auth": {"user": "username", "pass": "password"},
+    },
+}
+SMTP_PATCH_EXAMPLE = {
+    "name": "Outbound SMTP (Primary)",
+    "status": "paused",
+    "allowedCheckCountryCodes": ["de", "us"],
+    "smtpConfig": {
+        "secure": False,
+        "requireTls": True,
+        "auth": {"user": "username", "pass": "password"},
+    },
+}
+IMAP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Mailbox Access",
+    "hostname": "mail.example.com",
+    "port": 993,
+    "status": "active",
+    "checkInterval": 30,
+    "timeoutSeconds": 30,
+    "imapPopConfig": {
+        "protocol": "imap",
+        "user": "monitor@example.com",
+        "password": "password",
+        "tls": True,
+        "tlsOptions": {"rejectUnauthorized": True},
+    },
+}
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _box(request: AuthedRequest) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    principal = request.user
+    guards.requires_writer(principal)
+    values = common_values(body)
+    values.setdefault("status", "active")
+    values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
+    values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
+    validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
+    values.update(config_values(kind, body, {}, _box(request)))
+    values.setdefault("config", {})
+    values.setdefault("type", kind.types[0])
+    async with _pool(request).acquire() as conn:
+        values["customer_id"] = await customer_id(conn, body.customer_id, principal.organization_id)
+        return await monitors.insert(conn, principal.organization_id, values)
+
+
+async def _update(
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
+) -> asyncpg.Record:
+    principal = request.user
+    guards.requires_updater(principal, sent_fields(body))
+    monitor_id = public_id(kind, raw_id)
+    changes = common_values(body)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        row = await monitors.get(
+            conn, monitor_id, kind.types, principal.organization_id, for_update=True
+        )
+        if row is None:
+            raise not_found()
+        validation.interval_and_timeout(
+            changes.get("check_interval", row["check_interval"]),
+            changes.get("timeout_seconds", row["timeout_seconds"]),
+        )
+        changes.update(config_values(kind, body, row["config"], _box(request)))
+        if body.customer_id is not UNSET:
+            changes["customer_id"] = await customer_id(
+                conn, body.customer_id, principal.organization_id
+            )
+        return await monitors.update(conn, row["id"], changes)
+
+
+async def _get(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
+    if row is None:
+        raise not_found()
+    return row
+
+
+async def _list(
+    kind: Kind,
+    request: AuthedRequest,
+    customer: str | None,
+    search: str | None,
+    status: str | None,
+    page: int,
+    per_page: int,
+) -> tuple[list[asyncpg.Record], int]:
+    scope = guards.read_scope(request.user)
+    status_value = None if status is None else validation.status(status, "status")
+    async with _pool(request).acquire() as conn:
+        customer_row_id: int | None = None
+        if customer is not None:
+            ident = customer_ident(customer)
+            if ident is None:
+                raise bad_request(
+                    "customerId", "Invalid Customer identifier", "invalid_customer_id"
+                )
+            found = await customers.find(conn, ident, scope)
+            if found is None:
+                return [], 0
+            customer_row_id = found["id"]
+        return await monitors.list_page(
+            conn,
+            organization_id=scope,
+            types=kind.types,
+            customer_id=customer_row_id,
+            search=search or None,
+            status=status_value,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+
+
+async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
+    principal = request.user
+    guards.requires_writer(principal)
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, principal.organization_id)
+        if row is None:
+            raise not_found()
+        await monitors.delete(conn, row["id"])
+
+
+def _smtp(row: asyncpg.Record) -> SmtpMonitor:
+    out = present(SMTP, row)
+    assert isinstance(out, SmtpMonitor)
+    return out
+
+
+def _imap(row: asyncpg.Record) -> ImapPopMonitor:
+    out = present(IMAP_POP, row)
+    assert isinstance(out, ImapPopMonitor)
+    return out
+
+
+SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
+ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
+CustomerParam = Annotated[
+    str | None, QueryParameter(name="customerId", description="numeric id or public UUID")
+]
+SearchParam = Annotated[
+    str | None, QueryParameter(max_length=200, description="in name or hostname")
+]
+StatusParam = Annotated[str | None, QueryParameter(description="active, maintenance or disabled")]
+
+
+class SmtpMonitorController(Controller):
+    path = "/api/smtp-monitors"
+    tags = ["smtp monitors"]
+
+    @post("/", summary="Create SMTP Monitor")
+    async def create(
+        self,
+        request: AuthedRequest,
+        data: Annotated[SmtpMonitorCreate, Body(examples=[Example("seed", value=SMTP_EXAMPLE)])],
+    ) -> SmtpMonitor:
+        return _smtp(await _create(SMTP, request, data))
+
+    @get("/", summary="List SMTP Monitors")
+    async def list_monitors(
+        self,
+        request: AuthedRequest,
+        customer_id: CustomerParam = None,
+        search: SearchParam = None,
+        status: StatusParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> SmtpMonitorPage:
+        rows, total = await _list(SMTP, request, customer_id, search, status, page, per_page)
+        return SmtpMonitorPage([_smtp(r) for r in rows], total, page, per_page)
+
+    @get("/{smtpMonitorPublicId:str}", summary="Get SMTP Monitor")
+    async def get_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> SmtpMonitor:
+        return _smtp(await _get(SMTP, request, monitor_id))
+
+    @patch("/{smtpMonitorPublicId:str}", summary="Update SMTP Monitor")
+    async def update(
+        self,
+        request: AuthedRequest,
+        monitor_id: SmtpId,
+        data: Annotated[
+            SmtpMonitorUpdate, Body(examples=[Example("seed", value=SMTP_PATCH_EXAMPLE)])
+        ],
+    ) -> SmtpMonitor:
+        return _smtp(await _update(SMTP, request, monitor_id, data))
+
+    @delete("/{smtpMonitorPublicId:str}", summary="Delete SMTP Monitor")
+    async def delete_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> None:
+        await _delete(SMTP, request, monitor_id)
+
+
+class ImapPopMonitorController(Controller):
+    path = "/api/imap-pop-monitors"
+    tags = ["imap/pop monitors"]
+
+    @post("/", summary="Create IMAP/POP Monitor")
+    async def create(
+        self,
+        request: AuthedRequest,
+        data: Annotated[ImapPopMonitorCreate, Body(examples=[Example("seed", value=IMAP_EXAMPLE)])],
+    ) -> ImapPopMonitor:
+        return _imap(await _create(IMAP_POP, request, data))
+
+    @get("/", summary="List IMAP/POP Monitors")
+    async def list_monitors(
+        self,
+        request: AuthedRequest,
+        customer_id: CustomerParam = None,
+        search: SearchParam = None,
+        status: StatusParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> ImapPopMonitorPage:
+        rows, total = await _list(IMAP_POP, request, customer_id, search, status, page, per_page)
+        return ImapPopMonitorPage([_imap(r) for r in rows], total, page, per_page)
+
+    @get("/{imapPopMonitorPublicId:str}", summary="Get IMAP/POP Monitor")
+    async def get_monitor(self, request: AuthedRequest, monitor_id: ImapPopId) -> ImapPopMonitor:
+        return _imap(await _get(IMAP_POP, request, monitor_id))
+
+    @patch("/{imapPopMonitorPublicId:str}", summary="Update IMAP/POP Monitor")
+    async def update(
+        self,
+        request: AuthedRequest,
+        monitor_id: ImapPopId,
+        data: JSONBody[ImapPopMonitorUpdate],
+    ) -> ImapPopMonitor:
+        return _imap(await _update(IMAP_POP, request, monitor_id, data))
+
+    @delete("/{imapPopMonitorPublicId:str}", summary="Delete IMAP/POP Monitor")
+    async def delete_monitor(self, request: AuthedRequest, monitor_id: ImapPopId) -> None:
+        await _delete(IMAP_POP, request, monitor_id)

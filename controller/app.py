@@ -1,0 +1,125 @@
+"""`create_app`: the Litestar application, its pools opened in the lifespan."""
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from litestar import Litestar, MediaType, Request, get
+from litestar.config.app import AppConfig
+from litestar.enums import ScopeType
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.api.auth import AuthController, BearerAuthMiddleware
+from controller.api.customers import CustomerController
+from controller.api.errors import EXCEPTION_HANDLERS
+from controller.api.monitors import ImapPopMonitorController, SmtpMonitorController
+from controller.api.users import UserController
+from controller.db.pool import create_pool
+from controller.secretbox import SecretBox
+from shared import __version__
+from shared.settings import ControllerSettings
+
+log = structlog.get_logger("controller.api")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def access_log(app: ASGIApp) -> ASGIApp:
+    """One canonical log line per request: method, path, status, duration, caller."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            user = scope.get("user")
+            log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+                user=getattr(user, "email", None),
+            )
+
+    return middleware
+
+
+@get("/health", tags=["ops"], summary="Liveness: the process answers", media_type=MediaType.JSON)
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@get("/ready", tags=["ops"], summary="Readiness: PostgreSQL answers", media_type=MediaType.JSON)
+async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    return {"status": "ready"}
+
+
+def create_app(settings: ControllerSettings, pool: asyncpg.Pool | None = None) -> Litestar:
+    """The API. Pass `pool` to share one (tests); otherwise the lifespan opens and closes it."""
+    if settings.secrets_key is None:
+        raise ValueError("SECRETS_KEY is required to serve the API")
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = pool is None
+        app.state.pool = pool or await create_pool(settings.database_url, settings.db_pool_max)
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.pool.close()
+
+    def on_app_init(config: AppConfig) -> AppConfig:
+        config.state.update(settings=settings, secret_box=SecretBox(settings.secrets_key or ""))
+        return config
+
+    return Litestar(
+        route_handlers=[
+            AuthController,
+            SmtpMonitorController,
+            ImapPopMonitorController,
+            CustomerController,
+            UserController,
+            health,
+            ready,
+        ],
+        lifespan=[lifespan],
+        on_app_init=[on_app_init],
+        middleware=[
+            access_log,
+            DefineMiddleware(
+                BearerAuthMiddleware,
+                exclude=[r"^/schema", r"^/health$", r"^/ready$", r"^/api/auth/login$"],
+            ),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="mailprobe API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+        ),
+        debug=False,
+    )

@@ -1,0 +1,123 @@
+"""Organizations, users and bearer tokens."""
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from controller.db.pool import Conn
+from shared.timefmt import utcnow
+
+ROLES = ("owner", "admin", "member", "readonly")
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who is calling: the user behind a bearer token."""
+
+    user_id: int
+    user_public_id: UUID
+    organization_id: int
+    email: str
+    role: str
+    is_global_supporter: bool
+
+
+_USER_COLUMNS = (
+    "u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter,"
+    " u.created_at, u.updated_at"
+)
+
+
+async def ensure_organization(conn: Conn, name: str) -> int:
+    org_id: int = await conn.fetchval(
+        "INSERT INTO organizations (name) VALUES ($1)"
+        " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        name,
+    )
+    return org_id
+
+
+async def create_user(
+    conn: Conn,
+    organization_id: int,
+    email: str,
+    password_hash: str,
+    role: str,
+    is_global_supporter: bool = False,
+) -> asyncpg.Record:
+    """Insert a user; raises asyncpg.UniqueViolationError when the e-mail is taken."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO users AS u (organization_id, email, password_hash, role, is_global_supporter)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}",
+        organization_id,
+        email,
+        password_hash,
+        role,
+        is_global_supporter,
+    )
+    assert row is not None
+    return row
+
+
+async def user_for_login(conn: Conn, email: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT id, password_hash FROM users WHERE lower(email) = lower($1)", email
+    )
+    return row
+
+
+async def list_users(
+    conn: Conn, organization_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        f"SELECT {_USER_COLUMNS}, count(*) OVER () AS total FROM users u"
+        " WHERE u.organization_id = $1 ORDER BY u.id LIMIT $2 OFFSET $3",
+        organization_id,
+        limit,
+        offset,
+    )
+    total = rows[0]["total"] if rows else await _count_users(conn, organization_id)
+    return rows, total
+
+
+async def _count_users(conn: Conn, organization_id: int) -> int:
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM users WHERE organization_id = $1", organization_id
+    )
+    return total
+
+
+async def issue_token(conn: Conn, user_id: int, digest: bytes, ttl_seconds: int) -> datetime:
+    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    await conn.execute(
+        "INSERT INTO api_tokens (user_id, token_hash, expires_at) VALUES ($1, $2, $3)",
+        user_id,
+        digest,
+        expires_at,
+    )
+    return expires_at
+
+
+async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
+    row = await conn.fetchrow(
+        "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_hash = $1 AND t.expires_at > now()",
+        digest,
+    )
+    if row is None:
+        return None
+    return Principal(
+        user_id=row["id"],
+        user_public_id=row["public_id"],
+        organization_id=row["organization_id"],
+        email=row["email"],
+        role=row["role"],
+        is_global_supporter=row["is_global_supporter"],
+    )
+
+
+async def delete_expired_tokens(conn: Conn) -> str:
+    status: str = await conn.execute("DELETE FROM api_tokens WHERE expires_at < now()")
+    return status

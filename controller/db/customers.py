@@ -1,0 +1,54 @@
+"""Customers: the grouping a monitor belongs to, addressed by numeric id or public UUID."""
+
+from uuid import UUID
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.db.sql import like_pattern
+
+_COLUMNS = "id, public_id, organization_id, name, created_at, updated_at"
+
+
+async def create(conn: Conn, organization_id: int, name: str) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"INSERT INTO customers (organization_id, name) VALUES ($1, $2) RETURNING {_COLUMNS}",
+        organization_id,
+        name,
+    )
+    assert row is not None
+    return row
+
+
+async def find(conn: Conn, ident: int | UUID, organization_id: int | None) -> asyncpg.Record | None:
+    """The customer with that id or public id, inside the organization (None: any)."""
+    column = "public_id" if isinstance(ident, UUID) else "id"
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM customers WHERE {column} = $1"
+        " AND ($2::bigint IS NULL OR organization_id = $2)",
+        ident,
+        organization_id,
+    )
+    return row
+
+
+async def list_page(
+    conn: Conn,
+    organization_id: int | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = "($1::bigint IS NULL OR organization_id = $1) AND ($2::text IS NULL OR name ILIKE $2)"
+    pattern = like_pattern(search)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM customers WHERE {where} ORDER BY id LIMIT $3 OFFSET $4",
+        organization_id,
+        pattern,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        f"SELECT count(*) FROM customers WHERE {where}", organization_id, pattern
+    )
+    return rows, total

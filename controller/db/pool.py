@@ -1,0 +1,38 @@
+"""The asyncpg pool, with JSONB encoded by msgspec."""
+
+from typing import Any
+
+import asyncpg
+import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: _encode(v).decode(),
+        decoder=_decode,
+        schema="pg_catalog",
+        format="text",
+    )
+
+
+async def create_pool(url: str, max_size: int = 20, **kwargs: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url, min_size=min(2, max_size), max_size=max_size, init=_init, **kwargs
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url)
+    await _init(conn)
+    return conn
+
+
+# What query modules take: a plain connection or one borrowed from the pool.
+Conn = asyncpg.Connection | PoolConnectionProxy

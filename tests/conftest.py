@@ -1,0 +1,156 @@
+"""Session-wide real servers: PostgreSQL and NATS (embedded unless TEST_DATABASE_URL /
+TEST_NATS_URL are given) and the API served by uvicorn on a loopback port."""
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+
+from controller.app import create_app
+from controller.db import accounts, customers
+from controller.db.migrate import migrate
+from controller.db.pool import connect, create_pool
+from controller.secretbox import generate_key
+from controller.security import hash_password, new_token
+from shared import embedded
+from shared.settings import ControllerSettings
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mailprobe-test-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_root: Path) -> AsyncIterator[str]:
+    """A fresh database on the test server, migrated."""
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    handle = None
+    if not server_url:
+        handle, server_url = embedded.start_postgres(tmp_root / "pg", throwaway=True)
+    name = f"mailprobe_test_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = _with_database(server_url, name)
+    conn = await connect(url)
+    await migrate(conn)
+    await conn.close()
+    yield url
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+    if handle is not None:
+        handle.cleanup()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, sep, query = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    return f"{head}/{name}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_root: Path) -> Iterator[str]:
+    given = os.environ.get("TEST_NATS_URL")
+    if given:
+        yield given
+        return
+    proc, url = embedded.start_nats(tmp_root / "nats")
+    yield url
+    embedded.stop(proc)
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(database_url, 10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> ControllerSettings:
+    return ControllerSettings(database_url=database_url, secrets_key=generate_key())
+
+
+@pytest.fixture(scope="session")
+async def api_url(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """The API served over real HTTP on a loopback port."""
+    port = embedded.free_port()
+    config = uvicorn.Config(
+        create_app(settings, pool), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        yield client
+
+
+@dataclass
+class Tenant:
+    """A fresh organization with one user per role, a customer, and their tokens."""
+
+    org_id: int
+    org_name: str
+    customer_id: int
+    customer_public_id: str
+    tokens: dict[str, str]
+    emails: dict[str, str]
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+PASSWORD = "correct horse battery"
+_PASSWORD_HASH = hash_password(PASSWORD)  # argon2 is slow on purpose; hash once
+
+
+async def make_tenant(pool: asyncpg.Pool, *, supporter: bool = False) -> Tenant:
+    tag = uuid.uuid4().hex[:10]
+    tokens: dict[str, str] = {}
+    emails: dict[str, str] = {}
+    async with pool.acquire() as conn:
+        org_id = await accounts.ensure_organization(conn, f"org-{tag}")
+        roles = [*accounts.ROLES, "supporter"] if supporter else list(accounts.ROLES)
+        for role in roles:
+            email = f"{role}-{tag}@example.com"
+            user = await accounts.create_user(
+                conn,
+                org_id,
+                email,
+                _PASSWORD_HASH,
+                "readonly" if role == "supporter" else role,
+                role == "supporter",
+            )
+            token, digest = new_token()
+            await accounts.issue_token(conn, user["id"], digest, 3600)
+            tokens[role], emails[role] = token, email
+        customer = await customers.create(conn, org_id, f"Customer {tag}")
+    return Tenant(
+        org_id, f"org-{tag}", customer["id"], str(customer["public_id"]), tokens, emails
+    )
+
+
+@pytest.fixture
+async def tenant(pool: asyncpg.Pool) -> Tenant:
+    return await make_tenant(pool)
