@@ -48,6 +48,10 @@ def access_log(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Raised by a middleware (e.g. 401); Litestar's outer handler answers with this status.
+            status = getattr(exc, "status", 0) or getattr(exc, "status_code", 500)
+            raise
         finally:
             user = scope.get("user")
             log.info(
@@ -121,5 +125,6 @@ def create_app(settings: ControllerSettings, pool: asyncpg.Pool | None = None) -
             path="/schema",
             render_plugins=[ScalarRenderPlugin()],
         ),
+        logging_config=None,
         debug=False,
     )

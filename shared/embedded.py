@@ -23,6 +23,15 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def start_postgres(pgdata: Path, *, throwaway: bool = False) -> tuple[Any, str]:
     """Start (or reuse) the server for `pgdata`; return its handle and a URL asyncpg accepts.
 

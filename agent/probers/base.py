@@ -1,0 +1,105 @@
+"""What every prober shares: the target, the recorder, the failure signal and the TCP connect."""
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from shared.messages import CheckJob, ErrorKind, Phases, TlsInfo
+
+PHASES = ("dns", "connect", "tls", "greeting", "auth")
+BANNER_MAX = 512
+
+
+class ProbeFailure(Exception):
+    """The check failed for a reason the prober understands; `kind` is the result's errorKind."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates."""
+
+    hostname: str
+    addresses: tuple[str, ...]
+    port: int
+    ssl_context: ssl.SSLContext
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Collects what a check observed; the caller turns it into a CheckResult."""
+
+    current: str = "start"
+    phases: dict[str, float] = field(default_factory=dict)
+    banner: str | None = None
+    tls: TlsInfo | None = None
+    address: str | None = None
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Mark `name` as the phase in progress; if it is a reported phase, time it on success."""
+        self.current = name
+        start = time.perf_counter()
+        yield
+        if name in PHASES:
+            self.record(name, time.perf_counter() - start)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.phases[name] = round(seconds * 1000, 3)
+
+    def set_banner(self, text: str) -> None:
+        self.banner = text.strip()[:BANNER_MAX]
+
+    def to_phases(self) -> Phases:
+        p = self.phases
+        return Phases(
+            dns_ms=p.get("dns"),
+            connect_ms=p.get("connect"),
+            tls_ms=p.get("tls"),
+            greeting_ms=p.get("greeting"),
+            auth_ms=p.get("auth"),
+        )
+
+
+ProbeFn = Callable[[Target, CheckJob, Recorder], Awaitable[None]]
+
+
+async def connect_socket(target: Target, rec: Recorder) -> socket.socket:
+    """A non-blocking TCP socket connected to the first address that accepts (timed as
+    `connect`); the last error is raised when none does."""
+    with rec.phase("connect"):
+        for i, address in enumerate(target.addresses):
+            try:
+                sock = await _connect_one(address, target.port)
+            except OSError:
+                if i == len(target.addresses) - 1:
+                    raise
+                continue
+            rec.address = address
+            return sock
+    raise ProbeFailure("dns", f"{target.hostname} has no address")
+
+
+async def _connect_one(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reply_kind(code: int) -> ErrorKind:
+    """A 4xx reply is temporary; anything else unexpected is a protocol failure."""
+    return "temporary" if 400 <= code < 500 else "protocol"

@@ -1,0 +1,115 @@
+"""SMTP prober (aiosmtplib), with nodemailer's meaning of secure / ignoreTls / requireTls."""
+
+import contextlib
+import socket
+import time
+
+import aiosmtplib
+from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException
+
+from agent.probers.base import ProbeFailure, Recorder, Target, connect_socket, reply_kind
+from agent.probers.tls import handshake_done_at, tls_info
+from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
+
+# Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
+EHLO_NAME = socket.gethostname() or "mailprobe"
+
+
+async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
+    if not isinstance(job, SmtpCheckJob):
+        raise TypeError(f"probe_smtp got a {job.monitor_type} job")
+    sock = await connect_socket(target, rec)
+    # The socket is already connected to the resolved IP; `hostname` is then only the name
+    # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
+    smtp = aiosmtplib.SMTP(
+        sock=sock,
+        hostname=target.hostname,
+        use_tls=job.config.secure,
+        start_tls=False,
+        tls_context=target.ssl_context,
+        local_hostname=EHLO_NAME,
+        timeout=None,  # the caller owns the deadline
+    )
+    try:
+        await _greeting(smtp, job.config, rec)
+        await _hello(smtp, rec)
+        await _maybe_starttls(smtp, job.config, rec)
+        await _maybe_auth(smtp, job.config, rec)
+        rec.current = "quit"
+        with contextlib.suppress(SMTPException):  # a rude QUIT is not an outage
+            await smtp.quit()
+    finally:
+        smtp.close()
+
+
+async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
+    rec.current = "tls handshake or greeting" if config.secure else "greeting"
+    start = time.perf_counter()
+    try:
+        greeting = await smtp.connect()
+    except SMTPResponseException as exc:
+        rec.set_banner(f"{exc.code} {exc.message}" if exc.code > 0 else exc.message)
+        raise ProbeFailure(reply_kind(exc.code), f"bad greeting: {rec.banner}") from exc
+    end = time.perf_counter()
+    if config.secure:
+        ssl_object = smtp.get_transport_info("ssl_object")
+        # aiosmtplib does the handshake and reads the greeting in one call; split it there.
+        done = handshake_done_at(ssl_object) or start
+        rec.record("tls", done - start)
+        rec.record("greeting", end - done)
+        rec.tls = tls_info(ssl_object)
+    else:
+        rec.record("greeting", end - start)
+    rec.set_banner(greeting.message)
+
+
+async def _hello(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
+    """EHLO, falling back to HELO for servers that only speak RFC 821."""
+    rec.current = "ehlo"
+    try:
+        await smtp.ehlo()
+        return
+    except SMTPResponseException as exc:
+        if 400 <= exc.code < 500:
+            raise ProbeFailure("temporary", f"EHLO refused: {exc.code} {exc.message}") from exc
+    try:
+        await smtp.helo()
+    except SMTPResponseException as exc:
+        raise ProbeFailure(reply_kind(exc.code), f"HELO refused: {exc.code} {exc.message}") from exc
+
+
+async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
+    if config.secure:
+        return
+    if config.ignore_tls or not smtp.supports_extension("starttls"):
+        if config.require_tls:
+            why = "ignoreTls is set" if config.ignore_tls else "the server does not offer STARTTLS"
+            raise ProbeFailure("tls_required", f"TLS is required but {why}")
+        return
+    with rec.phase("tls"):
+        try:
+            await smtp.starttls()
+        except SMTPResponseException as exc:
+            raise ProbeFailure(
+                reply_kind(exc.code), f"STARTTLS refused: {exc.code} {exc.message}"
+            ) from exc
+    rec.tls = tls_info(smtp.get_transport_info("ssl_object"))
+    await _hello(smtp, rec)  # RFC 3207: forget what was learnt before TLS and greet again
+
+
+async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
+    auth = config.auth
+    if auth is None or not auth.user or not auth.password:
+        return
+    with rec.phase("auth"):
+        try:
+            await smtp.login(auth.user, auth.password)
+        except SMTPAuthenticationError as exc:
+            kind: ErrorKind = "temporary" if 400 <= exc.code < 500 else "auth"
+            raise ProbeFailure(kind, f"authentication failed: {exc.code} {exc.message}") from exc
+        except SMTPResponseException as exc:
+            raise ProbeFailure(
+                reply_kind(exc.code), f"authentication failed: {exc.code} {exc.message}"
+            ) from exc
+        except SMTPException as exc:  # e.g. no AUTH offered, or no mechanism in common
+            raise ProbeFailure("auth", f"authentication impossible: {exc}") from exc

@@ -1,0 +1,161 @@
+"""Helpers for the benchmarks: embedded servers, a seeded database, wrk."""
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.db import accounts, customers
+from controller.db.migrate import migrate
+from controller.db.pool import connect
+from controller.security import hash_password, new_token
+from shared import embedded
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (Debian package) for the HTTP benchmarks", flush=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "wrk"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            stdout=subprocess.DEVNULL,
+        )
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is needed for the HTTP benchmarks: apt-get install wrk")
+    return found
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(
+    url: str, *, seconds: int, connections: int, headers: dict[str, str], script: str | None = None
+) -> WrkResult:
+    args = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for key, value in headers.items():
+        args += ["-H", f"{key}: {value}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        if script:
+            lua.write(script)
+            lua.flush()
+            args += ["-s", lua.name]
+        out = subprocess.run([*args, url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return WrkResult(rps, p50, p99, errors)
+
+
+@dataclass
+class Seeded:
+    token: str
+    customer_id: int
+    monitor_ids: list[str]
+
+
+async def seed(database_url: str, monitors: int) -> Seeded:
+    conn = await connect(database_url)
+    try:
+        await migrate(conn)
+        org_id = await accounts.ensure_organization(conn, "bench")
+        user = await accounts.create_user(
+            conn, org_id, f"bench-{time.time_ns()}@example.com", hash_password("x" * 12), "admin"
+        )
+        token, digest = new_token()
+        await accounts.issue_token(conn, user["id"], digest, 3600)
+        customer = await customers.create(conn, org_id, "bench")
+        rows = await conn.fetch(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
+            " check_interval, timeout_seconds, config)"
+            " SELECT $1, $2, 'smtp', 'mx ' || g, 'mx' || g || '.example.com', 'active', 60, 30,"
+            " '{\"secure\": false}'::jsonb FROM generate_series(1, $3) g RETURNING public_id",
+            org_id,
+            customer["id"],
+            monitors,
+        )
+        return Seeded(token, customer["id"], [str(r["public_id"]) for r in rows])
+    finally:
+        await conn.close()
+
+
+class Stack:
+    """Embedded PostgreSQL plus the API served by `python -m controller serve`."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mailprobe-bench-"))
+        self.pg, server_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
+        self.database_url = server_url
+        self.api: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def seed(self, monitors: int) -> Seeded:
+        return asyncio.run(seed(self.database_url, monitors))
+
+    def serve(self) -> str:
+        port = embedded.free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "SECRETS_KEY": "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE=",
+            "API_PORT": str(port),
+            "LOG_FORMAT": "json",
+        }
+        log = open(self.tmp / "api.log", "wb")  # noqa: SIM115 - the child's stderr
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "controller", "serve"], env=env, stdout=log, stderr=log
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/ready", timeout=1):
+                    return self.url
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"API did not start; see {self.tmp / 'api.log'}")
+
+    def close(self) -> None:
+        if self.api is not None:
+            embedded.stop(self.api)
+        self.pg.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""Agent CPU per check: process CPU time over N checks per protocol, against loopback peers
+served from a separate process (so the servers' CPU is not counted).
+
+No target yet; the figures size agents (checks per second per core). A check that is not
+`up` fails the run.
+"""
+
+import asyncio
+import multiprocessing
+import ssl
+import statistics
+import sys
+import time
+from multiprocessing.connection import Connection
+
+import trustme
+
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from bench.common import machine
+from shared.messages import ImapPopConfig, MonitorType, SmtpConfig
+from tests.peers.imap import ImapPeer
+from tests.peers.jobs import make_job
+from tests.peers.pop3 import Pop3Peer
+from tests.peers.smtp import SmtpPeer
+
+CHECKS = 400
+CONCURRENCY = 20
+WARMUP = 20
+
+SCENARIOS: dict[str, tuple[MonitorType, SmtpConfig | ImapPopConfig]] = {
+    "smtp plain": ("smtp", SmtpConfig(ignore_tls=True)),
+    "smtp starttls": ("smtp", SmtpConfig()),
+    "smtps": ("smtp", SmtpConfig(secure=True)),
+    "imaps": ("imap", ImapPopConfig(protocol="imap", tls=True)),
+    "pop3s": ("pop3", ImapPopConfig(protocol="pop3", tls=True)),
+}
+
+
+def _serve(conn: Connection) -> None:
+    asyncio.run(_serve_async(conn))
+
+
+async def _serve_async(conn: Connection) -> None:
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", common_name="localhost").configure_cert(tls)
+    async with (
+        SmtpPeer(starttls=tls) as plain,
+        SmtpPeer(implicit_tls=tls) as smtps,
+        ImapPeer(ssl_context=tls) as imaps,
+        Pop3Peer(ssl_context=tls) as pop3s,
+    ):
+        ports = {
+            "smtp plain": plain.port,
+            "smtp starttls": plain.port,
+            "smtps": smtps.port,
+            "imaps": imaps.port,
+            "pop3s": pop3s.port,
+        }
+        conn.send((ports, ca.cert_pem.bytes().decode()))
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+
+
+async def _measure(name: str, port: int, contexts: SslContexts) -> tuple[float, float, float, int]:
+    monitor_type, config = SCENARIOS[name]
+    job = make_job(monitor_type, port, config, hostname="localhost", timeout=10)
+
+    async def one() -> bool:
+        return (await run_check(job, "bench", True, contexts)).status == "up"
+
+    for _ in range(WARMUP):
+        await one()
+    walls: list[float] = []
+    failures = 0
+    cpu0 = time.process_time()
+    for _ in range(CHECKS):
+        t0 = time.perf_counter()
+        failures += not await one()
+        walls.append(time.perf_counter() - t0)
+    cpu_seq = (time.process_time() - cpu0) / CHECKS
+    cpu0 = time.process_time()
+    for _ in range(CHECKS // CONCURRENCY):
+        oks = await asyncio.gather(*(one() for _ in range(CONCURRENCY)))
+        failures += oks.count(False)
+    cpu_conc = (time.process_time() - cpu0) / (CHECKS // CONCURRENCY * CONCURRENCY)
+    return cpu_seq * 1000, cpu_conc * 1000, statistics.median(walls) * 1000, failures
+
+
+def _context_cost() -> float:
+    n = 20
+    cpu0 = time.process_time()
+    for _ in range(n):
+        ssl.create_default_context()
+    return (time.process_time() - cpu0) / n * 1000
+
+
+def run() -> bool:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=_serve, args=(child,), daemon=True)
+    server.start()
+    try:
+        ports, ca_pem = parent.recv()
+        contexts = build_ssl_contexts(cadata=ca_pem)
+        print(f"probers: agent CPU per check ({machine()}; {CHECKS} checks each)")
+        print(f"  building one SSLContext costs {_context_cost():.1f} ms CPU (built once)")
+        ok = True
+        for name in SCENARIOS:
+            seq, conc, wall, failures = asyncio.run(_measure(name, ports[name], contexts))
+            ok = ok and failures == 0
+            print(
+                f"  {name:<14} {seq:6.2f} ms CPU sequential   {conc:6.2f} ms CPU at "
+                f"{CONCURRENCY} concurrent   wall p50 {wall:6.2f} ms   failures {failures}"
+            )
+        return ok
+    finally:
+        parent.send("stop")
+        server.join(5)
+        if server.is_alive():
+            server.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(0 if run() else 1)

@@ -1,0 +1,209 @@
+"""Wire messages on NATS: versioned msgspec Structs, camelCase JSON, and their codecs.
+
+Evolution rules (agents in different countries upgrade at different times):
+- a new field always gets a default; no field ever changes type; `v` is bumped only for a
+  breaking change;
+- decoders never forbid unknown fields, so an older reader accepts a newer writer's payload;
+- times are ISO-8601 UTC strings with milliseconds (`shared.timefmt.iso_ms`).
+
+A job is a tagged union on `monitorType`, so each protocol's `config` is typed.
+"""
+
+from typing import ClassVar, Final, Literal, get_args
+
+import msgspec
+
+MonitorType = Literal["smtp", "imap", "pop3"]
+Status = Literal["up", "down"]
+ErrorKind = Literal[
+    "dns",
+    "refused",
+    "timeout",
+    "tls",
+    "tls_required",
+    "auth",
+    "protocol",
+    "temporary",
+    "blocked_target",
+    "expired",
+    "internal",
+]
+ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
+MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
+
+SECRET_MASK: Final = "********"
+
+
+class TlsOptions(msgspec.Struct, rename="camel"):
+    reject_unauthorized: bool = True
+
+
+class SmtpAuth(msgspec.Struct, rename="camel"):
+    user: str = ""
+    password: str = msgspec.field(default="", name="pass")
+
+    def __repr__(self) -> str:
+        return f"SmtpAuth(user={self.user!r}, pass={SECRET_MASK!r})"
+
+
+class SmtpConfig(msgspec.Struct, rename="camel"):
+    """nodemailer semantics: `secure` is TLS from the first byte, else STARTTLS when offered."""
+
+    secure: bool = False
+    ignore_tls: bool = False
+    require_tls: bool = False
+    auth: SmtpAuth | None = None
+    tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
+
+
+class ImapPopConfig(msgspec.Struct, rename="camel"):
+    """node-imap semantics: `tls` is TLS from the first byte; no STARTTLS."""
+
+    protocol: Literal["imap", "pop3"] = "imap"
+    user: str = ""
+    password: str = ""
+    tls: bool = False
+    tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImapPopConfig(protocol={self.protocol!r}, user={self.user!r}, "
+            f"password={SECRET_MASK!r}, tls={self.tls!r}, tls_options={self.tls_options!r})"
+        )
+
+
+class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="monitorType"):
+    v: int = 1
+    job_id: str
+    monitor_id: str
+    hostname: str
+    port: int = 0
+    timeout_seconds: float = 10.0
+    country: str
+    scheduled_at: str
+    expires_at: str
+
+
+class SmtpCheckJob(_CheckJobBase, tag="smtp"):
+    monitor_type: ClassVar[MonitorType] = "smtp"
+    config: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+
+
+class ImapCheckJob(_CheckJobBase, tag="imap"):
+    monitor_type: ClassVar[MonitorType] = "imap"
+    config: ImapPopConfig = msgspec.field(default_factory=ImapPopConfig)
+
+
+class Pop3CheckJob(_CheckJobBase, tag="pop3"):
+    monitor_type: ClassVar[MonitorType] = "pop3"
+    config: ImapPopConfig = msgspec.field(default_factory=lambda: ImapPopConfig(protocol="pop3"))
+
+
+CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob
+JOB_TYPES: Final[dict[MonitorType, type[CheckJob]]] = {
+    "smtp": SmtpCheckJob,
+    "imap": ImapCheckJob,
+    "pop3": Pop3CheckJob,
+}
+
+
+class Phases(msgspec.Struct, rename="camel"):
+    """Milliseconds per phase; null for a phase not reached."""
+
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    greeting_ms: float | None = None
+    auth_ms: float | None = None
+
+
+class TlsInfo(msgspec.Struct, rename="camel"):
+    version: str | None = None
+    cipher: str | None = None
+    cert_subject: str | None = None
+    cert_not_after: str | None = None
+    cert_days_left: int | None = None
+
+
+class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
+    v: int = 1
+    job_id: str
+    monitor_id: str
+    monitor_type: MonitorType
+    country: str
+    agent_id: str
+    scheduled_at: str
+    started_at: str
+    finished_at: str
+    status: Status
+    # A plain str on the wire, not ErrorKind: a newer agent may report a kind an older
+    # controller does not know yet, and that must not make the result undecodable.
+    error_kind: str | None = None
+    message: str = ""
+    banner: str | None = None
+    response_time_ms: float | None = None
+    phases: Phases = msgspec.field(default_factory=Phases)
+    tls: TlsInfo | None = None
+    address: str | None = None
+
+
+class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
+    v: int = 1
+    agent_id: str
+    country: str
+    version: str = ""
+    in_flight: int = 0
+    capacity: int = 0
+    started_at: str
+    seen_at: str
+
+
+class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
+    v: int = 1
+    monitor_id: str
+    state: str
+    previous_state: str | None = None
+    at: str
+    countries: list[str] = msgspec.field(default_factory=list)
+    cause: str = ""
+
+
+def default_port(monitor_type: MonitorType, config: SmtpConfig | ImapPopConfig) -> int:
+    """The port used when a monitor names none: SMTP 465/25, IMAP 993/143, POP3 995/110."""
+    if monitor_type == "smtp":
+        return 465 if isinstance(config, SmtpConfig) and config.secure else 25
+    tls = isinstance(config, ImapPopConfig) and config.tls
+    if monitor_type == "imap":
+        return 993 if tls else 143
+    return 995 if tls else 110
+
+
+Message = CheckJob | CheckResult | AgentHeartbeat | MonitorEvent
+
+_encoder: Final = msgspec.json.Encoder()
+_job_decoder: Final = msgspec.json.Decoder(CheckJob)
+_result_decoder: Final = msgspec.json.Decoder(CheckResult)
+_heartbeat_decoder: Final = msgspec.json.Decoder(AgentHeartbeat)
+_event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_job(data: bytes) -> CheckJob:
+    """Raises msgspec.DecodeError (not JSON) or msgspec.ValidationError (wrong shape)."""
+    job: CheckJob = _job_decoder.decode(data)
+    return job
+
+
+def decode_result(data: bytes) -> CheckResult:
+    return _result_decoder.decode(data)
+
+
+def decode_heartbeat(data: bytes) -> AgentHeartbeat:
+    return _heartbeat_decoder.decode(data)
+
+
+def decode_event(data: bytes) -> MonitorEvent:
+    return _event_decoder.decode(data)

@@ -1,0 +1,49 @@
+"""NATS subject, stream and bucket names (see ARCHITECTURE.md, section NATS)."""
+
+import re
+from typing import Final
+
+JOBS_STREAM: Final = "JOBS"
+RESULTS_STREAM: Final = "RESULTS"
+EVENTS_STREAM: Final = "EVENTS"
+AGENTS_BUCKET: Final = "agents"
+
+JOBS_SUBJECTS: Final = "mon.jobs.*"
+RESULTS_SUBJECTS: Final = "mon.results.>"
+EVENTS_SUBJECTS: Final = "mon.events.*"
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+# One subject token: no dots, wildcards or whitespace, so a value can never widen a subject.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _country(cc: str) -> str:
+    if not _COUNTRY.fullmatch(cc):
+        raise ValueError(f"country must be an upper-case ISO 3166-1 alpha-2 code, got {cc!r}")
+    return cc
+
+
+def _token(name: str, value: str) -> str:
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"{name} is not a valid subject token: {value!r}")
+    return value
+
+
+def jobs_subject(cc: str) -> str:
+    return f"mon.jobs.{_country(cc)}"
+
+
+def results_subject(cc: str, monitor_type: str, monitor_id: str) -> str:
+    return (
+        f"mon.results.{_country(cc)}.{_token('monitor_type', monitor_type)}"
+        f".{_token('monitor_id', monitor_id)}"
+    )
+
+
+def results_country_filter(cc: str) -> str:
+    """Every result from one country (for a country-scoped reader)."""
+    return f"mon.results.{_country(cc)}.>"
+
+
+def events_subject(monitor_id: str) -> str:
+    return f"mon.events.{_token('monitor_id', monitor_id)}"

@@ -1,0 +1,1 @@
+"""Small protocol servers on loopback for tests: real sockets, scripted just enough."""

@@ -1,0 +1,74 @@
+"""An aiosmtpd server in the test's own event loop (no thread): plain, STARTTLS or SMTPS."""
+
+import asyncio
+import ssl
+from types import TracebackType
+from typing import Any, Self
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class _Handler:
+    """No hooks needed: the probes never send mail."""
+
+
+class SmtpPeer:
+    """`implicit_tls` serves SMTPS; `starttls` offers STARTTLS; `users` enables AUTH."""
+
+    def __init__(
+        self,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.users = users if users is not None else {"alice": "s3cret"}
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._protocols: list[SMTP] = []
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (
+            self.users.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    def _protocol(self) -> SMTP:
+        proto = SMTP(
+            _Handler(),
+            hostname="mail.test",
+            tls_context=self.starttls,
+            authenticator=self._authenticate,
+            # aiosmtpd only sees STARTTLS as TLS; with implicit TLS allow AUTH anyway.
+            auth_require_tls=self.implicit_tls is None,
+            loop=asyncio.get_running_loop(),
+        )
+        self._protocols.append(proto)
+        return proto
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        for proto in self._protocols:
+            if proto.transport is not None:
+                proto.transport.close()
+            if proto._handler_coroutine is not None:
+                proto._handler_coroutine.cancel()
+        await self._server.wait_closed()

@@ -1,0 +1,114 @@
+"""IMAP and POP3 checks against the small loopback peers, with and without TLS."""
+
+import ssl
+
+import pytest
+
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts
+from shared.messages import CheckResult, ImapPopConfig, MonitorType, TlsOptions
+from tests.peers.base import LoopbackServer
+from tests.peers.imap import ImapPeer
+from tests.peers.jobs import make_job
+from tests.peers.pop3 import Pop3Peer
+from tests.peers.scripted import ScriptedPeer
+
+PROTOCOLS: list[MonitorType] = ["imap", "pop3"]
+
+
+def peer_for(protocol: MonitorType, tls: ssl.SSLContext | None) -> LoopbackServer:
+    return ImapPeer(ssl_context=tls) if protocol == "imap" else Pop3Peer(ssl_context=tls)
+
+
+async def check(
+    protocol: MonitorType,
+    port: int,
+    contexts: SslContexts,
+    *,
+    tls: bool,
+    user: str = "",
+    password: str = "",
+    verify: bool = True,
+) -> CheckResult:
+    config = ImapPopConfig(
+        protocol="imap" if protocol == "imap" else "pop3",
+        user=user,
+        password=password,
+        tls=tls,
+        tls_options=TlsOptions(reject_unauthorized=verify),
+    )
+    job = make_job(protocol, port, config, hostname="localhost")
+    return await run_check(job, "agent-t", True, contexts)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_plain_login_is_up(protocol: MonitorType, ssl_contexts: SslContexts) -> None:
+    async with peer_for(protocol, None) as peer:
+        result = await check(
+            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="s3cret"
+        )
+    assert (result.status, result.error_kind) == ("up", None), result.message
+    assert result.tls is None
+    assert result.banner is not None and "test" in result.banner
+    assert result.phases.greeting_ms is not None and result.phases.auth_ms is not None
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_implicit_tls_login_is_up(
+    protocol: MonitorType, ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with peer_for(protocol, server_tls) as peer:
+        result = await check(
+            protocol, peer.port, ssl_contexts, tls=True, user="alice", password="s3cret"
+        )
+    assert result.status == "up", result.message
+    assert result.tls is not None and result.tls.cert_subject == "localhost"
+    assert result.phases.tls_ms is not None
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_wrong_password_is_auth(protocol: MonitorType, ssl_contexts: SslContexts) -> None:
+    async with peer_for(protocol, None) as peer:
+        result = await check(
+            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="nope"
+        )
+    assert (result.status, result.error_kind) == ("down", "auth"), result.message
+    assert "nope" not in result.message
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_no_credentials_means_no_login(
+    protocol: MonitorType, ssl_contexts: SslContexts
+) -> None:
+    async with peer_for(protocol, None) as peer:
+        result = await check(protocol, peer.port, ssl_contexts, tls=False, user="alice")
+    assert result.status == "up", result.message
+    assert result.phases.auth_ms is None
+    assert isinstance(peer, ImapPeer | Pop3Peer)
+    assert not {"LOGIN", "USER", "PASS"} & set(peer.commands)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_untrusted_certificate_honours_reject_unauthorized(
+    protocol: MonitorType, ssl_contexts: SslContexts, untrusted_tls: ssl.SSLContext
+) -> None:
+    async with peer_for(protocol, untrusted_tls) as peer:
+        verified = await check(protocol, peer.port, ssl_contexts, tls=True)
+        unverified = await check(protocol, peer.port, ssl_contexts, tls=True, verify=False)
+    assert verified.error_kind == "tls", verified.message
+    assert unverified.status == "up", unverified.message
+
+
+async def test_imap_bye_greeting_is_temporary(ssl_contexts: SslContexts) -> None:
+    async with ImapPeer(greeting="* BYE too many connections") as peer:
+        result = await check("imap", peer.port, ssl_contexts, tls=False)
+    assert result.error_kind == "temporary", result.message
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_garbage_greeting_is_protocol(
+    protocol: MonitorType, ssl_contexts: SslContexts
+) -> None:
+    async with ScriptedPeer(b"220 this is an SMTP server\r\n") as peer:
+        result = await check(protocol, peer.port, ssl_contexts, tls=False)
+    assert result.error_kind == "protocol", result.message

@@ -1,0 +1,168 @@
+"""SMTP checks against a real aiosmtpd server and scripted peers on loopback."""
+
+import ssl
+
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts
+from shared.messages import CheckResult, SmtpAuth, SmtpConfig, TlsOptions
+from tests.peers.jobs import make_job
+from tests.peers.scripted import ScriptedPeer
+from tests.peers.smtp import SmtpPeer
+
+GOOD = SmtpAuth(user="alice", password="s3cret")
+BAD = SmtpAuth(user="alice", password="wrong")
+
+
+async def smtp_check(
+    port: int, config: SmtpConfig, contexts: SslContexts, hostname: str = "localhost"
+) -> CheckResult:
+    return await run_check(
+        make_job("smtp", port, config, hostname=hostname), "agent-t", True, contexts
+    )
+
+
+async def test_plain_smtp_is_up_with_banner_and_no_tls(ssl_contexts: SslContexts) -> None:
+    async with SmtpPeer() as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
+    assert (result.status, result.error_kind) == ("up", None), result.message
+    assert result.banner is not None and result.banner.startswith("mail.test")
+    assert result.tls is None
+    assert result.address == "127.0.0.1"
+    phases = result.phases
+    assert phases.dns_ms is not None and phases.connect_ms is not None
+    assert phases.greeting_ms is not None
+    assert phases.tls_ms is None and phases.auth_ms is None
+
+
+async def test_starttls_is_used_when_offered(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=server_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(auth=GOOD), ssl_contexts)
+    assert result.status == "up", result.message
+    assert result.tls is not None
+    assert result.tls.version in {"TLSv1.2", "TLSv1.3"}
+    assert result.tls.cert_subject == "localhost"
+    assert result.tls.cert_days_left is not None and result.tls.cert_days_left > 0
+    assert result.tls.cert_not_after is not None and result.tls.cert_not_after.endswith("Z")
+    assert result.phases.tls_ms is not None and result.phases.auth_ms is not None
+
+
+async def test_implicit_tls_with_auth(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(implicit_tls=server_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(secure=True, auth=GOOD), ssl_contexts)
+    assert result.status == "up", result.message
+    assert result.tls is not None and result.tls.cipher
+    assert result.phases.tls_ms is not None and result.phases.greeting_ms is not None
+    assert result.phases.auth_ms is not None
+
+
+async def test_wrong_password_is_auth(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=server_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(auth=BAD), ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "auth")
+    assert "535" in result.message
+    assert "wrong" not in result.message
+
+
+async def test_auth_skipped_unless_user_and_pass_are_both_set(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=server_tls) as peer:
+        config = SmtpConfig(auth=SmtpAuth(user="alice", password=""))
+        result = await smtp_check(peer.port, config, ssl_contexts)
+    assert result.status == "up", result.message
+    assert result.phases.auth_ms is None
+
+
+async def test_require_tls_without_starttls_is_tls_required(ssl_contexts: SslContexts) -> None:
+    async with SmtpPeer() as peer:
+        result = await smtp_check(peer.port, SmtpConfig(require_tls=True), ssl_contexts)
+    assert result.error_kind == "tls_required"
+    assert "STARTTLS" in result.message
+
+
+async def test_ignore_tls_stays_plain_even_when_starttls_is_offered(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=server_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(ignore_tls=True), ssl_contexts)
+        both = await smtp_check(
+            peer.port, SmtpConfig(ignore_tls=True, require_tls=True), ssl_contexts
+        )
+    assert result.status == "up", result.message
+    assert result.tls is None
+    assert both.error_kind == "tls_required"
+
+
+async def test_untrusted_certificate_fails_when_verified_passes_when_not(
+    ssl_contexts: SslContexts, untrusted_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(implicit_tls=untrusted_tls) as peer:
+        verified = await smtp_check(peer.port, SmtpConfig(secure=True), ssl_contexts)
+        unverified = await smtp_check(
+            peer.port,
+            SmtpConfig(secure=True, tls_options=TlsOptions(reject_unauthorized=False)),
+            ssl_contexts,
+        )
+    assert verified.error_kind == "tls"
+    assert "certificate" in verified.message
+    assert unverified.status == "up", unverified.message
+    # certificate facts even without verification (getpeercert() would be empty)
+    assert unverified.tls is not None and unverified.tls.cert_subject == "localhost"
+
+
+async def test_untrusted_certificate_over_starttls_is_tls(
+    ssl_contexts: SslContexts, untrusted_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=untrusted_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts)
+    assert result.error_kind == "tls", result.message
+
+
+async def test_certificate_is_checked_against_the_hostname_not_the_ip(
+    ssl_contexts: SslContexts, wrong_name_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(implicit_tls=wrong_name_tls) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(secure=True), ssl_contexts)
+    assert result.error_kind == "tls"
+    assert result.address == "127.0.0.1"
+
+
+async def test_421_greeting_is_temporary(ssl_contexts: SslContexts) -> None:
+    async with ScriptedPeer(b"421 mail.test too busy, try later\r\n") as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts)
+    assert result.error_kind == "temporary"
+    assert result.banner == "421 mail.test too busy, try later"
+
+
+async def test_554_greeting_is_protocol(ssl_contexts: SslContexts) -> None:
+    async with ScriptedPeer(b"554 no service here\r\n") as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts)
+    assert result.error_kind == "protocol"
+
+
+async def test_garbage_greeting_is_protocol(ssl_contexts: SslContexts) -> None:
+    async with ScriptedPeer(b"SSH-2.0-OpenSSH_9.6\r\n") as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts)
+    assert result.error_kind == "protocol", result.message
+    assert result.banner is not None and "SSH-2.0" in result.banner
+
+
+async def test_helo_fallback_when_ehlo_is_refused(ssl_contexts: SslContexts) -> None:
+    replies = {"EHLO": b"502 5.5.1 EHLO not implemented\r\n", "QUIT": b"221 bye\r\n"}
+    async with ScriptedPeer(b"220 old.test SMTP\r\n", b"250 ok\r\n", replies) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
+    assert result.status == "up", result.message
+    assert peer.commands[:2] == ["EHLO", "HELO"]
+
+
+async def test_4xx_to_ehlo_is_temporary(ssl_contexts: SslContexts) -> None:
+    replies = {"EHLO": b"451 4.3.0 local problem\r\n"}
+    async with ScriptedPeer(b"220 flaky.test SMTP\r\n", b"250 ok\r\n", replies) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
+    assert result.error_kind == "temporary", result.message

