@@ -1,0 +1,47 @@
+"""Settings: a missing or malformed one is one clear line naming it."""
+
+import pytest
+
+from controller.secretbox import generate_key
+from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
+
+GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "setting DATABASE_URL is required but not set"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with one of"),
+        ({**GOOD, "API_PORT": "eighty"}, "setting API_PORT is invalid: Expected `int`"),
+        ({**GOOD, "API_PORT": "0"}, "setting API_PORT is invalid: Expected `int` >= 1"),
+        ({**GOOD, "NATS_URL": "http://x"}, "NATS_URL must start with one of"),
+        ({**GOOD, "SECRETS_KEY": "short"}, "SECRETS_KEY must be comma-separated"),
+        ({**GOOD, "LOG_LEVEL": "LOUD"}, "setting LOG_LEVEL is invalid"),
+    ],
+)
+def test_bad_controller_setting_names_it(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(ControllerSettings, env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_defaults_and_conversions() -> None:
+    key = generate_key()
+    settings = load(ControllerSettings, {**GOOD, "API_PORT": "9000", "SECRETS_KEY": key, "X": "1"})
+    assert settings.api_port == 9000
+    assert settings.secrets_key == key
+    assert settings.nats_url == "nats://127.0.0.1:4222"
+
+
+def test_empty_value_counts_as_unset() -> None:
+    assert load(ControllerSettings, {**GOOD, "API_PORT": ""}).api_port == 8080
+
+
+def test_agent_country_must_be_upper_iso_shape() -> None:
+    with pytest.raises(SettingsError, match="AGENT_COUNTRY must be an upper-case"):
+        load(AgentSettings, {"AGENT_COUNTRY": "germany"})
+    agent = load(AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country="DE")
+    assert agent.agent_allow_private_targets is True
+    assert agent.agent_country == "DE"
