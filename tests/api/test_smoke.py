@@ -12,8 +12,12 @@ async def test_seed_create_roundtrip(http: httpx.AsyncClient, tenant: Tenant) ->
         "status": "active",
         "checkInterval": 60,
         "timeoutSeconds": 30,
-        "smtpConfig": {"secure": False, "ignoreTls": False, "requireTls": False,
-                        "auth": {"user": "username", "pass": "password"}},
+        "smtpConfig": {
+            "secure": False,
+            "ignoreTls": False,
+            "requireTls": False,
+            "auth": {"user": "username", "pass": "password"},
+        },
     }
     r = await http.post("/api/smtp-monitors", json=body, headers=tenant.auth())
     print(r.status_code, r.text)
