@@ -9,6 +9,7 @@ from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.params import JSONBody
 
+from controller.api import validation
 from controller.api.errors import ApiError
 from controller.db import accounts
 from controller.db.accounts import Principal
@@ -60,6 +61,7 @@ class AuthController(Controller):
     async def login(
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> LoginResponse:
+        validation.no_nul(data, "")
         pool: asyncpg.Pool = request.app.state.pool
         async with pool.acquire() as conn:
             user = await accounts.user_for_login(conn, data.email.strip())

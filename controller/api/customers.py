@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from controller.api import guards, validation
-from controller.api.errors import bad_request, not_found
+from controller.api.errors import invalid_customer, not_found
 from controller.api.monitor_rules import customer_ident
 from controller.db import customers
 from controller.db.accounts import Principal
@@ -55,6 +55,7 @@ class CustomerController(Controller):
         self, request: Request[Principal, Any, Any], data: JSONBody[CustomerCreate]
     ) -> Customer:
         guards.requires_admin(request.user)
+        validation.no_nul(data, "")
         name = validation.name(data.name)
         async with request.app.state.pool.acquire() as conn:
             row = await customers.create(conn, request.user.organization_id, name)
@@ -68,6 +69,7 @@ class CustomerController(Controller):
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> CustomerPage:
+        validation.no_nul(search, "search")
         async with request.app.state.pool.acquire() as conn:
             rows, total = await customers.list_page(
                 conn,
@@ -84,7 +86,7 @@ class CustomerController(Controller):
     ) -> Customer:
         ident = customer_ident(customer_id)
         if ident is None:
-            raise bad_request("customerId", "Invalid Customer identifier", "invalid_customer_id")
+            raise invalid_customer()
         async with request.app.state.pool.acquire() as conn:
             row = await customers.find(conn, ident, guards.read_scope(request.user))
         if row is None:

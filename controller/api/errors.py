@@ -28,6 +28,7 @@ _HTTP_CODES = {
 }
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+_AT = re.compile(r"^(.*) - at `\$\.?(.*)`$", re.DOTALL)  # msgspec: "Expected ... - at `$.a.b`"
 
 
 class ErrorBody(msgspec.Struct, rename="camel"):
@@ -74,14 +75,46 @@ def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Error
     return _respond(exc.status, exc.code, exc.message, exc.fields)
 
 
-def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[ErrorBody]:
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def invalid_customer() -> ApiError:
+    return bad_request("customerId", "Invalid Customer identifier", "invalid_customer_id")
+
+
+def strict_body_error(exc: msgspec.ValidationError) -> ApiError:
+    """A msgspec error from re-checking a body strictly → the 400 `handle_validation` gives."""
+    text = str(exc)
+    m = _AT.match(text)
+    message, key = (m.group(1), m.group(2)) if m else (text, "")
+    if key == "customerId":
+        return invalid_customer()
+    return ApiError(
+        400,
+        f"Invalid request body: {key}: {message}" if key else f"Invalid request body: {message}",
+        code="invalid_body",
+        fields=[key] if key else [],
+    )
+
+
+def handle_validation(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[ErrorBody]:
     """Litestar's body/query validation → our shape, naming the fields at fault."""
     fields: list[str] = []
     problems: list[str] = []
+    source = exc.extra[0].get("source") if isinstance(exc.extra, list) and exc.extra else None
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
         key, message = str(item.get("key", "")), str(item.get("message", ""))
+        if source == "query":
+            key = _camel(key)  # Litestar reports the Python name; callers sent the query name
+        if key == "customerId" and message.startswith("Expected"):
+            # a bool, float, null, object...: the seeds' error for any bad customer identifier
+            return handle_api_error(request, invalid_customer())
         if (m := _MISSING.search(message) or _UNKNOWN.search(message)) is not None:
             key = m.group(1) if key in ("", "data") else f"{key}.{m.group(1)}"
         elif key == "data":
@@ -91,7 +124,6 @@ def handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Re
         if key:
             fields.append(key)
         problems.append(f"{key}: {message}" if key else message)
-    source = exc.extra[0].get("source") if isinstance(exc.extra, list) and exc.extra else None
     prefix = "Invalid query parameter" if source == "query" else "Invalid request body"
     text = f"{prefix}: {'; '.join(problems)}" if problems else f"{prefix}: {exc.detail}"
     code = "invalid_query" if source == "query" else "invalid_body"
@@ -109,6 +141,11 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Error
     return _respond(status, _HTTP_CODES.get(status, "error"), detail, [])
 
 
+def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
+    """msgspec gives up on JSON nested deeper than it recurses (e.g. `[[[[...`): a client error."""
+    return _respond(400, "invalid_json", "Invalid request body: JSON is nested too deeply", [])
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error", error=type(exc).__name__)
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal server error", [])
@@ -118,5 +155,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ApiError: handle_api_error,
     ValidationException: handle_validation,
     HTTPException: handle_http,
+    RecursionError: handle_too_deep,
     Exception: handle_unexpected,
 }

@@ -4,14 +4,16 @@ Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between the
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+import msgspec
+from litestar import Request
 from msgspec import UNSET, UnsetType
 
 from controller.api import validation
-from controller.api.errors import ApiError, bad_request
+from controller.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.api.monitor_schemas import (
     MASK,
     ImapPopConfigIn,
@@ -43,6 +45,21 @@ SMTP = Kind("SMTP Monitor", "smtpConfig", ("smtp",))
 IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
 
 
+BodyT = TypeVar("BodyT", bound=msgspec.Struct)
+
+
+async def strict_body(request: Request[Any, Any, Any], data: BodyT) -> BodyT:
+    """`data` re-checked strictly against the JSON types of the seeds.
+
+    Litestar converts bodies leniently (`"60"` → 60, `1` → true, `"false"` → false); a monitor's
+    fields and config keys are typed, so those are 400s naming the field. The JSON is cached.
+    """
+    try:
+        return msgspec.convert(await request.json(), type(data), strict=True)
+    except msgspec.ValidationError as exc:
+        raise strict_body_error(exc) from None
+
+
 def public_id(kind: Kind, raw: str) -> UUID:
     try:
         return UUID(raw)
@@ -59,7 +76,7 @@ async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int
     """The internal id of the caller's customer given as number or public UUID."""
     parsed = customer_ident(ident)
     if parsed is None:
-        raise bad_request("customerId", "Invalid Customer identifier", "invalid_customer_id")
+        raise invalid_customer()
     row = await customers.find(conn, parsed, organization_id)
     if row is None:
         raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])

@@ -9,7 +9,7 @@ from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
 
 from controller.api import guards, validation
-from controller.api.errors import bad_request, not_found
+from controller.api.errors import invalid_customer, not_found
 from controller.api.monitor_rules import (
     IMAP_POP,
     SMTP,
@@ -21,6 +21,7 @@ from controller.api.monitor_rules import (
     present,
     public_id,
     sent_fields,
+    strict_body,
 )
 from controller.api.monitor_schemas import (
     ImapPopMonitor,
@@ -55,9 +56,13 @@ SMTP_EXAMPLE = {
         "auth": {"user": "username", "pass": "password"},
     },
 }
-SMTP_PATCH_EXAMPLE = {
+SMTP_PATCH_EXAMPLE = {  # seed 002's request body
     "name": "Outbound SMTP (Primary)",
+    "hostname": "smtp.example.com",
+    "port": 587,
     "status": "paused",
+    "checkInterval": 60,
+    "timeoutSeconds": 30,
     "allowedCheckCountryCodes": ["de", "us"],
     "smtpConfig": {
         "secure": False,
@@ -101,6 +106,8 @@ def _box(request: AuthedRequest) -> SecretBox:
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
     principal = request.user
     guards.requires_writer(principal)
+    body = await strict_body(request, body)
+    validation.no_nul(body, "")
     values = common_values(body)
     values.setdefault("status", "active")
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
@@ -118,15 +125,18 @@ async def _update(
     kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
 ) -> asyncpg.Record:
     principal = request.user
-    guards.requires_updater(principal, sent_fields(body))
     monitor_id = public_id(kind, raw_id)
-    changes = common_values(body)
     async with _pool(request).acquire() as conn, conn.transaction():
+        # Look up before the role check: another organization's monitor is a 404, never a 403.
         row = await monitors.get(
-            conn, monitor_id, kind.types, principal.organization_id, for_update=True
+            conn, monitor_id, kind.types, guards.read_scope(principal), for_update=True
         )
         if row is None:
             raise not_found()
+        guards.requires_updater(principal, sent_fields(body))
+        body = await strict_body(request, body)
+        validation.no_nul(body, "")
+        changes = common_values(body)
         validation.interval_and_timeout(
             changes.get("check_interval", row["check_interval"]),
             changes.get("timeout_seconds", row["timeout_seconds"]),
@@ -136,6 +146,8 @@ async def _update(
             changes["customer_id"] = await customer_id(
                 conn, body.customer_id, principal.organization_id
             )
+        if {"check_interval", "status"} & changes.keys():
+            changes["next_due_at"] = None  # the scheduler puts it on the new grid
         return await monitors.update(conn, row["id"], changes)
 
 
@@ -158,15 +170,14 @@ async def _list(
     per_page: int,
 ) -> tuple[list[asyncpg.Record], int]:
     scope = guards.read_scope(request.user)
+    validation.no_nul(search, "search")
     status_value = None if status is None else validation.status(status, "status")
     async with _pool(request).acquire() as conn:
         customer_row_id: int | None = None
         if customer is not None:
             ident = customer_ident(customer)
             if ident is None:
-                raise bad_request(
-                    "customerId", "Invalid Customer identifier", "invalid_customer_id"
-                )
+                raise invalid_customer()
             found = await customers.find(conn, ident, scope)
             if found is None:
                 return [], 0
@@ -185,12 +196,13 @@ async def _list(
 
 async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
     principal = request.user
-    guards.requires_writer(principal)
     monitor_id = public_id(kind, raw_id)
     async with _pool(request).acquire() as conn:
-        row = await monitors.get(conn, monitor_id, kind.types, principal.organization_id)
+        # Look up before the role check: another organization's monitor is a 404, never a 403.
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(principal))
         if row is None:
             raise not_found()
+        guards.requires_writer(principal)
         await monitors.delete(conn, row["id"])
 
 

@@ -60,6 +60,7 @@ class UserController(Controller):
     ) -> User:
         principal = request.user
         guards.requires_admin(principal)
+        validation.no_nul(data, "")
         email = validation.email(data.email, "email")
         if email is None:
             raise bad_request("email", "email is required")

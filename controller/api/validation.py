@@ -7,6 +7,7 @@ import ipaddress
 import re
 
 import idna
+import msgspec
 import phonenumbers
 import pycountry
 
@@ -19,6 +20,26 @@ COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 CHECK_INTERVAL_DEFAULT, CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX = 60, 10, 86_400
 TIMEOUT_DEFAULT, TIMEOUT_MIN, TIMEOUT_MAX = 30, 1, 300
 NAME_MAX = 200
+
+
+def no_nul(value: object, path: str) -> None:
+    """PostgreSQL stores no NUL character in text or JSONB: a 400 naming the field holding one.
+
+    Walks request Structs (by their wire names), lists and dicts down to the strings.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_request(path, f"{path} must not contain NUL characters (\\u0000)")
+    elif isinstance(value, msgspec.Struct):
+        for f in msgspec.structs.fields(value):
+            no_nul(getattr(value, f.name), f"{path}.{f.encode_name}" if path else f.encode_name)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            no_nul(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key, path)
+            no_nul(item, f"{path}.{key}")
 
 
 def _bad_host(field: str, why: str) -> ApiError:

@@ -1,0 +1,1 @@
+"""The controller: HTTP API, scheduler, ingester and alerter (`python -m controller`)."""

@@ -1,0 +1,74 @@
+"""OpenAPI is served by the app, with the seeds' request bodies as examples."""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import SEED_000, SEED_002_PATCH, SEED_003
+
+
+@pytest.fixture
+async def spec(http: httpx.AsyncClient) -> dict[str, Any]:
+    r = await http.get("/schema/openapi.json")  # no token needed
+    assert r.status_code == 200
+    assert "json" in r.headers["content-type"]
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def examples(spec: dict[str, Any], path: str, method: str) -> list[Any]:
+    content = spec["paths"][path][method]["requestBody"]["content"]["application/json"]
+    found: list[Any] = list(content.get("schema", {}).get("examples", []))
+    found += [e.get("value") for e in content.get("examples", {}).values()]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "seed"),
+    [
+        ("/api/smtp-monitors", "post", SEED_000),
+        ("/api/smtp-monitors/{smtpMonitorPublicId}", "patch", SEED_002_PATCH),
+        ("/api/imap-pop-monitors", "post", SEED_003),
+    ],
+)
+def test_seed_request_bodies_are_examples(
+    spec: dict[str, Any], path: str, method: str, seed: dict[str, Any]
+) -> None:
+    assert seed in examples(spec, path, method)
+
+
+def test_documented_paths_and_methods(spec: dict[str, Any]) -> None:
+    paths = spec["paths"]
+    for kind, param in (
+        ("smtp-monitors", "smtpMonitorPublicId"),
+        ("imap-pop-monitors", "imapPopMonitorPublicId"),
+    ):
+        assert {"get", "post"} <= set(paths[f"/api/{kind}"])
+        assert {"get", "patch", "delete"} <= set(paths[f"/api/{kind}/{{{param}}}"])
+    assert "post" in paths["/api/auth/login"]
+    assert {"get", "post"} <= set(paths["/api/users"]) and {"get", "post"} <= set(
+        paths["/api/customers"]
+    )
+    params = {p["name"] for p in paths["/api/smtp-monitors"]["get"]["parameters"]}
+    assert params == {"customerId", "search", "status", "page", "perPage"}
+
+
+def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    create = schemas["SmtpMonitorCreate"]
+    assert set(create["required"]) == {"customerId", "name", "hostname"}
+    assert {
+        "customerId",
+        "name",
+        "hostname",
+        "port",
+        "status",
+        "checkInterval",
+        "timeoutSeconds",
+        "smtpConfig",
+        "config",
+        "allowedCheckCountryCodes",
+        "notificationEmail",
+        "notificationPhoneNumber",
+    } == set(create["properties"])
