@@ -28,7 +28,7 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy tools bench
+	$(BIN)/mypy tools bench deploy
 
 bench: $(STAMP) ## benchmarks with their targets; prints the figures
 	$(BIN)/python -m bench

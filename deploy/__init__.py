@@ -1,0 +1,1 @@
+"""Operator tooling for deploy/ (NATS users and permissions); not part of the installed package."""
