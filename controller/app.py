@@ -15,12 +15,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.api.alertsite import AlertSiteController
 from controller.api.auth import AuthController, BearerAuthMiddleware
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.monitors import ImapPopMonitorController, SmtpMonitorController
+from controller.api.results import (
+    ImapPopMonitorResultsController,
+    SmtpMonitorResultsController,
+    list_agents,
+)
 from controller.api.users import UserController
 from controller.db.pool import create_pool
+from controller.pipeline import Pipeline
 from controller.secretbox import SecretBox
 from shared import __version__
 from shared.settings import ControllerSettings
@@ -79,8 +86,13 @@ async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {"status": "ready"}
 
 
-def create_app(settings: ControllerSettings, pool: asyncpg.Pool | None = None) -> Litestar:
-    """The API. Pass `pool` to share one (tests); otherwise the lifespan opens and closes it."""
+def create_app(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool | None = None,
+    pipeline: Pipeline | None = None,
+) -> Litestar:
+    """The API. Pass `pool` to share one (tests); otherwise the lifespan opens and closes it.
+    Without `pipeline` (NATS), trigger-check and the agents list answer 503."""
     if settings.secrets_key is None:
         raise ValueError("SECRETS_KEY is required to serve the API")
 
@@ -95,14 +107,22 @@ def create_app(settings: ControllerSettings, pool: asyncpg.Pool | None = None) -
                 await app.state.pool.close()
 
     def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update(settings=settings, secret_box=SecretBox(settings.secrets_key or ""))
+        config.state.update(
+            settings=settings,
+            secret_box=SecretBox(settings.secrets_key or ""),
+            pipeline=pipeline,
+        )
         return config
 
     return Litestar(
         route_handlers=[
             AuthController,
+            AlertSiteController,
             SmtpMonitorController,
             ImapPopMonitorController,
+            SmtpMonitorResultsController,
+            ImapPopMonitorResultsController,
+            list_agents,
             CustomerController,
             UserController,
             health,
@@ -114,7 +134,13 @@ def create_app(settings: ControllerSettings, pool: asyncpg.Pool | None = None) -
             access_log,
             DefineMiddleware(
                 BearerAuthMiddleware,
-                exclude=[r"^/schema", r"^/health$", r"^/ready$", r"^/api/auth/login$"],
+                exclude=[
+                    r"^/schema",
+                    r"^/health$",
+                    r"^/ready$",
+                    r"^/api/auth/login$",
+                    r"^/api/v3/access-tokens$",
+                ],
             ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

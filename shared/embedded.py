@@ -70,8 +70,8 @@ def start_nats(
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
     if config is not None:
         args += ["-c", str(config)]
-    log = open(store_dir / "nats.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -53,6 +53,8 @@ def check_secrets_key(value: str) -> None:
             )
 
 
+CONTROLLER_ROLES = frozenset({"api", "scheduler", "ingester", "alerter"})
+
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -76,8 +78,31 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     db_pool_max: Annotated[int, Meta(ge=2, le=500, description="PostgreSQL pool size")] = 20
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
     log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
+    controller_roles: Annotated[
+        str,
+        Meta(description="roles `serve` runs, comma-separated; leave some out to scale them apart"),
+    ] = "api,scheduler,ingester,alerter"
+    default_check_countries: Annotated[
+        int,
+        Meta(ge=1, le=50, description="countries a monitor without a country list is checked from"),
+    ] = 2
+    results_retention_days: Annotated[
+        float, Meta(gt=0, description="days of history the `RESULTS` stream keeps")
+    ] = 7
+    scheduler_batch: Annotated[
+        int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
+    ] = 1000
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.controller_roles.split(",") if r.strip())
 
     def __post_init__(self) -> None:
+        if unknown := self.roles - CONTROLLER_ROLES:
+            raise ValueError(
+                f"CONTROLLER_ROLES names an unknown role {sorted(unknown)[0]!r}"
+                f" (known: {', '.join(sorted(CONTROLLER_ROLES))})"
+            )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         if self.secrets_key is not None:
@@ -94,12 +119,29 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     agent_allow_private_targets: Annotated[
         bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
     ] = False
+    agent_id: Annotated[
+        str | None,
+        Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
+    ] = None
+    agent_concurrency: Annotated[
+        int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
+    ] = 200
+    agent_shutdown_grace_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="on SIGTERM, how long in-flight checks may finish before they are "
+            "handed back to other agents",
+        ),
+    ] = 30.0
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
     log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
 
     def __post_init__(self) -> None:
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         _check_country("AGENT_COUNTRY", self.agent_country)
+        if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
+            raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
 
 
 def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: object) -> T:

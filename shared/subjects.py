@@ -47,3 +47,9 @@ def results_country_filter(cc: str) -> str:
 
 def events_subject(monitor_id: str) -> str:
     return f"mon.events.{_token('monitor_id', monitor_id)}"
+
+
+def agent_inbox_prefix(cc: str) -> str:
+    """The `inbox_prefix` agents of `cc` connect with: their NATS user may subscribe only there
+    (deploy/nats_conf.py grants `_INBOX_agent_CC.>`), so replies to them stay theirs."""
+    return f"_INBOX_agent_{_country(cc)}"

@@ -2,6 +2,11 @@
 
 `code` is stable and machine-readable, `message` is for a person, `fields` names the input at
 fault (dotted paths like `smtpConfig.auth.user`, query parameters by name).
+
+The AlertSite-compatible API (paths under `/api/v3`) answers AlertSite's shape instead,
+`{"errors": [{"code": 404, "message": "Record not found"}]}`; `_respond` picks it by path, so
+every error (401 from the auth middleware, 400 from body validation, 404 of unknown routes...)
+takes the caller's shape.
 """
 
 import re
@@ -38,6 +43,23 @@ class ErrorBody(msgspec.Struct, rename="camel"):
     fields: list[str] = msgspec.field(default_factory=list)
 
 
+class AlertSiteError(msgspec.Struct):
+    code: int
+    message: str
+
+
+class AlertSiteErrors(msgspec.Struct):
+    errors: list[AlertSiteError]
+
+
+ALERTSITE_PREFIX = "/api/v3"
+
+
+def _alertsite(request: Request[Any, Any, Any]) -> bool:
+    path: str = request.scope["path"]
+    return path == ALERTSITE_PREFIX or path.startswith(ALERTSITE_PREFIX + "/")
+
+
 class ApiError(Exception):
     """An error the API answers with; raise it anywhere below a handler."""
 
@@ -63,16 +85,21 @@ def forbidden(message: str = "Forbidden") -> ApiError:
     return ApiError(403, message, code="forbidden")
 
 
-def _respond(status: int, code: str, message: str, fields: list[str]) -> Response[ErrorBody]:
-    return Response(
-        ErrorBody(status_code=status, code=code, message=message, fields=fields),
-        status_code=status,
-        media_type=MediaType.JSON,
-    )
+def _respond(
+    request: Request[Any, Any, Any], status: int, code: str, message: str, fields: list[str]
+) -> Response[ErrorBody | AlertSiteErrors]:
+    body: ErrorBody | AlertSiteErrors
+    if _alertsite(request):
+        body = AlertSiteErrors([AlertSiteError(code=status, message=message)])
+    else:
+        body = ErrorBody(status_code=status, code=code, message=message, fields=fields)
+    return Response(body, status_code=status, media_type=MediaType.JSON)
 
 
-def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[ErrorBody]:
-    return _respond(exc.status, exc.code, exc.message, exc.fields)
+def handle_api_error(
+    request: Request[Any, Any, Any], exc: ApiError
+) -> Response[ErrorBody | AlertSiteErrors]:
+    return _respond(request, exc.status, exc.code, exc.message, exc.fields)
 
 
 def _camel(name: str) -> str:
@@ -101,7 +128,7 @@ def strict_body_error(exc: msgspec.ValidationError) -> ApiError:
 
 def handle_validation(
     request: Request[Any, Any, Any], exc: ValidationException
-) -> Response[ErrorBody]:
+) -> Response[ErrorBody | AlertSiteErrors]:
     """Litestar's body/query validation → our shape, naming the fields at fault."""
     fields: list[str] = []
     problems: list[str] = []
@@ -127,28 +154,38 @@ def handle_validation(
     prefix = "Invalid query parameter" if source == "query" else "Invalid request body"
     text = f"{prefix}: {'; '.join(problems)}" if problems else f"{prefix}: {exc.detail}"
     code = "invalid_query" if source == "query" else "invalid_body"
-    return _respond(400, code, text, fields)
+    return _respond(request, 400, code, text, fields)
 
 
-def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+def handle_http(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[ErrorBody | AlertSiteErrors]:
     status = exc.status_code
     if status >= 500:
         log.error("http error", status=status, detail=exc.detail)
-        return _respond(status, "internal", "Internal server error", [])
+        return _respond(request, status, "internal", "Internal server error", [])
     detail = exc.detail
     if status == 400 and detail.startswith("JSON is malformed"):
-        return _respond(400, "invalid_json", f"Invalid request body: {detail}", [])
-    return _respond(status, _HTTP_CODES.get(status, "error"), detail, [])
+        return _respond(request, 400, "invalid_json", f"Invalid request body: {detail}", [])
+    return _respond(request, status, _HTTP_CODES.get(status, "error"), detail, [])
 
 
-def handle_too_deep(_: Request[Any, Any, Any], exc: RecursionError) -> Response[ErrorBody]:
+def handle_too_deep(
+    request: Request[Any, Any, Any], exc: RecursionError
+) -> Response[ErrorBody | AlertSiteErrors]:
     """msgspec gives up on JSON nested deeper than it recurses (e.g. `[[[[...`): a client error."""
-    return _respond(400, "invalid_json", "Invalid request body: JSON is nested too deeply", [])
+    return _respond(
+        request, 400, "invalid_json", "Invalid request body: JSON is nested too deeply", []
+    )
 
 
-def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+def handle_unexpected(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[ErrorBody | AlertSiteErrors]:
     log.exception("unhandled error", error=type(exc).__name__)
-    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal server error", [])
+    return _respond(
+        request, HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal server error", []
+    )
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {

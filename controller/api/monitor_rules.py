@@ -202,6 +202,34 @@ def config_values(
     return {"config": config, "type": protocol}
 
 
+def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, Any]:
+    """The row values of a new monitor (without `customer_id`): fields, defaults, config."""
+    values = common_values(body)
+    values.setdefault("status", "active")
+    values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
+    values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
+    validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
+    values.update(config_values(kind, body, {}, box))
+    values.setdefault("config", {})
+    values.setdefault("type", kind.types[0])
+    return values
+
+
+def update_values(
+    kind: Kind, body: MonitorUpdate, row: asyncpg.Record, box: SecretBox
+) -> dict[str, Any]:
+    """The columns a PATCH changes on `row` (without `customer_id`)."""
+    changes = common_values(body)
+    validation.interval_and_timeout(
+        changes.get("check_interval", row["check_interval"]),
+        changes.get("timeout_seconds", row["timeout_seconds"]),
+    )
+    changes.update(config_values(kind, body, row["config"], box))
+    if {"check_interval", "status"} & changes.keys():
+        changes["next_due_at"] = None  # the scheduler puts it on the new grid
+    return changes
+
+
 def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
     """Columns from the fields both kinds share, normalised; absent fields are left out."""
     out: dict[str, Any] = {}

@@ -14,14 +14,14 @@ from controller.api.monitor_rules import (
     IMAP_POP,
     SMTP,
     Kind,
-    common_values,
-    config_values,
+    create_values,
     customer_id,
     customer_ident,
     present,
     public_id,
     sent_fields,
     strict_body,
+    update_values,
 )
 from controller.api.monitor_schemas import (
     ImapPopMonitor,
@@ -108,14 +108,7 @@ async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> as
     guards.requires_writer(principal)
     body = await strict_body(request, body)
     validation.no_nul(body, "")
-    values = common_values(body)
-    values.setdefault("status", "active")
-    values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
-    values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
-    validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
-    values.update(config_values(kind, body, {}, _box(request)))
-    values.setdefault("config", {})
-    values.setdefault("type", kind.types[0])
+    values = create_values(kind, body, _box(request))
     async with _pool(request).acquire() as conn:
         values["customer_id"] = await customer_id(conn, body.customer_id, principal.organization_id)
         return await monitors.insert(conn, principal.organization_id, values)
@@ -136,18 +129,11 @@ async def _update(
         guards.requires_updater(principal, sent_fields(body))
         body = await strict_body(request, body)
         validation.no_nul(body, "")
-        changes = common_values(body)
-        validation.interval_and_timeout(
-            changes.get("check_interval", row["check_interval"]),
-            changes.get("timeout_seconds", row["timeout_seconds"]),
-        )
-        changes.update(config_values(kind, body, row["config"], _box(request)))
+        changes = update_values(kind, body, row, _box(request))
         if body.customer_id is not UNSET:
             changes["customer_id"] = await customer_id(
                 conn, body.customer_id, principal.organization_id
             )
-        if {"check_interval", "status"} & changes.keys():
-            changes["next_due_at"] = None  # the scheduler puts it on the new grid
         return await monitors.update(conn, row["id"], changes)
 
 

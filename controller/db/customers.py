@@ -20,6 +20,27 @@ async def create(conn: Conn, organization_id: int, name: str) -> asyncpg.Record:
     return row
 
 
+async def default_for(conn: Conn, organization_id: int, name: str) -> int:
+    """The id of the organization's default customer (the one monitors created without a
+    customer go to, e.g. through the AlertSite-compatible API), created on first use.
+
+    Race-safe: a unique partial index allows one default per organization, so concurrent
+    first uses insert one row and the others find it.
+    """
+    created: int | None = await conn.fetchval(
+        "INSERT INTO customers (organization_id, name, is_default) VALUES ($1, $2, true)"
+        " ON CONFLICT (organization_id) WHERE is_default DO NOTHING RETURNING id",
+        organization_id,
+        name,
+    )
+    if created is not None:
+        return created
+    found: int = await conn.fetchval(
+        "SELECT id FROM customers WHERE organization_id = $1 AND is_default", organization_id
+    )
+    return found
+
+
 async def find(conn: Conn, ident: int | UUID, organization_id: int | None) -> asyncpg.Record | None:
     """The customer with that id or public id, inside the organization (None: any)."""
     column = "public_id" if isinstance(ident, UUID) else "id"

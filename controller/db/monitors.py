@@ -51,17 +51,19 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) ->
 
 async def get(
     conn: Conn,
-    public_id: UUID,
+    ident: UUID | int,
     types: Sequence[str],
     organization_id: int | None,
     *,
     for_update: bool = False,
 ) -> asyncpg.Record | None:
-    """The monitor of one of `types` inside the organization (None: any organization)."""
+    """The monitor with that public UUID or numeric id, of one of `types`, inside the
+    organization (None: any organization)."""
+    column = "public_id" if isinstance(ident, UUID) else "id"
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM monitors WHERE public_id = $1 AND type = ANY($2::text[])"
+        f"SELECT {COLUMNS} FROM monitors WHERE {column} = $1 AND type = ANY($2::text[])"
         " AND ($3::bigint IS NULL OR organization_id = $3)" + (" FOR UPDATE" if for_update else ""),
-        public_id,
+        ident,
         types,
         organization_id,
     )

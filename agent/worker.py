@@ -1,0 +1,317 @@
+"""The agent's work loop: pull jobs, run checks under a cap, publish results, then ack.
+
+A job is acked only after RESULTS has acknowledged its result (PubAck), so an agent that dies
+mid-check leaves the job to be redelivered to another agent of its country after `ack_wait`;
+`Nats-Msg-Id` = job id makes a repeated publish of the same result a no-op within the stream's
+duplicate window. A message that is not a job is `term`ed with a log line, never retried.
+"""
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Self
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.messages import CheckJob, CheckResult, decode_job, encode
+from shared.settings import AgentSettings
+from shared.streams import jobs_consumer_config, jobs_consumer_name
+from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+# Longer than the longest check (timeoutSeconds ≤ 300) plus publishing its result.
+DEFAULT_ACK_WAIT_S = 330.0
+NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+Outcome = Literal["acked", "nak"]
+
+
+def default_agent_id(country: str) -> str:
+    """`CC-hostname-pid`, reduced to the characters a KV key and a log filter like."""
+    host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
+    return f"{country}-{host or 'host'}-{os.getpid()}"
+
+
+class Worker:
+    """Runs country `country`'s check jobs from the durable consumer `jobs-CC` it shares with
+    every other agent of that country.
+
+    `run()` works until `stop()` (or, with `burst=True`, until the consumer has nothing pending
+    or unacked), then lets in-flight checks finish for up to `shutdown_grace` seconds and hands
+    the rest back with `nak`. The caller owns the connection and drains it afterwards.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        country: str,
+        *,
+        agent_id: str | None = None,
+        concurrency: int = 200,
+        allow_private: bool = False,
+        ssl_contexts: SslContexts | None = None,
+        ack_wait: float = DEFAULT_ACK_WAIT_S,
+        shutdown_grace: float = 30.0,
+        fetch_timeout: float = 1.0,
+        publish_timeout: float = 5.0,
+        nak_delay: float = 2.0,
+        retry_delay: float = 2.0,
+        heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
+    ) -> None:
+        jobs_subject(country)  # validates the code
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.country = country
+        self.agent_id = agent_id or default_agent_id(country)
+        self.capacity = concurrency
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream()
+        self._allow_private = allow_private
+        self._ssl = ssl_contexts or build_ssl_contexts()
+        self._ack_wait = ack_wait
+        self._grace = shutdown_grace
+        self._fetch_timeout = fetch_timeout
+        self._publish_timeout = publish_timeout
+        self._nak_delay = nak_delay
+        self._retry_delay = retry_delay
+        self._heartbeat_interval = heartbeat_interval
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()  # a slot freed up, or stop() was called
+        self._tasks: dict[asyncio.Task[None], Msg] = {}
+
+    @classmethod
+    def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
+        options: dict[str, Any] = {
+            "agent_id": settings.agent_id,
+            "concurrency": settings.agent_concurrency,
+            "allow_private": settings.agent_allow_private_targets,
+            "shutdown_grace": settings.agent_shutdown_grace_seconds,
+            **overrides,
+        }
+        return cls(nc, settings.agent_country, **options)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def stop(self) -> None:
+        """Stop fetching; `run()` returns once in-flight checks are done or handed back."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self, *, burst: bool = False) -> None:
+        with structlog.contextvars.bound_contextvars(country=self.country, agent_id=self.agent_id):
+            sub = await self._subscribe()
+            if sub is None:
+                return
+            beats = self._start_heartbeat()
+            log.info("agent_started", capacity=self.capacity, burst=burst)
+            try:
+                await self._loop(sub, burst)
+                await self._finish_in_flight()
+            finally:
+                for task in self._tasks:
+                    task.cancel()  # only left when run() itself is cancelled: a hard kill
+                self._stopping.set()
+                if beats is not None:
+                    await beats
+                with contextlib.suppress(*NATS_ERRORS):
+                    await sub.unsubscribe()
+            log.info("agent_stopped")
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription | None:
+        """Create or update the country's consumer and bind to it; wait while JOBS is missing."""
+        while not self._stopping.is_set():
+            try:
+                await self._ensure_consumer()
+                return await self._js.pull_subscribe_bind(
+                    jobs_consumer_name(self.country), stream=JOBS_STREAM
+                )
+            except NotFoundError:
+                log.warning(
+                    "jobs_stream_missing",
+                    stream=JOBS_STREAM,
+                    retry_in_s=self._retry_delay,
+                    hint="the controller creates it at start",
+                )
+            except NATS_ERRORS as exc:
+                log.warning("jobs_consumer_failed", error=repr(exc), retry_in_s=self._retry_delay)
+            await self._sleep(self._retry_delay)
+        return None
+
+    async def _ensure_consumer(self) -> None:
+        """Idempotent: creates `jobs-CC`, or updates it (ack_wait) when it differs."""
+        config = jobs_consumer_config(self.country, self._ack_wait)
+        config.name = config.durable_name
+        await self._js.add_consumer(JOBS_STREAM, config)
+
+    def _start_heartbeat(self) -> asyncio.Task[None] | None:
+        if self._heartbeat_interval is None:
+            return None
+        beat = Heartbeat(
+            self._js,
+            country=self.country,
+            agent_id=self.agent_id,
+            capacity=self.capacity,
+            in_flight=lambda: self.in_flight,
+            started_at=utcnow(),
+            interval=self._heartbeat_interval,
+        )
+        return asyncio.create_task(beat.run(self._stopping))
+
+    async def _loop(self, sub: JetStreamContext.PullSubscription, burst: bool) -> None:
+        while not self._stopping.is_set():
+            free = self.capacity - len(self._tasks)
+            if free == 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            msgs = await self._fetch(sub, free)
+            if self._stopping.is_set():
+                for msg in msgs:  # fetched while stopping: give them straight back
+                    await _settle(msg.nak)
+                return
+            for msg in msgs:
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks[task] = msg
+                task.add_done_callback(self._done)
+            if burst and not msgs and not self._tasks and await self._drained(sub):
+                return
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        try:
+            return await sub.fetch(batch, timeout=self._fetch_timeout)
+        except TimeoutError:
+            return []  # nothing to do right now
+        except NATS_ERRORS as exc:
+            if self._nc.is_closed:
+                log.error("nats_connection_closed")
+                self._stopping.set()
+                return []
+            log.warning("fetch_failed", error=repr(exc), retry_in_s=self._retry_delay)
+            await self._sleep(self._retry_delay)
+            if isinstance(exc, APIError):  # e.g. the consumer was deleted: bring it back
+                with contextlib.suppress(*NATS_ERRORS):
+                    await self._ensure_consumer()
+            return []
+
+    async def _drained(self, sub: JetStreamContext.PullSubscription) -> bool:
+        """Burst mode: nothing left to deliver and nothing delivered but unacked (to anyone)."""
+        try:
+            info = await sub.consumer_info()
+        except NATS_ERRORS:
+            return False
+        # A message sitting in our own inbox counts as ack-pending too.
+        return not info.num_pending and not info.num_ack_pending
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        self._wake.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("check_task_crashed", error=repr(exc))
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        # Without a connection no result can be published: do not wait for any.
+        grace = 0 if self._nc.is_closed else self._grace
+        log.info("waiting_for_in_flight", in_flight=len(self._tasks), grace_s=grace)
+        _, late = await asyncio.wait(self._tasks, timeout=grace)
+        if not late:
+            return
+        late_msgs = [self._tasks[task] for task in late if task in self._tasks]
+        for task in late:
+            task.cancel()
+        await asyncio.wait(late)
+        for msg in late_msgs:
+            await _settle(msg.nak)  # another agent takes it now, not after ack_wait
+        log.warning("shutdown_grace_exceeded", handed_back=len(late_msgs), grace_s=grace)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            job = decode_job(msg.data)
+        except msgspec.DecodeError as exc:
+            await self._reject(msg, "job_malformed", error=str(exc))
+            return
+        with structlog.contextvars.bound_contextvars(job_id=job.job_id, monitor_id=job.monitor_id):
+            if job.country != self.country:
+                await self._reject(msg, "job_wrong_country", job_country=job.country)
+                return
+            try:
+                subject = results_subject(job.country, job.monitor_type, job.monitor_id)
+            except ValueError as exc:
+                await self._reject(msg, "job_malformed", error=str(exc))
+                return
+            await self._check(msg, job, subject)
+
+    async def _check(self, msg: Msg, job: CheckJob, subject: str) -> None:
+        result = await run_check(job, self.agent_id, self._allow_private, self._ssl)
+        outcome = await self._publish_and_ack(msg, subject, result)
+        log.info(
+            "check",
+            type=job.monitor_type,
+            status=result.status,
+            error_kind=result.error_kind,
+            ms=result.response_time_ms,
+            outcome=outcome,
+            attempt=msg.metadata.num_delivered,
+        )
+
+    async def _publish_and_ack(self, msg: Msg, subject: str, result: CheckResult) -> Outcome:
+        started = time.perf_counter()
+        try:
+            await self._js.publish(
+                subject,
+                encode(result),
+                timeout=self._publish_timeout,
+                headers={"Nats-Msg-Id": result.job_id},
+            )
+        except NATS_ERRORS as exc:
+            log.warning(
+                "result_publish_failed",
+                error=repr(exc),
+                ms=round((time.perf_counter() - started) * 1000, 3),
+                redeliver_in_s=self._nak_delay,
+            )
+            await _settle(msg.nak, self._nak_delay)
+            return "nak"
+        await _settle(msg.ack)
+        return "acked"
+
+    async def _reject(self, msg: Msg, event: str, **fields: object) -> None:
+        """Log a message no agent could ever run, and `term` it (no redelivery)."""
+        log.error(
+            event,
+            size=len(msg.data),
+            subject=msg.subject,
+            stream_seq=msg.metadata.sequence.stream,
+            **fields,
+        )
+        await _settle(msg.term)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up early on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def _settle(action: Callable[..., Awaitable[None]], *args: float) -> None:
+    """ack/nak/term; if it cannot reach the server, the job comes back after ack_wait."""
+    try:
+        await action(*args)
+    except NATS_ERRORS as exc:
+        log.warning("job_settle_failed", action=getattr(action, "__name__", "?"), error=repr(exc))

@@ -1,0 +1,684 @@
+"""`/api/v3`: an AlertSite-compatible API (Management API v3) for email server monitors.
+
+Scripts written against AlertSite's `https://api.alertsite.com/api/v3` work here by changing
+only the base URL: `POST /access-tokens`, `POST/PATCH /monitors/email-{smtp,imap,pop}[/{id}]`,
+`GET /monitors[/{id}]`, `DELETE /monitors/{id}`. The monitors are ordinary mailprobe monitors
+(same table, listed by `/api/smtp-monitors` and `/api/imap-pop-monitors`) of the caller's
+organization, in its default customer (created on first use). AlertSite fields are translated
+into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`) and go through the same rules
+(`monitor_rules.create_values` / `update_values`) as the native API. Errors take AlertSite's
+shape `{"errors": [{"code", "message"}]}` (chosen by path in `controller.api.errors`). The
+mapping, and what is accepted but ignored, is in the README ("AlertSite-compatible API").
+"""
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+import pycountry
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.openapi.spec import Example
+from litestar.params import Body, JSONBody, PathParameter, QueryParameter
+from msgspec import UNSET, UnsetType
+
+from controller.api import guards, validation
+from controller.api.errors import ApiError, bad_request, not_found
+from controller.api.monitor_rules import (
+    IMAP_POP,
+    SMTP,
+    Kind,
+    create_values,
+    present,
+    strict_body,
+    update_values,
+)
+from controller.api.monitor_schemas import (
+    MASK,
+    ImapPopConfigIn,
+    ImapPopMonitorCreate,
+    ImapPopMonitorUpdate,
+    SmtpConfigIn,
+    SmtpMonitorCreate,
+    SmtpMonitorUpdate,
+)
+from controller.db import accounts, customers, monitors
+from controller.db.accounts import Principal
+from controller.secretbox import SecretBox
+from controller.security import new_token, verify_password
+
+AuthedRequest = Request[Principal, Any, Any]
+
+DEFAULT_CUSTOMER = "AlertSite import"
+TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
+NOT_FOUND = "Record not found"  # AlertSite's 404 message
+AUTH_FAILED = "invalid_request - User authentication failed."  # AlertSite's documented error
+INTERVAL_MIN, INTERVAL_MAX = 1, validation.CHECK_INTERVAL_MAX // 60  # minutes
+_ALL = 2**31 - 1
+
+# AlertSite monitoring location ids whose place is documented (AlertSite's "Get Locations" and
+# "Edit Monitor" pages) → ISO 3166-1 alpha-2. Any other numeric id is a 400 naming it; ISO codes
+# are accepted as ids too, which is what GET returns.
+LOCATIONS: dict[int, tuple[str, str]] = {
+    10: ("Fort Lauderdale, FL", "US"),
+    20: ("Atlanta, GA", "US"),
+    26: ("Atlanta, GA - ATT Wireless", "US"),
+    30: ("Fremont, CA", "US"),
+}
+
+
+@dataclass(frozen=True)
+class EmailType:
+    """One AlertSite email monitor type and the mailprobe monitor type it is."""
+
+    slug: str  # AlertSite's: email-smtp, email-imap, email-pop
+    kind: Kind
+    type: str  # ours: smtp, imap, pop3
+    schemes: dict[str, bool]  # hostname URL scheme → TLS from the first byte
+
+
+EMAIL_TYPES = {
+    t.slug: t
+    for t in (
+        EmailType("email-smtp", SMTP, "smtp", {"smtp": False, "smtps": True}),
+        EmailType("email-imap", IMAP_POP, "imap", {"imap": False, "imaps": True}),
+        EmailType(
+            "email-pop",
+            IMAP_POP,
+            "pop3",
+            {"pop3": False, "pop3s": True, "pop": False, "pops": True},
+        ),
+    )
+}
+BY_TYPE = {t.type: t for t in EMAIL_TYPES.values()}
+# Every type AlertSite's GET /monitors accepts; the non-email ones never match a monitor here.
+ALERTSITE_TYPES = frozenset(
+    {
+        *EMAIL_TYPES,
+        "api",
+        "bitbar",
+        "dejaclick",
+        "email-round-trip",
+        "ftp",
+        "ftp-ssl",
+        "name-server",
+        "ping",
+        "selenium",
+        "serveragent",
+        "tcp",
+        "website",
+        "website-api",
+        "website-ssl",
+        "website-ssl-api",
+    }
+)
+
+
+class AccessTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class AccessToken(msgspec.Struct):
+    access_token: str
+
+
+class MonitorId(msgspec.Struct):
+    id: str
+
+
+class LocationIn(msgspec.Struct, kw_only=True):
+    """An item of `locations`: AlertSite's `{"id": 20}` (other keys, like `name`, ignored)."""
+
+    id: int | str
+
+
+class EmailMonitorFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """AlertSite's email server monitor fields, as PATCH takes them (all optional)."""
+
+    billing_plancode: str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+    port: int | str | None | UnsetType = UNSET
+    interval: int | str | UnsetType = UNSET
+    timeout: int | str | UnsetType = UNSET
+    enabled: bool | str | UnsetType = UNSET
+    locations: list[LocationIn | int | str] | None | UnsetType = UNSET
+    # Credentials and implicit TLS (mailprobe's names; `smtps://`, `imaps://`, `pop3s://` in
+    # `hostname` set `ssl` too, the way AlertSite spells SSL mail servers).
+    login: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = UNSET
+    ssl: bool | str | UnsetType = UNSET
+    # Accepted and ignored (see the README), read-only ones included so GET → PATCH round-trips.
+    ipv4: Any = UNSET
+    note: Any = UNSET
+    alert_note: Any = UNSET
+    home_location: Any = UNSET
+    allow_internal_testing: Any = UNSET
+    custom_properties: Any = UNSET
+    mode: Any = UNSET
+    monitor_mode: Any = UNSET
+    rotate_locations: Any = UNSET
+    id: Any = UNSET
+    type: Any = UNSET
+    access_type: Any = UNSET
+    blackout_ids: Any = UNSET
+
+
+class EmailMonitorCreate(EmailMonitorFields, kw_only=True):
+    """POST: `billing_plancode`, `name` and `hostname` are required."""
+
+    billing_plancode: str
+    name: str
+    hostname: str
+
+
+class AlertSiteLocation(msgspec.Struct):
+    id: str
+    name: str
+
+
+class AlertSiteMonitor(msgspec.Struct):
+    id: str
+    type: str
+    name: str
+    hostname: str
+    port: int | None
+    enabled: bool
+    interval: int | float
+    timeout: int
+    locations: list[AlertSiteLocation]
+    ssl: bool
+    login: str | None
+    password: str | None
+
+
+SEED_EXAMPLE = {  # the seed's minimal SMTP monitor
+    "billing_plancode": "UBM - A/A",
+    "name": "Email Sample Monitor",
+    "hostname": "smtp.mycompany.com",
+    "interval": 15,
+    "enabled": True,
+}
+PATCH_EXAMPLE = {"ipv4": "74.125.28.108", "port": 587}  # AlertSite's edit example
+
+
+def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _box(request: Request[Any, Any, Any]) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+# --- AlertSite values → ours -------------------------------------------------------------------
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _whole(value: int | str, field: str, low: int, high: int, unit: str) -> int:
+    """A number AlertSite may send as a number or a string of digits, within bounds."""
+    number = value if isinstance(value, int) else None
+    if isinstance(value, str) and _digits(value.strip()):
+        number = int(value.strip())
+    if number is None or not low <= number <= high:
+        raise bad_request(field, f"{field} must be a whole number of {unit} from {low} to {high}")
+    return number
+
+
+def _flag(value: bool | str, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in ("true", "y", "yes", "1"):
+        return True
+    if text in ("false", "n", "no", "0"):
+        return False
+    raise bad_request(field, f"{field} must be true or false")
+
+
+def _port(value: int | str | None) -> int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _whole(value, "port", 1, 65535, "port")
+
+
+def _location(item: LocationIn | int | str) -> str:
+    """An AlertSite location id (mapped), or an ISO 3166-1 alpha-2 code, → the country code."""
+    raw = item.id if isinstance(item, LocationIn) else item
+    text = str(raw).strip()
+    if _digits(text):
+        mapped = LOCATIONS.get(int(text))
+        if mapped is None:
+            known = ", ".join(str(n) for n in LOCATIONS)
+            raise bad_request(
+                "locations",
+                f"locations: AlertSite location {text} has no mapping here; give an ISO 3166-1"
+                f' alpha-2 country code instead (e.g. {{"id": "DE"}}), or one of {known}',
+            )
+        return mapped[1]
+    if text.upper() not in validation.COUNTRIES:
+        raise bad_request(
+            "locations",
+            f"locations: {text!r} is neither a known AlertSite location id nor an ISO 3166-1"
+            " alpha-2 country code",
+        )
+    return text.upper()
+
+
+def _countries(items: list[LocationIn | int | str] | None) -> list[str] | None:
+    """[] or null → null: the controller picks the countries (AlertSite: account defaults)."""
+    return None if items is None else validation.country_codes([_location(i) for i in items])
+
+
+def _hostname(raw: str, email: EmailType) -> tuple[str, int | None, bool | None]:
+    """`hostname`, bare or as AlertSite spells SSL servers (`smtps://host:465`): (host, port,
+    implicit TLS); port and TLS are None when the hostname does not say."""
+    if "://" not in raw:
+        return raw, None, None
+    scheme, _, rest = raw.partition("://")
+    tls = email.schemes.get(scheme.strip().lower())
+    if tls is None:
+        allowed = ", ".join(f"{s}://" for s in email.schemes)
+        raise bad_request(
+            "hostname", f"hostname: a {email.slug} monitor takes {allowed} or a bare host name"
+        )
+    rest = rest.removesuffix("/")
+    host, port = rest, None
+    if rest.startswith("["):  # [IPv6]:port
+        inside, _, after = rest[1:].partition("]")
+        host = inside
+        if after.startswith(":"):
+            port = _whole(after[1:], "hostname", 1, 65535, "port")
+    elif rest.count(":") == 1:
+        host, _, digits = rest.partition(":")
+        port = _whole(digits, "hostname", 1, 65535, "port")
+    return host, port, tls
+
+
+@dataclass
+class Translated:
+    """What an AlertSite body says, in mailprobe's terms (UNSET: not sent)."""
+
+    fields: dict[str, Any]  # keyword arguments of our Create/Update Struct, without config
+    ssl: bool | UnsetType = UNSET
+    login: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+
+    def touches_config(self) -> bool:
+        return any(v is not UNSET for v in (self.ssl, self.login, self.password))
+
+
+def _translate(body: EmailMonitorFields, email: EmailType) -> Translated:
+    out = Translated(fields={})
+    if body.name is not UNSET:
+        out.fields["name"] = body.name
+    port: int | None | UnsetType = UNSET
+    if body.hostname is not UNSET:
+        host, url_port, tls = _hostname(body.hostname, email)
+        out.fields["hostname"] = host
+        if url_port is not None:
+            port = url_port
+        if tls is not None:
+            out.ssl = tls
+    if body.port is not UNSET:
+        explicit = _port(body.port)
+        if port is not UNSET and explicit != port:
+            raise bad_request("port", f"port {explicit} contradicts the port in hostname ({port})")
+        port = explicit
+    if port is not UNSET:
+        out.fields["port"] = port
+    if body.interval is not UNSET:
+        minutes = _whole(body.interval, "interval", INTERVAL_MIN, INTERVAL_MAX, "minutes")
+        out.fields["check_interval"] = minutes * 60
+    if body.timeout is not UNSET:
+        out.fields["timeout_seconds"] = _whole(
+            body.timeout, "timeout", validation.TIMEOUT_MIN, validation.TIMEOUT_MAX, "seconds"
+        )
+    if body.locations is not UNSET:
+        out.fields["allowed_check_country_codes"] = _countries(body.locations)
+    if body.enabled is not UNSET:
+        out.enabled = _flag(body.enabled, "enabled")
+    if body.ssl is not UNSET:
+        ssl = _flag(body.ssl, "ssl")
+        if out.ssl is not UNSET and out.ssl != ssl:
+            raise bad_request("ssl", "ssl contradicts the scheme given in hostname")
+        out.ssl = ssl
+    out.login, out.password = body.login, body.password
+    return out
+
+
+def _check_timeout(interval_seconds: int, timeout: int) -> None:
+    """The native rule (timeout ≤ interval), said in AlertSite's units."""
+    if timeout > interval_seconds:
+        raise bad_request(
+            "timeout",
+            f"timeout ({timeout} seconds) must not be longer than the interval"
+            f" ({interval_seconds / 60:g} minutes)",
+        )
+
+
+def _put(cfg: dict[str, Any], key: str, value: object, default: object) -> None:
+    """Set `key` unless that would only spell out the default where nothing is stored, so a
+    GET → PATCH round-trip (which sends `ssl: false`, `login: null`) leaves the config alone."""
+    if key in cfg or value != default:
+        cfg[key] = value
+
+
+def _smtp_config(t: Translated, stored: dict[str, Any]) -> SmtpConfigIn:
+    """The SMTP config to store: the stored one (secrets masked, so they are kept) + changes."""
+    cfg = dict(stored)
+    if t.ssl is not UNSET:
+        _put(cfg, "secure", t.ssl, False)
+    auth = dict(cfg.get("auth") or {})
+    if t.login is not UNSET:
+        _put(auth, "user", t.login, None)
+    if t.password is not UNSET:
+        _put(auth, "pass", t.password, None)
+    if auth != (cfg.get("auth") or {}):
+        cfg["auth"] = auth
+    return msgspec.convert(cfg, SmtpConfigIn)
+
+
+def _imap_pop_config(t: Translated, stored: dict[str, Any], email: EmailType) -> ImapPopConfigIn:
+    cfg = {**stored, "protocol": email.type}
+    if t.ssl is not UNSET:
+        _put(cfg, "tls", t.ssl, False)
+    if t.login is not UNSET:
+        _put(cfg, "user", t.login, None)
+    if t.password is not UNSET:
+        _put(cfg, "password", t.password, None)
+    return msgspec.convert(cfg, ImapPopConfigIn)
+
+
+def _create_body(
+    t: Translated, email: EmailType, customer: int
+) -> SmtpMonitorCreate | ImapPopMonitorCreate:
+    fields = {**t.fields, "customer_id": customer}
+    if t.enabled is not UNSET:
+        fields["status"] = "active" if t.enabled else "disabled"
+    if email.kind is SMTP:
+        if t.touches_config():
+            fields["smtp_config"] = _smtp_config(t, {})
+        return SmtpMonitorCreate(**fields)
+    return ImapPopMonitorCreate(**fields, imap_pop_config=_imap_pop_config(t, {}, email))
+
+
+def _update_body(
+    t: Translated, email: EmailType, row: asyncpg.Record
+) -> SmtpMonitorUpdate | ImapPopMonitorUpdate:
+    fields = dict(t.fields)
+    if t.enabled is False:
+        fields["status"] = "disabled"
+    elif t.enabled is True and row["status"] == "disabled":
+        fields["status"] = "active"  # a monitor in maintenance stays so: it is checked
+    stored = present(email.kind, row).config  # secrets masked: sending the mask keeps them
+    if email.kind is SMTP:
+        if t.touches_config():
+            fields["smtp_config"] = _smtp_config(t, stored)
+        return SmtpMonitorUpdate(**fields)
+    if t.touches_config():
+        fields["imap_pop_config"] = _imap_pop_config(t, stored, email)
+    return ImapPopMonitorUpdate(**fields)
+
+
+# --- ours → AlertSite -------------------------------------------------------------------------
+
+
+def _country_name(code: str) -> str:
+    country = pycountry.countries.get(alpha_2=code)
+    return str(country.name) if country is not None else code
+
+
+def alertsite_monitor(row: asyncpg.Record) -> AlertSiteMonitor:
+    email = BY_TYPE[row["type"]]
+    cfg = present(email.kind, row).config  # secrets masked
+    if email.kind is SMTP:
+        auth = cfg.get("auth")
+        auth = auth if isinstance(auth, dict) else {}
+        ssl, login, password = cfg.get("secure"), auth.get("user"), auth.get("pass")
+    else:
+        ssl, login, password = cfg.get("tls"), cfg.get("user"), cfg.get("password")
+    seconds: int = row["check_interval"]
+    return AlertSiteMonitor(
+        id=str(row["id"]),
+        type=email.slug,
+        name=row["name"],
+        hostname=row["hostname"],
+        port=row["port"],
+        enabled=row["status"] != "disabled",
+        interval=seconds // 60 if seconds % 60 == 0 else round(seconds / 60, 2),
+        timeout=row["timeout_seconds"],
+        locations=[
+            AlertSiteLocation(code, _country_name(code))
+            for code in row["allowed_country_codes"] or []
+        ],
+        ssl=ssl is True,
+        login=login if isinstance(login, str) else None,
+        password=MASK if password else None,
+    )
+
+
+def _selected(monitor: AlertSiteMonitor, select: str | None) -> dict[str, Any]:
+    """AlertSite's `select`: only the named fields (unknown names ignored; empty: none)."""
+    out: dict[str, Any] = msgspec.to_builtins(monitor)
+    if select is None:
+        return out
+    wanted = {name.strip() for name in select.split(",")}
+    return {k: v for k, v in out.items() if k in wanted}
+
+
+def _record_id(raw: str) -> int:
+    """AlertSite ids are integers; anything else (or out of range) is no record."""
+    text = raw.strip()
+    if not _digits(text) or len(text) > 18 or int(text) == 0:
+        raise not_found(NOT_FOUND)
+    return int(text)
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -> MonitorId:
+    principal = request.user
+    guards.requires_writer(principal)
+    body = await strict_body(request, data)
+    validation.no_nul(body, "")
+    email = EMAIL_TYPES[slug]
+    t = _translate(body, email)
+    interval = t.fields.get("check_interval", validation.CHECK_INTERVAL_DEFAULT)
+    if "timeout_seconds" in t.fields:
+        _check_timeout(interval, t.fields["timeout_seconds"])
+    async with _pool(request).acquire() as conn:
+        customer = await customers.default_for(conn, principal.organization_id, DEFAULT_CUSTOMER)
+        ours = _create_body(t, email, customer)
+        values = create_values(email.kind, ours, _box(request))
+        values["customer_id"] = customer
+        row = await monitors.insert(conn, principal.organization_id, values)
+    return MonitorId(str(row["id"]))
+
+
+async def _update(
+    slug: str, request: AuthedRequest, raw_id: str, data: EmailMonitorFields
+) -> MonitorId:
+    principal = request.user
+    email = EMAIL_TYPES[slug]
+    monitor_id = _record_id(raw_id)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        # Look up before the role check: another organization's monitor is a 404, never a 403.
+        row = await monitors.get(
+            conn, monitor_id, (email.type,), guards.read_scope(principal), for_update=True
+        )
+        if row is None:
+            raise not_found(NOT_FOUND)
+        guards.requires_updater(principal, _sent_fields(data))
+        body = await strict_body(request, data)
+        validation.no_nul(body, "")
+        t = _translate(body, email)
+        _check_timeout(
+            t.fields.get("check_interval", row["check_interval"]),
+            t.fields.get("timeout_seconds", row["timeout_seconds"]),
+        )
+        changes = update_values(email.kind, _update_body(t, email, row), row, _box(request))
+        await monitors.update(conn, row["id"], changes)
+    return MonitorId(str(monitor_id))
+
+
+# AlertSite fields that change something (`enabled` is our `status`); the ignored ones do not.
+_MAPPED = (
+    "name",
+    "hostname",
+    "port",
+    "interval",
+    "timeout",
+    "locations",
+    "login",
+    "password",
+    "ssl",
+)
+
+
+def _sent_fields(body: EmailMonitorFields) -> set[str]:
+    """What a PATCH changes, for the readonly rule (readonly users may change `status` only)."""
+    sent = {f for f in _MAPPED if getattr(body, f) is not UNSET}
+    return sent | ({"status"} if body.enabled is not UNSET else set())
+
+
+def _types(type_param: str | None) -> list[str]:
+    if type_param is None:
+        return list(BY_TYPE)
+    wanted = [part.strip() for part in type_param.split(",") if part.strip()]
+    unknown = [w for w in wanted if w not in ALERTSITE_TYPES]
+    if unknown:
+        raise bad_request("type", f"type: unknown monitor type {', '.join(unknown)}")
+    return [EMAIL_TYPES[w].type for w in wanted if w in EMAIL_TYPES]
+
+
+AnyId = Annotated[str, PathParameter(name="id", description="monitor id (digits)")]
+SelectParam = Annotated[
+    str | None,
+    QueryParameter(description="comma-separated fields to return (unknown names ignored)"),
+]
+
+
+def _create_data(example: dict[str, Any]) -> Any:
+    return Body(examples=[Example("alertsite", value=example)])
+
+
+class AlertSiteController(Controller):
+    """AlertSite Management API v3, email server monitors only."""
+
+    path = "/api/v3"
+    tags = ["alertsite v3"]
+
+    @post("/access-tokens", status_code=200, summary="Get an access token (AlertSite)")
+    async def access_token(
+        self, request: Request[Any, Any, Any], data: JSONBody[AccessTokenRequest]
+    ) -> AccessToken:
+        validation.no_nul(data, "")
+        async with _pool(request).acquire() as conn:
+            user = await accounts.user_for_login(conn, data.username.strip())
+            if not verify_password(user["password_hash"] if user else None, data.password):
+                raise ApiError(400, AUTH_FAILED, code="bad_credentials")
+            assert user is not None
+            token, digest = new_token()
+            ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
+            await accounts.issue_token(conn, user["id"], digest, ttl)
+        return AccessToken(token)
+
+    @post("/monitors/email-smtp", status_code=200, summary="Create an SMTP monitor (AlertSite)")
+    async def create_smtp(
+        self,
+        request: AuthedRequest,
+        data: Annotated[EmailMonitorCreate, _create_data(SEED_EXAMPLE)],
+    ) -> MonitorId:
+        return await _create("email-smtp", request, data)
+
+    @post("/monitors/email-imap", status_code=200, summary="Create an IMAP monitor (AlertSite)")
+    async def create_imap(
+        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+    ) -> MonitorId:
+        return await _create("email-imap", request, data)
+
+    @post("/monitors/email-pop", status_code=200, summary="Create a POP3 monitor (AlertSite)")
+    async def create_pop(
+        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+    ) -> MonitorId:
+        return await _create("email-pop", request, data)
+
+    @patch("/monitors/email-smtp/{id:str}", summary="Edit an SMTP monitor (AlertSite)")
+    async def update_smtp(
+        self,
+        request: AuthedRequest,
+        monitor_id: AnyId,
+        data: Annotated[EmailMonitorFields, _create_data(PATCH_EXAMPLE)],
+    ) -> MonitorId:
+        return await _update("email-smtp", request, monitor_id, data)
+
+    @patch("/monitors/email-imap/{id:str}", summary="Edit an IMAP monitor (AlertSite)")
+    async def update_imap(
+        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+    ) -> MonitorId:
+        return await _update("email-imap", request, monitor_id, data)
+
+    @patch("/monitors/email-pop/{id:str}", summary="Edit a POP3 monitor (AlertSite)")
+    async def update_pop(
+        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+    ) -> MonitorId:
+        return await _update("email-pop", request, monitor_id, data)
+
+    @get("/monitors", summary="Get monitors (AlertSite)")
+    async def list_monitors(
+        self,
+        request: AuthedRequest,
+        type_: Annotated[
+            str | None,
+            QueryParameter(name="type", description="comma-separated AlertSite monitor types"),
+        ] = None,
+        select: SelectParam = None,
+        limit: Annotated[int | None, QueryParameter(ge=1, le=_ALL)] = None,
+        offset: Annotated[int, QueryParameter(ge=0, le=_ALL)] = 0,
+    ) -> dict[str, Any]:
+        types = _types(type_)
+        async with _pool(request).acquire() as conn:
+            rows, total = await monitors.list_page(
+                conn,
+                organization_id=guards.read_scope(request.user),
+                types=types,
+                customer_id=None,
+                search=None,
+                status=None,
+                limit=_ALL if limit is None else limit,
+                offset=offset,
+            )
+        return {
+            "metadata": {"limit": limit or 0, "offset": offset, "total": total},
+            "results": [_selected(alertsite_monitor(r), select) for r in rows],
+        }
+
+    @get("/monitors/{id:str}", summary="Get a monitor by ID (AlertSite)")
+    async def get_monitor(
+        self, request: AuthedRequest, monitor_id: AnyId, select: SelectParam = None
+    ) -> dict[str, Any]:
+        ident = _record_id(monitor_id)
+        async with _pool(request).acquire() as conn:
+            row = await monitors.get(conn, ident, list(BY_TYPE), guards.read_scope(request.user))
+        if row is None:
+            raise not_found(NOT_FOUND)
+        return _selected(alertsite_monitor(row), select)
+
+    @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
+    async def delete_monitor(self, request: AuthedRequest, monitor_id: AnyId) -> None:
+        principal = request.user
+        ident = _record_id(monitor_id)
+        async with _pool(request).acquire() as conn:
+            row = await monitors.get(conn, ident, list(BY_TYPE), guards.read_scope(principal))
+            if row is None:
+                raise not_found(NOT_FOUND)
+            guards.requires_writer(principal)
+            await monitors.delete(conn, row["id"])

@@ -1,0 +1,356 @@
+"""Results, uptime, latest state per country and trigger-check of a monitor; live agents.
+
+Under `/api/smtp-monitors/{id}/…` and `/api/imap-pop-monitors/{id}/…`, with the monitor
+endpoints' tenancy: another organization's monitor is a 404.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import PathParameter, QueryParameter
+
+from controller.api import guards
+from controller.api.errors import ApiError, bad_request, forbidden, not_found
+from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
+from controller.db import monitors, results
+from controller.db.accounts import Principal
+from controller.pipeline import Pipeline
+from shared.messages import Phases, TlsInfo
+from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
+
+AuthedRequest = Request[Principal, Any, Any]
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+CountryParam = Annotated[
+    str | None, QueryParameter(max_length=2, description="ISO 3166-1 alpha-2 code")
+]
+FromParam = Annotated[
+    str | None, QueryParameter(name="from", description="ISO-8601 time, scheduled at or after")
+]
+ToParam = Annotated[
+    str | None, QueryParameter(name="to", description="ISO-8601 time, scheduled before")
+]
+SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
+ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
+
+WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", timedelta(days=30)))
+
+
+class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
+    """The wire `CheckResult`, plus `storedAt`; `status` may also be `missed` (error kind
+    `no_agent`: no live agent in the country, or `expired`: no agent ran it in time)."""
+
+    v: int = 1
+    job_id: str
+    monitor_id: str
+    monitor_type: str
+    country: str
+    agent_id: str | None
+    scheduled_at: str
+    started_at: str | None
+    finished_at: str | None
+    status: str
+    error_kind: str | None
+    message: str
+    banner: str | None
+    response_time_ms: float | None
+    phases: Phases
+    tls: TlsInfo | None
+    address: str | None
+    stored_at: str
+
+
+class CheckResultPage(msgspec.Struct, rename="camel"):
+    items: list[CheckResultOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class Counts(msgspec.Struct, rename="camel"):
+    """`uptimePercent` = up / (up + down); missed rounds count for neither; null without data."""
+
+    up: int
+    down: int
+    missed: int
+    uptime_percent: float | None
+
+
+class UptimeWindow(msgspec.Struct, rename="camel"):
+    window: str
+    since: str = msgspec.field(name="from")
+    until: str = msgspec.field(name="to")
+    overall: Counts = msgspec.field(default_factory=lambda: Counts(0, 0, 0, None))
+    countries: dict[str, Counts] = msgspec.field(default_factory=dict)
+
+
+class Uptime(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    windows: list[UptimeWindow]
+
+
+class CountryState(msgspec.Struct, rename="camel"):
+    country: str
+    status: str
+    error_kind: str | None
+    message: str
+    scheduled_at: str
+    job_id: str
+    consecutive_failures: int
+    consecutive_successes: int
+
+
+class CountryStates(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    items: list[CountryState]
+
+
+class TriggeredJob(msgspec.Struct, rename="camel"):
+    job_id: str
+    country: str
+    status: str  # `queued`, or `no_agent` (recorded as a missed result)
+
+
+class Triggered(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    scheduled_at: str
+    jobs: list[TriggeredJob]
+
+
+class AgentOut(msgspec.Struct, rename="camel"):
+    id: str
+    country: str
+    version: str
+    last_seen: str
+    started_at: str
+    in_flight: int
+    capacity: int
+
+
+class CountryAgents(msgspec.Struct, rename="camel"):
+    country: str
+    agents: list[AgentOut]
+
+
+class AgentsOut(msgspec.Struct, rename="camel"):
+    countries: list[CountryAgents]
+    total: int
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _pipeline(request: AuthedRequest) -> Pipeline:
+    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
+    if pipeline is None:
+        raise ApiError(503, "The check pipeline is not running here", code="unavailable")
+    return pipeline
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise bad_request(name, f"{name} must be an ISO-8601 time", "invalid_query") from None
+
+
+async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
+    if row is None:
+        raise not_found()
+    return row
+
+
+def _result(row: asyncpg.Record) -> CheckResultOut:
+    return CheckResultOut(
+        job_id=row["job_id"],
+        monitor_id=str(row["monitor_public_id"]),
+        monitor_type=row["monitor_type"],
+        country=row["country"],
+        agent_id=row["agent_id"],
+        scheduled_at=iso_ms(row["scheduled_at"]),
+        started_at=iso_ms_or_none(row["started_at"]),
+        finished_at=iso_ms_or_none(row["finished_at"]),
+        status=row["status"],
+        error_kind=row["error_kind"],
+        message=row["message"],
+        banner=row["banner"],
+        response_time_ms=row["response_time_ms"],
+        phases=msgspec.convert(row["phases"] or {}, Phases),
+        tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
+        address=row["address"],
+        stored_at=iso_ms(row["stored_at"]),
+    )
+
+
+async def _results(
+    kind: Kind,
+    request: AuthedRequest,
+    raw_id: str,
+    country: str | None,
+    since: str | None,
+    until: str | None,
+    page: int,
+    per_page: int,
+) -> CheckResultPage:
+    since_at, until_at = _time(since, "from"), _time(until, "to")
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await results.list_page(
+            conn,
+            monitor["id"],
+            country=country.upper() if country else None,
+            since=since_at,
+            until=until_at,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return CheckResultPage([_result(r) for r in rows], total, page, per_page)
+
+
+def _counts(up: int, down: int, missed: int) -> Counts:
+    share = round(100 * up / (up + down), 4) if up + down else None
+    return Counts(up, down, missed, share)
+
+
+async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
+    monitor = await _monitor(kind, request, raw_id)
+    now = utcnow()
+    longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
+    starts = [now - span for _, span in longest_first]
+    async with _pool(request).acquire() as conn:
+        rows = await results.counts(conn, monitor["id"], starts, now)
+    windows: dict[str, UptimeWindow] = {}
+    for pos, (name, _) in enumerate(longest_first):
+        window = windows[name] = UptimeWindow(name, iso_ms(starts[pos]), iso_ms(now))
+        totals = [0, 0, 0]
+        for row in rows:
+            c = [row[f"{status}_{pos}"] for status in ("up", "down", "missed")]
+            if any(c):
+                window.countries[row["country"]] = _counts(*c)
+            totals = [a + b for a, b in zip(totals, c, strict=True)]
+        window.overall = _counts(*totals)
+    return Uptime(str(monitor["public_id"]), [windows[name] for name, _ in WINDOWS])
+
+
+async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> CountryStates:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows = await results.country_states(conn, monitor["id"])
+    return CountryStates(
+        str(monitor["public_id"]),
+        [
+            CountryState(
+                r["country"],
+                r["last_status"],
+                r["last_error_kind"],
+                r["last_message"],
+                iso_ms(r["last_scheduled_at"]),
+                r["last_job_id"],
+                r["consecutive_failures"],
+                r["consecutive_successes"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered:
+    monitor = await _monitor(kind, request, raw_id)
+    if request.user.is_global_supporter or request.user.role == "readonly":
+        raise forbidden("Forbidden: readonly users and global supporters may not trigger checks")
+    plan = await _pipeline(request).scheduler.trigger(monitor["id"])
+    if plan is None:
+        raise not_found()
+    jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]
+    jobs += [TriggeredJob(r.job_id, r.country, "no_agent") for r in plan.no_agent]
+    return Triggered(
+        str(monitor["public_id"]),
+        iso_ms(plan.scheduled_at),
+        sorted(jobs, key=lambda j: j.country),
+    )
+
+
+class SmtpMonitorResultsController(Controller):
+    path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
+    tags = ["smtp monitors"]
+
+    @get("/results", summary="SMTP Monitor results, newest first")
+    async def results(
+        self,
+        request: AuthedRequest,
+        monitor_id: SmtpId,
+        country: CountryParam = None,
+        since: FromParam = None,
+        until: ToParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> CheckResultPage:
+        return await _results(SMTP, request, monitor_id, country, since, until, page, per_page)
+
+    @get("/uptime", summary="SMTP Monitor uptime per country and overall")
+    async def uptime(self, request: AuthedRequest, monitor_id: SmtpId) -> Uptime:
+        return await _uptime(SMTP, request, monitor_id)
+
+    @get("/countries", summary="SMTP Monitor latest state per country")
+    async def countries(self, request: AuthedRequest, monitor_id: SmtpId) -> CountryStates:
+        return await _countries(SMTP, request, monitor_id)
+
+    @post("/trigger-check", status_code=202, summary="Run an SMTP Monitor round now")
+    async def trigger_check(self, request: AuthedRequest, monitor_id: SmtpId) -> Triggered:
+        return await _trigger(SMTP, request, monitor_id)
+
+
+class ImapPopMonitorResultsController(Controller):
+    path = "/api/imap-pop-monitors/{imapPopMonitorPublicId:str}"
+    tags = ["imap/pop monitors"]
+
+    @get("/results", summary="IMAP/POP Monitor results, newest first")
+    async def results(
+        self,
+        request: AuthedRequest,
+        monitor_id: ImapPopId,
+        country: CountryParam = None,
+        since: FromParam = None,
+        until: ToParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> CheckResultPage:
+        return await _results(IMAP_POP, request, monitor_id, country, since, until, page, per_page)
+
+    @get("/uptime", summary="IMAP/POP Monitor uptime per country and overall")
+    async def uptime(self, request: AuthedRequest, monitor_id: ImapPopId) -> Uptime:
+        return await _uptime(IMAP_POP, request, monitor_id)
+
+    @get("/countries", summary="IMAP/POP Monitor latest state per country")
+    async def countries(self, request: AuthedRequest, monitor_id: ImapPopId) -> CountryStates:
+        return await _countries(IMAP_POP, request, monitor_id)
+
+    @post("/trigger-check", status_code=202, summary="Run an IMAP/POP Monitor round now")
+    async def trigger_check(self, request: AuthedRequest, monitor_id: ImapPopId) -> Triggered:
+        return await _trigger(IMAP_POP, request, monitor_id)
+
+
+@get("/api/agents", tags=["agents"], summary="Live agents per country")
+async def list_agents(request: AuthedRequest) -> AgentsOut:
+    beats = await _pipeline(request).agents.agents(fresh=True)
+    by_country: dict[str, list[AgentOut]] = {}
+    for b in beats:
+        by_country.setdefault(b.country, []).append(
+            AgentOut(
+                b.agent_id, b.country, b.version, b.seen_at, b.started_at, b.in_flight, b.capacity
+            )
+        )
+    return AgentsOut([CountryAgents(cc, a) for cc, a in sorted(by_country.items())], len(beats))

@@ -1,0 +1,63 @@
+"""The scheduler's queries on `monitors`: claim due monitors, move their next due time.
+
+Claims lock with `FOR NO KEY UPDATE SKIP LOCKED`: replicas skip each other's rows instead of
+waiting, and the lock does not block the foreign-key checks of the ingester's writes.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from controller.db.pool import Conn
+
+JOB_COLUMNS = (
+    "id, public_id, type, hostname, port, status, check_interval, timeout_seconds,"
+    " allowed_country_codes, config, next_due_at"
+)
+
+
+async def claim_due(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Due monitors, earliest first, locked until the caller's transaction ends."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM monitors"
+        " WHERE status <> 'disabled' AND next_due_at <= $1"
+        " ORDER BY next_due_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return rows
+
+
+async def claim_unplanned(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    """Monitors without a due time yet (new, or interval/status just changed), locked."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, public_id, check_interval FROM monitors"
+        " WHERE status <> 'disabled' AND next_due_at IS NULL"
+        " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+        limit,
+    )
+    return rows
+
+
+async def set_next_due(conn: Conn, ids: Sequence[int], due: Sequence[datetime | None]) -> None:
+    await conn.execute(
+        "UPDATE monitors m SET next_due_at = u.due"
+        " FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, due) WHERE m.id = u.id",
+        ids,
+        due,
+    )
+
+
+async def earliest_due(conn: Conn) -> datetime | None:
+    at: datetime | None = await conn.fetchval(
+        "SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+    )
+    return at
+
+
+async def job_row(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM monitors WHERE id = $1", monitor_id
+    )
+    return row

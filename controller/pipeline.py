@@ -1,0 +1,86 @@
+"""The controller's side of the check pipeline on one NATS connection: streams, live agents,
+scheduler and ingester. `serve` opens it; the API finds it on `app.state.pipeline`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from controller.agents import LiveAgents
+from controller.ingest import Ingester
+from controller.scheduler import Scheduler
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from shared.streams import ensure_streams
+
+log = structlog.get_logger(__name__)
+
+# Jobs in flight between publish and ack; the scheduler publishes a whole batch at once.
+PUBLISH_ASYNC_MAX_PENDING = 20_000
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    nc: NATS
+    js: JetStreamContext
+    agents: LiveAgents
+    scheduler: Scheduler
+    ingester: Ingester
+
+
+async def _disconnected() -> None:
+    log.warning("NATS disconnected; reconnecting")
+
+
+async def _reconnected() -> None:
+    log.info("NATS reconnected")
+
+
+async def _error(exc: Exception) -> None:
+    log.warning("NATS error", error=str(exc))
+
+
+async def connect_nats(url: str) -> NATS:
+    """A connection that reconnects forever, with logged state changes."""
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",")],
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        disconnected_cb=_disconnected,
+        reconnected_cb=_reconnected,
+        error_cb=_error,
+    )
+
+
+@asynccontextmanager
+async def open_pipeline(
+    settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
+) -> AsyncIterator[Pipeline]:
+    """Connect (unless `nc` is given), create the streams, build the parts; drain at exit."""
+    owned = nc is None
+    conn = nc or await connect_nats(settings.nats_url)
+    try:
+        js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+        kv = await ensure_streams(js, settings.results_retention_days)
+        agents = LiveAgents(kv)
+        scheduler = Scheduler(
+            pool,
+            js,
+            agents,
+            SecretBox(settings.secrets_key or ""),
+            default_countries=settings.default_check_countries,
+            batch=settings.scheduler_batch,
+        )
+        ingester = Ingester(pool, js)
+        try:
+            yield Pipeline(conn, js, agents, scheduler, ingester)
+        finally:
+            await ingester.close()
+    finally:
+        if owned:
+            await conn.drain()

@@ -1,0 +1,288 @@
+"""The scheduler: due monitors → one check job per country on `mon.jobs.CC`.
+
+Each batch is claimed in a transaction (`SKIP LOCKED`, so replicas share the work), its jobs are
+published with `Nats-Msg-Id` = job id and their acks awaited, then the monitors' next due times
+are written and the transaction commits. A crash before the commit leaves the monitors due: the
+next claim republishes the same job ids and JetStream drops the duplicates.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from nats.js import JetStreamContext
+
+from controller import schedule
+from controller.agents import LiveAgents
+from controller.db import due, results
+from controller.db.results import ResultRow
+from controller.secretbox import PREFIX, SecretBox, SecretBoxError
+from shared.messages import (
+    JOB_TYPES,
+    CheckJob,
+    ImapPopConfig,
+    MonitorType,
+    SmtpConfig,
+    default_port,
+    encode,
+)
+from shared.subjects import jobs_subject
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+IDLE_MAX_S = 0.5
+
+
+class JobConfigError(Exception):
+    """A monitor's stored config cannot become a job (a secret does not decrypt, bad shape)."""
+
+
+@dataclass
+class Round:
+    """One monitor's round: the jobs to publish and the countries recorded as `no_agent`."""
+
+    monitor_id: int
+    scheduled_at: datetime
+    next_due: datetime | None
+    jobs: list[CheckJob] = field(default_factory=list)
+    no_agent: list[ResultRow] = field(default_factory=list)
+
+
+def _open_secrets(value: Any, box: SecretBox) -> Any:
+    if isinstance(value, dict):
+        return {k: _open_secrets(v, box) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith(PREFIX):
+        return box.open(value)
+    return value
+
+
+def job_config(
+    monitor_type: MonitorType, stored: Any, box: SecretBox
+) -> SmtpConfig | ImapPopConfig:
+    """The stored config with its secrets decrypted, as the job's typed config."""
+    try:
+        plain = _open_secrets(stored or {}, box)
+        if monitor_type == "smtp":
+            return msgspec.convert(plain, SmtpConfig)
+        config = msgspec.convert(plain, ImapPopConfig)
+    except (SecretBoxError, msgspec.ValidationError) as exc:
+        raise JobConfigError(str(exc)) from None
+    config.protocol = monitor_type
+    return config
+
+
+class Scheduler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        agents: LiveAgents,
+        box: SecretBox,
+        *,
+        default_countries: int = 2,
+        batch: int = 1000,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._js = js
+        self._agents = agents
+        self._box = box
+        self._default_countries = default_countries
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule until `stop` is set; errors are logged and retried, never fatal."""
+        log.info("scheduler started", batch=self._batch)
+        while not stop.is_set():
+            wait = 1.0
+            try:
+                await self.tick()
+                wait = await self._idle_s()
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+
+    async def _idle_s(self) -> float:
+        """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
+        async with self._pool.acquire() as conn:
+            earliest = await due.earliest_due(conn)
+        if earliest is None:
+            return IDLE_MAX_S
+        return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
+
+    async def tick(self) -> int:
+        """One pass: give new monitors a due time, then run every due round; return jobs sent."""
+        await self.plan_new()
+        now = self._clock()
+        sent = 0
+        while True:
+            count, full = await self._run_batch(now)
+            sent += count
+            if not full:
+                return sent
+
+    async def plan_new(self) -> int:
+        """First due time of monitors that have none: the first grid point after now."""
+        planned = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await due.claim_unplanned(conn, self._batch)
+                if not rows:
+                    return planned
+                now = self._clock()
+                nexts = [
+                    schedule.next_due(
+                        schedule.phase_ms(str(r["public_id"]), r["check_interval"]),
+                        r["check_interval"],
+                        now,
+                    )
+                    for r in rows
+                ]
+                await due.set_next_due(conn, [r["id"] for r in rows], nexts)
+            planned += len(rows)
+
+    async def _run_batch(self, now: datetime) -> tuple[int, bool]:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                rows = await due.claim_due(conn, now, self._batch)
+                if not rows:
+                    return 0, False
+                live = await self._agents.countries()
+                rounds = [self._round(row, now, live) for row in rows]
+                jobs = [job for r in rounds for job in r.jobs]
+                await self.publish(jobs)
+                await due.set_next_due(
+                    conn, [r.monitor_id for r in rounds], [r.next_due for r in rounds]
+                )
+            missed = [row for r in rounds for row in r.no_agent]
+            if missed:
+                async with conn.transaction():
+                    await results.store(conn, missed)
+        late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
+        log.info(
+            "round batch",
+            monitors=len(rows),
+            jobs=len(jobs),
+            no_agent=len(missed),
+            oldest_late_s=round(late, 3),
+        )
+        return len(jobs), len(rows) == self._batch
+
+    def _round(
+        self,
+        row: asyncpg.Record,
+        now: datetime,
+        live: frozenset[str],
+        *,
+        trigger: bool = False,
+    ) -> Round:
+        public_id = str(row["public_id"])
+        interval: int = row["check_interval"]
+        phase = schedule.phase_ms(public_id, interval)
+        if trigger:
+            scheduled, next_at = now, row["next_due_at"]
+        else:
+            scheduled, next_at = schedule.round_times(phase, interval, row["next_due_at"], now)
+        plan = Round(row["id"], scheduled, next_at)
+        listed: Sequence[str] | None = row["allowed_country_codes"]
+        countries = (
+            listed
+            if listed is not None
+            else schedule.pick_countries(public_id, live, self._default_countries)
+        )
+        if not countries:
+            log.warning("no live agent in any country", monitor_id=public_id)
+            return plan
+        try:
+            config = job_config(row["type"], row["config"], self._box)
+        except JobConfigError as exc:
+            log.error(
+                "monitor config unusable; round skipped", monitor_id=public_id, error=str(exc)
+            )
+            return plan
+        port = row["port"] or default_port(row["type"], config)
+        scheduled_iso = iso_ms(scheduled)
+        expires_iso = iso_ms(scheduled + timedelta(seconds=interval))
+        job_type = JOB_TYPES[row["type"]]
+        for cc in countries:
+            jid = schedule.job_id(public_id, cc, scheduled, trigger)
+            if cc not in live:
+                plan.no_agent.append(_no_agent(jid, row, cc, scheduled, now))
+                continue
+            plan.jobs.append(
+                job_type(
+                    job_id=jid,
+                    monitor_id=public_id,
+                    hostname=row["hostname"],
+                    port=port,
+                    timeout_seconds=float(row["timeout_seconds"]),
+                    country=cc,
+                    scheduled_at=scheduled_iso,
+                    expires_at=expires_iso,
+                    config=config,  # type: ignore[arg-type]  # JOB_TYPES[type] matches the config
+                )
+            )
+        return plan
+
+    async def publish(self, jobs: Sequence[CheckJob]) -> int:
+        """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
+        if not jobs:
+            return 0
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for job in jobs:
+                futures.append(
+                    await self._js.publish_async(
+                        jobs_subject(job.country),
+                        encode(job),
+                        headers={"Nats-Msg-Id": job.job_id},
+                    )
+                )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        return sum(1 for ack in acks if not ack.duplicate)
+
+    async def trigger(self, monitor_id: int) -> Round | None:
+        """A round now from all the monitor's countries; None when the monitor is gone."""
+        async with self._pool.acquire() as conn:
+            row = await due.job_row(conn, monitor_id)
+            if row is None:
+                return None
+            live = await self._agents.countries()
+            plan = self._round(row, self._clock(), live, trigger=True)
+            await self.publish(plan.jobs)
+            if plan.no_agent:
+                async with conn.transaction():
+                    await results.store(conn, plan.no_agent)
+        log.info("round triggered", monitor_id=str(row["public_id"]), jobs=len(plan.jobs))
+        return plan
+
+
+def _no_agent(
+    jid: str, row: asyncpg.Record, country: str, scheduled: datetime, now: datetime
+) -> ResultRow:
+    return ResultRow(
+        job_id=jid,
+        scheduled_at=scheduled,
+        monitor_public_id=row["public_id"],
+        monitor_type=row["type"],
+        country=country,
+        agent_id=None,
+        status="missed",
+        error_kind="no_agent",
+        message=f"no live agent in {country} at {iso_ms(now)}: the round did not run there",
+    )

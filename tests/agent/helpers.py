@@ -1,0 +1,83 @@
+"""Publishing jobs, reading results and counting leftovers, as the controller and readers would."""
+
+import asyncio
+import uuid
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agent.probers.tls import SslContexts
+from agent.worker import Worker
+from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
+from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_country_filter
+from tests.peers.jobs import make_job
+from tests.peers.scripted import ScriptedPeer
+
+SMTP_REPLIES = {"QUIT": b"221 bye\r\n"}
+
+
+class SmtpLikePeer(ScriptedPeer):
+    """Greets like an SMTP server after `delay` seconds (`first_delay` for the first
+    connection), then answers `250 ok` to everything."""
+
+    def __init__(self, delay: float = 0.0, first_delay: float | None = None) -> None:
+        super().__init__(b"220 peer.test ESMTP\r\n", b"250 ok\r\n", SMTP_REPLIES)
+        self.delays = [delay if first_delay is None else first_delay]
+        self.delay = delay
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await asyncio.sleep(self.delays.pop() if self.delays else self.delay)
+        await super().handle(reader, writer)
+
+
+def job_for(country: str, port: int, monitor_type: MonitorType = "smtp", **extra: Any) -> CheckJob:
+    """A job with a unique id and monitor for `country`, aimed at 127.0.0.1:`port`."""
+    fields: dict[str, Any] = {
+        "job_id": f"job-{uuid.uuid4()}",
+        "monitor_id": str(uuid.uuid4()),
+        "country": country,
+        **extra,
+    }
+    return make_job(monitor_type, port, **fields)
+
+
+async def publish_job(js: JetStreamContext, job: CheckJob, subject: str | None = None) -> None:
+    """As the controller does: on `mon.jobs.CC`, with `Nats-Msg-Id` = job id."""
+    await js.publish(
+        subject or jobs_subject(job.country), encode(job), headers={"Nats-Msg-Id": job.job_id}
+    )
+
+
+async def results(js: JetStreamContext, country: str) -> list[CheckResult]:
+    """Every result of `country` on RESULTS, read by a throwaway ordered reader."""
+    sub = await js.pull_subscribe(results_country_filter(country), stream=RESULTS_STREAM)
+    try:
+        pending = (await sub.consumer_info()).num_pending or 0
+        found: list[CheckResult] = []
+        while len(found) < pending:
+            msgs = await sub.fetch(pending - len(found), timeout=2)
+            found += [decode_result(msg.data) for msg in msgs]
+        return found
+    finally:
+        await sub.unsubscribe()
+
+
+async def jobs_left(js: JetStreamContext, country: str) -> int:
+    """Messages still stored on `mon.jobs.CC` (a work queue deletes acked ones)."""
+    info = await js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(country))
+    return sum((info.state.subjects or {}).values())
+
+
+def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Worker:
+    """A worker set up for fast tests: loopback allowed, short fetches, no heartbeat."""
+    defaults: dict[str, Any] = {
+        "agent_id": f"{country}-test-{uuid.uuid4().hex[:6]}",
+        "allow_private": True,
+        "ssl_contexts": contexts,
+        "fetch_timeout": 0.2,
+        "heartbeat_interval": None,
+    }
+    return Worker(nc, country, **{**defaults, **options})

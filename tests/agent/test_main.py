@@ -1,0 +1,142 @@
+"""`python -m agent --country CC` as operators run it: a real process against the real NATS."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from structlog.testing import capture_logs
+
+from agent.heartbeat import heartbeat_key
+from agent.probers.tls import SslContexts
+from shared import embedded
+from shared.messages import decode_heartbeat
+from shared.streams import agents_bucket, ensure_streams
+from tests.agent.helpers import worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agent_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "NATS_", "LOG_"))}
+    return {**env, "LOG_FORMAT": "json", **values}
+
+
+async def start_agent(*args: str, **env: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        *args,
+        env=agent_env(**env),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_agent(proc: asyncio.subprocess.Process) -> list[dict[str, Any]]:
+    """SIGTERM, wait for a clean exit, return its JSON log lines."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 5)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode == 0, err.decode()
+    return [json.loads(line) for line in err.decode().splitlines()]
+
+
+async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(
+    nats_url: str, js: JetStreamContext
+) -> None:
+    agent_id = f"DE-proc-{uuid.uuid4().hex[:8]}"
+    kv = await agents_bucket(js)
+    proc = await start_agent("--country", "DE", NATS_URL=nats_url, AGENT_ID=agent_id)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                entry = await kv.get(heartbeat_key("DE", agent_id))
+                break
+            except KeyNotFoundError:
+                assert proc.returncode is None, "the agent exited"
+                assert time.monotonic() < deadline, "no heartbeat within 5 s"
+                await asyncio.sleep(0.05)
+    finally:
+        logs = await stop_agent(proc)
+    assert entry.value is not None
+    beat = decode_heartbeat(entry.value)
+    assert (beat.agent_id, beat.country, beat.capacity) == (agent_id, "DE", 200)
+    events = [line["event"] for line in logs]
+    assert events[0] == "nats_connected" and events[-1] == "agent_exit"
+    assert {"agent_started", "signal_received", "agent_stopped"} <= set(events)
+    assert all(line["agent_id"] == agent_id for line in logs)
+    assert not [line for line in logs if line["level"] not in ("debug", "info")]
+    with pytest.raises(KeyNotFoundError):
+        await kv.get(heartbeat_key("DE", agent_id))
+
+
+async def test_agent_keeps_trying_an_unreachable_nats_and_still_stops_on_sigterm() -> None:
+    proc = await start_agent("--country", "DE", NATS_URL=f"nats://127.0.0.1:{embedded.free_port()}")
+    await asyncio.sleep(1)
+    assert proc.returncode is None, "the agent gave up on NATS"
+    logs = await stop_agent(proc)
+    assert any(line["event"] == "nats_error" for line in logs)
+    assert logs[-1]["event"] == "signal_received"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "error: setting AGENT_COUNTRY is required but not set"),
+        (["--country", "DEU"], {}, "error: setting AGENT_COUNTRY must be an upper-case"),
+        (["--country", "DE"], {"NATS_URL": "http://x"}, "error: setting NATS_URL must start"),
+        (["--country", "DE"], {"AGENT_CONCURRENCY": "0"}, "error: setting AGENT_CONCURRENCY"),
+        (["--country", "DE"], {"AGENT_ID": "a b"}, "error: setting AGENT_ID must be"),
+    ],
+)
+def test_a_bad_setting_is_one_line_on_stderr_and_exit_2(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        env=agent_env(**env),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith(message)
+    assert done.stderr.decode().count("\n") == 1
+    assert done.stdout == b""
+
+
+async def test_a_worker_waits_for_the_jobs_stream_instead_of_exiting(
+    bare_nats: str, ssl_contexts: SslContexts
+) -> None:
+    nc = await nats.connect(bare_nats)
+    try:
+        w = worker(nc, "DE", ssl_contexts, retry_delay=0.1)
+        with capture_logs() as logs:
+            run = asyncio.create_task(w.run(burst=True))
+            await asyncio.sleep(0.3)
+            assert not run.done()
+            await ensure_streams(nc.jetstream())
+            await asyncio.wait_for(run, 3)
+        events = [e["event"] for e in logs]
+        assert "jobs_stream_missing" in events and events[-1] == "agent_stopped"
+    finally:
+        await nc.close()

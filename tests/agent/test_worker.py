@@ -1,0 +1,350 @@
+"""The agent's worker against the real NATS server and loopback mail peers, no mocks."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import pytest
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, NotFoundError
+from structlog.testing import capture_logs
+
+from agent.heartbeat import heartbeat_key
+from agent.probers.tls import SslContexts
+from shared.messages import decode_heartbeat, encode
+from shared.streams import agents_bucket, ensure_streams, jobs_consumer_name, stream_configs
+from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_subject
+from tests.agent.helpers import SmtpLikePeer, job_for, jobs_left, publish_job, results, worker
+from tests.unit.probers.test_run_check import free_port
+
+CHECK_FIELDS = {"job_id", "monitor_id", "country", "agent_id", "type", "status", "error_kind", "ms"}
+
+
+def capture() -> Any:
+    """capture_logs with the context bound through contextvars, as production renders it."""
+    return capture_logs(processors=[structlog.contextvars.merge_contextvars])
+
+
+async def unacked(js: JetStreamContext, country: str) -> tuple[int, int]:
+    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    return info.num_pending, info.num_ack_pending
+
+
+async def test_burst_runs_each_job_once_publishes_its_result_then_acks(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer() as peer:
+        up = job_for(country, peer.port)
+        refused = job_for(country, free_port())
+        for job in (up, refused):
+            await publish_job(js, job)
+        w = worker(nc, country, ssl_contexts)
+        with capture() as logs:
+            await w.run(burst=True)
+
+    found = {r.job_id: r for r in await results(js, country)}
+    assert set(found) == {up.job_id, refused.job_id}
+    ok, down = found[up.job_id], found[refused.job_id]
+    assert (ok.status, ok.error_kind, ok.banner) == ("up", None, "peer.test ESMTP")
+    assert (down.status, down.error_kind) == ("down", "refused")
+    for job, result in ((up, ok), (refused, down)):
+        assert (result.monitor_id, result.monitor_type) == (job.monitor_id, "smtp")
+        assert (result.country, result.agent_id) == (country, w.agent_id)
+        assert result.scheduled_at == job.scheduled_at
+        assert result.response_time_ms is not None
+    stored = await js.get_msg(
+        RESULTS_STREAM, subject=results_subject(country, "smtp", up.monitor_id)
+    )
+    assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == up.job_id
+    assert await jobs_left(js, country) == 0
+    assert await unacked(js, country) == (0, 0)
+
+    checks = [e for e in logs if e["event"] == "check"]
+    assert sorted(e["job_id"] for e in checks) == sorted([up.job_id, refused.job_id])
+    for entry in checks:
+        assert entry.keys() >= CHECK_FIELDS
+        assert (entry["country"], entry["agent_id"], entry["outcome"]) == (
+            country,
+            w.agent_id,
+            "acked",
+        )
+
+
+async def test_malformed_jobs_are_termed_with_a_log_line_and_work_goes_on(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    bad_subject_job = job_for(country, 25, monitor_id="not.a.token")
+    raw = [b"not json at all", b'{"v": 1, "monitorType": "ftp"}', encode(bad_subject_job)]
+    async with SmtpLikePeer() as peer:
+        for data in raw:
+            await js.publish(jobs_subject(country), data)
+        good = job_for(country, peer.port)
+        await publish_job(js, good)
+        with capture() as logs:
+            await worker(nc, country, ssl_contexts).run(burst=True)
+
+    malformed = [e for e in logs if e["event"] == "job_malformed"]
+    assert sorted(e["size"] for e in malformed) == sorted(len(d) for d in raw)
+    assert all(e["error"] and e["log_level"] == "error" for e in malformed)
+    assert [r.job_id for r in await results(js, country)] == [good.job_id]
+    assert await unacked(js, country) == (0, 0)  # termed: never redelivered
+
+
+async def test_a_job_for_another_country_on_our_subject_is_termed(
+    js: JetStreamContext, nc: NATS, country: str, other_country: str, ssl_contexts: SslContexts
+) -> None:
+    stray = job_for(other_country, 25)
+    await publish_job(js, stray, subject=jobs_subject(country))
+    with capture() as logs:
+        await worker(nc, country, ssl_contexts).run(burst=True)
+    [entry] = [e for e in logs if e["event"] == "job_wrong_country"]
+    assert (entry["job_id"], entry["job_country"]) == (stray.job_id, other_country)
+    assert await results(js, country) == [] and await results(js, other_country) == []
+    assert await unacked(js, country) == (0, 0)
+
+
+async def test_a_worker_never_takes_another_countrys_jobs(
+    js: JetStreamContext, nc: NATS, country: str, other_country: str, ssl_contexts: SslContexts
+) -> None:
+    theirs = job_for(other_country, 25)
+    await publish_job(js, theirs)
+    try:
+        await worker(nc, country, ssl_contexts).run(burst=True)
+        assert await jobs_left(js, other_country) == 1
+        assert await results(js, other_country) == [] and await results(js, country) == []
+    finally:
+        await js.purge_stream(JOBS_STREAM, subject=jobs_subject(other_country))
+
+
+async def test_two_workers_share_the_work_with_one_result_per_job(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer(delay=0.1) as peer:
+        jobs = [job_for(country, peer.port) for _ in range(8)]
+        for job in jobs:
+            await publish_job(js, job)
+        a = worker(nc, country, ssl_contexts, concurrency=2)
+        b = worker(nc, country, ssl_contexts, concurrency=2)
+        await asyncio.gather(a.run(burst=True), b.run(burst=True))
+
+    found = await results(js, country)
+    assert sorted(r.job_id for r in found) == sorted(j.job_id for j in jobs)
+    assert {r.agent_id for r in found} == {a.agent_id, b.agent_id}
+    assert all(r.status == "up" for r in found)
+    assert await jobs_left(js, country) == 0
+
+
+async def test_an_expired_job_is_not_run_and_its_result_says_expired(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer() as peer:
+        await publish_job(js, job_for(country, peer.port, expires_in=-1))
+        await worker(nc, country, ssl_contexts).run(burst=True)
+    assert peer.connections == 0
+    [result] = await results(js, country)
+    assert (result.status, result.error_kind) == ("down", "expired")
+    assert await jobs_left(js, country) == 0
+
+
+async def test_the_concurrency_cap_bounds_checks_in_flight(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer(delay=0.1) as peer:
+        for _ in range(6):
+            await publish_job(js, job_for(country, peer.port))
+        w = worker(nc, country, ssl_contexts, concurrency=2)
+        seen: set[int] = set()
+        run = asyncio.create_task(w.run(burst=True))
+        while not run.done():
+            seen.add(w.in_flight)
+            await asyncio.sleep(0.01)
+        await run
+    assert max(seen) == 2
+    assert len(await results(js, country)) == 6
+
+
+async def test_heartbeat_is_in_the_agents_bucket_while_running_and_gone_after_stop(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    w = worker(nc, country, ssl_contexts, concurrency=7, heartbeat_interval=0.2)
+    kv = await agents_bucket(js)
+    key = heartbeat_key(country, w.agent_id)
+    assert key == f"{country}.{w.agent_id}"
+    run = asyncio.create_task(w.run())
+    try:
+        deadline = time.monotonic() + 3
+        while True:
+            try:
+                entry = await kv.get(key)
+                break
+            except KeyNotFoundError:
+                assert time.monotonic() < deadline, "no heartbeat within 3 s"
+                await asyncio.sleep(0.05)
+        assert entry.value is not None
+        beat = decode_heartbeat(entry.value)
+        assert (beat.agent_id, beat.country, beat.capacity, beat.in_flight) == (
+            w.agent_id,
+            country,
+            7,
+            0,
+        )
+        assert beat.version and beat.started_at <= beat.seen_at
+    finally:
+        w.stop()
+        await run
+    with pytest.raises(KeyNotFoundError):
+        await kv.get(key)
+
+
+async def test_stop_lets_in_flight_checks_finish_and_ack(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer(delay=0.3) as peer:
+        job = job_for(country, peer.port)
+        await publish_job(js, job)
+        w = worker(nc, country, ssl_contexts)
+        run = asyncio.create_task(w.run())
+        await _until(lambda: w.in_flight == 1)
+        w.stop()
+        await asyncio.wait_for(run, 3)
+    [result] = await results(js, country)
+    assert (result.job_id, result.status) == (job.job_id, "up")
+    assert await unacked(js, country) == (0, 0)
+    assert await jobs_left(js, country) == 0
+
+
+async def test_a_check_outliving_the_grace_period_is_handed_back_at_once(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    async with SmtpLikePeer(first_delay=10) as peer:
+        job = job_for(country, peer.port, timeout=3.0)
+        await publish_job(js, job)
+        first = worker(nc, country, ssl_contexts, shutdown_grace=0.1)
+        run = asyncio.create_task(first.run())
+        await _until(lambda: first.in_flight == 1)
+        started = time.monotonic()
+        first.stop()
+        await asyncio.wait_for(run, 2)
+        second = worker(nc, country, ssl_contexts)
+        await second.run(burst=True)  # the default ack_wait is 330 s: only a nak explains this
+        elapsed = time.monotonic() - started
+    [result] = await results(js, country)
+    assert (result.agent_id, result.status) == (second.agent_id, "up")
+    assert elapsed < 2
+    assert await jobs_left(js, country) == 0
+
+
+async def test_a_worker_killed_mid_check_leaves_the_job_to_another_after_ack_wait(
+    js: JetStreamContext, nc: NATS, nats_url: str, country: str, ssl_contexts: SslContexts
+) -> None:
+    doomed_conn = await nats.connect(nats_url)
+    async with SmtpLikePeer(first_delay=10) as peer:
+        job = job_for(country, peer.port, timeout=5.0)
+        await publish_job(js, job)
+        doomed = worker(doomed_conn, country, ssl_contexts, ack_wait=1.0)
+        run = asyncio.create_task(doomed.run())
+        await _until(lambda: doomed.in_flight == 1)
+        run.cancel()  # the process dies: no result, no ack, no nak
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        await doomed_conn.close()
+        assert await results(js, country) == []
+
+        survivor = worker(nc, country, ssl_contexts, ack_wait=1.0)
+        with capture() as logs:
+            await asyncio.wait_for(survivor.run(burst=True), 4)
+    [result] = await results(js, country)
+    assert (result.job_id, result.agent_id, result.status) == (job.job_id, survivor.agent_id, "up")
+    [check] = [e for e in logs if e["event"] == "check"]
+    assert check["attempt"] == 2
+    assert await jobs_left(js, country) == 0
+
+
+async def test_stop_before_run_returns_at_once(
+    nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    w = worker(nc, country, ssl_contexts)
+    w.stop()
+    await asyncio.wait_for(w.run(), 1)
+
+
+def test_a_bad_country_is_refused(nc: NATS, ssl_contexts: SslContexts) -> None:
+    with pytest.raises(ValueError, match="alpha-2"):
+        worker(nc, "de", ssl_contexts)
+
+
+async def _until(condition: Callable[[], bool], within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_deleted_consumer_is_recreated_and_work_goes_on(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    w = worker(nc, country, ssl_contexts, retry_delay=0.05)
+    run = asyncio.create_task(w.run())
+    try:
+        await _until_async(lambda: _consumer_exists(js, country))
+        await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(country))
+        async with SmtpLikePeer() as peer:
+            job = job_for(country, peer.port)
+            await publish_job(js, job)
+            await _until_async(lambda: _result_count(js, country, 1))
+    finally:
+        w.stop()
+        await run
+    assert [r.job_id for r in await results(js, country)] == [job.job_id]
+
+
+async def _consumer_exists(js: JetStreamContext, country: str) -> bool:
+    try:
+        await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    except NotFoundError:
+        return False
+    return True
+
+
+async def _result_count(js: JetStreamContext, country: str, count: int) -> bool:
+    return len(await results(js, country)) == count
+
+
+async def _until_async(condition: Callable[[], Awaitable[bool]], within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_result_that_cannot_be_stored_is_nakd_and_redone_later(
+    bare_nats: str, ssl_contexts: SslContexts
+) -> None:
+    nc = await nats.connect(bare_nats)
+    js = nc.jetstream()
+    try:
+        await js.add_stream(stream_configs()[0])  # JOBS only: RESULTS is not there yet
+        async with SmtpLikePeer() as peer:
+            job = job_for("FR", peer.port)
+            await publish_job(js, job)
+            w = worker(nc, "FR", ssl_contexts, nak_delay=0.3, publish_timeout=0.5)
+            with capture() as logs:
+                run = asyncio.create_task(w.run())
+                try:
+                    await _until(lambda: any(e["event"] == "check" for e in logs))
+                    await ensure_streams(js)
+                    await _until_async(lambda: _result_count(js, "FR", 1))
+                finally:
+                    w.stop()
+                    await run
+        checks = [(e["attempt"], e["outcome"]) for e in logs if e["event"] == "check"]
+        assert checks == [(1, "nak"), (2, "acked")]
+        [failure] = [e for e in logs if e["event"] == "result_publish_failed"]
+        assert failure["job_id"] == job.job_id
+        assert await jobs_left(js, "FR") == 0
+    finally:
+        await nc.close()

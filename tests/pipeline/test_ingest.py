@@ -1,0 +1,200 @@
+"""The ingester against real PostgreSQL and NATS: results on the stream become rows."""
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+from nats.js import JetStreamContext
+from structlog.testing import capture_logs
+
+from controller.pipeline import Pipeline
+from shared.messages import CheckResult, Phases, TlsInfo, encode
+from shared.subjects import RESULTS_STREAM, results_subject
+from shared.timefmt import iso_ms, utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries
+
+
+def result(
+    monitor: dict[str, Any], cc: str, status: str = "up", at: datetime | None = None, **extra: Any
+) -> CheckResult:
+    at = at or utcnow()
+    fields: dict[str, Any] = {
+        "job_id": str(uuid.uuid4()),
+        "monitor_id": monitor["publicId"],
+        "monitor_type": "smtp",
+        "country": cc,
+        "agent_id": f"agent-{cc}",
+        "scheduled_at": iso_ms(at),
+        "started_at": iso_ms(at + timedelta(milliseconds=5)),
+        "finished_at": iso_ms(at + timedelta(milliseconds=40)),
+        "status": status,
+        "error_kind": None if status == "up" else "refused",
+        "message": "220 ready" if status == "up" else "connection refused",
+        **extra,
+    }
+    return CheckResult(**fields)
+
+
+async def publish(js: JetStreamContext, res: CheckResult) -> None:
+    await js.publish(results_subject(res.country, res.monitor_type, res.monitor_id), encode(res))
+
+
+async def rows(pool: asyncpg.Pool, public_id: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        found: list[asyncpg.Record] = await conn.fetch(
+            "SELECT * FROM check_results WHERE monitor_public_id = $1 ORDER BY scheduled_at",
+            uuid.UUID(public_id),
+        )
+    return found
+
+
+async def test_a_result_published_twice_is_stored_once(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    res = result(
+        monitor,
+        cc,
+        banner="220 mx ESMTP",
+        response_time_ms=35.5,
+        address="192.0.2.1",
+        phases=Phases(dns_ms=1.0, connect_ms=2.0),
+        tls=TlsInfo(version="TLSv1.3"),
+    )
+    await publish(pipeline.js, res)
+    await publish(pipeline.js, res)
+    assert await pipeline.ingester.burst() == 1
+    [row] = await rows(pipe_pool, monitor["publicId"])
+    assert (row["job_id"], row["status"], row["agent_id"]) == (res.job_id, "up", f"agent-{cc}")
+    r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=org.auth())
+    assert r.json()["lastCheckedAt"] == res.finished_at
+    r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/results", headers=org.auth())
+    [item] = r.json()["items"]
+    wire = {k: v for k, v in item.items() if k != "storedAt"}
+    assert wire == msgspec.to_builtins(res)
+    # Redelivered long after (beyond the duplicate window): still one row, state unchanged.
+    await publish(pipeline.js, res)
+    assert await pipeline.ingester.burst() == 0
+    r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/countries", headers=org.auth())
+    [state] = r.json()["items"]
+    assert (state["consecutiveSuccesses"], state["consecutiveFailures"]) == (1, 0)
+
+
+async def test_malformed_result_is_termed_with_a_log_line_and_the_rest_stored(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    subject = results_subject(cc, "smtp", monitor["publicId"])
+    await pipeline.js.publish(subject, b"{not json")
+    await pipeline.js.publish(subject, b'{"v": 1, "jobId": 5}')
+    await publish(pipeline.js, result(monitor, cc, scheduled_at="yesterday-ish"))
+    await publish(pipeline.js, result(monitor, cc))
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    moved = [e for e in logs if e["event"] == "malformed result moved aside"]
+    assert len(moved) == 3 and all(e["subject"] == subject for e in moved)
+    assert len(await rows(pipe_pool, monitor["publicId"])) == 1
+    # Termed: nothing is redelivered and nothing waits for an ack.
+    assert await pipeline.ingester.burst() == 0
+    info = await pipeline.js.consumer_info(RESULTS_STREAM, pipeline.ingester.durable)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_country_state_counts_the_current_run_and_missed_counts_for_neither(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    a, b = countries.take(2)
+    monitor = await create(api, org)
+    t0 = utcnow() - timedelta(minutes=10)
+    statuses = ["up", "up", "down", "down", "expired", "down"]
+    for i, status in enumerate(statuses):
+        extra = {"error_kind": "expired"} if status == "expired" else {}
+        at = t0 + timedelta(minutes=i)
+        await publish(
+            pipeline.js,
+            result(monitor, a, "down" if status == "expired" else status, at, **extra),
+        )
+    await publish(pipeline.js, result(monitor, b, "up", t0))
+    assert await pipeline.ingester.burst() == 7
+    r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/countries", headers=org.auth())
+    states = {s["country"]: s for s in r.json()["items"]}
+    assert states[a]["status"] == "down"
+    assert (states[a]["consecutiveFailures"], states[a]["consecutiveSuccesses"]) == (3, 0)
+    assert (states[b]["consecutiveFailures"], states[b]["consecutiveSuccesses"]) == (0, 1)
+    stored = await rows(pipe_pool, monitor["publicId"])
+    assert [r["status"] for r in stored if r["country"] == a] == [
+        "up",
+        "up",
+        "down",
+        "down",
+        "missed",
+        "down",
+    ]
+    # One more success in a later batch resets the failure run.
+    await publish(pipeline.js, result(monitor, a, "up", t0 + timedelta(minutes=7)))
+    assert await pipeline.ingester.burst() == 1
+    r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/countries", headers=org.auth())
+    state = next(s for s in r.json()["items"] if s["country"] == a)
+    assert (state["consecutiveFailures"], state["consecutiveSuccesses"]) == (0, 1)
+
+
+async def test_results_filters_pages_and_uptime(
+    api: httpx.AsyncClient, org: Tenant, pipeline: Pipeline, countries: Countries
+) -> None:
+    a, b = countries.take(2)
+    monitor = await create(api, org)
+    now = utcnow()
+    plan = [(a, "up", 1), (a, "up", 2), (a, "down", 3), (b, "up", 4), (a, "up", 60 * 30)]
+    for cc, status, minutes_ago in plan:
+        await publish(
+            pipeline.js, result(monitor, cc, status, now - timedelta(minutes=minutes_ago))
+        )
+    await publish(
+        pipeline.js, result(monitor, b, "down", now - timedelta(days=3), error_kind="expired")
+    )
+    assert await pipeline.ingester.burst() == 6
+    url = f"/api/smtp-monitors/{monitor['publicId']}"
+    r = await api.get(f"{url}/results", params={"perPage": 2, "page": 2}, headers=org.auth())
+    body = r.json()
+    assert (body["total"], body["page"], body["perPage"], len(body["items"])) == (6, 2, 2, 2)
+    r = await api.get(f"{url}/results", params={"country": b.lower()}, headers=org.auth())
+    assert [i["status"] for i in r.json()["items"]] == ["up", "missed"]
+    since = iso_ms(now - timedelta(minutes=3, seconds=30))
+    until = iso_ms(now - timedelta(minutes=1, seconds=30))
+    r = await api.get(f"{url}/results", params={"from": since, "to": until}, headers=org.auth())
+    assert [(i["country"], i["status"]) for i in r.json()["items"]] == [(a, "up"), (a, "down")]
+    r = await api.get(f"{url}/results", params={"from": "last week"}, headers=org.auth())
+    assert r.status_code == 400 and r.json()["fields"] == ["from"]
+    r = await api.get(f"{url}/results", params={"perPage": 201}, headers=org.auth())
+    assert r.status_code == 400
+    r = await api.get(f"{url}/uptime", headers=org.auth())
+    windows = {w["window"]: w for w in r.json()["windows"]}
+    assert list(windows) == ["day", "week", "month"]
+    assert windows["day"]["overall"] == {"up": 3, "down": 1, "missed": 0, "uptimePercent": 75.0}
+    assert windows["day"]["countries"][a]["uptimePercent"] == 66.6667
+    assert windows["week"]["countries"][b] == {
+        "up": 1,
+        "down": 0,
+        "missed": 1,
+        "uptimePercent": 100.0,
+    }
+    assert windows["month"]["overall"]["missed"] == 1

@@ -1,0 +1,333 @@
+"""The scheduler against real PostgreSQL and NATS: due monitors become jobs per country."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from controller import schedule
+from controller.pipeline import Pipeline
+from controller.scheduler import Scheduler
+from controller.secretbox import SecretBox
+from shared.messages import ImapCheckJob, SmtpCheckJob
+from shared.settings import ControllerSettings
+from shared.timefmt import parse_iso, utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant, make_tenant
+from tests.pipeline.conftest import Countries
+
+
+async def make_due(pool: asyncpg.Pool, public_id: str, ago: timedelta = timedelta(0)) -> datetime:
+    """Put the monitor's next due time on its grid, `ago` in the past (at least just passed)."""
+    async with pool.acquire() as conn:
+        interval: int = await conn.fetchval(
+            "SELECT check_interval FROM monitors WHERE public_id = $1", public_id
+        )
+        due = schedule.last_due(schedule.phase_ms(public_id, interval), interval, utcnow() - ago)
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", public_id, due
+        )
+    return due
+
+
+async def next_due_at(pool: asyncpg.Pool, public_id: str) -> datetime | None:
+    async with pool.acquire() as conn:
+        at: datetime | None = await conn.fetchval(
+            "SELECT next_due_at FROM monitors WHERE public_id = $1", public_id
+        )
+    return at
+
+
+async def test_new_monitor_gets_a_due_time_on_its_grid_not_an_immediate_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+    assert await next_due_at(pipe_pool, monitor["publicId"]) is None
+    before = utcnow()
+    assert await pipeline.scheduler.tick() == 0
+    due = await next_due_at(pipe_pool, monitor["publicId"])
+    assert due is not None and before < due <= before + timedelta(seconds=60)
+    phase = schedule.phase_ms(monitor["publicId"], 60)
+    assert schedule.next_due(phase, 60, due - timedelta(milliseconds=1)) == due
+    assert await countries.jobs(cc) == []
+
+
+async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    a, b = countries.take(2)
+    await countries.live(a)
+    await countries.live(b)
+    monitor = await create(api, org, allowedCheckCountryCodes=[a, b], port=None)
+    pid = monitor["publicId"]
+    due = await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 2
+    for cc in (a, b):
+        [(job, msg_id)] = await countries.jobs(cc)
+        assert isinstance(job, SmtpCheckJob)
+        assert job.job_id == msg_id == schedule.job_id(pid, cc, due)
+        assert (job.monitor_id, job.country, job.hostname) == (pid, cc, "smtp.example.com")
+        assert job.port == 25  # the default, resolved
+        assert job.timeout_seconds == 30
+        assert parse_iso(job.scheduled_at) == due
+        assert parse_iso(job.expires_at) == due + timedelta(seconds=60)
+        assert job.config.auth is not None
+        assert (job.config.auth.user, job.config.auth.password) == ("username", "password")
+    after = await next_due_at(pipe_pool, pid)
+    assert after == due + timedelta(seconds=60)
+
+
+async def test_imap_job_carries_the_decrypted_password_and_protocol(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, "imap", allowedCheckCountryCodes=[cc])
+    await make_due(pipe_pool, monitor["publicId"])
+    assert await pipeline.scheduler.tick() == 1
+    [(job, _)] = await countries.jobs(cc)
+    assert isinstance(job, ImapCheckJob)
+    assert (job.config.protocol, job.config.user, job.config.password, job.port) == (
+        "imap",
+        "monitor@example.com",
+        "password",
+        993,
+    )
+
+
+async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+) -> None:
+    """A crash before the commit leaves the monitor due: the same ids go out again, and
+    JetStream's duplicate window drops them."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+    due = await make_due(pipe_pool, monitor["publicId"])
+    assert await pipeline.scheduler.tick() == 1
+    replica = Scheduler(
+        pipe_pool, pipeline.js, pipeline.agents, SecretBox(settings.secrets_key or "")
+    )
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", monitor["publicId"], due
+        )
+    assert await replica.tick() == 1  # published, but JetStream kept only the first
+    assert len(await countries.jobs(cc)) == 1
+
+
+async def test_disabled_monitor_is_not_scheduled_and_status_change_replans(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+    await make_due(pipe_pool, monitor["publicId"])
+    r = await api.patch(
+        f"/api/smtp-monitors/{monitor['publicId']}", json={"status": "paused"}, headers=org.auth()
+    )
+    assert r.status_code == 200, r.text
+    assert await next_due_at(pipe_pool, monitor["publicId"]) is None
+    await make_due(pipe_pool, monitor["publicId"])
+    assert await pipeline.scheduler.tick() == 0
+    assert await countries.jobs(cc) == []
+
+
+async def test_interval_change_takes_effect_from_the_next_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+    await pipeline.scheduler.plan_new()
+    r = await api.patch(
+        f"/api/smtp-monitors/{monitor['publicId']}",
+        json={"checkInterval": 600, "timeoutSeconds": 10},
+        headers=org.auth(),
+    )
+    assert r.status_code == 200, r.text
+    before = utcnow()
+    await pipeline.scheduler.plan_new()
+    due = await next_due_at(pipe_pool, monitor["publicId"])
+    assert due is not None and before < due <= before + timedelta(seconds=600)
+    assert schedule.next_due(schedule.phase_ms(monitor["publicId"], 600), 600, before) == due
+
+
+async def test_null_countries_run_from_n_live_countries_stable_per_monitor(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    live = countries.take(3)
+    for cc in live:
+        await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=None)
+    pid = monitor["publicId"]
+    await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 2
+    expected = schedule.pick_countries(pid, set(live), 2)
+    got = sorted([cc for cc in live if await countries.jobs(cc)])
+    assert got == expected
+    # Nothing recorded as no_agent: every picked country is live.
+    async with pipe_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM check_results") == 0
+
+
+async def test_catch_up_after_downtime_is_one_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(
+        api, org, allowedCheckCountryCodes=[cc], checkInterval=10, timeoutSeconds=5
+    )
+    pid = monitor["publicId"]
+    await make_due(pipe_pool, pid, ago=timedelta(hours=2))
+    now = utcnow()
+    assert await pipeline.scheduler.tick() == 1
+    [(job, _)] = await countries.jobs(cc)
+    scheduled = parse_iso(job.scheduled_at)
+    assert now - timedelta(seconds=10) < scheduled <= utcnow()
+    after = await next_due_at(pipe_pool, pid)
+    assert after is not None and after > now
+    assert await pipeline.scheduler.tick() == 0
+
+
+async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_the_api(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    live, dark = countries.take(2)
+    await countries.live(live)
+    monitor = await create(api, org, allowedCheckCountryCodes=[live, dark])
+    pid = monitor["publicId"]
+    due = await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 1
+    assert len(await countries.jobs(live)) == 1
+    assert await countries.jobs(dark) == []
+    r = await api.get(f"/api/smtp-monitors/{pid}/results", headers=org.auth("readonly"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["total"], body["page"], body["perPage"]) == (1, 1, 50)
+    [item] = body["items"]
+    assert item["country"] == dark
+    assert (item["status"], item["errorKind"], item["agentId"]) == ("missed", "no_agent", None)
+    assert item["jobId"] == schedule.job_id(pid, dark, due)
+    assert parse_iso(item["scheduledAt"]) == due
+    r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
+    day = r.json()["windows"][0]
+    assert day["window"] == "day"
+    assert day["countries"][dark] == {"up": 0, "down": 0, "missed": 1, "uptimePercent": None}
+    r = await api.get(f"/api/smtp-monitors/{pid}/countries", headers=org.auth())
+    [state] = r.json()["items"]
+    assert (state["country"], state["status"], state["errorKind"]) == (dark, "missed", "no_agent")
+
+
+async def test_trigger_check_runs_a_round_now_from_every_country(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+) -> None:
+    live, dark = countries.take(2)
+    await countries.live(live)
+    monitor = await create(api, org, allowedCheckCountryCodes=[live, dark])
+    url = f"/api/smtp-monitors/{monitor['publicId']}/trigger-check"
+    r = await api.post(url, headers=org.auth("member"))
+    assert r.status_code == 202, r.text
+    body: dict[str, Any] = r.json()
+    statuses = {j["country"]: j["status"] for j in body["jobs"]}
+    assert statuses == {live: "queued", dark: "no_agent"}
+    [(job, msg_id)] = await countries.jobs(live)
+    queued = next(j for j in body["jobs"] if j["country"] == live)
+    assert job.job_id == msg_id == queued["jobId"]
+    assert job.scheduled_at == body["scheduledAt"]
+    # A second trigger is a new round with new ids.
+    r = await api.post(url, headers=org.auth())
+    assert r.status_code == 202
+    assert len(await countries.jobs(live)) == 2
+
+
+async def test_trigger_check_roles_and_tenancy(
+    api: httpx.AsyncClient, org: Tenant, pipe_pool: asyncpg.Pool, countries: Countries
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org, "imap", allowedCheckCountryCodes=[cc])
+    url = f"/api/imap-pop-monitors/{monitor['publicId']}/trigger-check"
+    assert (await api.post(url, headers=org.auth("readonly"))).status_code == 403
+    other = await make_tenant(pipe_pool, supporter=True)
+    assert (await api.post(url, headers=other.auth("admin"))).status_code == 404
+    assert (await api.post(url, headers=other.auth("supporter"))).status_code == 403
+    r = await api.get(
+        f"/api/imap-pop-monitors/{monitor['publicId']}/results", headers=other.auth("admin")
+    )
+    assert r.status_code == 404
+    r = await api.get(
+        f"/api/imap-pop-monitors/{monitor['publicId']}/results", headers=other.auth("supporter")
+    )
+    assert r.status_code == 200
+    r = await api.get(
+        f"/api/smtp-monitors/{monitor['publicId']}/results", headers=org.auth("admin")
+    )
+    assert r.status_code == 404  # an IMAP monitor is not an SMTP monitor
+
+
+async def test_agents_lists_live_agents_per_country(
+    api: httpx.AsyncClient, org: Tenant, countries: Countries
+) -> None:
+    a, b = countries.take(2)
+    await countries.live(a, "agent-1", version="1.2.3", in_flight=3, capacity=100)
+    await countries.live(a, "agent-2")
+    await countries.live(b, "agent-3")
+    r = await api.get("/api/agents", headers=org.auth("readonly"))
+    assert r.status_code == 200, r.text
+    by_country = {c["country"]: c["agents"] for c in r.json()["countries"]}
+    assert [x["id"] for x in by_country[a]] == ["agent-1", "agent-2"]
+    first = by_country[a][0]
+    assert (first["version"], first["inFlight"], first["capacity"]) == ("1.2.3", 3, 100)
+    assert set(first) == {
+        "id",
+        "country",
+        "version",
+        "lastSeen",
+        "startedAt",
+        "inFlight",
+        "capacity",
+    }
+    assert [x["id"] for x in by_country[b]] == ["agent-3"]

@@ -1,0 +1,88 @@
+"""The scheduling grid, job ids and country picks (controller.schedule)."""
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from controller import schedule
+from shared.subjects import _TOKEN
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_phases_of_10000_monitors_spread_over_the_interval() -> None:
+    """10,000 monitors created at once: no second of a 60 s interval gets twice its share."""
+    ids = [str(uuid.uuid4()) for _ in range(10_000)]
+    seconds = Counter(schedule.phase_ms(i, 60) // 1000 for i in ids)
+    assert set(seconds) == set(range(60))
+    assert max(seconds.values()) < 2 * 10_000 / 60
+
+
+def test_phase_is_deterministic_and_inside_the_interval() -> None:
+    mid = "0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a01"
+    assert schedule.phase_ms(mid, 300) == schedule.phase_ms(mid, 300)
+    assert 0 <= schedule.phase_ms(mid, 10) < 10_000
+
+
+def test_next_due_is_the_first_grid_point_strictly_after() -> None:
+    phase = 1_500
+    first = schedule.next_due(phase, 60, T0)
+    assert first == T0 + timedelta(milliseconds=1_500)
+    assert schedule.next_due(phase, 60, first) == first + timedelta(seconds=60)
+    assert schedule.next_due(phase, 60, first - timedelta(milliseconds=1)) == first
+
+
+def test_after_downtime_one_catch_up_round_not_a_burst() -> None:
+    """Down for an hour at 60 s: one round at the latest passed grid point, then the grid."""
+    phase = 7_000
+    due = schedule.next_due(phase, 60, T0)
+    now = due + timedelta(hours=1, seconds=20)
+    scheduled, next_at = schedule.round_times(phase, 60, due, now)
+    assert scheduled == due + timedelta(hours=1)
+    assert scheduled <= now < next_at
+    assert next_at - scheduled == timedelta(seconds=60)
+    # Claimed again at next_at: the next round, not another missed one.
+    assert schedule.round_times(phase, 60, next_at, next_at)[0] == next_at
+
+
+def test_round_on_time_keeps_its_due_time() -> None:
+    due = schedule.next_due(0, 30, T0)
+    scheduled, next_at = schedule.round_times(0, 30, due, due + timedelta(milliseconds=40))
+    assert (scheduled, next_at) == (due, due + timedelta(seconds=30))
+
+
+def test_job_id_is_deterministic_and_a_subject_token() -> None:
+    mid = str(uuid.uuid4())
+    a = schedule.job_id(mid, "DE", T0)
+    assert a == schedule.job_id(mid, "DE", T0)
+    assert _TOKEN.fullmatch(a)
+    others = {
+        schedule.job_id(mid, "US", T0),
+        schedule.job_id(mid, "DE", T0 + timedelta(milliseconds=1)),
+        schedule.job_id(str(uuid.uuid4()), "DE", T0),
+        schedule.job_id(mid, "DE", T0, trigger=True),
+    }
+    assert a not in others and len(others) == 4
+
+
+def test_country_pick_is_stable_and_moves_little_when_a_country_goes() -> None:
+    live = {"DE", "US", "FR", "JP", "BR"}
+    ids = [str(uuid.uuid4()) for _ in range(2_000)]
+    picks = {i: schedule.pick_countries(i, live, 2) for i in ids}
+    assert all(len(p) == 2 and set(p) <= live for p in picks.values())
+    assert picks == {i: schedule.pick_countries(i, sorted(live), 2) for i in ids}
+    # Every country gets a fair share of the monitors.
+    load = Counter(cc for p in picks.values() for cc in p)
+    assert min(load.values()) > 0.6 * 2 * len(ids) / len(live)
+    # JP goes away: only monitors that had JP change, and they keep their other country.
+    after = {i: schedule.pick_countries(i, live - {"JP"}, 2) for i in ids}
+    for i in ids:
+        if "JP" not in picks[i]:
+            assert after[i] == picks[i]
+        else:
+            assert set(picks[i]) - {"JP"} <= set(after[i])
+
+
+def test_country_pick_with_fewer_live_countries_than_wanted() -> None:
+    assert schedule.pick_countries("m", {"DE"}, 2) == ["DE"]
+    assert schedule.pick_countries("m", set(), 2) == []
