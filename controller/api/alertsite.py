@@ -23,6 +23,7 @@ from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
 from controller.api import guards, validation
+from controller.api.auth import login_token
 from controller.api.errors import ApiError, bad_request, not_found
 from controller.api.monitor_rules import (
     IMAP_POP,
@@ -42,10 +43,9 @@ from controller.api.monitor_schemas import (
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
-from controller.db import accounts, customers, monitors
+from controller.db import customers, monitors
 from controller.db.accounts import Principal
 from controller.secretbox import SecretBox
-from controller.security import new_token, verify_password
 
 AuthedRequest = Request[Principal, Any, Any]
 
@@ -581,15 +581,11 @@ class AlertSiteController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[AccessTokenRequest]
     ) -> AccessToken:
         validation.no_nul(data, "")
-        async with _pool(request).acquire() as conn:
-            user = await accounts.user_for_login(conn, data.username.strip())
-            if not verify_password(user["password_hash"] if user else None, data.password):
-                raise ApiError(400, AUTH_FAILED, code="bad_credentials")
-            assert user is not None
-            token, digest = new_token()
-            ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
-            await accounts.issue_token(conn, user["id"], digest, ttl)
-        return AccessToken(token)
+        ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
+        issued = await login_token(_pool(request), data.username, data.password, ttl)
+        if issued is None:
+            raise ApiError(400, AUTH_FAILED, code="bad_credentials")
+        return AccessToken(issued[0])
 
     @post("/monitors/email-smtp", status_code=200, summary="Create an SMTP monitor (AlertSite)")
     async def create_smtp(

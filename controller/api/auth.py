@@ -1,5 +1,6 @@
 """Bearer-token authentication for `/api/*` and `POST /api/auth/login`."""
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -35,6 +36,19 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=None)
 
 
+async def login_token(
+    pool: asyncpg.Pool, email: str, password: str, ttl_seconds: int
+) -> tuple[str, datetime] | None:
+    """A new bearer token and its expiry for these credentials; None when they are wrong."""
+    async with pool.acquire() as conn:
+        user = await accounts.user_for_login(conn, email.strip())
+        # An unknown e-mail costs the same hashing as a wrong password: no probing for users.
+        if not verify_password(user["password_hash"] if user else None, password) or not user:
+            return None
+        token, digest = new_token()
+        return token, await accounts.issue_token(conn, user["id"], digest, ttl_seconds)
+
+
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
     email: str
     password: str
@@ -62,18 +76,15 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
     ) -> LoginResponse:
         validation.no_nul(data, "")
-        pool: asyncpg.Pool = request.app.state.pool
-        async with pool.acquire() as conn:
-            user = await accounts.user_for_login(conn, data.email.strip())
-            if not verify_password(user["password_hash"] if user else None, data.password):
-                raise ApiError(
-                    401, "Unauthorized: wrong e-mail or password", code="bad_credentials"
-                )
-            assert user is not None
-            token, digest = new_token()
-            expires_at = await accounts.issue_token(
-                conn, user["id"], digest, request.app.state.settings.token_ttl_seconds
-            )
+        issued = await login_token(
+            request.app.state.pool,
+            data.email,
+            data.password,
+            request.app.state.settings.token_ttl_seconds,
+        )
+        if issued is None:
+            raise ApiError(401, "Unauthorized: wrong e-mail or password", code="bad_credentials")
+        token, expires_at = issued
         return LoginResponse(token=token, expires_at=iso_ms(expires_at))
 
     @get("/me", summary="The caller")
