@@ -15,10 +15,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.api.alerts import (
+    AlertSettingsController,
+    ImapPopMonitorAlertsController,
+    SmtpMonitorAlertsController,
+)
 from controller.api.alertsite import AlertSiteController
 from controller.api.auth import AuthController, BearerAuthMiddleware
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
+from controller.api.maintenance import MaintenanceWindowController
 from controller.api.monitors import ImapPopMonitorController, SmtpMonitorController
 from controller.api.results import (
     ImapPopMonitorResultsController,
@@ -122,6 +128,10 @@ def create_app(
             ImapPopMonitorController,
             SmtpMonitorResultsController,
             ImapPopMonitorResultsController,
+            SmtpMonitorAlertsController,
+            ImapPopMonitorAlertsController,
+            AlertSettingsController,
+            MaintenanceWindowController,
             list_agents,
             CustomerController,
             UserController,

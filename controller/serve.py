@@ -1,18 +1,23 @@
 """`serve`: the roles of CONTROLLER_ROLES as asyncio tasks sharing one pool and one NATS
-connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions).
-`alerter` is accepted and has nothing to run yet."""
+connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions),
+`alerter` (evaluation, events, and the outbox worker sending notifications)."""
 
 import asyncio
 import signal
 from collections.abc import Coroutine
 from typing import Any
 
+import asyncpg
 import structlog
 import uvicorn
+from nats.js import JetStreamContext
 
+from controller.alerting import Alerter
 from controller.app import create_app
 from controller.db.pool import create_pool
 from controller.ingest import keep_partitions
+from controller.notify import channels
+from controller.outbox import OutboxWorker
 from controller.pipeline import open_pipeline
 from shared.settings import ControllerSettings
 
@@ -35,6 +40,8 @@ async def serve(settings: ControllerSettings) -> None:
                 work.append(pipeline.scheduler.run(stop))
             if "ingester" in roles:
                 work += [pipeline.ingester.run(stop), keep_partitions(pool, stop)]
+            if "alerter" in roles:
+                work += _alerter(settings, pool, pipeline.js, stop)
             tasks = [asyncio.create_task(c) for c in work]
             log.info("controller started", roles=sorted(roles))
             try:
@@ -48,6 +55,30 @@ async def serve(settings: ControllerSettings) -> None:
                 log.info("controller stopped")
     finally:
         await pool.close()
+
+
+def _alerter(
+    settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
+) -> list[Coroutine[Any, Any, None]]:
+    """The evaluation loop and the outbox worker."""
+    found = channels(settings)
+    if not found:
+        log.warning("no notification channel configured (NOTIFY_SMTP_URL, NOTIFY_SMS_WEBHOOK_URL)")
+    alerter = Alerter(
+        pool,
+        js,
+        channels=found,
+        default_countries=settings.default_check_countries,
+        reminder_minutes=settings.notify_reminder_minutes,
+        interval_s=settings.alert_eval_interval_seconds,
+    )
+    worker = OutboxWorker(
+        pool,
+        found,
+        max_attempts=settings.notify_max_attempts,
+        interval_s=settings.alert_eval_interval_seconds,
+    )
+    return [alerter.run(stop), worker.run(stop)]
 
 
 async def _serve_api(settings: ControllerSettings, app: Any) -> None:

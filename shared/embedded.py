@@ -62,16 +62,25 @@ def nats_server_binary() -> str:
 
 
 def start_nats(
-    store_dir: Path, port: int | None = None, *, config: Path | None = None
+    store_dir: Path,
+    port: int | None = None,
+    *,
+    config: Path | None = None,
+    own_session: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start nats-server with JetStream on loopback; return the process and its URL."""
+    """Start nats-server with JetStream on loopback; return the process and its URL.
+
+    `own_session`: out of the caller's process group, so a Ctrl-C in the terminal reaches only
+    the caller, which stops the server after the clients that use it (`make run`)."""
     port = port or free_port()
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
     if config is not None:
         args += ["-c", str(config)]
     with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session
+        )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -26,8 +27,10 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
-def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> None:
-    for part in value.split(","):
+def _check_url(name: str, value: str, schemes: tuple[str, ...], *, many: bool = True) -> None:
+    """Each comma-separated URL (one URL unless `many`) starts with one of `schemes`; the
+    message never repeats the value, which may hold credentials."""
+    for part in value.split(",") if many else [value]:
         if not part.strip().startswith(tuple(s + "://" for s in schemes)):
             raise ValueError(
                 f"{name} must start with one of {', '.join(s + '://' for s in schemes)}"
@@ -92,6 +95,46 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000
+    notify_smtp_url: Annotated[
+        str | None,
+        Meta(
+            description="relay for alert e-mails: `smtp://user:pass@host:port` (STARTTLS when "
+            "offered) or `smtps://…` (TLS from the first byte); unset: no e-mail"
+        ),
+    ] = None
+    notify_from: Annotated[
+        str | None,
+        Meta(description="sender of alert e-mails, e.g. `mailprobe <alerts@example.com>`"),
+    ] = None
+    notify_sms_webhook_url: Annotated[
+        str | None,
+        Meta(
+            description='SMS gateway webhook: JSON POST `{"to", "text"}`; unset: no SMS '
+            "(see Alerts and notifications)"
+        ),
+    ] = None
+    notify_reminder_minutes: Annotated[
+        int,
+        Meta(ge=0, le=10_080, description="reminder while a monitor stays down; `0`: none"),
+    ] = 60
+    notify_max_attempts: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="delivery attempts of one notification (exponential backoff up to an "
+            "hour apart) before it is marked failed",
+        ),
+    ] = 40
+    alert_eval_interval_seconds: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=60,
+            description="how often the alerter looks for monitors to evaluate and "
+            "notifications to send",
+        ),
+    ] = 1.0
 
     @property
     def roles(self) -> frozenset[str]:
@@ -107,6 +150,21 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         if self.secrets_key is not None:
             check_secrets_key(self.secrets_key)
+        if self.notify_smtp_url is not None:
+            _check_url("NOTIFY_SMTP_URL", self.notify_smtp_url, ("smtp", "smtps"), many=False)
+            parts = urlsplit(self.notify_smtp_url)
+            try:
+                parts.port  # noqa: B018  # raises ValueError on a bad port
+            except ValueError:
+                raise ValueError("NOTIFY_SMTP_URL has an invalid port") from None
+            if not parts.hostname:
+                raise ValueError("NOTIFY_SMTP_URL names no host")
+            if self.notify_from is None or "@" not in self.notify_from:
+                raise ValueError("NOTIFY_FROM (an e-mail address) is required with NOTIFY_SMTP_URL")
+        if self.notify_sms_webhook_url is not None:
+            _check_url(
+                "NOTIFY_SMS_WEBHOOK_URL", self.notify_sms_webhook_url, ("http", "https"), many=False
+            )
 
 
 class AgentSettings(msgspec.Struct, rename="upper", frozen=True):

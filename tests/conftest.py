@@ -6,6 +6,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,26 @@ def _with_database(url: str, name: str) -> str:
     base, sep, query = url.partition("?")
     head, _, _ = base.rpartition("/")
     return f"{head}/{name}{sep}{query}"
+
+
+@asynccontextmanager
+async def scratch_database(url: str, prefix: str) -> AsyncIterator[str]:
+    """A new migrated database beside `url`'s, dropped at exit; for tests whose scheduler
+    claims every due monitor of its database, so no other test's monitors may be there."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    scratch = _with_database(url, name)
+    conn = await connect(scratch)
+    await migrate(conn)
+    await conn.close()
+    try:
+        yield scratch
+    finally:
+        admin = await asyncpg.connect(url)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

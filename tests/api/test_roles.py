@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.helpers import CONFIG_KEY, PATHS, assert_error, create, seed_body
+from tests.api.helpers import CONFIG_KEY, PATHS, as_got, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
 
 KINDS = ["smtp", "imap"]
@@ -100,7 +100,7 @@ async def test_readonly_patch_of_other_fields_is_403_and_changes_nothing(
     r = await http.patch(url, json=body, headers=org.auth("readonly"))
     body_out = assert_error(r, 403, code="forbidden")
     assert "status" in body_out["message"]
-    assert (await http.get(url, headers=org.auth())).json() == created
+    assert (await http.get(url, headers=org.auth())).json() == as_got(created)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -111,7 +111,7 @@ async def test_supporter_may_not_update(
     created = await create(http, org, kind)
     url = f"{PATHS[kind]}/{created['publicId']}"
     assert_error(await http.patch(url, json=body, headers=org.auth("supporter")), 403)
-    assert (await http.get(url, headers=org.auth())).json() == created
+    assert (await http.get(url, headers=org.auth())).json() == as_got(created)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -119,7 +119,7 @@ async def test_supporter_may_not_update(
 async def test_every_role_reads(http: httpx.AsyncClient, org: Tenant, kind: str, role: str) -> None:
     created = await create(http, org, kind)
     r = await http.get(f"{PATHS[kind]}/{created['publicId']}", headers=org.auth(role))
-    assert r.status_code == 200 and r.json() == created
+    assert r.status_code == 200 and r.json() == as_got(created)
     r = await http.get(PATHS[kind], params={"customerId": org.customer_id}, headers=org.auth(role))
     assert r.status_code == 200 and r.json()["items"] == [created]
 
@@ -133,7 +133,7 @@ async def test_supporter_reads_other_organizations(
     created = await create(http, tenant, kind)
     url = f"{PATHS[kind]}/{created['publicId']}"
     r = await http.get(url, headers=helper.auth("supporter"))
-    assert r.status_code == 200 and r.json() == created
+    assert r.status_code == 200 and r.json() == as_got(created)
     r = await http.get(
         PATHS[kind],
         params={"customerId": tenant.customer_public_id},
@@ -147,7 +147,7 @@ async def test_supporter_reads_other_organizations(
     assert_error(await http.delete(url, headers=helper.auth("supporter")), 403)
     r = await http.post(PATHS[kind], json=seed_body(kind, tenant), headers=helper.auth("supporter"))
     assert_error(r, 403)
-    assert (await http.get(url, headers=tenant.auth())).json() == created
+    assert (await http.get(url, headers=tenant.auth())).json() == as_got(created)
 
 
 async def test_supporter_list_without_filter_spans_organizations(

@@ -24,8 +24,7 @@ from nats.js.kv import KeyValue
 
 from controller.agents import LiveAgents
 from controller.app import create_app
-from controller.db.migrate import migrate
-from controller.db.pool import connect, create_pool
+from controller.db.pool import create_pool
 from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduler import Scheduler
@@ -36,7 +35,7 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, jobs_subject
 from shared.timefmt import iso_ms, utcnow
-from tests.conftest import Tenant, _with_database, make_tenant
+from tests.conftest import Tenant, make_tenant, scratch_database
 
 # Valid ISO codes that no other test uses (tests/agent takes from a list of its own).
 _CODES = "UY VE PY BO EC GT HN NI CR PA CU DO HT JM TT BS BB KZ UZ TM KG TJ MN NP BD LK MM TH VN"
@@ -45,18 +44,8 @@ _COUNTRIES = iter(_CODES.split(" "))
 
 @pytest.fixture(scope="session")
 async def pipe_database_url(database_url: str) -> AsyncIterator[str]:
-    name = f"mailprobe_pipe_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = _with_database(database_url, name)
-    conn = await connect(url)
-    await migrate(conn)
-    await conn.close()
-    yield url
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database(database_url, "mailprobe_pipe") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

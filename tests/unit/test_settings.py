@@ -45,3 +45,38 @@ def test_agent_country_must_be_upper_iso_shape() -> None:
     agent = load(AgentSettings, {"AGENT_ALLOW_PRIVATE_TARGETS": "true"}, agent_country="DE")
     assert agent.agent_allow_private_targets is True
     assert agent.agent_country == "DE"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NOTIFY_SMTP_URL": "http://relay"}, "NOTIFY_SMTP_URL must start with one of smtp://"),
+        ({"NOTIFY_SMTP_URL": "smtp://u:pw@relay:99999", "NOTIFY_FROM": "a@b"}, "invalid port"),
+        ({"NOTIFY_SMTP_URL": "smtp://u:pw@relay:587"}, "NOTIFY_FROM (an e-mail address)"),
+        ({"NOTIFY_SMS_WEBHOOK_URL": "ftp://x"}, "NOTIFY_SMS_WEBHOOK_URL must start with"),
+        ({"NOTIFY_REMINDER_MINUTES": "-1"}, "setting NOTIFY_REMINDER_MINUTES is invalid"),
+    ],
+)
+def test_bad_notification_setting_names_it_without_its_secret(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(ControllerSettings, {**GOOD, **env})
+    assert message in str(caught.value)
+    assert "pw" not in str(caught.value)
+
+
+def test_notification_settings_load() -> None:
+    settings = load(
+        ControllerSettings,
+        {
+            **GOOD,
+            "NOTIFY_SMTP_URL": "smtps://u:p%40ss@relay.example:465",
+            "NOTIFY_FROM": "mailprobe <alerts@example.com>",
+            "NOTIFY_SMS_WEBHOOK_URL": "https://hook.example/sms",
+        },
+    )
+    assert settings.notify_reminder_minutes == 60
+    from controller.notify import channels
+
+    assert sorted(channels(settings)) == ["email", "sms"]

@@ -1,0 +1,308 @@
+"""Incidents, delivery history and alert thresholds of a monitor; the organization's defaults.
+
+Under `/api/smtp-monitors/{id}/…` and `/api/imap-pop-monitors/{id}/…` with the monitor
+endpoints' tenancy (another organization's monitor is a 404), and `/api/alert-settings`.
+"""
+
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, get, put
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from msgspec import Meta
+
+from controller.api import guards
+from controller.api.errors import not_found
+from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id, strict_body
+from controller.db import alerts, monitors
+from controller.db.accounts import Principal
+from controller.db.alerts import Thresholds
+from shared.timefmt import iso_ms, iso_ms_or_none
+
+AuthedRequest = Request[Principal, Any, Any]
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
+ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
+
+Share = Annotated[
+    float,
+    Meta(
+        ge=0,
+        lt=1,
+        description="a round fails when more than this share of the countries that ran it "
+        "failed (0.5: a majority; 0: any one country)",
+    ),
+]
+Rounds = Annotated[int, Meta(ge=1, le=100)]
+
+
+class Incident(msgspec.Struct, rename="camel"):
+    """`durationSeconds` is null while the incident is open."""
+
+    id: str
+    monitor_id: str
+    state: str  # `open` or `closed`
+    started_at: str
+    ended_at: str | None
+    duration_seconds: float | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+    notified: bool
+
+
+class IncidentPage(msgspec.Struct, rename="camel"):
+    items: list[Incident]
+    total: int
+    page: int
+    per_page: int
+
+
+class DeliveryAttempt(msgspec.Struct, rename="camel"):
+    id: int
+    incident_id: str | None
+    kind: str  # `down`, `reminder`, `recovered`
+    channel: str  # `email`, `sms`
+    target: str
+    attempt: int
+    status: str  # `sent`, `failed`
+    error: str | None
+    at: str
+
+
+class DeliveryAttemptPage(msgspec.Struct, rename="camel"):
+    items: list[DeliveryAttempt]
+    total: int
+    page: int
+    per_page: int
+
+
+class AlertSettings(msgspec.Struct, rename="camel"):
+    """Organization defaults (`GET/PUT /api/alert-settings`)."""
+
+    failure_threshold: Share
+    down_after_rounds: Rounds
+    recover_after_rounds: Rounds
+
+
+class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    failure_threshold: Share | msgspec.UnsetType = msgspec.UNSET
+    down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+    recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+
+
+class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """The monitor's own values; null or absent inherits the organization's."""
+
+    failure_threshold: Share | None = None
+    down_after_rounds: Rounds | None = None
+    recover_after_rounds: Rounds | None = None
+
+
+class MonitorAlertSettings(msgspec.Struct, rename="camel"):
+    """The monitor's own values (null: inherited) and the `effective` ones."""
+
+    monitor_id: str
+    failure_threshold: float | None
+    down_after_rounds: int | None
+    recover_after_rounds: int | None
+    effective: AlertSettings
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
+    if row is None:
+        raise not_found()
+    return row
+
+
+def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
+    return Incident(
+        id=str(row["public_id"]),
+        monitor_id=monitor_public_id,
+        state="open" if row["ended_at"] is None else "closed",
+        started_at=iso_ms(row["started_at"]),
+        ended_at=iso_ms_or_none(row["ended_at"]),
+        duration_seconds=row["duration_seconds"],
+        cause_kind=row["cause_kind"],
+        cause=row["cause"],
+        countries=list(row["countries"]),
+        notified=row["notified"],
+    )
+
+
+async def _incidents(
+    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+) -> IncidentPage:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await alerts.list_incidents(
+            conn, monitor["id"], per_page, (page - 1) * per_page
+        )
+    pid = str(monitor["public_id"])
+    return IncidentPage([_incident(r, pid) for r in rows], total, page, per_page)
+
+
+async def _history(
+    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+) -> DeliveryAttemptPage:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await alerts.list_history(
+            conn, monitor["id"], per_page, (page - 1) * per_page
+        )
+    items = [
+        DeliveryAttempt(
+            id=r["id"],
+            incident_id=None if r["incident_public_id"] is None else str(r["incident_public_id"]),
+            kind=r["kind"],
+            channel=r["channel"],
+            target=r["target"],
+            attempt=r["attempt"],
+            status=r["status"],
+            error=r["error"],
+            at=iso_ms(r["at"]),
+        )
+        for r in rows
+    ]
+    return DeliveryAttemptPage(items, total, page, per_page)
+
+
+def _settings(t: Thresholds) -> AlertSettings:
+    return AlertSettings(t.failure_threshold, t.down_after_rounds, t.recover_after_rounds)
+
+
+async def _monitor_settings(
+    kind: Kind, request: AuthedRequest, raw_id: str, data: MonitorAlertSettingsUpdate | None
+) -> MonitorAlertSettings:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        if data is not None:
+            guards.requires_updater(request.user, {"alertSettings"})
+            data = await strict_body(request, data)
+            await alerts.put_monitor_overrides(conn, monitor["id"], msgspec.structs.asdict(data))
+        own = await alerts.monitor_overrides(conn, monitor["id"])
+        effective = await alerts.thresholds(conn, monitor["id"], monitor["organization_id"])
+    return MonitorAlertSettings(
+        monitor_id=str(monitor["public_id"]),
+        failure_threshold=own["failure_threshold"],
+        down_after_rounds=own["down_after_rounds"],
+        recover_after_rounds=own["recover_after_rounds"],
+        effective=_settings(effective),
+    )
+
+
+class SmtpMonitorAlertsController(Controller):
+    path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
+    tags = ["smtp monitors"]
+
+    @get("/incidents", summary="SMTP Monitor incidents, newest first")
+    async def incidents(
+        self,
+        request: AuthedRequest,
+        monitor_id: SmtpId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> IncidentPage:
+        return await _incidents(SMTP, request, monitor_id, page, per_page)
+
+    @get("/alert-history", summary="SMTP Monitor notification delivery attempts, newest first")
+    async def alert_history(
+        self,
+        request: AuthedRequest,
+        monitor_id: SmtpId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> DeliveryAttemptPage:
+        return await _history(SMTP, request, monitor_id, page, per_page)
+
+    @get("/alert-settings", summary="SMTP Monitor alert thresholds")
+    async def get_alert_settings(
+        self, request: AuthedRequest, monitor_id: SmtpId
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(SMTP, request, monitor_id, None)
+
+    @put("/alert-settings", summary="Set SMTP Monitor alert thresholds (null: inherit)")
+    async def put_alert_settings(
+        self,
+        request: AuthedRequest,
+        monitor_id: SmtpId,
+        data: JSONBody[MonitorAlertSettingsUpdate],
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(SMTP, request, monitor_id, data)
+
+
+class ImapPopMonitorAlertsController(Controller):
+    path = "/api/imap-pop-monitors/{imapPopMonitorPublicId:str}"
+    tags = ["imap/pop monitors"]
+
+    @get("/incidents", summary="IMAP/POP Monitor incidents, newest first")
+    async def incidents(
+        self,
+        request: AuthedRequest,
+        monitor_id: ImapPopId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> IncidentPage:
+        return await _incidents(IMAP_POP, request, monitor_id, page, per_page)
+
+    @get("/alert-history", summary="IMAP/POP Monitor notification delivery attempts")
+    async def alert_history(
+        self,
+        request: AuthedRequest,
+        monitor_id: ImapPopId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> DeliveryAttemptPage:
+        return await _history(IMAP_POP, request, monitor_id, page, per_page)
+
+    @get("/alert-settings", summary="IMAP/POP Monitor alert thresholds")
+    async def get_alert_settings(
+        self, request: AuthedRequest, monitor_id: ImapPopId
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(IMAP_POP, request, monitor_id, None)
+
+    @put("/alert-settings", summary="Set IMAP/POP Monitor alert thresholds (null: inherit)")
+    async def put_alert_settings(
+        self,
+        request: AuthedRequest,
+        monitor_id: ImapPopId,
+        data: JSONBody[MonitorAlertSettingsUpdate],
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(IMAP_POP, request, monitor_id, data)
+
+
+class AlertSettingsController(Controller):
+    path = "/api/alert-settings"
+    tags = ["alerts"]
+
+    @get("/", summary="The organization's default alert thresholds")
+    async def get_settings(self, request: AuthedRequest) -> AlertSettings:
+        async with _pool(request).acquire() as conn:
+            t = await alerts.org_thresholds(conn, request.user.organization_id)
+        return _settings(t)
+
+    @put("/", summary="Change the organization's default alert thresholds (owners, admins)")
+    async def put_settings(
+        self, request: AuthedRequest, data: JSONBody[AlertSettingsUpdate]
+    ) -> AlertSettings:
+        guards.requires_admin(request.user)
+        data = await strict_body(request, data)
+        changes = {
+            k: None if v is msgspec.UNSET else v for k, v in msgspec.structs.asdict(data).items()
+        }
+        async with _pool(request).acquire() as conn:
+            t = await alerts.put_org_thresholds(conn, request.user.organization_id, **changes)
+        return _settings(t)

@@ -1,0 +1,54 @@
+"""Why a monitor is down, in words a person acts on, from the agents' error kinds."""
+
+from collections import Counter
+from collections.abc import Sequence
+
+# error kind → (short label for SMS, sentence for e-mail and the API)
+CAUSES: dict[str, tuple[str, str]] = {
+    "auth": (
+        "credentials rejected",
+        "The server rejected the monitor's credentials: check the user name and password.",
+    ),
+    "tls": (
+        "TLS broken",
+        "TLS is broken: the handshake failed or the certificate is invalid or expired.",
+    ),
+    "tls_required": (
+        "TLS not offered",
+        "TLS is required, but the server did not offer it.",
+    ),
+    "temporary": (
+        "server answering 4xx",
+        "The server answers with a temporary error (4xx): it is reachable but refuses to work.",
+    ),
+    "refused": ("unreachable", "The server is unreachable: connections are refused."),
+    "timeout": ("unreachable", "The server is unreachable: connections time out."),
+    "dns": ("unreachable", "The server is unreachable: its name does not resolve (DNS)."),
+    "protocol": (
+        "protocol error",
+        "The server's replies break the protocol (unexpected or malformed answers).",
+    ),
+    "blocked_target": (
+        "target not allowed",
+        "The agents refuse the target: it resolves to a private or loopback address.",
+    ),
+    "internal": ("probe error", "The check failed inside the agent, not at the server."),
+}
+_UNKNOWN = ("failing", "The checks fail.")
+
+
+def label(kind: str) -> str:
+    return CAUSES.get(kind, _UNKNOWN)[0]
+
+
+def describe(failures: Sequence[tuple[str, str | None, str]]) -> tuple[str, str]:
+    """(kind, text) for a round's failures, given as (country, error kind, agent message): the
+    most common kind (ties: the first country's), with the agents' own words for it."""
+    kinds = Counter(kind or "internal" for _, kind, _ in failures)
+    kind = max(kinds, key=lambda k: kinds[k]) if kinds else "internal"
+    sentence = CAUSES.get(kind, _UNKNOWN)[1]
+    seen = [f"{cc}: {msg}" for cc, k, msg in failures if (k or "internal") == kind and msg]
+    if seen:
+        sentence += " (" + "; ".join(m[:200] for m in seen[:3]) + ")"
+    countries = sorted(cc for cc, _, _ in failures)
+    return kind, f"{sentence} Seen from {', '.join(countries)}."

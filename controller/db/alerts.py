@@ -1,0 +1,413 @@
+"""Alerting: the evaluation queue, alert state, thresholds, incidents and the two outboxes.
+
+The caller owns the transaction. The alerter is the only writer of alert state, incidents and
+outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from controller.db.pool import Conn
+
+# Built-in defaults, used when an organization has not set its own.
+DEFAULT_FAILURE_THRESHOLD = 0.5
+DEFAULT_DOWN_AFTER_ROUNDS = 2
+DEFAULT_RECOVER_AFTER_ROUNDS = 2
+
+_MARK = """
+INSERT INTO alert_queue (monitor_id, due_at) SELECT unnest($1::bigint[]), now()
+ON CONFLICT (monitor_id) DO UPDATE SET due_at = LEAST(alert_queue.due_at, EXCLUDED.due_at)
+"""
+
+
+async def mark(conn: Conn, monitor_ids: Sequence[int]) -> None:
+    """Queue monitors for evaluation (one statement, in the transaction storing their results).
+    Ids in ascending order, so concurrent ingesters lock queue rows in one order."""
+    await conn.execute(_MARK, sorted(set(monitor_ids)))
+
+
+async def claim(
+    conn: Conn, now: datetime, limit: int, lease_s: float
+) -> list[tuple[int, datetime]]:
+    """Lease due monitors: (id, lease) with due_at moved to the lease's end, so other replicas
+    skip them and a crashed evaluation is retried. Commit at once: the ingester's `mark` waits
+    on these rows only for this short transaction."""
+    rows = await conn.fetch(
+        "UPDATE alert_queue SET due_at = $1 + make_interval(secs => $3)"
+        " WHERE monitor_id IN (SELECT monitor_id FROM alert_queue WHERE due_at <= $1"
+        "   ORDER BY due_at, monitor_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING monitor_id, due_at",
+        now,
+        limit,
+        lease_s,
+    )
+    return [(r["monitor_id"], r["due_at"]) for r in rows]
+
+
+async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
+    """Done with a leased monitor: forget it, or come back at `due_at`; unless the ingester
+    marked it again meanwhile (due_at is no longer the lease), then it stays due."""
+    if due_at is None:
+        await conn.execute(
+            "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = $2", monitor_id, lease
+        )
+    else:
+        await conn.execute(
+            "UPDATE alert_queue SET due_at = $3 WHERE monitor_id = $1 AND due_at = $2",
+            monitor_id,
+            lease,
+            due_at,
+        )
+
+
+MONITOR_COLUMNS = (
+    "m.id, m.public_id, m.organization_id, m.customer_id, m.type, m.name, m.hostname, m.port,"
+    " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes,"
+    " m.notification_email, m.notification_phone_number"
+)
+
+
+async def monitor(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {MONITOR_COLUMNS} FROM monitors m WHERE m.id = $1", monitor_id
+    )
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    failure_threshold: float = DEFAULT_FAILURE_THRESHOLD
+    down_after_rounds: int = DEFAULT_DOWN_AFTER_ROUNDS
+    recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
+
+
+async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
+    row = await conn.fetchrow(
+        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
+        " FROM organization_alert_settings WHERE organization_id = $1",
+        organization_id,
+    )
+    return Thresholds(*row.values()) if row is not None else Thresholds()
+
+
+async def put_org_thresholds(
+    conn: Conn,
+    organization_id: int,
+    failure_threshold: float | None,
+    down_after_rounds: int | None,
+    recover_after_rounds: int | None,
+) -> Thresholds:
+    """Change the values given (None: keep; the built-in default when never set)."""
+    row = await conn.fetchrow(
+        "INSERT INTO organization_alert_settings AS s"
+        " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds)"
+        " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
+        " coalesce($4::int, $7::int))"
+        " ON CONFLICT (organization_id) DO UPDATE SET"
+        " failure_threshold = coalesce($2::float8, s.failure_threshold),"
+        " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
+        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds), updated_at = now()"
+        " RETURNING failure_threshold, down_after_rounds, recover_after_rounds",
+        organization_id,
+        failure_threshold,
+        down_after_rounds,
+        recover_after_rounds,
+        DEFAULT_FAILURE_THRESHOLD,
+        DEFAULT_DOWN_AFTER_ROUNDS,
+        DEFAULT_RECOVER_AFTER_ROUNDS,
+    )
+    assert row is not None
+    return Thresholds(*row.values())
+
+
+async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
+    """The monitor's own values (None: inherited)."""
+    row = await conn.fetchrow(
+        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
+        " FROM monitor_alert_settings WHERE monitor_id = $1",
+        monitor_id,
+    )
+    names = ("failure_threshold", "down_after_rounds", "recover_after_rounds")
+    return {n: None if row is None else row[n] for n in names}
+
+
+async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO monitor_alert_settings"
+        " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
+        " updated_at = now()",
+        monitor_id,
+        values["failure_threshold"],
+        values["down_after_rounds"],
+        values["recover_after_rounds"],
+    )
+
+
+async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thresholds:
+    """The monitor's overrides over its organization's defaults."""
+    base = await org_thresholds(conn, organization_id)
+    own = await monitor_overrides(conn, monitor_id)
+    return Thresholds(
+        own["failure_threshold"]
+        if own["failure_threshold"] is not None
+        else base.failure_threshold,
+        own["down_after_rounds"] or base.down_after_rounds,
+        own["recover_after_rounds"] or base.recover_after_rounds,
+    )
+
+
+STATE_COLUMNS = (
+    "state, consecutive_down_rounds, consecutive_up_rounds, down_since, up_since, last_round_at,"
+    " open_incident_id, last_notified_at, changed_at"
+)
+
+
+async def state(conn: Conn, monitor_id: int) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        monitor_id,
+    )
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE",
+        monitor_id,
+    )
+    assert row is not None
+    return row
+
+
+async def save_state(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+    names = sorted(values)
+    sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    await conn.execute(
+        f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1",
+        monitor_id,
+        *(values[n] for n in names),
+    )
+
+
+async def results_after(
+    conn: Conn, monitor_id: int, after: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Results scheduled after `after`, oldest round first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT scheduled_at, country, status, error_kind, message FROM check_results"
+        " WHERE monitor_id = $1 AND scheduled_at > $2"
+        " ORDER BY scheduled_at, country LIMIT $3",
+        monitor_id,
+        after,
+        limit,
+    )
+    return rows
+
+
+async def open_incident(
+    conn: Conn,
+    monitor_id: int,
+    started_at: datetime,
+    cause_kind: str,
+    cause: str,
+    countries: Sequence[str],
+) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+        started_at,
+        cause_kind,
+        cause,
+        list(countries),
+    )
+    assert row is not None
+    return row
+
+
+INCIDENT_COLUMNS = (
+    "id, public_id, monitor_id, started_at, opened_at, ended_at, duration_seconds, cause_kind,"
+    " cause, countries, notified, reminders"
+)
+
+
+async def incident(conn: Conn, incident_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+    )
+    return row
+
+
+async def close_incident(conn: Conn, incident_id: int, ended_at: datetime) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"UPDATE incidents SET ended_at = $2 WHERE id = $1 RETURNING {INCIDENT_COLUMNS}",
+        incident_id,
+        ended_at,
+    )
+    assert row is not None
+    return row
+
+
+async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
+    await conn.execute(
+        "UPDATE incidents SET notified = true, reminders = $2 WHERE id = $1",
+        incident_id,
+        reminders,
+    )
+
+
+async def list_incidents(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE monitor_id = $1"
+        " ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM incidents WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One notification to queue."""
+
+    kind: str
+    channel: str
+    target: str
+    subject: str
+    text: str
+    html: str | None
+    dedupe_key: str
+
+
+async def enqueue(conn: Conn, monitor_id: int, incident_id: int, notes: Sequence[Outgoing]) -> None:
+    for n in notes:
+        await conn.execute(
+            "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
+            " subject, body_text, body_html, dedupe_key)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            monitor_id,
+            incident_id,
+            n.kind,
+            n.channel,
+            n.target,
+            n.subject,
+            n.text,
+            n.html,
+            n.dedupe_key,
+        )
+
+
+OUTBOX_COLUMNS = (
+    "id, monitor_id, incident_id, kind, channel, target, subject, body_text, body_html,"
+    " attempts, dedupe_key"
+)
+
+
+async def claim_outbox(
+    conn: Conn, now: datetime, limit: int, lease_s: float
+) -> list[asyncpg.Record]:
+    """Pending notifications now due, leased to the caller: attempts counted, and hidden from
+    other workers for `lease_s` (longer than any send may take)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE notification_outbox SET attempts = attempts + 1,"
+        " next_attempt_at = $1 + make_interval(secs => $3)"
+        " WHERE id IN (SELECT id FROM notification_outbox"
+        "   WHERE status = 'pending' AND next_attempt_at <= $1"
+        "   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {OUTBOX_COLUMNS}",
+        now,
+        limit,
+        lease_s,
+    )
+    return rows
+
+
+async def record_attempt(
+    conn: Conn,
+    row: asyncpg.Record,
+    error: str | None,
+    *,
+    retry_at: datetime | None,
+) -> None:
+    """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
+    line in the history."""
+    if error is None:
+        status = "sent"
+        await conn.execute(
+            "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
+            " WHERE id = $1",
+            row["id"],
+        )
+    else:
+        status = "failed"
+        await conn.execute(
+            "UPDATE notification_outbox SET last_error = $2,"
+            " status = CASE WHEN $3::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = coalesce($3, next_attempt_at) WHERE id = $1",
+            row["id"],
+            error,
+            retry_at,
+        )
+    await conn.execute(
+        "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
+        " attempt, status, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        row["id"],
+        row["monitor_id"],
+        row["incident_id"],
+        row["kind"],
+        row["channel"],
+        row["target"],
+        row["attempts"],
+        status,
+        error,
+    )
+
+
+async def list_history(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
+        " i.public_id AS incident_public_id"
+        " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM alert_history WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total
+
+
+async def add_event(conn: Conn, subject: str, msg_id: str, payload: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO event_outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
+        " ON CONFLICT (msg_id) DO NOTHING",
+        subject,
+        msg_id,
+        payload,
+    )
+
+
+async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, subject, msg_id, payload FROM event_outbox"
+        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return rows
+
+
+async def delete_events(conn: Conn, ids: Sequence[int]) -> None:
+    await conn.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])", list(ids))

@@ -1,0 +1,49 @@
+"""Notification channels behind one tiny interface: `validate()` and `send(note)`.
+
+One module per channel (`email`, `sms`); `channels(settings)` builds the configured ones. A
+channel raises `DeliveryError` with a message for a person (never a credential) when a
+notification did not go out; the outbox worker retries it later.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.settings import ControllerSettings
+
+
+class DeliveryError(Exception):
+    """The notification was not delivered; the text says why and holds no secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    target: str  # an e-mail address or an E.164 number
+    subject: str
+    text: str
+    html: str | None
+    key: str  # the outbox dedupe key: stable across retries, so receivers may dedupe too
+
+
+class Channel(Protocol):
+    name: str
+
+    def validate(self) -> None:
+        """Raise ValueError naming what is wrong with the channel's configuration."""
+
+    async def send(self, note: Notification) -> None:
+        """Deliver or raise DeliveryError."""
+
+
+def channels(settings: ControllerSettings) -> dict[str, Channel]:
+    """The configured channels by name, validated."""
+    from controller.notify.email import EmailChannel
+    from controller.notify.sms import SmsChannel
+
+    found: dict[str, Channel] = {}
+    if settings.notify_smtp_url and settings.notify_from:
+        found["email"] = EmailChannel(settings.notify_smtp_url, settings.notify_from)
+    if settings.notify_sms_webhook_url:
+        found["sms"] = SmsChannel(settings.notify_sms_webhook_url)
+    for channel in found.values():
+        channel.validate()
+    return found

@@ -1,0 +1,36 @@
+"""SMS through an HTTP webhook: a JSON POST `{"to": "+4915112345678", "text": "…"}` to
+NOTIFY_SMS_WEBHOOK_URL, with an `Idempotency-Key` header stable across retries. Any 2xx is
+delivered; anything else is retried. Basic-auth credentials may sit in the URL; they never
+appear in an error."""
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from controller.notify import DeliveryError, Notification
+
+
+class SmsChannel:
+    name = "sms"
+
+    def __init__(self, url: str, *, timeout_s: float = 15.0) -> None:
+        self._url = url
+        self._timeout_s = timeout_s
+
+    def validate(self) -> None:
+        parts = urlsplit(self._url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("NOTIFY_SMS_WEBHOOK_URL must be an http:// or https:// URL")
+
+    async def send(self, note: Notification) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+                response = await client.post(
+                    self._url,
+                    json={"to": note.target, "text": note.text},
+                    headers={"Idempotency-Key": note.key},
+                )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"SMS webhook unreachable: {type(exc).__name__}") from None
+        if not response.is_success:
+            raise DeliveryError(f"SMS webhook answered HTTP {response.status_code}")

@@ -1,0 +1,83 @@
+"""What a notification says: subject, plain text and HTML for e-mail, one short line for SMS.
+
+Built only from the monitor's name, type, host and port and the incident (times, cause,
+countries): never from a monitor's config, so never a secret.
+"""
+
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from controller.causes import label
+from shared.timefmt import iso_ms
+
+Kind = Literal["down", "reminder", "recovered"]
+
+_TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
+_HEADLINE = {"down": "DOWN", "reminder": "Still down", "recovered": "Recovered"}
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    subject: str
+    text: str
+    html: str
+    sms: str
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `12m 30s`, `3h 5m`, `2d 4h`."""
+    s = max(0, round(seconds))
+    days, s = divmod(s, 86_400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (s, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "0s"
+
+
+def _target(monitor: Any) -> str:
+    port = f":{monitor['port']}" if monitor["port"] else ""
+    return f"{_TYPES.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
+
+
+def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
+    name = monitor["name"]
+    started = incident["started_at"]
+    ended = incident["ended_at"]
+    lasted = duration(((ended or now) - started).total_seconds())
+    where = ", ".join(incident["countries"]) or "-"
+    if kind == "recovered":
+        subject = f"[mailprobe] Recovered: {name} after {lasted}"
+        lead = f"{name} ({_target(monitor)}) is up again after {lasted} of downtime."
+    elif kind == "reminder":
+        subject = f"[mailprobe] Still down: {name} for {lasted}"
+        lead = f"{name} ({_target(monitor)}) has been down for {lasted}."
+    else:
+        subject = f"[mailprobe] DOWN: {name}"
+        lead = f"{name} ({_target(monitor)}) is down."
+    facts = [
+        ("Cause", incident["cause"]),
+        ("Seen from", where),
+        ("Down since", iso_ms(started)),
+    ]
+    if ended is not None:
+        facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
+    facts.append(("Monitor", str(monitor["public_id"])))
+    text = lead + "\n\n" + "\n".join(f"{k}: {v}" for k, v in facts) + "\n\n-- mailprobe\n"
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in facts
+    )
+    body = (
+        f"<html><body><p><strong>{html.escape(lead)}</strong></p>"
+        f"<table>{rows}</table><p>-- mailprobe</p></body></html>"
+    )
+    sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor['hostname']})"
+    sms += (
+        f" after {lasted}"
+        if kind == "recovered"
+        else f": {label(incident['cause_kind'])} in {where}"
+    )
+    return Texts(subject, text, body, sms[:300])

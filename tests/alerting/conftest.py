@@ -1,0 +1,302 @@
+"""Alerting against real PostgreSQL (a database of its own: the alerter claims every queued
+monitor of its database), real NATS for events, an aiosmtpd relay and a loopback SMS gateway.
+
+Rounds are written through `controller.db.results.store`, the ingester's own way in, so the
+evaluation queue is marked exactly as in production.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+import pytest
+import uvicorn
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from controller.alerting import Alerter
+from controller.app import create_app
+from controller.db import monitors, results
+from controller.db.pool import create_pool
+from controller.db.results import ResultRow
+from controller.notify import Channel
+from controller.notify.email import EmailChannel
+from controller.notify.sms import SmsChannel
+from controller.outbox import OutboxWorker
+from shared import embedded
+from shared.messages import MonitorEvent, decode_event
+from shared.settings import ControllerSettings
+from shared.streams import ensure_streams
+from shared.subjects import EVENTS_STREAM, events_subject
+from shared.timefmt import utcnow
+from tests.alerting.peers import Relay, SmsGateway
+from tests.conftest import Tenant, make_tenant, scratch_database
+
+RELAY_USER, RELAY_PASSWORD = "relay-user", "relay-pa55word"
+MONITOR_SECRET = "monitor-s3cret-never-mailed"
+SENDER = "mailprobe <alerts@mailprobe.test>"
+
+
+@pytest.fixture(scope="session")
+async def alert_database_url(database_url: str) -> AsyncIterator[str]:
+    async with scratch_database(database_url, "mailprobe_alert") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def alert_pool(alert_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(alert_database_url, 12)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def events_nc(nats_url: str) -> AsyncIterator[NATS]:
+    conn = await nats.connect(nats_url)
+    yield conn
+    await conn.drain()
+
+
+@pytest.fixture(scope="session")
+async def events_js(events_nc: NATS) -> JetStreamContext:
+    js = events_nc.jetstream()
+    await ensure_streams(js)
+    return js
+
+
+@pytest.fixture(scope="session")
+async def alert_api_url(
+    settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> AsyncIterator[str]:
+    port = embedded.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, alert_pool),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def api(alert_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=alert_api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def org(alert_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
+    """A tenant; every monitor (and so its results' alert state) is removed afterwards."""
+    yield await make_tenant(alert_pool)
+    async with alert_pool.acquire() as conn:
+        await conn.execute("DELETE FROM monitors")
+        await conn.execute("TRUNCATE check_results, event_outbox")
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    r = Relay(embedded.free_port(), users={RELAY_USER: RELAY_PASSWORD})
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def sms() -> AsyncIterator[SmsGateway]:
+    async with SmsGateway() as gateway:
+        yield gateway
+
+
+class Clock:
+    """The alerter's and the worker's time: real time plus a shift tests may move."""
+
+    def __init__(self) -> None:
+        self.shift = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.shift
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def email_channel(relay: Relay) -> EmailChannel:
+    return EmailChannel(
+        f"smtp://{RELAY_USER}:{RELAY_PASSWORD}@127.0.0.1:{relay.port}", SENDER, timeout_s=5
+    )
+
+
+@dataclass
+class Rig:
+    """The alerter role wired to the test peers, and helpers to write rounds."""
+
+    pool: asyncpg.Pool
+    js: JetStreamContext
+    tenant: Tenant
+    relay: Relay
+    sms: SmsGateway
+    clock: Clock
+    alerter: Alerter
+    outbox: Callable[..., OutboxWorker]
+    base: datetime = field(default_factory=lambda: utcnow() - timedelta(minutes=40))
+
+    async def monitor(
+        self,
+        countries: list[str] | None = None,
+        *,
+        status: str = "active",
+        email: str | None = "oncall@customer.test",
+        phone: str | None = "+4915112345678",
+        name: str = "Outbound relay",
+    ) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            row: asyncpg.Record = await monitors.insert(
+                conn,
+                self.tenant.org_id,
+                {
+                    "customer_id": self.tenant.customer_id,
+                    "type": "smtp",
+                    "name": name,
+                    "hostname": "smtp.customer.test",
+                    "port": 587,
+                    "status": status,
+                    "check_interval": 60,
+                    "timeout_seconds": 10,
+                    "allowed_country_codes": countries or ["DE", "FR", "US"],
+                    "config": {"auth": {"user": "probe", "pass": MONITOR_SECRET}},
+                    "notification_email": email,
+                    "notification_phone_number": phone,
+                },
+            )
+        return row
+
+    def at(self, n: int) -> datetime:
+        """The scheduled time of round `n` (one a minute, from 40 minutes ago)."""
+        return self.base + timedelta(minutes=n)
+
+    async def round(self, monitor: asyncpg.Record, n: int, outcome: dict[str, str]) -> None:
+        """Store round `n`: country → `up`, an error kind (`down`), or `no_agent` (missed)."""
+        rows = []
+        for cc, what in outcome.items():
+            missed = what in ("no_agent", "expired")
+            status = "up" if what == "up" else "missed" if missed else "down"
+            rows.append(
+                ResultRow(
+                    job_id=f"{monitor['public_id']}-{cc}-{n}",
+                    scheduled_at=self.at(n),
+                    monitor_public_id=monitor["public_id"],
+                    monitor_type="smtp",
+                    country=cc,
+                    agent_id=None if missed else f"{cc}-agent",
+                    status=status,
+                    error_kind=None if status == "up" else what,
+                    message=MESSAGES.get(what, ""),
+                    finished_at=self.at(n) + timedelta(seconds=1),
+                )
+            )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await results.store(conn, rows)
+
+    async def rounds(
+        self, monitor: asyncpg.Record, first: int, outcomes: list[dict[str, str]]
+    ) -> None:
+        """Store and evaluate round after round, as the ingester and alerter would."""
+        for i, outcome in enumerate(outcomes):
+            await self.round(monitor, first + i, outcome)
+            await self.alerter.burst()
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+
+    async def state(self, monitor: asyncpg.Record) -> asyncpg.Record:
+        rows = await self.fetch(
+            "SELECT * FROM monitor_alert_state WHERE monitor_id = $1", monitor["id"]
+        )
+        return rows[0]
+
+    async def incidents(self, monitor: asyncpg.Record) -> list[asyncpg.Record]:
+        return await self.fetch(
+            "SELECT * FROM incidents WHERE monitor_id = $1 ORDER BY id", monitor["id"]
+        )
+
+    async def outbox_rows(self, monitor: asyncpg.Record) -> list[asyncpg.Record]:
+        return await self.fetch(
+            "SELECT * FROM notification_outbox WHERE monitor_id = $1 ORDER BY id", monitor["id"]
+        )
+
+    async def events(self, monitor: asyncpg.Record) -> list[MonitorEvent]:
+        """The monitor's events on the EVENTS stream, read without a consumer."""
+        found: list[MonitorEvent] = []
+        seq = 0
+        subject = events_subject(str(monitor["public_id"]))
+        while True:
+            try:
+                msg = await self.js.get_msg(EVENTS_STREAM, seq=seq + 1, subject=subject, next=True)
+            except NotFoundError:
+                return found
+            assert msg.data is not None and msg.seq is not None
+            found.append(decode_event(msg.data))
+            seq = msg.seq
+
+
+MESSAGES = {
+    "auth": "535 5.7.8 Authentication credentials invalid",
+    "refused": "connection refused",
+    "timeout": "no answer within 10 s",
+    "tls": "certificate has expired",
+    "temporary": "421 4.3.2 Service not available",
+    "no_agent": "no live agent at the time",
+}
+
+
+@pytest.fixture
+def rig(
+    alert_pool: asyncpg.Pool,
+    events_js: JetStreamContext,
+    org: Tenant,
+    relay: Relay,
+    sms: SmsGateway,
+    clock: Clock,
+) -> Iterator[Rig]:
+    def outbox(**kwargs: Any) -> OutboxWorker:
+        channels: dict[str, Channel] = {
+            "email": email_channel(relay),
+            "sms": SmsChannel(sms.url, timeout_s=5),
+        }
+        return OutboxWorker(alert_pool, channels, backoff_s=0, clock=clock, **kwargs)
+
+    alerter = Alerter(
+        alert_pool, events_js, channels={"email", "sms"}, reminder_minutes=30, clock=clock
+    )
+    yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox)
+
+
+DOWN = {"DE": "auth", "FR": "auth", "US": "up"}  # a majority failing
+UP = {"DE": "up", "FR": "up", "US": "up"}
+ONE = {"DE": "refused", "FR": "up", "US": "up"}  # a minority failing
+GONE = {"DE": "no_agent", "FR": "no_agent", "US": "no_agent"}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,186 @@
+"""End to end through the HTTP API: the controller's scheduler and ingester running as `serve`
+runs them, real agents (Worker instances, and `python -m agent` processes where process death
+matters), real loopback mail servers, real PostgreSQL and NATS; nothing mocked.
+
+Isolation on the session's servers, as in tests/pipeline: a database of its own (the running
+scheduler claims every due monitor of its database), an ingest consumer of its own, and country
+codes no other test uses, whose jobs and consumers are removed afterwards. The agents heartbeat
+into the real `agents` bucket; the controller here sees only this package's countries in it, so
+a heartbeat another test leaves behind (it lasts until the bucket's TTL) never counts as live.
+"""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import nats
+import pytest
+import uvicorn
+from litestar import Litestar
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+
+from agent.worker import Worker
+from controller.agents import LiveAgents
+from controller.app import create_app
+from controller.db.pool import create_pool
+from controller.ingest import Ingester
+from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.scheduler import Scheduler
+from controller.secretbox import SecretBox
+from shared import embedded
+from shared.messages import AgentHeartbeat
+from shared.settings import ControllerSettings
+from shared.streams import ensure_streams, jobs_consumer_name
+from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
+from tests.conftest import Tenant, make_tenant, scratch_database
+
+# Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
+# country of the agent process that the kill test starts and kills. No other test uses these.
+HOME, ABROAD, NOBODY, KILLED = "AM", "AZ", "BA", "GE"
+COUNTRIES = (HOME, ABROAD, NOBODY, KILLED)
+
+
+class ScopedAgents(LiveAgents):
+    """The real `agents` bucket, read afresh each time, seen through `owned` countries only."""
+
+    def __init__(self, kv: KeyValue, owned: set[str]) -> None:
+        super().__init__(kv, ttl_s=0)
+        self.owned = owned
+
+    async def agents(self, *, fresh: bool = False) -> list[AgentHeartbeat]:
+        return [a for a in await super().agents(fresh=fresh) if a.country in self.owned]
+
+    async def wait_live(self, *countries: str, within: float = 5.0) -> None:
+        deadline = time.monotonic() + within
+        while not set(countries) <= await self.countries():
+            assert time.monotonic() < deadline, f"no live agent in {countries} within {within} s"
+            await asyncio.sleep(0.05)
+
+
+@dataclass
+class Controller:
+    url: str
+    pool: asyncpg.Pool
+    js: JetStreamContext
+    kv: KeyValue
+    agents: ScopedAgents
+    pipeline: Pipeline
+
+
+@dataclass
+class Agents:
+    home: Worker
+    abroad: Worker
+
+
+@asynccontextmanager
+async def serve_api(app: Litestar) -> AsyncIterator[str]:
+    port = embedded.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def remove_country_state(js: JetStreamContext, countries: Sequence[str]) -> None:
+    """Purge the countries' jobs and delete their agents' consumers."""
+    for cc in countries:
+        await js.purge_stream(JOBS_STREAM, subject=jobs_subject(cc))
+        with suppress(NotFoundError):
+            await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(cc))
+
+
+@pytest.fixture(scope="package")
+async def e2e_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    async with scratch_database(database_url, "mailprobe_e2e") as url:
+        pool = await create_pool(url, 10)
+        try:
+            yield pool
+        finally:
+            await pool.close()
+
+
+@pytest.fixture(scope="package")
+async def e2e_nc(nats_url: str) -> AsyncIterator[NATS]:
+    conn = await nats.connect(nats_url)
+    yield conn
+    await conn.drain()
+
+
+@pytest.fixture(scope="package")
+async def controller(
+    settings: ControllerSettings, e2e_pool: asyncpg.Pool, e2e_nc: NATS
+) -> AsyncIterator[Controller]:
+    """What `serve` runs: the scheduler and the ingester as tasks, the API beside them."""
+    js = e2e_nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+    kv = await ensure_streams(js)
+    agents = ScopedAgents(kv, {HOME, ABROAD})
+    scheduler = Scheduler(
+        e2e_pool, js, agents, SecretBox(settings.secrets_key or ""), default_countries=2
+    )
+    ingester = Ingester(e2e_pool, js, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
+    pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]
+    try:
+        async with serve_api(create_app(settings, e2e_pool, pipeline)) as url:
+            yield Controller(url, e2e_pool, js, kv, agents, pipeline)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await ingester.close()
+        await js.delete_consumer(RESULTS_STREAM, ingester.durable)
+        await remove_country_state(js, COUNTRIES)
+
+
+@pytest.fixture(scope="package")
+async def agents(controller: Controller, nats_url: str) -> AsyncIterator[Agents]:
+    """One agent in HOME and one in ABROAD, each on its own connection like a process, with
+    heartbeats, for the whole package."""
+    conns = [await nats.connect(nats_url) for _ in range(2)]
+    home, abroad = (
+        Worker(conn, cc, agent_id=f"{cc}-e2e-{uuid.uuid4().hex[:6]}", allow_private=True)
+        for conn, cc in zip(conns, (HOME, ABROAD), strict=True)
+    )
+    runs = [asyncio.create_task(w.run()) for w in (home, abroad)]
+    try:
+        await controller.agents.wait_live(HOME, ABROAD)
+        yield Agents(home, abroad)
+    finally:
+        for w in (home, abroad):
+            w.stop()
+        await asyncio.gather(*runs)
+        for conn in conns:
+            await conn.drain()
+
+
+@pytest.fixture
+async def api(controller: Controller) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=controller.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def org(controller: Controller) -> AsyncIterator[Tenant]:
+    """A tenant whose monitors are deleted afterwards, so the scheduler forgets them."""
+    tenant = await make_tenant(controller.pool)
+    yield tenant
+    async with controller.pool.acquire() as conn:
+        await conn.execute("DELETE FROM monitors WHERE organization_id = $1", tenant.org_id)

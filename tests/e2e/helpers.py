@@ -1,0 +1,78 @@
+"""Monitors made through the API, rounds made due, results read back through the API."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.api.helpers import SMTP
+from tests.conftest import Tenant
+
+
+async def smtp_monitor(
+    api: httpx.AsyncClient, org: Tenant, port: int, **fields: Any
+) -> dict[str, Any]:
+    """An SMTP monitor of 127.0.0.1:`port` (plain SMTP, no AUTH), checked hourly so that no
+    scheduled round comes by itself while a test runs."""
+    body = {
+        "customerId": org.customer_public_id,
+        "name": "e2e",
+        "hostname": "127.0.0.1",
+        "port": port,
+        "checkInterval": 3600,
+        "timeoutSeconds": 5,
+        "smtpConfig": {},
+        **fields,
+    }
+    r = await api.post(SMTP, json=body, headers=org.auth())
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+async def make_due_now(pool: asyncpg.Pool, public_id: str) -> None:
+    """The monitor's next round is due now: the running scheduler takes it within its idle
+    wait (≤ 0.5 s). A plan it makes meanwhile waits for this row's lock and is overwritten."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = now() WHERE public_id = $1::uuid", public_id
+        )
+
+
+async def monitor(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
+    r = await api.get(f"{SMTP}/{public_id}", headers=org.auth())
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def results(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
+    r = await api.get(f"{SMTP}/{public_id}/results", headers=org.auth())
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def wait_results(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    public_id: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    within: float = 5.0,
+    every: float = 0.02,
+) -> list[dict[str, Any]]:
+    """Poll the results API until `until(items)` holds; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        items: list[dict[str, Any]] = (await results(api, org, public_id))["items"]
+        if until(items):
+            return items
+        assert time.monotonic() < deadline, f"results never matched within {within} s: {items}"
+        await asyncio.sleep(every)
+
+
+def count(n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    return lambda items: len(items) >= n

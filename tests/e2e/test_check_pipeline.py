@@ -1,0 +1,285 @@
+"""Monitors made through the API are checked by the agents of their countries, and the results
+come back through the API: scheduler → JOBS → agents → loopback SMTP → RESULTS → ingester →
+PostgreSQL → API, all real and running (see conftest.py)."""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+
+from agent.worker import Worker
+from shared.streams import jobs_consumer_name
+from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_subject
+from shared.timefmt import parse_iso, utcnow
+from tests.agent.helpers import SmtpLikePeer
+from tests.api.helpers import SMTP
+from tests.conftest import Tenant
+from tests.e2e.conftest import ABROAD, HOME, KILLED, NOBODY, Agents, Controller
+from tests.e2e.helpers import (
+    count,
+    make_due_now,
+    monitor,
+    results,
+    smtp_monitor,
+    wait_results,
+)
+from tests.peers.smtp import SmtpPeer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def trigger(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
+    r = await api.post(f"{SMTP}/{public_id}/trigger-check", headers=org.auth())
+    assert r.status_code == 202, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_monitor_of_one_country_is_run_there_and_never_by_another_countrys_agent(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME])
+        pid = created["publicId"]
+        await make_due_now(controller.pool, pid)  # a scheduled round
+        await wait_results(api, org, pid, count(1))
+        await trigger(api, org, pid)  # and a triggered one
+        items = await wait_results(api, org, pid, count(2))
+    assert [(i["country"], i["agentId"], i["status"]) for i in items] == [
+        (HOME, agents.home.agent_id, "up")
+    ] * 2
+    assert items[0]["banner"].startswith("mail.test")
+    # The agent abroad published nothing for it: no result of its country on the stream.
+    with pytest.raises(NotFoundError):
+        await controller.js.get_msg(RESULTS_STREAM, subject=results_subject(ABROAD, "smtp", pid))
+    latest = (await monitor(api, org, pid))["latestResults"]
+    assert latest == [
+        {
+            "country": HOME,
+            "status": "up",
+            "errorKind": None,
+            "message": items[0]["message"],
+            "responseTimeMs": items[0]["responseTimeMs"],
+            "scheduledAt": items[0]["scheduledAt"],
+            "checkedAt": items[0]["finishedAt"],
+            "jobId": items[0]["jobId"],
+        }
+    ]
+
+
+async def test_a_monitor_without_countries_runs_from_the_live_ones(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port)
+        assert created["allowedCheckCountryCodes"] is None
+        await make_due_now(controller.pool, created["publicId"])
+        items = await wait_results(api, org, created["publicId"], count(2))
+    assert sorted((i["country"], i["agentId"], i["status"]) for i in items) == [
+        (HOME, agents.home.agent_id, "up"),
+        (ABROAD, agents.abroad.agent_id, "up"),
+    ]
+    assert len({i["scheduledAt"] for i in items}) == 1, "one round from both countries"
+
+
+async def test_a_listed_country_without_agents_shows_no_agent(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME, NOBODY])
+        pid = created["publicId"]
+        await make_due_now(controller.pool, pid)
+        items = await wait_results(api, org, pid, count(2))
+    by_country = {i["country"]: i for i in items}
+    nobody, home = by_country[NOBODY], by_country[HOME]
+    assert (nobody["status"], nobody["errorKind"], nobody["agentId"]) == (
+        "missed",
+        "no_agent",
+        None,
+    )
+    assert NOBODY in nobody["message"]
+    assert (home["status"], home["agentId"]) == ("up", agents.home.agent_id)
+    assert nobody["scheduledAt"] == home["scheduledAt"]
+    latest = (await monitor(api, org, pid))["latestResults"]
+    assert [(x["country"], x["status"], x["errorKind"], x["jobId"]) for x in latest] == [
+        (HOME, "up", None, home["jobId"]),
+        (NOBODY, "missed", "no_agent", nobody["jobId"]),
+    ]
+    assert latest[1]["checkedAt"] is None and latest[1]["responseTimeMs"] is None
+    r = await api.get(f"{SMTP}/{pid}/countries", headers=org.auth())
+    states = {s["country"]: s for s in r.json()["items"]}
+    assert (states[NOBODY]["status"], states[NOBODY]["errorKind"]) == ("missed", "no_agent")
+
+
+async def start_agent(country: str, agent_id: str, nats_url: str) -> asyncio.subprocess.Process:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "NATS_", "LOG_"))}
+    env = {
+        **keep,
+        "NATS_URL": nats_url,
+        "AGENT_ID": agent_id,
+        "AGENT_ALLOW_PRIVATE_TARGETS": "true",
+        "LOG_FORMAT": "json",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "--country",
+        country,
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_result(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, nats_url: str
+) -> None:
+    """SIGKILL while the check hangs on a server that accepts and never answers: no result, no
+    ack, no nak. Another agent of the country gets the job again after ack_wait (the doomed
+    agent's 330 s; the survivor sets 1 s, which the server applies to the pending delivery)."""
+    doomed_id = f"{KILLED}-doomed-{uuid.uuid4().hex[:6]}"
+    survivor_conn = await nats.connect(nats_url)
+    survivor = Worker(
+        survivor_conn, KILLED, ack_wait=1.0, allow_private=True, heartbeat_interval=None
+    )
+    run: asyncio.Task[None] | None = None
+    controller.agents.owned.add(KILLED)
+    proc = await start_agent(KILLED, doomed_id, nats_url)
+    try:
+        # The first connection hangs (60 s before a greeting); later ones are answered at once.
+        async with SmtpLikePeer(first_delay=60) as peer:
+            await controller.agents.wait_live(KILLED, within=8)
+            created = await smtp_monitor(
+                api, org, peer.port, allowedCheckCountryCodes=[KILLED], timeoutSeconds=30
+            )
+            pid = created["publicId"]
+            triggered = await trigger(api, org, pid)
+            [job] = triggered["jobs"]
+            assert job["status"] == "queued"
+            await until(lambda: peer.connections == 1)  # the doomed agent is mid-check
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            assert (await results(api, org, pid))["total"] == 0
+
+            run = asyncio.create_task(survivor.run())
+            await wait_results(api, org, pid, count(1))
+            await asyncio.sleep(1.5)  # past the 1 s ack_wait: a second delivery would be here
+            body = await results(api, org, pid)
+        assert peer.connections == 2
+    finally:
+        survivor.stop()
+        if run is not None:
+            await run
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        controller.agents.owned.discard(KILLED)
+        await controller.kv.delete(f"{KILLED}.{doomed_id}")
+        await survivor_conn.drain()
+    [item] = body["items"]
+    assert (item["jobId"], item["agentId"], item["status"]) == (
+        job["jobId"],
+        survivor.agent_id,
+        "up",
+    )
+    info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name(KILLED))
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    state = await controller.js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(KILLED))
+    assert not state.state.subjects, "the job is acked and gone from the work queue"
+
+
+async def test_a_result_published_twice_is_stored_once(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    js = controller.js
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME])
+        pid = created["publicId"]
+        await trigger(api, org, pid)
+        [item] = await wait_results(api, org, pid, count(1))
+    subject = results_subject(HOME, "smtp", pid)
+    stored = await js.get_msg(RESULTS_STREAM, subject=subject)
+    assert stored.data is not None and stored.seq is not None
+    # Again with its Nats-Msg-Id (an agent retrying its publish): JetStream drops it...
+    again = await js.publish(subject, stored.data, headers={"Nats-Msg-Id": item["jobId"]})
+    assert again.duplicate
+    # ...and without (beyond the duplicate window): a second message, which the ingester reads.
+    copy = await js.publish(subject, stored.data)
+    assert not copy.duplicate and copy.seq > stored.seq
+    durable = controller.pipeline.ingester.durable
+    async with asyncio.timeout(5):
+        while True:
+            info = await js.consumer_info(RESULTS_STREAM, durable)
+            if info.ack_floor is not None and (info.ack_floor.stream_seq or 0) >= copy.seq:
+                break
+            await asyncio.sleep(0.02)
+    body = await results(api, org, pid)
+    assert body["total"] == 1 and [i["jobId"] for i in body["items"]] == [item["jobId"]]
+    r = await api.get(f"{SMTP}/{pid}/countries", headers=org.auth())
+    [state] = r.json()["items"]
+    assert (state["consecutiveSuccesses"], state["consecutiveFailures"]) == (1, 0)
+
+
+async def test_trigger_check_runs_a_round_now_from_every_country(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME, ABROAD])
+        pid = created["publicId"]
+        before = utcnow() - timedelta(milliseconds=1)
+        triggered = await trigger(api, org, pid)
+        jobs = triggered["jobs"]
+        assert [(j["country"], j["status"]) for j in jobs] == [
+            (HOME, "queued"),
+            (ABROAD, "queued"),
+        ]
+        assert before <= parse_iso(triggered["scheduledAt"]) <= utcnow()
+        items = await wait_results(api, org, pid, count(2), within=3)
+    assert {i["jobId"] for i in items} == {j["jobId"] for j in jobs}
+    assert {(i["scheduledAt"], i["status"]) for i in items} == {(triggered["scheduledAt"], "up")}
+    assert {i["agentId"] for i in items} == {agents.home.agent_id, agents.abroad.agent_id}
+
+
+async def test_a_result_is_in_the_api_within_a_second_of_the_check_ending(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    """Measured from the agent's `finishedAt` to the first API answer that shows the result,
+    polling every 10 ms, for a scheduled round and two triggered ones."""
+    lags: list[float] = []
+    stored_lags: list[float] = []
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME])
+        pid = created["publicId"]
+        await make_due_now(controller.pool, pid)
+        for n in (1, 2, 3):
+            if n > 1:
+                await trigger(api, org, pid)
+            started = time.monotonic()
+            items = await wait_results(api, org, pid, count(n), every=0.01)
+            seen = utcnow()
+            assert time.monotonic() - started < 5
+            newest = items[0]
+            finished = parse_iso(newest["finishedAt"])
+            lags.append((seen - finished).total_seconds())
+            stored_lags.append((parse_iso(newest["storedAt"]) - finished).total_seconds())
+    assert max(lags) < 1.0, f"finished → visible in the API: {lags} s (stored: {stored_lags} s)"
