@@ -3,6 +3,7 @@
 Settings come from the environment (`python -m shared.settings` lists them); a missing or bad one
 stops the agent at start with `error: <one line>` and exit code 2. SIGTERM or SIGINT stops
 fetching, lets in-flight checks finish (AGENT_SHUTDOWN_GRACE_SECONDS), then drains NATS.
+`/metrics`, `/health` and `/ready` answer on AGENT_METRICS_PORT from the start (`agent.ops`).
 """
 
 import argparse
@@ -14,9 +15,11 @@ import nats
 import structlog
 from nats.aio.client import Client as NATS
 
+from agent import ops
 from agent.worker import NATS_ERRORS, Worker, default_agent_id
 from shared.logging import configure
-from shared.settings import AgentSettings, SettingsError, load
+from shared.loop import run_loop
+from shared.settings import AgentSettings, SettingsError, load, nats_tls_context
 from shared.subjects import agent_inbox_prefix
 
 log = structlog.get_logger("agent")
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_format, settings.log_level)
-    asyncio.run(serve(settings))
+    run_loop(serve(settings))
     return 0
 
 
@@ -58,19 +61,32 @@ async def serve(settings: AgentSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    nc = await _connect(settings, agent_id, stop)
-    if nc is None:
-        return
-    worker = Worker.from_settings(nc, settings, agent_id=agent_id)
-    if stop.is_set():
-        worker.stop()
+    def readiness() -> str | None:
+        return "connecting to NATS" if worker is None else worker.readiness()
+
+    server = None
+    if settings.agent_metrics_port:
+        server = await ops.start(
+            settings.agent_metrics_host, settings.agent_metrics_port, readiness
+        )
     try:
-        await worker.run()
-    finally:
+        nc = await _connect(settings, agent_id, stop)
+        if nc is None:
+            return
+        worker = Worker.from_settings(nc, settings, agent_id=agent_id)
+        if stop.is_set():
+            worker.stop()
         try:
-            await nc.drain()
-        except NATS_ERRORS as exc:
-            log.warning("nats_drain_failed", error=repr(exc))
+            await worker.run()
+        finally:
+            try:
+                await nc.drain()
+            except NATS_ERRORS as exc:
+                log.warning("nats_drain_failed", error=repr(exc))
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
     log.info("agent_exit")
 
 
@@ -96,6 +112,7 @@ async def _connect(settings: AgentSettings, agent_id: str, stop: asyncio.Event) 
             servers=[url.strip() for url in settings.nats_url.split(",")],
             name=agent_id,
             inbox_prefix=agent_inbox_prefix(settings.agent_country),
+            tls=nats_tls_context(settings),
             max_reconnect_attempts=-1,
             reconnect_time_wait=RECONNECT_WAIT_S,
             error_cb=on_error,

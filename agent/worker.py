@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from agent import metrics
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
@@ -92,6 +93,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
         self._tasks: dict[asyncio.Task[None], Msg] = {}
+        self._bound = False  # to the country's consumer, between _subscribe() and the end
+        self._metrics = metrics.for_country(country)
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
@@ -108,6 +111,14 @@ class Worker:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def readiness(self) -> str | None:
+        """None when this agent takes jobs (for `/ready`), else why it does not."""
+        if self._stopping.is_set():
+            return "stopping"
+        if not self._nc.is_connected:
+            return "NATS is not connected"
+        return None if self._bound else "the jobs consumer is not bound yet"
+
     def stop(self) -> None:
         """Stop fetching; `run()` returns once in-flight checks are done or handed back."""
         self._stopping.set()
@@ -118,12 +129,14 @@ class Worker:
             sub = await self._subscribe()
             if sub is None:
                 return
+            self._bound = True
             beats = self._start_heartbeat()
             log.info("agent_started", capacity=self.capacity, burst=burst)
             try:
                 await self._loop(sub, burst)
                 await self._finish_in_flight()
             finally:
+                self._bound = False
                 for task in self._tasks:
                     task.cancel()  # only left when run() itself is cancelled: a hard kill
                 self._stopping.set()
@@ -176,11 +189,13 @@ class Worker:
     async def _loop(self, sub: JetStreamContext.PullSubscription, burst: bool) -> None:
         while not self._stopping.is_set():
             free = self.capacity - len(self._tasks)
-            if free == 0:
+            # Below 0 too: nats-py's fetch also returns what an earlier request left in the inbox.
+            if free <= 0:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             msgs = await self._fetch(sub, free)
+            self._metrics.fetched.inc(len(msgs))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
@@ -188,6 +203,7 @@ class Worker:
             for msg in msgs:
                 task = asyncio.create_task(self._handle(msg))
                 self._tasks[task] = msg
+                self._metrics.in_flight.inc()
                 task.add_done_callback(self._done)
             if burst and not msgs and not self._tasks and await self._drained(sub):
                 return
@@ -220,6 +236,7 @@ class Worker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._metrics.in_flight.dec()
         self._wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("check_task_crashed", error=repr(exc))
@@ -259,7 +276,10 @@ class Worker:
             await self._check(msg, job, subject)
 
     async def _check(self, msg: Msg, job: CheckJob, subject: str) -> None:
+        started = time.perf_counter()
         result = await run_check(job, self.agent_id, self._allow_private, self._ssl)
+        seconds = time.perf_counter() - started
+        self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
         outcome = await self._publish_and_ack(msg, subject, result)
         log.info(
             "check",
@@ -287,13 +307,16 @@ class Worker:
                 ms=round((time.perf_counter() - started) * 1000, 3),
                 redeliver_in_s=self._nak_delay,
             )
+            self._metrics.publish_failed.inc()
             await _settle(msg.nak, self._nak_delay)
             return "nak"
+        self._metrics.published.inc()
         await _settle(msg.ack)
         return "acked"
 
     async def _reject(self, msg: Msg, event: str, **fields: object) -> None:
         """Log a message no agent could ever run, and `term` it (no redelivery)."""
+        self._metrics.rejected(event)
         log.error(
             event,
             size=len(msg.data),

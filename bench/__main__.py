@@ -1,16 +1,41 @@
-"""`make bench`: every benchmark with its target; exits 1 when a target is missed."""
+"""`make bench`: every benchmark with its target; exits 1 when a target is missed.
+
+`python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, ingest, e2e).
+"""
 
 import sys
+import time
+from collections.abc import Callable
 
-from bench import api, probers
+from bench import agent, api, e2e, ingest, probers, scheduler
+from bench.common import discard_logs, machine
+
+BENCHMARKS: dict[str, Callable[[], bool]] = {
+    "api": api.run,
+    "probers": probers.run,
+    "agent": agent.run,
+    "scheduler": scheduler.run,
+    "ingest": ingest.run,
+    "e2e": e2e.run,
+}
 
 
-def main() -> int:
-    results = {"api": api.run(), "probers": probers.run()}
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    discard_logs()
+    print(f"machine: {machine()}", flush=True)
+    results: dict[str, bool] = {}
+    for name in names or list(BENCHMARKS):
+        started = time.monotonic()
+        results[name] = BENCHMARKS[name]()
+        print(f"  ({name}: {time.monotonic() - started:.0f} s)\n", flush=True)
     missed = [name for name, ok in results.items() if not ok]
     print("targets missed: " + ", ".join(missed) if missed else "all targets met")
     return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

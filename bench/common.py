@@ -1,6 +1,7 @@
 """Helpers for the benchmarks: embedded servers, a seeded database, wrk."""
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -11,6 +12,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import structlog
 
 from controller.db import accounts, customers
 from controller.db.migrate import migrate
@@ -119,12 +122,14 @@ async def seed(database_url: str, monitors: int) -> Seeded:
 
 
 class Stack:
-    """Embedded PostgreSQL plus the API served by `python -m controller serve`."""
+    """Embedded PostgreSQL and NATS plus the API served by `python -m controller serve` (the
+    API role alone: `serve` connects to NATS whatever its roles)."""
 
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="mailprobe-bench-"))
         self.pg, server_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
         self.database_url = server_url
+        self.nats, self.nats_url = embedded.start_nats(self.tmp / "nats")
         self.api: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -136,6 +141,8 @@ class Stack:
         env = {
             **os.environ,
             "DATABASE_URL": self.database_url,
+            "NATS_URL": self.nats_url,
+            "CONTROLLER_ROLES": "api",
             "SECRETS_KEY": "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE=",
             "API_PORT": str(port),
             "LOG_FORMAT": "json",
@@ -157,5 +164,88 @@ class Stack:
     def close(self) -> None:
         if self.api is not None:
             embedded.stop(self.api)
+        embedded.stop(self.nats)
         self.pg.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Pipes:
+    """Embedded PostgreSQL (migrated) and NATS with JetStream, for the pipeline benchmarks."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mailprobe-bench-"))
+        self.pg, self.database_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
+        self.nats, self.nats_url = embedded.start_nats(self.tmp / "nats")
+
+    def close(self) -> None:
+        embedded.stop(self.nats)
+        self.pg.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def seed_monitors(
+    database_url: str,
+    count: int,
+    *,
+    interval: int = 60,
+    countries: list[str] | None = None,
+    hostname: str = "mx{n}.example.com",
+    port: int | None = None,
+    timeout_seconds: int = 30,
+    config: dict[str, object] | None = None,
+) -> list[str]:
+    """Migrate, then insert `count` active SMTP monitors in one statement; their public ids.
+
+    `{n}` in `hostname` becomes the monitor's number."""
+    conn = await connect(database_url)
+    try:
+        await migrate(conn)
+        org_id = await accounts.ensure_organization(conn, "bench")
+        customer = await customers.create(conn, org_id, "bench")
+        rows = await conn.fetch(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, port,"
+            " status, check_interval, timeout_seconds, allowed_country_codes, config)"
+            " SELECT $1, $2, 'smtp', 'mx ' || g, replace($9, '{n}', g::text), $4, 'active',"
+            " $5, $6, $7, $8::jsonb FROM generate_series(1, $3) g RETURNING public_id",
+            org_id,
+            customer["id"],
+            count,
+            port,
+            interval,
+            timeout_seconds,
+            countries,
+            config if config is not None else {"secure": False},
+            hostname,
+        )
+        return [str(r["public_id"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+def discard_logs() -> None:
+    """Deployment logging (JSON lines at INFO, so the benchmarks pay for it) into /dev/null."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")),  # noqa: SIM115
+        cache_logger_on_first_use=True,
+    )
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100), nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"

@@ -1,8 +1,9 @@
 """Agent CPU per check: process CPU time over N checks per protocol, against loopback peers
 served from a separate process (so the servers' CPU is not counted).
 
-No target yet; the figures size agents (checks per second per core). A check that is not
-`up` fails the run.
+The probers alone, in this process (no NATS): what each dialogue costs. The issue's targets,
+which count the agent's NATS work too, are checked by bench/agent.py. A check that is not `up`
+fails the run.
 """
 
 import asyncio

@@ -13,6 +13,7 @@ from controller.db.pool import connect
 from controller.secretbox import generate_key
 from controller.security import hash_password, new_token
 from shared.logging import configure
+from shared.loop import run_loop
 from shared.settings import ControllerSettings, SettingsError, load
 
 log = structlog.get_logger("controller")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "serve":
             from controller.serve import serve
 
-            asyncio.run(serve(settings))
+            run_loop(serve(settings))
     except asyncpg.UniqueViolationError:
         print(f"error: a user with e-mail {args.email} exists already", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 import structlog
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller import metrics
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
@@ -41,6 +42,7 @@ from shared.settings import ControllerSettings
 log = structlog.get_logger("controller.api")
 
 MAX_BODY_BYTES = 64 * 1024
+READY_TIMEOUT_S = 5.0
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
@@ -67,14 +69,19 @@ def access_log(app: ASGIApp) -> ASGIApp:
             raise
         finally:
             user = scope.get("user")
+            elapsed = time.perf_counter() - started
             log.info(
                 "request",
                 method=scope.get("method"),
                 path=scope["path"],
                 status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(elapsed * 1000, 2),
                 user=getattr(user, "email", None),
             )
+            # The route's template (`/api/smtp-monitors/{smtpMonitorPublicId}`), never the
+            # raw path: one series per route, not one per monitor.
+            route = scope.get("path_template") or "unmatched"
+            metrics.api_request(scope.get("method", ""), route, status, elapsed)
 
     return middleware
 
@@ -84,12 +91,42 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@get("/ready", tags=["ops"], summary="Readiness: PostgreSQL answers", media_type=MediaType.JSON)
-async def ready(request: Request[Any, Any, Any]) -> dict[str, str]:
+@get(
+    "/ready",
+    tags=["ops"],
+    summary="Readiness: PostgreSQL answers, and NATS is connected when the pipeline runs here",
+    media_type=MediaType.JSON,
+)
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
-    return {"status": "ready"}
+    try:
+        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        return _not_ready(f"PostgreSQL: {exc!r}")
+    body = {"status": "ready"}
+    pipeline: Pipeline | None = request.app.state.pipeline
+    if pipeline is not None:
+        if not pipeline.nc.is_connected:
+            return _not_ready("NATS is not connected")
+        body["nats"] = "connected"
+    return Response(body)
+
+
+def _not_ready(reason: str) -> Response[dict[str, str]]:
+    log.warning("not ready", reason=reason)
+    return Response({"status": "not ready", "reason": reason}, status_code=503)
+
+
+@get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (text exposition format)",
+    include_in_schema=False,
+)
+async def prometheus_metrics() -> Response[bytes]:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 def create_app(
@@ -137,6 +174,7 @@ def create_app(
             UserController,
             health,
             ready,
+            prometheus_metrics,
         ],
         lifespan=[lifespan],
         on_app_init=[on_app_init],
@@ -148,6 +186,7 @@ def create_app(
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
+                    r"^/metrics$",
                     r"^/api/auth/login$",
                     r"^/api/v3/access-tokens$",
                 ],

@@ -13,6 +13,7 @@ deadlock, a lost connection) is nak'ed and stored again later.
 import asyncio
 import contextlib
 import json
+import time
 from datetime import timedelta
 
 import asyncpg
@@ -24,6 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext, api
 
+from controller import metrics
 from controller.db import results
 from controller.db.results import ResultRow
 from shared.messages import decode_result
@@ -38,11 +40,10 @@ WORKERS = 3
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
 PARTITION_EVERY_S = 3600.0
-# Statuses that end a pull request without an error: no messages, request expired or
-# superseded, consumer busy with other requests; 100 is an idle heartbeat.
-_REQUEST_ENDED = frozenset(
-    {api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT, api.StatusCode.CONFLICT}
-)
+# Statuses that end a pull request without an error (no messages; request expired, or other
+# requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
+# consumer deleted, 503 no responders: the consumer or stream is gone) is an error.
+_REQUEST_ENDED = frozenset({api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT})
 
 
 class PullError(NatsError):
@@ -142,8 +143,10 @@ class Ingester:
         log.info("ingester started", batch=self._batch, workers=self._workers)
         batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(self._workers)
         storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(self._workers)]
+        loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
+                started = loop.time()
                 try:
                     msgs = await self.fetch(FETCH_TIMEOUT_S)
                 except Exception:
@@ -153,6 +156,8 @@ class Ingester:
                     continue
                 if msgs:
                     await batches.put(msgs)
+                elif loop.time() - started < FETCH_TIMEOUT_S / 2:
+                    await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
         finally:
             for _ in storers:
                 await batches.put(None)
@@ -183,6 +188,7 @@ class Ingester:
         return await (await self._pull()).fetch(self._batch, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
+        started = time.perf_counter()
         rows: list[ResultRow] = []
         good: list[Msg] = []
         for msg in msgs:
@@ -204,6 +210,7 @@ class Ingester:
             await msg.ack()
         if good:
             log.debug("results stored", received=len(good), stored=stored)
+        metrics.batch_ingested(rows, time.perf_counter() - started)
         return stored
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
+from controller import metrics
 from controller.db import alerts
 from controller.notify import Channel, DeliveryError, Notification
 from shared.timefmt import utcnow
@@ -92,6 +93,7 @@ class OutboxWorker:
                     retry_at = now + self.backoff(row["attempts"])
                 await alerts.record_attempt(conn, row, error, retry_at=retry_at)
         sent = sum(1 for e in errors if e is None)
+        metrics.notifications([row["channel"] for row in rows], errors)
         log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
         return sent
 

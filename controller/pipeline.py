@@ -1,6 +1,7 @@
 """The controller's side of the check pipeline on one NATS connection: streams, live agents,
 scheduler and ingester. `serve` opens it; the API finds it on `app.state.pipeline`."""
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from controller.agents import LiveAgents
 from controller.ingest import Ingester
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
-from shared.settings import ControllerSettings
+from shared.settings import ControllerSettings, nats_tls_context
 from shared.streams import ensure_streams
 
 log = structlog.get_logger(__name__)
@@ -45,10 +46,12 @@ async def _error(exc: Exception) -> None:
     log.warning("NATS error", error=str(exc))
 
 
-async def connect_nats(url: str) -> NATS:
-    """A connection that reconnects forever, with logged state changes."""
+async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
+    """A connection that reconnects forever, with logged state changes; `tls` verifies the
+    server (and presents a client certificate) on `tls://` URLs."""
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")],
+        tls=tls,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         disconnected_cb=_disconnected,
@@ -63,7 +66,7 @@ async def open_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Connect (unless `nc` is given), create the streams, build the parts; drain at exit."""
     owned = nc is None
-    conn = nc or await connect_nats(settings.nats_url)
+    conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings))
     try:
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
         kv = await ensure_streams(js, settings.results_retention_days)

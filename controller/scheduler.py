@@ -18,7 +18,7 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 
-from controller import schedule
+from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.db import due, results
 from controller.db.results import ResultRow
@@ -189,6 +189,8 @@ class Scheduler:
                 async with conn.transaction():
                     await results.store(conn, missed)
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
+        metrics.rounds_scheduled([r.scheduled_at for r in rounds], self._clock())
+        metrics.no_agent(missed)
         log.info(
             "round batch",
             monitors=len(rows),
@@ -273,6 +275,7 @@ class Scheduler:
             for future in futures:
                 if not future.done():
                     future.cancel()
+        metrics.jobs_published(jobs)
         return sum(1 for ack in acks if not ack.duplicate)
 
     async def trigger(self, monitor_id: int) -> Round | None:

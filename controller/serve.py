@@ -12,13 +12,14 @@ import structlog
 import uvicorn
 from nats.js import JetStreamContext
 
+from controller import metrics
 from controller.alerting import Alerter
 from controller.app import create_app
 from controller.db.pool import create_pool
 from controller.ingest import keep_partitions
 from controller.notify import channels
 from controller.outbox import OutboxWorker
-from controller.pipeline import open_pipeline
+from controller.pipeline import Pipeline, open_pipeline
 from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,7 @@ async def serve(settings: ControllerSettings) -> None:
                 work += [pipeline.ingester.run(stop), keep_partitions(pool, stop)]
             if "alerter" in roles:
                 work += _alerter(settings, pool, pipeline.js, stop)
+            work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
             tasks = [asyncio.create_task(c) for c in work]
             log.info("controller started", roles=sorted(roles))
             try:
@@ -81,15 +83,32 @@ def _alerter(
     return [alerter.run(stop), worker.run(stop)]
 
 
-async def _serve_api(settings: ControllerSettings, app: Any) -> None:
-    """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
+def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:
+    """The gauges this process samples: those of the roles it runs."""
+    probes = []
+    if "ingester" in roles:
+        probes.append(metrics.ingest_lag(pipeline.js, pipeline.ingester.durable))
+    if "alerter" in roles:
+        probes.append(metrics.outbox_pending(pool))
+    return probes
+
+
+def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
+    """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
+        ssl_certfile=settings.api_tls_cert_file,
+        ssl_keyfile=settings.api_tls_key_file,
         log_config=None,
         access_log=False,
         lifespan="on",
         server_header=False,
     )
-    await uvicorn.Server(config).serve()
+    return uvicorn.Server(config)
+
+
+async def _serve_api(settings: ControllerSettings, app: Any) -> None:
+    """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
+    await api_server(settings, app).serve()

@@ -9,6 +9,7 @@ import base64
 import binascii
 import os
 import re
+import ssl
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Literal, TypeVar
@@ -56,6 +57,42 @@ def check_secrets_key(value: str) -> None:
             )
 
 
+def _check_tls(settings: msgspec.Struct, cert: str, key: str, ca: str | None = None) -> None:
+    """A certificate and its key are set together, and they (and the CA file) load: read at
+    start, so a wrong path or file stops the process naming it, not the first handshake."""
+    cert_path, key_path = getattr(settings, cert.lower()), getattr(settings, key.lower())
+    if (cert_path is None) != (key_path is None):
+        raise ValueError(f"{cert} and {key} must be set together")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca_path = getattr(settings, ca.lower()) if ca else None
+    try:
+        if ca_path is not None:
+            context.load_verify_locations(ca_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{ca} cannot be loaded: {exc}") from None
+    try:
+        if cert_path is not None:
+            context.load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{cert} / {key} cannot be loaded: {exc}") from None
+
+
+def nats_tls_context(settings: "ControllerSettings | AgentSettings") -> ssl.SSLContext | None:
+    """The SSLContext for `nats.connect(tls=...)`: None when no NATS TLS setting is given (a
+    `tls://` URL then verifies against the system's CAs)."""
+    ca, cert, key = (
+        settings.nats_tls_ca_file,
+        settings.nats_tls_cert_file,
+        settings.nats_tls_key_file,
+    )
+    if ca is None and cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 CONTROLLER_ROLES = frozenset({"api", "scheduler", "ingester", "alerter"})
 
 LogFormat = Literal["auto", "json", "console"]
@@ -69,12 +106,38 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
         "nats://127.0.0.1:4222"
     )
+    nats_tls_ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM CA file to verify the NATS server's certificate (with `tls://` URLs);"
+            " unset: the system's CAs"
+        ),
+    ] = None
+    nats_tls_cert_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM client certificate for NATS servers that verify clients (mutual TLS)"
+        ),
+    ] = None
+    nats_tls_key_file: Annotated[
+        str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
+    ] = None
     secrets_key: Annotated[
         str | None,
         Meta(description="Fernet key(s) encrypting monitor secrets at rest; required by `serve`"),
     ] = None
     api_host: Annotated[str, Meta(description="address the API listens on")] = "127.0.0.1"
     api_port: Annotated[int, Meta(ge=1, le=65535, description="port the API listens on")] = 8080
+    api_tls_cert_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM certificate (chain) file: the API serves HTTPS; "
+            "needs `API_TLS_KEY_FILE`"
+        ),
+    ] = None
+    api_tls_key_file: Annotated[
+        str | None, Meta(description="PEM private key file of `API_TLS_CERT_FILE`")
+    ] = None
     token_ttl_seconds: Annotated[
         int, Meta(ge=60, description="lifetime of a bearer token from login or the CLI")
     ] = 30 * 24 * 3600
@@ -148,6 +211,8 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")
+        _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.secrets_key is not None:
             check_secrets_key(self.secrets_key)
         if self.notify_smtp_url is not None:
@@ -174,6 +239,22 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
         "nats://127.0.0.1:4222"
     )
+    nats_tls_ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM CA file to verify the NATS server's certificate (with `tls://` URLs);"
+            " unset: the system's CAs"
+        ),
+    ] = None
+    nats_tls_cert_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM client certificate for NATS servers that verify clients (mutual TLS)"
+        ),
+    ] = None
+    nats_tls_key_file: Annotated[
+        str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
+    ] = None
     agent_allow_private_targets: Annotated[
         bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
     ] = False
@@ -192,12 +273,24 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
             "handed back to other agents",
         ),
     ] = 30.0
+    agent_metrics_host: Annotated[
+        str, Meta(description="address of the agent's `/metrics`, `/health` and `/ready`")
+    ] = "0.0.0.0"
+    agent_metrics_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="port of the agent's `/metrics`, `/health` and `/ready`; `0`: none",
+        ),
+    ] = 9464
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
     log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
 
     def __post_init__(self) -> None:
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         _check_country("AGENT_COUNTRY", self.agent_country)
+        _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
             raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
 

@@ -153,11 +153,14 @@ def main() -> int:
             asyncio.run(prepare_nats(env["NATS_URL"]))
             # Loopback and private targets allowed: local test servers are the point of a dev run.
             agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
-            for country in countries:
+            # One metrics port each (9464, 9465, ...), as several agents share this host.
+            metrics_port = int(env.get("AGENT_METRICS_PORT") or 9464)
+            for i, country in enumerate(countries):
+                port = str(metrics_port + i if metrics_port else 0)
                 children.append(
                     subprocess.Popen(
                         [py, "-m", "agent", "--country", country],
-                        env=agent_env,
+                        env={**agent_env, "AGENT_METRICS_PORT": port},
                         cwd=ROOT,
                         start_new_session=True,
                     )

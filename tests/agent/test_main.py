@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def agent_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "NATS_", "LOG_"))}
-    return {**env, "LOG_FORMAT": "json", **values}
+    # No ops server unless a test asks: several agents at once would contend for port 9464.
+    return {**env, "LOG_FORMAT": "json", "AGENT_METRICS_PORT": "0", **values}
 
 
 async def start_agent(*args: str, **env: str) -> asyncio.subprocess.Process:

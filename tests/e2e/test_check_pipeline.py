@@ -136,6 +136,7 @@ async def start_agent(country: str, agent_id: str, nats_url: str) -> asyncio.sub
         "NATS_URL": nats_url,
         "AGENT_ID": agent_id,
         "AGENT_ALLOW_PRIVATE_TARGETS": "true",
+        "AGENT_METRICS_PORT": "0",
         "LOG_FORMAT": "json",
     }
     return await asyncio.create_subprocess_exec(

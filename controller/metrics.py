@@ -1,0 +1,160 @@
+"""The controller's Prometheus metrics, served by the API at `GET /metrics`.
+
+Labels stay few and bounded (country, type, status, error kind, channel, method, route template,
+status class), never a monitor, job or user: one series per monitor would grow without limit.
+The code that does the work calls one function here per event; gauges that need a question to
+PostgreSQL or NATS (outbox backlog, ingest lag) are sampled by `sample_every` instead.
+"""
+
+import asyncio
+import contextlib
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+from controller.db.results import ResultRow
+from shared.messages import CheckJob
+from shared.subjects import RESULTS_STREAM
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_EVERY_S = 5.0
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+JOBS_PUBLISHED = Counter(
+    "mailprobe_jobs_published",
+    "check jobs published on mon.jobs.CC (acked by JetStream)",
+    ["country"],
+)
+LATENESS = Histogram(
+    "mailprobe_schedule_lateness_seconds",
+    "publish time minus due time of a scheduled round",
+    buckets=LATENESS_BUCKETS,
+)
+NO_AGENT = Counter(
+    "mailprobe_no_agent_rounds",
+    "rounds recorded as no_agent: the country had no live agent",
+    ["country"],
+)
+RESULTS_INGESTED = Counter(
+    "mailprobe_results_ingested",
+    "results taken from RESULTS and committed (repeats included); error_kind none when up",
+    ["country", "status", "error_kind"],
+)
+INGEST_BATCH = Histogram(
+    "mailprobe_ingest_batch_seconds",
+    "time to store and ack one batch of results",
+    buckets=LATENCY_BUCKETS,
+)
+INGEST_LAG = Gauge(
+    "mailprobe_ingest_lag_messages",
+    "results waiting for the ingest consumer (num_pending), sampled",
+)
+INGEST_ACK_PENDING = Gauge(
+    "mailprobe_ingest_ack_pending_messages",
+    "results delivered to the ingest consumer and not yet acked, sampled",
+)
+NOTIFICATIONS = Counter(
+    "mailprobe_notifications",
+    "notification delivery attempts by channel and outcome (sent, failed)",
+    ["channel", "outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "mailprobe_outbox_pending",
+    "notifications waiting in the outbox (due or backing off), sampled",
+)
+API_REQUESTS = Histogram(
+    "mailprobe_api_request_seconds",
+    "API request latency by method, route template and status class",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in the text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def jobs_published(jobs: Iterable[CheckJob]) -> None:
+    for country, n in Tally(job.country for job in jobs).items():
+        JOBS_PUBLISHED.labels(country).inc(n)
+
+
+def rounds_scheduled(due_times: Iterable[datetime], now: datetime) -> None:
+    for due in due_times:
+        LATENESS.observe(max(0.0, (now - due).total_seconds()))
+
+
+def no_agent(rows: Iterable[ResultRow]) -> None:
+    for country, n in Tally(row.country for row in rows).items():
+        NO_AGENT.labels(country).inc(n)
+
+
+def batch_ingested(rows: Iterable[ResultRow], seconds: float) -> None:
+    INGEST_BATCH.observe(seconds)
+    for (country, status, kind), n in Tally(
+        (r.country, r.status, r.error_kind or "none") for r in rows
+    ).items():
+        RESULTS_INGESTED.labels(country, status, kind).inc(n)
+
+
+def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None:
+    for (channel, failed), n in Tally(
+        zip(channels, (e is not None for e in errors), strict=True)
+    ).items():
+        NOTIFICATIONS.labels(channel, "failed" if failed else "sent").inc(n)
+
+
+def api_request(method: str, route: str, status: int, seconds: float) -> None:
+    API_REQUESTS.labels(method, route, f"{status // 100}xx").observe(seconds)
+
+
+Probe = Callable[[], Awaitable[None]]
+
+
+def ingest_lag(js: JetStreamContext, durable: str) -> Probe:
+    async def probe() -> None:
+        info = await js.consumer_info(RESULTS_STREAM, durable)
+        INGEST_LAG.set(info.num_pending or 0)
+        INGEST_ACK_PENDING.set(info.num_ack_pending or 0)
+
+    return probe
+
+
+def outbox_pending(pool: asyncpg.Pool) -> Probe:
+    async def probe() -> None:
+        async with pool.acquire() as conn:
+            OUTBOX_PENDING.set(
+                await conn.fetchval(
+                    "SELECT count(*) FROM notification_outbox WHERE status = 'pending'"
+                )
+            )
+
+    return probe
+
+
+async def sample_every(
+    stop: asyncio.Event, probes: Sequence[Probe], interval_s: float = SAMPLE_EVERY_S
+) -> None:
+    """Run the probes every `interval_s` until `stop`."""
+    while not stop.is_set():
+        await sample(probes)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
+async def sample(probes: Sequence[Probe]) -> None:
+    """Run each probe once; a failing one is logged, never fatal (its gauge keeps its value)."""
+    for probe in probes:
+        try:
+            await probe()
+        except Exception as exc:
+            log.warning("metrics sample failed", probe=probe.__qualname__, error=repr(exc))

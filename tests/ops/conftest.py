@@ -1,0 +1,41 @@
+"""Ops tests (metrics, health, readiness, TLS) on the session's real NATS and PostgreSQL.
+
+Prometheus' default registry is one per process and every test of the session writes to it, so
+these tests compare a metric before and after what they do, never its absolute value; and each
+takes country codes no other test uses, so its labelled series are its own.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.streams import ensure_streams
+
+_COUNTRIES = iter(["SG", "MY", "PH", "PK", "QA", "KW", "OM", "JO", "LB"])
+
+
+@pytest.fixture
+def country() -> str:
+    return next(_COUNTRIES)
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    conn = await nats.connect(nats_url)
+    await ensure_streams(conn.jetstream())
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def js(nc: NATS) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@pytest.fixture(scope="session")
+def ssl_contexts() -> Iterator[SslContexts]:
+    yield build_ssl_contexts()

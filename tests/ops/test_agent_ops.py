@@ -1,0 +1,170 @@
+"""The agent's metrics, and its `/metrics`, `/health` and `/ready` over real HTTP: in process
+next to a Worker, and from `python -m agent` as operators run it."""
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
+
+from agent import ops
+from agent.probers.tls import SslContexts
+from shared import embedded
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_burst_run_counts_checks_by_type_status_and_country(
+    nc: NATS, js: JetStreamContext, country: str, ssl_contexts: SslContexts
+) -> None:
+    up = {"country": country, "type": "smtp", "status": "up", "error_kind": "none"}
+    refused = {**up, "status": "down", "error_kind": "refused"}
+    before = {
+        "up": value("mailprobe_agent_checks_total", **up),
+        "refused": value("mailprobe_agent_checks_total", **refused),
+        "timed": value(
+            "mailprobe_agent_check_duration_seconds_count", country=country, type="smtp"
+        ),
+        "fetched": value("mailprobe_agent_jobs_fetched_total", country=country),
+        "published": value("mailprobe_agent_results_published_total", country=country),
+    }
+    async with SmtpLikePeer() as peer:
+        for _ in range(2):
+            await publish_job(js, job_for(country, peer.port))
+        await publish_job(js, job_for(country, embedded.free_port()))  # nobody listens
+        await worker(nc, country, ssl_contexts).run(burst=True)
+
+    assert value("mailprobe_agent_checks_total", **up) - before["up"] == 2
+    assert value("mailprobe_agent_checks_total", **refused) - before["refused"] == 1
+    timed = value("mailprobe_agent_check_duration_seconds_count", country=country, type="smtp")
+    assert timed - before["timed"] == 3
+    assert value("mailprobe_agent_jobs_fetched_total", country=country) - before["fetched"] == 3
+    published = value("mailprobe_agent_results_published_total", country=country)
+    assert published - before["published"] == 3
+    assert value("mailprobe_agent_checks_in_flight", country=country) == 0
+
+
+@asynccontextmanager
+async def ops_server(readiness: ops.Readiness) -> AsyncIterator[httpx.AsyncClient]:
+    port = embedded.free_port()
+    server = await ops.start("127.0.0.1", port, readiness)
+    assert server is not None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            yield client
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_ready_follows_the_worker_from_unbound_to_taking_jobs_to_stopping(
+    nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    w = worker(nc, country, ssl_contexts)
+    async with ops_server(w.readiness) as client:
+        r = await client.get("/ready")
+        assert (r.status_code, r.json()["reason"]) == (503, "the jobs consumer is not bound yet")
+        run = asyncio.create_task(w.run())
+        for _ in range(200):
+            if (r := await client.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert r.json() == {"status": "ready"}
+        metrics = await client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert f'mailprobe_agent_checks_in_flight{{country="{country}"}} 0.0' in metrics.text
+        w.stop()
+        r = await client.get("/ready")
+        assert (r.status_code, r.json()["reason"]) == (503, "stopping")
+        await run
+        assert (await client.get("/health")).json()["status"] == "ok"
+        assert (await client.get("/nope")).status_code == 404
+        assert (await client.post("/health")).status_code == 405
+
+
+async def test_ops_server_survives_a_client_that_sends_nothing_useful() -> None:
+    async with ops_server(lambda: None) as client:
+        port = client.base_url.port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.0 404")
+        writer.close()
+        await writer.wait_closed()
+        assert (await client.get("/ready")).json() == {"status": "ready"}
+
+
+def agent_env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "NATS_", "LOG_"))}
+    return {**env, "LOG_FORMAT": "json", **values}
+
+
+@asynccontextmanager
+async def agent_process(
+    country: str, nats_url: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    port = embedded.free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "--country",
+        country,
+        env=agent_env(
+            NATS_URL=nats_url, AGENT_METRICS_HOST="127.0.0.1", AGENT_METRICS_PORT=str(port)
+        ),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+            for _ in range(500):  # the interpreter starting up
+                try:
+                    await client.get("/health")
+                    break
+                except httpx.TransportError:
+                    assert proc.returncode is None, "the agent exited"
+                    await asyncio.sleep(0.02)
+            yield client, proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, err.decode()
+
+
+async def test_agent_process_is_alive_but_not_ready_until_it_has_nats(country: str) -> None:
+    unreachable = f"nats://127.0.0.1:{embedded.free_port()}"
+    async with agent_process(country, unreachable) as (client, _):
+        r = await client.get("/health")
+        assert (r.status_code, r.json()["status"]) == (200, "ok")
+        r = await client.get("/ready")
+        assert (r.status_code, r.json()["reason"]) == (503, "connecting to NATS")
+
+
+async def test_agent_process_serves_ready_and_metrics_with_nats(
+    nats_url: str, nc: NATS, country: str
+) -> None:
+    async with agent_process(country, nats_url) as (client, _):
+        for _ in range(500):
+            if (r := await client.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert r.json() == {"status": "ready"}
+        text = (await client.get("/metrics")).text
+        assert f'mailprobe_agent_checks_in_flight{{country="{country}"}} 0.0' in text
+        assert "# TYPE mailprobe_agent_check_duration_seconds histogram" in text
