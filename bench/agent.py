@@ -206,6 +206,7 @@ def _start_agent(
         "AGENT_ALLOW_PRIVATE_TARGETS": "true",
         "AGENT_CONCURRENCY": str(concurrency),
         "AGENT_ID": f"DE-bench-{concurrency}",
+        "AGENT_METRICS_PORT": str(embedded.free_port()),  # metrics on, as deployed
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "SSL_CERT_FILE": ca_path,  # the agent verifies the peers' certificates against our CA

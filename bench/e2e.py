@@ -108,7 +108,11 @@ def _measure() -> bool:
         procs.append(
             _start(
                 ["agent", "--country", "DE"],
-                _env(**common, AGENT_ALLOW_PRIVATE_TARGETS="true"),
+                _env(
+                    **common,
+                    AGENT_ALLOW_PRIVATE_TARGETS="true",
+                    AGENT_METRICS_PORT=str(embedded.free_port()),
+                ),
                 pipes.tmp / "agent.log",
             )
         )
