@@ -1,8 +1,10 @@
 """The ingester: `RESULTS` → `check_results`, in batches, acked only after the commit.
 
-A message that does not decode is logged and terminated (JetStream stops redelivering it; it
-stays in the stream, which keeps days of history, so nothing is lost). A batch whose commit fails
-is not acked and comes back after a short delay.
+A message that does not decode, or holds a value PostgreSQL refuses (the batch is then stored
+one result at a time to find it), is logged and terminated: JetStream stops redelivering it, and
+it stays in the stream, which keeps days of history, so nothing is lost. A NUL character, which
+PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
+acked and comes back after a short delay.
 
 `run()` pipelines: one task pulls batches while up to `workers` others store earlier ones, each
 in its own transaction. Concurrent batches are safe because every insert is idempotent on the
@@ -27,8 +29,7 @@ from nats.js import JetStreamContext, api
 
 from controller import metrics
 from controller.db import results
-from controller.db.results import ResultRow
-from shared.messages import decode_result
+from controller.db.results import CheckedResult
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import utcnow
@@ -36,10 +37,11 @@ from shared.timefmt import utcnow
 log = structlog.get_logger(__name__)
 
 BATCH = 1000
-WORKERS = 3
+WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
 PARTITION_EVERY_S = 3600.0
+LANES = 3  # pull requests outstanding at once
 # Statuses that end a pull request without an error (no messages; request expired, or other
 # requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
 # consumer deleted, 503 no responders: the consumer or stream is gone) is an error.
@@ -119,23 +121,25 @@ class Ingester:
         self._workers = workers
         self.durable = durable
         self._subject = subject
-        self._puller: Puller | None = None
+        self._pullers: dict[int, Puller] = {}
 
-    async def _pull(self) -> Puller:
-        """Create (or update) the durable consumer once, then pull from it."""
-        if self._puller is None:
-            config = ingest_consumer_config()
-            config.durable_name = self.durable
-            config.filter_subject = self._subject
-            await self._js.add_consumer(RESULTS_STREAM, config)
-            self._puller = Puller(self._js._nc, self._js, RESULTS_STREAM, self.durable)
-        return self._puller
+    async def _pull(self, lane: int) -> Puller:
+        """Create (or update) the durable consumer once, then pull from it: each lane with a
+        pull request of its own, so one lane's messages arrive while another's are handled."""
+        if lane not in self._pullers:
+            if not self._pullers:
+                config = ingest_consumer_config()
+                config.durable_name = self.durable
+                config.filter_subject = self._subject
+                await self._js.add_consumer(RESULTS_STREAM, config)
+            self._pullers[lane] = Puller(self._js._nc, self._js, RESULTS_STREAM, self.durable)
+        return self._pullers[lane]
 
     async def close(self) -> None:
         """Unsubscribe; needed before draining the connection, which otherwise waits for late
         pull-status messages nobody fetches anymore."""
-        if self._puller is not None:
-            puller, self._puller = self._puller, None
+        pullers, self._pullers = self._pullers, {}
+        for puller in pullers.values():
             await puller.close()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,25 +147,30 @@ class Ingester:
         log.info("ingester started", batch=self._batch, workers=self._workers)
         batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(self._workers)
         storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(self._workers)]
-        loop = asyncio.get_running_loop()
         try:
-            while not stop.is_set():
-                started = loop.time()
-                try:
-                    msgs = await self.fetch(FETCH_TIMEOUT_S)
-                except Exception:
-                    log.exception("fetching results failed; retrying")
-                    await self.close()  # a fresh inbox, and the consumer ensured again
-                    await asyncio.sleep(RETRY_DELAY_S)
-                    continue
-                if msgs:
-                    await batches.put(msgs)
-                elif loop.time() - started < FETCH_TIMEOUT_S / 2:
-                    await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
+            await asyncio.gather(*(self._fetch_batches(stop, batches, n) for n in range(LANES)))
         finally:
             for _ in storers:
                 await batches.put(None)
             await asyncio.gather(*storers)
+
+    async def _fetch_batches(
+        self, stop: asyncio.Event, batches: "asyncio.Queue[list[Msg] | None]", lane: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            started = loop.time()
+            try:
+                msgs = await self.fetch(FETCH_TIMEOUT_S, lane)
+            except Exception:
+                log.exception("fetching results failed; retrying")
+                await self.close()  # fresh inboxes, and the consumer ensured again
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            if msgs:
+                await batches.put(msgs)
+            elif loop.time() - started < FETCH_TIMEOUT_S / 2:
+                await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
 
     async def _store_batches(self, batches: "asyncio.Queue[list[Msg] | None]") -> None:
         while (msgs := await batches.get()) is not None:
@@ -184,48 +193,86 @@ class Ingester:
             return None
         return await self.handle(msgs)
 
-    async def fetch(self, timeout_s: float) -> list[Msg]:
-        return await (await self._pull()).fetch(self._batch, timeout_s)
+    async def fetch(self, timeout_s: float, lane: int = 0) -> list[Msg]:
+        return await (await self._pull(lane)).fetch(self._batch, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
         started = time.perf_counter()
-        rows: list[ResultRow] = []
-        good: list[Msg] = []
+        decoded: list[tuple[Msg, CheckedResult]] = []
         for msg in msgs:
-            row = _decode(msg)
-            if row is None:
+            result = _decode(msg)
+            if result is None:
                 await msg.term()
-                continue
-            rows.append(row)
-            good.append(msg)
+            else:
+                decoded.append((msg, result))
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                stored = await results.store(conn, rows)
+            stored = await self._store([result for _, result in decoded])
+        except _REFUSED:
+            # A value PostgreSQL refuses must not hold back the batch: find it one by one.
+            stored = await self._store_one_by_one(decoded)
         except (asyncpg.PostgresError, OSError) as exc:
-            log.error("storing results failed; redelivering", count=len(rows), error=str(exc))
-            for msg in good:
+            log.error("storing results failed; redelivering", count=len(decoded), error=str(exc))
+            for msg, _ in decoded:
                 await msg.nak(delay=RETRY_DELAY_S)
             return 0
-        for msg in good:
-            await msg.ack()
-        if good:
-            log.debug("results stored", received=len(good), stored=stored)
-        metrics.batch_ingested(rows, time.perf_counter() - started)
+        else:
+            for msg, _ in decoded:
+                await msg.ack()
+        if decoded:
+            log.debug("results stored", received=len(decoded), stored=stored)
+        metrics.batch_ingested([result for _, result in decoded], time.perf_counter() - started)
+        return stored
+
+    async def _store(self, batch: list[CheckedResult]) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await results.store(conn, batch)
+
+    async def _store_one_by_one(self, decoded: list[tuple[Msg, CheckedResult]]) -> int:
+        stored = 0
+        for msg, result in decoded:
+            try:
+                stored += await self._store([result])
+            except _REFUSED as exc:
+                _moved_aside(msg, f"PostgreSQL refused it: {exc}")
+                await msg.term()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.error("storing a result failed; redelivering", error=str(exc))
+                await msg.nak(delay=RETRY_DELAY_S)
+            else:
+                await msg.ack()
         return stored
 
 
-def _decode(msg: Msg) -> ResultRow | None:
+# What PostgreSQL answers for a value it cannot store, the same every time, so never redelivered:
+# class 22 (data exception: out of range, a bad character), 23 (a constraint), 54 (a limit, such
+# as a job id too long for the primary key's index).
+_REFUSED = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+def _decode(msg: Msg) -> CheckedResult | None:
+    data = msg.data
+    if b"\\u0000" in data:
+        # PostgreSQL stores no NUL in text; a server's banner may hold one. Keep the result.
+        data = data.replace(b"\\u0000", b"\\ufffd")
     try:
-        return results.from_wire(decode_result(msg.data))
-    except (msgspec.DecodeError, ValueError) as exc:
-        meta = msg.metadata
-        log.error(
-            "malformed result moved aside",
-            subject=msg.subject,
-            stream_seq=meta.sequence.stream,
-            error=str(exc)[:300],
-        )
+        return results.decode_result(data)
+    except msgspec.DecodeError as exc:
+        _moved_aside(msg, str(exc))
         return None
+
+
+def _moved_aside(msg: Msg, error: str) -> None:
+    """It stays in RESULTS (days of history); the log line says where to find it."""
+    log.error(
+        "malformed result moved aside",
+        subject=msg.subject,
+        stream_seq=msg.metadata.sequence.stream,
+        error=error[:300],
+    )
 
 
 async def keep_partitions(pool: asyncpg.Pool, stop: asyncio.Event) -> None:

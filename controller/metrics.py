@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from controller.db.results import ResultRow
-from shared.messages import CheckJob
+from controller.db.results import MISSED_KINDS, ResultRow
+from shared.messages import CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -98,12 +98,18 @@ def no_agent(rows: Iterable[ResultRow]) -> None:
         NO_AGENT.labels(country).inc(n)
 
 
-def batch_ingested(rows: Iterable[ResultRow], seconds: float) -> None:
+def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
     INGEST_BATCH.observe(seconds)
-    for (country, status, kind), n in Tally(
-        (r.country, r.status, r.error_kind or "none") for r in rows
-    ).items():
+    for (country, status, kind), n in Tally(_labels(r) for r in rows).items():
         RESULTS_INGESTED.labels(country, status, kind).inc(n)
+
+
+def _labels(r: CheckResult) -> tuple[str, str, str]:
+    """Country, status as stored (`missed` for a round nobody ran) and error kind."""
+    if r.status == "up":
+        return r.country, "up", "none"
+    kind = r.error_kind or "none"
+    return r.country, "missed" if kind in MISSED_KINDS else "down", kind
 
 
 def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None:

@@ -300,7 +300,7 @@ def _no_agent(
     return ResultRow(
         job_id=jid,
         scheduled_at=scheduled,
-        monitor_public_id=row["public_id"],
+        monitor_id=row["public_id"],
         monitor_type=row["type"],
         country=country,
         agent_id=None,

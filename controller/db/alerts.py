@@ -20,7 +20,8 @@ DEFAULT_RECOVER_AFTER_ROUNDS = 2
 
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at) SELECT unnest($1::bigint[]), now()
-ON CONFLICT (monitor_id) DO UPDATE SET due_at = LEAST(alert_queue.due_at, EXCLUDED.due_at)
+ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
+WHERE EXCLUDED.due_at < alert_queue.due_at
 """
 
 

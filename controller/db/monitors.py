@@ -9,10 +9,13 @@ import asyncpg
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
 
+# `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
 COLUMNS = (
     "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
     " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, last_checked_at, next_due_at, created_at, updated_at"
+    " notification_phone_number, next_due_at, created_at, updated_at,"
+    " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
+    "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
 
 # Columns the API may write; anything else in `changes` is a programming error.

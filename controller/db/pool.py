@@ -20,16 +20,26 @@ async def _init(conn: asyncpg.Connection) -> None:
     )
 
 
+# Sessions in UTC: a time without an offset (from JSON handed to PostgreSQL) means UTC, as on
+# the wire, whatever the server's own TimeZone.
+_SERVER_SETTINGS = {"timezone": "UTC"}
+
+
 async def create_pool(url: str, max_size: int = 20, **kwargs: Any) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        url, min_size=min(2, max_size), max_size=max_size, init=_init, **kwargs
+        url,
+        min_size=min(2, max_size),
+        max_size=max_size,
+        init=_init,
+        server_settings=_SERVER_SETTINGS,
+        **kwargs,
     )
     assert pool is not None
     return pool
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(url, server_settings=_SERVER_SETTINGS)
     await _init(conn)
     return conn
 

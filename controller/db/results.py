@@ -2,11 +2,10 @@
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
 one INSERT per batch, idempotent on the job id; only rows new to the table move the per-country
-state and `monitors.last_checked_at`, so a redelivered result changes nothing.
+state (and with it the monitor's `lastCheckedAt`), so a redelivered result changes nothing.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,82 +16,62 @@ import msgspec
 from controller.db import alerts
 from controller.db.pool import Conn
 from shared.messages import CheckResult
-from shared.timefmt import parse_iso
 
 # Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
 MISSED_KINDS = frozenset({"no_agent", "expired"})
 
 
-@dataclass(frozen=True, slots=True)
-class ResultRow:
+class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """A result the controller writes itself (a `no_agent` round). It encodes with the wire
+    names of `CheckResult`, so `store` takes it and `CheckedResult` alike; what it leaves out
+    is stored as NULL."""
+
     job_id: str
     scheduled_at: datetime
-    monitor_public_id: UUID
+    monitor_id: UUID
     monitor_type: str
     country: str
     agent_id: str | None
     status: str
     error_kind: str | None
     message: str
-    banner: str | None = None
-    response_time_ms: float | None = None
-    phases: str | None = None  # JSON text
-    tls: str | None = None  # JSON text
-    address: str | None = None
-    started_at: datetime | None = None
     finished_at: datetime | None = None
 
 
-def from_wire(result: CheckResult) -> ResultRow:
-    """The row for a decoded result; ValueError when a time or the monitor id does not parse."""
-    missed = result.status == "down" and result.error_kind in MISSED_KINDS
-    return ResultRow(
-        job_id=result.job_id,
-        scheduled_at=parse_iso(result.scheduled_at),
-        monitor_public_id=UUID(result.monitor_id),
-        monitor_type=result.monitor_type,
-        country=result.country,
-        agent_id=result.agent_id,
-        status="missed" if missed else result.status,
-        error_kind=None if result.status == "up" else result.error_kind,
-        message=result.message,
-        banner=result.banner,
-        response_time_ms=result.response_time_ms,
-        phases=msgspec.json.encode(result.phases).decode(),
-        tls=None if result.tls is None else msgspec.json.encode(result.tls).decode(),
-        address=result.address,
-        started_at=parse_iso(result.started_at),
-        finished_at=parse_iso(result.finished_at),
-    )
+class CheckedResult(CheckResult):
+    """A result from the stream as the ingester decodes it: the times and the monitor id are
+    checked here (PostgreSQL would also take `now` or `infinity` for a time)."""
+
+    monitor_id: UUID  # type: ignore[assignment]
+    scheduled_at: datetime  # type: ignore[assignment]
+    started_at: datetime  # type: ignore[assignment]
+    finished_at: datetime  # type: ignore[assignment]
 
 
-_FIELDS = (
-    ("job_id", "text"),
-    ("scheduled_at", "timestamptz"),
-    ("monitor_public_id", "uuid"),
-    ("monitor_type", "text"),
-    ("country", "text"),
-    ("agent_id", "text"),
-    ("status", "text"),
-    ("error_kind", "text"),
-    ("message", "text"),
-    ("banner", "text"),
-    ("response_time_ms", "float8"),
-    ("phases", "text"),
-    ("tls", "text"),
-    ("address", "text"),
-    ("started_at", "timestamptz"),
-    ("finished_at", "timestamptz"),
+decode_result = msgspec.json.Decoder(CheckedResult).decode
+
+
+# A batch travels to PostgreSQL as one JSON array of results with their wire names ($1), which
+# PostgreSQL parses and checks (times, UUIDs); encoding it is one msgspec call, where converting
+# each field in Python cost more CPU than the rest of the ingester.
+_RECORD = (
+    '"jobId" text, "scheduledAt" timestamptz, "monitorId" uuid, "monitorType" text,'
+    ' country text, "agentId" text, status text, "errorKind" text, message text, banner text,'
+    ' "responseTimeMs" float8, phases jsonb, tls jsonb, address text, "startedAt" timestamptz,'
+    ' "finishedAt" timestamptz'
 )
-_NAMES = ", ".join(name for name, _ in _FIELDS)
-_SELECTS = [f"r.{n}::jsonb" if n in ("phases", "tls") else f"r.{n}" for n, _ in _FIELDS]
-# The batch travels as one JSON array of rows ($1): encoding it is one msgspec call, where
-# sixteen parameter arrays cost asyncpg more CPU than the rest of the ingester.
+_MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
 _INSERT = f"""
-INSERT INTO check_results (monitor_id, {_NAMES})
-SELECT m.id, {", ".join(_SELECTS)}
-FROM json_to_recordset($1::json) AS r({", ".join(f"{n} {t}" for n, t in _FIELDS)})
-JOIN monitors m ON m.public_id = r.monitor_public_id
+INSERT INTO check_results (
+    monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
+    error_kind, message, banner, response_time_ms, phases, tls, address, started_at, finished_at)
+SELECT m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
+    CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed' ELSE r.status END,
+    CASE WHEN r.status = 'up' THEN NULL ELSE r."errorKind" END,
+    coalesce(r.message, ''), r.banner, r."responseTimeMs", r.phases, r.tls, r.address,
+    r."startedAt", r."finishedAt"
+FROM json_to_recordset($1::json) AS r({_RECORD})
+JOIN monitors m ON m.public_id = r."monitorId"
 ON CONFLICT (job_id, scheduled_at) DO NOTHING
 RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at
 """
@@ -113,48 +92,57 @@ UPDATE monitor_country_state s SET
     last_message = u.message,
     last_scheduled_at = u.scheduled_at,
     last_job_id = u.job_id,
+    last_checked_at = greatest(s.last_checked_at, u.checked_at),
     consecutive_failures =
         CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
     consecutive_successes =
         CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
     updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-            $7::text[], $8::int[], $9::bool[], $10::int[], $11::bool[])
-    AS u(monitor_id, country, status, error_kind, message, scheduled_at, job_id,
-         add_fail, reset_fail, add_succ, reset_succ)
+FROM json_to_recordset($1::json) AS u(
+    monitor_id bigint, country text, status text, error_kind text, message text,
+    scheduled_at timestamptz, job_id text, checked_at timestamptz,
+    add_fail int, reset_fail bool, add_succ int, reset_succ bool)
 WHERE s.monitor_id = u.monitor_id AND s.country = u.country
   AND u.scheduled_at >= s.last_scheduled_at
-"""
-
-_LAST_CHECKED = """
-UPDATE monitors m SET last_checked_at = u.at
-FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, at)
-WHERE m.id = u.id AND (m.last_checked_at IS NULL OR m.last_checked_at < u.at)
+RETURNING s.monitor_id, s.country
 """
 
 
-@dataclass(slots=True)
-class _Fold:
-    """The effect of a batch's new results on one (monitor, country) state, in time order."""
+class _Fold(msgspec.Struct):
+    """The effect of a batch's new results on one (monitor, country) state, in time order: its
+    latest round, the end of its latest check that ran (not missed), and the counters' moves."""
 
-    latest: asyncpg.Record
+    monitor_id: int
+    country: str
+    status: str = ""
+    error_kind: str | None = None
+    message: str = ""
+    scheduled_at: datetime | None = None
+    job_id: str = ""
+    checked_at: datetime | None = None
     add_fail: int = 0
     reset_fail: bool = False
     add_succ: int = 0
     reset_succ: bool = False
 
     def apply(self, row: asyncpg.Record) -> None:
-        self.latest = row
-        if row["status"] == "up":
+        """`row`: one of `_INSERT`'s RETURNING rows, for this monitor and country."""
+        _, _, self.job_id, self.scheduled_at, self.status, self.error_kind, self.message, end = row
+        if self.status == "missed":
+            return
+        if end is not None and (self.checked_at is None or end > self.checked_at):
+            self.checked_at = end
+        if self.status == "up":
             self.add_succ, self.add_fail, self.reset_fail = self.add_succ + 1, 0, True
-        elif row["status"] == "down":
+        else:
             self.add_fail, self.add_succ, self.reset_succ = self.add_fail + 1, 0, True
 
 
-async def store(conn: Conn, rows: Sequence[ResultRow]) -> int:
+async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     """Insert the rows not stored yet and move the state they imply; return how many were new.
 
     The caller owns the transaction. Rows of an unknown monitor (deleted meanwhile) are dropped.
+    Raises asyncpg.DataError when PostgreSQL refuses a value (e.g. a time out of its range).
     """
     if not rows:
         return 0
@@ -167,37 +155,21 @@ async def store(conn: Conn, rows: Sequence[ResultRow]) -> int:
 
 async def _move_state(conn: Conn, inserted: list[asyncpg.Record]) -> None:
     folds: dict[tuple[int, str], _Fold] = {}
-    checked: dict[int, datetime] = {}
     for row in sorted(inserted, key=lambda r: r["scheduled_at"]):
         key = (row["monitor_id"], row["country"])
         fold = folds.get(key)
         if fold is None:
-            fold = folds[key] = _Fold(row)
+            fold = folds[key] = _Fold(*key)
         fold.apply(row)
-        if row["status"] != "missed" and row["finished_at"] is not None:
-            at = row["finished_at"]
-            checked[row["monitor_id"]] = max(at, checked.get(row["monitor_id"], at))
-    # Lock rows in one order everywhere, so concurrent ingesters cannot deadlock.
+    # Rows are locked in one order everywhere, so concurrent ingesters cannot deadlock. Most
+    # states exist: update first, and create only those the update did not find (or skipped as
+    # newer than this batch, which the second update skips again).
     keys = sorted(folds)
-    await conn.execute(_ENSURE_STATE, [k[0] for k in keys], [k[1] for k in keys])
-    latest = [folds[k].latest for k in keys]
-    await conn.execute(
-        _UPDATE_STATE,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [r["status"] for r in latest],
-        [r["error_kind"] for r in latest],
-        [r["message"] for r in latest],
-        [r["scheduled_at"] for r in latest],
-        [r["job_id"] for r in latest],
-        [folds[k].add_fail for k in keys],
-        [folds[k].reset_fail for k in keys],
-        [folds[k].add_succ for k in keys],
-        [folds[k].reset_succ for k in keys],
-    )
-    if checked:
-        ids = sorted(checked)
-        await conn.execute(_LAST_CHECKED, ids, [checked[i] for i in ids])
+    rows = await conn.fetch(_UPDATE_STATE, _encode_rows([folds[k] for k in keys]).decode())
+    updated = {(r["monitor_id"], r["country"]) for r in rows}
+    if missing := [k for k in keys if k not in updated]:
+        await conn.execute(_ENSURE_STATE, [k[0] for k in missing], [k[1] for k in missing])
+        await conn.execute(_UPDATE_STATE, _encode_rows([folds[k] for k in missing]).decode())
 
 
 async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> int:

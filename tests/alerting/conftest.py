@@ -203,7 +203,7 @@ class Rig:
                 ResultRow(
                     job_id=f"{monitor['public_id']}-{cc}-{n}",
                     scheduled_at=self.at(n),
-                    monitor_public_id=monitor["public_id"],
+                    monitor_id=monitor["public_id"],
                     monitor_type="smtp",
                     country=cc,
                     agent_id=None if missed else f"{cc}-agent",

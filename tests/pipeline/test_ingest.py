@@ -1,5 +1,6 @@
 """The ingester against real PostgreSQL and NATS: results on the stream become rows."""
 
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -198,3 +199,47 @@ async def test_results_filters_pages_and_uptime(
         "uptimePercent": 100.0,
     }
     assert windows["month"]["overall"]["missed"] == 1
+
+
+async def test_a_nul_in_a_banner_is_stored_as_a_replacement_character(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """PostgreSQL stores no NUL in text; a server may send one. The result is kept, not lost."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    await publish(pipeline.js, result(monitor, cc, banner="220 mx\x00 ESMTP", message="a\x00b"))
+    await publish(pipeline.js, result(monitor, cc))
+    assert await pipeline.ingester.burst() == 2
+    banners = {(r["banner"], r["message"]) for r in await rows(pipe_pool, monitor["publicId"])}
+    assert banners == {("220 mx\ufffd ESMTP", "a\ufffdb"), (None, "220 ready")}
+
+
+async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """A job id too long for the primary key's index fails the batch's INSERT; the batch is then
+    stored one by one, so only that result is termed (with a log line) and nothing is stuck."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    good = [result(monitor, cc, at=utcnow() - timedelta(seconds=i)) for i in range(3)]
+    await publish(pipeline.js, good[0])
+    await publish(pipeline.js, result(monitor, cc, job_id=secrets.token_hex(4000)))
+    for res in good[1:]:
+        await publish(pipeline.js, res)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 3
+    [moved] = [e for e in logs if e["event"] == "malformed result moved aside"]
+    assert "PostgreSQL refused it" in moved["error"] and moved["log_level"] == "error"
+    stored = {r["job_id"] for r in await rows(pipe_pool, monitor["publicId"])}
+    assert stored == {res.job_id for res in good}
+    assert await pipeline.ingester.burst() == 0
+    info = await pipeline.js.consumer_info(RESULTS_STREAM, pipeline.ingester.durable)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0
