@@ -2,11 +2,20 @@
 
 import logging
 import sys
-from typing import Literal
+from typing import Any, Literal
 
+import msgspec
 import structlog
 
 LogFormat = Literal["json", "console", "auto"]
+
+# msgspec renders a log line in a fraction of the stdlib's time (one per request, one per check);
+# what it cannot encode natively (an exception, a path) is written as its str().
+_json_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def _dumps(event: Any, **_: Any) -> str:
+    return _json_encoder.encode(event).decode()
 
 
 def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
@@ -18,7 +27,9 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if use_json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
@@ -28,7 +39,7 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

@@ -9,8 +9,9 @@ def utcnow() -> datetime:
 
 def iso_ms(value: datetime) -> str:
     """Format an aware datetime as UTC with exactly three fractional digits and a `Z`."""
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
 
 
 def iso_ms_or_none(value: datetime | None) -> str | None:

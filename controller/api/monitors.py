@@ -41,7 +41,7 @@ from controller.api.monitor_schemas import (
 )
 from controller.db import customers, monitors
 from controller.db.accounts import Principal
-from controller.db.latest import latest_per_country
+from controller.db.latest import monitor_with_latest
 from controller.secretbox import SecretBox
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -149,10 +149,12 @@ async def _get(
     """The monitor's row and its latest result per country."""
     monitor_id = public_id(kind, raw_id)
     async with _pool(request).acquire() as conn:
-        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
-        if row is None:
-            raise not_found()
-        latest = await latest_per_country(conn, row["id"])
+        found = await monitor_with_latest(
+            conn, monitor_id, kind.types, guards.read_scope(request.user)
+        )
+    if found is None:
+        raise not_found()
+    row, latest = found
     return row, [_latest(r) for r in latest]
 
 

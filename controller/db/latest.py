@@ -1,25 +1,36 @@
-"""The latest result per country of a monitor, for the monitor's GET.
+"""A monitor with its latest result per country, for the monitor's GET, in one round trip.
 
 `monitor_country_state` names each country's latest round (job id and scheduled time, the key of
 `check_results`); the join adds what only the stored result knows (response time, end of check).
 A round recorded as `no_agent` has neither.
 """
 
+from collections.abc import Sequence
+from uuid import UUID
+
 import asyncpg
 
+from controller.db.monitors import COLUMNS
 from controller.db.pool import Conn
 
-_LATEST = """
-SELECT s.country, s.last_status, s.last_error_kind, s.last_message, s.last_scheduled_at,
+_GET = f"""
+SELECT m.*, s.country, s.last_status, s.last_error_kind, s.last_message, s.last_scheduled_at,
        s.last_job_id, r.response_time_ms, r.finished_at
-FROM monitor_country_state s
-LEFT JOIN check_results r
-    ON r.job_id = s.last_job_id AND r.scheduled_at = s.last_scheduled_at
-WHERE s.monitor_id = $1 AND s.last_job_id <> ''
+FROM (SELECT {COLUMNS} FROM monitors
+      WHERE public_id = $1 AND type = ANY($2::text[])
+        AND ($3::bigint IS NULL OR organization_id = $3)) m
+LEFT JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''
+LEFT JOIN check_results r ON r.job_id = s.last_job_id AND r.scheduled_at = s.last_scheduled_at
 ORDER BY s.country
 """
 
 
-async def latest_per_country(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(_LATEST, monitor_id)
-    return rows
+async def monitor_with_latest(
+    conn: Conn, public_id: UUID, types: Sequence[str], organization_id: int | None
+) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
+    """The monitor's row (as `monitors.get` has it) and its countries' latest rounds, in country
+    order; None when no such monitor is visible. Every record holds both column sets."""
+    rows = await conn.fetch(_GET, public_id, types, organization_id)
+    if not rows:
+        return None
+    return rows[0], [r for r in rows if r["country"] is not None]
