@@ -11,6 +11,9 @@ shape `{"errors": [{"code", "message"}]}` (chosen by path in `controller.api.err
 mapping, and what is accepted but ignored, is in the README ("AlertSite-compatible API").
 """
 
+import ipaddress
+import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -56,15 +59,105 @@ AUTH_FAILED = "invalid_request - User authentication failed."  # AlertSite's doc
 INTERVAL_MIN, INTERVAL_MAX = 1, validation.CHECK_INTERVAL_MAX // 60  # minutes
 _ALL = 2**31 - 1
 
-# AlertSite monitoring location ids whose place is documented (AlertSite's "Get Locations" and
-# "Edit Monitor" pages) → ISO 3166-1 alpha-2. Any other numeric id is a 400 naming it; ISO codes
-# are accepted as ids too, which is what GET returns.
+# AlertSite monitoring location id → (AlertSite's name for it, ISO 3166-1 alpha-2 country). 10, 20
+# and 26 are in AlertSite's own pages (the v3 monitor examples, JSON API "Get Locations"); the
+# others are the public locations as AlertSite's Get Locations lists them, recorded by an AlertSite
+# client (github.com/schristian4/alertsite_bench_app, src/lib/constants.ts). Any other numeric id
+# (a private location, a newer one) is a 400 naming it; ISO codes are accepted as ids too.
 LOCATIONS: dict[int, tuple[str, str]] = {
     10: ("Fort Lauderdale, FL", "US"),
+    15: ("Montreal, Quebec", "CA"),
+    18: ("Tampa, FL", "US"),
+    19: ("Miami, FL", "US"),
     20: ("Atlanta, GA", "US"),
+    22: ("Charlotte, NC", "US"),
+    25: ("Vancouver, British Columbia", "CA"),
     26: ("Atlanta, GA - ATT Wireless", "US"),
+    28: ("Calgary, Alberta", "CA"),
     30: ("Fremont, CA", "US"),
+    31: ("San Francisco, CA", "US"),
+    33: ("Portland, OR", "US"),
+    35: ("Seattle, WA", "US"),
+    40: ("Washington, D.C.", "US"),
+    42: ("Los Angeles, CA - Level3", "US"),
+    43: ("Los Angeles, CA - NextLink", "US"),
+    45: ("Denver, CO", "US"),
+    47: ("Salt Lake City, UT", "US"),
+    49: ("San Diego, CA", "US"),
+    50: ("Chicago, IL - Tata", "US"),
+    52: ("Chicago, IL - LeaseWeb", "US"),
+    53: ("Kansas City, KS", "US"),
+    55: ("Cincinnati, OH", "US"),
+    56: ("Cleveland, OH", "US"),
+    60: ("Dallas, TX - LeaseWeb", "US"),
+    62: ("Las Vegas, NV", "US"),
+    63: ("Austin, TX", "US"),
+    65: ("Phoenix, AZ", "US"),
+    67: ("Dallas, TX", "US"),
+    69: ("New York, NY - LeaseWeb", "US"),
+    70: ("New York, NY - Peer1", "US"),
+    71: ("Newark, NJ - NLayer", "US"),
+    72: ("Boston, MA", "US"),
+    73: ("Boston, MA - Expedient", "US"),
+    74: ("Worcester, MA", "US"),
+    75: ("St. Louis, MO", "US"),
+    80: ("Toronto, Ontario", "CA"),
+    82: ("Minneapolis, MN", "US"),
+    85: ("Detroit, MI", "US"),
+    90: ("Philadelphia, PA - AboveNet", "US"),
+    91: ("Philadelphia, PA - XO", "US"),
+    93: ("Pittsburgh, PA", "US"),
+    94: ("Memphis, TN", "US"),
+    95: ("Houston, TX", "US"),
+    4010: ("Sao Paulo, Brazil", "BR"),
+    4020: ("Buenos Aires, Argentina", "AR"),
+    5010: ("London, UK - AboveNet", "GB"),
+    5020: ("Frankfurt, Germany", "DE"),
+    5030: ("Madrid, Spain", "ES"),
+    5040: ("Dublin, Ireland", "IE"),
+    5050: ("Amsterdam, The Netherlands", "NL"),
+    5060: ("Manchester, UK", "GB"),
+    5070: ("Birmingham, UK", "GB"),
+    5080: ("Paris, France", "FR"),
+    5090: ("Copenhagen, Denmark", "DK"),
+    5110: ("Stockholm, Sweden", "SE"),
+    5120: ("Munich, Germany", "DE"),
+    5130: ("London, UK - Docklands", "GB"),
+    5140: ("Brussels, Belgium", "BE"),
+    5150: ("Milan, Italy", "IT"),
+    5160: ("Siauliai, Lithuania", "LT"),
+    5170: ("Zurich, Switzerland", "CH"),
+    6010: ("Singapore", "SG"),
+    6020: ("Hong Kong", "HK"),
+    6030: ("Shanghai, China", "CN"),
+    6040: ("Mumbai, India", "IN"),
+    6050: ("Tokyo, Japan", "JP"),
+    6060: ("Tel Aviv, Israel", "IL"),
+    6070: ("Beijing, China", "CN"),
+    6080: ("Seoul, South Korea", "KR"),
+    6110: ("New Delhi, India", "IN"),
+    6120: ("Kuala Lumpur, Malaysia", "MY"),
+    7010: ("Sydney, Australia", "AU"),
+    7020: ("Perth, Australia", "AU"),
+    7030: ("Brisbane, Australia", "AU"),
+    7040: ("Sydney, Australia - Equinix", "AU"),
+    7050: ("Auckland, New Zealand", "NZ"),
+    8010: ("Cape Town, South Africa", "ZA"),
+    8020: ("Bahrain", "BH"),
 }
+
+
+def _single_ids() -> dict[str, int]:
+    """Country → its AlertSite location id, for the countries with exactly one."""
+    ids: dict[str, list[int]] = {}
+    for location_id, (_, country) in LOCATIONS.items():
+        ids.setdefault(country, []).append(location_id)
+    return {country: found[0] for country, found in ids.items() if len(found) == 1}
+
+
+# GET answers these ids for their countries (an AlertSite script reads back what it sent); a
+# country with several AlertSite locations (US, DE...) or none is answered by its ISO code.
+COUNTRY_LOCATION = _single_ids()
 
 
 @dataclass(frozen=True)
@@ -136,33 +229,41 @@ class LocationIn(msgspec.Struct, kw_only=True):
 class EmailMonitorFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """AlertSite's email server monitor fields, as PATCH takes them (all optional)."""
 
-    billing_plancode: str | UnsetType = UNSET
+    billing_plancode: str | None | UnsetType = UNSET  # null: what GET answers
     name: str | UnsetType = UNSET
     hostname: str | UnsetType = UNSET
     port: int | str | None | UnsetType = UNSET
-    interval: int | str | UnsetType = UNSET
+    interval: int | float | str | UnsetType = UNSET  # GET answers 1.5 for 90 s
     timeout: int | str | UnsetType = UNSET
     enabled: bool | str | UnsetType = UNSET
     locations: list[LocationIn | int | str] | None | UnsetType = UNSET
     # Credentials and implicit TLS (mailprobe's names; `smtps://`, `imaps://`, `pop3s://` in
-    # `hostname` set `ssl` too, the way AlertSite spells SSL mail servers).
+    # `hostname` set `ssl` too).
     login: str | None | UnsetType = UNSET
     password: str | None | UnsetType = UNSET
     ssl: bool | str | UnsetType = UNSET
-    # Accepted and ignored (see the README), read-only ones included so GET → PATCH round-trips.
-    ipv4: Any = UNSET
-    note: Any = UNSET
+    # AlertSite's other monitor fields: accepted and ignored (see the README), the read-only
+    # ones included so an object from GET can be sent back.
+    access_type: Any = UNSET
     alert_note: Any = UNSET
-    home_location: Any = UNSET
     allow_internal_testing: Any = UNSET
+    blackout_ids: Any = UNSET
     custom_properties: Any = UNSET
+    dns_bypass: Any = UNSET
+    fqdn: Any = UNSET
+    has_active_performance_alerts: Any = UNSET
+    has_performance_alerts: Any = UNSET
+    has_sla: Any = UNSET
+    home_location: Any = UNSET
+    id: Any = UNSET
+    ipv4: Any = UNSET
     mode: Any = UNSET
     monitor_mode: Any = UNSET
+    note: Any = UNSET
+    notify_on_error: Any = UNSET
+    resolve_dns: Any = UNSET
     rotate_locations: Any = UNSET
-    id: Any = UNSET
     type: Any = UNSET
-    access_type: Any = UNSET
-    blackout_ids: Any = UNSET
 
 
 class EmailMonitorCreate(EmailMonitorFields, kw_only=True):
@@ -174,11 +275,14 @@ class EmailMonitorCreate(EmailMonitorFields, kw_only=True):
 
 
 class AlertSiteLocation(msgspec.Struct):
-    id: str
-    name: str
+    id: str  # an AlertSite location id (digits) or an ISO 3166-1 alpha-2 code
+    name: str  # the country mailprobe checks from
 
 
 class AlertSiteMonitor(msgspec.Struct):
+    """A monitor as AlertSite's GET answers it: AlertSite's common fields (constants where
+    mailprobe has no such thing), its email server fields, and mailprobe's login/password/ssl."""
+
     id: str
     type: str
     name: str
@@ -191,6 +295,28 @@ class AlertSiteMonitor(msgspec.Struct):
     ssl: bool
     login: str | None
     password: str | None
+    access_type: str
+    notify_on_error: bool
+    billing_plancode: None = None
+    alert_note: None = None
+    note: None = None
+    ipv4: None = None
+    home_location: None = None
+    mode: None = None
+    allow_internal_testing: bool = False
+    has_sla: bool = False
+    has_performance_alerts: bool = False
+    has_active_performance_alerts: bool = False
+    rotate_locations: bool = False
+    resolve_dns: bool = True
+    blackout_ids: list[str] = msgspec.field(default_factory=list)
+    custom_properties: list[object] = msgspec.field(default_factory=list)
+
+
+class ListMetadata(msgspec.Struct):
+    limit: int | None  # null: none sent, every monitor is answered
+    offset: int | None
+    total: int
 
 
 SEED_EXAMPLE = {  # the seed's minimal SMTP monitor
@@ -215,18 +341,17 @@ def _box(request: Request[Any, Any, Any]) -> SecretBox:
 
 # --- AlertSite values → ours -------------------------------------------------------------------
 
+_WHOLE = re.compile(r"[0-9]{1,9}")  # bounded, so int() never meets a 5000-digit string
+_NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
 
-
-def _whole(value: int | str, field: str, low: int, high: int, unit: str) -> int:
-    """A number AlertSite may send as a number or a string of digits, within bounds."""
+def _whole(value: int | str, field: str, low: int, high: int, message: str) -> int:
+    """A whole number AlertSite may send as a number or a string of digits, within bounds."""
     number = value if isinstance(value, int) else None
-    if isinstance(value, str) and _digits(value.strip()):
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
         number = int(value.strip())
     if number is None or not low <= number <= high:
-        raise bad_request(field, f"{field} must be a whole number of {unit} from {low} to {high}")
+        raise bad_request(field, message)
     return number
 
 
@@ -244,21 +369,47 @@ def _flag(value: bool | str, field: str) -> bool:
 def _port(value: int | str | None) -> int | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    return _whole(value, "port", 1, 65535, "port")
+    return _whole(value, "port", 1, 65535, "port must be a whole number from 1 to 65535")
+
+
+def _minutes(seconds: int) -> int | float:
+    """An interval as GET answers it: whole minutes, else minutes to two decimals."""
+    return seconds // 60 if seconds % 60 == 0 else round(seconds / 60, 2)
+
+
+def _number(value: int | float | str) -> int | float | None:
+    if isinstance(value, str):
+        text = value.strip()
+        return float(text) if _NUMBER.fullmatch(text) else None
+    return value if math.isfinite(value) else None
+
+
+def _interval(value: int | float | str, stored: int | None) -> int | None:
+    """Minutes → seconds to store; None when `value` restates the stored interval as GET
+    answers it (1.5 for 90 s), so a GET → PATCH round trip changes nothing."""
+    number = _number(value)
+    if number is not None and stored is not None and number == _minutes(stored):
+        return None
+    if number is None or number != int(number) or not INTERVAL_MIN <= number <= INTERVAL_MAX:
+        raise bad_request(
+            "interval",
+            f"interval must be a whole number of minutes from {INTERVAL_MIN} to {INTERVAL_MAX}",
+        )
+    return int(number) * 60
 
 
 def _location(item: LocationIn | int | str) -> str:
     """An AlertSite location id (mapped), or an ISO 3166-1 alpha-2 code, → the country code."""
     raw = item.id if isinstance(item, LocationIn) else item
     text = str(raw).strip()
-    if _digits(text):
-        mapped = LOCATIONS.get(int(text))
+    if text.isascii() and text.isdigit():
+        mapped = LOCATIONS.get(int(text)) if len(text) < 10 else None
         if mapped is None:
-            known = ", ".join(str(n) for n in LOCATIONS)
             raise bad_request(
                 "locations",
-                f"locations: AlertSite location {text} has no mapping here; give an ISO 3166-1"
-                f' alpha-2 country code instead (e.g. {{"id": "DE"}}), or one of {known}',
+                f"locations: AlertSite location {text} is not one mailprobe maps to a country"
+                " (the README lists those it does); give the country to check from as an"
+                ' ISO 3166-1 alpha-2 code instead, e.g. {"id": "US"}',
             )
         return mapped[1]
     if text.upper() not in validation.COUNTRIES:
@@ -275,29 +426,49 @@ def _countries(items: list[LocationIn | int | str] | None) -> list[str] | None:
     return None if items is None else validation.country_codes([_location(i) for i in items])
 
 
+def _bad_hostname(why: str) -> ApiError:
+    return bad_request("hostname", f"hostname: {why}")
+
+
+def _host_and_port(rest: str) -> tuple[str, str | None]:
+    """`host`, `host:port`, `[IPv6]` or `[IPv6]:port` → (host, port text or None)."""
+    if rest.startswith("["):
+        inside, closed, after = rest[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise _bad_hostname("write an IPv6 address as [address] or [address]:port")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise _bad_hostname(f"{inside!r} in brackets is not an IPv6 address") from None
+        return inside, after[1:] if after else None
+    if rest.count(":") > 1:
+        raise _bad_hostname("write an IPv6 address in brackets, e.g. smtps://[2001:db8::1]:465")
+    host, colon, port = rest.partition(":")
+    return host, port if colon else None
+
+
 def _hostname(raw: str, email: EmailType) -> tuple[str, int | None, bool | None]:
-    """`hostname`, bare or as AlertSite spells SSL servers (`smtps://host:465`): (host, port,
-    implicit TLS); port and TLS are None when the hostname does not say."""
+    """`hostname`, bare or as `scheme://host[:port]` (AlertSite's spelling for the servers of
+    round-trip email monitors, `smtps://smtp.example.com:465`): (host, port, implicit TLS);
+    port and TLS are None when the hostname does not say."""
     if "://" not in raw:
         return raw, None, None
     scheme, _, rest = raw.partition("://")
     tls = email.schemes.get(scheme.strip().lower())
     if tls is None:
         allowed = ", ".join(f"{s}://" for s in email.schemes)
-        raise bad_request(
-            "hostname", f"hostname: a {email.slug} monitor takes {allowed} or a bare host name"
-        )
+        raise _bad_hostname(f"a {email.slug} monitor takes {allowed} or a bare host name")
     rest = rest.removesuffix("/")
-    host, port = rest, None
-    if rest.startswith("["):  # [IPv6]:port
-        inside, _, after = rest[1:].partition("]")
-        host = inside
-        if after.startswith(":"):
-            port = _whole(after[1:], "hostname", 1, 65535, "port")
-    elif rest.count(":") == 1:
-        host, _, digits = rest.partition(":")
-        port = _whole(digits, "hostname", 1, 65535, "port")
-    return host, port, tls
+    if any(ch in rest for ch in "/?#@"):
+        raise _bad_hostname("give scheme://host[:port] only: no path, query or user name")
+    host, port = _host_and_port(rest)
+    if not host:
+        raise _bad_hostname("no host after the scheme")
+    if port is None:
+        return host, None, tls
+    if _WHOLE.fullmatch(port) and 1 <= int(port) <= 65535:
+        return host, int(port), tls
+    raise _bad_hostname("the port after ':' must be a whole number from 1 to 65535")
 
 
 @dataclass
@@ -314,10 +485,8 @@ class Translated:
         return any(v is not UNSET for v in (self.ssl, self.login, self.password))
 
 
-def _translate(body: EmailMonitorFields, email: EmailType) -> Translated:
-    out = Translated(fields={})
-    if body.name is not UNSET:
-        out.fields["name"] = body.name
+def _address(body: EmailMonitorFields, email: EmailType, out: Translated) -> None:
+    """`hostname`, `port` and the TLS its scheme implies, which must agree with `port`."""
     port: int | None | UnsetType = UNSET
     if body.hostname is not UNSET:
         host, url_port, tls = _hostname(body.hostname, email)
@@ -333,13 +502,23 @@ def _translate(body: EmailMonitorFields, email: EmailType) -> Translated:
         port = explicit
     if port is not UNSET:
         out.fields["port"] = port
+
+
+def _translate(
+    body: EmailMonitorFields, email: EmailType, stored_interval: int | None
+) -> Translated:
+    out = Translated(fields={})
+    if body.name is not UNSET:
+        out.fields["name"] = body.name
+    _address(body, email, out)
     if body.interval is not UNSET:
-        minutes = _whole(body.interval, "interval", INTERVAL_MIN, INTERVAL_MAX, "minutes")
-        out.fields["check_interval"] = minutes * 60
+        seconds = _interval(body.interval, stored_interval)
+        if seconds is not None:
+            out.fields["check_interval"] = seconds
     if body.timeout is not UNSET:
-        out.fields["timeout_seconds"] = _whole(
-            body.timeout, "timeout", validation.TIMEOUT_MIN, validation.TIMEOUT_MAX, "seconds"
-        )
+        low, high = validation.TIMEOUT_MIN, validation.TIMEOUT_MAX
+        message = f"timeout must be a whole number of seconds from {low} to {high}"
+        out.fields["timeout_seconds"] = _whole(body.timeout, "timeout", low, high, message)
     if body.locations is not UNSET:
         out.fields["allowed_check_country_codes"] = _countries(body.locations)
     if body.enabled is not UNSET:
@@ -396,10 +575,10 @@ def _imap_pop_config(t: Translated, stored: dict[str, Any], email: EmailType) ->
     return msgspec.convert(cfg, ImapPopConfigIn)
 
 
-def _create_body(
-    t: Translated, email: EmailType, customer: int
-) -> SmtpMonitorCreate | ImapPopMonitorCreate:
-    fields = {**t.fields, "customer_id": customer}
+def _create_body(t: Translated, email: EmailType) -> SmtpMonitorCreate | ImapPopMonitorCreate:
+    # `create_values` leaves customer_id to its caller, which finds the default customer only
+    # once the whole body is known good; 0 stands in until then.
+    fields: dict[str, Any] = {**t.fields, "customer_id": 0}
     if t.enabled is not UNSET:
         fields["status"] = "active" if t.enabled else "disabled"
     if email.kind is SMTP:
@@ -435,7 +614,16 @@ def _country_name(code: str) -> str:
     return str(country.name) if country is not None else code
 
 
-def alertsite_monitor(row: asyncpg.Record) -> AlertSiteMonitor:
+def _location_out(code: str) -> AlertSiteLocation:
+    location_id = COUNTRY_LOCATION.get(code)
+    return AlertSiteLocation(code if location_id is None else str(location_id), _country_name(code))
+
+
+def _may_edit(principal: Principal) -> bool:
+    return not principal.is_global_supporter and principal.role != "readonly"
+
+
+def alertsite_monitor(row: asyncpg.Record, principal: Principal) -> AlertSiteMonitor:
     email = BY_TYPE[row["type"]]
     cfg = present(email.kind, row).config  # secrets masked
     if email.kind is SMTP:
@@ -444,7 +632,6 @@ def alertsite_monitor(row: asyncpg.Record) -> AlertSiteMonitor:
         ssl, login, password = cfg.get("secure"), auth.get("user"), auth.get("pass")
     else:
         ssl, login, password = cfg.get("tls"), cfg.get("user"), cfg.get("password")
-    seconds: int = row["check_interval"]
     return AlertSiteMonitor(
         id=str(row["id"]),
         type=email.slug,
@@ -452,15 +639,14 @@ def alertsite_monitor(row: asyncpg.Record) -> AlertSiteMonitor:
         hostname=row["hostname"],
         port=row["port"],
         enabled=row["status"] != "disabled",
-        interval=seconds // 60 if seconds % 60 == 0 else round(seconds / 60, 2),
+        interval=_minutes(row["check_interval"]),
         timeout=row["timeout_seconds"],
-        locations=[
-            AlertSiteLocation(code, _country_name(code))
-            for code in row["allowed_country_codes"] or []
-        ],
+        locations=[_location_out(code) for code in row["allowed_country_codes"] or []],
         ssl=ssl is True,
         login=login if isinstance(login, str) else None,
         password=MASK if password else None,
+        access_type="Edit" if _may_edit(principal) else "View",
+        notify_on_error=row["status"] == "active",  # maintenance: checked, never notifies
     )
 
 
@@ -476,7 +662,7 @@ def _selected(monitor: AlertSiteMonitor, select: str | None) -> dict[str, Any]:
 def _record_id(raw: str) -> int:
     """AlertSite ids are integers; anything else (or out of range) is no record."""
     text = raw.strip()
-    if not _digits(text) or len(text) > 18 or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) == 0:
         raise not_found(NOT_FOUND)
     return int(text)
 
@@ -490,16 +676,17 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
     body = await strict_body(request, data)
     validation.no_nul(body, "")
     email = EMAIL_TYPES[slug]
-    t = _translate(body, email)
+    t = _translate(body, email, None)
     interval = t.fields.get("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     if "timeout_seconds" in t.fields:
         _check_timeout(interval, t.fields["timeout_seconds"])
-    async with _pool(request).acquire() as conn:
-        customer = await customers.default_for(conn, principal.organization_id, DEFAULT_CUSTOMER)
-        ours = _create_body(t, email, customer)
-        values = create_values(email.kind, ours, _box(request))
-        values["customer_id"] = customer
-        row = await monitors.insert(conn, principal.organization_id, values)
+    values = create_values(email.kind, _create_body(t, email), _box(request))
+    # Only a body known good gets the default customer, in the insert's transaction, so a
+    # refused create leaves nothing behind.
+    async with _pool(request).acquire() as conn, conn.transaction():
+        org = principal.organization_id
+        values["customer_id"] = await customers.default_for(conn, org, DEFAULT_CUSTOMER)
+        row = await monitors.insert(conn, org, values)
     return MonitorId(str(row["id"]))
 
 
@@ -519,7 +706,7 @@ async def _update(
         guards.requires_updater(principal, _sent_fields(data))
         body = await strict_body(request, data)
         validation.no_nul(body, "")
-        t = _translate(body, email)
+        t = _translate(body, email, row["check_interval"])
         _check_timeout(
             t.fields.get("check_interval", row["check_interval"]),
             t.fields.get("timeout_seconds", row["timeout_seconds"]),
@@ -638,8 +825,10 @@ class AlertSiteController(Controller):
         ] = None,
         select: SelectParam = None,
         limit: Annotated[int | None, QueryParameter(ge=1, le=_ALL)] = None,
-        offset: Annotated[int, QueryParameter(ge=0, le=_ALL)] = 0,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=_ALL)] = None,
     ) -> dict[str, Any]:
+        """AlertSite documents no default limit ("returns all existing monitors"): without
+        `limit` every monitor is answered, and `metadata` says `"limit": null`."""
         types = _types(type_)
         async with _pool(request).acquire() as conn:
             rows, total = await monitors.list_page(
@@ -650,11 +839,11 @@ class AlertSiteController(Controller):
                 search=None,
                 status=None,
                 limit=_ALL if limit is None else limit,
-                offset=offset,
+                offset=offset or 0,
             )
         return {
-            "metadata": {"limit": limit or 0, "offset": offset, "total": total},
-            "results": [_selected(alertsite_monitor(r), select) for r in rows],
+            "metadata": ListMetadata(limit, offset, total),
+            "results": [_selected(alertsite_monitor(r, request.user), select) for r in rows],
         }
 
     @get("/monitors/{id:str}", summary="Get a monitor by ID (AlertSite)")
@@ -666,7 +855,7 @@ class AlertSiteController(Controller):
             row = await monitors.get(conn, ident, list(BY_TYPE), guards.read_scope(request.user))
         if row is None:
             raise not_found(NOT_FOUND)
-        return _selected(alertsite_monitor(row), select)
+        return _selected(alertsite_monitor(row, request.user), select)
 
     @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
     async def delete_monitor(self, request: AuthedRequest, monitor_id: AnyId) -> None:

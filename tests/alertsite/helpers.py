@@ -15,7 +15,7 @@ MINIMAL = {  # the seed's SMTP monitor parameters
     "interval": 15,
     "enabled": True,
 }
-MONITOR_KEYS = {
+MONITOR_KEYS = {  # what GET answers for a monitor: AlertSite's fields and mailprobe's three
     "id",
     "type",
     "name",
@@ -28,6 +28,39 @@ MONITOR_KEYS = {
     "ssl",
     "login",
     "password",
+    "access_type",
+    "notify_on_error",
+    "billing_plancode",
+    "alert_note",
+    "note",
+    "ipv4",
+    "home_location",
+    "mode",
+    "allow_internal_testing",
+    "has_sla",
+    "has_performance_alerts",
+    "has_active_performance_alerts",
+    "rotate_locations",
+    "resolve_dns",
+    "blackout_ids",
+    "custom_properties",
+}
+# The common fields mailprobe has no counterpart for, as GET answers them.
+CONSTANT_FIELDS: dict[str, object] = {
+    "billing_plancode": None,
+    "alert_note": None,
+    "note": None,
+    "ipv4": None,
+    "home_location": None,
+    "mode": None,
+    "allow_internal_testing": False,
+    "has_sla": False,
+    "has_performance_alerts": False,
+    "has_active_performance_alerts": False,
+    "rotate_locations": False,
+    "resolve_dns": True,
+    "blackout_ids": [],
+    "custom_properties": [],
 }
 
 

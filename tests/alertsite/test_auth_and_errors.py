@@ -125,6 +125,11 @@ async def test_missing_required_field_is_400_naming_it(
         ("interval", 1441),
         ("interval", "fifteen"),
         ("interval", 1.5),
+        ("interval", "1e3"),
+        ("interval", "9" * 5000),
+        ("interval", 10**30),
+        ("timeout", "9" * 5000),
+        ("port", "9" * 5000),
         ("interval", True),
         ("interval", "\u00b2"),
         ("timeout", 0),
@@ -135,7 +140,7 @@ async def test_missing_required_field_is_400_naming_it(
         ("port", 0),
         ("port", 65536),
         ("port", "smtp"),
-        ("locations", [{"id": 62}]),
+        ("locations", [{"id": 9999}]),
         ("locations", [{"id": "XX"}]),
         ("locations", [{"name": "Atlanta, GA"}]),
         ("locations", "US"),
@@ -178,13 +183,106 @@ async def test_timeout_longer_than_the_interval_is_400(
 async def test_conflicting_port_or_ssl_in_hostname_is_400(
     http: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    for extra in ({"port": 25}, {"ssl": False}):
+    for extra, named in (({"port": 25}, "port"), ({"ssl": False}, "ssl")):
         r = await http.post(
             f"{V3}/monitors/email-smtp",
             json={**MINIMAL, "hostname": "smtps://smtp.example.com:465", **extra},
             headers=tenant.auth(),
         )
-        as_error(r, 400)
+        message = as_error(r, 400)
+        assert message.startswith(named) and "hostname" in message, message
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        "smtps://[::1]x",
+        "smtps://[::1]:465x",
+        "smtps://[::1]465",
+        "smtps://[::1",
+        "smtps://[mx.example.com]:465",
+        "smtps://2001:db8::1",
+        "smtps://user@mx.example.com",
+        "smtps://user:pw@mx.example.com:465",
+        "smtps://mx.example.com/path",
+        "smtps://mx.example.com:465/path",
+        "smtps://mx.example.com?x=1",
+        "smtps://mx.example.com#top",
+        "smtps://mx.example.com:",
+        "smtps://mx.example.com:0",
+        "smtps://mx.example.com:+465",
+        "smtps://mx.example.com: 465",
+        "smtps://",
+        "smtps://:465",
+    ],
+)
+async def test_hostname_url_is_parsed_strictly(
+    http: httpx.AsyncClient, tenant: Tenant, hostname: str
+) -> None:
+    """After `]` only nothing or `:port`; no path, query, fragment or user-info: a 400 naming
+    hostname rather than a silently shortened host."""
+    r = await http.post(
+        f"{V3}/monitors/email-smtp", json={**MINIMAL, "hostname": hostname}, headers=tenant.auth()
+    )
+    assert "hostname" in as_error(r, 400)
+
+
+async def test_number_messages_say_what_is_expected(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for field, value, expected in (
+        ("port", 0, "port must be a whole number from 1 to 65535"),
+        ("timeout", 0, "timeout must be a whole number of seconds from 1 to 300"),
+        ("interval", 0, "interval must be a whole number of minutes from 1 to 1440"),
+    ):
+        r = await http.post(
+            f"{V3}/monitors/email-smtp", json={**MINIMAL, field: value}, headers=tenant.auth()
+        )
+        as_error(r, 400, expected)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"interval": 0},
+        {"locations": [9999]},
+        {"name": "   "},
+        {"hostname": "not a host"},
+        {"hostname": "smtps://[::1]x"},
+        {"interval": 1, "timeout": 120},
+        {"password": "********"},
+    ],
+)
+async def test_a_refused_create_leaves_no_default_customer(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, bad: dict[str, object]
+) -> None:
+    tenant = await make_tenant(pool)
+    r = await http.post(f"{V3}/monitors/email-smtp", json={**MINIMAL, **bad}, headers=tenant.auth())
+    as_error(r, 400)
+    async with pool.acquire() as conn:
+        n = await conn.fetchval(
+            "SELECT count(*) FROM customers WHERE organization_id = $1 AND is_default",
+            tenant.org_id,
+        )
+    assert n == 0
+    await create(http, tenant)
+
+
+async def test_an_expired_token_is_401(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """AlertSite: "An attempt to use an expired token will result in the 401 Unauthorized"."""
+    token = await login(http, tenant.emails["admin"])
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await http.get(f"{V3}/monitors", headers=auth)).status_code == 200
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = $1",
+            token_digest(token),
+        )
+    as_error(await http.get(f"{V3}/monitors", headers=auth), 401)
+    r = await http.post(f"{V3}/monitors/email-smtp", json=MINIMAL, headers=auth)
+    as_error(r, 401)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
-from tests.alertsite.helpers import MINIMAL, V3, create, native, stored
+from tests.alertsite.helpers import MINIMAL, V3, as_error, create, native, stored
 from tests.conftest import Tenant
 
 MASK = "********"
@@ -148,21 +148,28 @@ async def test_defaults_without_interval_enabled_or_timeout(
     assert (m["checkInterval"], m["timeoutSeconds"], m["status"]) == (60, 30, "active")
 
 
-IGNORED: dict[str, Any] = {
+IGNORED: dict[str, Any] = {  # AlertSite's monitor fields mailprobe has no counterpart for
     "billing_plancode": "PLAN-X",
-    "ipv4": "74.125.28.108",
-    "note": "a note",
-    "alert_note": "call ops",
-    "home_location": 10,
-    "allow_internal_testing": False,
-    "custom_properties": [{"id": 228, "value_id": 550}],
-    "mode": "Primary",
-    "monitor_mode": "GlobalVerify",
-    "rotate_locations": True,
-    "id": "1",
-    "type": "email-pop",
     "access_type": "Edit",
+    "alert_note": "call ops",
+    "allow_internal_testing": False,
     "blackout_ids": ["103652"],
+    "custom_properties": [{"id": 228, "value_id": 550}],
+    "dns_bypass": True,
+    "fqdn": "smtp.example.net",
+    "has_active_performance_alerts": True,
+    "has_performance_alerts": True,
+    "has_sla": True,
+    "home_location": 10,
+    "id": "1",
+    "ipv4": "74.125.28.108",
+    "mode": "Global Verify",
+    "monitor_mode": "GlobalVerify",
+    "note": "a note",
+    "notify_on_error": False,
+    "resolve_dns": False,
+    "rotate_locations": True,
+    "type": "email-pop",
 }
 
 
@@ -288,3 +295,150 @@ async def test_get_then_patch_round_trips(
         assert {k: v for k, v in after.items() if k != "updatedAt"} == {
             k: v for k, v in before.items() if k != "updatedAt"
         }
+
+
+async def test_native_90_second_monitor_round_trips(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """GET answers 90 s as `"interval": 1.5`; PATCHing the object back changes nothing."""
+    body = {
+        "customerId": tenant.customer_id,
+        "name": "Native",
+        "hostname": "mx.example.com",
+        "checkInterval": 90,
+        "timeoutSeconds": 45,
+        "allowedCheckCountryCodes": ["NL", "US"],
+    }
+    r = await http.post("/api/smtp-monitors", json=body, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    monitor_id = str(r.json()["id"])
+    before = await native(http, pool, tenant, monitor_id)
+    got = (await http.get(f"{V3}/monitors/{monitor_id}", headers=tenant.auth())).json()
+    assert got["interval"] == 1.5
+    url = f"{V3}/monitors/email-smtp/{monitor_id}"
+    for interval in (1.5, "1.5", " 1.5 "):
+        r = await http.patch(url, json={**got, "interval": interval}, headers=tenant.auth())
+        assert r.status_code == 200, (interval, r.text)
+        after = await native(http, pool, tenant, monitor_id)
+        assert {k: v for k, v in after.items() if k != "updatedAt"} == {
+            k: v for k, v in before.items() if k != "updatedAt"
+        }, interval
+
+
+@pytest.mark.parametrize(
+    ("interval", "seconds"),
+    [(2, 120), (2.0, 120), ("2", 120), ("2.0", 120), (1440, 86400), (1.5, None), (0.5, None)],
+)
+async def test_a_new_interval_is_whole_minutes(
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    interval: object,
+    seconds: int | None,
+) -> None:
+    """On a monitor of 15 minutes, any other interval must be whole minutes (1-1440): 1.5 is
+    a 400 naming `interval` here, as it restates nothing stored."""
+    monitor_id = await create(http, tenant)
+    url = f"{V3}/monitors/email-smtp/{monitor_id}"
+    r = await http.patch(url, json={"interval": interval}, headers=tenant.auth())
+    m = await native(http, pool, tenant, monitor_id)
+    if seconds is None:
+        assert "interval" in as_error(r, 400)
+        assert m["checkInterval"] == 900
+    else:
+        assert r.status_code == 200, r.text
+        assert m["checkInterval"] == seconds
+
+
+async def test_native_config_keys_survive_a_v3_patch(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """Keys AlertSite has no field for (requireTLS, ignoreTLS, tlsOptions) stay as they were."""
+    smtp_config = {
+        "requireTLS": True,
+        "tlsOptions": {"rejectUnauthorized": False},
+        "auth": {"user": "u", "pass": "p"},
+    }
+    smtp = await http.post(
+        "/api/smtp-monitors",
+        json={
+            "customerId": tenant.customer_id,
+            "name": "S",
+            "hostname": "mx.example.com",
+            "smtpConfig": smtp_config,
+        },
+        headers=tenant.auth(),
+    )
+    imap = await http.post(
+        "/api/imap-pop-monitors",
+        json={
+            "customerId": tenant.customer_id,
+            "name": "I",
+            "hostname": "imap.example.com",
+            "imapPopConfig": {"tlsOptions": {"rejectUnauthorized": False}, "user": "u"},
+        },
+        headers=tenant.auth(),
+    )
+    assert smtp.status_code == imap.status_code == 201, (smtp.text, imap.text)
+    change = {"login": "v", "password": "q", "ssl": True, "port": 2465, "name": "Renamed"}
+    for kind, created in (("email-smtp", smtp.json()), ("email-imap", imap.json())):
+        r = await http.patch(
+            f"{V3}/monitors/{kind}/{created['id']}", json=change, headers=tenant.auth()
+        )
+        assert r.status_code == 200, r.text
+    m = await native(http, pool, tenant, str(smtp.json()["id"]))
+    assert m["smtpConfig"] == {
+        "requireTls": True,
+        "tlsOptions": {"rejectUnauthorized": False},
+        "auth": {"user": "v", "pass": MASK},
+        "secure": True,
+    }
+    m = await native(http, pool, tenant, str(imap.json()["id"]))
+    assert m["imapPopConfig"] == {
+        "protocol": "imap",
+        "tlsOptions": {"rejectUnauthorized": False},
+        "user": "v",
+        "password": MASK,
+        "tls": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("location", "country"),
+    [
+        (10, "US"),
+        ({"id": 26}, "US"),
+        ("30", "US"),
+        ({"id": "15"}, "CA"),
+        (4010, "BR"),
+        (5010, "GB"),
+        (5020, "DE"),
+        (5050, "NL"),
+        (5160, "LT"),
+        (6010, "SG"),
+        (6080, "KR"),
+        (7050, "NZ"),
+        (8010, "ZA"),
+        (8020, "BH"),
+    ],
+)
+async def test_alertsite_location_ids_map_to_their_country(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, location: object, country: str
+) -> None:
+    monitor_id = await create(http, tenant, locations=[location])
+    assert (await native(http, pool, tenant, monitor_id))["allowedCheckCountryCodes"] == [country]
+
+
+@pytest.mark.parametrize("location", [9999, {"id": 10273}, "0", "99999999999999999999"])
+async def test_an_unmapped_location_id_is_400_saying_how_to_proceed(
+    http: httpx.AsyncClient, tenant: Tenant, location: object
+) -> None:
+    r = await http.post(
+        f"{V3}/monitors/email-smtp",
+        json={**MINIMAL, "locations": [location]},
+        headers=tenant.auth(),
+    )
+    message = as_error(r, 400)
+    raw = location["id"] if isinstance(location, dict) else location
+    assert f"AlertSite location {raw} " in message, message
+    assert "ISO 3166-1 alpha-2" in message and "README" in message, message

@@ -3,7 +3,7 @@
 import asyncpg
 import httpx
 
-from tests.alertsite.helpers import MONITOR_KEYS, V3, as_error, create, native
+from tests.alertsite.helpers import CONSTANT_FIELDS, MONITOR_KEYS, V3, as_error, create, native
 from tests.conftest import Tenant, make_tenant
 
 
@@ -37,7 +37,29 @@ async def test_get_monitor_in_alertsite_shape(
         "ssl": True,
         "login": "box",
         "password": "********",  # secrets are write-only
+        "access_type": "View",  # the caller is a readonly user
+        "notify_on_error": False,  # disabled: never checked, never notifies
+        **CONSTANT_FIELDS,
     }
+    r = await http.get(f"{V3}/monitors/{monitor_id}", headers=tenant.auth("member"))
+    assert r.json()["access_type"] == "Edit"
+
+
+async def test_locations_read_back_as_alertsite_ids_where_a_country_has_one(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """NL has one AlertSite location (5050), so it reads back as that id; US (20, 26, ...) and
+    DE (5020, 5120) have several, so they read back as ISO codes. Both forms are accepted."""
+    monitor_id = await create(
+        http, tenant, locations=[{"id": 5050}, {"id": 20}, {"id": "5120"}, "jp"]
+    )
+    r = await http.get(f"{V3}/monitors/{monitor_id}", headers=tenant.auth())
+    assert r.json()["locations"] == [
+        {"id": "5050", "name": "Netherlands"},
+        {"id": "US", "name": "United States"},
+        {"id": "DE", "name": "Germany"},
+        {"id": "6050", "name": "Japan"},
+    ]
 
 
 async def test_monitors_made_by_the_native_api_show_too(
@@ -57,6 +79,8 @@ async def test_monitors_made_by_the_native_api_show_too(
     assert got.json()["interval"] == 1.5 and got.json()["enabled"] is True
     assert got.json()["login"] is None and got.json()["password"] is None
     assert got.json()["locations"] == [] and got.json()["ssl"] is False
+    assert got.json()["notify_on_error"] is False  # maintenance: checked, never notifies
+    assert {k: got.json()[k] for k in CONSTANT_FIELDS} == CONSTANT_FIELDS
 
 
 async def test_select_returns_only_the_named_fields(
@@ -83,7 +107,8 @@ async def test_list_is_the_callers_organizations_email_monitors(
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"metadata", "results"}
-    assert body["metadata"] == {"limit": 0, "offset": 0, "total": 3}
+    # AlertSite documents no default limit: all monitors, and "limit": null when none is sent.
+    assert body["metadata"] == {"limit": None, "offset": None, "total": 3}
     assert [m["id"] for m in body["results"]] == [pop, imap, smtp]  # newest first
     assert all(set(m) == MONITOR_KEYS for m in body["results"])
     assert [m["type"] for m in body["results"]] == ["email-pop", "email-imap", "email-smtp"]
@@ -98,20 +123,60 @@ async def test_list_is_the_callers_organizations_email_monitors(
     assert await ids(type="website,dejaclick") == []
     assert await ids(limit="2") == [pop, imap]
     assert await ids(limit="2", offset="2") == [smtp]
+    assert await ids(offset="1") == [imap, smtp]
+    r = await http.get(
+        f"{V3}/monitors", params={"limit": "2", "offset": "2"}, headers=tenant.auth()
+    )
+    assert r.json()["metadata"] == {"limit": 2, "offset": 2, "total": 3}
     assert await ids(show_scripts="true", show_script_children="true") == [pop, imap, smtp]
 
 
 async def test_v3_monitors_are_listed_by_the_native_api(
     http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
+    """A v3 monitor is an ordinary monitor: listed by the native API with the mapped fields."""
     tenant = await make_tenant(pool)
-    smtp = await create(http, tenant)
+    smtp = await create(
+        http,
+        tenant,
+        name="Relay",
+        hostname="smtps://relay.example.com:2465",
+        interval=5,
+        timeout=40,
+        enabled=False,
+        locations=[{"id": 5050}, {"id": "fr"}],
+        login="probe",
+        password="secret",
+    )
     imap = await create(http, tenant, "email-imap")
     pop = await create(http, tenant, "email-pop")
     smtp_list = (await http.get("/api/smtp-monitors", headers=tenant.auth())).json()
     assert [m["id"] for m in smtp_list["items"]] == [int(smtp)]
+    (listed,) = smtp_list["items"]
+    assert {k: listed[k] for k in MAPPED_NATIVE} == {
+        "name": "Relay",
+        "hostname": "relay.example.com",
+        "port": 2465,
+        "checkInterval": 300,
+        "timeoutSeconds": 40,
+        "status": "disabled",
+        "allowedCheckCountryCodes": ["NL", "FR"],
+        "smtpConfig": {"secure": True, "auth": {"user": "probe", "pass": "********"}},
+    }
     imap_list = (await http.get("/api/imap-pop-monitors", headers=tenant.auth())).json()
     assert [m["id"] for m in imap_list["items"]] == [int(pop), int(imap)]
+
+
+MAPPED_NATIVE = (
+    "name",
+    "hostname",
+    "port",
+    "checkInterval",
+    "timeoutSeconds",
+    "status",
+    "allowedCheckCountryCodes",
+    "smtpConfig",
+)
 
 
 async def test_delete_is_204_and_the_monitor_is_gone(
