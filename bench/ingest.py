@@ -16,7 +16,6 @@ import asyncio
 import gc
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +28,7 @@ from nats.js.errors import NotFoundError
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller.db.pool import create_pool
 from controller.ingest import Ingester
+from controller.schedule import JobIds
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.streams import INGEST_CONSUMER, ensure_streams
 from shared.subjects import results_subject
@@ -42,12 +42,13 @@ STEADY_RATE = 5_000
 STEADY_S = 15
 TARGET_RATE = 20_000
 TARGET_RATIO = 3.0
+JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 
 
 def _result(public_id: str, cc: str, round_no: int, up: bool, finished: str | None) -> CheckResult:
     at = utcnow() - timedelta(minutes=30) + timedelta(seconds=round_no)
     return CheckResult(
-        job_id=str(uuid.uuid4()),
+        job_id=JOB_IDS.make(public_id, cc, at),
         monitor_id=public_id,
         monitor_type="smtp",
         country=cc,
@@ -196,7 +197,7 @@ async def _run() -> bool:
             # The backlog is the publisher's, not the ingester's: keep the garbage collector
             # from walking its 200,000 messages over and over while the ingester is measured.
             gc.freeze()
-            ingester = Ingester(pool, js)
+            ingester = Ingester(pool, js, JOB_IDS)
             drain_s, drain_cpu = await _drain(js, ingester)
             stored = await _count(pool)
             await _publish(js, backlog[:DUPLICATES], msg_ids=False)

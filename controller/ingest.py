@@ -30,6 +30,7 @@ from nats.js import JetStreamContext, api
 from controller import metrics
 from controller.db import results
 from controller.db.results import CheckedResult
+from controller.schedule import JobIds
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import utcnow
@@ -41,6 +42,7 @@ WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
 PARTITION_EVERY_S = 3600.0
+HISTORY_DAYS = 90  # CHECK_HISTORY_DAYS' default
 LANES = 3  # pull requests outstanding at once
 # Statuses that end a pull request without an error (no messages; request expired, or other
 # requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
@@ -107,6 +109,7 @@ class Ingester:
         self,
         pool: asyncpg.Pool,
         js: JetStreamContext,
+        job_ids: JobIds,
         *,
         batch: int = BATCH,
         workers: int = WORKERS,
@@ -117,6 +120,7 @@ class Ingester:
         `workers` is how many batches `run()` stores at once."""
         self._pool = pool
         self._js = js
+        self._job_ids = job_ids
         self._batch = batch
         self._workers = workers
         self.durable = durable
@@ -200,7 +204,7 @@ class Ingester:
         started = time.perf_counter()
         decoded: list[tuple[Msg, CheckedResult]] = []
         for msg in msgs:
-            result = _decode(msg)
+            result = self._decode(msg)
             if result is None:
                 await msg.term()
             else:
@@ -222,6 +226,30 @@ class Ingester:
             log.debug("results stored", received=len(decoded), stored=stored)
         metrics.batch_ingested([result for _, result in decoded], time.perf_counter() - started)
         return stored
+
+    def _decode(self, msg: Msg) -> CheckedResult | None:
+        """The result, or None (moved aside) when it does not decode or is not what its
+        subject and job id say: an agent may publish only under its own country's subjects,
+        and only for rounds the scheduler sent to that country (`JobIds.matches`)."""
+        data = msg.data
+        if b"\\u0000" in data:
+            # PostgreSQL stores no NUL in text; a server's banner may hold one. Keep the result.
+            data = data.replace(b"\\u0000", b"\\ufffd")
+        try:
+            result = results.decode_result(data)
+        except msgspec.DecodeError as exc:
+            _moved_aside(msg, str(exc))
+            return None
+        subject = f"mon.results.{result.country}.{result.monitor_type}.{result.monitor_id}"
+        if msg.subject != subject:
+            _moved_aside(msg, f"its body belongs on {subject[:200]}")
+            return None
+        if not self._job_ids.matches(
+            result.job_id, str(result.monitor_id), result.country, result.scheduled_at
+        ):
+            _moved_aside(msg, "its jobId is not the id of a round sent to its country")
+            return None
+        return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -253,18 +281,6 @@ _REFUSED = (
 )
 
 
-def _decode(msg: Msg) -> CheckedResult | None:
-    data = msg.data
-    if b"\\u0000" in data:
-        # PostgreSQL stores no NUL in text; a server's banner may hold one. Keep the result.
-        data = data.replace(b"\\u0000", b"\\ufffd")
-    try:
-        return results.decode_result(data)
-    except msgspec.DecodeError as exc:
-        _moved_aside(msg, str(exc))
-        return None
-
-
 def _moved_aside(msg: Msg, error: str) -> None:
     """It stays in RESULTS (days of history); the log line says where to find it."""
     log.error(
@@ -275,15 +291,24 @@ def _moved_aside(msg: Msg, error: str) -> None:
     )
 
 
-async def keep_partitions(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
-    """Daily partitions of `check_results` from yesterday to three days ahead, checked hourly."""
+async def keep_partitions(
+    pool: asyncpg.Pool, stop: asyncio.Event, history_days: int = HISTORY_DAYS
+) -> None:
+    """Daily partitions of `check_results` from yesterday to three days ahead, and none older
+    than `history_days` (CHECK_HISTORY_DAYS), checked hourly."""
     while not stop.is_set():
         try:
             async with pool.acquire() as conn:
-                created = await results.ensure_partitions(conn, utcnow() - timedelta(days=1))
+                now = utcnow()
+                created = await results.ensure_partitions(conn, now - timedelta(days=1))
+                dropped = await results.drop_partitions_before(
+                    conn, (now - timedelta(days=history_days)).date()
+                )
             if created:
                 log.info("result partitions created", count=created)
+            if dropped:
+                log.info("result partitions dropped", partitions=dropped, kept_days=history_days)
         except (asyncpg.PostgresError, OSError) as exc:
-            log.error("creating result partitions failed", error=str(exc))
+            log.error("keeping result partitions failed", error=str(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PARTITION_EVERY_S)

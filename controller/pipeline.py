@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from controller.agents import LiveAgents
 from controller.ingest import Ingester
+from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings, nats_tls_context
@@ -71,15 +72,16 @@ async def open_pipeline(
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
         kv = await ensure_streams(js, settings.results_retention_days)
         agents = LiveAgents(kv)
+        box = SecretBox(settings.secrets_key or "")
         scheduler = Scheduler(
             pool,
             js,
             agents,
-            SecretBox(settings.secrets_key or ""),
+            box,
             default_countries=settings.default_check_countries,
             batch=settings.scheduler_batch,
         )
-        ingester = Ingester(pool, js)
+        ingester = Ingester(pool, js, JobIds.from_box(box))
         try:
             yield Pipeline(conn, js, agents, scheduler, ingester)
         finally:

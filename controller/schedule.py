@@ -6,14 +6,14 @@ together still spread evenly over the interval, and every replica computes the s
 """
 
 import hashlib
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from controller.secretbox import SecretBox
+from shared.streams import JOBS_MAX_AGE_S
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# uuid5 namespace of job ids; fixed forever, since ids must match across replicas and restarts.
-JOB_NAMESPACE: Final = uuid.UUID("6f1c2a53-1d4e-5b7a-9f0e-3c2b8d7e6a10")
 
 
 def _hash64(*parts: str) -> int:
@@ -60,13 +60,60 @@ def round_times(
     return scheduled, next_due(phase, interval_s, now)
 
 
-def job_id(
-    monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
-) -> str:
-    """The same round from the same country always gets the same id (a uuid5, a valid subject
-    token and `Nats-Msg-Id`); a triggered round is marked so it never equals a scheduled one."""
-    name = f"{monitor_public_id}|{country}|{_ms(scheduled_at)}|{'t' if trigger else 's'}"
-    return str(uuid.uuid5(JOB_NAMESPACE, name))
+JOB_ID_PURPOSE: Final = "mailprobe job ids"
+# A job no agent took for this long is gone from JOBS (its max age), so it never runs later.
+JOB_EXPIRY_MAX: Final = timedelta(seconds=JOBS_MAX_AGE_S - 60)
+
+
+def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
+    """When a round's job goes stale: at the next round, or before JOBS drops it unrun."""
+    return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+
+
+class JobIds:
+    """Job ids: the same round from the same country always gets the same id on every replica
+    and after a restart, so `Nats-Msg-Id` = job id makes a repeated publish a no-op; a triggered
+    round is marked so it never equals a scheduled one.
+
+    An id is a keyed hash (BLAKE2b, a MAC, with a key derived from SECRETS_KEY, shaped as a UUID, a
+    valid subject token): an agent cannot compute another country's ids, so it can neither
+    pre-empt that country's result through the stream's duplicate window nor make up a round
+    that was never sent to it (`matches`, checked by the ingester).
+    """
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys or any(not 16 <= len(k) <= 64 for k in keys):
+            raise ValueError("JobIds needs keys of 16 to 64 bytes")
+        self._keys = list(keys)
+
+    @classmethod
+    def from_box(cls, box: SecretBox) -> "JobIds":
+        return cls(box.subkeys(JOB_ID_PURPOSE))
+
+    def make(
+        self, monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
+    ) -> str:
+        return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
+
+    def matches(
+        self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
+    ) -> bool:
+        """Whether `job_id` is the id of that round (scheduled or triggered), under any key."""
+        ms = _ms(scheduled_at)
+        for key in self._keys:
+            for trigger in (False, True):
+                if self._id(key, monitor_public_id, country, ms, trigger) == job_id:
+                    return True
+        return False
+
+    @staticmethod
+    def _id(key: bytes, monitor_public_id: str, country: str, ms: int, trigger: bool) -> str:
+        name = f"{monitor_public_id}|{country}|{ms}|{'t' if trigger else 's'}"
+        h = bytearray(hashlib.blake2b(name.encode(), key=key, digest_size=16).digest())
+        h[6] = h[6] & 0x0F | 0x40  # shaped as a version 4 UUID (what str(uuid.UUID) gives)
+        h[8] = h[8] & 0x3F | 0x80
+        x = h.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:

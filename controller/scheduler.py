@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -49,11 +49,13 @@ class JobConfigError(Exception):
 
 @dataclass
 class Round:
-    """One monitor's round: the jobs to publish and the countries recorded as `no_agent`."""
+    """One monitor's round: its countries, the jobs to publish and the countries recorded as
+    `no_agent`."""
 
     monitor_id: int
     scheduled_at: datetime
     next_due: datetime | None
+    countries: Sequence[str] = ()
     jobs: list[CheckJob] = field(default_factory=list)
     no_agent: list[ResultRow] = field(default_factory=list)
 
@@ -97,6 +99,7 @@ class Scheduler:
         self._js = js
         self._agents = agents
         self._box = box
+        self._job_ids = schedule.JobIds.from_box(box)
         self._default_countries = default_countries
         self._batch = batch
         self._clock = clock
@@ -172,22 +175,23 @@ class Scheduler:
             planned += len(rows)
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool]:
-        async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                rows = await due.claim_due(conn, now, self._batch)
-                if not rows:
-                    return 0, False
-                live = await self._agents.countries()
-                rounds = [self._round(row, now, live) for row in rows]
-                jobs = [job for r in rounds for job in r.jobs]
-                await self.publish(jobs)
-                await due.set_next_due(
-                    conn, [r.monitor_id for r in rounds], [r.next_due for r in rounds]
-                )
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await due.claim_due(conn, now, self._batch)
+            if not rows:
+                return 0, False
+            live = await self._agents.countries()
+            rounds = [self._round(row, now, live) for row in rows]
+            jobs = [job for r in rounds for job in r.jobs]
+            await self.publish(jobs)
+            await due.set_next_due(
+                conn,
+                [r.monitor_id for r in rounds],
+                [r.next_due for r in rounds],
+                [",".join(r.countries) if r.countries else None for r in rounds],
+            )
             missed = [row for r in rounds for row in r.no_agent]
             if missed:
-                async with conn.transaction():
-                    await results.store(conn, missed)
+                await results.store(conn, missed)
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
         metrics.rounds_scheduled([r.scheduled_at for r in rounds], self._clock())
         metrics.no_agent(missed)
@@ -208,36 +212,52 @@ class Scheduler:
         *,
         trigger: bool = False,
     ) -> Round:
+        """The monitor's round now: one job per country with a live agent, a `no_agent` row per
+        country without. A monitor that cannot become jobs is logged and skipped (its next due
+        time still moves), so one bad row never stops the scheduler."""
         public_id = str(row["public_id"])
         interval: int = row["check_interval"]
-        phase = schedule.phase_ms(public_id, interval)
         if trigger:
             scheduled, next_at = now, row["next_due_at"]
         else:
+            phase = schedule.phase_ms(public_id, interval)
             scheduled, next_at = schedule.round_times(phase, interval, row["next_due_at"], now)
         plan = Round(row["id"], scheduled, next_at)
+        try:
+            self._plan(plan, row, now, live, trigger)
+        except (JobConfigError, KeyError, ValueError) as exc:
+            log.error("monitor unusable; round skipped", monitor_id=public_id, error=str(exc))
+            plan.jobs.clear()
+            plan.no_agent.clear()
+        return plan
+
+    def _plan(
+        self, plan: Round, row: asyncpg.Record, now: datetime, live: frozenset[str], trigger: bool
+    ) -> None:
+        public_id = str(row["public_id"])
         listed: Sequence[str] | None = row["allowed_country_codes"]
         countries = (
             listed
             if listed is not None
             else schedule.pick_countries(public_id, live, self._default_countries)
+            # No live agent anywhere: the round is `no_agent` where the last one went.
+            or row["round_countries"]
+            or ()
         )
         if not countries:
             log.warning("no live agent in any country", monitor_id=public_id)
-            return plan
-        try:
-            config = job_config(row["type"], row["config"], self._box)
-        except JobConfigError as exc:
-            log.error(
-                "monitor config unusable; round skipped", monitor_id=public_id, error=str(exc)
-            )
-            return plan
+            return
+        for cc in countries:
+            jobs_subject(cc)  # a valid country code, or ValueError
+        plan.countries = countries
+        config = job_config(row["type"], row["config"], self._box)
         port = row["port"] or default_port(row["type"], config)
+        scheduled = plan.scheduled_at
         scheduled_iso = iso_ms(scheduled)
-        expires_iso = iso_ms(scheduled + timedelta(seconds=interval))
+        expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
         for cc in countries:
-            jid = schedule.job_id(public_id, cc, scheduled, trigger)
+            jid = self._job_ids.make(public_id, cc, scheduled, trigger)
             if cc not in live:
                 plan.no_agent.append(_no_agent(jid, row, cc, scheduled, now))
                 continue
@@ -254,7 +274,6 @@ class Scheduler:
                     config=config,  # type: ignore[arg-type]  # JOB_TYPES[type] matches the config
                 )
             )
-        return plan
 
     async def publish(self, jobs: Sequence[CheckJob]) -> int:
         """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
@@ -286,9 +305,9 @@ class Scheduler:
                 return None
             live = await self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
-            await self.publish(plan.jobs)
-            if plan.no_agent:
-                async with conn.transaction():
+            async with conn.transaction():
+                await self.publish(plan.jobs)
+                if plan.no_agent:
                     await results.store(conn, plan.no_agent)
         log.info("round triggered", monitor_id=str(row["public_id"]), jobs=len(plan.jobs))
         return plan

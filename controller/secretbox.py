@@ -4,6 +4,10 @@
 can be rotated by prepending the new one.
 """
 
+import base64
+import hashlib
+import hmac
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 PREFIX = "enc:v1:"
@@ -15,7 +19,16 @@ class SecretBoxError(Exception):
 
 class SecretBox:
     def __init__(self, keys: str) -> None:
-        self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys.split(",")])
+        self._keys = [k.strip() for k in keys.split(",")]
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in self._keys])
+
+    def subkeys(self, purpose: str) -> list[bytes]:
+        """One HMAC key for `purpose` per configured key, the encrypting one first: other
+        secrets derived from SECRETS_KEY, so operators keep (and rotate) a single key."""
+        return [
+            hmac.digest(base64.urlsafe_b64decode(k), purpose.encode(), hashlib.sha256)
+            for k in self._keys
+        ]
 
     def seal(self, plain: str) -> str:
         return PREFIX + self._fernet.encrypt(plain.encode()).decode()

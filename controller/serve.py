@@ -40,7 +40,10 @@ async def serve(settings: ControllerSettings) -> None:
             if "scheduler" in roles:
                 work.append(pipeline.scheduler.run(stop))
             if "ingester" in roles:
-                work += [pipeline.ingester.run(stop), keep_partitions(pool, stop)]
+                work += [
+                    pipeline.ingester.run(stop),
+                    keep_partitions(pool, stop, settings.check_history_days),
+                ]
             if "alerter" in roles:
                 work += _alerter(settings, pool, pipeline.js, stop)
             work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))

@@ -155,6 +155,15 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     results_retention_days: Annotated[
         float, Meta(gt=0, description="days of history the `RESULTS` stream keeps")
     ] = 7
+    check_history_days: Annotated[
+        int,
+        Meta(
+            ge=32,
+            le=3650,
+            description="days of check results kept in PostgreSQL (daily partitions older than "
+            "this are dropped); at least 32 for the month's uptime",
+        ),
+    ] = 90
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000

@@ -19,7 +19,8 @@ from controller.app import create_app
 from controller.db import accounts, customers
 from controller.db.migrate import migrate
 from controller.db.pool import connect, create_pool
-from controller.secretbox import generate_key
+from controller.schedule import JobIds
+from controller.secretbox import SecretBox, generate_key
 from controller.security import hash_password, new_token
 from shared import embedded
 from shared.settings import ControllerSettings
@@ -101,6 +102,12 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> ControllerSettings:
     return ControllerSettings(database_url=database_url, secrets_key=generate_key())
+
+
+@pytest.fixture(scope="session")
+def job_ids(settings: ControllerSettings) -> JobIds:
+    """The job ids the controllers of these tests make (and their ingesters accept)."""
+    return JobIds.from_box(SecretBox(settings.secrets_key or ""))
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from controller.db.pool import Conn
 
 JOB_COLUMNS = (
     "id, public_id, type, hostname, port, status, check_interval, timeout_seconds,"
-    " allowed_country_codes, config, next_due_at"
+    " allowed_country_codes, round_countries, config, next_due_at"
 )
 
 
@@ -40,12 +40,22 @@ async def claim_unplanned(conn: Conn, limit: int) -> list[asyncpg.Record]:
     return rows
 
 
-async def set_next_due(conn: Conn, ids: Sequence[int], due: Sequence[datetime | None]) -> None:
+async def set_next_due(
+    conn: Conn,
+    ids: Sequence[int],
+    due: Sequence[datetime | None],
+    countries: Sequence[str | None] | None = None,
+) -> None:
+    """Move each monitor's next due time; with `countries` (comma-joined codes, or None to keep
+    the stored ones) also record where its round went."""
     await conn.execute(
-        "UPDATE monitors m SET next_due_at = u.due"
-        " FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, due) WHERE m.id = u.id",
+        "UPDATE monitors m SET next_due_at = u.due,"
+        " round_countries = coalesce(string_to_array(u.countries, ','), m.round_countries)"
+        " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, due, countries)"
+        " WHERE m.id = u.id",
         ids,
         due,
+        countries if countries is not None else [None] * len(ids),
     )
 
 

@@ -2,7 +2,8 @@
 
 `monitor_country_state` names each country's latest round (job id and scheduled time, the key of
 `check_results`); the join adds what only the stored result knows (response time, end of check).
-A round recorded as `no_agent` has neither.
+A round recorded as `no_agent` has neither. Only the countries the monitor is checked from now
+are shown (the listed ones, or those of its latest round), not ones it was moved away from.
 """
 
 from collections.abc import Sequence
@@ -16,10 +17,12 @@ from controller.db.pool import Conn
 _GET = f"""
 SELECT m.*, s.country, s.last_status, s.last_error_kind, s.last_message, s.last_scheduled_at,
        s.last_job_id, r.response_time_ms, r.finished_at
-FROM (SELECT {COLUMNS} FROM monitors
+FROM (SELECT {COLUMNS}, coalesce(allowed_country_codes, round_countries) AS checked_from
+      FROM monitors
       WHERE public_id = $1 AND type = ANY($2::text[])
         AND ($3::bigint IS NULL OR organization_id = $3)) m
 LEFT JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''
+    AND (m.checked_from IS NULL OR s.country = ANY(m.checked_from))
 LEFT JOIN check_results r ON r.job_id = s.last_job_id AND r.scheduled_at = s.last_scheduled_at
 ORDER BY s.country
 """

@@ -6,7 +6,7 @@ state (and with it the monitor's `lastCheckedAt`), so a redelivered result chang
 """
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -180,6 +180,21 @@ async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> i
     return created
 
 
+async def drop_partitions_before(conn: Conn, day: date) -> list[str]:
+    """Drop the daily partitions of days before `day`; return their names. A drop locks the
+    table for a moment, so it runs at most once a day per partition (`keep_partitions`)."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'check_results'::regclass AND c.relname ~ '^check_results_p[0-9]{8}$'"
+        " AND to_date(substr(c.relname, 16), 'YYYYMMDD') < $1 ORDER BY c.relname",
+        day,
+    )
+    names: list[str] = [r["relname"] for r in rows]
+    for name in names:
+        await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    return names
+
+
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
@@ -235,10 +250,15 @@ async def counts(
 
 
 async def country_states(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
+    """The latest state of each country the monitor is checked from now (listed, or those of
+    its latest round)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT country, last_status, last_error_kind, last_message, last_scheduled_at,"
-        " last_job_id, consecutive_failures, consecutive_successes"
-        " FROM monitor_country_state WHERE monitor_id = $1 ORDER BY country",
+        "SELECT s.country, s.last_status, s.last_error_kind, s.last_message,"
+        " s.last_scheduled_at, s.last_job_id, s.consecutive_failures, s.consecutive_successes"
+        " FROM monitor_country_state s JOIN monitors m ON m.id = s.monitor_id"
+        " WHERE s.monitor_id = $1 AND (coalesce(m.allowed_country_codes, m.round_countries)"
+        " IS NULL OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
+        " ORDER BY s.country",
         monitor_id,
     )
     return rows

@@ -33,6 +33,7 @@ from controller.app import create_app
 from controller.db.pool import create_pool
 from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared import embedded
@@ -126,7 +127,7 @@ async def e2e_nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture(scope="package")
 async def controller(
-    settings: ControllerSettings, e2e_pool: asyncpg.Pool, e2e_nc: NATS
+    settings: ControllerSettings, e2e_pool: asyncpg.Pool, e2e_nc: NATS, job_ids: JobIds
 ) -> AsyncIterator[Controller]:
     """What `serve` runs: the scheduler and the ingester as tasks, the API beside them."""
     js = e2e_nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
@@ -135,7 +136,7 @@ async def controller(
     scheduler = Scheduler(
         e2e_pool, js, agents, SecretBox(settings.secrets_key or ""), default_countries=2
     )
-    ingester = Ingester(e2e_pool, js, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
+    ingester = Ingester(e2e_pool, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
     pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]

@@ -27,6 +27,7 @@ from controller.app import create_app
 from controller.db.pool import create_pool
 from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared import embedded
@@ -38,7 +39,10 @@ from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
 
 # Valid ISO codes that no other test uses (tests/agent takes from a list of its own).
-_CODES = "UY VE PY BO EC GT HN NI CR PA CU DO HT JM TT BS BB KZ UZ TM KG TJ MN NP BD LK MM TH VN"
+_CODES = (
+    "UY VE PY BO EC GT HN NI CR PA CU DO HT JM TT BS BB KZ UZ TM KG TJ MN NP BD LK MM TH VN"
+    " ZW ZM MW MZ AO NA BW LS SZ MG MU SC KM DJ ER ET SO SD SS UG RW BI TZ"
+)
 _COUNTRIES = iter(_CODES.split(" "))
 
 
@@ -84,12 +88,13 @@ async def pipeline(
     nc: NATS,
     js: JetStreamContext,
     agents_kv: KeyValue,
+    job_ids: JobIds,
 ) -> AsyncIterator[Pipeline]:
     agents = LiveAgents(agents_kv, ttl_s=0)
     scheduler = Scheduler(
         pipe_pool, js, agents, SecretBox(settings.secrets_key or ""), default_countries=2
     )
-    ingester = Ingester(pipe_pool, js, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
+    ingester = Ingester(pipe_pool, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
     yield Pipeline(nc, js, agents, scheduler, ingester)
     await ingester.close()
 

@@ -1,6 +1,5 @@
 """The ingester against real PostgreSQL and NATS: results on the stream become rows."""
 
-import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +10,9 @@ import msgspec
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
+from controller.db import results
 from controller.pipeline import Pipeline
+from controller.schedule import JobIds
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
@@ -21,11 +22,17 @@ from tests.pipeline.conftest import Countries
 
 
 def result(
-    monitor: dict[str, Any], cc: str, status: str = "up", at: datetime | None = None, **extra: Any
+    ids: JobIds,
+    monitor: dict[str, Any],
+    cc: str,
+    status: str = "up",
+    at: datetime | None = None,
+    **extra: Any,
 ) -> CheckResult:
+    """A result of the round at `at` as an agent of `cc` would publish it."""
     at = at or utcnow()
     fields: dict[str, Any] = {
-        "job_id": str(uuid.uuid4()),
+        "job_id": ids.make(monitor["publicId"], cc, at),
         "monitor_id": monitor["publicId"],
         "monitor_type": "smtp",
         "country": cc,
@@ -60,10 +67,12 @@ async def test_a_result_published_twice_is_stored_once(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     (cc,) = countries.take()
     monitor = await create(api, org)
     res = result(
+        job_ids,
         monitor,
         cc,
         banner="220 mx ESMTP",
@@ -97,14 +106,15 @@ async def test_malformed_result_is_termed_with_a_log_line_and_the_rest_stored(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     (cc,) = countries.take()
     monitor = await create(api, org)
     subject = results_subject(cc, "smtp", monitor["publicId"])
     await pipeline.js.publish(subject, b"{not json")
     await pipeline.js.publish(subject, b'{"v": 1, "jobId": 5}')
-    await publish(pipeline.js, result(monitor, cc, scheduled_at="yesterday-ish"))
-    await publish(pipeline.js, result(monitor, cc))
+    await publish(pipeline.js, result(job_ids, monitor, cc, scheduled_at="yesterday-ish"))
+    await publish(pipeline.js, result(job_ids, monitor, cc))
     with capture_logs() as logs:
         assert await pipeline.ingester.burst() == 1
     moved = [e for e in logs if e["event"] == "malformed result moved aside"]
@@ -122,6 +132,7 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     a, b = countries.take(2)
     monitor = await create(api, org)
@@ -132,9 +143,9 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
         at = t0 + timedelta(minutes=i)
         await publish(
             pipeline.js,
-            result(monitor, a, "down" if status == "expired" else status, at, **extra),
+            result(job_ids, monitor, a, "down" if status == "expired" else status, at, **extra),
         )
-    await publish(pipeline.js, result(monitor, b, "up", t0))
+    await publish(pipeline.js, result(job_ids, monitor, b, "up", t0))
     assert await pipeline.ingester.burst() == 7
     r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/countries", headers=org.auth())
     states = {s["country"]: s for s in r.json()["items"]}
@@ -151,7 +162,7 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
         "down",
     ]
     # One more success in a later batch resets the failure run.
-    await publish(pipeline.js, result(monitor, a, "up", t0 + timedelta(minutes=7)))
+    await publish(pipeline.js, result(job_ids, monitor, a, "up", t0 + timedelta(minutes=7)))
     assert await pipeline.ingester.burst() == 1
     r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/countries", headers=org.auth())
     state = next(s for s in r.json()["items"] if s["country"] == a)
@@ -159,7 +170,11 @@ async def test_country_state_counts_the_current_run_and_missed_counts_for_neithe
 
 
 async def test_results_filters_pages_and_uptime(
-    api: httpx.AsyncClient, org: Tenant, pipeline: Pipeline, countries: Countries
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     a, b = countries.take(2)
     monitor = await create(api, org)
@@ -167,10 +182,11 @@ async def test_results_filters_pages_and_uptime(
     plan = [(a, "up", 1), (a, "up", 2), (a, "down", 3), (b, "up", 4), (a, "up", 60 * 30)]
     for cc, status, minutes_ago in plan:
         await publish(
-            pipeline.js, result(monitor, cc, status, now - timedelta(minutes=minutes_ago))
+            pipeline.js, result(job_ids, monitor, cc, status, now - timedelta(minutes=minutes_ago))
         )
     await publish(
-        pipeline.js, result(monitor, b, "down", now - timedelta(days=3), error_kind="expired")
+        pipeline.js,
+        result(job_ids, monitor, b, "down", now - timedelta(days=3), error_kind="expired"),
     )
     assert await pipeline.ingester.burst() == 6
     url = f"/api/smtp-monitors/{monitor['publicId']}"
@@ -207,12 +223,15 @@ async def test_a_nul_in_a_banner_is_stored_as_a_replacement_character(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     """PostgreSQL stores no NUL in text; a server may send one. The result is kept, not lost."""
     (cc,) = countries.take()
     monitor = await create(api, org)
-    await publish(pipeline.js, result(monitor, cc, banner="220 mx\x00 ESMTP", message="a\x00b"))
-    await publish(pipeline.js, result(monitor, cc))
+    await publish(
+        pipeline.js, result(job_ids, monitor, cc, banner="220 mx\x00 ESMTP", message="a\x00b")
+    )
+    await publish(pipeline.js, result(job_ids, monitor, cc, at=utcnow() - timedelta(seconds=1)))
     assert await pipeline.ingester.burst() == 2
     banners = {(r["banner"], r["message"]) for r in await rows(pipe_pool, monitor["publicId"])}
     assert banners == {("220 mx\ufffd ESMTP", "a\ufffdb"), (None, "220 ready")}
@@ -224,18 +243,28 @@ async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
-    """A job id too long for the primary key's index fails the batch's INSERT; the batch is then
-    stored one by one, so only that result is termed (with a log line) and nothing is stuck."""
+    """A value PostgreSQL refuses (here: a constraint the test adds for the while) fails the
+    batch's INSERT; the batch is then stored one by one, so only that result is termed (with a
+    log line) and nothing is stuck."""
     (cc,) = countries.take()
     monitor = await create(api, org)
-    good = [result(monitor, cc, at=utcnow() - timedelta(seconds=i)) for i in range(3)]
+    good = [result(job_ids, monitor, cc, at=utcnow() - timedelta(seconds=i)) for i in range(3)]
     await publish(pipeline.js, good[0])
-    await publish(pipeline.js, result(monitor, cc, job_id=secrets.token_hex(4000)))
+    await publish(pipeline.js, result(job_ids, monitor, cc, at=utcnow(), message="refuse me"))
     for res in good[1:]:
         await publish(pipeline.js, res)
-    with capture_logs() as logs:
-        assert await pipeline.ingester.burst() == 3
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "ALTER TABLE check_results ADD CONSTRAINT test_refuse CHECK (message <> 'refuse me')"
+        )
+    try:
+        with capture_logs() as logs:
+            assert await pipeline.ingester.burst() == 3
+    finally:
+        async with pipe_pool.acquire() as conn:
+            await conn.execute("ALTER TABLE check_results DROP CONSTRAINT test_refuse")
     [moved] = [e for e in logs if e["event"] == "malformed result moved aside"]
     assert "PostgreSQL refused it" in moved["error"] and moved["log_level"] == "error"
     stored = {r["job_id"] for r in await rows(pipe_pool, monitor["publicId"])}
@@ -243,3 +272,77 @@ async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
     assert await pipeline.ingester.burst() == 0
     info = await pipeline.js.consumer_info(RESULTS_STREAM, pipeline.ingester.durable)
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_an_agent_cannot_store_results_for_another_country_or_an_unsent_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """NATS lets an agent of `mine` publish only under `mon.results.<mine>.>`; the ingester
+    moves aside what claims another country there, and a job id that is not the id of a round
+    sent to that country (ids are keyed with SECRETS_KEY, which agents do not have)."""
+    mine, theirs = countries.take(2)
+    monitor = await create(api, org)
+    pid, at = monitor["publicId"], utcnow()
+    forged = result(job_ids, monitor, theirs, "down", at)  # a valid id of their round
+    await pipeline.js.publish(results_subject(mine, "smtp", pid), encode(forged))
+    other_type = result(job_ids, monitor, mine, "down", at)
+    await pipeline.js.publish(results_subject(mine, "imap", pid), encode(other_type))
+    made_up = result(job_ids, monitor, mine, "down", at, job_id=str(uuid.uuid4()))
+    await publish(pipeline.js, made_up)
+    genuine = result(job_ids, monitor, mine, "up", at)
+    await publish(pipeline.js, genuine)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    errors = [e["error"] for e in logs if e["event"] == "malformed result moved aside"]
+    assert len(errors) == 3
+    assert sum("its body belongs on" in e for e in errors) == 2
+    assert sum("not the id of a round sent to its country" in e for e in errors) == 1
+    assert [(r["country"], r["status"]) for r in await rows(pipe_pool, pid)] == [(mine, "up")]
+
+
+async def test_a_country_the_monitor_moved_away_from_is_no_longer_shown_as_latest(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    old, new = countries.take(2)
+    monitor = await create(api, org, allowedCheckCountryCodes=[old, new])
+    pid = monitor["publicId"]
+    for cc in (old, new):
+        await publish(pipeline.js, result(job_ids, monitor, cc))
+    assert await pipeline.ingester.burst() == 2
+    r = await api.patch(
+        f"/api/smtp-monitors/{pid}", json={"allowedCheckCountryCodes": [new]}, headers=org.auth()
+    )
+    assert r.status_code == 200, r.text
+    r = await api.get(f"/api/smtp-monitors/{pid}", headers=org.auth())
+    assert [x["country"] for x in r.json()["latestResults"]] == [new]
+    r = await api.get(f"/api/smtp-monitors/{pid}/countries", headers=org.auth())
+    assert [x["country"] for x in r.json()["items"]] == [new]
+    r = await api.get(f"/api/smtp-monitors/{pid}/results", headers=org.auth())
+    assert r.json()["total"] == 2  # the history stays
+
+
+async def test_partitions_older_than_the_history_are_dropped(pipe_pool: asyncpg.Pool) -> None:
+    """CHECK_HISTORY_DAYS: whole daily partitions older than the history go; newer stay."""
+    old = utcnow() - timedelta(days=400)
+    async with pipe_pool.acquire() as conn:
+        assert await results.ensure_partitions(conn, old, days=2) == 2
+        dropped = await results.drop_partitions_before(conn, (old + timedelta(days=1)).date())
+        names = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'check_results'::regclass"
+        )
+        dropped_again = await results.drop_partitions_before(conn, old.date())
+    assert dropped == [f"check_results_p{old:%Y%m%d}"]
+    kept = {r["relname"] for r in names}
+    assert f"check_results_p{(old + timedelta(days=1)):%Y%m%d}" in kept
+    assert f"check_results_p{utcnow():%Y%m%d}" in kept and "check_results_default" in kept
+    assert dropped_again == []

@@ -5,9 +5,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+from structlog.testing import capture_logs
 
 from controller import schedule
 from controller.pipeline import Pipeline
+from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared.messages import ImapCheckJob, SmtpCheckJob
@@ -65,6 +67,7 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     a, b = countries.take(2)
     await countries.live(a)
@@ -76,7 +79,7 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
     for cc in (a, b):
         [(job, msg_id)] = await countries.jobs(cc)
         assert isinstance(job, SmtpCheckJob)
-        assert job.job_id == msg_id == schedule.job_id(pid, cc, due)
+        assert job.job_id == msg_id == job_ids.make(pid, cc, due)
         assert (job.monitor_id, job.country, job.hostname) == (pid, cc, "smtp.example.com")
         assert job.port == 25  # the default, resolved
         assert job.timeout_seconds == 30
@@ -202,6 +205,92 @@ async def test_null_countries_run_from_n_live_countries_stable_per_monitor(
         assert await conn.fetchval("SELECT count(*) FROM check_results") == 0
 
 
+async def test_null_countries_without_any_live_agent_are_no_agent_where_the_round_went(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """When every agent is gone, the round is not silently skipped: it is recorded `no_agent`
+    in the countries the monitor's last round went to, and the API shows only those."""
+    live = countries.take(2)
+    for cc in live:
+        await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=None)
+    pid = monitor["publicId"]
+    await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 2
+    async with pipe_pool.acquire() as conn:
+        went = await conn.fetchval("SELECT round_countries FROM monitors WHERE public_id = $1", pid)
+    assert sorted(went) == sorted(live)
+    await countries.cleanup()  # every agent gone
+    await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 0
+    async with pipe_pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT country, status, error_kind FROM check_results WHERE monitor_public_id = $1",
+            pid,
+        )
+    assert sorted(tuple(r) for r in rows) == [(cc, "missed", "no_agent") for cc in sorted(live)]
+
+
+async def test_a_monitor_that_cannot_become_jobs_is_skipped_and_the_rest_still_run(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """A stored secret that no longer decrypts (e.g. SECRETS_KEY lost) stops that monitor's
+    rounds with a log line, not the scheduler: its next due time moves on, others run."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    broken = await create(api, org, allowedCheckCountryCodes=[cc])
+    fine = await create(api, org, allowedCheckCountryCodes=[cc])
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET config = jsonb_set(config, '{auth,pass}', '\"enc:v1:garbage\"')"
+            " WHERE public_id = $1",
+            broken["publicId"],
+        )
+    due = await make_due(pipe_pool, broken["publicId"])
+    await make_due(pipe_pool, fine["publicId"])
+    with capture_logs() as logs:
+        assert await pipeline.scheduler.tick() == 1
+    [(job, _)] = await countries.jobs(cc)
+    assert job.monitor_id == fine["publicId"]
+    [skipped] = [e for e in logs if e["event"] == "monitor unusable; round skipped"]
+    assert skipped["monitor_id"] == broken["publicId"] and skipped["log_level"] == "error"
+    after = await next_due_at(pipe_pool, broken["publicId"])
+    assert after is not None and after > due
+
+
+async def test_hostname_and_country_changes_take_effect_from_the_next_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    first, second = countries.take(2)
+    await countries.live(first)
+    await countries.live(second)
+    monitor = await create(api, org, allowedCheckCountryCodes=[first])
+    pid = monitor["publicId"]
+    r = await api.patch(
+        f"/api/smtp-monitors/{pid}",
+        json={"hostname": "mx2.example.net", "allowedCheckCountryCodes": [second]},
+        headers=org.auth(),
+    )
+    assert r.status_code == 200, r.text
+    await make_due(pipe_pool, pid)
+    assert await pipeline.scheduler.tick() == 1
+    assert await countries.jobs(first) == []
+    [(job, _)] = await countries.jobs(second)
+    assert job.hostname == "mx2.example.net"
+
+
 async def test_catch_up_after_downtime_is_one_round(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -232,6 +321,7 @@ async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_th
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    job_ids: JobIds,
 ) -> None:
     live, dark = countries.take(2)
     await countries.live(live)
@@ -248,7 +338,7 @@ async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_th
     [item] = body["items"]
     assert item["country"] == dark
     assert (item["status"], item["errorKind"], item["agentId"]) == ("missed", "no_agent", None)
-    assert item["jobId"] == schedule.job_id(pid, dark, due)
+    assert item["jobId"] == job_ids.make(pid, dark, due)
     assert parse_iso(item["scheduledAt"]) == due
     r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
     day = r.json()["windows"][0]
