@@ -24,6 +24,8 @@ from shared.subjects import agent_inbox_prefix
 
 log = structlog.get_logger("agent")
 
+# Fixed: nats-py's reconnect loop (2.16) takes only a constant `reconnect_time_wait`, with no
+# backoff or jitter of its own. The worker's own retries back off (agent.backoff).
 RECONNECT_WAIT_S = 2
 
 

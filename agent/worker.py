@@ -3,7 +3,10 @@
 A job is acked only after RESULTS has acknowledged its result (PubAck), so an agent that dies
 mid-check leaves the job to be redelivered to another agent of its country after `ack_wait`;
 `Nats-Msg-Id` = job id makes a repeated publish of the same result a no-op within the stream's
-duplicate window. A message that is not a job is `term`ed with a log line, never retried.
+duplicate window. `ack_wait` is short (a job expires one interval after it is scheduled, often
+60 s, and a redelivered job must still be runnable), so a check running longer says so with
+`in_progress`. A message that is not a valid job is `term`ed with a log line, never retried; a
+job the agent fails on for a reason of its own ends as an `internal` result, or is handed back.
 """
 
 import asyncio
@@ -24,19 +27,21 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
+from agent.backoff import Backoff
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
-from agent.probers.run import run_check
+from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckJob, CheckResult, decode_job, encode
 from shared.settings import AgentSettings
 from shared.streams import jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
-from shared.timefmt import utcnow
+from shared.timefmt import parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
-# Longer than the longest check (timeoutSeconds ≤ 300) plus publishing its result.
-DEFAULT_ACK_WAIT_S = 330.0
+# A killed agent's job goes to another agent after this; well inside a job's life (scheduledAt
+# + interval, often 60 s). Longer checks keep their job with `in_progress` every ack_wait / 3.
+DEFAULT_ACK_WAIT_S = 30.0
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 Outcome = Literal["acked", "nak"]
 
@@ -70,7 +75,8 @@ class Worker:
         fetch_timeout: float = 1.0,
         publish_timeout: float = 5.0,
         nak_delay: float = 2.0,
-        retry_delay: float = 2.0,
+        retry_delay: float = 0.5,
+        retry_delay_max: float = 30.0,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
     ) -> None:
         jobs_subject(country)  # validates the code
@@ -88,11 +94,14 @@ class Worker:
         self._fetch_timeout = fetch_timeout
         self._publish_timeout = publish_timeout
         self._nak_delay = nak_delay
+        # Consumer or fetch failures: waits from retry_delay doubling to retry_delay_max.
         self._retry_delay = retry_delay
+        self._backoff = Backoff(retry_delay, retry_delay_max)
         self._heartbeat_interval = heartbeat_interval
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
-        self._tasks: dict[asyncio.Task[None], Msg] = {}
+        # In start order (loop time), which _keep_in_progress relies on.
+        self._tasks: dict[asyncio.Task[None], tuple[Msg, float]] = {}
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         self._metrics = metrics.for_country(country)
 
@@ -131,6 +140,7 @@ class Worker:
                 return
             self._bound = True
             beats = self._start_heartbeat()
+            keeper = asyncio.create_task(self._keep_in_progress())
             log.info("agent_started", capacity=self.capacity, burst=burst)
             try:
                 await self._loop(sub, burst)
@@ -139,7 +149,9 @@ class Worker:
                 self._bound = False
                 for task in self._tasks:
                     task.cancel()  # only left when run() itself is cancelled: a hard kill
+                keeper.cancel()
                 self._stopping.set()
+                await asyncio.wait([keeper])
                 if beats is not None:
                     await beats
                 with contextlib.suppress(*NATS_ERRORS):
@@ -200,9 +212,10 @@ class Worker:
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
                 return
+            now = asyncio.get_running_loop().time()
             for msg in msgs:
                 task = asyncio.create_task(self._handle(msg))
-                self._tasks[task] = msg
+                self._tasks[task] = (msg, now)
                 self._metrics.in_flight.inc()
                 task.add_done_callback(self._done)
             if burst and not msgs and not self._tasks and await self._drained(sub):
@@ -210,20 +223,24 @@ class Worker:
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
         try:
-            return await sub.fetch(batch, timeout=self._fetch_timeout)
+            msgs = await sub.fetch(batch, timeout=self._fetch_timeout)
         except TimeoutError:
+            self._backoff.reset()
             return []  # nothing to do right now
         except NATS_ERRORS as exc:
             if self._nc.is_closed:
                 log.error("nats_connection_closed")
                 self._stopping.set()
                 return []
-            log.warning("fetch_failed", error=repr(exc), retry_in_s=self._retry_delay)
-            await self._sleep(self._retry_delay)
+            wait = self._backoff.next()
+            log.warning("fetch_failed", error=repr(exc), retry_in_s=round(wait, 3))
+            await self._sleep(wait)
             if isinstance(exc, APIError):  # e.g. the consumer was deleted: bring it back
                 with contextlib.suppress(*NATS_ERRORS):
                     await self._ensure_consumer()
             return []
+        self._backoff.reset()
+        return msgs
 
     async def _drained(self, sub: JetStreamContext.PullSubscription) -> bool:
         """Burst mode: nothing left to deliver and nothing delivered but unacked (to anyone)."""
@@ -250,13 +267,30 @@ class Worker:
         _, late = await asyncio.wait(self._tasks, timeout=grace)
         if not late:
             return
-        late_msgs = [self._tasks[task] for task in late if task in self._tasks]
+        late_msgs = [self._tasks[task][0] for task in late if task in self._tasks]
         for task in late:
             task.cancel()
         await asyncio.wait(late)
         for msg in late_msgs:
             await _settle(msg.nak)  # another agent takes it now, not after ack_wait
         log.warning("shutdown_grace_exceeded", handed_back=len(late_msgs), grace_s=grace)
+
+    async def _keep_in_progress(self) -> None:
+        """Every ack_wait / 3, tell JetStream that the checks running for longer than that are
+        still being worked on, so that a check longer than ack_wait is not redelivered. One
+        task for all checks; `_tasks` is in start order, so only the old ones are visited."""
+        period = self._ack_wait / 3
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            cutoff = loop.time() - period
+            running: list[Msg] = []
+            for msg, started in self._tasks.values():
+                if started > cutoff:
+                    break
+                running.append(msg)
+            for msg in running:  # a copy: checks end while this awaits
+                await _settle(msg.in_progress)
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -265,15 +299,39 @@ class Worker:
             await self._reject(msg, "job_malformed", error=str(exc))
             return
         with structlog.contextvars.bound_contextvars(job_id=job.job_id, monitor_id=job.monitor_id):
-            if job.country != self.country:
-                await self._reject(msg, "job_wrong_country", job_country=job.country)
-                return
             try:
-                subject = results_subject(job.country, job.monitor_type, job.monitor_id)
-            except ValueError as exc:
-                await self._reject(msg, "job_malformed", error=str(exc))
-                return
-            await self._check(msg, job, subject)
+                await self._accept(msg, job)
+            except Exception as exc:
+                await self._recover(msg, job, exc)
+
+    async def _accept(self, msg: Msg, job: CheckJob) -> None:
+        """Run `job` if some agent of this country could, else `term` it with a log line."""
+        if job.country != self.country:
+            await self._reject(msg, "job_wrong_country", job_country=job.country)
+            return
+        try:
+            subject = results_subject(job.country, job.monitor_type, job.monitor_id)
+            _parse_times(job)
+        except ValueError as exc:
+            await self._reject(msg, "job_malformed", error=str(exc))
+            return
+        await self._check(msg, job, subject)
+
+    async def _recover(self, msg: Msg, job: CheckJob, exc: Exception) -> None:
+        """A bug of the agent's, not an outage of the target: end the job with an `internal`
+        result, or, when even that cannot be published, hand it back. Left unsettled, it
+        would come back every ack_wait and be dropped without a result after max_deliver."""
+        outcome: Outcome = "nak"
+        then = None
+        try:
+            subject = results_subject(job.country, job.monitor_type, job.monitor_id)
+            message = f"the agent failed on this job ({type(exc).__name__}); see its log"
+            result = build_result(job, self.agent_id, "internal", message, utcnow())
+            outcome = await self._publish_and_ack(msg, subject, result)
+        except Exception as second:
+            then = repr(second)
+            await _settle(msg.nak, self._nak_delay)
+        log.error("job_failed", error=repr(exc), then=then, outcome=outcome, exc_info=exc)
 
     async def _check(self, msg: Msg, job: CheckJob, subject: str) -> None:
         started = time.perf_counter()
@@ -330,6 +388,15 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _parse_times(job: CheckJob) -> None:
+    """Raises ValueError naming the field when scheduledAt or expiresAt is not an ISO time."""
+    for field, value in (("scheduledAt", job.scheduled_at), ("expiresAt", job.expires_at)):
+        try:
+            parse_iso(value)
+        except ValueError:
+            raise ValueError(f"{field} is not an ISO-8601 time: {value[:40]!r}") from None
 
 
 async def _settle(action: Callable[..., Awaitable[None]], *args: float) -> None:

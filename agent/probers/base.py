@@ -1,6 +1,8 @@
 """What every prober shares: the target, the recorder, the failure signal and the TCP connect."""
 
 import asyncio
+import contextlib
+import math
 import socket
 import ssl
 import time
@@ -12,6 +14,11 @@ from shared.messages import CheckJob, ErrorKind, Phases, TlsInfo
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
+# QUIT/LOGOUT come after everything that matters was answered: a server that hangs there costs
+# at most this, and the goodbye stops this long before the check's deadline so that deadline
+# never fires during it.
+GOODBYE_S = 1.0
+GOODBYE_MARGIN_S = 0.05
 
 
 class ProbeFailure(Exception):
@@ -38,6 +45,7 @@ class Recorder:
     """Collects what a check observed; the caller turns it into a CheckResult."""
 
     current: str = "start"
+    deadline: float = math.inf  # event-loop time when the caller's deadline fires
     phases: dict[str, float] = field(default_factory=dict)
     banner: str | None = None
     tls: TlsInfo | None = None
@@ -98,6 +106,26 @@ async def _connect_one(address: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+async def goodbye(
+    rec: Recorder, say: Callable[[], Awaitable[object]], *ignored: type[BaseException]
+) -> None:
+    """QUIT or LOGOUT within its own short budget; a timeout, an OSError or one of `ignored`
+    there is not an outage, so it is swallowed and the check keeps its outcome."""
+    budget = min(GOODBYE_S, rec.deadline - asyncio.get_running_loop().time() - GOODBYE_MARGIN_S)
+    if budget <= 0:
+        return
+    with contextlib.suppress(TimeoutError, OSError, *ignored):
+        async with asyncio.timeout(budget):
+            await say()
+
+
+def refuse_line_breaks(*credentials: str) -> None:
+    """A CR or LF in a user name or password would end an IMAP or POP3 command early and let
+    the rest be read as another command; no real account has one. Refused before sending."""
+    if any("\r" in c or "\n" in c for c in credentials):
+        raise ProbeFailure("auth", "the credentials contain a line break; they were not sent")
 
 
 def reply_kind(code: int) -> ErrorKind:

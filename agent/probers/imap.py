@@ -8,13 +8,19 @@ be timed apart.
 """
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
-from aioimaplib import IMAP4ClientProtocol
+from aioimaplib import IMAP4ClientProtocol, quoted
 
-from agent.probers.base import ProbeFailure, Recorder, Target, connect_socket
+from agent.probers.base import (
+    ProbeFailure,
+    Recorder,
+    Target,
+    connect_socket,
+    goodbye,
+    refuse_line_breaks,
+)
 from agent.probers.tls import tls_info
 from shared.messages import CheckJob, ErrorKind, ImapCheckJob
 
@@ -88,12 +94,15 @@ async def _converse(proto: _ProbeProtocol, user: str, password: str, rec: Record
         kind: ErrorKind = "temporary" if line.upper().startswith(b"* BYE") else "protocol"
         raise ProbeFailure(kind, f"bad greeting or CAPABILITY: {failure}")
     if user and password and proto.state == "NONAUTH":
+        refuse_line_breaks(user, password)
         with rec.phase("auth"):
-            response = await proto.login(user, password)
+            # aioimaplib quotes the password but sends the user as it is: a space or a `"` in
+            # it would make the command malformed (BAD), so quote it as the password is.
+            response = await proto.login(quoted(user), password)
         _check_login(response)
     rec.current = "logout"
-    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        await proto.logout()  # the server may hang up right after its BYE
+    # The server may also hang up right after its BYE.
+    await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
 
 
 def _check_login(response: Any) -> None:

@@ -1,10 +1,20 @@
-"""POP3 prober: greeting, USER/PASS when credentials are set, STAT, QUIT (RFC 1939)."""
+"""POP3 prober: greeting, USER/PASS and STAT when credentials are set, QUIT (RFC 1939).
+
+STAT is valid only in the TRANSACTION state, after a successful login: servers answer -ERR to it
+before (Dovecot: "-ERR Unknown command"), so a check without credentials stops at the greeting.
+"""
 
 import asyncio
-import contextlib
 import time
 
-from agent.probers.base import ProbeFailure, Recorder, Target, connect_socket
+from agent.probers.base import (
+    ProbeFailure,
+    Recorder,
+    Target,
+    connect_socket,
+    goodbye,
+    refuse_line_breaks,
+)
 from agent.probers.tls import tls_info
 from shared.messages import CheckJob, ErrorKind, Pop3CheckJob
 
@@ -52,14 +62,14 @@ async def _converse(
     if not greeting.startswith("+OK"):
         raise ProbeFailure("protocol", f"bad greeting: {greeting[:200]}")
     if user and password:
+        refuse_line_breaks(user, password)
         with rec.phase("auth"):
             await _command(reader, writer, f"USER {user}", "USER", "auth")
             await _command(reader, writer, f"PASS {password}", "PASS", "auth")
-    rec.current = "stat"
-    await _command(reader, writer, "STAT", "STAT", "protocol")
+        rec.current = "stat"
+        await _command(reader, writer, "STAT", "STAT", "protocol")
     rec.current = "quit"
-    with contextlib.suppress(ProbeFailure, OSError):  # everything that matters was answered
-        await _command(reader, writer, "QUIT", "QUIT", "protocol")
+    await goodbye(rec, lambda: _command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
 async def _command(
@@ -70,8 +80,6 @@ async def _command(
     kind_on_err: ErrorKind,
 ) -> str:
     """Send one command; `name` is what a message may show (never the argument of PASS)."""
-    if "\r" in line or "\n" in line:
-        raise ProbeFailure(kind_on_err, f"{name} argument contains a line break")
     writer.write(line.encode() + b"\r\n")
     reply = await _read_line(reader)
     if not reply.startswith("+OK"):

@@ -6,11 +6,13 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import structlog
 
 from agent.probers import PROBERS
 from agent.probers.base import ProbeFailure, Recorder, Target
+from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
 from shared.messages import CheckJob, CheckResult, ErrorKind, default_port
 from shared.timefmt import iso_ms, parse_iso, utcnow
@@ -31,7 +33,8 @@ async def run_check(
     try:
         if parse_iso(job.expires_at) <= started:
             raise ProbeFailure("expired", f"job expired at {job.expires_at}; not run")
-        async with asyncio.timeout(job.timeout_seconds) as deadline:
+        rec.deadline = asyncio.get_running_loop().time() + job.timeout_seconds
+        async with asyncio.timeout_at(rec.deadline) as deadline:
             try:
                 await _check(job, allow_private, ssl_contexts, rec)
             except TimeoutError:
@@ -48,7 +51,23 @@ async def run_check(
         kind, message = _classify(exc, job, rec)
         if kind == "internal":
             log.exception("probe_internal_error", job_id=job.job_id, phase=rec.current)
-    finished = utcnow()
+    response_ms = round((time.perf_counter() - t0) * 1000, 3)
+    return build_result(job, agent_id, kind, message, started, rec, response_ms)
+
+
+def build_result(
+    job: CheckJob,
+    agent_id: str,
+    kind: ErrorKind | None,
+    message: str,
+    started: datetime,
+    rec: Recorder | None = None,
+    response_ms: float | None = None,
+) -> CheckResult:
+    """The result of `job`; the only place texts from servers and exceptions enter one, so the
+    only place they are made publishable (valid UTF-8, no secret)."""
+    rec = rec or Recorder()
+    secrets = job_secrets(job)
     return CheckResult(
         job_id=job.job_id,
         monitor_id=job.monitor_id,
@@ -57,12 +76,12 @@ async def run_check(
         agent_id=agent_id,
         scheduled_at=job.scheduled_at,
         started_at=iso_ms(started),
-        finished_at=iso_ms(finished),
+        finished_at=iso_ms(utcnow()),
         status="up" if kind is None else "down",
         error_kind=kind,
-        message=message,
-        banner=rec.banner,
-        response_time_ms=round((time.perf_counter() - t0) * 1000, 3),
+        message=publishable(message, secrets),
+        banner=None if rec.banner is None else publishable(rec.banner, secrets),
+        response_time_ms=response_ms,
         phases=rec.to_phases(),
         tls=rec.tls,
         address=rec.address,

@@ -1,13 +1,20 @@
 """SMTP prober (aiosmtplib), with nodemailer's meaning of secure / ignoreTls / requireTls."""
 
-import contextlib
 import socket
 import time
 
 import aiosmtplib
 from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException
 
-from agent.probers.base import ProbeFailure, Recorder, Target, connect_socket, reply_kind
+from agent.probers.base import (
+    ProbeFailure,
+    Recorder,
+    Target,
+    connect_socket,
+    goodbye,
+    refuse_line_breaks,
+    reply_kind,
+)
 from agent.probers.tls import handshake_done_at, tls_info
 from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
 
@@ -36,8 +43,7 @@ async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
         await _maybe_starttls(smtp, job.config, rec)
         await _maybe_auth(smtp, job.config, rec)
         rec.current = "quit"
-        with contextlib.suppress(SMTPException):  # a rude QUIT is not an outage
-            await smtp.quit()
+        await goodbye(rec, smtp.quit, SMTPException)
     finally:
         smtp.close()
 
@@ -101,6 +107,9 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
     auth = config.auth
     if auth is None or not auth.user or not auth.password:
         return
+    # SMTP sends them base64-encoded, so nothing is injected; refused all the same, as IMAP
+    # and POP3 do, so one monitor's bad credentials read the same whatever its protocol.
+    refuse_line_breaks(auth.user, auth.password)
     with rec.phase("auth"):
         try:
             await smtp.login(auth.user, auth.password)

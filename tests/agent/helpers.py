@@ -1,15 +1,21 @@
 """Publishing jobs, reading results and counting leftovers, as the controller and readers would."""
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from structlog.testing import capture_logs
 
 from agent.probers.tls import SslContexts
 from agent.worker import Worker
 from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
+from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_country_filter
 from tests.peers.jobs import make_job
 from tests.peers.scripted import ScriptedPeer
@@ -81,3 +87,40 @@ def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Wor
         "heartbeat_interval": None,
     }
     return Worker(nc, country, **{**defaults, **options})
+
+
+def capture() -> Any:
+    """capture_logs with the context bound through contextvars, as production renders it."""
+    return capture_logs(processors=[structlog.contextvars.merge_contextvars])
+
+
+async def unacked(js: JetStreamContext, country: str) -> tuple[int, int]:
+    """(not yet delivered, delivered but neither acked nor termed) on the country's consumer."""
+    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    return info.num_pending, info.num_ack_pending
+
+
+async def result_count(js: JetStreamContext, country: str, count: int) -> bool:
+    return len(await results(js, country)) == count
+
+
+async def consumer_exists(js: JetStreamContext, country: str) -> bool:
+    try:
+        await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+    except NotFoundError:
+        return False
+    return True
+
+
+async def until(condition: Callable[[], bool], within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def until_async(condition: Callable[[], Awaitable[bool]], within: float = 3) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)

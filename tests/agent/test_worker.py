@@ -2,36 +2,35 @@
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import nats
 import pytest
-import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
-from structlog.testing import capture_logs
+from nats.js.errors import KeyNotFoundError
 
 from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
 from shared.messages import decode_heartbeat, encode
 from shared.streams import agents_bucket, ensure_streams, jobs_consumer_name, stream_configs
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_subject
-from tests.agent.helpers import SmtpLikePeer, job_for, jobs_left, publish_job, results, worker
+from tests.agent.helpers import (
+    SmtpLikePeer,
+    capture,
+    consumer_exists,
+    job_for,
+    jobs_left,
+    publish_job,
+    result_count,
+    results,
+    unacked,
+    until,
+    until_async,
+    worker,
+)
 from tests.unit.probers.test_run_check import free_port
 
 CHECK_FIELDS = {"job_id", "monitor_id", "country", "agent_id", "type", "status", "error_kind", "ms"}
-
-
-def capture() -> Any:
-    """capture_logs with the context bound through contextvars, as production renders it."""
-    return capture_logs(processors=[structlog.contextvars.merge_contextvars])
-
-
-async def unacked(js: JetStreamContext, country: str) -> tuple[int, int]:
-    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
-    return info.num_pending, info.num_ack_pending
 
 
 async def test_burst_runs_each_job_once_publishes_its_result_then_acks(
@@ -208,7 +207,7 @@ async def test_stop_lets_in_flight_checks_finish_and_ack(
         await publish_job(js, job)
         w = worker(nc, country, ssl_contexts)
         run = asyncio.create_task(w.run())
-        await _until(lambda: w.in_flight == 1)
+        await until(lambda: w.in_flight == 1)
         w.stop()
         await asyncio.wait_for(run, 3)
     [result] = await results(js, country)
@@ -225,12 +224,12 @@ async def test_a_check_outliving_the_grace_period_is_handed_back_at_once(
         await publish_job(js, job)
         first = worker(nc, country, ssl_contexts, shutdown_grace=0.1)
         run = asyncio.create_task(first.run())
-        await _until(lambda: first.in_flight == 1)
+        await until(lambda: first.in_flight == 1)
         started = time.monotonic()
         first.stop()
         await asyncio.wait_for(run, 2)
         second = worker(nc, country, ssl_contexts)
-        await second.run(burst=True)  # the default ack_wait is 330 s: only a nak explains this
+        await second.run(burst=True)  # the default ack_wait is 30 s: only a nak explains this
         elapsed = time.monotonic() - started
     [result] = await results(js, country)
     assert (result.agent_id, result.status) == (second.agent_id, "up")
@@ -247,7 +246,7 @@ async def test_a_worker_killed_mid_check_leaves_the_job_to_another_after_ack_wai
         await publish_job(js, job)
         doomed = worker(doomed_conn, country, ssl_contexts, ack_wait=1.0)
         run = asyncio.create_task(doomed.run())
-        await _until(lambda: doomed.in_flight == 1)
+        await until(lambda: doomed.in_flight == 1)
         run.cancel()  # the process dies: no result, no ack, no nak
         with pytest.raises(asyncio.CancelledError):
             await run
@@ -277,48 +276,22 @@ def test_a_bad_country_is_refused(nc: NATS, ssl_contexts: SslContexts) -> None:
         worker(nc, "de", ssl_contexts)
 
 
-async def _until(condition: Callable[[], bool], within: float = 3) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_deleted_consumer_is_recreated_and_work_goes_on(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
     w = worker(nc, country, ssl_contexts, retry_delay=0.05)
     run = asyncio.create_task(w.run())
     try:
-        await _until_async(lambda: _consumer_exists(js, country))
+        await until_async(lambda: consumer_exists(js, country))
         await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(country))
         async with SmtpLikePeer() as peer:
             job = job_for(country, peer.port)
             await publish_job(js, job)
-            await _until_async(lambda: _result_count(js, country, 1))
+            await until_async(lambda: result_count(js, country, 1))
     finally:
         w.stop()
         await run
     assert [r.job_id for r in await results(js, country)] == [job.job_id]
-
-
-async def _consumer_exists(js: JetStreamContext, country: str) -> bool:
-    try:
-        await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
-    except NotFoundError:
-        return False
-    return True
-
-
-async def _result_count(js: JetStreamContext, country: str, count: int) -> bool:
-    return len(await results(js, country)) == count
-
-
-async def _until_async(condition: Callable[[], Awaitable[bool]], within: float = 3) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_result_that_cannot_be_stored_is_nakd_and_redone_later(
@@ -335,9 +308,9 @@ async def test_a_result_that_cannot_be_stored_is_nakd_and_redone_later(
             with capture() as logs:
                 run = asyncio.create_task(w.run())
                 try:
-                    await _until(lambda: any(e["event"] == "check" for e in logs))
+                    await until(lambda: any(e["event"] == "check" for e in logs))
                     await ensure_streams(js)
-                    await _until_async(lambda: _result_count(js, "FR", 1))
+                    await until_async(lambda: result_count(js, "FR", 1))
                 finally:
                     w.stop()
                     await run
@@ -346,5 +319,42 @@ async def test_a_result_that_cannot_be_stored_is_nakd_and_redone_later(
         [failure] = [e for e in logs if e["event"] == "result_publish_failed"]
         assert failure["job_id"] == job.job_id
         assert await jobs_left(js, "FR") == 0
+    finally:
+        await nc.close()
+
+
+async def test_fetch_failures_back_off_exponentially_and_a_success_resets_the_wait(
+    bare_nats: str, ssl_contexts: SslContexts
+) -> None:
+    nc = await nats.connect(bare_nats)
+    js = nc.jetstream()
+    w = worker(nc, "FR", ssl_contexts, retry_delay=0.05, retry_delay_max=0.4)
+    try:
+        await ensure_streams(js)
+        with capture() as logs:
+
+            def failures() -> list[float]:
+                return [e["retry_in_s"] for e in logs if e["event"] == "fetch_failed"]
+
+            run = asyncio.create_task(w.run())
+            try:
+                await until(lambda: w.readiness() is None)
+                await js.delete_stream(JOBS_STREAM)  # every fetch fails until it is back
+                await until(lambda: len(failures()) >= 6, within=5)
+                await ensure_streams(js)
+                async with SmtpLikePeer() as peer:
+                    await publish_job(js, job_for("FR", peer.port))
+                    await until_async(lambda: result_count(js, "FR", 1))
+                count = len(failures())
+                await js.delete_consumer(JOBS_STREAM, jobs_consumer_name("FR"))
+                await until(lambda: len(failures()) > count)
+            finally:
+                w.stop()
+                await run
+        waits = failures()
+        for k, wait in enumerate(waits[:6]):
+            step = min(0.4, 0.05 * 2**k)
+            assert step / 2 - 0.001 <= wait <= step + 0.001, (k, waits)
+        assert waits[count] <= 0.05  # the fetch that worked in between reset it
     finally:
         await nc.close()

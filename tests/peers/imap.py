@@ -1,44 +1,55 @@
 """Just enough IMAP4rev1 (RFC 3501): greeting, CAPABILITY, LOGIN, LOGOUT."""
 
 import asyncio
+import re
 import ssl
 
 from tests.peers.base import LoopbackServer, read_line
 
 CAPABILITIES = "IMAP4rev1 AUTH=PLAIN"
+# An astring of LOGIN: a quoted string (with \" and \\ escapes) or an atom, which may hold
+# neither a quote nor a backslash (RFC 3501 quoted-specials).
+ASTRING = re.compile(r'"((?:[^"\\]|\\.)*)"|([^\s"\\]+)')
 
 
 class ImapPeer(LoopbackServer):
+    """`greeting`: the raw first line (str: sent as UTF-8 with CRLF); `silent`: verbs it never
+    answers (the connection stays open); `echo_password`: a failed LOGIN reply repeats the
+    password, as careless servers do. A malformed LOGIN gets BAD, as real servers answer."""
+
     def __init__(
         self,
         users: dict[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        greeting: str = "* OK test IMAP server ready",
+        greeting: str | bytes = "* OK test IMAP server ready",
+        *,
+        silent: frozenset[str] = frozenset(),
+        echo_password: bool = False,
     ) -> None:
         super().__init__(ssl_context)
         self.users = users if users is not None else {"alice": "s3cret"}
-        self.greeting = greeting
+        self.greeting = greeting.encode() + b"\r\n" if isinstance(greeting, str) else greeting
+        self.silent = silent
+        self.echo_password = echo_password
         self.commands: list[str] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(line: str) -> None:
             writer.write(line.encode() + b"\r\n")
 
-        send(self.greeting)
+        writer.write(self.greeting)
         while (line := await read_line(reader)) is not None:
             tag, _, rest = line.partition(" ")
             verb, _, args = rest.partition(" ")
             verb = verb.upper()
             self.commands.append(verb)
+            if verb in self.silent:
+                continue
             if verb == "CAPABILITY":
                 send(f"* CAPABILITY {CAPABILITIES}")
                 send(f"{tag} OK CAPABILITY completed")
             elif verb == "LOGIN":
-                user, _, password = args.partition(" ")
-                if self.users.get(_unquote(user)) == _unquote(password):
-                    send(f"{tag} OK LOGIN completed")
-                else:
-                    send(f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials")
+                send(f"{tag} {self._login(args)}")
             elif verb == "LOGOUT":
                 send("* BYE logging out")
                 send(f"{tag} OK LOGOUT completed")
@@ -48,8 +59,31 @@ class ImapPeer(LoopbackServer):
                 send(f"{tag} BAD unknown command")
             await writer.drain()
 
+    def _login(self, args: str) -> str:
+        words = _astrings(args)
+        if words is None or len(words) != 2:
+            return "BAD LOGIN expects a user name and a password"
+        user, password = words
+        if self.users.get(user) == password:
+            return "OK LOGIN completed"
+        if self.echo_password:
+            return f"NO [AUTHENTICATIONFAILED] wrong password {password} for {user}"
+        return "NO [AUTHENTICATIONFAILED] Invalid credentials"
 
-def _unquote(word: str) -> str:
-    if len(word) >= 2 and word[0] == word[-1] == '"':
-        return word[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    return word
+
+def _astrings(text: str) -> list[str] | None:
+    """The astrings of `text` separated by single spaces, unescaped; None when malformed."""
+    words: list[str] = []
+    pos = 0
+    while pos < len(text):
+        match = ASTRING.match(text, pos)
+        if match is None:
+            return None
+        quoted, atom = match.groups()
+        words.append(atom if quoted is None else re.sub(r"\\(.)", r"\1", quoted))
+        pos = match.end()
+        if pos < len(text):
+            if text[pos] != " ":
+                return None
+            pos += 1
+    return words

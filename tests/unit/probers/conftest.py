@@ -1,11 +1,13 @@
 """Certificates (trustme) and the agent's TLS contexts for prober tests."""
 
 import ssl
+from datetime import timedelta
 
 import pytest
 import trustme
 
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from shared.timefmt import utcnow
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +21,12 @@ def ssl_contexts(ca: trustme.CA) -> SslContexts:
     return build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
 
 
-def _server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
+def _server_context(ca: trustme.CA, *names: str, expired: bool = False) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names, common_name=names[0]).configure_cert(ctx)
+    now = utcnow()
+    validity = {"not_before": now - timedelta(days=30), "not_after": now - timedelta(days=2)}
+    cert = ca.issue_cert(*names, common_name=names[0], **(validity if expired else {}))
+    cert.configure_cert(ctx)
     return ctx
 
 
@@ -41,3 +46,9 @@ def untrusted_tls() -> ssl.SSLContext:
 def wrong_name_tls(ca: trustme.CA) -> ssl.SSLContext:
     """A trusted certificate issued for another name."""
     return _server_context(ca, "other.example")
+
+
+@pytest.fixture(scope="session")
+def expired_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A certificate for `localhost` from the trusted test CA that expired two days ago."""
+    return _server_context(ca, "localhost", expired=True)

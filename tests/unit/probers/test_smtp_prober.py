@@ -1,16 +1,29 @@
 """SMTP checks against a real aiosmtpd server and scripted peers on loopback."""
 
+import base64
 import ssl
+
+import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
-from shared.messages import CheckResult, SmtpAuth, SmtpConfig, TlsOptions
+from shared.messages import (
+    SECRET_MASK,
+    CheckResult,
+    SmtpAuth,
+    SmtpConfig,
+    TlsOptions,
+    decode_result,
+    encode,
+)
 from tests.peers.jobs import make_job
 from tests.peers.scripted import ScriptedPeer
 from tests.peers.smtp import SmtpPeer
 
 GOOD = SmtpAuth(user="alice", password="s3cret")
 BAD = SmtpAuth(user="alice", password="wrong")
+# A scripted server that offers AUTH in the clear and says 250 to the rest.
+AUTH_EHLO = b"250-auth.test\r\n250 AUTH PLAIN LOGIN\r\n"
 
 
 async def smtp_check(
@@ -166,3 +179,100 @@ async def test_4xx_to_ehlo_is_temporary(ssl_contexts: SslContexts) -> None:
     async with ScriptedPeer(b"220 flaky.test SMTP\r\n", b"250 ok\r\n", replies) as peer:
         result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
     assert result.error_kind == "temporary", result.message
+
+
+async def test_a_latin1_greeting_gives_a_readable_banner_that_encodes(
+    ssl_contexts: SslContexts,
+) -> None:
+    """aiosmtplib keeps undecodable bytes as lone surrogates; a result must still be JSON."""
+    replies = {"QUIT": b"221 bye\r\n"}
+    async with ScriptedPeer(b"220 mail.test Gr\xfc\xdfe\r\n", b"250 ok\r\n", replies) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
+    assert result.status == "up", result.message
+    assert result.banner == "mail.test Gr\ufffd\ufffde"
+    assert decode_result(encode(result)) == result
+
+
+async def test_a_latin1_refusal_gives_a_readable_message_that_encodes(
+    ssl_contexts: SslContexts,
+) -> None:
+    async with ScriptedPeer(b"554 Zugriff f\xfcr Sie verweigert\r\n") as peer:
+        result = await smtp_check(peer.port, SmtpConfig(), ssl_contexts, "127.0.0.1")
+    assert result.error_kind == "protocol"
+    assert "Zugriff f\ufffdr Sie verweigert" in result.message
+    assert decode_result(encode(result)) == result
+
+
+@pytest.mark.parametrize("seconds", [3.0, 0.6])
+async def test_a_server_that_never_answers_quit_is_still_up(
+    seconds: float, ssl_contexts: SslContexts
+) -> None:
+    """QUIT gets at most 1 s, and never the check's own deadline, whichever comes first."""
+    replies = {"QUIT": b""}  # never answered; the connection stays open
+    async with ScriptedPeer(b"220 slow.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
+        job = make_job("smtp", peer.port, hostname="127.0.0.1", timeout=seconds)
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert (result.status, result.error_kind) == ("up", None), result.message
+    assert peer.commands[-1] == "QUIT"
+    assert result.response_time_ms is not None
+    assert result.response_time_ms < min(seconds, 1.0) * 1000 + 200
+
+
+async def test_a_failure_reply_echoing_the_password_is_masked(ssl_contexts: SslContexts) -> None:
+    password = "s3cr3t-pw"
+    sent = base64.b64encode(f"\0alice\0{password}".encode()).decode()
+    reply = f"535 5.7.8 no: {sent} is alice/{password}\r\n".encode()
+    replies = {"EHLO": AUTH_EHLO, "AUTH": reply, "QUIT": b"221 bye\r\n"}
+    async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
+        config = SmtpConfig(auth=SmtpAuth(user="alice", password=password))
+        result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
+    assert result.error_kind == "auth", result.message
+    assert "AUTH" in peer.commands
+    assert password not in result.message and sent not in result.message
+    assert result.message.endswith(f"no: {SECRET_MASK} is alice/{SECRET_MASK}")
+
+
+async def test_credentials_with_a_line_break_are_refused_before_sending(
+    ssl_contexts: SslContexts,
+) -> None:
+    replies = {"EHLO": AUTH_EHLO, "QUIT": b"221 bye\r\n"}
+    async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
+        config = SmtpConfig(auth=SmtpAuth(user="alice", password="s3cret\r\nRSET"))
+        result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
+    assert result.error_kind == "auth"
+    assert "line break" in result.message
+    assert "AUTH" not in peer.commands
+
+
+async def test_starttls_with_an_untrusted_certificate_honours_reject_unauthorized(
+    ssl_contexts: SslContexts, untrusted_tls: ssl.SSLContext
+) -> None:
+    unverified_config = SmtpConfig(auth=GOOD, tls_options=TlsOptions(reject_unauthorized=False))
+    async with SmtpPeer(starttls=untrusted_tls) as peer:
+        verified = await smtp_check(peer.port, SmtpConfig(auth=GOOD), ssl_contexts)
+        unverified = await smtp_check(peer.port, unverified_config, ssl_contexts)
+    assert verified.error_kind == "tls"
+    assert "certificate verification failed" in verified.message
+    assert verified.phases.auth_ms is None
+    assert unverified.status == "up", unverified.message
+    assert unverified.tls is not None and unverified.tls.cert_subject == "localhost"
+    assert unverified.phases.tls_ms is not None and unverified.phases.auth_ms is not None
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["smtps", "starttls"])
+async def test_an_expired_certificate_is_tls_and_says_expired(
+    secure: bool, ssl_contexts: SslContexts, expired_tls: ssl.SSLContext
+) -> None:
+    peer = SmtpPeer(implicit_tls=expired_tls) if secure else SmtpPeer(starttls=expired_tls)
+    async with peer:
+        result = await smtp_check(peer.port, SmtpConfig(secure=secure), ssl_contexts)
+        unverified = await smtp_check(
+            peer.port,
+            SmtpConfig(secure=secure, tls_options=TlsOptions(reject_unauthorized=False)),
+            ssl_contexts,
+        )
+    assert result.error_kind == "tls"
+    assert "expired" in result.message
+    assert unverified.status == "up", unverified.message
+    assert unverified.tls is not None and unverified.tls.cert_days_left is not None
+    assert unverified.tls.cert_days_left < -1  # expired two days ago

@@ -1,0 +1,58 @@
+"""What a result may carry of the text servers and libraries wrote: valid UTF-8, never a secret.
+
+Server replies reach a result raw: aiosmtplib decodes them with `surrogateescape`, so a Latin-1
+greeting carries lone surrogates that no JSON encoder accepts, and a failure reply or an
+exception text may echo the password the check sent. `run_check` passes every such text through
+`publishable` once, where it builds the result.
+"""
+
+import base64
+
+from aioimaplib import quoted
+
+from shared.messages import SECRET_MASK, CheckJob, SmtpConfig
+
+
+def job_secrets(job: CheckJob) -> tuple[str, ...]:
+    """The job's password in each form a server could echo it, longest first: as sent on the
+    wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as it is."""
+    config = job.config
+    if isinstance(config, SmtpConfig):
+        auth = config.auth
+        if auth is None or not auth.password:
+            return ()
+        plain = _b64(f"\0{auth.user}\0{auth.password}")
+        return (plain, _b64(auth.password), auth.password)
+    if not config.password:
+        return ()
+    if job.monitor_type == "imap":
+        return (quoted(config.password)[1:-1], config.password)
+    return (config.password,)
+
+
+def publishable(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with each secret masked and anything that is not valid UTF-8 replaced."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, SECRET_MASK)
+    return valid_utf8(text)
+
+
+def valid_utf8(text: str) -> str:
+    """`text`, or, when it holds lone surrogates, the server's bytes behind them decoded with
+    U+FFFD for what is not UTF-8 (`Gr\\udcfc\\udcdfe` becomes `Gr��e`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no decoder escaped: not from a server's bytes
+            raw = text.encode("utf-8", "replace")
+        return raw.decode("utf-8", "replace")
+    return text
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
