@@ -6,9 +6,10 @@ Target (issue 3): 300,000 monitors at 60 s -> >= 5,000 jobs/s from one controlle
 
 The scheduler runs alone in a child process (its CPU is that process's CPU time over the measured
 window). Every monitor is due once per 60 s, so over a 60 s window each one must be published
-exactly once: jobs/s = jobs whose scheduledAt falls in the window / 60 s, and a job missing from
-the window fails the run. Lateness = when a core NATS subscriber in this process received the
-job - its scheduledAt.
+exactly once: jobs/s = jobs in JOBS (read back after the run) whose scheduledAt falls in the
+window / 60 s, and a job missing from the window fails the run. Lateness = when a core NATS
+subscriber in this process received the job - its scheduledAt (a core subscription may drop
+messages under load, so it is not what the rate counts).
 """
 
 import asyncio
@@ -21,17 +22,21 @@ from multiprocessing.connection import Connection
 
 import msgspec
 import nats
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller import schedule
 from controller.agents import LiveAgents
 from controller.db.pool import connect, create_pool
+from controller.ingest import Puller
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_streams
+from shared.subjects import JOBS_STREAM
 from shared.timefmt import iso_ms, utcnow
 
 MONITORS = 300_000
@@ -96,6 +101,32 @@ async def _schedule(database_url: str, nats_url: str, window: tuple[float, float
     return cpu
 
 
+async def _published(
+    nc: NATS, js: nats.js.JetStreamContext, decoder: msgspec.json.Decoder[_Due]
+) -> list[float]:
+    """The scheduledAt (epoch seconds) of every job in JOBS: what was published, whatever a
+    live subscriber may have missed. Nobody consumes JOBS here, so all of them are still there;
+    a work-queue stream only takes consumers that ack, so this one pulls and never acks."""
+    total = (await js.stream_info(JOBS_STREAM)).state.messages
+    await js.add_consumer(
+        JOBS_STREAM,
+        ConsumerConfig(
+            durable_name="bench-count", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1
+        ),
+    )
+    puller = Puller(nc, js, JOBS_STREAM, "bench-count")
+    dues: list[float] = []
+    while len(dues) < total:
+        msgs = await puller.fetch(1000, 2.0)
+        if not msgs:
+            raise SystemExit(f"JOBS holds {total} jobs but only {len(dues)} could be read")
+        for msg in msgs:
+            at = datetime.fromisoformat(decoder.decode(msg.data).scheduled_at)
+            dues.append(at.timestamp())
+    await puller.close()
+    return dues
+
+
 async def _heartbeats(js: nats.js.JetStreamContext, stop: asyncio.Event) -> None:
     kv = await ensure_streams(js)
     now = iso_ms(utcnow())
@@ -143,14 +174,15 @@ async def _run() -> bool:
         await asyncio.sleep(0.5)
         stop.set()
         await beats
+        published = await _published(nc, js, decoder)
         await nc.drain()
     finally:
         pipes.close()
     in_window = [(due, at) for due, at in received if window[0] <= due < window[1]]
     late_ms = [(at - due) * 1000 for due, at in in_window]
-    distinct = len({due for due, _ in in_window})
-    rate = len(in_window) / WINDOW_S
-    complete = len(in_window) >= MONITORS * WINDOW_S / INTERVAL * 0.999 and distinct > 0
+    stored = sum(1 for due in published if window[0] <= due < window[1])
+    rate = stored / WINDOW_S
+    complete = stored >= MONITORS * WINDOW_S / INTERVAL * 0.999
     p50, p99, worst = percentile(late_ms, 50), percentile(late_ms, 99), max(late_ms, default=0)
     share = cpu / WINDOW_S
     rate_ok = rate >= TARGET_RATE and complete
@@ -162,9 +194,11 @@ async def _run() -> bool:
         f" set up in {setup_s:.0f} s; window {iso_ms(start)} + {WINDOW_S:.0f} s)"
     )
     print(
-        f"  jobs due in the window published: {len(in_window):,} = {rate:,.0f} jobs/s"
+        f"  jobs due in the window published (in JOBS): {stored:,} = {rate:,.0f} jobs/s"
         f"   target >= {TARGET_RATE:,}/s: {verdict(rate_ok)}"
     )
+    if len(in_window) < stored:
+        print(f"  (the live subscriber saw {len(in_window):,} of them; lateness is theirs)")
     print(
         f"  scheduler process CPU: {cpu:.1f} s in {WINDOW_S:.0f} s = {share:.0%} of a core"
         f"   target <= {TARGET_CPU:.0%}: {verdict(cpu_ok)}"
