@@ -159,30 +159,66 @@ class Worker:
             log.info("agent_stopped")
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription | None:
-        """Create or update the country's consumer and bind to it; wait while JOBS is missing."""
+        """Bind to the country's consumer; wait, backing off, while JOBS or `jobs-CC` is
+        missing (the controller creates both at start)."""
         while not self._stopping.is_set():
+            wait = self._backoff.next()
             try:
-                await self._ensure_consumer()
-                return await self._js.pull_subscribe_bind(
-                    jobs_consumer_name(self.country), stream=JOBS_STREAM
-                )
+                if await self._ensure_consumer():
+                    self._backoff.reset()
+                    return await self._js.pull_subscribe_bind(
+                        jobs_consumer_name(self.country), stream=JOBS_STREAM
+                    )
             except NotFoundError:
                 log.warning(
                     "jobs_stream_missing",
                     stream=JOBS_STREAM,
-                    retry_in_s=self._retry_delay,
+                    retry_in_s=round(wait, 3),
                     hint="the controller creates it at start",
                 )
             except NATS_ERRORS as exc:
-                log.warning("jobs_consumer_failed", error=repr(exc), retry_in_s=self._retry_delay)
-            await self._sleep(self._retry_delay)
+                log.warning("jobs_consumer_failed", error=repr(exc), retry_in_s=round(wait, 3))
+            await self._sleep(wait)
         return None
 
-    async def _ensure_consumer(self) -> None:
-        """Idempotent: creates `jobs-CC`, or updates it (ack_wait) when it differs."""
-        config = jobs_consumer_config(self.country, self._ack_wait)
-        config.name = config.durable_name
-        await self._js.add_consumer(JOBS_STREAM, config)
+    async def _ensure_consumer(self) -> bool:
+        """Whether `jobs-CC` is there to bind to; NotFoundError while JOBS itself is missing.
+
+        The controller creates and configures every country's consumer. The agent asks
+        JetStream itself only when its consumer is missing or has another ack_wait: granted
+        on a server without deploy/'s permissions (development, tests), refused with them
+        (a `Permissions Violation`, then a timeout), since a consumer's config decides where
+        its jobs, secrets included, are delivered."""
+        name = jobs_consumer_name(self.country)
+        try:
+            info = await self._js.consumer_info(JOBS_STREAM, name)
+        except NotFoundError as exc:
+            if exc.err_code != 10014:  # consumer not found; the stream's own 404 is 10059
+                raise
+            info = None
+        if info is not None and info.config.ack_wait == self._ack_wait:
+            return True
+        try:
+            await self._js.add_consumer(
+                JOBS_STREAM, jobs_consumer_config(self.country, self._ack_wait)
+            )
+        except NATS_ERRORS as exc:
+            if info is None:
+                log.warning(
+                    "jobs_consumer_missing",
+                    consumer=name,
+                    error=repr(exc),
+                    hint="the controller creates every country's consumer at start",
+                )
+                return False
+            log.warning(
+                "jobs_consumer_kept",
+                consumer=name,
+                ack_wait_s=info.config.ack_wait,
+                wanted_ack_wait_s=self._ack_wait,
+                error=repr(exc),
+            )
+        return True
 
     def _start_heartbeat(self) -> asyncio.Task[None] | None:
         if self._heartbeat_interval is None:

@@ -13,12 +13,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from controller.agents import LiveAgents
+from controller.api.validation import COUNTRIES
 from controller.ingest import Ingester
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings, nats_tls_context
-from shared.streams import ensure_streams
+from shared.streams import MIB, ensure_jobs_consumers, ensure_streams
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,14 @@ async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
     )
 
 
+async def _ensure_jobs_consumers(js: JetStreamContext) -> None:
+    """Every country's `jobs-CC`, in place before any agent looks for it: agents may not
+    create or change their consumer (deploy/nats_conf.py), only bind to it."""
+    written = await ensure_jobs_consumers(js, sorted(COUNTRIES))
+    if written:
+        log.info("jobs consumers written", count=written)
+
+
 @asynccontextmanager
 async def open_pipeline(
     settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
@@ -70,7 +79,13 @@ async def open_pipeline(
     conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings))
     try:
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
-        kv = await ensure_streams(js, settings.results_retention_days)
+        kv = await ensure_streams(
+            js,
+            settings.results_retention_days,
+            results_max_bytes=settings.results_max_mib * MIB,
+            events_max_bytes=settings.events_max_mib * MIB,
+        )
+        await _ensure_jobs_consumers(js)
         agents = LiveAgents(kv)
         box = SecretBox(settings.secrets_key or "")
         scheduler = Scheduler(

@@ -1,8 +1,10 @@
 """`serve`: the roles of CONTROLLER_ROLES as asyncio tasks sharing one pool and one NATS
 connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions),
-`alerter` (evaluation, events, and the outbox worker sending notifications)."""
+`alerter` (evaluation, events, and the outbox worker sending notifications). Without `api`,
+`/metrics`, `/health` and `/ready` are served on CONTROLLER_METRICS_PORT instead."""
 
 import asyncio
+import functools
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -14,12 +16,13 @@ from nats.js import JetStreamContext
 
 from controller import metrics
 from controller.alerting import Alerter
-from controller.app import create_app
+from controller.app import READY_TIMEOUT_S, create_app
 from controller.db.pool import create_pool
 from controller.ingest import keep_partitions
 from controller.notify import channels
 from controller.outbox import OutboxWorker
 from controller.pipeline import Pipeline, open_pipeline
+from shared import ops
 from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
@@ -53,7 +56,7 @@ async def serve(settings: ControllerSettings) -> None:
                 if "api" in roles:
                     await _serve_api(settings, create_app(settings, pool, pipeline))
                 else:
-                    await stop.wait()
+                    await _serve_ops(settings, pool, pipeline, stop)
             finally:
                 stop.set()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -94,6 +97,36 @@ def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> li
     if "alerter" in roles:
         probes.append(metrics.outbox_pending(pool))
     return probes
+
+
+async def _serve_ops(
+    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+) -> None:
+    """No API in this process: the ops endpoints on their own port (none with port 0), so a
+    scheduler- or ingester-only replica is probed and scraped like any other, until `stop`."""
+    server = None
+    if settings.controller_metrics_port:
+        server = await ops.start(
+            settings.controller_metrics_host,
+            settings.controller_metrics_port,
+            functools.partial(readiness, pool, pipeline),
+        )
+    try:
+        await stop.wait()
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+
+async def readiness(pool: asyncpg.Pool, pipeline: Pipeline) -> str | None:
+    """What the API's `/ready` checks: PostgreSQL answers and NATS is connected."""
+    try:
+        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+        return f"PostgreSQL: {exc!r}"
+    return None if pipeline.nc.is_connected else "NATS is not connected"
 
 
 def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:

@@ -8,12 +8,21 @@ bcrypt hashes), add or rotate one user and write every block again with the curr
 Users (see deploy/README.md):
 
 - `controller`: the controller process (scheduler, ingester, alerter, API).
-- `agent-CC`: every agent of country CC; pulls only `jobs-CC`, publishes only `mon.results.CC.>`
-  and its heartbeat `CC.*` in the `agents` bucket. Replies reach it on `_INBOX_agent_CC.>` only,
-  so an agent must connect with `inbox_prefix=agent_inbox_prefix(CC)`.
+- `agent-CC`: every agent of country CC; looks up and pulls only `jobs-CC` (which the controller
+  creates: an agent may not create or change a consumer), publishes only `mon.results.CC.>` and
+  its heartbeat `CC.*` in the `agents` bucket. Replies reach it on `_INBOX_agent_CC.>` only, so
+  an agent must connect with `inbox_prefix=agent_inbox_prefix(CC)`.
+- `leaf-REGION`: the login of one regional leaf server (leaf.conf) at the hub, for the countries
+  given when it was minted (kept in its block as `# countries DE,FR`): exactly what those
+  countries' agents send to the hub, and their inboxes back. Usable only as a leaf connection.
 - `subscriber`: read-only: RESULTS and EVENTS history through stream info and message get, live
   results and events by core subscription; replies on `_INBOX_subscriber.>`. It may create no
   consumer (see `subscriber_permissions`).
+
+Agents behind a leaf reach the hub's JetStream through its domain `hub` (JetStream API traffic
+does not cross a leaf connection unqualified): leaf.conf maps `$JS.API.>` to `$JS.hub.API.>` and
+`$KV.agents.>` to `$JS.hub.API.$KV.agents.>`, and servers check permissions after mapping, so
+an agent's user allows both forms and the agent itself needs no setting.
 
 Only allow lists are used: a `deny` on subscribe would also drop JetStream deliveries whose
 original subject matches it.
@@ -37,7 +46,6 @@ from shared.subjects import (
     JOBS_STREAM,
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
-    jobs_subject,
     results_country_filter,
 )
 
@@ -47,12 +55,19 @@ SUBSCRIBER_USER: Final = "subscriber"
 SERVICE_USERS: Final = (CONTROLLER_USER, SUBSCRIBER_USER)
 SUBSCRIBER_INBOX_PREFIX: Final = "_INBOX_subscriber"
 BCRYPT_COST: Final = 11
+# The hub's JetStream domain (hub.conf `jetstream { domain: hub }`, leaf.conf's mappings).
+JS_DOMAIN: Final = "hub"
+HUB_API: Final = f"$JS.{JS_DOMAIN}.API"
+CLIENT_CONNECTIONS: Final = ("STANDARD", "WEBSOCKET")
+LEAF_CONNECTIONS: Final = ("LEAFNODE",)
 
 _AGENT_USER = re.compile(r"agent-([A-Z]{2})")
+_LEAF_USER = re.compile(r"leaf-[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _BLOCK = re.compile(r"^# BEGIN (?P<user>\S+)\n(?P<body>.*?)^# END (?P=user)$", re.M | re.S)
 _PASSWORD = re.compile(r'^\s*password: "(?P<hash>[^"]+)"$', re.M)
 _MINTED = re.compile(r"^\s*# minted (?P<minted>.+)$", re.M)
+_COUNTRIES = re.compile(r"^\s*# countries (?P<countries>.*)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -65,11 +80,13 @@ class Permissions:
 
 @dataclass(frozen=True)
 class StoredUser:
-    """One user as kept in agents.conf: its name, bcrypt hash and when it was minted."""
+    """One user as kept in agents.conf: its name, bcrypt hash, when it was minted and, for a
+    leaf user, the countries whose agents it carries."""
 
     user: str
     password_hash: str
     minted: str = ""
+    countries: tuple[str, ...] = ()
 
 
 def _country(cc: str) -> str:
@@ -78,8 +95,20 @@ def _country(cc: str) -> str:
     return cc
 
 
+def countries_of(text: str) -> tuple[str, ...]:
+    """`"de, fr"` → `("DE", "FR")`: sorted, without repeats; at least one."""
+    found = sorted({_country(c.strip().upper()) for c in text.split(",") if c.strip()})
+    if not found:
+        raise ValueError("a leaf user needs at least one country, e.g. --countries DE,FR")
+    return tuple(found)
+
+
 def agent_user(cc: str) -> str:
     return f"agent-{_country(cc)}"
+
+
+def is_leaf_user(user: str) -> bool:
+    return _LEAF_USER.fullmatch(user) is not None
 
 
 def agent_inbox_prefix(cc: str) -> str:
@@ -101,22 +130,48 @@ def controller_permissions() -> Permissions:
     )
 
 
+def _hub_rights(cc: str) -> tuple[str, ...]:
+    """What an agent of `cc` sends to the hub's JetStream in its domain form (`$JS.hub.API`),
+    as it arrives from a leaf; also all a leaf user may send for `cc`. No consumer create or
+    update: a consumer's config decides where its jobs (with their secrets) go, so only the
+    controller writes consumers."""
+    consumer = jobs_consumer_name(_country(cc))
+    return (
+        f"{HUB_API}.CONSUMER.INFO.{JOBS_STREAM}.{consumer}",
+        f"{HUB_API}.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{consumer}",
+        f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",  # ack, nak, term, in-progress
+        results_country_filter(cc),
+        f"{HUB_API}.$KV.{AGENTS_BUCKET}.{cc}.>",  # heartbeat put and delete of `CC.<agentId>`
+    )
+
+
 def agent_permissions(cc: str) -> Permissions:
     consumer = jobs_consumer_name(_country(cc))
     return Permissions(
         publish=(
-            # Create-or-update only this durable, and only with this filter (the server checks
-            # the filter in the subject against the request). The legacy DURABLE.CREATE subject
-            # is deliberately absent: it carries the filter only in the body.
-            f"$JS.API.CONSUMER.CREATE.{JOBS_STREAM}.{consumer}.{jobs_subject(cc)}",
             f"$JS.API.CONSUMER.INFO.{JOBS_STREAM}.{consumer}",
             f"$JS.API.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{consumer}",
-            f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",  # ack, nak, term, in-progress
-            results_country_filter(cc),
             f"$JS.API.STREAM.INFO.KV_{AGENTS_BUCKET}",  # js.key_value() looks the bucket up
-            f"$KV.{AGENTS_BUCKET}.{cc}.>",  # heartbeat put and delete of `CC.<agentId>`
+            f"$KV.{AGENTS_BUCKET}.{cc}.>",
+            f"{HUB_API}.STREAM.INFO.KV_{AGENTS_BUCKET}",
+            *_hub_rights(cc),
         ),
         subscribe=(f"{agent_inbox_prefix(cc)}.>",),
+    )
+
+
+def leaf_permissions(countries: Iterable[str]) -> Permissions:
+    """From the hub's side of a leaf connection, `publish` is what the leaf may send into the
+    hub and `subscribe` what the hub may send to it: the agents' requests and their replies."""
+    found = sorted(countries)
+    if not found:
+        raise ValueError("a leaf user needs at least one country")
+    publish = [f"{HUB_API}.STREAM.INFO.KV_{AGENTS_BUCKET}"]
+    for cc in found:
+        publish += _hub_rights(cc)
+    return Permissions(
+        publish=tuple(publish),
+        subscribe=tuple(f"{agent_inbox_prefix(cc)}.>" for cc in found),
     )
 
 
@@ -134,27 +189,31 @@ def subscriber_permissions() -> Permissions:
     )
 
 
-def permissions_for(user: str) -> Permissions:
+def permissions_for(user: str, countries: Iterable[str] = ()) -> Permissions:
+    """The rights of `user`; `countries` only for a leaf user."""
     if user == CONTROLLER_USER:
         return controller_permissions()
     if user == SUBSCRIBER_USER:
         return subscriber_permissions()
     if match := _AGENT_USER.fullmatch(user):
         return agent_permissions(match.group(1))
+    if is_leaf_user(user):
+        return leaf_permissions(countries)
     raise ValueError(
-        f"unknown NATS user {user!r}: expected a country code (agent-CC), "
+        f"unknown NATS user {user!r}: expected a country code (agent-CC), leaf-REGION, "
         f"{CONTROLLER_USER} or {SUBSCRIBER_USER}"
     )
 
 
 def user_for(name: str) -> str:
-    """`DE` → `agent-DE`; `controller` and `subscriber` stay as they are."""
-    if name in SERVICE_USERS:
+    """`DE` → `agent-DE`; `controller`, `subscriber` and `leaf-REGION` stay as they are."""
+    if name in SERVICE_USERS or is_leaf_user(name):
         return name
     if _COUNTRY.fullmatch(name.upper()):
         return agent_user(name.upper())
     raise ValueError(
-        f"expected a country code like DE, {CONTROLLER_USER} or {SUBSCRIBER_USER}, got {name!r}"
+        f"expected a country code like DE, leaf-REGION (lower case, e.g. leaf-eu), "
+        f"{CONTROLLER_USER} or {SUBSCRIBER_USER}, got {name!r}"
     )
 
 
@@ -162,15 +221,24 @@ def _allow(kind: str, subjects: Iterable[str]) -> list[str]:
     return [f"    {kind}: {{ allow: [", *(f"      {json.dumps(s)}" for s in subjects), "    ] }"]
 
 
-def render_user(user: str, password_hash: str, *, minted: str = "") -> str:
-    """One user's block for agents.conf, with its current permissions."""
-    perms = permissions_for(user)
+def render_user(
+    user: str, password_hash: str, *, minted: str = "", countries: Iterable[str] = ()
+) -> str:
+    """One user's block for agents.conf, with its current permissions. A leaf user may log in
+    only as a leaf connection, every other user only as a client."""
+    countries = tuple(countries)
+    perms = permissions_for(user, countries)
+    leaf = is_leaf_user(user)
     lines = [f"# BEGIN {user}", "{"]
     if minted:
         lines.append(f"  # minted {minted}")
+    if leaf:
+        lines.append(f"  # countries {','.join(countries)}")
+    connections = LEAF_CONNECTIONS if leaf else CLIENT_CONNECTIONS
     lines += [
         f"  user: {json.dumps(user)}",
         f"  password: {json.dumps(password_hash)}",
+        f"  allowed_connection_types: {json.dumps(list(connections))}",
         "  permissions: {",
         *_allow("publish", perms.publish),
         *_allow("subscribe", perms.subscribe),
@@ -187,7 +255,10 @@ def render_agent_block(cc: str, password_hash: str, *, minted: str = "") -> str:
 
 
 def _order(user: str) -> tuple[int, str]:
-    return (SERVICE_USERS.index(user), "") if user in SERVICE_USERS else (len(SERVICE_USERS), user)
+    """Service users, then agents by country, then leaf users by region."""
+    if user in SERVICE_USERS:
+        return SERVICE_USERS.index(user), ""
+    return len(SERVICE_USERS) + is_leaf_user(user), user
 
 
 HEADER: Final = f"""\
@@ -201,7 +272,7 @@ HEADER: Final = f"""\
 def render_users_conf(users: Iterable[StoredUser]) -> str:
     """The whole agents.conf: every user's block inside the account's `users` list."""
     blocks = [
-        render_user(u.user, u.password_hash, minted=u.minted)
+        render_user(u.user, u.password_hash, minted=u.minted, countries=u.countries)
         for u in sorted(users, key=lambda u: _order(u.user))
     ]
     return HEADER + "users: [\n" + "".join(blocks) + "]\n"
@@ -215,10 +286,19 @@ def parse_users_conf(text: str) -> dict[str, StoredUser]:
         password = _PASSWORD.search(body)
         if password is None:
             raise ValueError(f"agents.conf: the block of {user} has no password line")
-        permissions_for(user)  # an unknown user name is an error, not silently dropped
+        listed = _COUNTRIES.search(body)
+        countries = countries_of(listed.group("countries")) if listed else ()
+        # An unknown user name, or a leaf user without countries, is an error, not dropped.
+        try:
+            permissions_for(user, countries)
+        except ValueError as exc:
+            raise ValueError(f"agents.conf: the block of {user}: {exc}") from None
         minted = _MINTED.search(body)
         users[user] = StoredUser(
-            user, password.group("hash"), minted.group("minted").strip() if minted else ""
+            user,
+            password.group("hash"),
+            minted.group("minted").strip() if minted else "",
+            countries,
         )
     return users
 
@@ -301,8 +381,11 @@ __all__ = [
     "agent_permissions",
     "agent_user",
     "controller_permissions",
+    "countries_of",
     "credentials_url",
     "hash_password",
+    "is_leaf_user",
+    "leaf_permissions",
     "new_password",
     "parse_users_conf",
     "permissions_for",

@@ -207,6 +207,30 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "notifications to send",
         ),
     ] = 1.0
+    results_max_mib: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="size cap of the `RESULTS` stream in MiB; past it the oldest results go "
+            "first, whatever their age",
+        ),
+    ] = 20_480
+    events_max_mib: Annotated[
+        int, Meta(ge=1, description="size cap of the `EVENTS` stream in MiB, oldest first")
+    ] = 1024
+    controller_metrics_host: Annotated[
+        str,
+        Meta(description="address of `/metrics`, `/health` and `/ready` without the `api` role"),
+    ] = "0.0.0.0"
+    controller_metrics_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="port of `/metrics`, `/health` and `/ready` when `CONTROLLER_ROLES` has "
+            "no `api` (with it they are on `API_PORT`); `0`: none",
+        ),
+    ] = 9465
 
     @property
     def roles(self) -> frozenset[str]:

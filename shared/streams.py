@@ -1,21 +1,27 @@
 """JetStream streams, consumers and the agents KV bucket, created idempotently.
 
-The controller calls `ensure_streams` at start; an agent calls `ensure_jobs_consumer` for its
-country (with NATS credentials that allow exactly that, see deploy/). Settings that differ per
-deployment (history kept) are arguments.
+The controller calls `ensure_streams` and `ensure_jobs_consumers` at start: it alone creates and
+updates the streams, the bucket and every country's durable `jobs-CC`. An agent only looks its
+consumer up and pulls from it (deploy/ gives it no right to create or change one: a consumer's
+config decides where its jobs, with their secrets, are delivered). Settings that differ per
+deployment (history kept, size limits) are arguments.
 """
 
+from collections.abc import Iterable
+
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DeliverPolicy,
-    KeyValueConfig,
+    DiscardPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from nats.js.kv import KeyValue
 
 from shared.subjects import (
@@ -29,17 +35,36 @@ from shared.subjects import (
     jobs_subject,
 )
 
+log = structlog.get_logger(__name__)
+
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
 HEARTBEAT_TTL_S = 30
 INGEST_CONSUMER = "ingest"
+# What agents wait before a job they took and went silent on goes to another agent; running
+# checks extend it with `in_progress` (agent.worker).
+JOBS_ACK_WAIT_S = 30.0
+MIB = 1024 * 1024
+RESULTS_MAX_BYTES = 20 * 1024 * MIB
+EVENTS_MAX_BYTES = 1024 * MIB
+# A heartbeat is a few hundred bytes; the caps only bound what a misbehaving agent can store.
+AGENTS_MAX_BYTES = 64 * MIB
+AGENTS_MAX_VALUE_BYTES = 64 * 1024
 
 
 def jobs_consumer_name(cc: str) -> str:
     return f"jobs-{cc}"
 
 
-def stream_configs(results_days: float = 7, events_days: float = 30) -> list[StreamConfig]:
+def stream_configs(
+    results_days: float = 7,
+    events_days: float = 30,
+    *,
+    results_max_bytes: int = RESULTS_MAX_BYTES,
+    events_max_bytes: int = EVENTS_MAX_BYTES,
+) -> list[StreamConfig]:
+    """JOBS, RESULTS, EVENTS and the bucket's stream. RESULTS and EVENTS drop their oldest
+    messages past their size, so no publisher (say, a compromised agent) can fill the store."""
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -55,6 +80,8 @@ def stream_configs(results_days: float = 7, events_days: float = 30) -> list[Str
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=results_days * 86_400,
+            max_bytes=results_max_bytes,
+            discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
         StreamConfig(
@@ -63,38 +90,72 @@ def stream_configs(results_days: float = 7, events_days: float = 30) -> list[Str
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=events_days * 86_400,
+            max_bytes=events_max_bytes,
+            discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
+        agents_stream_config(),
     ]
 
 
+def agents_stream_config() -> StreamConfig:
+    """The `agents` bucket's stream: what nats-py's `create_key_value` makes, except that
+    rollup headers are refused. With them, any agent could wipe the whole bucket (every
+    country's heartbeats) by one put of its own key with `Nats-Rollup: all`; heartbeats need
+    only put and delete."""
+    return StreamConfig(
+        name=f"KV_{AGENTS_BUCKET}",
+        subjects=[f"$KV.{AGENTS_BUCKET}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=HEARTBEAT_TTL_S,
+        max_msgs_per_subject=1,
+        max_bytes=AGENTS_MAX_BYTES,
+        max_msg_size=AGENTS_MAX_VALUE_BYTES,
+        max_msgs=-1,
+        max_consumers=-1,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=HEARTBEAT_TTL_S,
+        allow_rollup_hdrs=False,
+        allow_msg_ttl=True,  # as nats-py creates buckets; once on, JetStream keeps it on
+        deny_delete=True,
+        allow_direct=False,
+    )
+
+
 async def ensure_streams(
-    js: JetStreamContext, results_days: float = 7, events_days: float = 30
+    js: JetStreamContext,
+    results_days: float = 7,
+    events_days: float = 30,
+    *,
+    results_max_bytes: int = RESULTS_MAX_BYTES,
+    events_max_bytes: int = EVENTS_MAX_BYTES,
 ) -> KeyValue:
     """Create or update the streams and the agents bucket; return the bucket."""
-    for config in stream_configs(results_days, events_days):
+    configs = stream_configs(
+        results_days,
+        events_days,
+        results_max_bytes=results_max_bytes,
+        events_max_bytes=events_max_bytes,
+    )
+    for config in configs:
         try:
             await js.stream_info(config.name or "")
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    return await agents_bucket(js, create=True)
+    return await agents_bucket(js)
 
 
-async def agents_bucket(js: JetStreamContext, *, create: bool = False) -> KeyValue:
-    try:
-        return await js.key_value(AGENTS_BUCKET)
-    except (NotFoundError, BadRequestError):
-        if not create:
-            raise
-        return await js.create_key_value(
-            KeyValueConfig(bucket=AGENTS_BUCKET, ttl=HEARTBEAT_TTL_S, history=1)
-        )
+async def agents_bucket(js: JetStreamContext) -> KeyValue:
+    """The `agents` bucket (`ensure_streams` creates it); NotFoundError while it is missing."""
+    return await js.key_value(AGENTS_BUCKET)
 
 
-def jobs_consumer_config(cc: str, ack_wait_s: float) -> ConsumerConfig:
+def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> ConsumerConfig:
     """The durable pull consumer all agents of country `cc` share."""
     return ConsumerConfig(
+        name=jobs_consumer_name(cc),
         durable_name=jobs_consumer_name(cc),
         filter_subject=jobs_subject(cc),
         ack_policy=AckPolicy.EXPLICIT,
@@ -103,6 +164,63 @@ def jobs_consumer_config(cc: str, ack_wait_s: float) -> ConsumerConfig:
         max_deliver=5,
         max_ack_pending=20_000,
     )
+
+
+async def ensure_jobs_consumers(
+    js: JetStreamContext, countries: Iterable[str], ack_wait_s: float = JOBS_ACK_WAIT_S
+) -> int:
+    """Create every country's `jobs-CC` that is missing or differs from `jobs_consumer_config`
+    (say, turned into a push consumer); return how many were written. One listing when all
+    are in place already."""
+    existing = {info.name: info for info in await _jobs_consumers(js)}
+    written = 0
+    for cc in countries:
+        config = jobs_consumer_config(cc, ack_wait_s)
+        found = existing.get(config.name or "")
+        if found is not None and _same(found, config):
+            continue
+        await _put_consumer(js, config, found)
+        written += 1
+    return written
+
+
+async def _jobs_consumers(js: JetStreamContext) -> list[ConsumerInfo]:
+    found: list[ConsumerInfo] = []
+    while True:
+        page = await js.consumers_info(JOBS_STREAM, offset=len(found))
+        found += page
+        if not page:
+            return found
+
+
+def _same(info: ConsumerInfo, config: ConsumerConfig) -> bool:
+    have = info.config
+    return (
+        have.deliver_subject is None
+        and have.filter_subject == config.filter_subject
+        and not have.filter_subjects
+        and have.ack_wait == config.ack_wait
+        and have.max_deliver == config.max_deliver
+        and have.max_ack_pending == config.max_ack_pending
+        and have.ack_policy == config.ack_policy
+    )
+
+
+async def _put_consumer(
+    js: JetStreamContext, config: ConsumerConfig, found: ConsumerInfo | None
+) -> None:
+    """Create or update; a consumer JetStream will not update in place (a push consumer
+    cannot become a pull one) is deleted and created anew, with a log line."""
+    try:
+        await js.add_consumer(JOBS_STREAM, config)
+    except APIError as exc:
+        if found is None:
+            raise
+        log.warning(
+            "jobs_consumer_replaced", consumer=config.name, error=exc.description or repr(exc)
+        )
+        await js.delete_consumer(JOBS_STREAM, config.name or "")
+        await js.add_consumer(JOBS_STREAM, config)
 
 
 def ingest_consumer_config() -> ConsumerConfig:

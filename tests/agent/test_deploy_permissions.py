@@ -1,5 +1,6 @@
 """The worker as deployed: connected as NATS user `agent-CC` of deploy/nats, with nothing more
-than that user may do (create its consumer, fetch, ack, publish its results, heartbeat)."""
+than that user may do (look up the consumer the controller made, fetch, ack, publish its
+results, heartbeat)."""
 
 import nats
 import pytest
@@ -8,7 +9,7 @@ from nats.aio.client import Client as NATS
 from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
 from deploy.nats_conf import agent_user
-from shared.streams import ensure_streams, jobs_consumer_name
+from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import AGENTS_BUCKET, JOBS_STREAM, agent_inbox_prefix
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
 from tests.deploy.test_nats_permissions import Hub, hub
@@ -25,6 +26,7 @@ async def test_worker_runs_a_job_with_only_its_countrys_permissions(
     )
     js = controller.jetstream()
     await ensure_streams(js)
+    await ensure_jobs_consumers(js, [country])
     errors: list[Exception] = []
 
     async def on_error(exc: Exception) -> None:

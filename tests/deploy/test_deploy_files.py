@@ -1,14 +1,18 @@
 """deploy/ as far as this machine can check it without Docker or Kubernetes.
 
 Every environment variable the container, compose, Kubernetes and systemd files set for a
-mailprobe process is a real setting of that process; the NATS configurations pass
-`nats-server -t`; `python -m deploy.mint_country` writes an agents.conf the server accepts.
+mailprobe process is a real setting of that process, and their probes ask the ports and paths
+the processes serve; what the Dockerfile copies builds a wheel with every package and
+migration; the NATS configurations pass `nats-server -t`; `python -m deploy.mint_country`
+writes an agents.conf the server accepts.
 """
 
 import os
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -18,11 +22,12 @@ import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
 from deploy import mint_country
-from deploy.nats_conf import parse_users_conf, render_users_conf
+from deploy.nats_conf import JS_DOMAIN, parse_users_conf, render_users_conf
 from shared import embedded
-from shared.settings import AgentSettings, ControllerSettings
+from shared.settings import AgentSettings, ControllerSettings, load
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 SETTINGS = {
     "controller": {f.encode_name for f in msgspec.structs.fields(ControllerSettings)},
     "agent": {f.encode_name for f in msgspec.structs.fields(AgentSettings)},
@@ -53,6 +58,40 @@ def test_dockerfile() -> None:
     )
 
 
+def test_what_the_dockerfile_copies_builds_every_package_and_migration(tmp_path: Path) -> None:
+    """The image runs `pip install .` on what its COPY lines bring in: that tree, built into a
+    wheel, holds the three packages and every SQL migration (which `controller migrate` reads
+    from the installed package)."""
+    context = tmp_path / "app"
+    context.mkdir()
+    for line in re.findall(r"^COPY (.+)$", (DEPLOY / "Dockerfile").read_text(), re.M):
+        *sources, dest = line.split()
+        for source in sources:
+            target = context / dest / source if dest.endswith("/") else context / dest
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(ROOT / source, target)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(context), "--no-deps", "-q", "-w", "dist"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp_path / "dist").glob("mailprobe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for package in ("controller", "agent", "shared"):
+        modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")}
+        assert modules <= names, sorted(modules - names)
+    migrations = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/db/migrations").glob("*.sql")
+    }
+    assert migrations and migrations <= names, sorted(migrations - names)
+
+
 def test_compose() -> None:
     compose: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
@@ -69,6 +108,34 @@ def test_compose() -> None:
     nats = services["nats"]
     assert nats["command"] == ["-c", "/etc/nats/hub.conf"]
     assert "./nats:/etc/nats:ro" in nats["volumes"]
+
+
+def nats_server_version() -> str:
+    out = subprocess.run(
+        [embedded.nats_server_binary(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"v(\d+\.\d+\.\d+)", out)
+    assert found, out
+    return found.group(1)
+
+
+def test_compose_pins_the_tested_nats_and_checks_every_service() -> None:
+    """The nats image is the nats-server version the tests run; every long-running service has
+    a healthcheck asking the port and path its process serves, and waits for NATS healthy."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    assert services["nats"]["image"] == f"nats:{nats_server_version()}-alpine"
+    assert "http://127.0.0.1:8222/healthz" in services["nats"]["healthcheck"]["test"]
+    agent_port = load(AgentSettings, {}, agent_country="DE").agent_metrics_port
+    for name, service in services.items():
+        if service.get("image") != IMAGE or name == "migrate":
+            continue
+        probe = " ".join(service["healthcheck"]["test"])
+        assert service["depends_on"]["nats"] == {"condition": "service_healthy"}, name
+        if service["command"][0] == "agent":
+            port = service["environment"].get("AGENT_METRICS_PORT", agent_port)
+        else:
+            port = service["environment"]["API_PORT"]
+        assert f"http://127.0.0.1:{port}/ready" in probe, name
 
 
 def k8s_documents() -> list[dict[str, Any]]:
@@ -111,11 +178,28 @@ def test_kubernetes_manifests() -> None:
             check_env(process, names, where)
 
 
+def test_kubernetes_probes_ask_the_ports_the_processes_serve() -> None:
+    """Agents: /health and /ready on AGENT_METRICS_PORT's default (9464); the controller:
+    on API_PORT as its ConfigMap sets it."""
+    docs = k8s_documents()
+    configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    agent_port = load(AgentSettings, {}, agent_country="DE").agent_metrics_port
+    api_port = int(configmaps["mailprobe-controller-config"]["API_PORT"])
+    for name, port in (("mailprobe-agent-de", agent_port), ("mailprobe-controller", api_port)):
+        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe, path in (("livenessProbe", "/health"), ("readinessProbe", "/ready")):
+            check = container[probe]["httpGet"]
+            assert check["path"] == path, (name, probe)
+            assert ports[check["port"]] == port, (name, probe)
+
+
 @pytest.mark.parametrize(
     ("unit", "process", "exec_start"),
     [
         ("mailprobe-controller.service", "controller", "-m controller serve"),
-        ("mailprobe-agent@.service", "agent", "-m agent --country %i"),
+        ("mailprobe-agent@.service", "agent", "-m agent"),
     ],
 )
 def test_systemd_units(unit: str, process: str, exec_start: str) -> None:
@@ -128,6 +212,7 @@ def test_systemd_units(unit: str, process: str, exec_start: str) -> None:
     assert start.endswith(exec_start)
     if process == "agent":
         assert "Environment=AGENT_COUNTRY=%i" in text
+        assert "EnvironmentFile=/etc/mailprobe/agent-%i.env" in text
     if analyze := shutil.which("systemd-analyze"):
         result = subprocess.run(
             [analyze, "verify", "--man=no", str(DEPLOY / "systemd" / unit)],
@@ -141,6 +226,29 @@ def test_systemd_units(unit: str, process: str, exec_start: str) -> None:
             if line.strip() and "is not executable" not in line  # /opt/mailprobe is not here
         ]
         assert not problems, problems
+
+
+def systemd_env(unit: str, instance: str, env_file: str) -> dict[str, str]:
+    """The environment systemd gives an instance: Environment= lines, then the file's values,
+    which win."""
+    text = (DEPLOY / "systemd" / unit).read_text().replace("%i", instance)
+    env = dict(re.findall(r"^Environment=(\w+)=(.*)$", text, re.M))
+    env.update(re.findall(r"^(\w+)=(.*)$", env_file, re.M))
+    return env
+
+
+def test_systemd_runs_several_agents_of_one_country_on_one_host() -> None:
+    """`@DE` takes its country from the instance name; `@DE-1` from its env file, with a
+    metrics port of its own (the example file's)."""
+    unit = "mailprobe-agent@.service"
+    plain = systemd_env(unit, "DE", "NATS_URL=nats://agent-DE:x@nats:4222\n")
+    first = load(AgentSettings, plain)
+    second = load(
+        AgentSettings,
+        systemd_env(unit, "DE-1", (DEPLOY / "systemd" / "agent-DE-1.env.example").read_text()),
+    )
+    assert (first.agent_country, second.agent_country) == ("DE", "DE")
+    assert first.agent_metrics_port != second.agent_metrics_port
 
 
 def nats_test(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -162,6 +270,9 @@ def test_nats_configs_are_valid() -> None:
         NATS_HUB_LEAF_URL="nats-leaf://leaf:secret@hub.example.net:7422",
     )
     assert leaf.returncode == 0, leaf.stderr
+    # The leaf's mappings and the agents' permissions name the hub's JetStream domain.
+    assert f"domain: {JS_DOMAIN}\n" in (DEPLOY / "nats" / "hub.conf").read_text()
+    assert f'"$JS.API.>": "$JS.{JS_DOMAIN}.API.>"' in (DEPLOY / "nats" / "leaf.conf").read_text()
     # The checked-in agents.conf is exactly what the generator writes for its users.
     text = (DEPLOY / "nats" / "agents.conf").read_text()
     assert render_users_conf(parse_users_conf(text).values()) == text
@@ -186,6 +297,9 @@ def test_mint_country_writes_a_config_the_server_accepts(
         r"nats://agent-DE:[\w-]{40,}@nats-a:4222,nats://agent-DE:[\w-]+@nats-b:4222", urls[0]
     )
     assert "AGENT_COUNTRY=DE" in out
+    # The subscriber may create no consumer: it is told what it may do instead.
+    assert "consumer" not in out.split("# subscriber:")[1].replace("no consumers", "")
+    assert "core subscription" in out and "message get" in out
 
     assert mint_country.main(["DE", "--conf", str(conf)]) == 2  # exists: needs --rotate
     assert "pass --rotate" in capsys.readouterr().err
@@ -197,3 +311,37 @@ def test_mint_country_writes_a_config_the_server_accepts(
 
     checked = nats_test(tmp_path / "hub.conf")
     assert checked.returncode == 0, checked.stderr
+
+
+def test_mint_country_mints_a_leaf_user_and_changes_its_countries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(DEPLOY / "nats" / "hub.conf", tmp_path / "hub.conf")
+    conf = tmp_path / "agents.conf"
+    conf.write_text(render_users_conf([]))
+    assert mint_country.main(["leaf-eu", "--conf", str(conf)]) == 2
+    assert "--countries DE,FR" in capsys.readouterr().err
+    assert mint_country.main(["DE", "--countries", "DE", "--conf", str(conf)]) == 2
+    assert "leaf-REGION users only" in capsys.readouterr().err
+
+    url = "nats-leaf://hub.example.net:7422"
+    args = ["--conf", str(conf), "--hub-leaf-url", url]
+    assert mint_country.main(["leaf-eu", "--countries", "fr,de", *args]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^NATS_HUB_LEAF_URL=nats-leaf://leaf-eu:[\w-]{40,}@hub.example.net:7422$", out, re.M
+    )
+    leaf = parse_users_conf(conf.read_text())["leaf-eu"]
+    assert leaf.countries == ("DE", "FR")
+    assert '"_INBOX_agent_FR.>"' in conf.read_text()
+
+    assert mint_country.main(["leaf-eu", "--countries", "DE,FR,NL", *args]) == 0
+    assert "NATS_HUB_LEAF_URL" not in capsys.readouterr().out  # same password, none shown
+    changed = parse_users_conf(conf.read_text())["leaf-eu"]
+    assert (changed.countries, changed.password_hash) == (("DE", "FR", "NL"), leaf.password_hash)
+    checked = nats_test(tmp_path / "hub.conf")
+    assert checked.returncode == 0, checked.stderr
+
+    without = conf.read_text().replace("  # countries DE,FR,NL\n", "")
+    with pytest.raises(ValueError, match=r"leaf-eu.*at least one country"):
+        parse_users_conf(without)

@@ -180,10 +180,9 @@ async def test_nobody_gets_in_without_the_password(hub: Hub) -> None:
 async def test_de_agent_does_its_own_work(controller: Client, agent_de: Client) -> None:
     await publish_job(controller, "DE", "job-de-1")
     js = agent_de.js
-    # What agent.worker does at start: create-or-update its durable, then bind and fetch.
-    config = jobs_consumer_config("DE", ack_wait_s=30)
-    config.name = config.durable_name
-    await js.add_consumer(JOBS_STREAM, config)
+    # What agent.worker does at start: look up its durable (the controller made it), bind, fetch.
+    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name("DE"))
+    assert info.config.filter_subject == "mon.jobs.DE"
     sub = await js.pull_subscribe_bind(jobs_consumer_name("DE"), stream=JOBS_STREAM)
     assert (await sub.consumer_info()).name == "jobs-DE"
     [msg] = await sub.fetch(1, timeout=2)
@@ -221,13 +220,14 @@ async def test_de_agent_cannot_read_us_jobs(controller: Client, agent_de: Client
         await js.add_consumer(JOBS_STREAM, us)
     await agent_de.violation("publish", "$JS.API.CONSUMER.CREATE.JOBS.jobs-US.mon.jobs.US")
 
-    # Its own consumer's create subject, with another filter in the body: refused by JetStream.
-    for body in ({"filter_subject": "mon.jobs.US"}, {"filter_subjects": ["mon.jobs.US"]}):
-        request = {"stream_name": JOBS_STREAM, "config": {"durable_name": "jobs-DE", **body}}
-        reply = await agent_de.nc.request(
-            "$JS.API.CONSUMER.CREATE.JOBS.jobs-DE.mon.jobs.DE", json.dumps(request).encode(), 2
-        )
-        assert "error" in json.loads(reply.data), reply.data
+    # Nor its own consumer, in any form: a consumer's config decides where its jobs go.
+    for subject in (
+        "$JS.API.CONSUMER.CREATE.JOBS.jobs-DE.mon.jobs.DE",
+        "$JS.API.CONSUMER.DURABLE.CREATE.JOBS.jobs-DE",
+    ):
+        request = {"stream_name": JOBS_STREAM, "config": {"durable_name": "jobs-DE"}}
+        await agent_de.nc.publish(subject, json.dumps(request).encode())
+        await agent_de.violation("publish", subject)
     info = await controller.js.consumer_info(JOBS_STREAM, "jobs-DE")
     assert info.config.filter_subject == "mon.jobs.DE"
 
