@@ -33,15 +33,16 @@ from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckJob, CheckResult, decode_job, encode
 from shared.settings import AgentSettings
-from shared.streams import jobs_consumer_config, jobs_consumer_name
+from shared.streams import JOBS_ACK_WAIT_S, jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
 from shared.timefmt import parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
-# A killed agent's job goes to another agent after this; well inside a job's life (scheduledAt
-# + interval, often 60 s). Longer checks keep their job with `in_progress` every ack_wait / 3.
-DEFAULT_ACK_WAIT_S = 30.0
+# What the controller gives `jobs-CC`: a killed agent's job goes to another agent after this,
+# well inside a job's life (scheduledAt + interval, often 60 s). Longer checks keep their job
+# with `in_progress` every ack_wait / 3.
+DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 Outcome = Literal["acked", "nak"]
 
@@ -95,7 +96,6 @@ class Worker:
         self._publish_timeout = publish_timeout
         self._nak_delay = nak_delay
         # Consumer or fetch failures: waits from retry_delay doubling to retry_delay_max.
-        self._retry_delay = retry_delay
         self._backoff = Backoff(retry_delay, retry_delay_max)
         self._heartbeat_interval = heartbeat_interval
         self._stopping = asyncio.Event()
