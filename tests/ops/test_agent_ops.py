@@ -5,11 +5,13 @@ import asyncio
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
@@ -17,6 +19,8 @@ from prometheus_client import REGISTRY
 from agent import ops
 from agent.probers.tls import SslContexts
 from shared import embedded
+from shared.streams import stream_configs
+from shared.subjects import JOBS_STREAM, jobs_subject
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +58,46 @@ async def test_a_burst_run_counts_checks_by_type_status_and_country(
     published = value("mailprobe_agent_results_published_total", country=country)
     assert published - before["published"] == 3
     assert value("mailprobe_agent_checks_in_flight", country=country) == 0
+
+
+async def test_a_message_that_is_no_job_counts_as_rejected(
+    nc: NATS, js: JetStreamContext, country: str, ssl_contexts: SslContexts
+) -> None:
+    labels = {"country": country, "reason": "job_malformed"}
+    before = value("mailprobe_agent_jobs_rejected_total", **labels)
+    await js.publish(jobs_subject(country), b"not a job", headers={"Nats-Msg-Id": uuid.uuid4().hex})
+    await worker(nc, country, ssl_contexts).run(burst=True)
+    assert value("mailprobe_agent_jobs_rejected_total", **labels) - before == 1
+
+
+async def test_a_result_jetstream_does_not_take_counts_as_a_publish_failure(
+    tmp_path: Path, country: str, ssl_contexts: SslContexts
+) -> None:
+    """On a server of its own with JOBS but no RESULTS: every result publish fails."""
+    proc, url = embedded.start_nats(tmp_path / "nats")
+    conn = await nats.connect(url)
+    try:
+        js = conn.jetstream()
+        await js.add_stream(next(c for c in stream_configs() if c.name == JOBS_STREAM))
+        before = value("mailprobe_agent_publish_failures_total", country=country)
+        published = value("mailprobe_agent_results_published_total", country=country)
+        async with SmtpLikePeer() as peer:
+            await publish_job(js, job_for(country, peer.port))
+            w = worker(conn, country, ssl_contexts, publish_timeout=0.3, nak_delay=30)
+            run = asyncio.create_task(w.run())
+            try:
+                for _ in range(500):
+                    if value("mailprobe_agent_publish_failures_total", country=country) > before:
+                        break
+                    await asyncio.sleep(0.01)
+            finally:
+                w.stop()
+                await run
+        assert value("mailprobe_agent_publish_failures_total", country=country) - before == 1
+        assert value("mailprobe_agent_results_published_total", country=country) == published
+    finally:
+        await conn.close()
+        embedded.stop(proc)
 
 
 @asynccontextmanager
