@@ -243,21 +243,21 @@ async def test_a_leaf_carries_only_its_countries(topology: Topology, controller:
     us = await agent(topology.leaf, "US")
     try:
         with pytest.raises(nats.errors.TimeoutError):
-            await de.js.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
+            await de.denied.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
         await de.violation("publish", "$JS.hub.API.CONSUMER.INFO.JOBS.jobs-US")
         for subject in (results_subject("US", "smtp", "x"), jobs_subject("DE")):
             await de.nc.publish(subject, b"{}")
             await de.violation("publish", subject)
 
-        sub = await us.js.pull_subscribe_bind(jobs_consumer_name("US"), stream=JOBS_STREAM)
+        sub = await us.denied.pull_subscribe_bind(jobs_consumer_name("US"), stream=JOBS_STREAM)
         with pytest.raises(NOT_THROUGH):
             await sub.fetch(1, timeout=DENIED_WAIT_S)
         with pytest.raises(NOT_THROUGH):
-            await us.js.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
+            await us.denied.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
         with pytest.raises(NOT_THROUGH):
-            await us.js.publish(results_subject("US", "smtp", "via-leaf"), b"{}")
+            await us.denied.publish(results_subject("US", "smtp", "via-leaf"), b"{}")
         with pytest.raises(NOT_THROUGH):
-            await us.js.publish(f"$KV.{AGENTS_BUCKET}.US.via-leaf", b"{}")
+            await us.denied.publish(f"$KV.{AGENTS_BUCKET}.US.via-leaf", b"{}")
         assert us.errors == []  # its own user allows all this: the hub refused it
 
         with pytest.raises(NotFoundError):

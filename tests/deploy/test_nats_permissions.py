@@ -52,6 +52,7 @@ from shared.subjects import (
 
 HUB_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "hub.conf"
 DENIED_WAIT_S = 0.5  # how long a request waits before its denial counts as proven
+ALLOWED_WAIT_S = 5.0
 COUNTRIES = ("DE", "US")
 
 
@@ -68,6 +69,12 @@ class Client:
 
     @property
     def js(self) -> JetStreamContext:
+        """For what the user may do: a wait a loaded machine does not run out of."""
+        return self.nc.jetstream(timeout=ALLOWED_WAIT_S)
+
+    @property
+    def denied(self) -> JetStreamContext:
+        """For what the user may not do: no answer within DENIED_WAIT_S proves the denial."""
         return self.nc.jetstream(timeout=DENIED_WAIT_S)
 
     async def violation(self, kind: str, subject: str) -> None:
@@ -204,7 +211,7 @@ async def test_de_agent_does_its_own_work(controller: Client, agent_de: Client) 
 
 async def test_de_agent_cannot_read_us_jobs(controller: Client, agent_de: Client) -> None:
     await publish_job(controller, "US", "job-us-1")
-    js = agent_de.js
+    js = agent_de.denied
     sub = await js.pull_subscribe_bind(jobs_consumer_name("US"), stream=JOBS_STREAM)
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(1, timeout=DENIED_WAIT_S)
@@ -243,7 +250,7 @@ async def test_de_agent_cannot_read_us_jobs(controller: Client, agent_de: Client
 
 
 async def test_de_agent_cannot_publish_for_others(controller: Client, agent_de: Client) -> None:
-    js = agent_de.js
+    js = agent_de.denied
     with pytest.raises(nats.errors.TimeoutError):
         await js.publish(results_subject("US", "smtp", "x"), b'{"v":1}')
     await agent_de.violation("publish", "mon.results.US.smtp.x")
@@ -297,11 +304,6 @@ async def test_subscriber_reads_results_and_events(
     assert agent_us.errors == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core subscriptions of the subscriber user intermittently receive nothing in the "
-    "full suite (passes alone); under investigation, see CHANGELOG",
-)
 async def test_subscriber_receives_live_results_and_events(
     hub: Hub, controller: Client, subscriber: Client
 ) -> None:
@@ -311,8 +313,8 @@ async def test_subscriber_receives_live_results_and_events(
     await subscriber.nc.flush()
     await controller.js.publish(events_subject("m-3"), b'{"v":1,"kind":"up"}')
     await agent_us.js.publish(results_subject("US", "pop3", "w"), b'{"v":1}')
-    assert (await live_events.next_msg(timeout=2)).subject == "mon.events.m-3"
-    assert (await live_results.next_msg(timeout=2)).subject == "mon.results.US.pop3.w"
+    assert (await live_events.next_msg(timeout=5)).subject == "mon.events.m-3"
+    assert (await live_results.next_msg(timeout=5)).subject == "mon.results.US.pop3.w"
     await agent_us.nc.close()
     assert subscriber.errors == []
 
@@ -325,24 +327,26 @@ async def test_subscriber_cannot_publish_or_take(controller: Client, subscriber:
     # No consumers at all: not on JOBS, and not even an ephemeral one on RESULTS, since the
     # ephemeral create subject updates an existing consumer named in the body (`ingest`).
     with pytest.raises(nats.errors.TimeoutError):
-        await subscriber.js.subscribe(jobs_subject("US"), stream=JOBS_STREAM, ordered_consumer=True)
+        await subscriber.denied.subscribe(
+            jobs_subject("US"), stream=JOBS_STREAM, ordered_consumer=True
+        )
     await subscriber.violation("publish", "$JS.API.CONSUMER.CREATE.JOBS")
     with pytest.raises(nats.errors.TimeoutError):
-        await subscriber.js.subscribe(
+        await subscriber.denied.subscribe(
             RESULTS_SUBJECTS, stream=RESULTS_STREAM, ordered_consumer=True
         )
     await subscriber.violation("publish", "$JS.API.CONSUMER.CREATE.RESULTS")
     with pytest.raises(nats.errors.TimeoutError):
-        await subscriber.js.add_consumer(RESULTS_STREAM, ingest_consumer_config())
+        await subscriber.denied.add_consumer(RESULTS_STREAM, ingest_consumer_config())
     await subscriber.violation("publish", "$JS.API.CONSUMER.DURABLE.CREATE.RESULTS.ingest")
 
-    sub = await subscriber.js.pull_subscribe_bind("ingest", stream=RESULTS_STREAM)
+    sub = await subscriber.denied.pull_subscribe_bind("ingest", stream=RESULTS_STREAM)
     with pytest.raises(nats.errors.TimeoutError):
         await sub.fetch(1, timeout=DENIED_WAIT_S)
     await subscriber.violation("publish", "$JS.API.CONSUMER.MSG.NEXT.RESULTS.ingest")
 
     with pytest.raises(nats.errors.TimeoutError):  # jobs carry monitor secrets
-        await subscriber.js.get_msg(JOBS_STREAM, seq=1)
+        await subscriber.denied.get_msg(JOBS_STREAM, seq=1)
     await subscriber.violation("publish", "$JS.API.STREAM.MSG.GET.JOBS")
 
     for subject in ("mon.>", "mon.jobs.>", "_INBOX.>", "_INBOX_agent_DE.>", "$KV.agents.>"):
