@@ -157,7 +157,7 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
 ) -> None:
     """SIGKILL while the check hangs on a server that accepts and never answers: no result, no
     ack, no nak. Another agent of the country gets the job again after ack_wait (the doomed
-    agent's 330 s; the survivor sets 1 s, which the server applies to the pending delivery)."""
+    agent's 30 s; the survivor sets 1 s, which the server applies to the pending delivery)."""
     doomed_id = f"{KILLED}-doomed-{uuid.uuid4().hex[:6]}"
     survivor_conn = await nats.connect(nats_url)
     survivor = Worker(
