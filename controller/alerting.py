@@ -1,32 +1,43 @@
 """The alerter: queued monitors → state per round → incidents, notifications and events.
 
-A **round** is one scheduled time across a monitor's countries. It is evaluated once complete:
-every expected country has a result (the listed countries, or `DEFAULT_CHECK_COUNTRIES`), or
-the round is past its expiry plus the timeout (what has not come by then never will). Of the
-countries that ran it (`missed` ones ran nowhere and count for nothing):
+A **round** is one scheduled time across a monitor's countries. It is judged once complete
+(every expected country has a result) or **closed** (its job's expiry plus the timeout and a
+grace have passed: what has not come by then never will). The expected countries are the
+listed ones, or those the scheduler sent its latest round to (`round_countries`), or, when
+neither is known, `DEFAULT_CHECK_COUNTRIES` of them. A round that closes with countries missing
+gets a `missed` result (`expired`) stored for each, under the round's real job id (so a result
+arriving even later is a duplicate); a round of the monitor's grid that the scheduler sent and
+nobody reported on at all is found from the grid and gets them too. The failure share divides
+by the expected countries, so a dead agent counts as not failing:
 
 - more than `failureThreshold` of them failed → a **failing** round;
 - some failed, but not that many → **degraded**; none failed → **up** (both are passing);
-- none ran it at all → **missed**: neither counter moves.
+- none of them ran it → **missed**: neither counter moves.
 
 `downAfterRounds` failing rounds in a row open an incident (`down`); `recoverAfterRounds`
 passing rounds in a row close it. Before that the monitor is `degraded`, so a flapping server
-never notifies anyone.
+never notifies anyone. The evaluation cursor (`last_round_at`) only moves past a round once it
+is judged, and rounds are judged in order, so a later round finishing first never hides an
+earlier one's late results.
 
 Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas share the
 work) and each is evaluated in one transaction that writes the new state, the incident, the
 notification outbox rows and the events together; `monitor_alert_state` is locked FOR UPDATE,
-so even an evaluation repeated after an expired lease runs one at a time. Events are
-published after the commit (`publish_events`).
+so even an evaluation repeated after an expired lease runs one at a time. A monitor comes back
+when its next round closes, so a round nobody ran is noticed without any result arriving.
+Events are published after the commit (`publish_events`), by one replica at a time, in order.
+
 Nothing is notified while the monitor's status is `maintenance` or one of its maintenance
-windows is open: state and incidents are still recorded. An incident opened meanwhile is
-notified as `down` once the maintenance is over and it is still open; one that closes during
-maintenance, or that was never notified, sends no recovery.
+windows is open: state and incidents are still recorded. Once the maintenance is over, an
+incident opened meanwhile and still open is notified as `down`, and one that was notified before
+and recovered meanwhile sends its recovery; one never notified sends none. Disabling a monitor
+closes its open incident at once (`end_reason` "monitoring disabled"), notifies nobody, and
+leaves the state `unknown`.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,12 +46,14 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import causes, maintenance
-from controller.db import alerts
+from controller import causes, maintenance, schedule
+from controller.db import alerts, results
 from controller.db import maintenance as windows_db
 from controller.db.alerts import Outgoing, Thresholds
 from controller.db.pool import Conn
+from controller.db.results import ResultRow
 from controller.notify.texts import Kind, render
+from controller.schedule import JobIds
 from shared.messages import MonitorEvent, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -50,26 +63,30 @@ log = structlog.get_logger(__name__)
 BATCH = 100
 ROWS_PER_EVALUATION = 5000
 CLOSE_GRACE = timedelta(seconds=5)
+LOOKBACK = timedelta(hours=1)  # at least 3 intervals; how far back a fresh state starts
 LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
+DISABLED = "monitoring disabled"
+
+Row = tuple[str, str | None, str]  # (country, error kind, message)
 
 
 @dataclass
 class Round:
     at: datetime
+    jobs: dict[str, str] = field(default_factory=dict)  # country → job id of its result
     up: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str | None, str]] = field(default_factory=list)
-    missed: list[str] = field(default_factory=list)
+    failures: list[Row] = field(default_factory=list)
+    missed: list[Row] = field(default_factory=list)
 
     @property
     def countries(self) -> int:
         return len(self.up) + len(self.failures) + len(self.missed)
 
-    def verdict(self, failure_threshold: float) -> str:
-        """`missed`, `failing`, `degraded` or `up`."""
-        ran = len(self.up) + len(self.failures)
-        if ran == 0:
+    def verdict(self, failure_threshold: float, expected: int) -> str:
+        """`missed`, `failing`, `degraded` or `up`; the share is of the expected countries."""
+        if not self.up and not self.failures:
             return "missed"
-        if len(self.failures) / ran > failure_threshold:
+        if len(self.failures) / max(expected, self.countries) > failure_threshold:
             return "failing"
         return "degraded" if self.failures else "up"
 
@@ -81,12 +98,30 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
         if not found or found[-1].at != row["scheduled_at"]:
             found.append(Round(row["scheduled_at"]))
         r = found[-1]
+        r.jobs[row["country"]] = row["job_id"]
         if row["status"] == "up":
             r.up.append(row["country"])
         elif row["status"] == "down":
             r.failures.append((row["country"], row["error_kind"], row["message"]))
         else:
-            r.missed.append(row["country"])
+            r.missed.append((row["country"], row["error_kind"], row["message"]))
+    return found
+
+
+def grid_rounds(monitor: Any, after: datetime, until: datetime) -> list[datetime]:
+    """The scheduled times in (`after`, `until`] of the rounds the scheduler has sent on the
+    monitor's grid (those before its next due time, from its current grid's first)."""
+    next_due: datetime | None = monitor["next_due_at"]
+    if next_due is None:
+        return []
+    interval: int = monitor["check_interval"]
+    phase = schedule.phase_ms(str(monitor["public_id"]), interval)
+    start = max(after, monitor["rounds_since"] - timedelta(milliseconds=1))
+    found = []
+    at = schedule.next_due(phase, interval, start)
+    while at < next_due and at <= until:
+        found.append(at)
+        at += timedelta(seconds=interval)
     return found
 
 
@@ -143,18 +178,18 @@ class Alerter:
         self,
         pool: asyncpg.Pool,
         js: JetStreamContext,
+        job_ids: JobIds,
         *,
-        channels: Collection[str] = (),
         default_countries: int = 2,
         reminder_minutes: int = 60,
         interval_s: float = 1.0,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """`channels`: the configured channel names; no outbox row is written for others."""
+        """`job_ids`: the scheduler's, for the `expired` results of rounds nobody ran."""
         self._pool = pool
         self._js = js
-        self._channels = frozenset(channels)
+        self._job_ids = job_ids
         self._default_countries = default_countries
         self._reminder = timedelta(minutes=reminder_minutes) if reminder_minutes else None
         self._interval_s = interval_s
@@ -163,7 +198,7 @@ class Alerter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate and publish until `stop` is set; errors are logged and retried."""
-        log.info("alerter started", channels=sorted(self._channels))
+        log.info("alerter started")
         while not stop.is_set():
             busy = False
             try:
@@ -185,7 +220,8 @@ class Alerter:
 
     async def evaluate_due(self) -> int:
         """Lease one batch of queued monitors and evaluate each in its own transaction; return
-        how many. A failed evaluation is retried when its lease ends."""
+        how many. A failed evaluation is logged and retried when its lease ends; it never stops
+        the others."""
         now = self._clock()
         async with self._pool.acquire() as conn:
             async with conn.transaction():
@@ -195,60 +231,35 @@ class Alerter:
                     async with conn.transaction():
                         due = await self.evaluate(conn, monitor_id, now)
                         await alerts.release(conn, monitor_id, lease, due)
-                except (asyncpg.PostgresError, ValueError, KeyError) as exc:
-                    log.error("evaluation failed", monitor=monitor_id, error=str(exc)[:300])
+                except Exception:
+                    log.error(
+                        "evaluation failed; retried when its lease ends",
+                        monitor=monitor_id,
+                        retry_in_s=LEASE_S,
+                        exc_info=True,
+                    )
         return len(leased)
 
     async def evaluate(self, conn: Conn, monitor_id: int, now: datetime) -> datetime | None:
-        """Move one monitor over its complete rounds; return when to come back (a round is
-        still open), or None."""
+        """Move one monitor over its complete and closed rounds; return when to come back (its
+        next round closes), or None (gone or disabled)."""
         monitor = await alerts.monitor(conn, monitor_id)
         if monitor is None:
             return None
         row = await alerts.state(conn, monitor_id)
         s = AlertState(**{name: row[name] for name in _STATE_FIELDS})
-        t = await alerts.thresholds(conn, monitor_id, monitor["organization_id"])
-        interval = timedelta(seconds=monitor["check_interval"])
-        after = s.last_round_at or now - max(timedelta(hours=1), 3 * interval)
-        rows = await alerts.results_after(conn, monitor_id, after, ROWS_PER_EVALUATION)
-        found = rounds(rows)
-        due: datetime | None = None
-        if len(rows) == ROWS_PER_EVALUATION and len(found) > 1:
-            found.pop()  # may be cut short; read again at once
-            due = now
-        listed = monitor["allowed_country_codes"]
-        expected = len(listed) if listed is not None else self._default_countries
-        closes_after = interval + timedelta(seconds=monitor["timeout_seconds"]) + CLOSE_GRACE
-        quiet = await self._quiet(conn, monitor, now)
         before = s.state
-        for r in found:
-            if r.countries < expected and now < r.at + closes_after:
-                due = r.at + closes_after
-                break
-            previous = s.state
-            action = s.step(r.verdict(t.failure_threshold), r.at, t)
-            if action == "open":
-                kind, text = causes.describe(r.failures)
-                incident = await alerts.open_incident(
-                    conn,
-                    monitor_id,
-                    s.down_since or r.at,
-                    kind,
-                    text,
-                    [c for c, _, _ in r.failures],
-                )
-                s.open_incident_id = incident["id"]
-                if not quiet:
-                    await self._notify(conn, monitor, incident, "down", now, s)
-            elif action == "close" and s.open_incident_id is not None:
-                incident = await alerts.close_incident(conn, s.open_incident_id, s.up_since or r.at)
-                s.open_incident_id = None
-                if incident["notified"] and not quiet:
-                    await self._notify(conn, monitor, incident, "recovered", now, s)
-            if s.state != previous:
-                await self._event(conn, monitor, previous, s, r)
-        if s.open_incident_id is not None and not quiet:
-            await self._remind(conn, monitor, s, now)
+        quiet = await self._quiet(conn, monitor, now)
+        if not quiet:
+            for incident in await alerts.held_recoveries(conn, monitor_id):
+                await self._notify(conn, monitor, incident, "recovered", now, s)
+        due: datetime | None = None
+        if monitor["status"] == "disabled":
+            await self._disable(conn, monitor, s, now)
+        else:
+            due = await self._judge(conn, monitor, s, now, quiet)
+            if s.open_incident_id is not None and not quiet:
+                await self._remind(conn, monitor, s, now)
         await alerts.save_state(
             conn,
             monitor_id,
@@ -256,6 +267,158 @@ class Alerter:
             | ({"changed_at": now} if s.state != before else {}),
         )
         return due
+
+    def _expected(self, monitor: Any) -> tuple[list[str] | None, int]:
+        """The countries a round goes to (None when unknown) and how many."""
+        countries: list[str] | None = monitor["allowed_country_codes"] or monitor["round_countries"]
+        return countries, len(countries) if countries else self._default_countries
+
+    @staticmethod
+    def _closes(monitor: Any, at: datetime) -> datetime:
+        """When the round scheduled at `at` closes: nothing it has not got by then will come."""
+        timeout = timedelta(seconds=monitor["timeout_seconds"])
+        return schedule.expires_at(at, monitor["check_interval"]) + timeout + CLOSE_GRACE
+
+    async def _judge(
+        self, conn: Conn, monitor: Any, s: AlertState, now: datetime, quiet: bool
+    ) -> datetime:
+        """Judge the rounds after the cursor in order, up to the first still open one; return
+        when to come back."""
+        interval = timedelta(seconds=monitor["check_interval"])
+        horizon = now - max(LOOKBACK, 3 * interval)
+        after = s.last_round_at or horizon
+        rows = await alerts.results_after(conn, monitor["id"], after, ROWS_PER_EVALUATION)
+        found = rounds(rows)
+        due: datetime | None = None
+        until = now
+        if len(rows) == ROWS_PER_EVALUATION and len(found) > 1:
+            found.pop()  # may be cut short; read again at once
+            until, due = found[-1].at, now
+        expected, count = self._expected(monitor)
+        if expected is not None:
+            known = {r.at for r in found}
+            found += [
+                Round(at)
+                for at in grid_rounds(monitor, max(after, horizon), until)
+                if at not in known
+            ]
+            found.sort(key=lambda r: r.at)
+        t = await alerts.thresholds(conn, monitor["id"], monitor["organization_id"])
+        judged: list[Round] = []
+        fills: list[ResultRow] = []
+        for r in found:
+            if r.countries < count:
+                closes = self._closes(monitor, r.at)
+                if now < closes:
+                    due = closes
+                    break
+                fills += self._expire(monitor, r, expected, closes)
+            judged.append(r)
+        await results.store(conn, fills)
+        for r in judged:
+            previous = s.state
+            action = s.step(r.verdict(t.failure_threshold, count), r.at, t)
+            await self._act(conn, monitor, s, r, action, now, quiet)
+            if s.state != previous:
+                seen = r.missed if s.state == "missed" else r.failures
+                cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
+                countries = [c for c, _, _ in seen]
+                await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
+        return due or self._come_back(monitor, s, now)
+
+    def _come_back(self, monitor: Any, s: AlertState, now: datetime) -> datetime:
+        """When the round after the last judged one closes (at least an interval from now), so
+        a round nobody reports on is judged all the same."""
+        interval: int = monitor["check_interval"]
+        phase = schedule.phase_ms(str(monitor["public_id"]), interval)
+        start = max(s.last_round_at or now, monitor["rounds_since"])
+        closes = self._closes(monitor, schedule.next_due(phase, interval, start))
+        return max(closes, now + timedelta(seconds=interval))
+
+    def _expire(
+        self, monitor: Any, r: Round, expected: Sequence[str] | None, closes: datetime
+    ) -> list[ResultRow]:
+        """`expired` results for the expected countries missing from closed round `r` (added to
+        it); none when the round went elsewhere (its countries are not the expected ones)."""
+        if expected is None or not set(r.jobs) <= set(expected):
+            return []
+        public_id = str(monitor["public_id"])
+        triggered = any(
+            self._job_ids.make(public_id, cc, r.at, trigger=True) == job
+            for cc, job in r.jobs.items()
+        )
+        message = f"no result by {iso_ms(closes)}: the check did not run in time"
+        fills = []
+        for cc in sorted(set(expected) - set(r.jobs)):
+            job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
+            fills.append(
+                ResultRow(
+                    job_id=job_id,
+                    scheduled_at=r.at,
+                    monitor_id=monitor["public_id"],
+                    monitor_type=monitor["type"],
+                    country=cc,
+                    agent_id=None,
+                    status="missed",
+                    error_kind="expired",
+                    message=message,
+                )
+            )
+            r.jobs[cc] = job_id
+            r.missed.append((cc, "expired", message))
+        if fills:
+            log.info(
+                "round closed without results",
+                monitor_id=public_id,
+                scheduled_at=iso_ms(r.at),
+                countries=[f.country for f in fills],
+            )
+        return fills
+
+    async def _act(
+        self,
+        conn: Conn,
+        monitor: Any,
+        s: AlertState,
+        r: Round,
+        action: str | None,
+        now: datetime,
+        quiet: bool,
+    ) -> None:
+        """Open or close the incident as the round's step said, and queue who hears of it."""
+        if action == "open":
+            kind, text = causes.describe(r.failures)
+            incident = await alerts.open_incident(
+                conn,
+                monitor["id"],
+                s.down_since or r.at,
+                kind,
+                text,
+                [c for c, _, _ in r.failures],
+            )
+            s.open_incident_id = incident["id"]
+            if not quiet:
+                await self._notify(conn, monitor, incident, "down", now, s)
+        elif action == "close" and s.open_incident_id is not None:
+            incident = await alerts.close_incident(
+                conn, s.open_incident_id, s.up_since or r.at, hold_recovery=quiet
+            )
+            s.open_incident_id = None
+            if incident["notified"] and not quiet:
+                await self._notify(conn, monitor, incident, "recovered", now, s)
+
+    async def _disable(self, conn: Conn, monitor: Any, s: AlertState, now: datetime) -> None:
+        """A disabled monitor: its open incident closes now, silently; the state is `unknown`;
+        rounds before now are over (the cursor moves to now)."""
+        if s.open_incident_id is not None:
+            await alerts.close_incident(conn, s.open_incident_id, now, reason=DISABLED)
+            log.info("incident closed", monitor_id=str(monitor["public_id"]), reason=DISABLED)
+        previous = s.state
+        fresh = AlertState(last_round_at=now, last_notified_at=s.last_notified_at)
+        for name in _STATE_FIELDS:
+            setattr(s, name, getattr(fresh, name))
+        if previous != s.state:
+            await self._event(conn, monitor, previous, s.state, now, [], DISABLED)
 
     async def _quiet(self, conn: Conn, monitor: Any, now: datetime) -> bool:
         """No notifications: status `maintenance`, or a maintenance window is open."""
@@ -281,29 +444,22 @@ class Alerter:
     async def _notify(
         self, conn: Conn, monitor: Any, incident: Any, kind: Kind, now: datetime, s: AlertState
     ) -> None:
+        """Queue one notification per recipient the monitor has, whatever channels this
+        process can send: a replica that has the channel sends it."""
         texts = render(kind, monitor, incident, now)
         reminders = incident["reminders"] + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
+        key = f"incident:{incident['id']}:{tag}"
         notes: list[Outgoing] = []
         email, phone = monitor["notification_email"], monitor["notification_phone_number"]
-        if email and "email" in self._channels:
+        if email:
             notes.append(
                 Outgoing(
-                    kind,
-                    "email",
-                    email,
-                    texts.subject,
-                    texts.text,
-                    texts.html,
-                    f"incident:{incident['id']}:{tag}:email",
+                    kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email"
                 )
             )
-        if phone and "sms" in self._channels:
-            notes.append(
-                Outgoing(
-                    kind, "sms", phone, "", texts.sms, None, f"incident:{incident['id']}:{tag}:sms"
-                )
-            )
+        if phone:
+            notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
         await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
         if kind != "recovered":
             await alerts.set_incident_notified(conn, incident["id"], reminders)
@@ -316,29 +472,33 @@ class Alerter:
         )
 
     async def _event(
-        self, conn: Conn, monitor: Any, previous: str, s: AlertState, r: Round
+        self,
+        conn: Conn,
+        monitor: Any,
+        previous: str,
+        state: str,
+        at: datetime,
+        countries: list[str],
+        cause: str,
     ) -> None:
         public_id = str(monitor["public_id"])
-        at = iso_ms(r.at)
-        cause = ""
-        if s.state in ("down", "degraded") and r.failures:
-            cause = causes.describe(r.failures)[1]
-        countries = [c for c, _, _ in r.failures] if s.state != "missed" else r.missed
+        stamp = iso_ms(at)
         event = MonitorEvent(
             monitor_id=public_id,
-            state=s.state,
+            state=state,
             previous_state=None if previous == "unknown" else previous,
-            at=at,
+            at=stamp,
             countries=sorted(countries),
             cause=cause,
         )
         await alerts.add_event(
-            conn, events_subject(public_id), f"{public_id}:{at}:{s.state}", encode(event)
+            conn, events_subject(public_id), f"{public_id}:{stamp}:{state}", encode(event)
         )
-        log.info("monitor state changed", monitor_id=public_id, state=s.state, previous=previous)
+        log.info("monitor state changed", monitor_id=public_id, state=state, previous=previous)
 
     async def publish_events(self) -> int:
-        """Publish the state changes written so far (Nats-Msg-Id makes a retry harmless)."""
+        """Publish the state changes written so far, oldest first, one replica at a time
+        (Nats-Msg-Id makes a retry harmless); return how many."""
         published = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():

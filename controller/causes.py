@@ -1,4 +1,5 @@
-"""Why a monitor is down, in words a person acts on, from the agents' error kinds."""
+"""Why a monitor is down (or why its round ran nowhere), in words a person acts on, from the
+agents' error kinds."""
 
 from collections import Counter
 from collections.abc import Sequence
@@ -33,6 +34,12 @@ CAUSES: dict[str, tuple[str, str]] = {
         "The agents refuse the target: it resolves to a private or loopback address.",
     ),
     "internal": ("probe error", "The check failed inside the agent, not at the server."),
+    # A round that ran nowhere (`missed`): said in its event, never an incident's cause.
+    "no_agent": ("no agent", "No live agent was there to run the check."),
+    "expired": (
+        "check not run",
+        "The check did not run in time: no agent finished it before the round closed.",
+    ),
 }
 _UNKNOWN = ("failing", "The checks fail.")
 

@@ -1,15 +1,24 @@
 """The outbox worker (alerter role): pending notifications → their channel, with retries.
 
 A batch is claimed with FOR UPDATE SKIP LOCKED and leased in one short transaction (attempts
-counted, hidden from other workers for `lease_s`), sent outside any transaction, and each outcome
-written back with its line in `alert_history`. Two workers or replicas never claim the same row;
-a failed send is retried with exponential backoff until `max_attempts`. Should a worker die
-between a send and its write-back, the row is sent again after the lease: at least once, never
-lost (e-mails carry a Message-ID stable across retries, SMS an Idempotency-Key).
+counted, hidden from other workers for a lease longer than the whole batch can take), sent
+outside any transaction, and each outcome written back with its line in `alert_history`. A
+worker claims only rows of the channels it has configured (the others wait for a replica that
+has them), only rows with attempts left, and a row only when no older one to the same recipient
+about the same monitor is pending, so a recovery never overtakes its down notice. A failed send
+is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
+Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
+
+Delivery is at least once: should a worker die (or its lease run out) between a send and its
+write-back, the row is sent again after the lease; e-mails carry a Message-ID and SMS an
+Idempotency-Key stable across attempts, so receivers can drop the repeat. A write-back only
+lands while the row is still the writer's lease (same attempt, still pending), so a late worker
+never overwrites the outcome of the one that claimed the row after it.
 """
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
@@ -18,15 +27,25 @@ import structlog
 
 from controller import metrics
 from controller.db import alerts
-from controller.notify import Channel, DeliveryError, Notification
+from controller.notify import NAMES, Channel, DeliveryError, Notification
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
 BATCH = 50
 SEND_TIMEOUT_S = 60.0
-LEASE_S = 300.0  # well above SEND_TIMEOUT_S
+CONCURRENCY = 10  # sends at once per worker: relays limit connections per client
+LEASE_MARGIN_S = 60.0
 MAX_BACKOFF_S = 3600.0
+
+# (error or None when delivered, permanent)
+Outcome = tuple[str | None, bool]
+
+
+def lease_s(batch: int) -> float:
+    """A lease covering a whole batch: its sends go CONCURRENCY at a time, each bounded by
+    SEND_TIMEOUT_S; the margin covers the claim and the write-back."""
+    return math.ceil(batch / CONCURRENCY) * SEND_TIMEOUT_S + LEASE_MARGIN_S
 
 
 class OutboxWorker:
@@ -51,10 +70,17 @@ class OutboxWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("outbox worker started", channels=sorted(self._channels))
+        for name in NAMES:
+            if name not in self._channels:
+                log.warning(
+                    "notification channel not configured here: its notifications wait for a"
+                    " controller that has it",
+                    channel=name,
+                )
         while not stop.is_set():
             busy = False
             try:
-                busy = await self.deliver() == self._batch
+                busy = (await self._pass())[0] == self._batch
             except Exception:
                 log.exception("outbox pass failed; retrying")
             if not busy:
@@ -62,77 +88,93 @@ class OutboxWorker:
                     await asyncio.wait_for(stop.wait(), self._interval_s)
 
     async def burst(self) -> int:
-        """Deliver until nothing is due; return how many were sent (tests, tools)."""
+        """Deliver until nothing this worker can claim is due; return how many were sent
+        (tests, tools)."""
         sent = 0
         while True:
-            async with self._pool.acquire() as conn:
-                due = await conn.fetchval(
-                    "SELECT count(*) FROM notification_outbox"
-                    " WHERE status = 'pending' AND next_attempt_at <= $1",
-                    self._clock(),
-                )
-            if not due:
+            claimed, delivered = await self._pass()
+            sent += delivered
+            if not claimed:
                 return sent
-            sent += await self.deliver()
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self._backoff_s * 2 ** max(0, attempts - 1), MAX_BACKOFF_S))
 
     async def deliver(self) -> int:
-        """One batch: claim, send concurrently, record; return how many were delivered."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await alerts.claim_outbox(conn, self._clock(), self._batch, LEASE_S)
-        if not rows:
-            return 0
-        errors = await self._send_all(rows)
+        """One batch: settle, claim, send, record; return how many were delivered."""
+        return (await self._pass())[1]
+
+    async def _pass(self) -> tuple[int, int]:
+        """One batch; (claimed, delivered)."""
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
-            for row, error in zip(rows, errors, strict=True):
+            await alerts.settle_outbox(conn, now, self._max_attempts)
+            rows = await alerts.claim_outbox(
+                conn,
+                now,
+                self._batch,
+                lease_s(self._batch),
+                list(self._channels),
+                self._max_attempts,
+            )
+        if not rows:
+            return 0, 0
+        outcomes = await self._send_all(rows)
+        now = self._clock()
+        async with self._pool.acquire() as conn, conn.transaction():
+            for row, (error, permanent) in zip(rows, outcomes, strict=True):
                 retry_at = None
-                if error is not None and row["attempts"] < self._max_attempts:
+                if error is not None and not permanent and row["attempts"] < self._max_attempts:
                     retry_at = now + self.backoff(row["attempts"])
-                await alerts.record_attempt(conn, row, error, retry_at=retry_at)
+                if not await alerts.record_attempt(conn, row, error, retry_at=retry_at):
+                    log.warning(
+                        "outcome not written back: the lease ran out and the row moved on",
+                        outbox_id=row["id"],
+                        attempt=row["attempts"],
+                    )
+        errors = [error for error, _ in outcomes]
         sent = sum(1 for e in errors if e is None)
         metrics.notifications([row["channel"] for row in rows], errors)
         log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
-        return sent
+        return len(rows), sent
 
-    async def _send_all(self, rows: list[asyncpg.Record]) -> list[str | None]:
-        """Errors in the order of `rows`. One recipient's notifications go out one after the
-        other, oldest first (a recovery never overtakes its down notice); recipients at once."""
-        queues: dict[tuple[str, str], list[int]] = {}
-        for i, row in enumerate(rows):
-            queues.setdefault((row["channel"], row["target"]), []).append(i)
-        errors: list[str | None] = [None] * len(rows)
+    async def _send_all(self, rows: list[asyncpg.Record]) -> list[Outcome]:
+        """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""
+        gate = asyncio.Semaphore(CONCURRENCY)
 
-        async def drain(positions: list[int]) -> None:
-            for i in sorted(positions, key=lambda i: rows[i]["id"]):
-                errors[i] = await self._send(rows[i])
+        async def one(row: asyncpg.Record) -> Outcome:
+            async with gate:
+                return await self._send(row)
 
-        await asyncio.gather(*(drain(p) for p in queues.values()))
-        return errors
+        done = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
+        return [
+            (f"internal error: {type(o).__name__}", False) if isinstance(o, BaseException) else o
+            for o in done
+        ]
 
-    async def _send(self, row: asyncpg.Record) -> str | None:
-        """None when delivered, else why not."""
-        channel = self._channels.get(row["channel"])
-        if channel is None:
-            return f"channel {row['channel']} is not configured on this controller"
+    async def _send(self, row: asyncpg.Record) -> Outcome:
+        """Deliver one row; whatever goes wrong is an outcome, never an exception."""
         note = Notification(
             row["target"], row["subject"], row["body_text"], row["body_html"], row["dedupe_key"]
         )
+        permanent = False
         try:
-            await asyncio.wait_for(channel.send(note), SEND_TIMEOUT_S)
+            await asyncio.wait_for(self._channels[row["channel"]].send(note), SEND_TIMEOUT_S)
         except DeliveryError as exc:
-            error = str(exc)
+            error, permanent = str(exc), exc.permanent
         except TimeoutError:
             error = f"no answer within {SEND_TIMEOUT_S:.0f} s"
+        except Exception as exc:
+            error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+            log.error("notification send raised", outbox_id=row["id"], exc_info=True)
         else:
-            return None
+            return None, False
         log.warning(
             "notification not delivered",
             outbox_id=row["id"],
             channel=row["channel"],
             attempt=row["attempts"],
+            permanent=permanent,
             error=error,
         )
-        return error
+        return error, permanent

@@ -68,14 +68,16 @@ async def serve(settings: ControllerSettings) -> None:
 def _alerter(
     settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
 ) -> list[Coroutine[Any, Any, None]]:
-    """The evaluation loop and the outbox worker."""
+    """The evaluation loop and the outbox worker (which warns of each channel not configured
+    here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
+    from controller.schedule import JobIds
+    from controller.secretbox import SecretBox
+
     found = channels(settings)
-    if not found:
-        log.warning("no notification channel configured (NOTIFY_SMTP_URL, NOTIFY_SMS_WEBHOOK_URL)")
     alerter = Alerter(
         pool,
         js,
-        channels=found,
+        JobIds.from_box(SecretBox(settings.secrets_key or "")),
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
         interval_s=settings.alert_eval_interval_seconds,

@@ -34,15 +34,17 @@ Share = Annotated[
     Meta(
         ge=0,
         lt=1,
-        description="a round fails when more than this share of the countries that ran it "
-        "failed (0.5: a majority; 0: any one country)",
+        description="a round fails when more than this share of its expected countries "
+        "failed (0.5: a majority; 0: any one country; a country that did not run it counts "
+        "as not failing)",
     ),
 ]
 Rounds = Annotated[int, Meta(ge=1, le=100)]
 
 
 class Incident(msgspec.Struct, rename="camel"):
-    """`durationSeconds` is null while the incident is open."""
+    """`durationSeconds` is null while the incident is open; `endReason` says why it ended when
+    not by recovering (`monitoring disabled`), else null."""
 
     id: str
     monitor_id: str
@@ -54,6 +56,7 @@ class Incident(msgspec.Struct, rename="camel"):
     cause: str
     countries: list[str]
     notified: bool
+    end_reason: str | None
 
 
 class IncidentPage(msgspec.Struct, rename="camel"):
@@ -70,7 +73,7 @@ class DeliveryAttempt(msgspec.Struct, rename="camel"):
     channel: str  # `email`, `sms`
     target: str
     attempt: int
-    status: str  # `sent`, `failed`
+    status: str  # `sent`, `failed`, `dropped` (not sent on purpose: `error` says why)
     error: str | None
     at: str
 
@@ -140,6 +143,7 @@ def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
         cause=row["cause"],
         countries=list(row["countries"]),
         notified=row["notified"],
+        end_reason=row["end_reason"],
     )
 
 

@@ -5,6 +5,7 @@ Each function returns the normalised value or raises a 400 `ApiError` naming the
 
 import ipaddress
 import re
+import unicodedata
 
 import idna
 import msgspec
@@ -76,11 +77,16 @@ def hostname(value: str, field: str = "hostname") -> str:
 
 
 def name(value: str, field: str = "name") -> str:
+    """One line of text: a name ends up in e-mail subjects, where a line break cannot go."""
     text = value.strip()
     if not text:
         raise bad_request(field, f"{field} must not be empty")
     if len(text) > NAME_MAX:
         raise bad_request(field, f"{field} must be at most {NAME_MAX} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
+        raise bad_request(
+            field, f"{field} must not contain control characters (line breaks, tabs and the like)"
+        )
     return text
 
 

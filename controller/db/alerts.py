@@ -67,8 +67,8 @@ async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime
 
 MONITOR_COLUMNS = (
     "m.id, m.public_id, m.organization_id, m.customer_id, m.type, m.name, m.hostname, m.port,"
-    " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes,"
-    " m.notification_email, m.notification_phone_number"
+    " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes, m.round_countries,"
+    " m.next_due_at, m.rounds_since, m.notification_email, m.notification_phone_number"
 )
 
 
@@ -197,7 +197,7 @@ async def results_after(
 ) -> list[asyncpg.Record]:
     """Results scheduled after `after`, oldest round first."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT scheduled_at, country, status, error_kind, message FROM check_results"
+        "SELECT scheduled_at, country, job_id, status, error_kind, message FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
@@ -230,7 +230,7 @@ async def open_incident(
 
 INCIDENT_COLUMNS = (
     "id, public_id, monitor_id, started_at, opened_at, ended_at, duration_seconds, cause_kind,"
-    " cause, countries, notified, reminders"
+    " cause, countries, notified, reminders, end_reason, recovery_held"
 )
 
 
@@ -241,14 +241,38 @@ async def incident(conn: Conn, incident_id: int) -> asyncpg.Record | None:
     return row
 
 
-async def close_incident(conn: Conn, incident_id: int, ended_at: datetime) -> asyncpg.Record:
+async def close_incident(
+    conn: Conn,
+    incident_id: int,
+    ended_at: datetime,
+    *,
+    reason: str | None = None,
+    hold_recovery: bool = False,
+) -> asyncpg.Record:
+    """`reason`: why it ended other than by recovering; `hold_recovery`: its recovery notice, if
+    it was notified at all, waits until notifications are no longer held (`held_recoveries`)."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE incidents SET ended_at = $2 WHERE id = $1 RETURNING {INCIDENT_COLUMNS}",
+        "UPDATE incidents SET ended_at = $2, end_reason = $3, recovery_held = $4 AND notified"
+        f" WHERE id = $1 RETURNING {INCIDENT_COLUMNS}",
         incident_id,
         ended_at,
+        reason,
+        hold_recovery,
     )
     assert row is not None
     return row
+
+
+async def held_recoveries(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
+    """Closed incidents whose recovery notice is still held, oldest first; each is released
+    (the caller queues its notice in the same transaction)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE incidents SET recovery_held = false"
+        " WHERE monitor_id = $1 AND recovery_held"
+        f" RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+    )
+    return sorted(rows, key=lambda r: r["id"])
 
 
 async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
@@ -311,23 +335,72 @@ OUTBOX_COLUMNS = (
     "id, monitor_id, incident_id, kind, channel, target, subject, body_text, body_html,"
     " attempts, dedupe_key"
 )
+_HISTORY = (
+    "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
+    " attempt, status, error)"
+)
+REMINDER_DROPPED = "not sent: the incident closed before the reminder went out"
+
+# Both only touch rows that are due, so never one a worker holds a lease on.
+_GIVE_UP = f"""
+WITH settled AS (
+    UPDATE notification_outbox
+    SET status = 'failed', last_error = coalesce(last_error, 'no outcome recorded')
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+_DROP_REMINDERS = f"""
+WITH settled AS (
+    UPDATE notification_outbox o SET status = 'dropped', last_error = $2
+    FROM incidents i
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND o.kind = 'reminder'
+      AND i.id = o.incident_id AND i.ended_at IS NOT NULL
+    RETURNING {", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", "))}, o.status, o.last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+
+
+async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
+    """Before a claim: a row out of attempts (its last worker died before writing the outcome
+    back) fails with its last error; a reminder whose incident has closed is dropped, never
+    sent. Each gets its line in the history."""
+    await conn.execute(_GIVE_UP, now, max_attempts)
+    await conn.execute(_DROP_REMINDERS, now, REMINDER_DROPPED)
 
 
 async def claim_outbox(
-    conn: Conn, now: datetime, limit: int, lease_s: float
+    conn: Conn,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    channels: Sequence[str],
+    max_attempts: int,
 ) -> list[asyncpg.Record]:
-    """Pending notifications now due, leased to the caller: attempts counted, and hidden from
-    other workers for `lease_s` (longer than any send may take)."""
+    """Pending notifications now due on one of `channels` with attempts left, leased to the
+    caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
+    batch may take). A row waits while an older one to the same recipient about the same
+    monitor is pending (sending, or backing off), so notices arrive in the order written."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
-        " WHERE id IN (SELECT id FROM notification_outbox"
-        "   WHERE status = 'pending' AND next_attempt_at <= $1"
-        "   ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " WHERE id IN (SELECT o.id FROM notification_outbox o"
+        "   WHERE o.status = 'pending' AND o.next_attempt_at <= $1"
+        "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
+        "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
+        "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
+        "       AND p.target = o.target AND p.id < o.id)"
+        "   ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {OUTBOX_COLUMNS}",
         now,
         limit,
         lease_s,
+        list(channels),
+        max_attempts,
     )
     return rows
 
@@ -338,29 +411,32 @@ async def record_attempt(
     error: str | None,
     *,
     retry_at: datetime | None,
-) -> None:
+) -> bool:
     """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
-    line in the history."""
+    line in the history. False when the lease was lost (another worker claimed the row again
+    since, or it was settled): the row is then left to its new owner; the line is written."""
     if error is None:
         status = "sent"
-        await conn.execute(
+        updated = await conn.fetchval(
             "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
-            " WHERE id = $1",
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
             row["id"],
+            row["attempts"],
         )
     else:
         status = "failed"
-        await conn.execute(
-            "UPDATE notification_outbox SET last_error = $2,"
-            " status = CASE WHEN $3::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
-            " next_attempt_at = coalesce($3, next_attempt_at) WHERE id = $1",
+        updated = await conn.fetchval(
+            "UPDATE notification_outbox SET last_error = $3,"
+            " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = coalesce($4, next_attempt_at)"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
             row["id"],
+            row["attempts"],
             error,
             retry_at,
         )
     await conn.execute(
-        "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
-        " attempt, status, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         row["id"],
         row["monitor_id"],
         row["incident_id"],
@@ -371,6 +447,7 @@ async def record_attempt(
         status,
         error,
     )
+    return updated is not None
 
 
 async def list_history(
@@ -401,11 +478,18 @@ async def add_event(conn: Conn, subject: str, msg_id: str, payload: bytes) -> No
     )
 
 
-async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record]:
+# Any constant of its own; held by the one replica publishing events at a time.
+EVENTS_LOCK = 0x6D61696C6576656E  # "maileven"
+
+
+async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record] | None:
+    """The oldest events, in the order written; None while another replica is publishing
+    (one publisher at a time, so events leave in order). Holds the lock until the caller's
+    transaction ends."""
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EVENTS_LOCK):
+        return None
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, subject, msg_id, payload FROM event_outbox"
-        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
+        "SELECT id, subject, msg_id, payload FROM event_outbox ORDER BY id LIMIT $1", limit
     )
     return rows
 

@@ -2,7 +2,8 @@
 
 One module per channel (`email`, `sms`); `channels(settings)` builds the configured ones. A
 channel raises `DeliveryError` with a message for a person (never a credential) when a
-notification did not go out; the outbox worker retries it later.
+notification did not go out; the outbox worker retries it later, unless the error is
+`permanent` (the relay or gateway refused it for good: retrying would only repeat the answer).
 """
 
 from dataclasses import dataclass
@@ -10,9 +11,17 @@ from typing import Protocol
 
 from shared.settings import ControllerSettings
 
+# Every channel there is; a controller sends those it has configured (`channels`).
+NAMES = ("email", "sms")
+
 
 class DeliveryError(Exception):
-    """The notification was not delivered; the text says why and holds no secret."""
+    """The notification was not delivered; the text says why and holds no secret.
+    `permanent`: the same notification would be refused again, so it is not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,10 @@
 `smtp://user:pass@host:port` (port 25 by default) upgrades with STARTTLS when the relay offers
 it; `smtps://` (port 465 by default) speaks TLS from the first byte. Credentials in the URL are
 percent-decoded and used for AUTH; they never appear in an error.
+
+A 5xx reply (credentials, sender or recipient refused, message rejected) is permanent: the
+relay would answer the same again. A 4xx reply, a connection that fails or a relay that does not
+answer is retried.
 """
 
 import hashlib
@@ -74,7 +78,24 @@ class EmailChannel:
                 tls_context=self._tls_context,
                 timeout=self._timeout_s,
             )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            replies = [(r.code, r.message) for r in exc.recipients]
+            raise _refused("relay refused the recipient:", replies) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"relay answered {exc.code} {exc.message}"[:300]) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise _refused("relay answered", [(exc.code, exc.message)]) from None
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+            raise DeliveryError(f"relay did not answer within {self._timeout_s:g} s") from None
+        except ssl.SSLError as exc:
+            raise DeliveryError(f"TLS with the relay failed: {exc}"[:300]) from None
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as exc:
             raise DeliveryError(f"relay unreachable: {type(exc).__name__}: {exc}"[:300]) from None
+        except aiosmtplib.SMTPException as exc:
+            raise DeliveryError(f"relay: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _refused(what: str, replies: list[tuple[int, str]]) -> DeliveryError:
+    """Permanent when every reply is 5xx."""
+    permanent = all(code >= 500 for code, _ in replies)
+    said = "; ".join(f"{code} {message}" for code, message in replies)
+    suffix = " (not retried)" if permanent else ""
+    return DeliveryError(f"{what} {said}"[:280] + suffix, permanent=permanent)

@@ -1,13 +1,16 @@
 """SMS through an HTTP webhook: a JSON POST `{"to": "+4915112345678", "text": "…"}` to
 NOTIFY_SMS_WEBHOOK_URL, with an `Idempotency-Key` header stable across retries. Any 2xx is
-delivered; anything else is retried. Basic-auth credentials may sit in the URL; they never
-appear in an error."""
+delivered; a 4xx other than 408 and 429 is refused for good (the request itself is wrong:
+sending it again changes nothing); anything else is retried. Basic-auth credentials may sit in
+the URL; they never appear in an error."""
 
 from urllib.parse import urlsplit
 
 import httpx
 
 from controller.notify import DeliveryError, Notification
+
+_RETRYABLE = frozenset({408, 429})  # request timeout, too many requests: later may work
 
 
 class SmsChannel:
@@ -33,4 +36,9 @@ class SmsChannel:
         except httpx.HTTPError as exc:
             raise DeliveryError(f"SMS webhook unreachable: {type(exc).__name__}") from None
         if not response.is_success:
-            raise DeliveryError(f"SMS webhook answered HTTP {response.status_code}")
+            code = response.status_code
+            permanent = 400 <= code < 500 and code not in _RETRYABLE
+            raise DeliveryError(
+                f"SMS webhook answered HTTP {code}" + (" (not retried)" if permanent else ""),
+                permanent=permanent,
+            )

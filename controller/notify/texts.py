@@ -1,10 +1,13 @@
 """What a notification says: subject, plain text and HTML for e-mail, one short line for SMS.
 
 Built only from the monitor's name, type, host and port and the incident (times, cause,
-countries): never from a monitor's config, so never a secret.
+countries): never from a monitor's config, so never a secret. Control characters (a line break
+would end an e-mail header) are shown as spaces: the API refuses them in names, but a name
+stored before it did must not stop a notice.
 """
 
 import html
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -37,13 +40,18 @@ def duration(seconds: float) -> str:
     return " ".join(shown) or "0s"
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters and line or paragraph separators as spaces."""
+    return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+
+
 def _target(monitor: Any) -> str:
     port = f":{monitor['port']}" if monitor["port"] else ""
     return f"{_TYPES.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
 
 
 def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
-    name = monitor["name"]
+    name = one_line(monitor["name"])
     started = incident["started_at"]
     ended = incident["ended_at"]
     lasted = duration(((ended or now) - started).total_seconds())

@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from controller import schedule
 from controller.alerting import Alerter
 from controller.app import create_app
 from controller.db import monitors, results
@@ -30,6 +31,7 @@ from controller.notify import Channel
 from controller.notify.email import EmailChannel
 from controller.notify.sms import SmsChannel
 from controller.outbox import OutboxWorker
+from controller.schedule import JobIds
 from shared import embedded
 from shared.messages import MonitorEvent, decode_event
 from shared.settings import ControllerSettings
@@ -157,6 +159,7 @@ class Rig:
     clock: Clock
     alerter: Alerter
     outbox: Callable[..., OutboxWorker]
+    job_ids: JobIds
     base: datetime = field(default_factory=lambda: utcnow() - timedelta(minutes=40))
 
     async def monitor(
@@ -193,16 +196,42 @@ class Rig:
         """The scheduled time of round `n` (one a minute, from 40 minutes ago)."""
         return self.base + timedelta(minutes=n)
 
-    async def round(self, monitor: asyncpg.Record, n: int, outcome: dict[str, str]) -> None:
-        """Store round `n`: country → `up`, an error kind (`down`), or `no_agent` (missed)."""
+    async def on_grid(self, monitor: asyncpg.Record, first: datetime, sent: int) -> None:
+        """As the scheduler would have it: the monitor's grid starts at its first point after
+        `first` (which becomes round 0 of `at`), and its first `sent` rounds were sent."""
+        interval = monitor["check_interval"]
+        phase = schedule.phase_ms(str(monitor["public_id"]), interval)
+        self.base = schedule.next_due(phase, interval, first)
+        async with self.pool.acquire() as conn:
+            await conn.execute(  # planned: the grid starts here (rounds_since)
+                "UPDATE monitors SET next_due_at = $2 WHERE id = $1", monitor["id"], self.base
+            )
+            await conn.execute(
+                "UPDATE monitors SET next_due_at = $2 WHERE id = $1",
+                monitor["id"],
+                self.base + timedelta(seconds=interval * sent),
+            )
+
+    async def round(
+        self,
+        monitor: asyncpg.Record,
+        n: int,
+        outcome: dict[str, str],
+        *,
+        at: datetime | None = None,
+        trigger: bool = False,
+    ) -> None:
+        """Store round `n` (or the one scheduled `at`, triggered or not): country → `up`, an
+        error kind (`down`), or `no_agent` (missed); under the scheduler's job ids."""
+        at = at or self.at(n)
         rows = []
         for cc, what in outcome.items():
             missed = what in ("no_agent", "expired")
             status = "up" if what == "up" else "missed" if missed else "down"
             rows.append(
                 ResultRow(
-                    job_id=f"{monitor['public_id']}-{cc}-{n}",
-                    scheduled_at=self.at(n),
+                    job_id=self.job_ids.make(str(monitor["public_id"]), cc, at, trigger),
+                    scheduled_at=at,
                     monitor_id=monitor["public_id"],
                     monitor_type="smtp",
                     country=cc,
@@ -210,7 +239,7 @@ class Rig:
                     status=status,
                     error_kind=None if status == "up" else what,
                     message=MESSAGES.get(what, ""),
-                    finished_at=self.at(n) + timedelta(seconds=1),
+                    finished_at=at + timedelta(seconds=1),
                 )
             )
         async with self.pool.acquire() as conn, conn.transaction():
@@ -278,18 +307,17 @@ def rig(
     relay: Relay,
     sms: SmsGateway,
     clock: Clock,
+    job_ids: JobIds,
 ) -> Iterator[Rig]:
     def outbox(**kwargs: Any) -> OutboxWorker:
         channels: dict[str, Channel] = {
             "email": email_channel(relay),
             "sms": SmsChannel(sms.url, timeout_s=5),
         }
-        return OutboxWorker(alert_pool, channels, backoff_s=0, clock=clock, **kwargs)
+        return OutboxWorker(alert_pool, channels, clock=clock, **{"backoff_s": 0, **kwargs})
 
-    alerter = Alerter(
-        alert_pool, events_js, channels={"email", "sms"}, reminder_minutes=30, clock=clock
-    )
-    yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox)
+    alerter = Alerter(alert_pool, events_js, job_ids, reminder_minutes=30, clock=clock)
+    yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox, job_ids)
 
 
 DOWN = {"DE": "auth", "FR": "auth", "US": "up"}  # a majority failing

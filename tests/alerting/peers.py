@@ -13,12 +13,35 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
 class _Keep:
+    """Keeps what it accepts. `refuse`: address → the RCPT reply that refuses it; `script`:
+    replies for the next DATA commands, each given once its event (if any) is set (`holding`
+    is set while one waits)."""
+
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.raw: list[bytes] = []
+        self.refuse: dict[str, str] = {}
+        self.script: list[tuple[asyncio.Event | None, str]] = []
+        self.holding = asyncio.Event()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
+        if self.script:
+            event, reply = self.script.pop(0)
+            if event is not None:
+                self.holding.set()
+                await event.wait()
+                self.holding.clear()
+            if not reply.startswith("250"):
+                return reply
         self.raw.append(envelope.content)
         msg = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(msg, EmailMessage)
@@ -27,18 +50,21 @@ class _Keep:
 
 
 class Relay:
-    """An SMTP relay on `port` (a free one by default); `starttls` offers STARTTLS, `users`
-    requires AUTH. `start()` and `stop()` may be called repeatedly on the same port."""
+    """An SMTP relay on `port` (a free one by default); `starttls` offers STARTTLS, `tls`
+    speaks TLS from the first byte (smtps), `users` requires AUTH. `start()` and `stop()` may be
+    called repeatedly on the same port."""
 
     def __init__(
         self,
         port: int,
         *,
         starttls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
     ) -> None:
         self.port = port
         self.starttls = starttls
+        self.tls = tls
         self.users = users
         self.keep = _Keep()
         self.logins: list[str] = []
@@ -75,7 +101,9 @@ class Relay:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, "127.0.0.1", self.port)
+        self._server = await loop.create_server(
+            self._protocol, "127.0.0.1", self.port, ssl=self.tls
+        )
 
     async def stop(self) -> None:
         if self._server is None:

@@ -36,7 +36,9 @@ async def test_incidents_and_alert_history_of_a_monitor(rig: Rig, api: httpx.Asy
         "cause",
         "countries",
         "notified",
+        "endReason",
     }
+    assert closed["endReason"] is None  # it recovered
 
     r = await api.get(f"{base}/alert-history?perPage=2", headers=rig.tenant.auth())
     assert r.status_code == 200
@@ -268,3 +270,35 @@ async def test_bad_maintenance_windows_are_refused_naming_the_field(
     r = await api.post("/api/maintenance-windows", headers=rig.tenant.auth(), json=body)
     assert r.status_code == code, r.text
     assert field in r.json()["fields"]
+
+
+@pytest.mark.parametrize("name", ["Relay\r\nBcc: x@evil.test", "Relay\nB", "Tab\there", "L\u2028S"])
+async def test_a_monitor_name_with_control_characters_is_400_naming_it(
+    rig: Rig, api: httpx.AsyncClient, name: str
+) -> None:
+    """A name goes into e-mail subjects: the native and the AlertSite API refuse line breaks."""
+    body = {
+        "customerId": rig.tenant.customer_public_id,
+        "name": name,
+        "hostname": "smtp.example.com",
+    }
+    r = await api.post("/api/smtp-monitors", json=body, headers=rig.tenant.auth())
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"] == ["name"]
+    assert "control characters" in r.json()["message"]
+
+    m = await rig.monitor()
+    r = await api.patch(
+        f"/api/imap-pop-monitors/{m['public_id']}", json={"name": name}, headers=rig.tenant.auth()
+    )
+    assert r.status_code == 404  # an SMTP monitor: the IMAP/POP path does not have it
+    r = await api.patch(
+        f"/api/smtp-monitors/{m['public_id']}", json={"name": name}, headers=rig.tenant.auth()
+    )
+    assert (r.status_code, r.json()["fields"]) == (400, ["name"])
+
+    alertsite = {"billing_plancode": "UBM - A/A", "name": name, "hostname": "smtp.example.com"}
+    r = await api.post("/api/v3/monitors/email-smtp", json=alertsite, headers=rig.tenant.auth())
+    assert r.status_code == 400, r.text
+    (error,) = r.json()["errors"]  # AlertSite's shape, naming the field in its message
+    assert error["message"].startswith("name must not contain control characters")

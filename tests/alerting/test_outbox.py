@@ -1,0 +1,258 @@
+"""The outbox worker's guarantees: whatever a send raises is a recorded failure, rows out of
+attempts are never sent, notices to one recipient leave in order, reminders of closed incidents
+are dropped, each worker claims only its channels, a lease covers its batch and a late
+write-back never overwrites, permanent refusals are not retried, smtps:// relays."""
+
+import asyncio
+import ssl
+from datetime import timedelta
+
+import trustme
+from structlog.testing import capture_logs
+
+from controller.db import alerts
+from controller.db.alerts import REMINDER_DROPPED, Outgoing
+from controller.notify import Notification
+from controller.notify.email import EmailChannel
+from controller.notify.sms import SmsChannel
+from controller.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
+from shared import embedded
+from tests.alerting.conftest import (
+    DOWN,
+    RELAY_PASSWORD,
+    RELAY_USER,
+    SENDER,
+    UP,
+    Rig,
+    email_channel,
+)
+from tests.alerting.peers import Relay
+
+
+async def history(rig: Rig, outbox_id: int) -> list[tuple[int, str]]:
+    rows = await rig.fetch(
+        "SELECT attempt, status FROM alert_history WHERE outbox_id = $1 ORDER BY id", outbox_id
+    )
+    return [(r["attempt"], r["status"]) for r in rows]
+
+
+async def test_a_send_that_raises_is_a_recorded_failure_and_the_batch_is_written(
+    rig: Rig,
+) -> None:
+    bad = await rig.monitor(name="Bad", phone=None)
+    await rig.rounds(bad, 0, [DOWN, DOWN])
+    (row,) = await rig.outbox_rows(bad)
+    async with rig.pool.acquire() as conn:  # a subject an older controller wrote
+        await conn.execute(
+            "UPDATE notification_outbox SET subject = 'DOWN: a\r\nBcc: x@evil.test' WHERE id = $1",
+            row["id"],
+        )
+    good = await rig.monitor(name="Good")
+    await rig.rounds(good, 0, [DOWN, DOWN])
+    with capture_logs() as logs:
+        assert await rig.outbox(max_attempts=2).burst() == 2
+    assert [str(m["Subject"]) for m in rig.relay.messages] == ["[mailprobe] DOWN: Good"]
+    assert len(rig.sms.requests) == 1
+    (row,) = await rig.outbox_rows(bad)
+    assert (row["status"], row["attempts"]) == ("failed", 2)
+    assert row["last_error"].startswith("internal error: ValueError")
+    assert await history(rig, row["id"]) == [(1, "failed"), (2, "failed")]
+    assert all(r["status"] == "sent" for r in await rig.outbox_rows(good))
+    raised = [e for e in logs if e["event"] == "notification send raised"]
+    assert len(raised) == 2 and raised[0]["log_level"] == "error"
+
+
+async def test_a_name_with_a_line_break_stored_earlier_still_makes_a_one_line_subject(
+    rig: Rig,
+) -> None:
+    m = await rig.monitor(name="Relay\r\nBcc: x@evil.test", phone=None)
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    assert await rig.outbox().burst() == 1
+    (mail,) = rig.relay.messages
+    assert mail["Subject"] == "[mailprobe] DOWN: Relay  Bcc: x@evil.test"
+    assert mail["Bcc"] is None
+
+
+async def test_a_row_out_of_attempts_fails_with_its_last_error_and_is_not_sent(
+    rig: Rig,
+) -> None:
+    m = await rig.monitor(phone=None)
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    (row,) = await rig.outbox_rows(m)
+    async with rig.pool.acquire() as conn:  # its last worker died before writing back
+        await conn.execute(
+            "UPDATE notification_outbox SET attempts = 3, last_error = 'relay unreachable'"
+            " WHERE id = $1",
+            row["id"],
+        )
+    assert await rig.outbox(max_attempts=3).burst() == 0
+    assert rig.relay.messages == []
+    (row,) = await rig.outbox_rows(m)
+    assert (row["status"], row["last_error"]) == ("failed", "relay unreachable")
+    assert await history(rig, row["id"]) == [(3, "failed")]
+
+
+async def test_a_recovery_waits_for_its_down_notice_held_back_by_backoff(rig: Rig) -> None:
+    m = await rig.monitor(phone=None)
+    await rig.relay.stop()
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    worker = rig.outbox(backoff_s=600)
+    assert await worker.deliver() == 0  # the down notice backs off for ten minutes
+    await rig.rounds(m, 2, [UP, UP])
+    await rig.relay.start()
+    assert await worker.deliver() == 0  # the recovery is due, but its down notice is older
+    assert rig.relay.messages == []
+
+    rig.clock.shift = timedelta(minutes=11)
+    assert await worker.burst() == 2
+    assert [str(msg["Subject"]).split(":")[0] for msg in rig.relay.messages] == [
+        "[mailprobe] DOWN",
+        "[mailprobe] Recovered",
+    ]
+
+
+async def test_a_reminder_pending_when_its_incident_closed_is_dropped(rig: Rig) -> None:
+    m = await rig.monitor(phone=None)
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    rig.clock.shift = timedelta(minutes=31)
+    await rig.rounds(m, 2, [DOWN])
+    await rig.rounds(m, 3, [UP, UP])
+    assert [r["kind"] for r in await rig.outbox_rows(m)] == ["down", "reminder", "recovered"]
+
+    assert await rig.outbox().burst() == 2
+    assert [str(msg["Subject"]).split(":")[0] for msg in rig.relay.messages] == [
+        "[mailprobe] DOWN",
+        "[mailprobe] Recovered",
+    ]
+    _, reminder, _ = await rig.outbox_rows(m)
+    assert (reminder["status"], reminder["last_error"]) == ("dropped", REMINDER_DROPPED)
+    assert await history(rig, reminder["id"]) == [(0, "dropped")]
+
+
+async def test_each_worker_claims_only_its_channels_and_warns_of_the_others(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [DOWN, DOWN])  # the alerter knows no channel: both rows are written
+    email_only = OutboxWorker(rig.pool, {"email": email_channel(rig.relay)})
+    stop = asyncio.Event()
+    stop.set()
+    with capture_logs() as logs:
+        await email_only.run(stop)  # only says what it has and lacks
+    assert await email_only.burst() == 1
+    rows = {r["channel"]: r for r in await rig.outbox_rows(m)}
+    assert rows["email"]["status"] == "sent"
+    assert (rows["sms"]["status"], rows["sms"]["attempts"]) == ("pending", 0)
+    (warning,) = [e for e in logs if e.get("channel") == "sms"]
+    assert warning["log_level"] == "warning" and "not configured" in warning["event"]
+
+    sms_only = OutboxWorker(rig.pool, {"sms": SmsChannel(rig.sms.url)})
+    assert await sms_only.burst() == 1
+    assert len(rig.sms.requests) == 1
+
+
+async def test_a_lease_covers_its_batch_and_a_late_write_back_overwrites_nothing(
+    rig: Rig,
+) -> None:
+    m = await rig.monitor(phone=None)
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    hold = asyncio.Event()
+    rig.relay.keep.script.append((hold, "451 4.3.0 try again later"))
+    slow, fast = rig.outbox(batch=50), rig.outbox(batch=50)
+    first = asyncio.create_task(slow.deliver())  # its send hangs at the relay
+    await rig.relay.keep.holding.wait()
+    (row,) = await rig.outbox_rows(m)
+    lease = (row["next_attempt_at"] - rig.clock()).total_seconds()
+    assert lease > (50 / CONCURRENCY) * SEND_TIMEOUT_S  # the whole batch, even if every send hangs
+    assert lease_s(50) == lease_s(41) > lease_s(40)
+
+    rig.clock.shift = timedelta(seconds=lease + 1)  # the lease ran out: another worker resends
+    assert await fast.deliver() == 1
+    hold.set()
+    with capture_logs() as logs:
+        assert await first == 0  # its send failed late...
+    (row,) = await rig.outbox_rows(m)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)  # ...in vain
+    assert sorted(await history(rig, row["id"])) == [(1, "failed"), (2, "sent")]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"][-1].startswith(
+        "outcome not written back"
+    )
+
+
+async def test_a_5xx_refusal_fails_at_once_and_a_4xx_one_is_retried(rig: Rig) -> None:
+    gone = await rig.monitor(email="gone@customer.test", phone=None)
+    busy = await rig.monitor(email="busy@customer.test", phone=None)
+    rig.relay.keep.refuse = {
+        "gone@customer.test": "550 5.1.1 no such user",
+        "busy@customer.test": "450 4.2.1 mailbox busy",
+    }
+    for m in (gone, busy):
+        await rig.rounds(m, 0, [DOWN, DOWN])
+    assert await rig.outbox(max_attempts=3).burst() == 0
+    (refused,) = await rig.outbox_rows(gone)
+    assert (refused["status"], refused["attempts"]) == ("failed", 1)
+    assert refused["last_error"] == (
+        "relay refused the recipient: 550 5.1.1 no such user (not retried)"
+    )
+    (retried,) = await rig.outbox_rows(busy)
+    assert (retried["status"], retried["attempts"]) == ("failed", 3)
+    assert retried["last_error"] == "relay refused the recipient: 450 4.2.1 mailbox busy"
+
+
+async def test_webhook_4xx_fails_at_once_but_408_429_and_5xx_are_retried(rig: Rig) -> None:
+    for status, attempts in ((400, 1), (404, 1), (429, 3), (408, 3), (502, 3)):
+        rig.sms.status = status
+        m = await rig.monitor(email=None, name=f"Answered {status}")
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        assert await rig.outbox(max_attempts=3).burst() == 0
+        (row,) = await rig.outbox_rows(m)
+        assert (row["status"], row["attempts"]) == ("failed", attempts), status
+        assert row["last_error"].startswith(f"SMS webhook answered HTTP {status}")
+        assert row["last_error"].endswith("(not retried)") == (attempts == 1)
+
+
+async def test_email_unreachable_relay_says_so() -> None:
+    channel = EmailChannel(f"smtp://127.0.0.1:{embedded.free_port()}", SENDER, timeout_s=2)
+    try:
+        await channel.send(Notification("a@b.test", "s", "t", None, "k"))
+    except Exception as exc:
+        assert str(exc).startswith("relay unreachable")
+        assert getattr(exc, "permanent", None) is False
+    else:
+        raise AssertionError("delivered to nobody")
+
+
+async def test_email_through_an_smtps_relay_with_auth() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    relay = Relay(embedded.free_port(), tls=server_ctx, users={RELAY_USER: RELAY_PASSWORD})
+    await relay.start()
+    try:
+        channel = EmailChannel(
+            f"smtps://{RELAY_USER}:{RELAY_PASSWORD}@127.0.0.1:{relay.port}",
+            SENDER,
+            tls_context=client_ctx,
+        )
+        await channel.send(Notification("a@b.test", "Over TLS", "text", None, "k"))
+    finally:
+        await relay.stop()
+    assert relay.logins == [RELAY_USER]
+    (msg,) = relay.messages
+    assert msg["Subject"] == "Over TLS"
+
+
+async def test_the_same_notification_to_a_second_channel_row_is_independent(rig: Rig) -> None:
+    """Ordering is per recipient and channel: an SMS backing off never holds the e-mail."""
+    m = await rig.monitor()
+    rig.sms.status = 503
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    worker = rig.outbox(backoff_s=600)
+    assert await worker.deliver() == 1
+    assert len(rig.relay.messages) == 1
+    rows = {r["channel"]: r for r in await rig.outbox_rows(m)}
+    assert rows["sms"]["status"] == "pending"
+    async with rig.pool.acquire() as conn:
+        again = [Outgoing("down", "email", "other@customer.test", "s", "t", None, "x:other")]
+        await alerts.enqueue(conn, m["id"], rows["email"]["incident_id"], again)
+    assert await worker.deliver() == 1  # another recipient is not held either

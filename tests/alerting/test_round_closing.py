@@ -1,0 +1,247 @@
+"""Rounds judged against the countries they were sent to: dead agents count as not failing,
+rounds that close with countries missing (or with no result at all) get `expired` results,
+rounds are judged in order whatever finishes first, disabling closes the incident, one bad
+monitor never stops the others, and replicas evaluate and publish without doubles or reorder."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+from structlog.testing import capture_logs
+
+from controller.alerting import Alerter
+from controller.db import alerts, results
+from controller.db.results import ResultRow
+from tests.alerting.conftest import DOWN, UP, Rig
+
+
+async def expired_rows(rig: Rig, monitor: asyncpg.Record) -> list[asyncpg.Record]:
+    return await rig.fetch(
+        "SELECT scheduled_at, country, job_id, status, message FROM check_results"
+        " WHERE monitor_id = $1 AND error_kind = 'expired' ORDER BY scheduled_at, country",
+        monitor["id"],
+    )
+
+
+async def test_one_failing_country_beside_two_dead_agents_is_degraded_never_down(
+    rig: Rig,
+) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [{"DE": "refused", "FR": "no_agent", "US": "no_agent"}] * 4)
+    state = await rig.state(m)
+    assert state["state"] == "degraded"
+    assert state["consecutive_down_rounds"] == 0  # 1 of 3 expected countries: passing
+    assert await rig.incidents(m) == []
+    assert await rig.outbox_rows(m) == []
+
+
+async def test_the_only_listed_country_failing_is_down_after_the_rounds(rig: Rig) -> None:
+    m = await rig.monitor(["DE"])
+    await rig.rounds(m, 0, [{"DE": "refused"}])
+    assert (await rig.state(m))["state"] == "degraded"
+    await rig.rounds(m, 1, [{"DE": "refused"}])
+    (incident,) = await rig.incidents(m)
+    assert incident["countries"] == ["DE"]
+    assert (await rig.state(m))["state"] == "down"
+
+
+async def test_a_null_country_monitor_expects_the_countries_its_round_went_to(rig: Rig) -> None:
+    m = await rig.monitor()
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET allowed_country_codes = NULL, round_countries = $2 WHERE id = $1",
+            m["id"],
+            ["DE", "FR", "US"],
+        )
+    await rig.rounds(m, 0, [{"DE": "refused"}] * 3)  # FR and US never report
+    assert await rig.incidents(m) == []
+    assert (await rig.state(m))["state"] == "degraded"
+    assert [(r["country"], r["status"]) for r in await expired_rows(rig, m)][:2] == [
+        ("FR", "missed"),
+        ("US", "missed"),
+    ]
+
+
+async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [{"DE": "refused", "FR": "refused"}])  # US never reports
+    rows = await expired_rows(rig, m)
+    assert [(r["country"], r["status"]) for r in rows] == [("US", "missed")]
+    job_id = rig.job_ids.make(str(m["public_id"]), "US", rig.at(0))
+    assert rows[0]["job_id"] == job_id
+    assert "did not run in time" in rows[0]["message"]
+    state = await rig.state(m)
+    assert (state["state"], state["consecutive_down_rounds"]) == ("degraded", 1)
+
+    late = ResultRow(  # the genuine result, later still: a duplicate that changes nothing
+        job_id=job_id,
+        scheduled_at=rig.at(0),
+        monitor_id=m["public_id"],
+        monitor_type="smtp",
+        country="US",
+        agent_id="US-agent",
+        status="down",
+        error_kind="refused",
+        message="connection refused",
+    )
+    async with rig.pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [late]) == 0
+    await rig.alerter.burst()
+    assert await rig.incidents(m) == []
+    assert (await rig.state(m))["consecutive_down_rounds"] == 1
+
+
+async def test_a_round_nobody_reported_on_is_judged_missed_when_it_closes(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.on_grid(m, rig.clock() - timedelta(seconds=120), sent=2)
+    await rig.rounds(m, 0, [UP])  # round 1 was sent, and no result ever comes
+    assert (await rig.state(m))["state"] == "up"
+    (queued,) = await rig.fetch("SELECT due_at FROM alert_queue WHERE monitor_id = $1", m["id"])
+    assert queued["due_at"] == rig.at(1) + timedelta(seconds=60 + 10 + 5)  # when round 1 closes
+
+    rig.clock.shift = timedelta(minutes=3)  # nothing arrives; the alerter comes back by itself
+    await rig.alerter.burst()
+    rows = await expired_rows(rig, m)
+    assert [(r["scheduled_at"], r["country"]) for r in rows] == [
+        (rig.at(1), "DE"),
+        (rig.at(1), "FR"),
+        (rig.at(1), "US"),
+    ]
+    state = await rig.state(m)
+    assert (state["state"], state["last_round_at"]) == ("missed", rig.at(1))
+    missed = (await rig.events(m))[-1]
+    assert (missed.state, missed.countries) == ("missed", ["DE", "FR", "US"])
+    assert "did not run in time" in missed.cause
+
+
+async def test_no_expired_rows_for_rounds_before_the_grid_started(rig: Rig) -> None:
+    """A monitor re-planned (new, re-enabled, interval changed) gets no rows for the time
+    before its first planned round, however far back its last judged round is."""
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [UP])
+    await rig.on_grid(m, rig.clock() - timedelta(seconds=150), sent=2)
+    rig.clock.shift = timedelta(minutes=3)  # past its wake-up: when its next round closes
+    await rig.alerter.burst()
+    rows = await expired_rows(rig, m)
+    assert {r["scheduled_at"] for r in rows} == {rig.at(0), rig.at(1)}  # only the planned ones
+
+
+async def test_a_triggered_round_finishing_first_waits_for_the_earlier_round(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.on_grid(m, rig.clock() - timedelta(seconds=60), sent=1)  # round 0, still open
+    triggered = rig.at(0) + timedelta(seconds=1)  # triggered just after round 0 was sent
+    await rig.round(m, 0, UP, at=triggered, trigger=True)
+    await rig.alerter.burst()
+    assert (await rig.state(m))["last_round_at"] is None  # round 0 is still running
+
+    await rig.rounds(m, 0, [DOWN])  # its results come late, after the triggered round's
+    state = await rig.state(m)
+    assert state["last_round_at"] == triggered
+    assert [(e.state, e.previous_state) for e in await rig.events(m)] == [
+        ("degraded", None),
+        ("up", "degraded"),
+    ]
+
+
+async def test_a_closed_triggered_round_is_completed_under_triggered_job_ids(rig: Rig) -> None:
+    m = await rig.monitor()
+    at = rig.at(0) + timedelta(seconds=17)
+    await rig.round(m, 0, {"DE": "up", "FR": "up"}, at=at, trigger=True)
+    await rig.alerter.burst()
+    (row,) = await expired_rows(rig, m)
+    assert row["job_id"] == rig.job_ids.make(str(m["public_id"]), "US", at, trigger=True)
+
+
+async def test_disabling_closes_the_incident_silently_and_the_state_is_unknown(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [DOWN, DOWN])
+    assert len(await rig.outbox_rows(m)) == 2
+    r = await api.patch(
+        f"/api/smtp-monitors/{m['public_id']}",
+        headers=rig.tenant.auth("readonly"),
+        json={"status": "paused"},
+    )
+    assert r.status_code == 200, r.text
+    before = rig.clock()
+    await rig.alerter.burst()  # the status change queued the monitor
+
+    (incident,) = await rig.incidents(m)
+    assert incident["end_reason"] == "monitoring disabled"
+    assert before - timedelta(seconds=5) <= incident["ended_at"] <= rig.clock()
+    assert len(await rig.outbox_rows(m)) == 2  # no recovery
+    state = await rig.state(m)
+    assert (state["state"], state["open_incident_id"]) == ("unknown", None)
+    assert state["consecutive_down_rounds"] == 0
+    event = (await rig.events(m))[-1]
+    assert (event.state, event.previous_state, event.cause) == (
+        "unknown",
+        "down",
+        "monitoring disabled",
+    )
+    r = await api.get(f"/api/smtp-monitors/{m['public_id']}/incidents", headers=rig.tenant.auth())
+    assert r.json()["items"][0]["endReason"] == "monitoring disabled"
+    assert (await rig.fetch("SELECT * FROM alert_queue WHERE monitor_id = $1", m["id"])) == []
+
+
+async def test_a_monitor_failing_every_evaluation_never_stops_the_others(rig: Rig) -> None:
+    broken = await rig.monitor(name="Broken")
+    last_day = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)  # its round can never close
+    await rig.round(broken, 0, {"DE": "up"}, at=last_day)
+    fine = await rig.monitor(name="Fine")
+    await rig.round(fine, 0, DOWN)
+    await rig.round(fine, 1, DOWN)
+    with capture_logs() as logs:
+        await rig.alerter.burst()
+    assert len(await rig.incidents(fine)) == 1
+    (failed,) = [e for e in logs if e["event"].startswith("evaluation failed")]
+    assert failed["log_level"] == "error"
+    assert failed["monitor"] == broken["id"] and failed["exc_info"] is True
+    (queued,) = await rig.fetch(
+        "SELECT due_at FROM alert_queue WHERE monitor_id = $1", broken["id"]
+    )
+    assert queued["due_at"] > rig.clock()  # leased: retried when the lease ends
+
+
+async def test_two_alerters_at_once_open_one_incident_and_queue_once(rig: Rig) -> None:
+    other = Alerter(rig.pool, rig.js, rig.job_ids, reminder_minutes=30, clock=rig.clock)
+    many = [await rig.monitor(name=f"Relay {i}") for i in range(8)]
+    for m in many:
+        await rig.round(m, 0, DOWN)
+        await rig.round(m, 1, DOWN)
+    await asyncio.gather(rig.alerter.burst(), other.burst(), rig.alerter.burst())
+    for m in many:
+        assert len(await rig.incidents(m)) == 1
+        assert len(await rig.outbox_rows(m)) == 2
+
+    m = await rig.monitor(name="Both at once")  # the same monitor, in two transactions at once
+    await rig.round(m, 0, DOWN)
+    await rig.round(m, 1, DOWN)
+
+    async def evaluate(alerter: Alerter) -> None:
+        async with rig.pool.acquire() as conn, conn.transaction():
+            await alerter.evaluate(conn, m["id"], rig.clock())
+
+    await asyncio.gather(evaluate(rig.alerter), evaluate(other))
+    assert len(await rig.incidents(m)) == 1
+    assert len(await rig.outbox_rows(m)) == 2
+    assert [e.state for e in await rig.events(m)] == []  # written, not published yet
+    await other.publish_events()
+    assert [e.state for e in await rig.events(m)] == ["degraded", "down"]
+
+
+async def test_events_leave_one_publisher_at_a_time_in_the_order_written(rig: Rig) -> None:
+    m = await rig.monitor()
+    for n, outcome in enumerate([DOWN, DOWN, UP, UP, DOWN, UP]):
+        await rig.round(m, n, outcome)
+        async with rig.pool.acquire() as conn, conn.transaction():
+            await rig.alerter.evaluate(conn, m["id"], rig.clock())
+    other = Alerter(rig.pool, rig.js, rig.job_ids, batch=1, clock=rig.clock)
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", alerts.EVENTS_LOCK)
+        assert await other.publish_events() == 0  # another replica is publishing
+    one, two = (Alerter(rig.pool, rig.js, rig.job_ids, batch=1) for _ in range(2))
+    await asyncio.gather(one.publish_events(), two.publish_events(), other.publish_events())
+    assert [e.state for e in await rig.events(m)] == ["degraded", "down", "up", "degraded", "up"]
