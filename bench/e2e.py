@@ -1,4 +1,5 @@
-"""End to end on loopback: `python -m controller serve` (scheduler and ingester) and
+"""End to end on loopback: `python -m controller serve` (scheduler, ingester and alerter, as in
+a default install less the idle API) and
 `python -m agent --country DE`, embedded NATS and PostgreSQL, SMTP peers in another process.
 
 Target (issue 3): stored - due - check duration p50 <= 250 ms, p99 <= 1 s.
@@ -100,7 +101,7 @@ def _measure() -> bool:
                     **common,
                     DATABASE_URL=pipes.database_url,
                     SECRETS_KEY=SECRETS_KEY,
-                    CONTROLLER_ROLES="scheduler,ingester",
+                    CONTROLLER_ROLES="scheduler,ingester,alerter",
                 ),
                 pipes.tmp / "controller.log",
             )
@@ -142,7 +143,7 @@ def _measure() -> bool:
 def run() -> bool:
     discard_logs()
     print(
-        f"end to end ({machine()}; controller serve (scheduler, ingester) + 1 agent;"
+        f"end to end ({machine()}; controller serve (scheduler, ingester, alerter) + 1 agent;"
         f" {MONITORS:,} plain-SMTP monitors every {INTERVAL} s = {RATE} checks/s;"
         f" {MEASURE_S:.0f} s measured)"
     )
