@@ -203,6 +203,10 @@ def main() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C (or make's own SIGINT) must not cut the shutdown short and leave
+        # NATS running: stopping takes a few seconds at most.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         say("stopping")
         for child in reversed(children):
             embedded.stop(child)
