@@ -171,7 +171,8 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
         str | None,
         Meta(
             description="relay for alert e-mails: `smtp://user:pass@host:port` (STARTTLS when "
-            "offered) or `smtps://…` (TLS from the first byte); unset: no e-mail"
+            "offered) or `smtps://…` (TLS from the first byte); unset: this controller sends "
+            "no e-mail (alerts wait for a controller that has it)"
         ),
     ] = None
     notify_from: Annotated[
@@ -181,8 +182,9 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     notify_sms_webhook_url: Annotated[
         str | None,
         Meta(
-            description='SMS gateway webhook: JSON POST `{"to", "text"}`; unset: no SMS '
-            "(see Alerts and notifications)"
+            description='SMS gateway webhook: JSON POST `{"to", "text"}`; unset: this '
+            "controller sends no SMS (alerts wait for a controller that has it; see Alerts and "
+            "notifications)"
         ),
     ] = None
     notify_reminder_minutes: Annotated[
