@@ -351,19 +351,7 @@ class Alerter:
         fills = []
         for cc in sorted(set(expected) - set(r.jobs)):
             job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
-            fills.append(
-                ResultRow(
-                    job_id=job_id,
-                    scheduled_at=r.at,
-                    monitor_id=monitor["public_id"],
-                    monitor_type=monitor["type"],
-                    country=cc,
-                    agent_id=None,
-                    status="missed",
-                    error_kind="expired",
-                    message=message,
-                )
-            )
+            fills.append(ResultRow.missed(monitor, cc, job_id, r.at, "expired", message))
             r.jobs[cc] = job_id
             r.missed.append((cc, "expired", message))
         if fills:

@@ -316,14 +316,5 @@ class Scheduler:
 def _no_agent(
     jid: str, row: asyncpg.Record, country: str, scheduled: datetime, now: datetime
 ) -> ResultRow:
-    return ResultRow(
-        job_id=jid,
-        scheduled_at=scheduled,
-        monitor_id=row["public_id"],
-        monitor_type=row["type"],
-        country=country,
-        agent_id=None,
-        status="missed",
-        error_kind="no_agent",
-        message=f"no live agent in {country} at {iso_ms(now)}: the round did not run there",
-    )
+    why = f"no live agent in {country} at {iso_ms(now)}: the round did not run there"
+    return ResultRow.missed(row, country, jid, scheduled, "no_agent", why)

@@ -37,6 +37,24 @@ class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     message: str
     finished_at: datetime | None = None
 
+    @classmethod
+    def missed(
+        cls, monitor: Any, country: str, job_id: str, scheduled_at: datetime, kind: str, why: str
+    ) -> "ResultRow":
+        """A round that did not run in `country` (`kind`: `no_agent` or `expired`); `monitor`
+        is a row with the monitor's `public_id` and `type`."""
+        return cls(
+            job_id=job_id,
+            scheduled_at=scheduled_at,
+            monitor_id=monitor["public_id"],
+            monitor_type=monitor["type"],
+            country=country,
+            agent_id=None,
+            status="missed",
+            error_kind=kind,
+            message=why,
+        )
+
 
 class CheckedResult(CheckResult):
     """A result from the stream as the ingester decodes it: the times and the monitor id are
