@@ -24,18 +24,18 @@ import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig
 
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller import schedule
 from controller.agents import LiveAgents
+from controller.api.validation import COUNTRIES
 from controller.db.pool import connect, create_pool
 from controller.ingest import Puller
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduler import Scheduler
 from controller.secretbox import SecretBox
 from shared.messages import AgentHeartbeat, encode
-from shared.streams import ensure_streams
+from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM
 from shared.timefmt import iso_ms, utcnow
 
@@ -86,6 +86,7 @@ async def _schedule(database_url: str, nats_url: str, window: tuple[float, float
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     kv = await ensure_streams(js)
+    await ensure_jobs_consumers(js, sorted(COUNTRIES))  # as the controller has them
     scheduler = Scheduler(pool, js, LiveAgents(kv), SecretBox(SECRETS_KEY))
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
@@ -105,16 +106,10 @@ async def _published(
     nc: NATS, js: nats.js.JetStreamContext, decoder: msgspec.json.Decoder[_Due]
 ) -> list[float]:
     """The scheduledAt (epoch seconds) of every job in JOBS: what was published, whatever a
-    live subscriber may have missed. Nobody consumes JOBS here, so all of them are still there;
-    a work-queue stream only takes consumers that ack, so this one pulls and never acks."""
+    live subscriber may have missed. No agent ran here, so all of them are still there; they
+    are read (and acked, as an agent would) through the country's consumer."""
     total = (await js.stream_info(JOBS_STREAM)).state.messages
-    await js.add_consumer(
-        JOBS_STREAM,
-        ConsumerConfig(
-            durable_name="bench-count", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1
-        ),
-    )
-    puller = Puller(nc, js, JOBS_STREAM, "bench-count")
+    puller = Puller(nc, js, JOBS_STREAM, jobs_consumer_name(COUNTRY))
     dues: list[float] = []
     while len(dues) < total:
         msgs = await puller.fetch(1000, 2.0)
@@ -123,6 +118,7 @@ async def _published(
         for msg in msgs:
             at = datetime.fromisoformat(decoder.decode(msg.data).scheduled_at)
             dues.append(at.timestamp())
+            await msg.ack()
     await puller.close()
     return dues
 
