@@ -304,13 +304,23 @@ async def test_subscriber_reads_results_and_events(
     assert agent_us.errors == []
 
 
+async def registered(nc: NATS) -> None:
+    """Return once the server has the client's subscriptions. nats-py (2.16) writes flush()'s
+    PING straight to the socket, while a SUB may still wait in the client's buffer for its
+    flusher task: one PONG does not prove the SUB arrived (here, about one fresh subscription
+    in six then missed the next message). The first round trip lets the buffer go out; the
+    second PING follows it."""
+    await nc.flush()
+    await nc.flush()
+
+
 async def test_subscriber_receives_live_results_and_events(
     hub: Hub, controller: Client, subscriber: Client
 ) -> None:
     agent_us = await connect(hub, agent_user("US"), agent_inbox_prefix("US"))
     live_results = await subscriber.nc.subscribe(RESULTS_SUBJECTS)
     live_events = await subscriber.nc.subscribe(EVENTS_SUBJECTS)
-    await subscriber.nc.flush()
+    await registered(subscriber.nc)
     await controller.js.publish(events_subject("m-3"), b'{"v":1,"kind":"up"}')
     await agent_us.js.publish(results_subject("US", "pop3", "w"), b'{"v":1}')
     assert (await live_events.next_msg(timeout=5)).subject == "mon.events.m-3"
