@@ -2,8 +2,8 @@
 scheduled (lateness), a round with no live agent in a listed country (no_agent), results
 stored (by country, status and error kind) and the batch that stored them.
 
-On the pipeline tests' rig (a database of their own, an agents bucket of their own, fresh
-country codes): its fixtures are imported here. Counters are compared before and after.
+Prometheus' registry is one per process and shared by every test, so counters are compared
+before and after.
 """
 
 from datetime import timedelta
@@ -17,34 +17,9 @@ from controller.schedule import JobIds
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import (
-    Countries,
-    agents_kv,
-    api,
-    countries,
-    js,
-    nc,
-    org,
-    pipe_api_url,
-    pipe_database_url,
-    pipe_pool,
-    pipeline,
-)
+from tests.pipeline.conftest import Countries
 from tests.pipeline.test_ingest import publish, result
 from tests.pipeline.test_scheduler import make_due
-
-__all__ = [  # the pipeline tests' fixtures, used here
-    "agents_kv",
-    "api",
-    "countries",
-    "js",
-    "nc",
-    "org",
-    "pipe_api_url",
-    "pipe_database_url",
-    "pipe_pool",
-    "pipeline",
-]
 
 
 def value(name: str, **labels: str) -> float:

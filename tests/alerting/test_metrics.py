@@ -1,39 +1,15 @@
 """The alerter's metrics move when their events happen: a notification that cannot be sent and
 one that is, by channel and outcome; the sampled outbox backlog follows the outbox table.
 
-On the alerting tests' rig (a database of its own, a real SMTP relay on loopback): its fixtures
-are imported here. Counters are compared before and after.
+Prometheus' registry is one per process and shared by every test, so counters are compared
+before and after.
 """
 
 import asyncpg
 from prometheus_client import REGISTRY
 
 from controller import metrics
-from tests.alerting.conftest import (
-    DOWN,
-    Rig,
-    alert_database_url,
-    alert_pool,
-    clock,
-    events_js,
-    events_nc,
-    org,
-    relay,
-    rig,
-    sms,
-)
-
-__all__ = [  # the alerting tests' fixtures, used here
-    "alert_database_url",
-    "alert_pool",
-    "clock",
-    "events_js",
-    "events_nc",
-    "org",
-    "relay",
-    "rig",
-    "sms",
-]
+from tests.alerting.conftest import DOWN, Rig
 
 
 def value(name: str, **labels: str) -> float:
