@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from shared.streams import EVENTS_MAX_BYTES, MIB, RESULTS_MAX_BYTES
+
 T = TypeVar("T", bound=msgspec.Struct)
 
 _PATH = re.compile(r"at `\$\.(\w+)`")
@@ -216,10 +218,10 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             description="size cap of the `RESULTS` stream in MiB; past it the oldest results go "
             "first, whatever their age",
         ),
-    ] = 20_480
+    ] = RESULTS_MAX_BYTES // MIB
     events_max_mib: Annotated[
         int, Meta(ge=1, description="size cap of the `EVENTS` stream in MiB, oldest first")
-    ] = 1024
+    ] = EVENTS_MAX_BYTES // MIB
     controller_metrics_host: Annotated[
         str,
         Meta(description="address of `/metrics`, `/health` and `/ready` without the `api` role"),
