@@ -54,21 +54,28 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
     require_tls: bool = False
     auth: SmtpAuth | None = None
     tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
+    # Opt-in for lab servers: send credentials over a connection without TLS. Off, a server
+    # that cannot upgrade gets `tls_required` and never sees the credentials.
+    allow_plaintext_auth: bool = False
 
 
 class ImapPopConfig(msgspec.Struct, rename="camel"):
-    """node-imap semantics: `tls` is TLS from the first byte; no STARTTLS."""
+    """node-imap semantics: `tls` is TLS from the first byte; without it the agent upgrades with
+    STARTTLS (IMAP) / STLS (POP3) when the server offers it (node-imap's `autotls`)."""
 
     protocol: Literal["imap", "pop3"] = "imap"
     user: str = ""
     password: str = ""
     tls: bool = False
     tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
+    # Opt-in for lab servers: log in over a connection without TLS (see SmtpConfig).
+    allow_plaintext_auth: bool = False
 
     def __repr__(self) -> str:
         return (
             f"ImapPopConfig(protocol={self.protocol!r}, user={self.user!r}, "
-            f"password={SECRET_MASK!r}, tls={self.tls!r}, tls_options={self.tls_options!r})"
+            f"password={SECRET_MASK!r}, tls={self.tls!r}, tls_options={self.tls_options!r}, "
+            f"allow_plaintext_auth={self.allow_plaintext_auth!r})"
         )
 
 
@@ -82,6 +89,12 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     country: str
     scheduled_at: str
     expires_at: str
+    # The job's `config` sealed to its country's public key (shared.sealing): base64 of a
+    # libsodium sealed box holding the msgspec JSON of the config. When set, `config` on the
+    # wire is the default and only an agent holding the country's private key `sealKeyId` can
+    # open it. Null: the config carries no secret and travels as it is.
+    sealed_config: str | None = None
+    seal_key_id: str | None = None
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

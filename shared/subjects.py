@@ -11,6 +11,7 @@ AGENTS_BUCKET: Final = "agents"
 JOBS_SUBJECTS: Final = "mon.jobs.*"
 RESULTS_SUBJECTS: Final = "mon.results.>"
 EVENTS_SUBJECTS: Final = "mon.events.*"
+HEARTBEATS_SUBJECTS: Final = "mon.heartbeats.>"
 
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # One subject token: no dots, wildcards or whitespace, so a value can never widen a subject.
@@ -53,3 +54,8 @@ def agent_inbox_prefix(cc: str) -> str:
     """The `inbox_prefix` agents of `cc` connect with: their NATS user may subscribe only there
     (deploy/nats_conf.py grants `_INBOX_agent_CC.>`), so replies to them stay theirs."""
     return f"_INBOX_agent_{_country(cc)}"
+
+
+def heartbeats_subject(cc: str, agent_id: str) -> str:
+    """Where an agent of `cc` publishes its heartbeat (core NATS, read by the controller)."""
+    return f"mon.heartbeats.{_country(cc)}.{_token('agent_id', agent_id)}"
