@@ -20,6 +20,7 @@ from shared.timefmt import iso_ms, parse_iso, utcnow
 log = structlog.get_logger(__name__)
 
 TLS_PHASES = ("tls", "tls handshake or greeting")
+NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 async def run_check(
@@ -92,15 +93,14 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
     port = job.port or default_port(job.monitor_type, job.config)
     with rec.phase("dns"):
         addresses = await resolve(job.hostname, port)
-    if not allow_private:
-        for address in addresses:
-            if is_blocked(address):
-                raise ProbeFailure(
-                    "blocked_target",
-                    f"{job.hostname} resolves to {address}, a private, loopback, link-local "
-                    "or reserved address; agents refuse those unless "
-                    "AGENT_ALLOW_PRIVATE_TARGETS is set",
-                )
+    if not allow_private and any(is_blocked(address) for address in addresses):
+        # The address stays out of the message: echoed, it would let anyone who can create a
+        # monitor read the agent's internal DNS one name at a time.
+        raise ProbeFailure(
+            "blocked_target",
+            f"{job.hostname} resolves to a private, loopback, link-local or reserved address; "
+            "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
+        )
     target = Target(
         hostname=job.hostname,
         addresses=addresses,
@@ -121,10 +121,26 @@ async def resolve(hostname: str, port: int) -> tuple[str, ...]:
 
 
 def is_blocked(address: str) -> bool:
-    """True for anything but a globally routable unicast address."""
+    """True for anything but a globally routable unicast address, judged also by the IPv4
+    address an IPv6 one carries: a packet to it ends up there."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _not_public(ip)
+    # IPv4-mapped and NAT64 (RFC 6052 forbids its well-known prefix for non-global IPv4) are
+    # that IPv4 address, nothing else: judged as it, so DNS64 agents still reach public ones.
+    translated = ip.ipv4_mapped or (_nat64_ipv4(ip) if ip in NAT64_WELL_KNOWN else None)
+    if translated is not None:
+        return _not_public(translated)
+    # 6to4 and Teredo: relays deliver to the IPv4 address inside, so it must be public too.
+    tunnelled = [ip.sixtofour, *(ip.teredo or ())]
+    return _not_public(ip) or any(v4 is not None and _not_public(v4) for v4 in tunnelled)
+
+
+def _nat64_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return (
         not ip.is_global
         or ip.is_private
@@ -133,6 +149,8 @@ def is_blocked(address: str) -> bool:
         or ip.is_multicast
         or ip.is_unspecified
         or ip.is_reserved
+        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
     )
 
 

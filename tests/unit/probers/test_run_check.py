@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from agent.probers.run import is_blocked, run_check
 from agent.probers.tls import SslContexts
-from shared.messages import MonitorType
+from shared.messages import MonitorType, encode
 from tests.peers.jobs import make_job
 from tests.peers.scripted import ScriptedPeer
 
@@ -64,6 +64,19 @@ async def test_loopback_is_blocked_unless_allowed(hostname: str, ssl_contexts: S
     assert peer.commands == []
 
 
+async def test_a_blocked_name_is_named_but_its_private_address_is_never_told(
+    ssl_contexts: SslContexts,
+) -> None:
+    """Echoing what a name resolves to would make every agent an oracle for its internal DNS:
+    the message names the host, neither the message nor `address` the address."""
+    async with ScriptedPeer(b"220 hi\r\n") as peer:
+        job = make_job("smtp", peer.port, hostname="localhost")
+        result = await run_check(job, "a", False, ssl_contexts)
+    assert result.error_kind == "blocked_target"
+    assert result.message.startswith("localhost resolves to a private")
+    assert "127.0.0.1" not in encode(result).decode() and "::1" not in result.message
+
+
 @pytest.mark.parametrize(
     ("address", "blocked"),
     [
@@ -78,8 +91,29 @@ async def test_loopback_is_blocked_unless_allowed(hostname: str, ssl_contexts: S
         ("fe80::1%eth0", True),
         ("fd00::2", True),
         ("::ffff:10.0.0.1", True),
+        ("::ffff:127.0.0.1", True),
+        # 6to4 (2002::/16) carrying a private, loopback or link-local IPv4 address
+        ("2002:a00:1::1", True),
+        ("2002:7f00:1::1", True),
+        ("2002:a9fe:a9fe::1", True),
+        ("2002:c0a8:101::1", True),
+        # site-local (fec0::/10), deprecated but routed inside some networks
+        ("fec0::1", True),
+        ("feff::1", True),
+        # Teredo whose client (obfuscated in the last 48 bits) is 10.0.0.1 or 192.0.2.45
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", True),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", True),
+        # NAT64 well-known prefix carrying a private, loopback or link-local IPv4 address
+        ("64:ff9b::a00:1", True),
+        ("64:ff9b::7f00:1", True),
+        ("64:ff9b::a9fe:a9fe", True),
+        ("64:ff9b:1::a00:1", True),  # local-use NAT64 prefix (RFC 8215): never public
+        ("::a00:1", True),  # IPv4-compatible (deprecated)
         ("8.8.8.8", False),
         ("2a00:1450:4001:82a::200e", False),
+        ("::ffff:8.8.8.8", False),
+        ("2002:808:808::1", False),  # 6to4 of a public address
+        ("64:ff9b::808:808", False),  # NAT64 of a public address: what DNS64 agents get
     ],
 )
 def test_is_blocked(address: str, blocked: bool) -> None:
