@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.exposition import generate_latest
 
 from controller.db.results import MISSED_KINDS, ResultRow
-from shared.messages import CheckJob, CheckResult
+from shared.messages import ERROR_KINDS, CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -105,10 +105,14 @@ def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
 
 
 def _labels(r: CheckResult) -> tuple[str, str, str]:
-    """Country, status as stored (`missed` for a round nobody ran) and error kind."""
+    """Country, status as stored (`missed` for a round nobody ran) and error kind: one of the
+    known kinds or `other`, since an agent (a newer or a rogue one) may send any string and
+    each new label value would be a new series for as long as the process lives."""
     if r.status == "up":
         return r.country, "up", "none"
     kind = r.error_kind or "none"
+    if kind != "none" and kind not in ERROR_KINDS:
+        kind = "other"
     return r.country, "missed" if kind in MISSED_KINDS else "down", kind
 
 

@@ -6,6 +6,7 @@ Prometheus' registry is one per process and shared by every test, so counters ar
 before and after.
 """
 
+import uuid
 from datetime import timedelta
 
 import asyncpg
@@ -73,3 +74,28 @@ async def test_stored_results_count_by_country_status_and_kind_with_their_batch(
     assert value("mailprobe_results_ingested_total", **up) - before["up"] == 1
     assert value("mailprobe_results_ingested_total", **down) - before["down"] == 1
     assert value("mailprobe_ingest_batch_seconds_count") - before["batches"] >= 1
+
+
+async def test_a_made_up_error_kind_is_counted_as_other_and_makes_no_new_series(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """An agent may send any string as errorKind; a label takes only the known kinds, else
+    every made-up string would be a series of its own, kept until the controller restarts."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    made_up = f"made-up-{uuid.uuid4().hex[:8]}"
+    other = {"country": cc, "status": "down", "error_kind": "other"}
+    before = value("mailprobe_results_ingested_total", **other)
+    await publish(pipeline.js, result(job_ids, monitor, cc, "down", error_kind=made_up))
+    assert await pipeline.ingester.burst() == 1
+    assert value("mailprobe_results_ingested_total", **other) - before == 1
+    labels = {
+        sample.labels.get("error_kind")
+        for family in REGISTRY.collect()
+        for sample in family.samples
+    }
+    assert made_up not in labels
