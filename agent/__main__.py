@@ -131,7 +131,9 @@ async def _connect(settings: AgentSettings, agent_id: str, stop: asyncio.Event) 
         await asyncio.wait({connecting})
         return None
     nc = connecting.result()
-    log.info("nats_connected", server=str(nc.connected_url.netloc if nc.connected_url else ""))
+    # host:port only: the URL's user info is the agent's NATS user and password (or token).
+    server = nc.connected_url.netloc.rpartition("@")[2] if nc.connected_url else ""
+    log.info("nats_connected", server=server)
     return nc
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from structlog.testing import capture_logs
 
+from agent.__main__ import _connect
 from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
 from shared import embedded
 from shared.messages import decode_heartbeat
+from shared.settings import AgentSettings
 from shared.streams import agents_bucket, ensure_streams
 from tests.agent.helpers import worker
 
@@ -141,3 +144,52 @@ async def test_a_worker_waits_for_the_jobs_stream_instead_of_exiting(
         assert "jobs_stream_missing" in events and events[-1] == "agent_stopped"
     finally:
         await nc.close()
+
+
+@pytest.fixture
+def nats_with_password(tmp_path: Path) -> Iterator[tuple[int, str, str]]:
+    """A nats-server of its own that wants a user and password: (port, user, password)."""
+    user, password = "agent-de", f"Pw-{uuid.uuid4().hex}"
+    config = tmp_path / "auth.conf"
+    config.write_text(f'authorization {{ user: "{user}", password: "{password}" }}\n')
+    port = embedded.free_port()
+    proc, _ = embedded.start_nats(tmp_path / "nats", port, config=config)
+    yield port, user, password
+    embedded.stop(proc)
+
+
+def assert_no_userinfo(logs: list[dict[str, Any]], *secrets: str) -> None:
+    text = json.dumps(logs, default=str)
+    for secret in secrets:
+        assert secret not in text
+
+
+async def test_the_nats_user_and_password_in_nats_url_never_reach_a_log_line(
+    nats_with_password: tuple[int, str, str],
+) -> None:
+    port, user, password = nats_with_password
+    url = f"nats://{user}:{password}@127.0.0.1:{port}"
+    settings = AgentSettings(agent_country="DE", nats_url=url)
+    with capture_logs() as logs:
+        nc = await _connect(settings, "DE-secret-test", asyncio.Event())
+        assert nc is not None
+        await nc.close()
+    assert logs[0]["event"] == "nats_connected"
+    assert logs[0]["server"] == f"127.0.0.1:{port}"
+    assert_no_userinfo(logs, user, password)
+
+
+async def test_a_refused_nats_password_is_not_logged_either(
+    nats_with_password: tuple[int, str, str],
+) -> None:
+    port, user, _ = nats_with_password
+    wrong = f"Wrong-{uuid.uuid4().hex}"
+    settings = AgentSettings(agent_country="DE", nats_url=f"nats://{user}:{wrong}@127.0.0.1:{port}")
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        connecting = asyncio.create_task(_connect(settings, "DE-secret-test", stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        assert await asyncio.wait_for(connecting, 5) is None
+    assert any(e["event"] == "nats_error" for e in logs)
+    assert_no_userinfo(logs, user, wrong)
