@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def nats_with_password(tmp_path: Path) -> Iterator[tuple[int, str, str]]:
     embedded.stop(proc)
 
 
-def assert_no_userinfo(logs: list[dict[str, Any]], *secrets: str) -> None:
+def assert_no_userinfo(logs: Sequence[Mapping[str, Any]], *secrets: str) -> None:
     text = json.dumps(logs, default=str)
     for secret in secrets:
         assert secret not in text
