@@ -89,8 +89,7 @@ async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Record
         return
     if config.ignore_tls or not smtp.supports_extension("starttls"):
         if config.require_tls:
-            why = "ignoreTls is set" if config.ignore_tls else "the server does not offer STARTTLS"
-            raise ProbeFailure("tls_required", f"TLS is required but {why}")
+            raise ProbeFailure("tls_required", f"TLS is required but {_why_no_tls(config)}")
         return
     with rec.phase("tls"):
         try:
@@ -107,6 +106,12 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
     auth = config.auth
     if auth is None or not auth.user or not auth.password:
         return
+    if smtp.get_transport_info("ssl_object") is None and not config.allow_plaintext_auth:
+        raise ProbeFailure(
+            "tls_required",
+            f"{_why_no_tls(config)}, so the credentials were not sent "
+            "(allowPlaintextAuth would send them without TLS)",
+        )
     # SMTP sends them base64-encoded, so nothing is injected; refused all the same, as IMAP
     # and POP3 do, so one monitor's bad credentials read the same whatever its protocol.
     refuse_line_breaks(auth.user, auth.password)
@@ -122,3 +127,7 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
             ) from exc
         except SMTPException as exc:  # e.g. no AUTH offered, or no mechanism in common
             raise ProbeFailure("auth", f"authentication impossible: {exc}") from exc
+
+
+def _why_no_tls(config: SmtpConfig) -> str:
+    return "ignoreTls is set" if config.ignore_tls else "the server does not offer STARTTLS"

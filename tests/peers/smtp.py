@@ -12,8 +12,22 @@ class _Handler:
     """No hooks needed: the probes never send mail."""
 
 
+class _RecordingSMTP(SMTP):  # type: ignore[misc]
+    """Notes every AUTH command line it receives, and whether TLS protected it."""
+
+    def __init__(self, auths: list[tuple[bool, str]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.auths = auths
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        self.auths.append((self.transport.get_extra_info("ssl_object") is not None, arg))
+        await super().smtp_AUTH(arg)
+
+
 class SmtpPeer:
-    """`implicit_tls` serves SMTPS; `starttls` offers STARTTLS; `users` enables AUTH."""
+    """`implicit_tls` serves SMTPS; `starttls` offers STARTTLS; `users` enables AUTH, which
+    aiosmtpd offers only over TLS unless `auth_in_clear`. `auths` holds (over TLS?, arguments)
+    of each AUTH command the server received, whether it accepted it or not."""
 
     def __init__(
         self,
@@ -21,10 +35,13 @@ class SmtpPeer:
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
+        auth_in_clear: bool = False,
     ) -> None:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.users = users if users is not None else {"alice": "s3cret"}
+        self.auth_in_clear = auth_in_clear
+        self.auths: list[tuple[bool, str]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
         self._protocols: list[SMTP] = []
@@ -38,13 +55,14 @@ class SmtpPeer:
         return AuthResult(success=ok, handled=False)
 
     def _protocol(self) -> SMTP:
-        proto = SMTP(
+        proto = _RecordingSMTP(
+            self.auths,
             _Handler(),
             hostname="mail.test",
             tls_context=self.starttls,
             authenticator=self._authenticate,
             # aiosmtpd only sees STARTTLS as TLS; with implicit TLS allow AUTH anyway.
-            auth_require_tls=self.implicit_tls is None,
+            auth_require_tls=self.implicit_tls is None and not self.auth_in_clear,
             loop=asyncio.get_running_loop(),
         )
         self._protocols.append(proto)

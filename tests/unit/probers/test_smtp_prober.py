@@ -59,6 +59,42 @@ async def test_starttls_is_used_when_offered(
     assert result.tls.cert_days_left is not None and result.tls.cert_days_left > 0
     assert result.tls.cert_not_after is not None and result.tls.cert_not_after.endswith("Z")
     assert result.phases.tls_ms is not None and result.phases.auth_ms is not None
+    assert [tls for tls, _ in peer.auths] == [True]
+
+
+async def test_credentials_are_not_sent_when_the_server_offers_no_starttls(
+    ssl_contexts: SslContexts,
+) -> None:
+    """A server (or anyone on the path) that offers no STARTTLS used to get AUTH PLAIN in the
+    clear and the check said `up`; now the check is down and the server hears no AUTH."""
+    async with SmtpPeer(auth_in_clear=True) as peer:
+        result = await smtp_check(peer.port, SmtpConfig(auth=GOOD), ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "tls_required"), result.message
+    assert "does not offer STARTTLS" in result.message
+    assert "credentials were not sent" in result.message
+    assert result.phases.auth_ms is None
+    assert peer.auths == []
+
+
+async def test_ignore_tls_with_credentials_never_sends_them(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    async with SmtpPeer(starttls=server_tls, auth_in_clear=True) as peer:
+        config = SmtpConfig(ignore_tls=True, auth=GOOD)
+        result = await smtp_check(peer.port, config, ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "tls_required"), result.message
+    assert "ignoreTls is set" in result.message and "not sent" in result.message
+    assert peer.auths == []
+
+
+async def test_allow_plaintext_auth_logs_in_without_tls(ssl_contexts: SslContexts) -> None:
+    """The documented opt-in for lab servers: the credentials go out in the clear, as asked."""
+    async with SmtpPeer(auth_in_clear=True) as peer:
+        config = SmtpConfig(auth=GOOD, allow_plaintext_auth=True)
+        result = await smtp_check(peer.port, config, ssl_contexts)
+    assert (result.status, result.error_kind) == ("up", None), result.message
+    assert result.tls is None and result.phases.auth_ms is not None
+    assert [tls for tls, _ in peer.auths] == [False]
 
 
 async def test_implicit_tls_with_auth(
@@ -224,7 +260,9 @@ async def test_a_failure_reply_echoing_the_password_is_masked(ssl_contexts: SslC
     reply = f"535 5.7.8 no: {sent} is alice/{password}\r\n".encode()
     replies = {"EHLO": AUTH_EHLO, "AUTH": reply, "QUIT": b"221 bye\r\n"}
     async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
-        config = SmtpConfig(auth=SmtpAuth(user="alice", password=password))
+        config = SmtpConfig(
+            auth=SmtpAuth(user="alice", password=password), allow_plaintext_auth=True
+        )
         result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
     assert result.error_kind == "auth", result.message
     assert "AUTH" in peer.commands
@@ -237,7 +275,9 @@ async def test_credentials_with_a_line_break_are_refused_before_sending(
 ) -> None:
     replies = {"EHLO": AUTH_EHLO, "QUIT": b"221 bye\r\n"}
     async with ScriptedPeer(b"220 auth.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
-        config = SmtpConfig(auth=SmtpAuth(user="alice", password="s3cret\r\nRSET"))
+        config = SmtpConfig(
+            auth=SmtpAuth(user="alice", password="s3cret\r\nRSET"), allow_plaintext_auth=True
+        )
         result = await smtp_check(peer.port, config, ssl_contexts, "127.0.0.1")
     assert result.error_kind == "auth"
     assert "line break" in result.message
