@@ -136,6 +136,9 @@ class TlsInfo(msgspec.Struct, rename="camel"):
     cert_subject: str | None = None
     cert_not_after: str | None = None
     cert_days_left: int | None = None
+    # How TLS was reached: "implicit" (TLS from the first byte) or "starttls" (an upgrade by
+    # STARTTLS / STLS). A plain str, not a Literal, so a newer agent's value still decodes.
+    mode: str | None = None
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):

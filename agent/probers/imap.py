@@ -1,17 +1,19 @@
-"""IMAP prober: greeting, CAPABILITY, LOGIN when credentials are set, LOGOUT.
+"""IMAP prober: greeting, CAPABILITY, STARTTLS when offered on a plain connection, LOGIN when
+credentials are set and the connection may carry them, LOGOUT.
 
 It drives aioimaplib's protocol class over a transport it opens itself: `IMAP4(host=...)`
 resolves the name again and cannot send a different SNI name than the host it dials, while
 `create_connection(sock=..., server_hostname=...)` connects to the resolved IP and still checks
 the certificate against the monitor's hostname. It also lets the TLS handshake and the greeting
-be timed apart.
+be timed apart. aioimaplib has no STARTTLS of its own: the prober sends the command and
+upgrades the transport with the event loop's `start_tls`.
 """
 
 import asyncio
 import time
 from typing import Any
 
-from aioimaplib import IMAP4ClientProtocol, quoted
+from aioimaplib import Command, IMAP4ClientProtocol, quoted
 
 from agent.probers.base import (
     ProbeFailure,
@@ -22,18 +24,22 @@ from agent.probers.base import (
     refuse_line_breaks,
 )
 from agent.probers.tls import tls_info
-from shared.messages import CheckJob, ErrorKind, ImapCheckJob
+from shared.messages import CheckJob, ErrorKind, ImapCheckJob, ImapPopConfig
 
 
 class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
     """Exposes the greeting line, and the outcome of the greeting + CAPABILITY exchange that
-    aioimaplib runs in a background task, as futures the prober can await."""
+    aioimaplib runs in a background task, as futures the prober can await; notes anything the
+    server sends in the clear after it said OK to STARTTLS."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop, self._lost)
         self.greeting: asyncio.Future[bytes] = loop.create_future()
         # None when ready, else what went wrong (kept as a value: no unretrieved exceptions).
         self.ready: asyncio.Future[BaseException | None] = loop.create_future()
+        self.starttls_ok: bytes | None = None  # "<tag> OK" of a STARTTLS in progress
+        self.cleartext_over = False  # that OK came; TLS has not started yet
+        self.injected = False
 
     def _lost(self, exc: Exception | None) -> None:
         for fut in (self.greeting, self.ready):
@@ -52,6 +58,16 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         else:
             if not self.ready.done():
                 self.ready.set_result(None)
+
+    def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
+        # aioimaplib's hook for each line received. After the OK to STARTTLS a server sends
+        # nothing until the handshake: more is a man in the middle's (RFC 3501 6.2.1).
+        if self.cleartext_over:
+            self.injected = True
+            return None
+        if self.starttls_ok is not None and line.startswith(self.starttls_ok):
+            self.cleartext_over = True
+        return super()._handle_line(line, current_cmd)
 
 
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -76,15 +92,17 @@ async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
-            rec.tls = tls_info(transport.get_extra_info("ssl_object"))
-        await _converse(proto, config.user, config.password, rec)
+            rec.tls = tls_info(transport.get_extra_info("ssl_object"), "implicit")
+        await _converse(proto, target, config, rec)
     finally:
         for task in list(proto.tasks):
             task.cancel()
-        transport.close()
+        proto.transport.close()  # the TLS one after STARTTLS, which closes the socket's too
 
 
-async def _converse(proto: _ProbeProtocol, user: str, password: str, rec: Recorder) -> None:
+async def _converse(
+    proto: _ProbeProtocol, target: Target, config: ImapPopConfig, rec: Recorder
+) -> None:
     with rec.phase("greeting"):
         line = await proto.greeting
     rec.set_banner(line.decode("utf-8", "replace").removeprefix("* "))
@@ -93,21 +111,75 @@ async def _converse(proto: _ProbeProtocol, user: str, password: str, rec: Record
     if failure is not None:
         kind: ErrorKind = "temporary" if line.upper().startswith(b"* BYE") else "protocol"
         raise ProbeFailure(kind, f"bad greeting or CAPABILITY: {failure}")
-    if user and password and proto.state == "NONAUTH":
-        refuse_line_breaks(user, password)
+    # STARTTLS is valid only before login (NONAUTH); a PREAUTH session never sends credentials.
+    if not config.tls and proto.state == "NONAUTH" and "STARTTLS" in proto.capabilities:
+        await _starttls(proto, target, rec)
+    if config.user and config.password and proto.state == "NONAUTH":
+        _may_log_in(proto, config)
+        refuse_line_breaks(config.user, config.password)
         with rec.phase("auth"):
             # aioimaplib quotes the password but sends the user as it is: a space or a `"` in
             # it would make the command malformed (BAD), so quote it as the password is.
-            response = await proto.login(quoted(user), password)
+            response = await proto.login(quoted(config.user), config.password)
         _check_login(response)
     rec.current = "logout"
     # The server may also hang up right after its BYE.
     await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
 
 
+async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> None:
+    """STARTTLS, the handshake (verified per tlsOptions), then CAPABILITY again: RFC 3501
+    6.2.1 has the client forget what it learnt in the clear, where anyone could have written
+    it (a LOGINDISABLED taken away, say)."""
+    loop = asyncio.get_running_loop()
+    with rec.phase("tls"):
+        tag = proto.new_tag()
+        proto.starttls_ok = f"{tag} OK".encode()
+        response = await proto.execute(Command("STARTTLS", tag, loop=loop))
+        if response.result != "OK":
+            raise ProbeFailure("protocol", f"STARTTLS refused: {_text(response)}")
+        if proto.injected or proto.incomplete_line:
+            raise ProbeFailure(
+                "protocol",
+                "the server sent more in the clear after its OK to STARTTLS; "
+                "a sign of a man in the middle injecting commands, so the check stopped there",
+            )
+        proto.transport = await loop.start_tls(
+            proto.transport, proto, target.ssl_context, server_hostname=target.hostname
+        )
+        proto.starttls_ok, proto.cleartext_over = None, False
+    rec.tls = tls_info(proto.transport.get_extra_info("ssl_object"), "starttls")
+    rec.current = "capability"
+    try:
+        await proto.capability()
+    except Exception as exc:  # aioimaplib's Error: a CAPABILITY without IMAP4rev1
+        raise ProbeFailure("protocol", f"bad CAPABILITY after STARTTLS: {exc}") from exc
+
+
+def _may_log_in(proto: _ProbeProtocol, config: ImapPopConfig) -> None:
+    """Refuse, before anything is sent, a LOGIN the connection must not carry."""
+    if proto.transport.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
+        raise ProbeFailure(
+            "tls_required",
+            "the server does not offer STARTTLS, so the credentials were not sent "
+            "(allowPlaintextAuth would send them without TLS)",
+        )
+    if "LOGINDISABLED" in proto.capabilities:
+        raise ProbeFailure(
+            "auth",
+            "the server announces LOGINDISABLED: it refuses LOGIN on this connection, "
+            "so the credentials were not sent",
+        )
+
+
 def _check_login(response: Any) -> None:
     if response.result == "OK":
         return
+    raise ProbeFailure(
+        "auth" if response.result == "NO" else "protocol", f"LOGIN failed: {_text(response)}"
+    )
+
+
+def _text(response: Any) -> str:
     text = b" ".join(response.lines).decode("utf-8", "replace")
-    kind: ErrorKind = "auth" if response.result == "NO" else "protocol"
-    raise ProbeFailure(kind, f"LOGIN failed: {response.result} {text}".strip())
+    return f"{response.result} {text}".strip()

@@ -1,4 +1,5 @@
-"""POP3 prober: greeting, USER/PASS and STAT when credentials are set, QUIT (RFC 1939).
+"""POP3 prober: greeting, CAPA and STLS when offered on a plain connection (RFC 2449, 2595),
+USER/PASS and STAT when credentials are set and the connection may carry them, QUIT (RFC 1939).
 
 STAT is valid only in the TRANSACTION state, after a successful login: servers answer -ERR to it
 before (Dovecot: "-ERR Unknown command"), so a check without credentials stops at the greeting.
@@ -16,9 +17,21 @@ from agent.probers.base import (
     refuse_line_breaks,
 )
 from agent.probers.tls import tls_info
-from shared.messages import CheckJob, ErrorKind, Pop3CheckJob
+from shared.messages import CheckJob, ErrorKind, ImapPopConfig, Pop3CheckJob
 
 LINE_LIMIT = 8192
+
+
+class _Reader(asyncio.StreamReader):
+    """Counts the bytes that arrived and the bytes `_read_line` took, so the prober knows
+    whether the server sent more than the line it answered with."""
+
+    arrived = 0
+    taken = 0
+
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # asyncio feeds bytes
+        self.arrived += len(data)
+        super().feed_data(data)
 
 
 async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -26,23 +39,28 @@ async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
         raise TypeError(f"probe_pop3 got a {job.monitor_type} job")
     config = job.config
     sock = await connect_socket(target, rec)
+    loop = asyncio.get_running_loop()
+    # asyncio.open_connection, with a reader that counts
+    reader = _Reader(limit=LINE_LIMIT)
+    protocol = asyncio.StreamReaderProtocol(reader)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
     try:
-        reader, writer = await asyncio.open_connection(
+        transport, _ = await loop.create_connection(
+            lambda: protocol,
             sock=sock,
             ssl=target.ssl_context if config.tls else None,
             server_hostname=target.hostname if config.tls else None,
-            limit=LINE_LIMIT,
         )
     except BaseException:
         sock.close()
         raise
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     try:
         if config.tls:
             rec.record("tls", time.perf_counter() - start)
-            rec.tls = tls_info(writer.get_extra_info("ssl_object"))
-        await _converse(reader, writer, config.user, config.password, rec)
+            rec.tls = tls_info(writer.get_extra_info("ssl_object"), "implicit")
+        await _converse(reader, writer, target, config, rec)
     except BaseException:
         writer.transport.abort()
         raise
@@ -50,10 +68,10 @@ async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
 
 
 async def _converse(
-    reader: asyncio.StreamReader,
+    reader: _Reader,
     writer: asyncio.StreamWriter,
-    user: str,
-    password: str,
+    target: Target,
+    config: ImapPopConfig,
     rec: Recorder,
 ) -> None:
     with rec.phase("greeting"):
@@ -61,19 +79,60 @@ async def _converse(
     rec.set_banner(greeting.removeprefix("+OK").strip() or greeting)
     if not greeting.startswith("+OK"):
         raise ProbeFailure("protocol", f"bad greeting: {greeting[:200]}")
-    if user and password:
-        refuse_line_breaks(user, password)
+    if not config.tls and "STLS" in await _capa(reader, writer, rec):
+        await _stls(reader, writer, target, rec)
+    if config.user and config.password:
+        if writer.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
+            raise ProbeFailure(
+                "tls_required",
+                "the server does not offer STLS, so the credentials were not sent "
+                "(allowPlaintextAuth would send them without TLS)",
+            )
+        refuse_line_breaks(config.user, config.password)
         with rec.phase("auth"):
-            await _command(reader, writer, f"USER {user}", "USER", "auth")
-            await _command(reader, writer, f"PASS {password}", "PASS", "auth")
+            await _command(reader, writer, f"USER {config.user}", "USER", "auth")
+            await _command(reader, writer, f"PASS {config.password}", "PASS", "auth")
         rec.current = "stat"
         await _command(reader, writer, "STAT", "STAT", "protocol")
     rec.current = "quit"
     await goodbye(rec, lambda: _command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
+async def _capa(reader: _Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
+    """The capability names CAPA lists; none from a server older than RFC 2449 (-ERR)."""
+    rec.current = "capability"
+    writer.write(b"CAPA\r\n")
+    if not (await _read_line(reader)).startswith("+OK"):
+        return set()
+    names: set[str] = set()
+    while (line := await _read_line(reader)) != ".":
+        names.add(line.split(" ", 1)[0].upper())
+    return names
+
+
+async def _stls(
+    reader: _Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
+) -> None:
+    """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
+    the client forget what it learnt in the clear, where anyone could have written it; it is
+    also the first exchange over TLS, before any credential goes."""
+    with rec.phase("tls"):
+        await _command(reader, writer, "STLS", "STLS", "protocol")
+        # After its +OK a server sends nothing until the handshake: more is a man in the
+        # middle's, and would be read as if it had come over TLS.
+        if reader.arrived != reader.taken:
+            raise ProbeFailure(
+                "protocol",
+                "the server sent more in the clear after its +OK to STLS; "
+                "a sign of a man in the middle injecting commands, so the check stopped there",
+            )
+        await writer.start_tls(target.ssl_context, server_hostname=target.hostname)
+    rec.tls = tls_info(writer.get_extra_info("ssl_object"), "starttls")
+    await _capa(reader, writer, rec)
+
+
 async def _command(
-    reader: asyncio.StreamReader,
+    reader: _Reader,
     writer: asyncio.StreamWriter,
     line: str,
     name: str,
@@ -87,11 +146,12 @@ async def _command(
     return reply
 
 
-async def _read_line(reader: asyncio.StreamReader) -> str:
+async def _read_line(reader: _Reader) -> str:
     try:
         raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:
         raise ProbeFailure("protocol", "connection closed by the server") from exc
     except asyncio.LimitOverrunError as exc:
         raise ProbeFailure("protocol", f"reply line longer than {LINE_LIMIT} bytes") from exc
+    reader.taken += len(raw)
     return raw.decode("utf-8", "replace").rstrip("\r\n")

@@ -8,6 +8,7 @@ import math
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -53,14 +54,17 @@ def handshake_done_at(obj: object) -> float | None:
     return obj.handshake_done_at if isinstance(obj, TimedSSLObject) else None
 
 
-def tls_info(obj: ssl.SSLObject | ssl.SSLSocket) -> TlsInfo:
-    """Version, cipher and certificate facts of an established TLS session.
+TlsMode = Literal["implicit", "starttls"]
+
+
+def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
+    """Version, cipher and certificate facts of an established TLS session, reached by `mode`.
 
     The certificate is parsed from its DER form: with verification off, `getpeercert()`
     returns an empty dict, but the binary form is always there.
     """
     cipher = obj.cipher()
-    info = TlsInfo(version=obj.version(), cipher=cipher[0] if cipher else None)
+    info = TlsInfo(version=obj.version(), cipher=cipher[0] if cipher else None, mode=mode)
     der = obj.getpeercert(binary_form=True)
     if der:
         cert = x509.load_der_x509_certificate(der)

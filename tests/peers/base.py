@@ -13,11 +13,24 @@ class LoopbackServer:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl_context = ssl_context
         self.port = 0
+        # Every line a client sent, and whether TLS protected it.
+        self.heard: list[tuple[bool, str]] = []
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
+
+    async def hear(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str | None:
+        """The client's next line (recorded in `heard`), or None at end of stream."""
+        line = await read_line(reader)
+        if line is not None:
+            self.heard.append((over_tls(writer), line))
+        return line
+
+    def heard_in_clear(self, text: str) -> bool:
+        """Whether `text` was in any line the client sent without TLS."""
+        return any(text in line for tls, line in self.heard if not tls)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -58,3 +71,7 @@ async def read_line(reader: asyncio.StreamReader) -> str | None:
     """One line without its CRLF, or None at end of stream."""
     raw = await reader.readline()
     return raw.decode("utf-8", "replace").rstrip("\r\n") if raw else None
+
+
+def over_tls(writer: asyncio.StreamWriter) -> bool:
+    return writer.get_extra_info("ssl_object") is not None

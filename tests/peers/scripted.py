@@ -3,7 +3,7 @@
 import asyncio
 import ssl
 
-from tests.peers.base import LoopbackServer, read_line
+from tests.peers.base import LoopbackServer
 
 
 class ScriptedPeer(LoopbackServer):
@@ -27,7 +27,7 @@ class ScriptedPeer(LoopbackServer):
         if self.greeting is not None:
             writer.write(self.greeting)
             await writer.drain()
-        while (line := await read_line(reader)) is not None:
+        while (line := await self.hear(reader, writer)) is not None:
             verb = line.split(" ", 1)[0].upper()
             self.commands.append(verb)
             if self.greeting is not None:

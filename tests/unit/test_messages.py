@@ -127,7 +127,14 @@ def test_result_heartbeat_event_round_trip() -> None:
         "greetingMs": 4.0,
         "authMs": None,
     }
-    assert set(wire["tls"]) == {"version", "cipher", "certSubject", "certNotAfter", "certDaysLeft"}
+    assert set(wire["tls"]) == {
+        "version",
+        "cipher",
+        "certSubject",
+        "certNotAfter",
+        "certDaysLeft",
+        "mode",
+    }
     hb = AgentHeartbeat(
         agent_id="a1",
         country="DE",
@@ -242,3 +249,12 @@ def test_subjects() -> None:
             jobs_subject(bad)
     with pytest.raises(ValueError):
         results_subject("DE", "smtp", "a.>")
+
+
+def test_tls_facts_of_an_agent_from_before_tls_mode_still_decode() -> None:
+    """`tls.mode` came later: a result without it decodes, with the mode unknown (null)."""
+    wire = json.loads(encode(result()))
+    del wire["tls"]["mode"]
+    decoded = decode_result(json.dumps(wire).encode())
+    assert decoded.tls is not None and decoded.tls.mode is None
+    assert decoded.tls.version == "TLSv1.3"

@@ -37,6 +37,7 @@ async def check(
     user: str = "",
     password: str = "",
     verify: bool = True,
+    allow_plaintext: bool = False,
 ) -> CheckResult:
     config = ImapPopConfig(
         protocol="imap" if protocol == "imap" else "pop3",
@@ -44,19 +45,30 @@ async def check(
         password=password,
         tls=tls,
         tls_options=TlsOptions(reject_unauthorized=verify),
+        allow_plaintext_auth=allow_plaintext,
     )
     job = make_job(protocol, port, config, hostname="localhost")
     return await run_check(job, "agent-t", True, contexts)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_plain_login_is_up(protocol: MonitorType, ssl_contexts: SslContexts) -> None:
+async def test_plain_login_is_up_when_allowed(
+    protocol: MonitorType, ssl_contexts: SslContexts
+) -> None:
+    """allowPlaintextAuth, the opt-in for lab servers: the login goes out in the clear."""
     async with peer_for(protocol, None) as peer:
         result = await check(
-            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="s3cret"
+            protocol,
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password="s3cret",
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("up", None), result.message
     assert result.tls is None
+    assert peer.heard_in_clear("s3cret")
     assert result.banner is not None and "test" in result.banner
     assert result.phases.greeting_ms is not None and result.phases.auth_ms is not None
 
@@ -71,6 +83,7 @@ async def test_implicit_tls_login_is_up(
         )
     assert result.status == "up", result.message
     assert result.tls is not None and result.tls.cert_subject == "localhost"
+    assert result.tls.mode == "implicit"
     assert result.phases.tls_ms is not None
 
 
@@ -78,7 +91,13 @@ async def test_implicit_tls_login_is_up(
 async def test_wrong_password_is_auth(protocol: MonitorType, ssl_contexts: SslContexts) -> None:
     async with peer_for(protocol, None) as peer:
         result = await check(
-            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="nope"
+            protocol,
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password="nope",
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("down", "auth"), result.message
     assert "nope" not in result.message
@@ -145,16 +164,22 @@ async def test_pop3_without_credentials_greets_and_quits_without_stat(
     async with Pop3Peer() as peer:
         result = await check("pop3", peer.port, ssl_contexts, tls=False)
     assert (result.status, result.error_kind) == ("up", None), result.message
-    assert peer.commands == ["QUIT"]
+    assert peer.commands == ["CAPA", "QUIT"]
 
 
 async def test_pop3_with_credentials_sends_stat_after_login(ssl_contexts: SslContexts) -> None:
     async with Pop3Peer() as peer:
         result = await check(
-            "pop3", peer.port, ssl_contexts, tls=False, user="alice", password="s3cret"
+            "pop3",
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password="s3cret",
+            allow_plaintext=True,
         )
     assert result.status == "up", result.message
-    assert peer.commands == ["USER", "PASS", "STAT", "QUIT"]
+    assert peer.commands == ["CAPA", "USER", "PASS", "STAT", "QUIT"]
 
 
 @pytest.mark.parametrize("user", ["alice smith", 'alice "al" smith', "alice\\smith"])
@@ -164,7 +189,13 @@ async def test_imap_user_names_with_spaces_quotes_or_backslashes_log_in(
     password = 'pa ss"word\\'
     async with ImapPeer(users={user: password}) as peer:
         result = await check(
-            "imap", peer.port, ssl_contexts, tls=False, user=user, password=password
+            "imap",
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user=user,
+            password=password,
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("up", None), result.message
     assert "LOGIN" in peer.commands
@@ -179,7 +210,13 @@ async def test_credentials_with_a_line_break_are_refused_before_sending(
 ) -> None:
     async with peer_for(protocol, None) as peer:
         result = await check(
-            protocol, peer.port, ssl_contexts, tls=False, user=user, password=password
+            protocol,
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user=user,
+            password=password,
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("down", "auth"), result.message
     assert "line break" in result.message
@@ -199,7 +236,13 @@ async def test_a_server_that_never_answers_the_goodbye_is_still_up(
         peer = Pop3Peer(silent=frozenset({"QUIT"}))
     async with peer:
         result = await check(
-            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="s3cret"
+            protocol,
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password="s3cret",
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("up", None), result.message
     assert peer.commands[-1] in {"LOGOUT", "QUIT"}
@@ -213,7 +256,13 @@ async def test_a_failure_reply_echoing_the_password_is_masked(
     peer = ImapPeer(echo_password=True) if protocol == "imap" else Pop3Peer(echo_password=True)
     async with peer:
         result = await check(
-            protocol, peer.port, ssl_contexts, tls=False, user="alice", password="hunter2-pw"
+            protocol,
+            peer.port,
+            ssl_contexts,
+            tls=False,
+            user="alice",
+            password="hunter2-pw",
+            allow_plaintext=True,
         )
     assert (result.status, result.error_kind) == ("down", "auth"), result.message
     assert "hunter2-pw" not in result.message

@@ -55,7 +55,7 @@ async def test_starttls_is_used_when_offered(
     assert result.status == "up", result.message
     assert result.tls is not None
     assert result.tls.version in {"TLSv1.2", "TLSv1.3"}
-    assert result.tls.cert_subject == "localhost"
+    assert (result.tls.cert_subject, result.tls.mode) == ("localhost", "starttls")
     assert result.tls.cert_days_left is not None and result.tls.cert_days_left > 0
     assert result.tls.cert_not_after is not None and result.tls.cert_not_after.endswith("Z")
     assert result.phases.tls_ms is not None and result.phases.auth_ms is not None
@@ -103,7 +103,7 @@ async def test_implicit_tls_with_auth(
     async with SmtpPeer(implicit_tls=server_tls) as peer:
         result = await smtp_check(peer.port, SmtpConfig(secure=True, auth=GOOD), ssl_contexts)
     assert result.status == "up", result.message
-    assert result.tls is not None and result.tls.cipher
+    assert result.tls is not None and result.tls.cipher and result.tls.mode == "implicit"
     assert result.phases.tls_ms is not None and result.phases.greeting_ms is not None
     assert result.phases.auth_ms is not None
 
