@@ -218,3 +218,15 @@ async def test_imap_logindisabled_before_tls_is_forgotten_after_the_upgrade(
     assert (result.status, result.error_kind) == ("up", None), result.message
     assert "LOGINDISABLED" in peer.capabilities(tls=False)
     assert peer.commands.count("LOGIN") == 1
+
+
+async def test_imap_capabilities_in_the_greeting_are_read_again_and_upgraded(
+    ssl_contexts: SslContexts, server_tls: ssl.SSLContext
+) -> None:
+    """Dovecot's greeting carries its capabilities; the upgrade happens all the same."""
+    greeting = "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] Dovecot ready."
+    async with ImapPeer(starttls=server_tls, greeting=greeting) as peer:
+        result = await check("imap", peer.port, ssl_contexts)
+    assert (result.status, result.error_kind) == ("up", None), result.message
+    assert result.tls is not None and result.tls.mode == "starttls"
+    assert not peer.heard_in_clear(PASSWORD)
