@@ -183,6 +183,7 @@ class Scheduler:
             planned += len(rows)
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool]:
+        await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await due.claim_due(conn, now, self._batch)
             if not rows:
@@ -318,6 +319,7 @@ class Scheduler:
 
     async def trigger(self, monitor_id: int) -> Round | None:
         """A round now from all the monitor's countries; None when the monitor is gone."""
+        await self._keys.refresh()
         async with self._pool.acquire() as conn:
             row = await due.job_row(conn, monitor_id)
             if row is None:

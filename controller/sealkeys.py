@@ -1,12 +1,11 @@
 """Job configs sealed to their country: which configs need it, and the countries' public keys.
 
 The keys are the `CC.pub` files of SEAL_PUBLIC_KEYS_DIR (shared.sealing). They are read at start
-and again when the files change, so a rotation or a new country needs no restart: the directory
-is looked at at most every `RELOAD_EVERY_S` (a stat per file, well under a millisecond for every
-country), and a change that does not parse leaves the keys as they were, with an error logged.
+and again every `RELOAD_EVERY_S` while the scheduler works, so a rotation or a new country needs
+no restart; a change that does not parse leaves the keys as they were, with an error logged.
 """
 
-import os
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +22,6 @@ log = structlog.get_logger(__name__)
 
 RELOAD_EVERY_S: Final = 5.0
 _encode_config: Final = msgspec.json.Encoder().encode
-
-Stamp = tuple[tuple[str, int, int, int], ...]
 
 
 def carries_credentials(stored: Any, config: SmtpConfig | ImapPopConfig) -> bool:
@@ -63,22 +60,25 @@ class CountryKeys:
         self.directory = Path(directory) if directory is not None else None
         self._reload_every_s = reload_every_s
         self._clock = clock
-        self._keys: dict[str, SealingKey] = {}
-        self._stamp: Stamp = ()
         self._checked_at = clock()
+        self._failure = ""  # the last reload error, logged once
+        self._keys: dict[str, SealingKey] = {}
         if self.directory is None:
-            log.warning(
-                "SEAL_PUBLIC_KEYS_DIR is not set: jobs with credentials are sent nowhere",
-            )
+            log.warning("SEAL_PUBLIC_KEYS_DIR is not set: jobs with credentials are sent nowhere")
             return
-        self._stamp = self._look()
         self._keys = read_public_keys(self.directory)
         log.info("sealing keys loaded", directory=str(self.directory), **self._describe())
 
     def get(self, country: str) -> SealingKey | None:
-        if self.directory is not None and self._clock() - self._checked_at >= self._reload_every_s:
-            self._reload(self.directory)
         return self._keys.get(country)
+
+    async def refresh(self) -> None:
+        """Read the files again once `reload_every_s` has passed since the last time: in a
+        thread, as every country's file takes some milliseconds, too long for the event loop."""
+        if self.directory is None or self._clock() - self._checked_at < self._reload_every_s:
+            return
+        self._checked_at = self._clock()
+        await asyncio.to_thread(self._reload, self.directory)
 
     def missing(self, country: str) -> str:
         """Why `country` has no key, for a person (without the controller's paths)."""
@@ -86,29 +86,20 @@ class CountryKeys:
             return "SEAL_PUBLIC_KEYS_DIR is not set on the controller"
         return f"{country}.pub is missing from SEAL_PUBLIC_KEYS_DIR"
 
-    def _look(self) -> Stamp:
-        """What changes when a key file is added, removed, replaced or rewritten (stat follows
-        symlinks, as Kubernetes mounts them)."""
-        assert self.directory is not None
-        found = []
-        for entry in os.scandir(self.directory):
-            if entry.name.endswith(".pub"):
-                st = entry.stat()
-                found.append((entry.name, st.st_mtime_ns, st.st_size, st.st_ino))
-        return tuple(sorted(found))
-
     def _reload(self, directory: Path) -> None:
-        self._checked_at = self._clock()
+        """Read every file (file times are too coarse to tell a quick rewrite); keep the keys
+        when that fails, and say so once per distinct failure."""
         try:
-            stamp = self._look()
-            if stamp == self._stamp:
-                return
-            self._stamp = stamp  # a bad change is reported once, not every look
             keys = read_public_keys(directory)
         except (SealingError, OSError) as exc:
-            log.error("sealing keys not reloaded; the previous ones stay", error=str(exc))
+            if str(exc) != self._failure:
+                log.error("sealing keys not reloaded; the previous ones stay", error=str(exc))
+            self._failure = str(exc)
             return
+        self._failure = ""
         before = self._keys
+        if {cc: k.id for cc, k in keys.items()} == {cc: k.id for cc, k in before.items()}:
+            return
         self._keys = keys
         log.info(
             "sealing keys reloaded",
