@@ -463,7 +463,8 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
         config = _CONFIG_DECODERS[type(job.config)].decode(plain)
     except msgspec.DecodeError:
         raise SealingError(
-            f"the job's sealed config (key {job.seal_key_id}) is not a {job.monitor_type} config"
+            f"the job's sealed config (key {job.seal_key_id}) is not a valid "
+            f"{job.monitor_type} config"
         ) from None
     return msgspec.structs.replace(job, config=config, sealed_config=None)
 

@@ -3,7 +3,10 @@
 
 from pathlib import Path
 
+import msgspec
+
 from agent.worker import open_sealed
+from controller.sealkeys import sealed_plain
 from shared.messages import CheckJob
 from shared.sealing import OpeningKeys, SealingKey, generate
 
@@ -28,8 +31,22 @@ class KeyRing:
     def remove(self, cc: str) -> None:
         (self.directory / f"{cc}.pub").unlink()
 
+    def public(self, cc: str) -> SealingKey:
+        return SealingKey.parse((self.directory / f"{cc}.pub").read_text())
+
     def key_id(self, cc: str) -> str:
-        return SealingKey.parse((self.directory / f"{cc}.pub").read_text()).id
+        return self.public(cc).id
+
+    def sealed(self, job: CheckJob, cc: str | None = None) -> CheckJob:
+        """`job` as the controller sends it: its config sealed to the key of `cc` (default: the
+        job's country), the type's default config in its place."""
+        key = self.public(cc or job.country)
+        fields = msgspec.to_builtins(job)
+        del fields["config"]
+        bare = msgspec.convert(fields, type(job))
+        return msgspec.structs.replace(
+            bare, sealed_config=key.seal(sealed_plain(job.config)), seal_key_id=key.id
+        )
 
     def opening(self, *countries: str) -> OpeningKeys:
         """What an agent of these countries holds (one country's key, usually)."""
