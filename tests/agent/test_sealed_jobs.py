@@ -3,6 +3,8 @@ opens its country's jobs in memory and logs in with them; a job it cannot open e
 `internal` result saying which key it needed, settled, with nothing secret in any log line."""
 
 import ssl
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from shared.messages import CheckJob, ImapPopConfig
+from shared.messages import CheckJob, ImapPopConfig, TlsOptions
 from shared.sealing import OpeningKeys
 from tests.agent.helpers import (
     SmtpLikePeer,
@@ -22,10 +24,13 @@ from tests.agent.helpers import (
     job_for,
     jobs_left,
     publish_job,
+    result_count,
     results,
     unacked,
+    until_async,
     worker,
 )
+from tests.agent.test_main import ROOT, agent_env, start_agent, stop_agent
 from tests.peers.imap import ImapPeer
 from tests.sealing import KeyRing
 
@@ -200,3 +205,64 @@ async def test_a_corrupt_sealed_config_ends_internal_and_is_never_logged(
     assert result.message.endswith(message.format(key=key.id))
     assert await unacked(js, country) == (0, 0)
     assert secrets_in(logs, text) == []
+
+
+async def test_the_agent_process_loads_its_key_file_and_opens_jobs_sealed_to_either_key(
+    nats_url: str,
+    js: JetStreamContext,
+    country: str,
+    server_tls: ssl.SSLContext,
+    user: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """`python -m agent` with AGENT_SEAL_KEYS_FILE holding the old and the new key (a
+    rotation). The process trusts the system's CAs only, so these jobs do not verify the test
+    server's certificate."""
+    ring = KeyRing(tmp_path / "keys", [country])
+    old = ring.private[country]
+    keys_file = tmp_path / f"{country}.keys"
+    async with ImapPeer({user[0]: user[1]}, server_tls) as peer:
+        config = ImapPopConfig(
+            user=user[0],
+            password=user[1],
+            tls=True,
+            tls_options=TlsOptions(reject_unauthorized=False),
+        )
+        plain = job_for(country, peer.port, "imap", config=config, hostname="localhost")
+        before = ring.sealed(plain)
+        keys_file.write_text(f"{old}\n{ring.add(country)}\n")
+        after = ring.sealed(msgspec.structs.replace(plain, job_id=f"job-{uuid.uuid4()}"))
+        for job in (before, after):
+            await publish_job(js, job)
+        proc = await start_agent(
+            "--country",
+            country,
+            NATS_URL=nats_url,
+            AGENT_ALLOW_PRIVATE_TARGETS="true",
+            AGENT_SEAL_KEYS_FILE=str(keys_file),
+        )
+        try:
+            await until_async(lambda: result_count(js, country, 2), within=10)
+        finally:
+            logs = await stop_agent(proc)
+    found = {r.job_id: (r.status, r.error_kind) for r in await results(js, country)}
+    assert found == {before.job_id: ("up", None), after.job_id: ("up", None)}
+    [started] = [line for line in logs if line["event"] == "agent_started"]
+    assert sorted(started["seal_key_ids"]) == sorted([before.seal_key_id, after.seal_key_id])
+    text = "\n".join(map(str, logs))
+    assert old not in text and ring.private[country] not in text and user[1] not in text
+
+
+def test_an_unreadable_key_file_stops_the_agent_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "--country", "DE"],
+        env=agent_env(AGENT_SEAL_KEYS_FILE=str(tmp_path / "missing.keys")),
+        cwd=ROOT,
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert err.startswith("error: setting AGENT_SEAL_KEYS_FILE cannot be read:")
+    assert err.count("\n") == 1
