@@ -35,7 +35,7 @@ from agent.backoff import Backoff
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from shared.messages import CheckJob, CheckResult, ImapPopConfig, SmtpConfig, decode_job, encode
+from shared.messages import CheckJob, CheckResult, decode_job, decode_sealed, encode
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
 from shared.streams import JOBS_ACK_WAIT_S, jobs_consumer_config, jobs_consumer_name
@@ -49,10 +49,6 @@ log = structlog.get_logger(__name__)
 # with `in_progress` every ack_wait / 3.
 DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
-_CONFIG_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {
-    SmtpConfig: msgspec.json.Decoder(SmtpConfig),
-    ImapPopConfig: msgspec.json.Decoder(ImapPopConfig),
-}
 Outcome = Literal["acked", "nak"]
 
 
@@ -460,13 +456,22 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
     except SealingError as exc:
         raise SealingError(f"cannot open the job's sealed config: {exc}") from None
     try:
-        config = _CONFIG_DECODERS[type(job.config)].decode(plain)
+        sealed = decode_sealed(plain, type(job.config))
     except msgspec.DecodeError:
         raise SealingError(
             f"the job's sealed config (key {job.seal_key_id}) is not a valid "
             f"{job.monitor_type} config"
         ) from None
-    return msgspec.structs.replace(job, config=config, sealed_config=None)
+    if (sealed.monitor_id, sealed.hostname, sealed.port) != (
+        job.monitor_id,
+        job.hostname,
+        job.port,
+    ):
+        raise SealingError(
+            "the job's sealed config is bound to another monitor, host or port than the job's;"
+            " its credentials are not used"
+        )
+    return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
 
 
 def _parse_times(job: CheckJob) -> None:

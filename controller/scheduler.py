@@ -27,16 +27,18 @@ from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.db import due, results
 from controller.db.results import NO_SEAL_KEY, ResultRow
-from controller.sealkeys import CountryKeys, carries_credentials, sealed_plain
+from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
     ImapPopConfig,
     MonitorType,
+    SealedConfig,
     SmtpConfig,
     default_port,
     encode,
+    encode_sealed,
 )
 from shared.subjects import jobs_subject
 from shared.timefmt import iso_ms, utcnow
@@ -262,7 +264,12 @@ class Scheduler:
         plan.countries = countries
         config = job_config(row["type"], row["config"], self._box)
         port = row["port"] or default_port(row["type"], config)
-        plain = sealed_plain(config) if carries_credentials(row["config"], config) else None
+        plain = None
+        if carries_credentials(row["config"], config):
+            bound = SealedConfig(
+                monitor_id=public_id, hostname=row["hostname"], port=port, config=config
+            )
+            plain = encode_sealed(bound)
         scheduled = plan.scheduled_at
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import structlog
 
 from controller.secretbox import PREFIX
@@ -21,7 +20,6 @@ from shared.sealing import SealingError, SealingKey, read_public_keys
 log = structlog.get_logger(__name__)
 
 RELOAD_EVERY_S: Final = 5.0
-_encode_config: Final = msgspec.json.Encoder().encode
 
 
 def carries_credentials(stored: Any, config: SmtpConfig | ImapPopConfig) -> bool:
@@ -40,11 +38,6 @@ def _has_secret(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_secret(v) for v in value)
     return isinstance(value, str) and value.startswith(PREFIX)
-
-
-def sealed_plain(config: SmtpConfig | ImapPopConfig) -> bytes:
-    """What is sealed: the config's msgspec JSON, as the agent decodes it."""
-    return _encode_config(config)
 
 
 class CountryKeys:

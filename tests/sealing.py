@@ -6,8 +6,7 @@ from pathlib import Path
 import msgspec
 
 from agent.worker import open_sealed
-from controller.sealkeys import sealed_plain
-from shared.messages import CheckJob
+from shared.messages import CheckJob, SealedConfig, encode_sealed
 from shared.sealing import OpeningKeys, SealingKey, generate
 
 
@@ -38,15 +37,19 @@ class KeyRing:
         return self.public(cc).id
 
     def sealed(self, job: CheckJob, cc: str | None = None) -> CheckJob:
-        """`job` as the controller sends it: its config sealed to the key of `cc` (default: the
-        job's country), the type's default config in its place."""
+        """`job` as the controller sends it: its config (bound to its monitor, host and port)
+        sealed to the key of `cc` (default: the job's country), the type's default config in
+        its place."""
         key = self.public(cc or job.country)
+        plain = encode_sealed(
+            SealedConfig(
+                monitor_id=job.monitor_id, hostname=job.hostname, port=job.port, config=job.config
+            )
+        )
         fields = msgspec.to_builtins(job)
         del fields["config"]
         bare = msgspec.convert(fields, type(job))
-        return msgspec.structs.replace(
-            bare, sealed_config=key.seal(sealed_plain(job.config)), seal_key_id=key.id
-        )
+        return msgspec.structs.replace(bare, sealed_config=key.seal(plain), seal_key_id=key.id)
 
     def opening(self, *countries: str) -> OpeningKeys:
         """What an agent of these countries holds (one country's key, usually)."""

@@ -174,6 +174,43 @@ async def test_during_a_rotation_an_agent_with_both_keys_opens_jobs_sealed_to_ei
     assert peer.commands.count("LOGIN") == 2
 
 
+@pytest.mark.parametrize("change", ["port", "hostname", "monitor_id"])
+async def test_a_sealed_config_copied_into_a_job_for_another_target_is_not_used(
+    js: JetStreamContext,
+    nc: NATS,
+    country: str,
+    trusting: SslContexts,
+    server_tls: ssl.SSLContext,
+    user: tuple[str, str],
+    tmp_path: Path,
+    change: str,
+) -> None:
+    """Whoever could write a job cannot pair a genuine sealed config with a host of theirs:
+    the config names its monitor, host and port inside the seal, and the agent checks them."""
+    ring = KeyRing(tmp_path, [country])
+    async with (
+        ImapPeer({user[0]: user[1]}, server_tls) as owner,
+        ImapPeer({}, server_tls) as other,
+    ):
+        genuine = ring.sealed(imap_job(country, owner.port, user))
+        target = {
+            "port": {"port": other.port},
+            "hostname": {"hostname": "127.0.0.1"},
+            "monitor_id": {"monitor_id": str(uuid.uuid4())},
+        }[change]
+        forged = msgspec.structs.replace(genuine, job_id=f"job-{uuid.uuid4()}", **target)
+        await publish_job(js, forged)
+        with capture() as logs:
+            await worker(nc, country, trusting, seal_keys=ring.opening(country)).run(burst=True)
+    [result] = await results(js, country)
+    assert (result.status, result.error_kind) == ("down", "internal")
+    assert "bound to another monitor, host or port" in result.message
+    assert owner.commands == [] and other.commands == []
+    assert await unacked(js, country) == (0, 0)
+    assert genuine.sealed_config is not None
+    assert secrets_in(logs, *user, genuine.sealed_config) == []
+
+
 @pytest.mark.parametrize(
     ("sealed", "message"),
     [
