@@ -462,11 +462,8 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
             f"the job's sealed config (key {job.seal_key_id}) is not a valid "
             f"{job.monitor_type} config"
         ) from None
-    if (sealed.monitor_id, sealed.hostname, sealed.port) != (
-        job.monitor_id,
-        job.hostname,
-        job.port,
-    ):
+    bound = (sealed.monitor_id, sealed.hostname, sealed.port)
+    if bound != (job.monitor_id, job.hostname, job.port):
         raise SealingError(
             "the job's sealed config is bound to another monitor, host or port than the job's;"
             " its credentials are not used"

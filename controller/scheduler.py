@@ -218,8 +218,8 @@ class Scheduler:
         self, rows: Sequence[asyncpg.Record], now: datetime, live: frozenset[str]
     ) -> list[Round]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
-        ~0.1 ms a credentialed job: a batch of them inline would stall the loop (API, ingester,
-        alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
+        0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
+        ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
         libsodium release the GIL (bench/seal.py)."""
         return await asyncio.to_thread(lambda: [self._round(row, now, live) for row in rows])
 

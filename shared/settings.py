@@ -369,15 +369,15 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
 
 
 def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:
-    """The private keys each seal key setting gives, by setting name: the file's non-blank
-    lines, AGENT_SEAL_KEYS's comma-separated values."""
+    """The private keys each seal key setting gives, by setting name: the file's lines (blank
+    ones skipped), AGENT_SEAL_KEYS's comma-separated values."""
     found = []
     if settings.agent_seal_keys_file is not None:
         try:
             text = Path(settings.agent_seal_keys_file).read_text(errors="replace")
         except OSError as exc:
             raise ValueError(f"AGENT_SEAL_KEYS_FILE cannot be read: {exc}") from None
-        found.append(("AGENT_SEAL_KEYS_FILE", [k for k in text.split() if k]))
+        found.append(("AGENT_SEAL_KEYS_FILE", text.split()))
     if settings.agent_seal_keys is not None:
         found.append(
             ("AGENT_SEAL_KEYS", [k for k in settings.agent_seal_keys.split(",") if k.strip()])
