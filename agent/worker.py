@@ -7,6 +7,10 @@ duplicate window. `ack_wait` is short (a job expires one interval after it is sc
 60 s, and a redelivered job must still be runnable), so a check running longer says so with
 `in_progress`. A message that is not a valid job is `term`ed with a log line, never retried; a
 job the agent fails on for a reason of its own ends as an `internal` result, or is handed back.
+
+A job with credentials arrives sealed to the country's key (shared.sealing): it is opened here,
+in memory, just before its check; one this agent cannot open (another key, corrupt) ends as an
+`internal` result naming the key it needed and the keys the agent holds.
 """
 
 import asyncio
@@ -31,8 +35,9 @@ from agent.backoff import Backoff
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from shared.messages import CheckJob, CheckResult, decode_job, encode
-from shared.settings import AgentSettings
+from shared.messages import CheckJob, CheckResult, decode_job, decode_sealed, encode
+from shared.sealing import OpeningKeys, SealingError
+from shared.settings import AgentSettings, opening_keys
 from shared.streams import JOBS_ACK_WAIT_S, jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
 from shared.timefmt import parse_iso, utcnow
@@ -71,6 +76,7 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
+        seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
         fetch_timeout: float = 1.0,
@@ -90,6 +96,7 @@ class Worker:
         self._js: JetStreamContext = nc.jetstream()
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
+        self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
         self._fetch_timeout = fetch_timeout
@@ -112,6 +119,7 @@ class Worker:
             "concurrency": settings.agent_concurrency,
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
+            "seal_keys": opening_keys(settings),
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -141,7 +149,12 @@ class Worker:
             self._bound = True
             beats = self._start_heartbeat()
             keeper = asyncio.create_task(self._keep_in_progress())
-            log.info("agent_started", capacity=self.capacity, burst=burst)
+            log.info(
+                "agent_started",
+                capacity=self.capacity,
+                burst=burst,
+                seal_key_ids=sorted(self._seal_keys.ids),
+            )
             try:
                 await self._loop(sub, burst)
                 await self._finish_in_flight()
@@ -371,7 +384,13 @@ class Worker:
 
     async def _check(self, msg: Msg, job: CheckJob, subject: str) -> None:
         started = time.perf_counter()
-        result = await run_check(job, self.agent_id, self._allow_private, self._ssl)
+        try:
+            opened = open_sealed(job, self._seal_keys)
+        except SealingError as exc:
+            log.error("job_not_opened", error=str(exc))
+            result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
+        else:
+            result = await run_check(opened, self.agent_id, self._allow_private, self._ssl)
         seconds = time.perf_counter() - started
         self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
         outcome = await self._publish_and_ack(msg, subject, result)
@@ -424,6 +443,32 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
+    """`job` with its sealed config opened into `config` (in memory only); `job` itself when
+    nothing is sealed. Raises SealingError saying which key was needed and which are held,
+    never the sealed text."""
+    if job.sealed_config is None:
+        return job
+    try:
+        plain = keys.open(job.sealed_config, job.seal_key_id)
+    except SealingError as exc:
+        raise SealingError(f"cannot open the job's sealed config: {exc}") from None
+    try:
+        sealed = decode_sealed(plain, type(job.config))
+    except msgspec.DecodeError:
+        raise SealingError(
+            f"the job's sealed config (key {job.seal_key_id}) is not a valid "
+            f"{job.monitor_type} config"
+        ) from None
+    bound = (sealed.monitor_id, sealed.hostname, sealed.port)
+    if bound != (job.monitor_id, job.hostname, job.port):
+        raise SealingError(
+            "the job's sealed config is bound to another monitor, host or port than the job's;"
+            " its credentials are not used"
+        )
+    return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
 
 
 def _parse_times(job: CheckJob) -> None:

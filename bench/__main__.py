@@ -1,13 +1,14 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
-`python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, ingest, e2e).
+`python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
+e2e).
 """
 
 import sys
 import time
 from collections.abc import Callable
 
-from bench import agent, api, e2e, ingest, probers, scheduler
+from bench import agent, api, e2e, ingest, probers, scheduler, seal
 from bench.common import discard_logs, machine
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
@@ -15,6 +16,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "probers": probers.run,
     "agent": agent.run,
     "scheduler": scheduler.run,
+    "seal": seal.run,
     "ingest": ingest.run,
     "e2e": e2e.run,
 }

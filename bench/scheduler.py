@@ -33,6 +33,7 @@ from controller.db.pool import connect, create_pool
 from controller.ingest import Puller
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
@@ -87,7 +88,8 @@ async def _schedule(database_url: str, nats_url: str, window: tuple[float, float
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     kv = await ensure_streams(js)
     await ensure_jobs_consumers(js, sorted(COUNTRIES))  # as the controller has them
-    scheduler = Scheduler(pool, js, LiveAgents(kv), SecretBox(SECRETS_KEY))
+    # No key directory: these monitors have no credentials (bench/seal.py measures sealing).
+    scheduler = Scheduler(pool, js, LiveAgents(kv), SecretBox(SECRETS_KEY), CountryKeys(None))
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
     await asyncio.sleep(max(0.0, window[0] - time.time()))

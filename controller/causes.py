@@ -36,6 +36,11 @@ CAUSES: dict[str, tuple[str, str]] = {
     "internal": ("probe error", "The check failed inside the agent, not at the server."),
     # A round that ran nowhere (`missed`): said in its event, never an incident's cause.
     "no_agent": ("no agent", "No live agent was there to run the check."),
+    "no_seal_key": (
+        "no sealing key",
+        "The check was not sent: the controller has no sealing key for the country, and its "
+        "credentials never go out unsealed.",
+    ),
     "expired": (
         "check not run",
         "The check did not run in time: no agent finished it before the round closed.",

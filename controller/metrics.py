@@ -43,6 +43,12 @@ NO_AGENT = Counter(
     "rounds recorded as no_agent: the country had no live agent",
     ["country"],
 )
+NO_SEAL_KEY = Counter(
+    "mailprobe_no_seal_key_rounds",
+    "rounds with credentials recorded as no_seal_key: SEAL_PUBLIC_KEYS_DIR has no key for the "
+    "country, so the job was not sent",
+    ["country"],
+)
 RESULTS_INGESTED = Counter(
     "mailprobe_results_ingested",
     "results taken from RESULTS and committed (repeats included); error_kind none when up",
@@ -93,9 +99,12 @@ def rounds_scheduled(due_times: Iterable[datetime], now: datetime) -> None:
         LATENESS.observe(max(0.0, (now - due).total_seconds()))
 
 
-def no_agent(rows: Iterable[ResultRow]) -> None:
-    for country, n in Tally(row.country for row in rows).items():
-        NO_AGENT.labels(country).inc(n)
+def missed_rounds(rows: Iterable[ResultRow]) -> None:
+    """The rounds the scheduler recorded missed, by kind (`no_agent`, `no_seal_key`)."""
+    counters = {"no_agent": NO_AGENT, "no_seal_key": NO_SEAL_KEY}
+    for (kind, country), n in Tally((row.error_kind, row.country) for row in rows).items():
+        if kind in counters:
+            counters[kind].labels(country).inc(n)
 
 
 def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:

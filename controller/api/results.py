@@ -44,7 +44,8 @@ WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", ti
 
 class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     """The wire `CheckResult`, plus `storedAt`; `status` may also be `missed` (error kind
-    `no_agent`: no live agent in the country, or `expired`: no agent ran it in time)."""
+    `no_agent`: no live agent in the country, `expired`: no agent ran it in time, or
+    `no_seal_key`: its credentials could not be sealed to the country, so it was not sent)."""
 
     v: int = 1
     job_id: str
@@ -114,7 +115,7 @@ class CountryStates(msgspec.Struct, rename="camel"):
 class TriggeredJob(msgspec.Struct, rename="camel"):
     job_id: str
     country: str
-    status: str  # `queued`, or `no_agent` (recorded as a missed result)
+    status: str  # `queued`, or `no_agent` / `no_seal_key` (recorded as a missed result)
 
 
 class Triggered(msgspec.Struct, rename="camel"):
@@ -275,7 +276,7 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     if plan is None:
         raise not_found()
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]
-    jobs += [TriggeredJob(r.job_id, r.country, "no_agent") for r in plan.no_agent]
+    jobs += [TriggeredJob(r.job_id, r.country, r.error_kind or "") for r in plan.missed]
     return Triggered(
         str(monitor["public_id"]),
         iso_ms(plan.scheduled_at),

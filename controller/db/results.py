@@ -18,7 +18,9 @@ from controller.db.pool import Conn
 from shared.messages import CheckResult
 
 # Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
-MISSED_KINDS = frozenset({"no_agent", "expired"})
+# `no_seal_key`: the job carries credentials and its country has no public sealing key.
+NO_SEAL_KEY = "no_seal_key"
+MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY})
 
 
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -41,7 +43,7 @@ class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     def missed(
         cls, monitor: Any, country: str, job_id: str, scheduled_at: datetime, kind: str, why: str
     ) -> "ResultRow":
-        """A round that did not run in `country` (`kind`: `no_agent` or `expired`); `monitor`
+        """A round that did not run in `country` (`kind`: one of MISSED_KINDS); `monitor`
         is a row with the monitor's `public_id` and `type`."""
         return cls(
             job_id=job_id,

@@ -7,6 +7,8 @@ scheduler claims every due monitor of its database), an ingest consumer of its o
 codes no other test uses, whose jobs and consumers are removed afterwards. The agents heartbeat
 into the real `agents` bucket; the controller here sees only this package's countries in it, so
 a heartbeat another test leaves behind (it lasts until the bucket's TTL) never counts as live.
+Every country has a sealing key pair (`seal_keys`), the controller their public keys and each
+agent its own country's private key, as `deploy.mint_country` hands them out.
 """
 
 import asyncio
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -35,6 +38,7 @@ from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared import embedded
 from shared.messages import AgentHeartbeat
@@ -42,6 +46,7 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
 from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.sealing import KeyRing
 
 # Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
 # country of the agent process that the kill test starts and kills. No other test uses these.
@@ -109,6 +114,11 @@ async def remove_country_state(js: JetStreamContext, countries: Sequence[str]) -
 
 
 @pytest.fixture(scope="package")
+def seal_keys(tmp_root: Path) -> KeyRing:
+    return KeyRing(tmp_root / "e2e-seal-keys", COUNTRIES)
+
+
+@pytest.fixture(scope="package")
 async def e2e_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     async with scratch_database(database_url, "mailprobe_e2e") as url:
         pool = await create_pool(url, 10)
@@ -127,14 +137,23 @@ async def e2e_nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture(scope="package")
 async def controller(
-    settings: ControllerSettings, e2e_pool: asyncpg.Pool, e2e_nc: NATS, job_ids: JobIds
+    settings: ControllerSettings,
+    e2e_pool: asyncpg.Pool,
+    e2e_nc: NATS,
+    job_ids: JobIds,
+    seal_keys: KeyRing,
 ) -> AsyncIterator[Controller]:
     """What `serve` runs: the scheduler and the ingester as tasks, the API beside them."""
     js = e2e_nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     kv = await ensure_streams(js)
     agents = ScopedAgents(kv, {HOME, ABROAD})
     scheduler = Scheduler(
-        e2e_pool, js, agents, SecretBox(settings.secrets_key or ""), default_countries=2
+        e2e_pool,
+        js,
+        agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory)),
+        default_countries=2,
     )
     ingester = Ingester(e2e_pool, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
     pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
@@ -152,12 +171,20 @@ async def controller(
 
 
 @pytest.fixture(scope="package")
-async def agents(controller: Controller, nats_url: str) -> AsyncIterator[Agents]:
-    """One agent in HOME and one in ABROAD, each on its own connection like a process, with
-    heartbeats, for the whole package."""
+async def agents(
+    controller: Controller, nats_url: str, seal_keys: KeyRing
+) -> AsyncIterator[Agents]:
+    """One agent in HOME and one in ABROAD, each on its own connection like a process and with
+    its country's sealing key, with heartbeats, for the whole package."""
     conns = [await nats.connect(nats_url) for _ in range(2)]
     home, abroad = (
-        Worker(conn, cc, agent_id=f"{cc}-e2e-{uuid.uuid4().hex[:6]}", allow_private=True)
+        Worker(
+            conn,
+            cc,
+            agent_id=f"{cc}-e2e-{uuid.uuid4().hex[:6]}",
+            allow_private=True,
+            seal_keys=seal_keys.opening(cc),
+        )
         for conn, cc in zip(conns, (HOME, ABROAD), strict=True)
     )
     runs = [asyncio.create_task(w.run()) for w in (home, abroad)]

@@ -49,8 +49,10 @@ async def monitor(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[s
     return body
 
 
-async def results(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
-    r = await api.get(f"{SMTP}/{public_id}/results", headers=org.auth())
+async def results(
+    api: httpx.AsyncClient, org: Tenant, public_id: str, path: str = SMTP
+) -> dict[str, Any]:
+    r = await api.get(f"{path}/{public_id}/results", headers=org.auth())
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
@@ -63,11 +65,13 @@ async def wait_results(
     until: Callable[[list[dict[str, Any]]], bool],
     within: float = 5.0,
     every: float = 0.02,
+    path: str = SMTP,
 ) -> list[dict[str, Any]]:
-    """Poll the results API until `until(items)` holds; fail after `within` seconds."""
+    """Poll the results API (of `path`'s monitors) until `until(items)` holds; fail after
+    `within` seconds."""
     deadline = time.monotonic() + within
     while True:
-        items: list[dict[str, Any]] = (await results(api, org, public_id))["items"]
+        items: list[dict[str, Any]] = (await results(api, org, public_id, path))["items"]
         if until(items):
             return items
         assert time.monotonic() < deadline, f"results never matched within {within} s: {items}"

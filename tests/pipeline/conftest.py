@@ -3,12 +3,15 @@
 Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor
 in its database, so other tests' monitors must not be there), a KV bucket of its own for live
 agents, an ingest consumer reading only these tests' countries, and per test country codes that
-no other test uses, whose jobs are purged afterwards.
+no other test uses, whose jobs are purged afterwards. Every one of those countries has a sealing
+key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test may
+change its own country's key.
 """
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +32,7 @@ from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared import embedded
 from shared.messages import AgentHeartbeat, CheckJob, decode_job, encode
@@ -37,6 +41,7 @@ from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.sealing import KeyRing
 
 # Valid ISO codes that no other test uses (tests/agent takes from a list of its own).
 _CODES = (
@@ -44,6 +49,11 @@ _CODES = (
     " ZW ZM MW MZ AO NA BW LS SZ MG MU SC KM DJ ER ET SO SD SS UG RW BI TZ"
 )
 _COUNTRIES = iter(_CODES.split(" "))
+
+
+@pytest.fixture(scope="session")
+def seal_keys(tmp_root: Path) -> KeyRing:
+    return KeyRing(tmp_root / "pipeline-seal-keys", _CODES.split(" "))
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +99,16 @@ async def pipeline(
     js: JetStreamContext,
     agents_kv: KeyValue,
     job_ids: JobIds,
+    seal_keys: KeyRing,
 ) -> AsyncIterator[Pipeline]:
     agents = LiveAgents(agents_kv, ttl_s=0)
     scheduler = Scheduler(
-        pipe_pool, js, agents, SecretBox(settings.secrets_key or ""), default_countries=2
+        pipe_pool,
+        js,
+        agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+        default_countries=2,
     )
     ingester = Ingester(pipe_pool, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
     yield Pipeline(nc, js, agents, scheduler, ingester)

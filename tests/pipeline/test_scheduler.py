@@ -11,6 +11,7 @@ from controller import schedule
 from controller.pipeline import Pipeline
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared.messages import ImapCheckJob, SmtpCheckJob
 from shared.settings import ControllerSettings
@@ -18,6 +19,7 @@ from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries
+from tests.sealing import KeyRing
 
 
 async def make_due(pool: asyncpg.Pool, public_id: str, ago: timedelta = timedelta(0)) -> datetime:
@@ -68,6 +70,7 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
     pipeline: Pipeline,
     countries: Countries,
     job_ids: JobIds,
+    seal_keys: KeyRing,
 ) -> None:
     a, b = countries.take(2)
     await countries.live(a)
@@ -85,18 +88,21 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
         assert job.timeout_seconds == 30
         assert parse_iso(job.scheduled_at) == due
         assert parse_iso(job.expires_at) == due + timedelta(seconds=60)
-        assert job.config.auth is not None
-        assert (job.config.auth.user, job.config.auth.password) == ("username", "password")
+        assert job.config.auth is None  # the credentials travel sealed to the country
+        opened = seal_keys.opened(job)
+        assert isinstance(opened, SmtpCheckJob) and opened.config.auth is not None
+        assert (opened.config.auth.user, opened.config.auth.password) == ("username", "password")
     after = await next_due_at(pipe_pool, pid)
     assert after == due + timedelta(seconds=60)
 
 
-async def test_imap_job_carries_the_decrypted_password_and_protocol(
+async def test_imap_job_carries_the_decrypted_password_and_protocol_sealed(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
+    seal_keys: KeyRing,
 ) -> None:
     (cc,) = countries.take()
     await countries.live(cc)
@@ -104,6 +110,9 @@ async def test_imap_job_carries_the_decrypted_password_and_protocol(
     await make_due(pipe_pool, monitor["publicId"])
     assert await pipeline.scheduler.tick() == 1
     [(job, _)] = await countries.jobs(cc)
+    assert isinstance(job, ImapCheckJob)
+    assert (job.config.user, job.config.password) == ("", "")
+    job = seal_keys.opened(job)
     assert isinstance(job, ImapCheckJob)
     assert (job.config.protocol, job.config.user, job.config.password, job.port) == (
         "imap",
@@ -120,6 +129,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     pipeline: Pipeline,
     countries: Countries,
     settings: ControllerSettings,
+    seal_keys: KeyRing,
 ) -> None:
     """A crash before the commit leaves the monitor due: the same ids go out again, and
     JetStream's duplicate window drops them."""
@@ -129,7 +139,11 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
     due = await make_due(pipe_pool, monitor["publicId"])
     assert await pipeline.scheduler.tick() == 1
     replica = Scheduler(
-        pipe_pool, pipeline.js, pipeline.agents, SecretBox(settings.secrets_key or "")
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory)),
     )
     async with pipe_pool.acquire() as conn:
         await conn.execute(
