@@ -721,8 +721,7 @@ async def _update(
             t.fields.get("timeout_seconds", row["timeout_seconds"]),
         )
         changes = update_values(email.kind, _update_body(t, email, row), row, _box(request))
-        _, moved = moved_secret(row, changes)
-        if moved:
+        if moved := moved_secret(row, changes):
             raise secret_required("password", [_AS_NAMED.get(m, m) for m in moved])
         org, lim = row["organization_id"], _limits(request)
         before = await fair_use.checks_of(conn, lim, org, row["id"])

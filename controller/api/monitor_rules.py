@@ -234,12 +234,12 @@ def update_values(
     return changes
 
 
-def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> tuple[str, list[str]]:
-    """(where the secret sits in the config, the fields that `changes` move it with) — the
-    latter empty when the change keeps the secret where it was given, or sends it again."""
+def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
+    """The fields that `changes` move the row's stored secret with (`secret_binding`); empty
+    when the change keeps the secret where it was given, or sends it again."""
     stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
     before, after = Target.of(stored), Target.of({**stored, **changes})
-    return SECRET_PATH[after.type], secret_binding.moved(before, after)
+    return secret_binding.moved(before, after)
 
 
 def secret_required(field: str, moved: list[str]) -> ApiError:
@@ -258,11 +258,12 @@ def require_secret_resent(
 ) -> None:
     """A 400 naming the secret (as this request spells the config) when `changes` move it
     without sending it again."""
-    path, moved = moved_secret(row, changes)
+    moved = moved_secret(row, changes)
     if not moved:
         return
     picked = _pick_config(kind, body)
     key = picked[0] if picked else kind.config_key
+    path = SECRET_PATH[changes.get("type", row["type"])]
     outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
     raise secret_required(f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
 
