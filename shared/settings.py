@@ -233,6 +233,38 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     events_max_mib: Annotated[
         int, Meta(ge=1, description="size cap of the `EVENTS` stream in MiB, oldest first")
     ] = EVENTS_MAX_BYTES // MIB
+    org_max_monitors: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="monitors one organization may have, whatever their status; creating "
+            "one more is refused (403)",
+        ),
+    ] = 1000
+    org_max_checks_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="check budget of one organization: the sum over its checked monitors "
+            "(`active`, `maintenance`) of countries x rounds per minute, a monitor without a "
+            "country list counting `DEFAULT_CHECK_COUNTRIES`; a create or change that raises "
+            "it past this is refused (403). Trigger-checks draw on an allowance of as many "
+            "checks per minute besides (429 past it)",
+        ),
+    ] = 2000
+    trigger_check_burst: Annotated[
+        int,
+        Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
+    ] = 3
+    trigger_check_interval_seconds: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=86_400,
+            description="after the burst, one more trigger-check of a monitor per this many "
+            "seconds; sooner is a 429 with `Retry-After`",
+        ),
+    ] = 60.0
     controller_metrics_host: Annotated[
         str,
         Meta(description="address of `/metrics`, `/health` and `/ready` without the `api` role"),

@@ -25,7 +25,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
-from controller.api import guards, validation
+from controller.api import fair_use, guards, validation
 from controller.api.auth import login_token
 from controller.api.errors import ApiError, bad_request, not_found
 from controller.api.monitor_rules import (
@@ -33,7 +33,9 @@ from controller.api.monitor_rules import (
     SMTP,
     Kind,
     create_values,
+    moved_secret,
     present,
+    secret_required,
     strict_body,
     update_values,
 )
@@ -58,6 +60,7 @@ NOT_FOUND = "Record not found"  # AlertSite's 404 message
 AUTH_FAILED = "invalid_request - User authentication failed."  # AlertSite's documented error
 INTERVAL_MIN, INTERVAL_MAX = 1, validation.CHECK_INTERVAL_MAX // 60  # minutes
 _ALL = 2**31 - 1
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000  # GET /monitors: a page unless `limit` is sent
 
 # AlertSite monitoring location id → (AlertSite's name for it, ISO 3166-1 alpha-2 country). 10, 20
 # and 26 are in AlertSite's own pages (the v3 monitor examples, JSON API "Get Locations"); the
@@ -314,7 +317,7 @@ class AlertSiteMonitor(msgspec.Struct):
 
 
 class ListMetadata(msgspec.Struct):
-    limit: int | None  # null: none sent, every monitor is answered
+    limit: int  # the page length used (LIST_LIMIT_DEFAULT when none was sent)
     offset: int | None
     total: int
 
@@ -337,6 +340,10 @@ def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
 def _box(request: Request[Any, Any, Any]) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
+
+
+def _limits(request: Request[Any, Any, Any]) -> fair_use.Limits:
+    return fair_use.Limits.of(request.app.state.settings)
 
 
 # --- AlertSite values → ours -------------------------------------------------------------------
@@ -683,10 +690,12 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
     values = create_values(email.kind, _create_body(t, email), _box(request))
     # Only a body known good gets the default customer, in the insert's transaction, so a
     # refused create leaves nothing behind.
+    org, lim = principal.organization_id, _limits(request)
     async with _pool(request).acquire() as conn, conn.transaction():
-        org = principal.organization_id
+        await fair_use.admit_new_monitor(conn, lim, org)
         values["customer_id"] = await customers.default_for(conn, org, DEFAULT_CUSTOMER)
         row = await monitors.insert(conn, org, values)
+        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, ("locations", "interval"))
     return MonitorId(str(row["id"]))
 
 
@@ -712,8 +721,24 @@ async def _update(
             t.fields.get("timeout_seconds", row["timeout_seconds"]),
         )
         changes = update_values(email.kind, _update_body(t, email, row), row, _box(request))
+        if moved := moved_secret(row, changes):
+            raise secret_required("password", [_AS_NAMED.get(m, m) for m in moved])
+        org, lim = row["organization_id"], _limits(request)
+        before = await fair_use.checks_of(conn, lim, org, row["id"])
         await monitors.update(conn, row["id"], changes)
+        fields = fair_use.budget_fields(changes, _BUDGET_FIELDS)
+        await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
     return MonitorId(str(monitor_id))
+
+
+# Our names of what a secret is bound to → AlertSite's (the rest is only set natively).
+_AS_NAMED = {"secure": "ssl", "tls": "ssl", "auth.user": "login", "user": "login"}
+# The columns that add checks → AlertSite's fields, cited when the check budget refuses.
+_BUDGET_FIELDS = {
+    "allowed_country_codes": "locations",
+    "check_interval": "interval",
+    "status": "enabled",
+}
 
 
 # AlertSite fields that change something (`enabled` is our `status`); the ignored ones do not.
@@ -824,11 +849,20 @@ class AlertSiteController(Controller):
             QueryParameter(name="type", description="comma-separated AlertSite monitor types"),
         ] = None,
         select: SelectParam = None,
-        limit: Annotated[int | None, QueryParameter(ge=1, le=_ALL)] = None,
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=LIST_LIMIT_MAX,
+                description=f"at most {LIST_LIMIT_MAX}; default {LIST_LIMIT_DEFAULT}",
+            ),
+        ] = LIST_LIMIT_DEFAULT,
         offset: Annotated[int | None, QueryParameter(ge=0, le=_ALL)] = None,
     ) -> dict[str, Any]:
-        """AlertSite documents no default limit ("returns all existing monitors"): without
-        `limit` every monitor is answered, and `metadata` says `"limit": null`."""
+        """AlertSite documents no default limit ("returns all existing monitors"); answering
+        every monitor at once has no bound, so pages are `LIST_LIMIT_DEFAULT` long unless
+        `limit` says otherwise, at most `LIST_LIMIT_MAX`; `metadata.total` tells a script how
+        many there are to page through."""
         types = _types(type_)
         async with _pool(request).acquire() as conn:
             rows, total = await monitors.list_page(
@@ -838,7 +872,7 @@ class AlertSiteController(Controller):
                 customer_id=None,
                 search=None,
                 status=None,
-                limit=_ALL if limit is None else limit,
+                limit=limit,
                 offset=offset or 0,
             )
         return {

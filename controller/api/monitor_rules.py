@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
-from controller.api import validation
+from controller.api import secret_binding, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.api.monitor_schemas import (
     MASK,
@@ -26,8 +26,8 @@ from controller.api.monitor_schemas import (
     SmtpMonitor,
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
-    TlsOptionsIn,
 )
+from controller.api.secret_binding import SECRET_PATH, Target
 from controller.db import customers
 from controller.db.pool import Conn
 from controller.secretbox import PREFIX, SecretBox
@@ -110,13 +110,17 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
     return None
 
 
-def _tls_options(opts: TlsOptionsIn | UnsetType, out: dict[str, Any]) -> None:
+def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any]) -> None:
+    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share."""
+    opts = cfg.tls_options
     if opts is not UNSET:
         out["tlsOptions"] = (
             {}
             if opts.reject_unauthorized is UNSET
             else {"rejectUnauthorized": opts.reject_unauthorized}
         )
+    if cfg.allow_plaintext_auth is not UNSET:
+        out["allowPlaintextAuth"] = cfg.allow_plaintext_auth
 
 
 def _secret(
@@ -161,7 +165,7 @@ def _smtp_config(
         if sealed is not UNSET:
             auth["pass"] = sealed
         out["auth"] = auth
-    _tls_options(cfg.tls_options, out)
+    _transport_options(cfg, out)
     return out
 
 
@@ -184,7 +188,7 @@ def _imap_pop_config(
         out["password"] = sealed
     if cfg.tls is not UNSET:
         out["tls"] = cfg.tls
-    _tls_options(cfg.tls_options, out)
+    _transport_options(cfg, out)
     return out, protocol
 
 
@@ -228,6 +232,40 @@ def update_values(
     if {"check_interval", "status"} & changes.keys():
         changes["next_due_at"] = None  # the scheduler puts it on the new grid
     return changes
+
+
+def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
+    """The fields that `changes` move the row's stored secret with (`secret_binding`); empty
+    when the change keeps the secret where it was given, or sends it again."""
+    stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
+    before, after = Target.of(stored), Target.of({**stored, **changes})
+    return secret_binding.moved(before, after)
+
+
+def secret_required(field: str, moved: list[str]) -> ApiError:
+    return ApiError(
+        400,
+        f"{field} must be sent again to change {', '.join(moved)}: a stored secret is only"
+        " sent to the server, port, TLS settings and user name it was given with, and the mask"
+        f" {MASK!r} keeps it only while none of those change",
+        code="secret_required",
+        fields=[field],
+    )
+
+
+def require_secret_resent(
+    kind: Kind, body: MonitorUpdate, row: asyncpg.Record, changes: dict[str, Any]
+) -> None:
+    """A 400 naming the secret (as this request spells the config) when `changes` move it
+    without sending it again."""
+    moved = moved_secret(row, changes)
+    if not moved:
+        return
+    picked = _pick_config(kind, body)
+    key = picked[0] if picked else kind.config_key
+    path = SECRET_PATH[changes.get("type", row["type"])]
+    outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
+    raise secret_required(f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
 
 
 def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:

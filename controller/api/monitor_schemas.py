@@ -16,6 +16,15 @@ class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=Tr
     """Base of request Structs: camelCase keys, unknown keys rejected."""
 
 
+PlaintextOptIn = Annotated[
+    bool,
+    Meta(
+        description="default false: credentials are sent only over TLS, and a server that "
+        "cannot upgrade is `down` with `tls_required`; true (lab servers) allows them in clear"
+    ),
+]
+
+
 class TlsOptionsIn(_In):
     reject_unauthorized: bool | UnsetType = UNSET
 
@@ -35,6 +44,7 @@ class SmtpConfigIn(_In):
     require_tls_nodemailer: bool | UnsetType = field(default=UNSET, name="requireTLS")
     auth: SmtpAuthIn | None | UnsetType = UNSET
     tls_options: TlsOptionsIn | UnsetType = UNSET
+    allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
 
 
 class ImapPopConfigIn(_In):
@@ -45,6 +55,7 @@ class ImapPopConfigIn(_In):
     password: str | None | UnsetType = UNSET
     tls: bool | UnsetType = UNSET
     tls_options: TlsOptionsIn | UnsetType = UNSET
+    allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
 
 
 Port = Annotated[

@@ -9,7 +9,7 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
 
-from controller.api import guards, validation
+from controller.api import fair_use, guards, validation
 from controller.api.errors import invalid_customer, not_found
 from controller.api.monitor_rules import (
     IMAP_POP,
@@ -20,6 +20,7 @@ from controller.api.monitor_rules import (
     customer_ident,
     present,
     public_id,
+    require_secret_resent,
     sent_fields,
     strict_body,
     update_values,
@@ -109,15 +110,32 @@ def _box(request: AuthedRequest) -> SecretBox:
     return box
 
 
+def _limits(request: AuthedRequest) -> fair_use.Limits:
+    return fair_use.Limits.of(request.app.state.settings)
+
+
+# The columns that add checks → their field names, cited when the check budget refuses.
+BUDGET_FIELDS = {
+    "allowed_country_codes": "allowedCheckCountryCodes",
+    "check_interval": "checkInterval",
+    "status": "status",
+}
+CREATE_BUDGET_FIELDS = ("allowedCheckCountryCodes", "checkInterval")
+
+
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
     principal = request.user
     guards.requires_writer(principal)
     body = await strict_body(request, body)
     validation.no_nul(body, "")
     values = create_values(kind, body, _box(request))
-    async with _pool(request).acquire() as conn:
-        values["customer_id"] = await customer_id(conn, body.customer_id, principal.organization_id)
-        return await monitors.insert(conn, principal.organization_id, values)
+    org, lim = principal.organization_id, _limits(request)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        values["customer_id"] = await customer_id(conn, body.customer_id, org)
+        await fair_use.admit_new_monitor(conn, lim, org)
+        row = await monitors.insert(conn, org, values)
+        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, CREATE_BUDGET_FIELDS)
+        return row
 
 
 async def _update(
@@ -136,11 +154,17 @@ async def _update(
         body = await strict_body(request, body)
         validation.no_nul(body, "")
         changes = update_values(kind, body, row, _box(request))
+        require_secret_resent(kind, body, row, changes)
         if body.customer_id is not UNSET:
             changes["customer_id"] = await customer_id(
                 conn, body.customer_id, principal.organization_id
             )
-        return await monitors.update(conn, row["id"], changes)
+        org, lim = row["organization_id"], _limits(request)
+        before = await fair_use.checks_of(conn, lim, org, row["id"])
+        updated = await monitors.update(conn, row["id"], changes)
+        fields = fair_use.budget_fields(changes, BUDGET_FIELDS)
+        await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
+        return updated
 
 
 async def _get(

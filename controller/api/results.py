@@ -12,7 +12,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
 
-from controller.api import guards
+from controller.api import fair_use, guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
 from controller.db import monitors, results
@@ -272,7 +272,20 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     monitor = await _monitor(kind, request, raw_id)
     if request.user.is_global_supporter or request.user.role == "readonly":
         raise forbidden("Forbidden: readonly users and global supporters may not trigger checks")
-    plan = await _pipeline(request).scheduler.trigger(monitor["id"])
+    if monitor["status"] == "disabled":
+        raise ApiError(
+            409,
+            "The monitor is disabled, so it is not checked: set its status to active or"
+            " maintenance to run checks",
+            code="monitor_disabled",
+            fields=["status"],
+        )
+    pipeline = _pipeline(request)
+    lim = fair_use.Limits.of(request.app.state.settings)
+    countries = len(monitor["allowed_country_codes"] or ()) or lim.default_countries
+    async with _pool(request).acquire() as conn, conn.transaction():
+        await fair_use.take_trigger(conn, lim, monitor["organization_id"], monitor["id"], countries)
+    plan = await pipeline.scheduler.trigger(monitor["id"])
     if plan is None:
         raise not_found()
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]

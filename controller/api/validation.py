@@ -15,7 +15,8 @@ import pycountry
 from controller.api.errors import ApiError, bad_request
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+# Separators, quotes and brackets of address lists and display names (RFC 5322 specials).
+_NOT_IN_LOCAL = frozenset(' ,;:<>()[]\\"@')
 COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 
 CHECK_INTERVAL_DEFAULT, CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX = 60, 10, 86_400
@@ -128,12 +129,42 @@ def country_codes(values: list[str] | None) -> list[str] | None:
 
 
 def email(value: str | None, field: str = "notificationEmail") -> str | None:
+    """Exactly one address, `local@domain.tld`: alerts go to it as one RCPT TO, so a list
+    (`a@x.com,root,postmaster`) or a bare local name (`root`, which a relay delivers locally)
+    would let one field mail several people, or the relay's own mailboxes."""
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if not _EMAIL.match(text) or "." not in text.rsplit("@", 1)[1]:
-        raise bad_request(field, f"{field} must be an e-mail address like ops@example.com")
+    local, _, domain = text.rpartition("@")
+    if not (_one_local_part(local) and _mail_domain(domain)):
+        raise bad_request(
+            field,
+            f"{field} must be exactly one e-mail address like ops@example.com: no lists"
+            " (`,`, `;`, spaces), no display name, no bare name like `root`",
+        )
     return text
+
+
+def _one_local_part(local: str) -> bool:
+    """A dot-atom of at most 64 characters, without what separates or quotes addresses."""
+    return (
+        0 < len(local) <= 64
+        and not any(ch in _NOT_IN_LOCAL or unicodedata.category(ch)[0] in "CZ" for ch in local)
+        and not (local.startswith(".") or local.endswith(".") or ".." in local)
+    )
+
+
+def _mail_domain(domain: str) -> bool:
+    """A host name with a dot (not an IP literal, not `localhost`)."""
+    try:
+        host = hostname(domain, "domain")
+    except ApiError:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host
+    return False
 
 
 def phone(value: str | None, field: str = "notificationPhoneNumber") -> str | None:

@@ -54,7 +54,7 @@ class EmailChannel:
         """Plain text and, when given, an HTML alternative; a Message-ID stable across retries."""
         msg = EmailMessage()
         msg["From"] = self._sender
-        msg["To"] = note.target
+        msg["To"] = one_recipient(note.target)
         msg["Subject"] = note.subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = f"<{hashlib.sha256(note.key.encode()).hexdigest()[:40]}@mailprobe>"
@@ -66,9 +66,11 @@ class EmailChannel:
     async def send(self, note: Notification) -> None:
         parts = urlsplit(self._url)
         implicit = parts.scheme == "smtps"
+        message = self.message(note)
         try:
             await aiosmtplib.send(
-                self.message(note),
+                message,
+                recipients=[note.target],  # never the To header's parse: one RCPT TO, always
                 hostname=parts.hostname,
                 port=parts.port or (465 if implicit else 25),
                 username=unquote(parts.username) if parts.username else None,
@@ -91,6 +93,23 @@ class EmailChannel:
             raise DeliveryError(f"relay unreachable: {type(exc).__name__}: {exc}"[:300]) from None
         except aiosmtplib.SMTPException as exc:
             raise DeliveryError(f"relay: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def one_recipient(target: str) -> str:
+    """`target` when it is exactly one address; else a permanent DeliveryError.
+
+    Defence in depth beneath the API's own rule (and for rows stored before it): a `,` in the
+    To header would make every name in it a recipient, `root` alone the relay's own mailbox."""
+    local, at, domain = target.partition("@")
+    if (
+        not (local and at and "." in domain)
+        or "@" in domain
+        or any(ch.isspace() or ch in ',;<>()"' for ch in target)
+    ):
+        raise DeliveryError(
+            f"not sent: {target[:80]!r} is not exactly one e-mail address", permanent=True
+        )
+    return target
 
 
 def _refused(what: str, replies: list[tuple[int, str]]) -> DeliveryError:

@@ -107,8 +107,8 @@ async def test_list_is_the_callers_organizations_email_monitors(
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"metadata", "results"}
-    # AlertSite documents no default limit: all monitors, and "limit": null when none is sent.
-    assert body["metadata"] == {"limit": None, "offset": None, "total": 3}
+    # AlertSite documents no default limit; ours is 100 (test_fair_use), and says so.
+    assert body["metadata"] == {"limit": 100, "offset": None, "total": 3}
     assert [m["id"] for m in body["results"]] == [pop, imap, smtp]  # newest first
     assert all(set(m) == MONITOR_KEYS for m in body["results"])
     assert [m["type"] for m in body["results"]] == ["email-pop", "email-imap", "email-smtp"]

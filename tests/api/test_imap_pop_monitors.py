@@ -168,12 +168,15 @@ async def test_patch_mask_keeps_password_and_no_config_keeps_config(
     assert r.json()["imapPopConfig"] == created["imapPopConfig"]
     # the response's config sent back (password "********"): the secret is kept
     echoed = copy.deepcopy(created["imapPopConfig"])
-    echoed["user"] = "other@example.com"
     r = await http.patch(url, json={"imapPopConfig": echoed}, headers=tenant.auth())
     assert r.status_code == 200, r.text
     assert r.json()["imapPopConfig"] == echoed
     row = await stored_row(pool, created["publicId"])
     assert opened(box, row["config"]["password"]) == "password"
+    # ...but not for another user name: the password is bound to the user it was given with
+    echoed["user"] = "other@example.com"
+    r = await http.patch(url, json={"imapPopConfig": echoed}, headers=tenant.auth())
+    assert_error(r, 400, fields=["imapPopConfig.password"], code="secret_required")
     # a new password replaces it
     r = await http.patch(url, json={"config": {**echoed, "password": "n3w"}}, headers=tenant.auth())
     assert r.status_code == 200 and r.json()["config"]["password"] == MASK
@@ -187,7 +190,7 @@ async def test_patch_protocol_changes_type(
 ) -> None:
     created = await create(http, tenant, "imap")
     url = f"{IMAP}/{created['publicId']}"
-    cfg = {"protocol": "POP3", "user": "u", "password": MASK, "tls": False}
+    cfg = {"protocol": "POP3", "user": "u", "password": "pop-pw", "tls": False}
     r = await http.patch(url, json={"imapPopConfig": cfg, "port": None}, headers=tenant.auth())
     assert r.status_code == 200, r.text
     assert r.json()["imapPopConfig"]["protocol"] == "pop3"

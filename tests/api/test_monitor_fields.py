@@ -188,7 +188,7 @@ async def test_valid_hostnames_are_normalised(
 
 
 async def test_hostname_rules_apply_on_patch(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    monitor = await create(http, tenant)
+    monitor = await create(http, tenant, smtpConfig={})  # no secret to re-send on a move
     r = await patch(http, tenant, monitor, hostname="https://smtp.example.com/")
     assert_error(r, 400, fields=["hostname"])
     r = await patch(http, tenant, monitor, hostname="Bücher.Example")
@@ -239,7 +239,7 @@ async def test_port_null_or_omitted_is_stored_and_returned_as_null(
 
 
 async def test_patch_port_to_null_and_back(http: httpx.AsyncClient, tenant: Tenant) -> None:
-    monitor = await create(http, tenant)
+    monitor = await create(http, tenant, smtpConfig={})  # no secret to re-send on a move
     r = await patch(http, tenant, monitor, port=None)
     assert r.status_code == 200 and r.json()["port"] is None
     r = await patch(http, tenant, monitor, port=465)

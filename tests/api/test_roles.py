@@ -30,9 +30,10 @@ async def test_writers_create_update_delete(
 ) -> None:
     created = await create(http, org, kind, role=role)
     url = f"{PATHS[kind]}/{created['publicId']}"
-    r = await http.patch(url, json={"name": "by " + role, "port": 2525}, headers=org.auth(role))
+    body = {"name": "by " + role, "checkInterval": 120}
+    r = await http.patch(url, json=body, headers=org.auth(role))
     assert r.status_code == 200, r.text
-    assert (r.json()["name"], r.json()["port"]) == ("by " + role, 2525)
+    assert (r.json()["name"], r.json()["checkInterval"]) == ("by " + role, 120)
     r = await http.delete(url, headers=org.auth(role))
     assert r.status_code == 204
 

@@ -131,12 +131,13 @@ async def test_patch_with_mask_keeps_stored_secret(
     """Sending the response's config back (pass "********") keeps the stored password."""
     created = await create(http, tenant, smtpConfig={"auth": {"user": "u", "pass": "orig-pass"}})
     echoed = copy.deepcopy(created["smtpConfig"])
-    echoed["auth"]["user"] = "u2"
     r = await http.patch(
-        f"{SMTP}/{created['publicId']}", json={"smtpConfig": echoed}, headers=tenant.auth()
+        f"{SMTP}/{created['publicId']}",
+        json={"name": "renamed", "smtpConfig": echoed},
+        headers=tenant.auth(),
     )
     assert r.status_code == 200, r.text
-    assert r.json()["smtpConfig"]["auth"] == {"user": "u2", "pass": MASK}
+    assert r.json()["smtpConfig"]["auth"] == {"user": "u", "pass": MASK}
     row = await stored_row(pool, created["publicId"])
     assert (
         opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == "orig-pass"

@@ -294,7 +294,12 @@ async def test_hostname_and_country_changes_take_effect_from_the_next_round(
     pid = monitor["publicId"]
     r = await api.patch(
         f"/api/smtp-monitors/{pid}",
-        json={"hostname": "mx2.example.net", "allowedCheckCountryCodes": [second]},
+        json={
+            "hostname": "mx2.example.net",
+            "allowedCheckCountryCodes": [second],
+            # a new server needs the password sent again (tests/api/test_secret_binding.py)
+            "smtpConfig": {"auth": {"user": "username", "pass": "password"}},
+        },
         headers=org.auth(),
     )
     assert r.status_code == 200, r.text

@@ -1,0 +1,81 @@
+"""Fair-use counts and allowances: an organization's monitors and checks per minute, and the
+trigger-check allowances of monitors and organizations.
+
+Counts are only as good as the transaction they are read in: callers take the organization's
+row lock first (`lock_organization`), so two replicas creating monitors for one organization
+at once are serialised and cannot both slip under a limit.
+"""
+
+from typing import Literal
+
+from controller.db.pool import Conn
+
+
+async def lock_organization(conn: Conn, organization_id: int) -> None:
+    """Serialise the organization's limited writes until the caller's transaction ends.
+
+    `FOR NO KEY UPDATE` does not block the foreign-key checks of inserts that reference the
+    organization, only other holders of this lock."""
+    await conn.execute(
+        "SELECT 1 FROM organizations WHERE id = $1 FOR NO KEY UPDATE", organization_id
+    )
+
+
+async def monitor_count(conn: Conn, organization_id: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM monitors WHERE organization_id = $1", organization_id
+    )
+    return count
+
+
+async def checks_per_minute(
+    conn: Conn, organization_id: int, default_countries: int, monitor_id: int | None = None
+) -> float:
+    """Countries x rounds per minute, summed over the organization's checked monitors (or the
+    one monitor); a monitor without a country list is checked from `default_countries`."""
+    total: float = await conn.fetchval(
+        "SELECT coalesce(sum("
+        "  coalesce(cardinality(allowed_country_codes), $2) * 60.0 / check_interval), 0)::float8"
+        " FROM monitors WHERE organization_id = $1 AND status <> 'disabled'"
+        " AND ($3::bigint IS NULL OR id = $3)",
+        organization_id,
+        default_countries,
+        monitor_id,
+    )
+    return total
+
+
+async def take_trigger(
+    conn: Conn,
+    table: Literal["monitors", "organizations"],
+    row_id: int,
+    cost_s: float,
+    window_s: float,
+) -> float:
+    """Take `cost_s` from the row's trigger allowance: 0.0 when taken, else the seconds until
+    it could be.
+
+    GCRA (the generic cell rate algorithm, as in ATM networks and redis-cell): `trigger_tat`
+    is when the allowance would be whole again. A take moves it `cost_s` later and is allowed
+    while that stays within `window_s` from now, so a `window_s / cost_s` burst is followed by
+    one take per `cost_s`; a whole allowance admits any one take, however costly. One
+    statement, so replicas share the allowance without racing."""
+    taken = await conn.fetchval(
+        f"UPDATE {table} SET trigger_tat = greatest(trigger_tat, now()) + $2 * interval '1 s'"
+        " WHERE id = $1 AND (trigger_tat IS NULL OR trigger_tat <= now()"
+        "  OR trigger_tat + $2 * interval '1 s' <= now() + $3 * interval '1 s')"
+        " RETURNING true",
+        row_id,
+        cost_s,
+        window_s,
+    )
+    if taken:
+        return 0.0
+    wait: float = await conn.fetchval(
+        "SELECT extract(epoch FROM trigger_tat + $2 * interval '1 s'"
+        f" - now() - $3 * interval '1 s')::float8 FROM {table} WHERE id = $1",
+        row_id,
+        cost_s,
+        window_s,
+    )
+    return wait

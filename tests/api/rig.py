@@ -1,0 +1,118 @@
+"""An API with a check pipeline, for the tests that trigger checks: real NATS, a real agent of
+one country, the session's PostgreSQL. Nothing mocked.
+
+Isolation on the session-wide servers: the scheduler never runs its loop here (trigger-check
+publishes directly), so other tests' monitors in the shared database are never claimed; live
+agents are read from a bucket of the rig's own; the rig's country code is used by no other test,
+and its jobs and consumer are removed afterwards.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+import uvicorn
+from nats.js.api import KeyValueConfig
+from nats.js.errors import NotFoundError
+
+from agent.probers.tls import build_ssl_contexts
+from agent.worker import Worker
+from controller.agents import LiveAgents
+from controller.app import create_app
+from controller.ingest import Ingester
+from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.schedule import JobIds
+from controller.scheduler import Scheduler
+from controller.secretbox import SecretBox
+from shared import embedded
+from shared.messages import AgentHeartbeat, encode
+from shared.settings import ControllerSettings
+from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
+from shared.subjects import JOBS_STREAM, jobs_subject
+from shared.timefmt import iso_ms, utcnow
+
+
+@dataclass
+class Rig:
+    url: str
+    country: str
+    settings: ControllerSettings  # with the rig's limits
+    pipeline: Pipeline  # for a second API beside the first, as another replica would be
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    port = embedded.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def pipeline_api(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    nats_url: str,
+    country: str,
+    *,
+    agent_cadata: str | None = None,
+    **limits: Any,
+) -> AsyncIterator[Rig]:
+    """The API (with `limits` replacing settings) and its pipeline; with `agent_cadata` (the
+    PEM of a test CA) a real agent of `country` runs the jobs, trusting that CA."""
+    settings = msgspec.structs.replace(settings, **limits)
+    box = SecretBox(settings.secrets_key or "")
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+    await ensure_streams(js)
+    await ensure_jobs_consumers(js, [country])
+    bucket = f"agents_api_{uuid.uuid4().hex[:8]}"
+    kv = await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=60, history=1))
+    now = iso_ms(utcnow())
+    beat = AgentHeartbeat(agent_id="rig", country=country, started_at=now, seen_at=now)
+    await kv.put(f"{country}.rig", encode(beat))
+    agents = LiveAgents(kv, ttl_s=0)
+    scheduler = Scheduler(pool, js, agents, box, default_countries=settings.default_check_countries)
+    ingester = Ingester(pool, js, JobIds.from_box(box), durable=f"ingest-api-{bucket}")
+    pipeline = Pipeline(nc, js, agents, scheduler, ingester)
+    agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None
+    worker = run = None
+    if agent_nc is not None:
+        worker = Worker(
+            agent_nc,
+            country,
+            allow_private=True,
+            ssl_contexts=build_ssl_contexts(agent_cadata),
+            heartbeat_interval=None,
+        )
+        run = asyncio.create_task(worker.run())
+    try:
+        async with serve(create_app(settings, pool, pipeline)) as url:
+            yield Rig(url, country, settings, pipeline)
+    finally:
+        if worker is not None and run is not None and agent_nc is not None:
+            worker.stop()
+            await run
+            await agent_nc.drain()
+        await ingester.close()
+        await js.purge_stream(JOBS_STREAM, subject=jobs_subject(country))
+        with suppress(NotFoundError):
+            await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(country))
+        await js.delete_key_value(bucket)
+        await nc.drain()

@@ -1,0 +1,300 @@
+"""Fair use (issue 12 #5): per-organization monitors and check budget, trigger-checks limited per
+monitor and per organization and refused on a disabled monitor, lists capped — native API and
+/api/v3 alike, over real HTTP, with the limits counted in PostgreSQL so replicas share them."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+
+from controller.api.validation import COUNTRIES
+from controller.app import create_app
+from shared.settings import ControllerSettings
+from tests.alertsite.helpers import MINIMAL, V3, as_error
+from tests.api.helpers import SMTP, assert_error, seed_body
+from tests.api.rig import Rig, pipeline_api, serve
+from tests.conftest import Tenant
+
+COUNTRY = "WS"  # the rig's live country; no other test uses it
+LIMITS: dict[str, Any] = {
+    "org_max_monitors": 3,
+    "org_max_checks_per_minute": 20,
+    "trigger_check_burst": 2,
+    "trigger_check_interval_seconds": 30.0,
+    "default_check_countries": 2,
+}
+FIVE = ["DE", "FR", "NL", "BE", "AT"]
+
+
+@pytest.fixture(scope="module")
+async def rig(
+    settings: ControllerSettings, pool: asyncpg.Pool, nats_url: str
+) -> AsyncIterator[Rig]:
+    """The API with low limits and a pipeline (no agent: triggered jobs just wait)."""
+    async with pipeline_api(settings, pool, nats_url, COUNTRY, **LIMITS) as rig:
+        yield rig
+
+
+@pytest.fixture
+async def api(rig: Rig) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=rig.url, timeout=10) as client:
+        yield client
+
+
+async def post(api: httpx.AsyncClient, org: Tenant, **fields: Any) -> httpx.Response:
+    defaults = {"checkInterval": 3600, "timeoutSeconds": 5, "smtpConfig": {}}
+    body = seed_body("smtp", org, **{**defaults, **fields})
+    return await api.post(SMTP, json=body, headers=org.auth("member"))
+
+
+async def created(api: httpx.AsyncClient, org: Tenant, **fields: Any) -> dict[str, Any]:
+    r = await post(api, org, **fields)
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+# monitors per organization ---------------------------------------------------------------------
+
+
+async def test_an_organization_has_at_most_org_max_monitors(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Disabled ones count too; deleting one makes room; /api/v3 is held to the same count."""
+    first = await created(api, tenant, status="disabled")
+    await created(api, tenant)
+    await created(api, tenant)
+    r = await post(api, tenant)
+    error = assert_error(r, 403, code="monitor_limit")
+    assert "limit of 3 monitors (ORG_MAX_MONITORS)" in error["message"]
+    r = await api.post(f"{V3}/monitors/email-smtp", json=MINIMAL, headers=tenant.auth())
+    assert "limit of 3 monitors" in as_error(r, 403)
+    r = await api.delete(f"{SMTP}/{first['publicId']}", headers=tenant.auth())
+    assert r.status_code == 204
+    await created(api, tenant)
+
+
+async def test_concurrent_creates_on_two_replicas_never_pass_the_limit(
+    rig: Rig, api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Twelve creates at once, half through a second API process on the same database: the
+    count is taken under the organization's row lock, so exactly three get in."""
+    async with (
+        serve(create_app(rig.settings, pool, rig.pipeline)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+    ):
+        answers = await asyncio.gather(*(post(c, tenant) for c in [api, other] * 6))
+    assert sorted(r.status_code for r in answers) == [201] * 3 + [403] * 9
+    async with pool.acquire() as conn:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM monitors WHERE organization_id = $1", tenant.org_id
+        )
+    assert count == 3
+
+
+# the check budget -----------------------------------------------------------------------------
+
+
+async def test_the_issues_monitor_of_every_country_every_10_s_fits_once_under_the_default(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Default budget (2000 checks a minute): one monitor checked from all 249 countries every
+    10 s is 1494 a minute and allowed; a second is refused, naming the budget and the fields."""
+    body = seed_body(
+        "smtp",
+        tenant,
+        checkInterval=10,
+        timeoutSeconds=5,
+        allowedCheckCountryCodes=sorted(COUNTRIES),
+        smtpConfig={},
+    )
+    r = await http.post(SMTP, json=body, headers=tenant.auth("member"))
+    assert r.status_code == 201, r.text
+    r = await http.post(SMTP, json=body, headers=tenant.auth("member"))
+    error = assert_error(
+        r, 403, code="check_budget", fields=["allowedCheckCountryCodes", "checkInterval"]
+    )
+    assert "2,988.0 checks per minute, past its budget of 2,000" in error["message"]
+    assert "ORG_MAX_CHECKS_PER_MINUTE" in error["message"]
+
+
+async def test_changes_that_add_checks_past_the_budget_are_refused(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Budget 20 a minute: 5 countries at 30 s is 10. Raising the countries or the rate past
+    20, or enabling a disabled monitor past it, is a 403 naming the field; the monitor stays
+    as it was. Lowering, and changes that add no checks, are fine."""
+    one = await created(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=30)
+    two = await created(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=60)
+    url = f"{SMTP}/{two['publicId']}"
+    r = await api.patch(url, json={"checkInterval": 20}, headers=tenant.auth("member"))
+    assert_error(r, 403, code="check_budget", fields=["checkInterval"])
+    r = await api.patch(
+        url, json={"allowedCheckCountryCodes": sorted(COUNTRIES)[:11]}, headers=tenant.auth()
+    )
+    assert_error(r, 403, code="check_budget", fields=["allowedCheckCountryCodes"])
+    got = (await api.get(url, headers=tenant.auth())).json()
+    assert (got["checkInterval"], got["allowedCheckCountryCodes"]) == (60, FIVE)
+    # Exactly at the budget is fine (10 + 10).
+    r = await api.patch(url, json={"checkInterval": 30}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    # A disabled monitor costs nothing; enabling it past the budget is refused.
+    r = await api.patch(url, json={"status": "disabled"}, headers=tenant.auth())
+    assert r.status_code == 200
+    r = await api.patch(
+        f"{SMTP}/{one['publicId']}", json={"checkInterval": 15}, headers=tenant.auth()
+    )
+    assert r.status_code == 200, r.text  # 20 alone
+    r = await api.patch(url, json={"status": "active"}, headers=tenant.auth("readonly"))
+    assert_error(r, 403, code="check_budget", fields=["status"])
+    r = await api.patch(url, json={"status": "maintenance"}, headers=tenant.auth())
+    assert_error(r, 403, code="check_budget", fields=["status"])
+    # Null countries count as DEFAULT_CHECK_COUNTRIES (2): 2 a minute more is past it.
+    r = await post(api, tenant, checkInterval=60)
+    assert_error(r, 403, code="check_budget")
+
+
+async def test_an_organization_over_a_lowered_budget_may_still_edit_and_shrink(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, rig: Rig
+) -> None:
+    """Another API (replica) with a budget of 5: the organization's 10 a minute are past it,
+    yet a rename or fewer countries is allowed; more is not."""
+    monitor = await created(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=30)
+    lowered = msgspec.structs.replace(rig.settings, org_max_checks_per_minute=5)
+    url = f"{SMTP}/{monitor['publicId']}"
+    async with (
+        serve(create_app(lowered, pool, rig.pipeline)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+    ):
+        r = await other.patch(url, json={"name": "renamed"}, headers=tenant.auth())
+        assert r.status_code == 200, r.text
+        r = await other.patch(
+            url, json={"allowedCheckCountryCodes": FIVE[:4]}, headers=tenant.auth()
+        )
+        assert r.status_code == 200, r.text
+        r = await other.patch(url, json={"checkInterval": 20}, headers=tenant.auth())
+        assert_error(r, 403, code="check_budget", fields=["checkInterval"])
+
+
+async def test_alertsite_creates_and_edits_are_held_to_the_budget(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """/api/v3, in its own words: `locations` and `interval` are named. Budget 20: two
+    monitors of 5 countries every minute are 10; one more of 11 countries, or one of the two
+    moved to 16 countries, is past it."""
+    body = {**MINIMAL, "interval": 1, "locations": [{"id": c} for c in FIVE]}
+    for _ in range(2):
+        r = await api.post(f"{V3}/monitors/email-smtp", json=body, headers=tenant.auth())
+        assert r.status_code == 200, r.text
+    url = f"{V3}/monitors/email-smtp/{r.json()['id']}"
+    many = sorted(COUNTRIES)
+    r = await api.post(
+        f"{V3}/monitors/email-smtp", json={**body, "locations": many[:11]}, headers=tenant.auth()
+    )
+    message = as_error(r, 403)
+    assert "past its budget of 20" in message and "(locations, interval)" in message
+    r = await api.patch(url, json={"locations": many[:16]}, headers=tenant.auth())
+    message = as_error(r, 403)
+    assert "ORG_MAX_CHECKS_PER_MINUTE" in message and "(locations)" in message
+    r = await api.patch(url, json={"locations": many[:15]}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+
+
+# trigger-check --------------------------------------------------------------------------------
+
+
+async def trigger(api: httpx.AsyncClient, org: Tenant, monitor: dict[str, Any]) -> httpx.Response:
+    url = f"{SMTP}/{monitor['publicId']}/trigger-check"
+    return await api.post(url, headers=org.auth("member"))
+
+
+async def test_trigger_check_of_a_disabled_monitor_is_409(
+    api: httpx.AsyncClient, tenant: Tenant, rig: Rig
+) -> None:
+    """One request used to queue a round from every listed country of a disabled monitor."""
+    monitor = await created(api, tenant, status="disabled", allowedCheckCountryCodes=[COUNTRY])
+    r = await trigger(api, tenant, monitor)
+    error = assert_error(r, 409, code="monitor_disabled", fields=["status"])
+    assert "disabled" in error["message"]
+    r = await api.patch(
+        f"{SMTP}/{monitor['publicId']}", json={"status": "maintenance"}, headers=tenant.auth()
+    )
+    assert (await trigger(api, tenant, monitor)).status_code == 202
+
+
+async def test_trigger_check_is_rate_limited_per_monitor_across_replicas(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, rig: Rig
+) -> None:
+    """Burst 2, then one per 30 s: the third trigger, sent to another API process, is a 429
+    with `Retry-After` (about 30 s) naming the settings; another monitor is not held back."""
+    monitor = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
+    async with (
+        serve(create_app(rig.settings, pool, rig.pipeline)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+    ):
+        assert (await trigger(api, tenant, monitor)).status_code == 202
+        assert (await trigger(other, tenant, monitor)).status_code == 202
+        r = await trigger(other, tenant, monitor)
+    error = assert_error(r, 429, code="trigger_limit")
+    assert 20 <= int(r.headers["Retry-After"]) <= 30  # 30 s less the time the test took
+    assert "TRIGGER_CHECK_BURST" in error["message"]
+    assert f"try again in {r.headers['Retry-After']} s" in error["message"]
+    second = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
+    assert (await trigger(api, tenant, second)).status_code == 202
+
+
+async def test_triggered_checks_draw_on_the_organizations_budget(
+    api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Budget 20 checks a minute for triggers too: rounds of 5 countries, two per monitor
+    (its burst), fit four times; the fifth, on a fresh monitor, is a 429 naming the budget, and
+    takes nothing from that monitor's own allowance."""
+    monitors = [
+        await created(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=86_400)
+        for _ in range(3)
+    ]
+    for monitor in monitors[:2]:
+        assert (await trigger(api, tenant, monitor)).status_code == 202
+        assert (await trigger(api, tenant, monitor)).status_code == 202
+    r = await trigger(api, tenant, monitors[2])
+    error = assert_error(r, 429, code="trigger_limit")
+    assert "ORG_MAX_CHECKS_PER_MINUTE" in error["message"]
+    assert 5 <= int(r.headers["Retry-After"]) <= 15  # a round of 5 checks at 3 s each
+    async with pool.acquire() as conn:
+        tat = await conn.fetchval(
+            "SELECT trigger_tat FROM monitors WHERE public_id = $1::uuid",
+            monitors[2]["publicId"],
+        )
+    assert tat is None
+
+
+# lists ----------------------------------------------------------------------------------------
+
+
+async def test_alertsite_monitor_list_has_a_default_and_a_maximum_limit(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """GET /api/v3/monitors without `limit` answered every monitor; now 100, at most 1000."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
+            " check_interval, timeout_seconds)"
+            " SELECT $1, $2, 'smtp', 'm' || n, 'mx.example.com', 'disabled', 60, 30"
+            " FROM generate_series(1, 101) AS n",
+            tenant.org_id,
+            tenant.customer_id,
+        )
+    r = await http.get(f"{V3}/monitors", headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"] == {"limit": 100, "offset": None, "total": 101}
+    assert len(r.json()["results"]) == 100
+    r = await http.get(f"{V3}/monitors", params={"limit": 1000}, headers=tenant.auth())
+    assert len(r.json()["results"]) == 101
+    r = await http.get(f"{V3}/monitors", params={"limit": 1001}, headers=tenant.auth())
+    assert "limit" in as_error(r, 400)
+    r = await http.get(SMTP, params={"perPage": 201}, headers=tenant.auth())
+    assert_error(r, 400, fields=["perPage"])
