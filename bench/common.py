@@ -145,6 +145,9 @@ class Stack:
             "CONTROLLER_ROLES": "api",
             "SECRETS_KEY": "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE=",
             "API_PORT": str(port),
+            # the bench seeds and creates far more monitors than one organization may have
+            "ORG_MAX_MONITORS": "10000000",
+            "ORG_MAX_CHECKS_PER_MINUTE": "100000000",
             "LOG_FORMAT": "json",
         }
         log = open(self.tmp / "api.log", "wb")  # noqa: SIM115 - the child's stderr

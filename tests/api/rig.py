@@ -8,10 +8,12 @@ and its jobs and consumer are removed afterwards.
 """
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,6 +31,7 @@ from controller.ingest import Ingester
 from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared import embedded
 from shared.messages import AgentHeartbeat, encode
@@ -36,6 +39,7 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject
 from shared.timefmt import iso_ms, utcnow
+from tests.sealing import KeyRing
 
 
 @dataclass
@@ -88,7 +92,12 @@ async def pipeline_api(
     beat = AgentHeartbeat(agent_id="rig", country=country, started_at=now, seen_at=now)
     await kv.put(f"{country}.rig", encode(beat))
     agents = LiveAgents(kv, ttl_s=0)
-    scheduler = Scheduler(pool, js, agents, box, default_countries=settings.default_check_countries)
+    key_dir = tempfile.TemporaryDirectory(prefix="rig-seal-")
+    ring = KeyRing(Path(key_dir.name), [country])
+    keys = CountryKeys(str(ring.directory), reload_every_s=0)
+    scheduler = Scheduler(
+        pool, js, agents, box, keys, default_countries=settings.default_check_countries
+    )
     ingester = Ingester(pool, js, JobIds.from_box(box), durable=f"ingest-api-{bucket}")
     pipeline = Pipeline(nc, js, agents, scheduler, ingester)
     agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None
@@ -100,6 +109,7 @@ async def pipeline_api(
             allow_private=True,
             ssl_contexts=build_ssl_contexts(agent_cadata),
             heartbeat_interval=None,
+            seal_keys=ring.opening(country),
         )
         run = asyncio.create_task(worker.run())
     try:
@@ -116,3 +126,4 @@ async def pipeline_api(
             await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(country))
         await js.delete_key_value(bucket)
         await nc.drain()
+        key_dir.cleanup()

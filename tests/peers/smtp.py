@@ -12,7 +12,7 @@ class _Handler:
     """No hooks needed: the probes never send mail."""
 
 
-class _RecordingSMTP(SMTP):  # type: ignore[misc]
+class _RecordingSMTP(SMTP):  # type: ignore[misc,unused-ignore]
     """Notes every AUTH command line it receives, and whether TLS protected it."""
 
     def __init__(self, auths: list[tuple[bool, str]], *args: Any, **kwargs: Any) -> None:
@@ -20,7 +20,9 @@ class _RecordingSMTP(SMTP):  # type: ignore[misc]
         self.auths = auths
 
     async def smtp_AUTH(self, arg: str) -> None:
-        self.auths.append((self.transport.get_extra_info("ssl_object") is not None, arg))
+        transport = self.transport
+        assert transport is not None
+        self.auths.append((transport.get_extra_info("ssl_object") is not None, arg))
         await super().smtp_AUTH(arg)
 
 
