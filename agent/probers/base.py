@@ -19,6 +19,8 @@ BANNER_MAX = 512
 # never fires during it.
 GOODBYE_S = 1.0
 GOODBYE_MARGIN_S = 0.05
+# The phases of `goodbye`: everything that matters was answered before them.
+GOODBYE_PHASES = frozenset({"quit", "logout"})
 
 
 class ProbeFailure(Exception):

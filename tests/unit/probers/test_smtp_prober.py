@@ -254,6 +254,22 @@ async def test_a_server_that_never_answers_quit_is_still_up(
     assert result.response_time_ms < min(seconds, 1.0) * 1000 + 200
 
 
+async def test_the_deadline_firing_during_quit_keeps_the_checks_answer(
+    ssl_contexts: SslContexts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded loop the check's own deadline can beat QUIT's shorter budget; the answer was
+    complete before QUIT, so the check stays up (it was `timeout … during quit` before)."""
+    from agent.probers import base
+
+    monkeypatch.setattr(base, "GOODBYE_MARGIN_S", -0.5)  # QUIT's budget outlives the deadline
+    replies = {"QUIT": b""}
+    async with ScriptedPeer(b"220 slow.test ESMTP\r\n", b"250 ok\r\n", replies) as peer:
+        job = make_job("smtp", peer.port, hostname="127.0.0.1", timeout=0.3)
+        result = await run_check(job, "agent-t", True, ssl_contexts)
+    assert peer.commands[-1] == "QUIT"
+    assert (result.status, result.error_kind) == ("up", None), result.message
+
+
 async def test_a_failure_reply_echoing_the_password_is_masked(ssl_contexts: SslContexts) -> None:
     password = "s3cr3t-pw"
     sent = base64.b64encode(f"\0alice\0{password}".encode()).decode()
