@@ -64,13 +64,20 @@ class ApiError(Exception):
     """An error the API answers with; raise it anywhere below a handler."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, fields: list[str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: list[str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _HTTP_CODES.get(status, "error")
         self.fields = fields or []
+        self.headers = headers or {}
 
 
 def bad_request(field: str, message: str, code: str = "invalid_field") -> ApiError:
@@ -86,20 +93,25 @@ def forbidden(message: str = "Forbidden") -> ApiError:
 
 
 def _respond(
-    request: Request[Any, Any, Any], status: int, code: str, message: str, fields: list[str]
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    message: str,
+    fields: list[str],
+    headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody | AlertSiteErrors]:
     body: ErrorBody | AlertSiteErrors
     if _alertsite(request):
         body = AlertSiteErrors([AlertSiteError(code=status, message=message)])
     else:
         body = ErrorBody(status_code=status, code=code, message=message, fields=fields)
-    return Response(body, status_code=status, media_type=MediaType.JSON)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def handle_api_error(
     request: Request[Any, Any, Any], exc: ApiError
 ) -> Response[ErrorBody | AlertSiteErrors]:
-    return _respond(request, exc.status, exc.code, exc.message, exc.fields)
+    return _respond(request, exc.status, exc.code, exc.message, exc.fields, exc.headers)
 
 
 def _camel(name: str) -> str:
@@ -167,7 +179,11 @@ def handle_http(
     detail = exc.detail
     if status == 400 and detail.startswith("JSON is malformed"):
         return _respond(request, 400, "invalid_json", f"Invalid request body: {detail}", [])
-    return _respond(request, status, _HTTP_CODES.get(status, "error"), detail, [])
+    headers = dict(exc.headers or {})
+    if status == 429 and "RateLimit-Reset" in headers:
+        # Litestar's rate limiter says when its window resets; clients read Retry-After.
+        headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
+    return _respond(request, status, _HTTP_CODES.get(status, "error"), detail, [], headers)
 
 
 def handle_too_deep(
