@@ -9,7 +9,8 @@ Two counts gate each attempt of `POST /api/auth/login` and `POST /api/v3/access-
   further failure up to `lockout_max` (many addresses guessing one account).
 
 An attempt is counted before its password is checked (so a burst of concurrent guesses cannot
-all pass before the first failure is recorded), and uncounted when it succeeds.
+all pass before the first failure is recorded; the attempt that reaches the limit locks the account
+at once), uncounted when it succeeds, and a lockout it began restarts when its check fails.
 
 Lockouts must not let an attacker keep a user out: the account's count is kept apart for each
 address the user logged in from in the last `KNOWN_ADDRESS_DAYS` days. Guesses from anywhere else
@@ -75,6 +76,15 @@ def account_attempt(count: Count | None, now: datetime, policy: Policy) -> Verdi
     attempts = live.attempts + 1
     locked_until = now + lockout(attempts, policy) if attempts >= policy.account_failures else None
     return Verdict(Count(attempts, locked_until, (locked_until or now) + ACCOUNT_MEMORY), None)
+
+
+def account_failure(count: Count, now: datetime, policy: Policy) -> Count:
+    """The attempt's password check failed (a while after the attempt was counted): a lockout
+    it began runs from now, so the client is told the whole of it."""
+    if count.locked_until is None:
+        return count
+    locked_until = now + lockout(count.attempts, policy)
+    return Count(count.attempts, locked_until, locked_until + ACCOUNT_MEMORY)
 
 
 def lockout(attempts: int, policy: Policy) -> timedelta:

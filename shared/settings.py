@@ -295,10 +295,12 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     @property
     def trusted_proxies(self) -> list[str]:
         """API_TRUSTED_PROXIES as uvicorn's `forwarded_allow_ips` takes them."""
-        found = [p.strip() for p in self.api_trusted_proxies.split(",") if p.strip()]
-        for proxy in found:
+        found = []
+        for proxy in (p.strip() for p in self.api_trusted_proxies.split(",")):
+            if not proxy:
+                continue
             try:
-                ipaddress.ip_network(proxy, strict=False)
+                found.append(str(ipaddress.ip_network(proxy, strict=False)))
             except ValueError:
                 raise ValueError(
                     f"API_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR network"

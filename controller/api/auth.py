@@ -88,8 +88,11 @@ def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
         rate_limit=("minute", FLOOD_FACTOR * settings.login_address_per_minute),
         identifier_for_request=client_address,
         check_throttle_handler=is_login,
-        set_rate_limit_headers=False,
     )
+
+
+def _seconds(wait: timedelta | None) -> float | None:
+    return None if wait is None else round(wait.total_seconds(), 3)
 
 
 def _too_many(wait: timedelta) -> ApiError:
@@ -132,7 +135,7 @@ async def login_token(
                 account_key = login.keys.account(email, address if known else None)
                 wait = await logins.take(conn, address_key, account_key, login.policy)
             if wait is not None:
-                log.info("login throttled", address=address, retry_after_s=wait.total_seconds())
+                log.info("login throttled", address=address, retry_after_s=_seconds(wait))
                 raise _too_many(wait)
             # An unknown e-mail costs the same hashing as a wrong password: no probing for users.
             ok = await hashing.verify(user["password_hash"] if user else None, password)
@@ -140,7 +143,9 @@ async def login_token(
         log.warning("login refused: password threads busy", address=address)
         raise busy() from None
     if not ok or user is None or user["disabled_at"] is not None:
-        log.info("login failed", address=address)
+        async with pool.acquire() as conn:
+            locked_for = await logins.failed(conn, account_key, login.policy)
+        log.info("login failed", address=address, locked_for_s=_seconds(locked_for))
         return None
     token, digest = new_token()
     async with pool.acquire() as conn, conn.transaction():

@@ -54,6 +54,27 @@ async def take(
     return verdict.retry_after
 
 
+async def failed(conn: Conn, account_key: bytes, policy: Policy) -> timedelta | None:
+    """The password check of a counted attempt failed; the account's lockout from now, if any."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT attempts, locked_until, expires_at, now() AS now FROM login_throttle"
+            " WHERE key = $1 FOR UPDATE",
+            account_key,
+        )
+        if row is None or row["locked_until"] is None:
+            return None
+        count = throttle.account_failure(_count(row), row["now"], policy)
+        await conn.execute(
+            "UPDATE login_throttle SET locked_until = $2, expires_at = $3 WHERE key = $1",
+            account_key,
+            count.locked_until,
+            count.expires_at,
+        )
+    assert count.locked_until is not None
+    return count.locked_until - row["now"]
+
+
 async def succeeded(conn: Conn, address_key: bytes, account_key: bytes) -> None:
     """A login went through: the account's count starts over and the address's attempt is
     uncounted."""
