@@ -72,7 +72,8 @@ async def failed(conn: Conn, account_key: bytes, policy: Policy) -> timedelta | 
             count.expires_at,
         )
     assert count.locked_until is not None
-    return count.locked_until - row["now"]
+    wait: timedelta = count.locked_until - row["now"]
+    return wait
 
 
 async def succeeded(conn: Conn, address_key: bytes, account_key: bytes) -> None:
