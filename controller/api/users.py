@@ -74,7 +74,6 @@ UserId = Annotated[str, PathParameter(name="userPublicId", description="public U
 
 async def _target(conn: Conn, principal: Principal, raw_id: str) -> asyncpg.Record:
     """The user of the caller's organization an admin acts on, under the rules above."""
-    guards.requires_admin(principal)
     try:
         public_id = UUID(raw_id)
     except ValueError:
@@ -148,6 +147,7 @@ class UserController(Controller):
         """`{"disabled": true}`: the user's tokens stop working at once (they are deleted) and
         logins are refused; `false` lets them log in again."""
         principal = request.user
+        guards.requires_admin(principal)
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await accounts.lock_organization(conn, principal.organization_id)
             target = await _target(conn, principal, user_id)
@@ -176,6 +176,7 @@ class UserController(Controller):
         summary="Revoke every token of a user of the organization",
     )
     async def revoke_tokens(self, request: Request[Principal, Any, Any], user_id: UserId) -> None:
+        guards.requires_admin(request.user)
         async with request.app.state.pool.acquire() as conn:
             target = await _target(conn, request.user, user_id)
             await accounts.revoke_user_tokens(conn, target["id"])
