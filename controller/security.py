@@ -8,7 +8,10 @@ told at once (`PasswordsBusy`) instead of queueing without end. The CLI hashes s
 
 import asyncio
 import hashlib
+import os
 import secrets
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -46,6 +49,14 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def _yield_to_the_loop() -> None:
+    """Run this password thread (and the threads argon2 starts from it, which inherit it) at the
+    lowest CPU priority: when the cores are short, the event loop, and the scheduler, ingester and
+    alerter on it, go first and a login waits instead. Linux keeps a nice value per thread."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class PasswordsBusy(Exception):
     """Every password thread is taken and the queue is full: try again shortly."""
 
@@ -54,7 +65,9 @@ class PasswordPool:
     """`workers` threads for argon2; at most `queue` reservations wait for one."""
 
     def __init__(self, workers: int, queue: int) -> None:
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
+        self._executor = ThreadPoolExecutor(
+            workers, thread_name_prefix="argon2", initializer=_yield_to_the_loop
+        )
         self._capacity = workers + queue
         self._taken = 0
 
