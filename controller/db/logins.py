@@ -20,19 +20,17 @@ async def take(
     """Count one attempt against the client address, then the account; None when it may go
     ahead, else how long to wait (the account is not counted when the address is refused).
 
-    The rows are locked in key order for the transaction, so concurrent attempts on any replica
-    see each other's counts and never deadlock."""
-    keys = sorted({address_key, account_key})
+    Both rows are made if missing (as already expired: a fresh count) and locked, in key order,
+    by one upsert for the transaction, so concurrent attempts on any replica see each other's
+    counts, never deadlock, and no row can vanish in between (housekeeping deletes expired ones).
+    """
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO login_throttle (key, attempts, expires_at)"
-            " SELECT k, 0, now() FROM unnest($1::bytea[]) AS k ON CONFLICT (key) DO NOTHING",
-            keys,
-        )
         rows = await conn.fetch(
-            "SELECT key, attempts, locked_until, expires_at, now() AS now FROM login_throttle"
-            " WHERE key = ANY($1::bytea[]) ORDER BY key FOR UPDATE",
-            keys,
+            "INSERT INTO login_throttle AS t (key, attempts, expires_at)"
+            " SELECT k, 0, now() FROM unnest($1::bytea[]) AS k ORDER BY k"
+            " ON CONFLICT (key) DO UPDATE SET attempts = t.attempts"
+            " RETURNING key, attempts, locked_until, expires_at, now() AS now",
+            [address_key, account_key],
         )
         now = rows[0]["now"]
         counts = {bytes(r["key"]): _count(r) for r in rows}
