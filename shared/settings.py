@@ -184,7 +184,7 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             ge=1,
             le=64,
             description="threads hashing and verifying passwords (argon2, 64 MiB each) off the "
-            "event loop",
+            "event loop, at the lowest CPU priority (Linux) so the loop goes first",
         ),
     ] = 2
     password_hash_queue: Annotated[

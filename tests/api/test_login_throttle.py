@@ -207,10 +207,26 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
         assert await failures(url, proxy) == [401] * 4
 
 
-def test_trusted_proxies_must_be_addresses_or_networks() -> None:
-    env = {"DATABASE_URL": "postgresql://localhost/x", "API_TRUSTED_PROXIES": "10.0.0.0/8, *"}
-    with pytest.raises(SettingsError, match="API_TRUSTED_PROXIES: '\\*' is not an IP"):
-        load(ControllerSettings, env)
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"API_TRUSTED_PROXIES": "10.0.0.0/8, *"}, "API_TRUSTED_PROXIES: '*' is not an IP"),
+        (
+            {"LOGIN_LOCKOUT_SECONDS": "60", "LOGIN_LOCKOUT_MAX_SECONDS": "30"},
+            "LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS",
+        ),
+        ({"PASSWORD_HASH_WORKERS": "0"}, "setting PASSWORD_HASH_WORKERS is invalid"),
+    ],
+)
+def test_bad_login_settings_stop_the_process_naming_them(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(ControllerSettings, {"DATABASE_URL": "postgresql://localhost/x", **env})
+    assert message in str(raised.value)
+
+
+def test_trusted_proxies_are_normalised_for_uvicorn() -> None:
+    env = {"DATABASE_URL": "postgresql://localhost/x", "API_TRUSTED_PROXIES": "10.1.2.3/8, ::1"}
+    assert load(ControllerSettings, env).trusted_proxies == ["10.0.0.0/8", "::1/128"]
 
 
 async def test_a_burst_at_one_account_checks_at_most_its_allowance_and_health_answers(
