@@ -1,14 +1,14 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e).
+e2e, login).
 """
 
 import sys
 import time
 from collections.abc import Callable
 
-from bench import agent, api, e2e, ingest, probers, scheduler, seal
+from bench import agent, api, e2e, ingest, login, probers, scheduler, seal
 from bench.common import discard_logs, machine
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "seal": seal.run,
     "ingest": ingest.run,
     "e2e": e2e.run,
+    "login": login.run,
 }
 
 

@@ -1,5 +1,7 @@
 """`create_app`: the Litestar application, its pools opened in the lifespan."""
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +24,7 @@ from controller.api.alerts import (
     SmtpMonitorAlertsController,
 )
 from controller.api.alertsite import AlertSiteController
-from controller.api.auth import AuthController, BearerAuthMiddleware
+from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
@@ -33,6 +35,7 @@ from controller.api.results import (
     list_agents,
 )
 from controller.api.users import UserController
+from controller.db import accounts, logins
 from controller.db.pool import create_pool
 from controller.pipeline import Pipeline
 from controller.secretbox import SecretBox
@@ -43,6 +46,8 @@ log = structlog.get_logger("controller.api")
 
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_S = 5.0
+HOUSEKEEPING_INTERVAL_S = 600.0
+THROTTLE_PURPOSE = "login-throttle"
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
@@ -91,6 +96,22 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
+async def readiness(pool: asyncpg.Pool, pipeline: Pipeline | None) -> str | None:
+    """None when PostgreSQL answers and NATS (with the pipeline here) is connected; else a reason
+    for whoever probes, who needs no token: never the error itself (it may name hosts, users,
+    databases), which goes to the log."""
+    try:
+        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        log.warning("not ready: PostgreSQL", error=repr(exc))
+        return "database unavailable"
+    if pipeline is not None and not pipeline.nc.is_connected:
+        log.warning("not ready: NATS is not connected")
+        return "NATS is not connected"
+    return None
+
+
 @get(
     "/ready",
     tags=["ops"],
@@ -98,24 +119,27 @@ async def health() -> dict[str, str]:
     media_type=MediaType.JSON,
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-    pool: asyncpg.Pool = request.app.state.pool
-    try:
-        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
-    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
-        return _not_ready(f"PostgreSQL: {exc!r}")
-    body = {"status": "ready"}
     pipeline: Pipeline | None = request.app.state.pipeline
+    reason = await readiness(request.app.state.pool, pipeline)
+    if reason is not None:
+        return Response({"status": "not ready", "reason": reason}, status_code=503)
+    body = {"status": "ready"}
     if pipeline is not None:
-        if not pipeline.nc.is_connected:
-            return _not_ready("NATS is not connected")
         body["nats"] = "connected"
     return Response(body)
 
 
-def _not_ready(reason: str) -> Response[dict[str, str]]:
-    log.warning("not ready", reason=reason)
-    return Response({"status": "not ready", "reason": reason}, status_code=503)
+async def housekeeping(pool: asyncpg.Pool) -> None:
+    """Expired tokens, throttle counts past their time, login addresses no longer known: deleted
+    now and then by every API replica (the deletes are idempotent)."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await accounts.delete_expired_tokens(conn)
+                await logins.forget_old(conn)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("housekeeping failed; trying again later", error=repr(exc))
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
 
 @get(
@@ -139,22 +163,26 @@ def create_app(
     if settings.secrets_key is None:
         raise ValueError("SECRETS_KEY is required to serve the API")
 
+    box = SecretBox(settings.secrets_key)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         owned = pool is None
         app.state.pool = pool or await create_pool(settings.database_url, settings.db_pool_max)
+        app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
+        chores = asyncio.create_task(housekeeping(app.state.pool))
         try:
             yield
         finally:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
+            app.state.logins.passwords.close()
             if owned:
                 await app.state.pool.close()
 
     def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update(
-            settings=settings,
-            secret_box=SecretBox(settings.secrets_key or ""),
-            pipeline=pipeline,
-        )
+        config.state.update(settings=settings, secret_box=box, pipeline=pipeline)
         return config
 
     return Litestar(
@@ -191,6 +219,7 @@ def create_app(
                     r"^/api/v3/access-tokens$",
                 ],
             ),
+            flood_guard(settings).middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

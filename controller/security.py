@@ -1,7 +1,21 @@
-"""Passwords (argon2) and bearer tokens (random, stored only as SHA-256 digests)."""
+"""Passwords (argon2) and bearer tokens (random, stored only as SHA-256 digests).
 
+The API hashes and verifies passwords through a `PasswordPool`: a few threads off the event loop
+(argon2-cffi releases the GIL while it works, so the loop, and the scheduler, ingester and alerter
+on it, keep running), and a bounded number of callers waiting for them; past that the caller is
+told at once (`PasswordsBusy`) instead of queueing without end. The CLI hashes synchronously.
+"""
+
+import asyncio
 import hashlib
+import os
 import secrets
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,6 +25,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("mailprobe-timing-equaliser")
 
 TOKEN_PREFIX = "mp_"
+T = TypeVar("T")
 
 
 def hash_password(password: str) -> str:
@@ -32,3 +47,75 @@ def new_token() -> tuple[str, bytes]:
 
 def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def _yield_to_the_loop() -> None:
+    """Run this password thread (and the threads argon2 starts from it, which inherit it) at the
+    lowest CPU priority: when the cores are short, the event loop, and the scheduler, ingester and
+    alerter on it, go first and a login waits instead. Linux keeps a nice value per thread."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+class PasswordsBusy(Exception):
+    """Every password thread is taken and the queue is full: try again shortly."""
+
+
+class PasswordPool:
+    """`workers` threads for argon2; at most `queue` reservations wait for one."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(
+            workers, thread_name_prefix="argon2", initializer=_yield_to_the_loop
+        )
+        self._capacity = workers + queue
+        self._taken = 0
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    @contextmanager
+    def reserve(self) -> Iterator["Reservation"]:
+        """A place for one hash or verification; raises PasswordsBusy when none is free. The place
+        is held until the work is done, even when the caller stops waiting for it."""
+        if self._taken >= self._capacity:
+            raise PasswordsBusy
+        self._taken += 1
+        reservation = Reservation(self._executor)
+        try:
+            yield reservation
+        finally:
+            reservation.when_done(self._release)
+
+    def _release(self) -> None:
+        self._taken -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Reservation:
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self._executor = executor
+        self._work: asyncio.Future[Any] | None = None
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """`verify_password` in a thread."""
+        return await self._run(verify_password, password_hash, password)
+
+    async def hash(self, password: str) -> str:
+        return await self._run(hash_password, password)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        assert self._work is None, "one piece of work per reservation"
+        work = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self._work = work
+        # Shielded: a cancelled caller leaves the thread's work, and so the place, to finish.
+        return await asyncio.shield(work)
+
+    def when_done(self, release: Callable[[], None]) -> None:
+        if self._work is None or self._work.done():
+            release()
+        else:
+            self._work.add_done_callback(lambda _: release())

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 
 from controller import metrics
 from controller.alerting import Alerter
-from controller.app import READY_TIMEOUT_S, create_app
+from controller.app import create_app, readiness
 from controller.db.pool import create_pool
 from controller.ingest import keep_partitions
 from controller.notify import channels
@@ -121,16 +121,6 @@ async def _serve_ops(
             await server.wait_closed()
 
 
-async def readiness(pool: asyncpg.Pool, pipeline: Pipeline) -> str | None:
-    """What the API's `/ready` checks: PostgreSQL answers and NATS is connected."""
-    try:
-        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
-    except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
-        return f"PostgreSQL: {exc!r}"
-    return None if pipeline.nc.is_connected else "NATS is not connected"
-
-
 def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
     """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
@@ -143,6 +133,10 @@ def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         server_header=False,
+        # The client address (login throttling, logs) is the socket peer unless it is one of
+        # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     return uvicorn.Server(config)
 

@@ -82,9 +82,14 @@ async def answer(method: str, path: str, readiness: Readiness) -> Answer:
         return 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     if path == "/health":
         return 200, _json({"status": "ok", "version": __version__}), _JSON
-    reason = readiness()
-    if inspect.isawaitable(reason):
-        reason = await reason
+    try:
+        reason = readiness()
+        if inspect.isawaitable(reason):
+            reason = await reason
+    except Exception:
+        # Whoever probes needs no credentials: the error (hosts, users, paths) goes to the log.
+        log.exception("readiness_check_failed")
+        reason = "readiness check failed"
     if reason is None:
         return 200, _json({"status": "ready"}), _JSON
     return 503, _json({"status": "not ready", "reason": reason}), _JSON

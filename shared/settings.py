@@ -7,6 +7,7 @@ raises `SettingsError` with one line naming it, and the process stops with that 
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import ssl
@@ -155,6 +156,57 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
         int, Meta(ge=60, description="lifetime of a bearer token from login or the CLI")
     ] = 30 * 24 * 3600
     db_pool_max: Annotated[int, Meta(ge=2, le=500, description="PostgreSQL pool size")] = 20
+    api_trusted_proxies: Annotated[
+        str,
+        Meta(
+            description="reverse proxies (addresses or CIDR networks, comma-separated) whose "
+            "`X-Forwarded-For` names the client; empty: the client is the socket peer"
+        ),
+    ] = ""
+    login_address_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="login attempts (both login endpoints) one client address may make per "
+            "minute that do not succeed, shared by the replicas; past it 429. Each replica also "
+            "refuses more than three times as many requests of any kind before any other work",
+        ),
+    ] = 20
+    login_account_failures: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="failed logins to one account before it is locked for "
+            "`LOGIN_LOCKOUT_SECONDS` (doubling with each further failure); counted apart for "
+            "addresses that logged in to that account in the last 30 days",
+        ),
+    ] = 5
+    login_lockout_seconds: Annotated[
+        int, Meta(ge=1, le=86_400, description="first lockout of an account after its failures")
+    ] = 30
+    login_lockout_max_seconds: Annotated[
+        int, Meta(ge=1, le=86_400, description="longest lockout of an account (the cap)")
+    ] = 900
+    password_hash_workers: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="threads hashing and verifying passwords (argon2, 64 MiB each) off the "
+            "event loop, at the lowest CPU priority (Linux) so the loop goes first",
+        ),
+    ] = 2
+    password_hash_queue: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=10_000,
+            description="password checks waiting for a thread; past it logins answer 503 with "
+            "`Retry-After`",
+        ),
+    ] = 16
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
     log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
     controller_roles: Annotated[
@@ -283,6 +335,21 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     def roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.controller_roles.split(",") if r.strip())
 
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """API_TRUSTED_PROXIES as uvicorn's `forwarded_allow_ips` takes them."""
+        found = []
+        for proxy in (p.strip() for p in self.api_trusted_proxies.split(",")):
+            if not proxy:
+                continue
+            try:
+                found.append(str(ipaddress.ip_network(proxy, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"API_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR network"
+                ) from None
+        return found
+
     def __post_init__(self) -> None:
         if unknown := self.roles - CONTROLLER_ROLES:
             raise ValueError(
@@ -291,6 +358,9 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
+        if self.login_lockout_max_seconds < self.login_lockout_seconds:
+            raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.secrets_key is not None:

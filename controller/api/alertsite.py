@@ -794,7 +794,7 @@ class AlertSiteController(Controller):
     ) -> AccessToken:
         validation.no_nul(data, "")
         ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
-        issued = await login_token(_pool(request), data.username, data.password, ttl)
+        issued = await login_token(request, data.username, data.password, ttl)
         if issued is None:
             raise ApiError(400, AUTH_FAILED, code="bad_credentials")
         return AccessToken(issued[0])

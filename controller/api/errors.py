@@ -179,7 +179,11 @@ def handle_http(
     detail = exc.detail
     if status == 400 and detail.startswith("JSON is malformed"):
         return _respond(request, 400, "invalid_json", f"Invalid request body: {detail}", [])
-    return _respond(request, status, _HTTP_CODES.get(status, "error"), detail, [])
+    headers = dict(exc.headers or {})
+    if status == 429 and "RateLimit-Reset" in headers:
+        # Litestar's rate limiter says when its window resets; clients read Retry-After.
+        headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
+    return _respond(request, status, _HTTP_CODES.get(status, "error"), detail, [], headers)
 
 
 def handle_too_deep(

@@ -25,7 +25,7 @@ class Principal(msgspec.Struct, frozen=True):
 
 _USER_COLUMNS = (
     "u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter,"
-    " u.created_at, u.updated_at"
+    " u.created_at, u.updated_at, u.disabled_at"
 )
 
 
@@ -62,7 +62,7 @@ async def create_user(
 
 async def user_for_login(conn: Conn, email: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, password_hash FROM users WHERE lower(email) = lower($1)", email
+        "SELECT id, password_hash, disabled_at FROM users WHERE lower(email) = lower($1)", email
     )
     return row
 
@@ -103,7 +103,7 @@ async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
     row = await conn.fetchrow(
         "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter"
         " FROM api_tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = $1 AND t.expires_at > now()",
+        " WHERE t.token_hash = $1 AND t.expires_at > now() AND u.disabled_at IS NULL",
         digest,
     )
     if row is None:
@@ -118,6 +118,55 @@ async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
     )
 
 
-async def delete_expired_tokens(conn: Conn) -> str:
-    status: str = await conn.execute("DELETE FROM api_tokens WHERE expires_at < now()")
-    return status
+async def delete_expired_tokens(conn: Conn) -> None:
+    await conn.execute("DELETE FROM api_tokens WHERE expires_at < now()")
+
+
+async def revoke_token(conn: Conn, digest: bytes) -> None:
+    await conn.execute("DELETE FROM api_tokens WHERE token_hash = $1", digest)
+
+
+async def revoke_user_tokens(conn: Conn, user_id: int) -> None:
+    await conn.execute("DELETE FROM api_tokens WHERE user_id = $1", user_id)
+
+
+async def user_in_organization(
+    conn: Conn, public_id: UUID, organization_id: int
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users u WHERE u.public_id = $1 AND u.organization_id = $2",
+        public_id,
+        organization_id,
+    )
+    return row
+
+
+async def lock_organization(conn: Conn, organization_id: int) -> None:
+    """Serialise changes to the organization's users until the transaction ends (two owners
+    disabling each other at once must not leave it without one)."""
+    await conn.execute("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE", organization_id)
+
+
+async def other_enabled_owners(conn: Conn, organization_id: int, user_id: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM users WHERE organization_id = $1 AND role = 'owner'"
+        " AND disabled_at IS NULL AND id <> $2",
+        organization_id,
+        user_id,
+    )
+    return count
+
+
+async def set_disabled(conn: Conn, user_id: int, disabled: bool) -> asyncpg.Record:
+    """Disable (keeping the first time) or enable a user; disabling also deletes their tokens,
+    so enabling them again does not bring back a token that may have leaked."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE users AS u SET disabled_at = CASE WHEN $2 THEN coalesce(u.disabled_at, now()) END,"
+        f" updated_at = now() WHERE u.id = $1 RETURNING {_USER_COLUMNS}",
+        user_id,
+        disabled,
+    )
+    assert row is not None
+    if disabled:
+        await revoke_user_tokens(conn, user_id)
+    return row

@@ -12,7 +12,15 @@ from controller.security import new_token
 from tests.api.helpers import ISO_MS, SMTP, assert_error, create, minimal_body
 from tests.conftest import PASSWORD, Tenant, make_tenant
 
-USER_KEYS = {"publicId", "organizationId", "email", "role", "isGlobalSupporter", "createdAt"}
+USER_KEYS = {
+    "publicId",
+    "organizationId",
+    "email",
+    "role",
+    "isGlobalSupporter",
+    "createdAt",
+    "disabled",
+}
 CUSTOMER_KEYS = {"id", "publicId", "organizationId", "name", "createdAt", "updatedAt"}
 PROTECTED = [
     ("GET", SMTP),

@@ -1,0 +1,69 @@
+"""An API of its own for the login tests, served as `serve` serves it, and clients that connect
+from loopback addresses of their own (127.1.x.y): throttling is per client address and shared
+through PostgreSQL, so these tests neither use up nor see the session API's counts."""
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+
+from controller.app import create_app
+from controller.secretbox import generate_key
+from controller.serve import api_server
+from shared import embedded
+from shared.settings import ControllerSettings
+
+_addresses = itertools.count(1)
+
+
+def new_address() -> str:
+    """A loopback address no other test connects from."""
+    n = next(_addresses)
+    return f"127.1.{n // 250}.{n % 250 + 1}"
+
+
+@asynccontextmanager
+async def serving(
+    settings: ControllerSettings, pool: asyncpg.Pool, **overrides: Any
+) -> AsyncIterator[str]:
+    """`create_app` on uvicorn as `controller.serve.api_server` configures it, with `overrides`
+    applied to the settings and a SECRETS_KEY of its own (so its throttle keys are its own)."""
+    port = embedded.free_port()
+    own = msgspec.structs.replace(
+        settings,
+        api_host="127.0.0.1",
+        api_port=port,
+        **{"secrets_key": generate_key(), **overrides},
+    )
+    server = api_server(own, create_app(own, pool))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def client_from(url: str, address: str) -> httpx.AsyncClient:
+    """A client whose connections come from `address`."""
+    return httpx.AsyncClient(
+        base_url=url,
+        transport=httpx.AsyncHTTPTransport(local_address=address),
+        timeout=60,
+    )
+
+
+def retry_after(r: httpx.Response) -> int:
+    """The response's `Retry-After`, asserted to be whole seconds (at least one)."""
+    value = r.headers.get("retry-after", "")
+    assert value.isdigit() and int(value) >= 1, (r.status_code, r.headers)
+    return int(value)
