@@ -145,7 +145,11 @@ class Scheduler:
         return await self.run_due()
 
     async def run_due(self) -> int:
-        """Run every round due now, a batch at a time; return jobs sent."""
+        """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
+        agents view is warming up: a country missing from it may have agents, so its rounds
+        stay due until the view is complete instead of being recorded `no_agent`."""
+        if not self._agents.is_warm():
+            return 0
         now = self._clock()
         sent = 0
         while True:
@@ -179,7 +183,7 @@ class Scheduler:
             rows = await due.claim_due(conn, now, self._batch)
             if not rows:
                 return 0, False
-            live = await self._agents.countries()
+            live = self._agents.countries()
             rounds = [self._round(row, now, live) for row in rows]
             jobs = [job for r in rounds for job in r.jobs]
             await self.publish(jobs)
@@ -303,7 +307,8 @@ class Scheduler:
             row = await due.job_row(conn, monitor_id)
             if row is None:
                 return None
-            live = await self._agents.countries()
+            await self._agents.until_warm()
+            live = self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
                 await self.publish(plan.jobs)

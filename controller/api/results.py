@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
 
+from controller.agents import AgentsUnknownError
 from controller.api import guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
@@ -271,7 +272,10 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     monitor = await _monitor(kind, request, raw_id)
     if request.user.is_global_supporter or request.user.role == "readonly":
         raise forbidden("Forbidden: readonly users and global supporters may not trigger checks")
-    plan = await _pipeline(request).scheduler.trigger(monitor["id"])
+    try:
+        plan = await _pipeline(request).scheduler.trigger(monitor["id"])
+    except AgentsUnknownError as exc:
+        raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
     if plan is None:
         raise not_found()
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]
@@ -345,7 +349,7 @@ class ImapPopMonitorResultsController(Controller):
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
 async def list_agents(request: AuthedRequest) -> AgentsOut:
-    beats = await _pipeline(request).agents.agents(fresh=True)
+    beats = _pipeline(request).agents.agents()
     by_country: dict[str, list[AgentOut]] = {}
     for b in beats:
         by_country.setdefault(b.country, []).append(
