@@ -9,6 +9,7 @@ and publish nothing; the controller runs the pipeline and hears every country's 
 import json
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import nats.errors
 import pytest
 from nats.js.errors import NotFoundError
@@ -329,3 +330,13 @@ async def test_controller_ingests_and_hears_every_countrys_heartbeats(
         await controller.nc.publish(subject, b"{}")
         await controller.violation("publish", subject)
     controller.errors.clear()
+
+
+def test_monitoring_answers_on_loopback_only_and_clients_and_leaves_need_tls(
+    deployment: Deployment,
+) -> None:
+    """What the running hub made of hub.conf: /varz (no login, every connection listed) on
+    127.0.0.1 only, TLS required on the client and the leaf-node ports."""
+    varz = httpx.get(f"{deployment.hub.monitor}/varz", timeout=5).json()
+    assert (varz["http_host"], varz["tls_required"]) == ("127.0.0.1", True)
+    assert varz["leaf"]["tls_required"] is True
