@@ -7,7 +7,10 @@ that disagrees is logged and dropped. The seen time is this controller's clock; 
 heard of for `ttl_s` is gone, and a beat with `stopping` removes it at once.
 
 Each country holds at most `per_country_max` agents: heartbeats of further agent ids of a full
-country are dropped (logged), so no country's flood pushes out or blocks another's.
+country are dropped (logged), so no country's flood pushes out or blocks another's. A heartbeat
+is a few hundred bytes; a larger one is dropped, and dropped messages are logged at most once a
+second per country and reason (with the count of those not logged), so no agent can fill the
+controller's memory or its log.
 
 Warm-up: after the connection to NATS is (re)made, the view is incomplete until every live
 agent had the time to beat; until `warmup_s` has passed, `is_warm()` is False and the
@@ -15,11 +18,14 @@ scheduler records no `no_agent` round.
 """
 
 import asyncio
+import contextlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -33,7 +39,10 @@ from shared.timefmt import iso_ms, utcnow
 log = structlog.get_logger(__name__)
 
 DEFAULT_PER_COUNTRY_MAX = 500
+MAX_HEARTBEAT_BYTES = 4096
+LOG_EVERY_S = 1.0
 WARM_POLL_S = 0.05
+_COUNTRY = re.compile(r"[A-Z]{2}")
 
 
 class AgentsUnknownError(Exception):
@@ -44,6 +53,25 @@ class AgentsUnknownError(Exception):
 class _Seen:
     beat: AgentHeartbeat  # with this controller's seen time
     at: float  # clock() at reception
+
+
+class _Quiet:
+    """Warnings at most once per (event, country) every LOG_EVERY_S, counting the rest."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def warn(self, event: str, country: str, **fields: object) -> None:
+        key = (event, country if _COUNTRY.fullmatch(country) else "?")
+        now = self._clock()
+        if now < self._until.get(key, float("-inf")):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._until[key] = now + LOG_EVERY_S
+        suppressed = self._suppressed.pop(key, 0)
+        log.warning(event, country=key[1], suppressed=suppressed, **fields)
 
 
 class LiveAgents:
@@ -62,7 +90,7 @@ class LiveAgents:
         self._warmup_s = warmup_s
         self._clock = clock
         self._by_country: dict[str, dict[str, _Seen]] = {}
-        self._full: set[str] = set()  # countries whose overflow was logged since they had room
+        self._quiet = _Quiet(clock)
         self._sub: Subscription | None = None
         self._connected_at: float | None = None
         self._reconnects = 0
@@ -75,7 +103,8 @@ class LiveAgents:
 
     async def stop(self) -> None:
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
+                await self._sub.unsubscribe()
             self._sub = None
 
     def is_warm(self) -> bool:
@@ -118,20 +147,24 @@ class LiveAgents:
     def heard(self, subject: str, data: bytes) -> None:
         """Take one heartbeat message; anything malformed is logged and dropped."""
         parts = subject.split(".")
+        cc = parts[2] if len(parts) > 2 else ""
         try:
-            if len(parts) != 4 or heartbeats_subject(parts[2], parts[3]) != subject:
+            if len(parts) != 4 or heartbeats_subject(cc, parts[3]) != subject:
                 raise ValueError("expected mon.heartbeats.CC.<agentId>")
+            if len(data) > MAX_HEARTBEAT_BYTES:
+                raise ValueError(f"{len(data)} bytes, over {MAX_HEARTBEAT_BYTES}")
             beat = decode_heartbeat(data)
         except (ValueError, msgspec.DecodeError) as exc:
-            log.warning("heartbeat_malformed", subject=subject, error=str(exc))
+            self._quiet.warn("heartbeat_malformed", cc, subject=subject, error=str(exc))
             return
-        cc, agent_id = parts[2], parts[3]
+        agent_id = parts[3]
         if (beat.country, beat.agent_id) != (cc, agent_id):
-            log.warning(
+            self._quiet.warn(
                 "heartbeat_disagrees_with_subject",
+                cc,
                 subject=subject,
-                country=beat.country,
-                agent_id=beat.agent_id,
+                body_country=beat.country,
+                body_agent_id=beat.agent_id,
             )
             return
         now = self._clock()
@@ -140,9 +173,7 @@ class LiveAgents:
             agents.pop(agent_id, None)
             return
         if agent_id not in agents and len(agents) >= self._max:
-            if cc not in self._full:  # once per overflow, not once per beat
-                self._full.add(cc)
-                log.warning("heartbeat_dropped_country_full", country=cc, limit=self._max)
+            self._quiet.warn("heartbeat_dropped_country_full", cc, limit=self._max)
             return
         agents[agent_id] = _Seen(msgspec.structs.replace(beat, seen_at=iso_ms(utcnow())), now)
 
@@ -151,6 +182,4 @@ class LiveAgents:
         agents = self._by_country.setdefault(cc, {})
         for agent_id in [a for a, seen in agents.items() if now - seen.at > self._ttl_s]:
             del agents[agent_id]
-        if len(agents) < self._max:
-            self._full.discard(cc)
         return agents

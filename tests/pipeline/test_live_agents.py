@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
 from agent.heartbeat import Heartbeat
-from controller.agents import AgentsUnknownError, LiveAgents
+from controller.agents import LOG_EVERY_S, MAX_HEARTBEAT_BYTES, AgentsUnknownError, LiveAgents
 from controller.app import create_app
 from controller.pipeline import Pipeline
 from controller.scheduler import Scheduler
@@ -69,15 +69,19 @@ async def test_country_and_id_come_from_the_subject_and_disagreeing_or_malformed
             (heartbeats_subject(de, "shape"), b'{"agentId": 7}'),
             (f"mon.heartbeats.{de}.a.b", beat(de, "a")),
             (f"mon.heartbeats.{de.lower()}.x", beat(de.lower(), "x")),
+            (heartbeats_subject(de, "big"), beat(de, "big", version="x" * MAX_HEARTBEAT_BYTES)),
             (heartbeats_subject(de, "good"), beat(de, "good", capacity=9)),
         ):
             await nc.publish(subject, data)
         await heard(view, (de, "good"))
     [good] = [a for a in view.agents() if a.country in (de, us, de.lower())]
     assert (good.agent_id, good.capacity) == ("good", 9)
-    events = [e["event"] for e in logs]
-    assert events.count("heartbeat_disagrees_with_subject") == 2
-    assert events.count("heartbeat_malformed") == 4
+    logged = {(e["event"], e["country"]) for e in logs}
+    assert logged == {
+        ("heartbeat_disagrees_with_subject", de),
+        ("heartbeat_malformed", de),
+        ("heartbeat_malformed", "?"),  # not a country: never a log key of its own
+    }
     await nc.publish(heartbeats_subject(de, "good"), beat(de, "good", stopping=True))
     await until(lambda: de not in view.countries())  # at once, not after the TTL
 
@@ -97,6 +101,22 @@ async def test_an_agent_not_heard_of_for_the_ttl_is_gone_and_seen_time_is_the_co
     assert (view.agents(), view.countries()) == ([], frozenset())
 
 
+async def test_dropped_heartbeats_are_logged_once_a_second_with_a_count(nc: NATS) -> None:
+    """A rogue agent's flood of junk costs the controller's log one line a second."""
+    clock = Clock()
+    view = LiveAgents(nc, clock=clock)
+    with capture_logs() as logs:
+        for _ in range(1000):
+            view.heard(heartbeats_subject("DE", "x"), b"junk")
+        clock.now += LOG_EVERY_S
+        view.heard(heartbeats_subject("DE", "x"), b"junk")
+    assert [(e["event"], e["suppressed"]) for e in logs] == [
+        ("heartbeat_malformed", 0),
+        ("heartbeat_malformed", 999),
+    ]
+    assert view.agents() == []
+
+
 async def test_a_full_country_drops_new_ids_and_never_pushes_out_or_blocks_another(
     nc: NATS,
 ) -> None:
@@ -113,7 +133,7 @@ async def test_a_full_country_drops_new_ids_and_never_pushes_out_or_blocks_anoth
         view.heard(heartbeats_subject("DE", "de-0"), beat("DE", "de-0"))  # known: refreshed
         view.heard(heartbeats_subject("US", "us-1"), beat("US", "us-1"))
     assert [a.agent_id for a in view.agents()] == ["de-0", "de-1", "de-2", "us-1", "us-2"]
-    assert [e["event"] for e in logs] == ["heartbeat_dropped_country_full"]
+    assert [(e["event"], e["country"]) for e in logs] == [("heartbeat_dropped_country_full", "DE")]
     clock.now += 10  # de-1 and de-2 expire: room for new ids again
     view.heard(heartbeats_subject("DE", "de-new"), beat("DE", "de-new"))
     assert [a.agent_id for a in view.agents()] == ["de-0", "de-new", "us-1"]
