@@ -41,6 +41,7 @@ from deploy.nats_conf import (
     leaf_of,
     leaf_regions,
     leaf_url_variable,
+    legacy_leaf_users,
     new_password,
     parse_users_conf,
     render_leaf_conf,
@@ -122,7 +123,14 @@ def _now() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     conf: Path = args.conf
-    users = parse_users_conf(conf.read_text()) if conf.exists() else {}
+    text = conf.read_text() if conf.exists() else ""
+    users = parse_users_conf(text)
+    for legacy in legacy_leaf_users(text):
+        print(
+            f"dropped the leaf user {legacy} of an earlier version: leaf servers log in once per "
+            f"country now; mint them with `{legacy} --countries … --rotate`",
+            file=sys.stderr,
+        )
     if args.name is None:
         _write(conf, users)
         print(f"re-rendered {len(users)} users in {conf} and its leaf servers", file=sys.stderr)

@@ -433,11 +433,20 @@ def render_leaf_conf(
     )
 
 
+def legacy_leaf_users(text: str) -> list[str]:
+    """Leaf users of the single-account agents.conf of earlier versions (`leaf-eu`, one login
+    for several countries): `parse_users_conf` drops them, they are minted per country now."""
+    return [u for b in _BLOCK.finditer(text) if is_leaf_region(u := b.group("user"))]
+
+
 def parse_users_conf(text: str) -> dict[str, StoredUser]:
-    """The users stored in an agents.conf written by `render_users_conf`."""
+    """The users stored in an agents.conf written by `render_users_conf` (or by an earlier
+    version, with every user in one account: the same blocks, but see `legacy_leaf_users`)."""
     users: dict[str, StoredUser] = {}
     for block in _BLOCK.finditer(text):
         user, body = block.group("user"), block.group("body")
+        if is_leaf_region(user):
+            continue
         password = _PASSWORD.search(body)
         if password is None:
             raise ValueError(f"agents.conf: the block of {user} has no password line")
@@ -541,6 +550,7 @@ __all__ = [
     "leaf_of",
     "leaf_regions",
     "leaf_url_variable",
+    "legacy_leaf_users",
     "new_password",
     "parse_users_conf",
     "permissions_for",

@@ -520,3 +520,51 @@ def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
     assert checked.returncode == 0, checked.stderr
     checked = nats_test(shipped(tmp_path, "hub.conf"))
     assert checked.returncode == 0, checked.stderr
+
+
+# The single-account agents.conf earlier versions wrote (permissions cut short).
+LEGACY_AGENTS_CONF = """\
+users: [
+# BEGIN controller
+{
+  # minted 2026-01-01T00:00:00Z
+  user: "controller"
+  password: "$2b$04$aaaaaaaaaaaaaaaaaaaaauXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+  permissions: { publish: { allow: [ "$KV.agents.>" ] } }
+}
+# END controller
+# BEGIN agent-DE
+{
+  user: "agent-DE"
+  password: "$2b$04$bbbbbbbbbbbbbbbbbbbbbuXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+}
+# END agent-DE
+# BEGIN leaf-eu
+{
+  # countries DE
+  user: "leaf-eu"
+  password: "$2b$04$cccccccccccccccccccccuXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+}
+# END leaf-eu
+]
+"""
+
+
+def test_refresh_turns_an_earlier_single_account_file_into_accounts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Users keep their passwords, each lands in its account with today's permissions; the
+    old one-login-for-several-countries leaf user is dropped, saying how to mint its logins."""
+    conf = tmp_path / "agents.conf"
+    conf.write_text(LEGACY_AGENTS_CONF)
+    assert mint_country.main(["--refresh", "--conf", str(conf)]) == 0
+    assert "dropped the leaf user leaf-eu" in capsys.readouterr().err
+    users = parse_users_conf(conf.read_text())
+    assert [(u.user, u.password_hash[7:12]) for u in users.values()] == [
+        ("controller", "aaaaa"),
+        ("agent-DE", "bbbbb"),
+    ]
+    assert users["controller"].minted == "2026-01-01T00:00:00Z"
+    assert "$KV.agents" not in conf.read_text() and "\n  AGENT_DE {\n" in conf.read_text()
+    checked = nats_test(shipped(tmp_path, "hub.conf"))
+    assert checked.returncode == 0, checked.stderr
