@@ -1,4 +1,4 @@
-"""NATS subject, stream and bucket names (see ARCHITECTURE.md, section NATS)."""
+"""NATS subject and stream names (see ARCHITECTURE.md, section NATS)."""
 
 import re
 from typing import Final

@@ -12,6 +12,7 @@ capped in size.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -48,9 +49,11 @@ from shared.streams import (
     JOBS_ACK_WAIT_S,
     LEGACY_AGENTS_STREAM,
     MIB,
+    RESULTS_LIVE_SUBJECTS,
     ensure_jobs_consumers,
     ensure_streams,
     jobs_consumer_name,
+    stream_configs,
 )
 from shared.subjects import (
     EVENTS_STREAM,
@@ -453,6 +456,27 @@ async def test_ensure_streams_removes_the_agents_bucket_of_older_versions(bare: 
     with capture_logs() as logs:
         await ensure_streams(bare_js)
     assert logs == []
+
+
+async def test_ensure_streams_gives_an_existing_results_stream_its_live_feed(bare: NATS) -> None:
+    """RESULTS made by an older version gets the republish readers in other accounts follow:
+    each result it stores comes once on `live.results.…`, under the same tokens."""
+    bare_js = bare.jetstream()
+    with contextlib.suppress(NotFoundError):
+        await bare_js.delete_stream(RESULTS_STREAM)
+    [old] = [c for c in stream_configs() if c.name == RESULTS_STREAM]
+    old.republish = None
+    await bare_js.add_stream(old)
+    await ensure_streams(bare_js)
+    live = await bare.subscribe(RESULTS_LIVE_SUBJECTS)
+    await registered(bare)
+    for _ in range(2):
+        await bare_js.publish("mon.results.DE.smtp.m", b"r", headers={"Nats-Msg-Id": "j-live"})
+    msg = await live.next_msg(timeout=5)
+    assert (msg.subject, msg.data) == ("live.results.DE.smtp.m", b"r")
+    with pytest.raises(nats.errors.TimeoutError):  # the duplicate was not stored, nor sent
+        await live.next_msg(timeout=DENIED_WAIT_S)
+    await live.unsubscribe()
 
 
 async def test_results_and_events_drop_their_oldest_past_their_size_cap(bare: NATS) -> None:
