@@ -75,6 +75,8 @@ class _Quiet:
 
 
 class LiveAgents:
+    """The live agents view of one controller (see the module's docstring)."""
+
     def __init__(
         self,
         nc: NATS,
@@ -121,10 +123,11 @@ class LiveAgents:
         return self._clock() - self._connected_at >= self._warmup_s
 
     async def until_warm(self) -> None:
-        """Wait, at most one warm-up, for the view to be complete (say, a triggered round
-        right after this controller connected); AgentsUnknownError if it is not by then."""
+        """Wait for the view to be complete (say, a triggered round right after this
+        controller connected): at most two warm-ups, since a reconnect may be noticed only
+        now; AgentsUnknownError if it is not by then."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._warmup_s
+        deadline = loop.time() + 2 * self._warmup_s
         while not self.is_warm():
             if loop.time() >= deadline:
                 raise AgentsUnknownError("live agents are not known yet: NATS is (re)connecting")

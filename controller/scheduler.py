@@ -302,12 +302,14 @@ class Scheduler:
         return sum(1 for ack in acks if not ack.duplicate)
 
     async def trigger(self, monitor_id: int) -> Round | None:
-        """A round now from all the monitor's countries; None when the monitor is gone."""
+        """A round now from all the monitor's countries; None when the monitor is gone.
+        Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
+        that takes too long) rather than record countries `no_agent` that may have agents."""
+        await self._agents.until_warm()
         async with self._pool.acquire() as conn:
             row = await due.job_row(conn, monitor_id)
             if row is None:
                 return None
-            await self._agents.until_warm()
             live = self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
