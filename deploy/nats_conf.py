@@ -346,16 +346,9 @@ def _subscriber(users: list[StoredUser]) -> list[str]:
     return _block(SUBSCRIBER_ACCOUNT, body)
 
 
-def _order(user: str) -> tuple[int, str]:
-    """Service users, then agents and leaf logins by name."""
-    if user in SERVICE_USERS:
-        return SERVICE_USERS.index(user), ""
-    return len(SERVICE_USERS), user
-
-
 def _by_account(users: Iterable[StoredUser]) -> dict[str, list[StoredUser]]:
     found: dict[str, list[StoredUser]] = {}
-    for u in sorted(users, key=lambda u: _order(u.user)):
+    for u in sorted(users, key=lambda u: u.user):
         found.setdefault(account_of(u.user), []).append(u)
     return found
 
