@@ -1,7 +1,8 @@
-"""The agent's heartbeat: an AgentHeartbeat in the `agents` KV bucket under `CC.<agentId>`.
+"""The agent's heartbeat: an AgentHeartbeat on `mon.heartbeats.CC.<agentId>` (core NATS).
 
-The bucket has a TTL (shared.streams.HEARTBEAT_TTL_S), so an agent that dies without a word
-vanishes from it; a clean stop deletes the key at once.
+Nothing is stored: every controller keeps the live view in memory and forgets an agent it has
+not heard of for shared.heartbeats.HEARTBEAT_TTL_S, or at once after its last beat, which says
+`stopping` on a clean stop.
 """
 
 import asyncio
@@ -12,22 +13,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 import nats.errors
 import structlog
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
-from nats.js.kv import KeyValue
+from nats.aio.client import Client as NATS
 
+from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.messages import AgentHeartbeat, encode
-from shared.streams import agents_bucket
+from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_INTERVAL_S = 5.0
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
-
-
-def heartbeat_key(country: str, agent_id: str) -> str:
-    return f"{country}.{agent_id}"
+FLUSH_TIMEOUT_S = 2
 
 
 def agent_version() -> str:
@@ -38,14 +34,12 @@ def agent_version() -> str:
 
 
 class Heartbeat:
-    """Puts this agent's load every `interval` seconds until `stop` is set, then deletes it.
-
-    A failed put (NATS away, bucket not created yet) is logged and retried at the next beat.
-    """
+    """Publishes this agent's load every `interval` seconds until `stop` is set, then a last
+    beat with `stopping`. A failed publish (NATS away) is logged; the next beat tries again."""
 
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NATS,
         *,
         country: str,
         agent_id: str,
@@ -54,9 +48,8 @@ class Heartbeat:
         started_at: datetime,
         interval: float = HEARTBEAT_INTERVAL_S,
     ) -> None:
-        self.key = heartbeat_key(country, agent_id)
-        self._js = js
-        self._kv: KeyValue | None = None
+        self.subject = heartbeats_subject(country, agent_id)
+        self._nc = nc
         self._in_flight = in_flight
         self._interval = interval
         self._beat = AgentHeartbeat(
@@ -73,28 +66,18 @@ class Heartbeat:
             await self.beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
-        await self.remove()
+        await self.beat(stopping=True)
 
-    async def beat(self) -> None:
+    async def beat(self, *, stopping: bool = False) -> None:
         self._beat.in_flight = self._in_flight()
         self._beat.seen_at = iso_ms(utcnow())
+        self._beat.stopping = stopping
         try:
-            kv = await self._bucket()
-            await kv.put(self.key, encode(self._beat))
-        except NotFoundError:
-            log.warning("heartbeat_bucket_missing", hint="the controller creates it at start")
+            await self._nc.publish(self.subject, encode(self._beat))
+            if stopping:  # the last one goes out before the caller drains the connection
+                await self._nc.flush(timeout=FLUSH_TIMEOUT_S)
         except NATS_ERRORS as exc:
             log.warning("heartbeat_failed", error=repr(exc))
 
-    async def remove(self) -> None:
-        if self._kv is None:
-            return
-        try:
-            await self._kv.delete(self.key)
-        except NATS_ERRORS as exc:
-            log.warning("heartbeat_delete_failed", error=repr(exc))
 
-    async def _bucket(self) -> KeyValue:
-        if self._kv is None:
-            self._kv = await agents_bucket(self._js)
-        return self._kv
+__all__ = ["HEARTBEAT_INTERVAL_S", "Heartbeat", "agent_version"]

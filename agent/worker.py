@@ -53,7 +53,7 @@ Outcome = Literal["acked", "nak"]
 
 
 def default_agent_id(country: str) -> str:
-    """`CC-hostname-pid`, reduced to the characters a KV key and a log filter like."""
+    """`CC-hostname-pid`, reduced to the characters a subject token and a log filter like."""
     host = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
     return f"{country}-{host or 'host'}-{os.getpid()}"
 
@@ -237,7 +237,7 @@ class Worker:
         if self._heartbeat_interval is None:
             return None
         beat = Heartbeat(
-            self._js,
+            self._nc,
             country=self.country,
             agent_id=self.agent_id,
             capacity=self.capacity,

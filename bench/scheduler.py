@@ -37,7 +37,7 @@ from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
-from shared.subjects import JOBS_STREAM
+from shared.subjects import JOBS_STREAM, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
 MONITORS = 300_000
@@ -46,6 +46,7 @@ COUNTRY = "DE"
 LEAD_S = 8.0  # the first monitors fall due this long after seeding (planning takes a few s)
 WARMUP_S = 2.0  # from then to the measured window
 WINDOW_S = 60.0
+BEAT_S = 1.0  # the bench agent's heartbeat interval
 TARGET_RATE = 5_000
 TARGET_CPU = 0.5
 TARGET_LATE_P99_MS = 100.0
@@ -86,10 +87,13 @@ async def _schedule(database_url: str, nats_url: str, window: tuple[float, float
     pool = await create_pool(database_url, 4)
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
-    kv = await ensure_streams(js)
+    await ensure_streams(js)
     await ensure_jobs_consumers(js, sorted(COUNTRIES))  # as the controller has them
+    # The bench's agent beats every BEAT_S: the view is complete after one and a half.
+    agents = LiveAgents(nc, warmup_s=1.5 * BEAT_S)
+    await agents.start()
     # No key directory: these monitors have no credentials (bench/seal.py measures sealing).
-    scheduler = Scheduler(pool, js, LiveAgents(kv), SecretBox(SECRETS_KEY), CountryKeys(None))
+    scheduler = Scheduler(pool, js, agents, SecretBox(SECRETS_KEY), CountryKeys(None))
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
     await asyncio.sleep(max(0.0, window[0] - time.time()))
@@ -125,14 +129,14 @@ async def _published(
     return dues
 
 
-async def _heartbeats(js: nats.js.JetStreamContext, stop: asyncio.Event) -> None:
-    kv = await ensure_streams(js)
+async def _heartbeats(nc: NATS, stop: asyncio.Event) -> None:
+    """One live agent in COUNTRY, as agents heartbeat."""
     now = iso_ms(utcnow())
     beat = encode(AgentHeartbeat(agent_id="bench", country=COUNTRY, started_at=now, seen_at=now))
     while not stop.is_set():
-        await kv.put(f"{COUNTRY}.bench", beat)
+        await nc.publish(heartbeats_subject(COUNTRY, "bench"), beat)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 5)
+            await asyncio.wait_for(stop.wait(), BEAT_S)
 
 
 async def _run() -> bool:
@@ -158,7 +162,8 @@ async def _run() -> bool:
         nc = await nats.connect(pipes.nats_url)
         js = nc.jetstream()
         stop = asyncio.Event()
-        beats = asyncio.create_task(_heartbeats(js, stop))
+        await ensure_streams(js)
+        beats = asyncio.create_task(_heartbeats(nc, stop))
         await nc.subscribe("mon.jobs.>", cb=on_job, pending_msgs_limit=1_000_000)
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()

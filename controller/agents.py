@@ -1,51 +1,188 @@
-"""Live agents: the entries of the `agents` KV bucket (keys `CC.<agentId>`, expiring by TTL)."""
+"""Live agents: what this controller hears on `mon.heartbeats.>` (core NATS), kept in memory.
 
+Every controller replica subscribes and keeps its own view; nothing is stored in NATS, and
+reading the view costs no server resource. Country and agent id come from the subject (an
+agent's NATS account lets it publish only under its own country, deploy/nats_conf.py); a body
+that disagrees is logged and dropped. The seen time is this controller's clock; an agent not
+heard of for `ttl_s` is gone, and a beat with `stopping` removes it at once.
+
+Each country holds at most `per_country_max` agents: heartbeats of further agent ids of a full
+country are dropped (logged), so no country's flood pushes out or blocks another's. A heartbeat
+is a few hundred bytes; a larger one is dropped, and dropped messages are logged at most once a
+second per country and reason (with the count of those not logged), so no agent can fill the
+controller's memory or its log.
+
+Warm-up: after the connection to NATS is (re)made, the view is incomplete until every live
+agent had the time to beat; until `warmup_s` has passed, `is_warm()` is False and the
+scheduler records no `no_agent` round.
+"""
+
+import asyncio
+import contextlib
+import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
+import nats.errors
 import structlog
-from nats.js.kv import KeyValue
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
+from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
 from shared.messages import AgentHeartbeat, decode_heartbeat
+from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
+from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
+DEFAULT_PER_COUNTRY_MAX = 500
+MAX_HEARTBEAT_BYTES = 4096
+LOG_EVERY_S = 1.0
+WARM_POLL_S = 0.05
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class AgentsUnknownError(Exception):
+    """The live agents view is not complete (NATS disconnected, or just reconnected)."""
+
+
+@dataclass
+class _Seen:
+    beat: AgentHeartbeat  # with this controller's seen time
+    at: float  # clock() at reception
+
+
+class _Quiet:
+    """Warnings at most once per (event, country) every LOG_EVERY_S, counting the rest."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def warn(self, event: str, country: str, **fields: object) -> None:
+        key = (event, country if _COUNTRY.fullmatch(country) else "?")
+        now = self._clock()
+        if now < self._until.get(key, float("-inf")):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._until[key] = now + LOG_EVERY_S
+        suppressed = self._suppressed.pop(key, 0)
+        log.warning(event, country=key[1], suppressed=suppressed, **fields)
+
 
 class LiveAgents:
-    """Reads the bucket at most once per `ttl_s`: the scheduler asks on every batch."""
+    """The live agents view of one controller (see the module's docstring)."""
 
-    def __init__(self, kv: KeyValue, ttl_s: float = 2.0) -> None:
-        self._kv = kv
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        per_country_max: int = DEFAULT_PER_COUNTRY_MAX,
+        ttl_s: float = HEARTBEAT_TTL_S,
+        warmup_s: float = WARMUP_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._nc = nc
+        self._max = per_country_max
         self._ttl_s = ttl_s
-        self._read_at = float("-inf")
-        self._agents: list[AgentHeartbeat] = []
+        self._warmup_s = warmup_s
+        self._clock = clock
+        self._by_country: dict[str, dict[str, _Seen]] = {}
+        self._quiet = _Quiet(clock)
+        self._sub: Subscription | None = None
+        self._connected_at: float | None = None
+        self._reconnects = 0
 
-    async def agents(self, *, fresh: bool = False) -> list[AgentHeartbeat]:
-        if fresh or time.monotonic() - self._read_at > self._ttl_s:
-            self._agents = await self._read()
-            self._read_at = time.monotonic()
-        return self._agents
+    async def start(self) -> None:
+        """Subscribe; the warm-up starts now."""
+        self._sub = await self._nc.subscribe(HEARTBEATS_SUBJECTS, cb=self._on_message)
+        self._reconnects = self._nc.stats["reconnects"]
+        self._connected_at = self._clock()
 
-    async def countries(self) -> frozenset[str]:
-        return frozenset(a.country for a in await self.agents())
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
+                await self._sub.unsubscribe()
+            self._sub = None
 
-    async def _read(self) -> list[AgentHeartbeat]:
-        watcher = await self._kv.watchall(ignore_deletes=True)
-        found: list[AgentHeartbeat] = []
-        try:
-            async for entry in watcher:
-                if entry is None:  # the watcher's marker: every current entry was delivered
-                    break
-                try:
-                    beat = decode_heartbeat(entry.value or b"")
-                except msgspec.DecodeError as exc:
-                    log.warning("malformed heartbeat", key=entry.key, error=str(exc))
-                    continue
-                country = entry.key.partition(".")[0]
-                if beat.country != country:
-                    log.warning("heartbeat under another country", key=entry.key)
-                    continue
-                found.append(beat)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+    def is_warm(self) -> bool:
+        """Whether the view is complete: connected, and connected long enough for every live
+        agent to have beaten since. A reconnect seen here restarts the warm-up."""
+        if self._sub is None or not self._nc.is_connected:
+            self._connected_at = None
+            return False
+        reconnects = self._nc.stats["reconnects"]
+        if self._connected_at is None or reconnects != self._reconnects:
+            self._reconnects = reconnects
+            self._connected_at = self._clock()
+            log.info("agents_view_warming_up", seconds=self._warmup_s)
+        return self._clock() - self._connected_at >= self._warmup_s
+
+    async def until_warm(self) -> None:
+        """Wait for the view to be complete (say, a triggered round right after this
+        controller connected): at most two warm-ups, since a reconnect may be noticed only
+        now; AgentsUnknownError if it is not by then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self._warmup_s
+        while not self.is_warm():
+            if loop.time() >= deadline:
+                raise AgentsUnknownError("live agents are not known yet: NATS is (re)connecting")
+            await asyncio.sleep(WARM_POLL_S)
+
+    def agents(self) -> list[AgentHeartbeat]:
+        """Every live agent, by country and id."""
+        now = self._clock()
+        found = [s.beat for cc in list(self._by_country) for s in self._live(cc, now).values()]
         return sorted(found, key=lambda a: (a.country, a.agent_id))
+
+    def countries(self) -> frozenset[str]:
+        """The countries with a live agent."""
+        now = self._clock()
+        return frozenset(cc for cc in list(self._by_country) if self._live(cc, now))
+
+    async def _on_message(self, msg: Msg) -> None:
+        self.heard(msg.subject, msg.data)
+
+    def heard(self, subject: str, data: bytes) -> None:
+        """Take one heartbeat message; anything malformed is logged and dropped."""
+        parts = subject.split(".")
+        cc = parts[2] if len(parts) > 2 else ""
+        try:
+            if len(parts) != 4 or heartbeats_subject(cc, parts[3]) != subject:
+                raise ValueError("expected mon.heartbeats.CC.<agentId>")
+            if len(data) > MAX_HEARTBEAT_BYTES:
+                raise ValueError(f"{len(data)} bytes, over {MAX_HEARTBEAT_BYTES}")
+            beat = decode_heartbeat(data)
+        except (ValueError, msgspec.DecodeError) as exc:
+            self._quiet.warn("heartbeat_malformed", cc, subject=subject, error=str(exc))
+            return
+        agent_id = parts[3]
+        if (beat.country, beat.agent_id) != (cc, agent_id):
+            self._quiet.warn(
+                "heartbeat_disagrees_with_subject",
+                cc,
+                subject=subject,
+                body_country=beat.country,
+                body_agent_id=beat.agent_id,
+            )
+            return
+        now = self._clock()
+        agents = self._live(cc, now)
+        if beat.stopping:
+            agents.pop(agent_id, None)
+            return
+        if agent_id not in agents and len(agents) >= self._max:
+            self._quiet.warn("heartbeat_dropped_country_full", cc, limit=self._max)
+            return
+        agents[agent_id] = _Seen(msgspec.structs.replace(beat, seen_at=iso_ms(utcnow())), now)
+
+    def _live(self, cc: str, now: float) -> dict[str, _Seen]:
+        """Country `cc`'s agents, without those not heard of for the TTL (removed here)."""
+        agents = self._by_country.setdefault(cc, {})
+        for agent_id in [a for a, seen in agents.items() if now - seen.at > self._ttl_s]:
+            del agents[agent_id]
+        return agents

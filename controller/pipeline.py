@@ -1,5 +1,6 @@
-"""The controller's side of the check pipeline on one NATS connection: streams, live agents,
-scheduler and ingester. `serve` opens it; the API finds it on `app.state.pipeline`."""
+"""The controller's side of the check pipeline on one NATS connection: streams, live agents
+(from heartbeats), scheduler and ingester. `serve` opens it; the API finds it on
+`app.state.pipeline`."""
 
 import ssl
 from collections.abc import AsyncIterator
@@ -80,14 +81,15 @@ async def open_pipeline(
     conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings))
     try:
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
-        kv = await ensure_streams(
+        await ensure_streams(
             js,
             settings.results_retention_days,
             results_max_bytes=settings.results_max_mib * MIB,
             events_max_bytes=settings.events_max_mib * MIB,
         )
         await _ensure_jobs_consumers(js)
-        agents = LiveAgents(kv)
+        agents = LiveAgents(conn, per_country_max=settings.agents_per_country_max)
+        await agents.start()
         box = SecretBox(settings.secrets_key or "")
         scheduler = Scheduler(
             pool,
@@ -103,6 +105,7 @@ async def open_pipeline(
             yield Pipeline(conn, js, agents, scheduler, ingester)
         finally:
             await ingester.close()
+            await agents.stop()
     finally:
         if owned:
             await conn.drain()

@@ -155,7 +155,11 @@ class Scheduler:
         return await self.run_due()
 
     async def run_due(self) -> int:
-        """Run every round due now, a batch at a time; return jobs sent."""
+        """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
+        agents view is warming up: a country missing from it may have agents, so its rounds
+        stay due until the view is complete instead of being recorded `no_agent`."""
+        if not self._agents.is_warm():
+            return 0
         now = self._clock()
         sent = 0
         while True:
@@ -190,7 +194,7 @@ class Scheduler:
             rows = await due.claim_due(conn, now, self._batch)
             if not rows:
                 return 0, False
-            rounds = await self.rounds(rows, now, await self._agents.countries())
+            rounds = await self.rounds(rows, now, self._agents.countries())
             jobs = [job for r in rounds for job in r.jobs]
             await self.publish(jobs)
             await due.set_next_due(
@@ -333,13 +337,16 @@ class Scheduler:
         return sum(1 for ack in acks if not ack.duplicate)
 
     async def trigger(self, monitor_id: int) -> Round | None:
-        """A round now from all the monitor's countries; None when the monitor is gone."""
+        """A round now from all the monitor's countries; None when the monitor is gone.
+        Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
+        that takes too long) rather than record countries `no_agent` that may have agents."""
+        await self._agents.until_warm()
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
             row = await due.job_row(conn, monitor_id)
             if row is None:
                 return None
-            live = await self._agents.countries()
+            live = self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
                 await self.publish(plan.jobs)

@@ -1,31 +1,38 @@
-"""NATS users and permissions of the MAILPROBE account: the one source of `deploy/nats/agents.conf`.
+"""NATS accounts, users and permissions: the one source of `deploy/nats/agents.conf` (the hub's)
+and `deploy/nats/leaf-REGION/agents.conf` (each regional leaf server's).
 
-`hub.conf` and `leaf.conf` include `agents.conf` inside the account; this module renders it, one
-block per user, from the permission lists below. Each block is delimited by `# BEGIN <user>` and
-`# END <user>` lines, so `python -m deploy.mint_country` can re-read the file (keeping the stored
-bcrypt hashes), add or rotate one user and write every block again with the current permissions.
+NATS does not check a request's reply subject against the requester's publish rights: with all
+users in one account, an agent could have JetStream deliver its jobs to any subject of that
+account (into RESULTS, to every subscriber), and a reader could make the server write into any
+stream. So every party gets an account of its own, and replies stay in the requester's account:
 
-Users (see deploy/README.md):
+- `MAILPROBE`: JetStream (JOBS, RESULTS, EVENTS) and the `controller` user. It exports to each
+  country's account exactly that country's services (below), and to `SUBSCRIBER` the live
+  results and events and the history reads.
+- `AGENT_CC`, one per country: the users `agent-CC` and `leaf-REGION-CC` (the login of a regional
+  leaf server carrying CC's agents). Service imports from MAILPROBE: consumer info and pull
+  requests of `JOBS/jobs-CC`, its acks, results on `mon.results.CC.>` (with their PubAck) and
+  heartbeats on `mon.heartbeats.CC.>`. Nothing else reaches MAILPROBE from there; a reply the
+  agent names is delivered in AGENT_CC, where nothing forwards it (NATS does not route a
+  service response through a further service import).
+- `SUBSCRIBER`: the read-only `subscriber` user. Live results (RESULTS republishes what it stored
+  on `live.results.>`, imported here as `mon.results.>`: NATS does not pass a message that came in
+  through a service import, as agents' results do, on to a stream export) and events, and stream
+  info and message get of RESULTS and EVENTS.
 
-- `controller`: the controller process (scheduler, ingester, alerter, API).
-- `agent-CC`: every agent of country CC; looks up and pulls only `jobs-CC` (which the controller
-  creates: an agent may not create or change a consumer), publishes only `mon.results.CC.>` and
-  its heartbeat `CC.*` in the `agents` bucket. Replies reach it on `_INBOX_agent_CC.>` only, so
-  an agent must connect with `inbox_prefix=agent_inbox_prefix(CC)`.
-- `leaf-REGION`: the login of one regional leaf server (leaf.conf) at the hub, for the countries
-  given when it was minted (kept in its block as `# countries DE,FR`): exactly what those
-  countries' agents send to the hub, and their inboxes back. Usable only as a leaf connection.
-- `subscriber`: read-only: RESULTS and EVENTS history through stream info and message get, live
-  results and events by core subscription; replies on `_INBOX_subscriber.>`. It may create no
-  consumer (see `subscriber_permissions`).
+Every account but MAILPROBE also gets a JetStream import from the server itself (`$JS.API.>`,
+answering "JetStream not enabled"), which would race ours: so imported JetStream requests live
+under `JS.MAILPROBE.API.>` there, and a mapping moves a client's `$JS.API.>` onto it. Agents and
+readers keep nats-py's default prefix; permissions are checked on the mapped subject.
 
-Agents behind a leaf reach the hub's JetStream through its domain `hub` (JetStream API traffic
-does not cross a leaf connection unqualified): leaf.conf maps `$JS.API.>` to `$JS.hub.API.>` and
-`$KV.agents.>` to `$JS.hub.API.$KV.agents.>`, and servers check permissions after mapping, so
-an agent's user allows both forms and the agent itself needs no setting.
+A leaf server (no JetStream) has the accounts of its countries with the same agent users and
+mapping, and one leaf connection per account to the hub, logging in as `leaf-REGION-CC` of that
+country's account at the hub: it can send only what CC's agents may, replies stay in AGENT_CC.
 
-Only allow lists are used: a `deny` on subscribe would also drop JetStream deliveries whose
-original subject matches it.
+Users stay within allow lists too (a `deny` on subscribe would also drop JetStream deliveries
+whose original subject matches it). Each user's block in agents.conf is delimited by
+`# BEGIN <user>` and `# END <user>` lines, so `python -m deploy.mint_country` can re-read the file
+(keeping the stored bcrypt hashes), add or rotate a user and write every file again.
 """
 
 import ctypes
@@ -38,36 +45,41 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.streams import jobs_consumer_name
+from shared.streams import RESULTS_LIVE_SUBJECTS, jobs_consumer_name
 from shared.subjects import (
-    AGENTS_BUCKET,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
+    HEARTBEATS_SUBJECTS,
     JOBS_STREAM,
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
+    agent_inbox_prefix,
+    heartbeats_country_filter,
     results_country_filter,
 )
 
 ACCOUNT: Final = "MAILPROBE"
+SUBSCRIBER_ACCOUNT: Final = "SUBSCRIBER"
 CONTROLLER_USER: Final = "controller"
 SUBSCRIBER_USER: Final = "subscriber"
 SERVICE_USERS: Final = (CONTROLLER_USER, SUBSCRIBER_USER)
 SUBSCRIBER_INBOX_PREFIX: Final = "_INBOX_subscriber"
+# Where imported JetStream requests live in the importing accounts (see the module's docstring).
+IMPORTED_API: Final = f"JS.{ACCOUNT}.API"
 BCRYPT_COST: Final = 11
-# The hub's JetStream domain (hub.conf `jetstream { domain: hub }`, leaf.conf's mappings).
-JS_DOMAIN: Final = "hub"
-HUB_API: Final = f"$JS.{JS_DOMAIN}.API"
 CLIENT_CONNECTIONS: Final = ("STANDARD", "WEBSOCKET")
 LEAF_CONNECTIONS: Final = ("LEAFNODE",)
+# Where a leaf server finds the CA that signed the hub's certificate (deploy/make_certs.py).
+LEAF_CA_FILE: Final = "/etc/nats/tls/ca.pem"
 
 _AGENT_USER = re.compile(r"agent-([A-Z]{2})")
-_LEAF_USER = re.compile(r"leaf-[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_REGION = r"leaf-[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?"
+_LEAF_REGION = re.compile(_REGION)
+_LEAF_LOGIN = re.compile(rf"({_REGION})-([A-Z]{{2}})")
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_BLOCK = re.compile(r"^# BEGIN (?P<user>\S+)\n(?P<body>.*?)^# END (?P=user)$", re.M | re.S)
+_BLOCK = re.compile(r"^ *# BEGIN (?P<user>\S+)\n(?P<body>.*?)^ *# END (?P=user)$", re.M | re.S)
 _PASSWORD = re.compile(r'^\s*password: "(?P<hash>[^"]+)"$', re.M)
 _MINTED = re.compile(r"^\s*# minted (?P<minted>.+)$", re.M)
-_COUNTRIES = re.compile(r"^\s*# countries (?P<countries>.*)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -79,14 +91,23 @@ class Permissions:
 
 
 @dataclass(frozen=True)
+class Service:
+    """A service MAILPROBE exports to one account: `subject` in MAILPROBE, `local` the subject
+    the importing account's clients publish to; `stream` for more than one response (a pull
+    request's messages)."""
+
+    subject: str
+    local: str
+    stream: bool = False
+
+
+@dataclass(frozen=True)
 class StoredUser:
-    """One user as kept in agents.conf: its name, bcrypt hash, when it was minted and, for a
-    leaf user, the countries whose agents it carries."""
+    """One user as kept in agents.conf: its name, bcrypt hash and when it was minted."""
 
     user: str
     password_hash: str
     minted: str = ""
-    countries: tuple[str, ...] = ()
 
 
 def _country(cc: str) -> str:
@@ -99,7 +120,7 @@ def countries_of(text: str) -> tuple[str, ...]:
     """`"de, fr"` → `("DE", "FR")`: sorted, without repeats; at least one."""
     found = sorted({_country(c.strip().upper()) for c in text.split(",") if c.strip()})
     if not found:
-        raise ValueError("a leaf user needs at least one country, e.g. --countries DE,FR")
+        raise ValueError("a leaf server needs at least one country, e.g. --countries DE,FR")
     return tuple(found)
 
 
@@ -107,13 +128,67 @@ def agent_user(cc: str) -> str:
     return f"agent-{_country(cc)}"
 
 
-def is_leaf_user(user: str) -> bool:
-    return _LEAF_USER.fullmatch(user) is not None
+def agent_account(cc: str) -> str:
+    return f"AGENT_{_country(cc)}"
 
 
-def agent_inbox_prefix(cc: str) -> str:
-    """The `inbox_prefix` an agent of `cc` must pass to `nats.connect`."""
-    return f"_INBOX_agent_{_country(cc)}"
+def is_leaf_region(name: str) -> bool:
+    """`leaf-eu`: a regional leaf server, which logs in at the hub once per country."""
+    return _LEAF_REGION.fullmatch(name) is not None
+
+
+def leaf_login(region: str, cc: str) -> str:
+    """The user `region`'s leaf server logs in with at the hub for the agents of `cc`."""
+    if not is_leaf_region(region):
+        raise ValueError(f"a leaf region is named like leaf-eu (lower case), got {region!r}")
+    return f"{region}-{_country(cc)}"
+
+
+def leaf_of(user: str) -> tuple[str, str] | None:
+    """`leaf-eu-DE` → `("leaf-eu", "DE")`; None for any other user."""
+    match = _LEAF_LOGIN.fullmatch(user)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def country_of(user: str) -> str | None:
+    """The country whose account holds `user` (an agent or leaf login), else None."""
+    if match := _AGENT_USER.fullmatch(user):
+        return match.group(1)
+    leaf = leaf_of(user)
+    return leaf[1] if leaf else None
+
+
+def agent_services(cc: str) -> tuple[Service, ...]:
+    """What agents of `cc` (and the leaf logins carrying them) reach in MAILPROBE. No consumer
+    create or update, no message get: a consumer's config decides where its jobs go, so only
+    the controller writes consumers, and jobs are read only through `jobs-CC`."""
+    consumer = jobs_consumer_name(_country(cc))
+    info = f"CONSUMER.INFO.{JOBS_STREAM}.{consumer}"
+    pull = f"CONSUMER.MSG.NEXT.{JOBS_STREAM}.{consumer}"
+    return (
+        Service(f"$JS.API.{info}", f"{IMPORTED_API}.{info}"),
+        Service(f"$JS.API.{pull}", f"{IMPORTED_API}.{pull}", stream=True),
+        *(
+            Service(s, s)
+            for s in (
+                f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",  # ack, nak, term, in-progress
+                results_country_filter(cc),
+                heartbeats_country_filter(cc),
+            )
+        ),
+    )
+
+
+def subscriber_services() -> tuple[Service, ...]:
+    """History of RESULTS and EVENTS: stream info and message get (walk a stream with
+    `next_by_subj`). No consumer: JetStream creates *or updates* a consumer by the name in the
+    request body even on the ephemeral create subject, so that right would let a reader
+    re-filter or re-target the controller's `ingest`."""
+    return tuple(
+        Service(f"$JS.API.{op}.{stream}", f"{IMPORTED_API}.{op}.{stream}")
+        for stream in (RESULTS_STREAM, EVENTS_STREAM)
+        for op in ("STREAM.INFO", "STREAM.MSG.GET")
+    )
 
 
 def controller_permissions() -> Permissions:
@@ -121,93 +196,55 @@ def controller_permissions() -> Permissions:
         publish=(
             "mon.jobs.>",
             "mon.events.>",
-            "$JS.API.>",  # streams, consumers, KV bucket, fetches, stream info
+            "$JS.API.>",  # streams, consumers, fetches, stream info
             f"$JS.ACK.{RESULTS_STREAM}.>",  # acks of `ingest` (and any other RESULTS durable)
-            "$JS.FC.>",  # flow-control replies of the ordered consumer watching the KV bucket
-            f"$KV.{AGENTS_BUCKET}.>",
         ),
-        subscribe=("_INBOX.>",),
-    )
-
-
-def _hub_rights(cc: str) -> tuple[str, ...]:
-    """What an agent of `cc` sends to the hub's JetStream in its domain form (`$JS.hub.API`),
-    as it arrives from a leaf; also all a leaf user may send for `cc`. No consumer create or
-    update: a consumer's config decides where its jobs (with their secrets) go, so only the
-    controller writes consumers."""
-    consumer = jobs_consumer_name(_country(cc))
-    return (
-        f"{HUB_API}.CONSUMER.INFO.{JOBS_STREAM}.{consumer}",
-        f"{HUB_API}.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{consumer}",
-        f"$JS.ACK.{JOBS_STREAM}.{consumer}.>",  # ack, nak, term, in-progress
-        results_country_filter(cc),
-        f"{HUB_API}.$KV.{AGENTS_BUCKET}.{cc}.>",  # heartbeat put and delete of `CC.<agentId>`
+        subscribe=("_INBOX.>", HEARTBEATS_SUBJECTS),
     )
 
 
 def agent_permissions(cc: str) -> Permissions:
-    consumer = jobs_consumer_name(_country(cc))
+    """Also the rights of a leaf login of `cc` at the hub: from the hub's side of a leaf
+    connection, `publish` is what the leaf may send in and `subscribe` what may go back out."""
     return Permissions(
-        publish=(
-            f"$JS.API.CONSUMER.INFO.{JOBS_STREAM}.{consumer}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{JOBS_STREAM}.{consumer}",
-            f"$JS.API.STREAM.INFO.KV_{AGENTS_BUCKET}",  # js.key_value() looks the bucket up
-            f"$KV.{AGENTS_BUCKET}.{cc}.>",
-            f"{HUB_API}.STREAM.INFO.KV_{AGENTS_BUCKET}",
-            *_hub_rights(cc),
-        ),
+        publish=tuple(s.local for s in agent_services(cc)),
         subscribe=(f"{agent_inbox_prefix(cc)}.>",),
     )
 
 
-def leaf_permissions(countries: Iterable[str]) -> Permissions:
-    """From the hub's side of a leaf connection, `publish` is what the leaf may send into the
-    hub and `subscribe` what the hub may send to it: the agents' requests and their replies."""
-    found = sorted(countries)
-    if not found:
-        raise ValueError("a leaf user needs at least one country")
-    publish = [f"{HUB_API}.STREAM.INFO.KV_{AGENTS_BUCKET}"]
-    for cc in found:
-        publish += _hub_rights(cc)
-    return Permissions(
-        publish=tuple(publish),
-        subscribe=tuple(f"{agent_inbox_prefix(cc)}.>" for cc in found),
-    )
-
-
 def subscriber_permissions() -> Permissions:
-    """Read-only: stream info and message get (iterate history with `next_by_subj`) on RESULTS
-    and EVENTS, and live messages by core subscription. No consumer may be created: the JetStream
-    API creates or *updates* a consumer by the name in the request body even on the ephemeral
-    create subject, so that right would let a reader re-filter or re-target `ingest`."""
-    publish: list[str] = []
-    for stream in (RESULTS_STREAM, EVENTS_STREAM):
-        publish += [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}"]
     return Permissions(
-        publish=tuple(publish),
+        publish=tuple(s.local for s in subscriber_services()),
         subscribe=(f"{SUBSCRIBER_INBOX_PREFIX}.>", RESULTS_SUBJECTS, EVENTS_SUBJECTS),
     )
 
 
-def permissions_for(user: str, countries: Iterable[str] = ()) -> Permissions:
-    """The rights of `user`; `countries` only for a leaf user."""
+def permissions_for(user: str) -> Permissions:
     if user == CONTROLLER_USER:
         return controller_permissions()
     if user == SUBSCRIBER_USER:
         return subscriber_permissions()
-    if match := _AGENT_USER.fullmatch(user):
-        return agent_permissions(match.group(1))
-    if is_leaf_user(user):
-        return leaf_permissions(countries)
+    if cc := country_of(user):
+        return agent_permissions(cc)
     raise ValueError(
-        f"unknown NATS user {user!r}: expected a country code (agent-CC), leaf-REGION, "
+        f"unknown NATS user {user!r}: expected agent-CC, leaf-REGION-CC, "
         f"{CONTROLLER_USER} or {SUBSCRIBER_USER}"
     )
 
 
+def account_of(user: str) -> str:
+    if user == CONTROLLER_USER:
+        return ACCOUNT
+    if user == SUBSCRIBER_USER:
+        return SUBSCRIBER_ACCOUNT
+    if cc := country_of(user):
+        return agent_account(cc)
+    raise ValueError(f"unknown NATS user {user!r}")
+
+
 def user_for(name: str) -> str:
-    """`DE` → `agent-DE`; `controller`, `subscriber` and `leaf-REGION` stay as they are."""
-    if name in SERVICE_USERS or is_leaf_user(name):
+    """`DE` → `agent-DE`; `controller` and `subscriber` stay as they are."""
+    if name in SERVICE_USERS:
         return name
     if _COUNTRY.fullmatch(name.upper()):
         return agent_user(name.upper())
@@ -217,27 +254,29 @@ def user_for(name: str) -> str:
     )
 
 
+# Rendering. NATS's configuration format takes JSON values, so subjects are written with
+# json.dumps and need no escaping of their own.
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)
+
+
 def _allow(kind: str, subjects: Iterable[str]) -> list[str]:
-    return [f"    {kind}: {{ allow: [", *(f"      {json.dumps(s)}" for s in subjects), "    ] }"]
+    return [f"    {kind}: {{ allow: [", *(f"      {_q(s)}" for s in subjects), "    ] }"]
 
 
-def render_user(
-    user: str, password_hash: str, *, minted: str = "", countries: Iterable[str] = ()
-) -> str:
-    """One user's block for agents.conf, with its current permissions. A leaf user may log in
-    only as a leaf connection, every other user only as a client."""
-    countries = tuple(countries)
-    perms = permissions_for(user, countries)
-    leaf = is_leaf_user(user)
+def render_user(user: str, password_hash: str, *, minted: str = "") -> str:
+    """One user's block, with its current permissions. A leaf login may connect only as a leaf
+    connection, every other user only as a client."""
+    perms = permissions_for(user)
+    connections = LEAF_CONNECTIONS if leaf_of(user) else CLIENT_CONNECTIONS
     lines = [f"# BEGIN {user}", "{"]
     if minted:
         lines.append(f"  # minted {minted}")
-    if leaf:
-        lines.append(f"  # countries {','.join(countries)}")
-    connections = LEAF_CONNECTIONS if leaf else CLIENT_CONNECTIONS
     lines += [
-        f"  user: {json.dumps(user)}",
-        f"  password: {json.dumps(password_hash)}",
+        f"  user: {_q(user)}",
+        f"  password: {_q(password_hash)}",
         f"  allowed_connection_types: {json.dumps(list(connections))}",
         "  permissions: {",
         *_allow("publish", perms.publish),
@@ -249,56 +288,168 @@ def render_user(
     return "\n".join(lines) + "\n"
 
 
-def render_agent_block(cc: str, password_hash: str, *, minted: str = "") -> str:
-    """The block of country `cc`'s agents (user `agent-CC`)."""
-    return render_user(agent_user(cc), password_hash, minted=minted)
+def _users(users: Iterable[StoredUser]) -> list[str]:
+    blocks = [render_user(u.user, u.password_hash, minted=u.minted) for u in users]
+    return ["users: [", *(f"  {line}" for b in blocks for line in b.splitlines()), "]"]
 
 
-def _order(user: str) -> tuple[int, str]:
-    """Service users, then agents by country, then leaf users by region."""
-    if user in SERVICE_USERS:
-        return SERVICE_USERS.index(user), ""
-    return len(SERVICE_USERS) + is_leaf_user(user), user
+def _mapped_api() -> str:
+    """Client JetStream requests onto the imported API (see the module's docstring)."""
+    return f"mappings: {{ {_q('$JS.API.>')}: {_q(IMPORTED_API + '.>')} }}"
 
 
-HEADER: Final = f"""\
-# NATS users of the {ACCOUNT} account, included by hub.conf and leaf.conf.
+def _service_export(service: Service, account: str) -> str:
+    response = ", response_type: stream" if service.stream else ""
+    return f"{{ service: {_q(service.subject)}{response}, accounts: [{account}] }}"
+
+
+def _service_import(service: Service) -> str:
+    where = f"{{ account: {ACCOUNT}, subject: {_q(service.subject)} }}"
+    return f"{{ service: {where}, to: {_q(service.local)} }}"
+
+
+def _block(name: str, body: list[str]) -> list[str]:
+    return [f"{name} {{", *(f"  {line}" if line else "" for line in body), "}"]
+
+
+def _list(name: str, items: list[str]) -> list[str]:
+    return [f"{name}: [", *(f"  {item}" for item in items), "]"]
+
+
+def _mailprobe(controller: list[StoredUser], countries: Iterable[str]) -> list[str]:
+    exports = [
+        _service_export(s, agent_account(cc)) for cc in countries for s in agent_services(cc)
+    ]
+    exports += [
+        f"{{ stream: {_q(RESULTS_LIVE_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
+        f"{{ stream: {_q(EVENTS_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
+        *(_service_export(s, SUBSCRIBER_ACCOUNT) for s in subscriber_services()),
+    ]
+    return _block(ACCOUNT, ["jetstream: enabled", *_users(controller), *_list("exports", exports)])
+
+
+def _agents_account(cc: str, users: list[StoredUser], *, imports: bool) -> list[str]:
+    body = [*_users(users), _mapped_api()]
+    if imports:
+        body += _list("imports", [_service_import(s) for s in agent_services(cc)])
+    return _block(agent_account(cc), body)
+
+
+def _subscriber(users: list[StoredUser]) -> list[str]:
+    imports = [
+        f"{{ stream: {{ account: {ACCOUNT}, subject: {_q(RESULTS_LIVE_SUBJECTS)} }}, "
+        f"to: {_q(RESULTS_SUBJECTS)} }}",
+        f"{{ stream: {{ account: {ACCOUNT}, subject: {_q(EVENTS_SUBJECTS)} }} }}",
+        *(_service_import(s) for s in subscriber_services()),
+    ]
+    body = [*_users(users), _mapped_api(), *_list("imports", imports)]
+    return _block(SUBSCRIBER_ACCOUNT, body)
+
+
+def _by_account(users: Iterable[StoredUser]) -> dict[str, list[StoredUser]]:
+    found: dict[str, list[StoredUser]] = {}
+    for u in sorted(users, key=lambda u: u.user):
+        found.setdefault(account_of(u.user), []).append(u)
+    return found
+
+
+HEADER: Final = """\
 # Generated by `python -m deploy.mint_country` (see deploy/README.md): add or rotate users with it;
-# a hand edit between BEGIN/END lines is overwritten the next time it runs. Passwords are stored
-# only as bcrypt hashes. After a change: `nats-server --signal reload` (or SIGHUP) on every server.
+# a hand edit is overwritten the next time it runs. Passwords are stored only as bcrypt hashes.
+# After a change: `nats-server --signal reload` (or SIGHUP) on every server that includes it.
 """
 
 
 def render_users_conf(users: Iterable[StoredUser]) -> str:
-    """The whole agents.conf: every user's block inside the account's `users` list."""
-    blocks = [
-        render_user(u.user, u.password_hash, minted=u.minted, countries=u.countries)
-        for u in sorted(users, key=lambda u: _order(u.user))
+    """The hub's agents.conf: every account, its users, exports and imports."""
+    stored = list(users)
+    accounts = _by_account(stored)
+    countries = sorted({cc for u in stored if (cc := country_of(u.user))})
+    lines = [
+        *_mailprobe(accounts.get(ACCOUNT, []), countries),
+        *(
+            line
+            for cc in countries
+            for line in _agents_account(cc, accounts[agent_account(cc)], imports=True)
+        ),
+        *_subscriber(accounts.get(SUBSCRIBER_ACCOUNT, [])),
     ]
-    return HEADER + "users: [\n" + "".join(blocks) + "]\n"
+    return (
+        f"# The hub's NATS accounts, included by hub.conf.\n{HEADER}"
+        + "\n".join(_block("accounts", lines))
+        + "\n"
+    )
+
+
+def leaf_regions(users: Iterable[StoredUser]) -> dict[str, tuple[str, ...]]:
+    """Every leaf region with the countries it carries."""
+    found: dict[str, list[str]] = {}
+    for u in users:
+        if leaf := leaf_of(u.user):
+            found.setdefault(leaf[0], []).append(leaf[1])
+    return {region: tuple(sorted(ccs)) for region, ccs in sorted(found.items())}
+
+
+def leaf_url_variable(cc: str) -> str:
+    """The environment variable holding a leaf server's hub URL (with the login) for `cc`."""
+    return f"NATS_HUB_LEAF_URL_{_country(cc)}"
+
+
+def render_leaf_conf(
+    region: str, users: Iterable[StoredUser], *, ca_file: str = LEAF_CA_FILE
+) -> str:
+    """A leaf server's agents.conf: the accounts of its countries with their agent users (the
+    hub's hashes), and one leaf connection per account to the hub, verifying the hub's
+    certificate with `ca_file`."""
+    stored = list(users)
+    countries = leaf_regions(stored).get(region, ())
+    if not countries:
+        raise ValueError(f"{region} carries no country: mint it with --countries DE,FR")
+    agents = {u.user: u for u in stored}
+    accounts: list[str] = []
+    remotes: list[str] = []
+    for cc in countries:
+        own = [agents[agent_user(cc)]] if agent_user(cc) in agents else []
+        accounts += _agents_account(cc, own, imports=False)
+        remotes.append(
+            f"{{ urls: [${leaf_url_variable(cc)}], account: {agent_account(cc)}, "
+            f"tls: {{ ca_file: {_q(ca_file)} }} }}"
+        )
+    return (
+        f"# The NATS accounts of leaf server {region}, included by its leaf.conf.\n{HEADER}"
+        f"# Environment: {', '.join(leaf_url_variable(cc) for cc in countries)} (mint_country "
+        "prints them).\n"
+        + "\n".join(
+            [*_block("accounts", accounts), *_block("leafnodes", _list("remotes", remotes))]
+        )
+        + "\n"
+    )
+
+
+def legacy_leaf_users(text: str) -> list[str]:
+    """Leaf users of the single-account agents.conf of earlier versions (`leaf-eu`, one login
+    for several countries): `parse_users_conf` drops them, they are minted per country now."""
+    return [u for b in _BLOCK.finditer(text) if is_leaf_region(u := b.group("user"))]
 
 
 def parse_users_conf(text: str) -> dict[str, StoredUser]:
-    """The users stored in an agents.conf written by `render_users_conf`."""
+    """The users stored in an agents.conf written by `render_users_conf` (or by an earlier
+    version, with every user in one account: the same blocks, but see `legacy_leaf_users`)."""
     users: dict[str, StoredUser] = {}
     for block in _BLOCK.finditer(text):
         user, body = block.group("user"), block.group("body")
+        if is_leaf_region(user):
+            continue
         password = _PASSWORD.search(body)
         if password is None:
             raise ValueError(f"agents.conf: the block of {user} has no password line")
-        listed = _COUNTRIES.search(body)
-        countries = countries_of(listed.group("countries")) if listed else ()
-        # An unknown user name, or a leaf user without countries, is an error, not dropped.
-        try:
-            permissions_for(user, countries)
+        try:  # an unknown user name is an error, not dropped
+            permissions_for(user)
         except ValueError as exc:
             raise ValueError(f"agents.conf: the block of {user}: {exc}") from None
         minted = _MINTED.search(body)
         users[user] = StoredUser(
-            user,
-            password.group("hash"),
-            minted.group("minted").strip() if minted else "",
-            countries,
+            user, password.group("hash"), minted.group("minted").strip() if minted else ""
         )
     return users
 
@@ -376,20 +527,27 @@ def credentials_url(nats_url: str, user: str, password: str) -> str:
 __all__ = [
     "ACCOUNT",
     "Permissions",
+    "Service",
     "StoredUser",
+    "agent_account",
     "agent_inbox_prefix",
     "agent_permissions",
+    "agent_services",
     "agent_user",
     "controller_permissions",
     "countries_of",
     "credentials_url",
     "hash_password",
-    "is_leaf_user",
-    "leaf_permissions",
+    "is_leaf_region",
+    "leaf_login",
+    "leaf_of",
+    "leaf_regions",
+    "leaf_url_variable",
+    "legacy_leaf_users",
     "new_password",
     "parse_users_conf",
     "permissions_for",
-    "render_agent_block",
+    "render_leaf_conf",
     "render_user",
     "render_users_conf",
     "subscriber_permissions",

@@ -187,6 +187,8 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     capacity: int = 0
     started_at: str
     seen_at: str
+    # The agent's last beat on a clean stop: the controller forgets it at once.
+    stopping: bool = False
 
 
 class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):

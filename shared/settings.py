@@ -232,6 +232,15 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000
+    agents_per_country_max: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="live agents the controller holds per country; heartbeats of further "
+            "agent ids of that country are dropped (logged), so no country crowds out another",
+        ),
+    ] = 500
     notify_smtp_url: Annotated[
         str | None,
         Meta(

@@ -1,7 +1,7 @@
-"""JetStream streams, consumers and the agents KV bucket, created idempotently.
+"""JetStream streams and consumers, created idempotently.
 
 The controller calls `ensure_streams` and `ensure_jobs_consumers` at start: it alone creates and
-updates the streams, the bucket and every country's durable `jobs-CC`. An agent only looks its
+updates the streams and every country's durable `jobs-CC`. An agent only looks its
 consumer up and pulls from it (deploy/ gives it no right to create or change one: a consumer's
 config decides where its jobs, with their secrets, are delivered). Settings that differ per
 deployment (history kept, size limits) are arguments.
@@ -17,15 +17,14 @@ from nats.js.api import (
     ConsumerInfo,
     DeliverPolicy,
     DiscardPolicy,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
 from nats.js.errors import APIError, NotFoundError
-from nats.js.kv import KeyValue
 
 from shared.subjects import (
-    AGENTS_BUCKET,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     JOBS_STREAM,
@@ -39,7 +38,6 @@ log = structlog.get_logger(__name__)
 
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
-HEARTBEAT_TTL_S = 30
 INGEST_CONSUMER = "ingest"
 # What agents wait before a job they took and went silent on goes to another agent; running
 # checks extend it with `in_progress` (agent.worker).
@@ -47,9 +45,12 @@ JOBS_ACK_WAIT_S = 30.0
 MIB = 1024 * 1024
 RESULTS_MAX_BYTES = 20 * 1024 * MIB
 EVENTS_MAX_BYTES = 1024 * MIB
-# A heartbeat is a few hundred bytes; the caps only bound what a misbehaving agent can store.
-AGENTS_MAX_BYTES = 64 * MIB
-AGENTS_MAX_VALUE_BYTES = 64 * 1024
+# RESULTS republishes every result it stored here, under the same tokens after `live.`: the
+# live feed of readers in other NATS accounts (deploy/nats_conf.py), who get what RESULTS
+# holds, once per stored result.
+RESULTS_LIVE_SUBJECTS = "live.results.>"
+# Where heartbeats lived before they became core messages; removed at start.
+LEGACY_AGENTS_STREAM = "KV_agents"
 
 
 def jobs_consumer_name(cc: str) -> str:
@@ -63,8 +64,8 @@ def stream_configs(
     results_max_bytes: int = RESULTS_MAX_BYTES,
     events_max_bytes: int = EVENTS_MAX_BYTES,
 ) -> list[StreamConfig]:
-    """JOBS, RESULTS, EVENTS and the bucket's stream. RESULTS and EVENTS drop their oldest
-    messages past their size, so no publisher (say, a compromised agent) can fill the store."""
+    """JOBS, RESULTS and EVENTS. RESULTS and EVENTS drop their oldest messages past their
+    size, so no publisher (say, a compromised agent) can fill the store."""
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -83,6 +84,7 @@ def stream_configs(
             max_bytes=results_max_bytes,
             discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
+            republish=RePublish(src=RESULTS_SUBJECTS, dest=RESULTS_LIVE_SUBJECTS),
         ),
         StreamConfig(
             name=EVENTS_STREAM,
@@ -94,33 +96,7 @@ def stream_configs(
             discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
-        agents_stream_config(),
     ]
-
-
-def agents_stream_config() -> StreamConfig:
-    """The `agents` bucket's stream: what nats-py's `create_key_value` makes, except that
-    rollup headers are refused. With them, any agent could wipe the whole bucket (every
-    country's heartbeats) by one put of its own key with `Nats-Rollup: all`; heartbeats need
-    only put and delete."""
-    return StreamConfig(
-        name=f"KV_{AGENTS_BUCKET}",
-        subjects=[f"$KV.{AGENTS_BUCKET}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=HEARTBEAT_TTL_S,
-        max_msgs_per_subject=1,
-        max_bytes=AGENTS_MAX_BYTES,
-        max_msg_size=AGENTS_MAX_VALUE_BYTES,
-        max_msgs=-1,
-        max_consumers=-1,
-        discard=DiscardPolicy.NEW,
-        duplicate_window=HEARTBEAT_TTL_S,
-        allow_rollup_hdrs=False,
-        allow_msg_ttl=True,  # as nats-py creates buckets; once on, JetStream keeps it on
-        deny_delete=True,
-        allow_direct=False,
-    )
 
 
 async def ensure_streams(
@@ -130,8 +106,8 @@ async def ensure_streams(
     *,
     results_max_bytes: int = RESULTS_MAX_BYTES,
     events_max_bytes: int = EVENTS_MAX_BYTES,
-) -> KeyValue:
-    """Create or update the streams and the agents bucket; return the bucket."""
+) -> None:
+    """Create or update the streams; remove the `agents` bucket of older versions."""
     configs = stream_configs(
         results_days,
         events_days,
@@ -144,12 +120,11 @@ async def ensure_streams(
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
-    return await agents_bucket(js)
-
-
-async def agents_bucket(js: JetStreamContext) -> KeyValue:
-    """The `agents` bucket (`ensure_streams` creates it); NotFoundError while it is missing."""
-    return await js.key_value(AGENTS_BUCKET)
+    try:
+        await js.delete_stream(LEGACY_AGENTS_STREAM)
+    except NotFoundError:
+        return
+    log.info("legacy_agents_bucket_removed", stream=LEGACY_AGENTS_STREAM)
 
 
 def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> ConsumerConfig:

@@ -1,4 +1,4 @@
-"""NATS subject, stream and bucket names (see ARCHITECTURE.md, section NATS)."""
+"""NATS subject and stream names (see ARCHITECTURE.md, section NATS)."""
 
 import re
 from typing import Final
@@ -6,7 +6,6 @@ from typing import Final
 JOBS_STREAM: Final = "JOBS"
 RESULTS_STREAM: Final = "RESULTS"
 EVENTS_STREAM: Final = "EVENTS"
-AGENTS_BUCKET: Final = "agents"
 
 JOBS_SUBJECTS: Final = "mon.jobs.*"
 RESULTS_SUBJECTS: Final = "mon.results.>"
@@ -59,3 +58,8 @@ def agent_inbox_prefix(cc: str) -> str:
 def heartbeats_subject(cc: str, agent_id: str) -> str:
     """Where an agent of `cc` publishes its heartbeat (core NATS, read by the controller)."""
     return f"mon.heartbeats.{_country(cc)}.{_token('agent_id', agent_id)}"
+
+
+def heartbeats_country_filter(cc: str) -> str:
+    """Every heartbeat of one country's agents."""
+    return f"mon.heartbeats.{_country(cc)}.>"

@@ -14,6 +14,7 @@ PostgreSQL, which pg_ctl already detaches, stops last, when this script exits).
 """
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
-from nats.js.errors import NoKeysError
+from nats.aio.msg import Msg
 
 from controller.db import accounts
 from controller.db.migrate import migrate
@@ -35,7 +36,8 @@ from controller.secretbox import generate_key
 from controller.security import hash_password, new_token
 from shared import embedded
 from shared.sealing import generate
-from shared.streams import agents_bucket, ensure_streams
+from shared.streams import ensure_streams
+from shared.subjects import HEARTBEATS_SUBJECTS
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -105,7 +107,7 @@ async def admin_token(database_url: str, password: str) -> str:
 
 
 async def prepare_nats(url: str) -> None:
-    """The streams and the agents bucket, as the controller makes them at start (idempotent)."""
+    """The streams, as the controller makes them at start (idempotent)."""
     nc = await nats.connect(url)
     try:
         await ensure_streams(nc.jetstream())
@@ -114,19 +116,21 @@ async def prepare_nats(url: str) -> None:
 
 
 async def wait_agents(url: str, countries: list[str], within: float = 20) -> set[str]:
-    """Wait until every country has a heartbeat in the agents bucket; return those that do."""
+    """Wait until every country's agents heartbeat; return the countries heard."""
     nc = await nats.connect(url)
+    heard: set[str] = set()
+    everyone = asyncio.Event()
+
+    async def on_beat(msg: Msg) -> None:
+        heard.add(msg.subject.split(".")[2])
+        if set(countries) <= heard:
+            everyone.set()
+
     try:
-        kv = await agents_bucket(nc.jetstream())
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                live = {key.partition(".")[0] for key in await kv.keys()}
-            except NoKeysError:
-                live = set()
-            if set(countries) <= live or time.monotonic() > deadline:
-                return live
-            await asyncio.sleep(0.2)
+        await nc.subscribe(HEARTBEATS_SUBJECTS, cb=on_beat)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), within)
+        return heard
     finally:
         await nc.close()
 

@@ -12,6 +12,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import PathParameter, QueryParameter
 
+from controller.agents import AgentsUnknownError
 from controller.api import fair_use, guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
@@ -285,7 +286,10 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     countries = len(monitor["allowed_country_codes"] or ()) or lim.default_countries
     async with _pool(request).acquire() as conn, conn.transaction():
         await fair_use.take_trigger(conn, lim, monitor["organization_id"], monitor["id"], countries)
-    plan = await pipeline.scheduler.trigger(monitor["id"])
+    try:
+        plan = await pipeline.scheduler.trigger(monitor["id"])
+    except AgentsUnknownError as exc:
+        raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
     if plan is None:
         raise not_found()
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]
@@ -359,7 +363,7 @@ class ImapPopMonitorResultsController(Controller):
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
 async def list_agents(request: AuthedRequest) -> AgentsOut:
-    beats = await _pipeline(request).agents.agents(fresh=True)
+    beats = _pipeline(request).agents.agents()
     by_country: dict[str, list[AgentOut]] = {}
     for b in beats:
         by_country.setdefault(b.country, []).append(

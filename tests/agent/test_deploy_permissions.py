@@ -1,61 +1,60 @@
-"""The worker as deployed: connected as NATS user `agent-CC` of deploy/nats, with nothing more
-than that user may do (look up the consumer the controller made, fetch, ack, publish its
-results, heartbeat)."""
+"""The worker as deployed: connected over TLS as NATS user `agent-CC` of deploy/nats, in its
+country's account, with nothing more than that user may do (look up the consumer the
+controller made, fetch, ack, publish its results, heartbeat to the controllers)."""
 
-import nats
+import asyncio
+
 import pytest
-from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
-from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
-from deploy.nats_conf import agent_user
+from deploy.nats_conf import CONTROLLER_USER
+from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
-from shared.subjects import AGENTS_BUCKET, JOBS_STREAM, agent_inbox_prefix
+from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
-from tests.deploy.test_nats_permissions import Hub, hub
+from tests.deploy.natsdeploy import Deployment, agent, connect, registered
+from tests.deploy.test_nats_permissions import deployment
 
-__all__ = ["hub"]  # the deploy tests' permissioned server, reused as a fixture here
+__all__ = ["deployment"]  # the deploy tests' permissioned hub, reused as a fixture here
 
 
 @pytest.mark.parametrize("country", ["DE"])
 async def test_worker_runs_a_job_with_only_its_countrys_permissions(
-    hub: Hub, country: str, ssl_contexts: SslContexts
+    deployment: Deployment, country: str, ssl_contexts: SslContexts
 ) -> None:
-    controller = await nats.connect(
-        hub.url, user="controller", password=hub.passwords["controller"]
-    )
-    js = controller.jetstream()
+    controller = await connect(deployment.hub, deployment, CONTROLLER_USER)
+    js = controller.js
     await ensure_streams(js)
     await ensure_jobs_consumers(js, [country])
-    errors: list[Exception] = []
+    beats: list[Msg] = []
 
-    async def on_error(exc: Exception) -> None:
-        errors.append(exc)
+    async def heard(msg: Msg) -> None:
+        beats.append(msg)
 
-    agent = NATS()
-    await agent.connect(
-        hub.url,
-        user=agent_user(country),
-        password=hub.passwords[agent_user(country)],
-        inbox_prefix=agent_inbox_prefix(country),
-        error_cb=on_error,
-        allow_reconnect=False,
-    )
+    await controller.nc.subscribe(HEARTBEATS_SUBJECTS, cb=heard)
+    await registered(controller.nc)
+    client = await agent(deployment.hub, deployment, country)
     try:
         async with SmtpLikePeer() as peer:
             job = job_for(country, peer.port)
             await publish_job(js, job)
-            w = worker(agent, country, ssl_contexts, heartbeat_interval=0.1)
+            w = worker(client.nc, country, ssl_contexts, heartbeat_interval=0.1)
             await w.run(burst=True)
-        key = heartbeat_key(country, w.agent_id)
-        [result] = await results(js, country)
-        assert (result.job_id, result.status, result.agent_id) == (job.job_id, "up", w.agent_id)
+        [result] = [r for r in await results(js, country) if r.job_id == job.job_id]
+        assert (result.status, result.agent_id) == ("up", w.agent_id)
         info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
         assert (info.num_pending, info.num_ack_pending) == (0, 0)
-        marker = await js.get_msg(f"KV_{AGENTS_BUCKET}", subject=f"$KV.{AGENTS_BUCKET}.{key}")
-        assert marker.headers is not None and marker.headers["KV-Operation"] == "DEL"
-        await agent.flush()
-        assert errors == []
+        await registered(controller.nc)
+        await asyncio.sleep(0)
+        last = decode_heartbeat(beats[-1].data)
+        assert (beats[-1].subject, last.agent_id, last.stopping) == (
+            f"mon.heartbeats.{country}.{w.agent_id}",
+            w.agent_id,
+            True,
+        )
+        await client.nc.flush()
+        assert client.errors == []
     finally:
-        await agent.close()
+        await client.close()
         await controller.close()

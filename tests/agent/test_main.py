@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -14,17 +13,16 @@ from typing import Any
 
 import nats
 import pytest
-from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
 from agent.__main__ import _connect
-from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
 from shared import embedded
 from shared.messages import decode_heartbeat
 from shared.settings import AgentSettings
-from shared.streams import agents_bucket, ensure_streams
+from shared.streams import ensure_streams
+from shared.subjects import heartbeats_subject
 from tests.agent.helpers import worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,34 +60,37 @@ async def stop_agent(proc: asyncio.subprocess.Process) -> list[dict[str, Any]]:
     return [json.loads(line) for line in err.decode().splitlines()]
 
 
-async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(
-    nats_url: str, js: JetStreamContext
-) -> None:
+async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(nc: NATS) -> None:
+    """Heartbeats on its country's subject while it runs, and a last one saying `stopping`."""
     agent_id = f"DE-proc-{uuid.uuid4().hex[:8]}"
-    kv = await agents_bucket(js)
-    proc = await start_agent("--country", "DE", NATS_URL=nats_url, AGENT_ID=agent_id)
+    beats = await nc.subscribe(heartbeats_subject("DE", agent_id))
+    await nc.flush()
+    await nc.flush()
+    proc = await start_agent("--country", "DE", NATS_URL=nats_url_of(nc), AGENT_ID=agent_id)
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                entry = await kv.get(heartbeat_key("DE", agent_id))
-                break
-            except KeyNotFoundError:
-                assert proc.returncode is None, "the agent exited"
-                assert time.monotonic() < deadline, "no heartbeat within 5 s"
-                await asyncio.sleep(0.05)
+        first = decode_heartbeat((await beats.next_msg(timeout=10)).data)
     finally:
         logs = await stop_agent(proc)
-    assert entry.value is not None
-    beat = decode_heartbeat(entry.value)
-    assert (beat.agent_id, beat.country, beat.capacity) == (agent_id, "DE", 200)
+    assert (first.agent_id, first.country, first.capacity, first.stopping) == (
+        agent_id,
+        "DE",
+        200,
+        False,
+    )
+    last = first
+    while not last.stopping:
+        last = decode_heartbeat((await beats.next_msg(timeout=5)).data)
+    assert last.agent_id == agent_id
     events = [line["event"] for line in logs]
     assert events[0] == "nats_connected" and events[-1] == "agent_exit"
     assert {"agent_started", "signal_received", "agent_stopped"} <= set(events)
     assert all(line["agent_id"] == agent_id for line in logs)
     assert not [line for line in logs if line["level"] not in ("debug", "info")]
-    with pytest.raises(KeyNotFoundError):
-        await kv.get(heartbeat_key("DE", agent_id))
+
+
+def nats_url_of(nc: NATS) -> str:
+    assert nc.connected_url is not None
+    return f"nats://{nc.connected_url.netloc}"
 
 
 async def test_agent_keeps_trying_an_unreachable_nats_and_still_stops_on_sigterm() -> None:

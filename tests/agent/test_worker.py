@@ -7,13 +7,17 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
 
-from agent.heartbeat import heartbeat_key
 from agent.probers.tls import SslContexts
 from shared.messages import decode_heartbeat, encode
-from shared.streams import agents_bucket, ensure_streams, jobs_consumer_name, stream_configs
-from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_subject
+from shared.streams import ensure_streams, jobs_consumer_name, stream_configs
+from shared.subjects import (
+    JOBS_STREAM,
+    RESULTS_STREAM,
+    heartbeats_subject,
+    jobs_subject,
+    results_subject,
+)
 from tests.agent.helpers import (
     SmtpLikePeer,
     capture,
@@ -166,37 +170,31 @@ async def test_the_concurrency_cap_bounds_checks_in_flight(
     assert len(await results(js, country)) == 6
 
 
-async def test_heartbeat_is_in_the_agents_bucket_while_running_and_gone_after_stop(
-    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+async def test_heartbeat_goes_out_while_running_and_says_stopping_at_the_end(
+    nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
     w = worker(nc, country, ssl_contexts, concurrency=7, heartbeat_interval=0.2)
-    kv = await agents_bucket(js)
-    key = heartbeat_key(country, w.agent_id)
-    assert key == f"{country}.{w.agent_id}"
+    beats = await nc.subscribe(heartbeats_subject(country, w.agent_id))
+    await nc.flush()
+    await nc.flush()
     run = asyncio.create_task(w.run())
     try:
-        deadline = time.monotonic() + 3
-        while True:
-            try:
-                entry = await kv.get(key)
-                break
-            except KeyNotFoundError:
-                assert time.monotonic() < deadline, "no heartbeat within 3 s"
-                await asyncio.sleep(0.05)
-        assert entry.value is not None
-        beat = decode_heartbeat(entry.value)
+        beat = decode_heartbeat((await beats.next_msg(timeout=3)).data)
         assert (beat.agent_id, beat.country, beat.capacity, beat.in_flight) == (
             w.agent_id,
             country,
             7,
             0,
         )
-        assert beat.version and beat.started_at <= beat.seen_at
+        assert beat.version and beat.started_at <= beat.seen_at and not beat.stopping
     finally:
         w.stop()
         await run
-    with pytest.raises(KeyNotFoundError):
-        await kv.get(key)
+    last = beat
+    while not last.stopping:
+        last = decode_heartbeat((await beats.next_msg(timeout=3)).data)
+    with pytest.raises(nats.errors.TimeoutError):  # nothing after the last one
+        await beats.next_msg(timeout=0.5)
 
 
 async def test_stop_lets_in_flight_checks_finish_and_ack(

@@ -3,7 +3,7 @@ one country, the session's PostgreSQL. Nothing mocked.
 
 Isolation on the session-wide servers: the scheduler never runs its loop here (trigger-check
 publishes directly), so other tests' monitors in the shared database are never claimed; live
-agents are read from a bucket of the rig's own; the rig's country code is used by no other test,
+agents are heard from the rig's own heartbeat; the rig's country code is used by no other test,
 and its jobs and consumer are removed afterwards.
 """
 
@@ -20,7 +20,6 @@ import asyncpg
 import msgspec
 import nats
 import uvicorn
-from nats.js.api import KeyValueConfig
 from nats.js.errors import NotFoundError
 
 from agent.probers.tls import build_ssl_contexts
@@ -37,7 +36,7 @@ from shared import embedded
 from shared.messages import AgentHeartbeat, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
-from shared.subjects import JOBS_STREAM, jobs_subject
+from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.sealing import KeyRing
 
@@ -86,19 +85,24 @@ async def pipeline_api(
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     await ensure_streams(js)
     await ensure_jobs_consumers(js, [country])
-    bucket = f"agents_api_{uuid.uuid4().hex[:8]}"
-    kv = await js.create_key_value(KeyValueConfig(bucket=bucket, ttl=60, history=1))
+    agents = LiveAgents(nc, warmup_s=0, ttl_s=600)
+    await agents.start()
     now = iso_ms(utcnow())
     beat = AgentHeartbeat(agent_id="rig", country=country, started_at=now, seen_at=now)
-    await kv.put(f"{country}.rig", encode(beat))
-    agents = LiveAgents(kv, ttl_s=0)
+    await nc.publish(heartbeats_subject(country, "rig"), encode(beat))
+    deadline = asyncio.get_running_loop().time() + 5
+    while country not in agents.countries():
+        assert asyncio.get_running_loop().time() < deadline, "the rig's heartbeat was not heard"
+        await asyncio.sleep(0.01)
     key_dir = tempfile.TemporaryDirectory(prefix="rig-seal-")
     ring = KeyRing(Path(key_dir.name), [country])
     keys = CountryKeys(str(ring.directory), reload_every_s=0)
     scheduler = Scheduler(
         pool, js, agents, box, keys, default_countries=settings.default_check_countries
     )
-    ingester = Ingester(pool, js, JobIds.from_box(box), durable=f"ingest-api-{bucket}")
+    ingester = Ingester(
+        pool, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}"
+    )
     pipeline = Pipeline(nc, js, agents, scheduler, ingester)
     agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None
     worker = run = None
@@ -124,6 +128,6 @@ async def pipeline_api(
         await js.purge_stream(JOBS_STREAM, subject=jobs_subject(country))
         with suppress(NotFoundError):
             await js.delete_consumer(JOBS_STREAM, jobs_consumer_name(country))
-        await js.delete_key_value(bucket)
+        await agents.stop()
         await nc.drain()
         key_dir.cleanup()

@@ -1,10 +1,11 @@
 """deploy/ as far as this machine can check it without Docker or Kubernetes.
 
 Every environment variable the container, compose, Kubernetes and systemd files set for a
-mailprobe process is a real setting of that process, and their probes ask the ports and paths
-the processes serve; what the Dockerfile copies builds a wheel with every package and
-migration; the NATS configurations pass `nats-server -t`; `python -m deploy.mint_country`
-writes an agents.conf the server accepts.
+mailprobe process is a real setting of that process, every file a setting names is mounted
+there, and their probes ask the ports and paths the processes serve; what the Dockerfile copies
+builds a wheel with every package and migration; the NATS configurations, with certificates
+from `python -m deploy.make_certs`, pass `nats-server -t`; `python -m deploy.mint_country`
+writes agents.conf files the servers accept and a country's sealing keys.
 """
 
 import os
@@ -21,9 +22,10 @@ import msgspec
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
-from deploy import mint_country
-from deploy.nats_conf import JS_DOMAIN, parse_users_conf, render_users_conf
+from deploy import make_certs, mint_country
+from deploy.nats_conf import parse_users_conf, render_users_conf
 from shared import embedded
+from shared.sealing import OpeningKeys, SealingKey
 from shared.settings import AgentSettings, ControllerSettings, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +35,8 @@ SETTINGS = {
     "agent": {f.encode_name for f in msgspec.structs.fields(AgentSettings)},
 }
 IMAGE = "mailprobe:0.1.0"
+# Settings that name a file or folder the process reads: it must be mounted there.
+FILE_SETTINGS = ("NATS_TLS_CA_FILE", "AGENT_SEAL_KEYS_FILE", "SEAL_PUBLIC_KEYS_DIR")
 
 
 def check_env(process: str, names: object, where: str) -> None:
@@ -110,6 +114,33 @@ def test_compose() -> None:
     assert "./nats:/etc/nats:ro" in nats["volumes"]
 
 
+def _under(path: str, mounts: list[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def test_compose_mounts_the_files_its_settings_name() -> None:
+    """TLS to NATS for every process (the hub wants it); each agent its country's sealing
+    keys, the controller the public keys; all read-only, from what deploy's commands write."""
+    services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    for name, service in services.items():
+        if service.get("image") != IMAGE or name == "migrate":
+            continue
+        env = service["environment"]
+        assert env["NATS_TLS_CA_FILE"] and env["NATS_URL"], name
+        volumes = [v.split(":") for v in service["volumes"]]
+        assert all(v[2:] == ["ro"] for v in volumes), name
+        for setting in FILE_SETTINGS:
+            if setting in env:
+                assert _under(env[setting], [v[1] for v in volumes]), (name, setting)
+        if service["command"][0] == "agent":
+            cc = env["AGENT_COUNTRY"]
+            assert [f"./seal/agent-{cc}.keys", env["AGENT_SEAL_KEYS_FILE"]] in [
+                v[:2] for v in volumes
+            ]
+        else:
+            assert ["./seal/public", env["SEAL_PUBLIC_KEYS_DIR"]] in [v[:2] for v in volumes]
+
+
 def nats_server_version() -> str:
     out = subprocess.run(
         [embedded.nats_server_binary(), "--version"], capture_output=True, text=True, check=True
@@ -178,6 +209,26 @@ def test_kubernetes_manifests() -> None:
             check_env(process, names, where)
 
 
+def test_kubernetes_mounts_the_files_its_settings_name() -> None:
+    docs = k8s_documents()
+    configmaps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                env.update(configmaps[source["configMapRef"]["name"]])
+            mounts = container.get("volumeMounts", [])
+            assert {m["name"] for m in mounts} <= volumes
+            assert all(m["readOnly"] for m in mounts)
+            paths = [m["mountPath"] for m in mounts]
+            for setting in FILE_SETTINGS:
+                if setting in env:
+                    assert _under(env[setting], paths), (deployment["metadata"]["name"], setting)
+            assert "NATS_TLS_CA_FILE" in env
+
+
 def test_kubernetes_probes_ask_the_ports_the_processes_serve() -> None:
     """Agents: /health and /ready on AGENT_METRICS_PORT's default (9464); the controller:
     on API_PORT as its ConfigMap sets it."""
@@ -228,27 +279,45 @@ def test_systemd_units(unit: str, process: str, exec_start: str) -> None:
         assert not problems, problems
 
 
-def systemd_env(unit: str, instance: str, env_file: str) -> dict[str, str]:
+def systemd_env(unit: str, instance: str, env_file: str, etc: Path) -> dict[str, str]:
     """The environment systemd gives an instance: Environment= lines, then the file's values,
-    which win."""
+    which win; /etc/mailprobe/ is `etc`."""
     text = (DEPLOY / "systemd" / unit).read_text().replace("%i", instance)
     env = dict(re.findall(r"^Environment=(\w+)=(.*)$", text, re.M))
     env.update(re.findall(r"^(\w+)=(.*)$", env_file, re.M))
-    return env
+    return {k: v.replace("/etc/mailprobe/", f"{etc}/") for k, v in env.items()}
 
 
-def test_systemd_runs_several_agents_of_one_country_on_one_host() -> None:
+def etc_mailprobe(folder: Path) -> Path:
+    """What the units' comments say goes to /etc/mailprobe/: the CA, DE's keys, public keys."""
+    certs = ["--hosts", "nats", "--ca-dir", str(folder / "pki"), "--out", str(folder / "tls")]
+    assert make_certs.main(certs) == 0
+    mint = ["DE", "--conf", str(folder / "agents.conf"), "--seal-dir", str(folder / "seal")]
+    assert mint_country.main(mint) == 0
+    return folder
+
+
+def test_systemd_runs_several_agents_of_one_country_on_one_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`@DE` takes its country from the instance name; `@DE-1` from its env file, with a
-    metrics port of its own (the example file's)."""
+    metrics port of its own (the example file's) and DE's sealing keys."""
+    etc = etc_mailprobe(tmp_path)
     unit = "mailprobe-agent@.service"
-    plain = systemd_env(unit, "DE", "NATS_URL=nats://agent-DE:x@nats:4222\n")
+    plain = systemd_env(unit, "DE", "NATS_URL=tls://agent-DE:x@nats:4222\n", etc)
     first = load(AgentSettings, plain)
-    second = load(
-        AgentSettings,
-        systemd_env(unit, "DE-1", (DEPLOY / "systemd" / "agent-DE-1.env.example").read_text()),
-    )
+    example = (DEPLOY / "systemd" / "agent-DE-1.env.example").read_text()
+    second = load(AgentSettings, systemd_env(unit, "DE-1", example, etc))
     assert (first.agent_country, second.agent_country) == ("DE", "DE")
     assert first.agent_metrics_port != second.agent_metrics_port
+    for env in (plain, systemd_env(unit, "DE-1", example, etc)):
+        assert env["AGENT_SEAL_KEYS_FILE"] == f"{etc}/seal/agent-DE.keys"
+        assert Path(env["NATS_TLS_CA_FILE"]).is_file()
+    controller = systemd_env(
+        "mailprobe-controller.service", "", "DATABASE_URL=postgresql://u@h/d\n", etc
+    )
+    assert Path(controller["SEAL_PUBLIC_KEYS_DIR"], "DE.pub").is_file()
+    load(ControllerSettings, controller)
 
 
 def nats_test(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -261,87 +330,241 @@ def nats_test(conf: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_nats_configs_are_valid() -> None:
-    hub = nats_test(DEPLOY / "nats" / "hub.conf")
+def shipped(folder: Path, name: str) -> Path:
+    """deploy/nats/`name` in `folder`, reading its certificates from `folder`/tls/ (made there
+    by make_certs, as an operator would)."""
+    text = (DEPLOY / "nats" / name).read_text()
+    assert "/etc/nats/tls/" in text
+    (folder / name).write_text(text.replace("/etc/nats/tls/", f"{folder}/tls/"))
+    if not (folder / "tls" / "server.pem").exists():
+        args = [
+            "--hosts",
+            "localhost",
+            "--ca-dir",
+            str(folder / "pki"),
+            "--out",
+            str(folder / "tls"),
+        ]
+        assert make_certs.main(args) == 0
+    return folder / name
+
+
+def test_nats_configs_are_valid_with_tls_on_and_monitoring_on_loopback(tmp_path: Path) -> None:
+    for name in ("hub.conf", "leaf.conf"):
+        text = (DEPLOY / "nats" / name).read_text()
+        assert "\nhttp: 127.0.0.1:8222\n" in text and "http_port" not in text, name
+        assert re.search(r"^tls \{\n  cert_file: .+\n  key_file: .+\n", text, re.M), name
+        assert 'include "agents.conf"' in text
+    hub_text = (DEPLOY / "nats" / "hub.conf").read_text()
+    assert re.search(r"^leafnodes \{\n  listen: .+\n  tls \{\n", hub_text, re.M)
+    shutil.copy(DEPLOY / "nats" / "agents.conf", tmp_path / "agents.conf")
+    hub = nats_test(shipped(tmp_path, "hub.conf"))
     assert hub.returncode == 0, hub.stderr
-    leaf = nats_test(
-        DEPLOY / "nats" / "leaf.conf",
-        NATS_SERVER_NAME="leaf-test",
-        NATS_HUB_LEAF_URL="nats-leaf://leaf:secret@hub.example.net:7422",
-    )
-    assert leaf.returncode == 0, leaf.stderr
-    # The leaf's mappings and the agents' permissions name the hub's JetStream domain.
-    assert f"domain: {JS_DOMAIN}\n" in (DEPLOY / "nats" / "hub.conf").read_text()
-    assert f'"$JS.API.>": "$JS.{JS_DOMAIN}.API.>"' in (DEPLOY / "nats" / "leaf.conf").read_text()
     # The checked-in agents.conf is exactly what the generator writes for its users.
     text = (DEPLOY / "nats" / "agents.conf").read_text()
     assert render_users_conf(parse_users_conf(text).values()) == text
 
 
+def test_make_certs_makes_a_ca_once_and_server_certificates_a_client_verifies(
+    tmp_path: Path,
+) -> None:
+    """The CA is made on the first run and reused; keys are the owner's only; the server
+    certificate names the hosts given and chains to the CA clients get as ca.pem."""
+    import ssl
+
+    from cryptography import x509
+
+    pki, out = tmp_path / "pki", tmp_path / "tls"
+    args = ["--ca-dir", str(pki), "--out", str(out)]
+    assert make_certs.main(["--hosts", "nats,127.0.0.1", *args]) == 0
+    ca = (pki / "ca.pem").read_bytes()
+    assert (
+        make_certs.main(["--hosts", "leaf-eu.example.net", *args, "--out", str(tmp_path / "l")])
+        == 0
+    )
+    assert (pki / "ca.pem").read_bytes() == ca == (tmp_path / "l" / "ca.pem").read_bytes()
+    for key in (pki / "ca.key", out / "server.key"):
+        assert key.stat().st_mode & 0o777 == 0o600, key
+    cert = x509.load_pem_x509_certificate((out / "server.pem").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["nats"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    context = ssl.create_default_context(cafile=str(out / "ca.pem"))
+    context.load_cert_chain(out / "server.pem", out / "server.key")  # key and cert belong together
+    assert make_certs.main(["--hosts", " ", *args]) == 2
+
+
 def test_mint_country_writes_a_config_the_server_accepts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shutil.copy(DEPLOY / "nats" / "hub.conf", tmp_path / "hub.conf")
     conf = tmp_path / "agents.conf"
     conf.write_text(render_users_conf([]))
-    url = "nats://nats-a:4222,nats://nats-b:4222"
+    seal = tmp_path / "seal"
+    url = "tls://nats-a:4222,tls://nats-b:4222"
+    common = ["--conf", str(conf), "--seal-dir", str(seal)]
     for name in ("DE", "controller", "us", "subscriber"):
-        assert mint_country.main([name, "--conf", str(conf), "--nats-url", url]) == 0
+        assert mint_country.main([name, *common, "--nats-url", url]) == 0
     out = capsys.readouterr().out
     users = parse_users_conf(conf.read_text())
-    assert list(users) == ["controller", "subscriber", "agent-DE", "agent-US"]
+    assert list(users) == ["controller", "agent-DE", "agent-US", "subscriber"]  # by account
     assert all(u.password_hash.startswith("$2") and u.minted for u in users.values())
     urls = re.findall(r"^NATS_URL=(.+)$", out, re.M)
     assert len(urls) == 4
     assert re.fullmatch(
-        r"nats://agent-DE:[\w-]{40,}@nats-a:4222,nats://agent-DE:[\w-]+@nats-b:4222", urls[0]
+        r"tls://agent-DE:[\w-]{40,}@nats-a:4222,tls://agent-DE:[\w-]+@nats-b:4222", urls[0]
     )
     assert "AGENT_COUNTRY=DE" in out
+    assert "AGENT_SEAL_KEYS_FILE=/etc/mailprobe/seal/agent-DE.keys" in out
     # The subscriber may create no consumer: it is told what it may do instead.
     assert "consumer" not in out.split("# subscriber:")[1].replace("no consumers", "")
     assert "core subscription" in out and "message get" in out
+    # Each country in an account of its own, the others' accounts importing nothing of it.
+    text = conf.read_text()
+    for account in ("MAILPROBE", "AGENT_DE", "AGENT_US", "SUBSCRIBER"):
+        assert f"\n  {account} {{\n" in text
+    assert text.count('{ service: "mon.results.DE.>", accounts: [AGENT_DE] }') == 1
 
-    assert mint_country.main(["DE", "--conf", str(conf)]) == 2  # exists: needs --rotate
+    assert mint_country.main(["DE", *common]) == 2  # exists: needs --rotate
     assert "pass --rotate" in capsys.readouterr().err
     before = users["agent-DE"].password_hash
-    assert mint_country.main(["DE", "--conf", str(conf), "--rotate"]) == 0
+    assert mint_country.main(["DE", *common, "--rotate"]) == 0
     assert parse_users_conf(conf.read_text())["agent-DE"].password_hash != before
-    assert mint_country.main(["Germany", "--conf", str(conf)]) == 2
-    assert mint_country.main(["--refresh", "--conf", str(conf)]) == 0
+    assert mint_country.main(["Germany", *common]) == 2
+    assert mint_country.main(["--refresh", *common]) == 0
 
-    checked = nats_test(tmp_path / "hub.conf")
+    checked = nats_test(shipped(tmp_path, "hub.conf"))
     assert checked.returncode == 0, checked.stderr
 
 
-def test_mint_country_mints_a_leaf_user_and_changes_its_countries(
+def test_mint_country_makes_and_rotates_a_countrys_sealing_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shutil.copy(DEPLOY / "nats" / "hub.conf", tmp_path / "hub.conf")
+    """The agents' file (mode 0600) opens what the controllers' CC.pub seals; a rotation puts a
+    new key first and keeps the previous one (jobs sealed before it still open), at most two."""
+    seal = tmp_path / "seal"
+    common = ["--conf", str(tmp_path / "agents.conf"), "--seal-dir", str(seal)]
+    assert mint_country.main(["FR", *common]) == 0
+    private, public = seal / "agent-FR.keys", seal / "public" / "FR.pub"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert (seal.stat().st_mode & 0o777, public.stat().st_mode & 0o077) == (0o700, 0o044)
+    keys = private.read_text().splitlines()
+    first = SealingKey.parse(public.read_text())
+    assert len(keys) == 1 and OpeningKeys(keys).open(first.seal(b"pw"), first.id) == b"pw"
+    assert keys[0] not in capsys.readouterr().out  # the private key is never printed
+
+    hash_before = parse_users_conf((tmp_path / "agents.conf").read_text())["agent-FR"]
+    for _ in range(2):
+        assert mint_country.main(["FR", *common, "--rotate-seal-key"]) == 0
+    after = private.read_text().splitlines()
+    current = SealingKey.parse(public.read_text())
+    assert len(after) == 2 and keys[0] not in after  # the first one is gone after two rotations
+    assert OpeningKeys(after[:1]).ids == {current.id} and len(OpeningKeys(after).ids) == 2
+    assert current.id != first.id
+    assert parse_users_conf((tmp_path / "agents.conf").read_text())["agent-FR"] == hash_before
+    assert "NATS_URL" not in capsys.readouterr().out  # the password stayed: nothing to show
+
+    # A country minted before sealing existed gets its key pair, keeping its password.
+    private.unlink()
+    public.unlink()
+    assert mint_country.main(["FR", *common]) == 0
+    assert len(private.read_text().splitlines()) == 1 and public.exists()
+    assert mint_country.main(["controller", *common, "--rotate-seal-key"]) == 2
+
+
+def test_mint_country_mints_leaf_logins_and_the_leafs_own_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     conf = tmp_path / "agents.conf"
     conf.write_text(render_users_conf([]))
-    assert mint_country.main(["leaf-eu", "--conf", str(conf)]) == 2
+    common = ["--conf", str(conf), "--seal-dir", str(tmp_path / "seal")]
+    assert mint_country.main(["leaf-eu", *common]) == 2
     assert "--countries DE,FR" in capsys.readouterr().err
-    assert mint_country.main(["DE", "--countries", "DE", "--conf", str(conf)]) == 2
-    assert "leaf-REGION users only" in capsys.readouterr().err
+    assert mint_country.main(["DE", "--countries", "DE", *common]) == 2
+    assert "leaf-REGION servers only" in capsys.readouterr().err
+    assert mint_country.main(["DE", *common]) == 0
+    capsys.readouterr()
 
     url = "nats-leaf://hub.example.net:7422"
-    args = ["--conf", str(conf), "--hub-leaf-url", url]
+    args = [*common, "--hub-leaf-url", url]
     assert mint_country.main(["leaf-eu", "--countries", "fr,de", *args]) == 0
     out = capsys.readouterr().out
-    assert re.search(
-        r"^NATS_HUB_LEAF_URL=nats-leaf://leaf-eu:[\w-]{40,}@hub.example.net:7422$", out, re.M
-    )
-    leaf = parse_users_conf(conf.read_text())["leaf-eu"]
-    assert leaf.countries == ("DE", "FR")
-    assert '"_INBOX_agent_FR.>"' in conf.read_text()
+    for cc in ("DE", "FR"):
+        assert re.search(
+            rf"^NATS_HUB_LEAF_URL_{cc}=nats-leaf://leaf-eu-{cc}:[\w-]{{40,}}@hub.example.net:7422$",
+            out,
+            re.M,
+        )
+    users = parse_users_conf(conf.read_text())
+    assert {"leaf-eu-DE", "leaf-eu-FR"} <= set(users)
+    leaf_text = (tmp_path / "leaf-eu" / "agents.conf").read_text()
+    accounts = re.findall(r"^  (\w+) \{$", leaf_text, re.M)
+    assert accounts == ["AGENT_DE", "AGENT_FR"]  # no JetStream, no imports: only the agents
+    assert "imports" not in leaf_text
+    assert users["agent-DE"].password_hash in leaf_text  # the agents log in there alike
 
-    assert mint_country.main(["leaf-eu", "--countries", "DE,FR,NL", *args]) == 0
-    assert "NATS_HUB_LEAF_URL" not in capsys.readouterr().out  # same password, none shown
-    changed = parse_users_conf(conf.read_text())["leaf-eu"]
-    assert (changed.countries, changed.password_hash) == (("DE", "FR", "NL"), leaf.password_hash)
-    checked = nats_test(tmp_path / "hub.conf")
+    assert mint_country.main(["leaf-eu", "--countries", "DE,NL", *args]) == 0
+    out = capsys.readouterr().out
+    assert "NATS_HUB_LEAF_URL_NL=" in out and "NATS_HUB_LEAF_URL_DE" not in out
+    changed = parse_users_conf(conf.read_text())
+    leaf_text = (tmp_path / "leaf-eu" / "agents.conf").read_text()
+    assert "leaf-eu-FR" not in changed and "AGENT_FR" not in leaf_text
+    assert changed["leaf-eu-DE"].password_hash == users["leaf-eu-DE"].password_hash
+
+    (tmp_path / "leaf").mkdir()
+    tls = f"{tmp_path}/leaf/tls/"
+    (tmp_path / "leaf" / "agents.conf").write_text(leaf_text.replace("/etc/nats/tls/", tls))
+    leaf_env = {f"NATS_HUB_LEAF_URL_{cc}": "nats-leaf://u:p@hub:7422" for cc in ("DE", "NL")}
+    checked = nats_test(
+        shipped(tmp_path / "leaf", "leaf.conf"), NATS_SERVER_NAME="leaf-eu-1", **leaf_env
+    )
+    assert checked.returncode == 0, checked.stderr
+    checked = nats_test(shipped(tmp_path, "hub.conf"))
     assert checked.returncode == 0, checked.stderr
 
-    without = conf.read_text().replace("  # countries DE,FR,NL\n", "")
-    with pytest.raises(ValueError, match=r"leaf-eu.*at least one country"):
-        parse_users_conf(without)
+
+# The single-account agents.conf earlier versions wrote (permissions cut short).
+LEGACY_AGENTS_CONF = """\
+users: [
+# BEGIN controller
+{
+  # minted 2026-01-01T00:00:00Z
+  user: "controller"
+  password: "$2b$04$aaaaaaaaaaaaaaaaaaaaauXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+  permissions: { publish: { allow: [ "$KV.agents.>" ] } }
+}
+# END controller
+# BEGIN agent-DE
+{
+  user: "agent-DE"
+  password: "$2b$04$bbbbbbbbbbbbbbbbbbbbbuXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+}
+# END agent-DE
+# BEGIN leaf-eu
+{
+  # countries DE
+  user: "leaf-eu"
+  password: "$2b$04$cccccccccccccccccccccuXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+}
+# END leaf-eu
+]
+"""
+
+
+def test_refresh_turns_an_earlier_single_account_file_into_accounts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Users keep their passwords, each lands in its account with today's permissions; the
+    old one-login-for-several-countries leaf user is dropped, saying how to mint its logins."""
+    conf = tmp_path / "agents.conf"
+    conf.write_text(LEGACY_AGENTS_CONF)
+    assert mint_country.main(["--refresh", "--conf", str(conf)]) == 0
+    assert "dropped the leaf user leaf-eu" in capsys.readouterr().err
+    users = parse_users_conf(conf.read_text())
+    assert [(u.user, u.password_hash[7:12]) for u in users.values()] == [
+        ("controller", "aaaaa"),
+        ("agent-DE", "bbbbb"),
+    ]
+    assert users["controller"].minted == "2026-01-01T00:00:00Z"
+    assert "$KV.agents" not in conf.read_text() and "\n  AGENT_DE {\n" in conf.read_text()
+    checked = nats_test(shipped(tmp_path, "hub.conf"))
+    assert checked.returncode == 0, checked.stderr

@@ -1,304 +1,421 @@
 """Holes an audit found in the deployed NATS setup, each pinned against real nats-servers.
 
-The hub runs deploy/nats/hub.conf and a regional leaf deploy/nats/leaf.conf, both with an
-agents.conf rendered by deploy/nats_conf.py (the leaf logs in with a `leaf-eu` user carrying DE
-only). Agents behind the leaf run their country's jobs as if on the hub, and nothing else; no
-agent can wipe the `agents` bucket or create or change a consumer (the controller makes them);
-RESULTS and EVENTS are capped in size.
+The hub runs deploy/nats/hub.conf and a regional leaf deploy/nats/leaf.conf, with the
+agents.conf files deploy/nats_conf.py renders (the leaf `leaf-eu` carries DE only). NATS does
+not check a request's reply subject: with every user in one account, an agent's pull request
+with reply `mon.results.US.x` had JetStream deliver its country's jobs, secrets included, into
+RESULTS and to every subscriber, and the subscriber could make the server write into any
+stream. With an account per party, replies stay in the requester's account, for agents at the
+hub and behind a leaf. Agents behind the leaf run their country's jobs as if on the hub, and
+nothing else; nobody but the controller creates or changes a consumer; RESULTS and EVENTS are
+capped in size.
 """
 
 import asyncio
+import contextlib
 import json
-import os
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import asyncpg
-import httpx
 import msgspec
 import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, KeyValueConfig
-from nats.js.errors import (
-    APIError,
-    NoStreamResponseError,
-    NotFoundError,
-    ServiceUnavailableError,
-)
+from nats.js.errors import NotFoundError
 from structlog.testing import capture_logs
 
-from agent.heartbeat import Heartbeat, heartbeat_key
+from agent.heartbeat import Heartbeat
 from agent.probers.tls import build_ssl_contexts
 from controller.api.validation import COUNTRIES
 from controller.pipeline import open_pipeline
 from deploy.nats_conf import (
     CONTROLLER_USER,
+    IMPORTED_API,
+    SUBSCRIBER_INBOX_PREFIX,
     SUBSCRIBER_USER,
-    StoredUser,
-    agent_inbox_prefix,
     agent_user,
-    hash_password,
-    new_password,
-    render_users_conf,
+    leaf_login,
 )
 from shared import embedded
+from shared.messages import SmtpAuth, SmtpConfig, decode_heartbeat, decode_result
 from shared.settings import ControllerSettings
 from shared.streams import (
     JOBS_ACK_WAIT_S,
+    LEGACY_AGENTS_STREAM,
     MIB,
-    agents_bucket,
+    RESULTS_LIVE_SUBJECTS,
     ensure_jobs_consumers,
     ensure_streams,
     jobs_consumer_name,
+    stream_configs,
 )
 from shared.subjects import (
-    AGENTS_BUCKET,
     EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    HEARTBEATS_SUBJECTS,
     JOBS_STREAM,
     RESULTS_STREAM,
+    RESULTS_SUBJECTS,
+    heartbeats_subject,
     jobs_subject,
     results_subject,
 )
 from shared.timefmt import utcnow
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
-from tests.deploy.test_nats_permissions import DENIED_WAIT_S, Client, Hub, connect
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "nats"
-LEAF_USER = "leaf-eu"
-# A request the hub does not let through from a leaf: no answer, or no responder at all.
-NOT_THROUGH = (
-    nats.errors.TimeoutError,
-    nats.errors.NoRespondersError,
-    NoStreamResponseError,
-    ServiceUnavailableError,
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
+from tests.deploy.natsdeploy import (
+    DENIED_WAIT_S,
+    Client,
+    Deployment,
+    Server,
+    agent,
+    connect,
+    make_pki,
+    mint,
+    raw_login,
+    registered,
+    start_hub,
+    start_leaf,
 )
 
-
-@dataclass
-class Topology:
-    hub: Hub
-    leaf: Hub  # the same users, logging in at the leaf
-
-
-def _hub_conf(folder: Path, leaf_port: int) -> Path:
-    """hub.conf with free monitoring and leaf ports and no fixed store folder."""
-    conf = (DEPLOY / "hub.conf").read_text()
-    for fixed in ("http_port: 8222", "listen: 0.0.0.0:7422", "store_dir: /data/jetstream\n"):
-        assert fixed in conf, f"hub.conf changed: update this test ({fixed!r} not found)"
-    conf = conf.replace("store_dir: /data/jetstream\n", "")
-    conf = conf.replace("http_port: 8222", f"http_port: {embedded.free_port()}")
-    conf = conf.replace("listen: 0.0.0.0:7422", f"listen: 127.0.0.1:{leaf_port}")
-    (folder / "hub.conf").write_text(conf)
-    return folder / "hub.conf"
-
-
-def _start_leaf(folder: Path, hub_leaf_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """leaf.conf as shipped but for its ports, with the environment it documents."""
-    conf = (DEPLOY / "leaf.conf").read_text()
-    port = embedded.free_port()
-    for fixed in ("listen: 0.0.0.0:4222", "http_port: 8222"):
-        assert fixed in conf, f"leaf.conf changed: update this test ({fixed!r} not found)"
-    conf = conf.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{port}")
-    conf = conf.replace("http_port: 8222", f"http_port: {embedded.free_port()}")
-    (folder / "leaf.conf").write_text(conf)
-    env = {**os.environ, "NATS_SERVER_NAME": "leaf-eu-1", "NATS_HUB_LEAF_URL": hub_leaf_url}
-    with open(folder / "leaf.log", "wb") as log:
-        proc = subprocess.Popen(
-            [embedded.nats_server_binary(), "-c", str(folder / "leaf.conf")],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, f"nats://127.0.0.1:{port}"
-
-
-def _wait_for_leaf_link(hub_conf: Path) -> None:
-    monitor = hub_conf.read_text().split("http_port: ")[1].split("\n")[0]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{monitor}/leafz", timeout=1).json()["leafnodes"]:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the leaf did not connect to the hub within 10 s")
+REGION = "leaf-eu"
+SECRET = SmtpConfig(auth=SmtpAuth(user="u", password="s3cret"))
+# Every subject a reply could be aimed at to get something stored or seen by others.
+ABUSED_REPLIES = (
+    "mon.results.US.x",
+    "mon.results.DE.x",
+    "mon.jobs.DE",
+    "mon.jobs.US",
+    "mon.events.x",
+    "mon.heartbeats.DE.x",
+    "mon.heartbeats.US.x",
+    "live.results.DE.x",
+)
+# A reply under `$JS.ACK` (a forged ack) the server refuses outright.
+ACK_REPLY = "$JS.ACK.JOBS.jobs-DE.1.1.1.1.1"
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     folder = tmp_path_factory.mktemp("nats-leaf")
-    users = [CONTROLLER_USER, SUBSCRIBER_USER, agent_user("DE"), agent_user("US"), LEAF_USER]
-    passwords = {user: new_password() for user in users}
-    stored = [
-        StoredUser(u, hash_password(p, cost=4), countries=("DE",) if u == LEAF_USER else ())
-        for u, p in passwords.items()
-    ]
-    (folder / "agents.conf").write_text(render_users_conf(stored))
-    leaf_port = embedded.free_port()
-    hub_conf = _hub_conf(folder, leaf_port)
-    hub, hub_url = embedded.start_nats(folder / "data", config=hub_conf)
-    leaf, leaf_url = None, ""
+    names = [CONTROLLER_USER, SUBSCRIBER_USER, agent_user("DE"), agent_user("US")]
+    passwords, users = mint([*names, leaf_login(REGION, "DE")])
+    pki = make_pki(folder / "tls")
+    found = Deployment(pki, start_hub(folder / "hub", users, pki), passwords, users)
     try:
-        link = f"nats-leaf://{LEAF_USER}:{passwords[LEAF_USER]}@127.0.0.1:{leaf_port}"
-        leaf, leaf_url = _start_leaf(folder, link)
-        _wait_for_leaf_link(hub_conf)
-        yield Topology(Hub(hub_url, passwords), Hub(leaf_url, passwords))
+        found.leaf = start_leaf(folder / "leaf", REGION, found)
+        yield found
     finally:
-        if leaf is not None:
-            embedded.stop(leaf)
-        embedded.stop(hub)
+        found.stop()
 
 
 @pytest.fixture(scope="module")
-async def controller(topology: Topology) -> AsyncIterator[Client]:
-    """The controller at the hub, with the streams, bucket and DE's and US's consumers."""
-    client = await connect(topology.hub, CONTROLLER_USER)
+async def controller(deployment: Deployment) -> AsyncIterator[Client]:
+    """The controller at the hub, with the streams and DE's and US's consumers."""
+    client = await connect(deployment.hub, deployment, CONTROLLER_USER)
     await ensure_streams(client.js)
     await ensure_jobs_consumers(client.js, ["DE", "US"])
     yield client
-    await client.nc.close()
+    await client.close()
 
 
-async def agent(at: Hub, cc: str) -> Client:
-    return await connect(at, agent_user(cc), agent_inbox_prefix(cc))
+def where(deployment: Deployment, at: str) -> Server:
+    server = deployment.hub if at == "hub" else deployment.leaf
+    assert server is not None
+    return server
 
 
-async def test_a_rollup_put_cannot_empty_the_agents_bucket(
-    topology: Topology, controller: Client
+@dataclass
+class Watch:
+    """Everything a misrouted reply could reach: the streams' last sequences, the subscriber's
+    live feed and the controllers' heartbeats."""
+
+    subscriber: Client
+    last_seqs: dict[str, int]
+    live: list[Msg] = field(default_factory=list)
+    beats: list[Msg] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, deployment: Deployment, controller: Client) -> "Watch":
+        subscriber = await connect(
+            deployment.hub, deployment, SUBSCRIBER_USER, SUBSCRIBER_INBOX_PREFIX
+        )
+        watch = cls(subscriber, await last_seqs(controller))
+
+        async def live(msg: Msg) -> None:
+            watch.live.append(msg)
+
+        async def beat(msg: Msg) -> None:
+            watch.beats.append(msg)
+
+        await subscriber.nc.subscribe(RESULTS_SUBJECTS, cb=live)
+        await subscriber.nc.subscribe(EVENTS_SUBJECTS, cb=live)
+        watch._beats = await controller.nc.subscribe(HEARTBEATS_SUBJECTS, cb=beat)
+        await registered(subscriber.nc)
+        await registered(controller.nc)
+        return watch
+
+    async def nothing_reached(self, controller: Client) -> None:
+        await asyncio.sleep(DENIED_WAIT_S)  # what a misrouted message would take to arrive
+        await registered(controller.nc)
+        await registered(self.subscriber.nc)
+        assert await last_seqs(controller) == self.last_seqs
+        assert [m.subject for m in self.live] == []
+        assert [m.subject for m in self.beats] == []
+        await self._beats.unsubscribe()
+        await self.subscriber.close()
+
+    _beats: Subscription = field(init=False)
+
+
+async def last_seqs(controller: Client) -> dict[str, int]:
+    streams = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
+    return {s: (await controller.js.stream_info(s)).state.last_seq for s in streams}
+
+
+async def delivered(controller: Client, cc: str, count: int) -> None:
+    """Wait until `count` of the country's jobs went out and wait for an ack: JetStream
+    answered the requests (to wherever their reply pointed)."""
+    deadline = time.monotonic() + 5
+    while True:
+        info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name(cc))
+        if info.num_ack_pending >= count:
+            return
+        assert time.monotonic() < deadline, f"{info.num_ack_pending} of {count} jobs delivered"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("at", ["hub", "leaf"])
+async def test_a_pull_request_replying_elsewhere_stores_nothing_and_reaches_nobody(
+    deployment: Deployment, controller: Client, at: str
 ) -> None:
-    """`Nats-Rollup: all` on an agent's own key would purge every country's heartbeats."""
-    bucket = await agents_bucket(controller.js)
-    await bucket.put("US.agent-us", b'{"agentId":"agent-us"}')
-    de = await agent(topology.hub, "DE")
+    """An agent of DE pulls its jobs with reply subjects in RESULTS, JOBS, EVENTS, the live
+    feed and the heartbeats, of DE and of US, and acks one with `+NXT` (the next job to a
+    reply) likewise: JetStream delivers the jobs, into the agent's own account, where nothing
+    forwards them. Nothing is stored, the subscriber and the controllers see nothing."""
+    for _ in range(len(ABUSED_REPLIES) + 2):
+        await publish_job(controller.js, job_for("DE", 9, config=SECRET))
+    watch = await Watch.start(deployment, controller)
+    de = await agent(where(deployment, at), deployment, "DE")
     try:
-        for rollup in ("all", "sub"):
-            with pytest.raises(APIError):
-                await de.js.publish(
-                    f"$KV.{AGENTS_BUCKET}.DE.x", b"", headers={"Nats-Rollup": rollup}
-                )
-        assert (await bucket.get("US.agent-us")).value == b'{"agentId":"agent-us"}'
-        own = await agents_bucket(de.js)
-        await own.put("DE.agent-de", b"{}")
-        assert (await bucket.get("DE.agent-de")).value == b"{}"
-        await own.delete("DE.agent-de")
-        with pytest.raises(NotFoundError):
-            await bucket.get("DE.agent-de")
+        sub = await de.js.pull_subscribe_bind(jobs_consumer_name("DE"), stream=JOBS_STREAM)
+        [taken] = await sub.fetch(1, timeout=5)
+        pull = "$JS.API.CONSUMER.MSG.NEXT.JOBS.jobs-DE"
+        for reply in (*ABUSED_REPLIES, ACK_REPLY):
+            await de.nc.publish(pull, json.dumps({"batch": 1}).encode(), reply=reply)
+        assert taken.reply is not None
+        await de.nc.publish(taken.reply, b"+NXT", reply="mon.results.US.nxt")
+        await de.violation("publish with reply of", ACK_REPLY)
+        # One job per other pull request (the `+NXT` acked the first; its next one JetStream
+        # sends only where someone listens).
+        await delivered(controller, "DE", len(ABUSED_REPLIES))
+        await watch.nothing_reached(controller)
+        assert len(de.errors) == 1  # the rest within its rights: only the replies went astray
+    finally:
+        await de.close()
+        await controller.js.purge_stream(JOBS_STREAM, subject=jobs_subject("DE"))
+
+
+@pytest.mark.parametrize("at", ["hub", "leaf"])
+async def test_other_requests_of_an_agent_replying_elsewhere_store_nothing(
+    deployment: Deployment, controller: Client, at: str
+) -> None:
+    """Consumer info, a result's PubAck and an ack's confirmation, each with reply subjects
+    in the streams: they stay in the agent's account too. Its results are stored, once."""
+    await publish_job(controller.js, job_for("DE", 9))
+    de = await agent(where(deployment, at), deployment, "DE")
+    try:
+        sub = await de.js.pull_subscribe_bind(jobs_consumer_name("DE"), stream=JOBS_STREAM)
+        [taken] = await sub.fetch(1, timeout=5)
+        watch = await Watch.start(deployment, controller)
+        info = f"$JS.API.CONSUMER.INFO.JOBS.{jobs_consumer_name('DE')}"
+        for n, reply in enumerate(ABUSED_REPLIES):
+            await de.nc.publish(info, b"", reply=reply)
+            await de.nc.publish(results_subject("DE", "smtp", f"m{n}"), b'{"v":1}', reply=reply)
+        assert taken.reply is not None
+        await de.nc.publish(taken.reply, b"+ACK", reply="mon.results.US.ack")
+        await asyncio.sleep(DENIED_WAIT_S)
+        own = {f"mon.results.DE.smtp.m{n}" for n in range(len(ABUSED_REPLIES))}
+        assert {m.subject for m in watch.live} == own  # the results themselves, live
+        watch.live.clear()
+        watch.last_seqs[RESULTS_STREAM] += len(own)
+        await watch.nothing_reached(controller)
         assert de.errors == []
     finally:
-        await de.nc.close()
+        await de.close()
+
+
+async def test_the_subscribers_reads_replying_elsewhere_store_nothing(
+    deployment: Deployment, controller: Client
+) -> None:
+    """Message get and stream info with reply subjects in JOBS, RESULTS, EVENTS, the live
+    feed and the heartbeats: the answers stay in the subscriber's account; nothing is stored
+    and the controllers hear nothing."""
+    us = await agent(deployment.hub, deployment, "US")
+    await us.js.publish(results_subject("US", "smtp", "history"), b'{"v":1}')
+    await us.close()
+    watch = await Watch.start(deployment, controller)
+    reader = await connect(deployment.hub, deployment, SUBSCRIBER_USER, SUBSCRIBER_INBOX_PREFIX)
+    try:
+        seq = watch.last_seqs[RESULTS_STREAM]
+        for reply in ABUSED_REPLIES:
+            for stream in (RESULTS_STREAM, EVENTS_STREAM):
+                await reader.nc.publish(
+                    f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps({"seq": seq}).encode(), reply
+                )
+                await reader.nc.publish(f"$JS.API.STREAM.INFO.{stream}", b"", reply=reply)
+        await asyncio.sleep(DENIED_WAIT_S)
+        # The answers arrive in its own account, where its own live subscriptions see those
+        # aimed at them: copies of what it may read anyway, seen by nobody else.
+        assert {m.subject for m in watch.live} <= set(ABUSED_REPLIES)
+        watch.live.clear()
+        await watch.nothing_reached(controller)
+        assert reader.errors == []
+    finally:
+        await reader.close()
+
+
+async def test_one_countrys_heartbeats_cannot_crowd_out_anothers(
+    deployment: Deployment, controller: Client
+) -> None:
+    """A DE agent floods heartbeats under hundreds of made-up agent ids: a controller's view
+    (deploy's account for the controller, its real LiveAgents) keeps at most the cap for DE,
+    and US's agent stays live and is refreshed; DE cannot beat as US at all."""
+    from controller.agents import LiveAgents
+
+    view = LiveAgents(controller.nc, per_country_max=20, warmup_s=0)
+    await view.start()
+    de = await agent(deployment.hub, deployment, "DE")
+    us = await agent(deployment.hub, deployment, "US")
+    try:
+        beat = Heartbeat(
+            us.nc,
+            country="US",
+            agent_id="US-1",
+            capacity=5,
+            in_flight=lambda: 0,
+            started_at=utcnow(),
+        )
+        await beat.beat()
+        for n in range(300):
+            flood = Heartbeat(
+                de.nc,
+                country="DE",
+                agent_id=f"DE-{n}",
+                capacity=1,
+                in_flight=lambda: 0,
+                started_at=utcnow(),
+            )
+            await flood.beat()
+        await de.nc.publish(heartbeats_subject("US", "US-forged"), b"{}")
+        await de.violation("publish", "mon.heartbeats.US.US-forged")
+        await beat.beat()
+        await registered(de.nc)
+        await registered(us.nc)
+        await registered(controller.nc)
+        agents = view.agents()
+        assert [a.agent_id for a in agents if a.country == "US"] == ["US-1"]
+        assert len([a for a in agents if a.country == "DE"]) == 20
+        assert view.countries() == {"DE", "US"}
+    finally:
+        await view.stop()
+        await de.close()
+        await us.close()
 
 
 async def test_agents_behind_a_leaf_run_their_countrys_jobs(
-    topology: Topology, controller: Client
+    deployment: Deployment, controller: Client
 ) -> None:
     """agent.worker as shipped, connected to the leaf as agent-DE: it binds to jobs-DE, runs
     a DE job, publishes the result (JetStream-acked, or it would not ack the job), acks the
-    job and heartbeats (put, then delete at its stop)."""
-    de = await agent(topology.leaf, "DE")
+    job, and its heartbeats reach the controller, the last one saying `stopping`."""
+    assert deployment.leaf is not None
+    beats: list[Msg] = []
+
+    async def heard(msg: Msg) -> None:
+        beats.append(msg)
+
+    hb = await controller.nc.subscribe(HEARTBEATS_SUBJECTS, cb=heard)
+    await registered(controller.nc)
+    de = await agent(deployment.leaf, deployment, "DE")
     try:
         async with SmtpLikePeer() as peer:
             job = job_for("DE", peer.port)
             await publish_job(controller.js, job)
             w = worker(de.nc, "DE", build_ssl_contexts(), heartbeat_interval=0.1)
             await asyncio.wait_for(w.run(burst=True), 20)
-        [result] = await results(controller.js, "DE")
+        stored = await controller.js.get_last_msg(
+            RESULTS_STREAM, results_subject("DE", "smtp", job.monitor_id)
+        )
+        result = decode_result(stored.data or b"")
         assert (result.job_id, result.status, result.agent_id) == (job.job_id, "up", w.agent_id)
         info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name("DE"))
         assert (info.num_pending, info.num_ack_pending) == (0, 0)
-        marker = await controller.js.get_msg(
-            f"KV_{AGENTS_BUCKET}",
-            subject=f"$KV.{AGENTS_BUCKET}.{heartbeat_key('DE', w.agent_id)}",
-        )
-        assert marker.headers is not None and marker.headers["KV-Operation"] == "DEL"
-
-        beat = Heartbeat(
-            de.js,
-            country="DE",
-            agent_id="DE-leaf-beat",
-            capacity=1,
-            in_flight=lambda: 0,
-            started_at=utcnow(),
-        )
-        await beat.beat()
-        seen = await (await agents_bucket(controller.js)).get(beat.key)
-        assert seen.value is not None and json.loads(seen.value)["agentId"] == "DE-leaf-beat"
-        await beat.remove()
-        await de.nc.flush()
+        await registered(controller.nc)
+        mine = [decode_heartbeat(m.data) for m in beats if m.subject.endswith(w.agent_id)]
+        assert mine and mine[-1].stopping and not mine[0].stopping
         assert de.errors == []
     finally:
-        await de.nc.close()
+        await hb.unsubscribe()
+        await de.close()
 
 
-async def test_a_leaf_carries_only_its_countries(topology: Topology, controller: Client) -> None:
-    """agent-DE at the leaf is refused US work by the leaf; agent-US, whose own user allows US
-    work, gets nothing through a leaf minted for DE only: the hub drops it."""
+async def test_a_leaf_carries_only_its_countries(
+    deployment: Deployment, controller: Client
+) -> None:
+    """agent-DE at the leaf is refused US work by the leaf; agent-US has no account at a leaf
+    minted for DE only, so it cannot even log in there."""
+    assert deployment.leaf is not None
     await publish_job(controller.js, job_for("US", 9))
-    de = await agent(topology.leaf, "DE")
-    us = await agent(topology.leaf, "US")
+    de = await agent(deployment.leaf, deployment, "DE")
     try:
         with pytest.raises(nats.errors.TimeoutError):
             await de.denied.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
-        await de.violation("publish", "$JS.hub.API.CONSUMER.INFO.JOBS.jobs-US")
+        await de.violation("publish", f"{IMPORTED_API}.CONSUMER.INFO.JOBS.jobs-US")
         for subject in (results_subject("US", "smtp", "x"), jobs_subject("DE")):
             await de.nc.publish(subject, b"{}")
             await de.violation("publish", subject)
-
-        sub = await us.denied.pull_subscribe_bind(jobs_consumer_name("US"), stream=JOBS_STREAM)
-        with pytest.raises(NOT_THROUGH):
-            await sub.fetch(1, timeout=DENIED_WAIT_S)
-        with pytest.raises(NOT_THROUGH):
-            await us.denied.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
-        with pytest.raises(NOT_THROUGH):
-            await us.denied.publish(results_subject("US", "smtp", "via-leaf"), b"{}")
-        with pytest.raises(NOT_THROUGH):
-            await us.denied.publish(f"$KV.{AGENTS_BUCKET}.US.via-leaf", b"{}")
-        assert us.errors == []  # its own user allows all this: the hub refused it
-
+        login = {"user": agent_user("US"), "pass": deployment.passwords[agent_user("US")]}
+        refused = await raw_login(deployment.leaf, deployment.pki.client(), login)
+        assert b"Authorization Violation" in refused
         with pytest.raises(NotFoundError):
-            await controller.js.get_last_msg(RESULTS_STREAM, "mon.results.US.smtp.via-leaf")
+            await controller.js.get_last_msg(RESULTS_STREAM, "mon.results.US.smtp.x")
         info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
         assert (info.num_pending, info.num_ack_pending) == (1, 0)
     finally:
         await controller.js.purge_stream(JOBS_STREAM, subject=jobs_subject("US"))
-        await de.nc.close()
-        await us.nc.close()
+        await de.close()
 
 
 @pytest.mark.parametrize("at", ["hub", "leaf"])
-async def test_a_leaf_user_is_no_client_login(topology: Topology, at: str) -> None:
-    """Its rights span countries; it may only link a leaf server, not connect as a client."""
-    url = getattr(topology, at).url
-    host, port = url.removeprefix("nats://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        assert (await reader.readline()).startswith(b"INFO ")
-        login = {"verbose": False, "user": LEAF_USER, "pass": topology.hub.passwords[LEAF_USER]}
-        writer.write(b"CONNECT " + json.dumps(login).encode() + b"\r\nPING\r\n")
-        await writer.drain()
-        assert b"Authorization Violation" in await reader.readline()
-    finally:
-        writer.close()
-        await writer.wait_closed()
+async def test_a_leaf_login_is_no_client_login(deployment: Deployment, at: str) -> None:
+    """Its rights are an agent's, but it may only link a leaf server, not connect as a
+    client (and at the leaf it does not exist)."""
+    login = leaf_login(REGION, "DE")
+    credentials = {"user": login, "pass": deployment.passwords[login]}
+    answer = await raw_login(where(deployment, at), deployment.pki.client(), credentials)
+    assert b"Authorization Violation" in answer
 
 
 async def test_an_agent_waits_for_its_consumer_until_the_controller_makes_it(
-    topology: Topology, controller: Client
+    deployment: Deployment, controller: Client
 ) -> None:
     """The agent's own create is refused (it logs jobs_consumer_missing and retries); it
     binds once the controller has made the consumer."""
     await controller.js.delete_consumer(JOBS_STREAM, jobs_consumer_name("US"))
-    us = await agent(topology.hub, "US")
+    us = await agent(deployment.hub, deployment, "US")
     w = worker(us.nc, "US", build_ssl_contexts(), retry_delay=0.1)
     try:
         with capture_logs() as logs:
             run = asyncio.create_task(w.run())
-            await us.violation("publish", "$JS.API.CONSUMER.CREATE.JOBS.jobs-US.mon.jobs.US")
+            await us.violation(
+                "publish", f"{IMPORTED_API}.CONSUMER.CREATE.JOBS.jobs-US.mon.jobs.US"
+            )
             assert w.readiness() == "the jobs consumer is not bound yet"
             await ensure_jobs_consumers(controller.js, ["US"])
             deadline = time.monotonic() + 15
@@ -310,7 +427,7 @@ async def test_an_agent_waits_for_its_consumer_until_the_controller_makes_it(
         assert "jobs_consumer_missing" in [e["event"] for e in logs]
     finally:
         w.stop()
-        await us.nc.close()
+        await us.close()
 
 
 @pytest.fixture(scope="module")
@@ -325,18 +442,41 @@ async def bare(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NATS]:
         embedded.stop(proc)
 
 
-async def test_ensure_streams_turns_off_rollups_of_an_existing_bucket(bare: NATS) -> None:
-    """A bucket made by an older version (nats-py's defaults, rollups on) is fixed at start,
-    keeping its entries."""
+async def test_ensure_streams_removes_the_agents_bucket_of_older_versions(bare: NATS) -> None:
+    """Heartbeats are core messages now: the bucket older versions made (and every put an
+    agent of any country could fill) is deleted at start, with a log line."""
     bare_js = bare.jetstream()
-    old = await bare_js.create_key_value(KeyValueConfig(bucket=AGENTS_BUCKET, ttl=30, history=1))
+    old = await bare_js.create_key_value(KeyValueConfig(bucket="agents", ttl=30, history=1))
     await old.put("US.a", b"1")
-    assert (await bare_js.stream_info(f"KV_{AGENTS_BUCKET}")).config.allow_rollup_hdrs
-    kv = await ensure_streams(bare_js)
-    assert not (await bare_js.stream_info(f"KV_{AGENTS_BUCKET}")).config.allow_rollup_hdrs
-    with pytest.raises(APIError):
-        await bare_js.publish(f"$KV.{AGENTS_BUCKET}.DE.x", b"", headers={"Nats-Rollup": "all"})
-    assert (await kv.get("US.a")).value == b"1"
+    with capture_logs() as logs:
+        await ensure_streams(bare_js)
+    with pytest.raises(NotFoundError):
+        await bare_js.stream_info(LEGACY_AGENTS_STREAM)
+    assert "legacy_agents_bucket_removed" in [e["event"] for e in logs]
+    with capture_logs() as logs:
+        await ensure_streams(bare_js)
+    assert logs == []
+
+
+async def test_ensure_streams_gives_an_existing_results_stream_its_live_feed(bare: NATS) -> None:
+    """RESULTS made by an older version gets the republish readers in other accounts follow:
+    each result it stores comes once on `live.results.…`, under the same tokens."""
+    bare_js = bare.jetstream()
+    with contextlib.suppress(NotFoundError):
+        await bare_js.delete_stream(RESULTS_STREAM)
+    [old] = [c for c in stream_configs() if c.name == RESULTS_STREAM]
+    old.republish = None
+    await bare_js.add_stream(old)
+    await ensure_streams(bare_js)
+    live = await bare.subscribe(RESULTS_LIVE_SUBJECTS)
+    await registered(bare)
+    for _ in range(2):
+        await bare_js.publish("mon.results.DE.smtp.m", b"r", headers={"Nats-Msg-Id": "j-live"})
+    msg = await live.next_msg(timeout=5)
+    assert (msg.subject, msg.data) == ("live.results.DE.smtp.m", b"r")
+    with pytest.raises(nats.errors.TimeoutError):  # the duplicate was not stored, nor sent
+        await live.next_msg(timeout=DENIED_WAIT_S)
+    await live.unsubscribe()
 
 
 async def test_results_and_events_drop_their_oldest_past_their_size_cap(bare: NATS) -> None:

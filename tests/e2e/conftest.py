@@ -5,10 +5,10 @@ matters), real loopback mail servers, real PostgreSQL and NATS; nothing mocked.
 Isolation on the session's servers, as in tests/pipeline: a database of its own (the running
 scheduler claims every due monitor of its database), an ingest consumer of its own, and country
 codes no other test uses, whose jobs and consumers are removed afterwards. The agents heartbeat
-into the real `agents` bucket; the controller here sees only this package's countries in it, so
-a heartbeat another test leaves behind (it lasts until the bucket's TTL) never counts as live.
-Every country has a sealing key pair (`seal_keys`), the controller their public keys and each
-agent its own country's private key, as `deploy.mint_country` hands them out.
+on the real NATS as deployed ones do; the controller here sees only this package's countries, so
+a heartbeat of another test's agent never counts as live. Every country has a sealing key pair
+(`seal_keys`), the controller their public keys and each agent its own country's private key, as
+`deploy.mint_country` hands them out.
 """
 
 import asyncio
@@ -28,7 +28,6 @@ from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from nats.js.kv import KeyValue
 
 from agent.worker import Worker
 from controller.agents import LiveAgents
@@ -55,18 +54,21 @@ COUNTRIES = (HOME, ABROAD, NOBODY, KILLED)
 
 
 class ScopedAgents(LiveAgents):
-    """The real `agents` bucket, read afresh each time, seen through `owned` countries only."""
+    """The controller's live agents view, seen through `owned` countries only."""
 
-    def __init__(self, kv: KeyValue, owned: set[str]) -> None:
-        super().__init__(kv, ttl_s=0)
+    def __init__(self, nc: NATS, owned: set[str]) -> None:
+        super().__init__(nc, warmup_s=0)
         self.owned = owned
 
-    async def agents(self, *, fresh: bool = False) -> list[AgentHeartbeat]:
-        return [a for a in await super().agents(fresh=fresh) if a.country in self.owned]
+    def agents(self) -> list[AgentHeartbeat]:
+        return [a for a in super().agents() if a.country in self.owned]
+
+    def countries(self) -> frozenset[str]:
+        return super().countries() & self.owned
 
     async def wait_live(self, *countries: str, within: float = 5.0) -> None:
         deadline = time.monotonic() + within
-        while not set(countries) <= await self.countries():
+        while not set(countries) <= self.countries():
             assert time.monotonic() < deadline, f"no live agent in {countries} within {within} s"
             await asyncio.sleep(0.05)
 
@@ -76,7 +78,6 @@ class Controller:
     url: str
     pool: asyncpg.Pool
     js: JetStreamContext
-    kv: KeyValue
     agents: ScopedAgents
     pipeline: Pipeline
 
@@ -145,8 +146,9 @@ async def controller(
 ) -> AsyncIterator[Controller]:
     """What `serve` runs: the scheduler and the ingester as tasks, the API beside them."""
     js = e2e_nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
-    kv = await ensure_streams(js)
-    agents = ScopedAgents(kv, {HOME, ABROAD})
+    await ensure_streams(js)
+    agents = ScopedAgents(e2e_nc, {HOME, ABROAD})
+    await agents.start()
     scheduler = Scheduler(
         e2e_pool,
         js,
@@ -161,11 +163,12 @@ async def controller(
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]
     try:
         async with serve_api(create_app(settings, e2e_pool, pipeline)) as url:
-            yield Controller(url, e2e_pool, js, kv, agents, pipeline)
+            yield Controller(url, e2e_pool, js, agents, pipeline)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
         await ingester.close()
+        await agents.stop()
         await js.delete_consumer(RESULTS_STREAM, ingester.durable)
         await remove_country_state(js, COUNTRIES)
 

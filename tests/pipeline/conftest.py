@@ -1,14 +1,16 @@
 """The controller's pipeline against real PostgreSQL and NATS.
 
 Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor
-in its database, so other tests' monitors must not be there), a KV bucket of its own for live
-agents, an ingest consumer reading only these tests' countries, and per test country codes that
-no other test uses, whose jobs are purged afterwards. Every one of those countries has a sealing
-key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test may
-change its own country's key.
+in its database, so other tests' monitors must not be there), an ingest consumer reading only
+these tests' countries, and per test country codes that no other test uses, whose jobs are
+purged and whose agents are said to stop afterwards. Live agents come from heartbeats on the
+real NATS, as agents publish them; the view here needs no warm-up (tests of the warm-up make
+their own). Every one of those countries has a sealing key pair (`seal_keys`); the scheduler
+re-reads the key directory at every use, so a test may change its own country's key.
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +23,7 @@ import pytest
 import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.errors import NotFoundError
-from nats.js.kv import KeyValue
 
 from controller.agents import LiveAgents
 from controller.app import create_app
@@ -38,7 +38,7 @@ from shared import embedded
 from shared.messages import AgentHeartbeat, CheckJob, decode_job, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
-from shared.subjects import JOBS_STREAM, jobs_subject
+from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.sealing import KeyRing
@@ -84,24 +84,16 @@ async def js(nc: NATS) -> JetStreamContext:
 
 
 @pytest.fixture(scope="session")
-async def agents_kv(js: JetStreamContext) -> AsyncIterator[KeyValue]:
-    name = f"agents_test_{uuid.uuid4().hex[:8]}"
-    kv = await js.create_key_value(KeyValueConfig(bucket=name, ttl=60, history=1))
-    yield kv
-    await js.delete_key_value(name)
-
-
-@pytest.fixture(scope="session")
 async def pipeline(
     settings: ControllerSettings,
     pipe_pool: asyncpg.Pool,
     nc: NATS,
     js: JetStreamContext,
-    agents_kv: KeyValue,
     job_ids: JobIds,
     seal_keys: KeyRing,
 ) -> AsyncIterator[Pipeline]:
-    agents = LiveAgents(agents_kv, ttl_s=0)
+    agents = LiveAgents(nc, warmup_s=0, ttl_s=60)
+    await agents.start()
     scheduler = Scheduler(
         pipe_pool,
         js,
@@ -113,6 +105,7 @@ async def pipeline(
     ingester = Ingester(pipe_pool, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
     yield Pipeline(nc, js, agents, scheduler, ingester)
     await ingester.close()
+    await agents.stop()
 
 
 @pytest.fixture(scope="session")
@@ -150,12 +143,12 @@ async def org(pipe_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
 
 
 class Countries:
-    """Fresh country codes for one test; their jobs and heartbeats are removed afterwards."""
+    """Fresh country codes for one test; their jobs and agents are gone afterwards."""
 
-    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
-        self.js, self.kv = js, kv
+    def __init__(self, js: JetStreamContext, nc: NATS, agents: LiveAgents) -> None:
+        self.js, self.nc, self.agents = js, nc, agents
         self.used: list[str] = []
-        self.keys: list[str] = []
+        self.beats: list[AgentHeartbeat] = []
 
     def take(self, n: int = 1) -> list[str]:
         got = [next(_COUNTRIES) for _ in range(n)]
@@ -163,11 +156,15 @@ class Countries:
         return got
 
     async def live(self, cc: str, agent_id: str = "a1", **extra: Any) -> None:
+        """An agent of `cc` heartbeats, as agents do; returns once the view has it."""
         now = iso_ms(utcnow())
         beat = AgentHeartbeat(agent_id=agent_id, country=cc, started_at=now, seen_at=now, **extra)
-        key = f"{cc}.{agent_id}"
-        await self.kv.put(key, encode(beat))
-        self.keys.append(key)
+        await self.nc.publish(heartbeats_subject(cc, agent_id), encode(beat))
+        self.beats.append(beat)
+        deadline = time.monotonic() + 5
+        while (cc, agent_id) not in {(a.country, a.agent_id) for a in self.agents.agents()}:
+            assert time.monotonic() < deadline, f"the heartbeat of {agent_id} was not heard"
+            await asyncio.sleep(0.01)
 
     async def jobs(self, cc: str) -> list[tuple[CheckJob, str]]:
         """(job, its Nats-Msg-Id) waiting on `mon.jobs.CC`, read without consuming them."""
@@ -186,12 +183,14 @@ class Countries:
     async def cleanup(self) -> None:
         for cc in self.used:
             await self.js.purge_stream(JOBS_STREAM, subject=jobs_subject(cc))
-        for key in self.keys:
-            await self.kv.delete(key)
+        for beat in self.beats:
+            beat.stopping = True
+            await self.nc.publish(heartbeats_subject(beat.country, beat.agent_id), encode(beat))
+        await self.nc.flush()
 
 
 @pytest.fixture
-async def countries(js: JetStreamContext, agents_kv: KeyValue) -> AsyncIterator[Countries]:
-    c = Countries(js, agents_kv)
+async def countries(js: JetStreamContext, nc: NATS, pipeline: Pipeline) -> AsyncIterator[Countries]:
+    c = Countries(js, nc, pipeline.agents)
     yield c
     await c.cleanup()

@@ -1,0 +1,15 @@
+"""Heartbeat timing agents and controller agree on.
+
+An agent publishes its AgentHeartbeat every HEARTBEAT_INTERVAL_S on
+`mon.heartbeats.CC.<agentId>` (core NATS, nothing stored) and a last one with `stopping` on a
+clean stop; every controller keeps the live view in memory (controller.agents).
+"""
+
+from typing import Final
+
+HEARTBEAT_INTERVAL_S: Final = 5.0
+# An agent not heard of for three beats is gone.
+HEARTBEAT_TTL_S: Final = 3 * HEARTBEAT_INTERVAL_S
+# After the controller (re)connects, its view is complete once every live agent had the time
+# to beat once, with some slack: before that, a country missing from it may have agents.
+WARMUP_S: Final = 1.5 * HEARTBEAT_INTERVAL_S
