@@ -1,7 +1,6 @@
 """Session-wide real servers: PostgreSQL and NATS (embedded unless TEST_DATABASE_URL /
 TEST_NATS_URL are given) and the API served by uvicorn on a loopback port."""
 
-import asyncio
 import os
 import tempfile
 import uuid
@@ -13,7 +12,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
 from controller.app import create_app
 from controller.db import accounts, customers
@@ -24,6 +22,7 @@ from controller.secretbox import SecretBox, generate_key
 from controller.security import hash_password, new_token
 from shared import embedded
 from shared.settings import ControllerSettings
+from tests.serving import serve_app
 
 
 @pytest.fixture(scope="session")
@@ -113,19 +112,8 @@ def job_ids(settings: ControllerSettings) -> JobIds:
 @pytest.fixture(scope="session")
 async def api_url(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The API served over real HTTP on a loopback port."""
-    port = embedded.free_port()
-    config = uvicorn.Config(
-        create_app(settings, pool), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_app(create_app(settings, pool)) as url:
+        yield url
 
 
 @pytest.fixture

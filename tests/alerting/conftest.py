@@ -5,7 +5,6 @@ Rounds are written through `controller.db.results.store`, the ingester's own way
 evaluation queue is marked exactly as in production.
 """
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ import asyncpg
 import httpx
 import nats
 import pytest
-import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -40,6 +38,7 @@ from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow
 from tests.alerting.peers import Relay, SmsGateway
 from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.serving import serve_app
 
 RELAY_USER, RELAY_PASSWORD = "relay-user", "relay-pa55word"
 MONITOR_SECRET = "monitor-s3cret-never-mailed"
@@ -77,24 +76,8 @@ async def events_js(events_nc: NATS) -> JetStreamContext:
 async def alert_api_url(
     settings: ControllerSettings, alert_pool: asyncpg.Pool
 ) -> AsyncIterator[str]:
-    port = embedded.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, alert_pool),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_app(create_app(settings, alert_pool)) as url:
+        yield url
 
 
 @pytest.fixture

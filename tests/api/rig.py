@@ -19,7 +19,6 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
-import uvicorn
 from nats.js.errors import NotFoundError
 
 from agent.probers.tls import build_ssl_contexts
@@ -32,13 +31,13 @@ from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
-from shared import embedded
 from shared.messages import AgentHeartbeat, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.sealing import KeyRing
+from tests.serving import serve_app
 
 
 @dataclass
@@ -47,24 +46,6 @@ class Rig:
     country: str
     settings: ControllerSettings  # with the rig's limits
     pipeline: Pipeline  # for a second API beside the first, as another replica would be
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    port = embedded.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @asynccontextmanager
@@ -117,7 +98,7 @@ async def pipeline_api(
         )
         run = asyncio.create_task(worker.run())
     try:
-        async with serve(create_app(settings, pool, pipeline)) as url:
+        async with serve_app(create_app(settings, pool, pipeline)) as url:
             yield Rig(url, country, settings, pipeline)
     finally:
         if worker is not None and run is not None and agent_nc is not None:

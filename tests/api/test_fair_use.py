@@ -16,8 +16,9 @@ from controller.app import create_app
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
-from tests.api.rig import Rig, pipeline_api, serve
+from tests.api.rig import Rig, pipeline_api
 from tests.conftest import Tenant
+from tests.serving import serve_app
 
 COUNTRY = "WS"  # the rig's live country; no other test uses it
 LIMITS: dict[str, Any] = {
@@ -84,7 +85,7 @@ async def test_concurrent_creates_on_two_replicas_never_pass_the_limit(
     """Twelve creates at once, half through a second API process on the same database: the
     count is taken under the organization's row lock, so exactly three get in."""
     async with (
-        serve(create_app(rig.settings, pool, rig.pipeline)) as other_url,
+        serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
         httpx.AsyncClient(base_url=other_url, timeout=10) as other,
     ):
         answers = await asyncio.gather(*(post(c, tenant) for c in [api, other] * 6))
@@ -167,7 +168,7 @@ async def test_an_organization_over_a_lowered_budget_may_still_edit_and_shrink(
     lowered = msgspec.structs.replace(rig.settings, org_max_checks_per_minute=5)
     url = f"{SMTP}/{monitor['publicId']}"
     async with (
-        serve(create_app(lowered, pool, rig.pipeline)) as other_url,
+        serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
         httpx.AsyncClient(base_url=other_url, timeout=10) as other,
     ):
         r = await other.patch(url, json={"name": "renamed"}, headers=tenant.auth())
@@ -233,7 +234,7 @@ async def test_trigger_check_is_rate_limited_per_monitor_across_replicas(
     with `Retry-After` (about 30 s) naming the settings; another monitor is not held back."""
     monitor = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
     async with (
-        serve(create_app(rig.settings, pool, rig.pipeline)) as other_url,
+        serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
         httpx.AsyncClient(base_url=other_url, timeout=10) as other,
     ):
         assert (await trigger(api, tenant, monitor)).status_code == 202

@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,6 @@ import asyncpg
 import httpx
 import nats
 import pytest
-import uvicorn
-from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -39,13 +37,13 @@ from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
-from shared import embedded
 from shared.messages import AgentHeartbeat
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.sealing import KeyRing
+from tests.serving import serve_app
 
 # Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
 # country of the agent process that the kill test starts and kills. No other test uses these.
@@ -86,24 +84,6 @@ class Controller:
 class Agents:
     home: Worker
     abroad: Worker
-
-
-@asynccontextmanager
-async def serve_api(app: Litestar) -> AsyncIterator[str]:
-    port = embedded.free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def remove_country_state(js: JetStreamContext, countries: Sequence[str]) -> None:
@@ -162,7 +142,7 @@ async def controller(
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]
     try:
-        async with serve_api(create_app(settings, e2e_pool, pipeline)) as url:
+        async with serve_app(create_app(settings, e2e_pool, pipeline)) as url:
             yield Controller(url, e2e_pool, js, agents, pipeline)
     finally:
         stop.set()

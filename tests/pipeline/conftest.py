@@ -20,7 +20,6 @@ import asyncpg
 import httpx
 import nats
 import pytest
-import uvicorn
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -34,7 +33,6 @@ from controller.schedule import JobIds
 from controller.scheduler import Scheduler
 from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
-from shared import embedded
 from shared.messages import AgentHeartbeat, CheckJob, decode_job, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
@@ -42,11 +40,14 @@ from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.sealing import KeyRing
+from tests.serving import serve_app
 
 # Valid ISO codes that no other test uses (tests/agent takes from a list of its own).
 _CODES = (
     "UY VE PY BO EC GT HN NI CR PA CU DO HT JM TT BS BB KZ UZ TM KG TJ MN NP BD LK MM TH VN"
     " ZW ZM MW MZ AO NA BW LS SZ MG MU SC KM DJ ER ET SO SD SS UG RW BI TZ"
+    " AW AF AI AL AD AG BJ BF BZ BM BN BT CF CI CM CD CG CV DM DZ FO GH GN GM GW GQ GD GY KH KI"
+    " KN LA LR LC MV MH MK ML MR"
 )
 _COUNTRIES = iter(_CODES.split(" "))
 
@@ -112,19 +113,8 @@ async def pipeline(
 async def pipe_api_url(
     settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
 ) -> AsyncIterator[str]:
-    port = embedded.free_port()
-    app = create_app(settings, pipe_pool, pipeline)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_app(create_app(settings, pipe_pool, pipeline)) as url:
+        yield url
 
 
 @pytest.fixture

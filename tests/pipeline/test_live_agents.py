@@ -30,9 +30,9 @@ from shared.timefmt import iso_ms, utcnow
 from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.e2e.conftest import serve_api as serve
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_scheduler import make_due, next_due_at
+from tests.serving import serve_app as serve
 
 
 def beat(cc: str, agent_id: str, **extra: object) -> bytes:
