@@ -77,6 +77,12 @@ def _binding(target: Target) -> dict[str, object]:
     for path, default in defaults.items():
         value = _at(target.config, path)
         out[path] = default if value is None else value
+    # Every TLS option binds the secret, also ones added after this rule was written (a CA, a
+    # server name): they all decide whom the agent accepts as the server.
+    options = _at(target.config, "tlsOptions")
+    if isinstance(options, Mapping):
+        for key, value in options.items():
+            out.setdefault(f"tlsOptions.{key}", value)
     return out
 
 
@@ -100,4 +106,4 @@ def moved(before: Target, after: Target) -> list[str]:
     if kept is None or secret(after) != kept:
         return []
     old, new = _binding(before), _binding(after)
-    return [name for name in new if new[name] != old.get(name)]
+    return [name for name in {**old, **new} if new.get(name) != old.get(name)]

@@ -54,6 +54,18 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         smtp(tlsOptions={"rejectUnauthorized": False}),
         ["tlsOptions.rejectUnauthorized"],
     ),
+    (
+        "a TLS option this rule does not know yet, added",
+        smtp(),
+        smtp(tlsOptions={"servername": "evil.example"}),
+        ["tlsOptions.servername"],
+    ),
+    (
+        "a TLS option this rule does not know yet, removed",
+        smtp(tlsOptions={"ca": "-----BEGIN CERTIFICATE-----"}),
+        smtp(),
+        ["tlsOptions.ca"],
+    ),
     ("plaintext allowed", smtp(), smtp(allowPlaintextAuth=True), ["allowPlaintextAuth"]),
     ("another user name", smtp(), smtp(**auth("root")), ["auth.user"]),
     (
