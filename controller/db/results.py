@@ -20,8 +20,11 @@ from shared.messages import CheckResult
 
 # Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
 # `no_seal_key`: the job carries credentials and its country has no public sealing key.
+# `overdue`: the round was over before the scheduler could send it (the controller, NATS or
+# PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
 NO_SEAL_KEY = "no_seal_key"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY})
+OVERDUE = "overdue"
+MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE})
 
 
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
