@@ -197,7 +197,7 @@ async def _run() -> bool:
             # The backlog is the publisher's, not the ingester's: keep the garbage collector
             # from walking its 200,000 messages over and over while the ingester is measured.
             gc.freeze()
-            ingester = Ingester(pool, js, JOB_IDS)
+            ingester = Ingester(pool, nc, js, JOB_IDS)
             drain_s, drain_cpu = await _drain(js, ingester)
             stored = await _count(pool)
             await _publish(js, backlog[:DUPLICATES], msg_ids=False)

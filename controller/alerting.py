@@ -125,6 +125,19 @@ def grid_rounds(monitor: Any, after: datetime, until: datetime) -> list[datetime
     return found
 
 
+def _latest_run(judged: Sequence[tuple[Round, str]]) -> list[tuple[Round, str]]:
+    """The latest run of failing, or of passing (`up`, `degraded`), rounds, oldest first; missed
+    rounds neither end nor extend a run, as in `AlertState.step`."""
+    run: list[tuple[Round, str]] = []
+    for r, verdict in reversed(judged):
+        if verdict == "missed":
+            continue
+        if run and (verdict == "failing") != (run[0][1] == "failing"):
+            break
+        run.insert(0, (r, verdict))
+    return run
+
+
 @dataclass
 class AlertState:
     """The monitor's alert state as plain fields (one row of `monitor_alert_state`)."""
@@ -226,10 +239,10 @@ class Alerter:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 leased = await alerts.claim(conn, now, self._batch, LEASE_S)
-            for monitor_id, lease in leased:
+            for monitor_id, lease, revised_from in leased:
                 try:
                     async with conn.transaction():
-                        due = await self.evaluate(conn, monitor_id, now)
+                        due = await self.evaluate(conn, monitor_id, now, revised_from)
                         await alerts.release(conn, monitor_id, lease, due)
                 except Exception:
                     log.error(
@@ -240,9 +253,12 @@ class Alerter:
                     )
         return len(leased)
 
-    async def evaluate(self, conn: Conn, monitor_id: int, now: datetime) -> datetime | None:
+    async def evaluate(
+        self, conn: Conn, monitor_id: int, now: datetime, revised_from: datetime | None = None
+    ) -> datetime | None:
         """Move one monitor over its complete and closed rounds; return when to come back (its
-        next round closes), or None (gone or disabled)."""
+        next round closes), or None (gone or disabled). `revised_from`: the earliest round
+        whose result a late real one replaced (`_revise`)."""
         monitor = await alerts.monitor(conn, monitor_id)
         if monitor is None:
             return None
@@ -257,6 +273,8 @@ class Alerter:
         if monitor["status"] == "disabled":
             await self._disable(conn, monitor, s, now)
         else:
+            if revised_from is not None:
+                await self._revise(conn, monitor, s, revised_from, now, quiet)
             due = await self._judge(conn, monitor, s, now, quiet)
             if s.open_incident_id is not None and not quiet:
                 await self._remind(conn, monitor, s, now)
@@ -325,6 +343,72 @@ class Alerter:
                 countries = [c for c, _, _ in seen]
                 await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
         return due or self._come_back(monitor, s, now)
+
+    async def _revise(
+        self,
+        conn: Conn,
+        monitor: Any,
+        s: AlertState,
+        revised_from: datetime,
+        now: datetime,
+        quiet: bool,
+    ) -> None:
+        """A real result replaced the `expired` row of a round judged already (it came after the
+        round closed): recount the runs of failing and passing rounds up to the cursor with it,
+        and act on the corrected state as of now. Incidents are opened or closed only as the
+        corrected latest run says now; what was notified for earlier rounds stays as it was."""
+        if s.last_round_at is None or revised_from > s.last_round_at:
+            return  # not judged yet: `_judge` sees the real result anyway
+        window = max(LOOKBACK, 3 * timedelta(seconds=monitor["check_interval"]))
+        rows = await alerts.results_before(
+            conn, monitor["id"], revised_from - window, s.last_round_at, ROWS_PER_EVALUATION
+        )
+        t = await alerts.thresholds(conn, monitor["id"], monitor["organization_id"])
+        count = self._expected(monitor)[1]
+        judged = [(r, r.verdict(t.failure_threshold, count)) for r in rounds(rows)]
+        run = _latest_run(judged)
+        if not run:
+            return
+        failing = run[-1][1] == "failing"
+        if len(run) < len([v for _, v in judged if v != "missed"]) or failing != (
+            s.consecutive_down_rounds > 0
+        ):
+            # The run starts inside the window (or changed kind): its length is known.
+            n = len(run)
+        else:  # the whole window is one run, as before: it may be longer than the window
+            n = max(len(run), s.consecutive_down_rounds or s.consecutive_up_rounds)
+        previous = s.state
+        last, verdict = run[-1]
+        action = None
+        if failing:
+            s.consecutive_down_rounds, s.consecutive_up_rounds = n, 0
+            s.down_since, s.up_since = run[0][0].at, None
+            if s.open_incident_id is None:
+                action = "open" if n >= t.down_after_rounds else None
+                s.state = "down" if action else "degraded"
+        else:
+            s.consecutive_up_rounds, s.consecutive_down_rounds = n, 0
+            s.up_since, s.down_since = run[0][0].at, None
+            if s.open_incident_id is not None and n >= t.recover_after_rounds:
+                action, s.state = "close", verdict
+            elif s.open_incident_id is None:
+                s.state = verdict
+        if s.open_incident_id is None and judged[-1][1] == "missed" and action is None:
+            s.state = "missed"  # the latest round still ran nowhere
+        await self._act(conn, monitor, s, last, action, now, quiet)
+        log.info(
+            "rounds judged again with a late result",
+            monitor_id=str(monitor["public_id"]),
+            revised_from=iso_ms(revised_from),
+            state=s.state,
+            previous=previous,
+        )
+        if s.state != previous:
+            seen = last.failures if failing else []
+            cause = causes.describe(seen)[1] if seen else ""
+            await self._event(
+                conn, monitor, previous, s.state, last.at, [c for c, _, _ in seen], cause
+            )
 
     def _come_back(self, monitor: Any, s: AlertState, now: datetime) -> datetime:
         """When the round after the last judged one closes (at least an interval from now), so

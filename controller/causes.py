@@ -45,6 +45,11 @@ CAUSES: dict[str, tuple[str, str]] = {
         "check not run",
         "The check did not run in time: no agent finished it before the round closed.",
     ),
+    "overdue": (
+        "check not sent",
+        "The round was over before the controller could send it (an outage of the controller, "
+        "NATS or PostgreSQL).",
+    ),
 }
 _UNKNOWN = ("failing", "The checks fail.")
 

@@ -55,29 +55,44 @@ class PullError(NatsError):
 
 
 class Puller:
-    """Pull requests on a durable consumer, answered on an inbox of our own.
+    """Pull requests on a durable consumer, on nats-py's public calls only.
 
     What `PullSubscription.fetch` does on the wire (batch, expires, no_wait), but the messages
-    that have already arrived are taken from the inbox queue without an await each: nats-py's
+    that have already arrived are taken from a queue of our own without an await each: nats-py's
     `fetch` spends two tasks and a `wait_for` per message, more CPU than storing the result.
-    One request is outstanding at a time, so a status message always ends the current one.
+
+    Each request has a reply subject of its own under one subscription: a result delivered for
+    any request is taken, but only the current request's status ends the current fetch. A past
+    request's status (one that outlived its fetch, or went out in a burst at a reconnect) is
+    ignored, so it can neither cut a later fetch short nor keep extra requests going. No request
+    is sent while disconnected: nats-py would buffer them and send them all at the reconnect.
     """
 
-    def __init__(self, nc: NATS, js: JetStreamContext, stream: str, durable: str) -> None:
+    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
         self._nc = nc
-        self._subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = nc.new_inbox()
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._sub: Subscription | None = None
+        self._requests = 0
+
+    async def _arrived(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
 
     async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
         """Up to `batch` messages: what is there now, else the first that comes in `wait_s`."""
+        if not self._nc.is_connected:
+            await asyncio.sleep(wait_s)
+            return []
         if self._sub is None:
-            self._sub = await self._nc.subscribe(self._inbox)
-        queue: asyncio.Queue[Msg] = self._sub._pending_queue
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._arrived)
+        self._requests += 1
+        reply = f"{self._inbox}.{self._requests}"
         request = {"batch": batch, "expires": int(wait_s * 1e9), "no_wait": True}
-        await self._nc.publish(self._subject, json.dumps(request).encode(), self._inbox)
+        await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s + 0.1  # the server's 408 normally comes first
+        queue = self._queue
         msgs: list[Msg] = []
         while len(msgs) < batch:
             if queue.empty():
@@ -87,13 +102,14 @@ class Puller:
                     break
             else:
                 msg = queue.get_nowait()
-            self._sub._pending_size -= len(msg.data)
             status = msg.headers.get(api.Header.STATUS) if msg.headers else None
             if status is None:
                 msgs.append(msg)
+            elif msg.subject != reply or status == api.StatusCode.CONTROL_MESSAGE:
+                continue
             elif status in _REQUEST_ENDED:
                 break
-            elif status != api.StatusCode.CONTROL_MESSAGE:
+            else:
                 description = msg.headers.get(api.Header.DESCRIPTION, "") if msg.headers else ""
                 raise PullError(f"pull request failed: {status} {description}")
         return msgs
@@ -108,6 +124,7 @@ class Ingester:
     def __init__(
         self,
         pool: asyncpg.Pool,
+        nc: NATS,
         js: JetStreamContext,
         job_ids: JobIds,
         *,
@@ -119,6 +136,7 @@ class Ingester:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `workers` is how many batches `run()` stores at once."""
         self._pool = pool
+        self._nc = nc
         self._js = js
         self._job_ids = job_ids
         self._batch = batch
@@ -126,18 +144,28 @@ class Ingester:
         self.durable = durable
         self._subject = subject
         self._pullers: dict[int, Puller] = {}
+        self._consumer_ready = False
 
     async def _pull(self, lane: int) -> Puller:
-        """Create (or update) the durable consumer once, then pull from it: each lane with a
-        pull request of its own, so one lane's messages arrive while another's are handled."""
+        """Create (or update) the durable consumer once (again after a lane failed), then pull
+        from it: each lane with a pull request of its own, so one lane's messages arrive while
+        another's are handled."""
+        if not self._consumer_ready:
+            config = ingest_consumer_config()
+            config.durable_name = self.durable
+            config.filter_subject = self._subject
+            await self._js.add_consumer(RESULTS_STREAM, config)
+            self._consumer_ready = True
         if lane not in self._pullers:
-            if not self._pullers:
-                config = ingest_consumer_config()
-                config.durable_name = self.durable
-                config.filter_subject = self._subject
-                await self._js.add_consumer(RESULTS_STREAM, config)
-            self._pullers[lane] = Puller(self._js._nc, self._js, RESULTS_STREAM, self.durable)
+            self._pullers[lane] = Puller(self._nc, RESULTS_STREAM, self.durable)
         return self._pullers[lane]
+
+    async def _reset(self, lane: int) -> None:
+        """After a lane failed: that lane gets a fresh inbox and the consumer is ensured again
+        (it may be gone); the other lanes go on."""
+        self._consumer_ready = False
+        if (puller := self._pullers.pop(lane, None)) is not None:
+            await puller.close()
 
     async def close(self) -> None:
         """Unsubscribe; needed before draining the connection, which otherwise waits for late
@@ -166,9 +194,11 @@ class Ingester:
             started = loop.time()
             try:
                 msgs = await self.fetch(FETCH_TIMEOUT_S, lane)
-            except Exception:
-                log.exception("fetching results failed; retrying")
-                await self.close()  # fresh inboxes, and the consumer ensured again
+            except Exception as exc:
+                log.error(
+                    "fetching results failed; retrying", lane=lane, error=repr(exc), exc_info=True
+                )
+                await self._reset(lane)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
             if msgs:

@@ -100,7 +100,7 @@ async def open_pipeline(
             default_countries=settings.default_check_countries,
             batch=settings.scheduler_batch,
         )
-        ingester = Ingester(pool, js, JobIds.from_box(box))
+        ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:
             yield Pipeline(conn, js, agents, scheduler, ingester)
         finally:

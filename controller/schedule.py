@@ -60,6 +60,36 @@ def round_times(
     return scheduled, next_due(phase, interval_s, now)
 
 
+# A job runs only if its agent starts it before it expires; one sent with less time left than
+# this (a fifth of its expiry window, at least a second) would mostly come back `expired`.
+MIN_LEFT_SHARE: Final = 0.2
+MIN_LEFT: Final = timedelta(seconds=1)
+
+
+def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
+    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
+    window = expires_at(scheduled_at, interval_s) - scheduled_at
+    return expires_at(scheduled_at, interval_s) - now >= max(MIN_LEFT, window * MIN_LEFT_SHARE)
+
+
+def overdue_rounds(
+    phase: int, interval_s: int, due: datetime, now: datetime, since: datetime
+) -> tuple[list[datetime], datetime | None, datetime]:
+    """(rounds that are over before they were sent, the round to send now or None, next due
+    time) for a monitor due at `due`, claimed `now` (late after an outage). Each grid point from
+    `due` to `now` is one round: the latest is sent when it can still run, every other is over;
+    those before `since` (a bound on how far back rows are written) are left out."""
+    scheduled, next_at = round_times(phase, interval_s, due, now)
+    over = []
+    at = due if due >= since else next_due(phase, interval_s, since - timedelta(milliseconds=1))
+    while at < scheduled:
+        over.append(at)
+        at = next_due(phase, interval_s, at)
+    if can_run(scheduled, interval_s, now):
+        return over, scheduled, next_at
+    return [*over, scheduled], None, next_at
+
+
 JOB_ID_PURPOSE: Final = "mailprobe job ids"
 # A job no agent took for this long is gone from JOBS (its max age), so it never runs later.
 JOB_EXPIRY_MAX: Final = timedelta(seconds=JOBS_MAX_AGE_S - 60)

@@ -15,7 +15,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,8 +25,9 @@ from nats.js import JetStreamContext
 
 from controller import metrics, schedule
 from controller.agents import LiveAgents
+from controller.alerting import LOOKBACK
 from controller.db import due, results
-from controller.db.results import NO_SEAL_KEY, ResultRow
+from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
@@ -160,10 +161,11 @@ class Scheduler:
         stay due until the view is complete instead of being recorded `no_agent`."""
         if not self._agents.is_warm():
             return 0
-        now = self._clock()
         sent = 0
         while True:
-            count, full = await self._run_batch(now)
+            # Each batch's own time: after an outage a pass takes long, and a round planned
+            # with a stale clock could be sent already over.
+            count, full = await self._run_batch(self._clock())
             sent += count
             if not full:
                 return sent
@@ -241,14 +243,24 @@ class Scheduler:
         stops the scheduler."""
         public_id = str(row["public_id"])
         interval: int = row["check_interval"]
-        if trigger:
-            scheduled, next_at = now, row["next_due_at"]
-        else:
+        over: list[datetime] = []
+        run: datetime | None = now
+        next_at = row["next_due_at"]
+        if not trigger:
             phase = schedule.phase_ms(public_id, interval)
-            scheduled, next_at = schedule.round_times(phase, interval, row["next_due_at"], now)
-        plan = Round(row["id"], scheduled, next_at)
+            since = now - max(LOOKBACK, 3 * timedelta(seconds=interval))
+            over, run, next_at = schedule.overdue_rounds(
+                phase, interval, row["next_due_at"], now, since
+            )
+        plan = Round(row["id"], run or over[-1], next_at)
         try:
-            self._plan(plan, row, now, live, trigger)
+            self._plan(plan, row, now, live, trigger, send=run is not None)
+            why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
+            plan.missed += [
+                ResultRow.missed(row, cc, self._job_ids.make(public_id, cc, at), at, OVERDUE, why)
+                for at in over
+                for cc in plan.countries
+            ]
         except (JobConfigError, KeyError, ValueError) as exc:
             log.error("monitor unusable; round skipped", monitor_id=public_id, error=str(exc))
             plan.jobs.clear()
@@ -256,8 +268,17 @@ class Scheduler:
         return plan
 
     def _plan(
-        self, plan: Round, row: asyncpg.Record, now: datetime, live: frozenset[str], trigger: bool
+        self,
+        plan: Round,
+        row: asyncpg.Record,
+        now: datetime,
+        live: frozenset[str],
+        trigger: bool,
+        *,
+        send: bool = True,
     ) -> None:
+        """The round's countries, and unless it is over (not `send`), its jobs and the
+        countries it cannot go to."""
         public_id = str(row["public_id"])
         listed: Sequence[str] | None = row["allowed_country_codes"]
         countries = (
@@ -274,6 +295,8 @@ class Scheduler:
         for cc in countries:
             jobs_subject(cc)  # a valid country code, or ValueError
         plan.countries = countries
+        if not send:
+            return
         config = job_config(row["type"], row["config"], self._box)
         port = row["port"] or default_port(row["type"], config)
         plain = None

@@ -4,10 +4,10 @@ The caller owns the transaction. The alerter is the only writer of alert state, 
 outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -19,46 +19,59 @@ DEFAULT_DOWN_AFTER_ROUNDS = 2
 DEFAULT_RECOVER_AFTER_ROUNDS = 2
 
 _MARK = """
-INSERT INTO alert_queue (monitor_id, due_at) SELECT unnest($1::bigint[]), now()
-ON CONFLICT (monitor_id) DO UPDATE SET due_at = EXCLUDED.due_at
-WHERE EXCLUDED.due_at < alert_queue.due_at
+INSERT INTO alert_queue (monitor_id, due_at, revised_from)
+SELECT u.id, now(), u.revised FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, revised)
+ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
+    revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
+WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
 """
 
 
-async def mark(conn: Conn, monitor_ids: Sequence[int]) -> None:
+async def mark(
+    conn: Conn, monitor_ids: Sequence[int], revised: Mapping[int, datetime] | None = None
+) -> None:
     """Queue monitors for evaluation (one statement, in the transaction storing their results).
-    Ids in ascending order, so concurrent ingesters lock queue rows in one order."""
-    await conn.execute(_MARK, sorted(set(monitor_ids)))
+    `revised`: per monitor, the earliest round whose stored result a real one just replaced,
+    which the alerter has to judge again. Ids in ascending order, so concurrent ingesters lock
+    queue rows in one order."""
+    ids = sorted(set(monitor_ids) | set(revised or ()))
+    await conn.execute(_MARK, ids, [(revised or {}).get(i) for i in ids])
 
 
-async def claim(
-    conn: Conn, now: datetime, limit: int, lease_s: float
-) -> list[tuple[int, datetime]]:
-    """Lease due monitors: (id, lease) with due_at moved to the lease's end, so other replicas
+class Lease(NamedTuple):
+    monitor_id: int
+    lease: datetime
+    revised_from: datetime | None
+
+
+async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[Lease]:
+    """Lease due monitors, with due_at moved to the lease's end, so other replicas
     skip them and a crashed evaluation is retried. Commit at once: the ingester's `mark` waits
     on these rows only for this short transaction."""
     rows = await conn.fetch(
         "UPDATE alert_queue SET due_at = $1 + make_interval(secs => $3)"
         " WHERE monitor_id IN (SELECT monitor_id FROM alert_queue WHERE due_at <= $1"
         "   ORDER BY due_at, monitor_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " RETURNING monitor_id, due_at",
+        " RETURNING monitor_id, due_at, revised_from",
         now,
         limit,
         lease_s,
     )
-    return [(r["monitor_id"], r["due_at"]) for r in rows]
+    return [Lease(*r.values()) for r in rows]
 
 
 async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
-    """Done with a leased monitor: forget it, or come back at `due_at`; unless the ingester
-    marked it again meanwhile (due_at is no longer the lease), then it stays due."""
+    """Done with a leased monitor: forget it, or come back at `due_at` (its revision handled);
+    unless the ingester marked it again meanwhile (due_at is no longer the lease), then it stays
+    due, with whatever revision came since."""
     if due_at is None:
         await conn.execute(
             "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = $2", monitor_id, lease
         )
     else:
         await conn.execute(
-            "UPDATE alert_queue SET due_at = $3 WHERE monitor_id = $1 AND due_at = $2",
+            "UPDATE alert_queue SET due_at = $3, revised_from = NULL"
+            " WHERE monitor_id = $1 AND due_at = $2",
             monitor_id,
             lease,
             due_at,
@@ -202,6 +215,22 @@ async def results_after(
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
         after,
+        limit,
+    )
+    return rows
+
+
+async def results_before(
+    conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Results scheduled in (`after`, `until`], oldest round first; the newest `limit` of them."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM (SELECT scheduled_at, country, job_id, status, error_kind, message"
+        "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
+        "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
+        monitor_id,
+        after,
+        until,
         limit,
     )
     return rows

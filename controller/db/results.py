@@ -1,8 +1,9 @@
 """Check results and the latest state per monitor and country.
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
-one INSERT per batch, idempotent on the job id; only rows new to the table move the per-country
-state (and with it the monitor's `lastCheckedAt`), so a redelivered result changes nothing.
+one INSERT per batch, idempotent on the job id; only rows new to the table (or a real result
+replacing the controller's own `missed` row for its job id) move the per-country state (and with
+it the monitor's `lastCheckedAt`), so a redelivered result changes nothing.
 """
 
 from collections.abc import Sequence
@@ -19,8 +20,11 @@ from shared.messages import CheckResult
 
 # Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
 # `no_seal_key`: the job carries credentials and its country has no public sealing key.
+# `overdue`: the round was over before the scheduler could send it (the controller, NATS or
+# PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
 NO_SEAL_KEY = "no_seal_key"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY})
+OVERDUE = "overdue"
+MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE})
 
 
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -81,19 +85,35 @@ _RECORD = (
     ' "finishedAt" timestamptz'
 )
 _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
+# A real result (it has an agent) replaces a synthetic row the controller wrote for its job id
+# (`expired` when the round closed, before the result came): the real one is what happened. A
+# synthetic row never replaces anything, and a real result never replaces another real one, so a
+# redelivery changes nothing. One row per job id per batch, the real one first, since an upsert
+# may not touch a row twice. A new row's stored_at is now() (the transaction's start), a replaced
+# one's the clock's, which is later: that tells them apart (`xmax` is not there on a partitioned
+# table), so the alerter judges a replaced row's round again.
 _INSERT = f"""
-INSERT INTO check_results (
+INSERT INTO check_results AS c (
     monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
     error_kind, message, banner, response_time_ms, phases, tls, address, started_at, finished_at)
-SELECT m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
+SELECT DISTINCT ON (r."jobId", r."scheduledAt")
+    m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
     CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed' ELSE r.status END,
     CASE WHEN r.status = 'up' THEN NULL ELSE r."errorKind" END,
     coalesce(r.message, ''), r.banner, r."responseTimeMs", r.phases, r.tls, r.address,
     r."startedAt", r."finishedAt"
 FROM json_to_recordset($1::json) AS r({_RECORD})
 JOIN monitors m ON m.public_id = r."monitorId"
-ON CONFLICT (job_id, scheduled_at) DO NOTHING
-RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at
+ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL
+ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
+    agent_id = EXCLUDED.agent_id, status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
+    message = EXCLUDED.message, banner = EXCLUDED.banner,
+    response_time_ms = EXCLUDED.response_time_ms, phases = EXCLUDED.phases, tls = EXCLUDED.tls,
+    address = EXCLUDED.address, started_at = EXCLUDED.started_at,
+    finished_at = EXCLUDED.finished_at, stored_at = clock_timestamp()
+WHERE c.agent_id IS NULL AND EXCLUDED.agent_id IS NOT NULL
+RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at,
+    stored_at <> now() AS replaced
 """
 _encode_rows = msgspec.json.Encoder().encode
 
@@ -147,7 +167,12 @@ class _Fold(msgspec.Struct):
 
     def apply(self, row: asyncpg.Record) -> None:
         """`row`: one of `_INSERT`'s RETURNING rows, for this monitor and country."""
-        _, _, self.job_id, self.scheduled_at, self.status, self.error_kind, self.message, end = row
+        self.job_id, self.scheduled_at, self.status = (
+            row["job_id"],
+            row["scheduled_at"],
+            row["status"],
+        )
+        self.error_kind, self.message, end = row["error_kind"], row["message"], row["finished_at"]
         if self.status == "missed":
             return
         if end is not None and (self.checked_at is None or end > self.checked_at):
@@ -159,7 +184,8 @@ class _Fold(msgspec.Struct):
 
 
 async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
-    """Insert the rows not stored yet and move the state they imply; return how many were new.
+    """Insert the rows not stored yet, a real result over a synthetic one, and move the state
+    they imply; return how many were stored (new or replacing).
 
     The caller owns the transaction. Rows of an unknown monitor (deleted meanwhile) are dropped.
     Raises asyncpg.DataError when PostgreSQL refuses a value (e.g. a time out of its range).
@@ -169,7 +195,13 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode())
     if inserted:
         await _move_state(conn, inserted)
-        await alerts.mark(conn, [r["monitor_id"] for r in inserted])  # alerter's queue
+        revised: dict[int, datetime] = {}
+        for r in inserted:
+            if r["replaced"]:
+                at = revised.get(r["monitor_id"], r["scheduled_at"])
+                revised[r["monitor_id"]] = min(at, r["scheduled_at"])
+        # The alerter's queue; a replaced row's round may be judged already: judged again.
+        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised)
     return len(inserted)
 
 

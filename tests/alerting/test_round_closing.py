@@ -74,7 +74,7 @@ async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: R
     state = await rig.state(m)
     assert (state["state"], state["consecutive_down_rounds"]) == ("degraded", 1)
 
-    late = ResultRow(  # the genuine result, later still: a duplicate that changes nothing
+    late = ResultRow(  # the genuine result, later still: it replaces the expired row
         job_id=job_id,
         scheduled_at=rig.at(0),
         monitor_id=m["public_id"],
@@ -86,10 +86,80 @@ async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: R
         message="connection refused",
     )
     async with rig.pool.acquire() as conn, conn.transaction():
-        assert await results.store(conn, [late]) == 0
+        assert await results.store(conn, [late]) == 1
     await rig.alerter.burst()
-    assert await rig.incidents(m) == []
+    assert await expired_rows(rig, m) == []
+    assert await rig.incidents(m) == []  # still one failing round: not down yet
     assert (await rig.state(m))["consecutive_down_rounds"] == 1
+
+
+async def test_a_late_real_result_is_judged_again_and_opens_the_incident_it_proves(
+    rig: Rig,
+) -> None:
+    """A real `down` that came after its round closed as `expired` is not lost: the replaced
+    round is judged again, and two failing rounds in a row are an incident."""
+    m = await rig.monitor(["DE"])
+    await rig.rounds(m, 0, [{"DE": "refused"}, {"DE": "expired"}])
+    state = await rig.state(m)
+    assert (state["state"], state["consecutive_down_rounds"]) == ("missed", 1)
+    assert await rig.incidents(m) == []
+
+    async with rig.pool.acquire() as conn, conn.transaction():
+        late = ResultRow(
+            job_id=rig.job_ids.make(str(m["public_id"]), "DE", rig.at(1)),
+            scheduled_at=rig.at(1),
+            monitor_id=m["public_id"],
+            monitor_type="smtp",
+            country="DE",
+            agent_id="DE-agent",
+            status="down",
+            error_kind="refused",
+            message="connection refused",
+        )
+        assert await results.store(conn, [late]) == 1
+    await rig.alerter.burst()
+    state = await rig.state(m)
+    assert (state["state"], state["consecutive_down_rounds"]) == ("down", 2)
+    assert state["down_since"] == rig.at(0)
+    (incident,) = await rig.incidents(m)
+    assert incident["countries"] == ["DE"] and incident["started_at"] == rig.at(0)
+    assert {r["kind"] for r in await rig.outbox_rows(m)} == {"down"}
+    assert (await rig.events(m))[-1].state == "down"
+    assert (await rig.fetch("SELECT * FROM alert_queue WHERE revised_from IS NOT NULL")) == []
+
+    # Judged once: evaluating again opens nothing more.
+    await rig.round(m, 2, {"DE": "refused"})
+    await rig.alerter.burst()
+    assert len(await rig.incidents(m)) == 1
+    assert (await rig.state(m))["consecutive_down_rounds"] == 3
+
+
+async def test_a_late_real_up_after_an_expired_round_moves_the_recovery_on(rig: Rig) -> None:
+    """A late real `up` counts as the passing round it was: with the next one, the incident
+    closes (two passing rounds), not a round later."""
+    m = await rig.monitor(["DE"])
+    await rig.rounds(m, 0, [{"DE": "refused"}, {"DE": "refused"}, {"DE": "expired"}])
+    assert len(await rig.incidents(m)) == 1
+    async with rig.pool.acquire() as conn, conn.transaction():
+        late = ResultRow(
+            job_id=rig.job_ids.make(str(m["public_id"]), "DE", rig.at(2)),
+            scheduled_at=rig.at(2),
+            monitor_id=m["public_id"],
+            monitor_type="smtp",
+            country="DE",
+            agent_id="DE-agent",
+            status="up",
+            error_kind=None,
+            message="220 ready",
+        )
+        assert await results.store(conn, [late]) == 1
+    await rig.alerter.burst()
+    state = await rig.state(m)
+    assert (state["state"], state["consecutive_up_rounds"]) == ("down", 1)
+    await rig.rounds(m, 3, [{"DE": "up"}])
+    (incident,) = await rig.incidents(m)
+    assert incident["ended_at"] == rig.at(2)
+    assert (await rig.state(m))["state"] == "up"
 
 
 async def test_a_round_nobody_reported_on_is_judged_missed_when_it_closes(rig: Rig) -> None:

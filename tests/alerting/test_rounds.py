@@ -216,7 +216,7 @@ async def test_results_stored_during_an_evaluation_are_evaluated_after_it(rig: R
     m = await rig.monitor()
     await rig.round(m, 0, DOWN)
     async with rig.pool.acquire() as conn:
-        ((monitor_id, lease),) = await alerts.claim(conn, rig.clock(), 10, 30)
+        ((monitor_id, lease, _),) = await alerts.claim(conn, rig.clock(), 10, 30)
     await rig.round(m, 1, DOWN)  # the ingester marks it again while it is leased
     async with rig.pool.acquire() as conn:
         await alerts.release(conn, monitor_id, lease, None)

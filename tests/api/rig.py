@@ -82,7 +82,7 @@ async def pipeline_api(
         pool, js, agents, box, keys, default_countries=settings.default_check_countries
     )
     ingester = Ingester(
-        pool, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}"
+        pool, nc, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}"
     )
     pipeline = Pipeline(nc, js, agents, scheduler, ingester)
     agent_nc = await nats.connect(nats_url) if agent_cadata is not None else None

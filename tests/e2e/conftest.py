@@ -137,7 +137,7 @@ async def controller(
         CountryKeys(str(seal_keys.directory)),
         default_countries=2,
     )
-    ingester = Ingester(e2e_pool, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
+    ingester = Ingester(e2e_pool, e2e_nc, js, job_ids, durable=f"ingest-e2e-{uuid.uuid4().hex[:8]}")
     pipeline = Pipeline(e2e_nc, js, agents, scheduler, ingester)
     stop = asyncio.Event()
     tasks = [asyncio.create_task(scheduler.run(stop)), asyncio.create_task(ingester.run(stop))]

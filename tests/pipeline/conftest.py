@@ -103,7 +103,7 @@ async def pipeline(
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         default_countries=2,
     )
-    ingester = Ingester(pipe_pool, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
+    ingester = Ingester(pipe_pool, nc, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
     yield Pipeline(nc, js, agents, scheduler, ingester)
     await ingester.close()
     await agents.stop()

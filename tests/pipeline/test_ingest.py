@@ -346,3 +346,48 @@ async def test_partitions_older_than_the_history_are_dropped(pipe_pool: asyncpg.
     assert f"check_results_p{(old + timedelta(days=1)):%Y%m%d}" in kept
     assert f"check_results_p{utcnow():%Y%m%d}" in kept and "check_results_default" in kept
     assert dropped_again == []
+
+
+async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """The alerter wrote `expired` for the round when it closed; the agent's result comes later
+    (a restart, a redelivery): the stored row, the per-country state and the uptime are the
+    real result's, and a synthetic row written after it changes nothing."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=2)  # as on the wire: no finer
+    res = result(job_ids, monitor, cc, "down", at=at)
+    expired = results.ResultRow.missed(
+        {"public_id": uuid.UUID(pid), "type": "smtp"},
+        cc,
+        res.job_id,
+        at,
+        "expired",
+        "no result by then: the check did not run in time",
+    )
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [expired]) == 1
+    await publish(pipeline.js, res)
+    assert await pipeline.ingester.burst() == 1
+    [row] = await rows(pipe_pool, pid)
+    assert (row["status"], row["error_kind"], row["agent_id"]) == ("down", "refused", f"agent-{cc}")
+    r = await api.get(f"/api/smtp-monitors/{pid}/countries", headers=org.auth())
+    [state] = r.json()["items"]
+    assert (state["status"], state["consecutiveFailures"]) == ("down", 1)
+    r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
+    day = next(w for w in r.json()["windows"] if w["window"] == "day")
+    assert (day["countries"][cc]["down"], day["countries"][cc]["missed"]) == (1, 0)
+
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [expired]) == 0  # never over a real one
+    await publish(pipeline.js, res)  # nor does a redelivery change anything
+    assert await pipeline.ingester.burst() == 0
+    [row] = await rows(pipe_pool, pid)
+    assert (row["status"], row["agent_id"]) == ("down", f"agent-{cc}")

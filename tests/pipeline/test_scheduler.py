@@ -1,5 +1,6 @@
 """The scheduler against real PostgreSQL and NATS: due monitors become jobs per country."""
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,13 +23,13 @@ from tests.pipeline.conftest import Countries
 from tests.sealing import KeyRing
 
 
-async def make_due(pool: asyncpg.Pool, public_id: str, ago: timedelta = timedelta(0)) -> datetime:
-    """Put the monitor's next due time on its grid, `ago` in the past (at least just passed)."""
+async def make_due(pool: asyncpg.Pool, public_id: str) -> datetime:
+    """Make the monitor due just now (whole milliseconds, as job times are): off its grid, so
+    its round is scheduled at this time, with its whole expiry window left to run (a grid point
+    up to an interval ago might be over already)."""
+    now = utcnow()
+    due = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
     async with pool.acquire() as conn:
-        interval: int = await conn.fetchval(
-            "SELECT check_interval FROM monitors WHERE public_id = $1", public_id
-        )
-        due = schedule.last_due(schedule.phase_ms(public_id, interval), interval, utcnow() - ago)
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", public_id, due
         )
@@ -93,7 +94,7 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
         assert isinstance(opened, SmtpCheckJob) and opened.config.auth is not None
         assert (opened.config.auth.user, opened.config.auth.password) == ("username", "password")
     after = await next_due_at(pipe_pool, pid)
-    assert after == due + timedelta(seconds=60)
+    assert after == schedule.next_due(schedule.phase_ms(pid, 60), 60, due)  # back on its grid
 
 
 async def test_imap_job_carries_the_decrypted_password_and_protocol_sealed(
@@ -310,28 +311,153 @@ async def test_hostname_and_country_changes_take_effect_from_the_next_round(
     assert job.hostname == "mx2.example.net"
 
 
-async def test_catch_up_after_downtime_is_one_round(
+async def _overdue_monitor(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
     pipeline: Pipeline,
     countries: Countries,
-) -> None:
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+    *,
+    down: timedelta,
+    late: timedelta,
+) -> tuple[str, str, datetime, Scheduler]:
+    """A 10 s monitor whose scheduler was away for `down` and comes back `late` after a grid
+    point g: (public id, country, g, that scheduler, its clock fixed there)."""
     (cc,) = countries.take()
     await countries.live(cc)
     monitor = await create(
         api, org, allowedCheckCountryCodes=[cc], checkInterval=10, timeoutSeconds=5
     )
     pid = monitor["publicId"]
-    await make_due(pipe_pool, pid, ago=timedelta(hours=2))
-    now = utcnow()
-    assert await pipeline.scheduler.tick() == 1
+    g = schedule.last_due(schedule.phase_ms(pid, 10), 10, utcnow())
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, g - down
+        )
+    scheduler = Scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory)),
+        clock=lambda: g + late,
+    )
+    return pid, cc, g, scheduler
+
+
+async def missed_rows(pool: asyncpg.Pool, public_id: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT scheduled_at, country, job_id, status, error_kind, agent_id FROM check_results"
+            " WHERE monitor_public_id = $1 ORDER BY scheduled_at",
+            uuid.UUID(public_id),
+        )
+    return rows
+
+
+async def test_an_overdue_monitor_gets_missed_rows_for_its_skipped_rounds_and_one_job(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Back after 40 s away, 3 s past grid point g: the four rounds before g are over, each
+    gets one `overdue` row (under its job id, as a grid cell), only g's round is sent, and
+    the monitor moves on to g + 10 s."""
+    pid, cc, g, scheduler = await _overdue_monitor(
+        api,
+        org,
+        pipe_pool,
+        pipeline,
+        countries,
+        settings,
+        seal_keys,
+        down=timedelta(seconds=40),
+        late=timedelta(seconds=3),
+    )
+    assert await scheduler.tick() == 1
     [(job, _)] = await countries.jobs(cc)
-    scheduled = parse_iso(job.scheduled_at)
-    assert now - timedelta(seconds=10) < scheduled <= utcnow()
-    after = await next_due_at(pipe_pool, pid)
-    assert after is not None and after > now
-    assert await pipeline.scheduler.tick() == 0
+    assert parse_iso(job.scheduled_at) == g
+    rows = await missed_rows(pipe_pool, pid)
+    skipped = [g - timedelta(seconds=s) for s in (40, 30, 20, 10)]
+    assert [r["scheduled_at"] for r in rows] == skipped
+    assert {(r["country"], r["status"], r["error_kind"], r["agent_id"]) for r in rows} == {
+        (cc, "missed", "overdue", None)
+    }
+    assert [r["job_id"] for r in rows] == [job_ids.make(pid, cc, at) for at in skipped]
+    assert await next_due_at(pipe_pool, pid) == g + timedelta(seconds=10)
+    assert await scheduler.tick() == 0  # and nothing twice
+    assert len(await missed_rows(pipe_pool, pid)) == 4
+
+
+async def test_a_round_with_too_little_time_left_is_recorded_overdue_not_sent(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """9.5 s into a 10 s round its job would expire before an agent could start it: nothing
+    is published, the round is `overdue` like the ones before it."""
+    pid, cc, g, scheduler = await _overdue_monitor(
+        api,
+        org,
+        pipe_pool,
+        pipeline,
+        countries,
+        settings,
+        seal_keys,
+        down=timedelta(seconds=20),
+        late=timedelta(seconds=9.5),
+    )
+    assert await scheduler.tick() == 0
+    assert await countries.jobs(cc) == []
+    rows = await missed_rows(pipe_pool, pid)
+    assert [(r["scheduled_at"], r["error_kind"]) for r in rows] == [
+        (g - timedelta(seconds=20), "overdue"),
+        (g - timedelta(seconds=10), "overdue"),
+        (g, "overdue"),
+    ]
+    assert await next_due_at(pipe_pool, pid) == g + timedelta(seconds=10)
+
+
+async def test_catch_up_after_hours_away_is_one_round_and_an_hour_of_overdue_rows(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Two hours away: one round sent, and the last hour's rounds (the alerter's horizon, as
+    far back as rows are written) recorded overdue, not a burst of two hours of jobs."""
+    pid, cc, g, scheduler = await _overdue_monitor(
+        api,
+        org,
+        pipe_pool,
+        pipeline,
+        countries,
+        settings,
+        seal_keys,
+        down=timedelta(hours=2),
+        late=timedelta(seconds=1),
+    )
+    assert await scheduler.tick() == 1
+    [(job, _)] = await countries.jobs(cc)
+    assert parse_iso(job.scheduled_at) == g
+    rows = await missed_rows(pipe_pool, pid)
+    assert len(rows) == 359  # g - 3590 s to g - 10 s: g - 1 h is before the horizon
+    assert rows[0]["scheduled_at"] >= g + timedelta(seconds=1) - timedelta(hours=1)
+    assert rows[-1]["scheduled_at"] == g - timedelta(seconds=10)
 
 
 async def test_listed_country_without_agent_is_recorded_no_agent_and_shown_by_the_api(
