@@ -115,7 +115,7 @@ async def _published(
     live subscriber may have missed. No agent ran here, so all of them are still there; they
     are read (and acked, as an agent would) through the country's consumer."""
     total = (await js.stream_info(JOBS_STREAM)).state.messages
-    puller = Puller(nc, js, JOBS_STREAM, jobs_consumer_name(COUNTRY))
+    puller = Puller(nc, JOBS_STREAM, jobs_consumer_name(COUNTRY))
     dues: list[float] = []
     while len(dues) < total:
         msgs = await puller.fetch(1000, 2.0)
