@@ -24,6 +24,11 @@ def country() -> str:
 
 
 @pytest.fixture
+def other_country() -> str:
+    return next(_COUNTRIES)
+
+
+@pytest.fixture
 async def nc(nats_url: str) -> AsyncIterator[NATS]:
     conn = await nats.connect(nats_url)
     await ensure_streams(conn.jetstream())
