@@ -56,7 +56,12 @@ async def start(host: str, port: int, readiness: Readiness) -> asyncio.Server | 
         else:
             log.error("ops_server_failed", host=host, port=port, error=repr(exc))
         return None
-    server = await asyncio.start_server(handle, sock=sock, limit=MAX_HEAD_BYTES)
+    try:
+        server = await asyncio.start_server(handle, sock=sock, limit=MAX_HEAD_BYTES)
+    except OSError as exc:
+        sock.close()
+        log.error("ops_server_failed", host=host, port=port, error=repr(exc))
+        return None
     bound = sock.getsockname()
     log.info("ops_server_listening", host=bound[0], port=bound[1])
     return server
