@@ -23,7 +23,9 @@ CHECK_SECONDS = Histogram(
     ["country", "type"],
     buckets=DURATION_BUCKETS,
 )
-IN_FLIGHT = Gauge("mailprobe_agent_checks_in_flight", "jobs taken and not yet settled", ["country"])
+IN_FLIGHT = Gauge(
+    "mailprobe_agent_checks_in_flight", "checks running, at most AGENT_CONCURRENCY", ["country"]
+)
 JOBS_FETCHED = Counter("mailprobe_agent_jobs_fetched", "jobs pulled from mon.jobs.CC", ["country"])
 JOBS_REJECTED = Counter(
     "mailprobe_agent_jobs_rejected",

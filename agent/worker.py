@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Self
 
@@ -49,6 +50,8 @@ log = structlog.get_logger(__name__)
 # with `in_progress` every ack_wait / 3.
 DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+# While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
+RECONNECT_POLL_S = 0.1
 Outcome = Literal["acked", "nak"]
 
 
@@ -107,8 +110,11 @@ class Worker:
         self._heartbeat_interval = heartbeat_interval
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
-        # In start order (loop time), which _keep_in_progress relies on.
+        # Jobs taken and not settled, each with when it arrived (loop time), in arrival order
+        # (which _keep_in_progress relies on): those running (at most `capacity`) and those
+        # waiting for a slot, un-started. Only _start_waiting() moves a job from one to the other.
         self._tasks: dict[asyncio.Task[None], tuple[Msg, float]] = {}
+        self._waiting: deque[tuple[Msg, float]] = deque()
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         self._metrics = metrics.for_country(country)
 
@@ -126,7 +132,13 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
+        """Checks running now: never more than `capacity`."""
         return len(self._tasks)
+
+    @property
+    def waiting(self) -> int:
+        """Jobs taken but not started, for lack of a free slot."""
+        return len(self._waiting)
 
     def readiness(self) -> str | None:
         """None when this agent takes jobs (for `/ready`), else why it does not."""
@@ -249,11 +261,17 @@ class Worker:
 
     async def _loop(self, sub: JetStreamContext.PullSubscription, burst: bool) -> None:
         while not self._stopping.is_set():
-            free = self.capacity - len(self._tasks)
-            # Below 0 too: nats-py's fetch also returns what an earlier request left in the inbox.
+            # What we hold counts, running or not: nats-py's fetch also returns what earlier
+            # requests left in the inbox, so a fetch may bring more than it asked for.
+            free = self.capacity - len(self._tasks) - len(self._waiting)
             if free <= 0:
                 self._wake.clear()
                 await self._wake.wait()
+                continue
+            if self._nc.is_reconnecting:
+                # nats-py buffers a pull request published while reconnecting and sends it on
+                # reconnect: every fetch tried during an outage would come back as jobs at once.
+                await self._sleep(RECONNECT_POLL_S)
                 continue
             msgs = await self._fetch(sub, free)
             self._metrics.fetched.inc(len(msgs))
@@ -262,13 +280,23 @@ class Worker:
                     await _settle(msg.nak)
                 return
             now = asyncio.get_running_loop().time()
-            for msg in msgs:
-                task = asyncio.create_task(self._handle(msg))
-                self._tasks[task] = (msg, now)
-                self._metrics.in_flight.inc()
-                task.add_done_callback(self._done)
+            self._waiting.extend((msg, now) for msg in msgs)
+            self._start_waiting()
             if burst and not msgs and not self._tasks and await self._drained(sub):
                 return
+
+    def _start_waiting(self) -> None:
+        """Start waiting jobs while a slot is free: the only place a check starts, so at most
+        `capacity` run, however the jobs arrived. A job that waited past its life ends
+        `expired` when its turn comes (run_check), never as a check started too late."""
+        while self._waiting and len(self._tasks) < self.capacity:
+            if self._stopping.is_set():
+                return  # handed back by _finish_in_flight
+            msg, arrived = self._waiting.popleft()
+            task = asyncio.create_task(self._handle(msg))
+            self._tasks[task] = (msg, arrived)
+            self._metrics.in_flight.inc()
+            task.add_done_callback(self._done)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
         try:
@@ -303,11 +331,18 @@ class Worker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
         self._metrics.in_flight.dec()
+        self._start_waiting()
         self._wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("check_task_crashed", error=repr(exc))
 
     async def _finish_in_flight(self) -> None:
+        if self._waiting:
+            waiting = [msg for msg, _ in self._waiting]
+            self._waiting.clear()
+            for msg in waiting:  # never started: another agent takes them now
+                await _settle(msg.nak)
+            log.info("waiting_jobs_handed_back", handed_back=len(waiting))
         if not self._tasks:
             return
         # Without a connection no result can be published: do not wait for any.
@@ -325,20 +360,22 @@ class Worker:
         log.warning("shutdown_grace_exceeded", handed_back=len(late_msgs), grace_s=grace)
 
     async def _keep_in_progress(self) -> None:
-        """Every ack_wait / 3, tell JetStream that the checks running for longer than that are
-        still being worked on, so that a check longer than ack_wait is not redelivered. One
-        task for all checks; `_tasks` is in start order, so only the old ones are visited."""
+        """Every ack_wait / 3, tell JetStream that the jobs held for longer than that (running,
+        or waiting for a slot) are still being worked on, so that none is redelivered while
+        this agent has it. One task for all jobs; both collections are in arrival order, so
+        only the old ones are visited."""
         period = self._ack_wait / 3
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
             cutoff = loop.time() - period
-            running: list[Msg] = []
-            for msg, started in self._tasks.values():
-                if started > cutoff:
-                    break
-                running.append(msg)
-            for msg in running:  # a copy: checks end while this awaits
+            held: list[Msg] = []
+            for jobs in (self._tasks.values(), self._waiting):
+                for msg, arrived in jobs:
+                    if arrived > cutoff:
+                        break
+                    held.append(msg)
+            for msg in held:  # a copy: checks end while this awaits
                 await _settle(msg.in_progress)
 
     async def _handle(self, msg: Msg) -> None:

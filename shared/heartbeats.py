@@ -3,12 +3,17 @@
 An agent publishes its AgentHeartbeat every HEARTBEAT_INTERVAL_S on
 `mon.heartbeats.CC.<agentId>` (core NATS, nothing stored) and a last one with `stopping` on a
 clean stop; every controller keeps the live view in memory (controller.agents).
+
+A killed agent sends no last beat: its country stays live, and gets jobs nobody runs, until
+the TTL runs out, so the TTL is kept short and the interval with it. A beat is a few hundred
+bytes, so one a second per agent costs nothing worth saving.
 """
 
 from typing import Final
 
-HEARTBEAT_INTERVAL_S: Final = 5.0
-# An agent not heard of for three beats is gone.
+HEARTBEAT_INTERVAL_S: Final = 1.0
+# An agent not heard of for three beats is gone: one lost or late beat leaves a gap of two
+# intervals, a whole interval short of the TTL, so it never expires a live agent.
 HEARTBEAT_TTL_S: Final = 3 * HEARTBEAT_INTERVAL_S
 # After the controller (re)connects, its view is complete once every live agent had the time
 # to beat once, with some slack: before that, a country missing from it may have agents.

@@ -10,8 +10,10 @@ Prometheus scrape does not need.
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import json
+import socket
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -34,20 +36,49 @@ _JSON = "application/json"
 
 
 async def start(host: str, port: int, readiness: Readiness) -> asyncio.Server | None:
-    """Listen; None (with an error line) when the port cannot be bound: the process's work
+    """Listen; None (with one error line) when the port cannot be had: the process's work
     matters more than its metrics, so that does not stop it."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_one(reader, writer, readiness)
 
     try:
-        server = await asyncio.start_server(handle, host, port, limit=MAX_HEAD_BYTES)
+        sock = await _listening_socket(host, port)
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            log.error(
+                "ops_port_taken",
+                host=host,
+                port=port,
+                hint="another process listens there (a second agent on this host?): give each "
+                "its own metrics port, or 0 for none; this one works on without metrics",
+            )
+        else:
+            log.error("ops_server_failed", host=host, port=port, error=repr(exc))
+        return None
+    try:
+        server = await asyncio.start_server(handle, sock=sock, limit=MAX_HEAD_BYTES)
+    except OSError as exc:
+        sock.close()
         log.error("ops_server_failed", host=host, port=port, error=repr(exc))
         return None
-    bound = server.sockets[0].getsockname()
+    bound = sock.getsockname()
     log.info("ops_server_listening", host=bound[0], port=bound[1])
     return server
+
+
+async def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on host:port; OSError when either step fails.
+
+    Done here, not by start_server: when two processes bind the same port at once, both binds
+    succeed (SO_REUSEADDR, neither listening yet) and the second listen() fails, which uvloop
+    does not raise but reports by handing back a server without a socket."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, _, _, _, address = infos[0]
+    return socket.create_server(address, family=family)
 
 
 async def _serve_one(

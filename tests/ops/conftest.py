@@ -15,11 +15,18 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.streams import ensure_streams
 
-_COUNTRIES = iter(["SG", "MY", "PH", "PK", "QA", "KW", "OM", "JO", "LB"])
+_COUNTRIES = iter(
+    ["SG", "MY", "PH", "PK", "QA", "KW", "OM", "JO", "LB", "VN", "TH", "ID", "BD", "NP", "KZ"]
+)
 
 
 @pytest.fixture
 def country() -> str:
+    return next(_COUNTRIES)
+
+
+@pytest.fixture
+def other_country() -> str:
     return next(_COUNTRIES)
 
 

@@ -2,9 +2,12 @@
 next to a Worker, and from `python -m agent` as operators run it."""
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,9 +24,20 @@ from agent.probers.tls import SslContexts
 from shared import embedded
 from shared.streams import stream_configs
 from shared.subjects import JOBS_STREAM, jobs_subject
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
+from tests.agent.helpers import (
+    SmtpLikePeer,
+    job_for,
+    publish_job,
+    result_count,
+    results,
+    until_async,
+    worker,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+# Pairs of processes racing for one port: the crash this guards against came in about 1 pair
+# in 10, so 10 pairs catch it about 2 times in 3 (a pair costs 1.5 s).
+RACES = 10
 
 
 def value(name: str, **labels: str) -> float:
@@ -212,3 +226,100 @@ async def test_agent_process_serves_ready_and_metrics_with_nats(
         text = (await client.get("/metrics")).text
         assert f'mailprobe_agent_checks_in_flight{{country="{country}"}} 0.0' in text
         assert "# TYPE mailprobe_agent_check_duration_seconds histogram" in text
+
+
+async def test_ops_servers_racing_for_one_port_never_crash_and_one_wins() -> None:
+    """Two processes binding one port at the same instant both get past bind() (SO_REUSEADDR,
+    neither listening yet) and one listen() fails; under uvloop that used to be a server with no
+    socket and `'NoneType' object has no attribute 'getsockname'` (about 1 pair in 10 here).
+    Each pair here is lined up on one wall-clock instant; every pair must end with one
+    listening and one `none`."""
+    outcomes: list[tuple[str, str]] = []
+    for _ in range(RACES):
+        port = embedded.free_port()
+        start_at = f"{time.time() + 1.0:.6f}"
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.ops.race_ops",
+                str(port),
+                start_at,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        out = [(await p.communicate())[0].decode().splitlines()[-1] for p in procs]
+        outcomes.append((out[0], out[1]))
+    assert {tuple(sorted(pair)) for pair in outcomes} == {("listening", "none")}
+
+
+async def start_agent_on(
+    country: str, nats_url: str, metrics_port: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent",
+        "--country",
+        country,
+        env=agent_env(
+            NATS_URL=nats_url,
+            AGENT_METRICS_HOST="127.0.0.1",
+            AGENT_METRICS_PORT=str(metrics_port),
+            AGENT_ALLOW_PRIVATE_TARGETS="true",
+        ),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop_for_events(proc: asyncio.subprocess.Process) -> list[str]:
+    """SIGTERM; the process must exit 0; its log events in order."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0, err.decode()
+    return [json.loads(line)["event"] for line in err.decode().splitlines()]
+
+
+async def one_job_runs(js: JetStreamContext, country: str, peer_port: int) -> None:
+    job = job_for(country, peer_port)
+    await publish_job(js, job)
+    await until_async(lambda: result_count(js, country, 1), within=30)
+    [result] = await results(js, country)
+    assert (result.job_id, result.status) == (job.job_id, "up")
+
+
+async def test_an_agent_whose_metrics_port_is_taken_says_so_once_and_works_on(
+    nats_url: str, nc: NATS, js: JetStreamContext, country: str
+) -> None:
+    """Another process already listens on AGENT_METRICS_PORT: the agent logs one
+    `ops_port_taken` line, still runs its country's jobs, and stops cleanly."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        proc = await start_agent_on(country, nats_url, taken.getsockname()[1])
+        async with SmtpLikePeer() as peer:
+            await one_job_runs(js, country, peer.port)
+        events = await stop_for_events(proc)
+    assert events.count("ops_port_taken") == 1
+    assert "ops_server_failed" not in events and "ops_server_listening" not in events
+
+
+async def test_two_agents_started_together_on_one_metrics_port_both_work(
+    nats_url: str, nc: NATS, js: JetStreamContext, country: str, other_country: str
+) -> None:
+    """Two `python -m agent` on one host with the same metrics port, started at once: one
+    serves it, the other says `ops_port_taken` once; both run their jobs and stop cleanly."""
+    port = embedded.free_port()
+    procs = [await start_agent_on(cc, nats_url, port) for cc in (country, other_country)]
+    async with SmtpLikePeer() as peer:
+        for cc in (country, other_country):
+            await one_job_runs(js, cc, peer.port)
+    async with httpx.AsyncClient(timeout=2) as client:
+        health = await client.get(f"http://127.0.0.1:{port}/health")
+    assert health.json()["status"] == "ok"
+    events = [await stop_for_events(proc) for proc in procs]
+    assert sorted(e.count("ops_server_listening") for e in events) == [0, 1]
+    assert sorted(e.count("ops_port_taken") for e in events) == [0, 1]
