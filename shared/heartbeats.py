@@ -12,9 +12,11 @@ bytes, so one a second per agent costs nothing worth saving.
 from typing import Final
 
 HEARTBEAT_INTERVAL_S: Final = 1.0
-# An agent not heard of for three beats is gone: one lost or late beat leaves a gap of two
-# intervals, a whole interval short of the TTL, so it never expires a live agent.
-HEARTBEAT_TTL_S: Final = 3 * HEARTBEAT_INTERVAL_S
+# An agent not heard of for five beats is gone. Not fewer: a busy agent's loop, or a busy
+# controller's (a beat waits in the client's buffer while the scheduler runs), can hold a beat
+# back a few seconds, and an expired live agent is a phantom `no_agent` round for its whole
+# country, which is worse than a few seconds of jobs sent to a dead one (they end `expired`).
+HEARTBEAT_TTL_S: Final = 5 * HEARTBEAT_INTERVAL_S
 # After the controller (re)connects, its view is complete once every live agent had the time
 # to beat once, with some slack: before that, a country missing from it may have agents.
 WARMUP_S: Final = 1.5 * HEARTBEAT_INTERVAL_S
