@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import machine, seed_monitors, verdict
+from bench.common import discard_logs, machine, seed_monitors, verdict
 from bench.soak_figures import (
     LIVE_GRACE_S,
     Figures,
@@ -244,7 +244,8 @@ def report(found: list[Figures], concurrency: int, say: Callable[[str], None] = 
             f"  {f.name}\n"
             f"    cells expected {f.expected:,}, stored {f.stored:,}, missing {f.missing:,},"
             f" duplicated {f.duplicated:,} (coalesced while away, by design: {f.coalesced:,})\n"
-            f"    down (false) {f.down:,}, no_agent {f.no_agent:,} (phantom {f.phantom_no_agent:,}),"
+            f"    down (false) {f.down:,}, no_agent {f.no_agent:,}"
+            f" (phantom {f.phantom_no_agent:,}),"
             f" expired {f.expired:,}, real results dropped {f.dropped:,}\n"
             f"    alerts queued {f.alerts:,}, incidents {f.incidents:,},"
             f" recovery {f.recovery_s:.1f} s, catch-up {f.catch_up_per_s:,} rows/s,"
@@ -256,6 +257,7 @@ def report(found: list[Figures], concurrency: int, say: Callable[[str], None] = 
 
 def run(name: str = "full") -> bool:
     c = CAMPAIGNS[name]
+    discard_logs()
     print(
         f"soak ({machine()}; {c.monitors:,} SMTP monitors every {INTERVAL} s from"
         f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _ in AGENTS)},"

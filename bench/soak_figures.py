@@ -204,7 +204,8 @@ def figures(
         if r is None or r.status != "up" or r.stored - c[2] / 1000 > NORMAL_S:
             last_bad = max(last_bad, c[2] / 1000)
     f.recovery_s = last_bad - w.returned
-    per_second = Counter(int(r.stored) for r in rows if w.returned <= r.stored < w.returned + 30)
+    catching_up = min(w.end, w.returned + 30)
+    per_second = Counter(int(r.stored) for r in rows if w.returned <= r.stored < catching_up)
     f.catch_up_per_s = max(per_second.values(), default=0)
     for at, agent, value in in_flight:
         if w.start <= at < w.end:
