@@ -17,8 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from controller import schedule
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult
-from shared.streams import RESULTS_STREAM
-from shared.subjects import RESULTS_SUBJECTS
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import parse_iso
 
 # A cell is normal when it is `up` and stored this soon after its due time.
@@ -200,8 +199,8 @@ def figures(
     for c in cells:
         if c[2] < w.returned * 1000:
             continue
-        r = by_due.get(c)
-        if r is None or r.status != "up" or r.stored - c[2] / 1000 > NORMAL_S:
+        got = by_due.get(c)
+        if got is None or got.status != "up" or got.stored - c[2] / 1000 > NORMAL_S:
             last_bad = max(last_bad, c[2] / 1000)
     f.recovery_s = last_bad - w.returned
     catching_up = min(w.end, w.returned + 30)

