@@ -22,6 +22,8 @@ from shared.timefmt import parse_iso
 
 # A cell is normal when it is `up` and stored this soon after its due time.
 NORMAL_S = 5.0
+# A second of due times is back to normal when this share of its cells is.
+NORMAL_SHARE = 0.95
 # An agent that started this long ago has heartbeated, and the controllers heard it.
 LIVE_GRACE_S = 10.0
 RECOVERY_TARGET_S = 10.0
@@ -193,16 +195,17 @@ def figures(
         due = parse_iso(p.scheduled_at).timestamp()
         if p.status in ("up", "down") and w.start <= due < w.end:
             f.dropped += status_of.get(p.job_id) != p.status
-    # Recovery: from the part's return to the due time of the last cell that was not normal.
-    last_bad = w.returned
-    by_due = {r.cell: r for r in mine}
+    # Recovery: from the part's return to the end of the last second (by due time) in which
+    # fewer than NORMAL_SHARE of the cells were normal; a lone slow check is not an outage.
+    by_cell = {r.cell: r for r in mine}
+    seconds: dict[int, list[bool]] = {}
     for c in cells:
-        if c[2] < w.returned * 1000:
-            continue
-        got = by_due.get(c)
-        if got is None or got.status != "up" or got.stored - c[2] / 1000 > NORMAL_S:
-            last_bad = max(last_bad, c[2] / 1000)
-    f.recovery_s = last_bad - w.returned
+        if c[2] >= w.returned * 1000:
+            got = by_cell.get(c)
+            normal = got is not None and got.status == "up" and got.stored - c[2] / 1000 <= NORMAL_S
+            seconds.setdefault(c[2] // 1000, []).append(normal)
+    bad = [s for s, ok in seconds.items() if sum(ok) < NORMAL_SHARE * len(ok)]
+    f.recovery_s = max(0.0, max(bad, default=0) + 1 - w.returned) if bad else 0.0
     catching_up = min(w.end, w.returned + 30)
     per_second = Counter(int(r.stored) for r in rows if w.returned <= r.stored < catching_up)
     f.catch_up_per_s = max(per_second.values(), default=0)
