@@ -119,7 +119,8 @@ async def _measure(pipes: Pipes, urls: list[str], token: str) -> bool:
     print(
         f"  {polls:,} polls ({polls / POLL_S:.0f}/s): complete {seen['complete']:,},"
         f" partial {seen['partial']:,}, empty {seen['empty']:,}, failed {failed:,}"
-        f" {dict((k, n) for k, n in seen.items() if k.startswith('HTTP'))}\n"
+        + (f" {dict((k, n) for k, n in seen.items() if k.startswith('HTTP'))}" if failed else "")
+        + "\n"
         f"  JetStream consumers on the server: {before} before, {after} after"
         f"   target: no growth, no empty view, no failure: {verdict(ok)}"
     )
