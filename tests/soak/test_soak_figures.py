@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from bench.soak_figures import Figures, Row, Window, figures, grid
 from controller.schedule import phase_ms
 from shared.heartbeats import WARMUP_S
-from shared.messages import CheckResult
+from shared.messages import CheckResult, Status
 from shared.timefmt import iso_ms
 
 MONITOR = "3f0c8a52-5d6f-4a53-9a55-0f3d2b6c1e11"
@@ -27,7 +27,7 @@ def _up(cell: tuple[str, str, int], job: str = "") -> Row:
     return Row(job or f"j{cell[2]}", cell, "up", None, cell[2] / 1000 + 0.5)
 
 
-def _result(row: Row, status: str) -> CheckResult:
+def _result(row: Row, status: Status) -> CheckResult:
     iso = iso_ms(datetime.fromtimestamp(row.cell[2] / 1000, UTC))
     return CheckResult(
         job_id=row.job_id,
@@ -38,7 +38,7 @@ def _result(row: Row, status: str) -> CheckResult:
         scheduled_at=iso,
         started_at=iso,
         finished_at=iso,
-        status=status,  # type: ignore[arg-type]
+        status=status,
     )
 
 
@@ -91,3 +91,14 @@ def test_a_down_result_on_the_healthy_target_is_a_false_down() -> None:
     rows = [_up(c) for c in cells]
     rows[0] = Row(rows[0].job_id, cells[0], "down", "timeout", rows[0].stored)
     assert _figures(rows).down == 1
+
+
+def test_an_agent_sampled_over_its_concurrency_misses_the_target() -> None:
+    cells = _cells()
+    w = _window()
+    f = figures(
+        w, set(cells), [_up(c) for c in cells], [], lambda cc, at: True, [(T0 + 1, "DE-1", 201)]
+    )
+    assert f.in_flight == {"DE-1": 201}
+    assert f.misses(200) == ["in-flight over concurrency"]
+    assert f.misses(201) == []
