@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 
 bench: $(STAMP) ## benchmarks with their targets; prints the figures
 	$(BIN)/python -m bench
+
+soak: $(STAMP) ## the fault campaign of issue 13 (~15 min, loopback); exits 1 when a target is missed
+	$(BIN)/python -m bench.soak
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

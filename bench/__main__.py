@@ -1,14 +1,14 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login).
+e2e, login, agents-scale).
 """
 
 import sys
 import time
 from collections.abc import Callable
 
-from bench import agent, api, e2e, ingest, login, probers, scheduler, seal
+from bench import agent, agents_scale, api, e2e, ingest, login, probers, scheduler, seal
 from bench.common import discard_logs, machine
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "ingest": ingest.run,
     "e2e": e2e.run,
     "login": login.run,
+    "agents-scale": agents_scale.run,
 }
 
 

@@ -1,0 +1,215 @@
+"""The soak's figures per fault window, from what was stored (check_results, the outbox,
+incidents), what the agents published (the RESULTS stream) and the agents' in-flight samples.
+
+A grid cell is (monitor, country, due time) on the scheduler's grid (controller.schedule); the
+target server is healthy throughout, so every real result should be `up`.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import msgspec
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from controller import schedule
+from shared.heartbeats import WARMUP_S
+from shared.messages import CheckResult
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
+from shared.timefmt import parse_iso
+
+# A cell is normal when it is `up` and stored this soon after its due time.
+NORMAL_S = 5.0
+# A second of due times is back to normal when this share of its cells is.
+NORMAL_SHARE = 0.95
+# An agent that started this long ago has heartbeated, and the controllers heard it.
+LIVE_GRACE_S = 10.0
+RECOVERY_TARGET_S = 10.0
+
+Cell = tuple[str, str, int]  # monitor public id, country, due (epoch ms)
+
+
+@dataclass
+class Window:
+    """One fault: it began at `start`, its part was back at `returned`, the next fault began
+    at `end`. `away`: the scheduling path (controller, NATS or PostgreSQL) was down, so the
+    rounds due meanwhile coalesce into one by design (schedule.round_times)."""
+
+    name: str
+    start: float
+    returned: float
+    end: float
+    away: bool
+
+
+@dataclass
+class Row:
+    job_id: str
+    cell: Cell
+    status: str
+    error_kind: str | None
+    stored: float
+
+
+@dataclass
+class Figures:
+    name: str
+    expected: int = 0
+    stored: int = 0
+    missing: int = 0
+    coalesced: int = 0
+    duplicated: int = 0
+    down: int = 0
+    no_agent: int = 0
+    phantom_no_agent: int = 0
+    expired: int = 0
+    dropped: int = 0
+    alerts: int = 0
+    incidents: int = 0
+    recovery_s: float = 0.0
+    catch_up_per_s: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+
+    def misses(self, concurrency: int) -> list[str]:
+        """The targets this window missed, named."""
+        checks = {
+            "missing cells": self.missing == 0,
+            "duplicated cells": self.duplicated == 0,
+            "false down": self.down == 0,
+            "phantom no_agent": self.phantom_no_agent == 0,
+            "real results dropped": self.dropped == 0,
+            "false alerts": self.alerts == 0 and self.incidents == 0,
+            "in-flight over concurrency": max(self.in_flight.values(), default=0) <= concurrency,
+            "recovery": self.recovery_s <= RECOVERY_TARGET_S,
+        }
+        return [name for name, ok in checks.items() if not ok]
+
+
+def grid(
+    monitors: Sequence[str], countries: Sequence[str], interval_s: int, w: Window
+) -> set[Cell]:
+    """Every cell due in [w.start, w.end)."""
+    period = interval_s * 1000
+    start, end = int(w.start * 1000), int(w.end * 1000)
+    cells: set[Cell] = set()
+    for m in monitors:
+        phase = schedule.phase_ms(m, interval_s)
+        t = start + (phase - start) % period
+        while t < end:
+            cells.update((m, cc, t) for cc in countries)
+            t += period
+    return cells
+
+
+async def stored_rows(conn: asyncpg.Connection, since: float, until: float) -> list[Row]:
+    rows = await conn.fetch(
+        "SELECT job_id, monitor_public_id::text AS m, country,"
+        " (extract(epoch FROM scheduled_at) * 1000)::bigint AS due, status, error_kind,"
+        " extract(epoch FROM stored_at)::float8 AS stored FROM check_results"
+        " WHERE scheduled_at >= to_timestamp($1) AND scheduled_at < to_timestamp($2)",
+        since,
+        until,
+    )
+    return [
+        Row(
+            r["job_id"], (r["m"], r["country"], r["due"]), r["status"], r["error_kind"], r["stored"]
+        )
+        for r in rows
+    ]
+
+
+async def published_results(nats_url: str) -> list[CheckResult]:
+    """Every result the agents published that RESULTS still holds."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(RESULTS_STREAM)).state.messages
+        sub = await js.pull_subscribe(
+            RESULTS_SUBJECTS,
+            stream=RESULTS_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
+        )
+        found: list[CheckResult] = []
+        while len(found) < total:
+            for msg in await sub.fetch(1000, timeout=10):
+                found.append(msgspec.json.decode(msg.data, type=CheckResult))
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+async def alerts(conn: asyncpg.Connection, since: float, until: float) -> tuple[int, int]:
+    """(notifications queued, incidents opened) in [since, until)."""
+    queued = await conn.fetchval(
+        "SELECT count(*) FROM notification_outbox"
+        " WHERE created_at >= to_timestamp($1) AND created_at < to_timestamp($2)",
+        since,
+        until,
+    )
+    opened = await conn.fetchval(
+        "SELECT count(*) FROM incidents"
+        " WHERE opened_at >= to_timestamp($1) AND opened_at < to_timestamp($2)",
+        since,
+        until,
+    )
+    return int(queued), int(opened)
+
+
+def figures(
+    w: Window,
+    cells: set[Cell],
+    rows: Sequence[Row],
+    published: Sequence[CheckResult],
+    country_live: Callable[[str, float], bool],
+    in_flight: Sequence[tuple[float, str, int]],
+) -> Figures:
+    """The window's figures but alerts (a database count): pure, from the collected data."""
+    f = Figures(w.name, expected=len(cells))
+    mine = [r for r in rows if w.start * 1000 <= r.cell[2] < w.end * 1000]
+    per_cell = Counter(r.cell for r in mine)
+    f.stored = sum(1 for c in cells if per_cell[c])
+    f.duplicated = sum(1 for c, n in per_cell.items() if n > 1)
+    # Rounds due while the scheduling path was away, and during the warm-up of the live
+    # agents view after it came back, run once at the latest grid point (by design).
+    coalesce_until = (w.returned + WARMUP_S + 2.0) * 1000 if w.away else w.start * 1000
+    for c in cells - per_cell.keys():
+        if c[2] < coalesce_until:
+            f.coalesced += 1
+        else:
+            f.missing += 1
+    f.down = sum(1 for r in mine if r.status == "down")
+    for r in mine:
+        if r.error_kind == "no_agent":
+            f.no_agent += 1
+            if country_live(r.cell[1], r.cell[2] / 1000):
+                f.phantom_no_agent += 1
+        elif r.error_kind == "expired":
+            f.expired += 1
+    # A real result (the agent ran the check) is dropped when its round's row says otherwise.
+    # A result that never got a row at all is as lost.
+    status_of = {r.job_id: r.status for r in mine}
+    for p in published:
+        due = parse_iso(p.scheduled_at).timestamp()
+        if p.status in ("up", "down") and w.start <= due < w.end:
+            f.dropped += status_of.get(p.job_id) != p.status
+    # Recovery: from the part's return to the end of the last second (by due time) in which
+    # fewer than NORMAL_SHARE of the cells were normal; a lone slow check is not an outage.
+    by_cell = {r.cell: r for r in mine}
+    seconds: dict[int, list[bool]] = {}
+    for c in cells:
+        if c[2] >= w.returned * 1000:
+            got = by_cell.get(c)
+            normal = got is not None and got.status == "up" and got.stored - c[2] / 1000 <= NORMAL_S
+            seconds.setdefault(c[2] // 1000, []).append(normal)
+    bad = [s for s, ok in seconds.items() if sum(ok) < NORMAL_SHARE * len(ok)]
+    f.recovery_s = max(0.0, max(bad, default=0) + 1 - w.returned) if bad else 0.0
+    catching_up = min(w.end, w.returned + 30)
+    per_second = Counter(int(r.stored) for r in rows if w.returned <= r.stored < catching_up)
+    f.catch_up_per_s = max(per_second.values(), default=0)
+    for at, agent, value in in_flight:
+        if w.start <= at < w.end:
+            f.in_flight[agent] = max(f.in_flight.get(agent, 0), value)
+    return f

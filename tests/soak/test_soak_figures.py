@@ -1,0 +1,104 @@
+"""The soak's bookkeeping (bench.soak_figures.figures), pure: each defect the campaign looks for,
+planted in made-up rows, is counted where it belongs, so a clean soak report means clean."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from bench.soak_figures import Figures, Row, Window, figures, grid
+from controller.schedule import phase_ms
+from shared.heartbeats import WARMUP_S
+from shared.messages import CheckResult, Status
+from shared.timefmt import iso_ms
+
+MONITOR = "3f0c8a52-5d6f-4a53-9a55-0f3d2b6c1e11"
+INTERVAL = 10
+T0 = 1_800_000_000.0
+
+
+def _window(away: bool = False) -> Window:
+    return Window("w", T0, T0 + 5, T0 + 60, away)
+
+
+def _cells() -> list[tuple[str, str, int]]:
+    return sorted(grid([MONITOR], ["DE"], INTERVAL, _window()), key=lambda c: c[2])
+
+
+def _up(cell: tuple[str, str, int], job: str = "") -> Row:
+    return Row(job or f"j{cell[2]}", cell, "up", None, cell[2] / 1000 + 0.5)
+
+
+def _result(row: Row, status: Status) -> CheckResult:
+    iso = iso_ms(datetime.fromtimestamp(row.cell[2] / 1000, UTC))
+    return CheckResult(
+        job_id=row.job_id,
+        monitor_id=MONITOR,
+        monitor_type="smtp",
+        country="DE",
+        agent_id="DE-1",
+        scheduled_at=iso,
+        started_at=iso,
+        finished_at=iso,
+        status=status,
+    )
+
+
+def _figures(rows: list[Row], published: Sequence[CheckResult] = (), away: bool = False) -> Figures:
+    """The figures of `_window`, every country live throughout, no in-flight samples."""
+    w = _window(away)
+    cells = grid([MONITOR], ["DE"], INTERVAL, w)
+    return figures(w, cells, rows, published, lambda cc, at: True, [])
+
+
+def test_the_grid_has_one_cell_per_interval_on_the_monitors_phase() -> None:
+    cells = _cells()
+    assert len(cells) == 6
+    assert all(c[2] % (INTERVAL * 1000) == phase_ms(MONITOR, INTERVAL) for c in cells)
+
+
+def test_a_clean_window_passes_every_target() -> None:
+    f = _figures([_up(c) for c in _cells()])
+    assert (f.stored, f.missing, f.duplicated, f.recovery_s) == (6, 0, 0, 0.0)
+    assert f.misses(200) == []
+
+
+def test_missing_and_duplicated_cells_are_counted() -> None:
+    cells = _cells()
+    rows = [_up(c) for c in cells[1:]] + [_up(cells[2], job="triggered")]
+    f = _figures(rows)
+    assert (f.missing, f.duplicated) == (1, 1)
+    assert "missing cells" in f.misses(200) and "duplicated cells" in f.misses(200)
+
+
+def test_cells_due_while_the_scheduling_path_was_away_count_as_coalesced_not_missing() -> None:
+    cells = _cells()
+    during = [c for c in cells if c[2] / 1000 < T0 + 5 + WARMUP_S + 2]
+    f = _figures([_up(c) for c in cells if c not in during], away=True)
+    assert (f.coalesced, f.missing) == (len(during), 0)
+
+
+def test_a_real_result_stored_as_expired_counts_as_dropped_and_a_phantom_no_agent_is_seen() -> None:
+    cells = _cells()
+    rows = [_up(c) for c in cells]
+    rows[3] = Row(rows[3].job_id, cells[3], "missed", "expired", rows[3].stored)
+    rows[4] = Row(rows[4].job_id, cells[4], "missed", "no_agent", rows[4].stored)
+    f = _figures(rows, [_result(rows[3], "up")])
+    assert (f.dropped, f.expired, f.no_agent, f.phantom_no_agent) == (1, 1, 1, 1)
+    assert f.recovery_s > 0
+
+
+def test_a_down_result_on_the_healthy_target_is_a_false_down() -> None:
+    cells = _cells()
+    rows = [_up(c) for c in cells]
+    rows[0] = Row(rows[0].job_id, cells[0], "down", "timeout", rows[0].stored)
+    assert _figures(rows).down == 1
+
+
+def test_an_agent_sampled_over_its_concurrency_misses_the_target() -> None:
+    cells = _cells()
+    w = _window()
+    f = figures(
+        w, set(cells), [_up(c) for c in cells], [], lambda cc, at: True, [(T0 + 1, "DE-1", 201)]
+    )
+    assert f.in_flight == {"DE-1": 201}
+    assert f.misses(200) == ["in-flight over concurrency"]
+    assert f.misses(201) == []
