@@ -3,8 +3,8 @@
 server on loopback; an agent, the controller and NATS killed by PID in turn. Run once for the
 module; each test pins one of issue 13's targets over every fault window.
 
-The xfails name the issue-13 item being fixed in parallel whose symptom the target shows; the
-lead removes them as those fixes land (strict=False: the campaign's timing varies).
+One target is still an expected failure, with what was measured (strict=False: the campaign's
+timing varies on a shared machine).
 """
 
 from collections.abc import Iterator
@@ -42,18 +42,10 @@ def test_no_agent_is_recorded_only_for_a_country_without_live_agents(
     assert _each(windows, "phantom_no_agent") == {}
 
 
-@pytest.mark.xfail(
-    reason="issue 13 #1: after a NATS outage agents overrun AGENT_CONCURRENCY, greetings time out",
-    strict=False,
-)
 def test_a_healthy_target_never_gets_down_through_our_faults(windows: list[Figures]) -> None:
     assert _each(windows, "down") == {}
 
 
-@pytest.mark.xfail(
-    reason="issue 13 #1: jobs arriving at once after a NATS outage overrun the concurrency",
-    strict=False,
-)
 def test_no_agent_runs_more_checks_than_its_concurrency(windows: list[Figures]) -> None:
     over = {
         f.name: f.in_flight
@@ -64,16 +56,10 @@ def test_no_agent_runs_more_checks_than_its_concurrency(windows: list[Figures]) 
     assert any(f.in_flight for f in windows), "the agents' in-flight gauge was never sampled"
 
 
-@pytest.mark.xfail(
-    reason="issue 13 #4: a late real result loses to the alerter's expired row", strict=False
-)
 def test_no_real_result_is_dropped_in_favour_of_a_synthetic_one(windows: list[Figures]) -> None:
     assert _each(windows, "dropped") == {}
 
 
-@pytest.mark.xfail(
-    reason="issue 13 #1: false downs after a NATS outage degrade monitors", strict=False
-)
 def test_no_alert_is_queued_and_no_incident_opened_for_a_healthy_target(
     windows: list[Figures],
 ) -> None:
@@ -82,7 +68,8 @@ def test_no_alert_is_queued_and_no_incident_opened_for_a_healthy_target(
 
 
 @pytest.mark.xfail(
-    reason="issue 13 #5/#6: ingest stays slow after NATS kill -9; expired jobs after an outage",
+    reason="not met yet: after a controller or NATS kill -9, due times come back to 95 % on time"
+    " later than 10 s on this 2-core machine (see the closing note of issue 13's session)",
     strict=False,
 )
 def test_every_part_is_back_to_normal_within_10_s_of_its_return(windows: list[Figures]) -> None:
