@@ -88,10 +88,12 @@ _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
 # A real result (it has an agent) replaces a synthetic row the controller wrote for its job id
 # (`expired` when the round closed, before the result came): the real one is what happened. A
 # synthetic row never replaces anything, and a real result never replaces another real one, so a
-# redelivery changes nothing. One row per job id per batch, the real one first, since an upsert
-# may not touch a row twice. A new row's stored_at is now() (the transaction's start), a replaced
-# one's the clock's, which is later: that tells them apart (`xmax` is not there on a partitioned
-# table), so the alerter judges a replaced row's round again.
+# redelivery changes nothing. An agent's own `expired` (a redelivered job it got after its life
+# ended: the check did not run) is missed too, and a check that did run for that job replaces it.
+# One row per job id per batch, a check that ran first, since an upsert may not touch a row
+# twice. A new row's stored_at is now() (the transaction's start), a replaced one's the clock's,
+# which is later: that tells them apart (`xmax` is not there on a partitioned table), so the
+# alerter judges a replaced row's round again.
 _INSERT = f"""
 INSERT INTO check_results AS c (
     monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
@@ -104,14 +106,16 @@ SELECT DISTINCT ON (r."jobId", r."scheduledAt")
     r."startedAt", r."finishedAt"
 FROM json_to_recordset($1::json) AS r({_RECORD})
 JOIN monitors m ON m.public_id = r."monitorId"
-ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL
+ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL,
+    r.status = 'down' AND r."errorKind" IN ({_MISSED})
 ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
     agent_id = EXCLUDED.agent_id, status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
     message = EXCLUDED.message, banner = EXCLUDED.banner,
     response_time_ms = EXCLUDED.response_time_ms, phases = EXCLUDED.phases, tls = EXCLUDED.tls,
     address = EXCLUDED.address, started_at = EXCLUDED.started_at,
     finished_at = EXCLUDED.finished_at, stored_at = clock_timestamp()
-WHERE c.agent_id IS NULL AND EXCLUDED.agent_id IS NOT NULL
+WHERE EXCLUDED.agent_id IS NOT NULL
+    AND (c.agent_id IS NULL OR (c.status = 'missed' AND EXCLUDED.status <> 'missed'))
 RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at,
     stored_at <> now() AS replaced
 """

@@ -391,3 +391,46 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     assert await pipeline.ingester.burst() == 0
     [row] = await rows(pipe_pool, pid)
     assert (row["status"], row["agent_id"]) == ("down", f"agent-{cc}")
+
+
+async def test_a_check_that_ran_replaces_an_agents_own_expired_answer_for_the_same_job(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Around a NATS outage one agent runs a job whose PubAck is lost, and the redelivered copy
+    reaches another agent after the job's life ended: that one answers `expired` (the check did
+    not run). Whichever is stored first, the row is the check that ran; an `expired` answer never
+    replaces it (`make soak` counted these as real results dropped)."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    at = utcnow().replace(microsecond=0) - timedelta(minutes=2)
+    ran = result(job_ids, monitor, cc, "up", at=at, agent_id=f"agent-{cc}-1")
+    late = result(
+        job_ids,
+        monitor,
+        cc,
+        "down",
+        at=at,
+        agent_id=f"agent-{cc}-2",
+        error_kind="expired",
+        message="job expired; not run",
+    )
+    await publish(pipeline.js, late)
+    assert await pipeline.ingester.burst() == 1
+    [row] = await rows(pipe_pool, pid)
+    assert (row["status"], row["error_kind"]) == ("missed", "expired")
+
+    await publish(pipeline.js, ran)
+    assert await pipeline.ingester.burst() == 1
+    [row] = await rows(pipe_pool, pid)
+    assert (row["status"], row["error_kind"], row["agent_id"]) == ("up", None, f"agent-{cc}-1")
+
+    await publish(pipeline.js, late)  # the other order: never over the check that ran
+    assert await pipeline.ingester.burst() == 0
+    [row] = await rows(pipe_pool, pid)
+    assert (row["status"], row["agent_id"]) == ("up", f"agent-{cc}-1")
