@@ -15,6 +15,7 @@ monitors (~3 minutes, what tests/e2e/test_soak_short.py runs).
 """
 
 import asyncio
+import os
 import shutil
 import signal
 import sys
@@ -32,6 +33,7 @@ from bench.soak_figures import (
     alerts,
     figures,
     grid,
+    normal_lateness,
     published_results,
     stored_rows,
 )
@@ -45,6 +47,8 @@ CHECK_TIMEOUT_S = 5
 # The alerter closes a round that has no result 2.5 intervals after it is due: only then is
 # every cell of the last window final.
 DRAIN_S = 2.5 * INTERVAL + 10
+# The warm-up's second half, with no fault: how late results are stored here normally.
+BASELINE = "no fault (end of the warm-up)"
 
 
 @dataclass
@@ -177,8 +181,9 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
         rig.start_controller("A")
         rig.start_sampling()
         say(f"  rig up ({tmp}); warming up {c.warmup_s:.0f} s")
+        quiet_from = now() + c.warmup_s / 2  # the first rounds are still settling in
         time.sleep(c.warmup_s)
-        windows: list[Window] = []
+        windows: list[Window] = [Window(BASELINE, quiet_from, quiet_from, now(), False)]
         for fault in c.faults:
             start = now()
             say(f"  fault: {fault.name}")
@@ -190,7 +195,10 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
         return asyncio.run(_figures(rig, monitors, windows))
     finally:
         rig.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("SOAK_KEEP"):
+            say(f"  logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def _seed(rig: Rig, count: int) -> list[str]:
@@ -218,6 +226,7 @@ async def _figures(rig: Rig, monitors: list[str], windows: list[Window]) -> list
     conn = await connect(rig.database_url)
     try:
         rows = await stored_rows(conn, windows[0].start, windows[-1].end)
+        normal_s = normal_lateness(rows, windows[0].start, windows[0].end)
         found = []
         for w in windows:
             cells = grid(monitors, COUNTRIES, INTERVAL, w)
@@ -228,7 +237,9 @@ async def _figures(rig: Rig, monitors: list[str], windows: list[Window]) -> list
                 published,
                 lambda cc, at: rig.country_live(cc, at, LIVE_GRACE_S),
                 rig.in_flight,
+                normal_s,
             )
+            f.normal_s = normal_s
             f.alerts, f.incidents = await alerts(conn, w.start, w.end)
             found.append(f)
         return found
@@ -250,10 +261,15 @@ def report(found: list[Figures], concurrency: int, say: Callable[[str], None] = 
             f" (phantom {f.phantom_no_agent:,}),"
             f" expired {f.expired:,}, real results dropped {f.dropped:,}\n"
             f"    alerts queued {f.alerts:,}, incidents {f.incidents:,},"
-            f" recovery {f.recovery_s:.1f} s, catch-up {f.catch_up_per_s:,} rows/s,"
+            f" recovery {f.recovery_s:.1f} s (normal: up and stored within {f.normal_s:.1f} s),"
+            f" catch-up {f.catch_up_per_s:,} rows/s,"
             f" max in-flight {in_flight} (concurrency {concurrency})\n"
             f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
         )
+        for example in f.dropped_examples:
+            say(f"    dropped: {example}")
+        if f.late_seconds:
+            say(f"    last seconds not back to normal: {'; '.join(f.late_seconds)}")
     return ok
 
 

