@@ -193,7 +193,9 @@ def figures(
     for r in mine:
         if r.error_kind == "no_agent":
             f.no_agent += 1
-            if country_live(r.cell[1], r.cell[2] / 1000):
+            # Judged when it was written, as the scheduler did: a round due just before an
+            # agent stops and sent just after had no agent indeed.
+            if country_live(r.cell[1], r.stored):
                 f.phantom_no_agent += 1
         elif r.error_kind == "expired":
             f.expired += 1
@@ -220,7 +222,8 @@ def figures(
     by_cell = {r.cell: r for r in mine}
     seconds: dict[int, list[bool]] = {}
     for c in cells:
-        if c[2] >= w.returned * 1000:
+        # Cells that could still be on time when the next fault begins; later ones are its.
+        if w.returned * 1000 <= c[2] < (w.end - normal_s) * 1000:
             got = by_cell.get(c)
             normal = got is not None and got.status == "up" and got.stored - c[2] / 1000 <= normal_s
             seconds.setdefault(c[2] // 1000, []).append(normal)

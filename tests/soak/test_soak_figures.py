@@ -134,3 +134,29 @@ def test_normal_is_as_late_as_the_rig_stores_results_without_a_fault() -> None:
     at_5 = figures(w, set(cells), late, [], lambda cc, at: True, [], NORMAL_S)
     assert (at_8.recovery_s, at_8.late_seconds) == (0.0, [])
     assert at_5.recovery_s > 0 and at_5.late_seconds
+
+
+def test_a_late_cell_due_just_before_the_next_fault_is_that_faults() -> None:
+    """The next fault begins at the window's end: a cell due 3 s before it, stored late, was
+    delayed by that fault, not by this one's; due 6 s before, it counts here."""
+    cells = _cells()
+    last = cells[-1]
+    rows = [_up(c) for c in cells[:-1]] + [Row("late", last, "up", None, last[2] / 1000 + 30)]
+    for before_end, recovered in ((3.0, True), (6.0, False)):
+        w = Window("w", T0, T0 + 1, last[2] / 1000 + before_end, False)
+        f = figures(w, set(cells), rows, [], lambda cc, at: True, [])
+        assert (f.recovery_s == 0.0) is recovered
+
+
+def test_no_agent_is_phantom_only_if_an_agent_was_live_when_the_row_was_written() -> None:
+    """The scheduler records `no_agent` when it sends the round, a moment after it is due: an
+    agent that stopped in between leaves no phantom; one still live when it was written does."""
+    cells = _cells()
+    rows = [_up(c) for c in cells]
+    due = cells[2][2] / 1000
+    rows[2] = Row(rows[2].job_id, cells[2], "missed", "no_agent", due + 0.08)
+    w = _window()
+    stopped_between = figures(w, set(cells), rows, [], lambda cc, at: at < due + 0.05, [])
+    still_live = figures(w, set(cells), rows, [], lambda cc, at: at < due + 0.1, [])
+    assert (stopped_between.no_agent, stopped_between.phantom_no_agent) == (1, 0)
+    assert still_live.phantom_no_agent == 1
