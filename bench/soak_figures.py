@@ -5,6 +5,7 @@ A grid cell is (monitor, country, due time) on the scheduler's grid (controller.
 target server is healthy throughout, so every real result should be `up`.
 """
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,8 @@ def grid(
 ) -> set[Cell]:
     """Every cell due in [w.start, w.end)."""
     period = interval_s * 1000
-    start, end = int(w.start * 1000), int(w.end * 1000)
+    # the same bounds as the rows a window takes: w.start * 1000 <= due < w.end * 1000
+    start, end = math.ceil(w.start * 1000), math.ceil(w.end * 1000)
     cells: set[Cell] = set()
     for m in monitors:
         phase = schedule.phase_ms(m, interval_s)

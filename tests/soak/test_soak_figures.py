@@ -160,3 +160,14 @@ def test_no_agent_is_phantom_only_if_an_agent_was_live_when_the_row_was_written(
     still_live = figures(w, set(cells), rows, [], lambda cc, at: at < due + 0.1, [])
     assert (stopped_between.no_agent, stopped_between.phantom_no_agent) == (1, 0)
     assert still_live.phantom_no_agent == 1
+
+
+def test_a_window_starting_within_a_millisecond_holds_only_the_cells_its_rows_can_fill() -> None:
+    """A cell due a fraction of a millisecond before the window starts is the previous
+    window's: it is neither expected here nor counted as coalesced or missing."""
+    first = _cells()[0][2]
+    w = Window("w", first / 1000 + 0.0004, T0 + 5, T0 + 60, False)  # due 0.4 ms before it
+    cells = grid([MONITOR], ["DE"], INTERVAL, w)
+    assert all(c[2] >= w.start * 1000 for c in cells)
+    f = figures(w, cells, [_up(c) for c in cells], [], lambda cc, at: True, [])
+    assert (f.missing, f.coalesced) == (0, 0)
