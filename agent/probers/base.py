@@ -34,12 +34,15 @@ class ProbeFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates."""
+    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates.
+    `reach` makes the Target of another server (hostname, port, rejectUnauthorized) under the
+    same rules (DNS, the private-address policy, the TLS contexts): a round trip's mailbox."""
 
     hostname: str
     addresses: tuple[str, ...]
     port: int
     ssl_context: ssl.SSLContext
+    reach: "Callable[[str, int, bool], Awaitable[Target]] | None" = None
 
 
 @dataclass(slots=True)

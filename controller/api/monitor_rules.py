@@ -22,6 +22,9 @@ from controller.api.monitor_schemas import (
     ImapPopMonitorUpdate,
     MonitorCreate,
     MonitorUpdate,
+    RoundTripConfigIn,
+    RoundTripMonitor,
+    RoundTripReceiveIn,
     SmtpConfigIn,
     SmtpMonitor,
     SmtpMonitorCreate,
@@ -43,6 +46,11 @@ class Kind:
 
 SMTP = Kind("SMTP Monitor", "smtpConfig", ("smtp",))
 IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
+ROUNDTRIP = Kind("Round-trip Monitor", "roundtripConfig", ("roundtrip",))
+_CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
+# IMAP mailbox names are sent quoted; these would end the quoted string or the command.
+_NOT_IN_FOLDER = frozenset('"\\\r\n\0')
+FOLDER_MAX = 200
 
 
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
@@ -98,7 +106,7 @@ def customer_ident(ident: int | str) -> int | UUID | None:
 
 def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, Any] | None:
     """(field name, value) of the config sent as `smtpConfig`/`imapPopConfig` or `config`."""
-    primary = getattr(body, "smtp_config" if kind is SMTP else "imap_pop_config")
+    primary = getattr(body, _CONFIG_ATTR[kind])
     if primary is not UNSET and body.config is not UNSET and primary != body.config:
         raise bad_request(
             kind.config_key, f"send {kind.config_key} or its alias config, not two different ones"
@@ -192,16 +200,100 @@ def _imap_pop_config(
     return out, protocol
 
 
-def config_values(
-    kind: Kind, body: MonitorCreate | MonitorUpdate, stored: dict[str, Any], box: SecretBox
+def _folders(values: list[str], field: str) -> list[str]:
+    if not values or len(values) > 20:
+        raise bad_request(field, f"{field} must list 1 to 20 folders")
+    for name in values:
+        if not name.strip() or len(name) > FOLDER_MAX or _NOT_IN_FOLDER & set(name):
+            raise bad_request(
+                field,
+                f"{field}: {name!r} is not a folder name (1-{FOLDER_MAX} characters,"
+                " no quote, backslash or line break)",
+            )
+    return list(dict.fromkeys(values))
+
+
+def _roundtrip_config(
+    cfg: RoundTripConfigIn, stored: dict[str, Any], box: SecretBox, key: str, creating: bool
 ) -> dict[str, Any]:
-    """`config` (and for IMAP/POP the `type`) to store; {} when no config was sent."""
+    """The row values of a round trip's config: `hostname`/`port` (the send leg's server,
+    changed only when sent) and `config` (send without its server, to, receive, grading)."""
+    if cfg.send is UNSET or cfg.to is UNSET or cfg.receive is UNSET:
+        missing = next(n for n in ("send", "to", "receive") if getattr(cfg, n) is UNSET)
+        raise bad_request(f"{key}.{missing}", f"{key}.{missing} is required")
+    out: dict[str, Any] = {}
+    send = cfg.send
+    if send.hostname is not UNSET:
+        out["hostname"] = validation.hostname(send.hostname, f"{key}.send.hostname")
+    elif creating:
+        raise bad_request(f"{key}.send.hostname", f"{key}.send.hostname is required")
+    if send.port is not UNSET:
+        out["port"] = validation.port(send.port, f"{key}.send.port")
+    stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
+    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send")
+    if send.sender is not UNSET:
+        sent["from"] = validation.email(send.sender, f"{key}.send.from")
+    to = validation.email(cfg.to, f"{key}.to")
+    if to is None:
+        raise bad_request(f"{key}.to", f"{key}.to is required")
+    config: dict[str, Any] = {"send": sent, "to": to, "receive": {}}
+    config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive")
+    if cfg.slow_after_seconds is not UNSET:
+        config["slowAfterSeconds"] = cfg.slow_after_seconds
+    if cfg.spam_is_failure is not UNSET:
+        config["spamIsFailure"] = cfg.spam_is_failure
+    out["config"] = config
+    return out
+
+
+def _receive(
+    cfg: RoundTripReceiveIn, stored: dict[str, Any], box: SecretBox, key: str
+) -> dict[str, Any]:
+    stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
+    out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key)
+    if cfg.hostname is UNSET:
+        raise bad_request(f"{key}.hostname", f"{key}.hostname is required")
+    out["hostname"] = validation.hostname(cfg.hostname, f"{key}.hostname")
+    if cfg.port is not UNSET:
+        out["port"] = validation.port(cfg.port, f"{key}.port")
+    for name in ("user", "password"):
+        if not out.get(name):
+            raise bad_request(f"{key}.{name}", f"{key}.{name} is required to read the mailbox")
+    folders = ["INBOX"] if cfg.folders is UNSET else _folders(cfg.folders, f"{key}.folders")
+    spam = [] if cfg.spam_folders is UNSET else cfg.spam_folders
+    if protocol == "pop3" and (folders != ["INBOX"] or spam):
+        raise bad_request(
+            f"{key}.folders" if folders != ["INBOX"] else f"{key}.spamFolders",
+            f"{key}: POP3 reads only the inbox; folders and spamFolders are IMAP's",
+        )
+    if not_listed := [f for f in spam if f not in folders]:
+        raise bad_request(
+            f"{key}.spamFolders", f"{key}.spamFolders: {not_listed[0]!r} is not in folders"
+        )
+    out["folders"], out["spamFolders"] = folders, spam
+    return out
+
+
+def config_values(
+    kind: Kind,
+    body: MonitorCreate | MonitorUpdate,
+    stored: dict[str, Any],
+    box: SecretBox,
+    *,
+    creating: bool = False,
+) -> dict[str, Any]:
+    """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
+    {} when no config was sent."""
     picked = _pick_config(kind, body)
     if picked is None:
+        if kind is ROUNDTRIP and creating:
+            raise bad_request(kind.config_key, f"{kind.config_key} is required")
         return {}
     key, cfg = picked
     if kind is SMTP:
         return {"config": _smtp_config(cfg, stored, box, key)}
+    if kind is ROUNDTRIP:
+        return _roundtrip_config(cfg, stored, box, key, creating)
     config, protocol = _imap_pop_config(cfg, stored, box, key)
     return {"config": config, "type": protocol}
 
@@ -213,7 +305,7 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
     validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
-    values.update(config_values(kind, body, {}, box))
+    values.update(config_values(kind, body, {}, box, creating=True))
     values.setdefault("config", {})
     values.setdefault("type", kind.types[0])
     return values
@@ -258,13 +350,18 @@ def require_secret_resent(
 ) -> None:
     """A 400 naming the secret (as this request spells the config) when `changes` move it
     without sending it again."""
-    moved = moved_secret(row, changes)
-    if not moved:
+    stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
+    each = secret_binding.moved_each(Target.of(stored), Target.of({**stored, **changes}))
+    if not each:
         return
+    path, moved = next(iter(each.items()))
     picked = _pick_config(kind, body)
     key = picked[0] if picked else kind.config_key
-    path = SECRET_PATH[changes.get("type", row["type"])]
-    outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
+    if kind is ROUNDTRIP:
+        outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
+    else:
+        path = SECRET_PATH[changes.get("type", row["type"])]
+        outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
     raise secret_required(f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
 
 
@@ -273,10 +370,13 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if body.name is not UNSET:
         out["name"] = validation.name(body.name)
-    if body.hostname is not UNSET:
-        out["hostname"] = validation.hostname(body.hostname)
-    if body.port is not UNSET:
-        out["port"] = validation.port(body.port)
+    # A round trip has no top-level hostname/port: its config carries both servers.
+    hostname: str | UnsetType = getattr(body, "hostname", UNSET)
+    if not isinstance(hostname, UnsetType):
+        out["hostname"] = validation.hostname(hostname)
+    port: int | None | UnsetType = getattr(body, "port", UNSET)
+    if not isinstance(port, UnsetType):
+        out["port"] = validation.port(port)
     if body.status is not UNSET:
         out["status"] = validation.status(body.status)
     if body.check_interval is not UNSET:
@@ -305,8 +405,11 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor:
+def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
     config = _masked(row["config"])
+    if kind is ROUNDTRIP:
+        send = config.get("send") if isinstance(config.get("send"), dict) else {}
+        config = {**config, "send": {"hostname": row["hostname"], "port": row["port"], **send}}
     common: dict[str, Any] = {
         "id": row["id"],
         "public_id": str(row["public_id"]),
@@ -328,6 +431,8 @@ def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor:
     }
     if kind is SMTP:
         return SmtpMonitor(**common, smtp_config=config)
+    if kind is ROUNDTRIP:
+        return RoundTripMonitor(**common, roundtrip_config=config)
     return ImapPopMonitor(**common, imap_pop_config=config)
 
 
