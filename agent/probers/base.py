@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from shared.messages import CheckJob, ErrorKind, Phases, TlsInfo
+from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
@@ -55,6 +55,10 @@ class Recorder:
     banner: str | None = None
     tls: TlsInfo | None = None
     address: str | None = None
+    # A round trip's: where the message was found and what its headers say.
+    folder: str | None = None
+    hops: list[Hop] | None = None
+    auth_results: AuthResults | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -79,6 +83,9 @@ class Recorder:
             tls_ms=p.get("tls"),
             greeting_ms=p.get("greeting"),
             auth_ms=p.get("auth"),
+            submit_ms=p.get("submit"),
+            delivery_ms=p.get("delivery"),
+            fetch_ms=p.get("fetch"),
         )
 
 

@@ -22,7 +22,7 @@ from shared.messages import CheckJob, ErrorKind, ImapPopConfig, Pop3CheckJob
 LINE_LIMIT = 8192
 
 
-class _Reader(asyncio.StreamReader):
+class Pop3Reader(asyncio.StreamReader):
     """Counts the bytes that arrived and the bytes `read_line` took, so the prober knows
     whether the server sent more than the line it answered with."""
 
@@ -51,13 +51,13 @@ async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
 
 async def open_pop3(
     target: Target, config: ImapPopConfig, rec: Recorder
-) -> tuple[_Reader, asyncio.StreamWriter]:
+) -> tuple[Pop3Reader, asyncio.StreamWriter]:
     """A session past the greeting, upgraded by STLS when offered on a plain connection, and
     logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`)."""
     sock = await connect_socket(target, rec)
     loop = asyncio.get_running_loop()
     # asyncio.open_connection, with a reader that counts
-    reader = _Reader(limit=LINE_LIMIT)
+    reader = Pop3Reader(limit=LINE_LIMIT)
     protocol = asyncio.StreamReaderProtocol(reader)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
@@ -83,13 +83,13 @@ async def open_pop3(
     return reader, writer
 
 
-async def quit_pop3(reader: _Reader, writer: asyncio.StreamWriter, rec: Recorder) -> None:
+async def quit_pop3(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> None:
     rec.current = "quit"
     await goodbye(rec, lambda: command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
 async def _converse(
-    reader: _Reader,
+    reader: Pop3Reader,
     writer: asyncio.StreamWriter,
     target: Target,
     config: ImapPopConfig,
@@ -115,7 +115,7 @@ async def _converse(
             await command(reader, writer, f"PASS {config.password}", "PASS", "auth")
 
 
-async def _capa(reader: _Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
+async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
     """The capability names CAPA lists; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
     writer.write(b"CAPA\r\n")
@@ -128,7 +128,7 @@ async def _capa(reader: _Reader, writer: asyncio.StreamWriter, rec: Recorder) ->
 
 
 async def _stls(
-    reader: _Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
+    reader: Pop3Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
 ) -> None:
     """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
     the client forget what it learnt in the clear, where anyone could have written it; it is
@@ -149,7 +149,7 @@ async def _stls(
 
 
 async def command(
-    reader: _Reader,
+    reader: Pop3Reader,
     writer: asyncio.StreamWriter,
     line: str,
     name: str,
@@ -163,7 +163,7 @@ async def command(
     return reply
 
 
-async def read_line(reader: _Reader) -> str:
+async def read_line(reader: Pop3Reader) -> str:
     try:
         raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:

@@ -89,6 +89,9 @@ def build_result(
         phases=rec.to_phases(),
         tls=rec.tls,
         address=rec.address,
+        folder=rec.folder,
+        hops=rec.hops,
+        auth_results=rec.auth_results,
     )
 
 

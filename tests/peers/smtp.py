@@ -9,7 +9,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class _Handler:
-    """No hooks needed: the probes never send mail."""
+    """No hooks needed: the SMTP probes never send mail."""
 
 
 class _RecordingSMTP(SMTP):  # type: ignore[misc,unused-ignore]
@@ -38,11 +38,14 @@ class SmtpPeer:
         implicit_tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
         auth_in_clear: bool = False,
+        handler: object | None = None,
     ) -> None:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.users = users if users is not None else {"alice": "s3cret"}
         self.auth_in_clear = auth_in_clear
+        # What takes the mail (tests.peers.mailstore.DeliveringHandler delivers it).
+        self.handler = handler if handler is not None else _Handler()
         self.auths: list[tuple[bool, str]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -59,7 +62,7 @@ class SmtpPeer:
     def _protocol(self) -> SMTP:
         proto = _RecordingSMTP(
             self.auths,
-            _Handler(),
+            self.handler,
             hostname="mail.test",
             tls_context=self.starttls,
             authenticator=self._authenticate,
