@@ -39,6 +39,7 @@ class SmtpPeer:
         users: dict[str, str] | None = None,
         auth_in_clear: bool = False,
         handler: object | None = None,
+        backlog: int = 100,
     ) -> None:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
@@ -46,6 +47,7 @@ class SmtpPeer:
         self.auth_in_clear = auth_in_clear
         # What takes the mail (tests.peers.mailstore.DeliveringHandler delivers it).
         self.handler = handler if handler is not None else _Handler()
+        self.backlog = backlog  # the listen queue: benches connecting hundreds at once raise it
         self.auths: list[tuple[bool, str]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -76,7 +78,7 @@ class SmtpPeer:
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls
+            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls, backlog=self.backlog
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
