@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
+from agent.probers.redact import valid_utf8
 from shared.messages import AuthResults, ErrorKind, Hop
 from shared.timefmt import iso_ms
 
@@ -16,6 +17,10 @@ from shared.timefmt import iso_ms
 PROBE_HEADER = "X-Mailprobe-Probe"
 _FROM_BY = re.compile(r"\b(from|by)\s+([^\s;()]+)", re.IGNORECASE)
 _METHOD = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)", re.IGNORECASE)
+# Whoever runs a server on the path writes these headers: a result carries at most this much of
+# them (the newest hops, nearest the mailbox, are kept).
+MAX_HOPS = 30
+NAME_MAX = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +66,22 @@ def _when(text: str) -> datetime | None:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def _text(raw: object) -> str:
+    """A header's value unfolded, as valid UTF-8 (a server may write any bytes there)."""
+    return valid_utf8(" ".join(str(raw).split()))
+
+
+def _name(value: str | None) -> str | None:
+    return None if value is None else value[:NAME_MAX]
+
+
 def hops(message: Message) -> list[Hop]:
     """The `Received` headers, oldest first, each with the delay since the one before (the
-    first: since the message's `Date`, when the submission was stamped)."""
+    first: since the message's `Date`, when the submission was stamped); the newest MAX_HOPS."""
     previous = _when(str(message.get("Date", "")))
     out: list[Hop] = []
     for raw in reversed(message.get_all("Received") or []):
-        text = " ".join(str(raw).split())
+        text = _text(raw)
         head, _, stamp = text.rpartition(";")
         names = {k.lower(): v for k, v in reversed(_FROM_BY.findall(head or text))}
         at = _when(stamp) if head else None
@@ -76,14 +90,14 @@ def hops(message: Message) -> list[Hop]:
             delay = max(0.0, round((at - previous).total_seconds() * 1000, 3))
         out.append(
             Hop(
-                by=names.get("by"),
-                sender=names.get("from"),
+                by=_name(names.get("by")),
+                sender=_name(names.get("from")),
                 at=None if at is None else iso_ms(at),
                 delay_ms=delay,
             )
         )
         previous = at
-    return out
+    return out[-MAX_HOPS:]
 
 
 def auth_results(message: Message) -> AuthResults | None:
@@ -91,11 +105,11 @@ def auth_results(message: Message) -> AuthResults | None:
     raw = message.get("Authentication-Results")
     if raw is None:
         return None
-    text = " ".join(str(raw).split())
+    text = _text(raw)
     server, _, rest = text.partition(";")
-    found = {k.lower(): v.lower() for k, v in reversed(_METHOD.findall(rest))}
+    found = {k.lower(): v.lower()[:32] for k, v in reversed(_METHOD.findall(rest))}
     return AuthResults(
-        authserv_id=server.split()[0] if server.split() else None,
+        authserv_id=_name(server.split()[0]) if server.split() else None,
         spf=found.get("spf"),
         dkim=found.get("dkim"),
         dmarc=found.get("dmarc"),

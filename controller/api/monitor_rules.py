@@ -3,6 +3,7 @@
 Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -31,7 +32,7 @@ from controller.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from controller.api.secret_binding import SECRET_PATH, Target
-from controller.db import customers
+from controller.db import customers, monitors
 from controller.db.pool import Conn
 from controller.secretbox import PREFIX, SecretBox
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -405,35 +406,45 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
-    config = _masked(row["config"])
-    if kind is ROUNDTRIP:
-        send = config.get("send") if isinstance(config.get("send"), dict) else {}
-        config = {**config, "send": {"hostname": row["hostname"], "port": row["port"], **send}}
-    common: dict[str, Any] = {
-        "id": row["id"],
-        "public_id": str(row["public_id"]),
-        "organization_id": row["organization_id"],
-        "customer_id": row["customer_id"],
-        "name": row["name"],
-        "hostname": row["hostname"],
-        "port": row["port"],
-        "status": row["status"],
-        "check_interval": row["check_interval"],
-        "timeout_seconds": row["timeout_seconds"],
-        "allowed_check_country_codes": row["allowed_country_codes"],
-        "notification_email": row["notification_email"],
-        "notification_phone_number": row["notification_phone_number"],
-        "last_checked_at": iso_ms_or_none(row["last_checked_at"]),
-        "created_at": iso_ms(row["created_at"]),
-        "updated_at": iso_ms(row["updated_at"]),
+def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The fields every kind shows, from a row (`row.__getitem__`) or a Monitor (`getattr`)."""
+    return {
+        "id": get("id"),
+        "public_id": str(get("public_id")),
+        "organization_id": get("organization_id"),
+        "customer_id": get("customer_id"),
+        "name": get("name"),
+        "hostname": get("hostname"),
+        "port": get("port"),
+        "status": get("status"),
+        "check_interval": get("check_interval"),
+        "timeout_seconds": get("timeout_seconds"),
+        "allowed_check_country_codes": get("allowed_country_codes"),
+        "notification_email": get("notification_email"),
+        "notification_phone_number": get("notification_phone_number"),
+        "last_checked_at": iso_ms_or_none(get("last_checked_at")),
+        "created_at": iso_ms(get("created_at")),
+        "updated_at": iso_ms(get("updated_at")),
         "config": config,
     }
-    if kind is SMTP:
-        return SmtpMonitor(**common, smtp_config=config)
+
+
+def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
     if kind is ROUNDTRIP:
-        return RoundTripMonitor(**common, roundtrip_config=config)
-    return ImapPopMonitor(**common, imap_pop_config=config)
+        return present_roundtrip(monitors.decode(row))
+    config = _masked(row["config"])
+    if kind is SMTP:
+        return SmtpMonitor(**_common(row.__getitem__, config), smtp_config=config)
+    return ImapPopMonitor(**_common(row.__getitem__, config), imap_pop_config=config)
+
+
+def present_roundtrip(monitor: monitors.Monitor) -> RoundTripMonitor:
+    """From the typed Monitor: the config as the agent uses it (defaults spelt out), secrets
+    masked, the send leg's server (the monitor's hostname and port) in `send`."""
+    config = _masked(msgspec.to_builtins(monitor.config))
+    config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
+    common = _common(lambda name: getattr(monitor, name), config)
+    return RoundTripMonitor(**common, roundtrip_config=config)
 
 
 __all__ = [

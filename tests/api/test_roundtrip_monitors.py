@@ -258,3 +258,24 @@ async def test_shared_sub_resources_answer_for_a_round_trip_monitor(
         headers=tenant.auth(),
     )
     assert r.status_code == 201, r.text
+
+
+async def test_get_shows_the_config_the_agent_uses_and_patches_back_unchanged(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """GET spells out every default the agent applies; sending it back as it came (masks
+    included) is allowed and keeps both secrets."""
+    created = await make(http, tenant, send__port=..., receive__port=..., slowAfterSeconds=...)
+    shown = created["roundtripConfig"]
+    assert shown["send"]["port"] is None and shown["send"]["secure"] is False
+    assert shown["send"]["tlsOptions"] == {"rejectUnauthorized": True}
+    assert shown["receive"]["port"] is None and shown["receive"]["allowPlaintextAuth"] is False
+    assert shown["slowAfterSeconds"] is None
+    url = f"{RT}/{created['publicId']}"
+    r = await http.patch(url, json={"roundtripConfig": shown}, headers=tenant.auth("member"))
+    assert r.status_code == 200, r.text
+    assert r.json()["roundtripConfig"] == shown
+    row = await stored_row(pool, created["publicId"])
+    box = SecretBox(settings.secrets_key or "")
+    assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
+    assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"

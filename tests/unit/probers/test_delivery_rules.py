@@ -2,10 +2,20 @@
 Received hops, Authentication-Results, and the verdict on a delivery."""
 
 from email import message_from_string
+from email.parser import BytesHeaderParser
 
+import msgspec
 import pytest
 
-from agent.probers.delivery import Probe, auth_results, grade, hops, is_leftover, parse_probe
+from agent.probers.delivery import (
+    MAX_HOPS,
+    Probe,
+    auth_results,
+    grade,
+    hops,
+    is_leftover,
+    parse_probe,
+)
 from shared.messages import AuthResults, Hop
 
 MINE = Probe("m-1", "DE", 1_000_000, "tok")
@@ -110,3 +120,24 @@ def test_grade(
     got, why = grade(folder, ["Junk"], delivery_s, slow_after, spam_fails)
     assert got == kind
     assert f"delivered to {folder} in {delivery_s:.1f}s" in why
+
+
+def test_hostile_headers_give_valid_utf8_and_bounded_hops() -> None:
+    """A server on the path writes the headers: bytes that are not UTF-8 and a flood of hops
+    still make a result that encodes, with the newest MAX_HOPS hops."""
+    raw = (
+        b"Received: from h\xfcst by mx; Thu, 01 Jan 2026 12:00:01 +0000\r\n"
+        + b"".join(
+            b"Received: by relay%d.example; Thu, 01 Jan 2026 12:00:02 +0000\r\n" % i
+            for i in range(100)
+        )
+        + b"Authentication-Results: m\xe4x; spf=pass\r\n\r\n"
+    )
+    message = BytesHeaderParser().parsebytes(raw)
+    found = hops(message)
+    assert len(found) == MAX_HOPS
+    assert found[-1].by == "mx" and found[-1].sender == "h\ufffdst"
+    results = auth_results(message)
+    assert results is not None and results.authserv_id == "m\ufffdx"
+    encode_result = msgspec.json.encode((found, results))
+    assert b"\\ud" not in encode_result
