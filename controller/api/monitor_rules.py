@@ -50,7 +50,7 @@ IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
 ROUNDTRIP = Kind("Round-trip Monitor", "roundtripConfig", ("roundtrip",))
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
 # IMAP mailbox names are sent quoted; these would end the quoted string or the command.
-_NOT_IN_FOLDER = frozenset('"\\\r\n\0')
+_NOT_IN_FOLDER = frozenset('"\\')
 FOLDER_MAX = 200
 
 
@@ -205,11 +205,19 @@ def _folders(values: list[str], field: str) -> list[str]:
     if not values or len(values) > 20:
         raise bad_request(field, f"{field} must list 1 to 20 folders")
     for name in values:
-        if not name.strip() or len(name) > FOLDER_MAX or _NOT_IN_FOLDER & set(name):
+        # ASCII only: IMAP spells other names in modified UTF-7 (RFC 3501 5.1.3), which the
+        # agent does not encode.
+        printable = name.isascii() and name.isprintable()
+        if (
+            not name.strip()
+            or len(name) > FOLDER_MAX
+            or not printable
+            or _NOT_IN_FOLDER & set(name)
+        ):
             raise bad_request(
                 field,
-                f"{field}: {name!r} is not a folder name (1-{FOLDER_MAX} characters,"
-                " no quote, backslash or line break)",
+                f"{field}: {name!r} is not a folder name (1-{FOLDER_MAX} printable ASCII"
+                " characters, no quote or backslash)",
             )
     return list(dict.fromkeys(values))
 
@@ -335,35 +343,42 @@ def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
     return secret_binding.moved(before, after)
 
 
-def secret_required(field: str, moved: list[str]) -> ApiError:
+def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
+    """The 400 for a change that moves a kept secret; `more`: other secrets it moves, as
+    (field, moved) pairs (a round trip has one per leg), all named in `fields`."""
+    each = [(field, moved), *more]
+    said = "; ".join(f"{f} must be sent again to change {', '.join(m)}" for f, m in each)
     return ApiError(
         400,
-        f"{field} must be sent again to change {', '.join(moved)}: a stored secret is only"
-        " sent to the server, port, TLS settings and user name it was given with, and the mask"
-        f" {MASK!r} keeps it only while none of those change",
+        f"{said}: a stored secret is only sent to the server, port, TLS settings and user name"
+        f" it was given with, and the mask {MASK!r} keeps it only while none of those change",
         code="secret_required",
-        fields=[field],
+        fields=[f for f, _ in each],
     )
 
 
 def require_secret_resent(
     kind: Kind, body: MonitorUpdate, row: asyncpg.Record, changes: dict[str, Any]
 ) -> None:
-    """A 400 naming the secret (as this request spells the config) when `changes` move it
+    """A 400 naming each secret (as this request spells the config) that `changes` move
     without sending it again."""
     stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
     each = secret_binding.moved_each(Target.of(stored), Target.of({**stored, **changes}))
     if not each:
         return
-    path, moved = next(iter(each.items()))
     picked = _pick_config(kind, body)
     key = picked[0] if picked else kind.config_key
     if kind is ROUNDTRIP:
         outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
     else:
-        path = SECRET_PATH[changes.get("type", row["type"])]
+        # One secret: named by where the (possibly new) type keeps it.
+        each = {SECRET_PATH[changes.get("type", row["type"])]: next(iter(each.values()))}
         outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
-    raise secret_required(f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
+    named = [
+        (f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
+        for path, moved in each.items()
+    ]
+    raise secret_required(*named[0], *named[1:])
 
 
 def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:

@@ -110,6 +110,8 @@ async def test_create_masks_both_secrets_and_seals_them_at_rest(
         ({"receive__spamFolders": ["Spam"]}, "roundtripConfig.receive.spamFolders"),
         ({"receive__folders": []}, "roundtripConfig.receive.folders"),
         ({"receive__folders": ['IN"BOX']}, "roundtripConfig.receive.folders"),
+        ({"receive__folders": ["INBOX\r\nA1 DELETE INBOX"]}, "roundtripConfig.receive.folders"),
+        ({"receive__folders": ["Unerwünscht"]}, "roundtripConfig.receive.folders"),
         (
             {"receive__protocol": "pop3", "receive__spamFolders": ...},
             "roundtripConfig.receive.folders",
@@ -196,6 +198,17 @@ async def test_each_secret_is_bound_to_its_own_leg(
         config["receive"]["password"] = "new-mailbox-secret"
     r = await http.patch(url, json={"roundtripConfig": config}, headers=tenant.auth("member"))
     assert r.status_code == 200, r.text
+
+
+async def test_moving_both_legs_names_both_secrets(http: httpx.AsyncClient, tenant: Tenant) -> None:
+    created = await make(http, tenant)
+    config = masked(CONFIG)
+    config["send"]["hostname"] = config["receive"]["hostname"] = "evil.example"
+    r = await http.patch(
+        f"{RT}/{created['publicId']}", json={"roundtripConfig": config}, headers=tenant.auth()
+    )
+    fields = ["roundtripConfig.send.auth.pass", "roundtripConfig.receive.password"]
+    assert_error(r, 400, fields=fields, code="secret_required")
 
 
 async def test_unbound_changes_keep_both_secrets_with_masks(
