@@ -155,7 +155,7 @@ def _leg(name: str, hostname: str, rec: Recorder) -> Iterator[None]:
         raise ProbeFailure("dns", f"{name} leg: cannot resolve {hostname}") from exc
     except ConnectionRefusedError as exc:
         raise ProbeFailure("refused", f"{name} leg: connection refused by {hostname}") from exc
-    except (OSError, EOFError, asyncio.IncompleteReadError) as exc:
+    except (OSError, EOFError) as exc:
         kind: ErrorKind = "refused" if rec.current == "connect" else "protocol"
         raise ProbeFailure(kind, f"{name} leg: connection lost during {rec.current}") from exc
 
@@ -192,7 +192,7 @@ async def _watch_imap(
         imap.close_imap(proto)
 
 
-async def _imap_ok(response: object, what: str) -> None:
+def _imap_ok(response: object, what: str) -> None:
     result = getattr(response, "result", "")
     if result != "OK":
         lines = b" ".join(getattr(response, "lines", [])).decode("utf-8", "replace")
@@ -205,12 +205,12 @@ async def _imap_folder(
     """Look in `folder` for this monitor's and country's probes: delete the round's own one
     (returned) and leftovers of earlier rounds."""
     rec.current = f"select {folder}"
-    await _imap_ok(await proto.select(quoted(folder)), f"SELECT {folder}")
+    _imap_ok(await proto.select(quoted(folder)), f"SELECT {folder}")
     rec.current = "search"
     response = await proto.search(
         "HEADER", PROBE_HEADER, quoted(probe.search_key()), charset=None, by_uid=True
     )
-    await _imap_ok(response, "SEARCH")
+    _imap_ok(response, "SEARCH")
     seen_at = time.perf_counter()
     # aioimaplib hands the untagged `* SEARCH 1 2` over as `1 2` (or `SEARCH 1 2`), and the
     # tagged line's text last.
@@ -221,28 +221,47 @@ async def _imap_folder(
         return None
     rec.current = "fetch"
     response = await proto.fetch(",".join(uids), "(UID BODY.PEEK[HEADER])", by_uid=True)
-    await _imap_ok(response, "FETCH")
+    _imap_ok(response, "FETCH")
     mine: Found | None = None
     doomed: list[str] = []
-    uid: str | None = None
-    for line in response.lines:
-        if isinstance(line, bytes) and (match := _UID.search(line)):
-            uid = match.group(1).decode()
-        elif isinstance(line, bytearray) and uid is not None:
-            headers = _parse_headers(bytes(line))
-            other = parse_probe(headers.get(PROBE_HEADER))
-            if other is not None and other.token == probe.token:
-                mine = Found(folder, headers, seen_at)
-                doomed.append(uid)
-            elif other is not None and is_leftover(other, probe, timeout_ms):
-                doomed.append(uid)
-            uid = None
+    for uid, raw in _fetched(response.lines):
+        headers = _parse_headers(raw)
+        other = parse_probe(headers.get(PROBE_HEADER))
+        if other is not None and other.token == probe.token:
+            mine = Found(folder, headers, seen_at)
+            doomed.append(uid)
+        elif other is not None and is_leftover(other, probe, timeout_ms):
+            doomed.append(uid)
     if doomed:
         rec.current = "delete"
-        flags = await proto.store(",".join(doomed), "+FLAGS.SILENT", r"(\Deleted)", by_uid=True)
-        await _imap_ok(flags, "STORE")
-        await _imap_ok(await proto.expunge(), "EXPUNGE")
+        uid_set = ",".join(doomed)
+        _imap_ok(await proto.store(uid_set, "+FLAGS.SILENT", r"(\Deleted)", by_uid=True), "STORE")
+        # UID EXPUNGE (UIDPLUS) removes only these; a plain EXPUNGE also what others flagged.
+        if "UIDPLUS" in proto.capabilities:
+            _imap_ok(await proto.expunge(uid_set, by_uid=True), "UID EXPUNGE")
+        else:
+            _imap_ok(await proto.expunge(), "EXPUNGE")
     return mine
+
+
+def _fetched(lines: list[bytes | bytearray]) -> list[tuple[str, bytes]]:
+    """(UID, header bytes) of each message of a FETCH response, as aioimaplib hands it over:
+    `1 FETCH (UID 5 BODY[HEADER] {342}`, the literal (a bytearray), then `)`; a server may
+    also put the UID after the literal (` UID 5)`)."""
+    out: list[tuple[str, bytes]] = []
+    uid: str | None = None
+    raw: bytes | None = None
+    for line in [*lines, b" FETCH ("]:  # a sentinel closes the last message
+        if isinstance(line, bytearray):
+            raw = bytes(line)
+            continue
+        if b" FETCH (" in line:
+            if uid is not None and raw is not None:
+                out.append((uid, raw))
+            uid = raw = None
+        if uid is None and (match := _UID.search(line)):
+            uid = match.group(1).decode()
+    return out
 
 
 async def _imap_wait(
@@ -256,7 +275,7 @@ async def _imap_wait(
         await asyncio.sleep(wait_s)
         return
     rec.current = "idle"
-    await _imap_ok(await proto.select(quoted(config.folders[0])), f"SELECT {config.folders[0]}")
+    _imap_ok(await proto.select(quoted(config.folders[0])), f"SELECT {config.folders[0]}")
     idle = asyncio.ensure_future(proto.idle())
     try:
         with contextlib.suppress(TimeoutError):
@@ -265,7 +284,7 @@ async def _imap_wait(
                 await proto.idle_queue.get()  # an EXISTS, or anything the server pushes
         if proto.has_pending_idle_command():
             proto.idle_done()
-        await _imap_ok(await idle, "IDLE")
+        _imap_ok(await idle, "IDLE")
     finally:
         idle.cancel()
     while not proto.idle_queue.empty():

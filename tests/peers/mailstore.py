@@ -86,12 +86,18 @@ def _quoted_or_atom(text: str) -> str:
 
 
 class MailboxImapPeer(LoopbackServer):
-    """IMAP4rev1 over a Mailstore for user `probe` / `secret`; `idle` offers IDLE."""
+    """IMAP4rev1 over a Mailstore for user `probe` / `secret`; `idle` offers IDLE, `uidplus`
+    UIDPLUS (UID EXPUNGE); `uid_last` puts the UID after the header literal in FETCH answers,
+    as some servers order them."""
 
-    def __init__(self, store: Mailstore, *, idle: bool = True) -> None:
+    def __init__(
+        self, store: Mailstore, *, idle: bool = True, uidplus: bool = False, uid_last: bool = False
+    ) -> None:
         super().__init__(None)
         self.store = store
         self.idle = idle
+        self.uidplus = uidplus
+        self.uid_last = uid_last
         self.users = {"probe": "secret"}
         self.commands: list[str] = []
 
@@ -107,7 +113,8 @@ class MailboxImapPeer(LoopbackServer):
             verb = verb.upper()
             self.commands.append(verb)
             if verb == "CAPABILITY":
-                send("* CAPABILITY IMAP4rev1" + (" IDLE" if self.idle else ""))
+                caps = " IDLE" * self.idle + " UIDPLUS" * self.uidplus
+                send(f"* CAPABILITY IMAP4rev1{caps}")
                 send(f"{tag} OK done")
             elif verb == "LOGIN":
                 words = _astrings(args) or []
@@ -170,8 +177,15 @@ class MailboxImapPeer(LoopbackServer):
             for seq, m in enumerate(messages, start=1):
                 if m.uid in wanted:
                     head = m.raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-                    send(f"* {seq} FETCH (UID {m.uid} BODY[HEADER] {{{len(head)}}}")
-                    send(head + b")")
+                    if self.uid_last:
+                        send(f"* {seq} FETCH (BODY[HEADER] {{{len(head)}}}")
+                        send(head + f" UID {m.uid})".encode())
+                    else:
+                        send(f"* {seq} FETCH (UID {m.uid} BODY[HEADER] {{{len(head)}}}")
+                        send(head + b")")
+        elif sub == "EXPUNGE" and self.uidplus:
+            wanted = {int(u) for u in rest.split(",")}
+            messages[:] = [m for m in messages if not (m.deleted and m.uid in wanted)]
         elif sub == "STORE":
             uids, _, _ = rest.partition(" ")
             wanted = {int(u) for u in uids.split(",")}

@@ -44,13 +44,16 @@ class Rig:
 
 @asynccontextmanager
 async def rig(
-    *, idle: bool = True, auth_results: str | None = "spf=pass smtp.mailfrom=a; dkim=none"
+    *,
+    idle: bool = True,
+    auth_results: str | None = "spf=pass smtp.mailfrom=a; dkim=none",
+    **imap_options: bool,
 ) -> AsyncIterator[Rig]:
     store = Mailstore()
     handler = DeliveringHandler(store, auth_results=auth_results)
     async with (
         SmtpPeer(handler=handler, users={"sender": "pw"}, auth_in_clear=True) as smtp,
-        MailboxImapPeer(store, idle=idle) as imap,
+        MailboxImapPeer(store, idle=idle, **imap_options) as imap,
         MailboxPop3Peer(store) as pop3,
     ):
         yield Rig(store, handler, smtp.port, imap, pop3)
@@ -126,6 +129,19 @@ async def test_delivered_message_is_found_measured_and_deleted(
         assert result.auth_results.authserv_id == "mx.mail.test"
         assert r.store.probes() == [], "the probe message is deleted"
         assert ("IDLE" in r.imap.commands) is idle
+
+
+async def test_uid_after_the_literal_and_uid_expunge(ssl_contexts: SslContexts) -> None:
+    """A server that puts the UID after the header literal is understood; with UIDPLUS only
+    the probe's own messages are expunged, not what another client flagged for deletion."""
+    async with rig(uid_last=True, uidplus=True) as r:
+        r.store.deliver(leftover(OTHER_MONITOR, "DE", age_s=60, token="flagged"), "INBOX")
+        r.store.folders["INBOX"][0].deleted = True
+        r.store.deliver(leftover(MONITOR, "DE", age_s=60), "INBOX")
+        result = await run(r, config(r), ssl_contexts)
+        assert (result.status, result.folder) == ("up", "INBOX"), result.message
+        assert [h.split()[3] for _, h in r.store.probes()] == ["flagged"]
+        assert "EXPUNGE" not in r.imap.commands
 
 
 async def test_pop3_round_trip_finds_and_deletes(ssl_contexts: SslContexts) -> None:
