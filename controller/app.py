@@ -21,6 +21,7 @@ from controller import metrics
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
+    RoundTripMonitorAlertsController,
     SmtpMonitorAlertsController,
 )
 from controller.api.alertsite import AlertSiteController
@@ -28,9 +29,14 @@ from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, fl
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
-from controller.api.monitors import ImapPopMonitorController, SmtpMonitorController
+from controller.api.monitors import (
+    ImapPopMonitorController,
+    RoundTripMonitorController,
+    SmtpMonitorController,
+)
 from controller.api.results import (
     ImapPopMonitorResultsController,
+    RoundTripMonitorResultsController,
     SmtpMonitorResultsController,
     list_agents,
 )
@@ -195,6 +201,9 @@ def create_app(
             ImapPopMonitorResultsController,
             SmtpMonitorAlertsController,
             ImapPopMonitorAlertsController,
+            RoundTripMonitorController,
+            RoundTripMonitorResultsController,
+            RoundTripMonitorAlertsController,
             AlertSettingsController,
             MaintenanceWindowController,
             list_agents,

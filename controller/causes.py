@@ -33,6 +33,13 @@ CAUSES: dict[str, tuple[str, str]] = {
         "target not allowed",
         "The agents refuse the target: it resolves to a private or loopback address.",
     ),
+    # A round trip's own (issue 14); its SMTP and IMAP/POP failures say which leg.
+    "not_delivered": (
+        "mail not delivered",
+        "Mail the agents submitted did not arrive in the mailbox within the check's timeout.",
+    ),
+    "spam": ("mail in spam", "Mail arrives, but in a spam folder."),
+    "slow_delivery": ("mail slow", "Mail arrives, but more slowly than the monitor allows."),
     "internal": ("probe error", "The check failed inside the agent, not at the server."),
     # A round that ran nowhere (`missed`): said in its event, never an incident's cause.
     "no_agent": ("no agent", "No live agent was there to run the check."),

@@ -19,24 +19,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import msgspec
 import structlog
 from nats.js import JetStreamContext
 
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import due, results
+from controller.db import due, monitors, results
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
-    ImapPopConfig,
+    JobConfig,
     MonitorType,
     SealedConfig,
-    SmtpConfig,
     default_port,
     encode,
     encode_sealed,
@@ -77,19 +75,12 @@ def _open_secrets(value: Any, box: SecretBox) -> Any:
     return value
 
 
-def job_config(
-    monitor_type: MonitorType, stored: Any, box: SecretBox
-) -> SmtpConfig | ImapPopConfig:
+def job_config(monitor_type: MonitorType, stored: Any, box: SecretBox) -> JobConfig:
     """The stored config with its secrets decrypted, as the job's typed config."""
     try:
-        plain = _open_secrets(stored or {}, box)
-        if monitor_type == "smtp":
-            return msgspec.convert(plain, SmtpConfig)
-        config = msgspec.convert(plain, ImapPopConfig)
-    except (SecretBoxError, msgspec.ValidationError) as exc:
+        return monitors.decode_config(monitor_type, _open_secrets(stored or {}, box))
+    except (SecretBoxError, monitors.MonitorConfigError) as exc:
         raise JobConfigError(str(exc)) from None
-    config.protocol = monitor_type
-    return config
 
 
 class Scheduler:

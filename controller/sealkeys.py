@@ -14,7 +14,7 @@ from typing import Any, Final
 import structlog
 
 from controller.secretbox import PREFIX
-from shared.messages import ImapPopConfig, SmtpConfig
+from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sealing import SealingError, SealingKey, read_public_keys
 
 log = structlog.get_logger(__name__)
@@ -22,13 +22,17 @@ log = structlog.get_logger(__name__)
 RELOAD_EVERY_S: Final = 5.0
 
 
-def carries_credentials(stored: Any, config: SmtpConfig | ImapPopConfig) -> bool:
+def carries_credentials(stored: Any, config: JobConfig) -> bool:
     """Whether a job's config travels sealed: it holds a secret stored encrypted, in whatever
     field, or a user name or password (one stored in clear, by an old version or by hand, too)."""
     if _has_secret(stored):
         return True
+    if isinstance(config, RoundTripConfig):
+        # The addresses and the mailbox say whose mail is probed: never in clear either.
+        return True
     if isinstance(config, SmtpConfig):
         return config.auth is not None and bool(config.auth.user or config.auth.password)
+    assert isinstance(config, ImapPopConfig)
     return bool(config.user or config.password)
 
 

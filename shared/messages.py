@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
-MonitorType = Literal["smtp", "imap", "pop3"]
+MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
 Status = Literal["up", "down"]
 ErrorKind = Literal[
     "dns",
@@ -27,6 +27,11 @@ ErrorKind = Literal[
     "blocked_target",
     "expired",
     "internal",
+    # Round trip: the message was not in any watched folder within the timeout; it landed in a
+    # spam folder (a failure only when the monitor says so); it arrived, slower than allowed.
+    "not_delivered",
+    "spam",
+    "slow_delivery",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
@@ -79,6 +84,35 @@ class ImapPopConfig(msgspec.Struct, rename="camel"):
         )
 
 
+class RoundTripSend(SmtpConfig, kw_only=True):
+    """The submission leg: SmtpConfig to the job's `hostname`/`port`, and the envelope sender.
+    The API stores the send server's name and port as the monitor's `hostname` and `port`."""
+
+    sender: str = msgspec.field(default="", name="from")
+
+
+class RoundTripReceive(ImapPopConfig, kw_only=True):
+    """The mailbox leg: ImapPopConfig to its own server, the folders to look in (IMAP; POP3
+    has only the inbox) and which of them are spam folders."""
+
+    hostname: str = ""
+    port: int | None = None
+    folders: list[str] = msgspec.field(default_factory=lambda: ["INBOX"])
+    spam_folders: list[str] = msgspec.field(default_factory=list)
+
+
+class RoundTripConfig(msgspec.Struct, kw_only=True, rename="camel"):
+    """Send a message with an unguessable token over SMTP to `to`, find it in the mailbox.
+    `slowAfterSeconds`: a delivery slower than that is `down` (`slow_delivery`); `spamIsFailure`:
+    a delivery into one of `receive.spamFolders` is `down` (`spam`), else `up` with the folder."""
+
+    send: RoundTripSend = msgspec.field(default_factory=RoundTripSend)
+    to: str = ""
+    receive: RoundTripReceive = msgspec.field(default_factory=RoundTripReceive)
+    slow_after_seconds: float | None = None
+    spam_is_failure: bool = False
+
+
 class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="monitorType"):
     v: int = 1
     job_id: str
@@ -113,8 +147,16 @@ class Pop3CheckJob(_CheckJobBase, tag="pop3"):
     config: ImapPopConfig = msgspec.field(default_factory=lambda: ImapPopConfig(protocol="pop3"))
 
 
-CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob
-ConfigT = TypeVar("ConfigT", bound=SmtpConfig | ImapPopConfig)
+class RoundTripCheckJob(_CheckJobBase, tag="roundtrip"):
+    """`hostname`/`port` are the send leg's server; the mailbox's are in `config.receive`."""
+
+    monitor_type: ClassVar[MonitorType] = "roundtrip"
+    config: RoundTripConfig = msgspec.field(default_factory=RoundTripConfig)
+
+
+CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob | RoundTripCheckJob
+JobConfig = SmtpConfig | ImapPopConfig | RoundTripConfig
+ConfigT = TypeVar("ConfigT", bound=JobConfig)
 
 
 class SealedConfig(msgspec.Struct, Generic[ConfigT], kw_only=True, rename="camel"):
@@ -132,6 +174,7 @@ JOB_TYPES: Final[dict[MonitorType, type[CheckJob]]] = {
     "smtp": SmtpCheckJob,
     "imap": ImapCheckJob,
     "pop3": Pop3CheckJob,
+    "roundtrip": RoundTripCheckJob,
 }
 
 
@@ -143,6 +186,10 @@ class Phases(msgspec.Struct, rename="camel"):
     tls_ms: float | None = None
     greeting_ms: float | None = None
     auth_ms: float | None = None
+    # Round trip: SMTP submission, accepted by SMTP → visible in the mailbox, reading it there.
+    submit_ms: float | None = None
+    delivery_ms: float | None = None
+    fetch_ms: float | None = None
 
 
 class TlsInfo(msgspec.Struct, rename="camel"):
@@ -154,6 +201,27 @@ class TlsInfo(msgspec.Struct, rename="camel"):
     # How TLS was reached: "implicit" (TLS from the first byte) or "starttls" (an upgrade by
     # STARTTLS / STLS). A plain str, not a Literal, so a newer agent's value still decodes.
     mode: str | None = None
+
+
+class Hop(msgspec.Struct, kw_only=True, rename="camel"):
+    """One `Received` header of a delivered message, oldest hop first: who handed it on
+    (`from`), who took it (`by`), when (ISO-8601 UTC, null when unparsable), and the time since
+    the previous hop (null for the first one or without both times)."""
+
+    by: str | None = None
+    sender: str | None = msgspec.field(default=None, name="from")
+    at: str | None = None
+    delay_ms: float | None = None
+
+
+class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
+    """What the receiving server's `Authentication-Results` says (`pass`, `fail`, `none`, ...),
+    null for a method it does not mention; `authservId` is the server that added it."""
+
+    authserv_id: str | None = None
+    spf: str | None = None
+    dkim: str | None = None
+    dmarc: str | None = None
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
@@ -176,6 +244,11 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     phases: Phases = msgspec.field(default_factory=Phases)
     tls: TlsInfo | None = None
     address: str | None = None
+    # Round trip only: the folder the message was found in, its Received hops, and the
+    # receiving server's Authentication-Results.
+    folder: str | None = None
+    hops: list[Hop] | None = None
+    auth_results: AuthResults | None = None
 
 
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
@@ -201,8 +274,11 @@ class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
     cause: str = ""
 
 
-def default_port(monitor_type: MonitorType, config: SmtpConfig | ImapPopConfig) -> int:
-    """The port used when a monitor names none: SMTP 465/25, IMAP 993/143, POP3 995/110."""
+def default_port(monitor_type: MonitorType, config: JobConfig) -> int:
+    """The port used when a monitor names none: SMTP 465/25, IMAP 993/143, POP3 995/110; a
+    round trip's is its send leg's."""
+    if isinstance(config, RoundTripConfig):
+        return default_port("smtp", config.send)
     if monitor_type == "smtp":
         return 465 if isinstance(config, SmtpConfig) and config.secure else 25
     tls = isinstance(config, ImapPopConfig) and config.tls
@@ -221,6 +297,7 @@ _event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
 _sealed_decoders: Final[dict[type, msgspec.json.Decoder[SealedConfig[Any]]]] = {
     SmtpConfig: msgspec.json.Decoder(SealedConfig[SmtpConfig]),
     ImapPopConfig: msgspec.json.Decoder(SealedConfig[ImapPopConfig]),
+    RoundTripConfig: msgspec.json.Decoder(SealedConfig[RoundTripConfig]),
 }
 
 

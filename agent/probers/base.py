@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from shared.messages import CheckJob, ErrorKind, Phases, TlsInfo
+from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
@@ -34,12 +34,15 @@ class ProbeFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates."""
+    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates.
+    `reach` makes the Target of another server (hostname, port, rejectUnauthorized) under the
+    same rules (DNS, the private-address policy, the TLS contexts): a round trip's mailbox."""
 
     hostname: str
     addresses: tuple[str, ...]
     port: int
     ssl_context: ssl.SSLContext
+    reach: "Callable[[str, int, bool], Awaitable[Target]] | None" = None
 
 
 @dataclass(slots=True)
@@ -52,6 +55,10 @@ class Recorder:
     banner: str | None = None
     tls: TlsInfo | None = None
     address: str | None = None
+    # A round trip's: where the message was found and what its headers say.
+    folder: str | None = None
+    hops: list[Hop] | None = None
+    auth_results: AuthResults | None = None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -76,6 +83,9 @@ class Recorder:
             tls_ms=p.get("tls"),
             greeting_ms=p.get("greeting"),
             auth_ms=p.get("auth"),
+            submit_ms=p.get("submit"),
+            delivery_ms=p.get("delivery"),
+            fetch_ms=p.get("fetch"),
         )
 
 

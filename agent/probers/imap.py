@@ -73,7 +73,17 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, ImapCheckJob):
         raise TypeError(f"probe_imap got a {job.monitor_type} job")
-    config = job.config
+    proto = await open_imap(target, job.config, rec)
+    try:
+        await logout(proto, rec)
+    finally:
+        close_imap(proto)
+
+
+async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> IMAP4ClientProtocol:
+    """A session past the greeting, upgraded by STARTTLS when offered on a plain connection,
+    and logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`).
+    The caller closes it with `close_imap`."""
     sock = await connect_socket(target, rec)
     loop = asyncio.get_running_loop()
     proto = _ProbeProtocol(loop)
@@ -94,10 +104,22 @@ async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
             rec.record("tls", time.perf_counter() - start)
             rec.tls = tls_info(transport.get_extra_info("ssl_object"), "implicit")
         await _converse(proto, target, config, rec)
-    finally:
-        for task in list(proto.tasks):
-            task.cancel()
-        proto.transport.close()  # the TLS one after STARTTLS, which closes the socket's too
+    except BaseException:
+        close_imap(proto)
+        raise
+    return proto
+
+
+def close_imap(proto: IMAP4ClientProtocol) -> None:
+    for task in list(proto.tasks):
+        task.cancel()
+    proto.transport.close()  # the TLS one after STARTTLS, which closes the socket's too
+
+
+async def logout(proto: IMAP4ClientProtocol, rec: Recorder) -> None:
+    rec.current = "logout"
+    # The server may also hang up right after its BYE.
+    await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
 
 
 async def _converse(
@@ -122,9 +144,6 @@ async def _converse(
             # it would make the command malformed (BAD), so quote it as the password is.
             response = await proto.login(quoted(config.user), config.password)
         _check_login(response)
-    rec.current = "logout"
-    # The server may also hang up right after its BYE.
-    await goodbye(rec, proto.logout, asyncio.IncompleteReadError)
 
 
 async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> None:

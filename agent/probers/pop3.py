@@ -22,8 +22,8 @@ from shared.messages import CheckJob, ErrorKind, ImapPopConfig, Pop3CheckJob
 LINE_LIMIT = 8192
 
 
-class _Reader(asyncio.StreamReader):
-    """Counts the bytes that arrived and the bytes `_read_line` took, so the prober knows
+class Pop3Reader(asyncio.StreamReader):
+    """Counts the bytes that arrived and the bytes `read_line` took, so the prober knows
     whether the server sent more than the line it answered with."""
 
     arrived = 0
@@ -37,11 +37,27 @@ class _Reader(asyncio.StreamReader):
 async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, Pop3CheckJob):
         raise TypeError(f"probe_pop3 got a {job.monitor_type} job")
-    config = job.config
+    reader, writer = await open_pop3(target, job.config, rec)
+    try:
+        if job.config.user and job.config.password:
+            rec.current = "stat"
+            await command(reader, writer, "STAT", "STAT", "protocol")
+        await quit_pop3(reader, writer, rec)
+    except BaseException:
+        writer.transport.abort()
+        raise
+    writer.close()
+
+
+async def open_pop3(
+    target: Target, config: ImapPopConfig, rec: Recorder
+) -> tuple[Pop3Reader, asyncio.StreamWriter]:
+    """A session past the greeting, upgraded by STLS when offered on a plain connection, and
+    logged in when `config` has credentials (only over TLS unless `allowPlaintextAuth`)."""
     sock = await connect_socket(target, rec)
     loop = asyncio.get_running_loop()
     # asyncio.open_connection, with a reader that counts
-    reader = _Reader(limit=LINE_LIMIT)
+    reader = Pop3Reader(limit=LINE_LIMIT)
     protocol = asyncio.StreamReaderProtocol(reader)
     rec.current = "tls" if config.tls else "greeting"
     start = time.perf_counter()
@@ -64,18 +80,23 @@ async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
     except BaseException:
         writer.transport.abort()
         raise
-    writer.close()
+    return reader, writer
+
+
+async def quit_pop3(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> None:
+    rec.current = "quit"
+    await goodbye(rec, lambda: command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
 async def _converse(
-    reader: _Reader,
+    reader: Pop3Reader,
     writer: asyncio.StreamWriter,
     target: Target,
     config: ImapPopConfig,
     rec: Recorder,
 ) -> None:
     with rec.phase("greeting"):
-        greeting = await _read_line(reader)
+        greeting = await read_line(reader)
     rec.set_banner(greeting.removeprefix("+OK").strip() or greeting)
     if not greeting.startswith("+OK"):
         raise ProbeFailure("protocol", f"bad greeting: {greeting[:200]}")
@@ -90,34 +111,30 @@ async def _converse(
             )
         refuse_line_breaks(config.user, config.password)
         with rec.phase("auth"):
-            await _command(reader, writer, f"USER {config.user}", "USER", "auth")
-            await _command(reader, writer, f"PASS {config.password}", "PASS", "auth")
-        rec.current = "stat"
-        await _command(reader, writer, "STAT", "STAT", "protocol")
-    rec.current = "quit"
-    await goodbye(rec, lambda: _command(reader, writer, "QUIT", "QUIT", "protocol"), ProbeFailure)
+            await command(reader, writer, f"USER {config.user}", "USER", "auth")
+            await command(reader, writer, f"PASS {config.password}", "PASS", "auth")
 
 
-async def _capa(reader: _Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
+async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
     """The capability names CAPA lists; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
     writer.write(b"CAPA\r\n")
-    if not (await _read_line(reader)).startswith("+OK"):
+    if not (await read_line(reader)).startswith("+OK"):
         return set()
     names: set[str] = set()
-    while (line := await _read_line(reader)) != ".":
+    while (line := await read_line(reader)) != ".":
         names.add(line.split(" ", 1)[0].upper())
     return names
 
 
 async def _stls(
-    reader: _Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
+    reader: Pop3Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
 ) -> None:
     """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
     the client forget what it learnt in the clear, where anyone could have written it; it is
     also the first exchange over TLS, before any credential goes."""
     with rec.phase("tls"):
-        await _command(reader, writer, "STLS", "STLS", "protocol")
+        await command(reader, writer, "STLS", "STLS", "protocol")
         # After its +OK a server sends nothing until the handshake: more is a man in the
         # middle's, and would be read as if it had come over TLS.
         if reader.arrived != reader.taken:
@@ -131,8 +148,8 @@ async def _stls(
     await _capa(reader, writer, rec)
 
 
-async def _command(
-    reader: _Reader,
+async def command(
+    reader: Pop3Reader,
     writer: asyncio.StreamWriter,
     line: str,
     name: str,
@@ -140,13 +157,13 @@ async def _command(
 ) -> str:
     """Send one command; `name` is what a message may show (never the argument of PASS)."""
     writer.write(line.encode() + b"\r\n")
-    reply = await _read_line(reader)
+    reply = await read_line(reader)
     if not reply.startswith("+OK"):
         raise ProbeFailure(kind_on_err, f"{name} failed: {reply[:200]}")
     return reply
 
 
-async def _read_line(reader: _Reader) -> str:
+async def read_line(reader: Pop3Reader) -> str:
     try:
         raw = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:

@@ -10,22 +10,35 @@ import base64
 
 from aioimaplib import quoted
 
-from shared.messages import SECRET_MASK, CheckJob, SmtpConfig
+from shared.messages import SECRET_MASK, CheckJob, ImapPopConfig, RoundTripConfig, SmtpConfig
 
 
 def job_secrets(job: CheckJob) -> tuple[str, ...]:
-    """The job's password in each form a server could echo it, longest first: as sent on the
-    wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as it is."""
+    """The job's passwords in each form a server could echo them, longest first: as sent on
+    the wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as is."""
     config = job.config
+    if isinstance(config, RoundTripConfig):
+        both = _smtp_secrets(config.send) + _mailbox_secrets(
+            config.receive, config.receive.protocol
+        )
+        return tuple(sorted(both, key=len, reverse=True))
     if isinstance(config, SmtpConfig):
-        auth = config.auth
-        if auth is None or not auth.password:
-            return ()
-        plain = _b64(f"\0{auth.user}\0{auth.password}")
-        return (plain, _b64(auth.password), auth.password)
+        return _smtp_secrets(config)
+    return _mailbox_secrets(config, job.monitor_type)
+
+
+def _smtp_secrets(config: SmtpConfig) -> tuple[str, ...]:
+    auth = config.auth
+    if auth is None or not auth.password:
+        return ()
+    plain = _b64(f"\0{auth.user}\0{auth.password}")
+    return (plain, _b64(auth.password), auth.password)
+
+
+def _mailbox_secrets(config: ImapPopConfig, protocol: str) -> tuple[str, ...]:
     if not config.password:
         return ()
-    if job.monitor_type == "imap":
+    if protocol == "imap":
         return (quoted(config.password)[1:-1], config.password)
     return (config.password,)
 

@@ -14,7 +14,7 @@ from agent.probers import PROBERS
 from agent.probers.base import GOODBYE_PHASES, ProbeFailure, Recorder, Target
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
-from shared.messages import CheckJob, CheckResult, ErrorKind, default_port
+from shared.messages import CheckJob, CheckResult, ErrorKind, RoundTripConfig, default_port
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
@@ -89,27 +89,34 @@ def build_result(
         phases=rec.to_phases(),
         tls=rec.tls,
         address=rec.address,
+        folder=rec.folder,
+        hops=rec.hops,
+        auth_results=rec.auth_results,
     )
 
 
 async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec: Recorder) -> None:
     port = job.port or default_port(job.monitor_type, job.config)
+    send = job.config.send if isinstance(job.config, RoundTripConfig) else job.config
+    reject_unauthorized = send.tls_options.reject_unauthorized
+
+    def admit(hostname: str, addresses: tuple[str, ...], port: int, reject: bool) -> Target:
+        if not allow_private and any(is_blocked(address) for address in addresses):
+            # The address stays out of the message: echoed, it would let anyone who can create
+            # a monitor read the agent's internal DNS one name at a time.
+            raise ProbeFailure(
+                "blocked_target",
+                f"{hostname} resolves to a private, loopback, link-local or reserved address; "
+                "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
+            )
+        return Target(hostname, addresses, port, contexts.pick(reject), reach)
+
+    async def reach(hostname: str, port: int, reject: bool) -> Target:
+        return admit(hostname, await resolve(hostname, port), port, reject)
+
     with rec.phase("dns"):
         addresses = await resolve(job.hostname, port)
-    if not allow_private and any(is_blocked(address) for address in addresses):
-        # The address stays out of the message: echoed, it would let anyone who can create a
-        # monitor read the agent's internal DNS one name at a time.
-        raise ProbeFailure(
-            "blocked_target",
-            f"{job.hostname} resolves to a private, loopback, link-local or reserved address; "
-            "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
-        )
-    target = Target(
-        hostname=job.hostname,
-        addresses=addresses,
-        port=port,
-        ssl_context=contexts.pick(job.config.tls_options.reject_unauthorized),
-    )
+    target = admit(job.hostname, addresses, port, reject_unauthorized)
     await PROBERS[job.monitor_type](target, job, rec)
 
 

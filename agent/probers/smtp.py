@@ -25,27 +25,42 @@ EHLO_NAME = socket.gethostname() or "mailprobe"
 async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, SmtpCheckJob):
         raise TypeError(f"probe_smtp got a {job.monitor_type} job")
+    smtp = await open_smtp(target, job.config, rec)
+    try:
+        await close_smtp(smtp, rec)
+    finally:
+        smtp.close()
+
+
+async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmtplib.SMTP:
+    """A session greeted, upgraded to TLS as `config` says and logged in when it has
+    credentials (only over TLS unless `allowPlaintextAuth`). The caller closes it."""
     sock = await connect_socket(target, rec)
     # The socket is already connected to the resolved IP; `hostname` is then only the name
     # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
     smtp = aiosmtplib.SMTP(
         sock=sock,
         hostname=target.hostname,
-        use_tls=job.config.secure,
+        use_tls=config.secure,
         start_tls=False,
         tls_context=target.ssl_context,
         local_hostname=EHLO_NAME,
         timeout=None,  # the caller owns the deadline
     )
     try:
-        await _greeting(smtp, job.config, rec)
+        await _greeting(smtp, config, rec)
         await _hello(smtp, rec)
-        await _maybe_starttls(smtp, job.config, rec)
-        await _maybe_auth(smtp, job.config, rec)
-        rec.current = "quit"
-        await goodbye(rec, smtp.quit, SMTPException)
-    finally:
+        await _maybe_starttls(smtp, config, rec)
+        await _maybe_auth(smtp, config, rec)
+    except BaseException:
         smtp.close()
+        raise
+    return smtp
+
+
+async def close_smtp(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
+    rec.current = "quit"
+    await goodbye(rec, smtp.quit, SMTPException)
 
 
 async def _greeting(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:

@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from controller.api import guards
 from controller.api.errors import not_found
-from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id, strict_body
+from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id, strict_body
 from controller.db import alerts, monitors
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
@@ -28,6 +28,9 @@ PerPageParam = Annotated[
 ]
 SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
 ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
+RoundTripId = Annotated[
+    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
+]
 
 Share = Annotated[
     float,
@@ -286,6 +289,46 @@ class ImapPopMonitorAlertsController(Controller):
         data: JSONBody[MonitorAlertSettingsUpdate],
     ) -> MonitorAlertSettings:
         return await _monitor_settings(IMAP_POP, request, monitor_id, data)
+
+
+class RoundTripMonitorAlertsController(Controller):
+    path = "/api/roundtrip-monitors/{roundtripMonitorPublicId:str}"
+    tags = ["round-trip monitors"]
+
+    @get("/incidents", summary="Round-trip Monitor incidents, newest first")
+    async def incidents(
+        self,
+        request: AuthedRequest,
+        monitor_id: RoundTripId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> IncidentPage:
+        return await _incidents(ROUNDTRIP, request, monitor_id, page, per_page)
+
+    @get("/alert-history", summary="Round-trip Monitor notification delivery attempts")
+    async def alert_history(
+        self,
+        request: AuthedRequest,
+        monitor_id: RoundTripId,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> DeliveryAttemptPage:
+        return await _history(ROUNDTRIP, request, monitor_id, page, per_page)
+
+    @get("/alert-settings", summary="Round-trip Monitor alert thresholds")
+    async def get_alert_settings(
+        self, request: AuthedRequest, monitor_id: RoundTripId
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(ROUNDTRIP, request, monitor_id, None)
+
+    @put("/alert-settings", summary="Set Round-trip Monitor alert thresholds (null: inherit)")
+    async def put_alert_settings(
+        self,
+        request: AuthedRequest,
+        monitor_id: RoundTripId,
+        data: JSONBody[MonitorAlertSettingsUpdate],
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(ROUNDTRIP, request, monitor_id, data)
 
 
 class AlertSettingsController(Controller):

@@ -29,7 +29,7 @@ from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
 
-ALL_TYPES = ("smtp", "imap", "pop3")
+ALL_TYPES = ("smtp", "imap", "pop3", "roundtrip")
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
 
 

@@ -3,6 +3,7 @@
 Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,13 +23,16 @@ from controller.api.monitor_schemas import (
     ImapPopMonitorUpdate,
     MonitorCreate,
     MonitorUpdate,
+    RoundTripConfigIn,
+    RoundTripMonitor,
+    RoundTripReceiveIn,
     SmtpConfigIn,
     SmtpMonitor,
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
 from controller.api.secret_binding import SECRET_PATH, Target
-from controller.db import customers
+from controller.db import customers, monitors
 from controller.db.pool import Conn
 from controller.secretbox import PREFIX, SecretBox
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -43,6 +47,11 @@ class Kind:
 
 SMTP = Kind("SMTP Monitor", "smtpConfig", ("smtp",))
 IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
+ROUNDTRIP = Kind("Round-trip Monitor", "roundtripConfig", ("roundtrip",))
+_CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
+# IMAP mailbox names are sent quoted; these would end the quoted string or the command.
+_NOT_IN_FOLDER = frozenset('"\\')
+FOLDER_MAX = 200
 
 
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
@@ -98,7 +107,7 @@ def customer_ident(ident: int | str) -> int | UUID | None:
 
 def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, Any] | None:
     """(field name, value) of the config sent as `smtpConfig`/`imapPopConfig` or `config`."""
-    primary = getattr(body, "smtp_config" if kind is SMTP else "imap_pop_config")
+    primary = getattr(body, _CONFIG_ATTR[kind])
     if primary is not UNSET and body.config is not UNSET and primary != body.config:
         raise bad_request(
             kind.config_key, f"send {kind.config_key} or its alias config, not two different ones"
@@ -192,16 +201,108 @@ def _imap_pop_config(
     return out, protocol
 
 
-def config_values(
-    kind: Kind, body: MonitorCreate | MonitorUpdate, stored: dict[str, Any], box: SecretBox
+def _folders(values: list[str], field: str) -> list[str]:
+    if not values or len(values) > 20:
+        raise bad_request(field, f"{field} must list 1 to 20 folders")
+    for name in values:
+        # ASCII only: IMAP spells other names in modified UTF-7 (RFC 3501 5.1.3), which the
+        # agent does not encode.
+        printable = name.isascii() and name.isprintable()
+        if (
+            not name.strip()
+            or len(name) > FOLDER_MAX
+            or not printable
+            or _NOT_IN_FOLDER & set(name)
+        ):
+            raise bad_request(
+                field,
+                f"{field}: {name!r} is not a folder name (1-{FOLDER_MAX} printable ASCII"
+                " characters, no quote or backslash)",
+            )
+    return list(dict.fromkeys(values))
+
+
+def _roundtrip_config(
+    cfg: RoundTripConfigIn, stored: dict[str, Any], box: SecretBox, key: str, creating: bool
 ) -> dict[str, Any]:
-    """`config` (and for IMAP/POP the `type`) to store; {} when no config was sent."""
+    """The row values of a round trip's config: `hostname`/`port` (the send leg's server,
+    changed only when sent) and `config` (send without its server, to, receive, grading)."""
+    if cfg.send is UNSET or cfg.to is UNSET or cfg.receive is UNSET:
+        missing = next(n for n in ("send", "to", "receive") if getattr(cfg, n) is UNSET)
+        raise bad_request(f"{key}.{missing}", f"{key}.{missing} is required")
+    out: dict[str, Any] = {}
+    send = cfg.send
+    if send.hostname is not UNSET:
+        out["hostname"] = validation.hostname(send.hostname, f"{key}.send.hostname")
+    elif creating:
+        raise bad_request(f"{key}.send.hostname", f"{key}.send.hostname is required")
+    if send.port is not UNSET:
+        out["port"] = validation.port(send.port, f"{key}.send.port")
+    stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
+    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send")
+    if send.sender is not UNSET:
+        sent["from"] = validation.email(send.sender, f"{key}.send.from")
+    to = validation.email(cfg.to, f"{key}.to")
+    if to is None:
+        raise bad_request(f"{key}.to", f"{key}.to is required")
+    config: dict[str, Any] = {"send": sent, "to": to, "receive": {}}
+    config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive")
+    if cfg.slow_after_seconds is not UNSET:
+        config["slowAfterSeconds"] = cfg.slow_after_seconds
+    if cfg.spam_is_failure is not UNSET:
+        config["spamIsFailure"] = cfg.spam_is_failure
+    out["config"] = config
+    return out
+
+
+def _receive(
+    cfg: RoundTripReceiveIn, stored: dict[str, Any], box: SecretBox, key: str
+) -> dict[str, Any]:
+    stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
+    out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key)
+    if cfg.hostname is UNSET:
+        raise bad_request(f"{key}.hostname", f"{key}.hostname is required")
+    out["hostname"] = validation.hostname(cfg.hostname, f"{key}.hostname")
+    if cfg.port is not UNSET:
+        out["port"] = validation.port(cfg.port, f"{key}.port")
+    for name in ("user", "password"):
+        if not out.get(name):
+            raise bad_request(f"{key}.{name}", f"{key}.{name} is required to read the mailbox")
+    folders = ["INBOX"] if cfg.folders is UNSET else _folders(cfg.folders, f"{key}.folders")
+    spam = [] if cfg.spam_folders is UNSET else cfg.spam_folders
+    if protocol == "pop3" and (folders != ["INBOX"] or spam):
+        raise bad_request(
+            f"{key}.folders" if folders != ["INBOX"] else f"{key}.spamFolders",
+            f"{key}: POP3 reads only the inbox; folders and spamFolders are IMAP's",
+        )
+    if not_listed := [f for f in spam if f not in folders]:
+        raise bad_request(
+            f"{key}.spamFolders", f"{key}.spamFolders: {not_listed[0]!r} is not in folders"
+        )
+    out["folders"], out["spamFolders"] = folders, spam
+    return out
+
+
+def config_values(
+    kind: Kind,
+    body: MonitorCreate | MonitorUpdate,
+    stored: dict[str, Any],
+    box: SecretBox,
+    *,
+    creating: bool = False,
+) -> dict[str, Any]:
+    """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
+    {} when no config was sent."""
     picked = _pick_config(kind, body)
     if picked is None:
+        if kind is ROUNDTRIP and creating:
+            raise bad_request(kind.config_key, f"{kind.config_key} is required")
         return {}
     key, cfg = picked
     if kind is SMTP:
         return {"config": _smtp_config(cfg, stored, box, key)}
+    if kind is ROUNDTRIP:
+        return _roundtrip_config(cfg, stored, box, key, creating)
     config, protocol = _imap_pop_config(cfg, stored, box, key)
     return {"config": config, "type": protocol}
 
@@ -213,7 +314,7 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
     validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
-    values.update(config_values(kind, body, {}, box))
+    values.update(config_values(kind, body, {}, box, creating=True))
     values.setdefault("config", {})
     values.setdefault("type", kind.types[0])
     return values
@@ -242,30 +343,42 @@ def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
     return secret_binding.moved(before, after)
 
 
-def secret_required(field: str, moved: list[str]) -> ApiError:
+def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
+    """The 400 for a change that moves a kept secret; `more`: other secrets it moves, as
+    (field, moved) pairs (a round trip has one per leg), all named in `fields`."""
+    each = [(field, moved), *more]
+    said = "; ".join(f"{f} must be sent again to change {', '.join(m)}" for f, m in each)
     return ApiError(
         400,
-        f"{field} must be sent again to change {', '.join(moved)}: a stored secret is only"
-        " sent to the server, port, TLS settings and user name it was given with, and the mask"
-        f" {MASK!r} keeps it only while none of those change",
+        f"{said}: a stored secret is only sent to the server, port, TLS settings and user name"
+        f" it was given with, and the mask {MASK!r} keeps it only while none of those change",
         code="secret_required",
-        fields=[field],
+        fields=[f for f, _ in each],
     )
 
 
 def require_secret_resent(
     kind: Kind, body: MonitorUpdate, row: asyncpg.Record, changes: dict[str, Any]
 ) -> None:
-    """A 400 naming the secret (as this request spells the config) when `changes` move it
+    """A 400 naming each secret (as this request spells the config) that `changes` move
     without sending it again."""
-    moved = moved_secret(row, changes)
-    if not moved:
+    stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
+    each = secret_binding.moved_each(Target.of(stored), Target.of({**stored, **changes}))
+    if not each:
         return
     picked = _pick_config(kind, body)
     key = picked[0] if picked else kind.config_key
-    path = SECRET_PATH[changes.get("type", row["type"])]
-    outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
-    raise secret_required(f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
+    if kind is ROUNDTRIP:
+        outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
+    else:
+        # One secret: named by where the (possibly new) type keeps it.
+        each = {SECRET_PATH[changes.get("type", row["type"])]: next(iter(each.values()))}
+        outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
+    named = [
+        (f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
+        for path, moved in each.items()
+    ]
+    raise secret_required(*named[0], *named[1:])
 
 
 def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
@@ -273,10 +386,13 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if body.name is not UNSET:
         out["name"] = validation.name(body.name)
-    if body.hostname is not UNSET:
-        out["hostname"] = validation.hostname(body.hostname)
-    if body.port is not UNSET:
-        out["port"] = validation.port(body.port)
+    # A round trip has no top-level hostname/port: its config carries both servers.
+    hostname: str | UnsetType = getattr(body, "hostname", UNSET)
+    if not isinstance(hostname, UnsetType):
+        out["hostname"] = validation.hostname(hostname)
+    port: int | None | UnsetType = getattr(body, "port", UNSET)
+    if not isinstance(port, UnsetType):
+        out["port"] = validation.port(port)
     if body.status is not UNSET:
         out["status"] = validation.status(body.status)
     if body.check_interval is not UNSET:
@@ -305,30 +421,45 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor:
-    config = _masked(row["config"])
-    common: dict[str, Any] = {
-        "id": row["id"],
-        "public_id": str(row["public_id"]),
-        "organization_id": row["organization_id"],
-        "customer_id": row["customer_id"],
-        "name": row["name"],
-        "hostname": row["hostname"],
-        "port": row["port"],
-        "status": row["status"],
-        "check_interval": row["check_interval"],
-        "timeout_seconds": row["timeout_seconds"],
-        "allowed_check_country_codes": row["allowed_country_codes"],
-        "notification_email": row["notification_email"],
-        "notification_phone_number": row["notification_phone_number"],
-        "last_checked_at": iso_ms_or_none(row["last_checked_at"]),
-        "created_at": iso_ms(row["created_at"]),
-        "updated_at": iso_ms(row["updated_at"]),
+def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The fields every kind shows, from a row (`row.__getitem__`) or a Monitor (`getattr`)."""
+    return {
+        "id": get("id"),
+        "public_id": str(get("public_id")),
+        "organization_id": get("organization_id"),
+        "customer_id": get("customer_id"),
+        "name": get("name"),
+        "hostname": get("hostname"),
+        "port": get("port"),
+        "status": get("status"),
+        "check_interval": get("check_interval"),
+        "timeout_seconds": get("timeout_seconds"),
+        "allowed_check_country_codes": get("allowed_country_codes"),
+        "notification_email": get("notification_email"),
+        "notification_phone_number": get("notification_phone_number"),
+        "last_checked_at": iso_ms_or_none(get("last_checked_at")),
+        "created_at": iso_ms(get("created_at")),
+        "updated_at": iso_ms(get("updated_at")),
         "config": config,
     }
+
+
+def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
+    if kind is ROUNDTRIP:
+        return present_roundtrip(monitors.decode(row))
+    config = _masked(row["config"])
     if kind is SMTP:
-        return SmtpMonitor(**common, smtp_config=config)
-    return ImapPopMonitor(**common, imap_pop_config=config)
+        return SmtpMonitor(**_common(row.__getitem__, config), smtp_config=config)
+    return ImapPopMonitor(**_common(row.__getitem__, config), imap_pop_config=config)
+
+
+def present_roundtrip(monitor: monitors.Monitor) -> RoundTripMonitor:
+    """From the typed Monitor: the config as the agent uses it (defaults spelt out), secrets
+    masked, the send leg's server (the monitor's hostname and port) in `send`."""
+    config = _masked(msgspec.to_builtins(monitor.config))
+    config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
+    common = _common(lambda name: getattr(monitor, name), config)
+    return RoundTripMonitor(**common, roundtrip_config=config)
 
 
 __all__ = [

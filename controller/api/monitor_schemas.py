@@ -64,7 +64,6 @@ Port = Annotated[
 
 
 class _MonitorFields(_In):
-    port: Port | None | UnsetType = UNSET
     status: str | UnsetType = UNSET
     check_interval: int | UnsetType = UNSET
     timeout_seconds: int | UnsetType = UNSET
@@ -73,16 +72,21 @@ class _MonitorFields(_In):
     notification_phone_number: str | None | UnsetType = UNSET
 
 
+CustomerIdIn = Annotated[int | str, Meta(description="numeric customer id or public UUID")]
+
+
 class _CreateFields(_MonitorFields, kw_only=True):
-    customer_id: Annotated[int | str, Meta(description="numeric customer id or public UUID")]
+    customer_id: CustomerIdIn
     name: str
     hostname: str
+    port: Port | None | UnsetType = UNSET
 
 
 class _UpdateFields(_MonitorFields, kw_only=True):
     customer_id: int | str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
 
 
 class SmtpMonitorCreate(_CreateFields, kw_only=True):
@@ -105,8 +109,49 @@ class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
     config: ImapPopConfigIn | None | UnsetType = UNSET
 
 
-MonitorCreate = SmtpMonitorCreate | ImapPopMonitorCreate
-MonitorUpdate = SmtpMonitorUpdate | ImapPopMonitorUpdate
+class RoundTripSendIn(SmtpConfigIn):
+    """The SMTP leg: its server (stored as the monitor's `hostname`/`port`) and sender."""
+
+    hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
+    sender: str | UnsetType = field(default=UNSET, name="from")
+
+
+class RoundTripReceiveIn(ImapPopConfigIn):
+    """The mailbox leg: `protocol` imap (default) or pop3, its server, folders to look in."""
+
+    hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
+    folders: list[str] | UnsetType = UNSET
+    spam_folders: list[str] | UnsetType = UNSET
+
+
+class RoundTripConfigIn(_In):
+    send: RoundTripSendIn | UnsetType = UNSET
+    to: str | UnsetType = UNSET
+    receive: RoundTripReceiveIn | UnsetType = UNSET
+    slow_after_seconds: Annotated[float, Meta(gt=0)] | None | UnsetType = UNSET
+    spam_is_failure: bool | UnsetType = UNSET
+
+
+class RoundTripMonitorCreate(_MonitorFields, kw_only=True):
+    """No top-level `hostname`/`port`: a round trip has two servers, both in its config."""
+
+    customer_id: CustomerIdIn
+    name: str
+    roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
+    config: RoundTripConfigIn | UnsetType = UNSET
+
+
+class RoundTripMonitorUpdate(_MonitorFields, kw_only=True):
+    customer_id: int | str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
+    config: RoundTripConfigIn | UnsetType = UNSET
+
+
+MonitorCreate = SmtpMonitorCreate | ImapPopMonitorCreate | RoundTripMonitorCreate
+MonitorUpdate = SmtpMonitorUpdate | ImapPopMonitorUpdate | RoundTripMonitorUpdate
 
 
 class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
@@ -135,6 +180,12 @@ class SmtpMonitor(_MonitorOut, kw_only=True):
 
 class ImapPopMonitor(_MonitorOut, kw_only=True):
     imap_pop_config: dict[str, object]
+
+
+class RoundTripMonitor(_MonitorOut, kw_only=True):
+    """`hostname`/`port` are the send leg's (also in `roundtripConfig.send`)."""
+
+    roundtrip_config: dict[str, object]
 
 
 class LatestResult(msgspec.Struct, rename="camel", kw_only=True):
@@ -174,6 +225,19 @@ class SmtpMonitorPage(msgspec.Struct, rename="camel"):
 
 class ImapPopMonitorPage(msgspec.Struct, rename="camel"):
     items: list[ImapPopMonitor]
+    total: int
+    page: int
+    per_page: int
+
+
+class RoundTripMonitorDetail(RoundTripMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
+class RoundTripMonitorPage(msgspec.Struct, rename="camel"):
+    items: list[RoundTripMonitor]
     total: int
     page: int
     per_page: int

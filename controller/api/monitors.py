@@ -1,4 +1,5 @@
-"""`/api/smtp-monitors` and `/api/imap-pop-monitors`: create, read, list, update, delete."""
+"""`/api/smtp-monitors`, `/api/imap-pop-monitors` and `/api/roundtrip-monitors`: create, read,
+list, update, delete."""
 
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from controller.api import fair_use, guards, validation
 from controller.api.errors import invalid_customer, not_found
 from controller.api.monitor_rules import (
     IMAP_POP,
+    ROUNDTRIP,
     SMTP,
     Kind,
     create_values,
@@ -34,6 +36,11 @@ from controller.api.monitor_schemas import (
     LatestResult,
     MonitorCreate,
     MonitorUpdate,
+    RoundTripMonitor,
+    RoundTripMonitorCreate,
+    RoundTripMonitorDetail,
+    RoundTripMonitorPage,
+    RoundTripMonitorUpdate,
     SmtpMonitor,
     SmtpMonitorCreate,
     SmtpMonitorDetail,
@@ -91,6 +98,35 @@ IMAP_EXAMPLE = {
         "password": "password",
         "tls": True,
         "tlsOptions": {"rejectUnauthorized": True},
+    },
+}
+
+ROUNDTRIP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Mail arrives",
+    "checkInterval": 300,
+    "timeoutSeconds": 120,
+    "roundtripConfig": {
+        "send": {
+            "hostname": "smtp.example.com",
+            "port": 587,
+            "requireTls": True,
+            "auth": {"user": "probe@example.com", "pass": "password"},
+            "from": "probe@example.com",
+        },
+        "to": "probe@example.net",
+        "receive": {
+            "protocol": "imap",
+            "hostname": "imap.example.net",
+            "port": 993,
+            "tls": True,
+            "user": "probe@example.net",
+            "password": "password",
+            "folders": ["INBOX", "Junk"],
+            "spamFolders": ["Junk"],
+        },
+        "slowAfterSeconds": 60,
+        "spamIsFailure": True,
     },
 }
 
@@ -253,7 +289,16 @@ def _imap(row: asyncpg.Record) -> ImapPopMonitor:
     return out
 
 
+def _roundtrip(row: asyncpg.Record) -> RoundTripMonitor:
+    out = present(ROUNDTRIP, row)
+    assert isinstance(out, RoundTripMonitor)
+    return out
+
+
 SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
+RoundTripId = Annotated[
+    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
+]
 ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
 CustomerParam = Annotated[
     str | None, QueryParameter(name="customerId", description="numeric id or public UUID")
@@ -354,3 +399,53 @@ class ImapPopMonitorController(Controller):
     @delete("/{imapPopMonitorPublicId:str}", summary="Delete IMAP/POP Monitor")
     async def delete_monitor(self, request: AuthedRequest, monitor_id: ImapPopId) -> None:
         await _delete(IMAP_POP, request, monitor_id)
+
+
+class RoundTripMonitorController(Controller):
+    path = "/api/roundtrip-monitors"
+    tags = ["round-trip monitors"]
+
+    @post("/", summary="Create Round-trip Monitor")
+    async def create(
+        self,
+        request: AuthedRequest,
+        data: Annotated[
+            RoundTripMonitorCreate, Body(examples=[Example("example", value=ROUNDTRIP_EXAMPLE)])
+        ],
+    ) -> RoundTripMonitor:
+        return _roundtrip(await _create(ROUNDTRIP, request, data))
+
+    @get("/", summary="List Round-trip Monitors")
+    async def list_monitors(
+        self,
+        request: AuthedRequest,
+        customer_id: CustomerParam = None,
+        search: SearchParam = None,
+        status: StatusParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> RoundTripMonitorPage:
+        rows, total = await _list(ROUNDTRIP, request, customer_id, search, status, page, per_page)
+        return RoundTripMonitorPage([_roundtrip(r) for r in rows], total, page, per_page)
+
+    @get("/{roundtripMonitorPublicId:str}", summary="Get Round-trip Monitor, with latest results")
+    async def get_monitor(
+        self, request: AuthedRequest, monitor_id: RoundTripId
+    ) -> RoundTripMonitorDetail:
+        row, latest = await _get(ROUNDTRIP, request, monitor_id)
+        return RoundTripMonitorDetail(
+            **msgspec.structs.asdict(_roundtrip(row)), latest_results=latest
+        )
+
+    @patch("/{roundtripMonitorPublicId:str}", summary="Update Round-trip Monitor")
+    async def update(
+        self,
+        request: AuthedRequest,
+        monitor_id: RoundTripId,
+        data: JSONBody[RoundTripMonitorUpdate],
+    ) -> RoundTripMonitor:
+        return _roundtrip(await _update(ROUNDTRIP, request, monitor_id, data))
+
+    @delete("/{roundtripMonitorPublicId:str}", summary="Delete Round-trip Monitor")
+    async def delete_monitor(self, request: AuthedRequest, monitor_id: RoundTripId) -> None:
+        await _delete(ROUNDTRIP, request, monitor_id)

@@ -1,6 +1,7 @@
 """Results, uptime, latest state per country and trigger-check of a monitor; live agents.
 
-Under `/api/smtp-monitors/{id}/…` and `/api/imap-pop-monitors/{id}/…`, with the monitor
+Under `/api/smtp-monitors/{id}/…`, `/api/imap-pop-monitors/{id}/…` and
+`/api/roundtrip-monitors/{id}/…`, with the monitor
 endpoints' tenancy: another organization's monitor is a 404.
 """
 
@@ -15,11 +16,11 @@ from litestar.params import PathParameter, QueryParameter
 from controller.agents import AgentsUnknownError
 from controller.api import fair_use, guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
-from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
+from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id
 from controller.db import monitors, results
 from controller.db.accounts import Principal
 from controller.pipeline import Pipeline
-from shared.messages import Phases, TlsInfo
+from shared.messages import AuthResults, Hop, Phases, TlsInfo
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -39,6 +40,9 @@ ToParam = Annotated[
 ]
 SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
 ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
+RoundTripId = Annotated[
+    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
+]
 
 WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", timedelta(days=30)))
 
@@ -66,6 +70,10 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     tls: TlsInfo | None
     address: str | None
     stored_at: str
+    # Round-trip monitors only (null for the other kinds).
+    folder: str | None = None
+    hops: list[Hop] | None = None
+    auth_results: AuthResults | None = None
 
 
 class CheckResultPage(msgspec.Struct, rename="camel"):
@@ -194,6 +202,13 @@ def _result(row: asyncpg.Record) -> CheckResultOut:
         tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
         address=row["address"],
         stored_at=iso_ms(row["stored_at"]),
+        folder=row["folder"],
+        hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),
+        auth_results=(
+            None
+            if row["auth_results"] is None
+            else msgspec.convert(row["auth_results"], AuthResults)
+        ),
     )
 
 
@@ -359,6 +374,36 @@ class ImapPopMonitorResultsController(Controller):
     @post("/trigger-check", status_code=202, summary="Run an IMAP/POP Monitor round now")
     async def trigger_check(self, request: AuthedRequest, monitor_id: ImapPopId) -> Triggered:
         return await _trigger(IMAP_POP, request, monitor_id)
+
+
+class RoundTripMonitorResultsController(Controller):
+    path = "/api/roundtrip-monitors/{roundtripMonitorPublicId:str}"
+    tags = ["round-trip monitors"]
+
+    @get("/results", summary="Round-trip Monitor results, newest first")
+    async def results(
+        self,
+        request: AuthedRequest,
+        monitor_id: RoundTripId,
+        country: CountryParam = None,
+        since: FromParam = None,
+        until: ToParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> CheckResultPage:
+        return await _results(ROUNDTRIP, request, monitor_id, country, since, until, page, per_page)
+
+    @get("/uptime", summary="Round-trip Monitor uptime per country and overall")
+    async def uptime(self, request: AuthedRequest, monitor_id: RoundTripId) -> Uptime:
+        return await _uptime(ROUNDTRIP, request, monitor_id)
+
+    @get("/countries", summary="Round-trip Monitor latest state per country")
+    async def countries(self, request: AuthedRequest, monitor_id: RoundTripId) -> CountryStates:
+        return await _countries(ROUNDTRIP, request, monitor_id)
+
+    @post("/trigger-check", status_code=202, summary="Run a Round-trip Monitor round now")
+    async def trigger_check(self, request: AuthedRequest, monitor_id: RoundTripId) -> Triggered:
+        return await _trigger(ROUNDTRIP, request, monitor_id)
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")

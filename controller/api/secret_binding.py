@@ -17,8 +17,15 @@ from typing import Any, cast
 
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, default_port
 
-# Where a secret sits in each type's stored config.
-SECRET_PATH = {"smtp": "auth.pass", "imap": "password", "pop3": "password"}
+# Where the secrets sit in each type's stored config. A round trip has two, each bound to its
+# own leg: changing the send server needs the send password, the mailbox's the mailbox password.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "smtp": ("auth.pass",),
+    "imap": ("password",),
+    "pop3": ("password",),
+    "roundtrip": ("send.auth.pass", "receive.password"),
+}
+SECRET_PATH = {kind: paths[0] for kind, paths in SECRETS.items() if len(paths) == 1}
 
 # The config keys a secret is bound to, with the value the agent uses when a key is absent.
 _SMTP_BINDING: dict[str, object] = {
@@ -60,50 +67,86 @@ def _at(config: Mapping[str, Any], path: str) -> object:
     return value
 
 
-def secret(target: Target) -> str | None:
-    """The target's stored secret (sealed), or None when it has none."""
-    value = _at(target.config, SECRET_PATH[target.type])
+def _stored(target: Target, path: str) -> str | None:
+    value = _at(target.config, path)
     return value if isinstance(value, str) and value else None
 
 
-def _binding(target: Target) -> dict[str, object]:
-    """What the secret is bound to, as the agent will use it."""
-    defaults = _SMTP_BINDING if target.type == "smtp" else _IMAP_POP_BINDING
+def secret(target: Target) -> str | None:
+    """The target's (first) stored secret (sealed), or None when it has none."""
+    return _stored(target, SECRETS[target.type][0])
+
+
+def _leg(target: Target, path: str) -> tuple[str, str, int | None, Mapping[str, Any]]:
+    """(protocol, hostname, port, config) of the connection the secret at `path` travels on."""
+    if target.type != "roundtrip":
+        return target.type, target.hostname, target.port, target.config
+    if path.startswith("send."):
+        send = _at(target.config, "send")
+        return "smtp", target.hostname, target.port, send if isinstance(send, Mapping) else {}
+    receive = _at(target.config, "receive")
+    leg = receive if isinstance(receive, Mapping) else {}
+    port = leg.get("port")
+    protocol = leg.get("protocol") or "imap"
+    return (
+        str(protocol),
+        str(leg.get("hostname") or ""),
+        port if isinstance(port, int) else None,
+        leg,
+    )
+
+
+def _binding(target: Target, path: str) -> dict[str, object]:
+    """What the secret at `path` is bound to, as the agent will use it; the names are where
+    the request spells them (`receive.hostname` for a round trip's mailbox)."""
+    protocol, hostname, port, config = _leg(target, path)
+    prefix = "receive." if target.type == "roundtrip" and not path.startswith("send.") else ""
+    send = "send." if target.type == "roundtrip" and path.startswith("send.") else ""
+    defaults = _SMTP_BINDING if protocol == "smtp" else _IMAP_POP_BINDING
     out: dict[str, object] = {
-        "type": target.type,
-        "hostname": target.hostname,
-        "port": _port(target),
+        f"{prefix}{'protocol' if prefix else 'type'}": protocol,
+        f"{prefix}hostname": hostname,
+        f"{prefix}port": _port(protocol, port, config),
     }
-    for path, default in defaults.items():
-        value = _at(target.config, path)
-        out[path] = default if value is None else value
+    for key, default in defaults.items():
+        value = _at(config, key)
+        out[f"{prefix}{send}{key}"] = default if value is None else value
     # Every TLS option binds the secret, also ones added after this rule was written (a CA, a
     # server name): they all decide whom the agent accepts as the server.
-    options = _at(target.config, "tlsOptions")
+    options = _at(config, "tlsOptions")
     if isinstance(options, Mapping):
         for key, value in options.items():
-            out.setdefault(f"tlsOptions.{key}", value)
+            out.setdefault(f"{prefix}{send}tlsOptions.{key}", value)
     return out
 
 
-def _port(target: Target) -> int:
-    """The port the agent connects to: a `null` port is the type's default for its TLS."""
-    if target.port is not None:
-        return target.port
-    config: SmtpConfig | ImapPopConfig = (
-        SmtpConfig(secure=_at(target.config, "secure") is True)
-        if target.type == "smtp"
-        else ImapPopConfig(tls=_at(target.config, "tls") is True)
-    )
-    return default_port(target.type, config)
+def _port(protocol: str, port: int | None, config: Mapping[str, Any]) -> int:
+    """The port the agent connects to: a `null` port is the protocol's default for its TLS."""
+    if port is not None:
+        return port
+    if protocol == "smtp":
+        return default_port("smtp", SmtpConfig(secure=_at(config, "secure") is True))
+    tls = ImapPopConfig(tls=_at(config, "tls") is True)
+    return default_port(cast(MonitorType, protocol), tls)
+
+
+def moved_each(before: Target, after: Target) -> dict[str, list[str]]:
+    """For each secret `after` keeps from `before`, the fields that changed where it goes;
+    only secrets so moved are listed. A secret is allowed to move when the request sent it
+    (a new one seals to a new value; the mask keeps the stored one, unchanged)."""
+    out: dict[str, list[str]] = {}
+    for path in SECRETS[before.type]:
+        kept = _stored(before, path)
+        if kept is None or _stored(after, path) != kept:
+            continue
+        old, new = _binding(before, path), _binding(after, path)
+        if fields := [name for name in {**old, **new} if new.get(name) != old.get(name)]:
+            out[path] = fields
+    return out
 
 
 def moved(before: Target, after: Target) -> list[str]:
-    """The fields that changed where `before`'s secret goes while `after` keeps it; [] when the
-    change is allowed (nothing it is bound to changed, no secret was stored, or the request
-    sent a secret: a new one seals to a new value, the mask keeps the stored one)."""
-    kept = secret(before)
-    if kept is None or secret(after) != kept:
-        return []
-    old, new = _binding(before), _binding(after)
-    return [name for name in {**old, **new} if new.get(name) != old.get(name)]
+    """The fields that changed where `before`'s secrets go while `after` keeps them; [] when
+    the change is allowed (nothing they are bound to changed, no secret was stored, or the
+    request sent them again)."""
+    return [name for fields in moved_each(before, after).values() for name in fields]

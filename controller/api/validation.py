@@ -91,9 +91,9 @@ def name(value: str, field: str = "name") -> str:
     return text
 
 
-def port(value: int | None) -> int | None:
+def port(value: int | None, field: str = "port") -> int | None:
     if value is not None and not 1 <= value <= 65535:
-        raise bad_request("port", "port must be between 1 and 65535, or null for the default")
+        raise bad_request(field, f"{field} must be between 1 and 65535, or null for the default")
     return value
 
 

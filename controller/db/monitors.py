@@ -1,13 +1,82 @@
-"""Monitors: one table for every type, config as JSONB (secrets sealed by the API layer)."""
+"""Monitors: one table for every type, config as JSONB (secrets sealed by the API layer), and
+`Monitor`, the one typed view of a row that new code goes through."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
+from shared.messages import (
+    ImapPopConfig,
+    JobConfig,
+    MonitorType,
+    RoundTripConfig,
+    SmtpConfig,
+)
+
+CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {
+    "smtp": SmtpConfig,
+    "imap": ImapPopConfig,
+    "pop3": ImapPopConfig,
+    "roundtrip": RoundTripConfig,
+}
+
+
+class MonitorConfigError(ValueError):
+    """A stored config that does not fit its type's config Struct."""
+
+
+class Monitor(msgspec.Struct, kw_only=True, frozen=True):
+    """A monitor row, typed. `config` is its type's wire config Struct with each secret still
+    as stored (sealed by controller.secretbox); those Structs' reprs mask every password, so
+    a Monitor is safe to log."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    customer_id: int
+    type: MonitorType
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_country_codes: list[str] | None
+    config: JobConfig
+    notification_email: str | None
+    notification_phone_number: str | None
+    next_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_checked_at: datetime | None
+
+
+def decode_config(monitor_type: str, stored: Any) -> JobConfig:
+    """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
+    not fit (an unknown type, a wrong shape)."""
+    config_type = CONFIG_TYPES.get(monitor_type)
+    if config_type is None:
+        raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
+    try:
+        config: JobConfig = msgspec.convert(stored or {}, config_type)
+    except msgspec.ValidationError as exc:
+        raise MonitorConfigError(str(exc)) from None
+    if isinstance(config, ImapPopConfig):
+        config.protocol = "pop3" if monitor_type == "pop3" else "imap"
+    return config
+
+
+def decode(row: asyncpg.Record) -> Monitor:
+    """The row (of `COLUMNS`) as a Monitor; MonitorConfigError for a config that does not fit."""
+    fields = {name: row[name] for name in Monitor.__struct_fields__ if name != "config"}
+    return Monitor(**fields, config=decode_config(row["type"], row["config"]))
+
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
 COLUMNS = (

@@ -17,7 +17,7 @@ from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered"]
 
-_TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
+_TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3", "roundtrip": "Round-trip"}
 _HEADLINE = {"down": "DOWN", "reminder": "Still down", "recovered": "Recovered"}
 
 

@@ -153,6 +153,8 @@ class Rig:
         email: str | None = "oncall@customer.test",
         phone: str | None = "+4915112345678",
         name: str = "Outbound relay",
+        kind: str = "smtp",
+        config: dict[str, Any] | None = None,
     ) -> asyncpg.Record:
         async with self.pool.acquire() as conn:
             row: asyncpg.Record = await monitors.insert(
@@ -160,7 +162,7 @@ class Rig:
                 self.tenant.org_id,
                 {
                     "customer_id": self.tenant.customer_id,
-                    "type": "smtp",
+                    "type": kind,
                     "name": name,
                     "hostname": "smtp.customer.test",
                     "port": 587,
@@ -168,7 +170,7 @@ class Rig:
                     "check_interval": 60,
                     "timeout_seconds": 10,
                     "allowed_country_codes": countries or ["DE", "FR", "US"],
-                    "config": {"auth": {"user": "probe", "pass": MONITOR_SECRET}},
+                    "config": config or {"auth": {"user": "probe", "pass": MONITOR_SECRET}},
                     "notification_email": email,
                     "notification_phone_number": phone,
                 },
@@ -216,7 +218,7 @@ class Rig:
                     job_id=self.job_ids.make(str(monitor["public_id"]), cc, at, trigger),
                     scheduled_at=at,
                     monitor_id=monitor["public_id"],
-                    monitor_type="smtp",
+                    monitor_type=monitor["type"],
                     country=cc,
                     agent_id=None if missed else f"{cc}-agent",
                     status=status,

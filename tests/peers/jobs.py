@@ -7,7 +7,9 @@ from shared.messages import (
     JOB_TYPES,
     CheckJob,
     ImapPopConfig,
+    JobConfig,
     MonitorType,
+    RoundTripConfig,
     SmtpConfig,
 )
 from shared.timefmt import iso_ms, utcnow
@@ -16,7 +18,7 @@ from shared.timefmt import iso_ms, utcnow
 def make_job(
     monitor_type: MonitorType,
     port: int,
-    config: SmtpConfig | ImapPopConfig | None = None,
+    config: JobConfig | None = None,
     *,
     hostname: str = "127.0.0.1",
     timeout: float = 2.0,
@@ -25,7 +27,12 @@ def make_job(
 ) -> CheckJob:
     now = utcnow()
     if config is None:
-        config = SmtpConfig() if monitor_type == "smtp" else ImapPopConfig(protocol=monitor_type)
+        if monitor_type == "roundtrip":
+            config = RoundTripConfig()
+        else:
+            config = (
+                SmtpConfig() if monitor_type == "smtp" else ImapPopConfig(protocol=monitor_type)
+            )
     fields: dict[str, Any] = {
         "job_id": f"job-{monitor_type}-{port}",
         "monitor_id": "0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a01",

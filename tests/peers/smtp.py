@@ -9,7 +9,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class _Handler:
-    """No hooks needed: the probes never send mail."""
+    """No hooks needed: the SMTP probes never send mail."""
 
 
 class _RecordingSMTP(SMTP):  # type: ignore[misc,unused-ignore]
@@ -38,11 +38,16 @@ class SmtpPeer:
         implicit_tls: ssl.SSLContext | None = None,
         users: dict[str, str] | None = None,
         auth_in_clear: bool = False,
+        handler: object | None = None,
+        backlog: int = 100,
     ) -> None:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
         self.users = users if users is not None else {"alice": "s3cret"}
         self.auth_in_clear = auth_in_clear
+        # What takes the mail (tests.peers.mailstore.DeliveringHandler delivers it).
+        self.handler = handler if handler is not None else _Handler()
+        self.backlog = backlog  # the listen queue: benches connecting hundreds at once raise it
         self.auths: list[tuple[bool, str]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -59,7 +64,7 @@ class SmtpPeer:
     def _protocol(self) -> SMTP:
         proto = _RecordingSMTP(
             self.auths,
-            _Handler(),
+            self.handler,
             hostname="mail.test",
             tls_context=self.starttls,
             authenticator=self._authenticate,
@@ -73,7 +78,7 @@ class SmtpPeer:
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls
+            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls, backlog=self.backlog
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self

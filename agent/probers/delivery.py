@@ -1,0 +1,133 @@
+"""Pure rules of a round trip: the probe header, what a delivered message says about its way
+(Received hops, Authentication-Results), and how a delivery is graded."""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import parsedate_to_datetime
+
+from agent.probers.redact import valid_utf8
+from shared.messages import AuthResults, ErrorKind, Hop
+from shared.timefmt import iso_ms
+
+# `<monitor public id> <country> <sent at, ms since the epoch> <token>`: the monitor and the
+# country let a round find (and clean up) only its own messages in a shared mailbox; the time
+# says when a leftover is old enough to be no other round's in-flight message.
+PROBE_HEADER = "X-Mailprobe-Probe"
+_FROM_BY = re.compile(r"\b(from|by)\s+([^\s;()]+)", re.IGNORECASE)
+_METHOD = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)", re.IGNORECASE)
+# Whoever runs a server on the path writes these headers: a result carries at most this much of
+# them (the newest hops, nearest the mailbox, are kept).
+MAX_HOPS = 30
+NAME_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    monitor_id: str
+    country: str
+    sent_ms: int
+    token: str
+
+    def header(self) -> str:
+        return f"{self.monitor_id} {self.country} {self.sent_ms} {self.token}"
+
+    def search_key(self) -> str:
+        """What every probe message of this monitor and country has in its header."""
+        return f"{self.monitor_id} {self.country} "
+
+
+def parse_probe(value: str | None) -> Probe | None:
+    """The probe header's fields; None for a header that is not one (anyone can send mail)."""
+    parts = (value or "").split()
+    if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return Probe(parts[0], parts[1], int(parts[2]), parts[3])
+
+
+def is_leftover(found: Probe, mine: Probe, timeout_ms: int) -> bool:
+    """A message of an earlier round of the same monitor and country, sent longer ago than a
+    round lasts: nobody is waiting for it any more. Another monitor's, another country's, or a
+    message young enough to be in flight for a round running now, is never one."""
+    return (
+        found.monitor_id == mine.monitor_id
+        and found.country == mine.country
+        and found.token != mine.token
+        and found.sent_ms < mine.sent_ms - timeout_ms
+    )
+
+
+def _when(text: str) -> datetime | None:
+    try:
+        at = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _text(raw: object) -> str:
+    """A header's value unfolded, as valid UTF-8 (a server may write any bytes there)."""
+    return valid_utf8(" ".join(str(raw).split()))
+
+
+def _name(value: str | None) -> str | None:
+    return None if value is None else value[:NAME_MAX]
+
+
+def hops(message: Message) -> list[Hop]:
+    """The `Received` headers, oldest first, each with the delay since the one before (the
+    first: since the message's `Date`, when the submission was stamped); the newest MAX_HOPS."""
+    previous = _when(str(message.get("Date", "")))
+    out: list[Hop] = []
+    for raw in reversed(message.get_all("Received") or []):
+        text = _text(raw)
+        head, _, stamp = text.rpartition(";")
+        names = {k.lower(): v for k, v in reversed(_FROM_BY.findall(head or text))}
+        at = _when(stamp) if head else None
+        delay = None
+        if at is not None and previous is not None:
+            delay = max(0.0, round((at - previous).total_seconds() * 1000, 3))
+        out.append(
+            Hop(
+                by=_name(names.get("by")),
+                sender=_name(names.get("from")),
+                at=None if at is None else iso_ms(at),
+                delay_ms=delay,
+            )
+        )
+        previous = at
+    return out[-MAX_HOPS:]
+
+
+def auth_results(message: Message) -> AuthResults | None:
+    """The topmost (the receiving server's own) `Authentication-Results`, or None."""
+    raw = message.get("Authentication-Results")
+    if raw is None:
+        return None
+    text = _text(raw)
+    server, _, rest = text.partition(";")
+    found = {k.lower(): v.lower()[:32] for k, v in reversed(_METHOD.findall(rest))}
+    return AuthResults(
+        authserv_id=_name(server.split()[0]) if server.split() else None,
+        spf=found.get("spf"),
+        dkim=found.get("dkim"),
+        dmarc=found.get("dmarc"),
+    )
+
+
+def grade(
+    folder: str,
+    spam_folders: list[str],
+    delivery_s: float,
+    slow_after_s: float | None,
+    spam_is_failure: bool,
+) -> tuple[ErrorKind | None, str]:
+    """A delivered message's verdict: (None, why) for up, else (error kind, why). Spam
+    placement and slowness fail only when the monitor says so; spam is named first."""
+    took = f"delivered to {folder} in {delivery_s:.1f}s"
+    if folder in spam_folders and spam_is_failure:
+        return "spam", f"{took}: a spam folder"
+    if slow_after_s is not None and delivery_s > slow_after_s:
+        return "slow_delivery", f"{took}, slower than {slow_after_s:g}s"
+    return None, took

@@ -1,0 +1,348 @@
+"""Round-trip prober: submit a message carrying an unguessable token over SMTP, then watch the
+mailbox (IMAP: IDLE when offered, else polling with backoff; POP3: polling) until it is there,
+read what its headers say about its way, and delete it, with this monitor's and country's
+leftovers of earlier rounds that came too late.
+
+Both legs reuse the SMTP, IMAP and POP3 probers' sessions, so their TLS rules hold: no
+credentials without TLS unless the monitor allows it. The send leg's phases are the result's
+usual ones; the mailbox leg has its own recorder, so they are not overwritten.
+"""
+
+import asyncio
+import contextlib
+import re
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
+from email.utils import formatdate, make_msgid
+
+import aiosmtplib
+from aioimaplib import IMAP4ClientProtocol, quoted
+
+from agent.probers import imap, pop3
+from agent.probers.base import ProbeFailure, Recorder, Target, reply_kind
+from agent.probers.delivery import (
+    PROBE_HEADER,
+    Probe,
+    auth_results,
+    grade,
+    hops,
+    is_leftover,
+    parse_probe,
+)
+from agent.probers.smtp import close_smtp, open_smtp
+from agent.probers.tls import describe_ssl_error
+from shared.messages import (
+    CheckJob,
+    ErrorKind,
+    RoundTripCheckJob,
+    RoundTripConfig,
+    RoundTripReceive,
+    default_port,
+)
+
+# Polling: first look again after this, then each wait this much longer, up to the cap.
+POLL_FIRST_S = 0.2
+POLL_FACTOR = 1.5
+POLL_MAX_S = 5.0
+# Kept from the deadline for deleting the message and saying goodbye once it is found.
+CLEANUP_S = 1.0
+# POP3 reads the headers of at most this many of the newest messages a poll.
+POP3_NEWEST = 50
+_UID = re.compile(rb"UID (\d+)")
+_parse_headers = BytesHeaderParser().parsebytes
+
+
+@dataclass(slots=True)
+class Found:
+    folder: str
+    headers: Message
+    seen_at: float  # perf_counter when it was first seen
+
+
+async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
+    if not isinstance(job, RoundTripCheckJob):
+        raise TypeError(f"probe_roundtrip got a {job.monitor_type} job")
+    config = job.config
+    probe = Probe(job.monitor_id, job.country, int(time.time() * 1000), secrets.token_urlsafe(24))
+    accepted = await _submit(target, config, probe, rec)
+    receive = config.receive
+    rec.current = "mailbox leg"
+    mailbox = Recorder(current="mailbox", deadline=rec.deadline)
+    with _leg("mailbox", receive.hostname, mailbox):
+        assert target.reach is not None, "run_check gives every target a reach"
+        port = receive.port or default_port(receive.protocol, receive)
+        box = await target.reach(receive.hostname, port, receive.tls_options.reject_unauthorized)
+        timeout_ms = int(job.timeout_seconds * 1000)
+        watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
+        found, fetch_ms = await watch(box, receive, probe, timeout_ms, mailbox)
+    if found is None:
+        raise ProbeFailure(
+            "not_delivered",
+            f"not in {', '.join(receive.folders)} of {receive.hostname} within "
+            f"{job.timeout_seconds:g}s of being accepted",
+        )
+    delivery_s = max(0.0, found.seen_at - accepted)
+    rec.record("delivery", delivery_s)
+    rec.record("fetch", fetch_ms / 1000)
+    rec.folder = found.folder
+    rec.hops = hops(found.headers)
+    rec.auth_results = auth_results(found.headers)
+    kind, why = grade(
+        found.folder,
+        receive.spam_folders,
+        delivery_s,
+        config.slow_after_seconds,
+        config.spam_is_failure,
+    )
+    if kind is not None:
+        raise ProbeFailure(kind, why)
+
+
+async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Recorder) -> float:
+    """Send the probe message; the perf_counter time the server accepted it."""
+    message = EmailMessage()
+    sender = config.send.sender or config.to
+    message["From"] = sender
+    message["To"] = config.to
+    message["Subject"] = f"mailprobe round trip {probe.token[:8]}"
+    message["Date"] = formatdate(probe.sent_ms / 1000, usegmt=True)
+    message["Message-ID"] = make_msgid("mailprobe")
+    message[PROBE_HEADER] = probe.header()
+    message.set_content(
+        "A mailprobe round-trip check: it deletes this message once it has found it.\n"
+        f"token: {probe.token}\n"
+    )
+    with _leg("send", target.hostname, rec):
+        smtp = await open_smtp(target, config.send, rec)
+        try:
+            rec.current = "submit"
+            start = time.perf_counter()
+            try:
+                await smtp.send_message(message, sender=sender, recipients=[config.to])
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [r.code for r in exc.recipients]
+                kind = reply_kind(codes[0]) if codes else "protocol"
+                raise ProbeFailure(kind, f"recipient refused: {exc.recipients[0]}") from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                raise ProbeFailure(
+                    reply_kind(exc.code), f"message refused: {exc.code} {exc.message}"
+                ) from exc
+            accepted = time.perf_counter()
+            rec.record("submit", accepted - start)
+            await close_smtp(smtp, rec)
+        finally:
+            smtp.close()
+    return accepted
+
+
+@contextlib.contextmanager
+def _leg(name: str, hostname: str, rec: Recorder) -> Iterator[None]:
+    """A failure of one leg says which leg and which server: the result is one, the servers
+    are two."""
+    try:
+        yield
+    except ProbeFailure as failure:
+        raise ProbeFailure(failure.kind, f"{name} leg: {failure.message}") from failure
+    except ssl.SSLError as exc:
+        raise ProbeFailure("tls", f"{name} leg: {describe_ssl_error(exc)}") from exc
+    except socket.gaierror as exc:
+        raise ProbeFailure("dns", f"{name} leg: cannot resolve {hostname}") from exc
+    except ConnectionRefusedError as exc:
+        raise ProbeFailure("refused", f"{name} leg: connection refused by {hostname}") from exc
+    except (OSError, EOFError) as exc:
+        kind: ErrorKind = "refused" if rec.current == "connect" else "protocol"
+        raise ProbeFailure(kind, f"{name} leg: connection lost during {rec.current}") from exc
+
+
+def _wait_s(attempt: int) -> float:
+    return min(POLL_MAX_S, POLL_FIRST_S * POLL_FACTOR**attempt)
+
+
+def _left_s(rec: Recorder) -> float:
+    return rec.deadline - CLEANUP_S - asyncio.get_running_loop().time()
+
+
+async def _watch_imap(
+    target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
+) -> tuple[Found | None, float]:
+    proto = await imap.open_imap(target, config, rec)
+    try:
+        found: Found | None = None
+        attempt = 0
+        while found is None:
+            # Every folder each time, also after the message turned up: leftovers of earlier
+            # rounds may be in any of them.
+            for folder in config.folders:
+                got = await _imap_folder(proto, folder, probe, timeout_ms, rec)
+                found = found or got
+            if found is not None or _left_s(rec) <= 0:
+                break
+            await _imap_wait(proto, config, min(_wait_s(attempt), _left_s(rec)), rec)
+            attempt += 1
+        fetch_ms = 0.0 if found is None else (time.perf_counter() - found.seen_at) * 1000
+        await imap.logout(proto, rec)
+        return found, fetch_ms
+    finally:
+        imap.close_imap(proto)
+
+
+def _imap_ok(response: object, what: str) -> None:
+    result = getattr(response, "result", "")
+    if result != "OK":
+        lines = b" ".join(getattr(response, "lines", [])).decode("utf-8", "replace")
+        raise ProbeFailure("protocol", f"{what} failed: {result} {lines}"[:300])
+
+
+async def _imap_folder(
+    proto: IMAP4ClientProtocol, folder: str, probe: Probe, timeout_ms: int, rec: Recorder
+) -> Found | None:
+    """Look in `folder` for this monitor's and country's probes: delete the round's own one
+    (returned) and leftovers of earlier rounds."""
+    rec.current = f"select {folder}"
+    _imap_ok(await proto.select(quoted(folder)), f"SELECT {folder}")
+    rec.current = "search"
+    response = await proto.search(
+        "HEADER", PROBE_HEADER, quoted(probe.search_key()), charset=None, by_uid=True
+    )
+    _imap_ok(response, "SEARCH")
+    seen_at = time.perf_counter()
+    # aioimaplib hands the untagged `* SEARCH 1 2` over as `1 2` (or `SEARCH 1 2`), and the
+    # tagged line's text last.
+    uids = [
+        word.decode() for line in response.lines[:-1] for word in line.split() if word.isdigit()
+    ]
+    if not uids:
+        return None
+    rec.current = "fetch"
+    response = await proto.fetch(",".join(uids), "(UID BODY.PEEK[HEADER])", by_uid=True)
+    _imap_ok(response, "FETCH")
+    mine: Found | None = None
+    doomed: list[str] = []
+    for uid, raw in _fetched(response.lines):
+        headers = _parse_headers(raw)
+        other = parse_probe(headers.get(PROBE_HEADER))
+        if other is not None and other.token == probe.token:
+            mine = Found(folder, headers, seen_at)
+            doomed.append(uid)
+        elif other is not None and is_leftover(other, probe, timeout_ms):
+            doomed.append(uid)
+    if doomed:
+        rec.current = "delete"
+        uid_set = ",".join(doomed)
+        _imap_ok(await proto.store(uid_set, "+FLAGS.SILENT", r"(\Deleted)", by_uid=True), "STORE")
+        # UID EXPUNGE (UIDPLUS) removes only these; a plain EXPUNGE also what others flagged.
+        if "UIDPLUS" in proto.capabilities:
+            _imap_ok(await proto.expunge(uid_set, by_uid=True), "UID EXPUNGE")
+        else:
+            _imap_ok(await proto.expunge(), "EXPUNGE")
+    return mine
+
+
+def _fetched(lines: list[bytes | bytearray]) -> list[tuple[str, bytes]]:
+    """(UID, header bytes) of each message of a FETCH response, as aioimaplib hands it over:
+    `1 FETCH (UID 5 BODY[HEADER] {342}`, the literal (a bytearray), then `)`; a server may
+    also put the UID after the literal (` UID 5)`)."""
+    out: list[tuple[str, bytes]] = []
+    uid: str | None = None
+    raw: bytes | None = None
+    for line in [*lines, b" FETCH ("]:  # a sentinel closes the last message
+        if isinstance(line, bytearray):
+            raw = bytes(line)
+            continue
+        if b" FETCH (" in line:
+            if uid is not None and raw is not None:
+                out.append((uid, raw))
+            uid = raw = None
+        if uid is None and (match := _UID.search(line)):
+            uid = match.group(1).decode()
+    return out
+
+
+async def _imap_wait(
+    proto: IMAP4ClientProtocol, config: RoundTripReceive, wait_s: float, rec: Recorder
+) -> None:
+    """Until something happens in the first folder (IDLE) or `wait_s` passed."""
+    if wait_s <= 0:
+        return
+    if "IDLE" not in proto.capabilities:
+        rec.current = "poll wait"
+        await asyncio.sleep(wait_s)
+        return
+    rec.current = "idle"
+    _imap_ok(await proto.select(quoted(config.folders[0])), f"SELECT {config.folders[0]}")
+    idle = asyncio.ensure_future(proto.idle())
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await proto.wait_for_idle_response()
+                await proto.idle_queue.get()  # an EXISTS, or anything the server pushes
+        if proto.has_pending_idle_command():
+            proto.idle_done()
+        _imap_ok(await idle, "IDLE")
+    finally:
+        idle.cancel()
+    while not proto.idle_queue.empty():
+        proto.idle_queue.get_nowait()
+
+
+async def _watch_pop3(
+    target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
+) -> tuple[Found | None, float]:
+    """POP3 shows a session the mailbox as it was at login: a new session per look."""
+    attempt = 0
+    while True:
+        found = await _pop3_look(target, config, probe, timeout_ms, rec)
+        if found is not None:
+            return found, (time.perf_counter() - found.seen_at) * 1000
+        left = _left_s(rec)
+        if left <= 0:
+            return None, 0.0
+        rec.current = "poll wait"
+        await asyncio.sleep(min(_wait_s(attempt), left))
+        attempt += 1
+
+
+async def _pop3_look(
+    target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
+) -> Found | None:
+    reader, writer = await pop3.open_pop3(target, config, rec)
+    try:
+        rec.current = "stat"
+        count = int((await pop3.command(reader, writer, "STAT", "STAT", "protocol")).split()[1])
+        seen_at = time.perf_counter()
+        mine: Found | None = None
+        for number in range(count, max(0, count - POP3_NEWEST), -1):
+            rec.current = "top"
+            headers = _parse_headers(await _multiline(reader, writer, f"TOP {number} 0"))
+            other = parse_probe(headers.get(PROBE_HEADER))
+            if other is None:
+                continue
+            if other.token == probe.token:
+                mine = Found("INBOX", headers, seen_at)
+            elif not is_leftover(other, probe, timeout_ms):
+                continue
+            rec.current = "delete"
+            await pop3.command(reader, writer, f"DELE {number}", "DELE", "protocol")
+        # QUIT commits the deletions (RFC 1939 UPDATE state): not a goodbye to skip.
+        rec.current = "quit"
+        await pop3.command(reader, writer, "QUIT", "QUIT", "protocol")
+    except BaseException:
+        writer.transport.abort()
+        raise
+    writer.close()
+    return mine
+
+
+async def _multiline(reader: pop3.Pop3Reader, writer: asyncio.StreamWriter, line: str) -> bytes:
+    """A command's multi-line answer (RFC 1939 3), dot-unstuffed."""
+    await pop3.command(reader, writer, line, line.split()[0], "protocol")
+    out: list[str] = []
+    while (text := await pop3.read_line(reader)) != ".":
+        out.append(text[1:] if text.startswith("..") else text)
+    return ("\r\n".join(out) + "\r\n").encode()

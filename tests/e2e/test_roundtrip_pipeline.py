@@ -1,0 +1,182 @@
+"""Round-trip monitors end to end (issue 14): made through the API, scheduled, sealed to their
+countries, run by the agents of two countries against an SMTP server that really delivers into
+a mailbox the IMAP and POP3 peers serve (tests/peers/mailstore.py), results back through the
+API."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.conftest import Tenant
+from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
+from tests.e2e.helpers import count, wait_results
+from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
+from tests.peers.smtp import SmtpPeer
+
+RT = "/api/roundtrip-monitors"
+
+
+@dataclass
+class Mail:
+    store: Mailstore
+    handler: DeliveringHandler
+    smtp: SmtpPeer
+    imap: MailboxImapPeer
+    pop3: MailboxPop3Peer
+
+
+@asynccontextmanager
+async def mail() -> AsyncIterator[Mail]:
+    store = Mailstore()
+    handler = DeliveringHandler(store, auth_results="spf=pass smtp.mailfrom=x; dmarc=none")
+    async with (
+        SmtpPeer(handler=handler, users={"sender": "send-pw"}, auth_in_clear=True) as smtp,
+        MailboxImapPeer(store) as imap,
+        MailboxPop3Peer(store) as pop3,
+    ):
+        yield Mail(store, handler, smtp, imap, pop3)
+
+
+async def roundtrip_monitor(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    m: Mail,
+    *,
+    protocol: str = "imap",
+    timeout_s: int = 4,
+    send: dict[str, Any] | None = None,
+    receive: dict[str, Any] | None = None,
+    **config: Any,
+) -> str:
+    recv: dict[str, Any] = {
+        "protocol": protocol,
+        "hostname": "127.0.0.1",
+        "port": m.imap.port if protocol == "imap" else m.pop3.port,
+        "user": "probe",
+        "password": "secret",
+        "allowPlaintextAuth": True,
+    }
+    if protocol == "imap":
+        recv.update(folders=["INBOX", "Junk"], spamFolders=["Junk"])
+    body = {
+        "customerId": org.customer_public_id,
+        "name": "e2e round trip",
+        "checkInterval": 3600,
+        "timeoutSeconds": timeout_s,
+        "allowedCheckCountryCodes": [HOME, ABROAD],
+        "roundtripConfig": {
+            "send": {
+                "hostname": "127.0.0.1",
+                "port": m.smtp.port,
+                "auth": {"user": "sender", "pass": "send-pw"},
+                "allowPlaintextAuth": True,
+                "from": "probe@sender.test",
+                **(send or {}),
+            },
+            "to": "probe@mail.test",
+            "receive": {**recv, **(receive or {})},
+            **config,
+        },
+    }
+    r = await api.post(RT, json=body, headers=org.auth())
+    assert r.status_code == 201, r.text
+    public_id: str = r.json()["publicId"]
+    return public_id
+
+
+async def round_of(
+    api: httpx.AsyncClient, org: Tenant, public_id: str, n: int = 2, within: float = 10.0
+) -> list[dict[str, Any]]:
+    """Trigger a round from both countries; its `n` results once they are all in."""
+    r = await api.post(f"{RT}/{public_id}/trigger-check", headers=org.auth())
+    assert r.status_code == 202, r.text
+    assert sorted(j["status"] for j in r.json()["jobs"]) == ["queued", "queued"], r.text
+    job_ids = {j["jobId"] for j in r.json()["jobs"]}
+
+    def done(items: list[dict[str, Any]]) -> bool:
+        return len([i for i in items if i["jobId"] in job_ids]) >= len(job_ids)
+
+    items = await wait_results(api, org, public_id, done, within=within, path=RT)
+    assert count(n)(items)
+    return sorted((i for i in items if i["jobId"] in job_ids), key=lambda i: i["country"])
+
+
+async def test_two_countries_and_two_monitors_share_one_mailbox(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    """Mail submitted from each country is found, measured, and deleted; a second monitor
+    reading the same mailbox over POP3 at the same time is not confused by it."""
+    async with mail() as m:
+        m.store.delay_s = 0.2
+        imap_id = await roundtrip_monitor(api, org, m)
+        pop3_id = await roundtrip_monitor(api, org, m, protocol="pop3")
+        imap_round, pop3_round = await _together(api, org, imap_id, pop3_id)
+        for item in imap_round + pop3_round:
+            assert (item["status"], item["errorKind"]) == ("up", None), item
+            assert item["monitorType"] == "roundtrip" and item["folder"] == "INBOX"
+            assert item["phases"]["deliveryMs"] >= 150 and item["phases"]["submitMs"] is not None
+            assert item["hops"] and item["hops"][0]["by"] == "mx.mail.test"
+            assert item["authResults"]["spf"] == "pass"
+        assert [i["country"] for i in imap_round] == sorted([HOME, ABROAD])
+        assert m.handler.accepted == 4
+        assert m.store.probes() == [], "every probe message is deleted"
+        assert len(m.smtp.auths) == 4, "each agent opened its sealed send credentials"
+        r = await api.get(f"{RT}/{imap_id}/countries", headers=org.auth())
+        assert [(c["country"], c["status"]) for c in r.json()["items"]] == [
+            (cc, "up") for cc in sorted([HOME, ABROAD])
+        ]
+
+
+async def _together(
+    api: httpx.AsyncClient, org: Tenant, *public_ids: str
+) -> list[list[dict[str, Any]]]:
+    return list(await asyncio.gather(*(round_of(api, org, p) for p in public_ids)))
+
+
+async def test_junk_lateness_and_cleanup_of_late_arrivals(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    """Held mail is `not_delivered`; once it arrives late, the next round deletes it with its
+    own; mail in Junk is `spam` for a monitor that counts it as failing."""
+    async with mail() as m:
+        public_id = await roundtrip_monitor(api, org, m, timeout_s=2)
+        m.store.hold = True
+        late = await round_of(api, org, public_id)
+        assert [(i["status"], i["errorKind"]) for i in late] == [("down", "not_delivered")] * 2
+        m.store.hold = False
+        m.store.release()
+        assert len(m.store.probes()) == 2
+        # A leftover is one older than a round (the timeout): wait that out.
+        await asyncio.sleep(2.1)
+        again = await round_of(api, org, public_id, n=4)
+        assert [i["status"] for i in again] == ["up", "up"], again
+        assert m.store.probes() == [], "the late arrivals were deleted too"
+
+        spam_id = await roundtrip_monitor(api, org, m, spamIsFailure=True)
+        m.store.route = lambda raw: "Junk"
+        spam = await round_of(api, org, spam_id)
+        assert [(i["status"], i["errorKind"], i["folder"]) for i in spam] == [
+            ("down", "spam", "Junk")
+        ] * 2
+
+
+async def test_failing_send_leg_and_failing_mailbox_leg(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents
+) -> None:
+    async with mail() as m:
+        bad_send = await roundtrip_monitor(
+            api, org, m, send={"auth": {"user": "sender", "pass": "wrong"}}
+        )
+        bad_box = await roundtrip_monitor(api, org, m, receive={"password": "wrong"})
+        send_round, box_round = await _together(api, org, bad_send, bad_box)
+        for item in send_round:
+            assert (item["status"], item["errorKind"]) == ("down", "auth"), item
+            assert item["message"].startswith("send leg:") and "wrong" not in item["message"]
+        for item in box_round:
+            assert (item["status"], item["errorKind"]) == ("down", "auth"), item
+            assert item["message"].startswith("mailbox leg:")
+        assert m.handler.accepted == 2, "only the monitor whose send leg works sent mail"
