@@ -466,15 +466,15 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
         )
         msgs = await pipeline.ingester.fetch(2.0)
         assert len(msgs) == 1
-        storing = asyncio.create_task(pipeline.ingester.handle(msgs))
-        deadline = asyncio.get_running_loop().time() + 5
-        while not await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
-        ):
-            assert asyncio.get_running_loop().time() < deadline, "the insert never started"
-            await asyncio.sleep(0.02)
         with capture_logs() as logs:
+            storing = asyncio.create_task(pipeline.ingester.handle(msgs))
+            deadline = asyncio.get_running_loop().time() + 5
+            while not await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the insert never started"
+                await asyncio.sleep(0.02)
             assert await storing == 0
         assert any(e["event"] == "storing results failed; redelivering" for e in logs)
     finally:
