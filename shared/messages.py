@@ -154,6 +154,17 @@ class TlsInfo(msgspec.Struct, rename="camel"):
     # How TLS was reached: "implicit" (TLS from the first byte) or "starttls" (an upgrade by
     # STARTTLS / STLS). A plain str, not a Literal, so a newer agent's value still decodes.
     mode: str | None = None
+    # The leaf certificate, as served (parsed also when the handshake did not verify it).
+    cert_sha256: str | None = None  # lowercase hex of the SHA-256 of its DER form
+    cert_issuer: str | None = None  # RFC 4514
+    cert_sans: list[str] | None = None  # DNS names and IP addresses, as listed
+    cert_key_type: str | None = None  # "RSA", "EC", "Ed25519", "Ed448", "DSA"
+    cert_key_bits: int | None = None
+    cert_signature: str | None = None  # e.g. "sha256WithRSAEncryption", else its dotted OID
+    # Separate facts, null when not learnt: the chain leads to a trusted root (and is in its
+    # validity period); the certificate names the monitor's host.
+    chain_verified: bool | None = None
+    name_matched: bool | None = None
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
@@ -176,6 +187,12 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     phases: Phases = msgspec.field(default_factory=Phases)
     tls: TlsInfo | None = None
     address: str | None = None
+    # What the server advertised (SMTP EHLO keywords with their parameters, IMAP CAPABILITY
+    # atoms, POP3 CAPA lines), upper-cased and sorted: the last list it sent, over TLS once TLS
+    # was reached; null when none was asked for or read.
+    capabilities: list[str] | None = None
+    # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
+    capabilities_before_tls: list[str] | None = None
 
 
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):

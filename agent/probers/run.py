@@ -1,6 +1,7 @@
 """Run one check job end to end and always return a CheckResult (never raises)."""
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -8,13 +9,14 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
+import msgspec
 import structlog
 
 from agent.probers import PROBERS
-from agent.probers.base import GOODBYE_PHASES, ProbeFailure, Recorder, Target
+from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, Recorder, Target
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
-from shared.messages import CheckJob, CheckResult, ErrorKind, default_port
+from shared.messages import CheckJob, CheckResult, ErrorKind, SmtpConfig, default_port
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,12 @@ def build_result(
     only place they are made publishable (valid UTF-8, no secret)."""
     rec = rec or Recorder()
     secrets = job_secrets(job)
+
+    def advertised(capabilities: list[str] | None) -> list[str] | None:
+        if capabilities is None:
+            return None
+        return [publishable(c, secrets) for c in capabilities]
+
     return CheckResult(
         job_id=job.job_id,
         monitor_id=job.monitor_id,
@@ -89,6 +97,8 @@ def build_result(
         phases=rec.to_phases(),
         tls=rec.tls,
         address=rec.address,
+        capabilities=advertised(rec.capabilities),
+        capabilities_before_tls=advertised(rec.capabilities_before_tls),
     )
 
 
@@ -110,7 +120,53 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
         port=port,
         ssl_context=contexts.pick(job.config.tls_options.reject_unauthorized),
     )
-    await PROBERS[job.monitor_type](target, job, rec)
+    try:
+        await PROBERS[job.monitor_type](target, job, rec)
+    except Exception as exc:
+        refused = next(
+            (e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None
+        )
+        if refused is not None and rec.tls is None:
+            await _second_look(job, target, contexts, rec, refused)
+        raise
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the chain verified, only the name did not match.
+_HOSTNAME_MISMATCH = 62
+
+
+async def _second_look(
+    job: CheckJob,
+    target: Target,
+    contexts: SslContexts,
+    rec: Recorder,
+    refused: ssl.SSLCertVerificationError,
+) -> None:
+    """The handshake refused the certificate, so the result would not say what it was: connect
+    once more without verifying, and without credentials, only to read it, within what is left
+    of the deadline. It costs a connection only on such a failure; the check stays failed."""
+    budget = rec.deadline - asyncio.get_running_loop().time() - GOODBYE_MARGIN_S
+    if budget <= 0:
+        return
+    look = Recorder(deadline=rec.deadline)
+    unverified = Target(target.hostname, target.addresses, target.port, contexts.unverified)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(budget):
+            await PROBERS[job.monitor_type](unverified, _without_credentials(job), look)
+    if look.tls is None:
+        return
+    rec.tls = look.tls
+    rec.tls.chain_verified = refused.verify_code == _HOSTNAME_MISMATCH
+    if refused.verify_code == _HOSTNAME_MISMATCH:
+        rec.tls.name_matched = False
+
+
+def _without_credentials(job: CheckJob) -> CheckJob:
+    if isinstance(job.config, SmtpConfig):
+        return msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, auth=None))
+    return msgspec.structs.replace(
+        job, config=msgspec.structs.replace(job.config, user="", password="")
+    )
 
 
 async def resolve(hostname: str, port: int) -> tuple[str, ...]:

@@ -134,7 +134,16 @@ def test_result_heartbeat_event_round_trip() -> None:
         "certNotAfter",
         "certDaysLeft",
         "mode",
+        "certSha256",
+        "certIssuer",
+        "certSans",
+        "certKeyType",
+        "certKeyBits",
+        "certSignature",
+        "chainVerified",
+        "nameMatched",
     }
+    assert wire["capabilities"] is None and wire["capabilitiesBeforeTls"] is None
     hb = AgentHeartbeat(
         agent_id="a1",
         country="DE",
@@ -176,6 +185,8 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "phases",
         "tls",
         "address",
+        "capabilities",
+        "capabilitiesBeforeTls",
     }
 
 
