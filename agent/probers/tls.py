@@ -81,7 +81,7 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
         not_after = cert.not_valid_after_utc
         info.cert_not_after = iso_ms(not_after)
         info.cert_days_left = math.floor((not_after - utcnow()).total_seconds() / 86400)
-        _cert_facts(info, cert)
+        cert_facts(info, cert)
         ctx = obj.context
         if ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname:
             info.chain_verified = info.name_matched = True
@@ -90,7 +90,7 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
     return info
 
 
-def _cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
+def cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
     info.cert_sha256 = cert.fingerprint(hashes.SHA256()).hex()
     info.cert_issuer = cert.issuer.rfc4514_string()
     try:
