@@ -29,6 +29,7 @@ from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
 from controller.api.monitors import ImapPopMonitorController, SmtpMonitorController
+from controller.api.posture import ImapPopMonitorPostureController, SmtpMonitorPostureController
 from controller.api.results import (
     ImapPopMonitorResultsController,
     SmtpMonitorResultsController,
@@ -195,6 +196,8 @@ def create_app(
             ImapPopMonitorResultsController,
             SmtpMonitorAlertsController,
             ImapPopMonitorAlertsController,
+            SmtpMonitorPostureController,
+            ImapPopMonitorPostureController,
             AlertSettingsController,
             MaintenanceWindowController,
             list_agents,

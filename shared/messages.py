@@ -208,6 +208,17 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     stopping: bool = False
 
 
+class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
+    """A posture finding that `appeared` or `cleared`, or a `changed` baseline (a change every
+    country saw alike). Plain strs, not Literals, so a newer controller's values still decode."""
+
+    change: str
+    code: str  # the finding's code (e.g. "starttls_stripped"), or the fact that changed
+    severity: str = ""  # "critical", "warning" or "info"; "" for a change
+    country: str = ""  # "" for the monitor as a whole
+    detail: str = ""
+
+
 class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     monitor_id: str
@@ -216,6 +227,10 @@ class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
     at: str
     countries: list[str] = msgspec.field(default_factory=list)
     cause: str = ""
+    # Set on a posture event: `state` and `previousState` are then both the monitor's current
+    # state (a reader that knows no posture sees a state that did not change) and `cause` says
+    # what was found.
+    posture: PostureNote | None = None
 
 
 def default_port(monitor_type: MonitorType, config: SmtpConfig | ImapPopConfig) -> int:

@@ -65,6 +65,8 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     phases: Phases
     tls: TlsInfo | None
     address: str | None
+    capabilities: list[str] | None
+    capabilities_before_tls: list[str] | None
     stored_at: str
 
 
@@ -193,6 +195,8 @@ def _result(row: asyncpg.Record) -> CheckResultOut:
         phases=msgspec.convert(row["phases"] or {}, Phases),
         tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
         address=row["address"],
+        capabilities=row["capabilities"],
+        capabilities_before_tls=row["capabilities_before_tls"],
         stored_at=iso_ms(row["stored_at"]),
     )
 

@@ -1,10 +1,9 @@
 """The posture facts of one stored result: what the server advertised and the TLS it spoke.
 
-Built from a `check_results` row (its `tls` and capability columns as the agent sent them), so
+Built from a `check_results` row (its jsonb `tls` and capability columns decoded), so
 a result of an older agent, without these fields, simply has fewer facts (None: not known).
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,11 +36,6 @@ class Observation:
         return None if self.tls_version is None else TLS_RANK.get(self.tls_version)
 
 
-def _json(value: Any) -> Any:
-    """A jsonb column as asyncpg returns it (text, no codec set) or as already decoded."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
 def _auth(capabilities: list[str]) -> frozenset[str]:
     """SASL mechanisms: SMTP `AUTH PLAIN LOGIN` (and the old `AUTH=PLAIN`), IMAP `AUTH=PLAIN`,
     POP3 `SASL PLAIN LOGIN`."""
@@ -64,9 +58,9 @@ def _time(value: Any) -> datetime | None:
 
 def observe(monitor_type: str, row: Any) -> Observation:
     """`row`: a stored result with `country`, `tls`, `capabilities`, `capabilities_before_tls`."""
-    tls = _json(row["tls"]) or {}
-    caps: list[str] | None = _json(row["capabilities"])
-    before: list[str] | None = _json(row["capabilities_before_tls"])
+    tls: dict[str, Any] = row["tls"] or {}
+    caps: list[str] | None = row["capabilities"]
+    before: list[str] | None = row["capabilities_before_tls"]
     upgrade = UPGRADE.get(monitor_type, "STARTTLS")
     mode = tls.get("mode")
     starttls: bool | None = None

@@ -1,7 +1,6 @@
 """Posture rules as tables: facts from stored results, quality and drift verdicts, baseline moves,
 the drift debounce, and expiry notices once per threshold."""
 
-import json
 from typing import Any
 
 import pytest
@@ -69,14 +68,14 @@ def held(verdicts: dict[Any, Finding | None]) -> set[tuple[str, str]]:
         (  # POP3 says STLS and SASL
             {
                 "country": "pop3",
-                "tls": json.dumps({"mode": "starttls"}),
-                "capabilities": json.dumps(["SASL PLAIN", "USER"]),
-                "capabilities_before_tls": json.dumps(["STLS", "USER"]),
+                "tls": {"mode": "starttls"},
+                "capabilities": ["SASL PLAIN", "USER"],
+                "capabilities_before_tls": ["STLS", "USER"],
             },
             {"starttls": True, "auth": frozenset({"PLAIN"})},
         ),
     ],
-    ids=["starttls", "stripped", "implicit", "old-agent", "pop3-json-text"],
+    ids=["starttls", "stripped", "implicit", "old-agent", "pop3"],
 )
 def test_facts_from_a_stored_result(row: dict[str, Any], expected: dict[str, Any]) -> None:
     """`country` "pop3" stands for a POP3 monitor's row (its upgrade keyword is STLS)."""
