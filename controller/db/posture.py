@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from controller.db.pool import Conn
-from controller.posture.rules import DEFAULT_EXPIRY_DAYS, Baseline, Change, Finding, Key
+from controller.posture.rules import Baseline, Change, Finding, Key
 
 
 async def state(conn: Conn, monitor_id: int) -> tuple[datetime | None, dict[Key, int]]:
@@ -130,18 +130,6 @@ async def record_change(conn: Conn, monitor_id: int, change: Change, at: datetim
         change.countries,
         at,
     )
-
-
-async def expiry_days(conn: Conn, monitor_id: int, organization_id: int) -> tuple[int, ...]:
-    """The monitor's own thresholds, else its organization's, else the built-in ones."""
-    days: list[int] | None = await conn.fetchval(
-        "SELECT coalesce("
-        " (SELECT cert_expiry_days FROM monitor_alert_settings WHERE monitor_id = $1),"
-        " (SELECT cert_expiry_days FROM organization_alert_settings WHERE organization_id = $2))",
-        monitor_id,
-        organization_id,
-    )
-    return tuple(days) if days is not None else DEFAULT_EXPIRY_DAYS
 
 
 async def expiry_sent(conn: Conn, monitor_id: int, cert_sha256: str) -> set[int]:

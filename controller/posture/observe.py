@@ -66,7 +66,7 @@ async def observe(
     pass_ = _Pass(conn, monitor, state, quiet)
     tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
     base = await db.baselines(conn, monitor_id)
-    days = await db.expiry_days(conn, monitor_id, monitor["organization_id"])
+    days = (await alerts.thresholds(conn, monitor_id, monitor["organization_id"])).cert_expiry_days
     for at, group in rounds:
         seen = [facts_of(monitor["type"], r) for r in group]
         verdicts = drift(seen, base)
@@ -109,7 +109,7 @@ class _Pass:
             country=f.country,
             severity=f.severity,
         )
-        if f.severity != "info":
+        if f.notified:
             await self.notify("finding", notices.finding(self.monitor, f), f"finding:{finding_id}")
 
     async def cleared(self, f: Finding, at: datetime) -> None:

@@ -90,6 +90,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
 }
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
+# Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
+QUIET_CODES = frozenset({"certificate_expiring"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,11 @@ class Finding:
     @property
     def advice(self) -> str:
         return CODES[self.code][1]
+
+    @property
+    def notified(self) -> bool:
+        """Whether its appearance is notified (critical and warning findings)."""
+        return self.severity != "info" and self.code not in QUIET_CODES
 
 
 Verdicts = dict[Key, Finding | None]

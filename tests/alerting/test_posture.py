@@ -156,9 +156,13 @@ async def test_an_expiring_certificate_is_noticed_once_per_threshold(
             await round_(rig, monitor, n, {"DE": peer.port, "US": peer.port}, contexts)
     body = await posture(api, rig, monitor)
     assert open_codes(body) == {("certificate_expiring", "DE"), ("certificate_expiring", "US")}
-    notes = [n for n in await rig.outbox_rows(monitor) if n["kind"] == "cert_expiry"]
-    # first seen 5 days before expiry: the 7-day notice only, once, on each channel
-    assert [n["channel"] for n in notes] == ["email", "sms"]
+    notes = await rig.outbox_rows(monitor)
+    # first seen 5 days before expiry: the 7-day notice only, once, on each channel (and the
+    # `certificate_expiring` finding is told by this notice, not by one of its own)
+    assert [(n["kind"], n["channel"]) for n in notes] == [
+        ("cert_expiry", "email"),
+        ("cert_expiry", "sms"),
+    ]
     assert "7 days before expiry" in notes[0]["body_text"]
     sent = await rig.fetch(
         "SELECT threshold_days FROM cert_expiry_notices WHERE monitor_id = $1 ORDER BY 1",
@@ -198,3 +202,27 @@ async def test_posture_is_the_organizations_own(
     assert (await api.get(path)).status_code == 401
     imap_path = f"/api/imap-pop-monitors/{monitor['public_id']}/posture"
     assert (await api.get(imap_path, headers=rig.tenant.auth("admin"))).status_code == 404
+
+
+async def test_expiry_thresholds_are_the_monitors_else_the_organizations(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """The organization notifies 30 days ahead; one monitor overrides it with 10: a
+    certificate with 20 days left is noticed for the first monitor only."""
+    admin = rig.tenant.auth("admin")
+    put = await api.put("/api/alert-settings", json={"certExpiryDays": [30]}, headers=admin)
+    assert put.status_code == 200 and put.json()["certExpiryDays"] == [30], put.text
+    inherits = await rig.monitor(["DE"], name="inherits")
+    own = await rig.monitor(["DE"], name="own")
+    path = f"/api/smtp-monitors/{own['public_id']}/alert-settings"
+    put = await api.put(path, json={"certExpiryDays": [10]}, headers=admin)
+    assert put.status_code == 200, put.text
+    assert (put.json()["certExpiryDays"], put.json()["effective"]["certExpiryDays"]) == ([10], [10])
+    refused = await api.put(path, json={"certExpiryDays": [400]}, headers=admin)
+    assert refused.status_code == 400 and "certExpiryDays" in refused.text
+    async with SmtpPeer(starttls=served(days=20.5)) as peer:
+        for monitor in (inherits, own):
+            await round_(rig, monitor, 0, {"DE": peer.port}, contexts)
+    kinds = [[n["kind"] for n in await rig.outbox_rows(m)] for m in (inherits, own)]
+    assert kinds == [["cert_expiry", "cert_expiry"], []]
+    assert open_codes(await posture(api, rig, own)) == set()
