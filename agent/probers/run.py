@@ -123,42 +123,63 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
     try:
         await PROBERS[job.monitor_type](target, job, rec)
     except Exception as exc:
-        refused = next(
-            (e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None
-        )
-        if refused is not None and rec.tls is None:
-            await _second_look(job, target, contexts, rec, refused)
+        if rec.tls is None and (context := _second_context(exc, rec, contexts)) is not None:
+            await _second_look(job, target, context, rec, exc)
         raise
 
 
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the chain verified, only the name did not match.
 _HOSTNAME_MISMATCH = 62
+# Handshake failures of a server that speaks only old TLS versions or weak ciphers.
+_OUTDATED = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "NO_PROTOCOLS_AVAILABLE",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+        "NO_CIPHERS_AVAILABLE",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    }
+)
+
+
+def _second_context(exc: Exception, rec: Recorder, contexts: SslContexts) -> ssl.SSLContext | None:
+    """The context for a second look after a failed handshake: without verification for a
+    refused certificate; also with old TLS versions and weak ciphers when the server refused
+    ours (with an alert, or by hanging up: asyncio reports a server's alert so, often)."""
+    for err in _chain(exc):
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return contexts.unverified
+        if isinstance(err, ssl.SSLError):
+            return contexts.legacy if err.reason in _OUTDATED else None
+    if rec.current in TLS_PHASES and isinstance(exc, OSError | EOFError):
+        return contexts.legacy
+    return None
 
 
 async def _second_look(
-    job: CheckJob,
-    target: Target,
-    contexts: SslContexts,
-    rec: Recorder,
-    refused: ssl.SSLCertVerificationError,
+    job: CheckJob, target: Target, context: ssl.SSLContext, rec: Recorder, exc: Exception
 ) -> None:
-    """The handshake refused the certificate, so the result would not say what it was: connect
-    once more without verifying, and without credentials, only to read it, within what is left
-    of the deadline. It costs a connection only on such a failure; the check stays failed."""
+    """The handshake failed, so the result would not say what the server offers: connect once
+    more with `context`, without credentials, only to read the TLS facts, within what is left of
+    the deadline. It costs a connection only on such a failure; the check stays failed."""
     budget = rec.deadline - asyncio.get_running_loop().time() - GOODBYE_MARGIN_S
     if budget <= 0:
         return
     look = Recorder(deadline=rec.deadline)
-    unverified = Target(target.hostname, target.addresses, target.port, contexts.unverified)
+    again = Target(target.hostname, target.addresses, target.port, context)
     with contextlib.suppress(Exception):
         async with asyncio.timeout(budget):
-            await PROBERS[job.monitor_type](unverified, _without_credentials(job), look)
+            await PROBERS[job.monitor_type](again, _without_credentials(job), look)
     if look.tls is None:
         return
     rec.tls = look.tls
-    rec.tls.chain_verified = refused.verify_code == _HOSTNAME_MISMATCH
-    if refused.verify_code == _HOSTNAME_MISMATCH:
-        rec.tls.name_matched = False
+    refused = next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if refused is not None:
+        rec.tls.chain_verified = refused.verify_code == _HOSTNAME_MISMATCH
+        if refused.verify_code == _HOSTNAME_MISMATCH:
+            rec.tls.name_matched = False
 
 
 def _without_credentials(job: CheckJob) -> CheckJob:

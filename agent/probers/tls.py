@@ -37,6 +37,10 @@ class TimedSSLObject(ssl.SSLObject):
 class SslContexts:
     verified: ssl.SSLContext
     unverified: ssl.SSLContext
+    # Only for a second look at a server whose handshake failed on its protocol version or
+    # ciphers (never for a check itself, never with credentials): it also speaks TLS 1.0 and 1.1
+    # and weak ciphers, so the result can say which ones the server is stuck with.
+    legacy: ssl.SSLContext
 
     def pick(self, reject_unauthorized: bool) -> ssl.SSLContext:
         return self.verified if reject_unauthorized else self.unverified
@@ -50,9 +54,14 @@ def build_ssl_contexts(cadata: str | None = None) -> SslContexts:
     unverified = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
-    for ctx in (verified, unverified):
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no trust store: it verifies nothing
+    legacy.check_hostname = False
+    legacy.verify_mode = ssl.CERT_NONE
+    legacy.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    legacy.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    for ctx in (verified, unverified, legacy):
         ctx.sslobject_class = TimedSSLObject
-    return SslContexts(verified=verified, unverified=unverified)
+    return SslContexts(verified=verified, unverified=unverified, legacy=legacy)
 
 
 def handshake_done_at(obj: object) -> float | None:

@@ -22,6 +22,7 @@ from tests.alerting.conftest import Rig
 from tests.peers.jobs import make_job
 from tests.peers.smtp import SmtpPeer
 from tests.peers.strip import StripStarttls
+from tests.peers.tls import outdated
 
 CA = trustme.CA()
 
@@ -226,3 +227,19 @@ async def test_expiry_thresholds_are_the_monitors_else_the_organizations(
     kinds = [[n["kind"] for n in await rig.outbox_rows(m)] for m in (inherits, own)]
     assert kinds == [["cert_expiry", "cert_expiry"], []]
     assert open_codes(await posture(api, rig, own)) == set()
+
+
+async def test_old_tls_and_a_weak_cipher_are_findings(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """TLS 1.0 and a NULL cipher, which OpenSSL here can still serve: the agent's check fails
+    on them, and its second look tells the posture what the server is stuck with."""
+    monitor = await rig.monitor(["DE", "US"])
+    tls10 = outdated(CA, tls10=True)
+    null = outdated(CA, ciphers="ECDHE-ECDSA-NULL-SHA")
+    async with SmtpPeer(starttls=tls10) as old, SmtpPeer(starttls=null) as weak:
+        await round_(rig, monitor, 0, {"DE": old.port, "US": weak.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == {("tls_below_1_2", "DE"), ("weak_cipher", "US")}
+    advice = {f["code"]: f["advice"] for f in body["findings"]}
+    assert "TLS 1.2" in advice["tls_below_1_2"]

@@ -24,6 +24,7 @@ from tests.peers.imap import ImapPeer
 from tests.peers.jobs import make_job
 from tests.peers.pop3 import Pop3Peer
 from tests.peers.smtp import SmtpPeer
+from tests.peers.tls import outdated
 
 GOOD = SmtpAuth(user="alice", password="s3cret")
 
@@ -133,3 +134,30 @@ async def test_imap_and_pop3_capabilities_before_and_after_the_upgrade(
     assert upgrade in result.capabilities_before_tls
     assert result.capabilities is not None and upgrade not in result.capabilities
     assert result.tls is not None and result.tls.mode == "starttls"
+
+
+@pytest.mark.parametrize(
+    ("tls10", "ciphers", "version", "cipher"),
+    [
+        (True, None, "TLSv1", None),
+        (False, "ECDHE-ECDSA-NULL-SHA", "TLSv1.2", "ECDHE-ECDSA-NULL-SHA"),
+    ],
+    ids=["tls1.0-only", "null-cipher-only"],
+)
+async def test_a_server_stuck_with_old_tls_or_weak_ciphers_is_described(
+    ca: trustme.CA,
+    ssl_contexts: SslContexts,
+    tls10: bool,
+    ciphers: str | None,
+    version: str,
+    cipher: str | None,
+) -> None:
+    """The agent itself never speaks them (the check fails, `tls`); a second look that allows
+    them, without credentials, says what the server is stuck with."""
+    async with SmtpPeer(starttls=outdated(ca, tls10=tls10, ciphers=ciphers)) as peer:
+        result = await smtp(peer.port, ssl_contexts)
+    assert (result.status, result.error_kind) == ("down", "tls"), result.message
+    assert result.tls is not None and result.tls.version == version
+    assert cipher is None or result.tls.cipher == cipher
+    assert (result.tls.chain_verified, result.tls.name_matched) == (None, True)
+    assert peer.auths == []
