@@ -22,7 +22,7 @@ from tests.alerting.conftest import Rig
 from tests.peers.jobs import make_job
 from tests.peers.smtp import SmtpPeer
 from tests.peers.strip import StripStarttls
-from tests.peers.tls import outdated
+from tests.peers.tls import outdated, short_key_leaf
 
 CA = trustme.CA()
 
@@ -243,3 +243,28 @@ async def test_old_tls_and_a_weak_cipher_are_findings(
     assert open_codes(body) == {("tls_below_1_2", "DE"), ("weak_cipher", "US")}
     advice = {f["code"]: f["advice"] for f in body["findings"]}
     assert "TLS 1.2" in advice["tls_below_1_2"]
+
+
+async def test_a_short_key_is_a_finding(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """A 1024-bit RSA key: the verified handshake refuses it; the second look reports it."""
+    monitor = await rig.monitor(["DE"])
+    async with SmtpPeer(starttls=short_key_leaf(CA, 1024)) as short:
+        await round_(rig, monitor, 0, {"DE": short.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert ("short_key", "DE") in open_codes(body)
+    assert any("RSA key of 1024 bits" in f["detail"] for f in body["findings"])
+
+
+async def test_in_maintenance_findings_are_recorded_and_nobody_is_notified(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    monitor = await rig.monitor(["DE", "US"], status="maintenance")
+    async with SmtpPeer(starttls=served(days=3.5)) as peer, StripStarttls(peer.port) as proxy:
+        for n in range(2):
+            await round_(rig, monitor, n, {"DE": peer.port, "US": proxy.port}, contexts)
+    assert ("starttls_stripped", "US") in open_codes(await posture(api, rig, monitor))
+    assert await rig.outbox_rows(monitor) == []
+    sent = await rig.fetch("SELECT 1 FROM cert_expiry_notices WHERE monitor_id = $1", monitor["id"])
+    assert sent == []  # the expiry notice is still due once the maintenance is over

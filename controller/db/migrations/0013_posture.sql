@@ -53,8 +53,8 @@ CREATE TABLE posture_changes (
 );
 CREATE INDEX posture_changes_monitor ON posture_changes (monitor_id, at DESC, id DESC);
 
--- Certificate expiry notices sent (or due while in maintenance: never sent late), one per
--- threshold per certificate.
+-- Certificate expiry notices queued, one per threshold per certificate (a notice due during
+-- maintenance is queued at the first round after it).
 CREATE TABLE cert_expiry_notices (
     monitor_id      bigint NOT NULL REFERENCES monitors(id) ON DELETE CASCADE,
     cert_sha256     text NOT NULL,
