@@ -5,10 +5,7 @@ a result of an older agent, without these fields, simply has fewer facts (None: 
 """
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-
-from shared.timefmt import parse_iso
 
 # The keyword a server advertises when it offers an upgrade to TLS on a plain connection.
 UPGRADE = {"smtp": "STARTTLS", "imap": "STARTTLS", "pop3": "STLS"}
@@ -28,7 +25,6 @@ class Observation:
     signature: str | None = None
     chain_verified: bool | None = None
     name_matched: bool | None = None
-    not_after: datetime | None = None
     days_left: int | None = None
 
     @property
@@ -49,13 +45,6 @@ def _auth(capabilities: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        return parse_iso(value) if isinstance(value, str) else None
-    except ValueError:  # an agent's bad value is one fact less, never a failed evaluation
-        return None
-
-
 def observe(monitor_type: str, row: Any) -> Observation:
     """`row`: a stored result with `country`, `tls`, `capabilities`, `capabilities_before_tls`."""
     tls: dict[str, Any] = row["tls"] or {}
@@ -70,7 +59,6 @@ def observe(monitor_type: str, row: Any) -> Observation:
         starttls = any(c.split(" ", 1)[0] == upgrade for c in before)
     elif mode is None and caps is not None:
         starttls = any(c.split(" ", 1)[0] == upgrade for c in caps)
-    not_after = tls.get("certNotAfter")
     return Observation(
         country=row["country"],
         starttls=starttls,
@@ -83,6 +71,5 @@ def observe(monitor_type: str, row: Any) -> Observation:
         signature=tls.get("certSignature"),
         chain_verified=tls.get("chainVerified"),
         name_matched=tls.get("nameMatched"),
-        not_after=_time(not_after),
         days_left=tls.get("certDaysLeft"),
     )
