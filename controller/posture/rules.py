@@ -199,9 +199,11 @@ def drift(observations: Sequence[Observation], baselines: Mapping[str, Baseline]
     certs = [o for o in observations if o.cert_sha256 is not None]
     if len(certs) > 1:
         usual = _usual_certificate(certs, baselines)
+        with_usual = ", ".join(sorted(o.country for o in certs if o.cert_sha256 == usual))
         for o in certs:
             odd = o.cert_sha256 != usual
-            detail = f"certificate {(o.cert_sha256 or '')[:16]}… where most see {usual[:16]}…"
+            seen = (o.cert_sha256 or "")[:16]
+            detail = f"certificate {seen}… where {with_usual} see {usual[:16]}…"
             _judge(v, "certificate_mismatch", o.country, odd, detail)
     return v
 

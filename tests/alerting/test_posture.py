@@ -117,7 +117,9 @@ async def test_another_certificate_in_one_country_is_a_mismatch_a_renewal_everyw
             await round_(
                 rig, monitor, n, {"DE": old.port, "FR": old.port, "US": new.port}, contexts
             )
-        assert open_codes(await posture(api, rig, monitor)) == {("certificate_mismatch", "US")}
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("certificate_mismatch", "US")}
+        assert "where DE, FR see" in body["findings"][0]["detail"]
         for n in (3, 4):  # the new certificate everywhere: the mismatch clears, a change is kept
             await round_(
                 rig, monitor, n, {"DE": new.port, "FR": new.port, "US": new.port}, contexts
