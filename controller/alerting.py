@@ -282,8 +282,7 @@ class Alerter:
             due = await self._judge(conn, monitor, s, now, quiet)
             if s.open_incident_id is not None and not quiet:
                 await self._remind(conn, monitor, s, now)
-            # The rounds just judged are complete or closed: their results are final.
-            await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
+            await self._posture(conn, monitor, s, quiet)
         await alerts.save_state(
             conn,
             monitor_id,
@@ -291,6 +290,17 @@ class Alerter:
             | ({"changed_at": now} if s.state != before else {}),
         )
         return due
+
+    @staticmethod
+    async def _posture(conn: Conn, monitor: Any, s: AlertState, quiet: bool) -> None:
+        """Feed the rounds just judged (complete or closed: their results are final) to the
+        monitor's posture, in a savepoint: a posture failure is logged and retried at the next
+        evaluation, and never holds back the monitor's alerting."""
+        try:
+            async with conn.transaction():
+                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
+        except Exception:
+            log.exception("posture evaluation failed", monitor_id=str(monitor["public_id"]))
 
     def _expected(self, monitor: Any) -> tuple[list[str] | None, int]:
         """The countries a round goes to (None when unknown) and how many."""

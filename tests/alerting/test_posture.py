@@ -18,7 +18,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from controller.db import results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
-from tests.alerting.conftest import Rig
+from tests.alerting.conftest import DOWN, Rig
 from tests.peers.jobs import make_job
 from tests.peers.smtp import SmtpPeer
 from tests.peers.strip import StripStarttls
@@ -270,3 +270,20 @@ async def test_in_maintenance_findings_are_recorded_and_nobody_is_notified(
     assert await rig.outbox_rows(monitor) == []
     sent = await rig.fetch("SELECT 1 FROM cert_expiry_notices WHERE monitor_id = $1", monitor["id"])
     assert sent == []  # the expiry notice is still due once the maintenance is over
+
+
+async def test_a_failing_posture_never_holds_back_alerting(rig: Rig) -> None:
+    """PostgreSQL refuses every posture write (a constraint added for the while): the monitor
+    still goes down and its incident is notified."""
+    monitor = await rig.monitor()
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "ALTER TABLE posture_state ADD CONSTRAINT test_refuse CHECK (monitor_id < 0) NOT VALID"
+        )
+    try:
+        await rig.rounds(monitor, 0, [DOWN, DOWN])
+    finally:
+        async with rig.pool.acquire() as conn:
+            await conn.execute("ALTER TABLE posture_state DROP CONSTRAINT test_refuse")
+    assert (await rig.state(monitor))["state"] == "down"
+    assert [n["kind"] for n in await rig.outbox_rows(monitor)] == ["down", "down"]
