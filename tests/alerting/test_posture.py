@@ -96,6 +96,17 @@ async def test_starttls_stripped_on_one_countrys_path_is_found_told_and_cleared(
     body = await posture(api, rig, monitor)
     assert open_codes(body) == set()
     assert [(f["code"], f["state"]) for f in body["findings"]] == [("starttls_stripped", "cleared")]
+    page = await api.get(
+        f"/api/smtp-monitors/{monitor['public_id']}/results",
+        params={"country": "US"},
+        headers=rig.tenant.auth("readonly"),
+    )
+    stored = {r["scheduledAt"]: r for r in page.json()["items"]}
+    stripped_round = stored[iso_ms(rig.at(2))]
+    assert stripped_round["tls"] is None and "STARTTLS" not in stripped_round["capabilities"]
+    direct_round = stored[iso_ms(rig.at(3))]
+    assert "STARTTLS" in direct_round["capabilitiesBeforeTls"]
+    assert direct_round["tls"]["chainVerified"] is True
     assert body["findings"][0]["clearedAt"] is not None
     notes = await rig.outbox_rows(monitor)
     assert [(n["kind"], n["channel"]) for n in notes] == [("finding", "email"), ("finding", "sms")]
