@@ -4,6 +4,10 @@ served from a separate process (so the servers' CPU is not counted).
 The probers alone, in this process (no NATS): what each dialogue costs. The issue's targets,
 which count the agent's NATS work too, are checked by bench/agent.py. A check that is not `up`
 fails the run.
+
+Issue 15 added certificate facts (fingerprint, issuer, SANs, key, signature, the name match of an
+unverified session) to every TLS result: their CPU per check is measured apart, on the same
+certificate, and must stay within 10 % of the cheapest TLS check's CPU at concurrency.
 """
 
 import asyncio
@@ -15,11 +19,13 @@ import time
 from multiprocessing.connection import Connection
 
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.probers.run import run_check
-from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.probers.tls import SslContexts, build_ssl_contexts, cert_facts, name_matches
 from bench.common import machine
-from shared.messages import ImapPopConfig, MonitorType, SmtpConfig
+from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, TlsInfo
 from tests.peers.imap import ImapPeer
 from tests.peers.jobs import make_job
 from tests.peers.pop3 import Pop3Peer
@@ -28,6 +34,8 @@ from tests.peers.smtp import SmtpPeer
 CHECKS = 400
 CONCURRENCY = 20
 WARMUP = 20
+FACTS_ROUNDS = 2000
+TARGET_FACTS_SHARE = 0.10
 
 SCENARIOS: dict[str, tuple[MonitorType, SmtpConfig | ImapPopConfig]] = {
     "smtp plain": ("smtp", SmtpConfig(ignore_tls=True)),
@@ -96,6 +104,19 @@ def _context_cost() -> float:
     return (time.process_time() - cpu0) / n * 1000
 
 
+def _facts_cost() -> float:
+    """CPU ms of the facts issue 15 added, per TLS check: the worst case, an unverified session
+    (its name is matched in Python)."""
+    pem = trustme.CA().issue_cert("localhost", "mail.example").cert_chain_pems[0].bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    cpu0 = time.process_time()
+    for _ in range(FACTS_ROUNDS):
+        cert = x509.load_der_x509_certificate(der)  # parsed per check, as tls_info does
+        cert_facts(TlsInfo(), cert)
+        name_matches(cert, "localhost")
+    return (time.process_time() - cpu0) * 1000 / FACTS_ROUNDS
+
+
 def run() -> bool:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -107,14 +128,23 @@ def run() -> bool:
         print(f"probers: agent CPU per check ({machine()}; {CHECKS} checks each)")
         print(f"  building one SSLContext costs {_context_cost():.1f} ms CPU (built once)")
         ok = True
+        tls_cpu: list[float] = []
         for name in SCENARIOS:
             seq, conc, wall, failures = asyncio.run(_measure(name, ports[name], contexts))
             ok = ok and failures == 0
+            if name != "smtp plain":
+                tls_cpu.append(conc)
             print(
                 f"  {name:<14} {seq:6.2f} ms CPU sequential   {conc:6.2f} ms CPU at "
                 f"{CONCURRENCY} concurrent   wall p50 {wall:6.2f} ms   failures {failures}"
             )
-        return ok
+        facts = _facts_cost()
+        share = facts / min(tls_cpu)
+        print(
+            f"  certificate facts {facts:.3f} ms CPU per TLS check = {share:.1%} of the cheapest"
+            f" TLS check (target <= {TARGET_FACTS_SHARE:.0%})"
+        )
+        return ok and share <= TARGET_FACTS_SHARE
     finally:
         parent.send("stop")
         server.join(5)

@@ -27,6 +27,9 @@ so even an evaluation repeated after an expired lease runs one at a time. A moni
 when its next round closes, so a round nobody ran is noticed without any result arriving.
 Events are published after the commit (`publish_events`), by one replica at a time, in order.
 
+The rounds judged feed the monitor's security posture (controller.posture.observe) in the same
+transaction: findings, baseline changes, their events and notifications.
+
 Nothing is notified while the monitor's status is `maintenance` or one of its maintenance
 windows is open: state and incidents are still recorded. Once the maintenance is over, an
 incident opened meanwhile and still open is notified as `down`, and one that was notified before
@@ -53,6 +56,7 @@ from controller.db.alerts import Outgoing, Thresholds
 from controller.db.pool import Conn
 from controller.db.results import ResultRow
 from controller.notify.texts import Kind, render
+from controller.posture import observe as posture
 from controller.schedule import JobIds
 from shared.messages import MonitorEvent, encode
 from shared.subjects import events_subject
@@ -278,6 +282,7 @@ class Alerter:
             due = await self._judge(conn, monitor, s, now, quiet)
             if s.open_incident_id is not None and not quiet:
                 await self._remind(conn, monitor, s, now)
+            await self._posture(conn, monitor, s, quiet)
         await alerts.save_state(
             conn,
             monitor_id,
@@ -285,6 +290,17 @@ class Alerter:
             | ({"changed_at": now} if s.state != before else {}),
         )
         return due
+
+    @staticmethod
+    async def _posture(conn: Conn, monitor: Any, s: AlertState, quiet: bool) -> None:
+        """Feed the rounds just judged (complete or closed: their results are final) to the
+        monitor's posture, in a savepoint: a posture failure is logged and retried at the next
+        evaluation, and never holds back the monitor's alerting."""
+        try:
+            async with conn.transaction():
+                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
+        except Exception:
+            log.exception("posture evaluation failed", monitor_id=str(monitor["public_id"]))
 
     def _expected(self, monitor: Any) -> tuple[list[str] | None, int]:
         """The countries a round goes to (None when unknown) and how many."""

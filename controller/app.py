@@ -34,6 +34,7 @@ from controller.api.monitors import (
     RoundTripMonitorController,
     SmtpMonitorController,
 )
+from controller.api.posture import ImapPopMonitorPostureController, SmtpMonitorPostureController
 from controller.api.results import (
     ImapPopMonitorResultsController,
     RoundTripMonitorResultsController,
@@ -204,6 +205,8 @@ def create_app(
             RoundTripMonitorController,
             RoundTripMonitorResultsController,
             RoundTripMonitorAlertsController,
+            SmtpMonitorPostureController,
+            ImapPopMonitorPostureController,
             AlertSettingsController,
             MaintenanceWindowController,
             list_agents,

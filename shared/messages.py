@@ -201,6 +201,17 @@ class TlsInfo(msgspec.Struct, rename="camel"):
     # How TLS was reached: "implicit" (TLS from the first byte) or "starttls" (an upgrade by
     # STARTTLS / STLS). A plain str, not a Literal, so a newer agent's value still decodes.
     mode: str | None = None
+    # The leaf certificate, as served (parsed also when the handshake did not verify it).
+    cert_sha256: str | None = None  # lowercase hex of the SHA-256 of its DER form
+    cert_issuer: str | None = None  # RFC 4514
+    cert_sans: list[str] | None = None  # DNS names and IP addresses, as listed
+    cert_key_type: str | None = None  # "RSA", "EC", "Ed25519", "Ed448", "DSA"
+    cert_key_bits: int | None = None
+    cert_signature: str | None = None  # e.g. "sha256WithRSAEncryption", else its dotted OID
+    # Separate facts, null when not learnt: the chain leads to a trusted root (and is in its
+    # validity period); the certificate names the monitor's host.
+    chain_verified: bool | None = None
+    name_matched: bool | None = None
 
 
 class Hop(msgspec.Struct, kw_only=True, rename="camel"):
@@ -249,6 +260,12 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    # What the server advertised (SMTP EHLO keywords with their parameters, IMAP CAPABILITY
+    # atoms, POP3 CAPA lines), upper-cased and sorted: the last list it sent, over TLS once TLS
+    # was reached; null when none was asked for or read.
+    capabilities: list[str] | None = None
+    # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
+    capabilities_before_tls: list[str] | None = None
 
 
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
@@ -264,6 +281,17 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     stopping: bool = False
 
 
+class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
+    """A posture finding that `appeared` or `cleared`, or a `changed` baseline (a change every
+    country saw alike). Plain strs, not Literals, so a newer controller's values still decode."""
+
+    change: str
+    code: str  # the finding's code (e.g. "starttls_stripped"), or the fact that changed
+    severity: str = ""  # "critical", "warning" or "info"; "" for a change
+    country: str = ""  # "" for the monitor as a whole
+    detail: str = ""
+
+
 class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     monitor_id: str
@@ -272,6 +300,10 @@ class MonitorEvent(msgspec.Struct, kw_only=True, rename="camel"):
     at: str
     countries: list[str] = msgspec.field(default_factory=list)
     cause: str = ""
+    # Set on a posture event: `state` and `previousState` are then both the monitor's current
+    # state (a reader that knows no posture sees a state that did not change) and `cause` says
+    # what was found.
+    posture: PostureNote | None = None
 
 
 def default_port(monitor_type: MonitorType, config: JobConfig) -> int:

@@ -6,7 +6,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -14,6 +14,8 @@ from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsIn
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
+CAPABILITIES_MAX = 64  # entries kept of what a server advertises
+CAPABILITY_MAX = 200  # characters kept of each
 # QUIT/LOGOUT come after everything that matters was answered: a server that hangs there costs
 # at most this, and the goodbye stops this long before the check's deadline so that deadline
 # never fires during it.
@@ -59,6 +61,19 @@ class Recorder:
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    capabilities: list[str] | None = None
+    capabilities_before_tls: list[str] | None = None
+
+    def advertised(self, capabilities: Iterable[str]) -> None:
+        """What the server advertised last: upper-cased (all three protocols compare them
+        without case), sorted, bounded."""
+        found = {c.strip().upper()[:CAPABILITY_MAX] for c in capabilities if c.strip()}
+        self.capabilities = sorted(found)[:CAPABILITIES_MAX]
+
+    def upgrading(self) -> None:
+        """TLS is about to start on a plain connection: what was advertised so far was said in
+        the clear, and what is advertised next comes over TLS."""
+        self.capabilities_before_tls, self.capabilities = self.capabilities, None
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

@@ -133,6 +133,7 @@ async def _converse(
     if failure is not None:
         kind: ErrorKind = "temporary" if line.upper().startswith(b"* BYE") else "protocol"
         raise ProbeFailure(kind, f"bad greeting or CAPABILITY: {failure}")
+    rec.advertised(proto.capabilities)
     # STARTTLS is valid only before login (NONAUTH); a PREAUTH session never sends credentials.
     if not config.tls and proto.state == "NONAUTH" and "STARTTLS" in proto.capabilities:
         await _starttls(proto, target, rec)
@@ -151,6 +152,7 @@ async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> Non
     6.2.1 has the client forget what it learnt in the clear, where anyone could have written
     it (a LOGINDISABLED taken away, say)."""
     loop = asyncio.get_running_loop()
+    rec.upgrading()
     with rec.phase("tls"):
         tag = proto.new_tag()
         proto.starttls_ok = f"{tag} OK".encode()
@@ -173,6 +175,7 @@ async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> Non
         await proto.capability()
     except Exception as exc:  # aioimaplib's Error: a CAPABILITY without IMAP4rev1
         raise ProbeFailure("protocol", f"bad CAPABILITY after STARTTLS: {exc}") from exc
+    rec.advertised(proto.capabilities)
 
 
 def _may_log_in(proto: _ProbeProtocol, config: ImapPopConfig) -> None:

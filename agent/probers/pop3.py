@@ -116,15 +116,18 @@ async def _converse(
 
 
 async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
-    """The capability names CAPA lists; none from a server older than RFC 2449 (-ERR)."""
+    """The capability names CAPA lists (its lines go to `rec`); none from a server older than
+    RFC 2449 (-ERR)."""
     rec.current = "capability"
     writer.write(b"CAPA\r\n")
     if not (await read_line(reader)).startswith("+OK"):
+        rec.advertised(())
         return set()
-    names: set[str] = set()
+    lines: list[str] = []
     while (line := await read_line(reader)) != ".":
-        names.add(line.split(" ", 1)[0].upper())
-    return names
+        lines.append(line)
+    rec.advertised(lines)
+    return {line.split(" ", 1)[0].upper() for line in lines}
 
 
 async def _stls(
@@ -133,6 +136,7 @@ async def _stls(
     """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
     the client forget what it learnt in the clear, where anyone could have written it; it is
     also the first exchange over TLS, before any credential goes."""
+    rec.upgrading()
     with rec.phase("tls"):
         await command(reader, writer, "STLS", "STLS", "protocol")
         # After its +OK a server sends nothing until the handshake: more is a man in the

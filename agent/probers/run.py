@@ -1,6 +1,7 @@
 """Run one check job end to end and always return a CheckResult (never raises)."""
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -8,13 +9,21 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 
+import msgspec
 import structlog
 
 from agent.probers import PROBERS
-from agent.probers.base import GOODBYE_PHASES, ProbeFailure, Recorder, Target
+from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, Recorder, Target
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
-from shared.messages import CheckJob, CheckResult, ErrorKind, RoundTripConfig, default_port
+from shared.messages import (
+    CheckJob,
+    CheckResult,
+    ErrorKind,
+    RoundTripConfig,
+    SmtpConfig,
+    default_port,
+)
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
@@ -72,6 +81,12 @@ def build_result(
     only place they are made publishable (valid UTF-8, no secret)."""
     rec = rec or Recorder()
     secrets = job_secrets(job)
+
+    def advertised(capabilities: list[str] | None) -> list[str] | None:
+        if capabilities is None:
+            return None
+        return [publishable(c, secrets) for c in capabilities]
+
     return CheckResult(
         job_id=job.job_id,
         monitor_id=job.monitor_id,
@@ -92,6 +107,8 @@ def build_result(
         folder=rec.folder,
         hops=rec.hops,
         auth_results=rec.auth_results,
+        capabilities=advertised(rec.capabilities),
+        capabilities_before_tls=advertised(rec.capabilities_before_tls),
     )
 
 
@@ -117,7 +134,77 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
     with rec.phase("dns"):
         addresses = await resolve(job.hostname, port)
     target = admit(job.hostname, addresses, port, reject_unauthorized)
-    await PROBERS[job.monitor_type](target, job, rec)
+    try:
+        await PROBERS[job.monitor_type](target, job, rec)
+    except Exception as exc:
+        if rec.tls is None and (context := _second_context(exc, rec, contexts)) is not None:
+            await _second_look(job, target, context, rec, exc)
+        raise
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the chain verified, only the name did not match.
+_HOSTNAME_MISMATCH = 62
+# Handshake failures of a server that speaks only old TLS versions or weak ciphers.
+_OUTDATED = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "NO_PROTOCOLS_AVAILABLE",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+        "NO_CIPHERS_AVAILABLE",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    }
+)
+
+
+def _second_context(exc: Exception, rec: Recorder, contexts: SslContexts) -> ssl.SSLContext | None:
+    """The context for a second look after a failed handshake: without verification for a
+    refused certificate; also with old TLS versions and weak ciphers when the server refused
+    ours (with an alert, or by hanging up: asyncio reports a server's alert so, often)."""
+    for err in _chain(exc):
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return contexts.unverified
+        if isinstance(err, ssl.SSLError):
+            return contexts.legacy if err.reason in _OUTDATED else None
+    if rec.current in TLS_PHASES and isinstance(exc, OSError | EOFError):
+        return contexts.legacy
+    return None
+
+
+async def _second_look(
+    job: CheckJob, target: Target, context: ssl.SSLContext, rec: Recorder, exc: Exception
+) -> None:
+    """The handshake failed, so the result would not say what the server offers: connect once
+    more with `context`, without credentials, only to read the TLS facts, within what is left of
+    the deadline. It costs a connection only on such a failure; the check stays failed. Not
+    for a round trip: a second look there would submit another message."""
+    if isinstance(job.config, RoundTripConfig):
+        return
+    budget = rec.deadline - asyncio.get_running_loop().time() - GOODBYE_MARGIN_S
+    if budget <= 0:
+        return
+    look = Recorder(deadline=rec.deadline)
+    again = Target(target.hostname, target.addresses, target.port, context, target.reach)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(budget):
+            await PROBERS[job.monitor_type](again, _without_credentials(job), look)
+    if look.tls is None:
+        return
+    rec.tls = look.tls
+    refused = next((e for e in _chain(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if refused is not None:
+        rec.tls.chain_verified = refused.verify_code == _HOSTNAME_MISMATCH
+        if refused.verify_code == _HOSTNAME_MISMATCH:
+            rec.tls.name_matched = False
+
+
+def _without_credentials(job: CheckJob) -> CheckJob:
+    if isinstance(job.config, SmtpConfig):
+        return msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, auth=None))
+    return msgspec.structs.replace(
+        job, config=msgspec.structs.replace(job.config, user="", password="")
+    )
 
 
 async def resolve(hostname: str, port: int) -> tuple[str, ...]:

@@ -89,14 +89,17 @@ async def _hello(smtp: aiosmtplib.SMTP, rec: Recorder) -> None:
     rec.current = "ehlo"
     try:
         await smtp.ehlo()
-        return
     except SMTPResponseException as exc:
         if 400 <= exc.code < 500:
             raise ProbeFailure("temporary", f"EHLO refused: {exc.code} {exc.message}") from exc
+    else:
+        rec.advertised(f"{k} {v}" for k, v in smtp.esmtp_extensions.items())
+        return
     try:
         await smtp.helo()
     except SMTPResponseException as exc:
         raise ProbeFailure(reply_kind(exc.code), f"HELO refused: {exc.code} {exc.message}") from exc
+    rec.advertised(())  # an RFC 821 server advertises nothing
 
 
 async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
@@ -106,6 +109,7 @@ async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Record
         if config.require_tls:
             raise ProbeFailure("tls_required", f"TLS is required but {_why_no_tls(config)}")
         return
+    rec.upgrading()
     with rec.phase("tls"):
         try:
             await smtp.starttls()

@@ -4,6 +4,7 @@ Building an SSLContext loads the system trust store (~36 ms of CPU), so the agen
 variants once at start and every check reuses them; a context is safe to share across tasks.
 """
 
+import ipaddress
 import math
 import ssl
 import time
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from shared.messages import TlsInfo
@@ -32,6 +35,10 @@ class TimedSSLObject(ssl.SSLObject):
 class SslContexts:
     verified: ssl.SSLContext
     unverified: ssl.SSLContext
+    # Only for a second look at a server whose handshake failed on its protocol version or
+    # ciphers (never for a check itself, never with credentials): it also speaks TLS 1.0 and 1.1
+    # and weak ciphers, so the result can say which ones the server is stuck with.
+    legacy: ssl.SSLContext
 
     def pick(self, reject_unauthorized: bool) -> ssl.SSLContext:
         return self.verified if reject_unauthorized else self.unverified
@@ -45,9 +52,14 @@ def build_ssl_contexts(cadata: str | None = None) -> SslContexts:
     unverified = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE
-    for ctx in (verified, unverified):
+    legacy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no trust store: it verifies nothing
+    legacy.check_hostname = False
+    legacy.verify_mode = ssl.CERT_NONE
+    legacy.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    legacy.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    for ctx in (verified, unverified, legacy):
         ctx.sslobject_class = TimedSSLObject
-    return SslContexts(verified=verified, unverified=unverified)
+    return SslContexts(verified=verified, unverified=unverified, legacy=legacy)
 
 
 def handshake_done_at(obj: object) -> float | None:
@@ -61,7 +73,9 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
     """Version, cipher and certificate facts of an established TLS session, reached by `mode`.
 
     The certificate is parsed from its DER form: with verification off, `getpeercert()`
-    returns an empty dict, but the binary form is always there.
+    returns an empty dict, but the binary form is always there. A session the context verified
+    (chain and name) says so; without verification the name is matched here (RFC 6125, by
+    service-identity) and the chain stays unknown.
     """
     cipher = obj.cipher()
     info = TlsInfo(version=obj.version(), cipher=cipher[0] if cipher else None, mode=mode)
@@ -74,7 +88,77 @@ def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
         not_after = cert.not_valid_after_utc
         info.cert_not_after = iso_ms(not_after)
         info.cert_days_left = math.floor((not_after - utcnow()).total_seconds() / 86400)
+        cert_facts(info, cert)
+        ctx = obj.context
+        if ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname:
+            info.chain_verified = info.name_matched = True
+        elif obj.server_hostname:
+            info.name_matched = name_matches(cert, obj.server_hostname)
     return info
+
+
+def cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
+    info.cert_sha256 = cert.fingerprint(hashes.SHA256()).hex()
+    info.cert_issuer = cert.issuer.rfc4514_string()
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):  # ValueError: an extension that does not parse
+        info.cert_sans = []
+    else:
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        info.cert_sans = [*dns, *ips][:SANS_MAX]
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, NotImplementedError):  # a key type cryptography lacks
+        pass
+    else:
+        info.cert_key_type, info.cert_key_bits = _key(key)
+    oid = cert.signature_algorithm_oid
+    info.cert_signature = getattr(oid, "_name", None) or oid.dotted_string
+
+
+SANS_MAX = 100  # a certificate may list thousands; the first hundred say enough
+
+
+def _key(key: object) -> tuple[str | None, int | None]:
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    return None, None
+
+
+def name_matches(cert: x509.Certificate, hostname: str) -> bool:
+    """Whether `cert` names `hostname` (an IP address: as an IP SAN), as RFC 6125 says."""
+    # Imported on first use: it adds ~40 ms to the agent's start, which only checks without
+    # verification ever need.
+    import service_identity
+    from service_identity.cryptography import (
+        verify_certificate_hostname,
+        verify_certificate_ip_address,
+    )
+
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        is_ip = False
+    else:
+        is_ip = True
+    try:
+        if is_ip:
+            verify_certificate_ip_address(cert, hostname)
+        else:
+            verify_certificate_hostname(cert, hostname)
+    except (service_identity.VerificationError, service_identity.CertificateError):
+        return False
+    return True
 
 
 def describe_ssl_error(exc: ssl.SSLError) -> str:

@@ -43,6 +43,14 @@ Share = Annotated[
     ),
 ]
 Rounds = Annotated[int, Meta(ge=1, le=100)]
+ExpiryDays = Annotated[
+    list[Annotated[int, Meta(ge=0, le=365)]],
+    Meta(
+        max_length=5,
+        description="days before a certificate expires at which a notice goes out, one per "
+        "threshold per certificate (default [21, 7])",
+    ),
+]
 
 
 class Incident(msgspec.Struct, rename="camel"):
@@ -94,12 +102,14 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     failure_threshold: Share
     down_after_rounds: Rounds
     recover_after_rounds: Rounds
+    cert_expiry_days: ExpiryDays
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     failure_threshold: Share | msgspec.UnsetType = msgspec.UNSET
     down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+    cert_expiry_days: ExpiryDays | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -108,6 +118,7 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     failure_threshold: Share | None = None
     down_after_rounds: Rounds | None = None
     recover_after_rounds: Rounds | None = None
+    cert_expiry_days: ExpiryDays | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -117,6 +128,7 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     failure_threshold: float | None
     down_after_rounds: int | None
     recover_after_rounds: int | None
+    cert_expiry_days: list[int] | None
     effective: AlertSettings
 
 
@@ -188,7 +200,9 @@ async def _history(
 
 
 def _settings(t: Thresholds) -> AlertSettings:
-    return AlertSettings(t.failure_threshold, t.down_after_rounds, t.recover_after_rounds)
+    return AlertSettings(
+        t.failure_threshold, t.down_after_rounds, t.recover_after_rounds, list(t.cert_expiry_days)
+    )
 
 
 async def _monitor_settings(
@@ -207,6 +221,7 @@ async def _monitor_settings(
         failure_threshold=own["failure_threshold"],
         down_after_rounds=own["down_after_rounds"],
         recover_after_rounds=own["recover_after_rounds"],
+        cert_expiry_days=own["cert_expiry_days"],
         effective=_settings(effective),
     )
 

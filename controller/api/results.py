@@ -69,6 +69,8 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     phases: Phases
     tls: TlsInfo | None
     address: str | None
+    capabilities: list[str] | None
+    capabilities_before_tls: list[str] | None
     stored_at: str
     # Round-trip monitors only (null for the other kinds).
     folder: str | None = None
@@ -201,6 +203,8 @@ def _result(row: asyncpg.Record) -> CheckResultOut:
         phases=msgspec.convert(row["phases"] or {}, Phases),
         tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
         address=row["address"],
+        capabilities=row["capabilities"],
+        capabilities_before_tls=row["capabilities_before_tls"],
         stored_at=iso_ms(row["stored_at"]),
         folder=row["folder"],
         hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.posture.rules import DEFAULT_EXPIRY_DAYS
 
 # Built-in defaults, used when an organization has not set its own.
 DEFAULT_FAILURE_THRESHOLD = 0.5
@@ -97,15 +98,29 @@ class Thresholds:
     failure_threshold: float = DEFAULT_FAILURE_THRESHOLD
     down_after_rounds: int = DEFAULT_DOWN_AFTER_ROUNDS
     recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
+    cert_expiry_days: tuple[int, ...] = DEFAULT_EXPIRY_DAYS  # notices this many days before
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
     row = await conn.fetchrow(
-        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
-        " FROM organization_alert_settings WHERE organization_id = $1",
+        f"SELECT {_ORG_COLUMNS} FROM organization_alert_settings WHERE organization_id = $1",
         organization_id,
     )
-    return Thresholds(*row.values()) if row is not None else Thresholds()
+    return _thresholds(row) if row is not None else Thresholds()
+
+
+# cert_expiry_days is nullable (built-in default) where the others were always filled in.
+_ORG_COLUMNS = "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days"
+
+
+def _thresholds(row: asyncpg.Record) -> Thresholds:
+    days = row["cert_expiry_days"]
+    return Thresholds(
+        row["failure_threshold"],
+        row["down_after_rounds"],
+        row["recover_after_rounds"],
+        DEFAULT_EXPIRY_DAYS if days is None else tuple(days),
+    )
 
 
 async def put_org_thresholds(
@@ -114,18 +129,21 @@ async def put_org_thresholds(
     failure_threshold: float | None,
     down_after_rounds: int | None,
     recover_after_rounds: int | None,
+    cert_expiry_days: list[int] | None = None,
 ) -> Thresholds:
     """Change the values given (None: keep; the built-in default when never set)."""
     row = await conn.fetchrow(
         "INSERT INTO organization_alert_settings AS s"
-        " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds)"
+        " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
+        " cert_expiry_days)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
-        " coalesce($4::int, $7::int))"
+        " coalesce($4::int, $7::int), $8::int[])"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
-        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds), updated_at = now()"
-        " RETURNING failure_threshold, down_after_rounds, recover_after_rounds",
+        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds),"
+        " cert_expiry_days = coalesce($8::int[], s.cert_expiry_days), updated_at = now()"
+        f" RETURNING {_ORG_COLUMNS}",
         organization_id,
         failure_threshold,
         down_after_rounds,
@@ -133,33 +151,37 @@ async def put_org_thresholds(
         DEFAULT_FAILURE_THRESHOLD,
         DEFAULT_DOWN_AFTER_ROUNDS,
         DEFAULT_RECOVER_AFTER_ROUNDS,
+        cert_expiry_days,
     )
     assert row is not None
-    return Thresholds(*row.values())
+    return _thresholds(row)
+
+
+_OVERRIDES = ("failure_threshold", "down_after_rounds", "recover_after_rounds", "cert_expiry_days")
 
 
 async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
     """The monitor's own values (None: inherited)."""
     row = await conn.fetchrow(
-        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
-        " FROM monitor_alert_settings WHERE monitor_id = $1",
+        f"SELECT {', '.join(_OVERRIDES)} FROM monitor_alert_settings WHERE monitor_id = $1",
         monitor_id,
     )
-    names = ("failure_threshold", "down_after_rounds", "recover_after_rounds")
-    return {n: None if row is None else row[n] for n in names}
+    return {n: None if row is None else row[n] for n in _OVERRIDES}
 
 
 async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
-        " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
+        " cert_expiry_days)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
-        " updated_at = now()",
+        " cert_expiry_days = $5, updated_at = now()",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
         values["recover_after_rounds"],
+        values.get("cert_expiry_days"),
     )
 
 
@@ -167,12 +189,14 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     """The monitor's overrides over its organization's defaults."""
     base = await org_thresholds(conn, organization_id)
     own = await monitor_overrides(conn, monitor_id)
+    days = own["cert_expiry_days"]
     return Thresholds(
         own["failure_threshold"]
         if own["failure_threshold"] is not None
         else base.failure_threshold,
         own["down_after_rounds"] or base.down_after_rounds,
         own["recover_after_rounds"] or base.recover_after_rounds,
+        base.cert_expiry_days if days is None else tuple(days),
     )
 
 
@@ -341,7 +365,10 @@ class Outgoing:
     dedupe_key: str
 
 
-async def enqueue(conn: Conn, monitor_id: int, incident_id: int, notes: Sequence[Outgoing]) -> None:
+async def enqueue(
+    conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
+) -> None:
+    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped."""
     for n in notes:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"

@@ -138,7 +138,16 @@ def test_result_heartbeat_event_round_trip() -> None:
         "certNotAfter",
         "certDaysLeft",
         "mode",
+        "certSha256",
+        "certIssuer",
+        "certSans",
+        "certKeyType",
+        "certKeyBits",
+        "certSignature",
+        "chainVerified",
+        "nameMatched",
     }
+    assert wire["capabilities"] is None and wire["capabilitiesBeforeTls"] is None
     hb = AgentHeartbeat(
         agent_id="a1",
         country="DE",
@@ -184,6 +193,8 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "folder",
         "hops",
         "authResults",
+        "capabilities",
+        "capabilitiesBeforeTls",
     }
 
 

@@ -1,0 +1,180 @@
+"""Posture storage: the per-monitor cursor and drift streaks, per-country baselines, findings
+with their history, changes seen everywhere, and certificate expiry notices sent. jsonb values
+go in and come out as Python values (the pool's codec)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.posture.rules import Baseline, Change, Finding, Key
+
+
+async def state(conn: Conn, monitor_id: int) -> tuple[datetime | None, dict[Key, int]]:
+    """The last round read (None: none yet) and the drift streaks; the row is locked (the
+    alerter's evaluation of the monitor holds its own lock already, this keeps it so)."""
+    row = await conn.fetchrow(
+        "SELECT last_round_at, streaks FROM posture_state WHERE monitor_id = $1 FOR UPDATE",
+        monitor_id,
+    )
+    if row is None:
+        return None, {}
+    streaks: dict[str, int] = row["streaks"]
+    return row["last_round_at"], {_key(k): int(v) for k, v in streaks.items()}
+
+
+def _key(text: str) -> Key:
+    code, _, country = text.partition("|")
+    return (code, country)
+
+
+async def save_state(
+    conn: Conn, monitor_id: int, last_round_at: datetime, streaks: dict[Key, int]
+) -> None:
+    await conn.execute(
+        "INSERT INTO posture_state (monitor_id, last_round_at, streaks) VALUES ($1, $2, $3)"
+        " ON CONFLICT (monitor_id) DO UPDATE SET last_round_at = $2, streaks = $3,"
+        " updated_at = now()",
+        monitor_id,
+        last_round_at,
+        {f"{code}|{cc}": n for (code, cc), n in streaks.items()},
+    )
+
+
+async def rounds_after(
+    conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Results that ran (not missed) in (`after`, `until`], oldest round first."""
+    return await conn.fetch(
+        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls"
+        " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
+        " AND status <> 'missed' ORDER BY scheduled_at, country LIMIT $4",
+        monitor_id,
+        after,
+        until,
+        limit,
+    )
+
+
+async def baselines(conn: Conn, monitor_id: int) -> dict[str, Baseline]:
+    rows = await conn.fetch(
+        "SELECT country, facts FROM posture_baselines WHERE monitor_id = $1", monitor_id
+    )
+    return {r["country"]: dict(r["facts"]) for r in rows}
+
+
+async def save_baselines(conn: Conn, monitor_id: int, values: dict[str, Baseline]) -> None:
+    await conn.executemany(
+        "INSERT INTO posture_baselines (monitor_id, country, facts) VALUES ($1, $2, $3)"
+        " ON CONFLICT (monitor_id, country) DO UPDATE SET facts = $3, updated_at = now()"
+        " WHERE posture_baselines.facts <> $3::jsonb",
+        [(monitor_id, cc, facts) for cc, facts in values.items()],
+    )
+
+
+async def open_findings(conn: Conn, monitor_id: int) -> dict[Key, Finding]:
+    rows = await conn.fetch(
+        "SELECT code, country, detail FROM posture_findings"
+        " WHERE monitor_id = $1 AND cleared_at IS NULL",
+        monitor_id,
+    )
+    return {(r["code"], r["country"]): Finding(r["code"], r["country"], r["detail"]) for r in rows}
+
+
+async def appear(conn: Conn, monitor_id: int, finding: Finding, at: datetime) -> int:
+    """Record a finding that appeared; return its id."""
+    found: int = await conn.fetchval(
+        "INSERT INTO posture_findings"
+        " (monitor_id, code, country, severity, detail, appeared_at, last_seen_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+        monitor_id,
+        finding.code,
+        finding.country,
+        finding.severity,
+        finding.detail,
+        at,
+    )
+    return found
+
+
+async def seen(conn: Conn, monitor_id: int, findings: Sequence[Finding], at: datetime) -> None:
+    """Open findings that still hold: their latest detail and when they were last seen."""
+    await conn.executemany(
+        "UPDATE posture_findings SET detail = $4, last_seen_at = $5"
+        " WHERE monitor_id = $1 AND code = $2 AND country = $3 AND cleared_at IS NULL",
+        [(monitor_id, f.code, f.country, f.detail, at) for f in findings],
+    )
+
+
+async def clear(conn: Conn, monitor_id: int, finding: Finding, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE posture_findings SET cleared_at = $4"
+        " WHERE monitor_id = $1 AND code = $2 AND country = $3 AND cleared_at IS NULL",
+        monitor_id,
+        finding.code,
+        finding.country,
+        at,
+    )
+
+
+async def record_change(conn: Conn, monitor_id: int, change: Change, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO posture_changes (monitor_id, fact, before, after, countries, at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        monitor_id,
+        change.fact,
+        change.before,
+        change.after,
+        change.countries,
+        at,
+    )
+
+
+async def expiry_sent(conn: Conn, monitor_id: int, cert_sha256: str) -> set[int]:
+    rows = await conn.fetch(
+        "SELECT threshold_days FROM cert_expiry_notices WHERE monitor_id = $1 AND cert_sha256 = $2",
+        monitor_id,
+        cert_sha256,
+    )
+    return {r["threshold_days"] for r in rows}
+
+
+async def mark_expiry_sent(
+    conn: Conn, monitor_id: int, cert_sha256: str, thresholds: Sequence[int]
+) -> None:
+    await conn.executemany(
+        "INSERT INTO cert_expiry_notices (monitor_id, cert_sha256, threshold_days)"
+        " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(monitor_id, cert_sha256, t) for t in thresholds],
+    )
+
+
+async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[asyncpg.Record]:
+    """Open findings first (worst first), then the history, newest first."""
+    return await conn.fetch(
+        "SELECT code, country, severity, detail, appeared_at, last_seen_at, cleared_at"
+        " FROM posture_findings WHERE monitor_id = $1"
+        " ORDER BY cleared_at IS NOT NULL, array_position(ARRAY['critical','warning','info'],"
+        " severity), appeared_at DESC, id DESC LIMIT $2",
+        monitor_id,
+        limit,
+    )
+
+
+async def changes_page(conn: Conn, monitor_id: int, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT fact, before, after, countries, at FROM posture_changes WHERE monitor_id = $1"
+        " ORDER BY at DESC, id DESC LIMIT $2",
+        monitor_id,
+        limit,
+    )
+
+
+async def baseline_rows(conn: Conn, monitor_id: int) -> list[Any]:
+    return await conn.fetch(
+        "SELECT country, facts, updated_at FROM posture_baselines WHERE monitor_id = $1"
+        " ORDER BY country",
+        monitor_id,
+    )

@@ -1,0 +1,75 @@
+"""The posture facts of one stored result: what the server advertised and the TLS it spoke.
+
+Built from a `check_results` row (its jsonb `tls` and capability columns decoded), so
+a result of an older agent, without these fields, simply has fewer facts (None: not known).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+# The keyword a server advertises when it offers an upgrade to TLS on a plain connection.
+UPGRADE = {"smtp": "STARTTLS", "imap": "STARTTLS", "pop3": "STLS"}
+TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    country: str
+    starttls: bool | None = None  # offered on the plain connection; None: implicit TLS or unread
+    auth: frozenset[str] | None = None  # SASL mechanisms on the connection the check used
+    tls_version: str | None = None
+    cipher: str | None = None
+    cert_sha256: str | None = None
+    key_type: str | None = None
+    key_bits: int | None = None
+    signature: str | None = None
+    chain_verified: bool | None = None
+    name_matched: bool | None = None
+    days_left: int | None = None
+
+    @property
+    def tls_rank(self) -> int | None:
+        return None if self.tls_version is None else TLS_RANK.get(self.tls_version)
+
+
+def _auth(capabilities: list[str]) -> frozenset[str]:
+    """SASL mechanisms: SMTP `AUTH PLAIN LOGIN` (and the old `AUTH=PLAIN`), IMAP `AUTH=PLAIN`,
+    POP3 `SASL PLAIN LOGIN`."""
+    found: set[str] = set()
+    for cap in capabilities:
+        head, _, rest = cap.partition(" ")
+        if head in ("AUTH", "SASL"):
+            found.update(rest.split())
+        elif head.startswith("AUTH="):
+            found.add(head.removeprefix("AUTH="))
+    return frozenset(found)
+
+
+def observe(monitor_type: str, row: Any) -> Observation:
+    """`row`: a stored result with `country`, `tls`, `capabilities`, `capabilities_before_tls`."""
+    tls: dict[str, Any] = row["tls"] or {}
+    caps: list[str] | None = row["capabilities"]
+    before: list[str] | None = row["capabilities_before_tls"]
+    upgrade = UPGRADE.get(monitor_type, "STARTTLS")
+    mode = tls.get("mode")
+    starttls: bool | None = None
+    if mode == "starttls":
+        starttls = True
+    elif before is not None:
+        starttls = any(c.split(" ", 1)[0] == upgrade for c in before)
+    elif mode is None and caps is not None:
+        starttls = any(c.split(" ", 1)[0] == upgrade for c in caps)
+    return Observation(
+        country=row["country"],
+        starttls=starttls,
+        auth=None if caps is None else _auth(caps),
+        tls_version=tls.get("version"),
+        cipher=tls.get("cipher"),
+        cert_sha256=tls.get("certSha256"),
+        key_type=tls.get("certKeyType"),
+        key_bits=tls.get("certKeyBits"),
+        signature=tls.get("certSignature"),
+        chain_verified=tls.get("chainVerified"),
+        name_matched=tls.get("nameMatched"),
+        days_left=tls.get("certDaysLeft"),
+    )

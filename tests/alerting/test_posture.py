@@ -1,0 +1,300 @@
+"""Security posture end to end on real parts: real agent checks (run_check) against real SMTP
+servers on loopback, one country's path through a proxy that strips STARTTLS, certificates per
+country; the results go in through `results.store` as the ingester stores them, the alerter
+judges the rounds and feeds posture, and the findings come out of the API, the EVENTS stream
+and the notification outbox."""
+
+import ssl
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import trustme
+
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from controller.db import results
+from shared.messages import SmtpConfig, encode
+from shared.timefmt import iso_ms, utcnow
+from tests.alerting.conftest import DOWN, Rig
+from tests.peers.jobs import make_job
+from tests.peers.smtp import SmtpPeer
+from tests.peers.strip import StripStarttls
+from tests.peers.tls import outdated, short_key_leaf
+
+CA = trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def contexts() -> SslContexts:
+    return build_ssl_contexts(cadata=CA.cert_pem.bytes().decode())
+
+
+def served(*, days: float | None = None, ca: trustme.CA = CA) -> ssl.SSLContext:
+    """A server certificate for localhost (a fresh key each call); `days`: left before expiry."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    validity: dict[str, Any] = {}
+    if days is not None:
+        now = utcnow()
+        validity = {"not_before": now - timedelta(days=30), "not_after": now + timedelta(days=days)}
+    ca.issue_cert("localhost", **validity).configure_cert(ctx)
+    return ctx
+
+
+async def round_(
+    rig: Rig, monitor: asyncpg.Record, n: int, ports: dict[str, int], contexts: SslContexts
+) -> None:
+    """Round `n`: a real check per country against its port, stored as the ingester would
+    store the agent's message, then judged by the alerter."""
+    at = rig.at(n)
+    public_id = str(monitor["public_id"])
+    rows = []
+    for cc, port in ports.items():
+        job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
+        checked = await run_check(job, f"{cc}-agent", True, contexts)
+        checked.job_id = rig.job_ids.make(public_id, cc, at, False)
+        checked.monitor_id = public_id
+        checked.scheduled_at = iso_ms(at)
+        rows.append(results.decode_result(encode(checked)))
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await results.store(conn, rows)
+    await rig.alerter.burst()
+
+
+async def posture(api: httpx.AsyncClient, rig: Rig, monitor: asyncpg.Record) -> dict[str, Any]:
+    response = await api.get(
+        f"/api/smtp-monitors/{monitor['public_id']}/posture", headers=rig.tenant.auth("readonly")
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def open_codes(body: dict[str, Any]) -> set[tuple[str, str | None]]:
+    return {(f["code"], f["country"]) for f in body["findings"] if f["state"] == "open"}
+
+
+async def test_starttls_stripped_on_one_countrys_path_is_found_told_and_cleared(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    monitor = await rig.monitor(["DE", "US"])
+    async with SmtpPeer(starttls=served()) as peer, StripStarttls(peer.port) as proxy:
+        direct = {"DE": peer.port, "US": peer.port}
+        stripped = {"DE": peer.port, "US": proxy.port}
+        await round_(rig, monitor, 0, direct, contexts)
+        await round_(rig, monitor, 1, stripped, contexts)
+        assert open_codes(await posture(api, rig, monitor)) == set()  # one round: not yet
+        await round_(rig, monitor, 2, stripped, contexts)
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("starttls_stripped", "US")}
+        finding = body["findings"][0]
+        assert finding["severity"] == "critical" and body["worst"] == "critical"
+        assert "offered to DE" in finding["detail"] and "network path" in finding["advice"]
+        await round_(rig, monitor, 3, direct, contexts)
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == set()
+    assert [(f["code"], f["state"]) for f in body["findings"]] == [("starttls_stripped", "cleared")]
+    page = await api.get(
+        f"/api/smtp-monitors/{monitor['public_id']}/results",
+        params={"country": "US"},
+        headers=rig.tenant.auth("readonly"),
+    )
+    stored = {r["scheduledAt"]: r for r in page.json()["items"]}
+    stripped_round = stored[iso_ms(rig.at(2))]
+    assert stripped_round["tls"] is None and "STARTTLS" not in stripped_round["capabilities"]
+    direct_round = stored[iso_ms(rig.at(3))]
+    assert "STARTTLS" in direct_round["capabilitiesBeforeTls"]
+    assert direct_round["tls"]["chainVerified"] is True
+    assert body["findings"][0]["clearedAt"] is not None
+    notes = await rig.outbox_rows(monitor)
+    assert [(n["kind"], n["channel"]) for n in notes] == [("finding", "email"), ("finding", "sms")]
+    assert "Starttls stripped" in notes[0]["subject"] and "from US" in notes[0]["body_text"]
+    events = [e for e in await rig.events(monitor) if e.posture is not None]
+    assert [(e.posture.change, e.posture.code, e.countries) for e in events if e.posture] == [
+        ("appeared", "starttls_stripped", ["US"]),
+        ("cleared", "starttls_stripped", ["US"]),
+    ]
+
+
+async def test_another_certificate_in_one_country_is_a_mismatch_a_renewal_everywhere_is_not(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    monitor = await rig.monitor(["DE", "FR", "US"])
+    async with SmtpPeer(starttls=served()) as old, SmtpPeer(starttls=served()) as new:
+        await round_(rig, monitor, 0, {"DE": old.port, "FR": old.port, "US": old.port}, contexts)
+        for n in (1, 2):
+            await round_(
+                rig, monitor, n, {"DE": old.port, "FR": old.port, "US": new.port}, contexts
+            )
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("certificate_mismatch", "US")}
+        assert "where DE, FR see" in body["findings"][0]["detail"]
+        for n in (3, 4):  # the new certificate everywhere: the mismatch clears, a change is kept
+            await round_(
+                rig, monitor, n, {"DE": new.port, "FR": new.port, "US": new.port}, contexts
+            )
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == set()
+    assert [(c["fact"], c["countries"]) for c in body["changes"]] == [
+        ("cert_sha256", ["DE", "FR", "US"])
+    ]
+    assert {b["country"] for b in body["baselines"]} == {"DE", "FR", "US"}
+    assert len({b["facts"]["cert_sha256"] for b in body["baselines"]}) == 1
+
+
+async def test_a_healthy_fleet_for_an_hour_of_rounds_raises_nothing_and_a_renewal_is_recorded(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """Sixty one-minute rounds from three countries, each server's certificate renewed
+    everywhere at once halfway: no finding, no notification, one recorded change."""
+    monitor = await rig.monitor(["DE", "FR", "US"])
+    rig.base = utcnow() - timedelta(minutes=59)  # within the alerter's first look back
+    async with SmtpPeer(starttls=served()) as before, SmtpPeer(starttls=served()) as after:
+        for n in range(60):
+            port = before.port if n < 30 else after.port
+            await round_(rig, monitor, n, {"DE": port, "FR": port, "US": port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert body["findings"] == [] and body["worst"] is None
+    assert [c["fact"] for c in body["changes"]] == ["cert_sha256"]
+    assert await rig.outbox_rows(monitor) == []
+
+
+async def test_an_expiring_certificate_is_noticed_once_per_threshold(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    monitor = await rig.monitor(["DE", "US"])
+    async with SmtpPeer(starttls=served(days=5.5)) as peer:
+        for n in range(3):
+            await round_(rig, monitor, n, {"DE": peer.port, "US": peer.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == {("certificate_expiring", "DE"), ("certificate_expiring", "US")}
+    notes = await rig.outbox_rows(monitor)
+    # first seen 5 days before expiry: the 7-day notice only, once, on each channel (and the
+    # `certificate_expiring` finding is told by this notice, not by one of its own)
+    assert [(n["kind"], n["channel"]) for n in notes] == [
+        ("cert_expiry", "email"),
+        ("cert_expiry", "sms"),
+    ]
+    assert "7 days before expiry" in notes[0]["body_text"]
+    sent = await rig.fetch(
+        "SELECT threshold_days FROM cert_expiry_notices WHERE monitor_id = $1 ORDER BY 1",
+        monitor["id"],
+    )
+    assert [r["threshold_days"] for r in sent] == [7, 21]
+
+
+async def test_an_expired_and_an_untrusted_certificate_are_findings_though_the_check_fails(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """The verified handshake fails (`tls`), yet the agent's second look reports the
+    certificate, so the findings say what is wrong with it."""
+    monitor = await rig.monitor(["DE", "US"])
+    expired = served(days=-2)
+    untrusted = served(ca=trustme.CA())
+    async with SmtpPeer(starttls=expired) as old, SmtpPeer(starttls=untrusted) as selfmade:
+        await round_(rig, monitor, 0, {"DE": old.port, "US": selfmade.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert {
+        ("certificate_expired", "DE"),
+        ("chain_not_verified", "DE"),
+        ("chain_not_verified", "US"),
+    } <= open_codes(body)
+    assert ("name_mismatch", "US") not in open_codes(body)
+
+
+async def test_posture_is_the_organizations_own(
+    rig: Rig, api: httpx.AsyncClient, alert_pool: asyncpg.Pool
+) -> None:
+    from tests.conftest import make_tenant
+
+    monitor = await rig.monitor(["DE"])
+    other = await make_tenant(alert_pool)
+    path = f"/api/smtp-monitors/{monitor['public_id']}/posture"
+    assert (await api.get(path, headers=other.auth("admin"))).status_code == 404
+    assert (await api.get(path)).status_code == 401
+    imap_path = f"/api/imap-pop-monitors/{monitor['public_id']}/posture"
+    assert (await api.get(imap_path, headers=rig.tenant.auth("admin"))).status_code == 404
+
+
+async def test_expiry_thresholds_are_the_monitors_else_the_organizations(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """The organization notifies 30 days ahead; one monitor overrides it with 10: a
+    certificate with 20 days left is noticed for the first monitor only."""
+    admin = rig.tenant.auth("admin")
+    put = await api.put("/api/alert-settings", json={"certExpiryDays": [30]}, headers=admin)
+    assert put.status_code == 200 and put.json()["certExpiryDays"] == [30], put.text
+    inherits = await rig.monitor(["DE"], name="inherits")
+    own = await rig.monitor(["DE"], name="own")
+    path = f"/api/smtp-monitors/{own['public_id']}/alert-settings"
+    put = await api.put(path, json={"certExpiryDays": [10]}, headers=admin)
+    assert put.status_code == 200, put.text
+    assert (put.json()["certExpiryDays"], put.json()["effective"]["certExpiryDays"]) == ([10], [10])
+    refused = await api.put(path, json={"certExpiryDays": [400]}, headers=admin)
+    assert refused.status_code == 400 and "certExpiryDays" in refused.text
+    async with SmtpPeer(starttls=served(days=20.5)) as peer:
+        for monitor in (inherits, own):
+            await round_(rig, monitor, 0, {"DE": peer.port}, contexts)
+    kinds = [[n["kind"] for n in await rig.outbox_rows(m)] for m in (inherits, own)]
+    assert kinds == [["cert_expiry", "cert_expiry"], []]
+    assert open_codes(await posture(api, rig, own)) == set()
+
+
+async def test_old_tls_and_a_weak_cipher_are_findings(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """TLS 1.0 and a NULL cipher, which OpenSSL here can still serve: the agent's check fails
+    on them, and its second look tells the posture what the server is stuck with."""
+    monitor = await rig.monitor(["DE", "US"])
+    tls10 = outdated(CA, tls10=True)
+    null = outdated(CA, ciphers="ECDHE-ECDSA-NULL-SHA")
+    async with SmtpPeer(starttls=tls10) as old, SmtpPeer(starttls=null) as weak:
+        await round_(rig, monitor, 0, {"DE": old.port, "US": weak.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == {("tls_below_1_2", "DE"), ("weak_cipher", "US")}
+    advice = {f["code"]: f["advice"] for f in body["findings"]}
+    assert "TLS 1.2" in advice["tls_below_1_2"]
+
+
+async def test_a_short_key_is_a_finding(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """A 1024-bit RSA key: the verified handshake refuses it; the second look reports it."""
+    monitor = await rig.monitor(["DE"])
+    async with SmtpPeer(starttls=short_key_leaf(CA, 1024)) as short:
+        await round_(rig, monitor, 0, {"DE": short.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert ("short_key", "DE") in open_codes(body)
+    assert any("RSA key of 1024 bits" in f["detail"] for f in body["findings"])
+
+
+async def test_in_maintenance_findings_are_recorded_and_nobody_is_notified(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    monitor = await rig.monitor(["DE", "US"], status="maintenance")
+    async with SmtpPeer(starttls=served(days=3.5)) as peer, StripStarttls(peer.port) as proxy:
+        for n in range(2):
+            await round_(rig, monitor, n, {"DE": peer.port, "US": proxy.port}, contexts)
+    assert ("starttls_stripped", "US") in open_codes(await posture(api, rig, monitor))
+    assert await rig.outbox_rows(monitor) == []
+    sent = await rig.fetch("SELECT 1 FROM cert_expiry_notices WHERE monitor_id = $1", monitor["id"])
+    assert sent == []  # the expiry notice is still due once the maintenance is over
+
+
+async def test_a_failing_posture_never_holds_back_alerting(rig: Rig) -> None:
+    """PostgreSQL refuses every posture write (a constraint added for the while): the monitor
+    still goes down and its incident is notified."""
+    monitor = await rig.monitor()
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "ALTER TABLE posture_state ADD CONSTRAINT test_refuse CHECK (monitor_id < 0) NOT VALID"
+        )
+    try:
+        await rig.rounds(monitor, 0, [DOWN, DOWN])
+    finally:
+        async with rig.pool.acquire() as conn:
+            await conn.execute("ALTER TABLE posture_state DROP CONSTRAINT test_refuse")
+    assert (await rig.state(monitor))["state"] == "down"
+    assert [n["kind"] for n in await rig.outbox_rows(monitor)] == ["down", "down"]
