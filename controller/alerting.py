@@ -46,8 +46,8 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import causes, maintenance, schedule
-from controller.db import alerts, results
+from controller import causes, confirm, maintenance, metrics, schedule
+from controller.db import alerts, confirmations, results
 from controller.db import maintenance as windows_db
 from controller.db.alerts import Outgoing, Thresholds
 from controller.db.pool import Conn
@@ -195,6 +195,7 @@ class Alerter:
         *,
         default_countries: int = 2,
         reminder_minutes: int = 60,
+        confirm_per_minute: int = 600,
         interval_s: float = 1.0,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
@@ -205,6 +206,7 @@ class Alerter:
         self._job_ids = job_ids
         self._default_countries = default_countries
         self._reminder = timedelta(minutes=reminder_minutes) if reminder_minutes else None
+        self._confirm_per_minute = confirm_per_minute
         self._interval_s = interval_s
         self._batch = batch
         self._clock = clock
@@ -333,16 +335,52 @@ class Alerter:
                 fills += self._expire(monitor, r, expected, closes)
             judged.append(r)
         await results.store(conn, fills)
+        verdict = ""
         for r in judged:
             previous = s.state
-            action = s.step(r.verdict(t.failure_threshold, count), r.at, t)
+            verdict = r.verdict(t.failure_threshold, count)
+            action = s.step(verdict, r.at, t)
             await self._act(conn, monitor, s, r, action, now, quiet)
             if s.state != previous:
                 seen = r.missed if s.state == "missed" else r.failures
                 cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
                 countries = [c for c, _, _ in seen]
                 await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
+        if judged and confirm.wanted(
+            verdict,
+            s.consecutive_down_rounds,
+            s.open_incident_id is not None,
+            t,
+            judged[-1].at,
+            now,
+            interval,
+        ):
+            await self._confirm(conn, monitor, judged[-1], now)
         return due or self._come_back(monitor, s, now)
+
+    async def _confirm(self, conn: Conn, monitor: Any, r: Round, now: datetime) -> None:
+        """Ask the scheduler for a confirmation round of failing round `r`, within the cap."""
+        public_id = str(monitor["public_id"])
+        outcome = await confirmations.request(
+            conn, monitor["id"], r.at, now, self._confirm_per_minute
+        )
+        if outcome == "asked":
+            return
+        metrics.confirmation(outcome)
+        if outcome == "requested":
+            log.info(
+                "confirmation round requested",
+                monitor_id=public_id,
+                failing_round=iso_ms(r.at),
+                countries=[c for c, _, _ in r.failures],
+            )
+        else:
+            log.warning(
+                "confirmation round not sent: CONFIRM_ROUNDS_PER_MINUTE reached",
+                monitor_id=public_id,
+                failing_round=iso_ms(r.at),
+                per_minute=self._confirm_per_minute,
+            )
 
     async def _revise(
         self,

@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import due, results
+from controller.db import confirmations, due, results
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
@@ -134,6 +134,7 @@ class Scheduler:
                     await self.plan_new()
                     plan_at = started + PLAN_EVERY_S
                 await self.run_due()
+                await self.run_confirmations()
                 wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
                 wait = min(wait, max(0.0, plan_at - loop.time()))
             except Exception:
@@ -151,9 +152,10 @@ class Scheduler:
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
 
     async def tick(self) -> int:
-        """One pass: give new monitors a due time, then run every due round; return jobs sent."""
+        """One pass: give new monitors a due time, then run every due round and confirmation
+        round; return jobs sent."""
         await self.plan_new()
-        return await self.run_due()
+        return await self.run_due() + await self.run_confirmations()
 
     async def run_due(self) -> int:
         """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
@@ -169,6 +171,32 @@ class Scheduler:
             sent += count
             if not full:
                 return sent
+
+    async def run_confirmations(self) -> int:
+        """Send the confirmation rounds the alerter asked for (`controller.confirm`): a round of
+        each monitor from all its countries now, as a triggered round; return jobs sent. Nothing
+        while the live agents view warms up (the requests wait)."""
+        if not self._agents.is_warm():
+            return 0
+        await self._keys.refresh()
+        async with self._pool.acquire() as conn, conn.transaction():
+            ids = await confirmations.claim(conn, self._batch)
+            if not ids:
+                return 0
+            rows = await due.job_rows(conn, ids)
+            now, live = self._clock(), self._agents.countries()
+            plans = await asyncio.to_thread(
+                lambda: [self._round(row, now, live, trigger=True) for row in rows]
+            )
+            jobs = [job for p in plans for job in p.jobs]
+            await self.publish(jobs)
+            missed = [row for p in plans for row in p.missed]
+            if missed:
+                await results.store(conn, missed)
+        metrics.confirmation("sent", len(plans))
+        self._missed(missed)
+        log.info("confirmation rounds sent", monitors=len(plans), jobs=len(jobs))
+        return len(jobs)
 
     async def plan_new(self) -> int:
         """First due time of monitors that have none: the first grid point after now."""

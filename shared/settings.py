@@ -274,6 +274,16 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "hour apart) before it is marked failed",
         ),
     ] = 40
+    confirm_rounds_per_minute: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=100_000,
+            description="confirmation rounds (a failing round checked again at once from all "
+            "the monitor's countries) the controller sends per minute at most, over all "
+            "monitors; past it a failure waits for the next scheduled round; `0`: none",
+        ),
+    ] = 600
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(

@@ -91,12 +91,16 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     failure_threshold: Share
     down_after_rounds: Rounds
     recover_after_rounds: Rounds
+    # A failing round is checked again at once from all the monitor's countries (a
+    # confirmation round, counted like any round), so an outage is down within seconds.
+    confirm_failures: bool
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     failure_threshold: Share | msgspec.UnsetType = msgspec.UNSET
     down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+    confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -105,6 +109,7 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     failure_threshold: Share | None = None
     down_after_rounds: Rounds | None = None
     recover_after_rounds: Rounds | None = None
+    confirm_failures: bool | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -114,6 +119,7 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     failure_threshold: float | None
     down_after_rounds: int | None
     recover_after_rounds: int | None
+    confirm_failures: bool | None
     effective: AlertSettings
 
 
@@ -185,7 +191,9 @@ async def _history(
 
 
 def _settings(t: Thresholds) -> AlertSettings:
-    return AlertSettings(t.failure_threshold, t.down_after_rounds, t.recover_after_rounds)
+    return AlertSettings(
+        t.failure_threshold, t.down_after_rounds, t.recover_after_rounds, t.confirm_failures
+    )
 
 
 async def _monitor_settings(
@@ -204,6 +212,7 @@ async def _monitor_settings(
         failure_threshold=own["failure_threshold"],
         down_after_rounds=own["down_after_rounds"],
         recover_after_rounds=own["recover_after_rounds"],
+        confirm_failures=own["confirm_failures"],
         effective=_settings(effective),
     )
 

@@ -97,11 +97,12 @@ class Thresholds:
     failure_threshold: float = DEFAULT_FAILURE_THRESHOLD
     down_after_rounds: int = DEFAULT_DOWN_AFTER_ROUNDS
     recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
+    confirm_failures: bool = True
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
     row = await conn.fetchrow(
-        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
+        "SELECT failure_threshold, down_after_rounds, recover_after_rounds, confirm_failures"
         " FROM organization_alert_settings WHERE organization_id = $1",
         organization_id,
     )
@@ -114,18 +115,20 @@ async def put_org_thresholds(
     failure_threshold: float | None,
     down_after_rounds: int | None,
     recover_after_rounds: int | None,
+    confirm_failures: bool | None = None,
 ) -> Thresholds:
     """Change the values given (None: keep; the built-in default when never set)."""
     row = await conn.fetchrow(
-        "INSERT INTO organization_alert_settings AS s"
-        " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds)"
+        "INSERT INTO organization_alert_settings AS s (organization_id, failure_threshold,"
+        " down_after_rounds, recover_after_rounds, confirm_failures)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
-        " coalesce($4::int, $7::int))"
+        " coalesce($4::int, $7::int), coalesce($8::bool, true))"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
-        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds), updated_at = now()"
-        " RETURNING failure_threshold, down_after_rounds, recover_after_rounds",
+        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds),"
+        " confirm_failures = coalesce($8::bool, s.confirm_failures), updated_at = now()"
+        " RETURNING failure_threshold, down_after_rounds, recover_after_rounds, confirm_failures",
         organization_id,
         failure_threshold,
         down_after_rounds,
@@ -133,6 +136,7 @@ async def put_org_thresholds(
         DEFAULT_FAILURE_THRESHOLD,
         DEFAULT_DOWN_AFTER_ROUNDS,
         DEFAULT_RECOVER_AFTER_ROUNDS,
+        confirm_failures,
     )
     assert row is not None
     return Thresholds(*row.values())
@@ -141,25 +145,26 @@ async def put_org_thresholds(
 async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
     """The monitor's own values (None: inherited)."""
     row = await conn.fetchrow(
-        "SELECT failure_threshold, down_after_rounds, recover_after_rounds"
+        "SELECT failure_threshold, down_after_rounds, recover_after_rounds, confirm_failures"
         " FROM monitor_alert_settings WHERE monitor_id = $1",
         monitor_id,
     )
-    names = ("failure_threshold", "down_after_rounds", "recover_after_rounds")
+    names = ("failure_threshold", "down_after_rounds", "recover_after_rounds", "confirm_failures")
     return {n: None if row is None else row[n] for n in names}
 
 
 async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
     await conn.execute(
-        "INSERT INTO monitor_alert_settings"
-        " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (monitor_id) DO UPDATE SET"
+        "INSERT INTO monitor_alert_settings (monitor_id, failure_threshold, down_after_rounds,"
+        " recover_after_rounds, confirm_failures)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
-        " updated_at = now()",
+        " confirm_failures = $5, updated_at = now()",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
         values["recover_after_rounds"],
+        values["confirm_failures"],
     )
 
 
@@ -173,6 +178,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
         else base.failure_threshold,
         own["down_after_rounds"] or base.down_after_rounds,
         own["recover_after_rounds"] or base.recover_after_rounds,
+        base.confirm_failures if own["confirm_failures"] is None else own["confirm_failures"],
     )
 
 

@@ -71,3 +71,13 @@ async def job_row(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
         f"SELECT {JOB_COLUMNS} FROM monitors WHERE id = $1", monitor_id
     )
     return row
+
+
+async def job_rows(conn: Conn, monitor_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The monitors that are not disabled among `monitor_ids`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM monitors WHERE id = ANY($1::bigint[]) AND status <> 'disabled'"
+        " ORDER BY id",
+        monitor_ids,
+    )
+    return rows

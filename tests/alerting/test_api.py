@@ -77,10 +77,21 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "failureThreshold": None,
         "downAfterRounds": None,
         "recoverAfterRounds": None,
-        "effective": {"failureThreshold": 0.5, "downAfterRounds": 2, "recoverAfterRounds": 2},
+        "confirmFailures": None,
+        "effective": {
+            "failureThreshold": 0.5,
+            "downAfterRounds": 2,
+            "recoverAfterRounds": 2,
+            "confirmFailures": True,
+        },
     }
     r = await api.put("/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 3})
-    assert r.json() == {"failureThreshold": 0.5, "downAfterRounds": 3, "recoverAfterRounds": 2}
+    assert r.json() == {
+        "failureThreshold": 0.5,
+        "downAfterRounds": 3,
+        "recoverAfterRounds": 2,
+        "confirmFailures": True,
+    }
     r = await api.put(url, headers=rig.tenant.auth("member"), json={"downAfterRounds": 1})
     assert r.status_code == 200, r.text
     assert r.json()["downAfterRounds"] == 1
@@ -88,6 +99,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "failureThreshold": 0.5,
         "downAfterRounds": 1,
         "recoverAfterRounds": 2,
+        "confirmFailures": True,
     }
     await rig.rounds(m, 0, [DOWN])
     assert len(await rig.incidents(m)) == 1  # one round was enough
@@ -103,6 +115,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         ({"failureThreshold": -0.1}, "failureThreshold"),
         ({"downAfterRounds": 0}, "downAfterRounds"),
         ({"recoverAfterRounds": "2"}, "recoverAfterRounds"),
+        ({"confirmFailures": "yes"}, "confirmFailures"),
         ({"rounds": 2}, "rounds"),
     ],
 )

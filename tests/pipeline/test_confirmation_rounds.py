@@ -1,0 +1,71 @@
+"""Confirmation rounds, the scheduler's side, against real PostgreSQL and NATS: a round the
+alerter asked for goes out at once as a triggered round from every country of the monitor,
+once, and never for a disabled monitor."""
+
+from datetime import timedelta
+
+import asyncpg
+import httpx
+
+from controller.db import confirmations
+from controller.pipeline import Pipeline
+from controller.schedule import JobIds
+from shared.timefmt import parse_iso, utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries
+
+
+async def ask(pool: asyncpg.Pool, public_id: str) -> None:
+    """What the alerter writes for a round that failed just now."""
+    async with pool.acquire() as conn, conn.transaction():
+        monitor_id = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1", public_id)
+        outcome = await confirmations.request(
+            conn, monitor_id, utcnow() - timedelta(seconds=2), utcnow(), 10
+        )
+    assert outcome == "requested"
+
+
+async def test_a_requested_confirmation_is_sent_at_once_from_every_country_once(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    a, b = countries.take(2)
+    await countries.live(a)
+    await countries.live(b)
+    monitor = await create(api, org, allowedCheckCountryCodes=[a, b])
+    pid = monitor["publicId"]
+    await pipeline.scheduler.plan_new()  # its grid round is a minute away at most
+    await ask(pipe_pool, pid)
+    before = utcnow()
+    assert await pipeline.scheduler.run_confirmations() == 2
+    for cc in (a, b):
+        [(job, msg_id)] = await countries.jobs(cc)
+        at = parse_iso(job.scheduled_at)
+        assert before - timedelta(milliseconds=1) <= at <= utcnow()
+        assert job.job_id == msg_id == job_ids.make(pid, cc, at, trigger=True)
+        assert job.sealed_config is not None  # credentials still go sealed only
+    assert await pipeline.scheduler.run_confirmations() == 0  # sent once
+
+
+async def test_no_confirmation_for_a_disabled_monitor(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+    await ask(pipe_pool, monitor["publicId"])
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET status = 'disabled' WHERE public_id = $1", monitor["publicId"]
+        )
+    assert await pipeline.scheduler.run_confirmations() == 0
+    assert await countries.jobs(cc) == []
