@@ -13,7 +13,7 @@ next claim republishes the same job ids and JetStream drops the duplicates.
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -180,13 +180,17 @@ class Scheduler:
             return 0
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
-            ids = await confirmations.claim(conn, self._batch)
-            if not ids:
+            asked = await confirmations.claim(conn, self._batch)
+            if not asked:
                 return 0
-            rows = await due.job_rows(conn, ids)
+            rows = await due.job_rows(conn, sorted({m for m, _ in asked}))
+            avoid = self._second_opinions(await confirmations.failed_agents(conn, asked))
             now, live = self._clock(), self._agents.countries()
             plans = await asyncio.to_thread(
-                lambda: [self._round(row, now, live, trigger=True) for row in rows]
+                lambda: [
+                    self._round(row, now, live, trigger=True, avoid=avoid.get(row["id"], {}))
+                    for row in rows
+                ]
             )
             jobs = [job for p in plans for job in p.jobs]
             await self.publish(jobs)
@@ -197,6 +201,23 @@ class Scheduler:
         self._missed(missed)
         log.info("confirmation rounds sent", monitors=len(plans), jobs=len(jobs))
         return len(jobs)
+
+    def _second_opinions(
+        self, failed: dict[int, dict[str, set[str]]]
+    ) -> dict[int, dict[str, list[str]]]:
+        """Per monitor and country, the agents a confirmation job should avoid: those whose
+        check failed, when another agent of the country is live to give a second opinion."""
+        live: dict[str, set[str]] = {}
+        for beat in self._agents.agents():
+            live.setdefault(beat.country, set()).add(beat.agent_id)
+        return {
+            monitor: {
+                cc: sorted(agents)
+                for cc, agents in by_country.items()
+                if live.get(cc, set()) - agents
+            }
+            for monitor, by_country in failed.items()
+        }
 
     async def plan_new(self) -> int:
         """First due time of monitors that have none: the first grid point after now."""
@@ -264,6 +285,7 @@ class Scheduler:
         live: frozenset[str],
         *,
         trigger: bool = False,
+        avoid: Mapping[str, list[str]] | None = None,
     ) -> Round:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without. A monitor that cannot
@@ -282,7 +304,7 @@ class Scheduler:
             )
         plan = Round(row["id"], run or over[-1], next_at)
         try:
-            self._plan(plan, row, now, live, trigger, send=run is not None)
+            self._plan(plan, row, now, live, trigger, avoid or {}, send=run is not None)
             why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
             plan.missed += [
                 ResultRow.missed(row, cc, self._job_ids.make(public_id, cc, at), at, OVERDUE, why)
@@ -302,11 +324,13 @@ class Scheduler:
         now: datetime,
         live: frozenset[str],
         trigger: bool,
+        avoid: Mapping[str, list[str]],
         *,
         send: bool = True,
     ) -> None:
-        """The round's countries, and unless it is over (not `send`), its jobs and the
-        countries it cannot go to."""
+        """The round's countries, and unless it is over (not `send`), its jobs (asking the
+        agents in `avoid` of each country to leave them to another) and the countries it cannot
+        go to."""
         public_id = str(row["public_id"])
         listed: Sequence[str] | None = row["allowed_country_codes"]
         countries = (
@@ -361,6 +385,7 @@ class Scheduler:
                     country=cc,
                     scheduled_at=scheduled_iso,
                     expires_at=expires_iso,
+                    avoid_agents=avoid.get(cc, []),
                     **fields,
                 )
             )

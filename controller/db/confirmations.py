@@ -40,18 +40,33 @@ async def request(
     return "requested" if added == "INSERT 0 1" else "asked"
 
 
-async def claim(conn: Conn, limit: int) -> list[int]:
-    """Monitors with a confirmation to send, oldest request first, marked sent; locked until the
-    caller's transaction ends (replicas skip them)."""
-    ids: Sequence[int] = [
-        r["monitor_id"]
-        for r in await conn.fetch(
-            "UPDATE confirmation_rounds SET sent_at = now()"
-            " WHERE (monitor_id, after_round) IN (SELECT monitor_id, after_round"
-            "   FROM confirmation_rounds WHERE sent_at IS NULL"
-            "   ORDER BY requested_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING monitor_id",
-            limit,
-        )
-    ]
-    return sorted(set(ids))
+async def claim(conn: Conn, limit: int) -> list[tuple[int, datetime]]:
+    """(monitor, failing round) of the confirmations to send, oldest request first, marked sent;
+    locked until the caller's transaction ends (replicas skip them)."""
+    rows = await conn.fetch(
+        "UPDATE confirmation_rounds SET sent_at = now()"
+        " WHERE (monitor_id, after_round) IN (SELECT monitor_id, after_round"
+        "   FROM confirmation_rounds WHERE sent_at IS NULL"
+        "   ORDER BY requested_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING monitor_id, after_round",
+        limit,
+    )
+    return [(r["monitor_id"], r["after_round"]) for r in rows]
+
+
+async def failed_agents(
+    conn: Conn, rounds: Sequence[tuple[int, datetime]]
+) -> dict[int, dict[str, set[str]]]:
+    """Per monitor and country, the agents whose check of the failing round failed."""
+    rows = await conn.fetch(
+        "SELECT r.monitor_id, r.country, r.agent_id FROM check_results r"
+        " JOIN unnest($1::bigint[], $2::timestamptz[]) AS c(monitor_id, at)"
+        " ON r.monitor_id = c.monitor_id AND r.scheduled_at = c.at"
+        " WHERE r.status = 'down' AND r.agent_id IS NOT NULL",
+        [m for m, _ in rounds],
+        [at for _, at in rounds],
+    )
+    found: dict[int, dict[str, set[str]]] = {}
+    for r in rows:
+        found.setdefault(r["monitor_id"], {}).setdefault(r["country"], set()).add(r["agent_id"])
+    return found
