@@ -12,6 +12,11 @@ from datetime import datetime, timedelta
 
 from controller.db.alerts import Thresholds
 
+# Confirmation rounds in one failing streak at most: with `downAfterRounds` 3 both run back to
+# back; a higher setting waits for scheduled rounds after them, so a monitor set to 100 rounds
+# never becomes 99 checks of its target in a row.
+PER_STREAK = 2
+
 
 def wanted(
     verdict: str,
@@ -23,12 +28,14 @@ def wanted(
     interval: timedelta,
 ) -> bool:
     """Whether the round just judged (`verdict`, the streak after it) asks for a confirmation
-    round: it failed, the streak is short of opening an incident, and the round is recent (an
-    old round judged late, after an outage of the controller, is left to the schedule)."""
+    round: it failed, the streak is short of opening an incident and has had fewer than
+    `PER_STREAK` confirmations, and the round is recent (an old round judged late, after an
+    outage of the controller, is left to the schedule)."""
     return (
         t.confirm_failures
         and verdict == "failing"
         and not incident_open
         and 0 < consecutive_down_rounds < t.down_after_rounds
+        and consecutive_down_rounds <= PER_STREAK
         and now - round_at < interval
     )

@@ -11,6 +11,7 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 ON, OFF = Thresholds(), Thresholds(confirm_failures=False)
 THREE = Thresholds(down_after_rounds=3)
+HUNDRED = Thresholds(down_after_rounds=100)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,8 @@ THREE = Thresholds(down_after_rounds=3)
         ("failing", 2, False, ON, timedelta(seconds=2), False, "the streak is down already"),
         ("failing", 2, False, THREE, timedelta(seconds=2), True, "3 rounds: confirm again"),
         ("failing", 3, True, THREE, timedelta(seconds=2), False, "incident open"),
+        ("failing", 2, False, HUNDRED, timedelta(seconds=2), True, "second confirmation"),
+        ("failing", 3, False, HUNDRED, timedelta(seconds=2), False, "two per streak at most"),
         ("failing", 1, True, ON, timedelta(seconds=2), False, "incident open (held over)"),
         ("failing", 1, False, ON, MINUTE, False, "an old round judged late: leave to schedule"),
         ("failing", 1, False, ON, MINUTE - timedelta(seconds=1), True, "still within interval"),
