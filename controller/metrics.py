@@ -82,6 +82,12 @@ CONFIRMATIONS = Counter(
     "CONFIRM_ROUNDS_PER_MINUTE, not requested), sent by the scheduler",
     ["outcome"],
 )
+LOGIN_BACKOFF = Counter(
+    "mailprobe_login_backoff",
+    "monitors whose credentials were rejected and whose logins were backed off (backed_off, "
+    "counted per rejected round), or resumed after a login or new credentials were judged",
+    ["outcome"],
+)
 API_REQUESTS = Histogram(
     "mailprobe_api_request_seconds",
     "API request latency by method, route template and status class",
@@ -116,6 +122,11 @@ def missed_rounds(rows: Iterable[ResultRow]) -> None:
 def confirmation(outcome: str, n: int = 1) -> None:
     """`requested`, `capped` or `sent`."""
     CONFIRMATIONS.labels(outcome).inc(n)
+
+
+def login_backoff(outcome: str) -> None:
+    """`backed_off` or `resumed`."""
+    LOGIN_BACKOFF.labels(outcome).inc()
 
 
 def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:

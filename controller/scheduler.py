@@ -28,6 +28,7 @@ from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
 from controller.db import confirmations, due, results
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.login_backoff import HELD, logins
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
@@ -358,6 +359,8 @@ class Scheduler:
             )
             plain = encode_sealed(bound)
         scheduled = plan.scheduled_at
+        retry_at = row["login_retry_at"]
+        may_log_in = logins(row["login_failures"], retry_at, scheduled, countries)
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
@@ -367,6 +370,14 @@ class Scheduler:
                 plan.missed.append(_no_agent(jid, row, cc, scheduled, now))
                 continue
             fields: dict[str, Any] = {"config": config}
+            if plain is not None and cc not in may_log_in:
+                why = (
+                    "credentials rejected: logins paused so the account is not locked (next"
+                    f" login at or after {iso_ms(retry_at)}, from one country); update them to"
+                    " resume"
+                )
+                plan.missed.append(ResultRow.missed(row, cc, jid, scheduled, HELD, why))
+                continue
             if plain is not None:
                 key = self._keys.get(cc)
                 if key is None:

@@ -284,6 +284,16 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "monitors; past it a failure waits for the next scheduled round; `0`: none",
         ),
     ] = 600
+    login_backoff_max_minutes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_080,
+            description="after a round whose credentials were rejected (`auth`), checks that "
+            "log in wait 2, 4, 8, … intervals, at most this many minutes, then one country "
+            "logs in; a successful login or new credentials end it",
+        ),
+    ] = 360
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(

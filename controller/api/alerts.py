@@ -16,6 +16,7 @@ from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id, strict_body
 from controller.db import alerts, monitors
+from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -123,6 +124,18 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     effective: AlertSettings
 
 
+class LoginBackoff(msgspec.Struct, rename="camel"):
+    """Whether the monitor's logins are backed off because its credentials were rejected
+    (`GET …/login-backoff`); new credentials (PATCH) end it."""
+
+    monitor_id: str
+    backed_off: bool
+    reason: str | None = None
+    rejected_rounds: int = 0
+    since: str | None = None
+    next_login_at: str | None = None
+
+
 def _pool(request: AuthedRequest) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.pool
     return pool
@@ -217,6 +230,24 @@ async def _monitor_settings(
     )
 
 
+async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        b = await backoff_db.get(conn, monitor["id"])
+    pid = str(monitor["public_id"])
+    if b is None:
+        return LoginBackoff(pid, False)
+    return LoginBackoff(
+        pid,
+        True,
+        "credentials rejected: checks that log in are slowed so the account is not locked;"
+        " new credentials resume them",
+        b.failures,
+        iso_ms(b.since),
+        iso_ms(b.retry_at),
+    )
+
+
 class SmtpMonitorAlertsController(Controller):
     path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
     tags = ["smtp monitors"]
@@ -240,6 +271,10 @@ class SmtpMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(SMTP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="SMTP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: SmtpId) -> LoginBackoff:
+        return await _login_backoff(SMTP, request, monitor_id)
 
     @get("/alert-settings", summary="SMTP Monitor alert thresholds")
     async def get_alert_settings(
@@ -280,6 +315,10 @@ class ImapPopMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(IMAP_POP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="IMAP/POP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: ImapPopId) -> LoginBackoff:
+        return await _login_backoff(IMAP_POP, request, monitor_id)
 
     @get("/alert-settings", summary="IMAP/POP Monitor alert thresholds")
     async def get_alert_settings(

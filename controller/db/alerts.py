@@ -347,7 +347,9 @@ class Outgoing:
     dedupe_key: str
 
 
-async def enqueue(conn: Conn, monitor_id: int, incident_id: int, notes: Sequence[Outgoing]) -> None:
+async def enqueue(
+    conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
+) -> None:
     for n in notes:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"

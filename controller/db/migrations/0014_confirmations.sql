@@ -19,3 +19,35 @@ CREATE TABLE confirmation_rounds (
 CREATE INDEX confirmation_rounds_requested ON confirmation_rounds (requested_at);
 CREATE INDEX confirmation_rounds_pending ON confirmation_rounds (requested_at)
     WHERE sent_at IS NULL;
+
+-- Logins that never lock the account: after a round whose credentials were rejected (`auth`),
+-- checks that log in back off (controller.login_backoff). `failures`: such rounds in a row;
+-- `since`: the first; `retry_at`: no login before then, and then from one country only, until
+-- one succeeds (the row goes). `notified`: the owner was told, once per back-off.
+CREATE TABLE login_backoff (
+    monitor_id  bigint PRIMARY KEY REFERENCES monitors(id) ON DELETE CASCADE,
+    failures    integer NOT NULL CHECK (failures > 0),
+    since       timestamptz NOT NULL,
+    retry_at    timestamptz NOT NULL,
+    notified    boolean NOT NULL DEFAULT false
+);
+
+-- New credentials (a new user name or secret, whoever writes them) end the back-off at once. The
+-- API keeps a stored secret's ciphertext when it is sent back masked, so only a new one counts.
+CREATE FUNCTION monitors_credentials_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.config->'auth' IS DISTINCT FROM OLD.config->'auth'
+       OR NEW.config->'user' IS DISTINCT FROM OLD.config->'user'
+       OR NEW.config->'password' IS DISTINCT FROM OLD.config->'password' THEN
+        DELETE FROM login_backoff WHERE monitor_id = NEW.id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON monitors
+    FOR EACH ROW EXECUTE FUNCTION monitors_credentials_changed();
+
+-- `credentials`: the owner's one notice that checks were slowed (no incident of its own).
+ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
+ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
+    CHECK (kind IN ('down', 'reminder', 'recovered', 'credentials'));
