@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -26,7 +27,8 @@ from nats.js import JetStreamContext
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import confirmations, due, results
+from controller.db import confirmations, deferred, due, results
+from controller.db.pool import Conn
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.login_backoff import HELD, logins
 from controller.sealkeys import CountryKeys, carries_credentials
@@ -38,12 +40,13 @@ from shared.messages import (
     MonitorType,
     SealedConfig,
     SmtpConfig,
+    decode_job,
     default_port,
     encode,
     encode_sealed,
 )
 from shared.subjects import jobs_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +71,8 @@ class Round:
     countries: Sequence[str] = ()
     jobs: list[CheckJob] = field(default_factory=list)
     missed: list[ResultRow] = field(default_factory=list)
+    # Later logins to the account, (seconds after the first, job): see `_space_logins`.
+    deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -104,9 +109,11 @@ class Scheduler:
         *,
         default_countries: int = 2,
         batch: int = 1000,
+        login_spacing_s: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._login_spacing = login_spacing_s
         self._js = js
         self._agents = agents
         self._box = box
@@ -136,6 +143,7 @@ class Scheduler:
                     plan_at = started + PLAN_EVERY_S
                 await self.run_due()
                 await self.run_confirmations()
+                await self.run_deferred()
                 wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
                 wait = min(wait, max(0.0, plan_at - loop.time()))
             except Exception:
@@ -147,7 +155,8 @@ class Scheduler:
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
         async with self._pool.acquire() as conn:
-            earliest = await due.earliest_due(conn)
+            times = [await due.earliest_due(conn), await deferred.earliest(conn)]
+        earliest = min((t for t in times if t is not None), default=None)
         if earliest is None:
             return IDLE_MAX_S
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
@@ -156,7 +165,7 @@ class Scheduler:
         """One pass: give new monitors a due time, then run every due round and confirmation
         round; return jobs sent."""
         await self.plan_new()
-        return await self.run_due() + await self.run_confirmations()
+        return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
 
     async def run_due(self) -> int:
         """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
@@ -195,6 +204,7 @@ class Scheduler:
             )
             jobs = [job for p in plans for job in p.jobs]
             await self.publish(jobs)
+            await self._defer(conn, plans, now)
             missed = [row for p in plans for row in p.missed]
             if missed:
                 await results.store(conn, missed)
@@ -202,6 +212,36 @@ class Scheduler:
         self._missed(missed)
         log.info("confirmation rounds sent", monitors=len(plans), jobs=len(jobs))
         return len(jobs)
+
+    async def _defer(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> None:
+        for r in rounds:
+            if r.deferred:
+                at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
+                await deferred.add(conn, r.monitor_id, at)
+
+    async def run_deferred(self) -> int:
+        """Publish the later logins of rounds that are due now; one whose round has had a login
+        rejected meanwhile is recorded `auth_backoff` instead (the account is not tried again);
+        return jobs sent."""
+        sent = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await deferred.claim(conn, self._clock(), self._batch)
+                if not rows:
+                    return sent
+                jobs = [decode_job(bytes(r["payload"])) for r in rows]
+                send = [job for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
+                await self.publish(send)
+                held = [
+                    _held(job, "an earlier login of this round was rejected: not tried again")
+                    for job, r in zip(jobs, rows, strict=True)
+                    if r["rejected"]
+                ]
+                if held:
+                    await results.store(conn, held)
+            sent += len(send)
+            if held:
+                log.info("logins not sent: rejected earlier in the round", jobs=len(held))
 
     def _second_opinions(
         self, failed: dict[int, dict[str, set[str]]]
@@ -249,6 +289,7 @@ class Scheduler:
             rounds = await self.rounds(rows, now, self._agents.countries())
             jobs = [job for r in rounds for job in r.jobs]
             await self.publish(jobs)
+            await self._defer(conn, rounds, now)
             await due.set_next_due(
                 conn,
                 [r.monitor_id for r in rounds],
@@ -400,6 +441,19 @@ class Scheduler:
                     **fields,
                 )
             )
+        if plain is not None:
+            self._space_logins(plan)
+
+    def _space_logins(self, plan: Round) -> None:
+        """Logins to one account go country after country, `login_spacing_s` apart, starting
+        with a different country each round: the first job now, the others deferred. Then a
+        rejected password is tried from one country, not from all at once (`run_deferred`)."""
+        if len(plan.jobs) < 2 or self._login_spacing <= 0:
+            return
+        start = int(plan.scheduled_at.timestamp()) % len(plan.jobs)
+        order = plan.jobs[start:] + plan.jobs[:start]
+        plan.jobs = order[:1]
+        plan.deferred = [(i * self._login_spacing, job) for i, job in enumerate(order) if i]
 
     async def publish(self, jobs: Sequence[CheckJob]) -> int:
         """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
@@ -437,6 +491,7 @@ class Scheduler:
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
                 await self.publish(plan.jobs)
+                await self._defer(conn, [plan], self._clock())
                 if plan.missed:
                     await results.store(conn, plan.missed)
         self._missed(plan.missed)
@@ -454,6 +509,13 @@ class Scheduler:
                 rounds=n,
                 key_file=str(self._keys.directory / f"{cc}.pub") if self._keys.directory else None,
             )
+
+
+def _held(job: CheckJob, why: str) -> ResultRow:
+    monitor = {"public_id": UUID(job.monitor_id), "type": job.monitor_type}
+    return ResultRow.missed(
+        monitor, job.country, job.job_id, parse_iso(job.scheduled_at), HELD, why
+    )
 
 
 def _no_agent(

@@ -284,6 +284,16 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "monitors; past it a failure waits for the next scheduled round; `0`: none",
         ),
     ] = 600
+    login_spacing_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=60,
+            description="seconds between the logins of one round to one account: countries "
+            "log in one after another (a different one first each round), and none once an "
+            "earlier one of the round was rejected; `0`: all at once",
+        ),
+    ] = 5.0
     login_backoff_max_minutes: Annotated[
         int,
         Meta(

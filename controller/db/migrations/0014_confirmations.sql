@@ -51,3 +51,17 @@ CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON monitors
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
     CHECK (kind IN ('down', 'reminder', 'recovered', 'credentials'));
+
+-- Logins to one account go country after country (LOGIN_SPACING_SECONDS apart), not all at
+-- once: the scheduler publishes a round's first credentialed job and keeps the others here
+-- (`payload`: the job as published, its config sealed to its country) until `publish_at`; one
+-- whose round has had a login rejected meanwhile is not sent (`auth_backoff`).
+CREATE TABLE deferred_jobs (
+    job_id          text PRIMARY KEY,
+    monitor_id      bigint NOT NULL REFERENCES monitors(id) ON DELETE CASCADE,
+    scheduled_at    timestamptz NOT NULL,
+    country         text NOT NULL,
+    publish_at      timestamptz NOT NULL,
+    payload         bytea NOT NULL
+);
+CREATE INDEX deferred_jobs_publish_at ON deferred_jobs (publish_at);
