@@ -108,7 +108,7 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
             r.up.append(row["country"])
         elif row["status"] == "down":
             r.failures.append((row["country"], row["error_kind"], row["message"]))
-        elif row["error_kind"] == login_backoff.HELD:
+        elif row["error_kind"] in (login_backoff.HELD, login_backoff.CAPPED):
             r.held.append(row["country"])
         else:
             r.missed.append((row["country"], row["error_kind"], row["message"]))

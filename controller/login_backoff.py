@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 AUTH = "auth"
 HELD = "auth_backoff"  # the missed kind of a country whose login waits
+CAPPED = "login_capped"  # the missed kind of a login over LOGIN_CAP_PER_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)

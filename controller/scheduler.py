@@ -12,6 +12,8 @@ next claim republishes the same job ids and JetStream drops the duplicates.
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +29,10 @@ from nats.js import JetStreamContext
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import confirmations, deferred, due, results
+from controller.db import account_logins, confirmations, deferred, due, results
 from controller.db.pool import Conn
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
-from controller.login_backoff import HELD, logins
+from controller.login_backoff import CAPPED, HELD, logins
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
@@ -54,6 +56,7 @@ PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
 MIN_PASS_S = 0.025
 PLAN_EVERY_S = 0.5
+ACCOUNT_PURPOSE = "mailprobe login accounts"
 
 
 class JobConfigError(Exception):
@@ -73,6 +76,7 @@ class Round:
     missed: list[ResultRow] = field(default_factory=list)
     # Later logins to the account, (seconds after the first, job): see `_space_logins`.
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
+    account: str | None = None  # the account its jobs log in to (`_account`), if any
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -110,10 +114,13 @@ class Scheduler:
         default_countries: int = 2,
         batch: int = 1000,
         login_spacing_s: float = 5.0,
+        login_cap: int = 100,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
         self._login_spacing = login_spacing_s
+        self._login_cap = login_cap
+        self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._js = js
         self._agents = agents
         self._box = box
@@ -202,22 +209,41 @@ class Scheduler:
                     for row in rows
                 ]
             )
-            jobs = [job for p in plans for job in p.jobs]
-            await self.publish(jobs)
-            await self._defer(conn, plans, now)
+            jobs = await self._send(conn, plans, now)
             missed = [row for p in plans for row in p.missed]
             if missed:
                 await results.store(conn, missed)
         metrics.confirmation("sent", len(plans))
         self._missed(missed)
-        log.info("confirmation rounds sent", monitors=len(plans), jobs=len(jobs))
+        log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
+        return jobs
+
+    async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
+        """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
+        over its account's cap is not sent but recorded in its round's `missed` (`login_capped`);
+        return jobs published."""
+        logins = [(r, job) for r in rounds if r.account for job in r.jobs]
+        allowed = await account_logins.take(
+            conn, [r.account or "" for r, _ in logins], now, self._login_cap
+        )
+        capped = {job.job_id for (_, job), ok in zip(logins, allowed, strict=True) if not ok}
+        for r, job in logins:
+            if job.job_id in capped:
+                r.missed.append(_held(job, CAPPED, self._capped_why()))
+        jobs = [job for r in rounds for job in r.jobs if job.job_id not in capped]
+        await self.publish(jobs)
+        for r in rounds:
+            if r.deferred and r.account:
+                at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
+                await deferred.add(conn, r.monitor_id, r.account, at)
         return len(jobs)
 
-    async def _defer(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> None:
-        for r in rounds:
-            if r.deferred:
-                at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
-                await deferred.add(conn, r.monitor_id, at)
+    def _capped_why(self) -> str:
+        return (
+            f"over LOGIN_CAP_PER_ACCOUNT ({self._login_cap} logins to this account in"
+            f" {account_logins.WINDOW.seconds // 60} minutes, over all monitors and countries):"
+            " not sent"
+        )
 
     async def run_deferred(self) -> int:
         """Publish the later logins of rounds that are due now; one whose round has had a login
@@ -230,18 +256,27 @@ class Scheduler:
                 if not rows:
                     return sent
                 jobs = [decode_job(bytes(r["payload"])) for r in rows]
-                send = [job for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
+                tried = [(job, r) for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
+                allowed = await account_logins.take(
+                    conn, [r["account"] for _, r in tried], self._clock(), self._login_cap
+                )
+                send = [job for (job, _), ok in zip(tried, allowed, strict=True) if ok]
                 await self.publish(send)
+                why = "an earlier login of this round was rejected: not tried again"
                 held = [
-                    _held(job, "an earlier login of this round was rejected: not tried again")
+                    _held(job, HELD, why)
                     for job, r in zip(jobs, rows, strict=True)
                     if r["rejected"]
+                ] + [
+                    _held(job, CAPPED, self._capped_why())
+                    for (job, _), ok in zip(tried, allowed, strict=True)
+                    if not ok
                 ]
                 if held:
                     await results.store(conn, held)
             sent += len(send)
             if held:
-                log.info("logins not sent: rejected earlier in the round", jobs=len(held))
+                log.info("deferred logins not sent", jobs=len(held))
 
     def _second_opinions(
         self, failed: dict[int, dict[str, set[str]]]
@@ -287,9 +322,7 @@ class Scheduler:
             if not rows:
                 return 0, False
             rounds = await self.rounds(rows, now, self._agents.countries())
-            jobs = [job for r in rounds for job in r.jobs]
-            await self.publish(jobs)
-            await self._defer(conn, rounds, now)
+            jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
                 [r.monitor_id for r in rounds],
@@ -305,11 +338,11 @@ class Scheduler:
         log.info(
             "round batch",
             monitors=len(rows),
-            jobs=len(jobs),
+            jobs=jobs,
             missed=len(missed),
             oldest_late_s=round(late, 3),
         )
-        return len(jobs), len(rows) == self._batch
+        return jobs, len(rows) == self._batch
 
     async def rounds(
         self, rows: Sequence[asyncpg.Record], now: datetime, live: frozenset[str]
@@ -395,6 +428,7 @@ class Scheduler:
         port = row["port"] or default_port(row["type"], config)
         plain = None
         if carries_credentials(row["config"], config):
+            plan.account = self._account(row["hostname"], config)
             bound = SealedConfig(
                 monitor_id=public_id, hostname=row["hostname"], port=port, config=config
             )
@@ -444,6 +478,15 @@ class Scheduler:
         if plain is not None:
             self._space_logins(plan)
 
+    def _account(self, hostname: str, config: SmtpConfig | ImapPopConfig) -> str:
+        """The account a config logs in to, user@host, as a keyed hash (no user name kept)."""
+        if isinstance(config, ImapPopConfig):
+            user = config.user
+        else:
+            user = config.auth.user if config.auth else ""
+        name = f"{user.lower()}@{hostname.lower().rstrip('.')}".encode()
+        return hmac.digest(self._account_key, name, hashlib.sha256).hex()[:32]
+
     def _space_logins(self, plan: Round) -> None:
         """Logins to one account go country after country, `login_spacing_s` apart, starting
         with a different country each round: the first job now, the others deferred. Then a
@@ -490,8 +533,7 @@ class Scheduler:
             live = self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
-                await self.publish(plan.jobs)
-                await self._defer(conn, [plan], self._clock())
+                await self._send(conn, [plan], self._clock())
                 if plan.missed:
                     await results.store(conn, plan.missed)
         self._missed(plan.missed)
@@ -511,10 +553,11 @@ class Scheduler:
             )
 
 
-def _held(job: CheckJob, why: str) -> ResultRow:
+def _held(job: CheckJob, kind: str, why: str) -> ResultRow:
+    """The missed row of a login not sent (`auth_backoff`, `login_capped`)."""
     monitor = {"public_id": UUID(job.monitor_id), "type": job.monitor_type}
     return ResultRow.missed(
-        monitor, job.country, job.job_id, parse_iso(job.scheduled_at), HELD, why
+        monitor, job.country, job.job_id, parse_iso(job.scheduled_at), kind, why
     )
 
 

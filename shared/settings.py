@@ -294,6 +294,16 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "earlier one of the round was rejected; `0`: all at once",
         ),
     ] = 5.0
+    login_cap_per_account: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="logins to one account (user@host) sent per 10 minutes at most, over "
+            "all monitors, countries and agents; past it a country's check that logs in is "
+            "recorded `login_capped` (missed) instead",
+        ),
+    ] = 100
     login_backoff_max_minutes: Annotated[
         int,
         Meta(

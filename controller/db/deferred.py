@@ -10,13 +10,17 @@ from controller.db.pool import Conn
 from shared.messages import CheckJob, encode
 
 
-async def add(conn: Conn, monitor_id: int, jobs: Sequence[tuple[datetime, CheckJob]]) -> None:
-    """Keep `jobs` (publish time, job) of one monitor's round; a repeat is a no-op."""
+async def add(
+    conn: Conn, monitor_id: int, account: str, jobs: Sequence[tuple[datetime, CheckJob]]
+) -> None:
+    """Keep `jobs` (publish time, job) of one monitor's round, logins to `account`; a repeat is
+    a no-op."""
     await conn.executemany(
         "INSERT INTO deferred_jobs (job_id, monitor_id, scheduled_at, country, publish_at,"
-        " payload) VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6) ON CONFLICT DO NOTHING",
+        " payload, account) VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6, $7)"
+        " ON CONFLICT DO NOTHING",
         [
-            (job.job_id, monitor_id, job.scheduled_at, job.country, at, encode(job))
+            (job.job_id, monitor_id, job.scheduled_at, job.country, at, encode(job), account)
             for at, job in jobs
         ],
     )
@@ -28,7 +32,7 @@ async def claim(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
         "DELETE FROM deferred_jobs WHERE job_id IN (SELECT job_id FROM deferred_jobs"
         "   WHERE publish_at <= $1 ORDER BY publish_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " RETURNING job_id, monitor_id, scheduled_at, country, payload, EXISTS (SELECT 1"
+        " RETURNING job_id, monitor_id, scheduled_at, country, payload, account, EXISTS (SELECT 1"
         "   FROM check_results r WHERE r.monitor_id = deferred_jobs.monitor_id"
         "   AND r.scheduled_at = deferred_jobs.scheduled_at AND r.error_kind = 'auth')"
         "   AS rejected",

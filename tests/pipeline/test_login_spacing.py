@@ -1,6 +1,7 @@
 """Logins to one account go country after country: the scheduler publishes a credentialed
 round's first job at once and the others `LOGIN_SPACING_SECONDS` apart, and sends none once a
-login of the round was rejected (recorded `auth_backoff`). Jobs without credentials go at once."""
+login of the round was rejected (recorded `auth_backoff`); logins to one account are capped per
+10 minutes over all monitors (`login_capped`). Jobs without credentials go at once."""
 
 import asyncio
 import uuid
@@ -130,3 +131,57 @@ async def test_a_round_without_credentials_goes_everywhere_at_once(
     monitor = await create(api, org, allowedCheckCountryCodes=three, smtpConfig={})
     await make_due(pipe_pool, monitor["publicId"])
     assert await spaced.tick() == 3
+
+
+async def test_logins_to_one_account_are_capped_across_monitors_and_countries(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Two monitors of one mailbox (same user at the same host, written differently) from two
+    countries each: 4 logins to the account, a cap of 3; a third monitor of another user is
+    not held back by them."""
+    capped = Scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+        login_spacing_s=0,
+        login_cap=3,
+    )
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    same = [
+        await create(
+            api,
+            org,
+            hostname=host,
+            allowedCheckCountryCodes=two,
+            smtpConfig={"auth": {"user": user, "pass": "pw"}},
+        )
+        for host, user in (("mx.example.com", "Alice"), ("MX.example.com.", "alice"))
+    ]
+    other = await create(
+        api,
+        org,
+        hostname="mx.example.com",
+        allowedCheckCountryCodes=two,
+        smtpConfig={"auth": {"user": "bob", "pass": "pw"}},
+    )
+    for m in [*same, other]:
+        await make_due(pipe_pool, m["publicId"])
+    assert await capped.tick() == 5  # 3 of alice's 4, both of bob's
+    async with pipe_pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT monitor_public_id, status, message FROM check_results"
+            " WHERE error_kind = 'login_capped'"
+        )
+    (row,) = rows
+    assert str(row["monitor_public_id"]) in {m["publicId"] for m in same}
+    assert row["status"] == "missed" and "LOGIN_CAP_PER_ACCOUNT" in row["message"]

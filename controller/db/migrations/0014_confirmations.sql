@@ -62,6 +62,17 @@ CREATE TABLE deferred_jobs (
     scheduled_at    timestamptz NOT NULL,
     country         text NOT NULL,
     publish_at      timestamptz NOT NULL,
-    payload         bytea NOT NULL
+    payload         bytea NOT NULL,
+    account         text NOT NULL
 );
 CREATE INDEX deferred_jobs_publish_at ON deferred_jobs (publish_at);
+
+-- Logins sent to each account (a keyed hash of user@host: no user name stored), across every
+-- monitor, country and agent, for LOGIN_CAP_PER_ACCOUNT per 10 minutes; rows older than that
+-- are deleted as new ones come.
+CREATE TABLE account_logins (
+    account     text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX account_logins_account ON account_logins (account);
+CREATE INDEX account_logins_at ON account_logins (at);
