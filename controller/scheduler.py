@@ -229,8 +229,9 @@ class Scheduler:
         capped = {job.job_id for (_, job), ok in zip(logins, allowed, strict=True) if not ok}
         for r, job in logins:
             if job.job_id in capped:
+                r.jobs.remove(job)
                 r.missed.append(_held(job, CAPPED, self._capped_why()))
-        jobs = [job for r in rounds for job in r.jobs if job.job_id not in capped]
+        jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
         for r in rounds:
             if r.deferred and r.account:
