@@ -477,7 +477,7 @@ class Scheduler:
                 )
             )
         if plain is not None:
-            self._space_logins(plan)
+            self._space_logins(plan, row["check_interval"])
 
     def _account(self, hostname: str, config: SmtpConfig | ImapPopConfig) -> str:
         """The account a config logs in to, user@host, as a keyed hash (no user name kept)."""
@@ -488,13 +488,13 @@ class Scheduler:
         name = f"{user.lower()}@{hostname.lower().rstrip('.')}".encode()
         return hmac.digest(self._account_key, name, hashlib.sha256).hex()[:32]
 
-    def _space_logins(self, plan: Round) -> None:
+    def _space_logins(self, plan: Round, interval: int) -> None:
         """Logins to one account go country after country, `login_spacing_s` apart, starting
         with a different country each round: the first job now, the others deferred. Then a
         rejected password is tried from one country, not from all at once (`run_deferred`)."""
         if len(plan.jobs) < 2 or self._login_spacing <= 0:
             return
-        start = int(plan.scheduled_at.timestamp()) % len(plan.jobs)
+        start = int(plan.scheduled_at.timestamp()) // interval % len(plan.jobs)  # round number
         order = plan.jobs[start:] + plan.jobs[:start]
         plan.jobs = order[:1]
         plan.deferred = [(i * self._login_spacing, job) for i, job in enumerate(order) if i]
