@@ -66,6 +66,14 @@ async def test_logins_of_a_round_go_country_after_country(
     sent = [cc for cc, ids in (await published(countries, three)).items() if ids]
     assert len(sent) == 1
     assert await spaced.run_deferred() == 0  # the next one is not due yet
+    async with pipe_pool.acquire() as conn:  # kept as published: sealed, nothing in clear
+        payloads = [
+            bytes(r["payload"]) for r in await conn.fetch("SELECT payload FROM deferred_jobs")
+        ]
+    assert len(payloads) == 2
+    assert all(
+        b"sealedConfig" in p and b"username" not in p and b"password" not in p for p in payloads
+    )
     await asyncio.sleep(SPACING + 0.05)
     assert await spaced.run_deferred() == 1
     await asyncio.sleep(SPACING)
