@@ -169,8 +169,8 @@ class Scheduler:
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
 
     async def tick(self) -> int:
-        """One pass: give new monitors a due time, then run every due round and confirmation
-        round; return jobs sent."""
+        """One pass: give new monitors a due time, then run every due round, confirmation round
+        and spaced login; return jobs sent."""
         await self.plan_new()
         return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
 
