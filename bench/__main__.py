@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip).
+e2e, login, agents-scale, roundtrip, confirm).
 """
 
 import sys
@@ -12,6 +12,7 @@ from bench import (
     agent,
     agents_scale,
     api,
+    confirm,
     e2e,
     ingest,
     login,
@@ -33,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "login": login.run,
     "agents-scale": agents_scale.run,
     "roundtrip": roundtrip.run,
+    "confirm": confirm.run,
 }
 
 

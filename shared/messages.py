@@ -130,6 +130,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # secret and travels as it is.
     sealed_config: str | None = None
     seal_key_id: str | None = None
+    # Agents asked to leave this job to another agent of the country: those whose check of the
+    # round it confirms failed (a confirmation round wants a second opinion). A listed agent
+    # hands it back (nak with a short delay) for its first deliveries, then runs it itself,
+    # so a country whose only agent is listed still answers.
+    avoid_agents: list[str] = msgspec.field(default_factory=list)
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

@@ -16,6 +16,7 @@ from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id, strict_body
 from controller.db import alerts, monitors
+from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -103,6 +104,9 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     down_after_rounds: Rounds
     recover_after_rounds: Rounds
     cert_expiry_days: ExpiryDays
+    # A failing round is checked again at once from all the monitor's countries (a
+    # confirmation round, counted like any round), so an outage is down within seconds.
+    confirm_failures: bool
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -110,6 +114,7 @@ class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=
     down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     cert_expiry_days: ExpiryDays | msgspec.UnsetType = msgspec.UNSET
+    confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -119,6 +124,7 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     down_after_rounds: Rounds | None = None
     recover_after_rounds: Rounds | None = None
     cert_expiry_days: ExpiryDays | None = None
+    confirm_failures: bool | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -129,7 +135,20 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     down_after_rounds: int | None
     recover_after_rounds: int | None
     cert_expiry_days: list[int] | None
+    confirm_failures: bool | None
     effective: AlertSettings
+
+
+class LoginBackoff(msgspec.Struct, rename="camel"):
+    """Whether the monitor's logins are backed off because its credentials were rejected
+    (`GET …/login-backoff`); new credentials (PATCH) end it."""
+
+    monitor_id: str
+    backed_off: bool
+    reason: str | None = None
+    rejected_rounds: int = 0
+    since: str | None = None
+    next_login_at: str | None = None
 
 
 def _pool(request: AuthedRequest) -> asyncpg.Pool:
@@ -201,7 +220,11 @@ async def _history(
 
 def _settings(t: Thresholds) -> AlertSettings:
     return AlertSettings(
-        t.failure_threshold, t.down_after_rounds, t.recover_after_rounds, list(t.cert_expiry_days)
+        t.failure_threshold,
+        t.down_after_rounds,
+        t.recover_after_rounds,
+        list(t.cert_expiry_days),
+        t.confirm_failures,
     )
 
 
@@ -222,7 +245,26 @@ async def _monitor_settings(
         down_after_rounds=own["down_after_rounds"],
         recover_after_rounds=own["recover_after_rounds"],
         cert_expiry_days=own["cert_expiry_days"],
+        confirm_failures=own["confirm_failures"],
         effective=_settings(effective),
+    )
+
+
+async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        b = await backoff_db.get(conn, monitor["id"])
+    pid = str(monitor["public_id"])
+    if b is None:
+        return LoginBackoff(pid, False)
+    return LoginBackoff(
+        pid,
+        True,
+        "credentials rejected: checks that log in are slowed so the account is not locked;"
+        " new credentials resume them",
+        b.failures,
+        iso_ms(b.since),
+        iso_ms(b.retry_at),
     )
 
 
@@ -249,6 +291,10 @@ class SmtpMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(SMTP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="SMTP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: SmtpId) -> LoginBackoff:
+        return await _login_backoff(SMTP, request, monitor_id)
 
     @get("/alert-settings", summary="SMTP Monitor alert thresholds")
     async def get_alert_settings(
@@ -289,6 +335,10 @@ class ImapPopMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(IMAP_POP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="IMAP/POP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: ImapPopId) -> LoginBackoff:
+        return await _login_backoff(IMAP_POP, request, monitor_id)
 
     @get("/alert-settings", summary="IMAP/POP Monitor alert thresholds")
     async def get_alert_settings(

@@ -78,11 +78,13 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": None,
         "recoverAfterRounds": None,
         "certExpiryDays": None,
+        "confirmFailures": None,
         "effective": {
             "failureThreshold": 0.5,
             "downAfterRounds": 2,
             "recoverAfterRounds": 2,
             "certExpiryDays": [21, 7],
+            "confirmFailures": True,
         },
     }
     r = await api.put("/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 3})
@@ -91,6 +93,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": 3,
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
+        "confirmFailures": True,
     }
     r = await api.put(url, headers=rig.tenant.auth("member"), json={"downAfterRounds": 1})
     assert r.status_code == 200, r.text
@@ -100,6 +103,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": 1,
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
+        "confirmFailures": True,
     }
     await rig.rounds(m, 0, [DOWN])
     assert len(await rig.incidents(m)) == 1  # one round was enough
@@ -115,6 +119,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         ({"failureThreshold": -0.1}, "failureThreshold"),
         ({"downAfterRounds": 0}, "downAfterRounds"),
         ({"recoverAfterRounds": "2"}, "recoverAfterRounds"),
+        ({"confirmFailures": "yes"}, "confirmFailures"),
         ({"rounds": 2}, "rounds"),
     ],
 )
