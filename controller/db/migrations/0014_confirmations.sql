@@ -50,7 +50,7 @@ CREATE TRIGGER monitors_credentials_changed AFTER UPDATE OF config ON monitors
 -- `credentials`: the owner's one notice that checks were slowed (no incident of its own).
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
-    CHECK (kind IN ('down', 'reminder', 'recovered', 'credentials'));
+    CHECK (kind IN ('down', 'reminder', 'recovered', 'finding', 'cert_expiry', 'credentials'));
 
 -- Logins to one account go country after country (LOGIN_SPACING_SECONDS apart), not all at
 -- once: the scheduler publishes a round's first credentialed job and keeps the others here
