@@ -30,7 +30,7 @@ from shared.timefmt import iso_ms
 log = structlog.get_logger(__name__)
 
 _UNAUTHORIZED = "Unauthorized: send a valid token as `Authorization: Bearer <token>`"
-LOGIN_PATHS = frozenset({"/api/auth/login", "/api/v3/access-tokens"})
+LOGIN_PATHS = frozenset({"/api/auth/login", "/api/v3/access-tokens", "/console/login"})
 # Each replica's own first line, in memory, before any database work: a flood from one address
 # is refused here, so it cannot keep PostgreSQL connections (which the pipeline needs) busy.
 FLOOD_FACTOR = 3

@@ -124,9 +124,14 @@ CREATE_BUDGET_FIELDS = ("allowedCheckCountryCodes", "checkInterval")
 
 
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    guards.requires_writer(request.user)
+    return await create_checked(kind, request, await strict_body(request, body))
+
+
+async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    """Create from a body already converted strictly (the API's JSON, the console's form)."""
     principal = request.user
     guards.requires_writer(principal)
-    body = await strict_body(request, body)
     validation.no_nul(body, "")
     values = create_values(kind, body, _box(request))
     org, lim = principal.organization_id, _limits(request)
