@@ -1,0 +1,174 @@
+"""The console's pages over real HTTP: roles (readonly sees no controls and its POSTs are
+refused), tenancy (another organization's monitor is a 404), the create form's validation (the
+API's, naming the field), the overview's counts and filters."""
+
+import asyncpg
+import httpx
+import pytest
+
+from controller.schedule import JobIds
+from tests.api.helpers import create
+from tests.conftest import Tenant, make_tenant
+from tests.console.helpers import Browserish, store_result
+
+
+async def test_readonly_sees_no_controls_and_its_posts_are_refused(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    monitor = await create(http, tenant, "smtp")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["owner"]
+    owner_view = (await client.get(page)).text
+    assert 'id="actions"' in owner_view and "/pause" in owner_view
+    client.session = tenant.tokens["readonly"]
+    r = await client.get(page)
+    assert r.status_code == 200 and monitor["name"] in r.text
+    assert 'id="actions"' not in r.text and "/pause" not in r.text and "/delete" not in r.text
+    assert "/console/new/smtp" not in (await client.get("/console/")).text
+    token = await client.csrf(page)
+    for action in ("pause", "delete", "trigger"):
+        r = await client.post(f"{page}/{action}", token=token)
+        assert r.status_code == 403, action
+    assert (await client.get("/console/new/smtp")).status_code == 403
+    r = await client.post("/console/new/smtp", {"name": "x"}, token=token)
+    assert r.status_code == 403
+    row = await pool.fetchrow(
+        "SELECT status FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+    )
+    assert row is not None and row["status"] == "active"
+
+
+async def test_another_organizations_monitor_is_a_404_to_read_and_to_change(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    other = await make_tenant(pool)
+    theirs = await create(http, other, "smtp", name="Their secret relay")
+    client.session = tenant.tokens["owner"]
+    page = f"/console/monitors/{theirs['publicId']}"
+    assert (await client.get(page)).status_code == 404
+    token = await client.csrf()
+    for action in ("pause", "delete", "trigger"):
+        assert (await client.post(f"{page}/{action}", token=token)).status_code == 404
+    overview = (await client.get("/console/?q=secret")).text
+    assert "Their secret relay" not in overview
+    assert (await client.get("/console/monitors/not-a-uuid")).status_code == 404
+
+
+async def test_owner_pauses_and_resumes_a_monitor(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    monitor = await create(http, tenant, "smtp")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["member"]
+    token = await client.csrf(page)
+    r = await client.post(f"{page}/pause", token=token)
+    assert (r.status_code, r.headers["location"]) == (303, f"{page}?notice=paused")
+    status = "SELECT status FROM monitors WHERE public_id = $1::uuid"
+    assert await pool.fetchval(status, monitor["publicId"]) == "disabled"
+    assert "Resume" in (await client.get(page)).text
+    await client.post(f"{page}/resume", token=token)
+    assert await pool.fetchval(status, monitor["publicId"]) == "active"
+    r = await client.post(f"{page}/delete", token=token)
+    assert (r.status_code, r.headers["location"]) == (303, "/console/?notice=deleted")
+    assert await pool.fetchval(status, monitor["publicId"]) is None
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "words"),
+    [
+        ({"port": "smtp"}, "port", "whole number"),
+        ({"port": "70000"}, "port", "port"),
+        ({"hostname": "bad host name"}, "hostname", "hostname"),
+        ({"countries": "XX"}, "allowedCheckCountryCodes", "XX"),
+        ({"timeout": "900"}, "timeoutSeconds", "timeout"),
+    ],
+)
+async def test_the_create_form_refuses_what_the_api_refuses_naming_the_field(
+    client: Browserish, tenant: Tenant, form: dict[str, str], field: str, words: str
+) -> None:
+    client.session = tenant.tokens["member"]
+    token = await client.csrf("/console/new/smtp")
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Relay",
+        "hostname": "smtp.example.com",
+        "interval": "60",
+        "timeout": "30",
+        "tls": "starttls",
+        "user": "relay",
+        "password": "Secret-9f2",
+        **form,
+    }
+    r = await client.post("/console/new/smtp", values, token=token)
+    assert r.status_code == 400, r.text[:300]
+    assert words.lower() in r.text.lower()
+    assert f'name="{_input_of(field)}"' in r.text and "aria-invalid=true" in r.text
+    assert "Secret-9f2" not in r.text  # the password is never put back into the form
+
+
+def _input_of(field: str) -> str:
+    return {
+        "port": "port",
+        "hostname": "hostname",
+        "allowedCheckCountryCodes": "countries",
+        "timeoutSeconds": "timeout",
+    }[field]
+
+
+async def test_the_form_creates_an_imap_monitor_with_a_write_only_password(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    client.session = tenant.tokens["member"]
+    token = await client.csrf("/console/new/imap")
+    r = await client.post(
+        "/console/new/imap",
+        {
+            "customer": tenant.customer_public_id,
+            "name": "Mailbox",
+            "hostname": "imap.example.com",
+            "tls": "on",
+            "user": "box@example.com",
+            "password": "Box-Secret-1",
+            "interval": "300",
+            "timeout": "20",
+        },
+        token=token,
+    )
+    assert r.status_code == 303, r.text[:500]
+    public_id = r.headers["location"].split("/")[-1].split("?")[0]
+    got = await http.get(f"/api/imap-pop-monitors/{public_id}", headers=tenant.auth())
+    config = got.json()["imapPopConfig"]
+    assert (config["protocol"], config["tls"], config["password"]) == ("imap", True, "********")
+    assert got.json()["checkInterval"] == 300
+    page = (await client.get(r.headers["location"])).text
+    assert "Box-Secret-1" not in page and "The monitor was created" in page
+
+
+async def test_overview_counts_states_filters_and_shows_country_dots(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    org = await make_tenant(pool)
+    up = await create(http, org, "smtp", name="Alpha relay")
+    down = await create(http, org, "smtp", name="Bravo relay")
+    mixed = await create(http, org, "smtp", name="Charlie relay")
+    await create(http, org, "imap", name="Delta box")
+    await store_result(pool, job_ids, up, "DE", "up")
+    await store_result(pool, job_ids, down, "DE", "down", error_kind="refused")
+    await store_result(pool, job_ids, mixed, "DE", "up")
+    await store_result(pool, job_ids, mixed, "US", "down", error_kind="timeout")
+    client.session = org.tokens["readonly"]
+    r = await client.get("/console/")
+    assert r.status_code == 200
+    for state, n in (("up", 1), ("down", 1), ("degraded", 1), ("unknown", 1), ("all", 4)):
+        assert f'data-count="{state}">{n}<' in r.text, state
+    assert 'data-country="US" data-status="down"' in r.text
+    only_down = (await client.get("/console/?state=down")).text
+    assert "Bravo relay" in only_down and "Alpha relay" not in only_down
+    imap = (await client.get("/console/?kind=imap")).text
+    assert "Delta box" in imap and "Alpha relay" not in imap
+    found = (await client.get("/console/?q=charlie")).text
+    assert "Charlie relay" in found and "Bravo relay" not in found
+    part = await client.get("/console/monitors.part?state=degraded")
+    assert "Charlie relay" in part.text and "<html" not in part.text
+    page = (await client.get(f"/console/monitors/{mixed['publicId']}")).text
+    assert "<polyline" in page  # the response-time chart, drawn on the server
