@@ -6,12 +6,14 @@ from pathlib import Path
 
 from litestar import Router
 from litestar.datastructures import ResponseHeader
+from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from openapi_ui_bundles import swagger_ui
 
+from controller.api.errors import ApiError
 from controller.console import forms, pages, scrape, status
 from controller.console.session import PREFIX, csrf_middleware, session_auth
 from controller.secretbox import SecretBox
@@ -62,6 +64,11 @@ def routers(box: SecretBox) -> list[Router]:
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],
         middleware=[session_auth, csrf_middleware(box)],
+        exception_handlers={
+            ApiError: pages.error_page,
+            NotFoundException: pages.error_page,
+            PermissionDeniedException: pages.error_page,
+        },
         response_headers=_HEADERS,
         include_in_schema=False,
     )
@@ -74,6 +81,8 @@ def routers(box: SecretBox) -> list[Router]:
                 path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
             ),
         ],
+        exception_handlers={NotFoundException: pages.error_page},
+        response_headers=_HEADERS,
         include_in_schema=False,
     )
     return [console, public]

@@ -11,6 +11,7 @@ WIDTH = 640
 HEIGHT = 180
 PAD_LEFT = 44
 PAD_BOTTOM = 18
+MAX_MARKS = 30
 # Colour-blind-safe palette (Okabe-Ito); a series takes the next one.
 COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000")
 
@@ -20,6 +21,7 @@ class Line:
     label: str
     colour: str
     points: str  # "x,y x,y ..." for <polyline points>
+    marks: list[tuple[str, str]]  # (x, y) of each point when few: a lone point shows too
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,18 @@ def line_chart(
     span = (end - start).total_seconds() or 1.0
     plot_w, plot_h = WIDTH - PAD_LEFT - 4, HEIGHT - PAD_BOTTOM - 6
 
-    def xy(t: datetime, v: float) -> str:
+    def xy(t: datetime, v: float) -> tuple[str, str]:
         x = PAD_LEFT + plot_w * min(max((t - start).total_seconds() / span, 0.0), 1.0)
         y = HEIGHT - PAD_BOTTOM - plot_h * v / top
-        return f"{x:.1f},{y:.1f}"
+        return f"{x:.1f}", f"{y:.1f}"
 
     lines = []
     for i, (label, pts) in enumerate(series):
-        coords = " ".join(xy(t, v) for t, v in pts if v is not None)
+        coords = [xy(t, v) for t, v in pts if v is not None]
         if coords:
-            lines.append(Line(label, COLOURS[i % len(COLOURS)], coords))
+            points = " ".join(f"{x},{y}" for x, y in coords)
+            marks = coords if len(coords) <= MAX_MARKS else []
+            lines.append(Line(label, COLOURS[i % len(COLOURS)], points, marks))
     ticks = [
         (HEIGHT - PAD_BOTTOM - plot_h * f, f"{top * f:g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)
     ]

@@ -273,7 +273,17 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
             conn, row["public_id"], ALL_TYPES, guards.read_scope(principal_of(request))
         )
         latest = found[1] if found else []
-        state = await console.alert_state(conn, row["id"])
+        shown, _ = await console.overview(
+            conn,
+            organization_id=row["organization_id"],
+            customer=None,
+            kind=None,
+            search=None,
+            state=None,
+            limit=1,
+            offset=0,
+            ids=[row["id"]],
+        )
         buckets = await console.response_buckets(conn, row["id"], now - span, span / BUCKETS)
         starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
         counts = await results.counts(conn, row["id"], starts, now)
@@ -285,7 +295,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         request,
         "monitor.html",
         m=row,
-        state=state["state"] if state else "unknown",
+        state=shown[0]["state"] if shown else "unknown",
         latest=latest,
         response_chart=charts.line_chart(_series(buckets, "response_ms"), now - span, now),
         phase_chart=charts.line_chart(_phase_series(buckets), now - span, now),
@@ -382,4 +392,27 @@ async def agents_page(request: AnyRequest) -> Template:
         running=pipeline is not None,
         countries=sorted(by_country.items()),
         total=len(beats or ()),
+    )
+
+
+# --- errors as pages --------------------------------------------------------------------------
+
+_HEADLINES = {403: "Not allowed", 404: "Not found"}
+
+
+def error_page(request: AnyRequest, exc: Exception) -> Template:
+    """A refused or unknown page as HTML with its status (the API's handlers answer JSON)."""
+    status: int = getattr(exc, "status", None) or getattr(exc, "status_code", 500)
+    message = getattr(exc, "message", None) or getattr(exc, "detail", "")
+    if status == 404:
+        message = "There is no such page, or it belongs to another organization."
+    return Template(
+        template_name="error.html",
+        context={
+            "me": None,
+            "status": status,
+            "headline": _HEADLINES.get(status, "Refused"),
+            "message": message,
+        },
+        status_code=status,
     )

@@ -85,15 +85,6 @@ async def overview(
     return rows, counts
 
 
-async def alert_state(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT state, down_since, up_since, last_round_at FROM monitor_alert_state"
-        " WHERE monitor_id = $1",
-        monitor_id,
-    )
-    return row
-
-
 PHASES = ("dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms")
 
 
