@@ -402,7 +402,7 @@ _HEADLINES = {403: "Not allowed", 404: "Not found"}
 
 def error_page(request: AnyRequest, exc: Exception) -> Template:
     """A refused or unknown page as HTML with its status (the API's handlers answer JSON)."""
-    status: int = getattr(exc, "status", None) or getattr(exc, "status_code", 500)
+    status = int(getattr(exc, "status", None) or getattr(exc, "status_code", 500))
     message = getattr(exc, "message", None) or getattr(exc, "detail", "")
     if status == 404:
         message = "There is no such page, or it belongs to another organization."
