@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response, get, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
@@ -402,8 +402,11 @@ _HEADLINES = {403: "Not allowed", 404: "Not found"}
 
 def error_page(request: AnyRequest, exc: Exception) -> Template:
     """A refused or unknown page as HTML with its status (the API's handlers answer JSON)."""
-    status = int(getattr(exc, "status", None) or getattr(exc, "status_code", 500))
-    message = getattr(exc, "message", None) or getattr(exc, "detail", "")
+    status, message = 500, "Something went wrong."
+    if isinstance(exc, ApiError):
+        status, message = exc.status, exc.message
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, exc.detail
     if status == 404:
         message = "There is no such page, or it belongs to another organization."
     return Template(
