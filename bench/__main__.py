@@ -1,14 +1,14 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale).
+e2e, login, agents-scale, console).
 """
 
 import sys
 import time
 from collections.abc import Callable
 
-from bench import agent, agents_scale, api, e2e, ingest, login, probers, scheduler, seal
+from bench import agent, agents_scale, api, console, e2e, ingest, login, probers, scheduler, seal
 from bench.common import discard_logs, machine
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "e2e": e2e.run,
     "login": login.run,
     "agents-scale": agents_scale.run,
+    "console": console.run,
 }
 
 
