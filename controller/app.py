@@ -215,6 +215,7 @@ def create_app(
                     r"^/health$",
                     r"^/ready$",
                     r"^/metrics(/monitors)?$",
+                    r"^/$",
                     r"^/console(/|$)",
                     r"^/status/",
                     r"^/api/auth/login$",

@@ -4,11 +4,12 @@ package or another installed one, never from a CDN."""
 
 from pathlib import Path
 
-from litestar import Router
+from litestar import Router, get
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from openapi_ui_bundles import swagger_ui
@@ -32,6 +33,12 @@ _HEADERS = [
     ResponseHeader(name="Referrer-Policy", value="same-origin"),
     ResponseHeader(name="Cache-Control", value="no-store"),
 ]
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    """`make run`'s address opens onto the console."""
+    return Redirect(f"{PREFIX}/", status_code=302)
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -75,6 +82,7 @@ def routers(box: SecretBox) -> list[Router]:
     public = Router(
         path="/",
         route_handlers=[
+            root,
             status.public,
             scrape.monitor_metrics,
             create_static_files_router(

@@ -9,6 +9,8 @@ from tests.console.helpers import Browserish
 
 
 async def test_console_without_a_session_redirects_to_the_login_form(client: Browserish) -> None:
+    r = await client.get("/")
+    assert (r.status_code, r.headers["location"]) == (302, "/console/")
     r = await client.get("/console/")
     assert (r.status_code, r.headers["location"]) == (303, "/console/login")
     r = await client.get("/console/monitors.part")
