@@ -82,7 +82,8 @@ def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the login endpoints: every request per address, per replica."""
 
     def is_login(request: Request[Any, Any, Any]) -> bool:
-        return request.scope["path"] in LOGIN_PATHS
+        # POSTs only: opening the console's login form is not an attempt.
+        return request.method == "POST" and request.scope["path"] in LOGIN_PATHS
 
     return RateLimitConfig(
         rate_limit=("minute", FLOOD_FACTOR * settings.login_address_per_minute),

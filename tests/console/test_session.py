@@ -3,7 +3,9 @@ console, every POST needs the CSRF token, logout revokes the session, no session
 
 import asyncpg
 
+from shared.settings import ControllerSettings
 from tests.api.helpers import create
+from tests.api.login_helpers import client_from, new_address, retry_after, serving
 from tests.conftest import PASSWORD, Tenant
 from tests.console.helpers import Browserish
 
@@ -78,3 +80,24 @@ async def test_logout_revokes_the_session(client: Browserish, tenant: Tenant) ->
     assert (r.status_code, r.headers["location"]) == (303, "/console/login")
     r = await client.get("/console/")
     assert r.status_code == 303  # the token behind the cookie is gone, not only the cookie
+
+
+async def test_the_console_login_is_throttled_like_the_api_login(
+    settings: ControllerSettings, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """Wrong passwords from one address: past LOGIN_ADDRESS_PER_MINUTE the form answers 429
+    with Retry-After, even for the right password (the same throttle as `/api/auth/login`)."""
+    async with (
+        serving(settings, pool, login_address_per_minute=3) as url,
+        client_from(url, new_address()) as http,
+    ):
+        client = Browserish(http)
+        token = await client.csrf("/console/login")
+        email = tenant.emails["member"]
+        for _ in range(3):
+            r = await client.post("/console/login", {"email": email, "password": "x"}, token=token)
+            assert r.status_code == 401
+        r = await client.post("/console/login", {"email": email, "password": PASSWORD}, token=token)
+        assert r.status_code == 429 and "Too many login attempts" in r.text
+        assert retry_after(r) >= 1
+        assert "mp_session" not in client.cookies
