@@ -62,6 +62,8 @@ def routers(box: SecretBox) -> list[Router]:
             pages.agents_page,
             forms.new_form,
             forms.create,
+            forms.edit_form,
+            forms.edit,
             status.admin,
             status.save,
             status.unpublish,

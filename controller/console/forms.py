@@ -7,6 +7,7 @@ passwords are write-only (never put back into the form).
 
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
@@ -15,10 +16,18 @@ from litestar.response import Redirect, Template
 
 from controller.api import guards
 from controller.api.errors import ApiError, strict_body_error
-from controller.api.monitor_rules import IMAP_POP, SMTP
-from controller.api.monitor_schemas import ImapPopMonitorCreate, MonitorCreate, SmtpMonitorCreate
-from controller.api.monitors import create_checked
-from controller.console.pages import page, pool_of
+from controller.api.monitor_rules import IMAP_POP, SMTP, present
+from controller.api.monitor_schemas import (
+    MASK,
+    ImapPopMonitorCreate,
+    ImapPopMonitorUpdate,
+    MonitorCreate,
+    MonitorUpdate,
+    SmtpMonitorCreate,
+    SmtpMonitorUpdate,
+)
+from controller.api.monitors import create_checked, update_checked
+from controller.console.pages import find_monitor, page, pool_of
 from controller.console.session import PREFIX, principal_of
 from controller.db import console
 
@@ -82,6 +91,8 @@ def body_of(kind: str, form: dict[str, str]) -> dict[str, Any]:
 
 
 def _form(request: AnyRequest, kind: str, values: dict[str, str], **extra: Any) -> Template:
+    extra.setdefault("action", f"{PREFIX}/new/{kind}")
+    extra.setdefault("editing", None)
     return page(
         request,
         "new_monitor.html",
@@ -133,3 +144,96 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
             status_code=exc.status,
         )
     return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice=created", status_code=303)
+
+
+# --- editing ----------------------------------------------------------------------------------
+
+
+def values_of(row: asyncpg.Record, customers: list[asyncpg.Record]) -> dict[str, str]:
+    """The form's fields for a stored monitor (the API's view of it: secrets masked, and the
+    password field left empty)."""
+    kind = SMTP if row["type"] == "smtp" else IMAP_POP
+    config: dict[str, Any] = msgspec.structs.asdict(present(kind, row))["config"]
+    if row["type"] == "smtp":
+        tls = (
+            "implicit"
+            if config.get("secure")
+            else "starttls"
+            if config.get("requireTls")
+            else "none"
+        )
+        user = (config.get("auth") or {}).get("user") or ""
+    else:
+        tls = "on" if config.get("tls") else ""
+        user = config.get("user") or ""
+    public_ids = {c["id"]: str(c["public_id"]) for c in customers}
+    return {
+        "customer": public_ids.get(row["customer_id"], ""),
+        "name": row["name"],
+        "hostname": row["hostname"],
+        "port": "" if row["port"] is None else str(row["port"]),
+        "interval": str(row["check_interval"]),
+        "timeout": str(row["timeout_seconds"]),
+        "countries": ", ".join(row["allowed_country_codes"] or ()),
+        "email": row["notification_email"] or "",
+        "tls": tls,
+        "user": user,
+    }
+
+
+async def _editable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
+    async with pool_of(request).acquire() as conn:
+        row = await find_monitor(conn, request, monitor_id)  # 404 before 403
+    guards.requires_writer(principal_of(request))
+    return row
+
+
+@get("/monitors/{monitor_id:str}/edit", name="console-edit")
+async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
+    row = await _editable(request, monitor_id)
+    customers = await _customers(request)
+    return _form(
+        request,
+        row["type"],
+        values_of(row, customers),
+        customers=customers,
+        error=None,
+        action=f"{PREFIX}/monitors/{row['public_id']}/edit",
+        editing=row,
+    )
+
+
+@post("/monitors/{monitor_id:str}/edit", status_code=303)
+async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
+    """The form as a PATCH: an empty password keeps the stored one (the API's mask), which the
+    API refuses when the change would send it elsewhere (`secret_binding`), naming the field."""
+    row = await _editable(request, monitor_id)
+    kind = row["type"]
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    body = body_of(kind, form)
+    if form.get("user", "").strip() and not form.get("password"):
+        config = body["smtpConfig"]["auth"] if kind == "smtp" else body["imapPopConfig"]
+        config["pass" if kind == "smtp" else "password"] = MASK
+    schema: type[MonitorUpdate] = SmtpMonitorUpdate if kind == "smtp" else ImapPopMonitorUpdate
+    try:
+        try:
+            checked = msgspec.convert(body, schema, strict=True)
+        except msgspec.ValidationError as exc:
+            raise strict_body_error(exc) from None
+        await update_checked(
+            SMTP if kind == "smtp" else IMAP_POP, request, str(row["public_id"]), checked
+        )
+    except ApiError as exc:
+        form.pop("password", None)  # write-only: never sent back
+        return _form(
+            request,
+            kind,
+            form,
+            customers=await _customers(request),
+            error=exc.message,
+            error_fields=exc.fields,
+            status_code=exc.status,
+            action=f"{PREFIX}/monitors/{row['public_id']}/edit",
+            editing=row,
+        )
+    return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice=updated", status_code=303)

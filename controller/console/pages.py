@@ -52,6 +52,7 @@ NOTICES = {
     "resumed": "Resumed: the monitor is checked again.",
     "deleted": "The monitor was deleted.",
     "created": "The monitor was created; its first round runs within a minute.",
+    "updated": "Saved.",
 }
 
 AnyRequest = Request[Any, Any, Any]
@@ -208,7 +209,7 @@ async def overview_part(request: AnyRequest) -> Template:
 # --- one monitor ------------------------------------------------------------------------------
 
 
-async def _find(conn: Any, request: AnyRequest, raw_id: str) -> asyncpg.Record:
+async def find_monitor(conn: Any, request: AnyRequest, raw_id: str) -> asyncpg.Record:
     try:
         ident = UUID(raw_id)
     except ValueError:
@@ -268,7 +269,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     span = RANGES.get(range_name, RANGES["day"])
     now = utcnow()
     async with pool_of(request).acquire() as conn:
-        row = await _find(conn, request, monitor_id)
+        row = await find_monitor(conn, request, monitor_id)
         found = await monitor_with_latest(
             conn, row["public_id"], ALL_TYPES, guards.read_scope(principal_of(request))
         )
@@ -313,7 +314,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
 
 async def _writable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
     async with pool_of(request).acquire() as conn:
-        row = await _find(conn, request, monitor_id)  # 404 before 403
+        row = await find_monitor(conn, request, monitor_id)  # 404 before 403
     guards.requires_writer(principal_of(request))
     return row
 

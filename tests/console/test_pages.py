@@ -7,7 +7,9 @@ import httpx
 import pytest
 
 from controller.schedule import JobIds
-from tests.api.helpers import create
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from tests.api.helpers import create, opened, stored_row
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
 
@@ -172,3 +174,54 @@ async def test_overview_counts_states_filters_and_shows_country_dots(
     assert "Charlie relay" in part.text and "<html" not in part.text
     page = (await client.get(f"/console/monitors/{mixed['publicId']}")).text
     assert "<polyline" in page  # the response-time chart, drawn on the server
+
+
+async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
+    client: Browserish,
+    tenant: Tenant,
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+) -> None:
+    """An empty password keeps the stored one (never shown); moving the monitor to another
+    host without sending the password again is the API's 400 naming the field."""
+    monitor = await create(
+        http,
+        tenant,
+        "smtp",
+        hostname="smtp.example.com",
+        smtpConfig={"requireTls": True, "auth": {"user": "relay", "pass": "Stored-Secret-5"}},
+    )
+    edit = f"/console/monitors/{monitor['publicId']}/edit"
+    client.session = tenant.tokens["readonly"]
+    assert (await client.get(edit)).status_code == 403
+    client.session = tenant.tokens["member"]
+    form = await client.get(edit)
+    assert form.status_code == 200
+    assert 'value="relay"' in form.text and 'value="smtp.example.com"' in form.text
+    assert "Stored-Secret-5" not in form.text and "********" not in form.text
+    token = await client.csrf(edit)
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Renamed relay",
+        "hostname": "smtp.example.com",
+        "tls": "starttls",
+        "user": "relay",
+        "password": "",
+        "interval": "60",
+        "timeout": "30",
+    }
+    r = await client.post(edit, values, token=token)
+    assert (r.status_code, r.headers["location"]) == (
+        303,
+        f"/console/monitors/{monitor['publicId']}?notice=updated",
+    )
+    got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
+    assert got.json()["name"] == "Renamed relay"
+    assert got.json()["smtpConfig"]["auth"] == {"user": "relay", "pass": "********"}
+    stored = (await stored_row(pool, monitor["publicId"]))["config"]["auth"]["pass"]
+    assert opened(SecretBox(settings.secrets_key or ""), stored) == "Stored-Secret-5"
+    r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
+    assert r.status_code == 400 and "must be sent again" in r.text
+    got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
+    assert got.json()["hostname"] == "smtp.example.com"
