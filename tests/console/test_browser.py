@@ -14,6 +14,7 @@ import pytest
 import trustme
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 from shared import embedded
@@ -158,6 +159,18 @@ async def test_log_in_and_watch_a_down_monitor_turn_up_live(
             loop.run(server.__aexit__(None, None, None))
         assert driver.execute_script("return window.notReloaded === true;")  # live, no reload
         browser.screenshot(driver, "overview")
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)  # the keyboard's first stop
+        assert driver.switch_to.active_element.text == "Skip to content"
+        driver.set_window_size(390, 844)  # a phone: the page itself never scrolls sideways
+        assert driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth;"
+        )
+        browser.screenshot(driver, "overview-phone")
+        driver.set_window_size(1280, 1000)
+        driver.get(f"{rig.url}/console/agents")
+        assert f"{COUNTRY}\trig" in text(driver)  # the rig's live agent, by country
+        browser.screenshot(driver, "agents")
+        driver.get(f"{rig.url}/console/")
         driver.find_element(By.LINK_TEXT, "Edge relay").click()
         browser.wait(driver, lambda d: d.find_elements(By.ID, "monitor-state"))
         page = text(driver)
