@@ -268,12 +268,17 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     range_name = request.query_params.get("range", "day")
     span = RANGES.get(range_name, RANGES["day"])
     now = utcnow()
+    try:
+        ident = UUID(monitor_id)
+    except ValueError:
+        raise NotFoundException() from None
     async with pool_of(request).acquire() as conn:
-        row = await find_monitor(conn, request, monitor_id)
         found = await monitor_with_latest(
-            conn, row["public_id"], ALL_TYPES, guards.read_scope(principal_of(request))
+            conn, ident, ALL_TYPES, guards.read_scope(principal_of(request))
         )
-        latest = found[1] if found else []
+        if found is None:
+            raise NotFoundException()
+        row, latest = found
         shown, _ = await console.overview(
             conn,
             organization_id=row["organization_id"],

@@ -225,3 +225,20 @@ async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
     assert r.status_code == 400 and "must be sent again" in r.text
     got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
     assert got.json()["hostname"] == "smtp.example.com"
+
+
+async def test_a_refused_action_shows_the_apis_reason_on_the_monitor_page(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    """Check now on a paused monitor is the API's 409 with its words; where no check pipeline
+    runs, the API's 503."""
+    monitor = await create(http, tenant, "smtp", name="Sleeping relay")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["admin"]
+    token = await client.csrf(page)
+    r = await client.post(f"{page}/trigger", token=token)
+    assert r.status_code == 503 and "The check pipeline is not running here" in r.text
+    await client.post(f"{page}/pause", token=token)
+    r = await client.post(f"{page}/trigger", token=token)
+    assert r.status_code == 409 and "The monitor is disabled" in r.text
+    assert "Sleeping relay" in r.text
