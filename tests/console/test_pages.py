@@ -242,3 +242,12 @@ async def test_a_refused_action_shows_the_apis_reason_on_the_monitor_page(
     r = await client.post(f"{page}/trigger", token=token)
     assert r.status_code == 409 and "The monitor is disabled" in r.text
     assert "Sleeping relay" in r.text
+
+
+async def test_an_organization_without_monitors_sees_how_to_start(
+    client: Browserish, tenant: Tenant
+) -> None:
+    client.session = tenant.tokens["member"]
+    r = await client.get("/console/")
+    assert 'data-count="all">0<' in r.text and "No monitors yet" in r.text
+    assert 'href="/console/new/smtp">Create an SMTP monitor' in r.text
