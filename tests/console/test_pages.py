@@ -251,3 +251,18 @@ async def test_an_organization_without_monitors_sees_how_to_start(
     r = await client.get("/console/")
     assert 'data-count="all">0<' in r.text and "No monitors yet" in r.text
     assert 'href="/console/new/smtp">Create an SMTP monitor' in r.text
+
+
+async def test_a_global_supporter_reads_every_organization_and_changes_nothing(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    helpdesk, customer = await make_tenant(pool, supporter=True), await make_tenant(pool)
+    theirs = await create(http, customer, "smtp", name=f"Customer relay {customer.org_id}")
+    client.session = helpdesk.tokens["supporter"]
+    assert theirs["name"] in (await client.get(f"/console/?q={theirs['name']}")).text
+    page = f"/console/monitors/{theirs['publicId']}"
+    r = await client.get(page)
+    assert r.status_code == 200 and 'id="actions"' not in r.text
+    token = await client.csrf(page)
+    assert (await client.post(f"{page}/pause", token=token)).status_code == 403
+    assert (await client.get("/console/status-pages")).status_code == 403
