@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm).
+e2e, login, agents-scale, roundtrip, confirm, console).
 """
 
 import sys
@@ -13,6 +13,7 @@ from bench import (
     agents_scale,
     api,
     confirm,
+    console,
     e2e,
     ingest,
     login,
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "agents-scale": agents_scale.run,
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
+    "console": console.run,
 }
 
 

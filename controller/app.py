@@ -14,10 +14,9 @@ from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller import metrics
+from controller import console, metrics
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
@@ -215,6 +214,7 @@ def create_app(
             health,
             ready,
             prometheus_metrics,
+            *console.routers(box),
         ],
         lifespan=[lifespan],
         on_app_init=[on_app_init],
@@ -226,7 +226,10 @@ def create_app(
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
-                    r"^/metrics$",
+                    r"^/metrics(/monitors)?$",
+                    r"^/$",
+                    r"^/console(/|$)",
+                    r"^/status/",
                     r"^/api/auth/login$",
                     r"^/api/v3/access-tokens$",
                 ],
@@ -239,8 +242,9 @@ def create_app(
             title="mailprobe API",
             version=__version__,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[console.docs_plugin()],
         ),
+        template_config=console.template_config(),
         logging_config=None,
         debug=False,
     )

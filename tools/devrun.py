@@ -205,6 +205,7 @@ def main() -> int:
         print(
             f"""
   mailprobe is running.
+    console    {url}/console/   (log in as the admin below)
     API        {url}          (OpenAPI: {url}/schema)
     admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}")
     token      {token}
