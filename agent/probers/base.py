@@ -34,12 +34,14 @@ class ProbeFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates."""
+    """Where to connect: resolved IPs (tried in order), and `server_name` for SNI and the
+    certificate check (the hostname unless the monitor names another)."""
 
     hostname: str
     addresses: tuple[str, ...]
     port: int
     ssl_context: ssl.SSLContext
+    server_name: str
 
 
 @dataclass(slots=True)

@@ -108,7 +108,8 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
         hostname=job.hostname,
         addresses=addresses,
         port=port,
-        ssl_context=contexts.pick(job.config.tls_options.reject_unauthorized),
+        ssl_context=contexts.for_options(job.config.tls_options),
+        server_name=job.config.tls_options.servername or job.hostname,
     )
     await PROBERS[job.monitor_type](target, job, rec)
 

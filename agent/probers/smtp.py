@@ -30,7 +30,7 @@ async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
     # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
     smtp = aiosmtplib.SMTP(
         sock=sock,
-        hostname=target.hostname,
+        hostname=target.server_name,
         use_tls=job.config.secure,
         start_tls=False,
         tls_context=target.ssl_context,
