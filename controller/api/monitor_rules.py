@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
-from controller.api import secret_binding, validation
+from controller.api import secret_binding, tls_options, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.api.monitor_schemas import (
     MASK,
@@ -110,15 +110,20 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
     return None
 
 
-def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any]) -> None:
-    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share."""
+def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any], key: str) -> None:
+    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share; a null `ca` or
+    `servername` is the default, so it is not stored."""
     opts = cfg.tls_options
     if opts is not UNSET:
-        out["tlsOptions"] = (
-            {}
-            if opts.reject_unauthorized is UNSET
-            else {"rejectUnauthorized": opts.reject_unauthorized}
-        )
+        tls: dict[str, Any] = {}
+        if opts.reject_unauthorized is not UNSET:
+            tls["rejectUnauthorized"] = opts.reject_unauthorized
+        if isinstance(opts.ca, str):
+            tls["ca"] = tls_options.ca(opts.ca, f"{key}.tlsOptions.ca")
+        if isinstance(opts.servername, str):
+            field = f"{key}.tlsOptions.servername"
+            tls["servername"] = tls_options.servername(opts.servername, field)
+        out["tlsOptions"] = tls
     if cfg.allow_plaintext_auth is not UNSET:
         out["allowPlaintextAuth"] = cfg.allow_plaintext_auth
 
@@ -165,7 +170,7 @@ def _smtp_config(
         if sealed is not UNSET:
             auth["pass"] = sealed
         out["auth"] = auth
-    _transport_options(cfg, out)
+    _transport_options(cfg, out, key)
     return out
 
 
@@ -188,7 +193,7 @@ def _imap_pop_config(
         out["password"] = sealed
     if cfg.tls is not UNSET:
         out["tls"] = cfg.tls
-    _transport_options(cfg, out)
+    _transport_options(cfg, out, key)
     return out, protocol
 
 
