@@ -302,16 +302,17 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _masked(value: Any) -> Any:
+def masked(value: Any) -> Any:
+    """`value` with every sealed secret in it replaced by the mask, as responses show it."""
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        return {k: masked(v) for k, v in value.items()}
     if isinstance(value, str) and value.startswith(PREFIX):
         return MASK
     return value
 
 
 def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor:
-    config = _masked(row["config"])
+    config = masked(row["config"])
     common: dict[str, Any] = {
         "id": row["id"],
         "public_id": str(row["public_id"]),
