@@ -1,5 +1,5 @@
 """`python -m controller migrate | create-admin | create-user | serve | gen-key | apply |
-export`."""
+export | tail`."""
 
 import argparse
 import asyncio
@@ -9,6 +9,7 @@ import sys
 import asyncpg
 import structlog
 
+from controller import tail
 from controller.ascode import run as ascode
 from controller.db import accounts
 from controller.db.migrate import migrate
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("gen-key", help="print a new SECRETS_KEY")
     ascode.add_commands(sub)
+    tail.add_command(sub)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("apply", "export"):
         # API clients: they need a token, not the controller's settings.
         return ascode.main(args, os.environ)
+    if args.command == "tail":
+        return tail.main(args, os.environ)  # a NATS reader only
     try:
         settings = load(
             ControllerSettings,
