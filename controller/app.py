@@ -18,6 +18,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import metrics
+from controller.api import openapi_doc
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
@@ -206,6 +207,7 @@ def create_app(
         ],
         lifespan=[lifespan],
         on_app_init=[on_app_init],
+        on_startup=[openapi_doc.document],
         middleware=[
             access_log,
             DefineMiddleware(
