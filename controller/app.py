@@ -25,6 +25,7 @@ from controller.api.alerts import (
     SmtpMonitorAlertsController,
 )
 from controller.api.alertsite import AlertSiteController
+from controller.api.allow import options_allow
 from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
@@ -210,6 +211,7 @@ def create_app(
         on_startup=[openapi_doc.document],
         middleware=[
             access_log,
+            options_allow,
             DefineMiddleware(
                 BearerAuthMiddleware,
                 exclude=[

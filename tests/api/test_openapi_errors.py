@@ -82,3 +82,26 @@ async def test_real_error_bodies_match_their_documented_schema(
         assert set(r.json()) == set(schemas["ErrorBody"]["properties"]), r.text
     r = await http.get("/api/v3/devices/1")
     assert set(r.json()) == set(schemas["AlertSiteErrors"]["properties"]), r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/api/smtp-monitors", {"GET", "POST", "OPTIONS"}),
+        (
+            "/api/smtp-monitors/00000000-0000-4000-8000-000000000000",
+            {"GET", "PATCH", "DELETE", "OPTIONS"},
+        ),
+    ],
+)
+async def test_405_and_options_name_every_method_of_the_path(
+    http: httpx.AsyncClient, tenant: Tenant, path: str, methods: set[str]
+) -> None:
+    """OPTIONS listed only the method Litestar registered first (`OPTIONS, POST`)."""
+    r = await http.put(path, headers=tenant.auth())
+    assert r.status_code == 405, r.text
+    assert set(r.json()) == {"statusCode", "code", "message", "fields"}
+    assert {m.strip() for m in r.headers["allow"].split(",")} == methods
+    r = await http.options(path, headers=tenant.auth())
+    assert r.status_code == 204
+    assert {m.strip() for m in r.headers["allow"].split(",")} == methods
