@@ -7,6 +7,9 @@ with 401, 403, 404, 409, 413 and 429 too. `document` rewrites the generated docu
 startup, before the first request renders it.
 """
 
+from typing import cast
+
+import msgspec
 from litestar import Litestar
 from litestar.openapi.spec import (
     Components,
@@ -75,6 +78,27 @@ _ALERTSITE_ERRORS = Schema(
 )
 
 
+def _closed_structs() -> list[type[msgspec.Struct]]:
+    """The request Structs: those that refuse unknown keys (a 400 naming the key)."""
+    found: list[type[msgspec.Struct]] = []
+    todo: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__struct_config__.forbid_unknown_fields:
+            found.append(cls)
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def request_schemas() -> dict[str, dict[str, object]]:
+    """msgspec's own JSON Schema of the request Structs: every bound (`minimum: 0` too, which
+    Litestar drops as falsy), `additionalProperties: false`, optional keys as not required."""
+    _, components = msgspec.json.schema_components(
+        _closed_structs(), ref_template="#/components/schemas/{name}"
+    )
+    return components
+
+
 def document(app: Litestar) -> None:
     """Rewrite `app`'s OpenAPI document in place (an `on_startup` hook)."""
     rewrite(app.openapi_schema)
@@ -86,6 +110,9 @@ def rewrite(spec: OpenAPI) -> None:
     schemas = components.schemas if components.schemas is not None else {}
     schemas.update(ErrorBody=_ERROR_BODY, AlertSiteErrors=_ALERTSITE_ERRORS)
     components.schemas = schemas
+    for name, schema in request_schemas().items():
+        if name in schemas:  # Litestar names components by class, as msgspec does
+            schemas[name] = cast(Schema, schema)  # a dict renders as itself
     components.security_schemes = {
         BEARER: SecurityScheme(
             type="http",
@@ -110,9 +137,8 @@ def _operation(path: str, operation: Operation) -> None:
         operation.security = []
     statuses = {"400", "429"}
     if not public:
-        statuses |= {"401", "403"}
-    if "{" in path:
-        statuses.add("404")
+        # 404 also without an id in the path: a body can name another organization's customer
+        statuses |= {"401", "403", "404"}
     if operation.request_body is not None:
         statuses.add("413")
     if path.endswith("/trigger-check") or path.startswith("/api/users"):
