@@ -17,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import console, metrics
+from controller.api import openapi_doc
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
@@ -24,6 +25,7 @@ from controller.api.alerts import (
     SmtpMonitorAlertsController,
 )
 from controller.api.alertsite import AlertSiteController
+from controller.api.allow import options_allow
 from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
@@ -218,8 +220,10 @@ def create_app(
         ],
         lifespan=[lifespan],
         on_app_init=[on_app_init],
+        on_startup=[openapi_doc.document],
         middleware=[
             access_log,
+            options_allow,
             DefineMiddleware(
                 BearerAuthMiddleware,
                 exclude=[

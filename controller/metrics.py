@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -163,7 +164,12 @@ Probe = Callable[[], Awaitable[None]]
 
 def ingest_lag(js: JetStreamContext, durable: str) -> Probe:
     async def probe() -> None:
-        info = await js.consumer_info(RESULTS_STREAM, durable)
+        try:
+            info = await js.consumer_info(RESULTS_STREAM, durable)
+        except NotFoundError:
+            # The ingester creates its consumer when it starts, just after the first sample:
+            # no consumer yet is nothing to report, not a failure (it warned on every start).
+            return
         INGEST_LAG.set(info.num_pending or 0)
         INGEST_ACK_PENDING.set(info.num_ack_pending or 0)
 

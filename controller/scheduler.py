@@ -290,7 +290,9 @@ class Scheduler:
         }
 
     async def plan_new(self) -> int:
-        """First due time of monitors that have none: the first grid point after now."""
+        """First due time of monitors that have none: now for one that never ran (a new
+        monitor's first check should not wait up to an interval), else the first grid point
+        after now."""
         planned = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -298,8 +300,11 @@ class Scheduler:
                 if not rows:
                     return planned
                 now = self._clock()
+                at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
                 nexts = [
-                    schedule.next_due(
+                    at_once
+                    if r["never_run"]
+                    else schedule.next_due(
                         schedule.phase_ms(str(r["public_id"]), r["check_interval"]),
                         r["check_interval"],
                         now,

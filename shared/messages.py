@@ -40,7 +40,13 @@ SECRET_MASK: Final = "********"
 
 
 class TlsOptions(msgspec.Struct, rename="camel"):
+    """node's tls options: `ca` (PEM, one or more certificates) replaces the system trust store
+    for this server, as in node; `servername` is the name sent in SNI and checked against the
+    certificate instead of the hostname (the agent still connects to the hostname)."""
+
     reject_unauthorized: bool = True
+    ca: str | None = None
+    servername: str | None = None
 
 
 class SmtpAuth(msgspec.Struct, rename="camel"):

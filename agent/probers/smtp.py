@@ -40,7 +40,7 @@ async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmt
     # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
     smtp = aiosmtplib.SMTP(
         sock=sock,
-        hostname=target.hostname,
+        hostname=target.server_name,
         use_tls=config.secure,
         start_tls=False,
         tls_context=target.ssl_context,

@@ -54,9 +54,21 @@ ExpiryDays = Annotated[
 ]
 
 
+Delivery = Annotated[
+    str,
+    Meta(
+        description="its down notices and reminders: `sent` (at least one was delivered), "
+        "`pending` (queued, none delivered yet: retrying, or no controller has the channel "
+        "configured), `failed` (none delivered, none left to try), `none` (nothing queued: "
+        "opened in maintenance, or the monitor has no notification address)"
+    ),
+]
+
+
 class Incident(msgspec.Struct, rename="camel"):
     """`durationSeconds` is null while the incident is open; `endReason` says why it ended when
-    not by recovering (`monitoring disabled`), else null."""
+    not by recovering (`monitoring disabled`), else null. `notified` is true only once a notice
+    about it was delivered (`delivery`)."""
 
     id: str
     monitor_id: str
@@ -68,6 +80,7 @@ class Incident(msgspec.Struct, rename="camel"):
     cause: str
     countries: list[str]
     notified: bool
+    delivery: Delivery
     end_reason: str | None
 
 
@@ -176,9 +189,18 @@ def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
         cause_kind=row["cause_kind"],
         cause=row["cause"],
         countries=list(row["countries"]),
-        notified=row["notified"],
+        notified=row["delivered"] > 0,
+        delivery=delivery(row["queued"], row["delivered"], row["waiting"]),
         end_reason=row["end_reason"],
     )
+
+
+def delivery(queued: int, delivered: int, waiting: int) -> str:
+    if delivered:
+        return "sent"
+    if waiting:
+        return "pending"
+    return "failed" if queued else "none"
 
 
 async def _incidents(

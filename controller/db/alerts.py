@@ -354,9 +354,16 @@ async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) ->
 async def list_incidents(
     conn: Conn, monitor_id: int, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
+    """A page of the monitor's incidents, newest first, each with the counts of its notices
+    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
     rows = await conn.fetch(
-        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE monitor_id = $1"
-        " ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting FROM incidents i"
+        " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
+        "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
+        "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
+        "   FROM notification_outbox o WHERE o.incident_id = i.id AND o.kind <> 'recovered') d"
+        " WHERE i.monitor_id = $1"
+        " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
         monitor_id,
         limit,
         offset,

@@ -32,9 +32,10 @@ async def claim_due(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Recor
 
 
 async def claim_unplanned(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Monitors without a due time yet (new, or interval/status just changed), locked."""
+    """Monitors without a due time yet (new, or interval/status just changed), locked;
+    `never_run`: no round of it has gone anywhere yet."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, public_id, check_interval FROM monitors"
+        "SELECT id, public_id, check_interval, round_countries IS NULL AS never_run FROM monitors"
         " WHERE status <> 'disabled' AND next_due_at IS NULL"
         " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         limit,

@@ -36,9 +36,11 @@ async def test_incidents_and_alert_history_of_a_monitor(rig: Rig, api: httpx.Asy
         "cause",
         "countries",
         "notified",
+        "delivery",
         "endReason",
     }
     assert closed["endReason"] is None  # it recovered
+    assert (closed["notified"], closed["delivery"]) == (True, "sent")
 
     r = await api.get(f"{base}/alert-history?perPage=2", headers=rig.tenant.auth())
     assert r.status_code == 200
