@@ -32,7 +32,13 @@ BEARER = "bearer"
 PUBLIC = ("/health", "/ready", "/metrics", "/api/auth/login", "/api/v3/access-tokens")
 # Path parameters the API parses as UUIDs (a malformed one is a 400 naming it).
 UUID_PARAMS = frozenset(
-    {"smtpMonitorPublicId", "imapPopMonitorPublicId", "userPublicId", "windowId"}
+    {
+        "smtpMonitorPublicId",
+        "imapPopMonitorPublicId",
+        "roundtripMonitorPublicId",
+        "userPublicId",
+        "windowId",
+    }
 )
 ERROR_STATUSES = {
     "400": "the request is malformed or a field is invalid (`fields` names it)",
