@@ -284,7 +284,11 @@ async def test_get_shows_the_config_the_agent_uses_and_patches_back_unchanged(
     created = await make(http, tenant, send__port=..., receive__port=..., slowAfterSeconds=...)
     shown = created["roundtripConfig"]
     assert shown["send"]["port"] is None and shown["send"]["secure"] is False
-    assert shown["send"]["tlsOptions"] == {"rejectUnauthorized": True}
+    assert shown["send"]["tlsOptions"] == {
+        "rejectUnauthorized": True,
+        "ca": None,
+        "servername": None,
+    }
     assert shown["receive"]["port"] is None and shown["receive"]["allowPlaintextAuth"] is False
     assert shown["slowAfterSeconds"] is None
     url = f"{RT}/{created['publicId']}"
