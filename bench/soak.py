@@ -11,7 +11,7 @@ the stored rows), alerts sent, recovery time, catch-up rate, max in-flight per a
 when a target is missed; prints every figure either way.
 
 `python -m bench.soak` runs the full campaign (~15 minutes); `--short` a few faults on fewer
-monitors (~3 minutes, what tests/e2e/test_soak_short.py runs).
+monitors (~2 minutes, what tests/soak/test_soak_short.py runs).
 """
 
 import asyncio
@@ -147,9 +147,9 @@ FULL = [
     Fault("country US gone 2 min", country_gone(120), False, 30),
 ]
 SHORT = [
-    Fault("agent kill -9 (DE-1, back after 5 s)", agent_kill(5), False, 20),
-    Fault("controller kill -9, restarted", controller_kill, True, 25),
-    Fault("NATS kill -9, 15 s down", nats_down(signal.SIGKILL, 15), True, 30),
+    Fault("agent kill -9 (DE-1, back after 3 s)", agent_kill(3), False, 12),
+    Fault("controller kill -9, restarted", controller_kill, True, 15),
+    Fault("NATS kill -9, 10 s down", nats_down(signal.SIGKILL, 10), True, 22),
 ]
 
 
@@ -165,7 +165,7 @@ CAMPAIGNS = {
     "full": Campaign(1000, FULL, warmup_s=30),
     # A low concurrency, so the jobs a NATS outage piles up overrun it at this small scale too
     # when the agent lets them (issue 13 #1): 15 checks/s per country need far less.
-    "short": Campaign(150, SHORT, warmup_s=20, concurrency=20),
+    "short": Campaign(150, SHORT, warmup_s=16, concurrency=20),
 }
 
 
