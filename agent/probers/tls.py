@@ -4,6 +4,7 @@ Building an SSLContext loads the system trust store (~36 ms of CPU), so the agen
 variants once at start and every check reuses them; a context is safe to share across tasks.
 """
 
+import hashlib
 import ipaddress
 import math
 import ssl
@@ -14,6 +15,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from shared.messages import TlsInfo
@@ -114,6 +116,8 @@ def cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
         pass
     else:
         info.cert_key_type, info.cert_key_bits = _key(key)
+        spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        info.cert_spki_sha256 = hashlib.sha256(spki).hexdigest()
     oid = cert.signature_algorithm_oid
     info.cert_signature = getattr(oid, "_name", None) or oid.dotted_string
 

@@ -1,0 +1,112 @@
+"""The agent's mail DNS probe against a loopback DNS server and MTA-STS policy host."""
+
+import ssl
+
+import pytest
+import trustme
+
+from agent.maildns import MailDnsProbe
+from tests.peers.dns import DnsPeer, PolicyHost
+
+DOMAIN = "example.test"
+POLICY = "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n"
+TLSA = "3 1 1 " + "ab" * 32
+
+
+def _records(**extra: list[str]) -> dict[tuple[str, str], list[str]]:
+    records = {
+        (DOMAIN, "MX"): ["20 backup.example.test.", "10 MX.example.test."],
+        (DOMAIN, "TXT"): ['"v=spf1 mx -all"', '"google-site-verification=x"', '"v=spf10 x"'],
+        (f"_dmarc.{DOMAIN}", "TXT"): ['"v=DMARC1; p=reject"'],
+        (f"_mta-sts.{DOMAIN}", "TXT"): ['"v=STSv1; id=2024" "0101"'],
+        (f"_smtp._tls.{DOMAIN}", "TXT"): ['"v=TLSRPTv1; rua=mailto:tls@example.test"'],
+        (f"mta-sts.{DOMAIN}", "A"): ["127.0.0.1"],
+        ("_25._tcp.mx.example.test", "TLSA"): [TLSA],
+    }
+    for key, value in extra.items():
+        name, _, rdtype = key.rpartition("_")
+        records[(name.replace("__", ".") or DOMAIN, rdtype)] = value
+    return records
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _probe(ca: trustme.CA, dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return MailDnsProbe(
+        resolver=dns_peer.address,
+        policy_context=context,
+        policy_port=policy_port,
+        allow_private=True,
+    )
+
+
+async def test_probe_reads_each_record_kind_and_the_https_policy(ca: trustme.CA) -> None:
+    """MX by preference (lower case, no dot), only the TXT records of each kind (not `v=spf10`),
+    a TXT record's strings joined, TLSA of the monitored service, and the policy fetched from
+    https://mta-sts.<domain>/.well-known/mta-sts.txt with the policy host's name."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(server)
+    async with DnsPeer(_records(), ad=True) as peer, PolicyHost(server, POLICY) as host:
+        seen = await _probe(ca, peer, host.port).probe(DOMAIN, "mx.example.test", 25, 5.0)
+    assert seen.mx == ["mx.example.test", "backup.example.test"]
+    assert seen.spf == ["v=spf1 mx -all"]
+    assert seen.dmarc == ["v=DMARC1; p=reject"]
+    assert seen.mta_sts == ["v=STSv1; id=20240101"]
+    assert seen.tls_rpt == ["v=TLSRPTv1; rua=mailto:tls@example.test"]
+    assert seen.tlsa == [TLSA] and seen.tlsa_dnssec is True
+    assert seen.mta_sts_policy == POLICY
+    assert seen.errors == {}
+    assert host.requests == [("GET /.well-known/mta-sts.txt HTTP/1.0", f"mta-sts.{DOMAIN}")]
+
+
+async def test_missing_records_are_empty_and_failed_lookups_are_null_with_why(
+    ca: trustme.CA,
+) -> None:
+    """NXDOMAIN / no record: [] (the domain has none); SERVFAIL: null and `errors` says so, so
+    a resolver outage never reads as a missing record. Without the AD bit the TLSA records are
+    there but not DNSSEC-validated. No `_mta-sts` TXT: no policy fetched."""
+    records = _records()
+    del records[(f"_mta-sts.{DOMAIN}", "TXT")]
+    del records[(DOMAIN, "TXT")]
+    records[(DOMAIN, "A")] = ["127.0.0.1"]  # the name exists, without TXT
+    async with DnsPeer(records, servfail=frozenset({f"_dmarc.{DOMAIN}"})) as peer:
+        seen = await _probe(ca, peer, 1).probe(DOMAIN, "mx.example.test", 25, 5.0)
+    assert seen.spf == [] and seen.mta_sts == [] and seen.mta_sts_policy is None
+    assert seen.dmarc is None and "dmarc" in seen.errors
+    assert seen.tlsa == [TLSA] and seen.tlsa_dnssec is False
+    assert (f"mta-sts.{DOMAIN}", "A") not in peer.asked
+
+
+async def test_policy_host_with_an_untrusted_certificate_or_404_gives_no_policy(
+    ca: trustme.CA,
+) -> None:
+    """RFC 8461 3.3: the policy counts only over HTTPS with a valid certificate and a 200."""
+    other = trustme.CA()
+    bad = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    other.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(bad)
+    good = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(good)
+    async with DnsPeer(_records()) as peer:
+        async with PolicyHost(bad, POLICY) as host:
+            untrusted = await _probe(ca, peer, host.port).probe(DOMAIN, "mx.example.test", 25, 5)
+        async with PolicyHost(good, "no", status=404) as host:
+            missing = await _probe(ca, peer, host.port).probe(DOMAIN, "mx.example.test", 25, 5)
+    assert untrusted.mta_sts_policy is None
+    assert "certificate" in untrusted.errors["mtaStsPolicy"]
+    assert missing.mta_sts_policy is None
+    assert "HTTP 404" in missing.errors["mtaStsPolicy"]
+
+
+async def test_policy_host_on_a_private_address_is_not_fetched(ca: trustme.CA) -> None:
+    """An agent that refuses private targets does not fetch a policy from one either: a mail
+    domain is not a way into the agent's own network."""
+    async with DnsPeer(_records()) as peer:
+        probe = MailDnsProbe(resolver=peer.address, policy_port=1)
+        seen = await probe.probe(DOMAIN, "mx.example.test", 25, 5.0)
+    assert seen.mta_sts_policy is None
+    assert "private" in seen.errors["mtaStsPolicy"]
