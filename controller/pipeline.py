@@ -99,6 +99,7 @@ async def open_pipeline(
             CountryKeys(settings.seal_public_keys_dir),
             default_countries=settings.default_check_countries,
             batch=settings.scheduler_batch,
+            dns_interval_s=settings.dns_posture_interval_seconds,
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:
