@@ -41,6 +41,26 @@ TXT_LOOKUPS: Final = {
     "tls_rpt": ("_smtp._tls.", "v=TLSRPTv1"),
 }
 _WIRE = {"mta_sts": "mtaSts", "tls_rpt": "tlsRpt"}
+# Special-use and customary internal names (RFC 6761, 6762, 8375, 2606 and common practice):
+# answered by the agent's own network, never the public DNS, so not looked up unless private
+# targets are allowed. Their records (MX names, TXT texts) would reach the monitor's owner.
+INTERNAL_SUFFIXES: Final = (
+    "localhost",
+    "local",
+    "internal",
+    "intranet",
+    "lan",
+    "corp",
+    "home",
+    "private",
+    "home.arpa",
+    "in-addr.arpa",
+    "ip6.arpa",
+    "invalid",
+    "test",
+    "example",
+    "onion",
+)
 
 
 class MailDnsProbe:
@@ -85,6 +105,16 @@ class MailDnsProbe:
         """What `domain` publishes, and the TLSA records of `hostname`:`port`."""
         out = MailDns(domain=domain)
         budget = min(budget_s, BUDGET_MAX_S)
+        if not self._allow_private and any(
+            f".{name}".endswith(f".{suffix}")
+            for name in (domain, hostname)
+            for suffix in INTERNAL_SUFFIXES
+        ):
+            out.errors["resolver"] = (
+                "an internal or special-use name: not looked up unless "
+                "AGENT_ALLOW_PRIVATE_TARGETS is set"
+            )
+            return out
         try:
             resolver = self._resolver_now()
         except dns.exception.DNSException as exc:

@@ -440,7 +440,8 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(opened, self.agent_id, self._allow_private, self._ssl)
-            if job.mail_domain is not None:
+            # Not for a host the agent refused: its TLSA records are the agent's network's.
+            if job.mail_domain is not None and result.error_kind != "blocked_target":
                 result.mail_dns = await self._mail_dns.probe(
                     job.mail_domain,
                     job.hostname,

@@ -260,7 +260,8 @@ async def drop_partitions_before(conn: Conn, day: date) -> list[str]:
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
+    " mail_dns"
 )
 
 

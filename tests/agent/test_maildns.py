@@ -105,8 +105,25 @@ async def test_policy_host_with_an_untrusted_certificate_or_404_gives_no_policy(
 async def test_policy_host_on_a_private_address_is_not_fetched(ca: trustme.CA) -> None:
     """An agent that refuses private targets does not fetch a policy from one either: a mail
     domain is not a way into the agent's own network."""
-    async with DnsPeer(_records()) as peer:
+    public = {  # a public-looking domain: .test would not be looked up at all
+        (n.replace(DOMAIN, "example.org"), t): [v.replace(DOMAIN, "example.org") for v in vs]
+        for (n, t), vs in _records().items()
+    }
+    async with DnsPeer(public) as peer:
         probe = MailDnsProbe(resolver=peer.address, policy_port=1)
-        seen = await probe.probe(DOMAIN, "mx.example.test", 25, 5.0)
+        seen = await probe.probe("example.org", "mx.example.org", 25, 5.0)
+    assert seen.mta_sts == ["v=STSv1; id=20240101"]
     assert seen.mta_sts_policy is None
     assert "private" in seen.errors["mtaStsPolicy"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "host"), [("corp.internal", "mx.example.com"), ("example.com", "mx.lan")]
+)
+async def test_internal_names_are_not_looked_up(domain: str, host: str) -> None:
+    """A mail domain (or monitored host) under an internal or special-use name is answered by
+    the agent's own network: not asked, unless private targets are allowed."""
+    async with DnsPeer(_records()) as peer:
+        seen = await MailDnsProbe(resolver=peer.address).probe(domain, host, 25, 5.0)
+    assert peer.asked == []
+    assert seen.mx is None and "internal" in seen.errors["resolver"]

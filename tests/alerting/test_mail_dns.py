@@ -156,6 +156,15 @@ async def test_bad_mail_dns_seen_from_one_country_is_found_told_and_cleared(
     told = {n["subject"] for n in notes if n["kind"] == "finding" and n["channel"] == "email"}
     assert len(told) == 5  # every finding but the informational tls_rpt_missing
     assert "[mailprobe] TLSA mismatch: Outbound relay" in told
+    page = await api.get(
+        f"/api/smtp-monitors/{monitor['public_id']}/results",
+        params={"country": "US"},
+        headers=rig.tenant.auth("readonly"),
+    )
+    stored = {r["scheduledAt"]: r["mailDns"] for r in page.json()["items"]}
+    assert stored[iso_ms(rig.at(0))]["mx"] == ["mx.elsewhere.example"]
+    assert stored[iso_ms(rig.at(0))]["tlsaDnssec"] is True
+    assert stored[iso_ms(rig.at(1))] is None  # a round without a DNS probe
     events = [e.posture for e in await rig.events(monitor) if e.posture is not None]
     assert sorted((e.change, e.code) for e in events if e.code == "spf_missing") == [
         ("appeared", "spf_missing"),
