@@ -218,7 +218,9 @@ class MailDnsProbe:
             while (more := await reader.read(8192)) and len(data) <= POLICY_BYTES_MAX + 8192:
                 data += more
         finally:
-            writer.close()
+            # Done reading: no TLS goodbye to wait for (a host that never answers one would
+            # hold the probe until its budget ran out, and lose the policy read).
+            writer.transport.abort()
         head, sep, body = data.partition(b"\r\n\r\n")
         status = head.split(b"\r\n", 1)[0].split()
         if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/"):
