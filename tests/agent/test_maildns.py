@@ -1,11 +1,18 @@
 """The agent's mail DNS probe against a loopback DNS server and MTA-STS policy host."""
 
 import ssl
+import tempfile
 
 import pytest
 import trustme
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from agent.maildns import MailDnsProbe
+from agent.probers.tls import SslContexts
+from agent.worker import Worker
+from shared.settings import AgentSettings, SettingsError, load
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dns import DnsPeer, PolicyHost
 
 DOMAIN = "example.test"
@@ -127,3 +134,64 @@ async def test_internal_names_are_not_looked_up(domain: str, host: str) -> None:
         seen = await MailDnsProbe(resolver=peer.address).probe(domain, host, 25, 5.0)
     assert peer.asked == []
     assert seen.mx is None and "internal" in seen.errors["resolver"]
+
+
+async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts, ca: trustme.CA
+) -> None:
+    """Through NATS, with the probe built from the agent's settings (AGENT_DNS_RESOLVER,
+    AGENT_MTA_STS_CA_FILE, AGENT_MTA_STS_PORT): a job with `mailDomain` comes back with
+    `mailDns` (the policy fetched too), a job without one asks the DNS nothing."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(server)
+    async with (
+        SmtpLikePeer() as smtp,
+        DnsPeer(_records()) as peer,
+        PolicyHost(server, POLICY) as host,
+    ):
+        with_dns = job_for(country, smtp.port, mail_domain=DOMAIN, hostname="localhost")
+        without = job_for(country, smtp.port)
+        for job in (with_dns, without):
+            await publish_job(js, job)
+        with tempfile.NamedTemporaryFile("wb", suffix=".pem") as ca_file:
+            ca_file.write(ca.cert_pem.bytes())
+            ca_file.flush()
+            env = {
+                "AGENT_DNS_RESOLVER": peer.address,
+                "AGENT_MTA_STS_CA_FILE": ca_file.name,
+                "AGENT_MTA_STS_PORT": str(host.port),
+                "AGENT_ALLOW_PRIVATE_TARGETS": "true",
+            }
+            settings = load(AgentSettings, env, agent_country=country)
+            w = Worker.from_settings(
+                nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+            )
+            await w.run(burst=True)
+    found = {r.job_id: r for r in await results(js, country)}
+    probed = found[with_dns.job_id].mail_dns
+    assert found[with_dns.job_id].status == "up"
+    assert probed is not None and probed.mx == ["mx.example.test", "backup.example.test"]
+    assert probed.mta_sts_policy == POLICY
+    assert found[without.job_id].mail_dns is None
+    assert len(host.requests) == 1
+    assert sorted(peer.asked) == sorted(  # one probe, of the job that asked for it
+        [
+            (DOMAIN, "MX"),
+            (DOMAIN, "TXT"),
+            (f"_dmarc.{DOMAIN}", "TXT"),
+            (f"_mta-sts.{DOMAIN}", "TXT"),
+            (f"_smtp._tls.{DOMAIN}", "TXT"),
+            (f"_{smtp.port}._tcp.localhost", "TLSA"),
+            (f"mta-sts.{DOMAIN}", "A"),
+            (f"mta-sts.{DOMAIN}", "AAAA"),
+        ]
+    )
+
+
+def test_agent_dns_resolver_setting_is_host_or_host_port() -> None:
+    for good in ("127.0.0.1", "127.0.0.1:5353", "[::1]:53", "resolver.internal"):
+        load(AgentSettings, {"AGENT_DNS_RESOLVER": good}, agent_country="DE")
+    with pytest.raises(SettingsError, match="AGENT_DNS_RESOLVER"):
+        load(AgentSettings, {"AGENT_DNS_RESOLVER": "udp://1.1.1.1"}, agent_country="DE")
+    with pytest.raises(SettingsError, match="AGENT_MTA_STS_CA_FILE"):
+        load(AgentSettings, {"AGENT_MTA_STS_CA_FILE": "/nonexistent.pem"}, agent_country="DE")
