@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench soak clean
+.PHONY: help install browser run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,8 +21,21 @@ install: $(STAMP) ## create .venv with the product and its development tools
 run: $(STAMP) ## start PostgreSQL, NATS, the controller and one agent per DEV_COUNTRIES (Ctrl-C stops all)
 	$(BIN)/python tools/devrun.py
 
-test: $(STAMP) ## run the whole test suite against real PostgreSQL, NATS and mail servers
+# The console's browser tests drive Debian's Chromium through Debian's chromedriver (never a
+# browser download); installed with apt-get when missing (as root, else through sudo).
+browser: ## install Debian's chromium and chromium-driver when missing (the console's browser tests)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	else \
+	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser ## run the whole test suite against real PostgreSQL, NATS, mail servers and Chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## schemathesis against the API and its OpenAPI document (FUZZ_EXAMPLES per operation)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest tests/fuzz -o timeout=3600 $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .

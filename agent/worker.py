@@ -62,6 +62,11 @@ NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
 Outcome = Literal["acked", "nak"]
+# A job that lists this agent in `avoidAgents` goes back for another agent of the country this
+# long (so it does not spin between the same agent and the server), up to its fourth delivery:
+# then no other agent took it, and this one runs it.
+HAND_OVER_DELAY_S = 0.2
+HAND_OVER_TRIES = 4
 
 
 def default_agent_id(country: str) -> str:
@@ -412,6 +417,10 @@ class Worker:
             _parse_times(job)
         except ValueError as exc:
             await self._reject(msg, "job_malformed", error=str(exc))
+            return
+        if self.agent_id in job.avoid_agents and msg.metadata.num_delivered < HAND_OVER_TRIES:
+            log.info("job_handed_over", attempt=msg.metadata.num_delivered)
+            await _settle(msg.nak, HAND_OVER_DELAY_S)
             return
         await self._check(msg, job, subject)
 

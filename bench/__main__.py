@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip).
+e2e, login, agents-scale, roundtrip, confirm, console).
 """
 
 import sys
@@ -12,6 +12,8 @@ from bench import (
     agent,
     agents_scale,
     api,
+    confirm,
+    console,
     e2e,
     ingest,
     login,
@@ -33,6 +35,8 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "login": login.run,
     "agents-scale": agents_scale.run,
     "roundtrip": roundtrip.run,
+    "confirm": confirm.run,
+    "console": console.run,
 }
 
 

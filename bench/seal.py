@@ -57,6 +57,8 @@ def _rows(box: SecretBox, credentialed: bool) -> list[dict[str, Any]]:
                 "allowed_country_codes": list(COUNTRIES),
                 "round_countries": None,
                 "config": config,
+                "login_failures": None,
+                "login_retry_at": None,
             }
         )
     return rows
@@ -66,7 +68,8 @@ async def _plan(scheduler: Scheduler, rows: list[dict[str, Any]]) -> tuple[list[
     """The jobs of one batch (encoded, as publishing does) and the process CPU seconds taken."""
     cpu = time.process_time()
     rounds = await scheduler.rounds(cast(Any, rows), utcnow(), frozenset(COUNTRIES))
-    jobs = [job for r in rounds for job in r.jobs]
+    # Every job planned, those a round sends later (logins spaced out) included.
+    jobs = [job for r in rounds for job in [*r.jobs, *(j for _, j in r.deferred)]]
     for job in jobs:
         encode(job)
     return jobs, time.process_time() - cpu

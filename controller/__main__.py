@@ -1,12 +1,16 @@
-"""`python -m controller migrate | create-admin | create-user | serve | gen-key`."""
+"""`python -m controller migrate | create-admin | create-user | serve | gen-key | apply |
+export | tail`."""
 
 import argparse
 import asyncio
+import os
 import sys
 
 import asyncpg
 import structlog
 
+from controller import tail
+from controller.ascode import run as ascode
 from controller.db import accounts
 from controller.db.migrate import migrate
 from controller.db.pool import connect
@@ -38,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("gen-key", help="print a new SECRETS_KEY")
+    ascode.add_commands(sub)
+    tail.add_command(sub)
     return parser
 
 
@@ -72,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gen-key":
         print(generate_key())
         return 0
+    if args.command in ("apply", "export"):
+        # API clients: they need a token, not the controller's settings.
+        return ascode.main(args, os.environ)
+    if args.command == "tail":
+        return tail.main(args, os.environ)  # a NATS reader only
     try:
         settings = load(
             ControllerSettings,

@@ -40,6 +40,7 @@ leaves the state `unknown`.
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,13 +50,14 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import causes, maintenance, schedule
-from controller.db import alerts, results
+from controller import causes, confirm, login_backoff, maintenance, metrics, schedule
+from controller.db import alerts, confirmations, results
+from controller.db import login_backoff as backoff_db
 from controller.db import maintenance as windows_db
 from controller.db.alerts import Outgoing, Thresholds
 from controller.db.pool import Conn
 from controller.db.results import ResultRow
-from controller.notify.texts import Kind, render
+from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
 from controller.schedule import JobIds
 from shared.messages import MonitorEvent, encode
@@ -81,16 +83,19 @@ class Round:
     up: list[str] = field(default_factory=list)
     failures: list[Row] = field(default_factory=list)
     missed: list[Row] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # logins held back (`auth_backoff`)
 
     @property
     def countries(self) -> int:
-        return len(self.up) + len(self.failures) + len(self.missed)
+        return len(self.up) + len(self.failures) + len(self.missed) + len(self.held)
 
     def verdict(self, failure_threshold: float, expected: int) -> str:
-        """`missed`, `failing`, `degraded` or `up`; the share is of the expected countries."""
+        """`missed`, `failing`, `degraded` or `up`; the share is of the expected countries less
+        those whose login was held back (they did not check on purpose)."""
         if not self.up and not self.failures:
             return "missed"
-        if len(self.failures) / max(expected, self.countries) > failure_threshold:
+        held = len(self.held)
+        if len(self.failures) / max(expected - held, self.countries - held) > failure_threshold:
             return "failing"
         return "degraded" if self.failures else "up"
 
@@ -107,6 +112,8 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
             r.up.append(row["country"])
         elif row["status"] == "down":
             r.failures.append((row["country"], row["error_kind"], row["message"]))
+        elif row["error_kind"] in (login_backoff.HELD, login_backoff.CAPPED):
+            r.held.append(row["country"])
         else:
             r.missed.append((row["country"], row["error_kind"], row["message"]))
     return found
@@ -199,6 +206,8 @@ class Alerter:
         *,
         default_countries: int = 2,
         reminder_minutes: int = 60,
+        confirm_per_minute: int = 600,
+        login_backoff_max_minutes: int = 360,
         interval_s: float = 1.0,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
@@ -209,6 +218,8 @@ class Alerter:
         self._job_ids = job_ids
         self._default_countries = default_countries
         self._reminder = timedelta(minutes=reminder_minutes) if reminder_minutes else None
+        self._confirm_per_minute = confirm_per_minute
+        self._login_cap = timedelta(minutes=login_backoff_max_minutes)
         self._interval_s = interval_s
         self._batch = batch
         self._clock = clock
@@ -349,16 +360,121 @@ class Alerter:
                 fills += self._expire(monitor, r, expected, closes)
             judged.append(r)
         await results.store(conn, fills)
+        verdict = ""
+        backoff = before = await backoff_db.get(conn, monitor["id"])
         for r in judged:
             previous = s.state
-            action = s.step(r.verdict(t.failure_threshold, count), r.at, t)
+            verdict = r.verdict(t.failure_threshold, count)
+            backoff = login_backoff.after_round(
+                backoff, [k for _, k, _ in r.failures], bool(r.up), r.at, interval, self._login_cap
+            )
+            action = s.step(verdict, r.at, t)
             await self._act(conn, monitor, s, r, action, now, quiet)
             if s.state != previous:
                 seen = r.missed if s.state == "missed" else r.failures
                 cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
                 countries = [c for c, _, _ in seen]
                 await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
+        if backoff != before:
+            await self._back_off(conn, monitor, backoff, judged[-1], now, quiet)
+        # No confirmation while logins are held: it would only be another round of wrong logins.
+        if (
+            backoff is None
+            and judged
+            and confirm.wanted(
+                verdict,
+                s.consecutive_down_rounds,
+                s.open_incident_id is not None,
+                t,
+                judged[-1].at,
+                now,
+                interval,
+            )
+        ):
+            await self._confirm(conn, monitor, judged[-1], now)
         return due or self._come_back(monitor, s, now)
+
+    async def _back_off(
+        self,
+        conn: Conn,
+        monitor: Any,
+        b: login_backoff.Backoff | None,
+        r: Round,
+        now: datetime,
+        quiet: bool,
+    ) -> None:
+        """Store the back-off of logins; tell the owner once per back-off (unless notifications
+        are held: then when the next rejected round is judged outside the quiet)."""
+        public_id = str(monitor["public_id"])
+        if b is None:
+            log.info("logins resumed", monitor_id=public_id)
+        else:
+            log.warning(
+                "credentials rejected: logins backed off",
+                monitor_id=public_id,
+                failures=b.failures,
+                retry_at=iso_ms(b.retry_at),
+            )
+            if not b.notified and not quiet:
+                await self._notify_backoff(conn, monitor, b, r, now)
+                b = dataclasses.replace(b, notified=True)
+        metrics.login_backoff("resumed" if b is None else "backed_off")
+        await backoff_db.put(conn, monitor["id"], b)
+
+    async def _notify_backoff(
+        self, conn: Conn, monitor: Any, b: login_backoff.Backoff, r: Round, now: datetime
+    ) -> None:
+        texts = render_backoff(
+            monitor, [c for c, k, _ in r.failures if k == login_backoff.AUTH], b, self._login_cap
+        )
+        key = f"login-backoff:{monitor['id']}:{iso_ms(b.since)}"
+        notes: list[Outgoing] = []
+        email, phone = monitor["notification_email"], monitor["notification_phone_number"]
+        if email:
+            notes.append(
+                Outgoing(
+                    "credentials",
+                    "email",
+                    email,
+                    texts.subject,
+                    texts.text,
+                    texts.html,
+                    f"{key}:email",
+                )
+            )
+        if phone:
+            notes.append(Outgoing("credentials", "sms", phone, "", texts.sms, None, f"{key}:sms"))
+        await alerts.enqueue(conn, monitor["id"], None, notes)
+        log.info(
+            "notification queued",
+            monitor_id=str(monitor["public_id"]),
+            kind="credentials",
+            channels=[n.channel for n in notes],
+        )
+
+    async def _confirm(self, conn: Conn, monitor: Any, r: Round, now: datetime) -> None:
+        """Ask the scheduler for a confirmation round of failing round `r`, within the cap."""
+        public_id = str(monitor["public_id"])
+        outcome = await confirmations.request(
+            conn, monitor["id"], r.at, now, self._confirm_per_minute
+        )
+        if outcome == "asked":
+            return
+        metrics.confirmation(outcome)
+        if outcome == "requested":
+            log.info(
+                "confirmation round requested",
+                monitor_id=public_id,
+                failing_round=iso_ms(r.at),
+                countries=[c for c, _, _ in r.failures],
+            )
+        else:
+            log.warning(
+                "confirmation round not sent: CONFIRM_ROUNDS_PER_MINUTE reached",
+                monitor_id=public_id,
+                failing_round=iso_ms(r.at),
+                per_minute=self._confirm_per_minute,
+            )
 
     async def _revise(
         self,

@@ -14,10 +14,10 @@ from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller import metrics
+from controller import console, metrics
+from controller.api import openapi_doc
 from controller.api.alerts import (
     AlertSettingsController,
     ImapPopMonitorAlertsController,
@@ -25,6 +25,7 @@ from controller.api.alerts import (
     SmtpMonitorAlertsController,
 )
 from controller.api.alertsite import AlertSiteController
+from controller.api.allow import options_allow
 from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
@@ -215,18 +216,24 @@ def create_app(
             health,
             ready,
             prometheus_metrics,
+            *console.routers(box),
         ],
         lifespan=[lifespan],
         on_app_init=[on_app_init],
+        on_startup=[openapi_doc.document],
         middleware=[
             access_log,
+            options_allow,
             DefineMiddleware(
                 BearerAuthMiddleware,
                 exclude=[
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
-                    r"^/metrics$",
+                    r"^/metrics(/monitors)?$",
+                    r"^/$",
+                    r"^/console(/|$)",
+                    r"^/status/",
                     r"^/api/auth/login$",
                     r"^/api/v3/access-tokens$",
                 ],
@@ -239,8 +246,9 @@ def create_app(
             title="mailprobe API",
             version=__version__,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[console.docs_plugin()],
         ),
+        template_config=console.template_config(),
         logging_config=None,
         debug=False,
     )

@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -76,6 +77,18 @@ OUTBOX_PENDING = Gauge(
     "mailprobe_outbox_pending",
     "notifications waiting in the outbox (due or backing off), sampled",
 )
+CONFIRMATIONS = Counter(
+    "mailprobe_confirmation_rounds",
+    "confirmation rounds of failing rounds: requested by the alerter, capped (over "
+    "CONFIRM_ROUNDS_PER_MINUTE, not requested), sent by the scheduler",
+    ["outcome"],
+)
+LOGIN_BACKOFF = Counter(
+    "mailprobe_login_backoff",
+    "monitors whose credentials were rejected and whose logins were backed off (backed_off, "
+    "counted per rejected round), or resumed after a login or new credentials were judged",
+    ["outcome"],
+)
 API_REQUESTS = Histogram(
     "mailprobe_api_request_seconds",
     "API request latency by method, route template and status class",
@@ -105,6 +118,16 @@ def missed_rounds(rows: Iterable[ResultRow]) -> None:
     for (kind, country), n in Tally((row.error_kind, row.country) for row in rows).items():
         if kind in counters:
             counters[kind].labels(country).inc(n)
+
+
+def confirmation(outcome: str, n: int = 1) -> None:
+    """`requested`, `capped` or `sent`."""
+    CONFIRMATIONS.labels(outcome).inc(n)
+
+
+def login_backoff(outcome: str) -> None:
+    """`backed_off` or `resumed`."""
+    LOGIN_BACKOFF.labels(outcome).inc()
 
 
 def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
@@ -141,7 +164,12 @@ Probe = Callable[[], Awaitable[None]]
 
 def ingest_lag(js: JetStreamContext, durable: str) -> Probe:
     async def probe() -> None:
-        info = await js.consumer_info(RESULTS_STREAM, durable)
+        try:
+            info = await js.consumer_info(RESULTS_STREAM, durable)
+        except NotFoundError:
+            # The ingester creates its consumer when it starts, just after the first sample:
+            # no consumer yet is nothing to report, not a failure (it warned on every start).
+            return
         INGEST_LAG.set(info.num_pending or 0)
         INGEST_ACK_PENDING.set(info.num_ack_pending or 0)
 

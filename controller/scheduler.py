@@ -12,11 +12,14 @@ next claim republishes the same job ids and JetStream drops the duplicates.
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -25,22 +28,27 @@ from nats.js import JetStreamContext
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import due, monitors, results
+from controller.db import account_logins, confirmations, deferred, due, monitors, results
+from controller.db.pool import Conn
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.login_backoff import CAPPED, HELD, logins
 from controller.sealkeys import CountryKeys, carries_credentials
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
+    ImapPopConfig,
     JobConfig,
     MonitorType,
+    RoundTripConfig,
     SealedConfig,
+    decode_job,
     default_port,
     encode,
     encode_sealed,
 )
 from shared.subjects import jobs_subject
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +56,7 @@ PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
 MIN_PASS_S = 0.025
 PLAN_EVERY_S = 0.5
+ACCOUNT_PURPOSE = "mailprobe login accounts"
 
 
 class JobConfigError(Exception):
@@ -65,6 +74,9 @@ class Round:
     countries: Sequence[str] = ()
     jobs: list[CheckJob] = field(default_factory=list)
     missed: list[ResultRow] = field(default_factory=list)
+    # Later logins to the account, (seconds after the first, job): see `_space_logins`.
+    deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
+    account: str | None = None  # the account its jobs log in to (`_account`), if any
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -95,9 +107,14 @@ class Scheduler:
         default_countries: int = 2,
         batch: int = 1000,
         dns_interval_s: int = 3600,
+        login_spacing_s: float = 5.0,
+        login_cap: int = 100,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._login_spacing = login_spacing_s
+        self._login_cap = login_cap
+        self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._js = js
         self._agents = agents
         self._box = box
@@ -127,6 +144,8 @@ class Scheduler:
                     await self.plan_new()
                     plan_at = started + PLAN_EVERY_S
                 await self.run_due()
+                await self.run_confirmations()
+                await self.run_deferred()
                 wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
                 wait = min(wait, max(0.0, plan_at - loop.time()))
             except Exception:
@@ -138,15 +157,17 @@ class Scheduler:
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
         async with self._pool.acquire() as conn:
-            earliest = await due.earliest_due(conn)
+            times = [await due.earliest_due(conn), await deferred.earliest(conn)]
+        earliest = min((t for t in times if t is not None), default=None)
         if earliest is None:
             return IDLE_MAX_S
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
 
     async def tick(self) -> int:
-        """One pass: give new monitors a due time, then run every due round; return jobs sent."""
+        """One pass: give new monitors a due time, then run every due round, confirmation round
+        and spaced login; return jobs sent."""
         await self.plan_new()
-        return await self.run_due()
+        return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
 
     async def run_due(self) -> int:
         """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
@@ -163,8 +184,117 @@ class Scheduler:
             if not full:
                 return sent
 
+    async def run_confirmations(self) -> int:
+        """Send the confirmation rounds the alerter asked for (`controller.confirm`): a round of
+        each monitor from all its countries now, as a triggered round; return jobs sent. Nothing
+        while the live agents view warms up (the requests wait)."""
+        if not self._agents.is_warm():
+            return 0
+        await self._keys.refresh()
+        async with self._pool.acquire() as conn, conn.transaction():
+            asked = await confirmations.claim(conn, self._batch)
+            if not asked:
+                return 0
+            rows = await due.job_rows(conn, sorted({m for m, _ in asked}))
+            avoid = self._second_opinions(await confirmations.failed_agents(conn, asked))
+            now, live = self._clock(), self._agents.countries()
+            plans = await asyncio.to_thread(
+                lambda: [
+                    self._round(row, now, live, trigger=True, avoid=avoid.get(row["id"], {}))
+                    for row in rows
+                ]
+            )
+            jobs = await self._send(conn, plans, now)
+            missed = [row for p in plans for row in p.missed]
+            if missed:
+                await results.store(conn, missed)
+        metrics.confirmation("sent", len(plans))
+        self._missed(missed)
+        log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
+        return jobs
+
+    async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
+        """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
+        over its account's cap is not sent but recorded in its round's `missed` (`login_capped`);
+        return jobs published."""
+        logins = [(r, job) for r in rounds if r.account for job in r.jobs]
+        allowed = await account_logins.take(
+            conn, [r.account or "" for r, _ in logins], now, self._login_cap
+        )
+        capped = {job.job_id for (_, job), ok in zip(logins, allowed, strict=True) if not ok}
+        for r, job in logins:
+            if job.job_id in capped:
+                r.jobs.remove(job)
+                r.missed.append(_held(job, CAPPED, self._capped_why()))
+        jobs = [job for r in rounds for job in r.jobs]
+        await self.publish(jobs)
+        for r in rounds:
+            if r.deferred and r.account:
+                at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
+                await deferred.add(conn, r.monitor_id, r.account, at)
+        return len(jobs)
+
+    def _capped_why(self) -> str:
+        return (
+            f"over LOGIN_CAP_PER_ACCOUNT ({self._login_cap} logins to this account in"
+            f" {account_logins.WINDOW.seconds // 60} minutes, over all monitors and countries):"
+            " not sent"
+        )
+
+    async def run_deferred(self) -> int:
+        """Publish the later logins of rounds that are due now; one whose round has had a login
+        rejected meanwhile is recorded `auth_backoff` instead (the account is not tried again);
+        return jobs sent."""
+        sent = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await deferred.claim(conn, self._clock(), self._batch)
+                if not rows:
+                    return sent
+                jobs = [decode_job(bytes(r["payload"])) for r in rows]
+                tried = [(job, r) for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
+                allowed = await account_logins.take(
+                    conn, [r["account"] for _, r in tried], self._clock(), self._login_cap
+                )
+                send = [job for (job, _), ok in zip(tried, allowed, strict=True) if ok]
+                await self.publish(send)
+                why = "an earlier login of this round was rejected: not tried again"
+                held = [
+                    _held(job, HELD, why)
+                    for job, r in zip(jobs, rows, strict=True)
+                    if r["rejected"]
+                ] + [
+                    _held(job, CAPPED, self._capped_why())
+                    for (job, _), ok in zip(tried, allowed, strict=True)
+                    if not ok
+                ]
+                if held:
+                    await results.store(conn, held)
+            sent += len(send)
+            if held:
+                log.info("deferred logins not sent", jobs=len(held))
+
+    def _second_opinions(
+        self, failed: dict[int, dict[str, set[str]]]
+    ) -> dict[int, dict[str, list[str]]]:
+        """Per monitor and country, the agents a confirmation job should avoid: those whose
+        check failed, when another agent of the country is live to give a second opinion."""
+        live: dict[str, set[str]] = {}
+        for beat in self._agents.agents():
+            live.setdefault(beat.country, set()).add(beat.agent_id)
+        return {
+            monitor: {
+                cc: sorted(agents)
+                for cc, agents in by_country.items()
+                if live.get(cc, set()) - agents
+            }
+            for monitor, by_country in failed.items()
+        }
+
     async def plan_new(self) -> int:
-        """First due time of monitors that have none: the first grid point after now."""
+        """First due time of monitors that have none: now for one that never ran (a new
+        monitor's first check should not wait up to an interval), else the first grid point
+        after now."""
         planned = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -172,8 +302,11 @@ class Scheduler:
                 if not rows:
                     return planned
                 now = self._clock()
+                at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
                 nexts = [
-                    schedule.next_due(
+                    at_once
+                    if r["never_run"]
+                    else schedule.next_due(
                         schedule.phase_ms(str(r["public_id"]), r["check_interval"]),
                         r["check_interval"],
                         now,
@@ -190,8 +323,7 @@ class Scheduler:
             if not rows:
                 return 0, False
             rounds = await self.rounds(rows, now, self._agents.countries())
-            jobs = [job for r in rounds for job in r.jobs]
-            await self.publish(jobs)
+            jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
                 [r.monitor_id for r in rounds],
@@ -207,11 +339,11 @@ class Scheduler:
         log.info(
             "round batch",
             monitors=len(rows),
-            jobs=len(jobs),
+            jobs=jobs,
             missed=len(missed),
             oldest_late_s=round(late, 3),
         )
-        return len(jobs), len(rows) == self._batch
+        return jobs, len(rows) == self._batch
 
     async def rounds(
         self, rows: Sequence[asyncpg.Record], now: datetime, live: frozenset[str]
@@ -229,6 +361,7 @@ class Scheduler:
         live: frozenset[str],
         *,
         trigger: bool = False,
+        avoid: Mapping[str, list[str]] | None = None,
     ) -> Round:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without. A monitor that cannot
@@ -247,7 +380,7 @@ class Scheduler:
             )
         plan = Round(row["id"], run or over[-1], next_at)
         try:
-            self._plan(plan, row, now, live, trigger, send=run is not None)
+            self._plan(plan, row, now, live, trigger, avoid or {}, send=run is not None)
             why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
             plan.missed += [
                 ResultRow.missed(row, cc, self._job_ids.make(public_id, cc, at), at, OVERDUE, why)
@@ -267,11 +400,13 @@ class Scheduler:
         now: datetime,
         live: frozenset[str],
         trigger: bool,
+        avoid: Mapping[str, list[str]],
         *,
         send: bool = True,
     ) -> None:
-        """The round's countries, and unless it is over (not `send`), its jobs and the
-        countries it cannot go to."""
+        """The round's countries, and unless it is over (not `send`), its jobs (asking the
+        agents in `avoid` of each country to leave them to another) and the countries it cannot
+        go to."""
         public_id = str(row["public_id"])
         listed: Sequence[str] | None = row["allowed_country_codes"]
         countries = (
@@ -294,11 +429,14 @@ class Scheduler:
         port = row["port"] or default_port(row["type"], config)
         plain = None
         if carries_credentials(row["config"], config):
+            plan.account = self._account(row["hostname"], config)
             bound = SealedConfig(
                 monitor_id=public_id, hostname=row["hostname"], port=port, config=config
             )
             plain = encode_sealed(bound)
         scheduled = plan.scheduled_at
+        retry_at = row["login_retry_at"]
+        may_log_in = logins(row["login_failures"], retry_at, scheduled, countries)
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
@@ -314,6 +452,14 @@ class Scheduler:
                 plan.missed.append(_no_agent(jid, row, cc, scheduled, now))
                 continue
             fields: dict[str, Any] = {"config": config}
+            if plain is not None and cc not in may_log_in:
+                why = (
+                    "credentials rejected: logins paused so the account is not locked (next"
+                    f" login at or after {iso_ms(retry_at)}, from one country); update them to"
+                    " resume"
+                )
+                plan.missed.append(ResultRow.missed(row, cc, jid, scheduled, HELD, why))
+                continue
             if plain is not None:
                 key = self._keys.get(cc)
                 if key is None:
@@ -333,9 +479,35 @@ class Scheduler:
                     scheduled_at=scheduled_iso,
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
+                    avoid_agents=avoid.get(cc, []),
                     **fields,
                 )
             )
+        if plain is not None:
+            self._space_logins(plan, row["check_interval"])
+
+    def _account(self, hostname: str, config: JobConfig) -> str:
+        """The account a config logs in to, user@host, as a keyed hash (no user name kept); a
+        round trip's is its mailbox, where every country logs in each round."""
+        if isinstance(config, RoundTripConfig):
+            user, hostname = config.receive.user, config.receive.hostname
+        elif isinstance(config, ImapPopConfig):
+            user = config.user
+        else:
+            user = config.auth.user if config.auth else ""
+        name = f"{user.lower()}@{hostname.lower().rstrip('.')}".encode()
+        return hmac.digest(self._account_key, name, hashlib.sha256).hex()[:32]
+
+    def _space_logins(self, plan: Round, interval: int) -> None:
+        """Logins to one account go country after country, `login_spacing_s` apart, starting
+        with a different country each round: the first job now, the others deferred. Then a
+        rejected password is tried from one country, not from all at once (`run_deferred`)."""
+        if len(plan.jobs) < 2 or self._login_spacing <= 0:
+            return
+        start = int(plan.scheduled_at.timestamp()) // interval % len(plan.jobs)  # round number
+        order = plan.jobs[start:] + plan.jobs[:start]
+        plan.jobs = order[:1]
+        plan.deferred = [(i * self._login_spacing, job) for i, job in enumerate(order) if i]
 
     async def publish(self, jobs: Sequence[CheckJob]) -> int:
         """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
@@ -372,7 +544,7 @@ class Scheduler:
             live = self._agents.countries()
             plan = self._round(row, self._clock(), live, trigger=True)
             async with conn.transaction():
-                await self.publish(plan.jobs)
+                await self._send(conn, [plan], self._clock())
                 if plan.missed:
                     await results.store(conn, plan.missed)
         self._missed(plan.missed)
@@ -390,6 +562,14 @@ class Scheduler:
                 rounds=n,
                 key_file=str(self._keys.directory / f"{cc}.pub") if self._keys.directory else None,
             )
+
+
+def _held(job: CheckJob, kind: str, why: str) -> ResultRow:
+    """The missed row of a login not sent (`auth_backoff`, `login_capped`)."""
+    monitor = {"public_id": UUID(job.monitor_id), "type": job.monitor_type}
+    return ResultRow.missed(
+        monitor, job.country, job.job_id, parse_iso(job.scheduled_at), kind, why
+    )
 
 
 def _no_agent(

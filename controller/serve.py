@@ -80,6 +80,8 @@ def _alerter(
         JobIds.from_box(SecretBox(settings.secrets_key or "")),
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
+        confirm_per_minute=settings.confirm_rounds_per_minute,
+        login_backoff_max_minutes=settings.login_backoff_max_minutes,
         interval_s=settings.alert_eval_interval_seconds,
     )
     worker = OutboxWorker(

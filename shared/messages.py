@@ -40,7 +40,13 @@ SECRET_MASK: Final = "********"
 
 
 class TlsOptions(msgspec.Struct, rename="camel"):
+    """node's tls options: `ca` (PEM, one or more certificates) replaces the system trust store
+    for this server, as in node; `servername` is the name sent in SNI and checked against the
+    certificate instead of the hostname (the agent still connects to the hostname)."""
+
     reject_unauthorized: bool = True
+    ca: str | None = None
+    servername: str | None = None
 
 
 class SmtpAuth(msgspec.Struct, rename="camel"):
@@ -130,6 +136,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # secret and travels as it is.
     sealed_config: str | None = None
     seal_key_id: str | None = None
+    # Agents asked to leave this job to another agent of the country: those whose check of the
+    # round it confirms failed (a confirmation round wants a second opinion). A listed agent
+    # hands it back (nak with a short delay) for its first deliveries, then runs it itself,
+    # so a country whose only agent is listed still answers.
+    avoid_agents: list[str] = msgspec.field(default_factory=list)
     # Set on the rounds the controller wants the mail DNS of this domain looked at too (a slower
     # cadence than the check's): the agent resolves it from its country into `mailDns`.
     mail_domain: str | None = None

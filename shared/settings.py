@@ -274,6 +274,46 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "hour apart) before it is marked failed",
         ),
     ] = 40
+    confirm_rounds_per_minute: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=100_000,
+            description="confirmation rounds (a failing round checked again at once from all "
+            "the monitor's countries) the controller sends per minute at most, over all "
+            "monitors; past it a failure waits for the next scheduled round; `0`: none",
+        ),
+    ] = 600
+    login_spacing_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=60,
+            description="seconds between the logins of one round to one account: countries "
+            "log in one after another (a different one first each round), and none once an "
+            "earlier one of the round was rejected; `0`: all at once",
+        ),
+    ] = 5.0
+    login_cap_per_account: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="logins to one account (user@host) sent per 10 minutes at most, over "
+            "all monitors, countries and agents; past it a country's check that logs in is "
+            "recorded `login_capped` (missed) instead",
+        ),
+    ] = 100
+    login_backoff_max_minutes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_080,
+            description="after a round whose credentials were rejected (`auth`), checks that "
+            "log in wait 2, 4, 8, … intervals, at most this many minutes, then one country "
+            "logs in; a successful login or new credentials end it",
+        ),
+    ] = 360
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(

@@ -135,6 +135,40 @@ async def wait_agents(url: str, countries: list[str], within: float = 20) -> set
         await nc.close()
 
 
+SINK_FROM = "mailprobe <alerts@mailprobe.localhost>"
+
+
+def sink_env(env: dict[str, str], smtp_port: int, http_port: int) -> dict[str, str]:
+    """The notification settings pointing at the alert sink, for the channels `env` leaves
+    unset; {} when both name a real relay/gateway (then no sink is started)."""
+    out: dict[str, str] = {}
+    if not env.get("NOTIFY_SMTP_URL"):
+        out["NOTIFY_SMTP_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+        out["NOTIFY_FROM"] = env.get("NOTIFY_FROM") or SINK_FROM
+    if not env.get("NOTIFY_SMS_WEBHOOK_URL"):
+        out["NOTIFY_SMS_WEBHOOK_URL"] = f"http://127.0.0.1:{http_port}/sms"
+    return out
+
+
+def alerts_line(sink: dict[str, str], http_port: int) -> str:
+    if not sink:
+        return "sent through NOTIFY_SMTP_URL and NOTIFY_SMS_WEBHOOK_URL"
+    caught = [
+        n
+        for k, n in (("NOTIFY_SMTP_URL", "e-mail"), ("NOTIFY_SMS_WEBHOOK_URL", "SMS"))
+        if k in sink
+    ]
+    return (
+        f"{' and '.join(caught)} caught, not sent: see http://127.0.0.1:{http_port}/"
+        "\n               a real relay: NOTIFY_SMTP_URL=smtp://user:pass@relay:587"
+        " NOTIFY_FROM=alerts@you.example make run"
+    )
+
+
+def port_or_free(wanted: int) -> int:
+    return wanted if embedded.port_is_free(wanted) else embedded.free_port()
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -168,6 +202,18 @@ def main() -> int:
         nats_port = 4222 if embedded.port_is_free(4222) else None
         nats, env["NATS_URL"] = embedded.start_nats(RUN / "nats", nats_port, own_session=True)
         children.append(nats)
+
+    smtp_port, http_port = port_or_free(2525), port_or_free(8025)
+    sink = sink_env(env, smtp_port, http_port)
+    if sink:
+        # Alerts must be seen, not dropped: with no relay, a sink on loopback catches them.
+        args = ["--smtp-port", str(smtp_port), "--http-port", str(http_port)]
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tools.alertsink", *args], cwd=ROOT, start_new_session=True
+            )
+        )
+        env.update(sink)
 
     token = asyncio.run(admin_token(env["DATABASE_URL"], password))
     port = env.setdefault("API_PORT", "8080")
@@ -205,11 +251,13 @@ def main() -> int:
         print(
             f"""
   mailprobe is running.
+    console    {url}/console/   (log in as the admin below)
     API        {url}          (OpenAPI: {url}/schema)
     admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}")
     token      {token}
     agents     {", ".join(countries)}
     NATS       {env["NATS_URL"]}
+    alerts     {alerts_line(sink, http_port)}
 
   Try it:
     export TOKEN={token}

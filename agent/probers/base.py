@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo
+from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo, TlsOptions
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
@@ -36,15 +36,17 @@ class ProbeFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to connect: resolved IPs (tried in order), and the name for SNI and certificates.
-    `reach` makes the Target of another server (hostname, port, rejectUnauthorized) under the
-    same rules (DNS, the private-address policy, the TLS contexts): a round trip's mailbox."""
+    """Where to connect: resolved IPs (tried in order), and `server_name` for SNI and the
+    certificate check (the hostname unless the monitor names another). `reach` makes the Target
+    of another server (hostname, port, its tlsOptions) under the same rules (DNS, the
+    private-address policy, the TLS contexts): a round trip's mailbox."""
 
     hostname: str
     addresses: tuple[str, ...]
     port: int
     ssl_context: ssl.SSLContext
-    reach: "Callable[[str, int, bool], Awaitable[Target]] | None" = None
+    server_name: str
+    reach: "Callable[[str, int, TlsOptions], Awaitable[Target]] | None" = None
 
 
 @dataclass(slots=True)

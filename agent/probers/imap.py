@@ -94,7 +94,7 @@ async def open_imap(target: Target, config: ImapPopConfig, rec: Recorder) -> IMA
             lambda: proto,
             sock=sock,
             ssl=target.ssl_context if config.tls else None,
-            server_hostname=target.hostname if config.tls else None,
+            server_hostname=target.server_name if config.tls else None,
         )
     except BaseException:
         sock.close()
@@ -166,7 +166,7 @@ async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> Non
                 "a sign of a man in the middle injecting commands, so the check stopped there",
             )
         proto.transport = await loop.start_tls(
-            proto.transport, proto, target.ssl_context, server_hostname=target.hostname
+            proto.transport, proto, target.ssl_context, server_hostname=target.server_name
         )
         proto.starttls_ok, proto.cleartext_over = None, False
     rec.tls = tls_info(proto.transport.get_extra_info("ssl_object"), "starttls")

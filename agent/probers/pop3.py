@@ -66,7 +66,7 @@ async def open_pop3(
             lambda: protocol,
             sock=sock,
             ssl=target.ssl_context if config.tls else None,
-            server_hostname=target.hostname if config.tls else None,
+            server_hostname=target.server_name if config.tls else None,
         )
     except BaseException:
         sock.close()
@@ -147,7 +147,7 @@ async def _stls(
                 "the server sent more in the clear after its +OK to STLS; "
                 "a sign of a man in the middle injecting commands, so the check stopped there",
             )
-        await writer.start_tls(target.ssl_context, server_hostname=target.hostname)
+        await writer.start_tls(target.ssl_context, server_hostname=target.server_name)
     rec.tls = tls_info(writer.get_extra_info("ssl_object"), "starttls")
     await _capa(reader, writer, rec)
 

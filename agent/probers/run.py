@@ -22,6 +22,7 @@ from shared.messages import (
     ErrorKind,
     RoundTripConfig,
     SmtpConfig,
+    TlsOptions,
     default_port,
 )
 from shared.timefmt import iso_ms, parse_iso, utcnow
@@ -115,9 +116,8 @@ def build_result(
 async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec: Recorder) -> None:
     port = job.port or default_port(job.monitor_type, job.config)
     send = job.config.send if isinstance(job.config, RoundTripConfig) else job.config
-    reject_unauthorized = send.tls_options.reject_unauthorized
 
-    def admit(hostname: str, addresses: tuple[str, ...], port: int, reject: bool) -> Target:
+    def admit(hostname: str, addresses: tuple[str, ...], port: int, tls: TlsOptions) -> Target:
         if not allow_private and any(is_blocked(address) for address in addresses):
             # The address stays out of the message: echoed, it would let anyone who can create
             # a monitor read the agent's internal DNS one name at a time.
@@ -126,14 +126,15 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
                 f"{hostname} resolves to a private, loopback, link-local or reserved address; "
                 "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
             )
-        return Target(hostname, addresses, port, contexts.pick(reject), reach)
+        context, server_name = contexts.for_options(tls), tls.servername or hostname
+        return Target(hostname, addresses, port, context, server_name, reach)
 
-    async def reach(hostname: str, port: int, reject: bool) -> Target:
-        return admit(hostname, await resolve(hostname, port), port, reject)
+    async def reach(hostname: str, port: int, tls: TlsOptions) -> Target:
+        return admit(hostname, await resolve(hostname, port), port, tls)
 
     with rec.phase("dns"):
         addresses = await resolve(job.hostname, port)
-    target = admit(job.hostname, addresses, port, reject_unauthorized)
+    target = admit(job.hostname, addresses, port, send.tls_options)
     try:
         await PROBERS[job.monitor_type](target, job, rec)
     except Exception as exc:
@@ -185,7 +186,9 @@ async def _second_look(
     if budget <= 0:
         return
     look = Recorder(deadline=rec.deadline)
-    again = Target(target.hostname, target.addresses, target.port, context, target.reach)
+    again = Target(
+        target.hostname, target.addresses, target.port, context, target.server_name, target.reach
+    )
     with contextlib.suppress(Exception):
         async with asyncio.timeout(budget):
             await PROBERS[job.monitor_type](again, _without_credentials(job), look)

@@ -40,7 +40,7 @@ async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmt
     # for SNI and certificate checks (aiosmtplib passes it as server_hostname).
     smtp = aiosmtplib.SMTP(
         sock=sock,
-        hostname=target.hostname,
+        hostname=target.server_name,
         use_tls=config.secure,
         start_tls=False,
         tls_context=target.ssl_context,
@@ -136,7 +136,7 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
     refuse_line_breaks(auth.user, auth.password)
     with rec.phase("auth"):
         try:
-            await smtp.login(auth.user, auth.password)
+            await _login_once(smtp, auth.user, auth.password)
         except SMTPAuthenticationError as exc:
             kind: ErrorKind = "temporary" if 400 <= exc.code < 500 else "auth"
             raise ProbeFailure(kind, f"authentication failed: {exc.code} {exc.message}") from exc
@@ -146,6 +146,32 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
             ) from exc
         except SMTPException as exc:  # e.g. no AUTH offered, or no mechanism in common
             raise ProbeFailure("auth", f"authentication impossible: {exc}") from exc
+
+
+# Replies that say the mechanism is not usable here, not that the credentials are wrong: the
+# next mechanism may be tried (RFC 4954: 504 unrecognised, 534 too weak, 538 needs encryption).
+_MECHANISM_REFUSED = frozenset({504, 534, 538})
+
+
+async def _login_once(smtp: aiosmtplib.SMTP, user: str, password: str) -> None:
+    """Log in with the first mechanism both sides support, moving on only when the server
+    refuses the mechanism itself: aiosmtplib's `login` tries every mechanism after a rejection,
+    so one check with a wrong password would be two or three failed logins, and lockout
+    policies (fail2ban, mailcow) count each."""
+    if not smtp.supports_extension("auth"):
+        await smtp.login(user, password)  # raises its "AUTH not supported" SMTPException
+        return
+    refused: SMTPAuthenticationError | None = None
+    for name in smtp.supported_auth_methods:
+        try:
+            await getattr(smtp, f"auth_{name.replace('-', '')}")(user, password)
+        except SMTPAuthenticationError as exc:
+            if exc.code not in _MECHANISM_REFUSED:
+                raise
+            refused = exc
+        else:
+            return
+    raise refused or SMTPException("No suitable authentication method found.")
 
 
 def _why_no_tls(config: SmtpConfig) -> str:

@@ -2,8 +2,10 @@
 
 Building an SSLContext loads the system trust store (~36 ms of CPU), so the agent builds the two
 variants once at start and every check reuses them; a context is safe to share across tasks.
+A monitor that names its own CA (`tlsOptions.ca`) gets a context built once per distinct CA.
 """
 
+import functools
 import hashlib
 import ipaddress
 import math
@@ -18,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from shared.messages import TlsInfo
+from agent.probers.base import ProbeFailure
+from shared.messages import TlsInfo, TlsOptions
 from shared.timefmt import iso_ms, utcnow
 
 
@@ -42,8 +45,34 @@ class SslContexts:
     # and weak ciphers, so the result can say which ones the server is stuck with.
     legacy: ssl.SSLContext
 
-    def pick(self, reject_unauthorized: bool) -> ssl.SSLContext:
-        return self.verified if reject_unauthorized else self.unverified
+    def for_options(self, options: TlsOptions) -> ssl.SSLContext:
+        """The context a monitor's `tlsOptions` ask for; a CA is ignored when nothing is
+        verified (node does the same)."""
+        if not options.reject_unauthorized:
+            return self.unverified
+        return self.verified if options.ca is None else ca_context(options.ca)
+
+
+# Bounds the memory a controller sending many distinct CAs could make an agent hold; past it
+# the least recently used context is built again when needed.
+CA_CONTEXTS_MAX = 256
+
+
+@functools.lru_cache(maxsize=CA_CONTEXTS_MAX)
+def ca_context(cadata: str) -> ssl.SSLContext:
+    """A verifying context that trusts the certificates in `cadata` and nothing else, as node's
+    `ca` does. Partial chains are allowed so that a pinned intermediate or server certificate
+    is a trust anchor on its own. Raises ProbeFailure("tls") when `cadata` holds none."""
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=cadata)
+    except (ssl.SSLError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+        raise ProbeFailure(
+            "tls", f"tlsOptions.ca holds no usable PEM certificate: {reason or exc}"
+        ) from None
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    ctx.sslobject_class = TimedSSLObject
+    return ctx
 
 
 def build_ssl_contexts(cadata: str | None = None) -> SslContexts:

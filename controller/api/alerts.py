@@ -16,6 +16,7 @@ from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id, strict_body
 from controller.db import alerts, monitors
+from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -53,9 +54,21 @@ ExpiryDays = Annotated[
 ]
 
 
+Delivery = Annotated[
+    str,
+    Meta(
+        description="its down notices and reminders: `sent` (at least one was delivered), "
+        "`pending` (queued, none delivered yet: retrying, or no controller has the channel "
+        "configured), `failed` (none delivered, none left to try), `none` (nothing queued: "
+        "opened in maintenance, or the monitor has no notification address)"
+    ),
+]
+
+
 class Incident(msgspec.Struct, rename="camel"):
     """`durationSeconds` is null while the incident is open; `endReason` says why it ended when
-    not by recovering (`monitoring disabled`), else null."""
+    not by recovering (`monitoring disabled`), else null. `notified` is true only once a notice
+    about it was delivered (`delivery`)."""
 
     id: str
     monitor_id: str
@@ -67,6 +80,7 @@ class Incident(msgspec.Struct, rename="camel"):
     cause: str
     countries: list[str]
     notified: bool
+    delivery: Delivery
     end_reason: str | None
 
 
@@ -103,6 +117,9 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     down_after_rounds: Rounds
     recover_after_rounds: Rounds
     cert_expiry_days: ExpiryDays
+    # A failing round is checked again at once from all the monitor's countries (a
+    # confirmation round, counted like any round), so an outage is down within seconds.
+    confirm_failures: bool
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -110,6 +127,7 @@ class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=
     down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     cert_expiry_days: ExpiryDays | msgspec.UnsetType = msgspec.UNSET
+    confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -119,6 +137,7 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     down_after_rounds: Rounds | None = None
     recover_after_rounds: Rounds | None = None
     cert_expiry_days: ExpiryDays | None = None
+    confirm_failures: bool | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -129,7 +148,20 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     down_after_rounds: int | None
     recover_after_rounds: int | None
     cert_expiry_days: list[int] | None
+    confirm_failures: bool | None
     effective: AlertSettings
+
+
+class LoginBackoff(msgspec.Struct, rename="camel"):
+    """Whether the monitor's logins are backed off because its credentials were rejected
+    (`GET …/login-backoff`); new credentials (PATCH) end it."""
+
+    monitor_id: str
+    backed_off: bool
+    reason: str | None = None
+    rejected_rounds: int = 0
+    since: str | None = None
+    next_login_at: str | None = None
 
 
 def _pool(request: AuthedRequest) -> asyncpg.Pool:
@@ -157,9 +189,18 @@ def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
         cause_kind=row["cause_kind"],
         cause=row["cause"],
         countries=list(row["countries"]),
-        notified=row["notified"],
+        notified=row["delivered"] > 0,
+        delivery=delivery(row["queued"], row["delivered"], row["waiting"]),
         end_reason=row["end_reason"],
     )
+
+
+def delivery(queued: int, delivered: int, waiting: int) -> str:
+    if delivered:
+        return "sent"
+    if waiting:
+        return "pending"
+    return "failed" if queued else "none"
 
 
 async def _incidents(
@@ -201,7 +242,11 @@ async def _history(
 
 def _settings(t: Thresholds) -> AlertSettings:
     return AlertSettings(
-        t.failure_threshold, t.down_after_rounds, t.recover_after_rounds, list(t.cert_expiry_days)
+        t.failure_threshold,
+        t.down_after_rounds,
+        t.recover_after_rounds,
+        list(t.cert_expiry_days),
+        t.confirm_failures,
     )
 
 
@@ -222,7 +267,26 @@ async def _monitor_settings(
         down_after_rounds=own["down_after_rounds"],
         recover_after_rounds=own["recover_after_rounds"],
         cert_expiry_days=own["cert_expiry_days"],
+        confirm_failures=own["confirm_failures"],
         effective=_settings(effective),
+    )
+
+
+async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        b = await backoff_db.get(conn, monitor["id"])
+    pid = str(monitor["public_id"])
+    if b is None:
+        return LoginBackoff(pid, False)
+    return LoginBackoff(
+        pid,
+        True,
+        "credentials rejected: checks that log in are slowed so the account is not locked;"
+        " new credentials resume them",
+        b.failures,
+        iso_ms(b.since),
+        iso_ms(b.retry_at),
     )
 
 
@@ -249,6 +313,10 @@ class SmtpMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(SMTP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="SMTP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: SmtpId) -> LoginBackoff:
+        return await _login_backoff(SMTP, request, monitor_id)
 
     @get("/alert-settings", summary="SMTP Monitor alert thresholds")
     async def get_alert_settings(
@@ -289,6 +357,10 @@ class ImapPopMonitorAlertsController(Controller):
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(IMAP_POP, request, monitor_id, page, per_page)
+
+    @get("/login-backoff", summary="IMAP/POP Monitor logins backed off (credentials rejected)")
+    async def login_backoff(self, request: AuthedRequest, monitor_id: ImapPopId) -> LoginBackoff:
+        return await _login_backoff(IMAP_POP, request, monitor_id)
 
     @get("/alert-settings", summary="IMAP/POP Monitor alert thresholds")
     async def get_alert_settings(

@@ -30,7 +30,7 @@ from shared.timefmt import iso_ms
 log = structlog.get_logger(__name__)
 
 _UNAUTHORIZED = "Unauthorized: send a valid token as `Authorization: Bearer <token>`"
-LOGIN_PATHS = frozenset({"/api/auth/login", "/api/v3/access-tokens"})
+LOGIN_PATHS = frozenset({"/api/auth/login", "/api/v3/access-tokens", "/console/login"})
 # Each replica's own first line, in memory, before any database work: a flood from one address
 # is refused here, so it cannot keep PostgreSQL connections (which the pipeline needs) busy.
 FLOOD_FACTOR = 3
@@ -82,7 +82,8 @@ def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the login endpoints: every request per address, per replica."""
 
     def is_login(request: Request[Any, Any, Any]) -> bool:
-        return request.scope["path"] in LOGIN_PATHS
+        # POSTs only: opening the console's login form is not an attempt.
+        return request.method == "POST" and request.scope["path"] in LOGIN_PATHS
 
     return RateLimitConfig(
         rate_limit=("minute", FLOOD_FACTOR * settings.login_address_per_minute),

@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
-from controller.api import secret_binding, validation
+from controller.api import secret_binding, tls_options, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.api.monitor_schemas import (
     MASK,
@@ -119,15 +119,20 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
     return None
 
 
-def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any]) -> None:
-    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share."""
+def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any], key: str) -> None:
+    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share; a null `ca` or
+    `servername` is the default, so it is not stored."""
     opts = cfg.tls_options
     if opts is not UNSET:
-        out["tlsOptions"] = (
-            {}
-            if opts.reject_unauthorized is UNSET
-            else {"rejectUnauthorized": opts.reject_unauthorized}
-        )
+        tls: dict[str, Any] = {}
+        if opts.reject_unauthorized is not UNSET:
+            tls["rejectUnauthorized"] = opts.reject_unauthorized
+        if isinstance(opts.ca, str):
+            tls["ca"] = tls_options.ca(opts.ca, f"{key}.tlsOptions.ca")
+        if isinstance(opts.servername, str):
+            field = f"{key}.tlsOptions.servername"
+            tls["servername"] = tls_options.servername(opts.servername, field)
+        out["tlsOptions"] = tls
     if cfg.allow_plaintext_auth is not UNSET:
         out["allowPlaintextAuth"] = cfg.allow_plaintext_auth
 
@@ -174,7 +179,7 @@ def _smtp_config(
         if sealed is not UNSET:
             auth["pass"] = sealed
         out["auth"] = auth
-    _transport_options(cfg, out)
+    _transport_options(cfg, out, key)
     return out
 
 
@@ -197,7 +202,7 @@ def _imap_pop_config(
         out["password"] = sealed
     if cfg.tls is not UNSET:
         out["tls"] = cfg.tls
-    _transport_options(cfg, out)
+    _transport_options(cfg, out, key)
     return out, protocol
 
 
@@ -415,9 +420,10 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _masked(value: Any) -> Any:
+def masked(value: Any) -> Any:
+    """`value` with every sealed secret in it replaced by the mask, as responses show it."""
     if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
+        return {k: masked(v) for k, v in value.items()}
     if isinstance(value, str) and value.startswith(PREFIX):
         return MASK
     return value
@@ -450,7 +456,7 @@ def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]
 def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
     if kind is ROUNDTRIP:
         return present_roundtrip(monitors.decode(row))
-    config = _masked(row["config"])
+    config = masked(row["config"])
     if kind is SMTP:
         return SmtpMonitor(**_common(row.__getitem__, config), smtp_config=config)
     return ImapPopMonitor(**_common(row.__getitem__, config), imap_pop_config=config)
@@ -459,7 +465,7 @@ def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | R
 def present_roundtrip(monitor: monitors.Monitor) -> RoundTripMonitor:
     """From the typed Monitor: the config as the agent uses it (defaults spelt out), secrets
     masked, the send leg's server (the monitor's hostname and port) in `send`."""
-    config = _masked(msgspec.to_builtins(monitor.config))
+    config = masked(msgspec.to_builtins(monitor.config))
     config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
     common = _common(lambda name: getattr(monitor, name), config)
     return RoundTripMonitor(**common, roundtrip_config=config)

@@ -27,6 +27,32 @@ PlaintextOptIn = Annotated[
 
 class TlsOptionsIn(_In):
     reject_unauthorized: bool | UnsetType = UNSET
+    ca: (
+        Annotated[
+            str,
+            Meta(
+                description="PEM, one or more certificates (a private CA, or the server's own "
+                "certificate to pin it); replaces the system trust store for this monitor, as "
+                "in node. At most 32 KiB. null: the system trust store",
+                min_length=1,
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
+    servername: (
+        Annotated[
+            str,
+            Meta(
+                description="name sent in SNI and checked against the certificate instead of "
+                "`hostname` (the agent still connects to `hostname`)",
+                min_length=1,
+                max_length=253,
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
 
 
 class SmtpAuthIn(_In):

@@ -160,9 +160,14 @@ CREATE_BUDGET_FIELDS = ("allowedCheckCountryCodes", "checkInterval")
 
 
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    guards.requires_writer(request.user)
+    return await create_checked(kind, request, await strict_body(request, body))
+
+
+async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    """Create from a body already converted strictly (the API's JSON, the console's form)."""
     principal = request.user
     guards.requires_writer(principal)
-    body = await strict_body(request, body)
     validation.no_nul(body, "")
     values = create_values(kind, body, _box(request))
     org, lim = principal.organization_id, _limits(request)
@@ -175,8 +180,9 @@ async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> as
 
 
 async def _update(
-    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate, *, checked: bool = False
 ) -> asyncpg.Record:
+    """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
     principal = request.user
     monitor_id = public_id(kind, raw_id)
     async with _pool(request).acquire() as conn, conn.transaction():
@@ -187,7 +193,8 @@ async def _update(
         if row is None:
             raise not_found()
         guards.requires_updater(principal, sent_fields(body))
-        body = await strict_body(request, body)
+        if not checked:
+            body = await strict_body(request, body)
         validation.no_nul(body, "")
         changes = update_values(kind, body, row, _box(request))
         require_secret_resent(kind, body, row, changes)
@@ -201,6 +208,13 @@ async def _update(
         fields = fair_use.budget_fields(changes, BUDGET_FIELDS)
         await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
         return updated
+
+
+async def update_checked(
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
+) -> asyncpg.Record:
+    """Update from a body already converted strictly (the console's form)."""
+    return await _update(kind, request, raw_id, body, checked=True)
 
 
 async def _get(

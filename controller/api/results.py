@@ -314,7 +314,9 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
         raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
     if plan is None:
         raise not_found()
-    jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in plan.jobs]
+    # Logins to one account go out one country after another: the later ones are queued too.
+    queued = [*plan.jobs, *(j for _, j in plan.deferred)]
+    jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]
     jobs += [TriggeredJob(r.job_id, r.country, r.error_kind or "") for r in plan.missed]
     return Triggered(
         str(monitor["public_id"]),

@@ -100,6 +100,7 @@ class Thresholds:
     down_after_rounds: int = DEFAULT_DOWN_AFTER_ROUNDS
     recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
     cert_expiry_days: tuple[int, ...] = DEFAULT_EXPIRY_DAYS  # notices this many days before
+    confirm_failures: bool = True
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -111,7 +112,9 @@ async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
 
 
 # cert_expiry_days is nullable (built-in default) where the others were always filled in.
-_ORG_COLUMNS = "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days"
+_ORG_COLUMNS = (
+    "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days, confirm_failures"
+)
 
 
 def _thresholds(row: asyncpg.Record) -> Thresholds:
@@ -121,6 +124,7 @@ def _thresholds(row: asyncpg.Record) -> Thresholds:
         row["down_after_rounds"],
         row["recover_after_rounds"],
         DEFAULT_EXPIRY_DAYS if days is None else tuple(days),
+        row["confirm_failures"],
     )
 
 
@@ -131,19 +135,21 @@ async def put_org_thresholds(
     down_after_rounds: int | None,
     recover_after_rounds: int | None,
     cert_expiry_days: list[int] | None = None,
+    confirm_failures: bool | None = None,
 ) -> Thresholds:
     """Change the values given (None: keep; the built-in default when never set)."""
     row = await conn.fetchrow(
         "INSERT INTO organization_alert_settings AS s"
         " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days)"
+        " cert_expiry_days, confirm_failures)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
-        " coalesce($4::int, $7::int), $8::int[])"
+        " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true))"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
         " recover_after_rounds = coalesce($4::int, s.recover_after_rounds),"
-        " cert_expiry_days = coalesce($8::int[], s.cert_expiry_days), updated_at = now()"
+        " cert_expiry_days = coalesce($8::int[], s.cert_expiry_days),"
+        " confirm_failures = coalesce($9::bool, s.confirm_failures), updated_at = now()"
         f" RETURNING {_ORG_COLUMNS}",
         organization_id,
         failure_threshold,
@@ -153,12 +159,19 @@ async def put_org_thresholds(
         DEFAULT_DOWN_AFTER_ROUNDS,
         DEFAULT_RECOVER_AFTER_ROUNDS,
         cert_expiry_days,
+        confirm_failures,
     )
     assert row is not None
     return _thresholds(row)
 
 
-_OVERRIDES = ("failure_threshold", "down_after_rounds", "recover_after_rounds", "cert_expiry_days")
+_OVERRIDES = (
+    "failure_threshold",
+    "down_after_rounds",
+    "recover_after_rounds",
+    "cert_expiry_days",
+    "confirm_failures",
+)
 
 
 async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
@@ -174,15 +187,16 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
         " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " cert_expiry_days, confirm_failures)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
-        " cert_expiry_days = $5, updated_at = now()",
+        " cert_expiry_days = $5, confirm_failures = $6, updated_at = now()",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
         values["recover_after_rounds"],
         values.get("cert_expiry_days"),
+        values.get("confirm_failures"),
     )
 
 
@@ -198,6 +212,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
         own["down_after_rounds"] or base.down_after_rounds,
         own["recover_after_rounds"] or base.recover_after_rounds,
         base.cert_expiry_days if days is None else tuple(days),
+        base.confirm_failures if own["confirm_failures"] is None else own["confirm_failures"],
     )
 
 
@@ -340,9 +355,16 @@ async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) ->
 async def list_incidents(
     conn: Conn, monitor_id: int, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
+    """A page of the monitor's incidents, newest first, each with the counts of its notices
+    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
     rows = await conn.fetch(
-        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE monitor_id = $1"
-        " ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting FROM incidents i"
+        " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
+        "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
+        "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
+        "   FROM notification_outbox o WHERE o.incident_id = i.id AND o.kind <> 'recovered') d"
+        " WHERE i.monitor_id = $1"
+        " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
         monitor_id,
         limit,
         offset,

@@ -13,7 +13,9 @@ from controller.db.pool import Conn
 
 JOB_COLUMNS = (
     "id, public_id, type, hostname, port, status, check_interval, timeout_seconds,"
-    " allowed_country_codes, round_countries, config, next_due_at, mail_domain"
+    " allowed_country_codes, round_countries, config, next_due_at, mail_domain,"
+    " (SELECT b.failures FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_failures,"
+    " (SELECT b.retry_at FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_retry_at"
 )
 
 
@@ -30,9 +32,10 @@ async def claim_due(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Recor
 
 
 async def claim_unplanned(conn: Conn, limit: int) -> list[asyncpg.Record]:
-    """Monitors without a due time yet (new, or interval/status just changed), locked."""
+    """Monitors without a due time yet (new, or interval/status just changed), locked;
+    `never_run`: no round of it has gone anywhere yet."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, public_id, check_interval FROM monitors"
+        "SELECT id, public_id, check_interval, round_countries IS NULL AS never_run FROM monitors"
         " WHERE status <> 'disabled' AND next_due_at IS NULL"
         " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         limit,
@@ -71,3 +74,13 @@ async def job_row(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
         f"SELECT {JOB_COLUMNS} FROM monitors WHERE id = $1", monitor_id
     )
     return row
+
+
+async def job_rows(conn: Conn, monitor_ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The monitors that are not disabled among `monitor_ids`."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM monitors WHERE id = ANY($1::bigint[]) AND status <> 'disabled'"
+        " ORDER BY id",
+        monitor_ids,
+    )
+    return rows

@@ -24,7 +24,12 @@ from shared.messages import CheckResult
 # PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
 NO_SEAL_KEY = "no_seal_key"
 OVERDUE = "overdue"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE})
+# `auth_backoff`: the monitor's credentials were rejected and its logins wait; `login_capped`:
+# the account had LOGIN_CAP_PER_ACCOUNT logins in the window (controller.login_backoff, the
+# scheduler): this country's check did not run, on purpose.
+MISSED_KINDS = frozenset(
+    {"no_agent", "expired", NO_SEAL_KEY, OVERDUE, "auth_backoff", "login_capped"}
+)
 
 
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):

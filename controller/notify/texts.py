@@ -9,10 +9,11 @@ stored before it did must not stop a notice.
 import html
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from controller.causes import label
+from controller.login_backoff import Backoff
 from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered"]
@@ -89,3 +90,25 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
         else f": {label(incident['cause_kind'])} in {where}"
     )
     return Texts(subject, text, body, sms[:300])
+
+
+def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: timedelta) -> Texts:
+    """The owner's one notice that the monitor's credentials were rejected and its logins
+    slowed."""
+    name = one_line(monitor["name"])
+    target = _target(monitor)
+    where = ", ".join(sorted(countries)) or "-"
+    retry = iso_ms(backoff.retry_at)
+    subject = f"[mailprobe] Credentials rejected: {name}"
+    lines = [
+        f"{name} ({target}) rejected the monitor's credentials (seen from: {where}).",
+        "Checks that log in are slowed so the account is not locked: the next login is at "
+        f"{retry}, then less and less often (at most {duration(cap.total_seconds())} apart), "
+        "from one country at a time.",
+        "Update the monitor's credentials to resume its checks at once.",
+        f"Monitor: {monitor['public_id']}",
+    ]
+    text = "\n\n".join(lines) + "\n\n-- mailprobe\n"
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    sms = one_line(f"mailprobe: {name} credentials rejected; logins slowed until updated")[:160]
+    return Texts(subject, text, f"<html><body>{body}</body></html>", sms)

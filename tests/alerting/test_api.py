@@ -36,9 +36,11 @@ async def test_incidents_and_alert_history_of_a_monitor(rig: Rig, api: httpx.Asy
         "cause",
         "countries",
         "notified",
+        "delivery",
         "endReason",
     }
     assert closed["endReason"] is None  # it recovered
+    assert (closed["notified"], closed["delivery"]) == (True, "sent")
 
     r = await api.get(f"{base}/alert-history?perPage=2", headers=rig.tenant.auth())
     assert r.status_code == 200
@@ -78,11 +80,13 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": None,
         "recoverAfterRounds": None,
         "certExpiryDays": None,
+        "confirmFailures": None,
         "effective": {
             "failureThreshold": 0.5,
             "downAfterRounds": 2,
             "recoverAfterRounds": 2,
             "certExpiryDays": [21, 7],
+            "confirmFailures": True,
         },
     }
     r = await api.put("/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 3})
@@ -91,6 +95,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": 3,
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
+        "confirmFailures": True,
     }
     r = await api.put(url, headers=rig.tenant.auth("member"), json={"downAfterRounds": 1})
     assert r.status_code == 200, r.text
@@ -100,6 +105,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "downAfterRounds": 1,
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
+        "confirmFailures": True,
     }
     await rig.rounds(m, 0, [DOWN])
     assert len(await rig.incidents(m)) == 1  # one round was enough
@@ -115,6 +121,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         ({"failureThreshold": -0.1}, "failureThreshold"),
         ({"downAfterRounds": 0}, "downAfterRounds"),
         ({"recoverAfterRounds": "2"}, "recoverAfterRounds"),
+        ({"confirmFailures": "yes"}, "confirmFailures"),
         ({"rounds": 2}, "rounds"),
     ],
 )

@@ -124,7 +124,7 @@ async def test_config_alias(http: httpx.AsyncClient, tenant: Tenant) -> None:
     [
         ({"foo": 1}, "imapPopConfig.foo"),
         ({"pass": "x"}, "imapPopConfig.pass"),
-        ({"tlsOptions": {"servername": "x"}}, "imapPopConfig.tlsOptions.servername"),
+        ({"tlsOptions": {"sni": "x"}}, "imapPopConfig.tlsOptions.sni"),
         ({"tls": "yes"}, "imapPopConfig.tls"),
         ({"tls": 1}, "imapPopConfig.tls"),
         ({"protocol": 3}, "imapPopConfig.protocol"),

@@ -94,6 +94,13 @@ def test_what_the_dockerfile_copies_builds_every_package_and_migration(tmp_path:
         p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/db/migrations").glob("*.sql")
     }
     assert migrations and migrations <= names, sorted(migrations - names)
+    # The console's templates, stylesheet and script: served from the wheel, never a CDN.
+    assets = {
+        p.relative_to(ROOT).as_posix()
+        for folder in ("templates", "static")
+        for p in (ROOT / "controller/console" / folder).iterdir()
+    }
+    assert assets and assets <= names, sorted(assets - names)
 
 
 def test_compose() -> None:

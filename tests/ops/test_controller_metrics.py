@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from controller import metrics
 from controller.app import create_app
@@ -137,3 +138,17 @@ async def test_ingest_lag_is_the_consumers_pending_count(
     finally:
         await js.delete_consumer(RESULTS_STREAM, durable)
         await js.purge_stream(RESULTS_STREAM, subject=subject)
+
+
+async def test_no_ingest_consumer_yet_is_no_warning(js: JetStreamContext) -> None:
+    """Sampled before the ingester made its consumer (every `make run` start), the lag probe
+    used to warn `metrics sample failed error=NotFoundError()`; it now waits for the consumer.
+    Another probe's real failure still warns."""
+
+    async def broken() -> None:
+        raise RuntimeError("database gone")
+
+    with capture_logs() as logs:
+        await metrics.sample([metrics.ingest_lag(js, f"absent-{uuid.uuid4().hex[:8]}"), broken])
+    warned = [e for e in logs if e["event"] == "metrics sample failed"]
+    assert [e["error"] for e in warned] == ["RuntimeError('database gone')"]

@@ -2,10 +2,47 @@
 
 import asyncio
 import ssl
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class Lockout:
+    """A lockout policy as fail2ban or mailcow run one: `max_failures` rejected logins within
+    `window` ban the account for `ban`; while banned every login is refused, right or wrong.
+    Times come from `clock`, so a test can play an hour of rounds in seconds."""
+
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        max_failures: int,
+        window: timedelta = timedelta(minutes=10),
+        ban: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.clock = clock
+        self.max_failures, self.window, self.ban = max_failures, window, ban
+        self.failures: list[datetime] = []
+        self.bans: list[datetime] = []
+        self.logins: list[tuple[datetime, bool]] = []  # (when, accepted)
+
+    def banned(self, now: datetime) -> bool:
+        return any(at <= now < at + self.ban for at in self.bans)
+
+    def login(self, ok: bool) -> bool:
+        """A login attempt with right (`ok`) or wrong credentials; whether it is accepted."""
+        now = self.clock()
+        if self.banned(now):
+            self.logins.append((now, False))
+            return False
+        self.logins.append((now, ok))
+        if not ok:
+            self.failures.append(now)
+            if sum(now - at < self.window for at in self.failures) >= self.max_failures:
+                self.bans.append(now)
+        return ok
 
 
 class _Handler:
@@ -40,6 +77,7 @@ class SmtpPeer:
         auth_in_clear: bool = False,
         handler: object | None = None,
         backlog: int = 100,
+        lockout: Lockout | None = None,
     ) -> None:
         self.starttls = starttls
         self.implicit_tls = implicit_tls
@@ -48,6 +86,7 @@ class SmtpPeer:
         # What takes the mail (tests.peers.mailstore.DeliveringHandler delivers it).
         self.handler = handler if handler is not None else _Handler()
         self.backlog = backlog  # the listen queue: benches connecting hundreds at once raise it
+        self.lockout = lockout
         self.auths: list[tuple[bool, str]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -59,6 +98,8 @@ class SmtpPeer:
         ok = isinstance(data, LoginPassword) and (
             self.users.get(data.login.decode()) == data.password.decode()
         )
+        if self.lockout is not None:
+            ok = self.lockout.login(ok)
         return AuthResult(success=ok, handled=False)
 
     def _protocol(self) -> SMTP:

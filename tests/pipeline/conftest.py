@@ -102,6 +102,9 @@ async def pipeline(
         SecretBox(settings.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         default_countries=2,
+        # Every country's job at once, as these tests expect of a round; the spacing of logins
+        # to one account has tests of its own (test_login_spacing.py).
+        login_spacing_s=0,
     )
     ingester = Ingester(pipe_pool, nc, js, job_ids, durable=f"ingest-test-{uuid.uuid4().hex[:8]}")
     yield Pipeline(nc, js, agents, scheduler, ingester)

@@ -78,7 +78,11 @@ def test_job_round_trip_and_camel_case_wire_shape() -> None:
     assert wire["timeoutSeconds"] == 15
     assert wire["config"]["requireTls"] is True
     assert wire["config"]["auth"] == {"user": "u", "pass": "p"}
-    assert wire["config"]["tlsOptions"] == {"rejectUnauthorized": False}
+    assert wire["config"]["tlsOptions"] == {
+        "rejectUnauthorized": False,
+        "ca": None,
+        "servername": None,
+    }
     assert decode_job(encode(job)) == job
 
 

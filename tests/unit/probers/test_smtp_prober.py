@@ -116,6 +116,9 @@ async def test_wrong_password_is_auth(
     assert (result.status, result.error_kind) == ("down", "auth")
     assert "535" in result.message
     assert "wrong" not in result.message
+    # One login per check: the server offers PLAIN and LOGIN, and a rejection by the first is
+    # not followed by another try (each would count against a lockout policy).
+    assert [arg.split()[0] for _, arg in peer.auths] == ["PLAIN"]
 
 
 async def test_auth_skipped_unless_user_and_pass_are_both_set(

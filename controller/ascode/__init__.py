@@ -1,0 +1,7 @@
+"""Monitors as code: `python -m controller apply -f monitors.yaml` and `export`.
+
+`spec` reads a monitors file into the API's own request bodies (checked by the API's own rules,
+errors with file and line); `plan` is the pure diff against what the API holds; `run` talks to
+the API over HTTP with a token, so roles, tenancy, fair use and the secret binding apply as to
+any other client.
+"""

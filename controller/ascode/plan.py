@@ -1,0 +1,161 @@
+"""From the file's monitors and the API's, what to create, update and delete (pure), and the
+file `export` writes.
+
+Monitors are matched by name within the customer. Values are compared as the API stores them
+(the file's are normalised by the API's own rules in `spec`), secrets as the mask: a file whose
+monitors the API already holds plans nothing, so applying it twice changes nothing.
+"""
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from controller.api import validation
+from controller.api.monitor_schemas import MASK
+from controller.ascode.spec import SECRET_KEYS, Desired
+from shared.messages import MonitorType
+
+# Row values compared, and the API field each is shown as.
+COMPARED = {
+    "name": "name",
+    "hostname": "hostname",
+    "port": "port",
+    "status": "status",
+    "check_interval": "checkInterval",
+    "timeout_seconds": "timeoutSeconds",
+    "allowed_country_codes": "allowedCheckCountryCodes",
+    "notification_email": "notificationEmail",
+    "notification_phone_number": "notificationPhoneNumber",
+    "config": "config",
+    "type": "type",
+}
+
+
+class PlanError(Exception):
+    """The file and the API's monitors cannot be matched up; the text says why."""
+
+
+@dataclass(frozen=True)
+class Current:
+    """A monitor as the API shows it."""
+
+    public_id: str
+    name: str
+    values: dict[str, Any]  # COMPARED's keys
+
+    @property
+    def type(self) -> MonitorType:
+        monitor_type: MonitorType = self.values["type"]
+        return monitor_type
+
+    @classmethod
+    def of(cls, endpoint: Literal["smtp", "imap-pop"], item: dict[str, Any]) -> "Current":
+        """From a monitor of the list endpoint `endpoint`."""
+        config = item["config"] or {}
+        monitor_type = "smtp" if endpoint == "smtp" else config.get("protocol") or "imap"
+        values = {column: item[field] for column, field in COMPARED.items() if field in item}
+        values["type"] = monitor_type
+        return cls(item["publicId"], item["name"], values)
+
+
+Verb = Literal["create", "update", "delete", "keep"]
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: Verb
+    type: MonitorType
+    name: str
+    public_id: str | None = None
+    changed: tuple[str, ...] = ()
+    desired: Desired | None = None
+
+    def describe(self) -> str:
+        sign = {"create": "+", "update": "~", "delete": "-", "keep": "="}[self.verb]
+        what = f"{sign} {self.verb} {self.type} {self.name!r}"
+        return f"{what} ({', '.join(self.changed)})" if self.changed else what
+
+
+def _family(monitor_type: str) -> str:
+    return "smtp" if monitor_type == "smtp" else "imap-pop"
+
+
+def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list[Action]:
+    """The actions making the API hold `desired`: creates and updates in the file's order, then
+    deletes (only with `prune`; without, the monitors the file lacks are kept and listed)."""
+    counts = Counter(c.name for c in current)
+    by_name = {c.name: c for c in current}
+    actions: list[Action] = []
+    for want in desired:
+        have = by_name.get(want.name)
+        if have is None:
+            actions.append(Action("create", want.type, want.name, desired=want))
+            continue
+        if counts[want.name] > 1:
+            raise PlanError(f"{counts[want.name]} monitors of the customer are named {want.name!r}")
+        if _family(have.type) != _family(want.type):
+            raise PlanError(
+                f"{want.name!r} is a {have.type} monitor in the API and {want.type} in the file;"
+                " rename one, or delete the monitor first"
+            )
+        changed = tuple(
+            field
+            for column, field in COMPARED.items()
+            if want.values.get(column) != have.values.get(column)
+        )
+        verb: Verb = "update" if changed else "keep"
+        actions.append(Action(verb, want.type, want.name, have.public_id, changed, want))
+    wanted = {d.name for d in desired}
+    for have in current:
+        if have.name not in wanted:
+            verb = "delete" if prune else "keep"
+            note = () if prune else ("not in the file; --prune deletes it",)
+            actions.append(Action(verb, have.type, have.name, have.public_id, note))
+    return actions
+
+
+def export(customer: str, current: list[Current]) -> dict[str, Any]:
+    """The monitors file holding `current`: defaults left out, each secret an `{env: NAME}`
+    reference (the API never shows a secret; NAME is derived from the monitor's name)."""
+    monitors: list[dict[str, Any]] = []
+    for have in current:
+        v = have.values
+        doc: dict[str, Any] = {"type": have.type, "name": have.name, "hostname": v["hostname"]}
+        interval = v["check_interval"]
+        defaults = {
+            "port": None,
+            "status": "active",
+            "check_interval": validation.CHECK_INTERVAL_DEFAULT,
+            "timeout_seconds": min(validation.TIMEOUT_DEFAULT, interval),
+            "allowed_country_codes": None,
+            "notification_email": None,
+            "notification_phone_number": None,
+        }
+        for column, default in defaults.items():
+            if v[column] != default:
+                doc[COMPARED[column]] = v[column]
+        if v["config"]:
+            key = "smtpConfig" if have.type == "smtp" else "imapPopConfig"
+            doc[key] = _secret_refs(v["config"], key, have.name)
+        monitors.append(doc)
+    return {"customer": customer, "monitors": monitors}
+
+
+def env_name(monitor_name: str) -> str:
+    slug = re.sub(r"[^A-Z0-9]+", "_", monitor_name.upper()).strip("_") or "MONITOR"
+    return f"{slug}_PASSWORD"
+
+
+def _secret_refs(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
+    *parents, leaf = SECRET_KEYS[key]
+    out = dict(config)
+    holder = out
+    for step in parents:
+        if not isinstance(holder.get(step), dict):
+            return out
+        holder[step] = dict(holder[step])
+        holder = holder[step]
+    if holder.get(leaf) == MASK:
+        holder[leaf] = {"env": env_name(name)}
+    return out

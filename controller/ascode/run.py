@@ -1,0 +1,179 @@
+"""`apply` and `export` against the API over HTTP (MAILPROBE_API, a token in MAILPROBE_TOKEN).
+
+Going through the API, not the database, keeps every rule of the API in force: the token's role
+and organization, fair-use limits, the secret binding, and the API's own messages, which `apply`
+reports at the file's line.
+"""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+
+from controller.ascode.plan import Action, Current, PlanError, export, plan
+from controller.ascode.spec import Spec, SpecError, load
+
+DEFAULT_API = "http://127.0.0.1:8080"
+ENDPOINTS: dict[str, Literal["smtp", "imap-pop"]] = {
+    "/api/smtp-monitors": "smtp",
+    "/api/imap-pop-monitors": "imap-pop",
+}
+PER_PAGE = 200
+
+
+class ApplyError(Exception):
+    """The API refused a request; the text is the API's message, where possible at a line."""
+
+
+def _path(monitor_type: str) -> str:
+    return "/api/smtp-monitors" if monitor_type == "smtp" else "/api/imap-pop-monitors"
+
+
+def _refusal(response: httpx.Response) -> tuple[str, list[str]]:
+    try:
+        body = response.json()
+        return str(body["message"]), [str(f) for f in body.get("fields", [])]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}", []
+
+
+async def current(client: httpx.AsyncClient, customer: str) -> list[Current]:
+    """The customer's monitors, both endpoints, every page; ApplyError when the customer is not
+    the token's organization's."""
+    r = await client.get(f"/api/customers/{customer}")
+    if r.status_code != 200:
+        raise ApplyError(f"customer {customer}: {_refusal(r)[0]}")
+    found: list[Current] = []
+    for path, endpoint in ENDPOINTS.items():
+        page = 1
+        while True:
+            params: dict[str, str | int] = {"customerId": customer, "page": page}
+            r = await client.get(path, params={**params, "perPage": PER_PAGE})
+            if r.status_code != 200:
+                raise ApplyError(f"listing {path}: {_refusal(r)[0]}")
+            body = r.json()
+            found += [Current.of(endpoint, item) for item in body["items"]]
+            if page * PER_PAGE >= body["total"]:
+                break
+            page += 1
+    return found
+
+
+async def apply(
+    spec: Spec,
+    client: httpx.AsyncClient,
+    *,
+    prune: bool,
+    dry_run: bool,
+    say: Callable[[str], None],
+) -> int:
+    """Make the API hold the file's monitors; 0 when done (or planned), 1 when the API refused
+    something (the rest is still applied)."""
+    try:
+        actions = plan(spec.monitors, await current(client, spec.customer), prune=prune)
+    except (PlanError, ApplyError) as exc:
+        say(f"{spec.file}: {exc}")
+        return 1
+    failed = 0
+    for action in actions:
+        say(action.describe())
+        if dry_run or action.verb == "keep":
+            continue
+        try:
+            await _do(client, spec, action)
+        except ApplyError as exc:
+            say(f"  {exc}")
+            failed += 1
+    counts = {v: sum(a.verb == v for a in actions) for v in ("create", "update", "delete")}
+    summary = ", ".join(f"{n} to {v}" if dry_run else f"{n} {v}d" for v, n in counts.items())
+    say(f"{spec.file}: {summary}" + (" (dry run: nothing changed)" if dry_run else ""))
+    return 1 if failed else 0
+
+
+async def _do(client: httpx.AsyncClient, spec: Spec, action: Action) -> None:
+    path = _path(action.type)
+    if action.verb == "delete":
+        r = await client.delete(f"{path}/{action.public_id}")
+    elif action.desired is not None and action.verb == "create":
+        r = await client.post(path, json={**action.desired.body, "customerId": spec.customer})
+    elif action.desired is not None:
+        r = await client.patch(f"{path}/{action.public_id}", json=action.desired.body)
+    else:
+        return
+    if r.is_success:
+        return
+    message, fields = _refusal(r)
+    field = fields[0] if fields else ""
+    if field == "customerId":
+        line = spec.customer_line
+    elif action.desired is not None:
+        line = action.desired.line_of(field)
+    else:
+        line = None
+    where = spec.file if line is None else f"{spec.file}:{line}"
+    raise ApplyError(f"{where}: the API refused it (HTTP {r.status_code}): {message}")
+
+
+def export_text(customer: str, monitors: list[Current]) -> str:
+    return yaml.safe_dump(export(customer, monitors), sort_keys=False, allow_unicode=True)
+
+
+def _client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:
+    token = env.get("MAILPROBE_TOKEN")
+    if not token:
+        raise SystemExit(
+            "error: set MAILPROBE_TOKEN to an API token (kept out of the command line)"
+        )
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(base_url=api, headers=headers, timeout=30)
+
+
+def add_commands(sub: Any) -> None:
+    """`apply` and `export` on the controller's command line."""
+    api_help = f"the API's base URL (default: MAILPROBE_API or {DEFAULT_API})"
+    cmd = sub.add_parser("apply", help="create/update (and --prune delete) monitors from a file")
+    cmd.add_argument("-f", "--file", required=True, help="the monitors file (YAML)")
+    cmd.add_argument("--prune", action="store_true", help="delete the customer's other monitors")
+    cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    cmd.add_argument("--api", default=None, help=api_help)
+    cmd = sub.add_parser("export", help="print a customer's monitors as a monitors file")
+    cmd.add_argument("--customer", required=True, help="numeric id or public UUID")
+    cmd.add_argument("--api", default=None, help=api_help)
+
+
+def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """`apply` or `export` as parsed; the exit code."""
+    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    if args.command == "export":
+        return asyncio.run(_export(api, args.customer, env))
+    try:
+        spec = load(Path(args.file).read_text(), args.file, env)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return asyncio.run(_apply(api, spec, args, env))
+
+
+async def _apply(api: str, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    async with _client(api, env) as client:
+        return await apply(spec, client, prune=args.prune, dry_run=args.dry_run, say=print)
+
+
+async def _export(api: str, customer: str, env: Mapping[str, str]) -> int:
+    async with _client(api, env) as client:
+        try:
+            monitors = await current(client, customer)
+        except ApplyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    sys.stdout.write(export_text(customer, monitors))
+    return 0

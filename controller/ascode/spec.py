@@ -1,0 +1,290 @@
+"""A monitors file (YAML) read into the API's request bodies, with the line of every key.
+
+    customer: 3f0c6d1e-...        # the customer's public UUID (or numeric id)
+    monitors:
+      - type: smtp                # smtp, imap or pop3
+        name: Outbound relay      # a monitor's identity within the customer
+        hostname: smtp.example.com
+        port: 587
+        smtpConfig:
+          auth: {user: probe, pass: {env: RELAY_PASSWORD}}
+
+Every other key is the API's create body, spelled as there (camelCase). A secret (`pass`,
+`password`) is never in the file: it is `{env: NAME}`, read from the environment. Each monitor is
+checked by the API's own request Structs and rules, so a file is refused with the API's own
+message, prefixed by the file and line at fault.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+import yaml
+
+from controller.api import validation
+from controller.api.errors import ApiError, strict_body_error
+from controller.api.monitor_rules import (
+    IMAP_POP,
+    SMTP,
+    ImapPopMonitorCreate,
+    Kind,
+    SmtpMonitorCreate,
+    create_values,
+    masked,
+)
+from controller.secretbox import SecretBox, generate_key
+from shared.messages import MonitorType
+
+TYPES: tuple[MonitorType, ...] = ("smtp", "imap", "pop3")
+# Where a secret sits in a monitor's config, per config key.
+SECRET_KEYS = {"smtpConfig": ("auth", "pass"), "imapPopConfig": ("password",)}
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+Path = tuple[str | int, ...]
+
+
+class SpecError(Exception):
+    """The file cannot be applied; each line of `problems` is `file:line: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One monitor as the file wants it."""
+
+    type: MonitorType
+    name: str
+    body: dict[str, Any]  # every field of the create/PATCH body, secrets filled in
+    values: dict[str, Any]  # the row values the API would store, secrets masked
+    line: int
+    lines: Mapping[Path, int]  # the line of each of its keys, by path within the monitor
+
+    def line_of(self, field: str) -> int:
+        """The line of an API field name (`smtpConfig.auth.pass`), or of the nearest key the
+        file has on its path, or the monitor's first line."""
+        path = field_path(field)
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, self.line) if path else self.line
+
+
+@dataclass(frozen=True)
+class Spec:
+    file: str
+    customer: str
+    customer_line: int
+    monitors: list[Desired]
+
+
+class _Lines:
+    """The line (1-based) of every key and item of a YAML document, by path."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        self.at: dict[Path, int] = {}
+        self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: Path) -> None:
+        self.at[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    self.at[(*path, key.value)] = key.start_mark.line + 1
+                    self._walk_value(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._walk(item, (*path, i))
+
+    def _walk_value(self, node: yaml.Node, path: Path) -> None:
+        line = self.at[path]
+        self._walk(node, path)
+        self.at[path] = line  # a key's line, not its value's (a block value starts below)
+
+    def of(self, path: Path) -> int:
+        """The line of `path`, or of its nearest ancestor the file has."""
+        while path and path not in self.at:
+            path = path[:-1]
+        return self.at.get(path, 1)
+
+
+def field_path(field: str) -> Path:
+    """`smtpConfig.auth.pass` / `allowedCheckCountryCodes[1]` → path steps."""
+    return tuple(name if name else int(index) for name, index in _STEP.findall(field))
+
+
+def load(text: str, file: str, env: Mapping[str, str]) -> Spec:
+    """The file's monitors, checked; SpecError listing every problem found."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise SpecError([f"{file}:{line}: not valid YAML: {exc}"]) from None
+    if node is None or not isinstance(data, dict):
+        raise SpecError([f"{file}:1: expected a mapping with `customer` and `monitors`"])
+    lines = _Lines(node)
+    problems: list[str] = []
+
+    def problem(path: Path, message: str) -> None:
+        problems.append(f"{file}:{lines.of(path)}: {message}")
+
+    for key in sorted(set(data) - {"customer", "monitors"}, key=str):
+        problem((key,), f"{key}: unknown key (expected customer and monitors)")
+    customer = data.get("customer")
+    if not isinstance(customer, str | int) or isinstance(customer, bool):
+        problem(("customer",), "customer: the customer's public UUID or numeric id is required")
+    items = data.get("monitors") or []
+    if not isinstance(items, list):
+        problem(("monitors",), "monitors: expected a list")
+        items = []
+    box = SecretBox(generate_key())  # seals nothing kept: only to run the API's rules
+    found: list[Desired] = []
+    names: dict[str, int] = {}
+    for i, item in enumerate(items):
+        at: Path = ("monitors", i)
+        try:
+            own = {p[2:]: n for p, n in lines.at.items() if p[:2] == at and len(p) > 2}
+            desired = _monitor(item, str(customer), env, box, lines.of(at), own)
+        except _Problem as exc:
+            problem((*at, *exc.path), exc.message)
+            continue
+        if desired.name in names:
+            problem(
+                (*at, "name"),
+                f"name: {desired.name!r} is also the monitor on line {names[desired.name]};"
+                " names identify monitors within the customer",
+            )
+            continue
+        names[desired.name] = desired.line
+        found.append(desired)
+    if problems:
+        raise SpecError(problems)
+    return Spec(file, str(customer), lines.of(("customer",)), found)
+
+
+class _Problem(Exception):
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _monitor(
+    item: object,
+    customer: str,
+    env: Mapping[str, str],
+    box: SecretBox,
+    line: int,
+    lines: dict[Path, int],
+) -> Desired:
+    if not isinstance(item, dict):
+        raise _Problem((), "each monitor is a mapping")
+    doc = dict(item)
+    monitor_type = doc.pop("type", None)
+    if monitor_type not in TYPES:
+        raise _Problem(("type",), f"type: one of {', '.join(TYPES)} is required")
+    if "customerId" in doc:
+        raise _Problem(("customerId",), "customerId: the file's `customer` applies to all")
+    kind = SMTP if monitor_type == "smtp" else IMAP_POP
+    config_key = _config_key(kind, doc)
+    if config_key is not None:
+        doc[config_key] = _with_secret(doc[config_key], config_key, kind, env)
+        if monitor_type != "smtp":
+            _protocol(doc, config_key, cast(MonitorType, monitor_type))
+    elif monitor_type == "pop3":
+        doc[kind.config_key] = {"protocol": "pop3"}
+    struct_type: type[SmtpMonitorCreate] | type[ImapPopMonitorCreate] = (
+        SmtpMonitorCreate if kind is SMTP else ImapPopMonitorCreate
+    )
+    try:
+        request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
+        validation.no_nul(request, "")
+        values = create_values(kind, request, box)
+    except msgspec.ValidationError as exc:
+        raise _api_problem(strict_body_error(exc)) from None
+    except ApiError as exc:
+        raise _api_problem(exc) from None
+    values["config"] = masked(values["config"])
+    body = _full_body(doc, values)
+    return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
+
+
+def _api_problem(exc: ApiError) -> _Problem:
+    path = field_path(exc.fields[0]) if exc.fields else ()
+    return _Problem(path, exc.message)
+
+
+def _config_key(kind: Kind, doc: dict[str, Any]) -> str | None:
+    for key in (kind.config_key, "config"):
+        if isinstance(doc.get(key), dict):
+            return key
+    return None
+
+
+def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str, str]) -> Any:
+    """`config` with its `{env: NAME}` secret read from the environment; a secret written
+    out is refused, the file being kept in git."""
+    *parents, leaf = SECRET_KEYS[kind.config_key]
+    out = dict(config)
+    holder = out
+    for step in parents:
+        if not isinstance(holder.get(step), dict):
+            return out
+        holder[step] = dict(holder[step])
+        holder = holder[step]
+    ref = holder.get(leaf)
+    path = (key, *parents, leaf)
+    if ref is None:
+        return out
+    if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
+        raise _Problem(
+            path,
+            f"{'.'.join(path)}: secrets are not kept in the file; write {{env: NAME}} and set"
+            " NAME in the environment",
+        )
+    value = env.get(ref["env"])
+    if not value:
+        raise _Problem(
+            (*path, "env"), f"{'.'.join(path)}: environment variable {ref['env']} is not set"
+        )
+    holder[leaf] = value
+    return out
+
+
+def _protocol(doc: dict[str, Any], key: str, monitor_type: MonitorType) -> None:
+    config = doc[key]
+    given = config.get("protocol")
+    if given is None:
+        if monitor_type == "pop3":
+            doc[key] = {**config, "protocol": "pop3"}
+        return
+    if given != monitor_type:
+        raise _Problem(
+            (key, "protocol"), f"{key}.protocol: {given!r} contradicts type {monitor_type}"
+        )
+
+
+def _full_body(doc: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Every field, so a PATCH also resets what the file leaves out to its default."""
+    key = next((k for k in ("smtpConfig", "imapPopConfig", "config") if k in doc), None)
+    return {
+        "name": values["name"],
+        "hostname": values["hostname"],
+        "port": values.get("port"),
+        "status": values["status"],
+        "checkInterval": values["check_interval"],
+        "timeoutSeconds": values["timeout_seconds"],
+        "allowedCheckCountryCodes": values.get("allowed_country_codes"),
+        "notificationEmail": values.get("notification_email"),
+        "notificationPhoneNumber": values.get("notification_phone_number"),
+        "config": doc[key] if key else {},
+    }

@@ -1,0 +1,213 @@
+"""Public status pages: owners and admins publish one per customer (a slug, a title, the monitors
+on it, whether hostnames show); anyone may open `GET /status/{slug}` without logging in.
+
+The public page is built from an allow-list: per chosen monitor its name, kind, state, countries'
+states, daily uptime and incidents with their cause in plain words (never the agent's message,
+which may name hosts and ports); the hostname only when the page shows hostnames; never the port,
+the configuration, the customer's other monitors or anything of another customer.
+"""
+
+import re
+from datetime import date, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import PathParameter
+from litestar.response import Redirect, Template
+
+from controller import causes
+from controller.api import guards
+from controller.console.pages import page, pool_of
+from controller.console.session import PREFIX, principal_of
+from controller.db import console, status_pages
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+AnyRequest = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+UPTIME_DAYS = 90
+INCIDENT_DAYS = 14
+KIND_LABELS = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
+
+
+async def _admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
+    org = principal_of(request).organization_id
+    async with pool_of(request).acquire() as conn:
+        pages = await status_pages.of_organization(conn, org)
+        by_customer = {
+            p["customer_id"]: await console.monitors_of_customer(conn, p["customer_id"])
+            for p in pages
+        }
+    return page(
+        request,
+        "status_admin.html",
+        status_code=status_code,
+        pages=pages,
+        monitors=by_customer,
+        error=error,
+        notice=request.query_params.get("saved") and "Saved.",
+    )
+
+
+@get("/status-pages", name="console-status-pages")
+async def admin(request: AnyRequest) -> Template:
+    guards.requires_admin(principal_of(request))
+    return await _admin_page(request, None, 200)
+
+
+async def _customer_id(request: AnyRequest, raw: str) -> int:
+    try:
+        ident = UUID(raw)
+    except ValueError:
+        raise NotFoundException() from None
+    async with pool_of(request).acquire() as conn:
+        found: int | None = await conn.fetchval(
+            "SELECT id FROM customers WHERE public_id = $1 AND organization_id = $2",
+            ident,
+            principal_of(request).organization_id,
+        )
+    if found is None:
+        raise NotFoundException()
+    return found
+
+
+@post("/status-pages/{customer:str}", status_code=303)
+async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
+    guards.requires_admin(principal_of(request))
+    customer_id = await _customer_id(request, customer)
+    form = await request.form()
+    slug = str(form.get("slug", "")).strip().lower()
+    title = str(form.get("title", "")).strip()[:200]
+    if not SLUG.match(slug):
+        return await _admin_page(
+            request, "slug: 2-63 lower-case letters, digits and hyphens, not starting with -", 400
+        )
+    if not title or "\x00" in title:
+        return await _admin_page(request, "title: required", 400)
+    ids = []
+    for raw in form.getall("monitor", []):
+        try:
+            ids.append(int(raw))
+        except ValueError:
+            return await _admin_page(request, "monitor: not a monitor of this customer", 400)
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            await status_pages.save(
+                conn,
+                customer_id,
+                principal_of(request).organization_id,
+                slug,
+                title,
+                form.get("hostnames") == "on",
+                ids,
+            )
+    except asyncpg.UniqueViolationError:
+        return await _admin_page(request, f"slug: {slug} is taken by another page", 409)
+    log.info("status page saved", slug=slug, monitors=len(ids))
+    return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
+
+
+@post("/status-pages/{customer:str}/unpublish", status_code=303)
+async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
+    guards.requires_admin(principal_of(request))
+    customer_id = await _customer_id(request, customer)
+    async with pool_of(request).acquire() as conn:
+        await status_pages.unpublish(conn, customer_id)
+    return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
+
+
+def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:
+    """One bar per day, oldest first: the share of up rounds, or None without any."""
+    out = []
+    for back in range(UPTIME_DAYS - 1, -1, -1):
+        day = today - timedelta(days=back)
+        up, down = days.get(day, (0, 0))
+        share = round(100 * up / (up + down), 2) if up + down else None
+        level = (
+            "none"
+            if share is None
+            else "up"
+            if share >= 99.9
+            else "warn"
+            if share >= 95
+            else "down"
+        )
+        out.append({"day": day.isoformat(), "share": share, "level": level})
+    return out
+
+
+@get("/status/{slug:str}", name="status-page")
+async def public(slug: PathStr, request: AnyRequest) -> Template:
+    if not SLUG.match(slug):
+        raise NotFoundException()
+    now = utcnow()
+    async with pool_of(request).acquire() as conn:
+        found = await status_pages.by_slug(conn, slug)
+        if found is None:
+            raise NotFoundException()
+        sp, ids = found
+        rows, _ = await console.overview(
+            conn,
+            organization_id=sp["organization_id"],
+            customer=None,
+            kind=None,
+            search=None,
+            state=None,
+            limit=1000,
+            offset=0,
+            ids=ids,
+        )
+        daily = await status_pages.daily(conn, ids, now - timedelta(days=UPTIME_DAYS))
+        incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
+    per_day: dict[int, dict[date, tuple[int, int]]] = {}
+    for d in daily:
+        per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
+    names = {r["id"]: r["name"] for r in rows}
+    shown = [
+        {
+            "name": r["name"],
+            "hostname": r["hostname"] if sp["show_hostnames"] else None,
+            "kind": KIND_LABELS.get(r["type"], r["type"]),
+            "state": r["state"],
+            "countries": console.dots(r["dots"]),
+            "bars": _bars(per_day.get(r["id"], {}), now.date()),
+        }
+        for r in rows
+    ]
+    return Template(
+        template_name="status.html",
+        context={
+            "title": sp["title"],
+            "monitors": shown,
+            "overall": _overall([r["state"] for r in rows]),
+            "incidents": [
+                {
+                    "monitor": names.get(i["monitor_id"], ""),
+                    "started_at": i["started_at"],
+                    "ended_at": i["ended_at"],
+                    "cause": causes.label(i["cause_kind"]).capitalize(),
+                    "countries": i["countries"],
+                }
+                for i in incidents
+            ],
+            "days": UPTIME_DAYS,
+        },
+    )
+
+
+def _overall(states: list[str]) -> str:
+    if not states:
+        return "No monitors are published on this page yet."
+    if any(s == "down" for s in states):
+        return "Some services are down."
+    if any(s == "degraded" for s in states):
+        return "Some services are degraded."
+    if all(s == "up" for s in states):
+        return "All services are operating normally."
+    return "Some services have not been checked recently."

@@ -1,0 +1,98 @@
+"""Public status pages: one per customer, listing only the monitors chosen for it."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from controller.db.pool import Conn
+
+_COLUMNS = "p.id, p.organization_id, p.customer_id, p.slug, p.title, p.show_hostnames"
+
+
+async def of_organization(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
+    """Every customer of the organization with its page (NULL columns when it has none) and the
+    ids of the monitors chosen for it."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT c.id AS customer_id, c.public_id AS customer_public_id, c.name AS customer,"
+        " p.slug, p.title, p.show_hostnames,"
+        " coalesce((SELECT array_agg(sm.monitor_id) FROM status_page_monitors sm"
+        "           WHERE sm.status_page_id = p.id), '{}') AS chosen"
+        " FROM customers c LEFT JOIN status_pages p ON p.customer_id = c.id"
+        " WHERE c.organization_id = $1 ORDER BY lower(c.name), c.id LIMIT 1000",
+        organization_id,
+    )
+    return rows
+
+
+async def save(
+    conn: Conn,
+    customer_id: int,
+    organization_id: int,
+    slug: str,
+    title: str,
+    show_hostnames: bool,
+    monitor_ids: Sequence[int],
+) -> None:
+    """Publish or change the customer's page; monitors not of that customer are ignored. Raises
+    asyncpg.UniqueViolationError when another page has the slug."""
+    page_id: int = await conn.fetchval(
+        "INSERT INTO status_pages (organization_id, customer_id, slug, title, show_hostnames)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO UPDATE SET"
+        " slug = EXCLUDED.slug, title = EXCLUDED.title,"
+        " show_hostnames = EXCLUDED.show_hostnames, updated_at = now() RETURNING id",
+        organization_id,
+        customer_id,
+        slug,
+        title,
+        show_hostnames,
+    )
+    await conn.execute("DELETE FROM status_page_monitors WHERE status_page_id = $1", page_id)
+    await conn.execute(
+        "INSERT INTO status_page_monitors (status_page_id, monitor_id)"
+        " SELECT $1, id FROM monitors WHERE id = ANY($2::bigint[]) AND customer_id = $3",
+        page_id,
+        list(monitor_ids),
+        customer_id,
+    )
+
+
+async def unpublish(conn: Conn, customer_id: int) -> None:
+    await conn.execute("DELETE FROM status_pages WHERE customer_id = $1", customer_id)
+
+
+async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | None:
+    """The page and the ids of its monitors."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM status_pages p WHERE p.slug = $1", slug)
+    if row is None:
+        return None
+    ids = await conn.fetch(
+        "SELECT monitor_id FROM status_page_monitors WHERE status_page_id = $1", row["id"]
+    )
+    return row, [r["monitor_id"] for r in ids]
+
+
+async def daily(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
+    """Per monitor and UTC day since `since`: rounds up and down (missed ones count neither)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT monitor_id, (scheduled_at AT TIME ZONE 'UTC')::date AS day,"
+        " count(*) FILTER (WHERE status = 'up') AS up,"
+        " count(*) FILTER (WHERE status = 'down') AS down"
+        " FROM check_results WHERE monitor_id = ANY($1::bigint[]) AND scheduled_at >= $2"
+        " GROUP BY monitor_id, day",
+        list(ids),
+        since,
+    )
+    return rows
+
+
+async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
+    """Open incidents and those that ended since `since`, newest first (at most 50)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT monitor_id, started_at, ended_at, cause_kind, cardinality(countries) AS countries"
+        " FROM incidents WHERE monitor_id = ANY($1::bigint[])"
+        " AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at DESC, id DESC LIMIT 50",
+        list(ids),
+        since,
+    )
+    return rows

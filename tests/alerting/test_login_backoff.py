@@ -1,0 +1,112 @@
+"""Rejected credentials back the monitor's logins off (alerter side): the back-off is stored
+and shown in the API, the owner is told once, the alerter does not count the countries whose
+login was held, asks for no confirmation round meanwhile, and a login or new credentials (PATCH)
+end it while another change does not."""
+
+from datetime import datetime, timedelta
+
+import asyncpg
+import httpx
+
+from controller.db import results
+from controller.db.results import ResultRow
+from controller.login_backoff import HELD
+from tests.alerting.conftest import Rig
+from tests.conftest import make_tenant
+
+REJECTED = {"DE": "auth", "FR": "auth", "US": "auth"}
+
+
+async def backoff(rig: Rig, m: asyncpg.Record) -> list[asyncpg.Record]:
+    return await rig.fetch("SELECT * FROM login_backoff WHERE monitor_id = $1", m["id"])
+
+
+async def held_round(rig: Rig, m: asyncpg.Record, at: datetime, login: dict[str, str]) -> None:
+    """A round in back-off as the scheduler records it: `login` countries ran, the rest held."""
+    await rig.round(m, 0, login, at=at)
+    pid = str(m["public_id"])
+    rows = [
+        ResultRow.missed(m, cc, rig.job_ids.make(pid, cc, at), at, HELD, "held")
+        for cc in ("DE", "FR", "US")
+        if cc not in login
+    ]
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await results.store(conn, rows)
+
+
+async def test_rejected_credentials_back_off_notify_once_and_show_in_the_api(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor()
+    first = rig.clock() - timedelta(seconds=150)
+    await rig.round(m, 0, REJECTED, at=first)
+    await rig.alerter.burst()
+    (b,) = await backoff(rig, m)
+    assert (b["failures"], b["since"], b["retry_at"]) == (1, first, first + timedelta(minutes=2))
+    notes = [r for r in await rig.outbox_rows(m) if r["kind"] == "credentials"]
+    assert sorted(n["channel"] for n in notes) == ["email", "sms"]
+    mail = next(n for n in notes if n["channel"] == "email")
+    assert mail["subject"] == "[mailprobe] Credentials rejected: Outbound relay"
+    assert "so the account is not locked" in mail["body_text"]
+    assert "DE, FR, US" in mail["body_text"]
+    assert await rig.fetch("SELECT * FROM confirmation_rounds") == []  # no more wrong logins
+
+    url = f"/api/smtp-monitors/{m['public_id']}/login-backoff"
+    r = await api.get(url, headers=rig.tenant.auth("readonly"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["backedOff"] is True and body["rejectedRounds"] == 1
+    assert "credentials rejected" in body["reason"]
+    assert body["nextLoginAt"].startswith((first + timedelta(minutes=2)).isoformat()[:19])
+    other = await make_tenant(rig.pool)
+    assert (await api.get(url, headers=other.auth())).status_code == 404
+
+    # The retry: one country logs in, is rejected again; the held ones do not dilute it.
+    retry = first + timedelta(minutes=2)
+    await held_round(rig, m, retry, {"FR": "auth"})
+    await rig.alerter.burst()
+    (b,) = await backoff(rig, m)
+    assert (b["failures"], b["retry_at"]) == (2, retry + timedelta(minutes=4))
+    (incident,) = await rig.incidents(m)  # two failing rounds: down, for `auth`
+    assert incident["cause_kind"] == "auth"
+    kinds = sorted(r["kind"] for r in await rig.outbox_rows(m))
+    assert kinds == ["credentials", "credentials", "down", "down"]  # told once
+
+    # A change that is not the credentials keeps it; new credentials end it.
+    patch = f"/api/smtp-monitors/{m['public_id']}"
+    r = await api.patch(patch, headers=rig.tenant.auth("member"), json={"name": "Renamed"})
+    assert r.status_code == 200, r.text
+    assert len(await backoff(rig, m)) == 1
+    r = await api.patch(
+        patch,
+        headers=rig.tenant.auth("member"),
+        json={"smtpConfig": {"auth": {"user": "probe", "pass": "the-new-one"}}},
+    )
+    assert r.status_code == 200, r.text
+    assert await backoff(rig, m) == []
+    assert (await api.get(url, headers=rig.tenant.auth())).json() == {
+        "monitorId": str(m["public_id"]),
+        "backedOff": False,
+        "reason": None,
+        "rejectedRounds": 0,
+        "since": None,
+        "nextLoginAt": None,
+    }
+
+
+async def test_a_round_that_logs_in_ends_the_back_off(rig: Rig) -> None:
+    m = await rig.monitor()
+    first = rig.clock() - timedelta(seconds=150)
+    await rig.round(m, 0, REJECTED, at=first)
+    await rig.alerter.burst()
+    assert len(await backoff(rig, m)) == 1
+    await held_round(rig, m, first + timedelta(minutes=2), {"DE": "up"})
+    await rig.alerter.burst()
+    assert await backoff(rig, m) == []
+
+
+async def test_other_failures_start_no_back_off(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.round(m, 0, {"DE": "refused", "FR": "timeout", "US": "tls"}, at=rig.clock())
+    await rig.alerter.burst()
+    assert await backoff(rig, m) == []

@@ -1,0 +1,213 @@
+"""Monitors as code against the real API: `apply` creates, updates and (with prune) deletes a
+customer's monitors to match a file, idempotently; secrets come from the environment; the API's
+own messages come back at the file's line; `export` writes a file that applies as no change."""
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from controller.ascode.run import apply, current, export_text
+from controller.ascode.spec import Spec, SpecError, load
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from tests.api.helpers import IMAP, SMTP, stored_row
+from tests.api.test_cli import ROOT, SETTINGS
+from tests.conftest import Tenant, make_tenant
+
+ENV = {"RELAY_PASSWORD": "relay-s3cret", "BOX_PASSWORD": "box-s3cret"}
+
+
+def monitors_file(customer: str, relay_host: str = "smtp.example.com") -> str:
+    return f"""\
+customer: {customer}
+monitors:
+  - type: smtp
+    name: Outbound relay
+    hostname: {relay_host}
+    port: 587
+    checkInterval: 300
+    smtpConfig:
+      auth:
+        user: probe
+        pass: {{env: RELAY_PASSWORD}}
+  - type: imap
+    name: Mailbox
+    hostname: imap.example.com
+    imapPopConfig:
+      user: probe@example.com
+      password: {{env: BOX_PASSWORD}}
+      tls: true
+  - type: pop3
+    name: POP box
+    hostname: pop.example.com
+    allowedCheckCountryCodes: [de, US]
+"""
+
+
+@pytest.fixture
+async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
+        yield c
+
+
+async def run(spec: Spec, client: httpx.AsyncClient, **flags: bool) -> tuple[int, list[str]]:
+    said: list[str] = []
+    code = await apply(
+        spec,
+        client,
+        prune=flags.get("prune", False),
+        dry_run=flags.get("dry_run", False),
+        say=said.append,
+    )
+    return code, said
+
+
+async def test_apply_creates_then_changes_nothing_then_updates_and_prunes(
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    customer = tenant.customer_public_id
+    code, said = await run(load(monitors_file(customer), "m.yaml", ENV), client)
+    assert code == 0, said
+    assert said[:3] == [
+        "+ create smtp 'Outbound relay'",
+        "+ create imap 'Mailbox'",
+        "+ create pop3 'POP box'",
+    ]
+    shown = {m.name: m for m in await current(client, customer)}
+    assert shown["POP box"].type == "pop3"
+    assert shown["POP box"].values["allowed_country_codes"] == ["DE", "US"]
+    row = await stored_row(pool, shown["Outbound relay"].public_id)
+    assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == (
+        "relay-s3cret"
+    )
+    updated_at = {
+        m["publicId"]: m["updatedAt"]
+        for path in (SMTP, IMAP)
+        for m in (await client.get(path)).json()["items"]
+    }
+
+    code, said = await run(load(monitors_file(customer), "m.yaml", ENV), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+    for path in (SMTP, IMAP):
+        for m in (await client.get(path)).json()["items"]:
+            assert m["updatedAt"] == updated_at[m["publicId"]]  # no write at all
+
+    moved = load(monitors_file(customer, "SMTP2.example.com"), "m.yaml", ENV)
+    code, said = await run(moved, client, dry_run=True)
+    assert said[0] == "~ update smtp 'Outbound relay' (hostname)"
+    assert said[-1].endswith("(dry run: nothing changed)")
+    assert (await client.get(f"{SMTP}/{shown['Outbound relay'].public_id}")).json()[
+        "hostname"
+    ] == "smtp.example.com"
+    code, said = await run(moved, client)
+    assert code == 0, said
+    got = (await client.get(f"{SMTP}/{shown['Outbound relay'].public_id}")).json()
+    assert got["hostname"] == "smtp2.example.com"
+
+    only_relay = Spec(moved.file, moved.customer, moved.customer_line, moved.monitors[:1])
+    code, said = await run(only_relay, client)
+    assert "= keep imap 'Mailbox' (not in the file; --prune deletes it)" in said
+    assert len(await current(client, customer)) == 3
+    code, said = await run(only_relay, client, prune=True)
+    assert code == 0 and "- delete imap 'Mailbox'" in said, said
+    assert [m.name for m in await current(client, customer)] == ["Outbound relay"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("hostname: imap.example.com", "hostname: imap example"), "m.yaml:14: Invalid hostname"),
+        (("    port: 587", "    port: 70000"), "m.yaml:6: port must be between 1 and 65535"),
+        (
+            ("        pass: {env: RELAY_PASSWORD}", "        pass: hunter2"),
+            "m.yaml:11: smtpConfig.auth.pass: secrets are not kept in the file",
+        ),
+        (
+            ("{env: BOX_PASSWORD}", "{env: NOT_SET}"),
+            "m.yaml:17: imapPopConfig.password: environment variable NOT_SET is not set",
+        ),
+        (("      tls: true", "      tls: yes-please"), "m.yaml:18: Invalid request body"),
+        (("    checkInterval: 300", "    checkInterval: 5"), "m.yaml:7: checkInterval must be"),
+        (("    name: POP box", "    name: Mailbox"), "m.yaml:20: name: 'Mailbox' is also"),
+        (("  - type: pop3", "  - type: nntp"), "m.yaml:19: type: one of smtp, imap, pop3"),
+        (
+            ("      tls: true", "      tlsOptions: {ca: nope}"),
+            "m.yaml:18: imapPopConfig.tlsOptions.ca",
+        ),
+    ],
+)
+async def test_a_bad_file_is_refused_at_its_line_with_the_apis_message(
+    tenant: Tenant, change: tuple[str, str], expected: str
+) -> None:
+    text = monitors_file(tenant.customer_public_id)
+    assert change[0] in text
+    with pytest.raises(SpecError) as refused:
+        load(text.replace(change[0], change[1], 1), "m.yaml", ENV)
+    assert any(p.startswith(expected) for p in refused.value.problems), refused.value.problems
+    assert "hunter2" not in str(refused.value)
+
+
+async def test_what_only_the_server_knows_comes_back_at_the_line(
+    client: httpx.AsyncClient, api_url: str, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """Another organization's customer is not found; a readonly token may not write: both are
+    the API's answers, reported at the file, and nothing is created."""
+    other = await make_tenant(pool)
+    code, said = await run(load(monitors_file(other.customer_public_id), "m.yaml", ENV), client)
+    assert code == 1 and said == [
+        f"m.yaml: customer {other.customer_public_id}: Customer not found"
+    ]
+
+    spec = load(monitors_file(tenant.customer_public_id), "m.yaml", ENV)
+    headers = tenant.auth("readonly")
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10) as readonly:
+        code, said = await run(spec, readonly)
+    assert code == 1
+    assert "m.yaml:3: the API refused it (HTTP 403)" in said[1], said
+    assert await current(client, tenant.customer_public_id) == []
+
+
+async def test_export_applies_as_no_change(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    customer = tenant.customer_public_id
+    assert (await run(load(monitors_file(customer), "m.yaml", ENV), client))[0] == 0
+    text = export_text(customer, await current(client, customer))
+    assert "relay-s3cret" not in text and "********" not in text
+    assert "pass:\n        env: OUTBOUND_RELAY_PASSWORD" in text
+    env = {"OUTBOUND_RELAY_PASSWORD": "x", "MAILBOX_PASSWORD": "y"}
+    code, said = await run(load(text, "exported.yaml", env), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+
+
+async def test_the_command_line_applies_with_a_token_from_the_environment(
+    api_url: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    path = tmp_path / "monitors.yaml"
+    path.write_text(monitors_file(tenant.customer_public_id))
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env |= {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_API": api_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "apply",
+        "-f",
+        str(path),
+        "--dry-run",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert (
+        out.decode()
+        .splitlines()[-1]
+        .endswith("3 to create, 0 to update, 0 to delete (dry run: nothing changed)")
+    )

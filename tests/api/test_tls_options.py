@@ -1,0 +1,143 @@
+"""`tlsOptions.ca` and `tlsOptions.servername` over real HTTP: stored and shown as sent on every
+kind, refused with a 400 naming the field when the CA is not usable, and bound to the stored
+password like every TLS option (a new CA or server name needs the password again)."""
+
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import trustme
+
+from controller.api.tls_options import CA_MAX_BYTES
+from controller.scheduler import job_config
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, minimal_body, stored_row
+from tests.conftest import Tenant
+
+CA_PEM = trustme.CA().cert_pem.bytes().decode()
+OTHER_PEM = trustme.CA().cert_pem.bytes().decode()
+TWO_PEMS = CA_PEM + OTHER_PEM
+KEY_PEM = trustme.CA().private_key_pem.bytes().decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "config"),
+    [
+        (SMTP, "smtpConfig", {"secure": True}),
+        (IMAP, "imapPopConfig", {"protocol": "imap", "tls": True}),
+        (IMAP, "imapPopConfig", {"protocol": "pop3", "tls": False}),
+    ],
+)
+async def test_ca_and_servername_are_stored_shown_and_sent_in_jobs(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    path: str,
+    key: str,
+    config: dict[str, Any],
+) -> None:
+    """A bundle of two CAs and a server name: 201, shown as sent (they are not secrets), and
+    the job built from the stored row carries them to the agent."""
+    tls = {"rejectUnauthorized": True, "ca": TWO_PEMS, "servername": "mail.corp.internal"}
+    body = minimal_body(tenant, **{key: {**config, "tlsOptions": tls}})
+    r = await http.post(path, json=body, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    assert r.json()[key]["tlsOptions"] == tls
+    row = await stored_row(pool, r.json()["publicId"])
+    job = job_config(row["type"], row["config"], SecretBox(settings.secrets_key or ""))
+    assert (job.tls_options.ca, job.tls_options.servername) == (TWO_PEMS, "mail.corp.internal")
+
+
+async def test_null_ca_and_servername_are_the_defaults_and_not_stored(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    cfg = {"tlsOptions": {"ca": None, "servername": None}}
+    r = await http.post(SMTP, json=minimal_body(tenant, smtpConfig=cfg), headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    assert r.json()["smtpConfig"] == {"tlsOptions": {}}
+
+
+BROKEN_PEM = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+BAD_TLS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("smtpConfig", {"ca": "x"}, "tlsOptions.ca", "PEM certificates"),
+    ("smtpConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "Unable to load PEM"),
+    ("smtpConfig", {"ca": ""}, "tlsOptions.ca", "length"),
+    (
+        "smtpConfig",
+        {"ca": CA_PEM * (CA_MAX_BYTES // len(CA_PEM) + 1)},
+        "tlsOptions.ca",
+        f"at most {CA_MAX_BYTES} bytes",
+    ),
+    ("smtpConfig", {"ca": CA_PEM + KEY_PEM}, "tlsOptions.ca", "private key"),
+    ("smtpConfig", {"ca": 5}, "tlsOptions.ca", "Expected `str"),
+    ("imapPopConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "Unable to load PEM"),
+    ("imapPopConfig", {"servername": "mail corp"}, "tlsOptions.servername", "hostname"),
+    ("config", {"servername": "https://mail.corp/"}, "tlsOptions.servername", "hostname"),
+    ("imapPopConfig", {"servername": ""}, "tlsOptions.servername", "length"),
+]
+
+
+@pytest.mark.parametrize(("key", "tls", "field", "says"), BAD_TLS)
+async def test_an_unusable_ca_or_servername_is_a_400_naming_it(
+    http: httpx.AsyncClient, tenant: Tenant, key: str, tls: dict[str, Any], field: str, says: str
+) -> None:
+    """The parse error is in the message; a private key pasted with the CA is refused (it would
+    be shown in every response); nothing is created."""
+    path = IMAP if key == "imapPopConfig" else SMTP
+    r = await http.post(
+        path, json=minimal_body(tenant, **{key: {"tlsOptions": tls}}), headers=tenant.auth()
+    )
+    error = assert_error(r, 400, fields=[f"{key}.{field}"])
+    assert says in error["message"]
+    assert "PRIVATE KEY" not in r.text
+    listed = await http.get(path, headers=tenant.auth())
+    assert listed.json()["total"] == 0
+
+
+STORED = {
+    "hostname": "smtp.example.com",
+    "port": 587,
+    "smtpConfig": {
+        "auth": {"user": "billing", "pass": "stored-pass"},
+        "tlsOptions": {"ca": CA_PEM},
+    },
+}
+KEPT = {"user": "billing", "pass": MASK}
+MOVES = [
+    ({"ca": OTHER_PEM}, "smtpConfig.tlsOptions.ca"),
+    ({}, "smtpConfig.tlsOptions.ca"),
+    ({"ca": CA_PEM, "servername": "evil.example"}, "smtpConfig.tlsOptions.servername"),
+]
+
+
+@pytest.mark.parametrize(("tls", "named"), MOVES, ids=["other CA", "CA removed", "servername"])
+async def test_a_new_ca_or_servername_needs_the_password_again(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    tls: dict[str, Any],
+    named: str,
+) -> None:
+    """A member who may edit the monitor could otherwise trust a CA of their own (or take the
+    system store back) and have the kept password sent to a server they run: 400 naming the
+    password; with the password sent again it is a 200."""
+    created = await create(http, tenant, role="member", **STORED)
+    url = f"{SMTP}/{created['publicId']}"
+    change = {"smtpConfig": {"auth": KEPT, "tlsOptions": tls}}
+    r = await http.patch(url, json=change, headers=tenant.auth("member"))
+    error = assert_error(r, 400, fields=["smtpConfig.auth.pass"], code="secret_required")
+    assert f"to change {named}:" in error["message"]
+
+    same = {"smtpConfig": {"auth": KEPT, "tlsOptions": {"ca": CA_PEM}}}
+    r = await http.patch(url, json=same, headers=tenant.auth("member"))
+    assert r.status_code == 200, r.text
+
+    resent = {"smtpConfig": {"auth": {**KEPT, "pass": "sent-again"}, "tlsOptions": tls}}
+    r = await http.patch(url, json=resent, headers=tenant.auth("member"))
+    assert r.status_code == 200, r.text
+    row = await stored_row(pool, created["publicId"])
+    assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == "sent-again"

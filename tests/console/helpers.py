@@ -1,0 +1,98 @@
+"""Talking to the console over real HTTP like a browser does: the session and CSRF cookies sent
+back by hand (httpx keeps no `Secure` cookie over plain HTTP), the CSRF token read off the form."""
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+
+from controller.db import results
+from controller.db.results import CheckedResult
+from controller.schedule import JobIds
+from shared.timefmt import iso_ms, utcnow
+
+_CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Browserish:
+    """An httpx client with a session token (an API token, as the console's login issues)."""
+
+    http: httpx.AsyncClient
+    session: str | None = None
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def headers(self) -> dict[str, str]:
+        jar = dict(self.cookies)
+        if self.session is not None:
+            jar["mp_session"] = self.session
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())} if jar else {}
+
+    def _keep(self, r: httpx.Response) -> None:
+        for header in r.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+
+    async def get(self, path: str) -> httpx.Response:
+        r = await self.http.get(path, headers=self.headers())
+        self._keep(r)
+        return r
+
+    async def csrf(self, path: str = "/console/") -> str:
+        """The CSRF token of the forms on `path` (the page also sets the CSRF cookie)."""
+        r = await self.get(path)
+        found = _CSRF_FIELD.search(r.text)
+        assert found, r.text[:500]
+        return found.group(1)
+
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, *, token: str | None = None
+    ) -> httpx.Response:
+        form = dict(data or {})
+        if token is not None:
+            form["_csrf_token"] = token
+        r = await self.http.post(path, data=form, headers=self.headers())
+        self._keep(r)
+        return r
+
+
+async def store_result(
+    pool: asyncpg.Pool,
+    job_ids: JobIds,
+    monitor: dict[str, Any],
+    country: str,
+    status: str,
+    *,
+    ago: timedelta = timedelta(minutes=1),
+    response_ms: float | None = 42.0,
+    message: str = "",
+    error_kind: str | None = None,
+    cert_days_left: int | None = None,
+) -> None:
+    """A check result stored as the ingester stores an agent's (the same `results.store`)."""
+    at = utcnow() - ago
+    wire = {
+        "jobId": job_ids.make(monitor["publicId"], country, at),
+        "monitorId": monitor["publicId"],
+        "monitorType": "smtp",
+        "country": country,
+        "agentId": f"{country}-1",
+        "scheduledAt": iso_ms(at),
+        "startedAt": iso_ms(at),
+        "finishedAt": iso_ms(at + timedelta(seconds=1)),
+        "status": status,
+        "errorKind": error_kind,
+        "message": message,
+        "responseTimeMs": response_ms if status == "up" else None,
+        "phases": {"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {},
+        "tls": None
+        if cert_days_left is None
+        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left},
+    }
+    row = msgspec.convert(wire, CheckedResult)
+    async with pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [row]) == 1

@@ -1,0 +1,43 @@
+"""The Grafana dashboard in deploy/grafana/ queries only series mailprobe exposes: the
+per-monitor ones of `/metrics/monitors` and the controller's and agents' own."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+from prometheus_client import REGISTRY
+
+import agent.metrics
+import controller.metrics
+from controller.console.scrape import _Series
+
+# Both register their process metrics in prometheus_client's default registry on import.
+assert agent.metrics and controller.metrics
+
+GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
+
+
+def _exposed() -> set[str]:
+    names = {f.name for f in _Series([], []).collect()}
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        names |= {f"{family.name}{s}" for s in ("_total", "_bucket", "_sum", "_count")}
+    return names
+
+
+def test_the_dashboard_queries_only_exposed_series() -> None:
+    dashboard = json.loads((GRAFANA / "mailprobe.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {n for e in exprs for n in re.findall(r"\bmailprobe_[a-z_]+", e)}
+    assert used, exprs
+    assert used <= _exposed(), sorted(used - _exposed())
+    assert {"mailprobe_check_response_seconds", "mailprobe_check_phase_seconds"} <= used
+
+
+def test_the_provisioning_examples_point_at_the_dashboard() -> None:
+    provider = yaml.safe_load((GRAFANA / "provisioning/dashboards/mailprobe.yaml").read_text())
+    assert provider["providers"][0]["type"] == "file"
+    scrape = yaml.safe_load((GRAFANA / "prometheus.example.yaml").read_text())
+    jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
+    assert jobs["mailprobe-monitors"]["metrics_path"] == "/metrics/monitors"

@@ -1,0 +1,268 @@
+"""The console's pages over real HTTP: roles (readonly sees no controls and its POSTs are
+refused), tenancy (another organization's monitor is a 404), the create form's validation (the
+API's, naming the field), the overview's counts and filters."""
+
+import asyncpg
+import httpx
+import pytest
+
+from controller.schedule import JobIds
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from tests.api.helpers import create, opened, stored_row
+from tests.conftest import Tenant, make_tenant
+from tests.console.helpers import Browserish, store_result
+
+
+async def test_readonly_sees_no_controls_and_its_posts_are_refused(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    monitor = await create(http, tenant, "smtp")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["owner"]
+    owner_view = (await client.get(page)).text
+    assert 'id="actions"' in owner_view and "/pause" in owner_view
+    client.session = tenant.tokens["readonly"]
+    r = await client.get(page)
+    assert r.status_code == 200 and monitor["name"] in r.text
+    assert 'id="actions"' not in r.text and "/pause" not in r.text and "/delete" not in r.text
+    assert "/console/new/smtp" not in (await client.get("/console/")).text
+    token = await client.csrf(page)
+    for action in ("pause", "delete", "trigger"):
+        r = await client.post(f"{page}/{action}", token=token)
+        assert r.status_code == 403, action
+    assert (await client.get("/console/new/smtp")).status_code == 403
+    r = await client.post("/console/new/smtp", {"name": "x"}, token=token)
+    assert r.status_code == 403
+    row = await pool.fetchrow(
+        "SELECT status FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+    )
+    assert row is not None and row["status"] == "active"
+
+
+async def test_another_organizations_monitor_is_a_404_to_read_and_to_change(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    other = await make_tenant(pool)
+    theirs = await create(http, other, "smtp", name="Their secret relay")
+    client.session = tenant.tokens["owner"]
+    page = f"/console/monitors/{theirs['publicId']}"
+    assert (await client.get(page)).status_code == 404
+    token = await client.csrf()
+    for action in ("pause", "delete", "trigger"):
+        assert (await client.post(f"{page}/{action}", token=token)).status_code == 404
+    overview = (await client.get("/console/?q=secret")).text
+    assert "Their secret relay" not in overview
+    assert (await client.get("/console/monitors/not-a-uuid")).status_code == 404
+
+
+async def test_owner_pauses_and_resumes_a_monitor(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    monitor = await create(http, tenant, "smtp")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["member"]
+    token = await client.csrf(page)
+    r = await client.post(f"{page}/pause", token=token)
+    assert (r.status_code, r.headers["location"]) == (303, f"{page}?notice=paused")
+    status = "SELECT status FROM monitors WHERE public_id = $1::uuid"
+    assert await pool.fetchval(status, monitor["publicId"]) == "disabled"
+    assert "Resume" in (await client.get(page)).text
+    await client.post(f"{page}/resume", token=token)
+    assert await pool.fetchval(status, monitor["publicId"]) == "active"
+    r = await client.post(f"{page}/delete", token=token)
+    assert (r.status_code, r.headers["location"]) == (303, "/console/?notice=deleted")
+    assert await pool.fetchval(status, monitor["publicId"]) is None
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "words"),
+    [
+        ({"port": "smtp"}, "port", "whole number"),
+        ({"port": "70000"}, "port", "port"),
+        ({"hostname": "bad host name"}, "hostname", "hostname"),
+        ({"countries": "XX"}, "allowedCheckCountryCodes", "XX"),
+        ({"timeout": "900"}, "timeoutSeconds", "timeout"),
+    ],
+)
+async def test_the_create_form_refuses_what_the_api_refuses_naming_the_field(
+    client: Browserish, tenant: Tenant, form: dict[str, str], field: str, words: str
+) -> None:
+    client.session = tenant.tokens["member"]
+    token = await client.csrf("/console/new/smtp")
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Relay",
+        "hostname": "smtp.example.com",
+        "interval": "60",
+        "timeout": "30",
+        "tls": "starttls",
+        "user": "relay",
+        "password": "Secret-9f2",
+        **form,
+    }
+    r = await client.post("/console/new/smtp", values, token=token)
+    assert r.status_code == 400, r.text[:300]
+    assert words.lower() in r.text.lower()
+    assert f'name="{_input_of(field)}"' in r.text and "aria-invalid=true" in r.text
+    assert "Secret-9f2" not in r.text  # the password is never put back into the form
+
+
+def _input_of(field: str) -> str:
+    return {
+        "port": "port",
+        "hostname": "hostname",
+        "allowedCheckCountryCodes": "countries",
+        "timeoutSeconds": "timeout",
+    }[field]
+
+
+async def test_the_form_creates_an_imap_monitor_with_a_write_only_password(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    client.session = tenant.tokens["member"]
+    token = await client.csrf("/console/new/imap")
+    r = await client.post(
+        "/console/new/imap",
+        {
+            "customer": tenant.customer_public_id,
+            "name": "Mailbox",
+            "hostname": "imap.example.com",
+            "tls": "on",
+            "user": "box@example.com",
+            "password": "Box-Secret-1",
+            "interval": "300",
+            "timeout": "20",
+        },
+        token=token,
+    )
+    assert r.status_code == 303, r.text[:500]
+    public_id = r.headers["location"].split("/")[-1].split("?")[0]
+    got = await http.get(f"/api/imap-pop-monitors/{public_id}", headers=tenant.auth())
+    config = got.json()["imapPopConfig"]
+    assert (config["protocol"], config["tls"], config["password"]) == ("imap", True, "********")
+    assert got.json()["checkInterval"] == 300
+    page = (await client.get(r.headers["location"])).text
+    assert "Box-Secret-1" not in page and "The monitor was created" in page
+
+
+async def test_overview_counts_states_filters_and_shows_country_dots(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    org = await make_tenant(pool)
+    up = await create(http, org, "smtp", name="Alpha relay")
+    down = await create(http, org, "smtp", name="Bravo relay")
+    mixed = await create(http, org, "smtp", name="Charlie relay")
+    await create(http, org, "imap", name="Delta box")
+    await store_result(pool, job_ids, up, "DE", "up")
+    await store_result(pool, job_ids, down, "DE", "down", error_kind="refused")
+    await store_result(pool, job_ids, mixed, "DE", "up")
+    await store_result(pool, job_ids, mixed, "US", "down", error_kind="timeout")
+    client.session = org.tokens["readonly"]
+    r = await client.get("/console/")
+    assert r.status_code == 200
+    for state, n in (("up", 1), ("down", 1), ("degraded", 1), ("unknown", 1), ("all", 4)):
+        assert f'data-count="{state}">{n}<' in r.text, state
+    assert 'data-country="US" data-status="down"' in r.text
+    only_down = (await client.get("/console/?state=down")).text
+    assert "Bravo relay" in only_down and "Alpha relay" not in only_down
+    imap = (await client.get("/console/?kind=imap")).text
+    assert "Delta box" in imap and "Alpha relay" not in imap
+    found = (await client.get("/console/?q=charlie")).text
+    assert "Charlie relay" in found and "Bravo relay" not in found
+    part = await client.get("/console/monitors.part?state=degraded")
+    assert "Charlie relay" in part.text and "<html" not in part.text
+    page = (await client.get(f"/console/monitors/{mixed['publicId']}")).text
+    assert "<polyline" in page  # the response-time chart, drawn on the server
+
+
+async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
+    client: Browserish,
+    tenant: Tenant,
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+) -> None:
+    """An empty password keeps the stored one (never shown); moving the monitor to another
+    host without sending the password again is the API's 400 naming the field."""
+    monitor = await create(
+        http,
+        tenant,
+        "smtp",
+        hostname="smtp.example.com",
+        smtpConfig={"requireTls": True, "auth": {"user": "relay", "pass": "Stored-Secret-5"}},
+    )
+    edit = f"/console/monitors/{monitor['publicId']}/edit"
+    client.session = tenant.tokens["readonly"]
+    assert (await client.get(edit)).status_code == 403
+    client.session = tenant.tokens["member"]
+    form = await client.get(edit)
+    assert form.status_code == 200
+    assert 'value="relay"' in form.text and 'value="smtp.example.com"' in form.text
+    assert "Stored-Secret-5" not in form.text and "********" not in form.text
+    token = await client.csrf(edit)
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Renamed relay",
+        "hostname": "smtp.example.com",
+        "tls": "starttls",
+        "user": "relay",
+        "password": "",
+        "interval": "60",
+        "timeout": "30",
+    }
+    r = await client.post(edit, values, token=token)
+    assert (r.status_code, r.headers["location"]) == (
+        303,
+        f"/console/monitors/{monitor['publicId']}?notice=updated",
+    )
+    got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
+    assert got.json()["name"] == "Renamed relay"
+    assert got.json()["smtpConfig"]["auth"] == {"user": "relay", "pass": "********"}
+    stored = (await stored_row(pool, monitor["publicId"]))["config"]["auth"]["pass"]
+    assert opened(SecretBox(settings.secrets_key or ""), stored) == "Stored-Secret-5"
+    r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
+    assert r.status_code == 400 and "must be sent again" in r.text
+    got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
+    assert got.json()["hostname"] == "smtp.example.com"
+
+
+async def test_a_refused_action_shows_the_apis_reason_on_the_monitor_page(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    """Check now on a paused monitor is the API's 409 with its words; where no check pipeline
+    runs, the API's 503."""
+    monitor = await create(http, tenant, "smtp", name="Sleeping relay")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["admin"]
+    token = await client.csrf(page)
+    r = await client.post(f"{page}/trigger", token=token)
+    assert r.status_code == 503 and "The check pipeline is not running here" in r.text
+    await client.post(f"{page}/pause", token=token)
+    r = await client.post(f"{page}/trigger", token=token)
+    assert r.status_code == 409 and "The monitor is disabled" in r.text
+    assert "Sleeping relay" in r.text
+
+
+async def test_an_organization_without_monitors_sees_how_to_start(
+    client: Browserish, tenant: Tenant
+) -> None:
+    client.session = tenant.tokens["member"]
+    r = await client.get("/console/")
+    assert 'data-count="all">0<' in r.text and "No monitors yet" in r.text
+    assert 'href="/console/new/smtp">Create an SMTP monitor' in r.text
+
+
+async def test_a_global_supporter_reads_every_organization_and_changes_nothing(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    helpdesk, customer = await make_tenant(pool, supporter=True), await make_tenant(pool)
+    theirs = await create(http, customer, "smtp", name=f"Customer relay {customer.org_id}")
+    client.session = helpdesk.tokens["supporter"]
+    assert theirs["name"] in (await client.get(f"/console/?q={theirs['name']}")).text
+    page = f"/console/monitors/{theirs['publicId']}"
+    r = await client.get(page)
+    assert r.status_code == 200 and 'id="actions"' not in r.text
+    token = await client.csrf(page)
+    assert (await client.post(f"{page}/pause", token=token)).status_code == 403
+    assert (await client.get("/console/status-pages")).status_code == 403

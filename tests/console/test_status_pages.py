@@ -1,0 +1,131 @@
+"""Public status pages: opt-in by owners and admins, readable without a login, showing only the
+chosen monitors and nothing that names where or how they are checked unless chosen."""
+
+from datetime import timedelta
+
+import asyncpg
+import httpx
+
+from controller.db import alerts
+from controller.schedule import JobIds
+from shared.timefmt import utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant, make_tenant
+from tests.console.helpers import Browserish, store_result
+
+
+async def _publish(
+    client: Browserish, tenant: Tenant, slug: str, monitor_ids: list[int], hostnames: bool
+) -> httpx.Response:
+    client.session = tenant.tokens["admin"]
+    token = await client.csrf("/console/status-pages")
+    form: dict[str, str | list[str]] = {
+        "slug": slug,
+        "title": "Acme mail status",
+        "monitor": [str(i) for i in monitor_ids],
+        "_csrf_token": token,
+    }
+    if hostnames:
+        form["hostnames"] = "on"
+    return await client.http.post(
+        f"/console/status-pages/{tenant.customer_public_id}", data=form, headers=client.headers()
+    )
+
+
+async def _row_id(pool: asyncpg.Pool, public_id: str) -> int:
+    found: int = await pool.fetchval(
+        "SELECT id FROM monitors WHERE public_id = $1::uuid", public_id
+    )
+    return found
+
+
+async def test_a_status_page_shows_only_what_was_published(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    org = await make_tenant(pool)
+    shown = await create(
+        http, org, "smtp", name="Outbound relay", hostname="relay.acme.test", port=2525
+    )
+    await create(http, org, "smtp", name="Internal backup", hostname="backup.acme.test")
+    other = await make_tenant(pool)
+    await create(http, other, "smtp", name="Other customer relay")
+    await store_result(
+        pool,
+        job_ids,
+        shown,
+        "DE",
+        "down",
+        error_kind="refused",
+        message="connect to relay.acme.test:2525 refused",
+    )
+    shown_id = await _row_id(pool, shown["publicId"])
+    async with pool.acquire() as conn:
+        await alerts.open_incident(
+            conn,
+            shown_id,
+            utcnow() - timedelta(minutes=5),
+            "refused",
+            "relay.acme.test:2525 refused the connection",
+            ["DE"],
+        )
+    slug = f"acme-{org.org_id}"
+    r = await _publish(client, org, slug, [shown_id], hostnames=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/console/status-pages?saved=1")
+
+    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+        r = await anonymous.get(f"/status/{slug}")
+    assert r.status_code == 200
+    page = r.text
+    assert "Acme mail status" in page and "Outbound relay" in page
+    assert "Unreachable" in page and "Ongoing" in page  # the incident in plain words
+    for leak in (
+        "relay.acme.test",
+        "2525",
+        "Internal backup",
+        "Other customer relay",
+        "refused the",
+    ):
+        assert leak not in page, leak
+    assert page.count('class="bar ') == 90
+
+    await _publish(client, org, slug, [shown_id], hostnames=True)
+    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+        page = (await anonymous.get(f"/status/{slug}")).text
+    assert "relay.acme.test" in page and "2525" not in page
+
+
+async def test_only_owners_and_admins_publish_and_unknown_slugs_are_404(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    client.session = tenant.tokens["member"]
+    assert (await client.get("/console/status-pages")).status_code == 403
+    token = await client.csrf()
+    r = await client.post(
+        f"/console/status-pages/{tenant.customer_public_id}",
+        {"slug": f"member-{tenant.org_id}", "title": "x"},
+        token=token,
+    )
+    assert r.status_code == 403
+    assert (await http.get(f"/status/member-{tenant.org_id}")).status_code == 404
+    assert (await http.get("/status/NOT_A_SLUG")).status_code == 404
+
+
+async def test_a_slug_taken_by_another_organization_is_refused(
+    client: Browserish, pool: asyncpg.Pool
+) -> None:
+    first, second = await make_tenant(pool), await make_tenant(pool)
+    slug = f"shared-{first.org_id}"
+    assert (await _publish(client, first, slug, [], hostnames=False)).status_code == 303
+    r = await _publish(client, second, slug, [], hostnames=False)
+    assert r.status_code == 409 and "is taken" in r.text
+
+
+async def test_monitors_of_another_customer_cannot_be_put_on_a_page(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    victim = await make_tenant(pool)
+    theirs = await create(http, victim, "smtp", name="Victim relay")
+    attacker = await make_tenant(pool)
+    slug = f"grab-{attacker.org_id}"
+    await _publish(client, attacker, slug, [await _row_id(pool, theirs["publicId"])], False)
+    assert "Victim relay" not in (await http.get(f"/status/{slug}")).text

@@ -1,0 +1,74 @@
+"""An outage is confirmed in seconds: a real SMTP server goes away, the agents of both countries
+find it refused, the controller checks again at once (a confirmation round) and the incident
+opens and is notified seconds after the first failure, though the monitor's interval is an hour
+(`downAfterRounds` 2 would otherwise take two hours)."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from controller.alerting import Alerter
+from controller.schedule import JobIds
+from shared.timefmt import parse_iso
+from tests.api.helpers import SMTP
+from tests.conftest import Tenant
+from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
+from tests.e2e.helpers import count, make_due_now, smtp_monitor, wait_results
+from tests.peers.smtp import SmtpPeer
+
+
+@pytest.fixture
+async def alerter(controller: Controller, job_ids: JobIds) -> AsyncIterator[Alerter]:
+    """The alerter role beside the running scheduler and ingester, as `serve` runs it."""
+    running = Alerter(controller.pool, controller.js, job_ids, interval_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    yield running
+    stop.set()
+    await task
+
+
+async def test_an_outage_seen_from_every_country_is_down_seconds_after_the_first_failure(
+    api: httpx.AsyncClient, org: Tenant, controller: Controller, agents: Agents, alerter: Alerter
+) -> None:
+    async with SmtpPeer() as peer:
+        created = await smtp_monitor(
+            api,
+            org,
+            peer.port,
+            allowedCheckCountryCodes=[HOME, ABROAD],
+            timeoutSeconds=2,
+            notificationEmail="oncall@customer.test",
+        )
+        pid = created["publicId"]
+        await make_due_now(controller.pool, pid)
+        await wait_results(api, org, pid, count(2))
+    # The server is gone: its port refuses. The next round finds it so from both countries.
+    await make_due_now(controller.pool, pid)
+    items = await wait_results(api, org, pid, lambda i: sum(r["status"] == "down" for r in i) >= 2)
+    first_failure = min(parse_iso(r["finishedAt"]) for r in items if r["status"] == "down")
+    deadline = time.monotonic() + 15
+    while True:
+        r = await api.get(f"{SMTP}/{pid}/incidents", headers=org.auth())
+        assert r.status_code == 200, r.text
+        if r.json()["items"]:
+            break
+        assert time.monotonic() < deadline, "no incident within 15 s of the failing round"
+        await asyncio.sleep(0.05)
+    (incident,) = r.json()["items"]
+    assert incident["causeKind"] == "refused"
+    assert sorted(incident["countries"]) == sorted([ABROAD, HOME])
+    async with controller.pool.acquire() as conn:
+        queued = await conn.fetch(
+            "SELECT o.kind, o.created_at FROM notification_outbox o JOIN monitors m"
+            " ON m.id = o.monitor_id WHERE m.public_id = $1",
+            pid,
+        )
+    assert [q["kind"] for q in queued] == ["down"]
+    assert (queued[0]["created_at"] - first_failure).total_seconds() < 10
+    results = (await api.get(f"{SMTP}/{pid}/results", headers=org.auth())).json()["items"]
+    failing_rounds = {r["scheduledAt"] for r in results if r["status"] == "down"}
+    assert len(failing_rounds) == 2, "the scheduled round and its confirmation round"
