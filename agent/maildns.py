@@ -21,12 +21,9 @@ import dns.exception
 import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
-import structlog
 
 from agent.probers.run import is_blocked
 from shared.messages import MailDns
-
-log = structlog.get_logger(__name__)
 
 RECORDS_MAX: Final = 20  # per list: enough for any sane domain, bounded for a hostile one
 RECORD_CHARS_MAX: Final = 4096
@@ -102,9 +99,11 @@ class MailDnsProbe:
         return self._resolver
 
     async def probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
-        """What `domain` publishes, and the TLSA records of `hostname`:`port`."""
+        """What `domain` publishes, and the TLSA records of `hostname`:`port`, all within
+        `budget_s` (at most BUDGET_MAX_S)."""
         out = MailDns(domain=domain)
         budget = min(budget_s, BUDGET_MAX_S)
+        deadline = asyncio.get_running_loop().time() + budget
         if not self._allow_private and any(
             f".{name}".endswith(f".{suffix}")
             for name in (domain, hostname)
@@ -136,7 +135,7 @@ class MailDnsProbe:
                 setattr(out, name, value)
         if out.mta_sts:
             try:
-                async with asyncio.timeout(budget):
+                async with asyncio.timeout_at(deadline):
                     out.mta_sts_policy = await self._policy(resolver, domain, budget)
             except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
                 out.errors["mtaStsPolicy"] = _why(exc)

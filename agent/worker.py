@@ -512,7 +512,7 @@ class Worker:
 
 
 def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
-    context = ssl.create_default_context(cafile=None)
+    context = ssl.create_default_context()
     if settings.agent_mta_sts_ca_file is not None:
         context.load_verify_locations(settings.agent_mta_sts_ca_file)
     return MailDnsProbe(
