@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -34,9 +35,17 @@ from nats.js.errors import APIError, NotFoundError
 from agent import metrics
 from agent.backoff import Backoff
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
+from agent.maildns import MailDnsProbe
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from shared.messages import CheckJob, CheckResult, decode_job, decode_sealed, encode
+from shared.messages import (
+    CheckJob,
+    CheckResult,
+    decode_job,
+    decode_sealed,
+    default_port,
+    encode,
+)
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
 from shared.streams import JOBS_ACK_WAIT_S, jobs_consumer_config, jobs_consumer_name
@@ -84,6 +93,7 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
+        mail_dns: MailDnsProbe | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -104,6 +114,7 @@ class Worker:
         self._js: JetStreamContext = nc.jetstream()
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
+        self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -131,6 +142,7 @@ class Worker:
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
+            "mail_dns": mail_dns_probe(settings),
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -437,6 +449,14 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(opened, self.agent_id, self._allow_private, self._ssl)
+            # Not for a host the agent refused: its TLSA records are the agent's network's.
+            if job.mail_domain is not None and result.error_kind != "blocked_target":
+                result.mail_dns = await self._mail_dns.probe(
+                    job.mail_domain,
+                    job.hostname,
+                    opened.port or default_port(opened.monitor_type, opened.config),
+                    job.timeout_seconds,
+                )
         seconds = time.perf_counter() - started
         self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
         outcome = await self._publish_and_ack(msg, subject, result)
@@ -489,6 +509,18 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
+    context = ssl.create_default_context()
+    if settings.agent_mta_sts_ca_file is not None:
+        context.load_verify_locations(settings.agent_mta_sts_ca_file)
+    return MailDnsProbe(
+        resolver=settings.agent_dns_resolver,
+        policy_context=context,
+        policy_port=settings.agent_mta_sts_port,
+        allow_private=settings.agent_allow_private_targets,
+    )
 
 
 def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:

@@ -34,6 +34,20 @@ def phase_ms(monitor_public_id: str, interval_s: int) -> int:
     return _hash64("phase", monitor_public_id) % (interval_s * 1000)
 
 
+def dns_due(
+    monitor_public_id: str, scheduled_at: datetime, interval_s: int, dns_interval_s: int
+) -> bool:
+    """Whether the round at `scheduled_at` also probes the monitor's mail DNS: the first round
+    of each window of `dns_interval_s` (offset by a phase of the monitor's own, so monitors'
+    probes spread over the window), so one round per window, every round when checks are that
+    rare. A window whose first round did not run has no probe."""
+    if interval_s >= dns_interval_s:
+        return True
+    period = dns_interval_s * 1000
+    t = _ms(scheduled_at) - _hash64("dns", monitor_public_id) % period
+    return t // period != (t - interval_s * 1000) // period
+
+
 def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
     """The first grid point strictly after `after`."""
     period = interval_s * 1000

@@ -106,6 +106,7 @@ class Scheduler:
         *,
         default_countries: int = 2,
         batch: int = 1000,
+        dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
         login_cap: int = 100,
         clock: Callable[[], datetime] = utcnow,
@@ -121,6 +122,7 @@ class Scheduler:
         self._job_ids = schedule.JobIds.from_box(box)
         self._default_countries = default_countries
         self._batch = batch
+        self._dns_interval_s = dns_interval_s
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -438,6 +440,12 @@ class Scheduler:
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
+        mail_domain: str | None = row["mail_domain"]
+        if mail_domain and not trigger:  # a trigger-check looks at everything, DNS too
+            due = schedule.dns_due(
+                public_id, scheduled, row["check_interval"], self._dns_interval_s
+            )
+            mail_domain = mail_domain if due else None
         for cc in countries:
             jid = self._job_ids.make(public_id, cc, scheduled, trigger)
             if cc not in live:
@@ -470,6 +478,7 @@ class Scheduler:
                     country=cc,
                     scheduled_at=scheduled_iso,
                     expires_at=expires_iso,
+                    mail_domain=mail_domain or None,
                     avoid_agents=avoid.get(cc, []),
                     **fields,
                 )

@@ -141,6 +141,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # hands it back (nak with a short delay) for its first deliveries, then runs it itself,
     # so a country whose only agent is listed still answers.
     avoid_agents: list[str] = msgspec.field(default_factory=list)
+    # Set on the rounds the controller wants the mail DNS of this domain looked at too (a slower
+    # cadence than the check's): the agent resolves it from its country into `mailDns`.
+    mail_domain: str | None = None
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
@@ -223,6 +226,8 @@ class TlsInfo(msgspec.Struct, rename="camel"):
     # validity period); the certificate names the monitor's host.
     chain_verified: bool | None = None
     name_matched: bool | None = None
+    # Lowercase hex of the SHA-256 of the certificate's SubjectPublicKeyInfo (DANE `3 1 1`).
+    cert_spki_sha256: str | None = None
 
 
 class Hop(msgspec.Struct, kw_only=True, rename="camel"):
@@ -244,6 +249,29 @@ class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     spf: str | None = None
     dkim: str | None = None
     dmarc: str | None = None
+
+
+class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
+    """What an agent resolved from its country for a job's `mailDomain`. Each list holds the
+    records as served (a TXT record's strings joined), only those of its kind (`v=spf1`,
+    `v=DMARC1`, `v=STSv1`, `v=TLSRPTv1`); [] when there is none; null when the lookup failed,
+    with why in `errors` (keyed by the list's name). `mx`: exchange names by preference, lower
+    case, without the final dot. `tlsa`: `usage selector matchingType hex` at
+    `_port._tcp.<monitored host>`; `tlsaDnssec`: that answer carried the AD bit from the agent's
+    (validating) resolver: without it the records are unverified and prove nothing. The
+    MTA-STS policy is fetched only when the `_mta-sts` TXT is there: its text (at most 64 KiB),
+    or why it could not be had in `errors["mtaStsPolicy"]`."""
+
+    domain: str
+    mx: list[str] | None = None
+    spf: list[str] | None = None
+    dmarc: list[str] | None = None
+    mta_sts: list[str] | None = None
+    mta_sts_policy: str | None = None
+    tls_rpt: list[str] | None = None
+    tlsa: list[str] | None = None
+    tlsa_dnssec: bool = False
+    errors: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
@@ -277,6 +305,8 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities: list[str] | None = None
     # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
     capabilities_before_tls: list[str] | None = None
+    # Only on a job with `mailDomain`: that domain's mail DNS as seen from this country.
+    mail_dns: MailDns | None = None
 
 
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):

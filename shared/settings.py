@@ -323,6 +323,15 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "notifications to send",
         ),
     ] = 1.0
+    dns_posture_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=60,
+            le=86_400,
+            description="how often each country's agent resolves a monitor's `mailDomain` (MX,"
+            " SPF, DMARC, MTA-STS, TLS-RPT, TLSA), riding on that round's check",
+        ),
+    ] = 3600
     results_max_mib: Annotated[
         int,
         Meta(
@@ -478,6 +487,25 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
         str | None,
         Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
     ] = None
+    agent_dns_resolver: Annotated[
+        str | None,
+        Meta(
+            description="`host` or `host:port` of the DNS resolver the mail DNS posture probe asks"
+            " (unset: the system's); DANE TLSA records count only when it sets the AD bit, so"
+            " name a validating resolver on a path you trust (e.g. a local unbound)"
+        ),
+    ] = None
+    agent_mta_sts_ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM CA file trusted for MTA-STS policy hosts besides the system's CAs"
+            " (tests, labs)"
+        ),
+    ] = None
+    agent_mta_sts_port: Annotated[
+        int,
+        Meta(ge=1, le=65535, description="port of MTA-STS policy hosts (443; tests, labs)"),
+    ] = 443
     agent_concurrency: Annotated[
         int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
     ] = 200
@@ -507,6 +535,15 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         _check_country("AGENT_COUNTRY", self.agent_country)
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
+        if self.agent_mta_sts_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.agent_mta_sts_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"AGENT_MTA_STS_CA_FILE cannot be loaded: {exc}") from None
+        if self.agent_dns_resolver is not None and not re.fullmatch(
+            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_dns_resolver
+        ):
+            raise ValueError("AGENT_DNS_RESOLVER must be `host` or `host:port`")
         if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
             raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
         for name, keys in _seal_key_sources(self):

@@ -6,6 +6,7 @@ A monitor that names its own CA (`tlsOptions.ca`) gets a context built once per 
 """
 
 import functools
+import hashlib
 import ipaddress
 import math
 import ssl
@@ -16,6 +17,7 @@ from typing import Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from agent.probers.base import ProbeFailure
@@ -143,6 +145,8 @@ def cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
         pass
     else:
         info.cert_key_type, info.cert_key_bits = _key(key)
+        spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        info.cert_spki_sha256 = hashlib.sha256(spki).hexdigest()
     oid = cert.signature_algorithm_oid
     info.cert_signature = getattr(oid, "_name", None) or oid.dotted_string
 

@@ -410,6 +410,8 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
         out["notification_email"] = validation.email(body.notification_email)
     if body.notification_phone_number is not UNSET:
         out["notification_phone_number"] = validation.phone(body.notification_phone_number)
+    if body.mail_domain is not UNSET:
+        out["mail_domain"] = validation.mail_domain(body.mail_domain)
     return out
 
 
@@ -443,6 +445,7 @@ def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]
         "allowed_check_country_codes": get("allowed_country_codes"),
         "notification_email": get("notification_email"),
         "notification_phone_number": get("notification_phone_number"),
+        "mail_domain": get("mail_domain"),
         "last_checked_at": iso_ms_or_none(get("last_checked_at")),
         "created_at": iso_ms(get("created_at")),
         "updated_at": iso_ms(get("updated_at")),

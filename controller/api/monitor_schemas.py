@@ -89,6 +89,16 @@ Port = Annotated[
 ]
 
 
+MailDomain = Annotated[
+    str,
+    Meta(
+        description="the mail domain whose DNS the agents check from each country, every "
+        "`DNS_POSTURE_INTERVAL_SECONDS` (MX, SPF, DMARC, MTA-STS, TLS-RPT, DANE TLSA of this "
+        "host); null: none. Never derived from the hostname"
+    ),
+]
+
+
 class _MonitorFields(_In):
     status: str | UnsetType = UNSET
     check_interval: int | UnsetType = UNSET
@@ -96,6 +106,7 @@ class _MonitorFields(_In):
     allowed_check_country_codes: list[str] | None | UnsetType = UNSET
     notification_email: str | None | UnsetType = UNSET
     notification_phone_number: str | None | UnsetType = UNSET
+    mail_domain: MailDomain | None | UnsetType = UNSET
 
 
 CustomerIdIn = Annotated[int | str, Meta(description="numeric customer id or public UUID")]
@@ -194,6 +205,7 @@ class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
     allowed_check_country_codes: list[str] | None
     notification_email: str | None
     notification_phone_number: str | None
+    mail_domain: str | None
     last_checked_at: str | None
     created_at: str
     updated_at: str

@@ -20,7 +20,7 @@ from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public
 from controller.db import monitors, results
 from controller.db.accounts import Principal
 from controller.pipeline import Pipeline
-from shared.messages import AuthResults, Hop, Phases, TlsInfo
+from shared.messages import AuthResults, Hop, MailDns, Phases, TlsInfo
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -76,6 +76,8 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     folder: str | None = None
     hops: list[Hop] | None = None
     auth_results: AuthResults | None = None
+    # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
+    mail_dns: MailDns | None = None
 
 
 class CheckResultPage(msgspec.Struct, rename="camel"):
@@ -206,6 +208,7 @@ def _result(row: asyncpg.Record) -> CheckResultOut:
         capabilities=row["capabilities"],
         capabilities_before_tls=row["capabilities_before_tls"],
         stored_at=iso_ms(row["stored_at"]),
+        mail_dns=None if row["mail_dns"] is None else msgspec.convert(row["mail_dns"], MailDns),
         folder=row["folder"],
         hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),
         auth_results=(

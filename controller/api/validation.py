@@ -77,6 +77,20 @@ def hostname(value: str, field: str = "hostname") -> str:
     return ascii_name
 
 
+def mail_domain(value: str | None, field: str = "mailDomain") -> str | None:
+    """A domain name with at least two labels (IDN → punycode, lower case), not an address;
+    null or empty: none (the monitor's mail DNS is not looked at)."""
+    if value is None or not value.strip():
+        return None
+    domain = hostname(value, field)
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        if "." in domain:
+            return domain
+    raise bad_request(field, f"{field} must be a domain name like example.com, not an address")
+
+
 def name(value: str, field: str = "name") -> str:
     """One line of text: a name ends up in e-mail subjects, where a line break cannot go."""
     text = value.strip()

@@ -27,6 +27,7 @@ COMPARED = {
     "allowed_country_codes": "allowedCheckCountryCodes",
     "notification_email": "notificationEmail",
     "notification_phone_number": "notificationPhoneNumber",
+    "mail_domain": "mailDomain",
     "config": "config",
     "type": "type",
 }
@@ -131,6 +132,7 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
             "allowed_country_codes": None,
             "notification_email": None,
             "notification_phone_number": None,
+            "mail_domain": None,
         }
         for column, default in defaults.items():
             if v[column] != default:

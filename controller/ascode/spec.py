@@ -286,5 +286,6 @@ def _full_body(doc: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         "allowedCheckCountryCodes": values.get("allowed_country_codes"),
         "notificationEmail": values.get("notification_email"),
         "notificationPhoneNumber": values.get("notification_phone_number"),
+        "mailDomain": values.get("mail_domain"),
         "config": doc[key] if key else {},
     }

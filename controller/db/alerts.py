@@ -82,7 +82,8 @@ async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime
 MONITOR_COLUMNS = (
     "m.id, m.public_id, m.organization_id, m.customer_id, m.type, m.name, m.hostname, m.port,"
     " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes, m.round_countries,"
-    " m.next_due_at, m.rounds_since, m.notification_email, m.notification_phone_number"
+    " m.next_due_at, m.rounds_since, m.notification_email, m.notification_phone_number,"
+    " m.mail_domain"
 )
 
 

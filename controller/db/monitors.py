@@ -51,6 +51,7 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     config: JobConfig
     notification_email: str | None
     notification_phone_number: str | None
+    mail_domain: str | None
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -82,7 +83,7 @@ def decode(row: asyncpg.Record) -> Monitor:
 COLUMNS = (
     "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
     " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, next_due_at, created_at, updated_at,"
+    " notification_phone_number, mail_domain, next_due_at, created_at, updated_at,"
     " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
@@ -102,6 +103,7 @@ WRITABLE = frozenset(
         "config",
         "notification_email",
         "notification_phone_number",
+        "mail_domain",
         "next_due_at",
     }
 )

@@ -48,7 +48,7 @@ async def rounds_after(
 ) -> list[asyncpg.Record]:
     """Results that ran (not missed) in (`after`, `until`], oldest round first."""
     return await conn.fetch(
-        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls"
+        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         " AND status <> 'missed' ORDER BY scheduled_at, country LIMIT $4",
         monitor_id,

@@ -88,7 +88,7 @@ _RECORD = (
     ' country text, "agentId" text, status text, "errorKind" text, message text, banner text,'
     ' "responseTimeMs" float8, phases jsonb, tls jsonb, address text, "startedAt" timestamptz,'
     ' "finishedAt" timestamptz, folder text, hops jsonb, "authResults" jsonb,'
-    ' capabilities jsonb, "capabilitiesBeforeTls" jsonb'
+    ' capabilities jsonb, "capabilitiesBeforeTls" jsonb, "mailDns" jsonb'
 )
 _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
 # A real result (it has an agent) replaces a synthetic row the controller wrote for its job id
@@ -104,14 +104,14 @@ _INSERT = f"""
 INSERT INTO check_results AS c (
     monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
     error_kind, message, banner, response_time_ms, phases, tls, address, started_at, finished_at,
-    folder, hops, auth_results, capabilities, capabilities_before_tls)
+    folder, hops, auth_results, capabilities, capabilities_before_tls, mail_dns)
 SELECT DISTINCT ON (r."jobId", r."scheduledAt")
     m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
     CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed' ELSE r.status END,
     CASE WHEN r.status = 'up' THEN NULL ELSE r."errorKind" END,
     coalesce(r.message, ''), r.banner, r."responseTimeMs", r.phases, r.tls, r.address,
     r."startedAt", r."finishedAt", r.folder, r.hops, r."authResults", r.capabilities,
-    r."capabilitiesBeforeTls"
+    r."capabilitiesBeforeTls", r."mailDns"
 FROM json_to_recordset($1::json) AS r({_RECORD})
 JOIN monitors m ON m.public_id = r."monitorId"
 ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL,
@@ -123,7 +123,8 @@ ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
     address = EXCLUDED.address, started_at = EXCLUDED.started_at,
     finished_at = EXCLUDED.finished_at, folder = EXCLUDED.folder, hops = EXCLUDED.hops,
     auth_results = EXCLUDED.auth_results, capabilities = EXCLUDED.capabilities,
-    capabilities_before_tls = EXCLUDED.capabilities_before_tls, stored_at = clock_timestamp()
+    capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
+    stored_at = clock_timestamp()
 WHERE EXCLUDED.agent_id IS NOT NULL
     AND (c.agent_id IS NULL OR (c.status = 'missed' AND EXCLUDED.status <> 'missed'))
 RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at,
@@ -264,7 +265,8 @@ async def drop_partitions_before(conn: Conn, day: date) -> list[str]:
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
+    " mail_dns"
 )
 
 

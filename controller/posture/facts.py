@@ -26,6 +26,7 @@ class Observation:
     chain_verified: bool | None = None
     name_matched: bool | None = None
     days_left: int | None = None
+    cert_spki_sha256: str | None = None
 
     @property
     def tls_rank(self) -> int | None:
@@ -72,4 +73,5 @@ def observe(monitor_type: str, row: Any) -> Observation:
         chain_verified=tls.get("chainVerified"),
         name_matched=tls.get("nameMatched"),
         days_left=tls.get("certDaysLeft"),
+        cert_spki_sha256=tls.get("certSpkiSha256"),
     )

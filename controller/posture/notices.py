@@ -10,8 +10,17 @@ from controller.posture.rules import Finding
 _TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
 
 
+# Mail DNS codes start with the name of a record kind, spelt as people write it.
+_RECORD_KINDS = {"mx": "MX", "spf": "SPF", "dmarc": "DMARC", "mta sts": "MTA-STS"}
+_RECORD_KINDS |= {"tlsa": "TLSA", "tls rpt": "TLS-RPT"}
+
+
 def title(code: str) -> str:
-    return code.replace("_", " ").replace("1 2", "1.2").capitalize()
+    text = code.replace("_", " ").replace("1 2", "1.2")
+    for kind, spelt in _RECORD_KINDS.items():
+        if text.startswith(kind + " "):
+            return spelt + text[len(kind) :]
+    return text.capitalize()
 
 
 def _target(monitor: Any) -> str:

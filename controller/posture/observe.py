@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
+import msgspec
 import structlog
 
 from controller.db import alerts
@@ -20,19 +21,21 @@ from controller.db import posture as db
 from controller.db.alerts import Outgoing
 from controller.db.pool import Conn
 from controller.notify.texts import Texts
-from controller.posture import notices
+from controller.posture import maildns, notices
 from controller.posture.facts import Observation
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
+    MAIL_DNS_CODES,
     Finding,
     Tracker,
+    Verdicts,
     baseline_moves,
     crossed,
     drift,
     expiry_notice,
     quality,
 )
-from shared.messages import MonitorEvent, PostureNote, encode
+from shared.messages import MailDns, MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
 
@@ -72,6 +75,10 @@ async def observe(
         verdicts = drift(seen, base)
         for o in seen:
             verdicts |= quality(o, days)
+        for o, row in zip(seen, group, strict=True):
+            verdicts |= _mail_dns(monitor, row, o)
+        if not monitor["mail_domain"]:  # no longer watched: what it found is over
+            verdicts |= {key: None for key in tracker.open if key[0] in MAIL_DNS_CODES}
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
         await db.seen(conn, monitor_id, [f for f in held if f not in appeared], at)
@@ -87,6 +94,20 @@ async def observe(
         await pass_.expiry(seen, days)
     await db.save_baselines(conn, monitor_id, base)
     await db.save_state(conn, monitor_id, until, tracker.streaks)
+
+
+def _mail_dns(monitor: Any, row: Any, seen: Observation) -> Verdicts:
+    """The mail DNS verdicts of one stored result (none on a round without a DNS probe)."""
+    if row["mail_dns"] is None or not monitor["mail_domain"]:
+        return {}
+    try:
+        facts = msgspec.convert(row["mail_dns"], MailDns)
+    except msgspec.ValidationError as exc:
+        log.warning(
+            "mail dns facts unreadable", monitor_id=str(monitor["public_id"]), error=str(exc)
+        )
+        return {}
+    return maildns.mail_dns(monitor["type"], monitor["hostname"], facts, seen)
 
 
 class _Pass:

@@ -88,7 +88,70 @@ CODES: dict[str, tuple[Severity, str]] = {
         "warning",
         "The certificate expires soon. Renew it, or check that automatic renewal works.",
     ),
+    # Mail DNS of the monitor's `mailDomain` (controller/posture/maildns.py).
+    "mx_mismatch": (
+        "warning",
+        "The domain's MX records do not name the monitored host, so mail for the domain goes "
+        "elsewhere (or nowhere, without MX). Publish an MX for this host, or monitor the host "
+        "the MX names.",
+    ),
+    "spf_missing": (
+        "warning",
+        "The domain publishes no SPF record, so receivers cannot tell its servers from forgers. "
+        "Publish one TXT record `v=spf1 ... -all` listing the servers that send its mail.",
+    ),
+    "spf_invalid": (
+        "warning",
+        "The domain's SPF is not one valid record (two records, or a term receivers reject): "
+        "they treat it as a permanent error. Merge into one record and fix the term named.",
+    ),
+    "dmarc_missing": (
+        "warning",
+        "The domain publishes no DMARC record at `_dmarc`, so receivers apply no policy to mail "
+        "forging it. Publish `v=DMARC1; p=none; rua=mailto:...`, then tighten p= over time.",
+    ),
+    "dmarc_invalid": (
+        "warning",
+        "The domain's DMARC record does not parse (two records, no p=, or a bad tag value): "
+        "receivers ignore it. Fix the tag named.",
+    ),
+    "mta_sts_invalid": (
+        "warning",
+        "The domain announces MTA-STS, but its `_mta-sts` record or its policy at "
+        "https://mta-sts.<domain>/.well-known/mta-sts.txt is missing, unreachable over valid "
+        "HTTPS, or malformed, so senders use no policy. Fix what is named.",
+    ),
+    "mta_sts_mismatch": (
+        "critical",
+        "The domain's MTA-STS policy does not allow its own MX, or the certificate this host "
+        "served does not validate for its name: senders that enforce the policy will not "
+        "deliver. Add the MX to the policy's mx lines, or install a valid certificate.",
+    ),
+    "tlsa_mismatch": (
+        "critical",
+        "The DNSSEC-signed TLSA records (DANE) of this host match no certificate it served: "
+        "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
+        "before rolling certificates, then remove the old one.",
+    ),
+    "tls_rpt_missing": (
+        "info",
+        "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
+        "failed TLS deliveries to it. Publish `v=TLSRPTv1; rua=mailto:...`.",
+    ),
 }
+MAIL_DNS_CODES = frozenset(
+    {
+        "mx_mismatch",
+        "spf_missing",
+        "spf_invalid",
+        "dmarc_missing",
+        "dmarc_invalid",
+        "mta_sts_invalid",
+        "mta_sts_mismatch",
+        "tlsa_mismatch",
+        "tls_rpt_missing",
+    }
+)
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})
@@ -138,7 +201,7 @@ def baseline_of(o: Observation) -> Baseline:
     return values
 
 
-def _judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str) -> None:
+def judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str) -> None:
     verdicts[(code, country)] = Finding(code, country, detail) if holds else None
 
 
@@ -147,26 +210,26 @@ def quality(o: Observation, expiry_days: Sequence[int] = DEFAULT_EXPIRY_DAYS) ->
     v: Verdicts = {}
     cc = o.country
     if (rank := o.tls_rank) is not None:
-        _judge(v, "tls_below_1_2", cc, rank < TLS_RANK["TLSv1.2"], f"{o.tls_version} negotiated")
+        judge(v, "tls_below_1_2", cc, rank < TLS_RANK["TLSv1.2"], f"{o.tls_version} negotiated")
     if o.cipher is not None:
         weak = any(part in o.cipher.upper() for part in WEAK_CIPHER_PARTS)
-        _judge(v, "weak_cipher", cc, weak, f"cipher {o.cipher}")
+        judge(v, "weak_cipher", cc, weak, f"cipher {o.cipher}")
     if o.key_type is not None and o.key_bits is not None:
         least = MIN_EC_BITS if o.key_type == "EC" else MIN_RSA_BITS
         short = o.key_type in ("RSA", "DSA", "EC") and o.key_bits < least
-        _judge(v, "short_key", cc, short, f"{o.key_type} key of {o.key_bits} bits")
+        judge(v, "short_key", cc, short, f"{o.key_type} key of {o.key_bits} bits")
     if o.signature is not None:
         weak = any(part in o.signature.lower() for part in WEAK_SIGNATURE_PARTS)
-        _judge(v, "sha1_signature", cc, weak, f"signature {o.signature}")
+        judge(v, "sha1_signature", cc, weak, f"signature {o.signature}")
     if o.chain_verified is not None:
-        _judge(v, "chain_not_verified", cc, not o.chain_verified, "the chain did not verify")
+        judge(v, "chain_not_verified", cc, not o.chain_verified, "the chain did not verify")
     if o.name_matched is not None:
-        _judge(v, "name_mismatch", cc, not o.name_matched, "the certificate names another host")
+        judge(v, "name_mismatch", cc, not o.name_matched, "the certificate names another host")
     if o.days_left is not None:
         when = f"expires in {o.days_left} days" if o.days_left >= 0 else "has expired"
-        _judge(v, "certificate_expired", cc, o.days_left < 0, f"the certificate {when}")
+        judge(v, "certificate_expired", cc, o.days_left < 0, f"the certificate {when}")
         soon = 0 <= o.days_left <= max(expiry_days, default=0)
-        _judge(v, "certificate_expiring", cc, soon, f"the certificate {when}")
+        judge(v, "certificate_expiring", cc, soon, f"the certificate {when}")
     return v
 
 
@@ -183,7 +246,7 @@ def drift(observations: Sequence[Observation], baselines: Mapping[str, Baseline]
             holds = bool(offered) and not o.starttls
             if holds:
                 stripped.add(o.country)
-            _judge(v, "starttls_stripped", o.country, holds, _not_offered(o, offered))
+            judge(v, "starttls_stripped", o.country, holds, _not_offered(o, offered))
     tls = [o for o in observations if o.tls_rank is not None and o.country not in stripped]
     if len(tls) > 1:
         best = max(tls, key=lambda o: o.tls_rank or 0)
@@ -195,7 +258,7 @@ def drift(observations: Sequence[Observation], baselines: Mapping[str, Baseline]
                 others = set().union(*(p.auth or () for p in tls if p is not o))
                 if missing := sorted(others - o.auth):
                     lost.append(f"AUTH {' '.join(missing)} not offered, as it is elsewhere")
-            _judge(v, "downgrade", o.country, bool(lost), "; ".join(lost))
+            judge(v, "downgrade", o.country, bool(lost), "; ".join(lost))
     certs = [o for o in observations if o.cert_sha256 is not None]
     if len(certs) > 1:
         usual = _usual_certificate(certs, baselines)
@@ -204,7 +267,7 @@ def drift(observations: Sequence[Observation], baselines: Mapping[str, Baseline]
             odd = o.cert_sha256 != usual
             seen = (o.cert_sha256 or "")[:16]
             detail = f"certificate {seen}… where {with_usual} see {usual[:16]}…"
-            _judge(v, "certificate_mismatch", o.country, odd, detail)
+            judge(v, "certificate_mismatch", o.country, odd, detail)
     return v
 
 

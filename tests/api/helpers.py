@@ -32,6 +32,7 @@ COMMON_KEYS = {
     "config",
     "publicId",
     "allowedCheckCountryCodes",
+    "mailDomain",
 }
 SMTP_KEYS = COMMON_KEYS | {"smtpConfig"}
 IMAP_KEYS = COMMON_KEYS | {"imapPopConfig"}

@@ -47,6 +47,7 @@ monitors:
     name: POP box
     hostname: pop.example.com
     allowedCheckCountryCodes: [de, US]
+    mailDomain: Example.com
 """
 
 
@@ -82,6 +83,7 @@ async def test_apply_creates_then_changes_nothing_then_updates_and_prunes(
     shown = {m.name: m for m in await current(client, customer)}
     assert shown["POP box"].type == "pop3"
     assert shown["POP box"].values["allowed_country_codes"] == ["DE", "US"]
+    assert shown["POP box"].values["mail_domain"] == "example.com"
     row = await stored_row(pool, shown["Outbound relay"].public_id)
     assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == (
         "relay-s3cret"

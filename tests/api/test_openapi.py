@@ -71,4 +71,5 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "allowedCheckCountryCodes",
         "notificationEmail",
         "notificationPhoneNumber",
+        "mailDomain",
     } == set(create["properties"])

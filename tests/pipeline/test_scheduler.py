@@ -9,6 +9,7 @@ import httpx
 from structlog.testing import capture_logs
 
 from controller import schedule
+from controller.db import due
 from controller.pipeline import Pipeline
 from controller.schedule import JobIds
 from controller.scheduler import Scheduler
@@ -569,3 +570,48 @@ async def test_agents_lists_live_agents_per_country(
         "capacity",
     }
     assert [x["id"] for x in by_country[b]] == ["agent-3"]
+
+
+async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interval(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """DNS every 300 s, checks every 60 s: of ten rounds in a row exactly two carry
+    `mailDomain` (one per window, five rounds apart); a monitor without one never does."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    watched = await create(api, org, allowedCheckCountryCodes=[cc], mailDomain="Example.COM")
+    plain = await create(api, org, allowedCheckCountryCodes=[cc])
+    scheduler = Scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory)),
+        dns_interval_s=300,
+    )
+    carried: dict[str, list[datetime]] = {}
+    for monitor in (watched, plain):
+        pid = monitor["publicId"]
+        g = schedule.next_due(schedule.phase_ms(pid, 60), 60, utcnow())
+        for n in range(10):
+            at = g + timedelta(seconds=60 * n)
+            async with pipe_pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, at
+                )
+                row = await due.job_row(conn, monitor["id"])
+            assert row is not None
+            (plan,) = await scheduler.rounds([row], at + timedelta(seconds=1), frozenset({cc}))
+            (job,) = plan.jobs
+            if job.mail_domain is not None:
+                assert job.mail_domain == "example.com"
+                carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))
+    dns_rounds = carried[watched["publicId"]]
+    assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
+    assert plain["publicId"] not in carried

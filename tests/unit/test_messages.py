@@ -10,6 +10,7 @@ from shared.messages import (
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
+    MailDns,
     MonitorEvent,
     Phases,
     Pop3CheckJob,
@@ -150,6 +151,7 @@ def test_result_heartbeat_event_round_trip() -> None:
         "certSignature",
         "chainVerified",
         "nameMatched",
+        "certSpkiSha256",  # mail DNS (DANE 3 1 1)
     }
     assert wire["capabilities"] is None and wire["capabilitiesBeforeTls"] is None
     hb = AgentHeartbeat(
@@ -199,6 +201,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "authResults",
         "capabilities",
         "capabilitiesBeforeTls",
+        "mailDns",  # null but on a job with mailDomain
     }
 
 
@@ -281,3 +284,19 @@ def test_tls_facts_of_an_agent_from_before_tls_mode_still_decode() -> None:
     decoded = decode_result(json.dumps(wire).encode())
     assert decoded.tls is not None and decoded.tls.mode is None
     assert decoded.tls.version == "TLSv1.3"
+
+
+def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
+    """A job without `mailDomain` (an older controller's) decodes with none; a result's
+    `mailDns` round-trips with its camelCase names."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["mailDomain"] is None
+    del wire["mailDomain"]
+    assert decode_job(json.dumps(wire).encode()).mail_domain is None
+    r = result()
+    r.mail_dns = MailDns(
+        domain="example.com", mx=["mx.example.com"], tls_rpt=[], errors={"dmarc": "timed out"}
+    )
+    wire = json.loads(encode(r))
+    assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
+    assert decode_result(encode(r)) == r

@@ -1,5 +1,6 @@
 """The scheduling grid, job ids and country picks (controller.schedule)."""
 
+import itertools
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -116,3 +117,21 @@ def test_country_pick_is_stable_and_moves_little_when_a_country_goes() -> None:
 def test_country_pick_with_fewer_live_countries_than_wanted() -> None:
     assert schedule.pick_countries("m", {"DE"}, 2) == ["DE"]
     assert schedule.pick_countries("m", set(), 2) == []
+
+
+def test_mail_dns_rides_on_one_round_per_window_spread_over_monitors() -> None:
+    """With checks every 60 s and DNS every hour, exactly one round an hour carries the DNS
+    probe, whichever hour; monitors' probes fall in different minutes; checks as rare as the
+    DNS interval carry it every round."""
+    ids = [str(uuid.uuid4()) for _ in range(20)]
+    firsts = set()
+    for mid in ids:
+        grid = schedule.phase_ms(mid, 60)
+        start = schedule.next_due(grid, 60, T0)
+        rounds = [start + timedelta(minutes=n) for n in range(6 * 60)]
+        due = [at for at in rounds if schedule.dns_due(mid, at, 60, 3600)]
+        assert len(due) in (6, 7)  # six hours of rounds: one per hour-long window
+        assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(due))
+        firsts.add(due[0].minute)
+    assert len(firsts) > 5
+    assert all(schedule.dns_due(ids[0], T0 + timedelta(hours=n), 3600, 3600) for n in range(5))

@@ -1,0 +1,195 @@
+"""Mail DNS posture end to end on real parts: each country's agent checks a real SMTP server on
+loopback and resolves the monitor's mail domain through its own loopback DNS server (one
+serving good records, one bad) and fetches the MTA-STS policy from a loopback HTTPS host; the
+results go in as the ingester stores them, the alerter judges the rounds, and the findings come
+out of the posture API, the EVENTS stream and the notification outbox."""
+
+import hashlib
+import ssl
+
+import asyncpg
+import httpx
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from agent.maildns import MailDnsProbe
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from controller.db import results
+from shared.messages import SmtpConfig, encode
+from shared.timefmt import iso_ms
+from tests.alerting.conftest import Rig
+from tests.alerting.test_posture import open_codes, posture
+from tests.peers.dns import DnsPeer, PolicyHost
+from tests.peers.jobs import make_job
+from tests.peers.smtp import SmtpPeer
+
+CA = trustme.CA()
+DOMAIN = "customer.test"
+MONITORED = "smtp.customer.test"  # the rig's monitors' hostname
+POLICY = "version: STSv1\nmode: enforce\nmx: *.customer.test\nmax_age: 86400\n"
+
+
+@pytest.fixture(scope="module")
+def contexts() -> SslContexts:
+    return build_ssl_contexts(cadata=CA.cert_pem.bytes().decode())
+
+
+def served() -> tuple[ssl.SSLContext, str]:
+    """A STARTTLS certificate for localhost, and the SHA-256 of its public key (DANE 3 1 1)."""
+    leaf = CA.issue_cert("localhost")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(ctx)
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return ctx, hashlib.sha256(spki).hexdigest()
+
+
+def zone(smtp_port: int, spki: str, *, good: bool) -> dict[tuple[str, str], list[str]]:
+    """The domain's records as a country's resolver serves them; `good=False`: an MX naming
+    another host, no SPF, a DMARC record with a bad policy, no TLS-RPT, a TLSA record for
+    another key."""
+    records = {
+        (DOMAIN, "MX"): [f"10 {MONITORED}." if good else "10 mx.elsewhere.example."],
+        (f"_dmarc.{DOMAIN}", "TXT"): ['"v=DMARC1; p=reject"' if good else '"v=DMARC1; p=block"'],
+        (f"_mta-sts.{DOMAIN}", "TXT"): ['"v=STSv1; id=1"'],
+        (f"mta-sts.{DOMAIN}", "A"): ["127.0.0.1"],
+        (f"_{smtp_port}._tcp.localhost", "TLSA"): [f"3 1 1 {spki if good else 'ee' * 32}"],
+    }
+    if good:
+        records[(DOMAIN, "TXT")] = ['"v=spf1 mx -all"']
+        records[(f"_smtp._tls.{DOMAIN}", "TXT")] = ['"v=TLSRPTv1; rua=mailto:tls@customer.test"']
+    return records
+
+
+async def round_(
+    rig: Rig,
+    monitor: asyncpg.Record,
+    n: int,
+    port: int,
+    contexts: SslContexts,
+    probes: dict[str, MailDnsProbe] | None,
+) -> None:
+    """Round `n` from each country of `probes` (None: a round without a DNS probe, from DE and
+    US), as the worker runs a job with `mailDomain`: the check, then the probe."""
+    at = rig.at(n)
+    public_id = str(monitor["public_id"])
+    rows = []
+    for cc in probes or ("DE", "US"):
+        job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
+        checked = await run_check(job, f"{cc}-agent", True, contexts)
+        if probes is not None:
+            checked.mail_dns = await probes[cc].probe(DOMAIN, "localhost", port, 5.0)
+        checked.job_id = rig.job_ids.make(public_id, cc, at, False)
+        checked.monitor_id = public_id
+        checked.scheduled_at = iso_ms(at)
+        rows.append(results.decode_result(encode(checked)))
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await results.store(conn, rows)
+    await rig.alerter.burst()
+
+
+def probe(dns_peer: DnsPeer, policy_port: int) -> MailDnsProbe:
+    context = ssl.create_default_context()
+    CA.configure_trust(context)
+    return MailDnsProbe(
+        resolver=dns_peer.address,
+        policy_context=context,
+        policy_port=policy_port,
+        allow_private=True,
+    )
+
+
+async def watched(rig: Rig) -> asyncpg.Record:
+    monitor = await rig.monitor(["DE", "US"])
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
+        )
+    return monitor
+
+
+async def test_bad_mail_dns_seen_from_one_country_is_found_told_and_cleared(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """DE's resolver serves good records, US's bad ones: each bad record is a finding from US
+    only, with a sentence to act on; a round without a DNS probe keeps them; good records from
+    US clear them."""
+    monitor = await watched(rig)
+    starttls, spki = served()
+    policy_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    CA.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(policy_tls)
+    async with (
+        SmtpPeer(starttls=starttls) as smtp,
+        PolicyHost(policy_tls, POLICY) as host,
+        # Entered in order: the zones can name the SMTP server's port.
+        DnsPeer(zone(smtp.port, spki, good=True), ad=True) as good,
+        DnsPeer(zone(smtp.port, spki, good=False), ad=True) as bad,
+    ):
+        split = {"DE": probe(good, host.port), "US": probe(bad, host.port)}
+        healthy = {"DE": probe(good, host.port), "US": probe(good, host.port)}
+        await round_(rig, monitor, 0, smtp.port, contexts, split)
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {
+            (code, "US")
+            for code in (
+                "mx_mismatch",
+                "spf_missing",
+                "dmarc_invalid",
+                "mta_sts_mismatch",
+                "tlsa_mismatch",
+                "tls_rpt_missing",
+            )
+        }
+        by_code = {f["code"]: f for f in body["findings"]}
+        assert "mx.elsewhere.example" in by_code["mx_mismatch"]["detail"]
+        assert by_code["tlsa_mismatch"]["severity"] == "critical"
+        assert "p=block" in by_code["dmarc_invalid"]["detail"]
+        assert by_code["tls_rpt_missing"]["severity"] == "info"
+        await round_(rig, monitor, 1, smtp.port, contexts, None)
+        assert len(open_codes(await posture(api, rig, monitor))) == 6
+        await round_(rig, monitor, 2, smtp.port, contexts, healthy)
+    assert open_codes(await posture(api, rig, monitor)) == set()
+    notes = await rig.outbox_rows(monitor)
+    told = {n["subject"] for n in notes if n["kind"] == "finding" and n["channel"] == "email"}
+    assert len(told) == 5  # every finding but the informational tls_rpt_missing
+    assert "[mailprobe] TLSA mismatch: Outbound relay" in told
+    page = await api.get(
+        f"/api/smtp-monitors/{monitor['public_id']}/results",
+        params={"country": "US"},
+        headers=rig.tenant.auth("readonly"),
+    )
+    stored = {r["scheduledAt"]: r["mailDns"] for r in page.json()["items"]}
+    assert stored[iso_ms(rig.at(0))]["mx"] == ["mx.elsewhere.example"]
+    assert stored[iso_ms(rig.at(0))]["tlsaDnssec"] is True
+    assert stored[iso_ms(rig.at(1))] is None  # a round without a DNS probe
+    events = [e.posture for e in await rig.events(monitor) if e.posture is not None]
+    assert sorted((e.change, e.code) for e in events if e.code == "spf_missing") == [
+        ("appeared", "spf_missing"),
+        ("cleared", "spf_missing"),
+    ]
+
+
+async def test_unsigned_tlsa_is_never_a_finding_and_an_unwatched_domain_clears(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """Without the AD bit a wrong TLSA record proves nothing; and once the monitor no longer
+    names a mail domain, what its DNS raised is over."""
+    monitor = await watched(rig)
+    starttls, spki = served()
+    async with SmtpPeer(starttls=starttls) as smtp:
+        records = zone(smtp.port, spki, good=False)
+        del records[(f"_mta-sts.{DOMAIN}", "TXT")]
+        async with DnsPeer(records, ad=False) as unsigned:
+            probes = {"DE": probe(unsigned, 1), "US": probe(unsigned, 1)}
+            await round_(rig, monitor, 0, smtp.port, contexts, probes)
+            codes = {code for code, _ in open_codes(await posture(api, rig, monitor))}
+            assert "tlsa_mismatch" not in codes and "spf_missing" in codes
+            async with rig.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE monitors SET mail_domain = NULL WHERE id = $1", monitor["id"]
+                )
+            await round_(rig, monitor, 1, smtp.port, contexts, None)
+    assert open_codes(await posture(api, rig, monitor)) == set()

@@ -1,0 +1,127 @@
+"""A loopback DNS server (UDP and TCP) answering from a dict of records, and an HTTPS host
+serving an MTA-STS policy: the mail DNS a test wants, good or bad.
+
+`records` maps (name, type) to the records' presentation texts, e.g.
+`("example.test", "MX"): ["10 mx.example.test."]`. A name with no record of any type is
+NXDOMAIN; one in `servfail` is SERVFAIL. `ad` sets the AD bit on every answer, as a validating
+resolver does on a DNSSEC-validated one (this server validates nothing: it stands in for one).
+"""
+
+import asyncio
+import contextlib
+import ssl
+from types import TracebackType
+from typing import Self, cast
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from tests.peers.base import LoopbackServer
+
+Records = dict[tuple[str, str], list[str]]
+
+
+class DnsPeer(asyncio.DatagramProtocol):
+    def __init__(
+        self, records: Records, *, ad: bool = False, servfail: frozenset[str] = frozenset()
+    ) -> None:
+        self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in records.items()}
+        self.ad = ad
+        self.servfail = {n.lower().rstrip(".") for n in servfail}
+        self.port = 0
+        self.asked: list[tuple[str, str]] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def answer(self, wire: bytes) -> bytes:
+        query = dns.message.from_wire(wire)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        self.asked.append((name, rdtype))
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return response.to_wire()
+        texts = self.records.get((name, rdtype))
+        if texts:
+            rrset = dns.rrset.from_text_list(question.name, 300, "IN", rdtype, texts)
+            response.answer.append(rrset)
+        elif not any(n == name for n, _ in self.records):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        if self.ad:
+            response.flags |= dns.flags.AD
+        else:
+            response.flags &= ~dns.flags.AD
+        return response.to_wire()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._udp = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        assert self._udp is not None
+        self._udp.sendto(self.answer(data), addr)
+
+    async def _tcp_session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            reply = self.answer(await reader.readexactly(size))
+            writer.write(len(reply).to_bytes(2, "big") + reply)
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        # One port for both: UDP first (the kernel picks), then TCP on the same number.
+        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+        assert self._udp is not None
+        self.port = self._udp.get_extra_info("sockname")[1]
+        self._tcp = await asyncio.start_server(self._tcp_session, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+
+class PolicyHost(LoopbackServer):
+    """HTTPS on loopback answering every request with `status` and `body` (an MTA-STS policy
+    host); `requests` holds each request's first line and Host header."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, body: str, status: int = 200) -> None:
+        super().__init__(ssl_context)
+        self.body = body
+        self.status = status
+        self.requests: list[tuple[str, str]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        host = next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("host:")), "")
+        self.requests.append((head[0], host))
+        body = self.body.encode()
+        writer.write(
+            f"HTTP/1.0 {self.status} X\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()

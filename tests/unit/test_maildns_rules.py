@@ -1,0 +1,152 @@
+"""Mail DNS rules as tables: what one country resolved → which findings hold, which are
+judged absent, and what is not judged at all."""
+
+from typing import Any
+
+import pytest
+
+from controller.posture.facts import Observation
+from controller.posture.maildns import mail_dns, mx_allowed, parse_policy, tlsa_matches
+from controller.posture.rules import CODES, MAIL_DNS_CODES
+from shared.messages import MailDns
+
+HOST = "mx.example.test"
+POLICY = "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 86400\n"
+CERT, SPKI = "aa" * 32, "bb" * 32
+
+
+def good(**changes: Any) -> MailDns:
+    facts: dict[str, Any] = {
+        "domain": "example.test",
+        "mx": [HOST],
+        "spf": ["v=spf1 mx ip4:192.0.2.0/24 ip6:2001:db8::/32 include:_spf.example.test -all"],
+        "dmarc": ["v=DMARC1; p=reject; rua=mailto:d@example.test; pct=100; adkim=s"],
+        "mta_sts": ["v=STSv1; id=20240101"],
+        "mta_sts_policy": POLICY,
+        "tls_rpt": ["v=TLSRPTv1; rua=mailto:tls@example.test"],
+        "tlsa": [f"3 1 1 {SPKI}"],
+        "tlsa_dnssec": True,
+    }
+    return MailDns(**(facts | changes))
+
+
+def seen_tls(**changes: Any) -> Observation:
+    facts = {"country": "DE", "cert_sha256": CERT, "cert_spki_sha256": SPKI}
+    facts |= {"chain_verified": True, "name_matched": True}
+    return Observation(**(facts | changes))
+
+
+def holding(verdicts: dict[Any, Any]) -> set[str]:
+    return {code for (code, _), f in verdicts.items() if f is not None}
+
+
+def test_a_well_configured_domain_judges_every_code_and_raises_none() -> None:
+    verdicts = mail_dns("smtp", HOST, good(), seen_tls())
+    assert holding(verdicts) == set()
+    assert {code for code, _ in verdicts} == MAIL_DNS_CODES
+    assert {cc for _, cc in verdicts} == {"DE"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "codes"),
+    [
+        ({"mx": ["other.example.net"]}, {"mx_mismatch", "mta_sts_mismatch"}),
+        ({"mx": []}, {"mx_mismatch"}),
+        ({"spf": []}, {"spf_missing"}),
+        ({"spf": ["v=spf1 -all", "v=spf1 mx -all"]}, {"spf_invalid"}),
+        ({"spf": ["v=spf1 mx include -all"]}, {"spf_invalid"}),
+        ({"spf": ["v=spf1 ip4:300.1.1.1 -all"]}, {"spf_invalid"}),
+        ({"spf": ["v=spf1 ip4:2001:db8::1 -all"]}, {"spf_invalid"}),
+        ({"spf": ["v=spf1 redirect=a.test redirect=b.test"]}, {"spf_invalid"}),
+        ({"spf": ["v=spf1 a:mail.%{d}/24 mx//64 ~all exp=explain.%{d}"]}, set()),
+        ({"dmarc": []}, {"dmarc_missing"}),
+        ({"dmarc": ["v=DMARC1; rua=mailto:d@example.test"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=block"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=none; pct=150"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=none; aspf=x"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=none", "v=DMARC1; p=reject"]}, {"dmarc_invalid"}),
+        ({"dmarc": ["v=DMARC1; p=none; rua=nowhere"]}, {"dmarc_invalid"}),
+        ({"tls_rpt": []}, {"tls_rpt_missing"}),
+        ({"tls_rpt": ["v=TLSRPTv1;"]}, {"tls_rpt_missing"}),
+        ({"mta_sts": ["v=STSv1; id=a", "v=STSv1; id=b"]}, {"mta_sts_invalid"}),
+        ({"mta_sts": ["v=STSv1; id=not-alnum!"]}, {"mta_sts_invalid"}),
+        ({"mta_sts_policy": None, "errors": {"mtaStsPolicy": "HTTP 404"}}, {"mta_sts_invalid"}),
+        ({"mta_sts_policy": "version: STSv1\nmode: enforce\nmax_age: 1\n"}, {"mta_sts_invalid"}),
+        ({"mta_sts_policy": POLICY.replace("enforce", "strict")}, {"mta_sts_invalid"}),
+        ({"mta_sts_policy": POLICY.replace("86400", "99999999")}, {"mta_sts_invalid"}),
+        (
+            {"mta_sts_policy": POLICY.replace("*.example.test", "mx.other.test")},
+            {"mta_sts_mismatch"},
+        ),
+        ({"mta_sts_policy": POLICY.replace("enforce", "none")}, set()),
+        ({"mta_sts": [], "mta_sts_policy": None}, set()),
+        ({"tlsa": [f"3 1 1 {'cc' * 32}"]}, {"tlsa_mismatch"}),
+        ({"tlsa": [f"3 0 1 {CERT}"]}, set()),
+        ({"tlsa": [f"3 1 1 {'cc' * 32}", f"3 1 1 {SPKI.upper()}"]}, set()),
+    ],
+)
+def test_findings_of_bad_records(changes: dict[str, Any], codes: set[str]) -> None:
+    assert holding(mail_dns("smtp", HOST, good(**changes), seen_tls())) == codes
+
+
+def test_an_invalid_certificate_breaks_an_enforced_mta_sts_policy() -> None:
+    verdicts = mail_dns("smtp", HOST, good(), seen_tls(chain_verified=False))
+    assert holding(verdicts) == {"mta_sts_mismatch"}
+    finding = verdicts[("mta_sts_mismatch", "DE")]
+    assert finding is not None and "does not validate" in finding.detail
+
+
+def test_unsigned_tlsa_records_are_unverified_never_a_finding() -> None:
+    """Without the resolver's AD bit, even a non-matching TLSA record judges nothing."""
+    verdicts = mail_dns(
+        "smtp", HOST, good(tlsa=["3 1 1 " + "cc" * 32], tlsa_dnssec=False), seen_tls()
+    )
+    assert ("tlsa_mismatch", "DE") not in verdicts
+
+
+def test_failed_lookups_judge_nothing() -> None:
+    """A null list (the lookup failed) neither raises nor clears its findings."""
+    nothing = MailDns(domain="example.test", errors={"mx": "timed out"})
+    assert mail_dns("smtp", HOST, nothing, seen_tls()) == {}
+
+
+def test_mx_and_mta_sts_match_are_judged_for_smtp_monitors_only() -> None:
+    """An IMAP host is not where the domain's mail is delivered: no MX or MTA-STS verdict."""
+    codes = {c for c, _ in mail_dns("imap", "imap.example.test", good(mx=[]), seen_tls())}
+    assert "mx_mismatch" not in codes and "mta_sts_mismatch" not in codes
+    assert "spf_missing" in codes
+
+
+@pytest.mark.parametrize(
+    ("host", "patterns", "allowed"),
+    [
+        ("mx.example.test", ("mx.example.test",), True),
+        ("MX.Example.test.", ("mx.example.test",), True),
+        ("mx.example.test", ("*.example.test",), True),
+        ("a.mx.example.test", ("*.example.test",), False),
+        ("example.test", ("*.example.test",), False),
+        ("mx.example.test", ("mx2.example.test",), False),
+    ],
+)
+def test_mta_sts_mx_patterns(host: str, patterns: tuple[str, ...], allowed: bool) -> None:
+    assert mx_allowed(host, patterns) is allowed
+
+
+def test_policy_parse() -> None:
+    parsed = parse_policy(
+        "version: STSv1\r\nmode: testing\r\nmx: a.test\r\nmx: *.b.test\r\nmax_age: 60\r\n"
+    )
+    assert not isinstance(parsed, str)
+    assert (parsed.mode, parsed.mx, parsed.max_age) == ("testing", ("a.test", "*.b.test"), 60)
+    assert isinstance(parse_policy("<html>not found</html>"), str)
+
+
+def test_tlsa_without_comparable_records_is_not_judged() -> None:
+    """Trust-anchor usages (0, 2) and SHA-512 need facts the agent does not keep."""
+    assert tlsa_matches([f"2 0 1 {CERT}", f"3 1 2 {'dd' * 64}"], seen_tls()) is None
+
+
+def test_every_mail_dns_code_has_a_severity_and_advice() -> None:
+    for code in MAIL_DNS_CODES:
+        severity, advice = CODES[code]
+        assert severity in ("critical", "warning", "info") and advice
