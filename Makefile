@@ -31,8 +31,12 @@ browser: ## install Debian's chromium and chromium-driver when missing (the cons
 	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 	fi
 
+# The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
+# with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
+# such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
 test: $(STAMP) browser ## run the whole test suite against real PostgreSQL, NATS, mail servers and Chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis against the API and its OpenAPI document (FUZZ_EXAMPLES per operation)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest tests/fuzz -o timeout=3600 $(PYTEST_ARGS)

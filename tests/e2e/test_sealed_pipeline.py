@@ -65,12 +65,11 @@ async def test_a_credentialed_monitor_runs_in_its_country_and_nobody_else_reads_
                     "tlsOptions": {"rejectUnauthorized": False},
                 },
             }
-            r = await api.post(IMAP, json=body, headers=org.auth())
-            assert r.status_code == 201, r.text
-            pid = r.json()["publicId"]
             with capture_logs() as logs:
-                r = await api.post(f"{IMAP}/{pid}/trigger-check", headers=org.auth())
-                assert r.status_code == 202, r.text
+                r = await api.post(IMAP, json=body, headers=org.auth())
+                assert r.status_code == 201, r.text
+                pid = r.json()["publicId"]
+                # its first round runs at once
                 items = await wait_results(api, org, pid, count(1), path=IMAP)
     finally:
         await sub.unsubscribe()
