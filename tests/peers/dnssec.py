@@ -9,6 +9,7 @@ resolver answers them SERVFAIL.
 import datetime
 
 import dns.dnssec
+import dns.dnssectypes
 import dns.flags
 import dns.message
 import dns.name
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.peers.dns import DnsPeer, Records
 
 TTL = 300
-ALGORITHM = dns.dnssec.Algorithm.ECDSAP256SHA256
+ALGORITHM = dns.dnssectypes.Algorithm.ECDSAP256SHA256
 
 
 def signed_zone(
