@@ -67,8 +67,11 @@ class Unbound:
     module-config: "validator iterator"
     val-permissive-mode: no
     trust-anchor: "{self.anchor}"
-    # `.test` is one of unbound's built-in empty zones (RFC 6761): resolve it for real here.
-    local-zone: "test." nodefault
+    # Only the test's zone is resolved (`.test` is otherwise one of unbound's built-in empty
+    # zones, RFC 6761); any other name is refused, and no query leaves loopback.
+    local-zone: "." refuse
+    local-zone: "{self.zone}" transparent
+    outgoing-interface: 127.0.0.1
     qname-minimisation: no
 stub-zone:
     name: "{self.zone}"
