@@ -110,8 +110,8 @@ class SignedDnsPeer(DnsPeer):
         self._cover(response, qname, dnssec)
         if not any(n.is_subdomain(qname) for n in self._names):  # not an empty non-terminal
             response.set_rcode(dns.rcode.NXDOMAIN)
-            encloser = qname.parent()
-            while self.zone.get_node(encloser) is None:
+            encloser = qname.parent()  # the closest name that exists, empty or not
+            while not any(n.is_subdomain(encloser) for n in self._names):
                 encloser = encloser.parent()
             self._cover(response, dns.name.from_text("*", encloser), dnssec)
         return response.to_wire()

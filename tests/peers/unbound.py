@@ -72,7 +72,6 @@ class Unbound:
     local-zone: "." refuse
     local-zone: "{self.zone}" transparent
     outgoing-interface: 127.0.0.1
-    qname-minimisation: no
 stub-zone:
     name: "{self.zone}"
     stub-addr: 127.0.0.1@{self.peer_port}
