@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test lint bench soak fuzz clean
+.PHONY: help install browser unbound run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,11 +31,21 @@ browser: ## install Debian's chromium and chromium-driver when missing (the cons
 	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; \
 	fi
 
+# The DANE tests validate DNSSEC with Debian's unbound, run unprivileged on a loopback port by
+# the tests themselves (no service is enabled); installed the same way when missing.
+unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
+	@if [ -x /usr/sbin/unbound ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends unbound; \
+	else \
+	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends unbound; \
+	fi
+
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser ## run the whole test suite against real PostgreSQL, NATS, mail servers and Chromium
+test: $(STAMP) browser unbound ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium and unbound
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis against the API and its OpenAPI document (FUZZ_EXAMPLES per operation)

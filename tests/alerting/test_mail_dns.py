@@ -71,9 +71,11 @@ async def round_(
     port: int,
     contexts: SslContexts,
     probes: dict[str, MailDnsProbe] | None,
+    tlsa_host: str = "localhost",
 ) -> None:
     """Round `n` from each country of `probes` (None: a round without a DNS probe, from DE and
-    US), as the worker runs a job with `mailDomain`: the check, then the probe."""
+    US), as the worker runs a job with `mailDomain`: the check, then the probe (its TLSA
+    records looked up at `tlsa_host`, the job's hostname in production)."""
     at = rig.at(n)
     public_id = str(monitor["public_id"])
     rows = []
@@ -81,7 +83,7 @@ async def round_(
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
         checked = await run_check(job, f"{cc}-agent", True, contexts)
         if probes is not None:
-            checked.mail_dns = await probes[cc].probe(DOMAIN, "localhost", port, 5.0)
+            checked.mail_dns = await probes[cc].probe(DOMAIN, tlsa_host, port, 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)

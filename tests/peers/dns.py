@@ -4,7 +4,8 @@ serving an MTA-STS policy: the mail DNS a test wants, good or bad.
 `records` maps (name, type) to the records' presentation texts, e.g.
 `("example.test", "MX"): ["10 mx.example.test."]`. A name with no record of any type is
 NXDOMAIN; one in `servfail` is SERVFAIL. `ad` sets the AD bit on every answer, as a validating
-resolver does on a DNSSEC-validated one (this server validates nothing: it stands in for one).
+resolver does on a DNSSEC-validated one (this server validates nothing: it stands in for one;
+tests/peers/dnssec.py and tests/peers/unbound.py give real signatures and real validation).
 """
 
 import asyncio
