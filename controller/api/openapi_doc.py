@@ -7,7 +7,8 @@ with 401, 403, 404, 409, 413 and 429 too. `document` rewrites the generated docu
 startup, before the first request renders it.
 """
 
-from typing import cast
+from typing import Any, cast
+from zoneinfo import available_timezones
 
 import msgspec
 from litestar import Litestar
@@ -25,7 +26,17 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
+from controller.api.alertsite import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
 from controller.api.errors import ALERTSITE_PREFIX
+from controller.api.users import PASSWORD_MIN
+from controller.api.validation import (
+    CHECK_INTERVAL_MAX,
+    CHECK_INTERVAL_MIN,
+    STATUSES,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+)
+from controller.db.accounts import ROLES
 
 BEARER = "bearer"
 # Paths anyone may call (the auth middleware's exclusions).
@@ -84,6 +95,123 @@ _ALERTSITE_ERRORS = Schema(
 )
 
 
+# Rules the handlers enforce beyond the Structs' types (validation.py, customer_ident, the
+# AlertSite translation), stated per property of the request bodies and per query parameter so
+# a client (and a fuzzer) knows a valid request before sending it. Where a rule cannot be said
+# exactly, the pattern is the narrower one: what it admits, the server accepts.
+JsonObject = dict[str, Any]
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # a last label is not all digits
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_NO_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+HOSTNAME = {"pattern": f"^(?:(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+MAIL_DOMAIN = {"pattern": f"^(?:(?:{_LABEL}\\.)+{_TOP})?$", "maxLength": 253}  # "": none
+_EMAIL = f"[A-Za-z0-9_+-]{{1,64}}@(?:{_LABEL}\\.)+{_TOP}"
+EMAIL = {"pattern": f"^{_EMAIL}$", "maxLength": 254}
+NAME = {
+    "pattern": f"^[^{_NO_CONTROL}]*[^\\s{_NO_CONTROL}][^{_NO_CONTROL}]*$",
+    "maxLength": 200,
+    "description": "one line, not blank, at most 200 characters",
+}
+CUSTOMER_ID: JsonObject = {
+    "description": "numeric customer id or public UUID",
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        {"type": "string", "pattern": f"^(?:0*[1-9][0-9]{{0,17}}|{_UUID})$"},
+    ],
+}
+NULL = {"type": "null"}
+_TYPES = "|".join(sorted(ALERTSITE_TYPES))
+UUID_STRING = {"type": "string", "format": "uuid"}
+DATE_TIME = {"type": "string", "format": "date-time"}
+_STRING_RULES: dict[str, JsonObject] = {
+    "name": NAME,
+    "hostname": HOSTNAME,
+    "email": EMAIL,
+    "mailDomain": MAIL_DOMAIN,
+    "notificationEmail": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
+    "status": {"enum": sorted(STATUSES)},
+    "monitorId": {"format": "uuid"},
+    "startsAt": {"format": "date-time"},
+    "endsAt": {"format": "date-time"},
+    "startTime": {"pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"},
+    "timezone": {"enum": sorted(available_timezones())},
+    "protocol": {"enum": ["imap", "pop3"]},
+    "role": {"enum": list(ROLES)},
+    "UserCreate.password": {"minLength": PASSWORD_MIN},
+}
+# A maintenance window: exactly one of monitorId and customerId, and either a one-off
+# schedule or a weekly one (maintenance._scope and _schedule).
+_WINDOW_RULES = {
+    "allOf": [
+        {
+            "oneOf": [
+                {"required": ["monitorId"], "properties": {"monitorId": UUID_STRING}},
+                {"required": ["customerId"], "properties": {"monitorId": {"type": "null"}}},
+            ]
+        },
+        {
+            "oneOf": [
+                {
+                    "required": ["startsAt", "endsAt"],
+                    "properties": {
+                        "startsAt": DATE_TIME,
+                        "endsAt": DATE_TIME,
+                        **dict.fromkeys(("weekday", "startTime", "durationMinutes"), NULL),
+                    },
+                },
+                {
+                    "required": ["weekday", "startTime", "durationMinutes"],
+                    "properties": {
+                        "weekday": {"type": "integer"},
+                        "startTime": {"type": "string"},
+                        "durationMinutes": {"type": "integer"},
+                        **dict.fromkeys(("startsAt", "endsAt"), NULL),
+                    },
+                },
+            ]
+        },
+    ]
+}
+# AlertSite's numbers may come as strings of digits (alertsite._whole, _interval).
+_AS_INTERVAL = {"minimum": INTERVAL_MIN, "maximum": INTERVAL_MAX}
+_AS_TIMEOUT = {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX}
+for _fields in ("EmailMonitorFields", "EmailMonitorCreate"):
+    _STRING_RULES[f"{_fields}.port"] = {"pattern": "^[1-9][0-9]{0,3}$"}
+    _STRING_RULES[f"{_fields}.interval"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2})$"}
+    _STRING_RULES[f"{_fields}.timeout"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[12][0-9]{2})$"}
+_INTEGER_RULES: dict[str, JsonObject] = {
+    "port": {"minimum": 1, "maximum": 65535},
+    "checkInterval": {"minimum": CHECK_INTERVAL_MIN, "maximum": CHECK_INTERVAL_MAX},
+    "timeoutSeconds": {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX},
+    "EmailMonitorFields.interval": _AS_INTERVAL,
+    "EmailMonitorCreate.interval": _AS_INTERVAL,
+    "EmailMonitorFields.timeout": _AS_TIMEOUT,
+    "EmailMonitorCreate.timeout": _AS_TIMEOUT,
+}
+_NUMBER_RULES = {
+    "EmailMonitorFields.interval": {**_AS_INTERVAL, "multipleOf": 1},
+    "EmailMonitorCreate.interval": {**_AS_INTERVAL, "multipleOf": 1},
+}
+# Query and path parameters, replaced whole (a query cannot carry null).
+PARAMETERS: dict[str, JsonObject] = {
+    "customerId": CUSTOMER_ID,
+    "customer_id": CUSTOMER_ID,
+    "monitorId": UUID_STRING,
+    "from": DATE_TIME,
+    "to": DATE_TIME,
+    "status": {"type": "string", "enum": sorted(STATUSES)},
+    "offset": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "type": {
+        "type": "string",
+        "description": "comma-separated AlertSite monitor types",
+        "pattern": f"^(?:(?:{_TYPES})?,)*(?:{_TYPES})?$",  # empty parts are skipped
+    },
+}
+
+
 def _closed_structs() -> list[type[msgspec.Struct]]:
     """The request Structs: those that refuse unknown keys (a 400 naming the key)."""
     found: list[type[msgspec.Struct]] = []
@@ -96,13 +224,43 @@ def _closed_structs() -> list[type[msgspec.Struct]]:
     return sorted(found, key=lambda c: c.__name__)
 
 
-def request_schemas() -> dict[str, dict[str, object]]:
+def request_schemas() -> dict[str, JsonObject]:
     """msgspec's own JSON Schema of the request Structs: every bound (`minimum: 0` too, which
     Litestar drops as falsy), `additionalProperties: false`, optional keys as not required."""
     _, components = msgspec.json.schema_components(
         _closed_structs(), ref_template="#/components/schemas/{name}"
     )
+    components["MaintenanceWindowCreate"].update(_WINDOW_RULES)
+    # `config` is an alias of the kind's config key: one of the two (monitor_rules._pick_config)
+    for kind, key in (
+        ("Smtp", "smtpConfig"),
+        ("ImapPop", "imapPopConfig"),
+        ("RoundTrip", "roundtripConfig"),
+    ):
+        for verb in ("Create", "Update"):
+            components[f"{kind}Monitor{verb}"]["not"] = {"required": [key, "config"]}
+    for name, schema in components.items():
+        for key, prop in schema.get("properties", {}).items():
+            if key == "customerId":
+                prop.pop("anyOf", None)
+                prop.update(CUSTOMER_ID)
+            rule = _STRING_RULES.get(f"{name}.{key}", _STRING_RULES.get(key, {}))
+            _constrain(prop, "string", rule)
+            _constrain(
+                prop, "integer", _INTEGER_RULES.get(f"{name}.{key}", _INTEGER_RULES.get(key, {}))
+            )
+            _constrain(prop, "number", _NUMBER_RULES.get(f"{name}.{key}", {}))
     return components
+
+
+def _constrain(schema: JsonObject, kind: str, rule: JsonObject) -> None:
+    """Add `rule` to `schema` where it is of JSON type `kind` (itself or a branch of anyOf)."""
+    if not rule:
+        return
+    if schema.get("type") == kind:
+        schema.update(rule)
+    for branch in schema.get("anyOf", []):
+        _constrain(branch, kind, rule)
 
 
 def document(app: Litestar) -> None:
@@ -157,3 +315,5 @@ def _operation(path: str, operation: Operation) -> None:
     for parameter in params:
         if parameter.name in UUID_PARAMS and isinstance(parameter.schema, Schema):
             parameter.schema.format = OpenAPIFormat.UUID
+        elif parameter.name in PARAMETERS:
+            parameter.schema = cast(Schema, dict(PARAMETERS[parameter.name]))
