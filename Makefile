@@ -34,8 +34,9 @@ browser: ## install Debian's chromium and chromium-driver when missing (the cons
 test: $(STAMP) browser ## run the whole test suite against real PostgreSQL, NATS, mail servers and Chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## schemathesis against the API and its OpenAPI document (FUZZ_EXAMPLES per operation)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest tests/fuzz -o timeout=3600 $(PYTEST_ARGS)
+fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
+	  $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Litestar
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -21,17 +22,20 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Operation,
     Parameter,
+    PathItem,
     Reference,
     Schema,
     SecurityScheme,
 )
 
-from controller.api.alertsite import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
+from controller.api.alertsite import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN, LOCATIONS
 from controller.api.errors import ALERTSITE_PREFIX
+from controller.api.monitor_rules import FOLDER_MAX
 from controller.api.users import PASSWORD_MIN
 from controller.api.validation import (
     CHECK_INTERVAL_MAX,
     CHECK_INTERVAL_MIN,
+    COUNTRIES,
     STATUSES,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
@@ -123,6 +127,13 @@ CUSTOMER_ID: JsonObject = {
     ],
 }
 NULL = {"type": "null"}
+E164 = "\\+[1-9][0-9]{6,14}"
+NO_NUL = "^[^\\x00]*$"
+NUL_REFUSED = frozenset({"search"})  # the query parameters validation.no_nul checks
+# AlertSite's flags: JSON booleans or these words (alertsite._flag)
+_WORDS = ("true", "y", "yes", "1", "false", "n", "no", "0")
+_FLAG = "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in w) for w in _WORDS)
+FLAG = {"pattern": f"^\\s*(?:{_FLAG})\\s*$"}
 _TYPES = "|".join(sorted(ALERTSITE_TYPES))
 UUID_STRING = {"type": "string", "format": "uuid"}
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -131,6 +142,10 @@ _STRING_RULES: dict[str, JsonObject] = {
     "hostname": HOSTNAME,
     "email": EMAIL,
     "mailDomain": MAIL_DOMAIN,
+    "notificationPhoneNumber": {
+        "pattern": f"^(?:{E164})?$",  # "": none
+        "description": "E.164, a number valid in its country's plan (libphonenumber)",
+    },
     "notificationEmail": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
     "status": {"enum": sorted(STATUSES)},
     "monitorId": {"format": "uuid"},
@@ -148,7 +163,10 @@ _WINDOW_RULES = {
     "allOf": [
         {
             "oneOf": [
-                {"required": ["monitorId"], "properties": {"monitorId": UUID_STRING}},
+                {
+                    "required": ["monitorId"],
+                    "properties": {"monitorId": UUID_STRING, "customerId": NULL},
+                },
                 {"required": ["customerId"], "properties": {"monitorId": {"type": "null"}}},
             ]
         },
@@ -179,10 +197,31 @@ _WINDOW_RULES = {
 _AS_INTERVAL = {"minimum": INTERVAL_MIN, "maximum": INTERVAL_MAX}
 _AS_TIMEOUT = {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX}
 for _fields in ("EmailMonitorFields", "EmailMonitorCreate"):
-    _STRING_RULES[f"{_fields}.port"] = {"pattern": "^[1-9][0-9]{0,3}$"}
+    _STRING_RULES[f"{_fields}.enabled"] = FLAG
+    _STRING_RULES[f"{_fields}.ssl"] = FLAG
+    _STRING_RULES[f"{_fields}.port"] = {"pattern": "^(?:[1-9][0-9]{0,3})?$"}  # "": default
     _STRING_RULES[f"{_fields}.interval"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2})$"}
     _STRING_RULES[f"{_fields}.timeout"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[12][0-9]{2})$"}
+# ISO 3166-1 alpha-2, any case, blanks around (validation.country_codes), and AlertSite's
+# location ids mailprobe maps to a country (alertsite._location).
+_COUNTRY = "|".join(f"[{c[0]}{c[0].lower()}][{c[1]}{c[1].lower()}]" for c in sorted(COUNTRIES))
+_LOCATION_IDS = sorted(LOCATIONS)
+COUNTRY = {"pattern": f"^\\s*(?:{_COUNTRY})\\s*$"}
+LOCATION = {"pattern": f"^\\s*(?:{_COUNTRY}|{'|'.join(map(str, _LOCATION_IDS))})\\s*$"}
+_STRING_RULES |= {
+    "allowedCheckCountryCodes": COUNTRY,
+    "locations": LOCATION,
+    "LocationIn.id": LOCATION,
+    "servername": {"pattern": HOSTNAME["pattern"]},
+    "RoundTripConfigIn.to": EMAIL,
+    "RoundTripSendIn.from": EMAIL,
+    # printable ASCII, not blank, no quote or backslash (monitor_rules._folders)
+    "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
+    "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
+}
 _INTEGER_RULES: dict[str, JsonObject] = {
+    "locations": {"enum": _LOCATION_IDS},
+    "LocationIn.id": {"enum": _LOCATION_IDS},
     "port": {"minimum": 1, "maximum": 65535},
     "checkInterval": {"minimum": CHECK_INTERVAL_MIN, "maximum": CHECK_INTERVAL_MAX},
     "timeoutSeconds": {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX},
@@ -203,7 +242,7 @@ PARAMETERS: dict[str, JsonObject] = {
     "from": DATE_TIME,
     "to": DATE_TIME,
     "status": {"type": "string", "enum": sorted(STATUSES)},
-    "offset": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+    "offset": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, NULL]},
     "type": {
         "type": "string",
         "description": "comma-separated AlertSite monitor types",
@@ -231,6 +270,15 @@ def request_schemas() -> dict[str, JsonObject]:
         _closed_structs(), ref_template="#/components/schemas/{name}"
     )
     components["MaintenanceWindowCreate"].update(_WINDOW_RULES)
+    # A round trip needs both legs and a recipient (monitor_rules._roundtrip_config, _receive).
+    components["RoundTripConfigIn"]["required"] = ["send", "to", "receive"]
+    components["RoundTripSendIn"]["required"] = ["hostname"]
+    receive = components["RoundTripReceiveIn"]
+    receive["required"] = ["hostname", "user", "password"]
+    receive["properties"]["user"] = {"type": "string", "minLength": 1, "pattern": NO_NUL}
+    # not null, and not the mask `********` (it keeps a stored password: a new one has none)
+    receive["properties"]["password"] = {"type": "string", "pattern": "^(?!\\*{8}$)[^\\x00]+$"}
+    receive["properties"]["folders"].update(minItems=1, maxItems=20)
     # `config` is an alias of the kind's config key: one of the two (monitor_rules._pick_config)
     for kind, key in (
         ("Smtp", "smtpConfig"),
@@ -239,6 +287,10 @@ def request_schemas() -> dict[str, JsonObject]:
     ):
         for verb in ("Create", "Update"):
             components[f"{kind}Monitor{verb}"]["not"] = {"required": [key, "config"]}
+    components["RoundTripMonitorCreate"]["anyOf"] = [
+        {"required": ["roundtripConfig"]},
+        {"required": ["config"]},
+    ]
     for name, schema in components.items():
         for key, prop in schema.get("properties", {}).items():
             if key == "customerId":
@@ -250,17 +302,33 @@ def request_schemas() -> dict[str, JsonObject]:
                 prop, "integer", _INTEGER_RULES.get(f"{name}.{key}", _INTEGER_RULES.get(key, {}))
             )
             _constrain(prop, "number", _NUMBER_RULES.get(f"{name}.{key}", {}))
+    _no_nul(components)
     return components
 
 
+def _no_nul(node: object) -> None:
+    """Every free string of a request refuses NUL (validation.no_nul: PostgreSQL stores none)."""
+    if isinstance(node, list):
+        for item in node:
+            _no_nul(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "string" and not node.keys() & {"pattern", "format", "enum"}:
+            node["pattern"] = NO_NUL
+        for item in node.values():
+            _no_nul(item)
+
+
 def _constrain(schema: JsonObject, kind: str, rule: JsonObject) -> None:
-    """Add `rule` to `schema` where it is of JSON type `kind` (itself or a branch of anyOf)."""
+    """Add `rule` to `schema` where it is of JSON type `kind` (itself, a branch of anyOf, an
+    item of an array)."""
     if not rule:
         return
     if schema.get("type") == kind:
         schema.update(rule)
     for branch in schema.get("anyOf", []):
         _constrain(branch, kind, rule)
+    if "items" in schema:  # each item of a list
+        _constrain(schema["items"], kind, rule)
 
 
 def document(app: Litestar) -> None:
@@ -285,10 +353,37 @@ def rewrite(spec: OpenAPI) -> None:
         )
     }
     spec.security = [{BEARER: []}]
-    for path, item in (spec.paths or {}).items():
+    paths = spec.paths or {}
+    for path, item in paths.items():
         for operation in (item.get, item.put, item.post, item.patch, item.delete):
             if operation is not None:
                 _operation(path, operation)
+    for path, item in paths.items():
+        if item.post is not None:
+            _links(path, item.post, paths)
+
+
+def _links(collection: str, create: Operation, paths: dict[str, PathItem]) -> None:
+    """Links from a create to what the created resource's id opens (`/{id}`, `/{id}/results`…),
+    so a client (and a fuzzer's stateful run) follows the id the API answers, by name: a
+    public UUID where the path says so, else `id`."""
+    links: dict[str, Link | Reference] = {}
+    for path, item in paths.items():
+        head = path.removeprefix(collection + "/").split("/")[0]
+        if path == collection or not (path.startswith(collection + "/{") and head.endswith("}")):
+            continue
+        param = head[1:-1]
+        field = "publicId" if param.endswith("PublicId") or param == "customer_id" else "id"
+        for method in ("get", "put", "patch", "delete", "post"):
+            target = getattr(item, method)
+            if target is not None and target.operation_id:
+                links[target.operation_id] = Link(
+                    operation_id=target.operation_id,
+                    parameters={param: f"$response.body#/{field}"},
+                )
+    for status, response in (create.responses or {}).items():
+        if status.startswith("2") and isinstance(response, OpenAPIResponse) and links:
+            response.links = links
 
 
 def _operation(path: str, operation: Operation) -> None:
@@ -317,3 +412,7 @@ def _operation(path: str, operation: Operation) -> None:
             parameter.schema.format = OpenAPIFormat.UUID
         elif parameter.name in PARAMETERS:
             parameter.schema = cast(Schema, dict(PARAMETERS[parameter.name]))
+        elif parameter.name in NUL_REFUSED and isinstance(parameter.schema, Schema):
+            for schema in (parameter.schema, *(parameter.schema.one_of or [])):
+                if isinstance(schema, Schema) and schema.type == OpenAPIType.STRING:
+                    schema.pattern = schema.pattern or NO_NUL
