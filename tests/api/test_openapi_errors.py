@@ -153,5 +153,15 @@ def test_rules_the_handlers_enforce_are_stated(spec: dict[str, Any]) -> None:
         "date-time"
     )
     assert params[("/api/maintenance-windows", "monitorId")]["format"] == "uuid"
-    assert params[("/api/v3/monitors", "offset")]["minimum"] == 0
+    assert params[("/api/v3/monitors", "offset")]["anyOf"][0]["minimum"] == 0
     assert not re.search(params[("/api/v3/monitors", "type")]["pattern"], "nope")
+
+
+def test_a_create_links_to_what_its_id_opens(spec: dict[str, Any]) -> None:
+    """The fuzzer's stateful run guessed links by name and passed a monitor's numeric `id` where
+    the path takes its public UUID (a 400); the document now declares the links, by field."""
+    created = spec["paths"]["/api/smtp-monitors"]["post"]["responses"]["201"]["links"]
+    by_id = spec["paths"]["/api/smtp-monitors/{smtpMonitorPublicId}"]["get"]["operationId"]
+    assert created[by_id]["parameters"] == {"smtpMonitorPublicId": "$response.body#/publicId"}
+    window = spec["paths"]["/api/maintenance-windows"]["post"]["responses"]["201"]["links"]
+    assert {"windowId": "$response.body#/id"} in [link["parameters"] for link in window.values()]
