@@ -741,7 +741,6 @@ _BUDGET_FIELDS = {
 }
 
 
-# AlertSite fields that change something (`enabled` is our `status`); the ignored ones do not.
 def _no_nul(body: EmailMonitorFields) -> None:
     """A NUL in a field mailprobe stores is a 400 naming it; AlertSite's other fields are
     accepted and ignored, never stored, so whatever they hold is no concern."""
@@ -750,6 +749,7 @@ def _no_nul(body: EmailMonitorFields) -> None:
             validation.no_nul(getattr(body, f.name), f.encode_name)
 
 
+# AlertSite fields that change something (`enabled` is our `status`); the ignored ones do not.
 _MAPPED = (
     "name",
     "hostname",

@@ -1,5 +1,6 @@
 """The OpenAPI document made to say what the API does: its error bodies, its error statuses,
-bearer authentication and UUID path ids.
+bearer authentication, UUID path ids, the request rules the handlers enforce, and links from
+each create to what the new resource's id opens.
 
 Litestar documents every error as its own default body (`status_code`, `detail`, `extra`) and
 only 400; the API answers `errors.ErrorBody` (AlertSite's `{"errors": [...]}` under `/api/v3`)
@@ -167,7 +168,7 @@ _WINDOW_RULES = {
                     "required": ["monitorId"],
                     "properties": {"monitorId": UUID_STRING, "customerId": NULL},
                 },
-                {"required": ["customerId"], "properties": {"monitorId": {"type": "null"}}},
+                {"required": ["customerId"], "properties": {"monitorId": NULL}},
             ]
         },
         {
@@ -411,7 +412,9 @@ def _operation(path: str, operation: Operation) -> None:
         if parameter.name in UUID_PARAMS and isinstance(parameter.schema, Schema):
             parameter.schema.format = OpenAPIFormat.UUID
         elif parameter.name in PARAMETERS:
-            parameter.schema = cast(Schema, dict(PARAMETERS[parameter.name]))
+            old = parameter.schema if isinstance(parameter.schema, Schema) else Schema()
+            rule = {"description": old.description, **PARAMETERS[parameter.name]}
+            parameter.schema = cast(Schema, {k: v for k, v in rule.items() if v is not None})
         elif parameter.name in NUL_REFUSED and isinstance(parameter.schema, Schema):
             for schema in (parameter.schema, *(parameter.schema.one_of or [])):
                 if isinstance(schema, Schema) and schema.type == OpenAPIType.STRING:
