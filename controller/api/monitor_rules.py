@@ -257,8 +257,11 @@ def _roundtrip_config(
         out["port"] = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
     sent = _smtp_config(send, stored_send or {}, box, f"{key}.send")
-    if send.sender is not UNSET:
-        sent["from"] = validation.email(send.sender, f"{key}.send.from")
+    # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
+    # null, which no stored config may hold, and every read of the monitor was a 500
+    sender = None if send.sender is UNSET else validation.email(send.sender, f"{key}.send.from")
+    if sender is not None:
+        sent["from"] = sender
     to = validation.email(cfg.to, f"{key}.to")
     if to is None:
         raise bad_request(f"{key}.to", f"{key}.to is required")

@@ -215,7 +215,7 @@ _STRING_RULES |= {
     "LocationIn.id": LOCATION,
     "servername": {"pattern": HOSTNAME["pattern"]},
     "RoundTripConfigIn.to": EMAIL,
-    "RoundTripSendIn.from": EMAIL,
+    "RoundTripSendIn.from": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
     # printable ASCII, not blank, no quote or backslash (monitor_rules._folders)
     "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
     "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},

@@ -24,6 +24,7 @@ from shared.timefmt import parse_iso
 
 E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
 PHONE = "+4915112345678"
+FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
 PEM = trustme.CA().cert_pem.bytes().decode()
 NATIVE_INTERVAL_MIN = 10  # validation.CHECK_INTERVAL_MIN: a PATCH may meet a stored one
 ALERTSITE_INTERVAL_DEFAULT = 1  # minutes; the least a stored AlertSite monitor can have
@@ -47,7 +48,8 @@ def map_case(ctx: Any, case: Any) -> Any:
 
 def _real_ca(node: object) -> None:
     if isinstance(node, dict):
-        if isinstance(node.get("ca"), str):
+        ca = node.get("ca")
+        if isinstance(ca, str) and ca and "\x00" not in ca:  # else invalid on purpose
             node["ca"] = PEM
         for value in node.values():
             _real_ca(value)
@@ -103,4 +105,9 @@ def _mailbox_folders(receive: dict[str, Any]) -> None:
         return
     folders, spam = receive.get("folders", ["INBOX"]), receive.get("spamFolders")
     if isinstance(folders, list) and isinstance(spam, list):
-        receive["spamFolders"] = [f for f in spam if f in folders]
+        # a name the document refuses stays, to keep a negative case negative
+        receive["spamFolders"] = [f for f in spam if f in folders or not _folder_name(f)]
+
+
+def _folder_name(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(FOLDER, value) is not None
