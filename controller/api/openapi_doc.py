@@ -220,6 +220,18 @@ _STRING_RULES |= {
     "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
     "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
 }
+# Rules between two fields (or a field and the stored monitor), which JSON Schema cannot state.
+_DESCRIPTIONS = {
+    "timeoutSeconds": "at most checkInterval (the stored one when an update sends none; "
+    "60 on create)",
+    "EmailMonitorFields.timeout": "seconds, at most the interval in seconds (the stored one "
+    "when an update sends none; 1 minute on create)",
+    "EmailMonitorCreate.timeout": "seconds, at most the interval in seconds (1 minute when "
+    "not sent)",
+    "endsAt": "after startsAt",
+    "spamFolders": "each one of `folders`; none with POP3, which reads only the inbox",
+    "folders": "IMAP only: POP3 reads only the inbox",
+}
 _INTEGER_RULES: dict[str, JsonObject] = {
     "locations": {"enum": _LOCATION_IDS},
     "LocationIn.id": {"enum": _LOCATION_IDS},
@@ -303,6 +315,8 @@ def request_schemas() -> dict[str, JsonObject]:
                 prop, "integer", _INTEGER_RULES.get(f"{name}.{key}", _INTEGER_RULES.get(key, {}))
             )
             _constrain(prop, "number", _NUMBER_RULES.get(f"{name}.{key}", {}))
+            if said := _DESCRIPTIONS.get(f"{name}.{key}", _DESCRIPTIONS.get(key)):
+                prop["description"] = said
     _no_nul(components)
     return components
 

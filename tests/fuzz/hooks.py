@@ -10,7 +10,7 @@ to every generated case so the fuzzer's valid requests are valid.
 - A phone number is E.164 (the pattern says so) and valid in its country's plan, which only
   libphonenumber knows: one of that form becomes a real one.
 - A round trip's spam folders are among its folders, and POP3 has neither (the inbox only).
-Each rule is stated in the field's description in the document.
+Each rule is stated in the field's description in the document (openapi_doc._DESCRIPTIONS).
 """
 
 import re
