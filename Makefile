@@ -48,8 +48,9 @@ TEST_WORKERS ?= 4
 test: $(STAMP) browser unbound ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium and unbound
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## schemathesis against the API and its OpenAPI document (FUZZ_EXAMPLES per operation)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(BIN)/pytest tests/fuzz -o timeout=3600 $(PYTEST_ARGS)
+fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
+	  $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .

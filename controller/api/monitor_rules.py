@@ -57,14 +57,26 @@ FOLDER_MAX = 200
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
 
 
+def _integral(value: Any) -> Any:
+    """`value` with every integral float (`74.0`) as an int: JSON has one kind of number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    return value
+
+
 async def strict_body(request: Request[Any, Any, Any], data: BodyT) -> BodyT:
     """`data` re-checked strictly against the JSON types of the seeds.
 
     Litestar converts bodies leniently (`"60"` → 60, `1` → true, `"false"` → false); a monitor's
     fields and config keys are typed, so those are 400s naming the field. The JSON is cached.
+    A number with no fraction (`74.0`) is an integer, as JSON Schema's `integer` says.
     """
     try:
-        return msgspec.convert(await request.json(), type(data), strict=True)
+        return msgspec.convert(_integral(await request.json()), type(data), strict=True)
     except msgspec.ValidationError as exc:
         raise strict_body_error(exc) from None
 
@@ -245,8 +257,11 @@ def _roundtrip_config(
         out["port"] = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
     sent = _smtp_config(send, stored_send or {}, box, f"{key}.send")
-    if send.sender is not UNSET:
-        sent["from"] = validation.email(send.sender, f"{key}.send.from")
+    # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
+    # null, which no stored config may hold, and every read of the monitor was a 500
+    sender = None if send.sender is UNSET else validation.email(send.sender, f"{key}.send.from")
+    if sender is not None:
+        sent["from"] = sender
     to = validation.email(cfg.to, f"{key}.to")
     if to is None:
         raise bad_request(f"{key}.to", f"{key}.to is required")

@@ -1,5 +1,6 @@
 """The OpenAPI document made to say what the API does: its error bodies, its error statuses,
-bearer authentication and UUID path ids.
+bearer authentication, UUID path ids, the request rules the handlers enforce, and links from
+each create to what the new resource's id opens.
 
 Litestar documents every error as its own default body (`status_code`, `detail`, `extra`) and
 only 400; the API answers `errors.ErrorBody` (AlertSite's `{"errors": [...]}` under `/api/v3`)
@@ -7,12 +8,14 @@ with 401, 403, 404, 409, 413 and 429 too. `document` rewrites the generated docu
 startup, before the first request renders it.
 """
 
-from typing import cast
+from typing import Any, cast
+from zoneinfo import available_timezones
 
 import msgspec
 from litestar import Litestar
 from litestar.openapi.spec import (
     Components,
+    Link,
     OpenAPI,
     OpenAPIFormat,
     OpenAPIMediaType,
@@ -20,12 +23,25 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Operation,
     Parameter,
+    PathItem,
     Reference,
     Schema,
     SecurityScheme,
 )
 
+from controller.api.alertsite import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN, LOCATIONS
 from controller.api.errors import ALERTSITE_PREFIX
+from controller.api.monitor_rules import FOLDER_MAX
+from controller.api.users import PASSWORD_MIN
+from controller.api.validation import (
+    CHECK_INTERVAL_MAX,
+    CHECK_INTERVAL_MIN,
+    COUNTRIES,
+    STATUSES,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+)
+from controller.db.accounts import ROLES
 
 BEARER = "bearer"
 # Paths anyone may call (the auth middleware's exclusions).
@@ -84,6 +100,170 @@ _ALERTSITE_ERRORS = Schema(
 )
 
 
+# Rules the handlers enforce beyond the Structs' types (validation.py, customer_ident, the
+# AlertSite translation), stated per property of the request bodies and per query parameter so
+# a client (and a fuzzer) knows a valid request before sending it. Where a rule cannot be said
+# exactly, the pattern is the narrower one: what it admits, the server accepts.
+JsonObject = dict[str, Any]
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # a last label is not all digits
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_NO_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+HOSTNAME = {"pattern": f"^(?:(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+MAIL_DOMAIN = {"pattern": f"^(?:(?:{_LABEL}\\.)+{_TOP})?$", "maxLength": 253}  # "": none
+_EMAIL = f"[A-Za-z0-9_+-]{{1,64}}@(?:{_LABEL}\\.)+{_TOP}"
+EMAIL = {"pattern": f"^{_EMAIL}$", "maxLength": 254}
+NAME = {
+    "pattern": f"^[^{_NO_CONTROL}]*[^\\s{_NO_CONTROL}][^{_NO_CONTROL}]*$",
+    "maxLength": 200,
+    "description": "one line, not blank, at most 200 characters",
+}
+CUSTOMER_ID: JsonObject = {
+    "description": "numeric customer id or public UUID",
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        {"type": "string", "pattern": f"^(?:0*[1-9][0-9]{{0,17}}|{_UUID})$"},
+    ],
+}
+NULL = {"type": "null"}
+E164 = "\\+[1-9][0-9]{6,14}"
+NO_NUL = "^[^\\x00]*$"
+NUL_REFUSED = frozenset({"search"})  # the query parameters validation.no_nul checks
+# AlertSite's flags: JSON booleans or these words (alertsite._flag)
+_WORDS = ("true", "y", "yes", "1", "false", "n", "no", "0")
+_FLAG = "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in w) for w in _WORDS)
+FLAG = {"pattern": f"^\\s*(?:{_FLAG})\\s*$"}
+_TYPES = "|".join(sorted(ALERTSITE_TYPES))
+UUID_STRING = {"type": "string", "format": "uuid"}
+DATE_TIME = {"type": "string", "format": "date-time"}
+_STRING_RULES: dict[str, JsonObject] = {
+    "name": NAME,
+    "hostname": HOSTNAME,
+    "email": EMAIL,
+    "mailDomain": MAIL_DOMAIN,
+    "notificationPhoneNumber": {
+        "pattern": f"^(?:{E164})?$",  # "": none
+        "description": "E.164, a number valid in its country's plan (libphonenumber)",
+    },
+    "notificationEmail": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
+    "status": {"enum": sorted(STATUSES)},
+    "monitorId": {"format": "uuid"},
+    "startsAt": {"format": "date-time"},
+    "endsAt": {"format": "date-time"},
+    "startTime": {"pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"},
+    "timezone": {"enum": sorted(available_timezones())},
+    "protocol": {"enum": ["imap", "pop3"]},
+    "role": {"enum": list(ROLES)},
+    "UserCreate.password": {"minLength": PASSWORD_MIN},
+}
+# A maintenance window: exactly one of monitorId and customerId, and either a one-off
+# schedule or a weekly one (maintenance._scope and _schedule).
+_WINDOW_RULES = {
+    "allOf": [
+        {
+            "oneOf": [
+                {
+                    "required": ["monitorId"],
+                    "properties": {"monitorId": UUID_STRING, "customerId": NULL},
+                },
+                {"required": ["customerId"], "properties": {"monitorId": NULL}},
+            ]
+        },
+        {
+            "oneOf": [
+                {
+                    "required": ["startsAt", "endsAt"],
+                    "properties": {
+                        "startsAt": DATE_TIME,
+                        "endsAt": DATE_TIME,
+                        **dict.fromkeys(("weekday", "startTime", "durationMinutes"), NULL),
+                    },
+                },
+                {
+                    "required": ["weekday", "startTime", "durationMinutes"],
+                    "properties": {
+                        "weekday": {"type": "integer"},
+                        "startTime": {"type": "string"},
+                        "durationMinutes": {"type": "integer"},
+                        **dict.fromkeys(("startsAt", "endsAt"), NULL),
+                    },
+                },
+            ]
+        },
+    ]
+}
+# AlertSite's numbers may come as strings of digits (alertsite._whole, _interval).
+_AS_INTERVAL = {"minimum": INTERVAL_MIN, "maximum": INTERVAL_MAX}
+_AS_TIMEOUT = {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX}
+for _fields in ("EmailMonitorFields", "EmailMonitorCreate"):
+    _STRING_RULES[f"{_fields}.enabled"] = FLAG
+    _STRING_RULES[f"{_fields}.ssl"] = FLAG
+    _STRING_RULES[f"{_fields}.port"] = {"pattern": "^(?:[1-9][0-9]{0,3})?$"}  # "": default
+    _STRING_RULES[f"{_fields}.interval"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2})$"}
+    _STRING_RULES[f"{_fields}.timeout"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[12][0-9]{2})$"}
+# ISO 3166-1 alpha-2, any case, blanks around (validation.country_codes), and AlertSite's
+# location ids mailprobe maps to a country (alertsite._location).
+_COUNTRY = "|".join(f"[{c[0]}{c[0].lower()}][{c[1]}{c[1].lower()}]" for c in sorted(COUNTRIES))
+_LOCATION_IDS = sorted(LOCATIONS)
+COUNTRY = {"pattern": f"^\\s*(?:{_COUNTRY})\\s*$"}
+LOCATION = {"pattern": f"^\\s*(?:{_COUNTRY}|{'|'.join(map(str, _LOCATION_IDS))})\\s*$"}
+_STRING_RULES |= {
+    "allowedCheckCountryCodes": COUNTRY,
+    "locations": LOCATION,
+    "LocationIn.id": LOCATION,
+    "servername": {"pattern": HOSTNAME["pattern"]},
+    "RoundTripConfigIn.to": EMAIL,
+    "RoundTripSendIn.from": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
+    # printable ASCII, not blank, no quote or backslash (monitor_rules._folders)
+    "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
+    "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
+}
+# Rules between two fields (or a field and the stored monitor), which JSON Schema cannot state.
+_DESCRIPTIONS = {
+    "timeoutSeconds": "at most checkInterval (the stored one when an update sends none; "
+    "60 on create)",
+    "EmailMonitorFields.timeout": "seconds, at most the interval in seconds (the stored one "
+    "when an update sends none; 1 minute on create)",
+    "EmailMonitorCreate.timeout": "seconds, at most the interval in seconds (1 minute when "
+    "not sent)",
+    "endsAt": "after startsAt",
+    "spamFolders": "each one of `folders`; none with POP3, which reads only the inbox",
+    "folders": "IMAP only: POP3 reads only the inbox",
+}
+_INTEGER_RULES: dict[str, JsonObject] = {
+    "locations": {"enum": _LOCATION_IDS},
+    "LocationIn.id": {"enum": _LOCATION_IDS},
+    "port": {"minimum": 1, "maximum": 65535},
+    "checkInterval": {"minimum": CHECK_INTERVAL_MIN, "maximum": CHECK_INTERVAL_MAX},
+    "timeoutSeconds": {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX},
+    "EmailMonitorFields.interval": _AS_INTERVAL,
+    "EmailMonitorCreate.interval": _AS_INTERVAL,
+    "EmailMonitorFields.timeout": _AS_TIMEOUT,
+    "EmailMonitorCreate.timeout": _AS_TIMEOUT,
+}
+_NUMBER_RULES = {
+    "EmailMonitorFields.interval": {**_AS_INTERVAL, "multipleOf": 1},
+    "EmailMonitorCreate.interval": {**_AS_INTERVAL, "multipleOf": 1},
+}
+# Query and path parameters, replaced whole (a query cannot carry null).
+PARAMETERS: dict[str, JsonObject] = {
+    "customerId": CUSTOMER_ID,
+    "customer_id": CUSTOMER_ID,
+    "monitorId": UUID_STRING,
+    "from": DATE_TIME,
+    "to": DATE_TIME,
+    "status": {"type": "string", "enum": sorted(STATUSES)},
+    "offset": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, NULL]},
+    "type": {
+        "type": "string",
+        "description": "comma-separated AlertSite monitor types",
+        "pattern": f"^(?:(?:{_TYPES})?,)*(?:{_TYPES})?$",  # empty parts are skipped
+    },
+}
+
+
 def _closed_structs() -> list[type[msgspec.Struct]]:
     """The request Structs: those that refuse unknown keys (a 400 naming the key)."""
     found: list[type[msgspec.Struct]] = []
@@ -96,13 +276,74 @@ def _closed_structs() -> list[type[msgspec.Struct]]:
     return sorted(found, key=lambda c: c.__name__)
 
 
-def request_schemas() -> dict[str, dict[str, object]]:
+def request_schemas() -> dict[str, JsonObject]:
     """msgspec's own JSON Schema of the request Structs: every bound (`minimum: 0` too, which
     Litestar drops as falsy), `additionalProperties: false`, optional keys as not required."""
     _, components = msgspec.json.schema_components(
         _closed_structs(), ref_template="#/components/schemas/{name}"
     )
+    components["MaintenanceWindowCreate"].update(_WINDOW_RULES)
+    # A round trip needs both legs and a recipient (monitor_rules._roundtrip_config, _receive).
+    components["RoundTripConfigIn"]["required"] = ["send", "to", "receive"]
+    components["RoundTripSendIn"]["required"] = ["hostname"]
+    receive = components["RoundTripReceiveIn"]
+    receive["required"] = ["hostname", "user", "password"]
+    receive["properties"]["user"] = {"type": "string", "minLength": 1, "pattern": NO_NUL}
+    # not null, and not the mask `********` (it keeps a stored password: a new one has none)
+    receive["properties"]["password"] = {"type": "string", "pattern": "^(?!\\*{8}$)[^\\x00]+$"}
+    receive["properties"]["folders"].update(minItems=1, maxItems=20)
+    # `config` is an alias of the kind's config key: one of the two (monitor_rules._pick_config)
+    for kind, key in (
+        ("Smtp", "smtpConfig"),
+        ("ImapPop", "imapPopConfig"),
+        ("RoundTrip", "roundtripConfig"),
+    ):
+        for verb in ("Create", "Update"):
+            components[f"{kind}Monitor{verb}"]["not"] = {"required": [key, "config"]}
+    components["RoundTripMonitorCreate"]["anyOf"] = [
+        {"required": ["roundtripConfig"]},
+        {"required": ["config"]},
+    ]
+    for name, schema in components.items():
+        for key, prop in schema.get("properties", {}).items():
+            if key == "customerId":
+                prop.pop("anyOf", None)
+                prop.update(CUSTOMER_ID)
+            rule = _STRING_RULES.get(f"{name}.{key}", _STRING_RULES.get(key, {}))
+            _constrain(prop, "string", rule)
+            _constrain(
+                prop, "integer", _INTEGER_RULES.get(f"{name}.{key}", _INTEGER_RULES.get(key, {}))
+            )
+            _constrain(prop, "number", _NUMBER_RULES.get(f"{name}.{key}", {}))
+            if said := _DESCRIPTIONS.get(f"{name}.{key}", _DESCRIPTIONS.get(key)):
+                prop["description"] = said
+    _no_nul(components)
     return components
+
+
+def _no_nul(node: object) -> None:
+    """Every free string of a request refuses NUL (validation.no_nul: PostgreSQL stores none)."""
+    if isinstance(node, list):
+        for item in node:
+            _no_nul(item)
+    elif isinstance(node, dict):
+        if node.get("type") == "string" and not node.keys() & {"pattern", "format", "enum"}:
+            node["pattern"] = NO_NUL
+        for item in node.values():
+            _no_nul(item)
+
+
+def _constrain(schema: JsonObject, kind: str, rule: JsonObject) -> None:
+    """Add `rule` to `schema` where it is of JSON type `kind` (itself, a branch of anyOf, an
+    item of an array)."""
+    if not rule:
+        return
+    if schema.get("type") == kind:
+        schema.update(rule)
+    for branch in schema.get("anyOf", []):
+        _constrain(branch, kind, rule)
+    if "items" in schema:  # each item of a list
+        _constrain(schema["items"], kind, rule)
 
 
 def document(app: Litestar) -> None:
@@ -127,10 +368,37 @@ def rewrite(spec: OpenAPI) -> None:
         )
     }
     spec.security = [{BEARER: []}]
-    for path, item in (spec.paths or {}).items():
+    paths = spec.paths or {}
+    for path, item in paths.items():
         for operation in (item.get, item.put, item.post, item.patch, item.delete):
             if operation is not None:
                 _operation(path, operation)
+    for path, item in paths.items():
+        if item.post is not None:
+            _links(path, item.post, paths)
+
+
+def _links(collection: str, create: Operation, paths: dict[str, PathItem]) -> None:
+    """Links from a create to what the created resource's id opens (`/{id}`, `/{id}/results`…),
+    so a client (and a fuzzer's stateful run) follows the id the API answers, by name: a
+    public UUID where the path says so, else `id`."""
+    links: dict[str, Link | Reference] = {}
+    for path, item in paths.items():
+        head = path.removeprefix(collection + "/").split("/")[0]
+        if path == collection or not (path.startswith(collection + "/{") and head.endswith("}")):
+            continue
+        param = head[1:-1]
+        field = "publicId" if param.endswith("PublicId") or param == "customer_id" else "id"
+        for method in ("get", "put", "patch", "delete", "post"):
+            target = getattr(item, method)
+            if target is not None and target.operation_id:
+                links[target.operation_id] = Link(
+                    operation_id=target.operation_id,
+                    parameters={param: f"$response.body#/{field}"},
+                )
+    for status, response in (create.responses or {}).items():
+        if status.startswith("2") and isinstance(response, OpenAPIResponse) and links:
+            response.links = links
 
 
 def _operation(path: str, operation: Operation) -> None:
@@ -157,3 +425,11 @@ def _operation(path: str, operation: Operation) -> None:
     for parameter in params:
         if parameter.name in UUID_PARAMS and isinstance(parameter.schema, Schema):
             parameter.schema.format = OpenAPIFormat.UUID
+        elif parameter.name in PARAMETERS:
+            old = parameter.schema if isinstance(parameter.schema, Schema) else Schema()
+            rule = {"description": old.description, **PARAMETERS[parameter.name]}
+            parameter.schema = cast(Schema, {k: v for k, v in rule.items() if v is not None})
+        elif parameter.name in NUL_REFUSED and isinstance(parameter.schema, Schema):
+            for schema in (parameter.schema, *(parameter.schema.one_of or [])):
+                if isinstance(schema, Schema) and schema.type == OpenAPIType.STRING:
+                    schema.pattern = schema.pattern or NO_NUL

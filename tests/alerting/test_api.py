@@ -321,3 +321,17 @@ async def test_a_monitor_name_with_control_characters_is_400_naming_it(
     assert r.status_code == 400, r.text
     (error,) = r.json()["errors"]  # AlertSite's shape, naming the field in its message
     assert error["message"].startswith("name must not contain control characters")
+
+
+async def test_an_integral_float_is_an_integer(rig: Rig, api: httpx.AsyncClient) -> None:
+    """JSON has one kind of number and JSON Schema's `integer` admits 74.0: the strict body check
+    used to refuse it (the fuzzer's `downAfterRounds: 74.0` was a 400); 2.5 still is one."""
+    r = await api.put(
+        "/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 74.0}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["downAfterRounds"] == 74
+    r = await api.put(
+        "/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 2.5}
+    )
+    assert r.status_code == 400 and r.json()["fields"] == ["downAfterRounds"]

@@ -406,3 +406,15 @@ async def test_default_customer_is_created_once_under_concurrency(
             tenant.org_id,
         )
     assert n == 1
+
+
+async def test_a_nul_only_matters_in_a_field_mailprobe_stores(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """AlertSite's ignored fields are never stored, so a NUL there is accepted (it was a 400 the
+    document could not state: those fields take any JSON); in a stored field it is a 400."""
+    await create(http, tenant, note="a\u0000b", custom_properties=[{"k": "\u0000"}])
+    r = await http.post(
+        f"{V3}/monitors/email-smtp", json={**MINIMAL, "name": "a\u0000b"}, headers=tenant.auth()
+    )
+    assert "name" in as_error(r, 400)

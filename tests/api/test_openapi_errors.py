@@ -3,6 +3,8 @@ message, fields}; {"errors": [...]} under /api/v3), the error statuses that happ
 authentication and UUID path ids. It used to document Litestar's default error body and only
 400."""
 
+import re
+import uuid
 from typing import Any
 
 import httpx
@@ -116,3 +118,50 @@ def test_request_bodies_state_the_rules_the_server_enforces(spec: dict[str, Any]
     threshold = schemas["AlertSettingsUpdate"]["properties"]["failureThreshold"]
     assert (threshold["minimum"], threshold["exclusiveMaximum"]) == (0, 1)
     assert schemas["SmtpMonitorCreate"]["required"] == ["customerId", "name", "hostname"]
+
+
+def test_rules_the_handlers_enforce_are_stated(spec: dict[str, Any]) -> None:
+    """The fuzzer's schema-valid requests that the handlers refused: customer id 0 or "", an
+    empty `from`, a non-UUID `monitorId`, a blank name or email, a port of 0, AlertSite's
+    fractional intervals and unknown types. The document now says each rule."""
+    schemas = spec["components"]["schemas"]
+    smtp = schemas["SmtpMonitorCreate"]["properties"]
+    ids = {b["type"]: b for b in smtp["customerId"]["anyOf"]}
+    assert ids["integer"]["minimum"] == 1
+    pattern = re.compile(ids["string"]["pattern"])
+    assert pattern.search("12") and pattern.search(str(uuid.uuid4()))
+    assert not pattern.search("") and not pattern.search("0")
+    assert not re.search(smtp["name"]["pattern"], " ")
+    assert not re.search(smtp["name"]["pattern"], "a\nb")
+    assert smtp["port"]["anyOf"][0]["minimum"] == 1
+    assert not re.search(smtp["hostname"]["pattern"], "smtp.example.123")
+    assert re.search(smtp["hostname"]["pattern"], "smtp.example.com")
+    assert not re.search(schemas["UserCreate"]["properties"]["email"]["pattern"], "")
+    assert schemas["SmtpMonitorCreate"]["not"] == {"required": ["smtpConfig", "config"]}
+    interval = {
+        b["type"]: b for b in schemas["EmailMonitorCreate"]["properties"]["interval"]["anyOf"]
+    }
+    assert interval["number"]["multipleOf"] == 1 and interval["integer"]["maximum"] == 1440
+    window = schemas["MaintenanceWindowCreate"]["allOf"][1]["oneOf"][1]
+    assert window["required"] == ["weekday", "startTime", "durationMinutes"]
+    params = {
+        (path, p["name"]): p["schema"]
+        for path, method, op in operations(spec)
+        for p in op.get("parameters", [])
+    }
+    assert params[("/api/smtp-monitors/{smtpMonitorPublicId}/results", "from")]["format"] == (
+        "date-time"
+    )
+    assert params[("/api/maintenance-windows", "monitorId")]["format"] == "uuid"
+    assert params[("/api/v3/monitors", "offset")]["anyOf"][0]["minimum"] == 0
+    assert not re.search(params[("/api/v3/monitors", "type")]["pattern"], "nope")
+
+
+def test_a_create_links_to_what_its_id_opens(spec: dict[str, Any]) -> None:
+    """The fuzzer's stateful run guessed links by name and passed a monitor's numeric `id` where
+    the path takes its public UUID (a 400); the document now declares the links, by field."""
+    created = spec["paths"]["/api/smtp-monitors"]["post"]["responses"]["201"]["links"]
+    by_id = spec["paths"]["/api/smtp-monitors/{smtpMonitorPublicId}"]["get"]["operationId"]
+    assert created[by_id]["parameters"] == {"smtpMonitorPublicId": "$response.body#/publicId"}
+    window = spec["paths"]["/api/maintenance-windows"]["post"]["responses"]["201"]["links"]
+    assert {"windowId": "$response.body#/id"} in [link["parameters"] for link in window.values()]

@@ -155,6 +155,19 @@ async def test_pop3_mailbox_reads_only_the_inbox(http: httpx.AsyncClient, tenant
     )
 
 
+async def test_a_blank_sender_is_none_and_the_monitor_stays_readable(
+    http: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """`send.from: ""` was stored as null, which the stored config cannot hold: the create and
+    every later list of round trips answered 500 (found by schemathesis)."""
+    created = await make(http, tenant, send__from="")
+    unsent = await make(http, tenant, send__from=...)
+    assert created["roundtripConfig"]["send"] == unsent["roundtripConfig"]["send"]
+    r = await http.get(RT, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    assert created["publicId"] in [m["publicId"] for m in r.json()["items"]]
+
+
 def masked(config: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(config)
     out["send"]["auth"]["pass"] = MASK

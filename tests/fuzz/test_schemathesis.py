@@ -1,9 +1,10 @@
 """schemathesis (all checks, stateful testing included) against the real API, with its
-pipeline, and the API's own OpenAPI document.
+pipeline, and the API's own OpenAPI document: every request the document calls valid is
+accepted, every one it calls invalid is refused, every answer is documented.
 
-Run by `make fuzz` (FUZZ_EXAMPLES examples per operation). Not yet part of `make test`: it still
-finds request rules the document does not state (see the CHANGELOG); once it passes, drop the
-skip and `make test` runs it with a bounded count."""
+`make test` runs it bounded: FUZZ_EXAMPLES examples per operation (default 3) in the examples,
+fuzzing and stateful phases, about 40 s on two cores. `make fuzz` adds the coverage phase (every
+boundary of every keyword, a minute more) and 100 examples. FUZZ_SEED picks the seed."""
 
 import asyncio
 import os
@@ -17,10 +18,11 @@ from shared.settings import ControllerSettings
 from tests.api.rig import pipeline_api
 from tests.conftest import Tenant, make_tenant
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
-pytestmark = pytest.mark.skipif(
-    "FUZZ_EXAMPLES" not in os.environ, reason="make fuzz runs it (FUZZ_EXAMPLES)"
-)
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
+SEED = int(os.environ.get("FUZZ_SEED", "1"))
+PHASES = os.environ.get("FUZZ_PHASES", "examples,fuzzing,stateful")
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.timeout(120 + 30 * EXAMPLES)
 COUNTRY = "QZ"  # the rig's; no other test uses it
 # The fuzzer creates many monitors and customers: fair use must not be what it finds.
 LIMITS = {"org_max_monitors": 100_000, "org_max_checks_per_minute": 10_000_000}
@@ -40,14 +42,18 @@ async def _schemathesis(api_url: str, tenant: Tenant, tmp_path: Path) -> tuple[i
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(HERE / "schemathesis.toml"),
         "run",
         f"{api_url}/schema/openapi.json",
+        "--phases",
+        PHASES,
         "--checks",
         "all",
         "--max-examples",
         str(EXAMPLES),
         "--seed",
-        "1",
+        str(SEED),
         "--header",
         f"Authorization: Bearer {tenant.tokens['owner']}",
         # Not fuzzed: the calls that revoke the fuzzer's own token (logout, revoke-tokens,
@@ -57,6 +63,7 @@ async def _schemathesis(api_url: str, tenant: Tenant, tmp_path: Path) -> tuple[i
         "--report-dir",
         str(tmp_path),
         cwd=tmp_path,  # its example cache goes there, not into the repository
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HERE / "hooks.py")},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -1,0 +1,113 @@
+"""schemathesis hooks (SCHEMATHESIS_HOOKS): the request rules JSON Schema cannot state, applied
+to every generated case so the fuzzer's valid requests are valid.
+
+- `tlsOptions.ca` is a PEM certificate: a pattern cannot describe one that parses, so a
+  generated string is replaced by a real certificate.
+- A timeout is at most the interval (native `timeoutSeconds` ≤ `checkInterval`, AlertSite
+  `timeout` seconds ≤ `interval` minutes), the stored interval when a PATCH sends none: a
+  relation between two fields, or a field and the stored monitor, which a schema cannot state.
+- A one-off maintenance window ends after it starts (a relation between two fields).
+- A phone number is E.164 (the pattern says so) and valid in its country's plan, which only
+  libphonenumber knows: one of that form becomes a real one.
+- A round trip's spam folders are among its folders, and POP3 has neither (the inbox only).
+Each rule is stated in the field's description in the document (openapi_doc._DESCRIPTIONS).
+"""
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import schemathesis
+import trustme
+
+from shared.timefmt import parse_iso
+
+E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
+PHONE = "+4915112345678"
+FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
+PEM = trustme.CA().cert_pem.bytes().decode()
+NATIVE_INTERVAL_MIN = 10  # validation.CHECK_INTERVAL_MIN: a PATCH may meet a stored one
+ALERTSITE_INTERVAL_DEFAULT = 1  # minutes; the least a stored AlertSite monitor can have
+
+
+@schemathesis.hook
+def map_case(ctx: Any, case: Any) -> Any:
+    body = case.body
+    if isinstance(body, dict):
+        _real_ca(body)
+        _timeout_within_interval(body, case.method.upper() == "POST")
+        _window_in_order(body)
+        phone = body.get("notificationPhoneNumber")
+        if isinstance(phone, str) and re.fullmatch(E164, phone):
+            body["notificationPhoneNumber"] = PHONE
+        for config in (body.get("roundtripConfig"), body.get("config")):
+            if isinstance(config, dict) and isinstance(config.get("receive"), dict):
+                _mailbox_folders(config["receive"])
+    return case
+
+
+def _real_ca(node: object) -> None:
+    if isinstance(node, dict):
+        ca = node.get("ca")
+        if isinstance(ca, str) and ca and "\x00" not in ca:  # else invalid on purpose
+            node["ca"] = PEM
+        for value in node.values():
+            _real_ca(value)
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and value == int(value):
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _timeout_within_interval(body: dict[str, Any], create: bool) -> None:
+    """Only a timeout and an interval each within its bounds are touched: a case made invalid
+    on purpose (the negative ones) stays invalid."""
+    timeout, interval = _whole(body.get("timeoutSeconds")), _whole(body.get("checkInterval"))
+    if timeout is not None and 1 <= timeout <= 300:
+        if "checkInterval" not in body:
+            interval = 60 if create else NATIVE_INTERVAL_MIN
+        if interval is not None and 10 <= interval < timeout:
+            body["timeoutSeconds"] = interval
+    timeout, minutes = _whole(body.get("timeout")), _whole(body.get("interval"))
+    if timeout is not None and 1 <= timeout <= 300:
+        if "interval" not in body:
+            minutes = ALERTSITE_INTERVAL_DEFAULT
+        if minutes is not None and minutes >= 1 and 60 * minutes < timeout:
+            body["timeout"] = 60 * minutes
+
+
+def _window_in_order(body: dict[str, Any]) -> None:
+    starts, ends = body.get("startsAt"), body.get("endsAt")
+    if not (isinstance(starts, str) and isinstance(ends, str)):
+        return
+    try:
+        start, end = parse_iso(starts), parse_iso(ends)
+    except ValueError:
+        return  # not a time: a negative case
+    if end <= start:
+        try:
+            body["endsAt"] = (start + timedelta(minutes=1)).isoformat()
+        except OverflowError:  # the last minute of year 9999
+            body["startsAt"] = (end - timedelta(minutes=1)).isoformat()
+
+
+def _mailbox_folders(receive: dict[str, Any]) -> None:
+    protocol = receive.get("protocol")
+    if isinstance(protocol, str) and protocol.strip().lower() == "pop3":
+        receive.pop("folders", None)
+        receive.pop("spamFolders", None)
+        return
+    folders, spam = receive.get("folders", ["INBOX"]), receive.get("spamFolders")
+    if isinstance(folders, list) and isinstance(spam, list):
+        # a name the document refuses stays, to keep a negative case negative
+        receive["spamFolders"] = [f for f in spam if f in folders or not _folder_name(f)]
+
+
+def _folder_name(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(FOLDER, value) is not None
