@@ -253,7 +253,8 @@ async def test_a_worker_killed_mid_check_leaves_the_job_to_another_after_ack_wai
 
         survivor = worker(nc, country, ssl_contexts, ack_wait=1.0)
         with capture() as logs:
-            await asyncio.wait_for(survivor.run(burst=True), 4)
+            # ack_wait (1 s) plus the check; generous for a loaded machine
+            await asyncio.wait_for(survivor.run(burst=True), 10)
     [result] = await results(js, country)
     assert (result.job_id, result.agent_id, result.status) == (job.job_id, survivor.agent_id, "up")
     [check] = [e for e in logs if e["event"] == "check"]
