@@ -85,12 +85,20 @@ class DnsPeer(asyncio.DatagramProtocol):
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
-        # One port for both: UDP first (the kernel picks), then TCP on the same number.
-        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        assert self._udp is not None
-        self.port = self._udp.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._tcp_session, "127.0.0.1", self.port)
-        return self
+        # One port for both: UDP first (the kernel picks), then TCP on the same number, which
+        # another process (parallel test workers) may hold already: then another pick.
+        for _ in range(50):
+            await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+            assert self._udp is not None
+            self.port = self._udp.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_session, "127.0.0.1", self.port)
+            except OSError:
+                self._udp.close()
+                self._udp = None
+                continue
+            return self
+        raise OSError("no port free for both UDP and TCP on 127.0.0.1")
 
     async def __aexit__(
         self,
