@@ -21,25 +21,26 @@ install: $(STAMP) ## create .venv with the product and its development tools
 run: $(STAMP) ## start PostgreSQL, NATS, the controller and one agent per DEV_COUNTRIES (Ctrl-C stops all)
 	$(BIN)/python tools/devrun.py
 
-# The console's browser tests drive Debian's Chromium through Debian's chromedriver (never a
-# browser download); installed with apt-get when missing (as root, else through sudo).
-browser: ## install Debian's chromium and chromium-driver when missing (the console's browser tests)
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+# Debian packages the tests run (never a download of their own): installed with apt-get when
+# the binary is missing, as root, else through sudo. $(1): a binary to look for; $(2): packages.
+define apt_when_missing
+	@if [ -x $(1) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $(2); \
 	else \
-	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends $(2); \
 	fi
+endef
+
+# The console's browser tests drive Debian's Chromium through Debian's chromedriver.
+browser: ## install Debian's chromium and chromium-driver when missing (the console's browser tests)
+	$(call apt_when_missing,/usr/bin/chromedriver,chromium chromium-driver)
+	$(call apt_when_missing,/usr/bin/chromium,chromium chromium-driver)
 
 # The DANE tests validate DNSSEC with Debian's unbound, run unprivileged on a loopback port by
-# the tests themselves (no service is enabled); installed the same way when missing.
+# the tests themselves (no service is enabled).
 unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
-	@if [ -x /usr/sbin/unbound ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && apt-get install -y -q --no-install-recommends unbound; \
-	else \
-	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends unbound; \
-	fi
+	$(call apt_when_missing,/usr/sbin/unbound,unbound)
 
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
