@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 import msgspec
 
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
-Status = Literal["up", "down"]
+# `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
+# port, or its resolver check, failed too): neither up nor down, counted like a missed round.
+Status = Literal["up", "down", "inconclusive"]
 ErrorKind = Literal[
     "dns",
     "refused",
@@ -32,6 +34,8 @@ ErrorKind = Literal[
     "not_delivered",
     "spam",
     "slow_delivery",
+    # With status `inconclusive`: the message says which self-check failed and what the check saw.
+    "inconclusive",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
@@ -309,6 +313,30 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     mail_dns: MailDns | None = None
 
 
+class CanaryState(msgspec.Struct, kw_only=True, rename="camel"):
+    """One of an agent's self-checks (AGENT_CANARIES): `kind` `port` (a TCP connect and greeting
+    of a known-good `host:port`) or `resolver` (resolving a known-good name, `target`). `ok`:
+    null until it first ran; `error`: why it last failed (short, no secrets); `checkedAt`: when
+    it last ran (ISO-8601 UTC). Plain strs, so a newer agent's kinds still decode."""
+
+    kind: str
+    target: str
+    ok: bool | None = None
+    checked_at: str | None = None
+    latency_ms: float | None = None
+    error: str = ""
+
+
+class SelfCheck(msgspec.Struct, kw_only=True, rename="camel"):
+    """An agent's own path as its canaries see it: each canary's last state; `blockedPorts`, the
+    ports none of whose canaries answers (their jobs go back to other agents of the country);
+    `resolverOk`, the resolver canary (null: none configured or not run yet)."""
+
+    canaries: list[CanaryState] = msgspec.field(default_factory=list)
+    blocked_ports: list[int] = msgspec.field(default_factory=list)
+    resolver_ok: bool | None = None
+
+
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     agent_id: str
@@ -320,6 +348,8 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     seen_at: str
     # The agent's last beat on a clean stop: the controller forgets it at once.
     stopping: bool = False
+    # Null: the agent has no canaries configured (or predates them).
+    self_check: SelfCheck | None = None
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
