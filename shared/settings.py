@@ -351,6 +351,15 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "one more is refused (403)",
         ),
     ] = 1000
+    org_max_maintenance_windows: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="maintenance windows one organization may have, past ones included; "
+            "creating one more is refused (403). Every judged round reads its monitor's and "
+            "customer's windows, so their number is the alerter's work",
+        ),
+    ] = 200
     org_max_checks_per_minute: Annotated[
         int,
         Meta(

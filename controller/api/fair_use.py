@@ -1,6 +1,9 @@
 """Fair use: one organization's monitors, checks per minute and trigger-checks are bounded.
 
-- at most `ORG_MAX_MONITORS` monitors (403 on the create past it);
+- at most `ORG_MAX_MONITORS` monitors (403 on the create past it), and at most
+  `ORG_MAX_MAINTENANCE_WINDOWS` maintenance windows (every judged round reads the windows of its
+  monitor and customer: without a bound, one member could make the alerter, which every
+  organization shares, read millions of rows a round);
 - a check budget, `ORG_MAX_CHECKS_PER_MINUTE`: countries x rounds per minute over the checked
   monitors. A create or change that raises it past the budget is a 403: waiting does not help,
   the request has to change. A change that does not add checks is always allowed, so an
@@ -29,6 +32,7 @@ from shared.settings import ControllerSettings
 @dataclass(frozen=True)
 class Limits:
     max_monitors: int
+    max_windows: int
     checks_per_minute: int
     default_countries: int
     trigger_burst: int
@@ -38,6 +42,7 @@ class Limits:
     def of(cls, settings: ControllerSettings) -> "Limits":
         return cls(
             settings.org_max_monitors,
+            settings.org_max_maintenance_windows,
             settings.org_max_checks_per_minute,
             settings.default_check_countries,
             settings.trigger_check_burst,
@@ -54,6 +59,19 @@ async def admit_new_monitor(conn: Conn, lim: Limits, organization_id: int) -> No
             f"Your organization has reached its limit of {lim.max_monitors} monitors"
             " (ORG_MAX_MONITORS): delete one before creating another",
             code="monitor_limit",
+        )
+
+
+async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> None:
+    """Before an insert, in its transaction: room for one more maintenance window (locks the
+    org row)."""
+    await limits.lock_organization(conn, organization_id)
+    if await limits.window_count(conn, organization_id) >= lim.max_windows:
+        raise ApiError(
+            403,
+            f"Your organization has reached its limit of {lim.max_windows} maintenance windows"
+            " (ORG_MAX_MAINTENANCE_WINDOWS): delete ones that are over before creating another",
+            code="maintenance_window_limit",
         )
 
 

@@ -18,7 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller import maintenance
-from controller.api import guards, validation
+from controller.api import fair_use, guards, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, not_found
 from controller.api.monitor_rules import customer_ident, strict_body
 from controller.db import customers, monitors
@@ -178,10 +178,14 @@ class MaintenanceWindowController(Controller):
         guards.requires_writer(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
+        org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            values = await _scope(conn, data, request.user.organization_id)
+            values = await _scope(conn, data, org)
             values |= _schedule(data) | {"note": data.note}
-            row = await windows.insert(conn, request.user.organization_id, values)
+            await fair_use.admit_new_window(
+                conn, fair_use.Limits.of(request.app.state.settings), org
+            )
+            row = await windows.insert(conn, org, values)
         return _present(row, utcnow())
 
     @get("/", summary="List maintenance windows, newest first")

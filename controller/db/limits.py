@@ -1,5 +1,5 @@
-"""Fair-use counts and allowances: an organization's monitors and checks per minute, and the
-trigger-check allowances of monitors and organizations.
+"""Fair-use counts and allowances: an organization's monitors, maintenance windows and checks
+per minute, and the trigger-check allowances of monitors and organizations.
 
 Counts are only as good as the transaction they are read in: callers take the organization's
 row lock first (`lock_organization`), so two replicas creating monitors for one organization
@@ -24,6 +24,13 @@ async def lock_organization(conn: Conn, organization_id: int) -> None:
 async def monitor_count(conn: Conn, organization_id: int) -> int:
     count: int = await conn.fetchval(
         "SELECT count(*) FROM monitors WHERE organization_id = $1", organization_id
+    )
+    return count
+
+
+async def window_count(conn: Conn, organization_id: int) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM maintenance_windows WHERE organization_id = $1", organization_id
     )
     return count
 

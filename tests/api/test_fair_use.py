@@ -23,6 +23,7 @@ from tests.serving import serve_app
 COUNTRY = "WS"  # the rig's live country; no other test uses it
 LIMITS: dict[str, Any] = {
     "org_max_monitors": 3,
+    "org_max_maintenance_windows": 4,
     "org_max_checks_per_minute": 20,
     "trigger_check_burst": 2,
     "trigger_check_interval_seconds": 30.0,
@@ -95,6 +96,40 @@ async def test_concurrent_creates_on_two_replicas_never_pass_the_limit(
             "SELECT count(*) FROM monitors WHERE organization_id = $1", tenant.org_id
         )
     assert count == 3
+
+
+# maintenance windows --------------------------------------------------------------------------
+
+
+async def test_maintenance_windows_are_limited_per_organization_across_replicas(
+    rig: Rig, api: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Every judged round reads its monitor's and customer's windows, so a member creating
+    windows without end made the alerter every organization shares read them all, each round
+    (100,000 took 1 s of its loop). Ten creates at once on two replicas: four get in, the rest
+    are 403 naming the setting; deleting one makes room."""
+    window = {
+        "customerId": tenant.customer_public_id,
+        "weekday": 1,
+        "startTime": "02:30",
+        "durationMinutes": 5,
+    }
+    url = "/api/maintenance-windows"
+    async with (
+        serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+    ):
+        answers = await asyncio.gather(
+            *(c.post(url, json=window, headers=tenant.auth("member")) for c in [api, other] * 5)
+        )
+    assert sorted(r.status_code for r in answers) == [201] * 4 + [403] * 6
+    refused = next(r for r in answers if r.status_code == 403)
+    error = assert_error(refused, 403, code="maintenance_window_limit")
+    assert "limit of 4 maintenance windows (ORG_MAX_MAINTENANCE_WINDOWS)" in error["message"]
+    first = next(r for r in answers if r.status_code == 201).json()
+    assert (await api.delete(f"{url}/{first['id']}", headers=tenant.auth())).status_code == 204
+    r = await api.post(url, json=window, headers=tenant.auth("member"))
+    assert r.status_code == 201, r.text
 
 
 # the check budget -----------------------------------------------------------------------------

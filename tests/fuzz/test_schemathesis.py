@@ -25,7 +25,11 @@ HERE = Path(__file__).parent
 pytestmark = pytest.mark.timeout(120 + 30 * EXAMPLES)
 COUNTRY = "QZ"  # the rig's; no other test uses it
 # The fuzzer creates many monitors and customers: fair use must not be what it finds.
-LIMITS = {"org_max_monitors": 100_000, "org_max_checks_per_minute": 10_000_000}
+LIMITS = {
+    "org_max_monitors": 100_000,
+    "org_max_maintenance_windows": 100_000,
+    "org_max_checks_per_minute": 10_000_000,
+}
 
 
 async def test_schemathesis_finds_no_failure(
