@@ -66,8 +66,14 @@ async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | N
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM status_pages p WHERE p.slug = $1", slug)
     if row is None:
         return None
+    # Only monitors still of the page's customer: one moved to another customer since (a member
+    # may move monitors; only admins choose what a page publishes) leaves the page.
     ids = await conn.fetch(
-        "SELECT monitor_id FROM status_page_monitors WHERE status_page_id = $1", row["id"]
+        "SELECT sm.monitor_id FROM status_page_monitors sm"
+        " JOIN monitors m ON m.id = sm.monitor_id AND m.customer_id = $2"
+        " WHERE sm.status_page_id = $1",
+        row["id"],
+        row["customer_id"],
     )
     return row, [r["monitor_id"] for r in ids]
 

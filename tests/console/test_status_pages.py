@@ -129,3 +129,24 @@ async def test_monitors_of_another_customer_cannot_be_put_on_a_page(
     slug = f"grab-{attacker.org_id}"
     await _publish(client, attacker, slug, [await _row_id(pool, theirs["publicId"])], False)
     assert "Victim relay" not in (await http.get(f"/status/{slug}")).text
+
+
+async def test_a_monitor_moved_to_another_customer_leaves_the_page(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    """Only admins choose what a page publishes, but a member may move a monitor to another
+    customer: it used to stay on the first customer's public page."""
+    org = await make_tenant(pool)
+    moved = await create(http, org, "smtp", name="Second customer relay")
+    slug = f"moved-{org.org_id}"
+    await _publish(client, org, slug, [await _row_id(pool, moved["publicId"])], False)
+    assert "Second customer relay" in (await http.get(f"/status/{slug}")).text
+    r = await http.post("/api/customers", json={"name": "Second"}, headers=org.auth())
+    assert r.status_code == 201, r.text
+    r = await http.patch(
+        f"/api/smtp-monitors/{moved['publicId']}",
+        json={"customerId": r.json()["publicId"]},
+        headers=org.auth("member"),
+    )
+    assert r.status_code == 200, r.text
+    assert "Second customer relay" not in (await http.get(f"/status/{slug}")).text
