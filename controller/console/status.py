@@ -7,7 +7,9 @@ which may name hosts and ports); the hostname only when the page shows hostnames
 the configuration, the customer's other monitors or anything of another customer.
 """
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -33,6 +35,7 @@ PathStr = Annotated[str, PathParameter()]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 UPTIME_DAYS = 90
 INCIDENT_DAYS = 14
+PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
 KIND_LABELS = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
 
 
@@ -142,16 +145,63 @@ def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]
     return out
 
 
+class PageCache:
+    """Each public page's content, built at most once per `PAGE_TTL_S` per process however many
+    visitors ask at once: a page sums up to 90 days of results (a third of a second of
+    PostgreSQL for one monitor checked from two countries every 30 s), and anyone may ask
+    without an account, so uncached a few anonymous clients could keep the database, which
+    scheduler, ingester and alerter share, busy. The key is the page as published (slug, title,
+    hostnames, monitors), read anew for each visitor with one indexed query: a change of what
+    is published shows at once, results and states within `PAGE_TTL_S`."""
+
+    def __init__(self) -> None:
+        self._pages: dict[Hashable, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+
+    async def get(
+        self, key: Hashable, build: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        held = self._pages.get(key)
+        if held is None or held[0] <= now:
+            self._pages = {k: v for k, v in self._pages.items() if v[0] > now}
+            held = (now + PAGE_TTL_S, asyncio.ensure_future(build()))
+            self._pages[key] = held
+        try:
+            # Shielded: a visitor who hangs up does not cancel the others' page.
+            return await asyncio.shield(held[1])
+        except Exception:
+            if self._pages.get(key) is held:  # an error is not kept for the next visitor
+                del self._pages[key]
+            raise
+
+
+def _cache(request: AnyRequest) -> PageCache:
+    state = request.app.state
+    if not isinstance(getattr(state, "status_pages", None), PageCache):
+        state.status_pages = PageCache()
+    cache: PageCache = state.status_pages
+    return cache
+
+
 @get("/status/{slug:str}", name="status-page")
 async def public(slug: PathStr, request: AnyRequest) -> Template:
     if not SLUG.match(slug):
         raise NotFoundException()
-    now = utcnow()
-    async with pool_of(request).acquire() as conn:
+    pool = pool_of(request)
+    async with pool.acquire() as conn:
         found = await status_pages.by_slug(conn, slug)
-        if found is None:
-            raise NotFoundException()
-        sp, ids = found
+    if found is None:
+        raise NotFoundException()
+    sp, ids = found
+    key = (sp["id"], sp["slug"], sp["title"], sp["show_hostnames"], tuple(sorted(ids)))
+    context = await _cache(request).get(key, lambda: _page(pool, sp, ids))
+    return Template(template_name="status.html", context=context)
+
+
+async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[str, Any]:
+    """The public page's template context: the page `sp` showing monitors `ids`."""
+    now = utcnow()
+    async with pool.acquire() as conn:
         rows, _ = await console.overview(
             conn,
             organization_id=sp["organization_id"],
@@ -180,25 +230,22 @@ async def public(slug: PathStr, request: AnyRequest) -> Template:
         }
         for r in rows
     ]
-    return Template(
-        template_name="status.html",
-        context={
-            "title": sp["title"],
-            "monitors": shown,
-            "overall": _overall([r["state"] for r in rows]),
-            "incidents": [
-                {
-                    "monitor": names.get(i["monitor_id"], ""),
-                    "started_at": i["started_at"],
-                    "ended_at": i["ended_at"],
-                    "cause": causes.label(i["cause_kind"]).capitalize(),
-                    "countries": i["countries"],
-                }
-                for i in incidents
-            ],
-            "days": UPTIME_DAYS,
-        },
-    )
+    return {
+        "title": sp["title"],
+        "monitors": shown,
+        "overall": _overall([r["state"] for r in rows]),
+        "incidents": [
+            {
+                "monitor": names.get(i["monitor_id"], ""),
+                "started_at": i["started_at"],
+                "ended_at": i["ended_at"],
+                "cause": causes.label(i["cause_kind"]).capitalize(),
+                "countries": i["countries"],
+            }
+            for i in incidents
+        ],
+        "days": UPTIME_DAYS,
+    }
 
 
 def _overall(states: list[str]) -> str:

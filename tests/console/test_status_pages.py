@@ -1,6 +1,7 @@
 """Public status pages: opt-in by owners and admins, readable without a login, showing only the
 chosen monitors and nothing that names where or how they are checked unless chosen."""
 
+import asyncio
 from datetime import timedelta
 
 import asyncpg
@@ -150,3 +151,26 @@ async def test_a_monitor_moved_to_another_customer_leaves_the_page(
     )
     assert r.status_code == 200, r.text
     assert "Second customer relay" not in (await http.get(f"/status/{slug}")).text
+
+
+async def test_visitors_share_a_page_built_at_most_once_per_ttl(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """A page sums 90 days of results, and anyone may ask without an account: each visit used
+    to run that again, so a few anonymous clients could keep PostgreSQL busy for everyone.
+    Now twenty visitors at once, and one after a new result, get the page built once; what is
+    published (here: the hostnames) still shows at once."""
+    org = await make_tenant(pool)
+    relay = await create(http, org, "smtp", name="Cached relay", hostname="cached.acme.test")
+    await store_result(pool, job_ids, relay, "DE", "up", ago=timedelta(minutes=2))
+    slug = f"cached-{org.org_id}"
+    await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
+    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+        pages = await asyncio.gather(*(anonymous.get(f"/status/{slug}") for _ in range(20)))
+        assert {r.status_code for r in pages} == {200}
+        assert len({r.text for r in pages}) == 1
+        assert "All services are operating normally." in pages[0].text
+        await store_result(pool, job_ids, relay, "DE", "down", error_kind="refused")
+        assert (await anonymous.get(f"/status/{slug}")).text == pages[0].text
+        await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], True)
+        assert "cached.acme.test" in (await anonymous.get(f"/status/{slug}")).text
