@@ -21,8 +21,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown, so a login takes as long either way.
-_DUMMY_HASH = _hasher.hash("mailprobe-timing-equaliser")
+# Verified against when the e-mail is unknown (or its hash empty), so a login takes as long
+# either way. Of a random password: one written in the source would open an account whose hash
+# an operator blanked to lock it.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
 
 TOKEN_PREFIX = "mp_"
 T = TypeVar("T")
@@ -34,7 +36,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 

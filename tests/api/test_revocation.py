@@ -256,3 +256,18 @@ async def test_two_owners_disabling_each_other_at_once_leave_one_enabled(
         assert not b_disables_a.done()  # waiting for the organization's lock
     assert_error(await b_disables_a, 409, code="last_owner", fields=["disabled"])
     assert await _works(http, tenant.auth("owner"))
+
+
+async def test_an_account_whose_password_hash_was_blanked_stays_locked(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
+) -> None:
+    """An operator may lock an account by blanking its hash in the database. A login verifies
+    an unknown e-mail's password against a stand-in hash (the same work either way), and an
+    empty hash took the stand-in too: it was of a password written in the source, which then
+    logged in as that user. The stand-in is now of a random password and never admits."""
+    email = tenant.emails["member"]
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE users SET password_hash = '' WHERE email = $1", email)
+    for password in ("mailprobe-timing-equaliser", "", PASSWORD):
+        r = await http.post("/api/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 401, (password, r.text)
