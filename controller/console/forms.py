@@ -188,6 +188,25 @@ async def _editable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
     return row
 
 
+# Config the API sets and the form does not show; an edit keeps it as stored. Without this an
+# edit dropped a CA pinned through the API (with the password typed again, silently: the agent
+# then trusted any public CA for the host) and the plaintext opt-in.
+_UNSHOWN = ("tlsOptions", "allowPlaintextAuth")
+
+
+def _keep_unshown(kind: str, form: dict[str, str], body: dict[str, Any], row: Any) -> None:
+    """Put the stored config the form does not show into the form's PATCH body."""
+    stored: dict[str, Any] = msgspec.structs.asdict(
+        present(SMTP if kind == "smtp" else IMAP_POP, row)
+    )["config"]
+    config = body["smtpConfig" if kind == "smtp" else "imapPopConfig"]
+    # `ignoreTls` is what the form's "no TLS" stands for when stored; another choice drops it.
+    shown = (*_UNSHOWN, "ignoreTls") if kind == "smtp" and form.get("tls") == "none" else _UNSHOWN
+    for key in shown:
+        if key in stored:
+            config.setdefault(key, stored[key])
+
+
 @get("/monitors/{monitor_id:str}/edit", name="console-edit")
 async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
     row = await _editable(request, monitor_id)
@@ -211,6 +230,7 @@ async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
     kind = row["type"]
     form = {k: str(v) for k, v in (await request.form()).items()}
     body = body_of(kind, form)
+    _keep_unshown(kind, form, body, row)
     if form.get("user", "").strip() and not form.get("password"):
         config = body["smtpConfig"]["auth"] if kind == "smtp" else body["imapPopConfig"]
         config["pass" if kind == "smtp" else "password"] = MASK

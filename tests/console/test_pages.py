@@ -5,6 +5,7 @@ API's, naming the field), the overview's counts and filters."""
 import asyncpg
 import httpx
 import pytest
+import trustme
 
 from controller.schedule import JobIds
 from controller.secretbox import SecretBox
@@ -225,6 +226,50 @@ async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
     assert r.status_code == 400 and "must be sent again" in r.text
     got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
     assert got.json()["hostname"] == "smtp.example.com"
+
+
+async def test_the_edit_form_keeps_a_pinned_ca_and_the_plaintext_opt_in_it_does_not_show(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient
+) -> None:
+    """`tlsOptions` and `allowPlaintextAuth` are set through the API and not on the form. An
+    edit used to drop them: a rename was refused for moving the password, and with the password
+    typed again the pinned CA was gone, so the agent trusted any public CA for the host."""
+    ca = trustme.CA().cert_pem.bytes().decode()
+    pinned = {"ca": ca, "servername": "relay.internal.test", "rejectUnauthorized": True}
+    monitor = await create(
+        http,
+        tenant,
+        "smtp",
+        hostname="smtp.example.com",
+        smtpConfig={
+            "ignoreTls": True,
+            "allowPlaintextAuth": True,
+            "tlsOptions": pinned,
+            "auth": {"user": "relay", "pass": "Stored-Secret-6"},
+        },
+    )
+    edit = f"/console/monitors/{monitor['publicId']}/edit"
+    client.session = tenant.tokens["member"]
+    token = await client.csrf(edit)
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Renamed lab relay",
+        "hostname": "smtp.example.com",
+        "tls": "none",
+        "user": "relay",
+        "password": "",
+        "interval": "60",
+        "timeout": "30",
+    }
+    url = f"/api/smtp-monitors/{monitor['publicId']}"
+    for password in ("", "Typed-Again-6"):
+        r = await client.post(edit, {**values, "password": password}, token=token)
+        assert r.status_code == 303, r.text
+        config = (await http.get(url, headers=tenant.auth())).json()["smtpConfig"]
+        assert config["tlsOptions"] == pinned
+        assert config["ignoreTls"] is True and config["allowPlaintextAuth"] is True
+    r = await client.post(edit, {**values, "tls": "starttls"}, token=token)
+    assert r.status_code == 400 and "must be sent again" in r.text  # TLS changed: ignoreTls
 
 
 async def test_a_refused_action_shows_the_apis_reason_on_the_monitor_page(
