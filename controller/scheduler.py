@@ -28,7 +28,15 @@ from nats.js import JetStreamContext
 from controller import metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
-from controller.db import account_logins, confirmations, deferred, due, monitors, results
+from controller.db import (
+    account_logins,
+    confirmations,
+    deferred,
+    due,
+    limits,
+    monitors,
+    results,
+)
 from controller.db.pool import Conn
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.login_backoff import CAPPED, HELD, logins
@@ -109,6 +117,7 @@ class Scheduler:
         dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
         login_cap: int = 100,
+        checks_per_minute: int = 2000,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
@@ -121,6 +130,7 @@ class Scheduler:
         self._keys = keys
         self._job_ids = schedule.JobIds.from_box(box)
         self._default_countries = default_countries
+        self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._batch = batch
         self._dns_interval_s = dns_interval_s
         self._clock = clock
@@ -293,19 +303,22 @@ class Scheduler:
 
     async def plan_new(self) -> int:
         """First due time of monitors that have none: now for one that never ran (a new
-        monitor's first check should not wait up to an interval), else the first grid point
-        after now."""
+        monitor's first check should not wait up to an interval) while its organization's
+        trigger allowance has room, else the first grid point after now."""
         planned = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await due.claim_unplanned(conn, self._batch)
+                rows = await due.claim_unplanned(conn, self._batch, self._default_countries)
                 if not rows:
                     return planned
+                # Allowances are taken in organization order: two replicas planning monitors of
+                # the same organizations lock their rows in one order, never each other's.
+                rows.sort(key=lambda r: r["organization_id"])
                 now = self._clock()
                 at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
                 nexts = [
                     at_once
-                    if r["never_run"]
+                    if r["never_run"] and await self._first_round_allowed(conn, r)
                     else schedule.next_due(
                         schedule.phase_ms(str(r["public_id"]), r["check_interval"]),
                         r["check_interval"],
@@ -315,6 +328,17 @@ class Scheduler:
                 ]
                 await due.set_next_due(conn, [r["id"] for r in rows], nexts)
             planned += len(rows)
+
+    async def _first_round_allowed(self, conn: Conn, row: asyncpg.Record) -> bool:
+        """Whether a new monitor's first round may go at once: it draws on its organization's
+        allowance for triggered checks, as a trigger-check does. Otherwise creating and deleting
+        a monitor of every country was a trigger-check without a limit (hundreds of checks of
+        one target a second)."""
+        per_check = 60.0 / self._checks_per_minute
+        cost = row["countries"] * per_check
+        return not await limits.take_trigger(
+            conn, "organizations", row["organization_id"], cost, 60.0
+        )
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool]:
         await self._keys.refresh()

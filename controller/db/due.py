@@ -31,14 +31,18 @@ async def claim_due(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Recor
     return rows
 
 
-async def claim_unplanned(conn: Conn, limit: int) -> list[asyncpg.Record]:
+async def claim_unplanned(conn: Conn, limit: int, default_countries: int) -> list[asyncpg.Record]:
     """Monitors without a due time yet (new, or interval/status just changed), locked;
-    `never_run`: no round of it has gone anywhere yet."""
+    `never_run`: no round of it has gone anywhere yet; `countries`: how many its rounds go to
+    (`default_countries` without a list)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, public_id, check_interval, round_countries IS NULL AS never_run FROM monitors"
+        "SELECT id, public_id, organization_id, check_interval,"
+        " round_countries IS NULL AS never_run,"
+        " coalesce(cardinality(allowed_country_codes), $2) AS countries FROM monitors"
         " WHERE status <> 'disabled' AND next_due_at IS NULL"
         " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         limit,
+        default_countries,
     )
     return rows
 

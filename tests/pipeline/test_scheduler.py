@@ -67,6 +67,45 @@ async def test_a_new_monitors_first_round_runs_at_once_then_it_joins_its_grid(
     assert due == schedule.next_due(phase, 60, parse_iso(job.scheduled_at))
 
 
+async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A new monitor's first round went out at once, whatever the rate: creating (and
+    deleting) monitors of every country was a trigger-check without a limit, a round of every
+    country per request. Now a first round at once draws on the organization's allowance for
+    triggered checks (ORG_MAX_CHECKS_PER_MINUTE a minute, here 3): three new monitors of one
+    country start at once, the fourth on its grid; another organization is not held back."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    scheduler = Scheduler(
+        pipe_pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(seal_keys.directory), reload_every_s=0),
+        login_spacing_s=0,
+        checks_per_minute=3,
+    )
+    made = [
+        await create(api, org, allowedCheckCountryCodes=[cc], checkInterval=3600) for _ in range(4)
+    ]
+    assert await scheduler.tick() == 3
+    started = {job.monitor_id for job, _ in await countries.jobs(cc)}
+    (waiting,) = [m["publicId"] for m in made if m["publicId"] not in started]
+    due = await next_due_at(pipe_pool, waiting)
+    assert due is not None and utcnow() < due <= utcnow() + timedelta(hours=1)  # its grid
+    other = await make_tenant(pipe_pool)
+    theirs = await create(api, other, allowedCheckCountryCodes=[cc], checkInterval=3600)
+    assert await scheduler.tick() == 1
+    assert theirs["publicId"] in {job.monitor_id for job, _ in await countries.jobs(cc)}
+
+
 async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
     api: httpx.AsyncClient,
     org: Tenant,
