@@ -205,6 +205,7 @@ class MailboxPop3Peer(LoopbackServer):
         super().__init__(None)
         self.store = store
         self.users = {"probe": "secret"}
+        self.commands: list[str] = []  # the verbs received, in order
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(line: str) -> None:
@@ -218,6 +219,7 @@ class MailboxPop3Peer(LoopbackServer):
         while (line := await self.hear(reader, writer)) is not None:
             verb, _, arg = line.partition(" ")
             verb = verb.upper()
+            self.commands.append(verb)
             if verb == "CAPA":
                 send("+OK\r\nUSER\r\nTOP\r\n.")
             elif verb == "USER":

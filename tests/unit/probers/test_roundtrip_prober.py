@@ -38,6 +38,7 @@ class Rig:
     store: Mailstore
     handler: DeliveringHandler
     smtp_port: int
+    smtp_auths: list[tuple[bool, str]]  # each AUTH the send server received
     imap: MailboxImapPeer
     pop3: MailboxPop3Peer
 
@@ -56,7 +57,7 @@ async def rig(
         MailboxImapPeer(store, idle=idle, **imap_options) as imap,
         MailboxPop3Peer(store) as pop3,
     ):
-        yield Rig(store, handler, smtp.port, imap, pop3)
+        yield Rig(store, handler, smtp.port, smtp.auths, imap, pop3)
 
 
 def config(r: Rig, protocol: str = "imap", **changes: Any) -> RoundTripConfig:
@@ -202,6 +203,22 @@ async def test_send_leg_credentials_never_go_without_tls(ssl_contexts: SslContex
         cfg = config(r, send={"auth": SmtpAuth("sender", "pw")})
         result = await run(r, cfg, ssl_contexts)
         assert (result.status, result.error_kind) == ("down", "tls_required"), result.message
+        assert r.smtp_auths == [] and r.handler.accepted == 0
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_receive_leg_credentials_never_go_without_tls(
+    ssl_contexts: SslContexts, protocol: str
+) -> None:
+    """The mailbox leg is held to the same rule as the send leg: a mailbox that cannot
+    upgrade gets no LOGIN / USER+PASS unless its `allowPlaintextAuth` says so."""
+    async with rig() as r:
+        cfg = config(r, protocol, receive={"allow_plaintext_auth": False})
+        result = await run(r, cfg, ssl_contexts)
+        assert (result.status, result.error_kind) == ("down", "tls_required"), result.message
+        assert result.message.startswith("mailbox leg:")
+        said = r.imap.commands if protocol == "imap" else r.pop3.commands
+        assert not {"LOGIN", "AUTHENTICATE", "USER", "PASS"} & set(said), said
 
 
 async def test_receive_leg_failing_is_named(ssl_contexts: SslContexts) -> None:
