@@ -4,9 +4,10 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import argon2
 import pytest
 
-from controller import throttle
+from controller import security, throttle
 from controller.security import PasswordPool, PasswordsBusy, hash_password
 from controller.throttle import Count, Keys, Policy
 
@@ -102,6 +103,15 @@ async def test_the_pool_verifies_and_hashes_in_its_threads() -> None:
         assert fresh.startswith("$argon2id$") and pool.taken == 0
     finally:
         pool.close()
+
+
+def test_an_unknown_email_costs_an_argon2_verify_of_the_same_parameters() -> None:
+    """No probing for accounts by timing: an unknown e-mail's password is verified against a
+    stand-in hash made with the very parameters of users' hashes (time, memory, lanes), so it
+    costs the same argon2 work as a wrong password."""
+    stand_in = argon2.extract_parameters(security._DUMMY_HASH)
+    assert stand_in == argon2.extract_parameters(hash_password("a user's password"))
+    assert security.verify_password(None, "anything") is False
 
 
 async def test_the_pool_refuses_past_its_threads_and_queue() -> None:
