@@ -46,6 +46,7 @@ class SelfChecks:
         interval: float = 60.0,
         timeout: float = 5.0,
         recheck_gap: float = RECHECK_GAP_S,
+        greeting_ports: frozenset[int] = GREETING_PORTS,
     ) -> None:
         self.states = [
             CanaryState(kind=PORT, target=f"[{h}]:{p}" if ":" in h else f"{h}:{p}")
@@ -58,6 +59,7 @@ class SelfChecks:
         self._interval = interval
         self._timeout = timeout
         self._gap = recheck_gap
+        self._greeting_ports = greeting_ports
         self._metrics = metrics.for_country(country)
         self._running: asyncio.Task[None] | None = None
         self._last_run = -float("inf")  # monotonic time the last run started
@@ -173,7 +175,7 @@ class SelfChecks:
                 reader, writer = await asyncio.open_connection(host, port)
                 connected = True
                 try:
-                    if port in GREETING_PORTS and not await reader.readline():
+                    if port in self._greeting_ports and not await reader.readline():
                         return "closed before greeting", None
                 finally:
                     writer.close()
