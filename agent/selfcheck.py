@@ -11,6 +11,7 @@ from a job.
 
 import asyncio
 import contextlib
+import contextvars
 import socket
 import time
 
@@ -62,6 +63,9 @@ class SelfChecks:
         self._greeting_ports = greeting_ports
         self._metrics = metrics.for_country(country)
         self._running: asyncio.Task[None] | None = None
+        # The agent's log context (country, agent id) for every run, also one a job's
+        # failure started: a port turning blocked is the agent's news, not that job's.
+        self._context = contextvars.copy_context()
         self._last_run = -float("inf")  # monotonic time the last run started
         self._blocked: list[int] = []
         self._resolver_ok: bool | None = None
@@ -105,6 +109,7 @@ class SelfChecks:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every canary now and every interval after, until `stop` is set."""
+        self._context = contextvars.copy_context()
         try:
             while not stop.is_set():
                 await self._run_now()
@@ -125,7 +130,7 @@ class SelfChecks:
     async def _run_now(self) -> None:
         if self._running is None:
             self._last_run = time.monotonic()
-            self._running = asyncio.create_task(self._run_all())
+            self._running = asyncio.create_task(self._run_all(), context=self._context.copy())
             self._running.add_done_callback(self._ran)
         # wait(), not the task itself: a caller cancelled meanwhile leaves the run to the others.
         await asyncio.wait([self._running])

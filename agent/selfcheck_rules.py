@@ -103,7 +103,10 @@ def explain(failure: PathFailure, states: list[CanaryState]) -> str | None:
 def before_run(*, blocked: bool, avoided: bool, delivered: int, seconds_left: float) -> Before:
     """A job for a blocked port of this agent (or one that avoids it) goes back for another
     agent of the country, a few times and never past its expiry; then a job for a blocked port
-    ends `inconclusive` without being run, and an avoided one is run here."""
+    ends `inconclusive` without being run, and an avoided one is run here. An expired job is
+    run: run_check ends it `expired` without a connection, as on any agent."""
+    if seconds_left <= 0:
+        return "run"
     if (blocked or avoided) and delivered < HAND_OVER_TRIES and seconds_left > HAND_OVER_DELAY_S:
         return "hand_back"
     return "inconclusive" if blocked else "run"

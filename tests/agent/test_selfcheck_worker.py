@@ -143,7 +143,13 @@ async def test_a_connect_failure_the_recheck_explains_is_inconclusive_with_timin
     )
     assert result.response_time_ms is not None and result.phases.dns_ms is not None
     assert [e["status"] for e in logs if e["event"] == "check"] == ["inconclusive"]
-    assert [e["port"] for e in logs if e["event"] == "port_blocked"] == [peer.port]
+    # The agent's news, bound to the agent, not to the job whose failure started the run.
+    (blocked,) = [e for e in logs if e["event"] == "port_blocked"]
+    assert (blocked["port"], blocked["agent_id"], "job_id" in blocked) == (
+        peer.port,
+        w.agent_id,
+        False,
+    )
 
 
 async def test_a_connect_failure_with_a_healthy_canary_of_its_port_stays_down(

@@ -193,6 +193,7 @@ LAST = HAND_OVER_TRIES
         (False, True, 1, 60, "hand_back"),
         (False, True, LAST, 60, "run"),
         (False, True, 1, 0.0, "run"),
+        (True, False, 1, 0.0, "run"),  # expired: run_check says so, without connecting
     ],
 )
 def test_a_job_for_a_blocked_port_goes_back_a_few_times_then_ends_inconclusive(
