@@ -1,8 +1,8 @@
 """The agent's Prometheus metrics, served on AGENT_METRICS_PORT (`agent.ops`).
 
 Labels are bounded (country, check type, status, error kind, and the operator's own canaries):
-never a monitor or a job. A Worker
-binds its country's series once (`for_country`) and then calls one method per event.
+never a monitor or a job. A Worker binds its country's series once (`for_country`) and then
+calls one method per event.
 """
 
 from dataclasses import dataclass

@@ -190,8 +190,8 @@ class SelfChecks:
             return f"dns: {exc.strerror or exc}", None
         except ConnectionRefusedError:
             return "refused", None
-        except OSError as exc:
-            return exc.strerror or type(exc).__name__, None
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+            return getattr(exc, "strerror", None) or type(exc).__name__, None
         return None, round((time.perf_counter() - started) * 1000, 3)
 
     async def _probe_resolver(self, name: str) -> tuple[str | None, float | None]:
@@ -201,6 +201,6 @@ class SelfChecks:
                 await resolve(name, 0)
         except TimeoutError:
             return "timeout resolving", None
-        except OSError as exc:  # socket.gaierror among them
-            return exc.strerror or type(exc).__name__, None
+        except (OSError, UnicodeError) as exc:  # socket.gaierror among the first
+            return getattr(exc, "strerror", None) or type(exc).__name__, None
         return None, round((time.perf_counter() - started) * 1000, 3)

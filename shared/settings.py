@@ -586,8 +586,10 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
                     raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
 
 
-# A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`.
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([0-9A-Za-z_]([0-9A-Za-z_-]{0,61}[0-9A-Za-z_])?\.?)+")
+# A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, each of
+# at most 63 (the resolver refuses longer ones); one way to match, so no backtracking blow-up.
+_LABEL = r"[0-9A-Za-z_]([0-9A-Za-z_-]{0,61}[0-9A-Za-z_])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
 _CANARY = re.compile(r"(\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[^\[\]:]+)):(?P<port>\d{1,5})")
 # Each canary is a TCP connect per run, and each is listed in the heartbeat (4 KiB at most).
 CANARIES_MAX = 16

@@ -92,6 +92,7 @@ def test_notification_settings_load() -> None:
         ({"AGENT_CANARIES": "::1:25"}, "entry 1 of 1"),  # IPv6 needs brackets
         ({"AGENT_CANARIES": "[nope]:25"}, "entry 1 of 1"),
         ({"AGENT_CANARIES": "a b:25"}, "entry 1 of 1"),
+        ({"AGENT_CANARIES": f"{'a' * 64}.example:25"}, "entry 1 of 1"),  # a label > 63
         ({"AGENT_CANARIES": ",".join(f"h{n}:25" for n in range(17))}, "at most 16"),
         ({"AGENT_CANARY_RESOLVE": "no such name!"}, "AGENT_CANARY_RESOLVE must be a host name"),
         ({"AGENT_CANARY_INTERVAL_SECONDS": "0"}, "setting AGENT_CANARY_INTERVAL_SECONDS is"),
