@@ -85,6 +85,14 @@ def path_failure(job: CheckJob, result: CheckResult) -> PathFailure | None:
     return None
 
 
+def checked(failure: PathFailure, states: list[CanaryState]) -> bool:
+    """Whether some self-check looks at the path of `failure` (the resolver check for `dns`, a
+    canary of one of its ports): only then is a re-run of the canaries worth its connects."""
+    if failure.kind == "dns":
+        return any(s.kind == RESOLVER for s in states)
+    return any(canary_port(s) in failure.ports for s in states)
+
+
 def explain(failure: PathFailure, states: list[CanaryState]) -> str | None:
     """Which of this agent's self-checks fails the same way, and what it saw; None when the
     failure stands (no canary for it, or one answers: then the server is at fault)."""

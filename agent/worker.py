@@ -47,6 +47,7 @@ from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
     before_run,
+    checked,
     explain,
     job_ports,
     not_run_message,
@@ -506,6 +507,8 @@ class Worker:
         the same way, the same result (timings kept) as `inconclusive`, saying which self-check
         failed and what the check saw."""
         if self._self_checks is None or (failure := path_failure(job, result)) is None:
+            return result
+        if not checked(failure, self._self_checks.states):
             return result
         await self._self_checks.recheck()
         why = explain(failure, self._self_checks.states)

@@ -4,21 +4,13 @@ heartbeat carries of them is bounded. (Dropped packets, a `timeout connecting`, 
 network namespaces of tests/netns.py.)"""
 
 import asyncio
-import socket
 
 from prometheus_client import REGISTRY
 
 from agent.selfcheck import SelfChecks
 from shared.messages import AgentHeartbeat, CanaryState, encode
-from tests.agent.helpers import SmtpLikePeer, capture
+from tests.agent.helpers import SmtpLikePeer, capture, closed_port
 from tests.peers.scripted import ScriptedPeer
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound and released: refused until reused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def by_target(checks: SelfChecks) -> dict[str, CanaryState]:

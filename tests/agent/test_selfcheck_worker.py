@@ -21,6 +21,7 @@ from shared.subjects import heartbeats_subject
 from tests.agent.helpers import (
     SmtpLikePeer,
     capture,
+    closed_port,
     job_for,
     jobs_left,
     publish_job,
@@ -221,3 +222,24 @@ async def test_an_agent_without_canaries_sends_no_self_check(
         w.stop()
         await run
     assert beat.self_check is None
+
+
+async def test_failures_on_ports_without_a_canary_never_rerun_the_canaries(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """A member's monitors aimed at closed ports cannot make the agent connect to its canaries
+    over and over: only a failure some self-check looks at re-runs them."""
+    closed = closed_port()
+    async with SmtpLikePeer() as canary:
+        w = with_canaries(nc, country, ssl_contexts, [("127.0.0.1", canary.port)])
+        run = asyncio.create_task(w.run())
+        try:
+            await canaries_ran(w)
+            for _ in range(3):
+                await publish_job(js, job_for(country, closed))
+            await until_async(lambda: result_count(js, country, 3), within=10)
+        finally:
+            w.stop()
+            await run
+        assert canary.connections == 1  # the run at start only
+    assert {(r.status, r.error_kind) for r in await results(js, country)} == {("down", "refused")}

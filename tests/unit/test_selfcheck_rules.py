@@ -12,6 +12,7 @@ from agent.selfcheck_rules import (
     PathFailure,
     before_run,
     blocked_ports,
+    checked,
     explain,
     job_ports,
     not_run_message,
@@ -176,6 +177,22 @@ def test_a_failure_is_explained_only_by_a_self_check_failing_the_same_way(
     failure: PathFailure, states: list[CanaryState], why: str | None
 ) -> None:
     assert explain(failure, states) == why
+
+
+@pytest.mark.parametrize(
+    ("failure", "states", "worth_a_recheck"),
+    [
+        (PathFailure("refused", (25,)), FAILING_25, True),
+        (PathFailure("timeout", (2525,)), FAILING_25, False),  # no canary for a monitor's port
+        (PathFailure("refused", (2525, 993)), FAILING_25, True),
+        (PathFailure("dns"), FAILING_25, False),
+        (PathFailure("dns"), [resolver(True)], True),
+    ],
+)
+def test_only_a_failure_some_self_check_looks_at_is_worth_re_running_them(
+    failure: PathFailure, states: list[CanaryState], worth_a_recheck: bool
+) -> None:
+    assert checked(failure, states) is worth_a_recheck
 
 
 LAST = HAND_OVER_TRIES
