@@ -427,7 +427,9 @@ class Worker:
                 await self._recover(msg, job, exc)
 
     async def _accept(self, msg: Msg, job: CheckJob) -> None:
-        """Run `job` if some agent of this country could, else `term` it with a log line."""
+        """Run `job`, or hand it back for another agent of the country, or end it `inconclusive`
+        unrun (selfcheck_rules.before_run); `term` it with a log line when no agent could run
+        it."""
         if job.country != self.country:
             await self._reject(msg, "job_wrong_country", job_country=job.country)
             return
@@ -445,8 +447,12 @@ class Worker:
             seconds_left=(parse_iso(job.expires_at) - utcnow()).total_seconds(),
         )
         if verdict == "hand_back":
-            event = "job_handed_back" if blocked else "job_handed_over"
-            log.info(event, attempt=msg.metadata.num_delivered, blocked_ports=blocked or None)
+            if blocked:
+                log.info(
+                    "job_handed_back", attempt=msg.metadata.num_delivered, blocked_ports=blocked
+                )
+            else:
+                log.info("job_handed_over", attempt=msg.metadata.num_delivered)
             await _settle(msg.nak, HAND_OVER_DELAY_S)
         elif verdict == "inconclusive":
             assert self._self_checks is not None  # only they block a port
