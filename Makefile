@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser unbound run test lint bench soak fuzz clean
+.PHONY: help install browser unbound netns run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,11 +42,17 @@ browser: ## install Debian's chromium and chromium-driver when missing (the cons
 unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
 	$(call apt_when_missing,/usr/sbin/unbound,unbound)
 
+# The agent self-check tests run agents in network namespaces with egress filtered by nftables
+# (tests/netns.py); as root only: elsewhere those tests skip.
+netns: ## install Debian's iproute2 and nftables when missing (the agent self-check tests' namespaces)
+	$(call apt_when_missing,/usr/sbin/ip,iproute2)
+	$(call apt_when_missing,/usr/sbin/nft,nftables)
+
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser unbound ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium and unbound
+test: $(STAMP) browser unbound netns ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation

@@ -35,6 +35,7 @@ class DnsPeer(asyncio.DatagramProtocol):
         self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in records.items()}
         self.ad = ad
         self.servfail = {n.lower().rstrip(".") for n in servfail}
+        self.host = "127.0.0.1"
         self.port = 0
         self.asked: list[tuple[str, str]] = []
         self._udp: asyncio.DatagramTransport | None = None
@@ -42,7 +43,13 @@ class DnsPeer(asyncio.DatagramProtocol):
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def at(self, host: str, port: int = 0) -> Self:
+        """Listen on `host`:`port` (e.g. a namespace's host side, port 53: a resolver named in
+        resolv.conf, tests/netns.py) instead of a free loopback port."""
+        self.host, self.port = host, port
+        return self
 
     def answer(self, wire: bytes) -> bytes:
         query = dns.message.from_wire(wire)
@@ -85,20 +92,24 @@ class DnsPeer(asyncio.DatagramProtocol):
 
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
+        if self.port:
+            await loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, self.port))
+            self._tcp = await asyncio.start_server(self._tcp_session, self.host, self.port)
+            return self
         # One port for both: UDP first (the kernel picks), then TCP on the same number, which
         # another process (parallel test workers) may hold already: then another pick.
         for _ in range(50):
-            await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+            await loop.create_datagram_endpoint(lambda: self, local_addr=(self.host, 0))
             assert self._udp is not None
             self.port = self._udp.get_extra_info("sockname")[1]
             try:
-                self._tcp = await asyncio.start_server(self._tcp_session, "127.0.0.1", self.port)
+                self._tcp = await asyncio.start_server(self._tcp_session, self.host, self.port)
             except OSError:
                 self._udp.close()
                 self._udp = None
                 continue
             return self
-        raise OSError("no port free for both UDP and TCP on 127.0.0.1")
+        raise OSError(f"no port free for both UDP and TCP on {self.host}")
 
     async def __aexit__(
         self,

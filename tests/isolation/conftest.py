@@ -1,0 +1,3 @@
+"""Tests of the network namespaces the agent self-check tests run agents in (tests/netns.py)."""
+
+from tests.netns import netns as netns
