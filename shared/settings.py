@@ -531,23 +531,29 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     agent_canaries: Annotated[
         str | None,
         Meta(
-            description="comma-separated known-good `host:port` this agent connects to to test its"
-            " own path, one or more per port its checks use (SMTP 25, submission 587/465, IMAP"
-            " 143/993, POP3 110/995; IP addresses keep them apart from the resolver check); a"
-            " port all of whose canaries fail is blocked: its jobs go to other agents of the"
-            " country, or end `inconclusive`. Unset: no self-checks"
+            description="self-check canaries: comma-separated known-good `host:port` (at most"
+            " 16) the agent connects to, testing its own path, one or more per port its checks"
+            " use (SMTP 25, submission 587/465, IMAP 143/993, POP3 110/995; IP addresses keep"
+            " them apart from the resolver check); a port all of whose canaries fail is"
+            " blocked: its jobs go to other agents of the country, or end `inconclusive`."
+            " Unset (and no `AGENT_CANARY_RESOLVE`): no self-checks"
         ),
     ] = None
     agent_canary_resolve: Annotated[
         str | None,
         Meta(
-            description="a name that must resolve through the resolver the checks use; when it"
-            " does not, `dns` failures end `inconclusive`"
+            description="self-check of the resolver: a name that must resolve through the one"
+            " the checks use (the system's, not `AGENT_DNS_RESOLVER`); while it does not, `dns`"
+            " failures end `inconclusive`"
         ),
     ] = None
     agent_canary_interval_seconds: Annotated[
         float,
-        Meta(ge=1, description="how often the canaries run (also right after a failed connect)"),
+        Meta(
+            ge=1,
+            description="how often the canaries run; also right after a check failed before a"
+            " server answered, at most every 5 s",
+        ),
     ] = 60.0
     agent_canary_timeout_seconds: Annotated[
         float, Meta(gt=0, le=60, description="how long one canary may take before it fails")
