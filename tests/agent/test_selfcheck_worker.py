@@ -45,9 +45,14 @@ def with_canaries(
     return worker(nc, country, contexts, self_checks=checks, **options)
 
 
-async def canaries_ran(w: Worker) -> None:
+def checks_of(w: Worker) -> SelfChecks:
+    """The worker's self-checks, to look at what they saw."""
     assert w._self_checks is not None
-    states = w._self_checks.states
+    return w._self_checks
+
+
+async def canaries_ran(w: Worker) -> None:
+    states = checks_of(w).states
     await until(lambda: all(s.ok is not None for s in states))
 
 
@@ -65,7 +70,7 @@ async def test_jobs_for_a_port_an_agent_cannot_reach_are_run_by_another_agent_of
             try:
                 await canaries_ran(blocked)
                 await canaries_ran(healthy)
-                assert blocked._self_checks and blocked._self_checks.blocked == [peer.port]
+                assert checks_of(blocked).blocked == [peer.port]
                 jobs = [job_for(country, peer.port) for _ in range(6)]
                 for job in jobs:
                     await publish_job(js, job)
@@ -128,7 +133,7 @@ async def test_a_connect_failure_the_recheck_explains_is_inconclusive_with_timin
         run = asyncio.create_task(w.run())
         try:
             await canaries_ran(w)
-            assert w._self_checks and w._self_checks.blocked == []
+            assert checks_of(w).blocked == []
             await peer.__aexit__(None, None, None)
             job = job_for(country, peer.port)
             await publish_job(js, job)
