@@ -16,7 +16,7 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
-from shared.messages import AgentHeartbeat, encode
+from shared.messages import AgentHeartbeat, SelfCheck, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
@@ -34,8 +34,9 @@ def agent_version() -> str:
 
 
 class Heartbeat:
-    """Publishes this agent's load every `interval` seconds until `stop` is set, then a last
-    beat with `stopping`. A failed publish (NATS away) is logged; the next beat tries again."""
+    """Publishes this agent's load (and its self-checks' state, when it has canaries) every
+    `interval` seconds until `stop` is set, then a last beat with `stopping`. A failed publish
+    (NATS away) is logged; the next beat tries again."""
 
     def __init__(
         self,
@@ -47,10 +48,12 @@ class Heartbeat:
         in_flight: Callable[[], int],
         started_at: datetime,
         interval: float = HEARTBEAT_INTERVAL_S,
+        self_check: Callable[[], SelfCheck] | None = None,
     ) -> None:
         self.subject = heartbeats_subject(country, agent_id)
         self._nc = nc
         self._in_flight = in_flight
+        self._self_check = self_check
         self._interval = interval
         self._beat = AgentHeartbeat(
             agent_id=agent_id,
@@ -72,6 +75,7 @@ class Heartbeat:
         self._beat.in_flight = self._in_flight()
         self._beat.seen_at = iso_ms(utcnow())
         self._beat.stopping = stopping
+        self._beat.self_check = self._self_check() if self._self_check else None
         try:
             await self._nc.publish(self.subject, encode(self._beat))
             if stopping:  # the last one goes out before the caller drains the connection

@@ -1,7 +1,8 @@
 """The agent's Prometheus metrics, served on AGENT_METRICS_PORT (`agent.ops`).
 
-Labels are bounded (country, check type, status, error kind): never a monitor or a job. A Worker
-binds its country's series once (`for_country`) and then calls one method per event.
+Labels are bounded (country, check type, status, error kind, and the operator's own canaries):
+never a monitor or a job. A Worker binds its country's series once (`for_country`) and then
+calls one method per event.
 """
 
 from dataclasses import dataclass
@@ -42,6 +43,17 @@ PUBLISH_FAILURES = Counter(
     "results RESULTS did not acknowledge in time (their job handed back with nak)",
     ["country"],
 )
+CANARY_OK = Gauge(
+    "mailprobe_agent_canary_ok",
+    "1 when the self-check (AGENT_CANARIES `port`, AGENT_CANARY_RESOLVE `resolver`) answered"
+    " its last run, 0 when it failed",
+    ["country", "kind", "target"],
+)
+PORT_BLOCKED = Gauge(
+    "mailprobe_agent_port_blocked",
+    "1 while every canary of the port fails (its jobs go to other agents of the country)",
+    ["country", "port"],
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,12 @@ class AgentMetrics:
 
     def rejected(self, reason: str) -> None:
         JOBS_REJECTED.labels(self.country, reason).inc()
+
+    def canary(self, kind: str, target: str, ok: bool) -> None:
+        CANARY_OK.labels(self.country, kind, target).set(int(ok))
+
+    def port_blocked(self, port: int, blocked: bool) -> None:
+        PORT_BLOCKED.labels(self.country, str(port)).set(int(blocked))
 
 
 def for_country(country: str) -> AgentMetrics:

@@ -11,6 +11,11 @@ job the agent fails on for a reason of its own ends as an `internal` result, or 
 A job with credentials arrives sealed to the country's key (shared.sealing): it is opened here,
 in memory, just before its check; one this agent cannot open (another key, corrupt) ends as an
 `internal` result naming the key it needed and the keys the agent holds.
+
+With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
+goes back for another agent of the country, and a check that failed before any server answered
+is `inconclusive` when the canary of its port (or the resolver check) fails too
+(agent.selfcheck_rules).
 """
 
 import asyncio
@@ -38,6 +43,16 @@ from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.selfcheck import SelfChecks
+from agent.selfcheck_rules import (
+    HAND_OVER_DELAY_S,
+    before_run,
+    checked,
+    explain,
+    job_ports,
+    not_run_message,
+    path_failure,
+)
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -62,11 +77,6 @@ NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
 Outcome = Literal["acked", "nak"]
-# A job that lists this agent in `avoidAgents` goes back for another agent of the country this
-# long (so it does not spin between the same agent and the server), up to its fourth delivery:
-# then no other agent took it, and this one runs it.
-HAND_OVER_DELAY_S = 0.2
-HAND_OVER_TRIES = 4
 
 
 def default_agent_id(country: str) -> str:
@@ -103,6 +113,7 @@ class Worker:
         retry_delay: float = 0.5,
         retry_delay_max: float = 30.0,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
+        self_checks: SelfChecks | None = None,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -124,6 +135,7 @@ class Worker:
         # Consumer or fetch failures: waits from retry_delay doubling to retry_delay_max.
         self._backoff = Backoff(retry_delay, retry_delay_max)
         self._heartbeat_interval = heartbeat_interval
+        self._self_checks = self_checks
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
         # Jobs taken and not settled, each with when it arrived (loop time), in arrival order
@@ -143,6 +155,7 @@ class Worker:
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
             "mail_dns": mail_dns_probe(settings),
+            "self_checks": SelfChecks.from_settings(settings),
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -177,6 +190,9 @@ class Worker:
                 return
             self._bound = True
             beats = self._start_heartbeat()
+            canaries = None
+            if self._self_checks is not None:  # first run now, beside job intake
+                canaries = asyncio.create_task(self._self_checks.run(self._stopping))
             keeper = asyncio.create_task(self._keep_in_progress())
             log.info(
                 "agent_started",
@@ -196,6 +212,8 @@ class Worker:
                 await asyncio.wait([keeper])
                 if beats is not None:
                     await beats
+                if canaries is not None:
+                    await canaries
                 with contextlib.suppress(*NATS_ERRORS):
                     await sub.unsubscribe()
             log.info("agent_stopped")
@@ -273,6 +291,7 @@ class Worker:
             in_flight=lambda: self.in_flight,
             started_at=utcnow(),
             interval=self._heartbeat_interval,
+            self_check=self._self_checks.snapshot if self._self_checks else None,
         )
         return asyncio.create_task(beat.run(self._stopping))
 
@@ -408,7 +427,9 @@ class Worker:
                 await self._recover(msg, job, exc)
 
     async def _accept(self, msg: Msg, job: CheckJob) -> None:
-        """Run `job` if some agent of this country could, else `term` it with a log line."""
+        """Run `job`, or hand it back for another agent of the country, or end it `inconclusive`
+        unrun (selfcheck_rules.before_run); `term` it with a log line when no agent could run
+        it."""
         if job.country != self.country:
             await self._reject(msg, "job_wrong_country", job_country=job.country)
             return
@@ -418,11 +439,34 @@ class Worker:
         except ValueError as exc:
             await self._reject(msg, "job_malformed", error=str(exc))
             return
-        if self.agent_id in job.avoid_agents and msg.metadata.num_delivered < HAND_OVER_TRIES:
-            log.info("job_handed_over", attempt=msg.metadata.num_delivered)
+        blocked = self._blocked_ports(job)
+        verdict = before_run(
+            blocked=bool(blocked),
+            avoided=self.agent_id in job.avoid_agents,
+            delivered=msg.metadata.num_delivered,
+            seconds_left=(parse_iso(job.expires_at) - utcnow()).total_seconds(),
+        )
+        if verdict == "hand_back":
+            if blocked:
+                log.info(
+                    "job_handed_back", attempt=msg.metadata.num_delivered, blocked_ports=blocked
+                )
+            else:
+                log.info("job_handed_over", attempt=msg.metadata.num_delivered)
             await _settle(msg.nak, HAND_OVER_DELAY_S)
-            return
-        await self._check(msg, job, subject)
+        elif verdict == "inconclusive":
+            assert self._self_checks is not None  # only they block a port
+            why = not_run_message(blocked, self._self_checks.states, self.country)
+            result = build_result(job, self.agent_id, "inconclusive", why, utcnow())
+            await self._finish(msg, job, subject, result, time.perf_counter())
+        else:
+            await self._check(msg, job, subject)
+
+    def _blocked_ports(self, job: CheckJob) -> list[int]:
+        """The job's ports this agent's canaries say it cannot reach."""
+        if self._self_checks is None:
+            return []
+        return [port for port in job_ports(job) if port in self._self_checks.blocked]
 
     async def _recover(self, msg: Msg, job: CheckJob, exc: Exception) -> None:
         """A bug of the agent's, not an outage of the target: end the job with an `internal`
@@ -449,14 +493,44 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(opened, self.agent_id, self._allow_private, self._ssl)
-            # Not for a host the agent refused: its TLSA records are the agent's network's.
-            if job.mail_domain is not None and result.error_kind != "blocked_target":
+            result = await self._explained(job, result)
+            # Not for a host the agent refused (its TLSA records are the agent's network's), nor
+            # when the agent's own path failed the check.
+            if job.mail_domain is not None and result.error_kind not in (
+                "blocked_target",
+                "inconclusive",
+            ):
                 result.mail_dns = await self._mail_dns.probe(
                     job.mail_domain,
                     job.hostname,
                     opened.port or default_port(opened.monitor_type, opened.config),
                     job.timeout_seconds,
                 )
+        await self._finish(msg, job, subject, result, started)
+
+    async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
+        """`result`, or, when it failed before a server answered and a fresh self-check fails
+        the same way, the same result (timings kept) as `inconclusive`, saying which self-check
+        failed and what the check saw."""
+        if self._self_checks is None or (failure := path_failure(job, result)) is None:
+            return result
+        if not checked(failure, self._self_checks.states):
+            return result
+        await self._self_checks.recheck()
+        why = explain(failure, self._self_checks.states)
+        if why is None:
+            return result
+        return msgspec.structs.replace(
+            result,
+            status="inconclusive",
+            error_kind="inconclusive",
+            message=f"inconclusive: {why}; the check saw: {result.error_kind}: {result.message}",
+        )
+
+    async def _finish(
+        self, msg: Msg, job: CheckJob, subject: str, result: CheckResult, started: float
+    ) -> None:
+        """Publish the result, ack the job, and write the check's one log line."""
         seconds = time.perf_counter() - started
         self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
         outcome = await self._publish_and_ack(msg, subject, result)

@@ -537,12 +537,48 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
             description="port of the agent's `/metrics`, `/health` and `/ready`; `0`: none",
         ),
     ] = 9464
+    agent_canaries: Annotated[
+        str | None,
+        Meta(
+            description="self-check canaries: comma-separated known-good `host:port` (at most"
+            " 16) the agent connects to, testing its own path, one or more per port its checks"
+            " use (SMTP 25, submission 587/465, IMAP 143/993, POP3 110/995; IP addresses keep"
+            " them apart from the resolver check); a port all of whose canaries fail is"
+            " blocked: its jobs go to other agents of the country, or end `inconclusive`."
+            " Unset (and no `AGENT_CANARY_RESOLVE`): no self-checks"
+        ),
+    ] = None
+    agent_canary_resolve: Annotated[
+        str | None,
+        Meta(
+            description="self-check of the resolver: a name that must resolve through the one"
+            " the checks use (the system's, not `AGENT_DNS_RESOLVER`); while it does not, `dns`"
+            " failures end `inconclusive`"
+        ),
+    ] = None
+    agent_canary_interval_seconds: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description="how often the canaries run; also right after a check failed before a"
+            " server answered, at most every 5 s",
+        ),
+    ] = 60.0
+    agent_canary_timeout_seconds: Annotated[
+        float, Meta(gt=0, le=60, description="how long one canary may take before it fails")
+    ] = 5.0
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
     log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
 
     def __post_init__(self) -> None:
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         _check_country("AGENT_COUNTRY", self.agent_country)
+        if self.agent_canaries is not None:
+            parse_canaries(self.agent_canaries)
+        if self.agent_canary_resolve is not None and not _HOSTNAME.fullmatch(
+            self.agent_canary_resolve
+        ):
+            raise ValueError("AGENT_CANARY_RESOLVE must be a host name like example.org")
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.agent_mta_sts_ca_file is not None:
             try:
@@ -563,6 +599,40 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
                     OpeningKeys([key])
                 except SealingError as exc:  # says what is wrong, never the key
                     raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
+
+
+# A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, each of
+# at most 63 (the resolver refuses longer ones); one way to match, so no backtracking blow-up.
+_LABEL = r"[0-9A-Za-z_]([0-9A-Za-z_-]{0,61}[0-9A-Za-z_])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+_CANARY = re.compile(r"(\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[^\[\]:]+)):(?P<port>\d{1,5})")
+# Each canary is a TCP connect per run, and each is listed in the heartbeat (4 KiB at most).
+CANARIES_MAX = 16
+
+
+def parse_canaries(value: str) -> list[tuple[str, int]]:
+    """AGENT_CANARIES as (host, port) pairs, in order, without repeats; ValueError naming the
+    setting and the entry's position, never its text (a mistyped URL could hold a password),
+    when one is not `host:port`."""
+    found: dict[tuple[str, int], None] = {}
+    entries = [e.strip() for e in value.split(",")]
+    for n, entry in enumerate(entries, 1):
+        match = _CANARY.fullmatch(entry)
+        host = match and (match["v6"] or match["name"])
+        if (
+            match is None
+            or not host
+            or not (match["v6"] or _HOSTNAME.fullmatch(host))
+            or not 1 <= int(match["port"]) <= 65535
+        ):
+            raise ValueError(
+                f"AGENT_CANARIES: entry {n} of {len(entries)} is not `host:port` (port"
+                " 1-65535, an IPv6 address in brackets)"
+            )
+        found[(host, int(match["port"]))] = None
+    if len(found) > CANARIES_MAX:
+        raise ValueError(f"AGENT_CANARIES holds {len(found)} canaries; at most {CANARIES_MAX}")
+    return list(found)
 
 
 def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:

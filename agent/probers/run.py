@@ -97,7 +97,7 @@ def build_result(
         scheduled_at=job.scheduled_at,
         started_at=iso_ms(started),
         finished_at=iso_ms(utcnow()),
-        status="up" if kind is None else "down",
+        status="up" if kind is None else "inconclusive" if kind == "inconclusive" else "down",
         error_kind=kind,
         message=publishable(message, secrets),
         banner=None if rec.banner is None else publishable(rec.banner, secrets),

@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared import embedded
 from shared.streams import ensure_streams
+from tests.netns import netns as netns
 
 # Real ISO codes, one per test, so tests never see each other's jobs, consumers or results
 # on the session-wide server. DE is kept for the `python -m agent --country DE` test.
@@ -69,6 +70,31 @@ _COUNTRIES = iter(
         "IL",
         "AE",
         "SA",
+        "UA",
+        "RS",
+        "MK",
+        "AL",
+        "UZ",
+        "GH",
+        "SN",
+        "CI",
+        "CM",
+        "RW",
+        "ET",
+        "DZ",
+        "LY",
+        "SD",
+        "ZM",
+        "MZ",
+        "AO",
+        "BW",
+        "NA",
+        "MU",
+        "MG",
+        "BO",
+        "PY",
+        "VE",
+        "CR",
     ]
 )
 

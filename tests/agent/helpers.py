@@ -1,6 +1,7 @@
 """Publishing jobs, reading results and counting leftovers, as the controller and readers would."""
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,13 @@ class SmtpLikePeer(ScriptedPeer):
         self.connections += 1
         await asyncio.sleep(self.delays.pop() if self.delays else self.delay)
         await super().handle(reader, writer)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound and released: refused until reused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def job_for(country: str, port: int, monitor_type: MonitorType = "smtp", **extra: Any) -> CheckJob:

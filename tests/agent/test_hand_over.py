@@ -8,7 +8,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
-from agent.worker import HAND_OVER_TRIES
+from agent.selfcheck_rules import HAND_OVER_TRIES
 from tests.agent.helpers import (
     SmtpLikePeer,
     capture,

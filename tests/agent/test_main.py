@@ -88,6 +88,35 @@ async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(nc: NATS) ->
     assert not [line for line in logs if line["level"] not in ("debug", "info")]
 
 
+async def test_an_agent_with_canaries_reports_them_in_its_heartbeat(nc: NATS) -> None:
+    """AGENT_CANARIES and AGENT_CANARY_RESOLVE reach the worker: the beats carry what the
+    canaries saw, and a port all of whose canaries fail is blocked, logged once."""
+    agent_id = f"DE-canary-{uuid.uuid4().hex[:8]}"
+    closed = embedded.free_port()
+    beats = await nc.subscribe(heartbeats_subject("DE", agent_id))
+    await nc.flush()
+    proc = await start_agent(
+        "--country",
+        "DE",
+        NATS_URL=nats_url_of(nc),
+        AGENT_ID=agent_id,
+        AGENT_CANARIES=f"127.0.0.1:{closed}",
+        AGENT_CANARY_RESOLVE="localhost",
+    )
+    try:
+        beat = decode_heartbeat((await beats.next_msg(timeout=10)).data)
+        while beat.self_check is None or beat.self_check.resolver_ok is None:
+            beat = decode_heartbeat((await beats.next_msg(timeout=5)).data)
+    finally:
+        logs = await stop_agent(proc)
+    assert beat.self_check.blocked_ports == [closed]
+    assert [(c.target, c.ok, c.error) for c in beat.self_check.canaries] == [
+        (f"127.0.0.1:{closed}", False, "refused"),
+        ("localhost", True, ""),
+    ]
+    assert [line["port"] for line in logs if line["event"] == "port_blocked"] == [closed]
+
+
 def nats_url_of(nc: NATS) -> str:
     assert nc.connected_url is not None
     return f"nats://{nc.connected_url.netloc}"
@@ -118,6 +147,11 @@ async def test_agent_keeps_trying_an_unreachable_nats_and_still_stops_on_sigterm
         (["--country", "DE"], {"NATS_URL": "http://x"}, "error: setting NATS_URL must start"),
         (["--country", "DE"], {"AGENT_CONCURRENCY": "0"}, "error: setting AGENT_CONCURRENCY"),
         (["--country", "DE"], {"AGENT_ID": "a b"}, "error: setting AGENT_ID must be"),
+        (
+            ["--country", "DE"],
+            {"AGENT_CANARIES": "127.0.0.1:25,mx.example"},
+            "error: setting AGENT_CANARIES: entry 2 of 2 is not `host:port`",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_on_stderr_and_exit_2(

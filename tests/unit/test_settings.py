@@ -3,7 +3,7 @@
 import pytest
 
 from controller.secretbox import generate_key
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
+from shared.settings import AgentSettings, ControllerSettings, SettingsError, load, parse_canaries
 
 GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
 
@@ -80,3 +80,46 @@ def test_notification_settings_load() -> None:
     from controller.notify import channels
 
     assert sorted(channels(settings)) == ["email", "sms"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AGENT_CANARIES": "smtp.example"}, "AGENT_CANARIES: entry 1 of 1 is not `host:port`"),
+        ({"AGENT_CANARIES": "a:25,b:0"}, "AGENT_CANARIES: entry 2 of 2 is not `host:port`"),
+        ({"AGENT_CANARIES": "a:65536"}, "entry 1 of 1"),
+        ({"AGENT_CANARIES": "a:25,"}, "entry 2 of 2"),
+        ({"AGENT_CANARIES": "::1:25"}, "entry 1 of 1"),  # IPv6 needs brackets
+        ({"AGENT_CANARIES": "[nope]:25"}, "entry 1 of 1"),
+        ({"AGENT_CANARIES": "a b:25"}, "entry 1 of 1"),
+        ({"AGENT_CANARIES": f"{'a' * 64}.example:25"}, "entry 1 of 1"),  # a label > 63
+        ({"AGENT_CANARIES": ",".join(f"h{n}:25" for n in range(17))}, "at most 16"),
+        ({"AGENT_CANARY_RESOLVE": "no such name!"}, "AGENT_CANARY_RESOLVE must be a host name"),
+        ({"AGENT_CANARY_INTERVAL_SECONDS": "0"}, "setting AGENT_CANARY_INTERVAL_SECONDS is"),
+        ({"AGENT_CANARY_TIMEOUT_SECONDS": "0"}, "setting AGENT_CANARY_TIMEOUT_SECONDS is"),
+    ],
+)
+def test_a_bad_canary_setting_stops_the_agent_naming_it(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(AgentSettings, env, agent_country="DE")
+    assert message in str(caught.value)
+
+
+def test_a_canary_entry_with_credentials_is_refused_without_repeating_them() -> None:
+    """A URL pasted by mistake (`user:password@host:port`) is named by position only."""
+    with pytest.raises(SettingsError) as caught:
+        load(AgentSettings, {"AGENT_CANARIES": "10.0.0.1:25,bob:hunter2@mx:25"}, agent_country="DE")
+    assert "entry 2 of 2" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_canaries_may_be_private_loopback_or_ipv6_and_repeats_count_once() -> None:
+    env = {"AGENT_CANARIES": "127.0.0.1:25, 10.0.0.5:993,[::1]:110,127.0.0.1:25"}
+    settings = load(AgentSettings, env, agent_country="DE")
+    assert parse_canaries(settings.agent_canaries or "") == [
+        ("127.0.0.1", 25),
+        ("10.0.0.5", 993),
+        ("::1", 110),
+    ]
+    assert settings.agent_canary_interval_seconds == 60
+    assert settings.agent_canary_timeout_seconds == 5
