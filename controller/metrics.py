@@ -4,6 +4,10 @@ Labels stay few and bounded (country, type, status, error kind, channel, method,
 status class), never a monitor, job or user: one series per monitor would grow without limit.
 The code that does the work calls one function here per event; gauges that need a question to
 PostgreSQL or NATS (outbox backlog, ingest lag) are sampled by `sample_every` instead.
+
+The live agents' self-checks are read off this controller's view when `/metrics` is asked
+(`agents_exposition`), so an agent that is gone leaves no series behind; per agent they are
+bounded by AGENTS_PER_COUNTRY_MAX and the caps of controller.self_check.
 """
 
 import asyncio
@@ -16,11 +20,20 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
-from controller.db.results import MISSED_KINDS, ResultRow
-from shared.messages import ERROR_KINDS, CheckJob, CheckResult
+from controller.db.results import INCONCLUSIVE, MISSED_KINDS, ResultRow
+from shared.messages import ERROR_KINDS, AgentHeartbeat, CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -97,9 +110,50 @@ API_REQUESTS = Histogram(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The registry in the text format, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def exposition(agents: Sequence[AgentHeartbeat] = ()) -> tuple[bytes, str]:
+    """The registry in the text format, then the live `agents`' self-checks; the content
+    type."""
+    own = CollectorRegistry(auto_describe=False)
+    own.register(_SelfChecks(agents))
+    return generate_latest(REGISTRY) + generate_latest(own), CONTENT_TYPE_LATEST
+
+
+class _SelfChecks(Collector):
+    """Per live agent: its blocked ports (a series each, 1), its canaries (1 ok, 0 failing,
+    none before the first run) and its resolver check."""
+
+    def __init__(self, agents: Sequence[AgentHeartbeat]) -> None:
+        self._agents = agents
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        agent = ["country", "agent"]
+        blocked = GaugeMetricFamily(
+            "mailprobe_agent_port_blocked",
+            "1 for each port none of the agent's canaries reaches (its jobs go to other agents)",
+            labels=[*agent, "port"],
+        )
+        canary = GaugeMetricFamily(
+            "mailprobe_agent_canary_ok",
+            "the agent's self-check canary: 1 ok, 0 failing (absent until it first ran)",
+            labels=[*agent, "kind", "target"],
+        )
+        resolver = GaugeMetricFamily(
+            "mailprobe_agent_resolver_ok",
+            "the agent's resolver check: 1 ok, 0 failing (absent when none ran)",
+            labels=agent,
+        )
+        for a in self._agents:
+            check, key = a.self_check, [a.country, a.agent_id]
+            if check is None:
+                continue
+            for port in check.blocked_ports:
+                blocked.add_metric([*key, str(port)], 1.0)
+            for c in check.canaries:
+                if c.ok is not None:
+                    canary.add_metric([*key, c.kind, c.target], float(c.ok))
+            if check.resolver_ok is not None:
+                resolver.add_metric(key, float(check.resolver_ok))
+        yield from (blocked, canary, resolver)
 
 
 def jobs_published(jobs: Iterable[CheckJob]) -> None:
@@ -137,11 +191,14 @@ def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
 
 
 def _labels(r: CheckResult) -> tuple[str, str, str]:
-    """Country, status as stored (`missed` for a round nobody ran) and error kind: one of the
-    known kinds or `other`, since an agent (a newer or a rogue one) may send any string and
-    each new label value would be a new series for as long as the process lives."""
+    """Country, status as stored (`missed` for a round nobody ran, `inconclusive` when the
+    agent's own path explains the failure) and error kind: one of the known kinds or `other`,
+    since an agent (a newer or a rogue one) may send any string and each new label value would
+    be a new series for as long as the process lives."""
     if r.status == "up":
         return r.country, "up", "none"
+    if INCONCLUSIVE in (r.status, r.error_kind):
+        return r.country, INCONCLUSIVE, INCONCLUSIVE
     kind = r.error_kind or "none"
     if kind != "none" and kind not in ERROR_KINDS:
         kind = "other"
