@@ -3,6 +3,14 @@ its resolver check) in the alerter, on real PostgreSQL, NATS events, the outbox 
 and SMS peers: like missed ones, never failing, never down, never a notification, never a
 confirmation round; a round mixing them with real failures is judged on the real ones."""
 
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+
+from controller.db import results
+from controller.db.results import CheckedResult
+from shared.timefmt import iso_ms
 from tests.alerting.conftest import DOWN, UP, Rig
 
 INC = "inconclusive"
@@ -70,3 +78,47 @@ async def test_inconclusive_rounds_neither_recover_nor_extend_an_open_incident(r
     assert incident["ended_at"] == rig.at(5)  # two up rounds recovered it, from the first
     kinds = sorted(r["kind"] for r in await rig.outbox_rows(m))
     assert kinds == ["down", "down", "recovered", "recovered"]  # no reminder, no second outage
+
+
+async def store_with_tls(rig: Rig, monitor: asyncpg.Record, n: int, status: str) -> None:
+    """Round `n`: FR up on the server's certificate; DE `status` on a certificate for another
+    host that does not verify (what a captive portal or an intercepting proxy on DE's path
+    would show), stored as the ingester stores agents' results."""
+    at = rig.at(n)
+    rows = []
+    for cc, st, tls in (
+        ("FR", "up", {"version": "TLSv1.3", "chainVerified": True, "nameMatched": True}),
+        ("DE", status, {"version": "TLSv1.3", "chainVerified": False, "nameMatched": False}),
+    ):
+        wire = {
+            "jobId": rig.job_ids.make(str(monitor["public_id"]), cc, at),
+            "monitorId": str(monitor["public_id"]),
+            "monitorType": "smtp",
+            "country": cc,
+            "agentId": f"{cc}-agent",
+            "scheduledAt": iso_ms(at),
+            "startedAt": iso_ms(at),
+            "finishedAt": iso_ms(at + timedelta(seconds=1)),
+            "status": st,
+            "errorKind": None if st == "up" else INC if st == INC else "tls",
+            "message": "" if st == "up" else "certificate verify failed",
+            "tls": tls,
+        }
+        rows.append(msgspec.convert(wire, CheckedResult))
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await results.store(conn, rows)
+    await rig.alerter.burst()
+
+
+async def test_what_an_inconclusive_agent_saw_is_no_posture_finding(rig: Rig) -> None:
+    """An agent whose own path is broken may see a stranger's certificate: the server's
+    posture is judged on conclusive results only (a `down` one with the same facts is)."""
+    countries = ["DE", "FR"]
+    blocked = await rig.monitor(countries)
+    control = await rig.monitor(countries, name="Control")
+    await store_with_tls(rig, blocked, 0, INC)
+    await store_with_tls(rig, control, 0, "down")
+    query = "SELECT code, country FROM posture_findings WHERE monitor_id = $1 ORDER BY code"
+    seen = [tuple(r.values()) for r in await rig.fetch(query, control["id"])]
+    assert ("name_mismatch", "DE") in seen
+    assert await rig.fetch(query, blocked["id"]) == []
