@@ -26,6 +26,7 @@ from shared.timefmt import iso_ms, utcnow
 from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
+from tests.console.helpers import Browserish
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_ingest import publish, result, rows
 from tests.pipeline.test_live_agents import beat
@@ -226,3 +227,20 @@ async def test_a_change_of_an_agents_blocked_ports_is_logged_not_every_beat(nc: 
             beats(25)
     changes = [e for e in logs if e["event"] == "agent_blocked_ports_changed"]
     assert [(e["agent_id"], e["blocked_ports"]) for e in changes] == [("a1", [25])]
+
+
+async def test_the_consoles_agents_page_shows_blocked_ports_and_failing_canaries(
+    api: httpx.AsyncClient, org: Tenant, countries: Countries
+) -> None:
+    (cc,) = countries.take()
+    agent = f"page-{uuid.uuid4().hex[:6]}"
+    failing = CanaryState(kind="port", target="mx.canary.test:25", ok=False, error="<timed out>")
+    healthy = CanaryState(kind="port", target="mx.canary.test:587", ok=True)
+    check = SelfCheck(canaries=[failing, healthy], blocked_ports=[25], resolver_ok=False)
+    await countries.live(cc, agent, self_check=check)
+    r = await Browserish(api, session=org.tokens["readonly"]).get("/console/agents")
+    assert r.status_code == 200
+    (row,) = [line for line in r.text.split("<tr>") if f"<td>{agent}</td>" in line]
+    assert "blocked: 25" in row and "resolver failing" in row
+    assert "port mx.canary.test:25 failing" in row and "mx.canary.test:587" not in row
+    assert 'title="&lt;timed out&gt;"' in row  # the agent's text, escaped
