@@ -36,7 +36,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from controller import self_check
+from controller import metrics, self_check
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
 from shared.messages import AgentHeartbeat, SelfCheck
 from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
@@ -116,10 +116,12 @@ class LiveAgents:
     async def start(self) -> None:
         """Subscribe; the warm-up starts now."""
         self._sub = await self._nc.subscribe(HEARTBEATS_SUBJECTS, cb=self._on_message)
+        metrics.watch_agents(self)
         self._reconnects = self._nc.stats["reconnects"]
         self._connected_at = self._clock()
 
     async def stop(self) -> None:
+        metrics.unwatch_agents(self)
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
                 await self._sub.unsubscribe()

@@ -156,9 +156,8 @@ async def housekeeping(pool: asyncpg.Pool) -> None:
     summary="Prometheus metrics (text exposition format)",
     include_in_schema=False,
 )
-async def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    pipeline: Pipeline | None = request.app.state.pipeline
-    body, content_type = metrics.exposition(pipeline.agents.agents() if pipeline else ())
+async def prometheus_metrics() -> Response[bytes]:
+    body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
 

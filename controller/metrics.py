@@ -5,9 +5,9 @@ status class), never a monitor, job or user: one series per monitor would grow w
 The code that does the work calls one function here per event; gauges that need a question to
 PostgreSQL or NATS (outbox backlog, ingest lag) are sampled by `sample_every` instead.
 
-The live agents' self-checks are read off this controller's view when `/metrics` is asked
-(`agents_exposition`), so an agent that is gone leaves no series behind; per agent they are
-bounded by AGENTS_PER_COUNTRY_MAX and the caps of controller.self_check.
+The live agents' self-checks are read off this controller's view of them whenever the registry is
+collected (`watch_agents`), so an agent that is gone leaves no series behind; they are bounded by
+AGENTS_PER_COUNTRY_MAX per country and the caps of controller.self_check per agent.
 """
 
 import asyncio
@@ -15,19 +15,13 @@ import contextlib
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -110,20 +104,31 @@ API_REQUESTS = Histogram(
 )
 
 
-def exposition(agents: Sequence[AgentHeartbeat] = ()) -> tuple[bytes, str]:
-    """The registry in the text format, then the live `agents`' self-checks; the content
-    type."""
-    own = CollectorRegistry(auto_describe=False)
-    own.register(_SelfChecks(agents))
-    return generate_latest(REGISTRY) + generate_latest(own), CONTENT_TYPE_LATEST
+def exposition() -> tuple[bytes, str]:
+    """The registry in the text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class AgentsView(Protocol):
+    def agents(self) -> list[AgentHeartbeat]: ...
+
+
+_VIEWS: set[AgentsView] = set()
+
+
+def watch_agents(view: AgentsView) -> None:
+    """Export `view`'s live agents' self-checks (controller.agents.LiveAgents, once started)."""
+    _VIEWS.add(view)
+
+
+def unwatch_agents(view: AgentsView) -> None:
+    _VIEWS.discard(view)
 
 
 class _SelfChecks(Collector):
     """Per live agent: its blocked ports (a series each, 1), its canaries (1 ok, 0 failing,
-    none before the first run) and its resolver check."""
-
-    def __init__(self, agents: Sequence[AgentHeartbeat]) -> None:
-        self._agents = agents
+    none before the first run) and its resolver check, read off the watched views (an agent
+    seen by two is exported once)."""
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         agent = ["country", "agent"]
@@ -142,9 +147,12 @@ class _SelfChecks(Collector):
             "the agent's resolver check: 1 ok, 0 failing (absent when none ran)",
             labels=agent,
         )
-        for a in self._agents:
-            check, key = a.self_check, [a.country, a.agent_id]
-            if check is None:
+        live: dict[tuple[str, str], AgentHeartbeat] = {}
+        for view in list(_VIEWS):
+            for a in view.agents():
+                live.setdefault((a.country, a.agent_id), a)
+        for key, a in sorted(live.items()):
+            if (check := a.self_check) is None:
                 continue
             for port in check.blocked_ports:
                 blocked.add_metric([*key, str(port)], 1.0)
@@ -152,8 +160,11 @@ class _SelfChecks(Collector):
                 if c.ok is not None:
                     canary.add_metric([*key, c.kind, c.target], float(c.ok))
             if check.resolver_ok is not None:
-                resolver.add_metric(key, float(check.resolver_ok))
+                resolver.add_metric(list(key), float(check.resolver_ok))
         yield from (blocked, canary, resolver)
+
+
+REGISTRY.register(_SelfChecks())
 
 
 def jobs_published(jobs: Iterable[CheckJob]) -> None:
