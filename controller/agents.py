@@ -8,9 +8,14 @@ heard of for `ttl_s` is gone, and a beat with `stopping` removes it at once.
 
 Each country holds at most `per_country_max` agents: heartbeats of further agent ids of a full
 country are dropped (logged), so no country's flood pushes out or blocks another's. A heartbeat
-is a few hundred bytes; a larger one is dropped, and dropped messages are logged at most once a
-second per country and reason (with the count of those not logged), so no agent can fill the
-controller's memory or its log.
+is a few hundred bytes (a few KiB with its self-check); one over MAX_HEARTBEAT_BYTES is dropped,
+and dropped messages are logged at most once a second per country and reason (with the count of
+those not logged), so no agent can fill the controller's memory or its log.
+
+An agent's self-check (`selfCheck`: canaries, blocked ports) is kept capped
+(controller.self_check); one that does not decode is dropped, with a log line, and the beat is
+kept without it: a malformed self-check never makes a live agent look gone. A change of an
+agent's blocked ports is logged (at most once a second per country), not every beat.
 
 Warm-up: after the connection to NATS is (re)made, the view is incomplete until every live
 agent had the time to beat; until `warmup_s` has passed, `is_warm()` is False and the
@@ -31,18 +36,29 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from controller import metrics, self_check
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
-from shared.messages import AgentHeartbeat, decode_heartbeat
+from shared.messages import AgentHeartbeat, SelfCheck
 from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_PER_COUNTRY_MAX = 500
-MAX_HEARTBEAT_BYTES = 4096
+MAX_HEARTBEAT_BYTES = 16384  # a beat with self_check.CANARIES_MAX canaries at their limits fits
 LOG_EVERY_S = 1.0
 WARM_POLL_S = 0.05
 _COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class _Beat(AgentHeartbeat, kw_only=True):
+    """A heartbeat whose self-check is decoded apart, so a malformed one loses only itself."""
+
+    self_check: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # type: ignore[assignment]
+
+
+_decode_beat = msgspec.json.Decoder(_Beat).decode
+_decode_self_check = msgspec.json.Decoder(SelfCheck).decode
 
 
 class AgentsUnknownError(Exception):
@@ -100,10 +116,12 @@ class LiveAgents:
     async def start(self) -> None:
         """Subscribe; the warm-up starts now."""
         self._sub = await self._nc.subscribe(HEARTBEATS_SUBJECTS, cb=self._on_message)
+        metrics.watch_agents(self)
         self._reconnects = self._nc.stats["reconnects"]
         self._connected_at = self._clock()
 
     async def stop(self) -> None:
+        metrics.unwatch_agents(self)
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
                 await self._sub.unsubscribe()
@@ -156,10 +174,14 @@ class LiveAgents:
                 raise ValueError("expected mon.heartbeats.CC.<agentId>")
             if len(data) > MAX_HEARTBEAT_BYTES:
                 raise ValueError(f"{len(data)} bytes, over {MAX_HEARTBEAT_BYTES}")
-            beat = decode_heartbeat(data)
+            lenient = _decode_beat(data)
         except (ValueError, msgspec.DecodeError) as exc:
             self._quiet.warn("heartbeat_malformed", cc, subject=subject, error=str(exc))
             return
+        beat = AgentHeartbeat(
+            **msgspec.structs.asdict(lenient)
+            | {"self_check": self._self_check(cc, subject, lenient)}
+        )
         agent_id = parts[3]
         if (beat.country, beat.agent_id) != (cc, agent_id):
             self._quiet.warn(
@@ -178,7 +200,27 @@ class LiveAgents:
         if agent_id not in agents and len(agents) >= self._max:
             self._quiet.warn("heartbeat_dropped_country_full", cc, limit=self._max)
             return
+        was = agents.get(agent_id)
+        blocked = _blocked(beat)
+        if blocked != (_blocked(was.beat) if was is not None else []):
+            self._quiet.warn(
+                "agent_blocked_ports_changed", cc, agent_id=agent_id, blocked_ports=blocked
+            )
         agents[agent_id] = _Seen(msgspec.structs.replace(beat, seen_at=iso_ms(utcnow())), now)
+
+    def _self_check(self, cc: str, subject: str, beat: _Beat) -> SelfCheck | None:
+        """The beat's self-check, capped; None when it has none, or one that does not decode
+        (logged)."""
+        if bytes(beat.self_check) in (b"", b"null"):
+            return None
+        try:
+            check, cut = self_check.cap(_decode_self_check(beat.self_check))
+        except msgspec.DecodeError as exc:
+            self._quiet.warn("self_check_malformed", cc, subject=subject, error=str(exc))
+            return None
+        if cut:
+            self._quiet.warn("self_check_capped", cc, subject=subject, cut=cut[:5])
+        return check
 
     def _live(self, cc: str, now: float) -> dict[str, _Seen]:
         """Country `cc`'s agents, without those not heard of for the TTL (removed here)."""
@@ -186,3 +228,7 @@ class LiveAgents:
         for agent_id in [a for a, seen in agents.items() if now - seen.at > self._ttl_s]:
             del agents[agent_id]
         return agents
+
+
+def _blocked(beat: AgentHeartbeat) -> list[int]:
+    return beat.self_check.blocked_ports if beat.self_check is not None else []

@@ -14,6 +14,11 @@ by the expected countries, so a dead agent counts as not failing:
 - some failed, but not that many → **degraded**; none failed → **up** (both are passing);
 - none of them ran it → **missed**: neither counter moves.
 
+An **inconclusive** result (the agent's own path explains its failure: a canary of the port, or
+its resolver check, failed too) counts like a missed one: never failing, never passing, so a round
+of only inconclusive countries is missed (its event names them), and a round mixing them with
+real results is judged on the real ones, the inconclusive countries counting as not failing.
+
 `downAfterRounds` failing rounds in a row open an incident (`down`); `recoverAfterRounds`
 passing rounds in a row close it. Before that the monitor is `degraded`, so a flapping server
 never notifies anyone. The evaluation cursor (`last_round_at`) only moves past a round once it
@@ -114,7 +119,7 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
             r.failures.append((row["country"], row["error_kind"], row["message"]))
         elif row["error_kind"] in (login_backoff.HELD, login_backoff.CAPPED):
             r.held.append(row["country"])
-        else:
+        else:  # missed, or inconclusive: neither failing nor passing
             r.missed.append((row["country"], row["error_kind"], row["message"]))
     return found
 

@@ -1,5 +1,5 @@
-"""Why a monitor is down (or why its round ran nowhere), in words a person acts on, from the
-agents' error kinds."""
+"""Why a monitor is down (or why its round ran nowhere or was inconclusive), in words a person
+acts on, from the agents' error kinds."""
 
 from collections import Counter
 from collections.abc import Sequence
@@ -56,6 +56,12 @@ CAUSES: dict[str, tuple[str, str]] = {
         "check not sent",
         "The round was over before the controller could send it (an outage of the controller, "
         "NATS or PostgreSQL).",
+    ),
+    # An agent's own path explains its failure (issue 16): like missed, never an incident's.
+    "inconclusive": (
+        "agent path blocked",
+        "Inconclusive: the agent's own network path failed its self-check (a canary of the port "
+        "or its resolver), so its failure says nothing about the server.",
     ),
 }
 _UNKNOWN = ("failing", "The checks fail.")

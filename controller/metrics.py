@@ -4,6 +4,10 @@ Labels stay few and bounded (country, type, status, error kind, channel, method,
 status class), never a monitor, job or user: one series per monitor would grow without limit.
 The code that does the work calls one function here per event; gauges that need a question to
 PostgreSQL or NATS (outbox backlog, ingest lag) are sampled by `sample_every` instead.
+
+The live agents' self-checks are read off this controller's view of them whenever the registry is
+collected (`watch_agents`), so an agent that is gone leaves no series behind; they are bounded by
+AGENTS_PER_COUNTRY_MAX per country and the caps of controller.self_check per agent.
 """
 
 import asyncio
@@ -11,16 +15,19 @@ import contextlib
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
-from controller.db.results import MISSED_KINDS, ResultRow
-from shared.messages import ERROR_KINDS, CheckJob, CheckResult
+from controller.db.results import INCONCLUSIVE, MISSED_KINDS, ResultRow
+from shared.messages import ERROR_KINDS, AgentHeartbeat, CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -102,6 +109,64 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+class AgentsView(Protocol):
+    def agents(self) -> list[AgentHeartbeat]: ...
+
+
+_VIEWS: set[AgentsView] = set()
+
+
+def watch_agents(view: AgentsView) -> None:
+    """Export `view`'s live agents' self-checks (controller.agents.LiveAgents, once started)."""
+    _VIEWS.add(view)
+
+
+def unwatch_agents(view: AgentsView) -> None:
+    _VIEWS.discard(view)
+
+
+class _SelfChecks(Collector):
+    """Per live agent: its blocked ports (a series each, 1), its canaries (1 ok, 0 failing,
+    none before the first run) and its resolver check, read off the watched views (an agent
+    seen by two is exported once)."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        agent = ["country", "agent"]
+        blocked = GaugeMetricFamily(
+            "mailprobe_agent_port_blocked",
+            "1 for each port none of the agent's canaries reaches (its jobs go to other agents)",
+            labels=[*agent, "port"],
+        )
+        canary = GaugeMetricFamily(
+            "mailprobe_agent_canary_ok",
+            "the agent's self-check canary: 1 ok, 0 failing (absent until it first ran)",
+            labels=[*agent, "kind", "target"],
+        )
+        resolver = GaugeMetricFamily(
+            "mailprobe_agent_resolver_ok",
+            "the agent's resolver check: 1 ok, 0 failing (absent when none ran)",
+            labels=agent,
+        )
+        live: dict[tuple[str, str], AgentHeartbeat] = {}
+        for view in list(_VIEWS):
+            for a in view.agents():
+                live.setdefault((a.country, a.agent_id), a)
+        for key, a in sorted(live.items()):
+            if (check := a.self_check) is None:
+                continue
+            for port in check.blocked_ports:
+                blocked.add_metric([*key, str(port)], 1.0)
+            for c in check.canaries:
+                if c.ok is not None:
+                    canary.add_metric([*key, c.kind, c.target], float(c.ok))
+            if check.resolver_ok is not None:
+                resolver.add_metric(list(key), float(check.resolver_ok))
+        yield from (blocked, canary, resolver)
+
+
+REGISTRY.register(_SelfChecks())
+
+
 def jobs_published(jobs: Iterable[CheckJob]) -> None:
     for country, n in Tally(job.country for job in jobs).items():
         JOBS_PUBLISHED.labels(country).inc(n)
@@ -137,11 +202,14 @@ def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
 
 
 def _labels(r: CheckResult) -> tuple[str, str, str]:
-    """Country, status as stored (`missed` for a round nobody ran) and error kind: one of the
-    known kinds or `other`, since an agent (a newer or a rogue one) may send any string and
-    each new label value would be a new series for as long as the process lives."""
+    """Country, status as stored (`missed` for a round nobody ran, `inconclusive` when the
+    agent's own path explains the failure) and error kind: one of the known kinds or `other`,
+    since an agent (a newer or a rogue one) may send any string and each new label value would
+    be a new series for as long as the process lives."""
     if r.status == "up":
         return r.country, "up", "none"
+    if INCONCLUSIVE in (r.status, r.error_kind):
+        return r.country, INCONCLUSIVE, INCONCLUSIVE
     kind = r.error_kind or "none"
     if kind != "none" and kind not in ERROR_KINDS:
         kind = "other"

@@ -13,6 +13,7 @@ import re
 import ssl
 import sys
 from collections.abc import Callable, Mapping
+from typing import get_args
 from uuid import UUID
 
 import msgspec
@@ -20,7 +21,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from shared.messages import CheckResult, decode_result
+from shared.messages import CheckResult, Status, decode_result
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
@@ -42,7 +43,11 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     cmd = sub.add_parser("tail", help="print check results as they arrive (Ctrl-C stops)")
     cmd.add_argument("--country", type=_country, help="only results from this country")
     cmd.add_argument("--monitor", type=_monitor, help="only this monitor (its publicId)")
-    cmd.add_argument("--status", choices=("up", "down"), help="only up or only down results")
+    cmd.add_argument(
+        "--status",
+        choices=get_args(Status),
+        help="only up, only down or only inconclusive results (the agent's own path failed)",
+    )
     cmd.add_argument("--nats", default=None, help=f"NATS URL (default: NATS_URL or {DEFAULT_NATS})")
 
 

@@ -227,10 +227,11 @@ class RoundTripMonitor(_MonitorOut, kw_only=True):
 
 
 class LatestResult(msgspec.Struct, rename="camel", kw_only=True):
-    """A country's latest round: `status` is `up`, `down` or `missed` (error kind `no_agent`:
+    """A country's latest round: `status` is `up`, `down`, `missed` (error kind `no_agent`:
     no live agent in the country; `expired`: no agent ran it in time; `no_seal_key`: no sealing
-    key for the country, so its credentials were not sent). `checkedAt` is when the
-    check ended, null for a round that did not run."""
+    key for the country, so its credentials were not sent) or `inconclusive` (the agent's own
+    path failed its self-check: neither up nor down). `checkedAt` is when the check ended, null
+    for a round that did not run."""
 
     country: str
     status: str

@@ -1,6 +1,6 @@
 """The OpenAPI document made to say what the API does: its error bodies, its error statuses,
-bearer authentication, UUID path ids, the request rules the handlers enforce, and links from
-each create to what the new resource's id opens.
+bearer authentication, UUID path ids, the request rules the handlers enforce, the statuses a
+result may have, and links from each create to what the new resource's id opens.
 
 Litestar documents every error as its own default body (`status_code`, `detail`, `extra`) and
 only 400; the API answers `errors.ErrorBody` (AlertSite's `{"errors": [...]}` under `/api/v3`)
@@ -346,6 +346,19 @@ def _constrain(schema: JsonObject, kind: str, rule: JsonObject) -> None:
         _constrain(schema["items"], kind, rule)
 
 
+# A result's status as the API shows it (results, latest results, countries): the wire's `up`,
+# `down` and `inconclusive`, and the controller's own `missed`.
+RESULT_STATUSES = ["up", "down", "missed", "inconclusive"]
+_RESULT_STATUS = {
+    "type": "string",
+    "enum": RESULT_STATUSES,
+    "description": "`missed`: the check did not run (errorKind says why); `inconclusive`: the "
+    "agent's own path failed its self-check (a canary of the port, or its resolver), so the "
+    "failure says nothing about the server; both count neither as up nor as down",
+}
+_WITH_RESULT_STATUS = ("CheckResultOut", "LatestResult", "CountryState")
+
+
 def document(app: Litestar) -> None:
     """Rewrite `app`'s OpenAPI document in place (an `on_startup` hook)."""
     rewrite(app.openapi_schema)
@@ -360,6 +373,10 @@ def rewrite(spec: OpenAPI) -> None:
     for name, schema in request_schemas().items():
         if name in schemas:  # Litestar names components by class, as msgspec does
             schemas[name] = cast(Schema, schema)  # a dict renders as itself
+    for name in _WITH_RESULT_STATUS:
+        response = schemas.get(name)
+        if isinstance(response, Schema) and response.properties:
+            response.properties["status"] = cast(Schema, _RESULT_STATUS)
     components.security_schemes = {
         BEARER: SecurityScheme(
             type="http",

@@ -20,7 +20,7 @@ from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public
 from controller.db import monitors, results
 from controller.db.accounts import Principal
 from controller.pipeline import Pipeline
-from shared.messages import AuthResults, Hop, MailDns, Phases, TlsInfo
+from shared.messages import AuthResults, Hop, MailDns, Phases, SelfCheck, TlsInfo
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -50,7 +50,9 @@ WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", ti
 class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     """The wire `CheckResult`, plus `storedAt`; `status` may also be `missed` (error kind
     `no_agent`: no live agent in the country, `expired`: no agent ran it in time, or
-    `no_seal_key`: its credentials could not be sealed to the country, so it was not sent)."""
+    `no_seal_key`: its credentials could not be sealed to the country, so it was not sent), and
+    `inconclusive` (error kind `inconclusive`: the agent's own path failed its self-check, so
+    the failure says nothing about the server; counted like missed)."""
 
     v: int = 1
     job_id: str
@@ -88,7 +90,8 @@ class CheckResultPage(msgspec.Struct, rename="camel"):
 
 
 class Counts(msgspec.Struct, rename="camel"):
-    """`uptimePercent` = up / (up + down); missed rounds count for neither; null without data."""
+    """`uptimePercent` = up / (up + down); missed and inconclusive rounds (both in `missed`)
+    count for neither; null without data."""
 
     up: int
     down: int
@@ -138,6 +141,11 @@ class Triggered(msgspec.Struct, rename="camel"):
 
 
 class AgentOut(msgspec.Struct, rename="camel"):
+    """A live agent; `selfCheck`: its canaries' last states, the ports none of its canaries
+    reach (`blockedPorts`: their jobs go to other agents of the country) and its resolver
+    check, as its latest heartbeat said (capped: controller.self_check); null when the agent
+    has no canaries configured."""
+
     id: str
     country: str
     version: str
@@ -145,6 +153,7 @@ class AgentOut(msgspec.Struct, rename="camel"):
     started_at: str
     in_flight: int
     capacity: int
+    self_check: SelfCheck | None = None
 
 
 class CountryAgents(msgspec.Struct, rename="camel"):
@@ -422,7 +431,14 @@ async def list_agents(request: AuthedRequest) -> AgentsOut:
     for b in beats:
         by_country.setdefault(b.country, []).append(
             AgentOut(
-                b.agent_id, b.country, b.version, b.seen_at, b.started_at, b.in_flight, b.capacity
+                b.agent_id,
+                b.country,
+                b.version,
+                b.seen_at,
+                b.started_at,
+                b.in_flight,
+                b.capacity,
+                b.self_check,
             )
         )
     return AgentsOut([CountryAgents(cc, a) for cc, a in sorted(by_country.items())], len(beats))

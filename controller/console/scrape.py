@@ -6,8 +6,11 @@ name and kind, the country and (for phases) one of five phase names; never a hos
 or an error text. The series:
 
 - `mailprobe_monitor_state{monitor,name,kind,state}`: 1 for the monitor's state, 0 for the others
-- `mailprobe_check_up{monitor,country}`: 1 up, 0 down (absent while the round was missed)
+- `mailprobe_check_up{monitor,country}`: 1 up, 0 down (absent while the round was missed or
+  inconclusive: neither says anything of the server)
 - `mailprobe_check_missed{monitor,country}`: 1 when the latest round ran nowhere
+- `mailprobe_check_inconclusive{monitor,country}`: 1 when the latest round's agent found its own
+  path broken (a canary of the port, or its resolver check, failed too)
 - `mailprobe_check_response_seconds{monitor,country}`, `mailprobe_check_phase_seconds{...,phase}`
 - `mailprobe_tls_cert_days_left{monitor,country}`
 - `mailprobe_check_scheduled_timestamp_seconds{monitor,country}`: when the latest round was due
@@ -32,6 +35,7 @@ from controller.api import guards
 from controller.console.pages import page, pool_of
 from controller.console.session import PREFIX, principal_of
 from controller.db import console, scrape
+from controller.db.results import INCONCLUSIVE, UNCOUNTED
 from controller.security import token_digest
 
 log = structlog.get_logger(__name__)
@@ -66,6 +70,11 @@ class _Series(Collector):
         missed = GaugeMetricFamily(
             "mailprobe_check_missed", "1 when the latest round ran nowhere", labels=mc
         )
+        inconclusive = GaugeMetricFamily(
+            "mailprobe_check_inconclusive",
+            "1 when the latest check was inconclusive (the agent's own path failed its self-check)",
+            labels=mc,
+        )
         rt = GaugeMetricFamily(
             "mailprobe_check_response_seconds", "Latest check's response time", labels=mc
         )
@@ -83,8 +92,9 @@ class _Series(Collector):
         for r in self.latest:
             key = [str(r["public_id"]), r["country"]]
             missed.add_metric(key, float(r["last_status"] == "missed"))
+            inconclusive.add_metric(key, float(r["last_status"] == INCONCLUSIVE))
             due.add_metric(key, r["last_scheduled_at"].timestamp())
-            if r["last_status"] != "missed":
+            if r["last_status"] not in UNCOUNTED:
                 up.add_metric(key, float(r["last_status"] == "up"))
             if r["response_time_ms"] is not None:
                 rt.add_metric(key, r["response_time_ms"] / 1000)
@@ -95,7 +105,7 @@ class _Series(Collector):
             left = (r["tls"] or {}).get("certDaysLeft")
             if isinstance(left, int | float):
                 days.add_metric(key, float(left))
-        yield from (up, missed, rt, phase, days, due)
+        yield from (up, missed, inconclusive, rt, phase, days, due)
 
 
 def _bearer(request: AnyRequest) -> str | None:

@@ -3,7 +3,8 @@ response-time buckets and latest TLS facts.
 
 A monitor's shown state is the alerter's (`monitor_alert_state`) once it has judged a round; before
 that (a new monitor, or no alerter running) it is read off the countries' latest results: all up
-→ up, some up and some down → degraded, all down → down, only missed → missed, none → unknown.
+→ up, some up and some down → degraded, all down → down, only missed or inconclusive → missed,
+none → unknown.
 """
 
 from collections.abc import Sequence

@@ -46,11 +46,12 @@ async def save_state(
 async def rounds_after(
     conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
 ) -> list[asyncpg.Record]:
-    """Results that ran (not missed) in (`after`, `until`], oldest round first."""
+    """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
+    inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
     return await conn.fetch(
         "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
-        " AND status <> 'missed' ORDER BY scheduled_at, country LIMIT $4",
+        " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
         monitor_id,
         after,
         until,

@@ -2,8 +2,9 @@
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
 one INSERT per batch, idempotent on the job id; only rows new to the table (or a real result
-replacing the controller's own `missed` row for its job id) move the per-country state (and with
-it the monitor's `lastCheckedAt`), so a redelivered result changes nothing.
+replacing the controller's own `missed` row, or an `inconclusive` one, for its job id) move the
+per-country state (and with it the monitor's `lastCheckedAt`), so a redelivered result changes
+nothing.
 """
 
 from collections.abc import Sequence
@@ -30,6 +31,11 @@ OVERDUE = "overdue"
 MISSED_KINDS = frozenset(
     {"no_agent", "expired", NO_SEAL_KEY, OVERDUE, "auth_backoff", "login_capped"}
 )
+# An agent's check whose failure its own path explains (a canary of the port, or the resolver
+# check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.
+INCONCLUSIVE = "inconclusive"
+# Statuses that say nothing about the server: they move neither counter, nor `lastCheckedAt`.
+UNCOUNTED = frozenset({"missed", INCONCLUSIVE})
 
 
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -91,15 +97,24 @@ _RECORD = (
     ' capabilities jsonb, "capabilitiesBeforeTls" jsonb, "mailDns" jsonb'
 )
 _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
+# The status as stored: a `down` of a missed kind is `missed` (the check did not run); status
+# and error kind `inconclusive` go together, whichever of the two a failing result set.
+_STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed'
+    WHEN r.status = '{INCONCLUSIVE}' OR (r.status = 'down' AND r."errorKind" = '{INCONCLUSIVE}')
+        THEN '{INCONCLUSIVE}'
+    ELSE r.status END"""
 # A real result (it has an agent) replaces a synthetic row the controller wrote for its job id
 # (`expired` when the round closed, before the result came): the real one is what happened. A
 # synthetic row never replaces anything, and a real result never replaces another real one, so a
 # redelivery changes nothing. An agent's own `expired` (a redelivered job it got after its life
 # ended: the check did not run) is missed too, and a check that did run for that job replaces it.
-# One row per job id per batch, a check that ran first, since an upsert may not touch a row
-# twice. A new row's stored_at is now() (the transaction's start), a replaced one's the clock's,
-# which is later: that tells them apart (`xmax` is not there on a partitioned table), so the
-# alerter judges a replaced row's round again.
+# An `inconclusive` result (this agent's path could not tell) gives way to an `up` or `down` of
+# the same job (another agent of the country ran it: that says what happened), never the other
+# way round, so no agent's `inconclusive` can hide a failure another one saw.
+# One row per job id per batch, a check that ran first, then a conclusive one, since an upsert
+# may not touch a row twice. A new row's stored_at is now() (the transaction's start), a
+# replaced one's the clock's, which is later: that tells them apart (`xmax` is not there on a
+# partitioned table), so the alerter judges a replaced row's round again.
 _INSERT = f"""
 INSERT INTO check_results AS c (
     monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
@@ -107,15 +122,16 @@ INSERT INTO check_results AS c (
     folder, hops, auth_results, capabilities, capabilities_before_tls, mail_dns)
 SELECT DISTINCT ON (r."jobId", r."scheduledAt")
     m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
-    CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed' ELSE r.status END,
-    CASE WHEN r.status = 'up' THEN NULL ELSE r."errorKind" END,
+    {_STATUS},
+    CASE WHEN r.status = 'up' THEN NULL WHEN {_STATUS} = '{INCONCLUSIVE}' THEN '{INCONCLUSIVE}'
+        ELSE r."errorKind" END,
     coalesce(r.message, ''), r.banner, r."responseTimeMs", r.phases, r.tls, r.address,
     r."startedAt", r."finishedAt", r.folder, r.hops, r."authResults", r.capabilities,
     r."capabilitiesBeforeTls", r."mailDns"
 FROM json_to_recordset($1::json) AS r({_RECORD})
 JOIN monitors m ON m.public_id = r."monitorId"
 ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL,
-    r.status = 'down' AND r."errorKind" IN ({_MISSED})
+    {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
 ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
     agent_id = EXCLUDED.agent_id, status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
     message = EXCLUDED.message, banner = EXCLUDED.banner,
@@ -126,7 +142,8 @@ ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
     capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
     stored_at = clock_timestamp()
 WHERE EXCLUDED.agent_id IS NOT NULL
-    AND (c.agent_id IS NULL OR (c.status = 'missed' AND EXCLUDED.status <> 'missed'))
+    AND (c.agent_id IS NULL OR (c.status = 'missed' AND EXCLUDED.status <> 'missed')
+        OR (c.status = '{INCONCLUSIVE}' AND EXCLUDED.status IN ('up', 'down')))
 RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at,
     stored_at <> now() AS replaced
 """
@@ -165,7 +182,8 @@ RETURNING s.monitor_id, s.country
 
 class _Fold(msgspec.Struct):
     """The effect of a batch's new results on one (monitor, country) state, in time order: its
-    latest round, the end of its latest check that ran (not missed), and the counters' moves."""
+    latest round, the end of its latest check that says something of the server (not missed,
+    not inconclusive), and the counters' moves."""
 
     monitor_id: int
     country: str
@@ -188,7 +206,7 @@ class _Fold(msgspec.Struct):
             row["status"],
         )
         self.error_kind, self.message, end = row["error_kind"], row["message"], row["finished_at"]
-        if self.status == "missed":
+        if self.status in UNCOUNTED:
             return
         if end is not None and (self.checked_at is None or end > self.checked_at):
             self.checked_at = end
@@ -301,11 +319,13 @@ async def list_page(
 async def counts(
     conn: Conn, monitor_id: int, windows: Sequence[datetime], until: datetime
 ) -> list[asyncpg.Record]:
-    """Per country, counts of up/down/missed since each of `windows` (the earliest first)."""
+    """Per country, counts of up/down/missed since each of `windows` (the earliest first);
+    inconclusive results count as missed."""
+    statuses = {"up": "('up')", "down": "('down')", "missed": f"('missed', '{INCONCLUSIVE}')"}
     selects = ", ".join(
-        f"count(*) FILTER (WHERE status = '{status}' AND scheduled_at >= ${i}) AS {status}_{i - 3}"
+        f"count(*) FILTER (WHERE status IN {values} AND scheduled_at >= ${i}) AS {name}_{i - 3}"
         for i in range(3, 3 + len(windows))
-        for status in ("up", "down", "missed")
+        for name, values in statuses.items()
     )
     return await conn.fetch(
         f"SELECT country, {selects} FROM check_results"

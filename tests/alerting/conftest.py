@@ -207,12 +207,13 @@ class Rig:
         trigger: bool = False,
     ) -> None:
         """Store round `n` (or the one scheduled `at`, triggered or not): country → `up`, an
-        error kind (`down`), or `no_agent` (missed); under the scheduler's job ids."""
+        error kind (`down`), `no_agent` (missed) or `inconclusive` (the agent's own path failed
+        its self-check); under the scheduler's job ids."""
         at = at or self.at(n)
         rows = []
         for cc, what in outcome.items():
             missed = what in ("no_agent", "expired")
-            status = "up" if what == "up" else "missed" if missed else "down"
+            status = what if what in ("up", "inconclusive") else "missed" if missed else "down"
             rows.append(
                 ResultRow(
                     job_id=self.job_ids.make(str(monitor["public_id"]), cc, at, trigger),
@@ -281,6 +282,7 @@ MESSAGES = {
     "tls": "certificate has expired",
     "temporary": "421 4.3.2 Service not available",
     "no_agent": "no live agent at the time",
+    "inconclusive": "connection timed out; canary mx.canary.test:25 timed out too",
 }
 
 

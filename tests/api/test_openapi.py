@@ -73,3 +73,17 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "notificationPhoneNumber",
         "mailDomain",
     } == set(create["properties"])
+
+
+def test_result_statuses_name_missed_and_inconclusive_and_agents_their_self_check(
+    spec: dict[str, Any],
+) -> None:
+    """A client reads from the document that a result (a page's, a latest one, a country's)
+    may be `inconclusive` as well as `missed`, and that an agent may carry its `selfCheck`."""
+    schemas = spec["components"]["schemas"]
+    for name in ("CheckResultOut", "LatestResult", "CountryState"):
+        status = schemas[name]["properties"]["status"]
+        assert status["enum"] == ["up", "down", "missed", "inconclusive"], name
+        assert "self-check" in status["description"]
+    agent = schemas["AgentOut"]["properties"]["selfCheck"]
+    assert "SelfCheck" in str(agent)

@@ -79,3 +79,30 @@ async def test_only_owners_and_admins_make_scrape_tokens(
         assert (
             await client.post("/console/scrape-tokens", {"name": "x"}, token=token)
         ).status_code == 403
+
+
+async def test_an_inconclusive_latest_check_is_no_check_up_series_but_its_own(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """An agent whose own path failed says nothing of the server: no `mailprobe_check_up` 0
+    (a dashboard would show the server down), but `mailprobe_check_inconclusive` 1."""
+    org = await make_tenant(pool)
+    mine = await create(http, org, "smtp")
+    await store_result(pool, job_ids, mine, "DE", "up")
+    await store_result(
+        pool, job_ids, mine, "US", "inconclusive", error_kind="inconclusive", message="port 25"
+    )
+    token = await _scrape_token(client, org.tokens["admin"])
+    r = await http.get("/metrics/monitors", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    samples = {
+        (s.name, dict(s.labels)["country"]): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+        if "country" in s.labels
+    }
+    assert samples[("mailprobe_check_up", "DE")] == 1
+    assert ("mailprobe_check_up", "US") not in samples
+    assert samples[("mailprobe_check_inconclusive", "US")] == 1
+    assert samples[("mailprobe_check_inconclusive", "DE")] == 0
+    assert samples[("mailprobe_check_missed", "US")] == 0

@@ -607,7 +607,9 @@ async def test_agents_lists_live_agents_per_country(
         "startedAt",
         "inFlight",
         "capacity",
+        "selfCheck",
     }
+    assert first["selfCheck"] is None  # an agent without canaries (or one that predates them)
     assert [x["id"] for x in by_country[b]] == ["agent-3"]
 
 

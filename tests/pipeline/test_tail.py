@@ -9,6 +9,7 @@ import uuid
 
 import nats
 
+from controller.__main__ import _parser
 from controller.tail import follow
 from shared.messages import CheckResult, encode
 from shared.subjects import results_subject
@@ -18,6 +19,20 @@ from tests.api.test_cli import ROOT
 
 def result(country: str, monitor: str, status: str) -> CheckResult:
     now = iso_ms(utcnow())
+    if status == "inconclusive":
+        return CheckResult(
+            job_id=str(uuid.uuid4()),
+            monitor_id=monitor,
+            monitor_type="smtp",
+            country=country,
+            agent_id=f"{country}-tail-test",
+            scheduled_at=now,
+            started_at=now,
+            finished_at=now,
+            status="inconclusive",
+            error_kind="inconclusive",
+            message="canary mx.canary.test:25 timed out too",
+        )
     return CheckResult(
         job_id=str(uuid.uuid4()),
         monitor_id=monitor,
@@ -97,3 +112,29 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
         await asyncio.wait_for(proc.wait(), 10)
     assert f"KE smtp {monitor} up 12ms 220 ready" in out.decode()
     assert proc.returncode == 0
+
+
+async def test_status_inconclusive_is_a_filter_of_the_command(nats_url: str) -> None:
+    """`tail --status inconclusive` is accepted and shows only the results an agent's own
+    path made inconclusive."""
+    args = _parser().parse_args(["tail", "--status", "inconclusive"])
+    assert args.status == "inconclusive"
+    monitor = str(uuid.uuid4())
+    nc = await nats.connect(nats_url)
+    seen: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow(nc, "TZ", monitor, args.status, seen.append, stop))
+    try:
+        await asyncio.sleep(0.2)  # subscribed
+        for status in ("up", "down", "inconclusive"):
+            await nc.publish(
+                results_subject("TZ", "smtp", monitor), encode(result("TZ", monitor, status))
+            )
+        await nc.flush()
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+    [only] = seen
+    assert f" TZ smtp {monitor} inconclusive/inconclusive - canary mx.canary.test:25" in only
