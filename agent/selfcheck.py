@@ -32,7 +32,8 @@ GREETING_PORTS = frozenset({25, 587, 143, 110})
 RECHECK_GAP_S = 5.0
 ERROR_MAX = 80
 # The heartbeat lists at most this many canaries (failing ones first), each target cut to
-# TARGET_MAX: the controller drops beats over 4 KiB.
+# TARGET_MAX, so a beat stays far below the 16 KiB the controller takes (and older
+# controllers' 4 KiB).
 HEARTBEAT_CANARIES = 8
 TARGET_MAX = 100
 

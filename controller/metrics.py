@@ -133,17 +133,17 @@ class _SelfChecks(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         agent = ["country", "agent"]
         blocked = GaugeMetricFamily(
-            "mailprobe_agent_port_blocked",
+            "mailprobe_live_agent_port_blocked",
             "1 for each port none of the agent's canaries reaches (its jobs go to other agents)",
             labels=[*agent, "port"],
         )
         canary = GaugeMetricFamily(
-            "mailprobe_agent_canary_ok",
+            "mailprobe_live_agent_canary_ok",
             "the agent's self-check canary: 1 ok, 0 failing (absent until it first ran)",
             labels=[*agent, "kind", "target"],
         )
         resolver = GaugeMetricFamily(
-            "mailprobe_agent_resolver_ok",
+            "mailprobe_live_agent_resolver_ok",
             "the agent's resolver check: 1 ok, 0 failing (absent when none ran)",
             labels=agent,
         )

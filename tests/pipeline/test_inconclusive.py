@@ -158,20 +158,20 @@ async def test_a_heartbeats_self_check_shows_in_the_agents_api_for_every_role_an
     assert r.status_code == 200
     samples = metric_samples(r.text, agent)
     assert samples == {
-        ("mailprobe_agent_port_blocked", (("country", cc), ("port", "25"))): 1,
+        ("mailprobe_live_agent_port_blocked", (("country", cc), ("port", "25"))): 1,
         (
-            "mailprobe_agent_canary_ok",
+            "mailprobe_live_agent_canary_ok",
             (("country", cc), ("kind", "port"), ("target", "mx.canary.test:25")),
         ): 0,
         (
-            "mailprobe_agent_canary_ok",
+            "mailprobe_live_agent_canary_ok",
             (("country", cc), ("kind", "port"), ("target", "mx.canary.test:587")),
         ): 1,
         (
-            "mailprobe_agent_canary_ok",
+            "mailprobe_live_agent_canary_ok",
             (("country", cc), ("kind", "resolver"), ("target", "canary.test")),
         ): 1,
-        ("mailprobe_agent_resolver_ok", (("country", cc),)): 1,
+        ("mailprobe_live_agent_resolver_ok", (("country", cc),)): 1,
     }
 
 
