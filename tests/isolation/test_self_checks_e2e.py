@@ -108,7 +108,7 @@ async def site(tmp_root: Path) -> AsyncIterator[Site]:
         ns = await stack.enter_async_context(namespace())
         ip = ns.host_ip
         proc, nats_url = await asyncio.to_thread(
-            embedded.start_nats, tmp_root / f"nats-selfcheck-{os.getpid()}", host=ip
+            embedded.start_nats, tmp_root / "nats-selfcheck", host=ip
         )
         stack.callback(embedded.stop, proc)
         await stack.enter_async_context(SmtpPeer().at(ip, 25))
@@ -123,7 +123,7 @@ async def stack(
     site: Site, database_url: str, settings: ControllerSettings, job_ids: JobIds, tmp_root: Path
 ) -> AsyncIterator[Stack]:
     """What `serve` runs: scheduler, ingester and alerter as tasks, the API beside them."""
-    keys = KeyRing(tmp_root / f"selfcheck-seal-keys-{os.getpid()}", (DE, US, FR))
+    keys = KeyRing(tmp_root / "selfcheck-seal-keys", (DE, US, FR))
     async with scratch_database(database_url, "mailprobe_selfcheck") as url:
         pool = await create_pool(url, 10)
         nc = await nats.connect(site.nats_url)
