@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
@@ -73,14 +73,16 @@ def start_nats(
     *,
     config: Path | None = None,
     own_session: bool = False,
+    host: str = "127.0.0.1",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start nats-server with JetStream on loopback; return the process and its URL.
+    """Start nats-server with JetStream on loopback (or on `host`, a local address: the tests'
+    network namespaces reach the machine on one); return the process and its URL.
 
     `own_session`: out of the caller's process group, so a Ctrl-C in the terminal reaches only
     the caller, which stops the server after the clients that use it (`make run`)."""
-    port = port or free_port()
+    port = port or free_port(host)
     store_dir.mkdir(parents=True, exist_ok=True)
-    args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
+    args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port)]
     if config is not None:
         args += ["-c", str(config)]
     with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
@@ -92,8 +94,8 @@ def start_nats(
         if proc.poll() is not None:
             raise RuntimeError(f"nats-server exited at start; see {store_dir / 'nats.log'}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"nats://127.0.0.1:{port}"
+            with socket.create_connection((host, port), timeout=0.2):
+                return proc, f"nats://{host}:{port}"
         except OSError:
             time.sleep(0.05)
     proc.kill()

@@ -165,7 +165,8 @@ class Netns:
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
+def exclusive() -> Iterator[None]:
+    """While held, no other process (another xdist worker) makes or sweeps namespaces."""
     with LOCK.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -197,7 +198,7 @@ def _remove(name: str, link: str | None = None) -> None:
 
 def sweep() -> list[str]:
     """Remove the namespaces (and /etc/netns folders) of runs whose owner pid is dead; their
-    names."""
+    names. Call it within `exclusive()`."""
     names = {line.split()[0] for line in _ip("netns", "list").splitlines() if line.strip()}
     if NETNS_ETC.is_dir():
         names |= {p.name for p in NETNS_ETC.iterdir()}
@@ -222,7 +223,7 @@ def _create(drop_tcp: Iterable[int], nameserver: str | None) -> Netns:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     pid, n = os.getpid(), next(_serial)
     name, link = f"mp-{worker}-{pid}-{n}", f"mp{pid}-{n}"
-    with _locked():
+    with exclusive():
         sweep()
         used = _used_blocks()
         block = next(b for b in POOL.subnets(new_prefix=30) if b not in used)

@@ -8,15 +8,21 @@ from typing import Self
 
 
 class LoopbackServer:
-    """`async with Peer(...) as peer:` listens on 127.0.0.1:`peer.port` until the block ends."""
+    """`async with Peer(...) as peer:` listens on 127.0.0.1:`peer.port` until the block ends;
+    `Peer(...).at(host, port)` listens there instead (a namespace's host side, tests/netns.py)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl_context = ssl_context
+        self.host = "127.0.0.1"
         self.port = 0
         # Every line a client sent, and whether TLS protected it.
         self.heard: list[tuple[bool, str]] = []
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+
+    def at(self, host: str, port: int = 0) -> Self:
+        self.host, self.port = host, port
+        return self
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
@@ -46,7 +52,7 @@ class LoopbackServer:
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(
-            self._session, "127.0.0.1", 0, ssl=self.ssl_context
+            self._session, self.host, self.port, ssl=self.ssl_context
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self

@@ -88,9 +88,15 @@ class SmtpPeer:
         self.backlog = backlog  # the listen queue: benches connecting hundreds at once raise it
         self.lockout = lockout
         self.auths: list[tuple[bool, str]] = []
+        self.host = "127.0.0.1"
         self.port = 0
         self._server: asyncio.Server | None = None
         self._protocols: list[SMTP] = []
+
+    def at(self, host: str, port: int = 0) -> Self:
+        """Listen on `host`:`port` instead of a free loopback port (tests/netns.py)."""
+        self.host, self.port = host, port
+        return self
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
@@ -119,7 +125,7 @@ class SmtpPeer:
     async def __aenter__(self) -> Self:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls, backlog=self.backlog
+            self._protocol, self.host, self.port, ssl=self.implicit_tls, backlog=self.backlog
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
