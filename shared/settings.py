@@ -371,6 +371,25 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "checks per minute besides (429 past it)",
         ),
     ] = 2000
+    org_max_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mail notifications one organization has sent per clock hour (UTC) "
+            "at most, each counted once whatever its retries; past it they are not sent but "
+            "recorded `dropped` in their monitor's alert history, and the organization's owners "
+            "get one notice an hour",
+        ),
+    ] = 500
+    org_max_sms_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="SMS notifications one organization has sent per clock hour (UTC) at "
+            "most, as `ORG_MAX_NOTIFICATIONS_PER_HOUR` for e-mail (each SMS costs money: a "
+            "budget of its own)",
+        ),
+    ] = 100
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
