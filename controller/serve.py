@@ -82,6 +82,7 @@ def _alerter(
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
         confirm_per_minute=settings.confirm_rounds_per_minute,
+        checks_per_minute=settings.org_max_checks_per_minute,
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
         interval_s=settings.alert_eval_interval_seconds,
     )

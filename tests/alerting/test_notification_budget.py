@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 
-from controller.db import monitors
 from controller.notify import Channel
 from controller.notify.sms import SmsChannel
 from controller.notify_budget import Budget, window
@@ -109,25 +108,7 @@ async def test_past_the_hourly_budget_notifications_are_dropped_with_why_and_own
 
     # Another organization's notices go out meanwhile: the budget is the organization's.
     other = await make_tenant(rig.pool)
-    async with rig.pool.acquire() as conn:
-        theirs = await monitors.insert(
-            conn,
-            other.org_id,
-            {
-                "customer_id": other.customer_id,
-                "type": "smtp",
-                "name": "Theirs",
-                "hostname": "smtp.other.test",
-                "port": 587,
-                "status": "active",
-                "check_interval": 60,
-                "timeout_seconds": 10,
-                "allowed_country_codes": ["DE", "FR", "US"],
-                "config": {},
-                "notification_email": "ops@other.test",
-                "notification_phone_number": None,
-            },
-        )
+    theirs = await rig.monitor(name="Theirs", email="ops@other.test", phone=None, tenant=other)
     await rig.rounds(theirs, 4, [DOWN, DOWN])
     await outbox.burst()
     assert sent_to(rig, "ops@other.test") == ["[mailprobe] DOWN: Theirs"]
