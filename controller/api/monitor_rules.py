@@ -371,7 +371,9 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
     return ApiError(
         400,
         f"{said}: a stored secret is only sent to the server, port, TLS settings and user name"
-        f" it was given with, and the mask {MASK!r} keeps it only while none of those change",
+        " it was given with (a round trip's send password also only mails the recipient and"
+        f" sender it was given with), and the mask {MASK!r} keeps it only while none of those"
+        " change",
         code="secret_required",
         fields=[f for f, _ in each],
     )
