@@ -15,6 +15,7 @@ from typing import Any, Literal
 import httpx
 import yaml
 
+from controller.ascode import api_url
 from controller.ascode.plan import Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 
@@ -140,15 +141,24 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("-f", "--file", required=True, help="the monitors file (YAML)")
     cmd.add_argument("--prune", action="store_true", help="delete the customer's other monitors")
     cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    cmd.add_argument("--api", default=None, help=api_help)
-    cmd = sub.add_parser("export", help="print a customer's monitors as a monitors file")
-    cmd.add_argument("--customer", required=True, help="numeric id or public UUID")
-    cmd.add_argument("--api", default=None, help=api_help)
+    export = sub.add_parser("export", help="print a customer's monitors as a monitors file")
+    export.add_argument("--customer", required=True, help="numeric id or public UUID")
+    for c in (cmd, export):
+        c.add_argument("--api", default=None, help=api_help)
+        c.add_argument(
+            "--insecure-http",
+            action="store_true",
+            help="allow a plain http:// --api on another host (the token then crosses the"
+            " network unencrypted); without it only localhost and loopback addresses",
+        )
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`apply` or `export` as parsed; the exit code."""
     api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    if why := api_url.problem(api, insecure_http=args.insecure_http):
+        print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
+        return 2
     if args.command == "export":
         return asyncio.run(_export(api, args.customer, env))
     try:

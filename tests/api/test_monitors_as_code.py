@@ -213,3 +213,36 @@ async def test_the_command_line_applies_with_a_token_from_the_environment(
         .splitlines()[-1]
         .endswith("3 to create, 0 to update, 0 to delete (dry run: nothing changed)")
     )
+
+
+@pytest.mark.parametrize("command", ["apply", "export"])
+async def test_the_command_line_refuses_plain_http_to_another_host_before_connecting(
+    tenant: Tenant, tmp_path: Path, command: str
+) -> None:
+    """The token would cross the network unencrypted: exit 2 naming the host and the ways out,
+    before any connection. The name is under `.invalid`, which never resolves: had the command
+    tried to connect, it would have failed on the name instead (and no traffic leaves here)."""
+    path = tmp_path / "monitors.yaml"
+    path.write_text(monitors_file(tenant.customer_public_id))
+    what = {"apply": ["-f", str(path)], "export": ["--customer", tenant.customer_public_id]}
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env |= {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        command,
+        *what[command],
+        "--api",
+        "http://mailprobe-api.invalid:8080",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, (out.decode(), err.decode())
+    said = err.decode()
+    assert said.startswith("error: --api http://mailprobe-api.invalid:8080 would send the API")
+    assert "https://" in said and "--insecure-http" in said
+    assert out == b""
