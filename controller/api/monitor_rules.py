@@ -3,6 +3,7 @@
 Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
 """
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from controller.api.monitor_schemas import (
 from controller.api.secret_binding import SECRET_PATH, Target
 from controller.db import customers, monitors
 from controller.db.pool import Conn
-from controller.secretbox import PREFIX, SecretBox
+from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 
@@ -361,6 +362,35 @@ def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
     stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
     before, after = Target.of(stored), Target.of({**stored, **changes})
     return secret_binding.moved(before, after)
+
+
+def keep_unchanged_secrets(row: asyncpg.Record, changes: dict[str, Any], box: SecretBox) -> None:
+    """After the binding check: a secret sent again with the value already stored keeps its
+    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
+    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
+    config = changes.get("config")
+    if not isinstance(config, dict):
+        return
+    for path in secret_binding.SECRETS[changes.get("type", row["type"])]:
+        *parents, leaf = path.split(".")
+        new_holder: Any = config
+        old_holder: Any = row["config"] or {}
+        for step in parents:
+            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
+            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
+        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
+            continue
+        new, old = new_holder.get(leaf), old_holder.get(leaf)
+        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
+            new_holder[leaf] = old
+
+
+def _same(box: SecretBox, a: str, b: str) -> bool:
+    """Whether two sealed secrets hold the same value (False when either does not open)."""
+    try:
+        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
+    except SecretBoxError:
+        return False
 
 
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:

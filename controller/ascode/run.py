@@ -16,7 +16,7 @@ import httpx
 import yaml
 
 from controller.ascode import api_url
-from controller.ascode.plan import Action, Current, PlanError, export, plan
+from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 
 DEFAULT_API = "http://127.0.0.1:8080"
@@ -83,7 +83,7 @@ async def apply(
     failed = 0
     for action in actions:
         say(action.describe())
-        if dry_run or action.verb == "keep":
+        if dry_run or (action.verb == "keep" and action.changed != (RESENT,)):
             continue
         try:
             await _do(client, spec, action)
@@ -102,8 +102,10 @@ async def _do(client: httpx.AsyncClient, spec: Spec, action: Action) -> None:
         r = await client.delete(f"{path}/{action.public_id}")
     elif action.desired is not None and action.verb == "create":
         r = await client.post(path, json={**action.desired.body, "customerId": spec.customer})
-    elif action.desired is not None:
+    elif action.desired is not None and action.verb == "update":
         r = await client.patch(f"{path}/{action.public_id}", json=action.desired.body)
+    elif action.desired is not None and (body := action.desired.resend_body()) is not None:
+        r = await client.patch(f"{path}/{action.public_id}", json=body)  # kept: its secret
     else:
         return
     if r.is_success:
