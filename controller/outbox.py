@@ -161,7 +161,7 @@ class OutboxWorker:
             return rows
         org_of = await budget_db.organizations(conn, [r["monitor_id"] for r in charged])
         groups: dict[tuple[int, str], list[asyncpg.Record]] = {}
-        for r in charged:
+        for r in sorted(charged, key=lambda r: r["id"]):  # the oldest first, as written
             groups.setdefault((org_of[r["monitor_id"]], r["channel"]), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
