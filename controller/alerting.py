@@ -212,6 +212,7 @@ class Alerter:
         default_countries: int = 2,
         reminder_minutes: int = 60,
         confirm_per_minute: int = 600,
+        checks_per_minute: int = 2000,
         login_backoff_max_minutes: int = 360,
         interval_s: float = 1.0,
         batch: int = BATCH,
@@ -224,6 +225,7 @@ class Alerter:
         self._default_countries = default_countries
         self._reminder = timedelta(minutes=reminder_minutes) if reminder_minutes else None
         self._confirm_per_minute = confirm_per_minute
+        self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._login_cap = timedelta(minutes=login_backoff_max_minutes)
         self._interval_s = interval_s
         self._batch = batch
@@ -458,10 +460,23 @@ class Alerter:
         )
 
     async def _confirm(self, conn: Conn, monitor: Any, r: Round, now: datetime) -> None:
-        """Ask the scheduler for a confirmation round of failing round `r`, within the cap."""
+        """Ask the scheduler for a confirmation round of failing round `r`, within the cap and
+        the organization's allowance for triggered checks (as a trigger-check draws on it)."""
         public_id = str(monitor["public_id"])
+        countries = monitor["allowed_country_codes"]
+        cost_s = (
+            (len(countries) if countries else self._default_countries)
+            * 60.0
+            / self._checks_per_minute
+        )
         outcome = await confirmations.request(
-            conn, monitor["id"], r.at, now, self._confirm_per_minute
+            conn,
+            monitor["id"],
+            r.at,
+            now,
+            self._confirm_per_minute,
+            monitor["organization_id"],
+            cost_s,
         )
         if outcome == "asked":
             return
@@ -472,6 +487,14 @@ class Alerter:
                 monitor_id=public_id,
                 failing_round=iso_ms(r.at),
                 countries=[c for c, _, _ in r.failures],
+            )
+        elif outcome == "org_capped":
+            log.warning(
+                "confirmation round not sent: the organization's triggered checks"
+                " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
+                monitor_id=public_id,
+                failing_round=iso_ms(r.at),
+                per_minute=self._checks_per_minute,
             )
         else:
             log.warning(

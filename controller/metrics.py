@@ -87,7 +87,8 @@ OUTBOX_PENDING = Gauge(
 CONFIRMATIONS = Counter(
     "mailprobe_confirmation_rounds",
     "confirmation rounds of failing rounds: requested by the alerter, capped (over "
-    "CONFIRM_ROUNDS_PER_MINUTE, not requested), sent by the scheduler",
+    "CONFIRM_ROUNDS_PER_MINUTE, not requested), org_capped (the organization's triggered "
+    "checks of ORG_MAX_CHECKS_PER_MINUTE used up, not requested), sent by the scheduler",
     ["outcome"],
 )
 LOGIN_BACKOFF = Counter(
@@ -186,7 +187,7 @@ def missed_rounds(rows: Iterable[ResultRow]) -> None:
 
 
 def confirmation(outcome: str, n: int = 1) -> None:
-    """`requested`, `capped` or `sent`."""
+    """`requested`, `capped`, `org_capped` or `sent`."""
     CONFIRMATIONS.labels(outcome).inc(n)
 
 

@@ -9,6 +9,10 @@ about the same monitor is pending, so a recovery never overtakes its down notice
 is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
 Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
 
+Each organization's notifications draw on its hourly budget per channel
+(`controller.notify_budget`), taken in the claim's transaction: past it a claimed row is dropped
+unsent, its history line saying why, and the organization's owners get one notice an hour.
+
 Delivery is at least once: should a worker die (or its lease run out) between a send and its
 write-back, the row is sent again after the lease; e-mails carry a Message-ID and SMS an
 Idempotency-Key stable across attempts, so receivers can drop the repeat. A write-back only
@@ -25,9 +29,13 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from controller import metrics
+from controller import metrics, notify_budget
 from controller.db import alerts
+from controller.db import notify_budget as budget_db
+from controller.db.pool import Conn
 from controller.notify import NAMES, Channel, DeliveryError, Notification
+from controller.notify.texts import render_held_back
+from controller.notify_budget import HELD_BACK, Budget
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -58,9 +66,11 @@ class OutboxWorker:
         backoff_s: float = 30.0,
         interval_s: float = 1.0,
         batch: int = BATCH,
+        budget: Budget | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._budget = budget or Budget()
         self._channels = channels
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
@@ -117,8 +127,10 @@ class OutboxWorker:
                 list(self._channels),
                 self._max_attempts,
             )
+            claimed = len(rows)
+            rows = await self._within_budget(conn, rows, now)
         if not rows:
-            return 0, 0
+            return claimed, 0
         outcomes = await self._send_all(rows)
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -136,7 +148,86 @@ class OutboxWorker:
         sent = sum(1 for e in errors if e is None)
         metrics.notifications([row["channel"] for row in rows], errors)
         log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
-        return len(rows), sent
+        return claimed, sent
+
+    async def _within_budget(
+        self, conn: Conn, rows: list[asyncpg.Record], now: datetime
+    ) -> list[asyncpg.Record]:
+        """The claimed rows the budget lets through; the others are dropped, and the owners
+        told at the window's first drop. A row counts at its first attempt only; the owners'
+        notice is outside the budget."""
+        charged = [r for r in rows if r["attempts"] == 1 and r["kind"] != HELD_BACK]
+        if not charged:
+            return rows
+        org_of = await budget_db.organizations(conn, [r["monitor_id"] for r in charged])
+        groups: dict[tuple[int, str], list[asyncpg.Record]] = {}
+        for r in sorted(charged, key=lambda r: r["id"]):  # the oldest first, as written
+            groups.setdefault((org_of[r["monitor_id"]], r["channel"]), []).append(r)
+        start = notify_budget.window(now)
+        dropped: set[int] = set()
+        for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
+            per_hour = self._budget.per_hour(channel)
+            taken, held_before = await budget_db.take(
+                conn, org, channel, start, per_hour, len(group)
+            )
+            over = group[taken:]
+            if not over:
+                continue
+            await alerts.drop_claimed(
+                conn,
+                [r["id"] for r in over],
+                notify_budget.dropped_reason(channel, per_hour, start),
+            )
+            dropped.update(r["id"] for r in over)
+            log.warning(
+                "notifications dropped: organization's hourly budget used up",
+                organization_id=org,
+                channel=channel,
+                per_hour=per_hour,
+                dropped=len(over),
+            )
+            if not held_before:
+                await self._tell_owners(conn, org, channel, per_hour, start, over[0])
+        return [r for r in rows if r["id"] not in dropped]
+
+    async def _tell_owners(
+        self,
+        conn: Conn,
+        org: int,
+        channel: str,
+        per_hour: int,
+        start: datetime,
+        first: asyncpg.Record,
+    ) -> None:
+        """Queue the owners' one notice of the window that `channel`'s budget was reached, in
+        the alert history of the monitor whose notification was the first dropped."""
+        name, owners = await budget_db.owners(conn, org)
+        monitor = await alerts.monitor(conn, first["monitor_id"])
+        if monitor is None or not owners:
+            log.warning("no owner to tell the notification budget was reached", organization_id=org)
+            return
+        texts = render_held_back(
+            name,
+            notify_budget.WHAT[channel],
+            notify_budget.SETTING[channel],
+            per_hour,
+            start + notify_budget.WINDOW,
+            monitor,
+        )
+        key = f"held_back:{org}:{channel}:{start.isoformat()}"
+        notes = [
+            alerts.Outgoing(
+                HELD_BACK,
+                "email",
+                owner["email"],
+                texts.subject,
+                texts.text,
+                texts.html,
+                f"{key}:{owner['id']}",
+            )
+            for owner in owners
+        ]
+        await alerts.enqueue(conn, monitor["id"], None, notes)
 
     async def _send_all(self, rows: list[asyncpg.Record]) -> list[Outcome]:
         """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""

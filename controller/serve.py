@@ -70,6 +70,7 @@ def _alerter(
 ) -> list[Coroutine[Any, Any, None]]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
+    from controller.notify_budget import Budget
     from controller.schedule import JobIds
     from controller.secretbox import SecretBox
 
@@ -81,6 +82,7 @@ def _alerter(
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
         confirm_per_minute=settings.confirm_rounds_per_minute,
+        checks_per_minute=settings.org_max_checks_per_minute,
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
         interval_s=settings.alert_eval_interval_seconds,
     )
@@ -89,6 +91,7 @@ def _alerter(
         found,
         max_attempts=settings.notify_max_attempts,
         interval_s=settings.alert_eval_interval_seconds,
+        budget=Budget.of(settings),
     )
     return [alerter.run(stop), worker.run(stop)]
 

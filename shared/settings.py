@@ -281,7 +281,8 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             le=100_000,
             description="confirmation rounds (a failing round checked again at once from all "
             "the monitor's countries) the controller sends per minute at most, over all "
-            "monitors; past it a failure waits for the next scheduled round; `0`: none",
+            "monitors, each organization's also within its `ORG_MAX_CHECKS_PER_MINUTE` "
+            "allowance; past it a failure waits for the next scheduled round; `0`: none",
         ),
     ] = 600
     login_spacing_seconds: Annotated[
@@ -367,10 +368,31 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             description="check budget of one organization: the sum over its checked monitors "
             "(`active`, `maintenance`) of countries x rounds per minute, a monitor without a "
             "country list counting `DEFAULT_CHECK_COUNTRIES`; a create or change that raises "
-            "it past this is refused (403). Trigger-checks draw on an allowance of as many "
-            "checks per minute besides (429 past it)",
+            "it past this is refused (403). Trigger-checks, new monitors' first rounds and "
+            "confirmation rounds draw on an allowance of as many checks per minute besides "
+            "(past it a trigger-check is a 429, a first round waits for its grid, a failure "
+            "waits for its next scheduled round)",
         ),
     ] = 2000
+    org_max_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mail notifications one organization has sent per clock hour (UTC) "
+            "at most, each counted once whatever its retries; past it they are not sent but "
+            "recorded `dropped` in their monitor's alert history, and the organization's owners "
+            "get one notice an hour",
+        ),
+    ] = 500
+    org_max_sms_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="SMS notifications one organization has sent per clock hour (UTC) at "
+            "most, as `ORG_MAX_NOTIFICATIONS_PER_HOUR` for e-mail (each SMS costs money: a "
+            "budget of its own)",
+        ),
+    ] = 100
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),

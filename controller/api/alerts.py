@@ -94,7 +94,8 @@ class IncidentPage(msgspec.Struct, rename="camel"):
 class DeliveryAttempt(msgspec.Struct, rename="camel"):
     id: int
     incident_id: str | None
-    kind: str  # `down`, `reminder`, `recovered`
+    kind: str  # `down`, `reminder`, `recovered`, `finding`, `cert_expiry`, `credentials`,
+    # `held_back` (the owners' notice that the notification budget was reached)
     channel: str  # `email`, `sms`
     target: str
     attempt: int

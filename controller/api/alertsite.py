@@ -33,6 +33,7 @@ from controller.api.monitor_rules import (
     SMTP,
     Kind,
     create_values,
+    keep_unchanged_secrets,
     moved_secret,
     present,
     secret_required,
@@ -723,6 +724,7 @@ async def _update(
         changes = update_values(email.kind, _update_body(t, email, row), row, _box(request))
         if moved := moved_secret(row, changes):
             raise secret_required("password", [_AS_NAMED.get(m, m) for m in moved])
+        keep_unchanged_secrets(row, changes, _box(request))
         org, lim = row["organization_id"], _limits(request)
         before = await fair_use.checks_of(conn, lim, org, row["id"])
         await monitors.update(conn, row["id"], changes)

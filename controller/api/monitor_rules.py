@@ -3,6 +3,7 @@
 Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
 """
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,7 +35,7 @@ from controller.api.monitor_schemas import (
 from controller.api.secret_binding import SECRET_PATH, Target
 from controller.db import customers, monitors
 from controller.db.pool import Conn
-from controller.secretbox import PREFIX, SecretBox
+from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 
@@ -363,6 +364,35 @@ def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
     return secret_binding.moved(before, after)
 
 
+def keep_unchanged_secrets(row: asyncpg.Record, changes: dict[str, Any], box: SecretBox) -> None:
+    """After the binding check: a secret sent again with the value already stored keeps its
+    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
+    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
+    config = changes.get("config")
+    if not isinstance(config, dict):
+        return
+    for path in secret_binding.SECRETS[changes.get("type", row["type"])]:
+        *parents, leaf = path.split(".")
+        new_holder: Any = config
+        old_holder: Any = row["config"] or {}
+        for step in parents:
+            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
+            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
+        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
+            continue
+        new, old = new_holder.get(leaf), old_holder.get(leaf)
+        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
+            new_holder[leaf] = old
+
+
+def _same(box: SecretBox, a: str, b: str) -> bool:
+    """Whether two sealed secrets hold the same value (False when either does not open)."""
+    try:
+        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
+    except SecretBoxError:
+        return False
+
+
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
     """The 400 for a change that moves a kept secret; `more`: other secrets it moves, as
     (field, moved) pairs (a round trip has one per leg), all named in `fields`."""
@@ -371,7 +401,9 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
     return ApiError(
         400,
         f"{said}: a stored secret is only sent to the server, port, TLS settings and user name"
-        f" it was given with, and the mask {MASK!r} keeps it only while none of those change",
+        " it was given with (a round trip's send password also only mails the recipient and"
+        f" sender it was given with), and the mask {MASK!r} keeps it only while none of those"
+        " change",
         code="secret_required",
         fields=[f for f, _ in each],
     )

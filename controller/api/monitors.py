@@ -20,6 +20,7 @@ from controller.api.monitor_rules import (
     create_values,
     customer_id,
     customer_ident,
+    keep_unchanged_secrets,
     present,
     public_id,
     require_secret_resent,
@@ -198,10 +199,13 @@ async def _update(
         validation.no_nul(body, "")
         changes = update_values(kind, body, row, _box(request))
         require_secret_resent(kind, body, row, changes)
+        keep_unchanged_secrets(row, changes, _box(request))
         if body.customer_id is not UNSET:
             changes["customer_id"] = await customer_id(
                 conn, body.customer_id, principal.organization_id
             )
+        if all(row[column] == value for column, value in changes.items()):
+            return row  # nothing changes (a secret sent again as stored, say): no write
         org, lim = row["organization_id"], _limits(request)
         before = await fair_use.checks_of(conn, lim, org, row["id"])
         updated = await monitors.update(conn, row["id"], changes)

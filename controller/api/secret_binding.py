@@ -2,7 +2,9 @@
 
 Responses mask a monitor's password, yet anyone who may change the monitor could otherwise move
 it to a server of their own, or loosen its TLS, or pair the password with another user name,
-send the mask back ("keep the stored secret") and have the next check hand the password over.
+send the mask back ("keep the stored secret") and have the next check hand the password over;
+or, for a round trip, make the send leg's relay account mail the probe to a recipient (or from
+a sender) of their choosing.
 So a change of anything deciding where, how or as whom the secret travels is allowed only when
 the same request carries the secret again (a fresh value, not the mask).
 
@@ -111,6 +113,11 @@ def _binding(target: Target, path: str) -> dict[str, object]:
     for key, default in defaults.items():
         value = _at(config, key)
         out[f"{prefix}{send}{key}"] = default if value is None else value
+    if send:
+        # The send password also decides whom the probe mail goes to and as whom: with only the
+        # mask, a member could make the owner's relay account mail an address of their choosing.
+        out["to"] = _at(target.config, "to")
+        out["send.from"] = _at(config, "from")
     # Every TLS option binds the secret, also ones added after this rule was written (a CA, a
     # server name): they all decide whom the agent accepts as the server.
     options = _at(config, "tlsOptions")

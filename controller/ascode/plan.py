@@ -3,7 +3,9 @@ file `export` writes.
 
 Monitors are matched by name within the customer. Values are compared as the API stores them
 (the file's are normalised by the API's own rules in `spec`), secrets as the mask: a file whose
-monitors the API already holds plans nothing, so applying it twice changes nothing.
+monitors the API already holds plans nothing but keeps, so applying it twice changes nothing. A
+kept monitor whose file names a secret still has it sent (`run.apply`): the API stores it only if
+it changed, which no plan can see.
 """
 
 import re
@@ -31,6 +33,9 @@ COMPARED = {
     "config": "config",
     "type": "type",
 }
+
+
+RESENT = "its secret is sent; the API stores it only if it changed"
 
 
 class PlanError(Exception):
@@ -106,6 +111,8 @@ def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list
             if want.values.get(column) != have.values.get(column)
         )
         verb: Verb = "update" if changed else "keep"
+        if not changed and want.resend_body() is not None:
+            changed = (RESENT,)
         actions.append(Action(verb, want.type, want.name, have.public_id, changed, want))
     wanted = {d.name for d in desired}
     for have in current:

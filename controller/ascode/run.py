@@ -15,7 +15,8 @@ from typing import Any, Literal
 import httpx
 import yaml
 
-from controller.ascode.plan import Action, Current, PlanError, export, plan
+from controller.ascode import api_url
+from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 
 DEFAULT_API = "http://127.0.0.1:8080"
@@ -82,7 +83,7 @@ async def apply(
     failed = 0
     for action in actions:
         say(action.describe())
-        if dry_run or action.verb == "keep":
+        if dry_run or (action.verb == "keep" and action.changed != (RESENT,)):
             continue
         try:
             await _do(client, spec, action)
@@ -101,8 +102,10 @@ async def _do(client: httpx.AsyncClient, spec: Spec, action: Action) -> None:
         r = await client.delete(f"{path}/{action.public_id}")
     elif action.desired is not None and action.verb == "create":
         r = await client.post(path, json={**action.desired.body, "customerId": spec.customer})
-    elif action.desired is not None:
+    elif action.desired is not None and action.verb == "update":
         r = await client.patch(f"{path}/{action.public_id}", json=action.desired.body)
+    elif action.desired is not None and (body := action.desired.resend_body()) is not None:
+        r = await client.patch(f"{path}/{action.public_id}", json=body)  # kept: its secret
     else:
         return
     if r.is_success:
@@ -140,15 +143,24 @@ def add_commands(sub: Any) -> None:
     cmd.add_argument("-f", "--file", required=True, help="the monitors file (YAML)")
     cmd.add_argument("--prune", action="store_true", help="delete the customer's other monitors")
     cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    cmd.add_argument("--api", default=None, help=api_help)
-    cmd = sub.add_parser("export", help="print a customer's monitors as a monitors file")
-    cmd.add_argument("--customer", required=True, help="numeric id or public UUID")
-    cmd.add_argument("--api", default=None, help=api_help)
+    export = sub.add_parser("export", help="print a customer's monitors as a monitors file")
+    export.add_argument("--customer", required=True, help="numeric id or public UUID")
+    for c in (cmd, export):
+        c.add_argument("--api", default=None, help=api_help)
+        c.add_argument(
+            "--insecure-http",
+            action="store_true",
+            help="allow a plain http:// --api on another host (the token then crosses the"
+            " network unencrypted); without it only localhost and loopback addresses",
+        )
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`apply` or `export` as parsed; the exit code."""
     api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    if why := api_url.problem(api, insecure_http=args.insecure_http):
+        print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
+        return 2
     if args.command == "export":
         return asyncio.run(_export(api, args.customer, env))
     try:

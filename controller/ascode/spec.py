@@ -13,6 +13,10 @@ Every other key is the API's create body, spelled as there (camelCase). A secret
 `password`) is never in the file: it is `{env: NAME}`, read from the environment. Each monitor is
 checked by the API's own request Structs and rules, so a file is refused with the API's own
 message, prefixed by the file and line at fault.
+
+The API never shows a secret, so whether NAME's value changed (a rotated password) cannot be
+planned: `apply` sends every secret the file names on every run, and the API stores one only
+when it differs from the stored value (`monitor_rules.keep_unchanged_secrets`).
 """
 
 import re
@@ -34,6 +38,7 @@ from controller.api.monitor_rules import (
     create_values,
     masked,
 )
+from controller.api.monitor_schemas import MASK
 from controller.secretbox import SecretBox, generate_key
 from shared.messages import MonitorType
 
@@ -63,6 +68,14 @@ class Desired:
     values: dict[str, Any]  # the row values the API would store, secrets masked
     line: int
     lines: Mapping[Path, int]  # the line of each of its keys, by path within the monitor
+
+    def resend_body(self) -> dict[str, Any] | None:
+        """The PATCH sending the monitor's config with its secret again; None when the file
+        names no secret."""
+        value: Any = self.values["config"]
+        for step in SECRET_KEYS["smtpConfig" if self.type == "smtp" else "imapPopConfig"]:
+            value = value.get(step) if isinstance(value, dict) else None
+        return {"config": self.body["config"]} if value == MASK else None
 
     def line_of(self, field: str) -> int:
         """The line of an API field name (`smtpConfig.auth.pass`), or of the nearest key the

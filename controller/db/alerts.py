@@ -442,6 +442,21 @@ WITH settled AS (
 {_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
 FROM settled
 """
+_DROP = f"""
+WITH settled AS (
+    UPDATE notification_outbox SET status = 'dropped', last_error = $2, attempts = attempts - 1
+    WHERE id = ANY($1::bigint[]) AND status = 'pending'
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+
+
+async def drop_claimed(conn: Conn, outbox_ids: Sequence[int], reason: str) -> None:
+    """Drop notifications just claimed, unsent (their claim's attempt given back), with
+    `reason` in the row and its history line."""
+    await conn.execute(_DROP, list(outbox_ids), reason)
 
 
 async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:

@@ -4,17 +4,26 @@ has the rules). The caller owns the transaction."""
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from controller.db import limits
 from controller.db.pool import Conn
 
 KEEP = timedelta(hours=1)  # rows older than this no longer count against any cap
 
 
 async def request(
-    conn: Conn, monitor_id: int, after_round: datetime, now: datetime, per_minute: int
+    conn: Conn,
+    monitor_id: int,
+    after_round: datetime,
+    now: datetime,
+    per_minute: int,
+    organization_id: int,
+    cost_s: float,
 ) -> str:
     """Ask for a confirmation of the failing round scheduled `after_round`: `requested`, or
     `asked` (it was, by an earlier evaluation), or `capped` (`per_minute` were asked in the
-    minute before `now`, over all replicas: the count is taken under a transaction-wide lock)."""
+    minute before `now`, over all replicas: the count is taken under a transaction-wide lock),
+    or `org_capped` (the monitor's organization's allowance for triggered checks had no
+    `cost_s` left: one organization's failures cannot use up the shared `per_minute`)."""
     asked = await conn.fetchval(
         "SELECT 1 FROM confirmation_rounds WHERE monitor_id = $1 AND after_round = $2",
         monitor_id,
@@ -30,6 +39,8 @@ async def request(
     )
     if recent >= per_minute:
         return "capped"
+    if await limits.take_trigger(conn, "organizations", organization_id, cost_s, 60.0):
+        return "org_capped"
     added: str = await conn.execute(
         "INSERT INTO confirmation_rounds (monitor_id, after_round, requested_at)"
         " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

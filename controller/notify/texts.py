@@ -112,3 +112,25 @@ def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: ti
     body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     sms = one_line(f"mailprobe: {name} credentials rejected; logins slowed until updated")[:160]
     return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
+
+
+def render_held_back(
+    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Any
+) -> Texts:
+    """The owners' notice that their organization's hourly budget of `what` notifications
+    (`setting`) was reached; it is whole again at `until`. `monitor`: the one whose
+    notification was the first held back."""
+    name = one_line(monitor["name"])
+    lines = [
+        f"Your organization {one_line(organization)} reached its budget of {per_hour:,} {what}"
+        f" notifications an hour ({setting}).",
+        f"Further {what} notifications until {iso_ms(until)} are not sent: each monitor's alert"
+        " history lists them as `dropped`. Incidents still open and close as before.",
+        f"The first held back was about {name} ({_target(monitor)}), monitor"
+        f" {monitor['public_id']}. So many notifications usually mean monitors that flap, or"
+        " notification addresses someone should not have set.",
+    ]
+    text = "\n\n".join(lines) + "\n\n-- mailprobe\n"
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    subject = f"[mailprobe] {what} notifications held back: hourly budget reached"
+    return Texts(subject, text, f"<html><body>{body}</body></html>", "")

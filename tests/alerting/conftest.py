@@ -155,13 +155,16 @@ class Rig:
         name: str = "Outbound relay",
         kind: str = "smtp",
         config: dict[str, Any] | None = None,
+        tenant: Tenant | None = None,
     ) -> asyncpg.Record:
+        """A monitor of the rig's organization, or of `tenant`'s."""
+        owner = tenant or self.tenant
         async with self.pool.acquire() as conn:
             row: asyncpg.Record = await monitors.insert(
                 conn,
-                self.tenant.org_id,
+                owner.org_id,
                 {
-                    "customer_id": self.tenant.customer_id,
+                    "customer_id": owner.customer_id,
                     "type": kind,
                     "name": name,
                     "hostname": "smtp.customer.test",

@@ -9,6 +9,7 @@ import httpx
 
 from controller.alerting import Alerter
 from tests.alerting.conftest import DOWN, ONE, UP, Rig
+from tests.conftest import make_tenant
 
 
 async def requested(rig: Rig, m: asyncpg.Record) -> list[datetime]:
@@ -103,4 +104,26 @@ async def test_confirmations_past_the_cap_per_minute_are_not_asked_for(rig: Rig)
     assert await requested(rig, m) == [first]
     assert await requested(rig, n) == []
     state = await rig.state(n)
+    assert (state["state"], state["consecutive_down_rounds"]) == ("degraded", 1)
+
+
+async def test_one_organizations_failures_cannot_use_up_the_confirmations_of_others(
+    rig: Rig,
+) -> None:
+    """Confirmation rounds draw on the organization's allowance for triggered checks
+    (ORG_MAX_CHECKS_PER_MINUTE a minute): here 6 checks, two rounds of three countries. The
+    first organization's third failing monitor gets no confirmation, so the global cap of three
+    still has room for another organization's."""
+    alerter = Alerter(
+        rig.pool, rig.js, rig.job_ids, confirm_per_minute=3, checks_per_minute=6, clock=rig.clock
+    )
+    mine = [await rig.monitor(name=f"Mine {i}") for i in range(3)]
+    theirs = await rig.monitor(name="Theirs", tenant=await make_tenant(rig.pool))
+    first = rig.clock() - timedelta(seconds=3)
+    for m in [*mine, theirs]:
+        await rig.round(m, 0, DOWN, at=first)
+        await alerter.burst()
+    assert [await requested(rig, m) for m in mine] == [[first], [first], []]
+    assert await requested(rig, theirs) == [first]
+    state = await rig.state(mine[2])  # judged as ever: the streak waits for the next round
     assert (state["state"], state["consecutive_down_rounds"]) == ("degraded", 1)

@@ -213,3 +213,60 @@ async def test_the_command_line_applies_with_a_token_from_the_environment(
         .splitlines()[-1]
         .endswith("3 to create, 0 to update, 0 to delete (dry run: nothing changed)")
     )
+
+
+@pytest.mark.parametrize("command", ["apply", "export"])
+async def test_the_command_line_refuses_plain_http_to_another_host_before_connecting(
+    tenant: Tenant, tmp_path: Path, command: str
+) -> None:
+    """The token would cross the network unencrypted: exit 2 naming the host and the ways out,
+    before any connection. The name is under `.invalid`, which never resolves: had the command
+    tried to connect, it would have failed on the name instead (and no traffic leaves here)."""
+    path = tmp_path / "monitors.yaml"
+    path.write_text(monitors_file(tenant.customer_public_id))
+    what = {"apply": ["-f", str(path)], "export": ["--customer", tenant.customer_public_id]}
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env |= {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        command,
+        *what[command],
+        "--api",
+        "http://mailprobe-api.invalid:8080",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, (out.decode(), err.decode())
+    said = err.decode()
+    assert said.startswith("error: --api http://mailprobe-api.invalid:8080 would send the API")
+    assert "https://" in said and "--insecure-http" in said
+    assert out == b""
+
+
+async def test_a_rotated_secret_reaches_the_server_on_the_next_apply(
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """The API shows secrets only as the mask, so no plan sees a rotated RELAY_PASSWORD: every
+    apply sends the file's secrets and the API stores the ones that changed (the others keep
+    their ciphertext)."""
+    customer = tenant.customer_public_id
+    assert (await run(load(monitors_file(customer), "m.yaml", ENV), client))[0] == 0
+    shown = {m.name: m.public_id for m in await current(client, customer)}
+    box_before = (await stored_row(pool, shown["Mailbox"]))["config"]["password"]
+
+    rotated = {**ENV, "RELAY_PASSWORD": "relay-rotated-2"}
+    code, said = await run(load(monitors_file(customer), "m.yaml", rotated), client)
+    assert code == 0, said
+    assert said[0] == (
+        "= keep smtp 'Outbound relay' (its secret is sent; the API stores it only if it changed)"
+    )
+    assert said[2] == "= keep pop3 'POP box'"  # no secret in the file: nothing sent
+    box = SecretBox(settings.secrets_key or "")
+    relay = await stored_row(pool, shown["Outbound relay"])
+    assert box.open(relay["config"]["auth"]["pass"]) == "relay-rotated-2"
+    assert (await stored_row(pool, shown["Mailbox"]))["config"]["password"] == box_before

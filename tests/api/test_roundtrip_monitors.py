@@ -230,9 +230,11 @@ async def test_moving_both_legs_names_both_secrets(http: httpx.AsyncClient, tena
 async def test_unbound_changes_keep_both_secrets_with_masks(
     http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
+    """Folders and timings are not where a secret goes: masks keep both secrets. (The recipient
+    used to be changeable here too; it is bound to the send password now, see
+    test_the_recipient_and_sender_are_bound_to_the_send_password.)"""
     created = await make(http, tenant)
     config = masked(CONFIG)
-    config["to"] = "other@example.net"
     config["receive"]["folders"] = ["INBOX", "Junk", "Archive"]
     config["slowAfterSeconds"] = 30
     r = await http.patch(
@@ -243,7 +245,44 @@ async def test_unbound_changes_keep_both_secrets_with_masks(
     box = SecretBox(settings.secrets_key or "")
     assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
     assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"
-    assert row["config"]["to"] == "other@example.net" and row["hostname"] == "smtp.example.com"
+    assert row["config"]["receive"]["folders"] == ["INBOX", "Junk", "Archive"]
+
+
+@pytest.mark.parametrize(
+    ("change", "moved"),
+    [
+        ({"to": "victim@example.org"}, "roundtripConfig.to"),
+        ({"send": {"from": "ceo@example.com"}}, "roundtripConfig.send.from"),
+    ],
+)
+async def test_the_recipient_and_sender_are_bound_to_the_send_password(
+    http: httpx.AsyncClient,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    change: dict[str, Any],
+    moved: str,
+) -> None:
+    """With only the masks, a member cannot make the owner's relay account mail the probe to
+    an address (or from a sender) of the member's choosing: 400 naming the send password;
+    sending that password again allows it, and the mailbox password's mask still keeps it."""
+    created = await make(http, tenant)
+    url = f"{RT}/{created['publicId']}"
+    config = masked(CONFIG)
+    for key, value in change.items():
+        if isinstance(value, dict):
+            config[key].update(value)
+        else:
+            config[key] = value
+    r = await http.patch(url, json={"roundtripConfig": config}, headers=tenant.auth("member"))
+    error = assert_error(r, 400, fields=["roundtripConfig.send.auth.pass"], code="secret_required")
+    assert moved in error["message"]
+    row = await stored_row(pool, created["publicId"])
+    assert row["config"]["to"] == CONFIG["to"]
+    assert row["config"]["send"]["from"] == CONFIG["send"]["from"]
+
+    config["send"]["auth"]["pass"] = "new-send-secret"
+    r = await http.patch(url, json={"roundtripConfig": config}, headers=tenant.auth("member"))
+    assert r.status_code == 200, r.text
 
 
 async def test_roles_tenancy_and_type_isolation(

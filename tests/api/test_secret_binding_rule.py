@@ -29,6 +29,17 @@ def imap(**config: Any) -> dict[str, Any]:
     }
 
 
+def roundtrip(**config: Any) -> dict[str, Any]:
+    send = {"auth": {"user": "billing", "pass": SEALED}, "from": "billing@example.com"}
+    receive = {"protocol": "imap", "hostname": "imap.example.net", "password": SEALED}
+    return {
+        "type": "roundtrip",
+        "hostname": "smtp.example.com",
+        "port": 587,
+        "config": {"send": send, "to": "probe@example.net", "receive": receive, **config},
+    }
+
+
 def auth(user: str = "billing", password: str | None = SEALED) -> dict[str, Any]:
     return {"auth": {"user": user, "pass": password}}
 
@@ -133,6 +144,24 @@ TABLE: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
         ["type"],
     ),
     ("IMAP: password sent again", imap(), {**imap(password=FRESH), "hostname": "e.example"}, []),
+    # A round trip's send password also decides whom the probe mail goes to, and as whom.
+    ("round trip: another recipient", roundtrip(), roundtrip(to="victim@example.org"), ["to"]),
+    (
+        "round trip: another sender",
+        roundtrip(),
+        roundtrip(send={**roundtrip()["config"]["send"], "from": "ceo@example.com"}),
+        ["send.from"],
+    ),
+    (
+        "round trip: recipient with the send password sent again",
+        roundtrip(),
+        roundtrip(
+            to="victim@example.org",
+            send={**roundtrip()["config"]["send"], "auth": {"user": "billing", "pass": FRESH}},
+        ),
+        [],
+    ),
+    ("round trip: folders bind nothing", roundtrip(), roundtrip(slowAfterSeconds=30), []),
 ]
 
 

@@ -23,7 +23,9 @@ async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None 
     results (country → agent), then the request."""
     at = utcnow() - timedelta(seconds=2)
     async with pool.acquire() as conn, conn.transaction():
-        monitor_id = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1", public_id)
+        monitor_id, org_id = await conn.fetchrow(
+            "SELECT id, organization_id FROM monitors WHERE public_id = $1", public_id
+        )
         await results.store(
             conn,
             [
@@ -41,7 +43,7 @@ async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None 
                 for cc, agent in (failed or {}).items()
             ],
         )
-        outcome = await confirmations.request(conn, monitor_id, at, utcnow(), 10)
+        outcome = await confirmations.request(conn, monitor_id, at, utcnow(), 10, org_id, 0.0)
     assert outcome == "requested"
 
 
