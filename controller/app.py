@@ -18,30 +18,19 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller import console, metrics
 from controller.api import openapi_doc
-from controller.api.alerts import (
-    AlertSettingsController,
-    ImapPopMonitorAlertsController,
-    RoundTripMonitorAlertsController,
-    SmtpMonitorAlertsController,
-)
+from controller.api.alerts import AlertSettingsController
+from controller.api.alerts import router as alerts_router
 from controller.api.alertsite import AlertSiteController
 from controller.api.allow import options_allow
 from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
-from controller.api.monitors import (
-    ImapPopMonitorController,
-    RoundTripMonitorController,
-    SmtpMonitorController,
-)
+from controller.api.monitor_kinds import IMAP_POP_API, ROUNDTRIP_API, SMTP_API
+from controller.api.monitors import router as monitors_router
 from controller.api.posture import ImapPopMonitorPostureController, SmtpMonitorPostureController
-from controller.api.results import (
-    ImapPopMonitorResultsController,
-    RoundTripMonitorResultsController,
-    SmtpMonitorResultsController,
-    list_agents,
-)
+from controller.api.results import list_agents
+from controller.api.results import router as results_router
 from controller.api.users import UserController
 from controller.db import accounts, logins
 from controller.db.pool import create_pool
@@ -197,15 +186,15 @@ def create_app(
         route_handlers=[
             AuthController,
             AlertSiteController,
-            SmtpMonitorController,
-            ImapPopMonitorController,
-            SmtpMonitorResultsController,
-            ImapPopMonitorResultsController,
-            SmtpMonitorAlertsController,
-            ImapPopMonitorAlertsController,
-            RoundTripMonitorController,
-            RoundTripMonitorResultsController,
-            RoundTripMonitorAlertsController,
+            monitors_router(SMTP_API),
+            monitors_router(IMAP_POP_API),
+            results_router(SMTP_API),
+            results_router(IMAP_POP_API),
+            alerts_router(SMTP_API),
+            alerts_router(IMAP_POP_API),
+            monitors_router(ROUNDTRIP_API),
+            results_router(ROUNDTRIP_API),
+            alerts_router(ROUNDTRIP_API),
             SmtpMonitorPostureController,
             ImapPopMonitorPostureController,
             AlertSettingsController,

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get, put
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar import Controller, Request, Router, get, put
+from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
 from controller.api import guards
 from controller.api.errors import not_found
-from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id, strict_body
+from controller.api.monitor_kinds import KindApi
+from controller.api.monitor_rules import Kind, public_id, strict_body
 from controller.db import alerts, monitors
 from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
@@ -27,12 +28,6 @@ PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-bas
 PerPageParam = Annotated[
     int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
 ]
-SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
-ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
-RoundTripId = Annotated[
-    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
-]
-
 Share = Annotated[
     float,
     Meta(
@@ -291,132 +286,46 @@ async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> Log
     )
 
 
-class SmtpMonitorAlertsController(Controller):
-    path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
-    tags = ["smtp monitors"]
+def router(api: KindApi) -> Router:
+    """`api`'s kind's incidents, notification history, login back-off and alert thresholds."""
+    kind = api.kind
 
-    @get("/incidents", summary="SMTP Monitor incidents, newest first")
     async def incidents(
-        self,
-        request: AuthedRequest,
-        monitor_id: SmtpId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
+        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
     ) -> IncidentPage:
-        return await _incidents(SMTP, request, monitor_id, page, per_page)
+        return await _incidents(kind, request, monitor_id, page, per_page)
 
-    @get("/alert-history", summary="SMTP Monitor notification delivery attempts, newest first")
     async def alert_history(
-        self,
-        request: AuthedRequest,
-        monitor_id: SmtpId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
+        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
     ) -> DeliveryAttemptPage:
-        return await _history(SMTP, request, monitor_id, page, per_page)
+        return await _history(kind, request, monitor_id, page, per_page)
 
-    @get("/login-backoff", summary="SMTP Monitor logins backed off (credentials rejected)")
-    async def login_backoff(self, request: AuthedRequest, monitor_id: SmtpId) -> LoginBackoff:
-        return await _login_backoff(SMTP, request, monitor_id)
+    async def login_backoff(request: AuthedRequest, monitor_id: str) -> LoginBackoff:
+        return await _login_backoff(kind, request, monitor_id)
 
-    @get("/alert-settings", summary="SMTP Monitor alert thresholds")
-    async def get_alert_settings(
-        self, request: AuthedRequest, monitor_id: SmtpId
-    ) -> MonitorAlertSettings:
-        return await _monitor_settings(SMTP, request, monitor_id, None)
+    async def get_alert_settings(request: AuthedRequest, monitor_id: str) -> MonitorAlertSettings:
+        return await _monitor_settings(kind, request, monitor_id, None)
 
-    @put("/alert-settings", summary="Set SMTP Monitor alert thresholds (null: inherit)")
     async def put_alert_settings(
-        self,
-        request: AuthedRequest,
-        monitor_id: SmtpId,
-        data: JSONBody[MonitorAlertSettingsUpdate],
+        request: AuthedRequest, monitor_id: str, data: JSONBody[MonitorAlertSettingsUpdate]
     ) -> MonitorAlertSettings:
-        return await _monitor_settings(SMTP, request, monitor_id, data)
+        return await _monitor_settings(kind, request, monitor_id, data)
 
-
-class ImapPopMonitorAlertsController(Controller):
-    path = "/api/imap-pop-monitors/{imapPopMonitorPublicId:str}"
-    tags = ["imap/pop monitors"]
-
-    @get("/incidents", summary="IMAP/POP Monitor incidents, newest first")
-    async def incidents(
-        self,
-        request: AuthedRequest,
-        monitor_id: ImapPopId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> IncidentPage:
-        return await _incidents(IMAP_POP, request, monitor_id, page, per_page)
-
-    @get("/alert-history", summary="IMAP/POP Monitor notification delivery attempts")
-    async def alert_history(
-        self,
-        request: AuthedRequest,
-        monitor_id: ImapPopId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> DeliveryAttemptPage:
-        return await _history(IMAP_POP, request, monitor_id, page, per_page)
-
-    @get("/login-backoff", summary="IMAP/POP Monitor logins backed off (credentials rejected)")
-    async def login_backoff(self, request: AuthedRequest, monitor_id: ImapPopId) -> LoginBackoff:
-        return await _login_backoff(IMAP_POP, request, monitor_id)
-
-    @get("/alert-settings", summary="IMAP/POP Monitor alert thresholds")
-    async def get_alert_settings(
-        self, request: AuthedRequest, monitor_id: ImapPopId
-    ) -> MonitorAlertSettings:
-        return await _monitor_settings(IMAP_POP, request, monitor_id, None)
-
-    @put("/alert-settings", summary="Set IMAP/POP Monitor alert thresholds (null: inherit)")
-    async def put_alert_settings(
-        self,
-        request: AuthedRequest,
-        monitor_id: ImapPopId,
-        data: JSONBody[MonitorAlertSettingsUpdate],
-    ) -> MonitorAlertSettings:
-        return await _monitor_settings(IMAP_POP, request, monitor_id, data)
-
-
-class RoundTripMonitorAlertsController(Controller):
-    path = "/api/roundtrip-monitors/{roundtripMonitorPublicId:str}"
-    tags = ["round-trip monitors"]
-
-    @get("/incidents", summary="Round-trip Monitor incidents, newest first")
-    async def incidents(
-        self,
-        request: AuthedRequest,
-        monitor_id: RoundTripId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> IncidentPage:
-        return await _incidents(ROUNDTRIP, request, monitor_id, page, per_page)
-
-    @get("/alert-history", summary="Round-trip Monitor notification delivery attempts")
-    async def alert_history(
-        self,
-        request: AuthedRequest,
-        monitor_id: RoundTripId,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> DeliveryAttemptPage:
-        return await _history(ROUNDTRIP, request, monitor_id, page, per_page)
-
-    @get("/alert-settings", summary="Round-trip Monitor alert thresholds")
-    async def get_alert_settings(
-        self, request: AuthedRequest, monitor_id: RoundTripId
-    ) -> MonitorAlertSettings:
-        return await _monitor_settings(ROUNDTRIP, request, monitor_id, None)
-
-    @put("/alert-settings", summary="Set Round-trip Monitor alert thresholds (null: inherit)")
-    async def put_alert_settings(
-        self,
-        request: AuthedRequest,
-        monitor_id: RoundTripId,
-        data: JSONBody[MonitorAlertSettingsUpdate],
-    ) -> MonitorAlertSettings:
-        return await _monitor_settings(ROUNDTRIP, request, monitor_id, data)
+    one, label = api.by_id, api.label
+    handlers = [
+        get("/incidents", summary=f"{label} incidents, newest first")(one(incidents)),
+        get("/alert-history", summary=f"{label} notification delivery attempts, newest first")(
+            one(alert_history)
+        ),
+        get("/alert-settings", summary=f"{label} alert thresholds")(one(get_alert_settings)),
+        put("/alert-settings", summary=f"Set {label} alert thresholds (null: inherit)")(
+            one(put_alert_settings)
+        ),
+    ]
+    if api.login_backoff:
+        summary = f"{label} logins backed off (credentials rejected)"
+        handlers.insert(2, get("/login-backoff", summary=summary)(one(login_backoff)))
+    return Router(api.item_path, tags=[api.tag], route_handlers=handlers)
 
 
 class AlertSettingsController(Controller):

@@ -500,7 +500,10 @@ def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def present(kind: Kind, row: asyncpg.Record) -> SmtpMonitor | ImapPopMonitor | RoundTripMonitor:
+MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
+
+
+def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
     if kind is ROUNDTRIP:
         return present_roundtrip(monitors.decode(row))
     config = masked(row["config"])

@@ -5,18 +5,16 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
-from litestar.openapi.spec import Example
-from litestar.params import Body, JSONBody, PathParameter, QueryParameter
+from litestar import Request, Router, delete, get, patch, post
+from litestar.params import QueryParameter
 from msgspec import UNSET
 
 from controller.api import fair_use, guards, validation
 from controller.api.errors import invalid_customer, not_found
+from controller.api.monitor_kinds import KindApi, typed
 from controller.api.monitor_rules import (
-    IMAP_POP,
-    ROUNDTRIP,
-    SMTP,
     Kind,
+    MonitorOut,
     create_values,
     customer_id,
     customer_ident,
@@ -28,26 +26,7 @@ from controller.api.monitor_rules import (
     strict_body,
     update_values,
 )
-from controller.api.monitor_schemas import (
-    ImapPopMonitor,
-    ImapPopMonitorCreate,
-    ImapPopMonitorDetail,
-    ImapPopMonitorPage,
-    ImapPopMonitorUpdate,
-    LatestResult,
-    MonitorCreate,
-    MonitorUpdate,
-    RoundTripMonitor,
-    RoundTripMonitorCreate,
-    RoundTripMonitorDetail,
-    RoundTripMonitorPage,
-    RoundTripMonitorUpdate,
-    SmtpMonitor,
-    SmtpMonitorCreate,
-    SmtpMonitorDetail,
-    SmtpMonitorPage,
-    SmtpMonitorUpdate,
-)
+from controller.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
 from controller.db import customers, monitors
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
@@ -55,81 +34,6 @@ from controller.secretbox import SecretBox
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
-
-SMTP_EXAMPLE = {
-    "customerId": "11111111-1111-4111-8111-111111111111",
-    "name": "Outbound SMTP",
-    "hostname": "smtp.example.com",
-    "port": 587,
-    "status": "active",
-    "checkInterval": 60,
-    "timeoutSeconds": 30,
-    "smtpConfig": {
-        "secure": False,
-        "ignoreTls": False,
-        "requireTls": False,
-        "auth": {"user": "username", "pass": "password"},
-    },
-}
-SMTP_PATCH_EXAMPLE = {  # seed 002's request body
-    "name": "Outbound SMTP (Primary)",
-    "hostname": "smtp.example.com",
-    "port": 587,
-    "status": "paused",
-    "checkInterval": 60,
-    "timeoutSeconds": 30,
-    "allowedCheckCountryCodes": ["de", "us"],
-    "smtpConfig": {
-        "secure": False,
-        "requireTls": True,
-        "auth": {"user": "username", "pass": "password"},
-    },
-}
-IMAP_EXAMPLE = {
-    "customerId": "11111111-1111-4111-8111-111111111111",
-    "name": "Mailbox Access",
-    "hostname": "mail.example.com",
-    "port": 993,
-    "status": "active",
-    "checkInterval": 30,
-    "timeoutSeconds": 30,
-    "imapPopConfig": {
-        "protocol": "imap",
-        "user": "monitor@example.com",
-        "password": "password",
-        "tls": True,
-        "tlsOptions": {"rejectUnauthorized": True},
-    },
-}
-
-ROUNDTRIP_EXAMPLE = {
-    "customerId": "11111111-1111-4111-8111-111111111111",
-    "name": "Mail arrives",
-    "checkInterval": 300,
-    "timeoutSeconds": 120,
-    "roundtripConfig": {
-        "send": {
-            "hostname": "smtp.example.com",
-            "port": 587,
-            "requireTls": True,
-            "auth": {"user": "probe@example.com", "pass": "password"},
-            "from": "probe@example.com",
-        },
-        "to": "probe@example.net",
-        "receive": {
-            "protocol": "imap",
-            "hostname": "imap.example.net",
-            "port": 993,
-            "tls": True,
-            "user": "probe@example.net",
-            "password": "password",
-            "folders": ["INBOX", "Junk"],
-            "spamFolders": ["Junk"],
-        },
-        "slowAfterSeconds": 60,
-        "spamIsFailure": True,
-    },
-}
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[
@@ -295,29 +199,6 @@ async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
         await monitors.delete(conn, row["id"])
 
 
-def _smtp(row: asyncpg.Record) -> SmtpMonitor:
-    out = present(SMTP, row)
-    assert isinstance(out, SmtpMonitor)
-    return out
-
-
-def _imap(row: asyncpg.Record) -> ImapPopMonitor:
-    out = present(IMAP_POP, row)
-    assert isinstance(out, ImapPopMonitor)
-    return out
-
-
-def _roundtrip(row: asyncpg.Record) -> RoundTripMonitor:
-    out = present(ROUNDTRIP, row)
-    assert isinstance(out, RoundTripMonitor)
-    return out
-
-
-SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
-RoundTripId = Annotated[
-    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
-]
-ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
 CustomerParam = Annotated[
     str | None, QueryParameter(name="customerId", description="numeric id or public UUID")
 ]
@@ -327,143 +208,55 @@ SearchParam = Annotated[
 StatusParam = Annotated[str | None, QueryParameter(description="active, maintenance or disabled")]
 
 
-class SmtpMonitorController(Controller):
-    path = "/api/smtp-monitors"
-    tags = ["smtp monitors"]
+def router(api: KindApi) -> Router:
+    """`api`'s kind's resource: create, list, get, update, delete."""
+    kind = api.kind
 
-    @post("/", summary="Create SMTP Monitor")
-    async def create(
-        self,
-        request: AuthedRequest,
-        data: Annotated[SmtpMonitorCreate, Body(examples=[Example("seed", value=SMTP_EXAMPLE)])],
-    ) -> SmtpMonitor:
-        return _smtp(await _create(SMTP, request, data))
+    async def create(request: AuthedRequest, data: MonitorCreate) -> MonitorOut:
+        return present(kind, await _create(kind, request, data))
 
-    @get("/", summary="List SMTP Monitors")
     async def list_monitors(
-        self,
         request: AuthedRequest,
         customer_id: CustomerParam = None,
         search: SearchParam = None,
         status: StatusParam = None,
         page: PageParam = 1,
         per_page: PerPageParam = 50,
-    ) -> SmtpMonitorPage:
-        rows, total = await _list(SMTP, request, customer_id, search, status, page, per_page)
-        return SmtpMonitorPage([_smtp(r) for r in rows], total, page, per_page)
+    ) -> msgspec.Struct:
+        rows, total = await _list(kind, request, customer_id, search, status, page, per_page)
+        return api.page([present(kind, r) for r in rows], total, page, per_page)
 
-    @get("/{smtpMonitorPublicId:str}", summary="Get SMTP Monitor, with its latest results")
-    async def get_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> SmtpMonitorDetail:
-        row, latest = await _get(SMTP, request, monitor_id)
-        return SmtpMonitorDetail(**msgspec.structs.asdict(_smtp(row)), latest_results=latest)
+    async def get_monitor(request: AuthedRequest, monitor_id: str) -> msgspec.Struct:
+        row, latest = await _get(kind, request, monitor_id)
+        shown = msgspec.structs.asdict(present(kind, row))
+        return api.detail(**shown, latest_results=latest)
 
-    @patch("/{smtpMonitorPublicId:str}", summary="Update SMTP Monitor")
-    async def update(
-        self,
-        request: AuthedRequest,
-        monitor_id: SmtpId,
-        data: Annotated[
-            SmtpMonitorUpdate, Body(examples=[Example("seed", value=SMTP_PATCH_EXAMPLE)])
+    async def update(request: AuthedRequest, monitor_id: str, data: MonitorUpdate) -> MonitorOut:
+        return present(kind, await _update(kind, request, monitor_id, data))
+
+    async def delete_monitor(request: AuthedRequest, monitor_id: str) -> None:
+        await _delete(kind, request, monitor_id)
+
+    one = "/{" + api.param + ":str}"
+    return Router(
+        api.path,
+        tags=[api.tag],
+        route_handlers=[
+            post("/", summary=f"Create {api.label}")(
+                typed(create, api.out, data=api.body(api.create, api.create_examples))
+            ),
+            get("/", summary=f"List {api.label}s")(typed(list_monitors, api.page)),
+            get(one, summary=f"Get {api.label}, with its latest results")(
+                api.by_id(get_monitor, api.detail)
+            ),
+            patch(one, summary=f"Update {api.label}")(
+                typed(
+                    update,
+                    api.out,
+                    monitor_id=api.monitor_id,
+                    data=api.body(api.update, api.update_examples),
+                )
+            ),
+            delete(one, summary=f"Delete {api.label}")(api.by_id(delete_monitor)),
         ],
-    ) -> SmtpMonitor:
-        return _smtp(await _update(SMTP, request, monitor_id, data))
-
-    @delete("/{smtpMonitorPublicId:str}", summary="Delete SMTP Monitor")
-    async def delete_monitor(self, request: AuthedRequest, monitor_id: SmtpId) -> None:
-        await _delete(SMTP, request, monitor_id)
-
-
-class ImapPopMonitorController(Controller):
-    path = "/api/imap-pop-monitors"
-    tags = ["imap/pop monitors"]
-
-    @post("/", summary="Create IMAP/POP Monitor")
-    async def create(
-        self,
-        request: AuthedRequest,
-        data: Annotated[ImapPopMonitorCreate, Body(examples=[Example("seed", value=IMAP_EXAMPLE)])],
-    ) -> ImapPopMonitor:
-        return _imap(await _create(IMAP_POP, request, data))
-
-    @get("/", summary="List IMAP/POP Monitors")
-    async def list_monitors(
-        self,
-        request: AuthedRequest,
-        customer_id: CustomerParam = None,
-        search: SearchParam = None,
-        status: StatusParam = None,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> ImapPopMonitorPage:
-        rows, total = await _list(IMAP_POP, request, customer_id, search, status, page, per_page)
-        return ImapPopMonitorPage([_imap(r) for r in rows], total, page, per_page)
-
-    @get("/{imapPopMonitorPublicId:str}", summary="Get IMAP/POP Monitor, with its latest results")
-    async def get_monitor(
-        self, request: AuthedRequest, monitor_id: ImapPopId
-    ) -> ImapPopMonitorDetail:
-        row, latest = await _get(IMAP_POP, request, monitor_id)
-        return ImapPopMonitorDetail(**msgspec.structs.asdict(_imap(row)), latest_results=latest)
-
-    @patch("/{imapPopMonitorPublicId:str}", summary="Update IMAP/POP Monitor")
-    async def update(
-        self,
-        request: AuthedRequest,
-        monitor_id: ImapPopId,
-        data: JSONBody[ImapPopMonitorUpdate],
-    ) -> ImapPopMonitor:
-        return _imap(await _update(IMAP_POP, request, monitor_id, data))
-
-    @delete("/{imapPopMonitorPublicId:str}", summary="Delete IMAP/POP Monitor")
-    async def delete_monitor(self, request: AuthedRequest, monitor_id: ImapPopId) -> None:
-        await _delete(IMAP_POP, request, monitor_id)
-
-
-class RoundTripMonitorController(Controller):
-    path = "/api/roundtrip-monitors"
-    tags = ["round-trip monitors"]
-
-    @post("/", summary="Create Round-trip Monitor")
-    async def create(
-        self,
-        request: AuthedRequest,
-        data: Annotated[
-            RoundTripMonitorCreate, Body(examples=[Example("example", value=ROUNDTRIP_EXAMPLE)])
-        ],
-    ) -> RoundTripMonitor:
-        return _roundtrip(await _create(ROUNDTRIP, request, data))
-
-    @get("/", summary="List Round-trip Monitors")
-    async def list_monitors(
-        self,
-        request: AuthedRequest,
-        customer_id: CustomerParam = None,
-        search: SearchParam = None,
-        status: StatusParam = None,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> RoundTripMonitorPage:
-        rows, total = await _list(ROUNDTRIP, request, customer_id, search, status, page, per_page)
-        return RoundTripMonitorPage([_roundtrip(r) for r in rows], total, page, per_page)
-
-    @get("/{roundtripMonitorPublicId:str}", summary="Get Round-trip Monitor, with latest results")
-    async def get_monitor(
-        self, request: AuthedRequest, monitor_id: RoundTripId
-    ) -> RoundTripMonitorDetail:
-        row, latest = await _get(ROUNDTRIP, request, monitor_id)
-        return RoundTripMonitorDetail(
-            **msgspec.structs.asdict(_roundtrip(row)), latest_results=latest
-        )
-
-    @patch("/{roundtripMonitorPublicId:str}", summary="Update Round-trip Monitor")
-    async def update(
-        self,
-        request: AuthedRequest,
-        monitor_id: RoundTripId,
-        data: JSONBody[RoundTripMonitorUpdate],
-    ) -> RoundTripMonitor:
-        return _roundtrip(await _update(ROUNDTRIP, request, monitor_id, data))
-
-    @delete("/{roundtripMonitorPublicId:str}", summary="Delete Round-trip Monitor")
-    async def delete_monitor(self, request: AuthedRequest, monitor_id: RoundTripId) -> None:
-        await _delete(ROUNDTRIP, request, monitor_id)
+    )

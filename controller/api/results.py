@@ -10,13 +10,14 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get, post
-from litestar.params import PathParameter, QueryParameter
+from litestar import Request, Router, get, post
+from litestar.params import QueryParameter
 
 from controller.agents import AgentsUnknownError
 from controller.api import fair_use, guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
-from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind, public_id
+from controller.api.monitor_kinds import KindApi
+from controller.api.monitor_rules import Kind, public_id
 from controller.db import monitors, results
 from controller.db.accounts import Principal
 from controller.pipeline import Pipeline
@@ -38,12 +39,6 @@ FromParam = Annotated[
 ToParam = Annotated[
     str | None, QueryParameter(name="to", description="ISO-8601 time, scheduled before")
 ]
-SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
-ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
-RoundTripId = Annotated[
-    str, PathParameter(name="roundtripMonitorPublicId", description="public UUID")
-]
-
 WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", timedelta(days=30)))
 
 
@@ -334,94 +329,43 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     )
 
 
-class SmtpMonitorResultsController(Controller):
-    path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
-    tags = ["smtp monitors"]
+def router(api: KindApi) -> Router:
+    """`api`'s kind's results, uptime, latest state per country and trigger-check."""
+    kind = api.kind
 
-    @get("/results", summary="SMTP Monitor results, newest first")
     async def results(
-        self,
         request: AuthedRequest,
-        monitor_id: SmtpId,
+        monitor_id: str,
         country: CountryParam = None,
         since: FromParam = None,
         until: ToParam = None,
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> CheckResultPage:
-        return await _results(SMTP, request, monitor_id, country, since, until, page, per_page)
+        return await _results(kind, request, monitor_id, country, since, until, page, per_page)
 
-    @get("/uptime", summary="SMTP Monitor uptime per country and overall")
-    async def uptime(self, request: AuthedRequest, monitor_id: SmtpId) -> Uptime:
-        return await _uptime(SMTP, request, monitor_id)
+    async def uptime(request: AuthedRequest, monitor_id: str) -> Uptime:
+        return await _uptime(kind, request, monitor_id)
 
-    @get("/countries", summary="SMTP Monitor latest state per country")
-    async def countries(self, request: AuthedRequest, monitor_id: SmtpId) -> CountryStates:
-        return await _countries(SMTP, request, monitor_id)
+    async def countries(request: AuthedRequest, monitor_id: str) -> CountryStates:
+        return await _countries(kind, request, monitor_id)
 
-    @post("/trigger-check", status_code=202, summary="Run an SMTP Monitor round now")
-    async def trigger_check(self, request: AuthedRequest, monitor_id: SmtpId) -> Triggered:
-        return await _trigger(SMTP, request, monitor_id)
+    async def trigger_check(request: AuthedRequest, monitor_id: str) -> Triggered:
+        return await _trigger(kind, request, monitor_id)
 
-
-class ImapPopMonitorResultsController(Controller):
-    path = "/api/imap-pop-monitors/{imapPopMonitorPublicId:str}"
-    tags = ["imap/pop monitors"]
-
-    @get("/results", summary="IMAP/POP Monitor results, newest first")
-    async def results(
-        self,
-        request: AuthedRequest,
-        monitor_id: ImapPopId,
-        country: CountryParam = None,
-        since: FromParam = None,
-        until: ToParam = None,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> CheckResultPage:
-        return await _results(IMAP_POP, request, monitor_id, country, since, until, page, per_page)
-
-    @get("/uptime", summary="IMAP/POP Monitor uptime per country and overall")
-    async def uptime(self, request: AuthedRequest, monitor_id: ImapPopId) -> Uptime:
-        return await _uptime(IMAP_POP, request, monitor_id)
-
-    @get("/countries", summary="IMAP/POP Monitor latest state per country")
-    async def countries(self, request: AuthedRequest, monitor_id: ImapPopId) -> CountryStates:
-        return await _countries(IMAP_POP, request, monitor_id)
-
-    @post("/trigger-check", status_code=202, summary="Run an IMAP/POP Monitor round now")
-    async def trigger_check(self, request: AuthedRequest, monitor_id: ImapPopId) -> Triggered:
-        return await _trigger(IMAP_POP, request, monitor_id)
-
-
-class RoundTripMonitorResultsController(Controller):
-    path = "/api/roundtrip-monitors/{roundtripMonitorPublicId:str}"
-    tags = ["round-trip monitors"]
-
-    @get("/results", summary="Round-trip Monitor results, newest first")
-    async def results(
-        self,
-        request: AuthedRequest,
-        monitor_id: RoundTripId,
-        country: CountryParam = None,
-        since: FromParam = None,
-        until: ToParam = None,
-        page: PageParam = 1,
-        per_page: PerPageParam = 50,
-    ) -> CheckResultPage:
-        return await _results(ROUNDTRIP, request, monitor_id, country, since, until, page, per_page)
-
-    @get("/uptime", summary="Round-trip Monitor uptime per country and overall")
-    async def uptime(self, request: AuthedRequest, monitor_id: RoundTripId) -> Uptime:
-        return await _uptime(ROUNDTRIP, request, monitor_id)
-
-    @get("/countries", summary="Round-trip Monitor latest state per country")
-    async def countries(self, request: AuthedRequest, monitor_id: RoundTripId) -> CountryStates:
-        return await _countries(ROUNDTRIP, request, monitor_id)
-
-    @post("/trigger-check", status_code=202, summary="Run a Round-trip Monitor round now")
-    async def trigger_check(self, request: AuthedRequest, monitor_id: RoundTripId) -> Triggered:
-        return await _trigger(ROUNDTRIP, request, monitor_id)
+    one, label = api.by_id, api.label
+    return Router(
+        api.item_path,
+        tags=[api.tag],
+        route_handlers=[
+            get("/results", summary=f"{label} results, newest first")(one(results)),
+            get("/uptime", summary=f"{label} uptime per country and overall")(one(uptime)),
+            get("/countries", summary=f"{label} latest state per country")(one(countries)),
+            post("/trigger-check", status_code=202, summary=f"Run {api.a_label} round now")(
+                one(trigger_check)
+            ),
+        ],
+    )
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")

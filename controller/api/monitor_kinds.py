@@ -1,0 +1,208 @@
+"""What each monitor kind looks like in the HTTP API: its path, path parameter, tag, summaries'
+wording and OpenAPI types. `controller.api.monitors`, `results` and `alerts` each build a kind's
+routes from its `KindApi`, so the three kinds share one handler per endpoint."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from litestar.openapi.spec import Example
+from litestar.params import Body, PathParameter
+
+from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind
+from controller.api.monitor_schemas import (
+    ImapPopMonitor,
+    ImapPopMonitorCreate,
+    ImapPopMonitorDetail,
+    ImapPopMonitorPage,
+    ImapPopMonitorUpdate,
+    RoundTripMonitor,
+    RoundTripMonitorCreate,
+    RoundTripMonitorDetail,
+    RoundTripMonitorPage,
+    RoundTripMonitorUpdate,
+    SmtpMonitor,
+    SmtpMonitorCreate,
+    SmtpMonitorDetail,
+    SmtpMonitorPage,
+    SmtpMonitorUpdate,
+)
+
+SMTP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Outbound SMTP",
+    "hostname": "smtp.example.com",
+    "port": 587,
+    "status": "active",
+    "checkInterval": 60,
+    "timeoutSeconds": 30,
+    "smtpConfig": {
+        "secure": False,
+        "ignoreTls": False,
+        "requireTls": False,
+        "auth": {"user": "username", "pass": "password"},
+    },
+}
+SMTP_PATCH_EXAMPLE = {  # seed 002's request body
+    "name": "Outbound SMTP (Primary)",
+    "hostname": "smtp.example.com",
+    "port": 587,
+    "status": "paused",
+    "checkInterval": 60,
+    "timeoutSeconds": 30,
+    "allowedCheckCountryCodes": ["de", "us"],
+    "smtpConfig": {
+        "secure": False,
+        "requireTls": True,
+        "auth": {"user": "username", "pass": "password"},
+    },
+}
+IMAP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Mailbox Access",
+    "hostname": "mail.example.com",
+    "port": 993,
+    "status": "active",
+    "checkInterval": 30,
+    "timeoutSeconds": 30,
+    "imapPopConfig": {
+        "protocol": "imap",
+        "user": "monitor@example.com",
+        "password": "password",
+        "tls": True,
+        "tlsOptions": {"rejectUnauthorized": True},
+    },
+}
+
+ROUNDTRIP_EXAMPLE = {
+    "customerId": "11111111-1111-4111-8111-111111111111",
+    "name": "Mail arrives",
+    "checkInterval": 300,
+    "timeoutSeconds": 120,
+    "roundtripConfig": {
+        "send": {
+            "hostname": "smtp.example.com",
+            "port": 587,
+            "requireTls": True,
+            "auth": {"user": "probe@example.com", "pass": "password"},
+            "from": "probe@example.com",
+        },
+        "to": "probe@example.net",
+        "receive": {
+            "protocol": "imap",
+            "hostname": "imap.example.net",
+            "port": 993,
+            "tls": True,
+            "user": "probe@example.net",
+            "password": "password",
+            "folders": ["INBOX", "Junk"],
+            "spamFolders": ["Junk"],
+        },
+        "slowAfterSeconds": 60,
+        "spamIsFailure": True,
+    },
+}
+
+
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class KindApi:
+    """A kind's resource: `path` lists and creates, `path`/{`param`} is one monitor."""
+
+    kind: Kind
+    path: str
+    tag: str
+    param: str
+    a_label: str  # the label with its article ("an SMTP Monitor")
+    out: type[msgspec.Struct]
+    detail: type[msgspec.Struct]
+    page: type[msgspec.Struct]
+    create: type[msgspec.Struct]
+    update: type[msgspec.Struct]
+    create_examples: list[Example]
+    update_examples: list[Example] | None
+    login_backoff: bool  # whether it serves GET …/login-backoff
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+    @property
+    def item_path(self) -> str:
+        return f"{self.path}/{{{self.param}:str}}"
+
+    @property
+    def monitor_id(self) -> Any:
+        """The annotation of the path parameter that names one monitor."""
+        return Annotated[str, PathParameter(name=self.param, description="public UUID")]
+
+    def by_id(self, handler: HandlerT, returns: Any = ...) -> HandlerT:
+        """`handler` with its `monitor_id` read from this kind's path parameter."""
+        return typed(handler, returns, monitor_id=self.monitor_id)
+
+    @staticmethod
+    def body(body_type: type[msgspec.Struct], examples: list[Example] | None) -> Any:
+        """The annotation of a request body of that type."""
+        return Annotated[body_type, Body(examples=examples)]
+
+
+SMTP_API = KindApi(
+    kind=SMTP,
+    path="/api/smtp-monitors",
+    tag="smtp monitors",
+    param="smtpMonitorPublicId",
+    a_label="an SMTP Monitor",
+    out=SmtpMonitor,
+    detail=SmtpMonitorDetail,
+    page=SmtpMonitorPage,
+    create=SmtpMonitorCreate,
+    update=SmtpMonitorUpdate,
+    create_examples=[Example("seed", value=SMTP_EXAMPLE)],
+    update_examples=[Example("seed", value=SMTP_PATCH_EXAMPLE)],
+    login_backoff=True,
+)
+IMAP_POP_API = KindApi(
+    kind=IMAP_POP,
+    path="/api/imap-pop-monitors",
+    tag="imap/pop monitors",
+    param="imapPopMonitorPublicId",
+    a_label="an IMAP/POP Monitor",
+    out=ImapPopMonitor,
+    detail=ImapPopMonitorDetail,
+    page=ImapPopMonitorPage,
+    create=ImapPopMonitorCreate,
+    update=ImapPopMonitorUpdate,
+    create_examples=[Example("seed", value=IMAP_EXAMPLE)],
+    update_examples=None,
+    login_backoff=True,
+)
+ROUNDTRIP_API = KindApi(
+    kind=ROUNDTRIP,
+    path="/api/roundtrip-monitors",
+    tag="round-trip monitors",
+    param="roundtripMonitorPublicId",
+    a_label="a Round-trip Monitor",
+    out=RoundTripMonitor,
+    detail=RoundTripMonitorDetail,
+    page=RoundTripMonitorPage,
+    create=RoundTripMonitorCreate,
+    update=RoundTripMonitorUpdate,
+    create_examples=[Example("example", value=ROUNDTRIP_EXAMPLE)],
+    update_examples=None,
+    login_backoff=False,
+)
+KINDS = (SMTP_API, IMAP_POP_API, ROUNDTRIP_API)
+
+
+def typed(handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:
+    """`handler` with these annotations (`returns`: its return type, if it differs) in place of
+    the ones written on it. Litestar parses requests and writes the OpenAPI document from a
+    handler's annotations, and those differ per kind (the path parameter's name, the body and
+    response types); mypy checks the handler against the general ones it was written with."""
+    handler.__annotations__ = {**handler.__annotations__, **params}
+    if returns is not ...:
+        handler.__annotations__["return"] = returns
+    return handler
