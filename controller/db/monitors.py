@@ -27,6 +27,22 @@ CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {
 }
 
 
+# The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,
+# no password); the wire Structs spell that "" (the agent logs in only with both), so it is read
+# as "". Read as a wrong shape, it made every read of a round trip a 500 and skipped every round
+# of an SMTP or IMAP/POP monitor.
+_BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
+
+
+def _nulls_blank(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
+            for key, item in value.items()
+        }
+    return value
+
+
 class MonitorConfigError(ValueError):
     """A stored config that does not fit its type's config Struct."""
 
@@ -65,7 +81,7 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     if config_type is None:
         raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
     try:
-        config: JobConfig = msgspec.convert(stored or {}, config_type)
+        config: JobConfig = msgspec.convert(_nulls_blank(stored or {}), config_type)
     except msgspec.ValidationError as exc:
         raise MonitorConfigError(str(exc)) from None
     if isinstance(config, ImapPopConfig):

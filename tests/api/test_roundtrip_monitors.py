@@ -9,7 +9,9 @@ import asyncpg
 import httpx
 import pytest
 
+from controller.scheduler import job_config
 from controller.secretbox import SecretBox
+from shared.messages import RoundTripConfig, SmtpAuth
 from shared.settings import ControllerSettings
 from tests.api.helpers import COMMON_KEYS, IMAP, MASK, SMTP, assert_error, opened, stored_row
 from tests.conftest import Tenant, make_tenant
@@ -166,6 +168,22 @@ async def test_a_blank_sender_is_none_and_the_monitor_stays_readable(
     r = await http.get(RT, headers=tenant.auth())
     assert r.status_code == 200, r.text
     assert created["publicId"] in [m["publicId"] for m in r.json()["items"]]
+
+
+async def test_a_null_send_user_and_password_are_none_and_the_monitor_stays_readable(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """`send.auth.user`/`pass: null` (no login on the send leg) were stored as null, which the
+    typed Monitor could not read: the create, and every later list of the organization's round
+    trips, answered 500, and no round of the monitor ran."""
+    created = await make(http, tenant, send__auth={"user": None, "pass": None})
+    assert created["roundtripConfig"]["send"]["auth"] == {"user": "", "pass": ""}
+    r = await http.get(RT, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    assert created["publicId"] in [m["publicId"] for m in r.json()["items"]]
+    row = await stored_row(pool, created["publicId"])
+    config = job_config("roundtrip", row["config"], SecretBox(settings.secrets_key or ""))
+    assert isinstance(config, RoundTripConfig) and config.send.auth == SmtpAuth("", "")
 
 
 def masked(config: dict[str, Any]) -> dict[str, Any]:
