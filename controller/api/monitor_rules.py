@@ -4,7 +4,6 @@ Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between the
 """
 
 import hmac
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -476,26 +475,26 @@ def masked(value: Any) -> Any:
     return value
 
 
-def _common(get: Callable[[str], Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The fields every kind shows, from a row (`row.__getitem__`) or a Monitor (`getattr`)."""
+def _common(monitor: monitors.Monitor, config: dict[str, Any]) -> dict[str, Any]:
+    """The fields every kind shows."""
     return {
-        "id": get("id"),
-        "public_id": str(get("public_id")),
-        "organization_id": get("organization_id"),
-        "customer_id": get("customer_id"),
-        "name": get("name"),
-        "hostname": get("hostname"),
-        "port": get("port"),
-        "status": get("status"),
-        "check_interval": get("check_interval"),
-        "timeout_seconds": get("timeout_seconds"),
-        "allowed_check_country_codes": get("allowed_country_codes"),
-        "notification_email": get("notification_email"),
-        "notification_phone_number": get("notification_phone_number"),
-        "mail_domain": get("mail_domain"),
-        "last_checked_at": iso_ms_or_none(get("last_checked_at")),
-        "created_at": iso_ms(get("created_at")),
-        "updated_at": iso_ms(get("updated_at")),
+        "id": monitor.id,
+        "public_id": str(monitor.public_id),
+        "organization_id": monitor.organization_id,
+        "customer_id": monitor.customer_id,
+        "name": monitor.name,
+        "hostname": monitor.hostname,
+        "port": monitor.port,
+        "status": monitor.status,
+        "check_interval": monitor.check_interval,
+        "timeout_seconds": monitor.timeout_seconds,
+        "allowed_check_country_codes": monitor.allowed_country_codes,
+        "notification_email": monitor.notification_email,
+        "notification_phone_number": monitor.notification_phone_number,
+        "mail_domain": monitor.mail_domain,
+        "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
+        "created_at": iso_ms(monitor.created_at),
+        "updated_at": iso_ms(monitor.updated_at),
         "config": config,
     }
 
@@ -504,21 +503,19 @@ MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
 def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
+    """The response for a stored monitor of `kind`, read through the typed Monitor."""
+    monitor = monitors.decode(row)
     if kind is ROUNDTRIP:
-        return present_roundtrip(monitors.decode(row))
-    config = masked(row["config"])
+        # The config as the agent uses it (defaults spelt out), the send leg's server (the
+        # monitor's hostname and port) in `send`.
+        config = masked(msgspec.to_builtins(monitor.config))
+        config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
+        return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
+    # The keys as sent, as the seeds show them.
+    config = masked(monitor.config_as_sent)
     if kind is SMTP:
-        return SmtpMonitor(**_common(row.__getitem__, config), smtp_config=config)
-    return ImapPopMonitor(**_common(row.__getitem__, config), imap_pop_config=config)
-
-
-def present_roundtrip(monitor: monitors.Monitor) -> RoundTripMonitor:
-    """From the typed Monitor: the config as the agent uses it (defaults spelt out), secrets
-    masked, the send leg's server (the monitor's hostname and port) in `send`."""
-    config = masked(msgspec.to_builtins(monitor.config))
-    config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
-    common = _common(lambda name: getattr(monitor, name), config)
-    return RoundTripMonitor(**common, roundtrip_config=config)
+        return SmtpMonitor(**_common(monitor, config), smtp_config=config)
+    return ImapPopMonitor(**_common(monitor, config), imap_pop_config=config)
 
 
 __all__ = [

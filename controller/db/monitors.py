@@ -49,8 +49,12 @@ class MonitorConfigError(ValueError):
 
 class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     """A monitor row, typed. `config` is its type's wire config Struct with each secret still
-    as stored (sealed by controller.secretbox); those Structs' reprs mask every password, so
-    a Monitor is safe to log."""
+    as stored (sealed by controller.secretbox); those Structs' reprs mask every password, and
+    the repr leaves out `config_as_sent`, so a Monitor is safe to log.
+
+    `config_as_sent`: the config as stored, only the keys the API was sent (secrets sealed).
+    The API shows SMTP and IMAP/POP configs so, as the seeds do; `config` cannot tell a key
+    left out from one sent with its default value."""
 
     id: int
     public_id: UUID
@@ -72,6 +76,13 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     updated_at: datetime
     last_checked_at: datetime | None
+    config_as_sent: dict[str, Any]
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
+        )
+        return f"Monitor({', '.join(shown)})"
 
 
 def decode_config(monitor_type: str, stored: Any) -> JobConfig:
@@ -89,10 +100,14 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     return config
 
 
+_CONFIGS = ("config", "config_as_sent")
+
+
 def decode(row: asyncpg.Record) -> Monitor:
     """The row (of `COLUMNS`) as a Monitor; MonitorConfigError for a config that does not fit."""
-    fields = {name: row[name] for name in Monitor.__struct_fields__ if name != "config"}
-    return Monitor(**fields, config=decode_config(row["type"], row["config"]))
+    fields = {name: row[name] for name in Monitor.__struct_fields__ if name not in _CONFIGS}
+    stored = row["config"] or {}
+    return Monitor(**fields, config=decode_config(row["type"], stored), config_as_sent=stored)
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
