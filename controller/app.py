@@ -28,7 +28,7 @@ from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
 from controller.api.monitor_kinds import IMAP_POP_API, ROUNDTRIP_API, SMTP_API
 from controller.api.monitors import router as monitors_router
-from controller.api.posture import ImapPopMonitorPostureController, SmtpMonitorPostureController
+from controller.api.posture import router as posture_router
 from controller.api.results import list_agents
 from controller.api.results import router as results_router
 from controller.api.users import UserController
@@ -195,8 +195,8 @@ def create_app(
             monitors_router(ROUNDTRIP_API),
             results_router(ROUNDTRIP_API),
             alerts_router(ROUNDTRIP_API),
-            SmtpMonitorPostureController,
-            ImapPopMonitorPostureController,
+            posture_router(SMTP_API),
+            posture_router(IMAP_POP_API),
             AlertSettingsController,
             MaintenanceWindowController,
             list_agents,

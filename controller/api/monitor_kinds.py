@@ -1,6 +1,7 @@
 """What each monitor kind looks like in the HTTP API: its path, path parameter, tag, summaries'
 wording and OpenAPI types. `controller.api.monitors`, `results` and `alerts` each build a kind's
-routes from its `KindApi`, so the three kinds share one handler per endpoint."""
+routes from its `KindApi` (`posture` too, for SMTP and IMAP/POP), so the kinds share one handler
+per endpoint."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,17 +132,22 @@ class KindApi:
         return self.kind.label
 
     @property
+    def item(self) -> str:
+        """The path, under `path`, of one monitor."""
+        return f"/{{{self.param}:str}}"
+
+    @property
     def item_path(self) -> str:
-        return f"{self.path}/{{{self.param}:str}}"
+        return self.path + self.item
 
     @property
     def monitor_id(self) -> Any:
         """The annotation of the path parameter that names one monitor."""
         return Annotated[str, PathParameter(name=self.param, description="public UUID")]
 
-    def by_id(self, handler: HandlerT, returns: Any = ...) -> HandlerT:
-        """`handler` with its `monitor_id` read from this kind's path parameter."""
-        return typed(handler, returns, monitor_id=self.monitor_id)
+    def by_id(self, handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:
+        """`typed`, with the handler's `monitor_id` read from this kind's path parameter."""
+        return typed(handler, returns, monitor_id=self.monitor_id, **params)
 
     @staticmethod
     def body(body_type: type[msgspec.Struct], examples: list[Example] | None) -> Any:

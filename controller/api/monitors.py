@@ -237,7 +237,6 @@ def router(api: KindApi) -> Router:
     async def delete_monitor(request: AuthedRequest, monitor_id: str) -> None:
         await _delete(kind, request, monitor_id)
 
-    one = "/{" + api.param + ":str}"
     return Router(
         api.path,
         tags=[api.tag],
@@ -246,17 +245,12 @@ def router(api: KindApi) -> Router:
                 typed(create, api.out, data=api.body(api.create, api.create_examples))
             ),
             get("/", summary=f"List {api.label}s")(typed(list_monitors, api.page)),
-            get(one, summary=f"Get {api.label}, with its latest results")(
+            get(api.item, summary=f"Get {api.label}, with its latest results")(
                 api.by_id(get_monitor, api.detail)
             ),
-            patch(one, summary=f"Update {api.label}")(
-                typed(
-                    update,
-                    api.out,
-                    monitor_id=api.monitor_id,
-                    data=api.body(api.update, api.update_examples),
-                )
+            patch(api.item, summary=f"Update {api.label}")(
+                api.by_id(update, api.out, data=api.body(api.update, api.update_examples))
             ),
-            delete(one, summary=f"Delete {api.label}")(api.by_id(delete_monitor)),
+            delete(api.item, summary=f"Delete {api.label}")(api.by_id(delete_monitor)),
         ],
     )

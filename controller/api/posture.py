@@ -9,12 +9,13 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get
-from litestar.params import PathParameter, QueryParameter
+from litestar import Request, Router, get
+from litestar.params import QueryParameter
 
 from controller.api import guards
 from controller.api.errors import not_found
-from controller.api.monitor_rules import IMAP_POP, SMTP, Kind, public_id
+from controller.api.monitor_kinds import KindApi
+from controller.api.monitor_rules import Kind, public_id
 from controller.db import monitors
 from controller.db import posture as db
 from controller.db.accounts import Principal
@@ -23,8 +24,6 @@ from controller.posture.rules import CODES
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
-SmtpId = Annotated[str, PathParameter(name="smtpMonitorPublicId", description="public UUID")]
-ImapPopId = Annotated[str, PathParameter(name="imapPopMonitorPublicId", description="public UUID")]
 LimitParam = Annotated[
     int, QueryParameter(ge=1, le=1000, description="findings and changes listed, at most")
 ]
@@ -110,23 +109,13 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
     )
 
 
-class SmtpMonitorPostureController(Controller):
-    path = "/api/smtp-monitors/{smtpMonitorPublicId:str}"
-    tags = ["smtp monitors"]
+def router(api: KindApi) -> Router:
+    """`api`'s kind's security posture (served for SMTP and IMAP/POP)."""
+    kind = api.kind
 
-    @get("/posture", summary="SMTP Monitor security posture: findings, changes, baselines")
-    async def posture(
-        self, request: AuthedRequest, monitor_id: SmtpId, limit: LimitParam = 200
-    ) -> Posture:
-        return await _posture(SMTP, request, monitor_id, limit)
+    async def posture(request: AuthedRequest, monitor_id: str, limit: LimitParam = 200) -> Posture:
+        return await _posture(kind, request, monitor_id, limit)
 
-
-class ImapPopMonitorPostureController(Controller):
-    path = "/api/imap-pop-monitors/{imapPopMonitorPublicId:str}"
-    tags = ["imap/pop monitors"]
-
-    @get("/posture", summary="IMAP/POP Monitor security posture: findings, changes, baselines")
-    async def posture(
-        self, request: AuthedRequest, monitor_id: ImapPopId, limit: LimitParam = 200
-    ) -> Posture:
-        return await _posture(IMAP_POP, request, monitor_id, limit)
+    summary = f"{api.label} security posture: findings, changes, baselines"
+    handler = get("/posture", summary=summary)(api.by_id(posture))
+    return Router(api.item_path, tags=[api.tag], route_handlers=[handler])
