@@ -1,7 +1,7 @@
 """Incidents, delivery history and alert thresholds of a monitor; the organization's defaults.
 
-Under `/api/smtp-monitors/{id}/…` and `/api/imap-pop-monitors/{id}/…` with the monitor
-endpoints' tenancy (another organization's monitor is a 404), and `/api/alert-settings`.
+Under each kind's `/api/…-monitors/{id}/…` (`router`), with the monitor endpoints' tenancy
+(another organization's monitor is a 404), and `/api/alert-settings`.
 """
 
 from typing import Annotated, Any
@@ -324,7 +324,7 @@ def router(api: KindApi) -> Router:
     ]
     if api.login_backoff:
         summary = f"{label} logins backed off (credentials rejected)"
-        handlers.insert(2, get("/login-backoff", summary=summary)(one(login_backoff)))
+        handlers.append(get("/login-backoff", summary=summary)(one(login_backoff)))
     return Router(api.item_path, tags=[api.tag], route_handlers=handlers)
 
 

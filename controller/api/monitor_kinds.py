@@ -200,7 +200,6 @@ ROUNDTRIP_API = KindApi(
     update_examples=None,
     login_backoff=False,
 )
-KINDS = (SMTP_API, IMAP_POP_API, ROUNDTRIP_API)
 
 
 def typed(handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:
