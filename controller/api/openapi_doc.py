@@ -130,13 +130,17 @@ NAME = {
     "maxLength": 200,
     "description": "one line, not blank, at most 200 characters",
 }
+CUSTOMER_ID_TEXT: JsonObject = {
+    "type": "string",
+    "pattern": f"^(?:0*[1-9][0-9]{{0,17}}|{_UUID})$",
+}
 CUSTOMER_ID: JsonObject = {
     "description": "numeric customer id or public UUID",
-    "anyOf": [
-        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-        {"type": "string", "pattern": f"^(?:0*[1-9][0-9]{{0,17}}|{_UUID})$"},
-    ],
+    "anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, CUSTOMER_ID_TEXT],
 }
+# In a path or a query the id is text, digits or a UUID: an integer there would be sent as its
+# JSON Schema value's text, `1121.0` for the integer 1121.0, which customer_ident refuses.
+CUSTOMER_ID_PARAMETER: JsonObject = {"description": CUSTOMER_ID["description"], **CUSTOMER_ID_TEXT}
 NULL = {"type": "null"}
 E164 = "\\+[1-9][0-9]{6,14}"
 NO_NUL = "^[^\\x00]*$"
@@ -259,8 +263,8 @@ _NUMBER_RULES = {
 }
 # Query and path parameters, replaced whole (a query cannot carry null).
 PARAMETERS: dict[str, JsonObject] = {
-    "customerId": CUSTOMER_ID,
-    "customer_id": CUSTOMER_ID,
+    "customerId": CUSTOMER_ID_PARAMETER,
+    "customer_id": CUSTOMER_ID_PARAMETER,
     "monitorId": UUID_STRING,
     "from": DATE_TIME,
     "to": DATE_TIME,

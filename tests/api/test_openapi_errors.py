@@ -200,3 +200,29 @@ async def test_a_hostname_the_document_admits_is_one_the_server_accepts(
         schemas["SmtpMonitorCreate"]["properties"]["mailDomain"]["anyOf"][0]["pattern"],
     ):
         assert (re.search(pattern, host) is not None) == accepted, pattern
+
+
+async def test_a_customer_id_in_a_path_or_query_is_documented_as_the_text_the_server_reads(
+    http: httpx.AsyncClient, tenant: Tenant, spec: dict[str, Any]
+) -> None:
+    """A path or query carries text: the document's integer alternative let schemathesis send
+    the integer 1121.0 as `customerId=1121.0`, which the server refuses (a 400 naming
+    customerId). The document now says what the server reads: digits or a public UUID."""
+    found = [
+        (path, p["schema"])
+        for path, method, op in operations(spec)
+        for p in op.get("parameters", [])
+        if p["name"] in ("customerId", "customer_id") and p["in"] in ("path", "query")
+    ]
+    assert len(found) >= 5
+    for path, schema in found:
+        assert schema["type"] == "string" and "anyOf" not in schema, (path, schema)
+        admits = re.compile(schema["pattern"])
+        assert admits.search("7") and admits.search(tenant.customer_public_id), path
+        assert not admits.search("1121.0") and not admits.search("0"), path
+    for query, status in ((str(tenant.customer_id), 200), ("1121.0", 400)):
+        r = await http.get(
+            "/api/imap-pop-monitors", params={"customerId": query}, headers=tenant.auth()
+        )
+        assert r.status_code == status, r.text
+    assert r.json()["fields"] == ["customerId"]
