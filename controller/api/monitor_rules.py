@@ -151,8 +151,8 @@ def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any],
 
 def _secret(
     value: str | None | UnsetType, stored: object, box: SecretBox, field: str
-) -> str | None | UnsetType:
-    """Seal a new secret; the mask keeps the stored one."""
+) -> str | UnsetType:
+    """Seal a new secret; the mask keeps the stored one; null is none, as ""."""
     if value == MASK:
         if isinstance(stored, str) and stored.startswith(PREFIX):
             return stored
@@ -161,7 +161,13 @@ def _secret(
         )
     if isinstance(value, str) and value:
         return box.seal(value)
-    return value
+    return "" if value is None else value
+
+
+def _none_is_empty(value: str | None) -> str:
+    """A null user name is none, as "": the stored config holds text (a null there made every
+    read of a round trip a 500, and the scheduler skip the monitor's rounds)."""
+    return "" if value is None else value
 
 
 def _smtp_config(
@@ -183,7 +189,7 @@ def _smtp_config(
     elif cfg.auth is not UNSET:
         auth: dict[str, Any] = {}
         if cfg.auth.user is not UNSET:
-            auth["user"] = cfg.auth.user
+            auth["user"] = _none_is_empty(cfg.auth.user)
         stored_auth = stored.get("auth") if isinstance(stored.get("auth"), dict) else {}
         sealed = _secret(
             cfg.auth.password, (stored_auth or {}).get("pass"), box, f"{key}.auth.pass"
@@ -208,7 +214,7 @@ def _imap_pop_config(
             raise bad_request(f"{key}.protocol", f"{key}.protocol must be imap or pop3")
         out["protocol"] = protocol
     if cfg.user is not UNSET:
-        out["user"] = cfg.user
+        out["user"] = _none_is_empty(cfg.user)
     sealed = _secret(cfg.password, stored.get("password"), box, f"{key}.password")
     if sealed is not UNSET:
         out["password"] = sealed

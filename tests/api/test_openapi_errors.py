@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.helpers import seed_body
 from tests.conftest import Tenant
 
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -165,3 +166,63 @@ def test_a_create_links_to_what_its_id_opens(spec: dict[str, Any]) -> None:
     assert created[by_id]["parameters"] == {"smtpMonitorPublicId": "$response.body#/publicId"}
     window = spec["paths"]["/api/maintenance-windows"]["post"]["responses"]["201"]["links"]
     assert {"windowId": "$response.body#/id"} in [link["parameters"] for link in window.values()]
+
+
+# (hostname, whether the server accepts it): IDNA refuses hyphens in a label's 3rd and 4th
+# places (all but a valid A-label) and an A-label that does not decode.
+HOSTNAMES = [
+    ("t.iy7e1.O.cL--EWj6YHo.z.example", False),  # the fuzzer's (make fuzz, 100 examples)
+    ("ab--c.example.com", False),
+    ("mx.example.ab--c", False),
+    ("xn--zz.example.com", False),
+    ("a--b.example.com", True),
+    ("ab-c.example.com", True),
+    ("a.b.c", True),
+]
+
+
+@pytest.mark.parametrize(("host", "accepted"), HOSTNAMES)
+async def test_a_hostname_the_document_admits_is_one_the_server_accepts(
+    http: httpx.AsyncClient, tenant: Tenant, spec: dict[str, Any], host: str, accepted: bool
+) -> None:
+    """The hostname pattern admitted a label with `--` in its 3rd and 4th places, which the
+    server (IDNA) refuses: schemathesis's schema-valid request got a 400. The document now
+    leaves such labels out (valid A-labels too: its rule is the narrower one)."""
+    r = await http.post(
+        "/api/smtp-monitors", json=seed_body("smtp", tenant, hostname=host), headers=tenant.auth()
+    )
+    assert r.status_code == (201 if accepted else 400), r.text
+    if not accepted:
+        assert r.json()["fields"] == ["hostname"]
+    schemas = spec["components"]["schemas"]
+    for pattern in (
+        schemas["SmtpMonitorCreate"]["properties"]["hostname"]["pattern"],
+        schemas["SmtpMonitorCreate"]["properties"]["mailDomain"]["anyOf"][0]["pattern"],
+    ):
+        assert (re.search(pattern, host) is not None) == accepted, pattern
+
+
+async def test_a_customer_id_in_a_path_or_query_is_documented_as_the_text_the_server_reads(
+    http: httpx.AsyncClient, tenant: Tenant, spec: dict[str, Any]
+) -> None:
+    """A path or query carries text: the document's integer alternative let schemathesis send
+    the integer 1121.0 as `customerId=1121.0`, which the server refuses (a 400 naming
+    customerId). The document now says what the server reads: digits or a public UUID."""
+    found = [
+        (path, p["schema"])
+        for path, method, op in operations(spec)
+        for p in op.get("parameters", [])
+        if p["name"] in ("customerId", "customer_id") and p["in"] in ("path", "query")
+    ]
+    assert len(found) >= 5
+    for path, schema in found:
+        assert schema["type"] == "string" and "anyOf" not in schema, (path, schema)
+        admits = re.compile(schema["pattern"])
+        assert admits.search("7") and admits.search(tenant.customer_public_id), path
+        assert not admits.search("1121.0") and not admits.search("0"), path
+    for query, status in ((str(tenant.customer_id), 200), ("1121.0", 400)):
+        r = await http.get(
+            "/api/imap-pop-monitors", params={"customerId": query}, headers=tenant.auth()
+        )
+        assert r.status_code == status, r.text
+    assert r.json()["fields"] == ["customerId"]

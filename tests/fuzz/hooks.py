@@ -4,8 +4,9 @@ to every generated case so the fuzzer's valid requests are valid.
 - `tlsOptions.ca` is a PEM certificate: a pattern cannot describe one that parses, so a
   generated string is replaced by a real certificate.
 - A timeout is at most the interval (native `timeoutSeconds` ≤ `checkInterval`, AlertSite
-  `timeout` seconds ≤ `interval` minutes), the stored interval when a PATCH sends none: a
-  relation between two fields, or a field and the stored monitor, which a schema cannot state.
+  `timeout` seconds ≤ `interval` minutes), the stored interval when a PATCH sends none, the
+  stored timeout when a PATCH sends an interval alone: a relation between two fields, or a
+  field and the stored monitor, which a schema cannot state.
 - A one-off maintenance window ends after it starts (a relation between two fields).
 - A phone number is E.164 (the pattern says so) and valid in its country's plan, which only
   libphonenumber knows: one of that form becomes a real one.
@@ -27,6 +28,7 @@ PHONE = "+4915112345678"
 FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
 PEM = trustme.CA().cert_pem.bytes().decode()
 NATIVE_INTERVAL_MIN = 10  # validation.CHECK_INTERVAL_MIN: a PATCH may meet a stored one
+TIMEOUT_DEFAULT = 30  # validation.TIMEOUT_DEFAULT, seconds: within every interval but 10 s
 ALERTSITE_INTERVAL_DEFAULT = 1  # minutes; the least a stored AlertSite monitor can have
 
 
@@ -69,12 +71,19 @@ def _timeout_within_interval(body: dict[str, Any], create: bool) -> None:
     """Only a timeout and an interval each within its bounds are touched: a case made invalid
     on purpose (the negative ones) stays invalid."""
     timeout, interval = _whole(body.get("timeoutSeconds")), _whole(body.get("checkInterval"))
+    if not create and "timeoutSeconds" not in body and interval is not None and interval >= 10:
+        # the stored timeout (up to 300 s) may be longer than the new interval: a 400 that
+        # schemathesis, seeing the request only, called a schema-valid request refused
+        body["timeoutSeconds"] = timeout = min(interval, TIMEOUT_DEFAULT)
     if timeout is not None and 1 <= timeout <= 300:
         if "checkInterval" not in body:
             interval = 60 if create else NATIVE_INTERVAL_MIN
         if interval is not None and 10 <= interval < timeout:
             body["timeoutSeconds"] = interval
     timeout, minutes = _whole(body.get("timeout")), _whole(body.get("interval"))
+    if not create and "timeout" not in body and minutes is not None and minutes >= 1:
+        # as above (seed 2 of `make fuzz`: a stored 205 s timeout, `"interval": "1"`)
+        body["timeout"] = timeout = TIMEOUT_DEFAULT
     if timeout is not None and 1 <= timeout <= 300:
         if "interval" not in body:
             minutes = ALERTSITE_INTERVAL_DEFAULT
