@@ -46,9 +46,31 @@ def one_line(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
-def _target(monitor: Any) -> str:
+def target(monitor: Any) -> str:
+    """`SMTP mx.example.com:25`: the monitor's type, host and port, as notices name them."""
     port = f":{monitor['port']}" if monitor["port"] else ""
     return f"{_TYPES.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
+
+
+def with_facts(subject: str, lead: str, facts: list[tuple[str, str]], sms: str) -> Texts:
+    """A notice of a lead sentence and a table of facts (`(label, value)`)."""
+    text = lead + "\n\n" + "\n".join(f"{k}: {v}" for k, v in facts) + "\n\n-- mailprobe\n"
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in facts
+    )
+    body = (
+        f"<html><body><p><strong>{html.escape(lead)}</strong></p>"
+        f"<table>{rows}</table><p>-- mailprobe</p></body></html>"
+    )
+    return Texts(subject, text, body, sms[:300])
+
+
+def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
+    """A notice of a few paragraphs."""
+    text = "\n\n".join(lines) + "\n\n-- mailprobe\n"
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
 
 
 def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
@@ -59,13 +81,13 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
     where = ", ".join(incident["countries"]) or "-"
     if kind == "recovered":
         subject = f"[mailprobe] Recovered: {name} after {lasted}"
-        lead = f"{name} ({_target(monitor)}) is up again after {lasted} of downtime."
+        lead = f"{name} ({target(monitor)}) is up again after {lasted} of downtime."
     elif kind == "reminder":
         subject = f"[mailprobe] Still down: {name} for {lasted}"
-        lead = f"{name} ({_target(monitor)}) has been down for {lasted}."
+        lead = f"{name} ({target(monitor)}) has been down for {lasted}."
     else:
         subject = f"[mailprobe] DOWN: {name}"
-        lead = f"{name} ({_target(monitor)}) is down."
+        lead = f"{name} ({target(monitor)}) is down."
     facts = [
         ("Cause", incident["cause"]),
         ("Seen from", where),
@@ -74,44 +96,32 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
     if ended is not None:
         facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
     facts.append(("Monitor", str(monitor["public_id"])))
-    text = lead + "\n\n" + "\n".join(f"{k}: {v}" for k, v in facts) + "\n\n-- mailprobe\n"
-    rows = "".join(
-        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in facts
-    )
-    body = (
-        f"<html><body><p><strong>{html.escape(lead)}</strong></p>"
-        f"<table>{rows}</table><p>-- mailprobe</p></body></html>"
-    )
     sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor['hostname']})"
     sms += (
         f" after {lasted}"
         if kind == "recovered"
         else f": {label(incident['cause_kind'])} in {where}"
     )
-    return Texts(subject, text, body, sms[:300])
+    return with_facts(subject, lead, facts, sms)
 
 
 def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: timedelta) -> Texts:
     """The owner's one notice that the monitor's credentials were rejected and its logins
     slowed."""
     name = one_line(monitor["name"])
-    target = _target(monitor)
     where = ", ".join(sorted(countries)) or "-"
     retry = iso_ms(backoff.retry_at)
     subject = f"[mailprobe] Credentials rejected: {name}"
     lines = [
-        f"{name} ({target}) rejected the monitor's credentials (seen from: {where}).",
+        f"{name} ({target(monitor)}) rejected the monitor's credentials (seen from: {where}).",
         "Checks that log in are slowed so the account is not locked: the next login is at "
         f"{retry}, then less and less often (at most {duration(cap.total_seconds())} apart), "
         "from one country at a time.",
         "Update the monitor's credentials to resume its checks at once.",
         f"Monitor: {monitor['public_id']}",
     ]
-    text = "\n\n".join(lines) + "\n\n-- mailprobe\n"
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     sms = one_line(f"mailprobe: {name} credentials rejected; logins slowed until updated")[:160]
-    return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
+    return in_paragraphs(subject, lines, sms)
 
 
 def render_held_back(
@@ -126,11 +136,9 @@ def render_held_back(
         f" notifications an hour ({setting}).",
         f"Further {what} notifications until {iso_ms(until)} are not sent: each monitor's alert"
         " history lists them as `dropped`. Incidents still open and close as before.",
-        f"The first held back was about {name} ({_target(monitor)}), monitor"
+        f"The first held back was about {name} ({target(monitor)}), monitor"
         f" {monitor['public_id']}. So many notifications usually mean monitors that flap, or"
         " notification addresses someone should not have set.",
     ]
-    text = "\n\n".join(lines) + "\n\n-- mailprobe\n"
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     subject = f"[mailprobe] {what} notifications held back: hourly budget reached"
-    return Texts(subject, text, f"<html><body>{body}</body></html>", "")
+    return in_paragraphs(subject, lines, "")
