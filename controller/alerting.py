@@ -59,7 +59,7 @@ from controller import causes, confirm, login_backoff, maintenance, metrics, sch
 from controller.db import alerts, confirmations, results
 from controller.db import login_backoff as backoff_db
 from controller.db import maintenance as windows_db
-from controller.db.alerts import Outgoing, Thresholds
+from controller.db.alerts import Thresholds
 from controller.db.pool import Conn
 from controller.db.results import ResultRow
 from controller.notify.texts import Kind, render, render_backoff
@@ -435,22 +435,7 @@ class Alerter:
             monitor, [c for c, k, _ in r.failures if k == login_backoff.AUTH], b, self._login_cap
         )
         key = f"login-backoff:{monitor['id']}:{iso_ms(b.since)}"
-        notes: list[Outgoing] = []
-        email, phone = monitor["notification_email"], monitor["notification_phone_number"]
-        if email:
-            notes.append(
-                Outgoing(
-                    "credentials",
-                    "email",
-                    email,
-                    texts.subject,
-                    texts.text,
-                    texts.html,
-                    f"{key}:email",
-                )
-            )
-        if phone:
-            notes.append(Outgoing("credentials", "sms", phone, "", texts.sms, None, f"{key}:sms"))
+        notes = alerts.to_recipients("credentials", monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], None, notes)
         log.info(
             "notification queued",
@@ -682,16 +667,7 @@ class Alerter:
         reminders = incident["reminders"] + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident['id']}:{tag}"
-        notes: list[Outgoing] = []
-        email, phone = monitor["notification_email"], monitor["notification_phone_number"]
-        if email:
-            notes.append(
-                Outgoing(
-                    kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email"
-                )
-            )
-        if phone:
-            notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
+        notes = alerts.to_recipients(kind, monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
         if kind != "recovered":
             await alerts.set_incident_notified(conn, incident["id"], reminders)

@@ -7,12 +7,15 @@ outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 
 from controller.db.pool import Conn
 from controller.posture.rules import DEFAULT_EXPIRY_DAYS
+
+if TYPE_CHECKING:
+    from controller.notify.texts import Texts
 
 # Built-in defaults, used when an organization has not set its own.
 DEFAULT_FAILURE_THRESHOLD = 0.5
@@ -386,6 +389,20 @@ class Outgoing:
     text: str
     html: str | None
     dedupe_key: str
+
+
+def to_recipients(kind: str, monitor: Any, texts: "Texts", key: str) -> list[Outgoing]:
+    """One notification of `kind` per recipient the monitor has (its e-mail, its phone),
+    whatever channels this process can send: a replica that has the channel sends it. `key`
+    is the notice's dedupe key, made per channel."""
+    notes: list[Outgoing] = []
+    if email := monitor["notification_email"]:
+        notes.append(
+            Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
+        )
+    if phone := monitor["notification_phone_number"]:
+        notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
+    return notes
 
 
 async def enqueue(

@@ -18,7 +18,6 @@ import structlog
 
 from controller.db import alerts
 from controller.db import posture as db
-from controller.db.alerts import Outgoing
 from controller.db.pool import Conn
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
@@ -159,16 +158,7 @@ class _Pass:
     async def notify(self, kind: str, texts: Texts, key: str) -> None:
         if self.quiet:
             return
-        notes: list[Outgoing] = []
-        email, phone = self.monitor["notification_email"], self.monitor["notification_phone_number"]
-        if email:
-            notes.append(
-                Outgoing(
-                    kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email"
-                )
-            )
-        if phone:
-            notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
+        notes = alerts.to_recipients(kind, self.monitor, texts, key)
         await alerts.enqueue(self.conn, self.monitor["id"], None, notes)
 
     async def event(self, at: datetime, note: PostureNote) -> None:
