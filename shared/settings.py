@@ -628,7 +628,8 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
 _LABEL = r"[0-9A-Za-z_]([0-9A-Za-z_-]{0,61}[0-9A-Za-z_])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
 _CANARY = re.compile(r"(\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[^\[\]:]+)):(?P<port>\d{1,5})")
-# Each canary is a TCP connect per run, and each is listed in the heartbeat (4 KiB at most).
+# Each canary is a TCP connect per run; the heartbeat lists at most agent.selfcheck
+# HEARTBEAT_CANARIES of them.
 CANARIES_MAX = 16
 
 
