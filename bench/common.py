@@ -252,3 +252,22 @@ def percentile(values: list[float], p: float) -> float:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """This process's environment without mailprobe's own settings (a bench's children get only
+    those it names), JSON logs at INFO, and `values`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("AGENT_", "NATS_", "LOG_", "CONTROLLER_", "DATABASE_", "SEAL_", "CONFIRM_")
+        )
+    }
+    return {**env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", **values}
+
+
+def start_module(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m <args>` with `env`, its output appended to `log`."""
+    out = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=out)

@@ -17,7 +17,6 @@ targets: `blocked_target` every round) never confirms and never notifies.
 
 import asyncio
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
@@ -25,9 +24,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from bench.common import Pipes, discard_logs, machine, verdict
+from bench.common import Pipes, child_env, discard_logs, machine, start_module, verdict
 from controller import schedule
 from controller.db import accounts, customers
 from controller.db.migrate import migrate
@@ -111,20 +109,6 @@ async def _seed(url: str, monitors: list[Monitor], ports: tuple[int, int], meet:
         await conn.close()
 
 
-def _env(**values: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AGENT_", "NATS_", "LOG_", "CONTROLLER_", "DATABASE_", "CONFIRM_"))
-    }
-    return {**env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", **values}
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=out)
-
-
 async def _watch(url: str, monitors: list[Monitor], deadline: float) -> None:
     """Poll until every outage monitor's down notice is queued (or the deadline)."""
     conn = await connect(url)
@@ -196,9 +180,9 @@ def _measure() -> bool:
         asyncio.run(_seed(pipes.database_url, [*monitors, lone], ports, meet))
         common = {"NATS_URL": pipes.nats_url}
         procs.append(
-            _start(
+            start_module(
                 ["controller", "serve"],
-                _env(
+                child_env(
                     **common,
                     DATABASE_URL=pipes.database_url,
                     SECRETS_KEY=SECRETS_KEY,
@@ -210,9 +194,9 @@ def _measure() -> bool:
         for cc in ("DE", "FR", "US"):
             private = {"AGENT_ALLOW_PRIVATE_TARGETS": "true"} if cc != "US" else {}
             procs.append(
-                _start(
+                start_module(
                     ["agent", "--country", cc],
-                    _env(**common, **private, AGENT_METRICS_PORT=str(embedded.free_port())),
+                    child_env(**common, **private, AGENT_METRICS_PORT=str(embedded.free_port())),
                     pipes.tmp / f"agent-{cc}.log",
                 )
             )

