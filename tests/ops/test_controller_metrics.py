@@ -1,6 +1,7 @@
 """The controller's `/metrics` and `/ready` over real HTTP, and its sampled ingest lag."""
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ import msgspec
 import nats
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
@@ -110,13 +112,12 @@ async def test_ingest_lag_is_the_consumers_pending_count(
     js: JetStreamContext, country: str
 ) -> None:
     """Results of a monitor nobody has (other tests' ingesters drop them), on a consumer of
-    its own."""
+    its own made after they are stored: a consumer counts what the stream holds when it is
+    made, whereas a message stored later reaches an existing consumer's count through the
+    stream's signal to it, a moment after the publish is acknowledged."""
     durable = f"lag-test-{uuid.uuid4().hex[:8]}"
     monitor_id = str(uuid.uuid4())
     subject = results_subject(country, "smtp", monitor_id)
-    await js.add_consumer(
-        RESULTS_STREAM, ConsumerConfig(durable_name=durable, filter_subject=subject)
-    )
     try:
         now = iso_ms(utcnow())
         for _ in range(3):
@@ -133,10 +134,14 @@ async def test_ingest_lag_is_the_consumers_pending_count(
                 message="220 ready",
             )
             await js.publish(subject, encode(result))
+        await js.add_consumer(
+            RESULTS_STREAM, ConsumerConfig(durable_name=durable, filter_subject=subject)
+        )
         await metrics.sample([metrics.ingest_lag(js, durable)])
         assert REGISTRY.get_sample_value("mailprobe_ingest_lag_messages") == 3
     finally:
-        await js.delete_consumer(RESULTS_STREAM, durable)
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(RESULTS_STREAM, durable)
         await js.purge_stream(RESULTS_STREAM, subject=subject)
 
 
