@@ -65,6 +65,7 @@ IDLE_MAX_S = 0.5
 MIN_PASS_S = 0.025
 PLAN_EVERY_S = 0.5
 ACCOUNT_PURPOSE = "mailprobe login accounts"
+TENANT_PURPOSE = "mailprobe job tenants"
 
 
 class JobConfigError(Exception):
@@ -124,6 +125,7 @@ class Scheduler:
         self._login_spacing = login_spacing_s
         self._login_cap = login_cap
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
+        self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._js = js
         self._agents = agents
         self._box = box
@@ -504,6 +506,7 @@ class Scheduler:
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
                     avoid_agents=avoid.get(cc, []),
+                    tenant=self._tenant(row["organization_id"]),
                     **fields,
                 )
             )
@@ -521,6 +524,12 @@ class Scheduler:
             user = config.auth.user if config.auth else ""
         name = f"{user.lower()}@{hostname.lower().rstrip('.')}".encode()
         return hmac.digest(self._account_key, name, hashlib.sha256).hex()[:32]
+
+    def _tenant(self, organization_id: int) -> str:
+        """The job's `tenant`: the organization as a keyed hash, so agents can tell tenants
+        apart without learning which organization is which."""
+        digest = hmac.digest(self._tenant_key, str(organization_id).encode(), hashlib.sha256)
+        return digest.hex()[:16]
 
     def _space_logins(self, plan: Round, interval: int) -> None:
         """Logins to one account go country after country, `login_spacing_s` apart, starting

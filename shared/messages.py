@@ -148,6 +148,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # Set on the rounds the controller wants the mail DNS of this domain looked at too (a slower
     # cadence than the check's): the agent resolves it from its country into `mailDns`.
     mail_domain: str | None = None
+    # The organization the job is for, as an opaque key (a keyed hash of its id, the same for
+    # every job of the organization): agents share their slots and lookups fairly between
+    # tenants by it. "" from a controller that predates it: one shared lane.
+    tenant: str = ""
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

@@ -12,7 +12,7 @@ import asyncpg
 from controller.db.pool import Conn
 
 JOB_COLUMNS = (
-    "id, public_id, type, hostname, port, status, check_interval, timeout_seconds,"
+    "id, public_id, organization_id, type, hostname, port, status, check_interval, timeout_seconds,"
     " allowed_country_codes, round_countries, config, next_due_at, mail_domain,"
     " (SELECT b.failures FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_failures,"
     " (SELECT b.retry_at FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_retry_at"

@@ -656,3 +656,26 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     dns_rounds = carried[watched["publicId"]]
     assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried
+
+
+async def test_jobs_carry_their_organization_as_an_opaque_tenant_key(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """Agents share slots and lookups between organizations by the job's `tenant`: the same
+    key for every job of one organization, another for another's, and not its database id."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    other = await make_tenant(pipe_pool)
+    ours = [await create(api, org, allowedCheckCountryCodes=[cc]) for _ in range(2)]
+    theirs = await create(api, other, allowedCheckCountryCodes=[cc])
+    for monitor in [*ours, theirs]:
+        await make_due(pipe_pool, monitor["publicId"])
+    assert await pipeline.scheduler.tick() == 3
+    tenant = {job.monitor_id: job.tenant for job, _ in await countries.jobs(cc)}
+    a, b, c = (tenant[m["publicId"]] for m in [*ours, theirs])
+    assert a == b != c
+    assert len(a) == 16 and a != str(org.org_id) and c != str(other.org_id)
