@@ -140,3 +140,32 @@ def test_readme_is_the_front_door() -> None:
     assert len(text.splitlines()) <= README_MAX_LINES, "move reference material to docs/"
     unlinked = [p.name for p in DOCS.glob("*.md") if f"](docs/{p.name})" not in text]
     assert not unlinked, unlinked
+
+
+def decided_rows() -> list[tuple[str, str, list[str]]]:
+    """(rule, file, names) of every row of docs/architecture.md's "Where is X decided"."""
+    block = between((DOCS / "architecture.md").read_text(), "decided")
+    rows = []
+    for line in block.splitlines()[2:]:
+        rule, file, where = (cell.strip() for cell in line.strip("| ").split(" | "))
+        rows.append((rule, file.strip("`"), re.findall(r"`([\w.]+)`", where)))
+    return rows
+
+
+def test_where_is_x_decided_names_code_that_exists() -> None:
+    """Each rule of docs/architecture.md's table names one file, and every function, class or
+    constant it points at is defined there: a rule moved to another module must move its row."""
+    rows = decided_rows()
+    assert len(rows) > 30
+    wrong = []
+    for rule, file, names in rows:
+        path = ROOT / file
+        if not path.is_file():
+            wrong.append(f"{rule}: no file {file}")
+            continue
+        source = path.read_text()
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            if not re.search(rf"^\s*(async def |def |class ){last}\b|^{last}\b.*=", source, re.M):
+                wrong.append(f"{rule}: {name} is not defined in {file}")
+    assert not wrong, wrong
