@@ -1,8 +1,9 @@
 """Settings from the environment, one Struct per process kind.
 
 Every field's encoded name is the environment variable; `Meta(description=...)` is the text of the
-settings table in docs/settings.md (`python -m shared.settings` prints it). A missing or malformed setting
-raises `SettingsError` with one line naming it, and the process stops with that line.
+settings table in docs/settings.md (`python -m shared.settings` prints it). A missing or
+malformed setting raises `SettingsError` with one line naming it, and the process stops with
+that line.
 """
 
 import base64
