@@ -1,8 +1,9 @@
 """Settings from the environment, one Struct per process kind.
 
 Every field's encoded name is the environment variable; `Meta(description=...)` is the text of the
-README's settings table (`python -m shared.settings` prints it). A missing or malformed setting
-raises `SettingsError` with one line naming it, and the process stops with that line.
+settings table in docs/settings.md (`python -m shared.settings` prints it). A missing or
+malformed setting raises `SettingsError` with one line naming it, and the process stops with
+that line.
 """
 
 import base64
@@ -702,7 +703,7 @@ def _explain(message: str) -> str:
 
 
 def table() -> str:
-    """The README's settings table, from the Structs above."""
+    """The settings table of docs/settings.md, from the Structs above."""
     rows = ["| setting | process | default | meaning |", "| --- | --- | --- | --- |"]
     seen: dict[str, list[str]] = {}
     for cls, who in ((ControllerSettings, "controller"), (AgentSettings, "agent")):

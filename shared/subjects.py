@@ -1,4 +1,4 @@
-"""NATS subject and stream names (see ARCHITECTURE.md, section NATS)."""
+"""NATS subject and stream names (see docs/architecture.md, "Subjects and streams")."""
 
 import re
 from typing import Final

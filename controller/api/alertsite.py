@@ -8,7 +8,7 @@ organization, in its default customer (created on first use). AlertSite fields a
 into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`) and go through the same rules
 (`monitor_rules.create_values` / `update_values`) as the native API. Errors take AlertSite's
 shape `{"errors": [{"code", "message"}]}` (chosen by path in `controller.api.errors`). The
-mapping, and what is accepted but ignored, is in the README ("AlertSite-compatible API").
+mapping, and what is accepted but ignored, is in docs/alertsite.md.
 """
 
 import ipaddress
@@ -246,7 +246,7 @@ class EmailMonitorFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     login: str | None | UnsetType = UNSET
     password: str | None | UnsetType = UNSET
     ssl: bool | str | UnsetType = UNSET
-    # AlertSite's other monitor fields: accepted and ignored (see the README), the read-only
+    # AlertSite's other monitor fields: accepted and ignored (see docs/alertsite.md), the read-only
     # ones included so an object from GET can be sent back.
     access_type: Any = UNSET
     alert_note: Any = UNSET
@@ -416,7 +416,7 @@ def _location(item: LocationIn | int | str) -> str:
             raise bad_request(
                 "locations",
                 f"locations: AlertSite location {text} is not one mailprobe maps to a country"
-                " (the README lists those it does); give the country to check from as an"
+                " (docs/alertsite.md lists those it does); give the country to check from as an"
                 ' ISO 3166-1 alpha-2 code instead, e.g. {"id": "US"}',
             )
         return mapped[1]

@@ -443,4 +443,4 @@ async def test_an_unmapped_location_id_is_400_saying_how_to_proceed(
     message = as_error(r, 400)
     raw = location["id"] if isinstance(location, dict) else location
     assert f"AlertSite location {raw} " in message, message
-    assert "ISO 3166-1 alpha-2" in message and "README" in message, message
+    assert "ISO 3166-1 alpha-2" in message and "docs/alertsite.md" in message, message

@@ -1,4 +1,4 @@
-"""`python -m controller ...`: the operator commands of ARCHITECTURE.md, run as subprocesses."""
+"""`python -m controller ...`: the operator commands of README.md, run as subprocesses."""
 
 import asyncio
 import os

@@ -1,4 +1,4 @@
-"""TLS as the README documents it, with certificates from a throwaway CA (trustme).
+"""TLS as docs/operating.md documents it, with certificates from a throwaway CA (trustme).
 
 NATS: a real nats-server with a `tls {}` block that also verifies client certificates; the
 controller's pipeline and an agent Worker connect with NATS_TLS_CA_FILE / NATS_TLS_CERT_FILE /

@@ -1,4 +1,5 @@
-"""The README's generated parts (settings table, result schema) are what the code generates."""
+"""The docs' generated parts (settings table, result schema) are what the code generates, and
+their links lead somewhere."""
 
 import json
 import re
@@ -9,7 +10,9 @@ import msgspec
 from shared.messages import CheckResult
 from shared.settings import table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
 def between(text: str, name: str) -> str:
@@ -17,23 +20,23 @@ def between(text: str, name: str) -> str:
     return text[start : text.index(f"<!-- {name}:end -->")]
 
 
-def test_readme_settings_table_matches_code() -> None:
-    text = README.read_text()
+def test_settings_table_matches_code() -> None:
+    text = (DOCS / "settings.md").read_text()
     assert between(text, "settings").strip() == table(), (
-        "run: python -m shared.settings, paste into README"
+        "run: python -m shared.settings, paste into docs/settings.md"
     )
 
 
-def test_readme_result_schema_matches_code() -> None:
-    block = between(README.read_text(), "result-schema").strip()
+def test_result_schema_matches_code() -> None:
+    block = between((DOCS / "stream.md").read_text(), "result-schema").strip()
     assert block.startswith("```json\n") and block.endswith("\n```"), block[:40]
     documented = json.loads(block.removeprefix("```json\n").removesuffix("\n```"))
     assert documented == msgspec.json.schema(CheckResult), (
-        "regenerate the README's result schema with the command printed above it"
+        "regenerate docs/stream.md's result schema with the command printed above it"
     )
 
 
-SECURITY = README.parent / "SECURITY.md"
+SECURITY = ROOT / "SECURITY.md"
 # `tests/x.py::test_name`, or `::test_name` for another test of the file named last.
 _TEST_REF = re.compile(r"`(tests/[\w/]+\.py)?::(\w+)`|`(tests/[\w/]+\.py)`")
 
@@ -57,7 +60,7 @@ def security_references() -> list[tuple[str, str | None]]:
 def test_every_test_security_md_names_exists() -> None:
     """SECURITY.md proves each line with a test; a renamed or deleted test must not leave a
     claim without its proof."""
-    root = README.parent
+    root = ROOT
     refs = security_references()
     assert len(refs) > 50
     missing = []
@@ -68,3 +71,101 @@ def test_every_test_security_md_names_exists() -> None:
         elif name and not re.search(rf"^(async )?def {name}\(", source.read_text(), re.M):
             missing.append(f"{path}::{name}")
     assert not missing, missing
+
+
+README_MAX_LINES = 300
+# The files a reader reaches from the README; each link in them must lead somewhere.
+LINKED_DOCS = [README, ROOT / "SECURITY.md", ROOT / "CHANGELOG.md", ROOT / "deploy/README.md"]
+_FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6} (.+?)\s*$", re.M)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    found: set[str] = set()
+    for heading in _HEADING.findall(_FENCE.sub("", path.read_text())):
+        base = slug(heading)
+        name, n = base, 0
+        while name in found:
+            n += 1
+            name = f"{base}-{n}"
+        found.add(name)
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    broken = []
+    for target in _LINK.findall(_FENCE.sub("", path.read_text())):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    return broken
+
+
+def test_slug_follows_githubs_anchor_rules() -> None:
+    for heading, anchor in [
+        ("Watch your own server in five minutes", "watch-your-own-server-in-five-minutes"),
+        ("Web console, status pages, Grafana", "web-console-status-pages-grafana"),
+        ("`deploy/`: what operators copy", "deploy-what-operators-copy"),
+        ("Where is X decided", "where-is-x-decided"),
+    ]:
+        assert slug(heading) == anchor
+
+
+def test_every_link_in_the_docs_leads_to_a_file_and_heading() -> None:
+    """The README was split into docs/: every relative link of the README, docs/, SECURITY.md,
+    CHANGELOG.md and deploy/README.md names a file that exists and, with `#anchor`, a heading
+    that file has, so a moved section cannot leave a link to nowhere."""
+    pages = LINKED_DOCS + sorted(DOCS.glob("*.md"))
+    assert len(pages) > len(LINKED_DOCS) + 5
+    broken = {str(p.relative_to(ROOT)): b for p in pages if (b := broken_links(p))}
+    assert not broken, broken
+
+
+def test_readme_is_the_front_door() -> None:
+    """README.md stays short (what mailprobe is, the two commands, the walk-through, links):
+    reference material goes in docs/, and every docs/ page is linked from the README."""
+    text = README.read_text()
+    assert len(text.splitlines()) <= README_MAX_LINES, "move reference material to docs/"
+    unlinked = [p.name for p in DOCS.glob("*.md") if f"](docs/{p.name})" not in text]
+    assert not unlinked, unlinked
+
+
+def decided_rows() -> list[tuple[str, str, list[str]]]:
+    """(rule, file, names) of every row of docs/architecture.md's "Where is X decided"."""
+    block = between((DOCS / "architecture.md").read_text(), "decided")
+    rows = []
+    for line in block.splitlines()[2:]:
+        rule, file, where = (cell.strip() for cell in line.strip("| ").split(" | "))
+        rows.append((rule, file.strip("`"), re.findall(r"`([\w.]+)`", where)))
+    return rows
+
+
+def test_where_is_x_decided_names_code_that_exists() -> None:
+    """Each rule of docs/architecture.md's table names one file, and every function, class or
+    constant it points at is defined there: a rule moved to another module must move its row."""
+    rows = decided_rows()
+    assert len(rows) > 30
+    wrong = []
+    for rule, file, names in rows:
+        path = ROOT / file
+        if not path.is_file():
+            wrong.append(f"{rule}: no file {file}")
+            continue
+        source = path.read_text()
+        for name in names:
+            last = name.rsplit(".", 1)[-1]
+            if not re.search(rf"^\s*(async def |def |class ){last}\b|^{last}\b.*=", source, re.M):
+                wrong.append(f"{rule}: {name} is not defined in {file}")
+    assert not wrong, wrong
