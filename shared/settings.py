@@ -374,6 +374,18 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "waits for its next scheduled round)",
         ),
     ] = 2000
+    org_max_slot_seconds_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="slot budget of one organization: its checks per minute as counted for "
+            "`ORG_MAX_CHECKS_PER_MINUTE`, each times its `timeoutSeconds` (the agent slot time "
+            "it may hold); a create or change that raises it past this is refused (403). The "
+            "default is 1,000 monitors checked every minute from one country with the default "
+            "30 s timeout (500 slots held, 2.5 agents' `AGENT_CONCURRENCY`); 1,000 at 300 s / "
+            "300 s is twice that. Trigger-checks take the larger of their two shares",
+        ),
+    ] = 30_000
     org_max_notifications_per_hour: Annotated[
         int,
         Meta(
