@@ -552,6 +552,18 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     agent_concurrency: Annotated[
         int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
     ] = 200
+    agent_tenant_slot_share: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1,
+            description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
+            "another organization's jobs wait for a slot (rounded down, at least one); a lone "
+            "organization may use every slot. Waiting jobs are served one organization at a "
+            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
+            "free slots to see them; `1`: no cap",
+        ),
+    ] = 0.5
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(
