@@ -12,6 +12,12 @@ A job with credentials arrives sealed to the country's key (shared.sealing): it 
 in memory, just before its check; one this agent cannot open (another key, corrupt) ends as an
 `internal` result naming the key it needed and the keys the agent holds.
 
+Jobs of several organizations share the slots fairly (agent.fair_queue): the agent pulls
+ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes served round robin,
+and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job does.
+Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered while
+this agent has it, and a job whose life ends while it waits still ends `expired` (run_check).
+
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
 is `inconclusive` when the canary of its port (or the resolver check) fails too
@@ -25,7 +31,6 @@ import re
 import socket
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Self
 
@@ -39,6 +44,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
+from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
 from agent.probers.run import build_result, run_check
@@ -114,10 +120,14 @@ class Worker:
         retry_delay_max: float = 30.0,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL_S,
         self_checks: SelfChecks | None = None,
+        tenant_share: float = 0.5,
+        lookahead: int | None = None,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if lookahead is not None and lookahead < 0:
+            raise ValueError("lookahead must not be negative")
         self.country = country
         self.agent_id = agent_id or default_agent_id(country)
         self.capacity = concurrency
@@ -139,10 +149,15 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
         # Jobs taken and not settled, each with when it arrived (loop time), in arrival order
-        # (which _keep_in_progress relies on): those running (at most `capacity`) and those
-        # waiting for a slot, un-started. Only _start_waiting() moves a job from one to the other.
-        self._tasks: dict[asyncio.Task[None], tuple[Msg, float]] = {}
-        self._waiting: deque[tuple[Msg, float]] = deque()
+        # (which _keep_in_progress relies on): those running (at most `capacity`, with their
+        # tenant) and those waiting for a slot, un-started, in their tenant's lane. Only
+        # _start_waiting() moves a job from one to the other.
+        self._tasks: dict[asyncio.Task[None], tuple[Msg, float, str]] = {}
+        self._waiting: FairQueue[tuple[Msg, float]] = FairQueue(concurrency, tenant_share)
+        self._held: dict[str, int] = {}  # running checks by tenant
+        # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
+        # flood are seen: taken from the other agents of the country, so bounded.
+        self._lookahead = concurrency if lookahead is None else lookahead
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         self._metrics = metrics.for_country(country)
 
@@ -156,6 +171,7 @@ class Worker:
             "seal_keys": opening_keys(settings),
             "mail_dns": mail_dns_probe(settings),
             "self_checks": SelfChecks.from_settings(settings),
+            "tenant_share": settings.agent_tenant_slot_share,
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -169,6 +185,16 @@ class Worker:
     def waiting(self) -> int:
         """Jobs taken but not started, for lack of a free slot."""
         return len(self._waiting)
+
+    @property
+    def held_by_tenant(self) -> dict[str, int]:
+        """Checks running now, by tenant."""
+        return dict(self._held)
+
+    @property
+    def waiting_by_tenant(self) -> dict[str, int]:
+        """Jobs taken but not started, by tenant."""
+        return self._waiting.counts()
 
     def readiness(self) -> str | None:
         """None when this agent takes jobs (for `/ready`), else why it does not."""
@@ -197,6 +223,8 @@ class Worker:
             log.info(
                 "agent_started",
                 capacity=self.capacity,
+                tenant_cap=self._waiting.cap,
+                lookahead=self._lookahead,
                 burst=burst,
                 seal_key_ids=sorted(self._seal_keys.ids),
             )
@@ -299,7 +327,7 @@ class Worker:
         while not self._stopping.is_set():
             # What we hold counts, running or not: nats-py's fetch also returns what earlier
             # requests left in the inbox, so a fetch may bring more than it asked for.
-            free = self.capacity - len(self._tasks) - len(self._waiting)
+            free = self.capacity + self._lookahead - len(self._tasks) - len(self._waiting)
             if free <= 0:
                 self._wake.clear()
                 await self._wake.wait()
@@ -316,21 +344,27 @@ class Worker:
                     await _settle(msg.nak)
                 return
             now = asyncio.get_running_loop().time()
-            self._waiting.extend((msg, now) for msg in msgs)
+            for msg in msgs:
+                self._waiting.push(_tenant_of(msg), (msg, now))
             self._start_waiting()
             if burst and not msgs and not self._tasks and await self._drained(sub):
                 return
 
     def _start_waiting(self) -> None:
-        """Start waiting jobs while a slot is free: the only place a check starts, so at most
-        `capacity` run, however the jobs arrived. A job that waited past its life ends
-        `expired` when its turn comes (run_check), never as a check started too late."""
-        while self._waiting and len(self._tasks) < self.capacity:
+        """Start waiting jobs while a slot is free, the next one as agent.fair_queue says: the
+        only place a check starts, so at most `capacity` run, however the jobs arrived. A job
+        that waited past its life ends `expired` when its turn comes (run_check), never as a
+        check started too late."""
+        while len(self._tasks) < self.capacity:
             if self._stopping.is_set():
                 return  # handed back by _finish_in_flight
-            msg, arrived = self._waiting.popleft()
+            picked = self._waiting.pop(self._held)
+            if picked is None:
+                return
+            tenant, (msg, arrived) = picked
             task = asyncio.create_task(self._handle(msg))
-            self._tasks[task] = (msg, arrived)
+            self._tasks[task] = (msg, arrived, tenant)
+            self._held[tenant] = self._held.get(tenant, 0) + 1
             self._metrics.in_flight.inc()
             task.add_done_callback(self._done)
 
@@ -365,7 +399,11 @@ class Worker:
         return not info.num_pending and not info.num_ack_pending
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        if (taken := self._tasks.pop(task, None)) is not None:
+            tenant = taken[2]
+            self._held[tenant] -= 1
+            if not self._held[tenant]:
+                del self._held[tenant]
         self._metrics.in_flight.dec()
         self._start_waiting()
         self._wake.set()
@@ -374,8 +412,7 @@ class Worker:
 
     async def _finish_in_flight(self) -> None:
         if self._waiting:
-            waiting = [msg for msg, _ in self._waiting]
-            self._waiting.clear()
+            waiting = [msg for msg, _ in self._waiting.clear()]
             for msg in waiting:  # never started: another agent takes them now
                 await _settle(msg.nak)
             log.info("waiting_jobs_handed_back", handed_back=len(waiting))
@@ -398,15 +435,16 @@ class Worker:
     async def _keep_in_progress(self) -> None:
         """Every ack_wait / 3, tell JetStream that the jobs held for longer than that (running,
         or waiting for a slot) are still being worked on, so that none is redelivered while
-        this agent has it. One task for all jobs; both collections are in arrival order, so
-        only the old ones are visited."""
+        this agent has it. One task for all jobs; the running ones and each lane of waiting
+        ones are in arrival order, so only the old ones are visited."""
         period = self._ack_wait / 3
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
             cutoff = loop.time() - period
             held: list[Msg] = []
-            for jobs in (self._tasks.values(), self._waiting):
+            running = ((msg, arrived) for msg, arrived, _ in self._tasks.values())
+            for jobs in (running, *self._waiting.lanes()):
                 for msg, arrived in jobs:
                     if arrived > cutoff:
                         break
@@ -621,6 +659,15 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
             " its credentials are not used"
         )
     return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
+
+
+def _tenant_of(msg: Msg) -> str:
+    """The job's tenant lane; a message that is not a job goes to the `""` lane, where
+    _handle terms it with a log line."""
+    try:
+        return decode_job(msg.data).tenant
+    except msgspec.DecodeError:
+        return ""
 
 
 def _parse_times(job: CheckJob) -> None:

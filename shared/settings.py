@@ -375,6 +375,18 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "waits for its next scheduled round)",
         ),
     ] = 2000
+    org_max_slot_seconds_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="slot budget of one organization: its checks per minute as counted for "
+            "`ORG_MAX_CHECKS_PER_MINUTE`, each times its `timeoutSeconds` (the agent slot time "
+            "it may hold); a create or change that raises it past this is refused (403). The "
+            "default fits the whole check budget at the default 30 s timeout (1,000 slots held "
+            "at most, spread over the countries); 1,000 monitors at 300 s / 300 s from two "
+            "countries are twice that. Trigger-checks take the larger of their two shares",
+        ),
+    ] = 60_000
     org_max_notifications_per_hour: Annotated[
         int,
         Meta(
@@ -541,6 +553,18 @@ class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
     agent_concurrency: Annotated[
         int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
     ] = 200
+    agent_tenant_slot_share: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1,
+            description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
+            "another organization's jobs wait for a slot (rounded down, at least one); a lone "
+            "organization may use every slot. Waiting jobs are served one organization at a "
+            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
+            "free slots to see them; `1`: no cap",
+        ),
+    ] = 0.5
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(

@@ -696,7 +696,9 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         await fair_use.admit_new_monitor(conn, lim, org)
         values["customer_id"] = await customers.default_for(conn, org, DEFAULT_CUSTOMER)
         row = await monitors.insert(conn, org, values)
-        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, ("locations", "interval"))
+        await fair_use.admit_checks(
+            conn, lim, org, row["id"], fair_use.NO_COST, _CREATE_BUDGET_FIELDS
+        )
     return MonitorId(str(row["id"]))
 
 
@@ -735,12 +737,14 @@ async def _update(
 
 # Our names of what a secret is bound to → AlertSite's (the rest is only set natively).
 _AS_NAMED = {"secure": "ssl", "tls": "ssl", "auth.user": "login", "user": "login"}
-# The columns that add checks → AlertSite's fields, cited when the check budget refuses.
+# The columns that add checks or slot-seconds → AlertSite's fields, cited when a budget refuses.
 _BUDGET_FIELDS = {
     "allowed_country_codes": "locations",
     "check_interval": "interval",
+    "timeout_seconds": "timeout",
     "status": "enabled",
 }
+_CREATE_BUDGET_FIELDS = {c: f for c, f in _BUDGET_FIELDS.items() if c != "status"}
 
 
 def _no_nul(body: EmailMonitorFields) -> None:

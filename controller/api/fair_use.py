@@ -8,9 +8,13 @@
   monitors. A create or change that raises it past the budget is a 403: waiting does not help,
   the request has to change. A change that does not add checks is always allowed, so an
   organization over a budget lowered later can still edit and shrink;
+- a slot budget, `ORG_MAX_SLOT_SECONDS_PER_MINUTE`: the same checks, each weighted by its
+  `timeoutSeconds`, the longest it may hold an agent's slot. The check budget alone let
+  monitors at a server that accepts and never greets hold every slot of a country's agents
+  for little of the budget; held the same way (403, changes that add none always allowed);
 - trigger-checks: `TRIGGER_CHECK_BURST` back to back per monitor, then one per
   `TRIGGER_CHECK_INTERVAL_SECONDS`; and the checks they run draw on an allowance of the
-  budget's size per minute for the whole organization, else many rarely scheduled monitors of
+  budgets' size per minute for the whole organization, else many rarely scheduled monitors of
   many countries could each be triggered for a round a minute. Past either: 429 with
   `Retry-After`, since waiting does help.
 
@@ -19,12 +23,13 @@ Row-counting limits run in the writing transaction under the organization's row 
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from controller.api.errors import ApiError
 from controller.db import limits
+from controller.db.limits import Cost
 from controller.db.pool import Conn
 from shared.settings import ControllerSettings
 
@@ -34,6 +39,7 @@ class Limits:
     max_monitors: int
     max_windows: int
     checks_per_minute: int
+    slot_seconds: int
     default_countries: int
     trigger_burst: int
     trigger_interval_s: float
@@ -44,6 +50,7 @@ class Limits:
             settings.org_max_monitors,
             settings.org_max_maintenance_windows,
             settings.org_max_checks_per_minute,
+            settings.org_max_slot_seconds_per_minute,
             settings.default_check_countries,
             settings.trigger_check_burst,
             settings.trigger_check_interval_seconds,
@@ -75,9 +82,28 @@ async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> Non
         )
 
 
-async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> float:
-    """One monitor's checks per minute (0 when disabled)."""
-    return await limits.checks_per_minute(conn, organization_id, lim.default_countries, monitor_id)
+# The monitor columns that add checks; `timeout_seconds` adds slot-seconds only.
+CHECK_COLUMNS = ("allowed_country_codes", "check_interval", "status")
+SLOT_COLUMNS = (*CHECK_COLUMNS, "timeout_seconds")
+Budget = Literal["checks", "slot_seconds"]
+NO_COST = Cost(0.0, 0.0)  # what a monitor costs before it is created
+
+
+async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> Cost:
+    """One monitor's checks and slot-seconds per minute (0 when disabled)."""
+    return await limits.cost_per_minute(conn, organization_id, lim.default_countries, monitor_id)
+
+
+def refused_budgets(lim: Limits, before: Cost, after: Cost, total: Cost) -> list[Budget]:
+    """The budgets a write breaks: those the monitor's cost grew on (`before` → `after`) while
+    the organization's `total` is past them. A change that adds nothing is always allowed, so
+    an organization over a budget lowered later can still edit and shrink."""
+    refused: list[Budget] = []
+    if after.checks > before.checks and total.checks > lim.checks_per_minute:
+        refused.append("checks")
+    if after.slot_seconds > before.slot_seconds and total.slot_seconds > lim.slot_seconds:
+        refused.append("slot_seconds")
+    return refused
 
 
 async def admit_checks(
@@ -85,41 +111,68 @@ async def admit_checks(
     lim: Limits,
     organization_id: int,
     monitor_id: int,
-    before: float,
-    fields: Iterable[str],
+    before: Cost,
+    fields: Mapping[str, str],
 ) -> None:
-    """After the monitor was written, in the same transaction: a 403 naming `fields` (the
-    request's fields that add checks) when it added checks and the organization is now past
-    its budget; raising rolls the write back."""
-    added = await checks_of(conn, lim, organization_id, monitor_id)
-    if added <= before:
+    """After the monitor was written, in the same transaction: a 403 when it added checks or
+    slot-seconds and the organization is now past that budget; raising rolls the write back.
+    `fields`: the request's columns that may add cost → their names in the request, of which
+    the message names those that add to the refused budget."""
+    after = await checks_of(conn, lim, organization_id, monitor_id)
+    if after.checks <= before.checks and after.slot_seconds <= before.slot_seconds:
         return
     await limits.lock_organization(conn, organization_id)
-    total = await limits.checks_per_minute(conn, organization_id, lim.default_countries)
-    if total <= lim.checks_per_minute:
-        return
-    names = list(fields)
-    raise ApiError(
-        403,
-        f"This would take your organization to {total:,.1f} checks per minute, past its budget"
-        f" of {lim.checks_per_minute:,} (ORG_MAX_CHECKS_PER_MINUTE: countries x rounds per"
-        " minute over its active and maintenance monitors); check this monitor from fewer"
-        f" countries or less often ({', '.join(names)}), or disable others",
-        code="check_budget",
-        fields=names,
-    )
+    total = await limits.cost_per_minute(conn, organization_id, lim.default_countries)
+    refused = refused_budgets(lim, before, after, total)
+    if "checks" in refused:
+        names = [fields[c] for c in CHECK_COLUMNS if c in fields]
+        raise ApiError(
+            403,
+            f"This would take your organization to {total.checks:,.1f} checks per minute, past"
+            f" its budget of {lim.checks_per_minute:,} (ORG_MAX_CHECKS_PER_MINUTE: countries x"
+            " rounds per minute over its active and maintenance monitors); check this monitor"
+            f" from fewer countries or less often ({', '.join(names)}), or disable others",
+            code="check_budget",
+            fields=names,
+        )
+    if "slot_seconds" in refused:
+        names = [fields[c] for c in SLOT_COLUMNS if c in fields]
+        raise ApiError(
+            403,
+            f"This would take your organization to {total.slot_seconds:,.1f} slot-seconds per"
+            f" minute, past its budget of {lim.slot_seconds:,}"
+            " (ORG_MAX_SLOT_SECONDS_PER_MINUTE: countries x rounds per minute x timeout over its"
+            " active and maintenance monitors, the agent time its checks may hold); give this"
+            " monitor a shorter timeout, fewer countries or fewer rounds"
+            f" ({', '.join(names)}), or disable others",
+            code="slot_budget",
+            fields=names,
+        )
 
 
-def budget_fields(changes: dict[str, Any], names: dict[str, str]) -> list[str]:
-    """The API's names (`names`: column → field) of the budget columns in `changes`."""
-    return [names[c] for c in names if c in changes]
+def budget_fields(changes: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str]:
+    """`names` (column → field) narrowed to the columns in `changes`."""
+    return {c: name for c, name in names.items() if c in changes}
+
+
+def trigger_cost_s(lim: Limits, countries: int, timeout_s: float) -> float:
+    """The share of a minute of the organization's trigger allowance one trigger takes: its
+    checks' share of the check budget, or their slot-seconds' share of the slot budget,
+    whichever is more, so neither budget can be run past by triggering."""
+    return 60.0 * countries * max(1 / lim.checks_per_minute, timeout_s / lim.slot_seconds)
 
 
 async def take_trigger(
-    conn: Conn, lim: Limits, organization_id: int, monitor_id: int, countries: int
+    conn: Conn,
+    lim: Limits,
+    organization_id: int,
+    monitor_id: int,
+    countries: int,
+    timeout_s: float,
 ) -> None:
-    """In a transaction: take one trigger-check of the monitor and `countries` checks from the
-    organization's allowance, or neither (the 429 rolls both back)."""
+    """In a transaction: take one trigger-check of the monitor and its `countries` checks of
+    `timeout_s` from the organization's allowance (`trigger_cost_s`), or neither (the 429
+    rolls both back)."""
     wait = await limits.take_trigger(
         conn,
         "monitors",
@@ -132,13 +185,12 @@ async def take_trigger(
         f" {lim.trigger_interval_s:g} s: TRIGGER_CHECK_BURST, TRIGGER_CHECK_INTERVAL_SECONDS)"
     )
     if not wait:
-        per_check = 60.0 / lim.checks_per_minute
-        wait = await limits.take_trigger(
-            conn, "organizations", organization_id, countries * per_check, 60.0
-        )
+        cost = trigger_cost_s(lim, countries, timeout_s)
+        wait = await limits.take_trigger(conn, "organizations", organization_id, cost, 60.0)
         what = (
-            f"your organization's triggered checks ({lim.checks_per_minute:,} per minute:"
-            " ORG_MAX_CHECKS_PER_MINUTE)"
+            f"your organization's triggered checks ({lim.checks_per_minute:,} checks and"
+            f" {lim.slot_seconds:,} slot-seconds per minute: ORG_MAX_CHECKS_PER_MINUTE,"
+            " ORG_MAX_SLOT_SECONDS_PER_MINUTE)"
         )
     if wait:
         retry = max(1, math.ceil(wait))

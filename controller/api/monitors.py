@@ -55,13 +55,14 @@ def _limits(request: AuthedRequest) -> fair_use.Limits:
     return fair_use.Limits.of(request.app.state.settings)
 
 
-# The columns that add checks → their field names, cited when the check budget refuses.
+# The columns that add checks or slot-seconds → their field names, cited when a budget refuses.
 BUDGET_FIELDS = {
     "allowed_country_codes": "allowedCheckCountryCodes",
     "check_interval": "checkInterval",
+    "timeout_seconds": "timeoutSeconds",
     "status": "status",
 }
-CREATE_BUDGET_FIELDS = ("allowedCheckCountryCodes", "checkInterval")
+CREATE_BUDGET_FIELDS = {c: f for c, f in BUDGET_FIELDS.items() if c != "status"}
 
 
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
@@ -80,7 +81,9 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
         values["customer_id"] = await customer_id(conn, body.customer_id, org)
         await fair_use.admit_new_monitor(conn, lim, org)
         row = await monitors.insert(conn, org, values)
-        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, CREATE_BUDGET_FIELDS)
+        await fair_use.admit_checks(
+            conn, lim, org, row["id"], fair_use.NO_COST, CREATE_BUDGET_FIELDS
+        )
         return row
 
 

@@ -311,7 +311,14 @@ async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered
     lim = fair_use.Limits.of(request.app.state.settings)
     countries = len(monitor["allowed_country_codes"] or ()) or lim.default_countries
     async with _pool(request).acquire() as conn, conn.transaction():
-        await fair_use.take_trigger(conn, lim, monitor["organization_id"], monitor["id"], countries)
+        await fair_use.take_trigger(
+            conn,
+            lim,
+            monitor["organization_id"],
+            monitor["id"],
+            countries,
+            monitor["timeout_seconds"],
+        )
     try:
         plan = await pipeline.scheduler.trigger(monitor["id"])
     except AgentsUnknownError as exc:

@@ -348,7 +348,7 @@ async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Resp
             org = row["organization_id"]
             before = await fair_use.checks_of(conn, lim, org, row["id"])
             await monitors.update(conn, row["id"], {"status": status, "next_due_at": None})
-            await fair_use.admit_checks(conn, lim, org, row["id"], before, ["status"])
+            await fair_use.admit_checks(conn, lim, org, row["id"], before, {"status": "status"})
     except ApiError as exc:
         return await _action_failed(request, monitor_id, exc)
     log.info("console status change", monitor=str(row["public_id"]), status=status)

@@ -1,11 +1,12 @@
-"""Fair-use counts and allowances: an organization's monitors, maintenance windows and checks
-per minute, and the trigger-check allowances of monitors and organizations.
+"""Fair-use counts and allowances: an organization's monitors, maintenance windows, checks and
+slot-seconds per minute, and the trigger-check allowances of monitors and organizations.
 
 Counts are only as good as the transaction they are read in: callers take the organization's
 row lock first (`lock_organization`), so two replicas creating monitors for one organization
 at once are serialised and cannot both slip under a limit.
 """
 
+from dataclasses import dataclass
 from typing import Literal
 
 from controller.db.pool import Conn
@@ -35,21 +36,33 @@ async def window_count(conn: Conn, organization_id: int) -> int:
     return count
 
 
-async def checks_per_minute(
+@dataclass(frozen=True)
+class Cost:
+    """What monitors cost an organization's budgets, per minute: checks (countries x rounds)
+    and slot-seconds (checks x `timeout_seconds`, the longest each may hold an agent slot)."""
+
+    checks: float
+    slot_seconds: float
+
+
+async def cost_per_minute(
     conn: Conn, organization_id: int, default_countries: int, monitor_id: int | None = None
-) -> float:
-    """Countries x rounds per minute, summed over the organization's checked monitors (or the
-    one monitor); a monitor without a country list is checked from `default_countries`."""
-    total: float = await conn.fetchval(
-        "SELECT coalesce(sum("
-        "  coalesce(cardinality(allowed_country_codes), $2) * 60.0 / check_interval), 0)::float8"
-        " FROM monitors WHERE organization_id = $1 AND status <> 'disabled'"
-        " AND ($3::bigint IS NULL OR id = $3)",
+) -> Cost:
+    """Checks and slot-seconds per minute, summed over the organization's checked monitors (or
+    the one monitor); a monitor without a country list is checked from `default_countries`."""
+    row = await conn.fetchrow(
+        "SELECT coalesce(sum(checks), 0)::float8 AS checks,"
+        " coalesce(sum(checks * timeout_seconds), 0)::float8 AS slot_seconds"
+        " FROM (SELECT timeout_seconds,"
+        "  coalesce(cardinality(allowed_country_codes), $2) * 60.0 / check_interval AS checks"
+        "  FROM monitors WHERE organization_id = $1 AND status <> 'disabled'"
+        "  AND ($3::bigint IS NULL OR id = $3)) AS checked",
         organization_id,
         default_countries,
         monitor_id,
     )
-    return total
+    assert row is not None  # an aggregate always has its row
+    return Cost(row["checks"], row["slot_seconds"])
 
 
 async def take_trigger(

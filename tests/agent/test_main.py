@@ -66,7 +66,13 @@ async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(nc: NATS) ->
     beats = await nc.subscribe(heartbeats_subject("DE", agent_id))
     await nc.flush()
     await nc.flush()
-    proc = await start_agent("--country", "DE", NATS_URL=nats_url_of(nc), AGENT_ID=agent_id)
+    proc = await start_agent(
+        "--country",
+        "DE",
+        NATS_URL=nats_url_of(nc),
+        AGENT_ID=agent_id,
+        AGENT_TENANT_SLOT_SHARE="0.3",
+    )
     try:
         first = decode_heartbeat((await beats.next_msg(timeout=10)).data)
     finally:
@@ -84,6 +90,8 @@ async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(nc: NATS) ->
     events = [line["event"] for line in logs]
     assert events[0] == "nats_connected" and events[-1] == "agent_exit"
     assert {"agent_started", "signal_received", "agent_stopped"} <= set(events)
+    [started] = [line for line in logs if line["event"] == "agent_started"]
+    assert (started["tenant_cap"], started["lookahead"]) == (60, 200)  # 0.3 of 200 slots
     assert all(line["agent_id"] == agent_id for line in logs)
     assert not [line for line in logs if line["level"] not in ("debug", "info")]
 
@@ -147,6 +155,11 @@ async def test_agent_keeps_trying_an_unreachable_nats_and_still_stops_on_sigterm
         (["--country", "DE"], {"NATS_URL": "http://x"}, "error: setting NATS_URL must start"),
         (["--country", "DE"], {"AGENT_CONCURRENCY": "0"}, "error: setting AGENT_CONCURRENCY"),
         (["--country", "DE"], {"AGENT_ID": "a b"}, "error: setting AGENT_ID must be"),
+        (
+            ["--country", "DE"],
+            {"AGENT_TENANT_SLOT_SHARE": "0"},
+            "error: setting AGENT_TENANT_SLOT_SHARE",
+        ),
         (
             ["--country", "DE"],
             {"AGENT_CANARIES": "127.0.0.1:25,mx.example"},

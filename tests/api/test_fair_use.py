@@ -11,13 +11,15 @@ import httpx
 import msgspec
 import pytest
 
+from controller.api import fair_use
 from controller.api.validation import COUNTRIES
 from controller.app import create_app
+from controller.db.limits import Cost
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
 from tests.api.rig import Rig, pipeline_api
-from tests.conftest import Tenant
+from tests.conftest import Tenant, make_tenant
 from tests.serving import serve_app
 
 COUNTRY = "WS"  # the rig's live country; no other test uses it
@@ -25,6 +27,7 @@ LIMITS: dict[str, Any] = {
     "org_max_monitors": 3,
     "org_max_maintenance_windows": 4,
     "org_max_checks_per_minute": 20,
+    "org_max_slot_seconds_per_minute": 600,
     "trigger_check_burst": 2,
     "trigger_check_interval_seconds": 30.0,
     "default_check_countries": 2,
@@ -240,6 +243,169 @@ async def test_alertsite_creates_and_edits_are_held_to_the_budget(
     assert r.status_code == 200, r.text
 
 
+# the slot budget ------------------------------------------------------------------------------
+
+
+def _lim(checks: int = 20, slots: int = 600) -> fair_use.Limits:
+    return fair_use.Limits(3, 4, checks, slots, 2, 2, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "total", "refused"),
+    [
+        # nothing added: allowed however far past both budgets (a lowered budget)
+        (Cost(5, 300), Cost(5, 300), Cost(99, 9999), []),
+        (Cost(5, 300), Cost(4, 100), Cost(99, 9999), []),
+        # added, within both
+        (Cost(0, 0), Cost(5, 300), Cost(20, 600), []),
+        # checks added past the check budget
+        (Cost(0, 0), Cost(5, 25), Cost(21, 100), ["checks"]),
+        # a longer timeout adds slot-seconds only
+        (Cost(5, 300), Cost(5, 305), Cost(10, 605), ["slot_seconds"]),
+        (Cost(5, 300), Cost(5, 305), Cost(21, 605), ["slot_seconds"]),
+        # fewer checks with a longer timeout: past the slot budget only counts
+        (Cost(5, 300), Cost(4, 400), Cost(21, 700), ["slot_seconds"]),
+        (Cost(0, 0), Cost(5, 1500), Cost(21, 1500), ["checks", "slot_seconds"]),
+    ],
+)
+def test_which_budgets_a_write_breaks(
+    before: Cost, after: Cost, total: Cost, refused: list[str]
+) -> None:
+    """The rule: a budget refuses a write that grew the monitor's cost on it while the
+    organization is past it; the slot budget is new (the check budget alone let long
+    timeouts hold agents' slots for little of it)."""
+    assert fair_use.refused_budgets(_lim(), before, after, total) == refused
+
+
+@pytest.mark.parametrize(
+    ("countries", "timeout_s", "cost_s"),
+    [
+        (5, 5, 15.0),  # 5 checks of a 20-a-minute budget: the check share is more
+        (5, 30, 15.0),  # 150 of 600 slot-seconds: a quarter either way
+        (5, 300, 150.0),  # 1,500 slot-seconds: two and a half minutes of the slot budget
+        (1, 300, 30.0),
+    ],
+)
+def test_a_trigger_takes_the_larger_share_of_the_two_budgets(
+    countries: int, timeout_s: float, cost_s: float
+) -> None:
+    """Triggers of long checks drew only on the check allowance, so an organization could
+    run far more slot-seconds by triggering than its monitors may hold."""
+    assert fair_use.trigger_cost_s(_lim(), countries, timeout_s) == pytest.approx(cost_s)
+
+
+async def test_timeouts_that_hold_slots_past_the_slot_budget_are_refused(
+    api: httpx.AsyncClient, tenant: Tenant, rig: Rig, pool: asyncpg.Pool
+) -> None:
+    """Slot budget 600 (the check budget is 20): 10 countries every 2 minutes with a 60 s
+    timeout are 5 checks and 300 slot-seconds a minute. Two such monitors fit, one through
+    /api/v3; a longer timeout, or one more monitor however cheap in checks, is a 403 naming
+    the figure, the setting and the fields (AlertSite's own on /api/v3); the monitor stays as
+    it was. Shorter timeouts are fine, and over a lowered budget a rename and a shorter
+    timeout still are."""
+    ten = [{"id": c} for c in sorted(COUNTRIES)[:10]]
+    v3 = {**MINIMAL, "interval": 2, "timeout": 60, "locations": ten}
+    r = await api.post(f"{V3}/monitors/email-smtp", json=v3, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    one = f"{V3}/monitors/email-smtp/{r.json()['id']}"
+    two = await created(
+        api,
+        tenant,
+        allowedCheckCountryCodes=sorted(COUNTRIES)[:10],
+        checkInterval=120,
+        timeoutSeconds=60,
+    )
+    url = f"{SMTP}/{two['publicId']}"
+    r = await api.patch(url, json={"timeoutSeconds": 61}, headers=tenant.auth("member"))
+    error = assert_error(r, 403, code="slot_budget", fields=["timeoutSeconds"])
+    assert "605.0 slot-seconds per minute, past its budget of 600" in error["message"]
+    assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in error["message"]
+    assert (await api.get(url, headers=tenant.auth())).json()["timeoutSeconds"] == 60
+    r = await post(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=3600)
+    assert_error(
+        r,
+        403,
+        code="slot_budget",
+        fields=["allowedCheckCountryCodes", "checkInterval", "timeoutSeconds"],
+    )
+    r = await api.post(
+        f"{V3}/monitors/email-smtp",
+        json={**v3, "interval": 60, "timeout": 5},
+        headers=tenant.auth(),
+    )
+    message = as_error(r, 403)
+    assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in message
+    assert "(locations, interval, timeout)" in message
+    r = await api.patch(one, json={"timeout": 61}, headers=tenant.auth())
+    message = as_error(r, 403)
+    assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in message and "(timeout)" in message
+    r = await api.patch(url, json={"timeoutSeconds": 30}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    r = await api.patch(one, json={"timeout": 90}, headers=tenant.auth())
+    assert r.status_code == 200, r.text  # 450 + 150
+    # a disabled monitor costs nothing; enabling it past the budget is refused
+    r = await api.patch(url, json={"status": "disabled"}, headers=tenant.auth())
+    assert r.status_code == 200, r.text
+    r = await api.patch(one, json={"timeout": 120}, headers=tenant.auth())
+    assert r.status_code == 200, r.text  # 600 alone
+    r = await api.patch(url, json={"status": "active"}, headers=tenant.auth())
+    assert_error(r, 403, code="slot_budget", fields=["status"])
+    lowered = msgspec.structs.replace(rig.settings, org_max_slot_seconds_per_minute=100)
+    async with (
+        serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
+        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+    ):
+        r = await other.patch(one, json={"name": "renamed"}, headers=tenant.auth())
+        assert r.status_code == 200, r.text
+        r = await other.patch(one, json={"timeout": 90}, headers=tenant.auth())
+        assert r.status_code == 200, r.text
+        r = await other.patch(one, json={"timeout": 91}, headers=tenant.auth())
+        assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in as_error(r, 403)
+
+
+async def _insert_active(
+    pool: asyncpg.Pool, org: Tenant, count: int, interval: int, timeout_s: int
+) -> None:
+    """`count` active monitors without a country list (checked from DEFAULT_CHECK_COUNTRIES)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
+            " check_interval, timeout_seconds)"
+            " SELECT $1, $2, 'smtp', 'm' || n, 'mx.example.com', 'active', $4, $5"
+            " FROM generate_series(1, $3) AS n",
+            org.org_id,
+            org.customer_id,
+            count,
+            interval,
+            timeout_s,
+        )
+
+
+async def test_the_default_slot_budget_fits_an_honest_organization_not_1000_held_timeouts(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Default budgets (issue 22): an organization at its whole check budget with every default
+    (1,000 monitors, two countries, 60 s, 30 s timeouts: 2,000 checks and 60,000 slot-seconds a
+    minute) fits; 1,000 monitors at 300 s / 300 s, 20 % of the check budget, held twice as many
+    slots and are refused."""
+    honest = await make_tenant(pool)
+    await _insert_active(pool, honest, 999, 60, 30)
+    r = await http.post(
+        SMTP,
+        json=seed_body("smtp", honest, checkInterval=60, timeoutSeconds=30, smtpConfig={}),
+        headers=honest.auth("member"),
+    )
+    assert r.status_code == 201, r.text
+    await _insert_active(pool, tenant, 999, 300, 300)
+    r = await http.post(
+        SMTP,
+        json=seed_body("smtp", tenant, checkInterval=300, timeoutSeconds=300, smtpConfig={}),
+        headers=tenant.auth("member"),
+    )
+    error = assert_error(r, 403, code="slot_budget")
+    assert "120,000.0 slot-seconds per minute, past its budget of 60,000" in error["message"]
+
+
 # trigger-check --------------------------------------------------------------------------------
 
 
@@ -306,6 +472,25 @@ async def test_triggered_checks_draw_on_the_organizations_budget(
             monitors[2]["publicId"],
         )
     assert tat is None
+
+
+async def test_triggered_long_checks_draw_on_the_slot_budget(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Slot budget 600 a minute: a round of 5 countries with a 300 s timeout is 1,500
+    slot-seconds, so after one such trigger the organization's allowance is spent and the
+    next, on another monitor, is a 429 naming the slot budget (it used to cost 5 checks of
+    20, and four went through)."""
+    monitors = [
+        await created(
+            api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=86_400, timeoutSeconds=300
+        )
+        for _ in range(2)
+    ]
+    assert (await trigger(api, tenant, monitors[0])).status_code == 202
+    r = await trigger(api, tenant, monitors[1])
+    error = assert_error(r, 429, code="trigger_limit")
+    assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in error["message"]
 
 
 # lists ----------------------------------------------------------------------------------------

@@ -76,6 +76,32 @@ async def test_owner_pauses_and_resumes_a_monitor(
     assert await pool.fetchval(status, monitor["publicId"]) is None
 
 
+async def test_resuming_past_the_slot_budget_is_refused_on_the_page(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """The console's resume is held to ORG_MAX_SLOT_SECONDS_PER_MINUTE (default 30,000) as
+    the API's PATCH of `status` is: 500 monitors at 300 s / 300 s from one country fill it,
+    so resuming a paused one is a 403 with the message on the page, and it stays paused."""
+    monitor = await create(http, tenant, "smtp")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["member"]
+    token = await client.csrf(page)
+    await client.post(f"{page}/pause", token=token)
+    await pool.execute(
+        "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
+        " check_interval, timeout_seconds, allowed_country_codes)"
+        " SELECT $1, $2, 'smtp', 'm' || n, 'mx.example.com', 'active', 300, 300, '{DE}'"
+        " FROM generate_series(1, 500) AS n",
+        tenant.org_id,
+        tenant.customer_id,
+    )
+    r = await client.post(f"{page}/resume", token=token)
+    assert r.status_code == 403
+    assert "ORG_MAX_SLOT_SECONDS_PER_MINUTE" in r.text
+    status = "SELECT status FROM monitors WHERE public_id = $1::uuid"
+    assert await pool.fetchval(status, monitor["publicId"]) == "disabled"
+
+
 @pytest.mark.parametrize(
     ("form", "field", "words"),
     [

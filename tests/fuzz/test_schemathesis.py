@@ -29,6 +29,7 @@ LIMITS = {
     "org_max_monitors": 100_000,
     "org_max_maintenance_windows": 100_000,
     "org_max_checks_per_minute": 10_000_000,
+    "org_max_slot_seconds_per_minute": 1_000_000_000,
 }
 
 

@@ -1,0 +1,107 @@
+"""The worker shares its slots fairly between tenants (issue 22), against the real NATS server
+and loopback peers: one tenant's long checks at a server that accepts and never greets hold
+at most its share of the slots while another tenant's jobs wait, and those run on time."""
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agent.probers.tls import SslContexts
+from tests.agent.helpers import (
+    SmtpLikePeer,
+    job_for,
+    jobs_left,
+    publish_job,
+    result_count,
+    results,
+    until,
+    until_async,
+    worker,
+)
+
+FLOOD, OTHER = "tenant-flood", "tenant-other"
+
+
+async def test_a_flood_of_long_checks_holds_at_most_its_share_and_others_run_on_time(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """6 jobs at a server that never greets (4 s timeout), published first, then 2 of another
+    tenant that expire in 2 s, for 4 slots. First come first served ran 4 of the flood and
+    the others expired behind them; now the flood holds at most 2 (AGENT_TENANT_SLOT_SHARE
+    0.5) while the other tenant has jobs waiting, those run at once and are up, and once they
+    are done the flood, alone, uses all 4 slots."""
+    async with SmtpLikePeer(delay=60) as silent, SmtpLikePeer() as answering:
+        flood = [job_for(country, silent.port, timeout=4.0, tenant=FLOOD) for _ in range(6)]
+        other = [job_for(country, answering.port, expires_in=2.0, tenant=OTHER) for _ in range(2)]
+        for job in (*flood, *other):
+            await publish_job(js, job)
+        w = worker(nc, country, ssl_contexts, concurrency=4, shutdown_grace=0)
+        run = asyncio.create_task(w.run())
+        most_while_others_wait = 0
+        deadline = asyncio.get_running_loop().time() + 3
+        try:
+            # until the other tenant's checks have been made and settled
+            while answering.connections < 2 or OTHER in w.held_by_tenant:
+                held, waiting = w.held_by_tenant, w.waiting_by_tenant
+                if waiting.get(OTHER):
+                    most_while_others_wait = max(most_while_others_wait, held.get(FLOOD, 0))
+                assert w.in_flight <= 4
+                assert asyncio.get_running_loop().time() < deadline, "the other tenant waited"
+                await asyncio.sleep(0.005)
+            await until_async(lambda: result_count(js, country, 2))
+            await until(lambda: w.held_by_tenant == {FLOOD: 4}, within=3)
+        finally:
+            w.stop()
+            await asyncio.wait_for(run, 5)
+    found = await results(js, country)
+    assert {r.job_id for r in found} == {j.job_id for j in other}
+    assert [(r.status, r.error_kind) for r in found] == [("up", None)] * 2
+    assert most_while_others_wait <= 2
+    assert await jobs_left(js, country) == 6  # the flood's, handed back on stop
+
+
+async def test_a_lone_tenant_uses_every_slot(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """The cap binds only while another tenant waits: alone, one tenant's 4 long checks run
+    at once on 4 slots."""
+    async with SmtpLikePeer(delay=60) as silent:
+        for _ in range(5):
+            await publish_job(js, job_for(country, silent.port, timeout=4.0, tenant=FLOOD))
+        w = worker(nc, country, ssl_contexts, concurrency=4, shutdown_grace=0)
+        run = asyncio.create_task(w.run())
+        try:
+            await until(lambda: w.held_by_tenant == {FLOOD: 4}, within=3)
+            assert w.waiting_by_tenant == {FLOOD: 1}
+        finally:
+            w.stop()
+            await asyncio.wait_for(run, 5)
+    assert await jobs_left(js, country) == 5
+
+
+async def test_jobs_pulled_ahead_are_run_once_or_handed_back_on_stop(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """Jobs taken beyond the free slots to see other tenants' are never lost nor run twice:
+    stopped mid-way, the worker finishes what runs and hands back what waits; another
+    worker runs the rest, one result per job, and the stream ends empty."""
+    async with SmtpLikePeer(delay=0.3) as peer:
+        jobs = [job_for(country, peer.port, tenant=FLOOD) for _ in range(6)]
+        jobs += [job_for(country, peer.port, tenant=OTHER) for _ in range(3)]
+        for job in jobs:
+            await publish_job(js, job)
+        first = worker(nc, country, ssl_contexts, concurrency=2)
+        run = asyncio.create_task(first.run())
+        await until(lambda: first.waiting > 0 and first.in_flight == 2)
+        first.stop()
+        await asyncio.wait_for(run, 5)
+        done = len(await results(js, country))
+        assert 2 <= done < 9
+        second = worker(nc, country, ssl_contexts, concurrency=2)
+        await asyncio.wait_for(second.run(burst=True), 15)
+        await until_async(lambda: result_count(js, country, 9))
+    found = await results(js, country)
+    assert sorted(r.job_id for r in found) == sorted(j.job_id for j in jobs)
+    assert all(r.status == "up" for r in found)
+    assert await jobs_left(js, country) == 0
