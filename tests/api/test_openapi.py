@@ -1,5 +1,6 @@
 """OpenAPI is served by the app, with the seeds' request bodies as examples."""
 
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -36,6 +37,11 @@ def test_seed_request_bodies_are_examples(
     spec: dict[str, Any], path: str, method: str, seed: dict[str, Any]
 ) -> None:
     assert seed in examples(spec, path, method)
+
+
+def test_info_version_is_the_package_version(spec: dict[str, Any]) -> None:
+    """The document's version is the installed distribution's (pyproject.toml's), not a copy."""
+    assert spec["info"]["version"] == version("mailprobe")
 
 
 def test_documented_paths_and_methods(spec: dict[str, Any]) -> None:
