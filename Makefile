@@ -26,7 +26,7 @@ install: $(STAMP) ## create .venv with the product and its development tools
 # Keeps the pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade moves all to the newest,
 # LOCK_ARGS='--upgrade-package ruff' one.
 lock: $(STAMP) ## regenerate requirements.lock from pyproject.toml (uv pip compile, PyPI)
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra embedded \
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra embedded \
 	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	  --generate-hashes \
 	  --custom-compile-command 'make lock' --output-file $(LOCK) $(LOCK_ARGS)
