@@ -44,6 +44,40 @@ def test_info_version_is_the_package_version(spec: dict[str, Any]) -> None:
     assert spec["info"]["version"] == version("mailprobe")
 
 
+@pytest.mark.parametrize(
+    ("path", "page", "item"),
+    [
+        ("/api/smtp-monitors", "SmtpMonitorPage", "SmtpMonitor"),
+        ("/api/imap-pop-monitors", "ImapPopMonitorPage", "ImapPopMonitor"),
+        ("/api/roundtrip-monitors", "RoundTripMonitorPage", "RoundTripMonitor"),
+        ("/api/smtp-monitors/{smtpMonitorPublicId}/results", "CheckResultPage", "CheckResultOut"),
+        ("/api/smtp-monitors/{smtpMonitorPublicId}/incidents", "IncidentPage", "Incident"),
+        (
+            "/api/smtp-monitors/{smtpMonitorPublicId}/alert-history",
+            "DeliveryAttemptPage",
+            "DeliveryAttempt",
+        ),
+        ("/api/customers", "CustomerPage", "Customer"),
+        ("/api/users", "UserPage", "User"),
+        ("/api/maintenance-windows", "MaintenanceWindowPage", "MaintenanceWindow"),
+    ],
+)
+def test_list_answers_keep_their_page_names(
+    spec: dict[str, Any], path: str, page: str, item: str
+) -> None:
+    """Every list answer is one generic `Page[T]` in the code; the document still names each
+    its own component and title (what client generators make classes of), `items` of `item`."""
+    ok = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": f"#/components/schemas/{page}"}
+    schema = spec["components"]["schemas"][page]
+    assert schema["title"] == page
+    assert schema["properties"]["items"] == {
+        "items": {"$ref": f"#/components/schemas/{item}"},
+        "type": "array",
+    }
+    assert set(schema["required"]) == {"items", "total", "page", "perPage"}
+
+
 def test_documented_paths_and_methods(spec: dict[str, Any]) -> None:
     paths = spec["paths"]
     for kind, param in (
