@@ -5,18 +5,31 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser unbound netns run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# requirements.lock pins, with hashes, every package of `.[dev,embedded]` (ruff and mypy
+# included) for Python 3.11 on Linux x86_64; the project itself goes on top, editable and
+# without dependencies, so nothing unpinned comes in.
+LOCK := requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv with the product and its development tools
+
+# Keeps the pins that still satisfy pyproject.toml; LOCK_ARGS=--upgrade moves all to the newest,
+# LOCK_ARGS='--upgrade-package ruff' one.
+lock: $(STAMP) ## regenerate requirements.lock from pyproject.toml (uv pip compile, PyPI)
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --extra embedded \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --generate-hashes \
+	  --custom-compile-command 'make lock' --output-file $(LOCK) $(LOCK_ARGS)
 
 run: $(STAMP) ## start PostgreSQL, NATS, the controller and one agent per DEV_COUNTRIES (Ctrl-C stops all)
 	$(BIN)/python tools/devrun.py

@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 
 import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 
+from shared import __version__
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.messages import AgentHeartbeat, SelfCheck, encode
 from shared.subjects import heartbeats_subject
@@ -24,13 +24,6 @@ log = structlog.get_logger(__name__)
 
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 FLUSH_TIMEOUT_S = 2
-
-
-def agent_version() -> str:
-    try:
-        return version("mailprobe")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 class Heartbeat:
@@ -58,7 +51,7 @@ class Heartbeat:
         self._beat = AgentHeartbeat(
             agent_id=agent_id,
             country=country,
-            version=agent_version(),
+            version=__version__,
             capacity=capacity,
             started_at=iso_ms(started_at),
             seen_at=iso_ms(started_at),
@@ -84,4 +77,4 @@ class Heartbeat:
             log.warning("heartbeat_failed", error=repr(exc))
 
 
-__all__ = ["HEARTBEAT_INTERVAL_S", "Heartbeat", "agent_version"]
+__all__ = ["HEARTBEAT_INTERVAL_S", "Heartbeat"]

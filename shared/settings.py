@@ -83,7 +83,7 @@ def _check_tls(settings: msgspec.Struct, cert: str, key: str, ca: str | None = N
         raise ValueError(f"{cert} / {key} cannot be loaded: {exc}") from None
 
 
-def nats_tls_context(settings: "ControllerSettings | AgentSettings") -> ssl.SSLContext | None:
+def nats_tls_context(settings: "NatsSettings") -> ssl.SSLContext | None:
     """The SSLContext for `nats.connect(tls=...)`: None when no NATS TLS setting is given (a
     `tls://` URL then verifies against the system's CAs)."""
     ca, cert, key = (
@@ -105,10 +105,10 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
-    database_url: Annotated[
-        str, Meta(description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required)")
-    ]
+class NatsSettings(msgspec.Struct, rename="upper", frozen=True):
+    """The settings every process shares: how it reaches NATS. Each process's Struct checks them
+    in its `__post_init__`, with its own."""
+
     nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
         "nats://127.0.0.1:4222"
     )
@@ -128,6 +128,12 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
     nats_tls_key_file: Annotated[
         str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
     ] = None
+
+
+class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
+    database_url: Annotated[
+        str, Meta(description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required)")
+    ]
     secrets_key: Annotated[
         str | None,
         Meta(description="Fernet key(s) encrypting monitor secrets at rest; required by `serve`"),
@@ -489,29 +495,10 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             )
 
 
-class AgentSettings(msgspec.Struct, rename="upper", frozen=True):
+class AgentSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
     agent_country: Annotated[
         str, Meta(description="ISO 3166-1 alpha-2 country this agent serves (or `--country`)")
     ]
-    nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
-        "nats://127.0.0.1:4222"
-    )
-    nats_tls_ca_file: Annotated[
-        str | None,
-        Meta(
-            description="PEM CA file to verify the NATS server's certificate (with `tls://` URLs);"
-            " unset: the system's CAs"
-        ),
-    ] = None
-    nats_tls_cert_file: Annotated[
-        str | None,
-        Meta(
-            description="PEM client certificate for NATS servers that verify clients (mutual TLS)"
-        ),
-    ] = None
-    nats_tls_key_file: Annotated[
-        str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
-    ] = None
     agent_allow_private_targets: Annotated[
         bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
     ] = False
@@ -733,7 +720,8 @@ def table() -> str:
     for cls, who in ((ControllerSettings, "controller"), (AgentSettings, "agent")):
         info = msgspec.inspect.type_info(cls)
         assert isinstance(info, msgspec.inspect.StructType)
-        for field in info.fields:
+        # Required settings first, then the others as declared (NatsSettings's among them).
+        for field in sorted(info.fields, key=lambda f: not f.required):
             if field.encode_name in seen:
                 seen[field.encode_name][1] += ", " + who
                 continue

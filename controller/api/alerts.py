@@ -16,6 +16,7 @@ from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_kinds import KindApi
 from controller.api.monitor_rules import Kind, public_id, strict_body
+from controller.api.page import Page, published
 from controller.db import alerts, monitors
 from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
@@ -79,11 +80,7 @@ class Incident(msgspec.Struct, rename="camel"):
     end_reason: str | None
 
 
-class IncidentPage(msgspec.Struct, rename="camel"):
-    items: list[Incident]
-    total: int
-    page: int
-    per_page: int
+IncidentPage = Annotated[Page[Incident], published("IncidentPage")]
 
 
 class DeliveryAttempt(msgspec.Struct, rename="camel"):
@@ -99,11 +96,7 @@ class DeliveryAttempt(msgspec.Struct, rename="camel"):
     at: str
 
 
-class DeliveryAttemptPage(msgspec.Struct, rename="camel"):
-    items: list[DeliveryAttempt]
-    total: int
-    page: int
-    per_page: int
+DeliveryAttemptPage = Annotated[Page[DeliveryAttempt], published("DeliveryAttemptPage")]
 
 
 class AlertSettings(msgspec.Struct, rename="camel"):
@@ -208,7 +201,7 @@ async def _incidents(
             conn, monitor["id"], per_page, (page - 1) * per_page
         )
     pid = str(monitor["public_id"])
-    return IncidentPage([_incident(r, pid) for r in rows], total, page, per_page)
+    return Page([_incident(r, pid) for r in rows], total, page, per_page)
 
 
 async def _history(
@@ -233,7 +226,7 @@ async def _history(
         )
         for r in rows
     ]
-    return DeliveryAttemptPage(items, total, page, per_page)
+    return Page(items, total, page, per_page)
 
 
 def _settings(t: Thresholds) -> AlertSettings:

@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from controller.api import guards, validation
 from controller.api.errors import invalid_customer, not_found
 from controller.api.monitor_rules import customer_ident
+from controller.api.page import Page, published
 from controller.db import customers
 from controller.db.accounts import Principal
 from shared.timefmt import iso_ms
@@ -28,11 +29,7 @@ class Customer(msgspec.Struct, rename="camel"):
     updated_at: str
 
 
-class CustomerPage(msgspec.Struct, rename="camel"):
-    items: list[Customer]
-    total: int
-    page: int
-    per_page: int
+CustomerPage = Annotated[Page[Customer], published("CustomerPage")]
 
 
 def _present(row: asyncpg.Record) -> Customer:
@@ -78,7 +75,7 @@ class CustomerController(Controller):
                 per_page,
                 (page - 1) * per_page,
             )
-        return CustomerPage([_present(r) for r in rows], total, page, per_page)
+        return Page([_present(r) for r in rows], total, page, per_page)
 
     @get("/{customer_id:str}", summary="Get a customer by numeric id or public UUID")
     async def get_customer(

@@ -21,6 +21,7 @@ from controller import maintenance
 from controller.api import fair_use, guards, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, not_found
 from controller.api.monitor_rules import customer_ident, strict_body
+from controller.api.page import Page, published
 from controller.db import customers, monitors
 from controller.db import maintenance as windows
 from controller.db.accounts import Principal
@@ -62,11 +63,7 @@ class MaintenanceWindow(msgspec.Struct, rename="camel"):
     created_at: str
 
 
-class MaintenanceWindowPage(msgspec.Struct, rename="camel"):
-    items: list[MaintenanceWindow]
-    total: int
-    page: int
-    per_page: int
+MaintenanceWindowPage = Annotated[Page[MaintenanceWindow], published("MaintenanceWindowPage")]
 
 
 def _present(row: asyncpg.Record, now: datetime) -> MaintenanceWindow:
@@ -225,7 +222,7 @@ class MaintenanceWindowController(Controller):
                 conn, scope, monitor, customer, per_page, (page - 1) * per_page
             )
         now = utcnow()
-        return MaintenanceWindowPage([_present(r, now) for r in rows], total, page, per_page)
+        return Page([_present(r, now) for r in rows], total, page, per_page)
 
     @get("/{windowId:str}", summary="Get a maintenance window")
     async def get_window(self, request: AuthedRequest, window_id: WindowId) -> MaintenanceWindow:

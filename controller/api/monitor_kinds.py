@@ -120,7 +120,7 @@ class KindApi:
     a_label: str  # the label with its article ("an SMTP Monitor")
     out: type[msgspec.Struct]
     detail: type[msgspec.Struct]
-    page: type[msgspec.Struct]
+    page: object  # the list answer's annotation: a named Page of `out`
     create: type[msgspec.Struct]
     update: type[msgspec.Struct]
     create_examples: list[Example]

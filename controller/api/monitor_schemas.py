@@ -9,6 +9,8 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
+from controller.api.page import Page, published
+
 MASK = "********"
 
 
@@ -255,18 +257,10 @@ class ImapPopMonitorDetail(ImapPopMonitor, kw_only=True):
     latest_results: list[LatestResult]
 
 
-class SmtpMonitorPage(msgspec.Struct, rename="camel"):
-    items: list[SmtpMonitor]
-    total: int
-    page: int
-    per_page: int
+SmtpMonitorPage = Annotated[Page[SmtpMonitor], published("SmtpMonitorPage")]
 
 
-class ImapPopMonitorPage(msgspec.Struct, rename="camel"):
-    items: list[ImapPopMonitor]
-    total: int
-    page: int
-    per_page: int
+ImapPopMonitorPage = Annotated[Page[ImapPopMonitor], published("ImapPopMonitorPage")]
 
 
 class RoundTripMonitorDetail(RoundTripMonitor, kw_only=True):
@@ -275,8 +269,4 @@ class RoundTripMonitorDetail(RoundTripMonitor, kw_only=True):
     latest_results: list[LatestResult]
 
 
-class RoundTripMonitorPage(msgspec.Struct, rename="camel"):
-    items: list[RoundTripMonitor]
-    total: int
-    page: int
-    per_page: int
+RoundTripMonitorPage = Annotated[Page[RoundTripMonitor], published("RoundTripMonitorPage")]

@@ -27,6 +27,7 @@ from controller.api.monitor_rules import (
     update_values,
 )
 from controller.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
+from controller.api.page import Page
 from controller.db import customers, monitors
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
@@ -227,7 +228,7 @@ def router(api: KindApi) -> Router:
         per_page: PerPageParam = 50,
     ) -> msgspec.Struct:
         rows, total = await _list(kind, request, customer_id, search, status, page, per_page)
-        return api.page([present(kind, r) for r in rows], total, page, per_page)
+        return Page([present(kind, r) for r in rows], total, page, per_page)
 
     async def get_monitor(request: AuthedRequest, monitor_id: str) -> msgspec.Struct:
         row, latest = await _get(kind, request, monitor_id)

@@ -18,6 +18,7 @@ from controller.api import fair_use, guards
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.api.monitor_kinds import KindApi
 from controller.api.monitor_rules import Kind, public_id
+from controller.api.page import Page, published
 from controller.db import monitors, results
 from controller.db.accounts import Principal
 from controller.pipeline import Pipeline
@@ -77,11 +78,7 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     mail_dns: MailDns | None = None
 
 
-class CheckResultPage(msgspec.Struct, rename="camel"):
-    items: list[CheckResultOut]
-    total: int
-    page: int
-    per_page: int
+CheckResultPage = Annotated[Page[CheckResultOut], published("CheckResultPage")]
 
 
 class Counts(msgspec.Struct, rename="camel"):
@@ -245,7 +242,7 @@ async def _results(
             limit=per_page,
             offset=(page - 1) * per_page,
         )
-    return CheckResultPage([_result(r) for r in rows], total, page, per_page)
+    return Page([_result(r) for r in rows], total, page, per_page)
 
 
 def _counts(up: int, down: int, missed: int) -> Counts:

@@ -19,6 +19,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from controller.api import guards, validation
 from controller.api.auth import Logins, busy
 from controller.api.errors import ApiError, bad_request, forbidden, not_found
+from controller.api.page import Page, published
 from controller.db import accounts
 from controller.db.accounts import ROLES, Principal
 from controller.db.pool import Conn
@@ -50,11 +51,7 @@ class User(msgspec.Struct, rename="camel"):
     disabled: bool
 
 
-class UserPage(msgspec.Struct, rename="camel"):
-    items: list[User]
-    total: int
-    page: int
-    per_page: int
+UserPage = Annotated[Page[User], published("UserPage")]
 
 
 def _present(row: asyncpg.Record) -> User:
@@ -138,7 +135,7 @@ class UserController(Controller):
             rows, total = await accounts.list_users(
                 conn, request.user.organization_id, per_page, (page - 1) * per_page
             )
-        return UserPage([_present(r) for r in rows], total, page, per_page)
+        return Page([_present(r) for r in rows], total, page, per_page)
 
     @patch("/{userPublicId:str}", summary="Disable or enable a user of the organization")
     async def update(

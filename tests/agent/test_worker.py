@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from importlib.metadata import version
 
 import nats
 import pytest
@@ -186,7 +187,8 @@ async def test_heartbeat_goes_out_while_running_and_says_stopping_at_the_end(
             7,
             0,
         )
-        assert beat.version and beat.started_at <= beat.seen_at and not beat.stopping
+        assert beat.version == version("mailprobe")  # pyproject's, as installed
+        assert beat.started_at <= beat.seen_at and not beat.stopping
     finally:
         w.stop()
         await run

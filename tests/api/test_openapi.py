@@ -1,5 +1,6 @@
 """OpenAPI is served by the app, with the seeds' request bodies as examples."""
 
+from importlib.metadata import version
 from typing import Any
 
 import httpx
@@ -36,6 +37,45 @@ def test_seed_request_bodies_are_examples(
     spec: dict[str, Any], path: str, method: str, seed: dict[str, Any]
 ) -> None:
     assert seed in examples(spec, path, method)
+
+
+def test_info_version_is_the_package_version(spec: dict[str, Any]) -> None:
+    """The document's version is the installed distribution's (pyproject.toml's), not a copy."""
+    assert spec["info"]["version"] == version("mailprobe")
+
+
+@pytest.mark.parametrize(
+    ("path", "page", "item"),
+    [
+        ("/api/smtp-monitors", "SmtpMonitorPage", "SmtpMonitor"),
+        ("/api/imap-pop-monitors", "ImapPopMonitorPage", "ImapPopMonitor"),
+        ("/api/roundtrip-monitors", "RoundTripMonitorPage", "RoundTripMonitor"),
+        ("/api/smtp-monitors/{smtpMonitorPublicId}/results", "CheckResultPage", "CheckResultOut"),
+        ("/api/smtp-monitors/{smtpMonitorPublicId}/incidents", "IncidentPage", "Incident"),
+        (
+            "/api/smtp-monitors/{smtpMonitorPublicId}/alert-history",
+            "DeliveryAttemptPage",
+            "DeliveryAttempt",
+        ),
+        ("/api/customers", "CustomerPage", "Customer"),
+        ("/api/users", "UserPage", "User"),
+        ("/api/maintenance-windows", "MaintenanceWindowPage", "MaintenanceWindow"),
+    ],
+)
+def test_list_answers_keep_their_page_names(
+    spec: dict[str, Any], path: str, page: str, item: str
+) -> None:
+    """Every list answer is one generic `Page[T]` in the code; the document still names each
+    its own component and title (what client generators make classes of), `items` of `item`."""
+    ok = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": f"#/components/schemas/{page}"}
+    schema = spec["components"]["schemas"][page]
+    assert schema["title"] == page
+    assert schema["properties"]["items"] == {
+        "items": {"$ref": f"#/components/schemas/{item}"},
+        "type": "array",
+    }
+    assert set(schema["required"]) == {"items", "total", "page", "perPage"}
 
 
 def test_documented_paths_and_methods(spec: dict[str, Any]) -> None:

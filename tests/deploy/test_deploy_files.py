@@ -64,8 +64,8 @@ def test_dockerfile() -> None:
 
 def test_what_the_dockerfile_copies_builds_every_package_and_migration(tmp_path: Path) -> None:
     """The image runs `pip install .` on what its COPY lines bring in: that tree, built into a
-    wheel, holds the three packages and every SQL migration (which `controller migrate` reads
-    from the installed package)."""
+    wheel, holds the three packages, every SQL migration (which `controller migrate` reads
+    from the installed package) and the Apache License text (pyproject's `license-files`)."""
     context = tmp_path / "app"
     context.mkdir()
     for line in re.findall(r"^COPY (.+)$", (DEPLOY / "Dockerfile").read_text(), re.M):
@@ -101,6 +101,8 @@ def test_what_the_dockerfile_copies_builds_every_package_and_migration(tmp_path:
         for p in (ROOT / "controller/console" / folder).iterdir()
     }
     assert assets and assets <= names, sorted(assets - names)
+    [license_file] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert zipfile.ZipFile(wheel).read(license_file) == (ROOT / "LICENSE").read_bytes()
 
 
 def test_compose() -> None:

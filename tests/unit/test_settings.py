@@ -1,9 +1,18 @@
 """Settings: a missing or malformed one is one clear line naming it."""
 
+import msgspec
 import pytest
 
 from controller.secretbox import generate_key
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load, parse_canaries
+from shared.settings import (
+    AgentSettings,
+    ControllerSettings,
+    NatsSettings,
+    SettingsError,
+    load,
+    parse_canaries,
+    table,
+)
 
 GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
 
@@ -123,3 +132,27 @@ def test_canaries_may_be_private_loopback_or_ipv6_and_repeats_count_once() -> No
     ]
     assert settings.agent_canary_interval_seconds == 60
     assert settings.agent_canary_timeout_seconds == 5
+
+
+@pytest.mark.parametrize("cls", [ControllerSettings, AgentSettings])
+def test_nats_settings_are_declared_once_for_both_processes(
+    cls: type[ControllerSettings] | type[AgentSettings],
+) -> None:
+    """Pins the shared base: both processes take NATS_URL and the NATS TLS files from
+    NatsSettings (one declaration: same env names, defaults and checks), and a required
+    setting still leads the README's table whatever the base declares first."""
+    env = {"DATABASE_URL": "postgresql://u@localhost/db", "AGENT_COUNTRY": "DE"}
+    assert issubclass(cls, NatsSettings)
+    shared = {f.encode_name: f.default for f in msgspec.structs.fields(NatsSettings)}
+    assert shared == {
+        "NATS_URL": "nats://127.0.0.1:4222",
+        "NATS_TLS_CA_FILE": None,
+        "NATS_TLS_CERT_FILE": None,
+        "NATS_TLS_KEY_FILE": None,
+    }
+    assert load(cls, env).nats_url == "nats://127.0.0.1:4222"
+    with pytest.raises(SettingsError, match="NATS_URL must start with one of"):
+        load(cls, {**env, "NATS_URL": "http://x"})
+    rows = table().splitlines()[2:]
+    assert rows[0].startswith("| `DATABASE_URL` | controller |")
+    assert rows[1].startswith("| `NATS_URL` | controller, agent |")
