@@ -7,6 +7,10 @@ most once every RECHECK_GAP_S, so a wave of failing checks costs one connect per
 canary is bounded by AGENT_CANARY_TIMEOUT_SECONDS; all run at once. What they saw is
 `states` (for agent.selfcheck_rules) and `snapshot()` (for the heartbeat); nothing in them comes
 from a job.
+
+The resolver check asks the nameservers the checks ask, by the same rules (agent.resolver), on a
+resolver of its own outside every tenant's bound: no check's lookup is ever ahead of it, so a
+zone that never answers cannot make the agent judge its resolver dead.
 """
 
 import asyncio
@@ -18,7 +22,7 @@ import time
 import structlog
 
 from agent import metrics
-from agent.probers.run import resolve
+from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
 from shared.messages import CanaryState, SelfCheck
 from shared.settings import AgentSettings, parse_canaries
@@ -58,6 +62,7 @@ class SelfChecks:
             self.states.append(CanaryState(kind=RESOLVER, target=resolve_name))
         self._canaries = list(canaries)
         self._resolve_name = resolve_name
+        self._resolver = TargetResolver()
         self._interval = interval
         self._timeout = timeout
         self._gap = recheck_gap
@@ -199,7 +204,7 @@ class SelfChecks:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                await resolve(name, 0)
+                await self._resolver.resolve(name)
         except TimeoutError:
             return "timeout resolving", None
         except (OSError, UnicodeError) as exc:  # socket.gaierror among the first

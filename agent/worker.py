@@ -49,6 +49,7 @@ from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.resolver import TargetResolver
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
@@ -122,6 +123,7 @@ class Worker:
         self_checks: SelfChecks | None = None,
         tenant_share: float = 0.5,
         lookahead: int | None = None,
+        resolver: TargetResolver | None = None,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -146,6 +148,7 @@ class Worker:
         self._backoff = Backoff(retry_delay, retry_delay_max)
         self._heartbeat_interval = heartbeat_interval
         self._self_checks = self_checks
+        self._resolver = resolver
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()  # a slot freed up, or stop() was called
         # Jobs taken and not settled, each with when it arrived (loop time), in arrival order
@@ -172,6 +175,7 @@ class Worker:
             "mail_dns": mail_dns_probe(settings),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
+            "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -530,7 +534,9 @@ class Worker:
             log.error("job_not_opened", error=str(exc))
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
-            result = await run_check(opened, self.agent_id, self._allow_private, self._ssl)
+            result = await run_check(
+                opened, self.agent_id, self._allow_private, self._ssl, self._resolver
+            )
             result = await self._explained(job, result)
             # Not for a host the agent refused (its TLSA records are the agent's network's), nor
             # when the agent's own path failed the check.

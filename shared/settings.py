@@ -100,6 +100,8 @@ def nats_tls_context(settings: "NatsSettings") -> ssl.SSLContext | None:
 
 
 CONTROLLER_ROLES = frozenset({"api", "scheduler", "ingester", "alerter"})
+# AGENT_DNS_LOOKUPS_PER_TENANT's default, also for run_check callers that bring no resolver.
+DNS_LOOKUPS_PER_TENANT_DEFAULT = 20
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -552,6 +554,15 @@ class AgentSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
             "free slots to see them; `1`: no cap",
         ),
     ] = 0.5
+    agent_dns_lookups_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS lookups of check targets one organization may have in flight on"
+            " this agent; past it its checks wait within their own timeout, others do not",
+        ),
+    ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(

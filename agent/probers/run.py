@@ -16,6 +16,7 @@ from agent.probers import PROBERS
 from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, Recorder, Target
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
+from agent.resolver import TargetResolver
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -25,16 +26,30 @@ from shared.messages import (
     TlsOptions,
     default_port,
 )
+from shared.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
 TLS_PHASES = ("tls", "tls handshake or greeting")
 NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_default_resolver: TargetResolver | None = None
+
+
+def default_resolver() -> TargetResolver:
+    """The resolver of run_check callers that bring none (the worker brings its own)."""
+    global _default_resolver
+    if _default_resolver is None:
+        _default_resolver = TargetResolver(per_tenant=DNS_LOOKUPS_PER_TENANT_DEFAULT)
+    return _default_resolver
 
 
 async def run_check(
-    job: CheckJob, agent_id: str, allow_private: bool, ssl_contexts: SslContexts
+    job: CheckJob,
+    agent_id: str,
+    allow_private: bool,
+    ssl_contexts: SslContexts,
+    resolver: TargetResolver | None = None,
 ) -> CheckResult:
     started = utcnow()
     t0 = time.perf_counter()
@@ -47,7 +62,7 @@ async def run_check(
         rec.deadline = asyncio.get_running_loop().time() + job.timeout_seconds
         async with asyncio.timeout_at(rec.deadline) as deadline:
             try:
-                await _check(job, allow_private, ssl_contexts, rec)
+                await _check(job, allow_private, ssl_contexts, rec, resolver or default_resolver())
             except TimeoutError:
                 if deadline.expired():
                     raise
@@ -113,7 +128,13 @@ def build_result(
     )
 
 
-async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec: Recorder) -> None:
+async def _check(
+    job: CheckJob,
+    allow_private: bool,
+    contexts: SslContexts,
+    rec: Recorder,
+    resolver: TargetResolver,
+) -> None:
     port = job.port or default_port(job.monitor_type, job.config)
     send = job.config.send if isinstance(job.config, RoundTripConfig) else job.config
 
@@ -129,11 +150,12 @@ async def _check(job: CheckJob, allow_private: bool, contexts: SslContexts, rec:
         context, server_name = contexts.for_options(tls), tls.servername or hostname
         return Target(hostname, addresses, port, context, server_name, reach)
 
+    # Every lookup of the job (a round trip's mailbox too) counts against its tenant's bound.
     async def reach(hostname: str, port: int, tls: TlsOptions) -> Target:
-        return admit(hostname, await resolve(hostname, port), port, tls)
+        return admit(hostname, await resolver.resolve(hostname, job.tenant), port, tls)
 
     with rec.phase("dns"):
-        addresses = await resolve(job.hostname, port)
+        addresses = await resolver.resolve(job.hostname, job.tenant)
     target = admit(job.hostname, addresses, port, send.tls_options)
     try:
         await PROBERS[job.monitor_type](target, job, rec)
@@ -208,16 +230,6 @@ def _without_credentials(job: CheckJob) -> CheckJob:
     return msgspec.structs.replace(
         job, config=msgspec.structs.replace(job.config, user="", password="")
     )
-
-
-async def resolve(hostname: str, port: int) -> tuple[str, ...]:
-    """The name's addresses in resolver order, without duplicates. Raises socket.gaierror."""
-    name = hostname.rstrip(".").lower()
-    if name == "invalid" or name.endswith(".invalid"):
-        # RFC 6761 section 6.4: never resolves, so do not ask a DNS server.
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    infos = await asyncio.get_running_loop().getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
-    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def is_blocked(address: str) -> bool:

@@ -3,9 +3,11 @@ serving an MTA-STS policy: the mail DNS a test wants, good or bad.
 
 `records` maps (name, type) to the records' presentation texts, e.g.
 `("example.test", "MX"): ["10 mx.example.test."]`. A name with no record of any type is
-NXDOMAIN; one in `servfail` is SERVFAIL. `ad` sets the AD bit on every answer, as a validating
-resolver does on a DNSSEC-validated one (this server validates nothing: it stands in for one;
-tests/peers/dnssec.py and tests/peers/unbound.py give real signatures and real validation).
+NXDOMAIN; one in `servfail` is SERVFAIL; one in or under a zone of `silent` gets no reply at all
+(`asked` still lists it), as from a zone whose servers never answer. `ad` sets the AD bit on
+every answer, as a validating resolver does on a DNSSEC-validated one (this server validates
+nothing: it stands in for one; tests/peers/dnssec.py and tests/peers/unbound.py give real
+signatures and real validation).
 """
 
 import asyncio
@@ -30,11 +32,17 @@ Records = dict[tuple[str, str], list[str]]
 
 class DnsPeer(asyncio.DatagramProtocol):
     def __init__(
-        self, records: Records, *, ad: bool = False, servfail: frozenset[str] = frozenset()
+        self,
+        records: Records,
+        *,
+        ad: bool = False,
+        servfail: frozenset[str] = frozenset(),
+        silent: frozenset[str] = frozenset(),
     ) -> None:
         self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in records.items()}
         self.ad = ad
         self.servfail = {n.lower().rstrip(".") for n in servfail}
+        self.silent = tuple(n.lower().strip(".") for n in silent)
         self.host = "127.0.0.1"
         self.port = 0
         self.asked: list[tuple[str, str]] = []
@@ -51,13 +59,15 @@ class DnsPeer(asyncio.DatagramProtocol):
         self.host, self.port = host, port
         return self
 
-    def answer(self, wire: bytes) -> bytes:
+    def answer(self, wire: bytes) -> bytes | None:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         question = query.question[0]
         name = question.name.to_text(omit_final_dot=True).lower()
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.asked.append((name, rdtype))
+        if any(name == zone or name.endswith(f".{zone}") for zone in self.silent):
+            return None
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
             return response.to_wire()
@@ -78,7 +88,8 @@ class DnsPeer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         assert self._udp is not None
-        self._udp.sendto(self.answer(data), addr)
+        if (reply := self.answer(data)) is not None:
+            self._udp.sendto(reply, addr)
 
     async def _tcp_session(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -86,8 +97,9 @@ class DnsPeer(asyncio.DatagramProtocol):
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             size = int.from_bytes(await reader.readexactly(2), "big")
             reply = self.answer(await reader.readexactly(size))
-            writer.write(len(reply).to_bytes(2, "big") + reply)
-            await writer.drain()
+            if reply is not None:
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
         writer.close()
 
     async def __aenter__(self) -> Self:

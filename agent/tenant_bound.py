@@ -1,0 +1,59 @@
+"""At most `limit` of one tenant's operations at once (issue 22): a tenant past its bound waits
+its turn (first come, first served), within whatever deadline its caller set; other tenants do
+not wait for it. An entry lives only while a tenant has an operation running or waiting, so
+opaque keys from jobs never pile up."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Lane:
+    slots: asyncio.Semaphore
+    users: int = 0  # holding a slot or waiting for one
+    holding: int = 0  # holding a slot
+
+
+class TenantBound:
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the bound must be at least 1")
+        self.limit = limit
+        self._lanes: dict[str, _Lane] = {}
+
+    def running(self, tenant: str) -> int:
+        """The tenant's operations holding a slot now."""
+        lane = self._lanes.get(tenant)
+        return 0 if lane is None else lane.holding
+
+    def waiting(self, tenant: str) -> int:
+        """The tenant's operations waiting for a slot now."""
+        lane = self._lanes.get(tenant)
+        return 0 if lane is None else lane.users - lane.holding
+
+    @property
+    def tenants(self) -> int:
+        """Tenants with an operation running or waiting."""
+        return len(self._lanes)
+
+    @asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        """Hold one of `tenant`'s slots for the block; wait for one while all are held. A
+        caller cancelled while waiting leaves the queue and holds nothing."""
+        lane = self._lanes.get(tenant)
+        if lane is None:
+            lane = self._lanes[tenant] = _Lane(asyncio.Semaphore(self.limit))
+        lane.users += 1
+        try:
+            async with lane.slots:
+                lane.holding += 1
+                try:
+                    yield
+                finally:
+                    lane.holding -= 1
+        finally:
+            lane.users -= 1
+            if lane.users == 0:
+                del self._lanes[tenant]
