@@ -696,7 +696,9 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         await fair_use.admit_new_monitor(conn, lim, org)
         values["customer_id"] = await customers.default_for(conn, org, DEFAULT_CUSTOMER)
         row = await monitors.insert(conn, org, values)
-        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, ("locations", "interval"))
+        await fair_use.admit_checks(
+            conn, lim, org, row["id"], fair_use.NOTHING, ("locations", "interval")
+        )
     return MonitorId(str(row["id"]))
 
 

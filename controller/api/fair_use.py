@@ -8,6 +8,9 @@
   monitors. A create or change that raises it past the budget is a 403: waiting does not help,
   the request has to change. A change that does not add checks is always allowed, so an
   organization over a budget lowered later can still edit and shrink;
+- logins: the logins per 10 minutes the organization's monitors of one account (user@host)
+  need together (controller.login_cap) stay within `LOGIN_CAP_PER_ACCOUNT`; a write that takes
+  them past it is a 403 naming the figure, the account and the setting;
 - trigger-checks: `TRIGGER_CHECK_BURST` back to back per monitor, then one per
   `TRIGGER_CHECK_INTERVAL_SECONDS`; and the checks they run draw on an allowance of the
   budget's size per minute for the whole organization, else many rarely scheduled monitors of
@@ -23,8 +26,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from controller import login_cap
 from controller.api.errors import ApiError
-from controller.db import limits
+from controller.db import account_logins, limits
 from controller.db.pool import Conn
 from shared.settings import ControllerSettings
 
@@ -37,6 +41,7 @@ class Limits:
     default_countries: int
     trigger_burst: int
     trigger_interval_s: float
+    login_ceiling: int = 1000
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Limits":
@@ -47,6 +52,7 @@ class Limits:
             settings.default_check_countries,
             settings.trigger_check_burst,
             settings.trigger_check_interval_seconds,
+            settings.login_cap_per_account,
         )
 
 
@@ -75,9 +81,26 @@ async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> Non
         )
 
 
-async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> float:
-    """One monitor's checks per minute (0 when disabled)."""
-    return await limits.checks_per_minute(conn, organization_id, lim.default_countries, monitor_id)
+@dataclass(frozen=True)
+class Usage:
+    """What one monitor adds to its organization's budgets before a write."""
+
+    checks: float = 0.0
+    account: str | None = None
+    logins: int = 0  # its account's need over the organization's monitors
+
+
+NOTHING = Usage()
+
+
+async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> Usage:
+    """One monitor's checks per minute (0 when disabled), and its account's login need."""
+    checks = await limits.checks_per_minute(
+        conn, organization_id, lim.default_countries, monitor_id
+    )
+    need = await account_logins.need(conn, [monitor_id], lim.default_countries, lim.trigger_burst)
+    _, account, logins = need.get(monitor_id, (organization_id, None, 0))
+    return Usage(checks, account, logins)
 
 
 async def admit_checks(
@@ -85,14 +108,16 @@ async def admit_checks(
     lim: Limits,
     organization_id: int,
     monitor_id: int,
-    before: float,
+    before: Usage,
     fields: Iterable[str],
 ) -> None:
     """After the monitor was written, in the same transaction: a 403 naming `fields` (the
     request's fields that add checks) when it added checks and the organization is now past
-    its budget; raising rolls the write back."""
+    its budget, or when its account now needs more logins than the ceiling; raising rolls the
+    write back."""
     added = await checks_of(conn, lim, organization_id, monitor_id)
-    if added <= before:
+    await _admit_logins(lim, added, before)
+    if added.checks <= before.checks:
         return
     await limits.lock_organization(conn, organization_id)
     total = await limits.checks_per_minute(conn, organization_id, lim.default_countries)
@@ -107,6 +132,26 @@ async def admit_checks(
         f" countries or less often ({', '.join(names)}), or disable others",
         code="check_budget",
         fields=names,
+    )
+
+
+async def _admit_logins(lim: Limits, after: Usage, before: Usage) -> None:
+    """The account's logins per window stay within the ceiling, unless the write does not
+    add any (same account, no more need)."""
+    if after.account is None:
+        return
+    need_before = before.logins if before.account == after.account else 0
+    if login_cap.admissible(after.logins, need_before, lim.login_ceiling):
+        return
+    raise ApiError(
+        403,
+        f"Your organization's monitors of the account {after.account} would log in to it up to"
+        f" {after.logins:,} times per 10 minutes (countries x rounds x logins a check, each round"
+        " confirmed once, plus trigger-checks), past the ceiling of"
+        f" {lim.login_ceiling:,} ({login_cap.SETTING}); check it from fewer countries or less"
+        " often, or disable other monitors of that account",
+        code="login_cap",
+        fields=["checkInterval", "allowedCheckCountryCodes"],
     )
 
 

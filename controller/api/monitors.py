@@ -80,7 +80,9 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
         values["customer_id"] = await customer_id(conn, body.customer_id, org)
         await fair_use.admit_new_monitor(conn, lim, org)
         row = await monitors.insert(conn, org, values)
-        await fair_use.admit_checks(conn, lim, org, row["id"], 0.0, CREATE_BUDGET_FIELDS)
+        await fair_use.admit_checks(
+            conn, lim, org, row["id"], fair_use.NOTHING, CREATE_BUDGET_FIELDS
+        )
         return row
 
 
