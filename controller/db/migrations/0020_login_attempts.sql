@@ -30,4 +30,4 @@ CREATE TABLE login_caps (
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
     CHECK (kind IN ('down', 'reminder', 'recovered', 'finding', 'cert_expiry', 'credentials',
-                    'held_back', 'login_cap', 'no_data'));
+                    'held_back', 'login_cap'));
