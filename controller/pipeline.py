@@ -102,6 +102,7 @@ async def open_pipeline(
             dns_interval_s=settings.dns_posture_interval_seconds,
             login_spacing_s=settings.login_spacing_seconds,
             login_cap=settings.login_cap_per_account,
+            trigger_burst=settings.trigger_check_burst,
             checks_per_minute=settings.org_max_checks_per_minute,
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))

@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import metrics, schedule
+from controller import login_cap, login_cap_notice, metrics, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
 from controller.db import (
@@ -37,6 +37,7 @@ from controller.db import (
     monitors,
     results,
 )
+from controller.db.account_logins import Login
 from controller.db.pool import Conn
 from controller.db.results import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.login_backoff import CAPPED, HELD, logins
@@ -48,6 +49,7 @@ from shared.messages import (
     ImapPopConfig,
     JobConfig,
     MonitorType,
+    RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
     decode_job,
@@ -86,6 +88,7 @@ class Round:
     # Later logins to the account, (seconds after the first, job): see `_space_logins`.
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`_account`), if any
+    legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -117,13 +120,15 @@ class Scheduler:
         batch: int = 1000,
         dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
-        login_cap: int = 100,
+        login_cap: int = 1000,
+        trigger_burst: int = 3,
         checks_per_minute: int = 2000,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
         self._login_spacing = login_spacing_s
-        self._login_cap = login_cap
+        self._login_cap = login_cap  # the ceiling per organization and account
+        self._trigger_burst = trigger_burst
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._js = js
@@ -227,17 +232,22 @@ class Scheduler:
 
     async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
         """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
-        over its account's cap is not sent but recorded in its round's `missed` (`login_capped`);
-        return jobs published."""
-        logins = [(r, job) for r in rounds if r.account for job in r.jobs]
+        over its organization's cap for the account is not sent but recorded in its round's
+        `missed` (`login_capped`), shown on the monitor and told to the owners; return jobs
+        published."""
+        wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
+        caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
-            conn, [r.account or "" for r, _ in logins], now, self._login_cap
+            conn,
+            [self._login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
+            now,
         )
-        capped = {job.job_id for (_, job), ok in zip(logins, allowed, strict=True) if not ok}
-        for r, job in logins:
-            if job.job_id in capped:
+        for (r, job), ok in zip(wanted, allowed, strict=True):
+            if not ok:
                 r.jobs.remove(job)
-                r.missed.append(_held(job, CAPPED, self._capped_why()))
+                cap = caps[r.monitor_id][1]
+                r.missed.append(_held(job, CAPPED, self._capped_why(cap)))
+                await login_cap_notice.reached(conn, r.monitor_id, cap, now)
         jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
         for r in rounds:
@@ -246,11 +256,25 @@ class Scheduler:
                 await deferred.add(conn, r.monitor_id, r.account, at)
         return len(jobs)
 
-    def _capped_why(self) -> str:
+    async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per monitor: its organization and the cap of its account's logins (login_cap)."""
+        if not monitor_ids:
+            return {}
+        need = await account_logins.need(
+            conn, sorted(set(monitor_ids)), self._default_countries, self._trigger_burst
+        )
+        return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
+
+    @staticmethod
+    def _login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
+        settles = parse_iso(job.expires_at) + timedelta(seconds=job.timeout_seconds)
+        return Login(job.job_id, cap[0], account, legs, settles, cap[1])
+
+    def _capped_why(self, cap: int) -> str:
         return (
-            f"over LOGIN_CAP_PER_ACCOUNT ({self._login_cap} logins to this account in"
-            f" {account_logins.WINDOW.seconds // 60} minutes, over all monitors and countries):"
-            " not sent"
+            f"over this account's login cap ({cap} logins in"
+            f" {login_cap.WINDOW.seconds // 60} minutes over your organization's monitors of"
+            f" it; {login_cap.SETTING} {self._login_cap} at most): not sent"
         )
 
     async def run_deferred(self) -> int:
@@ -265,9 +289,15 @@ class Scheduler:
                     return sent
                 jobs = [decode_job(bytes(r["payload"])) for r in rows]
                 tried = [(job, r) for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
-                allowed = await account_logins.take(
-                    conn, [r["account"] for _, r in tried], self._clock(), self._login_cap
-                )
+                caps = await self._caps(conn, [r["monitor_id"] for _, r in tried])
+                now = self._clock()
+                wanted = [
+                    self._login(job, r["account"], _legs(job), caps[r["monitor_id"]])
+                    for job, r in tried
+                    if r["monitor_id"] in caps
+                ]
+                tried = [(job, r) for job, r in tried if r["monitor_id"] in caps]
+                allowed = await account_logins.take(conn, wanted, now)
                 send = [job for (job, _), ok in zip(tried, allowed, strict=True) if ok]
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
@@ -275,11 +305,12 @@ class Scheduler:
                     _held(job, HELD, why)
                     for job, r in zip(jobs, rows, strict=True)
                     if r["rejected"]
-                ] + [
-                    _held(job, CAPPED, self._capped_why())
-                    for (job, _), ok in zip(tried, allowed, strict=True)
-                    if not ok
                 ]
+                for (job, r), ok in zip(tried, allowed, strict=True):
+                    if not ok:
+                        cap = caps[r["monitor_id"]][1]
+                        held.append(_held(job, CAPPED, self._capped_why(cap)))
+                        await login_cap_notice.reached(conn, r["monitor_id"], cap, now)
                 if held:
                     await results.store(conn, held)
             sent += len(send)
@@ -456,6 +487,7 @@ class Scheduler:
         plain = None
         if carries_credentials(row["config"], config):
             plan.account = self._account(row["hostname"], config)
+            plan.legs = _legs_of(row["hostname"], config)
             bound = SealedConfig(
                 monitor_id=public_id, hostname=row["hostname"], port=port, config=config
             )
@@ -595,6 +627,21 @@ class Scheduler:
                 rounds=n,
                 key_file=str(self._keys.directory / f"{cc}.pub") if self._keys.directory else None,
             )
+
+
+def _legs_of(hostname: str, config: JobConfig) -> int:
+    """Logins a check makes to its account: a round trip whose submission logs in as its
+    mailbox's user on the mailbox's host makes two."""
+    if isinstance(config, RoundTripConfig) and config.send.auth:
+        send = f"{config.send.auth.user.lower()}@{hostname.lower().rstrip('.')}"
+        mailbox = config.receive
+        return 2 if send == f"{mailbox.user.lower()}@{mailbox.hostname.lower().rstrip('.')}" else 1
+    return 1
+
+
+def _legs(job: CheckJob) -> int:
+    """A deferred job's logins: its config is sealed, so a round trip counts both legs."""
+    return 2 if isinstance(job, RoundTripCheckJob) else 1
 
 
 def _held(job: CheckJob, kind: str, why: str) -> ResultRow:

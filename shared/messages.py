@@ -315,6 +315,9 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities_before_tls: list[str] | None = None
     # Only on a job with `mailDomain`: that domain's mail DNS as seen from this country.
     mail_dns: MailDns | None = None
+    # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
+    # trip's legs and POP3 looks each count); null from an agent that does not say.
+    logins: int | None = None
 
 
 class CanaryState(msgspec.Struct, kw_only=True, rename="camel"):

@@ -309,11 +309,14 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
         Meta(
             ge=1,
             le=100_000,
-            description="logins to one account (user@host) sent per 10 minutes at most, over "
-            "all monitors, countries and agents; past it a country's check that logs in is "
-            "recorded `login_capped` (missed) instead",
+            description="the ceiling of logins attempted per 10 minutes by one organization's "
+            "monitors to one account (user@host, any port or protocol). Each account's cap "
+            "follows its monitors (countries x rounds x logins a check, each round confirmed "
+            "once, a burst of trigger-checks, plus a quarter) up to this; a monitor write whose "
+            "account would need more is refused (403). Past the cap a check that logs in is "
+            "recorded `login_capped` (missed), shown on the monitor and told to the owners once",
         ),
-    ] = 100
+    ] = 1000
     login_backoff_max_minutes: Annotated[
         int,
         Meta(

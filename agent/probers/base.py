@@ -65,6 +65,7 @@ class Recorder:
     auth_results: AuthResults | None = None
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
+    logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last: upper-cased (all three protocols compare them
@@ -81,6 +82,8 @@ class Recorder:
     def phase(self, name: str) -> Iterator[None]:
         """Mark `name` as the phase in progress; if it is a reported phase, time it on success."""
         self.current = name
+        if name == "auth":
+            self.logins += 1
         start = time.perf_counter()
         yield
         if name in PHASES:

@@ -125,6 +125,7 @@ def build_result(
         auth_results=rec.auth_results,
         capabilities=advertised(rec.capabilities),
         capabilities_before_tls=advertised(rec.capabilities_before_tls),
+        logins=rec.logins,
     )
 
 

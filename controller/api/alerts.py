@@ -17,11 +17,11 @@ from controller.api.errors import not_found
 from controller.api.monitor_kinds import KindApi
 from controller.api.monitor_rules import Kind, public_id, strict_body
 from controller.api.page import Page, published
-from controller.db import alerts, monitors
+from controller.db import alerts, login_caps, monitors
 from controller.db import login_backoff as backoff_db
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
-from shared.timefmt import iso_ms, iso_ms_or_none
+from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
 
@@ -143,7 +143,9 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
 
 class LoginBackoff(msgspec.Struct, rename="camel"):
     """Whether the monitor's logins are backed off because its credentials were rejected
-    (`GET …/login-backoff`); new credentials (PATCH) end it."""
+    (`GET …/login-backoff`); new credentials (PATCH) end it. `loginCapped`: whether its
+    account's login cap (`loginCap` per 10 minutes) was reached within the last 10 minutes,
+    first at `loginCappedSince`; its checks that would log in are recorded `login_capped`."""
 
     monitor_id: str
     backed_off: bool
@@ -151,6 +153,9 @@ class LoginBackoff(msgspec.Struct, rename="camel"):
     rejected_rounds: int = 0
     since: str | None = None
     next_login_at: str | None = None
+    login_capped: bool = False
+    login_cap: int | None = None
+    login_capped_since: str | None = None
 
 
 def _pool(request: AuthedRequest) -> asyncpg.Pool:
@@ -265,9 +270,19 @@ async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> Log
     monitor = await _monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
         b = await backoff_db.get(conn, monitor["id"])
+        capped = await login_caps.get(conn, monitor["id"], utcnow())
     pid = str(monitor["public_id"])
+    cap: dict[str, Any] = (
+        {}
+        if capped is None
+        else {
+            "login_capped": True,
+            "login_cap": capped.cap,
+            "login_capped_since": iso_ms(capped.since),
+        }
+    )
     if b is None:
-        return LoginBackoff(pid, False)
+        return LoginBackoff(pid, False, **cap)
     return LoginBackoff(
         pid,
         True,
@@ -276,6 +291,7 @@ async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> Log
         b.failures,
         iso_ms(b.since),
         iso_ms(b.retry_at),
+        **cap,
     )
 
 

@@ -697,7 +697,7 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         values["customer_id"] = await customers.default_for(conn, org, DEFAULT_CUSTOMER)
         row = await monitors.insert(conn, org, values)
         await fair_use.admit_checks(
-            conn, lim, org, row["id"], fair_use.NO_COST, _CREATE_BUDGET_FIELDS
+            conn, lim, org, row["id"], fair_use.NOTHING, _CREATE_BUDGET_FIELDS
         )
     return MonitorId(str(row["id"]))
 

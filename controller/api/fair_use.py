@@ -12,6 +12,9 @@
   `timeoutSeconds`, the longest it may hold an agent's slot. The check budget alone let
   monitors at a server that accepts and never greets hold every slot of a country's agents
   for little of the budget; held the same way (403, changes that add none always allowed);
+- logins: the logins per 10 minutes the organization's monitors of one account (user@host)
+  need together (controller.login_cap) stay within `LOGIN_CAP_PER_ACCOUNT`; a write that takes
+  them past it is a 403 naming the figure, the account and the setting;
 - trigger-checks: `TRIGGER_CHECK_BURST` back to back per monitor, then one per
   `TRIGGER_CHECK_INTERVAL_SECONDS`; and the checks they run draw on an allowance of the
   budgets' size per minute for the whole organization, else many rarely scheduled monitors of
@@ -27,8 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller import login_cap
 from controller.api.errors import ApiError
-from controller.db import limits
+from controller.db import account_logins, limits
 from controller.db.limits import Cost
 from controller.db.pool import Conn
 from shared.settings import ControllerSettings
@@ -43,6 +47,7 @@ class Limits:
     default_countries: int
     trigger_burst: int
     trigger_interval_s: float
+    login_ceiling: int = 1000
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Limits":
@@ -54,6 +59,7 @@ class Limits:
             settings.default_check_countries,
             settings.trigger_check_burst,
             settings.trigger_check_interval_seconds,
+            settings.login_cap_per_account,
         )
 
 
@@ -86,12 +92,29 @@ async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> Non
 CHECK_COLUMNS = ("allowed_country_codes", "check_interval", "status")
 SLOT_COLUMNS = (*CHECK_COLUMNS, "timeout_seconds")
 Budget = Literal["checks", "slot_seconds"]
-NO_COST = Cost(0.0, 0.0)  # what a monitor costs before it is created
+NO_COST = Cost(0.0, 0.0)
 
 
-async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> Cost:
-    """One monitor's checks and slot-seconds per minute (0 when disabled)."""
-    return await limits.cost_per_minute(conn, organization_id, lim.default_countries, monitor_id)
+@dataclass(frozen=True)
+class Usage:
+    """What one monitor adds to its organization's budgets: its checks and slot-seconds per
+    minute, and the logins per window its account needs over the organization's monitors."""
+
+    cost: Cost = NO_COST
+    account: str | None = None
+    logins: int = 0
+
+
+NOTHING = Usage()  # what a monitor adds before it is created
+
+
+async def checks_of(conn: Conn, lim: Limits, organization_id: int, monitor_id: int) -> Usage:
+    """One monitor's checks and slot-seconds per minute (0 when disabled), and its account's
+    login need."""
+    cost = await limits.cost_per_minute(conn, organization_id, lim.default_countries, monitor_id)
+    need = await account_logins.need(conn, [monitor_id], lim.default_countries, lim.trigger_burst)
+    _, account, logins = need.get(monitor_id, (organization_id, None, 0))
+    return Usage(cost, account, logins)
 
 
 def refused_budgets(lim: Limits, before: Cost, after: Cost, total: Cost) -> list[Budget]:
@@ -111,19 +134,22 @@ async def admit_checks(
     lim: Limits,
     organization_id: int,
     monitor_id: int,
-    before: Cost,
+    before: Usage,
     fields: Mapping[str, str],
 ) -> None:
     """After the monitor was written, in the same transaction: a 403 when it added checks or
-    slot-seconds and the organization is now past that budget; raising rolls the write back.
-    `fields`: the request's columns that may add cost → their names in the request, of which
-    the message names those that add to the refused budget."""
-    after = await checks_of(conn, lim, organization_id, monitor_id)
-    if after.checks <= before.checks and after.slot_seconds <= before.slot_seconds:
+    slot-seconds and the organization is now past that budget, or when its account now needs
+    more logins than the ceiling; raising rolls the write back. `fields`: the request's
+    columns that may add cost → their names in the request, of which the message names those
+    that add to the refused budget."""
+    added = await checks_of(conn, lim, organization_id, monitor_id)
+    await _admit_logins(lim, added, before)
+    after = added.cost
+    if after.checks <= before.cost.checks and after.slot_seconds <= before.cost.slot_seconds:
         return
     await limits.lock_organization(conn, organization_id)
     total = await limits.cost_per_minute(conn, organization_id, lim.default_countries)
-    refused = refused_budgets(lim, before, after, total)
+    refused = refused_budgets(lim, before.cost, after, total)
     if "checks" in refused:
         names = [fields[c] for c in CHECK_COLUMNS if c in fields]
         raise ApiError(
@@ -160,6 +186,26 @@ def trigger_cost_s(lim: Limits, countries: int, timeout_s: float) -> float:
     checks' share of the check budget, or their slot-seconds' share of the slot budget,
     whichever is more, so neither budget can be run past by triggering."""
     return 60.0 * countries * max(1 / lim.checks_per_minute, timeout_s / lim.slot_seconds)
+
+
+async def _admit_logins(lim: Limits, after: Usage, before: Usage) -> None:
+    """The account's logins per window stay within the ceiling, unless the write does not
+    add any (same account, no more need)."""
+    if after.account is None:
+        return
+    need_before = before.logins if before.account == after.account else 0
+    if login_cap.admissible(after.logins, need_before, lim.login_ceiling):
+        return
+    raise ApiError(
+        403,
+        f"Your organization's monitors of the account {after.account} would log in to it up to"
+        f" {after.logins:,} times per 10 minutes (countries x rounds x logins a check, each round"
+        " confirmed once, plus trigger-checks), past the ceiling of"
+        f" {lim.login_ceiling:,} ({login_cap.SETTING}); check it from fewer countries or less"
+        " often, or disable other monitors of that account",
+        code="login_cap",
+        fields=["checkInterval", "allowedCheckCountryCodes"],
+    )
 
 
 async def take_trigger(

@@ -83,7 +83,7 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
         await fair_use.admit_new_monitor(conn, lim, org)
         row = await monitors.insert(conn, org, values)
         await fair_use.admit_checks(
-            conn, lim, org, row["id"], fair_use.NO_COST, CREATE_BUDGET_FIELDS
+            conn, lim, org, row["id"], fair_use.NOTHING, CREATE_BUDGET_FIELDS
         )
         return row
 

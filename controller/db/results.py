@@ -15,7 +15,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from controller.db import alerts
+from controller import login_cap
+from controller.db import account_logins, alerts
 from controller.db.pool import Conn
 from shared.messages import CheckResult
 
@@ -225,6 +226,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     """
     if not rows:
         return 0
+    await _count_logins(conn, rows)
     inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode())
     if inserted:
         await _move_state(conn, inserted)
@@ -236,6 +238,25 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
         # The alerter's queue; a replaced row's round may be judged already: judged again.
         await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised)
     return len(inserted)
+
+
+async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:
+    """Tell the login cap what the rows' checks attempted (controller.login_cap)."""
+    said = [
+        (
+            r.job_id,
+            login_cap.attempted(
+                r.status,
+                r.error_kind,
+                r.logins,
+                r.phases.auth_ms,
+            )
+            if isinstance(r, CheckedResult)
+            else login_cap.attempted(r.status, r.error_kind, None, None),
+        )
+        for r in rows
+    ]
+    await account_logins.attempted(conn, [j for j, _ in said], [n for _, n in said])
 
 
 async def _move_state(conn: Conn, inserted: list[asyncpg.Record]) -> None:

@@ -142,3 +142,19 @@ def render_held_back(
     ]
     subject = f"[mailprobe] {what} notifications held back: hourly budget reached"
     return in_paragraphs(subject, lines, "")
+
+
+def render_login_cap(monitor: Any, cap: int, since: datetime) -> Texts:
+    """The owners' one notice that a monitor's logins reached its account's cap."""
+    name = one_line(monitor["name"])
+    lines = [
+        f"{name} ({target(monitor)}) reached the cap of {cap:,} logins to its account per 10"
+        f" minutes (your organization's monitors of that account together; LOGIN_CAP_PER_ACCOUNT"
+        f" at most), at {iso_ms(since)}.",
+        "Checks that would log in past it are recorded `login_capped` (missed) until the count"
+        " falls again. An honest configuration stays well below it: look for trigger-checks in"
+        " a loop, or an agent that repeats jobs.",
+        f"Monitor: {monitor['public_id']}",
+    ]
+    subject = f"[mailprobe] Login cap reached: {name}"
+    return in_paragraphs(subject, lines, "")

@@ -91,6 +91,9 @@ async def test_rejected_credentials_back_off_notify_once_and_show_in_the_api(
         "rejectedRounds": 0,
         "since": None,
         "nextLoginAt": None,
+        "loginCapped": False,
+        "loginCap": None,
+        "loginCappedSince": None,
     }
 
 

@@ -79,8 +79,8 @@ async def test_owner_pauses_and_resumes_a_monitor(
 async def test_resuming_past_the_slot_budget_is_refused_on_the_page(
     client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
-    """The console's resume is held to ORG_MAX_SLOT_SECONDS_PER_MINUTE (default 30,000) as
-    the API's PATCH of `status` is: 500 monitors at 300 s / 300 s from one country fill it,
+    """The console's resume is held to ORG_MAX_SLOT_SECONDS_PER_MINUTE (default 60,000) as
+    the API's PATCH of `status` is: 1,000 monitors at 300 s / 300 s from one country fill it,
     so resuming a paused one is a 403 with the message on the page, and it stays paused."""
     monitor = await create(http, tenant, "smtp")
     page = f"/console/monitors/{monitor['publicId']}"
@@ -91,7 +91,7 @@ async def test_resuming_past_the_slot_budget_is_refused_on_the_page(
         "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
         " check_interval, timeout_seconds, allowed_country_codes)"
         " SELECT $1, $2, 'smtp', 'm' || n, 'mx.example.com', 'active', 300, 300, '{DE}'"
-        " FROM generate_series(1, 500) AS n",
+        " FROM generate_series(1, 1000) AS n",
         tenant.org_id,
         tenant.customer_id,
     )
