@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import metrics, schedule
+from controller import metrics, roundtrip_sends, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
 from controller.db import (
@@ -119,9 +119,11 @@ class Scheduler:
         login_spacing_s: float = 5.0,
         login_cap: int = 100,
         checks_per_minute: int = 2000,
+        mails_per_domain: int = 60,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
         self._login_spacing = login_spacing_s
         self._login_cap = login_cap
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
@@ -227,8 +229,14 @@ class Scheduler:
 
     async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
         """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
-        over its account's cap is not sent but recorded in its round's `missed` (`login_capped`);
-        return jobs published."""
+        over its account's cap is not sent but recorded in its round's `missed` (`login_capped`),
+        and so is a round trip's message its mailbox or recipient domain may not get now
+        (`roundtrip_sends`); return jobs published."""
+        mail = [(r.monitor_id, job) for r in rounds for job in r.jobs]
+        held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+        for r in rounds:
+            r.missed += [held_mail[job.job_id] for job in r.jobs if job.job_id in held_mail]
+            r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
         logins = [(r, job) for r in rounds if r.account for job in r.jobs]
         allowed = await account_logins.take(
             conn, [r.account or "" for r, _ in logins], now, self._login_cap
@@ -268,18 +276,30 @@ class Scheduler:
                 allowed = await account_logins.take(
                     conn, [r["account"] for _, r in tried], self._clock(), self._login_cap
                 )
-                send = [job for (job, _), ok in zip(tried, allowed, strict=True) if ok]
+                mail = [
+                    (r["monitor_id"], job)
+                    for (job, r), ok in zip(tried, allowed, strict=True)
+                    if ok
+                ]
+                held_mail = await roundtrip_sends.hold(
+                    conn, mail, self._clock(), self._mails_per_domain
+                )
+                send = [job for _, job in mail if job.job_id not in held_mail]
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
-                held = [
-                    _held(job, HELD, why)
-                    for job, r in zip(jobs, rows, strict=True)
-                    if r["rejected"]
-                ] + [
-                    _held(job, CAPPED, self._capped_why())
-                    for (job, _), ok in zip(tried, allowed, strict=True)
-                    if not ok
-                ]
+                held = (
+                    [
+                        _held(job, HELD, why)
+                        for job, r in zip(jobs, rows, strict=True)
+                        if r["rejected"]
+                    ]
+                    + [
+                        _held(job, CAPPED, self._capped_why())
+                        for (job, _), ok in zip(tried, allowed, strict=True)
+                        if not ok
+                    ]
+                    + list(held_mail.values())
+                )
                 if held:
                     await results.store(conn, held)
             sent += len(send)

@@ -305,6 +305,16 @@ class ControllerSettings(msgspec.Struct, rename="upper", frozen=True):
             "recorded `login_capped` (missed) instead",
         ),
     ] = 100
+    roundtrip_mails_per_domain_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="round-trip messages sent to one recipient domain per minute at most, "
+            "over all organizations and controller replicas; past it a country's round is not "
+            "sent and is recorded `domain_capped` (missed)",
+        ),
+    ] = 60
     login_backoff_max_minutes: Annotated[
         int,
         Meta(
