@@ -287,19 +287,16 @@ class Scheduler:
                 send = [job for _, job in mail if job.job_id not in held_mail]
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
-                held = (
-                    [
-                        _held(job, HELD, why)
-                        for job, r in zip(jobs, rows, strict=True)
-                        if r["rejected"]
-                    ]
-                    + [
-                        _held(job, CAPPED, self._capped_why())
-                        for (job, _), ok in zip(tried, allowed, strict=True)
-                        if not ok
-                    ]
-                    + list(held_mail.values())
-                )
+                held = [
+                    _held(job, HELD, why)
+                    for job, r in zip(jobs, rows, strict=True)
+                    if r["rejected"]
+                ] + [
+                    _held(job, CAPPED, self._capped_why())
+                    for (job, _), ok in zip(tried, allowed, strict=True)
+                    if not ok
+                ]
+                held += held_mail.values()
                 if held:
                     await results.store(conn, held)
             sent += len(send)

@@ -3,6 +3,7 @@ probe, a monitor sends at most `UNCONFIRMED_PER_HOUR` an hour (`mailbox_unconfir
 recipient domain gets at most ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE over all organizations and
 controller replicas (`domain_capped`); a message held back is a missed row, never `down`."""
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -28,15 +29,14 @@ RT = "/api/roundtrip-monitors"
 def scheduler(
     pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, keys: KeyRing, **kw: Any
 ) -> Scheduler:
-    """A scheduler (a replica) that sends every login of a round at once."""
+    """A scheduler (a replica), by default sending every login of a round at once."""
     return Scheduler(
         pool,
         pipeline.js,
         pipeline.agents,
         SecretBox(settings.secrets_key or ""),
         CountryKeys(str(keys.directory), reload_every_s=0),
-        login_spacing_s=0,
-        **kw,
+        **{"login_spacing_s": 0, **kw},
     )
 
 
@@ -142,3 +142,31 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
         await make_due(pipe_pool, m["publicId"])
     assert await second.tick() == 0
     assert len(await held(pipe_pool, rules.DOMAIN_CAPPED)) == 5
+
+
+async def test_a_spaced_login_of_a_round_is_held_back_too(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A round's later countries go `LOGIN_SPACING_SECONDS` after the first (`run_deferred`):
+    each is a message too, held back past the unconfirmed mailbox's cap."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    spacing = 1.0  # as in test_login_spacing: a loaded machine cannot take it between steps
+    s = scheduler(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    sent = []
+    for _ in range(2):
+        await make_due(pipe_pool, m["publicId"])
+        now = await s.tick()
+        await asyncio.sleep(spacing + 0.05)
+        sent.append((now, await s.run_deferred()))
+    assert sent == [(1, 1), (1, 0)]
+    (row,) = await held(pipe_pool, rules.UNCONFIRMED)
+    assert row["status"] == "missed"
