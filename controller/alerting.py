@@ -55,7 +55,15 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import causes, confirm, login_backoff, maintenance, metrics, schedule
+from controller import (
+    causes,
+    confirm,
+    login_backoff,
+    maintenance,
+    metrics,
+    roundtrip_delivery,
+    schedule,
+)
 from controller.db import alerts, confirmations, results
 from controller.db import login_backoff as backoff_db
 from controller.db import maintenance as windows_db
@@ -88,7 +96,7 @@ class Round:
     up: list[str] = field(default_factory=list)
     failures: list[Row] = field(default_factory=list)
     missed: list[Row] = field(default_factory=list)
-    held: list[str] = field(default_factory=list)  # logins held back (`auth_backoff`)
+    held: list[str] = field(default_factory=list)  # not run on purpose (results.HELD_KINDS)
 
     @property
     def countries(self) -> int:
@@ -117,7 +125,7 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
             r.up.append(row["country"])
         elif row["status"] == "down":
             r.failures.append((row["country"], row["error_kind"], row["message"]))
-        elif row["error_kind"] in (login_backoff.HELD, login_backoff.CAPPED):
+        elif row["error_kind"] in results.HELD_KINDS:
             r.held.append(row["country"])
         else:  # missed, or inconclusive: neither failing nor passing
             r.missed.append((row["country"], row["error_kind"], row["message"]))
@@ -382,6 +390,9 @@ class Alerter:
                 cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
                 countries = [c for c, _, _ in seen]
                 await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
+        if monitor["type"] == "roundtrip" and judged:
+            delivered = [(r.at, bool(r.up), [k for _, k, _ in r.failures]) for r in judged]
+            await roundtrip_delivery.observe(conn, monitor, delivered, quiet)
         if backoff != before:
             await self._back_off(conn, monitor, backoff, judged[-1], now, quiet)
         # No confirmation while logins are held: it would only be another round of wrong logins.

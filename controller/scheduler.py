@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller import login_cap, login_cap_notice, metrics, schedule
+from controller import login_cap, login_cap_notice, metrics, roundtrip_sends, schedule
 from controller.agents import LiveAgents
 from controller.alerting import LOOKBACK
 from controller.db import (
@@ -123,9 +123,11 @@ class Scheduler:
         login_cap: int = 1000,
         trigger_burst: int = 3,
         checks_per_minute: int = 2000,
+        mails_per_domain: int = 60,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
         self._login_spacing = login_spacing_s
         self._login_cap = login_cap  # the ceiling per organization and account
         self._trigger_burst = trigger_burst
@@ -233,8 +235,14 @@ class Scheduler:
     async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
         """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
         over its organization's cap for the account is not sent but recorded in its round's
-        `missed` (`login_capped`), shown on the monitor and told to the owners; return jobs
-        published."""
+        `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
+        trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`);
+        return jobs published."""
+        mail = [(r.monitor_id, job) for r in rounds for job in r.jobs]
+        held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+        for r in rounds:
+            r.missed += [held_mail[job.job_id] for job in r.jobs if job.job_id in held_mail]
+            r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
@@ -298,7 +306,13 @@ class Scheduler:
                 ]
                 tried = [(job, r) for job, r in tried if r["monitor_id"] in caps]
                 allowed = await account_logins.take(conn, wanted, now)
-                send = [job for (job, _), ok in zip(tried, allowed, strict=True) if ok]
+                mail = [
+                    (r["monitor_id"], job)
+                    for (job, r), ok in zip(tried, allowed, strict=True)
+                    if ok
+                ]
+                held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+                send = [job for _, job in mail if job.job_id not in held_mail]
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
                 held = [
@@ -311,6 +325,7 @@ class Scheduler:
                         cap = caps[r["monitor_id"]][1]
                         held.append(_held(job, CAPPED, self._capped_why(cap)))
                         await login_cap_notice.reached(conn, r["monitor_id"], cap, now)
+                held += held_mail.values()
                 if held:
                     await results.store(conn, held)
             sent += len(send)

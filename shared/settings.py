@@ -317,6 +317,16 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             "recorded `login_capped` (missed), shown on the monitor and told to the owners once",
         ),
     ] = 1000
+    roundtrip_mails_per_domain_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="round-trip messages sent to one recipient domain per minute at most, "
+            "over all organizations and controller replicas; past it a country's round is not "
+            "sent and is recorded `domain_capped` (missed)",
+        ),
+    ] = 60
     login_backoff_max_minutes: Annotated[
         int,
         Meta(

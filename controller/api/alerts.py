@@ -19,6 +19,7 @@ from controller.api.monitor_rules import Kind, public_id, strict_body
 from controller.api.page import Page, published
 from controller.db import alerts, login_caps, monitors
 from controller.db import login_backoff as backoff_db
+from controller.db import roundtrip_delivery as delivery_db
 from controller.db.accounts import Principal
 from controller.db.alerts import Thresholds
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
@@ -295,6 +296,35 @@ async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> Log
     )
 
 
+class MailboxDelivery(msgspec.Struct, rename="camel"):
+    """Whether a round trip's mailbox has shown it receives the probe (`GET …/delivery`):
+    `unconfirmed` (no round delivered yet, or `to`/`receive` changed since), `confirmed`, or
+    `backed_off` (rounds in a row not delivered); `allowedPerHour`: the monitor's own cap of
+    messages an hour (null: none; each recipient domain has its own cap per minute too)."""
+
+    monitor_id: str
+    state: str
+    confirmed_at: str | None
+    not_delivered_rounds: int
+    sent_last_hour: int
+    allowed_per_hour: int | None
+
+
+async def _delivery(kind: Kind, request: AuthedRequest, raw_id: str) -> MailboxDelivery:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        d = await delivery_db.get(conn, monitor["id"])
+        sent = await delivery_db.sent_last_hour(conn, monitor["id"])
+    return MailboxDelivery(
+        str(monitor["public_id"]),
+        d.state,
+        iso_ms(d.confirmed_at) if d.confirmed_at else None,
+        d.not_delivered,
+        sent,
+        d.per_hour,
+    )
+
+
 def router(api: KindApi) -> Router:
     """`api`'s kind's incidents, notification history, login back-off and alert thresholds."""
     kind = api.kind
@@ -311,6 +341,9 @@ def router(api: KindApi) -> Router:
 
     async def login_backoff(request: AuthedRequest, monitor_id: str) -> LoginBackoff:
         return await _login_backoff(kind, request, monitor_id)
+
+    async def delivery(request: AuthedRequest, monitor_id: str) -> MailboxDelivery:
+        return await _delivery(kind, request, monitor_id)
 
     async def get_alert_settings(request: AuthedRequest, monitor_id: str) -> MonitorAlertSettings:
         return await _monitor_settings(kind, request, monitor_id, None)
@@ -334,6 +367,9 @@ def router(api: KindApi) -> Router:
     if api.login_backoff:
         summary = f"{label} logins backed off (credentials rejected)"
         handlers.append(get("/login-backoff", summary=summary)(one(login_backoff)))
+    if api.delivery:
+        summary = f"{label}: whether its mailbox has shown it receives the probe"
+        handlers.append(get("/delivery", summary=summary)(one(delivery)))
     return Router(api.item_path, tags=[api.tag], route_handlers=handlers)
 
 

@@ -126,6 +126,7 @@ class KindApi:
     create_examples: list[Example]
     update_examples: list[Example] | None
     login_backoff: bool  # whether it serves GET …/login-backoff
+    delivery: bool = False  # whether it serves GET …/delivery (round trips)
 
     @property
     def label(self) -> str:
@@ -199,6 +200,7 @@ ROUNDTRIP_API = KindApi(
     create_examples=[Example("example", value=ROUNDTRIP_EXAMPLE)],
     update_examples=None,
     login_backoff=False,
+    delivery=True,
 )
 
 

@@ -13,6 +13,7 @@ import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
+from controller import roundtrip_rules
 from controller.api import secret_binding, tls_options, validation
 from controller.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.api.monitor_schemas import (
@@ -273,12 +274,26 @@ def _roundtrip_config(
         raise bad_request(f"{key}.to", f"{key}.to is required")
     config: dict[str, Any] = {"send": sent, "to": to, "receive": {}}
     config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive")
+    _own_addresses(config, key)
     if cfg.slow_after_seconds is not UNSET:
         config["slowAfterSeconds"] = cfg.slow_after_seconds
     if cfg.spam_is_failure is not UNSET:
         config["spamIsFailure"] = cfg.spam_is_failure
     out["config"] = config
     return out
+
+
+def _own_addresses(config: dict[str, Any], key: str) -> None:
+    """A 400 naming `to` unless it is the mailbox the receive leg reads, or `send.from` unless
+    the send leg may use it (controller.roundtrip_rules)."""
+    to, receive, send = config["to"], config["receive"], config["send"]
+    if problem := roundtrip_rules.recipient_problem(to, receive["user"], receive["hostname"]):
+        raise bad_request(f"{key}.to", f"{key}.to {problem}")
+    auth = send.get("auth")
+    login = auth.get("user") if isinstance(auth, dict) else None
+    sender = send.get("from")
+    if sender and (problem := roundtrip_rules.sender_problem(sender, login, to)):
+        raise bad_request(f"{key}.send.from", f"{key}.send.from {problem}")
 
 
 def _receive(

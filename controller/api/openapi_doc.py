@@ -245,6 +245,10 @@ _DESCRIPTIONS = {
     "endsAt": "after startsAt",
     "spamFolders": "each one of `folders`; none with POP3, which reads only the inbox",
     "folders": "IMAP only: POP3 reads only the inbox",
+    "RoundTripConfigIn.to": "the mailbox the receive leg reads: in the domain of `receive.user` "
+    "when that is an address, else in `receive.hostname`'s domain or a parent of it",
+    "RoundTripSendIn.from": "the send login or in its domain when `auth.user` is an address, "
+    "else in `to`'s domain; empty: `to`",
 }
 _INTEGER_RULES: dict[str, JsonObject] = {
     "locations": {"enum": _LOCATION_IDS},

@@ -28,10 +28,12 @@ NO_SEAL_KEY = "no_seal_key"
 OVERDUE = "overdue"
 # `auth_backoff`: the monitor's credentials were rejected and its logins wait; `login_capped`:
 # the account had LOGIN_CAP_PER_ACCOUNT logins in the window (controller.login_backoff, the
-# scheduler): this country's check did not run, on purpose.
-MISSED_KINDS = frozenset(
-    {"no_agent", "expired", NO_SEAL_KEY, OVERDUE, "auth_backoff", "login_capped"}
+# scheduler): this country's check did not run, on purpose. So with a round trip's message
+# that its mailbox or recipient domain may not get now (controller.roundtrip_rules).
+HELD_KINDS = frozenset(
+    {"auth_backoff", "login_capped", "mailbox_unconfirmed", "delivery_backoff", "domain_capped"}
 )
+MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE}) | HELD_KINDS
 # An agent's check whose failure its own path explains (a canary of the port, or the resolver
 # check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.
 INCONCLUSIVE = "inconclusive"

@@ -124,6 +124,23 @@ def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: ti
     return in_paragraphs(subject, lines, sms)
 
 
+def render_delivery_backoff(monitor: Any, rounds: int, per_hour: int) -> Texts:
+    """The owners' one notice that a round trip's messages stopped arriving and its sending was
+    slowed (controller.roundtrip_rules)."""
+    name = one_line(monitor["name"])
+    subject = f"[mailprobe] Round trip not delivered, sending slowed: {name}"
+    lines = [
+        f"{name} ({target(monitor)}): the probe message did not arrive in the monitored mailbox"
+        f" in {rounds} rounds in a row.",
+        f"So that nobody is mailed in vain, the monitor now sends at most {per_hour} message an"
+        " hour, until one arrives again or its recipient (`to`) or mailbox (`receive`) change.",
+        "Check that `to` is delivered to the mailbox the monitor reads.",
+        f"Monitor: {monitor['public_id']}",
+    ]
+    sms = one_line(f"mailprobe: {name} round trip not delivered; sending slowed")[:160]
+    return in_paragraphs(subject, lines, sms)
+
+
 def render_held_back(
     organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Any
 ) -> Texts:

@@ -2,6 +2,8 @@
 (`spam`, `not_delivered`, `slow_delivery`) open an incident when most countries fail for the
 rounds it takes, with a cause a person acts on, and mails say which kind of monitor it is."""
 
+import asyncpg
+import httpx
 import pytest
 
 from tests.alerting.conftest import MONITOR_SECRET, UP, Rig
@@ -42,3 +44,49 @@ async def test_round_trip_failures_open_an_incident_with_their_cause(
     await rig.rounds(m, 3, [UP, UP])
     (incident,) = await rig.incidents(m)
     assert incident["ended_at"] is not None
+
+
+NOT_DELIVERED = {"DE": "not_delivered", "FR": "not_delivered", "US": "not_delivered"}
+
+
+async def test_not_delivered_rounds_back_sending_off_and_tell_the_owners_once(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    """Issue 22: three rounds in a row whose message never arrived slow the monitor's sending
+    to a trickle and queue one `delivery` notice per recipient, not one per round; a delivered
+    round confirms the mailbox and ends it; a new `to` starts the record over. The old code
+    kept mailing a `to` that never received anything, and told nobody."""
+    m = await rig.monitor(kind="roundtrip", config=CONFIG, name="Mail arrives")
+
+    async def record() -> list[asyncpg.Record]:
+        return await rig.fetch("SELECT * FROM roundtrip_delivery WHERE monitor_id = $1", m["id"])
+
+    async def notices() -> list[asyncpg.Record]:
+        return [r for r in await rig.outbox_rows(m) if r["kind"] == "delivery"]
+
+    await rig.rounds(m, 0, [NOT_DELIVERED, NOT_DELIVERED])
+    (d,) = await record()
+    assert (d["not_delivered"], d["notified"], d["confirmed_at"]) == (2, False, None)
+    assert await notices() == []
+    await rig.rounds(m, 2, [NOT_DELIVERED, NOT_DELIVERED, NOT_DELIVERED])
+    (d,) = await record()
+    assert (d["not_delivered"], d["notified"]) == (5, True)
+    told = await notices()
+    assert sorted(n["channel"] for n in told) == ["email", "sms"]
+    assert "sending slowed" in told[0]["subject"] and MONITOR_SECRET not in told[0]["body_text"]
+    url = f"/api/roundtrip-monitors/{m['public_id']}/delivery"
+    r = await api.get(url, headers=rig.tenant.auth())
+    assert (r.json()["state"], r.json()["allowedPerHour"]) == ("backed_off", 1)
+
+    await rig.rounds(m, 5, [{"DE": "spam", "FR": "not_delivered", "US": "not_delivered"}])
+    (d,) = await record()
+    assert (d["not_delivered"], d["notified"]) == (0, False)
+    assert d["confirmed_at"] == rig.at(5)
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET config = jsonb_set(config, '{to}', '\"box@customer.test\"')"
+            " WHERE id = $1",
+            m["id"],
+        )
+    assert await record() == []
+    assert len(await notices()) == 2

@@ -34,6 +34,8 @@ def _request(kind: str, tenant: Tenant, path: str, value: object) -> tuple[str, 
     if kind == "roundtrip":
         sent = body(tenant)
         sent["roundtripConfig"] = _with(sent["roundtripConfig"], path, value)
+        if path == "send.auth.user":  # without a send login, the sender is in `to`'s domain
+            sent["roundtripConfig"]["send"]["from"] = sent["roundtripConfig"]["to"]
         return RT, sent
     sent = seed_body(kind, tenant)
     key = "smtpConfig" if kind == "smtp" else "imapPopConfig"

@@ -124,6 +124,9 @@ async def test_create_masks_both_secrets_and_seals_them_at_rest(
         ({"slowAfterSeconds": 0}, "roundtripConfig.slowAfterSeconds"),
         ({"spamIsFailure": "yes"}, "roundtripConfig.spamIsFailure"),
         ({"receive__imapHost": "x"}, "roundtripConfig.receive.imapHost"),
+        # Issue 22: a round trip mails only its own mailbox, from its own sender.
+        ({"to": "victim@victim.example"}, "roundtripConfig.to"),
+        ({"send__from": "ceo@bank.example"}, "roundtripConfig.send.from"),
     ],
 )
 async def test_invalid_config_is_a_400_naming_the_field(
@@ -176,7 +179,10 @@ async def test_a_null_send_user_and_password_are_none_and_the_monitor_stays_read
     """`send.auth.user`/`pass: null` (no login on the send leg) were stored as null, which the
     typed Monitor could not read: the create, and every later list of the organization's round
     trips, answered 500, and no round of the monitor ran."""
-    created = await make(http, tenant, send__auth={"user": None, "pass": None})
+    # Without a send login, the sender is in the recipient's domain (roundtrip_rules).
+    created = await make(
+        http, tenant, send__auth={"user": None, "pass": None}, send__from="probe@example.net"
+    )
     assert created["roundtripConfig"]["send"]["auth"] == {"user": "", "pass": ""}
     r = await http.get(RT, headers=tenant.auth())
     assert r.status_code == 200, r.text
@@ -269,7 +275,7 @@ async def test_unbound_changes_keep_both_secrets_with_masks(
 @pytest.mark.parametrize(
     ("change", "moved"),
     [
-        ({"to": "victim@example.org"}, "roundtripConfig.to"),
+        ({"to": "someone-else@example.net"}, "roundtripConfig.to"),
         ({"send": {"from": "ceo@example.com"}}, "roundtripConfig.send.from"),
     ],
 )
@@ -369,3 +375,87 @@ async def test_get_shows_the_config_the_agent_uses_and_patches_back_unchanged(
     box = SecretBox(settings.secrets_key or "")
     assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
     assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"to": "probe+rt@example.net"},  # plus-addressing of the login
+        {"to": "monitoring@EXAMPLE.net"},  # an alias in the login's domain
+        {"send__from": "alerts@example.com"},  # in the send login's domain
+        # a plain receive login: `to` in the receive server's domain or a parent of it
+        {"receive__user": "probe", "receive__hostname": "imap.example.net"},
+        {"receive__user": "probe", "to": "probe@imap.example.net"},
+        # no send login (an unauthenticated relay): the sender is in `to`'s domain
+        {"send__auth": None, "send__from": "probe@example.net"},
+        {"send__auth": None, "send__from": ...},
+    ],
+)
+async def test_the_own_mailbox_and_sender_are_accepted(
+    http: httpx.AsyncClient, tenant: Tenant, changes: dict[str, Any]
+) -> None:
+    """What real users configure passes the issue 22 rule: a probe mailbox `probe@example.net`
+    read at `imap.example.net`, mailed from the send login's domain."""
+    await make(http, tenant, **changes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"to": "probe@example.net.evil.example"}, "roundtripConfig.to"),
+        ({"receive__user": "probe", "to": "victim@victim.example"}, "roundtripConfig.to"),
+        # a name that only ends like the receive server's (`imap.example.net`)
+        ({"receive__user": "probe", "to": "victim@ample.net"}, "roundtripConfig.to"),
+        # a receive server given as an IP address relates to no domain
+        ({"receive__user": "probe", "receive__hostname": "192.0.2.7"}, "roundtripConfig.to"),
+        ({"send__from": "probe@example.net"}, "roundtripConfig.send.from"),
+        ({"send__auth": None, "send__from": "ceo@bank.example"}, "roundtripConfig.send.from"),
+        (
+            {"send__auth": {"user": "relay", "pass": "x"}, "send__from": "probe@example.com"},
+            "roundtripConfig.send.from",
+        ),
+    ],
+)
+async def test_a_stranger_recipient_or_spoofed_sender_is_a_400_naming_it(
+    http: httpx.AsyncClient, tenant: Tenant, changes: dict[str, Any], field: str
+) -> None:
+    """Issue 22: `to` must be the mailbox the receive leg reads, `send.from` an address the send
+    leg may use; the old code checked only their syntax and mailed anyone from anyone."""
+    r = await http.post(RT, json=body(tenant, **changes), headers=tenant.auth())
+    assert_error(r, 400, fields=[field])
+
+
+async def test_an_update_to_a_stranger_is_a_400_and_changes_nothing(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The rule holds on PATCH (and so for `apply`, which sends the whole config), with the
+    send password sent again: the secret binding alone allowed it."""
+    created = await make(http, tenant)
+    config = masked(CONFIG)
+    config["send"]["auth"]["pass"] = "send-secret"
+    config["to"] = "victim@victim.example"
+    url = f"{RT}/{created['publicId']}"
+    r = await http.patch(url, json={"roundtripConfig": config}, headers=tenant.auth("member"))
+    assert_error(r, 400, fields=["roundtripConfig.to"])
+    assert (await stored_row(pool, created["publicId"]))["config"]["to"] == CONFIG["to"]
+
+
+async def test_delivery_shows_an_unconfirmed_mailbox_and_its_cap(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """`GET …/delivery`: a new round trip's mailbox has not shown it receives the probe, so
+    its own cap applies (no such resource before issue 22)."""
+    created = await make(http, tenant)
+    r = await http.get(f"{RT}/{created['publicId']}/delivery", headers=tenant.auth("readonly"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "monitorId": created["publicId"],
+        "state": "unconfirmed",
+        "confirmedAt": None,
+        "notDeliveredRounds": 0,
+        "sentLastHour": 0,
+        "allowedPerHour": 3,
+    }
+    other = await make_tenant(pool)
+    r = await http.get(f"{RT}/{created['publicId']}/delivery", headers=other.auth())
+    assert r.status_code == 404

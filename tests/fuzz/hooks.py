@@ -11,6 +11,8 @@ to every generated case so the fuzzer's valid requests are valid.
 - A phone number is E.164 (the pattern says so) and valid in its country's plan, which only
   libphonenumber knows: one of that form becomes a real one.
 - A round trip's spam folders are among its folders, and POP3 has neither (the inbox only).
+- A round trip's `to` is in the receive login's domain, its `from` in the send login's (or in
+  `to`'s without one): both become `to` (and the logins with an `@` too).
 Each rule is stated in the field's description in the document (openapi_doc._DESCRIPTIONS).
 """
 
@@ -26,6 +28,8 @@ from shared.timefmt import parse_iso
 E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
 PHONE = "+4915112345678"
 FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
+# openapi_doc's e-mail pattern, looser in its labels: it only tells which `to` is to be copied
+EMAIL = r"[A-Za-z0-9_+-]{1,64}@(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]{0,62}"
 PEM = trustme.CA().cert_pem.bytes().decode()
 NATIVE_INTERVAL_MIN = 10  # validation.CHECK_INTERVAL_MIN: a PATCH may meet a stored one
 TIMEOUT_DEFAULT = 30  # validation.TIMEOUT_DEFAULT, seconds: within every interval but 10 s
@@ -45,6 +49,7 @@ def map_case(ctx: Any, case: Any) -> Any:
         for config in (body.get("roundtripConfig"), body.get("config")):
             if isinstance(config, dict) and isinstance(config.get("receive"), dict):
                 _mailbox_folders(config["receive"])
+                _own_addresses(config)
     return case
 
 
@@ -116,6 +121,24 @@ def _mailbox_folders(receive: dict[str, Any]) -> None:
     if isinstance(folders, list) and isinstance(spam, list):
         # a name the document refuses stays, to keep a negative case negative
         receive["spamFolders"] = [f for f in spam if f in folders or not _folder_name(f)]
+
+
+def _own_addresses(config: dict[str, Any]) -> None:
+    """A valid `to` becomes the receive login and the sender (a login with an `@` too); an
+    invalid one stays, to keep a negative case negative."""
+    to = config.get("to")
+    if not (isinstance(to, str) and re.fullmatch(EMAIL, to)):
+        return
+    receive, send = config["receive"], config.get("send")
+    if isinstance(receive.get("user"), str) and receive["user"]:
+        receive["user"] = to
+    if not isinstance(send, dict):
+        return
+    if isinstance(send.get("from"), str) and re.fullmatch(EMAIL, send["from"]):
+        send["from"] = to
+    auth = send.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("user"), str) and "@" in auth["user"]:
+        auth["user"] = to
 
 
 def _folder_name(value: object) -> bool:

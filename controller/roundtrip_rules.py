@@ -1,0 +1,168 @@
+"""Round trips that mail only their own mailbox: pure rules, no I/O.
+
+Addresses:
+- `to` is the mailbox the receive leg reads. When the receive login is an address, `to` is in
+  its domain (`probe@example.com` logs in, `probe+rt@example.com` or `monitor@example.com` is
+  mailed); otherwise `to`'s domain is the receive server's name or a parent of it
+  (`imap.example.com` reads `…@example.com`). A receive server given as an IP address with a
+  login that is not an address relates to no domain: the login must then be the address.
+- `from` is an address the send leg may use: the send login, or in its domain, when the login
+  is an address; without one (an unauthenticated relay, or a plain user name) it is in `to`'s
+  domain, so a probe names only its owner's own domain as sender.
+
+Sends (one message per country and round):
+- `unconfirmed`: no round has shown the message arriving (`delivered`) since the monitor was made
+  or its `to`/`receive` changed: at most `UNCONFIRMED_PER_HOUR` messages an hour;
+- `confirmed`: a round delivered: no cap of its own;
+- `backed_off`: `BACK_OFF_AFTER` rounds in a row were `not_delivered` and none arrived: at most
+  `BACKED_OFF_PER_HOUR` an hour, and the owners are told once; a delivered round ends it.
+Every message also counts against its recipient domain's cap per minute over all organizations.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+import idna
+
+UNCONFIRMED_PER_HOUR: Final = 3
+BACK_OFF_AFTER: Final = 3
+BACKED_OFF_PER_HOUR: Final = 1
+# Missed kinds of a message not sent (stored like `login_capped`: the check did not run).
+UNCONFIRMED: Final = "mailbox_unconfirmed"
+BACKED_OFF: Final = "delivery_backoff"
+DOMAIN_CAPPED: Final = "domain_capped"
+# A round's result kinds that show the message arrived in the mailbox (in a watched folder,
+# spam, or late) and the one that shows it did not.
+ARRIVED: Final = frozenset({"spam", "slow_delivery"})
+NOT_DELIVERED: Final = "not_delivered"
+
+State = Literal["unconfirmed", "confirmed", "backed_off"]
+Outcome = Literal["delivered", "not_delivered"] | None
+
+
+def domain(address: str) -> str:
+    """The domain of `address`, lower case, IDN as punycode (`…@Bücher.Example` → `xn--…`)."""
+    return host_name(address.rpartition("@")[2])
+
+
+def host_name(name: str) -> str:
+    text = name.strip().rstrip(".").lower()
+    try:
+        return idna.encode(text, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return text
+
+
+def _is_address(login: str | None) -> bool:
+    return bool(login) and "@" in (login or "")
+
+
+def _is_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host
+
+
+def recipient_problem(to: str, login: str | None, host: str) -> str | None:
+    """Why `to` is not the mailbox the receive leg (`login` at `host`) reads; None when it is."""
+    rcpt = domain(to)
+    if _is_address(login):
+        if rcpt == domain(login or ""):
+            return None
+        return (
+            f"must be in the receive login's domain ({domain(login or '')}): a round trip mails"
+            " only the mailbox it reads"
+        )
+    server = host_name(host)
+    if _is_ip(server):
+        return (
+            "cannot be related to a receive server given as an IP address: give the mailbox's"
+            " address as receive.user, so `to` can be checked against it"
+        )
+    if "." in rcpt and (server == rcpt or server.endswith(f".{rcpt}")):
+        return None
+    return (
+        f"must be in the receive server's domain ({server} or a parent of it): a round trip"
+        " mails only the mailbox it reads"
+    )
+
+
+def sender_problem(sender: str, login: str | None, to: str) -> str | None:
+    """Why the send leg may not use `sender` as its address (send `login`, recipient `to`)."""
+    if _is_address(login):
+        if sender.lower() == (login or "").lower() or domain(sender) == domain(login or ""):
+            return None
+        return f"must be the send login or in its domain ({domain(login or '')})"
+    if domain(sender) == domain(to):
+        return None
+    return (
+        f"must be in `to`'s domain ({domain(to)}) when the send leg has no login that is an address"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A monitor's delivery record: when a round last showed the message arriving, how many
+    rounds in a row since were `not_delivered`, whether the owners were told of the back-off."""
+
+    confirmed_at: datetime | None = None
+    not_delivered: int = 0
+    notified: bool = False
+
+    @property
+    def state(self) -> State:
+        if self.not_delivered >= BACK_OFF_AFTER:
+            return "backed_off"
+        return "unconfirmed" if self.confirmed_at is None else "confirmed"
+
+    @property
+    def per_hour(self) -> int | None:
+        """The monitor's own cap of messages an hour (None: none)."""
+        return {"unconfirmed": UNCONFIRMED_PER_HOUR, "backed_off": BACKED_OFF_PER_HOUR}.get(
+            self.state
+        )
+
+
+def outcome(up: bool, kinds: Sequence[str | None]) -> Outcome:
+    """What a round says of delivery: `up` (some country passed) or a kind in ARRIVED is
+    `delivered`; else a `not_delivered` is; else (the send or the login failed) nothing."""
+    if up or ARRIVED.intersection(k for k in kinds if k):
+        return "delivered"
+    return "not_delivered" if NOT_DELIVERED in kinds else None
+
+
+def after_round(d: Delivery, seen: Outcome, at: datetime) -> Delivery:
+    """The record after a round scheduled `at` with outcome `seen`."""
+    if seen == "delivered":
+        return Delivery(confirmed_at=at)
+    if seen == "not_delivered":
+        return Delivery(d.confirmed_at, d.not_delivered + 1, d.notified)
+    return d
+
+
+def may_send(d: Delivery, sent_last_hour: int) -> str | None:
+    """The missed kind that holds the next message back (None: it may go), `sent_last_hour`
+    being the monitor's messages in the hour before."""
+    cap = d.per_hour
+    if cap is None or sent_last_hour < cap:
+        return None
+    return BACKED_OFF if d.state == "backed_off" else UNCONFIRMED
+
+
+def held_why(kind: str, per_domain: int) -> str:
+    """The message of a round not sent for `kind`."""
+    if kind == DOMAIN_CAPPED:
+        return (
+            f"over ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE ({per_domain} messages to the recipient"
+            " domain in a minute, over all organizations): not sent"
+        )
+    if kind == BACKED_OFF:
+        return (
+            f"{BACK_OFF_AFTER} rounds in a row were not delivered: at most"
+            f" {BACKED_OFF_PER_HOUR} message an hour until one arrives or `to`/`receive` change;"
+            " not sent"
+        )
+    return (
+        "the mailbox has not yet shown it receives the probe: at most"
+        f" {UNCONFIRMED_PER_HOUR} messages an hour until a round is delivered; not sent"
+    )

@@ -1,0 +1,172 @@
+"""A round trip's messages are capped (issue 22): until its mailbox has shown it receives the
+probe, a monitor sends at most `UNCONFIRMED_PER_HOUR` an hour (`mailbox_unconfirmed`), and each
+recipient domain gets at most ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE over all organizations and
+controller replicas (`domain_capped`); a message held back is a missed row, never `down`."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from controller import roundtrip_rules as rules
+from controller.db import roundtrip_delivery
+from controller.pipeline import Pipeline
+from controller.scheduler import Scheduler
+from controller.sealkeys import CountryKeys
+from controller.secretbox import SecretBox
+from shared.settings import ControllerSettings
+from shared.timefmt import utcnow
+from tests.conftest import Tenant, make_tenant
+from tests.pipeline.conftest import Countries
+from tests.pipeline.test_scheduler import make_due
+from tests.sealing import KeyRing
+
+RT = "/api/roundtrip-monitors"
+
+
+def scheduler(
+    pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, keys: KeyRing, **kw: Any
+) -> Scheduler:
+    """A scheduler (a replica), by default sending every login of a round at once."""
+    return Scheduler(
+        pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(keys.directory), reload_every_s=0),
+        **{"login_spacing_s": 0, **kw},
+    )
+
+
+async def round_trip(
+    api: httpx.AsyncClient, tenant: Tenant, ccs: list[str], domain: str
+) -> dict[str, Any]:
+    box = f"probe-{uuid.uuid4().hex[:8]}@{domain}"
+    body = {
+        "customerId": tenant.customer_public_id,
+        "name": "Mail arrives",
+        "checkInterval": 300,
+        "allowedCheckCountryCodes": ccs,
+        "roundtripConfig": {
+            "send": {"hostname": "smtp.example.com", "auth": {"user": box, "pass": "pw"}},
+            "to": box,
+            "receive": {"hostname": f"imap.{domain}", "user": box, "password": "pw"},
+        },
+    }
+    r = await api.post(RT, json=body, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+async def held(pool: asyncpg.Pool, kind: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT monitor_public_id, status, message FROM check_results WHERE error_kind = $1",
+            kind,
+        )
+    return rows
+
+
+async def confirm(pool: asyncpg.Pool, public_id: str) -> None:
+    """As the alerter records a delivered round."""
+    async with pool.acquire() as conn:
+        monitor_id = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1", public_id)
+        await roundtrip_delivery.put(conn, monitor_id, rules.Delivery(confirmed_at=utcnow()))
+
+
+async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Two countries a round: 2 messages, then 1 (the third), then none, each held country a
+    missed `mailbox_unconfirmed` row; once a round was delivered the monitor sends again. The
+    old code sent every round to every country, whoever `to` was."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    s = scheduler(pipe_pool, pipeline, settings, seal_keys)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    sent = []
+    for _ in range(3):
+        await make_due(pipe_pool, m["publicId"])
+        sent.append(await s.tick())
+    assert sent == [2, 1, 0]
+    rows = await held(pipe_pool, rules.UNCONFIRMED)
+    assert len(rows) == 3 and all(r["status"] == "missed" for r in rows)
+    assert "has not yet shown it receives the probe" in rows[0]["message"]
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert (r.json()["state"], r.json()["sentLastHour"]) == ("unconfirmed", 3)
+    await confirm(pipe_pool, m["publicId"])
+    await make_due(pipe_pool, m["publicId"])
+    assert await s.tick() == 2
+
+
+async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Two organizations' confirmed round trips to one domain from two countries each: 4
+    messages wanted, a cap of 3 a minute, so one is `domain_capped`; another replica's next
+    round finds the cap used up in PostgreSQL and sends none; another domain is not held."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    domain = f"shared-{uuid.uuid4().hex[:8]}.example"
+    other_org = await make_tenant(pipe_pool)
+    same = [await round_trip(api, t, two, domain) for t in (org, other_org)]
+    elsewhere = await round_trip(api, other_org, two, f"own-{uuid.uuid4().hex[:8]}.example")
+    for m in [*same, elsewhere]:
+        await confirm(pipe_pool, m["publicId"])
+        await make_due(pipe_pool, m["publicId"])
+    first = scheduler(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    assert await first.tick() == 5  # 3 of the shared domain's 4, both of the other domain's
+    (row,) = await held(pipe_pool, rules.DOMAIN_CAPPED)
+    assert str(row["monitor_public_id"]) in {m["publicId"] for m in same}
+    assert row["status"] == "missed"
+    assert "ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE" in row["message"]
+    second = scheduler(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    for m in same:
+        await make_due(pipe_pool, m["publicId"])
+    assert await second.tick() == 0
+    assert len(await held(pipe_pool, rules.DOMAIN_CAPPED)) == 5
+
+
+async def test_a_spaced_login_of_a_round_is_held_back_too(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A round's later countries go `LOGIN_SPACING_SECONDS` after the first (`run_deferred`):
+    each is a message too, held back past the unconfirmed mailbox's cap."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    spacing = 1.0  # as in test_login_spacing: a loaded machine cannot take it between steps
+    s = scheduler(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    sent = []
+    for _ in range(2):
+        await make_due(pipe_pool, m["publicId"])
+        now = await s.tick()
+        await asyncio.sleep(spacing + 0.05)
+        sent.append((now, await s.run_deferred()))
+    assert sent == [(1, 1), (1, 0)]
+    (row,) = await held(pipe_pool, rules.UNCONFIRMED)
+    assert row["status"] == "missed"
