@@ -103,6 +103,7 @@ async def open_pipeline(
             login_spacing_s=settings.login_spacing_seconds,
             login_cap=settings.login_cap_per_account,
             checks_per_minute=settings.org_max_checks_per_minute,
+            confirm_per_minute=settings.confirm_rounds_per_minute,
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:

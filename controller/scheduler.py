@@ -119,9 +119,11 @@ class Scheduler:
         login_spacing_s: float = 5.0,
         login_cap: int = 100,
         checks_per_minute: int = 2000,
+        confirm_per_minute: int = 600,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
+        self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
         self._login_spacing = login_spacing_s
         self._login_cap = login_cap
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
@@ -204,7 +206,17 @@ class Scheduler:
             return 0
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
-            asked = await confirmations.claim(conn, self._batch)
+            claimed = await confirmations.claim(
+                conn, self._clock(), self._confirm_per_minute, self._batch
+            )
+            if claimed.expired:
+                metrics.confirmation("capped", claimed.expired)
+                log.warning(
+                    "confirmation rounds not sent: no slot of CONFIRM_ROUNDS_PER_MINUTE within"
+                    " their monitor's interval",
+                    rounds=claimed.expired,
+                )
+            asked = claimed.rounds
             if not asked:
                 return 0
             rows = await due.job_rows(conn, sorted({m for m, _ in asked}))
