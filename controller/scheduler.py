@@ -86,6 +86,7 @@ class Round:
     # Later logins to the account, (seconds after the first, job): see `_space_logins`.
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`_account`), if any
+    mail_dns: bool = False  # its jobs carry the mail domain
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -252,6 +253,7 @@ class Scheduler:
                 r.missed.append(_held(job, CAPPED, self._capped_why()))
         jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
+        await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
             if r.deferred and r.account:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
@@ -479,11 +481,15 @@ class Scheduler:
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
         mail_domain: str | None = row["mail_domain"]
-        if mail_domain and not trigger:  # a trigger-check looks at everything, DNS too
-            due = schedule.dns_due(
-                public_id, scheduled, row["check_interval"], self._dns_interval_s
+        if mail_domain:
+            args = (public_id, scheduled, row["check_interval"], self._dns_interval_s)
+            dns = (
+                schedule.trigger_dns(*args, row["mail_dns_at"])
+                if trigger
+                else schedule.dns_due(*args)
             )
-            mail_domain = mail_domain if due else None
+            mail_domain = mail_domain if dns else None
+            plan.mail_dns = dns
         for cc in countries:
             jid = self._job_ids.make(public_id, cc, scheduled, trigger)
             if cc not in live:

@@ -7,3 +7,8 @@ CREATE TABLE confirmation_budget (
     tat     timestamptz
 );
 INSERT INTO confirmation_budget DEFAULT VALUES;
+
+-- When a round of the monitor last carried its `mail_domain` (the agents resolved its mail
+-- DNS): a trigger-check or confirmation round asks again only past TRIGGER_DNS_FLOOR of it
+-- (controller.schedule.trigger_dns).
+ALTER TABLE monitors ADD COLUMN mail_dns_at timestamptz;
