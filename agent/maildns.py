@@ -2,8 +2,9 @@
 MTA-STS (its TXT and its HTTPS policy), TLS-RPT and the TLSA records of the monitored service.
 
 The agent only gathers what is served (`shared.messages.MailDns`); the controller judges it
-(controller/posture/maildns.py), so a rule changes without an agent upgrade. Lookups run at once
-within one budget; a lookup that fails leaves its list null and says why in `errors`, so a
+(controller/posture/maildns.py), so a rule changes without an agent upgrade. What it sends is
+bounded (`shared.maildns_bound`: 16 KiB at most, cut parts named in `truncated`). Lookups run at
+once within one budget; a lookup that fails leaves its list null and says why in `errors`, so a
 resolver outage never reads as a missing record.
 
 TLSA records count only with the AD bit from the resolver the agent asks (set it with
@@ -23,10 +24,9 @@ import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
 from agent.probers.run import is_blocked
+from shared.maildns_bound import bounded
 from shared.messages import MailDns
 
-RECORDS_MAX: Final = 20  # per list: enough for any sane domain, bounded for a hostile one
-RECORD_CHARS_MAX: Final = 4096
 POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
 BUDGET_MAX_S: Final = 10.0
 POLICY_PATH: Final = "/.well-known/mta-sts.txt"
@@ -100,7 +100,10 @@ class MailDnsProbe:
 
     async def probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
         """What `domain` publishes, and the TLSA records of `hostname`:`port`, all within
-        `budget_s` (at most BUDGET_MAX_S)."""
+        `budget_s` (at most BUDGET_MAX_S), within the size bound."""
+        return bounded(await self._probe(domain, hostname, port, budget_s))
+
+    async def _probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
         out = MailDns(domain=domain)
         budget = min(budget_s, BUDGET_MAX_S)
         deadline = asyncio.get_running_loop().time() + budget
@@ -162,7 +165,7 @@ class MailDnsProbe:
             return []
         ordered = sorted(answer.rrset, key=lambda r: (r.preference, r.exchange.to_text()))
         names = [r.exchange.to_text(omit_final_dot=True).lower() for r in ordered]
-        return list(dict.fromkeys(names))[:RECORDS_MAX]
+        return list(dict.fromkeys(names))  # bounded (and flagged) by `bounded`
 
     async def _txt(
         self, resolver: dns.asyncresolver.Resolver, name: str, tag: str, budget: float
@@ -174,11 +177,11 @@ class MailDnsProbe:
         # A record of the kind starts with its tag, then a separator or nothing (`v=spf1`
         # must not pick up `v=spf10`).
         kept = [
-            t[:RECORD_CHARS_MAX]
+            t
             for t in sorted(texts)
             if t.lower().startswith(tag.lower()) and t[len(tag) : len(tag) + 1] in ("", " ", ";")
         ]
-        return kept[:RECORDS_MAX]
+        return kept
 
     async def _tlsa(
         self, resolver: dns.asyncresolver.Resolver, out: MailDns, name: str, budget: float
@@ -189,7 +192,7 @@ class MailDnsProbe:
         out.tlsa_dnssec = bool(answer.response.flags & dns.flags.AD)
         records = [r for r in answer.rrset if isinstance(r, dns.rdtypes.ANY.TLSA.TLSA)]
         texts = [f"{r.usage} {r.selector} {r.mtype} {r.cert.hex()}" for r in records]
-        return sorted(texts)[:RECORDS_MAX]
+        return sorted(texts)
 
     async def _policy(
         self, resolver: dns.asyncresolver.Resolver, domain: str, budget: float

@@ -399,6 +399,7 @@ class Alerter:
         if (
             backoff is None
             and judged
+            and self._confirm_per_minute > 0
             and confirm.wanted(
                 verdict,
                 s.consecutive_down_rounds,
@@ -456,8 +457,9 @@ class Alerter:
         )
 
     async def _confirm(self, conn: Conn, monitor: Any, r: Round, now: datetime) -> None:
-        """Ask the scheduler for a confirmation round of failing round `r`, within the cap and
-        the organization's allowance for triggered checks (as a trigger-check draws on it)."""
+        """Ask the scheduler for a confirmation round of failing round `r`, within the
+        organization's allowance for triggered checks (as a trigger-check draws on it); the
+        scheduler sends it when the global budget has a slot for its organization."""
         public_id = str(monitor["public_id"])
         countries = monitor["allowed_country_codes"]
         cost_s = (
@@ -470,7 +472,6 @@ class Alerter:
             monitor["id"],
             r.at,
             now,
-            self._confirm_per_minute,
             monitor["organization_id"],
             cost_s,
         )
@@ -484,20 +485,13 @@ class Alerter:
                 failing_round=iso_ms(r.at),
                 countries=[c for c, _, _ in r.failures],
             )
-        elif outcome == "org_capped":
+        else:
             log.warning(
                 "confirmation round not sent: the organization's triggered checks"
                 " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
                 monitor_id=public_id,
                 failing_round=iso_ms(r.at),
                 per_minute=self._checks_per_minute,
-            )
-        else:
-            log.warning(
-                "confirmation round not sent: CONFIRM_ROUNDS_PER_MINUTE reached",
-                monitor_id=public_id,
-                failing_round=iso_ms(r.at),
-                per_minute=self._confirm_per_minute,
             )
 
     async def _revise(

@@ -31,6 +31,7 @@ from controller import metrics
 from controller.db import results
 from controller.db.results import CheckedResult
 from controller.schedule import JobIds
+from shared.maildns_bound import bounded
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import utcnow
@@ -285,6 +286,18 @@ class Ingester:
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country")
             return None
+        if result.mail_dns is not None:
+            # An agent could send more than the bound its own code keeps: cut and flag it,
+            # keep the result.
+            fitted = bounded(result.mail_dns)
+            if fitted is not result.mail_dns:
+                log.warning(
+                    "mail DNS over its bound: cut",
+                    job_id=result.job_id,
+                    country=result.country,
+                    truncated=fitted.truncated,
+                )
+                result.mail_dns = fitted
         return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:

@@ -105,6 +105,7 @@ async def open_pipeline(
             trigger_burst=settings.trigger_check_burst,
             checks_per_minute=settings.org_max_checks_per_minute,
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
+            confirm_per_minute=settings.confirm_rounds_per_minute,
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:

@@ -48,6 +48,30 @@ def dns_due(
     return t // period != (t - interval_s * 1000) // period
 
 
+# A trigger-check or confirmation round resolves the mail DNS only when no round did within
+# this (or within the DNS interval, when that is shorter): checking a server again and again
+# does not look up its domain again and again.
+TRIGGER_DNS_FLOOR = timedelta(minutes=5)
+
+
+def trigger_dns(
+    monitor_public_id: str,
+    scheduled_at: datetime,
+    interval_s: int,
+    dns_interval_s: int,
+    last: datetime | None,
+) -> bool:
+    """Whether a triggered round at `scheduled_at` also probes the mail DNS: when a scheduled
+    round then would (`dns_due`), or none has for `TRIGGER_DNS_FLOOR` (`last`: the last round
+    that did, None: never)."""
+    floor = min(TRIGGER_DNS_FLOOR, timedelta(seconds=dns_interval_s))
+    return (
+        last is None
+        or scheduled_at - last >= floor
+        or dns_due(monitor_public_id, scheduled_at, interval_s, dns_interval_s)
+    )
+
+
 def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
     """The first grid point strictly after `after`."""
     period = interval_s * 1000

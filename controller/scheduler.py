@@ -89,6 +89,7 @@ class Round:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`_account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
+    mail_dns: bool = False  # its jobs carry the mail domain
 
 
 def _open_secrets(value: Any, box: SecretBox) -> Any:
@@ -124,10 +125,12 @@ class Scheduler:
         trigger_burst: int = 3,
         checks_per_minute: int = 2000,
         mails_per_domain: int = 60,
+        confirm_per_minute: int = 600,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
         self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
+        self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
         self._login_spacing = login_spacing_s
         self._login_cap = login_cap  # the ceiling per organization and account
         self._trigger_burst = trigger_burst
@@ -211,7 +214,17 @@ class Scheduler:
             return 0
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
-            asked = await confirmations.claim(conn, self._batch)
+            claimed = await confirmations.claim(
+                conn, self._clock(), self._confirm_per_minute, self._batch
+            )
+            if claimed.expired:
+                metrics.confirmation("capped", claimed.expired)
+                log.warning(
+                    "confirmation rounds not sent: no slot of CONFIRM_ROUNDS_PER_MINUTE within"
+                    " their monitor's interval",
+                    rounds=claimed.expired,
+                )
+            asked = claimed.rounds
             if not asked:
                 return 0
             rows = await due.job_rows(conn, sorted({m for m, _ in asked}))
@@ -258,6 +271,7 @@ class Scheduler:
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now)
         jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
+        await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
             if r.deferred and r.account:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
@@ -514,11 +528,15 @@ class Scheduler:
         expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
         job_type = JOB_TYPES[row["type"]]
         mail_domain: str | None = row["mail_domain"]
-        if mail_domain and not trigger:  # a trigger-check looks at everything, DNS too
-            due = schedule.dns_due(
-                public_id, scheduled, row["check_interval"], self._dns_interval_s
+        if mail_domain:
+            args = (public_id, scheduled, row["check_interval"], self._dns_interval_s)
+            dns = (
+                schedule.trigger_dns(*args, row["mail_dns_at"])
+                if trigger
+                else schedule.dns_due(*args)
             )
-            mail_domain = mail_domain if due else None
+            mail_domain = mail_domain if dns else None
+            plan.mail_dns = dns
         for cc in countries:
             jid = self._job_ids.make(public_id, cc, scheduled, trigger)
             if cc not in live:

@@ -268,7 +268,10 @@ class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
     `_port._tcp.<monitored host>`; `tlsaDnssec`: that answer carried the AD bit from the agent's
     (validating) resolver: without it the records are unverified and prove nothing. The
     MTA-STS policy is fetched only when the `_mta-sts` TXT is there: its text (at most 64 KiB),
-    or why it could not be had in `errors["mtaStsPolicy"]`."""
+    or why it could not be had in `errors["mtaStsPolicy"]`. The whole is bounded
+    (`shared.maildns_bound`: at most 16 KiB encoded, per list and record too); `truncated`
+    names the parts cut to fit (`mx`, `spf`, ..., `mtaStsPolicy`, `errors`, `domain`): a cut
+    list holds the records that fitted, never fewer than one."""
 
     domain: str
     mx: list[str] | None = None
@@ -280,6 +283,7 @@ class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
     tlsa: list[str] | None = None
     tlsa_dnssec: bool = False
     errors: dict[str, str] = msgspec.field(default_factory=dict)
+    truncated: list[str] = msgspec.field(default_factory=list)
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):

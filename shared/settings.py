@@ -290,8 +290,11 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             le=100_000,
             description="confirmation rounds (a failing round checked again at once from all "
             "the monitor's countries) the controller sends per minute at most, over all "
-            "monitors, each organization's also within its `ORG_MAX_CHECKS_PER_MINUTE` "
-            "allowance; past it a failure waits for the next scheduled round; `0`: none",
+            "monitors: a rate (a burst of 5 s, then one every 60/N s) shared fairly, turn by "
+            "turn between the organizations waiting (one alone may use it all); each "
+            "organization's also within its `ORG_MAX_CHECKS_PER_MINUTE` allowance; a request "
+            "that gets no slot within its monitor's interval waits for the next scheduled "
+            "round; `0`: none",
         ),
     ] = 600
     login_spacing_seconds: Annotated[

@@ -2,12 +2,14 @@
 has the rules). The caller owns the transaction."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from controller import confirm
 from controller.db import limits
 from controller.db.pool import Conn
 
-KEEP = timedelta(hours=1)  # rows older than this no longer count against any cap
+KEEP = timedelta(hours=1)  # sent rows are kept this long (fair shares count the last minute)
 
 
 async def request(
@@ -15,15 +17,13 @@ async def request(
     monitor_id: int,
     after_round: datetime,
     now: datetime,
-    per_minute: int,
     organization_id: int,
     cost_s: float,
 ) -> str:
-    """Ask for a confirmation of the failing round scheduled `after_round`: `requested`, or
-    `asked` (it was, by an earlier evaluation), or `capped` (`per_minute` were asked in the
-    minute before `now`, over all replicas: the count is taken under a transaction-wide lock),
-    or `org_capped` (the monitor's organization's allowance for triggered checks had no
-    `cost_s` left: one organization's failures cannot use up the shared `per_minute`)."""
+    """Ask for a confirmation of the failing round scheduled `after_round`: `requested` (it
+    waits for a slot of the global budget, `claim`), or `asked` (it was, by an earlier
+    evaluation), or `org_capped` (the monitor's organization's allowance for triggered checks
+    had no `cost_s` left)."""
     asked = await conn.fetchval(
         "SELECT 1 FROM confirmation_rounds WHERE monitor_id = $1 AND after_round = $2",
         monitor_id,
@@ -31,14 +31,6 @@ async def request(
     )
     if asked:
         return "asked"
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('mailprobe confirmation rounds'))")
-    await conn.execute("DELETE FROM confirmation_rounds WHERE requested_at < $1", now - KEEP)
-    recent: int = await conn.fetchval(
-        "SELECT count(*) FROM confirmation_rounds WHERE requested_at > $1",
-        now - timedelta(minutes=1),
-    )
-    if recent >= per_minute:
-        return "capped"
     if await limits.take_trigger(conn, "organizations", organization_id, cost_s, 60.0):
         return "org_capped"
     added: str = await conn.execute(
@@ -51,18 +43,70 @@ async def request(
     return "requested" if added == "INSERT 0 1" else "asked"
 
 
-async def claim(conn: Conn, limit: int) -> list[tuple[int, datetime]]:
-    """(monitor, failing round) of the confirmations to send, oldest request first, marked sent;
-    locked until the caller's transaction ends (replicas skip them)."""
-    rows = await conn.fetch(
-        "UPDATE confirmation_rounds SET sent_at = now()"
-        " WHERE (monitor_id, after_round) IN (SELECT monitor_id, after_round"
-        "   FROM confirmation_rounds WHERE sent_at IS NULL"
-        "   ORDER BY requested_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING monitor_id, after_round",
-        limit,
+@dataclass
+class Claimed:
+    """What one `claim` did: the (monitor, failing round) to send now, and how many waiting
+    requests were dropped unsent (`expired`: waited a whole interval of their monitor, so the
+    next scheduled round has come)."""
+
+    rounds: list[tuple[int, datetime]] = field(default_factory=list)
+    expired: int = 0
+
+
+async def claim(conn: Conn, now: datetime, per_minute: int, limit: int) -> Claimed:
+    """The confirmations to send `now`, marked sent: as many as the global budget
+    (`per_minute`, a rate shared by replicas) has slots, at most `limit`, given fairly between
+    organizations (`controller.confirm.fair_pick`). Nothing while another replica claims (it
+    holds the budget until its transaction ends)."""
+    budget = await conn.fetchrow("SELECT tat FROM confirmation_budget FOR UPDATE SKIP LOCKED")
+    if budget is None:
+        return Claimed()
+    await conn.execute(
+        "DELETE FROM confirmation_rounds WHERE requested_at < $1 AND sent_at IS NOT NULL",
+        now - KEEP,
     )
-    return [(r["monitor_id"], r["after_round"]) for r in rows]
+    expired = await conn.fetch(
+        "DELETE FROM confirmation_rounds c USING monitors m WHERE m.id = c.monitor_id"
+        " AND c.sent_at IS NULL AND c.requested_at + m.check_interval * interval '1 s' < $1"
+        " RETURNING 1",
+        now,
+    )
+    n = min(confirm.slots(budget["tat"], now, per_minute), limit)
+    if n <= 0:
+        return Claimed(expired=len(expired))
+    rows = await conn.fetch(
+        "SELECT monitor_id, after_round, organization_id, requested_at FROM ("
+        "  SELECT c.monitor_id, c.after_round, m.organization_id, c.requested_at,"
+        "   row_number() OVER (PARTITION BY m.organization_id"
+        "    ORDER BY c.requested_at, c.monitor_id, c.after_round) AS nth"
+        "  FROM confirmation_rounds c JOIN monitors m ON m.id = c.monitor_id"
+        "  WHERE c.sent_at IS NULL) p WHERE nth <= $1",
+        n,
+    )
+    recent = await conn.fetch(
+        "SELECT m.organization_id, count(*) AS sent FROM confirmation_rounds c"
+        " JOIN monitors m ON m.id = c.monitor_id WHERE c.sent_at > $1 GROUP BY 1",
+        now - confirm.RECENT,
+    )
+    chosen = confirm.fair_pick(
+        [confirm.Pending(**dict(r)) for r in rows],
+        {r["organization_id"]: r["sent"] for r in recent},
+        n,
+    )
+    if chosen:
+        await conn.execute(
+            "UPDATE confirmation_rounds c SET sent_at = $3"
+            " FROM unnest($1::bigint[], $2::timestamptz[]) AS s(monitor_id, after_round)"
+            " WHERE c.monitor_id = s.monitor_id AND c.after_round = s.after_round",
+            [p.monitor_id for p in chosen],
+            [p.after_round for p in chosen],
+            now,
+        )
+        await conn.execute(
+            "UPDATE confirmation_budget SET tat = $1",
+            confirm.spent(budget["tat"], now, per_minute, len(chosen)),
+        )
+    return Claimed([(p.monitor_id, p.after_round) for p in chosen], len(expired))
 
 
 async def failed_agents(

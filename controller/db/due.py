@@ -13,7 +13,7 @@ from controller.db.pool import Conn
 
 JOB_COLUMNS = (
     "id, public_id, organization_id, type, hostname, port, status, check_interval, timeout_seconds,"
-    " allowed_country_codes, round_countries, config, next_due_at, mail_domain,"
+    " allowed_country_codes, round_countries, config, next_due_at, mail_domain, mail_dns_at,"
     " (SELECT b.failures FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_failures,"
     " (SELECT b.retry_at FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_retry_at"
 )
@@ -88,3 +88,11 @@ async def job_rows(conn: Conn, monitor_ids: Sequence[int]) -> list[asyncpg.Recor
         monitor_ids,
     )
     return rows
+
+
+async def mail_dns_sent(conn: Conn, monitor_ids: Sequence[int], at: datetime) -> None:
+    """The monitors' rounds at `at` carried their mail domain (`schedule.trigger_dns`)."""
+    if monitor_ids:
+        await conn.execute(
+            "UPDATE monitors SET mail_dns_at = $2 WHERE id = ANY($1::bigint[])", monitor_ids, at
+        )

@@ -39,28 +39,35 @@ def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: Observation) 
     cc = tls.country
     host = hostname.lower().rstrip(".")
     smtp = monitor_type == "smtp"
-    if smtp and seen.mx is not None:
+    # A list cut to fit the bound (`truncated`) holds only some records, the last maybe cut:
+    # what is there still counts (never "missing"), what it lacks or a cut record's syntax does
+    # not, so those findings are left unjudged.
+    cut = set(seen.truncated)
+    if smtp and seen.mx is not None and not ("mx" in cut and host not in seen.mx):
         listed = ", ".join(seen.mx) or "none"
         detail = f"MX of {seen.domain}: {listed}; the monitored host {host} is not among them"
         judge(v, "mx_mismatch", cc, host not in seen.mx, detail)
     if seen.spf is not None:
         judge(v, "spf_missing", cc, not seen.spf, f"no SPF record (v=spf1) at {seen.domain}")
         why = _spf_problem(seen.spf) if seen.spf else None
-        judge(v, "spf_invalid", cc, why is not None, f"SPF of {seen.domain}: {why}")
+        if "spf" not in cut or len(seen.spf) > 1:
+            judge(v, "spf_invalid", cc, why is not None, f"SPF of {seen.domain}: {why}")
     if seen.dmarc is not None:
         name = f"_dmarc.{seen.domain}"
         judge(v, "dmarc_missing", cc, not seen.dmarc, f"no DMARC record at {name}")
         why = _dmarc_problem(seen.dmarc) if seen.dmarc else None
-        judge(v, "dmarc_invalid", cc, why is not None, f"DMARC at {name}: {why}")
+        if "dmarc" not in cut or len(seen.dmarc) > 1:
+            judge(v, "dmarc_invalid", cc, why is not None, f"DMARC at {name}: {why}")
     if seen.tls_rpt is not None:
         reporting = any(re.search(r"(^|;)\s*rua\s*=\s*\S", r) for r in seen.tls_rpt)
         detail = f"no TLS-RPT record with rua= at _smtp._tls.{seen.domain}"
-        judge(v, "tls_rpt_missing", cc, not reporting, detail)
-    if seen.mta_sts is not None:
+        if reporting or "tlsRpt" not in cut:
+            judge(v, "tls_rpt_missing", cc, not reporting, detail)
+    if seen.mta_sts is not None and not cut & {"mtaSts", "mtaStsPolicy"}:
         _mta_sts(v, cc, smtp, host, seen, tls)
     if seen.tlsa and seen.tlsa_dnssec:
         matched = tlsa_matches(seen.tlsa, tls)
-        if matched is not None:
+        if matched is not None and (matched or "tlsa" not in cut):
             detail = f"no DNSSEC-signed TLSA record of {host} matches the certificate it served"
             judge(v, "tlsa_mismatch", cc, not matched, detail)
     return v

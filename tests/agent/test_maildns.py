@@ -3,6 +3,7 @@
 import ssl
 import tempfile
 
+import msgspec
 import pytest
 import trustme
 from nats.aio.client import Client as NATS
@@ -195,3 +196,23 @@ def test_agent_dns_resolver_setting_is_host_or_host_port() -> None:
         load(AgentSettings, {"AGENT_DNS_RESOLVER": "udp://1.1.1.1"}, agent_country="DE")
     with pytest.raises(SettingsError, match="AGENT_MTA_STS_CA_FILE"):
         load(AgentSettings, {"AGENT_MTA_STS_CA_FILE": "/nonexistent.pem"}, agent_country="DE")
+
+
+async def test_oversized_records_are_bounded_and_flagged(ca: trustme.CA) -> None:
+    """Pins the bound: 14 SPF TXT records of 4,000 characters and 14 TLSA records of 2,000-byte
+    certificates (the 280 KB `mailDns` of issue 22) come back within 16 KiB encoded, each list
+    cut but not emptied, and the cut lists named in `truncated`."""
+    chunk = " ".join(f'"{"a" * 250}"' for _ in range(16))
+    spf = [f'"v=spf1 ip4:192.0.2.{i} " {chunk}' for i in range(14)]
+    tlsa = [f"3 0 0 {f'{i:02x}' * 2000}" for i in range(14)]
+    records = _records(TXT=spf)
+    records[("_25._tcp.mx.example.test", "TLSA")] = tlsa
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(server)
+    async with DnsPeer(records, ad=True) as peer, PolicyHost(server, POLICY) as host:
+        seen = await _probe(ca, peer, host.port).probe(DOMAIN, "mx.example.test", 25, 5.0)
+    assert seen.errors == {}
+    assert len(msgspec.json.encode(seen)) <= 16 * 1024
+    assert seen.spf and seen.tlsa and seen.spf[0].startswith("v=spf1 ip4:192.0.2.0 ")
+    assert {"spf", "tlsa"} <= set(seen.truncated)
+    assert seen.dmarc == ["v=DMARC1; p=reject"] and "dmarc" not in seen.truncated

@@ -16,6 +16,7 @@ import ssl
 from types import TracebackType
 from typing import Self, cast
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -59,7 +60,21 @@ class DnsPeer(asyncio.DatagramProtocol):
         self.host, self.port = host, port
         return self
 
-    def answer(self, wire: bytes) -> bytes | None:
+    def answer(self, wire: bytes, tcp: bool = False) -> bytes | None:
+        """The reply (None for a name in a silent zone); over UDP one too big for the asker's
+        EDNS size is sent truncated (TC, no records), as a real server does, and the asker
+        retries over TCP."""
+        response = self._response(wire)
+        if response is None:
+            return None
+        try:
+            return response.to_wire(max_size=65535 if tcp else 0)
+        except dns.exception.TooBig:
+            response.answer.clear()
+            response.flags |= dns.flags.TC
+            return response.to_wire()
+
+    def _response(self, wire: bytes) -> dns.message.Message | None:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         question = query.question[0]
@@ -70,7 +85,7 @@ class DnsPeer(asyncio.DatagramProtocol):
             return None
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
-            return response.to_wire()
+            return response
         texts = self.records.get((name, rdtype))
         if texts:
             rrset = dns.rrset.from_text_list(question.name, 300, "IN", rdtype, texts)
@@ -81,7 +96,7 @@ class DnsPeer(asyncio.DatagramProtocol):
             response.flags |= dns.flags.AD
         else:
             response.flags &= ~dns.flags.AD
-        return response.to_wire()
+        return response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._udp = cast(asyncio.DatagramTransport, transport)
@@ -96,7 +111,7 @@ class DnsPeer(asyncio.DatagramProtocol):
     ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             size = int.from_bytes(await reader.readexactly(2), "big")
-            reply = self.answer(await reader.readexactly(size))
+            reply = self.answer(await reader.readexactly(size), tcp=True)
             if reply is not None:
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await writer.drain()

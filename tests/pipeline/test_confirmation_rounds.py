@@ -43,7 +43,7 @@ async def ask(pool: asyncpg.Pool, public_id: str, failed: dict[str, str] | None 
                 for cc, agent in (failed or {}).items()
             ],
         )
-        outcome = await confirmations.request(conn, monitor_id, at, utcnow(), 10, org_id, 0.0)
+        outcome = await confirmations.request(conn, monitor_id, at, utcnow(), org_id, 0.0)
     assert outcome == "requested"
 
 

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from controller.db import results
 from controller.pipeline import Pipeline
 from controller.schedule import JobIds
-from shared.messages import CheckResult, Phases, TlsInfo, encode
+from shared.messages import CheckResult, MailDns, Phases, TlsInfo, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
@@ -92,7 +92,10 @@ async def test_a_result_published_twice_is_stored_once(
     r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/results", headers=org.auth())
     [item] = r.json()["items"]
     wire = {k: v for k, v in item.items() if k != "storedAt"}
-    assert wire == msgspec.to_builtins(res)
+    # `logins` is the agent's count for the login cap (account_logins), not part of the result
+    # the API keeps.
+    sent = {k: v for k, v in msgspec.to_builtins(res).items() if k != "logins"}
+    assert wire == sent
     # Redelivered long after (beyond the duplicate window): still one row, state unchanged.
     await publish(pipeline.js, res)
     assert await pipeline.ingester.burst() == 0
@@ -493,3 +496,38 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
     assert stored == 1
     [row] = await rows(pipe_pool, pid)
     assert row["status"] == "up"
+
+
+async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_result_kept(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Pins the ingest bound: an agent that sends a 280 KB `mailDns` (14 TXT records of 4,000
+    characters, 14 TLSA records, a 64 KiB policy) has its result stored, the `mailDns` cut to
+    16 KiB with the cut parts named in `truncated`, and a log line saying so."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    big = MailDns(
+        domain="customer.test",
+        spf=[f"v=spf1 {'a' * 4000}" for _ in range(14)],
+        tlsa=[f"3 0 0 {'ab' * 2000}" for _ in range(14)],
+        dmarc=["v=DMARC1; p=reject"],
+        mta_sts=["v=STSv1; id=1"],
+        mta_sts_policy="mx: x\n" * 10000,
+    )
+    assert len(msgspec.json.encode(big)) > 100_000
+    await publish(pipeline.js, result(job_ids, monitor, cc, mail_dns=big))
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    (row,) = await rows(pipe_pool, monitor["publicId"])
+    stored = msgspec.convert(row["mail_dns"], MailDns)
+    assert len(msgspec.json.encode(stored)) <= 16 * 1024
+    assert {"spf", "tlsa", "mtaStsPolicy"} <= set(stored.truncated)
+    assert stored.spf and stored.tlsa and stored.dmarc == ["v=DMARC1; p=reject"]
+    assert [e["truncated"] for e in logs if e["event"] == "mail DNS over its bound: cut"] == [
+        stored.truncated
+    ]

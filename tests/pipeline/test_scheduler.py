@@ -658,6 +658,38 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     assert plain["publicId"] not in carried
 
 
+async def test_repeated_trigger_checks_resolve_mail_dns_once_per_floor(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """Pins TRIGGER_DNS_FLOOR: the first trigger-check of a monitor whose mail DNS was never
+    resolved carries `mailDomain`; the ones after it within 5 minutes do not (before, every
+    trigger-check did); once the last resolution is 5 minutes old, the next one does again."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitor = await create(api, org, allowedCheckCountryCodes=[cc], mailDomain="example.com")
+    async with pipe_pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1", uuid.UUID(monitor["publicId"])
+        )
+
+    async def carried() -> list[str | None]:
+        for _ in range(3):
+            assert await pipeline.scheduler.trigger(monitor_id) is not None
+        return [job.mail_domain for job, _ in await countries.jobs(cc)][-3:]
+
+    assert await carried() == ["example.com", None, None]
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_dns_at = mail_dns_at - interval '5 minutes' WHERE id = $1",
+            monitor_id,
+        )
+    assert await carried() == ["example.com", None, None]
+
+
 async def test_jobs_carry_their_organization_as_an_opaque_tenant_key(
     api: httpx.AsyncClient,
     org: Tenant,

@@ -1,10 +1,11 @@
-"""When the alerter asks for a confirmation round (`controller.confirm.wanted`), as a table."""
+"""When the alerter asks for a confirmation round (`controller.confirm.wanted`), how many the
+global budget lets go (`slots`) and which go first (`fair_pick`), as tables."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.confirm import wanted
+from controller.confirm import Pending, fair_pick, slots, spent, wanted
 from controller.db.alerts import Thresholds
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -42,3 +43,82 @@ def test_confirmation_is_wanted_for_a_recent_failing_round_short_of_an_incident(
     why: str,
 ) -> None:
     assert wanted(verdict, down_rounds, incident_open, t, NOW - age, NOW, MINUTE) is expected, why
+
+
+S = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("tat", "per_minute", "expected", "why"),
+    [
+        (None, 600, 50, "never used: a burst of BURST_S (5 s at 10 a second)"),
+        (NOW - MINUTE, 600, 50, "whole again"),
+        (NOW + 5 * S, 600, 0, "burst used up"),
+        (NOW + 4.9 * S, 600, 1, "one slot freed each 0.1 s"),
+        (NOW + 4 * S, 600, 10, "a second later: ten"),
+        (None, 1, 1, "a whole budget admits one round however costly"),
+        (NOW + 1 * S, 1, 0, "then none until a minute has passed"),
+        (None, 0, 0, "0 a minute: none ever"),
+    ],
+)
+def test_the_global_budget_is_a_rate_with_a_short_burst(
+    tat: datetime | None, per_minute: int, expected: int, why: str
+) -> None:
+    """Pins the rate: a flood cannot take a minute's budget at once and leave nothing for
+    the next minute, so a slot frees every 60 / per_minute s."""
+    assert slots(tat, NOW, per_minute) == expected, why
+
+
+def test_slots_taken_move_the_budget_later() -> None:
+    assert spent(None, NOW, 600, 50) == NOW + 5 * S
+    assert spent(NOW + 2 * S, NOW, 600, 10) == NOW + 3 * S
+    assert slots(spent(None, NOW, 600, 50), NOW, 600) == 0
+
+
+def p(org: int, monitor: int, age_s: float) -> Pending:
+    return Pending(monitor, NOW - MINUTE, org, NOW - age_s * S)
+
+
+FLOOD = [p(1, m, 30 - m * 0.01) for m in range(100)]  # organization 1: 100 waiting, older
+
+
+@pytest.mark.parametrize(
+    ("pending", "recent", "n", "expected", "why"),
+    [
+        (FLOOD, {1: 600}, 3, [(1, 0), (1, 1), (1, 2)], "alone: every slot, oldest first"),
+        (
+            [*FLOOD, p(2, 500, 0)],
+            {1: 600},
+            1,
+            [(2, 500)],
+            "a newcomer's first request before the flood's next, however old the flood's",
+        ),
+        (
+            [*FLOOD, p(2, 500, 0), p(2, 501, 0)],
+            {1: 600, 2: 0},
+            4,
+            [(2, 500), (1, 0), (2, 501), (1, 1)],
+            "several waiting: turn by turn (max-min), fewer recent sends first in a turn",
+        ),
+        (
+            [*FLOOD, p(2, 500, 0), p(3, 600, 0)],
+            {1: 10, 2: 5, 3: 20},
+            3,
+            [(2, 500), (1, 0), (3, 600)],
+            "within a turn: the one that had fewer",
+        ),
+        ([p(1, 1, 3), p(1, 2, 2)], {}, 0, [], "no slot: nothing"),
+        ([], {}, 5, [], "nothing waiting"),
+    ],
+)
+def test_slots_go_round_robin_between_organizations(
+    pending: list[Pending],
+    recent: dict[int, int],
+    n: int,
+    expected: list[tuple[int, int]],
+    why: str,
+) -> None:
+    """Pins max-min fairness: an organization alone takes the whole budget; while several
+    wait none gets a second slot before each other has had one."""
+    got = fair_pick(pending, recent, n)
+    assert [(x.organization_id, x.monitor_id) for x in got] == expected, why

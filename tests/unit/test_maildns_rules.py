@@ -150,3 +150,40 @@ def test_every_mail_dns_code_has_a_severity_and_advice() -> None:
     for code in MAIL_DNS_CODES:
         severity, advice = CODES[code]
         assert severity in ("critical", "warning", "info") and advice
+
+
+CUT_SPF = "v=spf1 ip4:192.0.2.0/24 ip4:198.51.10"  # a record cut mid-term by the bound
+
+
+@pytest.mark.parametrize(
+    ("changes", "unjudged", "codes", "why"),
+    [
+        ({"spf": [CUT_SPF], "truncated": ["spf"]}, {"spf_invalid"}, set(), "cut syntax"),
+        (
+            {"spf": [CUT_SPF, CUT_SPF], "truncated": ["spf"]},
+            set(),
+            {"spf_invalid"},
+            "two records are two, cut or not",
+        ),
+        ({"dmarc": ["v=DMARC1; p=rej"], "truncated": ["dmarc"]}, {"dmarc_invalid"}, set(), ""),
+        ({"mx": ["a.example.test"], "truncated": ["mx"]}, {"mx_mismatch"}, set(), "host cut?"),
+        ({"tls_rpt": ["v=TLSRPTv1;"], "truncated": ["tlsRpt"]}, {"tls_rpt_missing"}, set(), ""),
+        (
+            {"mta_sts_policy": "version: STSv1\nmo", "truncated": ["mtaStsPolicy"]},
+            {"mta_sts_invalid", "mta_sts_mismatch"},
+            set(),
+            "a cut policy does not parse",
+        ),
+        ({"tlsa": [f"3 1 1 {'cc' * 32}"], "truncated": ["tlsa"]}, {"tlsa_mismatch"}, set(), ""),
+        ({"tlsa": [f"3 1 1 {SPKI}"], "truncated": ["tlsa"]}, set(), set(), "a match is one"),
+    ],
+)
+def test_a_truncated_list_is_never_missing_and_what_it_lacks_is_not_judged(
+    changes: dict[str, Any], unjudged: set[str], codes: set[str], why: str
+) -> None:
+    """Pins the posture of a `mailDns` cut to its bound: a cut list still has records (no
+    `*_missing`), and findings that depend on what was cut are left unjudged, not raised."""
+    verdicts = mail_dns("smtp", HOST, good(**changes), seen_tls())
+    assert holding(verdicts) == codes, why
+    assert not unjudged & {code for code, _ in verdicts}, why
+    assert not {c for c in holding(verdicts) if c.endswith("_missing")}

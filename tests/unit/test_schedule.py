@@ -5,6 +5,8 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from controller import schedule
 from shared.streams import JOBS_MAX_AGE_S
 from shared.subjects import _TOKEN
@@ -135,3 +137,27 @@ def test_mail_dns_rides_on_one_round_per_window_spread_over_monitors() -> None:
         firsts.add(due[0].minute)
     assert len(firsts) > 5
     assert all(schedule.dns_due(ids[0], T0 + timedelta(hours=n), 3600, 3600) for n in range(5))
+
+
+@pytest.mark.parametrize(
+    ("last", "dns_interval_s", "expected", "why"),
+    [
+        (None, 3600, True, "never resolved"),
+        (timedelta(minutes=1), 3600, False, "resolved a minute ago: within the floor"),
+        (timedelta(minutes=5), 3600, True, "the floor has passed"),
+        (timedelta(minutes=2), 120, True, "a DNS interval shorter than the floor wins"),
+        (timedelta(minutes=1), 120, False, "within that shorter floor"),
+    ],
+)
+def test_a_trigger_resolves_mail_dns_at_most_once_per_floor(
+    last: timedelta | None, dns_interval_s: int, expected: bool, why: str
+) -> None:
+    """Pins `trigger_dns` (off the DNS window's first round, whose `dns_due` would say yes)."""
+    mid = "5f0c6b9e-0000-4000-8000-000000000001"
+    at = next(
+        T0 + timedelta(seconds=s)
+        for s in range(0, 7200, 7)
+        if not schedule.dns_due(mid, T0 + timedelta(seconds=s), 60, dns_interval_s)
+    )
+    seen = None if last is None else at - last
+    assert schedule.trigger_dns(mid, at, 60, dns_interval_s, seen) is expected, why
