@@ -8,13 +8,13 @@ kept monitor whose file names a secret still has it sent (`run.apply`): the API 
 it changed, which no plan can see.
 """
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from controller.api import validation
 from controller.api.monitor_schemas import MASK
+from controller.ascode import secret_env
 from controller.ascode.spec import SECRET_KEYS, Desired
 from shared.messages import MonitorType
 
@@ -125,7 +125,7 @@ def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list
 
 def export(customer: str, current: list[Current]) -> dict[str, Any]:
     """The monitors file holding `current`: defaults left out, each secret an `{env: NAME}`
-    reference (the API never shows a secret; NAME is derived from the monitor's name)."""
+    reference (the API never shows a secret; NAME is `MAILPROBE_SECRET_` and the monitor's name)."""
     monitors: list[dict[str, Any]] = []
     for have in current:
         v = have.values
@@ -151,11 +151,6 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
     return {"customer": customer, "monitors": monitors}
 
 
-def env_name(monitor_name: str) -> str:
-    slug = re.sub(r"[^A-Z0-9]+", "_", monitor_name.upper()).strip("_") or "MONITOR"
-    return f"{slug}_PASSWORD"
-
-
 def _secret_refs(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
     *parents, leaf = SECRET_KEYS[key]
     out = dict(config)
@@ -166,5 +161,5 @@ def _secret_refs(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
         holder[step] = dict(holder[step])
         holder = holder[step]
     if holder.get(leaf) == MASK:
-        holder[leaf] = {"env": env_name(name)}
+        holder[leaf] = {"env": secret_env.export_name(name)}
     return out

@@ -3,10 +3,15 @@
 Going through the API, not the database, keeps every rule of the API in force: the token's role
 and organization, fair-use limits, the secret binding, and the API's own messages, which `apply`
 reports at the file's line.
+
+The client ignores the proxy variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) and .netrc: the token
+goes to `--api` and nowhere else, over the connection `api_url` checked. Only SSL_CERT_FILE and
+SSL_CERT_DIR are read from the environment, to trust a private CA for an https:// API.
 """
 
 import argparse
 import asyncio
+import ssl
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,7 +20,7 @@ from typing import Any, Literal
 import httpx
 import yaml
 
-from controller.ascode import api_url
+from controller.ascode import api_url, secret_env
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 
@@ -127,13 +132,25 @@ def export_text(customer: str, monitors: list[Current]) -> str:
 
 
 def _client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:
-    token = env.get("MAILPROBE_TOKEN")
+    token = env.get(secret_env.TOKEN_ENV)
     if not token:
         raise SystemExit(
-            "error: set MAILPROBE_TOKEN to an API token (kept out of the command line)"
+            f"error: set {secret_env.TOKEN_ENV} to an API token (kept out of the command line)"
         )
     headers = {"Authorization": f"Bearer {token}"}
-    return httpx.AsyncClient(base_url=api, headers=headers, timeout=30)
+    return httpx.AsyncClient(
+        base_url=api, headers=headers, timeout=30, trust_env=False, verify=_trust(env)
+    )
+
+
+def _trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:
+    """The CAs an https:// API is checked against: SSL_CERT_FILE or SSL_CERT_DIR when set (as
+    httpx would read them), else httpx's default."""
+    if cafile := env.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := env.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    return True
 
 
 def add_commands(sub: Any) -> None:

@@ -7,10 +7,11 @@
         hostname: smtp.example.com
         port: 587
         smtpConfig:
-          auth: {user: probe, pass: {env: RELAY_PASSWORD}}
+          auth: {user: probe, pass: {env: MAILPROBE_SECRET_RELAY_PASSWORD}}
 
 Every other key is the API's create body, spelled as there (camelCase). A secret (`pass`,
-`password`) is never in the file: it is `{env: NAME}`, read from the environment. Each monitor is
+`password`) is never in the file: it is `{env: NAME}`, read from the environment, and NAME must
+be `MAILPROBE_SECRET_<NAME>` (`secret_env`), refused before any request. Each monitor is
 checked by the API's own request Structs and rules, so a file is refused with the API's own
 message, prefixed by the file and line at fault.
 
@@ -39,6 +40,7 @@ from controller.api.monitor_rules import (
     masked,
 )
 from controller.api.monitor_schemas import MASK
+from controller.ascode import secret_env
 from controller.secretbox import SecretBox, generate_key
 from shared.messages import MonitorType
 
@@ -264,7 +266,15 @@ def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str,
             f"{'.'.join(path)}: secrets are not kept in the file; write {{env: NAME}} and set"
             " NAME in the environment",
         )
+    if why := secret_env.refusal(ref["env"]):
+        raise _Problem((*path, "env"), f"{'.'.join(path)}: {why}")
     value = env.get(ref["env"])
+    if value and secret_env.holds_the_token(value, env):
+        raise _Problem(
+            (*path, "env"),
+            f"{'.'.join(path)}: {ref['env']} holds the API token ({secret_env.TOKEN_ENV}),"
+            " which is never sent as a secret",
+        )
     if not value:
         raise _Problem(
             (*path, "env"), f"{'.'.join(path)}: environment variable {ref['env']} is not set"

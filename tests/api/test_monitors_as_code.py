@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import asyncpg
 import httpx
@@ -20,7 +22,9 @@ from tests.api.helpers import IMAP, SMTP, stored_row
 from tests.api.test_cli import ROOT, SETTINGS
 from tests.conftest import Tenant, make_tenant
 
-ENV = {"RELAY_PASSWORD": "relay-s3cret", "BOX_PASSWORD": "box-s3cret"}
+TOKEN = "mp_the-api-token"
+
+ENV = {"MAILPROBE_SECRET_RELAY": "relay-s3cret", "MAILPROBE_SECRET_BOX": "box-s3cret"}
 
 
 def monitors_file(customer: str, relay_host: str = "smtp.example.com") -> str:
@@ -35,13 +39,13 @@ monitors:
     smtpConfig:
       auth:
         user: probe
-        pass: {{env: RELAY_PASSWORD}}
+        pass: {{env: MAILPROBE_SECRET_RELAY}}
   - type: imap
     name: Mailbox
     hostname: imap.example.com
     imapPopConfig:
       user: probe@example.com
-      password: {{env: BOX_PASSWORD}}
+      password: {{env: MAILPROBE_SECRET_BOX}}
       tls: true
   - type: pop3
     name: POP box
@@ -55,6 +59,63 @@ monitors:
 async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
         yield c
+
+
+class Snoop:
+    """A listener on loopback that records the first bytes of every connection (a request's
+    head, with its Authorization header) and answers 502: a stand-in for a proxy or a server
+    that must never be contacted."""
+
+    def __init__(self) -> None:
+        self.heads: list[bytes] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            self.heads.append(await reader.read(4096))
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def command_line(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """`python -m controller *args` with `env` on top of this process's environment (less the
+    session's settings); its exit code, stdout and stderr."""
+    full = {k: v for k, v in os.environ.items() if k not in SETTINGS} | env
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        *args,
+        cwd=ROOT,
+        env=full,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def run(spec: Spec, client: httpx.AsyncClient, **flags: bool) -> tuple[int, list[str]]:
@@ -127,12 +188,32 @@ async def test_apply_creates_then_changes_nothing_then_updates_and_prunes(
         (("hostname: imap.example.com", "hostname: imap example"), "m.yaml:14: Invalid hostname"),
         (("    port: 587", "    port: 70000"), "m.yaml:6: port must be between 1 and 65535"),
         (
-            ("        pass: {env: RELAY_PASSWORD}", "        pass: hunter2"),
+            ("        pass: {env: MAILPROBE_SECRET_RELAY}", "        pass: hunter2"),
             "m.yaml:11: smtpConfig.auth.pass: secrets are not kept in the file",
         ),
         (
-            ("{env: BOX_PASSWORD}", "{env: NOT_SET}"),
-            "m.yaml:17: imapPopConfig.password: environment variable NOT_SET is not set",
+            ("{env: MAILPROBE_SECRET_BOX}", "{env: MAILPROBE_SECRET_NOT_SET}"),
+            "m.yaml:17: imapPopConfig.password: environment variable MAILPROBE_SECRET_NOT_SET"
+            " is not set",
+        ),
+        (
+            ("{env: MAILPROBE_SECRET_RELAY}", "{env: MAILPROBE_TOKEN}"),
+            "m.yaml:11: smtpConfig.auth.pass: MAILPROBE_TOKEN holds the API token and is never"
+            " sent as a secret",
+        ),
+        (
+            ("{env: MAILPROBE_SECRET_BOX}", "{env: HOME}"),
+            "m.yaml:17: imapPopConfig.password: environment variable HOME may not be read as a"
+            " secret: secrets come only from variables named MAILPROBE_SECRET_<NAME>",
+        ),
+        (
+            ("{env: MAILPROBE_SECRET_BOX}", "{env: MAILPROBE_SECRET_}"),
+            "m.yaml:17: imapPopConfig.password: environment variable MAILPROBE_SECRET_ may not",
+        ),
+        (
+            ("{env: MAILPROBE_SECRET_BOX}", "{env: MAILPROBE_SECRET_TOKEN_COPY}"),
+            "m.yaml:17: imapPopConfig.password: MAILPROBE_SECRET_TOKEN_COPY holds the API token"
+            " (MAILPROBE_TOKEN), which is never sent as a secret",
         ),
         (("      tls: true", "      tls: yes-please"), "m.yaml:18: Invalid request body"),
         (("    checkInterval: 300", "    checkInterval: 5"), "m.yaml:7: checkInterval must be"),
@@ -147,12 +228,16 @@ async def test_apply_creates_then_changes_nothing_then_updates_and_prunes(
 async def test_a_bad_file_is_refused_at_its_line_with_the_apis_message(
     tenant: Tenant, change: tuple[str, str], expected: str
 ) -> None:
+    """Also pins that a secret is read only from a MAILPROBE_SECRET_ variable, never from the API
+    token's variable nor with the token's value (the file would send it to its own server)."""
     text = monitors_file(tenant.customer_public_id)
     assert change[0] in text
+    env = {**ENV, "HOME": "/root", "MAILPROBE_SECRET_": "x"}
+    env |= {"MAILPROBE_TOKEN": TOKEN, "MAILPROBE_SECRET_TOKEN_COPY": TOKEN}
     with pytest.raises(SpecError) as refused:
-        load(text.replace(change[0], change[1], 1), "m.yaml", ENV)
+        load(text.replace(change[0], change[1], 1), "m.yaml", env)
     assert any(p.startswith(expected) for p in refused.value.problems), refused.value.problems
-    assert "hunter2" not in str(refused.value)
+    assert "hunter2" not in str(refused.value) and TOKEN not in str(refused.value)
 
 
 async def test_what_only_the_server_knows_comes_back_at_the_line(
@@ -180,8 +265,12 @@ async def test_export_applies_as_no_change(client: httpx.AsyncClient, tenant: Te
     assert (await run(load(monitors_file(customer), "m.yaml", ENV), client))[0] == 0
     text = export_text(customer, await current(client, customer))
     assert "relay-s3cret" not in text and "********" not in text
-    assert "pass:\n        env: OUTBOUND_RELAY_PASSWORD" in text
-    env = {"OUTBOUND_RELAY_PASSWORD": "x", "MAILBOX_PASSWORD": "y"}
+    assert "pass:\n        env: MAILPROBE_SECRET_OUTBOUND_RELAY_PASSWORD" in text
+    assert "password:\n      env: MAILPROBE_SECRET_MAILBOX_PASSWORD" in text
+    env = {
+        "MAILPROBE_SECRET_OUTBOUND_RELAY_PASSWORD": "x",
+        "MAILPROBE_SECRET_MAILBOX_PASSWORD": "y",
+    }
     code, said = await run(load(text, "exported.yaml", env), client)
     assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
 
@@ -191,28 +280,52 @@ async def test_the_command_line_applies_with_a_token_from_the_environment(
 ) -> None:
     path = tmp_path / "monitors.yaml"
     path.write_text(monitors_file(tenant.customer_public_id))
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-    env |= {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_API": api_url}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "apply",
-        "-f",
-        str(path),
-        "--dry-run",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    env = {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_API": api_url}
+    code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith(
+        "3 to create, 0 to update, 0 to delete (dry run: nothing changed)"
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert (
-        out.decode()
-        .splitlines()[-1]
-        .endswith("3 to create, 0 to update, 0 to delete (dry run: nothing changed)")
-    )
+
+
+@pytest.mark.parametrize("command", ["apply", "export"])
+async def test_the_command_line_ignores_proxy_variables(
+    api_url: str, tenant: Tenant, tmp_path: Path, command: str
+) -> None:
+    """HTTP_PROXY (and its kin) would carry the bearer token through a plain-http proxy the
+    loopback rule never saw: the proxy is never contacted and the command talks to --api."""
+    path = tmp_path / "monitors.yaml"
+    path.write_text(monitors_file(tenant.customer_public_id))
+    what = {
+        "apply": ["-f", str(path), "--dry-run"],
+        "export": ["--customer", tenant.customer_public_id],
+    }
+    async with Snoop() as proxy:
+        env = {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_API": api_url}
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            env |= {name: proxy.url, name.lower(): proxy.url}
+        env |= {"NO_PROXY": "", "no_proxy": ""}
+        code, out, err = await command_line(command, *what[command], env=env)
+    assert proxy.heads == []
+    assert code == 0, (out, err)
+
+
+async def test_the_api_token_as_a_secret_is_refused_before_any_request(
+    tenant: Tenant, tmp_path: Path
+) -> None:
+    """`{env: MAILPROBE_TOKEN}` would send the token as a password to the file's server: exit 1
+    naming the file's line and the variable, and the API (here a listener recording any
+    contact) is never asked anything."""
+    path = tmp_path / "monitors.yaml"
+    text = monitors_file(tenant.customer_public_id)
+    path.write_text(text.replace("{env: MAILPROBE_SECRET_RELAY}", "{env: MAILPROBE_TOKEN}"))
+    async with Snoop() as api:
+        env = {**ENV, "MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_API": api.url}
+        code, out, err = await command_line("apply", "-f", str(path), env=env)
+    assert api.heads == []
+    assert code == 1 and out == "", err
+    assert err.startswith(f"{path}:11: smtpConfig.auth.pass: MAILPROBE_TOKEN holds the API token")
+    assert tenant.tokens["admin"] not in err
 
 
 @pytest.mark.parametrize("command", ["apply", "export"])
@@ -251,7 +364,7 @@ async def test_the_command_line_refuses_plain_http_to_another_host_before_connec
 async def test_a_rotated_secret_reaches_the_server_on_the_next_apply(
     client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
-    """The API shows secrets only as the mask, so no plan sees a rotated RELAY_PASSWORD: every
+    """The API shows secrets only as the mask, so no plan sees a rotated secret: every
     apply sends the file's secrets and the API stores the ones that changed (the others keep
     their ciphertext)."""
     customer = tenant.customer_public_id
@@ -259,7 +372,7 @@ async def test_a_rotated_secret_reaches_the_server_on_the_next_apply(
     shown = {m.name: m.public_id for m in await current(client, customer)}
     box_before = (await stored_row(pool, shown["Mailbox"]))["config"]["password"]
 
-    rotated = {**ENV, "RELAY_PASSWORD": "relay-rotated-2"}
+    rotated = {**ENV, "MAILPROBE_SECRET_RELAY": "relay-rotated-2"}
     code, said = await run(load(monitors_file(customer), "m.yaml", rotated), client)
     assert code == 0, said
     assert said[0] == (

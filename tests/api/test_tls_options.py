@@ -14,6 +14,8 @@ from controller.scheduler import job_config
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
 from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, minimal_body, stored_row
+from tests.api.test_roundtrip_monitors import RT
+from tests.api.test_roundtrip_monitors import body as roundtrip_body
 from tests.conftest import Tenant
 
 CA_PEM = trustme.CA().cert_pem.bytes().decode()
@@ -61,9 +63,15 @@ async def test_null_ca_and_servername_are_the_defaults_and_not_stored(
 
 
 BROKEN_PEM = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+LOWER_KEY = KEY_PEM.lower()
 BAD_TLS: list[tuple[str, dict[str, Any], str, str]] = [
     ("smtpConfig", {"ca": "x"}, "tlsOptions.ca", "PEM certificates"),
-    ("smtpConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "Unable to load PEM"),
+    ("smtpConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "is not a valid certificate"),
+    ("smtpConfig", {"ca": CA_PEM + LOWER_KEY}, "tlsOptions.ca", "private key"),
+    ("smtpConfig", {"ca": CA_PEM + "trailing words"}, "tlsOptions.ca", "text outside"),
+    ("imapPopConfig", {"ca": CA_PEM + LOWER_KEY}, "tlsOptions.ca", "private key"),
+    ("imapPopConfig", {"ca": CA_PEM.lower()}, "tlsOptions.ca", "labelled 'certificate'"),
+    ("config", {"ca": "notes\n" + CA_PEM}, "tlsOptions.ca", "text outside"),
     ("smtpConfig", {"ca": ""}, "tlsOptions.ca", "length"),
     (
         "smtpConfig",
@@ -73,11 +81,31 @@ BAD_TLS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("smtpConfig", {"ca": CA_PEM + KEY_PEM}, "tlsOptions.ca", "private key"),
     ("smtpConfig", {"ca": 5}, "tlsOptions.ca", "Expected `str"),
-    ("imapPopConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "Unable to load PEM"),
+    ("imapPopConfig", {"ca": BROKEN_PEM}, "tlsOptions.ca", "is not a valid certificate"),
     ("imapPopConfig", {"servername": "mail corp"}, "tlsOptions.servername", "hostname"),
     ("config", {"servername": "https://mail.corp/"}, "tlsOptions.servername", "hostname"),
     ("imapPopConfig", {"servername": ""}, "tlsOptions.servername", "length"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "config"),
+    [
+        (SMTP, "smtpConfig", {"secure": True}),
+        (IMAP, "imapPopConfig", {"protocol": "imap", "tls": True}),
+        (IMAP, "imapPopConfig", {"protocol": "pop3", "tls": True}),
+    ],
+)
+async def test_a_ca_is_stored_and_shown_re_encoded(
+    http: httpx.AsyncClient, tenant: Tenant, path: str, key: str, config: dict[str, Any]
+) -> None:
+    """CRLF line ends, indentation and blank lines around the certificates are not stored: the
+    certificates are, re-encoded as PEM."""
+    sent = "\r\n  " + CA_PEM.replace("\n", "\r\n  ") + "\n\n" + OTHER_PEM + "\n"
+    body = minimal_body(tenant, **{key: {**config, "tlsOptions": {"ca": sent}}})
+    r = await http.post(path, json=body, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    assert r.json()[key]["tlsOptions"]["ca"] == TWO_PEMS
 
 
 @pytest.mark.parametrize(("key", "tls", "field", "says"), BAD_TLS)
@@ -92,7 +120,9 @@ async def test_an_unusable_ca_or_servername_is_a_400_naming_it(
     )
     error = assert_error(r, 400, fields=[f"{key}.{field}"])
     assert says in error["message"]
-    assert "PRIVATE KEY" not in r.text
+    key_line = KEY_PEM.splitlines()[1]
+    assert key_line not in r.text and key_line.lower() not in r.text
+    assert "PRIVATE KEY-----" not in r.text.upper() and "trailing words" not in r.text
     listed = await http.get(path, headers=tenant.auth())
     assert listed.json()["total"] == 0
 
@@ -141,3 +171,22 @@ async def test_a_new_ca_or_servername_needs_the_password_again(
     assert r.status_code == 200, r.text
     row = await stored_row(pool, created["publicId"])
     assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == "sent-again"
+
+
+@pytest.mark.parametrize("leg", ["send", "receive"])
+async def test_a_round_trip_legs_ca_is_certificates_only(
+    http: httpx.AsyncClient, tenant: Tenant, leg: str
+) -> None:
+    """Each leg of a round trip takes a CA by the same rule: a key after the certificate is a
+    400 naming the leg's field, and a CA with CRLF line ends is stored re-encoded."""
+    field = f"roundtripConfig.{leg}.tlsOptions.ca"
+    refused = roundtrip_body(tenant, **{f"{leg}__tlsOptions": {"ca": CA_PEM + KEY_PEM}})
+    r = await http.post(RT, json=refused, headers=tenant.auth())
+    error = assert_error(r, 400, fields=[field])
+    assert error["message"] == f"{field} holds a private key; give certificates only"
+    assert (await http.get(RT, headers=tenant.auth())).json()["total"] == 0
+
+    crlf = roundtrip_body(tenant, **{f"{leg}__tlsOptions": {"ca": CA_PEM.replace("\n", "\r\n")}})
+    r = await http.post(RT, json=crlf, headers=tenant.auth())
+    assert r.status_code == 201, r.text
+    assert r.json()["roundtripConfig"][leg]["tlsOptions"]["ca"] == CA_PEM
