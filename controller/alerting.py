@@ -61,6 +61,7 @@ from controller import (
     login_backoff,
     maintenance,
     metrics,
+    no_data,
     roundtrip_delivery,
     schedule,
 )
@@ -70,6 +71,7 @@ from controller.db import maintenance as windows_db
 from controller.db.alerts import Thresholds
 from controller.db.pool import Conn
 from controller.db.results import ResultRow
+from controller.login_backoff import HELD
 from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
 from controller.schedule import JobIds
@@ -97,6 +99,7 @@ class Round:
     failures: list[Row] = field(default_factory=list)
     missed: list[Row] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # not run on purpose (results.HELD_KINDS)
+    held_kinds: list[str] = field(default_factory=list)  # their error kinds
 
     @property
     def countries(self) -> int:
@@ -127,6 +130,7 @@ def rounds(rows: Sequence[Any]) -> list[Round]:
             r.failures.append((row["country"], row["error_kind"], row["message"]))
         elif row["error_kind"] in results.HELD_KINDS:
             r.held.append(row["country"])
+            r.held_kinds.append(row["error_kind"])
         else:  # missed, or inconclusive: neither failing nor passing
             r.missed.append((row["country"], row["error_kind"], row["message"]))
     return found
@@ -174,13 +178,33 @@ class AlertState:
     last_round_at: datetime | None = None
     open_incident_id: int | None = None
     last_notified_at: datetime | None = None
+    missed_rounds: int = 0  # the run of missed rounds (`no_data.Run`)
+    missed_since: datetime | None = None
 
-    def step(self, verdict: str, at: datetime, t: Thresholds) -> str | None:
-        """Move by one round; return `open` or `close` when the incident should change."""
+    def step(
+        self,
+        verdict: str,
+        at: datetime,
+        t: Thresholds,
+        data: no_data.Kind | None = None,
+        no_data_after: timedelta | None = None,
+    ) -> str | None:
+        """Move by one round; return `open`, `close` or `no_data` (close it for lack of data,
+        `no_data.closes`) when the incident should change. `data`: the round's `no_data.kind`
+        (by default `no_data` when missed); `no_data_after`: INCIDENT_NO_DATA_CLOSE_MINUTES."""
         self.last_round_at = at
+        run = no_data.Run(self.missed_rounds, self.missed_since).after(
+            data or ("no_data" if verdict == "missed" else "data"), at
+        )
+        self.missed_rounds, self.missed_since = run.rounds, run.since
         if verdict == "missed":
             if self.open_incident_id is None:
                 self.state = "missed"
+            elif no_data.closes(run, at, no_data_after):
+                self.state = "missed"
+                self.consecutive_down_rounds, self.down_since = 0, None
+                self.consecutive_up_rounds, self.up_since = 0, None
+                return "no_data"
             return None
         if verdict == "failing":
             if self.consecutive_down_rounds == 0:
@@ -222,6 +246,7 @@ class Alerter:
         confirm_per_minute: int = 600,
         checks_per_minute: int = 2000,
         login_backoff_max_minutes: int = 360,
+        no_data_close_minutes: int = 60,
         interval_s: float = 1.0,
         batch: int = BATCH,
         clock: Callable[[], datetime] = utcnow,
@@ -235,6 +260,9 @@ class Alerter:
         self._confirm_per_minute = confirm_per_minute
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._login_cap = timedelta(minutes=login_backoff_max_minutes)
+        self._no_data_after = (
+            timedelta(minutes=no_data_close_minutes) if no_data_close_minutes else None
+        )
         self._interval_s = interval_s
         self._batch = batch
         self._clock = clock
@@ -298,7 +326,9 @@ class Alerter:
         quiet = await self._quiet(conn, monitor, now)
         if not quiet:
             for incident in await alerts.held_recoveries(conn, monitor_id):
-                await self._notify(conn, monitor, incident, "recovered", now, s)
+                closed = no_data.closed_for_lack_of_data(incident["end_reason"])
+                kind: Kind = "no_data" if closed else "recovered"
+                await self._notify(conn, monitor, incident, kind, now, s)
         due: datetime | None = None
         if monitor["status"] == "disabled":
             await self._disable(conn, monitor, s, now)
@@ -383,11 +413,13 @@ class Alerter:
             backoff = login_backoff.after_round(
                 backoff, [k for _, k, _ in r.failures], bool(r.up), r.at, interval, self._login_cap
             )
-            action = s.step(verdict, r.at, t)
-            await self._act(conn, monitor, s, r, action, now, quiet)
+            data = no_data.kind(verdict, [k for _, k, _ in r.missed], r.held_kinds)
+            action = s.step(verdict, r.at, t, data, self._no_data_after)
+            ended = await self._act(conn, monitor, s, r, action, now, quiet)
             if s.state != previous:
                 seen = r.missed if s.state == "missed" else r.failures
                 cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
+                cause = ended or cause
                 countries = [c for c, _, _ in seen]
                 await self._event(conn, monitor, previous, s.state, r.at, countries, cause)
         if monitor["type"] == "roundtrip" and judged:
@@ -545,6 +577,10 @@ class Alerter:
                 s.state = verdict
         if s.open_incident_id is None and judged[-1][1] == "missed" and action is None:
             s.state = "missed"  # the latest round still ran nowhere
+        missed = no_data.Run()
+        for r, v in judged:
+            missed = missed.after(no_data.kind(v, [k for _, k, _ in r.missed], r.held_kinds), r.at)
+        s.missed_rounds, s.missed_since = missed.rounds, missed.since
         await self._act(conn, monitor, s, last, action, now, quiet)
         log.info(
             "rounds judged again with a late result",
@@ -606,8 +642,9 @@ class Alerter:
         action: str | None,
         now: datetime,
         quiet: bool,
-    ) -> None:
-        """Open or close the incident as the round's step said, and queue who hears of it."""
+    ) -> str:
+        """Open or close the incident as the round's step said, and queue who hears of it;
+        return the end reason of an incident closed for lack of data (else "")."""
         if action == "open":
             kind, text = causes.describe(r.failures)
             incident = await alerts.open_incident(
@@ -628,6 +665,28 @@ class Alerter:
             s.open_incident_id = None
             if incident["notified"] and not quiet:
                 await self._notify(conn, monitor, incident, "recovered", now, s)
+        elif action == "no_data" and s.open_incident_id is not None:
+            since = s.missed_since or r.at
+            unheld: list[Row] = [
+                (c, k, "") for c, k in zip(r.held, r.held_kinds, strict=True) if k != HELD
+            ]
+            why = causes.describe(r.missed + unheld)[1] if r.missed or unheld else ""
+            reason = no_data.reason(since, s.missed_rounds, why)
+            incident = await alerts.close_incident(
+                conn, s.open_incident_id, since, reason=reason, hold_recovery=quiet
+            )
+            s.open_incident_id = None
+            log.warning(
+                "incident closed for lack of data",
+                monitor_id=str(monitor["public_id"]),
+                incident_id=incident["id"],
+                missed_rounds=s.missed_rounds,
+                no_data_since=iso_ms(since),
+            )
+            if incident["notified"] and not quiet:
+                await self._notify(conn, monitor, incident, "no_data", now, s)
+            return reason
+        return ""
 
     async def _disable(self, conn: Conn, monitor: Any, s: AlertState, now: datetime) -> None:
         """A disabled monitor: its open incident closes now, silently; the state is `unknown`;
@@ -674,7 +733,7 @@ class Alerter:
         key = f"incident:{incident['id']}:{tag}"
         notes = alerts.to_recipients(kind, monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
-        if kind != "recovered":
+        if kind not in ("recovered", "no_data"):
             await alerts.set_incident_notified(conn, incident["id"], reminders)
             s.last_notified_at = now
         log.info(

@@ -57,6 +57,15 @@ CAUSES: dict[str, tuple[str, str]] = {
         "The round was over before the controller could send it (an outage of the controller, "
         "NATS or PostgreSQL).",
     ),
+    "login_capped": (
+        "login cap reached",
+        "The check was not sent: the organization's logins to the account reached their cap "
+        "(LOGIN_CAP_PER_ACCOUNT).",
+    ),
+    "auth_backoff": (
+        "logins paused",
+        "The check did not log in: logins are paused after rejected credentials.",
+    ),
     # An agent's own path explains its failure (issue 16): like missed, never an incident's.
     "inconclusive": (
         "agent path blocked",

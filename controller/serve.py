@@ -84,6 +84,7 @@ def _alerter(
         confirm_per_minute=settings.confirm_rounds_per_minute,
         checks_per_minute=settings.org_max_checks_per_minute,
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
+        no_data_close_minutes=settings.incident_no_data_close_minutes,
         interval_s=settings.alert_eval_interval_seconds,
     )
     worker = OutboxWorker(

@@ -340,6 +340,17 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             "logs in; a successful login or new credentials end it",
         ),
     ] = 360
+    incident_no_data_close_minutes: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=10_080,
+            description="an open incident whose rounds have all been missed (no agent, "
+            "expired, inconclusive, `login_capped`, …) for this many minutes and at least 3 "
+            "rounds is closed for lack of data: the state becomes `missed`, never `up`, and "
+            "those told of the outage are told it closed without a recovery; `0`: never",
+        ),
+    ] = 60
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(

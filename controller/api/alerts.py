@@ -87,8 +87,9 @@ IncidentPage = Annotated[Page[Incident], published("IncidentPage")]
 class DeliveryAttempt(msgspec.Struct, rename="camel"):
     id: int
     incident_id: str | None
-    kind: str  # `down`, `reminder`, `recovered`, `finding`, `cert_expiry`, `credentials`,
-    # `held_back` (the owners' notice that the notification budget was reached)
+    kind: str  # `down`, `reminder`, `recovered`, `no_data` (closed for lack of data), `finding`,
+    # `cert_expiry`, `credentials`, `held_back` (the owners' notice that the notification budget
+    # was reached)
     channel: str  # `email`, `sms`
     target: str
     attempt: int

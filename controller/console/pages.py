@@ -33,7 +33,7 @@ from controller.console.session import (
     principal_of,
     session_cookie,
 )
-from controller.db import accounts, alerts, console, maintenance, monitors, results
+from controller.db import accounts, alerts, console, login_caps, maintenance, monitors, results
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
 from controller.pipeline import Pipeline
@@ -297,6 +297,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         incidents, _ = await alerts.list_incidents(conn, row["id"], 10, 0)
         history, _ = await alerts.list_history(conn, row["id"], 10, 0)
         windows = await maintenance.for_monitor(conn, row["id"], row["customer_id"])
+        capped = await login_caps.get(conn, row["id"], now)
     return page(
         request,
         "monitor.html",
@@ -312,6 +313,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         incidents=incidents,
         history=history,
         windows=windows,
+        capped=capped,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )

@@ -221,7 +221,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
 
 STATE_COLUMNS = (
     "state, consecutive_down_rounds, consecutive_up_rounds, down_since, up_since, last_round_at,"
-    " open_incident_id, last_notified_at, changed_at"
+    " open_incident_id, last_notified_at, changed_at, missed_rounds, missed_since"
 )
 
 
@@ -365,7 +365,8 @@ async def list_incidents(
         " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
         "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
         "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
-        "   FROM notification_outbox o WHERE o.incident_id = i.id AND o.kind <> 'recovered') d"
+        "   FROM notification_outbox o"
+        "   WHERE o.incident_id = i.id AND o.kind NOT IN ('recovered', 'no_data')) d"
         " WHERE i.monitor_id = $1"
         " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
         monitor_id,

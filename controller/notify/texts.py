@@ -16,10 +16,15 @@ from controller.causes import label
 from controller.login_backoff import Backoff
 from shared.timefmt import iso_ms
 
-Kind = Literal["down", "reminder", "recovered"]
+Kind = Literal["down", "reminder", "recovered", "no_data"]
 
 _TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3", "roundtrip": "Round-trip"}
-_HEADLINE = {"down": "DOWN", "reminder": "Still down", "recovered": "Recovered"}
+_HEADLINE = {
+    "down": "DOWN",
+    "reminder": "Still down",
+    "recovered": "Recovered",
+    "no_data": "Closed, no data",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,12 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
     if kind == "recovered":
         subject = f"[mailprobe] Recovered: {name} after {lasted}"
         lead = f"{name} ({target(monitor)}) is up again after {lasted} of downtime."
+    elif kind == "no_data":
+        subject = f"[mailprobe] Closed for lack of data: {name} (not recovered)"
+        lead = (
+            f"{name} ({target(monitor)}) was down; its incident is closed because no check"
+            " result could be had since, not because it recovered."
+        )
     elif kind == "reminder":
         subject = f"[mailprobe] Still down: {name} for {lasted}"
         lead = f"{name} ({target(monitor)}) has been down for {lasted}."
@@ -93,13 +104,17 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
         ("Seen from", where),
         ("Down since", iso_ms(started)),
     ]
-    if ended is not None:
+    if ended is not None and kind == "no_data":
+        facts += [("No data since", iso_ms(ended)), ("Why", incident["end_reason"] or "-")]
+    elif ended is not None:
         facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
     facts.append(("Monitor", str(monitor["public_id"])))
     sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor['hostname']})"
     sms += (
         f" after {lasted}"
         if kind == "recovered"
+        else ": incident closed, no data, not recovered"
+        if kind == "no_data"
         else f": {label(incident['cause_kind'])} in {where}"
     )
     return with_facts(subject, lead, facts, sms)

@@ -2,14 +2,18 @@
 refused), tenancy (another organization's monitor is a 404), the create form's validation (the
 API's, naming the field), the overview's counts and filters."""
 
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import httpx
 import pytest
 import trustme
 
+from controller.db import login_caps
 from controller.schedule import JobIds
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
+from shared.timefmt import utcnow
 from tests.api.helpers import create, opened, stored_row
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
@@ -337,3 +341,34 @@ async def test_a_global_supporter_reads_every_organization_and_changes_nothing(
     token = await client.csrf(page)
     assert (await client.post(f"{page}/pause", token=token)).status_code == 403
     assert (await client.get("/console/status-pages")).status_code == 403
+
+
+async def test_the_monitor_page_shows_its_login_cap_while_it_holds(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """Pins: a monitor whose account's login cap was reached (a `login_caps` row within the
+    last 10 minutes) says so on its page, with since when and the cap; an episode a window
+    old, or none, shows nothing. Before, only `GET …/login-backoff` showed it."""
+    monitor = await create(http, tenant, "smtp", name="Capped relay")
+    page = f"/console/monitors/{monitor['publicId']}"
+    client.session = tenant.tokens["readonly"]
+    assert 'id="login-cap"' not in (await client.get(page)).text
+    since = datetime(2026, 3, 4, 5, 6, tzinfo=UTC)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+        )
+        assert row is not None
+        await login_caps.reached(conn, row["id"], 1234, utcnow() - timedelta(minutes=3))
+        await conn.execute(
+            "UPDATE login_caps SET since = $2 WHERE monitor_id = $1", row["id"], since
+        )
+    text = (await client.get(page)).text
+    assert "Logins capped since 2026-03-04 05:06 UTC (cap 1,234 per 10 min)" in text
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE login_caps SET last_at = $2 WHERE monitor_id = $1",
+            row["id"],
+            utcnow() - timedelta(minutes=11),
+        )
+    assert 'id="login-cap"' not in (await client.get(page)).text

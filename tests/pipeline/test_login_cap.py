@@ -13,7 +13,8 @@ from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
-from tests.api.helpers import PATHS, create, seed_body
+from tests.alertsite.helpers import MINIMAL, V3, as_error
+from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_scheduler import make_due
@@ -174,3 +175,68 @@ async def test_reaching_the_cap_tells_the_owners_once_and_shows_on_the_monitor(
     body = r.json()
     assert body["loginCapped"] is True and body["loginCap"] == 1
     assert body["loginCappedSince"] is not None
+
+
+def _five_a_minute(user: str) -> dict[str, object]:
+    return {
+        "hostname": "mx.example.org",
+        "allowedCheckCountryCodes": ["DE", "FR", "NL", "GB", "US"],
+        "checkInterval": 60,
+        "smtpConfig": {"auth": {"user": user, "pass": "pw"}},
+    }
+
+
+async def test_an_update_past_the_ceiling_is_refused_and_changes_nothing(
+    api: httpx.AsyncClient, org: Tenant, settings: ControllerSettings
+) -> None:
+    """Pins: a PATCH that moves a monitor onto a full account (new credentials, or a shorter
+    interval of one of its monitors) is a 403 `login_cap` naming the setting, and the monitor
+    stays as it was; a write that adds no logins (a rename) still passes."""
+    per_monitor = 5 * (2 * 10 + settings.trigger_check_burst)
+    fits = settings.login_cap_per_account // per_monitor
+    for _ in range(fits):
+        await create(api, org, **_five_a_minute("alice"))
+    slow = await create(api, org, **{**_five_a_minute("alice"), "checkInterval": 3600})
+    bob = await create(api, org, **_five_a_minute("bob"))
+    url = f"{PATHS['smtp']}/{bob['publicId']}"
+    r = await api.patch(url, json={"smtpConfig": ALICE}, headers=org.auth())
+    error = assert_error(r, 403, code="login_cap")
+    assert "alice@mx.example.org" in error["message"]
+    assert "LOGIN_CAP_PER_ACCOUNT" in error["message"]
+    got = (await api.get(url, headers=org.auth())).json()
+    assert got["smtpConfig"]["auth"]["user"] == "bob"
+
+    slow_url = f"{PATHS['smtp']}/{slow['publicId']}"
+    r = await api.patch(slow_url, json={"checkInterval": 60}, headers=org.auth())
+    assert_error(r, 403, code="login_cap")
+    assert (await api.get(slow_url, headers=org.auth())).json()["checkInterval"] == 3600
+    r = await api.patch(slow_url, json={"name": "renamed"}, headers=org.auth())
+    assert r.status_code == 200, r.text
+
+
+async def test_an_alertsite_create_past_the_ceiling_is_refused(
+    api: httpx.AsyncClient, org: Tenant, settings: ControllerSettings
+) -> None:
+    """Pins: /api/v3 is held to the same ceiling: an AlertSite create whose login (`login`
+    at `hostname`) would take the account past LOGIN_CAP_PER_ACCOUNT is a 403 in AlertSite's
+    shape naming the setting, and no monitor is created; another login on that host fits."""
+    per_monitor = 5 * (2 * 10 + settings.trigger_check_burst)
+    for _ in range(settings.login_cap_per_account // per_monitor):
+        await create(api, org, **_five_a_minute("alice"))
+    body = {
+        **MINIMAL,
+        "hostname": "mx.example.org",
+        "interval": 1,
+        "login": "alice",
+        "password": "pw",
+        "locations": [{"id": cc} for cc in ("DE", "FR", "NL", "GB", "US")],
+    }
+    before = (await api.get(PATHS["smtp"], headers=org.auth())).json()["total"]
+    r = await api.post(f"{V3}/monitors/email-smtp", json=body, headers=org.auth())
+    message = as_error(r, 403)
+    assert "alice@mx.example.org" in message and "LOGIN_CAP_PER_ACCOUNT" in message
+    assert (await api.get(PATHS["smtp"], headers=org.auth())).json()["total"] == before
+    r = await api.post(
+        f"{V3}/monitors/email-smtp", json={**body, "login": "carol"}, headers=org.auth()
+    )
+    assert r.status_code == 200, r.text
