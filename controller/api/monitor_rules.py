@@ -1,10 +1,9 @@
 """From a validated request body to the row values to store, and from a row to the response.
 
-Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
+Shared by every kind's resource; `Kind` (controller.kinds) holds what differs between them.
 """
 
 import hmac
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -35,20 +34,10 @@ from controller.api.monitor_schemas import (
 from controller.api.secret_binding import SECRET_PATH, Target
 from controller.db import customers, monitors
 from controller.db.pool import Conn
+from controller.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
 from shared.timefmt import iso_ms, iso_ms_or_none
 
-
-@dataclass(frozen=True)
-class Kind:
-    label: str
-    config_key: str
-    types: tuple[str, ...]
-
-
-SMTP = Kind("SMTP Monitor", "smtpConfig", ("smtp",))
-IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
-ROUNDTRIP = Kind("Round-trip Monitor", "roundtripConfig", ("roundtrip",))
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
 # IMAP mailbox names are sent quoted; these would end the quoted string or the command.
 _NOT_IN_FOLDER = frozenset('"\\')
@@ -541,6 +530,7 @@ def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
 
 __all__ = [
     "IMAP_POP",
+    "ROUNDTRIP",
     "SMTP",
     "ImapPopMonitorCreate",
     "ImapPopMonitorUpdate",
