@@ -37,6 +37,7 @@ class Kind:
     types: tuple[MonitorType, ...]
     type_labels: tuple[str, ...]
     logins: tuple[Login, ...]
+    hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -71,6 +72,7 @@ ROUNDTRIP: Final = Kind(
     types=("roundtrip",),
     type_labels=("Round-trip",),
     logins=(Login("send.auth.user", "send.auth.pass"), Login("receive.user", "receive.password")),
+    hostname=False,
 )
 
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
@@ -87,9 +89,9 @@ def of_type(monitor_type: str) -> Kind:
     return _BY_TYPE[monitor_type]
 
 
-def named(name: str) -> Kind | None:
-    """The kind the API and monitors files call `name`, or None."""
-    return _BY_NAME.get(name)
+def named(name: str) -> Kind:
+    """The kind the API calls `name` (`/api/{name}-monitors`); KeyError for none."""
+    return _BY_NAME[name]
 
 
 def secrets_of(monitor_type: str) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from controller.db import customers, monitors
 from controller.db.pool import Conn
 from controller.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
+from shared.messages import RoundTripConfig
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
@@ -509,6 +510,16 @@ def _common(monitor: monitors.Monitor, config: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str, Any]:
+    """A round trip's config as responses show it: as the agent uses it (defaults spelt out,
+    secrets masked), the send leg's server (the monitor's hostname and port) in `send`."""
+    if not isinstance(config, RoundTripConfig):  # as stored
+        config = monitors.decode_config(ROUNDTRIP.types[0], config)
+    shown: dict[str, Any] = masked(msgspec.to_builtins(config))
+    shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
+    return shown
+
+
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
@@ -516,10 +527,7 @@ def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
     """The response for a stored monitor of `kind`, read through the typed Monitor."""
     monitor = monitors.decode(row)
     if kind is ROUNDTRIP:
-        # The config as the agent uses it (defaults spelt out), the send leg's server (the
-        # monitor's hostname and port) in `send`.
-        config = masked(msgspec.to_builtins(monitor.config))
-        config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
+        config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config)
         return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
     # The keys as sent, as the seeds show them.
     config = masked(monitor.config_as_sent)

@@ -85,14 +85,12 @@ class KindForm:
     """How a kind's form reads and writes its config: `config` (the config key's body from the
     form), `values` (the form's fields from the config as the API shows it), `keep` (what an
     edit keeps of the stored config the form does not show, and the mask for a password left
-    empty), `new` (a new form's defaults), `hostname` (whether the monitor's own hostname and
-    port are on the form: a round trip's servers are in its config)."""
+    empty), `new` (a new form's defaults)."""
 
     config: Callable[[str, dict[str, str]], dict[str, Any]]
     values: Callable[[dict[str, Any]], dict[str, str]]
     keep: Callable[[dict[str, str], dict[str, Any], dict[str, Any]], None]
     new: dict[str, str]
-    hostname: bool = True
 
 
 def _smtp_config(_: str, form: dict[str, str]) -> dict[str, Any]:
@@ -223,7 +221,6 @@ FORM_KINDS: dict[Kind, KindForm] = {
             "receive_tls": "on",
             "folders": "INBOX",
         },
-        hostname=False,
     ),
 }
 FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
@@ -241,7 +238,7 @@ def body_of(monitor_type: str, form: dict[str, str]) -> dict[str, Any]:
     }
     fields = [("interval", "checkInterval"), ("timeout", "timeoutSeconds")]
     kind_form = form_of(monitor_type)
-    if kind_form.hostname:
+    if kinds.of_type(monitor_type).hostname:
         body["hostname"] = form.get("hostname", "").strip()
         fields.insert(0, ("port", "port"))
     for key, field in fields:
