@@ -13,7 +13,13 @@ Pure: imports only the wire types.
 from dataclasses import dataclass
 from typing import Final
 
-from shared.messages import MonitorType
+from shared.messages import (
+    ImapPopConfig,
+    JobConfig,
+    MonitorType,
+    RoundTripConfig,
+    SmtpConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -27,15 +33,17 @@ class Login:
 
 @dataclass(frozen=True, eq=False)
 class Kind:
-    """`name`: the API's and the monitors file's name of the kind (`/api/{name}-monitors`);
-    `types`: the stored types it covers, the first being a new monitor's default, each with its
-    label; `logins`: where its credentials sit, a round trip's send leg first."""
+    """`name`: the API's name of the kind (`/api/{name}-monitors`); `types`: the stored types it
+    covers, the first being a new monitor's default, each with its label; `config`: the wire
+    Struct its stored config is read as; `logins`: where its credentials sit, a round trip's
+    send leg first."""
 
     name: str
     label: str
     config_key: str
     types: tuple[MonitorType, ...]
     type_labels: tuple[str, ...]
+    config: type[JobConfig]
     logins: tuple[Login, ...]
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
 
@@ -55,6 +63,7 @@ SMTP: Final = Kind(
     config_key="smtpConfig",
     types=("smtp",),
     type_labels=("SMTP",),
+    config=SmtpConfig,
     logins=(Login("auth.user", "auth.pass"),),
 )
 IMAP_POP: Final = Kind(
@@ -63,6 +72,7 @@ IMAP_POP: Final = Kind(
     config_key="imapPopConfig",
     types=("imap", "pop3"),
     type_labels=("IMAP", "POP3"),
+    config=ImapPopConfig,
     logins=(Login("user", "password"),),
 )
 ROUNDTRIP: Final = Kind(
@@ -71,6 +81,7 @@ ROUNDTRIP: Final = Kind(
     config_key="roundtripConfig",
     types=("roundtrip",),
     type_labels=("Round-trip",),
+    config=RoundTripConfig,
     logins=(Login("send.auth.user", "send.auth.pass"), Login("receive.user", "receive.password")),
     hostname=False,
 )
