@@ -113,10 +113,10 @@ async def test_the_console_shows_creates_and_edits_a_monitor_of_each_type(
         "name": f"{monitor_type} by form",
         "interval": str(monitor["checkInterval"]),
         "timeout": str(monitor["timeoutSeconds"]),
-        "hostname": monitor["hostname"],
-        "port": str(monitor["port"] or ""),
         **form_of(monitor_type).values(shown),
     }
+    if kind.hostname:
+        values |= {"hostname": monitor["hostname"], "port": str(monitor["port"] or "")}
     token = await client.csrf(f"{page}/edit")
     r = await client.post(f"{page}/edit", values, token=token)
     assert (r.status_code, r.headers.get("location")) == (303, f"{page}?notice=updated"), r.text
@@ -124,6 +124,8 @@ async def test_the_console_shows_creates_and_edits_a_monitor_of_each_type(
     assert after["name"] == f"{monitor_type} by form"
     assert after[kind.config_key] == shown  # secrets kept, nothing the form hides dropped
 
+    on_form = set(re.findall(r'name="(\w+)"', new.text))
+    assert set(values) <= on_form  # the form's fields are the template's
     passwords = {
         name: "Form-Secret-1" for name in re.findall(r'type="password" name="(\w+)"', new.text)
     }
