@@ -26,7 +26,7 @@ from controller.api.auth import AuthController, BearerAuthMiddleware, Logins, fl
 from controller.api.customers import CustomerController
 from controller.api.errors import EXCEPTION_HANDLERS
 from controller.api.maintenance import MaintenanceWindowController
-from controller.api.monitor_kinds import IMAP_POP_API, ROUNDTRIP_API, SMTP_API
+from controller.api.monitor_kinds import APIS
 from controller.api.monitors import router as monitors_router
 from controller.api.posture import router as posture_router
 from controller.api.results import list_agents
@@ -186,17 +186,11 @@ def create_app(
         route_handlers=[
             AuthController,
             AlertSiteController,
-            monitors_router(SMTP_API),
-            monitors_router(IMAP_POP_API),
-            results_router(SMTP_API),
-            results_router(IMAP_POP_API),
-            alerts_router(SMTP_API),
-            alerts_router(IMAP_POP_API),
-            monitors_router(ROUNDTRIP_API),
-            results_router(ROUNDTRIP_API),
-            alerts_router(ROUNDTRIP_API),
-            posture_router(SMTP_API),
-            posture_router(IMAP_POP_API),
+            *(
+                make(api)
+                for make in (monitors_router, results_router, alerts_router, posture_router)
+                for api in APIS
+            ),
             AlertSettingsController,
             MaintenanceWindowController,
             list_agents,

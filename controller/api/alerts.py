@@ -365,9 +365,8 @@ def router(api: KindApi) -> Router:
             one(put_alert_settings)
         ),
     ]
-    if api.login_backoff:
-        summary = f"{label} logins backed off (credentials rejected)"
-        handlers.append(get("/login-backoff", summary=summary)(one(login_backoff)))
+    summary = f"{label} logins backed off (credentials rejected)"
+    handlers.append(get("/login-backoff", summary=summary)(one(login_backoff)))
     if api.delivery:
         summary = f"{label}: whether its mailbox has shown it receives the probe"
         handlers.append(get("/delivery", summary=summary)(one(delivery)))

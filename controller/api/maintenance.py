@@ -26,11 +26,11 @@ from controller.db import customers, monitors
 from controller.db import maintenance as windows
 from controller.db.accounts import Principal
 from controller.db.pool import Conn
+from controller.kinds import ALL_TYPES
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
 
-ALL_TYPES = ("smtp", "imap", "pop3", "roundtrip")
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
 
 

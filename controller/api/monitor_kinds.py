@@ -1,7 +1,7 @@
-"""What each monitor kind looks like in the HTTP API: its path, path parameter, tag, summaries'
-wording and OpenAPI types. `controller.api.monitors`, `results` and `alerts` each build a kind's
-routes from its `KindApi` (`posture` too, for SMTP and IMAP/POP), so the kinds share one handler
-per endpoint."""
+"""What each monitor kind (controller.kinds) looks like in the HTTP API: its path, path parameter,
+tag, summaries' wording and OpenAPI types. `controller.api.monitors`, `results`, `alerts` and
+`posture` each build a kind's routes from its `KindApi`, so the kinds share one handler per
+endpoint; the app mounts them for every kind of `APIS`, which follows the registry."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +11,6 @@ import msgspec
 from litestar.openapi.spec import Example
 from litestar.params import Body, PathParameter
 
-from controller.api.monitor_rules import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.api.monitor_schemas import (
     ImapPopMonitor,
     ImapPopMonitorCreate,
@@ -29,6 +28,7 @@ from controller.api.monitor_schemas import (
     SmtpMonitorPage,
     SmtpMonitorUpdate,
 )
+from controller.kinds import IMAP_POP, KINDS, ROUNDTRIP, SMTP, Kind
 
 SMTP_EXAMPLE = {
     "customerId": "11111111-1111-4111-8111-111111111111",
@@ -125,7 +125,6 @@ class KindApi:
     update: type[msgspec.Struct]
     create_examples: list[Example]
     update_examples: list[Example] | None
-    login_backoff: bool  # whether it serves GET …/login-backoff
     delivery: bool = False  # whether it serves GET …/delivery (round trips)
 
     @property
@@ -158,7 +157,7 @@ class KindApi:
 
 SMTP_API = KindApi(
     kind=SMTP,
-    path="/api/smtp-monitors",
+    path=f"/api/{SMTP.name}-monitors",
     tag="smtp monitors",
     param="smtpMonitorPublicId",
     a_label="an SMTP Monitor",
@@ -169,11 +168,10 @@ SMTP_API = KindApi(
     update=SmtpMonitorUpdate,
     create_examples=[Example("seed", value=SMTP_EXAMPLE)],
     update_examples=[Example("seed", value=SMTP_PATCH_EXAMPLE)],
-    login_backoff=True,
 )
 IMAP_POP_API = KindApi(
     kind=IMAP_POP,
-    path="/api/imap-pop-monitors",
+    path=f"/api/{IMAP_POP.name}-monitors",
     tag="imap/pop monitors",
     param="imapPopMonitorPublicId",
     a_label="an IMAP/POP Monitor",
@@ -184,11 +182,10 @@ IMAP_POP_API = KindApi(
     update=ImapPopMonitorUpdate,
     create_examples=[Example("seed", value=IMAP_EXAMPLE)],
     update_examples=None,
-    login_backoff=True,
 )
 ROUNDTRIP_API = KindApi(
     kind=ROUNDTRIP,
-    path="/api/roundtrip-monitors",
+    path=f"/api/{ROUNDTRIP.name}-monitors",
     tag="round-trip monitors",
     param="roundtripMonitorPublicId",
     a_label="a Round-trip Monitor",
@@ -199,9 +196,16 @@ ROUNDTRIP_API = KindApi(
     update=RoundTripMonitorUpdate,
     create_examples=[Example("example", value=ROUNDTRIP_EXAMPLE)],
     update_examples=None,
-    login_backoff=False,
     delivery=True,
 )
+
+_BY_KIND = {api.kind: api for api in (SMTP_API, IMAP_POP_API, ROUNDTRIP_API)}
+APIS: tuple[KindApi, ...] = tuple(_BY_KIND[kind] for kind in KINDS)  # KeyError: a kind without
+
+
+def api_of(kind: Kind) -> KindApi:
+    """The HTTP resource of `kind`."""
+    return _BY_KIND[kind]
 
 
 def typed(handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:

@@ -1,10 +1,9 @@
 """From a validated request body to the row values to store, and from a row to the response.
 
-Shared by the SMTP and IMAP/POP resources; `Kind` holds what differs between them.
+Shared by every kind's resource; `Kind` (controller.kinds) holds what differs between them.
 """
 
 import hmac
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -35,20 +34,11 @@ from controller.api.monitor_schemas import (
 from controller.api.secret_binding import SECRET_PATH, Target
 from controller.db import customers, monitors
 from controller.db.pool import Conn
+from controller.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.secretbox import PREFIX, SecretBox, SecretBoxError
+from shared.messages import RoundTripConfig
 from shared.timefmt import iso_ms, iso_ms_or_none
 
-
-@dataclass(frozen=True)
-class Kind:
-    label: str
-    config_key: str
-    types: tuple[str, ...]
-
-
-SMTP = Kind("SMTP Monitor", "smtpConfig", ("smtp",))
-IMAP_POP = Kind("IMAP/POP Monitor", "imapPopConfig", ("imap", "pop3"))
-ROUNDTRIP = Kind("Round-trip Monitor", "roundtripConfig", ("roundtrip",))
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
 # IMAP mailbox names are sent quoted; these would end the quoted string or the command.
 _NOT_IN_FOLDER = frozenset('"\\')
@@ -520,6 +510,16 @@ def _common(monitor: monitors.Monitor, config: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str, Any]:
+    """A round trip's config as responses show it: as the agent uses it (defaults spelt out,
+    secrets masked), the send leg's server (the monitor's hostname and port) in `send`."""
+    if not isinstance(config, RoundTripConfig):  # as stored
+        config = monitors.decode_config(ROUNDTRIP.types[0], config)
+    shown: dict[str, Any] = masked(msgspec.to_builtins(config))
+    shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
+    return shown
+
+
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
@@ -527,10 +527,7 @@ def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
     """The response for a stored monitor of `kind`, read through the typed Monitor."""
     monitor = monitors.decode(row)
     if kind is ROUNDTRIP:
-        # The config as the agent uses it (defaults spelt out), the send leg's server (the
-        # monitor's hostname and port) in `send`.
-        config = masked(msgspec.to_builtins(monitor.config))
-        config["send"] = {"hostname": monitor.hostname, "port": monitor.port, **config["send"]}
+        config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config)
         return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
     # The keys as sent, as the seeds show them.
     config = masked(monitor.config_as_sent)
@@ -541,6 +538,7 @@ def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
 
 __all__ = [
     "IMAP_POP",
+    "ROUNDTRIP",
     "SMTP",
     "ImapPopMonitorCreate",
     "ImapPopMonitorUpdate",

@@ -1,4 +1,5 @@
-"""A monitor's security posture: `GET /api/{smtp,imap-pop}-monitors/{id}/posture`, with the
+"""A monitor's security posture: `GET /api/{kind}-monitors/{id}/posture` (every kind), with
+the
 other sub-resources' tenancy (another organization's monitor is a 404; any role may read).
 
 Open findings come first, worst first, each with a sentence a person can act on; then the
@@ -15,10 +16,11 @@ from litestar.params import QueryParameter
 from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_kinds import KindApi
-from controller.api.monitor_rules import Kind, public_id
+from controller.api.monitor_rules import public_id
 from controller.db import monitors
 from controller.db import posture as db
 from controller.db.accounts import Principal
+from controller.kinds import Kind
 from controller.posture.notices import title
 from controller.posture.rules import CODES
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -110,7 +112,7 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
 
 
 def router(api: KindApi) -> Router:
-    """`api`'s kind's security posture (served for SMTP and IMAP/POP)."""
+    """`api`'s kind's security posture."""
     kind = api.kind
 
     async def posture(request: AuthedRequest, monitor_id: str, limit: LimitParam = 200) -> Posture:

@@ -17,16 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from controller import kinds
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, default_port
 
-# Where the secrets sit in each type's stored config. A round trip has two, each bound to its
-# own leg: changing the send server needs the send password, the mailbox's the mailbox password.
-SECRETS: dict[str, tuple[str, ...]] = {
-    "smtp": ("auth.pass",),
-    "imap": ("password",),
-    "pop3": ("password",),
-    "roundtrip": ("send.auth.pass", "receive.password"),
-}
+# Where the secrets sit in each type's stored config (declared with the kinds). A round trip has
+# two, each bound to its own leg: changing the send server needs the send password, the mailbox's
+# the mailbox password.
+SECRETS: dict[str, tuple[str, ...]] = {t: kinds.secrets_of(t) for t in kinds.ALL_TYPES}
 SECRET_PATH = {kind: paths[0] for kind, paths in SECRETS.items() if len(paths) == 1}
 
 # The config keys a secret is bound to, with the value the agent uses when a key is absent.

@@ -12,10 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller import kinds
 from controller.api import validation
 from controller.api.monitor_schemas import MASK
 from controller.ascode import secret_env
 from controller.ascode.spec import SECRET_KEYS, Desired
+from controller.kinds import Kind
 from shared.messages import MonitorType
 
 # Row values compared, and the API field each is shown as.
@@ -56,10 +58,11 @@ class Current:
         return monitor_type
 
     @classmethod
-    def of(cls, endpoint: Literal["smtp", "imap-pop"], item: dict[str, Any]) -> "Current":
-        """From a monitor of the list endpoint `endpoint`."""
+    def of(cls, endpoint: str, item: dict[str, Any]) -> "Current":
+        """From a monitor of the list endpoint of the kind named `endpoint`."""
         config = item["config"] or {}
-        monitor_type = "smtp" if endpoint == "smtp" else config.get("protocol") or "imap"
+        types = kinds.named(endpoint).types
+        monitor_type = types[0] if len(types) == 1 else config.get("protocol") or types[0]
         values = {column: item[field] for column, field in COMPARED.items() if field in item}
         values["type"] = monitor_type
         return cls(item["publicId"], item["name"], values)
@@ -84,7 +87,7 @@ class Action:
 
 
 def _family(monitor_type: str) -> str:
-    return "smtp" if monitor_type == "smtp" else "imap-pop"
+    return kinds.of_type(monitor_type).name
 
 
 def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list[Action]:
@@ -129,10 +132,13 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
     monitors: list[dict[str, Any]] = []
     for have in current:
         v = have.values
-        doc: dict[str, Any] = {"type": have.type, "name": have.name, "hostname": v["hostname"]}
+        kind = kinds.of_type(have.type)
+        doc: dict[str, Any] = {"type": have.type, "name": have.name}
+        if kind.hostname:
+            doc["hostname"] = v["hostname"]
         interval = v["check_interval"]
         defaults = {
-            "port": None,
+            **({"port": None} if kind.hostname else {}),
             "status": "active",
             "check_interval": validation.CHECK_INTERVAL_DEFAULT,
             "timeout_seconds": min(validation.TIMEOUT_DEFAULT, interval),
@@ -145,21 +151,27 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
             if v[column] != default:
                 doc[COMPARED[column]] = v[column]
         if v["config"]:
-            key = "smtpConfig" if have.type == "smtp" else "imapPopConfig"
-            doc[key] = _secret_refs(v["config"], key, have.name)
+            doc[kind.config_key] = _secret_refs(v["config"], kind, have.name)
         monitors.append(doc)
     return {"customer": customer, "monitors": monitors}
 
 
-def _secret_refs(config: dict[str, Any], key: str, name: str) -> dict[str, Any]:
-    *parents, leaf = SECRET_KEYS[key]
+def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any]:
+    """`config` with each masked secret replaced by `{env: NAME}`; a kind with more than one
+    secret (a round trip's send and mailbox passwords) adds where each sits to the name
+    (`Mail arrives send`)."""
     out = dict(config)
-    holder = out
-    for step in parents:
-        if not isinstance(holder.get(step), dict):
-            return out
-        holder[step] = dict(holder[step])
-        holder = holder[step]
-    if holder.get(leaf) == MASK:
-        holder[leaf] = {"env": secret_env.export_name(name)}
+    paths = SECRET_KEYS[kind.config_key]
+    for steps in paths:
+        *parents, leaf = steps
+        holder = out
+        for step in parents:
+            if not isinstance(holder.get(step), dict):
+                break
+            holder[step] = dict(holder[step])
+            holder = holder[step]
+        else:
+            if holder.get(leaf) == MASK:
+                named = name if len(paths) == 1 else f"{name} {steps[0]}"
+                holder[leaf] = {"env": secret_env.export_name(named)}
     return out

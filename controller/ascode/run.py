@@ -15,20 +15,19 @@ import ssl
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import yaml
 
+from controller import kinds
+from controller.api.monitor_kinds import APIS, api_of
 from controller.ascode import api_url, secret_env
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 
 DEFAULT_API = "http://127.0.0.1:8080"
-ENDPOINTS: dict[str, Literal["smtp", "imap-pop"]] = {
-    "/api/smtp-monitors": "smtp",
-    "/api/imap-pop-monitors": "imap-pop",
-}
+ENDPOINTS: dict[str, str] = {api.path: api.kind.name for api in APIS}
 PER_PAGE = 200
 
 
@@ -37,7 +36,7 @@ class ApplyError(Exception):
 
 
 def _path(monitor_type: str) -> str:
-    return "/api/smtp-monitors" if monitor_type == "smtp" else "/api/imap-pop-monitors"
+    return api_of(kinds.of_type(monitor_type)).path
 
 
 def _refusal(response: httpx.Response) -> tuple[str, list[str]]:
@@ -49,8 +48,8 @@ def _refusal(response: httpx.Response) -> tuple[str, list[str]]:
 
 
 async def current(client: httpx.AsyncClient, customer: str) -> list[Current]:
-    """The customer's monitors, both endpoints, every page; ApplyError when the customer is not
-    the token's organization's."""
+    """The customer's monitors, every kind's endpoint, every page; ApplyError when the customer
+    is not the token's organization's."""
     r = await client.get(f"/api/customers/{customer}")
     if r.status_code != 200:
         raise ApplyError(f"customer {customer}: {_refusal(r)[0]}")

@@ -2,18 +2,20 @@
 
     customer: 3f0c6d1e-...        # the customer's public UUID (or numeric id)
     monitors:
-      - type: smtp                # smtp, imap or pop3
+      - type: smtp                # a stored type: smtp, imap, pop3 or roundtrip
         name: Outbound relay      # a monitor's identity within the customer
         hostname: smtp.example.com
         port: 587
         smtpConfig:
           auth: {user: probe, pass: {env: MAILPROBE_SECRET_RELAY_PASSWORD}}
 
-Every other key is the API's create body, spelled as there (camelCase). A secret (`pass`,
-`password`) is never in the file: it is `{env: NAME}`, read from the environment, and NAME must
-be `MAILPROBE_SECRET_<NAME>` (`secret_env`), refused before any request. Each monitor is
-checked by the API's own request Structs and rules, so a file is refused with the API's own
-message, prefixed by the file and line at fault.
+Every other key is the API's create body, spelled as there (camelCase; a round trip has no
+`hostname`/`port`: its `roundtripConfig` holds both servers). A secret (`pass`, `password`, a
+round trip's `send.auth.pass` and `receive.password`) is never in the file: it is
+`{env: NAME}`, read from the environment, and NAME must be `MAILPROBE_SECRET_<NAME>`
+(`secret_env`), refused before any request. Each monitor is checked by the API's own request
+Structs and rules, so a file is refused with the API's own message, prefixed by the file and
+line at fault.
 
 The API never shows a secret, so whether NAME's value changed (a rotated password) cannot be
 planned: `apply` sends every secret the file names on every run, and the API stores one only
@@ -28,25 +30,22 @@ from typing import Any, cast
 import msgspec
 import yaml
 
+from controller import kinds
 from controller.api import validation
 from controller.api.errors import ApiError, strict_body_error
-from controller.api.monitor_rules import (
-    IMAP_POP,
-    SMTP,
-    ImapPopMonitorCreate,
-    Kind,
-    SmtpMonitorCreate,
-    create_values,
-    masked,
-)
-from controller.api.monitor_schemas import MASK
+from controller.api.monitor_kinds import api_of
+from controller.api.monitor_rules import create_values, masked, roundtrip_shown
+from controller.api.monitor_schemas import MASK, MonitorCreate
 from controller.ascode import secret_env
+from controller.kinds import ROUNDTRIP, Kind
 from controller.secretbox import SecretBox, generate_key
 from shared.messages import MonitorType
 
-TYPES: tuple[MonitorType, ...] = ("smtp", "imap", "pop3")
-# Where a secret sits in a monitor's config, per config key.
-SECRET_KEYS = {"smtpConfig": ("auth", "pass"), "imapPopConfig": ("password",)}
+TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
+# Where the secrets sit in a monitor's config (controller.kinds), per config key, as path steps.
+SECRET_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    k.config_key: tuple(tuple(path.split(".")) for path in k.secrets) for k in kinds.KINDS
+}
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Path = tuple[str | int, ...]
@@ -72,12 +71,15 @@ class Desired:
     lines: Mapping[Path, int]  # the line of each of its keys, by path within the monitor
 
     def resend_body(self) -> dict[str, Any] | None:
-        """The PATCH sending the monitor's config with its secret again; None when the file
+        """The PATCH sending the monitor's config with its secrets again; None when the file
         names no secret."""
-        value: Any = self.values["config"]
-        for step in SECRET_KEYS["smtpConfig" if self.type == "smtp" else "imapPopConfig"]:
-            value = value.get(step) if isinstance(value, dict) else None
-        return {"config": self.body["config"]} if value == MASK else None
+        for steps in SECRET_KEYS[kinds.of_type(self.type).config_key]:
+            value: Any = self.values["config"]
+            for step in steps:
+                value = value.get(step) if isinstance(value, dict) else None
+            if value == MASK:
+                return {"config": self.body["config"]}
+        return None
 
     def line_of(self, field: str) -> int:
         """The line of an API field name (`smtpConfig.auth.pass`), or of the nearest key the
@@ -209,27 +211,27 @@ def _monitor(
         raise _Problem(("type",), f"type: one of {', '.join(TYPES)} is required")
     if "customerId" in doc:
         raise _Problem(("customerId",), "customerId: the file's `customer` applies to all")
-    kind = SMTP if monitor_type == "smtp" else IMAP_POP
+    kind = kinds.of_type(monitor_type)
     config_key = _config_key(kind, doc)
     if config_key is not None:
         doc[config_key] = _with_secret(doc[config_key], config_key, kind, env)
-        if monitor_type != "smtp":
+        if len(kind.types) > 1:
             _protocol(doc, config_key, cast(MonitorType, monitor_type))
-    elif monitor_type == "pop3":
-        doc[kind.config_key] = {"protocol": "pop3"}
-    struct_type: type[SmtpMonitorCreate] | type[ImapPopMonitorCreate] = (
-        SmtpMonitorCreate if kind is SMTP else ImapPopMonitorCreate
-    )
+    elif monitor_type != kind.types[0]:
+        doc[kind.config_key] = {"protocol": monitor_type}
+    struct_type = api_of(kind).create
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
-        values = create_values(kind, request, box)
+        values = create_values(kind, cast(MonitorCreate, request), box)
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
     except ApiError as exc:
         raise _api_problem(exc) from None
+    if kind is ROUNDTRIP:  # compared with the API's view, which shows both servers in config
+        values["config"] = roundtrip_shown(values["hostname"], values.get("port"), values["config"])
     values["config"] = masked(values["config"])
-    body = _full_body(doc, values)
+    body = _full_body(kind, doc, values)
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
 
 
@@ -246,20 +248,28 @@ def _config_key(kind: Kind, doc: dict[str, Any]) -> str | None:
 
 
 def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str, str]) -> Any:
-    """`config` with its `{env: NAME}` secret read from the environment; a secret written
+    """`config` with its `{env: NAME}` secrets read from the environment; a secret written
     out is refused, the file being kept in git."""
-    *parents, leaf = SECRET_KEYS[kind.config_key]
     out = dict(config)
+    for steps in SECRET_KEYS[kind.config_key]:
+        _read_secret(out, key, steps, env)
+    return out
+
+
+def _read_secret(
+    out: dict[str, Any], key: str, steps: tuple[str, ...], env: Mapping[str, str]
+) -> None:
+    *parents, leaf = steps
     holder = out
     for step in parents:
         if not isinstance(holder.get(step), dict):
-            return out
+            return
         holder[step] = dict(holder[step])
         holder = holder[step]
     ref = holder.get(leaf)
     path = (key, *parents, leaf)
     if ref is None:
-        return out
+        return
     if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
         raise _Problem(
             path,
@@ -280,7 +290,6 @@ def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str,
             (*path, "env"), f"{'.'.join(path)}: environment variable {ref['env']} is not set"
         )
     holder[leaf] = value
-    return out
 
 
 def _protocol(doc: dict[str, Any], key: str, monitor_type: MonitorType) -> None:
@@ -296,13 +305,14 @@ def _protocol(doc: dict[str, Any], key: str, monitor_type: MonitorType) -> None:
         )
 
 
-def _full_body(doc: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Every field, so a PATCH also resets what the file leaves out to its default."""
-    key = next((k for k in ("smtpConfig", "imapPopConfig", "config") if k in doc), None)
+def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Every field, so a PATCH also resets what the file leaves out to its default (a round
+    trip's servers are in its config, which is sent whole)."""
+    key = next((k for k in (kind.config_key, "config") if k in doc), None)
+    own = {"hostname": values["hostname"], "port": values.get("port")} if kind.hostname else {}
     return {
         "name": values["name"],
-        "hostname": values["hostname"],
-        "port": values.get("port"),
+        **own,
         "status": values["status"],
         "checkInterval": values["check_interval"],
         "timeoutSeconds": values["timeout_seconds"],

@@ -20,10 +20,10 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
+from controller import kinds
 from controller.api import fair_use, guards
 from controller.api.auth import login_token
 from controller.api.errors import ApiError
-from controller.api.monitor_rules import IMAP_POP, SMTP, Kind
 from controller.api.results import WINDOWS, _trigger
 from controller.console import charts
 from controller.console.session import (
@@ -36,13 +36,13 @@ from controller.console.session import (
 from controller.db import accounts, alerts, console, login_caps, maintenance, monitors, results
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
+from controller.kinds import ALL_TYPES, Kind
 from controller.pipeline import Pipeline
 from shared.messages import TlsInfo
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
-ALL_TYPES = ("smtp", "imap", "pop3")
 PER_PAGE = 100
 RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 BUCKETS = 90  # points per line: the chart stays readable and its query small at any range
@@ -83,7 +83,7 @@ def page(request: AnyRequest, name: str, status_code: int = 200, **context: Any)
 
 
 def kind_of(monitor_type: str) -> Kind:
-    return SMTP if monitor_type == "smtp" else IMAP_POP
+    return kinds.of_type(monitor_type)
 
 
 # --- login ------------------------------------------------------------------------------------

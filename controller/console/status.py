@@ -26,6 +26,7 @@ from controller.api import guards
 from controller.console.pages import page, pool_of
 from controller.console.session import PREFIX, principal_of
 from controller.db import console, status_pages
+from controller.kinds import TYPE_LABELS
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,6 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 UPTIME_DAYS = 90
 INCIDENT_DAYS = 14
 PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
-KIND_LABELS = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3"}
 
 
 async def _admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
@@ -223,7 +223,7 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
         {
             "name": r["name"],
             "hostname": r["hostname"] if sp["show_hostnames"] else None,
-            "kind": KIND_LABELS.get(r["type"], r["type"]),
+            "kind": TYPE_LABELS.get(r["type"], r["type"]),
             "state": r["state"],
             "countries": console.dots(r["dots"]),
             "bars": _bars(per_day.get(r["id"], {}), now.date()),

@@ -11,20 +11,10 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
-from shared.messages import (
-    ImapPopConfig,
-    JobConfig,
-    MonitorType,
-    RoundTripConfig,
-    SmtpConfig,
-)
+from controller.kinds import KINDS
+from shared.messages import ImapPopConfig, JobConfig, MonitorType
 
-CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {
-    "smtp": SmtpConfig,
-    "imap": ImapPopConfig,
-    "pop3": ImapPopConfig,
-    "roundtrip": RoundTripConfig,
-}
+CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
 
 
 # The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from controller.causes import label
+from controller.kinds import TYPE_LABELS
 from controller.login_backoff import Backoff
 from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
 
-_TYPES = {"smtp": "SMTP", "imap": "IMAP", "pop3": "POP3", "roundtrip": "Round-trip"}
 _HEADLINE = {
     "down": "DOWN",
     "reminder": "Still down",
@@ -54,7 +54,7 @@ def one_line(text: str) -> str:
 def target(monitor: Any) -> str:
     """`SMTP mx.example.com:25`: the monitor's type, host and port, as notices name them."""
     port = f":{monitor['port']}" if monitor["port"] else ""
-    return f"{_TYPES.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
+    return f"{TYPE_LABELS.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
 
 
 def with_facts(subject: str, lead: str, facts: list[tuple[str, str]], sms: str) -> Texts:

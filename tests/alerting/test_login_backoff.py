@@ -4,12 +4,15 @@ login was held, asks for no confirmation round meanwhile, and a login or new cre
 end it while another change does not."""
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from controller.db import results
 from controller.db.results import ResultRow
+from controller.kinds import KINDS, ROUNDTRIP, Kind
 from controller.login_backoff import HELD
 from tests.alerting.conftest import Rig
 from tests.conftest import make_tenant
@@ -112,4 +115,52 @@ async def test_other_failures_start_no_back_off(rig: Rig) -> None:
     m = await rig.monitor()
     await rig.round(m, 0, {"DE": "refused", "FR": "timeout", "US": "tls"}, at=rig.clock())
     await rig.alerter.burst()
+    assert await backoff(rig, m) == []
+
+
+def _with(path: str, value: str, config: dict[str, Any]) -> dict[str, Any]:
+    *parents, leaf = path.split(".")
+    node = config
+    for step in parents:
+        node = node.setdefault(step, {})
+    node[leaf] = value
+    return config
+
+
+def _credentialed(kind: Kind) -> dict[str, Any]:
+    """A stored config of `kind` with every credential the registry declares set."""
+    config: dict[str, Any] = {}
+    if kind is ROUNDTRIP:
+        config = {"to": "probe@customer.test", "receive": {"hostname": "imap.customer.test"}}
+    for path in kind.credentials:
+        _with(path, "probe@customer.test" if path in [x.user for x in kind.logins] else "s", config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [(k, p) for k in KINDS for p in k.credentials],
+    ids=[f"{k.name}:{p}" for k in KINDS for p in k.credentials],
+)
+async def test_new_credentials_end_the_back_off_of_every_kind(
+    rig: Rig, kind: Kind, path: str
+) -> None:
+    """Whoever writes a monitor, a new value at any credential path the registry declares for
+    its kind ends the back-off, and another config change does not (a round trip's `send.auth`
+    and `receive` user/password did not: the trigger compared only top-level keys)."""
+    m = await rig.monitor(kind=kind.types[0], config=_credentialed(kind))
+    first = rig.clock() - timedelta(seconds=150)
+    await rig.round(m, 0, REJECTED, at=first)
+    await rig.alerter.burst()
+    assert len(await backoff(rig, m)) == 1
+    await rig.pool.execute(
+        """UPDATE monitors SET config = config || '{"slowAfterSeconds": 30}' WHERE id = $1""",
+        m["id"],
+    )
+    assert len(await backoff(rig, m)) == 1
+    await rig.pool.execute(
+        "UPDATE monitors SET config = jsonb_set(config, $2::text[], '\"new\"') WHERE id = $1",
+        m["id"],
+        path.split("."),
+    )
     assert await backoff(rig, m) == []
