@@ -4,6 +4,7 @@ Shared by every kind's resource; `Kind` (controller.kinds) holds what differs be
 """
 
 import hmac
+from collections.abc import Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -31,7 +32,7 @@ from controller.api.monitor_schemas import (
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
-from controller.api.secret_binding import SECRET_PATH, Target
+from controller.api.secret_binding import SECRET_PATH
 from controller.db import customers, monitors
 from controller.db.pool import Conn
 from controller.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
@@ -361,17 +362,7 @@ def update_values(
         changes.get("timeout_seconds", row["timeout_seconds"]),
     )
     changes.update(config_values(kind, body, row["config"], box))
-    if {"check_interval", "status"} & changes.keys():
-        changes["next_due_at"] = None  # the scheduler puts it on the new grid
     return changes
-
-
-def moved_secret(row: asyncpg.Record, changes: dict[str, Any]) -> list[str]:
-    """The fields that `changes` move the row's stored secret with (`secret_binding`); empty
-    when the change keeps the secret where it was given, or sends it again."""
-    stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
-    before, after = Target.of(stored), Target.of({**stored, **changes})
-    return secret_binding.moved(before, after)
 
 
 def keep_unchanged_secrets(row: asyncpg.Record, changes: dict[str, Any], box: SecretBox) -> None:
@@ -419,15 +410,16 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
     )
 
 
-def require_secret_resent(
-    kind: Kind, body: MonitorUpdate, row: asyncpg.Record, changes: dict[str, Any]
-) -> None:
-    """A 400 naming each secret (as this request spells the config) that `changes` move
-    without sending it again."""
-    stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
-    each = secret_binding.moved_each(Target.of(stored), Target.of({**stored, **changes}))
-    if not each:
-        return
+def secret_refusal(
+    kind: Kind,
+    body: MonitorUpdate,
+    row: asyncpg.Record,
+    changes: Mapping[str, Any],
+    each: Mapping[str, list[str]],
+) -> ApiError:
+    """The 400 naming each secret (as this request spells the config) that `changes` move
+    without sending it again; `each`: secret path → the fields that moved it
+    (`secret_binding.moved_each`)."""
     picked = _pick_config(kind, body)
     key = picked[0] if picked else kind.config_key
     if kind is ROUNDTRIP:
@@ -440,7 +432,7 @@ def require_secret_resent(
         (f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
         for path, moved in each.items()
     ]
-    raise secret_required(*named[0], *named[1:])
+    return secret_required(*named[0], *named[1:])
 
 
 def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:

@@ -1,16 +1,17 @@
 """`/api/smtp-monitors`, `/api/imap-pop-monitors` and `/api/roundtrip-monitors`: create, read,
 list, update, delete."""
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 from litestar import Request, Router, delete, get, patch, post
 from litestar.params import QueryParameter
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
-from controller.api import fair_use, guards, validation
-from controller.api.errors import invalid_customer, not_found
+from controller.api import guards, validation
+from controller.api.errors import ApiError, invalid_customer, not_found
 from controller.api.monitor_kinds import KindApi, typed
 from controller.api.monitor_rules import (
     Kind,
@@ -18,10 +19,9 @@ from controller.api.monitor_rules import (
     create_values,
     customer_id,
     customer_ident,
-    keep_unchanged_secrets,
     present,
     public_id,
-    require_secret_resent,
+    secret_refusal,
     sent_fields,
     strict_body,
     update_values,
@@ -31,7 +31,8 @@ from controller.api.page import Page
 from controller.db import customers, monitors
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
-from controller.secretbox import SecretBox
+from controller.db.pool import Conn
+from controller.monitor_writes import Edit, Lookup, MonitorWrites
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -47,15 +48,6 @@ def _pool(request: AuthedRequest) -> asyncpg.Pool:
     return pool
 
 
-def _box(request: AuthedRequest) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
-
-
-def _limits(request: AuthedRequest) -> fair_use.Limits:
-    return fair_use.Limits.of(request.app.state.settings)
-
-
 # The columns that add checks or slot-seconds → their field names, cited when a budget refuses.
 BUDGET_FIELDS = {
     "allowed_country_codes": "allowedCheckCountryCodes",
@@ -63,7 +55,6 @@ BUDGET_FIELDS = {
     "timeout_seconds": "timeoutSeconds",
     "status": "status",
 }
-CREATE_BUDGET_FIELDS = {c: f for c, f in BUDGET_FIELDS.items() if c != "status"}
 
 
 async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
@@ -76,16 +67,19 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
     principal = request.user
     guards.requires_writer(principal)
     validation.no_nul(body, "")
-    values = create_values(kind, body, _box(request))
-    org, lim = principal.organization_id, _limits(request)
-    async with _pool(request).acquire() as conn, conn.transaction():
-        values["customer_id"] = await customer_id(conn, body.customer_id, org)
-        await fair_use.admit_new_monitor(conn, lim, org)
-        row = await monitors.insert(conn, org, values)
-        await fair_use.admit_checks(
-            conn, lim, org, row["id"], fair_use.NOTHING, CREATE_BUDGET_FIELDS
-        )
-        return row
+    writes = MonitorWrites.of(request)
+    values = create_values(kind, body, writes.box)
+    org = principal.organization_id
+
+    async def customer(conn: Conn) -> int:
+        return await customer_id(conn, body.customer_id, org)
+
+    return await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+
+
+def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
+    """The monitor of `kind` with that public id, as `principal` may see it."""
+    return Lookup(public_id(kind, raw_id), kind.types, guards.read_scope(principal))
 
 
 async def _update(
@@ -93,33 +87,25 @@ async def _update(
 ) -> asyncpg.Record:
     """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
     principal = request.user
-    monitor_id = public_id(kind, raw_id)
-    async with _pool(request).acquire() as conn, conn.transaction():
-        # Look up before the role check: another organization's monitor is a 404, never a 403.
-        row = await monitors.get(
-            conn, monitor_id, kind.types, guards.read_scope(principal), for_update=True
-        )
-        if row is None:
-            raise not_found()
+    writes = MonitorWrites.of(request)
+
+    async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
         guards.requires_updater(principal, sent_fields(body))
-        if not checked:
-            body = await strict_body(request, body)
-        validation.no_nul(body, "")
-        changes = update_values(kind, body, row, _box(request))
-        require_secret_resent(kind, body, row, changes)
-        keep_unchanged_secrets(row, changes, _box(request))
-        if body.customer_id is not UNSET:
-            changes["customer_id"] = await customer_id(
-                conn, body.customer_id, principal.organization_id
-            )
-        if all(row[column] == value for column, value in changes.items()):
-            return row  # nothing changes (a secret sent again as stored, say): no write
-        org, lim = row["organization_id"], _limits(request)
-        before = await fair_use.checks_of(conn, lim, org, row["id"])
-        updated = await monitors.update(conn, row["id"], changes)
-        fields = fair_use.budget_fields(changes, BUDGET_FIELDS)
-        await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
-        return updated
+        strict = body if checked else await strict_body(request, body)
+        validation.no_nul(strict, "")
+        changes = update_values(kind, strict, row, writes.box)
+
+        def refusal(moved: Mapping[str, list[str]]) -> ApiError:
+            return secret_refusal(kind, strict, row, changes, moved)
+
+        async def customer(conn: Conn) -> int:
+            assert not isinstance(strict.customer_id, UnsetType)
+            return await customer_id(conn, strict.customer_id, principal.organization_id)
+
+        sent_customer = strict.customer_id is not UNSET
+        return Edit(changes, refusal, customer if sent_customer else None, BUDGET_FIELDS)
+
+    return await writes.update(lookup(kind, principal, raw_id), edit_of)
 
 
 async def update_checked(
@@ -193,14 +179,9 @@ async def _list(
 
 async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
     principal = request.user
-    monitor_id = public_id(kind, raw_id)
-    async with _pool(request).acquire() as conn:
-        # Look up before the role check: another organization's monitor is a 404, never a 403.
-        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(principal))
-        if row is None:
-            raise not_found()
-        guards.requires_writer(principal)
-        await monitors.delete(conn, row["id"])
+    await MonitorWrites.of(request).delete(
+        lookup(kind, principal, raw_id), lambda _: guards.requires_writer(principal)
+    )
 
 
 CustomerParam = Annotated[

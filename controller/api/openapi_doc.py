@@ -29,7 +29,8 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
-from controller.api.alertsite import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN, LOCATIONS
+from controller.api.alertsite_locations import LOCATIONS
+from controller.api.alertsite_mapping import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
 from controller.api.errors import ALERTSITE_PREFIX
 from controller.api.monitor_rules import FOLDER_MAX
 from controller.api.users import PASSWORD_MIN
@@ -145,7 +146,7 @@ NULL = {"type": "null"}
 E164 = "\\+[1-9][0-9]{6,14}"
 NO_NUL = "^[^\\x00]*$"
 NUL_REFUSED = frozenset({"search"})  # the query parameters validation.no_nul checks
-# AlertSite's flags: JSON booleans or these words (alertsite._flag)
+# AlertSite's flags: JSON booleans or these words (alertsite_mapping.flag)
 _WORDS = ("true", "y", "yes", "1", "false", "n", "no", "0")
 _FLAG = "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in w) for w in _WORDS)
 FLAG = {"pattern": f"^\\s*(?:{_FLAG})\\s*$"}
@@ -208,7 +209,7 @@ _WINDOW_RULES = {
         },
     ]
 }
-# AlertSite's numbers may come as strings of digits (alertsite._whole, _interval).
+# AlertSite's numbers may come as strings of digits (alertsite_mapping.whole, interval_of).
 _AS_INTERVAL = {"minimum": INTERVAL_MIN, "maximum": INTERVAL_MAX}
 _AS_TIMEOUT = {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX}
 for _fields in ("EmailMonitorFields", "EmailMonitorCreate"):
@@ -218,7 +219,7 @@ for _fields in ("EmailMonitorFields", "EmailMonitorCreate"):
     _STRING_RULES[f"{_fields}.interval"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[1-9][0-9]{2})$"}
     _STRING_RULES[f"{_fields}.timeout"] = {"pattern": "^(?:[1-9]|[1-9][0-9]|[12][0-9]{2})$"}
 # ISO 3166-1 alpha-2, any case, blanks around (validation.country_codes), and AlertSite's
-# location ids mailprobe maps to a country (alertsite._location).
+# location ids mailprobe maps to a country (alertsite_mapping.location).
 _COUNTRY = "|".join(f"[{c[0]}{c[0].lower()}][{c[1]}{c[1].lower()}]" for c in sorted(COUNTRIES))
 _LOCATION_IDS = sorted(LOCATIONS)
 COUNTRY = {"pattern": f"^\\s*(?:{_COUNTRY})\\s*$"}

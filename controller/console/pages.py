@@ -21,9 +21,10 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from controller import kinds
-from controller.api import fair_use, guards
+from controller.api import guards
 from controller.api.auth import login_token
 from controller.api.errors import ApiError
+from controller.api.monitors import BUDGET_FIELDS
 from controller.api.results import WINDOWS, _trigger
 from controller.console import charts
 from controller.console.session import (
@@ -37,6 +38,7 @@ from controller.db import accounts, alerts, console, login_caps, maintenance, mo
 from controller.db.accounts import Principal
 from controller.db.latest import monitor_with_latest
 from controller.kinds import ALL_TYPES, Kind
+from controller.monitor_writes import Lookup, MonitorWrites
 from controller.pipeline import Pipeline
 from shared.messages import TlsInfo
 from shared.timefmt import utcnow
@@ -340,17 +342,15 @@ async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
     return _back(row, "triggered")
 
 
+def _lookup(row: asyncpg.Record) -> Lookup:
+    return Lookup(row["id"], (row["type"],), row["organization_id"])
+
+
 async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Response[Any]:
-    """Pause (`disabled`) or resume (`active`), within the organization's check budget, as the
-    API's PATCH of `status` does."""
+    """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
     row = await _writable(request, monitor_id)
-    lim = fair_use.Limits.of(request.app.state.settings)
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
-            org = row["organization_id"]
-            before = await fair_use.checks_of(conn, lim, org, row["id"])
-            await monitors.update(conn, row["id"], {"status": status, "next_due_at": None})
-            await fair_use.admit_checks(conn, lim, org, row["id"], before, {"status": "status"})
+        await MonitorWrites.of(request).set_status(_lookup(row), status, BUDGET_FIELDS)
     except ApiError as exc:
         return await _action_failed(request, monitor_id, exc)
     log.info("console status change", monitor=str(row["public_id"]), status=status)
@@ -370,8 +370,7 @@ async def resume(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
 @post("/monitors/{monitor_id:str}/delete", status_code=303)
 async def delete(request: AnyRequest, monitor_id: PathStr) -> Redirect:
     row = await _writable(request, monitor_id)
-    async with pool_of(request).acquire() as conn:
-        await monitors.delete(conn, row["id"])
+    await MonitorWrites.of(request).delete(_lookup(row), lambda _: None)
     log.info("console delete", monitor=str(row["public_id"]))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 
