@@ -204,7 +204,7 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             ge=1,
             le=64,
             description="threads hashing and verifying passwords (argon2, 64 MiB each) off the "
-            "event loop, at the lowest CPU priority (Linux) so the loop goes first",
+            "event loop, at a lower CPU priority (nice 10, Linux) so the loop goes first",
         ),
     ] = 2
     password_hash_queue: Annotated[
