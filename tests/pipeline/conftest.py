@@ -48,6 +48,9 @@ _CODES = (
     " ZW ZM MW MZ AO NA BW LS SZ MG MU SC KM DJ ER ET SO SD SS UG RW BI TZ"
     " AW AF AI AL AD AG BJ BF BZ BM BN BT CF CI CM CD CG CV DM DZ FO GH GN GM GW GQ GD GY KH KI"
     " KN LA LR LC MV MH MK ML MR"
+    " AQ AX BL BQ BV CK CW CX EH FK FM GF GG GI GL GP GS GU HM IM IO JE KY MC ME MF MO MP MQ MS"
+    " NC NE NF NR NU PF PG PM PN PR PS PW RE SB SH SJ SL SM SR ST SV SX TC TD TF TG TK TL UM VA"
+    " VC VG VI VU WF YE YT"
 )
 _COUNTRIES = iter(_CODES.split(" "))
 
@@ -187,3 +190,22 @@ async def countries(js: JetStreamContext, nc: NATS, pipeline: Pipeline) -> Async
     c = Countries(js, nc, pipeline.agents)
     yield c
     await c.cleanup()
+
+
+def replica(
+    pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    settings: ControllerSettings,
+    keys: KeyRing,
+    **kw: Any,
+) -> Scheduler:
+    """Another scheduler (a replica) over the pipeline's NATS and live agents; by default it
+    sends every login of a round at once. `kw`: the Scheduler's keyword arguments."""
+    return Scheduler(
+        pool,
+        pipeline.js,
+        pipeline.agents,
+        SecretBox(settings.secrets_key or ""),
+        CountryKeys(str(keys.directory), reload_every_s=0),
+        **{"login_spacing_s": 0, **kw},
+    )

@@ -8,37 +8,16 @@ import httpx
 
 from controller.db import results
 from controller.pipeline import Pipeline
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
 from tests.sealing import KeyRing
 
 ALICE = {"auth": {"user": "alice", "pass": "pw"}}
-
-
-def scheduler(
-    pipe_pool: asyncpg.Pool,
-    pipeline: Pipeline,
-    settings: ControllerSettings,
-    seal_keys: KeyRing,
-    login_cap: int,
-) -> Scheduler:
-    return Scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
-        login_cap=login_cap,
-    )
 
 
 async def capped_rows(pool: asyncpg.Pool, public_id: str) -> list[asyncpg.Record]:
@@ -63,7 +42,7 @@ async def test_another_organizations_monitors_never_cap_the_victim(
     only their own organization's logins; the victim's monitor of that account still logs in
     (before, the cap was shared by every organization and the victim's round went
     `login_capped`). Their checks on a closed port attempt no login and count nothing."""
-    sched = scheduler(pipe_pool, pipeline, settings, seal_keys, login_cap=4)
+    sched = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=4)
     [cc] = countries.take(1)
     await countries.live(cc)
     attacker = await make_tenant(pipe_pool)
@@ -153,7 +132,7 @@ async def test_reaching_the_cap_tells_the_owners_once_and_shows_on_the_monitor(
     """Pins: a capped login queues one `login_cap` notice to the organization's owner (not one
     per capped job) and the monitor's `/login-backoff` shows the cap reached (before, the
     round was only recorded `login_capped`, nobody was told)."""
-    sched = scheduler(pipe_pool, pipeline, settings, seal_keys, login_cap=1)
+    sched = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=1)
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)

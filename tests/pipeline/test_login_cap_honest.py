@@ -14,15 +14,12 @@ import httpx
 
 from controller.db import results
 from controller.pipeline import Pipeline
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
 from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.sealing import KeyRing
 
 MINUTES = 15
@@ -85,15 +82,7 @@ async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(
     monitors.append(r.json())
     ids = [m["publicId"] for m in monitors]
     clock = Clock()
-    scheduler = Scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
-        clock=clock,
-    )
+    scheduler = replica(pipe_pool, pipeline, settings, seal_keys, clock=clock)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = ANY($1::uuid[])", ids, clock.now

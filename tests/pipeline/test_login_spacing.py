@@ -20,7 +20,7 @@ from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
 from tests.sealing import KeyRing
 
@@ -155,15 +155,7 @@ async def test_logins_to_one_account_are_capped_across_monitors_and_countries(
     """Two monitors of one mailbox (same user at the same host, written differently) from two
     countries each: 4 logins to the account, a cap of 3; a third monitor of another user is
     not held back by them."""
-    capped = Scheduler(
-        pipe_pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
-        CountryKeys(str(seal_keys.directory), reload_every_s=0),
-        login_spacing_s=0,
-        login_cap=3,
-    )
+    capped = replica(pipe_pool, pipeline, settings, seal_keys, login_cap=3)
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)

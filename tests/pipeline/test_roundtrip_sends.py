@@ -13,31 +13,14 @@ import httpx
 from controller import roundtrip_rules as rules
 from controller.db import roundtrip_delivery
 from controller.pipeline import Pipeline
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
 from tests.sealing import KeyRing
 
 RT = "/api/roundtrip-monitors"
-
-
-def scheduler(
-    pool: asyncpg.Pool, pipeline: Pipeline, settings: ControllerSettings, keys: KeyRing, **kw: Any
-) -> Scheduler:
-    """A scheduler (a replica), by default sending every login of a round at once."""
-    return Scheduler(
-        pool,
-        pipeline.js,
-        pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
-        CountryKeys(str(keys.directory), reload_every_s=0),
-        **{"login_spacing_s": 0, **kw},
-    )
 
 
 async def round_trip(
@@ -92,7 +75,7 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
-    s = scheduler(pipe_pool, pipeline, settings, seal_keys)
+    s = replica(pipe_pool, pipeline, settings, seal_keys)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     for _ in range(3):
@@ -131,13 +114,13 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
     for m in [*same, elsewhere]:
         await confirm(pipe_pool, m["publicId"])
         await make_due(pipe_pool, m["publicId"])
-    first = scheduler(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    first = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
     assert await first.tick() == 5  # 3 of the shared domain's 4, both of the other domain's
     (row,) = await held(pipe_pool, rules.DOMAIN_CAPPED)
     assert str(row["monitor_public_id"]) in {m["publicId"] for m in same}
     assert row["status"] == "missed"
     assert "ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE" in row["message"]
-    second = scheduler(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
+    second = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
     for m in same:
         await make_due(pipe_pool, m["publicId"])
     assert await second.tick() == 0
@@ -159,7 +142,7 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     for cc in two:
         await countries.live(cc)
     spacing = 1.0  # as in test_login_spacing: a loaded machine cannot take it between steps
-    s = scheduler(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
     for _ in range(2):
