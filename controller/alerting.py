@@ -65,13 +65,14 @@ from controller import (
     roundtrip_delivery,
     schedule,
 )
+from controller.alert_thresholds import Thresholds
 from controller.db import alerts, confirmations, results
 from controller.db import login_backoff as backoff_db
 from controller.db import maintenance as windows_db
-from controller.db.alerts import Thresholds
 from controller.db.pool import Conn
 from controller.db.results import ResultRow
 from controller.login_backoff import HELD
+from controller.notify import recipients
 from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
 from controller.schedule import JobIds
@@ -479,7 +480,7 @@ class Alerter:
             monitor, [c for c, k, _ in r.failures if k == login_backoff.AUTH], b, self._login_cap
         )
         key = f"login-backoff:{monitor['id']}:{iso_ms(b.since)}"
-        notes = alerts.to_recipients("credentials", monitor, texts, key)
+        notes = recipients.to_recipients("credentials", monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], None, notes)
         log.info(
             "notification queued",
@@ -731,7 +732,7 @@ class Alerter:
         reminders = incident["reminders"] + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident['id']}:{tag}"
-        notes = alerts.to_recipients(kind, monitor, texts, key)
+        notes = recipients.to_recipients(kind, monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
         if kind not in ("recovered", "no_data"):
             await alerts.set_incident_notified(conn, incident["id"], reminders)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from controller.alert_thresholds import Thresholds
 from controller.alerting import AlertState, rounds
-from controller.db.alerts import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WHY = "inconclusive: canary mx.example.net:25 failed too (connect timed out)"
