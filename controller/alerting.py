@@ -1,4 +1,7 @@
-"""The alerter: queued monitors → state per round → incidents, notifications and events.
+"""The alerter (the evaluator): queued monitors → rounds → `judge` → state, incidents,
+notifications and events written in one transaction. What the rounds mean is decided by the
+pure core, controller.alerting_rules (verdicts, streaks, incidents, notices, maintenance,
+back-off, confirmation); this module reads what it needs, calls `judge` and applies its effects.
 
 A **round** is one scheduled time across a monitor's countries. It is judged once complete
 (every expected country has a result) or **closed** (its job's expiry plus the timeout and a
@@ -7,23 +10,10 @@ listed ones, or those the scheduler sent its latest round to (`round_countries`)
 neither is known, `DEFAULT_CHECK_COUNTRIES` of them. A round that closes with countries missing
 gets a `missed` result (`expired`) stored for each, under the round's real job id (so a result
 arriving even later is a duplicate); a round of the monitor's grid that the scheduler sent and
-nobody reported on at all is found from the grid and gets them too. The failure share divides
-by the expected countries, so a dead agent counts as not failing:
-
-- more than `failureThreshold` of them failed → a **failing** round;
-- some failed, but not that many → **degraded**; none failed → **up** (both are passing);
-- none of them ran it → **missed**: neither counter moves.
-
-An **inconclusive** result (the agent's own path explains its failure: a canary of the port, or
-its resolver check, failed too) counts like a missed one: never failing, never passing, so a round
-of only inconclusive countries is missed (its event names them), and a round mixing them with
-real results is judged on the real ones, the inconclusive countries counting as not failing.
-
-`downAfterRounds` failing rounds in a row open an incident (`down`); `recoverAfterRounds`
-passing rounds in a row close it. Before that the monitor is `degraded`, so a flapping server
-never notifies anyone. The evaluation cursor (`last_round_at`) only moves past a round once it
-is judged, and rounds are judged in order, so a later round finishing first never hides an
-earlier one's late results.
+nobody reported on at all is found from the grid and gets them too. The evaluation cursor
+(`last_round_at`) only moves past a round once it is judged, and rounds are judged in order, so
+a later round finishing first never hides an earlier one's late results; a late real result
+replacing an `expired` row of a round judged already is replayed (`judge`'s `revised`).
 
 Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas share the
 work) and each is evaluated in one transaction that writes the new state, the incident, the
@@ -34,13 +24,6 @@ Events are published after the commit (`publish_events`), by one replica at a ti
 
 The rounds judged feed the monitor's security posture (controller.posture.observe) in the same
 transaction: findings, baseline changes, their events and notifications.
-
-Nothing is notified while the monitor's status is `maintenance` or one of its maintenance
-windows is open: state and incidents are still recorded. Once the maintenance is over, an
-incident opened meanwhile and still open is notified as `down`, and one that was notified before
-and recovered meanwhile sends its recovery; one never notified sends none. Disabling a monitor
-closes its open incident at once (`end_reason` "monitoring disabled"), notifies nobody, and
-leaves the state `unknown`.
 """
 
 import asyncio

@@ -8,11 +8,13 @@ notices wanted (down, reminder, recovered, no data), the login back-off's change
 notice (controller.login_backoff), a confirmation round wanted (controller.confirm) and the
 rounds a round-trip monitor's delivery record observes.
 
-A round's verdict (`JudgedRound.verdict`): more than `failureThreshold` of the expected
-countries failed → **failing**; some failed → **degraded**; none → **up** (both passing); none
-ran it → **missed** (an inconclusive country counts as missed). `downAfterRounds` failing rounds
-in a row open an incident; `recoverAfterRounds` passing rounds in a row close it; missed rounds
-move neither counter (`AlertState.step`).
+A round's verdict (`JudgedRound.verdict`), the share divided by the expected countries (so a
+dead agent counts as not failing): more than `failureThreshold` of them failed → **failing**;
+some failed → **degraded**; none → **up** (both passing); none ran it → **missed**. An
+inconclusive country (its agent's own path explains the failure) counts like a missed one:
+never failing, never passing. `downAfterRounds` failing rounds in a row open an incident;
+`recoverAfterRounds` passing rounds in a row close it; before that the monitor is `degraded`, so
+a flapping server never notifies anyone; missed rounds move neither counter (`AlertState.step`).
 
 A late real result that replaced an `expired` row of a round judged already is a **revision**:
 the rounds of a window up to the cursor are replayed through the same counting and deciding
@@ -21,7 +23,9 @@ what was notified for earlier rounds stays as it was.
 
 While notifications are held (`Known.quiet`: maintenance), state and incidents still move but no
 notice is wanted; an incident opened meanwhile is told `down` once the quiet is over, and a
-recovery held is sent then (`Known.held`).
+recovery held is sent then (`Known.held`); one never notified sends none. Disabling a monitor
+closes its open incident at once (`end_reason` "monitoring disabled"), notifies nobody, and
+leaves the state `unknown`.
 """
 
 import dataclasses
