@@ -197,7 +197,7 @@ class Alerter:
         s = AlertState(**{name: row[name] for name in STATE_FIELDS})
         before = s.state
         quiet = await self._quiet(conn, monitor, now)
-        incidents: dict[int, Any] = {}
+        incidents: dict[int, asyncpg.Record] = {}
         held: list[Held] = []
         if not quiet:
             for incident in await alerts.held_recoveries(conn, monitor_id):
@@ -327,7 +327,7 @@ class Alerter:
         conn: Conn,
         monitor: Any,
         effects: Sequence[Effect],
-        incidents: dict[int, Any],
+        incidents: dict[int, asyncpg.Record],
         now: datetime,
         quiet: bool,
     ) -> int | None:
