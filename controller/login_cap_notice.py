@@ -8,6 +8,7 @@ import structlog
 from controller.db import alerts, login_caps
 from controller.db import notify_budget as budget_db
 from controller.db.pool import Conn
+from controller.notify.recipients import Outgoing
 from controller.notify.texts import render_login_cap
 from shared.timefmt import iso_ms
 
@@ -33,7 +34,7 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime) -> None:
     texts = render_login_cap(monitor, cap, since)
     key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
     notes = [
-        alerts.Outgoing(
+        Outgoing(
             KIND, "email", o["email"], texts.subject, texts.text, texts.html, f"{key}:{o['id']}"
         )
         for o in owners

@@ -34,6 +34,7 @@ from controller.db import alerts
 from controller.db import notify_budget as budget_db
 from controller.db.pool import Conn
 from controller.notify import NAMES, Channel, DeliveryError, Notification
+from controller.notify.recipients import Outgoing
 from controller.notify.texts import render_held_back
 from controller.notify_budget import HELD_BACK, Budget
 from shared.timefmt import utcnow
@@ -216,7 +217,7 @@ class OutboxWorker:
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
         notes = [
-            alerts.Outgoing(
+            Outgoing(
                 HELD_BACK,
                 "email",
                 owner["email"],

@@ -13,6 +13,7 @@ from controller import roundtrip_rules as rules
 from controller.db import alerts
 from controller.db import roundtrip_delivery as delivery_db
 from controller.db.pool import Conn
+from controller.notify import recipients
 from controller.notify.texts import render_delivery_backoff
 from shared.timefmt import iso_ms
 
@@ -34,7 +35,7 @@ async def observe(conn: Conn, monitor: Any, judged: Sequence[Seen], quiet: bool)
     if d.state == "backed_off" and not d.notified and not quiet:
         texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR)
         key = f"delivery-backoff:{monitor['id']}:{iso_ms(judged[-1][0])}"
-        notes = alerts.to_recipients("delivery", monitor, texts, key)
+        notes = recipients.to_recipients("delivery", monitor, texts, key)
         await alerts.enqueue(conn, monitor["id"], None, notes)
         d = dataclasses.replace(d, notified=True)
         bound.warning(

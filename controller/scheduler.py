@@ -75,9 +75,9 @@ class JobConfigError(Exception):
 
 
 @dataclass
-class Round:
-    """One monitor's round: its countries, the jobs to publish and the countries where it is
-    recorded missed (`no_agent`, `no_seal_key`)."""
+class PlannedRound:
+    """One monitor's round as the scheduler plans it: its countries, the jobs to publish and
+    the countries where it is recorded missed (`no_agent`, `no_seal_key`)."""
 
     monitor_id: int
     scheduled_at: datetime
@@ -245,7 +245,7 @@ class Scheduler:
         log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
         return jobs
 
-    async def _send(self, conn: Conn, rounds: Sequence[Round], now: datetime) -> int:
+    async def _send(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> int:
         """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
         over its organization's cap for the account is not sent but recorded in its round's
         `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
@@ -433,7 +433,7 @@ class Scheduler:
 
     async def rounds(
         self, rows: Sequence[asyncpg.Record], now: datetime, live: frozenset[str]
-    ) -> list[Round]:
+    ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
@@ -448,7 +448,7 @@ class Scheduler:
         *,
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
-    ) -> Round:
+    ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without. A monitor that cannot
         become jobs is logged and skipped (its next due time still moves), so one bad row never
@@ -464,7 +464,7 @@ class Scheduler:
             over, run, next_at = schedule.overdue_rounds(
                 phase, interval, row["next_due_at"], now, since
             )
-        plan = Round(row["id"], run or over[-1], next_at)
+        plan = PlannedRound(row["id"], run or over[-1], next_at)
         try:
             self._plan(plan, row, now, live, trigger, avoid or {}, send=run is not None)
             why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
@@ -481,7 +481,7 @@ class Scheduler:
 
     def _plan(
         self,
-        plan: Round,
+        plan: PlannedRound,
         row: asyncpg.Record,
         now: datetime,
         live: frozenset[str],
@@ -596,7 +596,7 @@ class Scheduler:
         digest = hmac.digest(self._tenant_key, str(organization_id).encode(), hashlib.sha256)
         return digest.hex()[:16]
 
-    def _space_logins(self, plan: Round, interval: int) -> None:
+    def _space_logins(self, plan: PlannedRound, interval: int) -> None:
         """Logins to one account go country after country, `login_spacing_s` apart, starting
         with a different country each round: the first job now, the others deferred. Then a
         rejected password is tried from one country, not from all at once (`run_deferred`)."""
@@ -629,7 +629,7 @@ class Scheduler:
         metrics.jobs_published(jobs)
         return sum(1 for ack in acks if not ack.duplicate)
 
-    async def trigger(self, monitor_id: int) -> Round | None:
+    async def trigger(self, monitor_id: int) -> PlannedRound | None:
         """A round now from all the monitor's countries; None when the monitor is gone.
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""

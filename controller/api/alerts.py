@@ -12,6 +12,7 @@ from litestar import Controller, Request, Router, get, put
 from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
+from controller.alert_thresholds import Thresholds
 from controller.api import guards
 from controller.api.errors import not_found
 from controller.api.monitor_kinds import KindApi
@@ -21,7 +22,6 @@ from controller.db import alerts, login_caps, monitors
 from controller.db import login_backoff as backoff_db
 from controller.db import roundtrip_delivery as delivery_db
 from controller.db.accounts import Principal
-from controller.db.alerts import Thresholds
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]

@@ -5,22 +5,20 @@ outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 
+from controller.alert_thresholds import (
+    DEFAULT_DOWN_AFTER_ROUNDS,
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_RECOVER_AFTER_ROUNDS,
+    Thresholds,
+)
 from controller.db.pool import Conn
+from controller.notify.recipients import Outgoing
 from controller.posture.rules import DEFAULT_EXPIRY_DAYS
-
-if TYPE_CHECKING:
-    from controller.notify.texts import Texts
-
-# Built-in defaults, used when an organization has not set its own.
-DEFAULT_FAILURE_THRESHOLD = 0.5
-DEFAULT_DOWN_AFTER_ROUNDS = 2
-DEFAULT_RECOVER_AFTER_ROUNDS = 2
 
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
@@ -95,15 +93,6 @@ async def monitor(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
         f"SELECT {MONITOR_COLUMNS} FROM monitors m WHERE m.id = $1", monitor_id
     )
     return row
-
-
-@dataclass(frozen=True, slots=True)
-class Thresholds:
-    failure_threshold: float = DEFAULT_FAILURE_THRESHOLD
-    down_after_rounds: int = DEFAULT_DOWN_AFTER_ROUNDS
-    recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
-    cert_expiry_days: tuple[int, ...] = DEFAULT_EXPIRY_DAYS  # notices this many days before
-    confirm_failures: bool = True
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -377,33 +366,6 @@ async def list_incidents(
         "SELECT count(*) FROM incidents WHERE monitor_id = $1", monitor_id
     )
     return rows, total
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One notification to queue."""
-
-    kind: str
-    channel: str
-    target: str
-    subject: str
-    text: str
-    html: str | None
-    dedupe_key: str
-
-
-def to_recipients(kind: str, monitor: Any, texts: "Texts", key: str) -> list[Outgoing]:
-    """One notification of `kind` per recipient the monitor has (its e-mail, its phone),
-    whatever channels this process can send: a replica that has the channel sends it. `key`
-    is the notice's dedupe key, made per channel."""
-    notes: list[Outgoing] = []
-    if email := monitor["notification_email"]:
-        notes.append(
-            Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
-        )
-    if phone := monitor["notification_phone_number"]:
-        notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
-    return notes
 
 
 async def enqueue(

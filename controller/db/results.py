@@ -18,6 +18,7 @@ import msgspec
 from controller import login_cap
 from controller.db import account_logins, alerts
 from controller.db.pool import Conn
+from controller.result_kinds import HELD_KINDS
 from shared.messages import CheckResult
 
 # Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
@@ -26,13 +27,6 @@ from shared.messages import CheckResult
 # PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
 NO_SEAL_KEY = "no_seal_key"
 OVERDUE = "overdue"
-# `auth_backoff`: the monitor's credentials were rejected and its logins wait; `login_capped`:
-# the account had LOGIN_CAP_PER_ACCOUNT logins in the window (controller.login_backoff, the
-# scheduler): this country's check did not run, on purpose. So with a round trip's message
-# that its mailbox or recipient domain may not get now (controller.roundtrip_rules).
-HELD_KINDS = frozenset(
-    {"auth_backoff", "login_capped", "mailbox_unconfirmed", "delivery_backoff", "domain_capped"}
-)
 MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE}) | HELD_KINDS
 # An agent's check whose failure its own path explains (a canary of the port, or the resolver
 # check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.

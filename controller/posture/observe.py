@@ -19,6 +19,7 @@ import structlog
 from controller.db import alerts
 from controller.db import posture as db
 from controller.db.pool import Conn
+from controller.notify import recipients
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
 from controller.posture.facts import Observation
@@ -158,7 +159,7 @@ class _Pass:
     async def notify(self, kind: str, texts: Texts, key: str) -> None:
         if self.quiet:
             return
-        notes = alerts.to_recipients(kind, self.monitor, texts, key)
+        notes = recipients.to_recipients(kind, self.monitor, texts, key)
         await alerts.enqueue(self.conn, self.monitor["id"], None, notes)
 
     async def event(self, at: datetime, note: PostureNote) -> None:

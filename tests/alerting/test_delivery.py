@@ -7,9 +7,9 @@ import ssl
 import trustme
 
 from controller.db import alerts
-from controller.db.alerts import Outgoing
 from controller.notify import DeliveryError, Notification
 from controller.notify.email import EmailChannel
+from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
 from tests.alerting.conftest import DOWN, RELAY_PASSWORD, RELAY_USER, SENDER, Rig

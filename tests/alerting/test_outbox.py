@@ -11,9 +11,10 @@ import trustme
 from structlog.testing import capture_logs
 
 from controller.db import alerts
-from controller.db.alerts import REMINDER_DROPPED, Outgoing
+from controller.db.alerts import REMINDER_DROPPED
 from controller.notify import Notification
 from controller.notify.email import EmailChannel
+from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from controller.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
 from shared import embedded

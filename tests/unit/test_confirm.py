@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.alert_thresholds import Thresholds
 from controller.confirm import Pending, fair_pick, slots, spent, wanted
-from controller.db.alerts import Thresholds
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

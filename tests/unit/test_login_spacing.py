@@ -4,7 +4,7 @@ others `login_spacing_s` apart, and a different country first from one round to 
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from controller.scheduler import Round, Scheduler
+from controller.scheduler import PlannedRound, Scheduler
 from controller.sealkeys import CountryKeys
 from controller.secretbox import SecretBox, generate_key
 from tests.peers.jobs import make_job
@@ -13,7 +13,9 @@ COUNTRIES = ["DE", "FR", "US", "JP", "BR"]
 
 
 def first_and_rest(scheduler: Scheduler, at: datetime) -> tuple[str, list[tuple[float, str]]]:
-    plan = Round(1, at, None, COUNTRIES, [make_job("smtp", 25, country=cc) for cc in COUNTRIES])
+    plan = PlannedRound(
+        1, at, None, COUNTRIES, [make_job("smtp", 25, country=cc) for cc in COUNTRIES]
+    )
     scheduler._space_logins(plan, 60)
     (first,) = plan.jobs
     return first.country, [(delay, job.country) for delay, job in plan.deferred]

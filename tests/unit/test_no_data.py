@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from controller import no_data
-from controller.alerting import AlertState
-from controller.db.alerts import Thresholds
+from controller.alert_thresholds import Thresholds
+from controller.alerting_rules import AlertState
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(minutes=60)
