@@ -1,6 +1,8 @@
 """`python -m tests.ops.race_ops PORT START_AT`: at wall time START_AT, start the ops server on
 127.0.0.1:PORT on the loop the agent runs on, and print `listening`, `none` or `crashed: ...`.
-Two of these started together race for one port as two agents on one host do."""
+Two of these started together race for one port as two agents on one host do. A listening one
+keeps the port until its standard input closes: the test closes it once the other has answered,
+however late a loaded host started that one."""
 
 import asyncio
 import sys
@@ -17,9 +19,10 @@ async def main(port: int) -> str:
         return f"crashed: {exc!r}"
     if server is None:
         return "none"
-    await asyncio.sleep(0.5)  # keep the port while the other process tries
+    print("listening", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     server.close()
-    return "listening"
+    return "closed"
 
 
 if __name__ == "__main__":

@@ -246,14 +246,29 @@ async def test_ops_servers_racing_for_one_port_never_crash_and_one_wins() -> Non
                 str(port),
                 start_at,
                 cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
             )
             for _ in range(2)
         ]
-        out = [(await p.communicate())[0].decode().splitlines()[-1] for p in procs]
+        # Both answers first, then the listener lets its port go (its standard input closes).
+        out = [await _outcome(p) for p in procs]
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.close()
+            await p.wait()
         outcomes.append((out[0], out[1]))
     assert {tuple(sorted(pair)) for pair in outcomes} == {("listening", "none")}
+
+
+async def _outcome(proc: asyncio.subprocess.Process) -> str:
+    """The race's outcome line a tests.ops.race_ops process prints (log lines may come first)."""
+    assert proc.stdout is not None
+    while line := (await proc.stdout.readline()).decode():
+        if line.strip() in ("listening", "none") or line.startswith("crashed"):
+            return line.strip()
+    return "no outcome"
 
 
 async def start_agent_on(
