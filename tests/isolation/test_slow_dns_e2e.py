@@ -49,10 +49,10 @@ async def test_one_tenants_unanswered_zone_leaves_another_tenants_checks_up_and_
     """Pins: with 40 jobs of one tenant at names whose resolver never answers in flight, the
     other tenant's 6 checks by name resolve at once and are `up` (no `dns`, no `timeout (during
     dns)`, no `inconclusive`: the resolver self-check is never queued behind the slow lookups),
-    each within a second; the slow tenant's checks end `timeout` during dns as before, its
-    lookups never more than AGENT_DNS_LOOKUPS_PER_TENANT at once. On the getaddrinfo code the
-    slow lookups filled the default thread pool for half a minute and every one of these checks
-    timed out during dns or, with the resolver check starved too, ended `inconclusive`."""
+    each within a second; the slow tenant's checks end `timeout` during dns as before. On the
+    getaddrinfo code the slow lookups filled the default thread pool for half a minute and every
+    one of these checks timed out during dns or, with the resolver check starved too, ended
+    `inconclusive`."""
     async with AsyncExitStack() as stack:
         site = await stack.enter_async_context(namespace())
         ip = site.host_ip
@@ -143,7 +143,8 @@ async def test_one_tenants_unanswered_zone_leaves_another_tenants_checks_up_and_
     assert {(r.status, r.error_kind) for r in attackers} == {("down", "timeout")}
     assert all(r.message.endswith("(during dns)") for r in attackers), attackers[0].message
     assert not _events(log, "resolver_check_failing")
-    # The jobs started together and their deadlines ended them together: the bound's worth of
-    # lookups was sent, and a few more of jobs that started a little later; unbounded, all 40.
-    slow_names = {name for name, _ in dns.asked if name.endswith(SLOW)}
-    assert 0 < len(slow_names) < ATTACKER_JOBS // 2, sorted(slow_names)
+    # The slow tenant's lookups did go out. How many of its 40 names were asked depends on when
+    # its jobs got their slots (a loaded host starts them over seconds, and a lookup whose job
+    # waited frees its place early), so the bound itself is pinned where it is decided:
+    # tests/agent/test_tenant_bound.py and tests/agent/test_resolver.py.
+    assert any(name.endswith(SLOW) for name, _ in dns.asked)
