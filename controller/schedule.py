@@ -61,15 +61,12 @@ def trigger_dns(
     dns_interval_s: int,
     last: datetime | None,
 ) -> bool:
-    """Whether a triggered round at `scheduled_at` also probes the mail DNS: when a scheduled
-    round then would (`dns_due`), or none has for `TRIGGER_DNS_FLOOR` (`last`: the last round
-    that did, None: never)."""
+    """Whether a triggered round at `scheduled_at` also probes the mail DNS: when none has for
+    `TRIGGER_DNS_FLOOR` (`last`: the last round that did, None: never), whenever it falls. A
+    trigger's time is not on the monitor's grid, so whether a scheduled round "would" probe
+    then says nothing; the scheduled rounds keep their own `dns_due`."""
     floor = min(TRIGGER_DNS_FLOOR, timedelta(seconds=dns_interval_s))
-    return (
-        last is None
-        or scheduled_at - last >= floor
-        or dns_due(monitor_public_id, scheduled_at, interval_s, dns_interval_s)
-    )
+    return last is None or scheduled_at - last >= floor
 
 
 def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
