@@ -15,12 +15,41 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+# Ports handed to servers started later are taken below the kernel's ephemeral range: a port
+# from inside it (what binding port 0 gives) can be taken by any outgoing connection of the host
+# before the server binds it. Each process walks the range from a random start, so processes
+# asking at once (test workers, two suites) hand out different ports.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST = 10000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_span = max(_ephemeral_start() - _LOWEST, 1)
+_next = int.from_bytes(os.urandom(4), "big") % _span
+
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, below the ephemeral range; one from the kernel (inside it)
+    when none there is free."""
+    global _next
+    for _ in range(min(_span, 1000)):
+        port, _next = _LOWEST + _next, (_next + 1) % _span
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
 
 
 def port_is_free(port: int) -> bool:
