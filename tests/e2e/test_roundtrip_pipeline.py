@@ -52,7 +52,7 @@ async def roundtrip_monitor(
     m: Mail,
     *,
     protocol: str = "imap",
-    timeout_s: int = 4,
+    timeout_s: int = 15,
     send: dict[str, Any] | None = None,
     receive: dict[str, Any] | None = None,
     **config: Any,
