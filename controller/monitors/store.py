@@ -109,6 +109,57 @@ COLUMNS = (
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
 
+
+class RoundState(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a monitor's rounds stand, kept by the scheduler and the alerter (never written by
+    the API): the countries its latest round went to, since when its rounds count for alerting,
+    when a round last resolved its mail DNS, and its login back-off (0 failures: none)."""
+
+    countries: list[str] | None
+    since: datetime
+    mail_dns_at: datetime | None
+    login_failures: int
+    login_retry_at: datetime | None
+
+
+class WatchedMonitor(msgspec.Struct, frozen=True):
+    """A monitor as the scheduler and the alerter take it: the typed monitor and its rounds."""
+
+    monitor: Monitor
+    rounds: RoundState
+
+
+ROUND_COLUMNS = (
+    "round_countries, rounds_since, mail_dns_at,"
+    " (SELECT b.failures FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_failures,"
+    " (SELECT b.retry_at FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_retry_at"
+)
+# Selected `FROM monitors` (unaliased: the subqueries name it).
+WATCHED_COLUMNS = f"{COLUMNS}, {ROUND_COLUMNS}"
+
+
+def decode_watched(row: asyncpg.Record) -> WatchedMonitor:
+    """A row of `WATCHED_COLUMNS`; MonitorConfigError for a config that does not fit."""
+    return WatchedMonitor(
+        decode(row),
+        RoundState(
+            countries=row["round_countries"],
+            since=row["rounds_since"],
+            mail_dns_at=row["mail_dns_at"],
+            login_failures=row["login_failures"] or 0,
+            login_retry_at=row["login_retry_at"],
+        ),
+    )
+
+
+async def watched(conn: Conn, monitor_id: int) -> WatchedMonitor | None:
+    """One monitor with its rounds; None when it is gone."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1", monitor_id
+    )
+    return None if row is None else decode_watched(row)
+
+
 # Columns the API may write; anything else in `changes` is a programming error.
 WRITABLE = frozenset(
     {
