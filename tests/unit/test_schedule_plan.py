@@ -6,14 +6,14 @@ carries."""
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from controller.ingest.store import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
-from controller.scheduling import plan
+from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
 from controller.secrets.box import SecretBox, generate_key
@@ -364,3 +364,27 @@ def test_held_logins_are_missed_rows_of_their_job() -> None:
     assert str(row.monitor_id) == job.monitor_id and row.monitor_type == "imap"
     assert "40 logins in 10 minutes" in row.message and "LOGIN_CAP_PER_ACCOUNT 1000" in row.message
     assert plan.legs(job) == 1 and plan.legs(make_job("roundtrip", 25)) == 2
+
+
+def test_a_claimed_row_missing_a_column_fails_loudly_and_a_config_that_does_not_fit_is_unfit() -> (
+    None
+):
+    """A renamed column is a KeyError out of the claim (a failing pass, a failing test), never
+    a skipped round; only a stored config that does not fit its kind becomes an `UnfitMonitor`."""
+    m = watched(listed=["DE"]).monitor
+    row: dict[str, Any] = {f: getattr(m, f) for f in m.__struct_fields__ if f != "config_as_sent"}
+    row |= {
+        "config": {"auth": "not an object"},
+        "round_countries": ["DE"],
+        "rounds_since": DUE,
+        "mail_dns_at": None,
+        "login_failures": None,
+        "login_retry_at": None,
+    }
+    claimed = due_store._claimed(cast(Any, row))
+    assert isinstance(claimed, UnfitMonitor) and "auth" in claimed.error
+    assert (claimed.id, claimed.round_countries) == (7, ["DE"])
+    del row["rounds_since"]
+    row["config"] = {}
+    with pytest.raises(KeyError):
+        due_store._claimed(cast(Any, row))
