@@ -22,10 +22,10 @@ from controller.monitors.store import (
 )
 from controller.scheduling.plan import UnfitMonitor
 
-Claimed = WatchedMonitor | UnfitMonitor
+ClaimedMonitor = WatchedMonitor | UnfitMonitor
 
 
-def _claimed(row: asyncpg.Record) -> Claimed:
+def _claimed(row: asyncpg.Record) -> ClaimedMonitor:
     try:
         return decode_watched(row)
     except MonitorConfigError as exc:
@@ -41,7 +41,7 @@ def _claimed(row: asyncpg.Record) -> Claimed:
         )
 
 
-async def claim_due(conn: Conn, now: datetime, limit: int) -> list[Claimed]:
+async def claim_due(conn: Conn, now: datetime, limit: int) -> list[ClaimedMonitor]:
     """Due monitors, earliest first, locked until the caller's transaction ends."""
     rows = await conn.fetch(
         f"SELECT {WATCHED_COLUMNS} FROM monitors"
@@ -106,13 +106,13 @@ async def earliest_due(conn: Conn) -> datetime | None:
     return at
 
 
-async def claimed(conn: Conn, monitor_id: int) -> Claimed | None:
+async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:
     """One monitor, for a triggered round; None when it is gone."""
     row = await conn.fetchrow(f"SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1", monitor_id)
     return None if row is None else _claimed(row)
 
 
-async def claimed_many(conn: Conn, monitor_ids: Sequence[int]) -> list[Claimed]:
+async def monitors(conn: Conn, monitor_ids: Sequence[int]) -> list[ClaimedMonitor]:
     """The monitors that are not disabled among `monitor_ids`, for confirmation rounds."""
     rows = await conn.fetch(
         f"SELECT {WATCHED_COLUMNS} FROM monitors"

@@ -41,7 +41,7 @@ from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
-from controller.scheduling.due_store import Claimed, Unplanned
+from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -179,7 +179,7 @@ class Scheduler:
             asked = claimed.rounds
             if not asked:
                 return 0
-            claimed_ = await due.claimed_many(conn, sorted({m for m, _ in asked}))
+            monitors = await due.monitors(conn, sorted({m for m, _ in asked}))
             live_agents = [(beat.country, beat.agent_id) for beat in self._agents.agents()]
             avoid = planning.second_opinions(
                 await confirmations.failed_agents(conn, asked), live_agents
@@ -188,7 +188,7 @@ class Scheduler:
             plans = await asyncio.to_thread(
                 lambda: [
                     self._round(m, now, live, trigger=True, avoid=avoid.get(_id(m), {}))
-                    for m in claimed_
+                    for m in monitors
                 ]
             )
             jobs = await self._send(conn, plans, now)
@@ -355,7 +355,7 @@ class Scheduler:
         return jobs, len(claimed) == self._batch
 
     async def rounds(
-        self, claimed: Sequence[Claimed], now: datetime, live: frozenset[str]
+        self, claimed: Sequence[ClaimedMonitor], now: datetime, live: frozenset[str]
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
@@ -365,7 +365,7 @@ class Scheduler:
 
     def _round(
         self,
-        claimed: Claimed,
+        claimed: ClaimedMonitor,
         now: datetime,
         live: frozenset[str],
         *,
@@ -415,7 +415,7 @@ class Scheduler:
         await self._agents.until_warm()
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
-            claimed = await due.claimed(conn, monitor_id)
+            claimed = await due.monitor(conn, monitor_id)
             if claimed is None:
                 return None
             live = self._agents.countries()
@@ -441,9 +441,9 @@ class Scheduler:
             )
 
 
-def _public_id(claimed: Claimed) -> UUID:
+def _public_id(claimed: ClaimedMonitor) -> UUID:
     return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
 
 
-def _id(claimed: Claimed) -> int:
+def _id(claimed: ClaimedMonitor) -> int:
     return claimed.monitor.id if isinstance(claimed, WatchedMonitor) else claimed.id

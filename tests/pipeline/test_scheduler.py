@@ -687,7 +687,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
                 await conn.execute(
                     "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, at
                 )
-                claimed = await due.claimed(conn, monitor["id"])
+                claimed = await due.monitor(conn, monitor["id"])
             assert claimed is not None
             (plan,) = await scheduler.rounds([claimed], at + timedelta(seconds=1), frozenset({cc}))
             (job,) = plan.jobs
