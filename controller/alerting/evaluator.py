@@ -476,7 +476,11 @@ class Alerter:
         fills = []
         for cc in sorted(set(expected) - set(r.jobs)):
             job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
-            fills.append(ResultRow.missed(monitor, cc, job_id, r.at, "expired", message))
+            fills.append(
+                ResultRow.missed(
+                    monitor["public_id"], monitor["type"], cc, job_id, r.at, "expired", message
+                )
+            )
             r.jobs[cc] = job_id
             r.missed.append((cc, "expired", message))
         if fills:
