@@ -39,6 +39,7 @@ from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.users import UserController
 from shared import __version__
+from shared.loop import run_every
 from shared.settings import ControllerSettings
 
 log = structlog.get_logger("controller.web.api")
@@ -131,14 +132,13 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
 async def housekeeping(pool: asyncpg.Pool) -> None:
     """Expired tokens, throttle counts past their time, login addresses no longer known: deleted
     now and then by every API replica (the deletes are idempotent)."""
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await accounts.delete_expired_tokens(conn)
-                await logins.forget_old(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            log.warning("housekeeping failed; trying again later", error=repr(exc))
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+    async def one_pass() -> None:
+        async with pool.acquire() as conn:
+            await accounts.delete_expired_tokens(conn)
+            await logins.forget_old(conn)
+
+    await run_every(HOUSEKEEPING_INTERVAL_S, one_pass, name="housekeeping")
 
 
 @get(
