@@ -1,7 +1,12 @@
-"""`serve`: the roles of CONTROLLER_ROLES as asyncio tasks sharing one pool and one NATS
-connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions),
-`alerter` (evaluation, events, and the outbox worker sending notifications). Without `api`,
-`/metrics`, `/health` and `/ready` are served on CONTROLLER_METRICS_PORT instead."""
+"""`serve`, the controller's composition root: the one place that opens the pool and the NATS
+connection (with the pipeline on it), builds every role's workers and the API on them, runs them
+and closes them in order.
+
+The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connection: `api`
+(uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
+keeps the result partitions), `alerter` (evaluation, events, and the outbox worker sending
+notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
+CONTROLLER_METRICS_PORT instead."""
 
 import asyncio
 import functools
@@ -14,6 +19,7 @@ import structlog
 import uvicorn
 from nats.js import JetStreamContext
 
+from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import keep_partitions
@@ -39,18 +45,9 @@ async def serve(settings: ControllerSettings) -> None:
     pool = await create_pool(settings.database_url, settings.db_pool_max)
     try:
         async with open_pipeline(settings, pool) as pipeline:
-            work: list[Coroutine[Any, Any, None]] = []
-            if "scheduler" in roles:
-                work.append(pipeline.scheduler.run(stop))
-            if "ingester" in roles:
-                work += [
-                    pipeline.ingester.run(stop),
-                    keep_partitions(pool, stop, settings.check_history_days),
-                ]
-            if "alerter" in roles:
-                work += _alerter(settings, pool, pipeline.js, stop)
-            work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
-            tasks = [asyncio.create_task(c) for c in work]
+            tasks = [
+                asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)
+            ]
             log.info("controller started", roles=sorted(roles))
             try:
                 if "api" in roles:
@@ -63,6 +60,30 @@ async def serve(settings: ControllerSettings) -> None:
                 log.info("controller stopped")
     finally:
         await pool.close()
+
+
+def _workers(
+    settings: ControllerSettings,
+    roles: frozenset[str],
+    pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    stop: asyncio.Event,
+) -> list[Coroutine[Any, Any, None]]:
+    """Every background worker of the roles this process runs, each ending once `stop` is set."""
+    work: list[Coroutine[Any, Any, None]] = []
+    if "api" in roles:
+        work.append(housekeeping(pool, stop))
+    if "scheduler" in roles:
+        work.append(pipeline.scheduler.run(stop))
+    if "ingester" in roles:
+        work += [
+            pipeline.ingester.run(stop),
+            keep_partitions(pool, stop, settings.check_history_days),
+        ]
+    if "alerter" in roles:
+        work += _alerter(settings, pool, pipeline.js, stop)
+    work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
+    return work
 
 
 def _alerter(
