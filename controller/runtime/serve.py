@@ -12,11 +12,11 @@ import asyncio
 import functools
 import signal
 from collections.abc import Coroutine
-from typing import Any
 
 import asyncpg
 import structlog
 import uvicorn
+from litestar import Litestar
 from nats.js import JetStreamContext
 
 from controller.access.housekeeping import housekeeping
@@ -32,6 +32,9 @@ from shared import ops
 from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
+
+# A background worker of a role: runs until `serve`'s stop event is set.
+Worker = Coroutine[object, None, None]
 
 
 async def serve(settings: ControllerSettings) -> None:
@@ -68,9 +71,9 @@ def _workers(
     pool: asyncpg.Pool,
     pipeline: Pipeline,
     stop: asyncio.Event,
-) -> list[Coroutine[Any, Any, None]]:
+) -> list[Worker]:
     """Every background worker of the roles this process runs, each ending once `stop` is set."""
-    work: list[Coroutine[Any, Any, None]] = []
+    work: list[Worker] = []
     if "api" in roles:
         work.append(housekeeping(pool, stop))
     if "scheduler" in roles:
@@ -88,7 +91,7 @@ def _workers(
 
 def _alerter(
     settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
-) -> list[Coroutine[Any, Any, None]]:
+) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
     from controller.notify.budget import Budget
@@ -148,7 +151,7 @@ async def _serve_ops(
             await server.wait_closed()
 
 
-def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
+def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
     """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
         app,
@@ -168,6 +171,6 @@ def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_api(settings: ControllerSettings, app: Any) -> None:
+async def _serve_api(settings: ControllerSettings, app: Litestar) -> None:
     """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
     await api_server(settings, app).serve()
