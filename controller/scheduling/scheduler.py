@@ -13,7 +13,6 @@ next claim republishes the same job ids and JetStream drops the duplicates.
 """
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from shared.loop import run_every
 from shared.messages import CheckJob, encode
 from shared.subjects import jobs_subject
 from shared.timefmt import utcnow
@@ -109,23 +109,20 @@ class Scheduler:
         log.info("scheduler started", batch=self._batch)
         loop = asyncio.get_running_loop()
         plan_at = loop.time()
-        while not stop.is_set():
+
+        async def one_pass() -> float:
+            nonlocal plan_at
             started = loop.time()
-            wait = 1.0
-            try:
-                if started >= plan_at:
-                    await self.plan_new()
-                    plan_at = started + PLAN_EVERY_S
-                await self.run_due()
-                await self.run_confirmations()
-                await self.run_deferred()
-                wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
-                wait = min(wait, max(0.0, plan_at - loop.time()))
-            except Exception:
-                log.exception("scheduler pass failed; retrying")
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+            if started >= plan_at:
+                await self.plan_new()
+                plan_at = started + PLAN_EVERY_S
+            await self.run_due()
+            await self.run_confirmations()
+            await self.run_deferred()
+            wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
+            return min(wait, max(0.0, plan_at - loop.time()))
+
+        await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
 
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
