@@ -162,7 +162,10 @@ async def _auth(reader: Pop3Reader, writer: asyncio.StreamWriter, login: Login) 
     challenge: str | None = None
     if reply.startswith("+ ") or reply == "+":
         challenge = reply[1:].strip()
-        writer.write(dummy_response(login).encode() + b"\r\n")
+        # XOAUTH2's dummy is an empty response, which POP3 servers read differently (Dovecot
+        # waits for more on an empty line, and takes "=" as bad base64): cancelling (RFC 5034
+        # 4, "*") ends the exchange with the server's -ERR everywhere.
+        writer.write((dummy_response(login) or "*").encode() + b"\r\n")
         reply = await read_line(reader)
     if not reply.startswith("+OK"):
         raise ProbeFailure("auth", refusal(login, f"AUTH {reply[:200]}", challenge))

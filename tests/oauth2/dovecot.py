@@ -91,7 +91,6 @@ first_valid_uid = {account.pw_uid}
 last_valid_uid = {account.pw_uid}
 # A refused token is answered at once, not after the default 2 s (tests wait on each).
 auth_failure_delay = 0
-login_trusted_networks =
 service imap-login {{
   chroot =
   inet_listener imap {{
@@ -117,8 +116,12 @@ service auth {{
     mode = 0666
   }}
 }}
+# No growing delay per client IP after refused tokens (every test client is 127.0.0.1).
 service anvil {{
   chroot =
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service stats {{
   unix_listener stats-reader {{
