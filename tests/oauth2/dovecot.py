@@ -11,9 +11,9 @@ packages when they are missing.
 
 import asyncio
 import contextlib
+import grp
 import os
 import pwd
-import grp
 import ssl
 import tempfile
 from pathlib import Path
@@ -158,12 +158,7 @@ scope = {SCOPE}
         config = d / "dovecot.conf"
         config.write_text(self._config())
         account = _account()
-        for path in (d, *d.rglob("*")):
-            os.chown(path, account.pw_uid, account.pw_gid)
-        # Postfix's smtpd (another user) reaches the auth socket through it; the key stays
-        # Dovecot's alone.
-        d.chmod(0o755)
-        (d / "server.key").chmod(0o600)
+        _hand_over(d, account)
         self._process = await asyncio.create_subprocess_exec(
             DOVECOT,
             "-F",
@@ -221,6 +216,15 @@ scope = {SCOPE}
         await self._stop()
         if self._dir is not None:
             self._dir.cleanup()
+
+
+def _hand_over(d: Path, account: pwd.struct_passwd) -> None:
+    """`d` to the account Dovecot runs as. Postfix's smtpd (another user) reaches the auth
+    socket through it, so it is world-searchable; the private key stays Dovecot's alone."""
+    for path in (d, *d.rglob("*")):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    d.chmod(0o755)
+    (d / "server.key").chmod(0o600)
 
 
 def _account() -> pwd.struct_passwd:

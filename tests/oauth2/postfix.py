@@ -118,9 +118,8 @@ smtpd_recipient_restrictions = permit_sasl_authenticated, reject
         )
         out, _ = await setup.communicate()
         if setup.returncode != 0:
-            raise RuntimeError(
-                f"postfix set-permissions failed ({setup.returncode}): {out.decode(errors='replace')}"
-            )
+            said = out.decode(errors="replace")
+            raise RuntimeError(f"postfix set-permissions failed ({setup.returncode}): {said}")
         # Logging to a file of its own; set-permissions fails with one set, so it comes after.
         with (d / "etc" / "main.cf").open("a") as f:
             f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
