@@ -34,5 +34,5 @@ async def imap_pop(ca: trustme.CA) -> AsyncIterator[Dovecot]:
 async def submission(ca: trustme.CA, imap_pop: Dovecot) -> AsyncIterator[Postfix]:
     if (why := postfix.missing()) is not None:
         pytest.skip(why)
-    async with Postfix(ca, imap_pop.auth_socket) as server:
+    async with Postfix(ca, imap_pop.auth_socket, imap_pop.homes, imap_pop.owner) as server:
         yield server

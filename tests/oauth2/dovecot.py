@@ -54,6 +54,17 @@ class Dovecot:
     def auth_socket(self) -> Path:
         return self.where / "run" / "auth-client"
 
+    @property
+    def homes(self) -> Path:
+        """Each user's home, `<homes>/<local part>`, with its mail in `Maildir/`."""
+        return self.where / "home"
+
+    @property
+    def owner(self) -> tuple[int, int]:
+        """The uid and gid that own the mail."""
+        account = _account()
+        return account.pw_uid, account.pw_gid
+
     def _config(self) -> str:
         d = self.where
         account = _account()

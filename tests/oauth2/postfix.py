@@ -23,6 +23,7 @@ from shared.embedded import free_port
 MASTER = "/usr/lib/postfix/sbin/master"
 POSTCONF = "/usr/sbin/postconf"
 START_S = 10.0
+MAILBOX_USERS = ("alice", "bob")
 # The services an smtpd that authenticates and hangs up talks to; no delivery agent.
 _SERVICES = """\
 {smtp} inet n - n - - smtpd
@@ -41,6 +42,7 @@ retry unix - - n - - error
 discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
+virtual unix - n n - - virtual
 postlog unix-dgram n - n - 1 postlogd
 """
 
@@ -55,11 +57,21 @@ def missing() -> str | None:
 
 class Postfix:
     """`async with Postfix(ca, auth_socket) as pf:` listens on `pf.ports["smtp"]` (STARTTLS)
-    and `pf.ports["smtps"]` (implicit TLS), authenticating through Dovecot at `auth_socket`."""
+    and `pf.ports["smtps"]` (implicit TLS), authenticating through Dovecot at `auth_socket`; with
+    `mailboxes` (Dovecot's homes) it delivers mail for example.com there, as `owner` (uid, gid),
+    and relays nothing else."""
 
-    def __init__(self, ca: trustme.CA, auth_socket: Path) -> None:
+    def __init__(
+        self,
+        ca: trustme.CA,
+        auth_socket: Path,
+        mailboxes: Path | None = None,
+        owner: tuple[int, int] = (0, 0),
+    ) -> None:
         self.ca = ca
         self.auth_socket = auth_socket
+        self.mailboxes = mailboxes
+        self.owner = owner
         self.ports: dict[str, int] = {}
         self.where = Path()
         self._dir: tempfile.TemporaryDirectory[str] | None = None
@@ -88,6 +100,19 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = {self.auth_socket}
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+""" + self._delivery()
+
+    def _delivery(self) -> str:
+        """With `mailboxes`: mail for MAILBOX_USERS at example.com goes into
+        `<mailboxes>/<user>/Maildir/` (Postfix's virtual delivery agent, as `owner`), where
+        Dovecot reads it."""
+        if self.mailboxes is None:
+            return ""
+        return f"""virtual_mailbox_domains = example.com
+virtual_mailbox_base = {self.mailboxes}
+virtual_mailbox_maps = texthash:{self.where}/etc/mailboxes
+virtual_uid_maps = static:{self.owner[0]}
+virtual_gid_maps = static:{self.owner[1]}
 """
 
     async def __aenter__(self) -> Self:
@@ -106,6 +131,10 @@ smtpd_recipient_restrictions = permit_sasl_authenticated, reject
         self.ports = {"smtp": free_port(), "smtps": free_port()}
         (d / "etc" / "main.cf").write_text(self._main_cf())
         (d / "etc" / "master.cf").write_text(_SERVICES.format(**self.ports))
+        # The virtual delivery agent takes no substitution from a regexp table: one line a user.
+        (d / "etc" / "mailboxes").write_text(
+            "".join(f"{user}@example.com {user}/Maildir/\n" for user in MAILBOX_USERS)
+        )
         # Postfix's own set-up of a queue directory: the subdirectories, owners and modes.
         setup = await asyncio.create_subprocess_exec(
             "/usr/sbin/postfix",

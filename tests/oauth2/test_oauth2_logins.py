@@ -6,7 +6,17 @@ import pytest
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
-from shared.messages import CheckJob, CheckResult, ImapPopConfig, SmtpAuth, SmtpConfig, TlsOptions
+from shared.messages import (
+    CheckJob,
+    CheckResult,
+    ImapPopConfig,
+    RoundTripConfig,
+    RoundTripReceive,
+    RoundTripSend,
+    SmtpAuth,
+    SmtpConfig,
+    TlsOptions,
+)
 from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.postfix import Postfix
 from tests.peers.jobs import make_job
@@ -104,3 +114,34 @@ async def test_a_refused_token_is_auth_with_the_servers_words(
     assert all(words in result.message for words in said), result.message
     assert result.logins == 1
     assert token not in result.message
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_round_trip_with_oauth2_on_both_legs(
+    submission: Postfix, imap_pop: Dovecot, ssl_contexts: SslContexts, protocol: str
+) -> None:
+    """Submitted to Postfix with XOAUTH2, delivered into Dovecot's maildir, found there with
+    OAUTHBEARER; both legs' logins are counted."""
+    send = RoundTripSend(
+        secure=True,
+        auth=SmtpAuth(user=USER, mechanism="XOAUTH2", access_token=imap_pop.issuer.issue(USER)),
+        tls_options=TLS,
+        sender=USER,
+    )
+    receive = RoundTripReceive(
+        protocol="imap" if protocol == "imap" else "pop3",
+        hostname="127.0.0.1",
+        port=imap_pop.ports[protocol + "s"],
+        user=USER,
+        mechanism="OAUTHBEARER",
+        access_token=imap_pop.issuer.issue(USER),
+        tls=True,
+        tls_options=TLS,
+    )
+    config = RoundTripConfig(send=send, to=USER, receive=receive)
+    job = make_job("roundtrip", submission.ports["smtps"], config, timeout=15.0)
+    result = await check(job, ssl_contexts)
+    assert result.status == "up", result.message + submission.log()[-3000:]
+    assert result.folder == "INBOX", submission.log()[-3000:]
+    # The send leg's login and the mailbox leg's (POP3: one a look, so one or more).
+    assert result.logins == 2 if protocol == "imap" else (result.logins or 0) >= 2
