@@ -3,6 +3,7 @@ TLS (unless the monitor opts into plaintext), none to a server that does not off
 mechanism, none that could break the command; "basic authentication is disabled" answers to a
 password login are their own error kind; a token never reaches a result, a log line or a repr."""
 
+import asyncio
 import base64
 import logging
 from typing import Literal
@@ -28,6 +29,7 @@ from shared.messages import (
 )
 from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.postfix import Postfix
+from tests.peers.base import LoopbackServer
 from tests.peers.imap import ImapPeer
 from tests.peers.jobs import make_job
 from tests.peers.pop3 import Pop3Peer
@@ -312,3 +314,57 @@ def test_describe_challenge_reads_rfc7628_and_google_shapes() -> None:
     )
     assert describe_challenge("not base64!") == "challenge 'not base64!'"
     assert describe_challenge("") == ""
+
+
+class _NoSaslIrImap(LoopbackServer):
+    """IMAP that offers AUTH=XOAUTH2 without SASL-IR: the initial response must come after
+    its first continuation; a wrong token gets an error challenge, then NO."""
+
+    def __init__(self, good: str) -> None:
+        super().__init__()
+        self.good = good
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def send(line: str) -> None:
+            writer.write(line.encode() + b"\r\n")
+
+        send("* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] no SASL-IR here")
+        while (line := await self.hear(reader, writer)) is not None:
+            tag, _, rest = line.partition(" ")
+            if rest.upper() == "CAPABILITY":
+                send("* CAPABILITY IMAP4rev1 AUTH=XOAUTH2")
+                send(f"{tag} OK done")
+            elif rest.upper() == "AUTHENTICATE XOAUTH2":
+                send("+ ")
+                await writer.drain()
+                answer = await self.hear(reader, writer)
+                if answer == self.good:
+                    send(f"{tag} OK authenticated")
+                else:
+                    challenge = base64.b64encode(b'{"status":"400","scope":"mail"}').decode()
+                    send(f"+ {challenge}")
+                    await writer.drain()
+                    await self.hear(reader, writer)
+                    send(f"{tag} NO [AUTHENTICATIONFAILED] token refused")
+            elif rest.upper() == "LOGOUT":
+                send("* BYE")
+                send(f"{tag} OK bye")
+            else:
+                send(f"{tag} BAD {rest[:20]}")
+            await writer.drain()
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+async def test_imap_without_sasl_ir_sends_the_response_after_the_continuation(
+    ssl_contexts: SslContexts, accepted: bool
+) -> None:
+    async with _NoSaslIrImap(xoauth2() if accepted else "something else") as peer:
+        job = mailbox("imap", peer.port, allow_plaintext_auth=True)
+        result = await check(job, ssl_contexts)
+    assert any(line.endswith("AUTHENTICATE XOAUTH2") for _, line in peer.heard)
+    if accepted:
+        assert result.status == "up", result.message
+    else:
+        assert result.error_kind == "auth"
+        assert "token refused (the server said: status 400, scope mail)" in result.message
+    assert result.logins == 1
