@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.common import machine, percentile, verdict
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import CheckJob, encode
 from shared.sealing import OpeningKeys, generate
 from shared.timefmt import utcnow

@@ -10,10 +10,10 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.db import results
-from controller.db.results import ResultRow
-from controller.kinds import KINDS, ROUNDTRIP, Kind
-from controller.login_backoff import HELD
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
+from controller.logins.backoff import HELD
+from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
 from tests.alerting.conftest import Rig
 from tests.conftest import make_tenant
 

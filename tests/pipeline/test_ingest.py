@@ -11,9 +11,9 @@ import msgspec
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
-from controller.db import results
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, MailDns, Phases, TlsInfo, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow

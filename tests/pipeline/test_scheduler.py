@@ -8,13 +8,13 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller import schedule
-from controller.db import due
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling import due_store as due
+from controller.scheduling import rules as schedule
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import ImapCheckJob, SmtpCheckJob
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow

@@ -4,9 +4,9 @@ others `login_spacing_s` apart, and a different country first from one round to 
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from controller.scheduler import PlannedRound, Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox, generate_key
+from controller.scheduling.scheduler import PlannedRound, Scheduler
+from controller.secrets.box import SecretBox, generate_key
+from controller.secrets.seal_keys import CountryKeys
 from tests.peers.jobs import make_job
 
 COUNTRIES = ["DE", "FR", "US", "JP", "BR"]
