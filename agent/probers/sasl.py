@@ -92,9 +92,9 @@ def _login(user: str, password: str, mechanism: str, token: str) -> Login | None
             f"({', '.join(sorted(OAUTH2_MECHANISMS))} or a password); nothing was sent",
         )
     if not user or not token:
-        missing = "user" if not user else "access token"
+        missing = "a user" if not user else "an access token"
         raise ProbeFailure(
-            "auth", f"an OAuth2 login ({mechanism}) needs a {missing}; nothing was sent"
+            "auth", f"an OAuth2 login ({mechanism}) needs {missing}; nothing was sent"
         )
     if "\x01" in user:
         raise ProbeFailure("auth", "the user name has a character SASL cannot carry; not sent")

@@ -122,7 +122,7 @@ async def test_a_mechanism_the_server_does_not_offer_is_not_tried(
     ("mechanism", "token", "says"),
     [
         ("SCRAM-SHA-1", TOKEN, "not one this agent knows"),
-        ("XOAUTH2", "", "needs a access token"),
+        ("XOAUTH2", "", "needs an access token"),
         ("XOAUTH2", "tok en\r\nQUIT", "not a bearer token"),
         ("OAUTHBEARER", "tok\x01en", "not a bearer token"),
     ],
