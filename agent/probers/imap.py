@@ -139,11 +139,11 @@ async def _converse(
         await _starttls(proto, target, rec)
     if config.user and config.password and proto.state == "NONAUTH":
         _may_log_in(proto, config)
-        refuse_line_breaks(config.user, config.password)
+        refuse_line_breaks(config.user, config.password.reveal())
         with rec.phase("auth"):
             # aioimaplib quotes the password but sends the user as it is: a space or a `"` in
             # it would make the command malformed (BAD), so quote it as the password is.
-            response = await proto.login(quoted(config.user), config.password)
+            response = await proto.login(quoted(config.user), config.password.reveal())
         _check_login(response)
 
 

@@ -109,10 +109,10 @@ async def _converse(
                 "the server does not offer STLS, so the credentials were not sent "
                 "(allowPlaintextAuth would send them without TLS)",
             )
-        refuse_line_breaks(config.user, config.password)
+        refuse_line_breaks(config.user, config.password.reveal())
         with rec.phase("auth"):
             await command(reader, writer, f"USER {config.user}", "USER", "auth")
-            await command(reader, writer, f"PASS {config.password}", "PASS", "auth")
+            await command(reader, writer, f"PASS {config.password.reveal()}", "PASS", "auth")
 
 
 async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:

@@ -10,37 +10,50 @@ import base64
 
 from aioimaplib import quoted
 
-from shared.messages import SECRET_MASK, CheckJob, ImapPopConfig, RoundTripConfig, SmtpConfig
+from shared.messages import (
+    SECRET_MASK,
+    CheckJob,
+    ImapPopConfig,
+    RoundTripConfig,
+    SmtpAuth,
+    SmtpConfig,
+)
+from shared.secret import Secret, secrets_in
 
 
 def job_secrets(job: CheckJob) -> tuple[str, ...]:
     """The job's passwords in each form a server could echo them, longest first: as sent on
-    the wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as is."""
+    the wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as is.
+    Which passwords: every `Secret` its config holds (shared.secret), so a secret field added
+    to a config is redacted with no change here."""
     config = job.config
+    forms: list[str] = []
+    for holder, secret in _holders(config, job.monitor_type):
+        if secret:
+            forms.extend(_forms(holder, secret.reveal()))
+    forms.extend(s.reveal() for _, s in secrets_in(config) if s)
+    unique = dict.fromkeys(forms)
+    return tuple(sorted(unique, key=len, reverse=True))
+
+
+def _holders(
+    config: SmtpConfig | ImapPopConfig | RoundTripConfig, protocol: str
+) -> list[tuple[SmtpAuth | str, Secret]]:
+    """Each login's secret with what says how it is sent: its SMTP auth, or the mailbox's
+    protocol."""
     if isinstance(config, RoundTripConfig):
-        both = _smtp_secrets(config.send) + _mailbox_secrets(
-            config.receive, config.receive.protocol
-        )
-        return tuple(sorted(both, key=len, reverse=True))
+        return _holders(config.send, "smtp") + _holders(config.receive, config.receive.protocol)
     if isinstance(config, SmtpConfig):
-        return _smtp_secrets(config)
-    return _mailbox_secrets(config, job.monitor_type)
+        return [] if config.auth is None else [(config.auth, config.auth.password)]
+    return [(protocol, config.password)]
 
 
-def _smtp_secrets(config: SmtpConfig) -> tuple[str, ...]:
-    auth = config.auth
-    if auth is None or not auth.password:
-        return ()
-    plain = _b64(f"\0{auth.user}\0{auth.password}")
-    return (plain, _b64(auth.password), auth.password)
-
-
-def _mailbox_secrets(config: ImapPopConfig, protocol: str) -> tuple[str, ...]:
-    if not config.password:
-        return ()
-    if protocol == "imap":
-        return (quoted(config.password)[1:-1], config.password)
-    return (config.password,)
+def _forms(holder: SmtpAuth | str, password: str) -> tuple[str, ...]:
+    if isinstance(holder, SmtpAuth):
+        return (_b64(f"\0{holder.user}\0{password}"), _b64(password))
+    if holder == "imap":
+        return (quoted(password)[1:-1],)
+    return ()
 
 
 def publishable(text: str, secrets: tuple[str, ...]) -> str:

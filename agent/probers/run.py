@@ -26,6 +26,7 @@ from shared.messages import (
     TlsOptions,
     default_port,
 )
+from shared.secret import NO_SECRET
 from shared.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
@@ -229,7 +230,7 @@ def _without_credentials(job: CheckJob) -> CheckJob:
     if isinstance(job.config, SmtpConfig):
         return msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, auth=None))
     return msgspec.structs.replace(
-        job, config=msgspec.structs.replace(job.config, user="", password="")
+        job, config=msgspec.structs.replace(job.config, user="", password=NO_SECRET)
     )
 
 

@@ -133,10 +133,10 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
         )
     # SMTP sends them base64-encoded, so nothing is injected; refused all the same, as IMAP
     # and POP3 do, so one monitor's bad credentials read the same whatever its protocol.
-    refuse_line_breaks(auth.user, auth.password)
+    refuse_line_breaks(auth.user, auth.password.reveal())
     with rec.phase("auth"):
         try:
-            await _login_once(smtp, auth.user, auth.password)
+            await _login_once(smtp, auth.user, auth.password.reveal())
         except SMTPAuthenticationError as exc:
             kind: ErrorKind = "temporary" if 400 <= exc.code < 500 else "auth"
             raise ProbeFailure(kind, f"authentication failed: {exc.code} {exc.message}") from exc

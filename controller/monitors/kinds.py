@@ -7,11 +7,17 @@ builds its routes, pages, forms and file formats by iterating `KINDS`; a test ov
 sit in its stored config is declared here too: secret binding, the SQL trigger that ends a login
 back-off on new credentials, and monitors-as-code read them.
 
+A secret's path here is a field typed `Secret` in the kind's config Struct (shared.secret; a
+test holds the two together): every surface finds a kind's secrets by asking the kind —
+masking in responses (`masked`), binding to where they go (monitors.secret_binding), apply and
+export (`secret_steps`), sealing and redaction (by the type).
+
 Pure: imports only the wire types.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from shared.messages import (
     ImapPopConfig,
@@ -20,6 +26,7 @@ from shared.messages import (
     RoundTripConfig,
     SmtpConfig,
 )
+from shared.secret import SECRET_MASK
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,32 @@ class Kind:
     def credentials(self) -> tuple[str, ...]:
         """Every config path that says as whom the kind logs in: users, then secrets."""
         return tuple(login.user for login in self.logins) + self.secrets
+
+    @property
+    def secret_steps(self) -> tuple[tuple[str, ...], ...]:
+        """The secrets' paths as key steps (`("send", "auth", "pass")`)."""
+        return tuple(tuple(path.split(".")) for path in self.secrets)
+
+    def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A config as JSON (as stored, or as shown) with each of its secrets replaced by the
+        mask, as responses show it; an empty or absent secret stays as it is."""
+        out = dict(config)
+        for steps in self.secret_steps:
+            _mask_at(out, steps)
+        return out
+
+
+def _mask_at(holder: dict[str, Any], steps: tuple[str, ...]) -> None:
+    """Mask the secret at `steps` in `holder`, copying each mapping on the way (the caller's
+    are left as they were)."""
+    head, *rest = steps
+    value = holder.get(head)
+    if rest:
+        if isinstance(value, Mapping):
+            holder[head] = inner = dict(value)
+            _mask_at(inner, tuple(rest))
+    elif isinstance(value, str) and value:
+        holder[head] = SECRET_MASK
 
 
 SMTP: Final = Kind(
@@ -103,8 +136,3 @@ def of_type(monitor_type: str) -> Kind:
 def named(name: str) -> Kind:
     """The kind the API calls `name` (`/api/{name}-monitors`); KeyError for none."""
     return _BY_NAME[name]
-
-
-def secrets_of(monitor_type: str) -> tuple[str, ...]:
-    """Where the secrets of a stored type sit in its config."""
-    return of_type(monitor_type).secrets

@@ -20,12 +20,6 @@ from typing import Any, cast
 from controller.monitors import kinds
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, default_port
 
-# Where the secrets sit in each type's stored config (declared with the kinds). A round trip has
-# two, each bound to its own leg: changing the send server needs the send password, the mailbox's
-# the mailbox password.
-SECRETS: dict[str, tuple[str, ...]] = {t: kinds.secrets_of(t) for t in kinds.ALL_TYPES}
-SECRET_PATH = {kind: paths[0] for kind, paths in SECRETS.items() if len(paths) == 1}
-
 # The config keys a secret is bound to, with the value the agent uses when a key is absent.
 _SMTP_BINDING: dict[str, object] = {
     "secure": False,
@@ -73,7 +67,7 @@ def _stored(target: Target, path: str) -> str | None:
 
 def secret(target: Target) -> str | None:
     """The target's (first) stored secret (sealed), or None when it has none."""
-    return _stored(target, SECRETS[target.type][0])
+    return _stored(target, kinds.of_type(target.type).secrets[0])
 
 
 def _leg(target: Target, path: str) -> tuple[str, str, int | None, Mapping[str, Any]]:
@@ -139,7 +133,9 @@ def moved_each(before: Target, after: Target) -> dict[str, list[str]]:
     only secrets so moved are listed. A secret is allowed to move when the request sent it
     (a new one seals to a new value; the mask keeps the stored one, unchanged)."""
     out: dict[str, list[str]] = {}
-    for path in SECRETS[before.type]:
+    # Where the secrets sit is the kind's (a round trip has two, each bound to its own leg:
+    # changing the send server needs the send password, the mailbox's the mailbox password).
+    for path in kinds.of_type(before.type).secrets:
         kept = _stored(before, path)
         if kept is None or _stored(after, path) != kept:
             continue

@@ -44,7 +44,7 @@ from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import rules as schedule
-from controller.secrets.box import PREFIX, SecretBox, SecretBoxError
+from controller.secrets.box import SecretBox, SecretBoxError
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import (
     JOB_TYPES,
@@ -95,18 +95,10 @@ class PlannedRound:
     mail_dns: bool = False  # its jobs carry the mail domain
 
 
-def _open_secrets(value: Any, box: SecretBox) -> Any:
-    if isinstance(value, dict):
-        return {k: _open_secrets(v, box) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith(PREFIX):
-        return box.open(value)
-    return value
-
-
 def job_config(monitor_type: MonitorType, stored: Any, box: SecretBox) -> JobConfig:
     """The stored config with its secrets decrypted, as the job's typed config."""
     try:
-        return monitors.decode_config(monitor_type, _open_secrets(stored or {}, box))
+        return box.opened(monitors.decode_config(monitor_type, stored))
     except (SecretBoxError, monitors.MonitorConfigError) as exc:
         raise JobConfigError(str(exc)) from None
 
@@ -518,7 +510,7 @@ class Scheduler:
         config = job_config(row["type"], row["config"], self._box)
         port = row["port"] or default_port(row["type"], config)
         plain = None
-        if carries_credentials(row["config"], config):
+        if carries_credentials(config):
             plan.account = self._account(row["hostname"], config)
             plan.legs = _legs_of(row["hostname"], config)
             bound = SealedConfig(
