@@ -2,6 +2,7 @@
 job configs travel sealed."""
 
 from pathlib import Path
+
 import pytest
 from structlog.testing import capture_logs
 
