@@ -16,7 +16,7 @@ Pure: imports only the wire types.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from shared.messages import (
@@ -28,14 +28,35 @@ from shared.messages import (
 )
 from shared.secret import SECRET_MASK
 
+# What a secret is bound to (controller.monitors.secret_binding), besides its server's protocol,
+# host and port: its leg's config keys, with the value the agent uses when a key is absent.
+SMTP_BINDING: Final[Mapping[str, object]] = {
+    "secure": False,
+    "ignoreTls": False,
+    "requireTls": False,
+    "tlsOptions.rejectUnauthorized": True,
+    "allowPlaintextAuth": False,
+    "auth.user": "",
+}
+IMAP_POP_BINDING: Final[Mapping[str, object]] = {
+    "tls": False,
+    "tlsOptions.rejectUnauthorized": True,
+    "allowPlaintextAuth": False,
+    "user": "",
+}
+
 
 @dataclass(frozen=True)
 class Login:
     """One login a check of the kind makes: the stored config's paths (dotted, as the API
-    spells the keys) of its user name and of its secret (stored sealed)."""
+    spells the keys) of its user name and of its secret (stored sealed); `bound`: the keys of
+    its leg the secret is bound to (with their defaults); `also`: config paths outside its leg
+    that bind it too (a round trip's send password mails only its `to`, from its `send.from`)."""
 
     user: str
     secret: str
+    bound: Mapping[str, object] = field(default_factory=dict, hash=False)
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +83,13 @@ class Kind:
     def credentials(self) -> tuple[str, ...]:
         """Every config path that says as whom the kind logs in: users, then secrets."""
         return tuple(login.user for login in self.logins) + self.secrets
+
+    def login_of(self, secret: str) -> Login:
+        """The login whose secret sits at `secret`; KeyError for none."""
+        for login in self.logins:
+            if login.secret == secret:
+                return login
+        raise KeyError(secret)
 
     @property
     def secret_steps(self) -> tuple[tuple[str, ...], ...]:
@@ -97,7 +125,7 @@ SMTP: Final = Kind(
     types=("smtp",),
     type_labels=("SMTP",),
     config=SmtpConfig,
-    logins=(Login("auth.user", "auth.pass"),),
+    logins=(Login("auth.user", "auth.pass", SMTP_BINDING),),
 )
 IMAP_POP: Final = Kind(
     name="imap-pop",
@@ -106,7 +134,7 @@ IMAP_POP: Final = Kind(
     types=("imap", "pop3"),
     type_labels=("IMAP", "POP3"),
     config=ImapPopConfig,
-    logins=(Login("user", "password"),),
+    logins=(Login("user", "password", IMAP_POP_BINDING),),
 )
 ROUNDTRIP: Final = Kind(
     name="roundtrip",
@@ -115,7 +143,10 @@ ROUNDTRIP: Final = Kind(
     types=("roundtrip",),
     type_labels=("Round-trip",),
     config=RoundTripConfig,
-    logins=(Login("send.auth.user", "send.auth.pass"), Login("receive.user", "receive.password")),
+    logins=(
+        Login("send.auth.user", "send.auth.pass", SMTP_BINDING, also=("to", "send.from")),
+        Login("receive.user", "receive.password", IMAP_POP_BINDING),
+    ),
     hostname=False,
 )
 
