@@ -24,6 +24,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench.common import machine
 from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend
+from shared.secret import Secret
 from tests.peers.jobs import make_job
 from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
 from tests.peers.smtp import SmtpPeer
@@ -78,7 +79,7 @@ def _config(box: int, protocol: str, port: int) -> RoundTripConfig:
             hostname="127.0.0.1",
             port=port,
             user="probe",
-            password="secret",
+            password=Secret("secret"),
             allow_plaintext_auth=True,
         ),
     )

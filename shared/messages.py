@@ -13,6 +13,9 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
+from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
+from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
+
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
 # port, or its resolver check, failed too): neither up nor down, counted like a missed round.
@@ -43,8 +46,6 @@ ErrorKind = Literal[
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
 
-SECRET_MASK: Final = "********"
-
 # How a job logs in (`mechanism` of SmtpAuth and ImapPopConfig): "" with a password, as always
 # (SMTP: the first of the server's PLAIN, LOGIN, CRAM-MD5; IMAP: LOGIN; POP3: USER/PASS), or
 # an OAuth2 SASL mechanism with `accessToken`. A plain str on the wire, not a Literal: a job
@@ -69,15 +70,13 @@ class SmtpAuth(msgspec.Struct, rename="camel"):
     secrets: they travel only sealed to the country, and no repr or log shows them."""
 
     user: str = ""
-    password: str = msgspec.field(default="", name="pass")
+    password: Secret = msgspec.field(default=NO_SECRET, name="pass")
     mechanism: str = PASSWORD_LOGIN
-    access_token: str = ""
+    access_token: Secret = NO_SECRET
 
-    def __repr__(self) -> str:
-        return (
-            f"SmtpAuth(user={self.user!r}, pass={SECRET_MASK!r}, "
-            f"mechanism={self.mechanism!r}, access_token={SECRET_MASK!r})"
-        )
+    def __post_init__(self) -> None:
+        self.password = wrap(self.password)
+        self.access_token = wrap(self.access_token)
 
 
 class SmtpConfig(msgspec.Struct, rename="camel"):
@@ -99,22 +98,18 @@ class ImapPopConfig(msgspec.Struct, rename="camel"):
 
     protocol: Literal["imap", "pop3"] = "imap"
     user: str = ""
-    password: str = ""
+    password: Secret = NO_SECRET
     tls: bool = False
     tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
     # Opt-in for lab servers: log in over a connection without TLS (see SmtpConfig).
     allow_plaintext_auth: bool = False
     # An OAuth2 login instead of the password (see SmtpAuth): IMAP AUTHENTICATE, POP3 AUTH.
     mechanism: str = PASSWORD_LOGIN
-    access_token: str = ""
+    access_token: Secret = NO_SECRET
 
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(protocol={self.protocol!r}, user={self.user!r}, "
-            f"password={SECRET_MASK!r}, tls={self.tls!r}, tls_options={self.tls_options!r}, "
-            f"allow_plaintext_auth={self.allow_plaintext_auth!r}, "
-            f"mechanism={self.mechanism!r}, access_token={SECRET_MASK!r})"
-        )
+    def __post_init__(self) -> None:
+        self.password = wrap(self.password)
+        self.access_token = wrap(self.access_token)
 
 
 class RoundTripSend(SmtpConfig, kw_only=True):
@@ -426,15 +421,16 @@ def default_port(monitor_type: MonitorType, config: JobConfig) -> int:
 
 Message = CheckJob | CheckResult | AgentHeartbeat | MonitorEvent
 
-_encoder: Final = msgspec.json.Encoder()
-_job_decoder: Final = msgspec.json.Decoder(CheckJob)
+# Secrets travel as their text (inside a sealed config, or "" in a job's own config).
+_encoder: Final = msgspec.json.Encoder(enc_hook=enc_hook)
+_job_decoder: Final = msgspec.json.Decoder(CheckJob, dec_hook=dec_hook)
 _result_decoder: Final = msgspec.json.Decoder(CheckResult)
 _heartbeat_decoder: Final = msgspec.json.Decoder(AgentHeartbeat)
 _event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
 _sealed_decoders: Final[dict[type, msgspec.json.Decoder[SealedConfig[Any]]]] = {
-    SmtpConfig: msgspec.json.Decoder(SealedConfig[SmtpConfig]),
-    ImapPopConfig: msgspec.json.Decoder(SealedConfig[ImapPopConfig]),
-    RoundTripConfig: msgspec.json.Decoder(SealedConfig[RoundTripConfig]),
+    SmtpConfig: msgspec.json.Decoder(SealedConfig[SmtpConfig], dec_hook=dec_hook),
+    ImapPopConfig: msgspec.json.Decoder(SealedConfig[ImapPopConfig], dec_hook=dec_hook),
+    RoundTripConfig: msgspec.json.Decoder(SealedConfig[RoundTripConfig], dec_hook=dec_hook),
 }
 
 

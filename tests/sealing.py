@@ -6,6 +6,7 @@ from pathlib import Path
 import msgspec
 
 from agent.worker import open_sealed
+from shared import secret
 from shared.messages import CheckJob, SealedConfig, encode_sealed
 from shared.sealing import OpeningKeys, SealingKey, generate
 
@@ -46,7 +47,7 @@ class KeyRing:
                 monitor_id=job.monitor_id, hostname=job.hostname, port=job.port, config=job.config
             )
         )
-        fields = msgspec.to_builtins(job)
+        fields = msgspec.to_builtins(job, enc_hook=secret.enc_hook)
         del fields["config"]
         bare = msgspec.convert(fields, type(job))
         return msgspec.structs.replace(bare, sealed_config=key.seal(plain), seal_key_id=key.id)

@@ -19,12 +19,14 @@ from shared.messages import (
     RoundTripConfig,
     SmtpConfig,
 )
+from shared.secret import Secret, secrets_in
 
 
 def job_secrets(job: CheckJob) -> tuple[str, ...]:
     """The job's passwords and access tokens in each form a server could echo them, longest
     first: as sent on the wire (base64 in SMTP AUTH PLAIN and LOGIN and in every OAuth2 SASL
-    message, a quoted string in IMAP LOGIN) and as is."""
+    message, a quoted string in IMAP LOGIN) and as is; and every other `Secret` its config
+    holds (shared.secret) as is, so a secret field added to a config is redacted too."""
     config = job.config
     if isinstance(config, RoundTripConfig):
         found = _smtp_secrets(config.send) + _mailbox_secrets(
@@ -34,7 +36,8 @@ def job_secrets(job: CheckJob) -> tuple[str, ...]:
         found = _smtp_secrets(config)
     else:
         found = _mailbox_secrets(config, job.monitor_type)
-    return tuple(sorted(found, key=len, reverse=True))
+    found += tuple(secret.reveal() for _, secret in secrets_in(config) if secret)
+    return tuple(sorted(dict.fromkeys(found), key=len, reverse=True))
 
 
 def _smtp_secrets(config: SmtpConfig) -> tuple[str, ...]:
@@ -42,24 +45,27 @@ def _smtp_secrets(config: SmtpConfig) -> tuple[str, ...]:
     if auth is None:
         return ()
     tokens = _token_secrets(auth.user, auth.access_token)
-    if not auth.password:
+    password = auth.password.reveal()
+    if not password:
         return tokens
-    plain = _b64(f"\0{auth.user}\0{auth.password}")
-    return (*tokens, plain, _b64(auth.password), auth.password)
+    plain = _b64(f"\0{auth.user}\0{password}")
+    return (*tokens, plain, _b64(password), password)
 
 
 def _mailbox_secrets(config: ImapPopConfig, protocol: str) -> tuple[str, ...]:
     tokens = _token_secrets(config.user, config.access_token)
-    if not config.password:
+    password = config.password.reveal()
+    if not password:
         return tokens
     if protocol == "imap":
-        return (*tokens, quoted(config.password)[1:-1], config.password)
-    return (*tokens, config.password)
+        return (*tokens, quoted(password)[1:-1], password)
+    return (*tokens, password)
 
 
-def _token_secrets(user: str, token: str) -> tuple[str, ...]:
+def _token_secrets(user: str, secret: Secret) -> tuple[str, ...]:
     """An access token as is and inside each mechanism's initial response, whatever the
     mechanism the job names (a server may echo any of them)."""
+    token = secret.reveal()
     if not token:
         return ()
     wrapped = (initial_response(Login(user, "", m, token)) for m in sorted(OAUTH2_MECHANISMS))

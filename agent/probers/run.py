@@ -26,6 +26,7 @@ from shared.messages import (
     TlsOptions,
     default_port,
 )
+from shared.secret import NO_SECRET
 from shared.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
@@ -231,7 +232,7 @@ def _without_credentials(job: CheckJob) -> CheckJob:
     return msgspec.structs.replace(
         job,
         config=msgspec.structs.replace(
-            job.config, user="", password="", mechanism="", access_token=""
+            job.config, user="", password=NO_SECRET, mechanism="", access_token=NO_SECRET
         ),
     )
 

@@ -71,11 +71,13 @@ def smtp_login(config: SmtpConfig) -> Login | None:
     auth = config.auth
     if auth is None:
         return None
-    return _login(auth.user, auth.password, auth.mechanism, auth.access_token)
+    return _login(auth.user, auth.password.reveal(), auth.mechanism, auth.access_token.reveal())
 
 
 def mailbox_login(config: ImapPopConfig) -> Login | None:
-    return _login(config.user, config.password, config.mechanism, config.access_token)
+    return _login(
+        config.user, config.password.reveal(), config.mechanism, config.access_token.reveal()
+    )
 
 
 def _login(user: str, password: str, mechanism: str, token: str) -> Login | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from controller.ascode import secret_env
-from controller.ascode.spec import SECRET_KEYS, Desired
+from controller.ascode.spec import Desired
 from controller.monitors import kinds, validation
 from controller.monitors.kinds import Kind
 from controller.web.api.monitor_schemas import MASK
@@ -160,7 +160,7 @@ def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any
     secret (a round trip's send and mailbox passwords) adds where each sits to the name
     (`Mail arrives send`)."""
     out = dict(config)
-    paths = SECRET_KEYS[kind.config_key]
+    paths = kind.secret_steps
     for steps in paths:
         *parents, leaf = steps
         holder = out

@@ -36,16 +36,11 @@ from controller.monitors.kinds import ROUNDTRIP, Kind
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_kinds import api_of
-from controller.web.api.monitor_rules import create_values, masked, roundtrip_shown
+from controller.web.api.monitor_rules import create_values, roundtrip_shown
 from controller.web.api.monitor_schemas import MASK, MonitorCreate
 from shared.messages import MonitorType
 
 TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
-# Where the secrets sit in a monitor's config (controller.monitors.kinds), per config key, as path
-# steps.
-SECRET_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
-    k.config_key: tuple(tuple(path.split(".")) for path in k.secrets) for k in kinds.KINDS
-}
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Path = tuple[str | int, ...]
@@ -73,7 +68,7 @@ class Desired:
     def resend_body(self) -> dict[str, Any] | None:
         """The PATCH sending the monitor's config with its secrets again; None when the file
         names no secret."""
-        for steps in SECRET_KEYS[kinds.of_type(self.type).config_key]:
+        for steps in kinds.of_type(self.type).secret_steps:
             value: Any = self.values["config"]
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
@@ -230,7 +225,7 @@ def _monitor(
         raise _api_problem(exc) from None
     if kind is ROUNDTRIP:  # compared with the API's view, which shows both servers in config
         values["config"] = roundtrip_shown(values["hostname"], values.get("port"), values["config"])
-    values["config"] = masked(values["config"])
+    values["config"] = kind.masked(values["config"])
     body = _full_body(kind, doc, values)
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
 
@@ -251,7 +246,7 @@ def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str,
     """`config` with its `{env: NAME}` secrets read from the environment; a secret written
     out is refused, the file being kept in git."""
     out = dict(config)
-    for steps in SECRET_KEYS[kind.config_key]:
+    for steps in kind.secret_steps:
         _read_secret(out, key, steps, env)
     return out
 

@@ -7,11 +7,17 @@ builds its routes, pages, forms and file formats by iterating `KINDS`; a test ov
 sit in its stored config is declared here too: secret binding, the SQL trigger that ends a login
 back-off on new credentials, and monitors-as-code read them.
 
+A secret's path here is a field typed `Secret` in the kind's config Struct (shared.secret; a
+test holds the two together): every surface finds a kind's secrets by asking the kind —
+masking in responses (`masked`), binding to where they go (monitors.secret_binding), apply and
+export (`secret_steps`), sealing and redaction (by the type).
+
 Pure: imports only the wire types.
 """
 
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 from shared.messages import (
     ImapPopConfig,
@@ -20,15 +26,54 @@ from shared.messages import (
     RoundTripConfig,
     SmtpConfig,
 )
+from shared.secret import SECRET_MASK
+
+# What a secret is bound to (controller.monitors.secret_binding), besides its server's protocol,
+# host and port: its leg's config keys, with the value the agent uses when a key is absent.
+SMTP_BINDING: Final[Mapping[str, object]] = {
+    "secure": False,
+    "ignoreTls": False,
+    "requireTls": False,
+    "tlsOptions.rejectUnauthorized": True,
+    "allowPlaintextAuth": False,
+    "auth.user": "",
+}
+IMAP_POP_BINDING: Final[Mapping[str, object]] = {
+    "tls": False,
+    "tlsOptions.rejectUnauthorized": True,
+    "allowPlaintextAuth": False,
+    "user": "",
+}
 
 
 @dataclass(frozen=True)
 class Login:
     """One login a check of the kind makes: the stored config's paths (dotted, as the API
-    spells the keys) of its user name and of its secret (stored sealed)."""
+    spells the keys) of its user name and of its secret (stored sealed); `bound`: the keys of
+    its leg the secret is bound to (with their defaults); `also`: config paths outside its leg
+    that bind it too (a round trip's send password mails only its `to`, from its `send.from`)."""
 
     user: str
     secret: str
+    bound: Mapping[str, object] = field(default_factory=dict, hash=False)
+    also: tuple[str, ...] = ()
+
+    @property
+    def token(self) -> str:
+        """Where a job carries the OAuth2 access token of this login, beside its secret: issued
+        for the job only, never stored by the API nor shown by it."""
+        return _beside(self.secret, "accessToken")
+
+    @property
+    def mechanism(self) -> str:
+        """Where a job names this login's SASL mechanism ("" for the password), beside its
+        secret; job-only like the token."""
+        return _beside(self.secret, "mechanism")
+
+
+def _beside(path: str, key: str) -> str:
+    leg, _, _ = path.rpartition(".")
+    return f"{leg}.{key}" if leg else key
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,9 +97,51 @@ class Kind:
         return tuple(login.secret for login in self.logins)
 
     @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(login.token for login in self.logins)
+
+    @property
+    def job_only(self) -> tuple[str, ...]:
+        """Config paths a job carries that the API neither takes nor shows (OAuth2 logins)."""
+        return tuple(p for login in self.logins for p in (login.mechanism, login.token))
+
+    @property
     def credentials(self) -> tuple[str, ...]:
         """Every config path that says as whom the kind logs in: users, then secrets."""
         return tuple(login.user for login in self.logins) + self.secrets
+
+    def login_of(self, secret: str) -> Login:
+        """The login whose secret sits at `secret`; KeyError for none."""
+        for login in self.logins:
+            if login.secret == secret:
+                return login
+        raise KeyError(secret)
+
+    @property
+    def secret_steps(self) -> tuple[tuple[str, ...], ...]:
+        """The secrets' paths as key steps (`("send", "auth", "pass")`)."""
+        return tuple(tuple(path.split(".")) for path in self.secrets)
+
+    def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A config as JSON (as stored, or as shown) with each of its secrets replaced by the
+        mask, as responses show it; an empty or absent secret stays as it is."""
+        out = dict(config)
+        for steps in self.secret_steps:
+            _mask_at(out, steps)
+        return out
+
+
+def _mask_at(holder: dict[str, Any], steps: tuple[str, ...]) -> None:
+    """Mask the secret at `steps` in `holder`, copying each mapping on the way (the caller's
+    are left as they were)."""
+    head, *rest = steps
+    value = holder.get(head)
+    if rest:
+        if isinstance(value, Mapping):
+            holder[head] = inner = dict(value)
+            _mask_at(inner, tuple(rest))
+    elif isinstance(value, str) and value:
+        holder[head] = SECRET_MASK
 
 
 SMTP: Final = Kind(
@@ -64,7 +151,7 @@ SMTP: Final = Kind(
     types=("smtp",),
     type_labels=("SMTP",),
     config=SmtpConfig,
-    logins=(Login("auth.user", "auth.pass"),),
+    logins=(Login("auth.user", "auth.pass", SMTP_BINDING),),
 )
 IMAP_POP: Final = Kind(
     name="imap-pop",
@@ -73,7 +160,7 @@ IMAP_POP: Final = Kind(
     types=("imap", "pop3"),
     type_labels=("IMAP", "POP3"),
     config=ImapPopConfig,
-    logins=(Login("user", "password"),),
+    logins=(Login("user", "password", IMAP_POP_BINDING),),
 )
 ROUNDTRIP: Final = Kind(
     name="roundtrip",
@@ -82,7 +169,10 @@ ROUNDTRIP: Final = Kind(
     types=("roundtrip",),
     type_labels=("Round-trip",),
     config=RoundTripConfig,
-    logins=(Login("send.auth.user", "send.auth.pass"), Login("receive.user", "receive.password")),
+    logins=(
+        Login("send.auth.user", "send.auth.pass", SMTP_BINDING, also=("to", "send.from")),
+        Login("receive.user", "receive.password", IMAP_POP_BINDING),
+    ),
     hostname=False,
 )
 
@@ -103,8 +193,3 @@ def of_type(monitor_type: str) -> Kind:
 def named(name: str) -> Kind:
     """The kind the API calls `name` (`/api/{name}-monitors`); KeyError for none."""
     return _BY_NAME[name]
-
-
-def secrets_of(monitor_type: str) -> tuple[str, ...]:
-    """Where the secrets of a stored type sit in its config."""
-    return of_type(monitor_type).secrets

@@ -20,27 +20,8 @@ from typing import Any, cast
 from controller.monitors import kinds
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, default_port
 
-# Where the secrets sit in each type's stored config (declared with the kinds). A round trip has
-# two, each bound to its own leg: changing the send server needs the send password, the mailbox's
-# the mailbox password.
-SECRETS: dict[str, tuple[str, ...]] = {t: kinds.secrets_of(t) for t in kinds.ALL_TYPES}
-SECRET_PATH = {kind: paths[0] for kind, paths in SECRETS.items() if len(paths) == 1}
-
-# The config keys a secret is bound to, with the value the agent uses when a key is absent.
-_SMTP_BINDING: dict[str, object] = {
-    "secure": False,
-    "ignoreTls": False,
-    "requireTls": False,
-    "tlsOptions.rejectUnauthorized": True,
-    "allowPlaintextAuth": False,
-    "auth.user": "",
-}
-_IMAP_POP_BINDING: dict[str, object] = {
-    "tls": False,
-    "tlsOptions.rejectUnauthorized": True,
-    "allowPlaintextAuth": False,
-    "user": "",
-}
+# The config keys each secret is bound to are declared with its kind's login (`Login.bound`,
+# `Login.also`).
 
 
 @dataclass(frozen=True)
@@ -73,7 +54,7 @@ def _stored(target: Target, path: str) -> str | None:
 
 def secret(target: Target) -> str | None:
     """The target's (first) stored secret (sealed), or None when it has none."""
-    return _stored(target, SECRETS[target.type][0])
+    return _stored(target, kinds.of_type(target.type).secrets[0])
 
 
 def _leg(target: Target, path: str) -> tuple[str, str, int | None, Mapping[str, Any]]:
@@ -101,20 +82,20 @@ def _binding(target: Target, path: str) -> dict[str, object]:
     protocol, hostname, port, config = _leg(target, path)
     prefix = "receive." if target.type == "roundtrip" and not path.startswith("send.") else ""
     send = "send." if target.type == "roundtrip" and path.startswith("send.") else ""
-    defaults = _SMTP_BINDING if protocol == "smtp" else _IMAP_POP_BINDING
+    login = kinds.of_type(target.type).login_of(path)
     out: dict[str, object] = {
         f"{prefix}{'protocol' if prefix else 'type'}": protocol,
         f"{prefix}hostname": hostname,
         f"{prefix}port": _port(protocol, port, config),
     }
-    for key, default in defaults.items():
+    for key, default in login.bound.items():
         value = _at(config, key)
         out[f"{prefix}{send}{key}"] = default if value is None else value
-    if send:
-        # The send password also decides whom the probe mail goes to and as whom: with only the
-        # mask, a member could make the owner's relay account mail an address of their choosing.
-        out["to"] = _at(target.config, "to")
-        out["send.from"] = _at(config, "from")
+    # A round trip's send password also decides whom the probe mail goes to and as whom: with
+    # only the mask, a member could make the owner's relay account mail an address of their
+    # choosing.
+    for also in login.also:
+        out[also] = _at(target.config, also)
     # Every TLS option binds the secret, also ones added after this rule was written (a CA, a
     # server name): they all decide whom the agent accepts as the server.
     options = _at(config, "tlsOptions")
@@ -139,7 +120,9 @@ def moved_each(before: Target, after: Target) -> dict[str, list[str]]:
     only secrets so moved are listed. A secret is allowed to move when the request sent it
     (a new one seals to a new value; the mask keeps the stored one, unchanged)."""
     out: dict[str, list[str]] = {}
-    for path in SECRETS[before.type]:
+    # Where the secrets sit is the kind's (a round trip has two, each bound to its own leg:
+    # changing the send server needs the send password, the mailbox's the mailbox password).
+    for path in kinds.of_type(before.type).secrets:
         kept = _stored(before, path)
         if kept is None or _stored(after, path) != kept:
             continue

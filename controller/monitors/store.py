@@ -12,6 +12,7 @@ import msgspec
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
 from controller.monitors.kinds import KINDS
+from controller.secrets.box import stored_hook
 from shared.messages import ImapPopConfig, JobConfig, MonitorType
 
 CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
@@ -39,7 +40,7 @@ class MonitorConfigError(ValueError):
 
 class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     """A monitor row, typed. `config` is its type's wire config Struct with each secret still
-    as stored (sealed by controller.secrets.box); those Structs' reprs mask every password, and
+    as stored (a `SealedSecret`, controller.secrets.box); a Secret's repr is the mask, and
     the repr leaves out `config_as_sent`, so a Monitor is safe to log.
 
     `config_as_sent`: the config as stored, only the keys the API was sent (secrets sealed).
@@ -82,7 +83,9 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     if config_type is None:
         raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
     try:
-        config: JobConfig = msgspec.convert(_nulls_blank(stored or {}), config_type)
+        config: JobConfig = msgspec.convert(
+            _nulls_blank(stored or {}), config_type, dec_hook=stored_hook
+        )
     except msgspec.ValidationError as exc:
         raise MonitorConfigError(str(exc)) from None
     if isinstance(config, ImapPopConfig):

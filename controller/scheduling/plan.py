@@ -24,7 +24,7 @@ from controller.logins.account_store import Login
 from controller.logins.backoff import HELD, logins
 from controller.monitors.store import Monitor, WatchedMonitor
 from controller.scheduling import rules as schedule
-from controller.scheduling.job_config import JobConfigError, job_config
+from controller.scheduling.job_config import JobConfigError, opened
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import (
@@ -298,10 +298,10 @@ class RoundPlanner:
         another) and the countries it cannot go to."""
         m, rounds = watched.monitor, watched.rounds
         public_id = str(m.public_id)
-        config = job_config(m.type, m.config_as_sent, self._box)
+        config = opened(m.config, self._box)
         port = m.port or default_port(m.type, config)
         plain = None
-        if carries_credentials(m.config_as_sent, config):
+        if carries_credentials(config):
             plan.account = account(self._account_key, m.hostname, config)
             plan.legs = legs_of(m.hostname, config)
             bound = SealedConfig(

@@ -1,5 +1,9 @@
 """Monitor secrets at rest: Fernet-encrypted strings inside the config JSON.
 
+A secret has two forms in the controller: `SealedSecret`, as stored (`enc:v1:` + a Fernet token;
+what a Monitor's config holds), and `Secret` (shared.secret), opened by `SecretBox.opened` for a
+job, which seals it again to its country (controller.secrets.seal_keys). Both show only the mask.
+
 `SECRETS_KEY` holds one or more comma-separated keys; the first encrypts, any decrypts, so a key
 can be rotated by prepending the new one.
 """
@@ -7,10 +11,34 @@ can be rotated by prepending the new one.
 import base64
 import hashlib
 import hmac
+from typing import Any, TypeGuard, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from shared.messages import JobConfig
+from shared.secret import Secret, with_secrets
+
 PREFIX = "enc:v1:"
+
+ConfigT = TypeVar("ConfigT", bound=JobConfig)
+
+
+class SealedSecret(Secret):
+    """A secret as stored: its text is the ciphertext (`enc:v1:...`), opened only by a
+    SecretBox holding SECRETS_KEY."""
+
+
+def is_sealed(value: object) -> TypeGuard[str]:
+    """Whether a stored JSON value is a sealed secret."""
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def stored_hook(type_: type, obj: Any) -> Any:
+    """msgspec: a secret read from the stored JSON, sealed or (stored in clear by an old
+    version or by hand) opened."""
+    if type_ is Secret and isinstance(obj, str):
+        return SealedSecret(obj) if is_sealed(obj) else Secret(obj)
+    raise NotImplementedError(f"cannot decode {type_!r}")
 
 
 class SecretBoxError(Exception):
@@ -33,8 +61,18 @@ class SecretBox:
     def seal(self, plain: str) -> str:
         return PREFIX + self._fernet.encrypt(plain.encode()).decode()
 
+    def opened(self, config: ConfigT) -> ConfigT:
+        """`config` (as stored) with every sealed secret opened; SecretBoxError when one does
+        not open."""
+        return with_secrets(config, self._open_secret)
+
+    def _open_secret(self, secret: Secret) -> Secret:
+        if isinstance(secret, SealedSecret):
+            return Secret(self.open(secret.reveal()))
+        return secret
+
     def open(self, sealed: str) -> str:
-        if not sealed.startswith(PREFIX):
+        if not is_sealed(sealed):
             raise SecretBoxError("value is not a sealed secret")
         try:
             return self._fernet.decrypt(sealed[len(PREFIX) :].encode()).decode()

@@ -13,35 +13,27 @@ from typing import Any, Final
 
 import structlog
 
-from controller.secrets.box import PREFIX
 from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sealing import SealingError, SealingKey, read_public_keys
+from shared.secret import secrets_in
 
 log = structlog.get_logger(__name__)
 
 RELOAD_EVERY_S: Final = 5.0
 
 
-def carries_credentials(stored: Any, config: JobConfig) -> bool:
-    """Whether a job's config travels sealed: it holds a secret stored encrypted, in whatever
-    field, or a user name or password (one stored in clear, by an old version or by hand, too)."""
-    if _has_secret(stored):
+def carries_credentials(config: JobConfig) -> bool:
+    """Whether a job's config travels sealed: it holds a secret, in whatever field is typed
+    `Secret` (one stored in clear, by an old version or by hand, too), or a user name."""
+    if any(secret for _, secret in secrets_in(config)):
         return True
     if isinstance(config, RoundTripConfig):
         # The addresses and the mailbox say whose mail is probed: never in clear either.
         return True
     if isinstance(config, SmtpConfig):
-        return config.auth is not None and bool(config.auth.user or config.auth.password)
+        return config.auth is not None and bool(config.auth.user)
     assert isinstance(config, ImapPopConfig)
-    return bool(config.user or config.password)
-
-
-def _has_secret(value: Any) -> bool:
-    if isinstance(value, dict):
-        return any(_has_secret(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_secret(v) for v in value)
-    return isinstance(value, str) and value.startswith(PREFIX)
+    return bool(config.user)
 
 
 class CountryKeys:

@@ -112,7 +112,7 @@ async def test_a_row_stored_with_null_credentials_before_the_fix_is_read_as_none
     row = await stored_row(pool, monitor["publicId"])
     job = job_config(row["type"], row["config"], SecretBox(settings.secrets_key or ""))
     credentials = job.auth if isinstance(job, SmtpConfig) else job
-    assert credentials is not None and (credentials.user, credentials.password) == ("", "")
+    assert credentials is not None and (credentials.user, credentials.password.reveal()) == ("", "")
     r = await http.get(
         f"{SMTP if kind == 'smtp' else IMAP}/{monitor['publicId']}", headers=tenant.auth()
     )

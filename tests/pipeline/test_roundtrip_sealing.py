@@ -54,7 +54,12 @@ async def test_a_round_trip_job_holds_no_secret_address_or_mailbox_in_clear(
     opened = seal_keys.opened(job)
     assert isinstance(opened, RoundTripCheckJob)
     assert (opened.hostname, opened.port) == ("smtp.example.com", 25)
-    assert opened.config.send.auth is not None and opened.config.send.auth.password == send_pw
-    assert (opened.config.receive.hostname, opened.config.receive.password) == (box_host, box_pw)
+    assert (
+        opened.config.send.auth is not None and opened.config.send.auth.password.reveal() == send_pw
+    )
+    assert (opened.config.receive.hostname, opened.config.receive.password.reveal()) == (
+        box_host,
+        box_pw,
+    )
     assert opened.config.to == f"rcpt-{tag}@example.net"
     assert tag not in repr(logs)

@@ -134,7 +134,8 @@ async def test_due_monitor_becomes_one_job_per_listed_country_with_its_msg_id(
         assert job.config.auth is None  # the credentials travel sealed to the country
         opened = seal_keys.opened(job)
         assert isinstance(opened, SmtpCheckJob) and opened.config.auth is not None
-        assert (opened.config.auth.user, opened.config.auth.password) == ("username", "password")
+        auth = opened.config.auth
+        assert (auth.user, auth.password.reveal()) == ("username", "password")
     after = await next_due_at(pipe_pool, pid)
     assert after == schedule.next_due(schedule.phase_ms(pid, 60), 60, due)  # back on its grid
 
@@ -154,10 +155,10 @@ async def test_imap_job_carries_the_decrypted_password_and_protocol_sealed(
     assert await pipeline.scheduler.tick() == 1
     [(job, _)] = await countries.jobs(cc)
     assert isinstance(job, ImapCheckJob)
-    assert (job.config.user, job.config.password) == ("", "")
+    assert (job.config.user, job.config.password.reveal()) == ("", "")
     job = seal_keys.opened(job)
     assert isinstance(job, ImapCheckJob)
-    assert (job.config.protocol, job.config.user, job.config.password, job.port) == (
+    assert (job.config.protocol, job.config.user, job.config.password.reveal(), job.port) == (
         "imap",
         "monitor@example.com",
         "password",

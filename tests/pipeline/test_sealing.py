@@ -92,10 +92,10 @@ async def test_a_credentialed_job_on_the_wire_holds_neither_password_nor_user(
     opened = seal_keys.opened(job)
     if isinstance(opened, SmtpCheckJob):
         assert opened.config.auth is not None
-        assert (opened.config.auth.user, opened.config.auth.password) == (user, password)
+        assert (opened.config.auth.user, opened.config.auth.password.reveal()) == (user, password)
     else:
         assert isinstance(opened, ImapCheckJob | Pop3CheckJob)
-        assert (opened.config.user, opened.config.password) == (user, password)
+        assert (opened.config.user, opened.config.password.reveal()) == (user, password)
         assert (opened.config.protocol, opened.config.tls) == (kind, True)
     text = repr(logs)
     assert password not in text and user not in text and job.sealed_config not in text

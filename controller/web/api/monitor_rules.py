@@ -15,12 +15,11 @@ from msgspec import UNSET, UnsetType
 
 from controller.access import customers_store as customers
 from controller.db.pool import Conn
-from controller.monitors import secret_binding, validation
+from controller.monitors import kinds, validation
 from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
-from controller.monitors.secret_binding import SECRET_PATH
 from controller.roundtrips import rules as roundtrip_rules
-from controller.secrets.box import PREFIX, SecretBox, SecretBoxError
+from controller.secrets.box import SecretBox, SecretBoxError, is_sealed
 from controller.web.api import tls_options
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.web.api.monitor_schemas import (
@@ -40,6 +39,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from shared.messages import RoundTripConfig
+from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
@@ -148,7 +148,7 @@ def _secret(
 ) -> str | UnsetType:
     """Seal a new secret; the mask keeps the stored one; null is none, as ""."""
     if value == MASK:
-        if isinstance(stored, str) and stored.startswith(PREFIX):
+        if is_sealed(stored):
             return stored
         raise bad_request(
             field, f"{field}: {MASK!r} stands for a stored secret, and none is stored"
@@ -374,7 +374,7 @@ def keep_unchanged_secrets(row: asyncpg.Record, changes: dict[str, Any], box: Se
     config = changes.get("config")
     if not isinstance(config, dict):
         return
-    for path in secret_binding.SECRETS[changes.get("type", row["type"])]:
+    for path in kinds.of_type(changes.get("type", row["type"])).secrets:
         *parents, leaf = path.split(".")
         new_holder: Any = config
         old_holder: Any = row["config"] or {}
@@ -428,7 +428,9 @@ def secret_refusal(
         outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
     else:
         # One secret: named by where the (possibly new) type keeps it.
-        each = {SECRET_PATH[changes.get("type", row["type"])]: next(iter(each.values()))}
+        each = {
+            kinds.of_type(changes.get("type", row["type"])).secrets[0]: next(iter(each.values()))
+        }
         outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
     named = [
         (f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
@@ -471,15 +473,6 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def masked(value: Any) -> Any:
-    """`value` with every sealed secret in it replaced by the mask, as responses show it."""
-    if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith(PREFIX):
-        return MASK
-    return value
-
-
 def _common(monitor: monitors.Monitor, config: dict[str, Any]) -> dict[str, Any]:
     """The fields every kind shows."""
     return {
@@ -509,7 +502,13 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
     secrets masked), the send leg's server (the monitor's hostname and port) in `send`."""
     if not isinstance(config, RoundTripConfig):  # as stored
         config = monitors.decode_config(ROUNDTRIP.types[0], config)
-    shown: dict[str, Any] = masked(msgspec.to_builtins(config))
+    shown: dict[str, Any] = msgspec.to_builtins(config, enc_hook=masked_hook)
+    for path in ROUNDTRIP.job_only:
+        *legs, key = path.split(".")
+        holder = shown
+        for leg in legs:
+            holder = holder.get(leg) or {}
+        holder.pop(key, None)
     shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
     return shown
 
@@ -524,7 +523,7 @@ def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
         config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config)
         return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
     # The keys as sent, as the seeds show them.
-    config = masked(monitor.config_as_sent)
+    config = kind.masked(monitor.config_as_sent)
     if kind is SMTP:
         return SmtpMonitor(**_common(monitor, config), smtp_config=config)
     return ImapPopMonitor(**_common(monitor, config), imap_pop_config=config)

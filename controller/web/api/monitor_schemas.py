@@ -10,8 +10,9 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
 from controller.web.api.page import Page, published
+from shared.secret import SECRET_MASK
 
-MASK = "********"
+MASK = SECRET_MASK  # what responses show for a stored secret, and requests send to keep it
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
