@@ -1,12 +1,13 @@
 """The controller's pipeline against real PostgreSQL and NATS.
 
-Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor
-in its database, so other tests' monitors must not be there), an ingest consumer of its own
-(it drops other tests' results: their monitors are not in its database), and per test country
-codes that no other suite's pool holds (tests/countries.py), whose jobs are purged and whose agents are said to stop afterwards. Live agents come from heartbeats on the
-real NATS, as agents publish them; the view here needs no warm-up (tests of the warm-up make
-their own). Every one of those countries has a sealing key pair (`seal_keys`); the scheduler
-re-reads the key directory at every use, so a test may change its own country's key.
+Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor in
+its database, so other tests' monitors must not be there), an ingest consumer of its own (it drops
+other tests' results: their monitors are not in its database), and per test country codes that no
+other suite's pool holds (tests/countries.py), whose jobs are purged and whose agents are said to
+stop afterwards. Live agents come from heartbeats on the real NATS, as agents publish them; the
+view here needs no warm-up (tests of the warm-up make their own). Every one of those countries has
+a sealing key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test
+may change its own country's key.
 """
 
 import asyncio
