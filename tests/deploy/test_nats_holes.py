@@ -496,8 +496,9 @@ async def test_results_and_events_drop_their_oldest_past_their_size_cap(bare: NA
 
 async def test_a_push_consumer_delivering_into_results_leaks_jobs(bare: NATS) -> None:
     """Why agents lost the right to create their consumer: one turned into a push consumer
-    delivering to `mon.results.…` hands every job (with its secrets) to RESULTS and to live
-    readers. The controller puts such a consumer back as a pull consumer at start."""
+    delivering to `mon.results.…` hands every job (with its secrets) to whoever subscribes
+    there and into RESULTS, which keeps it under the job's own subject. The controller puts
+    such a consumer back as a pull consumer at start."""
     bare_js = bare.jetstream()
     await ensure_streams(bare_js)
     await bare_js.publish(jobs_subject("FR"), b'{"password":"s3cret"}')
