@@ -496,8 +496,9 @@ async def test_results_and_events_drop_their_oldest_past_their_size_cap(bare: NA
 
 async def test_a_push_consumer_delivering_into_results_leaks_jobs(bare: NATS) -> None:
     """Why agents lost the right to create their consumer: one turned into a push consumer
-    delivering to `mon.results.…` hands every job (with its secrets) to RESULTS and to live
-    readers. The controller puts such a consumer back as a pull consumer at start."""
+    delivering to `mon.results.…` hands every job (with its secrets) to whoever subscribes
+    there and into RESULTS, which keeps it under the job's own subject. The controller puts
+    such a consumer back as a pull consumer at start."""
     bare_js = bare.jetstream()
     await ensure_streams(bare_js)
     await bare_js.publish(jobs_subject("FR"), b'{"password":"s3cret"}')
@@ -507,14 +508,19 @@ async def test_a_push_consumer_delivering_into_results_leaks_jobs(bare: NATS) ->
         filter_subject=jobs_subject("FR"),
         deliver_subject="mon.results.FR.leak.x",
     )
-    await bare_js.add_consumer(JOBS_STREAM, hijacked)
+    # RESULTS keeps the delivery under the job's own subject, which nothing else publishes
+    # into it: a consumer filtered on that subject reads exactly that copy, and its fetch
+    # returns once the stream has stored it (the reader may get the delivery before).
+    kept = await bare_js.pull_subscribe(jobs_subject("FR"), stream=RESULTS_STREAM)
     reader = await bare.subscribe("mon.results.FR.leak.x")
+    await registered(bare)
+    await bare_js.add_consumer(JOBS_STREAM, hijacked)
     leaked = await reader.next_msg(timeout=5)
     assert leaked.data == b'{"password":"s3cret"}'
-    last = (await bare_js.stream_info(RESULTS_STREAM)).state.last_seq
-    stored = await bare_js.get_msg(RESULTS_STREAM, seq=last)  # kept under the job's subject
-    assert stored.data == b'{"password":"s3cret"}'
+    [stored] = await kept.fetch(1, timeout=5)
+    assert (stored.subject, stored.data) == (jobs_subject("FR"), b'{"password":"s3cret"}')
     await reader.unsubscribe()
+    await kept.unsubscribe()
 
     assert await ensure_jobs_consumers(bare_js, ["FR"]) == 1
     config = (await bare_js.consumer_info(JOBS_STREAM, jobs_consumer_name("FR"))).config

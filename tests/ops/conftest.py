@@ -14,10 +14,9 @@ from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.streams import ensure_streams
+from tests.countries import OPS, handout
 
-_COUNTRIES = iter(
-    ["SG", "MY", "PH", "PK", "QA", "KW", "OM", "JO", "LB", "VN", "TH", "ID", "BD", "NP", "KZ"]
-)
+_COUNTRIES = handout(OPS)
 
 
 @pytest.fixture

@@ -1,12 +1,13 @@
 """The controller's pipeline against real PostgreSQL and NATS.
 
-Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor
-in its database, so other tests' monitors must not be there), an ingest consumer reading only
-these tests' countries, and per test country codes that no other test uses, whose jobs are
-purged and whose agents are said to stop afterwards. Live agents come from heartbeats on the
-real NATS, as agents publish them; the view here needs no warm-up (tests of the warm-up make
-their own). Every one of those countries has a sealing key pair (`seal_keys`); the scheduler
-re-reads the key directory at every use, so a test may change its own country's key.
+Isolation on session-wide servers: a database of its own (the scheduler claims every due monitor in
+its database, so other tests' monitors must not be there), an ingest consumer of its own (it drops
+other tests' results: their monitors are not in its database), and per test country codes that no
+other suite's pool holds (tests/countries.py), whose jobs are purged and whose agents are said to
+stop afterwards. Live agents come from heartbeats on the real NATS, as agents publish them; the
+view here needs no warm-up (tests of the warm-up make their own). Every one of those countries has
+a sealing key pair (`seal_keys`); the scheduler re-reads the key directory at every use, so a test
+may change its own country's key.
 """
 
 import asyncio
@@ -39,25 +40,16 @@ from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.countries import PIPELINE, handout
 from tests.sealing import KeyRing
 from tests.serving import serve_app
 
-# Valid ISO codes that no other test uses (tests/agent takes from a list of its own).
-_CODES = (
-    "UY VE PY BO EC GT HN NI CR PA CU DO HT JM TT BS BB KZ UZ TM KG TJ MN NP BD LK MM TH VN"
-    " ZW ZM MW MZ AO NA BW LS SZ MG MU SC KM DJ ER ET SO SD SS UG RW BI TZ"
-    " AW AF AI AL AD AG BJ BF BZ BM BN BT CF CI CM CD CG CV DM DZ FO GH GN GM GW GQ GD GY KH KI"
-    " KN LA LR LC MV MH MK ML MR"
-    " AQ AX BL BQ BV CK CW CX EH FK FM GF GG GI GL GP GS GU HM IM IO JE KY MC ME MF MO MP MQ MS"
-    " NC NE NF NR NU PF PG PM PN PR PS PW RE SB SH SJ SL SM SR ST SV SX TC TD TF TG TK TL UM VA"
-    " VC VG VI VU WF YE YT"
-)
-_COUNTRIES = iter(_CODES.split(" "))
+_COUNTRIES = handout(PIPELINE)
 
 
 @pytest.fixture(scope="session")
 def seal_keys(tmp_root: Path) -> KeyRing:
-    return KeyRing(tmp_root / "pipeline-seal-keys", _CODES.split(" "))
+    return KeyRing(tmp_root / "pipeline-seal-keys", PIPELINE)
 
 
 @pytest.fixture(scope="session")
