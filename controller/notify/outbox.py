@@ -31,11 +31,12 @@ import structlog
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.monitors import store as monitors
 from controller.notify import NAMES, Channel, DeliveryError, Notification
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
-from controller.notify.recipients import Outgoing
+from controller.notify import recipients
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
 from shared.timefmt import utcnow
@@ -204,8 +205,17 @@ class OutboxWorker:
         """Queue the owners' one notice of the window that `channel`'s budget was reached, in
         the alert history of the monitor whose notification was the first dropped."""
         name, owners = await budget_db.owners(conn, org)
-        monitor = await alerts.monitor(conn, first["monitor_id"])
-        if monitor is None or not owners:
+        try:
+            watched = await monitors.watched(conn, first["monitor_id"])
+        except monitors.MonitorConfigError as exc:
+            log.error(
+                "monitor config unreadable: owners not told the notification budget was reached",
+                organization_id=org,
+                monitor=first["monitor_id"],
+                error=str(exc),
+            )
+            return
+        if watched is None or not owners:
             log.warning("no owner to tell the notification budget was reached", organization_id=org)
             return
         texts = render_held_back(
@@ -214,22 +224,11 @@ class OutboxWorker:
             notify_budget.SETTING[channel],
             per_hour,
             start + notify_budget.WINDOW,
-            monitor,
+            watched.monitor,
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
-        notes = [
-            Outgoing(
-                HELD_BACK,
-                "email",
-                owner["email"],
-                texts.subject,
-                texts.text,
-                texts.html,
-                f"{key}:{owner['id']}",
-            )
-            for owner in owners
-        ]
-        await alerts.enqueue(conn, monitor["id"], None, notes)
+        notes = recipients.to_owners(HELD_BACK, owners, texts, key)
+        await alerts.enqueue(conn, watched.monitor.id, None, notes)
 
     async def _send_all(self, rows: list[asyncpg.Record]) -> list[Outcome]:
         """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""

@@ -17,9 +17,9 @@ from controller.alerting.rules import (
     Held,
     IncidentClosed,
     IncidentOpened,
+    JudgedMonitor,
     JudgedRound,
     Known,
-    Monitor,
     Notice,
     Policy,
     Replayed,
@@ -32,7 +32,7 @@ from controller.logins.backoff import Backoff
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 COUNTRIES = ("DE", "FR", "US")
-MONITOR = Monitor("mon-1", MINUTE, expected=len(COUNTRIES))
+MONITOR = JudgedMonitor("mon-1", MINUTE, expected=len(COUNTRIES))
 ROUNDTRIP = dataclasses.replace(MONITOR, roundtrip=True)
 DISABLED = dataclasses.replace(MONITOR, disabled=True)
 T = Thresholds()
@@ -109,7 +109,7 @@ def run(
     t: Thresholds = T,
     known: Known = NOTHING,
     policy: Policy = POLICY,
-    monitor: Monitor = MONITOR,
+    monitor: JudgedMonitor = MONITOR,
     now: datetime | None = None,
 ) -> tuple[AlertState, list[str]]:
     rounds = series(codes)
