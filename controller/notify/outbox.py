@@ -32,11 +32,10 @@ import structlog
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
-from controller.notify import NAMES, Channel, DeliveryError, Notification
+from controller.notify import NAMES, Channel, DeliveryError, Notification, recipients
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
-from controller.notify import recipients
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
 from shared.timefmt import utcnow
