@@ -389,10 +389,23 @@ async def enqueue(
         )
 
 
-OUTBOX_COLUMNS = (
-    "id, monitor_id, incident_id, kind, channel, target, subject, body_text, body_html,"
-    " attempts, dedupe_key"
-)
+class Claimed(NamedTuple):
+    """A notification leased to an outbox worker; `attempts` counts this one."""
+
+    id: int
+    monitor_id: int
+    incident_id: int | None
+    kind: str
+    channel: str
+    target: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    attempts: int
+    dedupe_key: str
+
+
+OUTBOX_COLUMNS = ", ".join(Claimed._fields)
 _HISTORY = (
     "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
     " attempt, status, error)"
@@ -453,7 +466,7 @@ async def claim_outbox(
     lease_s: float,
     channels: Sequence[str],
     max_attempts: int,
-) -> list[asyncpg.Record]:
+) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
     caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
     batch may take). A row waits while an older one to the same recipient about the same
@@ -475,12 +488,12 @@ async def claim_outbox(
         list(channels),
         max_attempts,
     )
-    return rows
+    return [Claimed(*r.values()) for r in rows]
 
 
 async def record_attempt(
     conn: Conn,
-    row: asyncpg.Record,
+    row: Claimed,
     error: str | None,
     *,
     retry_at: datetime | None,
@@ -493,8 +506,8 @@ async def record_attempt(
         updated = await conn.fetchval(
             "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
             " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
-            row["id"],
-            row["attempts"],
+            row.id,
+            row.attempts,
         )
     else:
         status = "failed"
@@ -503,20 +516,20 @@ async def record_attempt(
             " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
             " next_attempt_at = coalesce($4, next_attempt_at)"
             " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
-            row["id"],
-            row["attempts"],
+            row.id,
+            row.attempts,
             error,
             retry_at,
         )
     await conn.execute(
         f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        row["id"],
-        row["monitor_id"],
-        row["incident_id"],
-        row["kind"],
-        row["channel"],
-        row["target"],
-        row["attempts"],
+        row.id,
+        row.monitor_id,
+        row.incident_id,
+        row.kind,
+        row.channel,
+        row.target,
+        row.attempts,
         status,
         error,
     )
