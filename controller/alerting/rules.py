@@ -377,19 +377,6 @@ def judge(
     return Judgement(j.s, tuple(j.effects))
 
 
-def _latest_run(judged: Sequence[tuple[JudgedRound, str]]) -> list[tuple[JudgedRound, str]]:
-    """The latest run of failing, or of passing (`up`, `degraded`), rounds, oldest first; missed
-    rounds neither end nor extend a run, as in `AlertState.count`."""
-    run: list[tuple[JudgedRound, str]] = []
-    for r, verdict in reversed(judged):
-        if verdict == "missed":
-            continue
-        if run and (verdict == "failing") != (run[0][1] == "failing"):
-            break
-        run.insert(0, (r, verdict))
-    return run
-
-
 def _failing(r: JudgedRound) -> tuple[str, ...]:
     return tuple(c for c, _, _ in r.failures)
 
@@ -472,34 +459,32 @@ class _Judging:
             self.effects.append(ConfirmationWanted(last.at, _failing(last)))
 
     def replay(self, window: Sequence[JudgedRound]) -> None:
-        """A revision: count the window's rounds again from empty counters (a run covering the
-        whole window, of the kind counted before, keeps its longer count), decide on the latest
-        run's last round (and on a missed round after it, with no incident in question), and
-        act on that alone."""
+        """A revision: the window's rounds counted again (`AlertState.count`) from empty
+        counters, and decided (`AlertState.decide`) on the latest run's last round (and on a
+        missed round after it, with no incident in question), acting on that alone. A run
+        covering the whole window, of the kind counted before, may have begun before the
+        window: it keeps its longer count."""
         s = self.s
         judged = [(r, r.verdict(self.t.failure_threshold, self.monitor.expected)) for r in window]
-        run = _latest_run(judged)
-        if not run:
+        ran = [(r, v) for r, v in judged if v != "missed"]
+        if not ran:
             return
-        previous = s.state
-        failing = run[-1][1] == "failing"
-        ran = [r for r, v in judged if v != "missed"]
-        before = s.consecutive_down_rounds if failing else s.consecutive_up_rounds
-        whole = len(run) == len(ran) and failing == (s.consecutive_down_rounds > 0)
-        seed = max(0, before - len(run)) if whole else 0
-        cursor = s.last_round_at
-        s.consecutive_down_rounds = seed if failing else 0
-        s.consecutive_up_rounds = 0 if failing else seed
+        previous, cursor = s.state, s.last_round_at
+        down_before, up_before = s.consecutive_down_rounds, s.consecutive_up_rounds
+        s.consecutive_down_rounds = s.consecutive_up_rounds = 0
         s.down_since = s.up_since = None
-        if seed:
-            s.down_since, s.up_since = (run[0][0].at, None) if failing else (None, run[0][0].at)
         s.missed_rounds, s.missed_since = 0, None
-        last, verdict = run[-1]
-        action: Action | None = None
         for r, v in judged:
             s.count(v, r.at, no_data.kind(v, [k for _, k, _ in r.missed], r.held_kinds))
-            if r is last:
-                action = s.decide(verdict, r.at, self.t)
+        last, verdict = ran[-1]
+        failing = verdict == "failing"
+        run = s.consecutive_down_rounds if failing else s.consecutive_up_rounds
+        if run == len(ran) and failing == (down_before > 0):
+            if failing:
+                s.consecutive_down_rounds = max(run, down_before)
+            else:
+                s.consecutive_up_rounds = max(run, up_before)
+        action = s.decide(verdict, last.at, self.t)
         if action is None and judged[-1][1] == "missed":
             s.decide("missed", judged[-1][0].at, self.t)  # the latest round still ran nowhere
         s.last_round_at = cursor
