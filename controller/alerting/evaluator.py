@@ -551,11 +551,7 @@ class Alerter:
                 rows = await alerts.claim_events(conn, self._batch)
                 if not rows:
                     return published
-                for row in rows:
-                    await self._js.publish(
-                        row["subject"],
-                        bytes(row["payload"]),
-                        headers={"Nats-Msg-Id": row["msg_id"]},
-                    )
-                await alerts.delete_events(conn, [r["id"] for r in rows])
+                for e in rows:
+                    await self._js.publish(e.subject, e.payload, headers={"Nats-Msg-Id": e.msg_id})
+                await alerts.delete_events(conn, [e.id for e in rows])
             published += len(rows)

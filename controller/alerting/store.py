@@ -568,16 +568,25 @@ async def add_event(conn: Conn, subject: str, msg_id: str, payload: bytes) -> No
 EVENTS_LOCK = 0x6D61696C6576656E  # "maileven"
 
 
-async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record] | None:
+class Event(NamedTuple):
+    """A state change or posture note written for the EVENTS stream, not yet published."""
+
+    id: int
+    subject: str
+    msg_id: str
+    payload: bytes
+
+
+async def claim_events(conn: Conn, limit: int) -> list[Event] | None:
     """The oldest events, in the order written; None while another replica is publishing
     (one publisher at a time, so events leave in order). Holds the lock until the caller's
     transaction ends."""
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EVENTS_LOCK):
         return None
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, subject, msg_id, payload FROM event_outbox ORDER BY id LIMIT $1", limit
+        f"SELECT {', '.join(Event._fields)} FROM event_outbox ORDER BY id LIMIT $1", limit
     )
-    return rows
+    return [Event(r["id"], r["subject"], r["msg_id"], bytes(r["payload"])) for r in rows]
 
 
 async def delete_events(conn: Conn, ids: Sequence[int]) -> None:
