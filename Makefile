@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,13 +35,16 @@ run: $(STAMP) ## start PostgreSQL, NATS, the controller and one agent per DEV_CO
 	$(BIN)/python tools/devrun.py
 
 # Debian packages the tests run (never a download of their own): installed with apt-get when
-# the binary is missing, as root, else through sudo. $(1): a binary to look for; $(2): packages.
+# the binary is missing, as root, else through sudo, never asking (debconf's defaults).
+# $(1): a binary to look for; $(2): packages.
 define apt_when_missing
 	@if [ -x $(1) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && apt-get install -y -q --no-install-recommends $(2); \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $(2); \
 	else \
-	  sudo apt-get update -q && sudo apt-get install -y -q --no-install-recommends $(2); \
+	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $(2); \
 	fi
 endef
 
@@ -61,11 +64,19 @@ netns: ## install Debian's iproute2 and nftables when missing (the agent self-ch
 	$(call apt_when_missing,/usr/sbin/ip,iproute2)
 	$(call apt_when_missing,/usr/sbin/nft,nftables)
 
+# The OAuth2 login tests run Debian's Dovecot (OAuth2 passdb) and a private Postfix submitting
+# through it, both started by the tests themselves on loopback ports (no service is enabled).
+# Postfix's installer asks questions: noninteractive takes its defaults.
+dovecot: ## install Debian's dovecot-imapd, dovecot-pop3d and postfix when missing (the OAuth2 login tests)
+	$(call apt_when_missing,/usr/lib/dovecot/imap,dovecot-imapd dovecot-pop3d)
+	$(call apt_when_missing,/usr/lib/dovecot/pop3,dovecot-imapd dovecot-pop3d)
+	$(call apt_when_missing,/usr/lib/postfix/sbin/master,postfix)
+
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser unbound netns ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound and network namespaces
+test: $(STAMP) browser unbound netns dovecot ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation

@@ -6,7 +6,6 @@ not heard of for shared.heartbeats.HEARTBEAT_TTL_S, or at once after its last be
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
 
@@ -16,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from shared import __version__
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
+from shared.loop import run_every
 from shared.messages import AgentHeartbeat, SelfCheck, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -58,10 +58,7 @@ class Heartbeat:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.beat()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._interval)
+        await run_every(self._interval, self.beat, name="heartbeat", stop=stop)
         await self.beat(stopping=True)
 
     async def beat(self, *, stopping: bool = False) -> None:

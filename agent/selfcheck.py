@@ -14,7 +14,6 @@ zone that never answers cannot make the agent judge its resolver dead.
 """
 
 import asyncio
-import contextlib
 import contextvars
 import socket
 import time
@@ -24,6 +23,7 @@ import structlog
 from agent import metrics
 from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
+from shared.loop import run_every
 from shared.messages import CanaryState, SelfCheck
 from shared.settings import AgentSettings, parse_canaries
 from shared.timefmt import iso_ms, utcnow
@@ -117,10 +117,7 @@ class SelfChecks:
         """Run every canary now and every interval after, until `stop` is set."""
         self._context = contextvars.copy_context()
         try:
-            while not stop.is_set():
-                await self._run_now()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._interval)
+            await run_every(self._interval, self._run_now, name="self-check", stop=stop)
         finally:
             if self._running is not None:
                 self._running.cancel()

@@ -60,6 +60,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from shared.loop import run_every
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -443,8 +444,8 @@ class Worker:
         ones are in arrival order, so only the old ones are visited."""
         period = self._ack_wait / 3
         loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(period)
+
+        async def one_pass() -> None:
             cutoff = loop.time() - period
             held: list[Msg] = []
             running = ((msg, arrived) for msg, arrived, _ in self._tasks.values())
@@ -455,6 +456,8 @@ class Worker:
                     held.append(msg)
             for msg in held:  # a copy: checks end while this awaits
                 await _settle(msg.in_progress)
+
+        await run_every(period, one_pass, name="in-progress keeper")
 
     async def _handle(self, msg: Msg) -> None:
         try:

@@ -1,4 +1,5 @@
-"""The event loop the long-running processes (`serve`, the agent) run on.
+"""The event loop the long-running processes (`serve`, the agent) run on, and `run_every`, the
+one shape of their periodic work.
 
 uvloop when it is installed (uvicorn[standard] brings it on Linux), else asyncio's own. It matters
 for agents: with 2,000 checks in flight, uvloop's timers, sockets and TLS take about a third less
@@ -7,10 +8,19 @@ tens of milliseconds instead of over a hundred.
 """
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+import structlog
+
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+# One pass of a periodic loop: None to wait the loop's interval before the next, or the seconds
+# to wait instead (0: at once, e.g. while a full batch says there is more).
+Pass = Callable[[], Awaitable[float | None]]
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
@@ -19,3 +29,37 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # e.g. Windows or PyPy
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+async def run_every(
+    interval_s: float,
+    step: Pass,
+    *,
+    name: str,
+    stop: asyncio.Event | None = None,
+    **context: object,
+) -> None:
+    """Run `step` now, then again `interval_s` after each pass ends (or what the pass returned),
+    until `stop` is set or the task is cancelled.
+
+    A pass that raises is logged with `loop=name` and `context` and the next one comes after
+    `interval_s`: an error never ends the loop. `stop` is looked at between passes (a pass under
+    way finishes) and ends the wait at once; cancelling the task ends it at once, in a pass or a
+    wait, with `CancelledError` as usual."""
+    bound = log.bind(loop=name, **context)
+    while stop is None or not stop.is_set():
+        try:
+            wait = await step()
+        except Exception:
+            bound.exception("loop pass failed; retrying", retry_in_s=interval_s)
+            wait = None
+        await _pause(interval_s if wait is None else wait, stop)
+
+
+async def _pause(seconds: float, stop: asyncio.Event | None) -> None:
+    """Sleep `seconds` (at least a turn of the event loop), woken early by `stop`."""
+    if stop is None or seconds <= 0:
+        await asyncio.sleep(max(0.0, seconds))
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -36,11 +36,21 @@ ErrorKind = Literal[
     "slow_delivery",
     # With status `inconclusive`: the message says which self-check failed and what the check saw.
     "inconclusive",
+    # A password login refused because the server takes no password logins for the account
+    # any more (Microsoft's "basic authentication is disabled"): the monitor needs OAuth2.
+    "basic_auth_disabled",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
 
 SECRET_MASK: Final = "********"
+
+# How a job logs in (`mechanism` of SmtpAuth and ImapPopConfig): "" with a password, as always
+# (SMTP: the first of the server's PLAIN, LOGIN, CRAM-MD5; IMAP: LOGIN; POP3: USER/PASS), or
+# an OAuth2 SASL mechanism with `accessToken`. A plain str on the wire, not a Literal: a job
+# naming a mechanism an older agent does not know still decodes, and fails as `auth`.
+PASSWORD_LOGIN: Final = ""
+OAUTH2_MECHANISMS: Final[frozenset[str]] = frozenset({"XOAUTH2", "OAUTHBEARER"})
 
 
 class TlsOptions(msgspec.Struct, rename="camel"):
@@ -54,11 +64,20 @@ class TlsOptions(msgspec.Struct, rename="camel"):
 
 
 class SmtpAuth(msgspec.Struct, rename="camel"):
+    """`pass` for a password login; `mechanism` XOAUTH2 or OAUTHBEARER (RFC 7628) with
+    `accessToken`, a short-lived OAuth2 bearer token, for an OAuth2 login as `user`. Both are
+    secrets: they travel only sealed to the country, and no repr or log shows them."""
+
     user: str = ""
     password: str = msgspec.field(default="", name="pass")
+    mechanism: str = PASSWORD_LOGIN
+    access_token: str = ""
 
     def __repr__(self) -> str:
-        return f"SmtpAuth(user={self.user!r}, pass={SECRET_MASK!r})"
+        return (
+            f"SmtpAuth(user={self.user!r}, pass={SECRET_MASK!r}, "
+            f"mechanism={self.mechanism!r}, access_token={SECRET_MASK!r})"
+        )
 
 
 class SmtpConfig(msgspec.Struct, rename="camel"):
@@ -85,12 +104,16 @@ class ImapPopConfig(msgspec.Struct, rename="camel"):
     tls_options: TlsOptions = msgspec.field(default_factory=TlsOptions)
     # Opt-in for lab servers: log in over a connection without TLS (see SmtpConfig).
     allow_plaintext_auth: bool = False
+    # An OAuth2 login instead of the password (see SmtpAuth): IMAP AUTHENTICATE, POP3 AUTH.
+    mechanism: str = PASSWORD_LOGIN
+    access_token: str = ""
 
     def __repr__(self) -> str:
         return (
-            f"ImapPopConfig(protocol={self.protocol!r}, user={self.user!r}, "
+            f"{type(self).__name__}(protocol={self.protocol!r}, user={self.user!r}, "
             f"password={SECRET_MASK!r}, tls={self.tls!r}, tls_options={self.tls_options!r}, "
-            f"allow_plaintext_auth={self.allow_plaintext_auth!r})"
+            f"allow_plaintext_auth={self.allow_plaintext_auth!r}, "
+            f"mechanism={self.mechanism!r}, access_token={SECRET_MASK!r})"
         )
 
 

@@ -83,7 +83,7 @@ def _check_tls(settings: msgspec.Struct, cert: str, key: str, ca: str | None = N
         raise ValueError(f"{cert} / {key} cannot be loaded: {exc}") from None
 
 
-def nats_tls_context(settings: "NatsSettings") -> ssl.SSLContext | None:
+def nats_tls_context(settings: "ProcessSettings") -> ssl.SSLContext | None:
     """The SSLContext for `nats.connect(tls=...)`: None when no NATS TLS setting is given (a
     `tls://` URL then verifies against the system's CAs)."""
     ca, cert, key = (
@@ -107,9 +107,10 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class NatsSettings(msgspec.Struct, rename="upper", frozen=True):
-    """The settings every process shares: how it reaches NATS. Each process's Struct checks them
-    in its `__post_init__`, with its own."""
+class ProcessSettings(msgspec.Struct, rename="upper", frozen=True):
+    """The settings every process (controller, agent) shares, declared and checked once: how it
+    reaches NATS and how it logs. Each process's Struct adds its own and calls this
+    `__post_init__` from its own."""
 
     nats_url: Annotated[str, Meta(description="NATS server URL(s), comma-separated")] = (
         "nats://127.0.0.1:4222"
@@ -130,9 +131,15 @@ class NatsSettings(msgspec.Struct, rename="upper", frozen=True):
     nats_tls_key_file: Annotated[
         str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
     ] = None
+    log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
+    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
 
 
-class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
+class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     database_url: Annotated[
         str, Meta(description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required)")
     ]
@@ -216,8 +223,6 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             "`Retry-After`",
         ),
     ] = 16
-    log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
-    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
     controller_roles: Annotated[
         str,
         Meta(description="roles `serve` runs, comma-separated; leave some out to scale them apart"),
@@ -488,18 +493,17 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
         return found
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if unknown := self.roles - CONTROLLER_ROLES:
             raise ValueError(
                 f"CONTROLLER_ROLES names an unknown role {sorted(unknown)[0]!r}"
                 f" (known: {', '.join(sorted(CONTROLLER_ROLES))})"
             )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
-        _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")
-        _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.secrets_key is not None:
             check_secrets_key(self.secrets_key)
         if self.seal_public_keys_dir is not None:
@@ -524,7 +528,7 @@ class ControllerSettings(NatsSettings, rename="upper", frozen=True, kw_only=True
             )
 
 
-class AgentSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
+class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     agent_country: Annotated[
         str, Meta(description="ISO 3166-1 alpha-2 country this agent serves (or `--country`)")
     ]
@@ -639,11 +643,9 @@ class AgentSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
     agent_canary_timeout_seconds: Annotated[
         float, Meta(gt=0, le=60, description="how long one canary may take before it fails")
     ] = 5.0
-    log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
-    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
 
     def __post_init__(self) -> None:
-        _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        super().__post_init__()
         _check_country("AGENT_COUNTRY", self.agent_country)
         if self.agent_canaries is not None:
             parse_canaries(self.agent_canaries)
@@ -651,7 +653,6 @@ class AgentSettings(NatsSettings, rename="upper", frozen=True, kw_only=True):
             self.agent_canary_resolve
         ):
             raise ValueError("AGENT_CANARY_RESOLVE must be a host name like example.org")
-        _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
         if self.agent_mta_sts_ca_file is not None:
             try:
                 ssl.create_default_context(cafile=self.agent_mta_sts_ca_file)
@@ -758,7 +759,7 @@ def table() -> str:
     for cls, who in ((ControllerSettings, "controller"), (AgentSettings, "agent")):
         info = msgspec.inspect.type_info(cls)
         assert isinstance(info, msgspec.inspect.StructType)
-        # Required settings first, then the others as declared (NatsSettings's among them).
+        # Required settings first, then the others as declared (ProcessSettings's among them).
         for field in sorted(info.fields, key=lambda f: not f.required):
             if field.encode_name in seen:
                 seen[field.encode_name][1] += ", " + who

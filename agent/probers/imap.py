@@ -1,5 +1,6 @@
-"""IMAP prober: greeting, CAPABILITY, STARTTLS when offered on a plain connection, LOGIN when
-credentials are set and the connection may carry them, LOGOUT.
+"""IMAP prober: greeting, CAPABILITY, STARTTLS when offered on a plain connection, LOGIN (or
+AUTHENTICATE with an OAuth2 mechanism) when credentials are set and the connection may carry
+them, LOGOUT.
 
 It drives aioimaplib's protocol class over a transport it opens itself: `IMAP4(host=...)`
 resolves the name again and cannot send a different SNI name than the host it dials, while
@@ -23,6 +24,15 @@ from agent.probers.base import (
     goodbye,
     refuse_line_breaks,
 )
+from agent.probers.sasl import (
+    Login,
+    basic_auth_disabled,
+    dummy_response,
+    initial_response,
+    mailbox_login,
+    offered,
+    refusal,
+)
 from agent.probers.tls import tls_info
 from shared.messages import CheckJob, ErrorKind, ImapCheckJob, ImapPopConfig
 
@@ -40,6 +50,10 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         self.starttls_ok: bytes | None = None  # "<tag> OK" of a STARTTLS in progress
         self.cleartext_over = False  # that OK came; TLS has not started yet
         self.injected = False
+        # An AUTHENTICATE in progress: what answers the server's continuations, in turn
+        # (base64, sent as they are), and the error challenge it sent, if any.
+        self.sasl_answers: list[str] | None = None
+        self.sasl_challenge: str | None = None
 
     def _lost(self, exc: Exception | None) -> None:
         for fut in (self.greeting, self.ready):
@@ -67,7 +81,23 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
             return None
         if self.starttls_ok is not None and line.startswith(self.starttls_ok):
             self.cleartext_over = True
+        if self.sasl_answers is not None and current_cmd is None and line.startswith(b"+"):
+            self._sasl_continue(line[1:].strip().decode("ascii", "replace"))
+            return None
         return super()._handle_line(line, current_cmd)
+
+    def _sasl_continue(self, challenge: str) -> None:
+        """Answer a continuation of AUTHENTICATE: the next answer in turn; once they are
+        spent, the server's challenge is its error (RFC 7628 3.2.2), kept, and answered with
+        the last (the dummy response) so that it sends its tagged NO."""
+        assert self.sasl_answers is not None
+        if len(self.sasl_answers) > 1:
+            answer = self.sasl_answers.pop(0)
+        else:
+            self.sasl_challenge = challenge
+            answer = self.sasl_answers[0] if self.sasl_answers else ""
+            self.sasl_answers = []
+        self.transport.write(answer.encode("ascii") + b"\r\n")
 
 
 async def probe_imap(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -137,14 +167,41 @@ async def _converse(
     # STARTTLS is valid only before login (NONAUTH); a PREAUTH session never sends credentials.
     if not config.tls and proto.state == "NONAUTH" and "STARTTLS" in proto.capabilities:
         await _starttls(proto, target, rec)
-    if config.user and config.password and proto.state == "NONAUTH":
-        _may_log_in(proto, config)
-        refuse_line_breaks(config.user, config.password)
+    login = mailbox_login(config)
+    if login is not None and proto.state == "NONAUTH":
+        _may_log_in(proto, config, login)
+        refuse_line_breaks(login.user, login.password)
+        if login.oauth2:
+            with rec.phase("auth"):
+                response = await _authenticate(proto, login)
+            _check_login(response, login, proto.sasl_challenge)
+            proto.state = "AUTH"
+            return
         with rec.phase("auth"):
             # aioimaplib quotes the password but sends the user as it is: a space or a `"` in
             # it would make the command malformed (BAD), so quote it as the password is.
-            response = await proto.login(quoted(config.user), config.password)
-        _check_login(response)
+            response = await proto.login(quoted(login.user), login.password)
+        _check_login(response, login, None)
+
+
+async def _authenticate(proto: _ProbeProtocol, login: Login) -> Any:
+    """AUTHENTICATE with an OAuth2 mechanism (RFC 3501 6.2.2): the initial response on the
+    command line when the server takes it (SASL-IR, RFC 4959), else after its first
+    continuation; an error challenge is answered with the dummy response."""
+    initial = initial_response(login)
+    args = [login.mechanism]
+    if "SASL-IR" in proto.capabilities:
+        args.append(initial)
+        proto.sasl_answers = [dummy_response(login)]
+    else:
+        proto.sasl_answers = [initial, dummy_response(login)]
+    proto.sasl_challenge = None
+    command = Command("AUTHENTICATE", proto.new_tag(), *args, loop=asyncio.get_running_loop())
+    try:
+        # `scrub`: aioimaplib's debug log of what it sends shows the line without it.
+        return await proto.execute(command, scrub=initial)
+    finally:
+        proto.sasl_answers = None
 
 
 async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> None:
@@ -178,14 +235,18 @@ async def _starttls(proto: _ProbeProtocol, target: Target, rec: Recorder) -> Non
     rec.advertised(proto.capabilities)
 
 
-def _may_log_in(proto: _ProbeProtocol, config: ImapPopConfig) -> None:
-    """Refuse, before anything is sent, a LOGIN the connection must not carry."""
+def _may_log_in(proto: _ProbeProtocol, config: ImapPopConfig, login: Login) -> None:
+    """Refuse, before anything is sent, a login the connection must not carry."""
     if proto.transport.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
         raise ProbeFailure(
             "tls_required",
             "the server does not offer STARTTLS, so the credentials were not sent "
             "(allowPlaintextAuth would send them without TLS)",
         )
+    if login.oauth2:
+        mechanisms = {c[5:] for c in proto.capabilities if c.upper().startswith("AUTH=")}
+        offered(login.mechanism, {m.upper() for m in mechanisms}, "CAPABILITY AUTH=")
+        return
     if "LOGINDISABLED" in proto.capabilities:
         raise ProbeFailure(
             "auth",
@@ -194,12 +255,18 @@ def _may_log_in(proto: _ProbeProtocol, config: ImapPopConfig) -> None:
         )
 
 
-def _check_login(response: Any) -> None:
+def _check_login(response: Any, login: Login, challenge: str | None) -> None:
     if response.result == "OK":
         return
-    raise ProbeFailure(
-        "auth" if response.result == "NO" else "protocol", f"LOGIN failed: {_text(response)}"
-    )
+    command = "AUTHENTICATE" if login.oauth2 else "LOGIN"
+    reply = f"{command} {_text(response)}"
+    if response.result != "NO":
+        raise ProbeFailure("protocol", f"{command} failed: {_text(response)}")
+    if (disabled := basic_auth_disabled(login, reply)) is not None:
+        raise disabled
+    if login.oauth2:
+        raise ProbeFailure("auth", refusal(login, reply, challenge))
+    raise ProbeFailure("auth", f"LOGIN failed: {_text(response)}")
 
 
 def _text(response: Any) -> str:

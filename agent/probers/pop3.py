@@ -1,5 +1,6 @@
 """POP3 prober: greeting, CAPA and STLS when offered on a plain connection (RFC 2449, 2595),
-USER/PASS and STAT when credentials are set and the connection may carry them, QUIT (RFC 1939).
+USER/PASS (or AUTH with an OAuth2 mechanism, RFC 5034) and STAT when credentials are set and
+the connection may carry them, QUIT (RFC 1939).
 
 STAT is valid only in the TRANSACTION state, after a successful login: servers answer -ERR to it
 before (Dovecot: "-ERR Unknown command"), so a check without credentials stops at the greeting.
@@ -15,6 +16,15 @@ from agent.probers.base import (
     connect_socket,
     goodbye,
     refuse_line_breaks,
+)
+from agent.probers.sasl import (
+    Login,
+    basic_auth_disabled,
+    dummy_response,
+    initial_response,
+    mailbox_login,
+    offered,
+    refusal,
 )
 from agent.probers.tls import tls_info
 from shared.messages import CheckJob, ErrorKind, ImapPopConfig, Pop3CheckJob
@@ -39,7 +49,7 @@ async def probe_pop3(target: Target, job: CheckJob, rec: Recorder) -> None:
         raise TypeError(f"probe_pop3 got a {job.monitor_type} job")
     reader, writer = await open_pop3(target, job.config, rec)
     try:
-        if job.config.user and job.config.password:
+        if mailbox_login(job.config) is not None:
             rec.current = "stat"
             await command(reader, writer, "STAT", "STAT", "protocol")
         await quit_pop3(reader, writer, rec)
@@ -100,24 +110,74 @@ async def _converse(
     rec.set_banner(greeting.removeprefix("+OK").strip() or greeting)
     if not greeting.startswith("+OK"):
         raise ProbeFailure("protocol", f"bad greeting: {greeting[:200]}")
-    if not config.tls and "STLS" in await _capa(reader, writer, rec):
-        await _stls(reader, writer, target, rec)
-    if config.user and config.password:
-        if writer.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
-            raise ProbeFailure(
-                "tls_required",
-                "the server does not offer STLS, so the credentials were not sent "
-                "(allowPlaintextAuth would send them without TLS)",
-            )
-        refuse_line_breaks(config.user, config.password)
+    login = mailbox_login(config)
+    capa: set[str] | None = None
+    if not config.tls:
+        capa = await _capa(reader, writer, rec)
+        if "STLS" in capa:
+            capa = await _stls(reader, writer, target, rec)
+    if login is None:
+        return
+    if writer.get_extra_info("ssl_object") is None and not config.allow_plaintext_auth:
+        raise ProbeFailure(
+            "tls_required",
+            "the server does not offer STLS, so the credentials were not sent "
+            "(allowPlaintextAuth would send them without TLS)",
+        )
+    refuse_line_breaks(login.user, login.password)
+    if login.oauth2:
+        if capa is None:  # implicit TLS: CAPA, over TLS, says which SASL mechanisms it takes
+            capa = await _capa(reader, writer, rec)
+        offered(login.mechanism, _sasl_mechanisms(capa), "CAPA SASL")
         with rec.phase("auth"):
-            await command(reader, writer, f"USER {config.user}", "USER", "auth")
-            await command(reader, writer, f"PASS {config.password}", "PASS", "auth")
+            await _auth(reader, writer, login)
+        return
+    with rec.phase("auth"):
+        try:
+            await command(reader, writer, f"USER {login.user}", "USER", "auth")
+            await command(reader, writer, f"PASS {login.password}", "PASS", "auth")
+        except ProbeFailure as failure:
+            raise basic_auth_disabled(login, failure.message) or failure from None
+
+
+# RFC 5034 4: an AUTH command with its initial response is at most 255 octets; a longer one
+# (any real access token) sends the response after the server's empty continuation.
+_AUTH_LINE_MAX = 255
+
+
+async def _auth(reader: Pop3Reader, writer: asyncio.StreamWriter, login: Login) -> None:
+    """AUTH with an OAuth2 mechanism (RFC 5034); an error challenge is answered with the dummy
+    response, and the server's -ERR then is the refusal."""
+    initial = initial_response(login)
+    line = f"AUTH {login.mechanism} {initial}"
+    if len(line) + 2 <= _AUTH_LINE_MAX:
+        writer.write(line.encode() + b"\r\n")
+    else:
+        writer.write(f"AUTH {login.mechanism}\r\n".encode())
+        reply = await read_line(reader)
+        if not reply.startswith("+ ") and reply != "+":
+            raise ProbeFailure("auth", refusal(login, f"AUTH {reply[:200]}", None))
+        writer.write(initial.encode() + b"\r\n")
+    reply = await read_line(reader)
+    challenge: str | None = None
+    if reply.startswith("+ ") or reply == "+":
+        challenge = reply[1:].strip()
+        # XOAUTH2's dummy is an empty response, which POP3 servers read differently (Dovecot
+        # waits for more on an empty line, and takes "=" as bad base64): cancelling (RFC 5034
+        # 4, "*") ends the exchange with the server's -ERR everywhere.
+        writer.write((dummy_response(login) or "*").encode() + b"\r\n")
+        reply = await read_line(reader)
+    if not reply.startswith("+OK"):
+        raise ProbeFailure("auth", refusal(login, f"AUTH {reply[:200]}", challenge))
+
+
+def _sasl_mechanisms(capa: set[str]) -> set[str]:
+    return {name.removeprefix("SASL ") for name in capa if name.startswith("SASL ")}
 
 
 async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
-    """The capability names CAPA lists (its lines go to `rec`); none from a server older than
-    RFC 2449 (-ERR)."""
+    """The capability names CAPA lists (its lines go to `rec`), and each `SASL` line's mechanisms
+    as `SASL <mechanism>`; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
     writer.write(b"CAPA\r\n")
     if not (await read_line(reader)).startswith("+OK"):
@@ -127,12 +187,19 @@ async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder)
     while (line := await read_line(reader)) != ".":
         lines.append(line)
     rec.advertised(lines)
-    return {line.split(" ", 1)[0].upper() for line in lines}
+    names = {line.split(" ", 1)[0].upper() for line in lines}
+    sasl = {
+        f"SASL {word.upper()}"
+        for line in lines
+        if line.upper().startswith("SASL ")
+        for word in line.split()[1:]
+    }
+    return names | sasl
 
 
 async def _stls(
     reader: Pop3Reader, writer: asyncio.StreamWriter, target: Target, rec: Recorder
-) -> None:
+) -> set[str]:
     """STLS, the handshake (verified per tlsOptions), then CAPA again: RFC 2595 section 4 has
     the client forget what it learnt in the clear, where anyone could have written it; it is
     also the first exchange over TLS, before any credential goes."""
@@ -149,7 +216,7 @@ async def _stls(
             )
         await writer.start_tls(target.ssl_context, server_hostname=target.server_name)
     rec.tls = tls_info(writer.get_extra_info("ssl_object"), "starttls")
-    await _capa(reader, writer, rec)
+    return await _capa(reader, writer, rec)
 
 
 async def command(

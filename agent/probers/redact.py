@@ -10,37 +10,60 @@ import base64
 
 from aioimaplib import quoted
 
-from shared.messages import SECRET_MASK, CheckJob, ImapPopConfig, RoundTripConfig, SmtpConfig
+from agent.probers.sasl import Login, initial_response
+from shared.messages import (
+    OAUTH2_MECHANISMS,
+    SECRET_MASK,
+    CheckJob,
+    ImapPopConfig,
+    RoundTripConfig,
+    SmtpConfig,
+)
 
 
 def job_secrets(job: CheckJob) -> tuple[str, ...]:
-    """The job's passwords in each form a server could echo them, longest first: as sent on
-    the wire (base64 in SMTP AUTH PLAIN and LOGIN, a quoted string in IMAP LOGIN) and as is."""
+    """The job's passwords and access tokens in each form a server could echo them, longest
+    first: as sent on the wire (base64 in SMTP AUTH PLAIN and LOGIN and in every OAuth2 SASL
+    message, a quoted string in IMAP LOGIN) and as is."""
     config = job.config
     if isinstance(config, RoundTripConfig):
-        both = _smtp_secrets(config.send) + _mailbox_secrets(
+        found = _smtp_secrets(config.send) + _mailbox_secrets(
             config.receive, config.receive.protocol
         )
-        return tuple(sorted(both, key=len, reverse=True))
-    if isinstance(config, SmtpConfig):
-        return _smtp_secrets(config)
-    return _mailbox_secrets(config, job.monitor_type)
+    elif isinstance(config, SmtpConfig):
+        found = _smtp_secrets(config)
+    else:
+        found = _mailbox_secrets(config, job.monitor_type)
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def _smtp_secrets(config: SmtpConfig) -> tuple[str, ...]:
     auth = config.auth
-    if auth is None or not auth.password:
+    if auth is None:
         return ()
+    tokens = _token_secrets(auth.user, auth.access_token)
+    if not auth.password:
+        return tokens
     plain = _b64(f"\0{auth.user}\0{auth.password}")
-    return (plain, _b64(auth.password), auth.password)
+    return (*tokens, plain, _b64(auth.password), auth.password)
 
 
 def _mailbox_secrets(config: ImapPopConfig, protocol: str) -> tuple[str, ...]:
+    tokens = _token_secrets(config.user, config.access_token)
     if not config.password:
-        return ()
+        return tokens
     if protocol == "imap":
-        return (quoted(config.password)[1:-1], config.password)
-    return (config.password,)
+        return (*tokens, quoted(config.password)[1:-1], config.password)
+    return (*tokens, config.password)
+
+
+def _token_secrets(user: str, token: str) -> tuple[str, ...]:
+    """An access token as is and inside each mechanism's initial response, whatever the
+    mechanism the job names (a server may echo any of them)."""
+    if not token:
+        return ()
+    wrapped = (initial_response(Login(user, "", m, token)) for m in sorted(OAUTH2_MECHANISMS))
+    return (token, *wrapped)
 
 
 def publishable(text: str, secrets: tuple[str, ...]) -> str:

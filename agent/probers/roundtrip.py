@@ -74,13 +74,17 @@ async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
     receive = config.receive
     rec.current = "mailbox leg"
     mailbox = Recorder(current="mailbox", deadline=rec.deadline)
-    with _leg("mailbox", receive.hostname, mailbox):
-        assert target.reach is not None, "run_check gives every target a reach"
-        port = receive.port or default_port(receive.protocol, receive)
-        box = await target.reach(receive.hostname, port, receive.tls_options)
-        timeout_ms = int(job.timeout_seconds * 1000)
-        watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
-        found, fetch_ms = await watch(box, receive, probe, timeout_ms, mailbox)
+    try:
+        with _leg("mailbox", receive.hostname, mailbox):
+            assert target.reach is not None, "run_check gives every target a reach"
+            port = receive.port or default_port(receive.protocol, receive)
+            box = await target.reach(receive.hostname, port, receive.tls_options)
+            timeout_ms = int(job.timeout_seconds * 1000)
+            watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
+            found, fetch_ms = await watch(box, receive, probe, timeout_ms, mailbox)
+    finally:
+        # The result's count is the check's: the mailbox leg's logins (each POP3 look's) too.
+        rec.logins += mailbox.logins
     if found is None:
         raise ProbeFailure(
             "not_delivered",

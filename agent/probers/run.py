@@ -229,7 +229,10 @@ def _without_credentials(job: CheckJob) -> CheckJob:
     if isinstance(job.config, SmtpConfig):
         return msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, auth=None))
     return msgspec.structs.replace(
-        job, config=msgspec.structs.replace(job.config, user="", password="")
+        job,
+        config=msgspec.structs.replace(
+            job.config, user="", password="", mechanism="", access_token=""
+        ),
     )
 
 

@@ -4,7 +4,7 @@ import socket
 import time
 
 import aiosmtplib
-from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException
+from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException, SMTPStatus
 
 from agent.probers.base import (
     ProbeFailure,
@@ -14,6 +14,15 @@ from agent.probers.base import (
     goodbye,
     refuse_line_breaks,
     reply_kind,
+)
+from agent.probers.sasl import (
+    Login,
+    basic_auth_disabled,
+    dummy_response,
+    initial_response,
+    offered,
+    refusal,
+    smtp_login,
 )
 from agent.probers.tls import handshake_done_at, tls_info
 from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
@@ -122,8 +131,8 @@ async def _maybe_starttls(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Record
 
 
 async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) -> None:
-    auth = config.auth
-    if auth is None or not auth.user or not auth.password:
+    login = smtp_login(config)
+    if login is None:
         return
     if smtp.get_transport_info("ssl_object") is None and not config.allow_plaintext_auth:
         raise ProbeFailure(
@@ -133,19 +142,60 @@ async def _maybe_auth(smtp: aiosmtplib.SMTP, config: SmtpConfig, rec: Recorder) 
         )
     # SMTP sends them base64-encoded, so nothing is injected; refused all the same, as IMAP
     # and POP3 do, so one monitor's bad credentials read the same whatever its protocol.
-    refuse_line_breaks(auth.user, auth.password)
+    refuse_line_breaks(login.user, login.password)
+    if login.oauth2:
+        offered(login.mechanism, {m.upper() for m in smtp.server_auth_methods}, "EHLO AUTH")
     with rec.phase("auth"):
         try:
-            await _login_once(smtp, auth.user, auth.password)
+            if login.oauth2:
+                await _oauth2(smtp, login)
+            else:
+                await _login_once(smtp, login.user, login.password)
         except SMTPAuthenticationError as exc:
+            reply = f"{exc.code} {exc.message}"
+            if (disabled := basic_auth_disabled(login, reply)) is not None:
+                raise disabled from exc
             kind: ErrorKind = "temporary" if 400 <= exc.code < 500 else "auth"
-            raise ProbeFailure(kind, f"authentication failed: {exc.code} {exc.message}") from exc
+            challenge = exc.challenge if isinstance(exc, _Refused) else None
+            raise ProbeFailure(kind, refusal(login, reply, challenge)) from exc
         except SMTPResponseException as exc:
-            raise ProbeFailure(
-                reply_kind(exc.code), f"authentication failed: {exc.code} {exc.message}"
-            ) from exc
+            reply = f"{exc.code} {exc.message}"
+            if (disabled := basic_auth_disabled(login, reply)) is not None:
+                raise disabled from exc
+            raise ProbeFailure(reply_kind(exc.code), refusal(login, reply, None)) from exc
         except SMTPException as exc:  # e.g. no AUTH offered, or no mechanism in common
             raise ProbeFailure("auth", f"authentication impossible: {exc}") from exc
+
+
+# RFC 4954 4: an AUTH command with its initial response may be 12288 octets long; a longer
+# one sends the response after the server's empty 334 instead.
+_AUTH_LINE_MAX = 12288
+
+
+async def _oauth2(smtp: aiosmtplib.SMTP, login: Login) -> None:
+    """AUTH XOAUTH2 / OAUTHBEARER. A refusal raises `_Refused` with the server's final reply
+    and the error challenge it sent before it (base64, as sent), which aiosmtplib's own
+    auth_xoauth2 drops."""
+    mechanism = login.mechanism.encode()
+    response_b64 = initial_response(login).encode()
+    if len(b"AUTH " + mechanism + b" " + response_b64 + b"\r\n") <= _AUTH_LINE_MAX:
+        reply = await smtp.execute_command(b"AUTH", mechanism, response_b64)
+    else:
+        reply = await smtp.execute_command(b"AUTH", mechanism)
+        if reply.code == SMTPStatus.auth_continue:
+            reply = await smtp.execute_command(response_b64)
+    challenge: str | None = None
+    if reply.code == SMTPStatus.auth_continue:
+        challenge = reply.message
+        reply = await smtp.execute_command(dummy_response(login).encode())
+    if reply.code != SMTPStatus.auth_successful:
+        raise _Refused(reply.code, reply.message, challenge)
+
+
+class _Refused(SMTPAuthenticationError):
+    def __init__(self, code: int, message: str, challenge: str | None) -> None:
+        super().__init__(code, message)
+        self.challenge = challenge
 
 
 # Replies that say the mechanism is not usable here, not that the credentials are wrong: the

@@ -27,7 +27,6 @@ transaction: findings, baseline changes, their events and notifications.
 """
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -76,6 +75,7 @@ from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import rules as schedule
 from controller.scheduling.rules import JobIds
+from shared.loop import run_every
 from shared.messages import MonitorEvent, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -144,16 +144,13 @@ class Alerter:
     async def run(self, stop: asyncio.Event) -> None:
         """Evaluate and publish until `stop` is set; errors are logged and retried."""
         log.info("alerter started")
-        while not stop.is_set():
-            busy = False
-            try:
-                busy = await self.evaluate_due() == self._batch
-                await self.publish_events()
-            except Exception:
-                log.exception("alerter pass failed; retrying")
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._interval_s)
+
+        async def one_pass() -> float | None:
+            busy = await self.evaluate_due() == self._batch
+            await self.publish_events()
+            return 0 if busy else None
+
+        await run_every(self._interval_s, one_pass, name="alerter", stop=stop)
 
     async def burst(self) -> int:
         """Evaluate everything due and publish the events; return monitors evaluated (tests)."""
@@ -467,16 +464,8 @@ class Alerter:
         for cc in sorted(set(expected) - set(r.jobs)):
             job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
             fills.append(
-                ResultRow(
-                    job_id=job_id,
-                    scheduled_at=r.at,
-                    monitor_id=monitor.public_id,
-                    monitor_type=monitor.type,
-                    country=cc,
-                    agent_id=None,
-                    status="missed",
-                    error_kind="expired",
-                    message=message,
+                ResultRow.missed(
+                    monitor.public_id, monitor.type, cc, job_id, r.at, "expired", message
                 )
             )
             r.jobs[cc] = job_id

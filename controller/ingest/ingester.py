@@ -31,6 +31,7 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
+from shared.loop import run_every
 from shared.maildns_bound import bounded
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
@@ -350,19 +351,17 @@ async def keep_partitions(
 ) -> None:
     """Daily partitions of `check_results` from yesterday to three days ahead, and none older
     than `history_days` (CHECK_HISTORY_DAYS), checked hourly."""
-    while not stop.is_set():
-        try:
-            async with pool.acquire() as conn:
-                now = utcnow()
-                created = await results.ensure_partitions(conn, now - timedelta(days=1))
-                dropped = await results.drop_partitions_before(
-                    conn, (now - timedelta(days=history_days)).date()
-                )
-            if created:
-                log.info("result partitions created", count=created)
-            if dropped:
-                log.info("result partitions dropped", partitions=dropped, kept_days=history_days)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.error("keeping result partitions failed", error=str(exc))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PARTITION_EVERY_S)
+
+    async def one_pass() -> None:
+        async with pool.acquire() as conn:
+            now = utcnow()
+            created = await results.ensure_partitions(conn, now - timedelta(days=1))
+            dropped = await results.drop_partitions_before(
+                conn, (now - timedelta(days=history_days)).date()
+            )
+        if created:
+            log.info("result partitions created", count=created)
+        if dropped:
+            log.info("result partitions dropped", partitions=dropped, kept_days=history_days)
+
+    await run_every(PARTITION_EVERY_S, one_pass, name="result partitions", stop=stop)

@@ -54,15 +54,22 @@ class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
     @classmethod
     def missed(
-        cls, monitor: Any, country: str, job_id: str, scheduled_at: datetime, kind: str, why: str
+        cls,
+        monitor_id: UUID,
+        monitor_type: str,
+        country: str,
+        job_id: str,
+        scheduled_at: datetime,
+        kind: str,
+        why: str,
     ) -> "ResultRow":
-        """A round that did not run in `country` (`kind`: one of MISSED_KINDS); `monitor`
-        is a row with the monitor's `public_id` and `type`."""
+        """A round of the monitor (its public id and type) that did not run in `country`
+        (`kind`: one of MISSED_KINDS)."""
         return cls(
             job_id=job_id,
             scheduled_at=scheduled_at,
-            monitor_id=monitor["public_id"],
-            monitor_type=monitor["type"],
+            monitor_id=monitor_id,
+            monitor_type=monitor_type,
             country=country,
             agent_id=None,
             status="missed",

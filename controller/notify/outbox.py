@@ -21,7 +21,6 @@ never overwrites the outcome of the one that claimed the row after it.
 """
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
+from shared.loop import run_every
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -90,15 +90,11 @@ class OutboxWorker:
                     " controller that has it",
                     channel=name,
                 )
-        while not stop.is_set():
-            busy = False
-            try:
-                busy = (await self._pass())[0] == self._batch
-            except Exception:
-                log.exception("outbox pass failed; retrying")
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._interval_s)
+
+        async def one_pass() -> float | None:
+            return 0 if (await self._pass())[0] == self._batch else None
+
+        await run_every(self._interval_s, one_pass, name="outbox", stop=stop)
 
     async def burst(self) -> int:
         """Deliver until nothing this worker can claim is due; return how many were sent

@@ -22,7 +22,8 @@ async def hold(
     kinds = await mail_sends.take(conn, [m for m, _ in mail], now, per_domain)
     return {
         job.job_id: ResultRow.missed(
-            {"public_id": UUID(job.monitor_id), "type": job.monitor_type},
+            UUID(job.monitor_id),
+            job.monitor_type,
             job.country,
             job.job_id,
             parse_iso(job.scheduled_at),

@@ -11,7 +11,6 @@ AGENTS_PER_COUNTRY_MAX per country and the caps of controller.fleet.self_check p
 """
 
 import asyncio
-import contextlib
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -27,6 +26,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from controller.ingest.store import INCONCLUSIVE, MISSED_KINDS, ResultRow
+from shared.loop import run_every
 from shared.messages import ERROR_KINDS, AgentHeartbeat, CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM
 
@@ -261,10 +261,11 @@ async def sample_every(
     stop: asyncio.Event, probes: Sequence[Probe], interval_s: float = SAMPLE_EVERY_S
 ) -> None:
     """Run the probes every `interval_s` until `stop`."""
-    while not stop.is_set():
+
+    async def one_pass() -> None:
         await sample(probes)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+
+    await run_every(interval_s, one_pass, name="metrics sampler", stop=stop)
 
 
 async def sample(probes: Sequence[Probe]) -> None:

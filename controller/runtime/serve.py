@@ -1,19 +1,25 @@
-"""`serve`: the roles of CONTROLLER_ROLES as asyncio tasks sharing one pool and one NATS
-connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions),
-`alerter` (evaluation, events, and the outbox worker sending notifications). Without `api`,
-`/metrics`, `/health` and `/ready` are served on CONTROLLER_METRICS_PORT instead."""
+"""`serve`, the controller's composition root: the one place that opens the pool and the NATS
+connection (with the pipeline on it), builds every role's workers and the API on them, runs them
+and closes them in order.
+
+The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connection: `api`
+(uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
+keeps the result partitions), `alerter` (evaluation, events, and the outbox worker sending
+notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
+CONTROLLER_METRICS_PORT instead."""
 
 import asyncio
 import functools
 import signal
 from collections.abc import Coroutine
-from typing import Any
 
 import asyncpg
 import structlog
 import uvicorn
+from litestar import Litestar
 from nats.js import JetStreamContext
 
+from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import keep_partitions
@@ -27,6 +33,9 @@ from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
 
+# A background worker of a role: runs until `serve`'s stop event is set.
+Worker = Coroutine[object, None, None]
+
 
 async def serve(settings: ControllerSettings) -> None:
     roles = settings.roles
@@ -39,18 +48,9 @@ async def serve(settings: ControllerSettings) -> None:
     pool = await create_pool(settings.database_url, settings.db_pool_max)
     try:
         async with open_pipeline(settings, pool) as pipeline:
-            work: list[Coroutine[Any, Any, None]] = []
-            if "scheduler" in roles:
-                work.append(pipeline.scheduler.run(stop))
-            if "ingester" in roles:
-                work += [
-                    pipeline.ingester.run(stop),
-                    keep_partitions(pool, stop, settings.check_history_days),
-                ]
-            if "alerter" in roles:
-                work += _alerter(settings, pool, pipeline.js, stop)
-            work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
-            tasks = [asyncio.create_task(c) for c in work]
+            tasks = [
+                asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)
+            ]
             log.info("controller started", roles=sorted(roles))
             try:
                 if "api" in roles:
@@ -65,9 +65,33 @@ async def serve(settings: ControllerSettings) -> None:
         await pool.close()
 
 
+def _workers(
+    settings: ControllerSettings,
+    roles: frozenset[str],
+    pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    stop: asyncio.Event,
+) -> list[Worker]:
+    """Every background worker of the roles this process runs, each ending once `stop` is set."""
+    work: list[Worker] = []
+    if "api" in roles:
+        work.append(housekeeping(pool, stop))
+    if "scheduler" in roles:
+        work.append(pipeline.scheduler.run(stop))
+    if "ingester" in roles:
+        work += [
+            pipeline.ingester.run(stop),
+            keep_partitions(pool, stop, settings.check_history_days),
+        ]
+    if "alerter" in roles:
+        work += _alerter(settings, pool, pipeline.js, stop)
+    work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
+    return work
+
+
 def _alerter(
     settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
-) -> list[Coroutine[Any, Any, None]]:
+) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
     from controller.notify.budget import Budget
@@ -127,7 +151,7 @@ async def _serve_ops(
             await server.wait_closed()
 
 
-def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
+def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
     """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
         app,
@@ -147,6 +171,6 @@ def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_api(settings: ControllerSettings, app: Any) -> None:
+async def _serve_api(settings: ControllerSettings, app: Litestar) -> None:
     """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
     await api_server(settings, app).serve()

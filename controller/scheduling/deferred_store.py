@@ -4,10 +4,10 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
-from shared.messages import CheckJob, encode
+from shared.messages import CheckJob, decode_job, encode
 
 
 async def add(
@@ -26,20 +26,32 @@ async def add(
     )
 
 
-async def claim(conn: Conn, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Due deferred jobs, removed (the caller's transaction publishes them or rolls back), with
-    whether a login of their round was rejected already (`rejected`)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+class DeferredJob(msgspec.Struct, frozen=True):
+    """A later login of a monitor's round, due now: `rejected`, whether a login of its round
+    was rejected already."""
+
+    job: CheckJob
+    monitor_id: int
+    account: str
+    rejected: bool
+
+
+async def claim(conn: Conn, now: datetime, limit: int) -> list[DeferredJob]:
+    """Due deferred jobs, removed (the caller's transaction publishes them or rolls back)."""
+    rows = await conn.fetch(
         "DELETE FROM deferred_jobs WHERE job_id IN (SELECT job_id FROM deferred_jobs"
         "   WHERE publish_at <= $1 ORDER BY publish_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " RETURNING job_id, monitor_id, scheduled_at, country, payload, account, EXISTS (SELECT 1"
+        " RETURNING monitor_id, payload, account, EXISTS (SELECT 1"
         "   FROM check_results r WHERE r.monitor_id = deferred_jobs.monitor_id"
         "   AND r.scheduled_at = deferred_jobs.scheduled_at AND r.error_kind = 'auth')"
         "   AS rejected",
         now,
         limit,
     )
-    return rows
+    return [
+        DeferredJob(decode_job(bytes(r["payload"])), r["monitor_id"], r["account"], r["rejected"])
+        for r in rows
+    ]
 
 
 async def earliest(conn: Conn) -> datetime | None:

@@ -1,8 +1,9 @@
 """The scheduler: due monitors → one check job per country on `mon.jobs.CC`.
 
-A config with credentials is sealed to the job's country (controller.secrets.seal_keys): the job
-carries it
-as `sealedConfig`, its `config` is the type's default, and a country without a public key gets no
+Each round is planned by controller.scheduling.plan (pure); this worker claims the monitors,
+holds what the login cap and the round-trip caps do not allow, publishes the jobs and stores the
+missed rows. A config with credentials is sealed to the job's country: the job carries it as
+`sealedConfig`, its `config` is the type's default, and a country without a public key gets no
 job, only a `no_seal_key` round: credentials never go out in clear.
 
 Each batch is claimed in a transaction (`SKIP LOCKED`, so replicas share the work), its jobs are
@@ -12,12 +13,8 @@ next claim republishes the same job ids and JetStream drops the duplicates.
 """
 
 import asyncio
-import contextlib
-import hashlib
-import hmac
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,42 +23,31 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting.evaluator import LOOKBACK
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
-from controller.ingest.store import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.ingest.store import NO_SEAL_KEY, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.logins import cap_notice as login_cap_notice
-from controller.logins.account_store import Login
-from controller.logins.backoff import CAPPED, HELD, logins
+from controller.logins.backoff import CAPPED, HELD
 from controller.monitors import limits_store as limits
-from controller.monitors import store as monitors
+from controller.monitors.store import WatchedMonitor
 from controller.roundtrips import sends as roundtrip_sends
 from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
+from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
-from controller.secrets.box import PREFIX, SecretBox, SecretBoxError
-from controller.secrets.seal_keys import CountryKeys, carries_credentials
-from shared.messages import (
-    JOB_TYPES,
-    CheckJob,
-    ImapPopConfig,
-    JobConfig,
-    MonitorType,
-    RoundTripCheckJob,
-    RoundTripConfig,
-    SealedConfig,
-    decode_job,
-    default_port,
-    encode,
-    encode_sealed,
-)
+from controller.scheduling.due_store import ClaimedMonitor, Unplanned
+from controller.scheduling.plan import PlannedRound, RoundPlanner
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared.loop import run_every
+from shared.messages import CheckJob, encode
 from shared.subjects import jobs_subject
-from shared.timefmt import iso_ms, parse_iso, utcnow
+from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -69,46 +55,6 @@ PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
 MIN_PASS_S = 0.025
 PLAN_EVERY_S = 0.5
-ACCOUNT_PURPOSE = "mailprobe login accounts"
-TENANT_PURPOSE = "mailprobe job tenants"
-
-
-class JobConfigError(Exception):
-    """A monitor's stored config cannot become a job (a secret does not decrypt, bad shape)."""
-
-
-@dataclass
-class PlannedRound:
-    """One monitor's round as the scheduler plans it: its countries, the jobs to publish and
-    the countries where it is recorded missed (`no_agent`, `no_seal_key`)."""
-
-    monitor_id: int
-    scheduled_at: datetime
-    next_due: datetime | None
-    countries: Sequence[str] = ()
-    jobs: list[CheckJob] = field(default_factory=list)
-    missed: list[ResultRow] = field(default_factory=list)
-    # Later logins to the account, (seconds after the first, job): see `_space_logins`.
-    deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
-    account: str | None = None  # the account its jobs log in to (`_account`), if any
-    legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
-    mail_dns: bool = False  # its jobs carry the mail domain
-
-
-def _open_secrets(value: Any, box: SecretBox) -> Any:
-    if isinstance(value, dict):
-        return {k: _open_secrets(v, box) for k, v in value.items()}
-    if isinstance(value, str) and value.startswith(PREFIX):
-        return box.open(value)
-    return value
-
-
-def job_config(monitor_type: MonitorType, stored: Any, box: SecretBox) -> JobConfig:
-    """The stored config with its secrets decrypted, as the job's typed config."""
-    try:
-        return monitors.decode_config(monitor_type, _open_secrets(stored or {}, box))
-    except (SecretBoxError, monitors.MonitorConfigError) as exc:
-        raise JobConfigError(str(exc)) from None
 
 
 class Scheduler:
@@ -134,20 +80,22 @@ class Scheduler:
         self._pool = pool
         self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
         self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
-        self._login_spacing = login_spacing_s
         self._login_cap = login_cap  # the ceiling per organization and account
         self._trigger_burst = trigger_burst
-        self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
-        self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
         self._js = js
         self._agents = agents
-        self._box = box
         self._keys = keys
-        self._job_ids = schedule.JobIds.from_box(box)
+        self._planner = RoundPlanner(
+            schedule.JobIds.from_box(box),
+            box,
+            keys,
+            default_countries=default_countries,
+            dns_interval_s=dns_interval_s,
+            login_spacing_s=login_spacing_s,
+        )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._batch = batch
-        self._dns_interval_s = dns_interval_s
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -161,23 +109,20 @@ class Scheduler:
         log.info("scheduler started", batch=self._batch)
         loop = asyncio.get_running_loop()
         plan_at = loop.time()
-        while not stop.is_set():
+
+        async def one_pass() -> float:
+            nonlocal plan_at
             started = loop.time()
-            wait = 1.0
-            try:
-                if started >= plan_at:
-                    await self.plan_new()
-                    plan_at = started + PLAN_EVERY_S
-                await self.run_due()
-                await self.run_confirmations()
-                await self.run_deferred()
-                wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
-                wait = min(wait, max(0.0, plan_at - loop.time()))
-            except Exception:
-                log.exception("scheduler pass failed; retrying")
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+            if started >= plan_at:
+                await self.plan_new()
+                plan_at = started + PLAN_EVERY_S
+            await self.run_due()
+            await self.run_confirmations()
+            await self.run_deferred()
+            wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
+            return min(wait, max(0.0, plan_at - loop.time()))
+
+        await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
 
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
@@ -231,13 +176,16 @@ class Scheduler:
             asked = claimed.rounds
             if not asked:
                 return 0
-            rows = await due.job_rows(conn, sorted({m for m, _ in asked}))
-            avoid = self._second_opinions(await confirmations.failed_agents(conn, asked))
+            monitors = await due.monitors(conn, sorted({m for m, _ in asked}))
+            live_agents = [(beat.country, beat.agent_id) for beat in self._agents.agents()]
+            avoid = planning.second_opinions(
+                await confirmations.failed_agents(conn, asked), live_agents
+            )
             now, live = self._clock(), self._agents.countries()
             plans = await asyncio.to_thread(
                 lambda: [
-                    self._round(row, now, live, trigger=True, avoid=avoid.get(row["id"], {}))
-                    for row in rows
+                    self._round(m, now, live, trigger=True, avoid=avoid.get(_id(m), {}))
+                    for m in monitors
                 ]
             )
             jobs = await self._send(conn, plans, now)
@@ -264,14 +212,16 @@ class Scheduler:
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
             conn,
-            [self._login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
+            [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
             now,
         )
         for (r, job), ok in zip(wanted, allowed, strict=True):
             if not ok:
                 r.jobs.remove(job)
                 cap = caps[r.monitor_id][1]
-                r.missed.append(_held(job, CAPPED, self._capped_why(cap)))
+                r.missed.append(
+                    planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
+                )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now)
         jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
@@ -291,18 +241,6 @@ class Scheduler:
         )
         return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
 
-    @staticmethod
-    def _login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
-        settles = parse_iso(job.expires_at) + timedelta(seconds=job.timeout_seconds)
-        return Login(job.job_id, cap[0], account, legs, settles, cap[1])
-
-    def _capped_why(self, cap: int) -> str:
-        return (
-            f"over this account's login cap ({cap} logins in"
-            f" {login_cap.WINDOW.seconds // 60} minutes over your organization's monitors of"
-            f" it; {login_cap.SETTING} {self._login_cap} at most): not sent"
-        )
-
     async def run_deferred(self) -> int:
         """Publish the later logins of rounds that are due now; one whose round has had a login
         rejected meanwhile is recorded `auth_backoff` instead (the account is not tried again);
@@ -310,62 +248,40 @@ class Scheduler:
         sent = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await deferred.claim(conn, self._clock(), self._batch)
-                if not rows:
+                claimed = await deferred.claim(conn, self._clock(), self._batch)
+                if not claimed:
                     return sent
-                jobs = [decode_job(bytes(r["payload"])) for r in rows]
-                tried = [(job, r) for job, r in zip(jobs, rows, strict=True) if not r["rejected"]]
-                caps = await self._caps(conn, [r["monitor_id"] for _, r in tried])
+                tried = [d for d in claimed if not d.rejected]
+                caps = await self._caps(conn, [d.monitor_id for d in tried])
                 now = self._clock()
-                wanted = [
-                    self._login(job, r["account"], _legs(job), caps[r["monitor_id"]])
-                    for job, r in tried
-                    if r["monitor_id"] in caps
-                ]
-                tried = [(job, r) for job, r in tried if r["monitor_id"] in caps]
-                allowed = await account_logins.take(conn, wanted, now)
-                mail = [
-                    (r["monitor_id"], job)
-                    for (job, r), ok in zip(tried, allowed, strict=True)
-                    if ok
-                ]
+                tried = [d for d in tried if d.monitor_id in caps]
+                allowed = await account_logins.take(
+                    conn,
+                    [
+                        planning.login(d.job, d.account, planning.legs(d.job), caps[d.monitor_id])
+                        for d in tried
+                    ],
+                    now,
+                )
+                mail = [(d.monitor_id, d.job) for d, ok in zip(tried, allowed, strict=True) if ok]
                 held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
                 send = [job for _, job in mail if job.job_id not in held_mail]
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
-                held = [
-                    _held(job, HELD, why)
-                    for job, r in zip(jobs, rows, strict=True)
-                    if r["rejected"]
-                ]
-                for (job, r), ok in zip(tried, allowed, strict=True):
+                held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
+                for d, ok in zip(tried, allowed, strict=True):
                     if not ok:
-                        cap = caps[r["monitor_id"]][1]
-                        held.append(_held(job, CAPPED, self._capped_why(cap)))
-                        await login_cap_notice.reached(conn, r["monitor_id"], cap, now)
+                        cap = caps[d.monitor_id][1]
+                        held.append(
+                            planning.held(d.job, CAPPED, planning.capped_why(cap, self._login_cap))
+                        )
+                        await login_cap_notice.reached(conn, d.monitor_id, cap, now)
                 held += held_mail.values()
                 if held:
                     await results.store(conn, held)
             sent += len(send)
             if held:
                 log.info("deferred logins not sent", jobs=len(held))
-
-    def _second_opinions(
-        self, failed: dict[int, dict[str, set[str]]]
-    ) -> dict[int, dict[str, list[str]]]:
-        """Per monitor and country, the agents a confirmation job should avoid: those whose
-        check failed, when another agent of the country is live to give a second opinion."""
-        live: dict[str, set[str]] = {}
-        for beat in self._agents.agents():
-            live.setdefault(beat.country, set()).add(beat.agent_id)
-        return {
-            monitor: {
-                cc: sorted(agents)
-                for cc, agents in by_country.items()
-                if live.get(cc, set()) - agents
-            }
-            for monitor, by_country in failed.items()
-        }
 
     async def plan_new(self) -> int:
         """First due time of monitors that have none: now for one that never ran (a new
@@ -374,45 +290,45 @@ class Scheduler:
         planned = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await due.claim_unplanned(conn, self._batch, self._default_countries)
-                if not rows:
+                new = await due.claim_unplanned(conn, self._batch, self._default_countries)
+                if not new:
                     return planned
                 # Allowances are taken in organization order: two replicas planning monitors of
                 # the same organizations lock their rows in one order, never each other's.
-                rows.sort(key=lambda r: r["organization_id"])
+                new.sort(key=lambda m: m.organization_id)
                 now = self._clock()
                 at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
                 nexts = [
                     at_once
-                    if r["never_run"] and await self._first_round_allowed(conn, r)
+                    if m.never_run and await self._first_round_allowed(conn, m)
                     else schedule.next_due(
-                        schedule.phase_ms(str(r["public_id"]), r["check_interval"]),
-                        r["check_interval"],
+                        schedule.phase_ms(str(m.public_id), m.check_interval),
+                        m.check_interval,
                         now,
                     )
-                    for r in rows
+                    for m in new
                 ]
-                await due.set_next_due(conn, [r["id"] for r in rows], nexts)
-            planned += len(rows)
+                await due.set_next_due(conn, [m.id for m in new], nexts)
+            planned += len(new)
 
-    async def _first_round_allowed(self, conn: Conn, row: asyncpg.Record) -> bool:
+    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned) -> bool:
         """Whether a new monitor's first round may go at once: it draws on its organization's
         allowance for triggered checks, as a trigger-check does. Otherwise creating and deleting
         a monitor of every country was a trigger-check without a limit (hundreds of checks of
         one target a second)."""
         per_check = 60.0 / self._checks_per_minute
-        cost = row["countries"] * per_check
+        cost = monitor.countries * per_check
         return not await limits.take_trigger(
-            conn, "organizations", row["organization_id"], cost, 60.0
+            conn, "organizations", monitor.organization_id, cost, 60.0
         )
 
     async def _run_batch(self, now: datetime) -> tuple[int, bool]:
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await due.claim_due(conn, now, self._batch)
-            if not rows:
+            claimed = await due.claim_due(conn, now, self._batch)
+            if not claimed:
                 return 0, False
-            rounds = await self.rounds(rows, now, self._agents.countries())
+            rounds = await self.rounds(claimed, now, self._agents.countries())
             jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
@@ -428,188 +344,44 @@ class Scheduler:
         self._missed(missed)
         log.info(
             "round batch",
-            monitors=len(rows),
+            monitors=len(claimed),
             jobs=jobs,
             missed=len(missed),
             oldest_late_s=round(late, 3),
         )
-        return jobs, len(rows) == self._batch
+        return jobs, len(claimed) == self._batch
 
     async def rounds(
-        self, rows: Sequence[asyncpg.Record], now: datetime, live: frozenset[str]
+        self, claimed: Sequence[ClaimedMonitor], now: datetime, live: frozenset[str]
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
         libsodium release the GIL (bench/seal.py)."""
-        return await asyncio.to_thread(lambda: [self._round(row, now, live) for row in rows])
+        return await asyncio.to_thread(lambda: [self._round(m, now, live) for m in claimed])
 
     def _round(
         self,
-        row: asyncpg.Record,
+        claimed: ClaimedMonitor,
         now: datetime,
         live: frozenset[str],
         *,
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
     ) -> PlannedRound:
-        """The monitor's round now: one job per country with a live agent (and a key when the
-        job carries credentials), a missed row per country without. A monitor that cannot
-        become jobs is logged and skipped (its next due time still moves), so one bad row never
-        stops the scheduler."""
-        public_id = str(row["public_id"])
-        interval: int = row["check_interval"]
-        over: list[datetime] = []
-        run: datetime | None = now
-        next_at = row["next_due_at"]
-        if not trigger:
-            phase = schedule.phase_ms(public_id, interval)
-            since = now - max(LOOKBACK, 3 * timedelta(seconds=interval))
-            over, run, next_at = schedule.overdue_rounds(
-                phase, interval, row["next_due_at"], now, since
-            )
-        plan = PlannedRound(row["id"], run or over[-1], next_at)
-        try:
-            self._plan(plan, row, now, live, trigger, avoid or {}, send=run is not None)
-            why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
-            plan.missed += [
-                ResultRow.missed(row, cc, self._job_ids.make(public_id, cc, at), at, OVERDUE, why)
-                for at in over
-                for cc in plan.countries
-            ]
-        except (JobConfigError, KeyError, ValueError) as exc:
-            log.error("monitor unusable; round skipped", monitor_id=public_id, error=str(exc))
-            plan.jobs.clear()
-            plan.missed.clear()
-        return plan
-
-    def _plan(
-        self,
-        plan: PlannedRound,
-        row: asyncpg.Record,
-        now: datetime,
-        live: frozenset[str],
-        trigger: bool,
-        avoid: Mapping[str, list[str]],
-        *,
-        send: bool = True,
-    ) -> None:
-        """The round's countries, and unless it is over (not `send`), its jobs (asking the
-        agents in `avoid` of each country to leave them to another) and the countries it cannot
-        go to."""
-        public_id = str(row["public_id"])
-        listed: Sequence[str] | None = row["allowed_country_codes"]
-        countries = (
-            listed
-            if listed is not None
-            else schedule.pick_countries(public_id, live, self._default_countries)
-            # No live agent anywhere: the round is `no_agent` where the last one went.
-            or row["round_countries"]
-            or ()
+        """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
+        logged and skipped (its next due time still moves), so one bad monitor never stops the
+        scheduler."""
+        plan = self._planner.round(claimed, now, live, trigger=trigger, avoid=avoid)
+        monitor = claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
+        bound = log.bind(
+            monitor_id=str(monitor.public_id), monitor_type=monitor.type, monitor_db_id=monitor.id
         )
-        if not countries:
-            log.warning("no live agent in any country", monitor_id=public_id)
-            return
-        for cc in countries:
-            jobs_subject(cc)  # a valid country code, or ValueError
-        plan.countries = countries
-        if not send:
-            return
-        config = job_config(row["type"], row["config"], self._box)
-        port = row["port"] or default_port(row["type"], config)
-        plain = None
-        if carries_credentials(row["config"], config):
-            plan.account = self._account(row["hostname"], config)
-            plan.legs = _legs_of(row["hostname"], config)
-            bound = SealedConfig(
-                monitor_id=public_id, hostname=row["hostname"], port=port, config=config
-            )
-            plain = encode_sealed(bound)
-        scheduled = plan.scheduled_at
-        retry_at = row["login_retry_at"]
-        may_log_in = logins(row["login_failures"], retry_at, scheduled, countries)
-        scheduled_iso = iso_ms(scheduled)
-        expires_iso = iso_ms(schedule.expires_at(scheduled, row["check_interval"]))
-        job_type = JOB_TYPES[row["type"]]
-        mail_domain: str | None = row["mail_domain"]
-        if mail_domain:
-            args = (public_id, scheduled, row["check_interval"], self._dns_interval_s)
-            dns = (
-                schedule.trigger_dns(*args, row["mail_dns_at"])
-                if trigger
-                else schedule.dns_due(*args)
-            )
-            mail_domain = mail_domain if dns else None
-            plan.mail_dns = dns
-        for cc in countries:
-            jid = self._job_ids.make(public_id, cc, scheduled, trigger)
-            if cc not in live:
-                plan.missed.append(_no_agent(jid, row, cc, scheduled, now))
-                continue
-            fields: dict[str, Any] = {"config": config}
-            if plain is not None and cc not in may_log_in:
-                why = (
-                    "credentials rejected: logins paused so the account is not locked (next"
-                    f" login at or after {iso_ms(retry_at)}, from one country); update them to"
-                    " resume"
-                )
-                plan.missed.append(ResultRow.missed(row, cc, jid, scheduled, HELD, why))
-                continue
-            if plain is not None:
-                key = self._keys.get(cc)
-                if key is None:
-                    why = f"credentials not sent to {cc}: {self._keys.missing(cc)}"
-                    plan.missed.append(ResultRow.missed(row, cc, jid, scheduled, NO_SEAL_KEY, why))
-                    continue
-                # The config stays the type's default: no secret, no user name in clear.
-                fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
-            plan.jobs.append(
-                job_type(
-                    job_id=jid,
-                    monitor_id=public_id,
-                    hostname=row["hostname"],
-                    port=port,
-                    timeout_seconds=float(row["timeout_seconds"]),
-                    country=cc,
-                    scheduled_at=scheduled_iso,
-                    expires_at=expires_iso,
-                    mail_domain=mail_domain or None,
-                    avoid_agents=avoid.get(cc, []),
-                    tenant=self._tenant(row["organization_id"]),
-                    **fields,
-                )
-            )
-        if plain is not None:
-            self._space_logins(plan, row["check_interval"])
-
-    def _account(self, hostname: str, config: JobConfig) -> str:
-        """The account a config logs in to, user@host, as a keyed hash (no user name kept); a
-        round trip's is its mailbox, where every country logs in each round."""
-        if isinstance(config, RoundTripConfig):
-            user, hostname = config.receive.user, config.receive.hostname
-        elif isinstance(config, ImapPopConfig):
-            user = config.user
-        else:
-            user = config.auth.user if config.auth else ""
-        name = f"{user.lower()}@{hostname.lower().rstrip('.')}".encode()
-        return hmac.digest(self._account_key, name, hashlib.sha256).hex()[:32]
-
-    def _tenant(self, organization_id: int) -> str:
-        """The job's `tenant`: the organization as a keyed hash, so agents can tell tenants
-        apart without learning which organization is which."""
-        digest = hmac.digest(self._tenant_key, str(organization_id).encode(), hashlib.sha256)
-        return digest.hex()[:16]
-
-    def _space_logins(self, plan: PlannedRound, interval: int) -> None:
-        """Logins to one account go country after country, `login_spacing_s` apart, starting
-        with a different country each round: the first job now, the others deferred. Then a
-        rejected password is tried from one country, not from all at once (`run_deferred`)."""
-        if len(plan.jobs) < 2 or self._login_spacing <= 0:
-            return
-        start = int(plan.scheduled_at.timestamp()) // interval % len(plan.jobs)  # round number
-        order = plan.jobs[start:] + plan.jobs[:start]
-        plan.jobs = order[:1]
-        plan.deferred = [(i * self._login_spacing, job) for i, job in enumerate(order) if i]
+        if plan.unusable is not None:
+            bound.error("monitor unusable; round skipped", error=plan.unusable)
+        elif not plan.countries:
+            bound.warning("no live agent in any country")
+        return plan
 
     async def publish(self, jobs: Sequence[CheckJob]) -> int:
         """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
@@ -640,17 +412,17 @@ class Scheduler:
         await self._agents.until_warm()
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
-            row = await due.job_row(conn, monitor_id)
-            if row is None:
+            claimed = await due.monitor(conn, monitor_id)
+            if claimed is None:
                 return None
             live = self._agents.countries()
-            plan = self._round(row, self._clock(), live, trigger=True)
+            plan = self._round(claimed, self._clock(), live, trigger=True)
             async with conn.transaction():
                 await self._send(conn, [plan], self._clock())
                 if plan.missed:
                     await results.store(conn, plan.missed)
         self._missed(plan.missed)
-        log.info("round triggered", monitor_id=str(row["public_id"]), jobs=len(plan.jobs))
+        log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
         return plan
 
     def _missed(self, rows: Sequence[ResultRow]) -> None:
@@ -666,31 +438,9 @@ class Scheduler:
             )
 
 
-def _legs_of(hostname: str, config: JobConfig) -> int:
-    """Logins a check makes to its account: a round trip whose submission logs in as its
-    mailbox's user on the mailbox's host makes two."""
-    if isinstance(config, RoundTripConfig) and config.send.auth:
-        send = f"{config.send.auth.user.lower()}@{hostname.lower().rstrip('.')}"
-        mailbox = config.receive
-        return 2 if send == f"{mailbox.user.lower()}@{mailbox.hostname.lower().rstrip('.')}" else 1
-    return 1
+def _public_id(claimed: ClaimedMonitor) -> UUID:
+    return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
 
 
-def _legs(job: CheckJob) -> int:
-    """A deferred job's logins: its config is sealed, so a round trip counts both legs."""
-    return 2 if isinstance(job, RoundTripCheckJob) else 1
-
-
-def _held(job: CheckJob, kind: str, why: str) -> ResultRow:
-    """The missed row of a login not sent (`auth_backoff`, `login_capped`)."""
-    monitor = {"public_id": UUID(job.monitor_id), "type": job.monitor_type}
-    return ResultRow.missed(
-        monitor, job.country, job.job_id, parse_iso(job.scheduled_at), kind, why
-    )
-
-
-def _no_agent(
-    jid: str, row: asyncpg.Record, country: str, scheduled: datetime, now: datetime
-) -> ResultRow:
-    why = f"no live agent in {country} at {iso_ms(now)}: the round did not run there"
-    return ResultRow.missed(row, country, jid, scheduled, "no_agent", why)
+def _id(claimed: ClaimedMonitor) -> int:
+    return claimed.monitor.id if isinstance(claimed, WatchedMonitor) else claimed.id

@@ -1,7 +1,5 @@
-"""`create_app`: the Litestar application, its pools opened in the lifespan."""
+"""`create_app`: the Litestar application on the pool (and pipeline) `serve` built for it."""
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +14,6 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.access import accounts_store as accounts
-from controller.access import throttle_store as logins
-from controller.db.pool import create_pool
 from controller.runtime import metrics
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
@@ -45,7 +40,6 @@ log = structlog.get_logger("controller.web.api")
 
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_S = 5.0
-HOUSEKEEPING_INTERVAL_S = 600.0
 THROTTLE_PURPOSE = "login-throttle"
 
 
@@ -128,19 +122,6 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     return Response(body)
 
 
-async def housekeeping(pool: asyncpg.Pool) -> None:
-    """Expired tokens, throttle counts past their time, login addresses no longer known: deleted
-    now and then by every API replica (the deletes are idempotent)."""
-    while True:
-        try:
-            async with pool.acquire() as conn:
-                await accounts.delete_expired_tokens(conn)
-                await logins.forget_old(conn)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            log.warning("housekeeping failed; trying again later", error=repr(exc))
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-
-
 @get(
     "/metrics",
     tags=["ops"],
@@ -154,11 +135,11 @@ async def prometheus_metrics() -> Response[bytes]:
 
 def create_app(
     settings: ControllerSettings,
-    pool: asyncpg.Pool | None = None,
+    pool: asyncpg.Pool,
     pipeline: Pipeline | None = None,
 ) -> Litestar:
-    """The API. Pass `pool` to share one (tests); otherwise the lifespan opens and closes it.
-    Without `pipeline` (NATS), trigger-check and the agents list answer 503."""
+    """The API on `pool`, which its caller opens and closes (controller.runtime.serve). Without
+    `pipeline` (NATS), trigger-check and the agents list answer 503."""
     if settings.secrets_key is None:
         raise ValueError("SECRETS_KEY is required to serve the API")
 
@@ -166,19 +147,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned = pool is None
-        app.state.pool = pool or await create_pool(settings.database_url, settings.db_pool_max)
+        app.state.pool = pool
         app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
-        chores = asyncio.create_task(housekeeping(app.state.pool))
         try:
             yield
         finally:
-            chores.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chores
             app.state.logins.passwords.close()
-            if owned:
-                await app.state.pool.close()
 
     def on_app_init(config: AppConfig) -> AppConfig:
         config.state.update(settings=settings, secret_box=box, pipeline=pipeline)

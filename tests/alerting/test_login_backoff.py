@@ -29,7 +29,9 @@ async def held_round(rig: Rig, m: asyncpg.Record, at: datetime, login: dict[str,
     await rig.round(m, 0, login, at=at)
     pid = str(m["public_id"])
     rows = [
-        ResultRow.missed(m, cc, rig.job_ids.make(pid, cc, at), at, HELD, "held")
+        ResultRow.missed(
+            m["public_id"], m["type"], cc, rig.job_ids.make(pid, cc, at), at, HELD, "held"
+        )
         for cc in ("DE", "FR", "US")
         if cc not in login
     ]

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.scheduling.scheduler import job_config
+from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from shared.messages import SmtpConfig
 from shared.settings import ControllerSettings

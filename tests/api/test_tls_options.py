@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trustme
 
-from controller.scheduling.scheduler import job_config
+from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
 from controller.web.api.tls_options import CA_MAX_BYTES
 from shared.settings import ControllerSettings

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -59,6 +60,15 @@ async def test_serve_runs_all_roles_and_stops_cleanly(scratch: str, nats_url: st
         "a long password",
         env=env,
     )
+    # The api role's housekeeping (a worker `serve` runs) deletes expired tokens at its start.
+    db = await asyncpg.connect(scratch)
+    try:
+        await db.execute(
+            "INSERT INTO api_tokens (user_id, token_hash, expires_at)"
+            " SELECT user_id, decode('00', 'hex'), now() - interval '1 hour' FROM api_tokens"
+        )
+    finally:
+        await db.close()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -111,6 +121,13 @@ async def test_serve_runs_all_roles_and_stops_cleanly(scratch: str, nats_url: st
                 "missed",
                 "no_agent",
             )
+            db = await asyncpg.connect(scratch)
+            try:
+                expired = "SELECT count(*) FROM api_tokens WHERE expires_at < now()"
+                assert await db.fetchval(expired) == 0, "housekeeping did not run"
+                assert await db.fetchval("SELECT count(*) FROM api_tokens") == 1
+            finally:
+                await db.close()
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)

@@ -22,7 +22,8 @@ class ImapPeer(LoopbackServer):
     LOGINDISABLED and refuses LOGIN: "until_tls" while it offers STARTTLS and TLS is not on yet
     (Dovecot's default), "always" or "never". `starttls_reply` is its answer to STARTTLS;
     `after_starttls`: bytes it slips in after an OK, in the clear, as a man in the middle
-    injecting commands would. `heard` records what the client sent."""
+    injecting commands would. `refusal` answers a wrong password (e.g. Microsoft's `NO Basic
+    authentication is disabled.`). `heard` records what the client sent."""
 
     def __init__(
         self,
@@ -36,9 +37,11 @@ class ImapPeer(LoopbackServer):
         login_disabled: Literal["until_tls", "always", "never"] = "until_tls",
         starttls_reply: str = "OK Begin TLS negotiation now",
         after_starttls: bytes = b"",
+        refusal: str = "NO [AUTHENTICATIONFAILED] Invalid credentials",
     ) -> None:
         super().__init__(ssl_context)
         self.users = users if users is not None else {"alice": "s3cret"}
+        self.refusal = refusal
         self.greeting = greeting.encode() + b"\r\n" if isinstance(greeting, str) else greeting
         self.silent = silent
         self.echo_password = echo_password
@@ -104,7 +107,7 @@ class ImapPeer(LoopbackServer):
             return "OK LOGIN completed"
         if self.echo_password:
             return f"NO [AUTHENTICATIONFAILED] wrong password {password} for {user}"
-        return "NO [AUTHENTICATIONFAILED] Invalid credentials"
+        return self.refusal
 
 
 def _astrings(text: str) -> list[str] | None:

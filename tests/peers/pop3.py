@@ -17,7 +17,7 @@ class Pop3Peer(LoopbackServer):
     `capa`: whether it knows CAPA (servers older than RFC 2449 answer -ERR); `starttls` offers
     STLS with that certificate; `stls_reply` is its answer to STLS; `after_starttls`: bytes
     it slips in after a +OK, in the clear, as a man in the middle injecting commands would.
-    `heard` records what the client sent."""
+    `refusal` answers a wrong password. `heard` records what the client sent."""
 
     def __init__(
         self,
@@ -31,9 +31,11 @@ class Pop3Peer(LoopbackServer):
         starttls: ssl.SSLContext | None = None,
         stls_reply: str = "+OK Begin TLS negotiation",
         after_starttls: bytes = b"",
+        refusal: str = "-ERR [AUTH] invalid credentials",
     ) -> None:
         super().__init__(ssl_context)
         self.users = users if users is not None else {"alice": "s3cret"}
+        self.refusal = refusal
         self.greeting = greeting
         self.silent = silent
         self.echo_password = echo_password
@@ -81,7 +83,7 @@ class Pop3Peer(LoopbackServer):
                     send(
                         f"-ERR [AUTH] invalid password {arg}"
                         if self.echo_password
-                        else "-ERR [AUTH] invalid credentials"
+                        else self.refusal
                     )
             elif verb == "STAT" and logged_in:
                 send("+OK 2 320")

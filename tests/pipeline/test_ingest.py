@@ -372,7 +372,8 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     at = utcnow().replace(microsecond=0) - timedelta(minutes=2)  # as on the wire: no finer
     res = result(job_ids, monitor, cc, "down", at=at)
     expired = results.ResultRow.missed(
-        {"public_id": uuid.UUID(pid), "type": "smtp"},
+        uuid.UUID(pid),
+        "smtp",
         cc,
         res.job_id,
         at,

@@ -77,7 +77,7 @@ def test_job_round_trip_and_camel_case_wire_shape() -> None:
     assert wire["monitorType"] == "smtp"
     assert wire["timeoutSeconds"] == 15
     assert wire["config"]["requireTls"] is True
-    assert wire["config"]["auth"] == {"user": "u", "pass": "p"}
+    assert wire["config"]["auth"] == {"user": "u", "pass": "p", "mechanism": "", "accessToken": ""}
     assert wire["config"]["tlsOptions"] == {
         "rejectUnauthorized": False,
         "ca": None,

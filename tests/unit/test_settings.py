@@ -7,7 +7,7 @@ from controller.secrets.box import generate_key
 from shared.settings import (
     AgentSettings,
     ControllerSettings,
-    NatsSettings,
+    ProcessSettings,
     SettingsError,
     load,
     parse_canaries,
@@ -135,24 +135,47 @@ def test_canaries_may_be_private_loopback_or_ipv6_and_repeats_count_once() -> No
 
 
 @pytest.mark.parametrize("cls", [ControllerSettings, AgentSettings])
-def test_nats_settings_are_declared_once_for_both_processes(
+def test_shared_settings_are_declared_once_for_both_processes(
     cls: type[ControllerSettings] | type[AgentSettings],
 ) -> None:
-    """Pins the shared base: both processes take NATS_URL and the NATS TLS files from
-    NatsSettings (one declaration: same env names, defaults and checks), and a required
-    setting still leads the README's table whatever the base declares first."""
+    """Pins the shared base: both processes take NATS_URL, the NATS TLS files and LOG_* from
+    ProcessSettings (one declaration: same env names, defaults and checks), and a required
+    setting still leads the settings table whatever the base declares first."""
     env = {"DATABASE_URL": "postgresql://u@localhost/db", "AGENT_COUNTRY": "DE"}
-    assert issubclass(cls, NatsSettings)
-    shared = {f.encode_name: f.default for f in msgspec.structs.fields(NatsSettings)}
+    assert issubclass(cls, ProcessSettings)
+    shared = {f.encode_name: f.default for f in msgspec.structs.fields(ProcessSettings)}
     assert shared == {
         "NATS_URL": "nats://127.0.0.1:4222",
         "NATS_TLS_CA_FILE": None,
         "NATS_TLS_CERT_FILE": None,
         "NATS_TLS_KEY_FILE": None,
+        "LOG_FORMAT": "auto",
+        "LOG_LEVEL": "INFO",
     }
-    assert load(cls, env).nats_url == "nats://127.0.0.1:4222"
-    with pytest.raises(SettingsError, match="NATS_URL must start with one of"):
-        load(cls, {**env, "NATS_URL": "http://x"})
+    settings = load(cls, env)
+    assert (settings.nats_url, settings.log_format, settings.log_level) == (
+        "nats://127.0.0.1:4222",
+        "auto",
+        "INFO",
+    )
+    for bad, message in (
+        ({"NATS_URL": "http://x"}, "NATS_URL must start with one of"),
+        ({"NATS_TLS_CERT_FILE": "/nonexistent.pem"}, "NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE"),
+        ({"LOG_LEVEL": "LOUD"}, "setting LOG_LEVEL is invalid"),
+        ({"LOG_FORMAT": "xml"}, "setting LOG_FORMAT is invalid"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            load(cls, {**env, **bad})
     rows = table().splitlines()[2:]
     assert rows[0].startswith("| `DATABASE_URL` | controller |")
     assert rows[1].startswith("| `NATS_URL` | controller, agent |")
+
+
+def test_no_setting_is_declared_by_both_processes_outside_the_base() -> None:
+    """A setting both processes read belongs in ProcessSettings, declared once."""
+    names = [
+        {f.encode_name for f in msgspec.structs.fields(cls)}
+        for cls in (ControllerSettings, AgentSettings, ProcessSettings)
+    ]
+    controller, agent, base = names
+    assert controller & agent == base
