@@ -29,7 +29,6 @@ transaction: findings, baseline changes, their events and notifications.
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import structlog
@@ -38,9 +37,9 @@ from nats.js import JetStreamContext
 from controller.alerting import maintenance, no_data
 from controller.alerting import maintenance_store as windows_db
 from controller.alerting import store as alerts
+from controller.alerting.incident import Incident
 from controller.alerting.rules import (
     NEW_INCIDENT,
-    STATE_FIELDS,
     AlertState,
     BackoffChanged,
     ConfirmationWanted,
@@ -49,13 +48,14 @@ from controller.alerting.rules import (
     Held,
     IncidentClosed,
     IncidentOpened,
+    JudgedMonitor,
     JudgedRound,
     Known,
-    Monitor,
     Notice,
     Policy,
     Replayed,
     StateChanged,
+    expected_countries,
     judge,
     rounds,
 )
@@ -65,6 +65,8 @@ from controller.ingest import store as results
 from controller.ingest.store import ResultRow
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
+from controller.monitors import store as monitors
+from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.notify import recipients
 from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
@@ -87,15 +89,15 @@ LOOKBACK = timedelta(hours=1)  # at least 3 intervals; how far back a fresh stat
 LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
 
 
-def grid_rounds(monitor: Any, after: datetime, until: datetime) -> list[datetime]:
+def grid_rounds(w: WatchedMonitor, after: datetime, until: datetime) -> list[datetime]:
     """The scheduled times in (`after`, `until`] of the rounds the scheduler has sent on the
     monitor's grid (those before its next due time, from its current grid's first)."""
-    next_due: datetime | None = monitor["next_due_at"]
+    next_due = w.monitor.next_due_at
     if next_due is None:
         return []
-    interval: int = monitor["check_interval"]
-    phase = schedule.phase_ms(str(monitor["public_id"]), interval)
-    start = max(after, monitor["rounds_since"] - timedelta(milliseconds=1))
+    interval = w.monitor.check_interval
+    phase = schedule.phase_ms(str(w.monitor.public_id), interval)
+    start = max(after, w.rounds.since - timedelta(milliseconds=1))
     found = []
     at = schedule.next_due(phase, interval, start)
     while at < next_due and at <= until:
@@ -186,56 +188,59 @@ class Alerter:
         """Move one monitor over its complete and closed rounds; return when to come back (its
         next round closes), or None (gone or disabled). `revised_from`: the earliest round
         whose result a late real one replaced (a revision, replayed by `judge`)."""
-        monitor = await alerts.monitor(conn, monitor_id)
-        if monitor is None:
+        try:
+            w = await monitors.watched(conn, monitor_id)
+        except MonitorConfigError as exc:
+            # Its rounds are not scheduled either (controller.scheduling skips it): nothing to
+            # judge until the config is written again, which queues it afresh.
+            log.error(
+                "monitor config unreadable: not evaluated", monitor=monitor_id, error=str(exc)
+            )
             return None
-        row = await alerts.state(conn, monitor_id)
-        s = AlertState(**{name: row[name] for name in STATE_FIELDS})
+        if w is None:
+            return None
+        monitor = w.monitor
+        s = await alerts.state(conn, monitor_id)
         before = s.state
         quiet = await self._quiet(conn, monitor, now)
-        incidents: dict[int, asyncpg.Record] = {}
+        incidents: dict[int, Incident] = {}
         held: list[Held] = []
         if not quiet:
             for incident in await alerts.held_recoveries(conn, monitor_id):
-                incidents[incident["id"]] = incident
-                closed = no_data.closed_for_lack_of_data(incident["end_reason"])
-                held.append(Held(incident["id"], closed))
+                incidents[incident.id] = incident
+                held.append(Held(incident.id, no_data.closed_for_lack_of_data(incident.end_reason)))
         notified = False
         if s.open_incident_id is not None:
             current = await alerts.incident(conn, s.open_incident_id)
             assert current is not None
-            incidents[current["id"]] = current
-            notified = current["notified"]
-        disabled = monitor["status"] == "disabled"
+            incidents[current.id] = current
+            notified = current.notified
+        disabled = monitor.status == "disabled"
         t, backoff = Thresholds(), None
         ready: list[JudgedRound] = []
         window: list[JudgedRound] = []
         due: datetime | None = None
         if not disabled:
-            t = await alerts.thresholds(conn, monitor_id, monitor["organization_id"])
+            t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
             if revised_from is not None:
                 window = await self._window(conn, monitor, s, revised_from)
-            ready, due = await self._ready(conn, monitor, s, now)
+            ready, due = await self._ready(conn, w, s, now)
             backoff = await backoff_db.get(conn, monitor_id)
         known = Known(quiet, notified, backoff, tuple(held))
-        judged = judge(self._facts(monitor), s, ready, t, now, known, self._policy, window)
+        facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
+        judged = judge(facts, s, ready, t, now, known, self._policy, window)
         s = judged.state
         opened = await self._apply(conn, monitor, judged.effects, incidents, now, quiet)
         if s.open_incident_id == NEW_INCIDENT:
             s.open_incident_id = opened
         if not disabled:
             await self._posture(conn, monitor, s, quiet)
-            due = due or self._come_back(monitor, s, now)
-        await alerts.save_state(
-            conn,
-            monitor_id,
-            {name: getattr(s, name) for name in STATE_FIELDS}
-            | ({"changed_at": now} if s.state != before else {}),
-        )
+            due = due or self._come_back(w, s, now)
+        await alerts.save_state(conn, monitor_id, s, now if s.state != before else None)
         return due
 
     @staticmethod
-    async def _posture(conn: Conn, monitor: Any, s: AlertState, quiet: bool) -> None:
+    async def _posture(conn: Conn, monitor: Monitor, s: AlertState, quiet: bool) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
         evaluation, and never holds back the monitor's alerting."""
@@ -243,51 +248,39 @@ class Alerter:
             async with conn.transaction():
                 await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
         except Exception:
-            log.exception("posture evaluation failed", monitor_id=str(monitor["public_id"]))
-
-    def _expected(self, monitor: Any) -> tuple[list[str] | None, int]:
-        """The countries a round goes to (None when unknown) and how many."""
-        countries: list[str] | None = monitor["allowed_country_codes"] or monitor["round_countries"]
-        return countries, len(countries) if countries else self._default_countries
-
-    def _facts(self, monitor: Any) -> Monitor:
-        """What `judge` needs of the `monitors` row."""
-        return Monitor(
-            public_id=str(monitor["public_id"]),
-            interval=timedelta(seconds=monitor["check_interval"]),
-            expected=self._expected(monitor)[1],
-            disabled=monitor["status"] == "disabled",
-            roundtrip=monitor["type"] == "roundtrip",
-        )
+            log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 
     @staticmethod
-    def _closes(monitor: Any, at: datetime) -> datetime:
+    def _closes(monitor: Monitor, at: datetime) -> datetime:
         """When the round scheduled at `at` closes: nothing it has not got by then will come."""
-        timeout = timedelta(seconds=monitor["timeout_seconds"])
-        return schedule.expires_at(at, monitor["check_interval"]) + timeout + CLOSE_GRACE
+        timeout = timedelta(seconds=monitor.timeout_seconds)
+        return schedule.expires_at(at, monitor.check_interval) + timeout + CLOSE_GRACE
 
     async def _ready(
-        self, conn: Conn, monitor: Any, s: AlertState, now: datetime
+        self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime
     ) -> tuple[list[JudgedRound], datetime | None]:
         """The rounds after the cursor ready to judge, in order, up to the first still open one
         (the closed ones' missing countries filled with `expired` rows, stored); and when to
         come back for that one (None: when the next round closes)."""
-        interval = timedelta(seconds=monitor["check_interval"])
+        monitor = w.monitor
+        interval = timedelta(seconds=monitor.check_interval)
         horizon = now - max(LOOKBACK, 3 * interval)
         after = s.last_round_at or horizon
-        rows = await alerts.results_after(conn, monitor["id"], after, ROWS_PER_EVALUATION)
+        rows = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
         found = rounds(rows)
         due: datetime | None = None
         until = now
         if len(rows) == ROWS_PER_EVALUATION and len(found) > 1:
             found.pop()  # may be cut short; read again at once
             until, due = found[-1].at, now
-        expected, count = self._expected(monitor)
+        expected, count = expected_countries(
+            monitor.allowed_country_codes, w.rounds.countries, self._default_countries
+        )
         if expected is not None:
             known = {r.at for r in found}
             found += [
                 JudgedRound(at)
-                for at in grid_rounds(monitor, max(after, horizon), until)
+                for at in grid_rounds(w, max(after, horizon), until)
                 if at not in known
             ]
             found.sort(key=lambda r: r.at)
@@ -306,38 +299,38 @@ class Alerter:
 
     @staticmethod
     async def _window(
-        conn: Conn, monitor: Any, s: AlertState, revised_from: datetime
+        conn: Conn, monitor: Monitor, s: AlertState, revised_from: datetime
     ) -> list[JudgedRound]:
         """The rounds a revision replays: a window before `revised_from` up to the cursor; none
         when that round is not judged yet (judging it forward sees the real result anyway)."""
         if s.last_round_at is None or revised_from > s.last_round_at:
             return []
-        window = max(LOOKBACK, 3 * timedelta(seconds=monitor["check_interval"]))
+        window = max(LOOKBACK, 3 * timedelta(seconds=monitor.check_interval))
         rows = await alerts.results_before(
-            conn, monitor["id"], revised_from - window, s.last_round_at, ROWS_PER_EVALUATION
+            conn, monitor.id, revised_from - window, s.last_round_at, ROWS_PER_EVALUATION
         )
         return rounds(rows)
 
     async def _apply(
         self,
         conn: Conn,
-        monitor: Any,
+        monitor: Monitor,
         effects: Sequence[Effect],
-        incidents: dict[int, asyncpg.Record],
+        incidents: dict[int, Incident],
         now: datetime,
         quiet: bool,
     ) -> int | None:
         """Write what `judge` decided, in its order; return the id of the incident it opened
         (`NEW_INCIDENT`) and left open, if any. `incidents`: the rows read, by id."""
-        public_id = str(monitor["public_id"])
+        public_id = str(monitor.public_id)
         opened: int | None = None
         for e in effects:
             if isinstance(e, IncidentOpened):
-                row = await alerts.open_incident(
-                    conn, monitor["id"], e.started_at, e.cause_kind, e.cause, e.countries
+                new = await alerts.open_incident(
+                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries
                 )
-                incidents[NEW_INCIDENT] = row
-                opened = row["id"]
+                incidents[NEW_INCIDENT] = new
+                opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
                 assert incident_id is not None
@@ -375,10 +368,12 @@ class Alerter:
                 )
         return opened
 
-    async def _back_off(self, conn: Conn, monitor: Any, e: BackoffChanged, now: datetime) -> None:
+    async def _back_off(
+        self, conn: Conn, monitor: Monitor, e: BackoffChanged, now: datetime
+    ) -> None:
         """Store the back-off of logins; tell the owner when `judge` says so (once per back-off,
         outside maintenance)."""
-        public_id = str(monitor["public_id"])
+        public_id = str(monitor.public_id)
         b = e.backoff
         if b is None:
             log.info("logins resumed", monitor_id=public_id)
@@ -392,42 +387,37 @@ class Alerter:
             if e.notice:
                 await self._notify_backoff(conn, monitor, b, list(e.countries))
         metrics.login_backoff("resumed" if b is None else "backed_off")
-        await backoff_db.put(conn, monitor["id"], b)
+        await backoff_db.put(conn, monitor.id, b)
 
     async def _notify_backoff(
-        self, conn: Conn, monitor: Any, b: login_backoff.Backoff, countries: list[str]
+        self, conn: Conn, monitor: Monitor, b: login_backoff.Backoff, countries: list[str]
     ) -> None:
         texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max)
-        key = f"login-backoff:{monitor['id']}:{iso_ms(b.since)}"
+        key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
-        await alerts.enqueue(conn, monitor["id"], None, notes)
+        await alerts.enqueue(conn, monitor.id, None, notes)
         log.info(
             "notification queued",
-            monitor_id=str(monitor["public_id"]),
+            monitor_id=str(monitor.public_id),
             kind="credentials",
             channels=[n.channel for n in notes],
         )
 
     async def _confirm(
-        self, conn: Conn, monitor: Any, e: ConfirmationWanted, now: datetime
+        self, conn: Conn, monitor: Monitor, e: ConfirmationWanted, now: datetime
     ) -> None:
         """Ask the scheduler for a confirmation round of the failing round `e.round_at`, within
         the organization's allowance for triggered checks (as a trigger-check draws on it); the
         scheduler sends it when the global budget has a slot for its organization."""
-        public_id = str(monitor["public_id"])
-        countries = monitor["allowed_country_codes"]
+        public_id = str(monitor.public_id)
+        countries = monitor.allowed_country_codes
         cost_s = (
             (len(countries) if countries else self._default_countries)
             * 60.0
             / self._checks_per_minute
         )
         outcome = await confirmations.request(
-            conn,
-            monitor["id"],
-            e.round_at,
-            now,
-            monitor["organization_id"],
-            cost_s,
+            conn, monitor.id, e.round_at, now, monitor.organization_id, cost_s
         )
         if outcome == "asked":
             return
@@ -448,23 +438,23 @@ class Alerter:
                 per_minute=self._checks_per_minute,
             )
 
-    def _come_back(self, monitor: Any, s: AlertState, now: datetime) -> datetime:
+    def _come_back(self, w: WatchedMonitor, s: AlertState, now: datetime) -> datetime:
         """When the round after the last judged one closes (at least an interval from now), so
         a round nobody reports on is judged all the same."""
-        interval: int = monitor["check_interval"]
-        phase = schedule.phase_ms(str(monitor["public_id"]), interval)
-        start = max(s.last_round_at or now, monitor["rounds_since"])
-        closes = self._closes(monitor, schedule.next_due(phase, interval, start))
+        interval = w.monitor.check_interval
+        phase = schedule.phase_ms(str(w.monitor.public_id), interval)
+        start = max(s.last_round_at or now, w.rounds.since)
+        closes = self._closes(w.monitor, schedule.next_due(phase, interval, start))
         return max(closes, now + timedelta(seconds=interval))
 
     def _expire(
-        self, monitor: Any, r: JudgedRound, expected: Sequence[str] | None, closes: datetime
+        self, monitor: Monitor, r: JudgedRound, expected: Sequence[str] | None, closes: datetime
     ) -> list[ResultRow]:
         """`expired` results for the expected countries missing from closed round `r` (added to
         it); none when the round went elsewhere (its countries are not the expected ones)."""
         if expected is None or not set(r.jobs) <= set(expected):
             return []
-        public_id = str(monitor["public_id"])
+        public_id = str(monitor.public_id)
         triggered = any(
             self._job_ids.make(public_id, cc, r.at, trigger=True) == job
             for cc, job in r.jobs.items()
@@ -475,7 +465,7 @@ class Alerter:
             job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
             fills.append(
                 ResultRow.missed(
-                    monitor["public_id"], monitor["type"], cc, job_id, r.at, "expired", message
+                    monitor.public_id, monitor.type, cc, job_id, r.at, "expired", message
                 )
             )
             r.jobs[cc] = job_id
@@ -489,29 +479,29 @@ class Alerter:
             )
         return fills
 
-    async def _quiet(self, conn: Conn, monitor: Any, now: datetime) -> bool:
+    async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime) -> bool:
         """No notifications: status `maintenance`, or a maintenance window is open."""
-        if monitor["status"] == "maintenance":
+        if monitor.status == "maintenance":
             return True
-        windows = await windows_db.for_monitor(conn, monitor["id"], monitor["customer_id"])
+        windows = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
         return maintenance.any_open(windows, now)
 
     async def _notify(
-        self, conn: Conn, monitor: Any, incident: Any, kind: Kind, now: datetime
+        self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime
     ) -> None:
         """Queue one notification per recipient the monitor has, whatever channels this
         process can send: a replica that has the channel sends it."""
         texts = render(kind, monitor, incident, now)
-        reminders = incident["reminders"] + (kind == "reminder")
+        reminders = incident.reminders + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
-        key = f"incident:{incident['id']}:{tag}"
+        key = f"incident:{incident.id}:{tag}"
         notes = recipients.to_recipients(kind, monitor, texts, key)
-        await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
+        await alerts.enqueue(conn, monitor.id, incident.id, notes)
         if kind not in ("recovered", "no_data"):
-            await alerts.set_incident_notified(conn, incident["id"], reminders)
+            await alerts.set_incident_notified(conn, incident.id, reminders)
         log.info(
             "notification queued",
-            monitor_id=str(monitor["public_id"]),
+            monitor_id=str(monitor.public_id),
             kind=kind,
             channels=[n.channel for n in notes],
         )
@@ -519,14 +509,14 @@ class Alerter:
     async def _event(
         self,
         conn: Conn,
-        monitor: Any,
+        monitor: Monitor,
         previous: str,
         state: str,
         at: datetime,
         countries: list[str],
         cause: str,
     ) -> None:
-        public_id = str(monitor["public_id"])
+        public_id = str(monitor.public_id)
         stamp = iso_ms(at)
         event = MonitorEvent(
             monitor_id=public_id,
@@ -550,11 +540,7 @@ class Alerter:
                 rows = await alerts.claim_events(conn, self._batch)
                 if not rows:
                     return published
-                for row in rows:
-                    await self._js.publish(
-                        row["subject"],
-                        bytes(row["payload"]),
-                        headers={"Nats-Msg-Id": row["msg_id"]},
-                    )
-                await alerts.delete_events(conn, [r["id"] for r in rows])
+                for e in rows:
+                    await self._js.publish(e.subject, e.payload, headers={"Nats-Msg-Id": e.msg_id})
+                await alerts.delete_events(conn, [e.id for e in rows])
             published += len(rows)

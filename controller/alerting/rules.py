@@ -1,6 +1,7 @@
 """The alerting core: what the rounds judged mean for a monitor. Pure rules, no I/O.
 
-`judge(monitor, state, rounds, thresholds, now)` takes the monitor's alert state and the rounds
+`judge(monitor, state, rounds, thresholds, now)` takes what the rules need of the monitor
+(`JudgedMonitor.of` a typed `Monitor` and its `RoundState`), its alert state and the rounds
 ready to judge (complete or closed, oldest first) and returns the state after them and the
 effects the evaluator (controller.alerting.evaluator) applies in one transaction: state changes
 (events),
@@ -34,7 +35,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from controller.alerting import causes, no_data
 from controller.alerting.thresholds import Thresholds
@@ -43,6 +44,9 @@ from controller.logins import backoff as login_backoff
 from controller.logins.backoff import HELD, Backoff
 from controller.notify.texts import Kind
 from controller.scheduling import confirm
+
+if TYPE_CHECKING:  # the types only: the rules read no store
+    from controller.monitors.store import Monitor, RoundState
 
 Row = tuple[str, str | None, str]  # (country, error kind, message)
 Verdict = Literal["missed", "failing", "degraded", "up"]
@@ -81,23 +85,34 @@ class JudgedRound:
         return "degraded" if self.failures else "up"
 
 
-def rounds(rows: Sequence[Any]) -> list[JudgedRound]:
-    """`check_results` rows (oldest first) grouped by scheduled time."""
+class CountryResult(NamedTuple):
+    """One country's stored result of a round, as the rules read it (a `check_results` row)."""
+
+    scheduled_at: datetime
+    country: str
+    job_id: str
+    status: str  # up, down, missed or inconclusive
+    error_kind: str | None
+    message: str
+
+
+def rounds(results: Sequence[CountryResult]) -> list[JudgedRound]:
+    """Stored results (oldest first) grouped by scheduled time."""
     found: list[JudgedRound] = []
-    for row in rows:
-        if not found or found[-1].at != row["scheduled_at"]:
-            found.append(JudgedRound(row["scheduled_at"]))
+    for res in results:
+        if not found or found[-1].at != res.scheduled_at:
+            found.append(JudgedRound(res.scheduled_at))
         r = found[-1]
-        r.jobs[row["country"]] = row["job_id"]
-        if row["status"] == "up":
-            r.up.append(row["country"])
-        elif row["status"] == "down":
-            r.failures.append((row["country"], row["error_kind"], row["message"]))
-        elif row["error_kind"] in HELD_KINDS:
-            r.held.append(row["country"])
-            r.held_kinds.append(row["error_kind"])
+        r.jobs[res.country] = res.job_id
+        if res.status == "up":
+            r.up.append(res.country)
+        elif res.status == "down":
+            r.failures.append((res.country, res.error_kind, res.message))
+        elif res.error_kind is not None and res.error_kind in HELD_KINDS:
+            r.held.append(res.country)
+            r.held_kinds.append(res.error_kind)
         else:  # missed, or inconclusive: neither failing nor passing
-            r.missed.append((row["country"], row["error_kind"], row["message"]))
+            r.missed.append((res.country, res.error_kind, res.message))
     return found
 
 
@@ -186,8 +201,17 @@ class AlertState:
 STATE_FIELDS = tuple(AlertState.__dataclass_fields__)
 
 
+def expected_countries(
+    allowed: Sequence[str] | None, latest: Sequence[str] | None, default: int
+) -> tuple[list[str] | None, int]:
+    """The countries a round goes to (None when unknown) and how many: the listed ones, else
+    those the scheduler sent the latest round to, else `default` (DEFAULT_CHECK_COUNTRIES)."""
+    countries = list(allowed or latest or ()) or None
+    return countries, len(countries) if countries else default
+
+
 @dataclass(frozen=True, slots=True)
-class Monitor:
+class JudgedMonitor:
     """What `judge` needs of a monitor."""
 
     public_id: str
@@ -195,6 +219,22 @@ class Monitor:
     expected: int  # how many countries a round goes to
     disabled: bool = False
     roundtrip: bool = False
+
+    @classmethod
+    def of(
+        cls, monitor: "Monitor", rounds: "RoundState", default_countries: int
+    ) -> "JudgedMonitor":
+        """The monitor as `judge` takes it; `default_countries`: DEFAULT_CHECK_COUNTRIES."""
+        _, expected = expected_countries(
+            monitor.allowed_country_codes, rounds.countries, default_countries
+        )
+        return cls(
+            public_id=str(monitor.public_id),
+            interval=timedelta(seconds=monitor.check_interval),
+            expected=expected,
+            disabled=monitor.status == "disabled",
+            roundtrip=monitor.type == "roundtrip",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +350,7 @@ class Judgement:
 
 
 def judge(
-    monitor: Monitor,
+    monitor: JudgedMonitor,
     state: AlertState,
     rounds: Sequence[JudgedRound],
     t: Thresholds,
@@ -337,26 +377,13 @@ def judge(
     return Judgement(j.s, tuple(j.effects))
 
 
-def _latest_run(judged: Sequence[tuple[JudgedRound, str]]) -> list[tuple[JudgedRound, str]]:
-    """The latest run of failing, or of passing (`up`, `degraded`), rounds, oldest first; missed
-    rounds neither end nor extend a run, as in `AlertState.count`."""
-    run: list[tuple[JudgedRound, str]] = []
-    for r, verdict in reversed(judged):
-        if verdict == "missed":
-            continue
-        if run and (verdict == "failing") != (run[0][1] == "failing"):
-            break
-        run.insert(0, (r, verdict))
-    return run
-
-
 def _failing(r: JudgedRound) -> tuple[str, ...]:
     return tuple(c for c, _, _ in r.failures)
 
 
 @dataclass
 class _Judging:
-    monitor: Monitor
+    monitor: JudgedMonitor
     s: AlertState
     t: Thresholds
     now: datetime
@@ -432,34 +459,32 @@ class _Judging:
             self.effects.append(ConfirmationWanted(last.at, _failing(last)))
 
     def replay(self, window: Sequence[JudgedRound]) -> None:
-        """A revision: count the window's rounds again from empty counters (a run covering the
-        whole window, of the kind counted before, keeps its longer count), decide on the latest
-        run's last round (and on a missed round after it, with no incident in question), and
-        act on that alone."""
+        """A revision: the window's rounds counted again (`AlertState.count`) from empty
+        counters, and decided (`AlertState.decide`) on the latest run's last round (and on a
+        missed round after it, with no incident in question), acting on that alone. A run
+        covering the whole window, of the kind counted before, may have begun before the
+        window: it keeps its longer count."""
         s = self.s
         judged = [(r, r.verdict(self.t.failure_threshold, self.monitor.expected)) for r in window]
-        run = _latest_run(judged)
-        if not run:
+        ran = [(r, v) for r, v in judged if v != "missed"]
+        if not ran:
             return
-        previous = s.state
-        failing = run[-1][1] == "failing"
-        ran = [r for r, v in judged if v != "missed"]
-        before = s.consecutive_down_rounds if failing else s.consecutive_up_rounds
-        whole = len(run) == len(ran) and failing == (s.consecutive_down_rounds > 0)
-        seed = max(0, before - len(run)) if whole else 0
-        cursor = s.last_round_at
-        s.consecutive_down_rounds = seed if failing else 0
-        s.consecutive_up_rounds = 0 if failing else seed
+        previous, cursor = s.state, s.last_round_at
+        down_before, up_before = s.consecutive_down_rounds, s.consecutive_up_rounds
+        s.consecutive_down_rounds = s.consecutive_up_rounds = 0
         s.down_since = s.up_since = None
-        if seed:
-            s.down_since, s.up_since = (run[0][0].at, None) if failing else (None, run[0][0].at)
         s.missed_rounds, s.missed_since = 0, None
-        last, verdict = run[-1]
-        action: Action | None = None
         for r, v in judged:
             s.count(v, r.at, no_data.kind(v, [k for _, k, _ in r.missed], r.held_kinds))
-            if r is last:
-                action = s.decide(verdict, r.at, self.t)
+        last, verdict = ran[-1]
+        failing = verdict == "failing"
+        run = s.consecutive_down_rounds if failing else s.consecutive_up_rounds
+        if run == len(ran) and failing == (down_before > 0):
+            if failing:
+                s.consecutive_down_rounds = max(run, down_before)
+            else:
+                s.consecutive_up_rounds = max(run, up_before)
+        action = s.decide(verdict, last.at, self.t)
         if action is None and judged[-1][1] == "missed":
             s.decide("missed", judged[-1][0].at, self.t)  # the latest round still ran nowhere
         s.last_round_at = cursor

@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from controller.alerting.incident import Incident
+from controller.alerting.rules import STATE_FIELDS, AlertState, CountryResult
 from controller.alerting.thresholds import (
     DEFAULT_DOWN_AFTER_ROUNDS,
     DEFAULT_FAILURE_THRESHOLD,
@@ -78,21 +80,6 @@ async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime
             lease,
             due_at,
         )
-
-
-MONITOR_COLUMNS = (
-    "m.id, m.public_id, m.organization_id, m.customer_id, m.type, m.name, m.hostname, m.port,"
-    " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes, m.round_countries,"
-    " m.next_due_at, m.rounds_since, m.notification_email, m.notification_phone_number,"
-    " m.mail_domain"
-)
-
-
-async def monitor(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {MONITOR_COLUMNS} FROM monitors m WHERE m.id = $1", monitor_id
-    )
-    return row
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -208,13 +195,12 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     )
 
 
-STATE_COLUMNS = (
-    "state, consecutive_down_rounds, consecutive_up_rounds, down_since, up_since, last_round_at,"
-    " open_incident_id, last_notified_at, changed_at, missed_rounds, missed_since"
-)
+STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
 
-async def state(conn: Conn, monitor_id: int) -> asyncpg.Record:
+async def state(conn: Conn, monitor_id: int) -> AlertState:
+    """The monitor's alert state, locked FOR UPDATE until the caller's transaction ends (a
+    fresh one when it has none yet)."""
     await conn.execute(
         "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
         monitor_id,
@@ -224,10 +210,16 @@ async def state(conn: Conn, monitor_id: int) -> asyncpg.Record:
         monitor_id,
     )
     assert row is not None
-    return row
+    return AlertState(**{name: row[name] for name in STATE_FIELDS})
 
 
-async def save_state(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+async def save_state(
+    conn: Conn, monitor_id: int, s: AlertState, changed_at: datetime | None = None
+) -> None:
+    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did."""
+    values: dict[str, object] = {name: getattr(s, name) for name in STATE_FIELDS}
+    if changed_at is not None:
+        values["changed_at"] = changed_at
     names = sorted(values)
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
     await conn.execute(
@@ -237,27 +229,30 @@ async def save_state(conn: Conn, monitor_id: int, values: dict[str, Any]) -> Non
     )
 
 
+_RESULT_COLUMNS = ", ".join(CountryResult._fields)
+
+
 async def results_after(
     conn: Conn, monitor_id: int, after: datetime, limit: int
-) -> list[asyncpg.Record]:
+) -> list[CountryResult]:
     """Results scheduled after `after`, oldest round first."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT scheduled_at, country, job_id, status, error_kind, message FROM check_results"
+        f"SELECT {_RESULT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
         after,
         limit,
     )
-    return rows
+    return [CountryResult(*r.values()) for r in rows]
 
 
 async def results_before(
     conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
-) -> list[asyncpg.Record]:
+) -> list[CountryResult]:
     """Results scheduled in (`after`, `until`], oldest round first; the newest `limit` of them."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM (SELECT scheduled_at, country, job_id, status, error_kind, message"
+        f"SELECT * FROM (SELECT {_RESULT_COLUMNS}"
         "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
         monitor_id,
@@ -265,7 +260,7 @@ async def results_before(
         until,
         limit,
     )
-    return rows
+    return [CountryResult(*r.values()) for r in rows]
 
 
 async def open_incident(
@@ -275,7 +270,7 @@ async def open_incident(
     cause_kind: str,
     cause: str,
     countries: Sequence[str],
-) -> asyncpg.Record:
+) -> Incident:
     row: asyncpg.Record | None = await conn.fetchrow(
         "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries)"
         f" VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}",
@@ -286,7 +281,7 @@ async def open_incident(
         list(countries),
     )
     assert row is not None
-    return row
+    return _incident(row)
 
 
 INCIDENT_COLUMNS = (
@@ -295,11 +290,15 @@ INCIDENT_COLUMNS = (
 )
 
 
-async def incident(conn: Conn, incident_id: int) -> asyncpg.Record | None:
+def _incident(row: asyncpg.Record) -> Incident:
+    return Incident(**{name: row[name] for name in Incident.__struct_fields__})
+
+
+async def incident(conn: Conn, incident_id: int) -> Incident | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
     )
-    return row
+    return None if row is None else _incident(row)
 
 
 async def close_incident(
@@ -309,7 +308,7 @@ async def close_incident(
     *,
     reason: str | None = None,
     hold_recovery: bool = False,
-) -> asyncpg.Record:
+) -> Incident:
     """`reason`: why it ended other than by recovering; `hold_recovery`: its recovery notice, if
     it was notified at all, waits until notifications are no longer held (`held_recoveries`)."""
     row: asyncpg.Record | None = await conn.fetchrow(
@@ -321,10 +320,10 @@ async def close_incident(
         hold_recovery,
     )
     assert row is not None
-    return row
+    return _incident(row)
 
 
-async def held_recoveries(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
+async def held_recoveries(conn: Conn, monitor_id: int) -> list[Incident]:
     """Closed incidents whose recovery notice is still held, oldest first; each is released
     (the caller queues its notice in the same transaction)."""
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -333,7 +332,7 @@ async def held_recoveries(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
         f" RETURNING {INCIDENT_COLUMNS}",
         monitor_id,
     )
-    return sorted(rows, key=lambda r: r["id"])
+    return sorted((_incident(r) for r in rows), key=lambda i: i.id)
 
 
 async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
@@ -390,10 +389,23 @@ async def enqueue(
         )
 
 
-OUTBOX_COLUMNS = (
-    "id, monitor_id, incident_id, kind, channel, target, subject, body_text, body_html,"
-    " attempts, dedupe_key"
-)
+class Claimed(NamedTuple):
+    """A notification leased to an outbox worker; `attempts` counts this one."""
+
+    id: int
+    monitor_id: int
+    incident_id: int | None
+    kind: str
+    channel: str
+    target: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    attempts: int
+    dedupe_key: str
+
+
+OUTBOX_COLUMNS = ", ".join(Claimed._fields)
 _HISTORY = (
     "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
     " attempt, status, error)"
@@ -454,7 +466,7 @@ async def claim_outbox(
     lease_s: float,
     channels: Sequence[str],
     max_attempts: int,
-) -> list[asyncpg.Record]:
+) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
     caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
     batch may take). A row waits while an older one to the same recipient about the same
@@ -476,12 +488,12 @@ async def claim_outbox(
         list(channels),
         max_attempts,
     )
-    return rows
+    return [Claimed(*r.values()) for r in rows]
 
 
 async def record_attempt(
     conn: Conn,
-    row: asyncpg.Record,
+    row: Claimed,
     error: str | None,
     *,
     retry_at: datetime | None,
@@ -494,8 +506,8 @@ async def record_attempt(
         updated = await conn.fetchval(
             "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
             " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
-            row["id"],
-            row["attempts"],
+            row.id,
+            row.attempts,
         )
     else:
         status = "failed"
@@ -504,20 +516,20 @@ async def record_attempt(
             " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
             " next_attempt_at = coalesce($4, next_attempt_at)"
             " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
-            row["id"],
-            row["attempts"],
+            row.id,
+            row.attempts,
             error,
             retry_at,
         )
     await conn.execute(
         f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        row["id"],
-        row["monitor_id"],
-        row["incident_id"],
-        row["kind"],
-        row["channel"],
-        row["target"],
-        row["attempts"],
+        row.id,
+        row.monitor_id,
+        row.incident_id,
+        row.kind,
+        row.channel,
+        row.target,
+        row.attempts,
         status,
         error,
     )
@@ -556,16 +568,25 @@ async def add_event(conn: Conn, subject: str, msg_id: str, payload: bytes) -> No
 EVENTS_LOCK = 0x6D61696C6576656E  # "maileven"
 
 
-async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record] | None:
+class Event(NamedTuple):
+    """A state change or posture note written for the EVENTS stream, not yet published."""
+
+    id: int
+    subject: str
+    msg_id: str
+    payload: bytes
+
+
+async def claim_events(conn: Conn, limit: int) -> list[Event] | None:
     """The oldest events, in the order written; None while another replica is publishing
     (one publisher at a time, so events leave in order). Holds the lock until the caller's
     transaction ends."""
     if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EVENTS_LOCK):
         return None
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, subject, msg_id, payload FROM event_outbox ORDER BY id LIMIT $1", limit
+        f"SELECT {', '.join(Event._fields)} FROM event_outbox ORDER BY id LIMIT $1", limit
     )
-    return rows
+    return [Event(r["id"], r["subject"], r["msg_id"], bytes(r["payload"])) for r in rows]
 
 
 async def delete_events(conn: Conn, ids: Sequence[int]) -> None:

@@ -8,8 +8,9 @@ import structlog
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.logins import cap_store as login_caps
+from controller.monitors import store as monitors
 from controller.notify import budget_store as budget_db
-from controller.notify.recipients import Outgoing
+from controller.notify import recipients
 from controller.notify.texts import render_login_cap
 from shared.timefmt import iso_ms
 
@@ -23,23 +24,27 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime) -> None:
     once per episode."""
     if not await login_caps.reached(conn, monitor_id, cap, now):
         return
-    monitor = await alerts.monitor(conn, monitor_id)
-    if monitor is None:
+    try:
+        watched = await monitors.watched(conn, monitor_id)
+    except monitors.MonitorConfigError as exc:
+        log.error(
+            "monitor config unreadable: owners not told a login cap was reached",
+            monitor=monitor_id,
+            error=str(exc),
+        )
         return
-    bound = log.bind(monitor_id=str(monitor["public_id"]), cap=cap)
+    if watched is None:
+        return
+    monitor = watched.monitor
+    bound = log.bind(monitor_id=str(monitor.public_id), cap=cap)
     episode = await login_caps.get(conn, monitor_id, now)
     since = episode.since if episode else now
-    _, owners = await budget_db.owners(conn, monitor["organization_id"])
+    _, owners = await budget_db.owners(conn, monitor.organization_id)
     if not owners:
         bound.warning("no owner to tell a login cap was reached")
     texts = render_login_cap(monitor, cap, since)
     key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
-    notes = [
-        Outgoing(
-            KIND, "email", o["email"], texts.subject, texts.text, texts.html, f"{key}:{o['id']}"
-        )
-        for o in owners
-    ]
+    notes = recipients.to_owners(KIND, owners, texts, key)
     await alerts.enqueue(conn, monitor_id, None, notes)
     await login_caps.told(conn, monitor_id)
     bound.warning("login cap reached: owners told", owners=len(notes))

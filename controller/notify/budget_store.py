@@ -8,6 +8,7 @@ import asyncpg
 
 from controller.db.pool import Conn
 from controller.notify.budget import granted
+from controller.notify.recipients import Owner
 
 
 async def organizations(conn: Conn, monitor_ids: Sequence[int]) -> dict[int, int]:
@@ -52,7 +53,7 @@ async def take(
     return taken, held
 
 
-async def owners(conn: Conn, organization_id: int) -> tuple[str, list[asyncpg.Record]]:
+async def owners(conn: Conn, organization_id: int) -> tuple[str, list[Owner]]:
     """The organization's name and its owners who may log in (id, email), oldest first."""
     name: str = await conn.fetchval("SELECT name FROM organizations WHERE id = $1", organization_id)
     rows: list[asyncpg.Record] = await conn.fetch(
@@ -60,4 +61,4 @@ async def owners(conn: Conn, organization_id: int) -> tuple[str, list[asyncpg.Re
         " AND disabled_at IS NULL ORDER BY id",
         organization_id,
     )
-    return name, rows
+    return name, [Owner(r["id"], r["email"]) for r in rows]

@@ -29,12 +29,13 @@ import asyncpg
 import structlog
 
 from controller.alerting import store as alerts
+from controller.alerting.store import Claimed
 from controller.db.pool import Conn
-from controller.notify import NAMES, Channel, DeliveryError, Notification
+from controller.monitors import store as monitors
+from controller.notify import NAMES, Channel, DeliveryError, Notification, recipients
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
-from controller.notify.recipients import Outgoing
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
 from shared.loop import run_every
@@ -134,33 +135,31 @@ class OutboxWorker:
         async with self._pool.acquire() as conn, conn.transaction():
             for row, (error, permanent) in zip(rows, outcomes, strict=True):
                 retry_at = None
-                if error is not None and not permanent and row["attempts"] < self._max_attempts:
-                    retry_at = now + self.backoff(row["attempts"])
+                if error is not None and not permanent and row.attempts < self._max_attempts:
+                    retry_at = now + self.backoff(row.attempts)
                 if not await alerts.record_attempt(conn, row, error, retry_at=retry_at):
                     log.warning(
                         "outcome not written back: the lease ran out and the row moved on",
-                        outbox_id=row["id"],
-                        attempt=row["attempts"],
+                        outbox_id=row.id,
+                        attempt=row.attempts,
                     )
         errors = [error for error, _ in outcomes]
         sent = sum(1 for e in errors if e is None)
-        metrics.notifications([row["channel"] for row in rows], errors)
+        metrics.notifications([row.channel for row in rows], errors)
         log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
         return claimed, sent
 
-    async def _within_budget(
-        self, conn: Conn, rows: list[asyncpg.Record], now: datetime
-    ) -> list[asyncpg.Record]:
+    async def _within_budget(self, conn: Conn, rows: list[Claimed], now: datetime) -> list[Claimed]:
         """The claimed rows the budget lets through; the others are dropped, and the owners
         told at the window's first drop. A row counts at its first attempt only; the owners'
         notice is outside the budget."""
-        charged = [r for r in rows if r["attempts"] == 1 and r["kind"] != HELD_BACK]
+        charged = [r for r in rows if r.attempts == 1 and r.kind != HELD_BACK]
         if not charged:
             return rows
-        org_of = await budget_db.organizations(conn, [r["monitor_id"] for r in charged])
-        groups: dict[tuple[int, str], list[asyncpg.Record]] = {}
-        for r in sorted(charged, key=lambda r: r["id"]):  # the oldest first, as written
-            groups.setdefault((org_of[r["monitor_id"]], r["channel"]), []).append(r)
+        org_of = await budget_db.organizations(conn, [r.monitor_id for r in charged])
+        groups: dict[tuple[int, str], list[Claimed]] = {}
+        for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
+            groups.setdefault((org_of[r.monitor_id], r.channel), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
         for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
@@ -173,10 +172,10 @@ class OutboxWorker:
                 continue
             await alerts.drop_claimed(
                 conn,
-                [r["id"] for r in over],
+                [r.id for r in over],
                 notify_budget.dropped_reason(channel, per_hour, start),
             )
-            dropped.update(r["id"] for r in over)
+            dropped.update(r.id for r in over)
             log.warning(
                 "notifications dropped: organization's hourly budget used up",
                 organization_id=org,
@@ -186,7 +185,7 @@ class OutboxWorker:
             )
             if not held_before:
                 await self._tell_owners(conn, org, channel, per_hour, start, over[0])
-        return [r for r in rows if r["id"] not in dropped]
+        return [r for r in rows if r.id not in dropped]
 
     async def _tell_owners(
         self,
@@ -195,13 +194,22 @@ class OutboxWorker:
         channel: str,
         per_hour: int,
         start: datetime,
-        first: asyncpg.Record,
+        first: Claimed,
     ) -> None:
         """Queue the owners' one notice of the window that `channel`'s budget was reached, in
         the alert history of the monitor whose notification was the first dropped."""
         name, owners = await budget_db.owners(conn, org)
-        monitor = await alerts.monitor(conn, first["monitor_id"])
-        if monitor is None or not owners:
+        try:
+            watched = await monitors.watched(conn, first.monitor_id)
+        except monitors.MonitorConfigError as exc:
+            log.error(
+                "monitor config unreadable: owners not told the notification budget was reached",
+                organization_id=org,
+                monitor=first.monitor_id,
+                error=str(exc),
+            )
+            return
+        if watched is None or not owners:
             log.warning("no owner to tell the notification budget was reached", organization_id=org)
             return
         texts = render_held_back(
@@ -210,28 +218,17 @@ class OutboxWorker:
             notify_budget.SETTING[channel],
             per_hour,
             start + notify_budget.WINDOW,
-            monitor,
+            watched.monitor,
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
-        notes = [
-            Outgoing(
-                HELD_BACK,
-                "email",
-                owner["email"],
-                texts.subject,
-                texts.text,
-                texts.html,
-                f"{key}:{owner['id']}",
-            )
-            for owner in owners
-        ]
-        await alerts.enqueue(conn, monitor["id"], None, notes)
+        notes = recipients.to_owners(HELD_BACK, owners, texts, key)
+        await alerts.enqueue(conn, watched.monitor.id, None, notes)
 
-    async def _send_all(self, rows: list[asyncpg.Record]) -> list[Outcome]:
+    async def _send_all(self, rows: list[Claimed]) -> list[Outcome]:
         """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""
         gate = asyncio.Semaphore(CONCURRENCY)
 
-        async def one(row: asyncpg.Record) -> Outcome:
+        async def one(row: Claimed) -> Outcome:
             async with gate:
                 return await self._send(row)
 
@@ -241,28 +238,26 @@ class OutboxWorker:
             for o in done
         ]
 
-    async def _send(self, row: asyncpg.Record) -> Outcome:
+    async def _send(self, row: Claimed) -> Outcome:
         """Deliver one row; whatever goes wrong is an outcome, never an exception."""
-        note = Notification(
-            row["target"], row["subject"], row["body_text"], row["body_html"], row["dedupe_key"]
-        )
+        note = Notification(row.target, row.subject, row.body_text, row.body_html, row.dedupe_key)
         permanent = False
         try:
-            await asyncio.wait_for(self._channels[row["channel"]].send(note), SEND_TIMEOUT_S)
+            await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)
         except DeliveryError as exc:
             error, permanent = str(exc), exc.permanent
         except TimeoutError:
             error = f"no answer within {SEND_TIMEOUT_S:.0f} s"
         except Exception as exc:
             error = f"internal error: {type(exc).__name__}: {exc}"[:300]
-            log.error("notification send raised", outbox_id=row["id"], exc_info=True)
+            log.error("notification send raised", outbox_id=row.id, exc_info=True)
         else:
             return None, False
         log.warning(
             "notification not delivered",
-            outbox_id=row["id"],
-            channel=row["channel"],
-            attempt=row["attempts"],
+            outbox_id=row.id,
+            channel=row.channel,
+            attempt=row.attempts,
             permanent=permanent,
             error=error,
         )

@@ -1,11 +1,14 @@
-"""Who hears of a notice: one notification per recipient the monitor has (its e-mail, its
-phone), whatever channels this process can send: a replica that has the channel sends it.
-Pure; the outbox rows are written by controller.alerting.store (`enqueue`)."""
+"""Who hears of a notice, one outbox row each: an incident's, a posture finding's or a
+back-off's notice goes to each recipient the monitor has (its e-mail, its phone), whatever
+channels this process can send (a replica that has the channel sends it); a notice about the
+organization's use (budget held back, login cap) goes by e-mail to each of its owners. Pure;
+the store (controller.alerting.store `enqueue`) only writes the rows."""
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
+from controller.monitors.store import Monitor
 from controller.notify.texts import Texts
 
 
@@ -22,15 +25,30 @@ class Outgoing:
     dedupe_key: str
 
 
-def to_recipients(kind: str, monitor: Mapping[str, Any], texts: Texts, key: str) -> list[Outgoing]:
-    """One notification of `kind` per recipient of `monitor` (a `monitors` row, or anything with
-    its `notification_email` and `notification_phone_number`); `key` is the notice's dedupe key,
+class Owner(NamedTuple):
+    """An owner of the organization who may log in."""
+
+    id: int
+    email: str
+
+
+def to_recipients(kind: str, monitor: Monitor, texts: Texts, key: str) -> list[Outgoing]:
+    """One notification of `kind` per recipient of `monitor`; `key` is the notice's dedupe key,
     made per channel."""
     notes: list[Outgoing] = []
-    if email := monitor["notification_email"]:
+    if email := monitor.notification_email:
         notes.append(
             Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
         )
-    if phone := monitor["notification_phone_number"]:
+    if phone := monitor.notification_phone_number:
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
     return notes
+
+
+def to_owners(kind: str, owners: Sequence[Owner], texts: Texts, key: str) -> list[Outgoing]:
+    """One e-mail of `kind` per owner; `key` is the notice's dedupe key, made per owner (an
+    owner's address may change, the notice stays one)."""
+    return [
+        Outgoing(kind, "email", o.email, texts.subject, texts.text, texts.html, f"{key}:{o.id}")
+        for o in owners
+    ]

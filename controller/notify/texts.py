@@ -10,11 +10,13 @@ import html
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from controller.alerting.causes import label
+from controller.alerting.incident import Incident
 from controller.logins.backoff import Backoff
 from controller.monitors.kinds import TYPE_LABELS
+from controller.monitors.store import Monitor
 from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
@@ -51,10 +53,10 @@ def one_line(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
-def target(monitor: Any) -> str:
+def target(monitor: Monitor) -> str:
     """`SMTP mx.example.com:25`: the monitor's type, host and port, as notices name them."""
-    port = f":{monitor['port']}" if monitor["port"] else ""
-    return f"{TYPE_LABELS.get(monitor['type'], monitor['type'])} {monitor['hostname']}{port}"
+    port = f":{monitor.port}" if monitor.port else ""
+    return f"{TYPE_LABELS.get(monitor.type, monitor.type)} {monitor.hostname}{port}"
 
 
 def with_facts(subject: str, lead: str, facts: list[tuple[str, str]], sms: str) -> Texts:
@@ -78,12 +80,12 @@ def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
     return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
 
 
-def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
-    name = one_line(monitor["name"])
-    started = incident["started_at"]
-    ended = incident["ended_at"]
+def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> Texts:
+    name = one_line(monitor.name)
+    started = incident.started_at
+    ended = incident.ended_at
     lasted = duration(((ended or now) - started).total_seconds())
-    where = ", ".join(incident["countries"]) or "-"
+    where = ", ".join(incident.countries) or "-"
     if kind == "recovered":
         subject = f"[mailprobe] Recovered: {name} after {lasted}"
         lead = f"{name} ({target(monitor)}) is up again after {lasted} of downtime."
@@ -100,30 +102,32 @@ def render(kind: Kind, monitor: Any, incident: Any, now: datetime) -> Texts:
         subject = f"[mailprobe] DOWN: {name}"
         lead = f"{name} ({target(monitor)}) is down."
     facts = [
-        ("Cause", incident["cause"]),
+        ("Cause", incident.cause),
         ("Seen from", where),
         ("Down since", iso_ms(started)),
     ]
     if ended is not None and kind == "no_data":
-        facts += [("No data since", iso_ms(ended)), ("Why", incident["end_reason"] or "-")]
+        facts += [("No data since", iso_ms(ended)), ("Why", incident.end_reason or "-")]
     elif ended is not None:
         facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
-    facts.append(("Monitor", str(monitor["public_id"])))
-    sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor['hostname']})"
+    facts.append(("Monitor", str(monitor.public_id)))
+    sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor.hostname})"
     sms += (
         f" after {lasted}"
         if kind == "recovered"
         else ": incident closed, no data, not recovered"
         if kind == "no_data"
-        else f": {label(incident['cause_kind'])} in {where}"
+        else f": {label(incident.cause_kind)} in {where}"
     )
     return with_facts(subject, lead, facts, sms)
 
 
-def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: timedelta) -> Texts:
+def render_backoff(
+    monitor: Monitor, countries: list[str], backoff: Backoff, cap: timedelta
+) -> Texts:
     """The owner's one notice that the monitor's credentials were rejected and its logins
     slowed."""
-    name = one_line(monitor["name"])
+    name = one_line(monitor.name)
     where = ", ".join(sorted(countries)) or "-"
     retry = iso_ms(backoff.retry_at)
     subject = f"[mailprobe] Credentials rejected: {name}"
@@ -133,16 +137,16 @@ def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: ti
         f"{retry}, then less and less often (at most {duration(cap.total_seconds())} apart), "
         "from one country at a time.",
         "Update the monitor's credentials to resume its checks at once.",
-        f"Monitor: {monitor['public_id']}",
+        f"Monitor: {monitor.public_id}",
     ]
     sms = one_line(f"mailprobe: {name} credentials rejected; logins slowed until updated")[:160]
     return in_paragraphs(subject, lines, sms)
 
 
-def render_delivery_backoff(monitor: Any, rounds: int, per_hour: int) -> Texts:
+def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int) -> Texts:
     """The owners' one notice that a round trip's messages stopped arriving and its sending was
     slowed (controller.roundtrips.rules)."""
-    name = one_line(monitor["name"])
+    name = one_line(monitor.name)
     subject = f"[mailprobe] Round trip not delivered, sending slowed: {name}"
     lines = [
         f"{name} ({target(monitor)}): the probe message did not arrive in the monitored mailbox"
@@ -150,35 +154,35 @@ def render_delivery_backoff(monitor: Any, rounds: int, per_hour: int) -> Texts:
         f"So that nobody is mailed in vain, the monitor now sends at most {per_hour} message an"
         " hour, until one arrives again or its recipient (`to`) or mailbox (`receive`) change.",
         "Check that `to` is delivered to the mailbox the monitor reads.",
-        f"Monitor: {monitor['public_id']}",
+        f"Monitor: {monitor.public_id}",
     ]
     sms = one_line(f"mailprobe: {name} round trip not delivered; sending slowed")[:160]
     return in_paragraphs(subject, lines, sms)
 
 
 def render_held_back(
-    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Any
+    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Monitor
 ) -> Texts:
     """The owners' notice that their organization's hourly budget of `what` notifications
     (`setting`) was reached; it is whole again at `until`. `monitor`: the one whose
     notification was the first held back."""
-    name = one_line(monitor["name"])
+    name = one_line(monitor.name)
     lines = [
         f"Your organization {one_line(organization)} reached its budget of {per_hour:,} {what}"
         f" notifications an hour ({setting}).",
         f"Further {what} notifications until {iso_ms(until)} are not sent: each monitor's alert"
         " history lists them as `dropped`. Incidents still open and close as before.",
         f"The first held back was about {name} ({target(monitor)}), monitor"
-        f" {monitor['public_id']}. So many notifications usually mean monitors that flap, or"
+        f" {monitor.public_id}. So many notifications usually mean monitors that flap, or"
         " notification addresses someone should not have set.",
     ]
     subject = f"[mailprobe] {what} notifications held back: hourly budget reached"
     return in_paragraphs(subject, lines, "")
 
 
-def render_login_cap(monitor: Any, cap: int, since: datetime) -> Texts:
+def render_login_cap(monitor: Monitor, cap: int, since: datetime) -> Texts:
     """The owners' one notice that a monitor's logins reached its account's cap."""
-    name = one_line(monitor["name"])
+    name = one_line(monitor.name)
     lines = [
         f"{name} ({target(monitor)}) reached the cap of {cap:,} logins to its account per 10"
         f" minutes (your organization's monitors of that account together; LOGIN_CAP_PER_ACCOUNT"
@@ -186,7 +190,7 @@ def render_login_cap(monitor: Any, cap: int, since: datetime) -> Texts:
         "Checks that would log in past it are recorded `login_capped` (missed) until the count"
         " falls again. An honest configuration stays well below it: look for trigger-checks in"
         " a loop, or an agent that repeats jobs.",
-        f"Monitor: {monitor['public_id']}",
+        f"Monitor: {monitor.public_id}",
     ]
     subject = f"[mailprobe] Login cap reached: {name}"
     return in_paragraphs(subject, lines, "")

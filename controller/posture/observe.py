@@ -18,6 +18,7 @@ import structlog
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.monitors.store import Monitor
 from controller.notify import recipients
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
@@ -46,13 +47,13 @@ LOOKBACK = timedelta(hours=1)  # where a monitor's first posture pass starts
 
 
 async def observe(
-    conn: Conn, monitor: Any, judged_until: datetime | None, state: str, quiet: bool
+    conn: Conn, monitor: Monitor, judged_until: datetime | None, state: str, quiet: bool
 ) -> None:
     """Move the monitor's posture over its rounds judged since the last call, up to
     `judged_until` (the alerter's cursor); `state`: the monitor's alert state now."""
     if judged_until is None:
         return
-    monitor_id: int = monitor["id"]
+    monitor_id = monitor.id
     last, streaks = await db.state(conn, monitor_id)
     after = last or judged_until - LOOKBACK
     if after >= judged_until:
@@ -69,15 +70,15 @@ async def observe(
     pass_ = _Pass(conn, monitor, state, quiet)
     tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
     base = await db.baselines(conn, monitor_id)
-    days = (await alerts.thresholds(conn, monitor_id, monitor["organization_id"])).cert_expiry_days
+    days = (await alerts.thresholds(conn, monitor_id, monitor.organization_id)).cert_expiry_days
     for at, group in rounds:
-        seen = [facts_of(monitor["type"], r) for r in group]
+        seen = [facts_of(monitor.type, r) for r in group]
         verdicts = drift(seen, base)
         for o in seen:
             verdicts |= quality(o, days)
         for o, row in zip(seen, group, strict=True):
             verdicts |= _mail_dns(monitor, row, o)
-        if not monitor["mail_domain"]:  # no longer watched: what it found is over
+        if not monitor.mail_domain:  # no longer watched: what it found is over
             verdicts |= {key: None for key in tracker.open if key[0] in MAIL_DNS_CODES}
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
@@ -96,32 +97,30 @@ async def observe(
     await db.save_state(conn, monitor_id, until, tracker.streaks)
 
 
-def _mail_dns(monitor: Any, row: Any, seen: Observation) -> Verdicts:
+def _mail_dns(monitor: Monitor, row: Any, seen: Observation) -> Verdicts:
     """The mail DNS verdicts of one stored result (none on a round without a DNS probe)."""
-    if row["mail_dns"] is None or not monitor["mail_domain"]:
+    if row["mail_dns"] is None or not monitor.mail_domain:
         return {}
     try:
         facts = msgspec.convert(row["mail_dns"], MailDns)
     except msgspec.ValidationError as exc:
-        log.warning(
-            "mail dns facts unreadable", monitor_id=str(monitor["public_id"]), error=str(exc)
-        )
+        log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}
-    return maildns.mail_dns(monitor["type"], monitor["hostname"], facts, seen)
+    return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
 
 
 class _Pass:
     """One observe call's writes: findings, events and notifications of one monitor."""
 
-    def __init__(self, conn: Conn, monitor: Any, state: str, quiet: bool) -> None:
+    def __init__(self, conn: Conn, monitor: Monitor, state: str, quiet: bool) -> None:
         self.conn = conn
         self.monitor = monitor
         self.state = state
         self.quiet = quiet
-        self.public_id = str(monitor["public_id"])
+        self.public_id = str(monitor.public_id)
 
     async def appeared(self, f: Finding, at: datetime) -> None:
-        finding_id = await db.appear(self.conn, self.monitor["id"], f, at)
+        finding_id = await db.appear(self.conn, self.monitor.id, f, at)
         await self.event(at, _note("appeared", f))
         log.info(
             "posture finding appeared",
@@ -134,7 +133,7 @@ class _Pass:
             await self.notify("finding", notices.finding(self.monitor, f), f"finding:{finding_id}")
 
     async def cleared(self, f: Finding, at: datetime) -> None:
-        await db.clear(self.conn, self.monitor["id"], f, at)
+        await db.clear(self.conn, self.monitor.id, f, at)
         await self.event(at, _note("cleared", f))
         log.info("posture finding cleared", monitor_id=self.public_id, code=f.code)
 
@@ -147,20 +146,20 @@ class _Pass:
         }
         for sha, days_left in sorted(certs.items()):
             assert days_left is not None
-            sent = await db.expiry_sent(self.conn, self.monitor["id"], sha)
+            sent = await db.expiry_sent(self.conn, self.monitor.id, sha)
             threshold = expiry_notice(days_left, days, sent)
             if threshold is None:
                 continue
-            await db.mark_expiry_sent(self.conn, self.monitor["id"], sha, crossed(days_left, days))
+            await db.mark_expiry_sent(self.conn, self.monitor.id, sha, crossed(days_left, days))
             texts = notices.expiry(self.monitor, days_left, threshold, sha)
-            key = f"cert_expiry:{self.monitor['id']}:{sha}:{threshold}"
+            key = f"cert_expiry:{self.monitor.id}:{sha}:{threshold}"
             await self.notify("cert_expiry", texts, key)
 
     async def notify(self, kind: str, texts: Texts, key: str) -> None:
         if self.quiet:
             return
         notes = recipients.to_recipients(kind, self.monitor, texts, key)
-        await alerts.enqueue(self.conn, self.monitor["id"], None, notes)
+        await alerts.enqueue(self.conn, self.monitor.id, None, notes)
 
     async def event(self, at: datetime, note: PostureNote) -> None:
         stamp = iso_ms(at)

@@ -5,12 +5,12 @@
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import structlog
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.monitors.store import Monitor
 from controller.notify import recipients
 from controller.notify.texts import render_delivery_backoff
 from controller.roundtrips import delivery_store as delivery_db
@@ -23,23 +23,23 @@ log = structlog.get_logger(__name__)
 Seen = tuple[datetime, bool, Sequence[str | None]]
 
 
-async def observe(conn: Conn, monitor: Any, judged: Sequence[Seen], quiet: bool) -> None:
+async def observe(conn: Conn, monitor: Monitor, judged: Sequence[Seen], quiet: bool) -> None:
     """Move the monitor's record over the rounds just judged; tell the owners once per back-off
     (while notifications are held, at the next round judged outside the quiet)."""
-    before = d = await delivery_db.get(conn, monitor["id"])
+    before = d = await delivery_db.get(conn, monitor.id)
     for at, up, kinds in judged:
         d = rules.after_round(d, rules.outcome(up, kinds), at)
-    bound = log.bind(monitor_id=str(monitor["public_id"]))
+    bound = log.bind(monitor_id=str(monitor.public_id))
     if d.state != before.state:
         bound.info("round-trip delivery", state=d.state, previous=before.state)
     if d.state == "backed_off" and not d.notified and not quiet:
         texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR)
-        key = f"delivery-backoff:{monitor['id']}:{iso_ms(judged[-1][0])}"
+        key = f"delivery-backoff:{monitor.id}:{iso_ms(judged[-1][0])}"
         notes = recipients.to_recipients("delivery", monitor, texts, key)
-        await alerts.enqueue(conn, monitor["id"], None, notes)
+        await alerts.enqueue(conn, monitor.id, None, notes)
         d = dataclasses.replace(d, notified=True)
         bound.warning(
             "round trip not delivered: sending slowed, owners told", rounds=d.not_delivered
         )
     if d != before:
-        await delivery_db.put(conn, monitor["id"], d)
+        await delivery_db.put(conn, monitor.id, d)

@@ -3,6 +3,8 @@ missed rounds; one incident, one e-mail and one SMS per outage; events on mon.ev
 
 from datetime import timedelta
 
+from structlog.testing import capture_logs
+
 from controller.alerting import store as alerts
 from tests.alerting.conftest import (
     DOWN,
@@ -228,3 +230,28 @@ async def test_results_stored_during_an_evaluation_are_evaluated_after_it(rig: R
     assert len(await rig.incidents(m)) == 1
     (queued,) = await rig.fetch("SELECT due_at FROM alert_queue")
     assert queued["due_at"] > rig.clock()  # only the wake-up for its next round is left
+
+
+async def test_a_monitor_whose_config_no_longer_fits_is_left_out_and_the_others_judged(
+    rig: Rig,
+) -> None:
+    """A stored config that does not fit its type (the API refuses one; an old row may hold
+    it): that monitor is not evaluated, a log line names it, it leaves the queue (its rounds
+    are not scheduled either), and the monitors evaluated with it are judged as ever."""
+    bad, good = await rig.monitor(name="Bad config"), await rig.monitor(name="Good")
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            """UPDATE monitors SET config = '{"secure": "not a boolean"}' WHERE id = $1""",
+            bad["id"],
+        )
+    with capture_logs() as logs:
+        await rig.rounds(bad, 0, [DOWN, DOWN])
+        await rig.rounds(good, 0, [DOWN, DOWN])
+    assert await rig.incidents(bad) == []
+    assert len(await rig.incidents(good)) == 1
+    lines = [e for e in logs if e["event"] == "monitor config unreadable: not evaluated"]
+    assert len(lines) == 2, "once per time its results queued it"
+    assert {(e["monitor"], e["log_level"]) for e in lines} == {(bad["id"], "error")}
+    assert "secure" in lines[0]["error"] and MONITOR_SECRET not in str(logs)
+    assert not [e for e in logs if e["event"].startswith("evaluation failed")]
+    assert await rig.fetch("SELECT 1 FROM alert_queue WHERE monitor_id = $1", bad["id"]) == []

@@ -17,9 +17,9 @@ from controller.alerting.rules import (
     Held,
     IncidentClosed,
     IncidentOpened,
+    JudgedMonitor,
     JudgedRound,
     Known,
-    Monitor,
     Notice,
     Policy,
     Replayed,
@@ -32,7 +32,7 @@ from controller.logins.backoff import Backoff
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 COUNTRIES = ("DE", "FR", "US")
-MONITOR = Monitor("mon-1", MINUTE, expected=len(COUNTRIES))
+MONITOR = JudgedMonitor("mon-1", MINUTE, expected=len(COUNTRIES))
 ROUNDTRIP = dataclasses.replace(MONITOR, roundtrip=True)
 DISABLED = dataclasses.replace(MONITOR, disabled=True)
 T = Thresholds()
@@ -109,7 +109,7 @@ def run(
     t: Thresholds = T,
     known: Known = NOTHING,
     policy: Policy = POLICY,
-    monitor: Monitor = MONITOR,
+    monitor: JudgedMonitor = MONITOR,
     now: datetime | None = None,
 ) -> tuple[AlertState, list[str]]:
     rounds = series(codes)
@@ -374,6 +374,46 @@ def test_a_round_trip_monitors_rounds_feed_its_delivery_record() -> None:
             (1, 0),
             [],
             "a window of missed rounds changes nothing",
+        ),
+        (
+            dataclasses.replace(OPEN, consecutive_up_rounds=1, last_round_at=at(3)),
+            "FFUU",
+            NOTIFIED,
+            T,
+            "up",
+            (0, 2),
+            ["close:recovered#7", "notice:recovered#7", "replayed", "state:up"],
+            "a late passing result completes the recovery: closed and told, as going forward",
+        ),
+        (
+            AlertState("degraded", 1, 0, at(2), None, at(2)),
+            "UMFF",
+            Known(),
+            T,
+            "down",
+            (2, 0),
+            ["open", "notice:down", "replayed", "state:down"],
+            "only the latest run counts: a passing round before it, a missed one inside it",
+        ),
+        (
+            AlertState("degraded", 1, 0, at(3), None, at(3)),
+            "FFUF",
+            Known(),
+            T,
+            "degraded",
+            (1, 0),
+            ["replayed"],
+            "an earlier failing run that a passing round ended opens nothing late",
+        ),
+        (
+            AlertState("up", 0, 4, None, at(0), at(1)),
+            "UU",
+            Known(),
+            T,
+            "up",
+            (0, 4),
+            ["replayed"],
+            "a passing run covering the window keeps its longer count",
         ),
     ],
 )

@@ -7,24 +7,24 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.alerting.rules import AlertState, rounds
+from controller.alerting.rules import AlertState, CountryResult, rounds
 from controller.alerting.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WHY = "inconclusive: canary mx.example.net:25 failed too (connect timed out)"
 
 
-def row(country: str, outcome: str) -> dict[str, object]:
+def row(country: str, outcome: str) -> CountryResult:
     """`up`, `inconclusive`, `no_agent` (missed) or an error kind (down)."""
     status = {"up": "up", "inconclusive": "inconclusive", "no_agent": "missed"}.get(outcome, "down")
-    return {
-        "scheduled_at": AT,
-        "country": country,
-        "job_id": f"job-{country}",
-        "status": status,
-        "error_kind": None if status == "up" else outcome,
-        "message": WHY if status == "inconclusive" else "",
-    }
+    return CountryResult(
+        scheduled_at=AT,
+        country=country,
+        job_id=f"job-{country}",
+        status=status,
+        error_kind=None if status == "up" else outcome,
+        message=WHY if status == "inconclusive" else "",
+    )
 
 
 INC, UP = "inconclusive", "up"
