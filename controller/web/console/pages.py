@@ -27,9 +27,8 @@ from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.logins import cap_store as login_caps
-from controller.monitors import kinds
 from controller.monitors import store as monitors
-from controller.monitors.kinds import ALL_TYPES, Kind
+from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.monitors.trigger import MonitorTrigger
@@ -91,10 +90,6 @@ def page(request: AnyRequest, name: str, status_code: int = 200, **context: Any)
         context={"me": p, "can_write": can_write(p), "can_admin": can_admin(p), **context},
         status_code=status_code,
     )
-
-
-def kind_of(monitor_type: str) -> Kind:
-    return kinds.of_type(monitor_type)
 
 
 # --- login ------------------------------------------------------------------------------------
