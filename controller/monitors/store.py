@@ -101,7 +101,11 @@ def decode(row: asyncpg.Record) -> Monitor:
     """The row (of `COLUMNS`) as a Monitor; MonitorConfigError for a config that does not fit."""
     fields = {name: row[name] for name in Monitor.__struct_fields__ if name not in _CONFIGS}
     stored = row["config"] or {}
-    return Monitor(**fields, config=decode_config(row["type"], stored), config_as_sent=stored)
+    try:
+        config = decode_config(row["type"], stored)
+    except MonitorConfigError as exc:
+        raise MonitorConfigError(f"monitor {row['public_id']}: {exc}") from None
+    return Monitor(**fields, config=config, config_as_sent=stored)
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).

@@ -188,7 +188,7 @@ async def _overview(request: AnyRequest) -> dict[str, Any]:
         customers = await console.customers_of(conn, scope)
     shown = counts[f.state] if f.state else sum(counts.values())
     return {
-        "rows": [{**dict(r), "dot_list": console.dots(r["dots"])} for r in rows],
+        "rows": rows,
         "counts": counts,
         "total": sum(counts.values()),
         "shown": shown,
@@ -309,7 +309,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         request,
         "monitor.html",
         m=m,
-        state=shown[0]["state"] if shown else "unknown",
+        state=shown[0].state if shown else "unknown",
         latest=latest,
         response_chart=charts.line_chart(_series(buckets, "response_ms"), now - span, now),
         phase_chart=charts.line_chart(_phase_series(buckets), now - span, now),
