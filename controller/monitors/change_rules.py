@@ -7,9 +7,8 @@ No I/O: rows and changes in, decisions out (`controller.monitors.writes` applies
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
-
-Row = Mapping[str, Any] | asyncpg.Record  # a stored monitor, or a table test's dict
+# A monitor's columns as stored (`controller.monitors.store.stored_values`), or a table test's.
+Row = Mapping[str, Any]
 
 # A change of these sends the monitor back to the scheduler to be put on its new grid.
 REGRID_COLUMNS = frozenset({"check_interval", "status"})

@@ -7,12 +7,14 @@ are shown (the listed ones, or those of its latest round), not ones it was moved
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
-from controller.monitors.store import COLUMNS
+from controller.monitors.store import COLUMNS, Monitor, decode
 
 _GET = f"""
 SELECT m.*, s.country, s.last_status, s.last_error_kind, s.last_message, s.last_scheduled_at,
@@ -28,12 +30,30 @@ ORDER BY s.country
 """
 
 
+class LatestRound(msgspec.Struct, kw_only=True, frozen=True):
+    """A country's latest round of a monitor (`response_time_ms` and `finished_at`: None when
+    it did not run)."""
+
+    country: str
+    last_status: str
+    last_error_kind: str | None
+    last_message: str
+    last_scheduled_at: datetime
+    last_job_id: str
+    response_time_ms: float | None
+    finished_at: datetime | None
+
+
+def _latest(row: asyncpg.Record) -> LatestRound:
+    return LatestRound(**{name: row[name] for name in LatestRound.__struct_fields__})
+
+
 async def monitor_with_latest(
     conn: Conn, public_id: UUID, types: Sequence[str], organization_id: int | None
-) -> tuple[asyncpg.Record, list[asyncpg.Record]] | None:
-    """The monitor's row (as `monitors.get` has it) and its countries' latest rounds, in country
-    order; None when no such monitor is visible. Every record holds both column sets."""
+) -> tuple[Monitor, list[LatestRound]] | None:
+    """The monitor (as `monitors.get` has it) and its countries' latest rounds, in country
+    order; None when no such monitor is visible."""
     rows = await conn.fetch(_GET, public_id, types, organization_id)
     if not rows:
         return None
-    return rows[0], [r for r in rows if r["country"] is not None]
+    return decode(rows[0]), [_latest(r) for r in rows if r["country"] is not None]

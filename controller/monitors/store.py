@@ -44,8 +44,12 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     the repr leaves out `config_as_sent`, so a Monitor is safe to log.
 
     `config_as_sent`: the config as stored, only the keys the API was sent (secrets sealed).
-    The API shows SMTP and IMAP/POP configs so, as the seeds do; `config` cannot tell a key
-    left out from one sent with its default value."""
+    `config` cannot tell a key left out from one sent with its default value, so two readers
+    need it and no other may use it: the API's response building
+    (`controller.web.api.monitor_rules.present`: SMTP and IMAP/POP configs show only the keys
+    sent, as the seeds do) and the write path (`stored_values`: a PATCH that restates the
+    stored config changes nothing; a secret bound to the stored keys). Every other reader
+    takes `config`."""
 
     id: int
     public_id: UUID
@@ -100,7 +104,11 @@ def decode(row: asyncpg.Record) -> Monitor:
     """The row (of `COLUMNS`) as a Monitor; MonitorConfigError for a config that does not fit."""
     fields = {name: row[name] for name in Monitor.__struct_fields__ if name not in _CONFIGS}
     stored = row["config"] or {}
-    return Monitor(**fields, config=decode_config(row["type"], stored), config_as_sent=stored)
+    try:
+        config = decode_config(row["type"], stored)
+    except MonitorConfigError as exc:
+        raise MonitorConfigError(f"monitor {row['public_id']}: {exc}") from None
+    return Monitor(**fields, config=config, config_as_sent=stored)
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
@@ -184,7 +192,15 @@ WRITABLE = frozenset(
 )
 
 
-async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> asyncpg.Record:
+def stored_values(monitor: Monitor) -> dict[str, object]:
+    """The monitor's `WRITABLE` columns as stored (`config`: as sent), what a write's changes
+    are compared with."""
+    values = {name: getattr(monitor, name) for name in WRITABLE if name != "config"}
+    return {**values, "config": monitor.config_as_sent}
+
+
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> Monitor:
+    """Insert a monitor; MonitorConfigError when `values` hold a config its type does not take."""
     names = sorted(values)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
     placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
@@ -195,7 +211,7 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) ->
         *(values[n] for n in names),
     )
     assert row is not None
-    return row
+    return decode(row)
 
 
 async def get(
@@ -205,7 +221,7 @@ async def get(
     organization_id: int | None,
     *,
     for_update: bool = False,
-) -> asyncpg.Record | None:
+) -> Monitor | None:
     """The monitor with that public UUID or numeric id, of one of `types`, inside the
     organization (None: any organization)."""
     column = "public_id" if isinstance(ident, UUID) else "id"
@@ -216,7 +232,7 @@ async def get(
         types,
         organization_id,
     )
-    return row
+    return None if row is None else decode(row)
 
 
 async def list_page(
@@ -229,7 +245,8 @@ async def list_page(
     status: str | None,
     limit: int,
     offset: int,
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[Monitor], int]:
+    """One page of monitors, newest first, and how many the filters select."""
     where = (
         "type = ANY($1::text[]) AND ($2::bigint IS NULL OR organization_id = $2)"
         " AND ($3::bigint IS NULL OR customer_id = $3)"
@@ -245,10 +262,10 @@ async def list_page(
         offset,
     )
     total: int = await conn.fetchval(f"SELECT count(*) FROM monitors WHERE {where}", *args)
-    return rows, total
+    return [decode(r) for r in rows], total
 
 
-async def update(conn: Conn, monitor_id: int, changes: Mapping[str, Any]) -> asyncpg.Record:
+async def update(conn: Conn, monitor_id: int, changes: Mapping[str, Any]) -> Monitor:
     names = sorted(changes)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
     assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
@@ -259,7 +276,7 @@ async def update(conn: Conn, monitor_id: int, changes: Mapping[str, Any]) -> asy
         *(changes[n] for n in names),
     )
     assert row is not None
-    return row
+    return decode(row)
 
 
 async def delete(conn: Conn, monitor_id: int) -> None:

@@ -30,6 +30,7 @@ from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
 from controller.monitors import fair_use, secret_binding
 from controller.monitors import store as monitors
+from controller.monitors.store import Monitor
 from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitor_rules import keep_unchanged_secrets
@@ -64,9 +65,9 @@ class Edit:
 
 
 # The surface turns its request into an `Edit` once the row is read (locked); role checks and
-# request validation that need the row happen in it, so another organization's monitor is a
+# request validation that need the monitor happen in it, so another organization's monitor is a
 # 404 before any 403 or 400.
-EditOf = Callable[[Conn, asyncpg.Record], Awaitable[Edit]]
+EditOf = Callable[[Conn, Monitor], Awaitable[Edit]]
 
 
 @dataclass(frozen=True)
@@ -87,64 +88,62 @@ class MonitorWrites:
         *,
         customer: CustomerOf,
         budget: Mapping[str, str],
-    ) -> asyncpg.Record:
+    ) -> Monitor:
         """Insert a monitor of `values` (its columns but the customer) within fair use."""
         org, lim = organization_id, self.limits
         async with self.pool.acquire() as conn, conn.transaction():
             row_values = {**values, "customer_id": await customer(conn)}
             await fair_use.admit_new_monitor(conn, lim, org)
-            row = await monitors.insert(conn, org, row_values)
+            monitor = await monitors.insert(conn, org, row_values)
             await fair_use.admit_checks(
-                conn, lim, org, row["id"], fair_use.NOTHING, rules.creating(budget)
+                conn, lim, org, monitor.id, fair_use.NOTHING, rules.creating(budget)
             )
-        log.info("monitor created", monitor=str(row["public_id"]), organization=org)
-        return row
+        log.info("monitor created", monitor=str(monitor.public_id), organization=org)
+        return monitor
 
-    async def update(self, lookup: Lookup, edit_of: EditOf) -> asyncpg.Record:
-        """Apply the surface's edit to the monitor; the row as it is afterwards (unchanged,
+    async def update(self, lookup: Lookup, edit_of: EditOf) -> Monitor:
+        """Apply the surface's edit to the monitor; the monitor as it is afterwards (unchanged,
         and not written, when the edit changes nothing)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await _get(conn, lookup, for_update=True)
-            edit = await edit_of(conn, row)
+            monitor = await _get(conn, lookup, for_update=True)
+            edit = await edit_of(conn, monitor)
             changes = rules.with_due_reset(edit.columns)
-            stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
+            stored = monitors.stored_values(monitor)
             moved = secret_binding.moved_each(
                 secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})
             )
             if moved:
                 raise edit.refuse_moved_secret(moved)
-            keep_unchanged_secrets(row, changes, self.box)
+            keep_unchanged_secrets(monitor, changes, self.box)
             if edit.customer is not None:
                 changes["customer_id"] = await edit.customer(conn)
-            if rules.changes_nothing(row, changes):
-                return row
-            org, lim = row["organization_id"], self.limits
-            before = await fair_use.checks_of(conn, lim, org, row["id"])
-            updated = await monitors.update(conn, row["id"], changes)
+            if rules.changes_nothing(stored, changes):
+                return monitor
+            org, lim = monitor.organization_id, self.limits
+            before = await fair_use.checks_of(conn, lim, org, monitor.id)
+            updated = await monitors.update(conn, monitor.id, changes)
             fields = fair_use.budget_fields(changes, edit.budget)
-            await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
-        log.info("monitor updated", monitor=str(row["public_id"]), columns=sorted(changes))
+            await fair_use.admit_checks(conn, lim, org, monitor.id, before, fields)
+        log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
         return updated
 
-    async def set_status(
-        self, lookup: Lookup, status: str, budget: Mapping[str, str]
-    ) -> asyncpg.Record:
+    async def set_status(self, lookup: Lookup, status: str, budget: Mapping[str, str]) -> Monitor:
         """Pause (`disabled`), resume (`active`) or hold (`maintenance`) the monitor: an
         update of its status alone."""
 
-        async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+        async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
             return Edit({"status": status}, _never_moves, budget=budget)
 
         return await self.update(lookup, edit_of)
 
-    async def delete(self, lookup: Lookup, allowed: Callable[[asyncpg.Record], None]) -> None:
+    async def delete(self, lookup: Lookup, allowed: Callable[[Monitor], None]) -> None:
         """Delete the monitor; `allowed` raises when the caller may not (after the lookup, so
         another organization's monitor is a 404, never a 403)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await _get(conn, lookup, for_update=False)
-            allowed(row)
-            await monitors.delete(conn, row["id"])
-        log.info("monitor deleted", monitor=str(row["public_id"]))
+            monitor = await _get(conn, lookup, for_update=False)
+            allowed(monitor)
+            await monitors.delete(conn, monitor.id)
+        log.info("monitor deleted", monitor=str(monitor.public_id))
 
 
 def _never_moves(moved: Mapping[str, list[str]]) -> ApiError:
@@ -152,8 +151,10 @@ def _never_moves(moved: Mapping[str, list[str]]) -> ApiError:
     raise AssertionError(f"a status change moved a secret: {dict(moved)}")
 
 
-async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> asyncpg.Record:
-    row = await monitors.get(conn, lookup.ident, lookup.types, lookup.scope, for_update=for_update)
-    if row is None:
+async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:
+    found = await monitors.get(
+        conn, lookup.ident, lookup.types, lookup.scope, for_update=for_update
+    )
+    if found is None:
         raise lookup.missing()
-    return row
+    return found

@@ -161,7 +161,7 @@ class Rig:
         """A monitor of the rig's organization, or of `tenant`'s."""
         owner = tenant or self.tenant
         async with self.pool.acquire() as conn:
-            row: asyncpg.Record = await monitors.insert(
+            monitor = await monitors.insert(
                 conn,
                 owner.org_id,
                 {
@@ -179,6 +179,11 @@ class Rig:
                     "notification_phone_number": phone,
                 },
             )
+            # The rig's tests read the monitor by column.
+            row: asyncpg.Record | None = await conn.fetchrow(
+                f"SELECT {monitors.COLUMNS} FROM monitors WHERE id = $1", monitor.id
+            )
+        assert row is not None
         return row
 
     def at(self, n: int) -> datetime:

@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import msgspec
 import pycountry
 from msgspec import UNSET, UnsetType
 
 from controller.access.accounts_store import Principal
 from controller.monitors import validation
+from controller.monitors.store import Monitor
 from controller.web.alertsite.locations import COUNTRY_LOCATION, LOCATIONS
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import IMAP_POP, SMTP, Kind, present
@@ -426,14 +426,14 @@ def create_body(t: Translated, email: EmailType) -> SmtpMonitorCreate | ImapPopM
 
 
 def update_body(
-    t: Translated, email: EmailType, row: asyncpg.Record
+    t: Translated, email: EmailType, monitor: Monitor
 ) -> SmtpMonitorUpdate | ImapPopMonitorUpdate:
     fields = dict(t.fields)
     if t.enabled is False:
         fields["status"] = "disabled"
-    elif t.enabled is True and row["status"] == "disabled":
+    elif t.enabled is True and monitor.status == "disabled":
         fields["status"] = "active"  # a monitor in maintenance stays so: it is checked
-    stored = present(email.kind, row).config  # secrets masked: sending the mask keeps them
+    stored = present(monitor).config  # secrets masked: sending the mask keeps them
     if email.kind is SMTP:
         if t.touches_config():
             fields["smtp_config"] = _smtp_config(t, stored)
@@ -460,9 +460,11 @@ def _may_edit(principal: Principal) -> bool:
     return not principal.is_global_supporter and principal.role != "readonly"
 
 
-def alertsite_monitor(row: asyncpg.Record, principal: Principal) -> AlertSiteMonitor:
-    email = BY_TYPE[row["type"]]
-    cfg = present(email.kind, row).config  # secrets masked
+def alertsite_monitor(monitor: Monitor, principal: Principal) -> AlertSiteMonitor:
+    """The monitor as AlertSite shows it; its config as the native API shows it (only the keys
+    sent, secrets masked)."""
+    email = BY_TYPE[monitor.type]
+    cfg = present(monitor).config  # secrets masked
     if email.kind is SMTP:
         auth = cfg.get("auth")
         auth = auth if isinstance(auth, dict) else {}
@@ -470,20 +472,20 @@ def alertsite_monitor(row: asyncpg.Record, principal: Principal) -> AlertSiteMon
     else:
         ssl, login, password = cfg.get("tls"), cfg.get("user"), cfg.get("password")
     return AlertSiteMonitor(
-        id=str(row["id"]),
+        id=str(monitor.id),
         type=email.slug,
-        name=row["name"],
-        hostname=row["hostname"],
-        port=row["port"],
-        enabled=row["status"] != "disabled",
-        interval=minutes(row["check_interval"]),
-        timeout=row["timeout_seconds"],
-        locations=[_location_out(code) for code in row["allowed_country_codes"] or []],
+        name=monitor.name,
+        hostname=monitor.hostname,
+        port=monitor.port,
+        enabled=monitor.status != "disabled",
+        interval=minutes(monitor.check_interval),
+        timeout=monitor.timeout_seconds,
+        locations=[_location_out(code) for code in monitor.allowed_country_codes or []],
         ssl=ssl is True,
         login=login if isinstance(login, str) else None,
         password=MASK if password else None,
         access_type="Edit" if _may_edit(principal) else "View",
-        notify_on_error=row["status"] == "active",  # maintenance: checked, never notifies
+        notify_on_error=monitor.status == "active",  # maintenance: checked, never notifies
     )
 
 

@@ -29,6 +29,7 @@ from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors import validation
+from controller.monitors.store import Monitor
 from controller.monitors.writes import Edit, Lookup, MonitorWrites
 from controller.web.alertsite.mapping import (
     AS_NAMED,
@@ -124,8 +125,8 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         # refused create leaves nothing behind.
         return await customers.default_for(conn, org, DEFAULT_CUSTOMER)
 
-    row = await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
-    return MonitorId(str(row["id"]))
+    monitor = await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+    return MonitorId(str(monitor.id))
 
 
 def _lookup(principal: Principal, monitor_id: int, types: list[str]) -> Lookup:
@@ -141,16 +142,16 @@ async def _update(
     monitor_id = record_id(raw_id)
     writes = MonitorWrites.of(request)
 
-    async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+    async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
         guards.requires_updater(principal, sent_fields(data))
         body = await strict_body(request, data)
         no_nul(body)
-        t = translate(body, email, row["check_interval"])
+        t = translate(body, email, monitor.check_interval)
         check_timeout(
-            t.fields.get("check_interval", row["check_interval"]),
-            t.fields.get("timeout_seconds", row["timeout_seconds"]),
+            t.fields.get("check_interval", monitor.check_interval),
+            t.fields.get("timeout_seconds", monitor.timeout_seconds),
         )
-        changes = update_values(email.kind, update_body(t, email, row), row, writes.box)
+        changes = update_values(email.kind, update_body(t, email, monitor), monitor, writes.box)
         return Edit(changes, _secret_refusal, budget=BUDGET_FIELDS)
 
     await writes.update(_lookup(principal, monitor_id, [email.type]), edit_of)
@@ -257,7 +258,7 @@ class AlertSiteController(Controller):
         many there are to page through."""
         types = types_of(type_)
         async with _pool(request).acquire() as conn:
-            rows, total = await monitors.list_page(
+            found, total = await monitors.list_page(
                 conn,
                 organization_id=guards.read_scope(request.user),
                 types=types,
@@ -269,7 +270,7 @@ class AlertSiteController(Controller):
             )
         return {
             "metadata": ListMetadata(limit, offset, total),
-            "results": [selected(alertsite_monitor(r, request.user), select) for r in rows],
+            "results": [selected(alertsite_monitor(m, request.user), select) for m in found],
         }
 
     @get("/monitors/{id:str}", summary="Get a monitor by ID (AlertSite)")
@@ -278,10 +279,12 @@ class AlertSiteController(Controller):
     ) -> dict[str, Any]:
         ident = record_id(monitor_id)
         async with _pool(request).acquire() as conn:
-            row = await monitors.get(conn, ident, list(BY_TYPE), guards.read_scope(request.user))
-        if row is None:
+            monitor = await monitors.get(
+                conn, ident, list(BY_TYPE), guards.read_scope(request.user)
+            )
+        if monitor is None:
             raise not_found(NOT_FOUND)
-        return selected(alertsite_monitor(row, request.user), select)
+        return selected(alertsite_monitor(monitor, request.user), select)
 
     @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
     async def delete_monitor(self, request: AuthedRequest, monitor_id: AnyId) -> None:

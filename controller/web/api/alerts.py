@@ -17,12 +17,11 @@ from controller.alerting import store as alerts
 from controller.alerting.thresholds import Thresholds
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
-from controller.monitors import store as monitors
 from controller.roundtrips import delivery_store as delivery_db
 from controller.web.api import guards
-from controller.web.api.errors import not_found
 from controller.web.api.monitor_kinds import KindApi
-from controller.web.api.monitor_rules import Kind, public_id, strict_body
+from controller.web.api.monitor_lookup import visible_monitor
+from controller.web.api.monitor_rules import Kind, strict_body
 from controller.web.api.page import Page, published
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
 
@@ -167,15 +166,6 @@ def _pool(request: AuthedRequest) -> asyncpg.Pool:
     return pool
 
 
-async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
-    monitor_id = public_id(kind, raw_id)
-    async with _pool(request).acquire() as conn:
-        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
-    if row is None:
-        raise not_found()
-    return row
-
-
 def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
     return Incident(
         id=str(row["public_id"]),
@@ -204,23 +194,19 @@ def delivery(queued: int, delivered: int, waiting: int) -> str:
 async def _incidents(
     kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
 ) -> IncidentPage:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_incidents(
-            conn, monitor["id"], per_page, (page - 1) * per_page
-        )
-    pid = str(monitor["public_id"])
+        rows, total = await alerts.list_incidents(conn, monitor.id, per_page, (page - 1) * per_page)
+    pid = str(monitor.public_id)
     return Page([_incident(r, pid) for r in rows], total, page, per_page)
 
 
 async def _history(
     kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
 ) -> DeliveryAttemptPage:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_history(
-            conn, monitor["id"], per_page, (page - 1) * per_page
-        )
+        rows, total = await alerts.list_history(conn, monitor.id, per_page, (page - 1) * per_page)
     items = [
         DeliveryAttempt(
             id=r["id"],
@@ -251,16 +237,16 @@ def _settings(t: Thresholds) -> AlertSettings:
 async def _monitor_settings(
     kind: Kind, request: AuthedRequest, raw_id: str, data: MonitorAlertSettingsUpdate | None
 ) -> MonitorAlertSettings:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn, conn.transaction():
         if data is not None:
             guards.requires_updater(request.user, {"alertSettings"})
             data = await strict_body(request, data)
-            await alerts.put_monitor_overrides(conn, monitor["id"], msgspec.structs.asdict(data))
-        own = await alerts.monitor_overrides(conn, monitor["id"])
-        effective = await alerts.thresholds(conn, monitor["id"], monitor["organization_id"])
+            await alerts.put_monitor_overrides(conn, monitor.id, msgspec.structs.asdict(data))
+        own = await alerts.monitor_overrides(conn, monitor.id)
+        effective = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
     return MonitorAlertSettings(
-        monitor_id=str(monitor["public_id"]),
+        monitor_id=str(monitor.public_id),
         failure_threshold=own["failure_threshold"],
         down_after_rounds=own["down_after_rounds"],
         recover_after_rounds=own["recover_after_rounds"],
@@ -271,11 +257,11 @@ async def _monitor_settings(
 
 
 async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        b = await backoff_db.get(conn, monitor["id"])
-        capped = await login_caps.get(conn, monitor["id"], utcnow())
-    pid = str(monitor["public_id"])
+        b = await backoff_db.get(conn, monitor.id)
+        capped = await login_caps.get(conn, monitor.id, utcnow())
+    pid = str(monitor.public_id)
     cap: dict[str, Any] = (
         {}
         if capped is None
@@ -314,12 +300,12 @@ class MailboxDelivery(msgspec.Struct, rename="camel"):
 
 
 async def _delivery(kind: Kind, request: AuthedRequest, raw_id: str) -> MailboxDelivery:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        d = await delivery_db.get(conn, monitor["id"])
-        sent = await delivery_db.sent_last_hour(conn, monitor["id"])
+        d = await delivery_db.get(conn, monitor.id)
+        sent = await delivery_db.sent_last_hour(conn, monitor.id)
     return MailboxDelivery(
-        str(monitor["public_id"]),
+        str(monitor.public_id),
         d.state,
         iso_ms(d.confirmed_at) if d.confirmed_at else None,
         d.not_delivered,

@@ -152,10 +152,10 @@ async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[st
             ident = UUID(data.monitor_id)
         except ValueError:
             raise bad_request("monitorId", "monitorId must be a monitor's public UUID") from None
-        row = await monitors.get(conn, ident, ALL_TYPES, org)
-        if row is None:
+        monitor = await monitors.get(conn, ident, ALL_TYPES, org)
+        if monitor is None:
             raise ApiError(404, "Monitor not found", code="not_found", fields=["monitorId"])
-        return {"monitor_id": row["id"]}
+        return {"monitor_id": monitor.id}
     assert data.customer_id is not None
     parsed = customer_ident(data.customer_id)
     if parsed is None:
@@ -206,14 +206,14 @@ class MaintenanceWindowController(Controller):
             customer: int | None = None
             if monitor_id is not None:
                 try:
-                    row = await monitors.get(conn, UUID(monitor_id), ALL_TYPES, scope)
+                    seen = await monitors.get(conn, UUID(monitor_id), ALL_TYPES, scope)
                 except ValueError:
                     raise bad_request(
                         "monitorId", "monitorId must be a UUID", "invalid_query"
                     ) from None
-                if row is None:
+                if seen is None:
                     raise not_found("Monitor not found")
-                monitor = row["id"]
+                monitor = seen.id
             if customer_id is not None:
                 parsed = customer_ident(customer_id)
                 found = None if parsed is None else await customers.find(conn, parsed, scope)

@@ -1,4 +1,5 @@
-"""From a validated request body to the row values to store, and from a row to the response.
+"""From a validated request body to the row values to store, and from a `Monitor` to the
+response.
 
 Shared by every kind's resource; `Kind` (controller.monitors.kinds) holds what differs between them.
 """
@@ -8,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-import asyncpg
 import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
@@ -18,6 +18,7 @@ from controller.db.pool import Conn
 from controller.monitors import kinds, validation
 from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
+from controller.monitors.store import Monitor
 from controller.roundtrips import rules as roundtrip_rules
 from controller.secrets.box import SecretBox, SecretBoxError, is_sealed
 from controller.web.api import tls_options
@@ -354,30 +355,36 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
     return values
 
 
+def _stored_config(monitor: Monitor) -> dict[str, Any]:
+    """The monitor's config as JSON, every key spelt out, secrets as stored (sealed)."""
+    stored: dict[str, Any] = msgspec.to_builtins(monitor.config)
+    return stored
+
+
 def update_values(
-    kind: Kind, body: MonitorUpdate, row: asyncpg.Record, box: SecretBox
+    kind: Kind, body: MonitorUpdate, monitor: Monitor, box: SecretBox
 ) -> dict[str, Any]:
-    """The columns a PATCH changes on `row` (without `customer_id`)."""
+    """The columns a PATCH changes on `monitor` (without `customer_id`)."""
     changes = common_values(body)
     validation.interval_and_timeout(
-        changes.get("check_interval", row["check_interval"]),
-        changes.get("timeout_seconds", row["timeout_seconds"]),
+        changes.get("check_interval", monitor.check_interval),
+        changes.get("timeout_seconds", monitor.timeout_seconds),
     )
-    changes.update(config_values(kind, body, row["config"], box))
+    changes.update(config_values(kind, body, _stored_config(monitor), box))
     return changes
 
 
-def keep_unchanged_secrets(row: asyncpg.Record, changes: dict[str, Any], box: SecretBox) -> None:
+def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
     """After the binding check: a secret sent again with the value already stored keeps its
     stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
     secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
     config = changes.get("config")
     if not isinstance(config, dict):
         return
-    for path in kinds.of_type(changes.get("type", row["type"])).secrets:
+    for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
         *parents, leaf = path.split(".")
         new_holder: Any = config
-        old_holder: Any = row["config"] or {}
+        old_holder: Any = _stored_config(monitor)
         for step in parents:
             new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
             old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
@@ -415,7 +422,7 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
 def secret_refusal(
     kind: Kind,
     body: MonitorUpdate,
-    row: asyncpg.Record,
+    monitor: Monitor,
     changes: Mapping[str, Any],
     each: Mapping[str, list[str]],
 ) -> ApiError:
@@ -429,7 +436,7 @@ def secret_refusal(
     else:
         # One secret: named by where the (possibly new) type keeps it.
         each = {
-            kinds.of_type(changes.get("type", row["type"])).secrets[0]: next(iter(each.values()))
+            kinds.of_type(changes.get("type", monitor.type)).secrets[0]: next(iter(each.values()))
         }
         outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
     named = [
@@ -473,7 +480,7 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _common(monitor: monitors.Monitor, config: dict[str, Any]) -> dict[str, Any]:
+def _common(monitor: Monitor, config: dict[str, Any]) -> dict[str, Any]:
     """The fields every kind shows."""
     return {
         "id": monitor.id,
@@ -516,13 +523,14 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
-def present(kind: Kind, row: asyncpg.Record) -> MonitorOut:
-    """The response for a stored monitor of `kind`, read through the typed Monitor."""
-    monitor = monitors.decode(row)
+def present(monitor: Monitor) -> MonitorOut:
+    """The API's response for a monitor, of its kind's shape."""
+    kind = kinds.of_type(monitor.type)
     if kind is ROUNDTRIP:
         config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config)
         return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
-    # The keys as sent, as the seeds show them.
+    # The keys as sent, as the seeds show them: the one reader of `config_as_sent` outside the
+    # write path (`monitors.store.Monitor`).
     config = kind.masked(monitor.config_as_sent)
     if kind is SMTP:
         return SmtpMonitor(**_common(monitor, config), smtp_config=config)

@@ -15,7 +15,8 @@ from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.monitors import validation
-from controller.monitors.latest_store import monitor_with_latest
+from controller.monitors.latest_store import LatestRound, monitor_with_latest
+from controller.monitors.store import Monitor
 from controller.monitors.writes import Edit, Lookup, MonitorWrites
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, invalid_customer, not_found
@@ -59,12 +60,12 @@ BUDGET_FIELDS = {
 }
 
 
-async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> Monitor:
     guards.requires_writer(request.user)
     return await create_checked(kind, request, await strict_body(request, body))
 
 
-async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> Monitor:
     """Create from a body already converted strictly (the API's JSON, the console's form)."""
     principal = request.user
     guards.requires_writer(principal)
@@ -86,19 +87,19 @@ def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
 
 async def _update(
     kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate, *, checked: bool = False
-) -> asyncpg.Record:
+) -> Monitor:
     """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
     principal = request.user
     writes = MonitorWrites.of(request)
 
-    async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+    async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
         guards.requires_updater(principal, sent_fields(body))
         strict = body if checked else await strict_body(request, body)
         validation.no_nul(strict, "")
-        changes = update_values(kind, strict, row, writes.box)
+        changes = update_values(kind, strict, monitor, writes.box)
 
         def refusal(moved: Mapping[str, list[str]]) -> ApiError:
-            return secret_refusal(kind, strict, row, changes, moved)
+            return secret_refusal(kind, strict, monitor, changes, moved)
 
         async def customer(conn: Conn) -> int:
             assert not isinstance(strict.customer_id, UnsetType)
@@ -112,15 +113,15 @@ async def _update(
 
 async def update_checked(
     kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
-) -> asyncpg.Record:
+) -> Monitor:
     """Update from a body already converted strictly (the console's form)."""
     return await _update(kind, request, raw_id, body, checked=True)
 
 
 async def _get(
     kind: Kind, request: AuthedRequest, raw_id: str
-) -> tuple[asyncpg.Record, list[LatestResult]]:
-    """The monitor's row and its latest result per country."""
+) -> tuple[Monitor, list[LatestResult]]:
+    """The monitor and its latest result per country."""
     monitor_id = public_id(kind, raw_id)
     async with _pool(request).acquire() as conn:
         found = await monitor_with_latest(
@@ -128,20 +129,20 @@ async def _get(
         )
     if found is None:
         raise not_found()
-    row, latest = found
-    return row, [_latest(r) for r in latest]
+    monitor, latest = found
+    return monitor, [_latest(r) for r in latest]
 
 
-def _latest(row: asyncpg.Record) -> LatestResult:
+def _latest(latest: LatestRound) -> LatestResult:
     return LatestResult(
-        country=row["country"],
-        status=row["last_status"],
-        error_kind=row["last_error_kind"],
-        message=row["last_message"],
-        response_time_ms=row["response_time_ms"],
-        scheduled_at=iso_ms(row["last_scheduled_at"]),
-        checked_at=iso_ms_or_none(row["finished_at"]),
-        job_id=row["last_job_id"],
+        country=latest.country,
+        status=latest.last_status,
+        error_kind=latest.last_error_kind,
+        message=latest.last_message,
+        response_time_ms=latest.response_time_ms,
+        scheduled_at=iso_ms(latest.last_scheduled_at),
+        checked_at=iso_ms_or_none(latest.finished_at),
+        job_id=latest.last_job_id,
     )
 
 
@@ -153,7 +154,7 @@ async def _list(
     status: str | None,
     page: int,
     per_page: int,
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[Monitor], int]:
     scope = guards.read_scope(request.user)
     validation.no_nul(search, "search")
     status_value = None if status is None else validation.status(status, "status")
@@ -200,7 +201,7 @@ def router(api: KindApi) -> Router:
     kind = api.kind
 
     async def create(request: AuthedRequest, data: MonitorCreate) -> MonitorOut:
-        return present(kind, await _create(kind, request, data))
+        return present(await _create(kind, request, data))
 
     async def list_monitors(
         request: AuthedRequest,
@@ -210,16 +211,16 @@ def router(api: KindApi) -> Router:
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> msgspec.Struct:
-        rows, total = await _list(kind, request, customer_id, search, status, page, per_page)
-        return Page([present(kind, r) for r in rows], total, page, per_page)
+        found, total = await _list(kind, request, customer_id, search, status, page, per_page)
+        return Page([present(m) for m in found], total, page, per_page)
 
     async def get_monitor(request: AuthedRequest, monitor_id: str) -> msgspec.Struct:
-        row, latest = await _get(kind, request, monitor_id)
-        shown = msgspec.structs.asdict(present(kind, row))
+        monitor, latest = await _get(kind, request, monitor_id)
+        shown = msgspec.structs.asdict(present(monitor))
         return api.detail(**shown, latest_results=latest)
 
     async def update(request: AuthedRequest, monitor_id: str, data: MonitorUpdate) -> MonitorOut:
-        return present(kind, await _update(kind, request, monitor_id, data))
+        return present(await _update(kind, request, monitor_id, data))
 
     async def delete_monitor(request: AuthedRequest, monitor_id: str) -> None:
         await _delete(kind, request, monitor_id)

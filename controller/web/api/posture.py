@@ -14,15 +14,12 @@ from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from controller.access.accounts_store import Principal
-from controller.monitors import store as monitors
 from controller.monitors.kinds import Kind
 from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES
-from controller.web.api import guards
-from controller.web.api.errors import not_found
 from controller.web.api.monitor_kinds import KindApi
-from controller.web.api.monitor_rules import public_id
+from controller.web.api.monitor_lookup import visible_monitor
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -85,24 +82,21 @@ def _finding(row: asyncpg.Record) -> FindingOut:
 
 
 async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) -> Posture:
-    monitor_id = public_id(kind, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     pool: asyncpg.Pool = request.app.state.pool
     async with pool.acquire() as conn:
-        monitor = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
-        if monitor is None:
-            raise not_found()
-        findings = [_finding(r) for r in await db.findings_page(conn, monitor["id"], limit)]
+        findings = [_finding(r) for r in await db.findings_page(conn, monitor.id, limit)]
         changes = [
             ChangeOut(r["fact"], r["before"], r["after"], list(r["countries"]), iso_ms(r["at"]))
-            for r in await db.changes_page(conn, monitor["id"], limit)
+            for r in await db.changes_page(conn, monitor.id, limit)
         ]
         baselines = [
             BaselineOut(r["country"], r["facts"], iso_ms(r["updated_at"]))
-            for r in await db.baseline_rows(conn, monitor["id"])
+            for r in await db.baseline_rows(conn, monitor.id)
         ]
     still = [f for f in findings if f.state == "open"]
     return Posture(
-        monitor_id=str(monitor["public_id"]),
+        monitor_id=str(monitor.public_id),
         worst=still[0].severity if still else None,
         open=len(still),
         findings=findings,

@@ -14,15 +14,13 @@ from litestar import Request, Router, get, post
 from litestar.params import QueryParameter
 
 from controller.access.accounts_store import Principal
-from controller.fleet.live import AgentsUnknownError
 from controller.ingest import store as results
-from controller.monitors import fair_use
-from controller.monitors import store as monitors
+from controller.monitors.trigger import MonitorTrigger
 from controller.runtime.pipeline import Pipeline
-from controller.web.api import guards
-from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
+from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
-from controller.web.api.monitor_rules import Kind, public_id
+from controller.web.api.monitor_lookup import visible_monitor
+from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
 from shared.messages import AuthResults, Hop, MailDns, Phases, SelfCheck, TlsInfo
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
@@ -181,15 +179,6 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise bad_request(name, f"{name} must be an ISO-8601 time", "invalid_query") from None
 
 
-async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
-    monitor_id = public_id(kind, raw_id)
-    async with _pool(request).acquire() as conn:
-        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
-    if row is None:
-        raise not_found()
-    return row
-
-
 def _result(row: asyncpg.Record) -> CheckResultOut:
     return CheckResultOut(
         job_id=row["job_id"],
@@ -233,11 +222,11 @@ async def _results(
     per_page: int,
 ) -> CheckResultPage:
     since_at, until_at = _time(since, "from"), _time(until, "to")
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
         rows, total = await results.list_page(
             conn,
-            monitor["id"],
+            monitor.id,
             country=country.upper() if country else None,
             since=since_at,
             until=until_at,
@@ -253,12 +242,12 @@ def _counts(up: int, down: int, missed: int) -> Counts:
 
 
 async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     now = utcnow()
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     starts = [now - span for _, span in longest_first]
     async with _pool(request).acquire() as conn:
-        rows = await results.counts(conn, monitor["id"], starts, now)
+        rows = await results.counts(conn, monitor.id, starts, now)
     windows: dict[str, UptimeWindow] = {}
     for pos, (name, _) in enumerate(longest_first):
         window = windows[name] = UptimeWindow(name, iso_ms(starts[pos]), iso_ms(now))
@@ -269,15 +258,15 @@ async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
                 window.countries[row["country"]] = _counts(*c)
             totals = [a + b for a, b in zip(totals, c, strict=True)]
         window.overall = _counts(*totals)
-    return Uptime(str(monitor["public_id"]), [windows[name] for name, _ in WINDOWS])
+    return Uptime(str(monitor.public_id), [windows[name] for name, _ in WINDOWS])
 
 
 async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> CountryStates:
-    monitor = await _monitor(kind, request, raw_id)
+    monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows = await results.country_states(conn, monitor["id"])
+        rows = await results.country_states(conn, monitor.id)
     return CountryStates(
-        str(monitor["public_id"]),
+        str(monitor.public_id),
         [
             CountryState(
                 r["country"],
@@ -295,41 +284,14 @@ async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> Country
 
 
 async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered:
-    monitor = await _monitor(kind, request, raw_id)
-    if request.user.is_global_supporter or request.user.role == "readonly":
-        raise forbidden("Forbidden: readonly users and global supporters may not trigger checks")
-    if monitor["status"] == "disabled":
-        raise ApiError(
-            409,
-            "The monitor is disabled, so it is not checked: set its status to active or"
-            " maintenance to run checks",
-            code="monitor_disabled",
-            fields=["status"],
-        )
-    pipeline = _pipeline(request)
-    lim = fair_use.Limits.of(request.app.state.settings)
-    countries = len(monitor["allowed_country_codes"] or ()) or lim.default_countries
-    async with _pool(request).acquire() as conn, conn.transaction():
-        await fair_use.take_trigger(
-            conn,
-            lim,
-            monitor["organization_id"],
-            monitor["id"],
-            countries,
-            monitor["timeout_seconds"],
-        )
-    try:
-        plan = await pipeline.scheduler.trigger(monitor["id"])
-    except AgentsUnknownError as exc:
-        raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
-    if plan is None:
-        raise not_found()
+    monitor = await visible_monitor(kind, request, raw_id)
+    plan = await MonitorTrigger.of(request).run(request.user, monitor)
     # Logins to one account go out one country after another: the later ones are queued too.
     queued = [*plan.jobs, *(j for _, j in plan.deferred)]
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]
     jobs += [TriggeredJob(r.job_id, r.country, r.error_kind or "") for r in plan.missed]
     return Triggered(
-        str(monitor["public_id"]),
+        str(monitor.public_id),
         iso_ms(plan.scheduled_at),
         sorted(jobs, key=lambda j: j.country),
     )

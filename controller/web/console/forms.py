@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 
 from controller.monitors import kinds
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
+from controller.monitors.store import Monitor
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_kinds import api_of
@@ -302,7 +303,7 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
             )
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        row = await create_checked(api.kind, request, checked)
+        monitor = await create_checked(api.kind, request, checked)
     except ApiError as exc:
         return _form(
             request,
@@ -313,56 +314,53 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
             error_fields=exc.fields,
             status_code=exc.status,
         )
-    return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice=created", status_code=303)
+    return Redirect(f"{PREFIX}/monitors/{monitor.public_id}?notice=created", status_code=303)
 
 
 # --- editing ----------------------------------------------------------------------------------
 
 
-def _shown_config(row: asyncpg.Record) -> dict[str, Any]:
+def _shown_config(monitor: Monitor) -> dict[str, Any]:
     """The stored config as the API shows it (secrets masked, defaults as the kind shows them)."""
-    config: dict[str, Any] = msgspec.structs.asdict(present(kinds.of_type(row["type"]), row))[
-        "config"
-    ]
-    return config
+    return present(monitor).config
 
 
-def values_of(row: asyncpg.Record, customers: list[asyncpg.Record]) -> dict[str, str]:
+def values_of(monitor: Monitor, customers: list[asyncpg.Record]) -> dict[str, str]:
     """The form's fields for a stored monitor (the API's view of it: secrets masked, and the
     password fields left empty)."""
     public_ids = {c["id"]: str(c["public_id"]) for c in customers}
     return {
-        "customer": public_ids.get(row["customer_id"], ""),
-        "name": row["name"],
-        "hostname": row["hostname"],
-        "port": "" if row["port"] is None else str(row["port"]),
-        "interval": str(row["check_interval"]),
-        "timeout": str(row["timeout_seconds"]),
-        "countries": ", ".join(row["allowed_country_codes"] or ()),
-        "email": row["notification_email"] or "",
-        **form_of(row["type"]).values(_shown_config(row)),
+        "customer": public_ids.get(monitor.customer_id, ""),
+        "name": monitor.name,
+        "hostname": monitor.hostname,
+        "port": "" if monitor.port is None else str(monitor.port),
+        "interval": str(monitor.check_interval),
+        "timeout": str(monitor.timeout_seconds),
+        "countries": ", ".join(monitor.allowed_country_codes or ()),
+        "email": monitor.notification_email or "",
+        **form_of(monitor.type).values(_shown_config(monitor)),
     }
 
 
-async def _editable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
+async def _editable(request: AnyRequest, monitor_id: str) -> Monitor:
     async with pool_of(request).acquire() as conn:
-        row = await find_monitor(conn, request, monitor_id)  # 404 before 403
+        monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
     guards.requires_writer(principal_of(request))
-    return row
+    return monitor
 
 
 @get("/monitors/{monitor_id:str}/edit", name="console-edit")
 async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
-    row = await _editable(request, monitor_id)
+    monitor = await _editable(request, monitor_id)
     customers = await _customers(request)
     return _form(
         request,
-        row["type"],
-        values_of(row, customers),
+        monitor.type,
+        values_of(monitor, customers),
         customers=customers,
         error=None,
-        action=f"{PREFIX}/monitors/{row['public_id']}/edit",
-        editing=row,
+        action=f"{PREFIX}/monitors/{monitor.public_id}/edit",
+        editing=monitor,
     )
 
 
@@ -370,18 +368,18 @@ async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
 async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
     """The form as a PATCH: an empty password keeps the stored one (the API's mask), which the
     API refuses when the change would send it elsewhere (`secret_binding`), naming the field."""
-    row = await _editable(request, monitor_id)
-    kind = row["type"]
+    monitor = await _editable(request, monitor_id)
+    kind = monitor.type
     form = {k: str(v) for k, v in (await request.form()).items()}
     api = api_of(kinds.of_type(kind))
     try:
         body = body_of(kind, form)
-        form_of(kind).keep(form, body, _shown_config(row))
+        form_of(kind).keep(form, body, _shown_config(monitor))
         try:
             checked = cast(MonitorUpdate, msgspec.convert(body, api.update, strict=True))
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        await update_checked(api.kind, request, str(row["public_id"]), checked)
+        await update_checked(api.kind, request, str(monitor.public_id), checked)
     except ApiError as exc:
         return _form(
             request,
@@ -391,7 +389,7 @@ async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
             error=exc.message,
             error_fields=exc.fields,
             status_code=exc.status,
-            action=f"{PREFIX}/monitors/{row['public_id']}/edit",
-            editing=row,
+            action=f"{PREFIX}/monitors/{monitor.public_id}/edit",
+            editing=monitor,
         )
-    return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice=updated", status_code=303)
+    return Redirect(f"{PREFIX}/monitors/{monitor.public_id}?notice=updated", status_code=303)

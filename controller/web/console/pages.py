@@ -24,19 +24,21 @@ from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
 from controller.alerting import maintenance_store as maintenance
 from controller.alerting import store as alerts
+from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.logins import cap_store as login_caps
-from controller.monitors import kinds
 from controller.monitors import store as monitors
-from controller.monitors.kinds import ALL_TYPES, Kind
+from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
+from controller.monitors.store import Monitor
+from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError
 from controller.web.api.monitors import BUDGET_FIELDS
-from controller.web.api.results import WINDOWS, _trigger
+from controller.web.api.results import WINDOWS
 from controller.web.console import charts
 from controller.web.console import store as console
 from controller.web.console.session import (
@@ -88,10 +90,6 @@ def page(request: AnyRequest, name: str, status_code: int = 200, **context: Any)
         context={"me": p, "can_write": can_write(p), "can_admin": can_admin(p), **context},
         status_code=status_code,
     )
-
-
-def kind_of(monitor_type: str) -> Kind:
-    return kinds.of_type(monitor_type)
 
 
 # --- login ------------------------------------------------------------------------------------
@@ -190,7 +188,7 @@ async def _overview(request: AnyRequest) -> dict[str, Any]:
         customers = await console.customers_of(conn, scope)
     shown = counts[f.state] if f.state else sum(counts.values())
     return {
-        "rows": [{**dict(r), "dot_list": console.dots(r["dots"])} for r in rows],
+        "rows": rows,
         "counts": counts,
         "total": sum(counts.values()),
         "shown": shown,
@@ -217,15 +215,16 @@ async def overview_part(request: AnyRequest) -> Template:
 # --- one monitor ------------------------------------------------------------------------------
 
 
-async def find_monitor(conn: Any, request: AnyRequest, raw_id: str) -> asyncpg.Record:
+async def find_monitor(conn: Conn, request: AnyRequest, raw_id: str) -> Monitor:
+    """The monitor of any kind with that public id, as the caller may see it; else a 404."""
     try:
         ident = UUID(raw_id)
     except ValueError:
         raise NotFoundException() from None
-    row = await monitors.get(conn, ident, ALL_TYPES, guards.read_scope(principal_of(request)))
-    if row is None:
+    found = await monitors.get(conn, ident, ALL_TYPES, guards.read_scope(principal_of(request)))
+    if found is None:
         raise NotFoundException()
-    return row
+    return found
 
 
 def _series(
@@ -286,31 +285,31 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         )
         if found is None:
             raise NotFoundException()
-        row, latest = found
+        m, latest = found
         shown, _ = await console.overview(
             conn,
-            organization_id=row["organization_id"],
+            organization_id=m.organization_id,
             customer=None,
             kind=None,
             search=None,
             state=None,
             limit=1,
             offset=0,
-            ids=[row["id"]],
+            ids=[m.id],
         )
-        buckets = await console.response_buckets(conn, row["id"], now - span, span / BUCKETS)
+        buckets = await console.response_buckets(conn, m.id, now - span, span / BUCKETS)
         starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
-        counts = await results.counts(conn, row["id"], starts, now)
-        tls = await console.latest_tls(conn, row["id"], now - timedelta(days=2))
-        incidents, _ = await alerts.list_incidents(conn, row["id"], 10, 0)
-        history, _ = await alerts.list_history(conn, row["id"], 10, 0)
-        windows = await maintenance.for_monitor(conn, row["id"], row["customer_id"])
-        capped = await login_caps.get(conn, row["id"], now)
+        counts = await results.counts(conn, m.id, starts, now)
+        tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
+        incidents, _ = await alerts.list_incidents(conn, m.id, 10, 0)
+        history, _ = await alerts.list_history(conn, m.id, 10, 0)
+        windows = await maintenance.for_monitor(conn, m.id, m.customer_id)
+        capped = await login_caps.get(conn, m.id, now)
     return page(
         request,
         "monitor.html",
-        m=row,
-        state=shown[0]["state"] if shown else "unknown",
+        m=m,
+        state=shown[0].state if shown else "unknown",
         latest=latest,
         response_chart=charts.line_chart(_series(buckets, "response_ms"), now - span, now),
         phase_chart=charts.line_chart(_phase_series(buckets), now - span, now),
@@ -327,40 +326,40 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     )
 
 
-async def _writable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
+async def _writable(request: AnyRequest, monitor_id: str) -> Monitor:
     async with pool_of(request).acquire() as conn:
-        row = await find_monitor(conn, request, monitor_id)  # 404 before 403
+        monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
     guards.requires_writer(principal_of(request))
-    return row
+    return monitor
 
 
-def _back(row: asyncpg.Record, notice: str) -> Redirect:
-    return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice={notice}", status_code=303)
+def _back(monitor: Monitor, notice: str) -> Redirect:
+    return Redirect(f"{PREFIX}/monitors/{monitor.public_id}?notice={notice}", status_code=303)
 
 
 @post("/monitors/{monitor_id:str}/trigger", status_code=303)
 async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
-    row = await _writable(request, monitor_id)
+    monitor = await _writable(request, monitor_id)
     try:
-        await _trigger(kind_of(row["type"]), request, str(row["public_id"]))
+        await MonitorTrigger.of(request).run(principal_of(request), monitor)
     except ApiError as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
         return await _action_failed(request, monitor_id, exc)
-    return _back(row, "triggered")
+    return _back(monitor, "triggered")
 
 
-def _lookup(row: asyncpg.Record) -> Lookup:
-    return Lookup(row["id"], (row["type"],), row["organization_id"])
+def _lookup(monitor: Monitor) -> Lookup:
+    return Lookup(monitor.id, (monitor.type,), monitor.organization_id)
 
 
 async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Response[Any]:
     """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
-    row = await _writable(request, monitor_id)
+    monitor = await _writable(request, monitor_id)
     try:
-        await MonitorWrites.of(request).set_status(_lookup(row), status, BUDGET_FIELDS)
+        await MonitorWrites.of(request).set_status(_lookup(monitor), status, BUDGET_FIELDS)
     except ApiError as exc:
         return await _action_failed(request, monitor_id, exc)
-    log.info("console status change", monitor=str(row["public_id"]), status=status)
-    return _back(row, "paused" if status == "disabled" else "resumed")
+    log.info("console status change", monitor=str(monitor.public_id), status=status)
+    return _back(monitor, "paused" if status == "disabled" else "resumed")
 
 
 @post("/monitors/{monitor_id:str}/pause", status_code=303)
@@ -375,9 +374,9 @@ async def resume(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
 
 @post("/monitors/{monitor_id:str}/delete", status_code=303)
 async def delete(request: AnyRequest, monitor_id: PathStr) -> Redirect:
-    row = await _writable(request, monitor_id)
-    await MonitorWrites.of(request).delete(_lookup(row), lambda _: None)
-    log.info("console delete", monitor=str(row["public_id"]))
+    monitor = await _writable(request, monitor_id)
+    await MonitorWrites.of(request).delete(_lookup(monitor), lambda _: None)
+    log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 
 

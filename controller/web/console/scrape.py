@@ -38,6 +38,7 @@ from controller.web.console import scrape_store as scrape
 from controller.web.console import store as console
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.console.store import MonitorSummary
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ _PHASE_KEYS = {p: p.replace("_ms", "Ms") for p in console.PHASES}  # the wire's 
 class _Series(Collector):
     """The organization's series, read once per scrape."""
 
-    def __init__(self, monitors: list[asyncpg.Record], latest: list[asyncpg.Record]) -> None:
+    def __init__(self, monitors: list[MonitorSummary], latest: list[asyncpg.Record]) -> None:
         self.monitors, self.latest = monitors, latest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -62,9 +63,7 @@ class _Series(Collector):
         )
         for m in self.monitors:
             for s in console.STATES:
-                state.add_metric(
-                    [str(m["public_id"]), m["name"], m["type"], s], float(m["state"] == s)
-                )
+                state.add_metric([str(m.public_id), m.name, m.type, s], float(m.state == s))
         yield state
         mc = ["monitor", "country"]
         up = GaugeMetricFamily("mailprobe_check_up", "Latest check: 1 up, 0 down", labels=mc)

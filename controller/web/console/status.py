@@ -219,22 +219,22 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
     per_day: dict[int, dict[date, tuple[int, int]]] = {}
     for d in daily:
         per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
-    names = {r["id"]: r["name"] for r in rows}
+    names = {m.id: m.name for m in rows}
     shown = [
         {
-            "name": r["name"],
-            "hostname": r["hostname"] if sp["show_hostnames"] else None,
-            "kind": TYPE_LABELS.get(r["type"], r["type"]),
-            "state": r["state"],
-            "countries": console.dots(r["dots"]),
-            "bars": _bars(per_day.get(r["id"], {}), now.date()),
+            "name": m.name,
+            "hostname": m.hostname if sp["show_hostnames"] else None,
+            "kind": TYPE_LABELS.get(m.type, m.type),
+            "state": m.state,
+            "countries": m.dots,
+            "bars": _bars(per_day.get(m.id, {}), now.date()),
         }
-        for r in rows
+        for m in rows
     ]
     return {
         "title": sp["title"],
         "monitors": shown,
-        "overall": _overall([r["state"] for r in rows]),
+        "overall": _overall([m.state for m in rows]),
         "incidents": [
             {
                 "monitor": names.get(i["monitor_id"], ""),

@@ -9,9 +9,10 @@ none → unknown.
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
@@ -55,18 +56,39 @@ WITH f AS (
 """
 
 
+class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
+    """A monitor as the overview, status pages and scrape list it: what identifies it, its
+    customer's name, its shown state and its countries' latest statuses (`dots`, by country)."""
+
+    id: int
+    public_id: UUID
+    type: str
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    customer: str
+    state: str
+    dots: list[tuple[str, str]]
+
+
+def _summary(row: asyncpg.Record) -> MonitorSummary:
+    fields = {n: row[n] for n in MonitorSummary.__struct_fields__ if n != "dots"}
+    return MonitorSummary(**fields, dots=dots(row["dots"]))
+
+
 async def overview(
     conn: Conn,
     *,
     organization_id: int | None,
-    customer: Any,
+    customer: UUID | None,
     kind: str | None,
     search: str | None,
     state: str | None,
     limit: int,
     offset: int,
     ids: Sequence[int] | None = None,
-) -> tuple[list[asyncpg.Record], dict[str, int]]:
+) -> tuple[list[MonitorSummary], dict[str, int]]:
     """One page of monitors (by name) with their state and per-country dots, and the count per
     state of every monitor the filters other than `state` select (`ids`: only these)."""
     args = (organization_id, customer, kind, like_pattern(search), ids)
@@ -83,7 +105,7 @@ async def overview(
         limit,
         offset,
     )
-    return rows, counts
+    return [_summary(r) for r in rows], counts
 
 
 PHASES = ("dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms")
@@ -140,4 +162,4 @@ async def monitors_of_customer(conn: Conn, customer_id: int) -> list[asyncpg.Rec
 
 def dots(values: Sequence[str] | None) -> list[tuple[str, str]]:
     """`['DE:up', ...]` as (country, status) pairs."""
-    return [tuple(v.split(":", 1)) for v in values or ()]  # type: ignore[misc]
+    return [(country, status) for country, _, status in (v.partition(":") for v in values or ())]
