@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import errno
 import math
+import os
 import socket
 import ssl
 import time
@@ -129,15 +131,37 @@ async def connect_socket(target: Target, rec: Recorder) -> socket.socket:
 
 
 async def _connect_one(address: str, port: int) -> socket.socket:
+    """A non-blocking connect to an IP address, waited for on the event loop. Not
+    `loop.sock_connect`: uvloop's resolves the address again in its thread pool, a thread
+    hop per check for an address that is already numeric."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        err = sock.connect_ex((address, port))
+        if err in _IN_PROGRESS:
+            loop = asyncio.get_running_loop()
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock, _settle, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))  # ConnectionRefusedError and kin, as uvloop's
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def goodbye(
