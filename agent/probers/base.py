@@ -4,13 +4,13 @@ import asyncio
 import contextlib
 import errno
 import math
-import os
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo, TlsOptions
 
@@ -149,7 +149,7 @@ async def _connect_one(address: str, port: int) -> socket.socket:
                 loop.remove_writer(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            raise OSError(err, os.strerror(err))  # ConnectionRefusedError and kin, as uvloop's
+            raise OSError(err, f"Connect call failed {_sockaddr(family, address, port)}")
     except BaseException:
         sock.close()
         raise
@@ -157,6 +157,13 @@ async def _connect_one(address: str, port: int) -> socket.socket:
 
 
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+def _sockaddr(family: socket.AddressFamily, address: str, port: int) -> tuple[Any, ...]:
+    """The socket address the event loop's connect named in its error (IPv6: with flow info
+    and scope id), so messages read as before; numeric, so nothing is looked up."""
+    flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+    return socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, flags)[0][4]
 
 
 def _settle(future: asyncio.Future[None]) -> None:
