@@ -9,9 +9,9 @@ agent's runs interleaved; a prober's CPU is its process's utime + stime from /pr
   counted; its HTTP serving and metrics rendering are in its figure.
 - The agent side is a process running the agent's check path as the worker does for each job:
   `run_check` (uvloop, the same contexts, verifying against the servers' CA), the result encoded
-  for the wire, and the worker's per-check log line at INFO (JSON, to /dev/null). The NATS fetch,
-  publish and ack are not in it (bench/agent.py measures an agent with them): the exporter has no
-  queue either.
+  for the wire, and the worker's per-check log line at INFO (the agent's JSON logging, to
+  /dev/null). The NATS fetch, publish and ack are not in it (bench/agent.py measures an agent
+  with them): the exporter has no queue either.
 
 Target: the agent's CPU per check <= 0.8x the exporter's on every module. A check that does not
 succeed on either side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
@@ -38,8 +38,9 @@ import trustme
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
-from bench.common import discard_logs, machine, verdict
+from bench.common import machine, verdict
 from shared import embedded
+from shared import logging as shared_logging
 from shared.loop import run_loop
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
 from tests.peers.jobs import make_job
@@ -174,11 +175,15 @@ def cpu_s(pid: int) -> float:
 
 
 def _agent_main(conn: Connection, ca_pem: str) -> None:
+    # The agent's own logging set-up (JSON lines at INFO), writing to /dev/null; a traceback of
+    # this process still reaches the terminal.
+    stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  # for the process
+    shared_logging.configure("json", "INFO")
+    sys.stderr = stderr
     run_loop(_agent_serve(conn, ca_pem))
 
 
 async def _agent_serve(conn: Connection, ca_pem: str) -> None:
-    discard_logs()
     contexts = build_ssl_contexts(cadata=ca_pem)
     modules = {m.name: m for m in MODULES}
     while (request := conn.recv()) is not None:  # blocks the loop: nothing else runs meanwhile
