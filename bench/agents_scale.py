@@ -19,10 +19,10 @@ import httpx
 import nats
 
 from bench.common import Pipes, discard_logs, machine, verdict
-from controller.db import accounts
+from controller.access import accounts_store as accounts
+from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.security import hash_password, new_token
 from shared import embedded
 from shared.heartbeats import HEARTBEAT_INTERVAL_S, WARMUP_S
 from shared.messages import AgentHeartbeat, encode

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import structlog
 
-from controller.db import accounts, customers
+from controller.access import accounts_store as accounts
+from controller.access import customers_store as customers
+from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.security import hash_password, new_token
 from shared import embedded
 
 

@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 
 from bench.common import Pipes, child_env, discard_logs, machine, start_module, verdict
-from controller import schedule
-from controller.db import accounts, customers
+from controller.access import accounts_store as accounts
+from controller.access import customers_store as customers
 from controller.db.migrate import migrate
 from controller.db.pool import connect
+from controller.scheduling import rules as schedule
 from shared import embedded
 from tests.peers.smtp import SmtpPeer
 

@@ -10,8 +10,8 @@ import time
 import urllib.request
 
 from bench.common import Stack, machine, percentile, verdict
+from controller.access.credentials import token_digest
 from controller.db.pool import connect
-from controller.security import token_digest
 
 MONITORS = 5000
 COUNTRIES = ("DE", "US", "SG")

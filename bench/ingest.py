@@ -27,8 +27,8 @@ from nats.js.errors import NotFoundError
 
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller.db.pool import create_pool
-from controller.ingest import Ingester
-from controller.schedule import JobIds
+from controller.ingest.ingester import Ingester
+from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.streams import INGEST_CONSUMER, ensure_streams
 from shared.subjects import results_subject

@@ -26,15 +26,15 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
-from controller import schedule
-from controller.agents import LiveAgents
-from controller.api.validation import COUNTRIES
 from controller.db.pool import connect, create_pool
-from controller.ingest import Puller
-from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.fleet.live import LiveAgents
+from controller.ingest.ingester import Puller
+from controller.monitors.validation import COUNTRIES
+from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
+from controller.scheduling import rules as schedule
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject

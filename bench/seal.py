@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench.common import machine, percentile, verdict
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.monitors.store import WatchedMonitor, decode_watched
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import CheckJob, encode
 from shared.sealing import OpeningKeys, generate
 from shared.timefmt import utcnow
@@ -33,41 +34,52 @@ TARGET_GAP_MS = 25.0
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 
 
-def _rows(box: SecretBox, credentialed: bool) -> list[dict[str, Any]]:
+def _monitors(box: SecretBox, credentialed: bool) -> list[WatchedMonitor]:
     """Claimed monitors as the scheduler reads them: IMAP with a password stored encrypted, or
     SMTP without AUTH."""
     now = utcnow()
-    rows = []
+    claimed = []
     for n in range(MONITORS):
         kind, config = (
             ("imap", {"user": f"box{n}@example.com", "password": box.seal(f"pw-{n}"), "tls": True})
             if credentialed
             else ("smtp", {"secure": False})
         )
-        rows.append(
-            {
-                "id": n,
-                "public_id": uuid.uuid4(),
-                "type": kind,
-                "hostname": f"mx{n}.example.com",
-                "port": None,
-                "timeout_seconds": 30,
-                "check_interval": 60,
-                "next_due_at": now - timedelta(seconds=1),
-                "allowed_country_codes": list(COUNTRIES),
-                "round_countries": None,
-                "config": config,
-                "login_failures": None,
-                "login_retry_at": None,
-            }
-        )
-    return rows
+        row = {
+            "id": n,
+            "public_id": uuid.uuid4(),
+            "organization_id": 1,
+            "customer_id": 1,
+            "type": kind,
+            "name": f"monitor {n}",
+            "hostname": f"mx{n}.example.com",
+            "port": None,
+            "status": "active",
+            "timeout_seconds": 30,
+            "check_interval": 60,
+            "allowed_country_codes": list(COUNTRIES),
+            "config": config,
+            "notification_email": None,
+            "notification_phone_number": None,
+            "mail_domain": None,
+            "next_due_at": now - timedelta(seconds=1),
+            "created_at": now,
+            "updated_at": now,
+            "last_checked_at": None,
+            "round_countries": None,
+            "rounds_since": now,
+            "mail_dns_at": None,
+            "login_failures": None,
+            "login_retry_at": None,
+        }
+        claimed.append(decode_watched(cast(Any, row)))
+    return claimed
 
 
-async def _plan(scheduler: Scheduler, rows: list[dict[str, Any]]) -> tuple[list[CheckJob], float]:
+async def _plan(scheduler: Scheduler, rows: list[WatchedMonitor]) -> tuple[list[CheckJob], float]:
     """The jobs of one batch (encoded, as publishing does) and the process CPU seconds taken."""
     cpu = time.process_time()
-    rounds = await scheduler.rounds(cast(Any, rows), utcnow(), frozenset(COUNTRIES))
+    rounds = await scheduler.rounds(rows, utcnow(), frozenset(COUNTRIES))
     # Every job planned, those a round sends later (logins spaced out) included.
     jobs = [job for r in rounds for job in [*r.jobs, *(j for _, j in r.deferred)]]
     for job in jobs:
@@ -104,7 +116,7 @@ async def _measure(keys_dir: Path) -> bool:
         (keys_dir / f"{cc}.pub").write_text(public)
     none = cast(Any, None)  # `rounds` does no I/O: no pool, stream or live agents needed
     scheduler = Scheduler(none, none, none, box, CountryKeys(str(keys_dir)))
-    plain_rows, sealed_rows = _rows(box, False), _rows(box, True)
+    plain_rows, sealed_rows = _monitors(box, False), _monitors(box, True)
     per_job: dict[str, list[float]] = {"plain": [], "sealed": []}
     for _ in range(ROUNDS):
         for name, rows in (("plain", plain_rows), ("sealed", sealed_rows)):

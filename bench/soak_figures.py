@@ -1,7 +1,8 @@
 """The soak's figures per fault window, from what was stored (check_results, the outbox,
 incidents), what the agents published (the RESULTS stream) and the agents' in-flight samples.
 
-A grid cell is (monitor, country, due time) on the scheduler's grid (controller.schedule); the
+A grid cell is (monitor, country, due time) on the scheduler's grid (controller.scheduling.rules);
+the
 target server is healthy throughout, so every real result should be `up`.
 """
 
@@ -15,8 +16,8 @@ import msgspec
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from controller import schedule
-from controller.db.results import MISSED_KINDS
+from controller.ingest.store import MISSED_KINDS
+from controller.scheduling import rules as schedule
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS

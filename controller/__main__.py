@@ -10,12 +10,12 @@ import asyncpg
 import structlog
 
 from controller import tail
+from controller.access import accounts_store as accounts
+from controller.access.credentials import hash_password, new_token
 from controller.ascode import run as ascode
-from controller.db import accounts
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.secretbox import generate_key
-from controller.security import hash_password, new_token
+from controller.secrets.box import generate_key
 from shared.logging import configure
 from shared.loop import run_loop
 from shared.settings import ControllerSettings, SettingsError, load
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             supporter = bool(getattr(args, "global_supporter", False))
             print(asyncio.run(_create_user(settings, args, role, supporter)))
         elif args.command == "serve":
-            from controller.serve import serve
+            from controller.runtime.serve import serve
 
             run_loop(serve(settings))
     except asyncpg.UniqueViolationError:

@@ -2,7 +2,7 @@
 
 An agent publishes its AgentHeartbeat every HEARTBEAT_INTERVAL_S on
 `mon.heartbeats.CC.<agentId>` (core NATS, nothing stored) and a last one with `stopping` on a
-clean stop; every controller keeps the live view in memory (controller.agents).
+clean stop; every controller keeps the live view in memory (controller.fleet.live).
 
 A killed agent sends no last beat: its country stays live, and gets jobs nobody runs, until
 the TTL runs out, so the TTL is kept short and the interval with it. A beat is a few hundred

@@ -13,13 +13,14 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.app import create_app
-from controller.db import accounts, customers
+from controller.access import accounts_store as accounts
+from controller.access import customers_store as customers
+from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect, create_pool
-from controller.schedule import JobIds
-from controller.secretbox import SecretBox, generate_key
-from controller.security import hash_password, new_token
+from controller.scheduling.rules import JobIds
+from controller.secrets.box import SecretBox, generate_key
+from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
 from tests.serving import serve_app

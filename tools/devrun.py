@@ -29,11 +29,11 @@ import asyncpg
 import nats
 from nats.aio.msg import Msg
 
-from controller.db import accounts
+from controller.access import accounts_store as accounts
+from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.secretbox import generate_key
-from controller.security import hash_password, new_token
+from controller.secrets.box import generate_key
 from shared import embedded
 from shared.sealing import generate
 from shared.streams import ensure_streams

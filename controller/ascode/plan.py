@@ -12,12 +12,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller import kinds
-from controller.api import validation
-from controller.api.monitor_schemas import MASK
 from controller.ascode import secret_env
 from controller.ascode.spec import SECRET_KEYS, Desired
-from controller.kinds import Kind
+from controller.monitors import kinds, validation
+from controller.monitors.kinds import Kind
+from controller.web.api.monitor_schemas import MASK
 from shared.messages import MonitorType
 
 # Row values compared, and the API field each is shown as.

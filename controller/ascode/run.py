@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import yaml
 
-from controller import kinds
-from controller.api.monitor_kinds import APIS, api_of
 from controller.ascode import api_url, secret_env
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
+from controller.monitors import kinds
+from controller.web.api.monitor_kinds import APIS, api_of
 
 DEFAULT_API = "http://127.0.0.1:8080"
 ENDPOINTS: dict[str, str] = {api.path: api.kind.name for api in APIS}

@@ -30,19 +30,19 @@ from typing import Any, cast
 import msgspec
 import yaml
 
-from controller import kinds
-from controller.api import validation
-from controller.api.errors import ApiError, strict_body_error
-from controller.api.monitor_kinds import api_of
-from controller.api.monitor_rules import create_values, masked, roundtrip_shown
-from controller.api.monitor_schemas import MASK, MonitorCreate
 from controller.ascode import secret_env
-from controller.kinds import ROUNDTRIP, Kind
-from controller.secretbox import SecretBox, generate_key
+from controller.monitors import kinds, validation
+from controller.monitors.kinds import ROUNDTRIP, Kind
+from controller.secrets.box import SecretBox, generate_key
+from controller.web.api.errors import ApiError, strict_body_error
+from controller.web.api.monitor_kinds import api_of
+from controller.web.api.monitor_rules import create_values, masked, roundtrip_shown
+from controller.web.api.monitor_schemas import MASK, MonitorCreate
 from shared.messages import MonitorType
 
 TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
-# Where the secrets sit in a monitor's config (controller.kinds), per config key, as path steps.
+# Where the secrets sit in a monitor's config (controller.monitors.kinds), per config key, as path
+# steps.
 SECRET_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     k.config_key: tuple(tuple(path.split(".")) for path in k.secrets) for k in kinds.KINDS
 }

@@ -1,6 +1,6 @@
 """Who hears of a notice: one notification per recipient the monitor has (its e-mail, its
 phone), whatever channels this process can send: a replica that has the channel sends it.
-Pure; the outbox rows are written by controller.db.alerts (`enqueue`)."""
+Pure; the outbox rows are written by controller.alerting.store (`enqueue`)."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from controller.causes import label
-from controller.kinds import TYPE_LABELS
-from controller.login_backoff import Backoff
+from controller.alerting.causes import label
+from controller.logins.backoff import Backoff
+from controller.monitors.kinds import TYPE_LABELS
 from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
@@ -141,7 +141,7 @@ def render_backoff(monitor: Any, countries: list[str], backoff: Backoff, cap: ti
 
 def render_delivery_backoff(monitor: Any, rounds: int, per_hour: int) -> Texts:
     """The owners' one notice that a round trip's messages stopped arriving and its sending was
-    slowed (controller.roundtrip_rules)."""
+    slowed (controller.roundtrips.rules)."""
     name = one_line(monitor["name"])
     subject = f"[mailprobe] Round trip not delivered, sending slowed: {name}"
     lines = [

@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 import structlog
 
-from controller.db import alerts
-from controller.db import posture as db
+from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.notify import recipients
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
+from controller.posture import store as db
 from controller.posture.facts import Observation
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (

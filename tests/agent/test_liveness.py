@@ -1,4 +1,4 @@
-"""How soon the controller's live-agents view (controller.agents) notices a real agent process
+"""How soon the controller's live-agents view (controller.fleet.live) notices a real agent process
 that is killed, and that it does not drop one that merely misses a beat."""
 
 import asyncio
@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from nats.aio.client import Client as NATS
 
-from controller.agents import LiveAgents
+from controller.fleet.live import LiveAgents
 from shared.heartbeats import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S
 from tests.agent.helpers import until
 from tests.agent.test_main import nats_url_of, start_agent, stop_agent

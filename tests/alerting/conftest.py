@@ -1,7 +1,7 @@
 """Alerting against real PostgreSQL (a database of its own: the alerter claims every queued
 monitor of its database), real NATS for events, an aiosmtpd relay and a loopback SMS gateway.
 
-Rounds are written through `controller.db.results.store`, the ingester's own way in, so the
+Rounds are written through `controller.ingest.store.store`, the ingester's own way in, so the
 evaluation queue is marked exactly as in production.
 """
 
@@ -19,17 +19,18 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from controller import schedule
-from controller.alerting import Alerter
-from controller.app import create_app
-from controller.db import monitors, results
+from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
-from controller.db.results import ResultRow
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
+from controller.monitors import store as monitors
 from controller.notify import Channel
 from controller.notify.email import EmailChannel
+from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
-from controller.outbox import OutboxWorker
-from controller.schedule import JobIds
+from controller.scheduling import rules as schedule
+from controller.scheduling.rules import JobIds
+from controller.web.app import create_app
 from shared import embedded
 from shared.messages import MonitorEvent, decode_event
 from shared.settings import ControllerSettings

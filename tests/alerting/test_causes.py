@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller.causes import describe, label
+from controller.alerting.causes import describe, label
 from controller.notify.texts import one_line
 
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 
-from controller.alerting import Alerter
-from controller.db import confirmations
+from controller.alerting.evaluator import Alerter
+from controller.scheduling import confirm_store as confirmations
 from tests.alerting.conftest import DOWN, ONE, UP, Rig
 from tests.conftest import make_tenant
 

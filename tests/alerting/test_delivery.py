@@ -6,7 +6,7 @@ import ssl
 
 import trustme
 
-from controller.db import alerts
+from controller.alerting import store as alerts
 from controller.notify import DeliveryError, Notification
 from controller.notify.email import EmailChannel
 from controller.notify.recipients import Outgoing
@@ -57,7 +57,7 @@ async def test_retries_back_off_exponentially_and_give_up_after_max_attempts(rig
 
 
 def test_backoff_doubles_up_to_an_hour(rig: Rig) -> None:
-    from controller.outbox import OutboxWorker
+    from controller.notify.outbox import OutboxWorker
 
     worker = OutboxWorker(rig.pool, {}, backoff_s=30)
     assert [worker.backoff(n).total_seconds() for n in (1, 2, 3, 8, 20)] == [

@@ -3,7 +3,7 @@ no relay used to show `notified: true` for alerts that never left the outbox."""
 
 import httpx
 
-from controller.outbox import OutboxWorker
+from controller.notify.outbox import OutboxWorker
 from tests.alerting.conftest import DOWN, Rig
 
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 import asyncpg
 import msgspec
 
-from controller.db import results
-from controller.db.results import CheckedResult
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult
 from shared.timefmt import iso_ms
 from tests.alerting.conftest import DOWN, UP, Rig
 

@@ -10,10 +10,10 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.db import results
-from controller.db.results import ResultRow
-from controller.kinds import KINDS, ROUNDTRIP, Kind
-from controller.login_backoff import HELD
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
+from controller.logins.backoff import HELD
+from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
 from tests.alerting.conftest import Rig
 from tests.conftest import make_tenant
 
@@ -29,7 +29,9 @@ async def held_round(rig: Rig, m: asyncpg.Record, at: datetime, login: dict[str,
     await rig.round(m, 0, login, at=at)
     pid = str(m["public_id"])
     rows = [
-        ResultRow.missed(m, cc, rig.job_ids.make(pid, cc, at), at, HELD, "held")
+        ResultRow.missed(
+            m["public_id"], m["type"], cc, rig.job_ids.make(pid, cc, at), at, HELD, "held"
+        )
         for cc in ("DE", "FR", "US")
         if cc not in login
     ]

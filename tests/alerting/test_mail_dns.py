@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from agent.maildns import MailDnsProbe
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from controller.db import results
+from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
 from tests.alerting.conftest import Rig

@@ -1,10 +1,10 @@
-"""Missed rounds never hold an incident open forever (`controller.no_data`), on real
+"""Missed rounds never hold an incident open forever (`controller.alerting.no_data`), on real
 PostgreSQL, NATS events, the outbox and its relay and SMS peers: an open incident whose rounds
 have all been missed for INCIDENT_NO_DATA_CLOSE_MINUTES (and at least 3 rounds) is closed for
 lack of data, with an end reason, an event, a notice saying it did not recover, and the state
 `missed`. Before the rule such an incident stayed open and the monitor `down`."""
 
-from controller.alerting import Alerter
+from controller.alerting.evaluator import Alerter
 from tests.alerting.conftest import DOWN, GONE, UP, Rig
 
 CAPPED = {"DE": "login_capped", "FR": "login_capped", "US": "login_capped"}

@@ -12,9 +12,9 @@ import asyncpg
 import httpx
 
 from controller.notify import Channel
+from controller.notify.budget import Budget, window
+from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
-from controller.notify_budget import Budget, window
-from controller.outbox import OutboxWorker
 from shared.timefmt import utcnow
 from tests.alerting.conftest import DOWN, UP, Rig, email_channel
 from tests.conftest import make_tenant

@@ -10,13 +10,13 @@ from datetime import timedelta
 import trustme
 from structlog.testing import capture_logs
 
-from controller.db import alerts
-from controller.db.alerts import REMINDER_DROPPED
+from controller.alerting import store as alerts
+from controller.alerting.store import REMINDER_DROPPED
 from controller.notify import Notification
 from controller.notify.email import EmailChannel
+from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
-from controller.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
 from shared import embedded
 from tests.alerting.conftest import (
     DOWN,

@@ -15,7 +15,7 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from controller.db import results
+from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import DOWN, Rig

@@ -10,9 +10,10 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller.alerting import Alerter
-from controller.db import alerts, results
-from controller.db.results import ResultRow
+from controller.alerting import store as alerts
+from controller.alerting.evaluator import Alerter
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
 from tests.alerting.conftest import DOWN, UP, Rig
 
 

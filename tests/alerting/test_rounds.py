@@ -3,7 +3,7 @@ missed rounds; one incident, one e-mail and one SMS per outage; events on mon.ev
 
 from datetime import timedelta
 
-from controller.db import alerts
+from controller.alerting import store as alerts
 from tests.alerting.conftest import (
     DOWN,
     GONE,

@@ -5,7 +5,7 @@ with the native login, disabled users refused, tokens revocable."""
 import asyncpg
 import httpx
 
-from controller.security import token_digest
+from controller.access.credentials import token_digest
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import V3, as_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving

@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.security import token_digest
+from controller.access.credentials import token_digest
 from tests.alertsite.helpers import MINIMAL, V3, as_error, create, stored
 from tests.conftest import PASSWORD, Tenant, make_tenant
 

@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import MINIMAL, V3, as_error, create, native, stored
 from tests.conftest import Tenant

@@ -22,7 +22,7 @@ async def test_a_patch_that_changes_nothing_writes_nothing(
     http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant
 ) -> None:
     """Pins: the no-op skip on AlertSite's PATCH (shared with the native API through
-    `controller.monitor_writes`): restated values, ignored fields, a GET sent back, the mask
+    `controller.monitors.writes`): restated values, ignored fields, a GET sent back, the mask
     for a stored password and `enabled: true` on an enabled monitor leave `updated_at` and
     `next_due_at` as they were; a real change still writes."""
     monitor_id = await create(http, tenant, login="u", password="p", locations=[{"id": "DE"}])

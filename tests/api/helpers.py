@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from tests.conftest import Tenant
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

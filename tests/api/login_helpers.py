@@ -12,9 +12,9 @@ import asyncpg
 import httpx
 import msgspec
 
-from controller.app import create_app
-from controller.secretbox import generate_key
-from controller.serve import api_server
+from controller.runtime.serve import api_server
+from controller.secrets.box import generate_key
+from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
 
@@ -31,7 +31,8 @@ def new_address() -> str:
 async def serving(
     settings: ControllerSettings, pool: asyncpg.Pool, **overrides: Any
 ) -> AsyncIterator[str]:
-    """`create_app` on uvicorn as `controller.serve.api_server` configures it, with `overrides`
+    """`create_app` on uvicorn as `controller.runtime.serve.api_server` configures it, with
+    `overrides`
     applied to the settings and a SECRETS_KEY of its own (so its throttle keys are its own)."""
     port = embedded.free_port()
     own = msgspec.structs.replace(

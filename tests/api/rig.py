@@ -23,14 +23,14 @@ from nats.js.errors import NotFoundError
 
 from agent.probers.tls import build_ssl_contexts
 from agent.worker import Worker
-from controller.agents import LiveAgents
-from controller.app import create_app
-from controller.ingest import Ingester
-from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.fleet.live import LiveAgents
+from controller.ingest.ingester import Ingester
+from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from controller.web.app import create_app
 from shared.messages import AgentHeartbeat, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name

@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.db import accounts
-from controller.security import new_token
+from controller.access import accounts_store as accounts
+from controller.access.credentials import new_token
 from tests.api.helpers import ISO_MS, SMTP, assert_error, create, minimal_body
 from tests.conftest import PASSWORD, Tenant, make_tenant
 

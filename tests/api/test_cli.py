@@ -226,7 +226,7 @@ async def test_malformed_database_url_exits_2() -> None:
 
 
 async def test_gen_key_prints_a_usable_key() -> None:
-    from controller.secretbox import SecretBox
+    from controller.secrets.box import SecretBox
 
     run = await cli("gen-key", database_url=None)
     assert run.code == 0

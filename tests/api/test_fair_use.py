@@ -11,10 +11,10 @@ import httpx
 import msgspec
 import pytest
 
-from controller.api import fair_use
-from controller.api.validation import COUNTRIES
-from controller.app import create_app
-from controller.db.limits import Cost
+from controller.monitors import fair_use
+from controller.monitors.limits_store import Cost
+from controller.monitors.validation import COUNTRIES
+from controller.web.app import create_app
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.security import verify_password
+from controller.access.credentials import verify_password
 from shared.settings import ControllerSettings, SettingsError, load
 from tests.api.helpers import assert_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving

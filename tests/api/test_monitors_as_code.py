@@ -16,7 +16,7 @@ import pytest
 
 from controller.ascode.run import apply, current, export_text
 from controller.ascode.spec import Spec, SpecError, load
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.api.helpers import IMAP, SMTP, stored_row
 from tests.api.test_cli import ROOT, SETTINGS

@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.scheduler import job_config
-from controller.secretbox import SecretBox
+from controller.scheduling.job_config import job_config
+from controller.secrets.box import SecretBox
 from shared.messages import SmtpConfig
 from shared.settings import ControllerSettings
 from tests.api.helpers import CONFIG_KEY, IMAP, SMTP, create, seed_body, stored_row

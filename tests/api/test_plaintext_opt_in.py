@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.scheduler import job_config
-from controller.secretbox import SecretBox
+from controller.scheduling.job_config import job_config
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import V3
 from tests.api.helpers import CONFIG_KEY, PATHS, assert_error, create, stored_row

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from controller.db.pool import create_pool
-from controller.serve import readiness
+from controller.runtime.serve import readiness
 from shared import embedded, ops
 from shared.settings import ControllerSettings
 from tests.api.login_helpers import serving

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.scheduler import job_config
-from controller.secretbox import SecretBox
+from controller.scheduling.job_config import job_config
+from controller.secrets.box import SecretBox
 from shared.messages import RoundTripConfig, SmtpAuth
 from shared.settings import ControllerSettings
 from tests.api.helpers import COMMON_KEYS, IMAP, MASK, SMTP, assert_error, opened, stored_row

@@ -15,7 +15,7 @@ import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.alertsite.helpers import V3, as_error
 from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, opened, stored_row

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from controller.api.secret_binding import Target, moved, secret
+from controller.monitors.secret_binding import Target, moved, secret
 
 SEALED = "enc:v1:stored-ciphertext"
 FRESH = "enc:v1:new-ciphertext"  # what sending the secret again seals to

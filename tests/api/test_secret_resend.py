@@ -6,7 +6,7 @@ a different value is stored and ends the back-off as before."""
 import asyncpg
 import httpx
 
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.api.helpers import SMTP, create, opened, stored_row
 from tests.conftest import Tenant

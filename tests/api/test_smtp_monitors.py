@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.secretbox import SecretBox
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from tests.api.helpers import (
     ISO_MS,

@@ -1,5 +1,5 @@
-"""The login throttling rules (controller.throttle) as data, and the bounded password pool
-(controller.security.PasswordPool) on its own."""
+"""The login throttling rules (controller.access.throttle) as data, and the bounded password pool
+(controller.access.credentials.PasswordPool) on its own."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import argon2
 import pytest
 
-from controller import security, throttle
-from controller.security import PasswordPool, PasswordsBusy, hash_password
-from controller.throttle import Count, Keys, Policy
+from controller.access import credentials as security
+from controller.access import throttle
+from controller.access.credentials import PasswordPool, PasswordsBusy, hash_password
+from controller.access.throttle import Count, Keys, Policy
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 S = timedelta(seconds=1)

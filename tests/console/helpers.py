@@ -10,9 +10,9 @@ import asyncpg
 import httpx
 import msgspec
 
-from controller.db import results
-from controller.db.results import CheckedResult
-from controller.schedule import JobIds
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult
+from controller.scheduling.rules import JobIds
 from shared.timefmt import iso_ms, utcnow
 
 _CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')

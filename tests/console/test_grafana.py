@@ -9,11 +9,11 @@ import yaml
 from prometheus_client import REGISTRY
 
 import agent.metrics
-import controller.metrics
-from controller.console.scrape import _Series
+import controller.runtime.metrics
+from controller.web.console.scrape import _Series
 
 # Both register their process metrics in prometheus_client's default registry on import.
-assert agent.metrics and controller.metrics
+assert agent.metrics and controller.runtime.metrics
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 

@@ -1,4 +1,5 @@
-"""Every kind of the registry (controller/kinds.py) on every surface, over real HTTP: its API
+"""Every kind of the registry (controller/monitors/kinds.py) on every surface, over real HTTP: its
+API
 routes in OpenAPI, its console page, create and edit forms, apply/export, posture and login
 back-off endpoints, and the per-monitor metrics' `kind` label. A kind added to the registry
 without one of its surfaces fails here (round trips lacked the console page and forms,
@@ -14,13 +15,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import kinds
-from controller.api.monitor_kinds import APIS, api_of
-from controller.api.monitor_schemas import MASK
 from controller.ascode.run import apply, current, export_text
 from controller.ascode.spec import load
-from controller.console.forms import form_of
-from controller.kinds import KINDS, Kind
+from controller.monitors import kinds
+from controller.monitors.kinds import KINDS, Kind
+from controller.web.api.monitor_kinds import APIS, api_of
+from controller.web.api.monitor_schemas import MASK
+from controller.web.console.forms import form_of
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
 from tests.console.test_monitor_metrics import _scrape_token

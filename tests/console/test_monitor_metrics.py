@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.schedule import JobIds
+from controller.scheduling.rules import JobIds
 from tests.api.helpers import create
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish, store_result

@@ -9,9 +9,9 @@ import httpx
 import pytest
 import trustme
 
-from controller.db import login_caps
-from controller.schedule import JobIds
-from controller.secretbox import SecretBox
+from controller.logins import cap_store as login_caps
+from controller.scheduling.rules import JobIds
+from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from tests.api.helpers import create, opened, stored_row

@@ -7,8 +7,8 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from controller.db import alerts
-from controller.schedule import JobIds
+from controller.alerting import store as alerts
+from controller.scheduling.rules import JobIds
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant

@@ -98,7 +98,7 @@ def test_what_the_dockerfile_copies_builds_every_package_and_migration(tmp_path:
     assets = {
         p.relative_to(ROOT).as_posix()
         for folder in ("templates", "static")
-        for p in (ROOT / "controller/console" / folder).iterdir()
+        for p in (ROOT / "controller/web/console" / folder).iterdir()
     }
     assert assets and assets <= names, sorted(assets - names)
     [license_file] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]

@@ -32,8 +32,8 @@ from structlog.testing import capture_logs
 
 from agent.heartbeat import Heartbeat
 from agent.probers.tls import build_ssl_contexts
-from controller.api.validation import COUNTRIES
-from controller.pipeline import open_pipeline
+from controller.monitors.validation import COUNTRIES
+from controller.runtime.pipeline import open_pipeline
 from deploy.nats_conf import (
     CONTROLLER_USER,
     IMPORTED_API,
@@ -286,7 +286,7 @@ async def test_one_countrys_heartbeats_cannot_crowd_out_anothers(
     """A DE agent floods heartbeats under hundreds of made-up agent ids: a controller's view
     (deploy's account for the controller, its real LiveAgents) keeps at most the cap for DE,
     and US's agent stays live and is refreshed; DE cannot beat as US at all."""
-    from controller.agents import LiveAgents
+    from controller.fleet.live import LiveAgents
 
     view = LiveAgents(controller.nc, per_country_max=20, warmup_s=0)
     await view.start()

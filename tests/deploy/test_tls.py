@@ -23,9 +23,9 @@ from nats.aio.client import Client as NATS
 
 from agent.__main__ import _connect
 from agent.probers.tls import build_ssl_contexts
-from controller.app import create_app
-from controller.pipeline import open_pipeline
-from controller.serve import api_server
+from controller.runtime.pipeline import open_pipeline
+from controller.runtime.serve import api_server
+from controller.web.app import create_app
 from shared import embedded
 from shared.messages import decode_result
 from shared.settings import AgentSettings, ControllerSettings, SettingsError, load

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from controller.alerting import Alerter
-from controller.schedule import JobIds
+from controller.alerting.evaluator import Alerter
+from controller.scheduling.rules import JobIds
 from shared.timefmt import parse_iso
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from controller.alerting import Alerter
-from controller.schedule import JobIds
+from controller.alerting.evaluator import Alerter
+from controller.scheduling.rules import JobIds
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import count, wait_results

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from controller.secretbox import generate_key
+from controller.secrets.box import generate_key
 from shared import embedded
 from tests.conftest import scratch_database
 

@@ -30,16 +30,16 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.agents import LiveAgents
-from controller.alerting import Alerter
-from controller.app import create_app
+from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
-from controller.ingest import Ingester
-from controller.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.fleet.live import LiveAgents
+from controller.ingest.ingester import Ingester
+from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams

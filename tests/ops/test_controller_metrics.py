@@ -17,10 +17,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from controller import metrics
-from controller.app import create_app
-from controller.pipeline import open_pipeline
-from controller.serve import api_server
+from controller.runtime import metrics
+from controller.runtime.pipeline import open_pipeline
+from controller.runtime.serve import api_server
+from controller.web.app import create_app
 from shared import embedded
 from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
@@ -92,7 +92,7 @@ async def test_ready_reports_postgres_and_nats_and_turns_503_when_nats_is_gone(
 async def serving(
     settings: ControllerSettings, pool: asyncpg.Pool, pipeline: object
 ) -> AsyncIterator[str]:
-    """The API as `serve` runs it (controller.serve.api_server), on a free loopback port."""
+    """The API as `serve` runs it (controller.runtime.serve.api_server), on a free loopback port."""
     port = embedded.free_port()
     app = create_app(settings, pool, pipeline)  # type: ignore[arg-type]
     server = api_server(msgspec.structs.replace(settings, api_port=port), app)

@@ -13,9 +13,9 @@ import httpx
 import nats
 import pytest
 
-from controller.pipeline import open_pipeline
-from controller.secretbox import generate_key
-from controller.serve import readiness
+from controller.runtime.pipeline import open_pipeline
+from controller.runtime.serve import readiness
+from controller.secrets.box import generate_key
 from shared import embedded, ops
 from shared.settings import ControllerSettings
 from tests.conftest import scratch_database

@@ -8,10 +8,11 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from controller.db import confirmations, results
-from controller.db.results import ResultRow
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling import confirm_store as confirmations
+from controller.scheduling.rules import JobIds
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant

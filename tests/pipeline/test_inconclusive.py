@@ -16,10 +16,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from controller.agents import LiveAgents
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
-from controller.self_check import CANARIES_MAX, ERROR_MAX
+from controller.fleet.live import LiveAgents
+from controller.fleet.self_check import CANARIES_MAX, ERROR_MAX
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
 from shared.messages import AgentHeartbeat, CanaryState, SelfCheck
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow

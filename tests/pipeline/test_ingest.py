@@ -11,9 +11,9 @@ import msgspec
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
-from controller.db import results
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, MailDns, Phases, TlsInfo, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
@@ -372,7 +372,8 @@ async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
     at = utcnow().replace(microsecond=0) - timedelta(minutes=2)  # as on the wire: no finer
     res = result(job_ids, monitor, cc, "down", at=at)
     expired = results.ResultRow.missed(
-        {"public_id": uuid.UUID(pid), "type": "smtp"},
+        uuid.UUID(pid),
+        "smtp",
         cc,
         res.job_id,
         at,

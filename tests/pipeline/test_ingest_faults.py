@@ -14,9 +14,9 @@ import pytest
 from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
-from controller.ingest import LANES, Ingester
-from controller.pipeline import connect_nats
-from controller.schedule import JobIds
+from controller.ingest.ingester import LANES, Ingester
+from controller.runtime.pipeline import connect_nats
+from controller.scheduling.rules import JobIds
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM

@@ -1,4 +1,4 @@
-"""The controller's live agents view (controller.agents.LiveAgents), fed by real heartbeats on a
+"""The controller's live agents view (controller.fleet.live.LiveAgents), fed by real heartbeats on a
 real NATS server: who counts as live, for how long, how many per country, and when the view can
 be trusted. The API and the scheduler on top of it: no NATS resource per read, never empty while
 agents heartbeat, no `no_agent` round while the view warms up."""
@@ -16,12 +16,12 @@ from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
 from agent.heartbeat import Heartbeat
-from controller.agents import LOG_EVERY_S, MAX_HEARTBEAT_BYTES, AgentsUnknownError, LiveAgents
-from controller.app import create_app
-from controller.pipeline import Pipeline
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.fleet.live import LOG_EVERY_S, MAX_HEARTBEAT_BYTES, AgentsUnknownError, LiveAgents
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from controller.web.app import create_app
 from shared import embedded
 from shared.messages import AgentHeartbeat, encode
 from shared.settings import ControllerSettings

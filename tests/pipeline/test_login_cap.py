@@ -6,8 +6,8 @@ import uuid
 import asyncpg
 import httpx
 
-from controller.db import results
-from controller.pipeline import Pipeline
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.alertsite.helpers import MINIMAL, V3, as_error

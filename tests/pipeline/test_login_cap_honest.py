@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 
-from controller.db import results
-from controller.pipeline import Pipeline
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow

@@ -13,13 +13,13 @@ import httpx
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
-from controller.alerting import Alerter
-from controller.db import results
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.alerting.evaluator import Alerter
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import encode
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow

@@ -10,12 +10,12 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.db import results
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.ingest import store as results
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.api.helpers import create

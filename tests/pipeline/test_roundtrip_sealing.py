@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller.pipeline import Pipeline
+from controller.runtime.pipeline import Pipeline
 from shared.messages import RoundTripCheckJob
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries

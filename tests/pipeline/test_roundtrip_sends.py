@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from controller import roundtrip_rules as rules
-from controller.db import roundtrip_delivery
-from controller.pipeline import Pipeline
+from controller.roundtrips import delivery_store as roundtrip_delivery
+from controller.roundtrips import rules
+from controller.runtime.pipeline import Pipeline
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from tests.conftest import Tenant, make_tenant

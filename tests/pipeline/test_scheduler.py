@@ -8,13 +8,13 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller import schedule
-from controller.db import due
-from controller.pipeline import Pipeline
-from controller.schedule import JobIds
-from controller.scheduler import Scheduler
-from controller.sealkeys import CountryKeys
-from controller.secretbox import SecretBox
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling import due_store as due
+from controller.scheduling import rules as schedule
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
 from shared.messages import ImapCheckJob, SmtpCheckJob
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
@@ -322,6 +322,47 @@ async def test_a_monitor_that_cannot_become_jobs_is_skipped_and_the_rest_still_r
     assert skipped["monitor_id"] == broken["publicId"] and skipped["log_level"] == "error"
     after = await next_due_at(pipe_pool, broken["publicId"])
     assert after is not None and after > due
+
+
+async def test_a_monitor_whose_config_does_not_fit_its_kind_is_logged_once_and_moves_on(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """A stored config of the wrong shape (written by hand, or by an older version) is one
+    error line naming the monitor and its kind, per round; its round goes nowhere, records
+    nothing, and its next due time moves on; the other monitors run."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    broken = await create(api, org, allowedCheckCountryCodes=[cc])
+    fine = await create(api, org, allowedCheckCountryCodes=[cc])
+    async with pipe_pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET config = jsonb_set(config, '{auth}', '\"not an object\"')"
+            " WHERE public_id = $1",
+            broken["publicId"],
+        )
+    due = await make_due(pipe_pool, broken["publicId"])
+    await make_due(pipe_pool, fine["publicId"])
+    with capture_logs() as logs:
+        assert await pipeline.scheduler.tick() == 1
+    [(job, _)] = await countries.jobs(cc)
+    assert job.monitor_id == fine["publicId"]
+    [skipped] = [e for e in logs if broken["publicId"] in str(e.get("monitor_id"))]
+    assert skipped["event"] == "monitor unusable; round skipped"
+    assert skipped["log_level"] == "error" and skipped["monitor_type"] == "smtp"
+    assert "auth" in skipped["error"]
+    after = await next_due_at(pipe_pool, broken["publicId"])
+    assert after is not None and after > due
+    async with pipe_pool.acquire() as conn:
+        went, stored = await conn.fetchrow(
+            "SELECT m.round_countries, (SELECT count(*) FROM check_results r"
+            "  WHERE r.monitor_id = m.id) FROM monitors m WHERE public_id = $1",
+            broken["publicId"],
+        )
+    assert (went, stored) == ([cc], 0)
 
 
 async def test_hostname_and_country_changes_take_effect_from_the_next_round(
@@ -646,9 +687,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
                 await conn.execute(
                     "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", pid, at
                 )
-                row = await due.job_row(conn, monitor["id"])
-            assert row is not None
-            (plan,) = await scheduler.rounds([row], at + timedelta(seconds=1), frozenset({cc}))
+                claimed = await due.monitor(conn, monitor["id"])
+            assert claimed is not None
+            (plan,) = await scheduler.rounds([claimed], at + timedelta(seconds=1), frozenset({cc}))
             (job,) = plan.jobs
             if job.mail_domain is not None:
                 assert job.mail_domain == "example.com"

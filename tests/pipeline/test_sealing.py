@@ -16,7 +16,7 @@ from nats.js.errors import NotFoundError
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from controller.pipeline import Pipeline
+from controller.runtime.pipeline import Pipeline
 from shared.messages import ImapCheckJob, Pop3CheckJob, SmtpCheckJob
 from shared.sealing import OpeningKeys, SealingError
 from shared.subjects import JOBS_STREAM, jobs_subject

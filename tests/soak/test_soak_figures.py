@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bench.soak_figures import NORMAL_S, Figures, Row, Window, figures, grid, normal_lateness
-from controller.schedule import phase_ms
+from controller.scheduling.rules import phase_ms
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult, Status
 from shared.timefmt import iso_ms

@@ -1,4 +1,4 @@
-"""The alerting state machine (`controller.alerting_rules.judge`) as tables, without a database:
+"""The alerting state machine (`controller.alerting.rules.judge`) as tables, without a database:
 (state before, rounds, thresholds, what the evaluator read) → (state after, effects). Before the
 pure core these rules ran only inside the alerter's transaction, with PostgreSQL."""
 
@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.alert_thresholds import Thresholds
-from controller.alerting_rules import (
+from controller.alerting.rules import (
     NEW_INCIDENT,
     AlertState,
     BackoffChanged,
@@ -27,7 +26,8 @@ from controller.alerting_rules import (
     StateChanged,
     judge,
 )
-from controller.login_backoff import Backoff
+from controller.alerting.thresholds import Thresholds
+from controller.logins.backoff import Backoff
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -6,9 +6,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from controller.api import alertsite_mapping as m
-from controller.api.alertsite_locations import COUNTRY_LOCATION, LOCATIONS
-from controller.api.errors import ApiError
+from controller.web.alertsite import mapping as m
+from controller.web.alertsite.locations import COUNTRY_LOCATION, LOCATIONS
+from controller.web.api.errors import ApiError
 
 SMTP, IMAP, POP = (m.EMAIL_TYPES[s] for s in ("email-smtp", "email-imap", "email-pop"))
 

@@ -1,12 +1,13 @@
-"""When the alerter asks for a confirmation round (`controller.confirm.wanted`), how many the
+"""When the alerter asks for a confirmation round (`controller.scheduling.confirm.wanted`), how
+many the
 global budget lets go (`slots`) and which go first (`fair_pick`), as tables."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.alert_thresholds import Thresholds
-from controller.confirm import Pending, fair_pick, slots, spent, wanted
+from controller.alerting.thresholds import Thresholds
+from controller.scheduling.confirm import Pending, fair_pick, slots, spent, wanted
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -1,11 +1,11 @@
 """Logins never lock the account: the back-off after rejected credentials and who may log in,
-as tables (`controller.login_backoff`)."""
+as tables (`controller.logins.backoff`)."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.login_backoff import Backoff, after_round, logins
+from controller.logins.backoff import Backoff, after_round, logins
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller import login_cap
+from controller.logins import cap as login_cap
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`controller.db.monitors.decode`: a row as the typed Monitor, safe to log."""
+"""`controller.monitors.store.decode`: a row as the typed Monitor, safe to log."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -6,8 +6,8 @@ from uuid import uuid4
 
 import pytest
 
-from controller.db.monitors import decode
-from controller.secretbox import SecretBox, generate_key
+from controller.monitors.store import decode
+from controller.secrets.box import SecretBox, generate_key
 from shared.messages import ImapPopConfig, SmtpAuth, SmtpConfig
 
 

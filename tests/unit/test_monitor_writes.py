@@ -1,4 +1,4 @@
-"""Monitor writes: the pure rules as tables, and that `controller.monitor_writes` is the only
+"""Monitor writes: the pure rules as tables, and that `controller.monitors.writes` is the only
 place in the controller that inserts, updates or deletes a monitor row."""
 
 import ast
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from controller import monitor_change_rules as rules
+from controller.monitors import change_rules as rules
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = ROOT / "controller"
-SERVICE = CONTROLLER / "monitor_writes.py"
+SERVICE = CONTROLLER / "monitors" / "writes.py"
 WRITES = {"insert", "update", "delete"}
 
 
@@ -64,19 +64,19 @@ def test_creating_cites_no_status() -> None:
 
 
 def _monitor_writes(path: Path) -> list[str]:
-    """`monitors.insert/update/delete` calls in `path` (any alias of controller.db.monitors,
+    """`monitors.insert/update/delete` calls in `path` (any alias of controller.monitors.store,
     or those functions imported by name), as `line: text`."""
     tree = ast.parse(path.read_text(), str(path))
     aliases: set[str] = set()
     found: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module == "controller.db":
-            aliases |= {a.asname or a.name for a in node.names if a.name == "monitors"}
-        elif isinstance(node, ast.ImportFrom) and node.module == "controller.db.monitors":
+        if isinstance(node, ast.ImportFrom) and node.module == "controller.monitors":
+            aliases |= {a.asname or a.name for a in node.names if a.name == "store"}
+        elif isinstance(node, ast.ImportFrom) and node.module == "controller.monitors.store":
             found += [f"{node.lineno}: imports {a.name}" for a in node.names if a.name in WRITES]
         elif isinstance(node, ast.Import):
             for a in node.names:
-                if a.name == "controller.db.monitors" and a.asname:
+                if a.name == "controller.monitors.store" and a.asname:
                     aliases.add(a.asname)
     for node in ast.walk(tree):
         if (
@@ -89,15 +89,15 @@ def _monitor_writes(path: Path) -> list[str]:
         if (
             isinstance(node, ast.Attribute)
             and node.attr in WRITES
-            and ast.unparse(node.value) == "controller.db.monitors"
+            and ast.unparse(node.value) == "controller.monitors.store"
         ):
-            found.append(f"{node.lineno}: controller.db.monitors.{node.attr}")
+            found.append(f"{node.lineno}: controller.monitors.store.{node.attr}")
     return found
 
 
 def test_only_the_service_writes_monitor_rows() -> None:
     """Pins: every monitor insert, update and delete in the controller goes through
-    `controller/monitor_writes.py`, so no surface can write a monitor without fair use, secret
+    `controller/monitors/writes.py`, so no surface can write a monitor without fair use, secret
     binding, the due-time reset or the no-op skip (a fourth copy fails here)."""
     offenders = {
         str(path.relative_to(ROOT)): calls
@@ -112,11 +112,11 @@ def test_the_check_sees_a_copy(tmp_path: Path) -> None:
     """Pins: the scan above finds each spelling of a direct write."""
     copy = tmp_path / "copy.py"
     copy.write_text(
-        "from controller.db import monitors as m\n"
-        "from controller.db.monitors import delete\n"
-        "import controller.db.monitors\n"
+        "from controller.monitors import store as m\n"
+        "from controller.monitors.store import delete\n"
+        "import controller.monitors.store\n"
         "async def f(conn):\n"
         "    await m.insert(conn, 1, {})\n"
-        "    await controller.db.monitors.update(conn, 1, {})\n"
+        "    await controller.monitors.store.update(conn, 1, {})\n"
     )
     assert len(_monitor_writes(copy)) == 3

@@ -1,4 +1,4 @@
-"""Closing an open incident for lack of data (`controller.no_data`, `AlertState.step`) as
+"""Closing an open incident for lack of data (`controller.alerting.no_data`, `AlertState.step`) as
 tables, without a database. Before this rule missed rounds never closed an incident: it stayed
 open, the monitor `down`, for as long as no result could be had."""
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import no_data
-from controller.alert_thresholds import Thresholds
-from controller.alerting_rules import AlertState
+from controller.alerting import no_data
+from controller.alerting.rules import AlertState
+from controller.alerting.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(minutes=60)

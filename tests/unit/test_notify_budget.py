@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.notify_budget import Budget, dropped_reason, granted, window
+from controller.notify.budget import Budget, dropped_reason, granted, window
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""How the alerter judges one round's results (`controller.alerting_rules.rounds`,
+"""How the alerter judges one round's results (`controller.alerting.rules.rounds`,
 `JudgedRound.verdict`), as a table: an inconclusive country (its agent's own path failed its
 self-check) counts like a missed one, never failing and never passing; a mixed round is judged
 on the real results."""
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.alert_thresholds import Thresholds
-from controller.alerting_rules import AlertState, rounds
+from controller.alerting.rules import AlertState, rounds
+from controller.alerting.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WHY = "inconclusive: canary mx.example.net:25 failed too (connect timed out)"

@@ -1,4 +1,4 @@
-"""The round-trip address and sending rules (controller.roundtrip_rules) as tables: which `to`
+"""The round-trip address and sending rules (controller.roundtrips.rules) as tables: which `to`
 is the receive leg's own mailbox, which `from` the send leg may use (issue 22: both were checked
 only for syntax), and how delivery moves a monitor's cap of messages."""
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import roundtrip_rules as rules
+from controller.roundtrips import rules
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

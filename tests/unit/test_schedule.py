@@ -1,4 +1,4 @@
-"""The scheduling grid, job ids and country picks (controller.schedule)."""
+"""The scheduling grid, job ids and country picks (controller.scheduling.rules)."""
 
 import itertools
 import uuid
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import schedule
+from controller.scheduling import rules as schedule
 from shared.streams import JOBS_MAX_AGE_S
 from shared.subjects import _TOKEN
 

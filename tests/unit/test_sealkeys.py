@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from controller.sealkeys import CountryKeys, carries_credentials
+from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import ImapPopConfig, SmtpAuth, SmtpConfig
 from shared.sealing import SealingError, read_public_keys
 from tests.sealing import KeyRing

@@ -3,7 +3,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from controller.secretbox import SecretBox, SecretBoxError
+from controller.secrets.box import SecretBox, SecretBoxError
 
 
 def test_a_prepended_key_encrypts_and_the_old_one_still_opens_what_it_wrote() -> None:

@@ -1,9 +1,9 @@
-"""How the controller caps an agent's self-check (`controller.self_check.cap`), as a table: no
+"""How the controller caps an agent's self-check (`controller.fleet.self_check.cap`), as a table: no
 heartbeat can make GET /api/agents or /metrics large, and what was cut is said."""
 
 import pytest
 
-from controller.self_check import CANARIES_MAX, ERROR_MAX, PORTS_MAX, TARGET_MAX, cap
+from controller.fleet.self_check import CANARIES_MAX, ERROR_MAX, PORTS_MAX, TARGET_MAX, cap
 from shared.messages import CanaryState, SelfCheck
 
 SMTP = CanaryState(kind="port", target="mx.example.net:25", ok=False, error="timed out")

@@ -3,7 +3,7 @@
 import msgspec
 import pytest
 
-from controller.secretbox import generate_key
+from controller.secrets.box import generate_key
 from shared.settings import (
     AgentSettings,
     ControllerSettings,

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from controller.api.errors import ApiError
-from controller.api.tls_options import CA_MAX_BYTES, ca
+from controller.web.api.errors import ApiError
+from controller.web.api.tls_options import CA_MAX_BYTES, ca
 
 F = "smtpConfig.tlsOptions.ca"
 _CA = trustme.CA()

@@ -21,7 +21,7 @@ CREATE INDEX confirmation_rounds_pending ON confirmation_rounds (requested_at)
     WHERE sent_at IS NULL;
 
 -- Logins that never lock the account: after a round whose credentials were rejected (`auth`),
--- checks that log in back off (controller.login_backoff). `failures`: such rounds in a row;
+-- checks that log in back off (controller.logins.backoff). `failures`: such rounds in a row;
 -- `since`: the first; `retry_at`: no login before then, and then from one country only, until
 -- one succeeds (the row goes). `notified`: the owner was told, once per back-off.
 CREATE TABLE login_backoff (

@@ -1,4 +1,4 @@
--- Round trips mail only their own mailbox (controller.roundtrip_rules).
+-- Round trips mail only their own mailbox (controller.roundtrips.rules).
 
 -- A round-trip monitor's delivery record: `confirmed_at`, the latest round that showed the
 -- message arriving (NULL: none yet, so its sends are capped); `not_delivered`, rounds in a row

@@ -1,4 +1,4 @@
--- The run of missed rounds of a monitor (controller.no_data): how many in a row and the first
+-- The run of missed rounds of a monitor (controller.alerting.no_data): how many in a row and the first
 -- one's scheduled time. An open incident whose rounds have all been missed for
 -- INCIDENT_NO_DATA_CLOSE_MINUTES (and at least 3 rounds) is closed for lack of data.
 ALTER TABLE monitor_alert_state ADD COLUMN missed_rounds integer NOT NULL DEFAULT 0;

@@ -1,4 +1,4 @@
--- New credentials end a login back-off for every kind (controller/kinds.py declares where each
+-- New credentials end a login back-off for every kind (controller/monitors/kinds.py declares where each
 -- kind's credentials sit): besides the top-level `auth` (SMTP) and `user`/`password` (IMAP/POP),
 -- a round trip's send account (`send.auth`) and its mailbox (`receive.user`,
 -- `receive.password`). The API keeps a stored secret's ciphertext when it is sent back masked,

@@ -1,0 +1,563 @@
+"""The alerter (the evaluator): queued monitors → rounds → `judge` → state, incidents,
+notifications and events written in one transaction. What the rounds mean is decided by the
+pure core, controller.alerting.rules (verdicts, streaks, incidents, notices, maintenance,
+back-off, confirmation); this module reads what it needs, calls `judge` and applies its effects.
+
+A **round** is one scheduled time across a monitor's countries. It is judged once complete
+(every expected country has a result) or **closed** (its job's expiry plus the timeout and a
+grace have passed: what has not come by then never will). The expected countries are the
+listed ones, or those the scheduler sent its latest round to (`round_countries`), or, when
+neither is known, `DEFAULT_CHECK_COUNTRIES` of them. A round that closes with countries missing
+gets a `missed` result (`expired`) stored for each, under the round's real job id (so a result
+arriving even later is a duplicate); a round of the monitor's grid that the scheduler sent and
+nobody reported on at all is found from the grid and gets them too. The evaluation cursor
+(`last_round_at`) only moves past a round once it is judged, and rounds are judged in order, so
+a later round finishing first never hides an earlier one's late results; a late real result
+replacing an `expired` row of a round judged already is replayed (`judge`'s `revised`).
+
+Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas share the
+work) and each is evaluated in one transaction that writes the new state, the incident, the
+notification outbox rows and the events together; `monitor_alert_state` is locked FOR UPDATE,
+so even an evaluation repeated after an expired lease runs one at a time. A monitor comes back
+when its next round closes, so a round nobody ran is noticed without any result arriving.
+Events are published after the commit (`publish_events`), by one replica at a time, in order.
+
+The rounds judged feed the monitor's security posture (controller.posture.observe) in the same
+transaction: findings, baseline changes, their events and notifications.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+
+from controller.alerting import maintenance, no_data
+from controller.alerting import maintenance_store as windows_db
+from controller.alerting import store as alerts
+from controller.alerting.rules import (
+    NEW_INCIDENT,
+    STATE_FIELDS,
+    AlertState,
+    BackoffChanged,
+    ConfirmationWanted,
+    DeliveryObserved,
+    Effect,
+    Held,
+    IncidentClosed,
+    IncidentOpened,
+    JudgedRound,
+    Known,
+    Monitor,
+    Notice,
+    Policy,
+    Replayed,
+    StateChanged,
+    judge,
+    rounds,
+)
+from controller.alerting.thresholds import Thresholds
+from controller.db.pool import Conn
+from controller.ingest import store as results
+from controller.ingest.store import ResultRow
+from controller.logins import backoff as login_backoff
+from controller.logins import backoff_store as backoff_db
+from controller.notify import recipients
+from controller.notify.texts import Kind, render, render_backoff
+from controller.posture import observe as posture
+from controller.roundtrips import delivery as roundtrip_delivery
+from controller.runtime import metrics
+from controller.scheduling import confirm_store as confirmations
+from controller.scheduling import rules as schedule
+from controller.scheduling.rules import JobIds
+from shared.messages import MonitorEvent, encode
+from shared.subjects import events_subject
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+BATCH = 100
+ROWS_PER_EVALUATION = 5000
+CLOSE_GRACE = timedelta(seconds=5)
+LOOKBACK = timedelta(hours=1)  # at least 3 intervals; how far back a fresh state starts
+LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
+
+
+def grid_rounds(monitor: Any, after: datetime, until: datetime) -> list[datetime]:
+    """The scheduled times in (`after`, `until`] of the rounds the scheduler has sent on the
+    monitor's grid (those before its next due time, from its current grid's first)."""
+    next_due: datetime | None = monitor["next_due_at"]
+    if next_due is None:
+        return []
+    interval: int = monitor["check_interval"]
+    phase = schedule.phase_ms(str(monitor["public_id"]), interval)
+    start = max(after, monitor["rounds_since"] - timedelta(milliseconds=1))
+    found = []
+    at = schedule.next_due(phase, interval, start)
+    while at < next_due and at <= until:
+        found.append(at)
+        at += timedelta(seconds=interval)
+    return found
+
+
+class Alerter:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        job_ids: JobIds,
+        *,
+        default_countries: int = 2,
+        reminder_minutes: int = 60,
+        confirm_per_minute: int = 600,
+        checks_per_minute: int = 2000,
+        login_backoff_max_minutes: int = 360,
+        no_data_close_minutes: int = 60,
+        interval_s: float = 1.0,
+        batch: int = BATCH,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """`job_ids`: the scheduler's, for the `expired` results of rounds nobody ran."""
+        self._pool = pool
+        self._js = js
+        self._job_ids = job_ids
+        self._default_countries = default_countries
+        self._policy = Policy(
+            reminder=timedelta(minutes=reminder_minutes) if reminder_minutes else None,
+            no_data_after=(
+                timedelta(minutes=no_data_close_minutes) if no_data_close_minutes else None
+            ),
+            login_backoff_max=timedelta(minutes=login_backoff_max_minutes),
+            confirm=confirm_per_minute > 0,
+        )
+        self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
+        self._interval_s = interval_s
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Evaluate and publish until `stop` is set; errors are logged and retried."""
+        log.info("alerter started")
+        while not stop.is_set():
+            busy = False
+            try:
+                busy = await self.evaluate_due() == self._batch
+                await self.publish_events()
+            except Exception:
+                log.exception("alerter pass failed; retrying")
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._interval_s)
+
+    async def burst(self) -> int:
+        """Evaluate everything due and publish the events; return monitors evaluated (tests)."""
+        total = 0
+        while count := await self.evaluate_due():
+            total += count
+        await self.publish_events()
+        return total
+
+    async def evaluate_due(self) -> int:
+        """Lease one batch of queued monitors and evaluate each in its own transaction; return
+        how many. A failed evaluation is logged and retried when its lease ends; it never stops
+        the others."""
+        now = self._clock()
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                leased = await alerts.claim(conn, now, self._batch, LEASE_S)
+            for monitor_id, lease, revised_from in leased:
+                try:
+                    async with conn.transaction():
+                        due = await self.evaluate(conn, monitor_id, now, revised_from)
+                        await alerts.release(conn, monitor_id, lease, due)
+                except Exception:
+                    log.error(
+                        "evaluation failed; retried when its lease ends",
+                        monitor=monitor_id,
+                        retry_in_s=LEASE_S,
+                        exc_info=True,
+                    )
+        return len(leased)
+
+    async def evaluate(
+        self, conn: Conn, monitor_id: int, now: datetime, revised_from: datetime | None = None
+    ) -> datetime | None:
+        """Move one monitor over its complete and closed rounds; return when to come back (its
+        next round closes), or None (gone or disabled). `revised_from`: the earliest round
+        whose result a late real one replaced (a revision, replayed by `judge`)."""
+        monitor = await alerts.monitor(conn, monitor_id)
+        if monitor is None:
+            return None
+        row = await alerts.state(conn, monitor_id)
+        s = AlertState(**{name: row[name] for name in STATE_FIELDS})
+        before = s.state
+        quiet = await self._quiet(conn, monitor, now)
+        incidents: dict[int, asyncpg.Record] = {}
+        held: list[Held] = []
+        if not quiet:
+            for incident in await alerts.held_recoveries(conn, monitor_id):
+                incidents[incident["id"]] = incident
+                closed = no_data.closed_for_lack_of_data(incident["end_reason"])
+                held.append(Held(incident["id"], closed))
+        notified = False
+        if s.open_incident_id is not None:
+            current = await alerts.incident(conn, s.open_incident_id)
+            assert current is not None
+            incidents[current["id"]] = current
+            notified = current["notified"]
+        disabled = monitor["status"] == "disabled"
+        t, backoff = Thresholds(), None
+        ready: list[JudgedRound] = []
+        window: list[JudgedRound] = []
+        due: datetime | None = None
+        if not disabled:
+            t = await alerts.thresholds(conn, monitor_id, monitor["organization_id"])
+            if revised_from is not None:
+                window = await self._window(conn, monitor, s, revised_from)
+            ready, due = await self._ready(conn, monitor, s, now)
+            backoff = await backoff_db.get(conn, monitor_id)
+        known = Known(quiet, notified, backoff, tuple(held))
+        judged = judge(self._facts(monitor), s, ready, t, now, known, self._policy, window)
+        s = judged.state
+        opened = await self._apply(conn, monitor, judged.effects, incidents, now, quiet)
+        if s.open_incident_id == NEW_INCIDENT:
+            s.open_incident_id = opened
+        if not disabled:
+            await self._posture(conn, monitor, s, quiet)
+            due = due or self._come_back(monitor, s, now)
+        await alerts.save_state(
+            conn,
+            monitor_id,
+            {name: getattr(s, name) for name in STATE_FIELDS}
+            | ({"changed_at": now} if s.state != before else {}),
+        )
+        return due
+
+    @staticmethod
+    async def _posture(conn: Conn, monitor: Any, s: AlertState, quiet: bool) -> None:
+        """Feed the rounds just judged (complete or closed: their results are final) to the
+        monitor's posture, in a savepoint: a posture failure is logged and retried at the next
+        evaluation, and never holds back the monitor's alerting."""
+        try:
+            async with conn.transaction():
+                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
+        except Exception:
+            log.exception("posture evaluation failed", monitor_id=str(monitor["public_id"]))
+
+    def _expected(self, monitor: Any) -> tuple[list[str] | None, int]:
+        """The countries a round goes to (None when unknown) and how many."""
+        countries: list[str] | None = monitor["allowed_country_codes"] or monitor["round_countries"]
+        return countries, len(countries) if countries else self._default_countries
+
+    def _facts(self, monitor: Any) -> Monitor:
+        """What `judge` needs of the `monitors` row."""
+        return Monitor(
+            public_id=str(monitor["public_id"]),
+            interval=timedelta(seconds=monitor["check_interval"]),
+            expected=self._expected(monitor)[1],
+            disabled=monitor["status"] == "disabled",
+            roundtrip=monitor["type"] == "roundtrip",
+        )
+
+    @staticmethod
+    def _closes(monitor: Any, at: datetime) -> datetime:
+        """When the round scheduled at `at` closes: nothing it has not got by then will come."""
+        timeout = timedelta(seconds=monitor["timeout_seconds"])
+        return schedule.expires_at(at, monitor["check_interval"]) + timeout + CLOSE_GRACE
+
+    async def _ready(
+        self, conn: Conn, monitor: Any, s: AlertState, now: datetime
+    ) -> tuple[list[JudgedRound], datetime | None]:
+        """The rounds after the cursor ready to judge, in order, up to the first still open one
+        (the closed ones' missing countries filled with `expired` rows, stored); and when to
+        come back for that one (None: when the next round closes)."""
+        interval = timedelta(seconds=monitor["check_interval"])
+        horizon = now - max(LOOKBACK, 3 * interval)
+        after = s.last_round_at or horizon
+        rows = await alerts.results_after(conn, monitor["id"], after, ROWS_PER_EVALUATION)
+        found = rounds(rows)
+        due: datetime | None = None
+        until = now
+        if len(rows) == ROWS_PER_EVALUATION and len(found) > 1:
+            found.pop()  # may be cut short; read again at once
+            until, due = found[-1].at, now
+        expected, count = self._expected(monitor)
+        if expected is not None:
+            known = {r.at for r in found}
+            found += [
+                JudgedRound(at)
+                for at in grid_rounds(monitor, max(after, horizon), until)
+                if at not in known
+            ]
+            found.sort(key=lambda r: r.at)
+        ready: list[JudgedRound] = []
+        fills: list[ResultRow] = []
+        for r in found:
+            if r.countries < count:
+                closes = self._closes(monitor, r.at)
+                if now < closes:
+                    due = closes
+                    break
+                fills += self._expire(monitor, r, expected, closes)
+            ready.append(r)
+        await results.store(conn, fills)
+        return ready, due
+
+    @staticmethod
+    async def _window(
+        conn: Conn, monitor: Any, s: AlertState, revised_from: datetime
+    ) -> list[JudgedRound]:
+        """The rounds a revision replays: a window before `revised_from` up to the cursor; none
+        when that round is not judged yet (judging it forward sees the real result anyway)."""
+        if s.last_round_at is None or revised_from > s.last_round_at:
+            return []
+        window = max(LOOKBACK, 3 * timedelta(seconds=monitor["check_interval"]))
+        rows = await alerts.results_before(
+            conn, monitor["id"], revised_from - window, s.last_round_at, ROWS_PER_EVALUATION
+        )
+        return rounds(rows)
+
+    async def _apply(
+        self,
+        conn: Conn,
+        monitor: Any,
+        effects: Sequence[Effect],
+        incidents: dict[int, asyncpg.Record],
+        now: datetime,
+        quiet: bool,
+    ) -> int | None:
+        """Write what `judge` decided, in its order; return the id of the incident it opened
+        (`NEW_INCIDENT`) and left open, if any. `incidents`: the rows read, by id."""
+        public_id = str(monitor["public_id"])
+        opened: int | None = None
+        for e in effects:
+            if isinstance(e, IncidentOpened):
+                row = await alerts.open_incident(
+                    conn, monitor["id"], e.started_at, e.cause_kind, e.cause, e.countries
+                )
+                incidents[NEW_INCIDENT] = row
+                opened = row["id"]
+            elif isinstance(e, IncidentClosed):
+                incident_id = opened if e.incident == NEW_INCIDENT else e.incident
+                assert incident_id is not None
+                incidents[e.incident] = await alerts.close_incident(
+                    conn, incident_id, e.ended_at, reason=e.reason, hold_recovery=e.hold_recovery
+                )
+                if e.why == "disabled":
+                    log.info("incident closed", monitor_id=public_id, reason=e.reason)
+                elif e.why == "no_data":
+                    log.warning(
+                        "incident closed for lack of data",
+                        monitor_id=public_id,
+                        incident_id=incident_id,
+                        missed_rounds=e.missed_rounds,
+                        no_data_since=iso_ms(e.ended_at),
+                    )
+            elif isinstance(e, Notice):
+                await self._notify(conn, monitor, incidents[e.incident], e.kind, now)
+            elif isinstance(e, StateChanged):
+                await self._event(
+                    conn, monitor, e.previous, e.state, e.at, list(e.countries), e.cause
+                )
+            elif isinstance(e, BackoffChanged):
+                await self._back_off(conn, monitor, e, now)
+            elif isinstance(e, ConfirmationWanted):
+                await self._confirm(conn, monitor, e, now)
+            elif isinstance(e, DeliveryObserved):
+                await roundtrip_delivery.observe(conn, monitor, e.rounds, quiet)
+            elif isinstance(e, Replayed):
+                log.info(
+                    "rounds judged again with a late result",
+                    monitor_id=public_id,
+                    state=e.state,
+                    previous=e.previous,
+                )
+        return opened
+
+    async def _back_off(self, conn: Conn, monitor: Any, e: BackoffChanged, now: datetime) -> None:
+        """Store the back-off of logins; tell the owner when `judge` says so (once per back-off,
+        outside maintenance)."""
+        public_id = str(monitor["public_id"])
+        b = e.backoff
+        if b is None:
+            log.info("logins resumed", monitor_id=public_id)
+        else:
+            log.warning(
+                "credentials rejected: logins backed off",
+                monitor_id=public_id,
+                failures=b.failures,
+                retry_at=iso_ms(b.retry_at),
+            )
+            if e.notice:
+                await self._notify_backoff(conn, monitor, b, list(e.countries))
+        metrics.login_backoff("resumed" if b is None else "backed_off")
+        await backoff_db.put(conn, monitor["id"], b)
+
+    async def _notify_backoff(
+        self, conn: Conn, monitor: Any, b: login_backoff.Backoff, countries: list[str]
+    ) -> None:
+        texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max)
+        key = f"login-backoff:{monitor['id']}:{iso_ms(b.since)}"
+        notes = recipients.to_recipients("credentials", monitor, texts, key)
+        await alerts.enqueue(conn, monitor["id"], None, notes)
+        log.info(
+            "notification queued",
+            monitor_id=str(monitor["public_id"]),
+            kind="credentials",
+            channels=[n.channel for n in notes],
+        )
+
+    async def _confirm(
+        self, conn: Conn, monitor: Any, e: ConfirmationWanted, now: datetime
+    ) -> None:
+        """Ask the scheduler for a confirmation round of the failing round `e.round_at`, within
+        the organization's allowance for triggered checks (as a trigger-check draws on it); the
+        scheduler sends it when the global budget has a slot for its organization."""
+        public_id = str(monitor["public_id"])
+        countries = monitor["allowed_country_codes"]
+        cost_s = (
+            (len(countries) if countries else self._default_countries)
+            * 60.0
+            / self._checks_per_minute
+        )
+        outcome = await confirmations.request(
+            conn,
+            monitor["id"],
+            e.round_at,
+            now,
+            monitor["organization_id"],
+            cost_s,
+        )
+        if outcome == "asked":
+            return
+        metrics.confirmation(outcome)
+        if outcome == "requested":
+            log.info(
+                "confirmation round requested",
+                monitor_id=public_id,
+                failing_round=iso_ms(e.round_at),
+                countries=list(e.countries),
+            )
+        else:
+            log.warning(
+                "confirmation round not sent: the organization's triggered checks"
+                " (ORG_MAX_CHECKS_PER_MINUTE) are used up",
+                monitor_id=public_id,
+                failing_round=iso_ms(e.round_at),
+                per_minute=self._checks_per_minute,
+            )
+
+    def _come_back(self, monitor: Any, s: AlertState, now: datetime) -> datetime:
+        """When the round after the last judged one closes (at least an interval from now), so
+        a round nobody reports on is judged all the same."""
+        interval: int = monitor["check_interval"]
+        phase = schedule.phase_ms(str(monitor["public_id"]), interval)
+        start = max(s.last_round_at or now, monitor["rounds_since"])
+        closes = self._closes(monitor, schedule.next_due(phase, interval, start))
+        return max(closes, now + timedelta(seconds=interval))
+
+    def _expire(
+        self, monitor: Any, r: JudgedRound, expected: Sequence[str] | None, closes: datetime
+    ) -> list[ResultRow]:
+        """`expired` results for the expected countries missing from closed round `r` (added to
+        it); none when the round went elsewhere (its countries are not the expected ones)."""
+        if expected is None or not set(r.jobs) <= set(expected):
+            return []
+        public_id = str(monitor["public_id"])
+        triggered = any(
+            self._job_ids.make(public_id, cc, r.at, trigger=True) == job
+            for cc, job in r.jobs.items()
+        )
+        message = f"no result by {iso_ms(closes)}: the check did not run in time"
+        fills = []
+        for cc in sorted(set(expected) - set(r.jobs)):
+            job_id = self._job_ids.make(public_id, cc, r.at, trigger=triggered)
+            fills.append(
+                ResultRow.missed(
+                    monitor["public_id"], monitor["type"], cc, job_id, r.at, "expired", message
+                )
+            )
+            r.jobs[cc] = job_id
+            r.missed.append((cc, "expired", message))
+        if fills:
+            log.info(
+                "round closed without results",
+                monitor_id=public_id,
+                scheduled_at=iso_ms(r.at),
+                countries=[f.country for f in fills],
+            )
+        return fills
+
+    async def _quiet(self, conn: Conn, monitor: Any, now: datetime) -> bool:
+        """No notifications: status `maintenance`, or a maintenance window is open."""
+        if monitor["status"] == "maintenance":
+            return True
+        windows = await windows_db.for_monitor(conn, monitor["id"], monitor["customer_id"])
+        return maintenance.any_open(windows, now)
+
+    async def _notify(
+        self, conn: Conn, monitor: Any, incident: Any, kind: Kind, now: datetime
+    ) -> None:
+        """Queue one notification per recipient the monitor has, whatever channels this
+        process can send: a replica that has the channel sends it."""
+        texts = render(kind, monitor, incident, now)
+        reminders = incident["reminders"] + (kind == "reminder")
+        tag = f"{kind}-{reminders}" if kind == "reminder" else kind
+        key = f"incident:{incident['id']}:{tag}"
+        notes = recipients.to_recipients(kind, monitor, texts, key)
+        await alerts.enqueue(conn, monitor["id"], incident["id"], notes)
+        if kind not in ("recovered", "no_data"):
+            await alerts.set_incident_notified(conn, incident["id"], reminders)
+        log.info(
+            "notification queued",
+            monitor_id=str(monitor["public_id"]),
+            kind=kind,
+            channels=[n.channel for n in notes],
+        )
+
+    async def _event(
+        self,
+        conn: Conn,
+        monitor: Any,
+        previous: str,
+        state: str,
+        at: datetime,
+        countries: list[str],
+        cause: str,
+    ) -> None:
+        public_id = str(monitor["public_id"])
+        stamp = iso_ms(at)
+        event = MonitorEvent(
+            monitor_id=public_id,
+            state=state,
+            previous_state=None if previous == "unknown" else previous,
+            at=stamp,
+            countries=sorted(countries),
+            cause=cause,
+        )
+        await alerts.add_event(
+            conn, events_subject(public_id), f"{public_id}:{stamp}:{state}", encode(event)
+        )
+        log.info("monitor state changed", monitor_id=public_id, state=state, previous=previous)
+
+    async def publish_events(self) -> int:
+        """Publish the state changes written so far, oldest first, one replica at a time
+        (Nats-Msg-Id makes a retry harmless); return how many."""
+        published = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await alerts.claim_events(conn, self._batch)
+                if not rows:
+                    return published
+                for row in rows:
+                    await self._js.publish(
+                        row["subject"],
+                        bytes(row["payload"]),
+                        headers={"Nats-Msg-Id": row["msg_id"]},
+                    )
+                await alerts.delete_events(conn, [r["id"] for r in rows])
+            published += len(rows)

@@ -1,0 +1,572 @@
+"""Alerting: the evaluation queue, alert state, thresholds, incidents and the two outboxes.
+
+The caller owns the transaction. The alerter is the only writer of alert state, incidents and
+outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
+"""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from controller.alerting.thresholds import (
+    DEFAULT_DOWN_AFTER_ROUNDS,
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_RECOVER_AFTER_ROUNDS,
+    Thresholds,
+)
+from controller.db.pool import Conn
+from controller.notify.recipients import Outgoing
+from controller.posture.rules import DEFAULT_EXPIRY_DAYS
+
+_MARK = """
+INSERT INTO alert_queue (monitor_id, due_at, revised_from)
+SELECT u.id, now(), u.revised FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, revised)
+ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
+    revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
+WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
+"""
+
+
+async def mark(
+    conn: Conn, monitor_ids: Sequence[int], revised: Mapping[int, datetime] | None = None
+) -> None:
+    """Queue monitors for evaluation (one statement, in the transaction storing their results).
+    `revised`: per monitor, the earliest round whose stored result a real one just replaced,
+    which the alerter has to judge again. Ids in ascending order, so concurrent ingesters lock
+    queue rows in one order."""
+    ids = sorted(set(monitor_ids) | set(revised or ()))
+    await conn.execute(_MARK, ids, [(revised or {}).get(i) for i in ids])
+
+
+class Lease(NamedTuple):
+    monitor_id: int
+    lease: datetime
+    revised_from: datetime | None
+
+
+async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[Lease]:
+    """Lease due monitors, with due_at moved to the lease's end, so other replicas
+    skip them and a crashed evaluation is retried. Commit at once: the ingester's `mark` waits
+    on these rows only for this short transaction."""
+    rows = await conn.fetch(
+        "UPDATE alert_queue SET due_at = $1 + make_interval(secs => $3)"
+        " WHERE monitor_id IN (SELECT monitor_id FROM alert_queue WHERE due_at <= $1"
+        "   ORDER BY due_at, monitor_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING monitor_id, due_at, revised_from",
+        now,
+        limit,
+        lease_s,
+    )
+    return [Lease(*r.values()) for r in rows]
+
+
+async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
+    """Done with a leased monitor: forget it, or come back at `due_at` (its revision handled);
+    unless the ingester marked it again meanwhile (due_at is no longer the lease), then it stays
+    due, with whatever revision came since."""
+    if due_at is None:
+        await conn.execute(
+            "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = $2", monitor_id, lease
+        )
+    else:
+        await conn.execute(
+            "UPDATE alert_queue SET due_at = $3, revised_from = NULL"
+            " WHERE monitor_id = $1 AND due_at = $2",
+            monitor_id,
+            lease,
+            due_at,
+        )
+
+
+MONITOR_COLUMNS = (
+    "m.id, m.public_id, m.organization_id, m.customer_id, m.type, m.name, m.hostname, m.port,"
+    " m.status, m.check_interval, m.timeout_seconds, m.allowed_country_codes, m.round_countries,"
+    " m.next_due_at, m.rounds_since, m.notification_email, m.notification_phone_number,"
+    " m.mail_domain"
+)
+
+
+async def monitor(conn: Conn, monitor_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {MONITOR_COLUMNS} FROM monitors m WHERE m.id = $1", monitor_id
+    )
+    return row
+
+
+async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
+    row = await conn.fetchrow(
+        f"SELECT {_ORG_COLUMNS} FROM organization_alert_settings WHERE organization_id = $1",
+        organization_id,
+    )
+    return _thresholds(row) if row is not None else Thresholds()
+
+
+# cert_expiry_days is nullable (built-in default) where the others were always filled in.
+_ORG_COLUMNS = (
+    "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days, confirm_failures"
+)
+
+
+def _thresholds(row: asyncpg.Record) -> Thresholds:
+    days = row["cert_expiry_days"]
+    return Thresholds(
+        row["failure_threshold"],
+        row["down_after_rounds"],
+        row["recover_after_rounds"],
+        DEFAULT_EXPIRY_DAYS if days is None else tuple(days),
+        row["confirm_failures"],
+    )
+
+
+async def put_org_thresholds(
+    conn: Conn,
+    organization_id: int,
+    failure_threshold: float | None,
+    down_after_rounds: int | None,
+    recover_after_rounds: int | None,
+    cert_expiry_days: list[int] | None = None,
+    confirm_failures: bool | None = None,
+) -> Thresholds:
+    """Change the values given (None: keep; the built-in default when never set)."""
+    row = await conn.fetchrow(
+        "INSERT INTO organization_alert_settings AS s"
+        " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
+        " cert_expiry_days, confirm_failures)"
+        " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
+        " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true))"
+        " ON CONFLICT (organization_id) DO UPDATE SET"
+        " failure_threshold = coalesce($2::float8, s.failure_threshold),"
+        " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
+        " recover_after_rounds = coalesce($4::int, s.recover_after_rounds),"
+        " cert_expiry_days = coalesce($8::int[], s.cert_expiry_days),"
+        " confirm_failures = coalesce($9::bool, s.confirm_failures), updated_at = now()"
+        f" RETURNING {_ORG_COLUMNS}",
+        organization_id,
+        failure_threshold,
+        down_after_rounds,
+        recover_after_rounds,
+        DEFAULT_FAILURE_THRESHOLD,
+        DEFAULT_DOWN_AFTER_ROUNDS,
+        DEFAULT_RECOVER_AFTER_ROUNDS,
+        cert_expiry_days,
+        confirm_failures,
+    )
+    assert row is not None
+    return _thresholds(row)
+
+
+_OVERRIDES = (
+    "failure_threshold",
+    "down_after_rounds",
+    "recover_after_rounds",
+    "cert_expiry_days",
+    "confirm_failures",
+)
+
+
+async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
+    """The monitor's own values (None: inherited)."""
+    row = await conn.fetchrow(
+        f"SELECT {', '.join(_OVERRIDES)} FROM monitor_alert_settings WHERE monitor_id = $1",
+        monitor_id,
+    )
+    return {n: None if row is None else row[n] for n in _OVERRIDES}
+
+
+async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO monitor_alert_settings"
+        " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
+        " cert_expiry_days, confirm_failures)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
+        " cert_expiry_days = $5, confirm_failures = $6, updated_at = now()",
+        monitor_id,
+        values["failure_threshold"],
+        values["down_after_rounds"],
+        values["recover_after_rounds"],
+        values.get("cert_expiry_days"),
+        values.get("confirm_failures"),
+    )
+
+
+async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thresholds:
+    """The monitor's overrides over its organization's defaults."""
+    base = await org_thresholds(conn, organization_id)
+    own = await monitor_overrides(conn, monitor_id)
+    days = own["cert_expiry_days"]
+    return Thresholds(
+        own["failure_threshold"]
+        if own["failure_threshold"] is not None
+        else base.failure_threshold,
+        own["down_after_rounds"] or base.down_after_rounds,
+        own["recover_after_rounds"] or base.recover_after_rounds,
+        base.cert_expiry_days if days is None else tuple(days),
+        base.confirm_failures if own["confirm_failures"] is None else own["confirm_failures"],
+    )
+
+
+STATE_COLUMNS = (
+    "state, consecutive_down_rounds, consecutive_up_rounds, down_since, up_since, last_round_at,"
+    " open_incident_id, last_notified_at, changed_at, missed_rounds, missed_since"
+)
+
+
+async def state(conn: Conn, monitor_id: int) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        monitor_id,
+    )
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE",
+        monitor_id,
+    )
+    assert row is not None
+    return row
+
+
+async def save_state(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+    names = sorted(values)
+    sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    await conn.execute(
+        f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1",
+        monitor_id,
+        *(values[n] for n in names),
+    )
+
+
+async def results_after(
+    conn: Conn, monitor_id: int, after: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Results scheduled after `after`, oldest round first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT scheduled_at, country, job_id, status, error_kind, message FROM check_results"
+        " WHERE monitor_id = $1 AND scheduled_at > $2"
+        " ORDER BY scheduled_at, country LIMIT $3",
+        monitor_id,
+        after,
+        limit,
+    )
+    return rows
+
+
+async def results_before(
+    conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Results scheduled in (`after`, `until`], oldest round first; the newest `limit` of them."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM (SELECT scheduled_at, country, job_id, status, error_kind, message"
+        "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
+        "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
+        monitor_id,
+        after,
+        until,
+        limit,
+    )
+    return rows
+
+
+async def open_incident(
+    conn: Conn,
+    monitor_id: int,
+    started_at: datetime,
+    cause_kind: str,
+    cause: str,
+    countries: Sequence[str],
+) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+        started_at,
+        cause_kind,
+        cause,
+        list(countries),
+    )
+    assert row is not None
+    return row
+
+
+INCIDENT_COLUMNS = (
+    "id, public_id, monitor_id, started_at, opened_at, ended_at, duration_seconds, cause_kind,"
+    " cause, countries, notified, reminders, end_reason, recovery_held"
+)
+
+
+async def incident(conn: Conn, incident_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+    )
+    return row
+
+
+async def close_incident(
+    conn: Conn,
+    incident_id: int,
+    ended_at: datetime,
+    *,
+    reason: str | None = None,
+    hold_recovery: bool = False,
+) -> asyncpg.Record:
+    """`reason`: why it ended other than by recovering; `hold_recovery`: its recovery notice, if
+    it was notified at all, waits until notifications are no longer held (`held_recoveries`)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE incidents SET ended_at = $2, end_reason = $3, recovery_held = $4 AND notified"
+        f" WHERE id = $1 RETURNING {INCIDENT_COLUMNS}",
+        incident_id,
+        ended_at,
+        reason,
+        hold_recovery,
+    )
+    assert row is not None
+    return row
+
+
+async def held_recoveries(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
+    """Closed incidents whose recovery notice is still held, oldest first; each is released
+    (the caller queues its notice in the same transaction)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE incidents SET recovery_held = false"
+        " WHERE monitor_id = $1 AND recovery_held"
+        f" RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+    )
+    return sorted(rows, key=lambda r: r["id"])
+
+
+async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
+    await conn.execute(
+        "UPDATE incidents SET notified = true, reminders = $2 WHERE id = $1",
+        incident_id,
+        reminders,
+    )
+
+
+async def list_incidents(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of the monitor's incidents, newest first, each with the counts of its notices
+    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
+    rows = await conn.fetch(
+        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting FROM incidents i"
+        " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
+        "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
+        "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
+        "   FROM notification_outbox o"
+        "   WHERE o.incident_id = i.id AND o.kind NOT IN ('recovered', 'no_data')) d"
+        " WHERE i.monitor_id = $1"
+        " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM incidents WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total
+
+
+async def enqueue(
+    conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
+) -> None:
+    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped."""
+    for n in notes:
+        await conn.execute(
+            "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
+            " subject, body_text, body_html, dedupe_key)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            monitor_id,
+            incident_id,
+            n.kind,
+            n.channel,
+            n.target,
+            n.subject,
+            n.text,
+            n.html,
+            n.dedupe_key,
+        )
+
+
+OUTBOX_COLUMNS = (
+    "id, monitor_id, incident_id, kind, channel, target, subject, body_text, body_html,"
+    " attempts, dedupe_key"
+)
+_HISTORY = (
+    "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
+    " attempt, status, error)"
+)
+REMINDER_DROPPED = "not sent: the incident closed before the reminder went out"
+
+# Both only touch rows that are due, so never one a worker holds a lease on.
+_GIVE_UP = f"""
+WITH settled AS (
+    UPDATE notification_outbox
+    SET status = 'failed', last_error = coalesce(last_error, 'no outcome recorded')
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+_DROP_REMINDERS = f"""
+WITH settled AS (
+    UPDATE notification_outbox o SET status = 'dropped', last_error = $2
+    FROM incidents i
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND o.kind = 'reminder'
+      AND i.id = o.incident_id AND i.ended_at IS NOT NULL
+    RETURNING {", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", "))}, o.status, o.last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+_DROP = f"""
+WITH settled AS (
+    UPDATE notification_outbox SET status = 'dropped', last_error = $2, attempts = attempts - 1
+    WHERE id = ANY($1::bigint[]) AND status = 'pending'
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+
+
+async def drop_claimed(conn: Conn, outbox_ids: Sequence[int], reason: str) -> None:
+    """Drop notifications just claimed, unsent (their claim's attempt given back), with
+    `reason` in the row and its history line."""
+    await conn.execute(_DROP, list(outbox_ids), reason)
+
+
+async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
+    """Before a claim: a row out of attempts (its last worker died before writing the outcome
+    back) fails with its last error; a reminder whose incident has closed is dropped, never
+    sent. Each gets its line in the history."""
+    await conn.execute(_GIVE_UP, now, max_attempts)
+    await conn.execute(_DROP_REMINDERS, now, REMINDER_DROPPED)
+
+
+async def claim_outbox(
+    conn: Conn,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    channels: Sequence[str],
+    max_attempts: int,
+) -> list[asyncpg.Record]:
+    """Pending notifications now due on one of `channels` with attempts left, leased to the
+    caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
+    batch may take). A row waits while an older one to the same recipient about the same
+    monitor is pending (sending, or backing off), so notices arrive in the order written."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE notification_outbox SET attempts = attempts + 1,"
+        " next_attempt_at = $1 + make_interval(secs => $3)"
+        " WHERE id IN (SELECT o.id FROM notification_outbox o"
+        "   WHERE o.status = 'pending' AND o.next_attempt_at <= $1"
+        "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
+        "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
+        "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
+        "       AND p.target = o.target AND p.id < o.id)"
+        "   ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {OUTBOX_COLUMNS}",
+        now,
+        limit,
+        lease_s,
+        list(channels),
+        max_attempts,
+    )
+    return rows
+
+
+async def record_attempt(
+    conn: Conn,
+    row: asyncpg.Record,
+    error: str | None,
+    *,
+    retry_at: datetime | None,
+) -> bool:
+    """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
+    line in the history. False when the lease was lost (another worker claimed the row again
+    since, or it was settled): the row is then left to its new owner; the line is written."""
+    if error is None:
+        status = "sent"
+        updated = await conn.fetchval(
+            "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            row["id"],
+            row["attempts"],
+        )
+    else:
+        status = "failed"
+        updated = await conn.fetchval(
+            "UPDATE notification_outbox SET last_error = $3,"
+            " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = coalesce($4, next_attempt_at)"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            row["id"],
+            row["attempts"],
+            error,
+            retry_at,
+        )
+    await conn.execute(
+        f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        row["id"],
+        row["monitor_id"],
+        row["incident_id"],
+        row["kind"],
+        row["channel"],
+        row["target"],
+        row["attempts"],
+        status,
+        error,
+    )
+    return updated is not None
+
+
+async def list_history(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
+        " i.public_id AS incident_public_id"
+        " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM alert_history WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total
+
+
+async def add_event(conn: Conn, subject: str, msg_id: str, payload: bytes) -> None:
+    await conn.execute(
+        "INSERT INTO event_outbox (subject, msg_id, payload) VALUES ($1, $2, $3)"
+        " ON CONFLICT (msg_id) DO NOTHING",
+        subject,
+        msg_id,
+        payload,
+    )
+
+
+# Any constant of its own; held by the one replica publishing events at a time.
+EVENTS_LOCK = 0x6D61696C6576656E  # "maileven"
+
+
+async def claim_events(conn: Conn, limit: int) -> list[asyncpg.Record] | None:
+    """The oldest events, in the order written; None while another replica is publishing
+    (one publisher at a time, so events leave in order). Holds the lock until the caller's
+    transaction ends."""
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", EVENTS_LOCK):
+        return None
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, subject, msg_id, payload FROM event_outbox ORDER BY id LIMIT $1", limit
+    )
+    return rows
+
+
+async def delete_events(conn: Conn, ids: Sequence[int]) -> None:
+    await conn.execute("DELETE FROM event_outbox WHERE id = ANY($1::bigint[])", list(ids))

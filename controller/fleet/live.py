@@ -1,0 +1,235 @@
+"""Live agents: what this controller hears on `mon.heartbeats.>` (core NATS), kept in memory.
+
+Every controller replica subscribes and keeps its own view; nothing is stored in NATS, and
+reading the view costs no server resource. Country and agent id come from the subject (an
+agent's NATS account lets it publish only under its own country, deploy/nats_conf.py); a body
+that disagrees is logged and dropped. The seen time is this controller's clock; an agent not
+heard of for `ttl_s` is gone, and a beat with `stopping` removes it at once.
+
+Each country holds at most `per_country_max` agents: heartbeats of further agent ids of a full
+country are dropped (logged), so no country's flood pushes out or blocks another's. A heartbeat
+is a few hundred bytes (a few KiB with its self-check); one over MAX_HEARTBEAT_BYTES is dropped,
+and dropped messages are logged at most once a second per country and reason (with the count of
+those not logged), so no agent can fill the controller's memory or its log.
+
+An agent's self-check (`selfCheck`: canaries, blocked ports) is kept capped
+(controller.fleet.self_check); one that does not decode is dropped, with a log line, and the beat is
+kept without it: a malformed self-check never makes a live agent look gone. A change of an
+agent's blocked ports is logged (at most once a second per country), not every beat.
+
+Warm-up: after the connection to NATS is (re)made, the view is incomplete until every live
+agent had the time to beat; until `warmup_s` has passed, `is_warm()` is False and the
+scheduler records no `no_agent` round.
+"""
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from controller.fleet import self_check
+from controller.runtime import metrics
+from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
+from shared.messages import AgentHeartbeat, SelfCheck
+from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PER_COUNTRY_MAX = 500
+MAX_HEARTBEAT_BYTES = 16384  # a beat with self_check.CANARIES_MAX canaries at their limits fits
+LOG_EVERY_S = 1.0
+WARM_POLL_S = 0.05
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+class _Beat(AgentHeartbeat, kw_only=True):
+    """A heartbeat whose self-check is decoded apart, so a malformed one loses only itself."""
+
+    self_check: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # type: ignore[assignment]
+
+
+_decode_beat = msgspec.json.Decoder(_Beat).decode
+_decode_self_check = msgspec.json.Decoder(SelfCheck).decode
+
+
+class AgentsUnknownError(Exception):
+    """The live agents view is not complete (NATS disconnected, or just reconnected)."""
+
+
+@dataclass
+class _Seen:
+    beat: AgentHeartbeat  # with this controller's seen time
+    at: float  # clock() at reception
+
+
+class _Quiet:
+    """Warnings at most once per (event, country) every LOG_EVERY_S, counting the rest."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._until: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def warn(self, event: str, country: str, **fields: object) -> None:
+        key = (event, country if _COUNTRY.fullmatch(country) else "?")
+        now = self._clock()
+        if now < self._until.get(key, float("-inf")):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._until[key] = now + LOG_EVERY_S
+        suppressed = self._suppressed.pop(key, 0)
+        log.warning(event, country=key[1], suppressed=suppressed, **fields)
+
+
+class LiveAgents:
+    """The live agents view of one controller (see the module's docstring)."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        per_country_max: int = DEFAULT_PER_COUNTRY_MAX,
+        ttl_s: float = HEARTBEAT_TTL_S,
+        warmup_s: float = WARMUP_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._nc = nc
+        self._max = per_country_max
+        self._ttl_s = ttl_s
+        self._warmup_s = warmup_s
+        self._clock = clock
+        self._by_country: dict[str, dict[str, _Seen]] = {}
+        self._quiet = _Quiet(clock)
+        self._sub: Subscription | None = None
+        self._connected_at: float | None = None
+        self._reconnects = 0
+
+    async def start(self) -> None:
+        """Subscribe; the warm-up starts now."""
+        self._sub = await self._nc.subscribe(HEARTBEATS_SUBJECTS, cb=self._on_message)
+        metrics.watch_agents(self)
+        self._reconnects = self._nc.stats["reconnects"]
+        self._connected_at = self._clock()
+
+    async def stop(self) -> None:
+        metrics.unwatch_agents(self)
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    def is_warm(self) -> bool:
+        """Whether the view is complete: connected, and connected long enough for every live
+        agent to have beaten since. A reconnect seen here restarts the warm-up."""
+        if self._sub is None or not self._nc.is_connected:
+            self._connected_at = None
+            return False
+        reconnects = self._nc.stats["reconnects"]
+        if self._connected_at is None or reconnects != self._reconnects:
+            self._reconnects = reconnects
+            self._connected_at = self._clock()
+            log.info("agents_view_warming_up", seconds=self._warmup_s)
+        return self._clock() - self._connected_at >= self._warmup_s
+
+    async def until_warm(self) -> None:
+        """Wait for the view to be complete (say, a triggered round right after this
+        controller connected): at most two warm-ups, since a reconnect may be noticed only
+        now; AgentsUnknownError if it is not by then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self._warmup_s
+        while not self.is_warm():
+            if loop.time() >= deadline:
+                raise AgentsUnknownError("live agents are not known yet: NATS is (re)connecting")
+            await asyncio.sleep(WARM_POLL_S)
+
+    def agents(self) -> list[AgentHeartbeat]:
+        """Every live agent, by country and id."""
+        now = self._clock()
+        found = [s.beat for cc in list(self._by_country) for s in self._live(cc, now).values()]
+        return sorted(found, key=lambda a: (a.country, a.agent_id))
+
+    def countries(self) -> frozenset[str]:
+        """The countries with a live agent."""
+        now = self._clock()
+        return frozenset(cc for cc in list(self._by_country) if self._live(cc, now))
+
+    async def _on_message(self, msg: Msg) -> None:
+        self.heard(msg.subject, msg.data)
+
+    def heard(self, subject: str, data: bytes) -> None:
+        """Take one heartbeat message; anything malformed is logged and dropped."""
+        parts = subject.split(".")
+        cc = parts[2] if len(parts) > 2 else ""
+        try:
+            if len(parts) != 4 or heartbeats_subject(cc, parts[3]) != subject:
+                raise ValueError("expected mon.heartbeats.CC.<agentId>")
+            if len(data) > MAX_HEARTBEAT_BYTES:
+                raise ValueError(f"{len(data)} bytes, over {MAX_HEARTBEAT_BYTES}")
+            lenient = _decode_beat(data)
+        except (ValueError, msgspec.DecodeError) as exc:
+            self._quiet.warn("heartbeat_malformed", cc, subject=subject, error=str(exc))
+            return
+        beat = AgentHeartbeat(
+            **msgspec.structs.asdict(lenient)
+            | {"self_check": self._self_check(cc, subject, lenient)}
+        )
+        agent_id = parts[3]
+        if (beat.country, beat.agent_id) != (cc, agent_id):
+            self._quiet.warn(
+                "heartbeat_disagrees_with_subject",
+                cc,
+                subject=subject,
+                body_country=beat.country,
+                body_agent_id=beat.agent_id,
+            )
+            return
+        now = self._clock()
+        agents = self._live(cc, now)
+        if beat.stopping:
+            agents.pop(agent_id, None)
+            return
+        if agent_id not in agents and len(agents) >= self._max:
+            self._quiet.warn("heartbeat_dropped_country_full", cc, limit=self._max)
+            return
+        was = agents.get(agent_id)
+        blocked = _blocked(beat)
+        if blocked != (_blocked(was.beat) if was is not None else []):
+            self._quiet.warn(
+                "agent_blocked_ports_changed", cc, agent_id=agent_id, blocked_ports=blocked
+            )
+        agents[agent_id] = _Seen(msgspec.structs.replace(beat, seen_at=iso_ms(utcnow())), now)
+
+    def _self_check(self, cc: str, subject: str, beat: _Beat) -> SelfCheck | None:
+        """The beat's self-check, capped; None when it has none, or one that does not decode
+        (logged)."""
+        if bytes(beat.self_check) in (b"", b"null"):
+            return None
+        try:
+            check, cut = self_check.cap(_decode_self_check(beat.self_check))
+        except msgspec.DecodeError as exc:
+            self._quiet.warn("self_check_malformed", cc, subject=subject, error=str(exc))
+            return None
+        if cut:
+            self._quiet.warn("self_check_capped", cc, subject=subject, cut=cut[:5])
+        return check
+
+    def _live(self, cc: str, now: float) -> dict[str, _Seen]:
+        """Country `cc`'s agents, without those not heard of for the TTL (removed here)."""
+        agents = self._by_country.setdefault(cc, {})
+        for agent_id in [a for a, seen in agents.items() if now - seen.at > self._ttl_s]:
+            del agents[agent_id]
+        return agents
+
+
+def _blocked(beat: AgentHeartbeat) -> list[int]:
+    return beat.self_check.blocked_ports if beat.self_check is not None else []

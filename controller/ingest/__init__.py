@@ -1,0 +1,1 @@
+"""Results from the RESULTS stream into PostgreSQL: the ingester and the results store."""

@@ -1,0 +1,368 @@
+"""The ingester: `RESULTS` → `check_results`, in batches, acked only after the commit.
+
+A message that does not decode, or holds a value PostgreSQL refuses (the batch is then stored
+one result at a time to find it), is logged and terminated: JetStream stops redelivering it, and
+it stays in the stream, which keeps days of history, so nothing is lost. A NUL character, which
+PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
+acked and comes back after a short delay.
+
+`run()` pipelines: one task pulls batches while up to `workers` others store earlier ones, each
+in its own transaction. Concurrent batches are safe because every insert is idempotent on the
+job id and `results.store` locks state rows in one fixed order; a batch that still fails (a
+deadlock, a lost connection) is nak'ed and stored again later.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import timedelta
+
+import asyncpg
+import msgspec
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext, api
+
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult
+from controller.runtime import metrics
+from controller.scheduling.rules import JobIds
+from shared.maildns_bound import bounded
+from shared.streams import INGEST_CONSUMER, ingest_consumer_config
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+BATCH = 1000
+WORKERS = 6
+FETCH_TIMEOUT_S = 0.5
+RETRY_DELAY_S = 1.0
+PARTITION_EVERY_S = 3600.0
+HISTORY_DAYS = 90  # CHECK_HISTORY_DAYS' default
+LANES = 3  # pull requests outstanding at once
+# Statuses that end a pull request without an error (no messages; request expired, or other
+# requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
+# consumer deleted, 503 no responders: the consumer or stream is gone) is an error.
+_REQUEST_ENDED = frozenset({api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT})
+
+
+class PullError(NatsError):
+    """The server answered a pull request with an error status (e.g. the consumer is gone)."""
+
+
+class Puller:
+    """Pull requests on a durable consumer, on nats-py's public calls only.
+
+    What `PullSubscription.fetch` does on the wire (batch, expires, no_wait), but the messages
+    that have already arrived are taken from a queue of our own without an await each: nats-py's
+    `fetch` spends two tasks and a `wait_for` per message, more CPU than storing the result.
+
+    Each request has a reply subject of its own under one subscription: a result delivered for
+    any request is taken, but only the current request's status ends the current fetch. A past
+    request's status (one that outlived its fetch, or went out in a burst at a reconnect) is
+    ignored, so it can neither cut a later fetch short nor keep extra requests going. No request
+    is sent while disconnected: nats-py would buffer them and send them all at the reconnect.
+    """
+
+    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
+        self._nc = nc
+        self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._sub: Subscription | None = None
+        self._requests = 0
+
+    async def _arrived(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
+
+    async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
+        """Up to `batch` messages: what is there now, else the first that comes in `wait_s`."""
+        if not self._nc.is_connected:
+            await asyncio.sleep(wait_s)
+            return []
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._arrived)
+        self._requests += 1
+        reply = f"{self._inbox}.{self._requests}"
+        request = {"batch": batch, "expires": int(wait_s * 1e9), "no_wait": True}
+        await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s + 0.1  # the server's 408 normally comes first
+        queue = self._queue
+        msgs: list[Msg] = []
+        while len(msgs) < batch:
+            if queue.empty():
+                try:
+                    msg = await asyncio.wait_for(queue.get(), deadline - loop.time())
+                except TimeoutError:
+                    break
+            else:
+                msg = queue.get_nowait()
+            status = msg.headers.get(api.Header.STATUS) if msg.headers else None
+            if status is None:
+                msgs.append(msg)
+            elif msg.subject != reply or status == api.StatusCode.CONTROL_MESSAGE:
+                continue
+            elif status in _REQUEST_ENDED:
+                break
+            else:
+                description = msg.headers.get(api.Header.DESCRIPTION, "") if msg.headers else ""
+                raise PullError(f"pull request failed: {status} {description}")
+        return msgs
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+
+
+class Ingester:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        nc: NATS,
+        js: JetStreamContext,
+        job_ids: JobIds,
+        *,
+        batch: int = BATCH,
+        workers: int = WORKERS,
+        durable: str = INGEST_CONSUMER,
+        subject: str = RESULTS_SUBJECTS,
+    ) -> None:
+        """`durable` and `subject` name the consumer and what it reads (all results by default);
+        `workers` is how many batches `run()` stores at once."""
+        self._pool = pool
+        self._nc = nc
+        self._js = js
+        self._job_ids = job_ids
+        self._batch = batch
+        self._workers = workers
+        self.durable = durable
+        self._subject = subject
+        self._pullers: dict[int, Puller] = {}
+        self._consumer_ready = False
+
+    async def _pull(self, lane: int) -> Puller:
+        """Create (or update) the durable consumer once (again after a lane failed), then pull
+        from it: each lane with a pull request of its own, so one lane's messages arrive while
+        another's are handled."""
+        if not self._consumer_ready:
+            config = ingest_consumer_config()
+            config.durable_name = self.durable
+            config.filter_subject = self._subject
+            await self._js.add_consumer(RESULTS_STREAM, config)
+            self._consumer_ready = True
+        if lane not in self._pullers:
+            self._pullers[lane] = Puller(self._nc, RESULTS_STREAM, self.durable)
+        return self._pullers[lane]
+
+    async def _reset(self, lane: int) -> None:
+        """After a lane failed: that lane gets a fresh inbox and the consumer is ensured again
+        (it may be gone); the other lanes go on."""
+        self._consumer_ready = False
+        if (puller := self._pullers.pop(lane, None)) is not None:
+            await puller.close()
+
+    async def close(self) -> None:
+        """Unsubscribe; needed before draining the connection, which otherwise waits for late
+        pull-status messages nobody fetches anymore."""
+        pullers, self._pullers = self._pullers, {}
+        for puller in pullers.values():
+            await puller.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest until `stop` is set; errors are logged and retried, never fatal."""
+        log.info("ingester started", batch=self._batch, workers=self._workers)
+        batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(self._workers)
+        storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(self._workers)]
+        try:
+            await asyncio.gather(*(self._fetch_batches(stop, batches, n) for n in range(LANES)))
+        finally:
+            for _ in storers:
+                await batches.put(None)
+            await asyncio.gather(*storers)
+
+    async def _fetch_batches(
+        self, stop: asyncio.Event, batches: "asyncio.Queue[list[Msg] | None]", lane: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            started = loop.time()
+            try:
+                msgs = await self.fetch(FETCH_TIMEOUT_S, lane)
+            except Exception as exc:
+                log.error(
+                    "fetching results failed; retrying", lane=lane, error=repr(exc), exc_info=True
+                )
+                await self._reset(lane)
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            if msgs:
+                await batches.put(msgs)
+            elif loop.time() - started < FETCH_TIMEOUT_S / 2:
+                await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
+
+    async def _store_batches(self, batches: "asyncio.Queue[list[Msg] | None]") -> None:
+        while (msgs := await batches.get()) is not None:
+            try:
+                await self.handle(msgs)
+            except Exception:
+                # Not one of the failures `handle` expects: still, what it did not settle comes
+                # back soon rather than after ack_wait, when its round may have closed.
+                log.exception("storing a batch failed; redelivering")
+                with contextlib.suppress(Exception):
+                    for msg in msgs:
+                        if not msg.is_acked:
+                            await msg.nak(delay=RETRY_DELAY_S)
+
+    async def burst(self, timeout_s: float = 0.2) -> int:
+        """Drain what is waiting and return the number of results newly stored (tests, tools)."""
+        stored = 0
+        while (count := await self.step(timeout_s)) is not None:
+            stored += count
+        return stored
+
+    async def step(self, timeout_s: float) -> int | None:
+        """Fetch one batch and store it; None when nothing came within `timeout_s`."""
+        msgs = await self.fetch(timeout_s)
+        if not msgs:
+            return None
+        return await self.handle(msgs)
+
+    async def fetch(self, timeout_s: float, lane: int = 0) -> list[Msg]:
+        return await (await self._pull(lane)).fetch(self._batch, timeout_s)
+
+    async def handle(self, msgs: list[Msg]) -> int:
+        started = time.perf_counter()
+        decoded: list[tuple[Msg, CheckedResult]] = []
+        for msg in msgs:
+            result = self._decode(msg)
+            if result is None:
+                await msg.term()
+            else:
+                decoded.append((msg, result))
+        try:
+            stored = await self._store([result for _, result in decoded])
+        except _REFUSED:
+            # A value PostgreSQL refuses must not hold back the batch: find it one by one.
+            stored = await self._store_one_by_one(decoded)
+        except _UNAVAILABLE as exc:
+            log.error("storing results failed; redelivering", count=len(decoded), error=str(exc))
+            for msg, _ in decoded:
+                await msg.nak(delay=RETRY_DELAY_S)
+            return 0
+        else:
+            for msg, _ in decoded:
+                await msg.ack()
+        if decoded:
+            log.debug("results stored", received=len(decoded), stored=stored)
+        metrics.batch_ingested([result for _, result in decoded], time.perf_counter() - started)
+        return stored
+
+    def _decode(self, msg: Msg) -> CheckedResult | None:
+        """The result, or None (moved aside) when it does not decode or is not what its
+        subject and job id say: an agent may publish only under its own country's subjects,
+        and only for rounds the scheduler sent to that country (`JobIds.matches`)."""
+        data = msg.data
+        if b"\\u0000" in data:
+            # PostgreSQL stores no NUL in text; a server's banner may hold one. Keep the result.
+            data = data.replace(b"\\u0000", b"\\ufffd")
+        try:
+            result = results.decode_result(data)
+        except msgspec.DecodeError as exc:
+            _moved_aside(msg, str(exc))
+            return None
+        subject = f"mon.results.{result.country}.{result.monitor_type}.{result.monitor_id}"
+        if msg.subject != subject:
+            _moved_aside(msg, f"its body belongs on {subject[:200]}")
+            return None
+        if not self._job_ids.matches(
+            result.job_id, str(result.monitor_id), result.country, result.scheduled_at
+        ):
+            _moved_aside(msg, "its jobId is not the id of a round sent to its country")
+            return None
+        if result.mail_dns is not None:
+            # An agent could send more than the bound its own code keeps: cut and flag it,
+            # keep the result.
+            fitted = bounded(result.mail_dns)
+            if fitted is not result.mail_dns:
+                log.warning(
+                    "mail DNS over its bound: cut",
+                    job_id=result.job_id,
+                    country=result.country,
+                    truncated=fitted.truncated,
+                )
+                result.mail_dns = fitted
+        return result
+
+    async def _store(self, batch: list[CheckedResult]) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await results.store(conn, batch)
+
+    async def _store_one_by_one(self, decoded: list[tuple[Msg, CheckedResult]]) -> int:
+        stored = 0
+        for msg, result in decoded:
+            try:
+                stored += await self._store([result])
+            except _REFUSED as exc:
+                _moved_aside(msg, f"PostgreSQL refused it: {exc}")
+                await msg.term()
+            except _UNAVAILABLE as exc:
+                log.error("storing a result failed; redelivering", error=str(exc))
+                await msg.nak(delay=RETRY_DELAY_S)
+            else:
+                await msg.ack()
+        return stored
+
+
+# PostgreSQL or the connection to it is away for now (a restart, a lost connection): stored
+# again shortly. A connection that drops inside a transaction surfaces as asyncpg's
+# InterfaceError from the transaction's exit, not as a PostgresError.
+_UNAVAILABLE = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+# What PostgreSQL answers for a value it cannot store, the same every time, so never redelivered:
+# class 22 (data exception: out of range, a bad character), 23 (a constraint), 54 (a limit, such
+# as a job id too long for the primary key's index).
+_REFUSED = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+
+
+def _moved_aside(msg: Msg, error: str) -> None:
+    """It stays in RESULTS (days of history); the log line says where to find it."""
+    log.error(
+        "malformed result moved aside",
+        subject=msg.subject,
+        stream_seq=msg.metadata.sequence.stream,
+        error=error[:300],
+    )
+
+
+async def keep_partitions(
+    pool: asyncpg.Pool, stop: asyncio.Event, history_days: int = HISTORY_DAYS
+) -> None:
+    """Daily partitions of `check_results` from yesterday to three days ahead, and none older
+    than `history_days` (CHECK_HISTORY_DAYS), checked hourly."""
+    while not stop.is_set():
+        try:
+            async with pool.acquire() as conn:
+                now = utcnow()
+                created = await results.ensure_partitions(conn, now - timedelta(days=1))
+                dropped = await results.drop_partitions_before(
+                    conn, (now - timedelta(days=history_days)).date()
+                )
+            if created:
+                log.info("result partitions created", count=created)
+            if dropped:
+                log.info("result partitions dropped", partitions=dropped, kept_days=history_days)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.error("keeping result partitions failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PARTITION_EVERY_S)

@@ -1,0 +1,45 @@
+"""Reaching a login cap is never silent: the monitor shows it (`login_caps`) and its
+organization's owners get one notice per episode, through the notification outbox."""
+
+from datetime import datetime
+
+import structlog
+
+from controller.alerting import store as alerts
+from controller.db.pool import Conn
+from controller.logins import cap_store as login_caps
+from controller.notify import budget_store as budget_db
+from controller.notify.recipients import Outgoing
+from controller.notify.texts import render_login_cap
+from shared.timefmt import iso_ms
+
+log = structlog.get_logger(__name__)
+
+KIND = "login_cap"
+
+
+async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime) -> None:
+    """The monitor's login was capped at `now` (its cap `cap`): record it, and tell the owners
+    once per episode."""
+    if not await login_caps.reached(conn, monitor_id, cap, now):
+        return
+    monitor = await alerts.monitor(conn, monitor_id)
+    if monitor is None:
+        return
+    bound = log.bind(monitor_id=str(monitor["public_id"]), cap=cap)
+    episode = await login_caps.get(conn, monitor_id, now)
+    since = episode.since if episode else now
+    _, owners = await budget_db.owners(conn, monitor["organization_id"])
+    if not owners:
+        bound.warning("no owner to tell a login cap was reached")
+    texts = render_login_cap(monitor, cap, since)
+    key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
+    notes = [
+        Outgoing(
+            KIND, "email", o["email"], texts.subject, texts.text, texts.html, f"{key}:{o['id']}"
+        )
+        for o in owners
+    ]
+    await alerts.enqueue(conn, monitor_id, None, notes)
+    await login_caps.told(conn, monitor_id)
+    bound.warning("login cap reached: owners told", owners=len(notes))

@@ -1,0 +1,263 @@
+"""Monitors: one table for every type, config as JSONB (secrets sealed by the API layer), and
+`Monitor`, the one typed view of a row that new code goes through."""
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from controller.db.pool import Conn
+from controller.db.sql import like_pattern
+from controller.monitors.kinds import KINDS
+from shared.messages import ImapPopConfig, JobConfig, MonitorType
+
+CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
+
+
+# The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,
+# no password); the wire Structs spell that "" (the agent logs in only with both), so it is read
+# as "". Read as a wrong shape, it made every read of a round trip a 500 and skipped every round
+# of an SMTP or IMAP/POP monitor.
+_BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
+
+
+def _nulls_blank(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+class MonitorConfigError(ValueError):
+    """A stored config that does not fit its type's config Struct."""
+
+
+class Monitor(msgspec.Struct, kw_only=True, frozen=True):
+    """A monitor row, typed. `config` is its type's wire config Struct with each secret still
+    as stored (sealed by controller.secrets.box); those Structs' reprs mask every password, and
+    the repr leaves out `config_as_sent`, so a Monitor is safe to log.
+
+    `config_as_sent`: the config as stored, only the keys the API was sent (secrets sealed).
+    The API shows SMTP and IMAP/POP configs so, as the seeds do; `config` cannot tell a key
+    left out from one sent with its default value."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    customer_id: int
+    type: MonitorType
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_country_codes: list[str] | None
+    config: JobConfig
+    notification_email: str | None
+    notification_phone_number: str | None
+    mail_domain: str | None
+    next_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    last_checked_at: datetime | None
+    config_as_sent: dict[str, Any]
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
+        )
+        return f"Monitor({', '.join(shown)})"
+
+
+def decode_config(monitor_type: str, stored: Any) -> JobConfig:
+    """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
+    not fit (an unknown type, a wrong shape)."""
+    config_type = CONFIG_TYPES.get(monitor_type)
+    if config_type is None:
+        raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
+    try:
+        config: JobConfig = msgspec.convert(_nulls_blank(stored or {}), config_type)
+    except msgspec.ValidationError as exc:
+        raise MonitorConfigError(str(exc)) from None
+    if isinstance(config, ImapPopConfig):
+        config.protocol = "pop3" if monitor_type == "pop3" else "imap"
+    return config
+
+
+_CONFIGS = ("config", "config_as_sent")
+
+
+def decode(row: asyncpg.Record) -> Monitor:
+    """The row (of `COLUMNS`) as a Monitor; MonitorConfigError for a config that does not fit."""
+    fields = {name: row[name] for name in Monitor.__struct_fields__ if name not in _CONFIGS}
+    stored = row["config"] or {}
+    return Monitor(**fields, config=decode_config(row["type"], stored), config_as_sent=stored)
+
+
+# `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).
+COLUMNS = (
+    "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
+    " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
+    " notification_phone_number, mail_domain, next_due_at, created_at, updated_at,"
+    " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
+    "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
+)
+
+
+class RoundState(msgspec.Struct, kw_only=True, frozen=True):
+    """Where a monitor's rounds stand, kept by the scheduler and the alerter (never written by
+    the API): the countries its latest round went to, since when its rounds count for alerting,
+    when a round last resolved its mail DNS, and its login back-off (0 failures: none)."""
+
+    countries: list[str] | None
+    since: datetime
+    mail_dns_at: datetime | None
+    login_failures: int
+    login_retry_at: datetime | None
+
+
+class WatchedMonitor(msgspec.Struct, frozen=True):
+    """A monitor as the scheduler and the alerter take it: the typed monitor and its rounds."""
+
+    monitor: Monitor
+    rounds: RoundState
+
+
+ROUND_COLUMNS = (
+    "round_countries, rounds_since, mail_dns_at,"
+    " (SELECT b.failures FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_failures,"
+    " (SELECT b.retry_at FROM login_backoff b WHERE b.monitor_id = monitors.id) AS login_retry_at"
+)
+# Selected `FROM monitors` (unaliased: the subqueries name it).
+WATCHED_COLUMNS = f"{COLUMNS}, {ROUND_COLUMNS}"
+
+
+def decode_watched(row: asyncpg.Record) -> WatchedMonitor:
+    """A row of `WATCHED_COLUMNS`; MonitorConfigError for a config that does not fit."""
+    return WatchedMonitor(
+        decode(row),
+        RoundState(
+            countries=row["round_countries"],
+            since=row["rounds_since"],
+            mail_dns_at=row["mail_dns_at"],
+            login_failures=row["login_failures"] or 0,
+            login_retry_at=row["login_retry_at"],
+        ),
+    )
+
+
+async def watched(conn: Conn, monitor_id: int) -> WatchedMonitor | None:
+    """One monitor with its rounds; None when it is gone."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1", monitor_id
+    )
+    return None if row is None else decode_watched(row)
+
+
+# Columns the API may write; anything else in `changes` is a programming error.
+WRITABLE = frozenset(
+    {
+        "customer_id",
+        "type",
+        "name",
+        "hostname",
+        "port",
+        "status",
+        "check_interval",
+        "timeout_seconds",
+        "allowed_country_codes",
+        "config",
+        "notification_email",
+        "notification_phone_number",
+        "mail_domain",
+        "next_due_at",
+    }
+)
+
+
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> asyncpg.Record:
+    names = sorted(values)
+    assert set(names) <= WRITABLE, set(names) - WRITABLE
+    placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"INSERT INTO monitors (organization_id, {', '.join(names)})"
+        f" VALUES ($1, {placeholders}) RETURNING {COLUMNS}",
+        organization_id,
+        *(values[n] for n in names),
+    )
+    assert row is not None
+    return row
+
+
+async def get(
+    conn: Conn,
+    ident: UUID | int,
+    types: Sequence[str],
+    organization_id: int | None,
+    *,
+    for_update: bool = False,
+) -> asyncpg.Record | None:
+    """The monitor with that public UUID or numeric id, of one of `types`, inside the
+    organization (None: any organization)."""
+    column = "public_id" if isinstance(ident, UUID) else "id"
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM monitors WHERE {column} = $1 AND type = ANY($2::text[])"
+        " AND ($3::bigint IS NULL OR organization_id = $3)" + (" FOR UPDATE" if for_update else ""),
+        ident,
+        types,
+        organization_id,
+    )
+    return row
+
+
+async def list_page(
+    conn: Conn,
+    *,
+    organization_id: int | None,
+    types: Sequence[str],
+    customer_id: int | None,
+    search: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    where = (
+        "type = ANY($1::text[]) AND ($2::bigint IS NULL OR organization_id = $2)"
+        " AND ($3::bigint IS NULL OR customer_id = $3)"
+        " AND ($4::text IS NULL OR name ILIKE $4 OR hostname ILIKE $4)"
+        " AND ($5::text IS NULL OR status = $5)"
+    )
+    args = (types, organization_id, customer_id, like_pattern(search), status)
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM monitors WHERE {where}"
+        " ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7",
+        *args,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM monitors WHERE {where}", *args)
+    return rows, total
+
+
+async def update(conn: Conn, monitor_id: int, changes: Mapping[str, Any]) -> asyncpg.Record:
+    names = sorted(changes)
+    assert set(names) <= WRITABLE, set(names) - WRITABLE
+    assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"UPDATE monitors SET {assignments}{', ' if names else ''}updated_at = now()"
+        f" WHERE id = $1 RETURNING {COLUMNS}",
+        monitor_id,
+        *(changes[n] for n in names),
+    )
+    assert row is not None
+    return row
+
+
+async def delete(conn: Conn, monitor_id: int) -> None:
+    await conn.execute("DELETE FROM monitors WHERE id = $1", monitor_id)

@@ -1,0 +1,214 @@
+"""Field rules of the monitor API: hostnames, country codes, contact details, bounds.
+
+Each function returns the normalised value or raises a 400 `ApiError` naming the field.
+"""
+
+import ipaddress
+import re
+import unicodedata
+
+import idna
+import msgspec
+import phonenumbers
+import pycountry
+
+from controller.web.api.errors import ApiError, bad_request
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Separators, quotes and brackets of address lists and display names (RFC 5322 specials).
+_NOT_IN_LOCAL = frozenset(' ,;:<>()[]\\"@')
+COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
+
+CHECK_INTERVAL_DEFAULT, CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX = 60, 10, 86_400
+TIMEOUT_DEFAULT, TIMEOUT_MIN, TIMEOUT_MAX = 30, 1, 300
+NAME_MAX = 200
+
+
+def no_nul(value: object, path: str) -> None:
+    """PostgreSQL stores no NUL character in text or JSONB: a 400 naming the field holding one.
+
+    Walks request Structs (by their wire names), lists and dicts down to the strings.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise bad_request(path, f"{path} must not contain NUL characters (\\u0000)")
+    elif isinstance(value, msgspec.Struct):
+        for f in msgspec.structs.fields(value):
+            no_nul(getattr(value, f.name), f"{path}.{f.encode_name}" if path else f.encode_name)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            no_nul(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_nul(key, path)
+            no_nul(item, f"{path}.{key}")
+
+
+def _bad_host(field: str, why: str) -> ApiError:
+    return bad_request(field, f"Invalid hostname: {why}", "invalid_hostname")
+
+
+def hostname(value: str, field: str = "hostname") -> str:
+    """A bare hostname (IDN → punycode, lower case) or an IP literal; no scheme, path or port."""
+    text = value.strip()
+    if not text or text != value or any(ch.isspace() for ch in text):
+        raise _bad_host(field, "must not be empty or contain spaces")
+    if "://" in text or "/" in text:
+        raise _bad_host(field, "give the host only, without protocol or path")
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if "@" in text:
+        raise _bad_host(field, "must not contain user info (`@`)")
+    if ":" in text:
+        raise _bad_host(field, "must not contain a port; use the `port` field")
+    try:
+        ascii_name = idna.encode(text.removesuffix("."), uts46=True).decode("ascii").lower()
+    except idna.IDNAError as exc:
+        raise _bad_host(field, str(exc)) from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise _bad_host(field, "labels are 1-63 letters, digits or hyphens, 253 characters in all")
+    if labels[-1].isdigit():
+        raise _bad_host(field, "not a valid IP address")
+    return ascii_name
+
+
+def mail_domain(value: str | None, field: str = "mailDomain") -> str | None:
+    """A domain name with at least two labels (IDN → punycode, lower case), not an address;
+    null or empty: none (the monitor's mail DNS is not looked at)."""
+    if value is None or not value.strip():
+        return None
+    domain = hostname(value, field)
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        if "." in domain:
+            return domain
+    raise bad_request(field, f"{field} must be a domain name like example.com, not an address")
+
+
+def name(value: str, field: str = "name") -> str:
+    """One line of text: a name ends up in e-mail subjects, where a line break cannot go."""
+    text = value.strip()
+    if not text:
+        raise bad_request(field, f"{field} must not be empty")
+    if len(text) > NAME_MAX:
+        raise bad_request(field, f"{field} must be at most {NAME_MAX} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
+        raise bad_request(
+            field, f"{field} must not contain control characters (line breaks, tabs and the like)"
+        )
+    return text
+
+
+def port(value: int | None, field: str = "port") -> int | None:
+    if value is not None and not 1 <= value <= 65535:
+        raise bad_request(field, f"{field} must be between 1 and 65535, or null for the default")
+    return value
+
+
+def bounded(value: int, field: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise bad_request(field, f"{field} must be between {low} and {high} seconds")
+    return value
+
+
+def interval_and_timeout(check_interval: int, timeout_seconds: int) -> None:
+    bounded(check_interval, "checkInterval", CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX)
+    bounded(timeout_seconds, "timeoutSeconds", TIMEOUT_MIN, TIMEOUT_MAX)
+    if timeout_seconds > check_interval:
+        raise bad_request("timeoutSeconds", "timeoutSeconds must not be greater than checkInterval")
+
+
+def country_codes(values: list[str] | None) -> list[str] | None:
+    """Upper-cased, de-duplicated ISO 3166-1 alpha-2 codes in the order given; [] → None."""
+    if values is None:
+        return None
+    seen: list[str] = []
+    for raw in values:
+        code = raw.strip().upper()
+        if code not in COUNTRIES:
+            raise bad_request(
+                "allowedCheckCountryCodes",
+                f"allowedCheckCountryCodes: {raw!r} is not an ISO 3166-1 alpha-2 country code",
+                "invalid_country",
+            )
+        if code not in seen:
+            seen.append(code)
+    return seen or None
+
+
+def email(value: str | None, field: str = "notificationEmail") -> str | None:
+    """Exactly one address, `local@domain.tld`: alerts go to it as one RCPT TO, so a list
+    (`a@x.com,root,postmaster`) or a bare local name (`root`, which a relay delivers locally)
+    would let one field mail several people, or the relay's own mailboxes."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    local, _, domain = text.rpartition("@")
+    if not (_one_local_part(local) and _mail_domain(domain)):
+        raise bad_request(
+            field,
+            f"{field} must be exactly one e-mail address like ops@example.com: no lists"
+            " (`,`, `;`, spaces), no display name, no bare name like `root`",
+        )
+    return text
+
+
+def _one_local_part(local: str) -> bool:
+    """A dot-atom of at most 64 characters, without what separates or quotes addresses."""
+    return (
+        0 < len(local) <= 64
+        and not any(ch in _NOT_IN_LOCAL or unicodedata.category(ch)[0] in "CZ" for ch in local)
+        and not (local.startswith(".") or local.endswith(".") or ".." in local)
+    )
+
+
+def _mail_domain(domain: str) -> bool:
+    """A host name with a dot (not an IP literal, not `localhost`)."""
+    try:
+        host = hostname(domain, "domain")
+    except ApiError:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "." in host
+    return False
+
+
+def phone(value: str | None, field: str = "notificationPhoneNumber") -> str | None:
+    """E.164 (`+4915112345678`); common spellings with spaces or dashes are normalised."""
+    if value is None or not value.strip():
+        return None
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
+        raise bad_request(
+            field, f"{field} must be a phone number in E.164 form like +4915112345678"
+        )
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+STATUSES = {
+    "active": "active",
+    "maintenance": "maintenance",
+    "disabled": "disabled",
+    "paused": "disabled",
+    "inactive": "disabled",
+}
+
+
+def status(value: str, field: str = "status") -> str:
+    normalised = STATUSES.get(value.strip().lower())
+    if normalised is None:
+        raise bad_request(
+            field, f"{field} must be one of active, maintenance, disabled, paused, inactive"
+        )
+    return normalised

@@ -1,0 +1,159 @@
+"""Every write of a monitor row: create, update (a status change is one), delete.
+
+The native API, the AlertSite-compatible API and the console write monitors only through here
+(`apply` goes through the native API), each write in one transaction that
+- for a create: resolves the customer, admits one more monitor (`fair_use.admit_new_monitor`,
+  under the organization's row lock), inserts it;
+- for an update: reads the row locked, lets the surface turn its request into column changes,
+  clears the due time when the interval or status is set (`monitor_change_rules`), refuses a
+  change that moves a stored secret the request did not send again (`secret_binding`: the
+  surface names the fields its way), keeps a secret sent again as stored, resolves a new
+  customer, and writes nothing at all when nothing changes;
+- for both: admits the checks, slot-seconds and account logins the write adds
+  (`fair_use.admit_checks`; a refusal rolls the write back), naming the request's fields as the
+  surface spells them (`budget`: column → field);
+- for a delete: reads the row, lets the surface check the caller may, deletes it.
+
+Refusals are `ApiError`s; each surface shows them its own way (JSON, AlertSite's shape, a page).
+"""
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from litestar import Request
+
+from controller.db.pool import Conn
+from controller.monitors import change_rules as rules
+from controller.monitors import fair_use, secret_binding
+from controller.monitors import store as monitors
+from controller.secrets.box import SecretBox
+from controller.web.api.errors import ApiError, not_found
+from controller.web.api.monitor_rules import keep_unchanged_secrets
+
+log = structlog.get_logger(__name__)
+
+# The surface's customer for the row, resolved inside the write's transaction.
+CustomerOf = Callable[[Conn], Awaitable[int]]
+# The surface's 400 for a change that moves stored secrets without them: secret path → the
+# fields that moved it (`secret_binding.moved_each`).
+SecretRefusal = Callable[[Mapping[str, list[str]]], ApiError]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Which monitor a write is for, as the surface may see it."""
+
+    ident: UUID | int
+    types: Sequence[str]
+    scope: int | None  # the caller's organization; None: any (a global supporter)
+    missing: Callable[[], ApiError] = not_found  # the surface's 404
+
+
+@dataclass
+class Edit:
+    """What an update request changes, in columns, and how its surface names refusals."""
+
+    columns: dict[str, Any]
+    refuse_moved_secret: SecretRefusal
+    customer: CustomerOf | None = None  # a new customer, resolved after the binding check
+    budget: Mapping[str, str] = field(default_factory=dict)  # column → the request's field
+
+
+# The surface turns its request into an `Edit` once the row is read (locked); role checks and
+# request validation that need the row happen in it, so another organization's monitor is a
+# 404 before any 403 or 400.
+EditOf = Callable[[Conn, asyncpg.Record], Awaitable[Edit]]
+
+
+@dataclass(frozen=True)
+class MonitorWrites:
+    pool: asyncpg.Pool
+    box: SecretBox
+    limits: fair_use.Limits
+
+    @classmethod
+    def of(cls, request: Request[Any, Any, Any]) -> "MonitorWrites":
+        state = request.app.state
+        return cls(state.pool, state.secret_box, fair_use.Limits.of(state.settings))
+
+    async def create(
+        self,
+        organization_id: int,
+        values: Mapping[str, Any],
+        *,
+        customer: CustomerOf,
+        budget: Mapping[str, str],
+    ) -> asyncpg.Record:
+        """Insert a monitor of `values` (its columns but the customer) within fair use."""
+        org, lim = organization_id, self.limits
+        async with self.pool.acquire() as conn, conn.transaction():
+            row_values = {**values, "customer_id": await customer(conn)}
+            await fair_use.admit_new_monitor(conn, lim, org)
+            row = await monitors.insert(conn, org, row_values)
+            await fair_use.admit_checks(
+                conn, lim, org, row["id"], fair_use.NOTHING, rules.creating(budget)
+            )
+        log.info("monitor created", monitor=str(row["public_id"]), organization=org)
+        return row
+
+    async def update(self, lookup: Lookup, edit_of: EditOf) -> asyncpg.Record:
+        """Apply the surface's edit to the monitor; the row as it is afterwards (unchanged,
+        and not written, when the edit changes nothing)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await _get(conn, lookup, for_update=True)
+            edit = await edit_of(conn, row)
+            changes = rules.with_due_reset(edit.columns)
+            stored = {c: row[c] for c in ("type", "hostname", "port", "config")}
+            moved = secret_binding.moved_each(
+                secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})
+            )
+            if moved:
+                raise edit.refuse_moved_secret(moved)
+            keep_unchanged_secrets(row, changes, self.box)
+            if edit.customer is not None:
+                changes["customer_id"] = await edit.customer(conn)
+            if rules.changes_nothing(row, changes):
+                return row
+            org, lim = row["organization_id"], self.limits
+            before = await fair_use.checks_of(conn, lim, org, row["id"])
+            updated = await monitors.update(conn, row["id"], changes)
+            fields = fair_use.budget_fields(changes, edit.budget)
+            await fair_use.admit_checks(conn, lim, org, row["id"], before, fields)
+        log.info("monitor updated", monitor=str(row["public_id"]), columns=sorted(changes))
+        return updated
+
+    async def set_status(
+        self, lookup: Lookup, status: str, budget: Mapping[str, str]
+    ) -> asyncpg.Record:
+        """Pause (`disabled`), resume (`active`) or hold (`maintenance`) the monitor: an
+        update of its status alone."""
+
+        async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+            return Edit({"status": status}, _never_moves, budget=budget)
+
+        return await self.update(lookup, edit_of)
+
+    async def delete(self, lookup: Lookup, allowed: Callable[[asyncpg.Record], None]) -> None:
+        """Delete the monitor; `allowed` raises when the caller may not (after the lookup, so
+        another organization's monitor is a 404, never a 403)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await _get(conn, lookup, for_update=False)
+            allowed(row)
+            await monitors.delete(conn, row["id"])
+        log.info("monitor deleted", monitor=str(row["public_id"]))
+
+
+def _never_moves(moved: Mapping[str, list[str]]) -> ApiError:
+    """A status change moves no secret; kept for the type."""
+    raise AssertionError(f"a status change moved a secret: {dict(moved)}")
+
+
+async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> asyncpg.Record:
+    row = await monitors.get(conn, lookup.ident, lookup.types, lookup.scope, for_update=for_update)
+    if row is None:
+        raise lookup.missing()
+    return row

@@ -1,0 +1,273 @@
+"""The outbox worker (alerter role): pending notifications → their channel, with retries.
+
+A batch is claimed with FOR UPDATE SKIP LOCKED and leased in one short transaction (attempts
+counted, hidden from other workers for a lease longer than the whole batch can take), sent
+outside any transaction, and each outcome written back with its line in `alert_history`. A
+worker claims only rows of the channels it has configured (the others wait for a replica that
+has them), only rows with attempts left, and a row only when no older one to the same recipient
+about the same monitor is pending, so a recovery never overtakes its down notice. A failed send
+is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
+Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
+
+Each organization's notifications draw on its hourly budget per channel
+(`controller.notify.budget`), taken in the claim's transaction: past it a claimed row is dropped
+unsent, its history line saying why, and the organization's owners get one notice an hour.
+
+Delivery is at least once: should a worker die (or its lease run out) between a send and its
+write-back, the row is sent again after the lease; e-mails carry a Message-ID and SMS an
+Idempotency-Key stable across attempts, so receivers can drop the repeat. A write-back only
+lands while the row is still the writer's lease (same attempt, still pending), so a late worker
+never overwrites the outcome of the one that claimed the row after it.
+"""
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from controller.alerting import store as alerts
+from controller.db.pool import Conn
+from controller.notify import NAMES, Channel, DeliveryError, Notification
+from controller.notify import budget as notify_budget
+from controller.notify import budget_store as budget_db
+from controller.notify.budget import HELD_BACK, Budget
+from controller.notify.recipients import Outgoing
+from controller.notify.texts import render_held_back
+from controller.runtime import metrics
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+BATCH = 50
+SEND_TIMEOUT_S = 60.0
+CONCURRENCY = 10  # sends at once per worker: relays limit connections per client
+LEASE_MARGIN_S = 60.0
+MAX_BACKOFF_S = 3600.0
+
+# (error or None when delivered, permanent)
+Outcome = tuple[str | None, bool]
+
+
+def lease_s(batch: int) -> float:
+    """A lease covering a whole batch: its sends go CONCURRENCY at a time, each bounded by
+    SEND_TIMEOUT_S; the margin covers the claim and the write-back."""
+    return math.ceil(batch / CONCURRENCY) * SEND_TIMEOUT_S + LEASE_MARGIN_S
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channels: Mapping[str, Channel],
+        *,
+        max_attempts: int = 40,
+        backoff_s: float = 30.0,
+        interval_s: float = 1.0,
+        batch: int = BATCH,
+        budget: Budget | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._budget = budget or Budget()
+        self._channels = channels
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._interval_s = interval_s
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("outbox worker started", channels=sorted(self._channels))
+        for name in NAMES:
+            if name not in self._channels:
+                log.warning(
+                    "notification channel not configured here: its notifications wait for a"
+                    " controller that has it",
+                    channel=name,
+                )
+        while not stop.is_set():
+            busy = False
+            try:
+                busy = (await self._pass())[0] == self._batch
+            except Exception:
+                log.exception("outbox pass failed; retrying")
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._interval_s)
+
+    async def burst(self) -> int:
+        """Deliver until nothing this worker can claim is due; return how many were sent
+        (tests, tools)."""
+        sent = 0
+        while True:
+            claimed, delivered = await self._pass()
+            sent += delivered
+            if not claimed:
+                return sent
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self._backoff_s * 2 ** max(0, attempts - 1), MAX_BACKOFF_S))
+
+    async def deliver(self) -> int:
+        """One batch: settle, claim, send, record; return how many were delivered."""
+        return (await self._pass())[1]
+
+    async def _pass(self) -> tuple[int, int]:
+        """One batch; (claimed, delivered)."""
+        now = self._clock()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await alerts.settle_outbox(conn, now, self._max_attempts)
+            rows = await alerts.claim_outbox(
+                conn,
+                now,
+                self._batch,
+                lease_s(self._batch),
+                list(self._channels),
+                self._max_attempts,
+            )
+            claimed = len(rows)
+            rows = await self._within_budget(conn, rows, now)
+        if not rows:
+            return claimed, 0
+        outcomes = await self._send_all(rows)
+        now = self._clock()
+        async with self._pool.acquire() as conn, conn.transaction():
+            for row, (error, permanent) in zip(rows, outcomes, strict=True):
+                retry_at = None
+                if error is not None and not permanent and row["attempts"] < self._max_attempts:
+                    retry_at = now + self.backoff(row["attempts"])
+                if not await alerts.record_attempt(conn, row, error, retry_at=retry_at):
+                    log.warning(
+                        "outcome not written back: the lease ran out and the row moved on",
+                        outbox_id=row["id"],
+                        attempt=row["attempts"],
+                    )
+        errors = [error for error, _ in outcomes]
+        sent = sum(1 for e in errors if e is None)
+        metrics.notifications([row["channel"] for row in rows], errors)
+        log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
+        return claimed, sent
+
+    async def _within_budget(
+        self, conn: Conn, rows: list[asyncpg.Record], now: datetime
+    ) -> list[asyncpg.Record]:
+        """The claimed rows the budget lets through; the others are dropped, and the owners
+        told at the window's first drop. A row counts at its first attempt only; the owners'
+        notice is outside the budget."""
+        charged = [r for r in rows if r["attempts"] == 1 and r["kind"] != HELD_BACK]
+        if not charged:
+            return rows
+        org_of = await budget_db.organizations(conn, [r["monitor_id"] for r in charged])
+        groups: dict[tuple[int, str], list[asyncpg.Record]] = {}
+        for r in sorted(charged, key=lambda r: r["id"]):  # the oldest first, as written
+            groups.setdefault((org_of[r["monitor_id"]], r["channel"]), []).append(r)
+        start = notify_budget.window(now)
+        dropped: set[int] = set()
+        for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
+            per_hour = self._budget.per_hour(channel)
+            taken, held_before = await budget_db.take(
+                conn, org, channel, start, per_hour, len(group)
+            )
+            over = group[taken:]
+            if not over:
+                continue
+            await alerts.drop_claimed(
+                conn,
+                [r["id"] for r in over],
+                notify_budget.dropped_reason(channel, per_hour, start),
+            )
+            dropped.update(r["id"] for r in over)
+            log.warning(
+                "notifications dropped: organization's hourly budget used up",
+                organization_id=org,
+                channel=channel,
+                per_hour=per_hour,
+                dropped=len(over),
+            )
+            if not held_before:
+                await self._tell_owners(conn, org, channel, per_hour, start, over[0])
+        return [r for r in rows if r["id"] not in dropped]
+
+    async def _tell_owners(
+        self,
+        conn: Conn,
+        org: int,
+        channel: str,
+        per_hour: int,
+        start: datetime,
+        first: asyncpg.Record,
+    ) -> None:
+        """Queue the owners' one notice of the window that `channel`'s budget was reached, in
+        the alert history of the monitor whose notification was the first dropped."""
+        name, owners = await budget_db.owners(conn, org)
+        monitor = await alerts.monitor(conn, first["monitor_id"])
+        if monitor is None or not owners:
+            log.warning("no owner to tell the notification budget was reached", organization_id=org)
+            return
+        texts = render_held_back(
+            name,
+            notify_budget.WHAT[channel],
+            notify_budget.SETTING[channel],
+            per_hour,
+            start + notify_budget.WINDOW,
+            monitor,
+        )
+        key = f"held_back:{org}:{channel}:{start.isoformat()}"
+        notes = [
+            Outgoing(
+                HELD_BACK,
+                "email",
+                owner["email"],
+                texts.subject,
+                texts.text,
+                texts.html,
+                f"{key}:{owner['id']}",
+            )
+            for owner in owners
+        ]
+        await alerts.enqueue(conn, monitor["id"], None, notes)
+
+    async def _send_all(self, rows: list[asyncpg.Record]) -> list[Outcome]:
+        """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(row: asyncpg.Record) -> Outcome:
+            async with gate:
+                return await self._send(row)
+
+        done = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
+        return [
+            (f"internal error: {type(o).__name__}", False) if isinstance(o, BaseException) else o
+            for o in done
+        ]
+
+    async def _send(self, row: asyncpg.Record) -> Outcome:
+        """Deliver one row; whatever goes wrong is an outcome, never an exception."""
+        note = Notification(
+            row["target"], row["subject"], row["body_text"], row["body_html"], row["dedupe_key"]
+        )
+        permanent = False
+        try:
+            await asyncio.wait_for(self._channels[row["channel"]].send(note), SEND_TIMEOUT_S)
+        except DeliveryError as exc:
+            error, permanent = str(exc), exc.permanent
+        except TimeoutError:
+            error = f"no answer within {SEND_TIMEOUT_S:.0f} s"
+        except Exception as exc:
+            error = f"internal error: {type(exc).__name__}: {exc}"[:300]
+            log.error("notification send raised", outbox_id=row["id"], exc_info=True)
+        else:
+            return None, False
+        log.warning(
+            "notification not delivered",
+            outbox_id=row["id"],
+            channel=row["channel"],
+            attempt=row["attempts"],
+            permanent=permanent,
+            error=error,
+        )
+        return error, permanent

@@ -1,0 +1,276 @@
+"""The controller's Prometheus metrics, served by the API at `GET /metrics`.
+
+Labels stay few and bounded (country, type, status, error kind, channel, method, route template,
+status class), never a monitor, job or user: one series per monitor would grow without limit.
+The code that does the work calls one function here per event; gauges that need a question to
+PostgreSQL or NATS (outbox backlog, ingest lag) are sampled by `sample_every` instead.
+
+The live agents' self-checks are read off this controller's view of them whenever the registry is
+collected (`watch_agents`), so an agent that is gone leaves no series behind; they are bounded by
+AGENTS_PER_COUNTRY_MAX per country and the caps of controller.fleet.self_check per agent.
+"""
+
+import asyncio
+import contextlib
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from controller.ingest.store import INCONCLUSIVE, MISSED_KINDS, ResultRow
+from shared.messages import ERROR_KINDS, AgentHeartbeat, CheckJob, CheckResult
+from shared.subjects import RESULTS_STREAM
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_EVERY_S = 5.0
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+JOBS_PUBLISHED = Counter(
+    "mailprobe_jobs_published",
+    "check jobs published on mon.jobs.CC (acked by JetStream)",
+    ["country"],
+)
+LATENESS = Histogram(
+    "mailprobe_schedule_lateness_seconds",
+    "publish time minus due time of a scheduled round",
+    buckets=LATENESS_BUCKETS,
+)
+NO_AGENT = Counter(
+    "mailprobe_no_agent_rounds",
+    "rounds recorded as no_agent: the country had no live agent",
+    ["country"],
+)
+NO_SEAL_KEY = Counter(
+    "mailprobe_no_seal_key_rounds",
+    "rounds with credentials recorded as no_seal_key: SEAL_PUBLIC_KEYS_DIR has no key for the "
+    "country, so the job was not sent",
+    ["country"],
+)
+RESULTS_INGESTED = Counter(
+    "mailprobe_results_ingested",
+    "results taken from RESULTS and committed (repeats included); error_kind none when up",
+    ["country", "status", "error_kind"],
+)
+INGEST_BATCH = Histogram(
+    "mailprobe_ingest_batch_seconds",
+    "time to store and ack one batch of results",
+    buckets=LATENCY_BUCKETS,
+)
+INGEST_LAG = Gauge(
+    "mailprobe_ingest_lag_messages",
+    "results waiting for the ingest consumer (num_pending), sampled",
+)
+INGEST_ACK_PENDING = Gauge(
+    "mailprobe_ingest_ack_pending_messages",
+    "results delivered to the ingest consumer and not yet acked, sampled",
+)
+NOTIFICATIONS = Counter(
+    "mailprobe_notifications",
+    "notification delivery attempts by channel and outcome (sent, failed)",
+    ["channel", "outcome"],
+)
+OUTBOX_PENDING = Gauge(
+    "mailprobe_outbox_pending",
+    "notifications waiting in the outbox (due or backing off), sampled",
+)
+CONFIRMATIONS = Counter(
+    "mailprobe_confirmation_rounds",
+    "confirmation rounds of failing rounds: requested by the alerter, capped (over "
+    "CONFIRM_ROUNDS_PER_MINUTE, not requested), org_capped (the organization's triggered "
+    "checks of ORG_MAX_CHECKS_PER_MINUTE used up, not requested), sent by the scheduler",
+    ["outcome"],
+)
+LOGIN_BACKOFF = Counter(
+    "mailprobe_login_backoff",
+    "monitors whose credentials were rejected and whose logins were backed off (backed_off, "
+    "counted per rejected round), or resumed after a login or new credentials were judged",
+    ["outcome"],
+)
+API_REQUESTS = Histogram(
+    "mailprobe_api_request_seconds",
+    "API request latency by method, route template and status class",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in the text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class AgentsView(Protocol):
+    def agents(self) -> list[AgentHeartbeat]: ...
+
+
+_VIEWS: set[AgentsView] = set()
+
+
+def watch_agents(view: AgentsView) -> None:
+    """Export `view`'s live agents' self-checks (controller.fleet.live.LiveAgents, once started)."""
+    _VIEWS.add(view)
+
+
+def unwatch_agents(view: AgentsView) -> None:
+    _VIEWS.discard(view)
+
+
+class _SelfChecks(Collector):
+    """Per live agent: its blocked ports (a series each, 1), its canaries (1 ok, 0 failing,
+    none before the first run) and its resolver check, read off the watched views (an agent
+    seen by two is exported once)."""
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        agent = ["country", "agent"]
+        blocked = GaugeMetricFamily(
+            "mailprobe_live_agent_port_blocked",
+            "1 for each port none of the agent's canaries reaches (its jobs go to other agents)",
+            labels=[*agent, "port"],
+        )
+        canary = GaugeMetricFamily(
+            "mailprobe_live_agent_canary_ok",
+            "the agent's self-check canary: 1 ok, 0 failing (absent until it first ran)",
+            labels=[*agent, "kind", "target"],
+        )
+        resolver = GaugeMetricFamily(
+            "mailprobe_live_agent_resolver_ok",
+            "the agent's resolver check: 1 ok, 0 failing (absent when none ran)",
+            labels=agent,
+        )
+        live: dict[tuple[str, str], AgentHeartbeat] = {}
+        for view in list(_VIEWS):
+            for a in view.agents():
+                live.setdefault((a.country, a.agent_id), a)
+        for key, a in sorted(live.items()):
+            if (check := a.self_check) is None:
+                continue
+            for port in check.blocked_ports:
+                blocked.add_metric([*key, str(port)], 1.0)
+            for c in check.canaries:
+                if c.ok is not None:
+                    canary.add_metric([*key, c.kind, c.target], float(c.ok))
+            if check.resolver_ok is not None:
+                resolver.add_metric(list(key), float(check.resolver_ok))
+        yield from (blocked, canary, resolver)
+
+
+REGISTRY.register(_SelfChecks())
+
+
+def jobs_published(jobs: Iterable[CheckJob]) -> None:
+    for country, n in Tally(job.country for job in jobs).items():
+        JOBS_PUBLISHED.labels(country).inc(n)
+
+
+def rounds_scheduled(due_times: Iterable[datetime], now: datetime) -> None:
+    for due in due_times:
+        LATENESS.observe(max(0.0, (now - due).total_seconds()))
+
+
+def missed_rounds(rows: Iterable[ResultRow]) -> None:
+    """The rounds the scheduler recorded missed, by kind (`no_agent`, `no_seal_key`)."""
+    counters = {"no_agent": NO_AGENT, "no_seal_key": NO_SEAL_KEY}
+    for (kind, country), n in Tally((row.error_kind, row.country) for row in rows).items():
+        if kind in counters:
+            counters[kind].labels(country).inc(n)
+
+
+def confirmation(outcome: str, n: int = 1) -> None:
+    """`requested`, `capped`, `org_capped` or `sent`."""
+    CONFIRMATIONS.labels(outcome).inc(n)
+
+
+def login_backoff(outcome: str) -> None:
+    """`backed_off` or `resumed`."""
+    LOGIN_BACKOFF.labels(outcome).inc()
+
+
+def batch_ingested(rows: Iterable[CheckResult], seconds: float) -> None:
+    INGEST_BATCH.observe(seconds)
+    for (country, status, kind), n in Tally(_labels(r) for r in rows).items():
+        RESULTS_INGESTED.labels(country, status, kind).inc(n)
+
+
+def _labels(r: CheckResult) -> tuple[str, str, str]:
+    """Country, status as stored (`missed` for a round nobody ran, `inconclusive` when the
+    agent's own path explains the failure) and error kind: one of the known kinds or `other`,
+    since an agent (a newer or a rogue one) may send any string and each new label value would
+    be a new series for as long as the process lives."""
+    if r.status == "up":
+        return r.country, "up", "none"
+    if INCONCLUSIVE in (r.status, r.error_kind):
+        return r.country, INCONCLUSIVE, INCONCLUSIVE
+    kind = r.error_kind or "none"
+    if kind != "none" and kind not in ERROR_KINDS:
+        kind = "other"
+    return r.country, "missed" if kind in MISSED_KINDS else "down", kind
+
+
+def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None:
+    for (channel, failed), n in Tally(
+        zip(channels, (e is not None for e in errors), strict=True)
+    ).items():
+        NOTIFICATIONS.labels(channel, "failed" if failed else "sent").inc(n)
+
+
+def api_request(method: str, route: str, status: int, seconds: float) -> None:
+    API_REQUESTS.labels(method, route, f"{status // 100}xx").observe(seconds)
+
+
+Probe = Callable[[], Awaitable[None]]
+
+
+def ingest_lag(js: JetStreamContext, durable: str) -> Probe:
+    async def probe() -> None:
+        try:
+            info = await js.consumer_info(RESULTS_STREAM, durable)
+        except NotFoundError:
+            # The ingester creates its consumer when it starts, just after the first sample:
+            # no consumer yet is nothing to report, not a failure (it warned on every start).
+            return
+        INGEST_LAG.set(info.num_pending or 0)
+        INGEST_ACK_PENDING.set(info.num_ack_pending or 0)
+
+    return probe
+
+
+def outbox_pending(pool: asyncpg.Pool) -> Probe:
+    async def probe() -> None:
+        async with pool.acquire() as conn:
+            OUTBOX_PENDING.set(
+                await conn.fetchval(
+                    "SELECT count(*) FROM notification_outbox WHERE status = 'pending'"
+                )
+            )
+
+    return probe
+
+
+async def sample_every(
+    stop: asyncio.Event, probes: Sequence[Probe], interval_s: float = SAMPLE_EVERY_S
+) -> None:
+    """Run the probes every `interval_s` until `stop`."""
+    while not stop.is_set():
+        await sample(probes)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
+async def sample(probes: Sequence[Probe]) -> None:
+    """Run each probe once; a failing one is logged, never fatal (its gauge keeps its value)."""
+    for probe in probes:
+        try:
+            await probe()
+        except Exception as exc:
+            log.warning("metrics sample failed", probe=probe.__qualname__, error=repr(exc))

@@ -1,0 +1,118 @@
+"""The controller's side of the check pipeline on one NATS connection: streams, live agents
+(from heartbeats), scheduler and ingester. `serve` opens it; the API finds it on
+`app.state.pipeline`."""
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from controller.fleet.live import LiveAgents
+from controller.ingest.ingester import Ingester
+from controller.monitors.validation import COUNTRIES
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared.settings import ControllerSettings, nats_tls_context
+from shared.streams import MIB, ensure_jobs_consumers, ensure_streams
+
+log = structlog.get_logger(__name__)
+
+# Jobs in flight between publish and ack; the scheduler publishes a whole batch at once.
+PUBLISH_ASYNC_MAX_PENDING = 20_000
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    nc: NATS
+    js: JetStreamContext
+    agents: LiveAgents
+    scheduler: Scheduler
+    ingester: Ingester
+
+
+async def _disconnected() -> None:
+    log.warning("NATS disconnected; reconnecting")
+
+
+async def _reconnected() -> None:
+    log.info("NATS reconnected")
+
+
+async def _error(exc: Exception) -> None:
+    log.warning("NATS error", error=str(exc))
+
+
+async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
+    """A connection that reconnects forever, with logged state changes; `tls` verifies the
+    server (and presents a client certificate) on `tls://` URLs."""
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",")],
+        tls=tls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        disconnected_cb=_disconnected,
+        reconnected_cb=_reconnected,
+        error_cb=_error,
+    )
+
+
+async def _ensure_jobs_consumers(js: JetStreamContext) -> None:
+    """Every country's `jobs-CC`, in place before any agent looks for it: agents may not
+    create or change their consumer (deploy/nats_conf.py), only bind to it."""
+    written = await ensure_jobs_consumers(js, sorted(COUNTRIES))
+    if written:
+        log.info("jobs consumers written", count=written)
+
+
+@asynccontextmanager
+async def open_pipeline(
+    settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
+) -> AsyncIterator[Pipeline]:
+    """Connect (unless `nc` is given), create the streams, build the parts; drain at exit."""
+    owned = nc is None
+    conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings))
+    try:
+        js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+        await ensure_streams(
+            js,
+            settings.results_retention_days,
+            results_max_bytes=settings.results_max_mib * MIB,
+            events_max_bytes=settings.events_max_mib * MIB,
+        )
+        await _ensure_jobs_consumers(js)
+        agents = LiveAgents(conn, per_country_max=settings.agents_per_country_max)
+        await agents.start()
+        box = SecretBox(settings.secrets_key or "")
+        scheduler = Scheduler(
+            pool,
+            js,
+            agents,
+            box,
+            CountryKeys(settings.seal_public_keys_dir),
+            default_countries=settings.default_check_countries,
+            batch=settings.scheduler_batch,
+            dns_interval_s=settings.dns_posture_interval_seconds,
+            login_spacing_s=settings.login_spacing_seconds,
+            login_cap=settings.login_cap_per_account,
+            trigger_burst=settings.trigger_check_burst,
+            checks_per_minute=settings.org_max_checks_per_minute,
+            mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
+            confirm_per_minute=settings.confirm_rounds_per_minute,
+        )
+        ingester = Ingester(pool, conn, js, JobIds.from_box(box))
+        try:
+            yield Pipeline(conn, js, agents, scheduler, ingester)
+        finally:
+            await ingester.close()
+            await agents.stop()
+    finally:
+        if owned:
+            await conn.drain()

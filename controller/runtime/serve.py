@@ -1,0 +1,152 @@
+"""`serve`: the roles of CONTROLLER_ROLES as asyncio tasks sharing one pool and one NATS
+connection: `api` (uvicorn), `scheduler`, `ingester` (which also keeps the result partitions),
+`alerter` (evaluation, events, and the outbox worker sending notifications). Without `api`,
+`/metrics`, `/health` and `/ready` are served on CONTROLLER_METRICS_PORT instead."""
+
+import asyncio
+import functools
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from nats.js import JetStreamContext
+
+from controller.alerting.evaluator import Alerter
+from controller.db.pool import create_pool
+from controller.ingest.ingester import keep_partitions
+from controller.notify import channels
+from controller.notify.outbox import OutboxWorker
+from controller.runtime import metrics
+from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.web.app import create_app, readiness
+from shared import ops
+from shared.settings import ControllerSettings
+
+log = structlog.get_logger(__name__)
+
+
+async def serve(settings: ControllerSettings) -> None:
+    roles = settings.roles
+    stop = asyncio.Event()
+    # Ours before uvicorn's: uvicorn re-raises the signal it caught when it returns, and this
+    # handler then takes it, so the other roles still shut down in order.
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await create_pool(settings.database_url, settings.db_pool_max)
+    try:
+        async with open_pipeline(settings, pool) as pipeline:
+            work: list[Coroutine[Any, Any, None]] = []
+            if "scheduler" in roles:
+                work.append(pipeline.scheduler.run(stop))
+            if "ingester" in roles:
+                work += [
+                    pipeline.ingester.run(stop),
+                    keep_partitions(pool, stop, settings.check_history_days),
+                ]
+            if "alerter" in roles:
+                work += _alerter(settings, pool, pipeline.js, stop)
+            work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
+            tasks = [asyncio.create_task(c) for c in work]
+            log.info("controller started", roles=sorted(roles))
+            try:
+                if "api" in roles:
+                    await _serve_api(settings, create_app(settings, pool, pipeline))
+                else:
+                    await _serve_ops(settings, pool, pipeline, stop)
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                log.info("controller stopped")
+    finally:
+        await pool.close()
+
+
+def _alerter(
+    settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
+) -> list[Coroutine[Any, Any, None]]:
+    """The evaluation loop and the outbox worker (which warns of each channel not configured
+    here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
+    from controller.notify.budget import Budget
+    from controller.scheduling.rules import JobIds
+    from controller.secrets.box import SecretBox
+
+    found = channels(settings)
+    alerter = Alerter(
+        pool,
+        js,
+        JobIds.from_box(SecretBox(settings.secrets_key or "")),
+        default_countries=settings.default_check_countries,
+        reminder_minutes=settings.notify_reminder_minutes,
+        confirm_per_minute=settings.confirm_rounds_per_minute,
+        checks_per_minute=settings.org_max_checks_per_minute,
+        login_backoff_max_minutes=settings.login_backoff_max_minutes,
+        no_data_close_minutes=settings.incident_no_data_close_minutes,
+        interval_s=settings.alert_eval_interval_seconds,
+    )
+    worker = OutboxWorker(
+        pool,
+        found,
+        max_attempts=settings.notify_max_attempts,
+        interval_s=settings.alert_eval_interval_seconds,
+        budget=Budget.of(settings),
+    )
+    return [alerter.run(stop), worker.run(stop)]
+
+
+def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:
+    """The gauges this process samples: those of the roles it runs."""
+    probes = []
+    if "ingester" in roles:
+        probes.append(metrics.ingest_lag(pipeline.js, pipeline.ingester.durable))
+    if "alerter" in roles:
+        probes.append(metrics.outbox_pending(pool))
+    return probes
+
+
+async def _serve_ops(
+    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+) -> None:
+    """No API in this process: the ops endpoints on their own port (none with port 0), so a
+    scheduler- or ingester-only replica is probed and scraped like any other, until `stop`."""
+    server = None
+    if settings.controller_metrics_port:
+        server = await ops.start(
+            settings.controller_metrics_host,
+            settings.controller_metrics_port,
+            functools.partial(readiness, pool, pipeline),
+        )
+    try:
+        await stop.wait()
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+
+def api_server(settings: ControllerSettings, app: Any) -> uvicorn.Server:
+    """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        ssl_certfile=settings.api_tls_cert_file,
+        ssl_keyfile=settings.api_tls_key_file,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        # The client address (login throttling, logs) is the socket peer unless it is one of
+        # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies,
+    )
+    return uvicorn.Server(config)
+
+
+async def _serve_api(settings: ControllerSettings, app: Any) -> None:
+    """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
+    await api_server(settings, app).serve()

@@ -1,0 +1,129 @@
+"""Confirmation rounds: the alerter asks for them, the scheduler sends them
+(`controller.scheduling.confirm`
+has the rules). The caller owns the transaction."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from controller.db.pool import Conn
+from controller.monitors import limits_store as limits
+from controller.scheduling import confirm
+
+KEEP = timedelta(hours=1)  # sent rows are kept this long (fair shares count the last minute)
+
+
+async def request(
+    conn: Conn,
+    monitor_id: int,
+    after_round: datetime,
+    now: datetime,
+    organization_id: int,
+    cost_s: float,
+) -> str:
+    """Ask for a confirmation of the failing round scheduled `after_round`: `requested` (it
+    waits for a slot of the global budget, `claim`), or `asked` (it was, by an earlier
+    evaluation), or `org_capped` (the monitor's organization's allowance for triggered checks
+    had no `cost_s` left)."""
+    asked = await conn.fetchval(
+        "SELECT 1 FROM confirmation_rounds WHERE monitor_id = $1 AND after_round = $2",
+        monitor_id,
+        after_round,
+    )
+    if asked:
+        return "asked"
+    if await limits.take_trigger(conn, "organizations", organization_id, cost_s, 60.0):
+        return "org_capped"
+    added: str = await conn.execute(
+        "INSERT INTO confirmation_rounds (monitor_id, after_round, requested_at)"
+        " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        monitor_id,
+        after_round,
+        now,
+    )
+    return "requested" if added == "INSERT 0 1" else "asked"
+
+
+@dataclass
+class Claimed:
+    """What one `claim` did: the (monitor, failing round) to send now, and how many waiting
+    requests were dropped unsent (`expired`: waited a whole interval of their monitor, so the
+    next scheduled round has come)."""
+
+    rounds: list[tuple[int, datetime]] = field(default_factory=list)
+    expired: int = 0
+
+
+async def claim(conn: Conn, now: datetime, per_minute: int, limit: int) -> Claimed:
+    """The confirmations to send `now`, marked sent: as many as the global budget
+    (`per_minute`, a rate shared by replicas) has slots, at most `limit`, given fairly between
+    organizations (`controller.scheduling.confirm.fair_pick`). Nothing while another replica claims
+    (it
+    holds the budget until its transaction ends)."""
+    budget = await conn.fetchrow("SELECT tat FROM confirmation_budget FOR UPDATE SKIP LOCKED")
+    if budget is None:
+        return Claimed()
+    await conn.execute(
+        "DELETE FROM confirmation_rounds WHERE requested_at < $1 AND sent_at IS NOT NULL",
+        now - KEEP,
+    )
+    expired = await conn.fetch(
+        "DELETE FROM confirmation_rounds c USING monitors m WHERE m.id = c.monitor_id"
+        " AND c.sent_at IS NULL AND c.requested_at + m.check_interval * interval '1 s' < $1"
+        " RETURNING 1",
+        now,
+    )
+    n = min(confirm.slots(budget["tat"], now, per_minute), limit)
+    if n <= 0:
+        return Claimed(expired=len(expired))
+    rows = await conn.fetch(
+        "SELECT monitor_id, after_round, organization_id, requested_at FROM ("
+        "  SELECT c.monitor_id, c.after_round, m.organization_id, c.requested_at,"
+        "   row_number() OVER (PARTITION BY m.organization_id"
+        "    ORDER BY c.requested_at, c.monitor_id, c.after_round) AS nth"
+        "  FROM confirmation_rounds c JOIN monitors m ON m.id = c.monitor_id"
+        "  WHERE c.sent_at IS NULL) p WHERE nth <= $1",
+        n,
+    )
+    recent = await conn.fetch(
+        "SELECT m.organization_id, count(*) AS sent FROM confirmation_rounds c"
+        " JOIN monitors m ON m.id = c.monitor_id WHERE c.sent_at > $1 GROUP BY 1",
+        now - confirm.RECENT,
+    )
+    chosen = confirm.fair_pick(
+        [confirm.Pending(**dict(r)) for r in rows],
+        {r["organization_id"]: r["sent"] for r in recent},
+        n,
+    )
+    if chosen:
+        await conn.execute(
+            "UPDATE confirmation_rounds c SET sent_at = $3"
+            " FROM unnest($1::bigint[], $2::timestamptz[]) AS s(monitor_id, after_round)"
+            " WHERE c.monitor_id = s.monitor_id AND c.after_round = s.after_round",
+            [p.monitor_id for p in chosen],
+            [p.after_round for p in chosen],
+            now,
+        )
+        await conn.execute(
+            "UPDATE confirmation_budget SET tat = $1",
+            confirm.spent(budget["tat"], now, per_minute, len(chosen)),
+        )
+    return Claimed([(p.monitor_id, p.after_round) for p in chosen], len(expired))
+
+
+async def failed_agents(
+    conn: Conn, rounds: Sequence[tuple[int, datetime]]
+) -> dict[int, dict[str, set[str]]]:
+    """Per monitor and country, the agents whose check of the failing round failed."""
+    rows = await conn.fetch(
+        "SELECT r.monitor_id, r.country, r.agent_id FROM check_results r"
+        " JOIN unnest($1::bigint[], $2::timestamptz[]) AS c(monitor_id, at)"
+        " ON r.monitor_id = c.monitor_id AND r.scheduled_at = c.at"
+        " WHERE r.status = 'down' AND r.agent_id IS NOT NULL",
+        [m for m, _ in rounds],
+        [at for _, at in rounds],
+    )
+    found: dict[int, dict[str, set[str]]] = {}
+    for r in rows:
+        found.setdefault(r["monitor_id"], {}).setdefault(r["country"], set()).add(r["agent_id"])
+    return found

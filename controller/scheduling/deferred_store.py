@@ -1,0 +1,59 @@
+"""Deferred jobs: a round's later logins to one account, published when due (the scheduler's
+`run_deferred`). The caller owns the transaction."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import msgspec
+
+from controller.db.pool import Conn
+from shared.messages import CheckJob, decode_job, encode
+
+
+async def add(
+    conn: Conn, monitor_id: int, account: str, jobs: Sequence[tuple[datetime, CheckJob]]
+) -> None:
+    """Keep `jobs` (publish time, job) of one monitor's round, logins to `account`; a repeat is
+    a no-op."""
+    await conn.executemany(
+        "INSERT INTO deferred_jobs (job_id, monitor_id, scheduled_at, country, publish_at,"
+        " payload, account) VALUES ($1, $2, $3::text::timestamptz, $4, $5, $6, $7)"
+        " ON CONFLICT DO NOTHING",
+        [
+            (job.job_id, monitor_id, job.scheduled_at, job.country, at, encode(job), account)
+            for at, job in jobs
+        ],
+    )
+
+
+class DeferredJob(msgspec.Struct, frozen=True):
+    """A later login of a monitor's round, due now: `rejected`, whether a login of its round
+    was rejected already."""
+
+    job: CheckJob
+    monitor_id: int
+    account: str
+    rejected: bool
+
+
+async def claim(conn: Conn, now: datetime, limit: int) -> list[DeferredJob]:
+    """Due deferred jobs, removed (the caller's transaction publishes them or rolls back)."""
+    rows = await conn.fetch(
+        "DELETE FROM deferred_jobs WHERE job_id IN (SELECT job_id FROM deferred_jobs"
+        "   WHERE publish_at <= $1 ORDER BY publish_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING monitor_id, payload, account, EXISTS (SELECT 1"
+        "   FROM check_results r WHERE r.monitor_id = deferred_jobs.monitor_id"
+        "   AND r.scheduled_at = deferred_jobs.scheduled_at AND r.error_kind = 'auth')"
+        "   AS rejected",
+        now,
+        limit,
+    )
+    return [
+        DeferredJob(decode_job(bytes(r["payload"])), r["monitor_id"], r["account"], r["rejected"])
+        for r in rows
+    ]
+
+
+async def earliest(conn: Conn) -> datetime | None:
+    at: datetime | None = await conn.fetchval("SELECT min(publish_at) FROM deferred_jobs")
+    return at

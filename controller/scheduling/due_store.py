@@ -1,0 +1,141 @@
+"""The scheduler's queries on `monitors`: claim due monitors, move their next due time.
+
+Claims lock with `FOR NO KEY UPDATE SKIP LOCKED`: replicas skip each other's rows instead of
+waiting, and the lock does not block the foreign-key checks of the ingester's writes. A claimed
+monitor comes typed (`WatchedMonitor`), or, when its stored config does not fit its kind, as an
+`UnfitMonitor` the scheduler moves along its grid without jobs.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from controller.db.pool import Conn
+from controller.monitors.store import (
+    WATCHED_COLUMNS,
+    MonitorConfigError,
+    WatchedMonitor,
+    decode_watched,
+)
+from controller.scheduling.plan import UnfitMonitor
+
+ClaimedMonitor = WatchedMonitor | UnfitMonitor
+
+
+def _decoded(rows: Sequence[asyncpg.Record]) -> list[ClaimedMonitor]:
+    return [_claimed(r) for r in rows]
+
+
+async def _decode(rows: Sequence[asyncpg.Record]) -> list[ClaimedMonitor]:
+    """Rows as monitors, in a thread: a batch of a thousand takes some 10-20 ms of CPU, which
+    would stall the event loop (API, ingester, alerter)."""
+    return await asyncio.to_thread(_decoded, rows) if len(rows) > 1 else _decoded(rows)
+
+
+def _claimed(row: asyncpg.Record) -> ClaimedMonitor:
+    try:
+        return decode_watched(row)
+    except MonitorConfigError as exc:
+        return UnfitMonitor(
+            id=row["id"],
+            public_id=row["public_id"],
+            type=row["type"],
+            check_interval=row["check_interval"],
+            next_due_at=row["next_due_at"],
+            allowed_country_codes=row["allowed_country_codes"],
+            round_countries=row["round_countries"],
+            error=str(exc),
+        )
+
+
+async def claim_due(conn: Conn, now: datetime, limit: int) -> list[ClaimedMonitor]:
+    """Due monitors, earliest first, locked until the caller's transaction ends."""
+    rows = await conn.fetch(
+        f"SELECT {WATCHED_COLUMNS} FROM monitors"
+        " WHERE status <> 'disabled' AND next_due_at <= $1"
+        " ORDER BY next_due_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return await _decode(rows)
+
+
+class Unplanned(msgspec.Struct, kw_only=True, frozen=True):
+    """A monitor without a due time yet: `never_run`, no round of it has gone anywhere yet;
+    `countries`, how many its rounds go to."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    check_interval: int
+    never_run: bool
+    countries: int
+
+
+async def claim_unplanned(conn: Conn, limit: int, default_countries: int) -> list[Unplanned]:
+    """Monitors without a due time yet (new, or interval/status just changed), locked;
+    `default_countries` is what a monitor without a list goes to."""
+    rows = await conn.fetch(
+        "SELECT id, public_id, organization_id, check_interval,"
+        " round_countries IS NULL AS never_run,"
+        " coalesce(cardinality(allowed_country_codes), $2) AS countries FROM monitors"
+        " WHERE status <> 'disabled' AND next_due_at IS NULL"
+        " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+        limit,
+        default_countries,
+    )
+    return [Unplanned(**dict(r)) for r in rows]
+
+
+async def set_next_due(
+    conn: Conn,
+    ids: Sequence[int],
+    due: Sequence[datetime | None],
+    countries: Sequence[str | None] | None = None,
+) -> None:
+    """Move each monitor's next due time; with `countries` (comma-joined codes, or None to keep
+    the stored ones) also record where its round went."""
+    await conn.execute(
+        "UPDATE monitors m SET next_due_at = u.due,"
+        " round_countries = coalesce(string_to_array(u.countries, ','), m.round_countries)"
+        " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(id, due, countries)"
+        " WHERE m.id = u.id",
+        ids,
+        due,
+        countries if countries is not None else [None] * len(ids),
+    )
+
+
+async def earliest_due(conn: Conn) -> datetime | None:
+    at: datetime | None = await conn.fetchval(
+        "SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+    )
+    return at
+
+
+async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:
+    """One monitor, for a triggered round; None when it is gone."""
+    row = await conn.fetchrow(f"SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1", monitor_id)
+    return None if row is None else _claimed(row)
+
+
+async def monitors(conn: Conn, monitor_ids: Sequence[int]) -> list[ClaimedMonitor]:
+    """The monitors that are not disabled among `monitor_ids`, for confirmation rounds."""
+    rows = await conn.fetch(
+        f"SELECT {WATCHED_COLUMNS} FROM monitors"
+        " WHERE id = ANY($1::bigint[]) AND status <> 'disabled' ORDER BY id",
+        monitor_ids,
+    )
+    return await _decode(rows)
+
+
+async def mail_dns_sent(conn: Conn, monitor_ids: Sequence[int], at: datetime) -> None:
+    """The monitors' rounds at `at` carried their mail domain (`schedule.trigger_dns`)."""
+    if monitor_ids:
+        await conn.execute(
+            "UPDATE monitors SET mail_dns_at = $2 WHERE id = ANY($1::bigint[])", monitor_ids, at
+        )

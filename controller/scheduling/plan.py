@@ -1,0 +1,382 @@
+"""A monitor's round as the scheduler plans it: pure rules, no I/O (the worker,
+controller.scheduling.scheduler, claims the monitors, sends the jobs and stores the rows).
+
+Which countries a round goes to, its jobs (a config with credentials sealed to each job's
+country), the countries where it is recorded missed (`no_agent`, `no_seal_key`, `auth_backoff`,
+`overdue`), the order of its logins to one account (`space_logins`), the agents a confirmation
+job avoids (`second_opinions`) and the keyed hashes a job carries (`tenant`, `account`).
+"""
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from controller.alerting.evaluator import LOOKBACK
+from controller.ingest.store import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.logins import cap as login_cap
+from controller.logins.account_store import Login
+from controller.logins.backoff import HELD, logins
+from controller.monitors.store import Monitor, WatchedMonitor
+from controller.scheduling import rules as schedule
+from controller.scheduling.job_config import JobConfigError, job_config
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys, carries_credentials
+from shared.messages import (
+    JOB_TYPES,
+    CheckJob,
+    ImapPopConfig,
+    JobConfig,
+    MonitorType,
+    RoundTripCheckJob,
+    RoundTripConfig,
+    SealedConfig,
+    default_port,
+    encode_sealed,
+)
+from shared.subjects import jobs_subject
+from shared.timefmt import iso_ms, parse_iso
+
+ACCOUNT_PURPOSE = "mailprobe login accounts"
+TENANT_PURPOSE = "mailprobe job tenants"
+
+
+class UnfitMonitor(msgspec.Struct, kw_only=True, frozen=True):
+    """A claimed monitor whose stored config does not fit its kind (`MonitorConfigError`):
+    what its round needs to go nowhere on its grid, and why (`error`)."""
+
+    id: int
+    public_id: UUID
+    type: MonitorType
+    check_interval: int
+    next_due_at: datetime | None
+    allowed_country_codes: list[str] | None
+    round_countries: list[str] | None
+    error: str
+
+
+@dataclass
+class PlannedRound:
+    """One monitor's round as the scheduler plans it: its countries, the jobs to publish and
+    the countries where it is recorded missed (`no_agent`, `no_seal_key`, ...). `unusable`:
+    why the monitor cannot become jobs (its round sends nothing and records nothing, its next
+    due time still moves)."""
+
+    monitor_id: int
+    scheduled_at: datetime
+    next_due: datetime | None
+    countries: Sequence[str] = ()
+    jobs: list[CheckJob] = field(default_factory=list)
+    missed: list[ResultRow] = field(default_factory=list)
+    # Later logins to the account, (seconds after the first, job): see `space_logins`.
+    deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
+    account: str | None = None  # the account its jobs log in to (`account`), if any
+    legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
+    mail_dns: bool = False  # its jobs carry the mail domain
+    unusable: str | None = None
+
+
+def round_times(
+    public_id: str, interval: int, next_due_at: datetime | None, now: datetime, trigger: bool
+) -> tuple[list[datetime], datetime | None, datetime | None]:
+    """The round's over times (recorded `overdue`), the time it runs (None: it is over too)
+    and the monitor's next due time; a triggered round (or one without a due time, which
+    `plan_new` gives it next) runs now and keeps the due time."""
+    if trigger or next_due_at is None:
+        return [], now, next_due_at
+    phase = schedule.phase_ms(public_id, interval)
+    since = now - max(LOOKBACK, 3 * timedelta(seconds=interval))
+    return schedule.overdue_rounds(phase, interval, next_due_at, now, since)
+
+
+def countries(
+    public_id: str,
+    listed: Sequence[str] | None,
+    went: Sequence[str] | None,
+    live: frozenset[str],
+    default_countries: int,
+) -> Sequence[str]:
+    """The round's countries: its list, else `default_countries` picked among the live ones,
+    else (no live agent anywhere) where its latest round went, to be recorded `no_agent`."""
+    if listed is not None:
+        return listed
+    return schedule.pick_countries(public_id, live, default_countries) or went or ()
+
+
+def space_logins(plan: PlannedRound, interval: int, spacing_s: float) -> None:
+    """Logins to one account go country after country, `spacing_s` apart, starting with a
+    different country each round: the first job now, the others deferred. Then a rejected
+    password is tried from one country, not from all at once (the scheduler's `run_deferred`)."""
+    if len(plan.jobs) < 2 or spacing_s <= 0:
+        return
+    start = int(plan.scheduled_at.timestamp()) // interval % len(plan.jobs)  # round number
+    order = plan.jobs[start:] + plan.jobs[:start]
+    plan.jobs = order[:1]
+    plan.deferred = [(i * spacing_s, job) for i, job in enumerate(order) if i]
+
+
+def second_opinions(
+    failed: Mapping[int, Mapping[str, set[str]]], live: Iterable[tuple[str, str]]
+) -> dict[int, dict[str, list[str]]]:
+    """Per monitor and country, the agents a confirmation job should avoid: those whose check
+    failed (`failed`), when another agent of the country is live (`live`: country, agent id)
+    to give a second opinion."""
+    by_country: dict[str, set[str]] = {}
+    for cc, agent in live:
+        by_country.setdefault(cc, set()).add(agent)
+    return {
+        monitor: {
+            cc: sorted(agents)
+            for cc, agents in countries.items()
+            if by_country.get(cc, set()) - agents
+        }
+        for monitor, countries in failed.items()
+    }
+
+
+def tenant(key: bytes, organization_id: int) -> str:
+    """The job's `tenant`: the organization as a keyed hash, so agents can tell tenants apart
+    without learning which organization is which."""
+    return hmac.digest(key, str(organization_id).encode(), hashlib.sha256).hex()[:16]
+
+
+def _user_at(user: str, hostname: str) -> str:
+    return f"{user.lower()}@{hostname.lower().rstrip('.')}"
+
+
+def account(key: bytes, hostname: str, config: JobConfig) -> str:
+    """The account a config logs in to, user@host, as a keyed hash (no user name kept); a
+    round trip's is its mailbox, where every country logs in each round."""
+    if isinstance(config, RoundTripConfig):
+        user, hostname = config.receive.user, config.receive.hostname
+    elif isinstance(config, ImapPopConfig):
+        user = config.user
+    else:
+        user = config.auth.user if config.auth else ""
+    return hmac.digest(key, _user_at(user, hostname).encode(), hashlib.sha256).hex()[:32]
+
+
+def legs_of(hostname: str, config: JobConfig) -> int:
+    """Logins a check makes to its account: a round trip whose submission logs in as its
+    mailbox's user on the mailbox's host makes two."""
+    if isinstance(config, RoundTripConfig) and config.send.auth:
+        mailbox = config.receive
+        same = _user_at(config.send.auth.user, hostname) == _user_at(mailbox.user, mailbox.hostname)
+        return 2 if same else 1
+    return 1
+
+
+def legs(job: CheckJob) -> int:
+    """A deferred job's logins: its config is sealed, so a round trip counts both legs."""
+    return 2 if isinstance(job, RoundTripCheckJob) else 1
+
+
+def login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
+    """The job as a login to `account` under `cap` (organization, logins per window); it
+    counts until it settles (its expiry plus its timeout)."""
+    settles = parse_iso(job.expires_at) + timedelta(seconds=job.timeout_seconds)
+    return Login(job.job_id, cap[0], account, legs, settles, cap[1])
+
+
+def capped_why(cap: int, ceiling: int) -> str:
+    """The message of a login held by its account's cap (`login_capped`)."""
+    return (
+        f"over this account's login cap ({cap} logins in"
+        f" {login_cap.WINDOW.seconds // 60} minutes over your organization's monitors of"
+        f" it; {login_cap.SETTING} {ceiling} at most): not sent"
+    )
+
+
+def held(job: CheckJob, kind: str, why: str) -> ResultRow:
+    """The missed row of a job not sent (`auth_backoff`, `login_capped`, a round trip's
+    message held)."""
+    return ResultRow.missed(
+        UUID(job.monitor_id),
+        job.monitor_type,
+        job.country,
+        job.job_id,
+        parse_iso(job.scheduled_at),
+        kind,
+        why,
+    )
+
+
+class RoundPlanner:
+    """Plans monitors' rounds; its keys and settings are the scheduler's."""
+
+    def __init__(
+        self,
+        job_ids: schedule.JobIds,
+        box: SecretBox,
+        keys: CountryKeys,
+        *,
+        default_countries: int = 2,
+        dns_interval_s: int = 3600,
+        login_spacing_s: float = 5.0,
+    ) -> None:
+        self._job_ids = job_ids
+        self._box = box
+        self._keys = keys
+        self._default_countries = default_countries
+        self._dns_interval_s = dns_interval_s
+        self._login_spacing = login_spacing_s
+        self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
+        self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
+
+    def round(
+        self,
+        target: WatchedMonitor | UnfitMonitor,
+        now: datetime,
+        live: frozenset[str],
+        *,
+        trigger: bool = False,
+        avoid: Mapping[str, list[str]] | None = None,
+    ) -> PlannedRound:
+        """The monitor's round now: one job per country with a live agent (and a key when the
+        job carries credentials), a missed row per country without, and an `overdue` row per
+        country for each round over before it could be sent. A monitor that cannot become jobs
+        (a config that does not fit, a secret that does not open, a bad country code) gets a
+        round marked `unusable`, with its countries and next due time, nothing else."""
+        if isinstance(target, WatchedMonitor):
+            base: Monitor | UnfitMonitor = target.monitor
+            listed, went = target.monitor.allowed_country_codes, target.rounds.countries
+        else:
+            base = target
+            listed, went = target.allowed_country_codes, target.round_countries
+        public_id = str(base.public_id)
+        over, run, next_at = round_times(
+            public_id, base.check_interval, base.next_due_at, now, trigger
+        )
+        plan = PlannedRound(base.id, run or over[-1], next_at)
+        chosen = countries(public_id, listed, went, live, self._default_countries)
+        bad = [cc for cc in chosen if not _valid_country(cc)]
+        if bad:
+            plan.unusable = f"invalid country codes {bad}"
+            return plan
+        plan.countries = chosen
+        if not chosen:
+            return plan
+        if run is not None:
+            try:
+                if not isinstance(target, WatchedMonitor):
+                    raise JobConfigError(target.error)
+                self._jobs(plan, target, now, live, trigger, avoid or {})
+            except JobConfigError as exc:
+                plan.unusable = str(exc)
+                return plan
+        why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
+        plan.missed += [
+            ResultRow.missed(
+                base.public_id,
+                base.type,
+                cc,
+                self._job_ids.make(public_id, cc, at),
+                at,
+                OVERDUE,
+                why,
+            )
+            for at in over
+            for cc in chosen
+        ]
+        return plan
+
+    def _jobs(
+        self,
+        plan: PlannedRound,
+        watched: WatchedMonitor,
+        now: datetime,
+        live: frozenset[str],
+        trigger: bool,
+        avoid: Mapping[str, list[str]],
+    ) -> None:
+        """The round's jobs (asking the agents in `avoid` of each country to leave them to
+        another) and the countries it cannot go to."""
+        m, rounds = watched.monitor, watched.rounds
+        public_id = str(m.public_id)
+        config = job_config(m.type, m.config_as_sent, self._box)
+        port = m.port or default_port(m.type, config)
+        plain = None
+        if carries_credentials(m.config_as_sent, config):
+            plan.account = account(self._account_key, m.hostname, config)
+            plan.legs = legs_of(m.hostname, config)
+            bound = SealedConfig(
+                monitor_id=public_id, hostname=m.hostname, port=port, config=config
+            )
+            plain = encode_sealed(bound)
+        scheduled = plan.scheduled_at
+        may_log_in = logins(rounds.login_failures, rounds.login_retry_at, scheduled, plan.countries)
+        scheduled_iso = iso_ms(scheduled)
+        expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
+        job_type = JOB_TYPES[m.type]
+        mail_domain = m.mail_domain
+        if mail_domain:
+            args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
+            dns = (
+                schedule.trigger_dns(*args, rounds.mail_dns_at)
+                if trigger
+                else schedule.dns_due(*args)
+            )
+            mail_domain = mail_domain if dns else None
+            plan.mail_dns = dns
+        org = tenant(self._tenant_key, m.organization_id)
+        for cc in plan.countries:
+            jid = self._job_ids.make(public_id, cc, scheduled, trigger)
+
+            def missed(kind: str, why: str, cc: str = cc, jid: str = jid) -> None:
+                plan.missed.append(
+                    ResultRow.missed(m.public_id, m.type, cc, jid, scheduled, kind, why)
+                )
+
+            if cc not in live:
+                missed(
+                    "no_agent",
+                    f"no live agent in {cc} at {iso_ms(now)}: the round did not run there",
+                )
+                continue
+            fields: dict[str, Any] = {"config": config}
+            if plain is not None and cc not in may_log_in and rounds.login_retry_at is not None:
+                missed(
+                    HELD,
+                    "credentials rejected: logins paused so the account is not locked (next"
+                    f" login at or after {iso_ms(rounds.login_retry_at)}, from one country);"
+                    " update them to resume",
+                )
+                continue
+            if plain is not None:
+                key = self._keys.get(cc)
+                if key is None:
+                    missed(NO_SEAL_KEY, f"credentials not sent to {cc}: {self._keys.missing(cc)}")
+                    continue
+                # The config stays the type's default: no secret, no user name in clear.
+                fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
+            plan.jobs.append(
+                job_type(
+                    job_id=jid,
+                    monitor_id=public_id,
+                    hostname=m.hostname,
+                    port=port,
+                    timeout_seconds=float(m.timeout_seconds),
+                    country=cc,
+                    scheduled_at=scheduled_iso,
+                    expires_at=expires_iso,
+                    mail_domain=mail_domain or None,
+                    avoid_agents=avoid.get(cc, []),
+                    tenant=org,
+                    **fields,
+                )
+            )
+        if plain is not None:
+            space_logins(plan, m.check_interval, self._login_spacing)
+
+
+def _valid_country(cc: str) -> bool:
+    try:
+        jobs_subject(cc)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,188 @@
+"""The scheduling grid, job ids and country picks: pure functions, no I/O.
+
+A monitor with interval I seconds is due at every instant t (epoch milliseconds) with
+t ≡ phase (mod I·1000). The phase comes from a hash of the monitor's public id, so monitors created
+together still spread evenly over the interval, and every replica computes the same grid.
+"""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from controller.secrets.box import SecretBox
+from shared.streams import JOBS_MAX_AGE_S
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _hash64(*parts: str) -> int:
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def _ms(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _at(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def phase_ms(monitor_public_id: str, interval_s: int) -> int:
+    """Offset of the monitor's grid inside its interval, in milliseconds."""
+    return _hash64("phase", monitor_public_id) % (interval_s * 1000)
+
+
+def dns_due(
+    monitor_public_id: str, scheduled_at: datetime, interval_s: int, dns_interval_s: int
+) -> bool:
+    """Whether the round at `scheduled_at` also probes the monitor's mail DNS: the first round
+    of each window of `dns_interval_s` (offset by a phase of the monitor's own, so monitors'
+    probes spread over the window), so one round per window, every round when checks are that
+    rare. A window whose first round did not run has no probe."""
+    if interval_s >= dns_interval_s:
+        return True
+    period = dns_interval_s * 1000
+    t = _ms(scheduled_at) - _hash64("dns", monitor_public_id) % period
+    return t // period != (t - interval_s * 1000) // period
+
+
+# A trigger-check or confirmation round resolves the mail DNS only when no round did within
+# this (or within the DNS interval, when that is shorter): checking a server again and again
+# does not look up its domain again and again.
+TRIGGER_DNS_FLOOR = timedelta(minutes=5)
+
+
+def trigger_dns(
+    monitor_public_id: str,
+    scheduled_at: datetime,
+    interval_s: int,
+    dns_interval_s: int,
+    last: datetime | None,
+) -> bool:
+    """Whether a triggered round at `scheduled_at` also probes the mail DNS: when none has for
+    `TRIGGER_DNS_FLOOR` (`last`: the last round that did, None: never), whenever it falls. A
+    trigger's time is not on the monitor's grid, so whether a scheduled round "would" probe
+    then says nothing; the scheduled rounds keep their own `dns_due`."""
+    floor = min(TRIGGER_DNS_FLOOR, timedelta(seconds=dns_interval_s))
+    return last is None or scheduled_at - last >= floor
+
+
+def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
+    """The first grid point strictly after `after`."""
+    period = interval_s * 1000
+    t = _ms(after)
+    return _at(t + period - (t - phase) % period)
+
+
+def last_due(phase: int, interval_s: int, at_or_before: datetime) -> datetime:
+    """The latest grid point at or before `at_or_before`."""
+    period = interval_s * 1000
+    t = _ms(at_or_before)
+    return _at(t - (t - phase) % period)
+
+
+def round_times(
+    phase: int, interval_s: int, due: datetime, now: datetime
+) -> tuple[datetime, datetime]:
+    """(scheduled time of the round to run now, next due time) for a monitor due at `due`.
+
+    However long the controller was away, this is one round: the latest grid point that has
+    passed (never earlier than `due`), then the first grid point after `now`.
+    """
+    scheduled = max(due, last_due(phase, interval_s, now))
+    return scheduled, next_due(phase, interval_s, now)
+
+
+# A job runs only if its agent starts it before it expires; one sent with less time left than
+# this (a fifth of its expiry window, at least a second) would mostly come back `expired`.
+MIN_LEFT_SHARE: Final = 0.2
+MIN_LEFT: Final = timedelta(seconds=1)
+
+
+def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
+    """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
+    window = expires_at(scheduled_at, interval_s) - scheduled_at
+    return expires_at(scheduled_at, interval_s) - now >= max(MIN_LEFT, window * MIN_LEFT_SHARE)
+
+
+def overdue_rounds(
+    phase: int, interval_s: int, due: datetime, now: datetime, since: datetime
+) -> tuple[list[datetime], datetime | None, datetime]:
+    """(rounds that are over before they were sent, the round to send now or None, next due
+    time) for a monitor due at `due`, claimed `now` (late after an outage). Each grid point from
+    `due` to `now` is one round: the latest is sent when it can still run, every other is over;
+    those before `since` (a bound on how far back rows are written) are left out."""
+    scheduled, next_at = round_times(phase, interval_s, due, now)
+    over = []
+    at = due if due >= since else next_due(phase, interval_s, since - timedelta(milliseconds=1))
+    while at < scheduled:
+        over.append(at)
+        at = next_due(phase, interval_s, at)
+    if can_run(scheduled, interval_s, now):
+        return over, scheduled, next_at
+    return [*over, scheduled], None, next_at
+
+
+JOB_ID_PURPOSE: Final = "mailprobe job ids"
+# A job no agent took for this long is gone from JOBS (its max age), so it never runs later.
+JOB_EXPIRY_MAX: Final = timedelta(seconds=JOBS_MAX_AGE_S - 60)
+
+
+def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
+    """When a round's job goes stale: at the next round, or before JOBS drops it unrun."""
+    return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
+
+
+class JobIds:
+    """Job ids: the same round from the same country always gets the same id on every replica
+    and after a restart, so `Nats-Msg-Id` = job id makes a repeated publish a no-op; a triggered
+    round is marked so it never equals a scheduled one.
+
+    An id is a keyed hash (BLAKE2b, a MAC, with a key derived from SECRETS_KEY, shaped as a UUID, a
+    valid subject token): an agent cannot compute another country's ids, so it can neither
+    pre-empt that country's result through the stream's duplicate window nor make up a round
+    that was never sent to it (`matches`, checked by the ingester).
+    """
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys or any(not 16 <= len(k) <= 64 for k in keys):
+            raise ValueError("JobIds needs keys of 16 to 64 bytes")
+        self._keys = list(keys)
+
+    @classmethod
+    def from_box(cls, box: SecretBox) -> "JobIds":
+        return cls(box.subkeys(JOB_ID_PURPOSE))
+
+    def make(
+        self, monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
+    ) -> str:
+        return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
+
+    def matches(
+        self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
+    ) -> bool:
+        """Whether `job_id` is the id of that round (scheduled or triggered), under any key."""
+        ms = _ms(scheduled_at)
+        for key in self._keys:
+            for trigger in (False, True):
+                if self._id(key, monitor_public_id, country, ms, trigger) == job_id:
+                    return True
+        return False
+
+    @staticmethod
+    def _id(key: bytes, monitor_public_id: str, country: str, ms: int, trigger: bool) -> str:
+        name = f"{monitor_public_id}|{country}|{ms}|{'t' if trigger else 's'}"
+        h = bytearray(hashlib.blake2b(name.encode(), key=key, digest_size=16).digest())
+        h[6] = h[6] & 0x0F | 0x40  # shaped as a version 4 UUID (what str(uuid.UUID) gives)
+        h[8] = h[8] & 0x3F | 0x80
+        x = h.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:
+    """`count` of the live countries, stable per monitor (rendezvous hashing): a country that
+    comes or goes moves only the monitors that ranked it among their top `count`."""
+    ranked = sorted(live, key=lambda cc: (_hash64("country", monitor_public_id, cc), cc))
+    return sorted(ranked[-count:] if count > 0 else [])

@@ -1,0 +1,449 @@
+"""The scheduler: due monitors → one check job per country on `mon.jobs.CC`.
+
+Each round is planned by controller.scheduling.plan (pure); this worker claims the monitors,
+holds what the login cap and the round-trip caps do not allow, publishes the jobs and stores the
+missed rows. A config with credentials is sealed to the job's country: the job carries it as
+`sealedConfig`, its `config` is the type's default, and a country without a public key gets no
+job, only a `no_seal_key` round: credentials never go out in clear.
+
+Each batch is claimed in a transaction (`SKIP LOCKED`, so replicas share the work), its jobs are
+published with `Nats-Msg-Id` = job id and their acks awaited, then the monitors' next due times
+are written and the transaction commits. A crash before the commit leaves the monitors due: the
+next claim republishes the same job ids and JetStream drops the duplicates.
+"""
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+
+from controller.db.pool import Conn
+from controller.fleet.live import LiveAgents
+from controller.ingest import store as results
+from controller.ingest.store import NO_SEAL_KEY, ResultRow
+from controller.logins import account_store as account_logins
+from controller.logins import cap as login_cap
+from controller.logins import cap_notice as login_cap_notice
+from controller.logins.backoff import CAPPED, HELD
+from controller.monitors import limits_store as limits
+from controller.monitors.store import WatchedMonitor
+from controller.roundtrips import sends as roundtrip_sends
+from controller.runtime import metrics
+from controller.scheduling import confirm_store as confirmations
+from controller.scheduling import deferred_store as deferred
+from controller.scheduling import due_store as due
+from controller.scheduling import plan as planning
+from controller.scheduling import rules as schedule
+from controller.scheduling.due_store import ClaimedMonitor, Unplanned
+from controller.scheduling.plan import PlannedRound, RoundPlanner
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared.messages import CheckJob, encode
+from shared.subjects import jobs_subject
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0
+IDLE_MAX_S = 0.5
+MIN_PASS_S = 0.025
+PLAN_EVERY_S = 0.5
+
+
+class Scheduler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        agents: LiveAgents,
+        box: SecretBox,
+        keys: CountryKeys,
+        *,
+        default_countries: int = 2,
+        batch: int = 1000,
+        dns_interval_s: int = 3600,
+        login_spacing_s: float = 5.0,
+        login_cap: int = 1000,
+        trigger_burst: int = 3,
+        checks_per_minute: int = 2000,
+        mails_per_domain: int = 60,
+        confirm_per_minute: int = 600,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
+        self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
+        self._login_cap = login_cap  # the ceiling per organization and account
+        self._trigger_burst = trigger_burst
+        self._js = js
+        self._agents = agents
+        self._keys = keys
+        self._planner = RoundPlanner(
+            schedule.JobIds.from_box(box),
+            box,
+            keys,
+            default_countries=default_countries,
+            dns_interval_s=dns_interval_s,
+            login_spacing_s=login_spacing_s,
+        )
+        self._default_countries = default_countries
+        self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
+        self._batch = batch
+        self._clock = clock
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule until `stop` is set; errors are logged and retried, never fatal.
+
+        Passes start at most every `MIN_PASS_S`: with monitors due every few hundred
+        microseconds, a pass per due monitor would spend more on round trips than on jobs; a
+        short spacing batches them at the cost of a few milliseconds of lateness. New monitors
+        are planned every `PLAN_EVERY_S`.
+        """
+        log.info("scheduler started", batch=self._batch)
+        loop = asyncio.get_running_loop()
+        plan_at = loop.time()
+        while not stop.is_set():
+            started = loop.time()
+            wait = 1.0
+            try:
+                if started >= plan_at:
+                    await self.plan_new()
+                    plan_at = started + PLAN_EVERY_S
+                await self.run_due()
+                await self.run_confirmations()
+                await self.run_deferred()
+                wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
+                wait = min(wait, max(0.0, plan_at - loop.time()))
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+
+    async def _idle_s(self) -> float:
+        """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
+        async with self._pool.acquire() as conn:
+            times = [await due.earliest_due(conn), await deferred.earliest(conn)]
+        earliest = min((t for t in times if t is not None), default=None)
+        if earliest is None:
+            return IDLE_MAX_S
+        return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
+
+    async def tick(self) -> int:
+        """One pass: give new monitors a due time, then run every due round, confirmation round
+        and spaced login; return jobs sent."""
+        await self.plan_new()
+        return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
+
+    async def run_due(self) -> int:
+        """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
+        agents view is warming up: a country missing from it may have agents, so its rounds
+        stay due until the view is complete instead of being recorded `no_agent`."""
+        if not self._agents.is_warm():
+            return 0
+        sent = 0
+        while True:
+            # Each batch's own time: after an outage a pass takes long, and a round planned
+            # with a stale clock could be sent already over.
+            count, full = await self._run_batch(self._clock())
+            sent += count
+            if not full:
+                return sent
+
+    async def run_confirmations(self) -> int:
+        """Send the confirmation rounds the alerter asked for (`controller.scheduling.confirm`): a
+        round of
+        each monitor from all its countries now, as a triggered round; return jobs sent. Nothing
+        while the live agents view warms up (the requests wait)."""
+        if not self._agents.is_warm():
+            return 0
+        await self._keys.refresh()
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await confirmations.claim(
+                conn, self._clock(), self._confirm_per_minute, self._batch
+            )
+            if claimed.expired:
+                metrics.confirmation("capped", claimed.expired)
+                log.warning(
+                    "confirmation rounds not sent: no slot of CONFIRM_ROUNDS_PER_MINUTE within"
+                    " their monitor's interval",
+                    rounds=claimed.expired,
+                )
+            asked = claimed.rounds
+            if not asked:
+                return 0
+            monitors = await due.monitors(conn, sorted({m for m, _ in asked}))
+            live_agents = [(beat.country, beat.agent_id) for beat in self._agents.agents()]
+            avoid = planning.second_opinions(
+                await confirmations.failed_agents(conn, asked), live_agents
+            )
+            now, live = self._clock(), self._agents.countries()
+            plans = await asyncio.to_thread(
+                lambda: [
+                    self._round(m, now, live, trigger=True, avoid=avoid.get(_id(m), {}))
+                    for m in monitors
+                ]
+            )
+            jobs = await self._send(conn, plans, now)
+            missed = [row for p in plans for row in p.missed]
+            if missed:
+                await results.store(conn, missed)
+        metrics.confirmation("sent", len(plans))
+        self._missed(missed)
+        log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
+        return jobs
+
+    async def _send(self, conn: Conn, rounds: Sequence[PlannedRound], now: datetime) -> int:
+        """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
+        over its organization's cap for the account is not sent but recorded in its round's
+        `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
+        trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`);
+        return jobs published."""
+        mail = [(r.monitor_id, job) for r in rounds for job in r.jobs]
+        held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+        for r in rounds:
+            r.missed += [held_mail[job.job_id] for job in r.jobs if job.job_id in held_mail]
+            r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
+        wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
+        caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
+        allowed = await account_logins.take(
+            conn,
+            [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
+            now,
+        )
+        for (r, job), ok in zip(wanted, allowed, strict=True):
+            if not ok:
+                r.jobs.remove(job)
+                cap = caps[r.monitor_id][1]
+                r.missed.append(
+                    planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
+                )
+                await login_cap_notice.reached(conn, r.monitor_id, cap, now)
+        jobs = [job for r in rounds for job in r.jobs]
+        await self.publish(jobs)
+        await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
+        for r in rounds:
+            if r.deferred and r.account:
+                at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
+                await deferred.add(conn, r.monitor_id, r.account, at)
+        return len(jobs)
+
+    async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per monitor: its organization and the cap of its account's logins (login_cap)."""
+        if not monitor_ids:
+            return {}
+        need = await account_logins.need(
+            conn, sorted(set(monitor_ids)), self._default_countries, self._trigger_burst
+        )
+        return {m: (org, login_cap.cap(n, self._login_cap)) for m, (org, _, n) in need.items()}
+
+    async def run_deferred(self) -> int:
+        """Publish the later logins of rounds that are due now; one whose round has had a login
+        rejected meanwhile is recorded `auth_backoff` instead (the account is not tried again);
+        return jobs sent."""
+        sent = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                claimed = await deferred.claim(conn, self._clock(), self._batch)
+                if not claimed:
+                    return sent
+                tried = [d for d in claimed if not d.rejected]
+                caps = await self._caps(conn, [d.monitor_id for d in tried])
+                now = self._clock()
+                tried = [d for d in tried if d.monitor_id in caps]
+                allowed = await account_logins.take(
+                    conn,
+                    [
+                        planning.login(d.job, d.account, planning.legs(d.job), caps[d.monitor_id])
+                        for d in tried
+                    ],
+                    now,
+                )
+                mail = [(d.monitor_id, d.job) for d, ok in zip(tried, allowed, strict=True) if ok]
+                held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+                send = [job for _, job in mail if job.job_id not in held_mail]
+                await self.publish(send)
+                why = "an earlier login of this round was rejected: not tried again"
+                held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
+                for d, ok in zip(tried, allowed, strict=True):
+                    if not ok:
+                        cap = caps[d.monitor_id][1]
+                        held.append(
+                            planning.held(d.job, CAPPED, planning.capped_why(cap, self._login_cap))
+                        )
+                        await login_cap_notice.reached(conn, d.monitor_id, cap, now)
+                held += held_mail.values()
+                if held:
+                    await results.store(conn, held)
+            sent += len(send)
+            if held:
+                log.info("deferred logins not sent", jobs=len(held))
+
+    async def plan_new(self) -> int:
+        """First due time of monitors that have none: now for one that never ran (a new
+        monitor's first check should not wait up to an interval) while its organization's
+        trigger allowance has room, else the first grid point after now."""
+        planned = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                new = await due.claim_unplanned(conn, self._batch, self._default_countries)
+                if not new:
+                    return planned
+                # Allowances are taken in organization order: two replicas planning monitors of
+                # the same organizations lock their rows in one order, never each other's.
+                new.sort(key=lambda m: m.organization_id)
+                now = self._clock()
+                at_once = now.replace(microsecond=now.microsecond // 1000 * 1000)  # job times
+                nexts = [
+                    at_once
+                    if m.never_run and await self._first_round_allowed(conn, m)
+                    else schedule.next_due(
+                        schedule.phase_ms(str(m.public_id), m.check_interval),
+                        m.check_interval,
+                        now,
+                    )
+                    for m in new
+                ]
+                await due.set_next_due(conn, [m.id for m in new], nexts)
+            planned += len(new)
+
+    async def _first_round_allowed(self, conn: Conn, monitor: Unplanned) -> bool:
+        """Whether a new monitor's first round may go at once: it draws on its organization's
+        allowance for triggered checks, as a trigger-check does. Otherwise creating and deleting
+        a monitor of every country was a trigger-check without a limit (hundreds of checks of
+        one target a second)."""
+        per_check = 60.0 / self._checks_per_minute
+        cost = monitor.countries * per_check
+        return not await limits.take_trigger(
+            conn, "organizations", monitor.organization_id, cost, 60.0
+        )
+
+    async def _run_batch(self, now: datetime) -> tuple[int, bool]:
+        await self._keys.refresh()
+        async with self._pool.acquire() as conn, conn.transaction():
+            claimed = await due.claim_due(conn, now, self._batch)
+            if not claimed:
+                return 0, False
+            rounds = await self.rounds(claimed, now, self._agents.countries())
+            jobs = await self._send(conn, rounds, now)
+            await due.set_next_due(
+                conn,
+                [r.monitor_id for r in rounds],
+                [r.next_due for r in rounds],
+                [",".join(r.countries) if r.countries else None for r in rounds],
+            )
+            missed = [row for r in rounds for row in r.missed]
+            if missed:
+                await results.store(conn, missed)
+        late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
+        metrics.rounds_scheduled([r.scheduled_at for r in rounds], self._clock())
+        self._missed(missed)
+        log.info(
+            "round batch",
+            monitors=len(claimed),
+            jobs=jobs,
+            missed=len(missed),
+            oldest_late_s=round(late, 3),
+        )
+        return jobs, len(claimed) == self._batch
+
+    async def rounds(
+        self, claimed: Sequence[ClaimedMonitor], now: datetime, live: frozenset[str]
+    ) -> list[PlannedRound]:
+        """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
+        0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
+        ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
+        libsodium release the GIL (bench/seal.py)."""
+        return await asyncio.to_thread(lambda: [self._round(m, now, live) for m in claimed])
+
+    def _round(
+        self,
+        claimed: ClaimedMonitor,
+        now: datetime,
+        live: frozenset[str],
+        *,
+        trigger: bool = False,
+        avoid: Mapping[str, list[str]] | None = None,
+    ) -> PlannedRound:
+        """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
+        logged and skipped (its next due time still moves), so one bad monitor never stops the
+        scheduler."""
+        plan = self._planner.round(claimed, now, live, trigger=trigger, avoid=avoid)
+        monitor = claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
+        bound = log.bind(
+            monitor_id=str(monitor.public_id), monitor_type=monitor.type, monitor_db_id=monitor.id
+        )
+        if plan.unusable is not None:
+            bound.error("monitor unusable; round skipped", error=plan.unusable)
+        elif not plan.countries:
+            bound.warning("no live agent in any country")
+        return plan
+
+    async def publish(self, jobs: Sequence[CheckJob]) -> int:
+        """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
+        if not jobs:
+            return 0
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for job in jobs:
+                futures.append(
+                    await self._js.publish_async(
+                        jobs_subject(job.country),
+                        encode(job),
+                        headers={"Nats-Msg-Id": job.job_id},
+                    )
+                )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        metrics.jobs_published(jobs)
+        return sum(1 for ack in acks if not ack.duplicate)
+
+    async def trigger(self, monitor_id: int) -> PlannedRound | None:
+        """A round now from all the monitor's countries; None when the monitor is gone.
+        Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
+        that takes too long) rather than record countries `no_agent` that may have agents."""
+        await self._agents.until_warm()
+        await self._keys.refresh()
+        async with self._pool.acquire() as conn:
+            claimed = await due.monitor(conn, monitor_id)
+            if claimed is None:
+                return None
+            live = self._agents.countries()
+            plan = self._round(claimed, self._clock(), live, trigger=True)
+            async with conn.transaction():
+                await self._send(conn, [plan], self._clock())
+                if plan.missed:
+                    await results.store(conn, plan.missed)
+        self._missed(plan.missed)
+        log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
+        return plan
+
+    def _missed(self, rows: Sequence[ResultRow]) -> None:
+        """Count the missed rounds; say once per country which credentialed ones went nowhere."""
+        metrics.missed_rounds(rows)
+        unsealed = Counter(r.country for r in rows if r.error_kind == NO_SEAL_KEY)
+        for cc, n in sorted(unsealed.items()):
+            log.error(
+                "no sealing key: jobs with credentials not sent",
+                country=cc,
+                rounds=n,
+                key_file=str(self._keys.directory / f"{cc}.pub") if self._keys.directory else None,
+            )
+
+
+def _public_id(claimed: ClaimedMonitor) -> UUID:
+    return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
+
+
+def _id(claimed: ClaimedMonitor) -> int:
+    return claimed.monitor.id if isinstance(claimed, WatchedMonitor) else claimed.id

@@ -1,0 +1,1 @@
+"""Monitor secrets: encrypted at rest, sealed to the country that runs the check."""

@@ -1,0 +1,290 @@
+"""`/api/v3`: an AlertSite-compatible API (Management API v3) for email server monitors.
+
+Scripts written against AlertSite's `https://api.alertsite.com/api/v3` work here by changing
+only the base URL: `POST /access-tokens`, `POST/PATCH /monitors/email-{smtp,imap,pop}[/{id}]`,
+`GET /monitors[/{id}]`, `DELETE /monitors/{id}`. The monitors are ordinary mailprobe monitors
+(same table, listed by `/api/smtp-monitors` and `/api/imap-pop-monitors`) of the caller's
+organization, in its default customer (created on first use). AlertSite fields are translated
+into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`) and go through the same rules
+(`monitor_rules.create_values` / `update_values`) as the native API, and are written by
+`controller.monitors.writes` as every monitor is. Errors take AlertSite's shape
+`{"errors": [{"code", "message"}]}` (chosen by path in `controller.web.api.errors`).
+
+This module holds the routes; the mapping is `alertsite_mapping` (pure), the location table
+`alertsite_locations`. What is mapped, and what is accepted but ignored, is in
+docs/alertsite.md.
+"""
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.openapi.spec import Example
+from litestar.params import Body, JSONBody, PathParameter, QueryParameter
+
+from controller.access import customers_store as customers
+from controller.access.accounts_store import Principal
+from controller.db.pool import Conn
+from controller.monitors import store as monitors
+from controller.monitors import validation
+from controller.monitors.writes import Edit, Lookup, MonitorWrites
+from controller.web.alertsite.mapping import (
+    AS_NAMED,
+    BUDGET_FIELDS,
+    BY_TYPE,
+    EMAIL_TYPES,
+    NOT_FOUND,
+    EmailMonitorCreate,
+    EmailMonitorFields,
+    alertsite_monitor,
+    check_timeout,
+    create_body,
+    no_nul,
+    record_id,
+    selected,
+    sent_fields,
+    translate,
+    types_of,
+    update_body,
+)
+from controller.web.api import guards
+from controller.web.api.auth import login_token
+from controller.web.api.errors import ApiError, not_found
+from controller.web.api.monitor_rules import (
+    create_values,
+    secret_required,
+    strict_body,
+    update_values,
+)
+
+AuthedRequest = Request[Principal, Any, Any]
+
+DEFAULT_CUSTOMER = "AlertSite import"
+TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
+AUTH_FAILED = "invalid_request - User authentication failed."  # AlertSite's documented error
+_ALL = 2**31 - 1
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 100, 1000  # GET /monitors: a page unless `limit` is sent
+
+
+class AccessTokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class AccessToken(msgspec.Struct):
+    access_token: str
+
+
+class MonitorId(msgspec.Struct):
+    id: str
+
+
+class ListMetadata(msgspec.Struct):
+    limit: int  # the page length used (LIST_LIMIT_DEFAULT when none was sent)
+    offset: int | None
+    total: int
+
+
+SEED_EXAMPLE = {  # the seed's minimal SMTP monitor
+    "billing_plancode": "UBM - A/A",
+    "name": "Email Sample Monitor",
+    "hostname": "smtp.mycompany.com",
+    "interval": 15,
+    "enabled": True,
+}
+PATCH_EXAMPLE = {"ipv4": "74.125.28.108", "port": 587}  # AlertSite's edit example
+
+
+def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -> MonitorId:
+    principal = request.user
+    guards.requires_writer(principal)
+    body = await strict_body(request, data)
+    no_nul(body)
+    email = EMAIL_TYPES[slug]
+    t = translate(body, email, None)
+    interval = t.fields.get("check_interval", validation.CHECK_INTERVAL_DEFAULT)
+    if "timeout_seconds" in t.fields:
+        check_timeout(interval, t.fields["timeout_seconds"])
+    writes = MonitorWrites.of(request)
+    values = create_values(email.kind, create_body(t, email), writes.box)
+    org = principal.organization_id
+
+    async def customer(conn: Conn) -> int:
+        # Only a body known good gets the default customer, in the insert's transaction, so a
+        # refused create leaves nothing behind.
+        return await customers.default_for(conn, org, DEFAULT_CUSTOMER)
+
+    row = await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+    return MonitorId(str(row["id"]))
+
+
+def _lookup(principal: Principal, monitor_id: int, types: list[str]) -> Lookup:
+    scope = guards.read_scope(principal)
+    return Lookup(monitor_id, types, scope, lambda: not_found(NOT_FOUND))
+
+
+async def _update(
+    slug: str, request: AuthedRequest, raw_id: str, data: EmailMonitorFields
+) -> MonitorId:
+    principal = request.user
+    email = EMAIL_TYPES[slug]
+    monitor_id = record_id(raw_id)
+    writes = MonitorWrites.of(request)
+
+    async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+        guards.requires_updater(principal, sent_fields(data))
+        body = await strict_body(request, data)
+        no_nul(body)
+        t = translate(body, email, row["check_interval"])
+        check_timeout(
+            t.fields.get("check_interval", row["check_interval"]),
+            t.fields.get("timeout_seconds", row["timeout_seconds"]),
+        )
+        changes = update_values(email.kind, update_body(t, email, row), row, writes.box)
+        return Edit(changes, _secret_refusal, budget=BUDGET_FIELDS)
+
+    await writes.update(_lookup(principal, monitor_id, [email.type]), edit_of)
+    return MonitorId(str(monitor_id))
+
+
+def _secret_refusal(moved: Mapping[str, list[str]]) -> ApiError:
+    """AlertSite's monitors keep one secret, its `password`, named with what moved it."""
+    fields = [name for each in moved.values() for name in each]
+    return secret_required("password", [AS_NAMED.get(m, m) for m in fields])
+
+
+AnyId = Annotated[str, PathParameter(name="id", description="monitor id (digits)")]
+SelectParam = Annotated[
+    str | None,
+    QueryParameter(description="comma-separated fields to return (unknown names ignored)"),
+]
+
+
+def _create_data(example: dict[str, Any]) -> Any:
+    return Body(examples=[Example("alertsite", value=example)])
+
+
+class AlertSiteController(Controller):
+    """AlertSite Management API v3, email server monitors only."""
+
+    path = "/api/v3"
+    tags = ["alertsite v3"]
+
+    @post("/access-tokens", status_code=200, summary="Get an access token (AlertSite)")
+    async def access_token(
+        self, request: Request[Any, Any, Any], data: JSONBody[AccessTokenRequest]
+    ) -> AccessToken:
+        validation.no_nul(data, "")
+        ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
+        issued = await login_token(request, data.username, data.password, ttl)
+        if issued is None:
+            raise ApiError(400, AUTH_FAILED, code="bad_credentials")
+        return AccessToken(issued[0])
+
+    @post("/monitors/email-smtp", status_code=200, summary="Create an SMTP monitor (AlertSite)")
+    async def create_smtp(
+        self,
+        request: AuthedRequest,
+        data: Annotated[EmailMonitorCreate, _create_data(SEED_EXAMPLE)],
+    ) -> MonitorId:
+        return await _create("email-smtp", request, data)
+
+    @post("/monitors/email-imap", status_code=200, summary="Create an IMAP monitor (AlertSite)")
+    async def create_imap(
+        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+    ) -> MonitorId:
+        return await _create("email-imap", request, data)
+
+    @post("/monitors/email-pop", status_code=200, summary="Create a POP3 monitor (AlertSite)")
+    async def create_pop(
+        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+    ) -> MonitorId:
+        return await _create("email-pop", request, data)
+
+    @patch("/monitors/email-smtp/{id:str}", summary="Edit an SMTP monitor (AlertSite)")
+    async def update_smtp(
+        self,
+        request: AuthedRequest,
+        monitor_id: AnyId,
+        data: Annotated[EmailMonitorFields, _create_data(PATCH_EXAMPLE)],
+    ) -> MonitorId:
+        return await _update("email-smtp", request, monitor_id, data)
+
+    @patch("/monitors/email-imap/{id:str}", summary="Edit an IMAP monitor (AlertSite)")
+    async def update_imap(
+        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+    ) -> MonitorId:
+        return await _update("email-imap", request, monitor_id, data)
+
+    @patch("/monitors/email-pop/{id:str}", summary="Edit a POP3 monitor (AlertSite)")
+    async def update_pop(
+        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+    ) -> MonitorId:
+        return await _update("email-pop", request, monitor_id, data)
+
+    @get("/monitors", summary="Get monitors (AlertSite)")
+    async def list_monitors(
+        self,
+        request: AuthedRequest,
+        type_: Annotated[
+            str | None,
+            QueryParameter(name="type", description="comma-separated AlertSite monitor types"),
+        ] = None,
+        select: SelectParam = None,
+        limit: Annotated[
+            int,
+            QueryParameter(
+                ge=1,
+                le=LIST_LIMIT_MAX,
+                description=f"at most {LIST_LIMIT_MAX}; default {LIST_LIMIT_DEFAULT}",
+            ),
+        ] = LIST_LIMIT_DEFAULT,
+        offset: Annotated[int | None, QueryParameter(ge=0, le=_ALL)] = None,
+    ) -> dict[str, Any]:
+        """AlertSite documents no default limit ("returns all existing monitors"); answering
+        every monitor at once has no bound, so pages are `LIST_LIMIT_DEFAULT` long unless
+        `limit` says otherwise, at most `LIST_LIMIT_MAX`; `metadata.total` tells a script how
+        many there are to page through."""
+        types = types_of(type_)
+        async with _pool(request).acquire() as conn:
+            rows, total = await monitors.list_page(
+                conn,
+                organization_id=guards.read_scope(request.user),
+                types=types,
+                customer_id=None,
+                search=None,
+                status=None,
+                limit=limit,
+                offset=offset or 0,
+            )
+        return {
+            "metadata": ListMetadata(limit, offset, total),
+            "results": [selected(alertsite_monitor(r, request.user), select) for r in rows],
+        }
+
+    @get("/monitors/{id:str}", summary="Get a monitor by ID (AlertSite)")
+    async def get_monitor(
+        self, request: AuthedRequest, monitor_id: AnyId, select: SelectParam = None
+    ) -> dict[str, Any]:
+        ident = record_id(monitor_id)
+        async with _pool(request).acquire() as conn:
+            row = await monitors.get(conn, ident, list(BY_TYPE), guards.read_scope(request.user))
+        if row is None:
+            raise not_found(NOT_FOUND)
+        return selected(alertsite_monitor(row, request.user), select)
+
+    @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
+    async def delete_monitor(self, request: AuthedRequest, monitor_id: AnyId) -> None:
+        principal = request.user
+        lookup = _lookup(principal, record_id(monitor_id), list(BY_TYPE))
+        await MonitorWrites.of(request).delete(lookup, lambda _: guards.requires_writer(principal))

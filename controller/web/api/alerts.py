@@ -1,0 +1,399 @@
+"""Incidents, delivery history and alert thresholds of a monitor; the organization's defaults.
+
+Under each kind's `/api/…-monitors/{id}/…` (`router`), with the monitor endpoints' tenancy
+(another organization's monitor is a 404), and `/api/alert-settings`.
+"""
+
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Router, get, put
+from litestar.params import JSONBody, QueryParameter
+from msgspec import Meta
+
+from controller.access.accounts_store import Principal
+from controller.alerting import store as alerts
+from controller.alerting.thresholds import Thresholds
+from controller.logins import backoff_store as backoff_db
+from controller.logins import cap_store as login_caps
+from controller.monitors import store as monitors
+from controller.roundtrips import delivery_store as delivery_db
+from controller.web.api import guards
+from controller.web.api.errors import not_found
+from controller.web.api.monitor_kinds import KindApi
+from controller.web.api.monitor_rules import Kind, public_id, strict_body
+from controller.web.api.page import Page, published
+from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
+
+AuthedRequest = Request[Principal, Any, Any]
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+Share = Annotated[
+    float,
+    Meta(
+        ge=0,
+        lt=1,
+        description="a round fails when more than this share of its expected countries "
+        "failed (0.5: a majority; 0: any one country; a country that did not run it counts "
+        "as not failing)",
+    ),
+]
+Rounds = Annotated[int, Meta(ge=1, le=100)]
+ExpiryDays = Annotated[
+    list[Annotated[int, Meta(ge=0, le=365)]],
+    Meta(
+        max_length=5,
+        description="days before a certificate expires at which a notice goes out, one per "
+        "threshold per certificate (default [21, 7])",
+    ),
+]
+
+
+Delivery = Annotated[
+    str,
+    Meta(
+        description="its down notices and reminders: `sent` (at least one was delivered), "
+        "`pending` (queued, none delivered yet: retrying, or no controller has the channel "
+        "configured), `failed` (none delivered, none left to try), `none` (nothing queued: "
+        "opened in maintenance, or the monitor has no notification address)"
+    ),
+]
+
+
+class Incident(msgspec.Struct, rename="camel"):
+    """`durationSeconds` is null while the incident is open; `endReason` says why it ended when
+    not by recovering (`monitoring disabled`), else null. `notified` is true only once a notice
+    about it was delivered (`delivery`)."""
+
+    id: str
+    monitor_id: str
+    state: str  # `open` or `closed`
+    started_at: str
+    ended_at: str | None
+    duration_seconds: float | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+    notified: bool
+    delivery: Delivery
+    end_reason: str | None
+
+
+IncidentPage = Annotated[Page[Incident], published("IncidentPage")]
+
+
+class DeliveryAttempt(msgspec.Struct, rename="camel"):
+    id: int
+    incident_id: str | None
+    kind: str  # `down`, `reminder`, `recovered`, `no_data` (closed for lack of data), `finding`,
+    # `cert_expiry`, `credentials`, `held_back` (the owners' notice that the notification budget
+    # was reached)
+    channel: str  # `email`, `sms`
+    target: str
+    attempt: int
+    status: str  # `sent`, `failed`, `dropped` (not sent on purpose: `error` says why)
+    error: str | None
+    at: str
+
+
+DeliveryAttemptPage = Annotated[Page[DeliveryAttempt], published("DeliveryAttemptPage")]
+
+
+class AlertSettings(msgspec.Struct, rename="camel"):
+    """Organization defaults (`GET/PUT /api/alert-settings`)."""
+
+    failure_threshold: Share
+    down_after_rounds: Rounds
+    recover_after_rounds: Rounds
+    cert_expiry_days: ExpiryDays
+    # A failing round is checked again at once from all the monitor's countries (a
+    # confirmation round, counted like any round), so an outage is down within seconds.
+    confirm_failures: bool
+
+
+class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    failure_threshold: Share | msgspec.UnsetType = msgspec.UNSET
+    down_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+    recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
+    cert_expiry_days: ExpiryDays | msgspec.UnsetType = msgspec.UNSET
+    confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """The monitor's own values; null or absent inherits the organization's."""
+
+    failure_threshold: Share | None = None
+    down_after_rounds: Rounds | None = None
+    recover_after_rounds: Rounds | None = None
+    cert_expiry_days: ExpiryDays | None = None
+    confirm_failures: bool | None = None
+
+
+class MonitorAlertSettings(msgspec.Struct, rename="camel"):
+    """The monitor's own values (null: inherited) and the `effective` ones."""
+
+    monitor_id: str
+    failure_threshold: float | None
+    down_after_rounds: int | None
+    recover_after_rounds: int | None
+    cert_expiry_days: list[int] | None
+    confirm_failures: bool | None
+    effective: AlertSettings
+
+
+class LoginBackoff(msgspec.Struct, rename="camel"):
+    """Whether the monitor's logins are backed off because its credentials were rejected
+    (`GET …/login-backoff`); new credentials (PATCH) end it. `loginCapped`: whether its
+    account's login cap (`loginCap` per 10 minutes) was reached within the last 10 minutes,
+    first at `loginCappedSince`; its checks that would log in are recorded `login_capped`."""
+
+    monitor_id: str
+    backed_off: bool
+    reason: str | None = None
+    rejected_rounds: int = 0
+    since: str | None = None
+    next_login_at: str | None = None
+    login_capped: bool = False
+    login_cap: int | None = None
+    login_capped_since: str | None = None
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
+    if row is None:
+        raise not_found()
+    return row
+
+
+def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
+    return Incident(
+        id=str(row["public_id"]),
+        monitor_id=monitor_public_id,
+        state="open" if row["ended_at"] is None else "closed",
+        started_at=iso_ms(row["started_at"]),
+        ended_at=iso_ms_or_none(row["ended_at"]),
+        duration_seconds=row["duration_seconds"],
+        cause_kind=row["cause_kind"],
+        cause=row["cause"],
+        countries=list(row["countries"]),
+        notified=row["delivered"] > 0,
+        delivery=delivery(row["queued"], row["delivered"], row["waiting"]),
+        end_reason=row["end_reason"],
+    )
+
+
+def delivery(queued: int, delivered: int, waiting: int) -> str:
+    if delivered:
+        return "sent"
+    if waiting:
+        return "pending"
+    return "failed" if queued else "none"
+
+
+async def _incidents(
+    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+) -> IncidentPage:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await alerts.list_incidents(
+            conn, monitor["id"], per_page, (page - 1) * per_page
+        )
+    pid = str(monitor["public_id"])
+    return Page([_incident(r, pid) for r in rows], total, page, per_page)
+
+
+async def _history(
+    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+) -> DeliveryAttemptPage:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await alerts.list_history(
+            conn, monitor["id"], per_page, (page - 1) * per_page
+        )
+    items = [
+        DeliveryAttempt(
+            id=r["id"],
+            incident_id=None if r["incident_public_id"] is None else str(r["incident_public_id"]),
+            kind=r["kind"],
+            channel=r["channel"],
+            target=r["target"],
+            attempt=r["attempt"],
+            status=r["status"],
+            error=r["error"],
+            at=iso_ms(r["at"]),
+        )
+        for r in rows
+    ]
+    return Page(items, total, page, per_page)
+
+
+def _settings(t: Thresholds) -> AlertSettings:
+    return AlertSettings(
+        t.failure_threshold,
+        t.down_after_rounds,
+        t.recover_after_rounds,
+        list(t.cert_expiry_days),
+        t.confirm_failures,
+    )
+
+
+async def _monitor_settings(
+    kind: Kind, request: AuthedRequest, raw_id: str, data: MonitorAlertSettingsUpdate | None
+) -> MonitorAlertSettings:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        if data is not None:
+            guards.requires_updater(request.user, {"alertSettings"})
+            data = await strict_body(request, data)
+            await alerts.put_monitor_overrides(conn, monitor["id"], msgspec.structs.asdict(data))
+        own = await alerts.monitor_overrides(conn, monitor["id"])
+        effective = await alerts.thresholds(conn, monitor["id"], monitor["organization_id"])
+    return MonitorAlertSettings(
+        monitor_id=str(monitor["public_id"]),
+        failure_threshold=own["failure_threshold"],
+        down_after_rounds=own["down_after_rounds"],
+        recover_after_rounds=own["recover_after_rounds"],
+        cert_expiry_days=own["cert_expiry_days"],
+        confirm_failures=own["confirm_failures"],
+        effective=_settings(effective),
+    )
+
+
+async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        b = await backoff_db.get(conn, monitor["id"])
+        capped = await login_caps.get(conn, monitor["id"], utcnow())
+    pid = str(monitor["public_id"])
+    cap: dict[str, Any] = (
+        {}
+        if capped is None
+        else {
+            "login_capped": True,
+            "login_cap": capped.cap,
+            "login_capped_since": iso_ms(capped.since),
+        }
+    )
+    if b is None:
+        return LoginBackoff(pid, False, **cap)
+    return LoginBackoff(
+        pid,
+        True,
+        "credentials rejected: checks that log in are slowed so the account is not locked;"
+        " new credentials resume them",
+        b.failures,
+        iso_ms(b.since),
+        iso_ms(b.retry_at),
+        **cap,
+    )
+
+
+class MailboxDelivery(msgspec.Struct, rename="camel"):
+    """Whether a round trip's mailbox has shown it receives the probe (`GET …/delivery`):
+    `unconfirmed` (no round delivered yet, or `to`/`receive` changed since), `confirmed`, or
+    `backed_off` (rounds in a row not delivered); `allowedPerHour`: the monitor's own cap of
+    messages an hour (null: none; each recipient domain has its own cap per minute too)."""
+
+    monitor_id: str
+    state: str
+    confirmed_at: str | None
+    not_delivered_rounds: int
+    sent_last_hour: int
+    allowed_per_hour: int | None
+
+
+async def _delivery(kind: Kind, request: AuthedRequest, raw_id: str) -> MailboxDelivery:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        d = await delivery_db.get(conn, monitor["id"])
+        sent = await delivery_db.sent_last_hour(conn, monitor["id"])
+    return MailboxDelivery(
+        str(monitor["public_id"]),
+        d.state,
+        iso_ms(d.confirmed_at) if d.confirmed_at else None,
+        d.not_delivered,
+        sent,
+        d.per_hour,
+    )
+
+
+def router(api: KindApi) -> Router:
+    """`api`'s kind's incidents, notification history, login back-off and alert thresholds."""
+    kind = api.kind
+
+    async def incidents(
+        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
+    ) -> IncidentPage:
+        return await _incidents(kind, request, monitor_id, page, per_page)
+
+    async def alert_history(
+        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
+    ) -> DeliveryAttemptPage:
+        return await _history(kind, request, monitor_id, page, per_page)
+
+    async def login_backoff(request: AuthedRequest, monitor_id: str) -> LoginBackoff:
+        return await _login_backoff(kind, request, monitor_id)
+
+    async def delivery(request: AuthedRequest, monitor_id: str) -> MailboxDelivery:
+        return await _delivery(kind, request, monitor_id)
+
+    async def get_alert_settings(request: AuthedRequest, monitor_id: str) -> MonitorAlertSettings:
+        return await _monitor_settings(kind, request, monitor_id, None)
+
+    async def put_alert_settings(
+        request: AuthedRequest, monitor_id: str, data: JSONBody[MonitorAlertSettingsUpdate]
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(kind, request, monitor_id, data)
+
+    one, label = api.by_id, api.label
+    handlers = [
+        get("/incidents", summary=f"{label} incidents, newest first")(one(incidents)),
+        get("/alert-history", summary=f"{label} notification delivery attempts, newest first")(
+            one(alert_history)
+        ),
+        get("/alert-settings", summary=f"{label} alert thresholds")(one(get_alert_settings)),
+        put("/alert-settings", summary=f"Set {label} alert thresholds (null: inherit)")(
+            one(put_alert_settings)
+        ),
+    ]
+    summary = f"{label} logins backed off (credentials rejected)"
+    handlers.append(get("/login-backoff", summary=summary)(one(login_backoff)))
+    if api.delivery:
+        summary = f"{label}: whether its mailbox has shown it receives the probe"
+        handlers.append(get("/delivery", summary=summary)(one(delivery)))
+    return Router(api.item_path, tags=[api.tag], route_handlers=handlers)
+
+
+class AlertSettingsController(Controller):
+    path = "/api/alert-settings"
+    tags = ["alerts"]
+
+    @get("/", summary="The organization's default alert thresholds")
+    async def get_settings(self, request: AuthedRequest) -> AlertSettings:
+        async with _pool(request).acquire() as conn:
+            t = await alerts.org_thresholds(conn, request.user.organization_id)
+        return _settings(t)
+
+    @put("/", summary="Change the organization's default alert thresholds (owners, admins)")
+    async def put_settings(
+        self, request: AuthedRequest, data: JSONBody[AlertSettingsUpdate]
+    ) -> AlertSettings:
+        guards.requires_admin(request.user)
+        data = await strict_body(request, data)
+        changes = {
+            k: None if v is msgspec.UNSET else v for k, v in msgspec.structs.asdict(data).items()
+        }
+        async with _pool(request).acquire() as conn:
+            t = await alerts.put_org_thresholds(conn, request.user.organization_id, **changes)
+        return _settings(t)

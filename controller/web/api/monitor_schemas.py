@@ -1,0 +1,272 @@
+"""Wire shapes of the monitor API (seeds 000-003): requests, responses, pages.
+
+Request Structs forbid unknown fields, so a typo is a 400 naming it; every optional field defaults
+to UNSET so PATCH can tell "absent" from "null" and a stored config keeps exactly the keys sent.
+"""
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType, field
+
+from controller.web.api.page import Page, published
+
+MASK = "********"
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
+    """Base of request Structs: camelCase keys, unknown keys rejected."""
+
+
+PlaintextOptIn = Annotated[
+    bool,
+    Meta(
+        description="default false: credentials are sent only over TLS, and a server that "
+        "cannot upgrade is `down` with `tls_required`; true (lab servers) allows them in clear"
+    ),
+]
+
+
+class TlsOptionsIn(_In):
+    reject_unauthorized: bool | UnsetType = UNSET
+    ca: (
+        Annotated[
+            str,
+            Meta(
+                description="PEM, one or more certificates (a private CA, or the server's own "
+                "certificate to pin it); replaces the system trust store for this monitor, as "
+                "in node. At most 32 KiB. null: the system trust store",
+                min_length=1,
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
+    servername: (
+        Annotated[
+            str,
+            Meta(
+                description="name sent in SNI and checked against the certificate instead of "
+                "`hostname` (the agent still connects to `hostname`)",
+                min_length=1,
+                max_length=253,
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
+
+
+class SmtpAuthIn(_In):
+    user: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = field(default=UNSET, name="pass")
+
+
+class SmtpConfigIn(_In):
+    """nodemailer's SMTP options (its `ignoreTLS`/`requireTLS` spellings accepted too)."""
+
+    secure: bool | UnsetType = UNSET
+    ignore_tls: bool | UnsetType = UNSET
+    require_tls: bool | UnsetType = UNSET
+    ignore_tls_nodemailer: bool | UnsetType = field(default=UNSET, name="ignoreTLS")
+    require_tls_nodemailer: bool | UnsetType = field(default=UNSET, name="requireTLS")
+    auth: SmtpAuthIn | None | UnsetType = UNSET
+    tls_options: TlsOptionsIn | UnsetType = UNSET
+    allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
+
+
+class ImapPopConfigIn(_In):
+    """node-imap's options: `protocol` is `imap` (default) or `pop3`."""
+
+    protocol: str | UnsetType = UNSET
+    user: str | None | UnsetType = UNSET
+    password: str | None | UnsetType = UNSET
+    tls: bool | UnsetType = UNSET
+    tls_options: TlsOptionsIn | UnsetType = UNSET
+    allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
+
+
+Port = Annotated[
+    int, Meta(description="1-65535; null: 465/25 (SMTP), 993/143 (IMAP), 995/110 (POP3)")
+]
+
+
+MailDomain = Annotated[
+    str,
+    Meta(
+        description="the mail domain whose DNS the agents check from each country, every "
+        "`DNS_POSTURE_INTERVAL_SECONDS` (MX, SPF, DMARC, MTA-STS, TLS-RPT, DANE TLSA of this "
+        "host); null: none. Never derived from the hostname"
+    ),
+]
+
+
+class _MonitorFields(_In):
+    status: str | UnsetType = UNSET
+    check_interval: int | UnsetType = UNSET
+    timeout_seconds: int | UnsetType = UNSET
+    allowed_check_country_codes: list[str] | None | UnsetType = UNSET
+    notification_email: str | None | UnsetType = UNSET
+    notification_phone_number: str | None | UnsetType = UNSET
+    mail_domain: MailDomain | None | UnsetType = UNSET
+
+
+CustomerIdIn = Annotated[int | str, Meta(description="numeric customer id or public UUID")]
+
+
+class _CreateFields(_MonitorFields, kw_only=True):
+    customer_id: CustomerIdIn
+    name: str
+    hostname: str
+    port: Port | None | UnsetType = UNSET
+
+
+class _UpdateFields(_MonitorFields, kw_only=True):
+    customer_id: int | str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
+
+
+class SmtpMonitorCreate(_CreateFields, kw_only=True):
+    smtp_config: SmtpConfigIn | None | UnsetType = UNSET
+    config: SmtpConfigIn | None | UnsetType = UNSET
+
+
+class SmtpMonitorUpdate(_UpdateFields, kw_only=True):
+    smtp_config: SmtpConfigIn | None | UnsetType = UNSET
+    config: SmtpConfigIn | None | UnsetType = UNSET
+
+
+class ImapPopMonitorCreate(_CreateFields, kw_only=True):
+    imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
+    config: ImapPopConfigIn | None | UnsetType = UNSET
+
+
+class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
+    imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
+    config: ImapPopConfigIn | None | UnsetType = UNSET
+
+
+class RoundTripSendIn(SmtpConfigIn):
+    """The SMTP leg: its server (stored as the monitor's `hostname`/`port`) and sender."""
+
+    hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
+    sender: str | UnsetType = field(default=UNSET, name="from")
+
+
+class RoundTripReceiveIn(ImapPopConfigIn):
+    """The mailbox leg: `protocol` imap (default) or pop3, its server, folders to look in."""
+
+    hostname: str | UnsetType = UNSET
+    port: Port | None | UnsetType = UNSET
+    folders: list[str] | UnsetType = UNSET
+    spam_folders: list[str] | UnsetType = UNSET
+
+
+class RoundTripConfigIn(_In):
+    send: RoundTripSendIn | UnsetType = UNSET
+    to: str | UnsetType = UNSET
+    receive: RoundTripReceiveIn | UnsetType = UNSET
+    slow_after_seconds: Annotated[float, Meta(gt=0)] | None | UnsetType = UNSET
+    spam_is_failure: bool | UnsetType = UNSET
+
+
+class RoundTripMonitorCreate(_MonitorFields, kw_only=True):
+    """No top-level `hostname`/`port`: a round trip has two servers, both in its config."""
+
+    customer_id: CustomerIdIn
+    name: str
+    roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
+    config: RoundTripConfigIn | UnsetType = UNSET
+
+
+class RoundTripMonitorUpdate(_MonitorFields, kw_only=True):
+    customer_id: int | str | UnsetType = UNSET
+    name: str | UnsetType = UNSET
+    roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
+    config: RoundTripConfigIn | UnsetType = UNSET
+
+
+MonitorCreate = SmtpMonitorCreate | ImapPopMonitorCreate | RoundTripMonitorCreate
+MonitorUpdate = SmtpMonitorUpdate | ImapPopMonitorUpdate | RoundTripMonitorUpdate
+
+
+class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
+    id: int
+    public_id: str
+    organization_id: int
+    customer_id: int
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_check_country_codes: list[str] | None
+    notification_email: str | None
+    notification_phone_number: str | None
+    mail_domain: str | None
+    last_checked_at: str | None
+    created_at: str
+    updated_at: str
+    config: dict[str, object]
+
+
+class SmtpMonitor(_MonitorOut, kw_only=True):
+    smtp_config: dict[str, object]
+
+
+class ImapPopMonitor(_MonitorOut, kw_only=True):
+    imap_pop_config: dict[str, object]
+
+
+class RoundTripMonitor(_MonitorOut, kw_only=True):
+    """`hostname`/`port` are the send leg's (also in `roundtripConfig.send`)."""
+
+    roundtrip_config: dict[str, object]
+
+
+class LatestResult(msgspec.Struct, rename="camel", kw_only=True):
+    """A country's latest round: `status` is `up`, `down`, `missed` (error kind `no_agent`:
+    no live agent in the country; `expired`: no agent ran it in time; `no_seal_key`: no sealing
+    key for the country, so its credentials were not sent) or `inconclusive` (the agent's own
+    path failed its self-check: neither up nor down). `checkedAt` is when the check ended, null
+    for a round that did not run."""
+
+    country: str
+    status: str
+    error_kind: str | None
+    message: str
+    response_time_ms: float | None
+    scheduled_at: str
+    checked_at: str | None
+    job_id: str
+
+
+class SmtpMonitorDetail(SmtpMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
+class ImapPopMonitorDetail(ImapPopMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
+SmtpMonitorPage = Annotated[Page[SmtpMonitor], published("SmtpMonitorPage")]
+
+
+ImapPopMonitorPage = Annotated[Page[ImapPopMonitor], published("ImapPopMonitorPage")]
+
+
+class RoundTripMonitorDetail(RoundTripMonitor, kw_only=True):
+    """GET one: the monitor and its latest result per country, ordered by country."""
+
+    latest_results: list[LatestResult]
+
+
+RoundTripMonitorPage = Annotated[Page[RoundTripMonitor], published("RoundTripMonitorPage")]

@@ -1,0 +1,243 @@
+"""`/api/smtp-monitors`, `/api/imap-pop-monitors` and `/api/roundtrip-monitors`: create, read,
+list, update, delete."""
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Request, Router, delete, get, patch, post
+from litestar.params import QueryParameter
+from msgspec import UNSET, UnsetType
+
+from controller.access import customers_store as customers
+from controller.access.accounts_store import Principal
+from controller.db.pool import Conn
+from controller.monitors import store as monitors
+from controller.monitors import validation
+from controller.monitors.latest_store import monitor_with_latest
+from controller.monitors.writes import Edit, Lookup, MonitorWrites
+from controller.web.api import guards
+from controller.web.api.errors import ApiError, invalid_customer, not_found
+from controller.web.api.monitor_kinds import KindApi, typed
+from controller.web.api.monitor_rules import (
+    Kind,
+    MonitorOut,
+    create_values,
+    customer_id,
+    customer_ident,
+    present,
+    public_id,
+    secret_refusal,
+    sent_fields,
+    strict_body,
+    update_values,
+)
+from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
+from controller.web.api.page import Page
+from shared.timefmt import iso_ms, iso_ms_or_none
+
+AuthedRequest = Request[Principal, Any, Any]
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+# The columns that add checks or slot-seconds → their field names, cited when a budget refuses.
+BUDGET_FIELDS = {
+    "allowed_country_codes": "allowedCheckCountryCodes",
+    "check_interval": "checkInterval",
+    "timeout_seconds": "timeoutSeconds",
+    "status": "status",
+}
+
+
+async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    guards.requires_writer(request.user)
+    return await create_checked(kind, request, await strict_body(request, body))
+
+
+async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> asyncpg.Record:
+    """Create from a body already converted strictly (the API's JSON, the console's form)."""
+    principal = request.user
+    guards.requires_writer(principal)
+    validation.no_nul(body, "")
+    writes = MonitorWrites.of(request)
+    values = create_values(kind, body, writes.box)
+    org = principal.organization_id
+
+    async def customer(conn: Conn) -> int:
+        return await customer_id(conn, body.customer_id, org)
+
+    return await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+
+
+def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
+    """The monitor of `kind` with that public id, as `principal` may see it."""
+    return Lookup(public_id(kind, raw_id), kind.types, guards.read_scope(principal))
+
+
+async def _update(
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate, *, checked: bool = False
+) -> asyncpg.Record:
+    """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
+    principal = request.user
+    writes = MonitorWrites.of(request)
+
+    async def edit_of(conn: Conn, row: asyncpg.Record) -> Edit:
+        guards.requires_updater(principal, sent_fields(body))
+        strict = body if checked else await strict_body(request, body)
+        validation.no_nul(strict, "")
+        changes = update_values(kind, strict, row, writes.box)
+
+        def refusal(moved: Mapping[str, list[str]]) -> ApiError:
+            return secret_refusal(kind, strict, row, changes, moved)
+
+        async def customer(conn: Conn) -> int:
+            assert not isinstance(strict.customer_id, UnsetType)
+            return await customer_id(conn, strict.customer_id, principal.organization_id)
+
+        sent_customer = strict.customer_id is not UNSET
+        return Edit(changes, refusal, customer if sent_customer else None, BUDGET_FIELDS)
+
+    return await writes.update(lookup(kind, principal, raw_id), edit_of)
+
+
+async def update_checked(
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
+) -> asyncpg.Record:
+    """Update from a body already converted strictly (the console's form)."""
+    return await _update(kind, request, raw_id, body, checked=True)
+
+
+async def _get(
+    kind: Kind, request: AuthedRequest, raw_id: str
+) -> tuple[asyncpg.Record, list[LatestResult]]:
+    """The monitor's row and its latest result per country."""
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        found = await monitor_with_latest(
+            conn, monitor_id, kind.types, guards.read_scope(request.user)
+        )
+    if found is None:
+        raise not_found()
+    row, latest = found
+    return row, [_latest(r) for r in latest]
+
+
+def _latest(row: asyncpg.Record) -> LatestResult:
+    return LatestResult(
+        country=row["country"],
+        status=row["last_status"],
+        error_kind=row["last_error_kind"],
+        message=row["last_message"],
+        response_time_ms=row["response_time_ms"],
+        scheduled_at=iso_ms(row["last_scheduled_at"]),
+        checked_at=iso_ms_or_none(row["finished_at"]),
+        job_id=row["last_job_id"],
+    )
+
+
+async def _list(
+    kind: Kind,
+    request: AuthedRequest,
+    customer: str | None,
+    search: str | None,
+    status: str | None,
+    page: int,
+    per_page: int,
+) -> tuple[list[asyncpg.Record], int]:
+    scope = guards.read_scope(request.user)
+    validation.no_nul(search, "search")
+    status_value = None if status is None else validation.status(status, "status")
+    async with _pool(request).acquire() as conn:
+        customer_row_id: int | None = None
+        if customer is not None:
+            ident = customer_ident(customer)
+            if ident is None:
+                raise invalid_customer()
+            found = await customers.find(conn, ident, scope)
+            if found is None:
+                return [], 0
+            customer_row_id = found["id"]
+        return await monitors.list_page(
+            conn,
+            organization_id=scope,
+            types=kind.types,
+            customer_id=customer_row_id,
+            search=search or None,
+            status=status_value,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+
+
+async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
+    principal = request.user
+    await MonitorWrites.of(request).delete(
+        lookup(kind, principal, raw_id), lambda _: guards.requires_writer(principal)
+    )
+
+
+CustomerParam = Annotated[
+    str | None, QueryParameter(name="customerId", description="numeric id or public UUID")
+]
+SearchParam = Annotated[
+    str | None, QueryParameter(max_length=200, description="in name or hostname")
+]
+StatusParam = Annotated[str | None, QueryParameter(description="active, maintenance or disabled")]
+
+
+def router(api: KindApi) -> Router:
+    """`api`'s kind's resource: create, list, get, update, delete."""
+    kind = api.kind
+
+    async def create(request: AuthedRequest, data: MonitorCreate) -> MonitorOut:
+        return present(kind, await _create(kind, request, data))
+
+    async def list_monitors(
+        request: AuthedRequest,
+        customer_id: CustomerParam = None,
+        search: SearchParam = None,
+        status: StatusParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> msgspec.Struct:
+        rows, total = await _list(kind, request, customer_id, search, status, page, per_page)
+        return Page([present(kind, r) for r in rows], total, page, per_page)
+
+    async def get_monitor(request: AuthedRequest, monitor_id: str) -> msgspec.Struct:
+        row, latest = await _get(kind, request, monitor_id)
+        shown = msgspec.structs.asdict(present(kind, row))
+        return api.detail(**shown, latest_results=latest)
+
+    async def update(request: AuthedRequest, monitor_id: str, data: MonitorUpdate) -> MonitorOut:
+        return present(kind, await _update(kind, request, monitor_id, data))
+
+    async def delete_monitor(request: AuthedRequest, monitor_id: str) -> None:
+        await _delete(kind, request, monitor_id)
+
+    return Router(
+        api.path,
+        tags=[api.tag],
+        route_handlers=[
+            post("/", summary=f"Create {api.label}")(
+                typed(create, api.out, data=api.body(api.create, api.create_examples))
+            ),
+            get("/", summary=f"List {api.label}s")(typed(list_monitors, api.page)),
+            get(api.item, summary=f"Get {api.label}, with its latest results")(
+                api.by_id(get_monitor, api.detail)
+            ),
+            patch(api.item, summary=f"Update {api.label}")(
+                api.by_id(update, api.out, data=api.body(api.update, api.update_examples))
+            ),
+            delete(api.item, summary=f"Delete {api.label}")(api.by_id(delete_monitor)),
+        ],
+    )

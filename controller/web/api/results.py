@@ -1,0 +1,394 @@
+"""Results, uptime, latest state per country and trigger-check of a monitor; live agents.
+
+Under `/api/smtp-monitors/{id}/…`, `/api/imap-pop-monitors/{id}/…` and
+`/api/roundtrip-monitors/{id}/…`, with the monitor
+endpoints' tenancy: another organization's monitor is a 404.
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.params import QueryParameter
+
+from controller.access.accounts_store import Principal
+from controller.fleet.live import AgentsUnknownError
+from controller.ingest import store as results
+from controller.monitors import fair_use
+from controller.monitors import store as monitors
+from controller.runtime.pipeline import Pipeline
+from controller.web.api import guards
+from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
+from controller.web.api.monitor_kinds import KindApi
+from controller.web.api.monitor_rules import Kind, public_id
+from controller.web.api.page import Page, published
+from shared.messages import AuthResults, Hop, MailDns, Phases, SelfCheck, TlsInfo
+from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
+
+AuthedRequest = Request[Principal, Any, Any]
+
+PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
+PerPageParam = Annotated[
+    int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
+]
+CountryParam = Annotated[
+    str | None, QueryParameter(max_length=2, description="ISO 3166-1 alpha-2 code")
+]
+FromParam = Annotated[
+    str | None, QueryParameter(name="from", description="ISO-8601 time, scheduled at or after")
+]
+ToParam = Annotated[
+    str | None, QueryParameter(name="to", description="ISO-8601 time, scheduled before")
+]
+WINDOWS = (("day", timedelta(days=1)), ("week", timedelta(days=7)), ("month", timedelta(days=30)))
+
+
+class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
+    """The wire `CheckResult`, plus `storedAt`; `status` may also be `missed` (error kind
+    `no_agent`: no live agent in the country, `expired`: no agent ran it in time, or
+    `no_seal_key`: its credentials could not be sealed to the country, so it was not sent), and
+    `inconclusive` (error kind `inconclusive`: the agent's own path failed its self-check, so
+    the failure says nothing about the server; counted like missed)."""
+
+    v: int = 1
+    job_id: str
+    monitor_id: str
+    monitor_type: str
+    country: str
+    agent_id: str | None
+    scheduled_at: str
+    started_at: str | None
+    finished_at: str | None
+    status: str
+    error_kind: str | None
+    message: str
+    banner: str | None
+    response_time_ms: float | None
+    phases: Phases
+    tls: TlsInfo | None
+    address: str | None
+    capabilities: list[str] | None
+    capabilities_before_tls: list[str] | None
+    stored_at: str
+    # Round-trip monitors only (null for the other kinds).
+    folder: str | None = None
+    hops: list[Hop] | None = None
+    auth_results: AuthResults | None = None
+    # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
+    mail_dns: MailDns | None = None
+
+
+CheckResultPage = Annotated[Page[CheckResultOut], published("CheckResultPage")]
+
+
+class Counts(msgspec.Struct, rename="camel"):
+    """`uptimePercent` = up / (up + down); missed and inconclusive rounds (both in `missed`)
+    count for neither; null without data."""
+
+    up: int
+    down: int
+    missed: int
+    uptime_percent: float | None
+
+
+class UptimeWindow(msgspec.Struct, rename="camel"):
+    window: str
+    since: str = msgspec.field(name="from")
+    until: str = msgspec.field(name="to")
+    overall: Counts = msgspec.field(default_factory=lambda: Counts(0, 0, 0, None))
+    countries: dict[str, Counts] = msgspec.field(default_factory=dict)
+
+
+class Uptime(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    windows: list[UptimeWindow]
+
+
+class CountryState(msgspec.Struct, rename="camel"):
+    country: str
+    status: str
+    error_kind: str | None
+    message: str
+    scheduled_at: str
+    job_id: str
+    consecutive_failures: int
+    consecutive_successes: int
+
+
+class CountryStates(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    items: list[CountryState]
+
+
+class TriggeredJob(msgspec.Struct, rename="camel"):
+    job_id: str
+    country: str
+    status: str  # `queued`, or `no_agent` / `no_seal_key` (recorded as a missed result)
+
+
+class Triggered(msgspec.Struct, rename="camel"):
+    monitor_id: str
+    scheduled_at: str
+    jobs: list[TriggeredJob]
+
+
+class AgentOut(msgspec.Struct, rename="camel"):
+    """A live agent; `selfCheck`: its canaries' last states, the ports none of its canaries
+    reach (`blockedPorts`: their jobs go to other agents of the country) and its resolver
+    check, as its latest heartbeat said (capped: controller.fleet.self_check); null when the agent
+    has no canaries configured."""
+
+    id: str
+    country: str
+    version: str
+    last_seen: str
+    started_at: str
+    in_flight: int
+    capacity: int
+    self_check: SelfCheck | None = None
+
+
+class CountryAgents(msgspec.Struct, rename="camel"):
+    country: str
+    agents: list[AgentOut]
+
+
+class AgentsOut(msgspec.Struct, rename="camel"):
+    countries: list[CountryAgents]
+    total: int
+
+
+def _pool(request: AuthedRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _pipeline(request: AuthedRequest) -> Pipeline:
+    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
+    if pipeline is None:
+        raise ApiError(503, "The check pipeline is not running here", code="unavailable")
+    return pipeline
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise bad_request(name, f"{name} must be an ISO-8601 time", "invalid_query") from None
+
+
+async def _monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> asyncpg.Record:
+    monitor_id = public_id(kind, raw_id)
+    async with _pool(request).acquire() as conn:
+        row = await monitors.get(conn, monitor_id, kind.types, guards.read_scope(request.user))
+    if row is None:
+        raise not_found()
+    return row
+
+
+def _result(row: asyncpg.Record) -> CheckResultOut:
+    return CheckResultOut(
+        job_id=row["job_id"],
+        monitor_id=str(row["monitor_public_id"]),
+        monitor_type=row["monitor_type"],
+        country=row["country"],
+        agent_id=row["agent_id"],
+        scheduled_at=iso_ms(row["scheduled_at"]),
+        started_at=iso_ms_or_none(row["started_at"]),
+        finished_at=iso_ms_or_none(row["finished_at"]),
+        status=row["status"],
+        error_kind=row["error_kind"],
+        message=row["message"],
+        banner=row["banner"],
+        response_time_ms=row["response_time_ms"],
+        phases=msgspec.convert(row["phases"] or {}, Phases),
+        tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
+        address=row["address"],
+        capabilities=row["capabilities"],
+        capabilities_before_tls=row["capabilities_before_tls"],
+        stored_at=iso_ms(row["stored_at"]),
+        mail_dns=None if row["mail_dns"] is None else msgspec.convert(row["mail_dns"], MailDns),
+        folder=row["folder"],
+        hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),
+        auth_results=(
+            None
+            if row["auth_results"] is None
+            else msgspec.convert(row["auth_results"], AuthResults)
+        ),
+    )
+
+
+async def _results(
+    kind: Kind,
+    request: AuthedRequest,
+    raw_id: str,
+    country: str | None,
+    since: str | None,
+    until: str | None,
+    page: int,
+    per_page: int,
+) -> CheckResultPage:
+    since_at, until_at = _time(since, "from"), _time(until, "to")
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows, total = await results.list_page(
+            conn,
+            monitor["id"],
+            country=country.upper() if country else None,
+            since=since_at,
+            until=until_at,
+            limit=per_page,
+            offset=(page - 1) * per_page,
+        )
+    return Page([_result(r) for r in rows], total, page, per_page)
+
+
+def _counts(up: int, down: int, missed: int) -> Counts:
+    share = round(100 * up / (up + down), 4) if up + down else None
+    return Counts(up, down, missed, share)
+
+
+async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
+    monitor = await _monitor(kind, request, raw_id)
+    now = utcnow()
+    longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
+    starts = [now - span for _, span in longest_first]
+    async with _pool(request).acquire() as conn:
+        rows = await results.counts(conn, monitor["id"], starts, now)
+    windows: dict[str, UptimeWindow] = {}
+    for pos, (name, _) in enumerate(longest_first):
+        window = windows[name] = UptimeWindow(name, iso_ms(starts[pos]), iso_ms(now))
+        totals = [0, 0, 0]
+        for row in rows:
+            c = [row[f"{status}_{pos}"] for status in ("up", "down", "missed")]
+            if any(c):
+                window.countries[row["country"]] = _counts(*c)
+            totals = [a + b for a, b in zip(totals, c, strict=True)]
+        window.overall = _counts(*totals)
+    return Uptime(str(monitor["public_id"]), [windows[name] for name, _ in WINDOWS])
+
+
+async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> CountryStates:
+    monitor = await _monitor(kind, request, raw_id)
+    async with _pool(request).acquire() as conn:
+        rows = await results.country_states(conn, monitor["id"])
+    return CountryStates(
+        str(monitor["public_id"]),
+        [
+            CountryState(
+                r["country"],
+                r["last_status"],
+                r["last_error_kind"],
+                r["last_message"],
+                iso_ms(r["last_scheduled_at"]),
+                r["last_job_id"],
+                r["consecutive_failures"],
+                r["consecutive_successes"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered:
+    monitor = await _monitor(kind, request, raw_id)
+    if request.user.is_global_supporter or request.user.role == "readonly":
+        raise forbidden("Forbidden: readonly users and global supporters may not trigger checks")
+    if monitor["status"] == "disabled":
+        raise ApiError(
+            409,
+            "The monitor is disabled, so it is not checked: set its status to active or"
+            " maintenance to run checks",
+            code="monitor_disabled",
+            fields=["status"],
+        )
+    pipeline = _pipeline(request)
+    lim = fair_use.Limits.of(request.app.state.settings)
+    countries = len(monitor["allowed_country_codes"] or ()) or lim.default_countries
+    async with _pool(request).acquire() as conn, conn.transaction():
+        await fair_use.take_trigger(
+            conn,
+            lim,
+            monitor["organization_id"],
+            monitor["id"],
+            countries,
+            monitor["timeout_seconds"],
+        )
+    try:
+        plan = await pipeline.scheduler.trigger(monitor["id"])
+    except AgentsUnknownError as exc:
+        raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
+    if plan is None:
+        raise not_found()
+    # Logins to one account go out one country after another: the later ones are queued too.
+    queued = [*plan.jobs, *(j for _, j in plan.deferred)]
+    jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]
+    jobs += [TriggeredJob(r.job_id, r.country, r.error_kind or "") for r in plan.missed]
+    return Triggered(
+        str(monitor["public_id"]),
+        iso_ms(plan.scheduled_at),
+        sorted(jobs, key=lambda j: j.country),
+    )
+
+
+def router(api: KindApi) -> Router:
+    """`api`'s kind's results, uptime, latest state per country and trigger-check."""
+    kind = api.kind
+
+    async def results(
+        request: AuthedRequest,
+        monitor_id: str,
+        country: CountryParam = None,
+        since: FromParam = None,
+        until: ToParam = None,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
+    ) -> CheckResultPage:
+        return await _results(kind, request, monitor_id, country, since, until, page, per_page)
+
+    async def uptime(request: AuthedRequest, monitor_id: str) -> Uptime:
+        return await _uptime(kind, request, monitor_id)
+
+    async def countries(request: AuthedRequest, monitor_id: str) -> CountryStates:
+        return await _countries(kind, request, monitor_id)
+
+    async def trigger_check(request: AuthedRequest, monitor_id: str) -> Triggered:
+        return await _trigger(kind, request, monitor_id)
+
+    one, label = api.by_id, api.label
+    return Router(
+        api.item_path,
+        tags=[api.tag],
+        route_handlers=[
+            get("/results", summary=f"{label} results, newest first")(one(results)),
+            get("/uptime", summary=f"{label} uptime per country and overall")(one(uptime)),
+            get("/countries", summary=f"{label} latest state per country")(one(countries)),
+            post("/trigger-check", status_code=202, summary=f"Run {api.a_label} round now")(
+                one(trigger_check)
+            ),
+        ],
+    )
+
+
+@get("/api/agents", tags=["agents"], summary="Live agents per country")
+async def list_agents(request: AuthedRequest) -> AgentsOut:
+    beats = _pipeline(request).agents.agents()
+    by_country: dict[str, list[AgentOut]] = {}
+    for b in beats:
+        by_country.setdefault(b.country, []).append(
+            AgentOut(
+                b.agent_id,
+                b.country,
+                b.version,
+                b.seen_at,
+                b.started_at,
+                b.in_flight,
+                b.capacity,
+                b.self_check,
+            )
+        )
+    return AgentsOut([CountryAgents(cc, a) for cc, a in sorted(by_country.items())], len(beats))

@@ -1,0 +1,239 @@
+"""`create_app`: the Litestar application, its pools opened in the lifespan."""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.app import AppConfig
+from litestar.enums import ScopeType
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from controller.access import accounts_store as accounts
+from controller.access import throttle_store as logins
+from controller.db.pool import create_pool
+from controller.runtime import metrics
+from controller.runtime.pipeline import Pipeline
+from controller.secrets.box import SecretBox
+from controller.web import console
+from controller.web.alertsite.routes import AlertSiteController
+from controller.web.api import openapi_doc
+from controller.web.api.alerts import AlertSettingsController
+from controller.web.api.alerts import router as alerts_router
+from controller.web.api.allow import options_allow
+from controller.web.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
+from controller.web.api.customers import CustomerController
+from controller.web.api.errors import EXCEPTION_HANDLERS
+from controller.web.api.maintenance import MaintenanceWindowController
+from controller.web.api.monitor_kinds import APIS
+from controller.web.api.monitors import router as monitors_router
+from controller.web.api.posture import router as posture_router
+from controller.web.api.results import list_agents
+from controller.web.api.results import router as results_router
+from controller.web.api.users import UserController
+from shared import __version__
+from shared.settings import ControllerSettings
+
+log = structlog.get_logger("controller.web.api")
+
+MAX_BODY_BYTES = 64 * 1024
+READY_TIMEOUT_S = 5.0
+HOUSEKEEPING_INTERVAL_S = 600.0
+THROTTLE_PURPOSE = "login-throttle"
+
+
+def access_log(app: ASGIApp) -> ASGIApp:
+    """One canonical log line per request: method, path, status, duration, caller."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Raised by a middleware (e.g. 401); Litestar's outer handler answers with this status.
+            status = getattr(exc, "status", 0) or getattr(exc, "status_code", 500)
+            raise
+        finally:
+            user = scope.get("user")
+            elapsed = time.perf_counter() - started
+            log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope["path"],
+                status=status,
+                ms=round(elapsed * 1000, 2),
+                user=getattr(user, "email", None),
+            )
+            # The route's template (`/api/smtp-monitors/{smtpMonitorPublicId}`), never the
+            # raw path: one series per route, not one per monitor.
+            route = scope.get("path_template") or "unmatched"
+            metrics.api_request(scope.get("method", ""), route, status, elapsed)
+
+    return middleware
+
+
+@get("/health", tags=["ops"], summary="Liveness: the process answers", media_type=MediaType.JSON)
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+async def readiness(pool: asyncpg.Pool, pipeline: Pipeline | None) -> str | None:
+    """None when PostgreSQL answers and NATS (with the pipeline here) is connected; else a reason
+    for whoever probes, who needs no token: never the error itself (it may name hosts, users,
+    databases), which goes to the log."""
+    try:
+        async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        log.warning("not ready: PostgreSQL", error=repr(exc))
+        return "database unavailable"
+    if pipeline is not None and not pipeline.nc.is_connected:
+        log.warning("not ready: NATS is not connected")
+        return "NATS is not connected"
+    return None
+
+
+@get(
+    "/ready",
+    tags=["ops"],
+    summary="Readiness: PostgreSQL answers, and NATS is connected when the pipeline runs here",
+    media_type=MediaType.JSON,
+)
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+    pipeline: Pipeline | None = request.app.state.pipeline
+    reason = await readiness(request.app.state.pool, pipeline)
+    if reason is not None:
+        return Response({"status": "not ready", "reason": reason}, status_code=503)
+    body = {"status": "ready"}
+    if pipeline is not None:
+        body["nats"] = "connected"
+    return Response(body)
+
+
+async def housekeeping(pool: asyncpg.Pool) -> None:
+    """Expired tokens, throttle counts past their time, login addresses no longer known: deleted
+    now and then by every API replica (the deletes are idempotent)."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await accounts.delete_expired_tokens(conn)
+                await logins.forget_old(conn)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("housekeeping failed; trying again later", error=repr(exc))
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+
+
+@get(
+    "/metrics",
+    tags=["ops"],
+    summary="Prometheus metrics (text exposition format)",
+    include_in_schema=False,
+)
+async def prometheus_metrics() -> Response[bytes]:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
+def create_app(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool | None = None,
+    pipeline: Pipeline | None = None,
+) -> Litestar:
+    """The API. Pass `pool` to share one (tests); otherwise the lifespan opens and closes it.
+    Without `pipeline` (NATS), trigger-check and the agents list answer 503."""
+    if settings.secrets_key is None:
+        raise ValueError("SECRETS_KEY is required to serve the API")
+
+    box = SecretBox(settings.secrets_key)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = pool is None
+        app.state.pool = pool or await create_pool(settings.database_url, settings.db_pool_max)
+        app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
+        chores = asyncio.create_task(housekeeping(app.state.pool))
+        try:
+            yield
+        finally:
+            chores.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chores
+            app.state.logins.passwords.close()
+            if owned:
+                await app.state.pool.close()
+
+    def on_app_init(config: AppConfig) -> AppConfig:
+        config.state.update(settings=settings, secret_box=box, pipeline=pipeline)
+        return config
+
+    return Litestar(
+        route_handlers=[
+            AuthController,
+            AlertSiteController,
+            *(
+                make(api)
+                for make in (monitors_router, results_router, alerts_router, posture_router)
+                for api in APIS
+            ),
+            AlertSettingsController,
+            MaintenanceWindowController,
+            list_agents,
+            CustomerController,
+            UserController,
+            health,
+            ready,
+            prometheus_metrics,
+            *console.routers(box),
+        ],
+        lifespan=[lifespan],
+        on_app_init=[on_app_init],
+        on_startup=[openapi_doc.document],
+        middleware=[
+            access_log,
+            options_allow,
+            DefineMiddleware(
+                BearerAuthMiddleware,
+                exclude=[
+                    r"^/schema",
+                    r"^/health$",
+                    r"^/ready$",
+                    r"^/metrics(/monitors)?$",
+                    r"^/$",
+                    r"^/console(/|$)",
+                    r"^/status/",
+                    r"^/api/auth/login$",
+                    r"^/api/v3/access-tokens$",
+                ],
+            ),
+            flood_guard(settings).middleware,
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="mailprobe API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[console.docs_plugin()],
+        ),
+        template_config=console.template_config(),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,108 @@
+"""The web console (`/console`), public status pages (`/status/{slug}`), per-monitor Prometheus
+series (`/metrics/monitors`) and the API docs' assets: everything a browser loads comes from this
+package or another installed one, never from a CDN."""
+
+from pathlib import Path
+
+from litestar import Router, get
+from litestar.datastructures import ResponseHeader
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+from openapi_ui_bundles import swagger_ui
+
+from controller.secrets.box import SecretBox
+from controller.web.api.errors import ApiError
+from controller.web.console import forms, pages, scrape, status
+from controller.web.console.session import PREFIX, csrf_middleware, session_auth
+
+HERE = Path(__file__).parent
+DOCS_ASSETS = "/schema-assets"
+
+# Only this origin's scripts, styles and images; no framing; forms post only here.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=_CSP),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
+    ResponseHeader(name="Cache-Control", value="no-store"),
+]
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    """`make run`'s address opens onto the console."""
+    return Redirect(f"{PREFIX}/", status_code=302)
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+
+
+def routers(box: SecretBox) -> list[Router]:
+    console = Router(
+        path=PREFIX,
+        route_handlers=[
+            pages.login_form,
+            pages.login,
+            pages.logout,
+            pages.overview,
+            pages.overview_part,
+            pages.monitor_page,
+            pages.trigger,
+            pages.pause,
+            pages.resume,
+            pages.delete,
+            pages.agents_page,
+            forms.new_form,
+            forms.create,
+            forms.edit_form,
+            forms.edit,
+            status.admin,
+            status.save,
+            status.unpublish,
+            scrape.tokens_page,
+            scrape.create_token,
+            scrape.delete_token,
+            create_static_files_router(path="/static", directories=[HERE / "static"]),
+        ],
+        middleware=[session_auth, csrf_middleware(box)],
+        exception_handlers={
+            ApiError: pages.error_page,
+            NotFoundException: pages.error_page,
+            PermissionDeniedException: pages.error_page,
+        },
+        response_headers=_HEADERS,
+        include_in_schema=False,
+    )
+    public = Router(
+        path="/",
+        route_handlers=[
+            root,
+            status.public,
+            scrape.monitor_metrics,
+            create_static_files_router(
+                path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
+            ),
+        ],
+        exception_handlers={NotFoundException: pages.error_page},
+        response_headers=_HEADERS,
+        include_in_schema=False,
+    )
+    return [console, public]
+
+
+def docs_plugin() -> SwaggerRenderPlugin:
+    """Swagger UI from the `openapi-ui-bundles` package, served at `/schema-assets`."""
+    return SwaggerRenderPlugin(
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+    )

@@ -1,0 +1,434 @@
+"""The console's pages: login, overview, a monitor, agents, and the monitor actions.
+
+Reads go through the same scope as the API (`guards.read_scope`: the caller's organization, every
+one for global supporters); another organization's monitor is a 404. Every POST looks the monitor
+up first (404 before 403), then requires a writer: in the console, readonly users and global
+supporters change nothing (the API lets readonly users pause and resume; the console shows them
+no controls at all).
+"""
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import structlog
+from litestar import Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import PathParameter
+from litestar.response import Redirect, Template
+
+from controller.access import accounts_store as accounts
+from controller.access.accounts_store import Principal
+from controller.alerting import maintenance_store as maintenance
+from controller.alerting import store as alerts
+from controller.ingest import store as results
+from controller.logins import cap_store as login_caps
+from controller.monitors import kinds
+from controller.monitors import store as monitors
+from controller.monitors.kinds import ALL_TYPES, Kind
+from controller.monitors.latest_store import monitor_with_latest
+from controller.monitors.writes import Lookup, MonitorWrites
+from controller.runtime.pipeline import Pipeline
+from controller.web.api import guards
+from controller.web.api.auth import login_token
+from controller.web.api.errors import ApiError
+from controller.web.api.monitors import BUDGET_FIELDS
+from controller.web.api.results import WINDOWS, _trigger
+from controller.web.console import charts
+from controller.web.console import store as console
+from controller.web.console.session import (
+    LOGIN_PATH,
+    PREFIX,
+    expired_cookie,
+    principal_of,
+    session_cookie,
+)
+from shared.messages import TlsInfo
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+PER_PAGE = 100
+RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+BUCKETS = 90  # points per line: the chart stays readable and its query small at any range
+NOTICES = {
+    "triggered": "A check round was queued; results arrive within the monitor's timeout.",
+    "paused": "Paused: the monitor is not checked until resumed.",
+    "resumed": "Resumed: the monitor is checked again.",
+    "deleted": "The monitor was deleted.",
+    "created": "The monitor was created; its first round runs within a minute.",
+    "updated": "Saved.",
+}
+
+AnyRequest = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+
+
+def pool_of(request: AnyRequest) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def can_write(p: Principal) -> bool:
+    return not p.is_global_supporter and p.role != "readonly"
+
+
+def can_admin(p: Principal) -> bool:
+    return not p.is_global_supporter and p.role in ("owner", "admin")
+
+
+def page(request: AnyRequest, name: str, status_code: int = 200, **context: Any) -> Template:
+    """A console template with what every page shows (who is logged in, what they may do)."""
+    p = principal_of(request)
+    return Template(
+        template_name=name,
+        context={"me": p, "can_write": can_write(p), "can_admin": can_admin(p), **context},
+        status_code=status_code,
+    )
+
+
+def kind_of(monitor_type: str) -> Kind:
+    return kinds.of_type(monitor_type)
+
+
+# --- login ------------------------------------------------------------------------------------
+
+
+@get("/login", name="console-login")
+async def login_form() -> Template:
+    return Template(template_name="login.html", context={"error": None, "email": ""})
+
+
+@post("/login", status_code=303)
+async def login(request: AnyRequest) -> Response[Any]:
+    form = await request.form()
+    email, password = str(form.get("email", "")), str(form.get("password", ""))
+    settings = request.app.state.settings
+    try:
+        issued = await login_token(request, email, password, settings.token_ttl_seconds)
+    except ApiError as exc:  # throttled (429) or the password threads are busy (503)
+        return Template(
+            template_name="login.html",
+            context={"error": exc.message, "email": email},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
+    if issued is None:
+        return Template(
+            template_name="login.html",
+            context={"error": "Wrong e-mail or password.", "email": email},
+            status_code=401,
+        )
+    token, _ = issued
+    log.info("console login")
+    return Redirect(
+        f"{PREFIX}/", status_code=303, cookies=[session_cookie(token, settings.token_ttl_seconds)]
+    )
+
+
+@post("/logout", status_code=303)
+async def logout(request: AnyRequest) -> Redirect:
+    async with pool_of(request).acquire() as conn:
+        await accounts.revoke_token(conn, request.scope["auth"])
+    log.info("console logout", user=principal_of(request).email)
+    return Redirect(LOGIN_PATH, status_code=303, cookies=[expired_cookie()])
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+class Filters(msgspec.Struct):
+    customer: str = ""
+    kind: str = ""
+    state: str = ""
+    q: str = ""
+    page: int = 1
+
+    @classmethod
+    def of(cls, request: AnyRequest) -> "Filters":
+        """The query's filters; a value that is not one of the choices counts as not given."""
+        qp = request.query_params
+        f = cls(
+            customer=qp.get("customer", ""),
+            kind=qp.get("kind", "") if qp.get("kind") in ALL_TYPES else "",
+            state=qp.get("state", "") if qp.get("state") in console.STATES else "",
+            q=qp.get("q", "")[:200].replace("\x00", ""),
+        )
+        try:
+            f.page = min(max(int(qp.get("page", "1")), 1), 100_000)
+        except ValueError:
+            f.page = 1
+        try:
+            UUID(f.customer)
+        except ValueError:
+            f.customer = ""
+        return f
+
+    def query(self, **change: Any) -> str:
+        """The filters as a query string, with `change` applied (page 1 unless given)."""
+        values = {**msgspec.structs.asdict(self), "page": 1, **change}
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
+
+
+async def _overview(request: AnyRequest) -> dict[str, Any]:
+    f = Filters.of(request)
+    scope = guards.read_scope(principal_of(request))
+    async with pool_of(request).acquire() as conn:
+        rows, counts = await console.overview(
+            conn,
+            organization_id=scope,
+            customer=UUID(f.customer) if f.customer else None,
+            kind=f.kind or None,
+            search=f.q or None,
+            state=f.state or None,
+            limit=PER_PAGE,
+            offset=(f.page - 1) * PER_PAGE,
+        )
+        customers = await console.customers_of(conn, scope)
+    shown = counts[f.state] if f.state else sum(counts.values())
+    return {
+        "rows": [{**dict(r), "dot_list": console.dots(r["dots"])} for r in rows],
+        "counts": counts,
+        "total": sum(counts.values()),
+        "shown": shown,
+        "pages": max(1, -(-shown // PER_PAGE)),
+        "f": f,
+        "customers": customers,
+        "states": console.STATES,
+        "kinds": ALL_TYPES,
+    }
+
+
+@get("/", name="console-overview")
+async def overview(request: AnyRequest) -> Template:
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    return page(request, "overview.html", notice=notice, **await _overview(request))
+
+
+@get("/monitors.part")
+async def overview_part(request: AnyRequest) -> Template:
+    """The overview's counts and table alone, fetched by the page every few seconds."""
+    return page(request, "_monitors.html", **await _overview(request))
+
+
+# --- one monitor ------------------------------------------------------------------------------
+
+
+async def find_monitor(conn: Any, request: AnyRequest, raw_id: str) -> asyncpg.Record:
+    try:
+        ident = UUID(raw_id)
+    except ValueError:
+        raise NotFoundException() from None
+    row = await monitors.get(conn, ident, ALL_TYPES, guards.read_scope(principal_of(request)))
+    if row is None:
+        raise NotFoundException()
+    return row
+
+
+def _series(
+    buckets: list[asyncpg.Record], column: str, by: str = "country"
+) -> list[tuple[str, list[tuple[datetime, float | None]]]]:
+    out: dict[str, list[tuple[datetime, float | None]]] = {}
+    for b in buckets:
+        out.setdefault(b[by], []).append((b["at"], b[column]))
+    return sorted(out.items())
+
+
+def _phase_series(
+    buckets: list[asyncpg.Record],
+) -> list[tuple[str, list[tuple[datetime, float | None]]]]:
+    """Each phase's mean over the countries, per time bucket."""
+    out = []
+    for phase in console.PHASES:
+        per_time: dict[datetime, list[float]] = {}
+        for b in buckets:
+            if b[phase] is not None:
+                per_time.setdefault(b["at"], []).append(b[phase])
+        pts: list[tuple[datetime, float | None]] = [
+            (t, sum(v) / len(v)) for t, v in sorted(per_time.items())
+        ]
+        out.append((phase.removesuffix("_ms").upper(), pts))
+    return out
+
+
+def _uptime(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Per window (day, week, month): the share of up among up and down, overall and per
+    country (missed rounds count neither way)."""
+    longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
+    out = []
+    for pos, (name, _) in enumerate(longest_first):
+        per: dict[str, float | None] = {}
+        up_all = down_all = 0
+        for r in rows:
+            up, down = r[f"up_{pos}"], r[f"down_{pos}"]
+            up_all, down_all = up_all + up, down_all + down
+            per[r["country"]] = round(100 * up / (up + down), 3) if up + down else None
+        overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
+        out.append({"window": name, "overall": overall, "countries": per})
+    return list(reversed(out))
+
+
+@get("/monitors/{monitor_id:str}", name="console-monitor")
+async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
+    range_name = request.query_params.get("range", "day")
+    span = RANGES.get(range_name, RANGES["day"])
+    now = utcnow()
+    try:
+        ident = UUID(monitor_id)
+    except ValueError:
+        raise NotFoundException() from None
+    async with pool_of(request).acquire() as conn:
+        found = await monitor_with_latest(
+            conn, ident, ALL_TYPES, guards.read_scope(principal_of(request))
+        )
+        if found is None:
+            raise NotFoundException()
+        row, latest = found
+        shown, _ = await console.overview(
+            conn,
+            organization_id=row["organization_id"],
+            customer=None,
+            kind=None,
+            search=None,
+            state=None,
+            limit=1,
+            offset=0,
+            ids=[row["id"]],
+        )
+        buckets = await console.response_buckets(conn, row["id"], now - span, span / BUCKETS)
+        starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
+        counts = await results.counts(conn, row["id"], starts, now)
+        tls = await console.latest_tls(conn, row["id"], now - timedelta(days=2))
+        incidents, _ = await alerts.list_incidents(conn, row["id"], 10, 0)
+        history, _ = await alerts.list_history(conn, row["id"], 10, 0)
+        windows = await maintenance.for_monitor(conn, row["id"], row["customer_id"])
+        capped = await login_caps.get(conn, row["id"], now)
+    return page(
+        request,
+        "monitor.html",
+        m=row,
+        state=shown[0]["state"] if shown else "unknown",
+        latest=latest,
+        response_chart=charts.line_chart(_series(buckets, "response_ms"), now - span, now),
+        phase_chart=charts.line_chart(_phase_series(buckets), now - span, now),
+        ranges=list(RANGES),
+        range_name=range_name if range_name in RANGES else "day",
+        uptime=_uptime(counts),
+        tls=[(t["country"], msgspec.convert(t["tls"], TlsInfo)) for t in tls],
+        incidents=incidents,
+        history=history,
+        windows=windows,
+        capped=capped,
+        notice=NOTICES.get(request.query_params.get("notice", "")),
+        error=None,
+    )
+
+
+async def _writable(request: AnyRequest, monitor_id: str) -> asyncpg.Record:
+    async with pool_of(request).acquire() as conn:
+        row = await find_monitor(conn, request, monitor_id)  # 404 before 403
+    guards.requires_writer(principal_of(request))
+    return row
+
+
+def _back(row: asyncpg.Record, notice: str) -> Redirect:
+    return Redirect(f"{PREFIX}/monitors/{row['public_id']}?notice={notice}", status_code=303)
+
+
+@post("/monitors/{monitor_id:str}/trigger", status_code=303)
+async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
+    row = await _writable(request, monitor_id)
+    try:
+        await _trigger(kind_of(row["type"]), request, str(row["public_id"]))
+    except ApiError as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
+        return await _action_failed(request, monitor_id, exc)
+    return _back(row, "triggered")
+
+
+def _lookup(row: asyncpg.Record) -> Lookup:
+    return Lookup(row["id"], (row["type"],), row["organization_id"])
+
+
+async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Response[Any]:
+    """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
+    row = await _writable(request, monitor_id)
+    try:
+        await MonitorWrites.of(request).set_status(_lookup(row), status, BUDGET_FIELDS)
+    except ApiError as exc:
+        return await _action_failed(request, monitor_id, exc)
+    log.info("console status change", monitor=str(row["public_id"]), status=status)
+    return _back(row, "paused" if status == "disabled" else "resumed")
+
+
+@post("/monitors/{monitor_id:str}/pause", status_code=303)
+async def pause(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
+    return await _set_status(request, monitor_id, "disabled")
+
+
+@post("/monitors/{monitor_id:str}/resume", status_code=303)
+async def resume(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
+    return await _set_status(request, monitor_id, "active")
+
+
+@post("/monitors/{monitor_id:str}/delete", status_code=303)
+async def delete(request: AnyRequest, monitor_id: PathStr) -> Redirect:
+    row = await _writable(request, monitor_id)
+    await MonitorWrites.of(request).delete(_lookup(row), lambda _: None)
+    log.info("console delete", monitor=str(row["public_id"]))
+    return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
+
+
+async def _action_failed(request: AnyRequest, monitor_id: str, exc: ApiError) -> Response[Any]:
+    """The monitor page again, with the API's message for the refused action and its status."""
+    shown: Template = await monitor_page.fn(request, monitor_id)
+    shown.context["error"] = exc.message
+    shown.status_code = exc.status
+    return shown
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+@get("/agents", name="console-agents")
+async def agents_page(request: AnyRequest) -> Template:
+    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
+    beats = pipeline.agents.agents() if pipeline is not None else None
+    by_country: dict[str, list[Any]] = {}
+    for b in beats or ():
+        by_country.setdefault(b.country, []).append(b)
+    return page(
+        request,
+        "agents.html",
+        running=pipeline is not None,
+        countries=sorted(by_country.items()),
+        total=len(beats or ()),
+    )
+
+
+# --- errors as pages --------------------------------------------------------------------------
+
+_HEADLINES = {403: "Not allowed", 404: "Not found"}
+
+
+def error_page(request: AnyRequest, exc: Exception) -> Template:
+    """A refused or unknown page as HTML with its status (the API's handlers answer JSON)."""
+    status, message = 500, "Something went wrong."
+    if isinstance(exc, ApiError):
+        status, message = exc.status, exc.message
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, exc.detail
+    if status == 404:
+        message = "There is no such page, or it belongs to another organization."
+    return Template(
+        template_name="error.html",
+        context={
+            "me": None,
+            "status": status,
+            "headline": _HEADLINES.get(status, "Refused"),
+            "message": message,
+        },
+        status_code=status,
+    )

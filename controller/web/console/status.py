@@ -1,0 +1,261 @@
+"""Public status pages: owners and admins publish one per customer (a slug, a title, the monitors
+on it, whether hostnames show); anyone may open `GET /status/{slug}` without logging in.
+
+The public page is built from an allow-list: per chosen monitor its name, kind, state, countries'
+states, daily uptime and incidents with their cause in plain words (never the agent's message,
+which may name hosts and ports); the hostname only when the page shows hostnames; never the port,
+the configuration, the customer's other monitors or anything of another customer.
+"""
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import date, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import PathParameter
+from litestar.response import Redirect, Template
+
+from controller.alerting import causes
+from controller.monitors.kinds import TYPE_LABELS
+from controller.web.api import guards
+from controller.web.console import status_store as status_pages
+from controller.web.console import store as console
+from controller.web.console.pages import page, pool_of
+from controller.web.console.session import PREFIX, principal_of
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+AnyRequest = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+UPTIME_DAYS = 90
+INCIDENT_DAYS = 14
+PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
+
+
+async def _admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
+    org = principal_of(request).organization_id
+    async with pool_of(request).acquire() as conn:
+        pages = await status_pages.of_organization(conn, org)
+        by_customer = {
+            p["customer_id"]: await console.monitors_of_customer(conn, p["customer_id"])
+            for p in pages
+        }
+    return page(
+        request,
+        "status_admin.html",
+        status_code=status_code,
+        pages=pages,
+        monitors=by_customer,
+        error=error,
+        notice=request.query_params.get("saved") and "Saved.",
+    )
+
+
+@get("/status-pages", name="console-status-pages")
+async def admin(request: AnyRequest) -> Template:
+    guards.requires_admin(principal_of(request))
+    return await _admin_page(request, None, 200)
+
+
+async def _customer_id(request: AnyRequest, raw: str) -> int:
+    try:
+        ident = UUID(raw)
+    except ValueError:
+        raise NotFoundException() from None
+    async with pool_of(request).acquire() as conn:
+        found: int | None = await conn.fetchval(
+            "SELECT id FROM customers WHERE public_id = $1 AND organization_id = $2",
+            ident,
+            principal_of(request).organization_id,
+        )
+    if found is None:
+        raise NotFoundException()
+    return found
+
+
+@post("/status-pages/{customer:str}", status_code=303)
+async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
+    guards.requires_admin(principal_of(request))
+    customer_id = await _customer_id(request, customer)
+    form = await request.form()
+    slug = str(form.get("slug", "")).strip().lower()
+    title = str(form.get("title", "")).strip()[:200]
+    if not SLUG.match(slug):
+        return await _admin_page(
+            request, "slug: 2-63 lower-case letters, digits and hyphens, not starting with -", 400
+        )
+    if not title or "\x00" in title:
+        return await _admin_page(request, "title: required", 400)
+    ids = []
+    for raw in form.getall("monitor", []):
+        try:
+            ids.append(int(raw))
+        except ValueError:
+            return await _admin_page(request, "monitor: not a monitor of this customer", 400)
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            await status_pages.save(
+                conn,
+                customer_id,
+                principal_of(request).organization_id,
+                slug,
+                title,
+                form.get("hostnames") == "on",
+                ids,
+            )
+    except asyncpg.UniqueViolationError:
+        return await _admin_page(request, f"slug: {slug} is taken by another page", 409)
+    log.info("status page saved", slug=slug, monitors=len(ids))
+    return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
+
+
+@post("/status-pages/{customer:str}/unpublish", status_code=303)
+async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
+    guards.requires_admin(principal_of(request))
+    customer_id = await _customer_id(request, customer)
+    async with pool_of(request).acquire() as conn:
+        await status_pages.unpublish(conn, customer_id)
+    return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
+
+
+def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:
+    """One bar per day, oldest first: the share of up rounds, or None without any."""
+    out = []
+    for back in range(UPTIME_DAYS - 1, -1, -1):
+        day = today - timedelta(days=back)
+        up, down = days.get(day, (0, 0))
+        share = round(100 * up / (up + down), 2) if up + down else None
+        level = (
+            "none"
+            if share is None
+            else "up"
+            if share >= 99.9
+            else "warn"
+            if share >= 95
+            else "down"
+        )
+        out.append({"day": day.isoformat(), "share": share, "level": level})
+    return out
+
+
+class PageCache:
+    """Each public page's content, built at most once per `PAGE_TTL_S` per process however many
+    visitors ask at once: a page sums up to 90 days of results (a third of a second of
+    PostgreSQL for one monitor checked from two countries every 30 s), and anyone may ask
+    without an account, so uncached a few anonymous clients could keep the database, which
+    scheduler, ingester and alerter share, busy. The key is the page as published (slug, title,
+    hostnames, monitors), read anew for each visitor with one indexed query: a change of what
+    is published shows at once, results and states within `PAGE_TTL_S`."""
+
+    def __init__(self) -> None:
+        self._pages: dict[Hashable, tuple[float, asyncio.Future[dict[str, Any]]]] = {}
+
+    async def get(
+        self, key: Hashable, build: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        now = asyncio.get_running_loop().time()
+        held = self._pages.get(key)
+        if held is None or held[0] <= now:
+            self._pages = {k: v for k, v in self._pages.items() if v[0] > now}
+            held = (now + PAGE_TTL_S, asyncio.ensure_future(build()))
+            self._pages[key] = held
+        try:
+            # Shielded: a visitor who hangs up does not cancel the others' page.
+            return await asyncio.shield(held[1])
+        except Exception:
+            if self._pages.get(key) is held:  # an error is not kept for the next visitor
+                del self._pages[key]
+            raise
+
+
+def _cache(request: AnyRequest) -> PageCache:
+    state = request.app.state
+    if not isinstance(getattr(state, "status_pages", None), PageCache):
+        state.status_pages = PageCache()
+    cache: PageCache = state.status_pages
+    return cache
+
+
+@get("/status/{slug:str}", name="status-page")
+async def public(slug: PathStr, request: AnyRequest) -> Template:
+    if not SLUG.match(slug):
+        raise NotFoundException()
+    pool = pool_of(request)
+    async with pool.acquire() as conn:
+        found = await status_pages.by_slug(conn, slug)
+    if found is None:
+        raise NotFoundException()
+    sp, ids = found
+    key = (sp["id"], sp["slug"], sp["title"], sp["show_hostnames"], tuple(sorted(ids)))
+    context = await _cache(request).get(key, lambda: _page(pool, sp, ids))
+    return Template(template_name="status.html", context=context)
+
+
+async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[str, Any]:
+    """The public page's template context: the page `sp` showing monitors `ids`."""
+    now = utcnow()
+    async with pool.acquire() as conn:
+        rows, _ = await console.overview(
+            conn,
+            organization_id=sp["organization_id"],
+            customer=None,
+            kind=None,
+            search=None,
+            state=None,
+            limit=1000,
+            offset=0,
+            ids=ids,
+        )
+        daily = await status_pages.daily(conn, ids, now - timedelta(days=UPTIME_DAYS))
+        incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
+    per_day: dict[int, dict[date, tuple[int, int]]] = {}
+    for d in daily:
+        per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
+    names = {r["id"]: r["name"] for r in rows}
+    shown = [
+        {
+            "name": r["name"],
+            "hostname": r["hostname"] if sp["show_hostnames"] else None,
+            "kind": TYPE_LABELS.get(r["type"], r["type"]),
+            "state": r["state"],
+            "countries": console.dots(r["dots"]),
+            "bars": _bars(per_day.get(r["id"], {}), now.date()),
+        }
+        for r in rows
+    ]
+    return {
+        "title": sp["title"],
+        "monitors": shown,
+        "overall": _overall([r["state"] for r in rows]),
+        "incidents": [
+            {
+                "monitor": names.get(i["monitor_id"], ""),
+                "started_at": i["started_at"],
+                "ended_at": i["ended_at"],
+                "cause": causes.label(i["cause_kind"]).capitalize(),
+                "countries": i["countries"],
+            }
+            for i in incidents
+        ],
+        "days": UPTIME_DAYS,
+    }
+
+
+def _overall(states: list[str]) -> str:
+    if not states:
+        return "No monitors are published on this page yet."
+    if any(s == "down" for s in states):
+        return "Some services are down."
+    if any(s == "degraded" for s in states):
+        return "Some services are degraded."
+    if all(s == "up" for s in states):
+        return "All services are operating normally."
+    return "Some services have not been checked recently."

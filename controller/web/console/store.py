@@ -1,0 +1,143 @@
+"""What the console's pages read: the overview of many monitors in two queries, and a monitor's
+response-time buckets and latest TLS facts.
+
+A monitor's shown state is the alerter's (`monitor_alert_state`) once it has judged a round; before
+that (a new monitor, or no alerter running) it is read off the countries' latest results: all up
+→ up, some up and some down → degraded, all down → down, only missed or inconclusive → missed,
+none → unknown.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.db.sql import like_pattern
+
+STATES = ("up", "degraded", "down", "missed", "unknown")
+
+# Countries the monitor is checked from now, as `controller.monitors.latest_store` has it.
+_CHECKED_FROM = "coalesce(m.allowed_country_codes, m.round_countries)"
+
+_FILTERED = f"""
+WITH f AS (
+    SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status,
+           c.name AS customer, cs.dots,
+           CASE
+               WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
+               WHEN cs.dots IS NULL THEN 'unknown'
+               WHEN cs.ups = cs.n THEN 'up'
+               WHEN cs.ups > 0 AND cs.downs > 0 THEN 'degraded'
+               WHEN cs.downs > 0 THEN 'down'
+               WHEN cs.ups > 0 THEN 'up'
+               ELSE 'missed'
+           END AS state
+    FROM monitors m
+    JOIN customers c ON c.id = m.customer_id
+    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots,
+               count(*) AS n,
+               count(*) FILTER (WHERE s.last_status = 'up') AS ups,
+               count(*) FILTER (WHERE s.last_status = 'down') AS downs
+        FROM monitor_country_state s
+        WHERE s.monitor_id = m.id AND s.last_job_id <> ''
+          AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))
+    ) cs ON true
+    WHERE ($1::bigint IS NULL OR m.organization_id = $1)
+      AND ($2::uuid IS NULL OR c.public_id = $2)
+      AND ($3::text IS NULL OR m.type = $3)
+      AND ($4::text IS NULL OR m.name ILIKE $4 OR m.hostname ILIKE $4)
+      AND ($5::bigint[] IS NULL OR m.id = ANY($5))
+)
+"""
+
+
+async def overview(
+    conn: Conn,
+    *,
+    organization_id: int | None,
+    customer: Any,
+    kind: str | None,
+    search: str | None,
+    state: str | None,
+    limit: int,
+    offset: int,
+    ids: Sequence[int] | None = None,
+) -> tuple[list[asyncpg.Record], dict[str, int]]:
+    """One page of monitors (by name) with their state and per-country dots, and the count per
+    state of every monitor the filters other than `state` select (`ids`: only these)."""
+    args = (organization_id, customer, kind, like_pattern(search), ids)
+    counts = {s: 0 for s in STATES}
+    for row in await conn.fetch(
+        _FILTERED + "SELECT state, count(*) AS n FROM f GROUP BY state", *args
+    ):
+        counts[row["state"]] = row["n"]
+    rows = await conn.fetch(
+        _FILTERED + "SELECT * FROM f WHERE ($6::text IS NULL OR state = $6)"
+        " ORDER BY lower(name), id LIMIT $7 OFFSET $8",
+        *args,
+        state,
+        limit,
+        offset,
+    )
+    return rows, counts
+
+
+PHASES = ("dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms")
+
+
+async def response_buckets(
+    conn: Conn, monitor_id: int, since: datetime, bucket: timedelta
+) -> list[asyncpg.Record]:
+    """Per country and time bucket since `since`: the mean response time and mean phases (ms)
+    of the checks that ran (a missed round has none)."""
+    phases = ", ".join(f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) AS {p}" for p in PHASES)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT country, date_bin($3, scheduled_at, $2) AS at,"
+        f" avg(response_time_ms) AS response_ms, {phases}"
+        " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
+        " AND response_time_ms IS NOT NULL"
+        " GROUP BY country, at ORDER BY country, at",
+        monitor_id,
+        since,
+        bucket,
+    )
+    return rows
+
+
+async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[asyncpg.Record]:
+    """Per country, the newest result since `since` that carries TLS facts."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT DISTINCT ON (country) country, tls, scheduled_at FROM check_results"
+        " WHERE monitor_id = $1 AND scheduled_at >= $2 AND tls IS NOT NULL"
+        " ORDER BY country, scheduled_at DESC",
+        monitor_id,
+        since,
+    )
+    return rows
+
+
+async def customers_of(conn: Conn, organization_id: int | None) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, public_id, name FROM customers"
+        " WHERE ($1::bigint IS NULL OR organization_id = $1) ORDER BY lower(name), id LIMIT 1000",
+        organization_id,
+    )
+    return rows
+
+
+async def monitors_of_customer(conn: Conn, customer_id: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, public_id, name, type, hostname FROM monitors WHERE customer_id = $1"
+        " ORDER BY lower(name), id",
+        customer_id,
+    )
+    return rows
+
+
+def dots(values: Sequence[str] | None) -> list[tuple[str, str]]:
+    """`['DE:up', ...]` as (country, status) pairs."""
+    return [tuple(v.split(":", 1)) for v in values or ()]  # type: ignore[misc]

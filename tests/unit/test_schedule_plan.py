@@ -1,0 +1,390 @@
+"""The round planner's rules as tables (controller.scheduling.plan), without a database: which
+countries a round goes to, which of them get a job and which a missed row, and why; a monitor
+whose config does not fit; the agents a confirmation job avoids; the keyed hashes a job
+carries."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from controller.ingest.store import NO_SEAL_KEY, OVERDUE
+from controller.logins.backoff import CAPPED, HELD
+from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
+from controller.scheduling import due_store, plan
+from controller.scheduling import rules as schedule
+from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
+from controller.secrets.box import SecretBox, generate_key
+from controller.secrets.seal_keys import CountryKeys
+from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
+from shared.sealing import OpeningKeys, SealingError, generate
+from tests.peers.jobs import make_job
+
+PUBLIC_ID = uuid.UUID("0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01")
+INTERVAL = 60
+PHASE = schedule.phase_ms(str(PUBLIC_ID), INTERVAL)
+DUE = schedule.next_due(PHASE, INTERVAL, datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+ON_TIME = DUE + timedelta(seconds=1)
+BOX = SecretBox(generate_key())
+
+
+def watched(
+    kind: MonitorType = "smtp",
+    stored: dict[str, Any] | None = None,
+    *,
+    listed: list[str] | None = None,
+    went: list[str] | None = None,
+    failures: int = 0,
+    retry_at: datetime | None = None,
+    mail_domain: str | None = None,
+    hostname: str = "mx.example.com",
+) -> WatchedMonitor:
+    stored = stored if stored is not None else {}
+    monitor = Monitor(
+        id=7,
+        public_id=PUBLIC_ID,
+        organization_id=3,
+        customer_id=1,
+        type=kind,
+        name="m",
+        hostname=hostname,
+        port=None,
+        status="active",
+        check_interval=INTERVAL,
+        timeout_seconds=30,
+        allowed_country_codes=listed,
+        config=decode_config(kind, stored),
+        notification_email=None,
+        notification_phone_number=None,
+        mail_domain=mail_domain,
+        next_due_at=DUE,
+        created_at=DUE,
+        updated_at=DUE,
+        last_checked_at=None,
+        config_as_sent=stored,
+    )
+    rounds = RoundState(
+        countries=went,
+        since=DUE,
+        mail_dns_at=None,
+        login_failures=failures,
+        login_retry_at=retry_at,
+    )
+    return WatchedMonitor(monitor, rounds)
+
+
+def unfit(listed: list[str] | None = None, went: list[str] | None = None) -> UnfitMonitor:
+    return UnfitMonitor(
+        id=7,
+        public_id=PUBLIC_ID,
+        type="smtp",
+        check_interval=INTERVAL,
+        next_due_at=DUE,
+        allowed_country_codes=listed,
+        round_countries=went,
+        error="Expected `object`, got `str` - at `$.auth`",
+    )
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> tuple[CountryKeys, dict[str, str]]:
+    """Sealing keys for DE and FR only (US has none); the private ones, to open the jobs."""
+    directory: Path = tmp_path_factory.mktemp("keys")
+    privates = {}
+    for cc in ("DE", "FR"):
+        privates[cc], public = generate()
+        (directory / f"{cc}.pub").write_text(public)
+    return CountryKeys(str(directory)), privates
+
+
+def planner(keys: CountryKeys, spacing_s: float = 0) -> RoundPlanner:
+    return RoundPlanner(
+        schedule.JobIds.from_box(BOX),
+        BOX,
+        keys,
+        default_countries=2,
+        login_spacing_s=spacing_s,
+    )
+
+
+def outcome(p: PlannedRound) -> dict[str, str]:
+    """Per country: `job`, `deferred` or the missed kind."""
+    found = {job.country: "job" for job in p.jobs}
+    found |= {job.country: "deferred" for _, job in p.deferred}
+    found |= {row.country: row.error_kind or "" for row in p.missed}
+    return found
+
+
+LIVE3 = frozenset({"DE", "FR", "US"})
+CREDENTIALS = {"auth": {"user": "alice", "pass": BOX.seal("s3cret")}}
+LATER = ON_TIME + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("stored", "listed", "live", "failures", "retry_at", "expected"),
+    [
+        # no credentials: every live country gets a job, a dead one `no_agent`
+        ({}, ["DE", "FR", "US"], LIVE3, 0, None, {"DE": "job", "FR": "job", "US": "job"}),
+        ({}, ["DE", "JP"], LIVE3, 0, None, {"DE": "job", "JP": "no_agent"}),
+        # credentials: sealed where a key is, `no_seal_key` where none is
+        (CREDENTIALS, ["DE", "US"], LIVE3, 0, None, {"DE": "job", "US": NO_SEAL_KEY}),
+        (CREDENTIALS, ["DE", "JP"], LIVE3, 0, None, {"DE": "job", "JP": "no_agent"}),
+        # back-off until later: every country held
+        (CREDENTIALS, ["DE", "FR"], LIVE3, 1, LATER, {"DE": HELD, "FR": HELD}),
+        # back-off over: one country (failures % countries) logs in, the other is held
+        (CREDENTIALS, ["DE", "FR"], LIVE3, 1, DUE, {"DE": HELD, "FR": "job"}),
+        (CREDENTIALS, ["DE", "FR"], LIVE3, 2, DUE, {"DE": "job", "FR": HELD}),
+        # back-off does not hold a check without credentials
+        ({}, ["DE", "FR"], LIVE3, 3, LATER, {"DE": "job", "FR": "job"}),
+    ],
+)
+def test_which_countries_get_a_job_and_which_a_missed_row(
+    keyed: tuple[CountryKeys, dict[str, str]],
+    stored: dict[str, Any],
+    listed: list[str],
+    live: frozenset[str],
+    failures: int,
+    retry_at: datetime | None,
+    expected: dict[str, str],
+) -> None:
+    keys, _ = keyed
+    m = watched(stored=stored, listed=listed, failures=failures, retry_at=retry_at)
+    p = planner(keys).round(m, ON_TIME, live)
+    assert p.unusable is None
+    assert list(p.countries) == listed
+    assert outcome(p) == expected
+    assert (p.scheduled_at, p.next_due) == (DUE, DUE + timedelta(seconds=INTERVAL))
+    assert p.account is not None if stored else p.account is None
+
+
+def test_a_credentialed_job_carries_no_secret_and_opens_only_in_its_country(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    keys, privates = keyed
+    p = planner(keys).round(watched(stored=CREDENTIALS, listed=["DE"]), ON_TIME, LIVE3)
+    (job,) = p.jobs
+    assert isinstance(job.config, SmtpConfig) and job.config.auth is None
+    assert job.sealed_config is not None and b"s3cret" not in job.sealed_config.encode()
+    assert OpeningKeys([privates["DE"]]).open(job.sealed_config, job.seal_key_id)
+    with pytest.raises(SealingError):
+        OpeningKeys([privates["FR"]]).open(job.sealed_config, job.seal_key_id)
+
+
+@pytest.mark.parametrize(
+    ("listed", "went", "live", "expected"),
+    [
+        (["US"], None, frozenset({"DE"}), ["US"]),  # a list is kept, live or not
+        ([], None, frozenset({"DE"}), []),
+        (None, None, frozenset({"DE"}), ["DE"]),  # fewer live than wanted: those there are
+        (None, ["JP", "BR"], frozenset(), ["JP", "BR"]),  # nobody live: where it went last
+        (None, None, frozenset(), []),  # never went anywhere: nowhere
+    ],
+)
+def test_the_rounds_countries(
+    listed: list[str] | None, went: list[str] | None, live: frozenset[str], expected: list[str]
+) -> None:
+    assert list(plan.countries(str(PUBLIC_ID), listed, went, live, 2)) == expected
+
+
+def test_a_monitor_without_a_list_goes_to_its_default_number_of_live_countries() -> None:
+    live = frozenset({"DE", "FR", "US", "JP"})
+    chosen = plan.countries(str(PUBLIC_ID), None, None, live, 2)
+    assert len(chosen) == 2 and set(chosen) <= live
+    assert chosen == plan.countries(str(PUBLIC_ID), None, ["BR"], live, 2)  # stable
+
+
+@pytest.mark.parametrize(
+    ("now", "trigger", "over", "runs"),
+    [
+        (ON_TIME, False, 0, True),
+        (DUE + timedelta(seconds=INTERVAL * 3 + 1), False, 3, True),  # after an outage
+        (DUE + timedelta(seconds=INTERVAL - 1), False, 1, False),  # too late to run
+        (DUE - timedelta(hours=1), True, 0, True),  # triggered: now, due time kept
+    ],
+)
+def test_round_times(now: datetime, trigger: bool, over: int, runs: bool) -> None:
+    late, run, next_at = plan.round_times(str(PUBLIC_ID), INTERVAL, DUE, now, trigger)
+    assert len(late) == over and (run is not None) == runs
+    if trigger:
+        assert (run, next_at) == (now, DUE)
+    else:
+        assert next_at == schedule.next_due(PHASE, INTERVAL, now)
+
+
+def test_rounds_over_are_recorded_overdue_in_every_country(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    now = DUE + timedelta(seconds=INTERVAL * 2 + 1)
+    p = planner(keyed[0]).round(watched(listed=["DE", "FR"]), now, LIVE3)
+    assert sorted((r.country, r.scheduled_at) for r in p.missed if r.error_kind == OVERDUE) == [
+        (cc, DUE + timedelta(seconds=INTERVAL * n)) for cc in ("DE", "FR") for n in range(2)
+    ]
+    assert {j.country for j in p.jobs} == {"DE", "FR"}
+
+
+@pytest.mark.parametrize(
+    ("target", "now", "countries", "missed"),
+    [
+        # a config that does not fit: its countries and next due time, nothing sent or recorded
+        (unfit(listed=["DE"]), ON_TIME, ["DE"], []),
+        (unfit(went=["FR", "US"]), ON_TIME, ["DE", "FR"], []),
+        # a secret that does not open: the same
+        (
+            watched(stored={"auth": {"user": "a", "pass": "enc:v1:garbage"}}),
+            ON_TIME,
+            ["DE", "FR"],
+            [],
+        ),
+        # a round already over when claimed records `overdue` whatever the config, as before
+        (unfit(listed=["DE"]), DUE + timedelta(seconds=INTERVAL - 1), ["DE"], [OVERDUE]),
+    ],
+)
+def test_a_monitor_that_cannot_become_jobs_sends_nothing_and_moves_on(
+    keyed: tuple[CountryKeys, dict[str, str]],
+    target: WatchedMonitor | UnfitMonitor,
+    now: datetime,
+    countries: list[str],
+    missed: list[str],
+) -> None:
+    p = planner(keyed[0]).round(target, now, frozenset({"DE", "FR"}))
+    assert (p.unusable is not None) == (not missed)
+    assert sorted(p.countries) == countries
+    assert p.jobs == [] and p.deferred == []
+    assert [r.error_kind for r in p.missed] == missed
+    assert p.next_due == schedule.next_due(PHASE, INTERVAL, now)
+
+
+def test_a_bad_country_code_makes_the_monitor_unusable_and_keeps_its_last_countries(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    p = planner(keyed[0]).round(watched(listed=["DE", "fr.>"]), ON_TIME, LIVE3)
+    assert p.unusable is not None and "fr.>" in p.unusable
+    assert (p.countries, p.jobs, p.missed) == ((), [], [])
+
+
+def test_logins_are_spaced_only_for_a_check_with_credentials(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    spaced = planner(keyed[0], spacing_s=5)
+    fr_de = ["DE", "FR"]
+    with_login = spaced.round(watched(stored=CREDENTIALS, listed=fr_de), ON_TIME, LIVE3)
+    assert len(with_login.jobs) == 1 and [d for d, _ in with_login.deferred] == [5]
+    without = spaced.round(watched(listed=fr_de), ON_TIME, LIVE3)
+    assert len(without.jobs) == 2 and without.deferred == []
+
+
+@pytest.mark.parametrize(
+    ("failed", "live", "expected"),
+    [
+        # another live agent in DE: avoid the one that failed
+        ({1: {"DE": {"a"}}}, [("DE", "a"), ("DE", "b")], {1: {"DE": ["a"]}}),
+        # the failed one is DE's only agent: ask it again rather than nobody
+        ({1: {"DE": {"a"}}}, [("DE", "a"), ("FR", "c")], {1: {}}),
+        # every live agent failed: nobody to give a second opinion
+        ({1: {"DE": {"a", "b"}}}, [("DE", "a"), ("DE", "b")], {1: {}}),
+        (
+            {1: {"DE": {"a"}}, 2: {"FR": {"c"}}},
+            [("DE", "b"), ("FR", "d")],
+            {1: {"DE": ["a"]}, 2: {"FR": ["c"]}},
+        ),
+    ],
+)
+def test_second_opinions(
+    failed: dict[int, dict[str, set[str]]],
+    live: list[tuple[str, str]],
+    expected: dict[int, dict[str, list[str]]],
+) -> None:
+    assert plan.second_opinions(failed, live) == expected
+
+
+def test_tenant_is_a_keyed_hash_of_the_organization() -> None:
+    key, other_key = b"k" * 32, b"o" * 32
+    assert plan.tenant(key, 3) == plan.tenant(key, 3) != plan.tenant(key, 4)
+    assert plan.tenant(key, 3) != plan.tenant(other_key, 3)
+    assert len(plan.tenant(key, 3)) == 16
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (("smtp", "Alice", "MX.example.com."), ("imap", "alice", "mx.example.com"), True),
+        (("imap", "alice", "mx.example.com"), ("pop3", "alice", "mx.example.com"), True),
+        (("imap", "alice", "mx.example.com"), ("imap", "bob", "mx.example.com"), False),
+        (("imap", "alice", "mx.example.com"), ("imap", "alice", "mx2.example.com"), False),
+    ],
+)
+def test_the_account_is_user_at_host_whatever_the_protocol(
+    a: tuple[str, str, str], b: tuple[str, str, str], same: bool
+) -> None:
+    def account(kind: str, user: str, host: str) -> str:
+        config = (
+            decode_config("smtp", {"auth": {"user": user, "pass": "x"}})
+            if kind == "smtp"
+            else ImapPopConfig(user=user, password="x")
+        )
+        return plan.account(b"k" * 32, host, config)
+
+    assert (account(*a) == account(*b)) == same
+
+
+@pytest.mark.parametrize(
+    ("send_user", "hostname", "mailbox", "legs"),
+    [
+        ("probe", "mx.example.com", ("probe", "mx.example.com"), 2),
+        ("PROBE", "mx.example.com.", ("probe", "MX.example.com"), 2),
+        ("other", "mx.example.com", ("probe", "mx.example.com"), 1),
+        (None, "mx.example.com", ("probe", "mx.example.com"), 1),
+    ],
+)
+def test_a_round_trip_sending_as_its_mailbox_logs_in_twice(
+    send_user: str | None, hostname: str, mailbox: tuple[str, str], legs: int
+) -> None:
+    config = decode_config(
+        "roundtrip",
+        {
+            "send": {"auth": {"user": send_user, "pass": "x"}} if send_user else {},
+            "receive": {"user": mailbox[0], "password": "y", "hostname": mailbox[1]},
+        },
+    )
+    assert isinstance(config, RoundTripConfig)
+    assert plan.legs_of(hostname, config) == legs
+
+
+def test_held_logins_are_missed_rows_of_their_job() -> None:
+    job = make_job("imap", 143, country="DE")
+    row = plan.held(job, CAPPED, plan.capped_why(40, 1000))
+    assert (row.job_id, row.country, row.status, row.error_kind) == (
+        job.job_id,
+        "DE",
+        "missed",
+        CAPPED,
+    )
+    assert str(row.monitor_id) == job.monitor_id and row.monitor_type == "imap"
+    assert "40 logins in 10 minutes" in row.message and "LOGIN_CAP_PER_ACCOUNT 1000" in row.message
+    assert plan.legs(job) == 1 and plan.legs(make_job("roundtrip", 25)) == 2
+
+
+def test_a_claimed_row_missing_a_column_fails_loudly_and_a_config_that_does_not_fit_is_unfit() -> (
+    None
+):
+    """A renamed column is a KeyError out of the claim (a failing pass, a failing test), never
+    a skipped round; only a stored config that does not fit its kind becomes an `UnfitMonitor`."""
+    m = watched(listed=["DE"]).monitor
+    row: dict[str, Any] = {f: getattr(m, f) for f in m.__struct_fields__ if f != "config_as_sent"}
+    row |= {
+        "config": {"auth": "not an object"},
+        "round_countries": ["DE"],
+        "rounds_since": DUE,
+        "mail_dns_at": None,
+        "login_failures": None,
+        "login_retry_at": None,
+    }
+    claimed = due_store._claimed(cast(Any, row))
+    assert isinstance(claimed, UnfitMonitor) and "auth" in claimed.error
+    assert (claimed.id, claimed.round_countries) == (7, ["DE"])
+    del row["rounds_since"]
+    row["config"] = {}
+    with pytest.raises(KeyError):
+        due_store._claimed(cast(Any, row))
