@@ -310,41 +310,43 @@ def run() -> bool:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", common_name="localhost")
     load0 = os.getloadavg()
-    with mailservers.MailServers(
-        tmp / "servers", cert.private_key_and_cert_chain_pem.bytes()
-    ) as servers:
-        ca_file = tmp / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        config = tmp / "blackbox.yml"
-        config.write_text(exporter_config(str(ca_file)))
-        port = embedded.free_port()
-        exporter = subprocess.Popen(
-            [
-                EXPORTER,
-                f"--config.file={config}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp / "exporter.log").open("wb"),
-        )
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        agent = ctx.Process(target=_agent_main, args=(child, ca.cert_pem.bytes().decode()))
-        agent.start()
-        try:
-            mailservers.wait_port(port, "the exporter")
-            assert agent.pid is not None
-            figures = asyncio.run(
-                _measure(exporter, f"http://127.0.0.1:{port}", agent.pid, parent, servers.ports)
+    try:
+        with mailservers.MailServers(
+            tmp / "servers", cert.private_key_and_cert_chain_pem.bytes()
+        ) as servers:
+            ca_file = tmp / "ca.pem"
+            ca.cert_pem.write_to_path(str(ca_file))
+            config = tmp / "blackbox.yml"
+            config.write_text(exporter_config(str(ca_file)))
+            port = embedded.free_port()
+            exporter = subprocess.Popen(
+                [
+                    EXPORTER,
+                    f"--config.file={config}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "exporter.log").open("wb"),
             )
-        finally:
-            parent.send(None)
-            agent.join(10)
-            if agent.is_alive():
-                agent.terminate()
-            embedded.stop(exporter)
-            shutil.rmtree(tmp, ignore_errors=True)
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            agent = ctx.Process(target=_agent_main, args=(child, ca.cert_pem.bytes().decode()))
+            agent.start()
+            try:
+                mailservers.wait_port(port, "the exporter")
+                assert agent.pid is not None
+                figures = asyncio.run(
+                    _measure(exporter, f"http://127.0.0.1:{port}", agent.pid, parent, servers.ports)
+                )
+            finally:
+                parent.send(None)
+                agent.join(10)
+                if agent.is_alive():
+                    agent.terminate()
+                embedded.stop(exporter)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after the servers stopped
     load1 = os.getloadavg()
     return _report(figures, load0, load1)
 

@@ -6,8 +6,10 @@ master runs as root and drops to the `postfix` user). Dovecot: `dovecot -F -c DI
 login processes in Dovecot's high-performance mode (one process serves many connections).
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -65,11 +67,17 @@ class MailServers:
 
     def __exit__(self, *_: object) -> None:
         if self._postfix is not None:
+            # Postfix's master runs detached from the `postfix start-fg` process: stopped by
+            # `postfix stop`, and by its pid when that failed.
+            master = _pid(self.root / "postfix-queue" / "pid" / "master.pid")
             subprocess.run(
                 [POSTFIX, "-c", str(self.root / "postfix"), "stop"],
                 capture_output=True,
                 check=False,
             )
+            if master is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(master, signal.SIGTERM)
             embedded.stop(self._postfix)
         if self._dovecot is not None:
             embedded.stop(self._dovecot)
@@ -181,6 +189,13 @@ service pop3-login {{
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-2000:]}")
         return "\n".join(out)
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def wait_port(port: int, name: str) -> None:
