@@ -95,7 +95,7 @@ async def through_an_outage(
             async with connected(own_nats.url) as publisher:
                 js = publisher.jetstream()
                 for _ in range(JOBS):
-                    job = job_for(country, peer.port, timeout=2.0, expires_in=life)
+                    job = job_for(country, peer.port, expires_in=life)
                     await publish_job(js, job)
                 await asyncio.sleep(3)  # the agent, still cut off, keeps trying to fetch
                 await link.restore()
