@@ -11,11 +11,15 @@ CONSOLE = "/console"
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    base: str | None = None  # PUBLIC_URL without a trailing slash
+    base: str | None = None  # PUBLIC_URL (a trailing slash is dropped)
+
+    def __post_init__(self) -> None:
+        if self.base is not None:
+            object.__setattr__(self, "base", self.base.rstrip("/") or None)
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Links":
-        return cls(settings.public_url.rstrip("/") if settings.public_url else None)
+        return cls(settings.public_url)
 
     def monitor(self, public_id: UUID) -> str | None:
         """The monitor's console page (its posture included)."""
