@@ -19,7 +19,6 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from controller.notify.links import Links
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest import store as results
@@ -27,6 +26,7 @@ from controller.ingest.store import ResultRow
 from controller.monitors import store as monitors
 from controller.notify import Channel
 from controller.notify.email import EmailChannel
+from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
 from controller.scheduling import rules as schedule
