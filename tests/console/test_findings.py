@@ -132,6 +132,9 @@ async def test_findings_in_chromium_from_the_overview_to_the_monitor(
         assert "Chain not verified" in shown and "DE, US" in shown and "Their relay" not in shown
         browser.screenshot(driver, "findings")
         driver.set_window_size(390, 844)
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        wide = driver.execute_script("return document.documentElement.scrollWidth")
+        assert wide <= width, "the findings scroll sideways at 390 px"
         browser.screenshot(driver, "findings-phone")
         driver.set_window_size(1280, 1000)
         link = driver.find_element(By.LINK_TEXT, "Private CA relay")
