@@ -51,7 +51,7 @@ async def seeded(http: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant) ->
         relay,
         Finding("chain_not_verified", "DE", CHAIN),
         Finding("chain_not_verified", "US", CHAIN),
-        Finding("short_key", "DE", "RSA key of 1024 bits"),
+        Finding("short_key", "DE", "RSA key of 1024 bits <script>alert(1)</script>"),
         Finding("weak_cipher", "US", "cipher RC4-SHA"),
     )
     async with pool.acquire() as conn:
@@ -76,6 +76,8 @@ async def test_the_monitor_page_and_the_findings_page_show_posture_in_scope(
     assert open_part.count('data-code="chain_not_verified"') == 1  # one row for both countries
     assert "DE, US" in open_part and "critical" in open_part and "RSA key of 1024 bits" in open_part
     assert "weak_cipher" not in open_part
+    # what a server made an agent see is text, never markup
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     history = page[page.index('id="past-findings"') :]
     assert "Weak cipher" in history
     overview = (await client.get("/console/")).text
