@@ -446,6 +446,41 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "budget of its own)",
         ),
     ] = 100
+    org_max_subscriber_mails_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mails to the subscribers of one organization's status pages "
+            "(confirmations and updates) sent per clock hour (UTC) at most, a budget apart "
+            "from `ORG_MAX_NOTIFICATIONS_PER_HOUR` so subscribers never use up the alerts'; "
+            "past it they are dropped, recorded in the outbox",
+        ),
+    ] = 1000
+    status_subscribe_per_page_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="confirmation e-mails one public status page sends per hour at most for "
+            "anonymous subscription requests; more are a 429",
+        ),
+    ] = 20
+    status_subscribe_per_address_per_day: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="confirmation e-mails one address gets per 24 hours at most, over every "
+            "status page; further requests answer as usual but mail nothing",
+        ),
+    ] = 3
+    public_url: Annotated[
+        str,
+        Meta(
+            description="the address people reach this controller at (console and status "
+            "pages), for the links in e-mails: `https://status.example.com`"
+        ),
+    ] = "http://localhost:8080"
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
@@ -511,6 +546,7 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 read_public_keys(self.seal_public_keys_dir)
             except (SealingError, OSError) as exc:
                 raise ValueError(f"SEAL_PUBLIC_KEYS_DIR cannot be used: {exc}") from None
+        _check_url("PUBLIC_URL", self.public_url, ("http", "https"), many=False)
         if self.notify_smtp_url is not None:
             _check_url("NOTIFY_SMTP_URL", self.notify_smtp_url, ("smtp", "smtps"), many=False)
             parts = urlsplit(self.notify_smtp_url)
