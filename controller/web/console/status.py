@@ -28,6 +28,7 @@ from controller.monitors.kinds import TYPE_LABELS
 from controller.web.api import guards
 from controller.web.console import status_notices_store as notices_db
 from controller.web.console import status_store as status_pages
+from controller.web.console import status_subscribers_store as subscribers_db
 from controller.web.console import store as console
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
@@ -50,7 +51,7 @@ STATE_LABELS = {
 PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
 
 
-async def _admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
+async def admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
     org = principal_of(request).organization_id
     async with pool_of(request).acquire() as conn:
         pages = await status_pages.of_organization(conn, org)
@@ -58,12 +59,27 @@ async def _admin_page(request: AnyRequest, error: str | None, status_code: int) 
             p["customer_id"]: await console.monitors_of_customer(conn, p["customer_id"])
             for p in pages
         }
+        open_notices = {}
+        subscribed = {}
+        for p in pages:
+            if p["slug"] is None:
+                continue
+            found = await notices_db.page_of_customer(conn, p["customer_id"], org)
+            if found is None:
+                continue
+            rows = await notices_db.of_page(conn, found["id"], utcnow())
+            open_notices[p["customer_id"]] = [r for r in rows if r["resolved_at"] is None]
+            subscribed[p["customer_id"]] = await subscribers_db.count(conn, found["id"])
     return page(
         request,
         "status_admin.html",
         status_code=status_code,
         pages=pages,
         monitors=by_customer,
+        notices=open_notices,
+        subscribers=subscribed,
+        impacts=notices_db.IMPACTS,
+        states=notices_db.STATES,
         error=error,
         notice=request.query_params.get("saved") and "Saved.",
     )
@@ -72,7 +88,7 @@ async def _admin_page(request: AnyRequest, error: str | None, status_code: int) 
 @get("/status-pages", name="console-status-pages")
 async def admin(request: AnyRequest) -> Template:
     guards.requires_admin(principal_of(request))
-    return await _admin_page(request, None, 200)
+    return await admin_page(request, None, 200)
 
 
 async def _customer_id(request: AnyRequest, raw: str) -> int:
@@ -99,17 +115,17 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
     slug = str(form.get("slug", "")).strip().lower()
     title = str(form.get("title", "")).strip()[:200]
     if not SLUG.match(slug):
-        return await _admin_page(
+        return await admin_page(
             request, "slug: 2-63 lower-case letters, digits and hyphens, not starting with -", 400
         )
     if not title or "\x00" in title:
-        return await _admin_page(request, "title: required", 400)
+        return await admin_page(request, "title: required", 400)
     ids = []
     for raw in form.getall("monitor", []):
         try:
             ids.append(int(raw))
         except ValueError:
-            return await _admin_page(request, "monitor: not a monitor of this customer", 400)
+            return await admin_page(request, "monitor: not a monitor of this customer", 400)
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
             await status_pages.save(
@@ -122,7 +138,7 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
                 ids,
             )
     except asyncpg.UniqueViolationError:
-        return await _admin_page(request, f"slug: {slug} is taken by another page", 409)
+        return await admin_page(request, f"slug: {slug} is taken by another page", 409)
     log.info("status page saved", slug=slug, monitors=len(ids))
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
@@ -253,7 +269,7 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
     for d in daily:
         per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
     names = {m.id: m.name for m in rows}
-    shown = []
+    shown: list[dict[str, Any]] = []
     for m in rows:
         days = per_day.get(m.id, {})
         up = sum(u for u, _ in days.values())

@@ -34,7 +34,7 @@ def public_url(request: AnyRequest) -> str:
 
 def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
     """The JSON summary (its schema is in docs/api.md, Public status pages)."""
-    return _plain(
+    summary: dict[str, Any] = _plain(
         {
             "page": {"title": page["title"], "slug": page["slug"], "url": url},
             "updatedAt": page["updatedAt"],
@@ -57,6 +57,7 @@ def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
             "maintenance": page["maintenance"],
         }
     )
+    return summary
 
 
 @get("/status/{slug:str}/summary.json", name="status-summary", response_headers=_CORS)

@@ -13,20 +13,21 @@ STATES = ("investigating", "identified", "monitoring", "resolved")
 
 _NOTICE = (
     "n.id, n.public_id, n.status_page_id, n.title, n.impact, n.created_at, n.resolved_at,"
-    " p.slug, p.title AS page_title, p.organization_id"
+    " p.slug, p.title AS page_title, p.organization_id, p.customer_id"
 )
 
 
 async def page_of_customer(
-    conn: Conn, customer_public_id: UUID, organization_id: int
+    conn: Conn, customer: int | UUID, organization_id: int
 ) -> asyncpg.Record | None:
-    """The status page of the organization's customer, or None (no such customer here, or no
-    page published)."""
+    """The status page of the organization's customer (numeric id or public UUID), or None
+    (no such customer here, or no page published)."""
+    column = "c.id" if isinstance(customer, int) else "c.public_id"
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT p.id, p.slug, p.title, p.organization_id FROM status_pages p"
-        " JOIN customers c ON c.id = p.customer_id"
-        " WHERE c.public_id = $1 AND p.organization_id = $2",
-        customer_public_id,
+        "SELECT p.id, p.slug, p.title, p.organization_id, c.id AS customer_id"
+        " FROM status_pages p JOIN customers c ON c.id = p.customer_id"
+        f" WHERE {column} = $1 AND p.organization_id = $2",
+        customer,
         organization_id,
     )
     return row
@@ -77,9 +78,7 @@ async def by_id(conn: Conn, notice_id: int) -> asyncpg.Record | None:
     return row
 
 
-async def by_public_id(
-    conn: Conn, public_id: UUID, organization_id: int
-) -> asyncpg.Record | None:
+async def by_public_id(conn: Conn, public_id: UUID, organization_id: int) -> asyncpg.Record | None:
     """The organization's notice, or None (another organization's is not found either)."""
     row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {_NOTICE} FROM status_notices n JOIN status_pages p ON p.id = n.status_page_id"
