@@ -142,7 +142,7 @@ class StatusNoticeController(Controller):
             rows = await notices.of_page(conn, page["id"], datetime(2000, 1, 1, tzinfo=UTC))
             return [await _present(conn, r) for r in rows]
 
-    @get("/{notice_id:str}", summary="A status notice with its updates")
+    @get("/{noticeId:str}", summary="A status notice with its updates")
     async def get_notice(self, request: AuthedRequest, notice_id: NoticeId) -> StatusNotice:
         async with request.app.state.pool.acquire() as conn:
             row = await notices.by_public_id(
@@ -152,7 +152,7 @@ class StatusNoticeController(Controller):
                 raise not_found("No such status notice")
             return await _present(conn, row)
 
-    @post("/{notice_id:str}/updates", summary="Add an update; state `resolved` resolves it")
+    @post("/{noticeId:str}/updates", summary="Add an update; state `resolved` resolves it")
     async def add_update(
         self, request: AuthedRequest, notice_id: NoticeId, data: JSONBody[StatusNoticeUpdateIn]
     ) -> StatusNotice:
