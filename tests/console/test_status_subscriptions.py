@@ -138,15 +138,18 @@ async def test_anonymous_requests_cannot_mail_an_address_over_and_over(
 
     # Per page: STATUS_SUBSCRIBE_PER_PAGE_PER_HOUR (20), then a 429.
     codes = [
-        (await http.post(f"/status/{first}/subscribe", data={"email": f"p{i}@example.org"}))
-        .status_code
+        (
+            await http.post(f"/status/{first}/subscribe", data={"email": f"p{i}@example.org"})
+        ).status_code
         for i in range(22)
     ]
     assert codes.count(200) == 18 and codes[-2:] == [429, 429]  # 2 of the 20 went to the victim
 
     r = await http.post(f"/status/{first}/subscribe", data={"email": "a@b.c,root"})
     assert r.status_code == 400 and "email" in r.text
-    assert (await http.post("/status/no-such-page/subscribe", data={"email": victim})).status_code == 404
+    assert (
+        await http.post("/status/no-such-page/subscribe", data={"email": victim})
+    ).status_code == 404
 
 
 async def test_a_subscribed_address_gets_the_same_answer_and_no_mail(
@@ -181,8 +184,7 @@ async def test_subscriber_mail_has_a_budget_of_its_own(
     await worker.burst()
     assert sum(len(_to(relay, f"b{i}@example.com")) for i in range(4)) == 2
     rows = await pool.fetch(
-        "SELECT status, last_error FROM notification_outbox"
-        " WHERE organization_id = $1 ORDER BY id",
+        "SELECT status, last_error FROM notification_outbox WHERE organization_id = $1 ORDER BY id",
         org.org_id,
     )
     assert [r["status"] for r in rows] == ["sent", "sent", "dropped", "dropped"]
