@@ -41,6 +41,13 @@ async def ask(
         address_hash,
     )
     await conn.execute("DELETE FROM status_subscribe_requests WHERE at < $1", now - DAY)
+    # An address that never confirmed is not kept past its link's expiry.
+    await conn.execute(
+        "DELETE FROM status_subscribers WHERE status_page_id = $1 AND confirmed_at IS NULL"
+        " AND confirm_expires < $2",
+        page_id,
+        now,
+    )
     existing = await conn.fetchrow(
         "SELECT public_id, confirmed_at FROM status_subscribers"
         " WHERE status_page_id = $1 AND lower(email) = lower($2)",
