@@ -108,9 +108,7 @@ class StatusNoticeController(Controller):
         async with state.pool.acquire() as conn, conn.transaction():
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
-                raise bad_request(
-                    "customerId", "customerId: no customer of yours with a published status page"
-                )
+                raise not_found("No customer of yours with that customerId has a status page")
             row = await service.create(
                 conn,
                 state.secret_box,
