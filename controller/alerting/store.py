@@ -397,8 +397,8 @@ async def enqueue_for_organization(
     for n in notes:
         await conn.execute(
             "INSERT INTO notification_outbox (organization_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " subject, body_text, body_html, dedupe_key, list_unsubscribe)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             organization_id,
             n.kind,
@@ -408,6 +408,7 @@ async def enqueue_for_organization(
             n.text,
             n.html,
             n.dedupe_key,
+            n.list_unsubscribe,
         )
 
 
@@ -426,6 +427,7 @@ class Claimed(NamedTuple):
     attempts: int
     dedupe_key: str
     organization_id: int | None
+    list_unsubscribe: str | None
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)

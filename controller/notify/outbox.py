@@ -244,7 +244,14 @@ class OutboxWorker:
 
     async def _send(self, row: Claimed) -> Outcome:
         """Deliver one row; whatever goes wrong is an outcome, never an exception."""
-        note = Notification(row.target, row.subject, row.body_text, row.body_html, row.dedupe_key)
+        note = Notification(
+            row.target,
+            row.subject,
+            row.body_text,
+            row.body_html,
+            row.dedupe_key,
+            row.list_unsubscribe,
+        )
         permanent = False
         try:
             await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)

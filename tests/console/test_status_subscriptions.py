@@ -106,14 +106,16 @@ async def test_double_opt_in_then_updates_then_one_click_unsubscribe(
     assert "Delivery is back to normal." in update.get_content()
 
     unsubscribe = _link(update, "/unsubscribe")
+    assert update["List-Unsubscribe"] == f"<http://localhost:8080{unsubscribe}>"
+    assert update["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     r = await http.get(unsubscribe)
     assert r.status_code == 200 and "Unsubscribe" in r.text
     forged = unsubscribe.replace("t=", "t=x")
     query = dict(p.split("=", 1) for p in urlsplit(forged).query.split("&"))
     r = await http.post(f"/status/{slug}/unsubscribe", data=query)
     assert r.status_code == 400 and "not valid" in r.text
-    # One click: a POST to the mail's own link, no login, no form fields of its own.
-    r = await http.post(unsubscribe, content=b"List-Unsubscribe=One-Click")
+    # One click (RFC 8058): the mail client POSTs to the mail's own link, no login.
+    r = await http.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
     assert r.status_code == 200 and "Unsubscribed" in r.text
     await _notice(http, org, title="Another one")
     await worker.burst()

@@ -58,6 +58,8 @@ ALTER TABLE notification_outbox ADD COLUMN organization_id bigint
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_owner_check
     CHECK (monitor_id IS NOT NULL OR organization_id IS NOT NULL);
 ALTER TABLE alert_history ALTER COLUMN monitor_id DROP NOT NULL;
+-- A subscriber mail's one-click unsubscribe URL, sent as List-Unsubscribe (RFC 8058).
+ALTER TABLE notification_outbox ADD COLUMN list_unsubscribe text;
 
 -- `status_confirm`: the double opt-in mail; `status_update`: a notice's update to subscribers.
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;

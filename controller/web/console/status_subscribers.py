@@ -108,4 +108,4 @@ def update(
         ]
     )
     subject = f"[{page_title}] {notice_title}: {state}"
-    return Outgoing(UPDATE, "email", address, subject[:250], text, None, key)
+    return Outgoing(UPDATE, "email", address, subject[:250], text, None, key, unsubscribe_url)
