@@ -179,7 +179,7 @@ async def test_summary_schema_feeds_notices_and_maintenance(
             "customerId": org.customer_public_id,
             "title": "Mail delayed",
             "impact": "major",
-            "body": "Incoming mail is delayed by up to 20 minutes.",
+            "body": "Incoming mail is delayed by up to 20 minutes.\x07 <script>x</script>",
         },
         headers=org.auth("owner"),
     )
@@ -190,6 +190,7 @@ async def test_summary_schema_feeds_notices_and_maintenance(
     async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
         page = (await anonymous.get(f"/status/{slug}")).text
         assert "Mail delayed" in page and "Incoming mail is delayed" in page  # at once
+        assert "<script>x" not in page and "&lt;script&gt;x" in page
         assert "Scheduled maintenance" in page and "All services" in page
         for leak in ("OPS-1234", "relay.acme.test"):
             assert leak not in page

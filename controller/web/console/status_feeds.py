@@ -2,6 +2,7 @@
 (`feed.atom`, `feed.rss`): the same allow-listed content as its HTML (`status.published`),
 for scripts, dashboards and feed readers. Links are absolute under `PUBLIC_URL`."""
 
+import re
 from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -25,6 +26,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+# What XML 1.0 cannot carry (C0 controls but tab and newlines, surrogates, U+FFFE/U+FFFF):
+# a notice's text with one of them would make the whole feed unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 def public_url(request: AnyRequest) -> str:
@@ -111,7 +121,7 @@ def atom_of(page: dict[str, Any], url: str) -> bytes:
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
         el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
-        el.text = text
+        el.text = None if text is None else _xml_text(text)
         return el
 
     entries = _entries(page, url)
@@ -144,14 +154,14 @@ def rss_of(page: dict[str, Any], url: str) -> bytes:
         ("description", f"Status of {page['title']}"),
         ("lastBuildDate", format_datetime(page["updatedAt"], usegmt=True)),
     ):
-        ET.SubElement(channel, tag).text = text
+        ET.SubElement(channel, tag).text = _xml_text(text)
     for e in _entries(page, url):
         item = ET.SubElement(channel, "item")
-        ET.SubElement(item, "title").text = e["title"]
+        ET.SubElement(item, "title").text = _xml_text(e["title"])
         ET.SubElement(item, "link").text = url
         ET.SubElement(item, "guid", isPermaLink="false").text = e["id"]
         ET.SubElement(item, "pubDate").text = format_datetime(e["updated"], usegmt=True)
-        ET.SubElement(item, "description").text = e["text"]
+        ET.SubElement(item, "description").text = _xml_text(e["text"])
     return bytes(ET.tostring(rss, encoding="utf-8", xml_declaration=True))
 
 

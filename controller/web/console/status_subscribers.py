@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from controller.notify.recipients import Outgoing
+from controller.notify.texts import one_line
 from controller.secrets.box import SecretBox
 
 CONFIRM_TTL = timedelta(hours=24)
@@ -81,9 +82,8 @@ def confirmation(
             f" expires in {int(CONFIRM_TTL.total_seconds() // 3600)} hours.",
         ]
     )
-    return Outgoing(
-        CONFIRM, "email", address, f"Confirm your subscription: {page_title}", text, None, key
-    )
+    subject = one_line(f"Confirm your subscription: {page_title}")[:250]
+    return Outgoing(CONFIRM, "email", address, subject, text, None, key)
 
 
 def update(
@@ -107,5 +107,5 @@ def update(
             f"Unsubscribe (one click, no login): {unsubscribe_url}",
         ]
     )
-    subject = f"[{page_title}] {notice_title}: {state}"
-    return Outgoing(UPDATE, "email", address, subject[:250], text, None, key, unsubscribe_url)
+    subject = one_line(f"[{page_title}] {notice_title}: {state}")[:250]
+    return Outgoing(UPDATE, "email", address, subject, text, None, key, unsubscribe_url)
