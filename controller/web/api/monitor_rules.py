@@ -4,7 +4,6 @@ response.
 Shared by every kind's resource; `Kind` (controller.monitors.kinds) holds what differs between them.
 """
 
-import hmac
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from uuid import UUID
@@ -20,7 +19,7 @@ from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.monitors.store import Monitor
 from controller.roundtrips import rules as roundtrip_rules
-from controller.secrets.box import SecretBox, SecretBoxError, is_sealed
+from controller.secrets.box import SecretBox, is_sealed
 from controller.web.api import tls_options
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
 from controller.web.api.monitor_schemas import (
@@ -372,35 +371,6 @@ def update_values(
     )
     changes.update(config_values(kind, body, _stored_config(monitor), box))
     return changes
-
-
-def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
-    """After the binding check: a secret sent again with the value already stored keeps its
-    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
-    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
-    config = changes.get("config")
-    if not isinstance(config, dict):
-        return
-    for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
-        *parents, leaf = path.split(".")
-        new_holder: Any = config
-        old_holder: Any = _stored_config(monitor)
-        for step in parents:
-            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
-            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
-        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
-            continue
-        new, old = new_holder.get(leaf), old_holder.get(leaf)
-        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
-            new_holder[leaf] = old
-
-
-def _same(box: SecretBox, a: str, b: str) -> bool:
-    """Whether two sealed secrets hold the same value (False when either does not open)."""
-    try:
-        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
-    except SecretBoxError:
-        return False
 
 
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
