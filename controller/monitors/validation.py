@@ -190,9 +190,7 @@ def phone(value: str | None, field: str = "notificationPhoneNumber") -> str | No
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not phonenumbers.is_valid_number(parsed):
-        raise invalid(
-            field, f"{field} must be a phone number in E.164 form like +4915112345678"
-        )
+        raise invalid(field, f"{field} must be a phone number in E.164 form like +4915112345678")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 

@@ -10,14 +10,16 @@ import html
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from controller.alerting.causes import label
 from controller.alerting.incident import Incident
 from controller.logins.backoff import Backoff
 from controller.monitors.kinds import TYPE_LABELS
-from controller.monitors.store import Monitor
 from shared.timefmt import iso_ms
+
+if TYPE_CHECKING:  # the type only: texts read no store
+    from controller.monitors.store import Monitor
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
 
@@ -53,7 +55,7 @@ def one_line(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
-def target(monitor: Monitor) -> str:
+def target(monitor: "Monitor") -> str:
     """`SMTP mx.example.com:25`: the monitor's type, host and port, as notices name them."""
     port = f":{monitor.port}" if monitor.port else ""
     return f"{TYPE_LABELS.get(monitor.type, monitor.type)} {monitor.hostname}{port}"
@@ -80,7 +82,7 @@ def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
     return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
 
 
-def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> Texts:
+def render(kind: Kind, monitor: "Monitor", incident: Incident, now: datetime) -> Texts:
     name = one_line(monitor.name)
     started = incident.started_at
     ended = incident.ended_at
@@ -123,7 +125,7 @@ def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> T
 
 
 def render_backoff(
-    monitor: Monitor, countries: list[str], backoff: Backoff, cap: timedelta
+    monitor: "Monitor", countries: list[str], backoff: Backoff, cap: timedelta
 ) -> Texts:
     """The owner's one notice that the monitor's credentials were rejected and its logins
     slowed."""
@@ -143,7 +145,7 @@ def render_backoff(
     return in_paragraphs(subject, lines, sms)
 
 
-def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int) -> Texts:
+def render_delivery_backoff(monitor: "Monitor", rounds: int, per_hour: int) -> Texts:
     """The owners' one notice that a round trip's messages stopped arriving and its sending was
     slowed (controller.roundtrips.rules)."""
     name = one_line(monitor.name)
@@ -161,7 +163,7 @@ def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int) -> Tex
 
 
 def render_held_back(
-    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Monitor
+    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: "Monitor"
 ) -> Texts:
     """The owners' notice that their organization's hourly budget of `what` notifications
     (`setting`) was reached; it is whole again at `until`. `monitor`: the one whose
@@ -180,7 +182,7 @@ def render_held_back(
     return in_paragraphs(subject, lines, "")
 
 
-def render_login_cap(monitor: Monitor, cap: int, since: datetime) -> Texts:
+def render_login_cap(monitor: "Monitor", cap: int, since: datetime) -> Texts:
     """The owners' one notice that a monitor's logins reached its account's cap."""
     name = one_line(monitor.name)
     lines = [
