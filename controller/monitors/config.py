@@ -9,6 +9,7 @@ import msgspec
 from controller.monitors.kinds import KINDS
 from controller.secrets.box import stored_hook
 from shared.messages import ImapPopConfig, JobConfig
+from shared.secret import enc_hook as secret_text
 
 CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
 
@@ -48,3 +49,10 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     if isinstance(config, ImapPopConfig):
         config.protocol = "pop3" if monitor_type == "pop3" else "imap"
     return config
+
+
+def as_stored(config: JobConfig) -> dict[str, Any]:
+    """A typed config back as JSON, every key spelt out, each secret as its text (a sealed
+    one as its ciphertext)."""
+    stored: dict[str, Any] = msgspec.to_builtins(config, enc_hook=secret_text)
+    return stored

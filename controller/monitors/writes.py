@@ -25,12 +25,12 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import msgspec
 import structlog
 from litestar import Request
 
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
+from controller.monitors import config as monitor_config
 from controller.monitors import fair_use, kinds, secret_binding
 from controller.monitors import store as monitors
 from controller.monitors.errors import NotFound, Refused
@@ -176,7 +176,7 @@ def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: Secre
     for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
         *parents, leaf = path.split(".")
         new_holder: Any = config
-        old_holder: Any = msgspec.to_builtins(monitor.config)
+        old_holder: Any = monitor_config.as_stored(monitor.config)
         for step in parents:
             new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
             old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None

@@ -344,8 +344,7 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
 
 def _stored_config(monitor: "Monitor") -> dict[str, Any]:
     """The monitor's config as JSON, every key spelt out, secrets as stored (sealed)."""
-    stored: dict[str, Any] = msgspec.to_builtins(monitor.config)
-    return stored
+    return monitor_config.as_stored(monitor.config)
 
 
 def update_values(
