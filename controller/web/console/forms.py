@@ -35,13 +35,6 @@ from controller.web.console.session import PREFIX, principal_of
 AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
-# What the page says when a port is left empty (shared.messages.default_port).
-DEFAULT_PORTS = {
-    "smtp": "465 with implicit TLS, else 25",
-    "imap": "993 with TLS, else 143",
-    "pop3": "995 with TLS, else 110",
-    "roundtrip": "465 with implicit TLS, else 25",
-}
 # Config the API sets and the form does not show; an edit keeps it as stored. Without this an
 # edit dropped a CA pinned through the API (with the password typed again, silently: the agent
 # then trusted any public CA for the host) and the plaintext opt-in.
@@ -270,7 +263,7 @@ def _form(request: AnyRequest, kind: str, values: dict[str, str], **extra: Any) 
         kind=kind,
         forms=FORMS,
         intervals=INTERVALS,
-        default_port=DEFAULT_PORTS[kind],
+        default_port=kinds.PORT_HINTS[kind],
         values=values,
         **extra,
     )
