@@ -149,3 +149,32 @@ def test_the_scans_see_what_they_look_for() -> None:
         ]
     }
     assert _is_io("asyncpg") and _is_io("controller.db.sql") and not _is_io("controller.storage")
+
+
+def _assigned(source: str, name: str) -> bool:
+    return any(
+        isinstance(n, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(t, ast.Name) and t.id == name
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+        )
+        for n in ast.walk(ast.parse(source))
+    )
+
+
+def test_all_types_is_the_registrys_and_the_wires() -> None:
+    """Pins: `ALL_TYPES` is defined once, by the kind registry, and names exactly the types a
+    job can carry (it once meant two different sets in two modules)."""
+    from controller.monitors.kinds import ALL_TYPES
+    from shared.messages import JOB_TYPES
+
+    defined = [
+        str(p.relative_to(ROOT))
+        for top in ("controller", "shared", "agent")
+        for p in (ROOT / top).rglob("*.py")
+        if _assigned(p.read_text(), "ALL_TYPES")
+    ]
+    assert defined == ["controller/monitors/kinds.py"]
+    assert set(ALL_TYPES) == set(JOB_TYPES)
+    assert _assigned("ALL_TYPES = ('smtp',)\n", "ALL_TYPES")
+    assert _assigned("ALL_TYPES: tuple[str, ...] = ()\n", "ALL_TYPES")
