@@ -194,7 +194,9 @@ def test_the_code_layout_names_every_controller_module() -> None:
     (a module added, moved or renamed must be said there)."""
     entries = layout_entries()
     missing = []
-    for package in sorted(p for p in (ROOT / "controller").iterdir() if (p / "__init__.py").is_file()):
+    for package in sorted(
+        p for p in (ROOT / "controller").iterdir() if (p / "__init__.py").is_file()
+    ):
         said = entries.get(package.name)
         if said is None:
             missing.append(f"{package.name}/")
