@@ -192,7 +192,7 @@ def _imap_pop_config(
     protocol = "imap"
     if cfg.protocol is not UNSET:
         protocol = cfg.protocol.strip().lower()
-        if protocol not in ("imap", "pop3"):
+        if protocol not in IMAP_POP.types:
             raise bad_request(f"{key}.protocol", f"{key}.protocol must be imap or pop3")
         out["protocol"] = protocol
     if cfg.user is not UNSET:
