@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
-from controller.ingest.store import NO_SEAL_KEY, ResultRow
+from controller.ingest.result_kinds import NO_SEAL_KEY, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.logins import cap_notice as login_cap_notice

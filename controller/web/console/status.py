@@ -330,7 +330,8 @@ def _maintenance(
     which services, never the window's note (written for the organization, not the public)."""
     out = []
     for w in windows:
-        when = maintenance.current_or_next(w, now)
+        window = maintenance.Window(**{f: w[f] for f in maintenance.Window.__struct_fields__})
+        when = maintenance.current_or_next(window, now)
         if when is None or when[0] > now + MAINTENANCE_AHEAD:
             continue
         if w["monitor_id"] is not None and w["monitor_id"] not in names:
