@@ -11,7 +11,9 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
-from controller.monitors.kinds import KINDS
+from controller.monitors.kinds import KINDS, of_type
+from controller.oauth2 import grants as oauth2_grants
+from controller.oauth2.grants import Grant
 from controller.secrets.box import stored_hook
 from shared.messages import ImapPopConfig, JobConfig, MonitorType
 
@@ -72,10 +74,15 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: datetime
     last_checked_at: datetime | None
     config_as_sent: dict[str, Any]
+    # Its logins' OAuth2 grants (secrets sealed), by where the config holds each
+    # (`kinds.Login.oauth2`); the wire config Struct has no place for them.
+    grants: dict[str, Grant] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = (
-            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
+            f"{n}={getattr(self, n)!r}"
+            for n in self.__struct_fields__
+            if n not in ("config_as_sent", "grants")
         )
         return f"Monitor({', '.join(shown)})"
 
@@ -97,7 +104,28 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     return config
 
 
-_CONFIGS = ("config", "config_as_sent")
+_CONFIGS = ("config", "config_as_sent", "grants")
+
+
+def _at(config: Mapping[str, Any], path: str) -> object:
+    value: object = config
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def grants_of(monitor_type: str, stored: Mapping[str, Any]) -> dict[str, Grant]:
+    """The OAuth2 grants a stored config holds, by path; one that does not fit is none."""
+    out: dict[str, Grant] = {}
+    try:
+        logins = of_type(monitor_type).logins
+    except KeyError:
+        return out
+    for login in logins:
+        grant = oauth2_grants.stored(_at(stored, login.oauth2))
+        if grant is not None:
+            out[login.oauth2] = grant
+    return out
 
 
 def decode(row: asyncpg.Record) -> Monitor:
@@ -108,7 +136,12 @@ def decode(row: asyncpg.Record) -> Monitor:
         config = decode_config(row["type"], stored)
     except MonitorConfigError as exc:
         raise MonitorConfigError(f"monitor {row['public_id']}: {exc}") from None
-    return Monitor(**fields, config=config, config_as_sent=stored)
+    return Monitor(
+        **fields,
+        config=config,
+        config_as_sent=stored,
+        grants=grants_of(row["type"], stored),
+    )
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).

@@ -75,11 +75,13 @@ class MonitorWrites:
     pool: asyncpg.Pool
     box: SecretBox
     limits: fair_use.Limits
+    token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
 
     @classmethod
     def of(cls, request: Request[Any, Any, Any]) -> "MonitorWrites":
         state = request.app.state
-        return cls(state.pool, state.secret_box, fair_use.Limits.of(state.settings))
+        settings = state.settings
+        return cls(state.pool, state.secret_box, fair_use.Limits.of(settings), settings.token_hosts)
 
     async def create(
         self,
