@@ -16,6 +16,8 @@ from nats.js import JetStreamContext
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.monitors.validation import COUNTRIES
+from controller.oauth2.fetcher import TokenFetcher
+from controller.oauth2.tokens import TokenService
 from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
@@ -106,6 +108,14 @@ async def open_pipeline(
             checks_per_minute=settings.org_max_checks_per_minute,
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
             confirm_per_minute=settings.confirm_rounds_per_minute,
+            tokens=TokenService(
+                pool,
+                box,
+                TokenFetcher.from_settings(
+                    settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
+                ),
+                calls_per_hour=settings.oauth2_token_calls_per_hour,
+            ),
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:
