@@ -44,3 +44,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- `oauth2_token`: the owners' notice that a login's token endpoint gave no token.
+ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
+ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
+    CHECK (kind IN ('down', 'reminder', 'recovered', 'finding', 'cert_expiry', 'credentials',
+                    'held_back', 'login_cap', 'delivery', 'no_data', 'oauth2_token'));
