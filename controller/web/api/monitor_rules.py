@@ -43,6 +43,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from shared.messages import RoundTripConfig
+from shared.secret import enc_hook as secret_text
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -438,7 +439,7 @@ def create_values(
 def _stored_config(monitor: Monitor) -> dict[str, Any]:
     """The monitor's config as JSON, every key spelt out, secrets as stored (sealed), with
     its OAuth2 grants."""
-    stored: dict[str, Any] = msgspec.to_builtins(monitor.config)
+    stored: dict[str, Any] = msgspec.to_builtins(monitor.config, enc_hook=secret_text)
     for path, grant in monitor.grants.items():
         *legs, leaf = path.split(".")
         holder = stored
