@@ -493,3 +493,74 @@ async def test_a_round_logs_in_to_dovecot_with_a_fetched_token(
     result = await run_check(ring.opened(plan.jobs[0]), "agent-oauth2", True, ssl_contexts)
     assert result.status == "up", result.message
     assert result.logins == 1
+
+
+async def test_smtp_and_both_round_trip_legs_take_an_oauth2_login(
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, box: SecretBox
+) -> None:
+    send_secret, receive_token = "send-" + uuid.uuid4().hex, "rt-" + uuid.uuid4().hex
+    google = {
+        "grant": "refresh_token",
+        "provider": "google",
+        "clientId": "c.apps",
+        "clientSecret": send_secret,
+        "refreshToken": receive_token,
+    }
+    microsoft = {
+        "grant": "client_credentials",
+        "provider": "microsoft",
+        "mechanism": "OAUTHBEARER",
+        "tenant": "contoso.onmicrosoft.com",
+        "clientId": "app",
+        "clientSecret": send_secret,
+    }
+    smtp = await client.post(
+        "/api/smtp-monitors",
+        headers=tenant.auth(),
+        json={
+            "customerId": tenant.customer_id,
+            "name": "gmail smtp",
+            "hostname": "smtp.gmail.com",
+            "port": 465,
+            "smtpConfig": {"secure": True, "auth": {"user": USER, "oauth2": google}},
+        },
+    )
+    assert smtp.status_code == 201, smtp.text
+    assert smtp.json()["smtpConfig"]["auth"]["oauth2"]["refreshToken"] == SECRET_MASK
+    rt = await client.post(
+        "/api/roundtrip-monitors",
+        headers=tenant.auth(),
+        json={
+            "customerId": tenant.customer_id,
+            "name": "m365 round trip",
+            "checkInterval": 300,
+            "timeoutSeconds": 120,
+            "roundtripConfig": {
+                "send": {
+                    "hostname": "smtp.office365.com",
+                    "port": 587,
+                    "requireTls": True,
+                    "auth": {"user": USER, "oauth2": microsoft},
+                },
+                "to": USER,
+                "receive": {
+                    "protocol": "imap",
+                    "hostname": "outlook.office365.com",
+                    "port": 993,
+                    "tls": True,
+                    "user": USER,
+                    "oauth2": microsoft,
+                },
+            },
+        },
+    )
+    assert rt.status_code == 201, rt.text
+    for response in (smtp, rt):
+        assert send_secret not in response.text and receive_token not in response.text
+    shown = rt.json()["roundtripConfig"]
+    assert shown["send"]["auth"]["oauth2"]["clientSecret"] == SECRET_MASK
+    assert shown["receive"]["oauth2"]["tenant"] == "contoso.onmicrosoft.com"
+    assert "accessToken" not in shown["receive"] and "mechanism" not in shown["receive"]
+    monitor = (await watched(pool, rt.json()["id"])).monitor
+    assert set(monitor.grants) == {"send.auth.oauth2", "receive.oauth2"}
+    assert box.open(monitor.grants["receive.oauth2"].client_secret.reveal()) == send_secret
