@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 NOTICE_KIND: Final = "oauth2_token"
 CONCURRENCY: Final = 8  # grants asked at once by one replica
+MEMORY_MAX: Final = 10_000  # tokens one replica keeps in memory (PostgreSQL keeps them all)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class TokenService:
             if row is not None and row.access_token and rules.usable(row.expires_at, needed_until):
                 token = Secret(self._box.open(row.access_token))
                 assert row.expires_at is not None
-                self._memory[key] = (token, row.expires_at)
+                self._remember(key, token, row.expires_at)
                 return token
             if row is not None and row.error and row.retry_at and row.retry_at > now:
                 return TokenFailure(path, row.error, row.error_message or "")
@@ -147,12 +148,22 @@ class TokenService:
         )
         bound.info("OAuth2 token issued", rotated=rotated is not None, expires_at=expires)
         token = Secret(issued.access_token)
-        self._memory[key] = (token, expires)
+        self._remember(key, token, expires)
         if not rules.usable(expires, needed_until):
             return TokenFailure(
                 path, "short_lived", "the endpoint's token expires before the check would run"
             )
         return token
+
+    def _remember(self, key: str, token: Secret, expires: datetime) -> None:
+        """Keep a token in memory; past MEMORY_MAX the expired ones go, then the oldest."""
+        if len(self._memory) >= MEMORY_MAX:
+            now = utcnow()
+            for old in [k for k, (_, at) in self._memory.items() if at <= now]:
+                del self._memory[old]
+            while len(self._memory) >= MEMORY_MAX:
+                del self._memory[next(iter(self._memory))]
+        self._memory[key] = (token, expires)
 
     def _opened(self, grant: Grant, row: store.Cached | None) -> Grant:
         """The grant with its secrets opened, its refresh token the rotated one if any."""
