@@ -16,6 +16,9 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+# authlib prefers httpx2 and warns when it falls back to httpx, the client the rest of mailprobe
+# uses; its module of warnings turns them on for good when imported, so it goes first.
+import authlib.deprecate
 import httpcore
 import httpx
 import structlog
@@ -25,8 +28,7 @@ from controller.oauth2.grants import JWT_BEARER_GRANT, Grant, endpoint, normal_h
 from shared.addresses import is_blocked
 
 with warnings.catch_warnings():
-    # authlib prefers httpx2 and falls back to httpx, the client the rest of mailprobe uses.
-    warnings.simplefilter("ignore")
+    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
     from authlib.integrations.base_client.errors import OAuthError
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 

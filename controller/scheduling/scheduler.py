@@ -464,16 +464,18 @@ class Scheduler:
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
             claimed = await due.monitor(conn, monitor_id)
-            if claimed is None:
-                return None
-            live = self._agents.countries()
-            now = self._clock()
-            tokens = await self._access_tokens([claimed], now)
-            plan = self._round(claimed, now, live, trigger=True, tokens=tokens.get(_id(claimed)))
-            async with conn.transaction():
-                await self._send(conn, [plan], self._clock())
-                if plan.missed:
-                    await results.store(conn, plan.missed)
+        if claimed is None:
+            return None
+        # Its access tokens are got holding no connection: many triggers at once must not hold
+        # the pool while the token service needs it.
+        now = self._clock()
+        tokens = await self._access_tokens([claimed], now)
+        live = self._agents.countries()
+        plan = self._round(claimed, now, live, trigger=True, tokens=tokens.get(_id(claimed)))
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._send(conn, [plan], self._clock())
+            if plan.missed:
+                await results.store(conn, plan.missed)
         self._missed(plan.missed)
         log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
         return plan
