@@ -143,6 +143,12 @@ class Kind:
         """Every path of an OAuth2 grant's secret (`Login.grant_secrets`)."""
         return tuple(path for login in self.logins for path in login.grant_secrets)
 
+    @property
+    def all_secret_steps(self) -> tuple[tuple[str, ...], ...]:
+        """Every secret's path as key steps, passwords then grants' secrets: what a monitors
+        file reads from the environment and never holds."""
+        return self.secret_steps + tuple(tuple(p.split(".")) for p in self.grant_secrets)
+
     def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
         OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent

@@ -114,9 +114,10 @@ class GrantProblem(ValueError):
         self.field = field
 
 
-def token_host(url: str, allowed_hosts: Sequence[str]) -> str:
+def token_host(url: str, allowed_hosts: Sequence[str] | None) -> str:
     """The host of a custom token endpoint URL; GrantProblem (`tokenUrl`) unless it is https,
-    with no user info, query or fragment, on a host of `allowed_hosts` (OAUTH2_TOKEN_HOSTS)."""
+    with no user info, query or fragment, on a host of `allowed_hosts` (OAUTH2_TOKEN_HOSTS;
+    None: not known here, the API that stores it decides)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  # raises ValueError on a bad port
@@ -131,7 +132,7 @@ def token_host(url: str, allowed_hosts: Sequence[str]) -> str:
     host = normal_host(parts.hostname or "")
     if not host:
         raise GrantProblem("tokenUrl", "tokenUrl names no host")
-    if host not in {normal_host(h) for h in allowed_hosts}:
+    if allowed_hosts is not None and host not in {normal_host(h) for h in allowed_hosts}:
         raise GrantProblem(
             "tokenUrl",
             f"tokenUrl: {host} is not a token endpoint host this controller allows"
@@ -149,7 +150,7 @@ def normal_host(host: str) -> str:
         return ""
 
 
-def checked(raw: Mapping[str, Any], allowed_hosts: Sequence[str]) -> Grant:
+def checked(raw: Mapping[str, Any], allowed_hosts: Sequence[str] | None) -> Grant:
     """A grant as the API received it (secrets in clear, or already sealed, or the mask
     resolved by the caller), checked; GrantProblem naming the key at fault."""
     mechanism = raw.get("mechanism") or "XOAUTH2"

@@ -168,7 +168,7 @@ def _oauth2(
     stored: object,
     box: SecretBox,
     key: str,
-    token_hosts: Sequence[str],
+    token_hosts: Sequence[str] | None,
 ) -> dict[str, Any] | None | UnsetType:
     """A login's `oauth2` to store: checked (a 400 naming the field), its secrets sealed, the
     mask keeping a stored one; null (or absent) is none."""
@@ -216,7 +216,7 @@ def _smtp_config(
     stored: dict[str, Any],
     box: SecretBox,
     key: str,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     if cfg is None:
         return {}
@@ -260,7 +260,7 @@ def _imap_pop_config(
     stored: dict[str, Any],
     box: SecretBox,
     key: str,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> tuple[dict[str, Any], str]:
     if cfg is None:
         return {}, "imap"
@@ -312,7 +312,7 @@ def _roundtrip_config(
     box: SecretBox,
     key: str,
     creating: bool,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """The row values of a round trip's config: `hostname`/`port` (the send leg's server,
     changed only when sent) and `config` (send without its server, to, receive, grading)."""
@@ -366,7 +366,7 @@ def _receive(
     stored: dict[str, Any],
     box: SecretBox,
     key: str,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
     out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
@@ -402,11 +402,11 @@ def config_values(
     box: SecretBox,
     *,
     creating: bool = False,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
     {} when no config was sent. `token_hosts`: the hosts a custom OAuth2 token endpoint may
-    be on (OAUTH2_TOKEN_HOSTS)."""
+    be on (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
     picked = _pick_config(kind, body)
     if picked is None:
         if kind is ROUNDTRIP and creating:
@@ -422,7 +422,7 @@ def config_values(
 
 
 def create_values(
-    kind: Kind, body: MonitorCreate, box: SecretBox, token_hosts: Sequence[str] = ()
+    kind: Kind, body: MonitorCreate, box: SecretBox, token_hosts: Sequence[str] | None = ()
 ) -> dict[str, Any]:
     """The row values of a new monitor (without `customer_id`): fields, defaults, config."""
     values = common_values(body)
@@ -455,7 +455,7 @@ def update_values(
     body: MonitorUpdate,
     monitor: Monitor,
     box: SecretBox,
-    token_hosts: Sequence[str] = (),
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """The columns a PATCH changes on `monitor` (without `customer_id`)."""
     changes = common_values(body)
