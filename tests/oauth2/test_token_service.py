@@ -5,6 +5,7 @@ rotation stored back, refusals as `oauth2_token` with one notice to the owners, 
 down, a wrong scope, private addresses refused, the hourly budget), the scheduler's planner
 putting only the access token into the sealed job, and a round's job logging in to Dovecot."""
 
+import argparse
 import base64
 import json
 import tempfile
@@ -26,6 +27,7 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from controller.monitors import store as monitors
 from controller.monitors.store import WatchedMonitor
+from controller.oauth2 import device_cli
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.scheduling.plan import RoundPlanner
@@ -564,3 +566,64 @@ async def test_smtp_and_both_round_trip_legs_take_an_oauth2_login(
     monitor = (await watched(pool, rt.json()["id"])).monitor
     assert set(monitor.grants) == {"send.auth.oauth2", "receive.oauth2"}
     assert box.open(monitor.grants["receive.oauth2"].client_secret.reveal()) == send_secret
+
+
+async def test_the_device_code_flow_stores_a_refresh_token_on_the_monitor(
+    client: httpx.AsyncClient,
+    api: str,
+    endpoint: TokenEndpoint,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    ca: trustme.CA,
+) -> None:
+    """`python -m controller oauth2-device`: code shown, sign-in awaited, the refresh token
+    stored (sealed) through the API on a monitor that had a password, never printed."""
+    r = await client.post(
+        "/api/imap-pop-monitors",
+        headers=tenant.auth(),
+        json={
+            "customerId": tenant.customer_id,
+            "name": "was a password",
+            "hostname": "127.0.0.1",
+            "port": 993,
+            "imapPopConfig": {"protocol": "imap", "user": USER, "password": "old-pw", "tls": True},
+        },
+    )
+    assert r.status_code == 201, r.text
+    public_id = r.json()["publicId"]
+    args = argparse.Namespace(
+        monitor=public_id,
+        login="",
+        provider="custom",
+        tenant="",
+        client_id=CLIENT,
+        client_secret_env="MAILPROBE_SECRET_CLIENT",
+        scope=[SCOPE],
+        mechanism="OAUTHBEARER",
+        token_url=endpoint.url,
+        device_url=endpoint.url.replace("/token", "/device"),
+        api=None,
+        insecure_http=False,
+    )
+    said: list[str] = []
+
+    async def sign_in(_: float) -> None:
+        for code in endpoint.devices:
+            endpoint.devices[code] = True
+
+    env = {"MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_SECRET_CLIENT": CLIENT_SECRET}
+    code = await device_cli.run(
+        api, args, env, say=said.append, verify=ca_context(ca), sleep=sign_in
+    )
+    assert code == 0, said
+    assert "ABCD-EFGH" in said[0]
+    issued = next(iter(endpoint.refresh_tokens))
+    assert all(issued not in line and CLIENT_SECRET not in line for line in said)
+    monitor = (await watched(pool, r.json()["id"])).monitor
+    grant = monitor.grants["oauth2"]
+    assert grant.grant == "refresh_token" and grant.mechanism == "OAUTHBEARER"
+    assert box.open(grant.refresh_token.reveal()) == issued
+    assert not monitor.config_as_sent.get("password")
+    tokens = await TokenService(pool, box, fetcher(ca)).tokens(monitor, later())
+    assert isinstance(tokens, dict), tokens

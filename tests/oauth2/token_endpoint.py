@@ -26,6 +26,7 @@ from shared import embedded
 from tests.oauth2.issuer import SCOPE, TokenIssuer
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
 @dataclass
@@ -40,6 +41,21 @@ class TokenEndpoint:
     down: bool = False
     calls: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
+    devices: dict[str, bool] = field(default_factory=dict)  # device code → signed in
+
+    def _device(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """RFC 8628 3.2: a device code for a known client."""
+        if form.get("client_id") not in self.clients:
+            return 400, {"error": "invalid_client"}
+        code = secrets.token_urlsafe(16)
+        self.devices[code] = False
+        return 200, {
+            "device_code": code,
+            "user_code": "ABCD-EFGH",
+            "verification_uri": "https://issuer.mailprobe.test/device",
+            "interval": 1,
+            "expires_in": 60,
+        }
 
     def refresh_token_for(self, user: str) -> str:
         token = secrets.token_urlsafe(24)
@@ -70,6 +86,14 @@ class TokenEndpoint:
             if self.rotate:
                 del self.refresh_tokens[given]
                 out["refresh_token"] = self.refresh_token_for(user)
+        elif kind == DEVICE_GRANT:
+            signed_in = self.devices.get(form.get("device_code", ""))
+            if signed_in is None:
+                return 400, {"error": "expired_token"}
+            if not signed_in:
+                return 400, {"error": "authorization_pending"}
+            user = self.user
+            out["refresh_token"] = self.refresh_token_for(user)
         elif kind == JWT_BEARER:
             try:
                 claims = self._assertion(form.get("assertion", ""))
@@ -102,8 +126,10 @@ class TokenEndpoint:
             if not message.get("more_body"):
                 break
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if scope["path"] != "/token" or scope["method"] != "POST":
+        if scope["method"] != "POST" or scope["path"] not in ("/token", "/device"):
             status, answer = 404, {"error": "not_found"}
+        elif scope["path"] == "/device":
+            status, answer = self._device(form)
         else:
             status, answer = self._answer(form)
         data = json.dumps(answer).encode()
