@@ -23,6 +23,7 @@ from controller.monitors import kinds
 from controller.monitors.store import Monitor
 from controller.notify import budget_store as budget_db
 from controller.notify import recipients
+from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_oauth2_token
 from controller.oauth2 import rules
 from controller.oauth2 import token_store as store
@@ -62,8 +63,11 @@ class TokenService:
         fetcher: TokenFetcher,
         *,
         calls_per_hour: int = 600,
+        links: Links = NO_LINKS,
     ) -> None:
+        """`links`: where the owners' notice points them."""
         self._pool = pool
+        self._links = links
         self._box = box
         self._fetcher = fetcher
         self._calls_per_hour = calls_per_hour
@@ -208,7 +212,9 @@ class TokenService:
         now = utcnow()
         if not told:
             _, owners = await budget_db.owners(conn, monitor.organization_id)
-            texts = render_oauth2_token(monitor, endpoint(grant), failure.error, failure.message)
+            texts = render_oauth2_token(
+                monitor, endpoint(grant), failure.error, failure.message, self._links
+            )
             notice = f"{NOTICE_KIND}:{key[:16]}:{now.isoformat()}"
             await alerts.enqueue(
                 conn, monitor.id, None, recipients.to_owners(NOTICE_KIND, owners, texts, notice)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.monitors.validation import COUNTRIES
+from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
 from controller.scheduling.rules import JobIds
@@ -115,7 +116,9 @@ async def open_pipeline(
                     settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
                 ),
                 calls_per_hour=settings.oauth2_token_calls_per_hour,
+                links=Links.of(settings),
             ),
+            links=Links.of(settings),
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:

@@ -437,9 +437,10 @@ def create_values(
 
 
 def _stored_config(monitor: Monitor) -> dict[str, Any]:
-    """The monitor's config as JSON, every key spelt out, secrets as stored (sealed), with
-    its OAuth2 grants."""
+    """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
+    (sealed), with its OAuth2 grants."""
     stored: dict[str, Any] = msgspec.to_builtins(monitor.config, enc_hook=secret_text)
+    kinds.of_type(monitor.type).drop_job_only(stored)
     for path, grant in monitor.grants.items():
         *legs, leaf = path.split(".")
         holder = stored
@@ -611,12 +612,7 @@ def roundtrip_shown(
             grants = monitors.grants_of(ROUNDTRIP.types[0], config)
         config = monitors.decode_config(ROUNDTRIP.types[0], config)
     shown: dict[str, Any] = msgspec.to_builtins(config, enc_hook=masked_hook)
-    for path in ROUNDTRIP.job_only:
-        *legs, key = path.split(".")
-        holder = shown
-        for leg in legs:
-            holder = holder.get(leg) or {}
-        holder.pop(key, None)
+    ROUNDTRIP.drop_job_only(shown)
     for path, grant in (grants or {}).items():
         *legs, key = path.split(".")
         holder = shown
