@@ -292,8 +292,9 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         Meta(
             description="the base URL people reach this deployment at, e.g. "
             "`https://mailprobe.example.com` (the console is under `/console/`): every notice "
-            "links to its monitor's console page there; unset: notices name the monitor's id "
-            "and carry no link"
+            "links to its monitor's console page there, status pages' feeds and mails to the "
+            "page; unset: notices name the monitor's id and carry no link, and status pages "
+            "take no subscriptions"
         ),
     ] = None
     notify_reminder_minutes: Annotated[
@@ -467,6 +468,34 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "budget of its own)",
         ),
     ] = 100
+    org_max_subscriber_mails_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mails to the subscribers of one organization's status pages "
+            "(confirmations and updates) sent per clock hour (UTC) at most, a budget apart "
+            "from `ORG_MAX_NOTIFICATIONS_PER_HOUR` so subscribers never use up the alerts'; "
+            "past it they are dropped, recorded in the outbox",
+        ),
+    ] = 1000
+    status_subscribe_per_page_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="confirmation e-mails one public status page sends per hour at most for "
+            "anonymous subscription requests; more are a 429",
+        ),
+    ] = 20
+    status_subscribe_per_address_per_day: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="confirmation e-mails one address gets per 24 hours at most, over every "
+            "status page; further requests answer as usual but mail nothing",
+        ),
+    ] = 3
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),

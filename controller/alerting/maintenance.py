@@ -33,3 +33,21 @@ def is_open(window: Any, at: datetime) -> bool:
 
 def any_open(windows: Iterable[Any], at: datetime) -> bool:
     return any(is_open(w, at) for w in windows)
+
+
+def current_or_next(window: Any, at: datetime) -> tuple[datetime, datetime] | None:
+    """The opening of `window` in progress at `at`, else its next one; None once a one-off
+    window is over."""
+    if window["kind"] == "once":
+        start, end = window["starts_at"], window["ends_at"]
+        return (start, end) if end > at else None
+    tz = ZoneInfo(window["timezone"])
+    local = at.astimezone(tz)
+    span = timedelta(minutes=window["duration_minutes"])
+    days_back = (local.isoweekday() - window["weekday"]) % 7
+    for back in (days_back + 7, days_back, days_back - 7):
+        day = (local - timedelta(days=back)).date()
+        opened = datetime.combine(day, window["start_time"], tzinfo=tz)
+        if opened + span > local:
+            return opened, opened + span
+    return None

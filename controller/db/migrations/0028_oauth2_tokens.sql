@@ -49,4 +49,5 @@ $$;
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_kind_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_kind_check
     CHECK (kind IN ('down', 'reminder', 'recovered', 'finding', 'cert_expiry', 'credentials',
-                    'held_back', 'login_cap', 'delivery', 'no_data', 'oauth2_token'));
+                    'held_back', 'login_cap', 'delivery', 'no_data',
+                    'status_confirm', 'status_update', 'oauth2_token'));
