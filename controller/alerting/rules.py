@@ -442,7 +442,7 @@ class _Judging:
             notice = backoff is not None and not backoff.notified and not quiet
             if notice and backoff is not None:
                 backoff = dataclasses.replace(backoff, notified=True)
-            auth = tuple(c for c, k, _ in last.failures if k == login_backoff.AUTH)
+            auth = tuple(c for c, k, _ in last.failures if k in login_backoff.REJECTED)
             self.effects.append(BackoffChanged(backoff, notice, auth))
         # No confirmation while logins are held: it would only be another round of wrong logins.
         if (

@@ -69,7 +69,7 @@ class Desired:
     def resend_body(self) -> dict[str, Any] | None:
         """The PATCH sending the monitor's config with its secrets again; None when the file
         names no secret."""
-        for steps in kinds.of_type(self.type).secret_steps:
+        for steps in kinds.of_type(self.type).all_secret_steps:
             value: Any = self.values["config"]
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
@@ -219,7 +219,8 @@ def _monitor(
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
-        values = create_values(kind, cast(MonitorCreate, request), box)
+        # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
+        values = create_values(kind, cast(MonitorCreate, request), box, token_hosts=None)
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
     except (ApiError, Refused) as exc:
@@ -247,7 +248,7 @@ def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str,
     """`config` with its `{env: NAME}` secrets read from the environment; a secret written
     out is refused, the file being kept in git."""
     out = dict(config)
-    for steps in kind.secret_steps:
+    for steps in kind.all_secret_steps:
         _read_secret(out, key, steps, env)
     return out
 

@@ -21,7 +21,10 @@ HELD_KINDS = frozenset(
 # PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
 NO_SEAL_KEY = "no_seal_key"
 OVERDUE = "overdue"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE}) | HELD_KINDS
+# `oauth2_token`: the login's OAuth2 token endpoint gave no token (controller.oauth2): the
+# check was not sent, and the mail server is not at fault.
+OAUTH2_TOKEN = "oauth2_token"
+MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE, OAUTH2_TOKEN}) | HELD_KINDS
 # An agent's check whose failure its own path explains (a canary of the port, or the resolver
 # check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.
 INCONCLUSIVE = "inconclusive"

@@ -2,14 +2,20 @@
 decoding every reader of a monitor goes through (`controller.monitors.store.decode`, a job's
 config, a round trip as the API shows it)."""
 
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from controller.monitors.kinds import KINDS
+from controller.monitors.kinds import KINDS, of_type
+from controller.oauth2 import grants as oauth2_grants
+from controller.oauth2.grants import Grant
 from controller.secrets.box import stored_hook
 from shared.messages import ImapPopConfig, JobConfig
 from shared.secret import enc_hook as secret_text
+
+if TYPE_CHECKING:  # the type only
+    from controller.monitors.store import Monitor
 
 CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
 
@@ -55,4 +61,40 @@ def as_stored(config: JobConfig) -> dict[str, Any]:
     """A typed config back as JSON, every key spelt out, each secret as its text (a sealed
     one as its ciphertext)."""
     stored: dict[str, Any] = msgspec.to_builtins(config, enc_hook=secret_text)
+    return stored
+
+
+def _at(config: Mapping[str, Any], path: str) -> object:
+    value: object = config
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def grants_of(monitor_type: str, stored: Mapping[str, Any]) -> dict[str, Grant]:
+    """The OAuth2 grants a stored config holds, by path; one that does not fit is none."""
+    out: dict[str, Grant] = {}
+    try:
+        logins = of_type(monitor_type).logins
+    except KeyError:
+        return out
+    for login in logins:
+        grant = oauth2_grants.stored(_at(stored, login.oauth2))
+        if grant is not None:
+            out[login.oauth2] = grant
+    return out
+
+
+def stored_config(monitor: "Monitor") -> dict[str, Any]:
+    """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
+    (sealed), with its OAuth2 grants where its logins keep them."""
+    stored = as_stored(monitor.config)
+    of_type(monitor.type).drop_job_only(stored)
+    for path, grant in monitor.grants.items():
+        *legs, leaf = path.split(".")
+        holder: Any = stored
+        for leg in legs:
+            holder = holder.setdefault(leg, {}) if isinstance(holder, dict) else {}
+        if isinstance(holder, dict):
+            holder[leaf] = oauth2_grants.as_stored(grant)
     return stored

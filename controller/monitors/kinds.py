@@ -28,6 +28,9 @@ from shared.messages import (
 )
 from shared.secret import SECRET_MASK
 
+# An OAuth2 grant's secrets (controller.oauth2.grants.SECRET_KEYS).
+GRANT_SECRET_KEYS: Final = ("clientSecret", "refreshToken", "privateKey")
+
 # What a secret is bound to (controller.monitors.secret_binding), besides its server's protocol,
 # host and port: its leg's config keys, with the value the agent uses when a key is absent.
 SMTP_BINDING: Final[Mapping[str, object]] = {
@@ -63,6 +66,19 @@ class Login:
         """Where a job carries the OAuth2 access token of this login, beside its secret: issued
         for the job only, never stored by the API nor shown by it."""
         return _beside(self.secret, "accessToken")
+
+    @property
+    def oauth2(self) -> str:
+        """Where the stored config holds this login's OAuth2 grant (controller.oauth2.grants),
+        beside its secret; the API takes and shows it (its secrets write-only), a job never
+        carries it."""
+        return _beside(self.secret, "oauth2")
+
+    @property
+    def grant_secrets(self) -> tuple[str, ...]:
+        """The paths of the grant's long-lived secrets (stored sealed, shown masked, bound
+        like the password)."""
+        return tuple(f"{self.oauth2}.{key}" for key in GRANT_SECRET_KEYS)
 
     @property
     def mechanism(self) -> str:
@@ -124,6 +140,17 @@ class Kind:
         """The secrets' paths as key steps (`("send", "auth", "pass")`)."""
         return tuple(tuple(path.split(".")) for path in self.secrets)
 
+    @property
+    def grant_secrets(self) -> tuple[str, ...]:
+        """Every path of an OAuth2 grant's secret (`Login.grant_secrets`)."""
+        return tuple(path for login in self.logins for path in login.grant_secrets)
+
+    @property
+    def all_secret_steps(self) -> tuple[tuple[str, ...], ...]:
+        """Every secret's path as key steps, passwords then grants' secrets: what a monitors
+        file reads from the environment and never holds."""
+        return self.secret_steps + tuple(tuple(p.split(".")) for p in self.grant_secrets)
+
     def drop_job_only(self, config: dict[str, Any]) -> None:
         """Remove the `job_only` keys from a config as JSON (in place)."""
         for path in self.job_only:
@@ -135,11 +162,12 @@ class Kind:
                 holder.pop(key, None)
 
     def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """A config as JSON (as stored, or as shown) with each of its secrets replaced by the
-        mask, as responses show it; an empty or absent secret stays as it is."""
+        """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
+        OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent
+        secret stays as it is."""
         out = dict(config)
-        for steps in self.secret_steps:
-            _mask_at(out, steps)
+        for path in (*self.secrets, *self.grant_secrets):
+            _mask_at(out, tuple(path.split(".")))
         return out
 
 

@@ -14,6 +14,9 @@ from controller.db.sql import like_pattern
 from controller.monitors.config import CONFIG_TYPES as CONFIG_TYPES
 from controller.monitors.config import MonitorConfigError as MonitorConfigError
 from controller.monitors.config import decode_config as decode_config
+from controller.monitors.config import grants_of as grants_of
+from controller.monitors.config import stored_config as stored_config
+from controller.oauth2.grants import Grant
 from shared.messages import JobConfig, MonitorType
 
 
@@ -51,15 +54,20 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: datetime
     last_checked_at: datetime | None
     config_as_sent: dict[str, Any]
+    # Its logins' OAuth2 grants (secrets sealed), by where the config holds each
+    # (`kinds.Login.oauth2`); the wire config Struct has no place for them.
+    grants: dict[str, Grant] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = (
-            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
+            f"{n}={getattr(self, n)!r}"
+            for n in self.__struct_fields__
+            if n not in ("config_as_sent", "grants")
         )
         return f"Monitor({', '.join(shown)})"
 
 
-_CONFIGS = ("config", "config_as_sent")
+_CONFIGS = ("config", "config_as_sent", "grants")
 
 
 def decode(row: asyncpg.Record) -> Monitor:
@@ -70,7 +78,12 @@ def decode(row: asyncpg.Record) -> Monitor:
         config = decode_config(row["type"], stored)
     except MonitorConfigError as exc:
         raise MonitorConfigError(f"monitor {row['public_id']}: {exc}") from None
-    return Monitor(**fields, config=config, config_as_sent=stored)
+    return Monitor(
+        **fields,
+        config=config,
+        config_as_sent=stored,
+        grants=grants_of(row["type"], stored),
+    )
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).

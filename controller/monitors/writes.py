@@ -30,7 +30,6 @@ from litestar import Request
 
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
-from controller.monitors import config as monitor_config
 from controller.monitors import fair_use, kinds, secret_binding
 from controller.monitors import store as monitors
 from controller.monitors.errors import NotFound, Refused
@@ -77,11 +76,13 @@ class MonitorWrites:
     pool: asyncpg.Pool
     box: SecretBox
     limits: fair_use.Limits
+    token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
 
     @classmethod
     def of(cls, request: Request[Any, Any, Any]) -> "MonitorWrites":
         state = request.app.state
-        return cls(state.pool, state.secret_box, fair_use.Limits.of(state.settings))
+        settings = state.settings
+        return cls(state.pool, state.secret_box, fair_use.Limits.of(settings), settings.token_hosts)
 
     async def create(
         self,
@@ -173,10 +174,11 @@ def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: Secre
     config = changes.get("config")
     if not isinstance(config, dict):
         return
-    for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
+    kind = kinds.of_type(changes.get("type", monitor.type))
+    for path in (*kind.secrets, *kind.grant_secrets):
         *parents, leaf = path.split(".")
         new_holder: Any = config
-        old_holder: Any = monitor_config.as_stored(monitor.config)
+        old_holder: Any = monitors.stored_config(monitor)
         for step in parents:
             new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
             old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None

@@ -237,3 +237,24 @@ def render_login_cap(monitor: "Monitor", cap: int, since: datetime, links: Links
     ]
     subject = f"[mailprobe] Login cap reached: {name}"
     return in_paragraphs(subject, lines, "")
+
+
+def render_oauth2_token(
+    monitor: "Monitor", endpoint: str, error: str, message: str, links: Links
+) -> Texts:
+    """The owners' one notice that a monitor's OAuth2 token endpoint gave no token (until the
+    grant works again or changes)."""
+    name = one_line(monitor.name)
+    said = one_line(f"{error}: {message}" if message else error)
+    lines = [
+        f"{name} ({target(monitor)}) could not get an OAuth2 access token: the token endpoint"
+        f" {one_line(endpoint)} answered {said}.",
+        "Its checks are not sent and are recorded `oauth2_token` (missed, not a mail server"
+        " failure) until a token comes. `invalid_grant` means the refresh token expired or was"
+        " revoked, or the user's consent or password changed: get a new refresh token and"
+        " update the monitor's `oauth2.refreshToken`. `invalid_client` or `unauthorized_client`:"
+        " check the client id, secret and the app's permissions; `invalid_scope`: the scopes.",
+        where_to_look(monitor, links),
+    ]
+    subject = f"[mailprobe] OAuth2 token refused: {name}"
+    return in_paragraphs(subject, lines, "")

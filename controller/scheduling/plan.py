@@ -22,6 +22,7 @@ from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
+from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.secrets.box import SecretBox
@@ -38,6 +39,7 @@ from shared.messages import (
     default_port,
     encode_sealed,
 )
+from shared.secret import Secret
 from shared.subjects import jobs_subject
 from shared.timefmt import iso_ms, parse_iso
 
@@ -238,12 +240,18 @@ class RoundPlanner:
         *,
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
+        tokens: Mapping[str, Secret] | TokenFailure | None = None,
+        oauth2_live: frozenset[str] = frozenset(),
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
         country for each round over before it could be sent. A monitor that cannot become jobs
         (a config that does not fit, a secret that does not open, a bad country code) gets a
-        round marked `unusable`, with its countries and next due time, nothing else."""
+        round marked `unusable`, with its countries and next due time, nothing else.
+
+        A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
+        there is none: its countries are then recorded `oauth2_token`), and only from
+        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
         base: Monitor | UnfitMonitor
         if isinstance(target, UnfitMonitor):
             base = target
@@ -268,7 +276,7 @@ class RoundPlanner:
             try:
                 if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {})
+                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -296,12 +304,23 @@ class RoundPlanner:
         live: frozenset[str],
         trigger: bool,
         avoid: Mapping[str, list[str]],
+        tokens: Mapping[str, Secret] | TokenFailure | None = None,
+        oauth2_live: frozenset[str] = frozenset(),
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to."""
         m, rounds = watched.monitor, watched.rounds
         public_id = str(m.public_id)
         config = opened(m.config, self._box)
+        no_token: str | None = None
+        if m.grants:
+            # Only the access tokens go into the job, in place of the password.
+            if isinstance(tokens, Mapping) and set(m.grants) <= set(tokens):
+                config = with_tokens(config, m.grants, tokens)
+            elif isinstance(tokens, TokenFailure):
+                no_token = tokens.why
+            else:
+                no_token = "no OAuth2 access token was asked for this round: not sent"
         port = m.port or default_port(m.type, config)
         plain = None
         if carries_credentials(config):
@@ -348,6 +367,16 @@ class RoundPlanner:
                     "credentials rejected: logins paused so the account is not locked (next"
                     f" login at or after {iso_ms(rounds.login_retry_at)}, from one country);"
                     " update them to resume",
+                )
+                continue
+            if no_token is not None:
+                missed(OAUTH2_TOKEN, no_token)
+                continue
+            if m.grants and cc not in oauth2_live:
+                missed(
+                    "no_agent",
+                    f"no live agent in {cc} logs in with OAuth2 (every agent there must be of"
+                    " a version that does): not sent",
                 )
                 continue
             if plain is not None:

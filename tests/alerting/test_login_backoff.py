@@ -141,8 +141,8 @@ def _credentialed(kind: Kind) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("kind", "path"),
-    [(k, p) for k in KINDS for p in k.credentials],
-    ids=[f"{k.name}:{p}" for k in KINDS for p in k.credentials],
+    [(k, p) for k in KINDS for p in (*k.credentials, *(g.oauth2 for g in k.logins))],
+    ids=[f"{k.name}:{p}" for k in KINDS for p in (*k.credentials, *(g.oauth2 for g in k.logins))],
 )
 async def test_new_credentials_end_the_back_off_of_every_kind(
     rig: Rig, kind: Kind, path: str

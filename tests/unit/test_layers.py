@@ -1,7 +1,8 @@
 """The controller's layers, read from its imports (an AST scan, no import runs):
 
 - only web/ itself, the composition root that builds the app (runtime/serve.py) and apply/export
-  (ascode/, a client of the API that checks its files with the API's own request types) import
+  (ascode/, a client of the API that checks its files with the API's own request types, and the
+  OAuth2 device-code command, which finds a monitor through the API the same way) import
   controller.web: the write path, fair use, the trigger and every worker answer in their own
   terms (controller.monitors.errors), and web/ says it as HTTP;
 - the pure modules (`rules`, `*_rules`, `plan`, `kinds`) reach no store, no db module and no
@@ -16,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = ROOT / "controller"
 # Modules outside web/ that may import it, and why (see the module docstring).
-WEB_IMPORTERS = {"controller.runtime.serve", "controller.ascode"}
+WEB_IMPORTERS = {"controller.runtime.serve", "controller.ascode", "controller.oauth2.device_cli"}
 
 
 def _name(path: Path) -> str:

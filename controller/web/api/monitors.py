@@ -82,7 +82,7 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
     guards.requires_writer(principal)
     validation.no_nul(body, "")
     writes = MonitorWrites.of(request)
-    values = create_values(kind, body, writes.box)
+    values = create_values(kind, body, writes.box, writes.token_hosts)
     org = principal.organization_id
 
     async def customer(conn: Conn) -> int:
@@ -107,7 +107,7 @@ async def _update(
         guards.requires_updater(principal, sent_fields(body))
         strict = body if checked else await strict_body(request, body)
         validation.no_nul(strict, "")
-        changes = update_values(kind, strict, monitor, writes.box)
+        changes = update_values(kind, strict, monitor, writes.box, writes.token_hosts)
 
         def refusal(moved: Mapping[str, list[str]]) -> ApiError:
             return secret_refusal(kind, strict, monitor, changes, moved)

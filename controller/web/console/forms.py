@@ -76,6 +76,20 @@ def _keep(stored: dict[str, Any], sent: dict[str, Any], smtp_tls: str | None) ->
             sent.setdefault(key, stored[key])
 
 
+def _keep_login(stored: object, sent: dict[str, Any], secret: str, typed: str) -> None:
+    """A login the form shows only as its user: an OAuth2 grant stored on it stays (as shown:
+    its secrets masked, which keeps them); an empty password field keeps the stored password
+    (the mask), and sends none beside a kept grant."""
+    grant = stored.get("oauth2") if isinstance(stored, dict) else None
+    if isinstance(grant, dict):
+        sent["oauth2"] = grant
+    if not typed:
+        if grant is None:
+            sent[secret] = MASK
+        else:
+            sent.pop(secret, None)
+
+
 @dataclass(frozen=True)
 class KindForm:
     """How a kind's form reads and writes its config: `config` (the config key's body from the
@@ -104,8 +118,8 @@ def _smtp_values(config: dict[str, Any]) -> dict[str, str]:
 def _smtp_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str, Any]) -> None:
     config = body["smtpConfig"]
     _keep(stored, config, form.get("tls"))
-    if "auth" in config and not form.get("password"):
-        config["auth"]["pass"] = MASK
+    if "auth" in config:
+        _keep_login(stored.get("auth"), config["auth"], "pass", form.get("password", ""))
 
 
 def _imap_pop_config(monitor_type: str, form: dict[str, str]) -> dict[str, Any]:
@@ -123,8 +137,8 @@ def _imap_pop_values(config: dict[str, Any]) -> dict[str, str]:
 def _imap_pop_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str, Any]) -> None:
     config = body["imapPopConfig"]
     _keep(stored, config, None)
-    if "user" in config and not form.get("password"):
-        config["password"] = MASK
+    if "user" in config:
+        _keep_login(stored, config, "password", form.get("password", ""))
 
 
 def _roundtrip_config(_: str, form: dict[str, str]) -> dict[str, Any]:
@@ -194,10 +208,10 @@ def _roundtrip_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str
     send, receive = config["send"], config["receive"]
     _keep(stored.get("send") or {}, send, form.get("send_tls"))
     _keep(stored.get("receive") or {}, receive, None)
-    if "auth" in send and not form.get("send_password"):
-        send["auth"]["pass"] = MASK
-    if not form.get("receive_password"):
-        receive["password"] = MASK
+    if "auth" in send:
+        stored_auth = (stored.get("send") or {}).get("auth")
+        _keep_login(stored_auth, send["auth"], "pass", form.get("send_password", ""))
+    _keep_login(stored.get("receive"), receive, "password", form.get("receive_password", ""))
 
 
 _EVERY_MINUTE = {"interval": "60", "timeout": "30"}

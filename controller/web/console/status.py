@@ -292,7 +292,7 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
         "slug": sp["slug"],
         "updatedAt": now,
         "monitors": shown,
-        "overall": _overall([m["state"] for m in shown]),
+        "overall": _overall([service["state"] for service in shown]),
         "incidents": [
             {
                 "monitor": names.get(i["monitor_id"], ""),
@@ -345,7 +345,7 @@ def _maintenance(
                 "recurring": w["kind"] != "once",
             }
         )
-    return sorted(out, key=lambda m: (m["startsAt"], m["services"]))
+    return sorted(out, key=lambda window: (window["startsAt"], window["services"]))
 
 
 def sentence_case(text: str) -> str:

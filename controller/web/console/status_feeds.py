@@ -54,15 +54,17 @@ def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
             "uptimeDays": page["days"],
             "services": [
                 {
-                    "name": m["name"],
-                    "hostname": m["hostname"],
-                    "kind": m["kind"],
-                    "state": m["state"],
-                    "countries": m["countries"],
-                    "uptimePercent": m["uptime"],
-                    "days": [{"day": b["day"], "uptimePercent": b["share"]} for b in m["bars"]],
+                    "name": service["name"],
+                    "hostname": service["hostname"],
+                    "kind": service["kind"],
+                    "state": service["state"],
+                    "countries": service["countries"],
+                    "uptimePercent": service["uptime"],
+                    "days": [
+                        {"day": b["day"], "uptimePercent": b["share"]} for b in service["bars"]
+                    ],
                 }
-                for m in page["monitors"]
+                for service in page["monitors"]
             ],
             "notices": page["notices"],
             "incidents": page["incidents"],
