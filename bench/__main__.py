@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console).
+e2e, login, agents-scale, roundtrip, confirm, console, storage).
 """
 
 import sys
@@ -21,6 +21,7 @@ from bench import (
     roundtrip,
     scheduler,
     seal,
+    storage,
 )
 from bench.common import discard_logs, machine
 
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
     "console": console.run,
+    "storage": storage.run,
 }
 
 
