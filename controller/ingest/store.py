@@ -482,40 +482,43 @@ async def counts(
     The whole UTC hours of a window come from the hourly rollups; its partial first and last
     hours from the raw rows (where these are past CHECK_RAW_DAYS, that first partial hour
     counts nothing)."""
-    edges = [_next_hour(w) for w in windows]
-    last = _hour(until)
     # $2: until, $3: its hour; window i: $(4 + 2i) its start, $(5 + 2i) its first whole hour.
-    args: list[datetime] = [until, last]
-    for start, edge in zip(windows, edges, strict=True):
-        args += [start, edge]
+    args: list[datetime] = [until, _hour(until)]
+    for start in windows:
+        args += [start, _next_hour(start)]
+    last = "$3::timestamptz"
+
+    def start(i: int) -> str:
+        return f"${4 + 2 * i}::timestamptz"
+
+    def edge(i: int) -> str:
+        return f"${5 + 2 * i}::timestamptz"
+
+    def counted(i: int) -> str:
+        """Whether a row of the union below counts in window i."""
+        return (
+            f"CASE WHEN raw THEN at >= {start(i)} AND (at < {edge(i)} OR at >= {last})"
+            f" ELSE at >= {edge(i)} AND at < {last} END"
+        )
+
     n = len(windows)
-    raw_where = " OR ".join(
-        f"(scheduled_at >= ${4 + 2 * i} AND scheduled_at < ${5 + 2 * i})" for i in range(n)
-    )
-    statuses = {"up": "up", "down": "down", "missed": "missed"}
+    leading = " OR ".join(f"(scheduled_at >= {start(i)} AND scheduled_at < {edge(i)})" for i in range(n))
     selects = ", ".join(
-        f"coalesce(sum({column}) FILTER (WHERE CASE WHEN raw"
-        f" THEN at >= ${4 + 2 * i} AND (at < ${5 + 2 * i} OR at >= $3)"
-        f" ELSE at >= ${5 + 2 * i} AND at < $3 END), 0)::int AS {name}_{i}"
+        f"coalesce(sum({name}) FILTER (WHERE {counted(i)}), 0)::int AS {name}_{i}"
         for i in range(n)
-        for name, column in statuses.items()
+        for name in ("up", "down", "missed")
     )
     return await conn.fetch(
         f"SELECT country, {selects} FROM ("
         "  SELECT result_country(country) AS country, hour AS at, false AS raw, up, down, missed"
-        "  FROM result_rollups WHERE monitor_id = $1 AND hour >= least($5, $3) AND hour < $3"
+        f"  FROM result_rollups WHERE monitor_id = $1 AND hour >= {edge(0)} AND hour < {last}"
         "  UNION ALL"
         "  SELECT country, scheduled_at, true, (status = 'up')::int, (status = 'down')::int,"
         f"  (status IN ('missed', '{INCONCLUSIVE}'))::int"
-        "  FROM check_results WHERE monitor_id = $1"
-        f"  AND scheduled_at < $2 AND (scheduled_at >= $3 OR {raw_where})"
+        "  FROM check_results WHERE monitor_id = $1 AND scheduled_at < $2::timestamptz"
+        f"  AND (scheduled_at >= {last} OR {leading})"
         ") x GROUP BY country HAVING "
-        + " OR ".join(
-            f"(sum(up + down + missed) FILTER (WHERE CASE WHEN raw"
-            f" THEN at >= ${4 + 2 * i} AND (at < ${5 + 2 * i} OR at >= $3)"
-            f" ELSE at >= ${5 + 2 * i} AND at < $3 END)) > 0"
-            for i in range(n)
-        )
+        + " OR ".join(f"sum(up + down + missed) FILTER (WHERE {counted(i)}) > 0" for i in range(n))
         + " ORDER BY country",
         monitor_id,
         *args,
