@@ -161,19 +161,42 @@ WITH r AS (
         {", ".join(f"result_phase_us((r.phases->>'{p}Ms')::float8) AS {p}_us" for p in _PHASES)}
     FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
 ), c AS (
-    SELECT f.*, {_FACTS} AS facts, s.detail_at, s.detail_tag, s.detail_facts
+    SELECT f.*, {_FACTS} AS facts, s.detail_at, s.detail_tag, s.detail_facts,
+        date_trunc('day', f.scheduled_at, 'UTC') AS day,
+        coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
+            AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
+            AND f.scheduled_at + f.finished_ms * interval '1 ms' = f.finished_at
+            AND greatest(abs(f.started_ms), abs(f.finished_ms), abs(f.stored_ms)) < 2000000000
+            AND {" AND ".join(f"f.{p}_us IS NOT NULL" for p in _PHASES)}
+            AND jsonb_strip_nulls(f.phases) - ARRAY[{", ".join(f"'{p}Ms'" for p in _PHASES)}]
+                = '{{}}'::jsonb, false) AS fits
     FROM f LEFT JOIN monitor_country_state s ON s.monitor_id = f.monitor_id AND s.country = f.cc
-), k AS (
-    SELECT c.*, c.status = 'up' AND c.agent IS NOT NULL AND c.response_time_ms IS NOT NULL
-        AND c.detail_facts = c.facts AND c.detail_at <= c.scheduled_at
-        AND date_trunc('day', c.detail_at, 'UTC') = date_trunc('day', c.scheduled_at, 'UTC')
-        AND c.scheduled_at + c.started_ms * interval '1 ms' = c.started_at
-        AND c.scheduled_at + c.finished_ms * interval '1 ms' = c.finished_at
-        AND greatest(abs(c.started_ms), abs(c.finished_ms), abs(c.stored_ms)) < 2000000000
-        AND {" AND ".join(f"c.{p}_us IS NOT NULL" for p in _PHASES)}
-        AND jsonb_strip_nulls(c.phases) - ARRAY[{", ".join(f"'{p}Ms'" for p in _PHASES)}] = '{{}}'::jsonb
-        AS compact
+), b AS (
+    SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
+        ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
     FROM c
+), g AS (
+    SELECT b.*, sum(b.breaks) OVER (PARTITION BY b.monitor_id, b.country, b.day
+        ORDER BY b.scheduled_at, b.tag) AS run
+    FROM b
+), h AS (
+    SELECT g.*, coalesce(g.fits AND g.detail_facts = g.facts AND g.detail_at <= g.scheduled_at
+            AND date_trunc('day', g.detail_at, 'UTC') = g.day, false) AS follows_state,
+        row_number() OVER run = 1 AS starts,
+        first_value(g.scheduled_at) OVER run AS start_at, first_value(g.tag) OVER run AS start_tag
+    FROM g WINDOW run AS (PARTITION BY g.monitor_id, g.country, g.day, g.run
+        ORDER BY g.scheduled_at, g.tag)
+), k AS (
+    -- A run of results with the same facts in this batch: its first is compact when it says
+    -- what the state's latest full row said, else full; the others point where it points, or
+    -- at it.
+    SELECT h.*, CASE WHEN h.starts THEN h.follows_state ELSE h.fits END AS compact,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_at ELSE h.start_at END
+            AS ref_at,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_tag ELSE h.start_tag END
+            AS ref_tag
+    FROM h WINDOW run AS (PARTITION BY h.monitor_id, h.country, h.day, h.run
+        ORDER BY h.scheduled_at, h.tag)
 ), ins AS (
     INSERT INTO result_rows AS o (scheduled_at, monitor_id, response_time_ms, job, started_ms,
         finished_ms, stored_ms, detail_ms, agent, {", ".join(f"{p}_us" for p in _PHASES)},
@@ -182,10 +205,10 @@ WITH r AS (
         CASE WHEN k.compact THEN k.started_ms END, CASE WHEN k.compact THEN k.finished_ms END,
         CASE WHEN k.compact THEN k.stored_ms END,
         CASE WHEN k.compact
-            THEN round(extract(epoch FROM k.scheduled_at - k.detail_at) * 1000) END,
+            THEN round(extract(epoch FROM k.scheduled_at - k.ref_at) * 1000) END,
         k.agent, {", ".join(f"CASE WHEN k.compact THEN k.{p}_us ELSE -1 END" for p in _PHASES)},
         k.country, result_status_code(k.status), k.tag,
-        CASE WHEN k.compact THEN k.detail_tag ELSE 0 END
+        CASE WHEN k.compact THEN k.ref_tag ELSE 0 END
     FROM k ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
     ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
         response_time_ms = EXCLUDED.response_time_ms, started_ms = NULL, finished_ms = NULL,
@@ -217,6 +240,23 @@ WITH r AS (
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
         capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns
+), dup AS (
+    -- A row meant full that was there already (a redelivery), which compact rows of this batch
+    -- may point at: its facts (the same result's) are there too, whether it was stored full or
+    -- compact.
+    INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
+        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
+        mail_dns)
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
+        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
+        k.address, k.folder, k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls,
+        k.mail_dns
+    FROM k WHERE NOT k.compact AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
+        k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
+        AND i.tag = k.tag)
+    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT DO NOTHING
 ), roll AS (
     INSERT INTO result_rollups AS o (hour, monitor_id, country, up, down, missed, latency)
     SELECT date_trunc('hour', i.scheduled_at, 'UTC'), i.monitor_id, i.country,
