@@ -81,16 +81,19 @@ def _result(
     )
 
 
-async def _size(conn: asyncpg.Connection) -> int:
-    """Bytes of every result relation with its partitions, indexes and TOAST."""
-    total: int = await conn.fetchval(
-        "SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)"
+async def _sizes(conn: asyncpg.Connection) -> dict[str, int]:
+    """Bytes of every result relation (its partitions, indexes and TOAST) and of its heaps."""
+    rows = await conn.fetch(
+        "SELECT n.name, sum(pg_total_relation_size(t.relid))::int8 AS total,"
+        " sum(pg_relation_size(t.relid))::int8 AS heap"
         " FROM unnest($1::text[]) AS n(name)"
         " CROSS JOIN LATERAL pg_partition_tree(to_regclass(n.name)) t"
-        " WHERE to_regclass(n.name) IS NOT NULL AND t.isleaf",
+        " WHERE to_regclass(n.name) IS NOT NULL AND t.isleaf GROUP BY n.name",
         list(RELATIONS),
     )
-    return total
+    sizes = {r["name"]: r["total"] for r in rows}
+    sizes |= {f"{r['name']} heap": r["heap"] for r in rows}
+    return sizes
 
 
 async def _store(conn: asyncpg.Connection, rows: list[CheckResult]) -> int:
@@ -109,7 +112,7 @@ async def _bytes_per_result(
 ) -> tuple[int, float]:
     """Store `rounds` rounds of every monitor and country; (results stored, bytes each)."""
     rng = random.Random(24)
-    before = await _size(conn)
+    before = await _sizes(conn)
     stored = 0
     for n in range(rounds):
         at = first + timedelta(minutes=n)
@@ -117,7 +120,13 @@ async def _bytes_per_result(
             _result(pid, cc, at, rng, n if changed else None) for pid in ids for cc in COUNTRIES
         ]
         stored += await _store(conn, rows)
-    return stored, (await _size(conn) - before) / max(stored, 1)
+    after = await _sizes(conn)
+    grown = {k: (v - before.get(k, 0)) / max(stored, 1) for k, v in after.items()}
+    print(
+        "storage:   by relation, bytes per result: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(grown.items()) if v)
+    )
+    return stored, sum(v for k, v in grown.items() if not k.endswith(" heap"))
 
 
 async def _run() -> bool:

@@ -339,4 +339,3 @@ def _moved_aside(msg: Msg, error: str) -> None:
         stream_seq=msg.metadata.sequence.stream,
         error=error[:300],
     )
-

@@ -266,7 +266,8 @@ WITH r AS (
     FROM ins i GROUP BY 1, 2, 3 ORDER BY 2, 1, 3
     ON CONFLICT (monitor_id, hour, country) DO UPDATE SET
         up = o.up + EXCLUDED.up, down = o.down + EXCLUDED.down,
-        missed = o.missed + EXCLUDED.missed, latency = result_counts_add(o.latency, EXCLUDED.latency)
+        missed = o.missed + EXCLUDED.missed,
+        latency = result_counts_add(o.latency, EXCLUDED.latency)
 )
 SELECT i.monitor_id, k.cc AS country, k.job::text AS job_id, i.scheduled_at, k.status,
     k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
@@ -524,8 +525,8 @@ async def counts(
     counts nothing)."""
     # $2: until, $3: its hour; window i: $(4 + 2i) its start, $(5 + 2i) its first whole hour.
     args: list[datetime] = [until, _hour(until)]
-    for start in windows:
-        args += [start, _next_hour(start)]
+    for since in windows:
+        args += [since, _next_hour(since)]
     last = "$3::timestamptz"
 
     def start(i: int) -> str:
@@ -542,7 +543,9 @@ async def counts(
         )
 
     n = len(windows)
-    leading = " OR ".join(f"(scheduled_at >= {start(i)} AND scheduled_at < {edge(i)})" for i in range(n))
+    leading = " OR ".join(
+        f"(scheduled_at >= {start(i)} AND scheduled_at < {edge(i)})" for i in range(n)
+    )
     selects = ", ".join(
         f"coalesce(sum({name}) FILTER (WHERE {counted(i)}), 0)::int AS {name}_{i}"
         for i in range(n)

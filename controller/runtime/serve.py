@@ -81,9 +81,7 @@ def _workers(
     if "ingester" in roles:
         work += [
             pipeline.ingester.run(stop),
-            keep_partitions(
-                pool, stop, settings.check_history_days, settings.check_raw_days
-            ),
+            keep_partitions(pool, stop, settings.check_history_days, settings.check_raw_days),
         ]
     if "alerter" in roles:
         work += _alerter(settings, pool, pipeline.js, stop)

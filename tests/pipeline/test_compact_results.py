@@ -235,7 +235,8 @@ async def test_retention_drops_raw_rows_but_keeps_uptime(
     assert [i["jobId"] for i in items] == [sent[-1].job_id]
     r = await api.get(f"/api/smtp-monitors/{pid}/uptime", headers=org.auth())
     assert r.json()["windows"] == [
-        {**w, "from": n["from"], "to": n["to"]} for w, n in zip(before, r.json()["windows"])
+        {**w, "from": n["from"], "to": n["to"]}
+        for w, n in zip(before, r.json()["windows"], strict=True)
     ]
     assert [w["overall"]["down"] for w in r.json()["windows"]] == [0, 1, 1]
 
