@@ -252,7 +252,8 @@ WITH r AS (
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
         k.address, k.folder, k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls,
         k.mail_dns
-    FROM k WHERE NOT k.compact AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
+    FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
         k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
         AND i.tag = k.tag)
     ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag

@@ -143,6 +143,38 @@ async def test_a_changed_or_failed_result_is_stored_whole(
     ]
 
 
+async def test_a_redelivered_result_can_head_a_run_of_new_ones(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """A batch holds a redelivery of a result stored compact and a new result with its facts
+    (which are no longer the latest full row's): the new one still reads back whole."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    at = utcnow().replace(hour=0, minute=30, second=0, microsecond=0)
+    if at > utcnow() - timedelta(minutes=10):
+        at -= timedelta(days=1)
+    same = [routine(job_ids, monitor, cc, at + timedelta(minutes=n), n) for n in range(4)]
+    changed = msgspec.structs.replace(same[2], banner="220 other")
+    for res in (same[0], same[1], changed):
+        await publish(pipeline.js, res)
+        assert await pipeline.ingester.burst() == 1
+    await publish(pipeline.js, same[1])
+    await publish(pipeline.js, same[3])
+    assert await pipeline.ingester.burst() == 1
+    rows = await stored(pipe_pool, pid)
+    assert [r["detail_ms"] is None for r in rows] == [True, False, True, False]
+    items = await listed(api, org, pid)
+    assert [{k: v for k, v in i.items() if k != "storedAt"} for i in items] == [
+        wire(r) for r in (same[0], same[1], changed, same[3])
+    ]
+
+
 async def test_rollups_hold_what_the_raw_rows_say(
     api: httpx.AsyncClient,
     org: Tenant,
