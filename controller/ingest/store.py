@@ -117,7 +117,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # the same job (another agent of the country ran it: that says what happened), never the other
 # way round, so no agent's `inconclusive` can hide a failure another one saw.
 #
-# Rows are `result_rows` (migration 0026): a result whose status is `up` and whose facts are
+# Rows are `result_rows` (migration 0027): a result whose status is `up` and whose facts are
 # those of the latest full row of its monitor and country (`monitor_country_state.detail_*`, from
 # the same UTC day) is stored compact, pointing at that row; any other is stored full, with a
 # `result_details` row of its own; a replaced row becomes full. One row per key (monitor, round,

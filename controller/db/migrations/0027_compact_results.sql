@@ -194,7 +194,7 @@ $$;
 
 -- The rows stored so far move over as full rows, with their rollups; partitions first for every
 -- day they cover.
-ALTER TABLE check_results RENAME TO check_results_before_0026;
+ALTER TABLE check_results RENAME TO check_results_before_0027;
 DO $$
 DECLARE
     today date := (now() AT TIME ZONE 'UTC')::date;
@@ -202,7 +202,7 @@ DECLARE
 BEGIN
     SELECT min(to_date(substr(c.relname, 16), 'YYYYMMDD')) INTO first_day
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'check_results_before_0026'::regclass
+    WHERE i.inhparent = 'check_results_before_0027'::regclass
       AND c.relname ~ '^check_results_p[0-9]{8}$';
     first_day := least(coalesce(first_day, today - 1), today - 1);
     PERFORM ensure_check_result_partitions(first_day, today + 3 - first_day);
@@ -214,7 +214,7 @@ SELECT o.*,
     CASE WHEN o.job_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
         THEN o.job_id::uuid ELSE md5(o.job_id)::uuid END AS job,
     result_country_code(o.country) AS cc
-FROM check_results_before_0026 o;
+FROM check_results_before_0027 o;
 DELETE FROM moved WHERE cc IS NULL;
 
 INSERT INTO result_agents (name)
@@ -253,7 +253,7 @@ SELECT date_trunc('hour', scheduled_at, 'UTC'), monitor_id, cc,
         count(*) FILTER (WHERE status IN ('up', 'down') AND width_bucket(response_time_ms, result_latency_bounds()) = 11)::int]
 FROM moved GROUP BY 1, 2, 3;
 
-DROP TABLE check_results_before_0026;
+DROP TABLE check_results_before_0027;
 
 -- Every row as it was stored before: a compact row takes its facts from its full row.
 CREATE VIEW check_results AS
