@@ -51,8 +51,8 @@ async def test_rows_stored_before_0027_read_back_as_they_were(database_url: str)
                 "INSERT INTO check_results (job_id, scheduled_at, monitor_id, monitor_public_id,"
                 " monitor_type, country, agent_id, status, error_kind, message, banner,"
                 " response_time_ms, phases, tls, started_at, finished_at, capabilities)"
-                " VALUES ($1, $2, $3, $4, 'smtp', 'DE', $5, $6, $7, $8, '220 mx', $9,"
-                " $10::jsonb, $11::jsonb, $2::timestamptz, $2::timestamptz + interval '40.5 ms', $12::jsonb)",
+                " VALUES ($1, $2, $3, $4, 'smtp', 'DE', $5, $6, $7, $8, '220 mx', $9, $10::jsonb,"
+                " $11::jsonb, $2::timestamptz, $2::timestamptz + interval '40.5 ms', $12::jsonb)",
                 str(uuid.uuid4()) if n else "an-old-style-id",
                 at + timedelta(minutes=n),
                 monitor["id"],
