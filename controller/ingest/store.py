@@ -1,10 +1,11 @@
-"""Check results and the latest state per monitor and country.
+"""Check results, their hourly rollups and the latest state per monitor and country.
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
-one INSERT per batch, idempotent on the job id; only rows new to the table (or a real result
-replacing the controller's own `missed` row, or an `inconclusive` one, for its job id) move the
-per-country state (and with it the monitor's `lastCheckedAt`), so a redelivered result changes
-nothing.
+one statement per batch stores the rows (compact or full, migration 0027) and their rollups,
+idempotent on the job id; only rows new to the table (or a real result replacing the
+controller's own `missed` row, or an `inconclusive` one, for its job id) move the per-country
+state (and with it the monitor's `lastCheckedAt`) and the rollups, so a redelivered result
+changes nothing. Readers read the view `check_results`, which rebuilds every row.
 """
 
 from collections.abc import Sequence
