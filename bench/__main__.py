@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, exporter).
+e2e, login, agents-scale, roundtrip, confirm, console, exporter, storage).
 """
 
 import sys
@@ -22,6 +22,7 @@ from bench import (
     roundtrip,
     scheduler,
     seal,
+    storage,
 )
 from bench.common import discard_logs, machine
 
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
     "console": console.run,
+    "storage": storage.run,
 }
 
 

@@ -6,12 +6,17 @@ Target (issue 17): every page < 300 ms at p95 (the status page and the series ar
 """
 
 import asyncio
+import json
 import time
 import urllib.request
+import uuid
+from datetime import timedelta
 
 from bench.common import Stack, machine, percentile, verdict
 from controller.access.credentials import token_digest
 from controller.db.pool import connect
+from controller.ingest import store as results
+from shared.timefmt import iso_ms, utcnow
 
 MONITORS = 5000
 COUNTRIES = ("DE", "US", "SG")
@@ -33,16 +38,28 @@ async def _states(database_url: str, token: str) -> tuple[str, str]:
         )
         first = await conn.fetchrow("SELECT id, public_id FROM monitors ORDER BY id LIMIT 1")
         assert first is not None
-        await conn.execute(
-            "INSERT INTO check_results (job_id, scheduled_at, monitor_id, monitor_public_id,"
-            " monitor_type, country, status, response_time_ms, phases)"
-            " SELECT 'r' || g || c, now() - g * interval '1 minute', $1, $2, 'smtp', c, 'up',"
-            ' 20 + g % 30, \'{"dnsMs": 1, "connectMs": 5, "greetingMs": 12}\'::jsonb'
-            " FROM generate_series(1, 1440) g, unnest($3::text[]) c",
-            first["id"],
-            first["public_id"],
-            list(COUNTRIES),
-        )
+        # A day of results of the first monitor, stored as the ingester stores them.
+        now = utcnow().replace(microsecond=0)
+        day = [
+            {
+                "jobId": str(uuid.uuid4()),
+                "monitorId": str(first["public_id"]),
+                "monitorType": "smtp",
+                "country": c,
+                "agentId": f"{c}-bench",
+                "scheduledAt": iso_ms(now - timedelta(minutes=g)),
+                "startedAt": iso_ms(now - timedelta(minutes=g)),
+                "finishedAt": iso_ms(now - timedelta(minutes=g, seconds=-1)),
+                "status": "up",
+                "responseTimeMs": 20 + g % 30,
+                "phases": {"dnsMs": 1, "connectMs": 5, "greetingMs": 12},
+            }
+            for g in range(1, 1441)
+            for c in COUNTRIES
+        ]
+        async with conn.transaction():
+            await results.ensure_partitions(conn, now - timedelta(days=2))
+            await results.store(conn, [results.decode_result(json.dumps(r)) for r in day])
         org = await conn.fetchval("SELECT organization_id FROM monitors WHERE id = $1", first["id"])
         customer = await conn.fetchval(
             "SELECT customer_id FROM monitors WHERE id = $1", first["id"]

@@ -251,10 +251,20 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         Meta(
             ge=32,
             le=3650,
-            description="days of check results kept in PostgreSQL (daily partitions older than "
-            "this are dropped); at least 32 for the month's uptime",
+            description="days of uptime history kept in PostgreSQL: hourly rollups per monitor "
+            "and country (counts by status, response-time buckets); daily partitions older than "
+            "this are dropped",
         ),
     ] = 90
+    check_raw_days: Annotated[
+        int,
+        Meta(
+            ge=2,
+            le=3650,
+            description="days each stored check result (the results list, charts) is kept in "
+            "PostgreSQL, at most CHECK_HISTORY_DAYS; daily partitions older than this are dropped",
+        ),
+    ] = 35
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000
@@ -588,6 +598,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
+        if self.check_raw_days > self.check_history_days:
+            raise ValueError("CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS")
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import time
-from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -31,11 +30,9 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
-from shared.loop import run_every
 from shared.maildns_bound import bounded
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
-from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +40,6 @@ BATCH = 1000
 WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
-PARTITION_EVERY_S = 3600.0
-HISTORY_DAYS = 90  # CHECK_HISTORY_DAYS' default
 LANES = 3  # pull requests outstanding at once
 # Statuses that end a pull request without an error (no messages; request expired, or other
 # requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
@@ -344,24 +339,3 @@ def _moved_aside(msg: Msg, error: str) -> None:
         stream_seq=msg.metadata.sequence.stream,
         error=error[:300],
     )
-
-
-async def keep_partitions(
-    pool: asyncpg.Pool, stop: asyncio.Event, history_days: int = HISTORY_DAYS
-) -> None:
-    """Daily partitions of `check_results` from yesterday to three days ahead, and none older
-    than `history_days` (CHECK_HISTORY_DAYS), checked hourly."""
-
-    async def one_pass() -> None:
-        async with pool.acquire() as conn:
-            now = utcnow()
-            created = await results.ensure_partitions(conn, now - timedelta(days=1))
-            dropped = await results.drop_partitions_before(
-                conn, (now - timedelta(days=history_days)).date()
-            )
-        if created:
-            log.info("result partitions created", count=created)
-        if dropped:
-            log.info("result partitions dropped", partitions=dropped, kept_days=history_days)
-
-    await run_every(PARTITION_EVERY_S, one_pass, name="result partitions", stop=stop)

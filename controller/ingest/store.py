@@ -1,14 +1,15 @@
-"""Check results and the latest state per monitor and country.
+"""Check results, their hourly rollups and the latest state per monitor and country.
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
-one INSERT per batch, idempotent on the job id; only rows new to the table (or a real result
-replacing the controller's own `missed` row, or an `inconclusive` one, for its job id) move the
-per-country state (and with it the monitor's `lastCheckedAt`), so a redelivered result changes
-nothing.
+one statement per batch stores the rows (compact or full, migration 0027) and their rollups,
+idempotent on the job id; only rows new to the table (or a real result replacing the
+controller's own `missed` row, or an `inconclusive` one, for its job id) move the per-country
+state (and with it the monitor's `lastCheckedAt`) and the rollups, so a redelivered result
+changes nothing. Readers read the view `check_results`, which rebuilds every row.
 """
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -61,41 +62,172 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # An `inconclusive` result (this agent's path could not tell) gives way to an `up` or `down` of
 # the same job (another agent of the country ran it: that says what happened), never the other
 # way round, so no agent's `inconclusive` can hide a failure another one saw.
-# One row per job id per batch, a check that ran first, then a conclusive one, since an upsert
-# may not touch a row twice. A new row's stored_at is now() (the transaction's start), a
-# replaced one's the clock's, which is later: that tells them apart (`xmax` is not there on a
-# partitioned table), so the alerter judges a replaced row's round again.
+#
+# Rows are `result_rows` (migration 0027): a result whose status is `up` and whose facts are
+# those of the latest full row of its monitor and country (`monitor_country_state.detail_*`, from
+# the same UTC day) is stored compact, pointing at that row; any other is stored full, with a
+# `result_details` row of its own; a replaced row becomes full. One row per key (monitor, round,
+# country, the job id's first 16 bits: the same for the same job id) per batch, a check that ran
+# first, then a conclusive one, since an upsert may not touch a row twice. The same statement
+# adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in).
+_FACTS = """md5(jsonb_build_array(f.status, f.error_kind, f.message, f.banner, f.tls, f.address,
+    f.folder, f.hops, f.auth_results, f.capabilities, f.capabilities_before_tls, f.mail_dns,
+    f.monitor_type, f.public_id)::text)::uuid"""
+_OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
+_PHASES = ("dns", "connect", "tls", "greeting", "auth")
+_BUCKETS = 12  # result_latency_bounds() and one more
+_LATENCY = ", ".join(
+    f"count(*) FILTER (WHERE i.status & 7 IN (0, 1)"
+    f" AND width_bucket(i.response_time_ms, result_latency_bounds()) = {b})::int"
+    for b in range(_BUCKETS)
+)
 _INSERT = f"""
-INSERT INTO check_results AS c (
-    monitor_id, job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,
-    error_kind, message, banner, response_time_ms, phases, tls, address, started_at, finished_at,
-    folder, hops, auth_results, capabilities, capabilities_before_tls, mail_dns)
-SELECT DISTINCT ON (r."jobId", r."scheduledAt")
-    m.id, r."jobId", r."scheduledAt", r."monitorId", r."monitorType", r.country, r."agentId",
-    {_STATUS},
-    CASE WHEN r.status = 'up' THEN NULL WHEN {_STATUS} = '{INCONCLUSIVE}' THEN '{INCONCLUSIVE}'
-        ELSE r."errorKind" END,
-    coalesce(r.message, ''), r.banner, r."responseTimeMs", r.phases, r.tls, r.address,
-    r."startedAt", r."finishedAt", r.folder, r.hops, r."authResults", r.capabilities,
-    r."capabilitiesBeforeTls", r."mailDns"
-FROM json_to_recordset($1::json) AS r({_RECORD})
-JOIN monitors m ON m.public_id = r."monitorId"
-ORDER BY r."jobId", r."scheduledAt", r."agentId" IS NULL,
-    {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
-ON CONFLICT (job_id, scheduled_at) DO UPDATE SET
-    agent_id = EXCLUDED.agent_id, status = EXCLUDED.status, error_kind = EXCLUDED.error_kind,
-    message = EXCLUDED.message, banner = EXCLUDED.banner,
-    response_time_ms = EXCLUDED.response_time_ms, phases = EXCLUDED.phases, tls = EXCLUDED.tls,
-    address = EXCLUDED.address, started_at = EXCLUDED.started_at,
-    finished_at = EXCLUDED.finished_at, folder = EXCLUDED.folder, hops = EXCLUDED.hops,
-    auth_results = EXCLUDED.auth_results, capabilities = EXCLUDED.capabilities,
-    capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
-    stored_at = clock_timestamp()
-WHERE EXCLUDED.agent_id IS NOT NULL
-    AND (c.agent_id IS NULL OR (c.status = 'missed' AND EXCLUDED.status <> 'missed')
-        OR (c.status = '{INCONCLUSIVE}' AND EXCLUDED.status IN ('up', 'down')))
-RETURNING monitor_id, country, job_id, scheduled_at, status, error_kind, message, finished_at,
-    stored_at <> now() AS replaced
+WITH r AS (
+    SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
+            result_tag(r."jobId"::uuid))
+        m.id AS monitor_id, r."jobId"::uuid AS job, r."scheduledAt" AS scheduled_at,
+        r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.country AS cc,
+        result_country_code(r.country) AS country, r."agentId" AS agent_id,
+        {_STATUS} AS status,
+        CASE WHEN r.status = 'up' THEN NULL WHEN {_STATUS} = '{INCONCLUSIVE}' THEN '{INCONCLUSIVE}'
+            ELSE r."errorKind" END AS error_kind,
+        coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
+        r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
+        r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
+        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns
+    FROM json_to_recordset($1::json) AS r({_RECORD})
+    JOIN monitors m ON m.public_id = r."monitorId"
+    ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
+        r."agentId" IS NULL, {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
+), f AS (
+    SELECT r.*, result_tag(r.job) AS tag, a.id AS agent,
+        {_OFFSET.format("started_at")} AS started_ms,
+        {_OFFSET.format("finished_at")} AS finished_ms,
+        round(extract(epoch FROM now() - r.scheduled_at) * 1000) AS stored_ms,
+        {", ".join(f"result_phase_us((r.phases->>'{p}Ms')::float8) AS {p}_us" for p in _PHASES)}
+    FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
+), c AS (
+    SELECT f.*, {_FACTS} AS facts, s.detail_at, s.detail_tag, s.detail_facts,
+        date_trunc('day', f.scheduled_at, 'UTC') AS day,
+        coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
+            AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
+            AND f.scheduled_at + f.finished_ms * interval '1 ms' = f.finished_at
+            AND greatest(abs(f.started_ms), abs(f.finished_ms), abs(f.stored_ms)) < 2000000000
+            AND {" AND ".join(f"f.{p}_us IS NOT NULL" for p in _PHASES)}
+            AND jsonb_strip_nulls(f.phases) - ARRAY[{", ".join(f"'{p}Ms'" for p in _PHASES)}]
+                = '{{}}'::jsonb, false) AS fits
+    FROM f LEFT JOIN monitor_country_state s ON s.monitor_id = f.monitor_id AND s.country = f.cc
+), b AS (
+    SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
+        ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
+    FROM c
+), g AS (
+    SELECT b.*, sum(b.breaks) OVER (PARTITION BY b.monitor_id, b.country, b.day
+        ORDER BY b.scheduled_at, b.tag) AS run
+    FROM b
+), h AS (
+    SELECT g.*, coalesce(g.fits AND g.detail_facts = g.facts AND g.detail_at <= g.scheduled_at
+            AND date_trunc('day', g.detail_at, 'UTC') = g.day, false) AS follows_state,
+        row_number() OVER run = 1 AS starts,
+        first_value(g.scheduled_at) OVER run AS start_at, first_value(g.tag) OVER run AS start_tag
+    FROM g WINDOW run AS (PARTITION BY g.monitor_id, g.country, g.day, g.run
+        ORDER BY g.scheduled_at, g.tag)
+), k AS (
+    -- A run of results with the same facts in this batch: its first is compact when it says
+    -- what the state's latest full row said, else full; the others point where it points, or
+    -- at it.
+    SELECT h.*, CASE WHEN h.starts THEN h.follows_state ELSE h.fits END AS compact,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_at ELSE h.start_at END
+            AS ref_at,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_tag ELSE h.start_tag END
+            AS ref_tag
+    FROM h WINDOW run AS (PARTITION BY h.monitor_id, h.country, h.day, h.run
+        ORDER BY h.scheduled_at, h.tag)
+), ins AS (
+    INSERT INTO result_rows AS o (scheduled_at, monitor_id, response_time_ms, job, started_ms,
+        finished_ms, stored_ms, detail_ms, agent, {", ".join(f"{p}_us" for p in _PHASES)},
+        country, status, tag, ref_tag)
+    SELECT k.scheduled_at, k.monitor_id, k.response_time_ms, k.job,
+        CASE WHEN k.compact THEN k.started_ms END, CASE WHEN k.compact THEN k.finished_ms END,
+        CASE WHEN k.compact THEN k.stored_ms END,
+        CASE WHEN k.compact
+            THEN round(extract(epoch FROM k.scheduled_at - k.ref_at) * 1000) END,
+        k.agent, {", ".join(f"CASE WHEN k.compact THEN k.{p}_us ELSE -1 END" for p in _PHASES)},
+        k.country, result_status_code(k.status), k.tag,
+        CASE WHEN k.compact THEN k.ref_tag ELSE 0 END
+    FROM k ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
+        response_time_ms = EXCLUDED.response_time_ms, started_ms = NULL, finished_ms = NULL,
+        stored_ms = NULL, detail_ms = NULL, agent = EXCLUDED.agent,
+        {", ".join(f"{p}_us = -1" for p in _PHASES)},
+        status = (EXCLUDED.status | 8)::smallint, ref_tag = 0
+    WHERE EXCLUDED.agent IS NOT NULL AND o.job = EXCLUDED.job
+        AND (o.agent IS NULL OR (o.status & 7 = 2 AND EXCLUDED.status <> 2)
+            OR (o.status & 7 = 3 AND EXCLUDED.status IN (0, 1)))
+    RETURNING o.monitor_id, o.scheduled_at, o.country, o.tag, o.status, o.detail_ms,
+        o.response_time_ms
+), det AS (
+    INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
+        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
+        mail_dns)
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
+        CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
+        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls, k.address, k.folder,
+        k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls, k.mail_dns
+    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+    WHERE i.detail_ms IS NULL
+    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
+        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+        stored_at = EXCLUDED.stored_at, error_kind = EXCLUDED.error_kind,
+        message = EXCLUDED.message, banner = EXCLUDED.banner, phases = EXCLUDED.phases,
+        tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
+        hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
+        capabilities = EXCLUDED.capabilities,
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns
+), dup AS (
+    -- A row meant full that was there already (a redelivery), which compact rows of this batch
+    -- may point at: its facts (the same result's) are there too, whether it was stored full or
+    -- compact.
+    INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
+        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
+        mail_dns)
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
+        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
+        k.address, k.folder, k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls,
+        k.mail_dns
+    FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
+        k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
+        AND i.tag = k.tag)
+    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT DO NOTHING
+), roll AS (
+    INSERT INTO result_rollups AS o (hour, monitor_id, country, up, down, missed, latency)
+    SELECT date_trunc('hour', i.scheduled_at, 'UTC'), i.monitor_id, i.country,
+        count(*) FILTER (WHERE i.status & 7 = 0), count(*) FILTER (WHERE i.status & 7 = 1),
+        count(*) FILTER (WHERE i.status & 7 IN (2, 3)) - count(*) FILTER (WHERE i.status & 8 = 8),
+        ARRAY[{_LATENCY}]
+    FROM ins i GROUP BY 1, 2, 3 ORDER BY 2, 1, 3
+    ON CONFLICT (monitor_id, hour, country) DO UPDATE SET
+        up = o.up + EXCLUDED.up, down = o.down + EXCLUDED.down,
+        missed = o.missed + EXCLUDED.missed,
+        latency = result_counts_add(o.latency, EXCLUDED.latency)
+)
+SELECT i.monitor_id, k.cc AS country, k.job::text AS job_id, i.scheduled_at, k.status,
+    k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
+    i.detail_ms IS NULL AS full, i.tag, k.facts
+FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+"""
+# Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
+# sees them (the sequence moves only for a name not there yet).
+_AGENTS = """
+INSERT INTO result_agents (name)
+SELECT DISTINCT n FROM unnest($1::text[]) AS n
+WHERE NOT EXISTS (SELECT 1 FROM result_agents a WHERE md5(a.name) = md5(n))
+ON CONFLICT DO NOTHING
 """
 _encode_rows = msgspec.json.Encoder().encode
 
@@ -119,11 +251,18 @@ UPDATE monitor_country_state s SET
         CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
     consecutive_successes =
         CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
-    updated_at = now()
+    updated_at = now(),
+    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_at ELSE s.detail_at END,
+    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_tag ELSE s.detail_tag END,
+    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_facts ELSE s.detail_facts END
 FROM json_to_recordset($1::json) AS u(
     monitor_id bigint, country text, status text, error_kind text, message text,
     scheduled_at timestamptz, job_id text, checked_at timestamptz,
-    add_fail int, reset_fail bool, add_succ int, reset_succ bool)
+    add_fail int, reset_fail bool, add_succ int, reset_succ bool,
+    detail_at timestamptz, detail_tag smallint, detail_facts uuid)
 WHERE s.monitor_id = u.monitor_id AND s.country = u.country
   AND u.scheduled_at >= s.last_scheduled_at
 RETURNING s.monitor_id, s.country
@@ -133,7 +272,8 @@ RETURNING s.monitor_id, s.country
 class _Fold(msgspec.Struct):
     """The effect of a batch's new results on one (monitor, country) state, in time order: its
     latest round, the end of its latest check that says something of the server (not missed,
-    not inconclusive), and the counters' moves."""
+    not inconclusive), the counters' moves, and its latest full row (where the next compact
+    rows point)."""
 
     monitor_id: int
     country: str
@@ -147,6 +287,9 @@ class _Fold(msgspec.Struct):
     reset_fail: bool = False
     add_succ: int = 0
     reset_succ: bool = False
+    detail_at: datetime | None = None
+    detail_tag: int | None = None
+    detail_facts: UUID | None = None
 
     def apply(self, row: asyncpg.Record) -> None:
         """`row`: one of `_INSERT`'s RETURNING rows, for this monitor and country."""
@@ -156,6 +299,12 @@ class _Fold(msgspec.Struct):
             row["status"],
         )
         self.error_kind, self.message, end = row["error_kind"], row["message"], row["finished_at"]
+        if row["full"]:
+            self.detail_at, self.detail_tag, self.detail_facts = (
+                row["scheduled_at"],
+                row["tag"],
+                row["facts"],
+            )
         if self.status in UNCOUNTED:
             return
         if end is not None and (self.checked_at is None or end > self.checked_at):
@@ -176,6 +325,9 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     if not rows:
         return 0
     await _count_logins(conn, rows)
+    agents = sorted({r.agent_id for r in rows if r.agent_id is not None})
+    if agents:
+        await conn.execute(_AGENTS, agents)
     inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode())
     if inserted:
         await _move_state(conn, inserted)
@@ -235,14 +387,29 @@ async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> i
     return created
 
 
-async def drop_partitions_before(conn: Conn, day: date) -> list[str]:
-    """Drop the daily partitions of days before `day`; return their names. A drop locks the
-    table for a moment, so it runs at most once a day per partition (`keep_partitions`)."""
+# What each retention keeps: raw rows and their details (CHECK_RAW_DAYS), the hourly rollups
+# (CHECK_HISTORY_DAYS).
+RAW_TABLES = ("result_rows", "result_details")
+ROLLUP_TABLES = ("result_rollups",)
+
+
+async def drop_partitions_before(
+    conn: Conn, day: date, parents: Sequence[str] = RAW_TABLES
+) -> list[str]:
+    """Drop the daily partitions of `parents` of days before `day`; return their names. A drop
+    locks the table for a moment, so it runs at most once a day per partition
+    (`keep_partitions`)."""
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'check_results'::regclass AND c.relname ~ '^check_results_p[0-9]{8}$'"
-        " AND to_date(substr(c.relname, 16), 'YYYYMMDD') < $1 ORDER BY c.relname",
+        " JOIN pg_class p ON p.oid = i.inhparent JOIN unnest($2::text[]) AS n(parent)"
+        "  ON p.relname = n.parent AND p.relnamespace = c.relnamespace"
+        " WHERE c.relname = n.parent || '_p' || substr(c.relname, length(n.parent) + 3)"
+        "  AND substr(c.relname, length(n.parent) + 3) ~ '^[0-9]{8}$'"
+        "  AND to_date(substr(c.relname, length(n.parent) + 3), 'YYYYMMDD') < $1"
+        "  AND pg_table_is_visible(c.oid)"
+        " ORDER BY c.relname",
         day,
+        list(parents),
     )
     names: list[str] = [r["relname"] for r in rows]
     for name in names:
@@ -286,25 +453,109 @@ async def list_page(
     return rows, total
 
 
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _next_hour(at: datetime) -> datetime:
+    return at if _hour(at) == at else _hour(at) + timedelta(hours=1)
+
+
 async def counts(
     conn: Conn, monitor_id: int, windows: Sequence[datetime], until: datetime
 ) -> list[asyncpg.Record]:
-    """Per country, counts of up/down/missed since each of `windows` (the earliest first);
-    inconclusive results count as missed."""
-    statuses = {"up": "('up')", "down": "('down')", "missed": f"('missed', '{INCONCLUSIVE}')"}
+    """Per country, counts of up/down/missed since each of `windows` (UTC times, the earliest
+    first) until `until`; inconclusive results count as missed.
+
+    The whole UTC hours of a window come from the hourly rollups; its partial first and last
+    hours from the raw rows (where these are past CHECK_RAW_DAYS, that first partial hour
+    counts nothing)."""
+    # $2: until, $3: its hour; window i: $(4 + 2i) its start, $(5 + 2i) its first whole hour.
+    args: list[datetime] = [until, _hour(until)]
+    for since in windows:
+        args += [since, _next_hour(since)]
+    last = "$3::timestamptz"
+
+    def start(i: int) -> str:
+        return f"${4 + 2 * i}::timestamptz"
+
+    def edge(i: int) -> str:
+        return f"${5 + 2 * i}::timestamptz"
+
+    def counted(i: int) -> str:
+        """Whether a row of the union below counts in window i."""
+        return (
+            f"CASE WHEN raw THEN at >= {start(i)} AND (at < {edge(i)} OR at >= {last})"
+            f" ELSE at >= {edge(i)} AND at < {last} END"
+        )
+
+    n = len(windows)
+    leading = " OR ".join(
+        f"(scheduled_at >= {start(i)} AND scheduled_at < {edge(i)})" for i in range(n)
+    )
     selects = ", ".join(
-        f"count(*) FILTER (WHERE status IN {values} AND scheduled_at >= ${i}) AS {name}_{i - 3}"
-        for i in range(3, 3 + len(windows))
-        for name, values in statuses.items()
+        f"coalesce(sum({name}) FILTER (WHERE {counted(i)}), 0)::int AS {name}_{i}"
+        for i in range(n)
+        for name in ("up", "down", "missed")
     )
     return await conn.fetch(
-        f"SELECT country, {selects} FROM check_results"
-        " WHERE monitor_id = $1 AND scheduled_at >= $3 AND scheduled_at < $2"
-        " GROUP BY country ORDER BY country",
+        f"SELECT country, {selects} FROM ("
+        "  SELECT result_country(country) AS country, hour AS at, false AS raw, up, down, missed"
+        f"  FROM result_rollups WHERE monitor_id = $1 AND hour >= {edge(0)} AND hour < {last}"
+        "  UNION ALL"
+        "  SELECT country, scheduled_at, true, (status = 'up')::int, (status = 'down')::int,"
+        f"  (status IN ('missed', '{INCONCLUSIVE}'))::int"
+        "  FROM check_results WHERE monitor_id = $1 AND scheduled_at < $2::timestamptz"
+        f"  AND (scheduled_at >= {last} OR {leading})"
+        ") x GROUP BY country HAVING "
+        + " OR ".join(f"sum(up + down + missed) FILTER (WHERE {counted(i)}) > 0" for i in range(n))
+        + " ORDER BY country",
         monitor_id,
-        until,
-        *windows,
+        *args,
     )
+
+
+LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+
+
+class HourRollup(msgspec.Struct, frozen=True):
+    """One monitor's counts in one country and UTC hour; `latency`: results that ran per
+    response-time bucket (up to each of LATENCY_BOUNDS_MS, then the rest)."""
+
+    hour: datetime
+    country: str
+    up: int
+    down: int
+    missed: int
+    latency: list[int]
+
+    def percentile_ms(self, p: float) -> float | None:
+        """The bound of the bucket holding the p-th percentile (0-100) of the response times;
+        None without any, inf in the last (open) bucket."""
+        total = sum(self.latency)
+        if not total:
+            return None
+        rank, seen = p / 100 * total, 0
+        for bound, count in zip([*LATENCY_BOUNDS_MS, float("inf")], self.latency, strict=True):
+            seen += count
+            if seen >= rank:
+                return float(bound)
+        return float("inf")
+
+
+async def rollups(
+    conn: Conn, monitor_id: int, since: datetime, until: datetime
+) -> list[HourRollup]:
+    """A monitor's hourly rollups with hours in [`since`, `until`), oldest first."""
+    rows = await conn.fetch(
+        "SELECT hour, result_country(country) AS country, up, down, missed, latency"
+        " FROM result_rollups WHERE monitor_id = $1 AND hour >= $2 AND hour < $3"
+        " ORDER BY hour, country",
+        monitor_id,
+        since,
+        until,
+    )
+    return [HourRollup(*r.values()) for r in rows]
 
 
 async def country_states(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:

@@ -25,7 +25,8 @@ FROM (SELECT {COLUMNS}, coalesce(allowed_country_codes, round_countries) AS chec
         AND ($3::bigint IS NULL OR organization_id = $3)) m
 LEFT JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''
     AND (m.checked_from IS NULL OR s.country = ANY(m.checked_from))
-LEFT JOIN check_results r ON r.job_id = s.last_job_id AND r.scheduled_at = s.last_scheduled_at
+LEFT JOIN check_results r ON r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at
+    AND r.country = s.country AND r.job_id = s.last_job_id
 ORDER BY s.country
 """
 

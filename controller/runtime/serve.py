@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
-from controller.ingest.ingester import keep_partitions
+from controller.ingest.retention import keep_partitions
 from controller.notify import channels
 from controller.notify.outbox import OutboxWorker
 from controller.runtime import metrics
@@ -81,7 +81,7 @@ def _workers(
     if "ingester" in roles:
         work += [
             pipeline.ingester.run(stop),
-            keep_partitions(pool, stop, settings.check_history_days),
+            keep_partitions(pool, stop, settings.check_history_days, settings.check_raw_days),
         ]
     if "alerter" in roles:
         work += _alerter(settings, pool, pipeline.js, stop)

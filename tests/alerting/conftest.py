@@ -94,7 +94,7 @@ async def org(alert_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
     yield await make_tenant(alert_pool)
     async with alert_pool.acquire() as conn:
         await conn.execute("DELETE FROM monitors")
-        await conn.execute("TRUNCATE check_results, event_outbox")
+        await conn.execute("TRUNCATE result_rows, result_details, result_rollups, event_outbox")
 
 
 @pytest.fixture

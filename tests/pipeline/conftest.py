@@ -126,7 +126,9 @@ async def org(pipe_pool: asyncpg.Pool) -> AsyncIterator[Tenant]:
     """A tenant; every monitor and result is removed afterwards, so tests do not see each other."""
     yield await make_tenant(pipe_pool)
     async with pipe_pool.acquire() as conn:
-        await conn.execute("TRUNCATE check_results, monitor_country_state")
+        await conn.execute(
+            "TRUNCATE result_rows, result_details, result_rollups, monitor_country_state"
+        )
         await conn.execute("DELETE FROM monitors")
 
 

@@ -264,14 +264,14 @@ async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
         await publish(pipeline.js, res)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
-            "ALTER TABLE check_results ADD CONSTRAINT test_refuse CHECK (message <> 'refuse me')"
+            "ALTER TABLE result_details ADD CONSTRAINT test_refuse CHECK (message <> 'refuse me')"
         )
     try:
         with capture_logs() as logs:
             assert await pipeline.ingester.burst() == 3
     finally:
         async with pipe_pool.acquire() as conn:
-            await conn.execute("ALTER TABLE check_results DROP CONSTRAINT test_refuse")
+            await conn.execute("ALTER TABLE result_details DROP CONSTRAINT test_refuse")
     [moved] = [e for e in logs if e["event"] == "malformed result moved aside"]
     assert "PostgreSQL refused it" in moved["error"] and moved["log_level"] == "error"
     stored = {r["job_id"] for r in await rows(pipe_pool, monitor["publicId"])}
@@ -338,21 +338,27 @@ async def test_a_country_the_monitor_moved_away_from_is_no_longer_shown_as_lates
 
 
 async def test_partitions_older_than_the_history_are_dropped(pipe_pool: asyncpg.Pool) -> None:
-    """CHECK_HISTORY_DAYS: whole daily partitions older than the history go; newer stay."""
+    """CHECK_RAW_DAYS / CHECK_HISTORY_DAYS: whole daily partitions older than what a kind of
+    row keeps go (raw rows and details together, rollups on their own); newer stay."""
     old = utcnow() - timedelta(days=400)
     async with pipe_pool.acquire() as conn:
-        assert await results.ensure_partitions(conn, old, days=2) == 2
+        assert await results.ensure_partitions(conn, old, days=2) == 6  # three tables
         dropped = await results.drop_partitions_before(conn, (old + timedelta(days=1)).date())
         names = await conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'check_results'::regclass"
+            " WHERE i.inhparent IN ('result_rows'::regclass, 'result_rollups'::regclass)"
         )
         dropped_again = await results.drop_partitions_before(conn, old.date())
-    assert dropped == [f"check_results_p{old:%Y%m%d}"]
+        rollups = await results.drop_partitions_before(
+            conn, (old + timedelta(days=1)).date(), results.ROLLUP_TABLES
+        )
+    assert dropped == [f"result_details_p{old:%Y%m%d}", f"result_rows_p{old:%Y%m%d}"]
     kept = {r["relname"] for r in names}
-    assert f"check_results_p{(old + timedelta(days=1)):%Y%m%d}" in kept
-    assert f"check_results_p{utcnow():%Y%m%d}" in kept and "check_results_default" in kept
+    assert f"result_rows_p{(old + timedelta(days=1)):%Y%m%d}" in kept
+    assert f"result_rollups_p{old:%Y%m%d}" in kept
+    assert f"result_rows_p{utcnow():%Y%m%d}" in kept and "result_rows_default" in kept
     assert dropped_again == []
+    assert rollups == [f"result_rollups_p{old:%Y%m%d}"]
 
 
 async def test_a_real_result_after_its_round_closed_replaces_the_expired_row(
@@ -468,7 +474,7 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
             "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             f" IF NEW.monitor_public_id = '{pid}' THEN PERFORM pg_sleep(5); END IF;"
             " RETURN NEW; END $$;"
-            " CREATE TRIGGER slow_insert BEFORE INSERT ON check_results"
+            " CREATE TRIGGER slow_insert BEFORE INSERT ON result_details"
             " FOR EACH ROW EXECUTE FUNCTION slow_insert()"
         )
         msgs = await pipeline.ingester.fetch(2.0)
@@ -486,7 +492,7 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
         assert any(e["event"] == "storing results failed; redelivering" for e in logs)
     finally:
         await admin.execute(
-            "DROP TRIGGER IF EXISTS slow_insert ON check_results;"
+            "DROP TRIGGER IF EXISTS slow_insert ON result_details;"
             " DROP FUNCTION IF EXISTS slow_insert()"
         )
         await admin.close()

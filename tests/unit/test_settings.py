@@ -27,6 +27,8 @@ GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
         ({**GOOD, "NATS_URL": "http://x"}, "NATS_URL must start with one of"),
         ({**GOOD, "SECRETS_KEY": "short"}, "SECRETS_KEY must be comma-separated"),
         ({**GOOD, "LOG_LEVEL": "LOUD"}, "setting LOG_LEVEL is invalid"),
+        ({**GOOD, "CHECK_RAW_DAYS": "1"}, "setting CHECK_RAW_DAYS is invalid"),
+        ({**GOOD, "CHECK_RAW_DAYS": "91"}, "CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS"),
     ],
 )
 def test_bad_controller_setting_names_it(env: dict[str, str], message: str) -> None:

@@ -51,7 +51,8 @@ async def latest(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
         "  AND (coalesce(m.allowed_country_codes, m.round_countries) IS NULL"
         "       OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
         " LEFT JOIN check_results r"
-        "  ON r.job_id = s.last_job_id AND r.scheduled_at = s.last_scheduled_at"
+        "  ON r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
+        "  AND r.country = s.country AND r.job_id = s.last_job_id"
         " WHERE m.organization_id = $1 ORDER BY m.public_id, s.country",
         organization_id,
     )

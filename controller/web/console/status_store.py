@@ -85,12 +85,13 @@ async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | N
 
 
 async def daily(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
-    """Per monitor and UTC day since `since`: rounds up and down (missed ones count neither)."""
+    """Per monitor and UTC day since the hour of `since`: rounds up and down (missed ones count
+    neither), from the hourly rollups (which outlive the raw results)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT monitor_id, (scheduled_at AT TIME ZONE 'UTC')::date AS day,"
-        " count(*) FILTER (WHERE status = 'up') AS up,"
-        " count(*) FILTER (WHERE status = 'down') AS down"
-        " FROM check_results WHERE monitor_id = ANY($1::bigint[]) AND scheduled_at >= $2"
+        "SELECT monitor_id, (hour AT TIME ZONE 'UTC')::date AS day,"
+        " sum(up)::int AS up, sum(down)::int AS down"
+        " FROM result_rollups WHERE monitor_id = ANY($1::bigint[])"
+        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " GROUP BY monitor_id, day",
         list(ids),
         since,

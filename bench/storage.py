@@ -1,0 +1,163 @@
+"""Storage: bytes PostgreSQL keeps per stored check result (issue 24).
+
+Target: <= 64 bytes per routine result (one that says what the one before it said: same status,
+same facts), counted as the growth of every relation that holds results (heap, indexes, TOAST,
+every partition; the per-monitor state is not counted, it does not grow with results) divided
+by the results stored. Results go in through `store` in batches of BATCH, as the ingester
+stores them, for MONITORS monitors from two countries and two agents per country.
+
+Printed too, without a target: bytes per changed or failed result (full detail: message,
+banner, TLS facts, capabilities), which stays what it was.
+"""
+
+import asyncio
+import random
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from bench.common import seed_monitors, verdict
+from controller.db.pool import connect
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult
+from controller.scheduling.rules import JobIds
+from shared import embedded
+from shared.messages import CheckResult, Phases, TlsInfo, encode
+from shared.timefmt import iso_ms, utcnow
+
+MONITORS = 1_000
+COUNTRIES = ("DE", "US")
+ROUTINE_ROUNDS = 30
+CHANGED_ROUNDS = 6
+BATCH = 1_000
+TARGET_BYTES = 64
+JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
+# Every relation that holds results, whichever of them the schema has.
+RELATIONS = ("check_results", "result_rows", "result_details", "result_rollups", "result_agents")
+CAPABILITIES = ["8BITMIME", "CHUNKING", "DSN", "ENHANCEDSTATUSCODES", "PIPELINING", "SIZE 10240000"]
+
+
+def _result(
+    public_id: str, cc: str, at: datetime, rng: random.Random, change: int | None
+) -> CheckResult:
+    """A check of an SMTP server with STARTTLS; its timings vary from round to round.
+    `change`: None for a routine result, else a new banner (even) or a failure (odd)."""
+    up = change is None or change % 2 == 0
+    ms: Callable[[float], float] = lambda base: round(base * rng.uniform(0.7, 1.6), 3)  # noqa: E731
+    response = ms(60.0)
+    return CheckResult(
+        job_id=JOB_IDS.make(public_id, cc, at),
+        monitor_id=public_id,
+        monitor_type="smtp",
+        country=cc,
+        agent_id=f"{cc.lower()}-agent-{rng.randint(1, 2)}",
+        scheduled_at=iso_ms(at),
+        started_at=iso_ms(at + timedelta(milliseconds=rng.randint(1, 40))),
+        finished_at=iso_ms(at + timedelta(milliseconds=45 + response)),
+        status="up" if up else "down",
+        error_kind=None if up else "timeout",
+        message="" if up else f"no greeting from mx.example.com within 10 s (round {change})",
+        banner=f"220 mx.example.com ESMTP Postfix {change or ''}".strip() if up else None,
+        response_time_ms=response,
+        phases=Phases(connect_ms=ms(10.0), greeting_ms=ms(15.0), tls_ms=ms(20.0)),
+        tls=TlsInfo(
+            version="TLSv1.3",
+            cipher="TLS_AES_256_GCM_SHA384",
+            cert_subject="CN=mx.example.com",
+            cert_not_after="2027-01-01T00:00:00.000Z",
+            cert_days_left=200,
+            mode="starttls",
+            cert_sha256="ab" * 32,
+            cert_issuer="CN=R11,O=Let's Encrypt,C=US",
+        )
+        if up
+        else None,
+        address="192.0.2.10",
+        capabilities=CAPABILITIES if up else None,
+        capabilities_before_tls=[*CAPABILITIES, "STARTTLS"] if up else None,
+    )
+
+
+async def _sizes(conn: asyncpg.Connection) -> dict[str, int]:
+    """Bytes of every result relation (its partitions, indexes and TOAST) and of its heaps."""
+    rows = await conn.fetch(
+        "SELECT n.name, sum(pg_total_relation_size(t.relid))::int8 AS total,"
+        " sum(pg_relation_size(t.relid))::int8 AS heap"
+        " FROM unnest($1::text[]) AS n(name)"
+        " CROSS JOIN LATERAL pg_partition_tree(to_regclass(n.name)) t"
+        " WHERE to_regclass(n.name) IS NOT NULL AND t.isleaf GROUP BY n.name",
+        list(RELATIONS),
+    )
+    sizes = {r["name"]: r["total"] for r in rows}
+    sizes |= {f"{r['name']} heap": r["heap"] for r in rows}
+    return sizes
+
+
+async def _store(conn: asyncpg.Connection, rows: list[CheckResult]) -> int:
+    stored = 0
+    decode = results.decode_result
+    for start in range(0, len(rows), BATCH):
+        batch = [decode(encode(r)) for r in rows[start : start + BATCH]]
+        checked: list[CheckedResult] = batch
+        async with conn.transaction():
+            stored += await results.store(conn, checked)
+    return stored
+
+
+async def _bytes_per_result(
+    conn: asyncpg.Connection, ids: list[str], first: datetime, rounds: int, changed: bool
+) -> tuple[int, float]:
+    """Store `rounds` rounds of every monitor and country; (results stored, bytes each)."""
+    rng = random.Random(24)
+    before = await _sizes(conn)
+    stored = 0
+    for n in range(rounds):
+        at = first + timedelta(minutes=n)
+        rows = [
+            _result(pid, cc, at, rng, n if changed else None) for pid in ids for cc in COUNTRIES
+        ]
+        stored += await _store(conn, rows)
+    after = await _sizes(conn)
+    grown = {k: (v - before.get(k, 0)) / max(stored, 1) for k, v in after.items()}
+    print(
+        "storage:   by relation, bytes per result: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(grown.items()) if v)
+    )
+    return stored, sum(v for k, v in grown.items() if not k.endswith(" heap"))
+
+
+async def _run() -> bool:
+    with tempfile.TemporaryDirectory(prefix="mailprobe-bench-") as tmp:
+        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True)
+        try:
+            ids = await seed_monitors(url, MONITORS, countries=list(COUNTRIES))
+            conn = await connect(url)
+            try:
+                # Rounds of one UTC hour, well inside today's partition.
+                now = utcnow()
+                first = now.replace(hour=1, minute=0, second=0, microsecond=0)
+                await results.ensure_partitions(conn, first - timedelta(days=1))
+                # The first round of each monitor and country is stored whole: not counted.
+                await _bytes_per_result(conn, ids, first - timedelta(minutes=1), 1, False)
+                n, routine = await _bytes_per_result(conn, ids, first, ROUTINE_ROUNDS, False)
+                m, changed = await _bytes_per_result(
+                    conn, ids, first + timedelta(minutes=ROUTINE_ROUNDS), CHANGED_ROUNDS, True
+                )
+            finally:
+                await conn.close()
+        finally:
+            pg.cleanup()
+    ok = routine <= TARGET_BYTES
+    print(
+        f"storage: {routine:.0f} bytes per routine result ({n} stored; target <= "
+        f"{TARGET_BYTES}) {verdict(ok)}"
+    )
+    print(f"storage: {changed:.0f} bytes per changed or failed result ({m} stored)")
+    return ok
+
+
+def run() -> bool:
+    return asyncio.run(_run())

@@ -1,0 +1,57 @@
+"""Retention of stored results: daily partitions ahead of time, and none older than what each
+kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime)
+CHECK_HISTORY_DAYS."""
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import structlog
+
+from controller.ingest import store as results
+from shared.loop import run_every
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+PARTITION_EVERY_S = 3600.0
+HISTORY_DAYS = 90  # CHECK_HISTORY_DAYS' default
+RAW_DAYS = 35  # CHECK_RAW_DAYS' default
+
+
+async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list[str]:
+    """Create the partitions from yesterday to three days ahead; drop raw partitions older
+    than `raw_days` and rollup partitions older than `history_days`; return the dropped."""
+    async with pool.acquire() as conn:
+        now = utcnow()
+        created = await results.ensure_partitions(conn, now - timedelta(days=1))
+        dropped = await results.drop_partitions_before(
+            conn, (now - timedelta(days=raw_days)).date(), results.RAW_TABLES
+        )
+        dropped += await results.drop_partitions_before(
+            conn, (now - timedelta(days=history_days)).date(), results.ROLLUP_TABLES
+        )
+    if created:
+        log.info("result partitions created", count=created)
+    if dropped:
+        log.info(
+            "result partitions dropped",
+            partitions=dropped,
+            raw_days=raw_days,
+            history_days=history_days,
+        )
+    return dropped
+
+
+async def keep_partitions(
+    pool: asyncpg.Pool,
+    stop: asyncio.Event,
+    history_days: int = HISTORY_DAYS,
+    raw_days: int = RAW_DAYS,
+) -> None:
+    """`one_pass` hourly until `stop` is set."""
+
+    async def run() -> None:
+        await one_pass(pool, history_days, raw_days)
+
+    await run_every(PARTITION_EVERY_S, run, name="result partitions", stop=stop)
