@@ -275,6 +275,22 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "notifications)"
         ),
     ] = None
+    notify_allow_private_networks: Annotated[
+        str,
+        Meta(
+            description="networks (addresses or CIDR, comma-separated) that notification "
+            "channels may reach though they are not public, and over plain `http://` (an "
+            "in-house Alertmanager); empty: channels reach public `https://` endpoints only, "
+            "by the rules checks use"
+        ),
+    ] = ""
+    public_url: Annotated[
+        str | None,
+        Meta(
+            description="the console's public base URL (`https://mailprobe.example.com`): "
+            "channel notices link to the monitor's page under `/console/`; unset: no link"
+        ),
+    ] = None
     notify_reminder_minutes: Annotated[
         int,
         Meta(ge=0, le=10_080, description="reminder while a monitor stays down; `0`: none"),
@@ -446,6 +462,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "budget of its own)",
         ),
     ] = 100
+    org_max_channel_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications one organization's channels (webhook, Slack, Teams, "
+            "PagerDuty, Opsgenie, Alertmanager) have sent per clock hour (UTC) at most, all "
+            "together and each counted once, as `ORG_MAX_NOTIFICATIONS_PER_HOUR` for e-mail; "
+            "a channel's test counts too",
+        ),
+    ] = 500
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
@@ -492,6 +518,21 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 ) from None
         return found
 
+    @property
+    def notify_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """NOTIFY_ALLOW_PRIVATE_NETWORKS, parsed."""
+        found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for net in (n.strip() for n in self.notify_allow_private_networks.split(",")):
+            if not net:
+                continue
+            try:
+                found.append(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"NOTIFY_ALLOW_PRIVATE_NETWORKS: {net!r} is not an IP address or CIDR network"
+                ) from None
+        return found
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if unknown := self.roles - CONTROLLER_ROLES:
@@ -501,6 +542,9 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             )
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
+        self.notify_private_networks  # noqa: B018  # raises ValueError naming the setting
+        if self.public_url is not None:
+            _check_url("PUBLIC_URL", self.public_url, ("http", "https"), many=False)
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")

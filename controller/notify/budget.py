@@ -29,8 +29,18 @@ WINDOW = timedelta(hours=1)
 # Kinds outside the budget: the owners' notice that it was reached.
 HELD_BACK = "held_back"
 
-SETTING = {"email": "ORG_MAX_NOTIFICATIONS_PER_HOUR", "sms": "ORG_MAX_SMS_PER_HOUR"}
-WHAT = {"email": "e-mail", "sms": "SMS"}
+SETTING = {
+    "email": "ORG_MAX_NOTIFICATIONS_PER_HOUR",
+    "sms": "ORG_MAX_SMS_PER_HOUR",
+    "channels": "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR",
+}
+WHAT = {"email": "e-mail", "sms": "SMS", "channels": "channel"}
+
+
+def pool(channel: str) -> str:
+    """The budget a notification of `channel` draws on: e-mail's, SMS's, or the one all of an
+    organization's notification channels (webhook, Slack, ...) share."""
+    return channel if channel in ("email", "sms") else "channels"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +49,19 @@ class Budget:
 
     email: int = 500
     sms: int = 100
+    channels: int = 500
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Budget":
-        return cls(settings.org_max_notifications_per_hour, settings.org_max_sms_per_hour)
+        return cls(
+            settings.org_max_notifications_per_hour,
+            settings.org_max_sms_per_hour,
+            settings.org_max_channel_notifications_per_hour,
+        )
 
-    def per_hour(self, channel: str) -> int:
-        return self.sms if channel == "sms" else self.email
+    def per_hour(self, budget: str) -> int:
+        """The hourly budget of `budget` (a `pool`)."""
+        return {"sms": self.sms, "channels": self.channels}.get(budget, self.email)
 
 
 def window(now: datetime) -> datetime:

@@ -159,7 +159,7 @@ class OutboxWorker:
         org_of = await budget_db.organizations(conn, [r.monitor_id for r in charged])
         groups: dict[tuple[int, str], list[Claimed]] = {}
         for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
-            groups.setdefault((org_of[r.monitor_id], r.channel), []).append(r)
+            groups.setdefault((org_of[r.monitor_id], notify_budget.pool(r.channel)), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
         for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
@@ -240,7 +240,15 @@ class OutboxWorker:
 
     async def _send(self, row: Claimed) -> Outcome:
         """Deliver one row; whatever goes wrong is an outcome, never an exception."""
-        note = Notification(row.target, row.subject, row.body_text, row.body_html, row.dedupe_key)
+        note = Notification(
+            row.target,
+            row.subject,
+            row.body_text,
+            row.body_html,
+            row.dedupe_key,
+            row.channel_id,
+            row.payload,
+        )
         permanent = False
         try:
             await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)
