@@ -50,6 +50,13 @@ class ChannelSender:
         """One outbox channel per kind, by the kind's name."""
         return {kind: _KindChannel(self, kind) for kind in channel_kinds.KINDS}
 
+    @property
+    def egress(self) -> Egress:
+        return self._egress
+
+    def console_url_root(self) -> str | None:
+        return f"{self._public_url.rstrip('/')}/console/" if self._public_url else None
+
     def console_url(self, monitor_public_id: str) -> str | None:
         if not self._public_url:
             return None
