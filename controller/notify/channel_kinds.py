@@ -76,6 +76,16 @@ class Event(msgspec.Struct, rename="camel", frozen=True):
     version: int = 1
 
 
+def event_schema() -> dict[str, Any]:
+    """The webhook body's JSON schema, as docs/alerts.md shows it."""
+    _, parts = msgspec.json.schema_components([Event], ref_template="#/$defs/{name}")
+    schema: dict[str, Any] = parts.pop("Event")
+    schema["$defs"] = parts
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mailprobe webhook event v1"
+    return schema
+
+
 def event_id(dedupe_key: str) -> str:
     """A notice's id for receivers, from its outbox dedupe key (which names internal ids)."""
     return hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
