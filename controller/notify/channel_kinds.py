@@ -11,14 +11,15 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 from urllib.parse import quote
 
 import msgspec
 
 from shared.timefmt import iso_ms
 
-KINDS: Final = ("webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager")
+Kind = Literal["webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager"]
+KINDS: Final[tuple[str, ...]] = get_args(Kind)
 # Kinds whose URL is itself the credential: stored sealed, shown masked.
 SECRET_URL: Final = frozenset({"slack", "teams"})
 # Kinds that need `secret` (the signing key, the routing key, the API key).

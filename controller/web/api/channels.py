@@ -49,7 +49,7 @@ SecretText = Annotated[str, Meta(min_length=1, max_length=1024)]
 
 class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     name: Name
-    kind: str
+    kind: channel_kinds.Kind
     url: Url | None = None
     secret: SecretText | None = None
     monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] = []
@@ -182,8 +182,6 @@ class NotificationChannelController(Controller):
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
-        if data.kind not in channel_kinds.KINDS:
-            raise bad_request("kind", f"kind must be one of {', '.join(channel_kinds.KINDS)}")
         values = _stored(request, data.kind, data.name, data.url, data.secret, None)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
