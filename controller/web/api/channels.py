@@ -100,13 +100,13 @@ def _present(row: asyncpg.Record) -> NotificationChannel:
     )
 
 
-def _sender(request: AuthedRequest) -> ChannelSender:
+def _sender(request: Request[Any, Any, Any]) -> ChannelSender:
     sender: ChannelSender = request.app.state.channel_sender
     return sender
 
 
-def _stored(
-    request: AuthedRequest,
+def stored(
+    request: Request[Any, Any, Any],
     kind: str,
     name: str,
     url: str | None,
@@ -182,7 +182,7 @@ class NotificationChannelController(Controller):
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
-        values = _stored(request, data.kind, data.name, data.url, data.secret, None)
+        values = stored(request, data.kind, data.name, data.url, data.secret, None)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
@@ -237,7 +237,7 @@ class NotificationChannelController(Controller):
             guards.requires_admin(request.user)
             data = await strict_body(request, data)
             validation.no_nul(data, "")
-            values = _stored(
+            values = stored(
                 request, row["kind"], data.name or row["name"], data.url, data.secret, row
             )
             await channel_store.update(conn, row["id"], values)
@@ -280,26 +280,32 @@ class NotificationChannelController(Controller):
             if row is None:
                 raise not_found()
             guards.requires_admin(request.user)
-            budget = Budget.of(request.app.state.settings)
-            start = notify_budget.window(utcnow())
-            async with conn.transaction():
-                taken, _ = await budget_db.take(
-                    conn, row["organization_id"], "channels", start, budget.channels, 1
-                )
-        if not taken:
-            raise ApiError(
-                429,
-                notify_budget.dropped_reason("channels", budget.channels, start),
-                code="notification_budget",
-            )
-        sender = _sender(request)
-        event = channel_kinds.test_event(
-            str(row["public_id"]), row["name"], utcnow(), sender.console_url_root()
+        return await send_test(request, row)
+
+
+async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> ChannelTestResult:
+    """Tell the channel of `row` a test notice now, from the organization's channel budget
+    (429 past it); the API's and the console's "send a test"."""
+    budget = Budget.of(request.app.state.settings)
+    start = notify_budget.window(utcnow())
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        taken, _ = await budget_db.take(
+            conn, row["organization_id"], "channels", start, budget.channels, 1
         )
-        try:
-            await sender.deliver(row, event)
-        except DeliveryError as exc:
-            log.info("channel test not delivered", channel=str(row["public_id"]), error=str(exc))
-            return ChannelTestResult(False, str(exc))
-        log.info("channel test delivered", channel=str(row["public_id"]), kind=row["kind"])
-        return ChannelTestResult(True)
+    if not taken:
+        raise ApiError(
+            429,
+            notify_budget.dropped_reason("channels", budget.channels, start),
+            code="notification_budget",
+        )
+    sender: ChannelSender = request.app.state.channel_sender
+    event = channel_kinds.test_event(
+        str(row["public_id"]), row["name"], utcnow(), sender.console_url_root()
+    )
+    try:
+        await sender.deliver(row, event)
+    except DeliveryError as exc:
+        log.info("channel test not delivered", channel=str(row["public_id"]), error=str(exc))
+        return ChannelTestResult(False, str(exc))
+    log.info("channel test delivered", channel=str(row["public_id"]), kind=row["kind"])
+    return ChannelTestResult(True)
