@@ -2,7 +2,7 @@
 kind (`ChannelSender.channels`), and the API's "send a test" (`ChannelSender.deliver`).
 
 The channel is read when the notice is sent, so a changed URL or secret applies to retries; a
-deleted channel takes its pending rows with it (ON DELETE CASCADE). Its URL (when it is the
+pending row of a deleted channel fails for good, its history kept. Its URL (when it is the
 credential) and secret are opened only here, for the one request, and never logged: an error
 names the kind, the host and the HTTP status, with any echo of the secret or URL masked.
 """
@@ -64,7 +64,7 @@ class ChannelSender:
 
     async def send(self, note: Notification) -> None:
         if note.channel_id is None or note.payload is None:
-            raise DeliveryError("not sent: the row names no channel", permanent=True)
+            raise DeliveryError("not sent: the channel was deleted", permanent=True)
         async with self._pool.acquire() as conn:
             row = await channel_store.by_id(conn, note.channel_id)
         if row is None:

@@ -153,6 +153,7 @@ class Egress:
         )
         try:
             async with (
+                asyncio.timeout(2 * self._timeout_s),  # the whole call, however slow the drip
                 httpx.AsyncClient(
                     transport=transport,
                     timeout=self._timeout_s,
@@ -169,7 +170,7 @@ class Egress:
                 return Answer(response.status_code, bytes(data[:MAX_BODY]))
         except AddressRefused as exc:
             raise DeliveryError(str(exc), permanent=True) from None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise DeliveryError(f"{host} did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{host} unreachable: {type(exc).__name__}") from None

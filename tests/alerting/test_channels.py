@@ -448,3 +448,35 @@ def test_the_webhook_event_matches_its_documented_schema() -> None:
     found = re.search(r"<!-- webhook-schema -->\n```json\n(.*?)\n```", doc.read_text(), re.S)
     assert found, "docs/alerts.md has the webhook schema"
     assert json.loads(found.group(1)) == channel_kinds.event_schema()
+
+
+async def test_a_deleted_channel_keeps_its_history_and_its_pending_notice_fails(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("slack") as slack:
+        made = await create(
+            channel_api, rig.tenant, "slack", slack.url, monitorIds=[str(m["public_id"])]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings)).burst() == 1
+        await rig.rounds(m, 2, [UP, UP])  # the recovery is queued, then the channel goes
+        r = await channel_api.delete(
+            f"/api/notification-channels/{made['id']}", headers=rig.tenant.auth("admin")
+        )
+        assert r.status_code == 204
+        assert await worker(rig, sender(rig, settings)).burst() == 0
+        rows = await rig.outbox_rows(m)
+        assert [(x["kind"], x["status"]) for x in rows] == [
+            ("down", "sent"),
+            ("recovered", "failed"),
+        ]
+        assert rows[1]["last_error"] == "not sent: the channel was deleted"
+        lines = await rig.fetch(
+            "SELECT kind, status FROM alert_history WHERE monitor_id = $1 ORDER BY id", m["id"]
+        )
+        assert [(x["kind"], x["status"]) for x in lines] == [
+            ("down", "sent"),
+            ("recovered", "failed"),
+        ]
+        assert len(slack.requests) == 1

@@ -34,9 +34,10 @@ CREATE INDEX customer_notification_channels_channel ON customer_notification_cha
 
 -- An outbox row for a channel: `channel` is the channel's kind, `target` its public id,
 -- `channel_id` the channel, `payload` the notice as the channel is told it (its JSON event,
--- written with the notice so a retry sends the same).
+-- written with the notice so a retry sends the same). A deleted channel leaves its rows and
+-- their history: one still pending then fails, saying so.
 ALTER TABLE notification_outbox ADD COLUMN channel_id bigint
-    REFERENCES notification_channels(id) ON DELETE CASCADE;
+    REFERENCES notification_channels(id) ON DELETE SET NULL;
 ALTER TABLE notification_outbox ADD COLUMN payload jsonb;
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_channel_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_channel_check
