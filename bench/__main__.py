@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console).
+e2e, login, agents-scale, roundtrip, confirm, console, exporter).
 """
 
 import sys
@@ -15,6 +15,7 @@ from bench import (
     confirm,
     console,
     e2e,
+    exporter,
     ingest,
     login,
     probers,
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "api": api.run,
     "probers": probers.run,
     "agent": agent.run,
+    "exporter": exporter.run,
     "scheduler": scheduler.run,
     "seal": seal.run,
     "ingest": ingest.run,
