@@ -9,6 +9,7 @@ receiver expects (a signature, a routing key, an API key), never into an error.
 
 import hashlib
 import hmac
+import html
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
@@ -18,15 +19,16 @@ import msgspec
 
 from shared.timefmt import iso_ms
 
-Kind = Literal["webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager"]
+Kind = Literal["webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager", "telegram"]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
 # Kinds whose URL is itself the credential: stored sealed, shown masked.
 SECRET_URL: Final = frozenset({"slack", "teams"})
 # Kinds that need `secret` (the signing key, the routing key, the API key).
-NEEDS_SECRET: Final = frozenset({"webhook", "pagerduty", "opsgenie"})
+NEEDS_SECRET: Final = frozenset({"webhook", "pagerduty", "opsgenie", "telegram"})
 DEFAULT_URL: Final = {
     "pagerduty": "https://events.pagerduty.com/v2/enqueue",
     "opsgenie": "https://api.opsgenie.com",
+    "telegram": "https://api.telegram.org",
 }
 SIGNATURE_HEADER: Final = "X-Mailprobe-Signature"
 REPLAY_WINDOW_S: Final = 300
@@ -290,7 +292,26 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
     return Request(f"{base.rstrip('/')}/api/v2/alerts", headers, _json([alert]))
 
 
-def request(kind: str, e: Event, url: str, secret: str | None, now: datetime) -> Request:
+def _telegram(e: Event, base: str, token: str, chat_id: str) -> Request:
+    """The Bot API's sendMessage to `chat_id`, in its HTML mode (only `<b>`, `<a>` used)."""
+    icon = {"down": "\U0001f534", "up": "\U0001f7e2"}.get(e.state, "\u26aa")
+    lines = [f"{icon} <b>{html.escape(e.summary)}</b>"]
+    lines += [f"<b>{html.escape(k)}:</b> {html.escape(v)}" for k, v in _facts(e)]
+    if e.console_url:
+        lines.append(f'<a href="{html.escape(e.console_url)}">Open in mailprobe</a>')
+    body = {
+        "chat_id": chat_id,
+        "text": "\n".join(lines)[:4096],
+        "parse_mode": "HTML",
+        "disable_web_page_preview": True,
+    }
+    url = f"{base.rstrip('/')}/bot{token}/sendMessage"
+    return Request(url, {"Content-Type": "application/json"}, _json(body))
+
+
+def request(
+    kind: str, e: Event, url: str, secret: str | None, now: datetime, chat_id: str | None = None
+) -> Request:
     """The HTTP request that tells channel `kind` at `url` of `e`."""
     if kind == "webhook":
         body = _json(e)
@@ -310,6 +331,8 @@ def request(kind: str, e: Event, url: str, secret: str | None, now: datetime) ->
         return _opsgenie(e, url, secret or "")
     if kind == "alertmanager":
         return _alertmanager(e, url, secret, now)
+    if kind == "telegram":
+        return _telegram(e, url, secret or "", chat_id or "")
     raise ValueError(f"unknown channel kind {kind!r}")
 
 

@@ -92,7 +92,7 @@ class ChannelSender:
             raise DeliveryError(
                 "not sent: the channel's secret does not open with SECRETS_KEY", permanent=True
             ) from None
-        request = channel_kinds.request(kind, event, url, secret, self._clock())
+        request = channel_kinds.request(kind, event, url, secret, self._clock(), channel["chat_id"])
         answer = await self._egress.post(request.url, request.body, request.headers)
         delivered, permanent = channel_kinds.verdict(kind, event, answer.status)
         if delivered:

@@ -15,7 +15,7 @@ from controller.notify.recipients import Outgoing
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 _COLUMNS = (
-    "c.id, c.public_id, c.organization_id, c.name, c.kind, c.url, c.url_shown, c.secret,"
+    "c.id, c.public_id, c.organization_id, c.name, c.kind, c.url, c.url_shown, c.secret, c.chat_id,"
     " c.created_at, c.updated_at,"
     " ARRAY(SELECT m.public_id::text FROM monitor_notification_channels mc"
     "   JOIN monitors m ON m.id = mc.monitor_id WHERE mc.channel_id = c.id ORDER BY m.id)"
@@ -68,14 +68,15 @@ async def count(conn: Conn, organization_id: int) -> int:
 
 async def insert(conn: Conn, organization_id: int, values: dict[str, Any]) -> int:
     new_id: int = await conn.fetchval(
-        "INSERT INTO notification_channels (organization_id, name, kind, url, url_shown, secret)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO notification_channels (organization_id, name, kind, url, url_shown, secret,"
+        " chat_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         organization_id,
         values["name"],
         values["kind"],
         values["url"],
         values["url_shown"],
         values["secret"],
+        values["chat_id"],
     )
     return new_id
 
@@ -83,12 +84,13 @@ async def insert(conn: Conn, organization_id: int, values: dict[str, Any]) -> in
 async def update(conn: Conn, channel_id: int, values: dict[str, Any]) -> None:
     await conn.execute(
         "UPDATE notification_channels SET name = $2, url = $3, url_shown = $4, secret = $5,"
-        " updated_at = now() WHERE id = $1",
+        " chat_id = $6, updated_at = now() WHERE id = $1",
         channel_id,
         values["name"],
         values["url"],
         values["url_shown"],
         values["secret"],
+        values["chat_id"],
     )
 
 

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Receiver:
     open_alerts: dict[str, Any] = field(default_factory=dict)  # PagerDuty / Opsgenie state
     closed: list[str] = field(default_factory=list)
     event_ids: set[str] = field(default_factory=set)
+    chats: tuple[str, ...] = ("-1001234567890",)  # Telegram: chats the bot is in
     port: int = 0
     _server: asyncio.Server | None = None
 
@@ -82,6 +84,7 @@ class Receiver:
             "teams": f"{base}/workflows/abc/triggers/manual/paths/invoke?sig=teamsSecretSig",
             "pagerduty": f"{base}/v2/enqueue",
             "opsgenie": base,
+            "telegram": base,
         }[self.kind]
 
     @property
@@ -199,6 +202,29 @@ class Receiver:
             self.closed.append(alias)
             return 202, accepted
         return 404, b""
+
+    def _telegram(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """The Bot API: POST /bot<token>/sendMessage, `chat_id` and `text` (HTML mode: only
+        Telegram's tags, entities escaped)."""
+        path = urlsplit(target).path
+        if path != f"/bot{self.secret}/sendMessage":
+            return 401, b'{"ok":false,"error_code":401,"description":"Unauthorized"}'
+        doc = json.loads(body)
+        if doc.get("chat_id") not in self.chats:
+            return 400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}'
+        text = doc.get("text", "")
+        if not text or len(text) > 4096 or doc.get("parse_mode") != "HTML":
+            return 400, b'{"ok":false,"error_code":400,"description":"Bad Request: bad text"}'
+        stripped = re.sub(r"</?b>|<a href=\"[^\"<>]*\">|</a>", "", text)
+        if "<" in stripped or ">" in stripped:
+            return (
+                400,
+                b'{"ok":false,"error_code":400,"description":"Bad Request: can\'t parse entities"}',
+            )
+        self.open_alerts.setdefault(doc["chat_id"], []).append(text)
+        return 200, b'{"ok":true,"result":{"message_id":1}}'
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -45,6 +45,7 @@ SECRETS = {
     "webhook": "whsec-signing-k3y-never-logged",
     "pagerduty": "R0UTINGKEY0000000000000000000000",
     "opsgenie": "opsgenie-api-key-never-logged",
+    "telegram": "123456:AAbot-token-never-logged",
 }
 
 
@@ -480,3 +481,32 @@ async def test_a_deleted_channel_keeps_its_history_and_its_pending_notice_fails(
             ("recovered", "failed"),
         ]
         assert len(slack.requests) == 1
+
+
+async def test_telegram_posts_to_its_chat_and_a_wrong_chat_fails_for_good(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(name="Relay <b>&", email=None, phone=None)
+    mid = str(m["public_id"])
+    async with Receiver("telegram", SECRETS["telegram"]) as tg:
+        made = await create(
+            channel_api, rig.tenant, "telegram", tg.url, chatId="-1001234567890", monitorIds=[mid]
+        )
+        assert made["chatId"] == "-1001234567890" and made["secret"] == SECRET_MASK
+        lost = await create(
+            channel_api, rig.tenant, "telegram", tg.url, chatId="@nobodyhere", monitorIds=[mid]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        with capture_logs() as logs:
+            assert await worker(rig, sender(rig, settings)).burst() == 1
+        (text,) = tg.open_alerts["-1001234567890"]
+        assert "Relay &lt;b&gt;&amp;" in text and "DE, FR" in text and "Open in mailprobe" in text
+        (failed,) = [r for r in await rig.outbox_rows(m) if r["target"] == lost["id"]]
+        assert failed["status"] == "failed" and "chat not found" in failed["last_error"]
+        assert SECRETS["telegram"] not in failed["last_error"] + repr(logs)
+    r = await channel_api.post(
+        "/api/notification-channels",
+        json={"name": "t", "kind": "telegram", "secret": "x"},
+        headers=rig.tenant.auth("admin"),
+    )
+    assert r.status_code == 400 and r.json()["fields"] == ["chatId"]

@@ -1,18 +1,20 @@
 -- Notification channels of an organization (webhook, Slack, Teams, PagerDuty, Opsgenie,
--- Alertmanager): where its incidents are told besides a monitor's e-mail and phone.
+-- Alertmanager, Telegram): where its incidents are told besides a monitor's e-mail and phone.
 -- `url` is sealed (`enc:v1:`, controller.secrets.box) when the URL itself is the credential
 -- (Slack, Teams); `url_shown` is what responses show of it. `secret` (the webhook's signing key,
--- PagerDuty's routing key, Opsgenie's API key, Alertmanager's bearer token) is always sealed.
+-- PagerDuty's routing key, Opsgenie's API key, Alertmanager's bearer token, Telegram's bot
+-- token) is always sealed. `chat_id`: the Telegram chat a bot posts to.
 CREATE TABLE notification_channels (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     public_id       uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     organization_id bigint NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     name            text NOT NULL,
     kind            text NOT NULL CHECK (kind IN ('webhook', 'slack', 'teams', 'pagerduty',
-                                                  'opsgenie', 'alertmanager')),
+                                                  'opsgenie', 'alertmanager', 'telegram')),
     url             text NOT NULL,
     url_shown       text NOT NULL,
     secret          text,
+    chat_id         text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -42,7 +44,7 @@ ALTER TABLE notification_outbox ADD COLUMN payload jsonb;
 ALTER TABLE notification_outbox DROP CONSTRAINT notification_outbox_channel_check;
 ALTER TABLE notification_outbox ADD CONSTRAINT notification_outbox_channel_check
     CHECK (channel IN ('email', 'sms', 'webhook', 'slack', 'teams', 'pagerduty', 'opsgenie',
-                       'alertmanager'));
+                       'alertmanager', 'telegram'));
 CREATE INDEX notification_outbox_channel ON notification_outbox (channel_id)
     WHERE channel_id IS NOT NULL;
 

@@ -8,6 +8,7 @@ shown as the mask; sending the mask back keeps it. `monitorIds` (public UUIDs) a
 `customerIds` choose who is told: a monitor's own choice, else its customer's default.
 """
 
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -45,6 +46,9 @@ MAX_CHOSEN = 1000
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Url = Annotated[str, Meta(min_length=1, max_length=2048)]
 SecretText = Annotated[str, Meta(min_length=1, max_length=1024)]
+# A Telegram chat: a numeric id (groups and channels negative) or a public channel's @name.
+CHAT_ID = r"^(?:-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$"
+ChatId = Annotated[str, Meta(pattern=CHAT_ID)]
 
 
 class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -52,6 +56,7 @@ class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     kind: channel_kinds.Kind
     url: Url | None = None
     secret: SecretText | None = None
+    chat_id: ChatId | None = None
     monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] = []
     customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] = []
 
@@ -60,6 +65,7 @@ class ChannelUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     name: Name | None = None
     url: Url | None = None
     secret: SecretText | None = None
+    chat_id: ChatId | None = None
     monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] | None = None
     customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] | None = None
 
@@ -71,6 +77,7 @@ class NotificationChannel(msgspec.Struct, rename="camel"):
     kind: str
     url: str  # Slack's and Teams' shown masked: the URL is the credential
     secret: str | None  # the mask when one is set, never the secret
+    chat_id: str | None  # Telegram's chat
     monitor_ids: list[str]
     customer_ids: list[int]
     created_at: str
@@ -93,6 +100,7 @@ def _present(row: asyncpg.Record) -> NotificationChannel:
         kind=row["kind"],
         url=row["url_shown"],
         secret=SECRET_MASK if row["secret"] else None,
+        chat_id=row["chat_id"],
         monitor_ids=list(row["monitor_ids"]),
         customer_ids=list(row["customer_ids"]),
         created_at=iso_ms(row["created_at"]),
@@ -112,6 +120,7 @@ def stored(
     url: str | None,
     secret: str | None,
     before: asyncpg.Record | None,
+    chat_id: str | None = None,
 ) -> dict[str, Any]:
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
     being updated (its sealed secret and URL kept when not sent again, or sent as the mask)."""
@@ -140,8 +149,20 @@ def stored(
     else:
         values["secret"] = box.seal(secret)
     if values["secret"] is None and kind in channel_kinds.NEEDS_SECRET:
-        what = {"webhook": "signing key", "pagerduty": "routing key", "opsgenie": "API key"}
+        what = {
+            "webhook": "signing key",
+            "pagerduty": "routing key",
+            "opsgenie": "API key",
+            "telegram": "bot token",
+        }
         raise bad_request("secret", f"a {kind} channel needs secret (its {what[kind]})")
+    if chat_id is not None and not re.fullmatch(CHAT_ID, chat_id):
+        raise bad_request("chatId", "chatId must be a chat's number or a channel's @name")
+    values["chat_id"] = chat_id or (None if before is None else before["chat_id"])
+    if kind == "telegram" and not values["chat_id"]:
+        raise bad_request("chatId", "a telegram channel needs chatId (the chat its bot posts to)")
+    if kind != "telegram":
+        values["chat_id"] = None
     return values
 
 
@@ -182,7 +203,7 @@ class NotificationChannelController(Controller):
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
-        values = stored(request, data.kind, data.name, data.url, data.secret, None)
+        values = stored(request, data.kind, data.name, data.url, data.secret, None, data.chat_id)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
@@ -238,7 +259,13 @@ class NotificationChannelController(Controller):
             data = await strict_body(request, data)
             validation.no_nul(data, "")
             values = stored(
-                request, row["kind"], data.name or row["name"], data.url, data.secret, row
+                request,
+                row["kind"],
+                data.name or row["name"],
+                data.url,
+                data.secret,
+                row,
+                data.chat_id,
             )
             await channel_store.update(conn, row["id"], values)
             if data.monitor_ids is not None or data.customer_ids is not None:

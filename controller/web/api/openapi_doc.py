@@ -241,6 +241,14 @@ _CHANNEL_RULES = {
             "required": ["kind", "secret"],
             "properties": {"kind": {"enum": ["pagerduty", "opsgenie"]}, "secret": _NEW_SECRET},
         },
+        {
+            "required": ["kind", "secret", "chatId"],
+            "properties": {
+                "kind": {"enum": ["telegram"]},
+                "secret": _NEW_SECRET,
+                "chatId": {"type": "string"},
+            },
+        },
     ]
 }
 # AlertSite's numbers may come as strings of digits (alertsite_mapping.whole, interval_of).

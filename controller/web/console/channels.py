@@ -70,7 +70,15 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
             raise ApiError(400, "Choose a kind", code="invalid_field", fields=["kind"])
         if not name:
             raise ApiError(400, "Give the channel a name", code="invalid_field", fields=["name"])
-        values = stored(request, kind, name, _field(form, "url"), _field(form, "secret"), None)
+        values = stored(
+            request,
+            kind,
+            name,
+            _field(form, "url"),
+            _field(form, "secret"),
+            None,
+            _field(form, "chat_id"),
+        )
     except ApiError as exc:
         return await _page(request, error=exc.message, status_code=exc.status)
     async with pool_of(request).acquire() as conn, conn.transaction():
