@@ -152,7 +152,8 @@ class Receiver:
         doc = json.loads(body)
         errors = []
         if doc.get("routing_key") != self.secret:
-            errors.append("'routing_key' is invalid")
+            # echoed, as some receivers do: the sender must mask it in what it records
+            errors.append(f"'routing_key' {doc.get('routing_key')!r} is invalid")
         action, key = doc.get("event_action"), doc.get("dedup_key")
         if action not in ("trigger", "acknowledge", "resolve"):
             errors.append("'event_action' is invalid")

@@ -195,7 +195,7 @@ async def test_a_failed_delivery_is_retried_through_the_outbox_until_delivered(
         assert SECRETS["webhook"] not in repr(logs)
 
 
-async def test_a_refusal_for_good_is_not_retried_and_the_error_masks_the_secret_url(
+async def test_a_refusal_for_good_is_not_retried_and_an_echoed_secret_is_masked(
     rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
 ) -> None:
     m = await rig.monitor(email=None, phone=None)
@@ -207,6 +207,7 @@ async def test_a_refusal_for_good_is_not_retried_and_the_error_masks_the_secret_
         assert (row["status"], row["attempts"]) == ("failed", 1)
         assert "HTTP 400" in row["last_error"] and "(not retried)" in row["last_error"]
         assert SECRETS["pagerduty"] not in row["last_error"]
+        assert f"'routing_key' '{SECRET_MASK}' is invalid" in row["last_error"]
 
 
 async def test_a_private_address_is_refused_unless_its_network_is_allowed(
