@@ -44,6 +44,18 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...], *, many: bool = 
             )
 
 
+def check_public_url(value: str) -> None:
+    """PUBLIC_URL: an http(s) URL of a host, no credentials, query or fragment (a notice's link
+    is this plus a path)."""
+    _check_url("PUBLIC_URL", value, ("http", "https"), many=False)
+    parts = urlsplit(value)
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(
+            "PUBLIC_URL must be a base URL like https://mailprobe.example.com (a host and at most"
+            " a path: no credentials, query or fragment)"
+        )
+
+
 def _check_country(name: str, value: str) -> None:
     if not re.fullmatch(r"[A-Z]{2}", value):
         raise ValueError(f"{name} must be an upper-case ISO 3166-1 alpha-2 code like DE")
@@ -287,8 +299,11 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     public_url: Annotated[
         str | None,
         Meta(
-            description="the console's public base URL (`https://mailprobe.example.com`): "
-            "channel notices link to the monitor's page under `/console/`; unset: no link"
+            description="the base URL people reach this deployment at, e.g. "
+            "`https://mailprobe.example.com` (the console is under `/console/`): every notice "
+            "links to its monitor's console page there, status pages' feeds and mails to the "
+            "page; unset: notices name the monitor's id and carry no link, and status pages "
+            "take no subscriptions"
         ),
     ] = None
     notify_reminder_minutes: Annotated[
@@ -472,6 +487,34 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "a channel's test counts too",
         ),
     ] = 500
+    org_max_subscriber_mails_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mails to the subscribers of one organization's status pages "
+            "(confirmations and updates) sent per clock hour (UTC) at most, a budget apart "
+            "from `ORG_MAX_NOTIFICATIONS_PER_HOUR` so subscribers never use up the alerts'; "
+            "past it they are dropped, recorded in the outbox",
+        ),
+    ] = 1000
+    status_subscribe_per_page_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="confirmation e-mails one public status page sends per hour at most for "
+            "anonymous subscription requests; more are a 429",
+        ),
+    ] = 20
+    status_subscribe_per_address_per_day: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="confirmation e-mails one address gets per 24 hours at most, over every "
+            "status page; further requests answer as usual but mail nothing",
+        ),
+    ] = 3
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
@@ -543,8 +586,6 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         self.notify_private_networks  # noqa: B018  # raises ValueError naming the setting
-        if self.public_url is not None:
-            _check_url("PUBLIC_URL", self.public_url, ("http", "https"), many=False)
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")
@@ -566,6 +607,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 raise ValueError("NOTIFY_SMTP_URL names no host")
             if self.notify_from is None or "@" not in self.notify_from:
                 raise ValueError("NOTIFY_FROM (an e-mail address) is required with NOTIFY_SMTP_URL")
+        if self.public_url is not None:
+            check_public_url(self.public_url)
         if self.notify_sms_webhook_url is not None:
             _check_url(
                 "NOTIFY_SMS_WEBHOOK_URL", self.notify_sms_webhook_url, ("http", "https"), many=False

@@ -52,6 +52,8 @@ Row = tuple[str, str | None, str]  # (country, error kind, message)
 Verdict = Literal["missed", "failing", "degraded", "up"]
 Action = Literal["open", "close", "no_data"]
 
+# How far back a fresh state starts (and at least 3 intervals).
+LOOKBACK = timedelta(hours=1)
 DISABLED = "monitoring disabled"  # the end reason of an incident closed by disabling
 NEW_INCIDENT = (
     -1

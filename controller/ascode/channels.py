@@ -26,7 +26,7 @@ import msgspec
 import yaml
 
 from controller.ascode import secret_env
-from controller.ascode.spec import SpecError, _Lines, _Problem
+from controller.ascode.spec import SpecError, YamlLines, Problem
 from controller.notify.channel_kinds import SECRET_URL
 from controller.web.api.channels import ChannelCreate
 
@@ -62,7 +62,7 @@ def load(text: str, file: str, env: Mapping[str, str]) -> list[Channel]:
         raise SpecError([f"{file}:1: not valid YAML: {exc}"]) from None
     if node is None or not isinstance(data, dict):
         raise SpecError([f"{file}:1: expected a mapping with `channels`"])
-    lines = _Lines(node)
+    lines = YamlLines(node)
     problems: list[str] = []
     for key in sorted(set(data) - {"channels"}, key=str):
         problems.append(f"{file}:{lines.of((key,))}: {key}: unknown key (expected channels)")
@@ -75,7 +75,7 @@ def load(text: str, file: str, env: Mapping[str, str]) -> list[Channel]:
         at = ("channels", i)
         try:
             channel = _channel(item, env, lines.of(at))
-        except _Problem as exc:
+        except Problem as exc:
             problems.append(f"{file}:{lines.of((*at, *exc.path))}: {exc.message}")
             continue
         if channel.name in names:
@@ -93,12 +93,10 @@ def load(text: str, file: str, env: Mapping[str, str]) -> list[Channel]:
 
 def _channel(item: object, env: Mapping[str, str], line: int) -> Channel:
     if not isinstance(item, dict):
-        raise _Problem((), "expected a mapping with name and kind")
+        raise Problem((), "expected a mapping with name and kind")
     body = dict(item)
     if body.get("kind") in SECRET_URL and isinstance(body.get("url"), str):
-        raise _Problem(
-            ("url",), f"url: a {body['kind']} URL is its credential; write {{env: NAME}}"
-        )
+        raise Problem(("url",), f"url: a {body['kind']} URL is its credential; write {{env: NAME}}")
     if isinstance(body.get("url"), dict):
         body["url"] = _from_env(body["url"], "url", env)
     if body.get("secret") is not None:
@@ -108,30 +106,30 @@ def _channel(item: object, env: Mapping[str, str], line: int) -> Channel:
     except msgspec.ValidationError as exc:
         said = str(exc)
         field = said.rsplit("at `$.", 1)[-1].split("`")[0].split(".")[0] if "$." in said else ""
-        raise _Problem((field,) if field else (), said) from None
+        raise Problem((field,) if field else (), said) from None
     return Channel(checked.name, checked.kind, body, line)
 
 
 def _from_env(ref: object, field: str, env: Mapping[str, str]) -> str:
     """A secret `{env: NAME}` read from MAILPROBE_SECRET_NAME, by the monitors files' rules."""
     if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
-        raise _Problem(
+        raise Problem(
             (field,),
             f"{field}: secrets are not kept in the file; write {{env: NAME}} and set NAME in"
             " the environment",
         )
     name = ref["env"]
     if why := secret_env.refusal(name):
-        raise _Problem((field, "env"), f"{field}: {why}")
+        raise Problem((field, "env"), f"{field}: {why}")
     value = env.get(name)
     if value and secret_env.holds_the_token(value, env):
-        raise _Problem(
+        raise Problem(
             (field, "env"),
             f"{field}: {name} holds the API token ({secret_env.TOKEN_ENV}), which is never sent"
             " as a secret",
         )
     if not value:
-        raise _Problem((field, "env"), f"{field}: environment variable {name} is not set")
+        raise Problem((field, "env"), f"{field}: environment variable {name} is not set")
     return value
 
 

@@ -79,7 +79,8 @@ def _beside(path: str, key: str) -> str:
 @dataclass(frozen=True, eq=False)
 class Kind:
     """`name`: the API's name of the kind (`/api/{name}-monitors`); `types`: the stored types it
-    covers, the first being a new monitor's default, each with its label; `config`: the wire
+    covers, the first being a new monitor's default, each with its label and what its port is
+    when none is given (`port_hints`, as `shared.messages.default_port` decides); `config`: the wire
     Struct its stored config is read as; `logins`: where its credentials sit, a round trip's
     send leg first."""
 
@@ -88,6 +89,7 @@ class Kind:
     config_key: str
     types: tuple[MonitorType, ...]
     type_labels: tuple[str, ...]
+    port_hints: tuple[str, ...]
     config: type[JobConfig]
     logins: tuple[Login, ...]
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
@@ -160,6 +162,7 @@ SMTP: Final = Kind(
     config_key="smtpConfig",
     types=("smtp",),
     type_labels=("SMTP",),
+    port_hints=("465 with implicit TLS, else 25",),
     config=SmtpConfig,
     logins=(Login("auth.user", "auth.pass", SMTP_BINDING),),
 )
@@ -169,6 +172,7 @@ IMAP_POP: Final = Kind(
     config_key="imapPopConfig",
     types=("imap", "pop3"),
     type_labels=("IMAP", "POP3"),
+    port_hints=("993 with TLS, else 143", "995 with TLS, else 110"),
     config=ImapPopConfig,
     logins=(Login("user", "password", IMAP_POP_BINDING),),
 )
@@ -178,6 +182,7 @@ ROUNDTRIP: Final = Kind(
     config_key="roundtripConfig",
     types=("roundtrip",),
     type_labels=("Round-trip",),
+    port_hints=("465 with implicit TLS, else 25",),
     config=RoundTripConfig,
     logins=(
         Login("send.auth.user", "send.auth.pass", SMTP_BINDING, also=("to", "send.from")),
@@ -190,6 +195,9 @@ KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
 ALL_TYPES: Final[tuple[MonitorType, ...]] = tuple(t for k in KINDS for t in k.types)
 TYPE_LABELS: Final[dict[str, str]] = {
     t: label for k in KINDS for t, label in zip(k.types, k.type_labels, strict=True)
+}
+PORT_HINTS: Final[dict[str, str]] = {
+    t: hint for k in KINDS for t, hint in zip(k.types, k.port_hints, strict=True)
 }
 _BY_TYPE: Final[dict[str, Kind]] = {t: k for k in KINDS for t in k.types}
 _BY_NAME: Final[dict[str, Kind]] = {k.name: k for k in KINDS}

@@ -3,7 +3,7 @@
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -11,31 +11,10 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
-from controller.monitors.kinds import KINDS
-from controller.secrets.box import stored_hook
-from shared.messages import ImapPopConfig, JobConfig, MonitorType
-
-CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
-
-
-# The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,
-# no password); the wire Structs spell that "" (the agent logs in only with both), so it is read
-# as "". Read as a wrong shape, it made every read of a round trip a 500 and skipped every round
-# of an SMTP or IMAP/POP monitor.
-_BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
-
-
-def _nulls_blank(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
-            for key, item in value.items()
-        }
-    return value
-
-
-class MonitorConfigError(ValueError):
-    """A stored config that does not fit its type's config Struct."""
+from controller.monitors.config import CONFIG_TYPES as CONFIG_TYPES
+from controller.monitors.config import MonitorConfigError as MonitorConfigError
+from controller.monitors.config import decode_config as decode_config
+from shared.messages import JobConfig, MonitorType
 
 
 class Monitor(msgspec.Struct, kw_only=True, frozen=True):
@@ -78,23 +57,6 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
             f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
         )
         return f"Monitor({', '.join(shown)})"
-
-
-def decode_config(monitor_type: str, stored: Any) -> JobConfig:
-    """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
-    not fit (an unknown type, a wrong shape)."""
-    config_type = CONFIG_TYPES.get(monitor_type)
-    if config_type is None:
-        raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
-    try:
-        config: JobConfig = msgspec.convert(
-            _nulls_blank(stored or {}), config_type, dec_hook=stored_hook
-        )
-    except msgspec.ValidationError as exc:
-        raise MonitorConfigError(str(exc)) from None
-    if isinstance(config, ImapPopConfig):
-        config.protocol = "pop3" if monitor_type == "pop3" else "imap"
-    return config
 
 
 _CONFIGS = ("config", "config_as_sent")

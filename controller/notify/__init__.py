@@ -31,6 +31,7 @@ class Notification:
     text: str
     html: str | None
     key: str  # the outbox dedupe key: stable across retries, so receivers may dedupe too
+    list_unsubscribe: str | None = None  # e-mail: a one-click unsubscribe URL (RFC 8058)
     # A notification channel's notice (controller.notify.channel_send): the channel and its
     # event (controller.notify.channel_kinds.Event, decoded); None for e-mail and SMS.
     channel_id: int | None = None

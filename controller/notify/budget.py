@@ -29,18 +29,30 @@ WINDOW = timedelta(hours=1)
 # Kinds outside the budget: the owners' notice that it was reached.
 HELD_BACK = "held_back"
 
+# Mail to a status page's subscribers has a budget of its own (`subscribers`), so a page's
+# subscribers (whom anonymous visitors sign up) never use up the e-mail its alerts need; past
+# it the rows are dropped like any other, their history line saying why (no owners' notice:
+# it is about a monitor).
+SUBSCRIBER_KINDS = frozenset({"status_confirm", "status_update"})
+SUBSCRIBERS = "subscribers"
+# Every notification channel of an organization (webhook, Slack, ...) shares one budget.
+CHANNELS = "channels"
+
 SETTING = {
     "email": "ORG_MAX_NOTIFICATIONS_PER_HOUR",
     "sms": "ORG_MAX_SMS_PER_HOUR",
-    "channels": "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR",
+    SUBSCRIBERS: "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR",
+    CHANNELS: "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR",
 }
-WHAT = {"email": "e-mail", "sms": "SMS", "channels": "channel"}
+WHAT = {"email": "e-mail", "sms": "SMS", SUBSCRIBERS: "subscriber e-mail", CHANNELS: "channel"}
 
 
-def pool(channel: str) -> str:
-    """The budget a notification of `channel` draws on: e-mail's, SMS's, or the one all of an
-    organization's notification channels (webhook, Slack, ...) share."""
-    return channel if channel in ("email", "sms") else "channels"
+def budget_of(kind: str, channel: str) -> str:
+    """The budget a notification of `kind` on `channel` draws on: subscribers' mail has its
+    own, e-mail and SMS theirs, and all of an organization's notification channels share one."""
+    if kind in SUBSCRIBER_KINDS:
+        return SUBSCRIBERS
+    return channel if channel in ("email", "sms") else CHANNELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +62,7 @@ class Budget:
     email: int = 500
     sms: int = 100
     channels: int = 500
+    subscribers: int = 1000
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Budget":
@@ -57,11 +70,14 @@ class Budget:
             settings.org_max_notifications_per_hour,
             settings.org_max_sms_per_hour,
             settings.org_max_channel_notifications_per_hour,
+            settings.org_max_subscriber_mails_per_hour,
         )
 
     def per_hour(self, budget: str) -> int:
-        """The hourly budget of `budget` (a `pool`)."""
-        return {"sms": self.sms, "channels": self.channels}.get(budget, self.email)
+        """The hourly budget of `budget` (`budget_of`)."""
+        return {"sms": self.sms, CHANNELS: self.channels, SUBSCRIBERS: self.subscribers}.get(
+            budget, self.email
+        )
 
 
 def window(now: datetime) -> datetime:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -20,6 +21,7 @@ import structlog
 from controller.notify import Channel, DeliveryError, Notification, channel_kinds, channel_store
 from controller.notify.channel_kinds import Event
 from controller.notify.egress import Egress
+from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
@@ -36,14 +38,14 @@ class ChannelSender:
         pool: asyncpg.Pool,
         box: SecretBox,
         egress: Egress,
-        public_url: str | None = None,
+        links: Links = NO_LINKS,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._pool = pool
         self._box = box
         self._egress = egress
-        self._public_url = public_url
+        self._links = links
         self._clock = clock
 
     def channels(self) -> dict[str, Channel]:
@@ -55,12 +57,13 @@ class ChannelSender:
         return self._egress
 
     def console_url_root(self) -> str | None:
-        return f"{self._public_url.rstrip('/')}/console/" if self._public_url else None
+        return self._links.console()
 
     def console_url(self, monitor_public_id: str) -> str | None:
-        if not self._public_url:
+        try:
+            return self._links.monitor(UUID(monitor_public_id))
+        except ValueError:  # a payload is ours, but a link is never worth a failed notice
             return None
-        return f"{self._public_url.rstrip('/')}/console/monitors/{monitor_public_id}"
 
     async def send(self, note: Notification) -> None:
         if note.channel_id is None or note.payload is None:
@@ -138,5 +141,5 @@ def channel_sender(
 ) -> ChannelSender:
     """The sender of this process: NOTIFY_ALLOW_PRIVATE_NETWORKS and PUBLIC_URL applied."""
     return ChannelSender(
-        pool, box, egress or Egress(settings.notify_private_networks), settings.public_url
+        pool, box, egress or Egress(settings.notify_private_networks), Links.of(settings)
     )

@@ -36,6 +36,7 @@ from controller.notify import NAMES, Channel, DeliveryError, Notification, recip
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
+from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
 from shared.loop import run_every
@@ -70,9 +71,12 @@ class OutboxWorker:
         interval_s: float = 1.0,
         batch: int = BATCH,
         budget: Budget | None = None,
+        links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`links`: where the owners' notice that the budget was reached points them."""
         self._pool = pool
+        self._links = links
         self._budget = budget or Budget()
         self._channels = channels
         self._max_attempts = max_attempts
@@ -156,10 +160,14 @@ class OutboxWorker:
         charged = [r for r in rows if r.attempts == 1 and r.kind != HELD_BACK]
         if not charged:
             return rows
-        org_of = await budget_db.organizations(conn, [r.monitor_id for r in charged])
+        org_of = await budget_db.organizations(
+            conn, [r.monitor_id for r in charged if r.monitor_id is not None]
+        )
         groups: dict[tuple[int, str], list[Claimed]] = {}
         for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
-            groups.setdefault((org_of[r.monitor_id], notify_budget.pool(r.channel)), []).append(r)
+            org = r.organization_id if r.monitor_id is None else org_of[r.monitor_id]
+            assert org is not None  # the table's owner check: a monitor or an organization
+            groups.setdefault((org, notify_budget.budget_of(r.kind, r.channel)), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
         for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
@@ -183,8 +191,8 @@ class OutboxWorker:
                 per_hour=per_hour,
                 dropped=len(over),
             )
-            if not held_before:
-                await self._tell_owners(conn, org, channel, per_hour, start, over[0])
+            if not held_before and over[0].monitor_id is not None:
+                await self._tell_owners(conn, org, channel, per_hour, start, over[0].monitor_id)
         return [r for r in rows if r.id not in dropped]
 
     async def _tell_owners(
@@ -194,18 +202,18 @@ class OutboxWorker:
         channel: str,
         per_hour: int,
         start: datetime,
-        first: Claimed,
+        first_monitor_id: int,
     ) -> None:
         """Queue the owners' one notice of the window that `channel`'s budget was reached, in
         the alert history of the monitor whose notification was the first dropped."""
         name, owners = await budget_db.owners(conn, org)
         try:
-            watched = await monitors.watched(conn, first.monitor_id)
+            watched = await monitors.watched(conn, first_monitor_id)
         except monitors.MonitorConfigError as exc:
             log.error(
                 "monitor config unreadable: owners not told the notification budget was reached",
                 organization_id=org,
-                monitor=first.monitor_id,
+                monitor=first_monitor_id,
                 error=str(exc),
             )
             return
@@ -219,6 +227,7 @@ class OutboxWorker:
             per_hour,
             start + notify_budget.WINDOW,
             watched.monitor,
+            self._links,
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
         notes = recipients.to_owners(HELD_BACK, owners, texts, key)
@@ -246,8 +255,9 @@ class OutboxWorker:
             row.body_text,
             row.body_html,
             row.dedupe_key,
-            row.channel_id,
-            row.payload,
+            list_unsubscribe=row.list_unsubscribe,
+            channel_id=row.channel_id,
+            payload=row.payload,
         )
         permanent = False
         try:

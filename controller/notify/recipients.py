@@ -6,7 +6,7 @@ with one `CHANNELS` row the store expands (controller.notify.channel_store `fan_
 about the organization's use (budget held back, login cap) goes by e-mail to each of its
 owners. Pure; the store (controller.alerting.store `enqueue`) only writes the rows."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,6 +26,7 @@ class Outgoing:
     text: str
     html: str | None
     dedupe_key: str
+    list_unsubscribe: str | None = None  # a URL taking RFC 8058's one-click POST
     channel_id: int | None = None  # a notification channel's row
     payload: Event | None = None  # its event, as the channel is told it
 
@@ -41,15 +42,21 @@ class Owner(NamedTuple):
     email: str
 
 
-def to_recipients(kind: str, monitor: Monitor, texts: Texts, key: str) -> list[Outgoing]:
-    """One notification of `kind` per recipient of `monitor`; `key` is the notice's dedupe key,
-    made per channel."""
+def to_recipients(
+    kind: str,
+    monitor: Monitor,
+    texts: Texts,
+    key: str,
+    channels: Collection[str] = ("email", "sms"),
+) -> list[Outgoing]:
+    """One notification of `kind` per recipient of `monitor` on `channels`; `key` is the
+    notice's dedupe key, made per channel."""
     notes: list[Outgoing] = []
-    if email := monitor.notification_email:
+    if (email := monitor.notification_email) and "email" in channels:
         notes.append(
             Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
         )
-    if phone := monitor.notification_phone_number:
+    if (phone := monitor.notification_phone_number) and "sms" in channels:
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
     notes.append(Outgoing(kind, CHANNELS, "", texts.subject, "", None, key))
     return notes

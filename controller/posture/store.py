@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.posture.facts import StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 
 
@@ -45,10 +46,10 @@ async def save_state(
 
 async def rounds_after(
     conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
-) -> list[asyncpg.Record]:
+) -> list[StoredFacts]:
     """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
     inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
@@ -57,6 +58,7 @@ async def rounds_after(
         until,
         limit,
     )
+    return [StoredFacts(**row) for row in rows]
 
 
 async def baselines(conn: Conn, monitor_id: int) -> dict[str, Baseline]:
@@ -179,3 +181,33 @@ async def baseline_rows(conn: Conn, monitor_id: int) -> list[Any]:
         " ORDER BY country",
         monitor_id,
     )
+
+
+_WORST_FIRST = "array_position(ARRAY['critical','warning','info'], f.severity)"
+
+
+async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[asyncpg.Record]:
+    """The open findings of the organization's monitors (every organization's: None), worst
+    first, then by monitor name, code and country; with what names the monitor."""
+    return await conn.fetch(
+        "SELECT m.public_id, m.name, m.type, m.hostname, m.port, f.code, f.country,"
+        " f.severity, f.detail, f.appeared_at, f.last_seen_at"
+        " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        f" ORDER BY {_WORST_FIRST}, lower(m.name), m.public_id, f.code, f.country LIMIT $2",
+        organization_id,
+        limit,
+    )
+
+
+async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]:
+    """Open findings by severity, over the organization's monitors (every one's: None), a
+    finding several countries see counted once, as the console lists it."""
+    rows = await conn.fetch(
+        "SELECT f.severity, count(DISTINCT (f.monitor_id, f.code)) AS n FROM posture_findings f"
+        " JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        " GROUP BY f.severity",
+        organization_id,
+    )
+    return {r["severity"]: r["n"] for r in rows}

@@ -12,17 +12,16 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
 
-from controller.alerting.evaluator import LOOKBACK
-from controller.ingest.store import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.alerting.rules import LOOKBACK
+from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.logins import cap as login_cap
-from controller.logins.account_store import Login
 from controller.logins.backoff import HELD, logins
-from controller.monitors.store import Monitor, WatchedMonitor
+from controller.logins.cap import Login
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.secrets.box import SecretBox
@@ -41,6 +40,9 @@ from shared.messages import (
 )
 from shared.subjects import jobs_subject
 from shared.timefmt import iso_ms, parse_iso
+
+if TYPE_CHECKING:  # the types only: planning reads no store
+    from controller.monitors.store import Monitor, WatchedMonitor
 
 ACCOUNT_PURPOSE = "mailprobe login accounts"
 TENANT_PURPOSE = "mailprobe job tenants"
@@ -230,7 +232,7 @@ class RoundPlanner:
 
     def round(
         self,
-        target: WatchedMonitor | UnfitMonitor,
+        target: "WatchedMonitor | UnfitMonitor",
         now: datetime,
         live: frozenset[str],
         *,
@@ -242,12 +244,13 @@ class RoundPlanner:
         country for each round over before it could be sent. A monitor that cannot become jobs
         (a config that does not fit, a secret that does not open, a bad country code) gets a
         round marked `unusable`, with its countries and next due time, nothing else."""
-        if isinstance(target, WatchedMonitor):
-            base: Monitor | UnfitMonitor = target.monitor
-            listed, went = target.monitor.allowed_country_codes, target.rounds.countries
-        else:
+        base: Monitor | UnfitMonitor
+        if isinstance(target, UnfitMonitor):
             base = target
             listed, went = target.allowed_country_codes, target.round_countries
+        else:
+            base = target.monitor
+            listed, went = target.monitor.allowed_country_codes, target.rounds.countries
         public_id = str(base.public_id)
         over, run, next_at = round_times(
             public_id, base.check_interval, base.next_due_at, now, trigger
@@ -263,7 +266,7 @@ class RoundPlanner:
             return plan
         if run is not None:
             try:
-                if not isinstance(target, WatchedMonitor):
+                if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
                 self._jobs(plan, target, now, live, trigger, avoid or {})
             except JobConfigError as exc:
@@ -288,7 +291,7 @@ class RoundPlanner:
     def _jobs(
         self,
         plan: PlannedRound,
-        watched: WatchedMonitor,
+        watched: "WatchedMonitor",
         now: datetime,
         live: frozenset[str],
         trigger: bool,

@@ -23,6 +23,7 @@ from controller.notify import channel_kinds
 from controller.notify.budget import Budget
 from controller.notify.channel_send import ChannelSender
 from controller.notify.egress import Egress
+from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.secrets.box import SecretBox
 from controller.web.app import create_app
@@ -73,7 +74,7 @@ def sender(rig: Rig, settings: ControllerSettings, egress: Egress | None = None)
         rig.pool,
         SecretBox(settings.secrets_key),
         egress or loopback_egress(),
-        PUBLIC_URL,
+        Links(PUBLIC_URL),
         clock=rig.clock,
     )
 

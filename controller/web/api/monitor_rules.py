@@ -4,25 +4,21 @@ response.
 Shared by every kind's resource; `Kind` (controller.monitors.kinds) holds what differs between them.
 """
 
-import hmac
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
-from controller.access import customers_store as customers
-from controller.db.pool import Conn
+from controller.monitors import config as monitor_config
 from controller.monitors import kinds, validation
-from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
-from controller.monitors.store import Monitor
 from controller.roundtrips import rules as roundtrip_rules
-from controller.secrets.box import SecretBox, SecretBoxError, is_sealed
+from controller.secrets.box import SecretBox, is_sealed
 from controller.web.api import tls_options
-from controller.web.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
+from controller.web.api.errors import ApiError, bad_request, strict_body_error
 from controller.web.api.monitor_schemas import (
     MASK,
     ImapPopConfigIn,
@@ -40,9 +36,11 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from shared.messages import RoundTripConfig
-from shared.secret import enc_hook as secret_text
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
+
+if TYPE_CHECKING:  # the type only: these rules read no store
+    from controller.monitors.store import Monitor
 
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
 # IMAP mailbox names are sent quoted; these would end the quoted string or the command.
@@ -87,18 +85,6 @@ def public_id(kind: Kind, raw: str) -> UUID:
             code="invalid_public_id",
             fields=["publicId"],
         ) from None
-
-
-async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int:
-    """The internal id of the caller's customer given as number or public UUID."""
-    parsed = customer_ident(ident)
-    if parsed is None:
-        raise invalid_customer()
-    row = await customers.find(conn, parsed, organization_id)
-    if row is None:
-        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
-    found: int = row["id"]
-    return found
 
 
 def customer_ident(ident: int | str) -> int | UUID | None:
@@ -206,7 +192,7 @@ def _imap_pop_config(
     protocol = "imap"
     if cfg.protocol is not UNSET:
         protocol = cfg.protocol.strip().lower()
-        if protocol not in ("imap", "pop3"):
+        if protocol not in IMAP_POP.types:
             raise bad_request(f"{key}.protocol", f"{key}.protocol must be imap or pop3")
         out["protocol"] = protocol
     if cfg.user is not UNSET:
@@ -356,16 +342,16 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
     return values
 
 
-def _stored_config(monitor: Monitor) -> dict[str, Any]:
+def _stored_config(monitor: "Monitor") -> dict[str, Any]:
     """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
     (sealed)."""
-    stored: dict[str, Any] = msgspec.to_builtins(monitor.config, enc_hook=secret_text)
+    stored = monitor_config.as_stored(monitor.config)
     kinds.of_type(monitor.type).drop_job_only(stored)
     return stored
 
 
 def update_values(
-    kind: Kind, body: MonitorUpdate, monitor: Monitor, box: SecretBox
+    kind: Kind, body: MonitorUpdate, monitor: "Monitor", box: SecretBox
 ) -> dict[str, Any]:
     """The columns a PATCH changes on `monitor` (without `customer_id`)."""
     changes = common_values(body)
@@ -375,35 +361,6 @@ def update_values(
     )
     changes.update(config_values(kind, body, _stored_config(monitor), box))
     return changes
-
-
-def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
-    """After the binding check: a secret sent again with the value already stored keeps its
-    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
-    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
-    config = changes.get("config")
-    if not isinstance(config, dict):
-        return
-    for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
-        *parents, leaf = path.split(".")
-        new_holder: Any = config
-        old_holder: Any = _stored_config(monitor)
-        for step in parents:
-            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
-            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
-        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
-            continue
-        new, old = new_holder.get(leaf), old_holder.get(leaf)
-        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
-            new_holder[leaf] = old
-
-
-def _same(box: SecretBox, a: str, b: str) -> bool:
-    """Whether two sealed secrets hold the same value (False when either does not open)."""
-    try:
-        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
-    except SecretBoxError:
-        return False
 
 
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
@@ -425,7 +382,7 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
 def secret_refusal(
     kind: Kind,
     body: MonitorUpdate,
-    monitor: Monitor,
+    monitor: "Monitor",
     changes: Mapping[str, Any],
     each: Mapping[str, list[str]],
 ) -> ApiError:
@@ -483,7 +440,7 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _common(monitor: Monitor, config: dict[str, Any]) -> dict[str, Any]:
+def _common(monitor: "Monitor", config: dict[str, Any]) -> dict[str, Any]:
     """The fields every kind shows."""
     return {
         "id": monitor.id,
@@ -511,7 +468,7 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
     """A round trip's config as responses show it: as the agent uses it (defaults spelt out,
     secrets masked), the send leg's server (the monitor's hostname and port) in `send`."""
     if not isinstance(config, RoundTripConfig):  # as stored
-        config = monitors.decode_config(ROUNDTRIP.types[0], config)
+        config = monitor_config.decode_config(ROUNDTRIP.types[0], config)
     shown: dict[str, Any] = msgspec.to_builtins(config, enc_hook=masked_hook)
     ROUNDTRIP.drop_job_only(shown)
     shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
@@ -521,7 +478,7 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
-def present(monitor: Monitor) -> MonitorOut:
+def present(monitor: "Monitor") -> MonitorOut:
     """The API's response for a monitor, of its kind's shape."""
     kind = kinds.of_type(monitor.type)
     if kind is ROUNDTRIP:

@@ -19,10 +19,11 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from controller.monitors import kinds
+from controller.monitors.errors import Refused
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.monitors.store import Monitor
 from controller.web.api import guards
-from controller.web.api.errors import ApiError, strict_body_error
+from controller.web.api.errors import ApiError, api_error, strict_body_error
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_rules import present
 from controller.web.api.monitor_schemas import MASK, MonitorCreate, MonitorUpdate
@@ -34,13 +35,6 @@ from controller.web.console.session import PREFIX, principal_of
 AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
-# What the page says when a port is left empty (shared.messages.default_port).
-DEFAULT_PORTS = {
-    "smtp": "465 with implicit TLS, else 25",
-    "imap": "993 with TLS, else 143",
-    "pop3": "995 with TLS, else 110",
-    "roundtrip": "465 with implicit TLS, else 25",
-}
 # Config the API sets and the form does not show; an edit keeps it as stored. Without this an
 # edit dropped a CA pinned through the API (with the password typed again, silently: the agent
 # then trusted any public CA for the host) and the plaintext opt-in.
@@ -269,7 +263,7 @@ def _form(request: AnyRequest, kind: str, values: dict[str, str], **extra: Any) 
         kind=kind,
         forms=FORMS,
         intervals=INTERVALS,
-        default_port=DEFAULT_PORTS[kind],
+        default_port=kinds.PORT_HINTS[kind],
         values=values,
         **extra,
     )
@@ -304,15 +298,16 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         monitor = await create_checked(api.kind, request, checked)
-    except ApiError as exc:
+    except (ApiError, Refused) as refused:
+        error = api_error(refused)
         return _form(
             request,
             kind,
             _write_only(form),
             customers=await _customers(request),
-            error=exc.message,
-            error_fields=exc.fields,
-            status_code=exc.status,
+            error=error.message,
+            error_fields=error.fields,
+            status_code=error.status,
         )
     return Redirect(f"{PREFIX}/monitors/{monitor.public_id}?notice=created", status_code=303)
 
@@ -380,15 +375,16 @@ async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         await update_checked(api.kind, request, str(monitor.public_id), checked)
-    except ApiError as exc:
+    except (ApiError, Refused) as refused:
+        error = api_error(refused)
         return _form(
             request,
             kind,
             _write_only(form),
             customers=await _customers(request),
-            error=exc.message,
-            error_fields=exc.fields,
-            status_code=exc.status,
+            error=error.message,
+            error_fields=error.fields,
+            status_code=error.status,
             action=f"{PREFIX}/monitors/{monitor.public_id}/edit",
             editing=monitor,
         )

@@ -28,19 +28,22 @@ from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
+from controller.monitors.errors import Refused
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
+from controller.posture import store as posture_db
 from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
-from controller.web.api.errors import ApiError
+from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.api.results import WINDOWS
 from controller.web.console import charts
 from controller.web.console import store as console
+from controller.web.console.posture_view import monitor_posture
 from controller.web.console.session import (
     LOGIN_PATH,
     PREFIX,
@@ -203,7 +206,16 @@ async def _overview(request: AnyRequest) -> dict[str, Any]:
 @get("/", name="console-overview")
 async def overview(request: AnyRequest) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    return page(request, "overview.html", notice=notice, **await _overview(request))
+    async with pool_of(request).acquire() as conn:
+        scope = guards.read_scope(principal_of(request))
+        open_findings = await posture_db.open_counts(conn, scope)
+    return page(
+        request,
+        "overview.html",
+        notice=notice,
+        open_findings=open_findings,
+        **await _overview(request),
+    )
 
 
 @get("/monitors.part")
@@ -305,6 +317,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         history, _ = await alerts.list_history(conn, m.id, 10, 0)
         windows = await maintenance.for_monitor(conn, m.id, m.customer_id)
         capped = await login_caps.get(conn, m.id, now)
+        posture = await monitor_posture(conn, m.id)
     return page(
         request,
         "monitor.html",
@@ -321,6 +334,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         history=history,
         windows=windows,
         capped=capped,
+        **posture,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )
@@ -342,8 +356,8 @@ async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
     monitor = await _writable(request, monitor_id)
     try:
         await MonitorTrigger.of(request).run(principal_of(request), monitor)
-    except ApiError as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
-        return await _action_failed(request, monitor_id, exc)
+    except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
+        return await _action_failed(request, monitor_id, api_error(exc))
     return _back(monitor, "triggered")
 
 
@@ -356,8 +370,8 @@ async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Resp
     monitor = await _writable(request, monitor_id)
     try:
         await MonitorWrites.of(request).set_status(_lookup(monitor), status, BUDGET_FIELDS)
-    except ApiError as exc:
-        return await _action_failed(request, monitor_id, exc)
+    except (ApiError, Refused) as exc:
+        return await _action_failed(request, monitor_id, api_error(exc))
     log.info("console status change", monitor=str(monitor.public_id), status=status)
     return _back(monitor, "paused" if status == "disabled" else "resumed")
 

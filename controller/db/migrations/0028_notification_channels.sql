@@ -49,7 +49,7 @@ CREATE INDEX notification_outbox_channel ON notification_outbox (channel_id)
     WHERE channel_id IS NOT NULL;
 
 -- Every channel of an organization draws on one budget, `channels`
--- (ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR).
+-- (ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR), apart from e-mail's, SMS's and subscribers'.
 ALTER TABLE notification_budget DROP CONSTRAINT notification_budget_channel_check;
 ALTER TABLE notification_budget ADD CONSTRAINT notification_budget_channel_check
-    CHECK (channel IN ('email', 'sms', 'channels'));
+    CHECK (channel IN ('email', 'sms', 'subscribers', 'channels'));
