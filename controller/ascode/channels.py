@@ -26,7 +26,7 @@ import msgspec
 import yaml
 
 from controller.ascode import secret_env
-from controller.ascode.spec import SpecError, YamlLines, Problem
+from controller.ascode.spec import Problem, SpecError, YamlLines
 from controller.notify.channel_kinds import SECRET_URL
 from controller.web.api.channels import ChannelCreate
 
