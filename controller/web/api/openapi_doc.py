@@ -293,6 +293,8 @@ _DESCRIPTIONS = {
     "when that is an address, else in `receive.hostname`'s domain or a parent of it",
     "RoundTripSendIn.from": "the send login or in its domain when `auth.user` is an address, "
     "else in `to`'s domain; empty: `to`",
+    "monitorIds": "public ids of monitors of the caller's organization (another one: 404)",
+    "customerIds": "ids of customers of the caller's organization (another one: 404)",
 }
 _INTEGER_RULES: dict[str, JsonObject] = {
     "locations": {"enum": _LOCATION_IDS},
