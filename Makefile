@@ -81,11 +81,16 @@ dovecot: ## install Debian's dovecot-imapd, dovecot-pop3d and postfix when missi
 	$(call apt_when_missing,/usr/lib/dovecot/pop3,dovecot-imapd dovecot-pop3d)
 	$(call apt_when_missing,/usr/lib/postfix/sbin/master,postfix)
 
+# The notification channel tests post alerts to Debian's Prometheus Alertmanager, started by the
+# tests themselves on a loopback port (no service is enabled).
+alertmanager: ## install Debian's prometheus-alertmanager when missing (the Alertmanager channel's tests)
+	$(call apt_when_missing,/usr/bin/prometheus-alertmanager,prometheus-alertmanager)
+
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser unbound netns dovecot ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix and network namespaces
+test: $(STAMP) browser unbound netns dovecot alertmanager ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation

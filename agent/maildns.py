@@ -23,7 +23,7 @@ import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
-from agent.probers.run import is_blocked
+from shared.addresses import is_blocked
 from shared.maildns_bound import bounded
 from shared.messages import MailDns
 

@@ -1,5 +1,8 @@
-"""Which addresses a check (and the controller's token fetcher) may connect to: only globally
-routable unicast ones, judged also by the IPv4 address an IPv6 one carries. Pure."""
+"""Which addresses nobody outside the operator's network may make us connect to: anything but a
+globally routable unicast address, judged also by the IPv4 address an IPv6 one carries. One
+rule for the agents' check targets (agent.probers.run, agent.maildns), the controller's OAuth2
+token fetcher (controller.oauth2) and its outbound notification calls (controller.notify.egress).
+Pure."""
 
 import ipaddress
 

@@ -297,6 +297,15 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "notifications)"
         ),
     ] = None
+    notify_allow_private_networks: Annotated[
+        str,
+        Meta(
+            description="networks (addresses or CIDR, comma-separated) that notification "
+            "channels may reach though they are not public, and over plain `http://` (an "
+            "in-house Alertmanager); empty: channels reach public `https://` endpoints only, "
+            "by the rules checks use"
+        ),
+    ] = ""
     public_url: Annotated[
         str | None,
         Meta(
@@ -478,6 +487,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "budget of its own)",
         ),
     ] = 100
+    org_max_channel_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications one organization's channels (webhook, Slack, Teams, "
+            "PagerDuty, Opsgenie, Alertmanager) have sent per clock hour (UTC) at most, all "
+            "together and each counted once, as `ORG_MAX_NOTIFICATIONS_PER_HOUR` for e-mail; "
+            "a channel's test counts too",
+        ),
+    ] = 500
     org_max_subscriber_mails_per_hour: Annotated[
         int,
         Meta(
@@ -589,6 +608,21 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 ) from None
         return found
 
+    @property
+    def notify_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """NOTIFY_ALLOW_PRIVATE_NETWORKS, parsed."""
+        found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for net in (n.strip() for n in self.notify_allow_private_networks.split(",")):
+            if not net:
+                continue
+            try:
+                found.append(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"NOTIFY_ALLOW_PRIVATE_NETWORKS: {net!r} is not an IP address or CIDR network"
+                ) from None
+        return found
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if unknown := self.roles - CONTROLLER_ROLES:
@@ -600,6 +634,7 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         if self.check_raw_days > self.check_history_days:
             raise ValueError("CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS")
+        self.notify_private_networks  # noqa: B018  # raises ValueError naming the setting
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")

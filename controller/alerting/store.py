@@ -19,7 +19,8 @@ from controller.alerting.thresholds import (
     Thresholds,
 )
 from controller.db.pool import Conn
-from controller.notify.recipients import Outgoing
+from controller.notify import channel_store
+from controller.notify.recipients import CHANNELS, Outgoing
 from controller.posture.rules import (
     DEFAULT_EMAIL_SEVERITIES,
     DEFAULT_EXPIRY_DAYS,
@@ -27,6 +28,7 @@ from controller.posture.rules import (
     SEVERITIES,
     Severity,
 )
+from shared.timefmt import utcnow
 
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
@@ -402,12 +404,21 @@ async def list_incidents(
 async def enqueue(
     conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
 ) -> None:
-    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped."""
+    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped.
+    The `CHANNELS` row becomes one row per notification channel of the monitor."""
+    expanded: list[Outgoing] = []
     for n in notes:
+        if n.channel == CHANNELS:
+            expanded += await channel_store.fan_out(
+                conn, monitor_id, incident_id, n.kind, n.dedupe_key, n.subject, utcnow()
+            )
+        else:
+            expanded.append(n)
+    for n in expanded:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             monitor_id,
             incident_id,
@@ -418,6 +429,8 @@ async def enqueue(
             n.text,
             n.html,
             n.dedupe_key,
+            n.channel_id,
+            n.payload,
         )
 
 
@@ -460,6 +473,8 @@ class Claimed(NamedTuple):
     dedupe_key: str
     organization_id: int | None
     list_unsubscribe: str | None
+    channel_id: int | None = None
+    payload: dict[str, Any] | None = None  # a channel's event (channel_kinds.Event), decoded
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)

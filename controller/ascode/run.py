@@ -21,6 +21,7 @@ import httpx
 import yaml
 
 from controller.ascode import api_url, secret_env
+from controller.ascode import channels as channel_file
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 from controller.monitors import kinds
@@ -155,12 +156,25 @@ def _trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:
 def add_commands(sub: Any) -> None:
     """`apply` and `export` on the controller's command line."""
     api_help = f"the API's base URL (default: MAILPROBE_API or {DEFAULT_API})"
-    cmd = sub.add_parser("apply", help="create/update (and --prune delete) monitors from a file")
+    cmd = sub.add_parser(
+        "apply",
+        help="create/update (and --prune delete) monitors, or notification channels, from a file",
+    )
     cmd.add_argument("-f", "--file", required=True, help="the monitors file (YAML)")
-    cmd.add_argument("--prune", action="store_true", help="delete the customer's other monitors")
+    cmd.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the customer's other monitors (a channels file: the other channels)",
+    )
     cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    export = sub.add_parser("export", help="print a customer's monitors as a monitors file")
-    export.add_argument("--customer", required=True, help="numeric id or public UUID")
+    export = sub.add_parser(
+        "export", help="print a customer's monitors (or the channels) as a file apply takes"
+    )
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--customer", help="numeric id or public UUID")
+    which.add_argument(
+        "--channels", action="store_true", help="the organization's notification channels"
+    )
     for c in (cmd, export):
         c.add_argument("--api", default=None, help=api_help)
         c.add_argument(
@@ -178,9 +192,15 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
         return 2
     if args.command == "export":
+        if args.channels:
+            return asyncio.run(_export_channels(api, env))
         return asyncio.run(_export(api, args.customer, env))
     try:
-        spec = load(Path(args.file).read_text(), args.file, env)
+        text = Path(args.file).read_text()
+        if channel_file.is_channels_file(text):
+            wanted = channel_file.load(text, args.file, env)
+            return asyncio.run(_apply_channels(api, wanted, args, env))
+        spec = load(text, args.file, env)
     except SpecError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -194,6 +214,30 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 async def _apply(api: str, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     async with _client(api, env) as client:
         return await apply(spec, client, prune=args.prune, dry_run=args.dry_run, say=print)
+
+
+async def _apply_channels(
+    api: str, wanted: list[channel_file.Channel], args: argparse.Namespace, env: Mapping[str, str]
+) -> int:
+    async with _client(api, env) as client:
+        try:
+            return await channel_file.apply(
+                wanted, args.file, client, prune=args.prune, dry_run=args.dry_run, say=print
+            )
+        except SpecError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+
+
+async def _export_channels(api: str, env: Mapping[str, str]) -> int:
+    async with _client(api, env) as client:
+        try:
+            items = await channel_file.current(client)
+        except SpecError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    sys.stdout.write(channel_file.export_text(items))
+    return 0
 
 
 async def _export(api: str, customer: str, env: Mapping[str, str]) -> int:

@@ -94,7 +94,7 @@ class Spec:
     monitors: list[Desired]
 
 
-class _Lines:
+class YamlLines:
     """The line (1-based) of every key and item of a YAML document, by path."""
 
     def __init__(self, node: yaml.Node) -> None:
@@ -144,7 +144,7 @@ def load(text: str, file: str, env: Mapping[str, str]) -> Spec:
         raise SpecError([f"{file}:{line}: not valid YAML: {exc}"]) from None
     if node is None or not isinstance(data, dict):
         raise SpecError([f"{file}:1: expected a mapping with `customer` and `monitors`"])
-    lines = _Lines(node)
+    lines = YamlLines(node)
     problems: list[str] = []
 
     def problem(path: Path, message: str) -> None:
@@ -167,7 +167,7 @@ def load(text: str, file: str, env: Mapping[str, str]) -> Spec:
         try:
             own = {p[2:]: n for p, n in lines.at.items() if p[:2] == at and len(p) > 2}
             desired = _monitor(item, str(customer), env, box, lines.of(at), own)
-        except _Problem as exc:
+        except Problem as exc:
             problem((*at, *exc.path), exc.message)
             continue
         if desired.name in names:
@@ -184,7 +184,9 @@ def load(text: str, file: str, env: Mapping[str, str]) -> Spec:
     return Spec(file, str(customer), lines.of(("customer",)), found)
 
 
-class _Problem(Exception):
+class Problem(Exception):
+    """What is wrong at `path` of a document (a monitors or channels file)."""
+
     def __init__(self, path: Path, message: str) -> None:
         super().__init__(message)
         self.path = path
@@ -200,13 +202,13 @@ def _monitor(
     lines: dict[Path, int],
 ) -> Desired:
     if not isinstance(item, dict):
-        raise _Problem((), "each monitor is a mapping")
+        raise Problem((), "each monitor is a mapping")
     doc = dict(item)
     monitor_type = doc.pop("type", None)
     if monitor_type not in TYPES:
-        raise _Problem(("type",), f"type: one of {', '.join(TYPES)} is required")
+        raise Problem(("type",), f"type: one of {', '.join(TYPES)} is required")
     if "customerId" in doc:
-        raise _Problem(("customerId",), "customerId: the file's `customer` applies to all")
+        raise Problem(("customerId",), "customerId: the file's `customer` applies to all")
     kind = kinds.of_type(monitor_type)
     config_key = _config_key(kind, doc)
     if config_key is not None:
@@ -232,9 +234,9 @@ def _monitor(
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
 
 
-def _api_problem(exc: ApiError | Refused) -> _Problem:
+def _api_problem(exc: ApiError | Refused) -> Problem:
     path = field_path(exc.fields[0]) if exc.fields else ()
-    return _Problem(path, exc.message)
+    return Problem(path, exc.message)
 
 
 def _config_key(kind: Kind, doc: dict[str, Any]) -> str | None:
@@ -268,22 +270,22 @@ def _read_secret(
     if ref is None:
         return
     if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
-        raise _Problem(
+        raise Problem(
             path,
             f"{'.'.join(path)}: secrets are not kept in the file; write {{env: NAME}} and set"
             " NAME in the environment",
         )
     if why := secret_env.refusal(ref["env"]):
-        raise _Problem((*path, "env"), f"{'.'.join(path)}: {why}")
+        raise Problem((*path, "env"), f"{'.'.join(path)}: {why}")
     value = env.get(ref["env"])
     if value and secret_env.holds_the_token(value, env):
-        raise _Problem(
+        raise Problem(
             (*path, "env"),
             f"{'.'.join(path)}: {ref['env']} holds the API token ({secret_env.TOKEN_ENV}),"
             " which is never sent as a secret",
         )
     if not value:
-        raise _Problem(
+        raise Problem(
             (*path, "env"), f"{'.'.join(path)}: environment variable {ref['env']} is not set"
         )
     holder[leaf] = value
@@ -297,7 +299,7 @@ def _protocol(doc: dict[str, Any], key: str, monitor_type: MonitorType) -> None:
             doc[key] = {**config, "protocol": "pop3"}
         return
     if given != monitor_type:
-        raise _Problem(
+        raise Problem(
             (key, "protocol"), f"{key}.protocol: {given!r} contradicts type {monitor_type}"
         )
 

@@ -7,7 +7,7 @@ notification did not go out; the outbox worker retries it later, unless the erro
 """
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.settings import ControllerSettings
 
@@ -32,6 +32,10 @@ class Notification:
     html: str | None
     key: str  # the outbox dedupe key: stable across retries, so receivers may dedupe too
     list_unsubscribe: str | None = None  # e-mail: a one-click unsubscribe URL (RFC 8058)
+    # A notification channel's notice (controller.notify.channel_send): the channel and its
+    # event (controller.notify.channel_kinds.Event, decoded); None for e-mail and SMS.
+    channel_id: int | None = None
+    payload: dict[str, Any] | None = None
 
 
 class Channel(Protocol):

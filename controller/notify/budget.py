@@ -35,18 +35,24 @@ HELD_BACK = "held_back"
 # it is about a monitor).
 SUBSCRIBER_KINDS = frozenset({"status_confirm", "status_update"})
 SUBSCRIBERS = "subscribers"
+# Every notification channel of an organization (webhook, Slack, ...) shares one budget.
+CHANNELS = "channels"
 
 SETTING = {
     "email": "ORG_MAX_NOTIFICATIONS_PER_HOUR",
     "sms": "ORG_MAX_SMS_PER_HOUR",
     SUBSCRIBERS: "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR",
+    CHANNELS: "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR",
 }
-WHAT = {"email": "e-mail", "sms": "SMS", SUBSCRIBERS: "subscriber e-mail"}
+WHAT = {"email": "e-mail", "sms": "SMS", SUBSCRIBERS: "subscriber e-mail", CHANNELS: "channel"}
 
 
 def budget_of(kind: str, channel: str) -> str:
-    """The budget a notification of `kind` on `channel` draws on."""
-    return SUBSCRIBERS if kind in SUBSCRIBER_KINDS else channel
+    """The budget a notification of `kind` on `channel` draws on: subscribers' mail has its
+    own, e-mail and SMS theirs, and all of an organization's notification channels share one."""
+    if kind in SUBSCRIBER_KINDS:
+        return SUBSCRIBERS
+    return channel if channel in ("email", "sms") else CHANNELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Budget:
 
     email: int = 500
     sms: int = 100
+    channels: int = 500
     subscribers: int = 1000
 
     @classmethod
@@ -62,14 +69,15 @@ class Budget:
         return cls(
             settings.org_max_notifications_per_hour,
             settings.org_max_sms_per_hour,
+            settings.org_max_channel_notifications_per_hour,
             settings.org_max_subscriber_mails_per_hour,
         )
 
     def per_hour(self, budget: str) -> int:
-        """`budget`: a channel, or `subscribers` (`budget_of`)."""
-        if budget == SUBSCRIBERS:
-            return self.subscribers
-        return self.sms if budget == "sms" else self.email
+        """The hourly budget of `budget` (`budget_of`)."""
+        return {"sms": self.sms, CHANNELS: self.channels, SUBSCRIBERS: self.subscribers}.get(
+            budget, self.email
+        )
 
 
 def window(now: datetime) -> datetime:

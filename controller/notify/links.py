@@ -21,6 +21,10 @@ class Links:
     def of(cls, settings: ControllerSettings) -> "Links":
         return cls(settings.public_url)
 
+    def console(self) -> str | None:
+        """The console's home page."""
+        return None if self.base is None else f"{self.base}{CONSOLE}/"
+
     def monitor(self, public_id: UUID) -> str | None:
         """The monitor's console page (its posture included)."""
         return None if self.base is None else f"{self.base}{CONSOLE}/monitors/{public_id}"

@@ -255,7 +255,9 @@ class OutboxWorker:
             row.body_text,
             row.body_html,
             row.dedupe_key,
-            row.list_unsubscribe,
+            list_unsubscribe=row.list_unsubscribe,
+            channel_id=row.channel_id,
+            payload=row.payload,
         )
         permanent = False
         try:

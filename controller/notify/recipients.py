@@ -1,14 +1,17 @@
 """Who hears of a notice, one outbox row each: an incident's, a posture finding's or a
 back-off's notice goes to each recipient the monitor has (its e-mail, its phone), whatever
-channels this process can send (a replica that has the channel sends it); a notice about the
-organization's use (budget held back, login cap) goes by e-mail to each of its owners. Pure;
-the store (controller.alerting.store `enqueue`) only writes the rows."""
+channels this process can send (a replica that has the channel sends it), and an incident's to
+the notification channels the monitor (or else its customer) chose: `to_recipients` names them
+with one `CHANNELS` row the store expands (controller.notify.channel_store `fan_out`). A notice
+about the organization's use (budget held back, login cap) goes by e-mail to each of its
+owners. Pure; the store (controller.alerting.store `enqueue`) only writes the rows."""
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from controller.monitors.store import Monitor
+from controller.notify.channel_kinds import Event
 from controller.notify.texts import Texts
 
 
@@ -24,6 +27,12 @@ class Outgoing:
     html: str | None
     dedupe_key: str
     list_unsubscribe: str | None = None  # a URL taking RFC 8058's one-click POST
+    channel_id: int | None = None  # a notification channel's row
+    payload: Event | None = None  # its event, as the channel is told it
+
+
+# The row standing for "the monitor's notification channels", expanded by the store.
+CHANNELS = "channels"
 
 
 class Owner(NamedTuple):
@@ -49,6 +58,7 @@ def to_recipients(
         )
     if (phone := monitor.notification_phone_number) and "sms" in channels:
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
+    notes.append(Outgoing(kind, CHANNELS, "", texts.subject, "", None, key))
     return notes
 
 

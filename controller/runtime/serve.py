@@ -24,6 +24,7 @@ from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.retention import keep_partitions
 from controller.notify import channels
+from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.runtime import metrics
 from controller.runtime.pipeline import Pipeline, open_pipeline
@@ -99,11 +100,12 @@ def _alerter(
     from controller.scheduling.rules import JobIds
     from controller.secrets.box import SecretBox
 
-    found = channels(settings)
+    box = SecretBox(settings.secrets_key or "")
+    found = channels(settings) | channel_sender(settings, pool, box).channels()
     alerter = Alerter(
         pool,
         js,
-        JobIds.from_box(SecretBox(settings.secrets_key or "")),
+        JobIds.from_box(box),
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
         confirm_per_minute=settings.confirm_rounds_per_minute,

@@ -14,6 +14,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.notify.channel_send import channel_sender
+from controller.notify.egress import Egress
 from controller.runtime import metrics
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
@@ -24,6 +26,7 @@ from controller.web.api.alerts import AlertSettingsController
 from controller.web.api.alerts import router as alerts_router
 from controller.web.api.allow import options_allow
 from controller.web.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
+from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
 from controller.web.api.maintenance import MaintenanceWindowController
@@ -138,9 +141,12 @@ def create_app(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
     pipeline: Pipeline | None = None,
+    *,
+    egress: Egress | None = None,
 ) -> Litestar:
     """The API on `pool`, which its caller opens and closes (controller.runtime.serve). Without
-    `pipeline` (NATS), trigger-check and the agents list answer 503."""
+    `pipeline` (NATS), trigger-check and the agents list answer 503. `egress`: the notification
+    channels' outbound HTTP, when not the settings' (tests: a private CA, loopback receivers)."""
     if settings.secrets_key is None:
         raise ValueError("SECRETS_KEY is required to serve the API")
 
@@ -150,6 +156,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.pool = pool
         app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
+        app.state.channel_sender = channel_sender(settings, pool, box, egress)
         try:
             yield
         finally:
@@ -170,6 +177,7 @@ def create_app(
             ),
             AlertSettingsController,
             MaintenanceWindowController,
+            NotificationChannelController,
             StatusNoticeController,
             list_agents,
             CustomerController,

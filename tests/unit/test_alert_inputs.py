@@ -12,7 +12,7 @@ from controller.alerting.incident import Incident
 from controller.alerting.rules import JudgedMonitor, expected_countries
 from controller.monitors.store import Monitor, RoundState
 from controller.notify.links import NO_LINKS, Links
-from controller.notify.recipients import Outgoing, Owner, to_owners, to_recipients
+from controller.notify.recipients import CHANNELS, Outgoing, Owner, to_owners, to_recipients
 from controller.notify.texts import Kind, Texts, render, target
 from shared.messages import SmtpAuth, SmtpConfig
 
@@ -149,7 +149,10 @@ def test_a_monitors_notice_goes_to_each_of_its_recipients(
     email: str | None, phone: str | None, expected: list[Outgoing]
 ) -> None:
     m = monitor(notification_email=email, notification_phone_number=phone)
-    assert to_recipients("down", m, TEXTS, "k") == expected
+    *notes, channels = to_recipients("down", m, TEXTS, "k")
+    assert notes == expected
+    # and the monitor's notification channels, whatever its addresses (the store expands it)
+    assert channels == Outgoing("down", CHANNELS, "", "subject", "", None, "k")
 
 
 def test_an_organization_notice_goes_by_email_to_each_owner_keyed_per_owner() -> None:

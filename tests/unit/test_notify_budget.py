@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.notify.budget import Budget, dropped_reason, granted, window
+from controller.notify.budget import Budget, budget_of, dropped_reason, granted, window
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,23 @@ def test_each_channel_has_its_budget_and_the_reason_names_its_setting() -> None:
     reason = dropped_reason("sms", 2, start)
     assert "ORG_MAX_SMS_PER_HOUR" in reason and "2026-01-01T08:00:00" in reason
     assert "ORG_MAX_NOTIFICATIONS_PER_HOUR" in dropped_reason("email", 10, start)
+
+
+@pytest.mark.parametrize(
+    ("kind", "channel", "budget", "setting"),
+    [
+        ("down", "email", "email", "ORG_MAX_NOTIFICATIONS_PER_HOUR"),
+        ("finding", "sms", "sms", "ORG_MAX_SMS_PER_HOUR"),
+        ("status_update", "email", "subscribers", "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR"),
+        ("status_confirm", "email", "subscribers", "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR"),
+        ("down", "slack", "channels", "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR"),
+        ("recovered", "pagerduty", "channels", "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR"),
+    ],
+)
+def test_subscribers_and_channels_each_draw_on_their_own_budget(
+    kind: str, channel: str, budget: str, setting: str
+) -> None:
+    b = Budget(email=10, sms=2, channels=3, subscribers=4)
+    assert budget_of(kind, channel) == budget
+    assert b.per_hour(budget) == {"email": 10, "sms": 2, "channels": 3, "subscribers": 4}[budget]
+    assert setting in dropped_reason(budget, b.per_hour(budget), datetime(2026, 1, 1, tzinfo=UTC))

@@ -29,6 +29,15 @@ GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
         ({**GOOD, "LOG_LEVEL": "LOUD"}, "setting LOG_LEVEL is invalid"),
         ({**GOOD, "CHECK_RAW_DAYS": "1"}, "setting CHECK_RAW_DAYS is invalid"),
         ({**GOOD, "CHECK_RAW_DAYS": "91"}, "CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS"),
+        (
+            {**GOOD, "NOTIFY_ALLOW_PRIVATE_NETWORKS": "10.0.0.0/8, intranet"},
+            "NOTIFY_ALLOW_PRIVATE_NETWORKS: 'intranet' is not an IP address or CIDR network",
+        ),
+        ({**GOOD, "PUBLIC_URL": "ftp://mailprobe.example"}, "PUBLIC_URL must start with one of"),
+        (
+            {**GOOD, "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR": "0"},
+            "setting ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR is invalid",
+        ),
     ],
 )
 def test_bad_controller_setting_names_it(env: dict[str, str], message: str) -> None:

@@ -101,8 +101,8 @@ class DeliveryAttempt(msgspec.Struct, rename="camel"):
     kind: str  # `down`, `reminder`, `recovered`, `no_data` (closed for lack of data), `finding`,
     # `cert_expiry`, `credentials`, `held_back` (the owners' notice that the notification budget
     # was reached)
-    channel: str  # `email`, `sms`
-    target: str
+    channel: str  # `email`, `sms`, or a notification channel's kind (`webhook`, `slack`, ...)
+    target: str  # the address, the number, or the notification channel's public id
     attempt: int
     status: str  # `sent`, `failed`, `dropped` (not sent on purpose: `error` says why)
     error: str | None

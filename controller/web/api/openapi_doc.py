@@ -56,6 +56,7 @@ UUID_PARAMS = frozenset(
         "roundtripMonitorPublicId",
         "userPublicId",
         "windowId",
+        "channelId",
     }
 )
 ERROR_STATUSES = {
@@ -154,6 +155,10 @@ FLAG = {"pattern": f"^\\s*(?:{_FLAG})\\s*$"}
 _TYPES = "|".join(sorted(ALERTSITE_TYPES))
 UUID_STRING = {"type": "string", "format": "uuid"}
 DATE_TIME = {"type": "string", "format": "date-time"}
+_CHANNEL_URL = {
+    "type": "string",
+    "pattern": "^https://[a-z0-9](?:[a-z0-9.-]{0,60}[a-z0-9])?(?::[1-9][0-9]{0,3})?(?:/[!-~]*)?$",
+}
 _STRING_RULES: dict[str, JsonObject] = {
     "name": NAME,
     "hostname": HOSTNAME,
@@ -166,6 +171,9 @@ _STRING_RULES: dict[str, JsonObject] = {
     "notificationEmail": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
     "status": {"enum": sorted(STATUSES)},
     "monitorId": {"format": "uuid"},
+    "monitorIds": {"format": "uuid"},
+    "ChannelCreate.url": {"pattern": _CHANNEL_URL["pattern"]},
+    "ChannelUpdate.url": {"pattern": _CHANNEL_URL["pattern"]},
     "startsAt": {"format": "date-time"},
     "endsAt": {"format": "date-time"},
     "startTime": {"pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"},
@@ -210,6 +218,40 @@ _WINDOW_RULES = {
         },
     ]
 }
+# A notification channel: each kind's required fields (channels.stored); `url` an https URL
+# with a host and no credentials (Egress.url_problem), `secret` not the mask on create.
+_NEW_SECRET = {"type": "string", "pattern": "^(?!\\*{8}$)[^\\x00]+$"}
+_CHANNEL_RULES = {
+    "oneOf": [
+        {
+            "required": ["kind", "url", "secret"],
+            "properties": {
+                "kind": {"enum": ["webhook"]},
+                "url": _CHANNEL_URL,
+                "secret": _NEW_SECRET,
+            },
+        },
+        {
+            "required": ["kind", "url"],
+            "properties": {
+                "kind": {"enum": ["slack", "teams", "alertmanager"]},
+                "url": _CHANNEL_URL,
+            },
+        },
+        {
+            "required": ["kind", "secret"],
+            "properties": {"kind": {"enum": ["pagerduty", "opsgenie"]}, "secret": _NEW_SECRET},
+        },
+        {
+            "required": ["kind", "secret", "chatId"],
+            "properties": {
+                "kind": {"enum": ["telegram"]},
+                "secret": _NEW_SECRET,
+                "chatId": {"type": "string"},
+            },
+        },
+    ]
+}
 # AlertSite's numbers may come as strings of digits (alertsite_mapping.whole, interval_of).
 _AS_INTERVAL = {"minimum": INTERVAL_MIN, "maximum": INTERVAL_MAX}
 _AS_TIMEOUT = {"minimum": TIMEOUT_MIN, "maximum": TIMEOUT_MAX}
@@ -251,6 +293,8 @@ _DESCRIPTIONS = {
     "when that is an address, else in `receive.hostname`'s domain or a parent of it",
     "RoundTripSendIn.from": "the send login or in its domain when `auth.user` is an address, "
     "else in `to`'s domain; empty: `to`",
+    "monitorIds": "public ids of monitors of the caller's organization (another one: 404)",
+    "customerIds": "ids of customers of the caller's organization (another one: 404)",
 }
 _INTEGER_RULES: dict[str, JsonObject] = {
     "locations": {"enum": _LOCATION_IDS},
@@ -303,6 +347,7 @@ def request_schemas() -> dict[str, JsonObject]:
         _closed_structs(), ref_template="#/components/schemas/{name}"
     )
     components["MaintenanceWindowCreate"].update(_WINDOW_RULES)
+    components["ChannelCreate"].update(_CHANNEL_RULES)
     # A round trip needs both legs and a recipient (monitor_rules._roundtrip_config, _receive).
     components["RoundTripConfigIn"]["required"] = ["send", "to", "receive"]
     components["RoundTripSendIn"]["required"] = ["hostname"]

@@ -17,6 +17,7 @@ from openapi_ui_bundles import swagger_ui
 from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError
 from controller.web.console import (
+    channels,
     findings,
     forms,
     pages,
@@ -82,6 +83,10 @@ def routers(box: SecretBox) -> list[Router]:
             scrape.tokens_page,
             scrape.create_token,
             scrape.delete_token,
+            channels.channels_page,
+            channels.create_channel,
+            channels.test_channel,
+            channels.delete_channel,
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],
         middleware=[session_auth, csrf_middleware(box)],

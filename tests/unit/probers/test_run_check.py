@@ -7,8 +7,9 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from agent.probers.run import is_blocked, run_check
+from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from shared.addresses import is_blocked
 from shared.messages import MonitorType, encode
 from tests.peers.jobs import make_job
 from tests.peers.scripted import ScriptedPeer

@@ -1,0 +1,371 @@
+"""Notification channel kinds, pure: the event a channel is told and each kind's request.
+
+An `Event` is written with the notice (the outbox row's `payload`), so a retry tells the same.
+Each kind turns it into one HTTP request (`request`); `verdict` reads the answer. Built only
+from the monitor's name, type, host and port and the incident: never from a monitor's config,
+so never a monitor secret; the channel's own secret goes only into the header or field its
+receiver expects (a signature, a routing key, an API key), never into an error.
+"""
+
+import hashlib
+import hmac
+import html
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, get_args
+from urllib.parse import quote
+
+import msgspec
+
+from shared.timefmt import iso_ms
+
+Kind = Literal["webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager", "telegram"]
+KINDS: Final[tuple[str, ...]] = get_args(Kind)
+# Kinds whose URL is itself the credential: stored sealed, shown masked.
+SECRET_URL: Final = frozenset({"slack", "teams"})
+# Kinds that need `secret` (the signing key, the routing key, the API key).
+NEEDS_SECRET: Final = frozenset({"webhook", "pagerduty", "opsgenie", "telegram"})
+DEFAULT_URL: Final = {
+    "pagerduty": "https://events.pagerduty.com/v2/enqueue",
+    "opsgenie": "https://api.opsgenie.com",
+    "telegram": "https://api.telegram.org",
+}
+SIGNATURE_HEADER: Final = "X-Mailprobe-Signature"
+REPLAY_WINDOW_S: Final = 300
+# How long Alertmanager keeps a firing alert without news: reminders renew it, the recovery
+# ends it (Alertmanager would otherwise resolve it after its own `resolve_timeout`).
+ALERTMANAGER_HOLD: Final = timedelta(hours=24)
+TEST_HOLD: Final = timedelta(minutes=5)  # a test alert ends by itself
+
+State = Literal["down", "up", "unknown"]
+STATE_OF: Final[dict[str, State]] = {
+    "down": "down",
+    "reminder": "down",
+    "recovered": "up",
+    "no_data": "unknown",
+    "test": "down",
+}
+
+
+class MonitorFacts(msgspec.Struct, rename="camel", frozen=True):
+    id: str
+    name: str
+    type: str
+    hostname: str
+    port: int | None
+
+
+class IncidentFacts(msgspec.Struct, rename="camel", frozen=True):
+    id: str
+    started_at: str
+    ended_at: str | None
+    cause: str
+    cause_kind: str
+    countries: list[str]
+
+
+class Event(msgspec.Struct, rename="camel", frozen=True):
+    """The generic webhook's body (docs/alerts.md has its JSON schema), and what every other
+    kind is built from."""
+
+    id: str  # stable across retries: receivers drop a repeat by it
+    kind: str  # down, reminder, recovered, no_data, test
+    state: State
+    at: str
+    summary: str
+    monitor: MonitorFacts
+    incident: IncidentFacts | None
+    console_url: str | None
+    version: int = 1
+
+
+def event_schema() -> dict[str, Any]:
+    """The webhook body's JSON schema, as docs/alerts.md shows it."""
+    _, parts = msgspec.json.schema_components([Event], ref_template="#/$defs/{name}")
+    schema: dict[str, Any] = parts.pop("Event")
+    schema["$defs"] = parts
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mailprobe webhook event v1"
+    return schema
+
+
+def event_id(dedupe_key: str) -> str:
+    """A notice's id for receivers, from its outbox dedupe key (which names internal ids)."""
+    return hashlib.sha256(dedupe_key.encode()).hexdigest()[:32]
+
+
+def encode(event: Event) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def decode(payload: bytes) -> Event:
+    return msgspec.json.decode(payload, type=Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def _json(value: Any) -> bytes:
+    return msgspec.json.encode(value)
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The webhook's signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
+    "<t>." + body>` under the channel's secret."""
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def _where(e: Event) -> str:
+    return ", ".join(e.incident.countries) if e.incident and e.incident.countries else "-"
+
+
+def _target(e: Event) -> str:
+    port = f":{e.monitor.port}" if e.monitor.port else ""
+    return f"{e.monitor.type.upper()} {e.monitor.hostname}{port}"
+
+
+def _facts(e: Event) -> list[tuple[str, str]]:
+    facts = [("State", e.state.upper()), ("Monitor", f"{e.monitor.name} ({_target(e)})")]
+    if e.incident is not None:
+        facts += [("Countries", _where(e)), ("Cause", e.incident.cause)]
+        facts.append(("Down since", e.incident.started_at))
+        if e.incident.ended_at:
+            facts.append(("Ended at", e.incident.ended_at))
+    return facts
+
+
+def _slack(e: Event) -> bytes:
+    lines = "\n".join(f"*{k}:* {_slack_escape(v)}" for k, v in _facts(e))
+    if e.console_url:
+        lines += f"\n<{e.console_url}|Open in mailprobe>"
+    return _json(
+        {
+            "text": e.summary,  # the notification's own text (and the fallback)
+            "blocks": [
+                {
+                    "type": "section",
+                    "text": {"type": "mrkdwn", "text": f"*{_slack_escape(e.summary)}*"},
+                },
+                {"type": "section", "text": {"type": "mrkdwn", "text": lines}},
+            ],
+        }
+    )
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's three control characters, escaped as its docs ask."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _teams(e: Event) -> bytes:
+    """An Adaptive Card in a message: what Teams workflows ("Post to a channel when a webhook
+    request is received") and the older incoming webhooks both take."""
+    color = {"down": "Attention", "up": "Good"}.get(e.state, "Warning")
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": e.summary,
+                "weight": "Bolder",
+                "size": "Medium",
+                "color": color,
+                "wrap": True,
+            },
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(e)]},
+        ],
+    }
+    if e.console_url:
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Open in mailprobe", "url": e.console_url}
+        ]
+    return _json(
+        {
+            "type": "message",
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": None,
+                    "content": card,
+                }
+            ],
+        }
+    )
+
+
+def incident_key(e: Event) -> str:
+    """One key per incident (PagerDuty's dedup_key, Opsgenie's alias): the trigger, its
+    reminders and its resolve all name the same alert. A test has its own."""
+    ident = e.incident.id if e.incident is not None else e.id
+    return f"mailprobe-{e.monitor.id}-{ident}"
+
+
+def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "dedup_key": incident_key(e),
+        "event_action": "resolve" if e.state != "down" else "trigger",
+    }
+    if e.state == "down":
+        body["payload"] = {
+            "summary": e.summary[:1024],
+            "source": e.monitor.hostname,
+            "severity": "critical",
+            "timestamp": e.incident.started_at if e.incident else e.at,
+            "component": e.monitor.name,
+            "group": e.monitor.type,
+            "class": e.incident.cause_kind if e.incident else "test",
+            "custom_details": dict(_facts(e)),
+        }
+        body["client"] = "mailprobe"
+        if e.console_url:
+            body["client_url"] = e.console_url
+            body["links"] = [{"href": e.console_url, "text": "Open in mailprobe"}]
+    return Request(url, {"Content-Type": "application/json"}, _json(body))
+
+
+def _opsgenie(e: Event, base: str, api_key: str) -> Request:
+    alias = incident_key(e)
+    headers = {"Content-Type": "application/json", "Authorization": f"GenieKey {api_key}"}
+    base = base.rstrip("/")
+    if e.state != "down":
+        url = f"{base}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
+        return Request(url, headers, _json({"source": "mailprobe", "note": e.summary}))
+    description = "\n".join(f"{k}: {v}" for k, v in _facts(e))
+    if e.console_url:
+        description += f"\n{e.console_url}"
+    body = {
+        "message": e.summary[:130],
+        "alias": alias,
+        "description": description[:15000],
+        "source": "mailprobe",
+        "entity": e.monitor.hostname,
+        "priority": "P1",
+        "tags": ["mailprobe", e.monitor.type],
+        "details": {"monitorId": e.monitor.id, "countries": _where(e)},
+    }
+    return Request(f"{base}/v2/alerts", headers, _json(body))
+
+
+def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Request:
+    """One alert a routing tree can match on (`alertname`, `severity`, `monitor`,
+    `monitor_type`, `host`, `incident`); ended at the recovery."""
+    labels = {
+        "alertname": "MailprobeMonitorDown",
+        "severity": "critical",
+        "source": "mailprobe",
+        "monitor": e.monitor.name,
+        "monitor_id": e.monitor.id,
+        "monitor_type": e.monitor.type,
+        "host": e.monitor.hostname,
+        "incident": e.incident.id if e.incident else e.id,
+    }
+    started = e.incident.started_at if e.incident else e.at
+    if e.kind == "test":
+        ends = iso_ms(now + TEST_HOLD)
+    elif e.state == "down":
+        ends = iso_ms(now + ALERTMANAGER_HOLD)
+    else:
+        ends = (e.incident.ended_at if e.incident else None) or e.at
+    alert: dict[str, Any] = {
+        "labels": labels,
+        "annotations": {
+            "summary": e.summary,
+            "countries": _where(e),
+            "cause": e.incident.cause if e.incident else "a test of the channel",
+        },
+        "startsAt": started,
+        "endsAt": ends,
+    }
+    if e.console_url:
+        alert["generatorURL"] = e.console_url
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return Request(f"{base.rstrip('/')}/api/v2/alerts", headers, _json([alert]))
+
+
+def _telegram(e: Event, base: str, token: str, chat_id: str) -> Request:
+    """The Bot API's sendMessage to `chat_id`, in its HTML mode (only `<b>`, `<a>` used)."""
+    icon = {"down": "\U0001f534", "up": "\U0001f7e2"}.get(e.state, "\u26aa")
+    lines = [f"{icon} <b>{html.escape(e.summary)}</b>"]
+    lines += [f"<b>{html.escape(k)}:</b> {html.escape(v)}" for k, v in _facts(e)]
+    if e.console_url:
+        lines.append(f'<a href="{html.escape(e.console_url)}">Open in mailprobe</a>')
+    body = {
+        "chat_id": chat_id,
+        "text": "\n".join(lines)[:4096],
+        "parse_mode": "HTML",
+        "disable_web_page_preview": True,
+    }
+    url = f"{base.rstrip('/')}/bot{token}/sendMessage"
+    return Request(url, {"Content-Type": "application/json"}, _json(body))
+
+
+def request(
+    kind: str, e: Event, url: str, secret: str | None, now: datetime, chat_id: str | None = None
+) -> Request:
+    """The HTTP request that tells channel `kind` at `url` of `e`."""
+    if kind == "webhook":
+        body = _json(e)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Mailprobe-Event": e.id,
+            SIGNATURE_HEADER: signature(secret or "", int(now.timestamp()), body),
+        }
+        return Request(url, headers, body)
+    if kind == "slack":
+        return Request(url, {"Content-Type": "application/json"}, _slack(e))
+    if kind == "teams":
+        return Request(url, {"Content-Type": "application/json"}, _teams(e))
+    if kind == "pagerduty":
+        return _pagerduty(e, url, secret or "")
+    if kind == "opsgenie":
+        return _opsgenie(e, url, secret or "")
+    if kind == "alertmanager":
+        return _alertmanager(e, url, secret, now)
+    if kind == "telegram":
+        return _telegram(e, url, secret or "", chat_id or "")
+    raise ValueError(f"unknown channel kind {kind!r}")
+
+
+# HTTP answers that would be the same again: the request itself is wrong. 408 and 429 say
+# "later"; Opsgenie's 404 on a close means the alert is gone already (delivered).
+_RETRYABLE: Final = frozenset({408, 425, 429})
+
+
+def verdict(kind: str, e: Event, status: int) -> tuple[bool, bool]:
+    """(delivered, permanent) for an HTTP answer `status` of channel `kind`."""
+    if 200 <= status < 300:
+        return True, False
+    if kind == "opsgenie" and e.state != "down" and status == 404:
+        return True, False
+    permanent = 400 <= status < 500 and status not in _RETRYABLE
+    return False, permanent
+
+
+def test_event(channel_public_id: str, channel_name: str, now: datetime, url: str | None) -> Event:
+    """The event "send a test" tells a channel: a made-up monitor, clearly a test."""
+    return Event(
+        id=event_id(f"test:{channel_public_id}:{now.isoformat()}"),
+        kind="test",
+        state="down",
+        at=iso_ms(now),
+        summary=f"[mailprobe] Test of channel {channel_name}: this is only a test",
+        monitor=MonitorFacts(
+            id="00000000-0000-0000-0000-000000000000",
+            name="mailprobe test",
+            type="smtp",
+            hostname="test.invalid",
+            port=None,
+        ),
+        incident=None,
+        console_url=url,
+    )

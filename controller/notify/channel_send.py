@@ -1,0 +1,145 @@
+"""Sending to an organization's notification channels: the outbox worker's channel for each
+kind (`ChannelSender.channels`), and the API's "send a test" (`ChannelSender.deliver`).
+
+The channel is read when the notice is sent, so a changed URL or secret applies to retries; a
+pending row of a deleted channel fails for good, its history kept. Its URL (when it is the
+credential) and secret are opened only here, for the one request, and never logged: an error
+names the kind, the host and the HTTP status, with any echo of the secret or URL masked.
+"""
+
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import structlog
+
+from controller.notify import Channel, DeliveryError, Notification, channel_kinds, channel_store
+from controller.notify.channel_kinds import Event
+from controller.notify.egress import Egress
+from controller.notify.links import NO_LINKS, Links
+from controller.secrets.box import SecretBox, SecretBoxError
+from shared.secret import SECRET_MASK
+from shared.settings import ControllerSettings
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+ERROR_BODY_CHARS = 200
+
+
+class ChannelSender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        egress: Egress,
+        links: Links = NO_LINKS,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._pool = pool
+        self._box = box
+        self._egress = egress
+        self._links = links
+        self._clock = clock
+
+    def channels(self) -> dict[str, Channel]:
+        """One outbox channel per kind, by the kind's name."""
+        return {kind: _KindChannel(self, kind) for kind in channel_kinds.KINDS}
+
+    @property
+    def egress(self) -> Egress:
+        return self._egress
+
+    def console_url_root(self) -> str | None:
+        return self._links.console()
+
+    def console_url(self, monitor_public_id: str) -> str | None:
+        try:
+            return self._links.monitor(UUID(monitor_public_id))
+        except ValueError:  # a payload is ours, but a link is never worth a failed notice
+            return None
+
+    async def send(self, note: Notification) -> None:
+        if note.channel_id is None or note.payload is None:
+            raise DeliveryError("not sent: the channel was deleted", permanent=True)
+        async with self._pool.acquire() as conn:
+            row = await channel_store.by_id(conn, note.channel_id)
+        if row is None:
+            raise DeliveryError("not sent: the channel was deleted", permanent=True)
+        try:
+            event = msgspec.convert(note.payload, Event)
+        except msgspec.ValidationError as exc:
+            raise DeliveryError(
+                f"not sent: stored event unreadable: {exc}", permanent=True
+            ) from None
+        event = msgspec.structs.replace(event, console_url=self.console_url(event.monitor.id))
+        await self.deliver(row, event)
+
+    async def deliver(self, channel: asyncpg.Record | dict[str, Any], event: Event) -> None:
+        """Tell `channel` (its row) of `event`, or raise DeliveryError."""
+        kind: str = channel["kind"]
+        try:
+            url = (
+                self._box.open(channel["url"])
+                if kind in channel_kinds.SECRET_URL
+                else channel["url"]
+            )
+            secret = self._box.open(channel["secret"]) if channel["secret"] else None
+        except SecretBoxError:
+            raise DeliveryError(
+                "not sent: the channel's secret does not open with SECRETS_KEY", permanent=True
+            ) from None
+        request = channel_kinds.request(kind, event, url, secret, self._clock(), channel["chat_id"])
+        answer = await self._egress.post(request.url, request.body, request.headers)
+        delivered, permanent = channel_kinds.verdict(kind, event, answer.status)
+        if delivered:
+            return
+        said = _printable(answer.body.decode("utf-8", "replace"))
+        for hidden in (secret, url, request.url):
+            if hidden:
+                said = said.replace(hidden, SECRET_MASK)
+        host = urlsplit(request.url).hostname or "?"
+        suffix = " (not retried)" if permanent else ""
+        raise DeliveryError(
+            f"{kind} endpoint {host} answered HTTP {answer.status}"
+            + (f": {said[:ERROR_BODY_CHARS]}" if said else "")
+            + suffix,
+            permanent=permanent,
+        )
+
+
+def _printable(text: str) -> str:
+    return " ".join(
+        "".join(
+            " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
+        ).split()
+    )
+
+
+class _KindChannel:
+    """The outbox's view of one kind: validation is the API's, sending the sender's."""
+
+    def __init__(self, sender: ChannelSender, name: str) -> None:
+        self.name = name
+        self._sender = sender
+
+    def validate(self) -> None:
+        return None
+
+    async def send(self, note: Notification) -> None:
+        await self._sender.send(note)
+
+
+def channel_sender(
+    settings: ControllerSettings, pool: asyncpg.Pool, box: SecretBox, egress: Egress | None = None
+) -> ChannelSender:
+    """The sender of this process: NOTIFY_ALLOW_PRIVATE_NETWORKS and PUBLIC_URL applied."""
+    return ChannelSender(
+        pool, box, egress or Egress(settings.notify_private_networks), Links.of(settings)
+    )

@@ -1,0 +1,228 @@
+"""Notification channels' rows: the channels of an organization, which monitors and customers
+chose each, and the outbox rows a notice fans out to. The caller owns the transaction."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.notify import channel_kinds
+from controller.notify.channel_kinds import Event, IncidentFacts, MonitorFacts
+from controller.notify.recipients import Outgoing
+from shared.timefmt import iso_ms, iso_ms_or_none
+
+_COLUMNS = (
+    "c.id, c.public_id, c.organization_id, c.name, c.kind, c.url, c.url_shown, c.secret, c.chat_id,"
+    " c.created_at, c.updated_at,"
+    " ARRAY(SELECT m.public_id::text FROM monitor_notification_channels mc"
+    "   JOIN monitors m ON m.id = mc.monitor_id WHERE mc.channel_id = c.id ORDER BY m.id)"
+    "   AS monitor_ids,"
+    " ARRAY(SELECT cc.customer_id FROM customer_notification_channels cc"
+    "   WHERE cc.channel_id = c.id ORDER BY cc.customer_id) AS customer_ids"
+)
+
+
+async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> asyncpg.Record | None:
+    """A channel by public id, of `organization_id` (None: any, for global supporters)."""
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM notification_channels c WHERE c.public_id = $1"
+        " AND ($2::bigint IS NULL OR c.organization_id = $2)",
+        public_id,
+        organization_id,
+    )
+
+
+async def by_id(conn: Conn, channel_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM notification_channels c WHERE c.id = $1", channel_id
+    )
+
+
+async def list_page(
+    conn: Conn, organization_id: int | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM notification_channels c"
+        " WHERE $1::bigint IS NULL OR c.organization_id = $1 ORDER BY c.id LIMIT $2 OFFSET $3",
+        organization_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM notification_channels WHERE $1::bigint IS NULL"
+        " OR organization_id = $1",
+        organization_id,
+    )
+    return rows, total
+
+
+async def count(conn: Conn, organization_id: int) -> int:
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM notification_channels WHERE organization_id = $1", organization_id
+    )
+    return n
+
+
+async def insert(conn: Conn, organization_id: int, values: dict[str, Any]) -> int:
+    new_id: int = await conn.fetchval(
+        "INSERT INTO notification_channels (organization_id, name, kind, url, url_shown, secret,"
+        " chat_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        organization_id,
+        values["name"],
+        values["kind"],
+        values["url"],
+        values["url_shown"],
+        values["secret"],
+        values["chat_id"],
+    )
+    return new_id
+
+
+async def update(conn: Conn, channel_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(
+        "UPDATE notification_channels SET name = $2, url = $3, url_shown = $4, secret = $5,"
+        " chat_id = $6, updated_at = now() WHERE id = $1",
+        channel_id,
+        values["name"],
+        values["url"],
+        values["url_shown"],
+        values["secret"],
+        values["chat_id"],
+    )
+
+
+async def choose(
+    conn: Conn, channel_id: int, monitor_ids: Sequence[int], customer_ids: Sequence[int]
+) -> None:
+    """The monitors and customers that chose the channel, replaced."""
+    await conn.execute(
+        "DELETE FROM monitor_notification_channels WHERE channel_id = $1", channel_id
+    )
+    await conn.execute(
+        "DELETE FROM customer_notification_channels WHERE channel_id = $1", channel_id
+    )
+    await conn.execute(
+        "INSERT INTO monitor_notification_channels (monitor_id, channel_id)"
+        " SELECT unnest($2::bigint[]), $1",
+        channel_id,
+        list(monitor_ids),
+    )
+    await conn.execute(
+        "INSERT INTO customer_notification_channels (customer_id, channel_id)"
+        " SELECT unnest($2::bigint[]), $1",
+        channel_id,
+        list(customer_ids),
+    )
+
+
+async def delete(conn: Conn, channel_id: int) -> None:
+    await conn.execute("DELETE FROM notification_channels WHERE id = $1", channel_id)
+
+
+async def monitor_ids(conn: Conn, public_ids: Sequence[UUID], organization_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT id FROM monitors WHERE public_id = ANY($1::uuid[]) AND organization_id = $2",
+        list(public_ids),
+        organization_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def customer_ids(conn: Conn, ids: Sequence[int], organization_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT id FROM customers WHERE id = ANY($1::bigint[]) AND organization_id = $2",
+        list(ids),
+        organization_id,
+    )
+    return [r["id"] for r in rows]
+
+
+# A monitor's channels: those chosen for it, else its customer's defaults; always of its own
+# organization (a join row can only be written for one, but the rule holds here too).
+_FOR_MONITOR = """
+WITH m AS (SELECT id, customer_id, organization_id FROM monitors WHERE id = $1),
+own AS (SELECT mc.channel_id FROM monitor_notification_channels mc, m WHERE mc.monitor_id = m.id),
+chosen AS (
+    SELECT channel_id FROM own
+    UNION ALL
+    SELECT cc.channel_id FROM customer_notification_channels cc, m
+    WHERE cc.customer_id = m.customer_id AND NOT EXISTS (SELECT 1 FROM own)
+)
+SELECT c.id, c.public_id, c.kind FROM notification_channels c, m
+WHERE c.id IN (SELECT channel_id FROM chosen) AND c.organization_id = m.organization_id
+ORDER BY c.id
+"""
+
+# Notices a channel is told: an incident's.
+INCIDENT_KINDS = frozenset({"down", "reminder", "recovered", "no_data"})
+
+
+async def fan_out(
+    conn: Conn,
+    monitor_id: int,
+    incident_id: int | None,
+    kind: str,
+    key: str,
+    summary: str,
+    now: datetime,
+) -> list[Outgoing]:
+    """One outbox row per channel of the monitor for an incident's notice (`kind`, its dedupe
+    `key` and `summary`); none for other notices."""
+    if kind not in INCIDENT_KINDS or incident_id is None:
+        return []
+    channels = await conn.fetch(_FOR_MONITOR, monitor_id)
+    if not channels:
+        return []
+    facts = await conn.fetchrow(
+        "SELECT m.public_id, m.name, m.type, m.hostname, m.port, i.public_id AS incident,"
+        " i.started_at, i.ended_at, i.cause, i.cause_kind, i.countries"
+        " FROM monitors m JOIN incidents i ON i.monitor_id = m.id"
+        " WHERE m.id = $1 AND i.id = $2",
+        monitor_id,
+        incident_id,
+    )
+    if facts is None:
+        return []
+    notes = []
+    for c in channels:
+        dedupe = f"{key}:ch:{c['id']}"
+        event = Event(
+            id=channel_kinds.event_id(dedupe),
+            kind=kind,
+            state=channel_kinds.STATE_OF[kind],
+            at=iso_ms(now),
+            summary=summary,
+            monitor=MonitorFacts(
+                str(facts["public_id"]),
+                facts["name"],
+                facts["type"],
+                facts["hostname"],
+                facts["port"],
+            ),
+            incident=IncidentFacts(
+                str(facts["incident"]),
+                iso_ms(facts["started_at"]),
+                iso_ms_or_none(facts["ended_at"]),
+                facts["cause"],
+                facts["cause_kind"],
+                list(facts["countries"] or []),
+            ),
+            console_url=None,  # the sender's PUBLIC_URL: a property of the deployment
+        )
+        notes.append(
+            Outgoing(
+                kind,
+                c["kind"],
+                str(c["public_id"]),
+                summary,
+                "",
+                None,
+                dedupe,
+                channel_id=c["id"],
+                payload=event,
+            )
+        )
+    return notes

@@ -1,0 +1,193 @@
+"""Outbound HTTP of the notification channels: a POST to an endpoint a user of an organization
+typed in, so it must not become a way into the operator's network.
+
+- Only `https://` to hosts whose every address is public, judged by the rule checks use
+  (`shared.addresses.is_blocked`), at connect time on the addresses actually dialled (no
+  second lookup a rebinding name could answer differently). `NOTIFY_ALLOW_PRIVATE_NETWORKS`
+  lets chosen networks through, and only they may be reached over plain `http://`.
+- No redirects, no proxies from the environment, a timeout per request, and at most
+  `MAX_BODY` bytes of an answer read.
+- Errors name the host and what failed, never the URL's path or query (a Slack or Teams URL is
+  its own credential) nor a header.
+"""
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from controller.notify import DeliveryError
+from shared.addresses import is_blocked
+
+MAX_BODY = 64 * 1024
+TIMEOUT_S = 10.0
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressRefused(Exception):
+    """The endpoint is not public and no allowed network holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes  # at most MAX_BODY bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def _allowed(address: str, networks: Sequence[Network]) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return any(ip in net for net in networks)
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's own backend, dialling only addresses the rules allow: the host is resolved
+    here once and one of those checked addresses is connected to; TLS still verifies the
+    host's name."""
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self._networks = list(networks)
+        self._inner = httpcore.AnyIOBackend()
+
+    def permitted(self, address: str) -> bool:
+        return _allowed(address, self._networks) or not is_blocked(address)
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's signature
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout or TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve: {type(exc).__name__}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses or not all(self.permitted(a) for a in addresses):
+            raise AddressRefused(
+                f"{host} resolves to an address that is not public (private, loopback, link-local"
+                " or reserved); NOTIFY_ALLOW_PRIVATE_NETWORKS can allow it"
+            )
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109  # httpcore's signature
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise AddressRefused("unix sockets are not notification endpoints")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class Egress:
+    """POSTs to channel endpoints under the rules above. `ssl_context` replaces the system
+    trust store (tests, an in-house CA)."""
+
+    def __init__(
+        self,
+        networks: Sequence[Network] = (),
+        *,
+        timeout_s: float = TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._networks = list(networks)
+        self._timeout_s = timeout_s
+        self._ssl_context = ssl_context or ssl.create_default_context()
+
+    def url_problem(self, url: str) -> str | None:
+        """What is wrong with `url` as an endpoint before any lookup, or None: the API's check."""
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  # raises ValueError on a bad port
+        except ValueError:
+            return "is not a valid URL"
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            return "must be an https:// URL"
+        if parts.username or parts.password:
+            return "must not hold credentials (user:password@)"
+        if parts.scheme == "http" and not self._networks:
+            return "must be an https:// URL (plain http only to NOTIFY_ALLOW_PRIVATE_NETWORKS)"
+        return None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """POST `body`; the answer, or DeliveryError (permanent when the endpoint is refused)."""
+        host = urlsplit(url).hostname or "?"
+        if problem := self.url_problem(url):
+            raise DeliveryError(f"endpoint {problem}", permanent=True)
+        backend = GuardedBackend(self._networks)
+        if urlsplit(url).scheme == "http":
+            await self._plain_http_allowed(host, backend)
+        transport = httpx.AsyncHTTPTransport(verify=self._ssl_context, trust_env=False)
+        # The transport's own pool, rebuilt on the guarded backend (httpx has no parameter
+        # for a network backend).
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context, network_backend=backend, max_connections=1
+        )
+        try:
+            async with (
+                asyncio.timeout(2 * self._timeout_s),  # the whole call, however slow the drip
+                httpx.AsyncClient(
+                    transport=transport,
+                    timeout=self._timeout_s,
+                    follow_redirects=False,
+                    trust_env=False,
+                ) as client,
+                client.stream("POST", url, content=body, headers=dict(headers)) as response,
+            ):
+                data = bytearray()
+                async for chunk in response.aiter_raw():
+                    data += chunk
+                    if len(data) >= MAX_BODY:
+                        break
+                return Answer(response.status_code, bytes(data[:MAX_BODY]))
+        except AddressRefused as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
+        except (httpx.TimeoutException, TimeoutError):
+            raise DeliveryError(f"{host} did not answer within {self._timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{host} unreachable: {type(exc).__name__}") from None
+        except ssl.SSLError as exc:
+            raise DeliveryError(f"TLS with {host} failed: {exc.reason or 'error'}") from None
+
+    async def _plain_http_allowed(self, host: str, backend: GuardedBackend) -> None:
+        """Plain http only to addresses of the allowed networks."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, 80, type=socket.SOCK_STREAM), self._timeout_s
+            )
+        except (OSError, TimeoutError):
+            raise DeliveryError(f"{host} does not resolve") from None
+        if not all(_allowed(str(i[4][0]), self._networks) for i in infos):
+            raise DeliveryError(
+                f"endpoint {host}: plain http:// only to NOTIFY_ALLOW_PRIVATE_NETWORKS",
+                permanent=True,
+            )

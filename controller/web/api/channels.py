@@ -1,0 +1,338 @@
+"""`/api/notification-channels`: where an organization's incidents are told besides a monitor's
+e-mail and phone (docs/alerts.md, "Notification channels").
+
+Owners and admins create, change, delete and test channels; every user of the organization may
+list and read them; another organization's channel is not found (404). `secret` (and the URL of
+Slack and Teams, which is its own credential) is write-only: sealed at rest with SECRETS_KEY and
+shown as the mask; sending the mask back keeps it. `monitorIds` (public UUIDs) and
+`customerIds` choose who is told: a monitor's own choice, else its customer's default.
+"""
+
+import re
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import asyncpg
+import msgspec
+import structlog
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from msgspec import Meta
+
+from controller.access.accounts_store import Principal
+from controller.db.pool import Conn
+from controller.monitors import validation
+from controller.notify import DeliveryError, channel_kinds, channel_store
+from controller.notify import budget as notify_budget
+from controller.notify import budget_store as budget_db
+from controller.notify.budget import Budget
+from controller.notify.channel_send import ChannelSender
+from controller.secrets.box import SecretBox
+from controller.web.api import guards
+from controller.web.api.errors import ApiError, bad_request, not_found
+from controller.web.api.monitor_rules import strict_body
+from controller.web.api.page import Page, published
+from shared.secret import SECRET_MASK
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+AuthedRequest = Request[Principal, Any, Any]
+ChannelId = Annotated[str, PathParameter(name="channelId", description="public UUID")]
+
+MAX_CHANNELS = 100  # per organization: bounds one notice's fan-out
+MAX_CHOSEN = 1000
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Url = Annotated[str, Meta(min_length=1, max_length=2048)]
+SecretText = Annotated[str, Meta(min_length=1, max_length=1024)]
+# A Telegram chat: a numeric id (groups and channels negative) or a public channel's @name.
+CHAT_ID = r"^(?:-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$"
+ChatId = Annotated[str, Meta(pattern=CHAT_ID)]
+
+
+class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    name: Name
+    kind: channel_kinds.Kind
+    url: Url | None = None
+    secret: SecretText | None = None
+    chat_id: ChatId | None = None
+    monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] = []
+    customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] = []
+
+
+class ChannelUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    name: Name | None = None
+    url: Url | None = None
+    secret: SecretText | None = None
+    chat_id: ChatId | None = None
+    monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] | None = None
+    customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] | None = None
+
+
+class NotificationChannel(msgspec.Struct, rename="camel"):
+    id: str
+    organization_id: int
+    name: str
+    kind: str
+    url: str  # Slack's and Teams' shown masked: the URL is the credential
+    secret: str | None  # the mask when one is set, never the secret
+    chat_id: str | None  # Telegram's chat
+    monitor_ids: list[str]
+    customer_ids: list[int]
+    created_at: str
+    updated_at: str
+
+
+class ChannelTestResult(msgspec.Struct, rename="camel"):
+    delivered: bool
+    error: str | None = None
+
+
+NotificationChannelPage = Annotated[Page[NotificationChannel], published("NotificationChannelPage")]
+
+
+def _present(row: asyncpg.Record) -> NotificationChannel:
+    return NotificationChannel(
+        id=str(row["public_id"]),
+        organization_id=row["organization_id"],
+        name=row["name"],
+        kind=row["kind"],
+        url=row["url_shown"],
+        secret=SECRET_MASK if row["secret"] else None,
+        chat_id=row["chat_id"],
+        monitor_ids=list(row["monitor_ids"]),
+        customer_ids=list(row["customer_ids"]),
+        created_at=iso_ms(row["created_at"]),
+        updated_at=iso_ms(row["updated_at"]),
+    )
+
+
+def _sender(request: Request[Any, Any, Any]) -> ChannelSender:
+    sender: ChannelSender = request.app.state.channel_sender
+    return sender
+
+
+def stored(
+    request: Request[Any, Any, Any],
+    kind: str,
+    name: str,
+    url: str | None,
+    secret: str | None,
+    before: asyncpg.Record | None,
+    chat_id: str | None = None,
+) -> dict[str, Any]:
+    """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
+    being updated (its sealed secret and URL kept when not sent again, or sent as the mask)."""
+    box: SecretBox = request.app.state.secret_box
+    values: dict[str, Any] = {"name": name}
+    if url is None or (before is not None and url == before["url_shown"]):
+        if before is not None:
+            values |= {"url": before["url"], "url_shown": before["url_shown"]}
+        elif kind in channel_kinds.DEFAULT_URL:
+            url = channel_kinds.DEFAULT_URL[kind]
+        else:
+            raise bad_request("url", f"a {kind} channel needs url")
+    if url is not None and "url" not in values:
+        if problem := _sender(request).egress.url_problem(url):
+            raise bad_request("url", f"url {problem}")
+        if kind in channel_kinds.SECRET_URL:
+            parts = urlsplit(url)
+            values |= {
+                "url": box.seal(url),
+                "url_shown": f"{parts.scheme}://{parts.hostname}/{SECRET_MASK}",
+            }
+        else:
+            values |= {"url": url, "url_shown": url}
+    if secret is None or secret == SECRET_MASK:
+        values["secret"] = None if before is None else before["secret"]
+    else:
+        values["secret"] = box.seal(secret)
+    if values["secret"] is None and kind in channel_kinds.NEEDS_SECRET:
+        what = {
+            "webhook": "signing key",
+            "pagerduty": "routing key",
+            "opsgenie": "API key",
+            "telegram": "bot token",
+        }
+        raise bad_request("secret", f"a {kind} channel needs secret (its {what[kind]})")
+    if chat_id is not None and not re.fullmatch(CHAT_ID, chat_id):
+        raise bad_request("chatId", "chatId must be a chat's number or a channel's @name")
+    values["chat_id"] = chat_id or (None if before is None else before["chat_id"])
+    if kind == "telegram" and not values["chat_id"]:
+        raise bad_request("chatId", "a telegram channel needs chatId (the chat its bot posts to)")
+    if kind != "telegram":
+        values["chat_id"] = None
+    return values
+
+
+async def _chosen(
+    conn: Conn, org: int, monitor_ids: list[str], customer_ids: list[int]
+) -> tuple[list[int], list[int]]:
+    """Internal ids of the monitors and customers named, all of the caller's organization."""
+    try:
+        publics = [UUID(m) for m in monitor_ids]
+    except ValueError:
+        raise bad_request("monitorIds", "monitorIds must be monitors' public UUIDs") from None
+    monitors = await channel_store.monitor_ids(conn, publics, org)
+    if len(monitors) != len(set(publics)):
+        raise ApiError(404, "Monitor not found", code="not_found", fields=["monitorIds"])
+    customers = await channel_store.customer_ids(conn, customer_ids, org)
+    if len(customers) != len(set(customer_ids)):
+        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerIds"])
+    return monitors, customers
+
+
+def _public_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise ApiError(
+            400, "Channel ID (UUID) required", code="invalid_public_id", fields=["id"]
+        ) from None
+
+
+class NotificationChannelController(Controller):
+    path = "/api/notification-channels"
+    tags = ["notification channels"]
+
+    @post("/", summary="Create a notification channel")
+    async def create(
+        self, request: AuthedRequest, data: JSONBody[ChannelCreate]
+    ) -> NotificationChannel:
+        guards.requires_admin(request.user)
+        data = await strict_body(request, data)
+        validation.no_nul(data, "")
+        values = stored(request, data.kind, data.name, data.url, data.secret, None, data.chat_id)
+        org = request.user.organization_id
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
+            if await channel_store.count(conn, org) >= MAX_CHANNELS:
+                raise ApiError(
+                    403,
+                    f"Your organization has {MAX_CHANNELS} notification channels, the most it may",
+                    code="channel_limit",
+                )
+            monitors, customers = await _chosen(conn, org, data.monitor_ids, data.customer_ids)
+            new_id = await channel_store.insert(conn, org, values | {"kind": data.kind})
+            await channel_store.choose(conn, new_id, monitors, customers)
+            row = await channel_store.by_id(conn, new_id)
+        assert row is not None
+        log.info("notification channel created", channel=str(row["public_id"]), kind=data.kind)
+        return _present(row)
+
+    @get("/", summary="List notification channels")
+    async def list_channels(
+        self,
+        request: AuthedRequest,
+        page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
+    ) -> NotificationChannelPage:
+        async with request.app.state.pool.acquire() as conn:
+            rows, total = await channel_store.list_page(
+                conn, guards.read_scope(request.user), per_page, (page - 1) * per_page
+            )
+        return Page([_present(r) for r in rows], total, page, per_page)
+
+    @get("/{channelId:str}", summary="Get a notification channel")
+    async def get_channel(
+        self, request: AuthedRequest, channel_id: ChannelId
+    ) -> NotificationChannel:
+        async with request.app.state.pool.acquire() as conn:
+            row = await channel_store.get(
+                conn, _public_id(channel_id), guards.read_scope(request.user)
+            )
+        if row is None:
+            raise not_found()
+        return _present(row)
+
+    @patch("/{channelId:str}", summary="Change a notification channel (its kind stays)")
+    async def update_channel(
+        self, request: AuthedRequest, channel_id: ChannelId, data: JSONBody[ChannelUpdate]
+    ) -> NotificationChannel:
+        ident = _public_id(channel_id)
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            row = await channel_store.get(conn, ident, guards.read_scope(request.user))
+            if row is None:
+                raise not_found()
+            guards.requires_admin(request.user)
+            data = await strict_body(request, data)
+            validation.no_nul(data, "")
+            values = stored(
+                request,
+                row["kind"],
+                data.name or row["name"],
+                data.url,
+                data.secret,
+                row,
+                data.chat_id,
+            )
+            await channel_store.update(conn, row["id"], values)
+            if data.monitor_ids is not None or data.customer_ids is not None:
+                org = row["organization_id"]
+                monitors, customers = await _chosen(
+                    conn,
+                    org,
+                    list(row["monitor_ids"]) if data.monitor_ids is None else data.monitor_ids,
+                    list(row["customer_ids"]) if data.customer_ids is None else data.customer_ids,
+                )
+                await channel_store.choose(conn, row["id"], monitors, customers)
+            row = await channel_store.by_id(conn, row["id"])
+        assert row is not None
+        return _present(row)
+
+    @delete("/{channelId:str}", summary="Delete a notification channel", status_code=204)
+    async def delete_channel(self, request: AuthedRequest, channel_id: ChannelId) -> None:
+        async with request.app.state.pool.acquire() as conn:
+            row = await channel_store.get(
+                conn, _public_id(channel_id), guards.read_scope(request.user)
+            )
+            if row is None:
+                raise not_found()
+            guards.requires_admin(request.user)
+            await channel_store.delete(conn, row["id"])
+
+    @post(
+        "/{channelId:str}/test",
+        summary="Send a test notice to a channel now; counts against the channel budget",
+        status_code=200,
+    )
+    async def test_channel(
+        self, request: AuthedRequest, channel_id: ChannelId
+    ) -> ChannelTestResult:
+        async with request.app.state.pool.acquire() as conn:
+            row = await channel_store.get(
+                conn, _public_id(channel_id), guards.read_scope(request.user)
+            )
+            if row is None:
+                raise not_found()
+            guards.requires_admin(request.user)
+        return await send_test(request, row)
+
+
+async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> ChannelTestResult:
+    """Tell the channel of `row` a test notice now, from the organization's channel budget
+    (429 past it); the API's and the console's "send a test"."""
+    budget = Budget.of(request.app.state.settings)
+    start = notify_budget.window(utcnow())
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        taken, _ = await budget_db.take(
+            conn, row["organization_id"], "channels", start, budget.channels, 1
+        )
+    if not taken:
+        raise ApiError(
+            429,
+            notify_budget.dropped_reason("channels", budget.channels, start),
+            code="notification_budget",
+        )
+    sender: ChannelSender = request.app.state.channel_sender
+    event = channel_kinds.test_event(
+        str(row["public_id"]), row["name"], utcnow(), sender.console_url_root()
+    )
+    try:
+        await sender.deliver(row, event)
+    except DeliveryError as exc:
+        log.info("channel test not delivered", channel=str(row["public_id"]), error=str(exc))
+        return ChannelTestResult(False, str(exc))
+    log.info("channel test delivered", channel=str(row["public_id"]), kind=row["kind"])
+    return ChannelTestResult(True)

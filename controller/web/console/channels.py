@@ -1,0 +1,130 @@
+"""The console's notification channels page: every user of the organization sees its channels
+(secrets and Slack/Teams URLs masked); owners and admins add one, send it a test and delete it.
+Which monitors and customers use a channel is chosen through the API (`monitorIds`,
+`customerIds`); the page shows how many. The rules are the API's (controller.web.api.channels).
+"""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from litestar import Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import PathParameter
+from litestar.response import Redirect, Template
+
+from controller.notify import channel_kinds, channel_store
+from controller.web.api import guards
+from controller.web.api.channels import send_test, stored
+from controller.web.api.errors import ApiError
+from controller.web.console.pages import page, pool_of
+from controller.web.console.session import PREFIX, principal_of
+
+log = structlog.get_logger(__name__)
+
+AnyRequest = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+_FIELD_MAX = 2048
+
+
+async def _page(
+    request: AnyRequest,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Template:
+    async with pool_of(request).acquire() as conn:
+        rows, _ = await channel_store.list_page(
+            conn, principal_of(request).organization_id, 1000, 0
+        )
+    return page(
+        request,
+        "channels.html",
+        status_code=status_code,
+        channels=rows,
+        kinds=channel_kinds.KINDS,
+        notice=notice,
+        error=error,
+    )
+
+
+@get("/channels", name="console-channels")
+async def channels_page(request: AnyRequest) -> Template:
+    return await _page(request)
+
+
+def _field(form: Any, name: str) -> str | None:
+    value = str(form.get(name, "")).strip()[:_FIELD_MAX].replace("\x00", "")
+    return value or None
+
+
+@post("/channels", status_code=303)
+async def create_channel(request: AnyRequest) -> Redirect | Template:
+    p = principal_of(request)
+    guards.requires_admin(p)
+    form = await request.form()
+    kind, name = _field(form, "kind") or "", (_field(form, "name") or "")[:200]
+    try:
+        if kind not in channel_kinds.KINDS:
+            raise ApiError(400, "Choose a kind", code="invalid_field", fields=["kind"])
+        if not name:
+            raise ApiError(400, "Give the channel a name", code="invalid_field", fields=["name"])
+        values = stored(
+            request,
+            kind,
+            name,
+            _field(form, "url"),
+            _field(form, "secret"),
+            None,
+            _field(form, "chat_id"),
+        )
+    except ApiError as exc:
+        return await _page(request, error=exc.message, status_code=exc.status)
+    async with pool_of(request).acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", p.organization_id
+        )
+        if await channel_store.count(conn, p.organization_id) >= 100:
+            return await _page(
+                request,
+                error="This organization has 100 channels, the most it may",
+                status_code=403,
+            )
+        await channel_store.insert(conn, p.organization_id, values | {"kind": kind})
+    log.info("notification channel created", kind=kind)
+    return Redirect(f"{PREFIX}/channels", status_code=303)
+
+
+async def _own(request: AnyRequest, channel_id: str) -> Any:
+    try:
+        ident = UUID(channel_id)
+    except ValueError:
+        raise NotFoundException() from None
+    async with pool_of(request).acquire() as conn:
+        row = await channel_store.get(conn, ident, principal_of(request).organization_id)
+    if row is None:
+        raise NotFoundException()
+    return row
+
+
+@post("/channels/{channel_id:str}/test", status_code=200)
+async def test_channel(request: AnyRequest, channel_id: PathStr) -> Template:
+    row = await _own(request, channel_id)
+    guards.requires_admin(principal_of(request))
+    try:
+        result = await send_test(request, row)
+    except ApiError as exc:
+        return await _page(request, error=exc.message, status_code=exc.status)
+    if result.delivered:
+        return await _page(request, notice=f"Test delivered to {row['name']}.")
+    return await _page(request, error=f"Test to {row['name']} not delivered: {result.error}")
+
+
+@post("/channels/{channel_id:str}/delete", status_code=303)
+async def delete_channel(request: AnyRequest, channel_id: PathStr) -> Redirect:
+    row = await _own(request, channel_id)
+    guards.requires_admin(principal_of(request))
+    async with pool_of(request).acquire() as conn:
+        await channel_store.delete(conn, row["id"])
+    return Redirect(f"{PREFIX}/channels", status_code=303)

@@ -1,0 +1,514 @@
+"""Notification channels end to end: the API (rights, isolation, secrets masked), incidents told
+to loopback receivers speaking each service's contract (webhook signature and replay window,
+Slack, Teams, PagerDuty trigger/resolve, Opsgenie create/close, Debian's Alertmanager), retries
+through the outbox, the budget, and private addresses refused unless allowed."""
+
+import ipaddress
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from structlog.testing import capture_logs
+
+from controller.notify import channel_kinds
+from controller.notify.budget import Budget
+from controller.notify.channel_send import ChannelSender
+from controller.notify.egress import Egress
+from controller.notify.links import Links
+from controller.notify.outbox import OutboxWorker
+from controller.secrets.box import SecretBox
+from controller.web.app import create_app
+from shared.secret import SECRET_MASK
+from shared.settings import ControllerSettings
+from tests.alerting.conftest import DOWN, UP, Rig
+from tests.alerting.receivers import (
+    ALERTMANAGER,
+    Alertmanager,
+    Receiver,
+    client_context,
+    verify_signature,
+)
+from tests.conftest import Tenant, make_tenant
+from tests.serving import serve_app
+
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
+PUBLIC_URL = "https://mailprobe.example.test"
+SECRETS = {
+    "webhook": "whsec-signing-k3y-never-logged",
+    "pagerduty": "R0UTINGKEY0000000000000000000000",
+    "opsgenie": "opsgenie-api-key-never-logged",
+    "telegram": "123456:AAbot-token-never-logged",
+}
+
+
+def loopback_egress() -> Egress:
+    return Egress(LOOPBACK, ssl_context=client_context(), timeout_s=5)
+
+
+@pytest.fixture
+async def channel_api(
+    settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with loopback receivers allowed and trusted (the allowance tests need)."""
+    app = create_app(
+        msgspec.structs.replace(settings, public_url=PUBLIC_URL),
+        alert_pool,
+        egress=loopback_egress(),
+    )
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+        yield client
+
+
+def sender(rig: Rig, settings: ControllerSettings, egress: Egress | None = None) -> ChannelSender:
+    assert settings.secrets_key is not None
+    return ChannelSender(
+        rig.pool,
+        SecretBox(settings.secrets_key),
+        egress or loopback_egress(),
+        Links(PUBLIC_URL),
+        clock=rig.clock,
+    )
+
+
+def worker(rig: Rig, s: ChannelSender, **kwargs: Any) -> OutboxWorker:
+    return OutboxWorker(rig.pool, s.channels(), clock=rig.clock, **{"backoff_s": 0, **kwargs})
+
+
+async def create(
+    api: httpx.AsyncClient, tenant: Tenant, kind: str, url: str, **extra: Any
+) -> dict[str, Any]:
+    body = {"name": f"{kind} on-call", "kind": kind, "url": url, **extra}
+    if kind in SECRETS and "secret" not in extra:
+        body["secret"] = SECRETS[kind]
+    r = await api.post("/api/notification-channels", json=body, headers=tenant.auth("admin"))
+    assert r.status_code == 201, r.text
+    made: dict[str, Any] = r.json()
+    return made
+
+
+async def test_an_incident_is_told_to_each_kind_and_its_recovery_closes_the_pager(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(name="Outbound relay", email=None, phone=None)
+    mid = str(m["public_id"])
+    receivers = {
+        k: Receiver(k, SECRETS.get(k, ""))
+        for k in ("webhook", "slack", "teams", "pagerduty", "opsgenie")
+    }
+    for r in receivers.values():
+        await r.__aenter__()
+    try:
+        for kind, r in receivers.items():
+            await create(channel_api, rig.tenant, kind, r.url, monitorIds=[mid])
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        with capture_logs() as logs:
+            assert await worker(rig, sender(rig, settings)).burst() == 5
+        (incident,) = await rig.incidents(m)
+
+        (hook,) = receivers["webhook"].delivered
+        event = hook.json()
+        assert event["kind"] == "down" and event["state"] == "down" and event["version"] == 1
+        assert event["monitor"]["id"] == mid and event["monitor"]["name"] == "Outbound relay"
+        assert event["incident"]["id"] == str(incident["public_id"])
+        assert set(event["incident"]["countries"]) == {"DE", "FR"}
+        assert event["consoleUrl"] == f"{PUBLIC_URL}/console/monitors/{mid}"
+        # The signature holds only within the replay window: the same request later is refused.
+        sig = hook.headers["x-mailprobe-signature"]
+        assert verify_signature(SECRETS["webhook"], sig, hook.body, time.time())
+        assert not verify_signature(SECRETS["webhook"], sig, hook.body, time.time() + 301)
+        assert not verify_signature("another-key", sig, hook.body, time.time())
+        assert not verify_signature(SECRETS["webhook"], sig, hook.body + b" ", time.time())
+
+        (slack,) = receivers["slack"].delivered
+        text = slack.body.decode()
+        assert "Outbound relay" in text and "DOWN" in text and "DE, FR" in text
+        assert f"<{PUBLIC_URL}/console/monitors/{mid}|Open in mailprobe>" in text
+        assert "Cause" in text
+        (teams,) = receivers["teams"].delivered
+        card = teams.json()["attachments"][0]["content"]
+        facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+        assert facts["State"] == "DOWN" and facts["Countries"] == "DE, FR" and facts["Cause"]
+        assert card["actions"][0]["url"] == f"{PUBLIC_URL}/console/monitors/{mid}"
+
+        key = f"mailprobe-{mid}-{incident['public_id']}"
+        assert list(receivers["pagerduty"].open_alerts) == [key]
+        assert receivers["pagerduty"].open_alerts[key]["payload"]["severity"] == "critical"
+        assert list(receivers["opsgenie"].open_alerts) == [key]
+
+        await rig.rounds(m, 2, [UP, UP])
+        assert await worker(rig, sender(rig, settings)).burst() == 5
+        assert receivers["pagerduty"].closed == [key] and not receivers["pagerduty"].open_alerts
+        assert receivers["opsgenie"].closed == [key] and not receivers["opsgenie"].open_alerts
+        assert receivers["webhook"].delivered[-1].json()["state"] == "up"
+        assert "Recovered" in receivers["slack"].delivered[-1].body.decode()
+
+        # Each channel's deliveries are in the monitor's alert history.
+        r = await channel_api.get(
+            f"/api/smtp-monitors/{mid}/alert-history", headers=rig.tenant.auth("readonly")
+        )
+        seen = {(h["channel"], h["kind"], h["status"]) for h in r.json()["items"]}
+        for kind in receivers:
+            assert {(kind, "down", "sent"), (kind, "recovered", "sent")} <= seen
+        for secret in SECRETS.values():
+            assert secret not in repr(logs)
+    finally:
+        for r in receivers.values():
+            await r.__aexit__(None, None, None)
+
+
+async def test_a_failed_delivery_is_retried_through_the_outbox_until_delivered(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("webhook", SECRETS["webhook"], fail_next=2) as hook:
+        made = await create(
+            channel_api, rig.tenant, "webhook", hook.url, monitorIds=[str(m["public_id"])]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        w = worker(rig, sender(rig, settings))
+        with capture_logs() as logs:
+            await w.burst()
+        (row,) = await rig.outbox_rows(m)
+        assert (row["status"], row["attempts"], row["channel"]) == ("sent", 3, "webhook")
+        assert row["target"] == made["id"]
+        lines = await rig.fetch(
+            "SELECT attempt, status, error FROM alert_history WHERE outbox_id = $1 ORDER BY id",
+            row["id"],
+        )
+        assert [(x["attempt"], x["status"]) for x in lines] == [
+            (1, "failed"),
+            (2, "failed"),
+            (3, "sent"),
+        ]
+        assert lines[0]["error"] == "webhook endpoint 127.0.0.1 answered HTTP 503: busy"
+        # Every attempt was signed afresh and carried the same event id.
+        assert [s.status for s in hook.requests] == [503, 503, 204]
+        assert len({s.headers["x-mailprobe-event"] for s in hook.requests}) == 1
+        assert SECRETS["webhook"] not in repr(logs)
+
+
+async def test_a_refusal_for_good_is_not_retried_and_an_echoed_secret_is_masked(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("pagerduty", "the-real-routing-key") as pd:
+        await create(channel_api, rig.tenant, "pagerduty", pd.url, monitorIds=[str(m["public_id"])])
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        await worker(rig, sender(rig, settings)).burst()
+        (row,) = await rig.outbox_rows(m)
+        assert (row["status"], row["attempts"]) == ("failed", 1)
+        assert "HTTP 400" in row["last_error"] and "(not retried)" in row["last_error"]
+        assert SECRETS["pagerduty"] not in row["last_error"]
+        assert f"'routing_key' '{SECRET_MASK}' is invalid" in row["last_error"]
+
+
+async def test_a_private_address_is_refused_unless_its_network_is_allowed(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("webhook", SECRETS["webhook"]) as hook:
+        await create(channel_api, rig.tenant, "webhook", hook.url, monitorIds=[str(m["public_id"])])
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        public_only = Egress(ssl_context=client_context(), timeout_s=5)
+        assert await worker(rig, sender(rig, settings, public_only)).burst() == 0
+        (row,) = await rig.outbox_rows(m)
+        assert row["status"] == "failed" and "not public" in row["last_error"]
+        assert hook.requests == []
+        # Names that resolve to loopback are judged by their addresses, and plain http needs
+        # the allowance too.
+        for url in ("https://localhost:1/x", "https://[::1]:1/x", "https://127.1.2.3:1/x"):
+            with pytest.raises(Exception, match="not public"):
+                await public_only.post(url, b"{}", {})
+        assert public_only.url_problem("http://alertmanager.internal/") is not None
+        assert public_only.url_problem("https://user:pw@hooks.example.com/") is not None
+        assert public_only.url_problem("ftp://hooks.example.com/") is not None
+        # Allowed: the same row's next notice goes out.
+        await rig.rounds(m, 2, [UP, UP])
+        assert await worker(rig, sender(rig, settings)).burst() == 1
+        assert hook.delivered[0].json()["kind"] == "recovered"
+
+
+async def test_rights_isolation_and_write_only_secrets(
+    rig: Rig, alert_pool: asyncpg.Pool, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor()
+    url = "https://hooks.slack.test/services/T0/B0/sEcReTpAtH"
+    body = {"name": "ops", "kind": "slack", "url": url, "monitorIds": [str(m["public_id"])]}
+    for role in ("member", "readonly"):
+        r = await channel_api.post(
+            "/api/notification-channels", json=body, headers=rig.tenant.auth(role)
+        )
+        assert r.status_code == 403, role
+    r = await channel_api.post(
+        "/api/notification-channels", json=body, headers=rig.tenant.auth("owner")
+    )
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["url"] == f"https://hooks.slack.test/{SECRET_MASK}" and "sEcReT" not in r.text
+    hook = await create(channel_api, rig.tenant, "webhook", "https://hooks.example.test/in")
+    assert hook["secret"] == SECRET_MASK
+    sql = "SELECT url, secret FROM notification_channels WHERE public_id = $1::uuid"
+    (sealed,) = await rig.fetch(sql, hook["id"])
+    assert sealed["secret"].startswith("enc:v1:") and SECRETS["webhook"] not in sealed["secret"]
+    (slack_row,) = await rig.fetch(sql, made["id"])
+    assert slack_row["url"].startswith("enc:v1:")
+
+    # Readonly and member users list and read; the mask sent back keeps the secret.
+    for role in ("readonly", "member"):
+        r = await channel_api.get("/api/notification-channels", headers=rig.tenant.auth(role))
+        assert r.status_code == 200 and r.json()["total"] == 2 and "sEcReT" not in r.text
+    r = await channel_api.patch(
+        f"/api/notification-channels/{hook['id']}",
+        json={"secret": SECRET_MASK, "name": "renamed"},
+        headers=rig.tenant.auth("admin"),
+    )
+    assert r.status_code == 200 and r.json()["name"] == "renamed"
+    (again,) = await rig.fetch(sql, hook["id"])
+    assert again["secret"] == sealed["secret"]
+    for role in ("member", "readonly"):
+        for method, path in (
+            ("PATCH", f"/api/notification-channels/{hook['id']}"),
+            ("DELETE", f"/api/notification-channels/{hook['id']}"),
+            ("POST", f"/api/notification-channels/{hook['id']}/test"),
+        ):
+            r = await channel_api.request(
+                method,
+                path,
+                json={"name": "x"} if method == "PATCH" else None,
+                headers=rig.tenant.auth(role),
+            )
+            assert r.status_code == 403, (role, method, path)
+
+    # Another organization sees nothing, can change nothing, and cannot choose it.
+    other = await make_tenant(alert_pool)
+    for method, path in (
+        ("GET", f"/api/notification-channels/{hook['id']}"),
+        ("PATCH", f"/api/notification-channels/{hook['id']}"),
+        ("DELETE", f"/api/notification-channels/{hook['id']}"),
+        ("POST", f"/api/notification-channels/{hook['id']}/test"),
+    ):
+        r = await channel_api.request(
+            method,
+            path,
+            json={"name": "x"} if method == "PATCH" else None,
+            headers=other.auth("owner"),
+        )
+        assert r.status_code == 404, (method, path)
+    r = await channel_api.get("/api/notification-channels", headers=other.auth("owner"))
+    assert r.json()["total"] == 0
+    r = await channel_api.post(
+        "/api/notification-channels",
+        json={**body, "url": "https://hooks.slack.test/services/x"},
+        headers=other.auth("owner"),
+    )
+    assert r.status_code == 404 and r.json()["fields"] == ["monitorIds"]
+    r = await channel_api.post(
+        "/api/notification-channels",
+        json={
+            "name": "x",
+            "kind": "webhook",
+            "url": "https://h.test/",
+            "secret": "s",
+            "customerIds": [rig.tenant.customer_id],
+        },
+        headers=other.auth("owner"),
+    )
+    assert r.status_code == 404 and r.json()["fields"] == ["customerIds"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "kind": "carrier-pigeon", "url": "https://h.test/"}, "kind"),
+        ({"name": "x", "kind": "webhook", "url": "https://h.test/"}, "secret"),
+        ({"name": "x", "kind": "webhook", "url": "http://h.test/", "secret": "s"}, "url"),
+        ({"name": "x", "kind": "slack"}, "url"),
+        ({"name": "x", "kind": "opsgenie"}, "secret"),
+        ({"name": "x", "kind": "webhook", "url": "not a url", "secret": "s"}, "url"),
+        ({"name": "x\u0000", "kind": "webhook", "url": "https://h.test/", "secret": "s"}, "name"),
+        (
+            {
+                "name": "x",
+                "kind": "webhook",
+                "url": "https://h.test/",
+                "secret": "s",
+                "monitorIds": ["nope"],
+            },
+            "monitorIds",
+        ),
+        ({"name": "", "kind": "webhook", "url": "https://h.test/", "secret": "s"}, "name"),
+    ],
+)
+async def test_bad_input_is_a_400_naming_the_field(
+    org: Tenant, api: httpx.AsyncClient, body: dict[str, Any], field: str
+) -> None:
+    r = await api.post("/api/notification-channels", json=body, headers=org.auth("admin"))
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+async def test_a_customer_default_applies_to_its_monitors_without_their_own_choice(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    plain = await rig.monitor(name="Plain", email=None, phone=None)
+    chooser = await rig.monitor(name="Chooser", email=None, phone=None)
+    async with Receiver("slack") as default, Receiver("teams") as own:
+        await create(
+            channel_api, rig.tenant, "slack", default.url, customerIds=[rig.tenant.customer_id]
+        )
+        await create(
+            channel_api, rig.tenant, "teams", own.url, monitorIds=[str(chooser["public_id"])]
+        )
+        await rig.rounds(plain, 0, [DOWN, DOWN])
+        await rig.rounds(chooser, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings)).burst() == 2
+        assert "Plain" in default.delivered[0].body.decode() and len(default.delivered) == 1
+        assert "Chooser" in own.delivered[0].body.decode() and len(own.delivered) == 1
+
+
+async def test_channel_notices_draw_on_the_organizations_channel_budget(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("slack") as a, Receiver("teams") as b:
+        for kind, r in (("slack", a), ("teams", b)):
+            await create(channel_api, rig.tenant, kind, r.url, monitorIds=[str(m["public_id"])])
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings), budget=Budget(channels=1)).burst() == 1
+        rows = await rig.outbox_rows(m)
+        assert sorted(r["status"] for r in rows if r["channel"] != "email") == ["dropped", "sent"]
+        # The owners hear of it by e-mail, outside the budget.
+        assert [r["kind"] for r in rows if r["channel"] == "email"] == ["held_back"]
+        (dropped,) = [r for r in await rig.outbox_rows(m) if r["status"] == "dropped"]
+        assert "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR" in dropped["last_error"]
+
+
+async def test_send_a_test_delivers_now_and_reports_a_failure(
+    rig: Rig, channel_api: httpx.AsyncClient
+) -> None:
+    async with (
+        Receiver("webhook", SECRETS["webhook"]) as hook,
+        Receiver("opsgenie", "right-key") as og,
+    ):
+        made = await create(channel_api, rig.tenant, "webhook", hook.url)
+        r = await channel_api.post(
+            f"/api/notification-channels/{made['id']}/test", headers=rig.tenant.auth("admin")
+        )
+        assert r.status_code == 200 and r.json() == {"delivered": True, "error": None}
+        (seen,) = hook.delivered
+        assert seen.json()["kind"] == "test"
+        made = await create(channel_api, rig.tenant, "opsgenie", og.url, secret="wrong-key")
+        r = await channel_api.post(
+            f"/api/notification-channels/{made['id']}/test", headers=rig.tenant.auth("owner")
+        )
+        assert r.status_code == 200 and r.json()["delivered"] is False
+        assert "HTTP 401" in r.json()["error"] and "wrong-key" not in r.text
+
+
+@pytest.mark.skipif(not os.path.exists(ALERTMANAGER), reason="make alertmanager installs it")
+async def test_alertmanager_fires_on_down_and_resolves_on_recovery(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(name="Inbound MX", email=None, phone=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        async with Alertmanager(tmp) as am, httpx.AsyncClient(base_url=am.url) as client:
+            await create(
+                channel_api, rig.tenant, "alertmanager", am.url, monitorIds=[str(m["public_id"])]
+            )
+            await rig.rounds(m, 0, [DOWN, DOWN])
+            assert await worker(rig, sender(rig, settings)).burst() == 1
+            (incident,) = await rig.incidents(m)
+            (alert,) = (await client.get("/api/v2/alerts")).json()
+            labels = alert["labels"]
+            assert labels["alertname"] == "MailprobeMonitorDown"
+            assert labels["monitor"] == "Inbound MX" and labels["monitor_id"] == str(m["public_id"])
+            assert (
+                labels["incident"] == str(incident["public_id"])
+                and labels["severity"] == "critical"
+            )
+            assert alert["status"]["state"] == "active"
+            assert alert["receivers"][0]["name"] == "mailprobe-oncall"
+            assert set(alert["annotations"]["countries"].split(", ")) == {"DE", "FR"}
+            await rig.rounds(m, 2, [UP, UP])
+            assert await worker(rig, sender(rig, settings)).burst() == 1
+            active = (await client.get("/api/v2/alerts", params={"active": "true"})).json()
+            assert active == []
+
+
+def test_the_webhook_event_matches_its_documented_schema() -> None:
+    """docs/alerts.md's JSON schema is the event's own (regenerate with
+    `channel_kinds.event_schema()`, `json.dumps(…, indent=2)`)."""
+    doc = Path(__file__).parents[2] / "docs" / "alerts.md"
+    found = re.search(r"<!-- webhook-schema -->\n```json\n(.*?)\n```", doc.read_text(), re.S)
+    assert found, "docs/alerts.md has the webhook schema"
+    assert json.loads(found.group(1)) == channel_kinds.event_schema()
+
+
+async def test_a_deleted_channel_keeps_its_history_and_its_pending_notice_fails(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(email=None, phone=None)
+    async with Receiver("slack") as slack:
+        made = await create(
+            channel_api, rig.tenant, "slack", slack.url, monitorIds=[str(m["public_id"])]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings)).burst() == 1
+        await rig.rounds(m, 2, [UP, UP])  # the recovery is queued, then the channel goes
+        r = await channel_api.delete(
+            f"/api/notification-channels/{made['id']}", headers=rig.tenant.auth("admin")
+        )
+        assert r.status_code == 204
+        assert await worker(rig, sender(rig, settings)).burst() == 0
+        rows = await rig.outbox_rows(m)
+        assert [(x["kind"], x["status"]) for x in rows] == [
+            ("down", "sent"),
+            ("recovered", "failed"),
+        ]
+        assert rows[1]["last_error"] == "not sent: the channel was deleted"
+        lines = await rig.fetch(
+            "SELECT kind, status FROM alert_history WHERE monitor_id = $1 ORDER BY id", m["id"]
+        )
+        assert [(x["kind"], x["status"]) for x in lines] == [
+            ("down", "sent"),
+            ("recovered", "failed"),
+        ]
+        assert len(slack.requests) == 1
+
+
+async def test_telegram_posts_to_its_chat_and_a_wrong_chat_fails_for_good(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    m = await rig.monitor(name="Relay <b>&", email=None, phone=None)
+    mid = str(m["public_id"])
+    async with Receiver("telegram", SECRETS["telegram"]) as tg:
+        made = await create(
+            channel_api, rig.tenant, "telegram", tg.url, chatId="-1001234567890", monitorIds=[mid]
+        )
+        assert made["chatId"] == "-1001234567890" and made["secret"] == SECRET_MASK
+        lost = await create(
+            channel_api, rig.tenant, "telegram", tg.url, chatId="@nobodyhere", monitorIds=[mid]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        with capture_logs() as logs:
+            assert await worker(rig, sender(rig, settings)).burst() == 1
+        (text,) = tg.open_alerts["-1001234567890"]
+        assert "Relay &lt;b&gt;&amp;" in text and "DE, FR" in text and "Open in mailprobe" in text
+        (failed,) = [r for r in await rig.outbox_rows(m) if r["target"] == lost["id"]]
+        assert failed["status"] == "failed" and "chat not found" in failed["last_error"]
+        assert SECRETS["telegram"] not in failed["last_error"] + repr(logs)
+    r = await channel_api.post(
+        "/api/notification-channels",
+        json={"name": "t", "kind": "telegram", "secret": "x"},
+        headers=rig.tenant.auth("admin"),
+    )
+    assert r.status_code == 400 and r.json()["fields"] == ["chatId"]

@@ -1,0 +1,105 @@
+"""Notification channels as code against the real API: `apply` creates, updates and (with
+prune) deletes the organization's channels to match a channels file, idempotently; secrets come
+only from MAILPROBE_SECRET_* variables and never sit in the file; `export` writes a file that
+applies as no change."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import yaml
+
+from controller.ascode import channels as channel_file
+from controller.ascode.spec import SpecError
+from tests.conftest import Tenant
+
+ENV = {
+    "MAILPROBE_SECRET_PD": "pd-routing-key-0001",
+    "MAILPROBE_SECRET_SLACK": "https://hooks.slack.test/services/T0/B0/sEcReT",
+}
+
+
+def channels_file(customer_id: int, *, slack: bool = True) -> str:
+    text = f"""\
+channels:
+  - name: On-call pager
+    kind: pagerduty
+    secret: {{env: MAILPROBE_SECRET_PD}}
+    customerIds: [{customer_id}]
+"""
+    if slack:
+        text += """\
+  - name: Ops chat
+    kind: slack
+    url: {env: MAILPROBE_SECRET_SLACK}
+"""
+    return text
+
+
+@pytest.fixture
+async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
+        yield c
+
+
+async def test_apply_creates_keeps_and_prunes_channels_and_export_round_trips(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    said: list[str] = []
+    wanted = channel_file.load(channels_file(tenant.customer_id), "ch.yaml", ENV)
+    kw = {"prune": True, "dry_run": False, "say": said.append}
+    assert await channel_file.apply(wanted, "ch.yaml", client, **kw) == 0
+    assert said[-1] == "ch.yaml: 2 created, 0 updated, 0 deleted"
+    items = {c["name"]: c for c in await channel_file.current(client)}
+    assert items["On-call pager"]["customerIds"] == [tenant.customer_id]
+    assert items["Ops chat"]["url"] == "https://hooks.slack.test/********"
+
+    said.clear()
+    assert await channel_file.apply(wanted, "ch.yaml", client, **kw) == 0
+    assert said[-1] == "ch.yaml: 0 created, 0 updated, 0 deleted"
+
+    exported = channel_file.export_text(await channel_file.current(client))
+    assert "sEcReT" not in exported and "pd-routing-key" not in exported
+    doc = yaml.safe_load(exported)
+    names = {c["name"]: c for c in doc["channels"]}
+    assert names["Ops chat"]["url"] == {"env": "MAILPROBE_SECRET_OPS_CHAT_URL"}
+    env = {"MAILPROBE_SECRET_OPS_CHAT_URL": ENV["MAILPROBE_SECRET_SLACK"]}
+    env["MAILPROBE_SECRET_ON_CALL_PAGER_SECRET"] = ENV["MAILPROBE_SECRET_PD"]
+    said.clear()
+    again = channel_file.load(exported, "exported.yaml", env)
+    assert await channel_file.apply(again, "exported.yaml", client, **kw) == 0
+    assert said[-1] == "exported.yaml: 0 created, 0 updated, 0 deleted"
+
+    said.clear()
+    fewer = channel_file.load(channels_file(tenant.customer_id, slack=False), "ch.yaml", ENV)
+    assert await channel_file.apply(fewer, "ch.yaml", client, **kw) == 0
+    assert said[-1] == "ch.yaml: 0 created, 0 updated, 1 deleted"
+    assert [c["name"] for c in await channel_file.current(client)] == ["On-call pager"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "channels:\n  - name: x\n    kind: pagerduty\n    secret: plain-key\n",
+            "ch.yaml:4: secret: secrets are not kept in the file",
+        ),
+        (
+            "channels:\n  - name: x\n    kind: slack\n    url: https://hooks.slack.test/s\n",
+            "ch.yaml:4: url: a slack URL is its credential",
+        ),
+        (
+            "channels:\n  - name: x\n    kind: webhook\n    url: https://h.test/\n"
+            "    secret: {env: MAILPROBE_TOKEN}\n",
+            "ch.yaml:5: secret: MAILPROBE_TOKEN holds the API token",
+        ),
+        (
+            "channels:\n  - name: x\n    kind: pigeon\n    url: https://h.test/\n",
+            "ch.yaml:3:",
+        ),
+    ],
+)
+def test_a_bad_channels_file_is_refused_at_its_line(text: str, problem: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        channel_file.load(text, "ch.yaml", {"MAILPROBE_TOKEN": "t"})
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
