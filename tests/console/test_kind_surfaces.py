@@ -221,6 +221,6 @@ async def test_a_status_page_shows_a_monitor_of_each_type_with_its_kind(
     async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
         r = await anonymous.get(f"/status/{slug}")
     assert r.status_code == 200
-    cards = r'data-monitor-name="([^"]+)">.*?<p class="facts">([^<]+)</p>'
+    cards = r'data-monitor-name="([^"]+)">.*?<p class="facts">([^<·]+?)\s*[·<]'
     shown = dict(re.findall(cards, r.text, re.DOTALL))
     assert shown == {f"{t} surfaces": kinds.TYPE_LABELS[t] for _, t in TYPES}, r.text
