@@ -22,9 +22,30 @@ from controller.db.pool import Conn
 from controller.notify.recipients import Outgoing
 from controller.posture.rules import DEFAULT_EXPIRY_DAYS
 
+# Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
+# queue row's due_at). A batch queues a monitor for now only when a round after its cursor may
+# be complete: at least as many countries as a round expects (its listed countries, else those
+# of its latest round, else one) have a result after the cursor. That is necessary for any
+# round to be complete, so no evaluation that could judge one is skipped; the first country of
+# a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
+# with no queue row, is queued whatever its rounds.
+_LOCK_QUEUED = """
+SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
+ORDER BY monitor_id FOR UPDATE
+"""
+
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
 SELECT u.id, now(), u.revised FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, revised)
+WHERE u.revised IS NOT NULL
+    OR NOT EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = u.id)
+    OR (SELECT count(*) FROM monitor_country_state s
+        LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
+        WHERE s.monitor_id = u.id
+          AND s.last_scheduled_at > coalesce(a.last_round_at, '-infinity'::timestamptz))
+       >= (SELECT greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+           FROM monitors m WHERE m.id = u.id)
+ORDER BY u.id
 ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
     revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
 WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
@@ -34,11 +55,13 @@ WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
 async def mark(
     conn: Conn, monitor_ids: Sequence[int], revised: Mapping[int, datetime] | None = None
 ) -> None:
-    """Queue monitors for evaluation (one statement, in the transaction storing their results).
-    `revised`: per monitor, the earliest round whose stored result a real one just replaced,
-    which the alerter has to judge again. Ids in ascending order, so concurrent ingesters lock
-    queue rows in one order."""
+    """Queue monitors for evaluation (in the transaction storing their results, after their
+    per-country state moved) when a round of theirs may be complete (see `_MARK`). Their queue
+    rows are locked first, in ascending order (so concurrent ingesters lock in one order), and
+    the rounds read after: of two batches completing one round together, the second sees the
+    first's results once it holds the lock, so one of them queues the monitor."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
+    await conn.execute(_LOCK_QUEUED, ids)
     await conn.execute(_MARK, ids, [(revised or {}).get(i) for i in ids])
 
 
