@@ -313,7 +313,7 @@ def measure(args: argparse.Namespace) -> bool:
             _restart(pg)
         smtp_port = embedded.free_port()
         procs.append(
-            start_module(["bench.smtp_target", str(smtp_port)], child_env(), tmp / "smtp.log")
+            start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
         api_port = embedded.free_port()
@@ -442,9 +442,13 @@ def _report(
         f" round start lateness (started - due) p99 {percentile(window.start_late_ms, 99):.0f} ms"
     )
     print(_projection(central, bytes_per))
-    complete = window.stored >= 0.95 * expected
+    ran = window.by_status.get("up", 0) + window.by_status.get("down", 0)
+    complete = ran >= 0.95 * expected
     if not complete:
-        print(f"  stored {window.stored:,} of {expected:,.0f} due: the rig did not keep up: FAIL")
+        print(
+            f"  checks that ran: {ran:,} of {expected:,.0f} due: the rig did not keep up (the"
+            " machine's load?), the figures are not the product's: FAIL"
+        )
     return complete and central <= TARGET_CPU_MS and bytes_per <= TARGET_BYTES
 
 
