@@ -25,10 +25,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class Window:
     bytes_added: int
     store_lag_ms: list[float]
     start_late_ms: list[float]
+    judge_lag_s: list[float] = field(default_factory=list)
 
 
 RESULT_RELATIONS = """
@@ -176,6 +178,46 @@ async def _window_rows(database_url: str, started: float, ended: float) -> Windo
         [float(r["lag"]) for r in lags if r["lag"] is not None],
         [float(r["late"]) for r in lags if r["late"] is not None],
     )
+
+
+# How far behind the alerter is: per monitor with a complete round not judged yet (every
+# country has reported after its cursor), the age of its cursor; 0 for the others.
+JUDGE_LAG = """
+SELECT coalesce(extract(epoch FROM now() - a.last_round_at), 0) AS lag
+FROM monitor_alert_state a
+JOIN (SELECT monitor_id, min(last_scheduled_at) AS complete FROM monitor_country_state
+      GROUP BY monitor_id) s USING (monitor_id)
+WHERE s.complete > a.last_round_at
+"""
+
+
+class JudgeLag:
+    """Samples the alerter's lag every `every` seconds in a thread of its own."""
+
+    def __init__(self, database_url: str, every: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self.monitors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run(database_url, every)), daemon=True
+        )
+        self._thread.start()
+
+    async def _run(self, database_url: str, every: float) -> None:
+        conn = await connect(database_url)
+        try:
+            while not self._stop.is_set():
+                self.monitors = await conn.fetchval("SELECT count(*) FROM monitor_alert_state")
+                rows = await conn.fetch(JUDGE_LAG)
+                behind = [float(r["lag"]) for r in rows]
+                self.samples += behind + [0.0] * max(0, self.monitors - len(behind))
+                await asyncio.sleep(every)
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 def _http_ok(url: str) -> bool:
@@ -370,7 +412,9 @@ def measure(args: argparse.Namespace) -> bool:
         pg_cpu = PostgresCpu(pg.get_pid())
         ctl0, nats0 = cpu_s(controller.pid), cpu_s(nats_proc.pid)
         agent0 = [cpu_s(a.pid) for a in agents]
+        judge_lag = JudgeLag(database_url)
         time.sleep(args.window)
+        judge_lag.stop()
         ctl = cpu_s(controller.pid) - ctl0
         nats = cpu_s(nats_proc.pid) - nats0
         postgres = pg_cpu.used()
@@ -391,6 +435,7 @@ def measure(args: argparse.Namespace) -> bool:
         pg.cleanup()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    window.judge_lag_s = judge_lag.samples
     return _report(
         args,
         window,
@@ -440,6 +485,11 @@ def _report(
     print(
         f"  store lag (stored - finished) p99 {percentile(window.store_lag_ms, 99):.0f} ms;"
         f" round start lateness (started - due) p99 {percentile(window.start_late_ms, 99):.0f} ms"
+    )
+    print(
+        "  alerter lag (a complete round not judged yet: its cursor's age; else 0), every 5 s: p50"
+        f" {percentile(window.judge_lag_s, 50):.1f} s, p99 {percentile(window.judge_lag_s, 99):.1f}"
+        " s"
     )
     print(_projection(central, bytes_per))
     ran = window.by_status.get("up", 0) + window.by_status.get("down", 0)
