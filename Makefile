@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,15 @@ browser: ## install Debian's chromium and chromium-driver when missing (the cons
 unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
 	$(call apt_when_missing,/usr/sbin/unbound,unbound)
 
+# `make bench exporter` sets the agent beside Debian's prometheus-blackbox-exporter against
+# Debian's Postfix and Dovecot, which the benchmark runs itself from a temporary directory on
+# loopback ports (as root; no service is enabled).
+blackbox: ## install Debian's prometheus-blackbox-exporter, postfix and dovecot when missing (the exporter benchmark)
+	$(call apt_when_missing,/usr/bin/prometheus-blackbox-exporter,prometheus-blackbox-exporter)
+	$(call apt_when_missing,/usr/sbin/postfix,postfix)
+	$(call apt_when_missing,/usr/lib/dovecot/imap-login,dovecot-imapd)
+	$(call apt_when_missing,/usr/lib/dovecot/pop3-login,dovecot-pop3d)
+
 # The agent self-check tests run agents in network namespaces with egress filtered by nftables
 # (tests/netns.py); as root only: elsewhere those tests skip.
 netns: ## install Debian's iproute2 and nftables when missing (the agent self-check tests' namespaces)
@@ -92,7 +101,7 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 # `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
 # (`make bench scale BENCH_ARGS='--window 60'`).
 BENCH_NAMES := $(if $(filter bench,$(firstword $(MAKECMDGOALS))),$(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS)))
-bench: $(STAMP) ## benchmarks with their targets (`make bench scale`: only the named); prints the figures
+bench: $(STAMP) blackbox ## benchmarks with their targets (`make bench scale`: only the named); prints the figures
 	$(BIN)/python -m bench $(BENCH_NAMES) $(BENCH_ARGS)
 ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:

@@ -83,19 +83,26 @@ def parse_resolv_conf(text: str) -> ResolvConf:
 def hosts_addresses(text: str, name: str) -> tuple[str, ...]:
     """The addresses a hosts file gives `name` (canonical name or alias, any case), in file
     order, without duplicates; lines whose address is not an IP address are skipped."""
-    wanted = name.rstrip(".").lower()
-    found: list[str] = []
+    return hosts_table(text).get(name.rstrip(".").lower(), ())
+
+
+def hosts_table(text: str) -> dict[str, tuple[str, ...]]:
+    """Every name of a hosts file (lower case, without a trailing dot) with its addresses, as
+    `hosts_addresses` gives them: the file is parsed once, not once per lookup."""
+    table: dict[str, list[str]] = {}
     for line in text.splitlines():
         fields = line.split("#", 1)[0].split()
-        if len(fields) < 2 or wanted not in (f.rstrip(".").lower() for f in fields[1:]):
+        if len(fields) < 2 or (address := literal(fields[0])) is None:
             continue
-        if (address := literal(fields[0])) is not None:
-            found.append(address)
-    return tuple(dict.fromkeys(found))
+        for name in fields[1:]:
+            table.setdefault(name.rstrip(".").lower(), []).append(address)
+    return {name: tuple(dict.fromkeys(found)) for name, found in table.items()}
 
 
 def literal(name: str) -> str | None:
     """`name` as an IP address (a scoped IPv6 one keeps its zone), or None when it is not one."""
+    if ":" not in name and not name[:1].isdigit():  # neither IPv6 nor dotted IPv4: a name
+        return None
     try:
         return str(ipaddress.ip_address(name))
     except ValueError:
@@ -189,6 +196,7 @@ class TargetResolver:
         self.bound = TenantBound(per_tenant) if per_tenant is not None else None
         self._conf_file = _Watched(resolv_conf)
         self._hosts_file = _Watched(hosts)
+        self._hosts: dict[str, tuple[str, ...]] | None = None
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._lifetime_s = float(TIMEOUT_DEFAULT_S * ATTEMPTS_DEFAULT)
 
@@ -207,8 +215,9 @@ class TargetResolver:
             return await self._ask(name)
 
     def _from_hosts(self, name: str) -> tuple[str, ...]:
-        self._hosts_file.changed()
-        return hosts_addresses(self._hosts_file.text, name)
+        if self._hosts_file.changed() or self._hosts is None:
+            self._hosts = hosts_table(self._hosts_file.text)
+        return self._hosts.get(name, ())
 
     async def _ask(self, name: str) -> tuple[str, ...]:
         resolver = self._configured()

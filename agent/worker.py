@@ -17,6 +17,8 @@ ahead of its free slots, up to `lookahead` jobs more, into per-tenant lanes serv
 and a tenant at its share of the slots (`tenant_share`) waits while another tenant's job does.
 Pulled-ahead jobs are held with `in_progress` like running ones, so none is redelivered while
 this agent has it, and a job whose life ends while it waits still ends `expired` (run_check).
+It never holds more than capacity + lookahead: what a fetch brings beyond that goes straight
+back (`within_room`).
 
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
@@ -71,7 +73,12 @@ from shared.messages import (
 )
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
-from shared.streams import JOBS_ACK_WAIT_S, jobs_consumer_config, jobs_consumer_name
+from shared.streams import (
+    JOBS_ACK_WAIT_S,
+    JOBS_MAX_DELIVER,
+    jobs_consumer_config,
+    jobs_consumer_name,
+)
 from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
 from shared.timefmt import parse_iso, utcnow
 
@@ -330,9 +337,7 @@ class Worker:
 
     async def _loop(self, sub: JetStreamContext.PullSubscription, burst: bool) -> None:
         while not self._stopping.is_set():
-            # What we hold counts, running or not: nats-py's fetch also returns what earlier
-            # requests left in the inbox, so a fetch may bring more than it asked for.
-            free = self.capacity + self._lookahead - len(self._tasks) - len(self._waiting)
+            free = self._room()
             if free <= 0:
                 self._wake.clear()
                 await self._wake.wait()
@@ -348,12 +353,34 @@ class Worker:
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
                 return
+            msgs = await self._within_room(msgs)
             now = asyncio.get_running_loop().time()
             for msg in msgs:
                 self._waiting.push(_tenant_of(msg), (msg, now))
             self._start_waiting()
             if burst and not msgs and not self._tasks and await self._drained(sub):
                 return
+
+    def _room(self) -> int:
+        """How many more jobs this agent may hold: running and waiting ones count alike."""
+        return self.capacity + self._lookahead - len(self._tasks) - len(self._waiting)
+
+    async def _within_room(self, msgs: list[Msg]) -> list[Msg]:
+        """The fetched jobs this agent keeps (`within_room`); the rest go straight back."""
+        room = self._room()
+        kept, back = within_room(msgs, room)
+        if len(kept) == len(msgs):
+            return msgs
+        for msg in back:
+            await _settle(msg.nak)
+        log.warning(
+            "jobs_beyond_room_handed_back",
+            fetched=len(msgs),
+            room=room,
+            handed_back=len(back),
+            kept_on_last_delivery=len(kept) - max(room, 0),
+        )
+        return kept
 
     def _start_waiting(self) -> None:
         """Start waiting jobs while a slot is free, the next one as agent.fair_queue says: the
@@ -668,6 +695,19 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
             " its credentials are not used"
         )
     return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
+
+
+def within_room(msgs: list[Msg], room: int) -> tuple[list[Msg], list[Msg]]:
+    """(kept, handed back): an agent holds at most capacity + lookahead jobs, so of what a fetch
+    brought it keeps `room`, in arrival order, and hands the rest back (nak) for any agent of
+    the country. A fetch may bring more than it asked for: nats-py's fetch also returns what
+    earlier pull requests delivered after their own fetch had given up. A hand-back spends one
+    of a job's deliveries, so a job on its last one is kept: handing it back would drop it."""
+    room = max(room, 0)
+    kept, back = msgs[:room], list[Msg]()
+    for msg in msgs[room:]:
+        (kept if msg.metadata.num_delivered >= JOBS_MAX_DELIVER else back).append(msg)
+    return kept, back
 
 
 def _tenant_of(msg: Msg) -> str:

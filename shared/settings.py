@@ -44,6 +44,18 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...], *, many: bool = 
             )
 
 
+def check_public_url(value: str) -> None:
+    """PUBLIC_URL: an http(s) URL of a host, no credentials, query or fragment (a notice's link
+    is this plus a path)."""
+    _check_url("PUBLIC_URL", value, ("http", "https"), many=False)
+    parts = urlsplit(value)
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(
+            "PUBLIC_URL must be a base URL like https://mailprobe.example.com (a host and at most"
+            " a path: no credentials, query or fragment)"
+        )
+
+
 def _check_country(name: str, value: str) -> None:
     if not re.fullmatch(r"[A-Z]{2}", value):
         raise ValueError(f"{name} must be an upper-case ISO 3166-1 alpha-2 code like DE")
@@ -273,6 +285,15 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             description='SMS gateway webhook: JSON POST `{"to", "text"}`; unset: this '
             "controller sends no SMS (alerts wait for a controller that has it; see Alerts and "
             "notifications)"
+        ),
+    ] = None
+    public_url: Annotated[
+        str | None,
+        Meta(
+            description="the base URL people reach this deployment at, e.g. "
+            "`https://mailprobe.example.com` (the console is under `/console/`): every notice "
+            "links to its monitor's console page there; unset: notices name the monitor's id "
+            "and carry no link"
         ),
     ] = None
     notify_reminder_minutes: Annotated[
@@ -522,6 +543,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 raise ValueError("NOTIFY_SMTP_URL names no host")
             if self.notify_from is None or "@" not in self.notify_from:
                 raise ValueError("NOTIFY_FROM (an e-mail address) is required with NOTIFY_SMTP_URL")
+        if self.public_url is not None:
+            check_public_url(self.public_url)
         if self.notify_sms_webhook_url is not None:
             _check_url(
                 "NOTIFY_SMS_WEBHOOK_URL", self.notify_sms_webhook_url, ("http", "https"), many=False

@@ -42,6 +42,8 @@ INGEST_CONSUMER = "ingest"
 # What agents wait before a job they took and went silent on goes to another agent; running
 # checks extend it with `in_progress` (agent.worker).
 JOBS_ACK_WAIT_S = 30.0
+# How many times `jobs-CC` delivers a job before giving up on it; a hand-back (nak) counts as one.
+JOBS_MAX_DELIVER = 5
 MIB = 1024 * 1024
 RESULTS_MAX_BYTES = 20 * 1024 * MIB
 EVENTS_MAX_BYTES = 1024 * MIB
@@ -136,7 +138,7 @@ def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> Consum
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ack_wait_s,
-        max_deliver=5,
+        max_deliver=JOBS_MAX_DELIVER,
         max_ack_pending=20_000,
     )
 

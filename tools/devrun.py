@@ -218,6 +218,7 @@ def main() -> int:
     token = asyncio.run(admin_token(env["DATABASE_URL"], password))
     port = env.setdefault("API_PORT", "8080")
     url = f"http://127.0.0.1:{port}"
+    env.setdefault("PUBLIC_URL", url)  # notices link to this run's console
     py = sys.executable
 
     try:

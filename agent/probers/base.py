@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import errno
 import math
 import socket
 import ssl
@@ -9,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo, TlsOptions
 
@@ -129,15 +131,44 @@ async def connect_socket(target: Target, rec: Recorder) -> socket.socket:
 
 
 async def _connect_one(address: str, port: int) -> socket.socket:
+    """A non-blocking connect to an IP address, waited for on the event loop. Not
+    `loop.sock_connect`: uvloop's resolves the address again in its thread pool, a thread
+    hop per check for an address that is already numeric."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        err = sock.connect_ex((address, port))
+        if err in _IN_PROGRESS:
+            loop = asyncio.get_running_loop()
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock, _settle, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"Connect call failed {_sockaddr(family, address, port)}")
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+_IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
+
+
+def _sockaddr(family: socket.AddressFamily, address: str, port: int) -> tuple[Any, ...]:
+    """The socket address the event loop's connect named in its error (IPv6: with flow info
+    and scope id), so messages read as before; numeric, so nothing is looked up."""
+    flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+    return socket.getaddrinfo(address, port, family, socket.SOCK_STREAM, 0, flags)[0][4]
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def goodbye(

@@ -6,23 +6,16 @@ A monitor that names its own CA (`tlsOptions.ca`) gets a context built once per 
 """
 
 import functools
-import hashlib
-import ipaddress
 import math
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
-
 from agent.probers.base import ProbeFailure
+from agent.probers.certs import CertCache
 from shared.messages import TlsInfo, TlsOptions
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import utcnow
 
 
 class TimedSSLObject(ssl.SSLObject):
@@ -103,95 +96,36 @@ TlsMode = Literal["implicit", "starttls"]
 def tls_info(obj: ssl.SSLObject | ssl.SSLSocket, mode: TlsMode) -> TlsInfo:
     """Version, cipher and certificate facts of an established TLS session, reached by `mode`.
 
-    The certificate is parsed from its DER form: with verification off, `getpeercert()`
-    returns an empty dict, but the binary form is always there. A session the context verified
-    (chain and name) says so; without verification the name is matched here (RFC 6125, by
-    service-identity) and the chain stays unknown.
+    The certificate is read in its DER form: with verification off, `getpeercert()` returns an
+    empty dict, but the binary form is always there; its facts come from CERTS, computed once
+    per certificate. A session the context verified (chain and name) says so; without
+    verification the name is matched here (RFC 6125, by service-identity) and the chain stays
+    unknown.
     """
     cipher = obj.cipher()
     info = TlsInfo(version=obj.version(), cipher=cipher[0] if cipher else None, mode=mode)
     der = obj.getpeercert(binary_form=True)
     if der:
-        cert = x509.load_der_x509_certificate(der)
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        subject = names[0].value if names else cert.subject.rfc4514_string()
-        info.cert_subject = subject if isinstance(subject, str) else subject.decode()
-        not_after = cert.not_valid_after_utc
-        info.cert_not_after = iso_ms(not_after)
-        info.cert_days_left = math.floor((not_after - utcnow()).total_seconds() / 86400)
-        cert_facts(info, cert)
+        facts = CERTS.facts(der)
+        info.cert_subject = facts.subject
+        info.cert_not_after = facts.not_after_iso
+        info.cert_days_left = math.floor((facts.not_after - utcnow()).total_seconds() / 86400)
+        info.cert_sha256 = facts.sha256
+        info.cert_issuer = facts.issuer
+        info.cert_sans = list(facts.sans)
+        info.cert_key_type, info.cert_key_bits = facts.key_type, facts.key_bits
+        info.cert_spki_sha256 = facts.spki_sha256
+        info.cert_signature = facts.signature
         ctx = obj.context
         if ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname:
             info.chain_verified = info.name_matched = True
         elif obj.server_hostname:
-            info.name_matched = name_matches(cert, obj.server_hostname)
+            info.name_matched = facts.names_host(obj.server_hostname)
     return info
 
 
-def cert_facts(info: TlsInfo, cert: x509.Certificate) -> None:
-    info.cert_sha256 = cert.fingerprint(hashes.SHA256()).hex()
-    info.cert_issuer = cert.issuer.rfc4514_string()
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):  # ValueError: an extension that does not parse
-        info.cert_sans = []
-    else:
-        dns = san.get_values_for_type(x509.DNSName)
-        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-        info.cert_sans = [*dns, *ips][:SANS_MAX]
-    try:
-        key = cert.public_key()
-    except (ValueError, TypeError, NotImplementedError):  # a key type cryptography lacks
-        pass
-    else:
-        info.cert_key_type, info.cert_key_bits = _key(key)
-        spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        info.cert_spki_sha256 = hashlib.sha256(spki).hexdigest()
-    oid = cert.signature_algorithm_oid
-    info.cert_signature = getattr(oid, "_name", None) or oid.dotted_string
-
-
-SANS_MAX = 100  # a certificate may list thousands; the first hundred say enough
-
-
-def _key(key: object) -> tuple[str | None, int | None]:
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size
-    return None, None
-
-
-def name_matches(cert: x509.Certificate, hostname: str) -> bool:
-    """Whether `cert` names `hostname` (an IP address: as an IP SAN), as RFC 6125 says."""
-    # Imported on first use: it adds ~40 ms to the agent's start, which only checks without
-    # verification ever need.
-    import service_identity
-    from service_identity.cryptography import (
-        verify_certificate_hostname,
-        verify_certificate_ip_address,
-    )
-
-    try:
-        ipaddress.ip_address(hostname)
-    except ValueError:
-        is_ip = False
-    else:
-        is_ip = True
-    try:
-        if is_ip:
-            verify_certificate_ip_address(cert, hostname)
-        else:
-            verify_certificate_hostname(cert, hostname)
-    except (service_identity.VerificationError, service_identity.CertificateError):
-        return False
-    return True
+# The facts of the certificates this process met, shared by every check.
+CERTS = CertCache()
 
 
 def describe_ssl_error(exc: ssl.SSLError) -> str:

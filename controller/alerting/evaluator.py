@@ -68,6 +68,7 @@ from controller.logins import backoff_store as backoff_db
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.notify import recipients
+from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
 from controller.roundtrips import delivery as roundtrip_delivery
@@ -126,10 +127,13 @@ class Alerter:
         no_data_close_minutes: int = 60,
         interval_s: float = 1.0,
         batch: int = BATCH,
+        links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        """`job_ids`: the scheduler's, for the `expired` results of rounds nobody ran."""
+        """`job_ids`: the scheduler's, for the `expired` results of rounds nobody ran;
+        `links`: where notices point (PUBLIC_URL)."""
         self._pool = pool
+        self._links = links
         self._js = js
         self._job_ids = job_ids
         self._default_countries = default_countries
@@ -249,14 +253,13 @@ class Alerter:
         await alerts.save_state(conn, monitor_id, s, now if s.state != before else None)
         return due
 
-    @staticmethod
-    async def _posture(conn: Conn, monitor: Monitor, s: AlertState, quiet: bool) -> None:
+    async def _posture(self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
         evaluation, and never holds back the monitor's alerting."""
         try:
             async with conn.transaction():
-                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet)
+                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet, self._links)
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 
@@ -368,7 +371,7 @@ class Alerter:
             elif isinstance(e, ConfirmationWanted):
                 await self._confirm(conn, monitor, e, now)
             elif isinstance(e, DeliveryObserved):
-                await roundtrip_delivery.observe(conn, monitor, e.rounds, quiet)
+                await roundtrip_delivery.observe(conn, monitor, e.rounds, quiet, self._links)
             elif isinstance(e, Replayed):
                 log.info(
                     "rounds judged again with a late result",
@@ -402,7 +405,7 @@ class Alerter:
     async def _notify_backoff(
         self, conn: Conn, monitor: Monitor, b: login_backoff.Backoff, countries: list[str]
     ) -> None:
-        texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max)
+        texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max, self._links)
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
         await alerts.enqueue(conn, monitor.id, None, notes)
@@ -501,7 +504,7 @@ class Alerter:
     ) -> None:
         """Queue one notification per recipient the monitor has, whatever channels this
         process can send: a replica that has the channel sends it."""
-        texts = render(kind, monitor, incident, now)
+        texts = render(kind, monitor, incident, now, self._links)
         reminders = incident.reminders + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"

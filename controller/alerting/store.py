@@ -20,7 +20,13 @@ from controller.alerting.thresholds import (
 )
 from controller.db.pool import Conn
 from controller.notify.recipients import Outgoing
-from controller.posture.rules import DEFAULT_EXPIRY_DAYS
+from controller.posture.rules import (
+    DEFAULT_EMAIL_SEVERITIES,
+    DEFAULT_EXPIRY_DAYS,
+    DEFAULT_SMS_SEVERITIES,
+    SEVERITIES,
+    Severity,
+)
 
 # Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
 # queue row's due_at). A batch queues a monitor for now only when a round after its cursor may
@@ -113,21 +119,31 @@ async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
     return _thresholds(row) if row is not None else Thresholds()
 
 
-# cert_expiry_days is nullable (built-in default) where the others were always filled in.
+# cert_expiry_days and the finding severities are nullable (built-in default) where the others
+# were always filled in.
 _ORG_COLUMNS = (
-    "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days, confirm_failures"
+    "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days,"
+    " confirm_failures, finding_email_severities, finding_sms_severities"
 )
 
 
 def _thresholds(row: asyncpg.Record) -> Thresholds:
     days = row["cert_expiry_days"]
+    email, sms = row["finding_email_severities"], row["finding_sms_severities"]
     return Thresholds(
         row["failure_threshold"],
         row["down_after_rounds"],
         row["recover_after_rounds"],
         DEFAULT_EXPIRY_DAYS if days is None else tuple(days),
         row["confirm_failures"],
+        DEFAULT_EMAIL_SEVERITIES if email is None else severities(email),
+        DEFAULT_SMS_SEVERITIES if sms is None else severities(sms),
     )
+
+
+def severities(stored: list[str]) -> tuple[Severity, ...]:
+    """Stored severities in their order, worst first (unknown ones dropped)."""
+    return tuple(s for s in SEVERITIES if s in stored)
 
 
 async def put_org_thresholds(
@@ -138,20 +154,26 @@ async def put_org_thresholds(
     recover_after_rounds: int | None,
     cert_expiry_days: list[int] | None = None,
     confirm_failures: bool | None = None,
+    finding_email_severities: list[str] | None = None,
+    finding_sms_severities: list[str] | None = None,
 ) -> Thresholds:
     """Change the values given (None: keep; the built-in default when never set)."""
     row = await conn.fetchrow(
         "INSERT INTO organization_alert_settings AS s"
         " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days, confirm_failures)"
+        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
-        " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true))"
+        " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true), $10::text[],"
+        " $11::text[])"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
         " recover_after_rounds = coalesce($4::int, s.recover_after_rounds),"
         " cert_expiry_days = coalesce($8::int[], s.cert_expiry_days),"
-        " confirm_failures = coalesce($9::bool, s.confirm_failures), updated_at = now()"
+        " confirm_failures = coalesce($9::bool, s.confirm_failures),"
+        " finding_email_severities = coalesce($10::text[], s.finding_email_severities),"
+        " finding_sms_severities = coalesce($11::text[], s.finding_sms_severities),"
+        " updated_at = now()"
         f" RETURNING {_ORG_COLUMNS}",
         organization_id,
         failure_threshold,
@@ -162,6 +184,8 @@ async def put_org_thresholds(
         DEFAULT_RECOVER_AFTER_ROUNDS,
         cert_expiry_days,
         confirm_failures,
+        finding_email_severities,
+        finding_sms_severities,
     )
     assert row is not None
     return _thresholds(row)
@@ -173,6 +197,8 @@ _OVERRIDES = (
     "recover_after_rounds",
     "cert_expiry_days",
     "confirm_failures",
+    "finding_email_severities",
+    "finding_sms_severities",
 )
 
 
@@ -189,16 +215,19 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
         " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days, confirm_failures)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
-        " cert_expiry_days = $5, confirm_failures = $6, updated_at = now()",
+        " cert_expiry_days = $5, confirm_failures = $6, finding_email_severities = $7,"
+        " finding_sms_severities = $8, updated_at = now()",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
         values["recover_after_rounds"],
         values.get("cert_expiry_days"),
         values.get("confirm_failures"),
+        values.get("finding_email_severities"),
+        values.get("finding_sms_severities"),
     )
 
 
@@ -207,6 +236,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     base = await org_thresholds(conn, organization_id)
     own = await monitor_overrides(conn, monitor_id)
     days = own["cert_expiry_days"]
+    email, sms = own["finding_email_severities"], own["finding_sms_severities"]
     return Thresholds(
         own["failure_threshold"]
         if own["failure_threshold"] is not None
@@ -215,6 +245,8 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
         own["recover_after_rounds"] or base.recover_after_rounds,
         base.cert_expiry_days if days is None else tuple(days),
         base.confirm_failures if own["confirm_failures"] is None else own["confirm_failures"],
+        base.finding_email_severities if email is None else severities(email),
+        base.finding_sms_severities if sms is None else severities(sms),
     )
 
 

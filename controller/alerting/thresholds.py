@@ -8,7 +8,12 @@ never the db layer.
 
 from dataclasses import dataclass
 
-from controller.posture.rules import DEFAULT_EXPIRY_DAYS
+from controller.posture.rules import (
+    DEFAULT_EMAIL_SEVERITIES,
+    DEFAULT_EXPIRY_DAYS,
+    DEFAULT_SMS_SEVERITIES,
+    Severity,
+)
 
 # Built-in defaults, used when an organization has not set its own.
 DEFAULT_FAILURE_THRESHOLD = 0.5
@@ -23,3 +28,11 @@ class Thresholds:
     recover_after_rounds: int = DEFAULT_RECOVER_AFTER_ROUNDS
     cert_expiry_days: tuple[int, ...] = DEFAULT_EXPIRY_DAYS  # notices this many days before
     confirm_failures: bool = True
+    # The severities of posture findings and certificate expiry notices told on each channel.
+    finding_email_severities: tuple[Severity, ...] = DEFAULT_EMAIL_SEVERITIES
+    finding_sms_severities: tuple[Severity, ...] = DEFAULT_SMS_SEVERITIES
+
+    def finding_channels(self, severity: str) -> frozenset[str]:
+        """The channels (`email`, `sms`) a notice of that severity goes by."""
+        chosen = {"email": self.finding_email_severities, "sms": self.finding_sms_severities}
+        return frozenset(channel for channel, wanted in chosen.items() if severity in wanted)

@@ -11,6 +11,7 @@ from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.notify import budget_store as budget_db
 from controller.notify import recipients
+from controller.notify.links import Links
 from controller.notify.texts import render_login_cap
 from shared.timefmt import iso_ms
 
@@ -19,7 +20,7 @@ log = structlog.get_logger(__name__)
 KIND = "login_cap"
 
 
-async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime) -> None:
+async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime, links: Links) -> None:
     """The monitor's login was capped at `now` (its cap `cap`): record it, and tell the owners
     once per episode."""
     if not await login_caps.reached(conn, monitor_id, cap, now):
@@ -42,7 +43,7 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime) -> None:
     _, owners = await budget_db.owners(conn, monitor.organization_id)
     if not owners:
         bound.warning("no owner to tell a login cap was reached")
-    texts = render_login_cap(monitor, cap, since)
+    texts = render_login_cap(monitor, cap, since, links)
     key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
     notes = recipients.to_owners(KIND, owners, texts, key)
     await alerts.enqueue(conn, monitor_id, None, notes)

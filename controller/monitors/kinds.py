@@ -122,6 +122,16 @@ class Kind:
         """The secrets' paths as key steps (`("send", "auth", "pass")`)."""
         return tuple(tuple(path.split(".")) for path in self.secrets)
 
+    def drop_job_only(self, config: dict[str, Any]) -> None:
+        """Remove the `job_only` keys from a config as JSON (in place)."""
+        for path in self.job_only:
+            *legs, key = path.split(".")
+            holder: Any = config
+            for leg in legs:
+                holder = holder.get(leg) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                holder.pop(key, None)
+
     def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """A config as JSON (as stored, or as shown) with each of its secrets replaced by the
         mask, as responses show it; an empty or absent secret stays as it is."""

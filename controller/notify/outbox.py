@@ -36,6 +36,7 @@ from controller.notify import NAMES, Channel, DeliveryError, Notification, recip
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
+from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_held_back
 from controller.runtime import metrics
 from shared.loop import run_every
@@ -70,9 +71,12 @@ class OutboxWorker:
         interval_s: float = 1.0,
         batch: int = BATCH,
         budget: Budget | None = None,
+        links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`links`: where the owners' notice that the budget was reached points them."""
         self._pool = pool
+        self._links = links
         self._budget = budget or Budget()
         self._channels = channels
         self._max_attempts = max_attempts
@@ -219,6 +223,7 @@ class OutboxWorker:
             per_hour,
             start + notify_budget.WINDOW,
             watched.monitor,
+            self._links,
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
         notes = recipients.to_owners(HELD_BACK, owners, texts, key)

@@ -4,7 +4,7 @@ channels this process can send (a replica that has the channel sends it); a noti
 organization's use (budget held back, login cap) goes by e-mail to each of its owners. Pure;
 the store (controller.alerting.store `enqueue`) only writes the rows."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -32,15 +32,21 @@ class Owner(NamedTuple):
     email: str
 
 
-def to_recipients(kind: str, monitor: Monitor, texts: Texts, key: str) -> list[Outgoing]:
-    """One notification of `kind` per recipient of `monitor`; `key` is the notice's dedupe key,
-    made per channel."""
+def to_recipients(
+    kind: str,
+    monitor: Monitor,
+    texts: Texts,
+    key: str,
+    channels: Collection[str] = ("email", "sms"),
+) -> list[Outgoing]:
+    """One notification of `kind` per recipient of `monitor` on `channels`; `key` is the
+    notice's dedupe key, made per channel."""
     notes: list[Outgoing] = []
-    if email := monitor.notification_email:
+    if (email := monitor.notification_email) and "email" in channels:
         notes.append(
             Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
         )
-    if phone := monitor.notification_phone_number:
+    if (phone := monitor.notification_phone_number) and "sms" in channels:
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
     return notes
 

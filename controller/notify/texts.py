@@ -17,6 +17,7 @@ from controller.alerting.incident import Incident
 from controller.logins.backoff import Backoff
 from controller.monitors.kinds import TYPE_LABELS
 from controller.monitors.store import Monitor
+from controller.notify.links import Links
 from shared.timefmt import iso_ms
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
@@ -59,18 +60,49 @@ def target(monitor: Monitor) -> str:
     return f"{TYPE_LABELS.get(monitor.type, monitor.type)} {monitor.hostname}{port}"
 
 
+class Url(str):
+    """A fact's value that is a link (shown as one in HTML)."""
+
+
+def _cell(value: str) -> str:
+    if isinstance(value, Url):
+        return f"<a href='{html.escape(value)}'>{html.escape(value)}</a>"
+    return html.escape(value)
+
+
+def monitor_facts(monitor: Monitor, links: Links) -> list[tuple[str, str]]:
+    """What names the monitor in a notice: its name, type, host and port, and its console page
+    (its id when no PUBLIC_URL is set)."""
+    named = ("Monitor", f"{one_line(monitor.name)} ({target(monitor)})")
+    url = links.monitor(monitor.public_id)
+    if url is None:
+        return [named, ("Monitor id", str(monitor.public_id))]
+    return [named, ("Console", Url(url))]
+
+
+def with_link(sms: str, url: str | None, limit: int = 300) -> str:
+    """An SMS line with the console link after it when both fit `limit`; else the line alone."""
+    line = sms[:limit]
+    return f"{line} {url}" if url and len(line) + 1 + len(url) <= limit else line
+
+
 def with_facts(subject: str, lead: str, facts: list[tuple[str, str]], sms: str) -> Texts:
     """A notice of a lead sentence and a table of facts (`(label, value)`)."""
     text = lead + "\n\n" + "\n".join(f"{k}: {v}" for k, v in facts) + "\n\n-- mailprobe\n"
     rows = "".join(
-        f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-        for k, v in facts
+        f"<tr><th align='left'>{html.escape(k)}</th><td>{_cell(v)}</td></tr>" for k, v in facts
     )
     body = (
         f"<html><body><p><strong>{html.escape(lead)}</strong></p>"
         f"<table>{rows}</table><p>-- mailprobe</p></body></html>"
     )
     return Texts(subject, text, body, sms[:300])
+
+
+def where_to_look(monitor: Monitor, links: Links) -> str:
+    """The closing line of a notice in paragraphs: the monitor's console page, else its id."""
+    url = links.monitor(monitor.public_id)
+    return f"Console: {url}" if url else f"Monitor id: {monitor.public_id}"
 
 
 def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
@@ -80,7 +112,7 @@ def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
     return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
 
 
-def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> Texts:
+def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime, links: Links) -> Texts:
     name = one_line(monitor.name)
     started = incident.started_at
     ended = incident.ended_at
@@ -110,7 +142,7 @@ def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> T
         facts += [("No data since", iso_ms(ended)), ("Why", incident.end_reason or "-")]
     elif ended is not None:
         facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
-    facts.append(("Monitor", str(monitor.public_id)))
+    facts += monitor_facts(monitor, links)
     sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor.hostname})"
     sms += (
         f" after {lasted}"
@@ -119,11 +151,11 @@ def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime) -> T
         if kind == "no_data"
         else f": {label(incident.cause_kind)} in {where}"
     )
-    return with_facts(subject, lead, facts, sms)
+    return with_facts(subject, lead, facts, with_link(sms, links.monitor(monitor.public_id)))
 
 
 def render_backoff(
-    monitor: Monitor, countries: list[str], backoff: Backoff, cap: timedelta
+    monitor: Monitor, countries: list[str], backoff: Backoff, cap: timedelta, links: Links
 ) -> Texts:
     """The owner's one notice that the monitor's credentials were rejected and its logins
     slowed."""
@@ -137,13 +169,13 @@ def render_backoff(
         f"{retry}, then less and less often (at most {duration(cap.total_seconds())} apart), "
         "from one country at a time.",
         "Update the monitor's credentials to resume its checks at once.",
-        f"Monitor: {monitor.public_id}",
+        where_to_look(monitor, links),
     ]
     sms = one_line(f"mailprobe: {name} credentials rejected; logins slowed until updated")[:160]
     return in_paragraphs(subject, lines, sms)
 
 
-def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int) -> Texts:
+def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int, links: Links) -> Texts:
     """The owners' one notice that a round trip's messages stopped arriving and its sending was
     slowed (controller.roundtrips.rules)."""
     name = one_line(monitor.name)
@@ -154,14 +186,20 @@ def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int) -> Tex
         f"So that nobody is mailed in vain, the monitor now sends at most {per_hour} message an"
         " hour, until one arrives again or its recipient (`to`) or mailbox (`receive`) change.",
         "Check that `to` is delivered to the mailbox the monitor reads.",
-        f"Monitor: {monitor.public_id}",
+        where_to_look(monitor, links),
     ]
     sms = one_line(f"mailprobe: {name} round trip not delivered; sending slowed")[:160]
     return in_paragraphs(subject, lines, sms)
 
 
 def render_held_back(
-    organization: str, what: str, setting: str, per_hour: int, until: datetime, monitor: Monitor
+    organization: str,
+    what: str,
+    setting: str,
+    per_hour: int,
+    until: datetime,
+    monitor: Monitor,
+    links: Links,
 ) -> Texts:
     """The owners' notice that their organization's hourly budget of `what` notifications
     (`setting`) was reached; it is whole again at `until`. `monitor`: the one whose
@@ -172,15 +210,16 @@ def render_held_back(
         f" notifications an hour ({setting}).",
         f"Further {what} notifications until {iso_ms(until)} are not sent: each monitor's alert"
         " history lists them as `dropped`. Incidents still open and close as before.",
-        f"The first held back was about {name} ({target(monitor)}), monitor"
-        f" {monitor.public_id}. So many notifications usually mean monitors that flap, or"
-        " notification addresses someone should not have set.",
+        f"The first held back was about {name} ({target(monitor)}). So many notifications"
+        " usually mean monitors that flap, or notification addresses someone should not have"
+        " set.",
+        where_to_look(monitor, links),
     ]
     subject = f"[mailprobe] {what} notifications held back: hourly budget reached"
     return in_paragraphs(subject, lines, "")
 
 
-def render_login_cap(monitor: Monitor, cap: int, since: datetime) -> Texts:
+def render_login_cap(monitor: Monitor, cap: int, since: datetime, links: Links) -> Texts:
     """The owners' one notice that a monitor's logins reached its account's cap."""
     name = one_line(monitor.name)
     lines = [
@@ -190,7 +229,7 @@ def render_login_cap(monitor: Monitor, cap: int, since: datetime) -> Texts:
         "Checks that would log in past it are recorded `login_capped` (missed) until the count"
         " falls again. An honest configuration stays well below it: look for trigger-checks in"
         " a loop, or an agent that repeats jobs.",
-        f"Monitor: {monitor.public_id}",
+        where_to_look(monitor, links),
     ]
     subject = f"[mailprobe] Login cap reached: {name}"
     return in_paragraphs(subject, lines, "")

@@ -7,6 +7,12 @@ Only judged rounds are read (their results are all in, or the round closed), eac
 cursor `posture_state.last_round_at` follows the alerter's. Nothing is notified while the
 monitor is quiet (maintenance); findings are still recorded, and an expiry notice due then goes
 out at the first round after it.
+
+One call tells what it found in one notice per kind (posture.notices): the findings that
+appeared in its rounds, from every country, in one `finding` notice; the certificates that
+crossed an expiry threshold in one `cert_expiry` notice. Each goes by e-mail and by SMS only
+for the severities the organization (or the monitor) chose for that channel
+(`Thresholds.finding_channels`).
 """
 
 from datetime import datetime, timedelta
@@ -17,9 +23,11 @@ import msgspec
 import structlog
 
 from controller.alerting import store as alerts
+from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.notify import recipients
+from controller.notify import NAMES, recipients
+from controller.notify.links import Links
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
 from controller.posture import store as db
@@ -47,7 +55,12 @@ LOOKBACK = timedelta(hours=1)  # where a monitor's first posture pass starts
 
 
 async def observe(
-    conn: Conn, monitor: Monitor, judged_until: datetime | None, state: str, quiet: bool
+    conn: Conn,
+    monitor: Monitor,
+    judged_until: datetime | None,
+    state: str,
+    quiet: bool,
+    links: Links,
 ) -> None:
     """Move the monitor's posture over its rounds judged since the last call, up to
     `judged_until` (the alerter's cursor); `state`: the monitor's alert state now."""
@@ -67,11 +80,12 @@ async def observe(
     if len(rows) == ROWS_PER_PASS and len(rounds) > 1:
         rounds.pop()  # may be cut short; read on the next pass
         until = rounds[-1][0]
-    pass_ = _Pass(conn, monitor, state, quiet)
+    t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
+    days = t.cert_expiry_days
+    pass_ = _Pass(conn, monitor, state, quiet, t, links)
     tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
     stored = await db.baselines(conn, monitor_id)
     base = stored
-    days = (await alerts.thresholds(conn, monitor_id, monitor.organization_id)).cert_expiry_days
     for at, group in rounds:
         seen = [facts_of(monitor.type, r) for r in group]
         verdicts = drift(seen, base)
@@ -94,6 +108,7 @@ async def observe(
             detail = f"{change.fact}: {change.before} → {change.after}"
             await pass_.event(at, PostureNote(change="changed", code=change.fact, detail=detail))
         await pass_.expiry(seen, days)
+    await pass_.tell()
     # only the countries whose baseline moved: one statement a round for nothing cost more
     # than the rest of the pass
     moved = {cc: facts for cc, facts in base.items() if stored.get(cc) != facts}
@@ -115,14 +130,21 @@ def _mail_dns(monitor: Monitor, row: Any, seen: Observation) -> Verdicts:
 
 
 class _Pass:
-    """One observe call's writes: findings, events and notifications of one monitor."""
+    """One observe call's writes: findings, events and notifications of one monitor. What is
+    to be told is gathered over the call's rounds and told once (`tell`)."""
 
-    def __init__(self, conn: Conn, monitor: Monitor, state: str, quiet: bool) -> None:
+    def __init__(
+        self, conn: Conn, monitor: Monitor, state: str, quiet: bool, t: Thresholds, links: Links
+    ) -> None:
         self.conn = conn
         self.monitor = monitor
         self.state = state
         self.quiet = quiet
+        self.thresholds = t
+        self.links = links
         self.public_id = str(monitor.public_id)
+        self.found: list[tuple[int, Finding]] = []  # (finding id, finding) to tell
+        self.expiring: list[notices.Expiring] = []
 
     async def appeared(self, f: Finding, at: datetime) -> None:
         finding_id = await db.appear(self.conn, self.monitor.id, f, at)
@@ -135,7 +157,7 @@ class _Pass:
             severity=f.severity,
         )
         if f.notified:
-            await self.notify("finding", notices.finding(self.monitor, f), f"finding:{finding_id}")
+            self.found.append((finding_id, f))
 
     async def cleared(self, f: Finding, at: datetime) -> None:
         await db.clear(self.conn, self.monitor.id, f, at)
@@ -156,15 +178,39 @@ class _Pass:
             if threshold is None:
                 continue
             await db.mark_expiry_sent(self.conn, self.monitor.id, sha, crossed(days_left, days))
-            texts = notices.expiry(self.monitor, days_left, threshold, sha)
-            key = f"cert_expiry:{self.monitor.id}:{sha}:{threshold}"
-            await self.notify("cert_expiry", texts, key)
+            self.expiring.append(notices.Expiring(sha, days_left, threshold))
 
-    async def notify(self, kind: str, texts: Texts, key: str) -> None:
+    async def tell(self) -> None:
+        """The call's one finding notice and one expiry notice, each on the channels chosen
+        for the severities it holds, each channel telling only those."""
+        if self.found:
+            first = min(finding_id for finding_id, _ in self.found)
+            found = [f for _, f in self.found]
+            for channel in NAMES:
+                chosen = [f for f in found if self._goes_by(channel, f.severity)]
+                if chosen:
+                    texts = notices.findings(self.monitor, chosen, self.links)
+                    await self.notify("finding", texts, f"finding:{first}", channel)
+        if self.expiring:
+            # Each certificate's threshold is told once, so the first one names the notice.
+            c = self.expiring[0]
+            key = f"cert_expiry:{self.monitor.id}:{c.cert_sha256}:{c.threshold}"
+            for channel in NAMES:
+                chosen_certs = [c for c in self.expiring if self._goes_by(channel, c.severity)]
+                if chosen_certs:
+                    texts = notices.expiry(self.monitor, chosen_certs, self.links)
+                    await self.notify("cert_expiry", texts, key, channel)
+
+    def _goes_by(self, channel: str, severity: str) -> bool:
+        return channel in self.thresholds.finding_channels(severity)
+
+    async def notify(self, kind: str, texts: Texts, key: str, channel: str) -> None:
         if self.quiet:
             return
-        notes = recipients.to_recipients(kind, self.monitor, texts, key)
+        notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,))
         await alerts.enqueue(self.conn, self.monitor.id, None, notes)
+        if notes:
+            log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
 
     async def event(self, at: datetime, note: PostureNote) -> None:
         stamp = iso_ms(at)

@@ -21,7 +21,15 @@ from typing import Literal
 from controller.posture.facts import TLS_RANK, Observation
 
 Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")  # worst first
 Key = tuple[str, str]  # (code, country or "")
+
+# Which severities of findings (and certificate expiry notices) go out on each channel unless
+# the organization or the monitor chose otherwise (`findingEmailSeverities`,
+# `findingSmsSeverities`): e-mail for what a person should act on, SMS for none, since a
+# finding is a state to fix in working hours, not an outage to wake anyone for.
+DEFAULT_EMAIL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
+DEFAULT_SMS_SEVERITIES: tuple[Severity, ...] = ()
 
 DRIFT_ROUNDS = 2
 DEFAULT_EXPIRY_DAYS = (21, 7)
@@ -30,7 +38,8 @@ MIN_EC_BITS = 224
 WEAK_CIPHER_PARTS = ("NULL", "EXP", "RC4", "DES", "MD5", "ADH", "AECDH", "ANON")
 WEAK_SIGNATURE_PARTS = ("sha1", "md5", "md2")
 
-# code → (severity, what a person can do about it)
+# code → (severity, what a person can do about it): each finding kind's severity is declared here
+# and nowhere else.
 CODES: dict[str, tuple[Severity, str]] = {
     "starttls_stripped": (
         "critical",
@@ -177,8 +186,9 @@ class Finding:
 
     @property
     def notified(self) -> bool:
-        """Whether its appearance is notified (critical and warning findings)."""
-        return self.severity != "info" and self.code not in QUIET_CODES
+        """Whether its appearance is told by a finding notice (on the channels its severity is
+        chosen for); `certificate_expiring` is told by the expiry notices instead."""
+        return self.code not in QUIET_CODES
 
 
 Verdicts = dict[Key, Finding | None]
@@ -346,6 +356,11 @@ class Tracker:
                 self.open[key] = finding
                 appeared.append(finding)
         return appeared, cleared
+
+
+def expiry_severity(days_left: int) -> Severity:
+    """An expiry notice's severity: that of the finding it tells of."""
+    return CODES["certificate_expired" if days_left < 0 else "certificate_expiring"][0]
 
 
 def expiry_notice(days_left: int, thresholds: Iterable[int], sent: Iterable[int]) -> int | None:

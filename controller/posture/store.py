@@ -179,3 +179,33 @@ async def baseline_rows(conn: Conn, monitor_id: int) -> list[Any]:
         " ORDER BY country",
         monitor_id,
     )
+
+
+_WORST_FIRST = "array_position(ARRAY['critical','warning','info'], f.severity)"
+
+
+async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[asyncpg.Record]:
+    """The open findings of the organization's monitors (every organization's: None), worst
+    first, then by monitor name, code and country; with what names the monitor."""
+    return await conn.fetch(
+        "SELECT m.public_id, m.name, m.type, m.hostname, m.port, f.code, f.country,"
+        " f.severity, f.detail, f.appeared_at, f.last_seen_at"
+        " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        f" ORDER BY {_WORST_FIRST}, lower(m.name), m.public_id, f.code, f.country LIMIT $2",
+        organization_id,
+        limit,
+    )
+
+
+async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]:
+    """Open findings by severity, over the organization's monitors (every one's: None), a
+    finding several countries see counted once, as the console lists it."""
+    rows = await conn.fetch(
+        "SELECT f.severity, count(DISTINCT (f.monitor_id, f.code)) AS n FROM posture_findings f"
+        " JOIN monitors m ON m.id = f.monitor_id"
+        " WHERE f.cleared_at IS NULL AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        " GROUP BY f.severity",
+        organization_id,
+    )
+    return {r["severity"]: r["n"] for r in rows}

@@ -12,6 +12,7 @@ from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
 from controller.notify import recipients
+from controller.notify.links import Links
 from controller.notify.texts import render_delivery_backoff
 from controller.roundtrips import delivery_store as delivery_db
 from controller.roundtrips import rules
@@ -23,7 +24,9 @@ log = structlog.get_logger(__name__)
 Seen = tuple[datetime, bool, Sequence[str | None]]
 
 
-async def observe(conn: Conn, monitor: Monitor, judged: Sequence[Seen], quiet: bool) -> None:
+async def observe(
+    conn: Conn, monitor: Monitor, judged: Sequence[Seen], quiet: bool, links: Links
+) -> None:
     """Move the monitor's record over the rounds just judged; tell the owners once per back-off
     (while notifications are held, at the next round judged outside the quiet)."""
     before = d = await delivery_db.get(conn, monitor.id)
@@ -33,7 +36,7 @@ async def observe(conn: Conn, monitor: Monitor, judged: Sequence[Seen], quiet: b
     if d.state != before.state:
         bound.info("round-trip delivery", state=d.state, previous=before.state)
     if d.state == "backed_off" and not d.notified and not quiet:
-        texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR)
+        texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR, links)
         key = f"delivery-backoff:{monitor.id}:{iso_ms(judged[-1][0])}"
         notes = recipients.to_recipients("delivery", monitor, texts, key)
         await alerts.enqueue(conn, monitor.id, None, notes)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.monitors.validation import COUNTRIES
+from controller.notify.links import Links
 from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
@@ -106,6 +107,7 @@ async def open_pipeline(
             checks_per_minute=settings.org_max_checks_per_minute,
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
             confirm_per_minute=settings.confirm_rounds_per_minute,
+            links=Links.of(settings),
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:

@@ -95,6 +95,7 @@ def _alerter(
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
     from controller.notify.budget import Budget
+    from controller.notify.links import Links
     from controller.scheduling.rules import JobIds
     from controller.secrets.box import SecretBox
 
@@ -110,6 +111,7 @@ def _alerter(
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
         no_data_close_minutes=settings.incident_no_data_close_minutes,
         interval_s=settings.alert_eval_interval_seconds,
+        links=Links.of(settings),
     )
     worker = OutboxWorker(
         pool,
@@ -117,6 +119,7 @@ def _alerter(
         max_attempts=settings.notify_max_attempts,
         interval_s=settings.alert_eval_interval_seconds,
         budget=Budget.of(settings),
+        links=Links.of(settings),
     )
     return [alerter.run(stop), worker.run(stop)]
 

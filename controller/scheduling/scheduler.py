@@ -33,6 +33,7 @@ from controller.logins import cap_notice as login_cap_notice
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors import limits_store as limits
 from controller.monitors.store import WatchedMonitor
+from controller.notify.links import NO_LINKS, Links
 from controller.roundtrips import sends as roundtrip_sends
 from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
@@ -75,9 +76,12 @@ class Scheduler:
         checks_per_minute: int = 2000,
         mails_per_domain: int = 60,
         confirm_per_minute: int = 600,
+        links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`links`: where the owners' login cap notice points them."""
         self._pool = pool
+        self._links = links
         self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
         self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
         self._login_cap = login_cap  # the ceiling per organization and account
@@ -222,7 +226,7 @@ class Scheduler:
                 r.missed.append(
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
-                await login_cap_notice.reached(conn, r.monitor_id, cap, now)
+                await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
         jobs = [job for r in rounds for job in r.jobs]
         await self.publish(jobs)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
@@ -275,7 +279,7 @@ class Scheduler:
                         held.append(
                             planning.held(d.job, CAPPED, planning.capped_why(cap, self._login_cap))
                         )
-                        await login_cap_notice.reached(conn, d.monitor_id, cap, now)
+                        await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
                 held += held_mail.values()
                 if held:
                     await results.store(conn, held)

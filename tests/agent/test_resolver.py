@@ -167,6 +167,25 @@ async def test_literals_localhost_the_hosts_file_and_invalid_ask_no_nameserver(
     assert peer.asked == []
 
 
+async def test_a_changed_hosts_file_is_read_again_on_the_next_lookup(
+    peer: DnsPeer, tmp_path: Path
+) -> None:
+    """The hosts file is parsed once per change, not per lookup: an edit still counts at once."""
+    resolver = _resolver(tmp_path)
+    hosts = tmp_path / "hosts"
+    assert await resolver.resolve("intranet.host") == ("10.9.9.9",)
+    hosts.write_text(
+        "10.1.2.3 intranet.host other.host\n2001:db8::5 Other.Host.\n10.1.2.4 1pw.host\n"
+    )
+    assert await resolver.resolve("intranet.host") == ("10.1.2.3",)
+    assert await resolver.resolve("other.host") == ("10.1.2.3", "2001:db8::5")
+    assert await resolver.resolve("1pw.host") == ("10.1.2.4",)  # a name may start with a digit
+    hosts.unlink()
+    with pytest.raises(socket.gaierror):
+        await resolver.resolve("other.host")  # asked of the nameserver, which has no such name
+    assert await resolver.resolve("1.2.3.4") == ("1.2.3.4",)
+
+
 async def test_names_are_asked_for_both_types_and_fail_as_getaddrinfo_did(
     peer: DnsPeer, tmp_path: Path
 ) -> None:

@@ -95,7 +95,7 @@ async def through_an_outage(
             async with connected(own_nats.url) as publisher:
                 js = publisher.jetstream()
                 for _ in range(JOBS):
-                    job = job_for(country, peer.port, timeout=2.0, expires_in=life)
+                    job = job_for(country, peer.port, expires_in=life)
                     await publish_job(js, job)
                 await asyncio.sleep(3)  # the agent, still cut off, keeps trying to fetch
                 await link.restore()
@@ -129,8 +129,9 @@ async def test_after_a_nats_kill_the_backlog_never_runs_more_checks_than_the_con
 
     assert run.peer.max_open <= CONCURRENCY
     assert max(run.in_flight) == CONCURRENCY
-    # Nor did they pile up as jobs held here, out of other agents' reach (at most one fetch's
-    # leftovers, itself no bigger than the free slots).
+    # Nor did they pile up as jobs held here, out of other agents' reach: the agent holds at
+    # most capacity + lookahead (CONCURRENCY each), however many a fetch brought.
+    assert max(f + w for f, w in zip(run.in_flight, run.waiting, strict=True)) <= 2 * CONCURRENCY
     assert max(run.waiting) <= CONCURRENCY
     assert {(r.status, r.error_kind) for r in run.results} == {("up", None)}
 

@@ -26,6 +26,7 @@ from controller.ingest.store import ResultRow
 from controller.monitors import store as monitors
 from controller.notify import Channel
 from controller.notify.email import EmailChannel
+from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
 from controller.scheduling import rules as schedule
@@ -325,8 +326,16 @@ def rig(
         }
         return OutboxWorker(alert_pool, channels, clock=clock, **{"backoff_s": 0, **kwargs})
 
-    alerter = Alerter(alert_pool, events_js, job_ids, reminder_minutes=30, clock=clock)
+    alerter = Alerter(alert_pool, events_js, job_ids, reminder_minutes=30, links=LINKS, clock=clock)
     yield Rig(alert_pool, events_js, org, relay, sms, clock, alerter, outbox, job_ids)
+
+
+LINKS = Links("https://mailprobe.example.test")  # PUBLIC_URL
+
+
+def console_page(monitor: asyncpg.Record) -> str:
+    """The monitor's console page, as notices link it."""
+    return f"https://mailprobe.example.test/console/monitors/{monitor['public_id']}"
 
 
 DOWN = {"DE": "auth", "FR": "auth", "US": "up"}  # a majority failing

@@ -81,12 +81,16 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "recoverAfterRounds": None,
         "certExpiryDays": None,
         "confirmFailures": None,
+        "findingEmailSeverities": None,
+        "findingSmsSeverities": None,
         "effective": {
             "failureThreshold": 0.5,
             "downAfterRounds": 2,
             "recoverAfterRounds": 2,
             "certExpiryDays": [21, 7],
             "confirmFailures": True,
+            "findingEmailSeverities": ["critical", "warning"],
+            "findingSmsSeverities": [],
         },
     }
     r = await api.put("/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 3})
@@ -96,6 +100,8 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
         "confirmFailures": True,
+        "findingEmailSeverities": ["critical", "warning"],
+        "findingSmsSeverities": [],
     }
     r = await api.put(url, headers=rig.tenant.auth("member"), json={"downAfterRounds": 1})
     assert r.status_code == 200, r.text
@@ -106,6 +112,8 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "recoverAfterRounds": 2,
         "certExpiryDays": [21, 7],
         "confirmFailures": True,
+        "findingEmailSeverities": ["critical", "warning"],
+        "findingSmsSeverities": [],
     }
     await rig.rounds(m, 0, [DOWN])
     assert len(await rig.incidents(m)) == 1  # one round was enough

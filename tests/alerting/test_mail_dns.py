@@ -154,10 +154,14 @@ async def test_bad_mail_dns_seen_from_one_country_is_found_told_and_cleared(
         assert len(open_codes(await posture(api, rig, monitor))) == 6
         await round_(rig, monitor, 2, smtp.port, contexts, healthy)
     assert open_codes(await posture(api, rig, monitor)) == set()
-    notes = await rig.outbox_rows(monitor)
-    told = {n["subject"] for n in notes if n["kind"] == "finding" and n["channel"] == "email"}
-    assert len(told) == 5  # every finding but the informational tls_rpt_missing
-    assert "[mailprobe] TLSA mismatch: Outbound relay" in told
+    notes = [n for n in await rig.outbox_rows(monitor) if n["kind"] == "finding"]
+    # one e-mail for the round's findings, every one but the informational tls_rpt_missing;
+    # none by SMS (the default)
+    assert [n["channel"] for n in notes] == ["email"]
+    assert notes[0]["subject"] == "[mailprobe] 5 findings (critical): Outbound relay"
+    body = notes[0]["body_text"]
+    assert "TLSA mismatch: critical, seen from US" in body.splitlines()
+    assert "TLS-RPT" not in body
     page = await api.get(
         f"/api/smtp-monitors/{monitor['public_id']}/results",
         params={"country": "US"},
@@ -172,6 +176,32 @@ async def test_bad_mail_dns_seen_from_one_country_is_found_told_and_cleared(
         ("appeared", "spf_missing"),
         ("cleared", "spf_missing"),
     ]
+
+
+async def test_bad_mail_dns_seen_from_every_country_is_one_notice_naming_them(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """Setting `mailDomain` on a domain with no SPF, a bad DMARC and an MX elsewhere, seen
+    alike from two countries: a finding per code and country, and one e-mail naming each
+    finding once with both countries."""
+    monitor = await watched(rig)
+    starttls, spki = served()
+    async with SmtpPeer(starttls=starttls) as smtp:
+        records = zone(smtp.port, spki, good=False)
+        del records[(f"_mta-sts.{DOMAIN}", "TXT")]  # no MTA-STS: nothing to fetch
+        async with DnsPeer(records, ad=False) as bad:
+            probes = {"DE": probe(bad, 1), "US": probe(bad, 1)}
+            await round_(rig, monitor, 0, smtp.port, contexts, probes)
+            await round_(rig, monitor, 1, smtp.port, contexts, probes)
+    codes = open_codes(await posture(api, rig, monitor))
+    for code in ("mx_mismatch", "spf_missing", "dmarc_invalid"):
+        assert {(code, "DE"), (code, "US")} <= codes
+    notes = [n for n in await rig.outbox_rows(monitor) if n["kind"] == "finding"]
+    assert [n["channel"] for n in notes] == ["email"]
+    lines = notes[0]["body_text"].splitlines()
+    for what in ("MX mismatch", "SPF missing", "DMARC invalid"):
+        assert f"{what}: warning, seen from DE, US" in lines
+    assert sum(line.startswith("MX mismatch:") for line in lines) == 1
 
 
 async def test_unsigned_tlsa_is_never_a_finding_and_an_unwatched_domain_clears(

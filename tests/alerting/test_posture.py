@@ -18,7 +18,7 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
-from tests.alerting.conftest import DOWN, Rig
+from tests.alerting.conftest import DOWN, Rig, console_page
 from tests.peers.jobs import make_job
 from tests.peers.smtp import SmtpPeer
 from tests.peers.strip import StripStarttls
@@ -109,7 +109,8 @@ async def test_starttls_stripped_on_one_countrys_path_is_found_told_and_cleared(
     assert direct_round["tls"]["chainVerified"] is True
     assert body["findings"][0]["clearedAt"] is not None
     notes = await rig.outbox_rows(monitor)
-    assert [(n["kind"], n["channel"]) for n in notes] == [("finding", "email"), ("finding", "sms")]
+    # critical, yet by e-mail only: no severity goes by SMS unless the owner chose it
+    assert [(n["kind"], n["channel"]) for n in notes] == [("finding", "email")]
     assert "Starttls stripped" in notes[0]["subject"] and "from US" in notes[0]["body_text"]
     events = [e for e in await rig.events(monitor) if e.posture is not None]
     assert [(e.posture.change, e.posture.code, e.countries) for e in events if e.posture] == [
@@ -171,12 +172,10 @@ async def test_an_expiring_certificate_is_noticed_once_per_threshold(
     body = await posture(api, rig, monitor)
     assert open_codes(body) == {("certificate_expiring", "DE"), ("certificate_expiring", "US")}
     notes = await rig.outbox_rows(monitor)
-    # first seen 5 days before expiry: the 7-day notice only, once, on each channel (and the
-    # `certificate_expiring` finding is told by this notice, not by one of its own)
-    assert [(n["kind"], n["channel"]) for n in notes] == [
-        ("cert_expiry", "email"),
-        ("cert_expiry", "sms"),
-    ]
+    # first seen 5 days before expiry: the 7-day notice only, once, by e-mail (a warning: no
+    # SMS by default; the `certificate_expiring` finding is told by this notice, not by one of
+    # its own)
+    assert [(n["kind"], n["channel"]) for n in notes] == [("cert_expiry", "email")]
     assert "7 days before expiry" in notes[0]["body_text"]
     sent = await rig.fetch(
         "SELECT threshold_days FROM cert_expiry_notices WHERE monitor_id = $1 ORDER BY 1",
@@ -238,7 +237,7 @@ async def test_expiry_thresholds_are_the_monitors_else_the_organizations(
         for monitor in (inherits, own):
             await round_(rig, monitor, 0, {"DE": peer.port}, contexts)
     kinds = [[n["kind"] for n in await rig.outbox_rows(m)] for m in (inherits, own)]
-    assert kinds == [["cert_expiry", "cert_expiry"], []]
+    assert kinds == [["cert_expiry"], []]
     assert open_codes(await posture(api, rig, own)) == set()
 
 
@@ -298,3 +297,102 @@ async def test_a_failing_posture_never_holds_back_alerting(rig: Rig) -> None:
             await conn.execute("ALTER TABLE posture_state DROP CONSTRAINT test_refuse")
     assert (await rig.state(monitor))["state"] == "down"
     assert [n["kind"] for n in await rig.outbox_rows(monitor)] == ["down", "down"]
+
+
+def findings_told(notes: list[asyncpg.Record]) -> list[tuple[str, str]]:
+    return [(n["kind"], n["channel"]) for n in notes if n["kind"] in ("finding", "cert_expiry")]
+
+
+async def test_an_untrusted_chain_seen_from_every_country_is_one_notice_naming_them(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """A private-CA server checked from three countries: one finding per country, one e-mail
+    naming all three, the monitor, its host and port and its console page; no SMS (by
+    default no finding goes by SMS), while the outage itself is told on both channels."""
+    monitor = await rig.monitor(["DE", "FR", "US"])
+    async with SmtpPeer(starttls=served(ca=trustme.CA())) as private:
+        ports = {"DE": private.port, "FR": private.port, "US": private.port}
+        for n in range(3):
+            await round_(rig, monitor, n, ports, contexts)
+    body = await posture(api, rig, monitor)
+    assert {("chain_not_verified", cc) for cc in ("DE", "FR", "US")} <= open_codes(body)
+    notes = await rig.outbox_rows(monitor)
+    assert findings_told(notes) == [("finding", "email")]
+    assert {n["channel"] for n in notes if n["kind"] == "down"} == {"email", "sms"}
+    told = next(n for n in notes if n["kind"] == "finding")
+    assert told["subject"] == "[mailprobe] Chain not verified: Outbound relay"
+    lines = told["body_text"].splitlines()
+    assert "Chain not verified: critical, seen from DE, FR, US" in lines
+    assert "Monitor: Outbound relay (SMTP smtp.customer.test:587)" in lines
+    assert f"Console: {console_page(monitor)}" in lines
+    assert f"href='{console_page(monitor)}'" in told["body_html"]
+    down = next(n for n in notes if n["kind"] == "down" and n["channel"] == "email")
+    assert f"Console: {console_page(monitor)}" in down["body_text"].splitlines()
+    assert str(monitor["public_id"]) not in down["subject"]
+
+
+async def test_findings_go_by_sms_only_for_the_severities_the_owner_chose(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """The organization sends critical findings by SMS; one monitor overrides it with none and
+    e-mail for critical only. A critical and a warning finding in the same round: the first
+    monitor's SMS names only the critical one, its e-mail both; the other sends no SMS and an
+    e-mail of the critical one alone."""
+    admin = rig.tenant.auth("admin")
+    put = await api.put(
+        "/api/alert-settings", json={"findingSmsSeverities": ["critical"]}, headers=admin
+    )
+    assert put.status_code == 200, put.text
+    assert put.json()["findingSmsSeverities"] == ["critical"]
+    assert put.json()["findingEmailSeverities"] == ["critical", "warning"]  # the default kept
+    chosen = await rig.monitor(["DE", "US"], name="chosen")
+    own = await rig.monitor(["DE", "US"], name="own")
+    path = f"/api/smtp-monitors/{own['public_id']}/alert-settings"
+    overrides = {"findingSmsSeverities": [], "findingEmailSeverities": ["critical"]}
+    put = await api.put(path, json=overrides, headers=admin)
+    assert put.status_code == 200, put.text
+    assert put.json()["effective"]["findingSmsSeverities"] == []
+    # DE: an expired certificate (critical) and a 1024-bit key (warning)
+    async with (
+        SmtpPeer(starttls=served(days=-2)) as expired,
+        SmtpPeer(starttls=short_key_leaf(CA, 1024)) as short,
+    ):
+        for monitor in (chosen, own):
+            await round_(rig, monitor, 0, {"DE": expired.port, "US": short.port}, contexts)
+    first = await rig.outbox_rows(chosen)
+    # the expired certificate's expiry notice is critical too: on both channels
+    assert findings_told(first) == [
+        ("finding", "email"),
+        ("finding", "sms"),
+        ("cert_expiry", "email"),
+        ("cert_expiry", "sms"),
+    ]
+    email = next(n for n in first if n["kind"] == "finding" and n["channel"] == "email")
+    sms = next(n for n in first if n["kind"] == "finding" and n["channel"] == "sms")
+    assert "Certificate expired" in email["body_text"] and "Short key" in email["body_text"]
+    assert "Certificate expired from DE" in sms["body_text"] and "Short key" not in sms["body_text"]
+    assert sms["body_text"].endswith(console_page(chosen))
+    second = await rig.outbox_rows(own)
+    assert findings_told(second) == [("finding", "email"), ("cert_expiry", "email")]
+    only = next(n for n in second if n["kind"] == "finding")
+    assert "Certificate expired" in only["body_text"] and "Short key" not in only["body_text"]
+
+
+async def test_finding_channels_refuse_unknown_severities_and_readers(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    admin = rig.tenant.auth("admin")
+    bad = await api.put(
+        "/api/alert-settings", json={"findingSmsSeverities": ["urgent"]}, headers=admin
+    )
+    assert bad.status_code == 400 and "findingSmsSeverities" in bad.text, bad.text
+    many = ["critical"] * 4
+    bad = await api.put("/api/alert-settings", json={"findingEmailSeverities": many}, headers=admin)
+    assert bad.status_code == 400 and "findingEmailSeverities" in bad.text, bad.text
+    reader = rig.tenant.auth("readonly")
+    refused = await api.put(
+        "/api/alert-settings", json={"findingSmsSeverities": ["info"]}, headers=reader
+    )
+    assert refused.status_code == 403
+    got = await api.get("/api/alert-settings", headers=reader)
+    assert got.json()["findingSmsSeverities"] == []

@@ -1,4 +1,8 @@
-"""Check jobs for tests, valid by default, aimed at loopback."""
+"""Check jobs for tests, valid by default, aimed at loopback.
+
+A job's timeout is the product's default (`timeoutSeconds`, 10 s) unless a test passes its own:
+a test about what a check finds must not turn into a test of how fast a loaded machine runs it, so
+only a test about timing out gives a short one."""
 
 from datetime import timedelta
 from typing import Any
@@ -21,7 +25,7 @@ def make_job(
     config: JobConfig | None = None,
     *,
     hostname: str = "127.0.0.1",
-    timeout: float = 2.0,
+    timeout: float | None = None,
     expires_in: float = 60.0,
     **extra: Any,
 ) -> CheckJob:
@@ -38,11 +42,12 @@ def make_job(
         "monitor_id": "0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a01",
         "hostname": hostname,
         "port": port,
-        "timeout_seconds": timeout,
         "country": "DE",
         "scheduled_at": iso_ms(now),
         "expires_at": iso_ms(now + timedelta(seconds=expires_in)),
         "config": config,
         **extra,
     }
+    if timeout is not None:
+        fields["timeout_seconds"] = timeout
     return JOB_TYPES[monitor_type](**fields)

@@ -11,6 +11,7 @@ import pytest
 from controller.alerting.incident import Incident
 from controller.alerting.rules import JudgedMonitor, expected_countries
 from controller.monitors.store import Monitor, RoundState
+from controller.notify.links import NO_LINKS, Links
 from controller.notify.recipients import Outgoing, Owner, to_owners, to_recipients
 from controller.notify.texts import Kind, Texts, render, target
 from shared.messages import SmtpAuth, SmtpConfig
@@ -18,6 +19,8 @@ from shared.messages import SmtpAuth, SmtpConfig
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PUBLIC_ID = UUID("5f0c6f5e-2f4a-4d47-9d3e-0a4f2b8d3c11")
 SECRET = "enc:v1:sealed-secret-never-in-a-notice"
+LINKS = Links("https://mailprobe.example.test")
+PAGE = f"https://mailprobe.example.test/console/monitors/{PUBLIC_ID}"
 
 
 def monitor(**changes: object) -> Monitor:
@@ -205,10 +208,13 @@ def incident(**changes: object) -> Incident:
 def test_incident_notices_are_built_from_the_typed_monitor_and_incident(
     kind: Kind, changes: dict[str, object], subject: str, lines: list[str]
 ) -> None:
-    texts = render(kind, monitor(), incident(**changes), AT + timedelta(minutes=30))
+    texts = render(kind, monitor(), incident(**changes), AT + timedelta(minutes=30), LINKS)
     assert texts.subject == subject
-    for line in [*lines, f"Monitor: {PUBLIC_ID}"]:
+    named = ["Monitor: Relay (SMTP mx.example.test:25)", f"Console: {PAGE}"]
+    for line in [*lines, *named]:
         assert line in texts.text.splitlines()
+    assert f"<a href='{PAGE}'>" in texts.html
+    assert texts.sms.endswith(f" {PAGE}") and "mx.example.test" in texts.sms
     for part in (texts.subject, texts.text, texts.html, texts.sms):
         assert SECRET not in part and "login-user-x7" not in part, "never a word of the config"
 
@@ -218,6 +224,19 @@ def test_a_notice_names_the_target_on_one_line() -> None:
         name="Relay\r\nBcc: x@evil.test", type="pop3", hostname="pop.example.test", port=None
     )
     assert target(m) == "POP3 pop.example.test"
-    texts = render("down", m, incident(), AT)
+    texts = render("down", m, incident(), AT, NO_LINKS)
     assert "\n" not in texts.subject and "\r" not in texts.subject
     assert texts.subject == "[mailprobe] DOWN: Relay  Bcc: x@evil.test"
+
+
+def test_without_public_url_a_notice_names_the_monitor_and_its_id_but_links_nowhere() -> None:
+    texts = render("down", monitor(), incident(), AT, NO_LINKS)
+    lines = texts.text.splitlines()
+    assert "Monitor: Relay (SMTP mx.example.test:25)" in lines
+    assert f"Monitor id: {PUBLIC_ID}" in lines
+    assert "http" not in texts.text and "<a " not in texts.html and "http" not in texts.sms
+
+
+def test_a_long_sms_keeps_its_words_and_drops_the_link() -> None:
+    texts = render("down", monitor(name="R" * 280), incident(), AT, LINKS)
+    assert PAGE not in texts.sms and len(texts.sms) <= 300

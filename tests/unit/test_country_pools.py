@@ -3,8 +3,8 @@
 from itertools import combinations
 
 import pytest
-from controller.api.validation import COUNTRIES
 
+from controller.monitors.validation import COUNTRIES
 from tests.countries import AGENT, OPS, PIPELINE, handout
 
 POOLS = {"agent": AGENT, "ops": OPS, "pipeline": PIPELINE}

@@ -64,6 +64,10 @@ def test_agent_country_must_be_upper_iso_shape() -> None:
         ({"NOTIFY_SMTP_URL": "smtp://u:pw@relay:587"}, "NOTIFY_FROM (an e-mail address)"),
         ({"NOTIFY_SMS_WEBHOOK_URL": "ftp://x"}, "NOTIFY_SMS_WEBHOOK_URL must start with"),
         ({"NOTIFY_REMINDER_MINUTES": "-1"}, "setting NOTIFY_REMINDER_MINUTES is invalid"),
+        ({"PUBLIC_URL": "mailprobe.example.com"}, "PUBLIC_URL must start with one of http://"),
+        ({"PUBLIC_URL": "https://u:pw@mailprobe.example.com"}, "PUBLIC_URL must be a base URL"),
+        ({"PUBLIC_URL": "https://mailprobe.example.com/?x=1"}, "PUBLIC_URL must be a base URL"),
+        ({"PUBLIC_URL": "https://"}, "PUBLIC_URL must be a base URL"),
     ],
 )
 def test_bad_notification_setting_names_it_without_its_secret(

@@ -4,7 +4,7 @@ Under each kind's `/api/…-monitors/{id}/…` (`router`), with the monitor endp
 (another organization's monitor is a 404), and `/api/alert-settings`.
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -48,6 +48,16 @@ ExpiryDays = Annotated[
         max_length=5,
         description="days before a certificate expires at which a notice goes out, one per "
         "threshold per certificate (default [21, 7])",
+    ),
+]
+
+FindingSeverities = Annotated[
+    list[Literal["critical", "warning", "info"]],
+    Meta(
+        max_length=3,
+        description="the severities of posture findings and certificate expiry notices told on "
+        "this channel (a finding kind's severity is listed with it in docs/alerts.md); [] for "
+        "none",
     ),
 ]
 
@@ -112,6 +122,10 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     # A failing round is checked again at once from all the monitor's countries (a
     # confirmation round, counted like any round), so an outage is down within seconds.
     confirm_failures: bool
+    # Default ["critical", "warning"]: what a person should act on.
+    finding_email_severities: FindingSeverities
+    # Default []: a finding is a state to fix, not an outage to wake anyone for.
+    finding_sms_severities: FindingSeverities
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -120,6 +134,8 @@ class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=
     recover_after_rounds: Rounds | msgspec.UnsetType = msgspec.UNSET
     cert_expiry_days: ExpiryDays | msgspec.UnsetType = msgspec.UNSET
     confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
+    finding_email_severities: FindingSeverities | msgspec.UnsetType = msgspec.UNSET
+    finding_sms_severities: FindingSeverities | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -130,6 +146,8 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     recover_after_rounds: Rounds | None = None
     cert_expiry_days: ExpiryDays | None = None
     confirm_failures: bool | None = None
+    finding_email_severities: FindingSeverities | None = None
+    finding_sms_severities: FindingSeverities | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -141,6 +159,8 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     recover_after_rounds: int | None
     cert_expiry_days: list[int] | None
     confirm_failures: bool | None
+    finding_email_severities: list[str] | None
+    finding_sms_severities: list[str] | None
     effective: AlertSettings
 
 
@@ -231,6 +251,8 @@ def _settings(t: Thresholds) -> AlertSettings:
         t.recover_after_rounds,
         list(t.cert_expiry_days),
         t.confirm_failures,
+        list(t.finding_email_severities),
+        list(t.finding_sms_severities),
     )
 
 
@@ -252,6 +274,8 @@ async def _monitor_settings(
         recover_after_rounds=own["recover_after_rounds"],
         cert_expiry_days=own["cert_expiry_days"],
         confirm_failures=own["confirm_failures"],
+        finding_email_severities=own["finding_email_severities"],
+        finding_sms_severities=own["finding_sms_severities"],
         effective=_settings(effective),
     )
 

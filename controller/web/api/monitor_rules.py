@@ -40,6 +40,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from shared.messages import RoundTripConfig
+from shared.secret import enc_hook as secret_text
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -356,8 +357,10 @@ def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, 
 
 
 def _stored_config(monitor: Monitor) -> dict[str, Any]:
-    """The monitor's config as JSON, every key spelt out, secrets as stored (sealed)."""
-    stored: dict[str, Any] = msgspec.to_builtins(monitor.config)
+    """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
+    (sealed)."""
+    stored: dict[str, Any] = msgspec.to_builtins(monitor.config, enc_hook=secret_text)
+    kinds.of_type(monitor.type).drop_job_only(stored)
     return stored
 
 
@@ -510,12 +513,7 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
     if not isinstance(config, RoundTripConfig):  # as stored
         config = monitors.decode_config(ROUNDTRIP.types[0], config)
     shown: dict[str, Any] = msgspec.to_builtins(config, enc_hook=masked_hook)
-    for path in ROUNDTRIP.job_only:
-        *legs, key = path.split(".")
-        holder = shown
-        for leg in legs:
-            holder = holder.get(leg) or {}
-        holder.pop(key, None)
+    ROUNDTRIP.drop_job_only(shown)
     shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
     return shown
 

@@ -16,7 +16,7 @@ from openapi_ui_bundles import swagger_ui
 
 from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError
-from controller.web.console import forms, pages, scrape, status
+from controller.web.console import findings, forms, pages, scrape, status
 from controller.web.console.session import PREFIX, csrf_middleware, session_auth
 
 HERE = Path(__file__).parent
@@ -60,6 +60,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.resume,
             pages.delete,
             pages.agents_page,
+            findings.findings_page,
             forms.new_form,
             forms.create,
             forms.edit_form,

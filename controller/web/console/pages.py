@@ -33,6 +33,7 @@ from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
+from controller.posture import store as posture_db
 from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
@@ -41,6 +42,7 @@ from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.api.results import WINDOWS
 from controller.web.console import charts
 from controller.web.console import store as console
+from controller.web.console.posture_view import monitor_posture
 from controller.web.console.session import (
     LOGIN_PATH,
     PREFIX,
@@ -203,7 +205,16 @@ async def _overview(request: AnyRequest) -> dict[str, Any]:
 @get("/", name="console-overview")
 async def overview(request: AnyRequest) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    return page(request, "overview.html", notice=notice, **await _overview(request))
+    async with pool_of(request).acquire() as conn:
+        scope = guards.read_scope(principal_of(request))
+        open_findings = await posture_db.open_counts(conn, scope)
+    return page(
+        request,
+        "overview.html",
+        notice=notice,
+        open_findings=open_findings,
+        **await _overview(request),
+    )
 
 
 @get("/monitors.part")
@@ -305,6 +316,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         history, _ = await alerts.list_history(conn, m.id, 10, 0)
         windows = await maintenance.for_monitor(conn, m.id, m.customer_id)
         capped = await login_caps.get(conn, m.id, now)
+        posture = await monitor_posture(conn, m.id)
     return page(
         request,
         "monitor.html",
@@ -321,6 +333,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         history=history,
         windows=windows,
         capped=capped,
+        **posture,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )

@@ -1,0 +1,389 @@
+"""The agent side by side with Debian's prometheus-blackbox-exporter (issue 24): CPU per check of
+each prober's own process, in one run, against the same Debian Postfix and Dovecot on loopback,
+both doing the same dialogue with the same TLS upgrade and verification.
+
+Each module runs CHECKS checks at CONCURRENCY in flight, RUNS times, the exporter's and the
+agent's runs interleaved; a prober's CPU is its process's utime + stime from /proc over its run.
+
+- The exporter is probed over HTTP (`/probe?module=...`) by this process, whose CPU is not
+  counted; its HTTP serving and metrics rendering are in its figure.
+- The agent side is a process running the agent's check path as the worker does for each job:
+  `run_check` (uvloop, the same contexts, verifying against the servers' CA), the result encoded
+  for the wire, and the worker's per-check log line at INFO (the agent's JSON logging, to
+  /dev/null). The NATS fetch, publish and ack are not in it (bench/agent.py measures an agent
+  with them): the exporter has no queue either.
+
+Target: the agent's CPU per check <= 0.8x the exporter's on every module. A check that does not
+succeed on either side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
+benchmark says so and is skipped: `make bench` installs them (`make blackbox`).
+"""
+
+import asyncio
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import httpx
+import structlog
+import trustme
+
+from agent.probers.run import run_check
+from agent.probers.tls import SslContexts, build_ssl_contexts
+from bench import mailservers
+from bench.common import machine, verdict
+from shared import embedded
+from shared import logging as shared_logging
+from shared.loop import run_loop
+from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
+from tests.peers.jobs import make_job
+
+EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
+CHECKS = int(os.environ.get("BENCH_EXPORTER_CHECKS", "1000"))
+RUNS = int(os.environ.get("BENCH_EXPORTER_RUNS", "3"))
+CONCURRENCY = 50
+WARMUP = 100
+TARGET_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    server: str  # a port name of MailServers
+    monitor_type: MonitorType
+    config: SmtpConfig | ImapPopConfig
+    exporter: str  # the exporter module's tcp section (YAML), the same dialogue as the agent's
+
+
+def _dialogue(*steps: tuple[str, str]) -> str:
+    return "\n".join(f'        - {kind}: "{text}"' for kind, text in steps)
+
+
+_EHLO = (("send", "EHLO mailprobe\\r"), ("expect", "^250 "))
+_QUIT = (("send", "QUIT\\r"), ("expect", "^221 "))
+_CAPABILITY = (("send", "c CAPABILITY\\r"), ("expect", "^c OK"))
+_LOGOUT = (("send", "l LOGOUT\\r"), ("expect", "^l OK"))
+_CAPA = (("send", "CAPA\\r"), ("expect", "^\\\\.\\r?$"))
+
+MODULES = (
+    Module(
+        "SMTP STARTTLS",
+        "smtp",
+        "smtp",
+        SmtpConfig(),
+        _dialogue(
+            ("expect", "^220 "),
+            *_EHLO,
+            ("send", "STARTTLS\\r"),
+            ("expect", "^220 "),
+        )
+        + "\n        - starttls: true\n"
+        + _dialogue(*_EHLO, *_QUIT),
+    ),
+    Module(
+        "SMTPS",
+        "smtps",
+        "smtp",
+        SmtpConfig(secure=True),
+        _dialogue(("expect", "^220 "), *_EHLO, *_QUIT),
+    ),
+    Module(
+        "SMTP plain",
+        "smtp",
+        "smtp",
+        SmtpConfig(ignore_tls=True),
+        _dialogue(("expect", "^220 "), *_EHLO, *_QUIT),
+    ),
+    Module(
+        "IMAPS",
+        "imaps",
+        "imap",
+        ImapPopConfig(protocol="imap", tls=True),
+        _dialogue(("expect", "^\\\\* OK"), *_CAPABILITY, *_LOGOUT),
+    ),
+    Module(
+        "IMAP STARTTLS",
+        "imap",
+        "imap",
+        ImapPopConfig(protocol="imap"),
+        _dialogue(
+            ("expect", "^\\\\* OK"),
+            *_CAPABILITY,
+            ("send", "s STARTTLS\\r"),
+            ("expect", "^s OK"),
+        )
+        + "\n        - starttls: true\n"
+        + _dialogue(*_CAPABILITY, *_LOGOUT),
+    ),
+    Module(
+        "POP3 STLS",
+        "pop3",
+        "pop3",
+        ImapPopConfig(protocol="pop3"),
+        _dialogue(("expect", "^\\\\+OK"), *_CAPA, ("send", "STLS\\r"), ("expect", "^\\\\+OK"))
+        + "\n        - starttls: true\n"
+        + _dialogue(*_CAPA, ("send", "QUIT\\r"), ("expect", "^\\\\+OK")),
+    ),
+    Module(
+        "POP3S",
+        "pop3s",
+        "pop3",
+        ImapPopConfig(protocol="pop3", tls=True),
+        _dialogue(("expect", "^\\\\+OK"), ("send", "QUIT\\r"), ("expect", "^\\\\+OK")),
+    ),
+)
+_IMPLICIT_TLS = {"smtps", "imaps", "pop3s"}
+
+
+def _module_id(module: Module) -> str:
+    return module.name.lower().replace(" ", "_")
+
+
+def exporter_config(ca_file: str) -> str:
+    out = ["modules:"]
+    for m in MODULES:
+        out.append(
+            f"  {_module_id(m)}:\n"
+            "    prober: tcp\n"
+            "    timeout: 10s\n"
+            "    tcp:\n"
+            "      preferred_ip_protocol: ip4\n"
+            f"      tls: {'true' if m.server in _IMPLICIT_TLS else 'false'}\n"
+            "      tls_config:\n"
+            f"        ca_file: {ca_file}\n"
+            "        server_name: localhost\n"
+            "      query_response:\n"
+            f"{m.exporter}"
+        )
+    return "\n".join(out) + "\n"
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# The agent side: a process of its own, told what to run over a pipe.
+
+
+def _agent_main(conn: Connection, ca_pem: str) -> None:
+    # The agent's own logging set-up (JSON lines at INFO), writing to /dev/null; a traceback of
+    # this process still reaches the terminal.
+    stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  # for the process
+    shared_logging.configure("json", "INFO")
+    sys.stderr = stderr
+    run_loop(_agent_serve(conn, ca_pem))
+
+
+async def _agent_serve(conn: Connection, ca_pem: str) -> None:
+    contexts = build_ssl_contexts(cadata=ca_pem)
+    modules = {m.name: m for m in MODULES}
+    while (request := conn.recv()) is not None:  # blocks the loop: nothing else runs meanwhile
+        name, port, checks = request
+        module = modules[name]
+        job = make_job(module.monitor_type, port, module.config, hostname="localhost", timeout=10)
+        conn.send(await _agent_checks(job, contexts, checks))
+
+
+async def _agent_checks(job: CheckJob, contexts: SslContexts, checks: int) -> list[str]:
+    """`checks` runs of `job`, CONCURRENCY at a time, each as the worker does it: run_check,
+    the result encoded, the one log line; what failed."""
+    log = structlog.get_logger("agent.worker")
+    failed: list[str] = []
+    queue = iter(range(checks))
+
+    async def worker() -> None:
+        for _ in queue:
+            t0 = time.perf_counter()
+            result = await run_check(job, "bench", True, contexts)
+            encode(result)
+            log.info(
+                "check",
+                type=job.monitor_type,
+                status=result.status,
+                error_kind=result.error_kind,
+                ms=result.response_time_ms,
+                outcome="acked",
+                attempt=1,
+                seconds=time.perf_counter() - t0,
+            )
+            if result.status != "up":
+                failed.append(f"{result.error_kind}: {result.message}")
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return failed
+
+
+# The exporter side: probed over HTTP from here.
+
+
+async def _exporter_checks(
+    client: httpx.AsyncClient, module: Module, port: int, n: int
+) -> list[str]:
+    failed: list[str] = []
+    queue = iter(range(n))
+    params = {"module": _module_id(module), "target": f"localhost:{port}"}
+
+    async def worker() -> None:
+        for _ in queue:
+            reply = await client.get("/probe", params=params)
+            if "\nprobe_success 1" not in reply.text:
+                failed.append(reply.text[-300:])
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return failed
+
+
+@dataclass
+class Figures:
+    exporter: dict[str, list[float]]
+    agent: dict[str, list[float]]
+    failures: list[str]
+
+
+async def _measure(
+    exporter: subprocess.Popen[bytes],
+    exporter_url: str,
+    agent_pid: int,
+    agent_conn: Connection,
+    ports: dict[str, int],
+) -> Figures:
+    figures = Figures({m.name: [] for m in MODULES}, {m.name: [] for m in MODULES}, [])
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=exporter_url, limits=limits, timeout=30) as client:
+
+        async def exporter_run(module: Module, n: int) -> float:
+            cpu0 = cpu_s(exporter.pid)
+            failed = await _exporter_checks(client, module, ports[module.server], n)
+            cpu = cpu_s(exporter.pid) - cpu0
+            figures.failures += [f"exporter {module.name}: {f}" for f in failed[:3]]
+            return cpu
+
+        def agent_run(module: Module, n: int) -> float:
+            cpu0 = cpu_s(agent_pid)
+            agent_conn.send((module.name, ports[module.server], n))
+            failed: list[str] = agent_conn.recv()
+            cpu = cpu_s(agent_pid) - cpu0
+            figures.failures += [f"agent {module.name}: {f}" for f in failed[:3]]
+            return cpu
+
+        for module in MODULES:  # warm-up: imports, caches, connection pools
+            await exporter_run(module, WARMUP)
+            await asyncio.to_thread(agent_run, module, WARMUP)
+        figures.failures.clear()
+        for run in range(RUNS):
+            for module in MODULES:
+                # Which prober goes first alternates, so neither always meets warmer servers.
+                if run % 2 == 0:
+                    figures.exporter[module.name].append(await exporter_run(module, CHECKS))
+                    figures.agent[module.name].append(
+                        await asyncio.to_thread(agent_run, module, CHECKS)
+                    )
+                else:
+                    figures.agent[module.name].append(
+                        await asyncio.to_thread(agent_run, module, CHECKS)
+                    )
+                    figures.exporter[module.name].append(await exporter_run(module, CHECKS))
+    return figures
+
+
+def _skip_reason() -> str | None:
+    if not os.access(EXPORTER, os.X_OK):
+        return f"{EXPORTER} is missing (make blackbox installs it)"
+    return mailservers.available()
+
+
+def run() -> bool:
+    why = _skip_reason()
+    if why is not None:
+        print(f"exporter: skipped: {why}")
+        return True
+    tmp = Path(f"/tmp/mailprobe-bench-exporter-{uuid.uuid4().hex[:8]}")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", common_name="localhost")
+    load0 = os.getloadavg()
+    try:
+        with mailservers.MailServers(
+            tmp / "servers", cert.private_key_and_cert_chain_pem.bytes()
+        ) as servers:
+            ca_file = tmp / "ca.pem"
+            ca.cert_pem.write_to_path(str(ca_file))
+            config = tmp / "blackbox.yml"
+            config.write_text(exporter_config(str(ca_file)))
+            port = embedded.free_port()
+            exporter = subprocess.Popen(
+                [
+                    EXPORTER,
+                    f"--config.file={config}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "exporter.log").open("wb"),
+            )
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            agent = ctx.Process(target=_agent_main, args=(child, ca.cert_pem.bytes().decode()))
+            agent.start()
+            try:
+                mailservers.wait_port(port, "the exporter")
+                assert agent.pid is not None
+                figures = asyncio.run(
+                    _measure(exporter, f"http://127.0.0.1:{port}", agent.pid, parent, servers.ports)
+                )
+            finally:
+                parent.send(None)
+                agent.join(10)
+                if agent.is_alive():
+                    agent.terminate()
+                embedded.stop(exporter)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after the servers stopped
+    load1 = os.getloadavg()
+    return _report(figures, load0, load1)
+
+
+def _report(
+    figures: Figures, load0: tuple[float, float, float], load1: tuple[float, float, float]
+) -> bool:
+    print(
+        f"exporter: CPU ms per check, {EXPORTER.rsplit('/', 1)[1]} vs the agent's check path"
+        f" (run_check + encode + log line; no NATS), {CHECKS:,} checks x {RUNS} interleaved runs"
+        f" per module at concurrency {CONCURRENCY}, Debian Postfix/Dovecot on loopback"
+        f" ({machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after)"
+    )
+    print(
+        "  | module        | exporter | agent | ratio | runs' ratios      |"
+        f" target <= {TARGET_RATIO} |"
+    )
+    ok = not figures.failures
+    for m in MODULES:
+        exp, agt = figures.exporter[m.name], figures.agent[m.name]
+        ratio = sum(agt) / sum(exp)
+        runs = " ".join(f"{a / e:.2f}" for a, e in zip(agt, exp, strict=True))
+        met = ratio <= TARGET_RATIO
+        ok = ok and met
+        print(
+            f"  | {m.name:<13} | {sum(exp) / len(exp) / CHECKS * 1000:8.2f} |"
+            f" {sum(agt) / len(agt) / CHECKS * 1000:5.2f} | {ratio:5.2f} | {runs:<17} |"
+            f" {verdict(met):<13} |"
+        )
+    spread = [statistics.pstdev(v) / statistics.mean(v) for v in figures.exporter.values()]
+    print(f"  exporter run-to-run spread (stdev/mean): up to {max(spread):.0%}")
+    for failure in figures.failures[:10]:
+        print(f"  failed check: {failure}")
+    if figures.failures:
+        print(f"  {len(figures.failures)} failed checks: FAIL")
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(0 if run() else 1)

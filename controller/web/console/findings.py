@@ -1,0 +1,37 @@
+"""The organization's security findings (`/console/findings`): every open finding of the
+monitors the caller may read, worst first, one row per monitor and finding naming the countries
+that see it; linked from the overview."""
+
+from litestar import get
+from litestar.response import Template
+
+from controller.posture import store as db
+from controller.posture.rules import SEVERITIES
+from controller.web.api import guards
+from controller.web.console.pages import AnyRequest, page, pool_of
+from controller.web.console.posture_view import grouped
+from controller.web.console.session import principal_of
+
+ORG_OPEN = 2000  # open findings read for the page, at most
+
+
+@get("/findings", name="console-findings")
+async def findings_page(request: AnyRequest) -> Template:
+    """Every open finding of the organization's monitors, worst first; `?severity=` narrows."""
+    wanted = request.query_params.get("severity", "")
+    severity = wanted if wanted in SEVERITIES else ""
+    scope = guards.read_scope(principal_of(request))
+    async with pool_of(request).acquire() as conn:
+        rows = await db.open_in(conn, scope, ORG_OPEN)
+        by_severity = await db.open_counts(conn, scope)
+    found = grouped([r for r in rows if not severity or r["severity"] == severity], True)
+    return page(
+        request,
+        "findings.html",
+        findings=found,
+        by_severity=by_severity,
+        severities=SEVERITIES,
+        severity=severity,
+        cut=len(rows) == ORG_OPEN,
+        monitor_ids=len({f.monitor["public_id"] for f in found if f.monitor}),
+    )

@@ -1,0 +1,78 @@
+"""What the console shows of security posture: a monitor's findings (open ones with the
+countries that see them, then their history and the changes every country saw alike), and the
+rows of the organization's findings page (controller.web.console.findings). A finding several
+countries see is one row naming them, as its notice names them."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.posture import store as db
+from controller.posture.notices import title
+from controller.posture.rules import CODES, SEVERITIES
+
+HISTORY = 50  # findings (open and cleared) and changes read for a monitor's page
+
+
+@dataclass
+class Row:
+    """One finding code on one monitor: the countries that see it now (or saw it)."""
+
+    code: str
+    severity: str
+    countries: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    since: datetime | None = None
+    last_seen: datetime | None = None
+    monitor: dict[str, Any] | None = None  # the organization's page: what names the monitor
+
+    @property
+    def title(self) -> str:
+        return title(self.code)
+
+    @property
+    def advice(self) -> str:
+        return CODES[self.code][1] if self.code in CODES else ""
+
+    @property
+    def where(self) -> str:
+        return ", ".join(self.countries) if self.countries else "every country"
+
+
+def grouped(rows: list[asyncpg.Record], by_monitor: bool = False) -> list[Row]:
+    """Open finding rows → one `Row` per (monitor,) code, in the rows' order."""
+    out: dict[tuple[Any, str], Row] = {}
+    for r in rows:
+        key = (r["public_id"] if by_monitor else None, r["code"])
+        row = out.get(key)
+        if row is None:
+            row = out[key] = Row(r["code"], r["severity"])
+            if by_monitor:
+                row.monitor = {n: r[n] for n in ("public_id", "name", "type", "hostname", "port")}
+        if r["country"]:
+            row.countries.append(r["country"])
+        if r["detail"] not in row.details:
+            row.details.append(r["detail"])
+        if row.since is None or r["appeared_at"] < row.since:
+            row.since = r["appeared_at"]
+        if row.last_seen is None or r["last_seen_at"] > row.last_seen:
+            row.last_seen = r["last_seen_at"]
+    for row in out.values():
+        row.countries.sort()
+    return list(out.values())
+
+
+async def monitor_posture(conn: Conn, monitor_id: int) -> dict[str, Any]:
+    """The monitor page's posture: open findings grouped by code, worst first; the history of
+    findings (cleared ones, newest first); the changes seen everywhere."""
+    rows = await db.findings_page(conn, monitor_id, HISTORY)
+    still = [r for r in rows if r["cleared_at"] is None]
+    return {
+        "open_findings": sorted(grouped(still), key=lambda f: SEVERITIES.index(f.severity)),
+        "past_findings": [r for r in rows if r["cleared_at"] is not None],
+        "posture_changes": await db.changes_page(conn, monitor_id, 10),
+        "title": title,
+    }
