@@ -248,18 +248,22 @@ class Alerter:
         if s.open_incident_id == NEW_INCIDENT:
             s.open_incident_id = opened
         if not disabled:
-            await self._posture(conn, monitor, s, quiet)
+            await self._posture(conn, monitor, s, quiet, t)
             due = due or self._come_back(w, s, now)
         await alerts.save_state(conn, monitor_id, s, now if s.state != before else None)
         return due
 
-    async def _posture(self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool) -> None:
+    async def _posture(
+        self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool, t: Thresholds
+    ) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
         evaluation, and never holds back the monitor's alerting."""
         try:
             async with conn.transaction():
-                await posture.observe(conn, monitor, s.last_round_at, s.state, quiet, self._links)
+                await posture.observe(
+                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t
+                )
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
 

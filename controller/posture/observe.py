@@ -61,9 +61,11 @@ async def observe(
     state: str,
     quiet: bool,
     links: Links,
+    thresholds: Thresholds | None = None,
 ) -> None:
     """Move the monitor's posture over its rounds judged since the last call, up to
-    `judged_until` (the alerter's cursor); `state`: the monitor's alert state now."""
+    `judged_until` (the alerter's cursor); `state`: the monitor's alert state now;
+    `thresholds`: the monitor's, when the caller has read them already."""
     if judged_until is None:
         return
     monitor_id = monitor.id
@@ -80,7 +82,9 @@ async def observe(
     if len(rows) == ROWS_PER_PASS and len(rounds) > 1:
         rounds.pop()  # may be cut short; read on the next pass
         until = rounds[-1][0]
-    t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
+    t = thresholds
+    if t is None:
+        t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
     days = t.cert_expiry_days
     pass_ = _Pass(conn, monitor, state, quiet, t, links)
     tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
