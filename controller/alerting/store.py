@@ -231,10 +231,24 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
     )
 
 
+_THRESHOLDS = (
+    "SELECT o.organization_id IS NOT NULL AS has_org, "
+    + ", ".join(f"o.{c.strip()}" for c in _ORG_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"m.{n} AS own_{n}" for n in _OVERRIDES)
+    + " FROM (SELECT) AS one"
+    " LEFT JOIN organization_alert_settings o ON o.organization_id = $1"
+    " LEFT JOIN monitor_alert_settings m ON m.monitor_id = $2"
+)
+
+
 async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thresholds:
-    """The monitor's overrides over its organization's defaults."""
-    base = await org_thresholds(conn, organization_id)
-    own = await monitor_overrides(conn, monitor_id)
+    """The monitor's overrides over its organization's defaults (one statement: the alerter
+    reads them for every evaluation)."""
+    row = await conn.fetchrow(_THRESHOLDS, organization_id, monitor_id)
+    assert row is not None
+    base = _thresholds(row) if row["has_org"] else Thresholds()
+    own = {n: row[f"own_{n}"] for n in _OVERRIDES}
     days = own["cert_expiry_days"]
     email, sms = own["finding_email_severities"], own["finding_sms_severities"]
     return Thresholds(
@@ -255,15 +269,15 @@ STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
 async def state(conn: Conn, monitor_id: int) -> AlertState:
     """The monitor's alert state, locked FOR UPDATE until the caller's transaction ends (a
-    fresh one when it has none yet)."""
-    await conn.execute(
-        "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        monitor_id,
-    )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE",
-        monitor_id,
-    )
+    fresh one when it has none yet: created, then read; most have one, read at once)."""
+    select = f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE"
+    row: asyncpg.Record | None = await conn.fetchrow(select, monitor_id)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            monitor_id,
+        )
+        row = await conn.fetchrow(select, monitor_id)
     assert row is not None
     return AlertState(**{name: row[name] for name in STATE_FIELDS})
 
