@@ -396,6 +396,7 @@ def measure(args: argparse.Namespace) -> bool:
             _wait(
                 f"agent {country}", lambda p=metrics_port: _http_ok(f"http://127.0.0.1:{p}/health")
             )
+        idle = _idle_cpu(pg.get_pid(), controller.pid, nats_proc.pid, args.idle)
         started = time.monotonic()
         _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
         print(
@@ -438,6 +439,7 @@ def measure(args: argparse.Namespace) -> bool:
     window.judge_lag_s = judge_lag.samples
     return _report(
         args,
+        idle,
         window,
         ctl,
         postgres,
@@ -448,8 +450,22 @@ def measure(args: argparse.Namespace) -> bool:
     )
 
 
+def _idle_cpu(postmaster: int, controller: int, nats: int, seconds: float) -> dict[str, float]:
+    """CPU seconds per second of each part with the agents up and no monitor yet: what the
+    periodic work (polls, heartbeats, pull requests) costs whatever the number of checks."""
+    pg_cpu = PostgresCpu(postmaster)
+    ctl0, nats0 = cpu_s(controller), cpu_s(nats)
+    time.sleep(seconds)
+    return {
+        "controller": (cpu_s(controller) - ctl0) / seconds,
+        "PostgreSQL": pg_cpu.used() / seconds,
+        "NATS": (cpu_s(nats) - nats0) / seconds,
+    }
+
+
 def _report(
     args: argparse.Namespace,
+    idle: dict[str, float],
     window: Window,
     ctl: float,
     postgres: float,
@@ -473,6 +489,15 @@ def _report(
         f" {expected:,.0f} due ({window.stored / seconds:.0f}/s); {_load()}"
     )
     print("  CPU ms per check: " + ", ".join(f"{k} {v:.3f}" for k, v in per.items()))
+    rate = window.stored / seconds
+    marginal = {k: (v * rate / 1000 - idle[k]) * 1000 / max(rate, 1) for k, v in per.items()}
+    print(
+        "  idle (no monitors), CPU ms per second: "
+        + ", ".join(f"{k} {v * 1000:.0f}" for k, v in idle.items())
+        + "; per check beyond idle: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in marginal.items())
+        + f", central {sum(marginal.values()):.3f}"
+    )
     print(
         f"  central total {central:.3f} ms/check   target <= {TARGET_CPU_MS} ms:"
         f" {verdict(central <= TARGET_CPU_MS)}"
@@ -508,6 +533,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interval", type=int, default=10, help="seconds between checks")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring")
     parser.add_argument("--window", type=float, default=120.0, help="seconds measured")
+    parser.add_argument(
+        "--idle", type=float, default=15.0, help="seconds measured before any monitor exists"
+    )
     parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
