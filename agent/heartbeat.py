@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from shared import __version__
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.loop import run_every
-from shared.messages import AgentHeartbeat, SelfCheck, encode
+from shared.messages import AGENT_FEATURES, AgentHeartbeat, SelfCheck, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
@@ -52,6 +52,7 @@ class Heartbeat:
             agent_id=agent_id,
             country=country,
             version=__version__,
+            features=list(AGENT_FEATURES),
             capacity=capacity,
             started_at=iso_ms(started_at),
             seen_at=iso_ms(started_at),

@@ -1,5 +1,5 @@
 """`python -m controller migrate | create-admin | create-user | serve | gen-key | apply |
-export | tail`."""
+export | oauth2-device | tail`."""
 
 import argparse
 import asyncio
@@ -15,6 +15,7 @@ from controller.access.credentials import hash_password, new_token
 from controller.ascode import run as ascode
 from controller.db.migrate import migrate
 from controller.db.pool import connect
+from controller.oauth2 import device_cli
 from controller.secrets.box import generate_key
 from shared.logging import configure
 from shared.loop import run_loop
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     sub.add_parser("gen-key", help="print a new SECRETS_KEY")
     ascode.add_commands(sub)
+    device_cli.add_command(sub)
     tail.add_command(sub)
     return parser
 
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("apply", "export"):
         # API clients: they need a token, not the controller's settings.
         return ascode.main(args, os.environ)
+    if args.command == "oauth2-device":
+        return device_cli.main(args, os.environ)  # an API client, as apply
     if args.command == "tail":
         return tail.main(args, os.environ)  # a NATS reader only
     try:

@@ -379,6 +379,14 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     stopping: bool = False
     # Null: the agent has no canaries configured (or predates them).
     self_check: SelfCheck | None = None
+    # What the agent can do that older agents cannot (`FEATURE_OAUTH2`); [] from older agents.
+    features: list[str] = msgspec.field(default_factory=list)
+
+
+# An agent that logs in with a job's `mechanism` and `accessToken` (OAuth2); an agent without
+# it would check without logging in, so the controller sends it no OAuth2 job.
+FEATURE_OAUTH2 = "oauth2"
+AGENT_FEATURES = (FEATURE_OAUTH2,)
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):

@@ -292,8 +292,9 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         Meta(
             description="the base URL people reach this deployment at, e.g. "
             "`https://mailprobe.example.com` (the console is under `/console/`): every notice "
-            "links to its monitor's console page there; unset: notices name the monitor's id "
-            "and carry no link"
+            "links to its monitor's console page there, status pages' feeds and mails to the "
+            "page; unset: notices name the monitor's id and carry no link, and status pages "
+            "take no subscriptions"
         ),
     ] = None
     notify_reminder_minutes: Annotated[
@@ -467,6 +468,34 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "budget of its own)",
         ),
     ] = 100
+    org_max_subscriber_mails_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="e-mails to the subscribers of one organization's status pages "
+            "(confirmations and updates) sent per clock hour (UTC) at most, a budget apart "
+            "from `ORG_MAX_NOTIFICATIONS_PER_HOUR` so subscribers never use up the alerts'; "
+            "past it they are dropped, recorded in the outbox",
+        ),
+    ] = 1000
+    status_subscribe_per_page_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="confirmation e-mails one public status page sends per hour at most for "
+            "anonymous subscription requests; more are a 429",
+        ),
+    ] = 20
+    status_subscribe_per_address_per_day: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1000,
+            description="confirmation e-mails one address gets per 24 hours at most, over every "
+            "status page; further requests answer as usual but mail nothing",
+        ),
+    ] = 3
     trigger_check_burst: Annotated[
         int,
         Meta(ge=1, le=1000, description="trigger-checks of one monitor allowed back to back"),
@@ -480,6 +509,38 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "seconds; sooner is a 429 with `Retry-After`",
         ),
     ] = 60.0
+    oauth2_token_hosts: Annotated[
+        str,
+        Meta(
+            description="hosts (comma-separated) a monitor's custom OAuth2 token endpoint may be "
+            "on (https only; the microsoft and google presets need none); empty: presets only. "
+            "Their addresses must be public unless `OAUTH2_ALLOW_PRIVATE_ENDPOINTS`"
+        ),
+    ] = ""
+    oauth2_allow_private_endpoints: Annotated[
+        bool,
+        Meta(
+            description="let the controller fetch OAuth2 tokens from private and loopback "
+            "addresses (labs and tests only, as `AGENT_ALLOW_PRIVATE_TARGETS`)"
+        ),
+    ] = False
+    oauth2_ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM CA certificate(s) trusted for OAuth2 token endpoints besides the "
+            "system's (a private token endpoint)"
+        ),
+    ] = None
+    oauth2_token_calls_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="calls to OAuth2 token endpoints one organization's monitors may make per "
+            "clock hour (UTC), shared by the replicas; past it a round needing a new token is "
+            "recorded `oauth2_token`",
+        ),
+    ] = 600
     controller_metrics_host: Annotated[
         str,
         Meta(description="address of `/metrics`, `/health` and `/ready` without the `api` role"),
@@ -497,6 +558,11 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     @property
     def roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.controller_roles.split(",") if r.strip())
+
+    @property
+    def token_hosts(self) -> list[str]:
+        """OAUTH2_TOKEN_HOSTS as a list."""
+        return [h.strip() for h in self.oauth2_token_hosts.split(",") if h.strip()]
 
     @property
     def trusted_proxies(self) -> list[str]:
@@ -543,6 +609,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 raise ValueError("NOTIFY_SMTP_URL names no host")
             if self.notify_from is None or "@" not in self.notify_from:
                 raise ValueError("NOTIFY_FROM (an e-mail address) is required with NOTIFY_SMTP_URL")
+        if self.oauth2_ca_file is not None and not os.path.isfile(self.oauth2_ca_file):
+            raise ValueError("OAUTH2_CA_FILE is not a readable file")
         if self.public_url is not None:
             check_public_url(self.public_url)
         if self.notify_sms_webhook_url is not None:

@@ -102,7 +102,9 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> ControllerSettings:
-    return ControllerSettings(database_url=database_url, secrets_key=generate_key())
+    return ControllerSettings(
+        database_url=database_url, secrets_key=generate_key(), public_url="http://localhost:8080"
+    )
 
 
 @pytest.fixture(scope="session")

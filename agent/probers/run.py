@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 import time
@@ -17,6 +16,7 @@ from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, R
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
+from shared.addresses import is_blocked as is_blocked
 from shared.messages import (
     CheckJob,
     CheckResult,
@@ -33,7 +33,6 @@ from shared.timefmt import iso_ms, parse_iso, utcnow
 log = structlog.get_logger(__name__)
 
 TLS_PHASES = ("tls", "tls handshake or greeting")
-NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 _default_resolver: TargetResolver | None = None
 
 
@@ -234,40 +233,6 @@ def _without_credentials(job: CheckJob) -> CheckJob:
         config=msgspec.structs.replace(
             job.config, user="", password=NO_SECRET, mechanism="", access_token=NO_SECRET
         ),
-    )
-
-
-def is_blocked(address: str) -> bool:
-    """True for anything but a globally routable unicast address, judged also by the IPv4
-    address an IPv6 one carries: a packet to it ends up there."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv4Address):
-        return _not_public(ip)
-    # IPv4-mapped and NAT64 (RFC 6052 forbids its well-known prefix for non-global IPv4) are
-    # that IPv4 address, nothing else: judged as it, so DNS64 agents still reach public ones.
-    translated = ip.ipv4_mapped or (_nat64_ipv4(ip) if ip in NAT64_WELL_KNOWN else None)
-    if translated is not None:
-        return _not_public(translated)
-    # 6to4 and Teredo: relays deliver to the IPv4 address inside, so it must be public too.
-    tunnelled = [ip.sixtofour, *(ip.teredo or ())]
-    return _not_public(ip) or any(v4 is not None and _not_public(v4) for v4 in tunnelled)
-
-
-def _nat64_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
-    return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
-
-
-def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip.is_reserved
-        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks
-        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
     )
 
 

@@ -10,6 +10,14 @@ CAUSES: dict[str, tuple[str, str]] = {
         "credentials rejected",
         "The server rejected the monitor's credentials: check the user name and password.",
     ),
+    "basic_auth_disabled": (
+        "password logins disabled",
+        "The server takes no password for this account (basic authentication is disabled, as"
+        " Microsoft 365 and Google Workspace do): switch the monitor's login to OAuth2 — set"
+        " `oauth2` on its login (provider `microsoft` with your tenant, or `google`; a grant,"
+        " client id and its secret or refresh token) instead of the password; see"
+        " docs/oauth2.md. Logins are paused meanwhile so the account is not locked.",
+    ),
     "tls": (
         "TLS broken",
         "TLS is broken: the handshake failed or the certificate is invalid or expired.",
@@ -61,6 +69,12 @@ CAUSES: dict[str, tuple[str, str]] = {
         "login cap reached",
         "The check was not sent: the organization's logins to the account reached their cap "
         "(LOGIN_CAP_PER_ACCOUNT).",
+    ),
+    "oauth2_token": (
+        "no OAuth2 token",
+        "The check was not sent: the login's OAuth2 token endpoint gave no access token (its"
+        " error is in the message; `invalid_grant`: the refresh token expired or was revoked)."
+        " The mail server is not at fault.",
     ),
     "auth_backoff": (
         "logins paused",

@@ -39,6 +39,7 @@ from controller.alerting import maintenance_store as windows_db
 from controller.alerting import store as alerts
 from controller.alerting.incident import Incident
 from controller.alerting.rules import (
+    LOOKBACK,
     NEW_INCIDENT,
     AlertState,
     BackoffChanged,
@@ -62,7 +63,7 @@ from controller.alerting.rules import (
 from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn
 from controller.ingest import store as results
-from controller.ingest.store import ResultRow
+from controller.ingest.result_kinds import ResultRow
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors import store as monitors
@@ -91,7 +92,6 @@ BATCH = 100
 LANES = 4
 ROWS_PER_EVALUATION = 5000
 CLOSE_GRACE = timedelta(seconds=5)
-LOOKBACK = timedelta(hours=1)  # at least 3 intervals; how far back a fresh state starts
 LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
 
 

@@ -7,8 +7,37 @@ so a window from Sunday 23:00 for 3 hours is still open early on Monday.
 
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
+
+import msgspec
+
+
+class Window(msgspec.Struct, kw_only=True, frozen=True):
+    """When a maintenance window is open: `once` over [starts_at, ends_at), or `weekly`."""
+
+    kind: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    weekday: int | None
+    start_time: time | None
+    duration_minutes: int | None
+    timezone: str | None
+
+
+class StoredWindow(Window, kw_only=True, frozen=True):
+    """A window as stored, with whom it covers (`monitor_id` or `customer_id`), as the API
+    shows it (controller.alerting.maintenance_store)."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    monitor_id: int | None
+    customer_id: int | None
+    note: str
+    created_at: datetime
+    monitor_public_id: UUID | None
+    customer_public_id: UUID | None
 
 
 def weekly_open(weekday: int, start: time, minutes: int, tz: str, at: datetime) -> bool:
@@ -22,14 +51,36 @@ def weekly_open(weekday: int, start: time, minutes: int, tz: str, at: datetime) 
     return False
 
 
-def is_open(window: Any, at: datetime) -> bool:
-    """`window`: a `maintenance_windows` row (or anything with its keys)."""
-    if window["kind"] == "once":
-        return bool(window["starts_at"] <= at < window["ends_at"])
-    return weekly_open(
-        window["weekday"], window["start_time"], window["duration_minutes"], window["timezone"], at
-    )
+def is_open(window: Window, at: datetime) -> bool:
+    w = window
+    if w.kind == "once":
+        return w.starts_at is not None and w.ends_at is not None and w.starts_at <= at < w.ends_at
+    if w.weekday is None or w.start_time is None or w.duration_minutes is None or not w.timezone:
+        return False  # the table's check constraint keeps a weekly window whole
+    return weekly_open(w.weekday, w.start_time, w.duration_minutes, w.timezone, at)
 
 
-def any_open(windows: Iterable[Any], at: datetime) -> bool:
+def any_open(windows: Iterable[Window], at: datetime) -> bool:
     return any(is_open(w, at) for w in windows)
+
+
+def current_or_next(window: Window, at: datetime) -> tuple[datetime, datetime] | None:
+    """The opening of `window` in progress at `at`, else its next one; None once a one-off
+    window is over."""
+    w = window
+    if w.kind == "once":
+        if w.starts_at is None or w.ends_at is None:
+            return None
+        return (w.starts_at, w.ends_at) if w.ends_at > at else None
+    if w.weekday is None or w.start_time is None or w.duration_minutes is None or not w.timezone:
+        return None
+    tz = ZoneInfo(w.timezone)
+    local = at.astimezone(tz)
+    span = timedelta(minutes=w.duration_minutes)
+    days_back = (local.isoweekday() - w.weekday) % 7
+    for back in (days_back + 7, days_back, days_back - 7):
+        day = (local - timedelta(days=back)).date()
+        opened = datetime.combine(day, w.start_time, tzinfo=tz)
+        if opened + span > local:
+            return opened, opened + span
+    return None

@@ -4,8 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
+from controller.alerting.maintenance import StoredWindow, Window
 from controller.db.pool import Conn
 
 COLUMNS = (
@@ -33,7 +32,7 @@ WRITABLE = frozenset(
 )
 
 
-async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> asyncpg.Record:
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> StoredWindow:
     names = sorted(values)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
     placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))
@@ -43,21 +42,19 @@ async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) ->
         organization_id,
         *(values[n] for n in names),
     )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {COLUMNS} FROM {_FROM} WHERE w.id = $1", new_id
-    )
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM {_FROM} WHERE w.id = $1", new_id)
     assert row is not None
-    return row
+    return StoredWindow(**row)
 
 
-async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> StoredWindow | None:
+    row = await conn.fetchrow(
         f"SELECT {COLUMNS} FROM {_FROM} WHERE w.public_id = $1"
         " AND ($2::bigint IS NULL OR w.organization_id = $2)",
         public_id,
         organization_id,
     )
-    return row
+    return None if row is None else StoredWindow(**row)
 
 
 async def list_page(
@@ -67,7 +64,7 @@ async def list_page(
     customer_id: int | None,
     limit: int,
     offset: int,
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[StoredWindow], int]:
     where = (
         "($1::bigint IS NULL OR w.organization_id = $1)"
         " AND ($2::bigint IS NULL OR w.monitor_id = $2)"
@@ -84,19 +81,19 @@ async def list_page(
     total: int = await conn.fetchval(
         f"SELECT count(*) FROM maintenance_windows w WHERE {where}", *args
     )
-    return rows, total
+    return [StoredWindow(**row) for row in rows], total
 
 
 async def delete(conn: Conn, window_id: int) -> None:
     await conn.execute("DELETE FROM maintenance_windows WHERE id = $1", window_id)
 
 
-async def for_monitor(conn: Conn, monitor_id: int, customer_id: int) -> list[asyncpg.Record]:
+async def for_monitor(conn: Conn, monitor_id: int, customer_id: int) -> list[Window]:
     """The windows that cover a monitor: its own and its customer's."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT kind, starts_at, ends_at, weekday, start_time, duration_minutes, timezone"
         " FROM maintenance_windows WHERE monitor_id = $1 OR customer_id = $2",
         monitor_id,
         customer_id,
     )
-    return rows
+    return [Window(**row) for row in rows]

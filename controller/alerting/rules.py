@@ -52,6 +52,8 @@ Row = tuple[str, str | None, str]  # (country, error kind, message)
 Verdict = Literal["missed", "failing", "degraded", "up"]
 Action = Literal["open", "close", "no_data"]
 
+# How far back a fresh state starts (and at least 3 intervals).
+LOOKBACK = timedelta(hours=1)
 DISABLED = "monitoring disabled"  # the end reason of an incident closed by disabling
 NEW_INCIDENT = (
     -1
@@ -440,7 +442,7 @@ class _Judging:
             notice = backoff is not None and not backoff.notified and not quiet
             if notice and backoff is not None:
                 backoff = dataclasses.replace(backoff, notified=True)
-            auth = tuple(c for c, k, _ in last.failures if k == login_backoff.AUTH)
+            auth = tuple(c for c, k, _ in last.failures if k in login_backoff.REJECTED)
             self.effects.append(BackoffChanged(backoff, notice, auth))
         # No confirmation while logins are held: it would only be another round of wrong logins.
         if (

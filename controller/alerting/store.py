@@ -458,11 +458,34 @@ async def enqueue(
         )
 
 
+async def enqueue_for_organization(
+    conn: Conn, organization_id: int, notes: Sequence[Outgoing]
+) -> None:
+    """Queue `notes` about no monitor (a status page's subscriber mail), on the organization's
+    budget; a dedupe key already queued is skipped."""
+    for n in notes:
+        await conn.execute(
+            "INSERT INTO notification_outbox (organization_id, kind, channel, target,"
+            " subject, body_text, body_html, dedupe_key, list_unsubscribe)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            organization_id,
+            n.kind,
+            n.channel,
+            n.target,
+            n.subject,
+            n.text,
+            n.html,
+            n.dedupe_key,
+            n.list_unsubscribe,
+        )
+
+
 class Claimed(NamedTuple):
     """A notification leased to an outbox worker; `attempts` counts this one."""
 
     id: int
-    monitor_id: int
+    monitor_id: int | None  # None: a page's subscriber mail (`organization_id` says whose)
     incident_id: int | None
     kind: str
     channel: str
@@ -472,6 +495,8 @@ class Claimed(NamedTuple):
     body_html: str | None
     attempts: int
     dedupe_key: str
+    organization_id: int | None
+    list_unsubscribe: str | None
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)

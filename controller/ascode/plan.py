@@ -158,10 +158,10 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
 def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any]:
     """`config` with each masked secret replaced by `{env: NAME}`; a kind with more than one
     secret (a round trip's send and mailbox passwords) adds where each sits to the name
-    (`Mail arrives send`)."""
+    (`Mail arrives send`); an OAuth2 grant's secret adds its key (`Mailbox clientSecret`)."""
     out = dict(config)
     paths = kind.secret_steps
-    for steps in paths:
+    for steps in kind.all_secret_steps:
         *parents, leaf = steps
         holder = out
         for step in parents:
@@ -172,5 +172,7 @@ def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any
         else:
             if holder.get(leaf) == MASK:
                 named = name if len(paths) == 1 else f"{name} {steps[0]}"
+                if steps not in paths:
+                    named = f"{named} {leaf}"
                 holder[leaf] = {"env": secret_env.export_name(named)}
     return out

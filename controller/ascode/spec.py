@@ -19,7 +19,7 @@ line at fault.
 
 The API never shows a secret, so whether NAME's value changed (a rotated password) cannot be
 planned: `apply` sends every secret the file names on every run, and the API stores one only
-when it differs from the stored value (`monitor_rules.keep_unchanged_secrets`).
+when it differs from the stored value (`monitors.writes.keep_unchanged_secrets`).
 """
 
 import re
@@ -32,6 +32,7 @@ import yaml
 
 from controller.ascode import secret_env
 from controller.monitors import kinds, validation
+from controller.monitors.errors import Refused
 from controller.monitors.kinds import ROUNDTRIP, Kind
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.api.errors import ApiError, strict_body_error
@@ -68,7 +69,7 @@ class Desired:
     def resend_body(self) -> dict[str, Any] | None:
         """The PATCH sending the monitor's config with its secrets again; None when the file
         names no secret."""
-        for steps in kinds.of_type(self.type).secret_steps:
+        for steps in kinds.of_type(self.type).all_secret_steps:
             value: Any = self.values["config"]
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
@@ -218,10 +219,11 @@ def _monitor(
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
-        values = create_values(kind, cast(MonitorCreate, request), box)
+        # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
+        values = create_values(kind, cast(MonitorCreate, request), box, token_hosts=None)
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
-    except ApiError as exc:
+    except (ApiError, Refused) as exc:
         raise _api_problem(exc) from None
     if kind is ROUNDTRIP:  # compared with the API's view, which shows both servers in config
         values["config"] = roundtrip_shown(values["hostname"], values.get("port"), values["config"])
@@ -230,7 +232,7 @@ def _monitor(
     return Desired(cast(MonitorType, monitor_type), values["name"], body, values, line, lines)
 
 
-def _api_problem(exc: ApiError) -> _Problem:
+def _api_problem(exc: ApiError | Refused) -> _Problem:
     path = field_path(exc.fields[0]) if exc.fields else ()
     return _Problem(path, exc.message)
 
@@ -246,7 +248,7 @@ def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str,
     """`config` with its `{env: NAME}` secrets read from the environment; a secret written
     out is refused, the file being kept in git."""
     out = dict(config)
-    for steps in kind.secret_steps:
+    for steps in kind.all_secret_steps:
         _read_secret(out, key, steps, env)
     return out
 

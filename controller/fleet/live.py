@@ -163,6 +163,17 @@ class LiveAgents:
         now = self._clock()
         return frozenset(cc for cc in list(self._by_country) if self._live(cc, now))
 
+    def countries_with(self, feature: str) -> frozenset[str]:
+        """The countries whose every live agent has `feature` (agents of a country share its
+        jobs, so one without it could take any of them)."""
+        now = self._clock()
+        return frozenset(
+            cc
+            for cc in list(self._by_country)
+            if (live := self._live(cc, now))
+            and all(feature in seen.beat.features for seen in live.values())
+        )
+
     async def _on_message(self, msg: Msg) -> None:
         self.heard(msg.subject, msg.data)
 

@@ -17,65 +17,10 @@ import msgspec
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import HELD_KINDS
+from controller.ingest.result_kinds import INCONCLUSIVE, MISSED_KINDS, UNCOUNTED, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from shared.messages import CheckResult
-
-# Error kinds of a round nobody ran in time: stored with status `missed`, neither up nor down.
-# `no_seal_key`: the job carries credentials and its country has no public sealing key.
-# `overdue`: the round was over before the scheduler could send it (the controller, NATS or
-# PostgreSQL was away), so no job went out; its own kind, as no agent is at fault.
-NO_SEAL_KEY = "no_seal_key"
-OVERDUE = "overdue"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE}) | HELD_KINDS
-# An agent's check whose failure its own path explains (a canary of the port, or the resolver
-# check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.
-INCONCLUSIVE = "inconclusive"
-# Statuses that say nothing about the server: they move neither counter, nor `lastCheckedAt`.
-UNCOUNTED = frozenset({"missed", INCONCLUSIVE})
-
-
-class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
-    """A result the controller writes itself (a `no_agent` round). It encodes with the wire
-    names of `CheckResult`, so `store` takes it and `CheckedResult` alike; what it leaves out
-    is stored as NULL."""
-
-    job_id: str
-    scheduled_at: datetime
-    monitor_id: UUID
-    monitor_type: str
-    country: str
-    agent_id: str | None
-    status: str
-    error_kind: str | None
-    message: str
-    finished_at: datetime | None = None
-
-    @classmethod
-    def missed(
-        cls,
-        monitor_id: UUID,
-        monitor_type: str,
-        country: str,
-        job_id: str,
-        scheduled_at: datetime,
-        kind: str,
-        why: str,
-    ) -> "ResultRow":
-        """A round of the monitor (its public id and type) that did not run in `country`
-        (`kind`: one of MISSED_KINDS)."""
-        return cls(
-            job_id=job_id,
-            scheduled_at=scheduled_at,
-            monitor_id=monitor_id,
-            monitor_type=monitor_type,
-            country=country,
-            agent_id=None,
-            status="missed",
-            error_kind=kind,
-            message=why,
-        )
 
 
 class CheckedResult(CheckResult):

@@ -2,11 +2,10 @@
 per window (controller.logins.cap has the rules). The caller owns the transaction."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from controller.db.pool import Conn
-from controller.logins.cap import WINDOW
+from controller.logins.cap import WINDOW, Login
 
 # The account a stored monitor logs in to, user@host, from its config in SQL (user names are
 # stored in clear, passwords sealed); NULL without a user. A round trip's is its mailbox.
@@ -52,18 +51,6 @@ async def need(
         trigger_burst,
     )
     return {r["id"]: (r["organization_id"], r["account"], r["need"]) for r in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """A credentialed job wanting to go out: whose account it logs in to, and its cap."""
-
-    job_id: str
-    organization_id: int
-    account: str  # the keyed hash of user@host
-    planned: int  # logins the check may make
-    settles_at: datetime
-    cap: int
 
 
 async def take(conn: Conn, logins: Sequence[Login], now: datetime) -> list[bool]:

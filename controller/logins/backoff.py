@@ -1,6 +1,7 @@
 """Logins that never lock the account they watch: pure rules, no I/O.
 
-A round whose credentials were rejected (`auth` from some country, and no country logged in)
+A round whose credentials were rejected (`auth`, or `basic_auth_disabled`: the account takes no
+password at all, from some country, and no country logged in)
 starts or extends a back-off: no check logs in before `retry_at`, `interval · 2^failures` after
 the round (so 2, 4, 8, … intervals), at most `cap` apart; then one country logs in (a different
 one each time), the others are recorded `auth_backoff` (missed, and not counted by the alerter).
@@ -15,6 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 AUTH = "auth"
+# A password the server takes no more (controller.alerting.causes): as rejected as a wrong one.
+BASIC_AUTH_DISABLED = "basic_auth_disabled"
+REJECTED = frozenset({AUTH, BASIC_AUTH_DISABLED})  # the kinds that start or extend a back-off
 HELD = "auth_backoff"  # the missed kind of a country whose login waits
 CAPPED = "login_capped"  # the missed kind of a login over LOGIN_CAP_PER_ACCOUNT
 
@@ -39,7 +43,7 @@ def after_round(
     `logged_in` whether any country passed (for a monitor with credentials: logged in)."""
     if logged_in:
         return None
-    if AUTH not in kinds:
+    if not REJECTED.intersection(k for k in kinds if k is not None):
         return b
     failures = 1 if b is None else b.failures + 1
     retry_at = at + min(interval * 2**failures, cap)

@@ -18,9 +18,24 @@ may not exceed at all.
 """
 
 import math
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """A credentialed job wanting to go out: whose account it logs in to, and its cap."""
+
+    job_id: str
+    organization_id: int
+    account: str  # the keyed hash of user@host
+    planned: int  # logins the check may make
+    settles_at: datetime
+    cap: int
+
+
 MARGIN = 1.25
 SETTING = "LOGIN_CAP_PER_ACCOUNT"
 

@@ -34,8 +34,8 @@ from controller.db.pool import Conn
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.monitors import limits_store as limits
+from controller.monitors.errors import NotAllowed, TooSoon
 from controller.monitors.limits_store import Cost
-from controller.web.api.errors import ApiError
 from shared.settings import ControllerSettings
 
 
@@ -68,8 +68,7 @@ async def admit_new_monitor(conn: Conn, lim: Limits, organization_id: int) -> No
     """Before an insert, in its transaction: room for one more monitor (locks the org row)."""
     await limits.lock_organization(conn, organization_id)
     if await limits.monitor_count(conn, organization_id) >= lim.max_monitors:
-        raise ApiError(
-            403,
+        raise NotAllowed(
             f"Your organization has reached its limit of {lim.max_monitors} monitors"
             " (ORG_MAX_MONITORS): delete one before creating another",
             code="monitor_limit",
@@ -81,8 +80,7 @@ async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> Non
     org row)."""
     await limits.lock_organization(conn, organization_id)
     if await limits.window_count(conn, organization_id) >= lim.max_windows:
-        raise ApiError(
-            403,
+        raise NotAllowed(
             f"Your organization has reached its limit of {lim.max_windows} maintenance windows"
             " (ORG_MAX_MAINTENANCE_WINDOWS): delete ones that are over before creating another",
             code="maintenance_window_limit",
@@ -153,8 +151,7 @@ async def admit_checks(
     refused = refused_budgets(lim, before.cost, after, total)
     if "checks" in refused:
         names = [fields[c] for c in CHECK_COLUMNS if c in fields]
-        raise ApiError(
-            403,
+        raise NotAllowed(
             f"This would take your organization to {total.checks:,.1f} checks per minute, past"
             f" its budget of {lim.checks_per_minute:,} (ORG_MAX_CHECKS_PER_MINUTE: countries x"
             " rounds per minute over its active and maintenance monitors); check this monitor"
@@ -164,8 +161,7 @@ async def admit_checks(
         )
     if "slot_seconds" in refused:
         names = [fields[c] for c in SLOT_COLUMNS if c in fields]
-        raise ApiError(
-            403,
+        raise NotAllowed(
             f"This would take your organization to {total.slot_seconds:,.1f} slot-seconds per"
             f" minute, past its budget of {lim.slot_seconds:,}"
             " (ORG_MAX_SLOT_SECONDS_PER_MINUTE: countries x rounds per minute x timeout over its"
@@ -197,8 +193,7 @@ async def _admit_logins(lim: Limits, after: Usage, before: Usage) -> None:
     need_before = before.logins if before.account == after.account else 0
     if login_cap.admissible(after.logins, need_before, lim.login_ceiling):
         return
-    raise ApiError(
-        403,
+    raise NotAllowed(
         f"Your organization's monitors of the account {after.account} would log in to it up to"
         f" {after.logins:,} times per 10 minutes (countries x rounds x logins a check, each round"
         " confirmed once, plus trigger-checks), past the ceiling of"
@@ -241,9 +236,8 @@ async def take_trigger(
         )
     if wait:
         retry = max(1, math.ceil(wait))
-        raise ApiError(
-            429,
+        raise TooSoon(
             f"Too many trigger-checks: {what} are used up; try again in {retry} s",
             code="trigger_limit",
-            headers={"Retry-After": str(retry)},
+            retry_after_s=retry,
         )

@@ -28,6 +28,9 @@ from shared.messages import (
 )
 from shared.secret import SECRET_MASK
 
+# An OAuth2 grant's secrets (controller.oauth2.grants.SECRET_KEYS).
+GRANT_SECRET_KEYS: Final = ("clientSecret", "refreshToken", "privateKey")
+
 # What a secret is bound to (controller.monitors.secret_binding), besides its server's protocol,
 # host and port: its leg's config keys, with the value the agent uses when a key is absent.
 SMTP_BINDING: Final[Mapping[str, object]] = {
@@ -65,6 +68,19 @@ class Login:
         return _beside(self.secret, "accessToken")
 
     @property
+    def oauth2(self) -> str:
+        """Where the stored config holds this login's OAuth2 grant (controller.oauth2.grants),
+        beside its secret; the API takes and shows it (its secrets write-only), a job never
+        carries it."""
+        return _beside(self.secret, "oauth2")
+
+    @property
+    def grant_secrets(self) -> tuple[str, ...]:
+        """The paths of the grant's long-lived secrets (stored sealed, shown masked, bound
+        like the password)."""
+        return tuple(f"{self.oauth2}.{key}" for key in GRANT_SECRET_KEYS)
+
+    @property
     def mechanism(self) -> str:
         """Where a job names this login's SASL mechanism ("" for the password), beside its
         secret; job-only like the token."""
@@ -79,7 +95,8 @@ def _beside(path: str, key: str) -> str:
 @dataclass(frozen=True, eq=False)
 class Kind:
     """`name`: the API's name of the kind (`/api/{name}-monitors`); `types`: the stored types it
-    covers, the first being a new monitor's default, each with its label; `config`: the wire
+    covers, the first being a new monitor's default, each with its label and what its port is
+    when none is given (`port_hints`, as `shared.messages.default_port` decides); `config`: the wire
     Struct its stored config is read as; `logins`: where its credentials sit, a round trip's
     send leg first."""
 
@@ -88,6 +105,7 @@ class Kind:
     config_key: str
     types: tuple[MonitorType, ...]
     type_labels: tuple[str, ...]
+    port_hints: tuple[str, ...]
     config: type[JobConfig]
     logins: tuple[Login, ...]
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
@@ -122,6 +140,17 @@ class Kind:
         """The secrets' paths as key steps (`("send", "auth", "pass")`)."""
         return tuple(tuple(path.split(".")) for path in self.secrets)
 
+    @property
+    def grant_secrets(self) -> tuple[str, ...]:
+        """Every path of an OAuth2 grant's secret (`Login.grant_secrets`)."""
+        return tuple(path for login in self.logins for path in login.grant_secrets)
+
+    @property
+    def all_secret_steps(self) -> tuple[tuple[str, ...], ...]:
+        """Every secret's path as key steps, passwords then grants' secrets: what a monitors
+        file reads from the environment and never holds."""
+        return self.secret_steps + tuple(tuple(p.split(".")) for p in self.grant_secrets)
+
     def drop_job_only(self, config: dict[str, Any]) -> None:
         """Remove the `job_only` keys from a config as JSON (in place)."""
         for path in self.job_only:
@@ -133,11 +162,12 @@ class Kind:
                 holder.pop(key, None)
 
     def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """A config as JSON (as stored, or as shown) with each of its secrets replaced by the
-        mask, as responses show it; an empty or absent secret stays as it is."""
+        """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
+        OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent
+        secret stays as it is."""
         out = dict(config)
-        for steps in self.secret_steps:
-            _mask_at(out, steps)
+        for path in (*self.secrets, *self.grant_secrets):
+            _mask_at(out, tuple(path.split(".")))
         return out
 
 
@@ -160,6 +190,7 @@ SMTP: Final = Kind(
     config_key="smtpConfig",
     types=("smtp",),
     type_labels=("SMTP",),
+    port_hints=("465 with implicit TLS, else 25",),
     config=SmtpConfig,
     logins=(Login("auth.user", "auth.pass", SMTP_BINDING),),
 )
@@ -169,6 +200,7 @@ IMAP_POP: Final = Kind(
     config_key="imapPopConfig",
     types=("imap", "pop3"),
     type_labels=("IMAP", "POP3"),
+    port_hints=("993 with TLS, else 143", "995 with TLS, else 110"),
     config=ImapPopConfig,
     logins=(Login("user", "password", IMAP_POP_BINDING),),
 )
@@ -178,6 +210,7 @@ ROUNDTRIP: Final = Kind(
     config_key="roundtripConfig",
     types=("roundtrip",),
     type_labels=("Round-trip",),
+    port_hints=("465 with implicit TLS, else 25",),
     config=RoundTripConfig,
     logins=(
         Login("send.auth.user", "send.auth.pass", SMTP_BINDING, also=("to", "send.from")),
@@ -190,6 +223,9 @@ KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)
 ALL_TYPES: Final[tuple[MonitorType, ...]] = tuple(t for k in KINDS for t in k.types)
 TYPE_LABELS: Final[dict[str, str]] = {
     t: label for k in KINDS for t, label in zip(k.types, k.type_labels, strict=True)
+}
+PORT_HINTS: Final[dict[str, str]] = {
+    t: hint for k in KINDS for t, hint in zip(k.types, k.port_hints, strict=True)
 }
 _BY_TYPE: Final[dict[str, Kind]] = {t: k for k in KINDS for t in k.types}
 _BY_NAME: Final[dict[str, Kind]] = {k.name: k for k in KINDS}

@@ -122,13 +122,41 @@ def moved_each(before: Target, after: Target) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     # Where the secrets sit is the kind's (a round trip has two, each bound to its own leg:
     # changing the send server needs the send password, the mailbox's the mailbox password).
-    for path in kinds.of_type(before.type).secrets:
-        kept = _stored(before, path)
-        if kept is None or _stored(after, path) != kept:
-            continue
-        old, new = _binding(before, path), _binding(after, path)
-        if fields := [name for name in {**old, **new} if new.get(name) != old.get(name)]:
-            out[path] = fields
+    # An OAuth2 grant's secrets are bound to their login's leg as its password is, and to
+    # the grant's token endpoint, client, scopes and subject too: the access token they get
+    # goes to that mailbox, and they go to that endpoint.
+    for login in kinds.of_type(before.type).logins:
+        for path in (login.secret, *login.grant_secrets):
+            kept = _stored(before, path)
+            if kept is None or _stored(after, path) != kept:
+                continue
+            old, new = _binding(before, login.secret), _binding(after, login.secret)
+            if path != login.secret:
+                old.update(_grant_binding(before, login.oauth2))
+                new.update(_grant_binding(after, login.oauth2))
+            if fields := [name for name in {**old, **new} if new.get(name) != old.get(name)]:
+                out[path] = fields
+    return out
+
+
+# What a grant's secrets are bound to besides their leg (defaults as controller.oauth2.grants).
+GRANT_BINDING: dict[str, object] = {
+    "mechanism": "XOAUTH2",
+    "grant": "client_credentials",
+    "provider": "custom",
+    "tenant": "",
+    "tokenUrl": "",
+    "clientId": "",
+    "scopes": [],
+    "subject": "",
+}
+
+
+def _grant_binding(target: Target, path: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, default in GRANT_BINDING.items():
+        value = _at(target.config, f"{path}.{key}")
+        out[f"{path}.{key}"] = default if value is None else value
     return out
 
 

@@ -3,7 +3,7 @@
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -11,31 +11,13 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
-from controller.monitors.kinds import KINDS
-from controller.secrets.box import stored_hook
-from shared.messages import ImapPopConfig, JobConfig, MonitorType
-
-CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
-
-
-# The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,
-# no password); the wire Structs spell that "" (the agent logs in only with both), so it is read
-# as "". Read as a wrong shape, it made every read of a round trip a 500 and skipped every round
-# of an SMTP or IMAP/POP monitor.
-_BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
-
-
-def _nulls_blank(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
-            for key, item in value.items()
-        }
-    return value
-
-
-class MonitorConfigError(ValueError):
-    """A stored config that does not fit its type's config Struct."""
+from controller.monitors.config import CONFIG_TYPES as CONFIG_TYPES
+from controller.monitors.config import MonitorConfigError as MonitorConfigError
+from controller.monitors.config import decode_config as decode_config
+from controller.monitors.config import grants_of as grants_of
+from controller.monitors.config import stored_config as stored_config
+from controller.oauth2.grants import Grant
+from shared.messages import JobConfig, MonitorType
 
 
 class Monitor(msgspec.Struct, kw_only=True, frozen=True):
@@ -72,32 +54,20 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     updated_at: datetime
     last_checked_at: datetime | None
     config_as_sent: dict[str, Any]
+    # Its logins' OAuth2 grants (secrets sealed), by where the config holds each
+    # (`kinds.Login.oauth2`); the wire config Struct has no place for them.
+    grants: dict[str, Grant] = msgspec.field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = (
-            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "config_as_sent"
+            f"{n}={getattr(self, n)!r}"
+            for n in self.__struct_fields__
+            if n not in ("config_as_sent", "grants")
         )
         return f"Monitor({', '.join(shown)})"
 
 
-def decode_config(monitor_type: str, stored: Any) -> JobConfig:
-    """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
-    not fit (an unknown type, a wrong shape)."""
-    config_type = CONFIG_TYPES.get(monitor_type)
-    if config_type is None:
-        raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
-    try:
-        config: JobConfig = msgspec.convert(
-            _nulls_blank(stored or {}), config_type, dec_hook=stored_hook
-        )
-    except msgspec.ValidationError as exc:
-        raise MonitorConfigError(str(exc)) from None
-    if isinstance(config, ImapPopConfig):
-        config.protocol = "pop3" if monitor_type == "pop3" else "imap"
-    return config
-
-
-_CONFIGS = ("config", "config_as_sent")
+_CONFIGS = ("config", "config_as_sent", "grants")
 
 
 def decode(row: asyncpg.Record) -> Monitor:
@@ -108,7 +78,12 @@ def decode(row: asyncpg.Record) -> Monitor:
         config = decode_config(row["type"], stored)
     except MonitorConfigError as exc:
         raise MonitorConfigError(f"monitor {row['public_id']}: {exc}") from None
-    return Monitor(**fields, config=config, config_as_sent=stored)
+    return Monitor(
+        **fields,
+        config=config,
+        config_as_sent=stored,
+        grants=grants_of(row["type"], stored),
+    )
 
 
 # `last_checked_at`: the latest over the monitor's countries (the ingester keeps it per country).

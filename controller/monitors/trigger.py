@@ -19,9 +19,9 @@ from litestar import Request
 from controller.access.accounts_store import Principal
 from controller.fleet.live import AgentsUnknownError
 from controller.monitors import fair_use
+from controller.monitors.errors import Conflict, NotAllowed, NotFound, Unavailable
 from controller.monitors.store import Monitor
 from controller.scheduling.plan import PlannedRound
-from controller.web.api.errors import ApiError, forbidden, not_found
 
 log = structlog.get_logger(__name__)
 
@@ -45,19 +45,18 @@ class MonitorTrigger:
     async def run(self, principal: Principal, monitor: Monitor) -> PlannedRound:
         """Plan and send a round of `monitor` now, on behalf of `principal`."""
         if principal.is_global_supporter or principal.role == "readonly":
-            raise forbidden(
+            raise NotAllowed(
                 "Forbidden: readonly users and global supporters may not trigger checks"
             )
         if monitor.status == "disabled":
-            raise ApiError(
-                409,
+            raise Conflict(
                 "The monitor is disabled, so it is not checked: set its status to active or"
                 " maintenance to run checks",
                 code="monitor_disabled",
                 fields=["status"],
             )
         if self.round_now is None:
-            raise ApiError(503, "The check pipeline is not running here", code="unavailable")
+            raise Unavailable("The check pipeline is not running here")
         lim = self.limits
         countries = len(monitor.allowed_country_codes or ()) or lim.default_countries
         async with self.pool.acquire() as conn, conn.transaction():
@@ -72,8 +71,8 @@ class MonitorTrigger:
         try:
             plan = await self.round_now(monitor.id)
         except AgentsUnknownError as exc:
-            raise ApiError(503, f"Try again shortly: {exc}", code="unavailable") from None
+            raise Unavailable(f"Try again shortly: {exc}") from None
         if plan is None:
-            raise not_found()
+            raise NotFound("Not found")
         log.info("check triggered", monitor=str(monitor.public_id), user=principal.email)
         return plan

@@ -1,6 +1,6 @@
 """Field rules of the monitor API: hostnames, country codes, contact details, bounds.
 
-Each function returns the normalised value or raises a 400 `ApiError` naming the field.
+Each function returns the normalised value or raises `Invalid` naming the field (a 400 at the API).
 """
 
 import ipaddress
@@ -12,7 +12,7 @@ import msgspec
 import phonenumbers
 import pycountry
 
-from controller.web.api.errors import ApiError, bad_request
+from controller.monitors.errors import Invalid, invalid
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # Separators, quotes and brackets of address lists and display names (RFC 5322 specials).
@@ -31,7 +31,7 @@ def no_nul(value: object, path: str) -> None:
     """
     if isinstance(value, str):
         if "\x00" in value:
-            raise bad_request(path, f"{path} must not contain NUL characters (\\u0000)")
+            raise invalid(path, f"{path} must not contain NUL characters (\\u0000)")
     elif isinstance(value, msgspec.Struct):
         for f in msgspec.structs.fields(value):
             no_nul(getattr(value, f.name), f"{path}.{f.encode_name}" if path else f.encode_name)
@@ -44,8 +44,8 @@ def no_nul(value: object, path: str) -> None:
             no_nul(item, f"{path}.{key}")
 
 
-def _bad_host(field: str, why: str) -> ApiError:
-    return bad_request(field, f"Invalid hostname: {why}", "invalid_hostname")
+def _bad_host(field: str, why: str) -> Invalid:
+    return invalid(field, f"Invalid hostname: {why}", "invalid_hostname")
 
 
 def hostname(value: str, field: str = "hostname") -> str:
@@ -88,18 +88,18 @@ def mail_domain(value: str | None, field: str = "mailDomain") -> str | None:
     except ValueError:
         if "." in domain:
             return domain
-    raise bad_request(field, f"{field} must be a domain name like example.com, not an address")
+    raise invalid(field, f"{field} must be a domain name like example.com, not an address")
 
 
 def name(value: str, field: str = "name") -> str:
     """One line of text: a name ends up in e-mail subjects, where a line break cannot go."""
     text = value.strip()
     if not text:
-        raise bad_request(field, f"{field} must not be empty")
+        raise invalid(field, f"{field} must not be empty")
     if len(text) > NAME_MAX:
-        raise bad_request(field, f"{field} must be at most {NAME_MAX} characters")
+        raise invalid(field, f"{field} must be at most {NAME_MAX} characters")
     if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
-        raise bad_request(
+        raise invalid(
             field, f"{field} must not contain control characters (line breaks, tabs and the like)"
         )
     return text
@@ -107,13 +107,13 @@ def name(value: str, field: str = "name") -> str:
 
 def port(value: int | None, field: str = "port") -> int | None:
     if value is not None and not 1 <= value <= 65535:
-        raise bad_request(field, f"{field} must be between 1 and 65535, or null for the default")
+        raise invalid(field, f"{field} must be between 1 and 65535, or null for the default")
     return value
 
 
 def bounded(value: int, field: str, low: int, high: int) -> int:
     if not low <= value <= high:
-        raise bad_request(field, f"{field} must be between {low} and {high} seconds")
+        raise invalid(field, f"{field} must be between {low} and {high} seconds")
     return value
 
 
@@ -121,7 +121,7 @@ def interval_and_timeout(check_interval: int, timeout_seconds: int) -> None:
     bounded(check_interval, "checkInterval", CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX)
     bounded(timeout_seconds, "timeoutSeconds", TIMEOUT_MIN, TIMEOUT_MAX)
     if timeout_seconds > check_interval:
-        raise bad_request("timeoutSeconds", "timeoutSeconds must not be greater than checkInterval")
+        raise invalid("timeoutSeconds", "timeoutSeconds must not be greater than checkInterval")
 
 
 def country_codes(values: list[str] | None) -> list[str] | None:
@@ -132,7 +132,7 @@ def country_codes(values: list[str] | None) -> list[str] | None:
     for raw in values:
         code = raw.strip().upper()
         if code not in COUNTRIES:
-            raise bad_request(
+            raise invalid(
                 "allowedCheckCountryCodes",
                 f"allowedCheckCountryCodes: {raw!r} is not an ISO 3166-1 alpha-2 country code",
                 "invalid_country",
@@ -151,7 +151,7 @@ def email(value: str | None, field: str = "notificationEmail") -> str | None:
     text = value.strip()
     local, _, domain = text.rpartition("@")
     if not (_one_local_part(local) and _mail_domain(domain)):
-        raise bad_request(
+        raise invalid(
             field,
             f"{field} must be exactly one e-mail address like ops@example.com: no lists"
             " (`,`, `;`, spaces), no display name, no bare name like `root`",
@@ -172,7 +172,7 @@ def _mail_domain(domain: str) -> bool:
     """A host name with a dot (not an IP literal, not `localhost`)."""
     try:
         host = hostname(domain, "domain")
-    except ApiError:
+    except Invalid:
         return False
     try:
         ipaddress.ip_address(host)
@@ -190,9 +190,7 @@ def phone(value: str | None, field: str = "notificationPhoneNumber") -> str | No
     except phonenumbers.NumberParseException:
         parsed = None
     if parsed is None or not phonenumbers.is_valid_number(parsed):
-        raise bad_request(
-            field, f"{field} must be a phone number in E.164 form like +4915112345678"
-        )
+        raise invalid(field, f"{field} must be a phone number in E.164 form like +4915112345678")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
@@ -208,7 +206,7 @@ STATUSES = {
 def status(value: str, field: str = "status") -> str:
     normalised = STATUSES.get(value.strip().lower())
     if normalised is None:
-        raise bad_request(
+        raise invalid(
             field, f"{field} must be one of active, maintenance, disabled, paused, inactive"
         )
     return normalised

@@ -14,9 +14,11 @@ The native API, the AlertSite-compatible API and the console write monitors only
   surface spells them (`budget`: column → field);
 - for a delete: reads the row, lets the surface check the caller may, deletes it.
 
-Refusals are `ApiError`s; each surface shows them its own way (JSON, AlertSite's shape, a page).
+Refusals are `controller.monitors.errors.Refused` (or the surface's own, from its callbacks);
+each surface shows them its own way (JSON, AlertSite's shape, a page).
 """
 
+import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +30,11 @@ from litestar import Request
 
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
-from controller.monitors import fair_use, secret_binding
+from controller.monitors import fair_use, kinds, secret_binding
 from controller.monitors import store as monitors
+from controller.monitors.errors import NotFound, Refused
 from controller.monitors.store import Monitor
-from controller.secrets.box import SecretBox
-from controller.web.api.errors import ApiError, not_found
-from controller.web.api.monitor_rules import keep_unchanged_secrets
+from controller.secrets.box import SecretBox, SecretBoxError
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ log = structlog.get_logger(__name__)
 CustomerOf = Callable[[Conn], Awaitable[int]]
 # The surface's 400 for a change that moves stored secrets without them: secret path → the
 # fields that moved it (`secret_binding.moved_each`).
-SecretRefusal = Callable[[Mapping[str, list[str]]], ApiError]
+SecretRefusal = Callable[[Mapping[str, list[str]]], Exception]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Lookup:
     ident: UUID | int
     types: Sequence[str]
     scope: int | None  # the caller's organization; None: any (a global supporter)
-    missing: Callable[[], ApiError] = not_found  # the surface's 404
+    missing: Callable[[], Exception] = lambda: _not_found()  # the surface's 404
 
 
 @dataclass
@@ -75,11 +76,13 @@ class MonitorWrites:
     pool: asyncpg.Pool
     box: SecretBox
     limits: fair_use.Limits
+    token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
 
     @classmethod
     def of(cls, request: Request[Any, Any, Any]) -> "MonitorWrites":
         state = request.app.state
-        return cls(state.pool, state.secret_box, fair_use.Limits.of(state.settings))
+        settings = state.settings
+        return cls(state.pool, state.secret_box, fair_use.Limits.of(settings), settings.token_hosts)
 
     async def create(
         self,
@@ -146,7 +149,11 @@ class MonitorWrites:
         log.info("monitor deleted", monitor=str(monitor.public_id))
 
 
-def _never_moves(moved: Mapping[str, list[str]]) -> ApiError:
+def _not_found() -> NotFound:
+    return NotFound("Not found")
+
+
+def _never_moves(moved: Mapping[str, list[str]]) -> Refused:
     """A status change moves no secret; kept for the type."""
     raise AssertionError(f"a status change moved a secret: {dict(moved)}")
 
@@ -158,3 +165,33 @@ async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:
     if found is None:
         raise lookup.missing()
     return found
+
+
+def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
+    """After the binding check: a secret sent again with the value already stored keeps its
+    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
+    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
+    config = changes.get("config")
+    if not isinstance(config, dict):
+        return
+    kind = kinds.of_type(changes.get("type", monitor.type))
+    for path in (*kind.secrets, *kind.grant_secrets):
+        *parents, leaf = path.split(".")
+        new_holder: Any = config
+        old_holder: Any = monitors.stored_config(monitor)
+        for step in parents:
+            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
+            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
+        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
+            continue
+        new, old = new_holder.get(leaf), old_holder.get(leaf)
+        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
+            new_holder[leaf] = old
+
+
+def _same(box: SecretBox, a: str, b: str) -> bool:
+    """Whether two sealed secrets hold the same value (False when either does not open)."""
+    try:
+        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
+    except SecretBoxError:
+        return False

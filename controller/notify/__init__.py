@@ -31,6 +31,7 @@ class Notification:
     text: str
     html: str | None
     key: str  # the outbox dedupe key: stable across retries, so receivers may dedupe too
+    list_unsubscribe: str | None = None  # e-mail: a one-click unsubscribe URL (RFC 8058)
 
 
 class Channel(Protocol):

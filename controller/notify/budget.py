@@ -29,8 +29,24 @@ WINDOW = timedelta(hours=1)
 # Kinds outside the budget: the owners' notice that it was reached.
 HELD_BACK = "held_back"
 
-SETTING = {"email": "ORG_MAX_NOTIFICATIONS_PER_HOUR", "sms": "ORG_MAX_SMS_PER_HOUR"}
-WHAT = {"email": "e-mail", "sms": "SMS"}
+# Mail to a status page's subscribers has a budget of its own (`subscribers`), so a page's
+# subscribers (whom anonymous visitors sign up) never use up the e-mail its alerts need; past
+# it the rows are dropped like any other, their history line saying why (no owners' notice:
+# it is about a monitor).
+SUBSCRIBER_KINDS = frozenset({"status_confirm", "status_update"})
+SUBSCRIBERS = "subscribers"
+
+SETTING = {
+    "email": "ORG_MAX_NOTIFICATIONS_PER_HOUR",
+    "sms": "ORG_MAX_SMS_PER_HOUR",
+    SUBSCRIBERS: "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR",
+}
+WHAT = {"email": "e-mail", "sms": "SMS", SUBSCRIBERS: "subscriber e-mail"}
+
+
+def budget_of(kind: str, channel: str) -> str:
+    """The budget a notification of `kind` on `channel` draws on."""
+    return SUBSCRIBERS if kind in SUBSCRIBER_KINDS else channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +55,21 @@ class Budget:
 
     email: int = 500
     sms: int = 100
+    subscribers: int = 1000
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Budget":
-        return cls(settings.org_max_notifications_per_hour, settings.org_max_sms_per_hour)
+        return cls(
+            settings.org_max_notifications_per_hour,
+            settings.org_max_sms_per_hour,
+            settings.org_max_subscriber_mails_per_hour,
+        )
 
-    def per_hour(self, channel: str) -> int:
-        return self.sms if channel == "sms" else self.email
+    def per_hour(self, budget: str) -> int:
+        """`budget`: a channel, or `subscribers` (`budget_of`)."""
+        if budget == SUBSCRIBERS:
+            return self.subscribers
+        return self.sms if budget == "sms" else self.email
 
 
 def window(now: datetime) -> datetime:

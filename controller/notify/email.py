@@ -58,6 +58,10 @@ class EmailChannel:
         msg["Subject"] = note.subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = f"<{hashlib.sha256(note.key.encode()).hexdigest()[:40]}@mailprobe>"
+        if note.list_unsubscribe is not None:
+            # Mail clients offer an unsubscribe button that POSTs to the URL (RFC 8058).
+            msg["List-Unsubscribe"] = f"<{note.list_unsubscribe}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(note.text)
         if note.html is not None:
             msg.add_alternative(note.html, subtype="html")

@@ -160,10 +160,14 @@ class OutboxWorker:
         charged = [r for r in rows if r.attempts == 1 and r.kind != HELD_BACK]
         if not charged:
             return rows
-        org_of = await budget_db.organizations(conn, [r.monitor_id for r in charged])
+        org_of = await budget_db.organizations(
+            conn, [r.monitor_id for r in charged if r.monitor_id is not None]
+        )
         groups: dict[tuple[int, str], list[Claimed]] = {}
         for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
-            groups.setdefault((org_of[r.monitor_id], r.channel), []).append(r)
+            org = r.organization_id if r.monitor_id is None else org_of[r.monitor_id]
+            assert org is not None  # the table's owner check: a monitor or an organization
+            groups.setdefault((org, notify_budget.budget_of(r.kind, r.channel)), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
         for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
@@ -187,8 +191,8 @@ class OutboxWorker:
                 per_hour=per_hour,
                 dropped=len(over),
             )
-            if not held_before:
-                await self._tell_owners(conn, org, channel, per_hour, start, over[0])
+            if not held_before and over[0].monitor_id is not None:
+                await self._tell_owners(conn, org, channel, per_hour, start, over[0].monitor_id)
         return [r for r in rows if r.id not in dropped]
 
     async def _tell_owners(
@@ -198,18 +202,18 @@ class OutboxWorker:
         channel: str,
         per_hour: int,
         start: datetime,
-        first: Claimed,
+        first_monitor_id: int,
     ) -> None:
         """Queue the owners' one notice of the window that `channel`'s budget was reached, in
         the alert history of the monitor whose notification was the first dropped."""
         name, owners = await budget_db.owners(conn, org)
         try:
-            watched = await monitors.watched(conn, first.monitor_id)
+            watched = await monitors.watched(conn, first_monitor_id)
         except monitors.MonitorConfigError as exc:
             log.error(
                 "monitor config unreadable: owners not told the notification budget was reached",
                 organization_id=org,
-                monitor=first.monitor_id,
+                monitor=first_monitor_id,
                 error=str(exc),
             )
             return
@@ -245,7 +249,14 @@ class OutboxWorker:
 
     async def _send(self, row: Claimed) -> Outcome:
         """Deliver one row; whatever goes wrong is an outcome, never an exception."""
-        note = Notification(row.target, row.subject, row.body_text, row.body_html, row.dedupe_key)
+        note = Notification(
+            row.target,
+            row.subject,
+            row.body_text,
+            row.body_html,
+            row.dedupe_key,
+            row.list_unsubscribe,
+        )
         permanent = False
         try:
             await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)

@@ -23,6 +23,7 @@ class Outgoing:
     text: str
     html: str | None
     dedupe_key: str
+    list_unsubscribe: str | None = None  # a URL taking RFC 8058's one-click POST
 
 
 class Owner(NamedTuple):

@@ -10,15 +10,17 @@ import html
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from controller.alerting.causes import label
 from controller.alerting.incident import Incident
 from controller.logins.backoff import Backoff
 from controller.monitors.kinds import TYPE_LABELS
-from controller.monitors.store import Monitor
 from controller.notify.links import Links
 from shared.timefmt import iso_ms
+
+if TYPE_CHECKING:  # the type only: texts read no store
+    from controller.monitors.store import Monitor
 
 Kind = Literal["down", "reminder", "recovered", "no_data"]
 
@@ -54,7 +56,7 @@ def one_line(text: str) -> str:
     return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
-def target(monitor: Monitor) -> str:
+def target(monitor: "Monitor") -> str:
     """`SMTP mx.example.com:25`: the monitor's type, host and port, as notices name them."""
     port = f":{monitor.port}" if monitor.port else ""
     return f"{TYPE_LABELS.get(monitor.type, monitor.type)} {monitor.hostname}{port}"
@@ -70,7 +72,7 @@ def _cell(value: str) -> str:
     return html.escape(value)
 
 
-def monitor_facts(monitor: Monitor, links: Links) -> list[tuple[str, str]]:
+def monitor_facts(monitor: "Monitor", links: Links) -> list[tuple[str, str]]:
     """What names the monitor in a notice: its name, type, host and port, and its console page
     (its id when no PUBLIC_URL is set)."""
     named = ("Monitor", f"{one_line(monitor.name)} ({target(monitor)})")
@@ -99,7 +101,7 @@ def with_facts(subject: str, lead: str, facts: list[tuple[str, str]], sms: str) 
     return Texts(subject, text, body, sms[:300])
 
 
-def where_to_look(monitor: Monitor, links: Links) -> str:
+def where_to_look(monitor: "Monitor", links: Links) -> str:
     """The closing line of a notice in paragraphs: the monitor's console page, else its id."""
     url = links.monitor(monitor.public_id)
     return f"Console: {url}" if url else f"Monitor id: {monitor.public_id}"
@@ -112,7 +114,9 @@ def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
     return Texts(subject, text, f"<html><body>{body}</body></html>", sms)
 
 
-def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime, links: Links) -> Texts:
+def render(
+    kind: Kind, monitor: "Monitor", incident: Incident, now: datetime, links: Links
+) -> Texts:
     name = one_line(monitor.name)
     started = incident.started_at
     ended = incident.ended_at
@@ -155,7 +159,7 @@ def render(kind: Kind, monitor: Monitor, incident: Incident, now: datetime, link
 
 
 def render_backoff(
-    monitor: Monitor, countries: list[str], backoff: Backoff, cap: timedelta, links: Links
+    monitor: "Monitor", countries: list[str], backoff: Backoff, cap: timedelta, links: Links
 ) -> Texts:
     """The owner's one notice that the monitor's credentials were rejected and its logins
     slowed."""
@@ -175,7 +179,7 @@ def render_backoff(
     return in_paragraphs(subject, lines, sms)
 
 
-def render_delivery_backoff(monitor: Monitor, rounds: int, per_hour: int, links: Links) -> Texts:
+def render_delivery_backoff(monitor: "Monitor", rounds: int, per_hour: int, links: Links) -> Texts:
     """The owners' one notice that a round trip's messages stopped arriving and its sending was
     slowed (controller.roundtrips.rules)."""
     name = one_line(monitor.name)
@@ -198,7 +202,7 @@ def render_held_back(
     setting: str,
     per_hour: int,
     until: datetime,
-    monitor: Monitor,
+    monitor: "Monitor",
     links: Links,
 ) -> Texts:
     """The owners' notice that their organization's hourly budget of `what` notifications
@@ -219,7 +223,7 @@ def render_held_back(
     return in_paragraphs(subject, lines, "")
 
 
-def render_login_cap(monitor: Monitor, cap: int, since: datetime, links: Links) -> Texts:
+def render_login_cap(monitor: "Monitor", cap: int, since: datetime, links: Links) -> Texts:
     """The owners' one notice that a monitor's logins reached its account's cap."""
     name = one_line(monitor.name)
     lines = [
@@ -232,4 +236,25 @@ def render_login_cap(monitor: Monitor, cap: int, since: datetime, links: Links) 
         where_to_look(monitor, links),
     ]
     subject = f"[mailprobe] Login cap reached: {name}"
+    return in_paragraphs(subject, lines, "")
+
+
+def render_oauth2_token(
+    monitor: "Monitor", endpoint: str, error: str, message: str, links: Links
+) -> Texts:
+    """The owners' one notice that a monitor's OAuth2 token endpoint gave no token (until the
+    grant works again or changes)."""
+    name = one_line(monitor.name)
+    said = one_line(f"{error}: {message}" if message else error)
+    lines = [
+        f"{name} ({target(monitor)}) could not get an OAuth2 access token: the token endpoint"
+        f" {one_line(endpoint)} answered {said}.",
+        "Its checks are not sent and are recorded `oauth2_token` (missed, not a mail server"
+        " failure) until a token comes. `invalid_grant` means the refresh token expired or was"
+        " revoked, or the user's consent or password changed: get a new refresh token and"
+        " update the monitor's `oauth2.refreshToken`. `invalid_client` or `unauthorized_client`:"
+        " check the client id, secret and the app's permissions; `invalid_scope`: the scopes.",
+        where_to_look(monitor, links),
+    ]
+    subject = f"[mailprobe] OAuth2 token refused: {name}"
     return in_paragraphs(subject, lines, "")

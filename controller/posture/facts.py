@@ -1,15 +1,30 @@
 """The posture facts of one stored result: what the server advertised and the TLS it spoke.
 
-Built from a `check_results` row (its jsonb `tls` and capability columns decoded), so
-a result of an older agent, without these fields, simply has fewer facts (None: not known).
+Built from a stored result as posture reads it (`StoredFacts`, from `check_results`: its jsonb
+`tls` and capability columns decoded), so a result of an older agent, without these fields,
+simply has fewer facts (None: not known).
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import msgspec
 
 # The keyword a server advertises when it offers an upgrade to TLS on a plain connection.
 UPGRADE = {"smtp": "STARTTLS", "imap": "STARTTLS", "pop3": "STLS"}
 TLS_RANK = {"SSLv2": 0, "SSLv3": 1, "TLSv1": 2, "TLSv1.1": 3, "TLSv1.2": 4, "TLSv1.3": 5}
+
+
+class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
+    """What posture reads of one stored result that ran (`controller.posture.store`)."""
+
+    scheduled_at: datetime
+    country: str
+    tls: dict[str, Any] | None = None
+    capabilities: list[str] | None = None
+    capabilities_before_tls: list[str] | None = None
+    mail_dns: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +61,10 @@ def _auth(capabilities: list[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def observe(monitor_type: str, row: Any) -> Observation:
-    """`row`: a stored result with `country`, `tls`, `capabilities`, `capabilities_before_tls`."""
-    tls: dict[str, Any] = row["tls"] or {}
-    caps: list[str] | None = row["capabilities"]
-    before: list[str] | None = row["capabilities_before_tls"]
+def observe(monitor_type: str, row: StoredFacts) -> Observation:
+    """The facts of one stored result of a monitor of `monitor_type`."""
+    tls: dict[str, Any] = row.tls or {}
+    caps, before = row.capabilities, row.capabilities_before_tls
     upgrade = UPGRADE.get(monitor_type, "STARTTLS")
     mode = tls.get("mode")
     starttls: bool | None = None
@@ -61,7 +75,7 @@ def observe(monitor_type: str, row: Any) -> Observation:
     elif mode is None and caps is not None:
         starttls = any(c.split(" ", 1)[0] == upgrade for c in caps)
     return Observation(
-        country=row["country"],
+        country=row.country,
         starttls=starttls,
         auth=None if caps is None else _auth(caps),
         tls_version=tls.get("version"),

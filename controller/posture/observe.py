@@ -17,7 +17,6 @@ for the severities the organization (or the monitor) chose for that channel
 
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any
 
 import msgspec
 import structlog
@@ -31,7 +30,7 @@ from controller.notify.links import Links
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
 from controller.posture import store as db
-from controller.posture.facts import Observation
+from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
     MAIL_DNS_CODES,
@@ -78,7 +77,7 @@ async def observe(
         await db.save_state(conn, monitor_id, judged_until, streaks)
         return
     until = judged_until
-    rounds = [(at, list(group)) for at, group in groupby(rows, key=lambda r: r["scheduled_at"])]
+    rounds = [(at, list(group)) for at, group in groupby(rows, key=lambda r: r.scheduled_at)]
     if len(rows) == ROWS_PER_PASS and len(rounds) > 1:
         rounds.pop()  # may be cut short; read on the next pass
         until = rounds[-1][0]
@@ -121,12 +120,12 @@ async def observe(
     await db.save_state(conn, monitor_id, until, tracker.streaks)
 
 
-def _mail_dns(monitor: Monitor, row: Any, seen: Observation) -> Verdicts:
+def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
     """The mail DNS verdicts of one stored result (none on a round without a DNS probe)."""
-    if row["mail_dns"] is None or not monitor.mail_domain:
+    if row.mail_dns is None or not monitor.mail_domain:
         return {}
     try:
-        facts = msgspec.convert(row["mail_dns"], MailDns)
+        facts = msgspec.convert(row.mail_dns, MailDns)
     except msgspec.ValidationError as exc:
         log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}

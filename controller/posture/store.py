@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.posture.facts import StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 
 
@@ -45,10 +46,10 @@ async def save_state(
 
 async def rounds_after(
     conn: Conn, monitor_id: int, after: datetime, until: datetime, limit: int
-) -> list[asyncpg.Record]:
+) -> list[StoredFacts]:
     """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
     inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
@@ -57,6 +58,7 @@ async def rounds_after(
         until,
         limit,
     )
+    return [StoredFacts(**row) for row in rows]
 
 
 async def baselines(conn: Conn, monitor_id: int) -> dict[str, Baseline]:

@@ -6,7 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from controller.db.pool import Conn
-from controller.ingest.store import ResultRow
+from controller.ingest.result_kinds import ResultRow
 from controller.roundtrips import rules
 from controller.roundtrips import sends_store as mail_sends
 from shared.messages import CheckJob

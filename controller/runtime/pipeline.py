@@ -17,6 +17,8 @@ from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.monitors.validation import COUNTRIES
 from controller.notify.links import Links
+from controller.oauth2.fetcher import TokenFetcher
+from controller.oauth2.tokens import TokenService
 from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
@@ -107,6 +109,15 @@ async def open_pipeline(
             checks_per_minute=settings.org_max_checks_per_minute,
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
             confirm_per_minute=settings.confirm_rounds_per_minute,
+            tokens=TokenService(
+                pool,
+                box,
+                TokenFetcher.from_settings(
+                    settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
+                ),
+                calls_per_hour=settings.oauth2_token_calls_per_hour,
+                links=Links.of(settings),
+            ),
             links=Links.of(settings),
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))

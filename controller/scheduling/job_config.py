@@ -3,7 +3,7 @@ kind's typed config. Pure: no I/O."""
 
 from typing import Any
 
-from controller.monitors import store as monitors
+from controller.monitors import config as monitor_config
 from controller.secrets.box import SecretBox, SecretBoxError
 from shared.messages import JobConfig, MonitorType
 
@@ -23,6 +23,6 @@ def opened(config: JobConfig, box: SecretBox) -> JobConfig:
 def job_config(monitor_type: MonitorType, stored: Any, box: SecretBox) -> JobConfig:
     """The stored config (JSON) with its secrets opened, as the job's typed config."""
     try:
-        return opened(monitors.decode_config(monitor_type, stored), box)
-    except monitors.MonitorConfigError as exc:
+        return opened(monitor_config.decode_config(monitor_type, stored), box)
+    except monitor_config.MonitorConfigError as exc:
         raise JobConfigError(str(exc)) from None

@@ -12,17 +12,17 @@ import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
 
-from controller.alerting.evaluator import LOOKBACK
-from controller.ingest.store import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.alerting.rules import LOOKBACK
+from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.logins import cap as login_cap
-from controller.logins.account_store import Login
 from controller.logins.backoff import HELD, logins
-from controller.monitors.store import Monitor, WatchedMonitor
+from controller.logins.cap import Login
+from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.secrets.box import SecretBox
@@ -39,8 +39,12 @@ from shared.messages import (
     default_port,
     encode_sealed,
 )
+from shared.secret import Secret
 from shared.subjects import jobs_subject
 from shared.timefmt import iso_ms, parse_iso
+
+if TYPE_CHECKING:  # the types only: planning reads no store
+    from controller.monitors.store import Monitor, WatchedMonitor
 
 ACCOUNT_PURPOSE = "mailprobe login accounts"
 TENANT_PURPOSE = "mailprobe job tenants"
@@ -230,24 +234,31 @@ class RoundPlanner:
 
     def round(
         self,
-        target: WatchedMonitor | UnfitMonitor,
+        target: "WatchedMonitor | UnfitMonitor",
         now: datetime,
         live: frozenset[str],
         *,
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
+        tokens: Mapping[str, Secret] | TokenFailure | None = None,
+        oauth2_live: frozenset[str] = frozenset(),
     ) -> PlannedRound:
         """The monitor's round now: one job per country with a live agent (and a key when the
         job carries credentials), a missed row per country without, and an `overdue` row per
         country for each round over before it could be sent. A monitor that cannot become jobs
         (a config that does not fit, a secret that does not open, a bad country code) gets a
-        round marked `unusable`, with its countries and next due time, nothing else."""
-        if isinstance(target, WatchedMonitor):
-            base: Monitor | UnfitMonitor = target.monitor
-            listed, went = target.monitor.allowed_country_codes, target.rounds.countries
-        else:
+        round marked `unusable`, with its countries and next due time, nothing else.
+
+        A monitor with OAuth2 logins logs in with `tokens` (an access token per grant, or why
+        there is none: its countries are then recorded `oauth2_token`), and only from
+        countries in `oauth2_live` (every live agent there logs in with OAuth2)."""
+        base: Monitor | UnfitMonitor
+        if isinstance(target, UnfitMonitor):
             base = target
             listed, went = target.allowed_country_codes, target.round_countries
+        else:
+            base = target.monitor
+            listed, went = target.monitor.allowed_country_codes, target.rounds.countries
         public_id = str(base.public_id)
         over, run, next_at = round_times(
             public_id, base.check_interval, base.next_due_at, now, trigger
@@ -263,9 +274,9 @@ class RoundPlanner:
             return plan
         if run is not None:
             try:
-                if not isinstance(target, WatchedMonitor):
+                if isinstance(target, UnfitMonitor):
                     raise JobConfigError(target.error)
-                self._jobs(plan, target, now, live, trigger, avoid or {})
+                self._jobs(plan, target, now, live, trigger, avoid or {}, tokens, oauth2_live)
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
@@ -288,17 +299,28 @@ class RoundPlanner:
     def _jobs(
         self,
         plan: PlannedRound,
-        watched: WatchedMonitor,
+        watched: "WatchedMonitor",
         now: datetime,
         live: frozenset[str],
         trigger: bool,
         avoid: Mapping[str, list[str]],
+        tokens: Mapping[str, Secret] | TokenFailure | None = None,
+        oauth2_live: frozenset[str] = frozenset(),
     ) -> None:
         """The round's jobs (asking the agents in `avoid` of each country to leave them to
         another) and the countries it cannot go to."""
         m, rounds = watched.monitor, watched.rounds
         public_id = str(m.public_id)
         config = opened(m.config, self._box)
+        no_token: str | None = None
+        if m.grants:
+            # Only the access tokens go into the job, in place of the password.
+            if isinstance(tokens, Mapping) and set(m.grants) <= set(tokens):
+                config = with_tokens(config, m.grants, tokens)
+            elif isinstance(tokens, TokenFailure):
+                no_token = tokens.why
+            else:
+                no_token = "no OAuth2 access token was asked for this round: not sent"
         port = m.port or default_port(m.type, config)
         plain = None
         if carries_credentials(config):
@@ -345,6 +367,16 @@ class RoundPlanner:
                     "credentials rejected: logins paused so the account is not locked (next"
                     f" login at or after {iso_ms(rounds.login_retry_at)}, from one country);"
                     " update them to resume",
+                )
+                continue
+            if no_token is not None:
+                missed(OAUTH2_TOKEN, no_token)
+                continue
+            if m.grants and cc not in oauth2_live:
+                missed(
+                    "no_agent",
+                    f"no live agent in {cc} logs in with OAuth2 (every agent there must be of"
+                    " a version that does): not sent",
                 )
                 continue
             if plain is not None:

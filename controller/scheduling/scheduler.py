@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
-from controller.ingest.store import NO_SEAL_KEY, ResultRow
+from controller.ingest.result_kinds import NO_SEAL_KEY, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.logins import cap_notice as login_cap_notice
@@ -34,6 +34,7 @@ from controller.logins.backoff import CAPPED, HELD
 from controller.monitors import limits_store as limits
 from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
+from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.roundtrips import sends as roundtrip_sends
 from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
@@ -46,7 +47,8 @@ from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
-from shared.messages import CheckJob, encode
+from shared.messages import FEATURE_OAUTH2, CheckJob, encode
+from shared.secret import Secret
 from shared.subjects import jobs_subject
 from shared.timefmt import utcnow
 
@@ -76,11 +78,13 @@ class Scheduler:
         checks_per_minute: int = 2000,
         mails_per_domain: int = 60,
         confirm_per_minute: int = 600,
+        tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`links`: where the owners' login cap notice points them."""
         self._pool = pool
+        self._tokens = tokens  # OAuth2 access tokens; None: OAuth2 logins are never sent
         self._links = links
         self._mails_per_domain = mails_per_domain  # ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE
         self._confirm_per_minute = confirm_per_minute  # CONFIRM_ROUNDS_PER_MINUTE
@@ -186,9 +190,17 @@ class Scheduler:
                 await confirmations.failed_agents(conn, asked), live_agents
             )
             now, live = self._clock(), self._agents.countries()
+            tokens = await self._access_tokens(monitors, now)
             plans = await asyncio.to_thread(
                 lambda: [
-                    self._round(m, now, live, trigger=True, avoid=avoid.get(_id(m), {}))
+                    self._round(
+                        m,
+                        now,
+                        live,
+                        trigger=True,
+                        avoid=avoid.get(_id(m), {}),
+                        tokens=tokens.get(_id(m)),
+                    )
                     for m in monitors
                 ]
             )
@@ -361,8 +373,38 @@ class Scheduler:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
-        libsodium release the GIL (bench/seal.py)."""
-        return await asyncio.to_thread(lambda: [self._round(m, now, live) for m in claimed])
+        libsodium release the GIL (bench/seal.py). OAuth2 logins' access tokens are got first
+        (controller.oauth2.tokens), concurrently."""
+        tokens = await self._access_tokens(claimed, now)
+        return await asyncio.to_thread(
+            lambda: [self._round(m, now, live, tokens=tokens.get(_id(m))) for m in claimed]
+        )
+
+    async def _access_tokens(
+        self, claimed: Sequence[ClaimedMonitor], now: datetime
+    ) -> dict[int, Mapping[str, Secret] | TokenFailure]:
+        """The access tokens of the claimed monitors with OAuth2 logins whose round may log
+        in now (none while a login back-off holds every country), by monitor id."""
+        if self._tokens is None:
+            return {}
+        service = self._tokens
+        wanted = [
+            m
+            for m in claimed
+            if isinstance(m, WatchedMonitor)
+            and m.monitor.grants
+            and (m.rounds.login_retry_at is None or m.rounds.login_retry_at <= now)
+        ]
+
+        async def one(w: WatchedMonitor) -> Mapping[str, Secret] | TokenFailure:
+            m = w.monitor
+            until = schedule.expires_at(now, m.check_interval) + timedelta(
+                seconds=m.timeout_seconds
+            )
+            return await service.tokens(m, until)
+
+        got = await asyncio.gather(*(one(w) for w in wanted))
+        return {w.monitor.id: t for w, t in zip(wanted, got, strict=True)}
 
     def _round(
         self,
@@ -372,11 +414,20 @@ class Scheduler:
         *,
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
+        tokens: Mapping[str, Secret] | TokenFailure | None = None,
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
         scheduler."""
-        plan = self._planner.round(claimed, now, live, trigger=trigger, avoid=avoid)
+        plan = self._planner.round(
+            claimed,
+            now,
+            live,
+            trigger=trigger,
+            avoid=avoid,
+            tokens=tokens,
+            oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
+        )
         monitor = claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
         bound = log.bind(
             monitor_id=str(monitor.public_id), monitor_type=monitor.type, monitor_db_id=monitor.id
@@ -417,14 +468,18 @@ class Scheduler:
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
             claimed = await due.monitor(conn, monitor_id)
-            if claimed is None:
-                return None
-            live = self._agents.countries()
-            plan = self._round(claimed, self._clock(), live, trigger=True)
-            async with conn.transaction():
-                await self._send(conn, [plan], self._clock())
-                if plan.missed:
-                    await results.store(conn, plan.missed)
+        if claimed is None:
+            return None
+        # Its access tokens are got holding no connection: many triggers at once must not hold
+        # the pool while the token service needs it.
+        now = self._clock()
+        tokens = await self._access_tokens([claimed], now)
+        live = self._agents.countries()
+        plan = self._round(claimed, now, live, trigger=True, tokens=tokens.get(_id(claimed)))
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._send(conn, [plan], self._clock())
+            if plan.missed:
+                await results.store(conn, plan.missed)
         self._missed(plan.missed)
         log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
         return plan

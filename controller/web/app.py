@@ -32,6 +32,7 @@ from controller.web.api.monitors import router as monitors_router
 from controller.web.api.posture import router as posture_router
 from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
+from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
 from shared import __version__
 from shared.settings import ControllerSettings
@@ -169,6 +170,7 @@ def create_app(
             ),
             AlertSettingsController,
             MaintenanceWindowController,
+            StatusNoticeController,
             list_agents,
             CustomerController,
             UserController,

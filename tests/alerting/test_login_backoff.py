@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from controller.ingest import store as results
-from controller.ingest.store import ResultRow
+from controller.ingest.result_kinds import ResultRow
 from controller.logins.backoff import HELD
 from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
 from tests.alerting.conftest import Rig
@@ -141,8 +141,8 @@ def _credentialed(kind: Kind) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("kind", "path"),
-    [(k, p) for k in KINDS for p in k.credentials],
-    ids=[f"{k.name}:{p}" for k in KINDS for p in k.credentials],
+    [(k, p) for k in KINDS for p in (*k.credentials, *(g.oauth2 for g in k.logins))],
+    ids=[f"{k.name}:{p}" for k in KINDS for p in (*k.credentials, *(g.oauth2 for g in k.logins))],
 )
 async def test_new_credentials_end_the_back_off_of_every_kind(
     rig: Rig, kind: Kind, path: str

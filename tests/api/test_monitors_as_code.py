@@ -383,3 +383,41 @@ async def test_a_rotated_secret_reaches_the_server_on_the_next_apply(
     relay = await stored_row(pool, shown["Outbound relay"])
     assert box.open(relay["config"]["auth"]["pass"]) == "relay-rotated-2"
     assert (await stored_row(pool, shown["Mailbox"]))["config"]["password"] == box_before
+
+
+OAUTH2_FILE = """\
+customer: {customer}
+monitors:
+  - type: imap
+    name: M365 box
+    hostname: outlook.office365.com
+    imapPopConfig:
+      user: probe@contoso.com
+      tls: true
+      oauth2:
+        grant: client_credentials
+        provider: microsoft
+        tenant: contoso.onmicrosoft.com
+        clientId: app
+        clientSecret: {secret}
+"""
+
+
+async def test_an_oauth2_grants_secret_comes_from_the_environment_and_exports_as_one(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    customer = tenant.customer_public_id
+    literal = OAUTH2_FILE.format(customer=customer, secret="grant-s3cret")
+    with pytest.raises(SpecError) as refused:
+        load(literal, "m.yaml", ENV)
+    assert "grant-s3cret" not in str(refused.value)
+    assert any("oauth2.clientSecret" in p for p in refused.value.problems), refused.value
+    text = OAUTH2_FILE.format(customer=customer, secret="{env: MAILPROBE_SECRET_GRANT}")
+    env = {**ENV, "MAILPROBE_SECRET_GRANT": "grant-s3cret"}
+    assert (await run(load(text, "m.yaml", env), client))[0] == 0
+    exported = export_text(customer, await current(client, customer))
+    assert "grant-s3cret" not in exported and "********" not in exported
+    assert "env: MAILPROBE_SECRET_M365_BOX_CLIENTSECRET_PASSWORD" in exported
+    again = {"MAILPROBE_SECRET_M365_BOX_CLIENTSECRET_PASSWORD": "grant-s3cret"}
+    code, said = await run(load(exported, "exported.yaml", again), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said

@@ -196,3 +196,31 @@ async def test_the_per_monitor_metrics_label_the_kind(
         if s.name == "mailprobe_monitor_state"
     ]
     assert {(x["monitor"], x["kind"]) for x in labels} == {(monitor["publicId"], monitor_type)}
+
+
+async def test_a_status_page_shows_a_monitor_of_each_type_with_its_kind(
+    client: Browserish, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    """A customer's public status page lists a monitor of every stored type, each with its
+    kind's label (controller.monitors.kinds.TYPE_LABELS)."""
+    org = await make_tenant(pool)
+    made = {t: await make(http, org, kind, t) for kind, t in TYPES}
+    client.session = org.tokens["admin"]
+    token = await client.csrf("/console/status-pages")
+    slug = f"kinds-{org.org_id}"
+    form: dict[str, str | list[str]] = {
+        "slug": slug,
+        "title": "Every kind",
+        "monitor": [str(m["id"]) for m in made.values()],
+        "_csrf_token": token,
+    }
+    r = await client.http.post(
+        f"/console/status-pages/{org.customer_public_id}", data=form, headers=client.headers()
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/console/status-pages?saved=1")
+    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+        r = await anonymous.get(f"/status/{slug}")
+    assert r.status_code == 200
+    cards = r'data-monitor-name="([^"]+)">.*?<p class="facts">([^<]+)</p>'
+    shown = dict(re.findall(cards, r.text, re.DOTALL))
+    assert shown == {f"{t} surfaces": kinds.TYPE_LABELS[t] for _, t in TYPES}, r.text

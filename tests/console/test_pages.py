@@ -372,3 +372,57 @@ async def test_the_monitor_page_shows_its_login_cap_while_it_holds(
             utcnow() - timedelta(minutes=11),
         )
     assert 'id="login-cap"' not in (await client.get(page)).text
+
+
+async def test_the_edit_form_keeps_an_oauth2_grant_it_does_not_show(
+    client: Browserish,
+    tenant: Tenant,
+    http: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+) -> None:
+    """A monitor logging in with OAuth2 stays so through a console edit (the form has no
+    fields for the grant), its secret never on the page, and still bound to the server."""
+    grant = {
+        "grant": "client_credentials",
+        "provider": "microsoft",
+        "tenant": "contoso.onmicrosoft.com",
+        "clientId": "app",
+        "clientSecret": "Grant-Secret-7",
+    }
+    monitor = await create(
+        http,
+        tenant,
+        "imap",
+        hostname="outlook.office365.com",
+        imapPopConfig={
+            "protocol": "imap",
+            "tls": True,
+            "user": "probe@contoso.com",
+            "oauth2": grant,
+        },
+    )
+    edit = f"/console/monitors/{monitor['publicId']}/edit"
+    client.session = tenant.tokens["member"]
+    form = await client.get(edit)
+    assert form.status_code == 200 and "Grant-Secret-7" not in form.text
+    token = await client.csrf(edit)
+    values = {
+        "customer": tenant.customer_public_id,
+        "name": "Renamed mailbox",
+        "hostname": "outlook.office365.com",
+        "tls": "on",
+        "user": "probe@contoso.com",
+        "password": "",
+        "interval": "60",
+        "timeout": "30",
+    }
+    r = await client.post(edit, values, token=token)
+    assert r.status_code == 303, r.text
+    config = (await stored_row(pool, monitor["publicId"]))["config"]
+    assert "password" not in config or not config["password"]
+    sealed = config["oauth2"]["clientSecret"]
+    assert opened(SecretBox(settings.secrets_key or ""), sealed) == "Grant-Secret-7"
+    assert config["oauth2"]["tenant"] == "contoso.onmicrosoft.com"
+    r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
+    assert r.status_code == 400 and "oauth2.clientSecret" in r.text

@@ -169,3 +169,39 @@ def test_where_is_x_decided_names_code_that_exists() -> None:
             if not re.search(rf"^\s*(async def |def |class ){last}\b|^{last}\b.*=", source, re.M):
                 wrong.append(f"{rule}: {name} is not defined in {file}")
     assert not wrong, wrong
+
+
+def layout_entries() -> dict[str, str]:
+    """docs/architecture.md's "Code layout": each controller package (`monitors/`) → its text."""
+    text = (DOCS / "architecture.md").read_text().split("## Code layout", 1)[1]
+    block = text.split("```", 2)[1]
+    entries: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        m = re.match(r"^  (\w+)/\s", line)
+        if m:
+            current = m.group(1)
+            entries[current] = line
+        elif re.match(r"^\S", line):
+            current = None
+        elif current is not None:
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def test_the_code_layout_names_every_controller_module() -> None:
+    """Each package of controller/ has its line in "Code layout", naming each of its modules
+    (a module added, moved or renamed must be said there)."""
+    entries = layout_entries()
+    missing = []
+    for package in sorted(
+        p for p in (ROOT / "controller").iterdir() if (p / "__init__.py").is_file()
+    ):
+        said = entries.get(package.name)
+        if said is None:
+            missing.append(f"{package.name}/")
+            continue
+        for module in sorted(package.glob("*.py")):
+            if module.stem != "__init__" and not re.search(rf"\b{module.stem}\b", said):
+                missing.append(f"{package.name}/{module.name}")
+    assert not missing, missing

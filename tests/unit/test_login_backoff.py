@@ -18,6 +18,7 @@ FIRST = Backoff(1, T0, T0 + 2 * MIN)
     [
         (None, ["auth", "auth"], False, T0, FIRST, "first rejected round: wait 2 intervals"),
         (None, ["timeout"], False, T0, None, "other failures start nothing"),
+        (None, ["basic_auth_disabled"], False, T0, FIRST, "a password the server takes no more"),
         (None, [], True, T0, None, "a login"),
         (FIRST, ["auth"], False, T0 + 2 * MIN, Backoff(2, T0, T0 + 6 * MIN), "then 4"),
         (

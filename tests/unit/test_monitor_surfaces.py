@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from controller.monitors import change_rules as rules
+from controller.monitors.kinds import ALL_TYPES, PORT_HINTS
 from controller.monitors.store import WRITABLE, decode, stored_values
+from shared.messages import (
+    ImapPopConfig,
+    JobConfig,
+    MonitorType,
+    RoundTripConfig,
+    RoundTripSend,
+    SmtpConfig,
+    default_port,
+)
 from tests.unit.test_monitor_decode import row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +131,20 @@ def test_the_scans_see_what_they_look_for(tmp_path: Path) -> None:
     assert len(_private_imports(copy)) == 1
     assert len(_monitor_subscripts(copy)) == 2
     assert _as_sent_reads(copy) == [3]
+
+
+def _with_tls(monitor_type: str, tls: bool) -> JobConfig:
+    if monitor_type == "smtp":
+        return SmtpConfig(secure=tls)
+    if monitor_type == "roundtrip":
+        return RoundTripConfig(send=RoundTripSend(secure=tls))
+    return ImapPopConfig(tls=tls)
+
+
+@pytest.mark.parametrize("monitor_type", ALL_TYPES)
+def test_every_type_says_its_default_ports(monitor_type: MonitorType) -> None:
+    """Pins: the console's port hint of each type of the registry names the ports
+    `default_port` uses, with TLS first."""
+    hint = PORT_HINTS[monitor_type]
+    on, off = (default_port(monitor_type, _with_tls(monitor_type, t)) for t in (True, False))
+    assert hint.startswith(f"{on} with ") and hint.endswith(f", else {off}")

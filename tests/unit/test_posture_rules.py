@@ -1,11 +1,12 @@
 """Posture rules as tables: facts from stored results, quality and drift verdicts, baseline moves,
 the drift debounce, and expiry notices once per threshold."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from controller.posture.facts import Observation, observe
+from controller.posture.facts import Observation, StoredFacts, observe
 from controller.posture.rules import (
     Change,
     Finding,
@@ -79,8 +80,8 @@ def held(verdicts: dict[Any, Finding | None]) -> set[tuple[str, str]]:
 )
 def test_facts_from_a_stored_result(row: dict[str, Any], expected: dict[str, Any]) -> None:
     """`country` "pop3" stands for a POP3 monitor's row (its upgrade keyword is STLS)."""
-    row = {"country": "DE", "capabilities_before_tls": None} | row
-    o = observe("pop3" if row["country"] == "pop3" else "smtp", row)
+    row = {"country": "DE", "scheduled_at": datetime(2026, 1, 1, tzinfo=UTC)} | row
+    o = observe("pop3" if row["country"] == "pop3" else "smtp", StoredFacts(**row))
     assert {k: getattr(o, k) for k in expected} == expected
 
 

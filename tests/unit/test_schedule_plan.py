@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from controller.ingest.store import NO_SEAL_KEY, OVERDUE
+from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.scheduling import due_store, plan

@@ -18,6 +18,16 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from controller.monitors.errors import (
+    Conflict,
+    Invalid,
+    NotAllowed,
+    NotFound,
+    Refused,
+    TooSoon,
+    Unavailable,
+)
+
 log = structlog.get_logger(__name__)
 
 _HTTP_CODES = {
@@ -92,6 +102,28 @@ def forbidden(message: str = "Forbidden") -> ApiError:
     return ApiError(403, message, code="forbidden")
 
 
+# A refusal of a monitor operation → its HTTP status (the first class it is an instance of).
+_REFUSED_STATUS: tuple[tuple[type[Refused], int], ...] = (
+    (Invalid, 400),
+    (NotAllowed, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooSoon, 429),
+    (Unavailable, 503),
+)
+
+
+def api_error(exc: ApiError | Refused) -> ApiError:
+    """The API's answer to an error: an `ApiError` as it is; a monitor operation's refusal with
+    the status of its class, its code, message and fields, and `Retry-After` when waiting
+    helps."""
+    if isinstance(exc, ApiError):
+        return exc
+    status = next((s for cls, s in _REFUSED_STATUS if isinstance(exc, cls)), 400)
+    headers = None if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+    return ApiError(status, exc.message, code=exc.code, fields=exc.fields, headers=headers)
+
+
 def _respond(
     request: Request[Any, Any, Any],
     status: int,
@@ -112,6 +144,12 @@ def handle_api_error(
     request: Request[Any, Any, Any], exc: ApiError
 ) -> Response[ErrorBody | AlertSiteErrors]:
     return _respond(request, exc.status, exc.code, exc.message, exc.fields, exc.headers)
+
+
+def handle_refused(
+    request: Request[Any, Any, Any], exc: Refused
+) -> Response[ErrorBody | AlertSiteErrors]:
+    return handle_api_error(request, api_error(exc))
 
 
 def _camel(name: str) -> str:
@@ -206,6 +244,7 @@ def handle_unexpected(
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ApiError: handle_api_error,
+    Refused: handle_refused,
     ValidationException: handle_validation,
     HTTPException: handle_http,
     RecursionError: handle_too_deep,

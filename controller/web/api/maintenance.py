@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
@@ -21,6 +20,7 @@ from controller.access import customers_store as customers
 from controller.access.accounts_store import Principal
 from controller.alerting import maintenance
 from controller.alerting import maintenance_store as windows
+from controller.alerting.maintenance import StoredWindow
 from controller.db.pool import Conn
 from controller.monitors import fair_use, validation
 from controller.monitors import store as monitors
@@ -68,22 +68,22 @@ class MaintenanceWindow(msgspec.Struct, rename="camel"):
 MaintenanceWindowPage = Annotated[Page[MaintenanceWindow], published("MaintenanceWindowPage")]
 
 
-def _present(row: asyncpg.Record, now: datetime) -> MaintenanceWindow:
+def _present(w: StoredWindow, now: datetime) -> MaintenanceWindow:
     return MaintenanceWindow(
-        id=str(row["public_id"]),
-        organization_id=row["organization_id"],
-        monitor_id=None if row["monitor_public_id"] is None else str(row["monitor_public_id"]),
-        customer_id=row["customer_id"],
-        kind=row["kind"],
-        starts_at=iso_ms_or_none(row["starts_at"]),
-        ends_at=iso_ms_or_none(row["ends_at"]),
-        weekday=row["weekday"],
-        start_time=None if row["start_time"] is None else row["start_time"].strftime("%H:%M"),
-        duration_minutes=row["duration_minutes"],
-        timezone=row["timezone"],
-        note=row["note"],
-        active=maintenance.is_open(row, now),
-        created_at=iso_ms(row["created_at"]),
+        id=str(w.public_id),
+        organization_id=w.organization_id,
+        monitor_id=None if w.monitor_public_id is None else str(w.monitor_public_id),
+        customer_id=w.customer_id,
+        kind=w.kind,
+        starts_at=iso_ms_or_none(w.starts_at),
+        ends_at=iso_ms_or_none(w.ends_at),
+        weekday=w.weekday,
+        start_time=None if w.start_time is None else w.start_time.strftime("%H:%M"),
+        duration_minutes=w.duration_minutes,
+        timezone=w.timezone,
+        note=w.note,
+        active=maintenance.is_open(w, now),
+        created_at=iso_ms(w.created_at),
     )
 
 
@@ -241,7 +241,7 @@ class MaintenanceWindowController(Controller):
             if row is None:
                 raise not_found()
             guards.requires_writer(request.user)
-            await windows.delete(conn, row["id"])
+            await windows.delete(conn, row.id)
 
 
 def _window_id(raw: str) -> UUID:

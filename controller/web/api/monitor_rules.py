@@ -4,25 +4,23 @@ response.
 Shared by every kind's resource; `Kind` (controller.monitors.kinds) holds what differs between them.
 """
 
-import hmac
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
 from litestar import Request
 from msgspec import UNSET, UnsetType
 
-from controller.access import customers_store as customers
-from controller.db.pool import Conn
+from controller.monitors import config as monitor_config
 from controller.monitors import kinds, validation
-from controller.monitors import store as monitors
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
-from controller.monitors.store import Monitor
+from controller.oauth2 import assertion
+from controller.oauth2 import grants as oauth2_grants
 from controller.roundtrips import rules as roundtrip_rules
-from controller.secrets.box import SecretBox, SecretBoxError, is_sealed
+from controller.secrets.box import SecretBox, is_sealed
 from controller.web.api import tls_options
-from controller.web.api.errors import ApiError, bad_request, invalid_customer, strict_body_error
+from controller.web.api.errors import ApiError, bad_request, strict_body_error
 from controller.web.api.monitor_schemas import (
     MASK,
     ImapPopConfigIn,
@@ -31,6 +29,7 @@ from controller.web.api.monitor_schemas import (
     ImapPopMonitorUpdate,
     MonitorCreate,
     MonitorUpdate,
+    OAuth2In,
     RoundTripConfigIn,
     RoundTripMonitor,
     RoundTripReceiveIn,
@@ -40,9 +39,11 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorUpdate,
 )
 from shared.messages import RoundTripConfig
-from shared.secret import enc_hook as secret_text
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
+
+if TYPE_CHECKING:  # the type only: these rules read no store
+    from controller.monitors.store import Monitor
 
 _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "roundtrip_config"}
 # IMAP mailbox names are sent quoted; these would end the quoted string or the command.
@@ -87,18 +88,6 @@ def public_id(kind: Kind, raw: str) -> UUID:
             code="invalid_public_id",
             fields=["publicId"],
         ) from None
-
-
-async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int:
-    """The internal id of the caller's customer given as number or public UUID."""
-    parsed = customer_ident(ident)
-    if parsed is None:
-        raise invalid_customer()
-    row = await customers.find(conn, parsed, organization_id)
-    if row is None:
-        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
-    found: int = row["id"]
-    return found
 
 
 def customer_ident(ident: int | str) -> int | UUID | None:
@@ -160,6 +149,48 @@ def _secret(
     return "" if value is None else value
 
 
+def _oauth2(
+    cfg: OAuth2In | None | UnsetType,
+    stored: object,
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None,
+) -> dict[str, Any] | None | UnsetType:
+    """A login's `oauth2` to store: checked (a 400 naming the field), its secrets sealed, the
+    mask keeping a stored one; null (or absent) is none."""
+    if cfg is None or isinstance(cfg, UnsetType):
+        return cfg
+    raw: dict[str, Any] = {
+        k: v for k, v in msgspec.to_builtins(cfg).items() if v is not UNSET and v is not None
+    }
+    kept = stored if isinstance(stored, Mapping) else {}
+    sealed: dict[str, str] = {}
+    for name in oauth2_grants.SECRET_KEYS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if len(value) > oauth2_grants.SECRET_MAX:
+            raise bad_request(
+                f"{key}.{name}",
+                f"{key}.{name} must be at most {oauth2_grants.SECRET_MAX} characters",
+            )
+        secret = _secret(value, kept.get(name), box, f"{key}.{name}")
+        if isinstance(secret, str) and secret:
+            sealed[name] = secret
+            raw[name] = "sealed"  # present: checked for being required, not for its text
+    try:
+        if isinstance(pem := cfg.private_key, str) and pem and pem != MASK:
+            assertion.private_key(pem)
+        grant = oauth2_grants.checked(raw, token_hosts)
+    except oauth2_grants.GrantProblem as exc:
+        raise bad_request(f"{key}.{exc.field}", f"{key}.{exc}") from None
+    out = oauth2_grants.as_stored(grant)
+    for name in oauth2_grants.SECRET_KEYS:
+        out.pop(name, None)
+    out.update(sealed)
+    return out
+
+
 def _none_is_empty(value: str | None) -> str:
     """A null user name is none, as "": the stored config holds text (a null there made every
     read of a round trip a 500, and the scheduler skip the monitor's rounds)."""
@@ -167,7 +198,11 @@ def _none_is_empty(value: str | None) -> str:
 
 
 def _smtp_config(
-    cfg: SmtpConfigIn | None, stored: dict[str, Any], box: SecretBox, key: str
+    cfg: SmtpConfigIn | None,
+    stored: dict[str, Any],
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     if cfg is None:
         return {}
@@ -192,13 +227,26 @@ def _smtp_config(
         )
         if sealed is not UNSET:
             auth["pass"] = sealed
+        grant = _oauth2(
+            cfg.auth.oauth2,
+            (stored_auth or {}).get("oauth2"),
+            box,
+            f"{key}.auth.oauth2",
+            token_hosts,
+        )
+        if grant is not UNSET:
+            auth["oauth2"] = grant
         out["auth"] = auth
     _transport_options(cfg, out, key)
     return out
 
 
 def _imap_pop_config(
-    cfg: ImapPopConfigIn | None, stored: dict[str, Any], box: SecretBox, key: str
+    cfg: ImapPopConfigIn | None,
+    stored: dict[str, Any],
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None = (),
 ) -> tuple[dict[str, Any], str]:
     if cfg is None:
         return {}, "imap"
@@ -206,7 +254,7 @@ def _imap_pop_config(
     protocol = "imap"
     if cfg.protocol is not UNSET:
         protocol = cfg.protocol.strip().lower()
-        if protocol not in ("imap", "pop3"):
+        if protocol not in IMAP_POP.types:
             raise bad_request(f"{key}.protocol", f"{key}.protocol must be imap or pop3")
         out["protocol"] = protocol
     if cfg.user is not UNSET:
@@ -214,6 +262,9 @@ def _imap_pop_config(
     sealed = _secret(cfg.password, stored.get("password"), box, f"{key}.password")
     if sealed is not UNSET:
         out["password"] = sealed
+    grant = _oauth2(cfg.oauth2, stored.get("oauth2"), box, f"{key}.oauth2", token_hosts)
+    if grant is not UNSET:
+        out["oauth2"] = grant
     if cfg.tls is not UNSET:
         out["tls"] = cfg.tls
     _transport_options(cfg, out, key)
@@ -242,7 +293,12 @@ def _folders(values: list[str], field: str) -> list[str]:
 
 
 def _roundtrip_config(
-    cfg: RoundTripConfigIn, stored: dict[str, Any], box: SecretBox, key: str, creating: bool
+    cfg: RoundTripConfigIn,
+    stored: dict[str, Any],
+    box: SecretBox,
+    key: str,
+    creating: bool,
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """The row values of a round trip's config: `hostname`/`port` (the send leg's server,
     changed only when sent) and `config` (send without its server, to, receive, grading)."""
@@ -258,7 +314,7 @@ def _roundtrip_config(
     if send.port is not UNSET:
         out["port"] = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
-    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send")
+    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts)
     # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
     # null, which no stored config may hold, and every read of the monitor was a 500
     sender = None if send.sender is UNSET else validation.email(send.sender, f"{key}.send.from")
@@ -268,7 +324,7 @@ def _roundtrip_config(
     if to is None:
         raise bad_request(f"{key}.to", f"{key}.to is required")
     config: dict[str, Any] = {"send": sent, "to": to, "receive": {}}
-    config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive")
+    config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
     _own_addresses(config, key)
     if cfg.slow_after_seconds is not UNSET:
         config["slowAfterSeconds"] = cfg.slow_after_seconds
@@ -292,16 +348,22 @@ def _own_addresses(config: dict[str, Any], key: str) -> None:
 
 
 def _receive(
-    cfg: RoundTripReceiveIn, stored: dict[str, Any], box: SecretBox, key: str
+    cfg: RoundTripReceiveIn,
+    stored: dict[str, Any],
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
-    out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key)
+    out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
     if cfg.hostname is UNSET:
         raise bad_request(f"{key}.hostname", f"{key}.hostname is required")
     out["hostname"] = validation.hostname(cfg.hostname, f"{key}.hostname")
     if cfg.port is not UNSET:
         out["port"] = validation.port(cfg.port, f"{key}.port")
     for name in ("user", "password"):
+        if name == "password" and out.get("oauth2"):
+            continue  # an OAuth2 login instead of the password
         if not out.get(name):
             raise bad_request(f"{key}.{name}", f"{key}.{name} is required to read the mailbox")
     folders = ["INBOX"] if cfg.folders is UNSET else _folders(cfg.folders, f"{key}.folders")
@@ -326,9 +388,11 @@ def config_values(
     box: SecretBox,
     *,
     creating: bool = False,
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
-    {} when no config was sent."""
+    {} when no config was sent. `token_hosts`: the hosts a custom OAuth2 token endpoint may
+    be on (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
     picked = _pick_config(kind, body)
     if picked is None:
         if kind is ROUNDTRIP and creating:
@@ -336,36 +400,40 @@ def config_values(
         return {}
     key, cfg = picked
     if kind is SMTP:
-        return {"config": _smtp_config(cfg, stored, box, key)}
+        return {"config": _smtp_config(cfg, stored, box, key, token_hosts)}
     if kind is ROUNDTRIP:
-        return _roundtrip_config(cfg, stored, box, key, creating)
-    config, protocol = _imap_pop_config(cfg, stored, box, key)
+        return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
+    config, protocol = _imap_pop_config(cfg, stored, box, key, token_hosts)
     return {"config": config, "type": protocol}
 
 
-def create_values(kind: Kind, body: MonitorCreate, box: SecretBox) -> dict[str, Any]:
+def create_values(
+    kind: Kind, body: MonitorCreate, box: SecretBox, token_hosts: Sequence[str] | None = ()
+) -> dict[str, Any]:
     """The row values of a new monitor (without `customer_id`): fields, defaults, config."""
     values = common_values(body)
     values.setdefault("status", "active")
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
     validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
-    values.update(config_values(kind, body, {}, box, creating=True))
+    values.update(config_values(kind, body, {}, box, creating=True, token_hosts=token_hosts))
     values.setdefault("config", {})
     values.setdefault("type", kind.types[0])
     return values
 
 
-def _stored_config(monitor: Monitor) -> dict[str, Any]:
+def _stored_config(monitor: "Monitor") -> dict[str, Any]:
     """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
-    (sealed)."""
-    stored: dict[str, Any] = msgspec.to_builtins(monitor.config, enc_hook=secret_text)
-    kinds.of_type(monitor.type).drop_job_only(stored)
-    return stored
+    (sealed), with its OAuth2 grants."""
+    return monitor_config.stored_config(monitor)
 
 
 def update_values(
-    kind: Kind, body: MonitorUpdate, monitor: Monitor, box: SecretBox
+    kind: Kind,
+    body: MonitorUpdate,
+    monitor: "Monitor",
+    box: SecretBox,
+    token_hosts: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """The columns a PATCH changes on `monitor` (without `customer_id`)."""
     changes = common_values(body)
@@ -373,37 +441,8 @@ def update_values(
         changes.get("check_interval", monitor.check_interval),
         changes.get("timeout_seconds", monitor.timeout_seconds),
     )
-    changes.update(config_values(kind, body, _stored_config(monitor), box))
+    changes.update(config_values(kind, body, _stored_config(monitor), box, token_hosts=token_hosts))
     return changes
-
-
-def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
-    """After the binding check: a secret sent again with the value already stored keeps its
-    stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
-    secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
-    config = changes.get("config")
-    if not isinstance(config, dict):
-        return
-    for path in kinds.of_type(changes.get("type", monitor.type)).secrets:
-        *parents, leaf = path.split(".")
-        new_holder: Any = config
-        old_holder: Any = _stored_config(monitor)
-        for step in parents:
-            new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
-            old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None
-        if not (isinstance(new_holder, dict) and isinstance(old_holder, dict)):
-            continue
-        new, old = new_holder.get(leaf), old_holder.get(leaf)
-        if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
-            new_holder[leaf] = old
-
-
-def _same(box: SecretBox, a: str, b: str) -> bool:
-    """Whether two sealed secrets hold the same value (False when either does not open)."""
-    try:
-        return hmac.compare_digest(box.open(a).encode(), box.open(b).encode())
-    except SecretBoxError:
-        return False
 
 
 def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) -> ApiError:
@@ -425,7 +464,7 @@ def secret_required(field: str, moved: list[str], *more: tuple[str, list[str]]) 
 def secret_refusal(
     kind: Kind,
     body: MonitorUpdate,
-    monitor: Monitor,
+    monitor: "Monitor",
     changes: Mapping[str, Any],
     each: Mapping[str, list[str]],
 ) -> ApiError:
@@ -437,10 +476,9 @@ def secret_refusal(
     if kind is ROUNDTRIP:
         outside = {"hostname": f"{key}.send.hostname", "port": f"{key}.send.port"}
     else:
-        # One secret: named by where the (possibly new) type keeps it.
-        each = {
-            kinds.of_type(changes.get("type", monitor.type)).secrets[0]: next(iter(each.values()))
-        }
+        # The password named by where the (possibly new) type keeps it; a grant's by its path.
+        password = kinds.of_type(changes.get("type", monitor.type)).secrets[0]
+        each = {(password if p in kind.secrets else p): m for p, m in each.items()}
         outside = {"hostname": "hostname", "port": "port", "type": f"{key}.protocol"}
     named = [
         (f"{key}.{path}", [outside.get(m, f"{key}.{m}") for m in moved])
@@ -483,7 +521,7 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _common(monitor: Monitor, config: dict[str, Any]) -> dict[str, Any]:
+def _common(monitor: "Monitor", config: dict[str, Any]) -> dict[str, Any]:
     """The fields every kind shows."""
     return {
         "id": monitor.id,
@@ -507,13 +545,28 @@ def _common(monitor: Monitor, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str, Any]:
+def roundtrip_shown(
+    hostname: str,
+    port: int | None,
+    config: object,
+    grants: Mapping[str, oauth2_grants.Grant] | None = None,
+) -> dict[str, Any]:
     """A round trip's config as responses show it: as the agent uses it (defaults spelt out,
-    secrets masked), the send leg's server (the monitor's hostname and port) in `send`."""
+    secrets masked), the send leg's server (the monitor's hostname and port) in `send`, each
+    leg's OAuth2 grant (`grants`, or those of a stored config) with its secrets masked."""
     if not isinstance(config, RoundTripConfig):  # as stored
-        config = monitors.decode_config(ROUNDTRIP.types[0], config)
+        if grants is None and isinstance(config, Mapping):
+            grants = monitor_config.grants_of(ROUNDTRIP.types[0], config)
+        config = monitor_config.decode_config(ROUNDTRIP.types[0], config)
     shown: dict[str, Any] = msgspec.to_builtins(config, enc_hook=masked_hook)
     ROUNDTRIP.drop_job_only(shown)
+    for path, grant in (grants or {}).items():
+        *legs, key = path.split(".")
+        holder = shown
+        for leg in legs:
+            holder = holder.get(leg) or {}
+        holder[key] = oauth2_grants.as_stored(grant)
+    shown = ROUNDTRIP.masked(shown)
     shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
     return shown
 
@@ -521,11 +574,11 @@ def roundtrip_shown(hostname: str, port: int | None, config: object) -> dict[str
 MonitorOut = SmtpMonitor | ImapPopMonitor | RoundTripMonitor
 
 
-def present(monitor: Monitor) -> MonitorOut:
+def present(monitor: "Monitor") -> MonitorOut:
     """The API's response for a monitor, of its kind's shape."""
     kind = kinds.of_type(monitor.type)
     if kind is ROUNDTRIP:
-        config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config)
+        config = roundtrip_shown(monitor.hostname, monitor.port, monitor.config, monitor.grants)
         return RoundTripMonitor(**_common(monitor, config), roundtrip_config=config)
     # The keys as sent, as the seeds show them: the one reader of `config_as_sent` outside the
     # write path (`monitors.store.Monitor`).

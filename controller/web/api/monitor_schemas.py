@@ -58,9 +58,27 @@ class TlsOptionsIn(_In):
     ) = UNSET
 
 
+class OAuth2In(_In):
+    """An OAuth2 login instead of the password (docs/oauth2.md): the controller fetches access
+    tokens with it; `clientSecret`, `refreshToken` and `privateKey` are write-only."""
+
+    mechanism: str | UnsetType = UNSET
+    grant: str | UnsetType = UNSET
+    provider: str | UnsetType = UNSET
+    tenant: str | None | UnsetType = UNSET
+    token_url: str | None | UnsetType = UNSET
+    client_id: str | UnsetType = UNSET
+    scopes: list[str] | None | UnsetType = UNSET
+    subject: str | None | UnsetType = UNSET
+    client_secret: str | None | UnsetType = UNSET
+    refresh_token: str | None | UnsetType = UNSET
+    private_key: str | None | UnsetType = UNSET
+
+
 class SmtpAuthIn(_In):
     user: str | None | UnsetType = UNSET
     password: str | None | UnsetType = field(default=UNSET, name="pass")
+    oauth2: OAuth2In | None | UnsetType = UNSET
 
 
 class SmtpConfigIn(_In):
@@ -82,6 +100,7 @@ class ImapPopConfigIn(_In):
     protocol: str | UnsetType = UNSET
     user: str | None | UnsetType = UNSET
     password: str | None | UnsetType = UNSET
+    oauth2: OAuth2In | None | UnsetType = UNSET
     tls: bool | UnsetType = UNSET
     tls_options: TlsOptionsIn | UnsetType = UNSET
     allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET

@@ -25,7 +25,6 @@ from controller.web.api.monitor_rules import (
     Kind,
     MonitorOut,
     create_values,
-    customer_id,
     customer_ident,
     present,
     public_id,
@@ -44,6 +43,18 @@ PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-bas
 PerPageParam = Annotated[
     int, QueryParameter(name="perPage", ge=1, le=200, description="items per page")
 ]
+
+
+async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int:
+    """The internal id of the caller's customer given as number or public UUID."""
+    parsed = customer_ident(ident)
+    if parsed is None:
+        raise invalid_customer()
+    row = await customers.find(conn, parsed, organization_id)
+    if row is None:
+        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
+    found: int = row["id"]
+    return found
 
 
 def _pool(request: AuthedRequest) -> asyncpg.Pool:
@@ -71,7 +82,7 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
     guards.requires_writer(principal)
     validation.no_nul(body, "")
     writes = MonitorWrites.of(request)
-    values = create_values(kind, body, writes.box)
+    values = create_values(kind, body, writes.box, writes.token_hosts)
     org = principal.organization_id
 
     async def customer(conn: Conn) -> int:
@@ -96,7 +107,7 @@ async def _update(
         guards.requires_updater(principal, sent_fields(body))
         strict = body if checked else await strict_body(request, body)
         validation.no_nul(strict, "")
-        changes = update_values(kind, strict, monitor, writes.box)
+        changes = update_values(kind, strict, monitor, writes.box, writes.token_hosts)
 
         def refusal(moved: Mapping[str, list[str]]) -> ApiError:
             return secret_refusal(kind, strict, monitor, changes, moved)

@@ -30,6 +30,7 @@ from litestar.openapi.spec import (
 )
 
 from controller.access.accounts_store import ROLES
+from controller.monitors.kinds import IMAP_POP
 from controller.monitors.validation import (
     CHECK_INTERVAL_MAX,
     CHECK_INTERVAL_MIN,
@@ -169,7 +170,7 @@ _STRING_RULES: dict[str, JsonObject] = {
     "endsAt": {"format": "date-time"},
     "startTime": {"pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"},
     "timezone": {"enum": sorted(available_timezones())},
-    "protocol": {"enum": ["imap", "pop3"]},
+    "protocol": {"enum": list(IMAP_POP.types)},
     "role": {"enum": list(ROLES)},
     "UserCreate.password": {"minLength": PASSWORD_MIN},
 }

@@ -16,7 +16,16 @@ from openapi_ui_bundles import swagger_ui
 
 from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError
-from controller.web.console import findings, forms, pages, scrape, status
+from controller.web.console import (
+    findings,
+    forms,
+    pages,
+    scrape,
+    status,
+    status_feeds,
+    status_notice_forms,
+    status_subscribe,
+)
 from controller.web.console.session import PREFIX, csrf_middleware, session_auth
 
 HERE = Path(__file__).parent
@@ -68,6 +77,8 @@ def routers(box: SecretBox) -> list[Router]:
             status.admin,
             status.save,
             status.unpublish,
+            status_notice_forms.create,
+            status_notice_forms.add_update,
             scrape.tokens_page,
             scrape.create_token,
             scrape.delete_token,
@@ -87,6 +98,16 @@ def routers(box: SecretBox) -> list[Router]:
         route_handlers=[
             root,
             status.public,
+            status.public_head,
+            status_feeds.summary,
+            status_feeds.summary_head,
+            status_feeds.atom,
+            status_feeds.rss,
+            status_subscribe.subscribe,
+            status_subscribe.confirm_form,
+            status_subscribe.confirm,
+            status_subscribe.unsubscribe_form,
+            status_subscribe.unsubscribe,
             scrape.monitor_metrics,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"

@@ -19,10 +19,11 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from controller.monitors import kinds
+from controller.monitors.errors import Refused
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.monitors.store import Monitor
 from controller.web.api import guards
-from controller.web.api.errors import ApiError, strict_body_error
+from controller.web.api.errors import ApiError, api_error, strict_body_error
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_rules import present
 from controller.web.api.monitor_schemas import MASK, MonitorCreate, MonitorUpdate
@@ -34,13 +35,6 @@ from controller.web.console.session import PREFIX, principal_of
 AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 INTERVALS = (30, 60, 120, 300, 600, 900, 1800, 3600)
-# What the page says when a port is left empty (shared.messages.default_port).
-DEFAULT_PORTS = {
-    "smtp": "465 with implicit TLS, else 25",
-    "imap": "993 with TLS, else 143",
-    "pop3": "995 with TLS, else 110",
-    "roundtrip": "465 with implicit TLS, else 25",
-}
 # Config the API sets and the form does not show; an edit keeps it as stored. Without this an
 # edit dropped a CA pinned through the API (with the password typed again, silently: the agent
 # then trusted any public CA for the host) and the plaintext opt-in.
@@ -82,6 +76,20 @@ def _keep(stored: dict[str, Any], sent: dict[str, Any], smtp_tls: str | None) ->
             sent.setdefault(key, stored[key])
 
 
+def _keep_login(stored: object, sent: dict[str, Any], secret: str, typed: str) -> None:
+    """A login the form shows only as its user: an OAuth2 grant stored on it stays (as shown:
+    its secrets masked, which keeps them); an empty password field keeps the stored password
+    (the mask), and sends none beside a kept grant."""
+    grant = stored.get("oauth2") if isinstance(stored, dict) else None
+    if isinstance(grant, dict):
+        sent["oauth2"] = grant
+    if not typed:
+        if grant is None:
+            sent[secret] = MASK
+        else:
+            sent.pop(secret, None)
+
+
 @dataclass(frozen=True)
 class KindForm:
     """How a kind's form reads and writes its config: `config` (the config key's body from the
@@ -110,8 +118,8 @@ def _smtp_values(config: dict[str, Any]) -> dict[str, str]:
 def _smtp_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str, Any]) -> None:
     config = body["smtpConfig"]
     _keep(stored, config, form.get("tls"))
-    if "auth" in config and not form.get("password"):
-        config["auth"]["pass"] = MASK
+    if "auth" in config:
+        _keep_login(stored.get("auth"), config["auth"], "pass", form.get("password", ""))
 
 
 def _imap_pop_config(monitor_type: str, form: dict[str, str]) -> dict[str, Any]:
@@ -129,8 +137,8 @@ def _imap_pop_values(config: dict[str, Any]) -> dict[str, str]:
 def _imap_pop_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str, Any]) -> None:
     config = body["imapPopConfig"]
     _keep(stored, config, None)
-    if "user" in config and not form.get("password"):
-        config["password"] = MASK
+    if "user" in config:
+        _keep_login(stored, config, "password", form.get("password", ""))
 
 
 def _roundtrip_config(_: str, form: dict[str, str]) -> dict[str, Any]:
@@ -200,10 +208,10 @@ def _roundtrip_keep(form: dict[str, str], body: dict[str, Any], stored: dict[str
     send, receive = config["send"], config["receive"]
     _keep(stored.get("send") or {}, send, form.get("send_tls"))
     _keep(stored.get("receive") or {}, receive, None)
-    if "auth" in send and not form.get("send_password"):
-        send["auth"]["pass"] = MASK
-    if not form.get("receive_password"):
-        receive["password"] = MASK
+    if "auth" in send:
+        stored_auth = (stored.get("send") or {}).get("auth")
+        _keep_login(stored_auth, send["auth"], "pass", form.get("send_password", ""))
+    _keep_login(stored.get("receive"), receive, "password", form.get("receive_password", ""))
 
 
 _EVERY_MINUTE = {"interval": "60", "timeout": "30"}
@@ -269,7 +277,7 @@ def _form(request: AnyRequest, kind: str, values: dict[str, str], **extra: Any) 
         kind=kind,
         forms=FORMS,
         intervals=INTERVALS,
-        default_port=DEFAULT_PORTS[kind],
+        default_port=kinds.PORT_HINTS[kind],
         values=values,
         **extra,
     )
@@ -304,15 +312,16 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         monitor = await create_checked(api.kind, request, checked)
-    except ApiError as exc:
+    except (ApiError, Refused) as refused:
+        error = api_error(refused)
         return _form(
             request,
             kind,
             _write_only(form),
             customers=await _customers(request),
-            error=exc.message,
-            error_fields=exc.fields,
-            status_code=exc.status,
+            error=error.message,
+            error_fields=error.fields,
+            status_code=error.status,
         )
     return Redirect(f"{PREFIX}/monitors/{monitor.public_id}?notice=created", status_code=303)
 
@@ -380,15 +389,16 @@ async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
         await update_checked(api.kind, request, str(monitor.public_id), checked)
-    except ApiError as exc:
+    except (ApiError, Refused) as refused:
+        error = api_error(refused)
         return _form(
             request,
             kind,
             _write_only(form),
             customers=await _customers(request),
-            error=exc.message,
-            error_fields=exc.fields,
-            status_code=exc.status,
+            error=error.message,
+            error_fields=error.fields,
+            status_code=error.status,
             action=f"{PREFIX}/monitors/{monitor.public_id}/edit",
             editing=monitor,
         )

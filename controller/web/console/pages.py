@@ -28,6 +28,7 @@ from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
+from controller.monitors.errors import Refused
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
@@ -37,7 +38,7 @@ from controller.posture import store as posture_db
 from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
-from controller.web.api.errors import ApiError
+from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.api.results import WINDOWS
 from controller.web.console import charts
@@ -355,8 +356,8 @@ async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
     monitor = await _writable(request, monitor_id)
     try:
         await MonitorTrigger.of(request).run(principal_of(request), monitor)
-    except ApiError as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
-        return await _action_failed(request, monitor_id, exc)
+    except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
+        return await _action_failed(request, monitor_id, api_error(exc))
     return _back(monitor, "triggered")
 
 
@@ -369,8 +370,8 @@ async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Resp
     monitor = await _writable(request, monitor_id)
     try:
         await MonitorWrites.of(request).set_status(_lookup(monitor), status, BUDGET_FIELDS)
-    except ApiError as exc:
-        return await _action_failed(request, monitor_id, exc)
+    except (ApiError, Refused) as exc:
+        return await _action_failed(request, monitor_id, api_error(exc))
     log.info("console status change", monitor=str(monitor.public_id), status=status)
     return _back(monitor, "paused" if status == "disabled" else "resumed")
 

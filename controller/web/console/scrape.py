@@ -32,7 +32,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from controller.access.credentials import token_digest
-from controller.ingest.store import INCONCLUSIVE, UNCOUNTED
+from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
 from controller.web.api import guards
 from controller.web.console import scrape_store as scrape
 from controller.web.console import store as console

@@ -3,28 +3,32 @@ on it, whether hostnames show); anyone may open `GET /status/{slug}` without log
 
 The public page is built from an allow-list: per chosen monitor its name, kind, state, countries'
 states, daily uptime and incidents with their cause in plain words (never the agent's message,
-which may name hosts and ports); the hostname only when the page shows hostnames; never the port,
-the configuration, the customer's other monitors or anything of another customer.
+which may name hosts and ports); the hostname only when the page shows hostnames; notices the
+organization wrote for the page; when maintenance is scheduled (never its note); never the port,
+the configuration, the customer's other monitors or anything of another customer. The same
+content is served as HTML, JSON (`summary.json`) and feeds (`status_feeds`).
 """
 
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Hashable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 import structlog
-from litestar import Request, Response, get, post
+from litestar import MediaType, Request, Response, get, head, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
-from controller.alerting import causes
+from controller.alerting import causes, maintenance
 from controller.monitors.kinds import TYPE_LABELS
 from controller.web.api import guards
+from controller.web.console import status_notices_store as notices_db
 from controller.web.console import status_store as status_pages
+from controller.web.console import status_subscribers_store as subscribers_db
 from controller.web.console import store as console
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
@@ -36,11 +40,18 @@ AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 UPTIME_DAYS = 90
-INCIDENT_DAYS = 14
+INCIDENT_DAYS = 90
+MAINTENANCE_AHEAD = timedelta(days=14)
+STATE_LABELS = {
+    "up": "Operational",
+    "degraded": "Degraded",
+    "down": "Down",
+    "recovering": "Recovering",
+}
 PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
 
 
-async def _admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
+async def admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
     org = principal_of(request).organization_id
     async with pool_of(request).acquire() as conn:
         pages = await status_pages.of_organization(conn, org)
@@ -48,12 +59,27 @@ async def _admin_page(request: AnyRequest, error: str | None, status_code: int) 
             p["customer_id"]: await console.monitors_of_customer(conn, p["customer_id"])
             for p in pages
         }
+        open_notices = {}
+        subscribed = {}
+        for p in pages:
+            if p["slug"] is None:
+                continue
+            found = await notices_db.page_of_customer(conn, p["customer_id"], org)
+            if found is None:
+                continue
+            rows = await notices_db.of_page(conn, found["id"], utcnow())
+            open_notices[p["customer_id"]] = [r for r in rows if r["resolved_at"] is None]
+            subscribed[p["customer_id"]] = await subscribers_db.count(conn, found["id"])
     return page(
         request,
         "status_admin.html",
         status_code=status_code,
         pages=pages,
         monitors=by_customer,
+        notices=open_notices,
+        subscribers=subscribed,
+        impacts=notices_db.IMPACTS,
+        states=notices_db.STATES,
         error=error,
         notice=request.query_params.get("saved") and "Saved.",
     )
@@ -62,7 +88,7 @@ async def _admin_page(request: AnyRequest, error: str | None, status_code: int) 
 @get("/status-pages", name="console-status-pages")
 async def admin(request: AnyRequest) -> Template:
     guards.requires_admin(principal_of(request))
-    return await _admin_page(request, None, 200)
+    return await admin_page(request, None, 200)
 
 
 async def _customer_id(request: AnyRequest, raw: str) -> int:
@@ -89,17 +115,17 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
     slug = str(form.get("slug", "")).strip().lower()
     title = str(form.get("title", "")).strip()[:200]
     if not SLUG.match(slug):
-        return await _admin_page(
+        return await admin_page(
             request, "slug: 2-63 lower-case letters, digits and hyphens, not starting with -", 400
         )
     if not title or "\x00" in title:
-        return await _admin_page(request, "title: required", 400)
+        return await admin_page(request, "title: required", 400)
     ids = []
     for raw in form.getall("monitor", []):
         try:
             ids.append(int(raw))
         except ValueError:
-            return await _admin_page(request, "monitor: not a monitor of this customer", 400)
+            return await admin_page(request, "monitor: not a monitor of this customer", 400)
     try:
         async with pool_of(request).acquire() as conn, conn.transaction():
             await status_pages.save(
@@ -112,7 +138,7 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
                 ids,
             )
     except asyncpg.UniqueViolationError:
-        return await _admin_page(request, f"slug: {slug} is taken by another page", 409)
+        return await admin_page(request, f"slug: {slug} is taken by another page", 409)
     log.info("status page saved", slug=slug, monitors=len(ids))
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
@@ -184,8 +210,9 @@ def _cache(request: AnyRequest) -> PageCache:
     return cache
 
 
-@get("/status/{slug:str}", name="status-page")
-async def public(slug: PathStr, request: AnyRequest) -> Template:
+async def published(request: AnyRequest, slug: str) -> dict[str, Any]:
+    """The public page's content (shared by its HTML, JSON and feeds): 404 for a slug no page
+    has."""
     if not SLUG.match(slug):
         raise NotFoundException()
     pool = pool_of(request)
@@ -194,13 +221,32 @@ async def public(slug: PathStr, request: AnyRequest) -> Template:
     if found is None:
         raise NotFoundException()
     sp, ids = found
-    key = (sp["id"], sp["slug"], sp["title"], sp["show_hostnames"], tuple(sorted(ids)))
-    context = await _cache(request).get(key, lambda: _page(pool, sp, ids))
+    key = (
+        sp["id"],
+        sp["slug"],
+        sp["title"],
+        sp["show_hostnames"],
+        sp["notices"],
+        tuple(sorted(ids)),
+    )
+    return await _cache(request).get(key, lambda: _page(pool, sp, ids))
+
+
+@get("/status/{slug:str}", name="status-page")
+async def public(slug: PathStr, request: AnyRequest) -> Template:
+    context = await published(request, slug)
     return Template(template_name="status.html", context=context)
 
 
+@head("/status/{slug:str}", name="status-page-head")
+async def public_head(slug: PathStr, request: AnyRequest) -> Response[None]:
+    """What uptime checkers that ask with HEAD need: 200 while the page is published."""
+    await published(request, slug)
+    return Response(content=None, media_type=MediaType.HTML)
+
+
 async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[str, Any]:
-    """The public page's template context: the page `sp` showing monitors `ids`."""
+    """The public page's content: the page `sp` showing monitors `ids`."""
     now = utcnow()
     async with pool.acquire() as conn:
         rows, _ = await console.overview(
@@ -216,37 +262,104 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
         )
         daily = await status_pages.daily(conn, ids, now - timedelta(days=UPTIME_DAYS))
         incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
+        windows = await status_pages.maintenance(conn, sp["customer_id"], ids)
+        notices = await notices_db.of_page(conn, sp["id"], now - timedelta(days=INCIDENT_DAYS))
+        updates = await notices_db.updates(conn, [n["id"] for n in notices])
     per_day: dict[int, dict[date, tuple[int, int]]] = {}
     for d in daily:
         per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
     names = {m.id: m.name for m in rows}
-    shown = [
-        {
-            "name": m.name,
-            "hostname": m.hostname if sp["show_hostnames"] else None,
-            "kind": TYPE_LABELS.get(m.type, m.type),
-            "state": m.state,
-            "countries": m.dots,
-            "bars": _bars(per_day.get(m.id, {}), now.date()),
-        }
-        for m in rows
-    ]
+    shown: list[dict[str, Any]] = []
+    for m in rows:
+        days = per_day.get(m.id, {})
+        up = sum(u for u, _ in days.values())
+        down = sum(d for _, d in days.values())
+        state = shown_state(m.state, [st for _, st in m.dots])
+        shown.append(
+            {
+                "name": m.name,
+                "hostname": m.hostname if sp["show_hostnames"] else None,
+                "kind": TYPE_LABELS.get(m.type, m.type),
+                "state": state,
+                "stateLabel": STATE_LABELS.get(state, "No data"),
+                "countries": [{"country": cc, "state": st} for cc, st in m.dots],
+                "uptime": round(100 * up / (up + down), 2) if up + down else None,
+                "bars": _bars(days, now.date()),
+            }
+        )
     return {
         "title": sp["title"],
+        "slug": sp["slug"],
+        "updatedAt": now,
         "monitors": shown,
-        "overall": _overall([m.state for m in rows]),
+        "overall": _overall([service["state"] for service in shown]),
         "incidents": [
             {
                 "monitor": names.get(i["monitor_id"], ""),
-                "started_at": i["started_at"],
-                "ended_at": i["ended_at"],
-                "cause": causes.label(i["cause_kind"]).capitalize(),
+                "startedAt": i["started_at"],
+                "endedAt": i["ended_at"],
+                "cause": sentence_case(causes.label(i["cause_kind"])),
                 "countries": i["countries"],
             }
             for i in incidents
         ],
+        "notices": [
+            {
+                "id": str(n["public_id"]),
+                "title": n["title"],
+                "impact": n["impact"],
+                "createdAt": n["created_at"],
+                "resolvedAt": n["resolved_at"],
+                "updates": [
+                    {"state": u["state"], "body": u["body"], "at": u["created_at"]}
+                    for u in reversed(updates.get(n["id"], []))
+                ],
+            }
+            for n in notices
+        ],
+        "maintenance": _maintenance(windows, names, now),
         "days": UPTIME_DAYS,
+        "historyDays": INCIDENT_DAYS,
     }
+
+
+def _maintenance(
+    windows: list[asyncpg.Record], names: dict[int, str], now: datetime
+) -> list[dict[str, Any]]:
+    """Maintenance in progress or starting within `MAINTENANCE_AHEAD`, soonest first: when and
+    which services, never the window's note (written for the organization, not the public)."""
+    out = []
+    for w in windows:
+        window = maintenance.Window(**{f: w[f] for f in maintenance.Window.__struct_fields__})
+        when = maintenance.current_or_next(window, now)
+        if when is None or when[0] > now + MAINTENANCE_AHEAD:
+            continue
+        if w["monitor_id"] is not None and w["monitor_id"] not in names:
+            continue
+        out.append(
+            {
+                "services": names[w["monitor_id"]] if w["monitor_id"] else "All services",
+                "startsAt": when[0],
+                "endsAt": when[1],
+                "inProgress": when[0] <= now,
+                "recurring": w["kind"] != "once",
+            }
+        )
+    return sorted(out, key=lambda window: (window["startsAt"], window["services"]))
+
+
+def sentence_case(text: str) -> str:
+    """The first letter capitalised, the rest as written (TLS stays TLS)."""
+    return text[:1].upper() + text[1:]
+
+
+def shown_state(state: str, countries: list[str]) -> str:
+    """The state a visitor sees: `recovering` while the alerter still holds the monitor down
+    (it waits for its recovery to be confirmed) but every country's latest check is up, so the
+    badge never says down beside green countries."""
+    if state == "down" and countries and all(st == "up" for st in countries):
+        return "recovering"
+    return state
 
 
 def _overall(states: list[str]) -> str:
@@ -254,7 +367,7 @@ def _overall(states: list[str]) -> str:
         return "No monitors are published on this page yet."
     if any(s == "down" for s in states):
         return "Some services are down."
-    if any(s == "degraded" for s in states):
+    if any(s in ("degraded", "recovering") for s in states):
         return "Some services are degraded."
     if all(s == "up" for s in states):
         return "All services are operating normally."

@@ -63,7 +63,13 @@ async def unpublish(conn: Conn, customer_id: int) -> None:
 
 async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | None:
     """The page and the ids of its monitors."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM status_pages p WHERE p.slug = $1", slug)
+    # `notices`: the newest update written on the page, so a new one shows at once.
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS}, (SELECT max(u.id) FROM status_notice_updates u"
+        " JOIN status_notices n ON n.id = u.notice_id WHERE n.status_page_id = p.id) AS notices"
+        " FROM status_pages p WHERE p.slug = $1",
+        slug,
+    )
     if row is None:
         return None
     # Only monitors still of the page's customer: one moved to another customer since (a member
@@ -93,12 +99,25 @@ async def daily(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg
 
 
 async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
-    """Open incidents and those that ended since `since`, newest first (at most 50)."""
+    """Open incidents and those that ended since `since`, newest first (at most 100)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT monitor_id, started_at, ended_at, cause_kind, cardinality(countries) AS countries"
         " FROM incidents WHERE monitor_id = ANY($1::bigint[])"
-        " AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at DESC, id DESC LIMIT 50",
+        " AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at DESC, id DESC LIMIT 100",
         list(ids),
         since,
+    )
+    return rows
+
+
+async def maintenance(conn: Conn, customer_id: int, ids: Sequence[int]) -> list[asyncpg.Record]:
+    """The maintenance windows covering the page: its customer's and its monitors' own."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT w.kind, w.starts_at, w.ends_at, w.weekday, w.start_time, w.duration_minutes,"
+        " w.timezone, w.note, w.monitor_id"
+        " FROM maintenance_windows w"
+        " WHERE w.customer_id = $1 OR w.monitor_id = ANY($2::bigint[]) LIMIT 200",
+        customer_id,
+        list(ids),
     )
     return rows

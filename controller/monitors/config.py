@@ -1,0 +1,100 @@
+"""A stored config (JSON) as its kind's wire config Struct, secrets as stored: pure, the one
+decoding every reader of a monitor goes through (`controller.monitors.store.decode`, a job's
+config, a round trip as the API shows it)."""
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from controller.monitors.kinds import KINDS, of_type
+from controller.oauth2 import grants as oauth2_grants
+from controller.oauth2.grants import Grant
+from controller.secrets.box import stored_hook
+from shared.messages import ImapPopConfig, JobConfig
+from shared.secret import enc_hook as secret_text
+
+if TYPE_CHECKING:  # the type only
+    from controller.monitors.store import Monitor
+
+CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS for t in k.types}
+
+
+# The API stores a config's keys as sent, a null `user`, `pass` or `password` included (no user,
+# no password); the wire Structs spell that "" (the agent logs in only with both), so it is read
+# as "". Read as a wrong shape, it made every read of a round trip a 500 and skipped every round
+# of an SMTP or IMAP/POP monitor.
+_BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
+
+
+def _nulls_blank(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+class MonitorConfigError(ValueError):
+    """A stored config that does not fit its type's config Struct."""
+
+
+def decode_config(monitor_type: str, stored: Any) -> JobConfig:
+    """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
+    not fit (an unknown type, a wrong shape)."""
+    config_type = CONFIG_TYPES.get(monitor_type)
+    if config_type is None:
+        raise MonitorConfigError(f"unknown monitor type {monitor_type!r}")
+    try:
+        config: JobConfig = msgspec.convert(
+            _nulls_blank(stored or {}), config_type, dec_hook=stored_hook
+        )
+    except msgspec.ValidationError as exc:
+        raise MonitorConfigError(str(exc)) from None
+    if isinstance(config, ImapPopConfig):
+        config.protocol = "pop3" if monitor_type == "pop3" else "imap"
+    return config
+
+
+def as_stored(config: JobConfig) -> dict[str, Any]:
+    """A typed config back as JSON, every key spelt out, each secret as its text (a sealed
+    one as its ciphertext)."""
+    stored: dict[str, Any] = msgspec.to_builtins(config, enc_hook=secret_text)
+    return stored
+
+
+def _at(config: Mapping[str, Any], path: str) -> object:
+    value: object = config
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def grants_of(monitor_type: str, stored: Mapping[str, Any]) -> dict[str, Grant]:
+    """The OAuth2 grants a stored config holds, by path; one that does not fit is none."""
+    out: dict[str, Grant] = {}
+    try:
+        logins = of_type(monitor_type).logins
+    except KeyError:
+        return out
+    for login in logins:
+        grant = oauth2_grants.stored(_at(stored, login.oauth2))
+        if grant is not None:
+            out[login.oauth2] = grant
+    return out
+
+
+def stored_config(monitor: "Monitor") -> dict[str, Any]:
+    """The monitor's config as JSON, every key the API takes spelt out, secrets as stored
+    (sealed), with its OAuth2 grants where its logins keep them."""
+    stored = as_stored(monitor.config)
+    of_type(monitor.type).drop_job_only(stored)
+    for path, grant in monitor.grants.items():
+        *legs, leaf = path.split(".")
+        holder: Any = stored
+        for leg in legs:
+            holder = holder.setdefault(leg, {}) if isinstance(holder, dict) else {}
+        if isinstance(holder, dict):
+            holder[leaf] = oauth2_grants.as_stored(grant)
+    return stored

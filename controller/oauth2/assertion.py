@@ -1,0 +1,45 @@
+"""RFC 7523's JWT bearer assertion (a Google service account acting as a mailbox through
+domain-wide delegation), signed by joserfc: no JWT code of our own."""
+
+import time
+from typing import Final
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+
+from controller.oauth2.grants import GrantProblem
+
+LIFETIME_S: Final = 300  # Google accepts at most an hour; the assertion is used at once
+
+
+def private_key(pem: str) -> RSAKey | ECKey:
+    """The signing key of a PEM private key (a service account's `private_key`); GrantProblem
+    (`privateKey`) for anything else, a public key included."""
+    for kind in (RSAKey, ECKey):
+        try:
+            key = kind.import_key(pem)
+        except (JoseError, ValueError, TypeError):
+            continue
+        if key.is_private:
+            return key
+    raise GrantProblem("privateKey", "privateKey must be a PEM RSA or EC private key")
+
+
+def signed(
+    pem: str, issuer: str, subject: str, audience: str, scopes: list[str], now: float | None = None
+) -> str:
+    """The assertion: `iss` the service account (the grant's client id), `sub` the mailbox,
+    `aud` the token endpoint, `scope` the scopes (Google's claim), valid for LIFETIME_S."""
+    key = private_key(pem)
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "scope": " ".join(scopes),
+        "iat": issued,
+        "exp": issued + LIFETIME_S,
+    }
+    alg = "RS256" if isinstance(key, RSAKey) else "ES256"
+    return jwt.encode({"alg": alg, "typ": "JWT"}, claims, key)

@@ -1,0 +1,216 @@
+"""The token service: the access token each OAuth2 login of a monitor needs for a round.
+
+A token is cached until shortly before it expires (controller.oauth2.rules), in memory and in
+PostgreSQL (`oauth2_tokens`, sealed) so every replica's scheduler shares it; the grant is held
+by an advisory lock while its endpoint is asked, so a rotated refresh token is used once and
+stored back (sealed) before anyone asks again. Calls are counted against the organization's
+hourly budget (OAUTH2_TOKEN_CALLS_PER_HOUR). A grant the endpoint refused or that got no answer
+is asked again only after a wait (or at once once it changes), and its organization's owners
+get one notice per failure with the endpoint's error.
+"""
+
+import asyncio
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+import structlog
+
+from controller.alerting import store as alerts
+from controller.db.pool import Conn
+from controller.monitors import kinds
+from controller.monitors.store import Monitor
+from controller.notify import budget_store as budget_db
+from controller.notify import recipients
+from controller.notify.links import NO_LINKS, Links
+from controller.notify.texts import render_oauth2_token
+from controller.oauth2 import rules
+from controller.oauth2 import token_store as store
+from controller.oauth2.fetcher import TokenError, TokenFetcher
+from controller.oauth2.grants import Grant, endpoint
+from controller.oauth2.rules import TokenFailure as TokenFailure
+from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
+from shared.secret import Secret
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+NOTICE_KIND: Final = "oauth2_token"
+CONCURRENCY: Final = 8  # grants asked at once by one replica
+MEMORY_MAX: Final = 10_000  # tokens one replica keeps in memory (PostgreSQL keeps them all)
+
+
+class TokenService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        fetcher: TokenFetcher,
+        *,
+        calls_per_hour: int = 600,
+        links: Links = NO_LINKS,
+    ) -> None:
+        """`links`: where the owners' notice points them."""
+        self._pool = pool
+        self._links = links
+        self._box = box
+        self._fetcher = fetcher
+        self._calls_per_hour = calls_per_hour
+        self._key = box.subkeys(rules.GRANT_KEY_PURPOSE)[0]
+        self._memory: dict[str, tuple[Secret, datetime]] = {}
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def tokens(
+        self, monitor: Monitor, needed_until: datetime
+    ) -> dict[str, Secret] | TokenFailure:
+        """An access token per grant of the monitor (by the grant's path), each living past
+        `needed_until`; the first failure instead."""
+        out: dict[str, Secret] = {}
+        for path, grant in monitor.grants.items():
+            got = await self._token(monitor, path, grant, needed_until)
+            if isinstance(got, TokenFailure):
+                return got
+            out[path] = got
+        return out
+
+    async def _token(
+        self, monitor: Monitor, path: str, grant: Grant, needed_until: datetime
+    ) -> Secret | TokenFailure:
+        key = rules.grant_key(self._key, monitor.id, path, grant)
+        cached = self._memory.get(key)
+        if cached is not None and rules.usable(cached[1], needed_until):
+            return cached[0]
+        async with self._slots, self._pool.acquire() as conn, conn.transaction():
+            await store.lock(conn, key)
+            return await self._locked(conn, monitor, path, grant, key, needed_until)
+
+    async def _locked(
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        path: str,
+        grant: Grant,
+        key: str,
+        needed_until: datetime,
+    ) -> Secret | TokenFailure:
+        bound = log.bind(monitor_id=str(monitor.public_id), login=path, grant=grant.grant)
+        now = utcnow()
+        row = await store.get(conn, key)
+        try:
+            if row is not None and row.access_token and rules.usable(row.expires_at, needed_until):
+                token = Secret(self._box.open(row.access_token))
+                assert row.expires_at is not None
+                self._remember(key, token, row.expires_at)
+                return token
+            if row is not None and row.error and row.retry_at and row.retry_at > now:
+                return TokenFailure(path, row.error, row.error_message or "")
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            if not await store.take_call(conn, monitor.organization_id, hour, self._calls_per_hour):
+                failure = TokenFailure(
+                    path,
+                    "budget",
+                    "the organization's token endpoint calls this hour are spent"
+                    " (OAUTH2_TOKEN_CALLS_PER_HOUR)",
+                )
+                await self._failed(conn, monitor, grant, key, row, failure, refused=False)
+                return failure
+            opened = self._opened(grant, row)
+            config_user = rules.user(monitor.config, path)
+            kind = kinds.of_type(monitor.type)
+            protocol = rules.protocol(kind, path, monitor.config, monitor.type)
+        except SecretBoxError as exc:
+            bound.error("OAuth2 grant secret does not open", error=str(exc))
+            return TokenFailure(path, "secret", "a stored secret does not open (SECRETS_KEY)")
+        try:
+            issued = await self._fetcher.fetch(opened, protocol, config_user)
+        except TokenError as exc:
+            failure = TokenFailure(path, exc.error, str(exc))
+            bound.warning("no OAuth2 token", error=exc.error, refused=exc.refused)
+            await self._failed(conn, monitor, grant, key, row, failure, refused=exc.refused)
+            return failure
+        expires = rules.expires_at(utcnow(), issued.expires_in)
+        rotated = None
+        if issued.refresh_token and issued.refresh_token != opened.refresh_token.reveal():
+            rotated = self._box.seal(issued.refresh_token)
+        await store.issued(
+            conn, key, monitor.id, self._box.seal(issued.access_token), expires, rotated
+        )
+        bound.info("OAuth2 token issued", rotated=rotated is not None, expires_at=expires)
+        token = Secret(issued.access_token)
+        self._remember(key, token, expires)
+        if not rules.usable(expires, needed_until):
+            return TokenFailure(
+                path, "short_lived", "the endpoint's token expires before the check would run"
+            )
+        return token
+
+    def _remember(self, key: str, token: Secret, expires: datetime) -> None:
+        """Keep a token in memory; past MEMORY_MAX the expired ones go, then the oldest."""
+        if len(self._memory) >= MEMORY_MAX:
+            now = utcnow()
+            for old in [k for k, (_, at) in self._memory.items() if at <= now]:
+                del self._memory[old]
+            while len(self._memory) >= MEMORY_MAX:
+                del self._memory[next(iter(self._memory))]
+        self._memory[key] = (token, expires)
+
+    def _opened(self, grant: Grant, row: store.Cached | None) -> Grant:
+        """The grant with its secrets opened, its refresh token the rotated one if any."""
+
+        def open_(secret: Secret) -> Secret:
+            if isinstance(secret, SealedSecret):
+                return Secret(self._box.open(secret.reveal()))
+            return secret
+
+        refresh = (
+            Secret(self._box.open(row.refresh_token))
+            if row is not None and row.refresh_token
+            else open_(grant.refresh_token)
+        )
+        return Grant(
+            mechanism=grant.mechanism,
+            grant=grant.grant,
+            provider=grant.provider,
+            tenant=grant.tenant,
+            token_url=grant.token_url,
+            client_id=grant.client_id,
+            scopes=list(grant.scopes),
+            subject=grant.subject,
+            client_secret=open_(grant.client_secret),
+            refresh_token=refresh,
+            private_key=open_(grant.private_key),
+        )
+
+    async def _failed(
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        grant: Grant,
+        key: str,
+        row: store.Cached | None,
+        failure: TokenFailure,
+        *,
+        refused: bool,
+    ) -> None:
+        """Record the failure; tell the owners once, until a token comes or the grant changes."""
+        told = row is not None and row.told and row.error is not None
+        now = utcnow()
+        if not told:
+            _, owners = await budget_db.owners(conn, monitor.organization_id)
+            texts = render_oauth2_token(
+                monitor, endpoint(grant), failure.error, failure.message, self._links
+            )
+            notice = f"{NOTICE_KIND}:{key[:16]}:{now.isoformat()}"
+            await alerts.enqueue(
+                conn, monitor.id, None, recipients.to_owners(NOTICE_KIND, owners, texts, notice)
+            )
+        await store.failed(
+            conn,
+            key,
+            monitor.id,
+            failure.error,
+            failure.message,
+            rules.retry_at(now, refused),
+            True,
+        )
+        self._memory.pop(key, None)

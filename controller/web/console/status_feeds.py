@@ -1,0 +1,183 @@
+"""A public status page as JSON (`/status/{slug}/summary.json`) and as feeds
+(`feed.atom`, `feed.rss`): the same allow-listed content as its HTML (`status.published`),
+for scripts, dashboards and feed readers. Links are absolute under `PUBLIC_URL`."""
+
+import re
+from datetime import datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from litestar import MediaType, Response, get, head
+from litestar.datastructures import ResponseHeader
+
+from controller.web.console.status import AnyRequest, PathStr, published
+from shared.timefmt import iso_ms
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+_CORS = [ResponseHeader(name="Access-Control-Allow-Origin", value="*")]
+
+
+def _plain(value: Any) -> Any:
+    """The page's content with times as ISO 8601 UTC strings."""
+    if isinstance(value, datetime):
+        return iso_ms(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# What XML 1.0 cannot carry (C0 controls but tab and newlines, surrogates, U+FFFE/U+FFFF):
+# a notice's text with one of them would make the whole feed unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def public_url(request: AnyRequest) -> str:
+    """PUBLIC_URL without its trailing slash; "" when unset (links are then relative: never
+    built from the request's Host, which the client chooses)."""
+    url: str | None = request.app.state.settings.public_url
+    return (url or "").rstrip("/")
+
+
+def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
+    """The JSON summary (its schema is in docs/api.md, Public status pages)."""
+    summary: dict[str, Any] = _plain(
+        {
+            "page": {"title": page["title"], "slug": page["slug"], "url": url},
+            "updatedAt": page["updatedAt"],
+            "status": {"description": page["overall"]},
+            "uptimeDays": page["days"],
+            "services": [
+                {
+                    "name": service["name"],
+                    "hostname": service["hostname"],
+                    "kind": service["kind"],
+                    "state": service["state"],
+                    "countries": service["countries"],
+                    "uptimePercent": service["uptime"],
+                    "days": [
+                        {"day": b["day"], "uptimePercent": b["share"]} for b in service["bars"]
+                    ],
+                }
+                for service in page["monitors"]
+            ],
+            "notices": page["notices"],
+            "incidents": page["incidents"],
+            "maintenance": page["maintenance"],
+        }
+    )
+    return summary
+
+
+@get("/status/{slug:str}/summary.json", name="status-summary", response_headers=_CORS)
+async def summary(slug: PathStr, request: AnyRequest) -> dict[str, Any]:
+    page = await published(request, slug)
+    return summary_of(page, f"{public_url(request)}/status/{slug}")
+
+
+@head("/status/{slug:str}/summary.json", name="status-summary-head")
+async def summary_head(slug: PathStr, request: AnyRequest) -> Response[None]:
+    await published(request, slug)
+    return Response(content=None, media_type=MediaType.JSON)
+
+
+def _entries(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    """Feed entries, newest first: each notice (its latest update as the text) and each
+    incident the checks found."""
+    out = []
+    for n in page["notices"]:
+        latest = n["updates"][0] if n["updates"] else None
+        state = latest["state"] if latest else "investigating"
+        lines = [f"{u['state'].capitalize()}: {u['body']}" for u in n["updates"]]
+        out.append(
+            {
+                "id": f"{url}#notice-{n['id']}",
+                "title": f"{n['title']} ({state})",
+                "updated": latest["at"] if latest else n["createdAt"],
+                "published": n["createdAt"],
+                "text": "\n\n".join(lines),
+            }
+        )
+    for i in page["incidents"]:
+        ended = i["endedAt"]
+        what = "resolved" if ended else "ongoing"
+        out.append(
+            {
+                "id": f"{url}#incident-{i['monitor']}-{iso_ms(i['startedAt'])}",
+                "title": f"{i['monitor']}: {i['cause']} ({what})",
+                "updated": ended or i["startedAt"],
+                "published": i["startedAt"],
+                "text": f"{i['cause']}, seen from {i['countries']} countries, since"
+                f" {iso_ms(i['startedAt'])}" + (f" until {iso_ms(ended)}" if ended else ""),
+            }
+        )
+    return sorted(out, key=lambda e: e["updated"], reverse=True)[:50]
+
+
+def atom_of(page: dict[str, Any], url: str) -> bytes:
+    ET.register_namespace("", ATOM_NS)
+    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+        el.text = None if text is None else _xml_text(text)
+        return el
+
+    entries = _entries(page, url)
+    sub(feed, "id", url)
+    sub(feed, "title", page["title"])
+    sub(feed, "updated", iso_ms(entries[0]["updated"] if entries else page["updatedAt"]))
+    sub(feed, "link", href=url)
+    sub(feed, "link", rel="self", href=f"{url}/feed.atom")
+    author = sub(feed, "author")
+    sub(author, "name", page["title"])
+    for e in entries:
+        entry = sub(feed, "entry")
+        sub(entry, "id", e["id"])
+        sub(entry, "title", e["title"])
+        sub(entry, "updated", iso_ms(e["updated"]))
+        sub(entry, "published", iso_ms(e["published"]))
+        sub(entry, "link", href=url)
+        sub(entry, "content", e["text"], type="text")
+    return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
+
+
+def rss_of(page: dict[str, Any], url: str) -> bytes:
+    from email.utils import format_datetime
+
+    rss = ET.Element("rss", version="2.0")
+    channel = ET.SubElement(rss, "channel")
+    for tag, text in (
+        ("title", page["title"]),
+        ("link", url),
+        ("description", f"Status of {page['title']}"),
+        ("lastBuildDate", format_datetime(page["updatedAt"], usegmt=True)),
+    ):
+        ET.SubElement(channel, tag).text = _xml_text(text)
+    for e in _entries(page, url):
+        item = ET.SubElement(channel, "item")
+        ET.SubElement(item, "title").text = _xml_text(e["title"])
+        ET.SubElement(item, "link").text = url
+        ET.SubElement(item, "guid", isPermaLink="false").text = e["id"]
+        ET.SubElement(item, "pubDate").text = format_datetime(e["updated"], usegmt=True)
+        ET.SubElement(item, "description").text = _xml_text(e["text"])
+    return bytes(ET.tostring(rss, encoding="utf-8", xml_declaration=True))
+
+
+@get("/status/{slug:str}/feed.atom", name="status-atom")
+async def atom(slug: PathStr, request: AnyRequest) -> Response[bytes]:
+    page = await published(request, slug)
+    body = atom_of(page, f"{public_url(request)}/status/{slug}")
+    return Response(body, media_type="application/atom+xml; charset=utf-8")
+
+
+@get("/status/{slug:str}/feed.rss", name="status-rss")
+async def rss(slug: PathStr, request: AnyRequest) -> Response[bytes]:
+    page = await published(request, slug)
+    body = rss_of(page, f"{public_url(request)}/status/{slug}")
+    return Response(body, media_type="application/rss+xml; charset=utf-8")

@@ -1,0 +1,114 @@
+"""Notices on a status page written by a person (an incident or a maintenance) and their
+updates. The caller checks rights and owns the transaction."""
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from controller.db.pool import Conn
+
+IMPACTS = ("none", "minor", "major", "maintenance")
+STATES = ("investigating", "identified", "monitoring", "resolved")
+
+_NOTICE = (
+    "n.id, n.public_id, n.status_page_id, n.title, n.impact, n.created_at, n.resolved_at,"
+    " p.slug, p.title AS page_title, p.organization_id, p.customer_id"
+)
+
+
+async def page_of_customer(
+    conn: Conn, customer: int | UUID, organization_id: int
+) -> asyncpg.Record | None:
+    """The status page of the organization's customer (numeric id or public UUID), or None
+    (no such customer here, or no page published)."""
+    column = "c.id" if isinstance(customer, int) else "c.public_id"
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT p.id, p.slug, p.title, p.organization_id, c.id AS customer_id"
+        " FROM status_pages p JOIN customers c ON c.id = p.customer_id"
+        f" WHERE {column} = $1 AND p.organization_id = $2",
+        customer,
+        organization_id,
+    )
+    return row
+
+
+async def create(
+    conn: Conn, page_id: int, title: str, impact: str, state: str, body: str, author_id: int
+) -> asyncpg.Record:
+    """A new notice with its first update; returns the notice."""
+    notice_id: int = await conn.fetchval(
+        "INSERT INTO status_notices (status_page_id, title, impact, resolved_at)"
+        " VALUES ($1, $2, $3, CASE WHEN $4 = 'resolved' THEN now() END) RETURNING id",
+        page_id,
+        title,
+        impact,
+        state,
+    )
+    await add_update(conn, notice_id, state, body, author_id)
+    found = await by_id(conn, notice_id)
+    assert found is not None
+    return found
+
+
+async def add_update(conn: Conn, notice_id: int, state: str, body: str, author_id: int) -> None:
+    """An update; `resolved` resolves the notice, any other state opens it again."""
+    await conn.execute(
+        "INSERT INTO status_notice_updates (notice_id, state, body, author_id)"
+        " VALUES ($1, $2, $3, $4)",
+        notice_id,
+        state,
+        body,
+        author_id,
+    )
+    await conn.execute(
+        "UPDATE status_notices SET resolved_at = CASE WHEN $2 = 'resolved'"
+        " THEN coalesce(resolved_at, now()) END WHERE id = $1",
+        notice_id,
+        state,
+    )
+
+
+async def by_id(conn: Conn, notice_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_NOTICE} FROM status_notices n JOIN status_pages p ON p.id = n.status_page_id"
+        " WHERE n.id = $1",
+        notice_id,
+    )
+    return row
+
+
+async def by_public_id(conn: Conn, public_id: UUID, organization_id: int) -> asyncpg.Record | None:
+    """The organization's notice, or None (another organization's is not found either)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_NOTICE} FROM status_notices n JOIN status_pages p ON p.id = n.status_page_id"
+        " WHERE n.public_id = $1 AND p.organization_id = $2",
+        public_id,
+        organization_id,
+    )
+    return row
+
+
+async def of_page(conn: Conn, page_id: int, since: datetime) -> list[asyncpg.Record]:
+    """The page's notices open now or created since `since`, newest first (at most 100)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_NOTICE} FROM status_notices n JOIN status_pages p ON p.id = n.status_page_id"
+        " WHERE n.status_page_id = $1 AND (n.resolved_at IS NULL OR n.created_at >= $2)"
+        " ORDER BY n.created_at DESC, n.id DESC LIMIT 100",
+        page_id,
+        since,
+    )
+    return rows
+
+
+async def updates(conn: Conn, notice_ids: list[int]) -> dict[int, list[asyncpg.Record]]:
+    """Each notice's updates, oldest first."""
+    rows = await conn.fetch(
+        "SELECT notice_id, state, body, created_at FROM status_notice_updates"
+        " WHERE notice_id = ANY($1::bigint[]) ORDER BY notice_id, id",
+        notice_ids,
+    )
+    out: dict[int, list[asyncpg.Record]] = {}
+    for r in rows:
+        out.setdefault(r["notice_id"], []).append(r)
+    return out
