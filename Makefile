@@ -103,8 +103,14 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/mypy
 	$(BIN)/mypy tools bench deploy
 
-bench: $(STAMP) blackbox ## benchmarks with their targets; prints the figures
-	$(BIN)/python -m bench
+# `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
+# (`make bench scale BENCH_ARGS='--window 60'`).
+BENCH_NAMES := $(if $(filter bench,$(firstword $(MAKECMDGOALS))),$(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS)))
+bench: $(STAMP) blackbox ## benchmarks with their targets (`make bench scale`: only the named); prints the figures
+	$(BIN)/python -m bench $(BENCH_NAMES) $(BENCH_ARGS)
+ifneq ($(BENCH_NAMES),)
+$(BENCH_NAMES): ; @:
+endif
 
 soak: $(STAMP) ## the fault campaign of issue 13 (~15 min, loopback); exits 1 when a target is missed
 	$(BIN)/python -m bench.soak

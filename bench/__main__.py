@@ -1,7 +1,9 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, exporter, storage).
+e2e, login, agents-scale, roundtrip, confirm, console, exporter, storage, scale);
+`python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
+...), which follow its name.
 """
 
 import sys
@@ -20,6 +22,7 @@ from bench import (
     login,
     probers,
     roundtrip,
+    scale,
     scheduler,
     seal,
     storage,
@@ -41,10 +44,16 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "confirm": confirm.run,
     "console": console.run,
     "storage": storage.run,
+    "scale": lambda: scale.run([]),
 }
 
 
-def main(names: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    names = argv
+    if argv[:1] == ["scale"] and len(argv) > 1:
+        # its flags follow its name
+        BENCHMARKS["scale"] = lambda: scale.run(argv[1:])
+        names = ["scale"]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")

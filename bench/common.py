@@ -97,11 +97,11 @@ class Seeded:
     monitor_ids: list[str]
 
 
-async def seed(database_url: str, monitors: int) -> Seeded:
+async def seed(database_url: str, monitors: int, *, organization: str = "bench") -> Seeded:
     conn = await connect(database_url)
     try:
         await migrate(conn)
-        org_id = await accounts.ensure_organization(conn, "bench")
+        org_id = await accounts.ensure_organization(conn, organization)
         user = await accounts.create_user(
             conn, org_id, f"bench-{time.time_ns()}@example.com", hash_password("x" * 12), "admin"
         )

@@ -30,9 +30,30 @@ from controller.posture.rules import (
 )
 from shared.timefmt import utcnow
 
+# Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
+# queue row's due_at). A batch queues a monitor for now only when a round after its cursor may
+# be complete: at least as many countries as a round expects (its listed countries, else those
+# of its latest round, else one) have a result after the cursor. That is necessary for any
+# round to be complete, so no evaluation that could judge one is skipped; the first country of
+# a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
+# with no queue row, is queued whatever its rounds.
+_LOCK_QUEUED = """
+SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
+ORDER BY monitor_id FOR UPDATE
+"""
+
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
 SELECT u.id, now(), u.revised FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, revised)
+WHERE u.revised IS NOT NULL
+    OR NOT EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = u.id)
+    OR (SELECT count(*) FROM monitor_country_state s
+        LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
+        WHERE s.monitor_id = u.id
+          AND s.last_scheduled_at > coalesce(a.last_round_at, '-infinity'::timestamptz))
+       >= (SELECT greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+           FROM monitors m WHERE m.id = u.id)
+ORDER BY u.id
 ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
     revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
 WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
@@ -42,11 +63,13 @@ WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
 async def mark(
     conn: Conn, monitor_ids: Sequence[int], revised: Mapping[int, datetime] | None = None
 ) -> None:
-    """Queue monitors for evaluation (one statement, in the transaction storing their results).
-    `revised`: per monitor, the earliest round whose stored result a real one just replaced,
-    which the alerter has to judge again. Ids in ascending order, so concurrent ingesters lock
-    queue rows in one order."""
+    """Queue monitors for evaluation (in the transaction storing their results, after their
+    per-country state moved) when a round of theirs may be complete (see `_MARK`). Their queue
+    rows are locked first, in ascending order (so concurrent ingesters lock in one order), and
+    the rounds read after: of two batches completing one round together, the second sees the
+    first's results once it holds the lock, so one of them queues the monitor."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
+    await conn.execute(_LOCK_QUEUED, ids)
     await conn.execute(_MARK, ids, [(revised or {}).get(i) for i in ids])
 
 
@@ -210,10 +233,24 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
     )
 
 
+_THRESHOLDS = (
+    "SELECT o.organization_id IS NOT NULL AS has_org, "
+    + ", ".join(f"o.{c.strip()}" for c in _ORG_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"m.{n} AS own_{n}" for n in _OVERRIDES)
+    + " FROM (SELECT) AS one"
+    " LEFT JOIN organization_alert_settings o ON o.organization_id = $1"
+    " LEFT JOIN monitor_alert_settings m ON m.monitor_id = $2"
+)
+
+
 async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thresholds:
-    """The monitor's overrides over its organization's defaults."""
-    base = await org_thresholds(conn, organization_id)
-    own = await monitor_overrides(conn, monitor_id)
+    """The monitor's overrides over its organization's defaults (one statement: the alerter
+    reads them for every evaluation)."""
+    row = await conn.fetchrow(_THRESHOLDS, organization_id, monitor_id)
+    assert row is not None
+    base = _thresholds(row) if row["has_org"] else Thresholds()
+    own = {n: row[f"own_{n}"] for n in _OVERRIDES}
     days = own["cert_expiry_days"]
     email, sms = own["finding_email_severities"], own["finding_sms_severities"]
     return Thresholds(
@@ -234,15 +271,15 @@ STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
 async def state(conn: Conn, monitor_id: int) -> AlertState:
     """The monitor's alert state, locked FOR UPDATE until the caller's transaction ends (a
-    fresh one when it has none yet)."""
-    await conn.execute(
-        "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
-        monitor_id,
-    )
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE",
-        monitor_id,
-    )
+    fresh one when it has none yet: created, then read; most have one, read at once)."""
+    select = f"SELECT {STATE_COLUMNS} FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE"
+    row: asyncpg.Record | None = await conn.fetchrow(select, monitor_id)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            monitor_id,
+        )
+        row = await conn.fetchrow(select, monitor_id)
     assert row is not None
     return AlertState(**{name: row[name] for name in STATE_FIELDS})
 

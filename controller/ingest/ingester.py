@@ -41,6 +41,11 @@ WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
 LANES = 3  # pull requests outstanding at once
+# A batch that came short is topped up with what arrives this long after it: every batch costs
+# a transaction and a handful of statements whatever its size, so a trickle of results stored
+# a few at a time cost several times the CPU per result of full batches. Bounds the store lag
+# it adds; a full batch never waits.
+LINGER_S = 0.1
 # Statuses that end a pull request without an error (no messages; request expired, or other
 # requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
 # consumer deleted, 503 no responders: the consumer or stream is gone) is an error.
@@ -127,17 +132,20 @@ class Ingester:
         *,
         batch: int = BATCH,
         workers: int = WORKERS,
+        linger_s: float = LINGER_S,
         durable: str = INGEST_CONSUMER,
         subject: str = RESULTS_SUBJECTS,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
-        `workers` is how many batches `run()` stores at once."""
+        `workers` is how many batches `run()` stores at once; `linger_s` how long it waits to
+        top up a short batch (0: never)."""
         self._pool = pool
         self._nc = nc
         self._js = js
         self._job_ids = job_ids
         self._batch = batch
         self._workers = workers
+        self._linger_s = linger_s
         self.durable = durable
         self._subject = subject
         self._pullers: dict[int, Puller] = {}
@@ -198,10 +206,23 @@ class Ingester:
                 await self._reset(lane)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
+            if msgs and len(msgs) < self._batch and self._linger_s > 0:
+                msgs += await self._top_up(lane, self._batch - len(msgs))
             if msgs:
                 await batches.put(msgs)
             elif loop.time() - started < FETCH_TIMEOUT_S / 2:
                 await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
+
+    async def _top_up(self, lane: int, room: int) -> list[Msg]:
+        """What arrived on `lane` within the linger after a short batch, up to `room`; none
+        when that pull fails (the batch in hand is stored all the same)."""
+        await asyncio.sleep(self._linger_s)
+        try:
+            return await (await self._pull(lane)).fetch(room, 0.01)
+        except Exception as exc:
+            log.warning("topping up a batch failed", lane=lane, error=repr(exc))
+            await self._reset(lane)
+            return []
 
     async def _store_batches(self, batches: "asyncio.Queue[list[Msg] | None]") -> None:
         while (msgs := await batches.get()) is not None:

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from controller.alerting.evaluator import Alerter
-from controller.db.pool import create_pool
+from controller.db.pool import Conn, create_pool
 from controller.ingest import store as results
 from controller.ingest.result_kinds import ResultRow
 from controller.monitors import store as monitors
@@ -219,6 +219,20 @@ class Rig:
         """Store round `n` (or the one scheduled `at`, triggered or not): country → `up`, an
         error kind (`down`), `no_agent` (missed) or `inconclusive` (the agent's own path failed
         its self-check); under the scheduler's job ids."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.store_round(conn, monitor, n, outcome, at=at, trigger=trigger)
+
+    async def store_round(
+        self,
+        conn: Conn,
+        monitor: asyncpg.Record,
+        n: int,
+        outcome: dict[str, str],
+        *,
+        at: datetime | None = None,
+        trigger: bool = False,
+    ) -> None:
+        """`round`'s rows stored on `conn`, in the caller's transaction."""
         at = at or self.at(n)
         rows = []
         for cc, what in outcome.items():
@@ -238,8 +252,7 @@ class Rig:
                     finished_at=at + timedelta(seconds=1),
                 )
             )
-        async with self.pool.acquire() as conn, conn.transaction():
-            await results.store(conn, rows)
+        await results.store(conn, rows)
 
     async def rounds(
         self, monitor: asyncpg.Record, first: int, outcomes: list[dict[str, str]]

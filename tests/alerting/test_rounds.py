@@ -1,8 +1,10 @@
 """State per round across countries: flapping, one country, majority for N rounds, recovery,
 missed rounds; one incident, one e-mail and one SMS per outage; events on mon.events.<id>."""
 
+import asyncio
 from datetime import timedelta
 
+import asyncpg
 from structlog.testing import capture_logs
 
 from controller.alerting import store as alerts
@@ -255,3 +257,56 @@ async def test_a_monitor_whose_config_no_longer_fits_is_left_out_and_the_others_
     assert "secure" in lines[0]["error"] and MONITOR_SECRET not in str(logs)
     assert not [e for e in logs if e["event"].startswith("evaluation failed")]
     assert await rig.fetch("SELECT 1 FROM alert_queue WHERE monitor_id = $1", bad["id"]) == []
+
+
+async def _queued_now(rig: Rig, m: asyncpg.Record) -> bool:
+    (queued,) = await rig.fetch(
+        "SELECT due_at <= now() AS now FROM alert_queue WHERE monitor_id = $1", m["id"]
+    )
+    return bool(queued["now"])
+
+
+async def test_only_the_result_completing_a_round_queues_its_monitor(rig: Rig) -> None:
+    """A round is judged once complete or closed: its first countries' results leave the
+    monitor waiting for the round's close (no evaluation that finds nothing to judge); the
+    last country's queues it at once, and the round is judged as soon as it is evaluated."""
+    m = await rig.monitor()
+    rig.base = rig.clock() - timedelta(seconds=30)  # round 0 is still running
+    await rig.rounds(m, 0, [{"DE": "up"}])  # evaluated once: its first wake-up
+    assert not await _queued_now(rig, m)
+    await rig.round(m, 0, {"FR": "refused"})
+    assert not await _queued_now(rig, m), "FR's result does not complete the round"
+    await rig.round(m, 0, {"US": "refused"})
+    assert await _queued_now(rig, m), "US's does"
+    assert await rig.alerter.burst() == 1
+    state = await rig.state(m)
+    assert state["last_round_at"] == rig.at(0)
+    assert state["state"] == "degraded" and state["consecutive_down_rounds"] == 1
+
+
+async def test_two_batches_completing_one_round_together_queue_it(rig: Rig) -> None:
+    """Two ingest transactions store a round's last two countries at once: whichever commits
+    second sees the first's result (it waits on the queue row's lock), so the monitor is
+    queued and the round judged without waiting for its close."""
+    m = await rig.monitor(["DE", "US"])
+    rig.base = rig.clock() - timedelta(seconds=30)
+    await rig.alerter.burst()
+    assert not await _queued_now(rig, m)
+    first, second = await rig.pool.acquire(), await rig.pool.acquire()
+    try:
+        tx1, tx2 = first.transaction(), second.transaction()
+        await tx1.start()
+        await tx2.start()
+        await rig.store_round(first, m, 0, {"DE": "up"})
+        pending = asyncio.create_task(rig.store_round(second, m, 0, {"US": "up"}))
+        await asyncio.sleep(0.3)
+        assert not pending.done(), "the second waits on the first's queue row lock"
+        await tx1.commit()
+        await pending
+        await tx2.commit()
+    finally:
+        await rig.pool.release(first)
+        await rig.pool.release(second)
+    assert await _queued_now(rig, m)
+    await rig.alerter.burst()
+    assert (await rig.state(m))["last_round_at"] == rig.at(0)

