@@ -1,12 +1,14 @@
 """schemathesis hooks (SCHEMATHESIS_HOOKS): the request rules JSON Schema cannot state, applied
 to every generated case so the fuzzer's valid requests are valid.
 
-- `tlsOptions.ca` is a PEM certificate: a pattern cannot describe one that parses, so a
-  generated string is replaced by a real certificate.
+- `tlsOptions.ca` is a PEM certificate and an OAuth2 login's `privateKey` a PEM RSA or EC key:
+  a pattern cannot describe one that parses, so a generated string is replaced by a real one.
 - A timeout is at most the interval (native `timeoutSeconds` ≤ `checkInterval`, AlertSite
   `timeout` seconds ≤ `interval` minutes), the stored interval when a PATCH sends none, the
   stored timeout when a PATCH sends an interval alone: a relation between two fields, or a
   field and the stored monitor, which a schema cannot state.
+- An OAuth2 login's required fields depend on its grant and provider (the `oauth2`
+  description): a generated one becomes a whole client-credentials grant of Microsoft's.
 - A one-off maintenance window ends after it starts (a relation between two fields).
 - A phone number is E.164 (the pattern says so) and valid in its country's plan, which only
   libphonenumber knows: one of that form becomes a real one.
@@ -25,6 +27,8 @@ from typing import Any
 
 import schemathesis
 import trustme
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from shared.timefmt import parse_iso
 
@@ -35,6 +39,19 @@ FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
 # openapi_doc's e-mail pattern, looser in its labels: it only tells which `to` is to be copied
 EMAIL = r"[A-Za-z0-9_+-]{1,64}@(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]{0,62}"
 PEM = trustme.CA().cert_pem.bytes().decode()
+OAUTH2 = {
+    "mechanism": "XOAUTH2",
+    "grant": "client_credentials",
+    "provider": "microsoft",
+    "tenant": "contoso.onmicrosoft.com",
+    "clientId": "00000000-0000-0000-0000-000000000001",
+    "clientSecret": "fuzz-client-secret",
+}
+PRIVATE_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    .decode()
+)
 NATIVE_INTERVAL_MIN = 10  # validation.CHECK_INTERVAL_MIN: a PATCH may meet a stored one
 TIMEOUT_DEFAULT = 30  # validation.TIMEOUT_DEFAULT, seconds: within every interval but 10 s
 ALERTSITE_INTERVAL_DEFAULT = 1  # minutes; the least a stored AlertSite monitor can have
@@ -44,7 +61,7 @@ ALERTSITE_INTERVAL_DEFAULT = 1  # minutes; the least a stored AlertSite monitor 
 def map_case(ctx: Any, case: Any) -> Any:
     body = case.body
     if isinstance(body, dict):
-        _real_ca(body)
+        _real_values(body)
         _timeout_within_interval(body, case.method.upper() == "POST")
         _window_in_order(body)
         if case.method.upper() == "PATCH" and case.path.startswith(CHANNELS):
@@ -66,13 +83,19 @@ def _no_unknown_choices(body: dict[str, Any]) -> None:
             body[field] = []
 
 
-def _real_ca(node: object) -> None:
+def _real_values(node: object) -> None:
     if isinstance(node, dict):
         ca = node.get("ca")
         if isinstance(ca, str) and ca and "\x00" not in ca:  # else invalid on purpose
             node["ca"] = PEM
+        grant = node.get("oauth2")
+        if isinstance(grant, dict):  # not a dict: invalid on purpose
+            node["oauth2"] = dict(OAUTH2)
+        key = node.get("privateKey")
+        if isinstance(key, str) and key and "\x00" not in key:
+            node["privateKey"] = PRIVATE_KEY
         for value in node.values():
-            _real_ca(value)
+            _real_values(value)
 
 
 def _whole(value: object) -> int | None:

@@ -51,6 +51,10 @@ CHAT_ID = r"^(?:-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$"
 ChatId = Annotated[str, Meta(pattern=CHAT_ID)]
 
 
+# A customer's numeric id: a PostgreSQL bigint, so anything larger is refused as a 400.
+CustomerId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+
+
 class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     name: Name
     kind: channel_kinds.Kind
@@ -58,7 +62,7 @@ class ChannelCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     secret: SecretText | None = None
     chat_id: ChatId | None = None
     monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] = []
-    customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] = []
+    customer_ids: Annotated[list[CustomerId], Meta(max_length=MAX_CHOSEN)] = []
 
 
 class ChannelUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -67,7 +71,7 @@ class ChannelUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     secret: SecretText | None = None
     chat_id: ChatId | None = None
     monitor_ids: Annotated[list[str], Meta(max_length=MAX_CHOSEN)] | None = None
-    customer_ids: Annotated[list[int], Meta(max_length=MAX_CHOSEN)] | None = None
+    customer_ids: Annotated[list[CustomerId], Meta(max_length=MAX_CHOSEN)] | None = None
 
 
 class NotificationChannel(msgspec.Struct, rename="camel"):

@@ -289,6 +289,10 @@ _DESCRIPTIONS = {
     "endsAt": "after startsAt",
     "spamFolders": "each one of `folders`; none with POP3, which reads only the inbox",
     "folders": "IMAP only: POP3 reads only the inbox",
+    "oauth2": "an OAuth2 login (docs/oauth2.md): `clientId` always; `tenant` with provider "
+    "`microsoft`; `tokenUrl` (https, a host of OAUTH2_TOKEN_HOSTS) with `custom`; "
+    "`clientSecret` for `client_credentials` and `refresh_token` with Microsoft, "
+    "`refreshToken` for `refresh_token`, `privateKey` (PEM) and `subject` for `jwt_bearer`",
     "RoundTripConfigIn.to": "the mailbox the receive leg reads: in the domain of `receive.user` "
     "when that is an address, else in `receive.hostname`'s domain or a parent of it",
     "RoundTripSendIn.from": "the send login or in its domain when `auth.user` is an address, "
