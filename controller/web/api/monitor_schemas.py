@@ -4,7 +4,7 @@ Request Structs forbid unknown fields, so a typo is a 400 naming it; every optio
 to UNSET so PATCH can tell "absent" from "null" and a stored config keeps exactly the keys sent.
 """
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
@@ -62,9 +62,9 @@ class OAuth2In(_In):
     """An OAuth2 login instead of the password (docs/oauth2.md): the controller fetches access
     tokens with it; `clientSecret`, `refreshToken` and `privateKey` are write-only."""
 
-    mechanism: Literal["XOAUTH2", "OAUTHBEARER"] | UnsetType = UNSET
-    grant: Literal["client_credentials", "refresh_token", "jwt_bearer"] | UnsetType = UNSET
-    provider: Literal["microsoft", "google", "custom"] | UnsetType = UNSET
+    mechanism: str | UnsetType = UNSET
+    grant: str | UnsetType = UNSET
+    provider: str | UnsetType = UNSET
     tenant: str | None | UnsetType = UNSET
     token_url: str | None | UnsetType = UNSET
     client_id: str | UnsetType = UNSET
