@@ -11,16 +11,20 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from controller.notify.budget import Budget
 from controller.notify.email import EmailChannel
 from controller.notify.outbox import OutboxWorker
+from controller.web.app import create_app
 from shared import embedded
+from shared.settings import ControllerSettings
 from tests.alerting.peers import Relay
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
 from tests.console.test_status_pages import _publish
+from tests.serving import serve_app
 
 LINK = re.compile(r"(http://localhost:8080/status/\S+)")
 
@@ -196,3 +200,22 @@ async def test_subscriber_mail_has_a_budget_of_its_own(
         org.org_id,
     )
     assert [(u["channel"], u["used"], u["held"]) for u in used] == [("subscribers", 2, 2)]
+
+
+async def test_without_public_url_a_page_takes_no_subscription_and_builds_no_link_from_host(
+    client: Browserish, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """A mail's links come from PUBLIC_URL only, never from the Host header a client chooses:
+    without it, a subscription is refused (503, saying why) and nothing is queued to mail."""
+    org, slug = await _page(client, pool, "nourl")
+    unset = msgspec.structs.replace(settings, public_url=None)
+    async with (
+        serve_app(create_app(unset, pool)) as url,
+        httpx.AsyncClient(base_url=url, headers={"Host": "evil.example"}) as anonymous,
+    ):
+        r = await anonymous.post(f"/status/{slug}/subscribe", data={"email": "who@example.net"})
+    assert r.status_code == 503 and "PUBLIC_URL" in r.text
+    queued = await pool.fetchval(
+        "SELECT count(*) FROM notification_outbox WHERE organization_id = $1", org.org_id
+    )
+    assert queued == 0
