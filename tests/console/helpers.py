@@ -2,9 +2,9 @@
 back by hand (httpx keeps no `Secure` cookie over plain HTTP), the CSRF token read off the form."""
 
 import re
-from html.parser import HTMLParser
 from dataclasses import dataclass, field
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
@@ -120,7 +120,7 @@ class _FormReader(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
             self.inside = a.get("id") == self.form_id
-        if not self.inside or "name" not in a and tag not in ("option",):
+        if not self.inside or ("name" not in a and tag not in ("option",)):
             return
         if tag == "input":
             kind = a.get("type", "text")

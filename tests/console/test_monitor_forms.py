@@ -66,7 +66,7 @@ def test_every_field_of_the_apis_create_body_is_on_the_form(kind: Any, monitor_t
         path
         for path in leaves
         if path.rsplit(".", 1)[-1] not in UNSHOWN
-        and not (path.split(".")[0] == "config")  # the alias of the config key
+        and path.split(".")[0] != "config"  # the alias of the config key
         and path != "status"
     }
     form = form_of(monitor_type)
@@ -143,9 +143,7 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
     edit = f"/console/monitors/{public_id}/edit"
     page = (await client.get(edit)).text
     assert "Grant-Secret-8" not in page and _pem_body(ca) not in page and MASK not in page
-    assert (
-        'data-secret="imapPopConfig.oauth2.clientSecret">set — leave empty to keep' in page
-    )
+    assert 'data-secret="imapPopConfig.oauth2.clientSecret">set — leave empty to keep' in page
     assert 'data-ca="imapPopConfig.tlsOptions.ca">set: 1 certificate — leave empty to keep' in page
     shown = form_values(page)
     assert shown["mailDomain"] == "contoso.test" and shown["imapPopConfig.oauth2.tenant"]
@@ -252,7 +250,11 @@ async def test_a_refused_edit_keeps_a_newly_typed_password_and_names_the_field(
     page = await client.get(edit)
     assert 'data-secret="smtpConfig.auth.pass">set — leave empty to keep' in page.text
     token = await client.csrf(edit)
-    values = {**form_values(page.text), "smtpConfig.auth.pass": "New-Secret-2", "timeoutSeconds": "9999"}
+    values = {
+        **form_values(page.text),
+        "smtpConfig.auth.pass": "New-Secret-2",
+        "timeoutSeconds": "9999",
+    }
     r = await client.post(edit, values, token=token)
     assert r.status_code == 400 and "New-Secret-2" not in r.text and "Old-Secret-1" not in r.text
     assert re.search(r'name="timeoutSeconds" value="9999"[^>]*aria-invalid=true', r.text), r.text

@@ -190,6 +190,12 @@ class KindForm:
         return values
 
 
+def _struct(struct: type[msgspec.Struct]) -> mi.StructType:
+    info = mi.type_info(struct)
+    assert isinstance(info, mi.StructType)
+    return info
+
+
 def _bare(t: mi.Type) -> tuple[mi.Type, bool]:
     """The type without its metadata and null (and whether null is allowed)."""
     if isinstance(t, mi.Metadata):
@@ -237,7 +243,7 @@ def _label(path: str) -> str:
 
 
 def _legend(group: str) -> str:
-    return " › ".join(_LEGENDS.get(step, step) for step in group.split(".")[1:] or [group])
+    return " / ".join(_LEGENDS.get(step, step) for step in group.split(".")[1:] or [group])
 
 
 def _widget(path: str, t: mi.Type, secrets: tuple[str, ...]) -> tuple[Widget, tuple[str, ...]]:
@@ -265,7 +271,7 @@ def _fields(kind: Kind, monitor_type: str) -> tuple[FormField, ...]:
     secrets = form.secret_paths()
     out: list[FormField] = []
     tls_done: set[str] = set()
-    for path, t, nullable, required in leaves(mi.type_info(api_of(kind).create)):  # type: ignore[arg-type]
+    for path, t, nullable, required in leaves(_struct(api_of(kind).create)):
         group, _, key = path.rpartition(".")
         if key in _TLS_FLAGS:
             if group not in tls_done:
@@ -324,12 +330,12 @@ def wire_defaults(struct: type[msgspec.Struct]) -> dict[str, object]:
             inner, _ = _bare(f.type)
             if isinstance(inner, mi.StructType):
                 walk(inner, f"{prefix}{f.encode_name}.")
-            elif f.default is not mi.NODEFAULT:
+            elif f.default is not msgspec.NODEFAULT:
                 out[prefix + f.encode_name] = f.default
-            elif f.default_factory is not mi.NODEFAULT:
+            elif f.default_factory is not msgspec.NODEFAULT:
                 out[prefix + f.encode_name] = f.default_factory()
 
-    walk(mi.type_info(struct), "")  # type: ignore[arg-type]
+    walk(_struct(struct), "")
     return out
 
 
@@ -342,9 +348,7 @@ def kind_form(kind: Kind, monitor_type: str) -> KindForm:
         defaults = wire_defaults(kind.config)
         if len(kind.types) > 1:
             defaults["protocol"] = monitor_type
-        _FORMS[monitor_type] = KindForm(
-            kind, monitor_type, _fields(kind, monitor_type), defaults
-        )
+        _FORMS[monitor_type] = KindForm(kind, monitor_type, _fields(kind, monitor_type), defaults)
     return _FORMS[monitor_type]
 
 
@@ -433,7 +437,9 @@ def _number(raw: str, f: FormField) -> int | float:
         return int(raw) if f.integer else float(raw)
     except ValueError:
         kind = "a whole number" if f.integer else "a number"
-        raise ApiError(400, f"{f.name} must be {kind}", code="invalid_body", fields=[f.name]) from None
+        raise ApiError(
+            400, f"{f.name} must be {kind}", code="invalid_body", fields=[f.name]
+        ) from None
 
 
 def _list(raw: str) -> list[str]:

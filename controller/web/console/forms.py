@@ -49,9 +49,7 @@ def _kept(request: AnyRequest, action: str) -> KeptSecrets:
     return KeptSecrets(request.app.state.secret_box, request.scope["auth"], action)
 
 
-def _secret_of(
-    form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None
-) -> Any:
+def _secret_of(form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None) -> Any:
     """What a secret field left empty sends: the value typed before a refused submit (its
     marker), else the mask where the monitor stores one, else nothing."""
 
@@ -84,7 +82,9 @@ def _again(
     return values, markers, is_set
 
 
-def _form(request: AnyRequest, kind_form: KindForm, values: dict[str, str], **extra: Any) -> Template:
+def _form(
+    request: AnyRequest, kind_form: KindForm, values: dict[str, str], **extra: Any
+) -> Template:
     extra.setdefault("action", f"{PREFIX}/new/{kind_form.monitor_type}")
     extra.setdefault("editing", None)
     extra.setdefault("error", None)
