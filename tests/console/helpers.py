@@ -4,6 +4,7 @@ back by hand (httpx keeps no `Secure` cookie over plain HTTP), the CSRF token re
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 import asyncpg
@@ -72,13 +73,16 @@ async def store_result(
     message: str = "",
     error_kind: str | None = None,
     cert_days_left: int | None = None,
+    monitor_type: str = "smtp",
+    phases: dict[str, float] | None = None,
+    folder: str | None = None,
 ) -> None:
     """A check result stored as the ingester stores an agent's (the same `results.store`)."""
     at = utcnow() - ago
     wire = {
         "jobId": job_ids.make(monitor["publicId"], country, at),
         "monitorId": monitor["publicId"],
-        "monitorType": "smtp",
+        "monitorType": monitor_type,
         "country": country,
         "agentId": f"{country}-1",
         "scheduledAt": iso_ms(at),
@@ -88,7 +92,10 @@ async def store_result(
         "errorKind": error_kind,
         "message": message,
         "responseTimeMs": response_ms if status == "up" else None,
-        "phases": {"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {},
+        "phases": phases
+        if phases is not None
+        else ({"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {}),
+        "folder": folder,
         "tls": None
         if cert_days_left is None
         else {"version": "TLSv1.3", "certDaysLeft": cert_days_left},
@@ -96,3 +103,61 @@ async def store_result(
     row = msgspec.convert(wire, CheckedResult)
     async with pool.acquire() as conn, conn.transaction():
         assert await results.store(conn, [row]) == 1
+
+
+class _FormReader(HTMLParser):
+    """The values a browser would submit for the form `form_id` as the page has it filled in:
+    text inputs and textareas, checked boxes and radios, each select's chosen option."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.values = form_id, False, {}
+        self._select: str | None = None
+        self._first: str | None = None
+        self._area: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside or ("name" not in a and tag not in ("option",)):
+            return
+        if tag == "input":
+            kind = a.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.values[a["name"]] = a.get("value", "on")
+            elif kind != "submit":
+                self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self._select, self._first = a["name"], None
+        elif tag == "option" and self._select is not None:
+            if self._first is None:
+                self._first = a.get("value", "")
+            if "selected" in a:
+                self.values[self._select] = a.get("value", "")
+        elif tag == "textarea":
+            self._area = a["name"]
+            self.values[self._area] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._area is not None:
+            self.values[self._area] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select" and self._select is not None:
+            self.values.setdefault(self._select, self._first or "")
+            self._select = None
+        elif tag == "textarea":
+            self._area = None
+        elif tag == "form":
+            self.inside = False
+
+
+def form_values(html: str, form_id: str = "new-monitor") -> dict[str, str]:
+    """What submitting the form unchanged sends (the CSRF token left out)."""
+    reader = _FormReader(form_id)
+    reader.feed(html)
+    values: dict[str, str] = reader.values
+    values.pop("_csrf_token", None)
+    return values

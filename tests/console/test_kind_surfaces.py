@@ -21,9 +21,10 @@ from controller.monitors import kinds
 from controller.monitors.kinds import KINDS, Kind
 from controller.web.api.monitor_kinds import APIS, api_of
 from controller.web.api.monitor_schemas import MASK
+from controller.web.console.form_fields import values_of
 from controller.web.console.forms import form_of
 from tests.conftest import Tenant, make_tenant
-from tests.console.helpers import Browserish
+from tests.console.helpers import Browserish, form_values
 from tests.console.test_monitor_metrics import _scrape_token
 
 TYPES = [(kind, t) for kind in KINDS for t in kind.types]
@@ -109,32 +110,27 @@ async def test_the_console_shows_creates_and_edits_a_monitor_of_each_type(
     assert edit.status_code == 200 and "password" in edit.text and "********" not in edit.text
 
     shown = monitor[kind.config_key]
-    values = {
-        "customer": tenant.customer_public_id,
-        "name": f"{monitor_type} by form",
-        "interval": str(monitor["checkInterval"]),
-        "timeout": str(monitor["timeoutSeconds"]),
-        **form_of(monitor_type).values(shown),
-    }
-    if kind.hostname:
-        values |= {"hostname": monitor["hostname"], "port": str(monitor["port"] or "")}
+    values = {**form_values(edit.text), "name": f"{monitor_type} by form"}
     token = await client.csrf(f"{page}/edit")
     r = await client.post(f"{page}/edit", values, token=token)
     assert (r.status_code, r.headers.get("location")) == (303, f"{page}?notice=updated"), r.text
     after = (await http.get(f"{api.path}/{monitor['publicId']}", headers=tenant.auth())).json()
     assert after["name"] == f"{monitor_type} by form"
-    assert after[kind.config_key] == shown  # secrets kept, nothing the form hides dropped
+    form = form_of(monitor_type)
+    # secrets kept (the mask), nothing the form shows changed
+    assert values_of(form, after) == {**values_of(form, monitor), "name": after["name"]}
+    assert str(after[kind.config_key]).count(MASK) == str(shown).count(MASK)
 
-    on_form = set(re.findall(r'name="(\w+)"', new.text))
-    assert set(values) <= on_form  # the form's fields are the template's
-    passwords = {
-        name: "Form-Secret-1" for name in re.findall(r'type="password" name="(\w+)"', new.text)
-    }
-    r = await client.post(f"/console/new/{monitor_type}", {**values, **passwords}, token=token)
+    on_form = set(re.findall(r'name="([\w.~]+)"', new.text))
+    assert {f.name for f in form.fields if f.widget != "fixed"} <= on_form
+    secrets = {f.name: "Form-Secret-1" for f in form.fields if f.secret}
+    typed = {k: v for k, v in values.items() if k in on_form and not k.endswith("~clear")}
+    typed = {k: v for k, v in typed.items() if "oauth2" not in k}  # a password login
+    r = await client.post(f"/console/new/{monitor_type}", {**typed, **secrets}, token=token)
     assert r.status_code == 303, r.text[:2000]
     created = r.headers["location"].split("/")[-1].split("?")[0]
     got = (await http.get(f"{api.path}/{created}", headers=tenant.auth())).json()
-    assert form_of(monitor_type).values(got[kind.config_key]) == form_of(monitor_type).values(shown)
+    assert values_of(form, got) == {**values_of(form, monitor), "name": values["name"]}
     assert MASK in str(got[kind.config_key])  # the typed passwords, stored
     assert "Form-Secret-1" not in (await client.get(r.headers["location"])).text
 

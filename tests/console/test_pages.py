@@ -16,7 +16,7 @@ from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from tests.api.helpers import create, opened, stored_row
 from tests.conftest import Tenant, make_tenant
-from tests.console.helpers import Browserish, store_result
+from tests.console.helpers import Browserish, form_values, store_result
 
 
 async def test_readonly_sees_no_controls_and_its_posts_are_refused(
@@ -112,8 +112,8 @@ async def test_resuming_past_the_slot_budget_is_refused_on_the_page(
         ({"port": "smtp"}, "port", "whole number"),
         ({"port": "70000"}, "port", "port"),
         ({"hostname": "bad host name"}, "hostname", "hostname"),
-        ({"countries": "XX"}, "allowedCheckCountryCodes", "XX"),
-        ({"timeout": "900"}, "timeoutSeconds", "timeout"),
+        ({"allowedCheckCountryCodes": "XX"}, "allowedCheckCountryCodes", "XX"),
+        ({"timeoutSeconds": "900"}, "timeoutSeconds", "timeout"),
     ],
 )
 async def test_the_create_form_refuses_what_the_api_refuses_naming_the_field(
@@ -122,30 +122,21 @@ async def test_the_create_form_refuses_what_the_api_refuses_naming_the_field(
     client.session = tenant.tokens["member"]
     token = await client.csrf("/console/new/smtp")
     values = {
-        "customer": tenant.customer_public_id,
+        "customerId": tenant.customer_public_id,
         "name": "Relay",
         "hostname": "smtp.example.com",
-        "interval": "60",
-        "timeout": "30",
-        "tls": "starttls",
-        "user": "relay",
-        "password": "Secret-9f2",
+        "checkInterval": "60",
+        "timeoutSeconds": "30",
+        "smtpConfig.tls": "starttls",
+        "smtpConfig.auth.user": "relay",
+        "smtpConfig.auth.pass": "Secret-9f2",
         **form,
     }
     r = await client.post("/console/new/smtp", values, token=token)
     assert r.status_code == 400, r.text[:300]
     assert words.lower() in r.text.lower()
-    assert f'name="{_input_of(field)}"' in r.text and "aria-invalid=true" in r.text
+    assert f'name="{field}"' in r.text and "aria-invalid=true" in r.text
     assert "Secret-9f2" not in r.text  # the password is never put back into the form
-
-
-def _input_of(field: str) -> str:
-    return {
-        "port": "port",
-        "hostname": "hostname",
-        "allowedCheckCountryCodes": "countries",
-        "timeoutSeconds": "timeout",
-    }[field]
 
 
 async def test_the_form_creates_an_imap_monitor_with_a_write_only_password(
@@ -156,14 +147,14 @@ async def test_the_form_creates_an_imap_monitor_with_a_write_only_password(
     r = await client.post(
         "/console/new/imap",
         {
-            "customer": tenant.customer_public_id,
+            "customerId": tenant.customer_public_id,
             "name": "Mailbox",
             "hostname": "imap.example.com",
-            "tls": "on",
-            "user": "box@example.com",
-            "password": "Box-Secret-1",
-            "interval": "300",
-            "timeout": "20",
+            "imapPopConfig.tls": "on",
+            "imapPopConfig.user": "box@example.com",
+            "imapPopConfig.password": "Box-Secret-1",
+            "checkInterval": "300",
+            "timeoutSeconds": "20",
         },
         token=token,
     )
@@ -232,16 +223,8 @@ async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
     assert 'value="relay"' in form.text and 'value="smtp.example.com"' in form.text
     assert "Stored-Secret-5" not in form.text and "********" not in form.text
     token = await client.csrf(edit)
-    values = {
-        "customer": tenant.customer_public_id,
-        "name": "Renamed relay",
-        "hostname": "smtp.example.com",
-        "tls": "starttls",
-        "user": "relay",
-        "password": "",
-        "interval": "60",
-        "timeout": "30",
-    }
+    values = {**form_values(form.text), "name": "Renamed relay"}
+    assert values["smtpConfig.auth.pass"] == "" and values["smtpConfig.tls"] == "starttls"
     r = await client.post(edit, values, token=token)
     assert (r.status_code, r.headers["location"]) == (
         303,
@@ -258,12 +241,12 @@ async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
     assert got.json()["hostname"] == "smtp.example.com"
 
 
-async def test_the_edit_form_keeps_a_pinned_ca_and_the_plaintext_opt_in_it_does_not_show(
+async def test_the_edit_form_keeps_a_pinned_ca_and_the_plaintext_opt_in(
     client: Browserish, tenant: Tenant, http: httpx.AsyncClient
 ) -> None:
-    """`tlsOptions` and `allowPlaintextAuth` are set through the API and not on the form. An
-    edit used to drop them: a rename was refused for moving the password, and with the password
-    typed again the pinned CA was gone, so the agent trusted any public CA for the host."""
+    """An edit submitted as the form shows it keeps `tlsOptions` (the CA shown only as set) and
+    `allowPlaintextAuth`, with the password left empty or typed again: an edit once dropped a
+    pinned CA, so the agent trusted any public CA for the host."""
     ca = trustme.CA().cert_pem.bytes().decode()
     pinned = {"ca": ca, "servername": "relay.internal.test", "rejectUnauthorized": True}
     monitor = await create(
@@ -281,24 +264,16 @@ async def test_the_edit_form_keeps_a_pinned_ca_and_the_plaintext_opt_in_it_does_
     edit = f"/console/monitors/{monitor['publicId']}/edit"
     client.session = tenant.tokens["member"]
     token = await client.csrf(edit)
-    values = {
-        "customer": tenant.customer_public_id,
-        "name": "Renamed lab relay",
-        "hostname": "smtp.example.com",
-        "tls": "none",
-        "user": "relay",
-        "password": "",
-        "interval": "60",
-        "timeout": "30",
-    }
+    values = {**form_values((await client.get(edit)).text), "name": "Renamed lab relay"}
+    assert values["smtpConfig.tls"] == "plain" and values["smtpConfig.tlsOptions.ca"] == ""
     url = f"/api/smtp-monitors/{monitor['publicId']}"
     for password in ("", "Typed-Again-6"):
-        r = await client.post(edit, {**values, "password": password}, token=token)
+        r = await client.post(edit, {**values, "smtpConfig.auth.pass": password}, token=token)
         assert r.status_code == 303, r.text
         config = (await http.get(url, headers=tenant.auth())).json()["smtpConfig"]
-        assert config["tlsOptions"] == pinned
+        assert {"rejectUnauthorized": True, **config["tlsOptions"]} == pinned
         assert config["ignoreTls"] is True and config["allowPlaintextAuth"] is True
-    r = await client.post(edit, {**values, "tls": "starttls"}, token=token)
+    r = await client.post(edit, {**values, "smtpConfig.tls": "starttls"}, token=token)
     assert r.status_code == 400 and "must be sent again" in r.text  # TLS changed: ignoreTls
 
 
@@ -407,16 +382,7 @@ async def test_the_edit_form_keeps_an_oauth2_grant_it_does_not_show(
     form = await client.get(edit)
     assert form.status_code == 200 and "Grant-Secret-7" not in form.text
     token = await client.csrf(edit)
-    values = {
-        "customer": tenant.customer_public_id,
-        "name": "Renamed mailbox",
-        "hostname": "outlook.office365.com",
-        "tls": "on",
-        "user": "probe@contoso.com",
-        "password": "",
-        "interval": "60",
-        "timeout": "30",
-    }
+    values = {**form_values(form.text), "name": "Renamed mailbox"}
     r = await client.post(edit, values, token=token)
     assert r.status_code == 303, r.text
     config = (await stored_row(pool, monitor["publicId"]))["config"]

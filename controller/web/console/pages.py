@@ -44,6 +44,7 @@ from controller.web.api.results import WINDOWS
 from controller.web.console import charts
 from controller.web.console import store as console
 from controller.web.console.posture_view import monitor_posture
+from controller.web.console.roundtrip_view import roundtrip_view
 from controller.web.console.session import (
     LOGIN_PATH,
     PREFIX,
@@ -318,6 +319,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         windows = await maintenance.for_monitor(conn, m.id, m.customer_id)
         capped = await login_caps.get(conn, m.id, now)
         posture = await monitor_posture(conn, m.id)
+        roundtrip = await roundtrip_view(conn, m, now)
     return page(
         request,
         "monitor.html",
@@ -335,6 +337,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         windows=windows,
         capped=capped,
         **posture,
+        **roundtrip,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )

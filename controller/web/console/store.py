@@ -108,7 +108,11 @@ async def overview(
     return [_summary(r) for r in rows], counts
 
 
-PHASES = ("dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms")
+# A round trip's phases (submit, delivery, fetch) follow; a kind without them draws no line.
+PHASES = (
+    "dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms", "submit_ms", "delivery_ms",
+    "fetch_ms",
+)  # fmt: skip
 
 
 async def response_buckets(
