@@ -121,6 +121,18 @@ MailDomain = Annotated[
 ]
 
 
+SecretEnv = Annotated[
+    dict[str, str],
+    Meta(
+        description="monitors as code: the environment variable (`MAILPROBE_SECRET_<NAME>`) "
+        "`apply` read each secret from, by the secret's path in the config (`auth.pass`, "
+        "`password`, `send.auth.pass`, `receive.password`, `auth.oauth2.clientSecret`...), so "
+        "`export` names the same variables. A label only: the controller reads no environment "
+        "variable. null: none"
+    ),
+]
+
+
 class _MonitorFields(_In):
     status: str | UnsetType = UNSET
     check_interval: int | UnsetType = UNSET
@@ -129,6 +141,7 @@ class _MonitorFields(_In):
     notification_email: str | None | UnsetType = UNSET
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: MailDomain | None | UnsetType = UNSET
+    secret_env: SecretEnv | None | UnsetType = UNSET
 
 
 CustomerIdIn = Annotated[int | str, Meta(description="numeric customer id or public UUID")]
@@ -228,6 +241,7 @@ class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
     notification_email: str | None
     notification_phone_number: str | None
     mail_domain: str | None
+    secret_env: dict[str, str] | None = None
     last_checked_at: str | None
     created_at: str
     updated_at: str
