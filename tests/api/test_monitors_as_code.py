@@ -388,10 +388,12 @@ async def test_export_makes_up_stable_names_for_secrets_set_elsewhere(
 @pytest.mark.parametrize(
     ("secret_env", "said"),
     [
-        ({"auth.password": "MAILPROBE_SECRET_X"}, "'auth.password' is not where"),
-        ({"auth.pass": "HOME"}, "'HOME' is not a variable name MAILPROBE_SECRET_<NAME>"),
-        ({"auth.pass": "MAILPROBE_SECRET_" + "A" * 101}, "at most 100"),
-        ({"auth.pass": 3}, "secretEnv"),
+        ({"auth.password": "MAILPROBE_SECRET_X"}, "unknown field `auth.password`"),
+        ({"password": "MAILPROBE_SECRET_X"}, "unknown field `password`"),  # IMAP's, not SMTP's
+        ({"auth.pass": "HOME"}, "secretEnv.auth.pass: Expected `str` matching regex"),
+        ({"auth.pass": "MAILPROBE_SECRET_" + "A" * 101}, "secretEnv.auth.pass: Expected"),
+        ({"auth.pass": 3}, "secretEnv.auth.pass: Expected `str`"),
+        (["MAILPROBE_SECRET_X"], "secretEnv: Expected `object"),
     ],
 )
 async def test_a_bad_secret_env_is_a_400_naming_it(

@@ -519,9 +519,11 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
 
 
 def _secret_env(kind: Kind, body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
+    """`secret_env` as stored: each variable by its secret's path, in the kind's order."""
     if body.secret_env is UNSET:
         return {}
-    return {"secret_env": validation.secret_env(body.secret_env, kind.all_secrets)}
+    given = msgspec.to_builtins(body.secret_env) if body.secret_env is not None else None
+    return {"secret_env": validation.secret_env(given, kind.all_secrets)}
 
 
 def sent_fields(body: MonitorUpdate) -> set[str]:
