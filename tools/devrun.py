@@ -291,7 +291,7 @@ def main() -> int:
          -H 'Content-Type: application/json' -d '{{"name": "ACME"}}'
     curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
          -H 'Content-Type: application/json' \\
-         -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com", "port": 587}}'
+         -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com"}}'
     curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN"
 
   Logs: WARNING and above here (LOG_LEVEL=INFO make run for every line). Ctrl-C stops everything.

@@ -2,9 +2,9 @@
 real controller accepts (201), the private-CA one built by `jq --rawfile` from a PEM file, and
 the example monitors file (docs/examples/monitors.yaml) is one `apply --dry-run` accepts."""
 
+import asyncio
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -25,7 +25,9 @@ CURLS = [
         r"curl -s -X POST localhost:8080(/api/[\w-]+) [^|]*?-d '(\{.*?\})'", block, re.S
     )
 ]
-JQ = [m for block in BLOCKS for m in re.findall(r"jq -n --rawfile ca ca\.pem '(.*?)' \|", block, re.S)]
+JQ = [
+    m for block in BLOCKS for m in re.findall(r"jq -n --rawfile ca ca\.pem '(.*?)' \|", block, re.S)
+]
 ALERT_SINK = re.search(r'`(\{"customerId": 1, "name": "Alert sink".*?\})`', README, re.S)
 
 
@@ -59,14 +61,12 @@ async def test_the_alert_sink_monitor_and_the_private_ca_built_by_jq_are_accepte
 ) -> None:
     assert ALERT_SINK is not None
     (tmp_path / "ca.pem").write_text(trustme.CA().cert_pem.bytes().decode())
-    built = subprocess.run(
-        ["jq", "-n", "--rawfile", "ca", "ca.pem", JQ[0]],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    ).stdout
+    jq = await asyncio.create_subprocess_exec(
+        "jq", "-n", "--rawfile", "ca", "ca.pem", JQ[0], cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(jq.communicate(), 10)
+    assert jq.returncode == 0
+    built = out.decode()
     async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         made = await client.post("/api/smtp-monitors", json=for_tenant(built, tenant))
         sink = await client.post("/api/smtp-monitors", json=for_tenant(ALERT_SINK[1], tenant))
@@ -92,7 +92,9 @@ async def test_the_example_monitors_file_applies_and_exports_with_its_one_variab
     }
     code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
     assert code == 0, err
-    assert out.splitlines()[-1].endswith("5 to create, 0 to update, 0 to delete (dry run: nothing changed)")
+    assert out.splitlines()[-1].endswith(
+        "5 to create, 0 to update, 0 to delete (dry run: nothing changed)"
+    )
     code, out, err = await command_line("apply", "-f", str(path), env=env)
     assert code == 0, err + out
     code, exported, err = await command_line(
@@ -104,4 +106,6 @@ async def test_the_example_monitors_file_applies_and_exports_with_its_one_variab
     path.write_text(exported)
     code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
     assert code == 0, err
-    assert out.splitlines()[-1].endswith("0 to create, 0 to update, 0 to delete (dry run: nothing changed)")
+    assert out.splitlines()[-1].endswith(
+        "0 to create, 0 to update, 0 to delete (dry run: nothing changed)"
+    )

@@ -173,7 +173,11 @@ async def test_a_monitor_is_followed_by_its_name(
     mine = await _smtp_monitor(api_url, tenant, "Edge relay", tenant.customer_public_id)
     theirs = await make_tenant(pool)
     await _smtp_monitor(api_url, theirs, "Edge relay", theirs.customer_public_id)
-    env = {"NATS_URL": nats_url, "MAILPROBE_API": api_url, "MAILPROBE_TOKEN": tenant.tokens["readonly"]}
+    env = {
+        "NATS_URL": nats_url,
+        "MAILPROBE_API": api_url,
+        "MAILPROBE_TOKEN": tenant.tokens["readonly"],
+    }
     proc = await _tail("--monitor", "edge RELAY", env=env)  # no exact match: any case
     assert proc.stdout is not None
     nc = await nats.connect(nats_url)

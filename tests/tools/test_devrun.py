@@ -27,7 +27,8 @@ def _time_wait_on(port: int) -> None:
 def _in_time_wait(port: int) -> bool:
     lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
     return any(
-        int(f[1].split(":")[1], 16) == port and f[3] == "06" for f in (line.split() for line in lines)
+        int(f[1].split(":")[1], 16) == port and f[3] == "06"
+        for f in (line.split() for line in lines)
     )
 
 

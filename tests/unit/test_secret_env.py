@@ -77,7 +77,9 @@ def test_export_names_are_secrets_apply_reads(monitor: str, name: str) -> None:
         (("send", "auth", "oauth2", "refreshToken"), 2, "SEND_REFRESH_TOKEN"),
     ],
 )
-def test_a_made_up_name_says_what_the_secret_is(steps: tuple[str, ...], legs: int, what: str) -> None:
+def test_a_made_up_name_says_what_the_secret_is(
+    steps: tuple[str, ...], legs: int, what: str
+) -> None:
     assert what_of(steps, legs) == what
     assert refusal(export_name("Box", what)) is None
 
