@@ -5,6 +5,9 @@ A core subscription on `mon.results.CC.TYPE.MONITOR`, so any NATS user that may 
 can run it, the read-only `subscriber` too. Country and monitor narrow the subject (the server
 filters); the status is filtered here. Connects to NATS_URL (default nats://127.0.0.1:4222,
 `make run`'s), verifying a `tls://` server with NATS_TLS_CA_FILE when set.
+
+`--monitor` takes a public id, or a name: a name is looked up through the API (MAILPROBE_API, a
+token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have it.
 """
 
 import argparse
@@ -16,11 +19,15 @@ from collections.abc import Callable, Mapping
 from typing import get_args
 from uuid import UUID
 
+import httpx
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from controller.ascode import api_url, find_monitor, secret_env
+from controller.ascode import run as ascode_run
+from controller.ascode.run import DEFAULT_API
 from shared.messages import CheckResult, Status, decode_result
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
@@ -33,22 +40,77 @@ def _country(value: str) -> str:
 
 
 def _monitor(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("a monitor's name or publicId")
     try:
         return str(UUID(value))
     except ValueError:
-        raise argparse.ArgumentTypeError("the monitor's publicId (a UUID)") from None
+        return value  # a name, looked up through the API
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     cmd = sub.add_parser("tail", help="print check results as they arrive (Ctrl-C stops)")
     cmd.add_argument("--country", type=_country, help="only results from this country")
-    cmd.add_argument("--monitor", type=_monitor, help="only this monitor (its publicId)")
+    cmd.add_argument(
+        "--monitor",
+        type=_monitor,
+        help="only this monitor: its publicId, or its name (looked up through the API with"
+        " MAILPROBE_TOKEN)",
+    )
     cmd.add_argument(
         "--status",
         choices=get_args(Status),
         help="only up, only down or only inconclusive results (the agent's own path failed)",
     )
     cmd.add_argument("--nats", default=None, help=f"NATS URL (default: NATS_URL or {DEFAULT_NATS})")
+    cmd.add_argument(
+        "--api",
+        default=None,
+        help=f"the API that finds a monitor by name (default: MAILPROBE_API or {DEFAULT_API})",
+    )
+    cmd.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow a plain http:// --api on another host (as for apply)",
+    )
+
+
+def _is_public_id(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The public id `--monitor` means: itself when it is one, else the one monitor of that
+    name the API shows the token. TailError saying why not."""
+    if monitor is None or _is_public_id(monitor):
+        return monitor
+    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    if why := api_url.problem(api, insecure_http=args.insecure_http):
+        raise TailError(why)
+    if not env.get(secret_env.TOKEN_ENV):
+        raise TailError(
+            f"--monitor {monitor!r} is a name, which the API looks up: set"
+            f" {secret_env.TOKEN_ENV} to an API token, or give the monitor's publicId"
+        )
+
+    async def ask() -> str:
+        async with ascode_run._client(api, env) as client:
+            return await find_monitor.public_id_of(client, monitor)
+
+    try:
+        return asyncio.run(ask())
+    except find_monitor.NotFound as exc:
+        raise TailError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise TailError(f"cannot ask {api} for monitor {monitor!r}: {exc}") from None
+
+
+class TailError(Exception):
+    """The command cannot start; the text says why."""
 
 
 def subject(country: str | None, monitor: str | None) -> str:
@@ -92,6 +154,11 @@ async def follow(
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        monitor = resolve(args.monitor, args, env)
+    except TailError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     url = args.nats or env.get("NATS_URL") or DEFAULT_NATS
     ca = env.get("NATS_TLS_CA_FILE")
     tls = ssl.create_default_context(cafile=ca) if ca else None
@@ -99,7 +166,7 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     async def run() -> None:
         nc = await nats.connect(url.split(","), tls=tls, max_reconnect_attempts=-1)
         try:
-            await follow(nc, args.country, args.monitor, args.status, print, asyncio.Event())
+            await follow(nc, args.country, monitor, args.status, print, asyncio.Event())
         finally:
             await nc.close()
 

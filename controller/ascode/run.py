@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from controller.ascode import api_url, secret_env
+from controller.ascode import api_url, secret_env, yaml_text
 from controller.ascode import channels as channel_file
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
@@ -128,7 +127,7 @@ async def _do(client: httpx.AsyncClient, spec: Spec, action: Action) -> None:
 
 
 def export_text(customer: str, monitors: list[Current]) -> str:
-    return yaml.safe_dump(export(customer, monitors), sort_keys=False, allow_unicode=True)
+    return yaml_text.dump(export(customer, monitors))
 
 
 def _client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:

@@ -33,7 +33,23 @@ def holds_the_token(value: str, env: Mapping[str, str]) -> bool:
     return bool(token) and value == token
 
 
-def export_name(monitor_name: str) -> str:
-    """The variable `export` names for a monitor's secret: the prefix, the name in capitals."""
-    slug = re.sub(r"[^A-Z0-9]+", "_", monitor_name.upper()).strip("_") or "MONITOR"
-    return f"{SECRET_PREFIX}{slug}_PASSWORD"
+SLUG_MAX = 60  # of the monitor's name in a made-up name: the API takes 100 after the prefix
+
+
+def export_name(monitor_name: str, what: str = "PASSWORD") -> str:
+    """The variable `export` makes up for a secret the API has no name for (a monitor made in
+    the console): the prefix, the monitor's name in capitals (letters and digits, `_` between,
+    at most 60), then what the secret is (`PASSWORD`, `SEND_PASSWORD`, `CLIENT_SECRET`...)."""
+    slug = re.sub(r"[^A-Z0-9]+", "_", monitor_name.upper()).strip("_")[:SLUG_MAX].strip("_")
+    return f"{SECRET_PREFIX}{slug or 'MONITOR'}_{what}"
+
+
+def what_of(steps: tuple[str, ...], legs: int) -> str:
+    """What a secret at `steps` of a config is, for `export_name`: `PASSWORD` for a kind's one
+    password, the leg before it when the kind has two (`SEND_PASSWORD`, `RECEIVE_PASSWORD`),
+    an OAuth2 grant's key in capitals (`CLIENT_SECRET`, `SEND_REFRESH_TOKEN`)."""
+    leg = f"{steps[0].upper()}_" if legs > 1 else ""
+    leaf = steps[-1]
+    if "oauth2" in steps:
+        return leg + re.sub(r"(?<!^)(?=[A-Z])", "_", leaf).upper()
+    return f"{leg}PASSWORD"

@@ -74,7 +74,7 @@ class Desired:
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
             if value == MASK:
-                return {"config": self.body["config"]}
+                return {"config": self.body["config"], "secretEnv": self.body["secretEnv"]}
         return None
 
     def line_of(self, field: str) -> int:
@@ -209,14 +209,20 @@ def _monitor(
         raise Problem(("type",), f"type: one of {', '.join(TYPES)} is required")
     if "customerId" in doc:
         raise Problem(("customerId",), "customerId: the file's `customer` applies to all")
+    if "secretEnv" in doc:
+        raise Problem(
+            ("secretEnv",), "secretEnv: apply sends it, from the file's {env: NAME} secrets"
+        )
     kind = kinds.of_type(monitor_type)
     config_key = _config_key(kind, doc)
+    names: dict[str, str] = {}
     if config_key is not None:
-        doc[config_key] = _with_secret(doc[config_key], config_key, kind, env)
+        doc[config_key] = _with_secret(doc[config_key], config_key, kind, env, names)
         if len(kind.types) > 1:
             _protocol(doc, config_key, cast(MonitorType, monitor_type))
     elif monitor_type != kind.types[0]:
         doc[kind.config_key] = {"protocol": monitor_type}
+    doc["secretEnv"] = names or None
     struct_type = api_of(kind).create
     try:
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
@@ -246,29 +252,35 @@ def _config_key(kind: Kind, doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _with_secret(config: dict[str, Any], key: str, kind: Kind, env: Mapping[str, str]) -> Any:
-    """`config` with its `{env: NAME}` secrets read from the environment; a secret written
-    out is refused, the file being kept in git."""
+def _with_secret(
+    config: dict[str, Any], key: str, kind: Kind, env: Mapping[str, str], names: dict[str, str]
+) -> Any:
+    """`config` with its `{env: NAME}` secrets read from the environment, each NAME put in
+    `names` by the secret's path (what the API keeps as `secretEnv`); a secret written out is
+    refused, the file being kept in git."""
     out = dict(config)
     for steps in kind.all_secret_steps:
-        _read_secret(out, key, steps, env)
+        if name := _read_secret(out, key, steps, env):
+            names[".".join(steps)] = name
     return out
 
 
 def _read_secret(
     out: dict[str, Any], key: str, steps: tuple[str, ...], env: Mapping[str, str]
-) -> None:
+) -> str | None:
+    """Fill in the secret at `steps` from the environment; the variable's name (None: the
+    file has no secret there)."""
     *parents, leaf = steps
     holder = out
     for step in parents:
         if not isinstance(holder.get(step), dict):
-            return
+            return None
         holder[step] = dict(holder[step])
         holder = holder[step]
     ref = holder.get(leaf)
     path = (key, *parents, leaf)
     if ref is None:
-        return
+        return None
     if not (isinstance(ref, dict) and set(ref) == {"env"} and isinstance(ref["env"], str)):
         raise Problem(
             path,
@@ -289,6 +301,7 @@ def _read_secret(
             (*path, "env"), f"{'.'.join(path)}: environment variable {ref['env']} is not set"
         )
     holder[leaf] = value
+    return str(ref["env"])
 
 
 def _protocol(doc: dict[str, Any], key: str, monitor_type: MonitorType) -> None:
@@ -319,5 +332,6 @@ def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[
         "notificationEmail": values.get("notification_email"),
         "notificationPhoneNumber": values.get("notification_phone_number"),
         "mailDomain": values.get("mail_domain"),
+        "secretEnv": values.get("secret_env"),
         "config": doc[key] if key else {},
     }

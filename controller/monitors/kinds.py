@@ -146,6 +146,11 @@ class Kind:
         return tuple(path for login in self.logins for path in login.grant_secrets)
 
     @property
+    def all_secrets(self) -> tuple[str, ...]:
+        """Every secret's config path (dotted), passwords then grants' secrets."""
+        return self.secrets + self.grant_secrets
+
+    @property
     def all_secret_steps(self) -> tuple[tuple[str, ...], ...]:
         """Every secret's path as key steps, passwords then grants' secrets: what a monitors
         file reads from the environment and never holds."""

@@ -210,3 +210,32 @@ def status(value: str, field: str = "status") -> str:
             field, f"{field} must be one of active, maintenance, disabled, paused, inactive"
         )
     return normalised
+
+
+SECRET_ENV_PREFIX = "MAILPROBE_SECRET_"
+SECRET_ENV_NAME = re.compile(rf"{SECRET_ENV_PREFIX}[A-Za-z0-9_]{{1,100}}")
+
+
+def secret_env(
+    value: dict[str, str] | None, paths: tuple[str, ...], field: str = "secretEnv"
+) -> dict[str, str] | None:
+    """Which environment variable monitors-as-code reads each secret from, by the secret's
+    config path (`auth.pass`, `receive.password`): a label the API keeps for `export`, never a
+    variable the controller reads. Each key one of the kind's `paths`, each name
+    `MAILPROBE_SECRET_<NAME>`; null or {}: none."""
+    if not value:
+        return None
+    for path, env in value.items():
+        if path not in paths:
+            raise invalid(
+                field,
+                f"{field}: {path!r} is not where this kind keeps a secret (one of"
+                f" {', '.join(paths)})",
+            )
+        if not SECRET_ENV_NAME.fullmatch(env):
+            raise invalid(
+                field,
+                f"{field}.{path}: {env!r} is not a variable name {SECRET_ENV_PREFIX}<NAME>"
+                " (letters, digits, _; at most 100 after the prefix)",
+            )
+    return {path: value[path] for path in paths if path in value}

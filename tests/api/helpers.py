@@ -33,6 +33,7 @@ COMMON_KEYS = {
     "publicId",
     "allowedCheckCountryCodes",
     "mailDomain",
+    "secretEnv",
 }
 SMTP_KEYS = COMMON_KEYS | {"smtpConfig"}
 IMAP_KEYS = COMMON_KEYS | {"imapPopConfig"}

@@ -112,6 +112,7 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "notificationEmail",
         "notificationPhoneNumber",
         "mailDomain",
+        "secretEnv",
     } == set(create["properties"])
 
 

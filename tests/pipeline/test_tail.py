@@ -7,6 +7,8 @@ import signal
 import sys
 import uuid
 
+import asyncpg
+import httpx
 import nats
 
 from controller.__main__ import _parser
@@ -15,6 +17,7 @@ from shared.messages import CheckResult, encode
 from shared.subjects import results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.test_cli import ROOT
+from tests.conftest import Tenant, make_tenant
 
 
 def result(country: str, monitor: str, status: str) -> CheckResult:
@@ -138,3 +141,83 @@ async def test_status_inconclusive_is_a_filter_of_the_command(nats_url: str) -> 
         await nc.close()
     [only] = seen
     assert f" TZ smtp {monitor} inconclusive/inconclusive - canary mx.canary.test:25" in only
+
+
+async def _tail(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "tail",
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _smtp_monitor(api_url: str, tenant: Tenant, name: str, customer: str) -> str:
+    body = {"customerId": customer, "name": name, "hostname": "smtp.example.com"}
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+        r = await client.post("/api/smtp-monitors", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["publicId"])
+
+
+async def test_a_monitor_is_followed_by_its_name(
+    nats_url: str, api_url: str, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """`--monitor NAME` asks the API (with MAILPROBE_TOKEN) which monitor has that name, and
+    follows that one; another organization's monitor of the same name is not the token's to see."""
+    mine = await _smtp_monitor(api_url, tenant, "Edge relay", tenant.customer_public_id)
+    theirs = await make_tenant(pool)
+    await _smtp_monitor(api_url, theirs, "Edge relay", theirs.customer_public_id)
+    env = {
+        "NATS_URL": nats_url,
+        "MAILPROBE_API": api_url,
+        "MAILPROBE_TOKEN": tenant.tokens["readonly"],
+    }
+    proc = await _tail("--monitor", "edge RELAY", env=env)  # no exact match: any case
+    assert proc.stdout is not None
+    nc = await nats.connect(nats_url)
+    try:
+        for _ in range(50):  # until the command has subscribed
+            await nc.publish(results_subject("KE", "smtp", mine), encode(result("KE", mine, "up")))
+            try:
+                out = await asyncio.wait_for(proc.stdout.readline(), 0.2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("tail printed nothing")
+    finally:
+        await nc.close()
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)
+    assert f"KE smtp {mine} up 12ms 220 ready" in out.decode()
+
+
+async def test_an_ambiguous_or_unknown_name_is_refused_naming_the_candidates(
+    api_url: str, tenant: Tenant
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+        r = await client.post("/api/customers", json={"name": "Second"})
+    assert r.status_code == 201, r.text
+    first = await _smtp_monitor(api_url, tenant, "Relay", tenant.customer_public_id)
+    second = await _smtp_monitor(api_url, tenant, "Relay", r.json()["publicId"])
+    await _smtp_monitor(api_url, tenant, "Relay 2", tenant.customer_public_id)  # not a match
+    env = {"MAILPROBE_API": api_url, "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    proc = await _tail("--monitor", "Relay", env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    said = err.decode()
+    assert proc.returncode == 2 and out == b""
+    assert "2 monitors are named 'Relay'; give one's public id to --monitor" in said, said
+    assert first in said and second in said and "Relay 2" not in said
+    proc = await _tail("--monitor", "Nobody", env=env)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert "no monitor is named 'Nobody'" in err.decode()
+    proc = await _tail("--monitor", "Relay", env={"MAILPROBE_API": api_url, "MAILPROBE_TOKEN": ""})
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2 and "set MAILPROBE_TOKEN" in err.decode()

@@ -6,11 +6,13 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from controller.monitors import change_rules as rules
-from controller.monitors.kinds import ALL_TYPES, PORT_HINTS
+from controller.monitors.kinds import ALL_TYPES, IMAP_POP, PORT_HINTS, ROUNDTRIP, SMTP
 from controller.monitors.store import WRITABLE, decode, stored_values
+from controller.web.api.monitor_schemas import ImapPopSecretEnv, RoundTripSecretEnv, SmtpSecretEnv
 from shared.messages import (
     ImapPopConfig,
     JobConfig,
@@ -148,3 +150,13 @@ def test_every_type_says_its_default_ports(monitor_type: MonitorType) -> None:
     hint = PORT_HINTS[monitor_type]
     on, off = (default_port(monitor_type, _with_tls(monitor_type, t)) for t in (True, False))
     assert hint.startswith(f"{on} with ") and hint.endswith(f", else {off}")
+
+
+def test_each_kinds_secret_env_names_exactly_its_secrets() -> None:
+    """`secretEnv` takes a variable for each secret the kind has, at the path the kind keeps
+    it, and nothing else (the request Struct and the registry held together)."""
+    for kind, struct in ((SMTP, SmtpSecretEnv), (IMAP_POP, ImapPopSecretEnv)):
+        names = {f.encode_name for f in msgspec.structs.fields(struct)}
+        assert names == set(kind.all_secrets), kind.name
+    names = {f.encode_name for f in msgspec.structs.fields(RoundTripSecretEnv)}
+    assert names == set(ROUNDTRIP.all_secrets)

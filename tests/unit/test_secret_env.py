@@ -4,7 +4,8 @@ names every secret so that it applies again."""
 
 import pytest
 
-from controller.ascode.secret_env import export_name, holds_the_token, refusal
+from controller.ascode.secret_env import export_name, holds_the_token, refusal, what_of
+from controller.monitors.validation import SECRET_ENV_NAME
 
 TOKEN_REFUSED = "MAILPROBE_TOKEN holds the API token and is never sent as a secret"
 
@@ -63,3 +64,27 @@ def test_a_secret_holding_the_token_is_recognised(
 def test_export_names_are_secrets_apply_reads(monitor: str, name: str) -> None:
     assert export_name(monitor) == name
     assert refusal(name) is None
+
+
+@pytest.mark.parametrize(
+    ("steps", "legs", "what"),
+    [
+        (("auth", "pass"), 1, "PASSWORD"),
+        (("password",), 1, "PASSWORD"),
+        (("send", "auth", "pass"), 2, "SEND_PASSWORD"),
+        (("receive", "password"), 2, "RECEIVE_PASSWORD"),
+        (("oauth2", "clientSecret"), 1, "CLIENT_SECRET"),
+        (("send", "auth", "oauth2", "refreshToken"), 2, "SEND_REFRESH_TOKEN"),
+    ],
+)
+def test_a_made_up_name_says_what_the_secret_is(
+    steps: tuple[str, ...], legs: int, what: str
+) -> None:
+    assert what_of(steps, legs) == what
+    assert refusal(export_name("Box", what)) is None
+
+
+def test_a_made_up_name_from_a_long_monitor_name_is_one_the_api_keeps() -> None:
+    name = export_name("x" * 200, "SEND_REFRESH_TOKEN")
+    assert name == f"MAILPROBE_SECRET_{'X' * 60}_SEND_REFRESH_TOKEN"
+    assert SECRET_ENV_NAME.fullmatch(name)

@@ -412,6 +412,7 @@ def create_values(
 ) -> dict[str, Any]:
     """The row values of a new monitor (without `customer_id`): fields, defaults, config."""
     values = common_values(body)
+    values.update(_secret_env(kind, body))
     values.setdefault("status", "active")
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
@@ -437,6 +438,7 @@ def update_values(
 ) -> dict[str, Any]:
     """The columns a PATCH changes on `monitor` (without `customer_id`)."""
     changes = common_values(body)
+    changes.update(_secret_env(kind, body))
     validation.interval_and_timeout(
         changes.get("check_interval", monitor.check_interval),
         changes.get("timeout_seconds", monitor.timeout_seconds),
@@ -516,6 +518,14 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
     return out
 
 
+def _secret_env(kind: Kind, body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
+    """`secret_env` as stored: each variable by its secret's path, in the kind's order."""
+    if body.secret_env is UNSET:
+        return {}
+    given = msgspec.to_builtins(body.secret_env) if body.secret_env is not None else None
+    return {"secret_env": validation.secret_env(given, kind.all_secrets)}
+
+
 def sent_fields(body: MonitorUpdate) -> set[str]:
     """Names of the fields present in a PATCH body (for the readonly rule)."""
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
@@ -538,6 +548,7 @@ def _common(monitor: "Monitor", config: dict[str, Any]) -> dict[str, Any]:
         "notification_email": monitor.notification_email,
         "notification_phone_number": monitor.notification_phone_number,
         "mail_domain": monitor.mail_domain,
+        "secret_env": monitor.secret_env,
         "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
         "created_at": iso_ms(monitor.created_at),
         "updated_at": iso_ms(monitor.updated_at),

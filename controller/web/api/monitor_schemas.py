@@ -121,6 +121,62 @@ MailDomain = Annotated[
 ]
 
 
+SecretEnvName = Annotated[
+    str,
+    Meta(
+        description="the environment variable monitors as code read this secret from",
+        pattern=r"^MAILPROBE_SECRET_[A-Za-z0-9_]{1,100}$",
+    ),
+]
+_ENV = UNSET  # each field of a SecretEnv: absent unless the file named a variable
+
+
+class _SecretEnvIn(_In):
+    """Monitors as code: the environment variable (`MAILPROBE_SECRET_<NAME>`) `apply` read each
+    secret from, by the secret's path in the config, so `export` writes the same names. A label
+    only: the controller reads no environment variable."""
+
+
+class SmtpSecretEnv(_SecretEnvIn):
+    password: SecretEnvName | UnsetType = field(default=_ENV, name="auth.pass")
+    client_secret: SecretEnvName | UnsetType = field(default=_ENV, name="auth.oauth2.clientSecret")
+    refresh_token: SecretEnvName | UnsetType = field(default=_ENV, name="auth.oauth2.refreshToken")
+    private_key: SecretEnvName | UnsetType = field(default=_ENV, name="auth.oauth2.privateKey")
+
+
+class ImapPopSecretEnv(_SecretEnvIn):
+    password: SecretEnvName | UnsetType = field(default=_ENV, name="password")
+    client_secret: SecretEnvName | UnsetType = field(default=_ENV, name="oauth2.clientSecret")
+    refresh_token: SecretEnvName | UnsetType = field(default=_ENV, name="oauth2.refreshToken")
+    private_key: SecretEnvName | UnsetType = field(default=_ENV, name="oauth2.privateKey")
+
+
+class RoundTripSecretEnv(_SecretEnvIn):
+    send_password: SecretEnvName | UnsetType = field(default=_ENV, name="send.auth.pass")
+    receive_password: SecretEnvName | UnsetType = field(default=_ENV, name="receive.password")
+    send_client_secret: SecretEnvName | UnsetType = field(
+        default=_ENV, name="send.auth.oauth2.clientSecret"
+    )
+    send_refresh_token: SecretEnvName | UnsetType = field(
+        default=_ENV, name="send.auth.oauth2.refreshToken"
+    )
+    send_private_key: SecretEnvName | UnsetType = field(
+        default=_ENV, name="send.auth.oauth2.privateKey"
+    )
+    receive_client_secret: SecretEnvName | UnsetType = field(
+        default=_ENV, name="receive.oauth2.clientSecret"
+    )
+    receive_refresh_token: SecretEnvName | UnsetType = field(
+        default=_ENV, name="receive.oauth2.refreshToken"
+    )
+    receive_private_key: SecretEnvName | UnsetType = field(
+        default=_ENV, name="receive.oauth2.privateKey"
+    )
+
+
+SecretEnvIn = SmtpSecretEnv | ImapPopSecretEnv | RoundTripSecretEnv
+
+
 class _MonitorFields(_In):
     status: str | UnsetType = UNSET
     check_interval: int | UnsetType = UNSET
@@ -151,21 +207,25 @@ class _UpdateFields(_MonitorFields, kw_only=True):
 class SmtpMonitorCreate(_CreateFields, kw_only=True):
     smtp_config: SmtpConfigIn | None | UnsetType = UNSET
     config: SmtpConfigIn | None | UnsetType = UNSET
+    secret_env: SmtpSecretEnv | None | UnsetType = UNSET
 
 
 class SmtpMonitorUpdate(_UpdateFields, kw_only=True):
     smtp_config: SmtpConfigIn | None | UnsetType = UNSET
     config: SmtpConfigIn | None | UnsetType = UNSET
+    secret_env: SmtpSecretEnv | None | UnsetType = UNSET
 
 
 class ImapPopMonitorCreate(_CreateFields, kw_only=True):
     imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
     config: ImapPopConfigIn | None | UnsetType = UNSET
+    secret_env: ImapPopSecretEnv | None | UnsetType = UNSET
 
 
 class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
     imap_pop_config: ImapPopConfigIn | None | UnsetType = UNSET
     config: ImapPopConfigIn | None | UnsetType = UNSET
+    secret_env: ImapPopSecretEnv | None | UnsetType = UNSET
 
 
 class RoundTripSendIn(SmtpConfigIn):
@@ -200,6 +260,7 @@ class RoundTripMonitorCreate(_MonitorFields, kw_only=True):
     name: str
     roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
     config: RoundTripConfigIn | UnsetType = UNSET
+    secret_env: RoundTripSecretEnv | None | UnsetType = UNSET
 
 
 class RoundTripMonitorUpdate(_MonitorFields, kw_only=True):
@@ -207,6 +268,7 @@ class RoundTripMonitorUpdate(_MonitorFields, kw_only=True):
     name: str | UnsetType = UNSET
     roundtrip_config: RoundTripConfigIn | UnsetType = UNSET
     config: RoundTripConfigIn | UnsetType = UNSET
+    secret_env: RoundTripSecretEnv | None | UnsetType = UNSET
 
 
 MonitorCreate = SmtpMonitorCreate | ImapPopMonitorCreate | RoundTripMonitorCreate
@@ -228,6 +290,7 @@ class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
     notification_email: str | None
     notification_phone_number: str | None
     mail_domain: str | None
+    secret_env: dict[str, str] | None = None
     last_checked_at: str | None
     created_at: str
     updated_at: str

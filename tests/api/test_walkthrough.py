@@ -1,0 +1,111 @@
+"""The README's walkthrough as written: every request of its code blocks is valid JSON that a
+real controller accepts (201), the private-CA one built by `jq --rawfile` from a PEM file, and
+the example monitors file (docs/examples/monitors.yaml) is one `apply --dry-run` accepts."""
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+
+from tests.api.test_cli import ROOT
+from tests.api.test_monitors_as_code import command_line
+from tests.conftest import Tenant
+
+README = (ROOT / "README.md").read_text()
+EXAMPLE = ROOT / "docs" / "examples" / "monitors.yaml"
+BLOCKS = [b.replace("\\\n", " ") for b in re.findall(r"```sh\n(.*?)```", README, re.S)]
+CURLS = [
+    (path, body)
+    for block in BLOCKS
+    for path, body in re.findall(
+        r"curl -s -X POST localhost:8080(/api/[\w-]+) [^|]*?-d '(\{.*?\})'", block, re.S
+    )
+]
+JQ = [
+    m for block in BLOCKS for m in re.findall(r"jq -n --rawfile ca ca\.pem '(.*?)' \|", block, re.S)
+]
+ALERT_SINK = re.search(r'`(\{"customerId": 1, "name": "Alert sink".*?\})`', README, re.S)
+
+
+def for_tenant(body: str, tenant: Tenant) -> dict[str, object]:
+    """A README body (valid JSON as written) for the test's customer instead of customer 1."""
+    parsed: dict[str, object] = json.loads(body)
+    if parsed.get("customerId") == 1:
+        parsed["customerId"] = tenant.customer_public_id
+    return parsed
+
+
+def test_the_walkthrough_has_each_example() -> None:
+    paths = [p for p, _ in CURLS]
+    assert paths.count("/api/smtp-monitors") == 1 and paths.count("/api/imap-pop-monitors") == 2
+    assert "/api/customers" in paths and "/api/roundtrip-monitors" in paths
+    assert len(JQ) == 1 and ALERT_SINK is not None
+    assert "Junk" not in dict(CURLS)["/api/roundtrip-monitors"]  # a folder every mailbox has
+
+
+@pytest.mark.parametrize(("path", "body"), CURLS, ids=[f"{i}{p}" for i, (p, _) in enumerate(CURLS)])
+async def test_each_request_of_the_walkthrough_is_accepted(
+    api_url: str, tenant: Tenant, path: str, body: str
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+        r = await client.post(path, json=for_tenant(body, tenant))
+    assert r.status_code == 201, r.text
+
+
+async def test_the_alert_sink_monitor_and_the_private_ca_built_by_jq_are_accepted(
+    api_url: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    assert ALERT_SINK is not None
+    (tmp_path / "ca.pem").write_text(trustme.CA().cert_pem.bytes().decode())
+    jq = await asyncio.create_subprocess_exec(
+        "jq", "-n", "--rawfile", "ca", "ca.pem", JQ[0], cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(jq.communicate(), 10)
+    assert jq.returncode == 0
+    built = out.decode()
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+        made = await client.post("/api/smtp-monitors", json=for_tenant(built, tenant))
+        sink = await client.post("/api/smtp-monitors", json=for_tenant(ALERT_SINK[1], tenant))
+    assert made.status_code == 201, made.text
+    assert "-----BEGIN CERTIFICATE-----\n" in made.json()["smtpConfig"]["tlsOptions"]["ca"]
+    assert sink.status_code == 201, sink.text
+    assert (sink.json()["hostname"], sink.json()["port"]) == ("127.0.0.1", 2525)
+
+
+async def test_the_example_monitors_file_applies_and_exports_with_its_one_variable(
+    api_url: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    """`apply --dry-run` accepts the README's example file as it is (but for its customer);
+    applied, then exported, it comes back with the one variable it names."""
+    text = EXAMPLE.read_text().replace("customer: 1 ", f"customer: {tenant.customer_public_id} ")
+    assert tenant.customer_public_id in text
+    path = tmp_path / "monitors.yaml"
+    path.write_text(text)
+    env = {
+        "MAILPROBE_TOKEN": tenant.tokens["admin"],
+        "MAILPROBE_API": api_url,
+        "MAILPROBE_SECRET_PROBE_PASS": "probe-s3cret",
+    }
+    code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith(
+        "5 to create, 0 to update, 0 to delete (dry run: nothing changed)"
+    )
+    code, out, err = await command_line("apply", "-f", str(path), env=env)
+    assert code == 0, err + out
+    code, exported, err = await command_line(
+        "export", "--customer", tenant.customer_public_id, env=env
+    )
+    assert code == 0, err
+    assert set(re.findall(r"env: (\w+)", exported)) == {"MAILPROBE_SECRET_PROBE_PASS"}
+    assert "ca: |\n" in exported
+    path.write_text(exported)
+    code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith(
+        "0 to create, 0 to update, 0 to delete (dry run: nothing changed)"
+    )

@@ -1,0 +1,64 @@
+"""`make run` across restarts: the alert sink keeps its port while the last run's connections
+sit in TIME_WAIT (the README's monitor on 127.0.0.1:2525 stays up), and the API token is in a
+file beside the admin password, readable by its owner only."""
+
+import socket
+import stat
+from pathlib import Path
+
+import httpx
+
+from shared import embedded
+from tools.alertsink import Running, Sink
+from tools.devrun import TOKEN_FILE, port_or_free, save_token
+
+
+def _time_wait_on(port: int) -> None:
+    """Leave a connection of `port` in TIME_WAIT on the listening side, as a sink that closed
+    its clients' connections (HTTP/1.0 answers do) leaves behind when it stops."""
+    running = Running(Sink(), embedded.free_port(), port)
+    try:
+        with httpx.Client() as client:  # the server closes first: TIME_WAIT is on its side
+            client.get(f"http://127.0.0.1:{port}/", headers={"Connection": "close"})
+    finally:
+        running.stop()
+
+
+def _in_time_wait(port: int) -> bool:
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return any(
+        int(f[1].split(":")[1], 16) == port and f[3] == "06"
+        for f in (line.split() for line in lines)
+    )
+
+
+def test_the_sink_keeps_its_port_across_a_restart() -> None:
+    port = embedded.free_port()
+    _time_wait_on(port)
+    assert _in_time_wait(port)
+    assert port_or_free(port) == port
+    again = Running(Sink(), embedded.free_port(), port)  # and the sink does bind it
+    try:
+        assert again.http_port == port
+    finally:
+        again.stop()
+
+
+def test_a_port_someone_listens_on_is_not_free() -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        assert not embedded.port_is_free(taken)
+        assert port_or_free(taken) != taken
+
+
+def test_the_token_is_saved_beside_the_password_for_its_owner_only(tmp_path: Path) -> None:
+    old = tmp_path / TOKEN_FILE
+    old.write_text("mp_old\n")
+    old.chmod(0o644)  # a file left readable by others is made private again
+    path = save_token(tmp_path, "mp_new-token")
+    assert path == tmp_path / "admin-token"
+    assert path.read_text() == "mp_new-token\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
