@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import re
 import socket
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -147,6 +148,12 @@ _apprise_log = logging.getLogger("apprise")
 _apprise_log.propagate = False  # its lines may name URLs: never in the process's logs
 _apprise_log.setLevel(logging.WARNING)
 _apprise_log.addHandler(_Said())
+
+# Apprise loads its plugins on first use; loaded here, once, with the deprecation warnings of
+# the optional modules some of them import (not ours to fix) kept out of the process's.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    apprise.plugins.N_MGR.load_modules()
 
 _ASSET = apprise.AppriseAsset(http_redirects=False, storage_mode=apprise.PersistentStoreMode.MEMORY)
 

@@ -135,7 +135,8 @@ async def test_an_incident_is_told_to_each_kind_and_its_recovery_closes_the_page
         assert "Cause" in text
         (teams,) = receivers["teams"].delivered
         card = teams.json()["attachments"][0]["content"]
-        facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+        runs = [[i["text"].replace("\u2060", "") for i in b["inlines"]] for b in card["body"]]
+        facts = {r[0].rstrip(": "): r[1] for r in runs[1:] if len(r) == 2}
         assert facts["State"] == "DOWN" and facts["Countries"] == "DE, FR" and facts["Cause"]
         assert card["actions"][0]["url"] == f"{PUBLIC_URL}/console/monitors/{mid}"
 
