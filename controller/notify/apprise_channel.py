@@ -153,7 +153,7 @@ _apprise_log.addHandler(_Said())
 # the optional modules some of them import (not ours to fix) kept out of the process's.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    apprise.plugins.N_MGR.load_modules()
+    apprise.plugins.N_MGR.load_modules()  # type: ignore[no-untyped-call]
 
 _ASSET = apprise.AppriseAsset(http_redirects=False, storage_mode=apprise.PersistentStoreMode.MEMORY)
 

@@ -5,6 +5,7 @@ severities chosen and the budget, "send a test" that pages no one, and Slack/Tea
 which a monitor's name cannot become a link or a mention."""
 
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from tests.alerting.receivers import (
 from tests.alerting.test_channels import (
     PUBLIC_URL,
     SECRETS,
-    channel_api,  # noqa: F401  # the fixture
     create,
+    loopback_api,
     sender,
     worker,
 )
@@ -43,6 +44,14 @@ from tests.peers.smtp import SmtpPeer
 from tests.peers.tls import short_key_leaf
 
 REJECTED = {"DE": "auth", "FR": "auth", "US": "auth"}
+
+
+@pytest.fixture
+async def channel_api(
+    settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with loopback_api(settings, alert_pool) as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)
@@ -107,9 +116,10 @@ async def test_apprise_refuses_a_private_host_without_the_setting_and_other_sche
         await worker(rig, sender(rig, settings, public_only)).burst()
         (row,) = [r for r in await rig.outbox_rows(m) if r["channel"] == "apprise"]
         assert (row["status"], row["attempts"]) == ("failed", 1)  # for good: not retried
-        assert "127.0.0.1" in row["last_error"] and "NOTIFY_ALLOW_PRIVATE_NETWORKS" in row[
-            "last_error"
-        ]
+        assert (
+            "127.0.0.1" in row["last_error"]
+            and "NOTIFY_ALLOW_PRIVATE_NETWORKS" in row["last_error"]
+        )
         assert endpoint.requests == []  # refused before any connection was made
     # The API: schemes outside the allow-list, certificate checks off and broken URLs are 400s.
     for url in (

@@ -196,6 +196,18 @@ async def _chosen(
     return monitors, customers
 
 
+async def choose_for(
+    conn: Conn, row: asyncpg.Record, monitor_ids: list[str], customer_ids: list[int]
+) -> None:
+    """Replace who chose the channel of `row` (the console's picker); ApiError as the API's."""
+    if len(monitor_ids) > MAX_CHOSEN or len(customer_ids) > MAX_CHOSEN:
+        raise bad_request("monitorIds", f"at most {MAX_CHOSEN} monitors and customers")
+    if any(not 1 <= c <= 2**63 - 1 for c in customer_ids):
+        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerIds"])
+    monitors, customers = await _chosen(conn, row["organization_id"], monitor_ids, customer_ids)
+    await channel_store.choose(conn, row["id"], monitors, customers)
+
+
 def _public_id(raw: str) -> UUID:
     try:
         return UUID(raw)
