@@ -138,9 +138,9 @@ async def choose_channel(request: AnyRequest, channel_id: PathStr) -> Redirect |
     row = await _own(request, channel_id)
     guards.requires_admin(principal_of(request))
     form = await request.form()
-    monitor_ids = [str(v)[:64] for v in form.getall("monitor")][: MAX_CHOSEN + 1]
+    monitor_ids = [str(v)[:64] for v in form.getall("monitor", [])][: MAX_CHOSEN + 1]
     try:
-        customer_ids = [int(str(v)[:20]) for v in form.getall("customer")][: MAX_CHOSEN + 1]
+        customer_ids = [int(str(v)[:20]) for v in form.getall("customer", [])][: MAX_CHOSEN + 1]
     except ValueError:
         return await _page(request, error="Choose customers from the list", status_code=400)
     try:
