@@ -77,7 +77,9 @@ async def test_an_admin_picks_the_monitors_and_customers_a_channel_serves(
                 assert box.is_selected(), box.get_attribute("outerHTML")
             browser.screenshot(driver, "channel-chooser")
             form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-            cells = "return [...document.querySelectorAll('td.served-monitors,td.served-customers')]"
+            cells = (
+                "return [...document.querySelectorAll('td.served-monitors,td.served-customers')]"
+            )
             browser.wait(
                 driver, lambda d: d.execute_script(cells + ".map(c => c.innerText)") == ["1", "1"]
             )
