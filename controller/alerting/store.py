@@ -22,6 +22,7 @@ from controller.db.pool import Conn
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.posture.rules import (
+    DEFAULT_CHANNEL_SEVERITIES,
     DEFAULT_EMAIL_SEVERITIES,
     DEFAULT_EXPIRY_DAYS,
     DEFAULT_SMS_SEVERITIES,
@@ -125,13 +126,15 @@ async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
 # were always filled in.
 _ORG_COLUMNS = (
     "failure_threshold, down_after_rounds, recover_after_rounds, cert_expiry_days,"
-    " confirm_failures, finding_email_severities, finding_sms_severities"
+    " confirm_failures, finding_email_severities, finding_sms_severities,"
+    " finding_channel_severities"
 )
 
 
 def _thresholds(row: asyncpg.Record) -> Thresholds:
     days = row["cert_expiry_days"]
     email, sms = row["finding_email_severities"], row["finding_sms_severities"]
+    chans = row["finding_channel_severities"]
     return Thresholds(
         row["failure_threshold"],
         row["down_after_rounds"],
@@ -140,6 +143,7 @@ def _thresholds(row: asyncpg.Record) -> Thresholds:
         row["confirm_failures"],
         DEFAULT_EMAIL_SEVERITIES if email is None else severities(email),
         DEFAULT_SMS_SEVERITIES if sms is None else severities(sms),
+        DEFAULT_CHANNEL_SEVERITIES if chans is None else severities(chans),
     )
 
 
@@ -158,15 +162,17 @@ async def put_org_thresholds(
     confirm_failures: bool | None = None,
     finding_email_severities: list[str] | None = None,
     finding_sms_severities: list[str] | None = None,
+    finding_channel_severities: list[str] | None = None,
 ) -> Thresholds:
     """Change the values given (None: keep; the built-in default when never set)."""
     row = await conn.fetchrow(
         "INSERT INTO organization_alert_settings AS s"
         " (organization_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities)"
+        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities,"
+        " finding_channel_severities)"
         " VALUES ($1, coalesce($2::float8, $5::float8), coalesce($3::int, $6::int),"
         " coalesce($4::int, $7::int), $8::int[], coalesce($9::bool, true), $10::text[],"
-        " $11::text[])"
+        " $11::text[], $12::text[])"
         " ON CONFLICT (organization_id) DO UPDATE SET"
         " failure_threshold = coalesce($2::float8, s.failure_threshold),"
         " down_after_rounds = coalesce($3::int, s.down_after_rounds),"
@@ -175,6 +181,7 @@ async def put_org_thresholds(
         " confirm_failures = coalesce($9::bool, s.confirm_failures),"
         " finding_email_severities = coalesce($10::text[], s.finding_email_severities),"
         " finding_sms_severities = coalesce($11::text[], s.finding_sms_severities),"
+        " finding_channel_severities = coalesce($12::text[], s.finding_channel_severities),"
         " updated_at = now()"
         f" RETURNING {_ORG_COLUMNS}",
         organization_id,
@@ -188,6 +195,7 @@ async def put_org_thresholds(
         confirm_failures,
         finding_email_severities,
         finding_sms_severities,
+        finding_channel_severities,
     )
     assert row is not None
     return _thresholds(row)
@@ -201,6 +209,7 @@ _OVERRIDES = (
     "confirm_failures",
     "finding_email_severities",
     "finding_sms_severities",
+    "finding_channel_severities",
 )
 
 
@@ -217,11 +226,12 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
         " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"
-        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (monitor_id) DO UPDATE SET"
+        " cert_expiry_days, confirm_failures, finding_email_severities, finding_sms_severities,"
+        " finding_channel_severities)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (monitor_id) DO UPDATE SET"
         " failure_threshold = $2, down_after_rounds = $3, recover_after_rounds = $4,"
         " cert_expiry_days = $5, confirm_failures = $6, finding_email_severities = $7,"
-        " finding_sms_severities = $8, updated_at = now()",
+        " finding_sms_severities = $8, finding_channel_severities = $9, updated_at = now()",
         monitor_id,
         values["failure_threshold"],
         values["down_after_rounds"],
@@ -230,6 +240,7 @@ async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, A
         values.get("confirm_failures"),
         values.get("finding_email_severities"),
         values.get("finding_sms_severities"),
+        values.get("finding_channel_severities"),
     )
 
 
@@ -253,6 +264,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     own = {n: row[f"own_{n}"] for n in _OVERRIDES}
     days = own["cert_expiry_days"]
     email, sms = own["finding_email_severities"], own["finding_sms_severities"]
+    chans = own["finding_channel_severities"]
     return Thresholds(
         own["failure_threshold"]
         if own["failure_threshold"] is not None
@@ -263,6 +275,7 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
         base.confirm_failures if own["confirm_failures"] is None else own["confirm_failures"],
         base.finding_email_severities if email is None else severities(email),
         base.finding_sms_severities if sms is None else severities(sms),
+        base.finding_channel_severities if chans is None else severities(chans),
     )
 
 
@@ -447,7 +460,15 @@ async def enqueue(
     for n in notes:
         if n.channel == CHANNELS:
             expanded += await channel_store.fan_out(
-                conn, monitor_id, incident_id, n.kind, n.dedupe_key, n.subject, utcnow()
+                conn,
+                monitor_id,
+                incident_id,
+                n.kind,
+                n.dedupe_key,
+                n.subject,
+                utcnow(),
+                details=n.text or None,
+                severity=n.severity,
             )
         else:
             expanded.append(n)

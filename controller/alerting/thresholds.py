@@ -9,6 +9,7 @@ never the db layer.
 from dataclasses import dataclass
 
 from controller.posture.rules import (
+    DEFAULT_CHANNEL_SEVERITIES,
     DEFAULT_EMAIL_SEVERITIES,
     DEFAULT_EXPIRY_DAYS,
     DEFAULT_SMS_SEVERITIES,
@@ -31,8 +32,15 @@ class Thresholds:
     # The severities of posture findings and certificate expiry notices told on each channel.
     finding_email_severities: tuple[Severity, ...] = DEFAULT_EMAIL_SEVERITIES
     finding_sms_severities: tuple[Severity, ...] = DEFAULT_SMS_SEVERITIES
+    # ... and to the monitor's notification channels (`channels`).
+    finding_channel_severities: tuple[Severity, ...] = DEFAULT_CHANNEL_SEVERITIES
 
     def finding_channels(self, severity: str) -> frozenset[str]:
-        """The channels (`email`, `sms`) a notice of that severity goes by."""
-        chosen = {"email": self.finding_email_severities, "sms": self.finding_sms_severities}
+        """The ways (`email`, `sms`, `channels`: the monitor's notification channels) a notice
+        of that severity goes by."""
+        chosen = {
+            "email": self.finding_email_severities,
+            "sms": self.finding_sms_severities,
+            "channels": self.finding_channel_severities,
+        }
         return frozenset(channel for channel, wanted in chosen.items() if severity in wanted)

@@ -1,5 +1,6 @@
 """Reaching a login cap is never silent: the monitor shows it (`login_caps`) and its
-organization's owners get one notice per episode, through the notification outbox."""
+organization's owners and the monitor's notification channels get one notice per episode,
+through the notification outbox."""
 
 from datetime import datetime
 
@@ -46,6 +47,6 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime, links: L
     texts = render_login_cap(monitor, cap, since, links)
     key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
     notes = recipients.to_owners(KIND, owners, texts, key)
-    await alerts.enqueue(conn, monitor_id, None, notes)
+    await alerts.enqueue(conn, monitor_id, None, notes + recipients.to_channels(KIND, texts, key))
     await login_caps.told(conn, monitor_id)
     bound.warning("login cap reached: owners told", owners=len(notes))

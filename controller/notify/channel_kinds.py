@@ -13,16 +13,18 @@ import html
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
 from shared.timefmt import iso_ms
 
-Kind = Literal["webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager", "telegram"]
+Kind = Literal[
+    "webhook", "slack", "teams", "pagerduty", "opsgenie", "alertmanager", "telegram", "apprise"
+]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
 # Kinds whose URL is itself the credential: stored sealed, shown masked.
-SECRET_URL: Final = frozenset({"slack", "teams"})
+SECRET_URL: Final = frozenset({"slack", "teams", "apprise"})
 # Kinds that need `secret` (the signing key, the routing key, the API key).
 NEEDS_SECRET: Final = frozenset({"webhook", "pagerduty", "opsgenie", "telegram"})
 DEFAULT_URL: Final = {
@@ -37,7 +39,7 @@ REPLAY_WINDOW_S: Final = 300
 ALERTMANAGER_HOLD: Final = timedelta(hours=24)
 TEST_HOLD: Final = timedelta(minutes=5)  # a test alert ends by itself
 
-State = Literal["down", "up", "unknown"]
+State = Literal["down", "up", "unknown", "notice"]
 STATE_OF: Final[dict[str, State]] = {
     "down": "down",
     "reminder": "down",
@@ -45,6 +47,24 @@ STATE_OF: Final[dict[str, State]] = {
     "no_data": "unknown",
     "test": "down",
 }
+# Notices that are no incident's (state `notice`): a posture finding, a certificate about to
+# expire, rejected credentials, round trips not delivered, a login cap reached, an OAuth2
+# token refused. Each opens its own alert where the receiver has alerts, never resolved by
+# mailprobe (it is a state to fix, not an outage that ends).
+NOTICE_KINDS: Final = frozenset(
+    {"finding", "cert_expiry", "credentials", "delivery", "login_cap", "oauth2_token"}
+)
+NOTICE_LABEL: Final = {
+    "finding": "Security posture finding",
+    "cert_expiry": "Certificate expiring",
+    "credentials": "Credentials rejected",
+    "delivery": "Round trips not delivered",
+    "login_cap": "Login cap reached",
+    "oauth2_token": "OAuth2 token refused",
+}
+# A notice's severity when it has none of its own (only findings and expiry notices do).
+NOTICE_SEVERITY: Final = "warning"
+MAX_DETAILS: Final = 2000
 
 
 class MonitorFacts(msgspec.Struct, rename="camel", frozen=True):
@@ -77,6 +97,10 @@ class Event(msgspec.Struct, rename="camel", frozen=True):
     incident: IncidentFacts | None
     console_url: str | None
     version: int = 1
+    # A notice's (state `notice`): its worst finding's severity (critical, warning, info) and
+    # its text, as the e-mail says it.
+    severity: str | None = None
+    details: str | None = None
 
 
 def event_schema() -> dict[str, Any]:
@@ -130,6 +154,12 @@ def _target(e: Event) -> str:
 
 
 def _facts(e: Event) -> list[tuple[str, str]]:
+    if e.state == "notice":
+        return [
+            ("Notice", NOTICE_LABEL.get(e.kind, e.kind)),
+            ("Severity", e.severity or NOTICE_SEVERITY),
+            ("Monitor", f"{e.monitor.name} ({_target(e)})"),
+        ]
     facts = [("State", e.state.upper()), ("Monitor", f"{e.monitor.name} ({_target(e)})")]
     if e.incident is not None:
         facts += [("Countries", _where(e)), ("Cause", e.incident.cause)]
@@ -140,21 +170,25 @@ def _facts(e: Event) -> list[tuple[str, str]]:
 
 
 def _slack(e: Event) -> bytes:
-    lines = "\n".join(f"*{k}:* {_slack_escape(v)}" for k, v in _facts(e))
+    """Every text that holds a name, host, cause or notice (all someone else's words) is a
+    `plain_text` object, which Slack renders as typed: no link, mention or formatting. Only
+    mailprobe's own console link is mrkdwn."""
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(e.summary[:150])},
+        {"type": "section", "fields": [_plain(f"{k}: {v}"[:1900]) for k, v in _facts(e)]},
+    ]
+    if e.details:
+        blocks.append({"type": "section", "text": _plain(e.details[:MAX_DETAILS])})
     if e.console_url:
-        lines += f"\n<{e.console_url}|Open in mailprobe>"
-    return _json(
-        {
-            "text": e.summary,  # the notification's own text (and the fallback)
-            "blocks": [
-                {
-                    "type": "section",
-                    "text": {"type": "mrkdwn", "text": f"*{_slack_escape(e.summary)}*"},
-                },
-                {"type": "section", "text": {"type": "mrkdwn", "text": lines}},
-            ],
-        }
-    )
+        link = f"<{_slack_escape(e.console_url)}|Open in mailprobe>"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": link}})
+    # `text` is the notification's own line (and the fallback): mrkdwn, so escaped, and its
+    # bare addresses kept from turning into links.
+    return _json({"text": _unlinked(_slack_escape(e.summary)), "blocks": blocks})
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": _unlinked(text) or "-", "emoji": False}
 
 
 def _slack_escape(text: str) -> str:
@@ -162,25 +196,37 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_WORD_JOINER: Final = "\u2060"
+
+
+def _unlinked(text: str) -> str:
+    """`text` with a word joiner after each "." and ":" and before each "@": read the same,
+    but no client finds an address, a domain or a mention in it to link."""
+    return (
+        text.replace(".", "." + _WORD_JOINER)
+        .replace(":", ":" + _WORD_JOINER)
+        .replace("@", _WORD_JOINER + "@")
+    )
+
+
 def _teams(e: Event) -> bytes:
     """An Adaptive Card in a message: what Teams workflows ("Post to a channel when a webhook
     request is received") and the older incoming webhooks both take."""
+    """Someone else's words (name, host, cause, notice) go in `TextRun`s, which Adaptive Cards
+    never read as Markdown (a TextBlock's or a FactSet's text would make `[x](url)` a link);
+    bare addresses are kept from being linked."""
     color = {"down": "Attention", "up": "Good"}.get(e.state, "Warning")
+    body: list[dict[str, Any]] = [
+        _rich([_run(e.summary, weight="Bolder", size="Medium", color=color)]),
+        *(_rich([_run(f"{k}: ", weight="Bolder"), _run(v)]) for k, v in _facts(e)),
+    ]
+    if e.details:
+        body.append(_rich([_run(e.details[:MAX_DETAILS])]))
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
-        "body": [
-            {
-                "type": "TextBlock",
-                "text": e.summary,
-                "weight": "Bolder",
-                "size": "Medium",
-                "color": color,
-                "wrap": True,
-            },
-            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in _facts(e)]},
-        ],
+        "body": body,
     }
     if e.console_url:
         card["actions"] = [
@@ -200,6 +246,14 @@ def _teams(e: Event) -> bytes:
     )
 
 
+def _rich(inlines: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "RichTextBlock", "inlines": inlines}
+
+
+def _run(text: str, **style: str) -> dict[str, Any]:
+    return {"type": "TextRun", "text": _unlinked(text), **style}
+
+
 def incident_key(e: Event) -> str:
     """One key per incident (PagerDuty's dedup_key, Opsgenie's alias): the trigger, its
     reminders and its resolve all name the same alert. A test has its own."""
@@ -207,22 +261,57 @@ def incident_key(e: Event) -> str:
     return f"mailprobe-{e.monitor.id}-{ident}"
 
 
+# A notice's severity as PagerDuty's (its own four) and as Opsgenie's priority.
+PAGERDUTY_SEVERITY: Final = {"critical": "critical", "warning": "warning", "info": "info"}
+OPSGENIE_PRIORITY: Final = {"critical": "P2", "warning": "P3", "info": "P5"}
+
+
+def change_url(url: str) -> str:
+    """PagerDuty's Change Events endpoint beside the alert events' (`/v2/enqueue`)."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/enqueue")] if path.endswith("/enqueue") else path
+    return parts._replace(path=f"{path}/change/enqueue", query="").geturl()
+
+
+def _pagerduty_change(e: Event, url: str, routing_key: str) -> Request:
+    """ "Send a test" to PagerDuty: a Change Event, which shows on the service's timeline and
+    proves the routing key, but opens no incident and pages no one."""
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "payload": {
+            "summary": e.summary[:1024],
+            "source": "mailprobe",
+            "timestamp": e.at,
+            "custom_details": {"test": True},
+        },
+    }
+    if e.console_url:
+        body["links"] = [{"href": e.console_url, "text": "Open in mailprobe"}]
+    return Request(change_url(url), {"Content-Type": "application/json"}, _json(body))
+
+
 def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
+    opens = e.state in ("down", "notice")
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "dedup_key": incident_key(e),
-        "event_action": "resolve" if e.state != "down" else "trigger",
+        "event_action": "trigger" if opens else "resolve",
     }
-    if e.state == "down":
+    if opens:
+        severity = "critical"
+        if e.state == "notice":
+            severity = PAGERDUTY_SEVERITY.get(e.severity or "", NOTICE_SEVERITY)
         body["payload"] = {
             "summary": e.summary[:1024],
             "source": e.monitor.hostname,
-            "severity": "critical",
+            "severity": severity,
             "timestamp": e.incident.started_at if e.incident else e.at,
             "component": e.monitor.name,
             "group": e.monitor.type,
-            "class": e.incident.cause_kind if e.incident else "test",
-            "custom_details": dict(_facts(e)),
+            "class": e.incident.cause_kind if e.incident else e.kind,
+            "custom_details": dict(_facts(e))
+            | ({"Details": e.details[:MAX_DETAILS]} if e.details else {}),
         }
         body["client"] = "mailprobe"
         if e.console_url:
@@ -231,24 +320,40 @@ def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
     return Request(url, {"Content-Type": "application/json"}, _json(body))
 
 
+def _opsgenie_close(alias: str, base: str, headers: dict[str, str], note: str) -> Request:
+    url = f"{base.rstrip('/')}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
+    return Request(url, headers, _json({"source": "mailprobe", "note": note}))
+
+
+def closes(e: Event) -> bool:
+    """Whether `e` ends its incident's alert (a recovery, an incident closed for no data)."""
+    return e.state in ("up", "unknown")
+
+
 def _opsgenie(e: Event, base: str, api_key: str) -> Request:
     alias = incident_key(e)
     headers = {"Content-Type": "application/json", "Authorization": f"GenieKey {api_key}"}
     base = base.rstrip("/")
-    if e.state != "down":
-        url = f"{base}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
-        return Request(url, headers, _json({"source": "mailprobe", "note": e.summary}))
+    if closes(e):
+        return _opsgenie_close(alias, base, headers, e.summary)
     description = "\n".join(f"{k}: {v}" for k, v in _facts(e))
+    if e.details:
+        description += f"\n\n{e.details}"
     if e.console_url:
         description += f"\n{e.console_url}"
+    priority = "P1"
+    if e.state == "notice":
+        priority = OPSGENIE_PRIORITY.get(e.severity or "", "P3")
+    elif e.kind == "test":
+        priority = "P5"  # the lowest: a test, closed by the next request
     body = {
         "message": e.summary[:130],
         "alias": alias,
         "description": description[:15000],
         "source": "mailprobe",
         "entity": e.monitor.hostname,
-        "priority": "P1",
-        "tags": ["mailprobe", e.monitor.type],
+        "priority": priority,
+        "tags": ["mailprobe", e.monitor.type] + (["test"] if e.kind == "test" else []),
         "details": {"monitorId": e.monitor.id, "countries": _where(e)},
     }
     return Request(f"{base}/v2/alerts", headers, _json(body))
@@ -257,9 +362,10 @@ def _opsgenie(e: Event, base: str, api_key: str) -> Request:
 def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Request:
     """One alert a routing tree can match on (`alertname`, `severity`, `monitor`,
     `monitor_type`, `host`, `incident`); ended at the recovery."""
+    notice = e.state == "notice"
     labels = {
-        "alertname": "MailprobeMonitorDown",
-        "severity": "critical",
+        "alertname": "MailprobeNotice" if notice else "MailprobeMonitorDown",
+        "severity": (e.severity or NOTICE_SEVERITY) if notice else "critical",
         "source": "mailprobe",
         "monitor": e.monitor.name,
         "monitor_id": e.monitor.id,
@@ -268,9 +374,12 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
         "incident": e.incident.id if e.incident else e.id,
     }
     started = e.incident.started_at if e.incident else e.at
+    if notice:
+        labels["kind"] = e.kind
+        started = e.at
     if e.kind == "test":
         ends = iso_ms(now + TEST_HOLD)
-    elif e.state == "down":
+    elif e.state in ("down", "notice"):
         ends = iso_ms(now + ALERTMANAGER_HOLD)
     else:
         ends = (e.incident.ended_at if e.incident else None) or e.at
@@ -279,7 +388,11 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
         "annotations": {
             "summary": e.summary,
             "countries": _where(e),
-            "cause": e.incident.cause if e.incident else "a test of the channel",
+            "cause": e.incident.cause
+            if e.incident
+            else (e.details or "")[:MAX_DETAILS]
+            if notice
+            else "a test of the channel",
         },
         "startsAt": started,
         "endsAt": ends,
@@ -297,6 +410,8 @@ def _telegram(e: Event, base: str, token: str, chat_id: str) -> Request:
     icon = {"down": "\U0001f534", "up": "\U0001f7e2"}.get(e.state, "\u26aa")
     lines = [f"{icon} <b>{html.escape(e.summary)}</b>"]
     lines += [f"<b>{html.escape(k)}:</b> {html.escape(v)}" for k, v in _facts(e)]
+    if e.details:
+        lines.append(html.escape(e.details[:MAX_DETAILS]))
     if e.console_url:
         lines.append(f'<a href="{html.escape(e.console_url)}">Open in mailprobe</a>')
     body = {
@@ -307,6 +422,30 @@ def _telegram(e: Event, base: str, token: str, chat_id: str) -> Request:
     }
     url = f"{base.rstrip('/')}/bot{token}/sendMessage"
     return Request(url, {"Content-Type": "application/json"}, _json(body))
+
+
+def plain_text(e: Event) -> str:
+    """The event as plain text (Apprise's body): facts, the notice's text, the console link."""
+    lines = [f"{k}: {v}" for k, v in _facts(e)]
+    if e.details:
+        lines += ["", e.details[:MAX_DETAILS]]
+    if e.console_url:
+        lines += ["", e.console_url]
+    return "\n".join(lines)
+
+
+def requests(
+    kind: str, e: Event, url: str, secret: str | None, now: datetime, chat_id: str | None = None
+) -> list[Request]:
+    """The HTTP requests, in order, that tell channel `kind` at `url` of `e`: one, but for
+    "send a test", which must page no one: PagerDuty's is a Change Event, Opsgenie's a P5
+    alert closed by a second request."""
+    if e.kind == "test" and kind == "pagerduty":
+        return [_pagerduty_change(e, url, secret or "")]
+    first = request(kind, e, url, secret, now, chat_id)
+    if e.kind == "test" and kind == "opsgenie":
+        return [first, _opsgenie_close(incident_key(e), url, dict(first.headers), e.summary)]
+    return [first]
 
 
 def request(
@@ -345,7 +484,7 @@ def verdict(kind: str, e: Event, status: int) -> tuple[bool, bool]:
     """(delivered, permanent) for an HTTP answer `status` of channel `kind`."""
     if 200 <= status < 300:
         return True, False
-    if kind == "opsgenie" and e.state != "down" and status == 404:
+    if kind == "opsgenie" and (closes(e) or e.kind == "test") and status == 404:
         return True, False
     permanent = 400 <= status < 500 and status not in _RETRYABLE
     return False, permanent

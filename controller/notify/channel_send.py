@@ -18,7 +18,14 @@ import asyncpg
 import msgspec
 import structlog
 
-from controller.notify import Channel, DeliveryError, Notification, channel_kinds, channel_store
+from controller.notify import (
+    Channel,
+    DeliveryError,
+    Notification,
+    apprise_channel,
+    channel_kinds,
+    channel_store,
+)
 from controller.notify.channel_kinds import Event
 from controller.notify.egress import Egress
 from controller.notify.links import NO_LINKS, Links
@@ -95,7 +102,23 @@ class ChannelSender:
             raise DeliveryError(
                 "not sent: the channel's secret does not open with SECRETS_KEY", permanent=True
             ) from None
-        request = channel_kinds.request(kind, event, url, secret, self._clock(), channel["chat_id"])
+        if kind == "apprise":
+            title, text = event.summary, channel_kinds.plain_text(event)
+            await apprise_channel.send(url, title, text, self._egress.networks)
+            return
+        for request in channel_kinds.requests(
+            kind, event, url, secret, self._clock(), channel["chat_id"]
+        ):
+            await self._post(kind, event, request, url, secret)
+
+    async def _post(
+        self,
+        kind: str,
+        event: Event,
+        request: channel_kinds.Request,
+        url: str,
+        secret: str | None,
+    ) -> None:
         answer = await self._egress.post(request.url, request.body, request.headers)
         delivered, permanent = channel_kinds.verdict(kind, event, answer.status)
         if delivered:

@@ -156,7 +156,7 @@ WHERE c.id IN (SELECT channel_id FROM chosen) AND c.organization_id = m.organiza
 ORDER BY c.id
 """
 
-# Notices a channel is told: an incident's.
+# Notices a channel is told: an incident's, and the notices of channel_kinds.NOTICE_KINDS.
 INCIDENT_KINDS = frozenset({"down", "reminder", "recovered", "no_data"})
 
 
@@ -168,14 +168,23 @@ async def fan_out(
     key: str,
     summary: str,
     now: datetime,
+    *,
+    details: str | None = None,
+    severity: str | None = None,
 ) -> list[Outgoing]:
-    """One outbox row per channel of the monitor for an incident's notice (`kind`, its dedupe
-    `key` and `summary`); none for other notices."""
-    if kind not in INCIDENT_KINDS or incident_id is None:
+    """One outbox row per channel of the monitor for an incident's notice or another notice
+    about the monitor (`kind`, its dedupe `key`, `summary`, a notice's `details` and
+    `severity`); none for other kinds."""
+    notice = kind in channel_kinds.NOTICE_KINDS
+    if not notice and (kind not in INCIDENT_KINDS or incident_id is None):
         return []
     channels = await conn.fetch(_FOR_MONITOR, monitor_id)
     if not channels:
         return []
+    if notice:
+        return await _notices(
+            conn, monitor_id, channels, kind, key, summary, now, details, severity
+        )
     facts = await conn.fetchrow(
         "SELECT m.public_id, m.name, m.type, m.hostname, m.port, i.public_id AS incident,"
         " i.started_at, i.ended_at, i.cause, i.cause_kind, i.countries"
@@ -188,7 +197,7 @@ async def fan_out(
         return []
     notes = []
     for c in channels:
-        dedupe = f"{key}:ch:{c['id']}"
+        dedupe = _key(key, c)
         event = Event(
             id=channel_kinds.event_id(dedupe),
             kind=kind,
@@ -212,17 +221,60 @@ async def fan_out(
             ),
             console_url=None,  # the sender's PUBLIC_URL: a property of the deployment
         )
-        notes.append(
-            Outgoing(
-                kind,
-                c["kind"],
-                str(c["public_id"]),
-                summary,
-                "",
-                None,
-                dedupe,
-                channel_id=c["id"],
-                payload=event,
-            )
+        notes.append(_outgoing(kind, c, summary, dedupe, event))
+    return notes
+
+
+def _key(key: str, channel: asyncpg.Record) -> str:
+    return f"{key}:ch:{channel['id']}"
+
+
+def _outgoing(kind: str, channel: asyncpg.Record, summary: str, dedupe: str, e: Event) -> Outgoing:
+    return Outgoing(
+        kind,
+        channel["kind"],
+        str(channel["public_id"]),
+        summary,
+        "",
+        None,
+        dedupe,
+        channel_id=channel["id"],
+        payload=e,
+    )
+
+
+async def _notices(
+    conn: Conn,
+    monitor_id: int,
+    channels: Sequence[asyncpg.Record],
+    kind: str,
+    key: str,
+    summary: str,
+    now: datetime,
+    details: str | None,
+    severity: str | None,
+) -> list[Outgoing]:
+    """A notice that is no incident's (channel_kinds.NOTICE_KINDS), one row per channel."""
+    m = await conn.fetchrow(
+        "SELECT public_id, name, type, hostname, port FROM monitors WHERE id = $1", monitor_id
+    )
+    if m is None:
+        return []
+    facts = MonitorFacts(str(m["public_id"]), m["name"], m["type"], m["hostname"], m["port"])
+    notes = []
+    for c in channels:
+        dedupe = _key(key, c)
+        event = Event(
+            id=channel_kinds.event_id(dedupe),
+            kind=kind,
+            state="notice",
+            at=iso_ms(now),
+            summary=summary,
+            monitor=facts,
+            incident=None,
+            console_url=None,
+            severity=severity or channel_kinds.NOTICE_SEVERITY,
+            details=(details or "")[: channel_kinds.MAX_DETAILS] or None,
         )
+        notes.append(_outgoing(kind, c, summary, dedupe, event))
     return notes

@@ -122,6 +122,11 @@ class Egress:
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context or ssl.create_default_context()
 
+    @property
+    def networks(self) -> list[Network]:
+        """NOTIFY_ALLOW_PRIVATE_NETWORKS: the private networks endpoints may be in."""
+        return list(self._networks)
+
     def url_problem(self, url: str) -> str | None:
         """What is wrong with `url` as an endpoint before any lookup, or None: the API's check."""
         try:

@@ -1,10 +1,12 @@
 """Who hears of a notice, one outbox row each: an incident's, a posture finding's or a
 back-off's notice goes to each recipient the monitor has (its e-mail, its phone), whatever
-channels this process can send (a replica that has the channel sends it), and an incident's to
-the notification channels the monitor (or else its customer) chose: `to_recipients` names them
+channels this process can send (a replica that has the channel sends it), and to the
+notification channels the monitor (or else its customer) chose: `to_recipients` names them
 with one `CHANNELS` row the store expands (controller.notify.channel_store `fan_out`). A notice
-about the organization's use (budget held back, login cap) goes by e-mail to each of its
-owners. Pure; the store (controller.alerting.store `enqueue`) only writes the rows."""
+about the organization's use (budget held back) goes by e-mail to each of its owners; one about
+a monitor's logins (login cap, OAuth2 token refused) to its owners and, through `to_channels`,
+to the monitor's notification channels. Pure; the store (controller.alerting.store `enqueue`)
+only writes the rows."""
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ class Outgoing:
     list_unsubscribe: str | None = None  # a URL taking RFC 8058's one-click POST
     channel_id: int | None = None  # a notification channel's row
     payload: Event | None = None  # its event, as the channel is told it
+    severity: str | None = None  # a `CHANNELS` row's notice: its worst finding's severity
 
 
 # The row standing for "the monitor's notification channels", expanded by the store.
@@ -47,10 +50,11 @@ def to_recipients(
     monitor: Monitor,
     texts: Texts,
     key: str,
-    channels: Collection[str] = ("email", "sms"),
+    channels: Collection[str] = ("email", "sms", CHANNELS),
+    severity: str | None = None,
 ) -> list[Outgoing]:
-    """One notification of `kind` per recipient of `monitor` on `channels`; `key` is the
-    notice's dedupe key, made per channel."""
+    """One notification of `kind` per recipient of `monitor` on `channels` (`CHANNELS`: its
+    notification channels); `key` is the notice's dedupe key, made per channel."""
     notes: list[Outgoing] = []
     if (email := monitor.notification_email) and "email" in channels:
         notes.append(
@@ -58,8 +62,15 @@ def to_recipients(
         )
     if (phone := monitor.notification_phone_number) and "sms" in channels:
         notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
-    notes.append(Outgoing(kind, CHANNELS, "", texts.subject, "", None, key))
+    if CHANNELS in channels:
+        notes += to_channels(kind, texts, key, severity)
     return notes
+
+
+def to_channels(kind: str, texts: Texts, key: str, severity: str | None = None) -> list[Outgoing]:
+    """The row standing for the monitor's notification channels: `texts.subject` is the
+    summary they are told, `texts.text` a notice's details."""
+    return [Outgoing(kind, CHANNELS, "", texts.subject, texts.text, None, key, severity=severity)]
 
 
 def to_owners(kind: str, owners: Sequence[Owner], texts: Texts, key: str) -> list[Outgoing]:

@@ -201,9 +201,9 @@ class TokenService:
                 monitor, endpoint(grant), failure.error, failure.message, self._links
             )
             notice = f"{NOTICE_KIND}:{key[:16]}:{now.isoformat()}"
-            await alerts.enqueue(
-                conn, monitor.id, None, recipients.to_owners(NOTICE_KIND, owners, texts, notice)
-            )
+            notes = recipients.to_owners(NOTICE_KIND, owners, texts, notice)
+            notes += recipients.to_channels(NOTICE_KIND, texts, notice)
+            await alerts.enqueue(conn, monitor.id, None, notes)
         await store.failed(
             conn,
             key,

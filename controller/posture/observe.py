@@ -10,11 +10,12 @@ out at the first round after it.
 
 One call tells what it found in one notice per kind (posture.notices): the findings that
 appeared in its rounds, from every country, in one `finding` notice; the certificates that
-crossed an expiry threshold in one `cert_expiry` notice. Each goes by e-mail and by SMS only
-for the severities the organization (or the monitor) chose for that channel
-(`Thresholds.finding_channels`).
+crossed an expiry threshold in one `cert_expiry` notice. Each goes by e-mail, by SMS and to the
+monitor's notification channels only for the severities the organization (or the monitor)
+chose for each (`Thresholds.finding_channels`).
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from itertools import groupby
 
@@ -25,7 +26,7 @@ from controller.alerting import store as alerts
 from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.notify import NAMES, recipients
+from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices
@@ -34,6 +35,7 @@ from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
     MAIL_DNS_CODES,
+    SEVERITIES,
     Finding,
     Tracker,
     Verdicts,
@@ -189,28 +191,32 @@ class _Pass:
         if self.found:
             first = min(finding_id for finding_id, _ in self.found)
             found = [f for _, f in self.found]
-            for channel in NAMES:
+            for channel in WAYS:
                 chosen = [f for f in found if self._goes_by(channel, f.severity)]
                 if chosen:
                     texts = notices.findings(self.monitor, chosen, self.links)
-                    await self.notify("finding", texts, f"finding:{first}", channel)
+                    worst = _worst(f.severity for f in chosen)
+                    await self.notify("finding", texts, f"finding:{first}", channel, worst)
         if self.expiring:
             # Each certificate's threshold is told once, so the first one names the notice.
             c = self.expiring[0]
             key = f"cert_expiry:{self.monitor.id}:{c.cert_sha256}:{c.threshold}"
-            for channel in NAMES:
+            for channel in WAYS:
                 chosen_certs = [c for c in self.expiring if self._goes_by(channel, c.severity)]
                 if chosen_certs:
                     texts = notices.expiry(self.monitor, chosen_certs, self.links)
-                    await self.notify("cert_expiry", texts, key, channel)
+                    worst = _worst(c.severity for c in chosen_certs)
+                    await self.notify("cert_expiry", texts, key, channel, worst)
 
     def _goes_by(self, channel: str, severity: str) -> bool:
         return channel in self.thresholds.finding_channels(severity)
 
-    async def notify(self, kind: str, texts: Texts, key: str, channel: str) -> None:
+    async def notify(
+        self, kind: str, texts: Texts, key: str, channel: str, severity: str | None = None
+    ) -> None:
         if self.quiet:
             return
-        notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,))
+        notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
         await alerts.enqueue(self.conn, self.monitor.id, None, notes)
         if notes:
             log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
@@ -228,6 +234,15 @@ class _Pass:
         )
         msg_id = f"{self.public_id}:{stamp}:posture:{note.change}:{note.code}:{note.country}"
         await alerts.add_event(self.conn, events_subject(self.public_id), msg_id, encode(event))
+
+
+# The ways a finding notice goes: e-mail, SMS, the monitor's notification channels.
+WAYS = ("email", "sms", recipients.CHANNELS)
+
+
+def _worst(severities: Iterable[str]) -> str:
+    seen = set(severities)
+    return next(s for s in SEVERITIES if s in seen)
 
 
 def _note(change: str, f: Finding) -> PostureNote:

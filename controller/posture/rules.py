@@ -30,6 +30,8 @@ Key = tuple[str, str]  # (code, country or "")
 # finding is a state to fix in working hours, not an outage to wake anyone for.
 DEFAULT_EMAIL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
 DEFAULT_SMS_SEVERITIES: tuple[Severity, ...] = ()
+# Notification channels (chat, pager, webhook) hear what e-mail hears unless chosen otherwise.
+DEFAULT_CHANNEL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
 
 DRIFT_ROUNDS = 2
 DEFAULT_EXPIRY_DAYS = (21, 7)

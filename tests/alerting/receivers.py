@@ -2,9 +2,11 @@
 endpoints: a generic webhook checking mailprobe's signature and replay window, Slack and Teams
 incoming webhooks, PagerDuty's Events API v2 and Opsgenie's alert API. Each records every
 request and keeps the state its service would (open PagerDuty incidents by dedup_key, open
-Opsgenie alerts by alias); `fail_next` answers the next requests 503."""
+Opsgenie alerts by alias, PagerDuty change events), and an endpoint of Apprise's `json://`
+plugin (Basic auth, a secret path); `fail_next` answers the next requests 503."""
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -23,6 +25,8 @@ import trustme
 from shared import embedded
 
 CA = trustme.CA()
+APPRISE_PASSWORD = "apprise-basic-pass-never-logged"
+APPRISE_PATH = "apprise-secret-path-never-logged"
 _CERT = CA.issue_cert("127.0.0.1", "localhost")
 REPLAY_WINDOW_S = 300
 
@@ -70,6 +74,7 @@ class Receiver:
     requests: list[Seen] = field(default_factory=list)
     open_alerts: dict[str, Any] = field(default_factory=dict)  # PagerDuty / Opsgenie state
     closed: list[str] = field(default_factory=list)
+    changes: list[Any] = field(default_factory=list)  # PagerDuty change events
     event_ids: set[str] = field(default_factory=set)
     chats: tuple[str, ...] = ("-1001234567890",)  # Telegram: chats the bot is in
     port: int = 0
@@ -85,6 +90,8 @@ class Receiver:
             "pagerduty": f"{base}/v2/enqueue",
             "opsgenie": base,
             "telegram": base,
+            "apprise": f"{'jsons' if self.tls else 'json'}://probe:{APPRISE_PASSWORD}@127.0.0.1:"
+            f"{self.port}/hooks/{APPRISE_PATH}",
         }[self.kind]
 
     @property
@@ -144,9 +151,25 @@ class Receiver:
             return 400, b'{"error":{"code":"InvalidRequestContent"}}'
         return 202, b""
 
+    def _apprise(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """Apprise's JSON plugin: POST, Basic auth, {"version", "title", "message", "type"}."""
+        want = "Basic " + base64.b64encode(f"probe:{APPRISE_PASSWORD}".encode()).decode()
+        if headers.get("authorization") != want:
+            return 401, b'{"error":"unauthorized"}'
+        if method != "POST" or urlsplit(target).path != f"/hooks/{APPRISE_PATH}":
+            return 404, b""
+        doc = json.loads(body)
+        if not doc.get("message") or doc.get("version") != "1.0":
+            return 400, b'{"error":"bad body"}'
+        return 200, b'{"ok":true}'
+
     def _pagerduty(
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, bytes]:
+        if method == "POST" and urlsplit(target).path == "/v2/change/enqueue":
+            return self._pagerduty_change(body)
         if method != "POST" or urlsplit(target).path != "/v2/enqueue":
             return 404, b""
         doc = json.loads(body)
@@ -178,6 +201,17 @@ class Receiver:
             self.closed.append(key)
         out = {"status": "success", "message": "Event processed", "dedup_key": key}
         return 202, json.dumps(out).encode()
+
+    def _pagerduty_change(self, body: bytes) -> tuple[int, bytes]:
+        """Change Events: routing_key and payload.summary required; no incident, no dedup."""
+        doc = json.loads(body)
+        p = doc.get("payload") or {}
+        if doc.get("routing_key") != self.secret:
+            return 400, b'{"status":"invalid event","errors":["routing_key is invalid"]}'
+        if not p.get("summary") or len(p["summary"]) > 1024 or "event_action" in doc:
+            return 400, b'{"status":"invalid event","errors":["payload.summary is required"]}'
+        self.changes.append(doc)
+        return 202, b'{"status":"success","message":"Change event processed"}'
 
     def _opsgenie(
         self, method: str, target: str, headers: dict[str, str], body: bytes

@@ -83,6 +83,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "confirmFailures": None,
         "findingEmailSeverities": None,
         "findingSmsSeverities": None,
+        "findingChannelSeverities": None,
         "effective": {
             "failureThreshold": 0.5,
             "downAfterRounds": 2,
@@ -91,6 +92,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
             "confirmFailures": True,
             "findingEmailSeverities": ["critical", "warning"],
             "findingSmsSeverities": [],
+            "findingChannelSeverities": ["critical", "warning"],
         },
     }
     r = await api.put("/api/alert-settings", headers=rig.tenant.auth(), json={"downAfterRounds": 3})
@@ -102,6 +104,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "confirmFailures": True,
         "findingEmailSeverities": ["critical", "warning"],
         "findingSmsSeverities": [],
+        "findingChannelSeverities": ["critical", "warning"],
     }
     r = await api.put(url, headers=rig.tenant.auth("member"), json={"downAfterRounds": 1})
     assert r.status_code == 200, r.text
@@ -114,6 +117,7 @@ async def test_monitor_thresholds_override_the_organization_defaults(
         "confirmFailures": True,
         "findingEmailSeverities": ["critical", "warning"],
         "findingSmsSeverities": [],
+        "findingChannelSeverities": ["critical", "warning"],
     }
     await rig.rounds(m, 0, [DOWN])
     assert len(await rig.incidents(m)) == 1  # one round was enough

@@ -106,15 +106,19 @@ def test_certificates_crossing_thresholds_in_a_pass_are_one_notice(
     [
         (
             Thresholds(),
-            {"critical": {"email"}, "warning": {"email"}, "info": set()},
+            {"critical": {"email", "channels"}, "warning": {"email", "channels"}, "info": set()},
         ),
         (
-            Thresholds(finding_sms_severities=("critical",)),
+            Thresholds(finding_sms_severities=("critical",), finding_channel_severities=()),
             {"critical": {"email", "sms"}, "warning": {"email"}, "info": set()},
         ),
         (
-            Thresholds(finding_email_severities=(), finding_sms_severities=("info",)),
-            {"critical": set(), "warning": set(), "info": {"sms"}},
+            Thresholds(
+                finding_email_severities=(),
+                finding_sms_severities=("info",),
+                finding_channel_severities=("critical",),
+            ),
+            {"critical": {"channels"}, "warning": set(), "info": {"sms"}},
         ),
     ],
 )

@@ -126,6 +126,8 @@ class AlertSettings(msgspec.Struct, rename="camel"):
     finding_email_severities: FindingSeverities
     # Default []: a finding is a state to fix, not an outage to wake anyone for.
     finding_sms_severities: FindingSeverities
+    # Default ["critical", "warning"]: what goes to the monitor's notification channels.
+    finding_channel_severities: FindingSeverities
 
 
 class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -136,6 +138,7 @@ class AlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=
     confirm_failures: bool | msgspec.UnsetType = msgspec.UNSET
     finding_email_severities: FindingSeverities | msgspec.UnsetType = msgspec.UNSET
     finding_sms_severities: FindingSeverities | msgspec.UnsetType = msgspec.UNSET
+    finding_channel_severities: FindingSeverities | msgspec.UnsetType = msgspec.UNSET
 
 
 class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -148,6 +151,7 @@ class MonitorAlertSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_
     confirm_failures: bool | None = None
     finding_email_severities: FindingSeverities | None = None
     finding_sms_severities: FindingSeverities | None = None
+    finding_channel_severities: FindingSeverities | None = None
 
 
 class MonitorAlertSettings(msgspec.Struct, rename="camel"):
@@ -161,6 +165,7 @@ class MonitorAlertSettings(msgspec.Struct, rename="camel"):
     confirm_failures: bool | None
     finding_email_severities: list[str] | None
     finding_sms_severities: list[str] | None
+    finding_channel_severities: list[str] | None
     effective: AlertSettings
 
 
@@ -253,6 +258,7 @@ def _settings(t: Thresholds) -> AlertSettings:
         t.confirm_failures,
         list(t.finding_email_severities),
         list(t.finding_sms_severities),
+        list(t.finding_channel_severities),
     )
 
 
@@ -276,6 +282,7 @@ async def _monitor_settings(
         confirm_failures=own["confirm_failures"],
         finding_email_severities=own["finding_email_severities"],
         finding_sms_severities=own["finding_sms_severities"],
+        finding_channel_severities=own["finding_channel_severities"],
         effective=_settings(effective),
     )
 

@@ -4,8 +4,10 @@ e-mail and phone (docs/alerts.md, "Notification channels").
 Owners and admins create, change, delete and test channels; every user of the organization may
 list and read them; another organization's channel is not found (404). `secret` (and the URL of
 Slack and Teams, which is its own credential) is write-only: sealed at rest with SECRETS_KEY and
-shown as the mask; sending the mask back keeps it. `monitorIds` (public UUIDs) and
-`customerIds` choose who is told: a monitor's own choice, else its customer's default.
+shown as the mask; sending the mask back keeps it. An Apprise URL (`apprise`) is its own
+credential too, of the schemes `controller.notify.apprise_channel.SCHEMES` allows.
+`monitorIds` (public UUIDs) and `customerIds` choose who is told: a monitor's own choice, else
+its customer's default.
 """
 
 import re
@@ -23,7 +25,7 @@ from msgspec import Meta
 from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import validation
-from controller.notify import DeliveryError, channel_kinds, channel_store
+from controller.notify import DeliveryError, apprise_channel, channel_kinds, channel_store
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
@@ -138,9 +140,16 @@ def stored(
         else:
             raise bad_request("url", f"a {kind} channel needs url")
     if url is not None and "url" not in values:
-        if problem := _sender(request).egress.url_problem(url):
+        egress = _sender(request).egress
+        if kind == "apprise":
+            problem = apprise_channel.url_problem(url, egress.networks)
+        else:
+            problem = egress.url_problem(url)
+        if problem:
             raise bad_request("url", f"url {problem}")
-        if kind in channel_kinds.SECRET_URL:
+        if kind == "apprise":
+            values |= {"url": box.seal(url), "url_shown": apprise_channel.shown(url)}
+        elif kind in channel_kinds.SECRET_URL:
             parts = urlsplit(url)
             values |= {
                 "url": box.seal(url),
@@ -185,6 +194,18 @@ async def _chosen(
     if len(customers) != len(set(customer_ids)):
         raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerIds"])
     return monitors, customers
+
+
+async def choose_for(
+    conn: Conn, row: asyncpg.Record, monitor_ids: list[str], customer_ids: list[int]
+) -> None:
+    """Replace who chose the channel of `row` (the console's picker); ApiError as the API's."""
+    if len(monitor_ids) > MAX_CHOSEN or len(customer_ids) > MAX_CHOSEN:
+        raise bad_request("monitorIds", f"at most {MAX_CHOSEN} monitors and customers")
+    if any(not 1 <= c <= 2**63 - 1 for c in customer_ids):
+        raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerIds"])
+    monitors, customers = await _chosen(conn, row["organization_id"], monitor_ids, customer_ids)
+    await channel_store.choose(conn, row["id"], monitors, customers)
 
 
 def _public_id(raw: str) -> UUID:

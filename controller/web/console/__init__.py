@@ -86,6 +86,7 @@ def routers(box: SecretBox) -> list[Router]:
             channels.channels_page,
             channels.create_channel,
             channels.test_channel,
+            channels.choose_channel,
             channels.delete_channel,
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],

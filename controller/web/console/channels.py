@@ -1,7 +1,8 @@
 """The console's notification channels page: every user of the organization sees its channels
-(secrets and Slack/Teams URLs masked); owners and admins add one, send it a test and delete it.
-Which monitors and customers use a channel is chosen through the API (`monitorIds`,
-`customerIds`); the page shows how many. The rules are the API's (controller.web.api.channels).
+(secrets and Slack/Teams/Apprise URLs masked) and which monitors and customers they serve;
+owners and admins add one, choose the monitors it serves and the customers whose default it is
+(the API's `monitorIds` and `customerIds`), send it a test and delete it. The rules are the
+API's (controller.web.api.channels).
 """
 
 from typing import Annotated, Any
@@ -15,8 +16,9 @@ from litestar.response import Redirect, Template
 
 from controller.notify import channel_kinds, channel_store
 from controller.web.api import guards
-from controller.web.api.channels import send_test, stored
+from controller.web.api.channels import MAX_CHOSEN, choose_for, send_test, stored
 from controller.web.api.errors import ApiError
+from controller.web.console import store as console_store
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
 
@@ -34,15 +36,23 @@ async def _page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Template:
+    org = principal_of(request).organization_id
     async with pool_of(request).acquire() as conn:
-        rows, _ = await channel_store.list_page(
-            conn, principal_of(request).organization_id, 1000, 0
+        rows, _ = await channel_store.list_page(conn, org, 1000, 0)
+        customers = await console_store.customers_of(conn, org)
+        monitors = await conn.fetch(
+            "SELECT public_id, name, type FROM monitors WHERE organization_id = $1"
+            " ORDER BY lower(name), id LIMIT $2",
+            org,
+            MAX_CHOSEN,
         )
     return page(
         request,
         "channels.html",
         status_code=status_code,
         channels=rows,
+        monitors=monitors,
+        customers=customers,
         kinds=channel_kinds.KINDS,
         notice=notice,
         error=error,
@@ -119,6 +129,32 @@ async def test_channel(request: AnyRequest, channel_id: PathStr) -> Template:
     if result.delivered:
         return await _page(request, notice=f"Test delivered to {row['name']}.")
     return await _page(request, error=f"Test to {row['name']} not delivered: {result.error}")
+
+
+@post("/channels/{channel_id:str}/choose", status_code=303)
+async def choose_channel(request: AnyRequest, channel_id: PathStr) -> Redirect | Template:
+    """The monitors the channel serves and the customers whose default it is, replaced by the
+    boxes ticked (`monitor` public ids, `customer` ids), by the API's rules."""
+    row = await _own(request, channel_id)
+    guards.requires_admin(principal_of(request))
+    form = await request.form()
+    monitor_ids = [str(v)[:64] for v in form.getall("monitor", [])][: MAX_CHOSEN + 1]
+    try:
+        customer_ids = [int(str(v)[:20]) for v in form.getall("customer", [])][: MAX_CHOSEN + 1]
+    except ValueError:
+        return await _page(request, error="Choose customers from the list", status_code=400)
+    try:
+        async with pool_of(request).acquire() as conn, conn.transaction():
+            await choose_for(conn, row, monitor_ids, customer_ids)
+    except ApiError as exc:
+        return await _page(request, error=exc.message, status_code=exc.status)
+    log.info(
+        "notification channel chosen",
+        channel=str(row["public_id"]),
+        monitors=len(monitor_ids),
+        customers=len(customer_ids),
+    )
+    return Redirect(f"{PREFIX}/channels", status_code=303)
 
 
 @post("/channels/{channel_id:str}/delete", status_code=303)
