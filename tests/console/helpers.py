@@ -72,13 +72,16 @@ async def store_result(
     message: str = "",
     error_kind: str | None = None,
     cert_days_left: int | None = None,
+    cert_not_after: str | None = None,
+    phases: dict[str, float] | None = None,
+    monitor_type: str = "smtp",
 ) -> None:
     """A check result stored as the ingester stores an agent's (the same `results.store`)."""
     at = utcnow() - ago
     wire = {
         "jobId": job_ids.make(monitor["publicId"], country, at),
         "monitorId": monitor["publicId"],
-        "monitorType": "smtp",
+        "monitorType": monitor_type,
         "country": country,
         "agentId": f"{country}-1",
         "scheduledAt": iso_ms(at),
@@ -88,10 +91,14 @@ async def store_result(
         "errorKind": error_kind,
         "message": message,
         "responseTimeMs": response_ms if status == "up" else None,
-        "phases": {"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {},
+        "phases": phases
+        if phases is not None
+        else {"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0}
+        if status == "up"
+        else {},
         "tls": None
-        if cert_days_left is None
-        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left},
+        if cert_days_left is None and cert_not_after is None
+        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left, "certNotAfter": cert_not_after},
     }
     row = msgspec.convert(wire, CheckedResult)
     async with pool.acquire() as conn, conn.transaction():
