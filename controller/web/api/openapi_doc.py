@@ -71,6 +71,15 @@ ERROR_STATUSES = {
     "413": "the request body is larger than the API accepts",
     "429": "too many requests: wait `Retry-After` seconds",
 }
+# The logins' answers to wrong credentials: ours a 401; AlertSite's, which its API pages document
+# as a 400 `invalid_request - User authentication failed.`, a 400 to a well-formed request.
+CREDENTIAL_ERRORS = {
+    ("/api/auth/login", "401"): "wrong e-mail or password (or a disabled user)",
+    ("/api/v3/access-tokens", "400"): (
+        "the request is malformed, or the username or password is wrong: AlertSite answers"
+        " wrong credentials with 400 `invalid_request - User authentication failed.`"
+    ),
+}
 
 _ERROR_BODY = Schema(
     type=OpenAPIType.OBJECT,
@@ -524,9 +533,12 @@ def _operation(path: str, operation: Operation) -> None:
         statuses.add("413")
     if path.endswith("/trigger-check") or path.startswith("/api/users"):
         statuses.add("409")
+    if path == "/api/auth/login":
+        statuses.add("401")
     responses = operation.responses if operation.responses is not None else {}
     for status in sorted(statuses):
-        responses[status] = OpenAPIResponse(description=ERROR_STATUSES[status], content=content)
+        description = CREDENTIAL_ERRORS.get((path, status), ERROR_STATUSES[status])
+        responses[status] = OpenAPIResponse(description=description, content=content)
     operation.responses = responses
     params = [p for p in operation.parameters or [] if isinstance(p, Parameter)]
     for parameter in params:
