@@ -53,3 +53,14 @@ def test_the_provisioning_examples_point_at_the_dashboard() -> None:
     scrape = yaml.safe_load((GRAFANA / "prometheus.example.yaml").read_text())
     jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
     assert jobs["mailprobe-monitors"]["metrics_path"] == "/metrics/monitors"
+
+
+def test_the_sharded_scrape_example_covers_every_shard_once() -> None:
+    """One target per `shard` of `shards`, the shard kept as a label (each target's own `up`)."""
+    scrape = yaml.safe_load((GRAFANA / "prometheus.sharded.example.yaml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["metrics_path"] == "/metrics/monitors"
+    (shards,) = job["params"]["shards"]
+    got = sorted(int(g["labels"]["__param_shard"]) for g in job["static_configs"])
+    assert got == list(range(int(shards)))
+    assert {"source_labels": ["__param_shard"], "target_label": "shard"} in job["relabel_configs"]
