@@ -1,7 +1,8 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, exporter, storage, scale);
+e2e, login, agents-scale, roundtrip, confirm, console, metrics, exporter, storage,
+scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -20,6 +21,7 @@ from bench import (
     exporter,
     ingest,
     login,
+    metrics,
     probers,
     roundtrip,
     scale,
@@ -43,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
     "console": console.run,
+    "metrics": metrics.run,
     "storage": storage.run,
     "scale": lambda: scale.run([]),
 }

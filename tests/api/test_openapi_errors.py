@@ -55,8 +55,15 @@ def test_statuses_that_happen_are_documented(spec: dict[str, Any]) -> None:
         "409"
         in paths["/api/smtp-monitors/{smtpMonitorPublicId}/trigger-check"]["post"]["responses"]
     )
+    # wrong credentials: our login's 401, AlertSite's documented 400
     login = paths["/api/auth/login"]["post"]
-    assert "401" not in login["responses"] and login["security"] == []
+    assert (
+        login["security"] == []
+        and "wrong e-mail or password" in login["responses"]["401"]["description"]
+    )
+    alertsite = paths["/api/v3/access-tokens"]["post"]
+    assert "401" not in alertsite["responses"]
+    assert "User authentication failed" in alertsite["responses"]["400"]["description"]
 
 
 def test_bearer_authentication_is_declared(spec: dict[str, Any]) -> None:

@@ -73,6 +73,7 @@ async def store_result(
     message: str = "",
     error_kind: str | None = None,
     cert_days_left: int | None = None,
+    cert_not_after: str | None = None,
     monitor_type: str = "smtp",
     phases: dict[str, float] | None = None,
     folder: str | None = None,
@@ -97,8 +98,8 @@ async def store_result(
         else ({"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {}),
         "folder": folder,
         "tls": None
-        if cert_days_left is None
-        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left},
+        if cert_days_left is None and cert_not_after is None
+        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left, "certNotAfter": cert_not_after},
     }
     row = msgspec.convert(wire, CheckedResult)
     async with pool.acquire() as conn, conn.transaction():

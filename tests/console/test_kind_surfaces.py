@@ -179,7 +179,7 @@ async def test_the_per_monitor_metrics_label_the_kind(
     http: httpx.AsyncClient,
     pool: asyncpg.Pool,
 ) -> None:
-    """`mailprobe_monitor_state` carries each monitor's stored type as its `kind` label."""
+    """`mailprobe_monitor_info` carries each monitor's stored type as its `kind` label."""
     org = await make_tenant(pool)
     monitor = await make(http, org, kind, monitor_type)
     token = await _scrape_token(client, org.tokens["admin"])
@@ -189,7 +189,7 @@ async def test_the_per_monitor_metrics_label_the_kind(
         s.labels
         for family in text_string_to_metric_families(r.text)
         for s in family.samples
-        if s.name == "mailprobe_monitor_state"
+        if s.name == "mailprobe_monitor_info"
     ]
     assert {(x["monitor"], x["kind"]) for x in labels} == {(monitor["publicId"], monitor_type)}
 

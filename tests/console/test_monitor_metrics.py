@@ -2,6 +2,8 @@
 token that owners and admins make in the console (shown once, stored as a digest)."""
 
 import re
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -9,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.scheduling.rules import JobIds
 from tests.api.helpers import create
+from tests.api.test_roundtrip_monitors import make as make_roundtrip
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish, store_result
 
@@ -31,7 +34,16 @@ async def test_series_of_one_organization_behind_its_scrape_token(
     org, other = await make_tenant(pool), await make_tenant(pool)
     mine = await create(http, org, "smtp", name='Relay "quoted" \\ name', hostname="relay.org.test")
     theirs = await create(http, other, "smtp", name="Their relay")
-    await store_result(pool, job_ids, mine, "DE", "up", response_ms=250.0, cert_days_left=17)
+    await store_result(
+        pool,
+        job_ids,
+        mine,
+        "DE",
+        "up",
+        response_ms=250.0,
+        cert_days_left=17,
+        cert_not_after="2031-05-04T03:02:01Z",
+    )
     await store_result(pool, job_ids, mine, "US", "down", error_kind="refused")
     await store_result(pool, job_ids, theirs, "DE", "up")
     token = await _scrape_token(client, org.tokens["admin"])
@@ -41,18 +53,18 @@ async def test_series_of_one_organization_behind_its_scrape_token(
     r = await http.get("/metrics/monitors", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     assert theirs["publicId"] not in r.text and "relay.org.test" not in r.text
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(r.text)
-        for s in family.samples
-    }
+    samples = _samples(r.text)
     m = mine["publicId"]
     assert samples[("mailprobe_check_up", (("country", "DE"), ("monitor", m)))] == 1
     assert samples[("mailprobe_check_up", (("country", "US"), ("monitor", m)))] == 0
     assert (
         samples[("mailprobe_check_response_seconds", (("country", "DE"), ("monitor", m)))] == 0.25
     )
-    assert samples[("mailprobe_tls_cert_days_left", (("country", "DE"), ("monitor", m)))] == 17
+    # expiry as a Unix timestamp, as blackbox_exporter's probe_ssl_earliest_cert_expiry
+    expiry = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC).timestamp()
+    de = (("country", "DE"), ("monitor", m))
+    assert samples[("mailprobe_tls_cert_expiry_timestamp_seconds", de)] == expiry
+    assert not any(name == "mailprobe_tls_cert_days_left" for name, _ in samples)
     phase = (
         "mailprobe_check_phase_seconds",
         (("country", "DE"), ("monitor", m), ("phase", "greeting")),
@@ -64,8 +76,86 @@ async def test_series_of_one_organization_behind_its_scrape_token(
         if name == "mailprobe_monitor_state"
     }
     assert state == {"up": 0, "degraded": 1, "down": 0, "missed": 0, "unknown": 0}
-    names = {dict(labels).get("name") for (name, labels), _ in samples.items()}
-    assert 'Relay "quoted" \\ name' in names  # escaped on the wire, intact when parsed
+    # the free-text name only in the info series: a rename starts no new series elsewhere
+    info = [
+        dict(labels) for (name, labels), _ in samples.items() if name == "mailprobe_monitor_info"
+    ]
+    assert info == [
+        {
+            "monitor": m,
+            "name": 'Relay "quoted" \\ name',
+            "kind": "smtp",
+            "customer": org.org_name.replace("org-", "Customer "),
+        }
+    ]
+    named = {name for (name, labels), _ in samples.items() if "name" in dict(labels)}
+    assert named == {"mailprobe_monitor_info"}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def _scrape(http: httpx.AsyncClient, token: str, query: str = "") -> httpx.Response:
+    return await http.get(f"/metrics/monitors{query}", headers={"Authorization": f"Bearer {token}"})
+
+
+async def test_round_trip_phases_are_series(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """A round trip's submission, delivery and fetch times are phases like any other."""
+    org = await make_tenant(pool)
+    rt = await make_roundtrip(http, org)
+    phases = {"submitMs": 120.0, "deliveryMs": 2500.0, "fetchMs": 40.0}
+    await store_result(pool, job_ids, rt, "DE", "up", phases=phases, monitor_type="roundtrip")
+    r = await _scrape(http, await _scrape_token(client, org.tokens["admin"]))
+    assert r.status_code == 200, r.text
+    got = {
+        dict(labels)["phase"]: v
+        for (name, labels), v in _samples(r.text).items()
+        if name == "mailprobe_check_phase_seconds"
+    }
+    assert got == {"submit": 0.12, "delivery": 2.5, "fetch": 0.04}
+
+
+async def test_shards_split_the_series_and_cover_every_monitor_once(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    org = await make_tenant(pool)
+    made: list[dict[str, Any]] = [await create(http, org, "smtp", name=f"m{n}") for n in range(7)]
+    for m in made:
+        await store_result(pool, job_ids, m, "DE", "up")
+    token = await _scrape_token(client, org.tokens["admin"])
+    whole = _samples((await _scrape(http, token)).text)
+    parts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    seen: list[str] = []
+    for k in range(3):
+        r = await _scrape(http, token, f"?shards=3&shard={k}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        shard = _samples(r.text)
+        seen += [dict(lb)["monitor"] for n, lb in shard if n == "mailprobe_monitor_info"]
+        parts |= shard
+    assert sorted(seen) == sorted(m["publicId"] for m in made)  # each in exactly one shard
+    assert parts == whole
+    for query, field in [
+        ("?shard=0", "shard"),
+        ("?shards=0&shard=0", "shards"),
+        ("?shards=3&shard=3", "shard"),
+        ("?shards=1001&shard=0", "shards"),
+        ("?shards=x&shard=0", "shards"),
+        ("?shards=2&shard=-1", "shard"),
+        ("?shards=2&shard=%00", "shard"),
+    ]:
+        r = await _scrape(http, token, query)
+        assert r.status_code == 400, (query, r.text)
+        assert field in r.text, (query, r.text)
+    # a shard query is no way around the token
+    r = await http.get("/metrics/monitors?shards=2&shard=0")
+    assert r.status_code == 401
 
 
 async def test_only_owners_and_admins_make_scrape_tokens(

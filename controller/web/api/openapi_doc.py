@@ -1,6 +1,7 @@
 """The OpenAPI document made to say what the API does: its error bodies, its error statuses,
 bearer authentication, UUID path ids, the request rules the handlers enforce, the statuses a
-result may have, and links from each create to what the new resource's id opens.
+result may have, operationIds a client reads (`operation_ids`), and links from each create to
+what the new resource's id opens.
 
 Litestar documents every error as its own default body (`status_code`, `detail`, `extra`) and
 only 400; the API answers `errors.ErrorBody` (AlertSite's `{"errors": [...]}` under `/api/v3`)
@@ -8,6 +9,7 @@ with 401, 403, 404, 409, 413 and 429 too. `document` rewrites the generated docu
 startup, before the first request renders it.
 """
 
+import re
 from typing import Any, cast
 from zoneinfo import available_timezones
 
@@ -43,6 +45,7 @@ from controller.web.alertsite.locations import LOCATIONS
 from controller.web.alertsite.mapping import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
 from controller.web.api.errors import ALERTSITE_PREFIX
 from controller.web.api.monitor_rules import FOLDER_MAX
+from controller.web.api.operation_ids import operation_id
 from controller.web.api.users import PASSWORD_MIN
 
 BEARER = "bearer"
@@ -67,6 +70,15 @@ ERROR_STATUSES = {
     "409": "the request conflicts with the resource's state",
     "413": "the request body is larger than the API accepts",
     "429": "too many requests: wait `Retry-After` seconds",
+}
+# The logins' answers to wrong credentials: ours a 401; AlertSite's, which its API pages document
+# as a 400 `invalid_request - User authentication failed.`, a 400 to a well-formed request.
+CREDENTIAL_ERRORS = {
+    ("/api/auth/login", "401"): "wrong e-mail or password (or a disabled user)",
+    ("/api/v3/access-tokens", "400"): (
+        "the request is malformed, or the username or password is wrong: AlertSite answers"
+        " wrong credentials with 400 `invalid_request - User authentication failed.`"
+    ),
 }
 
 _ERROR_BODY = Schema(
@@ -145,6 +157,22 @@ CUSTOMER_ID: JsonObject = {
 # JSON Schema value's text, `1121.0` for the integer 1121.0, which customer_ident refuses.
 CUSTOMER_ID_PARAMETER: JsonObject = {"description": CUSTOMER_ID["description"], **CUSTOMER_ID_TEXT}
 NULL = {"type": "null"}
+ZONES = sorted(available_timezones())
+
+
+def zone_names(zones: list[str]) -> list[str]:
+    """An identifier per IANA zone for the enum's generated constants (`x-enum-varnames`):
+    `Etc/GMT+1` → `ETC_GMT_PLUS_1`, `Etc/GMT-1` → `ETC_GMT_MINUS_1`, `America/Port-au-Prince`
+    → `AMERICA_PORT_AU_PRINCE`; unique, or this raises at import."""
+    names = []
+    for zone in zones:
+        spelled = re.sub(r"-(?=\d)", "_MINUS_", zone.replace("+", "_PLUS_"))
+        names.append(re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9]", "_", spelled)).strip("_").upper())
+    if len(set(names)) != len(names):
+        raise ValueError("two time zones make one enum name")
+    return names
+
+
 E164 = "\\+[1-9][0-9]{6,14}"
 NO_NUL = "^[^\\x00]*$"
 NUL_REFUSED = frozenset({"search"})  # the query parameters validation.no_nul checks
@@ -177,7 +205,7 @@ _STRING_RULES: dict[str, JsonObject] = {
     "startsAt": {"format": "date-time"},
     "endsAt": {"format": "date-time"},
     "startTime": {"pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"},
-    "timezone": {"enum": sorted(available_timezones())},
+    "timezone": {"enum": ZONES, "x-enum-varnames": zone_names(ZONES)},
     "protocol": {"enum": list(IMAP_POP.types)},
     "role": {"enum": list(ROLES)},
     "UserCreate.password": {"minLength": PASSWORD_MIN},
@@ -456,8 +484,10 @@ def rewrite(spec: OpenAPI) -> None:
     spec.security = [{BEARER: []}]
     paths = spec.paths or {}
     for path, item in paths.items():
-        for operation in (item.get, item.put, item.post, item.patch, item.delete):
+        for method in ("get", "put", "post", "patch", "delete"):
+            operation = getattr(item, method)
             if operation is not None:
+                operation.operation_id = operation_id(method, path)
                 _operation(path, operation)
     for path, item in paths.items():
         if item.post is not None:
@@ -503,9 +533,12 @@ def _operation(path: str, operation: Operation) -> None:
         statuses.add("413")
     if path.endswith("/trigger-check") or path.startswith("/api/users"):
         statuses.add("409")
+    if path == "/api/auth/login":
+        statuses.add("401")
     responses = operation.responses if operation.responses is not None else {}
     for status in sorted(statuses):
-        responses[status] = OpenAPIResponse(description=ERROR_STATUSES[status], content=content)
+        description = CREDENTIAL_ERRORS.get((path, status), ERROR_STATUSES[status])
+        responses[status] = OpenAPIResponse(description=description, content=content)
     operation.responses = responses
     params = [p for p in operation.parameters or [] if isinstance(p, Parameter)]
     for parameter in params:

@@ -5,6 +5,7 @@ from uuid import UUID
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.web.console import store as console
 
 
 async def create(conn: Conn, organization_id: int, name: str, digest: bytes) -> None:
@@ -40,20 +41,53 @@ async def organization_for(conn: Conn, digest: bytes) -> int | None:
     return org
 
 
-async def latest(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
-    """Per monitor of the organization and country it is checked from now: the latest round's
-    status and, when it ran, its response time, phases and TLS facts."""
+# The wire's phase keys, in the order the series list them.
+PHASES = ("dns", "connect", "tls", "greeting", "auth", "submit", "delivery", "fetch")
+_PHASE_COLUMNS = ", ".join(
+    f"CASE WHEN jsonb_typeof(r.phases->'{p}Ms') = 'number'"
+    f" THEN (r.phases->>'{p}Ms')::float8 END AS {p}"
+    for p in PHASES
+)
+# A monitor of the organization in the asked shard: its internal id modulo the shard count.
+_IN_SHARD = "m.organization_id = $1 AND m.id % $2 = $3"
+
+
+async def monitors(
+    conn: Conn, organization_id: int, shard: int, shards: int
+) -> list[asyncpg.Record]:
+    """The shard's monitors: public id (text), name, kind, customer and shown state."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT m.public_id, s.country, s.last_status, s.last_scheduled_at,"
-        " r.response_time_ms, r.phases, r.tls"
+        "SELECT m.public_id::text AS monitor, m.name, m.type, c.name AS customer,"
+        f" {console.STATE} AS state"
+        " FROM monitors m JOIN customers c ON c.id = m.customer_id"
+        f" {console.STATE_JOINS}"
+        f" WHERE {_IN_SHARD} ORDER BY m.id",
+        organization_id,
+        shards,
+        shard,
+    )
+    return rows
+
+
+async def latest(conn: Conn, organization_id: int, shard: int, shards: int) -> list[asyncpg.Record]:
+    """Per monitor of the shard and country it is checked from now: the latest round's status,
+    when it was due (Unix time) and, when it ran, its response time, phases (ms, by
+    `PHASES`) and its certificate's expiry as the agent wrote it."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT m.public_id::text AS monitor, s.country, s.last_status,"
+        " extract(epoch FROM s.last_scheduled_at)::float8 AS due, r.response_time_ms,"
+        f" {_PHASE_COLUMNS}, r.tls->>'certNotAfter' AS not_after"
         " FROM monitors m"
         " JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''"
         "  AND (coalesce(m.allowed_country_codes, m.round_countries) IS NULL"
         "       OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
-        " LEFT JOIN check_results r"
-        "  ON r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
-        "  AND r.country = s.country AND r.job_id = s.last_job_id"
-        " WHERE m.organization_id = $1 ORDER BY m.public_id, s.country",
+        # one index lookup per row, however many results the table holds
+        " LEFT JOIN LATERAL (SELECT r.response_time_ms, r.phases, r.tls FROM check_results r"
+        "  WHERE r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
+        "  AND r.country = s.country AND r.job_id = s.last_job_id LIMIT 1) r ON true"
+        f" WHERE {_IN_SHARD} ORDER BY m.id, s.country",
         organization_id,
+        shards,
+        shard,
     )
     return rows

@@ -22,11 +22,8 @@ STATES = ("up", "degraded", "down", "missed", "unknown")
 # Countries the monitor is checked from now, as `controller.monitors.latest_store` has it.
 _CHECKED_FROM = "coalesce(m.allowed_country_codes, m.round_countries)"
 
-_FILTERED = f"""
-WITH f AS (
-    SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status,
-           c.name AS customer, cs.dots,
-           CASE
+# A monitor's shown state (the rule above): `m` a monitor, joined by STATE_JOINS.
+STATE = """CASE
                WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
                WHEN cs.dots IS NULL THEN 'unknown'
                WHEN cs.ups = cs.n THEN 'up'
@@ -34,9 +31,8 @@ WITH f AS (
                WHEN cs.downs > 0 THEN 'down'
                WHEN cs.ups > 0 THEN 'up'
                ELSE 'missed'
-           END AS state
-    FROM monitors m
-    JOIN customers c ON c.id = m.customer_id
+           END"""
+STATE_JOINS = f"""
     LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
     LEFT JOIN LATERAL (
         SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots,
@@ -46,7 +42,14 @@ WITH f AS (
         FROM monitor_country_state s
         WHERE s.monitor_id = m.id AND s.last_job_id <> ''
           AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))
-    ) cs ON true
+    ) cs ON true"""
+
+_FILTERED = f"""
+WITH f AS (
+    SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status,
+           c.name AS customer, cs.dots, {STATE} AS state
+    FROM monitors m
+    JOIN customers c ON c.id = m.customer_id{STATE_JOINS}
     WHERE ($1::bigint IS NULL OR m.organization_id = $1)
       AND ($2::uuid IS NULL OR c.public_id = $2)
       AND ($3::text IS NULL OR m.type = $3)

@@ -1,0 +1,143 @@
+"""The text of `/metrics/monitors` (Prometheus text format 0.0.4), written straight from the rows
+of `scrape_store`, family by family, in chunks: a scrape of 100,000 monitors is millions of
+lines, which prometheus_client's collector objects would take seconds to build and hold whole.
+
+Identifiers are labels and values are numbers, as Prometheus has it: every per-monitor series
+carries the monitor's public id (`monitor`) and, per country, `country`; the free-text name,
+kind and customer are in `mailprobe_monitor_info` only, so a rename starts no new series of the
+others (join them with `* on (monitor) group_left (name) mailprobe_monitor_info`). Times are
+Unix timestamps in seconds, durations seconds. Never a hostname, a message or an error text.
+"""
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
+from controller.web.console.scrape_store import PHASES
+from controller.web.console.store import STATES
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LINES_PER_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+
+
+INFO = Family(
+    "mailprobe_monitor_info",
+    "Always 1: the monitor's name, kind and customer (join on `monitor`)",
+)
+STATE = Family(
+    "mailprobe_monitor_state",
+    "1 for the monitor's current state (up, degraded, down, missed, unknown), 0 for the others",
+)
+UP = Family("mailprobe_check_up", "Latest check: 1 up, 0 down (absent when missed or inconclusive)")
+MISSED = Family("mailprobe_check_missed", "1 when the latest round ran nowhere")
+INCONCLUSIVE_F = Family(
+    "mailprobe_check_inconclusive",
+    "1 when the latest check was inconclusive (the agent's own path failed its self-check)",
+)
+RESPONSE = Family("mailprobe_check_response_seconds", "Latest check's response time")
+PHASE = Family(
+    "mailprobe_check_phase_seconds",
+    "Latest check's phases: dns, connect, tls, greeting, auth; a round trip's submit, delivery"
+    " (accepted by SMTP until seen in the mailbox) and fetch",
+)
+CERT_EXPIRY = Family(
+    "mailprobe_tls_cert_expiry_timestamp_seconds",
+    "When the certificate the latest check saw expires (Unix time)",
+)
+SCHEDULED = Family(
+    "mailprobe_check_scheduled_timestamp_seconds", "When the latest round was due (Unix time)"
+)
+FAMILIES = (INFO, STATE, UP, MISSED, INCONCLUSIVE_F, RESPONSE, PHASE, CERT_EXPIRY, SCHEDULED)
+
+
+def escape(value: str) -> str:
+    """A label value as the text format quotes it."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def expiry(not_after: str | None) -> float | None:
+    """An agent's `certNotAfter` (ISO 8601) as Unix time; None when absent or unreadable."""
+    if not not_after:
+        return None
+    try:
+        at = datetime.fromisoformat(not_after)
+    except ValueError:
+        return None
+    stamp = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return stamp if math.isfinite(stamp) else None
+
+
+def _header(family: Family) -> str:
+    return f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge\n"
+
+
+def _family(family: Family, lines: list[str]) -> Iterator[bytes]:
+    """The family's header, then its lines, LINES_PER_CHUNK at a time."""
+    head = _header(family)
+    for start in range(0, max(len(lines), 1), LINES_PER_CHUNK):
+        yield (head + "".join(lines[start : start + LINES_PER_CHUNK])).encode()
+        head = ""
+
+
+def encode(monitors: Sequence[asyncpg.Record], latest: Sequence[asyncpg.Record]) -> Iterator[bytes]:
+    """The series of `scrape_store.monitors` and `scrape_store.latest` rows, in chunks; each
+    family's lines are made by one comprehension over a column (the cost is per line)."""
+    ids = [r["monitor"] for r in monitors]
+    yield from _family(
+        INFO,
+        [
+            f'{INFO.name}{{monitor="{m}",name="{escape(r["name"])}",kind="{escape(r["type"])}",'
+            f'customer="{escape(r["customer"])}"}} 1\n'
+            for m, r in zip(ids, monitors, strict=True)
+        ],
+    )
+    states = [r["state"] for r in monitors]
+    yield from _family(
+        STATE,
+        [
+            f'{STATE.name}{{monitor="{m}",state="{s}"}} {1 if s == now else 0}\n'
+            for m, now in zip(ids, states, strict=True)
+            for s in STATES
+        ],
+    )
+    del ids, states
+    quoted = {cc: escape(cc) for cc in {r["country"] for r in latest}}
+    keys = [f'monitor="{r["monitor"]}",country="{quoted[r["country"]]}"' for r in latest]
+    status = [r["last_status"] for r in latest]
+
+    def series(family: Family, values: Iterable[object]) -> Iterator[bytes]:
+        name = family.name
+        return _family(
+            family,
+            [f"{name}{{{k}}} {v}\n" for k, v in zip(keys, values, strict=True) if v is not None],
+        )
+
+    yield from series(UP, (None if s in UNCOUNTED else 1 if s == "up" else 0 for s in status))
+    yield from series(MISSED, (1 if s == "missed" else 0 for s in status))
+    yield from series(INCONCLUSIVE_F, (1 if s == INCONCLUSIVE else 0 for s in status))
+    yield from series(
+        RESPONSE,
+        (None if (ms := r["response_time_ms"]) is None else ms / 1000 for r in latest),
+    )
+    name = PHASE.name
+    yield from _family(
+        PHASE,
+        [
+            f'{name}{{{k},phase="{p}"}} {ms / 1000}\n'
+            for k, r in zip(keys, latest, strict=True)
+            for p in PHASES
+            if (ms := r[p]) is not None
+        ],
+    )
+    yield from series(CERT_EXPIRY, (expiry(r["not_after"]) for r in latest))
+    yield from series(SCHEDULED, (r["due"] for r in latest))
