@@ -4,7 +4,7 @@ accepted, every one it calls invalid is refused, every answer is documented.
 
 `make test` runs it bounded: FUZZ_EXAMPLES examples per operation (default 3) in the examples,
 fuzzing and stateful phases, once with a seed of its own (printed, and named in the test's id
-and failure) and once with each fixed seed of FIXED_SEEDS, about 40 s each on two cores.
+and failure) and once with the fixed seed of FIXED_SEEDS, about 40 s each on two cores.
 `make fuzz` adds the coverage phase (every boundary of every keyword, a minute more) and 100
 examples. FUZZ_SEED=N runs seed N alone (a failure's seed, to replay it)."""
 
@@ -22,7 +22,7 @@ from tests.api.rig import pipeline_api
 from tests.conftest import Tenant, make_tenant
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
-FIXED_SEEDS = (1, 20261123)
+FIXED_SEEDS = (20261123,)
 SEEDS = (
     [int(os.environ["FUZZ_SEED"])]
     if os.environ.get("FUZZ_SEED")
