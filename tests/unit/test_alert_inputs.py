@@ -152,7 +152,7 @@ def test_a_monitors_notice_goes_to_each_of_its_recipients(
     *notes, channels = to_recipients("down", m, TEXTS, "k")
     assert notes == expected
     # and the monitor's notification channels, whatever its addresses (the store expands it)
-    assert channels == Outgoing("down", CHANNELS, "", "subject", "", None, "k")
+    assert channels == Outgoing("down", CHANNELS, "", "subject", "text", None, "k")
 
 
 def test_an_organization_notice_goes_by_email_to_each_owner_keyed_per_owner() -> None:
