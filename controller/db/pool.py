@@ -27,8 +27,10 @@ _SERVER_SETTINGS = {"timezone": "UTC"}
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """What a released connection needs beyond asyncpg's own rollback of an open transaction:
-    nothing, as no query here leaves session state behind (LISTEN, a session advisory lock, a
-    SET, a cursor). asyncpg's default sends `RESET ALL` and more: a round trip per release."""
+    nothing, as no query here leaves session state behind (LISTEN, a SET, a cursor; the one
+    session advisory lock, the OAuth2 token service's, is released by its holder, which closes
+    the connection when it cannot). asyncpg's default sends `RESET ALL` and more: a round trip
+    per release."""
 
 
 async def create_pool(url: str, max_size: int = 20, **kwargs: Any) -> asyncpg.Pool:

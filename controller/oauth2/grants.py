@@ -230,8 +230,15 @@ def checked(raw: Mapping[str, Any], allowed_hosts: Sequence[str] | None) -> Gran
 
 def as_stored(grant: Grant) -> dict[str, Any]:
     """The grant as the config JSON stores it (its secrets as they are: the caller sealed
-    them)."""
+    them), and so as responses show it. `mechanism`, `grant` and `provider` are always spelt
+    out, so a grant shown is one the API takes back as it is (`checked` requires `grant`);
+    msgspec's `omit_defaults` tells a default by identity, not by value."""
     out: dict[str, Any] = msgspec.to_builtins(
         grant, enc_hook=lambda s: s.reveal() if isinstance(s, Secret) else s
     )
-    return out
+    return {
+        "mechanism": grant.mechanism,
+        "grant": grant.grant,
+        "provider": grant.provider,
+        **out,
+    }

@@ -1,5 +1,5 @@
 """The `oauth2_tokens` and `oauth2_token_calls` rows (controller.oauth2.rules has the rules).
-The caller owns the transaction."""
+The caller owns the transaction, if any."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,10 +18,15 @@ class Cached:
     told: bool
 
 
-async def lock(conn: Conn, grant_key: str) -> None:
-    """Hold the grant until the transaction ends: one replica asks its endpoint at a time (a
-    rotated refresh token used twice may revoke the grant)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 25))", grant_key)
+async def hold(conn: Conn, grant_key: str) -> None:
+    """Hold the grant until `release`: one replica asks its endpoint at a time (a rotated
+    refresh token used twice may revoke the grant). A session lock, so no transaction stays
+    open while the endpoint is asked; a connection going back to the pool drops it anyway."""
+    await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 25))", grant_key)
+
+
+async def release(conn: Conn, grant_key: str) -> None:
+    await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 25))", grant_key)
 
 
 async def get(conn: Conn, grant_key: str) -> Cached | None:

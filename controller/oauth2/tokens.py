@@ -7,6 +7,14 @@ stored back (sealed) before anyone asks again. Calls are counted against the org
 hourly budget (OAUTH2_TOKEN_CALLS_PER_HOUR). A grant the endpoint refused or that got no answer
 is asked again only after a wait (or at once once it changes), and its organization's owners
 get one notice per failure with the endpoint's error.
+
+No database transaction is open while an endpoint is asked: the grant's lock is a session lock
+on a connection outside any transaction, and what the answer changes is written in a short
+transaction after it. The scheduler never waits for an endpoint either: in its transaction it
+takes only tokens that are `ready` (cached, or a failure waiting for its retry); for the others
+it `start`s a fetch in the background and claims the monitor again once it is done
+(`fetching`). Fetches are bounded per organization (`ORG_CONCURRENCY`) below the replica's bound
+(`CONCURRENCY`), so one organization's hanging endpoint leaves slots to every other one.
 """
 
 import asyncio
@@ -36,7 +44,8 @@ from shared.timefmt import utcnow
 log = structlog.get_logger(__name__)
 
 NOTICE_KIND: Final = "oauth2_token"
-CONCURRENCY: Final = 8  # grants asked at once by one replica
+CONCURRENCY: Final = 8  # grants asked at once by one replica (each holds a connection)
+ORG_CONCURRENCY: Final = 3  # of which one organization's grants take at most this many
 MEMORY_MAX: Final = 10_000  # tokens one replica keeps in memory (PostgreSQL keeps them all)
 
 
@@ -59,12 +68,101 @@ class TokenService:
         self._key = box.subkeys(rules.GRANT_KEY_PURPOSE)[0]
         self._memory: dict[str, tuple[Secret, datetime]] = {}
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._org_slots: dict[int, asyncio.Semaphore] = {}
+        # Background fetches by monitor id, and their outcomes until the scheduler takes them
+        # (with the grant keys they were for: an edited grant is not served a stale answer).
+        self._fetching: dict[int, asyncio.Task[None]] = {}
+        self._fetched: dict[int, tuple[tuple[str, ...], dict[str, Secret] | TokenFailure]] = {}
+
+    def fetching(self) -> list[int]:
+        """The monitors whose tokens are being fetched in the background."""
+        return list(self._fetching)
+
+    def _keys(self, monitor: Monitor) -> tuple[str, ...]:
+        return tuple(
+            rules.grant_key(self._key, monitor.id, path, grant)
+            for path, grant in monitor.grants.items()
+        )
+
+    async def ready(
+        self, conn: Conn, monitor: Monitor, needed_until: datetime
+    ) -> dict[str, Secret] | TokenFailure | None:
+        """The monitor's tokens (or why there are none) when they are known without asking an
+        endpoint: a background fetch's outcome, a cached token, a failure waiting for its
+        retry; None when an endpoint must be asked (`start`). Reads only, takes no lock."""
+        keys = self._keys(monitor)
+        done = self._fetched.pop(monitor.id, None)
+        if done is not None and done[0] == keys:
+            return done[1]
+        now = utcnow()
+        out: dict[str, Secret] = {}
+        for (path, _), key in zip(monitor.grants.items(), keys, strict=True):
+            cached = self._memory.get(key)
+            if cached is not None and rules.usable(cached[1], needed_until):
+                out[path] = cached[0]
+                continue
+            row = await store.get(conn, key)
+            if row is None:
+                return None
+            if row.access_token and row.expires_at and rules.usable(row.expires_at, needed_until):
+                try:
+                    token = Secret(self._box.open(row.access_token))
+                except SecretBoxError:
+                    return None  # the fetch says what is wrong
+                self._remember(key, token, row.expires_at)
+                out[path] = token
+            elif row.error and row.retry_at and row.retry_at > now:
+                return TokenFailure(path, row.error, row.error_message or "")
+            else:
+                return None
+        return out
+
+    def start(self, monitor: Monitor, needed_until: datetime) -> None:
+        """Fetch the monitor's tokens in the background, once at a time per monitor; `ready`
+        answers with the outcome."""
+        if monitor.id in self._fetching:
+            return
+        keys = self._keys(monitor)
+
+        async def fetch() -> None:
+            try:
+                got = await self.tokens(monitor, needed_until)
+            except Exception as exc:  # the database, say: the next claim starts it again
+                log.error(
+                    "OAuth2 token fetch failed", monitor_id=str(monitor.public_id), error=repr(exc)
+                )
+            else:
+                if len(self._fetched) >= MEMORY_MAX:
+                    self._fetched.pop(next(iter(self._fetched)))
+                self._fetched[monitor.id] = (keys, got)
+            finally:
+                self._fetching.pop(monitor.id, None)
+
+        self._fetching[monitor.id] = asyncio.create_task(fetch(), name=f"oauth2-{monitor.id}")
+
+    async def settled(self) -> None:
+        """Wait for the background fetches started so far."""
+        await asyncio.gather(*self._fetching.values(), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the background fetches (the next claim starts them again)."""
+        tasks = list(self._fetching.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _org_slot(self, organization_id: int) -> asyncio.Semaphore:
+        slot = self._org_slots.get(organization_id)
+        if slot is None:
+            slot = self._org_slots[organization_id] = asyncio.Semaphore(ORG_CONCURRENCY)
+        return slot
 
     async def tokens(
         self, monitor: Monitor, needed_until: datetime
     ) -> dict[str, Secret] | TokenFailure:
         """An access token per grant of the monitor (by the grant's path), each living past
-        `needed_until`; the first failure instead."""
+        `needed_until`; the first failure instead. Asks the endpoints as needed and waits for
+        them (the scheduler only in the background: `start`)."""
         out: dict[str, Secret] = {}
         for path, grant in monitor.grants.items():
             got = await self._token(monitor, path, grant, needed_until)
@@ -80,9 +178,21 @@ class TokenService:
         cached = self._memory.get(key)
         if cached is not None and rules.usable(cached[1], needed_until):
             return cached[0]
-        async with self._slots, self._pool.acquire() as conn, conn.transaction():
-            await store.lock(conn, key)
-            return await self._locked(conn, monitor, path, grant, key, needed_until)
+        # The organization's slot first: its grants queue there, not in the replica's slots.
+        async with (
+            self._org_slot(monitor.organization_id),
+            self._slots,
+            self._pool.acquire() as conn,
+        ):
+            try:
+                await store.hold(conn, key)
+                return await self._locked(conn, monitor, path, grant, key, needed_until)
+            finally:
+                try:
+                    await store.release(conn, key)
+                except BaseException:
+                    conn.terminate()  # a session lock never outlives this use of the connection
+                    raise
 
     async def _locked(
         self,
@@ -93,27 +203,16 @@ class TokenService:
         key: str,
         needed_until: datetime,
     ) -> Secret | TokenFailure:
+        """Holding the grant's lock: the cached token, or one from the endpoint (asked with no
+        transaction open), or why there is none."""
         bound = log.bind(monitor_id=str(monitor.public_id), login=path, grant=grant.grant)
         now = utcnow()
-        row = await store.get(conn, key)
         try:
-            if row is not None and row.access_token and rules.usable(row.expires_at, needed_until):
-                token = Secret(self._box.open(row.access_token))
-                assert row.expires_at is not None
-                self._remember(key, token, row.expires_at)
-                return token
-            if row is not None and row.error and row.retry_at and row.retry_at > now:
-                return TokenFailure(path, row.error, row.error_message or "")
-            hour = now.replace(minute=0, second=0, microsecond=0)
-            if not await store.take_call(conn, monitor.organization_id, hour, self._calls_per_hour):
-                failure = TokenFailure(
-                    path,
-                    "budget",
-                    "the organization's token endpoint calls this hour are spent"
-                    " (OAUTH2_TOKEN_CALLS_PER_HOUR)",
-                )
-                await self._failed(conn, monitor, grant, key, row, failure, refused=False)
-                return failure
+            async with conn.transaction():
+                row = await store.get(conn, key)
+                known = await self._known(conn, monitor, path, grant, key, row, needed_until, now)
+            if known is not None:
+                return known
             opened = self._opened(grant, row)
             config_user = rules.user(monitor.config, path)
             kind = kinds.of_type(monitor.type)
@@ -126,7 +225,8 @@ class TokenService:
         except TokenError as exc:
             failure = TokenFailure(path, exc.error, str(exc))
             bound.warning("no OAuth2 token", error=exc.error, refused=exc.refused)
-            await self._failed(conn, monitor, grant, key, row, failure, refused=exc.refused)
+            async with conn.transaction():
+                await self._failed(conn, monitor, grant, key, row, failure, refused=exc.refused)
             return failure
         expires = rules.expires_at(utcnow(), issued.expires_in)
         rotated = None
@@ -143,6 +243,39 @@ class TokenService:
                 path, "short_lived", "the endpoint's token expires before the check would run"
             )
         return token
+
+    async def _known(
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        path: str,
+        grant: Grant,
+        key: str,
+        row: store.Cached | None,
+        needed_until: datetime,
+        now: datetime,
+    ) -> Secret | TokenFailure | None:
+        """What the stored row answers without asking the endpoint (a token another replica got
+        meanwhile, a failure waiting for its retry, a spent budget); None: ask it (one call of
+        the organization's budget taken)."""
+        if row is not None and row.access_token and rules.usable(row.expires_at, needed_until):
+            token = Secret(self._box.open(row.access_token))
+            assert row.expires_at is not None
+            self._remember(key, token, row.expires_at)
+            return token
+        if row is not None and row.error and row.retry_at and row.retry_at > now:
+            return TokenFailure(path, row.error, row.error_message or "")
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        if await store.take_call(conn, monitor.organization_id, hour, self._calls_per_hour):
+            return None
+        failure = TokenFailure(
+            path,
+            "budget",
+            "the organization's token endpoint calls this hour are spent"
+            " (OAUTH2_TOKEN_CALLS_PER_HOUR)",
+        )
+        await self._failed(conn, monitor, grant, key, row, failure, refused=False)
+        return failure
 
     def _remember(self, key: str, token: Secret, expires: datetime) -> None:
         """Keep a token in memory; past MEMORY_MAX the expired ones go, then the oldest."""
@@ -192,7 +325,8 @@ class TokenService:
         *,
         refused: bool,
     ) -> None:
-        """Record the failure; tell the owners once, until a token comes or the grant changes."""
+        """Record the failure; tell the owners once, until a token comes or the grant changes.
+        The caller holds a transaction."""
         told = row is not None and row.told and row.error is not None
         now = utcnow()
         if not told:

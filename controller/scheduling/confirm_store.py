@@ -54,12 +54,15 @@ class Claimed:
     expired: int = 0
 
 
-async def claim(conn: Conn, now: datetime, per_minute: int, limit: int) -> Claimed:
+async def claim(
+    conn: Conn, now: datetime, per_minute: int, limit: int, skip: Sequence[int] = ()
+) -> Claimed:
     """The confirmations to send `now`, marked sent: as many as the global budget
     (`per_minute`, a rate shared by replicas) has slots, at most `limit`, given fairly between
     organizations (`controller.scheduling.confirm.fair_pick`). Nothing while another replica claims
     (it
-    holds the budget until its transaction ends)."""
+    holds the budget until its transaction ends). Not the monitors in `skip` (their OAuth2
+    tokens are being fetched)."""
     budget = await conn.fetchrow("SELECT tat FROM confirmation_budget FOR UPDATE SKIP LOCKED")
     if budget is None:
         return Claimed()
@@ -82,8 +85,9 @@ async def claim(conn: Conn, now: datetime, per_minute: int, limit: int) -> Claim
         "   row_number() OVER (PARTITION BY m.organization_id"
         "    ORDER BY c.requested_at, c.monitor_id, c.after_round) AS nth"
         "  FROM confirmation_rounds c JOIN monitors m ON m.id = c.monitor_id"
-        "  WHERE c.sent_at IS NULL) p WHERE nth <= $1",
+        "  WHERE c.sent_at IS NULL AND c.monitor_id <> ALL($2::bigint[])) p WHERE nth <= $1",
         n,
+        list(skip),
     )
     recent = await conn.fetch(
         "SELECT m.organization_id, count(*) AS sent FROM confirmation_rounds c"
@@ -127,3 +131,16 @@ async def failed_agents(
     for r in rows:
         found.setdefault(r["monitor_id"], {}).setdefault(r["country"], set()).add(r["agent_id"])
     return found
+
+
+async def give_back(conn: Conn, rounds: Sequence[tuple[int, datetime]]) -> None:
+    """Claimed confirmations not sent after all (their OAuth2 tokens are being fetched): they
+    wait again, and a later claim sends them."""
+    if rounds:
+        await conn.execute(
+            "UPDATE confirmation_rounds c SET sent_at = NULL"
+            " FROM unnest($1::bigint[], $2::timestamptz[]) AS s(monitor_id, after_round)"
+            " WHERE c.monitor_id = s.monitor_id AND c.after_round = s.after_round",
+            [m for m, _ in rounds],
+            [at for _, at in rounds],
+        )

@@ -52,14 +52,18 @@ def _claimed(row: asyncpg.Record) -> ClaimedMonitor:
         )
 
 
-async def claim_due(conn: Conn, now: datetime, limit: int) -> list[ClaimedMonitor]:
-    """Due monitors, earliest first, locked until the caller's transaction ends."""
+async def claim_due(
+    conn: Conn, now: datetime, limit: int, skip: Sequence[int] = ()
+) -> list[ClaimedMonitor]:
+    """Due monitors, earliest first, locked until the caller's transaction ends; not those in
+    `skip` (their OAuth2 tokens are being fetched)."""
     rows = await conn.fetch(
         f"SELECT {WATCHED_COLUMNS} FROM monitors"
-        " WHERE status <> 'disabled' AND next_due_at <= $1"
+        " WHERE status <> 'disabled' AND next_due_at <= $1 AND id <> ALL($3::bigint[])"
         " ORDER BY next_due_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
         now,
         limit,
+        list(skip),
     )
     return await _decode(rows)
 
@@ -110,9 +114,11 @@ async def set_next_due(
     )
 
 
-async def earliest_due(conn: Conn) -> datetime | None:
+async def earliest_due(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
     at: datetime | None = await conn.fetchval(
         "SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+        " AND id <> ALL($1::bigint[])",
+        list(skip),
     )
     return at
 

@@ -10,6 +10,13 @@ Each batch is claimed in a transaction (`SKIP LOCKED`, so replicas share the wor
 published with `Nats-Msg-Id` = job id and their acks awaited, then the monitors' next due times
 are written and the transaction commits. A crash before the commit leaves the monitors due: the
 next claim republishes the same job ids and JetStream drops the duplicates.
+
+No network call happens in a transaction other than the publish to NATS: a monitor with an OAuth2
+login whose access token is not cached is left due (its row unlocked at the commit), its token is
+fetched in the background (controller.oauth2.tokens, bounded per organization), and it is claimed
+again, with the outcome, once the fetch is done; claims skip it meanwhile. So a hanging token
+endpoint holds no row lock and delays no other organization's rounds, and the round it delays
+is sent late, or recorded `overdue`, or `oauth2_token` when no token came, as rounds are.
 """
 
 import asyncio
@@ -130,12 +137,23 @@ class Scheduler:
             wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
             return min(wait, max(0.0, plan_at - loop.time()))
 
-        await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
+        try:
+            await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
+        finally:
+            if self._tokens is not None:
+                await self._tokens.close()
+
+    def _fetching(self) -> list[int]:
+        """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""
+        return self._tokens.fetching() if self._tokens is not None else []
 
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
         async with self._pool.acquire() as conn:
-            times = [await due.earliest_due(conn), await deferred.earliest(conn)]
+            times = [
+                await due.earliest_due(conn, self._fetching()),
+                await deferred.earliest(conn),
+            ]
         earliest = min((t for t in times if t is not None), default=None)
         if earliest is None:
             return IDLE_MAX_S
@@ -172,7 +190,7 @@ class Scheduler:
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
             claimed = await confirmations.claim(
-                conn, self._clock(), self._confirm_per_minute, self._batch
+                conn, self._clock(), self._confirm_per_minute, self._batch, self._fetching()
             )
             if claimed.expired:
                 metrics.confirmation("capped", claimed.expired)
@@ -185,12 +203,16 @@ class Scheduler:
             if not asked:
                 return 0
             monitors = await due.monitors(conn, sorted({m for m, _ in asked}))
+            now = self._clock()
+            tokens, waiting = await self._ready_tokens(conn, monitors, now)
+            if waiting:  # asked again once their tokens are fetched
+                await confirmations.give_back(conn, [a for a in asked if a[0] in waiting])
+                monitors = [m for m in monitors if _id(m) not in waiting]
             live_agents = [(beat.country, beat.agent_id) for beat in self._agents.agents()]
             avoid = planning.second_opinions(
                 await confirmations.failed_agents(conn, asked), live_agents
             )
-            now, live = self._clock(), self._agents.countries()
-            tokens = await self._access_tokens(monitors, now)
+            live = self._agents.countries()
             plans = await asyncio.to_thread(
                 lambda: [
                     self._round(
@@ -341,10 +363,12 @@ class Scheduler:
     async def _run_batch(self, now: datetime) -> tuple[int, bool]:
         await self._keys.refresh()
         async with self._pool.acquire() as conn, conn.transaction():
-            claimed = await due.claim_due(conn, now, self._batch)
+            claimed = await due.claim_due(conn, now, self._batch, self._fetching())
             if not claimed:
                 return 0, False
-            rounds = await self.rounds(claimed, now, self._agents.countries())
+            tokens, waiting = await self._ready_tokens(conn, claimed, now)
+            planned = [m for m in claimed if _id(m) not in waiting]
+            rounds = await self.rounds(planned, now, self._agents.countries(), tokens)
             jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
@@ -355,6 +379,8 @@ class Scheduler:
             missed = [row for r in rounds for row in r.missed]
             if missed:
                 await results.store(conn, missed)
+        if not rounds:
+            return 0, len(claimed) == self._batch
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
         metrics.rounds_scheduled([r.scheduled_at for r in rounds], self._clock())
         self._missed(missed)
@@ -368,43 +394,76 @@ class Scheduler:
         return jobs, len(claimed) == self._batch
 
     async def rounds(
-        self, claimed: Sequence[ClaimedMonitor], now: datetime, live: frozenset[str]
+        self,
+        claimed: Sequence[ClaimedMonitor],
+        now: datetime,
+        live: frozenset[str],
+        tokens: Mapping[int, Mapping[str, Secret] | TokenFailure] | None = None,
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
-        libsodium release the GIL (bench/seal.py). OAuth2 logins' access tokens are got first
-        (controller.oauth2.tokens), concurrently."""
-        tokens = await self._access_tokens(claimed, now)
+        libsodium release the GIL (bench/seal.py). `tokens`: the OAuth2 logins' access tokens
+        (or why there are none), by monitor id."""
+        got = tokens or {}
         return await asyncio.to_thread(
-            lambda: [self._round(m, now, live, tokens=tokens.get(_id(m))) for m in claimed]
+            lambda: [self._round(m, now, live, tokens=got.get(_id(m))) for m in claimed]
         )
 
-    async def _access_tokens(
+    def _token_logins(
         self, claimed: Sequence[ClaimedMonitor], now: datetime
-    ) -> dict[int, Mapping[str, Secret] | TokenFailure]:
-        """The access tokens of the claimed monitors with OAuth2 logins whose round may log
-        in now (none while a login back-off holds every country), by monitor id."""
+    ) -> list[tuple[WatchedMonitor, datetime]]:
+        """The claimed monitors with OAuth2 logins whose round may log in now (none while a
+        login back-off holds every country), each with how long its token must live."""
         if self._tokens is None:
-            return {}
-        service = self._tokens
-        wanted = [
-            m
+            return []
+        return [
+            (
+                m,
+                schedule.expires_at(now, m.monitor.check_interval)
+                + timedelta(seconds=m.monitor.timeout_seconds),
+            )
             for m in claimed
             if isinstance(m, WatchedMonitor)
             and m.monitor.grants
             and (m.rounds.login_retry_at is None or m.rounds.login_retry_at <= now)
         ]
 
-        async def one(w: WatchedMonitor) -> Mapping[str, Secret] | TokenFailure:
-            m = w.monitor
-            until = schedule.expires_at(now, m.check_interval) + timedelta(
-                seconds=m.timeout_seconds
-            )
-            return await service.tokens(m, until)
+    async def _ready_tokens(
+        self, conn: Conn, claimed: Sequence[ClaimedMonitor], now: datetime
+    ) -> tuple[dict[int, Mapping[str, Secret] | TokenFailure], set[int]]:
+        """In a claim's transaction: the access tokens known without asking an endpoint, by
+        monitor id, and the monitors whose tokens are now fetched in the background (left
+        unplanned: claimed again when the fetch is done)."""
+        ready: dict[int, Mapping[str, Secret] | TokenFailure] = {}
+        waiting: set[int] = set()
+        if self._tokens is None:
+            return ready, waiting
+        for w, until in self._token_logins(claimed, now):
+            got = await self._tokens.ready(conn, w.monitor, until)
+            if got is None:
+                self._tokens.start(w.monitor, until)
+                waiting.add(w.monitor.id)
+            else:
+                ready[w.monitor.id] = got
+        return ready, waiting
 
-        got = await asyncio.gather(*(one(w) for w in wanted))
-        return {w.monitor.id: t for w, t in zip(wanted, got, strict=True)}
+    async def _access_tokens(
+        self, claimed: Sequence[ClaimedMonitor], now: datetime
+    ) -> dict[int, Mapping[str, Secret] | TokenFailure]:
+        """The access tokens of the claimed monitors, asking the endpoints and waiting for
+        them: only where no transaction is open (a triggered round)."""
+        if self._tokens is None:
+            return {}
+        service = self._tokens
+        wanted = self._token_logins(claimed, now)
+        got = await asyncio.gather(*(service.tokens(w.monitor, until) for w, until in wanted))
+        return {w.monitor.id: t for (w, _), t in zip(wanted, got, strict=True)}
+
+    async def settled(self) -> None:
+        """Wait for the OAuth2 token fetches started so far (tests, shutdown)."""
+        if self._tokens is not None:
+            await self._tokens.settled()
 
     def _round(
         self,

@@ -2,7 +2,8 @@
 service: it issues the rig's JWT access tokens (tests/oauth2/issuer.py, so Dovecot accepts
 them) for the client credentials, refresh token (rotating: a used refresh token is revoked) and
 JWT bearer (RFC 7523, the assertion checked with joserfc) grants, answers RFC 6749 errors
-(`invalid_grant`, `invalid_client`, `invalid_scope`), and can be made to fail (`down`). A bare
+(`invalid_grant`, `invalid_client`, `invalid_scope`), and can be made to fail (`down`) or to
+hang (`held`: no answer until the event is set). A bare
 ASGI app served by uvicorn with a trustme certificate."""
 
 import asyncio
@@ -39,6 +40,8 @@ class TokenEndpoint:
     expires_in: int = 3600
     rotate: bool = True
     down: bool = False
+    held: asyncio.Event | None = None  # set: answers; clear: every token request waits
+    waiting: int = 0  # token requests waiting for `held`
     calls: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     devices: dict[str, bool] = field(default_factory=dict)  # device code → signed in
@@ -131,6 +134,12 @@ class TokenEndpoint:
         elif scope["path"] == "/device":
             status, answer = self._device(form)
         else:
+            if self.held is not None:
+                self.waiting += 1
+                try:
+                    await self.held.wait()
+                finally:
+                    self.waiting -= 1
             status, answer = self._answer(form)
         data = json.dumps(answer).encode()
         await send(

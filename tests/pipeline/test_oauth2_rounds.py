@@ -125,6 +125,8 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
                 utcnow(),
                 org.org_id,
             )
+        await scheduler.run_due()  # the tokens are fetched in the background, then claimed
+        await scheduler.settled()
         await scheduler.run_due()
         assert len(endpoint.calls) == 2  # one token each; the revoked grant refused
 

@@ -130,3 +130,27 @@ def test_the_causes_say_how_to_switch_to_oauth2_and_that_the_server_is_not_at_fa
     assert kind == "basic_auth_disabled" and "OAuth2" in text and "oauth2" in text
     kind, text = describe([("DE", "oauth2_token", "invalid_grant")])
     assert "not at fault" in text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"grant": "client_credentials", "provider": "microsoft", "tenant": "t", "clientId": "a"},
+        {"grant": "refresh_token", "provider": "google", "clientId": "a"},
+        {"grant": "client_credentials", "tokenUrl": "https://idp.example.net/t", "clientId": "a"},
+    ],
+)
+def test_a_stored_grant_spells_out_its_choices_and_reads_back_as_it_is(
+    raw: dict[str, Any],
+) -> None:
+    """Defaults included (`XOAUTH2`, `client_credentials`, `custom`): the API shows the stored
+    grant, and the console and `export` send what it shows back."""
+    secret = {"client_credentials": "clientSecret", "refresh_token": "refreshToken"}
+    body = {**raw, secret[raw["grant"]]: "s", "scopes": ["mail"]}
+    stored = grants.as_stored(grants.checked(body, ["idp.example.net"]))
+    assert {k: stored[k] for k in ("mechanism", "grant", "provider")} == {
+        "mechanism": "XOAUTH2",
+        "grant": raw["grant"],
+        "provider": raw.get("provider", "custom"),
+    }
+    assert grants.as_stored(grants.checked(stored, ["idp.example.net"])) == stored

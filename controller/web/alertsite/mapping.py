@@ -369,6 +369,37 @@ def translate(
     return out
 
 
+OAUTH2_NATIVE = (
+    "this monitor logs in with OAuth2 (set through the native API), which AlertSite's fields"
+    " cannot carry"
+)
+
+
+def oauth2_password(t: Translated) -> None:
+    """A monitor with an OAuth2 login takes no password through AlertSite: the grant would stay
+    and the password never be used, or a script would think it switched the login."""
+    if isinstance(t.password, str) and t.password and t.password != MASK:
+        raise bad_request(
+            "password",
+            f"password: {OAUTH2_NATIVE}; send no password here, or switch the login to a"
+            " password through the native API",
+        )
+
+
+def oauth2_bound(fields: list[str]) -> ApiError:
+    """The 400 for a change that moves an OAuth2 grant: its secrets are bound to the server,
+    port, TLS and user, and only the native API can send them again."""
+    named = ", ".join(fields)
+    return ApiError(
+        400,
+        f"{named}: {OAUTH2_NATIVE}; its secrets are only sent for the server, port, TLS"
+        f" settings and user they were given with, so change {named} through the native API,"
+        " sending the grant's secret again",
+        code="secret_required",
+        fields=fields,
+    )
+
+
 def check_timeout(interval_seconds: int, timeout: int) -> None:
     """The native rule (timeout ≤ interval), said in AlertSite's units."""
     if timeout > interval_seconds:

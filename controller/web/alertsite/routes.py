@@ -43,6 +43,8 @@ from controller.web.alertsite.mapping import (
     check_timeout,
     create_body,
     no_nul,
+    oauth2_bound,
+    oauth2_password,
     record_id,
     selected,
     sent_fields,
@@ -117,7 +119,7 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
     if "timeout_seconds" in t.fields:
         check_timeout(interval, t.fields["timeout_seconds"])
     writes = MonitorWrites.of(request)
-    values = create_values(email.kind, create_body(t, email), writes.box)
+    values = create_values(email.kind, create_body(t, email), writes.box, writes.token_hosts)
     org = principal.organization_id
 
     async def customer(conn: Conn) -> int:
@@ -147,11 +149,15 @@ async def _update(
         body = await strict_body(request, data)
         no_nul(body)
         t = translate(body, email, monitor.check_interval)
+        if monitor.grants:
+            oauth2_password(t)
         check_timeout(
             t.fields.get("check_interval", monitor.check_interval),
             t.fields.get("timeout_seconds", monitor.timeout_seconds),
         )
-        changes = update_values(email.kind, update_body(t, email, monitor), monitor, writes.box)
+        changes = update_values(
+            email.kind, update_body(t, email, monitor), monitor, writes.box, writes.token_hosts
+        )
         return Edit(changes, _secret_refusal, budget=BUDGET_FIELDS)
 
     await writes.update(_lookup(principal, monitor_id, [email.type]), edit_of)
@@ -159,7 +165,11 @@ async def _update(
 
 
 def _secret_refusal(moved: Mapping[str, list[str]]) -> ApiError:
-    """AlertSite's monitors keep one secret, its `password`, named with what moved it."""
+    """A change that moves a kept secret: the `password`, named with what moved it, or an
+    OAuth2 grant's secrets, which AlertSite's fields cannot send again."""
+    grant = [m for path, each in moved.items() if "oauth2" in path.split(".") for m in each]
+    if grant:
+        return oauth2_bound([AS_NAMED.get(m, m) for m in dict.fromkeys(grant)])
     fields = [name for each in moved.values() for name in each]
     return secret_required("password", [AS_NAMED.get(m, m) for m in fields])
 

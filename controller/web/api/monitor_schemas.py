@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
+from controller.oauth2.grants import GrantType, Mechanism, Provider
 from controller.web.api.page import Page, published
 from shared.secret import SECRET_MASK
 
@@ -62,9 +63,9 @@ class OAuth2In(_In):
     """An OAuth2 login instead of the password (docs/oauth2.md): the controller fetches access
     tokens with it; `clientSecret`, `refreshToken` and `privateKey` are write-only."""
 
-    mechanism: str | UnsetType = UNSET
-    grant: str | UnsetType = UNSET
-    provider: str | UnsetType = UNSET
+    mechanism: Mechanism | UnsetType = UNSET
+    grant: GrantType | UnsetType = UNSET
+    provider: Provider | UnsetType = UNSET
     tenant: str | None | UnsetType = UNSET
     token_url: str | None | UnsetType = UNSET
     client_id: str | UnsetType = UNSET

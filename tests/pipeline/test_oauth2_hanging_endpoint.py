@@ -1,0 +1,193 @@
+"""A token endpoint that hangs holds nothing up: the scheduler fetches OAuth2 access tokens in
+the background, with no transaction open, bounded per organization. While one organization's
+loopback endpoint takes no answer, another organization's monitors (a password-less one and one
+with OAuth2 on its own endpoint) get their rounds at once, the hanging organization's monitors
+hold no row lock and no session sits `idle in transaction`; when the endpoint then fails, each
+of its rounds is recorded `missed` / `oauth2_token` with one notice to the owners, never a
+check of the server."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+import trustme
+
+from controller.oauth2.fetcher import TokenFetcher
+from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from controller.web.app import create_app
+from shared.messages import FEATURE_OAUTH2
+from shared.settings import ControllerSettings
+from tests.conftest import Tenant, make_tenant
+from tests.oauth2.issuer import TokenIssuer
+from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from tests.pipeline.conftest import Countries
+from tests.sealing import KeyRing
+from tests.serving import serve_app
+
+USER = "probe@example.com"
+CLIENT, SECRET = "mailprobe-app", "hang-secret-4711"
+
+
+def _grant(url: str) -> dict[str, Any]:
+    return {
+        "grant": "client_credentials",
+        "provider": "custom",
+        "tokenUrl": url,
+        "clientId": CLIENT,
+        "scopes": ["mail"],
+        "clientSecret": SECRET,
+    }
+
+
+@pytest.fixture
+async def oauth_api(
+    settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
+) -> AsyncIterator[httpx.AsyncClient]:
+    allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
+    async with (
+        serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        yield client
+
+
+async def _monitor(
+    api: httpx.AsyncClient, org: Tenant, cc: str, grant: dict[str, Any] | None
+) -> tuple[int, str]:
+    """An IMAP monitor of `org` checked from `cc`: (id, public id)."""
+    login = {"oauth2": grant} if grant is not None else {"password": "plain-password"}
+    r = await api.post(
+        "/api/imap-pop-monitors",
+        headers=org.auth(),
+        json={
+            "customerId": org.customer_id,
+            "name": "mailbox",
+            "hostname": "mail.example.com",
+            "allowedCheckCountryCodes": [cc],
+            "imapPopConfig": {"protocol": "imap", "tls": True, "user": USER, **login},
+        },
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"], r.json()["publicId"]
+
+
+async def _idle_in_transaction(pool: asyncpg.Pool) -> list[str]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT coalesce(query, '') AS q FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND state LIKE 'idle in transaction%'"
+        )
+    return [r["q"] for r in rows]
+
+
+async def test_a_hanging_token_endpoint_delays_no_other_organization(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+    tmp_path: Path,
+) -> None:
+    (cc,) = countries.take(1)
+    await countries.live(cc, features=[FEATURE_OAUTH2])
+    box = SecretBox(settings.secrets_key or "")
+    other = await make_tenant(pipe_pool)
+    ca = trustme.CA()
+    issuer = TokenIssuer(tmp_path)
+    held = asyncio.Event()
+    hanging = TokenEndpoint(issuer, USER, clients={CLIENT: SECRET}, held=held)
+    working = TokenEndpoint(issuer, USER, clients={CLIENT: SECRET})
+    async with serve(hanging, ca), serve(working, ca):
+        try:
+            scheduler = Scheduler(
+                pipe_pool,
+                pipeline.js,
+                pipeline.agents,
+                box,
+                CountryKeys(str(seal_keys.directory), reload_every_s=0),
+                login_spacing_s=0,
+                tokens=TokenService(
+                    pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
+                ),
+            )
+            # More hanging grants than one organization may fetch at once.
+            made = [
+                await _monitor(oauth_api, org, cc, _grant(hanging.url))
+                for _ in range(ORG_CONCURRENCY + 2)
+            ]
+            made += [
+                await _monitor(oauth_api, other, cc, None),
+                await _monitor(oauth_api, other, cc, _grant(working.url)),
+            ]
+            public = dict(made)
+            stuck, ours = [m for m, _ in made[:-2]], {m for m, _ in made[-2:]}
+            async with pipe_pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE monitors SET next_due_at = now() WHERE id = ANY($1::bigint[])",
+                    list(public),
+                )
+
+            started = time.monotonic()
+            sent: set[str] = set()
+            while {public[m] for m in ours} - sent:
+                assert time.monotonic() - started < 5, "the other organization's rounds waited"
+                run = asyncio.create_task(scheduler.run_due())
+                await asyncio.sleep(0.3)  # the hanging fetches are under way meanwhile
+                assert await _idle_in_transaction(pipe_pool) == []
+                assert run.done(), "a scheduler pass waited for a token endpoint"
+                await run
+                sent = {job.monitor_id for job, _ in await countries.jobs(cc)}
+            assert len(working.calls) == 1
+            assert not {public[m] for m in stuck} & sent
+            assert hanging.waiting == ORG_CONCURRENCY  # the organization's bound
+
+            async with pipe_pool.acquire() as conn, conn.transaction():
+                # No row lock is held on the hanging organization's monitors, and they are still
+                # due, unrecorded.
+                locked = await conn.fetch(
+                    "SELECT id, next_due_at <= now() AS due FROM monitors"
+                    " WHERE id = ANY($1::bigint[]) FOR UPDATE NOWAIT",
+                    stuck,
+                )
+                assert len(locked) == len(stuck) and all(r["due"] for r in locked)
+                assert not await conn.fetchval(
+                    "SELECT count(*) FROM check_results WHERE monitor_public_id = ANY($1::uuid[])",
+                    [public[m] for m in stuck],
+                )
+
+            hanging.down = True  # it answers at last: 503
+            held.set()
+            await scheduler.settled()
+            await scheduler.run_due()
+            await scheduler.settled()
+            await scheduler.run_due()
+        finally:
+            held.set()  # the server stops only once its requests are answered
+
+    async with pipe_pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT monitor_public_id::text AS m, status, error_kind FROM check_results"
+            " WHERE monitor_public_id = ANY($1::uuid[])",
+            [public[m] for m in stuck],
+        )
+        notices = await conn.fetch(
+            "SELECT monitor_id, count(*) AS n FROM notification_outbox"
+            " WHERE kind = 'oauth2_token' AND monitor_id = ANY($1::bigint[]) GROUP BY 1",
+            stuck,
+        )
+    assert sorted(r["m"] for r in rows) == sorted(public[m] for m in stuck)
+    assert {(r["status"], r["error_kind"]) for r in rows} == {("missed", "oauth2_token")}
+    assert {r["monitor_id"]: r["n"] for r in notices} == dict.fromkeys(stuck, 1)
