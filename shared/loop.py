@@ -44,7 +44,7 @@ async def run_every(
     """Run `step` now, then again `interval_s` after each pass ends (or what the pass returned),
     until `stop` is set or the task is cancelled.
 
-    With `jitter` (0 to 1) the interval is drawn from `interval_s` × [1 − jitter, 1 + jitter]
+    With `jitter` (0 to 1) the interval is drawn from `interval_s` * [1 - jitter, 1 + jitter]
     each time (the same on average): replicas polling one queue never stay in step, so over
     time each takes its share of what the queue holds, not the share its phase gives it.
 

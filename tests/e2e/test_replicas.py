@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import nats
 import pytest
@@ -185,9 +184,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                 async with pool.acquire() as conn:
                     await conn.execute("UPDATE monitors SET status = 'disabled'")
                 await asyncio.sleep(8)
-                counters = [
-                    _totals((await http.get(f"{r.api}/metrics")).text) for r in replicas
-                ]
+                counters = [_totals((await http.get(f"{r.api}/metrics")).text) for r in replicas]
             async with pool.acquire() as conn:
                 rows = await conn.fetch(
                     "SELECT monitor_public_id AS monitor, country, scheduled_at, status,"
