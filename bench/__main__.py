@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, exporter, storage, scale);
+e2e, login, agents-scale, roundtrip, confirm, console, lists, exporter, storage, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -19,6 +19,7 @@ from bench import (
     e2e,
     exporter,
     ingest,
+    lists,
     login,
     probers,
     roundtrip,
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "roundtrip": roundtrip.run,
     "confirm": confirm.run,
     "console": console.run,
+    "lists": lists.run,
     "storage": storage.run,
     "scale": lambda: scale.run([]),
 }
