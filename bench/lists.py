@@ -33,9 +33,11 @@ async def _states(database_url: str) -> str:
             list(COUNTRIES),
         )
         await conn.execute("UPDATE monitors SET status = 'maintenance' WHERE id % 50 = 0")
-        org, customer = await conn.fetchrow(
+        first = await conn.fetchrow(
             "SELECT organization_id, customer_id FROM monitors ORDER BY id LIMIT 1"
         )
+        assert first is not None
+        org, customer = first["organization_id"], first["customer_id"]
         page = await conn.fetchval(
             "INSERT INTO status_pages (organization_id, customer_id, slug, title)"
             " VALUES ($1, $2, 'bench', 'Bench') RETURNING id",
