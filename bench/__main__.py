@@ -1,7 +1,7 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, metrics, exporter, storage,
+e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
 scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
@@ -20,6 +20,7 @@ from bench import (
     e2e,
     exporter,
     ingest,
+    lists,
     login,
     metrics,
     probers,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "confirm": confirm.run,
     "console": console.run,
     "metrics": metrics.run,
+    "lists": lists.run,
     "storage": storage.run,
     "scale": lambda: scale.run([]),
 }

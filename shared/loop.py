@@ -9,6 +9,7 @@ tens of milliseconds instead of over a hundred.
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -37,10 +38,15 @@ async def run_every(
     *,
     name: str,
     stop: asyncio.Event | None = None,
+    jitter: float = 0.0,
     **context: object,
 ) -> None:
     """Run `step` now, then again `interval_s` after each pass ends (or what the pass returned),
     until `stop` is set or the task is cancelled.
+
+    With `jitter` (0 to 1) the interval is drawn from `interval_s` * [1 - jitter, 1 + jitter]
+    each time (the same on average): replicas polling one queue never stay in step, so over
+    time each takes its share of what the queue holds, not the share its phase gives it.
 
     A pass that raises is logged with `loop=name` and `context` and the next one comes after
     `interval_s`: an error never ends the loop. `stop` is looked at between passes (a pass under
@@ -53,7 +59,9 @@ async def run_every(
         except Exception:
             bound.exception("loop pass failed; retrying", retry_in_s=interval_s)
             wait = None
-        await _pause(interval_s if wait is None else wait, stop)
+        if wait is None:
+            wait = interval_s * random.uniform(1 - jitter, 1 + jitter) if jitter else interval_s
+        await _pause(wait, stop)
 
 
 async def _pause(seconds: float, stop: asyncio.Event | None) -> None:

@@ -1,5 +1,6 @@
 """Expired tokens, throttle counts past their time, login addresses no longer known: deleted now
-and then by every API replica (the deletes are idempotent)."""
+and then by the API replicas, one at a time (a replica whose turn finds another's under way
+skips it)."""
 
 import asyncio
 
@@ -7,6 +8,7 @@ import asyncpg
 
 from controller.access import accounts_store as accounts
 from controller.access import throttle_store as logins
+from controller.db import turns
 from shared.loop import run_every
 
 HOUSEKEEPING_INTERVAL_S = 600.0
@@ -16,8 +18,9 @@ async def housekeeping(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
     """Every HOUSEKEEPING_INTERVAL_S until `stop`, the first pass at once."""
 
     async def one_pass() -> None:
-        async with pool.acquire() as conn:
-            await accounts.delete_expired_tokens(conn)
-            await logins.forget_old(conn)
+        async with pool.acquire() as conn, turns.turn(conn, turns.HOUSEKEEPING) as mine:
+            if mine:
+                await accounts.delete_expired_tokens(conn)
+                await logins.forget_old(conn)
 
     await run_every(HOUSEKEEPING_INTERVAL_S, one_pass, name="housekeeping", stop=stop)

@@ -1,6 +1,6 @@
 """Retention of stored results: daily partitions ahead of time, and none older than what each
 kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime)
-CHECK_HISTORY_DAYS."""
+CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a time does the work."""
 
 import asyncio
 from datetime import timedelta
@@ -8,6 +8,7 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
+from controller.db import turns
 from controller.ingest import store as results
 from shared.loop import run_every
 from shared.timefmt import utcnow
@@ -21,8 +22,11 @@ RAW_DAYS = 35  # CHECK_RAW_DAYS' default
 
 async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list[str]:
     """Create the partitions from yesterday to three days ahead; drop raw partitions older
-    than `raw_days` and rollup partitions older than `history_days`; return the dropped."""
-    async with pool.acquire() as conn:
+    than `raw_days` and rollup partitions older than `history_days`; return the dropped (none
+    when another replica's pass is under way)."""
+    async with pool.acquire() as conn, turns.turn(conn, turns.PARTITIONS) as mine:
+        if not mine:
+            return []
         now = utcnow()
         created = await results.ensure_partitions(conn, now - timedelta(days=1))
         dropped = await results.drop_partitions_before(

@@ -224,17 +224,31 @@ async def list_page(
     limit: int,
     offset: int,
 ) -> tuple[list[Monitor], int]:
-    """One page of monitors, newest first, and how many the filters select."""
-    where = (
-        "type = ANY($1::text[]) AND ($2::bigint IS NULL OR organization_id = $2)"
-        " AND ($3::bigint IS NULL OR customer_id = $3)"
-        " AND ($4::text IS NULL OR name ILIKE $4 OR hostname ILIKE $4)"
-        " AND ($5::text IS NULL OR status = $5)"
-    )
-    args = (types, organization_id, customer_id, like_pattern(search), status)
+    """One page of monitors, newest first, and how many the filters select.
+
+    Only the filters given reach the SQL, so the planner walks `monitors_org_created` in page
+    order; the page's ids are found first and only those rows read whole, so a deep page skips
+    ids, not whole rows."""
+    filters = ["type = ANY($1::text[])"]
+    args: list[object] = [list(types)]
+    for column, value in (
+        ("organization_id", organization_id),
+        ("customer_id", customer_id),
+        ("status", status),
+    ):
+        if value is not None:
+            args.append(value)
+            filters.append(f"{column} = ${len(args)}")
+    if search is not None:
+        args.append(like_pattern(search))
+        filters.append(f"(name ILIKE ${len(args)} OR hostname ILIKE ${len(args)})")
+    where = " AND ".join(filters)
+    n = len(args)
     rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM monitors WHERE {where}"
-        " ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7",
+        f"SELECT {COLUMNS} FROM monitors WHERE id = ANY(ARRAY("
+        f"SELECT id FROM monitors WHERE {where}"
+        f" ORDER BY created_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}))"
+        " ORDER BY created_at DESC, id DESC",
         *args,
         limit,
         offset,

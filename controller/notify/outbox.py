@@ -49,6 +49,8 @@ SEND_TIMEOUT_S = 60.0
 CONCURRENCY = 10  # sends at once per worker: relays limit connections per client
 LEASE_MARGIN_S = 60.0
 MAX_BACKOFF_S = 3600.0
+# Replicas' passes drift apart (shared.loop.run_every), so each claims about half the sends.
+JITTER = 0.5
 
 # (error or None when delivered, permanent)
 Outcome = tuple[str | None, bool]
@@ -98,7 +100,7 @@ class OutboxWorker:
         async def one_pass() -> float | None:
             return 0 if (await self._pass())[0] == self._batch else None
 
-        await run_every(self._interval_s, one_pass, name="outbox", stop=stop)
+        await run_every(self._interval_s, one_pass, name="outbox", stop=stop, jitter=JITTER)
 
     async def burst(self) -> int:
         """Deliver until nothing this worker can claim is due; return how many were sent

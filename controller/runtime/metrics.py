@@ -75,6 +75,10 @@ INGEST_ACK_PENDING = Gauge(
     "mailprobe_ingest_ack_pending_messages",
     "results delivered to the ingest consumer and not yet acked, sampled",
 )
+ALERT_EVALUATIONS = Counter(
+    "mailprobe_alert_evaluations",
+    "queued monitors this process's alerter evaluated (leased, judged and released)",
+)
 NOTIFICATIONS = Counter(
     "mailprobe_notifications",
     "notification delivery attempts by channel and outcome (sent, failed)",
@@ -215,6 +219,10 @@ def _labels(r: CheckResult) -> tuple[str, str, str]:
     if kind != "none" and kind not in ERROR_KINDS:
         kind = "other"
     return r.country, "missed" if kind in MISSED_KINDS else "down", kind
+
+
+def alert_evaluated() -> None:
+    ALERT_EVALUATIONS.inc()
 
 
 def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None:

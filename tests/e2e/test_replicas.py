@@ -1,0 +1,248 @@
+"""Two `python -m controller serve` replicas, every role in each, on one PostgreSQL and one NATS:
+they share the work (each schedules, stores, evaluates about half) and none of it is done twice
+or left undone: every round of every monitor on its grid, once per country; every job published
+once; every result stored once; every incident's e-mail sent once.
+
+Real parts only: its own NATS server (the replicas share the default `ingest` consumer, which
+no other test may see), a scratch database, two agents (Worker) on loopback, an SMTP server the
+up monitors check, a closed port the down ones check, an SMTP relay taking the alert e-mails.
+"""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.worker import Worker
+from controller.db.pool import create_pool
+from controller.secrets.box import generate_key
+from shared import embedded
+from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.peers.smtp import SmtpPeer
+
+COUNTRIES = ("DE", "US")  # its own NATS server: no other test's agents or jobs
+UP, DOWN = 40, 16
+INTERVAL_S = 10
+RUN_S = 40.0
+SHARE = (0.3, 0.7)
+
+
+@dataclass
+class Relay:
+    """What the alert relay received: each message's text."""
+
+    mails: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append(bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+@dataclass
+class Replica:
+    proc: asyncio.subprocess.Process
+    api: str
+    log: Path
+
+
+@pytest.fixture
+async def scratch(database_url: str) -> AsyncIterator[str]:
+    async with scratch_database(database_url, "replicas") as url:
+        yield url
+
+
+@pytest.fixture
+async def own_nats(tmp_path: Path) -> AsyncIterator[str]:
+    proc, url = embedded.start_nats(tmp_path / "nats")
+    try:
+        yield url
+    finally:
+        embedded.stop(proc)
+
+
+async def _start(env: dict[str, str], folder: Path, name: str) -> Replica:
+    port = embedded.free_port()
+    log = folder / f"{name}.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "controller",
+            "serve",
+            env={**env, "API_PORT": str(port)},
+            stdout=out,
+            stderr=out,
+        )
+    return Replica(proc, f"http://127.0.0.1:{port}", log)
+
+
+async def _ready(http: httpx.AsyncClient, replica: Replica) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if (await http.get(f"{replica.api}/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert replica.proc.returncode is None, replica.log.read_text()[-2000:]
+        assert time.monotonic() < deadline, "replica not ready"
+        await asyncio.sleep(0.2)
+
+
+async def _agents_seen(http: httpx.AsyncClient, replica: Replica, tenant: Tenant) -> None:
+    """Until the replica sees an agent in every country."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = await http.get(f"{replica.api}/api/agents", headers=tenant.auth())
+        if got.status_code == 200 and got.json()["total"] >= len(COUNTRIES):
+            return
+        assert time.monotonic() < deadline, f"replica sees no agents: {got.text}"
+        await asyncio.sleep(0.2)
+
+
+def _totals(text: str) -> dict[str, float]:
+    """Each counter's total over its labels, by name (without `_total`)."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals[family.name] = totals.get(family.name, 0.0) + sample.value
+    return totals
+
+
+async def _create(http: httpx.AsyncClient, api: str, tenant: Tenant, body: dict[str, Any]) -> None:
+    created = await http.post(
+        f"{api}/api/smtp-monitors",
+        json={"customerId": tenant.customer_public_id, **body},
+        headers={"Authorization": f"Bearer {tenant.tokens['admin']}"},
+    )
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.timeout(150)
+async def test_two_replicas_share_every_role_without_doing_anything_twice(
+    scratch: str, own_nats: str, tmp_path: Path
+) -> None:
+    pool = await create_pool(scratch, 4)
+    relay = Relay()
+    async with SmtpPeer() as target, SmtpPeer(handler=relay, users={}) as alerts:
+        env = {
+            **os.environ,
+            "DATABASE_URL": scratch,
+            "NATS_URL": own_nats,
+            "SECRETS_KEY": generate_key(),
+            "API_HOST": "127.0.0.1",
+            "LOG_FORMAT": "json",
+            "NOTIFY_SMTP_URL": f"smtp://127.0.0.1:{alerts.port}",
+            "NOTIFY_FROM": "mailprobe <alerts@example.com>",
+        }
+        replicas = [await _start(env, tmp_path, name) for name in ("a", "b")]
+        conns = [await nats.connect(own_nats) for _ in COUNTRIES]
+        workers = [
+            Worker(conn, cc, agent_id=f"{cc}-1", allow_private=True)
+            for conn, cc in zip(conns, COUNTRIES, strict=True)
+        ]
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                for replica in replicas:
+                    await _ready(http, replica)
+                tenant = await make_tenant(pool)
+                for replica in replicas:
+                    await _agents_seen(http, replica, tenant)
+                common = {
+                    "checkInterval": INTERVAL_S,
+                    "timeoutSeconds": 3,
+                    "allowedCheckCountryCodes": list(COUNTRIES),
+                    "smtpConfig": {"secure": False, "ignoreTLS": True},
+                    "notificationEmail": "oncall@example.com",
+                }
+                closed = embedded.free_port()
+                # Created over one interval, so rounds fall due evenly, not in one burst that
+                # whichever replica looks first would take whole.
+                began = time.monotonic()
+                for n in range(UP + DOWN):
+                    await asyncio.sleep(
+                        max(0.0, began + n * INTERVAL_S / (UP + DOWN) - time.monotonic())
+                    )
+                    port = target.port if n < UP else closed
+                    api = replicas[n % 2].api
+                    body = {"name": f"m{n}", "hostname": "localhost", "port": port, **common}
+                    await _create(http, api, tenant, body)
+                await asyncio.sleep(RUN_S)
+                # Stop scheduling, let what is in flight land, then count.
+                async with pool.acquire() as conn:
+                    await conn.execute("UPDATE monitors SET status = 'disabled'")
+                await asyncio.sleep(8)
+                counters = [_totals((await http.get(f"{r.api}/metrics")).text) for r in replicas]
+            async with pool.acquire() as conn:
+                rows = await conn.fetch(
+                    "SELECT monitor_public_id AS monitor, country, scheduled_at, status,"
+                    " agent_id, error_kind FROM check_results"
+                )
+        finally:
+            for w in workers:
+                w.stop()
+            await asyncio.gather(*runs)
+            for conn in conns:
+                await conn.drain()
+            for replica in replicas:
+                if replica.proc.returncode is None:
+                    replica.proc.send_signal(signal.SIGTERM)
+            for replica in replicas:
+                await asyncio.wait_for(replica.proc.wait(), 30)
+            await pool.close()
+    for replica in replicas:
+        text = replica.log.read_text()
+        assert replica.proc.returncode == 0, text[-2000:]
+        assert "Traceback" not in text, text[-4000:]
+
+    # Nothing missing, nothing twice: each monitor's rounds follow its grid without a gap, and
+    # each round has one row from each country: a result, or the scheduler's own `missed` row
+    # when it found no live agent (heartbeats late on a loaded machine) or ran the round late.
+    unchecked = [r for r in rows if r["agent_id"] is None]
+    assert {r["error_kind"] for r in unchecked} <= {"no_agent", "overdue"}, unchecked[:5]
+    assert len(unchecked) <= len(rows) // 10, f"most rounds went unchecked: {unchecked[:5]}"
+    checked = len(rows) - len(unchecked)
+    rounds: dict[object, dict[object, list[str]]] = {}
+    for r in rows:
+        rounds.setdefault(r["monitor"], {}).setdefault(r["scheduled_at"], []).append(r["country"])
+    assert len(rounds) == UP + DOWN
+    for monitor, by_time in rounds.items():
+        # The first round goes at once (a down monitor's confirmation round too); the grid
+        # follows, a round every INTERVAL_S up to the last, none missing.
+        times = sorted(by_time)
+        grid = [t for t in times if (times[-1] - t).total_seconds() % INTERVAL_S == 0]
+        assert len(grid) >= 3, monitor
+        assert (grid[0] - times[0]).total_seconds() <= INTERVAL_S, f"{monitor} started late"
+        span = (grid[-1] - grid[0]).total_seconds()
+        assert len(grid) == span / INTERVAL_S + 1, f"a round of {monitor} is missing: {times}"
+        assert all(sorted(c) == sorted(COUNTRIES) for c in by_time.values()), monitor
+
+    published = [c.get("mailprobe_jobs_published", 0) for c in counters]
+    ingested = [c.get("mailprobe_results_ingested", 0) for c in counters]
+    evaluated = [c.get("mailprobe_alert_evaluations", 0) for c in counters]
+    sent = [c.get("mailprobe_notifications", 0) for c in counters]
+    print(f"published {published}, ingested {ingested}, evaluated {evaluated}, sent {sent}")
+    assert sum(published) == checked, "a job was published twice"
+    assert sum(ingested) == checked, "a result was stored twice"
+    # One incident per down monitor, each told once.
+    assert sum(sent) == len(relay.mails) == DOWN, (sent, len(relay.mails))
+    assert all(sent), f"one replica sent every notification: {sent}"
+    for name, counts in (
+        ("scheduled", published),
+        ("stored", ingested),
+        ("evaluated", evaluated),
+    ):
+        share = counts[0] / sum(counts)
+        assert SHARE[0] <= share <= SHARE[1], f"replica a {name} {share:.0%} of {counts}"
