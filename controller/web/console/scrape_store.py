@@ -50,9 +50,10 @@ async def latest(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
         " JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''"
         "  AND (coalesce(m.allowed_country_codes, m.round_countries) IS NULL"
         "       OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
-        " LEFT JOIN check_results r"
-        "  ON r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
-        "  AND r.country = s.country AND r.job_id = s.last_job_id"
+        " LEFT JOIN LATERAL (SELECT r.response_time_ms, r.phases, r.tls FROM check_results r"
+        "  WHERE r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
+        "  AND r.hour = date_trunc('hour', s.last_scheduled_at, 'UTC')"
+        "  AND r.country = s.country AND r.job_id = s.last_job_id) r ON true"
         " WHERE m.organization_id = $1 ORDER BY m.public_id, s.country",
         organization_id,
     )
