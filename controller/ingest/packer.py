@@ -29,23 +29,27 @@ GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 LOOKBACK = timedelta(days=1)
 
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
-# The lines of `result_packs.nums`, in order (migration 0032).
-_LINES = (
+# The lines of `result_packs.nums` and `spans`, in order (migration 0032).
+_NUMS = (
     "at_delta",
-    "started_ms",
-    "finished_ms",
-    "stored_ms",
+    "stored_delta",
     "response_us",
     *(f"{p}_us" for p in _PHASES),
     "agent",
     "ref_ms",
     "ref_tag",
 )
+_SPANS = ("started_ms", "finished_ms")
+# Every number of a result, as `moved` and `e` below have them: at_ms and stored_at_ms (ms
+# after the hour) for the deltas.
+_FIELDS = ("at_ms", *_SPANS, "stored_at_ms", *_NUMS[2:])
 # A compact row whose numbers the pack keeps exactly: times in whole ms, a response time in
 # whole microseconds.
 _FITS = """r.detail_ms IS NOT NULL AND r.status = 0
     AND date_trunc('milliseconds', r.scheduled_at) = r.scheduled_at
-    AND result_us_ms(result_phase_us(r.response_time_ms)) = r.response_time_ms"""
+    AND result_us_ms(result_phase_us(r.response_time_ms)) = r.response_time_ms
+    AND abs(r.started_ms) < 32768 AND abs(r.finished_ms) < 32768
+    AND abs(r.stored_ms) < 1000000000"""
 _ORDER = "ORDER BY at_ms, tag, job"
 _PACK = f"""
 WITH g AS (
@@ -59,7 +63,9 @@ WITH g AS (
         AND r.scheduled_at >= g.hour AND r.scheduled_at < g.hour + interval '1 hour' AND {_FITS}
     RETURNING r.monitor_id, g.hour, r.country, r.job, r.tag,
         round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int AS at_ms,
-        r.started_ms, r.finished_ms, r.stored_ms,
+        r.started_ms, r.finished_ms,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int + r.stored_ms
+            AS stored_at_ms,
         result_phase_us(r.response_time_ms) AS response_us,
         {", ".join(f"r.{p}_us" for p in _PHASES)}, r.agent,
         round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int - r.detail_ms AS ref_ms,
@@ -72,18 +78,21 @@ WITH g AS (
     SELECT * FROM moved
     UNION ALL
     SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job), x.at_ms::int,
-        {", ".join(f"x.{line}" for line in _LINES[1:])}
+        x.started_ms, x.finished_ms, x.stored_at_ms::int,
+        {", ".join(f"x.{f}" for f in _FIELDS[4:])}
     FROM old o CROSS JOIN LATERAL unnest(o.jobs, result_running_sum(o.nums[1:1]),
-        {", ".join(f"o.nums[{i}:{i}]" for i in range(2, len(_LINES) + 1))})
-        AS x(job, at_ms, {", ".join(_LINES[1:])})
+        o.spans[1:1], o.spans[2:2], result_running_sum(o.nums[2:2]),
+        {", ".join(f"o.nums[{i}:{i}]" for i in range(3, len(_NUMS) + 1))})
+        AS x(job, {", ".join(_FIELDS)})
 ), s AS (
-    SELECT e.*, at_ms - coalesce(lag(at_ms) OVER (PARTITION BY monitor_id, hour, country
-        {_ORDER}), 0) AS at_delta
-    FROM e
+    SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
+        stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta
+    FROM e WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
 ), ins AS (
-    INSERT INTO result_packs (hour, monitor_id, country, jobs, nums)
+    INSERT INTO result_packs (hour, monitor_id, country, jobs, nums, spans)
     SELECT hour, monitor_id, country, array_agg(job {_ORDER}),
-        ARRAY[{", ".join(f"array_agg({line} {_ORDER})" for line in _LINES)}]
+        ARRAY[{", ".join(f"array_agg({line} {_ORDER})" for line in _NUMS)}],
+        ARRAY[{", ".join(f"array_agg({line}::smallint {_ORDER})" for line in _SPANS)}]
     FROM s GROUP BY monitor_id, hour, country ORDER BY monitor_id, hour, country
     RETURNING cardinality(jobs) AS n
 )

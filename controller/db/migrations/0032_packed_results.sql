@@ -4,8 +4,8 @@
 -- each monitor, country and hour out of `result_rows` into one `result_packs` row of arrays, in
 -- one transaction: per result its job id (a keyed MAC the database cannot recompute, so it is
 -- kept) and thirteen numbers. A compact row's facts are those of its full row, which stays in
--- `result_details`; its status is `up`. The numbers are one two-dimensional int array, one line
--- per field, so that PostgreSQL compresses them together: mostly repeated values (the scheduled
+-- `result_details`; its status is `up`. The numbers are two two-dimensional arrays (int, smallint), one
+-- line per field, so that PostgreSQL compresses them together: mostly repeated values (the scheduled
 -- time as a delta from the previous result, the agent, the full row it points at, unused
 -- phases) cost next to nothing.
 --
@@ -15,20 +15,23 @@
 -- twice (the ingester looks its job id up in the pack), and a later pass merges it in.
 -- Packs keep CHECK_RAW_DAYS, in daily partitions with the rows and details they point at.
 
--- The numbers of one result, in the order of the lines of `result_packs.nums`.
+-- The numbers of one result, in the order of the lines of `result_packs.nums`:
 --  1 scheduled_at: ms after the previous result's (the first: after the hour)
---  2-4 started_ms, finished_ms, stored_ms: as in result_rows (ms after scheduled_at)
---  5 response time in microseconds
---  6-10 dns_us, connect_us, tls_us, greeting_us, auth_us (-1: not reached)
---  11 agent (result_agents.id)
---  12 the full row's scheduled_at in ms after the hour (negative: an earlier hour of the day)
---  13 the full row's tag
+--  2 stored_at: ms after the previous result's (the first: after the hour)
+--  3 response time in microseconds
+--  4-8 dns_us, connect_us, tls_us, greeting_us, auth_us (-1: not reached)
+--  9 agent (result_agents.id)
+--  10 the full row's scheduled_at in ms after the hour (negative: an earlier hour of the day)
+--  11 the full row's tag
+-- and of `spans` (smallint: a result whose check took longer than 32 s stays a row):
+--  1-2 started_ms, finished_ms: as in result_rows (ms after scheduled_at)
 CREATE TABLE result_packs (
     hour        timestamptz NOT NULL,
     monitor_id  bigint NOT NULL,
     country     smallint NOT NULL,
     jobs        uuid[] STORAGE MAIN NOT NULL,
     nums        integer[] STORAGE MAIN NOT NULL,
+    spans       smallint[] STORAGE MAIN NOT NULL,
     PRIMARY KEY (monitor_id, hour, country)
 ) PARTITION BY RANGE (hour);
 
@@ -54,7 +57,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('ALTER TABLE %I SET (toast_tuple_target = 128)', part);
     EXECUTE format('ALTER TABLE %I ALTER COLUMN jobs SET STORAGE MAIN,'
-        ' ALTER COLUMN nums SET STORAGE MAIN', part);
+        ' ALTER COLUMN nums SET STORAGE MAIN, ALTER COLUMN spans SET STORAGE MAIN', part);
 END;
 $$;
 
@@ -185,11 +188,11 @@ SELECT
 FROM result_packs p
 CROSS JOIN LATERAL (
     SELECT x.job, p.hour + x.at_ms * interval '1 ms' AS scheduled_at, x.started_ms,
-        x.finished_ms, x.stored_ms, x.response_us, x.dns_us, x.connect_us, x.tls_us,
+        x.finished_ms, x.stored_ms - x.at_ms AS stored_ms, x.response_us, x.dns_us, x.connect_us, x.tls_us,
         x.greeting_us, x.auth_us, x.agent, x.ref_ms, x.ref_tag
-    FROM unnest(p.jobs, result_running_sum(p.nums[1:1]), p.nums[2:2], p.nums[3:3],
-        p.nums[4:4], p.nums[5:5], p.nums[6:6], p.nums[7:7], p.nums[8:8], p.nums[9:9],
-        p.nums[10:10], p.nums[11:11], p.nums[12:12], p.nums[13:13])
+    FROM unnest(p.jobs, result_running_sum(p.nums[1:1]), p.spans[1:1], p.spans[2:2],
+        result_running_sum(p.nums[2:2]), p.nums[3:3], p.nums[4:4], p.nums[5:5], p.nums[6:6], p.nums[7:7],
+        p.nums[8:8], p.nums[9:9], p.nums[10:10], p.nums[11:11])
         AS x(job, at_ms, started_ms, finished_ms, stored_ms, response_us, dns_us, connect_us,
             tls_us, greeting_us, auth_us, agent, ref_ms, ref_tag)
 ) u
