@@ -137,11 +137,12 @@ async def _bytes_per_result(
             _result(pid, cc, at, rng, n if changed else None) for pid in ids for cc in COUNTRIES
         ]
         stored += await _store(conn, rows)
-    if packed:
-        async with conn.transaction():
-            while await packer.pack(conn, first, first + timedelta(minutes=rounds)):
-                pass
-        await conn.execute("VACUUM result_rows, result_packs, result_rollups")
+        if packed and (n + 1) % 60 == 0:
+            # The packer's pass once an hour closed, then autovacuum's.
+            async with conn.transaction():
+                while await packer.pack(conn, first, at + timedelta(minutes=1)):
+                    pass
+            await conn.execute("VACUUM result_rows, result_packs, result_rollups")
     after = await _sizes(conn)
     grown = {k: (v - before.get(k, 0)) / max(stored, 1) for k, v in after.items()}
     print(

@@ -18,9 +18,9 @@ import msgspec
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.ingest.pack_rules import PACK_LOCK, packed_before
 from controller.ingest.result_kinds import INCONCLUSIVE, MISSED_KINDS, UNCOUNTED, ResultRow
 from controller.logins import account_store as account_logins
-from controller.ingest.pack_rules import PACK_LOCK, packed_before
 from controller.logins import cap as login_cap
 from shared.messages import CheckResult
 from shared.timefmt import utcnow

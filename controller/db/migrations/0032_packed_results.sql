@@ -29,7 +29,7 @@ CREATE TABLE result_packs (
     hour        timestamptz NOT NULL,
     monitor_id  bigint NOT NULL,
     country     smallint NOT NULL,
-    jobs        uuid[] STORAGE MAIN NOT NULL,
+    jobs        uuid[] STORAGE EXTERNAL NOT NULL,
     nums        integer[] STORAGE MAIN NOT NULL,
     spans       smallint[] STORAGE MAIN NOT NULL,
     PRIMARY KEY (monitor_id, hour, country)
@@ -50,13 +50,14 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT (us::numeric / 1000)::double precision
 $$;
 
--- Every partition compresses its arrays and keeps them in line: a pack is one heap tuple
--- (compressed before anything is moved out of line, which only a pack past a page's size is).
+-- Every partition compresses the numbers and keeps them in line (out of line only past a
+-- page's size); the job ids, which do not compress, go out of line into TOAST chunks, so that
+-- the heap tuples stay small enough to fill their pages whatever the hour's number of results.
 CREATE FUNCTION result_packs_partition(part text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('ALTER TABLE %I SET (toast_tuple_target = 128)', part);
-    EXECUTE format('ALTER TABLE %I ALTER COLUMN jobs SET STORAGE MAIN,'
+    EXECUTE format('ALTER TABLE %I ALTER COLUMN jobs SET STORAGE EXTERNAL,'
         ' ALTER COLUMN nums SET STORAGE MAIN, ALTER COLUMN spans SET STORAGE MAIN', part);
 END;
 $$;
