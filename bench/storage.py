@@ -1,10 +1,12 @@
 """Storage: bytes PostgreSQL keeps per stored check result (issue 24).
 
 Target: <= 64 bytes per routine result (one that says what the one before it said: same status,
-same facts), counted as the growth of every relation that holds results (heap, indexes, TOAST,
-every partition; the per-monitor state is not counted, it does not grow with results) divided
-by the results stored. Results go in through `store` in batches of BATCH, as the ingester
-stores them, for MONITORS monitors from two countries and two agents per country.
+same facts), in steady state: ROUTINE_HOURS whole UTC hours of rounds every minute (the default
+interval), stored, then packed (controller.ingest.packer) and vacuumed, as a running controller
+leaves them. Counted as the growth of every relation that holds results (heap, indexes, TOAST,
+free space map, every partition; the per-monitor state is not counted, it does not grow with
+results) divided by the results stored. Results go in through `store` in batches of BATCH, as
+the ingester stores them, for MONITORS monitors from two countries and two agents per country.
 
 Printed too, without a target: bytes per changed or failed result (full detail: message,
 banner, TLS facts, capabilities), which stays what it was.
@@ -21,6 +23,7 @@ import asyncpg
 
 from bench.common import seed_monitors, verdict
 from controller.db.pool import connect
+from controller.ingest import packer
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.scheduling.rules import JobIds
@@ -28,15 +31,23 @@ from shared import embedded
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import iso_ms, utcnow
 
-MONITORS = 1_000
+MONITORS = 500
 COUNTRIES = ("DE", "US")
-ROUTINE_ROUNDS = 30
+ROUTINE_HOURS = 2
+ROUTINE_ROUNDS = 60 * ROUTINE_HOURS
 CHANGED_ROUNDS = 6
 BATCH = 1_000
 TARGET_BYTES = 64
 JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 # Every relation that holds results, whichever of them the schema has.
-RELATIONS = ("check_results", "result_rows", "result_details", "result_rollups", "result_agents")
+RELATIONS = (
+    "check_results",
+    "result_rows",
+    "result_details",
+    "result_rollups",
+    "result_agents",
+    "result_packs",
+)
 CAPABILITIES = ["8BITMIME", "CHUNKING", "DSN", "ENHANCEDSTATUSCODES", "PIPELINING", "SIZE 10240000"]
 
 
@@ -108,9 +119,15 @@ async def _store(conn: asyncpg.Connection, rows: list[CheckResult]) -> int:
 
 
 async def _bytes_per_result(
-    conn: asyncpg.Connection, ids: list[str], first: datetime, rounds: int, changed: bool
+    conn: asyncpg.Connection,
+    ids: list[str],
+    first: datetime,
+    rounds: int,
+    changed: bool,
+    packed: bool = False,
 ) -> tuple[int, float]:
-    """Store `rounds` rounds of every monitor and country; (results stored, bytes each)."""
+    """Store `rounds` rounds of every monitor and country, then (`packed`) pack their hours and
+    vacuum; (results stored, bytes each)."""
     rng = random.Random(24)
     before = await _sizes(conn)
     stored = 0
@@ -120,6 +137,12 @@ async def _bytes_per_result(
             _result(pid, cc, at, rng, n if changed else None) for pid in ids for cc in COUNTRIES
         ]
         stored += await _store(conn, rows)
+        if packed and (n + 1) % 60 == 0:
+            # The packer's pass once an hour closed, then autovacuum's.
+            async with conn.transaction():
+                while await packer.pack(conn, first, at + timedelta(minutes=1)):
+                    pass
+            await conn.execute("VACUUM result_rows, result_packs, result_rollups")
     after = await _sizes(conn)
     grown = {k: (v - before.get(k, 0)) / max(stored, 1) for k, v in after.items()}
     print(
@@ -136,15 +159,24 @@ async def _run() -> bool:
             ids = await seed_monitors(url, MONITORS, countries=list(COUNTRIES))
             conn = await connect(url)
             try:
-                # Rounds of one UTC hour, well inside today's partition.
+                # Rounds of whole UTC hours, well inside today's partition.
                 now = utcnow()
                 first = now.replace(hour=1, minute=0, second=0, microsecond=0)
                 await results.ensure_partitions(conn, first - timedelta(days=1))
                 # The first round of each monitor and country is stored whole: not counted.
                 await _bytes_per_result(conn, ids, first - timedelta(minutes=1), 1, False)
-                n, routine = await _bytes_per_result(conn, ids, first, ROUTINE_ROUNDS, False)
+                # An hour stored and packed first, as a running controller has: the rows'
+                # index then stays at its size, reused hour after hour.
+                await _bytes_per_result(conn, ids, first, 60, False, packed=True)
+                n, routine = await _bytes_per_result(
+                    conn, ids, first + timedelta(hours=1), ROUTINE_ROUNDS, False, packed=True
+                )
                 m, changed = await _bytes_per_result(
-                    conn, ids, first + timedelta(minutes=ROUTINE_ROUNDS), CHANGED_ROUNDS, True
+                    conn,
+                    ids,
+                    first + timedelta(minutes=60 + ROUTINE_ROUNDS),
+                    CHANGED_ROUNDS,
+                    True,
                 )
             finally:
                 await conn.close()
@@ -155,7 +187,7 @@ async def _run() -> bool:
         f"storage: {routine:.0f} bytes per routine result ({n} stored; target <= "
         f"{TARGET_BYTES}) {verdict(ok)}"
     )
-    print(f"storage: {changed:.0f} bytes per changed or failed result ({m} stored)")
+    print(f"storage: {changed:.0f} bytes per changed or failed result ({m} stored, not packed)")
     return ok
 
 

@@ -323,6 +323,7 @@ async def results_after(
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT {_RESULT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
+        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
         after,
@@ -338,6 +339,7 @@ async def results_before(
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT * FROM (SELECT {_RESULT_COLUMNS}"
         "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
+        "  AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3"
         "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
         monitor_id,
         after,

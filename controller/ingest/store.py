@@ -18,10 +18,12 @@ import msgspec
 
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.ingest.pack_rules import PACK_LOCK, packed_before
 from controller.ingest.result_kinds import INCONCLUSIVE, MISSED_KINDS, UNCOUNTED, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from shared.messages import CheckResult
+from shared.timefmt import utcnow
 
 
 class CheckedResult(CheckResult):
@@ -97,6 +99,10 @@ WITH r AS (
         r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns
     FROM json_to_recordset($1::json) AS r({_RECORD})
     JOIN monitors m ON m.public_id = r."monitorId"
+    -- A result scheduled before $2 may be in a pack already (controller.ingest.packer).
+    WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
+        WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
+        AND p.country = result_country_code(r.country) AND r."jobId"::uuid = ANY(p.jobs))
     ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
         r."agentId" IS NULL, {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
 ), f AS (
@@ -328,7 +334,12 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     agents = sorted({r.agent_id for r in rows if r.agent_id is not None})
     if agents:
         await conn.execute(_AGENTS, agents)
-    inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode())
+    # Results old enough to fall in an hour a packer may be packing wait for it (or it for
+    # them), so that the statement sees the pack and stores none of them twice.
+    old = packed_before(utcnow())
+    if any(r.scheduled_at < old for r in rows):
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
+    inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode(), old)
     if inserted:
         await _move_state(conn, inserted)
         revised: dict[int, datetime] = {}
@@ -387,9 +398,9 @@ async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> i
     return created
 
 
-# What each retention keeps: raw rows and their details (CHECK_RAW_DAYS), the hourly rollups
+# What each retention keeps: raw rows, packs and their details (CHECK_RAW_DAYS), the hourly rollups
 # (CHECK_HISTORY_DAYS).
-RAW_TABLES = ("result_rows", "result_details")
+RAW_TABLES = ("result_rows", "result_details", "result_packs")
 ROLLUP_TABLES = ("result_rollups",)
 
 
@@ -425,6 +436,11 @@ RESULT_COLUMNS = (
 )
 
 
+# How far back from its end a page of results is looked for first (a page of the newest results
+# reads a few hours of packs, not all of them); the last try is unbounded.
+_PAGE_WINDOWS = (timedelta(hours=3), timedelta(days=2), None)
+
+
 async def list_page(
     conn: Conn,
     monitor_id: int,
@@ -436,20 +452,40 @@ async def list_page(
     offset: int,
 ) -> tuple[list[asyncpg.Record], int]:
     """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not)."""
-    where = (
-        "monitor_id = $1 AND ($2::text IS NULL OR country = $2)"
-        " AND ($3::timestamptz IS NULL OR scheduled_at >= $3)"
-        " AND ($4::timestamptz IS NULL OR scheduled_at < $4)"
-    )
-    args: tuple[Any, ...] = (monitor_id, country, since, until)
-    rows = await conn.fetch(
-        f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {where}"
-        " ORDER BY scheduled_at DESC, country, job_id LIMIT $5 OFFSET $6",
-        *args,
-        limit,
-        offset,
-    )
-    total: int = await conn.fetchval(f"SELECT count(*) FROM check_results WHERE {where}", *args)
+    args: list[Any] = [monitor_id]
+    where = ["monitor_id = $1"]
+    if country is not None:
+        args.append(country)
+        where.append(f"country = ${len(args)}")
+    if since is not None:
+        args.append(since)
+        where.append(
+            f"scheduled_at >= ${len(args)}"
+            f" AND hour >= date_trunc('hour', ${len(args)}::timestamptz, 'UTC')"
+        )
+    if until is not None:
+        args.append(until)
+        where.append(f"scheduled_at < ${len(args)} AND hour <= ${len(args)}")
+    cond = " AND ".join(where)
+    end = until or utcnow()
+    rows: list[asyncpg.Record] = []
+    for window in _PAGE_WINDOWS:
+        # Rows of [end - window, end) come before all older ones: when that window holds the
+        # whole page, the page is right; else a wider window is read.
+        bounded = window is not None and (since is None or end - window > since)
+        extra = f" AND hour >= ${len(args) + 3}" if bounded else ""
+        rows = await conn.fetch(
+            f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
+            f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"
+            f" OFFSET ${len(args) + 2}",
+            *args,
+            limit,
+            offset,
+            *([_hour(end - window)] if bounded and window is not None else []),
+        )
+        if len(rows) == limit or not bounded:
+            break
+    total: int = await conn.fetchval(f"SELECT count(*) FROM check_results WHERE {cond}", *args)
     return rows, total
 
 
@@ -493,6 +529,7 @@ async def counts(
     leading = " OR ".join(
         f"(scheduled_at >= {start(i)} AND scheduled_at < {edge(i)})" for i in range(n)
     )
+    hours = ", ".join(f"date_trunc('hour', {start(i)}, 'UTC')" for i in range(n))
     selects = ", ".join(
         f"coalesce(sum({name}) FILTER (WHERE {counted(i)}), 0)::int AS {name}_{i}"
         for i in range(n)
@@ -506,7 +543,8 @@ async def counts(
         "  SELECT country, scheduled_at, true, (status = 'up')::int, (status = 'down')::int,"
         f"  (status IN ('missed', '{INCONCLUSIVE}'))::int"
         "  FROM check_results WHERE monitor_id = $1 AND scheduled_at < $2::timestamptz"
-        f"  AND (scheduled_at >= {last} OR {leading})"
+        f"  AND (scheduled_at >= {last} OR {leading}) AND hour <= $2::timestamptz"
+        f"  AND (hour >= {last} OR hour IN ({hours}))"
         ") x GROUP BY country HAVING "
         + " OR ".join(f"sum(up + down + missed) FILTER (WHERE {counted(i)}) > 0" for i in range(n))
         + " ORDER BY country",

@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
+from controller.ingest.packer import keep_packing
 from controller.ingest.retention import keep_partitions
 from controller.notify import channels
 from controller.notify.channel_send import channel_sender
@@ -83,6 +84,7 @@ def _workers(
         work += [
             pipeline.ingester.run(stop),
             keep_partitions(pool, stop, settings.check_history_days, settings.check_raw_days),
+            keep_packing(pool, stop),
         ]
     if "alerter" in roles:
         work += _alerter(settings, pool, pipeline.js, stop)

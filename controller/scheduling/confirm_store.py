@@ -120,10 +120,12 @@ async def failed_agents(
 ) -> dict[int, dict[str, set[str]]]:
     """Per monitor and country, the agents whose check of the failing round failed."""
     rows = await conn.fetch(
-        "SELECT r.monitor_id, r.country, r.agent_id FROM check_results r"
-        " JOIN unnest($1::bigint[], $2::timestamptz[]) AS c(monitor_id, at)"
-        " ON r.monitor_id = c.monitor_id AND r.scheduled_at = c.at"
-        " WHERE r.status = 'down' AND r.agent_id IS NOT NULL",
+        "SELECT c.monitor_id, r.country, r.agent_id"
+        " FROM unnest($1::bigint[], $2::timestamptz[]) AS c(monitor_id, at)"
+        " CROSS JOIN LATERAL (SELECT r.country, r.agent_id FROM check_results r"
+        "  WHERE r.monitor_id = c.monitor_id AND r.scheduled_at = c.at"
+        "  AND r.hour = date_trunc('hour', c.at, 'UTC')"
+        "  AND r.status = 'down' AND r.agent_id IS NOT NULL) r",
         [m for m, _ in rounds],
         [at for _, at in rounds],
     )

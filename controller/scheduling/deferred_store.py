@@ -43,7 +43,8 @@ async def claim(conn: Conn, now: datetime, limit: int) -> list[DeferredJob]:
         "   WHERE publish_at <= $1 ORDER BY publish_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
         " RETURNING monitor_id, payload, account, EXISTS (SELECT 1"
         "   FROM check_results r WHERE r.monitor_id = deferred_jobs.monitor_id"
-        "   AND r.scheduled_at = deferred_jobs.scheduled_at AND r.error_kind = 'auth')"
+        "   AND r.scheduled_at = deferred_jobs.scheduled_at AND r.error_kind = 'auth'"
+        "   AND r.hour = date_trunc('hour', deferred_jobs.scheduled_at, 'UTC'))"
         "   AS rejected",
         now,
         limit,

@@ -342,7 +342,7 @@ async def test_partitions_older_than_the_history_are_dropped(pipe_pool: asyncpg.
     row keeps go (raw rows and details together, rollups on their own); newer stay."""
     old = utcnow() - timedelta(days=400)
     async with pipe_pool.acquire() as conn:
-        assert await results.ensure_partitions(conn, old, days=2) == 6  # three tables
+        assert await results.ensure_partitions(conn, old, days=2) == 8  # four tables
         dropped = await results.drop_partitions_before(conn, (old + timedelta(days=1)).date())
         names = await conn.fetch(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
@@ -352,7 +352,11 @@ async def test_partitions_older_than_the_history_are_dropped(pipe_pool: asyncpg.
         rollups = await results.drop_partitions_before(
             conn, (old + timedelta(days=1)).date(), results.ROLLUP_TABLES
         )
-    assert dropped == [f"result_details_p{old:%Y%m%d}", f"result_rows_p{old:%Y%m%d}"]
+    assert dropped == [
+        f"result_details_p{old:%Y%m%d}",
+        f"result_packs_p{old:%Y%m%d}",
+        f"result_rows_p{old:%Y%m%d}",
+    ]
     kept = {r["relname"] for r in names}
     assert f"result_rows_p{(old + timedelta(days=1)):%Y%m%d}" in kept
     assert f"result_rollups_p{old:%Y%m%d}" in kept

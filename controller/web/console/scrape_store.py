@@ -84,6 +84,7 @@ async def latest(conn: Conn, organization_id: int, shard: int, shards: int) -> l
         # one index lookup per row, however many results the table holds
         " LEFT JOIN LATERAL (SELECT r.response_time_ms, r.phases, r.tls FROM check_results r"
         "  WHERE r.monitor_id = s.monitor_id AND r.scheduled_at = s.last_scheduled_at"
+        "  AND r.hour = date_trunc('hour', s.last_scheduled_at, 'UTC')"
         "  AND r.country = s.country AND r.job_id = s.last_job_id LIMIT 1) r ON true"
         f" WHERE {_IN_SHARD} ORDER BY m.id, s.country",
         organization_id,

@@ -128,6 +128,7 @@ async def response_buckets(
         "SELECT country, date_bin($3, scheduled_at, $2) AS at,"
         f" avg(response_time_ms) AS response_ms, {phases}"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
+        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " AND response_time_ms IS NOT NULL"
         " GROUP BY country, at ORDER BY country, at",
         monitor_id,
@@ -142,6 +143,7 @@ async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[async
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT DISTINCT ON (country) country, tls, scheduled_at FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at >= $2 AND tls IS NOT NULL"
+        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " ORDER BY country, scheduled_at DESC",
         monitor_id,
         since,

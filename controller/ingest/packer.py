@@ -1,0 +1,134 @@
+"""The packer: the compact rows of each closed UTC hour, monitor and country become one
+`result_packs` row (migration 0032), so a routine result costs a few dozen bytes instead of a
+row and an index entry.
+
+A pass moves a bounded number of (monitor, hour, country) groups per transaction, under an
+exclusive advisory lock (PACK_LOCK): a second controller's packer skips its pass while one runs,
+and an ingester storing results old enough to fall in a packed hour waits for it (see
+`store.store`). The rows are deleted and the pack written in one statement: a crash leaves the
+rows or the pack, never both or neither. Rows that arrived for an hour already packed are merged
+into its pack by a later pass.
+"""
+
+import asyncio
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from controller.db.pool import Conn
+from controller.ingest.pack_rules import PACK_LOCK, pack_horizon
+from shared.loop import run_every
+from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
+
+PACK_EVERY_S = 300.0
+GROUPS = 2_000  # (monitor, hour, country) groups per transaction
+# How far back a pass looks for rows to pack (rows of older hours stay rows, read as such).
+LOOKBACK = timedelta(days=1)
+
+_PHASES = ("dns", "connect", "tls", "greeting", "auth")
+# The lines of `result_packs.nums` and `spans`, in order (migration 0032).
+_NUMS = (
+    "at_delta",
+    "stored_delta",
+    "response_us",
+    *(f"{p}_us" for p in _PHASES),
+    "agent",
+    "ref_ms",
+    "ref_tag",
+)
+_SPANS = ("started_ms", "finished_ms")
+# Every number of a result, as `moved` and `e` below have them: at_ms and stored_at_ms (ms
+# after the hour) for the deltas.
+_FIELDS = ("at_ms", *_SPANS, "stored_at_ms", *_NUMS[2:])
+# A compact row whose numbers the pack keeps exactly: times in whole ms, a response time in
+# whole microseconds.
+_FITS = """r.detail_ms IS NOT NULL AND r.status = 0
+    AND date_trunc('milliseconds', r.scheduled_at) = r.scheduled_at
+    AND result_us_ms(result_phase_us(r.response_time_ms)) = r.response_time_ms
+    AND abs(r.started_ms) < 32768 AND abs(r.finished_ms) < 32768
+    AND abs(r.stored_ms) < 1000000000"""
+_ORDER = "ORDER BY at_ms, tag, job"
+_PACK = f"""
+WITH g AS (
+    SELECT DISTINCT r.monitor_id, date_trunc('hour', r.scheduled_at, 'UTC') AS hour, r.country
+    FROM result_rows r
+    WHERE r.scheduled_at >= $1 AND r.scheduled_at < $2 AND {_FITS}
+    ORDER BY 1, 2, 3 LIMIT $3
+), moved AS (
+    DELETE FROM result_rows r USING g
+    WHERE r.monitor_id = g.monitor_id AND r.country = g.country
+        AND r.scheduled_at >= g.hour AND r.scheduled_at < g.hour + interval '1 hour' AND {_FITS}
+    RETURNING r.monitor_id, g.hour, r.country, r.job, r.tag,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int AS at_ms,
+        r.started_ms, r.finished_ms,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int + r.stored_ms
+            AS stored_at_ms,
+        result_phase_us(r.response_time_ms) AS response_us,
+        {", ".join(f"r.{p}_us" for p in _PHASES)}, r.agent,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int - r.detail_ms AS ref_ms,
+        r.ref_tag::int AS ref_tag
+), old AS (
+    DELETE FROM result_packs p USING g
+    WHERE p.monitor_id = g.monitor_id AND p.hour = g.hour AND p.country = g.country
+    RETURNING p.*
+), e AS (
+    SELECT * FROM moved
+    UNION ALL
+    SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job), x.at_ms::int,
+        x.started_ms, x.finished_ms, x.stored_at_ms::int,
+        {", ".join(f"x.{f}" for f in _FIELDS[4:])}
+    FROM old o CROSS JOIN LATERAL unnest(o.jobs, result_running_sum(o.nums[1:1]),
+        o.spans[1:1], o.spans[2:2], result_running_sum(o.nums[2:2]),
+        {", ".join(f"o.nums[{i}:{i}]" for i in range(3, len(_NUMS) + 1))})
+        AS x(job, {", ".join(_FIELDS)})
+), s AS (
+    SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
+        stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta
+    FROM e WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
+), ins AS (
+    INSERT INTO result_packs (hour, monitor_id, country, jobs, nums, spans)
+    SELECT hour, monitor_id, country, array_agg(job {_ORDER}),
+        ARRAY[{", ".join(f"array_agg({line} {_ORDER})" for line in _NUMS)}],
+        ARRAY[{", ".join(f"array_agg({line}::smallint {_ORDER})" for line in _SPANS)}]
+    FROM s GROUP BY monitor_id, hour, country ORDER BY monitor_id, hour, country
+    RETURNING cardinality(jobs) AS n
+)
+SELECT count(*)::int AS packs, coalesce(sum(n), 0)::int AS results FROM ins
+"""
+
+
+async def pack(conn: Conn, since: datetime, until: datetime, groups: int = GROUPS) -> int:
+    """Pack up to `groups` (monitor, hour, country) groups of compact rows scheduled in
+    [`since`, `until`), whole hours; return how many groups. The caller owns the transaction
+    and holds PACK_LOCK."""
+    row = await conn.fetchrow(_PACK, since, until, groups)
+    assert row is not None
+    packs: int = row["packs"]
+    return packs
+
+
+async def pack_pass(
+    pool: asyncpg.Pool, now: datetime | None = None, groups: int = GROUPS
+) -> int | None:
+    """One transaction's worth of packing of the closed hours; the groups packed, or None when
+    another packer holds the lock."""
+    until = pack_horizon(now or utcnow())
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PACK_LOCK):
+            return None
+        return await pack(conn, until - LOOKBACK, until, groups)
+
+
+async def keep_packing(pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    """`pack_pass` every PACK_EVERY_S, at once again while a pass filled its quota."""
+
+    async def step() -> float | None:
+        packed = await pack_pass(pool)
+        if packed:
+            log.info("result hours packed", groups=packed)
+        return 0.0 if packed == GROUPS else None
+
+    await run_every(PACK_EVERY_S, step, name="result packer", stop=stop)

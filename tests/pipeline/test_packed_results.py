@@ -1,0 +1,203 @@
+"""Packed hours (issue 24, migration 0032): the compact rows of a closed hour become one pack
+per monitor, country and hour, and every reader answers what it answered before."""
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+
+from controller.ingest import packer
+from controller.ingest.pack_rules import PACK_LOCK
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
+from shared.messages import CheckResult
+from shared.timefmt import utcnow
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries
+from tests.pipeline.test_compact_results import listed, routine
+from tests.pipeline.test_ingest import publish, result
+
+
+def closed_hour() -> datetime:
+    """An hour the packer packs now (two hours ago, whole)."""
+    return utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+
+
+async def view_rows(pool: asyncpg.Pool, public_id: str) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        found = await conn.fetch(
+            "SELECT r.* FROM check_results r JOIN monitors m ON m.id = r.monitor_id"
+            " WHERE m.public_id = $1::uuid ORDER BY r.scheduled_at, r.country, r.job_id",
+            public_id,
+        )
+    return [dict(r) for r in found]
+
+
+async def layout(pool: asyncpg.Pool, public_id: str) -> tuple[int, int, list[int]]:
+    """(rows, compact rows, results per pack) of the monitor."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM result_rows WHERE monitor_id = m.id) AS rows,"
+            " (SELECT count(*) FROM result_rows WHERE monitor_id = m.id"
+            "   AND detail_ms IS NOT NULL) AS compact,"
+            " (SELECT coalesce(array_agg(cardinality(jobs) ORDER BY hour), '{}')"
+            "   FROM result_packs WHERE monitor_id = m.id) AS packs"
+            " FROM monitors m WHERE m.public_id = $1::uuid",
+            public_id,
+        )
+    assert row is not None
+    return row["rows"], row["compact"], list(row["packs"])
+
+
+async def answers(api: httpx.AsyncClient, org: Tenant, pid: str) -> dict[str, Any]:
+    """What the API says of the monitor's results: the list, a page of it, uptime, the monitor."""
+    base = f"/api/smtp-monitors/{pid}"
+    said: dict[str, Any] = {"list": await listed(api, org, pid)}
+    for path in ("/results?perPage=3&page=2", "/uptime", ""):
+        r = await api.get(base + path, headers=org.auth())
+        assert r.status_code == 200, r.text
+        said[path] = r.json()
+    said["/uptime"].pop("windows")  # its windows end now
+    return said
+
+
+async def sent_hour(
+    pipeline: Pipeline, job_ids: JobIds, monitor: dict[str, Any], cc: str, hour: datetime
+) -> list[CheckResult]:
+    """Routine results of a closed hour, a failure among them (a full row between runs)."""
+    sent = [routine(job_ids, monitor, cc, hour + timedelta(minutes=n), n) for n in range(8)]
+    sent[4] = result(job_ids, monitor, cc, "down", hour + timedelta(minutes=4))
+    for res in sent:
+        await publish(pipeline.js, res)
+    assert await pipeline.ingester.burst() == len(sent)
+    return sent
+
+
+async def test_a_packed_hour_reads_back_as_it_was_stored(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    await sent_hour(pipeline, job_ids, monitor, cc, closed_hour())
+    rows, compact, packs = await layout(pipe_pool, pid)
+    assert (rows, packs) == (8, []) and compact >= 5
+    before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
+
+    while await packer.pack_pass(pipe_pool):
+        pass
+
+    assert await layout(pipe_pool, pid) == (rows - compact, 0, [compact])
+    assert await view_rows(pipe_pool, pid) == before_rows
+    assert await answers(api, org, pid) == before_api
+
+
+async def test_a_late_result_in_a_packed_hour_lands_once_and_is_merged(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    hour = closed_hour()
+    sent = await sent_hour(pipeline, job_ids, monitor, cc, hour)
+    while await packer.pack_pass(pipe_pool):
+        pass
+    rows, _, packs = await layout(pipe_pool, pid)
+
+    # A redelivery of a packed result stores nothing; a late one lands as a row and is read.
+    await publish(pipeline.js, sent[6])
+    assert await pipeline.ingester.burst() == 0
+    late = routine(job_ids, monitor, cc, hour + timedelta(minutes=30), 30)
+    await publish(pipeline.js, late)
+    assert await pipeline.ingester.burst() == 1
+    assert await layout(pipe_pool, pid) == (rows + 1, 1, packs)
+    items = await listed(api, org, pid)
+    assert [i["jobId"] for i in items] == [r.job_id for r in [*sent, late]]
+    before_rows, before_api = await view_rows(pipe_pool, pid), await answers(api, org, pid)
+
+    # The next pass merges it into the hour's pack, in time order.
+    while await packer.pack_pass(pipe_pool):
+        pass
+    assert await layout(pipe_pool, pid) == (rows, 0, [packs[0] + 1])
+    assert await view_rows(pipe_pool, pid) == before_rows
+    assert await answers(api, org, pid) == before_api
+    await publish(pipeline.js, late)
+    assert await pipeline.ingester.burst() == 0
+
+
+async def test_a_pack_cut_short_leaves_the_rows(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """The rows are deleted and the pack written in one transaction: a packer killed before its
+    commit leaves everything as it was, and the next pass packs it."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    pid = monitor["publicId"]
+    await sent_hour(pipeline, job_ids, monitor, cc, closed_hour())
+    before, rows = await view_rows(pipe_pool, pid), await layout(pipe_pool, pid)
+
+    conn = await asyncpg.connect(pipe_database_url)
+    try:
+        await conn.execute("BEGIN")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
+        now = utcnow()
+        assert await packer.pack(conn, now - timedelta(days=1), closed_hour() + timedelta(hours=1))
+        async with pipe_pool.acquire() as other:
+            await other.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+    finally:
+        conn.terminate()
+    assert await layout(pipe_pool, pid) == rows
+    assert await view_rows(pipe_pool, pid) == before
+    while await packer.pack_pass(pipe_pool):
+        pass
+    assert (await layout(pipe_pool, pid))[2] == [rows[1]]
+    assert await view_rows(pipe_pool, pid) == before
+
+
+async def test_two_packers_at_once_pack_each_hour_once(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """A second controller's packer skips its pass while one runs; racing passes leave one
+    pack per hour and every result once."""
+    (cc,) = countries.take()
+    monitors = [await create(api, org) for _ in range(3)]
+    for m in monitors:
+        await sent_hour(pipeline, job_ids, m, cc, closed_hour())
+    before = [await view_rows(pipe_pool, m["publicId"]) for m in monitors]
+
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
+        assert await packer.pack_pass(pipe_pool) is None
+    for _ in range(3):
+        done = await asyncio.gather(*(packer.pack_pass(pipe_pool, groups=1) for _ in range(4)))
+        assert all(n is None or n <= 1 for n in done)
+    while await packer.pack_pass(pipe_pool):
+        pass
+    for m, rows in zip(monitors, before, strict=True):
+        _, compact, packs = await layout(pipe_pool, m["publicId"])
+        assert compact == 0 and len(packs) == 1
+        assert await view_rows(pipe_pool, m["publicId"]) == rows
