@@ -10,6 +10,7 @@ import uuid
 import asyncpg
 import httpx
 import nats
+import pytest
 
 from controller.__main__ import _parser
 from controller.tail import follow
@@ -80,6 +81,7 @@ async def test_filters_by_country_monitor_and_status(nats_url: str) -> None:
     assert f" TZ smtp {mine} down/refused 12ms connection refused" in only
 
 
+@pytest.mark.timeout(90)
 async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
     monitor = str(uuid.uuid4())
     env = {**os.environ, "NATS_URL": nats_url}
@@ -98,17 +100,19 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
     assert proc.stdout is not None
     nc = await nats.connect(nats_url)
     try:
-        for _ in range(50):  # until the command has subscribed
+        # Until the command has subscribed: starting Python and importing the controller can
+        # take many seconds on a busy host, so the bound is a deadline, not a number of tries.
+        deadline = asyncio.get_running_loop().time() + 60
+        line = asyncio.ensure_future(proc.stdout.readline())
+        while not line.done():
+            if asyncio.get_running_loop().time() > deadline:
+                line.cancel()
+                raise AssertionError("tail printed nothing")
             await nc.publish(
                 results_subject("KE", "smtp", monitor), encode(result("KE", monitor, "up"))
             )
-            try:
-                out = await asyncio.wait_for(proc.stdout.readline(), 0.2)
-                break
-            except TimeoutError:
-                continue
-        else:
-            raise AssertionError("tail printed nothing")
+            await asyncio.wait([line], timeout=0.2)
+        out = line.result()
     finally:
         await nc.close()
         proc.send_signal(signal.SIGINT)
