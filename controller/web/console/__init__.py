@@ -18,6 +18,7 @@ from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError
 from controller.web.console import (
     channels,
+    dates,
     findings,
     forms,
     pages,
@@ -51,8 +52,14 @@ async def root() -> Redirect:
     return Redirect(f"{PREFIX}/", status_code=302)
 
 
+def _filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["when"] = dates.when  # every time the pages show (`dates`)
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+    return TemplateConfig(
+        directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_filters
+    )
 
 
 def routers(box: SecretBox) -> list[Router]:
