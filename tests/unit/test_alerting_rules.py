@@ -55,8 +55,9 @@ def at(i: int) -> datetime:
 
 def judged(code: str, i: int) -> JudgedRound:
     """A round at `at(i)` of the three countries: `F` all refused, `D` one refused (degraded),
-    `B` two refused and one up (failing, yet one passed), `U` all up, `M` no agent anywhere, `I` all inconclusive, `A` credentials rejected
-    everywhere, `H` logins held everywhere after rejected credentials."""
+    `B` two refused and one up (failing, yet one passed), `U` all up, `M` no agent anywhere,
+    `I` all inconclusive, `A` credentials rejected everywhere, `H` logins held everywhere after
+    rejected credentials."""
     r = JudgedRound(at(i), {cc: f"job-{cc}-{i}" for cc in COUNTRIES})
     for n, cc in enumerate(COUNTRIES):
         if code == "U" or (code == "D" and n > 0) or (code == "B" and n == 0):

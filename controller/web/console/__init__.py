@@ -21,6 +21,7 @@ from controller.web.console import (
     dates,
     findings,
     forms,
+    hosts,
     pages,
     scrape,
     status,
@@ -54,6 +55,7 @@ async def root() -> Redirect:
 
 def _filters(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["when"] = dates.when  # every time the pages show (`dates`)
+    engine.engine.filters["host"] = hosts.host  # host names that wrap at their labels
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -72,6 +74,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.overview,
             pages.overview_part,
             pages.monitor_page,
+            pages.monitor_part,
             pages.trigger,
             pages.pause,
             pages.resume,

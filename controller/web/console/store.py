@@ -115,13 +115,20 @@ async def response_buckets(
     conn: Conn, monitor_id: int, since: datetime, bucket: timedelta
 ) -> list[asyncpg.Record]:
     """Per country and time bucket since `since`: the mean response time and mean phases (ms)
-    of the checks that ran (a missed round has none)."""
-    phases = ", ".join(f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) AS {p}" for p in PHASES)
+    of the checks that passed (a refused check's few milliseconds are no response time), and
+    how many checks passed (`ups`) and failed (`downs`); a missed round counts neither."""
+    phases = ", ".join(
+        f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) FILTER (WHERE status = 'up') AS {p}"
+        for p in PHASES
+    )
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT country, date_bin($3, scheduled_at, $2) AS at,"
-        f" avg(response_time_ms) AS response_ms, {phases}"
+        " avg(response_time_ms) FILTER (WHERE status = 'up') AS response_ms,"
+        f" {phases},"
+        " count(*) FILTER (WHERE status = 'up') AS ups,"
+        " count(*) FILTER (WHERE status = 'down') AS downs"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
-        " AND response_time_ms IS NOT NULL"
+        " AND status IN ('up', 'down')"
         " GROUP BY country, at ORDER BY country, at",
         monitor_id,
         since,
