@@ -122,8 +122,13 @@ def run() -> bool:
         print(f"Console with {MONITORS} monitors x {len(COUNTRIES)} countries ({machine()})")
         ok = True
         for name, (target_url, headers, judged) in pages.items():
-            _timed(target_url, headers, 3)  # warm-up: templates compiled, plans cached
-            ms = _timed(target_url, headers)
+            try:
+                _timed(target_url, headers, 3)  # warm-up: templates compiled, plans cached
+                ms = _timed(target_url, headers)
+            except OSError as exc:  # an HTTP error or a timeout: the target is missed
+                print(f"  {name:<26} failed: {exc}")
+                ok = False
+                continue
             p50, p95 = percentile(ms, 50), percentile(ms, 95)
             met = p95 < TARGET_MS
             ok = ok and (met or not judged)

@@ -72,8 +72,11 @@ async def store_result(
     message: str = "",
     error_kind: str | None = None,
     cert_days_left: int | None = None,
+    cert_not_after: str | None = None,
+    failed_after_ms: float | None = None,
 ) -> None:
-    """A check result stored as the ingester stores an agent's (the same `results.store`)."""
+    """A check result stored as the ingester stores an agent's (the same `results.store`);
+    `failed_after_ms`: the response time a failed check reports (a refused one takes ~1 ms)."""
     at = utcnow() - ago
     wire = {
         "jobId": job_ids.make(monitor["publicId"], country, at),
@@ -87,11 +90,11 @@ async def store_result(
         "status": status,
         "errorKind": error_kind,
         "message": message,
-        "responseTimeMs": response_ms if status == "up" else None,
+        "responseTimeMs": response_ms if status == "up" else failed_after_ms,
         "phases": {"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {},
         "tls": None
         if cert_days_left is None
-        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left},
+        else {"version": "TLSv1.3", "certDaysLeft": cert_days_left, "certNotAfter": cert_not_after},
     }
     row = msgspec.convert(wire, CheckedResult)
     async with pool.acquire() as conn, conn.transaction():
