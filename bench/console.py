@@ -26,8 +26,9 @@ TARGET_MS = 300.0
 
 
 async def _states(database_url: str, token: str) -> tuple[str, str]:
-    """Every monitor gets a latest state in three countries (one in nine down somewhere), a
-    day of results for one monitor, a status page with 100 monitors and a scrape token."""
+    """Every monitor gets a latest state in three countries (one in nine down somewhere) and,
+    as the alerter keeps it, an alert state (but one in a hundred), a day of results for one
+    monitor, a status page with 100 monitors and a scrape token."""
     conn = await connect(database_url)
     try:
         await conn.execute(
@@ -37,6 +38,14 @@ async def _states(database_url: str, token: str) -> tuple[str, str]:
             " now(), 'job-' || m.id || c FROM monitors m, unnest($1::text[]) c",
             list(COUNTRIES),
         )
+        # The alerter's state of every monitor it has judged (all but one in a hundred: new
+        # ones, whose state the overview reads off the countries).
+        await conn.execute(
+            "INSERT INTO monitor_alert_state (monitor_id, state, last_round_at)"
+            " SELECT m.id, CASE WHEN (m.id + 2) % 9 = 0 THEN 'down' ELSE 'up' END, now()"
+            " FROM monitors m WHERE m.id % 100 <> 0"
+        )
+        await conn.execute("ANALYZE")
         first = await conn.fetchrow("SELECT id, public_id FROM monitors ORDER BY id LIMIT 1")
         assert first is not None
         # A day of results of the first monitor, stored as the ingester stores them.
@@ -106,7 +115,8 @@ def run() -> bool:
         url = stack.serve()
         session = {"Cookie": f"mp_session={seeded.token}"}
         pages = {
-            "overview (page 1 of 50)": (f"{url}/console/", session, True),
+            f"overview (page 1 of {MONITORS // 100})": (f"{url}/console/", session, True),
+            "overview, page 500": (f"{url}/console/?page=500", session, True),
             "overview, state=down": (f"{url}/console/?state=down", session, True),
             "overview, search": (f"{url}/console/?q=mx%2042", session, True),
             "live fragment": (f"{url}/console/monitors.part", session, True),
