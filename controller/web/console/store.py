@@ -11,7 +11,8 @@ index plus one count of states over a join; the countries' dots are read for the
 only.
 """
 
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -30,54 +31,65 @@ _COUNTRY_ROWS = f"""
         WHERE s.monitor_id = m.id AND s.last_job_id <> ''
           AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))"""
 
-# The shown state. The countries' latest results are read only for a monitor the alerter has no
-# state for (a scalar subquery in CASE runs only when its branch is taken), so counting the
-# states of 100,000 monitors is a join, not 100,000 subqueries.
-_STATE = f"""
-    CASE
-        WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
-        ELSE (SELECT CASE
-                  WHEN count(*) = 0 THEN 'unknown'
-                  WHEN count(*) FILTER (WHERE s.last_status = 'up') = count(*) THEN 'up'
-                  WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0
-                   AND count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'degraded'
-                  WHEN count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'down'
-                  WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0 THEN 'up'
-                  ELSE 'missed'
-              END{_COUNTRY_ROWS})
-    END"""
+# The state the countries' latest results say, for a monitor the alerter has not judged.
+_FROM_COUNTRIES = f"""(SELECT CASE
+        WHEN count(*) = 0 THEN 'unknown'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') = count(*) THEN 'up'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0
+         AND count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'degraded'
+        WHEN count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'down'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0 THEN 'up'
+        ELSE 'missed'
+    END{_COUNTRY_ROWS})"""
 
-_FILTERED = f"""
-WITH f AS (
-    SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status,
-           m.allowed_country_codes, m.round_countries, c.name AS customer, {_STATE} AS state
-    FROM monitors m
-    JOIN customers c ON c.id = m.customer_id
-    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
+# The shown state, with `a` the monitor's `monitor_alert_state` row joined: the countries are
+# read only for a monitor the alerter has no state for (a scalar subquery in CASE runs only when
+# its branch is taken), so counting 100,000 monitors' states is one join.
+_STATE = f"""CASE WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
+    ELSE {_FROM_COUNTRIES} END"""
+
+# The same per row, without a join: rows read in index order stop at a page's LIMIT.
+_STATE_OF_ROW = f"""coalesce(
+    nullif((SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id), 'unknown'),
+    {_FROM_COUNTRIES})"""
+
+# The monitors the filters select: organization (None: every one), customer, kind, search in
+# name and hostname, and only these ids.
+_WHERE = """
     WHERE ($1::bigint IS NULL OR m.organization_id = $1)
-      AND ($2::uuid IS NULL OR c.public_id = $2)
+      AND ($2::uuid IS NULL OR m.customer_id = (SELECT id FROM customers WHERE public_id = $2))
       AND ($3::text IS NULL OR m.type = $3)
       AND ($4::text IS NULL OR m.name ILIKE $4 OR m.hostname ILIKE $4)
-      AND ($5::bigint[] IS NULL OR m.id = ANY($5))
-)
-"""
+      AND ($5::bigint[] IS NULL OR m.id = ANY($5))"""
 
-# One page in name order (the index monitors_org_name), then the countries' dots of its rows
-# alone.
-_PAGE = """
-SELECT p.*, d.dots FROM (
-    SELECT * FROM f WHERE ($6::text IS NULL OR state = $6)
-    ORDER BY lower(name), id LIMIT $7 OFFSET $8
-) p
+# `OFFSET 0` keeps the states one column computed once per monitor, grouped by hash.
+_COUNTS = f"""
+SELECT state, count(*) AS n FROM (
+    SELECT {_STATE} AS state FROM monitors m
+    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id{_WHERE}
+    OFFSET 0
+) f GROUP BY state"""
+
+# A page's ids in name order (the index monitors_org_name): without a state filter read off the
+# index alone, skipped rows included; with one, each row's state until the page is full.
+_PAGE_IDS = f"SELECT m.id FROM monitors m{_WHERE} ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
+_PAGE_IDS_IN_STATE = (
+    f"SELECT m.id FROM monitors m{_WHERE} AND {_STATE_OF_ROW} = $8"
+    " ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
+)
+
+# The page's rows: what the overview shows of each, the countries' dots of these alone.
+_PAGE = f"""
+SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status, c.name AS customer,
+       {_STATE} AS state, d.dots
+FROM monitors m
+JOIN customers c ON c.id = m.customer_id
+LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
 LEFT JOIN LATERAL (
-    SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots
-    FROM monitor_country_state s
-    WHERE s.monitor_id = p.id AND s.last_job_id <> ''
-      AND (coalesce(p.allowed_country_codes, p.round_countries) IS NULL
-           OR s.country = ANY(coalesce(p.allowed_country_codes, p.round_countries)))
+    SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots{_COUNTRY_ROWS}
 ) d ON true
-ORDER BY lower(p.name), p.id
-"""
+WHERE m.id = ANY($1::bigint[])
+ORDER BY lower(m.name), m.id"""
 
 
 class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
@@ -101,6 +113,37 @@ def _summary(row: asyncpg.Record) -> MonitorSummary:
     return MonitorSummary(**fields, dots=dots(row["dots"]))
 
 
+class _Counted:
+    """The per-state counts of selections of at least LARGE monitors, reused for TTL_S: counting
+    100,000 monitors' states is a join over all of them, and every open overview asks again
+    every 5 s. Smaller selections are counted anew each time (exact at once)."""
+
+    LARGE = 10_000
+    TTL_S = 5.0
+    KEEP = 256
+
+    def __init__(self) -> None:
+        self._held: dict[Hashable, tuple[float, dict[str, int]]] = {}
+
+    def get(self, key: Hashable) -> dict[str, int] | None:
+        held = self._held.get(key)
+        if held is None or held[0] <= time.monotonic():
+            return None
+        return dict(held[1])
+
+    def put(self, key: Hashable, counts: dict[str, int]) -> None:
+        if sum(counts.values()) < self.LARGE:
+            return
+        now = time.monotonic()
+        if len(self._held) >= self.KEEP:
+            self._held = {k: v for k, v in self._held.items() if v[0] > now}
+        if len(self._held) < self.KEEP:
+            self._held[key] = (now + self.TTL_S, dict(counts))
+
+
+_counted = _Counted()
+
+
 async def overview(
     conn: Conn,
     *,
@@ -112,22 +155,25 @@ async def overview(
     limit: int,
     offset: int,
     ids: Sequence[int] | None = None,
+    reuse_counts: bool = True,
 ) -> tuple[list[MonitorSummary], dict[str, int]]:
     """One page of monitors (by name) with their state and per-country dots, and the count per
-    state of every monitor the filters other than `state` select (`ids`: only these)."""
+    state of every monitor the filters other than `state` select (`ids`: only these; a large
+    selection's counts may be up to `_Counted.TTL_S` old)."""
     args = (organization_id, customer, kind, like_pattern(search), ids)
-    counts = {s: 0 for s in STATES}
-    for row in await conn.fetch(
-        _FILTERED + "SELECT state, count(*) AS n FROM f GROUP BY state", *args
-    ):
-        counts[row["state"]] = row["n"]
-    rows = await conn.fetch(
-        _FILTERED + _PAGE,
-        *args,
-        state,
-        limit,
-        offset,
-    )
+    key = args[:4] if ids is None and reuse_counts else None
+    counts = _counted.get(key) if key is not None else None
+    if counts is None:
+        counts = {s: 0 for s in STATES}
+        for row in await conn.fetch(_COUNTS, *args):
+            counts[row["state"]] = row["n"]
+        if key is not None:
+            _counted.put(key, counts)
+    if state is None:
+        page = await conn.fetch(_PAGE_IDS, *args, limit, offset)
+    else:
+        page = await conn.fetch(_PAGE_IDS_IN_STATE, *args, limit, offset, state)
+    rows = await conn.fetch(_PAGE, [r["id"] for r in page]) if page else []
     return [_summary(r) for r in rows], counts
 
 
