@@ -70,6 +70,14 @@ SELECT state, count(*) AS n FROM (
     OFFSET 0
 ) f GROUP BY state"""
 
+# The same for a narrow selection (a search, which the trigram indexes answer): each match's
+# state by its own index lookups, no scan of every alert state.
+_COUNTS_NARROW = f"""
+SELECT state, count(*) AS n FROM (
+    SELECT {_STATE_OF_ROW} AS state FROM monitors m{_WHERE}
+    OFFSET 0
+) f GROUP BY state"""
+
 # A page's ids in name order (the index monitors_org_name): without a state filter read off the
 # index alone, skipped rows included; with one, each row's state until the page is full.
 _PAGE_IDS = f"SELECT m.id FROM monitors m{_WHERE} ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
@@ -77,6 +85,16 @@ _PAGE_IDS_IN_STATE = (
     f"SELECT m.id FROM monitors m{_WHERE} AND {_STATE_OF_ROW} = $8"
     " ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
 )
+
+# A search's page: its matches first (the trigram indexes), then sorted; walking the name index
+# would read every monitor before a rare match.
+_SEARCH_IDS = f"""
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_WHERE})
+SELECT id FROM hits ORDER BY k, id LIMIT $6 OFFSET $7"""
+_SEARCH_IDS_IN_STATE = f"""
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_WHERE})
+SELECT h.id FROM hits h JOIN monitors m ON m.id = h.id WHERE {_STATE_OF_ROW} = $8
+ORDER BY h.k, h.id LIMIT $6 OFFSET $7"""
 
 # The page's rows: what the overview shows of each, the countries' dots of these alone.
 _PAGE = f"""
@@ -165,14 +183,18 @@ async def overview(
     counts = _counted.get(key) if key is not None else None
     if counts is None:
         counts = {s: 0 for s in STATES}
-        for row in await conn.fetch(_COUNTS, *args):
+        narrow = search is not None or ids is not None
+        for row in await conn.fetch(_COUNTS_NARROW if narrow else _COUNTS, *args):
             counts[row["state"]] = row["n"]
         if key is not None:
             _counted.put(key, counts)
+    by_name, in_state = (
+        (_SEARCH_IDS, _SEARCH_IDS_IN_STATE) if search else (_PAGE_IDS, _PAGE_IDS_IN_STATE)
+    )
     if state is None:
-        page = await conn.fetch(_PAGE_IDS, *args, limit, offset)
+        page = await conn.fetch(by_name, *args, limit, offset)
     else:
-        page = await conn.fetch(_PAGE_IDS_IN_STATE, *args, limit, offset, state)
+        page = await conn.fetch(in_state, *args, limit, offset, state)
     rows = await conn.fetch(_PAGE, [r["id"] for r in page]) if page else []
     return [_summary(r) for r in rows], counts
 
