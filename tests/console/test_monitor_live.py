@@ -9,7 +9,9 @@ import asyncpg
 import httpx
 
 from controller.alerting import maintenance_store
+from controller.scheduling.rules import JobIds
 from controller.web.console import charts
+from controller.web.console import store as console
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -33,7 +35,7 @@ def _xs(points: str) -> list[float]:
 
 
 async def test_refused_checks_are_an_outage_never_a_fast_response(
-    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: object
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     m = await create(http, tenant, "smtp", name="Refusing relay", allowedCheckCountryCodes=["DE"])
     for minutes in (40, 35, 30):
@@ -78,7 +80,7 @@ async def test_refused_checks_are_an_outage_never_a_fast_response(
 
 
 async def test_maintenance_and_incidents_are_bands_on_the_chart(
-    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: object
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     m = await create(http, tenant, "smtp", name="Serviced relay", allowedCheckCountryCodes=["DE"])
     mid = await _row_id(pool, m["publicId"])
@@ -111,7 +113,7 @@ async def test_maintenance_and_incidents_are_bands_on_the_chart(
 
 
 async def test_the_live_fragment_is_the_pages_live_part_in_the_same_scope(
-    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: object
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     m = await create(http, tenant, "smtp", name="Watched relay", allowedCheckCountryCodes=["DE"])
     await store_result(pool, job_ids, m, "DE", "down", error_kind="refused")
@@ -136,7 +138,7 @@ async def test_the_live_fragment_is_the_pages_live_part_in_the_same_scope(
 
 
 async def test_every_page_shows_times_in_one_format(
-    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: object
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     """`2026-11-23 08:53 UTC` in a `<time>` carrying the exact instant, whatever the source (a
     certificate's `notAfter` arrives as `2027-12-25T08:49:40.000Z`)."""
@@ -182,3 +184,65 @@ async def test_every_page_shows_times_in_one_format(
     monitor_page = (await client.get(f"/console/monitors/{m['publicId']}")).text
     assert '<time datetime="2027-12-25T08:49:40.000Z"' in monitor_page
     assert ">2027-12-25 08:49 UTC</time>" in monitor_page
+
+
+async def test_the_overview_pages_searches_and_counts_by_state_in_name_order(
+    tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
+) -> None:
+    """The paths the overview takes at 100,000 monitors give what the one query gave: a search
+    (trigram indexes, then sorted), a state filter (per row, in name order), pages, counts."""
+    made = {}
+    for name, host, status in (
+        ("Alpha 3", "a3.example.test", "down"),
+        ("alpha 1", "a1.example.test", "up"),
+        ("Alpha 2", "a2.example.test", "down"),
+        ("Beta", "alpha-host.example.test", "down"),
+        ("Gamma", "g.example.test", "up"),
+        ("100% alpha_x", "x.example.test", None),
+    ):
+        m = await create(http, tenant, "smtp", name=name, hostname=host)
+        if status is not None:
+            await store_result(pool, job_ids, m, "DE", status, error_kind="refused")
+        made[name] = m
+    async with pool.acquire() as conn:
+
+        async def names(**kw: object) -> tuple[list[str], dict[str, int]]:
+            args: dict[str, object] = {
+                "organization_id": tenant.org_id,
+                "customer": None,
+                "kind": None,
+                "search": None,
+                "state": None,
+                "limit": 100,
+                "offset": 0,
+                **kw,
+            }
+            rows, counts = await console.overview(conn, **args)  # type: ignore[arg-type]
+            return [r.name for r in rows], {k: v for k, v in counts.items() if v}
+
+        everything = ["100% alpha_x", "alpha 1", "Alpha 2", "Alpha 3", "Beta", "Gamma"]
+        assert (await names())[0] == everything
+        assert await names(search="alpha") == (
+            ["100% alpha_x", "alpha 1", "Alpha 2", "Alpha 3", "Beta"],  # Beta by its host
+            {"up": 1, "down": 3, "unknown": 1},
+        )
+        assert (await names(search="alpha", state="down"))[0] == ["Alpha 2", "Alpha 3", "Beta"]
+        assert (await names(search="alpha", state="down", limit=2, offset=2))[0] == ["Beta"]
+        assert (await names(state="up", limit=1, offset=1))[0] == ["Gamma"]
+        assert (await names(search="100%"))[0] == ["100% alpha_x"]  # % is a character
+        assert (await names(search="a_x"))[0] == ["100% alpha_x"]  # so is _
+        assert (await names(search="zzz")) == ([], {})
+        row = await _row_id(pool, made["Gamma"]["publicId"])
+        assert await names(ids=[row]) == (["Gamma"], {"up": 1})
+
+
+def test_large_selections_reuse_their_counts_for_a_moment_small_ones_never() -> None:
+    held = console._Counted()
+    small = {"up": 3, "down": 1}
+    large = {"up": console._Counted.LARGE, "down": 1}
+    held.put("small", small)
+    held.put("large", large)
+    assert held.get("small") is None  # counted anew each time: exact at once
+    assert held.get("large") == large
+    held._held["large"] = (0.0, large)  # expired
+    assert held.get("large") is None

@@ -12,6 +12,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from controller.scheduling.rules import JobIds
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
@@ -54,7 +55,7 @@ def state(driver: webdriver.Chrome) -> str:
 
 
 async def test_the_monitor_page_follows_results_live_and_fits_a_phone(
-    driver: webdriver.Chrome, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: object
+    driver: webdriver.Chrome, http: httpx.AsyncClient, pool: asyncpg.Pool, job_ids: JobIds
 ) -> None:
     org = await make_tenant(pool)
     m = await create(
