@@ -53,14 +53,18 @@ _STATE_OF_ROW = f"""coalesce(
     nullif((SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id), 'unknown'),
     {_FROM_COUNTRIES})"""
 
-# The monitors the filters select: organization (None: every one), customer, kind, search in
-# name and hostname, and only these ids.
+# The monitors the filters select: organization (None: every one), customer, kind, only these
+# ids, and (`_SEARCHED`) a search in name and hostname. The search is its own statement, not a
+# `$4 IS NULL OR …`, so a plan PostgreSQL keeps for it still uses the trigram indexes.
 _WHERE = """
     WHERE ($1::bigint IS NULL OR m.organization_id = $1)
       AND ($2::uuid IS NULL OR m.customer_id = (SELECT id FROM customers WHERE public_id = $2))
       AND ($3::text IS NULL OR m.type = $3)
-      AND ($4::text IS NULL OR m.name ILIKE $4 OR m.hostname ILIKE $4)
+      AND $4::text IS NULL
       AND ($5::bigint[] IS NULL OR m.id = ANY($5))"""
+_SEARCHED = _WHERE.replace(
+    "AND $4::text IS NULL", "AND (m.name ILIKE $4::text OR m.hostname ILIKE $4::text)"
+)
 
 # `OFFSET 0` keeps the states one column computed once per monitor, grouped by hash.
 _COUNTS = f"""
@@ -72,11 +76,14 @@ SELECT state, count(*) AS n FROM (
 
 # The same for a narrow selection (a search, which the trigram indexes answer): each match's
 # state by its own index lookups, no scan of every alert state.
-_COUNTS_NARROW = f"""
+_COUNTS_NARROW, _COUNTS_SEARCHED = (
+    f"""
 SELECT state, count(*) AS n FROM (
-    SELECT {_STATE_OF_ROW} AS state FROM monitors m{_WHERE}
+    SELECT {_STATE_OF_ROW} AS state FROM monitors m{where}
     OFFSET 0
 ) f GROUP BY state"""
+    for where in (_WHERE, _SEARCHED)
+)
 
 # A page's ids in name order (the index monitors_org_name): without a state filter read off the
 # index alone, skipped rows included; with one, each row's state until the page is full.
@@ -89,10 +96,10 @@ _PAGE_IDS_IN_STATE = (
 # A search's page: its matches first (the trigram indexes), then sorted; walking the name index
 # would read every monitor before a rare match.
 _SEARCH_IDS = f"""
-WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_WHERE})
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_SEARCHED})
 SELECT id FROM hits ORDER BY k, id LIMIT $6 OFFSET $7"""
 _SEARCH_IDS_IN_STATE = f"""
-WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_WHERE})
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_SEARCHED})
 SELECT h.id FROM hits h JOIN monitors m ON m.id = h.id WHERE {_STATE_OF_ROW} = $8
 ORDER BY h.k, h.id LIMIT $6 OFFSET $7"""
 
@@ -183,8 +190,8 @@ async def overview(
     counts = _counted.get(key) if key is not None else None
     if counts is None:
         counts = {s: 0 for s in STATES}
-        narrow = search is not None or ids is not None
-        for row in await conn.fetch(_COUNTS_NARROW if narrow else _COUNTS, *args):
+        counting = _COUNTS_SEARCHED if search else _COUNTS_NARROW if ids is not None else _COUNTS
+        for row in await conn.fetch(counting, *args):
             counts[row["state"]] = row["n"]
         if key is not None:
             _counted.put(key, counts)
