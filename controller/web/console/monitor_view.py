@@ -9,6 +9,7 @@ the same context, so what refreshes is what first showed.
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -137,7 +138,7 @@ async def history(conn: Conn, monitor_id: int, now: datetime) -> dict[str, Any]:
 
 
 async def live(
-    conn: Conn, ident: Any, scope: int | None, range_name: str, now: datetime
+    conn: Conn, ident: UUID, scope: int | None, range_name: str, now: datetime
 ) -> tuple[Monitor, dict[str, Any]] | None:
     """The monitor with public id `ident` as `scope` may see it and its live context; None when
     there is no such monitor there."""
