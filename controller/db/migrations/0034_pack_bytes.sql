@@ -32,19 +32,44 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     ) b
 $$;
 
+-- PL/pgSQL, one loop per width: a quarter of the time of the same in SQL over a pack.
 CREATE FUNCTION result_pack_decode(line bytea, n integer) RETURNS integer[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE b.w WHEN 0 THEN array_fill(b.base::integer, ARRAY[n]) ELSE ARRAY(
-        SELECT (b.base + CASE b.w
-            WHEN 1 THEN get_byte(line, o)::bigint
-            WHEN 2 THEN get_byte(line, o)::bigint * 256 + get_byte(line, o + 1)
-            WHEN 3 THEN get_byte(line, o)::bigint * 65536 + get_byte(line, o + 1) * 256
-                + get_byte(line, o + 2)
-            ELSE get_byte(line, o)::bigint * 16777216 + get_byte(line, o + 1) * 65536
-                + get_byte(line, o + 2) * 256 + get_byte(line, o + 3) END)::integer
-        FROM generate_series(5, 4 + n * b.w, b.w) AS o ORDER BY o) END
-    FROM (SELECT get_byte(line, 0) AS w,
-        ('x' || encode(substring(line FROM 2 FOR 4), 'hex'))::bit(32)::integer::bigint AS base) b
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    w integer := get_byte(line, 0);
+    base bigint := (get_byte(line, 1) # 128)::bigint * 16777216 - 2147483648
+        + get_byte(line, 2) * 65536 + get_byte(line, 3) * 256 + get_byte(line, 4);
+    vals integer[] := array_fill(base::integer, ARRAY[n]);
+    o integer := 5;
+BEGIN
+    CASE w
+    WHEN 0 THEN
+        NULL;
+    WHEN 1 THEN
+        FOR i IN 1 .. n LOOP
+            vals[i] := base + get_byte(line, o);
+            o := o + 1;
+        END LOOP;
+    WHEN 2 THEN
+        FOR i IN 1 .. n LOOP
+            vals[i] := base + get_byte(line, o) * 256 + get_byte(line, o + 1);
+            o := o + 2;
+        END LOOP;
+    WHEN 3 THEN
+        FOR i IN 1 .. n LOOP
+            vals[i] := base + get_byte(line, o) * 65536 + get_byte(line, o + 1) * 256
+                + get_byte(line, o + 2);
+            o := o + 3;
+        END LOOP;
+    ELSE
+        FOR i IN 1 .. n LOOP
+            vals[i] := base + get_byte(line, o)::bigint * 16777216 + get_byte(line, o + 1) * 65536
+                + get_byte(line, o + 2) * 256 + get_byte(line, o + 3);
+            o := o + 4;
+        END LOOP;
+    END CASE;
+    RETURN vals;
+END;
 $$;
 
 ALTER TABLE result_packs ADD COLUMN results integer, ADD COLUMN lines bytea[];
