@@ -16,6 +16,11 @@ BYTES = "0034_pack_bytes"
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
+def _width(vals: list[int]) -> int:
+    span = max(vals) - min(vals)
+    return next(w for w in range(5) if span < 256**w or w == 4)
+
+
 async def test_a_line_decodes_to_the_numbers_encoded(pipe_pool: asyncpg.Pool) -> None:
     rng = random.Random(34)
     cases: list[list[int]] = [
@@ -25,6 +30,10 @@ async def test_a_line_decodes_to_the_numbers_encoded(pipe_pool: asyncpg.Pool) ->
         [INT_MAX, INT_MAX - 1],
         [INT_MIN, 0, -1, 255, 256],
         [60000] * 59 + [59999],
+        [0] + [60000] * 59,  # deltas: the first from the start of the hour
+        [3_599_000] + [rng.randint(59_000, 61_000) for _ in range(59)],
+        [INT_MIN] + [INT_MAX] * 3,
+        [5, 6],
     ]
     for span in (1, 255, 256, 65535, 65536, 2**24 - 1, 2**24, 2**31):
         base = rng.randint(INT_MIN, INT_MAX - span)
@@ -38,9 +47,10 @@ async def test_a_line_decodes_to_the_numbers_encoded(pipe_pool: asyncpg.Pool) ->
                 len(vals),
             )
             assert back == vals
-            span = max(vals) - min(vals)
-            width = next(w for w in range(5) if span < 256**w or w == 4)
-            assert len(line) == 5 + width * len(vals)
+            # The fewest bytes, the first value apart (4 bytes more) when that is fewer.
+            whole = 5 + _width(vals) * len(vals)
+            apart = 9 + _width(vals[1:]) * (len(vals) - 1) if len(vals) > 1 else whole
+            assert len(line) == min(whole, apart)
 
 
 async def test_packs_of_0032_read_back_as_they_were_after_0034(database_url: str) -> None:

@@ -8,9 +8,12 @@
 -- does not vary none. The encoding is exact: `result_pack_decode(result_pack_encode(v),
 -- cardinality(v)) = v` for every integer array.
 --
--- A line: byte 0 the width w (0-4), bytes 1-4 the base (int4, big-endian), then per result
--- w bytes (unsigned, big-endian) of value - base. The lines, in order (`result_packs.lines`):
---  1 scheduled_at: ms after the previous result's (the first: after the hour)
+-- A line: byte 0 the width w (0-4), plus 8 when the first value is kept apart; bytes 1-4 the
+-- base (int4, big-endian); when apart, bytes 5-8 the first value (int4); then per result (but
+-- the first, when apart) w bytes (unsigned, big-endian) of value - base. The first value is kept
+-- apart when that makes the line shorter: the lines of deltas start with a value from the start
+-- of the hour, far from the deltas that follow. The lines, in order (`result_packs.lines`):
+----  1 scheduled_at: ms after the previous result's (the first: after the hour)
 --  2-3 started_ms, finished_ms: as in result_rows (ms after scheduled_at)
 --  4 stored_at: ms after the previous result's (the first: after the hour)
 --  5 response time in microseconds
@@ -20,15 +23,33 @@
 --  13 the full row's tag
 -- `results` is the number of results of the pack (of `jobs`, which lives out of line).
 
+CREATE FUNCTION result_pack_width(span bigint) RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN span = 0 THEN 0 WHEN span < 256 THEN 1 WHEN span < 65536 THEN 2
+        WHEN span < 16777216 THEN 3 ELSE 4 END
+$$;
+
 CREATE FUNCTION result_pack_encode(vals integer[]) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT set_byte('\x00'::bytea, 0, b.w) || int4send(b.base)
+    SELECT set_byte('\x00'::bytea, 0, b.w + CASE WHEN b.apart THEN 8 ELSE 0 END)
+        || int4send(b.base) || CASE WHEN b.apart THEN int4send(b.first) ELSE ''::bytea END
         || coalesce((SELECT string_agg(substring(int8send(u.v::bigint - b.base) FROM 9 - b.w),
-            ''::bytea ORDER BY u.i) FROM unnest(vals) WITH ORDINALITY AS u(v, i)), ''::bytea)
+            ''::bytea ORDER BY u.i) FROM unnest(vals) WITH ORDINALITY AS u(v, i)
+            WHERE NOT b.apart OR u.i > 1), ''::bytea)
     FROM (
-        SELECT m.base, CASE WHEN m.span = 0 THEN 0 WHEN m.span < 256 THEN 1
-            WHEN m.span < 65536 THEN 2 WHEN m.span < 16777216 THEN 3 ELSE 4 END AS w
-        FROM (SELECT min(v) AS base, max(v)::bigint - min(v) AS span FROM unnest(vals) AS v) m
+        SELECT a.first, a.apart, CASE WHEN a.apart THEN a.rest_base ELSE a.all_base END AS base,
+            CASE WHEN a.apart THEN a.w_rest ELSE a.w_all END AS w
+        FROM (
+            SELECT m.*, coalesce(4 + (m.n - 1) * m.w_rest < m.n * m.w_all, false) AS apart
+            FROM (
+                SELECT count(*) AS n, min(v) FILTER (WHERE i = 1) AS first,
+                    min(v) AS all_base, result_pack_width(max(v)::bigint - min(v)) AS w_all,
+                    min(v) FILTER (WHERE i > 1) AS rest_base,
+                    result_pack_width(max(v) FILTER (WHERE i > 1)::bigint
+                        - min(v) FILTER (WHERE i > 1)) AS w_rest
+                FROM unnest(vals) WITH ORDINALITY AS u(v, i)
+            ) m
+        ) a
     ) b
 $$;
 
@@ -36,33 +57,41 @@ $$;
 CREATE FUNCTION result_pack_decode(line bytea, n integer) RETURNS integer[]
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-    w integer := get_byte(line, 0);
+    w integer := get_byte(line, 0) & 7;
+    apart boolean := get_byte(line, 0) >= 8;
     base bigint := (get_byte(line, 1) # 128)::bigint * 16777216 - 2147483648
         + get_byte(line, 2) * 65536 + get_byte(line, 3) * 256 + get_byte(line, 4);
     vals integer[] := array_fill(base::integer, ARRAY[n]);
     o integer := 5;
+    first integer := 1;
 BEGIN
+    IF apart THEN
+        vals[1] := (get_byte(line, 5) # 128)::bigint * 16777216 - 2147483648
+            + get_byte(line, 6) * 65536 + get_byte(line, 7) * 256 + get_byte(line, 8);
+        o := 9;
+        first := 2;
+    END IF;
     CASE w
     WHEN 0 THEN
         NULL;
     WHEN 1 THEN
-        FOR i IN 1 .. n LOOP
+        FOR i IN first .. n LOOP
             vals[i] := base + get_byte(line, o);
             o := o + 1;
         END LOOP;
     WHEN 2 THEN
-        FOR i IN 1 .. n LOOP
+        FOR i IN first .. n LOOP
             vals[i] := base + get_byte(line, o) * 256 + get_byte(line, o + 1);
             o := o + 2;
         END LOOP;
     WHEN 3 THEN
-        FOR i IN 1 .. n LOOP
+        FOR i IN first .. n LOOP
             vals[i] := base + get_byte(line, o) * 65536 + get_byte(line, o + 1) * 256
                 + get_byte(line, o + 2);
             o := o + 3;
         END LOOP;
     ELSE
-        FOR i IN 1 .. n LOOP
+        FOR i IN first .. n LOOP
             vals[i] := base + get_byte(line, o)::bigint * 16777216 + get_byte(line, o + 1) * 65536
                 + get_byte(line, o + 2) * 256 + get_byte(line, o + 3);
             o := o + 4;
