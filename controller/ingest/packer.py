@@ -50,7 +50,9 @@ _FIELDS = tuple(_DELTAS.get(line, line) for line in _LINES)
 
 def _decoded(pack: str) -> str:
     """The lines of `pack` (a result_packs row) as arrays, in the order of _FIELDS."""
-    lines = (f"result_pack_decode({pack}.lines[{i}], {pack}.results)" for i in range(1, len(_LINES) + 1))
+    lines = (
+        f"result_pack_decode({pack}.lines[{i}], {pack}.results)" for i in range(1, len(_LINES) + 1)
+    )
     return ", ".join(
         f"result_running_sum({line})" if name in _DELTAS else line
         for name, line in zip(_LINES, lines, strict=True)

@@ -91,7 +91,7 @@ async def test_packs_of_0032_read_back_as_they_were_after_0034(database_url: str
             "INSERT INTO result_details (scheduled_at, monitor_id, country, tag, stored_at,"
             " monitor_public_id, monitor_type, banner, tls)"
             " VALUES ($1, $2, result_country_code('DE'), -5, $1, $3, 'smtp', '220 mx',"
-            " '{\"version\": \"TLSv1.3\"}')",
+            ' \'{"version": "TLSv1.3"}\')',
             hour - timedelta(minutes=59, seconds=30),
             monitor["id"],
             monitor["public_id"],
