@@ -29,7 +29,7 @@ GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 LOOKBACK = timedelta(days=1)
 
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
-# The lines of `result_packs.lines`, in order (migration 0034).
+# The lines of `result_packs.lines`, in order (migration 0035).
 _LINES = (
     "at_delta",
     "started_ms",

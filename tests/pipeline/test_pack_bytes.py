@@ -1,4 +1,4 @@
-"""Packs in bytes (issue 24, migration 0034): a pack's numbers are byte lines that decode to
+"""Packs in bytes (issue 24, migration 0035): a pack's numbers are byte lines that decode to
 exactly the numbers encoded, and packs written in 0032's arrays read back as they were."""
 
 import random
@@ -12,7 +12,7 @@ from controller.db.pool import connect
 from shared.timefmt import utcnow
 from tests.conftest import _with_database
 
-BYTES = "0034_pack_bytes"
+BYTES = "0035_pack_bytes"
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
@@ -53,8 +53,8 @@ async def test_a_line_decodes_to_the_numbers_encoded(pipe_pool: asyncpg.Pool) ->
             assert len(line) == min(whole, apart)
 
 
-async def test_packs_of_0032_read_back_as_they_were_after_0034(database_url: str) -> None:
-    name = f"mailprobe_0034_{uuid.uuid4().hex[:8]}"
+async def test_packs_of_0032_read_back_as_they_were_after_0035(database_url: str) -> None:
+    name = f"mailprobe_0035_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
