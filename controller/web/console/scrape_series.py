@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
-from controller.web.console.scrape_store import PHASES
+from controller.web.console.scrape_store import PHASES, phase_ms
 from controller.web.console.store import STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -139,8 +139,8 @@ def encode(
             [
                 f'{name}{{{k},phase="{p}"}} {ms / 1000}\n'
                 for k, r in zip(keys, latest, strict=True)
-                for p in PHASES
-                if (ms := r[p]) is not None
+                for p, ms in zip(PHASES, phase_ms(r), strict=True)
+                if ms is not None
             ],
         )
     yield from series(CERT_EXPIRY, (expiry(r["not_after"]) for r in latest))

@@ -42,35 +42,25 @@ async def organization_for(conn: Conn, digest: bytes) -> int | None:
 
 
 # The wire's phase keys, in the order the series list them; the first five are a compact row's
-# columns (microseconds, -1 when not reached), every one is in a full row's `phases`.
+# columns (`<phase>_us`: microseconds, -1 when not reached), every one may be in a full row's
+# `phases` (`<phase>Ms`).
 PHASES = ("dns", "connect", "tls", "greeting", "auth", "submit", "delivery", "fetch")
-_COMPACT_PHASES = PHASES[:5]
+COMPACT_PHASES = PHASES[:5]
 # A monitor of the organization in the asked shard: its internal id modulo the shard count.
 _IN_SHARD = "m.organization_id = $1 AND m.id % $2 = $3"
 _UUID = "'^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'"
-
-
-def _json_ms(source: str, phase: str) -> str:
-    return (
-        f"CASE WHEN jsonb_typeof({source}->'{phase}Ms') = 'number'"
-        f" THEN ({source}->>'{phase}Ms')::float8 END"
-    )
-
-
-def _phase(phase: str) -> str:
-    """A phase of the latest result in ms: a compact row's column, else its full row's."""
-    row = _json_ms("d.phases", phase)
-    if phase in _COMPACT_PHASES:
-        compact = f"CASE WHEN r.{phase}_us >= 0 THEN r.{phase}_us / 1000.0::float8 END"
-        row = f"CASE WHEN r.detail_ms IS NULL THEN {row} ELSE {compact} END"
-    return f"coalesce({row}, {_json_ms('p.phases', phase)}) AS {phase}"
 
 
 def _latest_sql(phases: bool) -> str:
     """The latest result of each (monitor, country) of the shard, looked up by its key in the
     open rows (`result_rows`, the full row it points at in `result_details`); only a result
     of an hour already packed is read through `check_results`."""
-    phase_columns = "".join(f", {_phase(p)}" for p in PHASES) if phases else ""
+    phase_columns = (
+        ", CASE WHEN r.detail_ms IS NULL THEN coalesce(d.phases, p.phases) END AS phases"
+        + "".join(f", r.{p}_us" for p in COMPACT_PHASES)
+        if phases
+        else ""
+    )
     return (
         "SELECT m.public_id::text AS monitor, s.country, s.last_status,"
         " extract(epoch FROM s.last_scheduled_at)::float8 AS due,"
@@ -121,7 +111,24 @@ async def latest(
     conn: Conn, organization_id: int, shard: int, shards: int, *, phases: bool
 ) -> list[asyncpg.Record]:
     """Per monitor of the shard and country it is checked from now: the latest round's status,
-    when it was due (Unix time) and, when it ran, its response time, phases (ms, by `PHASES`,
-    when asked) and its certificate's expiry as the agent wrote it."""
+    when it was due (Unix time) and, when it ran, its response time, its certificate's expiry
+    as the agent wrote it and, when asked, its phases: a full (or packed) row's `phases`, else
+    a compact row's `<phase>_us` columns (`phase_ms` reads either)."""
     rows: list[asyncpg.Record] = await conn.fetch(_LATEST[phases], organization_id, shards, shard)
     return rows
+
+
+def phase_ms(row: asyncpg.Record) -> list[float | None]:
+    """The phases (ms, by `PHASES`) of a `latest(..., phases=True)` row; None where not reached
+    or not a number."""
+    full = row["phases"]
+    if isinstance(full, dict):
+        return [v if type(v) in _NUMBERS else None for v in map(full.get, _PHASE_KEYS)]
+    compact = [row[c] for c in _COMPACT_COLUMNS]
+    return [None if us is None or us < 0 else us / 1000 for us in compact] + _NOT_COMPACT
+
+
+_PHASE_KEYS = tuple(f"{p}Ms" for p in PHASES)
+_COMPACT_COLUMNS = tuple(f"{p}_us" for p in COMPACT_PHASES)
+_NOT_COMPACT: list[float | None] = [None] * (len(PHASES) - len(COMPACT_PHASES))
+_NUMBERS = (int, float)  # not bool, a subclass of int
