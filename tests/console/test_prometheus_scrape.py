@@ -88,8 +88,10 @@ def _panels() -> list[tuple[str, str]]:
 
 
 def _expand(expr: str, name: str) -> str:
-    """Grafana's variables as the dashboard uses them: one monitor chosen, a 1 h range."""
-    return expr.replace("$__range", "1h").replace("$name", re.escape(name))
+    """Grafana's variables as the dashboard uses them: one monitor chosen (its regex
+    characters escaped as Grafana escapes them inside a PromQL string), a 1 h range."""
+    chosen = re.sub(r"[\\^$*+?.()|\[\]{}]", lambda m: "\\\\" + m.group(0), name)
+    return expr.replace("$__range", "1h").replace("$name", chosen)
 
 
 async def _query(client: httpx.AsyncClient, url: str, expr: str) -> list[dict[str, Any]]:
@@ -113,10 +115,11 @@ async def test_prometheus_scrapes_the_shards_and_answers_the_dashboard(
     name = "Relay (prom) 1"
     mine = await create(http, org, "smtp", name=name)
     others = [await create(http, org, "smtp", name=f"other {n}") for n in range(5)]
-    for cc in ("DE", "US"):
-        await store_result(
-            pool, job_ids, mine, cc, "up", response_ms=120.0, cert_not_after="2031-05-04T03:02:01Z"
-        )
+    # up from one country, down from the other: degraded, every panel has something to show
+    await store_result(
+        pool, job_ids, mine, "DE", "up", response_ms=120.0, cert_not_after="2031-05-04T03:02:01Z"
+    )
+    await store_result(pool, job_ids, mine, "US", "down", error_kind="refused")
     for other in others:
         await store_result(pool, job_ids, other, "DE", "down", error_kind="refused")
     token_file = tmp_path / "scrape-token"
@@ -167,10 +170,11 @@ async def test_prometheus_scrapes_the_shards_and_answers_the_dashboard(
                 for s in got
             ]
 
-        assert value("Uptime") == [1.0]
-        assert value("Monitors up") == [1.0]
-        assert value("Monitors down") == [0.0]  # the others are not the chosen monitor
-        assert sorted(value("Response time")) == [0.12, 0.12]
+        assert value("Uptime") == [0.5]
+        assert value("Monitors degraded") == [1.0]
+        assert value("Monitors up") == value("Monitors down") == [0.0]  # others not chosen
+        assert sorted(value("Checks up per country")) == [0.0, 1.0]
+        assert value("Response time") == [0.12]
         assert value("Phases")  # the example asks for them
         days = value("Certificate days left")
         assert len(days) == 1 and days[0] > 365
