@@ -13,6 +13,7 @@ import gzip
 import os
 import time
 import urllib.request
+from pathlib import Path
 
 from bench.common import Stack, machine, percentile, verdict
 from controller.access.credentials import token_digest
@@ -74,6 +75,44 @@ async def _results(database_url: str) -> None:
         await conn.close()
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU of the processes (those gone meanwhile count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+class _Cpu:
+    """CPU seconds of the API process and of PostgreSQL (the postmaster and its children): a
+    figure a busy machine changes far less than wall-clock times."""
+
+    def __init__(self, stack: Stack) -> None:
+        assert stack.api is not None
+        self.api = stack.api.pid
+        self.postmaster = int((stack.tmp / "pg" / "postmaster.pid").read_text().split()[0])
+
+    def _postgres(self) -> list[int]:
+        pids = [self.postmaster]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.postmaster:
+                    pids.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return pids
+
+    def now(self) -> tuple[float, float]:
+        return _cpu_seconds([self.api]), _cpu_seconds(self._postgres())
+
+
 def _scrape(url: str) -> tuple[float, int, int, int]:
     """Seconds to the last byte, bytes on the wire (gzip), bytes of text and sample lines."""
     request = urllib.request.Request(
@@ -90,9 +129,11 @@ def _scrape(url: str) -> tuple[float, int, int, int]:
     return took, len(packed), len(body), samples
 
 
-def _shards(url: str, query: str, label: str) -> tuple[bool, int]:
+def _shards(url: str, query: str, label: str, cpu: _Cpu) -> tuple[bool, int]:
     """Every shard once: prints and judges the times; returns the verdict and the samples."""
+    api, pg = cpu.now()
     shards = [_scrape(f"{url}?shards={SHARDS}&shard={k}{query}") for k in range(SHARDS)]
+    api_after, pg_after = cpu.now()
     took = [t for t, _, _, _ in shards]
     total = sum(s for _, _, _, s in shards)
     ok = max(took) < SHARD_TARGET_S
@@ -101,6 +142,10 @@ def _shards(url: str, query: str, label: str) -> tuple[bool, int]:
         f" {max(s for _, _, _, s in shards):,} samples, {max(w for _, w, _, _ in shards) / 1e6:.1f}"
         f" MB gzip: median {percentile(took, 50):.2f} s, max {max(took):.2f} s"
         f"   target < {SHARD_TARGET_S:.0f} s: {verdict(ok)}"
+    )
+    print(
+        f"  {'':23} CPU per shard: API {(api_after - api) / SHARDS:.2f} s,"
+        f" PostgreSQL {(pg_after - pg) / SHARDS:.2f} s"
     )
     return ok, total
 
@@ -119,7 +164,10 @@ def run() -> bool:
             f" organization (seeded in {seeded:.0f} s; {machine()})"
         )
         _scrape(f"{url}?shards={SHARDS}&shard=0")  # warm-up: plans cached
+        cpu = _Cpu(stack)
+        api, pg = cpu.now()
         whole = [_scrape(url) for _ in range(3)]
+        api_after, pg_after = cpu.now()
         took = [t for t, _, _, _ in whole]
         _, wire, size, samples = whole[-1]
         whole_ok = max(took) < WHOLE_TARGET_S
@@ -129,8 +177,12 @@ def run() -> bool:
             f" max {max(took):.2f} s   target < {WHOLE_TARGET_S:.0f} s (printed):"
             f" {verdict(whole_ok)}"
         )
-        plain_ok, total = _shards(url, "", "")
-        phases_ok, _ = _shards(url, "&phases=true", " +phases")
+        print(
+            f"  {'':23} CPU per scrape: API {(api_after - api) / 3:.2f} s,"
+            f" PostgreSQL {(pg_after - pg) / 3:.2f} s"
+        )
+        plain_ok, total = _shards(url, "", "", cpu)
+        phases_ok, _ = _shards(url, "&phases=true", " +phases", cpu)
         print(f"  load average after: {os.getloadavg()[0]:.1f}")
         return plain_ok and phases_ok and total == samples
     finally:
