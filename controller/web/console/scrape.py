@@ -80,10 +80,17 @@ def _phases(request: AnyRequest) -> bool | str:
 
 
 def _accepts_gzip(request: AnyRequest) -> bool:
+    """Whether Accept-Encoding names gzip with a weight above 0 (a `*` alone is not asking)."""
     for part in request.headers.get("accept-encoding", "").split(","):
         coding, _, params = part.partition(";")
-        if coding.strip().lower() == "gzip":
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            name, _, weight = params.strip().partition("=")
+            if name.strip().lower() != "q":
+                return True
+            try:
+                return float(weight) > 0
+            except ValueError:
+                return False
     return False
 
 
@@ -107,10 +114,8 @@ async def monitor_metrics(request: AnyRequest) -> Response[bytes] | Stream:
                 **{"WWW-Authenticate": "Bearer"},
             )
         shard, phases = _shard(request), _phases(request)
-        for wrong in (shard, phases):
-            if isinstance(wrong, str):
-                return _text(400, f"Bad request: {wrong}")
-        assert not isinstance(shard, str) and not isinstance(phases, str)
+        if isinstance(shard, str) or isinstance(phases, str):
+            return _text(400, f"Bad request: {shard if isinstance(shard, str) else phases}")
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             monitors = await scrape.monitors(conn, org, *shard)
             latest = await scrape.latest(conn, org, *shard, phases=phases)
