@@ -39,6 +39,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from shared import embedded
+from shared.logging import configure
 from shared.sealing import generate
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
@@ -188,6 +189,32 @@ def alerts_line(sink: dict[str, str], http_port: int) -> str:
     )
 
 
+def own_logging(level: str) -> None:
+    """This script's own lines (the migrations it applies) at the children's level, so a
+    WARNING run prints none of them above the banner; an unknown level is left to the
+    controller to refuse, naming LOG_LEVEL."""
+    known = {"DEBUG", "INFO", "WARNING", "ERROR"}
+    configure("console", level.upper() if level.upper() in known else "INFO")
+
+
+def try_it(url: str, token_file: str, sink: dict[str, str], smtp_port: int) -> str:
+    """The banner's first requests: a customer, then a monitor that goes up with no server of
+    the user's own, this run's alert sink when there is one (loopback checks are allowed here)."""
+    name, host, port = (
+        ("Alert sink", "127.0.0.1", smtp_port)
+        if "NOTIFY_SMTP_URL" in sink
+        else ("Submission", "smtp.example.com", 587)  # no sink: the user's own server
+    )
+    monitor = f'{{"customerId": 1, "name": "{name}", "hostname": "{host}", "port": {port}}}'
+    return f"""    export TOKEN=$(cat .run/{token_file})
+    curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' -d '{{"name": "Me"}}'
+    curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' \\
+         -d '{monitor}'
+    curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN\""""
+
+
 def port_or_free(wanted: int) -> int:
     return wanted if embedded.port_is_free(wanted) else embedded.free_port()
 
@@ -213,6 +240,7 @@ def main() -> int:
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("LOG_LEVEL", "WARNING")  # the banner stays in sight; LOG_LEVEL=INFO for all
+    own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
@@ -286,13 +314,7 @@ def main() -> int:
     alerts     {alerts_line(sink, http_port)}
 
   Try it (the README's walkthrough has more):
-    export TOKEN=$(cat .run/{token_file.name})
-    curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
-         -H 'Content-Type: application/json' -d '{{"name": "ACME"}}'
-    curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
-         -H 'Content-Type: application/json' \\
-         -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com"}}'
-    curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN"
+{try_it(url, token_file.name, sink, smtp_port)}
 
   Logs: WARNING and above here (LOG_LEVEL=INFO make run for every line). Ctrl-C stops everything.
 """,

@@ -51,6 +51,12 @@ async def root() -> Redirect:
     return Redirect(f"{PREFIX}/", status_code=302)
 
 
+@get("/favicon.ico", include_in_schema=False, status_code=204)
+async def favicon() -> None:
+    """No icon, said without an error: browsers ask for one on every page (a 404 is logged in
+    their consoles as a failed load)."""
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
 
@@ -103,6 +109,7 @@ def routers(box: SecretBox) -> list[Router]:
         path="/",
         route_handlers=[
             root,
+            favicon,
             status.public,
             status.public_head,
             status_feeds.summary,
