@@ -1,15 +1,23 @@
 """`make run` across restarts: the alert sink keeps its port while the last run's connections
 sit in TIME_WAIT (the README's monitor on 127.0.0.1:2525 stays up), and the API token is in a
-file beside the admin password, readable by its owner only."""
+file beside the admin password, readable by its owner only; the migrations it applies print
+nothing at its default WARNING."""
 
+import asyncio
 import socket
 import stat
+import sys
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
 
 from shared import embedded
 from tools.alertsink import Running, Sink
+from tests.api.test_cli import ROOT
+from tests.conftest import _with_database
 from tools.devrun import TOKEN_FILE, port_or_free, save_token
 
 
@@ -62,3 +70,36 @@ def test_the_token_is_saved_beside_the_password_for_its_owner_only(tmp_path: Pat
     assert path == tmp_path / "admin-token"
     assert path.read_text() == "mp_new-token\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+_PREPARE = """
+import asyncio, sys
+from tools import devrun
+devrun.own_logging(sys.argv[2])
+print(asyncio.run(devrun.admin_token(sys.argv[1], "a-dev-password"))[:3])
+"""
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", False), ("INFO", True)])
+async def test_the_migrations_make_run_applies_print_at_its_level(
+    database_url: str, level: str, shown: bool
+) -> None:
+    """A first `make run` migrates an empty database in its own process: at the default
+    WARNING none of the 30-odd 'migration applied' lines comes before the banner."""
+    name = f"mailprobe_devrun_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _with_database(database_url, name)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PREPARE, url, level,
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().strip() == "mp_"
+        said = out.decode() + err.decode()
+        assert ("migration applied" in said) is shown, said
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
