@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from shared import embedded
-from tools.alertsink import Running, Sink
 from tests.api.test_cli import ROOT
 from tests.conftest import _with_database
+from tools.alertsink import Running, Sink
 from tools.devrun import TOKEN_FILE, port_or_free, save_token
 
 
