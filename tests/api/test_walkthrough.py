@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trustme
 
+from controller.ascode import spec
 from tests.api.test_cli import ROOT
 from tests.api.test_monitors_as_code import command_line
 from tests.conftest import Tenant
@@ -146,3 +147,16 @@ async def test_the_browser_is_told_there_is_no_icon(api_url: str) -> None:
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
         r = await client.get("/favicon.ico")
     assert r.status_code == 204
+
+
+def test_the_example_file_without_its_variable_names_every_secret_to_set() -> None:
+    """One run lists every unset variable, a round trip's both legs too, each at its line."""
+    with pytest.raises(spec.SpecError) as caught:
+        spec.load(EXAMPLE.read_text(), "monitors.yaml", {})
+    missing = [p for p in caught.value.problems if "is not set" in p]
+    assert len(missing) == 5, caught.value.problems
+    assert all("MAILPROBE_SECRET_PROBE_PASS" in p for p in missing)
+    lines = EXAMPLE.read_text().splitlines()
+    assert [lines[int(p.split(":")[1]) - 1].split(":")[0].strip() for p in missing] == [
+        "pass", "password", "password", "pass", "password"
+    ]  # fmt: skip
