@@ -108,6 +108,9 @@ async def test_the_example_monitors_file_applies_and_exports_with_its_one_variab
     assert code == 0, err
     assert set(re.findall(r"env: (\w+)", exported)) == {"MAILPROBE_SECRET_PROBE_PASS"}
     assert "ca: |\n" in exported
+    # the round trip as written: no default the API spells out (`ignoreTls: false`, …)
+    for default in ("ignoreTls", "allowPlaintextAuth", "spamFolders", "null", "false"):
+        assert default not in exported, exported
     path.write_text(exported)
     code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
     assert code == 0, err
