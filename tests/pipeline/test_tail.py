@@ -119,6 +119,9 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
         await asyncio.wait_for(proc.wait(), 10)
     assert f"KE smtp {monitor} up 12ms 220 ready" in out.decode()
     assert proc.returncode == 0
+    assert proc.stderr is not None  # it said it was listening, on stderr (stdout is results)
+    said = (await proc.stderr.read()).decode()
+    assert f"following mon.results.*.*.{monitor} on {nats_url}" in said, said
 
 
 async def test_status_inconclusive_is_a_filter_of_the_command(nats_url: str) -> None:
