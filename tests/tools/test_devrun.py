@@ -14,11 +14,13 @@ import asyncpg
 import httpx
 import pytest
 
+from controller.access import accounts_store as accounts
+from controller.access.credentials import new_token
 from shared import embedded
 from tests.api.test_cli import ROOT
-from tests.conftest import _with_database
+from tests.conftest import _with_database, scratch_database
 from tools.alertsink import Running, Sink
-from tools.devrun import TOKEN_FILE, port_or_free, save_token
+from tools.devrun import TOKEN_FILE, admin_token, port_or_free, save_token
 
 
 def _time_wait_on(port: int) -> None:
@@ -103,3 +105,26 @@ async def test_the_migrations_make_run_applies_print_at_its_level(
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url: str) -> None:
+    """`export TOKEN=$(cat .run/admin-token)` in a shell keeps working after Ctrl-C and `make
+    run` again: the next run reuses the token it finds, unless it is not the admin's live one
+    or has less than a day left."""
+    async with scratch_database(database_url, "mailprobe_devrun") as url:
+        first = await admin_token(url, "a-dev-password")
+        assert await admin_token(url, "a-dev-password", first) == first
+        assert await admin_token(url, "a-dev-password", "mp_not-a-token") != "mp_not-a-token"
+        conn = await asyncpg.connect(url)
+        try:
+            admin = await accounts.user_for_login(conn, "admin@example.com")
+            org = await accounts.ensure_organization(conn, "another")
+            other = await accounts.create_user(conn, org, "x@example.com", "-", "owner")
+            ending, ending_digest = new_token()
+            await accounts.issue_token(conn, admin["id"], ending_digest, 3600)
+            theirs, theirs_digest = new_token()
+            await accounts.issue_token(conn, other["id"], theirs_digest, 30 * 24 * 3600)
+        finally:
+            await conn.close()
+        assert await admin_token(url, "a-dev-password", ending) != ending
+        assert await admin_token(url, "a-dev-password", theirs) != theirs
