@@ -44,8 +44,8 @@ from shared import embedded
 from shared.logging import configure
 from shared.sealing import generate
 from shared.streams import ensure_streams
-from shared.timefmt import utcnow
 from shared.subjects import HEARTBEATS_SUBJECTS
+from shared.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
