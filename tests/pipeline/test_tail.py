@@ -108,6 +108,9 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
         await asyncio.wait_for(proc.wait(), 10)
     assert f"KE smtp {monitor} up 12ms 220 ready" in out.decode()
     assert proc.returncode == 0
+    assert proc.stderr is not None  # it said it was listening, on stderr (stdout is results)
+    said = (await proc.stderr.read()).decode()
+    assert f"following mon.results.*.*.{monitor} on {nats_url}" in said, said
 
 
 async def _first_line(stdout: asyncio.StreamReader, nc: NATS, monitor: str) -> bytes:

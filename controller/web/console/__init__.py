@@ -58,6 +58,12 @@ def _filters(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["host"] = hosts.host  # host names that wrap at their labels
 
 
+@get("/favicon.ico", include_in_schema=False, status_code=204)
+async def favicon() -> None:
+    """No icon, said without an error: browsers ask for one on every page (a 404 is logged in
+    their consoles as a failed load)."""
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(
         directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_filters
@@ -113,6 +119,7 @@ def routers(box: SecretBox) -> list[Router]:
         path="/",
         route_handlers=[
             root,
+            favicon,
             status.public,
             status.public_head,
             status_feeds.summary,
