@@ -161,8 +161,11 @@ async def test_a_pack_cut_short_leaves_the_rows(
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PACK_LOCK)
         now = utcnow()
         assert await packer.pack(conn, now - timedelta(days=1), closed_hour() + timedelta(hours=1))
+        killed = conn.get_server_pid()
         async with pipe_pool.acquire() as other:
-            await other.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            # With a timeout, it returns once the backend has exited (and so let go of its
+            # lock); without one, it only signals it.
+            assert await other.fetchval("SELECT pg_terminate_backend($1, 30000)", killed)
     finally:
         conn.terminate()
     assert await layout(pipe_pool, pid) == rows

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 
 from controller.access import accounts_store as accounts
@@ -25,13 +24,16 @@ from tools.devrun import TOKEN_FILE, admin_token, port_or_free, save_token
 
 def _time_wait_on(port: int) -> None:
     """Leave a connection of `port` in TIME_WAIT on the listening side, as a sink that closed
-    its clients' connections (HTTP/1.0 answers do) leaves behind when it stops."""
-    running = Running(Sink(), embedded.free_port(), port)
-    try:
-        with httpx.Client() as client:  # the server closes first: TIME_WAIT is on its side
-            client.get(f"http://127.0.0.1:{port}/", headers={"Connection": "close"})
-    finally:
-        running.stop()
+    its clients' connections (HTTP/1.0 answers do) leaves behind when it stops: the accepted
+    side closes first, and only then the client (the side that closes first keeps TIME_WAIT)."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the sink's servers
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()
+            assert client.recv(1) == b""  # the server's FIN has arrived
 
 
 def _in_time_wait(port: int) -> bool:
