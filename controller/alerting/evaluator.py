@@ -217,12 +217,13 @@ class Alerter:
         if w is None:
             return None
         monitor = w.monitor
-        s = await alerts.state(conn, monitor_id)
+        got = await alerts.inputs(conn, monitor_id, monitor.organization_id, monitor.customer_id)
+        s = got.state
         before = s.state
-        quiet = await self._quiet(conn, monitor, now)
+        quiet = await self._quiet(conn, monitor, now, got.windows)
         incidents: dict[int, Incident] = {}
         held: list[Held] = []
-        if not quiet:
+        if not quiet and got.held:
             for incident in await alerts.held_recoveries(conn, monitor_id):
                 incidents[incident.id] = incident
                 held.append(Held(incident.id, no_data.closed_for_lack_of_data(incident.end_reason)))
@@ -238,11 +239,11 @@ class Alerter:
         window: list[JudgedRound] = []
         due: datetime | None = None
         if not disabled:
-            t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
+            t = got.thresholds
             if revised_from is not None:
                 window = await self._window(conn, monitor, s, revised_from)
             ready, due = await self._ready(conn, w, s, now)
-            backoff = await backoff_db.get(conn, monitor_id)
+            backoff = got.backoff
         known = Known(quiet, notified, backoff, tuple(held))
         facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
         judged = judge(facts, s, ready, t, now, known, self._policy, window)
@@ -499,10 +500,13 @@ class Alerter:
             )
         return fills
 
-    async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime) -> bool:
-        """No notifications: status `maintenance`, or a maintenance window is open."""
+    async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime, windows: bool) -> bool:
+        """No notifications: status `maintenance`, or a maintenance window is open (`windows`:
+        any cover the monitor)."""
         if monitor.status == "maintenance":
             return True
+        if not windows:
+            return False
         windows = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
         return maintenance.any_open(windows, now)
 

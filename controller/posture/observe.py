@@ -70,7 +70,8 @@ async def observe(
     if judged_until is None:
         return
     monitor_id = monitor.id
-    last, streaks = await db.state(conn, monitor_id)
+    start = await db.known(conn, monitor_id)
+    last, streaks = start.last_round_at, start.streaks
     after = last or judged_until - LOOKBACK
     if after >= judged_until:
         return
@@ -88,8 +89,8 @@ async def observe(
         t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
     days = t.cert_expiry_days
     pass_ = _Pass(conn, monitor, state, quiet, t, links)
-    tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
-    stored = await db.baselines(conn, monitor_id)
+    tracker = Tracker(open=start.open, streaks=streaks)
+    stored = start.baselines
     base = stored
     for at, group in rounds:
         seen = [facts_of(monitor.type, r) for r in group]
