@@ -188,8 +188,7 @@ class Alerter:
             for monitor_id, lease, revised_from in leased:
                 try:
                     async with conn.transaction():
-                        due = await self.evaluate(conn, monitor_id, now, revised_from)
-                        await alerts.release(conn, monitor_id, lease, due)
+                        await self.evaluate(conn, monitor_id, now, revised_from, lease=lease)
                     metrics.alert_evaluated()
                 except Exception:
                     log.error(
@@ -200,11 +199,33 @@ class Alerter:
                     )
 
     async def evaluate(
-        self, conn: Conn, monitor_id: int, now: datetime, revised_from: datetime | None = None
+        self,
+        conn: Conn,
+        monitor_id: int,
+        now: datetime,
+        revised_from: datetime | None = None,
+        *,
+        lease: datetime | None = None,
     ) -> datetime | None:
         """Move one monitor over its complete and closed rounds; return when to come back (its
         next round closes), or None (gone or disabled). `revised_from`: the earliest round
-        whose result a late real one replaced (a revision, replayed by `judge`)."""
+        whose result a late real one replaced (a revision, replayed by `judge`); `lease`: its
+        queue row's, released here for when to come back (`alerts.release`)."""
+        due, saved = await self._evaluate(conn, monitor_id, now, revised_from, lease)
+        if not saved and lease is not None:
+            await alerts.release(conn, monitor_id, lease, None)
+        return due
+
+    async def _evaluate(
+        self,
+        conn: Conn,
+        monitor_id: int,
+        now: datetime,
+        revised_from: datetime | None,
+        lease: datetime | None,
+    ) -> tuple[datetime | None, bool]:
+        """`evaluate`'s due time, and whether the state was saved (and the lease released
+        with it)."""
         try:
             w = await monitors.watched(conn, monitor_id)
         except MonitorConfigError as exc:
@@ -213,9 +234,9 @@ class Alerter:
             log.error(
                 "monitor config unreadable: not evaluated", monitor=monitor_id, error=str(exc)
             )
-            return None
+            return None, False
         if w is None:
-            return None
+            return None, False
         monitor = w.monitor
         got = await alerts.inputs(conn, monitor_id, monitor.organization_id, monitor.customer_id)
         s = got.state
@@ -254,8 +275,10 @@ class Alerter:
         if not disabled:
             await self._posture(conn, monitor, s, quiet, t)
             due = due or self._come_back(w, s, now)
-        await alerts.save_state(conn, monitor_id, s, now if s.state != before else None)
-        return due
+        changed_at = now if s.state != before else None
+        release = None if lease is None else (lease, due)
+        await alerts.save_state(conn, monitor_id, s, changed_at, release)
+        return due, True
 
     async def _posture(
         self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool, t: Thresholds
@@ -507,8 +530,8 @@ class Alerter:
             return True
         if not windows:
             return False
-        windows = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
-        return maintenance.any_open(windows, now)
+        found = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
+        return maintenance.any_open(found, now)
 
     async def _notify(
         self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime

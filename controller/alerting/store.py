@@ -97,22 +97,25 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[L
     return [Lease(*r.values()) for r in rows]
 
 
+_FORGET = "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = ${0}"
+_LATER = (
+    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL"
+    " WHERE monitor_id = $1 AND due_at = ${0}"
+)
+
+
+def _release(lease_arg: int, due_at: datetime | None) -> str:
+    """The statement releasing monitor $1's queue row leased until ${lease_arg} (`due_at`, if
+    any, is the next argument)."""
+    return (_FORGET if due_at is None else _LATER).format(lease_arg, lease_arg + 1)
+
+
 async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
     """Done with a leased monitor: forget it, or come back at `due_at` (its revision handled);
     unless the ingester marked it again meanwhile (due_at is no longer the lease), then it stays
     due, with whatever revision came since."""
-    if due_at is None:
-        await conn.execute(
-            "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = $2", monitor_id, lease
-        )
-    else:
-        await conn.execute(
-            "UPDATE alert_queue SET due_at = $3, revised_from = NULL"
-            " WHERE monitor_id = $1 AND due_at = $2",
-            monitor_id,
-            lease,
-            due_at,
-        )
+    args = [lease] if due_at is None else [lease, due_at]
+    await conn.execute(_release(2, due_at), monitor_id, *args)
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -369,19 +372,27 @@ async def state(conn: Conn, monitor_id: int) -> AlertState:
 
 
 async def save_state(
-    conn: Conn, monitor_id: int, s: AlertState, changed_at: datetime | None = None
+    conn: Conn,
+    monitor_id: int,
+    s: AlertState,
+    changed_at: datetime | None = None,
+    release: tuple[datetime, datetime | None] | None = None,
 ) -> None:
-    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did."""
+    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did;
+    `release`: the lease and the due time to `release` the monitor's queue row with, in the
+    same statement."""
     values: dict[str, object] = {name: getattr(s, name) for name in STATE_FIELDS}
     if changed_at is not None:
         values["changed_at"] = changed_at
     names = sorted(values)
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
-    await conn.execute(
-        f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1",
-        monitor_id,
-        *(values[n] for n in names),
-    )
+    update = f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1"
+    args = [values[n] for n in names]
+    if release is not None:
+        lease, due_at = release
+        update = f"WITH saved AS ({update}) {_release(len(args) + 2, due_at)}"
+        args += [lease] if due_at is None else [lease, due_at]
+    await conn.execute(update, monitor_id, *args)
 
 
 _RESULT_COLUMNS = ", ".join(CountryResult._fields)
