@@ -259,11 +259,12 @@ class Alerter:
         ready: list[JudgedRound] = []
         window: list[JudgedRound] = []
         due: datetime | None = None
+        read: posture.Read | None = None
         if not disabled:
             t = got.thresholds
             if revised_from is not None:
                 window = await self._window(conn, monitor, s, revised_from)
-            ready, due = await self._ready(conn, w, s, now)
+            ready, due, read = await self._ready(conn, w, s, now)
             backoff = got.backoff
         known = Known(quiet, notified, backoff, tuple(held))
         facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
@@ -273,7 +274,7 @@ class Alerter:
         if s.open_incident_id == NEW_INCIDENT:
             s.open_incident_id = opened
         if not disabled:
-            await self._posture(conn, monitor, s, quiet, t)
+            await self._posture(conn, monitor, s, quiet, t, read)
             due = due or self._come_back(w, s, now)
         changed_at = now if s.state != before else None
         release = None if lease is None else (lease, due)
@@ -281,7 +282,13 @@ class Alerter:
         return due, True
 
     async def _posture(
-        self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool, t: Thresholds
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        s: AlertState,
+        quiet: bool,
+        t: Thresholds,
+        read: posture.Read | None,
     ) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
@@ -289,7 +296,7 @@ class Alerter:
         try:
             async with conn.transaction():
                 await posture.observe(
-                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t
+                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t, read
                 )
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
@@ -302,15 +309,18 @@ class Alerter:
 
     async def _ready(
         self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime
-    ) -> tuple[list[JudgedRound], datetime | None]:
+    ) -> tuple[list[JudgedRound], datetime | None, posture.Read | None]:
         """The rounds after the cursor ready to judge, in order, up to the first still open one
-        (the closed ones' missing countries filled with `expired` rows, stored); and when to
-        come back for that one (None: when the next round closes)."""
+        (the closed ones' missing countries filled with `expired` rows, stored); when to come
+        back for that one (None: when the next round closes); and the results read, for posture
+        (None when they are not all the results after the cursor: none yet, cut short, or
+        `expired` rows stored, a late real result may have come meanwhile)."""
         monitor = w.monitor
         interval = timedelta(seconds=monitor.check_interval)
         horizon = now - max(LOOKBACK, 3 * interval)
         after = s.last_round_at or horizon
-        rows = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
+        read = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
+        rows = read.rows
         found = rounds(rows)
         due: datetime | None = None
         until = now
@@ -339,7 +349,8 @@ class Alerter:
                 fills += self._expire(monitor, r, expected, closes)
             ready.append(r)
         await results.store(conn, fills)
-        return ready, due
+        whole = s.last_round_at is not None and len(rows) < ROWS_PER_EVALUATION and not fills
+        return ready, due, posture.Read(after, read.facts) if whole else None
 
     @staticmethod
     async def _window(

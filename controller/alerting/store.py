@@ -19,9 +19,11 @@ from controller.alerting.thresholds import (
     Thresholds,
 )
 from controller.db.pool import Conn
+from controller.ingest.result_kinds import UNCOUNTED
 from controller.logins.backoff import Backoff
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
+from controller.posture.facts import StoredFacts
 from controller.posture.rules import (
     DEFAULT_CHANNEL_SEVERITIES,
     DEFAULT_EMAIL_SEVERITIES,
@@ -396,14 +398,22 @@ async def save_state(
 
 
 _RESULT_COLUMNS = ", ".join(CountryResult._fields)
+_FACTS = tuple(f for f in StoredFacts.__struct_fields__ if f not in ("scheduled_at", "country"))
+_FACT_COLUMNS = ", ".join(_FACTS)
 
 
-async def results_after(
-    conn: Conn, monitor_id: int, after: datetime, limit: int
-) -> list[CountryResult]:
+class ResultsAfter(NamedTuple):
+    """`results_after`'s rows, and the facts posture reads of those that ran (the same rows,
+    not missed nor inconclusive, in the same order: `controller.posture.store.rounds_after`)."""
+
+    rows: list[CountryResult]
+    facts: list[StoredFacts]
+
+
+async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int) -> ResultsAfter:
     """Results scheduled after `after`, oldest round first."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_RESULT_COLUMNS} FROM check_results"
+        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " ORDER BY scheduled_at, country LIMIT $3",
@@ -411,7 +421,15 @@ async def results_after(
         after,
         limit,
     )
-    return [CountryResult(*r.values()) for r in rows]
+    n = len(CountryResult._fields)
+    return ResultsAfter(
+        [CountryResult(*tuple(r.values())[:n]) for r in rows],
+        [
+            StoredFacts(scheduled_at=r[0], country=r[1], **{f: r[f] for f in _FACTS})
+            for r in rows
+            if r["status"] not in UNCOUNTED
+        ],
+    )
 
 
 async def results_before(
