@@ -66,7 +66,6 @@ from controller.ingest import store as results
 from controller.ingest.result_kinds import ResultRow
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
-from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
@@ -227,7 +226,7 @@ class Alerter:
         """`evaluate`'s due time, and whether the state was saved (and the lease released
         with it)."""
         try:
-            w = await monitors.watched(conn, monitor_id)
+            got = await alerts.inputs(conn, monitor_id)
         except MonitorConfigError as exc:
             # Its rounds are not scheduled either (controller.scheduling skips it): nothing to
             # judge until the config is written again, which queues it afresh.
@@ -235,10 +234,10 @@ class Alerter:
                 "monitor config unreadable: not evaluated", monitor=monitor_id, error=str(exc)
             )
             return None, False
-        if w is None:
+        if got is None:
             return None, False
+        w = got.watched
         monitor = w.monitor
-        got = await alerts.inputs(conn, monitor_id, monitor.organization_id, monitor.customer_id)
         s = got.state
         before = s.state
         quiet = await self._quiet(conn, monitor, now, got.windows)

@@ -21,6 +21,7 @@ from controller.alerting.thresholds import (
 from controller.db.pool import Conn
 from controller.ingest.result_kinds import UNCOUNTED
 from controller.logins.backoff import Backoff
+from controller.monitors.store import WATCHED_COLUMNS, WatchedMonitor, decode_watched
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.posture.facts import StoredFacts
@@ -295,9 +296,10 @@ STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
 class Inputs(NamedTuple):
     """What an evaluation reads of a monitor besides its rounds, in one statement (`inputs`):
-    its alert state (locked), thresholds and login back-off, and whether the rarer reads are
-    needed at all."""
+    the monitor, its alert state (locked), thresholds and login back-off, and whether the
+    rarer reads are needed at all."""
 
+    watched: WatchedMonitor
     state: AlertState
     thresholds: Thresholds
     backoff: Backoff | None
@@ -305,40 +307,42 @@ class Inputs(NamedTuple):
     held: bool  # a closed incident of its holds a recovery notice
 
 
+# The state row is locked in the CTE (a lock cannot reach the nullable side of an outer join).
 _INPUTS = (
-    "SELECT "
+    "WITH s AS (SELECT * FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE)"
+    " SELECT mon.*, s.monitor_id IS NOT NULL AS has_state, "
     + ", ".join(f"s.{n}" for n in STATE_FIELDS)
     + ", o.organization_id IS NOT NULL AS has_org, "
     + ", ".join(f"o.{c.strip()}" for c in _ORG_COLUMNS.split(","))
     + ", "
-    + ", ".join(f"m.{n} AS own_{n}" for n in _OVERRIDES)
+    + ", ".join(f"ms.{n} AS own_{n}" for n in _OVERRIDES)
     + ", b.failures AS backoff_failures, b.since AS backoff_since,"
     " b.retry_at AS backoff_retry_at, b.notified AS backoff_notified,"
-    " EXISTS (SELECT 1 FROM maintenance_windows w"
-    "   WHERE w.monitor_id = $1 OR w.customer_id = $3) AS has_windows,"
-    " EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = $1 AND i.recovery_held) AS has_held"
-    " FROM monitor_alert_state s"
-    " LEFT JOIN organization_alert_settings o ON o.organization_id = $2"
-    " LEFT JOIN monitor_alert_settings m ON m.monitor_id = $1"
+    " EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.monitor_id = $1"
+    "   OR w.customer_id = mon.customer_id) AS has_windows,"
+    " EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = $1 AND i.recovery_held)"
+    "   AS has_held"
+    f" FROM (SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1) AS mon LEFT JOIN s ON true"
+    " LEFT JOIN organization_alert_settings o ON o.organization_id = mon.organization_id"
+    " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = $1"
     " LEFT JOIN login_backoff b ON b.monitor_id = $1"
-    " WHERE s.monitor_id = $1 FOR UPDATE OF s"
 )
 
 
-async def inputs(
-    conn: Conn, monitor_id: int, organization_id: int, customer_id: int | None
-) -> Inputs:
-    """`state`, `thresholds` and the login back-off together (the alerter reads them for every
-    evaluation: one round trip, not five); the state row is locked FOR UPDATE until the
+async def inputs(conn: Conn, monitor_id: int) -> Inputs | None:
+    """The monitor (`monitors.watched`: None when it is gone, MonitorConfigError when its config
+    does not decode), `state`, `thresholds` and the login back-off together: the alerter reads
+    them for every evaluation, in one round trip. The state row is locked FOR UPDATE until the
     caller's transaction ends (created first when the monitor has none yet)."""
-    row = await conn.fetchrow(_INPUTS, monitor_id, organization_id, customer_id)
-    if row is None:
+    row = await conn.fetchrow(_INPUTS, monitor_id)
+    if row is not None and not row["has_state"]:
         await conn.execute(
             "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
             monitor_id,
         )
-        row = await conn.fetchrow(_INPUTS, monitor_id, organization_id, customer_id)
-    assert row is not None
+        row = await conn.fetchrow(_INPUTS, monitor_id)
+    if row is None:
+        return None
     backoff = (
         None
         if row["backoff_failures"] is None
@@ -350,6 +354,7 @@ async def inputs(
         )
     )
     return Inputs(
+        decode_watched(row),
         AlertState(**{name: row[name] for name in STATE_FIELDS}),
         _merged_thresholds(row),
         backoff,
