@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -86,11 +86,16 @@ dovecot: ## install Debian's dovecot-imapd, dovecot-pop3d and postfix when missi
 alertmanager: ## install Debian's prometheus-alertmanager when missing (the Alertmanager channel's tests)
 	$(call apt_when_missing,/usr/bin/prometheus-alertmanager,prometheus-alertmanager)
 
+# The Grafana dashboard's queries are answered by Debian's Prometheus scraping the controller,
+# started by the test itself on a loopback port (no service is enabled).
+prometheus: ## install Debian's prometheus when missing (the scrape and dashboard test)
+	$(call apt_when_missing,/usr/bin/prometheus,prometheus)
+
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser unbound netns dovecot alertmanager ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix and network namespaces
+test: $(STAMP) browser unbound netns dovecot alertmanager prometheus ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation

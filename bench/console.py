@@ -1,4 +1,5 @@
-"""Console pages with 5,000 monitors: server time of the overview (its counts cover all 5,000),
+"""Console pages with 100,000 monitors in one organization (issue 24), seeded directly in
+PostgreSQL: server time of the overview (its counts cover all 100,000),
 a filtered overview, its live-update fragment, a monitor page, a status page and the
 organization's Prometheus series; sequential requests on loopback to one API process.
 
@@ -16,17 +17,19 @@ from bench.common import Stack, machine, percentile, verdict
 from controller.access.credentials import token_digest
 from controller.db.pool import connect
 from controller.ingest import store as results
+from controller.web.console import store as console
 from shared.timefmt import iso_ms, utcnow
 
-MONITORS = 5000
+MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")
 REQUESTS = 30
 TARGET_MS = 300.0
 
 
 async def _states(database_url: str, token: str) -> tuple[str, str]:
-    """Every monitor gets a latest state in three countries (one in nine down somewhere), a
-    day of results for one monitor, a status page with 100 monitors and a scrape token."""
+    """Every monitor gets a latest state in three countries (one in nine down somewhere) and,
+    as the alerter keeps it, an alert state (but one in a hundred), a day of results for one
+    monitor, a status page with 100 monitors and a scrape token."""
     conn = await connect(database_url)
     try:
         await conn.execute(
@@ -36,6 +39,14 @@ async def _states(database_url: str, token: str) -> tuple[str, str]:
             " now(), 'job-' || m.id || c FROM monitors m, unnest($1::text[]) c",
             list(COUNTRIES),
         )
+        # The alerter's state of every monitor it has judged (all but one in a hundred: new
+        # ones, whose state the overview reads off the countries).
+        await conn.execute(
+            "INSERT INTO monitor_alert_state (monitor_id, state, last_round_at)"
+            " SELECT m.id, CASE WHEN (m.id + 2) % 9 = 0 THEN 'down' ELSE 'up' END, now()"
+            " FROM monitors m WHERE m.id % 100 <> 0"
+        )
+        await conn.execute("ANALYZE")
         first = await conn.fetchrow("SELECT id, public_id FROM monitors ORDER BY id LIMIT 1")
         assert first is not None
         # A day of results of the first monitor, stored as the ingester stores them.
@@ -96,6 +107,32 @@ def _timed(url: str, headers: dict[str, str], n: int = REQUESTS) -> list[float]:
     return out
 
 
+async def _uncounted(database_url: str, n: int = 10) -> list[float]:
+    """The overview's store call for the whole organization with its counts computed afresh
+    each time (what the first view after `_Counted.TTL_S` costs), ms."""
+    conn = await connect(database_url)
+    try:
+        org = await conn.fetchval("SELECT organization_id FROM monitors LIMIT 1")
+        out = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await console.overview(
+                conn,
+                organization_id=org,
+                customer=None,
+                kind=None,
+                search=None,
+                state=None,
+                limit=100,
+                offset=0,
+                reuse_counts=False,
+            )
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+    finally:
+        await conn.close()
+
+
 def run() -> bool:
     stack = Stack()
     try:
@@ -105,7 +142,8 @@ def run() -> bool:
         url = stack.serve()
         session = {"Cookie": f"mp_session={seeded.token}"}
         pages = {
-            "overview (page 1 of 50)": (f"{url}/console/", session, True),
+            f"overview (page 1 of {MONITORS // 100})": (f"{url}/console/", session, True),
+            "overview, page 500": (f"{url}/console/?page=500", session, True),
             "overview, state=down": (f"{url}/console/?state=down", session, True),
             "overview, search": (f"{url}/console/?q=mx%2042", session, True),
             "live fragment": (f"{url}/console/monitors.part", session, True),
@@ -121,13 +159,23 @@ def run() -> bool:
         print(f"Console with {MONITORS} monitors x {len(COUNTRIES)} countries ({machine()})")
         ok = True
         for name, (target_url, headers, judged) in pages.items():
-            _timed(target_url, headers, 3)  # warm-up: templates compiled, plans cached
-            ms = _timed(target_url, headers)
+            try:
+                _timed(target_url, headers, 3)  # warm-up: templates compiled, plans cached
+                ms = _timed(target_url, headers)
+            except OSError as exc:  # an HTTP error or a timeout: a judged target is missed
+                print(f"  {name:<26} failed: {exc}")
+                ok = ok and not judged
+                continue
             p50, p95 = percentile(ms, 50), percentile(ms, 95)
             met = p95 < TARGET_MS
             ok = ok and (met or not judged)
             target = f"target p95 < {TARGET_MS:.0f} ms: {verdict(met)}" if judged else "(printed)"
             print(f"  {name:<26} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   {target}")
+        ms = asyncio.run(_uncounted(stack.database_url))
+        print(
+            f"  {'overview counts afresh':<26} p50 {percentile(ms, 50):7.1f} ms   p95"
+            f" {percentile(ms, 95):7.1f} ms   (printed: SQL alone, counts not reused)"
+        )
         return ok
     finally:
         stack.close()

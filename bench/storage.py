@@ -9,13 +9,21 @@ results) divided by the results stored. Results go in through `store` in batches
 the ingester stores them, for MONITORS monitors from two countries and two agents per country.
 
 Printed too, without a target: bytes per changed or failed result (full detail: message,
-banner, TLS facts, capabilities), which stays what it was.
+banner, TLS facts, capabilities), which stays what it was. Then, on what the routine hours left
+(packs and rows of MONITORS monitors, analyzed as autovacuum would), the plans and times of the
+API's reads of a monitor's results: a page of its history inside a packed hour, the newest page,
+and the monitor with its countries' latest results. Each must read the result relations
+through their indexes (no sequential scan of a result relation; checked from the plans
+auto_explain reports; relations of up to 64 kB aside), or the bench fails.
 """
 
 import asyncio
 import random
+import statistics
 import tempfile
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +34,7 @@ from controller.db.pool import connect
 from controller.ingest import packer
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
+from controller.monitors.latest_store import monitor_with_latest
 from controller.scheduling.rules import JobIds
 from shared import embedded
 from shared.messages import CheckResult, Phases, TlsInfo, encode
@@ -38,6 +47,8 @@ ROUTINE_ROUNDS = 60 * ROUTINE_HOURS
 CHANGED_ROUNDS = 6
 BATCH = 1_000
 TARGET_BYTES = 64
+# A relation this small may be read whole by the API's reads (bytes).
+SMALL = 64 * 1024
 JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 # Every relation that holds results, whichever of them the schema has.
 RELATIONS = (
@@ -152,6 +163,60 @@ async def _bytes_per_result(
     return stored, sum(v for k, v in grown.items() if not k.endswith(" heap"))
 
 
+async def _plans(conn: asyncpg.Connection, public_id: str, packed_at: datetime) -> bool:
+    """Times and plans of the API's reads of one monitor's results; whether every plan reads
+    the result relations through their indexes."""
+    await conn.execute("ANALYZE")
+    monitor_id = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1", public_id)
+    plans: list[str] = []
+    conn.add_log_listener(lambda _c, msg: plans.append(str(msg.message)))
+    reads: dict[str, Callable[[], Awaitable[object]]] = {
+        "history page in a packed hour": lambda: results.list_page(
+            conn, monitor_id, country=None, since=None, until=packed_at, limit=50, offset=0
+        ),
+        "newest page": lambda: results.list_page(
+            conn, monitor_id, country=None, since=None, until=None, limit=50, offset=0
+        ),
+        "monitor with latest results": lambda: monitor_with_latest(
+            conn, uuid.UUID(public_id), ["smtp"], None
+        ),
+    }
+    ok = True
+    for name, read in reads.items():
+        await conn.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+            " SET auto_explain.log_level = notice"
+        )
+        plans.clear()
+        await read()
+        await conn.execute("RESET auto_explain.log_min_duration")
+        await asyncio.sleep(0)  # notices are delivered by the event loop
+        scanned = {
+            line.split(" on ")[1].split()[0]
+            for plan in plans
+            for line in plan.splitlines()
+            if "Seq Scan on result_" in line
+        }
+        # Empty partitions and the agents' few names are read whole: that costs nothing.
+        seq = await conn.fetchval(
+            "SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM unnest($1::text[]) AS n"
+            " WHERE pg_relation_size(n::regclass) > $2",
+            list(scanned),
+            SMALL,
+        )
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            await read()
+            times.append((time.perf_counter() - start) * 1000)
+        print(
+            f"storage:   {name}: {statistics.median(times):.1f} ms (median of 20),"
+            f" {'indexes only' if not seq else 'sequential scans of ' + ', '.join(seq)}"
+        )
+        ok = ok and bool(plans) and not seq
+    return ok
+
+
 async def _run() -> bool:
     with tempfile.TemporaryDirectory(prefix="mailprobe-bench-") as tmp:
         pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True)
@@ -171,6 +236,7 @@ async def _run() -> bool:
                 n, routine = await _bytes_per_result(
                     conn, ids, first + timedelta(hours=1), ROUTINE_ROUNDS, False, packed=True
                 )
+                indexed = await _plans(conn, ids[len(ids) // 2], first + timedelta(minutes=150))
                 m, changed = await _bytes_per_result(
                     conn,
                     ids,
@@ -182,12 +248,13 @@ async def _run() -> bool:
                 await conn.close()
         finally:
             pg.cleanup()
-    ok = routine <= TARGET_BYTES
+    ok = routine <= TARGET_BYTES and indexed
     print(
         f"storage: {routine:.0f} bytes per routine result ({n} stored; target <= "
         f"{TARGET_BYTES}) {verdict(ok)}"
     )
     print(f"storage: {changed:.0f} bytes per changed or failed result ({m} stored, not packed)")
+    print(f"storage: the API's reads of results use indexes only: {verdict(indexed)}")
     return ok
 
 

@@ -165,6 +165,13 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     async def run() -> None:
         nc = await nats.connect(url.split(","), tls=tls, max_reconnect_attempts=-1)
+        # A result may be minutes away (the check interval): say at once that it is listening.
+        print(
+            f"following {subject(args.country, monitor)} on {url}: one line per check as it"
+            " arrives (Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             await follow(nc, args.country, monitor, args.status, print, asyncio.Event())
         finally:

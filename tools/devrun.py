@@ -5,7 +5,8 @@ DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts
 one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
 on Ctrl-C. Data persists under `.run/` (git-ignored) between runs, the countries' sealing key
 pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each agent). The
-admin's password is `.run/admin-password`, this run's API token `.run/admin-token` (both 0600).
+admin's password is `.run/admin-password`, its API token `.run/admin-token` (both 0600; the
+token is reused by the next run while it has a day left).
 
 The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
 would bury the banner, which is printed once the API is ready, last).
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -34,14 +36,16 @@ import nats
 from nats.aio.msg import Msg
 
 from controller.access import accounts_store as accounts
-from controller.access.credentials import hash_password, new_token
+from controller.access.credentials import hash_password, new_token, token_digest
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
 from shared import embedded
+from shared.logging import configure
 from shared.sealing import generate
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
+from shared.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -73,10 +77,16 @@ TOKEN_FILE = "admin-token"
 
 
 def save_token(run: Path, token: str) -> Path:
-    """This run's API token, beside the admin password, for `export TOKEN=$(cat …)`."""
+    """The API token, beside the admin password, for `export TOKEN=$(cat …)`."""
     path = run / TOKEN_FILE
     private_file(path, token + "\n")
     return path
+
+
+def kept_token(run: Path) -> str | None:
+    """The last run's token, if it left one."""
+    path = run / TOKEN_FILE
+    return (path.read_text().strip() or None) if path.exists() else None
 
 
 def seal_keys(countries: list[str]) -> Path:
@@ -109,7 +119,14 @@ async def prepare_database(server_url: str) -> str:
     return f"{base.rpartition('/')[0]}/mailprobe{sep}{query}"
 
 
-async def admin_token(database_url: str, password: str) -> str:
+TOKEN_TTL_S = 30 * 24 * 3600
+TOKEN_KEPT_WHILE_S = 24 * 3600  # a kept token with less left than this is replaced
+
+
+async def admin_token(database_url: str, password: str, kept: str | None = None) -> str:
+    """Migrate, make sure the admin exists, and return its token: `kept` (the last run's) while
+    it is the admin's and has a day left, so a shell's `TOKEN` outlives a restart; else a new
+    one (30 days)."""
     conn = await connect(database_url)
     try:
         await migrate(conn)
@@ -120,8 +137,14 @@ async def admin_token(database_url: str, password: str) -> str:
                 user = await accounts.create_user(
                     conn, org_id, ADMIN_EMAIL, hash_password(password), "owner"
                 )
+            if kept:
+                expires = await accounts.token_expiry(conn, user["id"], token_digest(kept))
+                if expires is not None and expires > utcnow() + timedelta(
+                    seconds=TOKEN_KEPT_WHILE_S
+                ):
+                    return kept
             token, digest = new_token()
-            await accounts.issue_token(conn, user["id"], digest, 30 * 24 * 3600)
+            await accounts.issue_token(conn, user["id"], digest, TOKEN_TTL_S)
         return token
     finally:
         await conn.close()
@@ -188,6 +211,32 @@ def alerts_line(sink: dict[str, str], http_port: int) -> str:
     )
 
 
+def own_logging(level: str) -> None:
+    """This script's own lines (the migrations it applies) at the children's level, so a
+    WARNING run prints none of them above the banner; an unknown level is left to the
+    controller to refuse, naming LOG_LEVEL."""
+    known = {"DEBUG", "INFO", "WARNING", "ERROR"}
+    configure("console", level.upper() if level.upper() in known else "INFO")
+
+
+def try_it(url: str, token_file: str, sink: dict[str, str], smtp_port: int) -> str:
+    """The banner's first requests: a customer, then a monitor that goes up with no server of
+    the user's own, this run's alert sink when there is one (loopback checks are allowed here)."""
+    name, host, port = (
+        ("Alert sink", "127.0.0.1", smtp_port)
+        if "NOTIFY_SMTP_URL" in sink
+        else ("Submission", "smtp.example.com", 587)  # no sink: the user's own server
+    )
+    monitor = f'{{"customerId": 1, "name": "{name}", "hostname": "{host}", "port": {port}}}'
+    return f"""    export TOKEN=$(cat .run/{token_file})
+    curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' -d '{{"name": "Me"}}'
+    curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
+         -H 'Content-Type: application/json' \\
+         -d '{monitor}'
+    curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN\""""
+
+
 def port_or_free(wanted: int) -> int:
     return wanted if embedded.port_is_free(wanted) else embedded.free_port()
 
@@ -213,6 +262,7 @@ def main() -> int:
     env.setdefault("SECRETS_KEY", persistent("secrets.key", generate_key()))
     env.setdefault("LOG_FORMAT", "console")
     env.setdefault("LOG_LEVEL", "WARNING")  # the banner stays in sight; LOG_LEVEL=INFO for all
+    own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
@@ -239,7 +289,7 @@ def main() -> int:
         )
         env.update(sink)
 
-    token = asyncio.run(admin_token(env["DATABASE_URL"], password))
+    token = asyncio.run(admin_token(env["DATABASE_URL"], password, kept_token(RUN)))
     token_file = save_token(RUN, token)
     port = env.setdefault("API_PORT", "8080")
     url = f"http://127.0.0.1:{port}"
@@ -286,13 +336,7 @@ def main() -> int:
     alerts     {alerts_line(sink, http_port)}
 
   Try it (the README's walkthrough has more):
-    export TOKEN=$(cat .run/{token_file.name})
-    curl -s -X POST {url}/api/customers -H "Authorization: Bearer $TOKEN" \\
-         -H 'Content-Type: application/json' -d '{{"name": "ACME"}}'
-    curl -s -X POST {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN" \\
-         -H 'Content-Type: application/json' \\
-         -d '{{"customerId": 1, "name": "Outbound SMTP", "hostname": "smtp.example.com"}}'
-    curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN"
+{try_it(url, token_file.name, sink, smtp_port)}
 
   Logs: WARNING and above here (LOG_LEVEL=INFO make run for every line). Ctrl-C stops everything.
 """,

@@ -99,6 +99,17 @@ async def issue_token(conn: Conn, user_id: int, digest: bytes, ttl_seconds: int)
     return expires_at
 
 
+async def token_expiry(conn: Conn, user_id: int, digest: bytes) -> datetime | None:
+    """When the user's live token of `digest` expires; None when it has, or is not theirs."""
+    expires: datetime | None = await conn.fetchval(
+        "SELECT expires_at FROM api_tokens"
+        " WHERE token_hash = $1 AND user_id = $2 AND expires_at > now()",
+        digest,
+        user_id,
+    )
+    return expires
+
+
 async def principal_for_token(conn: Conn, digest: bytes) -> Principal | None:
     row = await conn.fetchrow(
         "SELECT u.id, u.public_id, u.organization_id, u.email, u.role, u.is_global_supporter"

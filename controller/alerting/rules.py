@@ -16,8 +16,10 @@ dead agent counts as not failing): more than `failureThreshold` of them failed �
 some failed → **degraded**; none → **up** (both passing); none ran it → **missed**. An
 inconclusive country (its agent's own path explains the failure) counts like a missed one:
 never failing, never passing. `downAfterRounds` failing rounds in a row open an incident;
-`recoverAfterRounds` passing rounds in a row close it; before that the monitor is `degraded`, so
-a flapping server never notifies anyone; missed rounds move neither counter (`AlertState.step`).
+`recoverAfterRounds` passing rounds in a row close it; before that no one is notified, so a
+flapping server never notifies anyone, and the state says what the round saw: `down` when no
+country passed it (every one that answered failed), else `degraded`; missed rounds move neither
+counter (`AlertState.step`).
 
 A late real result that replaced an `expired` row of a round judged already is a **revision**:
 the rounds of a window up to the cursor are replayed through the same counting and deciding
@@ -140,12 +142,15 @@ class AlertState:
         t: Thresholds,
         data: no_data.Kind | None = None,
         no_data_after: timedelta | None = None,
+        *,
+        none_passed: bool = False,
     ) -> Action | None:
         """Move by one round; return `open`, `close` or `no_data` (close it for lack of data,
         `no_data.closes`) when the incident should change. `data`: the round's `no_data.kind`
-        (by default `no_data` when missed); `no_data_after`: INCIDENT_NO_DATA_CLOSE_MINUTES."""
+        (by default `no_data` when missed); `no_data_after`: INCIDENT_NO_DATA_CLOSE_MINUTES;
+        `none_passed`: no country passed the round."""
         self.count(verdict, at, data)
-        return self.decide(verdict, at, t, no_data_after)
+        return self.decide(verdict, at, t, no_data_after, none_passed=none_passed)
 
     def count(self, verdict: str, at: datetime, data: no_data.Kind | None = None) -> None:
         """The counters after one round: the run of failing or passing rounds it extends or
@@ -169,9 +174,17 @@ class AlertState:
         self.consecutive_down_rounds, self.down_since = 0, None
 
     def decide(
-        self, verdict: str, at: datetime, t: Thresholds, no_data_after: timedelta | None = None
+        self,
+        verdict: str,
+        at: datetime,
+        t: Thresholds,
+        no_data_after: timedelta | None = None,
+        *,
+        none_passed: bool = False,
     ) -> Action | None:
-        """The state the counters mean after the round at `at`, and the incident's change."""
+        """The state the counters mean after the round at `at`, and the incident's change. A
+        failing round short of `downAfterRounds` is `down` when no country passed it (what every
+        country that answered saw), else `degraded`; the incident still waits for the run."""
         if verdict == "missed":
             if self.open_incident_id is None:
                 self.state = "missed"
@@ -189,7 +202,7 @@ class AlertState:
             if self.consecutive_down_rounds >= t.down_after_rounds:
                 self.state = "down"
                 return "open"
-            self.state = "degraded"
+            self.state = "down" if none_passed else "degraded"
             return None
         if self.open_incident_id is not None:
             if self.consecutive_up_rounds < t.recover_after_rounds:
@@ -424,7 +437,9 @@ class _Judging:
                 self.policy.login_backoff_max,
             )
             data = no_data.kind(verdict, [k for _, k, _ in r.missed], r.held_kinds)
-            action = s.step(verdict, r.at, self.t, data, self.policy.no_data_after)
+            action = s.step(
+                verdict, r.at, self.t, data, self.policy.no_data_after, none_passed=not r.up
+            )
             ended = self.act(r, action)
             seen = r.missed if s.state == "missed" else r.failures
             cause = causes.describe(seen)[1] if s.state != "up" and seen else ""
@@ -486,7 +501,7 @@ class _Judging:
                 s.consecutive_down_rounds = max(run, down_before)
             else:
                 s.consecutive_up_rounds = max(run, up_before)
-        action = s.decide(verdict, last.at, self.t)
+        action = s.decide(verdict, last.at, self.t, none_passed=not last.up)
         if action is None and judged[-1][1] == "missed":
             s.decide("missed", judged[-1][0].at, self.t)  # the latest round still ran nowhere
         s.last_round_at = cursor

@@ -10,7 +10,9 @@ it changed, which no plan can see.
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+import msgspec
 
 from controller.ascode import secret_env
 from controller.ascode.spec import Desired
@@ -156,9 +158,48 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
                 doc[COMPARED[column]] = v[column]
         if v["config"]:
             named = v.get("secret_env") or {}
-            doc[kind.config_key] = _secret_refs(v["config"], kind, have.name, named, made_up)
+            config = _secret_refs(v["config"], kind, have.name, named, made_up)
+            if kind is kinds.ROUNDTRIP:  # shown as the agent uses it, every default spelt out
+                config = _without_defaults(config, kind.config)
+            doc[kind.config_key] = config
         monitors.append(doc)
     return {"customer": customer, "monitors": monitors}
+
+
+def _without_defaults(value: dict[str, Any], struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """`value` (a config as JSON) without the fields `struct` would give by default, in nested
+    structs too: a file says what its author chose, and applies to the same config."""
+    out = dict(value)
+    for field in msgspec.structs.fields(struct):
+        if field.encode_name not in out:
+            continue
+        nested = _struct_in(field.type)
+        if nested is not None and isinstance(out[field.encode_name], dict):
+            out[field.encode_name] = _without_defaults(out[field.encode_name], nested)
+            if not out[field.encode_name]:
+                del out[field.encode_name]
+                continue
+        if field.default is not msgspec.NODEFAULT:
+            default = field.default
+        elif field.default_factory is not msgspec.NODEFAULT:
+            default = field.default_factory()
+        else:
+            continue
+        try:
+            as_json = msgspec.to_builtins(default)
+        except TypeError:  # a default of no JSON form (a secret) is never left out
+            continue
+        if out[field.encode_name] == as_json:
+            del out[field.encode_name]
+    return out
+
+
+def _struct_in(annotation: Any) -> type[msgspec.Struct] | None:
+    """The struct type `annotation` is, or holds (`X | None`, `Annotated[X, …]`)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):
+            return candidate
+    return None
 
 
 def _secret_refs(

@@ -170,6 +170,10 @@ def load(text: str, file: str, env: Mapping[str, str]) -> Spec:
         except Problem as exc:
             problem((*at, *exc.path), exc.message)
             continue
+        except Problems as exc:
+            for each in exc.problems:
+                problem((*at, *each.path), each.message)
+            continue
         if desired.name in names:
             problem(
                 (*at, "name"),
@@ -191,6 +195,14 @@ class Problem(Exception):
         super().__init__(message)
         self.path = path
         self.message = message
+
+
+class Problems(Exception):
+    """Several problems of one monitor, each at its own path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
 
 
 def _monitor(
@@ -259,9 +271,17 @@ def _with_secret(
     `names` by the secret's path (what the API keeps as `secretEnv`); a secret written out is
     refused, the file being kept in git."""
     out = dict(config)
+    found: list[Problem] = []
     for steps in kind.all_secret_steps:
-        if name := _read_secret(out, key, steps, env):
-            names[".".join(steps)] = name
+        try:
+            if name := _read_secret(out, key, steps, env):
+                names[".".join(steps)] = name
+        except Problem as exc:  # every secret's problem at once: one run lists all to set
+            found.append(exc)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise Problems(found)
     return out
 
 

@@ -29,9 +29,11 @@ GROUPS = 2_000  # (monitor, hour, country) groups per transaction
 LOOKBACK = timedelta(days=1)
 
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
-# The lines of `result_packs.nums` and `spans`, in order (migration 0032).
-_NUMS = (
+# The lines of `result_packs.lines`, in order (migration 0035).
+_LINES = (
     "at_delta",
+    "started_ms",
+    "finished_ms",
     "stored_delta",
     "response_us",
     *(f"{p}_us" for p in _PHASES),
@@ -39,10 +41,24 @@ _NUMS = (
     "ref_ms",
     "ref_tag",
 )
-_SPANS = ("started_ms", "finished_ms")
+# Lines that hold the difference from the previous result's value.
+_DELTAS = {"at_delta": "at_ms", "stored_delta": "stored_at_ms"}
 # Every number of a result, as `moved` and `e` below have them: at_ms and stored_at_ms (ms
 # after the hour) for the deltas.
-_FIELDS = ("at_ms", *_SPANS, "stored_at_ms", *_NUMS[2:])
+_FIELDS = tuple(_DELTAS.get(line, line) for line in _LINES)
+
+
+def _decoded(pack: str) -> str:
+    """The lines of `pack` (a result_packs row) as arrays, in the order of _FIELDS."""
+    lines = (
+        f"result_pack_decode({pack}.lines[{i}], {pack}.results)" for i in range(1, len(_LINES) + 1)
+    )
+    return ", ".join(
+        f"result_running_sum({line})" if name in _DELTAS else line
+        for name, line in zip(_LINES, lines, strict=True)
+    )
+
+
 # A compact row whose numbers the pack keeps exactly: times in whole ms, a response time in
 # whole microseconds.
 _FITS = """r.detail_ms IS NOT NULL AND r.status = 0
@@ -77,24 +93,19 @@ WITH g AS (
 ), e AS (
     SELECT * FROM moved
     UNION ALL
-    SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job), x.at_ms::int,
-        x.started_ms, x.finished_ms, x.stored_at_ms::int,
-        {", ".join(f"x.{f}" for f in _FIELDS[4:])}
-    FROM old o CROSS JOIN LATERAL unnest(o.jobs, result_running_sum(o.nums[1:1]),
-        o.spans[1:1], o.spans[2:2], result_running_sum(o.nums[2:2]),
-        {", ".join(f"o.nums[{i}:{i}]" for i in range(3, len(_NUMS) + 1))})
-        AS x(job, {", ".join(_FIELDS)})
+    SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job),
+        {", ".join(f"x.{f}::int" for f in _FIELDS)}
+    FROM old o CROSS JOIN LATERAL unnest(o.jobs, {_decoded("o")}) AS x(job, {", ".join(_FIELDS)})
 ), s AS (
     SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
         stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta
     FROM e WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
 ), ins AS (
-    INSERT INTO result_packs (hour, monitor_id, country, jobs, nums, spans)
-    SELECT hour, monitor_id, country, array_agg(job {_ORDER}),
-        ARRAY[{", ".join(f"array_agg({line} {_ORDER})" for line in _NUMS)}],
-        ARRAY[{", ".join(f"array_agg({line}::smallint {_ORDER})" for line in _SPANS)}]
+    INSERT INTO result_packs (hour, monitor_id, country, results, jobs, lines)
+    SELECT hour, monitor_id, country, count(*), array_agg(job {_ORDER}),
+        ARRAY[{", ".join(f"result_pack_encode(array_agg({line} {_ORDER}))" for line in _LINES)}]
     FROM s GROUP BY monitor_id, hour, country ORDER BY monitor_id, hour, country
-    RETURNING cardinality(jobs) AS n
+    RETURNING results AS n
 )
 SELECT count(*)::int AS packs, coalesce(sum(n), 0)::int AS results FROM ins
 """

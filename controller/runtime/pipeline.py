@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
-import nats
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -41,10 +40,6 @@ class Pipeline:
     ingester: Ingester
 
 
-async def _disconnected() -> None:
-    log.warning("NATS disconnected; reconnecting")
-
-
 async def _reconnected() -> None:
     log.info("NATS reconnected")
 
@@ -56,15 +51,26 @@ async def _error(exc: Exception) -> None:
 async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
     """A connection that reconnects forever, with logged state changes; `tls` verifies the
     server (and presents a client certificate) on `tls://` URLs."""
-    return await nats.connect(
+    nc = NATS()
+
+    async def disconnected() -> None:
+        # The client reports its own close (drain at shutdown) as a disconnect too: that one
+        # is no fault and no reconnect follows.
+        if nc.is_closed:
+            log.info("NATS connection closed")
+        else:
+            log.warning("NATS disconnected; reconnecting")
+
+    await nc.connect(
         servers=[u.strip() for u in url.split(",")],
         tls=tls,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
-        disconnected_cb=_disconnected,
+        disconnected_cb=disconnected,
         reconnected_cb=_reconnected,
         error_cb=_error,
     )
+    return nc
 
 
 async def _ensure_jobs_consumers(js: JetStreamContext) -> None:

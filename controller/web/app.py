@@ -201,6 +201,7 @@ def create_app(
                     r"^/ready$",
                     r"^/metrics(/monitors)?$",
                     r"^/$",
+                    r"^/favicon\.ico$",
                     r"^/console(/|$)",
                     r"^/status/",
                     r"^/api/auth/login$",

@@ -40,7 +40,8 @@ async def test_one_failing_country_beside_two_dead_agents_is_degraded_never_down
 async def test_the_only_listed_country_failing_is_down_after_the_rounds(rig: Rig) -> None:
     m = await rig.monitor(["DE"])
     await rig.rounds(m, 0, [{"DE": "refused"}])
-    assert (await rig.state(m))["state"] == "degraded"
+    assert (await rig.state(m))["state"] == "down"  # every country failed: down at once
+    assert await rig.incidents(m) == []  # the incident waits for downAfterRounds
     await rig.rounds(m, 1, [{"DE": "refused"}])
     (incident,) = await rig.incidents(m)
     assert incident["countries"] == ["DE"]
@@ -72,8 +73,8 @@ async def test_a_closed_round_gets_expired_results_under_its_real_job_ids(rig: R
     job_id = rig.job_ids.make(str(m["public_id"]), "US", rig.at(0))
     assert rows[0]["job_id"] == job_id
     assert "did not run in time" in rows[0]["message"]
-    state = await rig.state(m)
-    assert (state["state"], state["consecutive_down_rounds"]) == ("degraded", 1)
+    state = await rig.state(m)  # no country passed: down, before any incident
+    assert (state["state"], state["consecutive_down_rounds"]) == ("down", 1)
 
     late = ResultRow(  # the genuine result, later still: it replaces the expired row
         job_id=job_id,

@@ -178,7 +178,7 @@ async def test_a_round_waits_for_its_countries_until_it_expires(rig: Rig) -> Non
     await rig.alerter.burst()
     state = await rig.state(m)
     assert state["last_round_at"] == rig.at(0)
-    assert state["state"] == "degraded" and state["consecutive_down_rounds"] == 1
+    assert state["state"] == "down" and state["consecutive_down_rounds"] == 1
 
 
 async def test_reminder_while_still_down_then_none_until_the_next_interval(rig: Rig) -> None:

@@ -1,6 +1,8 @@
 """The README's walkthrough as written: every request of its code blocks is valid JSON that a
 real controller accepts (201), the private-CA one built by `jq --rawfile` from a PEM file, and
-the example monitors file (docs/examples/monitors.yaml) is one `apply --dry-run` accepts."""
+the example monitors file (docs/examples/monitors.yaml) is one `apply --dry-run` accepts; the
+requests `make run`'s banner prints are accepted too, and its example monitor is the run's
+alert sink (up with no server of the user's own)."""
 
 import asyncio
 import json
@@ -11,9 +13,11 @@ import httpx
 import pytest
 import trustme
 
+from controller.ascode import spec
 from tests.api.test_cli import ROOT
 from tests.api.test_monitors_as_code import command_line
 from tests.conftest import Tenant
+from tools.devrun import sink_env, try_it
 
 README = (ROOT / "README.md").read_text()
 EXAMPLE = ROOT / "docs" / "examples" / "monitors.yaml"
@@ -28,6 +32,7 @@ CURLS = [
 JQ = [
     m for block in BLOCKS for m in re.findall(r"jq -n --rawfile ca ca\.pem '(.*?)' \|", block, re.S)
 ]
+BODY = r"curl -s -X POST http://127.0.0.1:8080(/api/[\w-]+) [^|]*?-d '(\{.*?\})'"
 ALERT_SINK = re.search(r'`(\{"customerId": 1, "name": "Alert sink".*?\})`', README, re.S)
 
 
@@ -103,9 +108,58 @@ async def test_the_example_monitors_file_applies_and_exports_with_its_one_variab
     assert code == 0, err
     assert set(re.findall(r"env: (\w+)", exported)) == {"MAILPROBE_SECRET_PROBE_PASS"}
     assert "ca: |\n" in exported
+    # the round trip as written: no default the API spells out (`ignoreTls: false`, …)
+    for default in ("ignoreTls", "allowPlaintextAuth", "spamFolders", "null", "false"):
+        assert default not in exported, exported
     path.write_text(exported)
     code, out, err = await command_line("apply", "-f", str(path), "--dry-run", env=env)
     assert code == 0, err
     assert out.splitlines()[-1].endswith(
         "0 to create, 0 to update, 0 to delete (dry run: nothing changed)"
     )
+
+
+def test_tail_by_name_is_given_the_token_it_needs() -> None:
+    """`tail --monitor NAME` asks the API which monitor that is: without MAILPROBE_TOKEN it
+    exits 2, so every such command of the README sets it."""
+    by_name = re.findall(r"`([^`]*tail --monitor [A-Za-z][^`]*)`", README)
+    assert by_name
+    assert all("MAILPROBE_TOKEN=" in command for command in by_name), by_name
+
+
+@pytest.mark.parametrize("relay", [None, "smtp://relay.example.com:587"])
+async def test_the_banner_requests_are_accepted(
+    api_url: str, tenant: Tenant, relay: str | None
+) -> None:
+    env = {"NOTIFY_SMTP_URL": relay} if relay else {}
+    sink = sink_env(env, 2526, 8026)
+    banner = try_it("http://127.0.0.1:8080", "admin-token", sink, 2526).replace("\\\n", " ")
+    bodies = re.findall(BODY, banner, re.S)
+    assert [path for path, _ in bodies] == ["/api/customers", "/api/smtp-monitors"]
+    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+        made = [await client.post(path, json=for_tenant(body, tenant)) for path, body in bodies]
+    assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
+    monitor = made[1].json()
+    where = (monitor["hostname"], monitor["port"])
+    assert where == (("smtp.example.com", 587) if relay else ("127.0.0.1", 2526))
+
+
+async def test_the_browser_is_told_there_is_no_icon(api_url: str) -> None:
+    """Browsers ask every page's origin for /favicon.ico; a 404 shows in their consoles as a
+    failed load on each console and status page."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+        r = await client.get("/favicon.ico")
+    assert r.status_code == 204
+
+
+def test_the_example_file_without_its_variable_names_every_secret_to_set() -> None:
+    """One run lists every unset variable, a round trip's both legs too, each at its line."""
+    with pytest.raises(spec.SpecError) as caught:
+        spec.load(EXAMPLE.read_text(), "monitors.yaml", {})
+    missing = [p for p in caught.value.problems if "is not set" in p]
+    assert len(missing) == 5, caught.value.problems
+    assert all("MAILPROBE_SECRET_PROBE_PASS" in p for p in missing)
+    lines = EXAMPLE.read_text().splitlines()
+    assert [lines[int(p.split(":")[1]) - 1].split(":")[0].strip() for p in missing] == [
+        "pass", "password", "password", "pass", "password"
+    ]  # fmt: skip

@@ -77,8 +77,10 @@ async def store_result(
     monitor_type: str = "smtp",
     phases: dict[str, float] | None = None,
     folder: str | None = None,
+    failed_after_ms: float | None = None,
 ) -> None:
-    """A check result stored as the ingester stores an agent's (the same `results.store`)."""
+    """A check result stored as the ingester stores an agent's (the same `results.store`);
+    `failed_after_ms`: the response time a failed check reports (a refused one takes ~1 ms)."""
     at = utcnow() - ago
     wire = {
         "jobId": job_ids.make(monitor["publicId"], country, at),
@@ -92,7 +94,7 @@ async def store_result(
         "status": status,
         "errorKind": error_kind,
         "message": message,
-        "responseTimeMs": response_ms if status == "up" else None,
+        "responseTimeMs": response_ms if status == "up" else failed_after_ms,
         "phases": phases
         if phases is not None
         else ({"dnsMs": 1.0, "connectMs": 5.0, "greetingMs": 20.0} if status == "up" else {}),

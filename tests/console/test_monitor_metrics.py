@@ -2,14 +2,16 @@
 token that owners and admins make in the console (shown once, stored as a digest)."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.ingest import packer
 from controller.scheduling.rules import JobIds
+from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.api.test_roundtrip_monitors import make as make_roundtrip
 from tests.conftest import make_tenant
@@ -18,7 +20,7 @@ from tests.console.helpers import Browserish, store_result
 _TOKEN = re.compile(r'id="new-token">([^<]+)<')
 
 
-async def _scrape_token(client: Browserish, session: str) -> str:
+async def scrape_token(client: Browserish, session: str) -> str:
     client.session = session
     token = await client.csrf("/console/scrape-tokens")
     r = await client.post("/console/scrape-tokens", {"name": "prom"}, token=token)
@@ -46,7 +48,7 @@ async def test_series_of_one_organization_behind_its_scrape_token(
     )
     await store_result(pool, job_ids, mine, "US", "down", error_kind="refused")
     await store_result(pool, job_ids, theirs, "DE", "up")
-    token = await _scrape_token(client, org.tokens["admin"])
+    token = await scrape_token(client, org.tokens["admin"])
     assert (await http.get("/metrics/monitors")).status_code == 401
     r = await http.get("/metrics/monitors", headers={"Authorization": "Bearer mps_wrong"})
     assert r.status_code == 401
@@ -65,11 +67,18 @@ async def test_series_of_one_organization_behind_its_scrape_token(
     de = (("country", "DE"), ("monitor", m))
     assert samples[("mailprobe_tls_cert_expiry_timestamp_seconds", de)] == expiry
     assert not any(name == "mailprobe_tls_cert_days_left" for name, _ in samples)
+    # the phases, a third of the samples, only when asked for
+    assert not any(name == "mailprobe_check_phase_seconds" for name, _ in samples)
     phase = (
         "mailprobe_check_phase_seconds",
         (("country", "DE"), ("monitor", m), ("phase", "greeting")),
     )
-    assert samples[phase] == 0.02
+    with_phases = _samples((await _scrape(http, token, "?phases=true")).text)
+    assert with_phases[phase] == 0.02
+    assert with_phases.keys() - samples.keys() == {
+        ("mailprobe_check_phase_seconds", (("country", "DE"), ("monitor", m), ("phase", p)))
+        for p in ("dns", "connect", "greeting")
+    }
     state = {
         dict(labels)["state"]: v
         for (name, labels), v in samples.items()
@@ -112,7 +121,7 @@ async def test_round_trip_phases_are_series(
     rt = await make_roundtrip(http, org)
     phases = {"submitMs": 120.0, "deliveryMs": 2500.0, "fetchMs": 40.0}
     await store_result(pool, job_ids, rt, "DE", "up", phases=phases, monitor_type="roundtrip")
-    r = await _scrape(http, await _scrape_token(client, org.tokens["admin"]))
+    r = await _scrape(http, await scrape_token(client, org.tokens["admin"]), "?phases=1")
     assert r.status_code == 200, r.text
     got = {
         dict(labels)["phase"]: v
@@ -129,7 +138,7 @@ async def test_shards_split_the_series_and_cover_every_monitor_once(
     made: list[dict[str, Any]] = [await create(http, org, "smtp", name=f"m{n}") for n in range(7)]
     for m in made:
         await store_result(pool, job_ids, m, "DE", "up")
-    token = await _scrape_token(client, org.tokens["admin"])
+    token = await scrape_token(client, org.tokens["admin"])
     whole = _samples((await _scrape(http, token)).text)
     parts: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     seen: list[str] = []
@@ -149,6 +158,8 @@ async def test_shards_split_the_series_and_cover_every_monitor_once(
         ("?shards=x&shard=0", "shards"),
         ("?shards=2&shard=-1", "shard"),
         ("?shards=2&shard=%00", "shard"),
+        ("?phases=yes", "phases"),
+        ("?shards=2&shard=0&phases=%00", "phases"),
     ]:
         r = await _scrape(http, token, query)
         assert r.status_code == 400, (query, r.text)
@@ -182,7 +193,7 @@ async def test_an_inconclusive_latest_check_is_no_check_up_series_but_its_own(
     await store_result(
         pool, job_ids, mine, "US", "inconclusive", error_kind="inconclusive", message="port 25"
     )
-    token = await _scrape_token(client, org.tokens["admin"])
+    token = await scrape_token(client, org.tokens["admin"])
     r = await http.get("/metrics/monitors", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     samples = {
@@ -196,3 +207,68 @@ async def test_an_inconclusive_latest_check_is_no_check_up_series_but_its_own(
     assert samples[("mailprobe_check_inconclusive", "US")] == 1
     assert samples[("mailprobe_check_inconclusive", "DE")] == 0
     assert samples[("mailprobe_check_missed", "US")] == 0
+
+
+async def test_gzip_when_the_client_accepts_it(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """Prometheus asks for gzip: the same text, compressed; a client that does not ask (or
+    refuses it with q=0) gets it plain."""
+    org = await make_tenant(pool)
+    for n in range(3):
+        await store_result(pool, job_ids, await create(http, org, "smtp", name=f"g{n}"), "DE", "up")
+    token = await scrape_token(client, org.tokens["admin"])
+    auth = {"Authorization": f"Bearer {token}"}
+    plain = await http.get("/metrics/monitors", headers={**auth, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    packed = await http.get(
+        "/metrics/monitors", headers={**auth, "Accept-Encoding": "deflate, gzip;q=1.0"}
+    )
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["vary"] == "Accept-Encoding"
+    # httpx undid the gzip: the same text, fewer bytes on the wire
+    assert packed.text == plain.text
+    assert packed.num_bytes_downloaded < len(plain.content) / 2
+    for refusing in ("gzip;q=0", "gzip; q=0.000", "gzip;q=x", "*"):
+        refused = await http.get("/metrics/monitors", headers={**auth, "Accept-Encoding": refusing})
+        assert "content-encoding" not in refused.headers, refusing
+        assert refused.text == plain.text
+
+
+async def test_a_latest_result_in_a_packed_hour_keeps_its_series(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """A monitor whose latest result is in an hour already packed (checked hourly, or paused)
+    still has its response time, phases and certificate expiry."""
+    org = await make_tenant(pool)
+    mine = await create(http, org, "smtp")
+    hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    for minutes, ms in ((40, 30.0), (50, 40.0)):  # the second is compact: the facts are the same
+        await store_result(
+            pool,
+            job_ids,
+            mine,
+            "DE",
+            "up",
+            ago=utcnow() - hour - timedelta(minutes=minutes),
+            response_ms=ms,
+            cert_not_after="2031-05-04T03:02:01Z",
+            cert_days_left=17,
+        )
+    async with pool.acquire() as conn:
+        assert await packer.pack(conn, hour, hour + timedelta(hours=1)) > 0
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM result_rows r JOIN monitors m ON m.id = r.monitor_id"
+                " WHERE m.public_id = $1::uuid AND r.detail_ms IS NOT NULL",
+                mine["publicId"],
+            )
+            == 0
+        )
+    token = await scrape_token(client, org.tokens["admin"])
+    samples = _samples((await _scrape(http, token, "?phases=true")).text)
+    de = (("country", "DE"), ("monitor", mine["publicId"]))
+    assert samples[("mailprobe_check_response_seconds", de)] == 0.04
+    assert samples[("mailprobe_check_phase_seconds", (*de, ("phase", "greeting")))] == 0.02
+    expiry = datetime(2031, 5, 4, 3, 2, 1, tzinfo=UTC).timestamp()
+    assert samples[("mailprobe_tls_cert_expiry_timestamp_seconds", de)] == expiry

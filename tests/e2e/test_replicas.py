@@ -1,7 +1,7 @@
 """Two `python -m controller serve` replicas, every role in each, on one PostgreSQL and one NATS:
 they share the work (each schedules, stores, evaluates about half) and none of it is done twice
 or left undone: every round of every monitor on its grid, once per country; every job published
-once; every result stored once; every incident's e-mail sent once.
+once; every result stored once; every incident's e-mail sent once (by either replica).
 
 Real parts only: its own NATS server (the replicas share the default `ingest` consumer, which
 no other test may see), a scratch database, two agents (Worker) on loopback, an SMTP server the
@@ -237,8 +237,10 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
     assert sum(published) == checked, "a job was published twice"
     assert sum(ingested) == checked, "a result was stored twice"
     # One incident per down monitor, each told once.
+    # Not split evenly: the down monitors' incidents open in one burst, and the outbox leases
+    # due rows in batches, so whichever replica looks first may take them all; what counts is
+    # that each is sent once.
     assert sum(sent) == len(relay.mails) == DOWN, (sent, len(relay.mails))
-    assert all(sent), f"one replica sent every notification: {sent}"
     for name, counts in (
         ("scheduled", published),
         ("stored", ingested),

@@ -16,8 +16,9 @@ to every generated case so the fuzzer's valid requests are valid.
 - A round trip's `to` is in the receive login's domain, its `from` in the send login's (or in
   `to`'s without one): both become `to` (and the logins with an `@` too).
 - A change of a notification channel names monitors and customers (`monitorIds`,
-  `customerIds`) of the caller's organization, which only the stored state knows: generated ids
-  become none, so a change of a just-created channel is not a 404 about a made-up customer.
+  `customerIds`) of the caller's organization, which only the stored state knows: well-formed
+  generated ids become none, so a change of a just-created channel is not a 404 about a made-up
+  customer (ids out of the schema's range stay, for the API to refuse).
 Each rule is stated in the field's description in the document (openapi_doc._DESCRIPTIONS).
 """
 
@@ -77,10 +78,20 @@ def map_case(ctx: Any, case: Any) -> Any:
 
 
 def _no_unknown_choices(body: dict[str, Any]) -> None:
-    """Only lists are touched: a case made invalid on purpose (not a list) stays invalid."""
-    for field in ("monitorIds", "customerIds"):
-        if isinstance(body.get(field), list):
+    """Only lists of well-formed ids are emptied: a case made invalid on purpose (not a list, or
+    an item of another type or out of the schema's range) stays invalid."""
+    for field, well_formed in (("monitorIds", _is_str), ("customerIds", _is_customer_id)):
+        value = body.get(field)
+        if isinstance(value, list) and all(well_formed(v) for v in value):
             body[field] = []
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_customer_id(value: object) -> bool:
+    return type(value) is int and 1 <= value <= 2**63 - 1
 
 
 def _real_values(node: object) -> None:

@@ -240,7 +240,7 @@ async def test_the_consoles_agents_page_shows_blocked_ports_and_failing_canaries
     await countries.live(cc, agent, self_check=check)
     r = await Browserish(api, session=org.tokens["readonly"]).get("/console/agents")
     assert r.status_code == 200
-    (row,) = [line for line in r.text.split("<tr>") if f"<td>{agent}</td>" in line]
+    (row,) = [line for line in r.text.split("<tr>") if f">{agent}</td>" in line]
     assert "blocked: 25" in row and "resolver failing" in row
     assert "port mx.canary.test:25 failing" in row and "mx.canary.test:587" not in row
     assert 'title="&lt;timed out&gt;"' in row  # the agent's text, escaped

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import nats
 import pytest
+from nats.aio.client import Client as NATS
 
 from controller.__main__ import _parser
 from controller.tail import follow
@@ -100,25 +101,34 @@ async def test_the_command_runs_until_interrupted(nats_url: str) -> None:
     assert proc.stdout is not None
     nc = await nats.connect(nats_url)
     try:
-        # Until the command has subscribed: starting Python and importing the controller can
-        # take many seconds on a busy host, so the bound is a deadline, not a number of tries.
-        deadline = asyncio.get_running_loop().time() + 60
-        line = asyncio.ensure_future(proc.stdout.readline())
-        while not line.done():
-            if asyncio.get_running_loop().time() > deadline:
-                line.cancel()
-                raise AssertionError("tail printed nothing")
-            await nc.publish(
-                results_subject("KE", "smtp", monitor), encode(result("KE", monitor, "up"))
-            )
-            await asyncio.wait([line], timeout=0.2)
-        out = line.result()
+        out = await _first_line(proc.stdout, nc, monitor)
     finally:
         await nc.close()
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
     assert f"KE smtp {monitor} up 12ms 220 ready" in out.decode()
     assert proc.returncode == 0
+    assert proc.stderr is not None  # it said it was listening, on stderr (stdout is results)
+    said = (await proc.stderr.read()).decode()
+    assert f"following mon.results.*.*.{monitor} on {nats_url}" in said, said
+
+
+async def _first_line(stdout: asyncio.StreamReader, nc: NATS, monitor: str) -> bytes:
+    """The command's first line, publishing a KE result of `monitor` every 0.2 s until it has
+    subscribed. Starting Python and importing the controller (and asking the API for a name)
+    can take many seconds on a busy host: the bound is a deadline, not a number of tries."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    line = asyncio.ensure_future(stdout.readline())
+    while not line.done():
+        if loop.time() > deadline:
+            line.cancel()
+            raise AssertionError("tail printed nothing")
+        await nc.publish(
+            results_subject("KE", "smtp", monitor), encode(result("KE", monitor, "up"))
+        )
+        await asyncio.wait([line], timeout=0.2)
+    return line.result()
 
 
 async def test_status_inconclusive_is_a_filter_of_the_command(nats_url: str) -> None:
@@ -169,6 +179,7 @@ async def _smtp_monitor(api_url: str, tenant: Tenant, name: str, customer: str) 
     return str(r.json()["publicId"])
 
 
+@pytest.mark.timeout(90)
 async def test_a_monitor_is_followed_by_its_name(
     nats_url: str, api_url: str, tenant: Tenant, pool: asyncpg.Pool
 ) -> None:
@@ -186,15 +197,7 @@ async def test_a_monitor_is_followed_by_its_name(
     assert proc.stdout is not None
     nc = await nats.connect(nats_url)
     try:
-        for _ in range(50):  # until the command has subscribed
-            await nc.publish(results_subject("KE", "smtp", mine), encode(result("KE", mine, "up")))
-            try:
-                out = await asyncio.wait_for(proc.stdout.readline(), 0.2)
-                break
-            except TimeoutError:
-                continue
-        else:
-            raise AssertionError("tail printed nothing")
+        out = await _first_line(proc.stdout, nc, mine)
     finally:
         await nc.close()
         proc.send_signal(signal.SIGINT)

@@ -1,16 +1,26 @@
 """`make run` across restarts: the alert sink keeps its port while the last run's connections
 sit in TIME_WAIT (the README's monitor on 127.0.0.1:2525 stays up), and the API token is in a
-file beside the admin password, readable by its owner only."""
+file beside the admin password, readable by its owner only; the migrations it applies print
+nothing at its default WARNING."""
 
+import asyncio
 import socket
 import stat
+import sys
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
 
+from controller.access import accounts_store as accounts
+from controller.access.credentials import new_token
 from shared import embedded
+from tests.api.test_cli import ROOT
+from tests.conftest import _with_database, scratch_database
 from tools.alertsink import Running, Sink
-from tools.devrun import TOKEN_FILE, port_or_free, save_token
+from tools.devrun import TOKEN_FILE, admin_token, port_or_free, save_token
 
 
 def _time_wait_on(port: int) -> None:
@@ -62,3 +72,59 @@ def test_the_token_is_saved_beside_the_password_for_its_owner_only(tmp_path: Pat
     assert path == tmp_path / "admin-token"
     assert path.read_text() == "mp_new-token\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+_PREPARE = """
+import asyncio, sys
+from tools import devrun
+devrun.own_logging(sys.argv[2])
+print(asyncio.run(devrun.admin_token(sys.argv[1], "a-dev-password"))[:3])
+"""
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", False), ("INFO", True)])
+async def test_the_migrations_make_run_applies_print_at_its_level(
+    database_url: str, level: str, shown: bool
+) -> None:
+    """A first `make run` migrates an empty database in its own process: at the default
+    WARNING none of the 30-odd 'migration applied' lines comes before the banner."""
+    name = f"mailprobe_devrun_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = _with_database(database_url, name)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PREPARE, url, level,
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().strip() == "mp_"
+        said = out.decode() + err.decode()
+        assert ("migration applied" in said) is shown, said
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url: str) -> None:
+    """`export TOKEN=$(cat .run/admin-token)` in a shell keeps working after Ctrl-C and `make
+    run` again: the next run reuses the token it finds, unless it is not the admin's live one
+    or has less than a day left."""
+    async with scratch_database(database_url, "mailprobe_devrun") as url:
+        first = await admin_token(url, "a-dev-password")
+        assert await admin_token(url, "a-dev-password", first) == first
+        assert await admin_token(url, "a-dev-password", "mp_not-a-token") != "mp_not-a-token"
+        conn = await asyncpg.connect(url)
+        try:
+            admin = await accounts.user_for_login(conn, "admin@example.com")
+            org = await accounts.ensure_organization(conn, "another")
+            other = await accounts.create_user(conn, org, "x@example.com", "-", "owner")
+            ending, ending_digest = new_token()
+            await accounts.issue_token(conn, admin["id"], ending_digest, 3600)
+            theirs, theirs_digest = new_token()
+            await accounts.issue_token(conn, other["id"], theirs_digest, 30 * 24 * 3600)
+        finally:
+            await conn.close()
+        assert await admin_token(url, "a-dev-password", ending) != ending
+        assert await admin_token(url, "a-dev-password", theirs) != theirs

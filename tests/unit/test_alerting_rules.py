@@ -55,13 +55,14 @@ def at(i: int) -> datetime:
 
 def judged(code: str, i: int) -> JudgedRound:
     """A round at `at(i)` of the three countries: `F` all refused, `D` one refused (degraded),
-    `U` all up, `M` no agent anywhere, `I` all inconclusive, `A` credentials rejected
-    everywhere, `H` logins held everywhere after rejected credentials."""
+    `B` two refused and one up (failing, yet one passed), `U` all up, `M` no agent anywhere,
+    `I` all inconclusive, `A` credentials rejected everywhere, `H` logins held everywhere after
+    rejected credentials."""
     r = JudgedRound(at(i), {cc: f"job-{cc}-{i}" for cc in COUNTRIES})
     for n, cc in enumerate(COUNTRIES):
-        if code == "U" or (code == "D" and n > 0):
+        if code == "U" or (code == "D" and n > 0) or (code == "B" and n == 0):
             r.up.append(cc)
-        elif code in "FD":
+        elif code in "FDB":
             r.failures.append((cc, "refused", "connection refused"))
         elif code == "A":
             r.failures.append((cc, "auth", "535 authentication failed"))
@@ -121,8 +122,29 @@ def run(
 @pytest.mark.parametrize(
     ("before", "codes", "t", "known", "policy", "state", "effects", "why"),
     [
-        (FRESH, "F", T, Known(), POLICY, "degraded", ["state:degraded", "confirm"], "one failing"),
-        (FRESH, "F", NO_CONFIRM, Known(), POLICY, "degraded", ["state:degraded"], "no confirm"),
+        (FRESH, "F", T, Known(), POLICY, "down", ["state:down", "confirm"], "every country down"),
+        (FRESH, "F", NO_CONFIRM, Known(), POLICY, "down", ["state:down"], "no confirm"),
+        (FRESH, "B", T, Known(), POLICY, "degraded", ["state:degraded", "confirm"], "one passed"),
+        (
+            FRESH,
+            "BF",
+            T,
+            Known(),
+            POLICY,
+            "down",
+            ["state:degraded", "open", "notice:down", "state:down"],
+            "a failing round with a passing country: degraded until the run opens the incident",
+        ),
+        (
+            FRESH,
+            "FB",
+            T,
+            Known(),
+            POLICY,
+            "down",
+            ["state:down", "open", "notice:down"],
+            "the first round down everywhere: down at once, the incident after the run",
+        ),
         (
             FRESH,
             "FF",
@@ -130,7 +152,7 @@ def run(
             Known(),
             POLICY,
             "down",
-            ["state:degraded", "open", "notice:down", "state:down"],
+            ["state:down", "open", "notice:down"],
             "open after downAfterRounds",
         ),
         (
@@ -139,9 +161,9 @@ def run(
             SLOW,
             Known(),
             POLICY,
-            "degraded",
-            ["state:degraded"],
-            "five of six: degraded, and no third confirmation in one streak",
+            "down",
+            ["state:down"],
+            "five of six: down without an incident, and no third confirmation in one streak",
         ),
         (FRESH, "D", T, Known(), POLICY, "degraded", ["state:degraded"], "degraded: no confirm"),
         (FRESH, "DDDD", T, Known(), POLICY, "degraded", ["state:degraded"], "degraded never down"),
@@ -154,7 +176,7 @@ def run(
             Known(),
             POLICY,
             "down",
-            ["state:degraded", "state:missed", "open", "notice:down", "state:down"],
+            ["state:down", "state:missed", "open", "notice:down", "state:down"],
             "a missed round neither ends nor extends a run",
         ),
         (OPEN, "U", T, NOTIFIED, POLICY, "down", [], "one passing round: not yet"),
@@ -198,7 +220,7 @@ def run(
             QUIET,
             POLICY,
             "down",
-            ["state:degraded", "open", "state:down"],
+            ["state:down", "open"],
             "maintenance: the incident opens, nobody is told",
         ),
         (
@@ -229,11 +251,11 @@ def run(
             T,
             Known(),
             POLICY,
-            "degraded",
-            ["state:degraded", "backoff:1+notice"],
+            "down",
+            ["state:down", "backoff:1+notice"],
             "credentials rejected: back-off told once, no confirmation of wrong logins",
         ),
-        (FRESH, "A", T, QUIET, POLICY, "degraded", ["state:degraded", "backoff:1"], "quiet"),
+        (FRESH, "A", T, QUIET, POLICY, "down", ["state:down", "backoff:1"], "quiet"),
         (
             FRESH,
             "U",
@@ -327,7 +349,7 @@ def test_disabling_closes_the_incident_silently_and_forgets_the_state() -> None:
 
 def test_a_round_trip_monitors_rounds_feed_its_delivery_record() -> None:
     _, done = run(FRESH, "UF", monitor=ROUNDTRIP)
-    assert done == ["state:up", "state:degraded", "delivery:2", "confirm"]
+    assert done == ["state:up", "state:down", "delivery:2", "confirm"]
     _, plain = run(FRESH, "UF")
     assert "delivery:2" not in plain
 
@@ -356,11 +378,11 @@ def test_a_round_trip_monitors_rounds_feed_its_delivery_record() -> None:
             "a late passing result moves the recovery on, without closing yet",
         ),
         (
-            AlertState("degraded", 5, 0, at(0), None, at(1)),
+            AlertState("down", 5, 0, at(0), None, at(1)),
             "FF",
             Known(),
             SLOW,
-            "degraded",
+            "down",
             (5, 0),
             ["replayed"],
             "a run covering the whole window keeps its longer count",
@@ -396,11 +418,11 @@ def test_a_round_trip_monitors_rounds_feed_its_delivery_record() -> None:
             "only the latest run counts: a passing round before it, a missed one inside it",
         ),
         (
-            AlertState("degraded", 1, 0, at(3), None, at(3)),
+            AlertState("down", 1, 0, at(3), None, at(3)),
             "FFUF",
             Known(),
             T,
-            "degraded",
+            "down",
             (1, 0),
             ["replayed"],
             "an earlier failing run that a passing round ended opens nothing late",

@@ -18,8 +18,10 @@ from controller.secrets.box import SecretBox
 from controller.web.api.errors import ApiError
 from controller.web.console import (
     channels,
+    dates,
     findings,
     forms,
+    hosts,
     pages,
     scrape,
     status,
@@ -51,8 +53,21 @@ async def root() -> Redirect:
     return Redirect(f"{PREFIX}/", status_code=302)
 
 
+def _filters(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["when"] = dates.when  # every time the pages show (`dates`)
+    engine.engine.filters["host"] = hosts.host  # host names that wrap at their labels
+
+
+@get("/favicon.ico", include_in_schema=False, status_code=204)
+async def favicon() -> None:
+    """No icon, said without an error: browsers ask for one on every page (a 404 is logged in
+    their consoles as a failed load)."""
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+    return TemplateConfig(
+        directory=HERE / "templates", engine=JinjaTemplateEngine, engine_callback=_filters
+    )
 
 
 def routers(box: SecretBox) -> list[Router]:
@@ -65,6 +80,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.overview,
             pages.overview_part,
             pages.monitor_page,
+            pages.monitor_part,
             pages.trigger,
             pages.pause,
             pages.resume,
@@ -103,6 +119,7 @@ def routers(box: SecretBox) -> list[Router]:
         path="/",
         route_handlers=[
             root,
+            favicon,
             status.public,
             status.public_head,
             status_feeds.summary,

@@ -7,7 +7,7 @@ supporters change nothing (the API lets readonly users pause and resume; the con
 no controls at all).
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -22,15 +22,12 @@ from litestar.response import Redirect, Template
 
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
-from controller.alerting import maintenance_store as maintenance
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
-from controller.ingest import store as results
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
 from controller.monitors.kinds import ALL_TYPES
-from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
@@ -40,8 +37,7 @@ from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
-from controller.web.api.results import WINDOWS
-from controller.web.console import charts
+from controller.web.console import monitor_view
 from controller.web.console import store as console
 from controller.web.console.posture_view import monitor_posture
 from controller.web.console.roundtrip_view import roundtrip_view
@@ -58,8 +54,6 @@ from shared.timefmt import utcnow
 log = structlog.get_logger(__name__)
 
 PER_PAGE = 100
-RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
-BUCKETS = 90  # points per line: the chart stays readable and its query small at any range
 NOTICES = {
     "triggered": "A check round was queued; results arrive within the monitor's timeout.",
     "paused": "Paused: the monitor is not checked until resumed.",
@@ -240,107 +234,50 @@ async def find_monitor(conn: Conn, request: AnyRequest, raw_id: str) -> Monitor:
     return found
 
 
-def _series(
-    buckets: list[asyncpg.Record], column: str, by: str = "country"
-) -> list[tuple[str, list[tuple[datetime, float | None]]]]:
-    out: dict[str, list[tuple[datetime, float | None]]] = {}
-    for b in buckets:
-        out.setdefault(b[by], []).append((b["at"], b[column]))
-    return sorted(out.items())
-
-
-def _phase_series(
-    buckets: list[asyncpg.Record],
-) -> list[tuple[str, list[tuple[datetime, float | None]]]]:
-    """Each phase's mean over the countries, per time bucket."""
-    out = []
-    for phase in console.PHASES:
-        per_time: dict[datetime, list[float]] = {}
-        for b in buckets:
-            if b[phase] is not None:
-                per_time.setdefault(b["at"], []).append(b[phase])
-        pts: list[tuple[datetime, float | None]] = [
-            (t, sum(v) / len(v)) for t, v in sorted(per_time.items())
-        ]
-        out.append((phase.removesuffix("_ms").upper(), pts))
-    return out
-
-
-def _uptime(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """Per window (day, week, month): the share of up among up and down, overall and per
-    country (missed rounds count neither way)."""
-    longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
-    out = []
-    for pos, (name, _) in enumerate(longest_first):
-        per: dict[str, float | None] = {}
-        up_all = down_all = 0
-        for r in rows:
-            up, down = r[f"up_{pos}"], r[f"down_{pos}"]
-            up_all, down_all = up_all + up, down_all + down
-            per[r["country"]] = round(100 * up / (up + down), 3) if up + down else None
-        overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
-        out.append({"window": name, "overall": overall, "countries": per})
-    return list(reversed(out))
-
-
-@get("/monitors/{monitor_id:str}", name="console-monitor")
-async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
-    range_name = request.query_params.get("range", "day")
-    span = RANGES.get(range_name, RANGES["day"])
-    now = utcnow()
+async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[str, Any]]:
+    """The monitor as the caller may see it and its page's live context; else a 404."""
     try:
         ident = UUID(monitor_id)
     except ValueError:
         raise NotFoundException() from None
+    range_name = request.query_params.get("range", "day")
+    scope = guards.read_scope(principal_of(request))
     async with pool_of(request).acquire() as conn:
-        found = await monitor_with_latest(
-            conn, ident, ALL_TYPES, guards.read_scope(principal_of(request))
-        )
-        if found is None:
-            raise NotFoundException()
-        m, latest = found
-        shown, _ = await console.overview(
-            conn,
-            organization_id=m.organization_id,
-            customer=None,
-            kind=None,
-            search=None,
-            state=None,
-            limit=1,
-            offset=0,
-            ids=[m.id],
-        )
-        buckets = await console.response_buckets(conn, m.id, now - span, span / BUCKETS)
-        starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
-        counts = await results.counts(conn, m.id, starts, now)
+        found = await monitor_view.live(conn, ident, scope, range_name, utcnow())
+    if found is None:
+        raise NotFoundException()
+    return found
+
+
+@get("/monitors/{monitor_id:str}", name="console-monitor")
+async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
+    m, live = await _monitor(request, monitor_id)
+    now = utcnow()
+    async with pool_of(request).acquire() as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
-        incidents, _ = await alerts.list_incidents(conn, m.id, 10, 0)
         history, _ = await alerts.list_history(conn, m.id, 10, 0)
-        windows = await maintenance.for_monitor(conn, m.id, m.customer_id)
         capped = await login_caps.get(conn, m.id, now)
         posture = await monitor_posture(conn, m.id)
         roundtrip = await roundtrip_view(conn, m, now)
     return page(
         request,
         "monitor.html",
-        m=m,
-        state=shown[0].state if shown else "unknown",
-        latest=latest,
-        response_chart=charts.line_chart(_series(buckets, "response_ms"), now - span, now),
-        phase_chart=charts.line_chart(_phase_series(buckets), now - span, now),
-        ranges=list(RANGES),
-        range_name=range_name if range_name in RANGES else "day",
-        uptime=_uptime(counts),
+        **live,
         tls=[(t["country"], msgspec.convert(t["tls"], TlsInfo)) for t in tls],
-        incidents=incidents,
         history=history,
-        windows=windows,
         capped=capped,
         **posture,
         **roundtrip,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )
+
+
+@get("/monitors/{monitor_id:str}/live")
+async def monitor_part(request: AnyRequest, monitor_id: PathStr) -> Template:
+    """The monitor page's live part alone, fetched by the page every few seconds."""
+    _, live = await _monitor(request, monitor_id)
+    return page(request, "_monitor_live.html", **live)
 
 
 async def _writable(request: AnyRequest, monitor_id: str) -> Monitor:

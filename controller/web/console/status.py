@@ -30,6 +30,7 @@ from controller.web.console import status_notices_store as notices_db
 from controller.web.console import status_store as status_pages
 from controller.web.console import status_subscribers_store as subscribers_db
 from controller.web.console import store as console
+from controller.web.console import uptime_bars
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
 from shared.timefmt import utcnow
@@ -154,22 +155,7 @@ async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
 
 def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:
     """One bar per day, oldest first: the share of up rounds, or None without any."""
-    out = []
-    for back in range(UPTIME_DAYS - 1, -1, -1):
-        day = today - timedelta(days=back)
-        up, down = days.get(day, (0, 0))
-        share = round(100 * up / (up + down), 2) if up + down else None
-        level = (
-            "none"
-            if share is None
-            else "up"
-            if share >= 99.9
-            else "warn"
-            if share >= 95
-            else "down"
-        )
-        out.append({"day": day.isoformat(), "share": share, "level": level})
-    return out
+    return uptime_bars.daily(days, today, UPTIME_DAYS)
 
 
 class PageCache:

@@ -99,6 +99,19 @@ async def daily(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg
     return rows
 
 
+async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[asyncpg.Record]:
+    """Per hour since the hour of `since`: the monitor's rounds up and down over its countries
+    (missed ones count neither), from the hourly rollups."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT hour, sum(up)::int AS up, sum(down)::int AS down"
+        " FROM result_rollups WHERE monitor_id = $1"
+        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') GROUP BY hour",
+        monitor_id,
+        since,
+    )
+    return rows
+
+
 async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
     """Open incidents and those that ended since `since`, newest first (at most 100)."""
     rows: list[asyncpg.Record] = await conn.fetch(

@@ -5,9 +5,14 @@ A monitor's shown state is the alerter's (`monitor_alert_state`) once it has jud
 that (a new monitor, or no alerter running) it is read off the countries' latest results: all up
 → up, some up and some down → degraded, all down → down, only missed or inconclusive → missed,
 none → unknown.
+
+At 100,000 monitors in one organization (issue 24) the overview stays one page of a name-ordered
+index plus one count of states over a join; the countries' dots are read for the page's rows
+only.
 """
 
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -21,42 +26,100 @@ STATES = ("up", "degraded", "down", "missed", "unknown")
 
 # Countries the monitor is checked from now, as `controller.monitors.latest_store` has it.
 _CHECKED_FROM = "coalesce(m.allowed_country_codes, m.round_countries)"
-
-# A monitor's shown state (the rule above): `m` a monitor, joined by STATE_JOINS.
-STATE = """CASE
-               WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
-               WHEN cs.dots IS NULL THEN 'unknown'
-               WHEN cs.ups = cs.n THEN 'up'
-               WHEN cs.ups > 0 AND cs.downs > 0 THEN 'degraded'
-               WHEN cs.downs > 0 THEN 'down'
-               WHEN cs.ups > 0 THEN 'up'
-               ELSE 'missed'
-           END"""
-STATE_JOINS = f"""
-    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
-    LEFT JOIN LATERAL (
-        SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots,
-               count(*) AS n,
-               count(*) FILTER (WHERE s.last_status = 'up') AS ups,
-               count(*) FILTER (WHERE s.last_status = 'down') AS downs
+_COUNTRY_ROWS = f"""
         FROM monitor_country_state s
         WHERE s.monitor_id = m.id AND s.last_job_id <> ''
-          AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))
-    ) cs ON true"""
+          AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))"""
 
-_FILTERED = f"""
-WITH f AS (
-    SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status,
-           c.name AS customer, cs.dots, {STATE} AS state
-    FROM monitors m
-    JOIN customers c ON c.id = m.customer_id{STATE_JOINS}
+# The state the countries' latest results say, for a monitor the alerter has not judged.
+_FROM_COUNTRIES = f"""(SELECT CASE
+        WHEN count(*) = 0 THEN 'unknown'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') = count(*) THEN 'up'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0
+         AND count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'degraded'
+        WHEN count(*) FILTER (WHERE s.last_status = 'down') > 0 THEN 'down'
+        WHEN count(*) FILTER (WHERE s.last_status = 'up') > 0 THEN 'up'
+        ELSE 'missed'
+    END{_COUNTRY_ROWS})"""
+
+# The shown state, with `a` the monitor's `monitor_alert_state` row joined: the countries are
+# read only for a monitor the alerter has no state for (a scalar subquery in CASE runs only when
+# its branch is taken), so counting 100,000 monitors' states is one join.
+_STATE = f"""CASE WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
+    ELSE {_FROM_COUNTRIES} END"""
+
+# The shown state for other readers (the scrape): `m` a monitor joined by STATE_JOINS.
+STATE = _STATE
+STATE_JOINS = """
+    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id"""
+
+# The same per row, without a join: rows read in index order stop at a page's LIMIT.
+_STATE_OF_ROW = f"""coalesce(
+    nullif((SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id), 'unknown'),
+    {_FROM_COUNTRIES})"""
+
+# The monitors the filters select: organization (None: every one), customer, kind, only these
+# ids, and (`_SEARCHED`) a search in name and hostname. The search is its own statement, not a
+# `$4 IS NULL OR …`, so a plan PostgreSQL keeps for it still uses the trigram indexes.
+_WHERE = """
     WHERE ($1::bigint IS NULL OR m.organization_id = $1)
-      AND ($2::uuid IS NULL OR c.public_id = $2)
+      AND ($2::uuid IS NULL OR m.customer_id = (SELECT id FROM customers WHERE public_id = $2))
       AND ($3::text IS NULL OR m.type = $3)
-      AND ($4::text IS NULL OR m.name ILIKE $4 OR m.hostname ILIKE $4)
-      AND ($5::bigint[] IS NULL OR m.id = ANY($5))
+      AND $4::text IS NULL
+      AND ($5::bigint[] IS NULL OR m.id = ANY($5))"""
+_SEARCHED = _WHERE.replace(
+    "AND $4::text IS NULL", "AND (m.name ILIKE $4::text OR m.hostname ILIKE $4::text)"
 )
-"""
+
+# `OFFSET 0` keeps the states one column computed once per monitor, grouped by hash.
+_COUNTS = f"""
+SELECT state, count(*) AS n FROM (
+    SELECT {_STATE} AS state FROM monitors m
+    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id{_WHERE}
+    OFFSET 0
+) f GROUP BY state"""
+
+# The same for a narrow selection (a search, which the trigram indexes answer): each match's
+# state by its own index lookups, no scan of every alert state.
+_COUNTS_NARROW, _COUNTS_SEARCHED = (
+    f"""
+SELECT state, count(*) AS n FROM (
+    SELECT {_STATE_OF_ROW} AS state FROM monitors m{where}
+    OFFSET 0
+) f GROUP BY state"""
+    for where in (_WHERE, _SEARCHED)
+)
+
+# A page's ids in name order (the index monitors_org_name): without a state filter read off the
+# index alone, skipped rows included; with one, each row's state until the page is full.
+_PAGE_IDS = f"SELECT m.id FROM monitors m{_WHERE} ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
+_PAGE_IDS_IN_STATE = (
+    f"SELECT m.id FROM monitors m{_WHERE} AND {_STATE_OF_ROW} = $8"
+    " ORDER BY lower(m.name), m.id LIMIT $6 OFFSET $7"
+)
+
+# A search's page: its matches first (the trigram indexes), then sorted; walking the name index
+# would read every monitor before a rare match.
+_SEARCH_IDS = f"""
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_SEARCHED})
+SELECT id FROM hits ORDER BY k, id LIMIT $6 OFFSET $7"""
+_SEARCH_IDS_IN_STATE = f"""
+WITH hits AS MATERIALIZED (SELECT m.id, lower(m.name) AS k FROM monitors m{_SEARCHED})
+SELECT h.id FROM hits h JOIN monitors m ON m.id = h.id WHERE {_STATE_OF_ROW} = $8
+ORDER BY h.k, h.id LIMIT $6 OFFSET $7"""
+
+# The page's rows: what the overview shows of each, the countries' dots of these alone.
+_PAGE = f"""
+SELECT m.id, m.public_id, m.type, m.name, m.hostname, m.port, m.status, c.name AS customer,
+       {_STATE} AS state, d.dots
+FROM monitors m
+JOIN customers c ON c.id = m.customer_id
+LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id
+LEFT JOIN LATERAL (
+    SELECT array_agg(s.country || ':' || s.last_status ORDER BY s.country) AS dots{_COUNTRY_ROWS}
+) d ON true
+WHERE m.id = ANY($1::bigint[])
+ORDER BY lower(m.name), m.id"""
 
 
 class MonitorSummary(msgspec.Struct, kw_only=True, frozen=True):
@@ -80,6 +143,37 @@ def _summary(row: asyncpg.Record) -> MonitorSummary:
     return MonitorSummary(**fields, dots=dots(row["dots"]))
 
 
+class _Counted:
+    """The per-state counts of selections of at least LARGE monitors, reused for TTL_S: counting
+    100,000 monitors' states is a join over all of them, and every open overview asks again
+    every 5 s. Smaller selections are counted anew each time (exact at once)."""
+
+    LARGE = 10_000
+    TTL_S = 5.0
+    KEEP = 256
+
+    def __init__(self) -> None:
+        self._held: dict[Hashable, tuple[float, dict[str, int]]] = {}
+
+    def get(self, key: Hashable) -> dict[str, int] | None:
+        held = self._held.get(key)
+        if held is None or held[0] <= time.monotonic():
+            return None
+        return dict(held[1])
+
+    def put(self, key: Hashable, counts: dict[str, int]) -> None:
+        if sum(counts.values()) < self.LARGE:
+            return
+        now = time.monotonic()
+        if len(self._held) >= self.KEEP:
+            self._held = {k: v for k, v in self._held.items() if v[0] > now}
+        if len(self._held) < self.KEEP:
+            self._held[key] = (now + self.TTL_S, dict(counts))
+
+
+_counted = _Counted()
+
+
 async def overview(
     conn: Conn,
     *,
@@ -91,23 +185,29 @@ async def overview(
     limit: int,
     offset: int,
     ids: Sequence[int] | None = None,
+    reuse_counts: bool = True,
 ) -> tuple[list[MonitorSummary], dict[str, int]]:
     """One page of monitors (by name) with their state and per-country dots, and the count per
-    state of every monitor the filters other than `state` select (`ids`: only these)."""
+    state of every monitor the filters other than `state` select (`ids`: only these; a large
+    selection's counts may be up to `_Counted.TTL_S` old)."""
     args = (organization_id, customer, kind, like_pattern(search), ids)
-    counts = {s: 0 for s in STATES}
-    for row in await conn.fetch(
-        _FILTERED + "SELECT state, count(*) AS n FROM f GROUP BY state", *args
-    ):
-        counts[row["state"]] = row["n"]
-    rows = await conn.fetch(
-        _FILTERED + "SELECT * FROM f WHERE ($6::text IS NULL OR state = $6)"
-        " ORDER BY lower(name), id LIMIT $7 OFFSET $8",
-        *args,
-        state,
-        limit,
-        offset,
+    key = args[:4] if ids is None and reuse_counts else None
+    counts = _counted.get(key) if key is not None else None
+    if counts is None:
+        counts = {s: 0 for s in STATES}
+        counting = _COUNTS_SEARCHED if search else _COUNTS_NARROW if ids is not None else _COUNTS
+        for row in await conn.fetch(counting, *args):
+            counts[row["state"]] = row["n"]
+        if key is not None:
+            _counted.put(key, counts)
+    by_name, in_state = (
+        (_SEARCH_IDS, _SEARCH_IDS_IN_STATE) if search else (_PAGE_IDS, _PAGE_IDS_IN_STATE)
     )
+    if state is None:
+        page = await conn.fetch(by_name, *args, limit, offset)
+    else:
+        page = await conn.fetch(in_state, *args, limit, offset, state)
+    rows = await conn.fetch(_PAGE, [r["id"] for r in page]) if page else []
     return [_summary(r) for r in rows], counts
 
 
@@ -122,14 +222,22 @@ async def response_buckets(
     conn: Conn, monitor_id: int, since: datetime, bucket: timedelta
 ) -> list[asyncpg.Record]:
     """Per country and time bucket since `since`: the mean response time and mean phases (ms)
-    of the checks that ran (a missed round has none)."""
+    of the checks that passed (a refused check's few milliseconds are no response time), and
+    how many checks passed (`ups`) and failed (`downs`); a missed round counts neither."""
     phases = ", ".join(f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) AS {p}" for p in PHASES)
+    # `OFFSET 0`: each row's phases (a JSON object the view builds) are built once, not once
+    # per phase read.
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT country, date_bin($3, scheduled_at, $2) AS at,"
-        f" avg(response_time_ms) AS response_ms, {phases}"
-        " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
-        " AND response_time_ms IS NOT NULL"
+        " avg(response_time_ms) FILTER (WHERE status = 'up') AS response_ms,"
+        f" {phases},"
+        " count(*) FILTER (WHERE status = 'up') AS ups,"
+        " count(*) FILTER (WHERE status = 'down') AS downs"
+        " FROM (SELECT country, scheduled_at, status, response_time_ms,"
+        "       CASE WHEN status = 'up' THEN phases END AS phases"
+        "       FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
+        "       AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        "       AND status IN ('up', 'down') OFFSET 0) r"
         " GROUP BY country, at ORDER BY country, at",
         monitor_id,
         since,

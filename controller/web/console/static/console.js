@@ -1,5 +1,6 @@
-// mailprobe console: live overview (polls the table every 5 s) and confirmation of deletes.
-// No framework; the pages work without this script, only without live updates.
+// mailprobe console: live parts (the overview's table, a monitor page's state, history and charts)
+// fetched every 5 s, and confirmation of deletes. No framework; the pages work without this
+// script, only without live updates.
 "use strict";
 
 const POLL_MS = 5000;

@@ -1,0 +1,194 @@
+"""What a monitor's console page shows that changes while it is open (its live part): the state,
+each country's latest result, the up/down history bars, the response-time and phase charts with
+outages, incidents and maintenance drawn as bands, the uptime table and the incidents.
+
+The page and its live fragment (`/console/monitors/{id}/live`, fetched every few seconds) render
+the same context, so what refreshes is what first showed.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from controller.alerting import maintenance, maintenance_store
+from controller.alerting import store as alerts
+from controller.alerting.maintenance import Window
+from controller.db.pool import Conn
+from controller.ingest import store as results
+from controller.monitors.kinds import ALL_TYPES
+from controller.monitors.latest_store import monitor_with_latest
+from controller.monitors.store import Monitor
+from controller.web.api.results import WINDOWS
+from controller.web.console import charts, uptime_bars
+from controller.web.console import status_store as rollups
+from controller.web.console import store as console
+
+RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
+BUCKETS = 90  # points per line: the chart stays readable and its query small at any range
+HOURS = 48  # hourly history bars
+DAYS = 90  # daily history bars, as on the status pages
+Series = list[tuple[str, list[tuple[datetime, float | None]]]]
+
+
+def _series(buckets: Sequence[asyncpg.Record], column: str) -> Series:
+    """Per country, its points; a bucket without a passing check is a point without a value
+    (the line breaks there)."""
+    out: dict[str, list[tuple[datetime, float | None]]] = {}
+    for b in buckets:
+        out.setdefault(b["country"], []).append((b["at"], b[column]))
+    return sorted(out.items())
+
+
+def _phase_series(buckets: Sequence[asyncpg.Record]) -> Series:
+    """Each phase's mean over the countries, per time bucket of passing checks."""
+    out: Series = []
+    for phase in console.PHASES:
+        per_time: dict[datetime, list[float]] = {}
+        for b in buckets:
+            if b[phase] is not None:
+                per_time.setdefault(b["at"], []).append(b[phase])
+        pts: list[tuple[datetime, float | None]] = [
+            (t, sum(v) / len(v)) for t, v in sorted(per_time.items())
+        ]
+        out.append((phase.removesuffix("_ms").upper(), pts))
+    return out
+
+
+def failure_bands(
+    buckets: Iterable[asyncpg.Record], width: timedelta
+) -> list[tuple[datetime, datetime, str, str]]:
+    """A band per time bucket with failed checks: `down` when none passed, else `failing`."""
+    per_time: dict[datetime, tuple[int, int]] = {}
+    for b in buckets:
+        ups, downs = per_time.get(b["at"], (0, 0))
+        per_time[b["at"]] = (ups + b["ups"], downs + b["downs"])
+    out = []
+    for at, (ups, downs) in sorted(per_time.items()):
+        if downs:
+            kind = "failing" if ups else "down"
+            title = f"{downs} failed, {ups} passed"
+            out.append((at, at + width, kind, title))
+    return out
+
+
+def incident_bands(
+    incidents: Iterable[asyncpg.Record], now: datetime
+) -> list[tuple[datetime, datetime, str, str]]:
+    return [
+        (
+            i["started_at"],
+            i["ended_at"] or now,
+            "incident",
+            f"incident: {i['cause']}" + ("" if i["ended_at"] else " (open)"),
+        )
+        for i in incidents
+    ]
+
+
+def maintenance_bands(
+    windows: Iterable[Window], start: datetime, end: datetime
+) -> list[tuple[datetime, datetime, str, str]]:
+    """Every opening of the windows that overlaps [start, end)."""
+    out = []
+    for w in windows:
+        at = start
+        while at < end:
+            opening = maintenance.current_or_next(w, at)
+            if opening is None or opening[0] >= end:
+                break
+            out.append((opening[0], opening[1], "maintenance", "maintenance"))
+            if opening[1] <= at:  # pragma: no cover - a window always moves on
+                break
+            at = opening[1]
+    return out
+
+
+def _uptime(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    """Per window (day, week, month): the share of up among up and down, overall and per
+    country (missed rounds count neither way)."""
+    longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
+    out = []
+    for pos, (name, _) in enumerate(longest_first):
+        per: dict[str, float | None] = {}
+        up_all = down_all = 0
+        for r in rows:
+            up, down = r[f"up_{pos}"], r[f"down_{pos}"]
+            up_all, down_all = up_all + up, down_all + down
+            per[r["country"]] = round(100 * up / (up + down), 3) if up + down else None
+        overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
+        out.append({"window": name, "overall": overall, "countries": per})
+    return list(reversed(out))
+
+
+async def history(conn: Conn, monitor_id: int, now: datetime) -> dict[str, Any]:
+    """The hourly bars of the last HOURS and the daily bars of the last DAYS (the status pages'
+    rollups and bars)."""
+    this_hour = now.replace(minute=0, second=0, microsecond=0)
+    hours = await rollups.hourly(conn, monitor_id, this_hour - timedelta(hours=HOURS - 1))
+    days = await rollups.daily(conn, [monitor_id], now - timedelta(days=DAYS - 1))
+    return {
+        "hours": uptime_bars.hourly(
+            {r["hour"]: (r["up"], r["down"]) for r in hours}, this_hour, HOURS
+        ),
+        "days": uptime_bars.daily({r["day"]: (r["up"], r["down"]) for r in days}, now.date(), DAYS),
+    }
+
+
+async def live(
+    conn: Conn, ident: UUID, scope: int | None, range_name: str, now: datetime
+) -> tuple[Monitor, dict[str, Any]] | None:
+    """The monitor with public id `ident` as `scope` may see it and its live context; None when
+    there is no such monitor there."""
+    found = await monitor_with_latest(conn, ident, ALL_TYPES, scope)
+    if found is None:
+        return None
+    m, latest = found
+    range_name = range_name if range_name in RANGES else "day"
+    span = RANGES[range_name]
+    start = now - span
+    shown, _ = await console.overview(
+        conn,
+        organization_id=m.organization_id,
+        customer=None,
+        kind=None,
+        search=None,
+        state=None,
+        limit=1,
+        offset=0,
+        ids=[m.id],
+    )
+    width = span / BUCKETS
+    buckets = await console.response_buckets(conn, m.id, start, width)
+    starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
+    counts = await results.counts(conn, m.id, starts, now)
+    incidents, _ = await alerts.list_incidents(conn, m.id, 10, 0)
+    windows = await maintenance_windows(conn, m)
+    bands = [
+        *maintenance_bands(windows, start, now),
+        *incident_bands((i for i in incidents if (i["ended_at"] or now) > start), now),
+        *failure_bands(buckets, width),
+    ]
+    gap = width * 1.5
+    return m, {
+        "m": m,
+        "state": shown[0].state if shown else "unknown",
+        "latest": latest,
+        "response_chart": charts.line_chart(
+            _series(buckets, "response_ms"), start, now, bands, gap
+        ),
+        "phase_chart": charts.line_chart(_phase_series(buckets), start, now, (), gap),
+        "ranges": list(RANGES),
+        "range_name": range_name,
+        "uptime": _uptime(counts),
+        "incidents": incidents,
+        "windows": windows,
+        "bars": await history(conn, m.id, now),
+        "updated_at": now,
+    }
+
+
+async def maintenance_windows(conn: Conn, m: Monitor) -> list[Window]:
+    return await maintenance_store.for_monitor(conn, m.id, m.customer_id)

@@ -1,0 +1,43 @@
+"""Up/down history bars, as the status pages and a monitor's console page draw them: one bar per
+period (an hour or a UTC day) from the hourly rollups' up and down counts (missed rounds count
+neither way), coloured by the share of up rounds."""
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+UP_AT = 99.9  # % up from which a bar is green
+WARN_AT = 95.0  # % up from which it is amber, below red
+
+
+def level(share: float | None) -> str:
+    """`none` (no round ran), `up`, `warn` or `down`."""
+    if share is None:
+        return "none"
+    return "up" if share >= UP_AT else "warn" if share >= WARN_AT else "down"
+
+
+def _bar(label: str, up: int, down: int) -> dict[str, Any]:
+    share = round(100 * up / (up + down), 2) if up + down else None
+    return {"day": label, "share": share, "level": level(share), "up": up, "down": down}
+
+
+def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[dict[str, Any]]:
+    """One bar per UTC day of the `n` up to `today`, oldest first (`day`: its ISO date)."""
+    out = []
+    for back in range(n - 1, -1, -1):
+        day = today - timedelta(days=back)
+        out.append(_bar(day.isoformat(), *days.get(day, (0, 0))))
+    return out
+
+
+def hourly(
+    hours: Mapping[datetime, tuple[int, int]], this_hour: datetime, n: int
+) -> list[dict[str, Any]]:
+    """One bar per hour of the `n` up to `this_hour` (its start, UTC), oldest first (`day`: the
+    hour as `2026-11-23 08:00 UTC`)."""
+    out = []
+    for back in range(n - 1, -1, -1):
+        hour = this_hour - timedelta(hours=back)
+        out.append(_bar(hour.strftime("%Y-%m-%d %H:%M UTC"), *hours.get(hour, (0, 0))))
+    return out
