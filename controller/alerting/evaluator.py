@@ -66,7 +66,6 @@ from controller.ingest import store as results
 from controller.ingest.result_kinds import ResultRow
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
-from controller.monitors import store as monitors
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
@@ -188,8 +187,7 @@ class Alerter:
             for monitor_id, lease, revised_from in leased:
                 try:
                     async with conn.transaction():
-                        due = await self.evaluate(conn, monitor_id, now, revised_from)
-                        await alerts.release(conn, monitor_id, lease, due)
+                        await self.evaluate(conn, monitor_id, now, revised_from, lease=lease)
                     metrics.alert_evaluated()
                 except Exception:
                     log.error(
@@ -200,29 +198,52 @@ class Alerter:
                     )
 
     async def evaluate(
-        self, conn: Conn, monitor_id: int, now: datetime, revised_from: datetime | None = None
+        self,
+        conn: Conn,
+        monitor_id: int,
+        now: datetime,
+        revised_from: datetime | None = None,
+        *,
+        lease: datetime | None = None,
     ) -> datetime | None:
         """Move one monitor over its complete and closed rounds; return when to come back (its
         next round closes), or None (gone or disabled). `revised_from`: the earliest round
-        whose result a late real one replaced (a revision, replayed by `judge`)."""
+        whose result a late real one replaced (a revision, replayed by `judge`); `lease`: its
+        queue row's, released here for when to come back (`alerts.release`)."""
+        due, saved = await self._evaluate(conn, monitor_id, now, revised_from, lease)
+        if not saved and lease is not None:
+            await alerts.release(conn, monitor_id, lease, None)
+        return due
+
+    async def _evaluate(
+        self,
+        conn: Conn,
+        monitor_id: int,
+        now: datetime,
+        revised_from: datetime | None,
+        lease: datetime | None,
+    ) -> tuple[datetime | None, bool]:
+        """`evaluate`'s due time, and whether the state was saved (and the lease released
+        with it)."""
         try:
-            w = await monitors.watched(conn, monitor_id)
+            got = await alerts.inputs(conn, monitor_id)
         except MonitorConfigError as exc:
             # Its rounds are not scheduled either (controller.scheduling skips it): nothing to
             # judge until the config is written again, which queues it afresh.
             log.error(
                 "monitor config unreadable: not evaluated", monitor=monitor_id, error=str(exc)
             )
-            return None
-        if w is None:
-            return None
+            return None, False
+        if got is None:
+            return None, False
+        w = got.watched
         monitor = w.monitor
-        s = await alerts.state(conn, monitor_id)
+        s = got.state
         before = s.state
-        quiet = await self._quiet(conn, monitor, now)
+        quiet = await self._quiet(conn, monitor, now, got.windows)
         incidents: dict[int, Incident] = {}
         held: list[Held] = []
-        if not quiet:
+        if not quiet and got.held:
             for incident in await alerts.held_recoveries(conn, monitor_id):
                 incidents[incident.id] = incident
                 held.append(Held(incident.id, no_data.closed_for_lack_of_data(incident.end_reason)))
@@ -237,12 +258,13 @@ class Alerter:
         ready: list[JudgedRound] = []
         window: list[JudgedRound] = []
         due: datetime | None = None
+        read: posture.Read | None = None
         if not disabled:
-            t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
+            t = got.thresholds
             if revised_from is not None:
                 window = await self._window(conn, monitor, s, revised_from)
-            ready, due = await self._ready(conn, w, s, now)
-            backoff = await backoff_db.get(conn, monitor_id)
+            ready, due, read = await self._ready(conn, w, s, now)
+            backoff = got.backoff
         known = Known(quiet, notified, backoff, tuple(held))
         facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
         judged = judge(facts, s, ready, t, now, known, self._policy, window)
@@ -251,13 +273,21 @@ class Alerter:
         if s.open_incident_id == NEW_INCIDENT:
             s.open_incident_id = opened
         if not disabled:
-            await self._posture(conn, monitor, s, quiet, t)
+            await self._posture(conn, monitor, s, quiet, t, read)
             due = due or self._come_back(w, s, now)
-        await alerts.save_state(conn, monitor_id, s, now if s.state != before else None)
-        return due
+        changed_at = now if s.state != before else None
+        release = None if lease is None else (lease, due)
+        await alerts.save_state(conn, monitor_id, s, changed_at, release)
+        return due, True
 
     async def _posture(
-        self, conn: Conn, monitor: Monitor, s: AlertState, quiet: bool, t: Thresholds
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        s: AlertState,
+        quiet: bool,
+        t: Thresholds,
+        read: posture.Read | None,
     ) -> None:
         """Feed the rounds just judged (complete or closed: their results are final) to the
         monitor's posture, in a savepoint: a posture failure is logged and retried at the next
@@ -265,7 +295,7 @@ class Alerter:
         try:
             async with conn.transaction():
                 await posture.observe(
-                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t
+                    conn, monitor, s.last_round_at, s.state, quiet, self._links, t, read
                 )
         except Exception:
             log.exception("posture evaluation failed", monitor_id=str(monitor.public_id))
@@ -278,15 +308,18 @@ class Alerter:
 
     async def _ready(
         self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime
-    ) -> tuple[list[JudgedRound], datetime | None]:
+    ) -> tuple[list[JudgedRound], datetime | None, posture.Read | None]:
         """The rounds after the cursor ready to judge, in order, up to the first still open one
-        (the closed ones' missing countries filled with `expired` rows, stored); and when to
-        come back for that one (None: when the next round closes)."""
+        (the closed ones' missing countries filled with `expired` rows, stored); when to come
+        back for that one (None: when the next round closes); and the results read, for posture
+        (None when they are not all the results after the cursor: none yet, cut short, or
+        `expired` rows stored, a late real result may have come meanwhile)."""
         monitor = w.monitor
         interval = timedelta(seconds=monitor.check_interval)
         horizon = now - max(LOOKBACK, 3 * interval)
         after = s.last_round_at or horizon
-        rows = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
+        read = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
+        rows = read.rows
         found = rounds(rows)
         due: datetime | None = None
         until = now
@@ -315,7 +348,8 @@ class Alerter:
                 fills += self._expire(monitor, r, expected, closes)
             ready.append(r)
         await results.store(conn, fills)
-        return ready, due
+        whole = s.last_round_at is not None and len(rows) < ROWS_PER_EVALUATION and not fills
+        return ready, due, posture.Read(after, read.facts) if whole else None
 
     @staticmethod
     async def _window(
@@ -499,12 +533,15 @@ class Alerter:
             )
         return fills
 
-    async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime) -> bool:
-        """No notifications: status `maintenance`, or a maintenance window is open."""
+    async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime, windows: bool) -> bool:
+        """No notifications: status `maintenance`, or a maintenance window is open (`windows`:
+        any cover the monitor)."""
         if monitor.status == "maintenance":
             return True
-        windows = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
-        return maintenance.any_open(windows, now)
+        if not windows:
+            return False
+        found = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
+        return maintenance.any_open(found, now)
 
     async def _notify(
         self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime

@@ -19,8 +19,12 @@ from controller.alerting.thresholds import (
     Thresholds,
 )
 from controller.db.pool import Conn
+from controller.ingest.result_kinds import UNCOUNTED
+from controller.logins.backoff import Backoff
+from controller.monitors.store import WATCHED_COLUMNS, WatchedMonitor, decode_watched
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
+from controller.posture.facts import StoredFacts
 from controller.posture.rules import (
     DEFAULT_CHANNEL_SEVERITIES,
     DEFAULT_EMAIL_SEVERITIES,
@@ -96,22 +100,25 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[L
     return [Lease(*r.values()) for r in rows]
 
 
+_FORGET = "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = ${0}"
+_LATER = (
+    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL"
+    " WHERE monitor_id = $1 AND due_at = ${0}"
+)
+
+
+def _release(lease_arg: int, due_at: datetime | None) -> str:
+    """The statement releasing monitor $1's queue row leased until ${lease_arg} (`due_at`, if
+    any, is the next argument)."""
+    return (_FORGET if due_at is None else _LATER).format(lease_arg, lease_arg + 1)
+
+
 async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
     """Done with a leased monitor: forget it, or come back at `due_at` (its revision handled);
     unless the ingester marked it again meanwhile (due_at is no longer the lease), then it stays
     due, with whatever revision came since."""
-    if due_at is None:
-        await conn.execute(
-            "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = $2", monitor_id, lease
-        )
-    else:
-        await conn.execute(
-            "UPDATE alert_queue SET due_at = $3, revised_from = NULL"
-            " WHERE monitor_id = $1 AND due_at = $2",
-            monitor_id,
-            lease,
-            due_at,
-        )
+    args = [lease] if due_at is None else [lease, due_at]
+    await conn.execute(_release(2, due_at), monitor_id, *args)
 
 
 async def org_thresholds(conn: Conn, organization_id: int) -> Thresholds:
@@ -260,6 +267,11 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
     reads them for every evaluation)."""
     row = await conn.fetchrow(_THRESHOLDS, organization_id, monitor_id)
     assert row is not None
+    return _merged_thresholds(row)
+
+
+def _merged_thresholds(row: asyncpg.Record) -> Thresholds:
+    """A row with the organization's columns (and `has_org`) and the monitor's (`own_*`)."""
     base = _thresholds(row) if row["has_org"] else Thresholds()
     own = {n: row[f"own_{n}"] for n in _OVERRIDES}
     days = own["cert_expiry_days"]
@@ -282,6 +294,75 @@ async def thresholds(conn: Conn, monitor_id: int, organization_id: int) -> Thres
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
 
+class Inputs(NamedTuple):
+    """What an evaluation reads of a monitor besides its rounds, in one statement (`inputs`):
+    the monitor, its alert state (locked), thresholds and login back-off, and whether the
+    rarer reads are needed at all."""
+
+    watched: WatchedMonitor
+    state: AlertState
+    thresholds: Thresholds
+    backoff: Backoff | None
+    windows: bool  # maintenance windows cover it (its own or its customer's)
+    held: bool  # a closed incident of its holds a recovery notice
+
+
+# The state row is locked in the CTE (a lock cannot reach the nullable side of an outer join).
+_INPUTS = (
+    "WITH s AS (SELECT * FROM monitor_alert_state WHERE monitor_id = $1 FOR UPDATE)"
+    " SELECT mon.*, s.monitor_id IS NOT NULL AS has_state, "
+    + ", ".join(f"s.{n}" for n in STATE_FIELDS)
+    + ", o.organization_id IS NOT NULL AS has_org, "
+    + ", ".join(f"o.{c.strip()}" for c in _ORG_COLUMNS.split(","))
+    + ", "
+    + ", ".join(f"ms.{n} AS own_{n}" for n in _OVERRIDES)
+    + ", b.failures AS backoff_failures, b.since AS backoff_since,"
+    " b.retry_at AS backoff_retry_at, b.notified AS backoff_notified,"
+    " EXISTS (SELECT 1 FROM maintenance_windows w WHERE w.monitor_id = $1"
+    "   OR w.customer_id = mon.customer_id) AS has_windows,"
+    " EXISTS (SELECT 1 FROM incidents i WHERE i.monitor_id = $1 AND i.recovery_held)"
+    "   AS has_held"
+    f" FROM (SELECT {WATCHED_COLUMNS} FROM monitors WHERE id = $1) AS mon LEFT JOIN s ON true"
+    " LEFT JOIN organization_alert_settings o ON o.organization_id = mon.organization_id"
+    " LEFT JOIN monitor_alert_settings ms ON ms.monitor_id = $1"
+    " LEFT JOIN login_backoff b ON b.monitor_id = $1"
+)
+
+
+async def inputs(conn: Conn, monitor_id: int) -> Inputs | None:
+    """The monitor (`monitors.watched`: None when it is gone, MonitorConfigError when its config
+    does not decode), `state`, `thresholds` and the login back-off together: the alerter reads
+    them for every evaluation, in one round trip. The state row is locked FOR UPDATE until the
+    caller's transaction ends (created first when the monitor has none yet)."""
+    row = await conn.fetchrow(_INPUTS, monitor_id)
+    if row is not None and not row["has_state"]:
+        await conn.execute(
+            "INSERT INTO monitor_alert_state (monitor_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            monitor_id,
+        )
+        row = await conn.fetchrow(_INPUTS, monitor_id)
+    if row is None:
+        return None
+    backoff = (
+        None
+        if row["backoff_failures"] is None
+        else Backoff(
+            row["backoff_failures"],
+            row["backoff_since"],
+            row["backoff_retry_at"],
+            row["backoff_notified"],
+        )
+    )
+    return Inputs(
+        decode_watched(row),
+        AlertState(**{name: row[name] for name in STATE_FIELDS}),
+        _merged_thresholds(row),
+        backoff,
+        row["has_windows"],
+        row["has_held"],
+    )
+
+
 async def state(conn: Conn, monitor_id: int) -> AlertState:
     """The monitor's alert state, locked FOR UPDATE until the caller's transaction ends (a
     fresh one when it has none yet: created, then read; most have one, read at once)."""
@@ -298,30 +379,46 @@ async def state(conn: Conn, monitor_id: int) -> AlertState:
 
 
 async def save_state(
-    conn: Conn, monitor_id: int, s: AlertState, changed_at: datetime | None = None
+    conn: Conn,
+    monitor_id: int,
+    s: AlertState,
+    changed_at: datetime | None = None,
+    release: tuple[datetime, datetime | None] | None = None,
 ) -> None:
-    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did."""
+    """Write the state; `changed_at`: when the state (`s.state`) changed, if it did;
+    `release`: the lease and the due time to `release` the monitor's queue row with, in the
+    same statement."""
     values: dict[str, object] = {name: getattr(s, name) for name in STATE_FIELDS}
     if changed_at is not None:
         values["changed_at"] = changed_at
     names = sorted(values)
     sets = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))
-    await conn.execute(
-        f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1",
-        monitor_id,
-        *(values[n] for n in names),
-    )
+    update = f"UPDATE monitor_alert_state SET {sets}, updated_at = now() WHERE monitor_id = $1"
+    args = [values[n] for n in names]
+    if release is not None:
+        lease, due_at = release
+        update = f"WITH saved AS ({update}) {_release(len(args) + 2, due_at)}"
+        args += [lease] if due_at is None else [lease, due_at]
+    await conn.execute(update, monitor_id, *args)
 
 
 _RESULT_COLUMNS = ", ".join(CountryResult._fields)
+_FACTS = tuple(f for f in StoredFacts.__struct_fields__ if f not in ("scheduled_at", "country"))
+_FACT_COLUMNS = ", ".join(_FACTS)
 
 
-async def results_after(
-    conn: Conn, monitor_id: int, after: datetime, limit: int
-) -> list[CountryResult]:
+class ResultsAfter(NamedTuple):
+    """`results_after`'s rows, and the facts posture reads of those that ran (the same rows,
+    not missed nor inconclusive, in the same order: `controller.posture.store.rounds_after`)."""
+
+    rows: list[CountryResult]
+    facts: list[StoredFacts]
+
+
+async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int) -> ResultsAfter:
     """Results scheduled after `after`, oldest round first."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_RESULT_COLUMNS} FROM check_results"
+        f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
         " ORDER BY scheduled_at, country LIMIT $3",
@@ -329,7 +426,15 @@ async def results_after(
         after,
         limit,
     )
-    return [CountryResult(*r.values()) for r in rows]
+    n = len(CountryResult._fields)
+    return ResultsAfter(
+        [CountryResult(*tuple(r.values())[:n]) for r in rows],
+        [
+            StoredFacts(scheduled_at=r[0], country=r[1], **{f: r[f] for f in _FACTS})
+            for r in rows
+            if r["status"] not in UNCOUNTED
+        ],
+    )
 
 
 async def results_before(

@@ -18,6 +18,7 @@ chose for each (`Thresholds.finding_channels`).
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from itertools import groupby
+from typing import NamedTuple
 
 import msgspec
 import structlog
@@ -55,6 +56,14 @@ ROWS_PER_PASS = 5000
 LOOKBACK = timedelta(hours=1)  # where a monitor's first posture pass starts
 
 
+class Read(NamedTuple):
+    """Results the caller has read in this transaction: all that ran (`db.rounds_after`'s
+    rows) scheduled after `after`, however late, oldest first."""
+
+    after: datetime
+    facts: list[StoredFacts]
+
+
 async def observe(
     conn: Conn,
     monitor: Monitor,
@@ -63,18 +72,24 @@ async def observe(
     quiet: bool,
     links: Links,
     thresholds: Thresholds | None = None,
+    read: Read | None = None,
 ) -> None:
     """Move the monitor's posture over its rounds judged since the last call, up to
     `judged_until` (the alerter's cursor); `state`: the monitor's alert state now;
-    `thresholds`: the monitor's, when the caller has read them already."""
+    `thresholds`: the monitor's, when the caller has read them already; `read`: the results
+    the caller has read, taken instead of reading them again when they start at the cursor."""
     if judged_until is None:
         return
     monitor_id = monitor.id
-    last, streaks = await db.state(conn, monitor_id)
+    start = await db.known(conn, monitor_id)
+    last, streaks = start.last_round_at, start.streaks
     after = last or judged_until - LOOKBACK
     if after >= judged_until:
         return
-    rows = await db.rounds_after(conn, monitor_id, after, judged_until, ROWS_PER_PASS)
+    if read is not None and read.after == last and len(read.facts) < ROWS_PER_PASS:
+        rows = [r for r in read.facts if r.scheduled_at <= judged_until]
+    else:
+        rows = await db.rounds_after(conn, monitor_id, after, judged_until, ROWS_PER_PASS)
     if not rows:
         await db.save_state(conn, monitor_id, judged_until, streaks)
         return
@@ -88,8 +103,8 @@ async def observe(
         t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
     days = t.cert_expiry_days
     pass_ = _Pass(conn, monitor, state, quiet, t, links)
-    tracker = Tracker(open=await db.open_findings(conn, monitor_id), streaks=streaks)
-    stored = await db.baselines(conn, monitor_id)
+    tracker = Tracker(open=start.open, streaks=streaks)
+    stored = start.baselines
     base = stored
     for at, group in rounds:
         seen = [facts_of(monitor.type, r) for r in group]

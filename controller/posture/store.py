@@ -4,7 +4,7 @@ go in and come out as Python values (the pool's codec)."""
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -24,6 +24,43 @@ async def state(conn: Conn, monitor_id: int) -> tuple[datetime | None, dict[Key,
         return None, {}
     streaks: dict[str, int] = row["streaks"]
     return row["last_round_at"], {_key(k): int(v) for k, v in streaks.items()}
+
+
+class Known(NamedTuple):
+    """What a posture pass starts from, read in one statement (`known`)."""
+
+    last_round_at: datetime | None  # None: no round read yet
+    streaks: dict[Key, int]
+    open: dict[Key, Finding]
+    baselines: dict[str, Baseline]
+
+
+_KNOWN = """
+WITH p AS (
+    SELECT last_round_at, streaks FROM posture_state WHERE monitor_id = $1 FOR UPDATE
+)
+SELECT (SELECT last_round_at FROM p) AS last_round_at, (SELECT streaks FROM p) AS streaks,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(f.code, f.country, f.detail)), '[]'::jsonb)
+        FROM posture_findings f WHERE f.monitor_id = $1 AND f.cleared_at IS NULL) AS open,
+    (SELECT coalesce(jsonb_object_agg(b.country, b.facts), '{}'::jsonb)
+        FROM posture_baselines b WHERE b.monitor_id = $1) AS baselines
+"""
+
+
+async def known(conn: Conn, monitor_id: int) -> Known:
+    """`state`, `open_findings` and `baselines` in one round trip (the alerter's evaluation
+    reads them for every monitor); the state row is locked as `state` locks it."""
+    row = await conn.fetchrow(_KNOWN, monitor_id)
+    assert row is not None
+    streaks: dict[str, int] = row["streaks"] or {}
+    open_: list[list[str]] = row["open"]
+    stored: dict[str, Baseline] = row["baselines"]
+    return Known(
+        row["last_round_at"],
+        {_key(k): int(v) for k, v in streaks.items()},
+        {(code, cc): Finding(code, cc, detail) for code, cc, detail in open_},
+        {cc: dict(facts) for cc, facts in stored.items()},
+    )
 
 
 def _key(text: str) -> Key:
@@ -105,6 +142,8 @@ async def appear(conn: Conn, monitor_id: int, finding: Finding, at: datetime) ->
 
 async def seen(conn: Conn, monitor_id: int, findings: Sequence[Finding], at: datetime) -> None:
     """Open findings that still hold: their latest detail and when they were last seen."""
+    if not findings:
+        return
     await conn.executemany(
         "UPDATE posture_findings SET detail = $4, last_seen_at = $5"
         " WHERE monitor_id = $1 AND code = $2 AND country = $3 AND cleared_at IS NULL",

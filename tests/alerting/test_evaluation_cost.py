@@ -1,0 +1,75 @@
+"""What a routine evaluation costs: the statements one round's judgement sends PostgreSQL (the
+central CPU per check of issue 24 is mostly per statement), with nothing it decides given up."""
+
+import asyncio
+from datetime import datetime, timedelta
+
+from asyncpg.connection import LoggedQuery
+
+from controller.alerting import store as alerts
+from controller.alerting.evaluator import LEASE_S
+from tests.alerting.conftest import DOWN, UP, Rig
+
+# BEGIN; the monitor with its state, thresholds and back-off; the rounds; posture in a
+# savepoint (SAVEPOINT, its state with findings and baselines, its cursor saved, RELEASE); the
+# state saved with the queue row released; COMMIT. (It was 19 on 06450e1.)
+ROUTINE_STATEMENTS = 10
+
+
+async def _evaluate_logged(rig: Rig, monitor_id: int) -> tuple[list[str], datetime]:
+    """Lease the monitor as the alerter does (for LEASE_S) and evaluate it; the statements sent
+    and the evaluation's time."""
+    sent: list[str] = []
+
+    def logged(q: LoggedQuery) -> None:
+        sent.append(q.query)
+
+    now = rig.clock()
+    async with rig.pool.acquire() as conn:
+        async with conn.transaction():
+            (lease,) = [
+                lease
+                for lease in await alerts.claim(conn, now, 100, LEASE_S)
+                if lease.monitor_id == monitor_id
+            ]
+        conn.add_query_logger(logged)
+        try:
+            async with conn.transaction():
+                await rig.alerter.evaluate(conn, monitor_id, now, lease=lease.lease)
+            await asyncio.sleep(0)  # loggers are called soon after
+        finally:
+            conn.remove_query_logger(logged)
+    return sent, now
+
+
+async def test_a_routine_round_is_judged_in_ten_statements(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [UP, UP])  # state, posture cursor and baselines in place
+    await rig.round(m, 2, UP)
+
+    sent, now = await _evaluate_logged(rig, m["id"])
+
+    assert len(sent) <= ROUTINE_STATEMENTS, "\n".join(sent)
+    state = await rig.state(m)
+    assert state["last_round_at"] == rig.at(2) and state["state"] == "up"
+    (posture,) = await rig.fetch(
+        "SELECT last_round_at FROM posture_state WHERE monitor_id = $1", m["id"]
+    )
+    assert posture["last_round_at"] == rig.at(2)
+    # released for when its next round closes (an interval from now at least: past the
+    # lease), in the statement that saved its state
+    (queued,) = await rig.fetch("SELECT due_at FROM alert_queue WHERE monitor_id = $1", m["id"])
+    assert queued["due_at"] >= now + timedelta(seconds=m["check_interval"])
+
+
+async def test_the_cheaper_evaluation_still_opens_the_incident_and_notifies(rig: Rig) -> None:
+    m = await rig.monitor()
+    await rig.rounds(m, 0, [UP, DOWN])
+    await rig.round(m, 2, DOWN)
+
+    await _evaluate_logged(rig, m["id"])
+
+    (incident,) = await rig.incidents(m)
+    assert incident["started_at"] == rig.at(1) and incident["notified"]
+    assert sorted(r["channel"] for r in await rig.outbox_rows(m)) == ["email", "sms"]
+    assert (await rig.state(m))["state"] == "down"
