@@ -25,7 +25,7 @@ from controller.web.console.form_fields import values_of
 from controller.web.console.forms import form_of
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
-from tests.console.test_monitor_metrics import _scrape_token
+from tests.console.test_monitor_metrics import scrape_token
 
 TYPES = [(kind, t) for kind in KINDS for t in kind.types]
 IDS = [t for _, t in TYPES]
@@ -182,7 +182,7 @@ async def test_the_per_monitor_metrics_label_the_kind(
     """`mailprobe_monitor_info` carries each monitor's stored type as its `kind` label."""
     org = await make_tenant(pool)
     monitor = await make(http, org, kind, monitor_type)
-    token = await _scrape_token(client, org.tokens["admin"])
+    token = await scrape_token(client, org.tokens["admin"])
     r = await http.get("/metrics/monitors", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
     labels = [
