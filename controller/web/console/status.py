@@ -227,7 +227,8 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
     now = utcnow()
     async with pool.acquire() as conn:
         rows = await console.summaries(conn, ids, MAX_SHOWN)
-        daily = await status_pages.daily(conn, ids, now - timedelta(days=UPTIME_DAYS))
+        first_day = now.date() - timedelta(days=UPTIME_DAYS - 1)
+        daily = await status_pages.daily(conn, ids, first_day, now)
         incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
         windows = await status_pages.maintenance(conn, sp["customer_id"], ids)
         notices = await notices_db.of_page(conn, sp["id"], now - timedelta(days=INCIDENT_DAYS))
