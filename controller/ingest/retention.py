@@ -1,6 +1,7 @@
 """Retention of stored results: daily partitions ahead of time, and none older than what each
 kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime) and the
-daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a time does the work."""
+daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a
+time does the work."""
 
 import asyncio
 from datetime import timedelta

@@ -157,18 +157,32 @@ async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
     assert (await cache.get("page", build)).content == {"n": 5}
 
 
-async def test_a_page_is_rendered_once_per_build() -> None:
+@pytest.mark.usefixtures("short_ttl")
+async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it_is_served() -> (
+    None
+):
     cache = PageCache()
     renders: list[str] = []
+    builds: list[int] = []
 
     async def build() -> dict[str, object]:
-        return {"title": "t"}
+        builds.append(1)
+        return {"title": f"t{len(builds)}"}
 
     def render(content: dict[str, object]) -> bytes:
-        renders.append("html")
+        renders.append(str(content["title"]))
         return str(content["title"]).encode()
 
     for _ in range(3):
         page = await cache.get("page", build)
-        assert page.body("html", render) == b"t"
-    assert renders == ["html"]
+        assert await page.body("html", render) == b"t1"
+    assert renders == ["t1"]
+    await asyncio.sleep(0.6)
+    assert await (await cache.get("page", build)).body("html", render) == b"t1"
+    for _ in range(100):
+        if renders == ["t1", "t2"]:
+            break
+        await asyncio.sleep(0.01)
+    assert renders == ["t1", "t2"]  # rendered by the rebuild, before any visitor asks
+    assert await (await cache.get("page", build)).body("html", render) == b"t2"
+    assert renders == ["t1", "t2"]

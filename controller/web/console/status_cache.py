@@ -9,7 +9,8 @@ hostnames, monitors, newest notice update: read anew for each visitor with one i
 so a change of what is published shows at once and results and states within `PAGE_TTL_S`.
 
 Once a page's content is older than `PAGE_TTL_S`, the next visitor still gets it while one
-rebuild runs in the background; content older than `PAGE_TTL_S + STALE_S` is never served
+rebuild runs in the background (and renders the forms asked for before, off the event loop);
+content older than `PAGE_TTL_S + STALE_S` is never served
 (that visitor waits for the rebuild). A page asked for at least that often is never built while
 a visitor waits.
 """
@@ -33,13 +34,22 @@ class Published:
     def __init__(self, content: dict[str, Any]) -> None:
         self.content = content
         self._bodies: dict[Hashable, bytes] = {}
+        self._renders: dict[Hashable, Callable[[dict[str, Any]], bytes]] = {}
 
-    def body(self, form: Hashable, render: Callable[[dict[str, Any]], bytes]) -> bytes:
-        """The page as `form` (e.g. ("json", its URL)), rendered by `render` the first time."""
+    async def body(self, form: Hashable, render: Callable[[dict[str, Any]], bytes]) -> bytes:
+        """The page as `form` (e.g. ("json", its URL)), rendered by `render` the first time, off
+        the event loop (a thousand services' HTML is megabytes)."""
         held = self._bodies.get(form)
         if held is None:
-            held = self._bodies[form] = render(self.content)
+            held = await asyncio.to_thread(render, self.content)
+            self._bodies[form] = held
+            self._renders[form] = render
         return held
+
+    async def render_as(self, before: "Published") -> None:
+        """Render the forms visitors asked `before` for."""
+        for form, render in list(before._renders.items()):
+            await self.body(form, render)
 
 
 @dataclass
@@ -78,6 +88,7 @@ class PageCache:
     ) -> None:
         try:
             page = await _published(build)
+            await page.render_as(held.built.result())
         except Exception:
             log.warning("status page rebuild failed", exc_info=True)
             held.rebuild = None  # the next visitor tries again

@@ -84,7 +84,7 @@ def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
 async def summary(slug: PathStr, request: AnyRequest) -> Response[bytes]:
     url = f"{public_url(request)}/status/{slug}"
     found = await published(request, slug)
-    body = found.body(("json", url), lambda page: msgspec.json.encode(summary_of(page, url)))
+    body = await found.body(("json", url), lambda page: msgspec.json.encode(summary_of(page, url)))
     return Response(body, media_type=MediaType.JSON)
 
 
@@ -180,12 +180,14 @@ def rss_of(page: dict[str, Any], url: str) -> bytes:
 @get("/status/{slug:str}/feed.atom", name="status-atom")
 async def atom(slug: PathStr, request: AnyRequest) -> Response[bytes]:
     url = f"{public_url(request)}/status/{slug}"
-    body = (await published(request, slug)).body(("atom", url), lambda page: atom_of(page, url))
+    body = await (await published(request, slug)).body(
+        ("atom", url), lambda page: atom_of(page, url)
+    )
     return Response(body, media_type="application/atom+xml; charset=utf-8")
 
 
 @get("/status/{slug:str}/feed.rss", name="status-rss")
 async def rss(slug: PathStr, request: AnyRequest) -> Response[bytes]:
     url = f"{public_url(request)}/status/{slug}"
-    body = (await published(request, slug)).body(("rss", url), lambda page: rss_of(page, url))
+    body = await (await published(request, slug)).body(("rss", url), lambda page: rss_of(page, url))
     return Response(body, media_type="application/rss+xml; charset=utf-8")
