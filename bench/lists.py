@@ -13,6 +13,7 @@ Target: p95 < 300 ms for each.
 """
 
 import asyncio
+import os
 import time
 
 import msgspec
@@ -126,10 +127,16 @@ def run() -> bool:
             f"status page ({ON_PAGE:,})": (f"{url}/status/{slug}", {}),
             "status summary.json": (f"{url}/status/{slug}/summary.json", {}),
         }
-        print(f"API lists with {MONITORS:,} monitors in one organization ({machine()})")
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+        print(
+            f"API lists with {MONITORS:,} monitors in one organization ({machine()};"
+            f" load average {load})"
+        )
         ok = True
+        first_build = None
         for name, (target_url, headers) in pages.items():
-            _timed(target_url, headers, 3)  # warm-up: plans cached
+            warm = _timed(target_url, headers, 3)  # warm-up: plans cached
+            first_build = warm[0] if first_build is None and "status" in name else first_build
             ms = _timed(target_url, headers, REQUESTS)
             p50, p95 = percentile(ms, 50), percentile(ms, 95)
             met = p95 < TARGET_MS
@@ -139,11 +146,32 @@ def run() -> bool:
                 f"   target p95 < {TARGET_MS:.0f} ms: {verdict(met)}",
                 flush=True,
             )
+        # Visitors every half second for longer than PAGE_TTL_S: some ask while it is rebuilt.
+        page_url = pages[f"status page ({ON_PAGE:,})"][0]
+        spread = []
+        ends = time.monotonic() + PAGE_TTL_S + 10
+        while time.monotonic() < ends:
+            spread += _timed(page_url, {}, 1)
+            time.sleep(0.5)
+        met = percentile(spread, 95) < TARGET_MS
+        ok = ok and met
+        print(
+            f"  {'status page, across rebuilds':<30} p50 {percentile(spread, 50):7.1f} ms"
+            f"   p95 {percentile(spread, 95):7.1f} ms   target p95 < {TARGET_MS:.0f} ms:"
+            f" {verdict(met)}   ({len(spread)} over {PAGE_TTL_S + 10:.0f} s)",
+            flush=True,
+        )
+        assert first_build is not None
+        print(
+            f"  {'status page first build':<30} {first_build:7.1f} ms   (its first visitor"
+            " ever: 90 days of rollups summed into result_days)",
+            flush=True,
+        )
         cold = asyncio.run(_cold(stack.database_url, slug))
         print(
             f"  {'status page cold build':<30} p50 {percentile(cold, 50):7.1f} ms"
-            f"   max {max(cold):7.1f} ms   (once per page per {PAGE_TTL_S:.0f} s"
-            " per process, in the background while visited)",
+            f"   max {max(cold):7.1f} ms   (content, HTML and JSON: once per page per"
+            f" {PAGE_TTL_S:.0f} s per process, in the background while visited)",
             flush=True,
         )
         return ok
