@@ -11,6 +11,7 @@ content is served as HTML, JSON (`summary.json`) and feeds (`status_feeds`).
 
 import asyncio
 import re
+from collections.abc import Coroutine
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -143,6 +144,7 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
     except asyncpg.UniqueViolationError:
         return await admin_page(request, f"slug: {slug} is taken by another page", 409)
     log.info("status page saved", slug=slug, monitors=len(ids))
+    _in_background(request, _settle(pool_of(request), slug))
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
@@ -153,6 +155,30 @@ async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
     async with pool_of(request).acquire() as conn:
         await status_pages.unpublish(conn, customer_id)
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
+
+
+def _in_background(request: AnyRequest, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` after the response; the app's state holds the task until it ends."""
+    state = request.app.state
+    if not isinstance(getattr(state, "status_tasks", None), set):
+        state.status_tasks = set()
+    tasks: set[asyncio.Task[None]] = state.status_tasks
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _settle(pool: asyncpg.Pool, slug: str) -> None:
+    """Sum the page's settled days now (seconds for 1,000 services' 90 days), so its first
+    visitor does not wait for them."""
+    try:
+        async with pool.acquire() as conn:
+            found = await status_pages.by_slug(conn, slug)
+            if found is not None:
+                first_day = utcnow().date() - timedelta(days=UPTIME_DAYS - 1)
+                await status_pages.settle(conn, found[1], first_day, utcnow())
+    except Exception:
+        log.warning("status page days not settled", slug=slug, exc_info=True)
 
 
 def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:

@@ -138,17 +138,24 @@ class _Filled:
 _filled = _Filled()
 
 
-async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[asyncpg.Record]:
-    """Per monitor and UTC day from `first` to the day of `now`: rounds up and down (missed ones
-    count neither), from the hourly rollups (which outlive the raw results); the settled days'
-    sums are kept in `result_days` the first time they are read."""
-    settled = (now - SETTLED).date()  # days before this one are settled
+async def settle(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> date:
+    """Keep in `result_days` the settled days from `first` of monitors `ids` that it lacks;
+    return the first day not settled."""
+    settled = (now - SETTLED).date()
     key = tuple(sorted(ids))
     if not _filled.done(key, first, settled):
         missing: date | None = await conn.fetchval(_FIRST_MISSING, list(key), first, settled)
         if missing is not None:
             await conn.execute(_FILL, list(key), missing, settled)
         _filled.put(key, first, settled)
+    return settled
+
+
+async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[asyncpg.Record]:
+    """Per monitor and UTC day from `first` to the day of `now`: rounds up and down (missed ones
+    count neither), from the hourly rollups (which outlive the raw results); the settled days'
+    sums are kept in `result_days` the first time they are read."""
+    settled = await settle(conn, ids, first, now)
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT monitor_id, day, up, down FROM result_days"
         " WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3"
