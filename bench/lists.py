@@ -165,7 +165,8 @@ def run() -> bool:
         assert first_build is not None
         print(
             f"  {'status page first build':<30} {first_build:7.1f} ms   (its first visitor"
-            " ever: 90 days of rollups summed into result_days)",
+            " ever, the page seeded in SQL: 90 days of rollups summed into result_days, which"
+            " publishing in the console does beforehand)",
             flush=True,
         )
         cold = asyncio.run(_cold(stack.database_url, slug))
