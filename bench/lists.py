@@ -1,17 +1,27 @@
 """API lists and status pages with 100,000 monitors in one organization (issue 24): server
 time of the paginated API lists (first, middle and last page, filtered by status, by search and
 by customer), of the customers list and of a status page with 1,000 monitors (its HTML and its
-summary.json); sequential requests on loopback to one API process, the monitors seeded in
-PostgreSQL directly with a latest state in three countries.
+summary.json, with 90 days of hourly rollups in three countries for each of its monitors);
+sequential requests on loopback to one API process, the monitors seeded in PostgreSQL directly
+with a latest state in three countries.
+
+A public page is built at most once per `status_cache.PAGE_TTL_S` per process (and rebuilt in the
+background while visitors keep getting it): the requests measure what visitors get; the cold
+build (what the first visitor of a page waits for) is printed beside them, measured in-process.
 
 Target: p95 < 300 ms for each.
 """
 
 import asyncio
+import os
+import time
+
+import msgspec
 
 from bench.common import Stack, machine, percentile, verdict
 from bench.console import _timed
-from controller.db.pool import connect
+from controller.db.pool import connect, create_pool
+from controller.web.console.status_cache import PAGE_TTL_S
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")
@@ -49,10 +59,50 @@ async def _states(database_url: str) -> str:
             page,
             ON_PAGE,
         )
+        # 90 days of hours in three countries per monitor on the page (6.5 million rows).
+        await conn.execute(
+            "INSERT INTO result_rollups (hour, monitor_id, country, up, down, missed, latency)"
+            " SELECT h, sm.monitor_id, result_country_code(c),"
+            " CASE WHEN (sm.monitor_id + extract(epoch FROM h)::bigint / 3600) % 97 = 0"
+            " THEN 100 ELSE 120 END, CASE WHEN (sm.monitor_id + extract(epoch FROM h)::bigint"
+            " / 3600) % 97 = 0 THEN 20 ELSE 0 END, 0, '{}'"
+            " FROM status_page_monitors sm, unnest($2::text[]) c, generate_series("
+            " date_trunc('hour', now()) - interval '90 days', date_trunc('hour', now()),"
+            " interval '1 hour') h WHERE sm.status_page_id = $1",
+            page,
+            list(COUNTRIES),
+        )
         await conn.execute("ANALYZE")
         return "bench"
     finally:
         await conn.close()
+
+
+async def _cold(database_url: str, slug: str, n: int = 3) -> list[float]:
+    """A status page's build and render from scratch (content, HTML and JSON), ms."""
+    from litestar.plugins.jinja import JinjaTemplateEngine
+
+    from controller.web import console as console_app
+    from controller.web.console import status, status_feeds, status_store
+
+    config = console_app.template_config()
+    engine = config.engine_instance
+    assert isinstance(engine, JinjaTemplateEngine)
+    pool = await create_pool(database_url)
+    try:
+        out = []
+        for _ in range(n):
+            started = time.perf_counter()
+            async with pool.acquire() as conn:
+                found = await status_store.by_slug(conn, slug)
+            assert found is not None
+            content = await status._page(pool, *found)
+            status.render_html(engine, content)
+            msgspec.json.encode(status_feeds.summary_of(content, ""))
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+    finally:
+        await pool.close()
 
 
 def run() -> bool:
@@ -77,10 +127,17 @@ def run() -> bool:
             f"status page ({ON_PAGE:,})": (f"{url}/status/{slug}", {}),
             "status summary.json": (f"{url}/status/{slug}/summary.json", {}),
         }
-        print(f"API lists with {MONITORS:,} monitors in one organization ({machine()})")
+        load = ", ".join(f"{n:.1f}" for n in os.getloadavg())
+        print(
+            f"API lists with {MONITORS:,} monitors in one organization ({machine()};"
+            f" load average {load})"
+        )
         ok = True
+        first_build = None
         for name, (target_url, headers) in pages.items():
-            _timed(target_url, headers, 3)  # warm-up: plans cached
+            warm = _timed(target_url, headers, 3)  # warm-up: plans cached
+            if name.startswith("status page"):
+                first_build = warm[0]
             ms = _timed(target_url, headers, REQUESTS)
             p50, p95 = percentile(ms, 50), percentile(ms, 95)
             met = p95 < TARGET_MS
@@ -90,6 +147,35 @@ def run() -> bool:
                 f"   target p95 < {TARGET_MS:.0f} ms: {verdict(met)}",
                 flush=True,
             )
+        # Visitors every half second for longer than PAGE_TTL_S: some ask while it is rebuilt.
+        page_url = pages[f"status page ({ON_PAGE:,})"][0]
+        spread = []
+        ends = time.monotonic() + PAGE_TTL_S + 10
+        while time.monotonic() < ends:
+            spread += _timed(page_url, {}, 1)
+            time.sleep(0.5)
+        met = percentile(spread, 95) < TARGET_MS
+        ok = ok and met
+        print(
+            f"  {'status page, across rebuilds':<30} p50 {percentile(spread, 50):7.1f} ms"
+            f"   p95 {percentile(spread, 95):7.1f} ms   target p95 < {TARGET_MS:.0f} ms:"
+            f" {verdict(met)}   ({len(spread)} over {PAGE_TTL_S + 10:.0f} s)",
+            flush=True,
+        )
+        assert first_build is not None
+        print(
+            f"  {'status page first build':<30} {first_build:7.1f} ms   (its first visitor"
+            " ever, the page seeded in SQL: 90 days of rollups summed into result_days, which"
+            " publishing in the console does beforehand)",
+            flush=True,
+        )
+        cold = asyncio.run(_cold(stack.database_url, slug))
+        print(
+            f"  {'status page cold build':<30} p50 {percentile(cold, 50):7.1f} ms"
+            f"   max {max(cold):7.1f} ms   (content, HTML and JSON: once per page per"
+            f" {PAGE_TTL_S:.0f} s per process, in the background while visited)",
+            flush=True,
+        )
         return ok
     finally:
         stack.close()

@@ -1,6 +1,7 @@
 """Retention of stored results: daily partitions ahead of time, and none older than what each
-kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime)
-CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a time does the work."""
+kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime) and the
+daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a
+time does the work."""
 
 import asyncio
 from datetime import timedelta
@@ -34,6 +35,10 @@ async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list
         )
         dropped += await results.drop_partitions_before(
             conn, (now - timedelta(days=history_days)).date(), results.ROLLUP_TABLES
+        )
+        # The status pages' settled days (`result_days`) are kept as long as the rollups.
+        await conn.execute(
+            "DELETE FROM result_days WHERE day < $1", (now - timedelta(days=history_days)).date()
         )
     if created:
         log.info("result partitions created", count=created)

@@ -226,7 +226,8 @@ async def list_page(
 ) -> tuple[list[Monitor], int]:
     """One page of monitors, newest first, and how many the filters select.
 
-    Only the filters given reach the SQL, so the planner walks `monitors_org_created` in page
+    Only the filters given reach the SQL (a search its own statement, so a plan PostgreSQL keeps
+    for it still uses the trigram indexes), so the planner walks `monitors_org_created` in page
     order; the page's ids are found first and only those rows read whole, so a deep page skips
     ids, not whole rows."""
     filters = ["type = ANY($1::text[])"]
@@ -244,9 +245,16 @@ async def list_page(
         filters.append(f"(name ILIKE ${len(args)} OR hostname ILIKE ${len(args)})")
     where = " AND ".join(filters)
     n = len(args)
+    # A search's matches are found first (the trigram indexes on name and hostname), then
+    # sorted: walking `monitors_org_created` would read every monitor before a rare match.
+    page_ids = (
+        f"WITH hits AS MATERIALIZED (SELECT id, created_at FROM monitors WHERE {where})"
+        " SELECT id FROM hits"
+        if search is not None
+        else f"SELECT id FROM monitors WHERE {where}"
+    )
     rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM monitors WHERE id = ANY(ARRAY("
-        f"SELECT id FROM monitors WHERE {where}"
+        f"SELECT {COLUMNS} FROM monitors WHERE id = ANY(ARRAY({page_ids}"
         f" ORDER BY created_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}))"
         " ORDER BY created_at DESC, id DESC",
         *args,

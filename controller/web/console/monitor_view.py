@@ -128,7 +128,7 @@ async def history(conn: Conn, monitor_id: int, now: datetime) -> dict[str, Any]:
     rollups and bars)."""
     this_hour = now.replace(minute=0, second=0, microsecond=0)
     hours = await rollups.hourly(conn, monitor_id, this_hour - timedelta(hours=HOURS - 1))
-    days = await rollups.daily(conn, [monitor_id], now - timedelta(days=DAYS - 1))
+    days = await rollups.daily(conn, [monitor_id], now.date() - timedelta(days=DAYS - 1), now)
     return {
         "hours": uptime_bars.hourly(
             {r["hour"]: (r["up"], r["down"]) for r in hours}, this_hour, HOURS

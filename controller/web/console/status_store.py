@@ -1,11 +1,12 @@
 """Public status pages: one per customer, listing only the monitors chosen for it."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.ingest.pack_rules import CLOCK_MARGIN, PACK_DELAY
 
 _COLUMNS = "p.id, p.organization_id, p.customer_id, p.slug, p.title, p.show_hostnames"
 
@@ -84,17 +85,89 @@ async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | N
     return row, [r["monitor_id"] for r in ids]
 
 
-async def daily(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
-    """Per monitor and UTC day since the hour of `since`: rounds up and down (missed ones count
-    neither), from the hourly rollups (which outlive the raw results)."""
+# A day is settled once it ended this long ago: its hours are closed (late results of their
+# rounds have landed, `ingest.pack_rules`); from then its sums are kept in `result_days`.
+SETTLED = PACK_DELAY + CLOCK_MARGIN + timedelta(minutes=20)
+
+# The first settled day missing from `result_days` for monitors $1 from day $2 to before day $3.
+_FIRST_MISSING = """
+SELECT min(day) FROM (
+    SELECT i.monitor_id, d::date AS day
+    FROM unnest($1::bigint[]) i(monitor_id), generate_series($2::date, $3::date - 1, '1 day') d
+    EXCEPT
+    SELECT monitor_id, day FROM result_days
+    WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3
+) missing"""
+
+# The days of monitors $1 from day $2 to before day $3, summed from their rollups (zeros for a day
+# without any), where `result_days` lacks them.
+_FILL = """
+INSERT INTO result_days (monitor_id, day, up, down)
+SELECT i.monitor_id, d::date, coalesce(s.up, 0), coalesce(s.down, 0)
+FROM unnest($1::bigint[]) i(monitor_id)
+CROSS JOIN generate_series($2::date, $3::date - 1, '1 day') d
+LEFT JOIN (
+    SELECT monitor_id, (hour AT TIME ZONE 'UTC')::date AS day, sum(up) AS up, sum(down) AS down
+    FROM result_rollups
+    WHERE monitor_id = ANY($1::bigint[])
+      AND hour >= $2::timestamp AT TIME ZONE 'UTC' AND hour < $3::timestamp AT TIME ZONE 'UTC'
+    GROUP BY 1, 2
+) s ON s.monitor_id = i.monitor_id AND s.day = d::date
+ORDER BY 1, 2
+ON CONFLICT (monitor_id, day) DO NOTHING"""
+
+
+class _Filled:
+    """Which monitors' settled days this process has kept in `result_days` up to which day, so a
+    page rebuilt every `PAGE_TTL_S` looks for missing days once a day, not each time."""
+
+    KEEP = 1024
+
+    def __init__(self) -> None:
+        self._through: dict[tuple[int, ...], tuple[date, date]] = {}
+
+    def done(self, ids: tuple[int, ...], first: date, settled: date) -> bool:
+        return self._through.get(ids) == (first, settled)
+
+    def put(self, ids: tuple[int, ...], first: date, settled: date) -> None:
+        if len(self._through) >= self.KEEP:
+            self._through.clear()
+        self._through[ids] = (first, settled)
+
+
+_filled = _Filled()
+
+
+async def settle(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> date:
+    """Keep in `result_days` the settled days from `first` of monitors `ids` that it lacks;
+    return the first day not settled."""
+    settled = (now - SETTLED).date()
+    key = tuple(sorted(ids))
+    if not _filled.done(key, first, settled):
+        missing: date | None = await conn.fetchval(_FIRST_MISSING, list(key), first, settled)
+        if missing is not None:
+            await conn.execute(_FILL, list(key), missing, settled)
+        _filled.put(key, first, settled)
+    return settled
+
+
+async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[asyncpg.Record]:
+    """Per monitor and UTC day from `first` to the day of `now`: rounds up and down (missed ones
+    count neither), from the hourly rollups (which outlive the raw results); the settled days'
+    sums are kept in `result_days` the first time they are read."""
+    settled = await settle(conn, ids, first, now)
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT monitor_id, (hour AT TIME ZONE 'UTC')::date AS day,"
+        "SELECT monitor_id, day, up, down FROM result_days"
+        " WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3"
+        " UNION ALL"
+        " SELECT monitor_id, (hour AT TIME ZONE 'UTC')::date AS day,"
         " sum(up)::int AS up, sum(down)::int AS down"
         " FROM result_rollups WHERE monitor_id = ANY($1::bigint[])"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        " AND hour >= greatest($2, $3)::timestamp AT TIME ZONE 'UTC'"
         " GROUP BY monitor_id, day",
         list(ids),
-        since,
+        first,
+        settled,
     )
     return rows
 

@@ -211,6 +211,13 @@ async def overview(
     return [_summary(r) for r in rows], counts
 
 
+async def summaries(conn: Conn, ids: Sequence[int], limit: int) -> list[MonitorSummary]:
+    """The monitors `ids` (the caller has checked they may be shown), by name, at most `limit`:
+    what a status page lists, without the overview's counts."""
+    rows = await conn.fetch(f"{_PAGE} LIMIT $2", list(ids), limit)
+    return [_summary(r) for r in rows]
+
+
 # A round trip's phases (submit, delivery, fetch) follow; a kind without them draws no line.
 PHASES = (
     "dns_ms", "connect_ms", "tls_ms", "greeting_ms", "auth_ms", "submit_ms", "delivery_ms",

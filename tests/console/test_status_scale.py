@@ -1,0 +1,197 @@
+"""Status pages at scale (issue 24): settled days summed once into `result_days`, a page rebuilt
+in the background while visitors keep getting the one built before, and each page's bodies
+rendered once per build."""
+
+import asyncio
+from datetime import date, timedelta
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+
+from controller.ingest import retention
+from controller.scheduling.rules import JobIds
+from controller.web.console import status_cache
+from controller.web.console.status_cache import PageCache
+from shared.timefmt import utcnow
+from tests.api.helpers import create
+from tests.conftest import make_tenant
+from tests.console.helpers import Browserish, store_result
+from tests.console.test_status_pages import _publish, _row_id
+
+
+def _days(summary: dict[str, object]) -> dict[str, float | None]:
+    services = summary["services"]
+    assert isinstance(services, list)
+    return {d["day"]: d["uptimePercent"] for d in services[0]["days"]}
+
+
+async def test_settled_days_are_summed_once_and_kept_no_longer_than_the_rollups(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """Days that ended over an hour ago are read from `result_days` (filled from the hourly
+    rollups the first time a page needs them, zeros for a day without any); today from the
+    rollups. The bars and uptime are what the rollups say; a deleted monitor's days go with it,
+    and retention drops days older than the rollups' history."""
+    org = await make_tenant(pool)
+    relay = await create(http, org, "smtp", name="Days relay", hostname="days.acme.test")
+    relay_id = await _row_id(pool, relay["publicId"])
+    for ago, status in ((3, "up"), (3, "down"), (3, "up"), (3, "up"), (0, "up")):
+        await store_result(
+            pool, job_ids, relay, "DE", status, ago=timedelta(days=ago, minutes=len(status))
+        )
+    slug = f"days-{org.org_id}"
+    await _publish(client, org, slug, [relay_id], False)
+    for _ in range(100):  # publishing sums them, so the first visitor does not wait
+        if await pool.fetchval("SELECT count(*) FROM result_days WHERE monitor_id = $1", relay_id):
+            break
+        await asyncio.sleep(0.05)
+    assert await pool.fetchval(
+        "SELECT up FROM result_days WHERE monitor_id = $1 AND day = $2",
+        relay_id,
+        (utcnow() - timedelta(days=3, minutes=2)).date(),
+    )
+    summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
+    today = utcnow().date()
+    three_ago = (utcnow() - timedelta(days=3, minutes=2)).date()
+    days = _days(summary)
+    assert len(days) == 90 and max(days) == today.isoformat()
+    assert days[three_ago.isoformat()] == 75.0
+    assert days[today.isoformat()] == 100.0
+    assert summary["services"][0]["uptimePercent"] == 80.0
+
+    kept = {
+        r["day"]: (r["up"], r["down"])
+        for r in await pool.fetch(
+            "SELECT day, up, down FROM result_days WHERE monitor_id = $1", relay_id
+        )
+    }
+    settled = (utcnow() - timedelta(hours=1)).date()
+    shown = {today - timedelta(days=n) for n in range(90)}
+    assert set(kept) == {d for d in shown if d < settled}
+    assert kept[three_ago] == (3, 1)
+    assert kept[three_ago - timedelta(days=1)] == (0, 0)
+
+    # A settled day is read as kept: another build of the page (a change of what is published)
+    # shows the kept sums, not the rollups summed again.
+    await pool.execute(
+        "UPDATE result_days SET up = 1, down = 1 WHERE monitor_id = $1 AND day = $2",
+        relay_id,
+        three_ago,
+    )
+    await _publish(client, org, slug, [relay_id], True)
+    summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
+    assert _days(summary)[three_ago.isoformat()] == 50.0
+
+    old = date(2000, 1, 1)
+    await pool.execute(
+        "INSERT INTO result_days (monitor_id, day, up, down) VALUES ($1, $2, 1, 0)", relay_id, old
+    )
+    await retention.one_pass(pool, history_days=90, raw_days=35)
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM result_days WHERE monitor_id = $1 AND day = $2", relay_id, old
+    )
+    r = await http.delete(f"/api/smtp-monitors/{relay['publicId']}", headers=org.auth())
+    assert r.status_code == 204, r.text
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM result_days WHERE monitor_id = $1", relay_id
+    )
+
+
+async def test_the_html_bars_are_the_days_bars(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """The day bars, drawn outside the template, say what summary.json says, and a name that
+    looks like markup stays text."""
+    org = await make_tenant(pool)
+    relay = await create(http, org, "smtp", name='<b id="x">Bars</b>', hostname="bars.acme.test")
+    for minutes, status in ((9, "up"), (7, "down")):
+        await store_result(pool, job_ids, relay, "DE", status, ago=timedelta(minutes=minutes))
+    slug = f"bars-{org.org_id}"
+    await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
+    page = (await http.get(f"/status/{slug}")).text
+    today = utcnow().date()
+    assert page.count('class="bar ') == 90
+    assert f'<span class="bar down" title="{today.isoformat()}: 50.0 % up"></span>' in page
+    yesterday = (today - timedelta(days=1)).isoformat()
+    assert f'<span class="bar none" title="{yesterday}: no data"></span>' in page
+    assert '<b id="x">' not in page and "&lt;b id=&#34;x&#34;&gt;Bars&lt;/b&gt;" in page
+    assert (await http.get(f"/status/{slug}")).content == page.encode()
+
+
+@pytest.fixture
+def short_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(status_cache, "PAGE_TTL_S", 0.5)
+    monkeypatch.setattr(status_cache, "STALE_S", 2.0)
+
+
+@pytest.mark.usefixtures("short_ttl")
+async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
+    """Past its TTL a page is still served at once while one rebuild runs (however many ask);
+    a failed rebuild keeps the page and is tried again; past TTL + STALE_S nobody gets it."""
+    cache = PageCache()
+    builds: list[int] = []
+    gate = asyncio.Event()
+
+    async def build() -> dict[str, object]:
+        builds.append(len(builds) + 1)
+        if len(builds) == 2:
+            await gate.wait()
+        if len(builds) == 3:
+            raise RuntimeError("database gone")
+        return {"n": len(builds)}
+
+    first = await cache.get("page", build)
+    assert first.content == {"n": 1}
+    await asyncio.sleep(0.6)  # expired, within STALE_S
+    seen = await asyncio.wait_for(
+        asyncio.gather(*(cache.get("page", build) for _ in range(5))), timeout=0.4
+    )
+    assert {p.content["n"] for p in seen} == {1} and builds == [1, 2]
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert (await cache.get("page", build)).content == {"n": 2}
+
+    await asyncio.sleep(0.6)  # expired again: this rebuild fails, the page stays
+    assert (await cache.get("page", build)).content == {"n": 2}
+    await asyncio.sleep(0.01)
+    assert builds == [1, 2, 3]
+    assert (await cache.get("page", build)).content == {"n": 2}
+    await asyncio.sleep(0.01)
+    assert builds == [1, 2, 3, 4]
+    assert (await cache.get("page", build)).content == {"n": 4}
+
+    await asyncio.sleep(2.6)  # past TTL + STALE_S: the visitor waits for a new build
+    assert (await cache.get("page", build)).content == {"n": 5}
+
+
+@pytest.mark.usefixtures("short_ttl")
+async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it_is_served() -> (
+    None
+):
+    cache = PageCache()
+    renders: list[str] = []
+    builds: list[int] = []
+
+    async def build() -> dict[str, object]:
+        builds.append(1)
+        return {"title": f"t{len(builds)}"}
+
+    def render(content: dict[str, object]) -> bytes:
+        renders.append(str(content["title"]))
+        return str(content["title"]).encode()
+
+    for _ in range(3):
+        page = await cache.get("page", build)
+        assert await page.body("html", render) == b"t1"
+    assert renders == ["t1"]
+    await asyncio.sleep(0.6)
+    assert await (await cache.get("page", build)).body("html", render) == b"t1"
+    for _ in range(100):
+        if renders == ["t1", "t2"]:
+            break
+        await asyncio.sleep(0.01)
+    assert renders == ["t1", "t2"]  # rendered by the rebuild, before any visitor asks
+    assert await (await cache.get("page", build)).body("html", render) == b"t2"
+    assert renders == ["t1", "t2"]
