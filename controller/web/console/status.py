@@ -229,7 +229,10 @@ def render_html(engine: JinjaTemplateEngine, content: dict[str, Any]) -> bytes:
     """The page as HTML. Its day bars (90 per service) are drawn here, not by the template: a
     thousand services' bars through Jinja took seconds; their text is ours (an ISO date, a
     number, a level of `uptime_bars`), nothing a visitor or member wrote."""
-    monitors = [{**m, "barsHtml": Markup(_bars_html(m["bars"]))} for m in content["monitors"]]
+    monitors = [
+        {**service, "barsHtml": Markup(_bars_html(service["bars"]))}
+        for service in content["monitors"]
+    ]
     template = engine.get_template("status.html")
     return template.render(**{**content, "monitors": monitors}).encode()
 
