@@ -19,7 +19,11 @@ agent's blocked ports is logged (at most once a second per country), not every b
 
 Warm-up: after the connection to NATS is (re)made, the view is incomplete until every live
 agent had the time to beat; until `warmup_s` has passed, `is_warm()` is False and the
-scheduler records no `no_agent` round.
+scheduler records no `no_agent` round. Time alone is not enough on a busy host: beats sent
+within the warm-up may still wait unread in the connection or undelivered in the
+subscription's queue while this process's loop is busy (a restarted controller catching up).
+So once the time has passed, a round trip to the server (after which every beat it sent
+before has been read) and an empty subscription queue make the view warm.
 """
 
 import asyncio
@@ -113,6 +117,8 @@ class LiveAgents:
         self._sub: Subscription | None = None
         self._connected_at: float | None = None
         self._reconnects = 0
+        self._settled_for: float | None = None  # the warm-up (its start) whose beats are read
+        self._settling: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Subscribe; the warm-up starts now."""
@@ -123,14 +129,17 @@ class LiveAgents:
 
     async def stop(self) -> None:
         metrics.unwatch_agents(self)
+        if self._settling is not None:
+            self._settling.cancel()
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):  # a closed connection has none left
                 await self._sub.unsubscribe()
             self._sub = None
 
     def is_warm(self) -> bool:
-        """Whether the view is complete: connected, and connected long enough for every live
-        agent to have beaten since. A reconnect seen here restarts the warm-up."""
+        """Whether the view is complete: connected, connected long enough for every live agent to
+        have beaten since, and every beat sent meanwhile read (see the module's docstring). A
+        reconnect seen here restarts the warm-up."""
         if self._sub is None or not self._nc.is_connected:
             self._connected_at = None
             return False
@@ -139,7 +148,28 @@ class LiveAgents:
             self._reconnects = reconnects
             self._connected_at = self._clock()
             log.info("agents_view_warming_up", seconds=self._warmup_s)
-        return self._clock() - self._connected_at >= self._warmup_s
+        if self._clock() - self._connected_at < self._warmup_s:
+            return False
+        if self._warmup_s <= 0 or self._settled_for == self._connected_at:
+            return True
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.get_running_loop().create_task(
+                self._settle(self._sub, self._connected_at)
+            )
+        return False
+
+    async def _settle(self, sub: Subscription, warm_up: float) -> None:
+        """Mark the warm-up that started at `warm_up` complete once every beat the server sent
+        so far has reached the view: a round trip to the server, then the subscription's queue
+        drained. Left undone when NATS is away (the next `is_warm` tries again)."""
+        try:
+            await self._nc.flush(timeout=5)
+        except (TimeoutError, nats.errors.Error):
+            return
+        while sub.pending_msgs:  # noqa: ASYNC110 - the subscription has no event for "empty"
+            await asyncio.sleep(WARM_POLL_S / 5)
+        if self._connected_at == warm_up:
+            self._settled_for = warm_up
 
     async def until_warm(self) -> None:
         """Wait for the view to be complete (say, a triggered round right after this

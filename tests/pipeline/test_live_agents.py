@@ -4,6 +4,7 @@ be trusted. The API and the scheduler on top of it: no NATS resource per read, n
 agents heartbeat, no `no_agent` round while the view warms up."""
 
 import asyncio
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -165,6 +166,7 @@ async def test_the_view_is_cold_until_a_warm_up_after_connecting_and_after_each_
         await until(lambda: nc.is_connected, 10)
         assert not view.is_warm()  # agents had no time to beat since
         await asyncio.sleep(0.5)
+        await view.until_warm()  # the time has passed: what was sent meanwhile is read
         assert view.is_warm()
     finally:
         await view.stop()
@@ -280,3 +282,39 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
     assert r.json()["code"] == "unavailable" and "NATS" in r.json()["message"]
     r = await api.get(f"/api/smtp-monitors/{monitor['publicId']}/results", headers=org.auth())
     assert r.json()["total"] == 0
+
+
+async def test_the_view_is_warm_only_once_the_beats_sent_meanwhile_are_read(
+    nats_url: str, countries: Countries
+) -> None:
+    """A busy controller: its loop stalls while an agent beats, past the warm-up. The time has
+    passed but the beat waits unread, so the view is not warm yet (it would record `no_agent`
+    for a country that has an agent); once it has read what was sent, it is, with the agent."""
+    (cc,) = countries.take()
+    own = await nats.connect(nats_url)
+    view = LiveAgents(own, warmup_s=0.2)
+    try:
+        await view.start()
+        await own.flush()  # the server has the view's subscription
+        now = iso_ms(utcnow())
+        beat = AgentHeartbeat(agent_id=f"{cc}-1", country=cc, started_at=now, seen_at=now)
+
+        async def agent() -> None:  # another process's agent: its own loop and connection
+            conn = await nats.connect(nats_url)
+            await conn.publish(heartbeats_subject(cc, beat.agent_id), encode(beat))
+            await conn.flush()
+            await conn.close()
+
+        beating = threading.Thread(target=asyncio.run, args=(agent(),))
+        beating.start()
+        # This loop is busy meanwhile: the beat reaches the server and waits unread, and the
+        # warm-up time passes.
+        beating.join()
+        time.sleep(0.3)  # noqa: ASYNC251
+        assert cc not in {a.country for a in view.agents()}
+        assert not view.is_warm()
+        await view.until_warm()
+        assert cc in {a.country for a in view.agents()}
+    finally:
+        await view.stop()
+        await own.close()
