@@ -93,8 +93,8 @@ async def test_an_agent_not_heard_of_for_the_ttl_is_gone_and_seen_time_is_the_co
 ) -> None:
     clock = Clock()
     view = LiveAgents(nc, ttl_s=15, clock=clock)
-    view.heard(heartbeats_subject("DE", "a"), beat("DE", "a"))
     before = iso_ms(utcnow())
+    view.heard(heartbeats_subject("DE", "a"), beat("DE", "a"))
     [seen] = view.agents()
     assert seen.seen_at >= before  # the controller's clock, not the agent's
     clock.now += 15
