@@ -49,10 +49,10 @@ async def test_one_tenants_unanswered_zone_leaves_another_tenants_checks_up_and_
     """Pins: with 40 jobs of one tenant at names whose resolver never answers in flight, the
     other tenant's 6 checks by name resolve at once and are `up` (no `dns`, no `timeout (during
     dns)`, no `inconclusive`: the resolver self-check is never queued behind the slow lookups),
-    each within a second; the slow tenant's checks end `timeout` during dns as before. On the
-    getaddrinfo code the slow lookups filled the default thread pool for half a minute and every
-    one of these checks timed out during dns or, with the resolver check starved too, ended
-    `inconclusive`."""
+    each resolved in under half the slow lookups' timeout; the slow tenant's checks end
+    `timeout` during dns as before. On the getaddrinfo code the slow lookups filled the default
+    thread pool for half a minute and every one of these checks timed out during dns or, with the
+    resolver check starved too, ended `inconclusive`."""
     async with AsyncExitStack() as stack:
         site = await stack.enter_async_context(namespace())
         ip = site.host_ip
@@ -135,10 +135,13 @@ async def test_one_tenants_unanswered_zone_leaves_another_tenants_checks_up_and_
     victims = [by_job[j.job_id] for j in fast]
     seen = [(r.status, r.error_kind, r.message) for r in victims]
     assert seen == [("up", None, "ok")] * VICTIM_JOBS, seen
-    assert all(r.phases.dns_ms is not None and r.phases.dns_ms < 1000 for r in victims), [
-        r.phases for r in victims
-    ]
-    assert all(r.response_time_ms is not None and r.response_time_ms < 1000 for r in victims)
+    # Judged on the DNS phase, which is what a queue behind the slow lookups would lengthen: a
+    # queued lookup waits out a slow one (3 s here); the greeting and the total are the loopback
+    # peer's and the host's load, not the resolver's.
+    assert all(
+        r.phases.dns_ms is not None and r.phases.dns_ms < ATTACKER_TIMEOUT_S * 1000 / 2
+        for r in victims
+    ), [r.phases for r in victims]
     attackers = [by_job[j.job_id] for j in slow]
     assert {(r.status, r.error_kind) for r in attackers} == {("down", "timeout")}
     assert all(r.message.endswith("(during dns)") for r in attackers), attackers[0].message
