@@ -6,7 +6,7 @@ it stays in the stream, which keeps days of history, so nothing is lost. A NUL c
 PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
 acked and comes back after a short delay.
 
-`run()` pipelines: one task pulls batches while up to `workers` others store earlier ones, each
+`run()` pipelines: one task pulls batches (through one standing pull request) while up to `workers` others store earlier ones, each
 in its own transaction. Concurrent batches are safe because every insert is idempotent on the
 job id and `results.store` locks state rows in one fixed order; a batch that still fails (a
 deadlock, a lost connection) is nak'ed and stored again later.
@@ -39,7 +39,11 @@ BATCH = 1000
 WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
-LANES = 3  # pull requests outstanding at once
+# Pull requests outstanding at once. One: results keep arriving through a lane's standing
+# request (shared.pulling) while the storers commit earlier batches; more lanes would split a
+# trickle into more, smaller batches, each a transaction (measured: more store lag, and the
+# scheduler's rounds started later).
+LANES = 1
 # A lane's standing pull request lasts this long when results do not fill it first: the
 # idle cost of a lane is one request and its 408 per this many seconds.
 PULL_EXPIRES_S = 10.0
