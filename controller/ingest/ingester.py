@@ -6,10 +6,11 @@ it stays in the stream, which keeps days of history, so nothing is lost. A NUL c
 PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
 acked and comes back after a short delay.
 
-`run()` pipelines: one task pulls batches (through one standing pull request) while up to `workers` others store earlier ones, each
-in its own transaction. Concurrent batches are safe because every insert is idempotent on the
-job id and `results.store` locks state rows in one fixed order; a batch that still fails (a
-deadlock, a lost connection) is nak'ed and stored again later.
+`run()` pipelines: one task pulls batches (through one standing pull request) while up to
+`workers` others store earlier ones, each in its own transaction. Concurrent batches are safe
+because every insert is idempotent on the job id and `results.store` locks state rows in one
+fixed order; a batch that still fails (a deadlock, a lost connection) is nak'ed and stored
+again later.
 """
 
 import asyncio
