@@ -68,9 +68,10 @@ class StandingPull:
         self._queue.put_nowait(msg)
 
     async def take(self, batch: int, wait_s: float, *, linger_s: float = 0.0) -> list[Msg]:
-        """What has arrived; else the first message within `wait_s`, with what else arrives
-        within `linger_s` after it. A request, when one is needed, asks for `batch`. What
-        arrives is returned whole (more than `batch` only after a reconnect, see above)."""
+        """What has arrived; else the first message within `wait_s`; then, with `linger_s`,
+        what else arrives within `linger_s` until there are `batch`. A request, when one is
+        needed, asks for `batch` (less what is in hand). What arrived is returned whole (more
+        than `batch` only after a reconnect, see above)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         msgs: list[Msg] = []
@@ -95,10 +96,27 @@ class StandingPull:
                 continue
             self._handle(msg, msgs)
             self._take_arrived(msgs)
-        if linger_s > 0 and len(msgs) < batch:
-            await asyncio.sleep(linger_s)
-            self._take_arrived(msgs)
+        if linger_s > 0:
+            await self._linger(batch, loop.time() + linger_s, msgs)
         return msgs
+
+    async def _linger(self, batch: int, until: float, msgs: list[Msg]) -> None:
+        """Add to `msgs` what arrives until `until`, or until it holds `batch`; a request that
+        ended meanwhile is followed by one for the rest (a backlog flows on, a full batch
+        never waits)."""
+        loop = asyncio.get_running_loop()
+        while len(msgs) < batch and self._error is None and (left := until - loop.time()) > 0:
+            if self._open is None and self._nc.is_connected:
+                try:
+                    await self._keep_open(batch - len(msgs))
+                except NatsError:
+                    return  # what is in hand is taken; the next take asks again
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), left)
+            except TimeoutError:
+                return
+            self._handle(msg, msgs)
+            self._take_arrived(msgs)
 
     async def _keep_open(self, batch: int) -> None:
         """Send a request for `batch` unless one is open."""
