@@ -42,8 +42,7 @@ FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
 # Pull requests outstanding at once. One: results keep arriving through a lane's standing
 # request (shared.pulling) while the storers commit earlier batches; more lanes would split a
-# trickle into more, smaller batches, each a transaction (measured: more store lag, and the
-# scheduler's rounds started later).
+# trickle into more, smaller batches, each a transaction.
 LANES = 1
 # A lane's standing pull request lasts this long when results do not fill it first: the
 # idle cost of a lane is one request and its 408 per this many seconds.
