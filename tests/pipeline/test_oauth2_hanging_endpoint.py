@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import trustme
 
-from controller.oauth2.fetcher import TokenFetcher
+from controller.oauth2.fetcher import TIMEOUT_S, TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
@@ -35,6 +35,11 @@ from tests.sealing import KeyRing
 from tests.serving import serve_app
 
 USER = "probe@example.com"
+# A pass that waited for a hanging endpoint would wait until the test ends; one that does not
+# takes milliseconds, seconds on a loaded machine.
+PASS_S = 3.0
+# Waiting behind the hanging fetches would take their whole timeout.
+OTHERS_WITHIN_S = TIMEOUT_S * 0.8
 CLIENT, SECRET = "mailprobe-app", "hang-secret-4711"
 
 
@@ -81,14 +86,24 @@ async def _monitor(
     return r.json()["id"], r.json()["publicId"]
 
 
-async def _idle_in_transaction(pool: asyncpg.Pool) -> list[str]:
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT coalesce(query, '') AS q FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND state LIKE 'idle in transaction%'"
-        )
-    return [r["q"] for r in rows]
+async def _stuck_in_transaction(pool: asyncpg.Pool, seconds: float = 1.0) -> list[str]:
+    """The statements of sessions that sat idle in one transaction for `seconds` without a
+    statement: one wrapping a fetch that hangs stays so; a short transaction caught between
+    its last statement and its COMMIT on a loaded machine does not."""
+
+    async def idle() -> dict[tuple[int, object], str]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT pid, state_change, coalesce(query, '') AS q FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state LIKE 'idle in transaction%'"
+            )
+        return {(r["pid"], r["state_change"]): r["q"] for r in rows}
+
+    first = await idle()
+    await asyncio.sleep(seconds)
+    again = await idle()
+    return [q for key, q in first.items() if key in again]
 
 
 async def test_a_hanging_token_endpoint_delays_no_other_organization(
@@ -143,11 +158,13 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
             started = time.monotonic()
             sent: set[str] = set()
             while {public[m] for m in ours} - sent:
-                assert time.monotonic() - started < 5, "the other organization's rounds waited"
+                waited = time.monotonic() - started
+                assert waited < OTHERS_WITHIN_S, "the other organization's rounds waited"
                 run = asyncio.create_task(scheduler.run_due())
-                await asyncio.sleep(0.3)  # the hanging fetches are under way meanwhile
-                assert await _idle_in_transaction(pipe_pool) == []
-                assert run.done(), "a scheduler pass waited for a token endpoint"
+                # The hanging fetches are under way meanwhile, and hang until the test ends.
+                assert await _stuck_in_transaction(pipe_pool) == []
+                done, _ = await asyncio.wait([run], timeout=PASS_S)
+                assert done, "a scheduler pass waited for a token endpoint"
                 await run
                 sent = {job.monitor_id for job, _ in await countries.jobs(cc)}
             assert len(working.calls) == 1
