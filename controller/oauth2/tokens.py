@@ -16,8 +16,9 @@ it `start`s a fetch in the background and claims the monitor again once it is do
 (`fetching`). A replica runs at most `fetches` of them at once (OAUTH2_TOKEN_FETCHES), one
 organization at most `ORG_CONCURRENCY`, and a slot that frees goes to the waiting organization
 holding the fewest (controller.oauth2.slots); each fetch gives its slot back at the latest when
-the fetcher's timeout ends it. So no set of organizations whose endpoints hang can keep another
-organization's fetches waiting longer than one fetch timeout.
+the fetcher's timeout ends it (or another replica's, asking for the same grant). So
+organizations whose endpoints hang keep another organization's fetch waiting only until the
+next slots free.
 """
 
 import asyncio
@@ -37,10 +38,10 @@ from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_oauth2_token
 from controller.oauth2 import rules
 from controller.oauth2 import token_store as store
-from controller.oauth2.slots import FairSlots
 from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.oauth2.grants import Grant, endpoint
 from controller.oauth2.rules import TokenFailure as TokenFailure
+from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.secret import Secret
 from shared.timefmt import utcnow

@@ -44,6 +44,7 @@ from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
+from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
 from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.issuer import SCOPE, TokenIssuer
@@ -473,10 +474,12 @@ async def test_a_hanging_endpoint_gives_its_slot_back_at_the_fetch_timeout(
                 fetches=1,
             )
             hung = asyncio.create_task(service.tokens(stuck, later()))
-            while service.slots.holding() != {stuck.organization_id: 1} or (
-                hang == "no_answer" and hanging.waiting != 1
-            ):
-                await asyncio.sleep(0.01)
+            await until(
+                lambda: (
+                    service.slots.holding() == {stuck.organization_id: 1}
+                    and (hang == "no_handshake" or hanging.waiting == 1)
+                )
+            )
             started = time.monotonic()
             got = await service.tokens(waiting, later())
             waited = time.monotonic() - started
@@ -487,10 +490,7 @@ async def test_a_hanging_endpoint_gives_its_slot_back_at_the_fetch_timeout(
             assert failure.message == f"no answer within {timeout_s:g} s"
             assert service.slots.holding() == {} and service.slots.waiting() == {}
             # Nor does the fetch leave its connection open behind it.
-            deadline = time.monotonic() + 2
-            while hanging.waiting and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-            assert hanging.waiting == 0, "the endpoint still has the fetch's connection"
+            await until(lambda: hanging.waiting == 0)  # the endpoint saw the connection close
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always", ResourceWarning)
                 gc.collect()

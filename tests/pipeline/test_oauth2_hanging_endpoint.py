@@ -28,6 +28,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from shared.settings import ControllerSettings
+from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
 from tests.oauth2.issuer import TokenIssuer
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
@@ -263,8 +264,10 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
                         victim,
                     )
                 await scheduler.run_due()
-                while sum(service.slots.holding().values()) < fetches or hanging.waiting < fetches:
-                    await asyncio.sleep(0.05)
+                await until(
+                    lambda: sum(service.slots.holding().values()) == hanging.waiting == fetches,
+                    within=10,
+                )
                 # Every slot hangs, and the other fetches wait; within the organization's cap.
                 assert sum(service.slots.waiting().values()) == len(stuck) - fetches
                 assert max(hanging.waiting_by_client.values()) == ORG_CONCURRENCY
@@ -287,8 +290,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
                 # Once every slot went round once: the first 3 organizations' fetches timed out,
                 # the 8 slots went to the 6 others still fetching and to the one that answers:
                 # one each, one more for the first in turn.
-                while hanging.waiting < fetches:
-                    await asyncio.sleep(0.05)
+                await until(lambda: hanging.waiting == fetches, within=timeout_s)
                 assert max(hanging.waiting_by_client.values()) <= 2, hanging.waiting_by_client
                 assert most <= ORG_CONCURRENCY
             finally:
