@@ -4,7 +4,9 @@ loopback endpoint takes no answer, another organization's monitors (a password-l
 with OAuth2 on its own endpoint) get their rounds at once, the hanging organization's monitors
 hold no row lock and no session sits `idle in transaction`; when the endpoint then fails, each
 of its rounds is recorded `missed` / `oauth2_token` with one notice to the owners, never a
-check of the server."""
+check of the server. The fetch slots are fair: as many organizations as there are slots, all
+hanging, hold up a later organization's round by one fetch timeout at most, and none holds more
+than its share once the slots went round."""
 
 import asyncio
 import time
