@@ -29,7 +29,8 @@ WHOLE_TARGET_S = 10.0
 TOKEN = "mps_bench-metrics-token"
 
 # One full stored result per monitor and country (one in nine down), with the phases and TLS
-# facts an SMTP STARTTLS check has, and the countries' latest state pointing at it.
+# facts an SMTP STARTTLS check has, and the countries' latest state pointing at it with its
+# values, as the ingester keeps them (migration 0037).
 _RESULTS = """
 WITH j AS (
     SELECT m.id, m.public_id, c, gen_random_uuid() AS job, $2::timestamptz AS at,
@@ -52,8 +53,11 @@ WITH j AS (
     FROM j
 )
 INSERT INTO monitor_country_state (monitor_id, country, last_status, last_scheduled_at,
-    last_job_id)
-SELECT id, c, CASE WHEN down THEN 'down' ELSE 'up' END, at, job::text FROM j
+    last_job_id, last_response_time_ms, last_phases_ms, last_cert_not_after)
+SELECT id, c, CASE WHEN down THEN 'down' ELSE 'up' END, at, job::text, 20 + id % 50 + 0.125,
+    ARRAY[1.5, 5.25, 12.5, 30 + id % 7, NULL, NULL, NULL, NULL]::float8[],
+    to_char(at + (id % 90) * interval '1 day', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+FROM j
 """
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
-from controller.web.console.scrape_store import PHASES, phase_ms
+from controller.web.console.scrape_store import PHASES
 from controller.web.console.store import STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -94,7 +94,7 @@ def encode(
 ) -> Iterator[bytes]:
     """The series of `scrape_store.monitors` and `scrape_store.latest` rows, in chunks; each
     family's lines are made by one comprehension over a column (the cost is per line). The
-    phases family only when asked (`latest` then has the phase columns)."""
+    phases family only when asked (`latest` then has the `phases` column)."""
     ids = [r["monitor"] for r in monitors]
     yield from _family(
         INFO,
@@ -134,16 +134,26 @@ def encode(
     )
     if phases:
         name = PHASE.name
+        # per phase, its label pair after the row's key, written once
+        tails = [f',phase="{p}"}} ' for p in PHASES]
         yield from _family(
             PHASE,
             [
-                f'{name}{{{k},phase="{p}"}} {_seconds(ms)}\n'
+                f"{name}{{{k}{tail}{_seconds(ms)}\n"
                 for k, r in zip(keys, latest, strict=True)
-                for p, ms in zip(PHASES, phase_ms(r), strict=True)
+                if (measured := r["phases"]) is not None
+                for tail, ms in zip(tails, measured, strict=True)
                 if ms is not None
             ],
         )
-    yield from series(CERT_EXPIRY, (expiry(r["not_after"]) for r in latest))
+    expiries: dict[str | None, float | None] = {}
+    yield from series(
+        CERT_EXPIRY,
+        (
+            expiries[t] if (t := r["not_after"]) in expiries else expiries.setdefault(t, expiry(t))
+            for r in latest
+        ),
+    )
     yield from series(SCHEDULED, (r["due"] for r in latest))
 
 
