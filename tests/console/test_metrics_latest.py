@@ -213,9 +213,12 @@ async def test_a_deleted_monitor_disappears(
     assert not any(dict(lb).get("monitor") == gone["publicId"] for _, lb in samples)
     # its late result is dropped, and no state row comes back for it
     assert await _store(pool, _result(job_ids, gone, _minute(0))) == 0
-    assert gone["publicId"] not in (await http.get(
-        "/metrics/monitors", headers={"Authorization": f"Bearer {token}"}
-    )).text
+    assert (
+        gone["publicId"]
+        not in (
+            await http.get("/metrics/monitors", headers={"Authorization": f"Bearer {token}"})
+        ).text
+    )
 
 
 async def test_a_token_sees_its_own_organization_in_every_shard(

@@ -89,21 +89,34 @@ async def _check(conn: asyncpg.Connection) -> None:
         [
             _result(pid, "SG", now - timedelta(minutes=2)),
             ResultRow.missed(
-                uuid.UUID(pid), "smtp", "SG", expired_job, now - timedelta(minutes=1),
-                "expired", "no result by then",
+                uuid.UUID(pid),
+                "smtp",
+                "SG",
+                expired_job,
+                now - timedelta(minutes=1),
+                "expired",
+                "no result by then",
             ),
         ],
         # GB: an `expired` row replaced by the round's real result
         [
             ResultRow.missed(
-                uuid.UUID(pid), "smtp", "GB", expired_job.replace(expired_job[:8], "0" * 8),
-                now - timedelta(minutes=1), "expired", "no result by then",
+                uuid.UUID(pid),
+                "smtp",
+                "GB",
+                expired_job.replace(expired_job[:8], "0" * 8),
+                now - timedelta(minutes=1),
+                "expired",
+                "no result by then",
             )
         ],
         [
             _result(
-                pid, "GB", now - timedelta(minutes=1),
-                job=expired_job.replace(expired_job[:8], "0" * 8), responseTimeMs=99.0,
+                pid,
+                "GB",
+                now - timedelta(minutes=1),
+                job=expired_job.replace(expired_job[:8], "0" * 8),
+                responseTimeMs=99.0,
             )
         ],
         # JP: results of an hour since packed
