@@ -18,7 +18,7 @@ import asyncpg
 
 from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
 from controller.web.console.scrape_store import PHASES
-from controller.web.console.store import STATES
+from controller.web.console.store import STATES, shown_state
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LINES_PER_CHUNK = 20_000
@@ -77,6 +77,13 @@ def expiry(not_after: str | None) -> float | None:
     return stamp if math.isfinite(stamp) else None
 
 
+def _state_block(now: str) -> str:
+    """The state family's lines of a monitor in state `now`, its id left as `{0}`."""
+    return "".join(
+        f'{STATE.name}{{{{monitor="{{0}}",state="{s}"}}}} {1 if s == now else 0}\n' for s in STATES
+    )
+
+
 def _header(family: Family) -> str:
     return f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge\n"
 
@@ -104,16 +111,22 @@ def encode(
             for m, r in zip(ids, monitors, strict=True)
         ],
     )
-    states = [r["state"] for r in monitors]
+    statuses: dict[str, list[str]] = {}
+    for r in latest:
+        statuses.setdefault(r["monitor"], []).append(r["last_status"])
+    states = [
+        shown_state(r["judged"], statuses.get(m, [])) for m, r in zip(ids, monitors, strict=True)
+    ]
+    # per shown state, a monitor's lines of the family: one format call per monitor
+    blocks: dict[str, str] = {}
     yield from _family(
         STATE,
         [
-            f'{STATE.name}{{monitor="{m}",state="{s}"}} {1 if s == now else 0}\n'
+            (blocks.get(now) or blocks.setdefault(now, _state_block(now))).format(m)
             for m, now in zip(ids, states, strict=True)
-            for s in STATES
         ],
     )
-    del ids, states
+    del ids, states, statuses
     quoted = {cc: escape(cc) for cc in {r["country"] for r in latest}}
     keys = [f'monitor="{r["monitor"]}",country="{quoted[r["country"]]}"' for r in latest]
     status = [r["last_status"] for r in latest]

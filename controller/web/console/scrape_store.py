@@ -5,7 +5,6 @@ from uuid import UUID
 import asyncpg
 
 from controller.db.pool import Conn
-from controller.web.console import store as console
 
 
 async def create(conn: Conn, organization_id: int, name: str, digest: bytes) -> None:
@@ -71,12 +70,14 @@ _LATEST = {phases: _latest_sql(phases) for phases in (False, True)}
 async def monitors(
     conn: Conn, organization_id: int, shard: int, shards: int
 ) -> list[asyncpg.Record]:
-    """The shard's monitors: public id (text), name, kind, customer and shown state."""
+    """The shard's monitors: public id (text), name, kind, customer and the alerter's state
+    (`judged`, None before it judged a round); `console.shown_state` of it and the statuses of
+    `latest`'s rows is the state shown."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT m.public_id::text AS monitor, m.name, m.type, c.name AS customer,"
-        f" {console.STATE} AS state"
+        " a.state AS judged"
         " FROM monitors m JOIN customers c ON c.id = m.customer_id"
-        f" {console.STATE_JOINS}"
+        " LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id"
         f" WHERE {_IN_SHARD} ORDER BY m.id",
         organization_id,
         shards,
