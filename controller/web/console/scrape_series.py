@@ -18,7 +18,7 @@ import asyncpg
 
 from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
 from controller.web.console.scrape_store import PHASES
-from controller.web.console.store import STATES, shown_state
+from controller.web.console.store import STATES, state_from_rows
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LINES_PER_CHUNK = 20_000
@@ -115,7 +115,8 @@ def encode(
     for r in latest:
         statuses.setdefault(r["monitor"], []).append(r["last_status"])
     states = [
-        shown_state(r["judged"], statuses.get(m, [])) for m, r in zip(ids, monitors, strict=True)
+        state_from_rows(r["judged"], statuses.get(m, []))
+        for m, r in zip(ids, monitors, strict=True)
     ]
     # per shown state, a monitor's lines of the family: one format call per monitor
     blocks: dict[str, str] = {}

@@ -71,7 +71,7 @@ async def monitors(
     conn: Conn, organization_id: int, shard: int, shards: int
 ) -> list[asyncpg.Record]:
     """The shard's monitors: public id (text), name, kind, customer and the alerter's state
-    (`judged`, None before it judged a round); `console.shown_state` of it and the statuses of
+    (`judged`, None before it judged a round); `console.state_from_rows` of it and the statuses of
     `latest`'s rows is the state shown."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT m.public_id::text AS monitor, m.name, m.type, c.name AS customer,"

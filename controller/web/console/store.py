@@ -49,7 +49,7 @@ _STATE = f"""CASE WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
     ELSE {_FROM_COUNTRIES} END"""
 
 
-def shown_state(judged: str | None, statuses: Sequence[str]) -> str:
+def state_from_rows(judged: str | None, statuses: Sequence[str]) -> str:
     """The shown state as `_STATE` has it, for a reader that has the alerter's state (`judged`)
     and the statuses of the countries' latest rows (those `_COUNTRY_ROWS` reads) already."""
     if judged is not None and judged != "unknown":

@@ -1,4 +1,4 @@
-"""`console.shown_state` (the scrape's, in Python) says what the console's SQL says of a
+"""`console.state_from_rows` (the scrape's, in Python) says what the console's SQL says of a
 monitor: the alerter's state once it judged, else what its countries' latest statuses say."""
 
 from itertools import combinations_with_replacement
@@ -22,7 +22,7 @@ async def test_the_python_rule_is_the_sql_rule(pool: asyncpg.Pool) -> None:
             for statuses in combinations_with_replacement(STATUSES, n):
                 expected = await conn.fetchval(query, list(statuses))
                 seen.add(expected)
-                assert console.shown_state(None, list(statuses)) == expected, statuses
-                assert console.shown_state("unknown", list(statuses)) == expected, statuses
-                assert console.shown_state("down", list(statuses)) == "down"
+                assert console.state_from_rows(None, list(statuses)) == expected, statuses
+                assert console.state_from_rows("unknown", list(statuses)) == expected, statuses
+                assert console.state_from_rows("down", list(statuses)) == "down"
     assert seen == set(console.STATES)
