@@ -184,7 +184,7 @@ def _seconds_text(ms: float) -> str:
     `str` prints) is those digits without trailing zeros. Outside that range (where `str`
     may use an exponent or need more digits) it is `str(_seconds(ms))` itself."""
     s = ms / 1000
-    if not 1e-4 <= abs(s) < 1e9:
+    if not 1e-4 <= s < 1e9 and not -1e9 < s <= -1e-4:
         return str(round(s, 6))
     text = f"{s:.6f}".rstrip("0")
     return text + "0" if text[-1] == "." else text
