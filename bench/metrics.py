@@ -3,9 +3,9 @@ from three countries, its latest result stored with phases and TLS facts (seeded
 PostgreSQL), scraped whole and in shards (`?shards=N&shard=K`, one Prometheus target each) by
 sequential requests on loopback to one API process, as Prometheus would: body read to the end.
 
-Target: a scrape Prometheus takes at a 60 s interval with its 10 s timeout. Judged: every
-shard of a SHARDS-way split answers in < 2 s (the documented scrape config); the whole
-organization in one scrape is printed beside it (< 10 s to fit the timeout at all).
+Target: a scrape Prometheus takes at a 60 s interval with its 10 s timeout. Judged: the p95 of
+ROUNDS scrapes of every shard of a SHARDS-way split is < 1 s (the documented scrape config); the
+whole organization in one scrape is printed beside it (< 10 s to fit the timeout at all).
 """
 
 import asyncio
@@ -24,12 +24,14 @@ from shared.timefmt import utcnow
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")
 SHARDS = 10
-SHARD_TARGET_S = 2.0
+SHARD_TARGET_S = 1.0
+ROUNDS = 3  # scrapes of every shard, for a p95 of 30
 WHOLE_TARGET_S = 10.0
 TOKEN = "mps_bench-metrics-token"
 
 # One full stored result per monitor and country (one in nine down), with the phases and TLS
-# facts an SMTP STARTTLS check has, and the countries' latest state pointing at it.
+# facts an SMTP STARTTLS check has, and the countries' latest state pointing at it with its
+# values, as the ingester keeps them (migration 0037).
 _RESULTS = """
 WITH j AS (
     SELECT m.id, m.public_id, c, gen_random_uuid() AS job, $2::timestamptz AS at,
@@ -52,8 +54,11 @@ WITH j AS (
     FROM j
 )
 INSERT INTO monitor_country_state (monitor_id, country, last_status, last_scheduled_at,
-    last_job_id)
-SELECT id, c, CASE WHEN down THEN 'down' ELSE 'up' END, at, job::text FROM j
+    last_job_id, last_response_time_ms, last_phases_ms, last_cert_not_after)
+SELECT id, c, CASE WHEN down THEN 'down' ELSE 'up' END, at, job::text, 20 + id % 50 + 0.125,
+    ARRAY[1.5, 5.25, 12.5, 30 + id % 7, NULL, NULL, NULL, NULL]::float8[],
+    to_char(at + (id % 90) * interval '1 day', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+FROM j
 """
 
 
@@ -130,22 +135,29 @@ def _scrape(url: str) -> tuple[float, int, int, int]:
 
 
 def _shards(url: str, query: str, label: str, cpu: _Cpu) -> tuple[bool, int]:
-    """Every shard once: prints and judges the times; returns the verdict and the samples."""
+    """Every shard ROUNDS times, round after round: prints and judges the times (p95 of all);
+    returns the verdict and the samples of one round."""
     api, pg = cpu.now()
-    shards = [_scrape(f"{url}?shards={SHARDS}&shard={k}{query}") for k in range(SHARDS)]
+    shards = [
+        _scrape(f"{url}?shards={SHARDS}&shard={k}{query}")
+        for _ in range(ROUNDS)
+        for k in range(SHARDS)
+    ]
     api_after, pg_after = cpu.now()
     took = [t for t, _, _, _ in shards]
-    total = sum(s for _, _, _, s in shards)
-    ok = max(took) < SHARD_TARGET_S
+    total = sum(s for _, _, _, s in shards[:SHARDS])
+    ok = percentile(took, 95) < SHARD_TARGET_S
     print(
         f"  {SHARDS} shards{label:<14} {total:,} samples in all, per shard"
         f" {max(s for _, _, _, s in shards):,} samples, {max(w for _, w, _, _ in shards) / 1e6:.1f}"
-        f" MB gzip: median {percentile(took, 50):.2f} s, max {max(took):.2f} s"
-        f"   target < {SHARD_TARGET_S:.0f} s: {verdict(ok)}"
+        f" MB gzip; {len(took)} scrapes: median {percentile(took, 50):.2f} s,"
+        f" p95 {percentile(took, 95):.2f} s, max {max(took):.2f} s"
+        f"   target p95 < {SHARD_TARGET_S:.0f} s: {verdict(ok)}"
     )
     print(
-        f"  {'':23} CPU per shard: API {(api_after - api) / SHARDS:.2f} s,"
-        f" PostgreSQL {(pg_after - pg) / SHARDS:.2f} s"
+        f"  {'':23} CPU per shard: API {(api_after - api) / len(took):.2f} s,"
+        f" PostgreSQL {(pg_after - pg) / len(took):.2f} s"
+        f" (load average {os.getloadavg()[0]:.1f})"
     )
     return ok, total
 

@@ -570,6 +570,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "recorded `oauth2_token`",
         ),
     ] = 600
+    oauth2_token_fetches: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=200,
+            description="OAuth2 token endpoints one controller replica asks at once, each fetch "
+            "holding a database connection (below `DB_POOL_MAX`); one organization takes at most "
+            "3, and a free one goes to the waiting organization holding the fewest",
+        ),
+    ] = 8
     controller_metrics_host: Annotated[
         str,
         Meta(description="address of `/metrics`, `/health` and `/ready` without the `api` role"),
@@ -656,6 +666,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 raise ValueError("NOTIFY_SMTP_URL names no host")
             if self.notify_from is None or "@" not in self.notify_from:
                 raise ValueError("NOTIFY_FROM (an e-mail address) is required with NOTIFY_SMTP_URL")
+        if self.oauth2_token_fetches >= self.db_pool_max:
+            raise ValueError("OAUTH2_TOKEN_FETCHES must be below DB_POOL_MAX")
         if self.oauth2_ca_file is not None and not os.path.isfile(self.oauth2_ca_file):
             raise ValueError("OAUTH2_CA_FILE is not a readable file")
         if self.public_url is not None:

@@ -224,7 +224,11 @@ WITH r AS (
 )
 SELECT i.monitor_id, k.cc AS country, k.job::text AS job_id, i.scheduled_at, k.status,
     k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
-    i.detail_ms IS NULL AS full, i.tag, k.facts
+    i.detail_ms IS NULL AS full, i.tag, k.facts, i.response_time_ms,
+    CASE WHEN i.detail_ms IS NULL THEN result_phases_ms(k.phases)
+        ELSE result_compact_phases_ms({", ".join(f"k.{p}_us" for p in _PHASES)}) END
+        AS phases_ms,
+    k.tls->>'certNotAfter' AS cert_not_after
 FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
 """
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
@@ -257,6 +261,9 @@ UPDATE monitor_country_state s SET
         CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
     consecutive_successes =
         CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
+    last_response_time_ms = u.response_time_ms,
+    last_phases_ms = u.phases_ms,
+    last_cert_not_after = u.cert_not_after,
     updated_at = now(),
     detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
         THEN u.detail_at ELSE s.detail_at END,
@@ -268,7 +275,8 @@ FROM json_to_recordset($1::json) AS u(
     monitor_id bigint, country text, status text, error_kind text, message text,
     scheduled_at timestamptz, job_id text, checked_at timestamptz,
     add_fail int, reset_fail bool, add_succ int, reset_succ bool,
-    detail_at timestamptz, detail_tag smallint, detail_facts uuid)
+    detail_at timestamptz, detail_tag smallint, detail_facts uuid,
+    response_time_ms float8, phases_ms float8[], cert_not_after text)
 WHERE s.monitor_id = u.monitor_id AND s.country = u.country
   AND u.scheduled_at >= s.last_scheduled_at
 RETURNING s.monitor_id, s.country
@@ -277,9 +285,10 @@ RETURNING s.monitor_id, s.country
 
 class _Fold(msgspec.Struct):
     """The effect of a batch's new results on one (monitor, country) state, in time order: its
-    latest round, the end of its latest check that says something of the server (not missed,
-    not inconclusive), the counters' moves, and its latest full row (where the next compact
-    rows point)."""
+    latest round (with the values a scrape shows of it: response time, phases in ms by
+    `scrape_store.PHASES`, certificate expiry), the end of its latest check that says
+    something of the server (not missed, not inconclusive), the counters' moves, and its
+    latest full row (where the next compact rows point)."""
 
     monitor_id: int
     country: str
@@ -296,6 +305,9 @@ class _Fold(msgspec.Struct):
     detail_at: datetime | None = None
     detail_tag: int | None = None
     detail_facts: UUID | None = None
+    response_time_ms: float | None = None
+    phases_ms: list[float | None] | None = None
+    cert_not_after: str | None = None
 
     def apply(self, row: asyncpg.Record) -> None:
         """`row`: one of `_INSERT`'s RETURNING rows, for this monitor and country."""
@@ -305,6 +317,11 @@ class _Fold(msgspec.Struct):
             row["status"],
         )
         self.error_kind, self.message, end = row["error_kind"], row["message"], row["finished_at"]
+        self.response_time_ms, self.phases_ms, self.cert_not_after = (
+            row["response_time_ms"],
+            row["phases_ms"],
+            row["cert_not_after"],
+        )
         if row["full"]:
             self.detail_at, self.detail_tag, self.detail_facts = (
                 row["scheduled_at"],

@@ -35,6 +35,10 @@ with warnings.catch_warnings():
 log = structlog.get_logger(__name__)
 
 TIMEOUT_S: Final = 10.0
+# Of the call's timeout, what connecting and then the TLS handshake may each take (httpx's
+# connect timeout): a handshake that hangs ends there, inside httpx, which closes its socket;
+# cancelled from outside by the call's timeout, the socket would stay open until collected.
+CONNECT_SHARE: Final = 0.4
 BODY_MAX: Final = 64 * 1024
 DESCRIPTION_MAX: Final = 300
 
@@ -190,7 +194,7 @@ class TokenFetcher:
             scope=" ".join(wanted),
             token_endpoint_auth_method="client_secret_post" if secret else "none",
             transport=transport,
-            timeout=self._timeout_s,
+            timeout=httpx.Timeout(self._timeout_s, connect=self._timeout_s * CONNECT_SHARE),
             trust_env=False,
             follow_redirects=False,
         )
@@ -219,7 +223,7 @@ class TokenFetcher:
                     "blocked_endpoint", transport.backend.blocked, refused=False
                 ) from None
             raise TokenError("unreachable", _clean(exc), refused=False) from None
-        except TimeoutError:
+        except (TimeoutError, httpx.TimeoutException):
             raise TokenError(
                 "unreachable", f"no answer within {self._timeout_s:g} s", refused=False
             ) from None

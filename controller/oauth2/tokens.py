@@ -13,8 +13,12 @@ on a connection outside any transaction, and what the answer changes is written 
 transaction after it. The scheduler never waits for an endpoint either: in its transaction it
 takes only tokens that are `ready` (cached, or a failure waiting for its retry); for the others
 it `start`s a fetch in the background and claims the monitor again once it is done
-(`fetching`). Fetches are bounded per organization (`ORG_CONCURRENCY`) below the replica's bound
-(`CONCURRENCY`), so one organization's hanging endpoint leaves slots to every other one.
+(`fetching`). A replica runs at most `fetches` of them at once (OAUTH2_TOKEN_FETCHES), one
+organization at most `ORG_CONCURRENCY`, and a slot that frees goes to the waiting organization
+holding the fewest (controller.oauth2.slots); each fetch gives its slot back at the latest when
+the fetcher's timeout ends it (or another replica's, asking for the same grant). So
+organizations whose endpoints hang keep another organization's fetch waiting only until the
+next slots free.
 """
 
 import asyncio
@@ -37,6 +41,7 @@ from controller.oauth2 import token_store as store
 from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.oauth2.grants import Grant, endpoint
 from controller.oauth2.rules import TokenFailure as TokenFailure
+from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
 from shared.secret import Secret
 from shared.timefmt import utcnow
@@ -44,8 +49,7 @@ from shared.timefmt import utcnow
 log = structlog.get_logger(__name__)
 
 NOTICE_KIND: Final = "oauth2_token"
-CONCURRENCY: Final = 8  # grants asked at once by one replica (each holds a connection)
-ORG_CONCURRENCY: Final = 3  # of which one organization's grants take at most this many
+ORG_CONCURRENCY: Final = 3  # grants of one organization asked at once by one replica
 MEMORY_MAX: Final = 10_000  # tokens one replica keeps in memory (PostgreSQL keeps them all)
 
 
@@ -57,9 +61,11 @@ class TokenService:
         fetcher: TokenFetcher,
         *,
         calls_per_hour: int = 600,
+        fetches: int = 8,
         links: Links = NO_LINKS,
     ) -> None:
-        """`links`: where the owners' notice points them."""
+        """`fetches`: grants asked at once (each holds a connection of `pool` meanwhile);
+        `links`: where the owners' notice points them."""
         self._pool = pool
         self._links = links
         self._box = box
@@ -67,8 +73,7 @@ class TokenService:
         self._calls_per_hour = calls_per_hour
         self._key = box.subkeys(rules.GRANT_KEY_PURPOSE)[0]
         self._memory: dict[str, tuple[Secret, datetime]] = {}
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._org_slots: dict[int, asyncio.Semaphore] = {}
+        self.slots = FairSlots(fetches, ORG_CONCURRENCY)
         # Background fetches by monitor id, and their outcomes until the scheduler takes them
         # (with the grant keys they were for: an edited grant is not served a stale answer).
         self._fetching: dict[int, asyncio.Task[None]] = {}
@@ -151,12 +156,6 @@ class TokenService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _org_slot(self, organization_id: int) -> asyncio.Semaphore:
-        slot = self._org_slots.get(organization_id)
-        if slot is None:
-            slot = self._org_slots[organization_id] = asyncio.Semaphore(ORG_CONCURRENCY)
-        return slot
-
     async def tokens(
         self, monitor: Monitor, needed_until: datetime
     ) -> dict[str, Secret] | TokenFailure:
@@ -178,12 +177,7 @@ class TokenService:
         cached = self._memory.get(key)
         if cached is not None and rules.usable(cached[1], needed_until):
             return cached[0]
-        # The organization's slot first: its grants queue there, not in the replica's slots.
-        async with (
-            self._org_slot(monitor.organization_id),
-            self._slots,
-            self._pool.acquire() as conn,
-        ):
+        async with self.slots.slot(monitor.organization_id), self._pool.acquire() as conn:
             try:
                 await store.hold(conn, key)
                 return await self._locked(conn, monitor, path, grant, key, needed_until)

@@ -122,6 +122,7 @@ async def open_pipeline(
                     settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
                 ),
                 calls_per_hour=settings.oauth2_token_calls_per_hour,
+                fetches=settings.oauth2_token_fetches,
                 links=Links.of(settings),
             ),
             links=Links.of(settings),

@@ -184,7 +184,10 @@ async def test_an_agent_process_killed_mid_check_leaves_exactly_one_stored_resul
             await wait_results(api, org, pid, count(1))
             await asyncio.sleep(1.5)  # past the 1 s ack_wait: a second delivery would be here
             body = await results(api, org, pid)
-        assert peer.connections == 2
+        # The doomed agent's connection, then the survivor's. On a loaded host the survivor's
+        # `in_progress` can come later than the 1 s ack_wait and the job is delivered to it
+        # again (a third connection): still one stored result, which is what is pinned.
+        assert peer.connections >= 2
     finally:
         survivor.stop()
         if run is not None:

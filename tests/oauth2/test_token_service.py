@@ -6,11 +6,16 @@ down, a wrong scope, private addresses refused, the hourly budget), the schedule
 putting only the access token into the sealed job, and a round's job logging in to Dovecot."""
 
 import argparse
+import asyncio
 import base64
+import gc
 import json
 import tempfile
+import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,7 @@ from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
+from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
 from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.issuer import SCOPE, TokenIssuer
@@ -415,6 +421,83 @@ async def test_token_endpoint_calls_are_bounded_per_organization(
     failure = await service.tokens(second, later())
     assert isinstance(failure, TokenFailure) and failure.error == "budget"
     assert len(endpoint.calls) == 1
+
+
+@asynccontextmanager
+async def silent_listener() -> AsyncIterator[str]:
+    """A loopback TCP server that takes connections and never says a word (no TLS handshake)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def take(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(take, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}/token"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("hang", ["no_answer", "no_handshake"])
+async def test_a_hanging_endpoint_gives_its_slot_back_at_the_fetch_timeout(
+    client: httpx.AsyncClient,
+    endpoint: TokenEndpoint,
+    issuer: TokenIssuer,
+    tenant: Tenant,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    ca: trustme.CA,
+    hang: str,
+) -> None:
+    """One slot: an endpoint that accepts and never answers (over HTTP, or not even TLS) holds it
+    only until the fetch's timeout, then the next organization's fetch takes it."""
+    held = asyncio.Event()
+    hanging = TokenEndpoint(issuer, USER, clients={CLIENT: CLIENT_SECRET}, held=held)
+    other = await make_tenant(pool)
+    timeout_s = 1.0
+    async with serve(hanging, ca), silent_listener() as silent:
+        try:
+            url = hanging.url if hang == "no_answer" else silent
+            grant = grant_of(endpoint, "client_credentials", clientSecret=CLIENT_SECRET)
+            r = await create_imap(client, tenant, {**grant, "tokenUrl": url})
+            stuck = (await watched(pool, r.json()["id"])).monitor
+            r = await create_imap(client, other, grant)
+            waiting = (await watched(pool, r.json()["id"])).monitor
+            service = TokenService(
+                pool,
+                box,
+                TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
+                fetches=1,
+            )
+            hung = asyncio.create_task(service.tokens(stuck, later()))
+            await until(
+                lambda: (
+                    service.slots.holding() == {stuck.organization_id: 1}
+                    and (hang == "no_handshake" or hanging.waiting == 1)
+                )
+            )
+            started = time.monotonic()
+            got = await service.tokens(waiting, later())
+            waited = time.monotonic() - started
+            assert isinstance(got, dict) and claims(got["oauth2"])["email"] == USER
+            assert waited < timeout_s + 1.5, waited  # its own fetch after the timeout
+            failure = await hung
+            assert isinstance(failure, TokenFailure) and failure.error == "unreachable", failure
+            assert failure.message == f"no answer within {timeout_s:g} s"
+            assert service.slots.holding() == {} and service.slots.waiting() == {}
+            # Nor does the fetch leave its connection open behind it.
+            await until(lambda: hanging.waiting == 0)  # the endpoint saw the connection close
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always", ResourceWarning)
+                gc.collect()
+            port = str(httpx.URL(url).port)
+            assert not [w for w in seen if port in str(w.message)], seen
+        finally:
+            held.set()
 
 
 async def test_the_job_carries_only_the_access_token_sealed(

@@ -3,7 +3,7 @@ service: it issues the rig's JWT access tokens (tests/oauth2/issuer.py, so Dovec
 them) for the client credentials, refresh token (rotating: a used refresh token is revoked) and
 JWT bearer (RFC 7523, the assertion checked with joserfc) grants, answers RFC 6749 errors
 (`invalid_grant`, `invalid_client`, `invalid_scope`), and can be made to fail (`down`) or to
-hang (`held`: no answer until the event is set). A bare
+hang (`held`: no answer until the event is set, or the client goes away). A bare
 ASGI app served by uvicorn with a trustme certificate."""
 
 import asyncio
@@ -11,6 +11,7 @@ import base64
 import json
 import secrets
 import ssl
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class TokenEndpoint:
     down: bool = False
     held: asyncio.Event | None = None  # set: answers; clear: every token request waits
     waiting: int = 0  # token requests waiting for `held`
+    waiting_by_client: Counter[str] = field(default_factory=Counter)  # the same, by client id
     calls: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
     devices: dict[str, bool] = field(default_factory=dict)  # device code → signed in
@@ -135,11 +137,15 @@ class TokenEndpoint:
             status, answer = self._device(form)
         else:
             if self.held is not None:
+                client = form.get("client_id", "")
                 self.waiting += 1
+                self.waiting_by_client[client] += 1
                 try:
-                    await self.held.wait()
+                    if not await _answers(self.held, receive):
+                        return  # the client went away
                 finally:
                     self.waiting -= 1
+                    self.waiting_by_client[client] -= 1
             status, answer = self._answer(form)
         data = json.dumps(answer).encode()
         await send(
@@ -150,6 +156,17 @@ class TokenEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+async def _answers(held: asyncio.Event, receive: Any) -> bool:
+    """Wait until `held` is set (True) or the client disconnects (False)."""
+    released = asyncio.create_task(held.wait())
+    gone = asyncio.create_task(receive())  # the body is read: what comes next is the disconnect
+    done, pending = await asyncio.wait({released, gone}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return released in done
 
 
 def _unverified_iss(assertion: str) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,24 @@ from tests.sealing import KeyRing
 from tests.serving import serve_app
 
 _COUNTRIES = handout(PIPELINE)
+
+
+class Clock:
+    """A scheduler's time that moves only when a test moves it (`set`, `advance`), so what is
+    due at a step does not depend on how long the loaded machine took to get there."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self) -> None:
+        """Stop at the real time now."""
+        self.now = utcnow()
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ configuration with a quarter more) leaves such a setup alone: no `login_capped` 
 `login_caps` row (a cap too tight for it, e.g. one not counting the round trip's mailbox or
 the confirmation headroom, would record them)."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -16,22 +16,14 @@ from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Clock, Countries, replica
 from tests.sealing import KeyRing
 
 MINUTES = 15
 HOST, USER = "mail.example.net", "probe@example.net"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_one_account_over_smtp_imap_pop3_and_a_round_trip_never_caps(

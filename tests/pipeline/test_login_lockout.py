@@ -6,7 +6,7 @@ Every round goes through the real scheduler (jobs on NATS, sealed per country), 
 opened with its country's key and run by the agent's prober against the server, the results
 are stored as the ingester stores them and judged by the real alerter."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -22,23 +22,14 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import encode
 from shared.settings import ControllerSettings
-from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.peers.smtp import Lockout, SmtpPeer
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Clock, Countries
 from tests.sealing import KeyRing
 
 ROUNDS = 60  # an hour at the one-minute interval
 SPACING = 5.0  # LOGIN_SPACING_SECONDS' default
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_account_banned(

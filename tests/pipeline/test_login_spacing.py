@@ -3,7 +3,6 @@ round's first job at once and the others `LOGIN_SPACING_SECONDS` apart, and send
 login of the round was rejected (recorded `auth_backoff`); logins to one account are capped per
 10 minutes over all monitors (`login_capped`). Jobs without credentials go at once."""
 
-import asyncio
 import uuid
 
 import asyncpg
@@ -20,13 +19,16 @@ from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.conftest import Clock, Countries, replica
 from tests.pipeline.test_scheduler import make_due
 from tests.sealing import KeyRing
 
-# Long enough that a loaded machine (the suite on 2 cores) cannot take it between a tick and
-# the next look at the deferred logins.
 SPACING = 1.0
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -35,7 +37,11 @@ def spaced(
     pipeline: Pipeline,
     settings: ControllerSettings,
     seal_keys: KeyRing,
+    clock: Clock,
 ) -> Scheduler:
+    """A scheduler on `clock`: the spacing is judged at the steps the test takes, not at the
+    real time a loaded machine reaches them (a tick that took a second sent the next login
+    within itself)."""
     return Scheduler(
         pipe_pool,
         pipeline.js,
@@ -43,6 +49,7 @@ def spaced(
         SecretBox(settings.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         login_spacing_s=SPACING,
+        clock=clock,
     )
 
 
@@ -56,6 +63,7 @@ async def test_logins_of_a_round_go_country_after_country(
     pipe_pool: asyncpg.Pool,
     countries: Countries,
     spaced: Scheduler,
+    clock: Clock,
     job_ids: JobIds,
 ) -> None:
     three = countries.take(3)
@@ -64,6 +72,7 @@ async def test_logins_of_a_round_go_country_after_country(
     monitor = await create(api, org, allowedCheckCountryCodes=three)
     pid = monitor["publicId"]
     due = await make_due(pipe_pool, pid)
+    clock.set()
     assert await spaced.tick() == 1  # one login now
     sent = [cc for cc, ids in (await published(countries, three)).items() if ids]
     assert len(sent) == 1
@@ -76,9 +85,11 @@ async def test_logins_of_a_round_go_country_after_country(
     assert all(
         b"sealedConfig" in p and b"username" not in p and b"password" not in p for p in payloads
     )
-    await asyncio.sleep(SPACING + 0.05)
+    clock.advance(SPACING - 0.001)
+    assert await spaced.run_deferred() == 0
+    clock.advance(0.001)
     assert await spaced.run_deferred() == 1
-    await asyncio.sleep(SPACING)
+    clock.advance(SPACING)
     assert await spaced.run_deferred() == 1
     for cc in three:  # one job each, of the same round, under its own id
         [(job, msg_id)] = await countries.jobs(cc)
@@ -93,6 +104,7 @@ async def test_no_further_login_once_one_of_the_round_was_rejected(
     pipe_pool: asyncpg.Pool,
     countries: Countries,
     spaced: Scheduler,
+    clock: Clock,
 ) -> None:
     three = countries.take(3)
     for cc in three:
@@ -100,6 +112,7 @@ async def test_no_further_login_once_one_of_the_round_was_rejected(
     monitor = await create(api, org, allowedCheckCountryCodes=three)
     pid = monitor["publicId"]
     await make_due(pipe_pool, pid)
+    clock.set()
     assert await spaced.tick() == 1
     [first] = [job for cc in three for job, _ in await countries.jobs(cc)]
     row = results.ResultRow(
@@ -115,7 +128,7 @@ async def test_no_further_login_once_one_of_the_round_was_rejected(
     )
     async with pipe_pool.acquire() as conn, conn.transaction():
         await results.store(conn, [row])
-    await asyncio.sleep(2 * SPACING + 0.05)
+    clock.advance(2 * SPACING)
     assert await spaced.run_deferred() == 0
     assert sum(len(ids) for ids in (await published(countries, three)).values()) == 1
     async with pipe_pool.acquire() as conn:
@@ -134,12 +147,14 @@ async def test_a_round_without_credentials_goes_everywhere_at_once(
     pipe_pool: asyncpg.Pool,
     countries: Countries,
     spaced: Scheduler,
+    clock: Clock,
 ) -> None:
     three = countries.take(3)
     for cc in three:
         await countries.live(cc)
     monitor = await create(api, org, allowedCheckCountryCodes=three, smtpConfig={})
     await make_due(pipe_pool, monitor["publicId"])
+    clock.set()
     assert await spaced.tick() == 3
 
 

@@ -4,7 +4,9 @@ loopback endpoint takes no answer, another organization's monitors (a password-l
 with OAuth2 on its own endpoint) get their rounds at once, the hanging organization's monitors
 hold no row lock and no session sits `idle in transaction`; when the endpoint then fails, each
 of its rounds is recorded `missed` / `oauth2_token` with one notice to the owners, never a
-check of the server."""
+check of the server. The fetch slots are fair: as many organizations as there are slots, all
+hanging, hold up a later organization's round by one fetch timeout at most, and none holds more
+than its share once the slots went round."""
 
 import asyncio
 import time
@@ -18,7 +20,8 @@ import msgspec
 import pytest
 import trustme
 
-from controller.oauth2.fetcher import TokenFetcher
+from controller.db.pool import create_pool
+from controller.oauth2.fetcher import TIMEOUT_S, TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
@@ -27,6 +30,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from shared.settings import ControllerSettings
+from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
 from tests.oauth2.issuer import TokenIssuer
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
@@ -35,6 +39,11 @@ from tests.sealing import KeyRing
 from tests.serving import serve_app
 
 USER = "probe@example.com"
+# A pass that waited for a hanging endpoint would wait until the test ends; one that does not
+# takes milliseconds, seconds on a loaded machine.
+PASS_S = 3.0
+# Waiting behind the hanging fetches would take their whole timeout.
+OTHERS_WITHIN_S = TIMEOUT_S * 0.8
 CLIENT, SECRET = "mailprobe-app", "hang-secret-4711"
 
 
@@ -81,14 +90,24 @@ async def _monitor(
     return r.json()["id"], r.json()["publicId"]
 
 
-async def _idle_in_transaction(pool: asyncpg.Pool) -> list[str]:
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT coalesce(query, '') AS q FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND state LIKE 'idle in transaction%'"
-        )
-    return [r["q"] for r in rows]
+async def _stuck_in_transaction(pool: asyncpg.Pool, seconds: float = 1.0) -> list[str]:
+    """The statements of sessions that sat idle in one transaction for `seconds` without a
+    statement: one wrapping a fetch that hangs stays so; a short transaction caught between
+    its last statement and its COMMIT on a loaded machine does not."""
+
+    async def idle() -> dict[tuple[int, object], str]:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT pid, state_change, coalesce(query, '') AS q FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state LIKE 'idle in transaction%'"
+            )
+        return {(r["pid"], r["state_change"]): r["q"] for r in rows}
+
+    first = await idle()
+    await asyncio.sleep(seconds)
+    again = await idle()
+    return [q for key, q in first.items() if key in again]
 
 
 async def test_a_hanging_token_endpoint_delays_no_other_organization(
@@ -143,11 +162,13 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
             started = time.monotonic()
             sent: set[str] = set()
             while {public[m] for m in ours} - sent:
-                assert time.monotonic() - started < 5, "the other organization's rounds waited"
+                waited = time.monotonic() - started
+                assert waited < OTHERS_WITHIN_S, "the other organization's rounds waited"
                 run = asyncio.create_task(scheduler.run_due())
-                await asyncio.sleep(0.3)  # the hanging fetches are under way meanwhile
-                assert await _idle_in_transaction(pipe_pool) == []
-                assert run.done(), "a scheduler pass waited for a token endpoint"
+                # The hanging fetches are under way meanwhile, and hang until the test ends.
+                assert await _stuck_in_transaction(pipe_pool) == []
+                done, _ = await asyncio.wait([run], timeout=PASS_S)
+                assert done, "a scheduler pass waited for a token endpoint"
                 await run
                 sent = {job.monitor_id for job, _ in await countries.jobs(cc)}
             assert len(working.calls) == 1
@@ -198,3 +219,104 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
         ("missed", "overdue"),
     }
     assert {r["monitor_id"]: r["n"] for r in notices} == dict.fromkeys(stuck, 1)
+
+
+async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
+    oauth_api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+    tmp_path: Path,
+) -> None:
+    """As many organizations as the replica has fetch slots, each with more monitors than it may
+    fetch for at once, all hanging on their endpoints, then one organization whose endpoint
+    answers: its round goes out within one fetch timeout (the first slots that free are its
+    turn), not once the hanging fetches ahead of it have each timed out; and no hanging
+    organization holds more than a fair share of the slots."""
+    (cc,) = countries.take(1)
+    await countries.live(cc, features=[FEATURE_OAUTH2])
+    box = SecretBox(settings.secrets_key or "")
+    ca = trustme.CA()
+    issuer = TokenIssuer(tmp_path)
+    held = asyncio.Event()
+    fetches, timeout_s = 8, 4.0
+    attackers = [await make_tenant(pipe_pool) for _ in range(fetches)]
+    clients = {f"app-{n}": SECRET for n in range(len(attackers))}
+    hanging = TokenEndpoint(issuer, USER, clients=clients, held=held)
+    working = TokenEndpoint(issuer, USER, clients={CLIENT: SECRET})
+    tokens_pool = await create_pool(pipe_database_url, fetches + 2)
+    try:
+        async with serve(hanging, ca), serve(working, ca):
+            try:
+                service = TokenService(
+                    tokens_pool,
+                    box,
+                    TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
+                    fetches=fetches,
+                )
+                scheduler = Scheduler(
+                    pipe_pool,
+                    pipeline.js,
+                    pipeline.agents,
+                    box,
+                    CountryKeys(str(seal_keys.directory), reload_every_s=0),
+                    login_spacing_s=0,
+                    tokens=service,
+                )
+                stuck = [
+                    (await _monitor(oauth_api, tenant, cc, grant))[0]
+                    for n, tenant in enumerate(attackers)
+                    for grant in [_grant(hanging.url) | {"clientId": f"app-{n}"}] * 3
+                ]
+                victim, victim_public = await _monitor(oauth_api, org, cc, _grant(working.url))
+                async with pipe_pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE monitors SET next_due_at = now() WHERE id = ANY($1::bigint[])",
+                        stuck,
+                    )
+                    await conn.execute(
+                        "UPDATE monitors SET next_due_at = now() + interval '1 day' WHERE id = $1",
+                        victim,
+                    )
+                await scheduler.run_due()
+                await until(
+                    lambda: sum(service.slots.holding().values()) == hanging.waiting == fetches,
+                    within=10,
+                )
+                # Every slot hangs, and the other fetches wait; within the organization's cap.
+                assert sum(service.slots.waiting().values()) == len(stuck) - fetches
+                assert max(hanging.waiting_by_client.values()) == ORG_CONCURRENCY
+
+                async with pipe_pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE monitors SET next_due_at = now() WHERE id = $1", victim
+                    )
+                started = time.monotonic()
+                sent: set[str] = set()
+                most = 0
+                while victim_public not in sent:
+                    waited = time.monotonic() - started
+                    # Its turn comes when the first slots free, after one timeout; waiting
+                    # behind the hanging fetches ahead of it took three.
+                    assert waited < 2 * timeout_s, "the organization waited for hanging fetches"
+                    await scheduler.run_due()
+                    most = max(most, *hanging.waiting_by_client.values())
+                    sent = {job.monitor_id for job, _ in await countries.jobs(cc)}
+                    await asyncio.sleep(0.2)
+                assert len(working.calls) == 1
+                # Once every slot went round once: the first 3 organizations' fetches timed out,
+                # the 8 slots went to the 6 others still fetching and to the one that answers:
+                # one each, one more for the first in turn.
+                await until(lambda: hanging.waiting == fetches, within=timeout_s)
+                assert max(hanging.waiting_by_client.values()) <= 2, hanging.waiting_by_client
+                assert most <= ORG_CONCURRENCY
+            finally:
+                hanging.down = True
+                held.set()  # the server stops only once its requests are answered
+                await service.close()
+    finally:
+        await tokens_pool.close()

@@ -35,6 +35,11 @@ GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
         ),
         ({**GOOD, "PUBLIC_URL": "ftp://mailprobe.example"}, "PUBLIC_URL must start with one of"),
         (
+            {**GOOD, "OAUTH2_TOKEN_FETCHES": "20"},
+            "OAUTH2_TOKEN_FETCHES must be below DB_POOL_MAX",
+        ),
+        ({**GOOD, "OAUTH2_TOKEN_FETCHES": "0"}, "setting OAUTH2_TOKEN_FETCHES is invalid"),
+        (
             {**GOOD, "ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR": "0"},
             "setting ORG_MAX_CHANNEL_NOTIFICATIONS_PER_HOUR is invalid",
         ),

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
-from controller.web.console.scrape_store import PHASES, phase_ms
-from controller.web.console.store import STATES
+from controller.web.console.scrape_store import PHASES
+from controller.web.console.store import STATES, state_from_rows
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LINES_PER_CHUNK = 20_000
@@ -77,6 +77,13 @@ def expiry(not_after: str | None) -> float | None:
     return stamp if math.isfinite(stamp) else None
 
 
+def _state_block(now: str) -> str:
+    """The state family's lines of a monitor in state `now`, its id left as `{0}`."""
+    return "".join(
+        f'{STATE.name}{{{{monitor="{{0}}",state="{s}"}}}} {1 if s == now else 0}\n' for s in STATES
+    )
+
+
 def _header(family: Family) -> str:
     return f"# HELP {family.name} {family.help}\n# TYPE {family.name} gauge\n"
 
@@ -94,7 +101,7 @@ def encode(
 ) -> Iterator[bytes]:
     """The series of `scrape_store.monitors` and `scrape_store.latest` rows, in chunks; each
     family's lines are made by one comprehension over a column (the cost is per line). The
-    phases family only when asked (`latest` then has the phase columns)."""
+    phases family only when asked (`latest` then has the `phases` column)."""
     ids = [r["monitor"] for r in monitors]
     yield from _family(
         INFO,
@@ -104,16 +111,23 @@ def encode(
             for m, r in zip(ids, monitors, strict=True)
         ],
     )
-    states = [r["state"] for r in monitors]
+    statuses: dict[str, list[str]] = {}
+    for r in latest:
+        statuses.setdefault(r["monitor"], []).append(r["last_status"])
+    states = [
+        state_from_rows(r["judged"], statuses.get(m, []))
+        for m, r in zip(ids, monitors, strict=True)
+    ]
+    # per shown state, a monitor's lines of the family: one format call per monitor
+    blocks: dict[str, str] = {}
     yield from _family(
         STATE,
         [
-            f'{STATE.name}{{monitor="{m}",state="{s}"}} {1 if s == now else 0}\n'
+            (blocks.get(now) or blocks.setdefault(now, _state_block(now))).format(m)
             for m, now in zip(ids, states, strict=True)
-            for s in STATES
         ],
     )
-    del ids, states
+    del ids, states, statuses
     quoted = {cc: escape(cc) for cc in {r["country"] for r in latest}}
     keys = [f'monitor="{r["monitor"]}",country="{quoted[r["country"]]}"' for r in latest]
     status = [r["last_status"] for r in latest]
@@ -130,20 +144,30 @@ def encode(
     yield from series(INCONCLUSIVE_F, (1 if s == INCONCLUSIVE else 0 for s in status))
     yield from series(
         RESPONSE,
-        (None if (ms := r["response_time_ms"]) is None else _seconds(ms) for r in latest),
+        (None if (ms := r["response_time_ms"]) is None else _seconds_text(ms) for r in latest),
     )
     if phases:
         name = PHASE.name
+        # per phase, its label pair after the row's key, written once
+        tails = [f',phase="{p}"}} ' for p in PHASES]
         yield from _family(
             PHASE,
             [
-                f'{name}{{{k},phase="{p}"}} {_seconds(ms)}\n'
+                f"{name}{{{k}{tail}{_seconds_text(ms)}\n"
                 for k, r in zip(keys, latest, strict=True)
-                for p, ms in zip(PHASES, phase_ms(r), strict=True)
+                if (measured := r["phases"]) is not None
+                for tail, ms in zip(tails, measured, strict=True)
                 if ms is not None
             ],
         )
-    yield from series(CERT_EXPIRY, (expiry(r["not_after"]) for r in latest))
+    expiries: dict[str | None, float | None] = {}
+    yield from series(
+        CERT_EXPIRY,
+        (
+            expiries[t] if (t := r["not_after"]) in expiries else expiries.setdefault(t, expiry(t))
+            for r in latest
+        ),
+    )
     yield from series(SCHEDULED, (r["due"] for r in latest))
 
 
@@ -151,3 +175,16 @@ def _seconds(ms: float) -> float:
     """Milliseconds as seconds, to the microsecond the results keep: `0.001793`, not the
     `0.0017929999999999999` a bare division can print."""
     return round(ms / 1000, 6)
+
+
+def _seconds_text(ms: float) -> str:
+    """`str(_seconds(ms))`, at a tenth of its cost: `round(x, 6)` and `f"{x:.6f}"` round alike
+    (correctly, from the binary value), and from 1e-4 to 1e9 seconds the six decimals have at
+    most 15 significant digits, so the shortest text that reads back as the same float (what
+    `str` prints) is those digits without trailing zeros. Outside that range (where `str`
+    may use an exponent or need more digits) it is `str(_seconds(ms))` itself."""
+    s = ms / 1000
+    if not 1e-4 <= s < 1e9 and not -1e9 < s <= -1e-4:
+        return str(round(s, 6))
+    text = f"{s:.6f}".rstrip("0")
+    return text + "0" if text[-1] == "." else text

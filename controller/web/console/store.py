@@ -48,10 +48,21 @@ _FROM_COUNTRIES = f"""(SELECT CASE
 _STATE = f"""CASE WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
     ELSE {_FROM_COUNTRIES} END"""
 
-# The shown state for other readers (the scrape): `m` a monitor joined by STATE_JOINS.
-STATE = _STATE
-STATE_JOINS = """
-    LEFT JOIN monitor_alert_state a ON a.monitor_id = m.id"""
+
+def state_from_rows(judged: str | None, statuses: Sequence[str]) -> str:
+    """The shown state as `_STATE` has it, for a reader that has the alerter's state (`judged`)
+    and the statuses of the countries' latest rows (those `_COUNTRY_ROWS` reads) already."""
+    if judged is not None and judged != "unknown":
+        return judged
+    if not statuses:
+        return "unknown"
+    up, down = "up" in statuses, "down" in statuses
+    if up and down:
+        return "degraded"
+    if down:
+        return "down"
+    return "up" if up else "missed"
+
 
 # The same per row, without a join: rows read in index order stop at a page's LIMIT.
 _STATE_OF_ROW = f"""coalesce(

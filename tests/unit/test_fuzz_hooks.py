@@ -1,0 +1,29 @@
+"""The fuzz hook that empties a channel change's id lists: well-formed lists only, so a case
+made invalid on purpose stays invalid (tests/fuzz/hooks.py)."""
+
+from typing import Any
+
+import pytest
+
+from tests.fuzz.hooks import _no_unknown_choices
+
+
+@pytest.mark.parametrize(
+    ("body", "after"),
+    [
+        ({"customerIds": [1, 2]}, {"customerIds": []}),
+        ({"customerIds": [4392.0, 14742.0]}, {"customerIds": []}),  # integers to JSON Schema
+        ({"customerIds": [1.5]}, {"customerIds": [1.5]}),
+        ({"customerIds": [0]}, {"customerIds": [0]}),
+        ({"customerIds": [2**63]}, {"customerIds": [2**63]}),
+        ({"customerIds": [True]}, {"customerIds": [True]}),
+        ({"customerIds": ["1"]}, {"customerIds": ["1"]}),
+        ({"customerIds": 1}, {"customerIds": 1}),
+        ({"monitorIds": ["a", "b"]}, {"monitorIds": []}),
+        ({"monitorIds": ["a", 1]}, {"monitorIds": ["a", 1]}),
+        ({"name": "x"}, {"name": "x"}),
+    ],
+)
+def test_only_well_formed_id_lists_are_emptied(body: dict[str, Any], after: dict[str, Any]) -> None:
+    _no_unknown_choices(body)
+    assert body == after
