@@ -116,15 +116,21 @@ async def save_cursors(conn: Conn, moves: Sequence[tuple[int, datetime, dict[Key
     """`save_state` of several monitors (monitor, cursor, streaks) in one statement."""
     if not moves:
         return
-    ordered = sorted(moves, key=lambda m: m[0])
+    rows = [
+        {
+            "monitor_id": m,
+            "last_round_at": at.isoformat(),
+            "streaks": {f"{code}|{cc}": n for (code, cc), n in st.items()},
+        }
+        for m, at, st in sorted(moves, key=lambda m: m[0])
+    ]
     await conn.execute(
         "INSERT INTO posture_state (monitor_id, last_round_at, streaks)"
-        " SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::jsonb[])"
+        " SELECT j.monitor_id, j.last_round_at, j.streaks FROM jsonb_to_recordset($1::jsonb)"
+        " AS j(monitor_id bigint, last_round_at timestamptz, streaks jsonb)"
         " ON CONFLICT (monitor_id) DO UPDATE SET last_round_at = EXCLUDED.last_round_at,"
         " streaks = EXCLUDED.streaks, updated_at = now()",
-        [m for m, _, _ in ordered],
-        [at for _, at, _ in ordered],
-        [{f"{code}|{cc}": n for (code, cc), n in st.items()} for _, _, st in ordered],
+        rows,
     )
 
 
