@@ -119,6 +119,8 @@ class _Missing:
 
 
 MISSING = _Missing()
+# A routine monitor's state, when to come back, and its posture's move.
+Routine = tuple[AlertState, datetime, posture.CursorMove]
 
 
 def _failed(monitor_id: int) -> None:
@@ -262,51 +264,50 @@ class Alerter:
                 ROWS_PER_EVALUATION,
             )
         known = await posture_db.known_batch(conn, list(judged)) if judged else {}
-        done: list[alerts.Routine] = []
+        states: dict[int, AlertState] = {}
+        releases: list[alerts.Release] = []
         moves: list[tuple[int, datetime, dict[posture_rules.Key, int]]] = []
         full: list[alerts.Lease] = []
         alone: list[alerts.Lease] = []
         for monitor_id, lease in sorted(by_id.items()):
             g = got.get(monitor_id, MISSING)
-            revised = lease.revised_from is not None
             if g is MISSING:  # gone: the full path forgets its queue row
                 full.append(lease)
                 continue
             assert not isinstance(g, _Missing)
-            routine = judged.get(monitor_id)
-            if routine is None:
-                way = batch.path(g, revised)
+            inputs = judged.get(monitor_id)
+            if inputs is None:
+                way = batch.path(g, lease.revised_from is not None)
             else:
-                way, saved, move = self._judge_routine(
-                    routine, reads[monitor_id], known[monitor_id], now, lease
+                way, routine = self._judge_routine(
+                    inputs, reads[monitor_id], known[monitor_id], now
                 )
-                if way == "batch":
-                    assert saved is not None and move is not None
-                    done.append(saved)
+                if routine is not None:
+                    state, back, move = routine
+                    states[monitor_id] = state
+                    releases.append(alerts.Release(monitor_id, lease.lease, back))
                     if move.last_round_at is not None:
                         moves.append((monitor_id, move.last_round_at, move.streaks))
                     continue
             (alone if way == "alone" else full).append(lease)
-        await alerts.save_routine(conn, done)
-        await posture_db.save_cursors(conn, moves)
-        for _ in done:
-            metrics.alert_evaluated()
+        # Every queue row of the batch locked at once, in order: the releases below then wait
+        # on no ingester (`alerts.lock_queued`).
+        await alerts.lock_queued(conn, [lease.monitor_id for lease in leased])
         for lease in full:
             try:
                 async with conn.transaction():
-                    await self.evaluate(
-                        conn,
-                        lease.monitor_id,
-                        now,
-                        lease.revised_from,
-                        lease=lease.lease,
-                        fills=False,
+                    due = await self.evaluate(
+                        conn, lease.monitor_id, now, lease.revised_from, fills=False
                     )
-                metrics.alert_evaluated()
+                releases.append(alerts.Release(lease.monitor_id, lease.lease, due))
             except FillsWanted:
                 alone.append(lease)
             except Exception:
                 _failed(lease.monitor_id)
+        await alerts.save_batch(conn, states, releases)
+        await posture_db.save_cursors(conn, moves)
+        for _ in releases:
+            metrics.alert_evaluated()
         return alone
 
     def _judge_routine(
@@ -315,26 +316,22 @@ class Alerter:
         read: alerts.ResultsAfter,
         known: posture_db.KnownBatch,
         now: datetime,
-        lease: alerts.Lease,
-    ) -> tuple[batch.Path, alerts.Routine | None, posture.CursorMove | None]:
+    ) -> tuple[batch.Path, Routine | None]:
         """Judge one monitor of a batch with what the batch read: its way (`batch.path`), and
-        for a routine one, what to write."""
+        for a routine one what to write: its state, when to come back, its posture's move."""
         w, s = got.watched, got.state
         monitor = w.monitor
         quiet = monitor.status == "maintenance"
         after = self._after(w, s, now)
         plan = self._plan(w, s, now, after, read)
         if plan.fills or plan.cut_short:
-            return (
-                batch.path(got, False, fills=bool(plan.fills), cut_short=plan.cut_short),
-                None,
-                None,
-            )
+            way = batch.path(got, False, fills=bool(plan.fills), cut_short=plan.cut_short)
+            return way, None
         facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
         known_ = Known(quiet, False, got.backoff, ())
         judgement = judge(facts, s, plan.ready, got.thresholds, now, known_, self._policy)
         if judgement.effects:
-            return batch.path(got, False, effects=judgement.effects), None, None
+            return batch.path(got, False, effects=judgement.effects), None
         new = judgement.state
         move = None
         if plan.read is not None:
@@ -348,10 +345,9 @@ class Alerter:
                 plan.read,
             )
         way = batch.path(got, False, posture=move)
-        if way != "batch":
-            return way, None, None
-        due = plan.due or self._come_back(w, new, now)
-        return way, alerts.Routine(monitor.id, new, lease.lease, due), move
+        if way != "batch" or move is None:
+            return way, None
+        return way, (new, plan.due or self._come_back(w, new, now), move)
 
     async def evaluate(
         self,

@@ -511,48 +511,60 @@ async def batch_results_after(
     return found
 
 
-class Routine(NamedTuple):
-    """A monitor whose evaluation wrote nothing but its state and its lease's release."""
+class Release(NamedTuple):
+    """A leased monitor done with: come back at `due_at`, or forget it (None)."""
 
     monitor_id: int
-    state: AlertState
     lease: datetime
-    due_at: datetime
+    due_at: datetime | None
 
 
-# The states (a jsonb array of rows) and the releases (`_LATER`'s) of a batch in one statement;
-# a row the ingester marked again meanwhile (due_at no longer the lease) stays due.
-_SAVE_ROUTINE = (
+async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
+    """Lock the monitors' queue rows in monitor_id order (as the ingester's `mark` does) until
+    the caller's transaction ends, so its releases wait on no one after."""
+    await conn.execute(_LOCK_QUEUED, sorted(monitor_ids))
+
+
+# The batch's states (a jsonb array of rows) and every release of its leases (`_FORGET`'s and
+# `_LATER`'s) in one statement: a queue row the ingester marked again meanwhile (due_at no
+# longer the lease) stays due.
+_SAVE_BATCH = (
     "WITH saved AS (UPDATE monitor_alert_state s SET "
     + ", ".join(f"{n} = j.{n}" for n in STATE_FIELDS)
     + ", updated_at = now()"
     " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
-    " WHERE s.monitor_id = j.monitor_id)"
-    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL"
-    " FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[]) AS u(id, lease, due)"
-    " WHERE q.monitor_id = u.id AND q.due_at = u.lease"
+    " WHERE s.monitor_id = j.monitor_id),"
+    " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[])"
+    "   AS u(id, lease, due)),"
+    " forgotten AS (DELETE FROM alert_queue q USING u"
+    "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease)"
+    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL FROM u"
+    " WHERE u.due IS NOT NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
 )
 
 
-async def save_routine(conn: Conn, done: Sequence[Routine]) -> None:
-    """`save_state` (the state unchanged: no `changed_at`) with its `release` for a batch of
-    monitors, in one statement."""
-    if not done:
+async def save_batch(
+    conn: Conn, states: Mapping[int, AlertState], releases: Sequence[Release]
+) -> None:
+    """`save_state` of several monitors (their state unchanged: no `changed_at`) and the
+    `release` of several leases, in one statement."""
+    if not states and not releases:
         return
-    states = [
-        {"monitor_id": d.monitor_id}
+    rows = [
+        {"monitor_id": monitor_id}
         | {
             n: v.isoformat() if isinstance(v, datetime) else v
-            for n, v in ((n, getattr(d.state, n)) for n in STATE_FIELDS)
+            for n, v in ((n, getattr(s, n)) for n in STATE_FIELDS)
         }
-        for d in done
+        for monitor_id, s in sorted(states.items())
     ]
+    ordered = sorted(releases)
     await conn.execute(
-        _SAVE_ROUTINE,
-        states,
-        [d.monitor_id for d in done],
-        [d.lease for d in done],
-        [d.due_at for d in done],
+        _SAVE_BATCH,
+        rows,
+        [r.monitor_id for r in ordered],
+        [r.lease for r in ordered],
+        [r.due_at for r in ordered],
     )
 
 

@@ -76,9 +76,9 @@ async def test_the_cheaper_evaluation_still_opens_the_incident_and_notifies(rig:
 
 
 # A batch pass of routine monitors: BEGIN; their inputs (state rows locked in order); their
-# rounds; their posture; their states saved with their queue rows released; their posture
-# cursors; COMMIT. The same whatever their number.
-BATCH_STATEMENTS = 7
+# rounds; their posture; their queue rows locked in order; their states saved with their queue
+# rows released; their posture cursors; COMMIT. The same whatever their number.
+BATCH_STATEMENTS = 8
 
 
 async def _batch_logged(rig: Rig, ids: list[int]) -> tuple[list[str], list[str], datetime]:
