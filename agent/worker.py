@@ -71,6 +71,7 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
 from shared.streams import (
@@ -91,6 +92,9 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
+# The agent's standing pull request (shared.pulling) lasts this long when no jobs fill it first:
+# an idle agent costs the server one request and its 408 per this many seconds.
+PULL_EXPIRES_S = 10.0
 Outcome = Literal["acked", "nak"]
 
 
@@ -170,6 +174,9 @@ class Worker:
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
         self._bound = False  # to the country's consumer, between _subscribe() and the end
+        self._pull = StandingPull(
+            nc, JOBS_STREAM, jobs_consumer_name(country), expires_s=PULL_EXPIRES_S
+        )
         self._metrics = metrics.for_country(country)
 
     @classmethod
@@ -242,6 +249,7 @@ class Worker:
             )
             try:
                 await self._loop(sub, burst)
+                await self._stop_pulling()
                 await self._finish_in_flight()
             finally:
                 self._bound = False
@@ -254,6 +262,7 @@ class Worker:
                     await beats
                 if canaries is not None:
                     await canaries
+                await self._stop_pulling()
                 with contextlib.suppress(*NATS_ERRORS):
                     await sub.unsubscribe()
             log.info("agent_stopped")
@@ -347,7 +356,7 @@ class Worker:
                 # reconnect: every fetch tried during an outage would come back as jobs at once.
                 await self._sleep(RECONNECT_POLL_S)
                 continue
-            msgs = await self._fetch(sub, free)
+            msgs = await self._fetch(free)
             self._metrics.fetched.inc(len(msgs))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
@@ -400,12 +409,24 @@ class Worker:
             self._metrics.in_flight.inc()
             task.add_done_callback(self._done)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+    async def _stop_pulling(self) -> None:
+        """End the standing pull request and hand back what it brought after the last take:
+        no job is delivered to this agent from now on."""
         try:
-            msgs = await sub.fetch(batch, timeout=self._fetch_timeout)
-        except TimeoutError:
-            self._backoff.reset()
-            return []  # nothing to do right now
+            arrived = await self._pull.close()
+        except NATS_ERRORS as exc:
+            log.warning("pull_close_failed", error=repr(exc))
+            return
+        for msg in arrived:
+            await _settle(msg.nak)
+        if arrived:
+            log.info("arrived_jobs_handed_back", handed_back=len(arrived))
+
+    async def _fetch(self, batch: int) -> list[Msg]:
+        """What the standing pull request brought (shared.pulling), waiting up to
+        `fetch_timeout` for the first job; a request, when one is sent, asks for `batch`."""
+        try:
+            msgs = await self._pull.take(batch, self._fetch_timeout)
         except NATS_ERRORS as exc:
             if self._nc.is_closed:
                 log.error("nats_connection_closed")
@@ -414,7 +435,7 @@ class Worker:
             wait = self._backoff.next()
             log.warning("fetch_failed", error=repr(exc), retry_in_s=round(wait, 3))
             await self._sleep(wait)
-            if isinstance(exc, APIError):  # e.g. the consumer was deleted: bring it back
+            if isinstance(exc, APIError | PullError):  # e.g. the consumer was deleted
                 with contextlib.suppress(*NATS_ERRORS):
                     await self._ensure_consumer()
             return []

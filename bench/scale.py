@@ -355,7 +355,8 @@ def measure(args: argparse.Namespace) -> bool:
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-scale-"))
     procs: list[subprocess.Popen[bytes]] = []
     pg, database_url = embedded.start_postgres(tmp / "pg", throwaway=True, crash_safe=True)
-    nats_proc, nats_url = embedded.start_nats(tmp / "nats")
+    nats_monitor = embedded.free_port()
+    nats_proc, nats_url = embedded.start_nats(tmp / "nats", monitor_port=nats_monitor)
     try:
         if args.statements and asyncio.run(_enable_statements(database_url)):
             _restart(pg)
@@ -424,6 +425,7 @@ def measure(args: argparse.Namespace) -> bool:
         t0 = time.time()
         pg_cpu = PostgresCpu(pg.get_pid())
         ctl0, nats0 = [cpu_s(c.pid) for c in controllers], cpu_s(nats_proc.pid)
+        traffic0 = _nats_traffic(nats_monitor)
         work0 = [_work(a) for a in apis]
         agent0 = [cpu_s(a.pid) for a in agents]
         judge_lag = JudgeLag(database_url)
@@ -435,6 +437,7 @@ def measure(args: argparse.Namespace) -> bool:
         ]
         ctl = sum(cpu_s(c.pid) for c in controllers) - sum(ctl0)
         nats = cpu_s(nats_proc.pid) - nats0
+        traffic = NatsTraffic.since(traffic0, _nats_traffic(nats_monitor))
         postgres = pg_cpu.used()
         agent_cpu = sum(cpu_s(a.pid) for a in agents) - sum(agent0)
         t1 = time.time()
@@ -466,7 +469,33 @@ def measure(args: argparse.Namespace) -> bool:
         agent_cpu,
         size_after - size_before,
         rows_after - rows_before,
+        traffic,
     )
+
+
+@dataclass
+class NatsTraffic:
+    """nats-server's own counts (/varz): messages and bytes in from clients, out to them."""
+
+    in_msgs: int
+    out_msgs: int
+    in_bytes: int
+    out_bytes: int
+
+    @classmethod
+    def since(cls, before: "NatsTraffic", after: "NatsTraffic") -> "NatsTraffic":
+        return cls(
+            after.in_msgs - before.in_msgs,
+            after.out_msgs - before.out_msgs,
+            after.in_bytes - before.in_bytes,
+            after.out_bytes - before.out_bytes,
+        )
+
+
+def _nats_traffic(monitor_port: int) -> NatsTraffic:
+    with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=10) as resp:
+        varz = json.load(resp)
+    return NatsTraffic(varz["in_msgs"], varz["out_msgs"], varz["in_bytes"], varz["out_bytes"])
 
 
 # What each replica's counters say it did (its /metrics): the counter and its meaning.
@@ -547,6 +576,7 @@ def _report(
     agent_cpu: float,
     bytes_added: int,
     rows_added: int,
+    traffic: NatsTraffic,
 ) -> bool:
     stored = max(window.stored, 1)
     seconds = window.ended - window.started
@@ -577,6 +607,11 @@ def _report(
         f" {verdict(central <= TARGET_CPU_MS)}"
     )
     print(f"  (agents, both: {agent_cpu * 1000 / stored:.3f} ms/check, not central)")
+    print(
+        f"  NATS messages per check: {traffic.in_msgs / stored:.2f} in,"
+        f" {traffic.out_msgs / stored:.2f} out ({traffic.in_bytes / stored:,.0f} +"
+        f" {traffic.out_bytes / stored:,.0f} bytes)"
+    )
     print(
         f"  stored per result: {bytes_per:.0f} bytes ({bytes_added:,} bytes over {rows_added:,}"
         f" rows)   target <= {TARGET_BYTES:.0f} bytes: {verdict(bytes_per <= TARGET_BYTES)}"

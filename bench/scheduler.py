@@ -28,7 +28,6 @@ from nats.aio.msg import Msg
 from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller.db.pool import connect, create_pool
 from controller.fleet.live import LiveAgents
-from controller.ingest.ingester import Puller
 from controller.monitors.validation import COUNTRIES
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduling import rules as schedule
@@ -36,6 +35,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import AgentHeartbeat, encode
+from shared.pulling import StandingPull
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
@@ -115,10 +115,10 @@ async def _published(
     live subscriber may have missed. No agent ran here, so all of them are still there; they
     are read (and acked, as an agent would) through the country's consumer."""
     total = (await js.stream_info(JOBS_STREAM)).state.messages
-    puller = Puller(nc, JOBS_STREAM, jobs_consumer_name(COUNTRY))
+    puller = StandingPull(nc, JOBS_STREAM, jobs_consumer_name(COUNTRY), expires_s=2.0)
     dues: list[float] = []
     while len(dues) < total:
-        msgs = await puller.fetch(1000, 2.0)
+        msgs = await puller.take(1000, 2.0)
         if not msgs:
             raise SystemExit(f"JOBS holds {total} jobs but only {len(dues)} could be read")
         for msg in msgs:

@@ -121,17 +121,21 @@ def start_nats(
     config: Path | None = None,
     own_session: bool = False,
     host: str = "127.0.0.1",
+    monitor_port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start nats-server with JetStream on loopback (or on `host`, a local address: the tests'
     network namespaces reach the machine on one); return the process and its URL.
 
     `own_session`: out of the caller's process group, so a Ctrl-C in the terminal reaches only
-    the caller, which stops the server after the clients that use it (`make run`)."""
+    the caller, which stops the server after the clients that use it (`make run`).
+    `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback."""
     port = port or free_port(host)
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port)]
     if config is not None:
         args += ["-c", str(config)]
+    if monitor_port is not None:
+        args += ["-m", str(monitor_port)]
     with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session

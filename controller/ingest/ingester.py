@@ -6,15 +6,15 @@ it stays in the stream, which keeps days of history, so nothing is lost. A NUL c
 PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
 acked and comes back after a short delay.
 
-`run()` pipelines: one task pulls batches while up to `workers` others store earlier ones, each
-in its own transaction. Concurrent batches are safe because every insert is idempotent on the
-job id and `results.store` locks state rows in one fixed order; a batch that still fails (a
-deadlock, a lost connection) is nak'ed and stored again later.
+`run()` pipelines: one task pulls batches (through one standing pull request) while up to
+`workers` others store earlier ones, each in its own transaction. Concurrent batches are safe
+because every insert is idempotent on the job id and `results.store` locks state rows in one
+fixed order; a batch that still fails (a deadlock, a lost connection) is nak'ed and stored
+again later.
 """
 
 import asyncio
 import contextlib
-import json
 import time
 
 import asyncpg
@@ -22,15 +22,15 @@ import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
+from shared.pulling import StandingPull
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 
@@ -40,86 +40,18 @@ BATCH = 1000
 WORKERS = 6
 FETCH_TIMEOUT_S = 0.5
 RETRY_DELAY_S = 1.0
-LANES = 3  # pull requests outstanding at once
+# Pull requests outstanding at once. One: results keep arriving through a lane's standing
+# request (shared.pulling) while the storers commit earlier batches; more lanes would split a
+# trickle into more, smaller batches, each a transaction.
+LANES = 1
+# A lane's standing pull request lasts this long when results do not fill it first: the
+# idle cost of a lane is one request and its 408 per this many seconds.
+PULL_EXPIRES_S = 10.0
 # A batch that came short is topped up with what arrives this long after it: every batch costs
 # a transaction and a handful of statements whatever its size, so a trickle of results stored
 # a few at a time cost several times the CPU per result of full batches. Bounds the store lag
 # it adds; a full batch never waits.
 LINGER_S = 0.1
-# Statuses that end a pull request without an error (no messages; request expired, or other
-# requests are waiting for what is pending); 100 is an idle heartbeat. Any other status (409
-# consumer deleted, 503 no responders: the consumer or stream is gone) is an error.
-_REQUEST_ENDED = frozenset({api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT})
-
-
-class PullError(NatsError):
-    """The server answered a pull request with an error status (e.g. the consumer is gone)."""
-
-
-class Puller:
-    """Pull requests on a durable consumer, on nats-py's public calls only.
-
-    What `PullSubscription.fetch` does on the wire (batch, expires, no_wait), but the messages
-    that have already arrived are taken from a queue of our own without an await each: nats-py's
-    `fetch` spends two tasks and a `wait_for` per message, more CPU than storing the result.
-
-    Each request has a reply subject of its own under one subscription: a result delivered for
-    any request is taken, but only the current request's status ends the current fetch. A past
-    request's status (one that outlived its fetch, or went out in a burst at a reconnect) is
-    ignored, so it can neither cut a later fetch short nor keep extra requests going. No request
-    is sent while disconnected: nats-py would buffer them and send them all at the reconnect.
-    """
-
-    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
-        self._nc = nc
-        self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
-        self._inbox = nc.new_inbox()
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._sub: Subscription | None = None
-        self._requests = 0
-
-    async def _arrived(self, msg: Msg) -> None:
-        self._queue.put_nowait(msg)
-
-    async def fetch(self, batch: int, wait_s: float) -> list[Msg]:
-        """Up to `batch` messages: what is there now, else the first that comes in `wait_s`."""
-        if not self._nc.is_connected:
-            await asyncio.sleep(wait_s)
-            return []
-        if self._sub is None:
-            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._arrived)
-        self._requests += 1
-        reply = f"{self._inbox}.{self._requests}"
-        request = {"batch": batch, "expires": int(wait_s * 1e9), "no_wait": True}
-        await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s + 0.1  # the server's 408 normally comes first
-        queue = self._queue
-        msgs: list[Msg] = []
-        while len(msgs) < batch:
-            if queue.empty():
-                try:
-                    msg = await asyncio.wait_for(queue.get(), deadline - loop.time())
-                except TimeoutError:
-                    break
-            else:
-                msg = queue.get_nowait()
-            status = msg.headers.get(api.Header.STATUS) if msg.headers else None
-            if status is None:
-                msgs.append(msg)
-            elif msg.subject != reply or status == api.StatusCode.CONTROL_MESSAGE:
-                continue
-            elif status in _REQUEST_ENDED:
-                break
-            else:
-                description = msg.headers.get(api.Header.DESCRIPTION, "") if msg.headers else ""
-                raise PullError(f"pull request failed: {status} {description}")
-        return msgs
-
-    async def close(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            await sub.unsubscribe()
 
 
 class Ingester:
@@ -148,13 +80,13 @@ class Ingester:
         self._linger_s = linger_s
         self.durable = durable
         self._subject = subject
-        self._pullers: dict[int, Puller] = {}
+        self._pullers: dict[int, StandingPull] = {}
         self._consumer_ready = False
 
-    async def _pull(self, lane: int) -> Puller:
+    async def _pull(self, lane: int) -> StandingPull:
         """Create (or update) the durable consumer once (again after a lane failed), then pull
-        from it: each lane with a pull request of its own, so one lane's messages arrive while
-        another's are handled."""
+        from it: each lane with a standing pull request of its own (shared.pulling), so one
+        lane's messages arrive while another's are handled."""
         if not self._consumer_ready:
             config = ingest_consumer_config()
             config.durable_name = self.durable
@@ -162,7 +94,9 @@ class Ingester:
             await self._js.add_consumer(RESULTS_STREAM, config)
             self._consumer_ready = True
         if lane not in self._pullers:
-            self._pullers[lane] = Puller(self._nc, RESULTS_STREAM, self.durable)
+            self._pullers[lane] = StandingPull(
+                self._nc, RESULTS_STREAM, self.durable, expires_s=PULL_EXPIRES_S
+            )
         return self._pullers[lane]
 
     async def _reset(self, lane: int) -> None:
@@ -170,14 +104,15 @@ class Ingester:
         (it may be gone); the other lanes go on."""
         self._consumer_ready = False
         if (puller := self._pullers.pop(lane, None)) is not None:
-            await puller.close()
+            await _hand_back(await puller.close())
 
     async def close(self) -> None:
-        """Unsubscribe; needed before draining the connection, which otherwise waits for late
-        pull-status messages nobody fetches anymore."""
+        """Unsubscribe, and hand back what arrived and was not taken (stored again at once by
+        whoever pulls, not after ack_wait); needed before draining the connection, which
+        otherwise waits for late pull-status messages nobody fetches anymore."""
         pullers, self._pullers = self._pullers, {}
         for puller in pullers.values():
-            await puller.close()
+            await _hand_back(await puller.close())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest until `stop` is set; errors are logged and retried, never fatal."""
@@ -198,7 +133,9 @@ class Ingester:
         while not stop.is_set():
             started = loop.time()
             try:
-                msgs = await self.fetch(FETCH_TIMEOUT_S, lane)
+                msgs = await (await self._pull(lane)).take(
+                    self._batch, FETCH_TIMEOUT_S, linger_s=self._linger_s
+                )
             except Exception as exc:
                 log.error(
                     "fetching results failed; retrying", lane=lane, error=repr(exc), exc_info=True
@@ -206,23 +143,10 @@ class Ingester:
                 await self._reset(lane)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
-            if msgs and len(msgs) < self._batch and self._linger_s > 0:
-                msgs += await self._top_up(lane, self._batch - len(msgs))
             if msgs:
                 await batches.put(msgs)
             elif loop.time() - started < FETCH_TIMEOUT_S / 2:
                 await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
-
-    async def _top_up(self, lane: int, room: int) -> list[Msg]:
-        """What arrived on `lane` within the linger after a short batch, up to `room`; none
-        when that pull fails (the batch in hand is stored all the same)."""
-        await asyncio.sleep(self._linger_s)
-        try:
-            return await (await self._pull(lane)).fetch(room, 0.01)
-        except Exception as exc:
-            log.warning("topping up a batch failed", lane=lane, error=repr(exc))
-            await self._reset(lane)
-            return []
 
     async def _store_batches(self, batches: "asyncio.Queue[list[Msg] | None]") -> None:
         while (msgs := await batches.get()) is not None:
@@ -252,7 +176,7 @@ class Ingester:
         return await self.handle(msgs)
 
     async def fetch(self, timeout_s: float, lane: int = 0) -> list[Msg]:
-        return await (await self._pull(lane)).fetch(self._batch, timeout_s)
+        return await (await self._pull(lane)).take(self._batch, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
         started = time.perf_counter()
@@ -350,6 +274,12 @@ _REFUSED = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.ProgramLimitExceededError,
 )
+
+
+async def _hand_back(msgs: list[Msg]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(NatsError):
+            await msg.nak()
 
 
 def _moved_aside(msg: Msg, error: str) -> None:

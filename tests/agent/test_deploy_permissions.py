@@ -58,3 +58,42 @@ async def test_worker_runs_a_job_with_only_its_countrys_permissions(
     finally:
         await client.close()
         await controller.close()
+
+
+@pytest.mark.parametrize("country", ["US"])
+async def test_a_stopped_agents_standing_pull_takes_no_job_from_the_others(
+    deployment: Deployment, country: str, ssl_contexts: SslContexts
+) -> None:
+    """An agent keeps one pull request open for seconds (shared.pulling). Once it has stopped,
+    a job published in its country goes at once to another agent of the country, on its first
+    delivery: the stopped agent's request, reached through its account's import of the pull
+    subject, must not take it into the void (where it would wait the ack wait, 30 s, past the
+    life of many jobs)."""
+    controller = await connect(deployment.hub, deployment, CONTROLLER_USER)
+    js = controller.js
+    await ensure_streams(js)
+    await ensure_jobs_consumers(js, [country])
+    first = await agent(deployment.hub, deployment, country)
+    second = await agent(deployment.hub, deployment, country)
+    try:
+        async with SmtpLikePeer() as peer:
+            stopped = worker(first.nc, country, ssl_contexts, fetch_timeout=1.0)
+            running = asyncio.create_task(stopped.run())
+            await asyncio.sleep(1.5)  # bound, its request open
+            stopped.stop()
+            await running
+            job = job_for(country, peer.port)
+            await publish_job(js, job)
+            other = worker(second.nc, country, ssl_contexts)
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(other.run(burst=True), 10)
+            took = asyncio.get_running_loop().time() - started
+        [result] = [r for r in await results(js, country) if r.job_id == job.job_id]
+        assert result.agent_id == other.agent_id
+        assert took < 5, took
+        info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+        assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
+    finally:
+        await first.close()
+        await second.close()
+        await controller.close()

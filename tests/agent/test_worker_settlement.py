@@ -136,16 +136,18 @@ async def test_a_job_whose_result_cannot_be_encoded_is_handed_back_at_once(
 async def test_in_progress_keeps_a_check_longer_than_ack_wait_from_being_redelivered(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
-    async with SmtpLikePeer(first_delay=2.5) as peer:
-        job = job_for(country, peer.port, timeout=5.0)
+    # The check outlasts ack_wait 2.5 times over; in_progress goes every ack_wait / 3, so only a
+    # loop stalled a whole ack_wait (2 s) would let the job go to the idle worker.
+    async with SmtpLikePeer(first_delay=5.0) as peer:
+        job = job_for(country, peer.port, timeout=10.0)
         await publish_job(js, job)
-        slow = worker(nc, country, ssl_contexts, ack_wait=1.0)
-        idle = worker(nc, country, ssl_contexts, ack_wait=1.0)
+        slow = worker(nc, country, ssl_contexts, ack_wait=2.0)
+        idle = worker(nc, country, ssl_contexts, ack_wait=2.0)
         with capture() as logs:
             runs = [asyncio.create_task(slow.run())]
             await until(lambda: slow.in_flight == 1)
             runs.append(asyncio.create_task(idle.run()))
-            await until_async(lambda: result_count(js, country, 1), within=6)
+            await until_async(lambda: result_count(js, country, 1), within=12)
             slow.stop()
             idle.stop()
             await asyncio.wait_for(asyncio.gather(*runs), 3)

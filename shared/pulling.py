@@ -1,0 +1,174 @@
+"""A standing pull request on a durable JetStream consumer, on nats-py's public calls only.
+
+A pull request is a message to the server, and one that ends empty is answered with a status
+message: asking again for every few messages, or every second when idle, costs the server
+more than delivering what it asks for. So one request is kept open at a time, for `batch`
+messages and `expires_s`: what the consumer gets is delivered through it as it comes, and the
+next request is sent only once it has ended (all its messages delivered, or the server's status
+for it: 408 expired, 404, 409), or when its expiry is past or the connection was re-established
+(the server forgets a request whose client went away, without a word).
+
+Never more than one request is open, and each asks for at most what the caller can take when
+it is sent, so what arrives never exceeds that, except after a reconnect, when a request the
+server still held may deliver beside the new one: callers bound what they keep (the agent's
+`within_room`). Each request has a reply subject of its own under one subscription, so the
+status of a past request cannot end the current one. No request is sent while disconnected
+(nats-py would buffer them and send them all at the reconnect).
+"""
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.js import api
+
+# Statuses that end a pull request without an error: no messages (404), expired (408). 100 is
+# an idle heartbeat; any other (409 consumer deleted or leadership change, 503 no responders:
+# the consumer or its stream is gone) is an error for the caller.
+_ENDED = frozenset({api.StatusCode.NO_MESSAGES, api.StatusCode.REQUEST_TIMEOUT})
+# How long past its expiry a request that got no status is still taken to be open.
+_GRACE_S = 1.0
+
+
+class PullError(NatsError):
+    """The server answered a pull request with an error status (e.g. the consumer is gone)."""
+
+
+@dataclass
+class _Request:
+    reply: str
+    remaining: int
+    deadline: float  # loop time
+    reconnects: int
+
+
+class StandingPull:
+    """Messages of `durable` on `stream`, through one pull request open at a time."""
+
+    def __init__(self, nc: NATS, stream: str, durable: str, *, expires_s: float) -> None:
+        self._nc = nc
+        self._subject = f"{api.DEFAULT_PREFIX}.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox = nc.new_inbox()
+        self._expires_s = expires_s
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._sub: Subscription | None = None
+        self._sent = 0
+        self._open: _Request | None = None
+        self._error: PullError | None = None  # to raise once what arrived before it is taken
+
+    @property
+    def requests_sent(self) -> int:
+        return self._sent
+
+    async def _arrived(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
+
+    async def take(self, batch: int, wait_s: float, *, linger_s: float = 0.0) -> list[Msg]:
+        """What has arrived; else the first message within `wait_s`; then, with `linger_s`,
+        what else arrives within `linger_s` until there are `batch`. A request, when one is
+        needed, asks for `batch` (less what is in hand). What arrived is returned whole (more
+        than `batch` only after a reconnect, see above)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        msgs: list[Msg] = []
+        self._take_arrived(msgs)
+        while not msgs:
+            if (error := self._error) is not None:
+                self._error = None
+                raise error
+            left = deadline - loop.time()
+            if left <= 0:
+                return msgs
+            if not self._nc.is_connected:
+                await asyncio.sleep(min(left, 0.1))
+                continue
+            await self._keep_open(batch)
+            assert self._open is not None
+            try:
+                msg = await asyncio.wait_for(
+                    self._queue.get(), min(left, self._open.deadline - loop.time())
+                )
+            except TimeoutError:
+                continue
+            self._handle(msg, msgs)
+            self._take_arrived(msgs)
+        if linger_s > 0:
+            await self._linger(batch, loop.time() + linger_s, msgs)
+        return msgs
+
+    async def _linger(self, batch: int, until: float, msgs: list[Msg]) -> None:
+        """Add to `msgs` what arrives until `until`, or until it holds `batch`; a request that
+        ended meanwhile is followed by one for the rest (a backlog flows on, a full batch
+        never waits)."""
+        loop = asyncio.get_running_loop()
+        while len(msgs) < batch and self._error is None and (left := until - loop.time()) > 0:
+            if self._open is None and self._nc.is_connected:
+                try:
+                    await self._keep_open(batch - len(msgs))
+                except NatsError:
+                    return  # what is in hand is taken; the next take asks again
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), left)
+            except TimeoutError:
+                return
+            self._handle(msg, msgs)
+            self._take_arrived(msgs)
+
+    async def _keep_open(self, batch: int) -> None:
+        """Send a request for `batch` unless one is open."""
+        loop = asyncio.get_running_loop()
+        reconnects = int(self._nc.stats["reconnects"])
+        if self._open is not None and (
+            self._open.deadline <= loop.time() or self._open.reconnects != reconnects
+        ):
+            self._open = None
+        if self._open is not None:
+            return
+        if self._sub is None:
+            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._arrived)
+        self._sent += 1
+        reply = f"{self._inbox}.{self._sent}"
+        request = {"batch": batch, "expires": int(self._expires_s * 1e9)}
+        self._open = _Request(reply, batch, loop.time() + self._expires_s + _GRACE_S, reconnects)
+        await self._nc.publish(self._subject, json.dumps(request).encode(), reply)
+
+    def _take_arrived(self, msgs: list[Msg]) -> None:
+        while not self._queue.empty():
+            self._handle(self._queue.get_nowait(), msgs)
+
+    def _handle(self, msg: Msg, msgs: list[Msg]) -> None:
+        status = msg.headers.get(api.Header.STATUS) if msg.headers else None
+        current = self._open
+        if status is None:
+            msgs.append(msg)
+            if current is not None:
+                current.remaining -= 1
+                if current.remaining <= 0:
+                    self._open = None
+            return
+        if current is None or msg.subject != current.reply:
+            return  # a past request's status, or an idle heartbeat
+        if status == api.StatusCode.CONTROL_MESSAGE:
+            return
+        self._open = None
+        if status not in _ENDED:
+            description = msg.headers.get(api.Header.DESCRIPTION, "") if msg.headers else ""
+            self._error = PullError(f"pull request failed: {status} {description}")
+
+    async def close(self) -> list[Msg]:
+        """Unsubscribe (the server drops a request nobody listens to any more) and return
+        what had arrived and was not taken, for the caller to hand back."""
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+        self._open = None
+        msgs: list[Msg] = []
+        while not self._queue.empty():
+            msg = self._queue.get_nowait()
+            if not (msg.headers and msg.headers.get(api.Header.STATUS)):
+                msgs.append(msg)
+        return msgs

@@ -1,0 +1,108 @@
+"""What the ingester costs the NATS server in messages, counted by the server itself (/varz).
+
+Each result is its delivery to the ingester and the ack (or term) after it; the ingester's
+pull requests (one standing request per lane, shared.pulling) must add next to nothing,
+whether results trickle in or none come at all.
+"""
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from controller.ingest.ingester import LANES, Ingester
+from controller.scheduling.rules import JobIds
+from shared import embedded
+from shared.streams import ensure_streams
+from shared.subjects import RESULTS_STREAM
+
+RESULTS = 30
+
+
+class Server:
+    def __init__(self, url: str, monitor_port: int) -> None:
+        self.url = url
+        self._monitor = f"http://127.0.0.1:{monitor_port}"
+
+    async def get(self, path: str) -> dict[str, object]:
+        return await asyncio.to_thread(_get, f"{self._monitor}{path}")
+
+    async def msgs(self) -> tuple[int, int]:
+        """(messages in from clients, messages out to them) so far."""
+        varz = await self.get("/varz")
+        return int(str(varz["in_msgs"])), int(str(varz["out_msgs"]))
+
+
+def _get(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        found: dict[str, object] = json.load(resp)
+        return found
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    monitor_port = embedded.free_port()
+    proc, url = embedded.start_nats(tmp_path / "nats", monitor_port=monitor_port)
+    try:
+        yield Server(url, monitor_port)
+    finally:
+        embedded.stop(proc)
+
+
+async def test_the_ingesters_pull_requests_cost_next_to_nothing_idle_or_busy(
+    server: Server, pipe_pool: asyncpg.Pool, job_ids: JobIds
+) -> None:
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    ingester = Ingester(pipe_pool, nc, js, job_ids)
+    stop = asyncio.Event()
+    running = asyncio.create_task(ingester.run(stop))
+    try:
+        await asyncio.sleep(1.5)  # the consumer made, each lane's request sent
+        before = await server.msgs()
+        await asyncio.sleep(4)
+        idle = await server.msgs()
+        # Idle: each lane's standing request, at most renewed once; a request per 0.5 s fetch
+        # and its 408 were 3 x 8 each way.
+        assert idle[0] - before[0] <= LANES and idle[1] - before[1] <= LANES, (before, idle)
+
+        for n in range(RESULTS):  # a trickle; not results at all: each is termed
+            await js.publish("mon.results.zz.smtp.x", b"{}", headers={"Nats-Msg-Id": str(n)})
+            await asyncio.sleep(0.05)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            jsz = await server.get("/jsz?accounts=true&consumers=true")
+            if _settled(jsz) >= RESULTS:
+                break
+            assert asyncio.get_running_loop().time() < deadline, jsz
+            await asyncio.sleep(0.2)
+        busy = await server.msgs()
+    finally:
+        stop.set()
+        await running
+        await ingester.close()
+        await nc.close()
+    # Per result in: its publish and its term; out: its PubAck and its delivery; beside them a
+    # few requests (a request per fetch and per top-up, with their statuses, were ~1-2 each
+    # way per result in such a trickle).
+    spent_in, spent_out = busy[0] - idle[0], busy[1] - idle[1]
+    assert spent_in <= 2 * RESULTS + LANES, (spent_in, spent_out)
+    assert spent_out <= 2 * RESULTS + LANES, (spent_in, spent_out)
+
+
+def _settled(jsz: dict[str, object]) -> int:
+    """The `ingest` consumer's ack floor (every result settled up to it), from /jsz."""
+    for account in jsz.get("account_details", []):  # type: ignore[attr-defined]
+        for stream in account.get("stream_detail", []):
+            if stream["name"] != RESULTS_STREAM:
+                continue
+            for consumer in stream.get("consumer_detail", []):
+                if consumer["name"] == "ingest":
+                    return int(consumer["ack_floor"]["stream_seq"])
+    return 0

@@ -1,0 +1,79 @@
+"""shared.pulling.StandingPull on the real NATS: one request open at a time, never asking for
+more than the caller can take, a backlog drained in full batches without lingering."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from shared.pulling import StandingPull
+
+
+@pytest.fixture
+async def stream(nats_url: str) -> AsyncIterator[tuple[NATS, JetStreamContext, str]]:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    name = f"PULL{uuid.uuid4().hex[:8].upper()}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"]))
+    await js.add_consumer(name, ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT))
+    try:
+        yield nc, js, name
+    finally:
+        await js.delete_stream(name)
+        await nc.close()
+
+
+async def _publish(js: JetStreamContext, name: str, count: int) -> None:
+    acks = [await js.publish_async(f"{name.lower()}.x", b"m") for _ in range(count)]
+    await asyncio.gather(*acks)
+
+
+async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_request(
+    stream: tuple[NATS, JetStreamContext, str],
+) -> None:
+    nc, js, name = stream
+    pull = StandingPull(nc, name, "c", expires_s=10)
+    for _ in range(3):  # idle: the first request stays open across takes
+        assert await pull.take(1000, 0.3, linger_s=0.1) == []
+    assert pull.requests_sent == 1
+
+    async def flow() -> None:  # a backlog building up while it is taken
+        for _ in range(30):
+            await _publish(js, name, 100)
+            await asyncio.sleep(0.01)
+
+    started = time.monotonic()
+    publishing = asyncio.create_task(flow())
+    sizes = []
+    while sum(sizes) < 3000:
+        msgs = await pull.take(1000, 2.0, linger_s=5.0)
+        sizes.append(len(msgs))
+        for msg in msgs:
+            await msg.ack()
+    await publishing
+    # A batch fills as messages come and, full, never waits out the linger (5 s here); a batch
+    # is never cut short by a request that ended: the next request asks for the rest.
+    assert time.monotonic() - started < 4, sizes
+    assert sizes == [1000, 1000, 1000], sizes
+    assert pull.requests_sent <= 4
+    assert await pull.close() == []
+
+
+async def test_a_request_asks_for_no_more_than_the_caller_can_take(
+    stream: tuple[NATS, JetStreamContext, str],
+) -> None:
+    nc, js, name = stream
+    await _publish(js, name, 50)
+    pull = StandingPull(nc, name, "c", expires_s=10)
+    taken = await pull.take(10, 2.0)
+    await asyncio.sleep(0.3)  # whatever else the server would deliver
+    left = await pull.close()
+    assert len(taken) + len(left) == 10
+    info = await js.consumer_info(name, "c")
+    assert (info.num_pending, info.num_ack_pending) == (40, 10)
