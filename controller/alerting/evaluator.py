@@ -16,9 +16,13 @@ a later round finishing first never hides an earlier one's late results; a late 
 replacing an `expired` row of a round judged already is replayed (`judge`'s `revised`).
 
 Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas share the
-work) and each is evaluated in one transaction that writes the new state, the incident, the
-notification outbox rows and the events together; `monitor_alert_state` is locked FOR UPDATE,
-so even an evaluation repeated after an expired lease runs one at a time. A monitor comes back
+work) and judged a batch at a time (`evaluate_batch`): the batch's reads are a few statements
+for all of them, the routine monitors (controller.alerting.batch) are written together, and
+every other one is evaluated (`evaluate`) in a savepoint, writing the new state, the incident,
+the notification outbox rows and the events together; one that stores `expired` results is
+evaluated alone after the batch commits. `monitor_alert_state` is locked FOR UPDATE (a batch's
+rows in monitor_id order: docs/architecture.md has the lock order), so even an evaluation
+repeated after an expired lease runs one at a time. A monitor comes back
 when its next round closes, so a round nobody ran is noticed without any result arriving.
 Events are published after the commit (`publish_events`), by one replica at a time, in order.
 
@@ -87,10 +91,9 @@ from shared.timefmt import iso_ms, utcnow
 log = structlog.get_logger(__name__)
 
 BATCH = 100
-# Connections one pass evaluates its batch on at once. An evaluation is a few dozen short
-# statements, so one connection spends most of its time waiting on round trips: with a handful
-# the alerter keeps up with rounds completing hundreds a second. Each monitor is still
-# evaluated in one transaction, by one of them, under its state row's lock.
+# Connections one pass evaluates its leased monitors on at once, each lane a batch of its own
+# (one transaction): the monitors that are not routine cost a dozen round trips each, which
+# one connection would wait out one after the other.
 LANES = 4
 ROWS_PER_EVALUATION = 5000
 CLOSE_GRACE = timedelta(seconds=5)
