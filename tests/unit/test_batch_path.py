@@ -48,7 +48,8 @@ EFFECTS: list[Effect] = [
     Replayed("up", "down"),
 ]
 
-CASES: list[tuple[str, Inputs | MonitorConfigError | None, dict[str, object], Path]] = [
+Case = tuple[str, Inputs | MonitorConfigError | None, dict[str, object], Path]
+CASES: list[Case] = [
     ("routine", inputs(), {}, "batch"),
     ("posture writes nothing at all", inputs(), {"posture": CursorMove(None, {})}, "batch"),
     ("in maintenance status, nothing to tell", inputs(status="maintenance"), {}, "batch"),
@@ -63,7 +64,8 @@ CASES: list[tuple[str, Inputs | MonitorConfigError | None, dict[str, object], Pa
     ("config unreadable", MonitorConfigError("secure: not a boolean"), {}, "savepoint"),
     ("results cut short", inputs(), {"cut_short": True}, "savepoint"),
     ("posture writes more than its cursor", inputs(), {"posture": None}, "savepoint"),
-] + [(type(e).__name__, inputs(), {"effects": (e,)}, "savepoint") for e in EFFECTS]
+]]
+CASES += [(type(e).__name__, inputs(), {"effects": (e,)}, "savepoint") for e in EFFECTS]
 
 
 @pytest.mark.parametrize(("why", "got", "more", "way"), CASES, ids=[c[0] for c in CASES])
