@@ -64,7 +64,7 @@ CASES: list[Case] = [
     ("config unreadable", MonitorConfigError("secure: not a boolean"), {}, "savepoint"),
     ("results cut short", inputs(), {"cut_short": True}, "savepoint"),
     ("posture writes more than its cursor", inputs(), {"posture": None}, "savepoint"),
-]]
+]
 CASES += [(type(e).__name__, inputs(), {"effects": (e,)}, "savepoint") for e in EFFECTS]
 
 
