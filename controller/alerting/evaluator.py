@@ -16,9 +16,13 @@ a later round finishing first never hides an earlier one's late results; a late 
 replacing an `expired` row of a round judged already is replayed (`judge`'s `revised`).
 
 Queued monitors are leased (FOR UPDATE SKIP LOCKED on `alert_queue`, so replicas share the
-work) and each is evaluated in one transaction that writes the new state, the incident, the
-notification outbox rows and the events together; `monitor_alert_state` is locked FOR UPDATE,
-so even an evaluation repeated after an expired lease runs one at a time. A monitor comes back
+work) and judged a batch at a time (`evaluate_batch`): the batch's reads are a few statements
+for all of them, the routine monitors (controller.alerting.batch) are written together, and
+every other one is evaluated (`evaluate`) in a savepoint, writing the new state, the incident,
+the notification outbox rows and the events together; one that stores `expired` results is
+evaluated alone after the batch commits. `monitor_alert_state` is locked FOR UPDATE (a batch's
+rows in monitor_id order: docs/architecture.md has the lock order), so even an evaluation
+repeated after an expired lease runs one at a time. A monitor comes back
 when its next round closes, so a round nobody ran is noticed without any result arriving.
 Events are published after the commit (`publish_events`), by one replica at a time, in order.
 
@@ -29,12 +33,13 @@ transaction: findings, baseline changes, their events and notifications.
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting import maintenance, no_data
+from controller.alerting import batch, maintenance, no_data
 from controller.alerting import maintenance_store as windows_db
 from controller.alerting import store as alerts
 from controller.alerting.incident import Incident
@@ -71,6 +76,8 @@ from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
 from controller.posture import observe as posture
+from controller.posture import rules as posture_rules
+from controller.posture import store as posture_db
 from controller.roundtrips import delivery as roundtrip_delivery
 from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
@@ -84,16 +91,48 @@ from shared.timefmt import iso_ms, utcnow
 log = structlog.get_logger(__name__)
 
 BATCH = 100
-# Connections one pass evaluates its batch on at once. An evaluation is a few dozen short
-# statements, so one connection spends most of its time waiting on round trips: with a handful
-# the alerter keeps up with rounds completing hundreds a second. Each monitor is still
-# evaluated in one transaction, by one of them, under its state row's lock.
+# Connections one pass evaluates its leased monitors on at once, each lane a batch of its own
+# (one transaction): the monitors that are not routine cost a dozen round trips each, which
+# one connection would wait out one after the other.
 LANES = 4
 ROWS_PER_EVALUATION = 5000
 CLOSE_GRACE = timedelta(seconds=5)
 LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
 # Replicas' passes drift apart (shared.loop.run_every), so each leases about half the queue.
 JITTER = 0.5
+
+
+class FillsWanted(Exception):
+    """An evaluation not allowed to store `expired` results (`Alerter.evaluate`'s `fills`)
+    found closed rounds that want them."""
+
+
+class Plan(NamedTuple):
+    """`Alerter._plan`: the rounds ready to judge and what goes with them."""
+
+    ready: list[JudgedRound]
+    due: datetime | None  # when to come back (None: when the next round closes)
+    fills: list[ResultRow]  # `expired` results to store
+    cut_short: bool  # the results read reached the limit
+    read: posture.Read | None  # the results read, for posture (when they are all there were)
+
+
+class _Missing:
+    """A leased monitor the batch did not find (gone)."""
+
+
+MISSING = _Missing()
+# A routine monitor's state, when to come back, and its posture's move.
+Routine = tuple[AlertState, datetime, posture.CursorMove]
+
+
+def _failed(monitor_id: int) -> None:
+    log.error(
+        "evaluation failed; retried when its lease ends",
+        monitor=monitor_id,
+        retry_in_s=LEASE_S,
+        exc_info=True,
+    )
 
 
 def grid_rounds(w: WatchedMonitor, after: datetime, until: datetime) -> list[datetime]:
@@ -182,20 +221,136 @@ class Alerter:
         return len(leased)
 
     async def _evaluate_lane(self, leased: Sequence[alerts.Lease], now: datetime) -> None:
-        """Evaluate `leased` one after the other on one connection."""
+        """Evaluate `leased` on one connection: a batch pass in one transaction, then, each in
+        its own transaction, those the batch left alone (they store `expired` results or
+        create their state row). When the batch's transaction fails as a whole, every monitor
+        of it is evaluated alone."""
         async with self._pool.acquire() as conn:
-            for monitor_id, lease, revised_from in leased:
+            try:
+                async with conn.transaction():
+                    alone = await self.evaluate_batch(conn, leased, now)
+            except Exception:
+                log.error("batch evaluation failed; evaluated one by one", exc_info=True)
+                alone = list(leased)
+            for lease in alone:
                 try:
                     async with conn.transaction():
-                        await self.evaluate(conn, monitor_id, now, revised_from, lease=lease)
+                        await self.evaluate(
+                            conn, lease.monitor_id, now, lease.revised_from, lease=lease.lease
+                        )
                     metrics.alert_evaluated()
                 except Exception:
-                    log.error(
-                        "evaluation failed; retried when its lease ends",
-                        monitor=monitor_id,
-                        retry_in_s=LEASE_S,
-                        exc_info=True,
+                    _failed(lease.monitor_id)
+
+    async def evaluate_batch(
+        self, conn: Conn, leased: Sequence[alerts.Lease], now: datetime
+    ) -> list[alerts.Lease]:
+        """Evaluate `leased` in the caller's transaction: read every monitor's inputs, results
+        and posture in three statements (the state rows locked in monitor_id order), judge
+        each with the pure rules, write the routine ones' states, releases and posture cursors
+        in two statements (`batch.path`), and evaluate the others fully, each in a savepoint
+        (a failure is logged and retried when its lease ends). Return those left to evaluate
+        alone after the commit."""
+        by_id = {lease.monitor_id: lease for lease in leased}
+        got = await alerts.batch_inputs(conn, list(by_id))
+        judged = {
+            i: g
+            for i, g in got.items()
+            if isinstance(g, alerts.Inputs)
+            and batch.judged_in_batch(g, by_id[i].revised_from is not None)
+        }
+        reads = {}
+        if judged:
+            reads = await alerts.batch_results_after(
+                conn,
+                {i: self._after(g.watched, g.state, now) for i, g in judged.items()},
+                ROWS_PER_EVALUATION,
+            )
+        known = await posture_db.known_batch(conn, list(judged)) if judged else {}
+        states: dict[int, AlertState] = {}
+        releases: list[alerts.Release] = []
+        moves: list[tuple[int, datetime, dict[posture_rules.Key, int]]] = []
+        full: list[alerts.Lease] = []
+        alone: list[alerts.Lease] = []
+        for monitor_id, lease in sorted(by_id.items()):
+            g = got.get(monitor_id, MISSING)
+            if g is MISSING:  # gone: the full path forgets its queue row
+                full.append(lease)
+                continue
+            assert not isinstance(g, _Missing)
+            inputs = judged.get(monitor_id)
+            if inputs is None:
+                way = batch.path(g, lease.revised_from is not None)
+            else:
+                way, routine = self._judge_routine(
+                    inputs, reads[monitor_id], known[monitor_id], now
+                )
+                if routine is not None:
+                    state, back, move = routine
+                    states[monitor_id] = state
+                    releases.append(alerts.Release(monitor_id, lease.lease, back))
+                    if move.last_round_at is not None:
+                        moves.append((monitor_id, move.last_round_at, move.streaks))
+                    continue
+            (alone if way == "alone" else full).append(lease)
+        # Every queue row of the batch locked at once, in order: the releases below then wait
+        # on no ingester (`alerts.lock_queued`).
+        await alerts.lock_queued(conn, [lease.monitor_id for lease in leased])
+        for lease in full:
+            try:
+                async with conn.transaction():
+                    due = await self.evaluate(
+                        conn, lease.monitor_id, now, lease.revised_from, fills=False
                     )
+                releases.append(alerts.Release(lease.monitor_id, lease.lease, due))
+            except FillsWanted:
+                alone.append(lease)
+            except Exception:
+                _failed(lease.monitor_id)
+        await alerts.save_batch(conn, states, releases)
+        await posture_db.save_cursors(conn, moves)
+        for _ in releases:
+            metrics.alert_evaluated()
+        return alone
+
+    def _judge_routine(
+        self,
+        got: alerts.Inputs,
+        read: alerts.ResultsAfter,
+        known: posture_db.KnownBatch,
+        now: datetime,
+    ) -> tuple[batch.Path, Routine | None]:
+        """Judge one monitor of a batch with what the batch read: its way (`batch.path`), and
+        for a routine one what to write: its state, when to come back, its posture's move."""
+        w, s = got.watched, got.state
+        monitor = w.monitor
+        quiet = monitor.status == "maintenance"
+        after = self._after(w, s, now)
+        plan = self._plan(w, s, now, after, read)
+        if plan.fills or plan.cut_short:
+            way = batch.path(got, False, fills=bool(plan.fills), cut_short=plan.cut_short)
+            return way, None
+        facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
+        known_ = Known(quiet, False, got.backoff, ())
+        judgement = judge(facts, s, plan.ready, got.thresholds, now, known_, self._policy)
+        if judgement.effects:
+            return batch.path(got, False, effects=judgement.effects), None
+        new = judgement.state
+        move = None
+        if plan.read is not None:
+            move = posture.cursor_move(
+                monitor,
+                known.known,
+                known.expiry_sent,
+                new.last_round_at,
+                quiet,
+                got.thresholds,
+                plan.read,
+            )
+        way = batch.path(got, False, posture=move)
+        if way != "batch" or move is None:
+            return way, None
+        return way, (new, plan.due or self._come_back(w, new, now), move)
 
     async def evaluate(
         self,
@@ -205,12 +360,14 @@ class Alerter:
         revised_from: datetime | None = None,
         *,
         lease: datetime | None = None,
+        fills: bool = True,
     ) -> datetime | None:
         """Move one monitor over its complete and closed rounds; return when to come back (its
         next round closes), or None (gone or disabled). `revised_from`: the earliest round
         whose result a late real one replaced (a revision, replayed by `judge`); `lease`: its
-        queue row's, released here for when to come back (`alerts.release`)."""
-        due, saved = await self._evaluate(conn, monitor_id, now, revised_from, lease)
+        queue row's, released here for when to come back (`alerts.release`); `fills`: False
+        raises FillsWanted, before storing them, when closed rounds want `expired` results."""
+        due, saved = await self._evaluate(conn, monitor_id, now, revised_from, lease, fills)
         if not saved and lease is not None:
             await alerts.release(conn, monitor_id, lease, None)
         return due
@@ -222,6 +379,7 @@ class Alerter:
         now: datetime,
         revised_from: datetime | None,
         lease: datetime | None,
+        fills: bool = True,
     ) -> tuple[datetime | None, bool]:
         """`evaluate`'s due time, and whether the state was saved (and the lease released
         with it)."""
@@ -263,7 +421,7 @@ class Alerter:
             t = got.thresholds
             if revised_from is not None:
                 window = await self._window(conn, monitor, s, revised_from)
-            ready, due, read = await self._ready(conn, w, s, now)
+            ready, due, read = await self._ready(conn, w, s, now, fills)
             backoff = got.backoff
         known = Known(quiet, notified, backoff, tuple(held))
         facts = JudgedMonitor.of(monitor, w.rounds, self._default_countries)
@@ -307,23 +465,47 @@ class Alerter:
         return schedule.expires_at(at, monitor.check_interval) + timeout + CLOSE_GRACE
 
     async def _ready(
-        self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime
+        self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime, fills: bool = True
     ) -> tuple[list[JudgedRound], datetime | None, posture.Read | None]:
+        """The rounds after the cursor ready to judge (`_plan`), the closed ones' missing
+        countries stored as `expired` rows (FillsWanted instead when not `fills`); when to
+        come back; the results read, for posture."""
+        after = self._after(w, s, now)
+        read = await alerts.results_after(conn, w.monitor.id, after, ROWS_PER_EVALUATION)
+        plan = self._plan(w, s, now, after, read)
+        if plan.fills and not fills:
+            raise FillsWanted(w.monitor.id)
+        await results.store(conn, plan.fills)
+        return plan.ready, plan.due, plan.read
+
+    @staticmethod
+    def _after(w: WatchedMonitor, s: AlertState, now: datetime) -> datetime:
+        """Where the results to judge start: the cursor, or a lookback for a fresh state."""
+        interval = timedelta(seconds=w.monitor.check_interval)
+        return s.last_round_at or now - max(LOOKBACK, 3 * interval)
+
+    def _plan(
+        self,
+        w: WatchedMonitor,
+        s: AlertState,
+        now: datetime,
+        after: datetime,
+        read: alerts.ResultsAfter,
+    ) -> "Plan":
         """The rounds after the cursor ready to judge, in order, up to the first still open one
-        (the closed ones' missing countries filled with `expired` rows, stored); when to come
+        (the closed ones' missing countries filled with `expired` rows, to store); when to come
         back for that one (None: when the next round closes); and the results read, for posture
         (None when they are not all the results after the cursor: none yet, cut short, or
-        `expired` rows stored, a late real result may have come meanwhile)."""
+        `expired` rows to store, a late real result may have come meanwhile)."""
         monitor = w.monitor
         interval = timedelta(seconds=monitor.check_interval)
         horizon = now - max(LOOKBACK, 3 * interval)
-        after = s.last_round_at or horizon
-        read = await alerts.results_after(conn, monitor.id, after, ROWS_PER_EVALUATION)
         rows = read.rows
         found = rounds(rows)
         due: datetime | None = None
         until = now
-        if len(rows) == ROWS_PER_EVALUATION and len(found) > 1:
+        cut_short = len(rows) >= ROWS_PER_EVALUATION
+        if cut_short and len(found) > 1:
             found.pop()  # may be cut short; read again at once
             until, due = found[-1].at, now
         expected, count = expected_countries(
@@ -347,9 +529,10 @@ class Alerter:
                     break
                 fills += self._expire(monitor, r, expected, closes)
             ready.append(r)
-        await results.store(conn, fills)
-        whole = s.last_round_at is not None and len(rows) < ROWS_PER_EVALUATION and not fills
-        return ready, due, posture.Read(after, read.facts) if whole else None
+        whole = s.last_round_at is not None and not cut_short and not fills
+        return Plan(
+            ready, due, fills, cut_short, posture.Read(after, read.facts) if whole else None
+        )
 
     @staticmethod
     async def _window(

@@ -21,7 +21,12 @@ from controller.alerting.thresholds import (
 from controller.db.pool import Conn
 from controller.ingest.result_kinds import UNCOUNTED
 from controller.logins.backoff import Backoff
-from controller.monitors.store import WATCHED_COLUMNS, WatchedMonitor, decode_watched
+from controller.monitors.store import (
+    WATCHED_COLUMNS,
+    MonitorConfigError,
+    WatchedMonitor,
+    decode_watched,
+)
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.posture.facts import StoredFacts
@@ -343,6 +348,45 @@ async def inputs(conn: Conn, monitor_id: int) -> Inputs | None:
         row = await conn.fetchrow(_INPUTS, monitor_id)
     if row is None:
         return None
+    return _decode_inputs(row)
+
+
+# `inputs` for a leased batch: the state rows locked in one statement, in monitor_id order
+# (every locker of several takes them in that order, so two batches never wait on each other
+# in a cycle). A monitor with no state row yet is returned without one (`has_state` false):
+# the batch leaves it to `inputs`, which creates it.
+_BATCH_INPUTS = (
+    _INPUTS.replace(
+        "WHERE monitor_id = $1 FOR UPDATE)",
+        "WHERE monitor_id = ANY($1::bigint[]) ORDER BY monitor_id FOR UPDATE)",
+    )
+    .replace("LEFT JOIN s ON true", "LEFT JOIN s ON s.monitor_id = mon.id")
+    .replace("FROM monitors WHERE id = $1", "FROM monitors WHERE id = ANY($1::bigint[])")
+    .replace("= $1", "= mon.id")
+)
+
+
+async def batch_inputs(
+    conn: Conn, monitor_ids: Sequence[int]
+) -> dict[int, Inputs | MonitorConfigError | None]:
+    """`inputs` of several monitors in one statement, their state rows locked in monitor_id
+    order until the caller's transaction ends. By monitor: its inputs; None when it has no
+    state row yet (nothing locked: `inputs` creates it); its MonitorConfigError. A monitor gone
+    is missing."""
+    rows = await conn.fetch(_BATCH_INPUTS, sorted(monitor_ids))
+    found: dict[int, Inputs | MonitorConfigError | None] = {}
+    for row in rows:
+        if not row["has_state"]:
+            found[row["id"]] = None
+            continue
+        try:
+            found[row["id"]] = _decode_inputs(row)
+        except MonitorConfigError as exc:
+            found[row["id"]] = exc
+    return found
+
+
+def _decode_inputs(row: asyncpg.Record) -> Inputs:
     backoff = (
         None
         if row["backoff_failures"] is None
@@ -434,6 +478,93 @@ async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int
             for r in rows
             if r["status"] not in UNCOUNTED
         ],
+    )
+
+
+async def batch_results_after(
+    conn: Conn, afters: Mapping[int, datetime], limit: int
+) -> dict[int, ResultsAfter]:
+    """`results_after` of several monitors (by monitor: its cursor) in one statement, at most
+    `limit` rows each."""
+    ids = sorted(afters)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT u.id AS for_monitor, r.* FROM unnest($1::bigint[], $2::timestamptz[])"
+        " AS u(id, after) CROSS JOIN LATERAL ("
+        f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
+        "  WHERE monitor_id = u.id AND scheduled_at > u.after"
+        "  AND hour >= date_trunc('hour', u.after, 'UTC')"
+        "  ORDER BY scheduled_at, country LIMIT $3) r",
+        ids,
+        [afters[i] for i in ids],
+        limit,
+    )
+    found = {i: ResultsAfter([], []) for i in ids}
+    n = len(CountryResult._fields)
+    for r in rows:
+        read = found[r["for_monitor"]]
+        values = tuple(r.values())[1 : n + 1]
+        read.rows.append(CountryResult(*values))
+        if r["status"] not in UNCOUNTED:
+            read.facts.append(
+                StoredFacts(scheduled_at=values[0], country=values[1], **{f: r[f] for f in _FACTS})
+            )
+    return found
+
+
+class Release(NamedTuple):
+    """A leased monitor done with: come back at `due_at`, or forget it (None)."""
+
+    monitor_id: int
+    lease: datetime
+    due_at: datetime | None
+
+
+async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
+    """Lock the monitors' queue rows in monitor_id order (as the ingester's `mark` does) until
+    the caller's transaction ends, so its releases wait on no one after."""
+    await conn.execute(_LOCK_QUEUED, sorted(monitor_ids))
+
+
+# The batch's states (a jsonb array of rows) and every release of its leases (`_FORGET`'s and
+# `_LATER`'s) in one statement: a queue row the ingester marked again meanwhile (due_at no
+# longer the lease) stays due.
+_SAVE_BATCH = (
+    "WITH saved AS (UPDATE monitor_alert_state s SET "
+    + ", ".join(f"{n} = j.{n}" for n in STATE_FIELDS)
+    + ", updated_at = now()"
+    " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
+    " WHERE s.monitor_id = j.monitor_id),"
+    " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[])"
+    "   AS u(id, lease, due)),"
+    " forgotten AS (DELETE FROM alert_queue q USING u"
+    "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease)"
+    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL FROM u"
+    " WHERE u.due IS NOT NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
+)
+
+
+async def save_batch(
+    conn: Conn, states: Mapping[int, AlertState], releases: Sequence[Release]
+) -> None:
+    """`save_state` of several monitors (their state unchanged: no `changed_at`) and the
+    `release` of several leases, in one statement."""
+    if not states and not releases:
+        return
+    rows = [
+        {"monitor_id": monitor_id}
+        | {
+            n: v.isoformat() if isinstance(v, datetime) else v
+            for n, v in ((n, getattr(s, n)) for n in STATE_FIELDS)
+        }
+        for monitor_id, s in sorted(states.items())
+    ]
+    ordered = sorted(releases)
+    await conn.execute(
+        _SAVE_BATCH,
+        rows,
+        [r.monitor_id for r in ordered],
+        [r.lease for r in ordered],
+        [r.due_at for r in ordered],
     )
 
 

@@ -38,6 +38,7 @@ from controller.posture.rules import (
     MAIL_DNS_CODES,
     SEVERITIES,
     Finding,
+    Key,
     Tracker,
     Verdicts,
     baseline_moves,
@@ -135,6 +136,64 @@ async def observe(
     if moved:
         await db.save_baselines(conn, monitor_id, moved)
     await db.save_state(conn, monitor_id, until, tracker.streaks)
+
+
+class CursorMove(NamedTuple):
+    """A posture pass that only moves the cursor (and the drift streaks); `last_round_at`
+    None: the pass writes nothing at all."""
+
+    last_round_at: datetime | None
+    streaks: dict[Key, int]
+
+
+def cursor_move(
+    monitor: Monitor,
+    start: db.Known,
+    expiry_sent: dict[str, set[int]],
+    judged_until: datetime | None,
+    quiet: bool,
+    t: Thresholds,
+    read: Read,
+) -> CursorMove | None:
+    """What `observe` would write when it is nothing but the cursor and the streaks, by the
+    same rules over the results the caller read (`read`); None when it would write anything
+    else (a finding appearing, held or cleared, a baseline or certificate change, an expiry
+    notice) or read more."""
+    if judged_until is None:
+        return CursorMove(None, start.streaks)
+    last = start.last_round_at
+    after = last or judged_until - LOOKBACK
+    if after >= judged_until:
+        return CursorMove(None, start.streaks)
+    if read.after != last or len(read.facts) >= ROWS_PER_PASS or start.open:
+        return None
+    rows = [r for r in read.facts if r.scheduled_at <= judged_until]
+    tracker = Tracker(open={}, streaks=dict(start.streaks))
+    base = start.baselines
+    days = t.cert_expiry_days
+    for _, group in groupby(rows, key=lambda r: r.scheduled_at):
+        found = list(group)
+        seen = [facts_of(monitor.type, r) for r in found]
+        verdicts = drift(seen, base)
+        for o in seen:
+            verdicts |= quality(o, days)
+        for o, row in zip(seen, found, strict=True):
+            verdicts |= _mail_dns(monitor, row, o)
+        appeared, cleared = tracker.step(verdicts)
+        if appeared or cleared or tracker.open:
+            return None
+        base, changes = baseline_moves(seen, base)
+        if changes:
+            return None
+        if not quiet and any(
+            expiry_notice(o.days_left, days, expiry_sent.get(o.cert_sha256, ())) is not None
+            for o in seen
+            if o.cert_sha256 and o.days_left is not None
+        ):
+            return None
+    if base != start.baselines:
+        return None
+    return CursorMove(judged_until, tracker.streaks)
 
 
 def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:

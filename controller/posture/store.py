@@ -63,6 +63,77 @@ async def known(conn: Conn, monitor_id: int) -> Known:
     )
 
 
+class KnownBatch(NamedTuple):
+    """`Known` of one monitor of a batch, with the expiry thresholds told per certificate."""
+
+    known: Known
+    expiry_sent: dict[str, set[int]]
+
+
+# `_KNOWN` for a batch: the posture_state rows locked in monitor_id order (after the alert
+# state rows the caller holds, as every evaluation takes them).
+_KNOWN_BATCH = """
+WITH p AS (
+    SELECT monitor_id, last_round_at, streaks FROM posture_state
+    WHERE monitor_id = ANY($1::bigint[]) ORDER BY monitor_id FOR UPDATE
+)
+SELECT u.id, p.last_round_at, p.streaks,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(f.code, f.country, f.detail)), '[]'::jsonb)
+        FROM posture_findings f WHERE f.monitor_id = u.id AND f.cleared_at IS NULL) AS open,
+    (SELECT coalesce(jsonb_object_agg(b.country, b.facts), '{}'::jsonb)
+        FROM posture_baselines b WHERE b.monitor_id = u.id) AS baselines,
+    (SELECT coalesce(jsonb_agg(jsonb_build_array(c.cert_sha256, c.threshold_days)), '[]'::jsonb)
+        FROM cert_expiry_notices c WHERE c.monitor_id = u.id) AS expiry_sent
+FROM unnest($1::bigint[]) AS u(id) LEFT JOIN p ON p.monitor_id = u.id
+"""
+
+
+async def known_batch(conn: Conn, monitor_ids: Sequence[int]) -> dict[int, KnownBatch]:
+    """`known` of several monitors in one statement (their posture_state rows locked in
+    monitor_id order), with the expiry notices sent (`expiry_sent`) of each."""
+    rows = await conn.fetch(_KNOWN_BATCH, sorted(monitor_ids))
+    found: dict[int, KnownBatch] = {}
+    for row in rows:
+        streaks: dict[str, int] = row["streaks"] or {}
+        open_: list[list[str]] = row["open"]
+        stored: dict[str, Baseline] = row["baselines"]
+        sent: dict[str, set[int]] = {}
+        for sha, days in row["expiry_sent"]:
+            sent.setdefault(sha, set()).add(int(days))
+        found[row["id"]] = KnownBatch(
+            Known(
+                row["last_round_at"],
+                {_key(k): int(v) for k, v in streaks.items()},
+                {(code, cc): Finding(code, cc, detail) for code, cc, detail in open_},
+                {cc: dict(facts) for cc, facts in stored.items()},
+            ),
+            sent,
+        )
+    return found
+
+
+async def save_cursors(conn: Conn, moves: Sequence[tuple[int, datetime, dict[Key, int]]]) -> None:
+    """`save_state` of several monitors (monitor, cursor, streaks) in one statement."""
+    if not moves:
+        return
+    rows = [
+        {
+            "monitor_id": m,
+            "last_round_at": at.isoformat(),
+            "streaks": {f"{code}|{cc}": n for (code, cc), n in st.items()},
+        }
+        for m, at, st in sorted(moves, key=lambda m: m[0])
+    ]
+    await conn.execute(
+        "INSERT INTO posture_state (monitor_id, last_round_at, streaks)"
+        " SELECT j.monitor_id, j.last_round_at, j.streaks FROM jsonb_to_recordset($1::jsonb)"
+        " AS j(monitor_id bigint, last_round_at timestamptz, streaks jsonb)"
+        " ON CONFLICT (monitor_id) DO UPDATE SET last_round_at = EXCLUDED.last_round_at,"
+        " streaks = EXCLUDED.streaks, updated_at = now()",
+        rows,
+    )
+
+
 def _key(text: str) -> Key:
     code, _, country = text.partition("|")
     return (code, country)

@@ -73,3 +73,71 @@ async def test_the_cheaper_evaluation_still_opens_the_incident_and_notifies(rig:
     assert incident["started_at"] == rig.at(1) and incident["notified"]
     assert sorted(r["channel"] for r in await rig.outbox_rows(m)) == ["email", "sms"]
     assert (await rig.state(m))["state"] == "down"
+
+
+# A batch pass of routine monitors: BEGIN; their inputs (state rows locked in order); their
+# rounds; their posture; their queue rows locked in order; their states saved with their queue
+# rows released; their posture cursors; COMMIT. The same whatever their number.
+BATCH_STATEMENTS = 8
+
+
+async def _batch_logged(rig: Rig, ids: list[int]) -> tuple[list[str], list[str], datetime]:
+    """Lease the monitors and evaluate them in one batch pass; the statements sent, the
+    monitors it left to evaluate alone, and the pass's time."""
+    sent: list[str] = []
+
+    def logged(q: LoggedQuery) -> None:
+        sent.append(q.query)
+
+    now = rig.clock()
+    async with rig.pool.acquire() as conn:
+        async with conn.transaction():
+            leases = [
+                lease
+                for lease in await alerts.claim(conn, now, 1000, LEASE_S)
+                if lease.monitor_id in ids
+            ]
+        assert sorted(lease.monitor_id for lease in leases) == sorted(ids)
+        conn.add_query_logger(logged)
+        try:
+            async with conn.transaction():
+                alone = await rig.alerter.evaluate_batch(conn, leases, now)
+            await asyncio.sleep(0)
+        finally:
+            conn.remove_query_logger(logged)
+    return sent, [str(lease.monitor_id) for lease in alone], now
+
+
+async def test_a_batch_of_routine_monitors_costs_the_same_statements_whatever_its_size(
+    rig: Rig,
+) -> None:
+    counts = []
+    for size in (2, 12):
+        ms = [await rig.monitor() for _ in range(size)]
+        for m in ms:
+            await rig.round(m, 0, UP)
+            await rig.round(m, 1, UP)
+        await rig.alerter.burst()  # state, posture cursor and baselines in place
+        for m in ms:
+            await rig.round(m, 2, UP)
+
+        sent, alone, now = await _batch_logged(rig, [m["id"] for m in ms])
+
+        assert alone == []
+        assert len(sent) <= BATCH_STATEMENTS, "\n".join(sent)
+        counts.append(len(sent))
+        for m in ms:
+            state = await rig.state(m)
+            assert state["last_round_at"] == rig.at(2) and state["state"] == "up"
+            assert state["consecutive_up_rounds"] == 3
+            (posture,) = await rig.fetch(
+                "SELECT last_round_at FROM posture_state WHERE monitor_id = $1", m["id"]
+            )
+            assert posture["last_round_at"] == rig.at(2)
+            (queued,) = await rig.fetch(
+                "SELECT due_at, revised_from FROM alert_queue WHERE monitor_id = $1", m["id"]
+            )
+            assert queued["due_at"] >= now + timedelta(seconds=m["check_interval"])
+        # judged once: nothing left to judge, nothing written twice
+        assert await rig.alerter.burst() == 0
+    assert counts[0] == counts[1]

@@ -1,0 +1,224 @@
+"""Which way each leased monitor goes in a batch pass (controller.alerting.batch): routine
+ones are written by the batch's statements; every other case takes the evaluator's full path
+(`Alerter.evaluate`), in a savepoint of the batch's transaction, or alone after it when it
+stores `expired` results or creates its state row; and what it produces is what the full path
+produces."""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from controller.alerting import store as alerts
+from controller.alerting.evaluator import LEASE_S, FillsWanted
+from tests.alerting.conftest import DOWN, UP, Rig
+
+DE_ONLY = {"DE": "up"}
+Ms = list[asyncpg.Record]
+
+
+async def _judged(rig: Rig, ms: Ms) -> None:
+    """Two passing rounds judged: a state, a posture cursor and baselines."""
+    for m in ms:
+        await rig.round(m, 0, UP)
+        await rig.round(m, 1, UP)
+    await rig.alerter.burst()
+
+
+async def _rounds(rig: Rig, ms: Ms, n: int, outcome: dict[str, str]) -> None:
+    for m in ms:
+        await rig.round(m, n, outcome)
+
+
+async def routine(rig: Rig, ms: Ms) -> None:
+    await _judged(rig, ms)
+    await _rounds(rig, ms, 2, UP)
+
+
+async def state_changes(rig: Rig, ms: Ms) -> None:  # StateChanged
+    await _judged(rig, ms)
+    await _rounds(rig, ms, 2, DOWN)
+
+
+async def incident_opens(rig: Rig, ms: Ms) -> None:  # IncidentOpened, Notice
+    await state_changes(rig, ms)
+    await rig.alerter.burst()
+    await _rounds(rig, ms, 3, DOWN)
+
+
+async def open_incident(rig: Rig, ms: Ms) -> None:  # an incident to read
+    await incident_opens(rig, ms)
+    await rig.alerter.burst()
+    await _rounds(rig, ms, 4, DOWN)
+
+
+async def backoff(rig: Rig, ms: Ms) -> None:  # BackoffChanged
+    await _judged(rig, ms)
+    await _rounds(rig, ms, 2, {"DE": "auth", "FR": "auth", "US": "auth"})
+
+
+async def fills(rig: Rig, ms: Ms) -> None:  # a closed round with countries missing
+    await _judged(rig, ms)
+    await _rounds(rig, ms, 2, DE_ONLY)
+    rig.clock.shift = timedelta(minutes=5)
+
+
+async def revision(rig: Rig, ms: Ms) -> None:
+    await routine(rig, ms)
+    await _sql(rig, "UPDATE alert_queue SET revised_from = $2 WHERE monitor_id = $1", ms, 1)
+
+
+async def disabled(rig: Rig, ms: Ms) -> None:
+    await routine(rig, ms)
+    await _sql(rig, "UPDATE monitors SET status = 'disabled' WHERE id = $1", ms)
+
+
+async def maintenance(rig: Rig, ms: Ms) -> None:  # a window to read
+    await routine(rig, ms)
+    await _sql(
+        rig,
+        "INSERT INTO maintenance_windows (organization_id, monitor_id, kind, starts_at, ends_at)"
+        " SELECT organization_id, id, 'once', now() - interval '1 day',"
+        " now() - interval '23 hours' FROM monitors WHERE id = $1",
+        ms,
+    )
+
+
+async def config_error(rig: Rig, ms: Ms) -> None:
+    await routine(rig, ms)
+    await _sql(rig, """UPDATE monitors SET config = '{"secure": "no"}' WHERE id = $1""", ms)
+
+
+async def posture_finding(rig: Rig, ms: Ms) -> None:  # an open finding held
+    await routine(rig, ms)
+    await _sql(
+        rig,
+        "INSERT INTO posture_findings (monitor_id, code, country, severity, detail,"
+        " appeared_at, last_seen_at) VALUES ($1, 'starttls_missing', 'DE', 'critical', 'x',"
+        " now(), now())",
+        ms,
+    )
+
+
+async def first_round(rig: Rig, ms: Ms) -> None:  # no state row yet
+    await _rounds(rig, ms, 0, UP)
+
+
+async def _sql(rig: Rig, sql: str, ms: Ms, round_: int | None = None) -> None:
+    async with rig.pool.acquire() as conn:
+        for m in ms:
+            args: list[Any] = [m["id"]] + ([] if round_ is None else [rig.at(round_)])
+            await conn.execute(sql, *args)
+
+
+Case = Callable[[Rig, Ms], Awaitable[None]]
+CASES: list[tuple[Case, str]] = [
+    (routine, "batch"),
+    (state_changes, "savepoint"),
+    (incident_opens, "savepoint"),
+    (open_incident, "savepoint"),
+    (backoff, "savepoint"),
+    (fills, "alone"),
+    (revision, "savepoint"),
+    (disabled, "savepoint"),
+    (maintenance, "savepoint"),
+    (config_error, "savepoint"),
+    (posture_finding, "savepoint"),
+    (first_round, "alone"),
+]
+
+
+async def _pass(rig: Rig, lease: alerts.Lease, now: datetime) -> str:
+    """One batch pass over the leased monitor as the alerter's lane runs it; the way it went."""
+    ways: list[str] = []
+    evaluate = rig.alerter.evaluate
+
+    async def traced(*args: Any, **kwargs: Any) -> datetime | None:
+        try:
+            due = await evaluate(*args, **kwargs)
+        except FillsWanted:
+            ways.append("wants fills")
+            raise
+        ways.append("savepoint" if kwargs.get("fills") is False else "alone")
+        return due
+
+    rig.alerter.evaluate = traced  # type: ignore[method-assign]
+    try:
+        await rig.alerter._evaluate_lane([lease], now)
+    finally:
+        del rig.alerter.evaluate
+    return ways[-1] if ways else "batch"
+
+
+@pytest.mark.parametrize(("case", "way"), CASES, ids=[c.__name__ for c, _ in CASES])
+async def test_each_case_goes_its_way_and_ends_where_the_full_path_ends(
+    rig: Rig, case: Case, way: str
+) -> None:
+    # the same monitor twice: one through the batch pass, one through the full path alone
+    batched, alone = await rig.monitor(), await rig.monitor()
+    await case(rig, [batched, alone])
+    now = rig.clock()
+    async with rig.pool.acquire() as conn:
+        leases = {lease.monitor_id: lease for lease in await alerts.claim(conn, now, 1000, LEASE_S)}
+
+    went = await _pass(rig, leases[batched["id"]], now)
+    lease = leases[alone["id"]]
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await rig.alerter.evaluate(conn, alone["id"], now, lease.revised_from, lease=lease.lease)
+
+    assert went == way
+    assert await _outcome(rig, batched) == await _outcome(rig, alone)
+
+
+async def _outcome(rig: Rig, m: asyncpg.Record) -> dict[str, Any]:
+    """What an evaluation wrote of the monitor, without its ids."""
+    (state,) = await rig.fetch(
+        "SELECT state, consecutive_down_rounds, consecutive_up_rounds, down_since, up_since,"
+        " last_round_at, open_incident_id IS NOT NULL AS open, last_notified_at IS NOT NULL"
+        " AS notified, missed_rounds, missed_since FROM monitor_alert_state"
+        " WHERE monitor_id = $1",
+        m["id"],
+    )
+    queued = await rig.fetch(
+        "SELECT due_at > now() AS later, revised_from FROM alert_queue WHERE monitor_id = $1",
+        m["id"],
+    )
+    return {
+        "state": dict(state),
+        "queue": [dict(q) for q in queued],
+        "incidents": [
+            (r["started_at"], r["ended_at"], r["cause_kind"], r["notified"])
+            for r in await rig.incidents(m)
+        ],
+        "outbox": sorted((r["kind"], r["channel"]) for r in await rig.outbox_rows(m)),
+        "results": [
+            tuple(r)
+            for r in await rig.fetch(
+                "SELECT scheduled_at, country, status FROM check_results WHERE monitor_id = $1"
+                " AND hour >= now() - interval '1 day' ORDER BY 1, 2",
+                m["id"],
+            )
+        ],
+        "posture": [
+            tuple(r)
+            for r in await rig.fetch(
+                "SELECT last_round_at, streaks FROM posture_state WHERE monitor_id = $1",
+                m["id"],
+            )
+        ],
+        "backoff": [
+            tuple(r)
+            for r in await rig.fetch(
+                "SELECT failures, notified FROM login_backoff WHERE monitor_id = $1", m["id"]
+            )
+        ],
+        "events": [
+            r["subject"].split(".")[-1] == str(m["public_id"])
+            for r in await rig.fetch(
+                "SELECT subject FROM event_outbox WHERE subject LIKE '%' || $1 ORDER BY id",
+                str(m["public_id"]),
+            )
+        ],
+    }
