@@ -180,18 +180,21 @@ async def test_junk_lateness_and_cleanup_of_late_arrivals(
     own; mail in Junk is `spam` for a monitor that counts it as failing. The mailbox first
     shows it receives the probe: an unconfirmed one gets only 3 messages an hour (issue 22)."""
     async with mail() as m:
-        public_id = await roundtrip_monitor(api, org, m, timeout_s=2)
+        # Short, as a held round lasts all of it, but long enough that a loaded host sends and
+        # logs in within it (at 2 s a round ended `timeout` before its mailbox was looked at).
+        timeout_s = 5
+        public_id = await roundtrip_monitor(api, org, m, timeout_s=timeout_s)
         first = await first_round(api, org, public_id)
         assert [i["status"] for i in first] == ["up", "up"], first
         await until_confirmed(api, org, controller, job_ids, public_id)
         m.store.hold = True
-        late = await round_of(api, org, public_id, n=4)
+        late = await round_of(api, org, public_id, n=4, within=4.0 * timeout_s)
         assert [(i["status"], i["errorKind"]) for i in late] == [("down", "not_delivered")] * 2
         m.store.hold = False
         m.store.release()
         assert len(m.store.probes()) == 2
         # A leftover is one older than a round (the timeout): wait that out.
-        await asyncio.sleep(2.1)
+        await asyncio.sleep(timeout_s + 0.1)
         again = await round_of(api, org, public_id, n=6, within=15.0)
         assert [i["status"] for i in again] == ["up", "up"], again
         assert m.store.probes() == [], "the late arrivals were deleted too"
