@@ -276,8 +276,15 @@ async def test_who_may_write_notices(
         headers=org.auth(),
     )
     assert r.status_code == 400 and "state" in r.text
-    r = await http.post("/api/status-notices", json=body | {"title": ""}, headers=org.auth())
-    assert r.status_code == 400 and "title" in r.text
+    for blank in ("", "\u00a0", " \t", "a\x00b"):  # the schema's pattern says so too
+        r = await http.post("/api/status-notices", json=body | {"title": blank}, headers=org.auth())
+        assert r.status_code == 400 and r.json()["fields"] == ["title"], (blank, r.text)
+    r = await http.post(
+        f"/api/status-notices/{notice}/updates",
+        json=update | {"body": "\u2003"},
+        headers=org.auth(),
+    )
+    assert r.status_code == 400 and r.json()["fields"] == ["body"], r.text
     assert (
         await http.post("/api/status-notices/not-a-uuid/updates", json=update, headers=org.auth())
     ).status_code == 404

@@ -27,8 +27,11 @@ AuthedRequest = Request[Principal, Any, Any]
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
 Impact = Literal["none", "minor", "major", "maintenance"]
 State = Literal["investigating", "identified", "monitoring", "resolved"]
-Title = Annotated[str, Meta(min_length=1, max_length=200)]
-Body = Annotated[str, Meta(min_length=1, max_length=5000)]
+# Not blank (a character other than white space, as `str.strip` counts it), no NUL anywhere:
+# what `_text` keeps, stated in the schema so a client knows it before sending.
+_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$"
+Title = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
+Body = Annotated[str, Meta(min_length=1, max_length=5000, pattern=_TEXT)]
 
 
 class StatusNoticeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
