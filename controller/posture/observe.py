@@ -15,7 +15,7 @@ monitor's notification channels only for the severities the organization (or the
 chose for each (`Thresholds.finding_channels`).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import NamedTuple
@@ -37,6 +37,7 @@ from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
     MAIL_DNS_CODES,
     SEVERITIES,
+    Baseline,
     Finding,
     Key,
     Tracker,
@@ -108,12 +109,7 @@ async def observe(
     stored = start.baselines
     base = stored
     for at, group in rounds:
-        seen = [facts_of(monitor.type, r) for r in group]
-        verdicts = drift(seen, base)
-        for o in seen:
-            verdicts |= quality(o, days)
-        for o, row in zip(seen, group, strict=True):
-            verdicts |= _mail_dns(monitor, row, o)
+        seen, verdicts = _round_verdicts(monitor, group, base, days)
         if not monitor.mail_domain:  # no longer watched: what it found is over
             verdicts |= {key: None for key in tracker.open if key[0] in MAIL_DNS_CODES}
         appeared, cleared = tracker.step(verdicts)
@@ -172,13 +168,7 @@ def cursor_move(
     base = start.baselines
     days = t.cert_expiry_days
     for _, group in groupby(rows, key=lambda r: r.scheduled_at):
-        found = list(group)
-        seen = [facts_of(monitor.type, r) for r in found]
-        verdicts = drift(seen, base)
-        for o in seen:
-            verdicts |= quality(o, days)
-        for o, row in zip(seen, found, strict=True):
-            verdicts |= _mail_dns(monitor, row, o)
+        seen, verdicts = _round_verdicts(monitor, list(group), base, days)
         appeared, cleared = tracker.step(verdicts)
         if appeared or cleared or tracker.open:
             return None
@@ -194,6 +184,20 @@ def cursor_move(
     if base != start.baselines:
         return None
     return CursorMove(judged_until, tracker.streaks)
+
+
+def _round_verdicts(
+    monitor: Monitor, group: list[StoredFacts], base: Mapping[str, Baseline], days: Sequence[int]
+) -> tuple[list[Observation], Verdicts]:
+    """One round's observations and what posture's rules say of them: drift from `base`,
+    each result's quality against the expiry warning `days`, its mail DNS."""
+    seen = [facts_of(monitor.type, r) for r in group]
+    verdicts = drift(seen, base)
+    for o in seen:
+        verdicts |= quality(o, days)
+    for o, row in zip(seen, group, strict=True):
+        verdicts |= _mail_dns(monitor, row, o)
+    return seen, verdicts
 
 
 def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
