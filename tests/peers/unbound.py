@@ -21,6 +21,7 @@ import dns.message
 
 UNBOUND = "/usr/sbin/unbound"
 START_S = 5.0
+PORT_TRIES = 5
 
 
 def missing() -> str | None:
@@ -81,7 +82,24 @@ remote-control:
 
     async def __aenter__(self) -> Self:
         self._dir = tempfile.TemporaryDirectory(prefix="unbound-")
-        where = Path(self._dir.name)
+        try:
+            said = ""
+            for _ in range(PORT_TRIES):
+                answer = await self._start(Path(self._dir.name))
+                if answer is None:
+                    return self
+                said = answer
+                # The port was free when picked; another process of a busy host took it
+                # before unbound bound it. Another port, not a wait, is the cure.
+                if "address already in use" not in said.lower():
+                    break
+            raise RuntimeError(f"unbound did not start on port {self.port}: {said[-2000:]}")
+        except BaseException:
+            self._dir.cleanup()
+            raise
+
+    async def _start(self, where: Path) -> str | None:
+        """Start unbound on a free port; None once it answers there, else what it said."""
         self.port = _free_port()
         config = where / "unbound.conf"
         config.write_text(self._config(where))
@@ -93,11 +111,11 @@ remote-control:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        await self._ready()
-        return self
+        return await self._ready()
 
-    async def _ready(self) -> None:
-        """Until unbound answers a query on its port (it binds after reading its anchor)."""
+    async def _ready(self) -> str | None:
+        """None once unbound answers a query on its port (it binds after reading its anchor);
+        else, stopped, what it said on stderr."""
         assert self._process is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_S
@@ -107,12 +125,11 @@ remote-control:
                 break
             with contextlib.suppress(dns.exception.DNSException, OSError):
                 await dns.asyncquery.udp(query, "127.0.0.1", timeout=0.2, port=self.port)
-                return
+                return None
             await asyncio.sleep(0.05)
         await self._stop()
         assert self._process.stderr is not None
-        said = (await self._process.stderr.read()).decode(errors="replace")
-        raise RuntimeError(f"unbound did not start on port {self.port}: {said[-2000:]}")
+        return (await self._process.stderr.read()).decode(errors="replace")
 
     async def _stop(self) -> None:
         assert self._process is not None
