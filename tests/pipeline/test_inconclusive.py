@@ -112,11 +112,12 @@ async def test_a_conclusive_result_of_the_job_replaces_an_inconclusive_one_never
     assert await pipeline.ingester.burst() == 1
     await publish(pipeline.js, inconclusive(job_ids, monitor, cc, at=second, agent_id="late"))
     assert await pipeline.ingester.burst() == 0  # a real result stays
-    # In one batch, the conclusive result is kept whichever came first.
+    # The conclusive result is kept whichever came first: in one batch (1 stored) or, when the
+    # ingester's standing pull hands them over in two takes, replacing the inconclusive (2).
     third = now - timedelta(minutes=1)
     await publish(pipeline.js, inconclusive(job_ids, monitor, cc, at=third, agent_id="blocked"))
     await publish(pipeline.js, result(job_ids, monitor, cc, "up", at=third, agent_id="other"))
-    assert await pipeline.ingester.burst() == 1
+    assert await pipeline.ingester.burst() in (1, 2)
     stored = [(r["agent_id"], r["status"]) for r in await rows(pipe_pool, monitor["publicId"])]
     assert stored == [("other", "down"), ("other", "down"), ("other", "up")]
     base = f"/api/smtp-monitors/{monitor['publicId']}"
