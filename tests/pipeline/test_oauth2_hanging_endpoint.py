@@ -24,9 +24,7 @@ from controller.db.pool import create_pool
 from controller.oauth2.fetcher import TIMEOUT_S, TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
-from controller.secrets.seal_keys import CountryKeys
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from shared.settings import ControllerSettings
@@ -34,7 +32,7 @@ from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
 from tests.oauth2.issuer import TokenIssuer
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.sealing import KeyRing
 from tests.serving import serve_app
 
@@ -131,13 +129,11 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
     working = TokenEndpoint(issuer, USER, clients={CLIENT: SECRET})
     async with serve(hanging, ca), serve(working, ca):
         try:
-            scheduler = Scheduler(
+            scheduler = replica(
                 pipe_pool,
-                pipeline.js,
-                pipeline.agents,
-                box,
-                CountryKeys(str(seal_keys.directory), reload_every_s=0),
-                login_spacing_s=0,
+                pipeline,
+                settings,
+                seal_keys,
                 tokens=TokenService(
                     pipe_pool, box, TokenFetcher(verify=ca_context(ca), allow_private=True)
                 ),
@@ -258,15 +254,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
                     TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=timeout_s),
                     fetches=fetches,
                 )
-                scheduler = Scheduler(
-                    pipe_pool,
-                    pipeline.js,
-                    pipeline.agents,
-                    box,
-                    CountryKeys(str(seal_keys.directory), reload_every_s=0),
-                    login_spacing_s=0,
-                    tokens=service,
-                )
+                scheduler = replica(pipe_pool, pipeline, settings, seal_keys, tokens=service)
                 stuck = [
                     (await _monitor(oauth_api, tenant, cc, grant))[0]
                     for n, tenant in enumerate(attackers)
