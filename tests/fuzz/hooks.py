@@ -36,6 +36,7 @@ from shared.timefmt import parse_iso
 E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
 PHONE = "+4915112345678"
 CHANNELS = "/api/notification-channels/"
+MAX_CHOSEN = 1000  # channels.MAX_CHOSEN: a longer id list is invalid on purpose
 FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
 # openapi_doc's e-mail pattern, looser in its labels: it only tells which `to` is to be copied
 EMAIL = r"[A-Za-z0-9_+-]{1,64}@(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}\.)+[A-Za-z][A-Za-z0-9-]{0,62}"
@@ -78,11 +79,16 @@ def map_case(ctx: Any, case: Any) -> Any:
 
 
 def _no_unknown_choices(body: dict[str, Any]) -> None:
-    """Only lists of well-formed ids are emptied: a case made invalid on purpose (not a list, or
-    an item of another type or out of the schema's range) stays invalid."""
+    """Only lists of well-formed ids are emptied: a case made invalid on purpose (not a list, an
+    item of another type or out of the schema's range, or more items than `maxItems`) stays
+    invalid."""
     for field, well_formed in (("monitorIds", _is_str), ("customerIds", _is_customer_id)):
         value = body.get(field)
-        if isinstance(value, list) and all(well_formed(v) for v in value):
+        if (
+            isinstance(value, list)
+            and len(value) <= MAX_CHOSEN
+            and all(well_formed(v) for v in value)
+        ):
             body[field] = []
 
 

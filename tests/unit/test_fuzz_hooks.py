@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from tests.fuzz.hooks import _no_unknown_choices
+from controller.web.api import channels
+from tests.fuzz.hooks import MAX_CHOSEN, _no_unknown_choices
 
 
 @pytest.mark.parametrize(
@@ -21,9 +22,16 @@ from tests.fuzz.hooks import _no_unknown_choices
         ({"customerIds": 1}, {"customerIds": 1}),
         ({"monitorIds": ["a", "b"]}, {"monitorIds": []}),
         ({"monitorIds": ["a", 1]}, {"monitorIds": ["a", 1]}),
+        ({"monitorIds": ["a"] * MAX_CHOSEN}, {"monitorIds": []}),
+        ({"monitorIds": ["a"] * (MAX_CHOSEN + 1)}, {"monitorIds": ["a"] * (MAX_CHOSEN + 1)}),
+        ({"customerIds": [1] * (MAX_CHOSEN + 1)}, {"customerIds": [1] * (MAX_CHOSEN + 1)}),
         ({"name": "x"}, {"name": "x"}),
     ],
 )
 def test_only_well_formed_id_lists_are_emptied(body: dict[str, Any], after: dict[str, Any]) -> None:
     _no_unknown_choices(body)
     assert body == after
+
+
+def test_the_hooks_bound_is_the_apis() -> None:
+    assert MAX_CHOSEN == channels.MAX_CHOSEN
