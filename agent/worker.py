@@ -91,6 +91,9 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
+# How long past its own end a stopping agent waits for the server to end its last pull request
+# (the request's 408 normally comes within the client-server latency).
+LAST_REQUEST_GRACE_S = 2.0
 Outcome = Literal["acked", "nak"]
 
 
@@ -170,6 +173,9 @@ class Worker:
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
         self._bound = False  # to the country's consumer, between _subscribe() and the end
+        # Loop time until which the last fetch's pull request may still be open on the server
+        # (it did not come back with all it asked for), or None.
+        self._request_open_until: float | None = None
         self._metrics = metrics.for_country(country)
 
     @classmethod
@@ -242,6 +248,7 @@ class Worker:
             )
             try:
                 await self._loop(sub, burst)
+                await self._hand_back_late_jobs(sub)
                 await self._finish_in_flight()
             finally:
                 self._bound = False
@@ -401,6 +408,8 @@ class Worker:
             task.add_done_callback(self._done)
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        open_until = asyncio.get_running_loop().time() + self._fetch_timeout
+        self._request_open_until = open_until
         try:
             msgs = await sub.fetch(batch, timeout=self._fetch_timeout)
         except TimeoutError:
@@ -419,7 +428,39 @@ class Worker:
                     await self._ensure_consumer()
             return []
         self._backoff.reset()
+        if len(msgs) >= batch or asyncio.get_running_loop().time() < open_until - 0.05:
+            # Fulfilled, or given back before its time because nats-py saw the request's end
+            # (its status): the server holds no request of ours.
+            self._request_open_until = None
         return msgs
+
+    async def _hand_back_late_jobs(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Stay subscribed until the server has ended the last pull request, and hand back
+        (nak) every job it or an earlier request delivered that no fetch took. The server times
+        a request from when it receives it, so a request outlives the fetch that sent it by the
+        client-server latency; a job delivered to it after the agent unsubscribed would reach
+        no one and wait the ack wait. The request's end is its status message (408, or another
+        but a heartbeat); at most its own end plus LAST_REQUEST_GRACE_S is waited."""
+        inbox = sub._sub  # nats-py's PullSubscription keeps its inbox subscription here
+        loop = asyncio.get_running_loop()
+        open_until, self._request_open_until = self._request_open_until, None
+        deadline = loop.time() if open_until is None else open_until + LAST_REQUEST_GRACE_S
+        handed_back = 0
+        while True:
+            # What is queued already is taken even when nothing is open any more.
+            left = max(deadline - loop.time(), 0.001)
+            try:
+                msg = await inbox.next_msg(timeout=left)
+            except NATS_ERRORS:
+                break  # the request's end not seen in time, or the connection gone
+            status = JetStreamContext.is_status_msg(msg)
+            if status is None:
+                await _settle(msg.nak)
+                handed_back += 1
+            elif status != "100" and open_until is not None:
+                deadline = loop.time()  # the request ended: take only what is queued
+        if handed_back:
+            log.info("late_jobs_handed_back", handed_back=handed_back)
 
     async def _drained(self, sub: JetStreamContext.PullSubscription) -> bool:
         """Burst mode: nothing left to deliver and nothing delivered but unacked (to anyone)."""

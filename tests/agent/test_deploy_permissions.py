@@ -13,8 +13,9 @@ from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
-from tests.deploy.natsdeploy import Deployment, agent, connect, registered
+from tests.deploy.natsdeploy import Deployment, Server, agent, connect, registered
 from tests.deploy.test_nats_permissions import deployment
+from tests.peers.slowpath import SlowPath
 
 __all__ = ["deployment"]  # the deploy tests' permissioned hub, reused as a fixture here
 
@@ -60,13 +61,6 @@ async def test_worker_runs_a_job_with_only_its_countrys_permissions(
         await controller.close()
 
 
-@pytest.mark.xfail(
-    reason="known defect, open: a stopped agent's last fetch request can outlive the fetch on"
-    " the server (likely by the client-server latency: nats-py's timer starts before the"
-    " server has the request), and a job published then waits the ack wait; on a loaded host"
-    " this failed 1 run in 6",
-    strict=False,
-)
 @pytest.mark.parametrize("country", ["US"])
 async def test_a_stopped_agent_leaves_no_pull_request_to_take_a_job_from_the_others(
     deployment: Deployment, country: str, ssl_contexts: SslContexts
@@ -104,3 +98,42 @@ async def test_a_stopped_agent_leaves_no_pull_request_to_take_a_job_from_the_oth
         await first.close()
         await second.close()
         await controller.close()
+
+
+@pytest.mark.parametrize("country", ["US"])
+async def test_a_stopped_agent_far_from_its_server_waits_for_its_last_request_to_end(
+    deployment: Deployment, country: str, ssl_contexts: SslContexts
+) -> None:
+    """What makes the test above fail on a loaded host, made certain: the stopping agent's
+    requests reach the server 0.4 s after they were sent, so the server still holds its last
+    pull request for 0.4 s after the agent's fetch gave up. The agent stays subscribed until
+    the server has ended it; a job published once `run()` has returned goes to the other agent,
+    on its first delivery."""
+    controller = await connect(deployment.hub, deployment, CONTROLLER_USER)
+    js = controller.js
+    await ensure_streams(js)
+    await ensure_jobs_consumers(js, [country])
+    host, port = deployment.hub.url.removeprefix("tls://").split(":")
+    async with SlowPath(host, int(port), delay_s=0.4) as path:
+        far = Server(url=f"tls://{host}:{path.port}", monitor="", proc=deployment.hub.proc)
+        first = await agent(far, deployment, country)
+        second = await agent(deployment.hub, deployment, country)
+        try:
+            async with SmtpLikePeer() as peer:
+                stopped = worker(first.nc, country, ssl_contexts, fetch_timeout=1.0)
+                running = asyncio.create_task(stopped.run())
+                await asyncio.sleep(2.5)  # bound, its request open
+                stopped.stop()
+                await running
+                job = job_for(country, peer.port)
+                await publish_job(js, job)
+                other = worker(second.nc, country, ssl_contexts)
+                await asyncio.wait_for(other.run(burst=True), 10)
+            [result] = [r for r in await results(js, country) if r.job_id == job.job_id]
+            assert (result.agent_id, result.status) == (other.agent_id, "up")
+            info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+            assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
+        finally:
+            await first.close()
+            await second.close()
+            await controller.close()
