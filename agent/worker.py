@@ -91,9 +91,11 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
-# How long past its own end a stopping agent waits for the server to end its last pull request
-# (the request's 408 normally comes within the client-server latency).
-LAST_REQUEST_GRACE_S = 2.0
+# A stopping agent waits for its last pull request to end (agent: _hand_back_late_jobs) twice
+# the round trip a PING takes plus this margin past the request's own end, at most
+# LAST_REQUEST_WAIT_MAX_S past it.
+LAST_REQUEST_MARGIN_S = 0.1
+LAST_REQUEST_WAIT_MAX_S = 2.0
 Outcome = Literal["acked", "nak"]
 
 
@@ -438,13 +440,20 @@ class Worker:
         """Stay subscribed until the server has ended the last pull request, and hand back
         (nak) every job it or an earlier request delivered that no fetch took. The server times
         a request from when it receives it, so a request outlives the fetch that sent it by the
-        client-server latency; a job delivered to it after the agent unsubscribed would reach
-        no one and wait the ack wait. The request's end is its status message (408, or another
-        but a heartbeat); at most its own end plus LAST_REQUEST_GRACE_S is waited."""
+        client-to-server latency; a job delivered to it after the agent unsubscribed would reach
+        no one and wait the ack wait. The wait ends with the request's status (408, or any but
+        a heartbeat), or at its end plus twice a PING's round trip (the latency, measured now)
+        plus LAST_REQUEST_MARGIN_S: nats-py may have taken the status itself."""
         inbox = sub._sub  # nats-py's PullSubscription keeps its inbox subscription here
         loop = asyncio.get_running_loop()
         open_until, self._request_open_until = self._request_open_until, None
-        deadline = loop.time() if open_until is None else open_until + LAST_REQUEST_GRACE_S
+        deadline = loop.time()
+        if open_until is not None:
+            pinged = loop.time()
+            with contextlib.suppress(*NATS_ERRORS):
+                await self._nc.flush(timeout=int(LAST_REQUEST_WAIT_MAX_S))
+            late = 2 * (loop.time() - pinged) + LAST_REQUEST_MARGIN_S
+            deadline = open_until + min(late, LAST_REQUEST_WAIT_MAX_S)
         handed_back = 0
         while True:
             # What is queued already is taken even when nothing is open any more.
@@ -452,12 +461,12 @@ class Worker:
             try:
                 msg = await inbox.next_msg(timeout=left)
             except NATS_ERRORS:
-                break  # the request's end not seen in time, or the connection gone
+                break  # past the request's end, or the connection gone
             status = JetStreamContext.is_status_msg(msg)
             if status is None:
                 await _settle(msg.nak)
                 handed_back += 1
-            elif status != "100" and open_until is not None:
+            elif status != "100":
                 deadline = loop.time()  # the request ended: take only what is queued
         if handed_back:
             log.info("late_jobs_handed_back", handed_back=handed_back)
