@@ -1,5 +1,6 @@
 """The scheduler against real PostgreSQL and NATS: due monitors become jobs per country."""
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,13 +24,27 @@ from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries
 from tests.sealing import KeyRing
 
+# No other round of a monitor made due by make_due comes due within this: a test runs its
+# scheduler well inside it, even on a loaded host.
+DUE_MARGIN = timedelta(seconds=3)
+
 
 async def make_due(pool: asyncpg.Pool, public_id: str) -> datetime:
     """Make the monitor due just now (whole milliseconds, as job times are): off its grid, so
     its round is scheduled at this time, with its whole expiry window left to run (a grid point
-    up to an interval ago might be over already)."""
+    up to an interval ago might be over already). When its next grid point is less than
+    DUE_MARGIN away, that point would be a second round for a scheduler run soon after (the
+    one due now recorded `overdue`): it waits for that point and makes it the due time."""
+    async with pool.acquire() as conn:
+        interval: int = await conn.fetchval(
+            "SELECT check_interval FROM monitors WHERE public_id = $1", public_id
+        )
     now = utcnow()
     due = now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
+    point = schedule.next_due(schedule.phase_ms(public_id, interval), interval, due)
+    if point - now < DUE_MARGIN:
+        await asyncio.sleep(max((point - now).total_seconds(), 0) + 0.002)
+        due = point
     async with pool.acquire() as conn:
         await conn.execute(
             "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1", public_id, due
