@@ -175,6 +175,26 @@ class Countries:
             assert time.monotonic() < deadline, f"the heartbeat of {agent_id} was not heard"
             await asyncio.sleep(0.01)
 
+    async def only_these_live(self) -> None:
+        """Say stopping for every agent in the view of a country this test did not take: what
+        earlier tests of this worker left there (their beats count for the view's TTL). A test
+        of what the scheduler does with "every live country" starts from its own."""
+        now = iso_ms(utcnow())
+        for a in self.agents.agents():
+            if a.country not in self.used:
+                gone = AgentHeartbeat(
+                    agent_id=a.agent_id,
+                    country=a.country,
+                    started_at=now,
+                    seen_at=now,
+                    stopping=True,
+                )
+                await self.nc.publish(heartbeats_subject(a.country, a.agent_id), encode(gone))
+        deadline = time.monotonic() + 5
+        while not set(self.agents.countries()) <= set(self.used):
+            assert time.monotonic() < deadline, f"still live: {self.agents.countries()}"
+            await asyncio.sleep(0.01)
+
     async def jobs(self, cc: str) -> list[tuple[CheckJob, str]]:
         """(job, its Nats-Msg-Id) waiting on `mon.jobs.CC`, read without consuming them."""
         found: list[tuple[CheckJob, str]] = []

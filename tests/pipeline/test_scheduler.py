@@ -267,6 +267,7 @@ async def test_null_countries_run_from_n_live_countries_stable_per_monitor(
     live = countries.take(3)
     for cc in live:
         await countries.live(cc)
+    await countries.only_these_live()
     monitor = await create(api, org, allowedCheckCountryCodes=None)
     pid = monitor["publicId"]
     await make_due(pipe_pool, pid)
@@ -291,6 +292,7 @@ async def test_null_countries_without_any_live_agent_are_no_agent_where_the_roun
     live = countries.take(2)
     for cc in live:
         await countries.live(cc)
+    await countries.only_these_live()
     monitor = await create(api, org, allowedCheckCountryCodes=None)
     pid = monitor["publicId"]
     await make_due(pipe_pool, pid)
