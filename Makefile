@@ -98,8 +98,8 @@ TEST_WORKERS ?= 4
 test: $(STAMP) browser unbound netns dovecot alertmanager prometheus ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## schemathesis, longer than make test's run: coverage phase, FUZZ_EXAMPLES (100) per operation
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
+fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
+	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
 	  $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (format and lint) and mypy --strict

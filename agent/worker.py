@@ -91,7 +91,7 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
-# A stopping agent waits for its last pull request to end (agent: _hand_back_late_jobs) twice
+# A stopping agent waits for its last pull request to end (Worker._hand_back_late_jobs) twice
 # the round trip a PING takes plus this margin past the request's own end, at most
 # LAST_REQUEST_WAIT_MAX_S past it.
 LAST_REQUEST_MARGIN_S = 0.1

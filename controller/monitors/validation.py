@@ -22,6 +22,10 @@ COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 CHECK_INTERVAL_DEFAULT, CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX = 60, 10, 86_400
 TIMEOUT_DEFAULT, TIMEOUT_MIN, TIMEOUT_MAX = 30, 1, 300
 NAME_MAX = 200
+# The characters `str.strip` and `str.isspace` count white space, as a regular-expression class:
+# `\s` is another set in JSON Schema's dialect (ECMA-262) than in Python's, so documents spell
+# it out.
+WHITE_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def no_nul(value: object, path: str) -> None:
@@ -92,11 +96,12 @@ def mail_domain(value: str | None, field: str = "mailDomain") -> str | None:
 
 
 def name(value: str, field: str = "name") -> str:
-    """One line of text: a name ends up in e-mail subjects, where a line break cannot go."""
+    """One line of text: a name ends up in e-mail subjects, where a line break cannot go. It
+    is kept stripped; its length counts what was sent, white space around it included."""
     text = value.strip()
     if not text:
         raise invalid(field, f"{field} must not be empty")
-    if len(text) > NAME_MAX:
+    if len(value) > NAME_MAX:
         raise invalid(field, f"{field} must be at most {NAME_MAX} characters")
     if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text):
         raise invalid(

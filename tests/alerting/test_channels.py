@@ -354,6 +354,9 @@ async def test_rights_isolation_and_write_only_secrets(
             "monitorIds",
         ),
         ({"name": "", "kind": "webhook", "url": "https://h.test/", "secret": "s"}, "name"),
+        ({"name": "a\u0006b", "kind": "slack", "url": "https://h.test/"}, "name"),
+        ({"name": "a\nb", "kind": "slack", "url": "https://h.test/"}, "name"),
+        ({"name": " \u3000 ", "kind": "slack", "url": "https://h.test/"}, "name"),
     ],
 )
 async def test_bad_input_is_a_400_naming_the_field(
@@ -362,6 +365,25 @@ async def test_bad_input_is_a_400_naming_the_field(
     r = await api.post("/api/notification-channels", json=body, headers=org.auth("admin"))
     assert r.status_code == 400, r.text
     assert field in r.text
+
+
+async def test_a_channels_name_is_one_line_kept_stripped_on_create_and_change(
+    org: Tenant, api: httpx.AsyncClient
+) -> None:
+    """The rule of every name (validation.name, the document's `name` pattern): white space
+    around it is stripped, a control character inside it is a 400 naming the field."""
+    body = {"name": "\t Pager \n", "kind": "slack", "url": "https://h.test/"}
+    r = await api.post("/api/notification-channels", json=body, headers=org.auth("admin"))
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["name"] == "Pager"
+    path = f"/api/notification-channels/{created['id']}"
+    r = await api.patch(path, json={"name": "Pa\u0011ger"}, headers=org.auth("admin"))
+    assert r.status_code == 400 and r.json()["fields"] == ["name"], r.text
+    r = await api.patch(path, json={"name": " Night pager "}, headers=org.auth("admin"))
+    assert r.status_code == 200 and r.json()["name"] == "Night pager", r.text
+    r = await api.patch(path, json={"url": "https://h.test/b"}, headers=org.auth("admin"))
+    assert r.status_code == 200 and r.json()["name"] == "Night pager", r.text
 
 
 async def test_a_customer_default_applies_to_its_monitors_without_their_own_choice(

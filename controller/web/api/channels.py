@@ -228,7 +228,8 @@ class NotificationChannelController(Controller):
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
-        values = stored(request, data.kind, data.name, data.url, data.secret, None, data.chat_id)
+        name = validation.name(data.name)
+        values = stored(request, data.kind, name, data.url, data.secret, None, data.chat_id)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
@@ -286,7 +287,7 @@ class NotificationChannelController(Controller):
             values = stored(
                 request,
                 row["kind"],
-                data.name or row["name"],
+                row["name"] if data.name is None else validation.name(data.name),
                 data.url,
                 data.secret,
                 row,

@@ -40,6 +40,7 @@ from controller.monitors.validation import (
     STATUSES,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
+    WHITE_SPACE,
 )
 from controller.web.alertsite.locations import LOCATIONS
 from controller.web.alertsite.mapping import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
@@ -141,7 +142,10 @@ MAIL_DOMAIN = {"pattern": f"^(?:(?:{_LABEL}\\.)+{_TOP})?$", "maxLength": 253}  #
 _EMAIL = f"[A-Za-z0-9_+-]{{1,64}}@(?:{_LABEL}\\.)+{_TOP}"
 EMAIL = {"pattern": f"^{_EMAIL}$", "maxLength": 254}
 NAME = {
-    "pattern": f"^[^{_NO_CONTROL}]*[^\\s{_NO_CONTROL}][^{_NO_CONTROL}]*$",
+    # What validation.name keeps: white space around (stripped), then one line without control
+    # characters that begins and ends with a character other than white space.
+    "pattern": f"^[{WHITE_SPACE}]*[^{WHITE_SPACE}{_NO_CONTROL}]"
+    f"(?:[^{_NO_CONTROL}]*[^{WHITE_SPACE}{_NO_CONTROL}])?[{WHITE_SPACE}]*$",
     "maxLength": 200,
     "description": "one line, not blank, at most 200 characters",
 }

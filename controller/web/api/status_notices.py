@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from controller.access.accounts_store import Principal
 from controller.monitors import validation
+from controller.monitors.validation import WHITE_SPACE
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
@@ -28,10 +29,8 @@ NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUI
 Impact = Literal["none", "minor", "major", "maintenance"]
 State = Literal["investigating", "identified", "monitoring", "resolved"]
 # Not blank (a character other than white space, as `str.strip` counts it), no NUL anywhere:
-# what `_text` keeps, stated in the schema so a client knows it before sending. White space is
-# spelled out: `\s` is another set in JSON Schema's regex dialect (ECMA-262) than in Python's.
-_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_TEXT = rf"^[^\x00]*[^{_SPACE}\x00][^\x00]*$"
+# what `_text` keeps, stated in the schema so a client knows it before sending.
+_TEXT = rf"^[^\x00]*[^{WHITE_SPACE}\x00][^\x00]*$"
 Title = Annotated[str, Meta(min_length=1, max_length=200, pattern=_TEXT)]
 Body = Annotated[str, Meta(min_length=1, max_length=5000, pattern=_TEXT)]
 
