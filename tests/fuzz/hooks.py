@@ -36,6 +36,7 @@ from shared.timefmt import parse_iso
 E164 = r"\+[1-9][0-9]{6,14}"  # openapi_doc.E164 (this runs in schemathesis's own process)
 PHONE = "+4915112345678"
 CHANNELS = "/api/notification-channels/"
+UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 MAX_CHOSEN = 1000  # channels.MAX_CHOSEN: a longer id list is invalid on purpose
 FOLDER = r"(?=.*[^ ])[ !#-\[\]-~]{1,200}"  # openapi_doc's folder name
 # openapi_doc's e-mail pattern, looser in its labels: it only tells which `to` is to be copied
@@ -82,7 +83,7 @@ def _no_unknown_choices(body: dict[str, Any]) -> None:
     """Only lists of well-formed ids are emptied: a case made invalid on purpose (not a list, an
     item of another type or out of the schema's range, or more items than `maxItems`) stays
     invalid."""
-    for field, well_formed in (("monitorIds", _is_str), ("customerIds", _is_customer_id)):
+    for field, well_formed in (("monitorIds", _is_uuid), ("customerIds", _is_customer_id)):
         value = body.get(field)
         if (
             isinstance(value, list)
@@ -92,8 +93,10 @@ def _no_unknown_choices(body: dict[str, Any]) -> None:
             body[field] = []
 
 
-def _is_str(value: object) -> bool:
-    return isinstance(value, str)
+def _is_uuid(value: object) -> bool:
+    """The document's `format: uuid` (RFC 4122's hyphenated form): a string of another form is
+    invalid on purpose."""
+    return isinstance(value, str) and re.fullmatch(UUID, value) is not None
 
 
 def _is_customer_id(value: object) -> bool:

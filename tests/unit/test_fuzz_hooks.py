@@ -8,6 +8,8 @@ import pytest
 from controller.web.api import channels
 from tests.fuzz.hooks import MAX_CHOSEN, _no_unknown_choices
 
+ID = "0f655c9b-6b08-40a7-bc6d-1eeea30c6544"
+
 
 @pytest.mark.parametrize(
     ("body", "after"),
@@ -20,10 +22,12 @@ from tests.fuzz.hooks import MAX_CHOSEN, _no_unknown_choices
         ({"customerIds": [True]}, {"customerIds": [True]}),
         ({"customerIds": ["1"]}, {"customerIds": ["1"]}),
         ({"customerIds": 1}, {"customerIds": 1}),
-        ({"monitorIds": ["a", "b"]}, {"monitorIds": []}),
-        ({"monitorIds": ["a", 1]}, {"monitorIds": ["a", 1]}),
-        ({"monitorIds": ["a"] * MAX_CHOSEN}, {"monitorIds": []}),
-        ({"monitorIds": ["a"] * (MAX_CHOSEN + 1)}, {"monitorIds": ["a"] * (MAX_CHOSEN + 1)}),
+        ({"monitorIds": [ID, ID.upper()]}, {"monitorIds": []}),
+        ({"monitorIds": [ID, 1]}, {"monitorIds": [ID, 1]}),
+        ({"monitorIds": ["a"]}, {"monitorIds": ["a"]}),  # not `format: uuid`
+        ({"monitorIds": [ID.replace("-", "")]}, {"monitorIds": [ID.replace("-", "")]}),
+        ({"monitorIds": [ID] * MAX_CHOSEN}, {"monitorIds": []}),
+        ({"monitorIds": [ID] * (MAX_CHOSEN + 1)}, {"monitorIds": [ID] * (MAX_CHOSEN + 1)}),
         ({"customerIds": [1] * (MAX_CHOSEN + 1)}, {"customerIds": [1] * (MAX_CHOSEN + 1)}),
         ({"name": "x"}, {"name": "x"}),
     ],
