@@ -7,6 +7,7 @@ from typing import Any
 
 import uvicorn
 
+from controller.runtime.serve import KEEP_ALIVE_S
 from shared import embedded
 
 
@@ -15,7 +16,14 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     """Serve `app` until the block ends; yields its base URL."""
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,  # as the product's (api_server)
+        )
     )
     task = asyncio.create_task(server.serve())
     try:

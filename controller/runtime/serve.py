@@ -158,6 +158,12 @@ async def _serve_ops(
             await server.wait_closed()
 
 
+# How long an idle keep-alive connection stays open: longer than clients keep theirs (httpx 5 s,
+# load balancers 60 s), so a client never reuses a connection the server is closing that
+# instant (a reset, not an answer). uvicorn's default, 5 s, is httpx's own expiry.
+KEEP_ALIVE_S = 75
+
+
 def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
     """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
@@ -170,6 +176,7 @@ def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
         access_log=False,
         lifespan="on",
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
         proxy_headers=bool(settings.trusted_proxies),

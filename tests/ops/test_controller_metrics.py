@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from controller.runtime import metrics
 from controller.runtime.pipeline import open_pipeline
-from controller.runtime.serve import api_server
+from controller.runtime.serve import KEEP_ALIVE_S, api_server
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import CheckResult, encode
@@ -157,3 +157,27 @@ async def test_no_ingest_consumer_yet_is_no_warning(js: JetStreamContext) -> Non
         await metrics.sample([metrics.ingest_lag(js, f"absent-{uuid.uuid4().hex[:8]}"), broken])
     warned = [e for e in logs if e["event"] == "metrics sample failed"]
     assert [e["error"] for e in warned] == ["RuntimeError('database gone')"]
+
+
+async def test_an_idle_keep_alive_connection_outlives_a_clients_own_expiry(
+    settings: ControllerSettings, pool: asyncpg.Pool
+) -> None:
+    """A client keeps an idle connection for its own expiry (httpx: 5 s) and then reuses it:
+    the server keeps it longer (KEEP_ALIVE_S), so the reuse is answered, never reset."""
+    assert KEEP_ALIVE_S > 60  # past httpx's 5 s and load balancers' usual 60 s
+    async with (
+        serving(settings, pool, None) as url,
+        httpx.AsyncClient(base_url=url, limits=httpx.Limits(keepalive_expiry=30)) as client,
+    ):
+        first = await client.get("/health")
+        assert first.status_code == 200
+        await asyncio.sleep(6)  # past uvicorn's default keep-alive (5 s)
+        peers: list[object] = []
+
+        async def trace(event: str, info: dict[str, object]) -> None:
+            if event.startswith("connection.connect_tcp"):
+                peers.append(info)
+
+        again = await client.get("/health", extensions={"trace": trace})
+        assert again.status_code == 200
+        assert peers == [], "a new connection: the idle one was closed"
