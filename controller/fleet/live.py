@@ -24,6 +24,13 @@ within the warm-up may still wait unread in the connection or undelivered in the
 subscription's queue while this process's loop is busy (a restarted controller catching up).
 So once the time has passed, a round trip to the server (after which every beat it sent
 before has been read) and an empty subscription queue make the view warm.
+
+Time NATS is away does not count against an agent: the view's clock (`_now`) stops while this
+controller is not connected, so an agent ages only while it could have been heard. After an
+outage every client reconnects on its own schedule (an agent up to its reconnect wait after the
+server is back, later on a busy host): the agents heard before it stay live for the TTL of
+connected time, as through any gap between two beats, instead of vanishing at once and their
+countries' rounds being recorded `no_agent`.
 """
 
 import asyncio
@@ -119,6 +126,8 @@ class LiveAgents:
         self._reconnects = 0
         self._settled_for: float | None = None  # the warm-up (its start) whose beats are read
         self._settling: asyncio.Task[None] | None = None
+        self._away_since: float | None = None  # clock() when NATS was first seen away
+        self._away_total = 0.0  # seconds NATS was away before that, all outages together
 
     async def start(self) -> None:
         """Subscribe; the warm-up starts now."""
@@ -140,6 +149,7 @@ class LiveAgents:
         """Whether the view is complete: connected, connected long enough for every live agent to
         have beaten since, and every beat sent meanwhile read (see the module's docstring). A
         reconnect seen here restarts the warm-up."""
+        self._now()  # notes an outage, or its end
         if self._sub is None or not self._nc.is_connected:
             self._connected_at = None
             return False
@@ -184,19 +194,19 @@ class LiveAgents:
 
     def agents(self) -> list[AgentHeartbeat]:
         """Every live agent, by country and id."""
-        now = self._clock()
+        now = self._now()
         found = [s.beat for cc in list(self._by_country) for s in self._live(cc, now).values()]
         return sorted(found, key=lambda a: (a.country, a.agent_id))
 
     def countries(self) -> frozenset[str]:
         """The countries with a live agent."""
-        now = self._clock()
+        now = self._now()
         return frozenset(cc for cc in list(self._by_country) if self._live(cc, now))
 
     def countries_with(self, feature: str) -> frozenset[str]:
         """The countries whose every live agent has `feature` (agents of a country share its
         jobs, so one without it could take any of them)."""
-        now = self._clock()
+        now = self._now()
         return frozenset(
             cc
             for cc in list(self._by_country)
@@ -234,7 +244,7 @@ class LiveAgents:
                 body_agent_id=beat.agent_id,
             )
             return
-        now = self._clock()
+        now = self._now()
         agents = self._live(cc, now)
         if beat.stopping:
             agents.pop(agent_id, None)
@@ -263,6 +273,19 @@ class LiveAgents:
         if cut:
             self._quiet.warn("self_check_capped", cc, subject=subject, cut=cut[:5])
         return check
+
+    def _now(self) -> float:
+        """The view's clock: `clock()` less the time NATS was seen away (it stands still during
+        an outage), so agents age only while they could be heard."""
+        raw = self._clock()
+        if not self._nc.is_connected:
+            if self._away_since is None:
+                self._away_since = raw
+            return self._away_since - self._away_total
+        if self._away_since is not None:
+            self._away_total += raw - self._away_since
+            self._away_since = None
+        return raw - self._away_total
 
     def _live(self, cc: str, now: float) -> dict[str, _Seen]:
         """Country `cc`'s agents, without those not heard of for the TTL (removed here)."""

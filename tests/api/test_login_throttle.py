@@ -3,16 +3,15 @@ counts shared through PostgreSQL), checks passwords in a bounded pool (503 with 
 is full), and a burst of logins leaves `/health` answering."""
 
 import asyncio
-import statistics
-import time
+import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import httpx
 import pytest
 
-from controller.access.credentials import hash_password, verify_password
+from controller.access import credentials
+from controller.access.credentials import hash_password
 from shared.settings import ControllerSettings, SettingsError, load
 from tests.api.helpers import assert_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving
@@ -236,92 +235,69 @@ def test_trusted_proxies_are_normalised_for_uvicorn() -> None:
 POLL_S = 0.01
 
 
-async def _health_lateness(url: str, done: asyncio.Event) -> list[float]:
-    """`/health` every POLL_S until `done`, from an address of its own: for each answer, how
-    long after it was due it came (ms). Due is POLL_S after the previous answer, so a stalled
-    loop shows whether it stalled during a request or during the wait between two."""
-    loop = asyncio.get_running_loop()
-    late: list[float] = []
+async def _health_polls(url: str, done: asyncio.Event) -> int:
+    """`/health` every POLL_S until `done`, from an address of its own: how many were answered
+    (each must be a 200)."""
+    answered = 0
     async with client_from(url, new_address()) as http:
-        due = loop.time()
         while not done.is_set():
             assert (await http.get("/health")).status_code == 200
-            now = loop.time()
-            late.append((now - due) * 1000)
-            due = now + POLL_S
+            answered += 1
             await asyncio.sleep(POLL_S)
-    return late
+    return answered
 
 
-async def _burst(
-    url: str, send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
-) -> tuple[list[httpx.Response], list[float]]:
-    """200 concurrent requests `send(client)` from 20 addresses, `/health` polled all the
-    while: the answers and the poller's lateness."""
-    clients = [client_from(url, new_address()) for _ in range(20)]
-    done = asyncio.Event()
-    try:
-        watcher = asyncio.create_task(_health_lateness(url, done))
-        answers = await asyncio.gather(*(send(clients[i % 20]) for i in range(200)))
-        done.set()
-        late = await watcher
-    finally:
-        for http in clients:
-            await http.aclose()
-    assert late, "/health was never answered"
-    return answers, late
-
-
-async def test_a_burst_at_one_account_checks_at_most_its_allowance_and_health_answers(
-    settings: ControllerSettings, pool: asyncpg.Pool, tenant: Tenant
+async def test_a_burst_at_one_account_checks_at_most_its_allowance_off_the_event_loop(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """200 concurrent wrong logins at one account from 20 addresses: at most
     LOGIN_ACCOUNT_FAILURES of them get a password check (401), however concurrent (each
     attempt is counted before its check); the rest are 429 (throttled) or 503 (password
-    threads full), each with Retry-After.
+    threads full), each with Retry-After. Every check runs in a password thread, never on the
+    event loop's thread (argon2-cffi releases the GIL while it hashes, so the loop, and
+    `/health` with it, keeps running), and `/health` answers all the while.
 
-    `/health` stays as prompt as during a burst of as many malformed logins (400s, no login
-    work) measured just before: at most 2 more of its polls are late by three quarters of a
-    password check (timed on this loop and machine now) than in that reference. Five checks on
-    the event loop stall it five times, a check's time each, and each stall makes one poll that
-    late (measured: 3 to 5 more with argon2 on the loop; none failed as it is, the checks running in
-    the password threads). Counting, not summing, keeps a long burst's many small delays on a
-    loaded machine from adding up to one check."""
+    The rule is judged by where each check ran, not by how late `/health` answered: on a loaded
+    machine a poll's lateness measures the machine, not the product."""
     email = tenant.emails["member"]
-    async with pool.acquire() as conn:  # the checks being timed are the product's own cost
+    async with pool.acquire() as conn:  # the product's own argon2 cost, not a test stand-in
         await conn.execute(
             "UPDATE users SET password_hash = $1 WHERE email = $2", hash_password(PASSWORD), email
         )
+    checked_on: list[int] = []
+    real_verify = credentials.verify_password
+
+    def verify(password_hash: str | None, password: str) -> bool:
+        checked_on.append(threading.get_ident())
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(credentials, "verify_password", verify)
+    loop_thread = threading.get_ident()
     async with serving(settings, pool, login_address_per_minute=1000) as url:
-        reference, before = await _burst(url, lambda http: http.post(LOGIN, json={"email": "x"}))
-        check_ms = statistics.median(_check_ms() for _ in range(3))
-        answers, during = await _burst(url, lambda http: _login(http, email, WRONG))
-    assert {r.status_code for r in reference} == {400}
+        clients = [client_from(url, new_address()) for _ in range(20)]
+        done = asyncio.Event()
+        try:
+            watcher = asyncio.create_task(_health_polls(url, done))
+            answers = await asyncio.gather(
+                *(_login(clients[i % 20], email, WRONG) for i in range(200))
+            )
+            done.set()
+            polls = await watcher
+        finally:
+            for http in clients:
+                await http.aclose()
     statuses = Counter(r.status_code for r in answers)
     assert set(statuses) <= {401, 429, 503}, statuses
     assert 1 <= statuses[401] <= 5, statuses
     for r in answers:
         if r.status_code != 401:
             retry_after(r)
-    slow_before, slow_during = _slow(before, check_ms), _slow(during, check_ms)
-    assert slow_during - slow_before <= 2, (
-        f"/health: {slow_during} of {len(during)} polls late by over {0.75 * check_ms:.0f} ms"
-        f" (3/4 of a password check) during the logins (median {statistics.median(during):.1f}"
-        f" ms, worst {max(during):.0f}) vs {slow_before} of {len(before)} during the malformed"
-        f" burst (median {statistics.median(before):.1f} ms, worst {max(before):.0f})"
-    )
-
-
-def _slow(late: list[float], check_ms: float) -> int:
-    """How many polls were late by over three quarters of a password check."""
-    return sum(ms > 0.75 * check_ms for ms in late)
-
-
-def _check_ms() -> float:
-    """How long one password check (an unknown e-mail's) holds the calling thread, in ms."""
-    started = time.perf_counter()
-    verify_password(None, WRONG)
-    return (time.perf_counter() - started) * 1000
+    assert len(checked_on) == statuses[401], (len(checked_on), statuses)
+    assert loop_thread not in checked_on, "a password was checked on the event loop's thread"
+    assert polls >= 1, "/health was never answered during the burst"
 
 
 async def test_creating_a_user_hashes_in_the_pool_and_says_when_it_is_full(

@@ -183,6 +183,39 @@ async def test_the_view_is_cold_until_a_warm_up_after_connecting_and_after_each_
         embedded.stop(proc)
 
 
+async def test_time_nats_is_away_does_not_age_the_agents_heard_before(tmp_path: Path) -> None:
+    """An agent heard just before NATS went away for a minute is still live when this
+    controller is back, for the TTL of connected time (every client reconnects on its own
+    schedule: an agent up to its reconnect wait after the server is back), then gone if it
+    has not beaten since. Counting the outage, the view would lose it at once and its country's
+    rounds would be recorded `no_agent` while it reconnects (the soak's NATS fault)."""
+    port = embedded.free_port()
+    proc, url = embedded.start_nats(tmp_path / "a", port)
+    nc = await nats.connect(url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
+    clock = Clock()
+    view = LiveAgents(nc, ttl_s=5, warmup_s=0.5, clock=clock)
+    try:
+        await view.start()
+        view.heard(heartbeats_subject("DE", "a"), beat("DE", "a"))
+        clock.now += 1
+        embedded.stop(proc)
+        await until(lambda: not nc.is_connected, 10)
+        assert not view.is_warm()
+        clock.now += 60
+        assert view.countries() == {"DE"}  # nothing is known while away: the view stands still
+        proc, _ = embedded.start_nats(tmp_path / "b", port)
+        await until(lambda: nc.is_connected, 10)
+        assert not view.is_warm()  # back: the warm-up starts again
+        clock.now += 3.9
+        assert view.countries() == {"DE"}  # 4.9 s of connected time since its beat
+        clock.now += 0.2
+        assert (view.agents(), view.countries()) == ([], frozenset())
+    finally:
+        await view.stop()
+        await nc.close()
+        embedded.stop(proc)
+
+
 async def test_polling_the_agents_api_costs_no_nats_resource(
     api: httpx.AsyncClient, org: Tenant, js: nats.js.JetStreamContext, countries: Countries
 ) -> None:
