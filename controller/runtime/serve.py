@@ -9,9 +9,11 @@ notifications). Without `api`, `/metrics`, `/health` and `/ready` are served on
 CONTROLLER_METRICS_PORT instead."""
 
 import asyncio
+import contextlib
 import functools
 import signal
 from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -37,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 # A background worker of a role: runs until `serve`'s stop event is set.
 Worker = Coroutine[object, None, None]
+T = TypeVar("T")
 
 
 async def serve(settings: ControllerSettings) -> None:
@@ -47,24 +50,49 @@ async def serve(settings: ControllerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        started = await _until_stopped(_start(stack, settings), stop)
+        if started is None:
+            log.info("stop asked for during start-up: not serving")
+            return
+        pool, pipeline = started
+        tasks = [asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)]
+        log.info("controller started", roles=sorted(roles))
+        try:
+            if "api" in roles:
+                await _serve_api(settings, create_app(settings, pool, pipeline), stop)
+            else:
+                await _serve_ops(settings, pool, pipeline, stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("controller stopped")
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack, settings: ControllerSettings
+) -> tuple[asyncpg.Pool, Pipeline]:
+    """The pool and the pipeline, each closed by `stack` (what was opened, when cut short)."""
     pool = await create_pool(settings.database_url, settings.db_pool_max)
+    stack.push_async_callback(pool.close)
+    pipeline = await stack.enter_async_context(open_pipeline(settings, pool))
+    return pool, pipeline
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None once `stop` is set first (`work` is cancelled, and so is it
+    when the caller is)."""
+    task = asyncio.create_task(work)
+    stopped = asyncio.create_task(stop.wait())
     try:
-        async with open_pipeline(settings, pool) as pipeline:
-            tasks = [
-                asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)
-            ]
-            log.info("controller started", roles=sorted(roles))
-            try:
-                if "api" in roles:
-                    await _serve_api(settings, create_app(settings, pool, pipeline))
-                else:
-                    await _serve_ops(settings, pool, pipeline, stop)
-            finally:
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                log.info("controller stopped")
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await pool.close()
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return task.result() if not task.cancelled() else None
 
 
 def _workers(
@@ -185,6 +213,17 @@ def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def _serve_api(settings: ControllerSettings, app: Litestar) -> None:
-    """uvicorn returns on SIGINT/SIGTERM (it installs the handlers)."""
-    await api_server(settings, app).serve()
+async def _serve_api(settings: ControllerSettings, app: Litestar, stop: asyncio.Event) -> None:
+    """uvicorn returns on SIGINT/SIGTERM (it installs the handlers while it serves), and on
+    `stop`, which ours set: a signal taken before uvicorn's handlers were in place."""
+    server = api_server(settings, app)
+
+    async def exit_on_stop() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(exit_on_stop())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()

@@ -2,11 +2,13 @@
 and NATS, ready over HTTP, a round recorded, and a clean stop on SIGTERM."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from controller.secrets.box import generate_key
 from shared import embedded
 from tests.conftest import scratch_database
+from tests.peers.slowpath import SlowPath
 
 COUNTRY = "LI"  # no agent ever runs for it in the tests: its rounds are `no_agent`
 
@@ -134,3 +137,45 @@ async def test_serve_runs_all_roles_and_stops_cleanly(scratch: str, nats_url: st
         _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert "Traceback" not in err.decode()
+
+
+async def test_a_stop_asked_for_during_start_up_is_kept(
+    scratch: str, nats_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM while `serve` is still starting (its NATS is far: every request half a second
+    late, so its start-up takes tens of seconds) cuts the start-up short: the process closes
+    what it opened and exits 0 without serving. Before, the stop was taken by `serve`'s own
+    handler and kept by nothing: the process went on to serve until a second signal."""
+    host, _, port = nats_url.removeprefix("nats://").rpartition(":")
+    async with SlowPath(host, int(port), delay_s=0.5) as far:
+        env = {
+            **os.environ,
+            "DATABASE_URL": scratch,
+            "NATS_URL": f"nats://127.0.0.1:{far.port}",
+            "SECRETS_KEY": generate_key(),
+            "API_PORT": str(embedded.free_port()),
+            "LOG_FORMAT": "json",
+        }
+        log = tmp_path / "serve.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "controller", "serve", env=env, stdout=out, stderr=out
+            )
+        try:
+            # Connecting to NATS: past the handler's install, short of serving.
+            deadline = time.monotonic() + 30
+            while not far.accepted:
+                assert proc.returncode is None, "serve exited at start"
+                assert time.monotonic() < deadline, "serve never connected to NATS"
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), timeout=40)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, text[-2000:]
+    assert "stop asked for during start-up: not serving" in text, text[-2000:]
+    assert "Traceback" not in text

@@ -16,6 +16,7 @@ class SlowPath:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.accepted = 0  # connections taken so far
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -38,6 +39,7 @@ class SlowPath:
         return task
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self._target)
         pipes = [self._spawn(self._late(reader, up_writer)), self._spawn(_pipe(up_reader, writer))]
         try:
