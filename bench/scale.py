@@ -323,12 +323,28 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
             " ORDER BY total_exec_time DESC LIMIT 15"
         )
+        frequent = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
+            " ORDER BY calls DESC LIMIT 15"
+        )
+        total = await conn.fetchrow(
+            "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms FROM pg_stat_statements"
+        )
     finally:
         await conn.close()
     per = max(checks, 1)
-    print("  statements by execution time (per stored result):")
+    print(
+        f"  statements per stored result: {total['calls'] / per:.2f} calls,"
+        f" {total['ms'] / per:.3f} ms executing"
+    )
+    for title, listed in (("execution time", rows), ("calls", frequent)):
+        _print_statements(title, listed, per)
+
+
+def _print_statements(title: str, rows: list[Any], per: int) -> None:
+    print(f"  statements by {title} (per stored result):")
     for r in rows:
-        query = " ".join(r["query"].split())[:90]
+        query = " ".join(r["query"].split())[:150]
         print(
             f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
             f"  {r['rows'] / per:7.2f} rows  {query}"
