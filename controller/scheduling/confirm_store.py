@@ -10,7 +10,7 @@ from controller.db.pool import Conn
 from controller.monitors import limits_store as limits
 from controller.scheduling import confirm
 
-KEEP = timedelta(hours=1)  # sent rows are kept this long (fair shares count the last minute)
+KEEP = timedelta(hours=1)  # sent rows are kept this long at least, until a later claim
 
 
 async def request(

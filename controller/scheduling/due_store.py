@@ -1,4 +1,5 @@
-"""The scheduler's queries on `monitors`: claim due monitors, move their next due time.
+"""The scheduler's queries on `monitors`: claim due monitors, move their next due time; and
+what a pass looks at around them (whether other work waits, when the next pass is due).
 
 Claims lock with `FOR NO KEY UPDATE SKIP LOCKED`: replicas skip each other's rows instead of
 waiting, and the lock does not block the foreign-key checks of the ingester's writes. A claimed
@@ -9,6 +10,7 @@ monitor comes typed (`WatchedMonitor`), or, when its stored config does not fit 
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -114,13 +116,36 @@ async def set_next_due(
     )
 
 
-async def earliest_due(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
+async def earliest_work(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
+    """The earliest due time of a monitor not in `skip` or of a deferred login, in one
+    statement: when the scheduler's next pass has something to send."""
     at: datetime | None = await conn.fetchval(
-        "SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
-        " AND id <> ALL($1::bigint[])",
+        "SELECT least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+        "  AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))",
         list(skip),
     )
     return at
+
+
+class Waiting(NamedTuple):
+    """Work of a pass besides its due rounds: confirmation rounds asked for and not sent
+    (`confirmations`), deferred logins due (`deferred`)."""
+
+    confirmations: bool
+    deferred: bool
+
+
+async def waiting(conn: Conn, now: datetime) -> Waiting:
+    """What else than due rounds there is to do `now`, in one statement (both through
+    partial or plain indexes): a pass claims confirmations and deferred logins only when
+    there are some, so a routine pass is one transaction, not three."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL),"
+        " EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $1)",
+        now,
+    )
+    assert row is not None
+    return Waiting(row[0], row[1])
 
 
 async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:

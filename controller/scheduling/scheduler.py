@@ -119,7 +119,9 @@ class Scheduler:
         Passes start at most every `MIN_PASS_S`: with monitors due every few hundred
         microseconds, a pass per due monitor would spend more on round trips than on jobs; a
         short spacing batches them at the cost of a few milliseconds of lateness. New monitors
-        are planned every `PLAN_EVERY_S`.
+        are planned every `PLAN_EVERY_S`. A pass claims confirmation rounds and deferred logins
+        only when one statement after its due rounds says some wait (`due.waiting`): a routine
+        pass is its due rounds' transaction and two statements.
         """
         log.info("scheduler started", batch=self._batch)
         loop = asyncio.get_running_loop()
@@ -132,8 +134,12 @@ class Scheduler:
                 await self.plan_new()
                 plan_at = started + PLAN_EVERY_S
             await self.run_due()
-            await self.run_confirmations()
-            await self.run_deferred()
+            async with self._pool.acquire() as conn:
+                waiting = await due.waiting(conn, self._clock())
+            if waiting.confirmations:
+                await self.run_confirmations()
+            if waiting.deferred:
+                await self.run_deferred()
             wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
             return min(wait, max(0.0, plan_at - loop.time()))
 
@@ -150,11 +156,7 @@ class Scheduler:
     async def _idle_s(self) -> float:
         """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
         async with self._pool.acquire() as conn:
-            times = [
-                await due.earliest_due(conn, self._fetching()),
-                await deferred.earliest(conn),
-            ]
-        earliest = min((t for t in times if t is not None), default=None)
+            earliest = await due.earliest_work(conn, self._fetching())
         if earliest is None:
             return IDLE_MAX_S
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
