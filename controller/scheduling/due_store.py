@@ -116,36 +116,41 @@ async def set_next_due(
     )
 
 
+_EARLIEST = (
+    "least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+    " AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))"
+)
+
+
 async def earliest_work(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
-    """The earliest due time of a monitor not in `skip` or of a deferred login, in one
-    statement: when the scheduler's next pass has something to send."""
-    at: datetime | None = await conn.fetchval(
-        "SELECT least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
-        "  AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))",
-        list(skip),
-    )
+    """The earliest due time of a monitor not in `skip` or of a deferred login: when the
+    scheduler's next pass has something to send."""
+    at: datetime | None = await conn.fetchval(f"SELECT {_EARLIEST}", list(skip))
     return at
 
 
 class Waiting(NamedTuple):
-    """Work of a pass besides its due rounds: confirmation rounds asked for and not sent
-    (`confirmations`), deferred logins due (`deferred`)."""
+    """What a pass finds after its due rounds: whether confirmation rounds asked for wait to
+    be sent (`confirmations`), whether deferred logins are due (`deferred`), and the earliest
+    due time of a monitor or a deferred login (`earliest`, as `earliest_work`)."""
 
     confirmations: bool
     deferred: bool
+    earliest: datetime | None
 
 
-async def waiting(conn: Conn, now: datetime) -> Waiting:
-    """What else than due rounds there is to do `now`, in one statement (both through
-    partial or plain indexes): a pass claims confirmations and deferred logins only when
-    there are some, so a routine pass is one transaction, not three."""
+async def waiting(conn: Conn, now: datetime, skip: Sequence[int] = ()) -> Waiting:
+    """What else than due rounds there is to do `now`, and when the next pass is due, in one
+    statement (each part through an index): a pass claims confirmations and deferred logins
+    only when there are some, so a routine pass is one transaction and this statement."""
     row = await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL),"
-        " EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $1)",
+        f" EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $2), {_EARLIEST}",
+        list(skip),
         now,
     )
     assert row is not None
-    return Waiting(row[0], row[1])
+    return Waiting(row[0], row[1], row[2])
 
 
 async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:

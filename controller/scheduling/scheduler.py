@@ -120,8 +120,9 @@ class Scheduler:
         microseconds, a pass per due monitor would spend more on round trips than on jobs; a
         short spacing batches them at the cost of a few milliseconds of lateness. New monitors
         are planned every `PLAN_EVERY_S`. A pass claims confirmation rounds and deferred logins
-        only when one statement after its due rounds says some wait (`due.waiting`): a routine
-        pass is its due rounds' transaction and two statements.
+        only when the statement after its due rounds says some wait (`due.waiting`), which also
+        says when the next pass is due: a routine pass is its due rounds' transaction and that
+        statement.
         """
         log.info("scheduler started", batch=self._batch)
         loop = asyncio.get_running_loop()
@@ -135,12 +136,16 @@ class Scheduler:
                 plan_at = started + PLAN_EVERY_S
             await self.run_due()
             async with self._pool.acquire() as conn:
-                waiting = await due.waiting(conn, self._clock())
-            if waiting.confirmations:
-                await self.run_confirmations()
-            if waiting.deferred:
-                await self.run_deferred()
-            wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
+                waiting = await due.waiting(conn, self._clock(), self._fetching())
+            earliest = waiting.earliest
+            if waiting.confirmations or waiting.deferred:
+                if waiting.confirmations:
+                    await self.run_confirmations()
+                if waiting.deferred:
+                    await self.run_deferred()
+                async with self._pool.acquire() as conn:
+                    earliest = await due.earliest_work(conn, self._fetching())
+            wait = max(self._idle_s(earliest), MIN_PASS_S - (loop.time() - started))
             return min(wait, max(0.0, plan_at - loop.time()))
 
         try:
@@ -153,10 +158,9 @@ class Scheduler:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""
         return self._tokens.fetching() if self._tokens is not None else []
 
-    async def _idle_s(self) -> float:
-        """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
-        async with self._pool.acquire() as conn:
-            earliest = await due.earliest_work(conn, self._fetching())
+    def _idle_s(self, earliest: datetime | None) -> float:
+        """Seconds until `earliest` (the earliest due monitor or deferred login), capped so new
+        monitors are seen soon."""
         if earliest is None:
             return IDLE_MAX_S
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
