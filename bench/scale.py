@@ -327,16 +327,14 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
             " ORDER BY calls DESC LIMIT 15"
         )
-        total = await conn.fetchrow(
-            "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms FROM pg_stat_statements"
-        )
+        calls, ms = await conn.fetchrow(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0)"
+            " FROM pg_stat_statements"
+        ) or (0, 0.0)
     finally:
         await conn.close()
     per = max(checks, 1)
-    print(
-        f"  statements per stored result: {total['calls'] / per:.2f} calls,"
-        f" {total['ms'] / per:.3f} ms executing"
-    )
+    print(f"  statements per stored result: {calls / per:.2f} calls, {ms / per:.3f} ms executing")
     for title, listed in (("execution time", rows), ("calls", frequent)):
         _print_statements(title, listed, per)
 
