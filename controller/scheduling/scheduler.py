@@ -134,17 +134,7 @@ class Scheduler:
             if started >= plan_at:
                 await self.plan_new()
                 plan_at = started + PLAN_EVERY_S
-            await self.run_due()
-            async with self._pool.acquire() as conn:
-                waiting = await due.waiting(conn, self._clock(), self._fetching())
-            earliest = waiting.earliest
-            if waiting.confirmations or waiting.deferred:
-                if waiting.confirmations:
-                    await self.run_confirmations()
-                if waiting.deferred:
-                    await self.run_deferred()
-                async with self._pool.acquire() as conn:
-                    earliest = await due.earliest_work(conn, self._fetching())
+            earliest = await self.run_pass()
             wait = max(self._idle_s(earliest), MIN_PASS_S - (loop.time() - started))
             return min(wait, max(0.0, plan_at - loop.time()))
 
@@ -153,6 +143,22 @@ class Scheduler:
         finally:
             if self._tokens is not None:
                 await self._tokens.close()
+
+    async def run_pass(self) -> datetime | None:
+        """A pass's work after planning new monitors: every due round, then the confirmation
+        rounds and deferred logins, each only when the statement after the due rounds says some
+        wait; return the earliest due time of a monitor or deferred login left (None: none)."""
+        await self.run_due()
+        async with self._pool.acquire() as conn:
+            waiting = await due.waiting(conn, self._clock(), self._fetching())
+        if not (waiting.confirmations or waiting.deferred):
+            return waiting.earliest
+        if waiting.confirmations:
+            await self.run_confirmations()
+        if waiting.deferred:
+            await self.run_deferred()
+        async with self._pool.acquire() as conn:
+            return await due.earliest_work(conn, self._fetching())
 
     def _fetching(self) -> list[int]:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""
