@@ -323,12 +323,26 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
             " ORDER BY total_exec_time DESC LIMIT 15"
         )
+        frequent = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
+            " ORDER BY calls DESC LIMIT 15"
+        )
+        calls, ms = await conn.fetchrow(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0)"
+            " FROM pg_stat_statements"
+        ) or (0, 0.0)
     finally:
         await conn.close()
     per = max(checks, 1)
-    print("  statements by execution time (per stored result):")
+    print(f"  statements per stored result: {calls / per:.2f} calls, {ms / per:.3f} ms executing")
+    for title, listed in (("execution time", rows), ("calls", frequent)):
+        _print_statements(title, listed, per)
+
+
+def _print_statements(title: str, rows: list[Any], per: int) -> None:
+    print(f"  statements by {title} (per stored result):")
     for r in rows:
-        query = " ".join(r["query"].split())[:90]
+        query = " ".join(r["query"].split())[:150]
         print(
             f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
             f"  {r['rows'] / per:7.2f} rows  {query}"

@@ -10,7 +10,8 @@ from controller.db.pool import Conn
 from controller.monitors import limits_store as limits
 from controller.scheduling import confirm
 
-KEEP = timedelta(hours=1)  # sent rows are kept this long (fair shares count the last minute)
+# Sent rows are kept this long at least (fair shares count the last minute); a claim removes older.
+KEEP = timedelta(hours=1)
 
 
 async def request(

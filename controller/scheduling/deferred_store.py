@@ -53,8 +53,3 @@ async def claim(conn: Conn, now: datetime, limit: int) -> list[DeferredJob]:
         DeferredJob(decode_job(bytes(r["payload"])), r["monitor_id"], r["account"], r["rejected"])
         for r in rows
     ]
-
-
-async def earliest(conn: Conn) -> datetime | None:
-    at: datetime | None = await conn.fetchval("SELECT min(publish_at) FROM deferred_jobs")
-    return at

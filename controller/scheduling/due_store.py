@@ -1,4 +1,5 @@
-"""The scheduler's queries on `monitors`: claim due monitors, move their next due time.
+"""The scheduler's queries on `monitors`: claim due monitors, move their next due time; and
+what a pass looks at around them (whether other work waits, when the next pass is due).
 
 Claims lock with `FOR NO KEY UPDATE SKIP LOCKED`: replicas skip each other's rows instead of
 waiting, and the lock does not block the foreign-key checks of the ingester's writes. A claimed
@@ -9,6 +10,7 @@ monitor comes typed (`WatchedMonitor`), or, when its stored config does not fit 
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -114,13 +116,41 @@ async def set_next_due(
     )
 
 
-async def earliest_due(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
-    at: datetime | None = await conn.fetchval(
-        "SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
-        " AND id <> ALL($1::bigint[])",
-        list(skip),
-    )
+_EARLIEST = (
+    "least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
+    " AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))"
+)
+
+
+async def earliest_work(conn: Conn, skip: Sequence[int] = ()) -> datetime | None:
+    """The earliest due time of a monitor not in `skip` or of a deferred login: when the
+    scheduler's next pass has something to send."""
+    at: datetime | None = await conn.fetchval(f"SELECT {_EARLIEST}", list(skip))
     return at
+
+
+class Waiting(NamedTuple):
+    """What a pass finds after its due rounds: whether confirmation rounds asked for wait to
+    be sent (`confirmations`), whether deferred logins are due (`deferred`), and the earliest
+    due time of a monitor or a deferred login (`earliest`, as `earliest_work`)."""
+
+    confirmations: bool
+    deferred: bool
+    earliest: datetime | None
+
+
+async def waiting(conn: Conn, now: datetime, skip: Sequence[int] = ()) -> Waiting:
+    """What else than due rounds there is to do `now`, and when the next pass is due, in one
+    statement (each part through an index): a pass claims confirmations and deferred logins
+    only when there are some, so a routine pass is one transaction and this statement."""
+    row = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL),"
+        f" EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $2), {_EARLIEST}",
+        list(skip),
+        now,
+    )
+    assert row is not None
+    return Waiting(row[0], row[1], row[2])
 
 
 async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:

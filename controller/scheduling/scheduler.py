@@ -119,7 +119,10 @@ class Scheduler:
         Passes start at most every `MIN_PASS_S`: with monitors due every few hundred
         microseconds, a pass per due monitor would spend more on round trips than on jobs; a
         short spacing batches them at the cost of a few milliseconds of lateness. New monitors
-        are planned every `PLAN_EVERY_S`.
+        are planned every `PLAN_EVERY_S`. A pass claims confirmation rounds and deferred logins
+        only when the statement after its due rounds says some wait (`due.waiting`), which also
+        says when the next pass is due: a routine pass is its due rounds' transaction and that
+        statement.
         """
         log.info("scheduler started", batch=self._batch)
         loop = asyncio.get_running_loop()
@@ -131,10 +134,8 @@ class Scheduler:
             if started >= plan_at:
                 await self.plan_new()
                 plan_at = started + PLAN_EVERY_S
-            await self.run_due()
-            await self.run_confirmations()
-            await self.run_deferred()
-            wait = max(await self._idle_s(), MIN_PASS_S - (loop.time() - started))
+            earliest = await self.run_pass()
+            wait = max(self._idle_s(earliest), MIN_PASS_S - (loop.time() - started))
             return min(wait, max(0.0, plan_at - loop.time()))
 
         try:
@@ -143,18 +144,29 @@ class Scheduler:
             if self._tokens is not None:
                 await self._tokens.close()
 
+    async def run_pass(self) -> datetime | None:
+        """A pass's work after planning new monitors: every due round, then the confirmation
+        rounds and deferred logins, each only when the statement after the due rounds says some
+        wait; return the earliest due time of a monitor or deferred login left (None: none)."""
+        await self.run_due()
+        async with self._pool.acquire() as conn:
+            waiting = await due.waiting(conn, self._clock(), self._fetching())
+        if not (waiting.confirmations or waiting.deferred):
+            return waiting.earliest
+        if waiting.confirmations:
+            await self.run_confirmations()
+        if waiting.deferred:
+            await self.run_deferred()
+        async with self._pool.acquire() as conn:
+            return await due.earliest_work(conn, self._fetching())
+
     def _fetching(self) -> list[int]:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""
         return self._tokens.fetching() if self._tokens is not None else []
 
-    async def _idle_s(self) -> float:
-        """Seconds until the earliest due monitor, capped so new monitors are seen soon."""
-        async with self._pool.acquire() as conn:
-            times = [
-                await due.earliest_due(conn, self._fetching()),
-                await deferred.earliest(conn),
-            ]
-        earliest = min((t for t in times if t is not None), default=None)
+    def _idle_s(self, earliest: datetime | None) -> float:
+        """Seconds until `earliest` (the earliest due monitor or deferred login), capped so new
+        monitors are seen soon."""
         if earliest is None:
             return IDLE_MAX_S
         return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))

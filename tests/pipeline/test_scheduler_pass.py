@@ -1,0 +1,105 @@
+"""A scheduler pass against real PostgreSQL and NATS: confirmation rounds and deferred logins are
+claimed only when the statement after the due rounds says some wait, so a routine pass is its
+due rounds' transaction and that statement (the central CPU per check of issue 24 is mostly per
+statement), and a confirmation asked for still goes out in the next pass."""
+
+import asyncio
+
+import asyncpg
+import httpx
+from asyncpg.connection import LoggedQuery
+
+from controller.db.pool import create_pool
+from controller.runtime.pipeline import Pipeline
+from controller.scheduling.rules import JobIds
+from shared.settings import ControllerSettings
+from shared.timefmt import parse_iso
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries, replica
+from tests.pipeline.test_confirmation_rounds import ask
+from tests.sealing import KeyRing
+
+# BEGIN, the claim, the monitors' next due times, COMMIT; then what waits and when the next
+# pass is due, in one statement. A first round also records that it carried the mail domain.
+ROUTINE_STATEMENTS = 6
+
+
+async def test_a_pass_sends_a_confirmation_asked_for(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    a, b = countries.take(2)
+    await countries.live(a)
+    await countries.live(b)
+    monitor = await create(api, org, allowedCheckCountryCodes=[a, b])
+    pid = monitor["publicId"]
+    await ask(pipe_pool, pid)
+
+    await pipeline.scheduler.run_pass()
+
+    for cc in (a, b):
+        sent = await countries.jobs(cc)
+        assert [
+            job
+            for job, _ in sent
+            if job.job_id == job_ids.make(pid, cc, parse_iso(job.scheduled_at), trigger=True)
+        ], sent
+    async with pipe_pool.acquire() as conn:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM confirmation_rounds c JOIN monitors m ON m.id = c.monitor_id"
+            " WHERE m.public_id = $1 AND c.sent_at IS NULL",
+            pid,
+        )
+    assert waiting == 0
+
+
+async def test_a_routine_pass_claims_no_confirmation_and_no_deferred_login(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    sent: list[str] = []
+
+    def logged(q: LoggedQuery) -> None:
+        sent.append(" ".join(q.query.split()))
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(logged)
+
+    pool = await create_pool(pipe_database_url, 2, setup=log_queries)
+    try:
+        scheduler = replica(pool, pipeline, settings, seal_keys)
+        (cc,) = countries.take()
+        await countries.live(cc)
+        # What other tests of this database left waiting goes first.
+        await scheduler.run_confirmations()
+        await scheduler.run_deferred()
+        # No login: its round takes no slot of the login cap (statements of their own).
+        await create(
+            api,
+            org,
+            allowedCheckCountryCodes=[cc],
+            smtpConfig={"secure": False, "ignoreTls": True},
+        )
+        await scheduler.plan_new()  # a new monitor is due at once
+        sent.clear()
+
+        await scheduler.run_pass()
+        await asyncio.sleep(0)  # loggers are called soon after
+
+        assert [job for job, _ in await countries.jobs(cc)]
+        claims = [q for q in sent if "confirmation_" in q or "deferred_jobs" in q]
+        assert len(claims) == 1 and claims[0].startswith("SELECT EXISTS"), "\n".join(sent)
+        assert sent.count("BEGIN;") == 1, "\n".join(sent)
+        assert len(sent) <= ROUTINE_STATEMENTS, "\n".join(sent)
+    finally:
+        await pool.close()
