@@ -7,6 +7,7 @@ config decides where its jobs, with their secrets, are delivered). Settings that
 deployment (history kept, size limits) are arguments.
 """
 
+import asyncio
 from collections.abc import Iterable
 
 import structlog
@@ -143,6 +144,12 @@ def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> Consum
     )
 
 
+# Consumers written at once by `ensure_jobs_consumers`: a first start writes one per country
+# (about 250), each an API round trip; one after the other, a start-up took tens of seconds on
+# a loaded host or with the server a few milliseconds away.
+PUT_CONSUMERS_AT_ONCE = 16
+
+
 async def ensure_jobs_consumers(
     js: JetStreamContext, countries: Iterable[str], ack_wait_s: float = JOBS_ACK_WAIT_S
 ) -> int:
@@ -150,15 +157,20 @@ async def ensure_jobs_consumers(
     (say, turned into a push consumer); return how many were written. One listing when all
     are in place already."""
     existing = {info.name: info for info in await _jobs_consumers(js)}
-    written = 0
+    stale = []
     for cc in countries:
         config = jobs_consumer_config(cc, ack_wait_s)
         found = existing.get(config.name or "")
-        if found is not None and _same(found, config):
-            continue
-        await _put_consumer(js, config, found)
-        written += 1
-    return written
+        if found is None or not _same(found, config):
+            stale.append((config, found))
+    slots = asyncio.Semaphore(PUT_CONSUMERS_AT_ONCE)
+
+    async def put(config: ConsumerConfig, found: ConsumerInfo | None) -> None:
+        async with slots:
+            await _put_consumer(js, config, found)
+
+    await asyncio.gather(*(put(config, found) for config, found in stale))
+    return len(stale)
 
 
 async def _jobs_consumers(js: JetStreamContext) -> list[ConsumerInfo]:
