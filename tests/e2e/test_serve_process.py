@@ -143,7 +143,7 @@ async def test_a_stop_asked_for_during_start_up_is_kept(
     scratch: str, nats_url: str, tmp_path: Path
 ) -> None:
     """SIGTERM while `serve` is still starting (its NATS is far: every request half a second
-    late, so its start-up takes tens of seconds) cuts the start-up short: the process closes
+    late, so its start-up takes several seconds) cuts the start-up short: the process closes
     what it opened and exits 0 without serving. Before, the stop was taken by `serve`'s own
     handler and kept by nothing: the process went on to serve until a second signal."""
     host, _, port = nats_url.removeprefix("nats://").rpartition(":")
