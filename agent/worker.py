@@ -71,6 +71,7 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
 from shared.streams import (
@@ -91,10 +92,8 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
-# A stopping agent waits for its last pull request to end (Worker._hand_back_late_jobs) twice
-# the round trip a PING takes plus this margin past the request's own end, at most
-# LAST_REQUEST_WAIT_MAX_S past it.
-LAST_REQUEST_MARGIN_S = 0.1
+# A stopping agent waits for its open pull request's own status (Worker._stop_pulling); this
+# long past the request's expiry and shared.pulling's grace it stops waiting regardless.
 LAST_REQUEST_WAIT_MAX_S = 2.0
 Outcome = Literal["acked", "nak"]
 
@@ -175,9 +174,10 @@ class Worker:
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
         self._bound = False  # to the country's consumer, between _subscribe() and the end
-        # Loop time until which the last fetch's pull request may still be open on the server
-        # (it did not come back with all it asked for), or None.
-        self._request_open_until: float | None = None
+        # One pull request open at a time, lasting `fetch_timeout` unless jobs fill it first.
+        self._pull = StandingPull(
+            nc, JOBS_STREAM, jobs_consumer_name(country), expires_s=fetch_timeout
+        )
         self._metrics = metrics.for_country(country)
 
     @classmethod
@@ -231,8 +231,7 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         with structlog.contextvars.bound_contextvars(country=self.country, agent_id=self.agent_id):
-            sub = await self._subscribe()
-            if sub is None:
+            if not await self._subscribe():
                 return
             self._bound = True
             beats = self._start_heartbeat()
@@ -249,8 +248,8 @@ class Worker:
                 seal_key_ids=sorted(self._seal_keys.ids),
             )
             try:
-                await self._loop(sub, burst)
-                await self._hand_back_late_jobs(sub)
+                await self._loop(burst)
+                await self._stop_pulling()
                 await self._finish_in_flight()
             finally:
                 self._bound = False
@@ -263,21 +262,18 @@ class Worker:
                     await beats
                 if canaries is not None:
                     await canaries
-                with contextlib.suppress(*NATS_ERRORS):
-                    await sub.unsubscribe()
+                await self._stop_pulling(wait=False)
             log.info("agent_stopped")
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription | None:
-        """Bind to the country's consumer; wait, backing off, while JOBS or `jobs-CC` is
-        missing (the controller creates both at start)."""
+    async def _subscribe(self) -> bool:
+        """Whether the country's consumer is there to pull from; wait, backing off, while JOBS
+        or `jobs-CC` is missing (the controller creates both at start). False: stopped first."""
         while not self._stopping.is_set():
             wait = self._backoff.next()
             try:
                 if await self._ensure_consumer():
                     self._backoff.reset()
-                    return await self._js.pull_subscribe_bind(
-                        jobs_consumer_name(self.country), stream=JOBS_STREAM
-                    )
+                    return True
             except NotFoundError:
                 log.warning(
                     "jobs_stream_missing",
@@ -288,7 +284,7 @@ class Worker:
             except NATS_ERRORS as exc:
                 log.warning("jobs_consumer_failed", error=repr(exc), retry_in_s=round(wait, 3))
             await self._sleep(wait)
-        return None
+        return False
 
     async def _ensure_consumer(self) -> bool:
         """Whether `jobs-CC` is there to bind to; NotFoundError while JOBS itself is missing.
@@ -344,7 +340,7 @@ class Worker:
         )
         return asyncio.create_task(beat.run(self._stopping))
 
-    async def _loop(self, sub: JetStreamContext.PullSubscription, burst: bool) -> None:
+    async def _loop(self, burst: bool) -> None:
         while not self._stopping.is_set():
             free = self._room()
             if free <= 0:
@@ -356,7 +352,7 @@ class Worker:
                 # reconnect: every fetch tried during an outage would come back as jobs at once.
                 await self._sleep(RECONNECT_POLL_S)
                 continue
-            msgs = await self._fetch(sub, free)
+            msgs = await self._fetch(free)
             self._metrics.fetched.inc(len(msgs))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
@@ -367,7 +363,7 @@ class Worker:
             for msg in msgs:
                 self._waiting.push(_tenant_of(msg), (msg, now))
             self._start_waiting()
-            if burst and not msgs and not self._tasks and await self._drained(sub):
+            if burst and not msgs and not self._tasks and await self._drained():
                 return
 
     def _room(self) -> int:
@@ -409,14 +405,11 @@ class Worker:
             self._metrics.in_flight.inc()
             task.add_done_callback(self._done)
 
-    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
-        open_until = asyncio.get_running_loop().time() + self._fetch_timeout
-        self._request_open_until = open_until
+    async def _fetch(self, batch: int) -> list[Msg]:
+        """What the pull request brought (shared.pulling), waiting up to `fetch_timeout` for
+        the first job; a request, when one is sent, asks for `batch`."""
         try:
-            msgs = await sub.fetch(batch, timeout=self._fetch_timeout)
-        except TimeoutError:
-            self._backoff.reset()
-            return []  # nothing to do right now
+            msgs = await self._pull.take(batch, self._fetch_timeout)
         except NATS_ERRORS as exc:
             if self._nc.is_closed:
                 log.error("nats_connection_closed")
@@ -425,56 +418,34 @@ class Worker:
             wait = self._backoff.next()
             log.warning("fetch_failed", error=repr(exc), retry_in_s=round(wait, 3))
             await self._sleep(wait)
-            if isinstance(exc, APIError):  # e.g. the consumer was deleted: bring it back
+            if isinstance(exc, APIError | PullError):  # e.g. the consumer was deleted
                 with contextlib.suppress(*NATS_ERRORS):
                     await self._ensure_consumer()
             return []
         self._backoff.reset()
-        if len(msgs) >= batch or asyncio.get_running_loop().time() < open_until - 0.05:
-            # Fulfilled, or given back before its time because nats-py saw the request's end
-            # (its status): the server holds no request of ours.
-            self._request_open_until = None
         return msgs
 
-    async def _hand_back_late_jobs(self, sub: JetStreamContext.PullSubscription) -> None:
-        """Stay subscribed until the server has ended the last pull request, and hand back
-        (nak) every job it or an earlier request delivered that no fetch took. The server times
-        a request from when it receives it, so a request outlives the fetch that sent it by the
-        client-to-server latency; a job delivered to it after the agent unsubscribed would reach
-        no one and wait the ack wait. The wait ends with the request's status (408, or any but
-        a heartbeat), or at its end plus twice a PING's round trip (the latency, measured now)
-        plus LAST_REQUEST_MARGIN_S: nats-py may have taken the status itself."""
-        inbox = sub._sub  # nats-py's PullSubscription keeps its inbox subscription here
-        loop = asyncio.get_running_loop()
-        open_until, self._request_open_until = self._request_open_until, None
-        deadline = loop.time()
-        if open_until is not None:
-            pinged = loop.time()
-            with contextlib.suppress(*NATS_ERRORS):
-                await self._nc.flush(timeout=int(LAST_REQUEST_WAIT_MAX_S))
-            late = 2 * (loop.time() - pinged) + LAST_REQUEST_MARGIN_S
-            deadline = open_until + min(late, LAST_REQUEST_WAIT_MAX_S)
-        handed_back = 0
-        while True:
-            # What is queued already is taken even when nothing is open any more.
-            left = max(deadline - loop.time(), 0.001)
-            try:
-                msg = await inbox.next_msg(timeout=left)
-            except NATS_ERRORS:
-                break  # past the request's end, or the connection gone
-            status = JetStreamContext.is_status_msg(msg)
-            if status is None:
-                await _settle(msg.nak)
-                handed_back += 1
-            elif status != "100":
-                deadline = loop.time()  # the request ended: take only what is queued
-        if handed_back:
-            log.info("late_jobs_handed_back", handed_back=handed_back)
+    async def _stop_pulling(self, *, wait: bool = True) -> None:
+        """Leave the consumer and hand back (nak) every job that arrived after the last take.
+        With `wait`, first stay until the server has ended the open pull request (its own
+        status): a job delivered to it after this agent left would reach no one and wait the
+        ack wait before another agent of the country got it."""
+        try:
+            if wait:
+                await self._pull.end(LAST_REQUEST_WAIT_MAX_S)
+            arrived = await self._pull.close()
+        except NATS_ERRORS as exc:
+            log.warning("pull_close_failed", error=repr(exc))
+            return
+        for msg in arrived:
+            await _settle(msg.nak)
+        if arrived:
+            log.info("late_jobs_handed_back", handed_back=len(arrived))
 
-    async def _drained(self, sub: JetStreamContext.PullSubscription) -> bool:
+    async def _drained(self) -> bool:
         """Burst mode: nothing left to deliver and nothing delivered but unacked (to anyone)."""
         try:
-            info = await sub.consumer_info()
+            info = await self._js.consumer_info(JOBS_STREAM, jobs_consumer_name(self.country))
         except NATS_ERRORS:
             return False
         # A message sitting in our own inbox counts as ack-pending too.
@@ -750,8 +721,8 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
 def within_room(msgs: list[Msg], room: int) -> tuple[list[Msg], list[Msg]]:
     """(kept, handed back): an agent holds at most capacity + lookahead jobs, so of what a fetch
     brought it keeps `room`, in arrival order, and hands the rest back (nak) for any agent of
-    the country. A fetch may bring more than it asked for: nats-py's fetch also returns what
-    earlier pull requests delivered after their own fetch had given up. A hand-back spends one
+    the country. A take may bring more than it asked for: after a reconnect a request the server
+    still held may deliver beside the new one (shared.pulling). A hand-back spends one
     of a job's deliveries, so a job on its last one is kept: handing it back would drop it."""
     room = max(room, 0)
     kept, back = msgs[:room], list[Msg]()

@@ -59,6 +59,7 @@ class StandingPull:
         self._sent = 0
         self._open: _Request | None = None
         self._error: PullError | None = None  # to raise once what arrived before it is taken
+        self._kept: list[Msg] = []  # what arrived while end() waited, for close()
 
     @property
     def requests_sent(self) -> int:
@@ -159,14 +160,42 @@ class StandingPull:
             description = msg.headers.get(api.Header.DESCRIPTION, "") if msg.headers else ""
             self._error = PullError(f"pull request failed: {status} {description}")
 
+    async def end(self, bound_s: float) -> None:
+        """Wait until the open request has ended: all it asked for delivered, or its own
+        status (the one answer attributable to it, on its own reply subject), or `bound_s`
+        past the time this client stops counting on it (its expiry plus a grace), or the
+        connection lost or re-established (the server forgets a request whose client went
+        away). The server times a request from when it receives it, so it outlives the take
+        that sent it by the client-to-server latency, and a subscriber that leaves before its
+        end cannot stop it taking a message (through an account import the server does not
+        see the interest go). What arrives meanwhile is kept for `close()`."""
+        loop = asyncio.get_running_loop()
+        request = self._open
+        if request is None:
+            return
+        until = request.deadline + bound_s
+        while self._open is request and self._nc.is_connected:
+            if request.reconnects != int(self._nc.stats["reconnects"]):
+                break
+            left = until - loop.time()
+            if left <= 0:
+                break
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), min(left, 0.1))
+            except TimeoutError:
+                continue
+            self._handle(msg, self._kept)
+        self._error = None  # nobody takes again
+
     async def close(self) -> list[Msg]:
-        """Unsubscribe (the server drops a request nobody listens to any more) and return
-        what had arrived and was not taken, for the caller to hand back."""
+        """Unsubscribe (the server drops a request nobody listens to any more, when it sees
+        the interest go: `end()` first to be sure) and return what had arrived and was not
+        taken, for the caller to hand back."""
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
         self._open = None
-        msgs: list[Msg] = []
+        msgs, self._kept = self._kept, []
         while not self._queue.empty():
             msg = self._queue.get_nowait()
             if not (msg.headers and msg.headers.get(api.Header.STATUS)):

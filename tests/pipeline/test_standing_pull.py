@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from shared.pulling import StandingPull
+from tests.peers.slowpath import SlowPath
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ async def _publish(js: JetStreamContext, name: str, count: int) -> None:
 
 
 LINGER_S = 30.0
+DELAY_S = 1.0
 
 
 async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_request(
@@ -81,3 +83,38 @@ async def test_a_request_asks_for_no_more_than_the_caller_can_take(
     assert len(taken) + len(left) == 10
     info = await js.consumer_info(name, "c")
     assert (info.num_pending, info.num_ack_pending) == (40, 10)
+
+
+async def test_end_waits_for_the_open_requests_own_end_through_a_late_path(
+    stream: tuple[NATS, JetStreamContext, str], nats_url: str
+) -> None:
+    """The server times a request from when it receives it: through a path whose requests
+    arrive DELAY_S late, a request outlives the take that sent it by that much, and a client
+    that leaves without waiting still takes a message published just after it left (the
+    server sees the interest go DELAY_S late too). `end()` waits for the request's own
+    status, so nothing published after it is delivered to anyone."""
+    _, js, name = stream
+    host, port = nats_url.removeprefix("nats://").split(":")
+    async with SlowPath(host, int(port), delay_s=DELAY_S) as path:
+        far = await nats.connect(f"nats://{host}:{path.port}")
+        try:
+            for wait in (False, True):
+                pull = StandingPull(far, name, "c", expires_s=1.0)
+                assert await pull.take(1, 0.2) == []  # the request is open
+                if wait:
+                    await pull.end(bound_s=10.0)
+                assert await pull.close() == []
+                await _publish(js, name, 1)
+                await asyncio.sleep(DELAY_S + 0.5)  # what the server does with it
+                info = await js.consumer_info(name, "c")
+                if wait:
+                    assert (info.num_pending, info.num_ack_pending) == (1, 0)
+                else:  # taken by the request of a client that left: waits out ack_wait
+                    assert (info.num_pending, info.num_ack_pending) == (0, 1)
+                    await js.delete_consumer(name, "c")
+                    await js.add_consumer(
+                        name, ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT)
+                    )
+                    await js.purge_stream(name)
+        finally:
+            await far.close()
