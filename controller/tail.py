@@ -26,8 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from controller.ascode import api_url, find_monitor, secret_env
-from controller.ascode import run as ascode_run
-from controller.ascode.run import DEFAULT_API
+from controller.ascode.client import DEFAULT_API, api_client
 from shared.messages import CheckResult, Status, decode_result
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
@@ -98,7 +97,7 @@ def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str
         )
 
     async def ask() -> str:
-        async with ascode_run._client(api, env) as client:
+        async with api_client(api, env) as client:
             return await find_monitor.public_id_of(client, monitor)
 
     try:

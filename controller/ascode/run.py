@@ -11,7 +11,6 @@ SSL_CERT_DIR are read from the environment, to trust a private CA for an https:/
 
 import argparse
 import asyncio
-import ssl
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,14 +18,14 @@ from typing import Any
 
 import httpx
 
-from controller.ascode import api_url, secret_env, yaml_text
+from controller.ascode import api_url, yaml_text
 from controller.ascode import channels as channel_file
+from controller.ascode.client import DEFAULT_API, api_client
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 from controller.monitors import kinds
 from controller.web.api.monitor_kinds import APIS, api_of
 
-DEFAULT_API = "http://127.0.0.1:8080"
 ENDPOINTS: dict[str, str] = {api.path: api.kind.name for api in APIS}
 PER_PAGE = 200
 
@@ -130,28 +129,6 @@ def export_text(customer: str, monitors: list[Current]) -> str:
     return yaml_text.dump(export(customer, monitors))
 
 
-def _client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:
-    token = env.get(secret_env.TOKEN_ENV)
-    if not token:
-        raise SystemExit(
-            f"error: set {secret_env.TOKEN_ENV} to an API token (kept out of the command line)"
-        )
-    headers = {"Authorization": f"Bearer {token}"}
-    return httpx.AsyncClient(
-        base_url=api, headers=headers, timeout=30, trust_env=False, verify=_trust(env)
-    )
-
-
-def _trust(env: Mapping[str, str]) -> ssl.SSLContext | bool:
-    """The CAs an https:// API is checked against: SSL_CERT_FILE or SSL_CERT_DIR when set (as
-    httpx would read them), else httpx's default."""
-    if cafile := env.get("SSL_CERT_FILE"):
-        return ssl.create_default_context(cafile=cafile)
-    if capath := env.get("SSL_CERT_DIR"):
-        return ssl.create_default_context(capath=capath)
-    return True
-
-
 def add_commands(sub: Any) -> None:
     """`apply` and `export` on the controller's command line."""
     api_help = f"the API's base URL (default: MAILPROBE_API or {DEFAULT_API})"
@@ -211,14 +188,14 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 async def _apply(api: str, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    async with _client(api, env) as client:
+    async with api_client(api, env) as client:
         return await apply(spec, client, prune=args.prune, dry_run=args.dry_run, say=print)
 
 
 async def _apply_channels(
     api: str, wanted: list[channel_file.Channel], args: argparse.Namespace, env: Mapping[str, str]
 ) -> int:
-    async with _client(api, env) as client:
+    async with api_client(api, env) as client:
         try:
             return await channel_file.apply(
                 wanted, args.file, client, prune=args.prune, dry_run=args.dry_run, say=print
@@ -229,7 +206,7 @@ async def _apply_channels(
 
 
 async def _export_channels(api: str, env: Mapping[str, str]) -> int:
-    async with _client(api, env) as client:
+    async with api_client(api, env) as client:
         try:
             items = await channel_file.current(client)
         except SpecError as exc:
@@ -240,7 +217,7 @@ async def _export_channels(api: str, env: Mapping[str, str]) -> int:
 
 
 async def _export(api: str, customer: str, env: Mapping[str, str]) -> int:
-    async with _client(api, env) as client:
+    async with api_client(api, env) as client:
         try:
             monitors = await current(client, customer)
         except ApplyError as exc:

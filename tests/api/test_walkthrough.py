@@ -81,6 +81,8 @@ async def test_the_alert_sink_monitor_and_the_private_ca_built_by_jq_are_accepte
     assert (sink.json()["hostname"], sink.json()["port"]) == ("127.0.0.1", 2525)
 
 
+# Four command starts, each allowed 30 s on a loaded host (command_line).
+@pytest.mark.timeout(150)
 async def test_the_example_monitors_file_applies_and_exports_with_its_one_variable(
     api_url: str, tenant: Tenant, tmp_path: Path
 ) -> None:

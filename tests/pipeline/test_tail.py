@@ -205,6 +205,8 @@ async def test_a_monitor_is_followed_by_its_name(
     assert f"KE smtp {mine} up 12ms 220 ready" in out.decode()
 
 
+# Three command starts, each allowed 30 s on a loaded host.
+@pytest.mark.timeout(120)
 async def test_an_ambiguous_or_unknown_name_is_refused_naming_the_candidates(
     api_url: str, tenant: Tenant
 ) -> None:
