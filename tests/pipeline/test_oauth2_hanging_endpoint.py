@@ -196,8 +196,8 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
 
     async with pipe_pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT monitor_public_id::text AS m, status, error_kind FROM check_results"
-            " WHERE monitor_public_id = ANY($1::uuid[])",
+            "SELECT monitor_public_id::text AS m, scheduled_at, status, error_kind"
+            " FROM check_results WHERE monitor_public_id = ANY($1::uuid[])",
             [public[m] for m in stuck],
         )
         notices = await conn.fetch(
@@ -209,7 +209,7 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
     # "now", off its grid: when a grid time passed while it waited, the off-grid round is
     # recorded `overdue` and the grid's round `oauth2_token`, as any late round would be.
     token_rows = [r["m"] for r in rows if r["error_kind"] == "oauth2_token"]
-    assert sorted(token_rows) == sorted(public[m] for m in stuck)
+    assert sorted(token_rows) == sorted(public[m] for m in stuck), [dict(r) for r in rows]
     assert {(r["status"], r["error_kind"]) for r in rows} <= {
         ("missed", "oauth2_token"),
         ("missed", "overdue"),
