@@ -296,7 +296,7 @@ def test_an_unreadable_key_file_stops_the_agent_with_one_line(tmp_path: Path) ->
         env=agent_env(AGENT_SEAL_KEYS_FILE=str(tmp_path / "missing.keys")),
         cwd=ROOT,
         capture_output=True,
-        timeout=10,
+        timeout=30,  # a start, on a loaded host
         check=False,
     )
     assert done.returncode == 2
