@@ -12,6 +12,7 @@ import httpx
 
 from controller.ascode import api_url
 from controller.ascode import run as ascode
+from controller.ascode.client import DEFAULT_API, api_client
 from controller.oauth2 import device
 from controller.oauth2.grants import Grant, GrantProblem, checked
 from controller.web.api.monitor_kinds import APIS
@@ -51,7 +52,7 @@ def add_command(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = args.api or env.get("MAILPROBE_API") or ascode.DEFAULT_API
+    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         print(f"error: {why}", file=sys.stderr)
         return 2
@@ -85,7 +86,7 @@ async def run(
     }
     grant: Grant = checked(oauth2, None)
     grant.client_secret = Secret(secret)
-    async with ascode._client(api, env) as client:
+    async with api_client(api, env) as client:
         found = await _find(client, args.monitor)
         if found is None:
             print(f"error: monitor {args.monitor} not found", file=sys.stderr)
