@@ -407,14 +407,15 @@ class Worker:
 
     async def _fetch(self, batch: int) -> list[Msg]:
         """What the pull request brought (shared.pulling), waiting up to `fetch_timeout` for
-        the first job; a request, when one is sent, asks for `batch`."""
+        the first job; a request, when one is sent, asks for `batch`. A connection closed for
+        good (nats-py gave up reconnecting, or its owner closed it) stops the agent."""
+        if self._nc.is_closed:
+            log.error("nats_connection_closed")
+            self._stopping.set()
+            return []
         try:
             msgs = await self._pull.take(batch, self._fetch_timeout)
         except NATS_ERRORS as exc:
-            if self._nc.is_closed:
-                log.error("nats_connection_closed")
-                self._stopping.set()
-                return []
             wait = self._backoff.next()
             log.warning("fetch_failed", error=repr(exc), retry_in_s=round(wait, 3))
             await self._sleep(wait)

@@ -359,3 +359,18 @@ async def test_fetch_failures_back_off_exponentially_and_a_success_resets_the_wa
         assert waits[count] <= 0.05  # the fetch that worked in between reset it
     finally:
         await nc.close()
+
+
+async def test_an_agent_whose_connection_closed_for_good_stops(
+    nats_url: str, streams: None, country: str, ssl_contexts: SslContexts
+) -> None:
+    """nats-py closes a connection for good once it gives up reconnecting (or its owner closes
+    it): the agent stops instead of waiting on it for ever."""
+    conn = await nats.connect(nats_url)
+    agent = worker(conn, country, ssl_contexts, fetch_timeout=0.5)
+    with capture() as logs:
+        running = asyncio.create_task(agent.run())
+        await asyncio.sleep(1.0)  # bound, its request open
+        await conn.close()
+        await asyncio.wait_for(running, 10)
+    assert any(line["event"] == "nats_connection_closed" for line in logs)
