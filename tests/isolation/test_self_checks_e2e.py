@@ -53,13 +53,20 @@ from tests.peers.smtp import SmtpPeer
 from tests.sealing import KeyRing
 from tests.serving import serve_app
 
-pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+pytestmark = [
+    pytest.mark.skipif(missing() is not None, reason=str(missing())),
+    # The first test's time includes the module's set-up: a stack, four agent processes
+    # (START_S) and their first self-checks (WITHIN).
+    pytest.mark.timeout(150),
+]
 
 ROOT = Path(__file__).parents[2]
 DE, US, FR = "DE", "US", "FR"
 MX = "mx.selfcheck.test"  # the monitored server by name: the DNS peer answers the site's address
 RESOLVES = "canary.selfcheck.test"  # the resolver canary's name
 WITHIN = 15.0
+# A process start, on a loaded host (as the other command starts are allowed).
+START_S = 30.0
 # An agent's pending fetch (pull request) expires at the server after 1 s (agent.worker).
 FETCH_EXPIRES_S = 1.5
 
@@ -244,6 +251,13 @@ async def self_checked(agents: Agents, stack: Stack, org: Tenant) -> dict[str, d
             )
             return seen if ran else None
 
+        # Four agent processes start at once: on a loaded host that alone can take WITHIN.
+        for agent in (agents.blocked, agents.healthy, agents.lone, agents.deaf):
+
+            async def started(agent: Agent = agent) -> bool:
+                return bool(agent.events("agent_started"))
+
+            await until(started, f"{agent.id} started", within=START_S)
         found: dict[str, dict[str, Any]] = await until(listed, "every agent's first self-check")
         return found
 
