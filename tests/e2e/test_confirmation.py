@@ -71,4 +71,11 @@ async def test_an_outage_seen_from_every_country_is_down_seconds_after_the_first
     assert (queued[0]["created_at"] - first_failure).total_seconds() < 10
     results = (await api.get(f"{SMTP}/{pid}/results", headers=org.auth())).json()["items"]
     failing_rounds = {r["scheduledAt"] for r in results if r["status"] == "down"}
-    assert len(failing_rounds) == 2, "the scheduled round and its confirmation round"
+    assert len(failing_rounds) == 2, (
+        "the scheduled round and its confirmation round",
+        incident.get("startedAt"),
+        sorted(
+            (r["scheduledAt"], r["country"], r["status"], r.get("errorKind"), r.get("finishedAt"))
+            for r in results
+        ),
+    )
