@@ -7,6 +7,7 @@ not stopped), so the figures can tell a phantom `no_agent` from a country that h
 
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -270,14 +271,14 @@ def _running(pid: int) -> bool:
 
 def _in_flight(port: int) -> int | None:
     """The agent's `mailprobe_agent_checks_in_flight`, summed over its countries; None when it
-    does not answer (killed, stopped)."""
+    does not answer whole (killed, stopped, killed while answering)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.3) as resp:
             text = resp.read().decode()
-    except OSError:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("mailprobe_agent_checks_in_flight{"):
+                total += float(line.rsplit(" ", 1)[1])
+    except (OSError, http.client.HTTPException, UnicodeDecodeError, ValueError):
         return None
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("mailprobe_agent_checks_in_flight{"):
-            total += float(line.rsplit(" ", 1)[1])
     return int(total)

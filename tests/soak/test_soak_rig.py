@@ -1,0 +1,69 @@
+"""The soak rig's in-flight sampler reads agents that the campaign kills at any moment: an
+answer cut short, garbled or missing is "no sample", never an exception that ends the sampler."""
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from bench.soak_rig import _in_flight
+
+BODY = (
+    b'mailprobe_agent_checks_in_flight{country="DE"} 3\n'
+    b'mailprobe_agent_checks_in_flight{country="AT"} 2\n'
+    b"mailprobe_agent_checks_total 40\n"
+)
+WHOLE = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+CUT_SHORT = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nmailprobe_agent_checks_in"
+BAD_STATUS = b"garbage\r\n\r\n"
+GARBLED_VALUE = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 41\r\nConnection: close\r\n\r\n"
+    b'mailprobe_agent_checks_in_flight{c="DE"} x'
+)
+NOTHING = b""
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[list[bytes], int]]:
+    """A loopback server that answers each connection with the next canned reply, then closes."""
+    replies: list[bytes] = []
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(replies.pop(0))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield replies, port
+    srv.close()
+
+
+def test_a_whole_answer_is_summed_over_countries(answering: tuple[list[bytes], int]) -> None:
+    replies, port = answering
+    replies.append(WHOLE)
+    assert _in_flight(port) == 5
+
+
+@pytest.mark.parametrize("reply", [CUT_SHORT, BAD_STATUS, GARBLED_VALUE, NOTHING])
+def test_an_answer_cut_short_or_garbled_is_no_sample(
+    answering: tuple[list[bytes], int], reply: bytes
+) -> None:
+    replies, port = answering
+    replies.append(reply)
+    assert _in_flight(port) is None
+
+
+def test_no_listener_is_no_sample() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert _in_flight(port) is None
