@@ -23,6 +23,7 @@ Exits 1 when a target is missed.
 import argparse
 import asyncio
 import concurrent.futures
+import http.client
 import json
 import os
 import shutil
@@ -230,7 +231,7 @@ def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=0.5) as resp:
             return bool(resp.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up, or killed while answering
         return False
 
 

@@ -57,7 +57,7 @@ def _http_ok(url: str, timeout: float = 0.5) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return bool(resp.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up, or killed while answering
         return False
 
 

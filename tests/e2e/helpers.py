@@ -3,11 +3,13 @@
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import httpx
 
+from shared.timefmt import parse_iso
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 
@@ -33,13 +35,19 @@ async def smtp_monitor(
     return created
 
 
-async def make_due_now(pool: asyncpg.Pool, public_id: str) -> None:
+async def make_due_now(pool: asyncpg.Pool, public_id: str) -> datetime:
     """The monitor's next round is due now: the running scheduler takes it within its idle
-    wait (≤ 0.5 s). A plan it makes meanwhile waits for this row's lock and is overwritten."""
+    wait (≤ 0.5 s). A plan it makes meanwhile (the monitor's first round, claimed on creation)
+    holds this row's lock; the due time is taken once that lock is ours, so it is after any
+    round claimed before. Returns it: the round made due is the first whose `scheduledAt` is at
+    or after it (`of_rounds_since`)."""
     async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE monitors SET next_due_at = now() WHERE public_id = $1::uuid", public_id
+        due: datetime = await conn.fetchval(
+            "UPDATE monitors SET next_due_at = clock_timestamp() WHERE public_id = $1::uuid"
+            " RETURNING next_due_at",
+            public_id,
         )
+    return due
 
 
 async def monitor(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
@@ -80,3 +88,15 @@ async def wait_results(
 
 def count(n: int) -> Callable[[list[dict[str, Any]]], bool]:
     return lambda items: len(items) >= n
+
+
+def of_rounds_since(due: datetime, n: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """At least `n` results of rounds scheduled at or after `due` (`make_due_now`)."""
+    return lambda items: len(since(due, items)) >= n
+
+
+def since(due: datetime, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results of rounds scheduled at or after `due` (a result's `scheduledAt` is its
+    round's due time cut to the millisecond)."""
+    floor = due.replace(microsecond=due.microsecond // 1000 * 1000)
+    return [i for i in items if parse_iso(i["scheduledAt"]) >= floor]

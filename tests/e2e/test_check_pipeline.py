@@ -30,7 +30,9 @@ from tests.e2e.helpers import (
     count,
     make_due_now,
     monitor,
+    of_rounds_since,
     results,
+    since,
     smtp_monitor,
     wait_results,
 )
@@ -91,8 +93,10 @@ async def test_a_monitor_without_countries_runs_from_the_live_ones(
     async with SmtpPeer() as peer:
         created = await smtp_monitor(api, org, peer.port)
         assert created["allowedCheckCountryCodes"] is None
-        await make_due_now(controller.pool, created["publicId"])
-        items = await wait_results(api, org, created["publicId"], count(2))
+        due = await make_due_now(controller.pool, created["publicId"])
+        items = since(
+            due, await wait_results(api, org, created["publicId"], of_rounds_since(due, 2))
+        )
     assert sorted((i["country"], i["agentId"], i["status"]) for i in items) == [
         (HOME, agents.home.agent_id, "up"),
         (ABROAD, agents.abroad.agent_id, "up"),
@@ -106,8 +110,8 @@ async def test_a_listed_country_without_agents_shows_no_agent(
     async with SmtpPeer() as peer:
         created = await smtp_monitor(api, org, peer.port, allowedCheckCountryCodes=[HOME, NOBODY])
         pid = created["publicId"]
-        await make_due_now(controller.pool, pid)
-        items = await wait_results(api, org, pid, count(2))
+        due = await make_due_now(controller.pool, pid)
+        items = since(due, await wait_results(api, org, pid, of_rounds_since(due, 2)))
     by_country = {i["country"]: i for i in items}
     nobody, home = by_country[NOBODY], by_country[HOME]
     assert (nobody["status"], nobody["errorKind"], nobody["agentId"]) == (
