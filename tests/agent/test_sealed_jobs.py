@@ -279,7 +279,8 @@ async def test_the_agent_process_loads_its_key_file_and_opens_jobs_sealed_to_eit
             AGENT_SEAL_KEYS_FILE=str(keys_file),
         )
         try:
-            await until_async(lambda: result_count(js, country, 2), within=10)
+            # the agent process starts (on a loaded host, up to 30 s) and runs both
+            await until_async(lambda: result_count(js, country, 2), within=30)
         finally:
             logs = await stop_agent(proc)
     found = {r.job_id: (r.status, r.error_kind) for r in await results(js, country)}
