@@ -42,7 +42,9 @@ async def test_silent_server_times_out_within_the_deadline(
         elapsed = time.monotonic() - start
     assert result.error_kind == "timeout"
     assert "greeting" in result.message
-    assert 0.9 <= elapsed <= 1.1
+    # The check's deadline, kept (not waited out twice, 2 s); the slack above
+    # it is a loaded host's delay in waking the event loop (0.14 s seen at load 9).
+    assert 0.9 <= elapsed <= 1.5
     assert result.phases.connect_ms is not None and result.phases.greeting_ms is None
 
 
