@@ -1,6 +1,7 @@
 """Helpers for the benchmarks: embedded servers, a seeded database, wrk."""
 
 import asyncio
+import http.client
 import logging
 import os
 import re
@@ -241,6 +242,16 @@ def discard_logs() -> None:
         logger_factory=structlog.PrintLoggerFactory(file=open(os.devnull, "w")),  # noqa: SIM115
         cache_logger_on_first_use=True,
     )
+
+
+def http_ok(url: str, timeout: float = 0.5) -> bool:
+    """Whether `url` answers 200: False when nothing listens yet, or the process was killed
+    while answering."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def percentile(values: list[float], p: float) -> float:

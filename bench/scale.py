@@ -23,7 +23,6 @@ Exits 1 when a target is missed.
 import argparse
 import asyncio
 import concurrent.futures
-import http.client
 import json
 import os
 import shutil
@@ -45,6 +44,7 @@ from bench.common import (
     Seeded,
     child_env,
     discard_logs,
+    http_ok,
     machine,
     percentile,
     seed,
@@ -227,14 +227,6 @@ class JudgeLag:
         self._thread.join(30)
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as resp:
-            return bool(resp.status == 200)
-    except (OSError, http.client.HTTPException):  # not up, or killed while answering
-        return False
-
-
 def _wait(what: str, ready: "object", timeout: float = START_TIMEOUT_S) -> None:
     assert callable(ready)
     deadline = time.monotonic() + timeout
@@ -402,7 +394,7 @@ def measure(args: argparse.Namespace) -> bool:
             apis.append(f"http://127.0.0.1:{api_port}")
         procs += controllers
         for api in apis:
-            _wait("controller", lambda a=api: _http_ok(f"{a}/ready"))
+            _wait("controller", lambda a=api: http_ok(f"{a}/ready"))
         api = apis[0]
         agents = []
         for country in COUNTRIES:
@@ -422,7 +414,7 @@ def measure(args: argparse.Namespace) -> bool:
             procs.append(agent)
             agents.append(agent)
             _wait(
-                f"agent {country}", lambda p=metrics_port: _http_ok(f"http://127.0.0.1:{p}/health")
+                f"agent {country}", lambda p=metrics_port: http_ok(f"http://127.0.0.1:{p}/health")
             )
         idle = _idle_cpu(pg.get_pid(), [c.pid for c in controllers], nats_proc.pid, args.idle)
         started = time.monotonic()

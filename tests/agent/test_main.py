@@ -24,10 +24,9 @@ from shared.settings import AgentSettings
 from shared.streams import ensure_streams
 from shared.subjects import heartbeats_subject
 from tests.agent.helpers import worker
+from tests.conftest import PROCESS_START_S
 
 ROOT = Path(__file__).resolve().parents[2]
-# What an agent process's start (imports, settings, NATS) may take on a loaded host.
-START_S = 30
 
 
 def agent_env(**values: str) -> dict[str, str]:
@@ -76,7 +75,7 @@ async def test_agent_starts_heartbeats_and_stops_cleanly_on_sigterm(nc: NATS) ->
         AGENT_TENANT_SLOT_SHARE="0.3",
     )
     try:
-        first = decode_heartbeat((await beats.next_msg(timeout=START_S)).data)
+        first = decode_heartbeat((await beats.next_msg(timeout=PROCESS_START_S)).data)
     finally:
         logs = await stop_agent(proc)
     assert (first.agent_id, first.country, first.capacity, first.stopping) == (
@@ -114,7 +113,7 @@ async def test_an_agent_with_canaries_reports_them_in_its_heartbeat(nc: NATS) ->
         AGENT_CANARY_RESOLVE="localhost",
     )
     try:
-        beat = decode_heartbeat((await beats.next_msg(timeout=START_S)).data)
+        beat = decode_heartbeat((await beats.next_msg(timeout=PROCESS_START_S)).data)
         while beat.self_check is None or beat.self_check.resolver_ok is None:
             beat = decode_heartbeat((await beats.next_msg(timeout=5)).data)
     finally:
@@ -138,7 +137,7 @@ async def test_agent_keeps_trying_an_unreachable_nats_and_still_stops_on_sigterm
     # still importing on a loaded machine (whose default handler would just end it).
     assert proc.stderr is not None
     first: list[dict[str, Any]] = []
-    async with asyncio.timeout(START_S):
+    async with asyncio.timeout(PROCESS_START_S):
         while not any(line["event"] == "nats_error" for line in first):
             raw = await proc.stderr.readline()
             assert raw, "the agent ended before trying NATS"
@@ -177,7 +176,7 @@ def test_a_bad_setting_is_one_line_on_stderr_and_exit_2(
         env=agent_env(**env),
         cwd=ROOT,
         capture_output=True,
-        timeout=START_S,
+        timeout=PROCESS_START_S,
         check=False,
     )
     assert done.returncode == 2

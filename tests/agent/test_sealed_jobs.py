@@ -31,6 +31,7 @@ from tests.agent.helpers import (
     worker,
 )
 from tests.agent.test_main import ROOT, agent_env, start_agent, stop_agent
+from tests.conftest import PROCESS_START_S
 from tests.peers.imap import ImapPeer
 from tests.sealing import KeyRing
 
@@ -279,8 +280,8 @@ async def test_the_agent_process_loads_its_key_file_and_opens_jobs_sealed_to_eit
             AGENT_SEAL_KEYS_FILE=str(keys_file),
         )
         try:
-            # the agent process starts (on a loaded host, up to 30 s) and runs both
-            await until_async(lambda: result_count(js, country, 2), within=30)
+            # the agent process starts, then runs both
+            await until_async(lambda: result_count(js, country, 2), within=PROCESS_START_S)
         finally:
             logs = await stop_agent(proc)
     found = {r.job_id: (r.status, r.error_kind) for r in await results(js, country)}
@@ -297,7 +298,7 @@ def test_an_unreadable_key_file_stops_the_agent_with_one_line(tmp_path: Path) ->
         env=agent_env(AGENT_SEAL_KEYS_FILE=str(tmp_path / "missing.keys")),
         cwd=ROOT,
         capture_output=True,
-        timeout=30,  # a start, on a loaded host
+        timeout=PROCESS_START_S,
         check=False,
     )
     assert done.returncode == 2

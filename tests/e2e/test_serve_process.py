@@ -16,7 +16,7 @@ import pytest
 
 from controller.secrets.box import generate_key
 from shared import embedded
-from tests.conftest import scratch_database
+from tests.conftest import PROCESS_START_S, scratch_database
 from tests.peers.slowpath import SlowPath
 
 COUNTRY = "LI"  # no agent ever runs for it in the tests: its rounds are `no_agent`
@@ -43,11 +43,25 @@ async def _run(*args: str, env: dict[str, str]) -> str:
     return out.decode().strip().splitlines()[-1]
 
 
-# A process start (imports; for `serve` its migrations and NATS too) may take this long on a
-# loaded host; the test's pytest bound counts its two starts, a round and the stop.
-START_S = 30.0
+async def _serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """`serve` with its output in `log`, read at the end: a pipe nobody reads until then could
+    fill and stop it."""
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller", "serve", env=env, stdout=out, stderr=out
+        )
 
 
+async def _stopped(proc: asyncio.subprocess.Process, within: float) -> None:
+    """Wait up to `within` for `proc` to end, then kill it if it has not."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), timeout=within)
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+# The pytest bound counts two process starts (PROCESS_START_S each), a round and the stop.
 @pytest.mark.timeout(150)
 async def test_serve_runs_all_roles_and_stops_cleanly(
     scratch: str, nats_url: str, tmp_path: Path
@@ -80,18 +94,14 @@ async def test_serve_runs_all_roles_and_stops_cleanly(
         )
     finally:
         await db.close()
-    # Its log goes to a file, read at the end: a pipe nobody reads until then could fill.
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller", "serve", env=env, stdout=out, stderr=out
-        )
+    proc = await _serve(env, log)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(
             base_url=base, timeout=5, headers={"Authorization": f"Bearer {token}"}
         ) as http:
-            deadline = time.monotonic() + START_S
+            deadline = time.monotonic() + PROCESS_START_S
             while True:
                 try:
                     if (await http.get("/ready")).status_code == 200:
@@ -139,12 +149,7 @@ async def test_serve_runs_all_roles_and_stops_cleanly(
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=20)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await _stopped(proc, 20)
     text = log.read_text()
     assert proc.returncode == 0, text[-2000:]
     assert "Traceback" not in text
@@ -168,24 +173,19 @@ async def test_a_stop_asked_for_during_start_up_is_kept(
             "LOG_FORMAT": "json",
         }
         log = tmp_path / "serve.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "controller", "serve", env=env, stdout=out, stderr=out
-            )
+        proc = await _serve(env, log)
+        stopping = 0.0  # killed at once unless it was asked to stop
         try:
             # Connecting to NATS: past the handler's install, short of serving.
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + PROCESS_START_S
             while not far.accepted:
                 assert proc.returncode is None, "serve exited at start"
                 assert time.monotonic() < deadline, "serve never connected to NATS"
                 await asyncio.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), timeout=40)
+            stopping = 40.0
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await _stopped(proc, stopping)
     text = log.read_text()
     assert proc.returncode == 0, text[-2000:]
     assert "stop asked for during start-up: not serving" in text, text[-2000:]

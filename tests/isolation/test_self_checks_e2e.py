@@ -45,7 +45,7 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.timefmt import parse_iso
 from tests.api.helpers import SMTP
-from tests.conftest import Tenant, make_tenant, scratch_database
+from tests.conftest import PROCESS_START_S, Tenant, make_tenant, scratch_database
 from tests.e2e.helpers import make_due_now, smtp_monitor, wait_results
 from tests.netns import DEAD_RESOLVER, Netns, missing, namespace
 from tests.peers.dns import DnsPeer
@@ -56,7 +56,7 @@ from tests.serving import serve_app
 pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=str(missing())),
     # The first test's time includes the module's set-up: a stack, four agent processes
-    # (START_S) and their first self-checks (WITHIN).
+    # (PROCESS_START_S) and their first self-checks (WITHIN).
     pytest.mark.timeout(150),
 ]
 
@@ -65,8 +65,6 @@ DE, US, FR = "DE", "US", "FR"
 MX = "mx.selfcheck.test"  # the monitored server by name: the DNS peer answers the site's address
 RESOLVES = "canary.selfcheck.test"  # the resolver canary's name
 WITHIN = 15.0
-# A process start, on a loaded host (as the other command starts are allowed).
-START_S = 30.0
 # An agent's pending fetch (pull request) expires at the server after 1 s (agent.worker).
 FETCH_EXPIRES_S = 1.5
 
@@ -257,7 +255,7 @@ async def self_checked(agents: Agents, stack: Stack, org: Tenant) -> dict[str, d
             async def started(agent: Agent = agent) -> bool:
                 return bool(agent.events("agent_started"))
 
-            await until(started, f"{agent.id} started", within=START_S)
+            await until(started, f"{agent.id} started", within=PROCESS_START_S)
         found: dict[str, dict[str, Any]] = await until(listed, "every agent's first self-check")
         return found
 
