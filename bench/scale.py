@@ -353,6 +353,18 @@ def _projection(ms_per_check: float, bytes_per_result: float) -> str:
     )
 
 
+# `--split-roles`: one controller per role (the api with the scheduler, which needs no port of
+# its own), so that each role's CPU is its process's.
+SPLIT_ROLES = (("api", "scheduler"), ("ingester",), ("alerter",))
+
+
+def _role_sets(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """The roles of each controller process the run starts."""
+    if args.split_roles:
+        return list(SPLIT_ROLES)
+    return [("api", "scheduler", "ingester", "alerter")] * args.replicas
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
@@ -372,9 +384,15 @@ def measure(args: argparse.Namespace) -> bool:
             start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
-        controllers, apis = [], []
-        for n in range(args.replicas):
-            api_port = embedded.free_port()
+        controllers: list[subprocess.Popen[bytes]] = []
+        apis: list[str] = []
+        for roles in _role_sets(args):
+            port = embedded.free_port()
+            where = (
+                {"API_HOST": "127.0.0.1", "API_PORT": str(port)}
+                if "api" in roles
+                else {"CONTROLLER_METRICS_HOST": "127.0.0.1", "CONTROLLER_METRICS_PORT": str(port)}
+            )
             controllers.append(
                 start_module(
                     ["controller", "serve"],
@@ -382,16 +400,16 @@ def measure(args: argparse.Namespace) -> bool:
                         DATABASE_URL=database_url,
                         NATS_URL=nats_url,
                         SECRETS_KEY=SECRETS_KEY,
-                        API_HOST="127.0.0.1",
-                        API_PORT=str(api_port),
+                        CONTROLLER_ROLES=",".join(roles),
                         ORG_MAX_MONITORS="10000000",
                         ORG_MAX_CHECKS_PER_MINUTE="100000000",
                         ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
+                        **where,
                     ),
-                    tmp / f"controller-{n + 1}.log",
+                    tmp / f"controller-{len(controllers) + 1}.log",
                 )
             )
-            apis.append(f"http://127.0.0.1:{api_port}")
+            apis.append(f"http://127.0.0.1:{port}")
         procs += controllers
         for api in apis:
             _wait("controller", lambda a=api: http_ok(f"{a}/ready"))
@@ -442,6 +460,7 @@ def measure(args: argparse.Namespace) -> bool:
             Share(cpu_s(c.pid) - before, _less(_work(a), work)) if len(apis) > 1 else None
             for c, before, a, work in zip(controllers, ctl0, apis, work0, strict=True)
         ]
+        by_roles = [cpu_s(c.pid) - before for c, before in zip(controllers, ctl0, strict=True)]
         ctl = sum(cpu_s(c.pid) for c in controllers) - sum(ctl0)
         nats = cpu_s(nats_proc.pid) - nats0
         traffic = NatsTraffic.since(traffic0, _nats_traffic(nats_monitor))
@@ -464,7 +483,15 @@ def measure(args: argparse.Namespace) -> bool:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     window.judge_lag_s = judge_lag.samples
-    if len(replicas) > 1:
+    if args.split_roles:
+        print(
+            "  controller CPU ms per check by role: "
+            + ", ".join(
+                f"{'+'.join(roles)} {cpu * 1000 / max(window.stored, 1):.3f}"
+                for roles, cpu in zip(_role_sets(args), by_roles, strict=True)
+            )
+        )
+    elif len(replicas) > 1:
         _report_replicas([r for r in replicas if r is not None], window)
     return _report(
         args,
@@ -654,6 +681,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--replicas", type=int, default=1, help="controllers, every role in each (scale out)"
+    )
+    parser.add_argument(
+        "--split-roles",
+        action="store_true",
+        help="one controller per role (api+scheduler, ingester, alerter): each role's CPU",
     )
     parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")

@@ -268,6 +268,17 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000
+    scheduler_gather_seconds: Annotated[
+        float,
+        Meta(
+            ge=0.0,
+            le=5.0,
+            description="longest a due round waits to go out with others: passes are spaced to "
+            "carry about 200 jobs each at the rate jobs fall due, at least 0.025 s and at most "
+            "this apart (a pass has a fixed cost at every stage); `0`: every 0.025 s while "
+            "anything is due",
+        ),
+    ] = 0.5
     agents_per_country_max: Annotated[
         int,
         Meta(

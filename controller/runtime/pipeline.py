@@ -108,6 +108,7 @@ async def open_pipeline(
             CountryKeys(settings.seal_public_keys_dir),
             default_countries=settings.default_check_countries,
             batch=settings.scheduler_batch,
+            gather_s=settings.scheduler_gather_seconds,
             dns_interval_s=settings.dns_posture_interval_seconds,
             login_spacing_s=settings.login_spacing_seconds,
             login_cap=settings.login_cap_per_account,

@@ -101,6 +101,25 @@ MIN_LEFT_SHARE: Final = 0.2
 MIN_LEFT: Final = timedelta(seconds=1)
 
 
+# A pass has a fixed cost (its transaction and statements, the publish flush, the wake-ups it
+# sets off at the agents, the ingester and the alerter), so passes are spaced to carry about
+# this many jobs each at the rate of jobs falling due.
+PASS_JOBS = 200
+MIN_PASS_S = 0.025
+
+
+def pass_spacing(jobs: int, since_last_s: float, gather_s: float, draw: float = 1.0) -> float:
+    """Seconds from a pass's start to the next one's: as long as `PASS_JOBS` jobs take to fall
+    due at the rate of the pass that just ran (`jobs` sent, `since_last_s` after the one before
+    it), at most `gather_s` (the longest a due round waits for others), then drawn between half
+    and all of that (`draw` from 0 to 1, at random: replicas never stay in step, so each claims
+    its share of what falls due, not the share its phase gives it), at least `MIN_PASS_S`. A
+    monitor due later than that is not waited for: the scheduler sleeps until it is due."""
+    most = max(MIN_PASS_S, gather_s)
+    full = most if jobs <= 0 or since_last_s <= 0 else min(most, PASS_JOBS * since_last_s / jobs)
+    return max(MIN_PASS_S, full * (0.5 + 0.5 * draw))
+
+
 def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
     """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
     window = expires_at(scheduled_at, interval_s) - scheduled_at

@@ -20,10 +20,11 @@ is sent late, or recorded `overdue`, or `oauth2_token` when no token came, as ro
 """
 
 import asyncio
+import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -63,8 +64,15 @@ log = structlog.get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
-MIN_PASS_S = 0.025
 PLAN_EVERY_S = 0.5
+
+
+class Pass(NamedTuple):
+    """What a pass did: jobs published, and the earliest due time of a monitor or deferred login
+    left (None: none)."""
+
+    jobs: int
+    earliest: datetime | None
 
 
 class Scheduler:
@@ -78,6 +86,7 @@ class Scheduler:
         *,
         default_countries: int = 2,
         batch: int = 1000,
+        gather_s: float = 0.5,
         dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
         login_cap: int = 1000,
@@ -111,32 +120,46 @@ class Scheduler:
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._batch = batch
+        self._gather_s = gather_s  # SCHEDULER_GATHER_SECONDS
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
         """Schedule until `stop` is set; errors are logged and retried, never fatal.
 
-        Passes start at most every `MIN_PASS_S`: with monitors due every few hundred
-        microseconds, a pass per due monitor would spend more on round trips than on jobs; a
-        short spacing batches them at the cost of a few milliseconds of lateness. New monitors
-        are planned every `PLAN_EVERY_S`. A pass claims confirmation rounds and deferred logins
-        only when the statement after its due rounds says some wait (`due.waiting`), which also
-        says when the next pass is due: a routine pass is its due rounds' transaction and that
-        statement.
+        Passes are spaced by `schedule.pass_spacing`: each has a fixed cost (its transaction,
+        the publish flush, and the wake-ups its jobs set off at the agents, the ingester and the
+        alerter), so at a rate of jobs falling due where a pass per due monitor would spend more
+        on that than on the jobs, a pass waits (at most `gather_s`) to carry about
+        `schedule.PASS_JOBS` jobs (the wait drawn between half and all of that, so replicas
+        share what falls due); a round then starts up to `gather_s` after its due time, and its
+        results keep the due time. At high rates passes are full anyway and come every
+        `MIN_PASS_S`. New monitors are planned about every `PLAN_EVERY_S` (drawn between half and
+        1.5 times it), on a clock of their own (a pass follows at once when one was planned):
+        neither may keep a replica's phase, which would give it a fixed share of what falls due
+        (and of new monitors' first rounds). A pass claims confirmation
+        rounds and deferred logins only when the statement after its due rounds says some wait
+        (`due.waiting`), which also says when the next pass is due: a routine pass is its due
+        rounds' transaction and that statement.
         """
-        log.info("scheduler started", batch=self._batch)
+        log.info("scheduler started", batch=self._batch, gather_s=self._gather_s)
         loop = asyncio.get_running_loop()
-        plan_at = loop.time()
+        plan_at = pass_at = loop.time()
+        last_start: float | None = None
 
         async def one_pass() -> float:
-            nonlocal plan_at
+            nonlocal plan_at, pass_at, last_start
             started = loop.time()
             if started >= plan_at:
-                await self.plan_new()
-                plan_at = started + PLAN_EVERY_S
-            earliest = await self.run_pass()
-            wait = max(self._idle_s(earliest), MIN_PASS_S - (loop.time() - started))
-            return min(wait, max(0.0, plan_at - loop.time()))
+                plan_at = started + PLAN_EVERY_S * random.uniform(0.5, 1.5)
+                if await self.plan_new():
+                    pass_at = started  # a new monitor's first round goes at once
+            if started >= pass_at:
+                done = await self.run_pass()
+                since = 0.0 if last_start is None else started - last_start
+                last_start = started
+                spacing = schedule.pass_spacing(done.jobs, since, self._gather_s, random.random())
+                pass_at = max(started + spacing, loop.time() + self._idle_s(done.earliest))
+            return max(0.0, min(pass_at, plan_at) - loop.time())
 
         try:
             await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
@@ -144,21 +167,21 @@ class Scheduler:
             if self._tokens is not None:
                 await self._tokens.close()
 
-    async def run_pass(self) -> datetime | None:
+    async def run_pass(self) -> Pass:
         """A pass's work after planning new monitors: every due round, then the confirmation
         rounds and deferred logins, each only when the statement after the due rounds says some
-        wait; return the earliest due time of a monitor or deferred login left (None: none)."""
-        await self.run_due()
+        wait."""
+        sent = await self.run_due()
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
-            return waiting.earliest
+            return Pass(sent, waiting.earliest)
         if waiting.confirmations:
-            await self.run_confirmations()
+            sent += await self.run_confirmations()
         if waiting.deferred:
-            await self.run_deferred()
+            sent += await self.run_deferred()
         async with self._pool.acquire() as conn:
-            return await due.earliest_work(conn, self._fetching())
+            return Pass(sent, await due.earliest_work(conn, self._fetching()))
 
     def _fetching(self) -> list[int]:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""

@@ -162,3 +162,45 @@ def test_a_trigger_resolves_mail_dns_at_most_once_per_floor(
     for at in (off, on):
         seen = None if last is None else at - last
         assert schedule.trigger_dns(mid, at, 60, dns_interval_s, seen) is expected, why
+
+
+@pytest.mark.parametrize(
+    ("jobs", "since_last_s", "gather_s", "spacing"),
+    [
+        # 400 jobs/s (the scale bench): 200 jobs take 0.5 s to fall due
+        (10, 0.025, 0.5, 0.5),
+        (200, 0.5, 0.5, 0.5),
+        # 10,000 jobs/s: passes as often as they may, each full anyway
+        (250, 0.025, 0.5, schedule.MIN_PASS_S),
+        # 2,000 jobs/s: 0.1 s
+        (100, 0.05, 0.5, 0.1),
+        # capped by the gather time
+        (10, 0.025, 0.2, 0.2),
+        # nothing sent, or no pass before: the gather time (a later due time is slept to)
+        (0, 0.5, 0.5, 0.5),
+        (5, 0.0, 0.5, 0.5),
+        # gather 0: a pass as soon as anything is due, at most every MIN_PASS_S
+        (10, 0.025, 0.0, schedule.MIN_PASS_S),
+        (0, 1.0, 0.0, schedule.MIN_PASS_S),
+    ],
+)
+def test_passes_are_spaced_to_carry_pass_jobs_within_the_gather_time(
+    jobs: int, since_last_s: float, gather_s: float, spacing: float
+) -> None:
+    assert schedule.pass_spacing(jobs, since_last_s, gather_s) == pytest.approx(spacing)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "since_last_s", "draw", "spacing"),
+    [
+        (10, 0.025, 0.0, 0.25),
+        (10, 0.025, 0.5, 0.375),
+        (100, 0.05, 0.0, 0.05),
+        # never below MIN_PASS_S
+        (250, 0.025, 0.0, schedule.MIN_PASS_S),
+    ],
+)
+def test_a_pass_spacing_is_drawn_between_half_and_all_of_it(
+    jobs: int, since_last_s: float, draw: float, spacing: float
+) -> None:
+    assert schedule.pass_spacing(jobs, since_last_s, 0.5, draw) == pytest.approx(spacing)
