@@ -14,9 +14,10 @@ projected to 300,000 monitors at 60 s from 3 countries.
 
 `python -m bench scale [--monitors N] [--interval S] [--warmup S] [--window S] [--replicas N]
 [--statements]`; `--statements` preloads pg_stat_statements and prints the statements that cost
-most per check; `--replicas 2` runs two controllers, every role in each, and prints each one's
-share of the scheduled jobs, stored results, evaluations and notifications (from its /metrics)
-and of the controllers' CPU.
+most per check; `--split-roles` runs one controller per role (api with the scheduler, the
+ingester, the alerter) and prints each one's CPU per check; `--replicas 2` runs two
+controllers, every role in each, and prints each one's share of the scheduled jobs, stored
+results, evaluations and notifications (from its /metrics) and of the controllers' CPU.
 Exits 1 when a target is missed.
 """
 
