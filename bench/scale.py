@@ -698,8 +698,9 @@ def run(argv: list[str] | None = None) -> bool:
     args = parse(sys.argv[2:] if argv is None else argv)
     discard_logs()
     print(
-        f"scale ({machine()}): {args.replicas} x controller serve (every role), PostgreSQL,"
-        " NATS, agents"
+        f"scale ({machine()}): "
+        + " + ".join(f"controller serve ({'+'.join(r)})" for r in _role_sets(args))
+        + ", PostgreSQL, NATS, agents"
         f" {'+'.join(COUNTRIES)}; {args.monitors:,} SMTP monitors every {args.interval} s ="
         f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
         f" measured; {_load()}",
