@@ -231,6 +231,7 @@ class RoundPlanner:
         self._login_spacing = login_spacing_s
         self._account_key = box.subkeys(ACCOUNT_PURPOSE)[0]
         self._tenant_key = box.subkeys(TENANT_PURPOSE)[0]
+        self._tenants: dict[int, str] = {}  # organization id: `tenant`, a keyed hash of it
 
     def round(
         self,
@@ -280,6 +281,8 @@ class RoundPlanner:
             except JobConfigError as exc:
                 plan.unusable = str(exc)
                 return plan
+        if not over:
+            return plan
         why = f"the round was over when the scheduler got to it at {iso_ms(now)}: not sent"
         plan.missed += [
             ResultRow.missed(
@@ -345,7 +348,9 @@ class RoundPlanner:
             )
             mail_domain = mail_domain if dns else None
             plan.mail_dns = dns
-        org = tenant(self._tenant_key, m.organization_id)
+        org = self._tenants.get(m.organization_id)
+        if org is None:
+            org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
         for cc in plan.countries:
             jid = self._job_ids.make(public_id, cc, scheduled, trigger)
 

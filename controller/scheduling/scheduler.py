@@ -248,6 +248,7 @@ class Scheduler:
                 await confirmations.failed_agents(conn, asked), live_agents
             )
             live = self._agents.countries()
+            oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
             plans = await asyncio.to_thread(
                 lambda: [
                     self._round(
@@ -257,6 +258,7 @@ class Scheduler:
                         trigger=True,
                         avoid=avoid.get(_id(m), {}),
                         tokens=tokens.get(_id(m)),
+                        oauth2_live=oauth2_live,
                     )
                     for m in monitors
                 ]
@@ -441,8 +443,12 @@ class Scheduler:
         libsodium release the GIL (bench/seal.py). `tokens`: the OAuth2 logins' access tokens
         (or why there are none), by monitor id."""
         got = tokens or {}
+        oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
         return await asyncio.to_thread(
-            lambda: [self._round(m, now, live, tokens=got.get(_id(m))) for m in claimed]
+            lambda: [
+                self._round(m, now, live, tokens=got.get(_id(m)), oauth2_live=oauth2_live)
+                for m in claimed
+            ]
         )
 
     def _token_logins(
@@ -509,10 +515,14 @@ class Scheduler:
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
+        oauth2_live: frozenset[str] | None = None,
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
-        scheduler."""
+        scheduler. `oauth2_live`: the countries whose agents log in with OAuth2, when the
+        caller has them for a whole batch."""
+        if oauth2_live is None:
+            oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
         plan = self._planner.round(
             claimed,
             now,
@@ -520,15 +530,17 @@ class Scheduler:
             trigger=trigger,
             avoid=avoid,
             tokens=tokens,
-            oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
+            oauth2_live=oauth2_live,
         )
+        if plan.unusable is None and plan.countries:
+            return plan
         monitor = claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
         bound = log.bind(
             monitor_id=str(monitor.public_id), monitor_type=monitor.type, monitor_db_id=monitor.id
         )
         if plan.unusable is not None:
             bound.error("monitor unusable; round skipped", error=plan.unusable)
-        elif not plan.countries:
+        else:
             bound.warning("no live agent in any country")
         return plan
 

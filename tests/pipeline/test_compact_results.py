@@ -324,3 +324,28 @@ async def test_a_redelivery_alone_in_its_batch_is_the_full_row_the_next_result_i
     assert [{k: v for k, v in i.items() if k != "storedAt"} for i in items] == [
         wire(r) for r in (same[0], same[1], changed, same[3])
     ]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "result_status(r.status)",
+        "result_status_code(result_status(r.status))",
+        "result_country_code(result_country(r.country))",
+        "result_phase_ms(r.connect_us)",
+    ],
+)
+async def test_result_codes_are_inlined_into_the_statements_using_them(
+    pipe_pool: asyncpg.Pool, expression: str
+) -> None:
+    """The planner replaces each code function with its body (no call per row through the
+    function executor), and a NULL still gives NULL."""
+    async with pipe_pool.acquire() as conn:
+        plan = await conn.fetch(f"EXPLAIN VERBOSE SELECT {expression} FROM result_rows r")
+        nulls = await conn.fetchval(
+            "SELECT array[result_status(NULL), result_status_code(NULL)::text,"
+            " result_country_code(NULL)::text, result_phase_ms(NULL)::text]"
+        )
+    output = [line[0].strip() for line in plan if line[0].strip().startswith("Output:")]
+    assert output and not any("result_" in line for line in output), output
+    assert nulls == [None, None, None, None]
