@@ -128,6 +128,7 @@ class Window:
     store_lag_ms: list[float]
     start_late_ms: list[float]
     judge_lag_s: list[float] = field(default_factory=list)
+    queue_lag_s: list[float] = field(default_factory=list)
 
 
 RESULT_RELATIONS = """
@@ -188,8 +189,14 @@ async def _window_rows(database_url: str, started: float, ended: float) -> Windo
     )
 
 
-# How far behind the alerter is: per monitor with a complete round not judged yet (every
-# country has reported after its cursor), the age of its cursor; 0 for the others.
+# How far behind the alerter is: per monitor whose queue row is due (a result woke it, or its
+# next round closed), how long it has been due; 0 for the others.
+QUEUE_LAG = """
+SELECT extract(epoch FROM now() - due_at) AS lag FROM alert_queue WHERE due_at <= now()
+"""
+# How long complete rounds wait to be judged: per monitor with a complete round not judged yet
+# (every country has reported after its cursor), the age of its cursor; 0 for the others. A
+# settled monitor's routine rounds wait for its next round's close by design (migration 0039).
 JUDGE_LAG = """
 SELECT coalesce(extract(epoch FROM now() - a.last_round_at), 0) AS lag
 FROM monitor_alert_state a
@@ -204,6 +211,7 @@ class JudgeLag:
 
     def __init__(self, database_url: str, every: float = 5.0) -> None:
         self.samples: list[float] = []
+        self.queue_samples: list[float] = []
         self.monitors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -219,6 +227,8 @@ class JudgeLag:
                 rows = await conn.fetch(JUDGE_LAG)
                 behind = [float(r["lag"]) for r in rows]
                 self.samples += behind + [0.0] * max(0, self.monitors - len(behind))
+                waiting = [float(r["lag"]) for r in await conn.fetch(QUEUE_LAG)]
+                self.queue_samples += waiting + [0.0] * max(0, self.monitors - len(waiting))
                 await asyncio.sleep(every)
         finally:
             await conn.close()
@@ -484,6 +494,7 @@ def measure(args: argparse.Namespace) -> bool:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     window.judge_lag_s = judge_lag.samples
+    window.queue_lag_s = judge_lag.queue_samples
     if args.split_roles:
         print(
             "  controller CPU ms per check by role: "
@@ -656,7 +667,10 @@ def _report(
         f" round start lateness (started - due) p99 {percentile(window.start_late_ms, 99):.0f} ms"
     )
     print(
-        "  alerter lag (a complete round not judged yet: its cursor's age; else 0), every 5 s: p50"
+        "  alerter lag (a monitor due for evaluation: how long it has been due; else 0), every"
+        f" 5 s: p50 {percentile(window.queue_lag_s, 50):.1f} s,"
+        f" p99 {percentile(window.queue_lag_s, 99):.1f} s; complete rounds not judged yet (their"
+        f" cursor's age; routine rounds of settled monitors wait for a close): p50"
         f" {percentile(window.judge_lag_s, 50):.1f} s, p99 {percentile(window.judge_lag_s, 99):.1f}"
         " s"
     )

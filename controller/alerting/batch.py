@@ -10,13 +10,15 @@ storing the same job's real result while that ingester waits on the queue rows t
 releases.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from controller.alerting.rules import Effect
+from controller.alerting.rules import AlertState, Effect
 from controller.alerting.store import Inputs
+from controller.logins.backoff import Backoff
 from controller.monitors.store import MonitorConfigError
 from controller.posture.observe import CursorMove
+from controller.posture.rules import Key
 
 Path = Literal["batch", "savepoint", "alone"]
 
@@ -56,3 +58,17 @@ def path(
     if not judged_in_batch(got, revised) or cut_short or effects or posture is None:
         return "savepoint"
     return "batch"
+
+
+def settled(state: AlertState, backoff: Backoff | None, streaks: Mapping[Key, int]) -> bool:
+    """Whether a monitor written by the batch (`batch` path: no effect, no maintenance window,
+    no held recovery, no open finding) may leave its next routine rounds to the close of the
+    first of them (`alert_queue.settled`): it is up, with no incident open, no login back-off
+    and no posture drift being counted, so a round that says what the last one said changes
+    nothing anyone is told."""
+    return (
+        state.state == "up"
+        and state.open_incident_id is None
+        and backoff is None
+        and not any(streaks.values())
+    )

@@ -124,8 +124,9 @@ class _Missing:
 
 
 MISSING = _Missing()
-# A routine monitor's state, when to come back, and its posture's move.
-Routine = tuple[AlertState, datetime, posture.CursorMove]
+# A routine monitor's state, when to come back, its posture's move, and whether its next
+# routine rounds may wait for that (`batch.settled`).
+Routine = tuple[AlertState, datetime, posture.CursorMove, bool]
 
 
 def _failed(monitor_id: int) -> None:
@@ -289,9 +290,9 @@ class Alerter:
                     inputs, reads[monitor_id], known[monitor_id], now
                 )
                 if routine is not None:
-                    state, back, move = routine
+                    state, back, move, settled = routine
                     states[monitor_id] = state
-                    releases.append(alerts.Release(monitor_id, lease.lease, back))
+                    releases.append(alerts.Release(monitor_id, lease.lease, back, settled))
                     if move.last_round_at is not None:
                         moves.append((monitor_id, move.last_round_at, move.streaks))
                     continue
@@ -353,7 +354,8 @@ class Alerter:
         way = batch.path(got, False, posture=move)
         if way != "batch" or move is None:
             return way, None
-        return way, (new, plan.due or self._come_back(w, new, now), move)
+        settled = batch.settled(new, got.backoff, move.streaks)
+        return way, (new, plan.due or self._come_back(w, new, now), move, settled)
 
     async def evaluate(
         self,

@@ -4,7 +4,7 @@ The caller owns the transaction. The alerter is the only writer of alert state, 
 outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -46,7 +46,9 @@ from shared.timefmt import utcnow
 # of its latest round, else one) have a result after the cursor. That is necessary for any
 # round to be complete, so no evaluation that could judge one is skipped; the first country of
 # a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
-# with no queue row, is queued whatever its rounds.
+# with no queue row, is queued whatever its rounds. A batch whose results of a monitor are all
+# routine leaves a `settled` row as it is (migration 0039, `batch.settled`): its due time judges
+# them.
 _LOCK_QUEUED = """
 SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
 ORDER BY monitor_id FOR UPDATE
@@ -54,15 +56,18 @@ ORDER BY monitor_id FOR UPDATE
 
 _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
-SELECT u.id, now(), u.revised FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, revised)
+SELECT u.id, now(), u.revised
+FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[]) AS u(id, revised, routine)
 WHERE u.revised IS NOT NULL
     OR NOT EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = u.id)
-    OR (SELECT count(*) FROM monitor_country_state s
+    OR (NOT (u.routine AND EXISTS (SELECT 1 FROM alert_queue q
+            WHERE q.monitor_id = u.id AND q.settled))
+      AND (SELECT count(*) FROM monitor_country_state s
         LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
         WHERE s.monitor_id = u.id
           AND s.last_scheduled_at > coalesce(a.last_round_at, '-infinity'::timestamptz))
        >= (SELECT greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
-           FROM monitors m WHERE m.id = u.id)
+           FROM monitors m WHERE m.id = u.id))
 ORDER BY u.id
 ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
     revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
@@ -71,16 +76,24 @@ WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
 
 
 async def mark(
-    conn: Conn, monitor_ids: Sequence[int], revised: Mapping[int, datetime] | None = None
+    conn: Conn,
+    monitor_ids: Sequence[int],
+    revised: Mapping[int, datetime] | None = None,
+    routine: Set[int] = frozenset(),
 ) -> None:
     """Queue monitors for evaluation (in the transaction storing their results, after their
-    per-country state moved) when a round of theirs may be complete (see `_MARK`). Their queue
-    rows are locked first, in ascending order (so concurrent ingesters lock in one order), and
-    the rounds read after: of two batches completing one round together, the second sees the
-    first's results once it holds the lock, so one of them queues the monitor."""
+    per-country state moved) when a round of theirs may be complete (see `_MARK`), unless the
+    batch's results of it are all `routine` (`up`, stored compact) and its queue row is
+    `settled`: then its due time, the close of the first round after the cursor, judges them.
+    Their queue rows are locked first, in ascending order (so concurrent ingesters lock in one
+    order), and the rounds read after: of two batches completing one round together, the
+    second sees the first's results once it holds the lock, so one of them queues the
+    monitor."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
     await conn.execute(_LOCK_QUEUED, ids)
-    await conn.execute(_MARK, ids, [(revised or {}).get(i) for i in ids])
+    await conn.execute(
+        _MARK, ids, [(revised or {}).get(i) for i in ids], [i in routine for i in ids]
+    )
 
 
 class Lease(NamedTuple):
@@ -107,7 +120,7 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[L
 
 _FORGET = "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = ${0}"
 _LATER = (
-    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL"
+    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL, settled = false"
     " WHERE monitor_id = $1 AND due_at = ${0}"
 )
 
@@ -512,11 +525,13 @@ async def batch_results_after(
 
 
 class Release(NamedTuple):
-    """A leased monitor done with: come back at `due_at`, or forget it (None)."""
+    """A leased monitor done with: come back at `due_at`, or forget it (None); `settled`: its
+    routine rounds may wait for `due_at` (`batch.settled`)."""
 
     monitor_id: int
     lease: datetime
     due_at: datetime | None
+    settled: bool = False
 
 
 async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
@@ -534,11 +549,11 @@ _SAVE_BATCH = (
     + ", updated_at = now()"
     " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
     " WHERE s.monitor_id = j.monitor_id),"
-    " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[])"
-    "   AS u(id, lease, due)),"
+    " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[],"
+    "   $5::bool[]) AS u(id, lease, due, settled)),"
     " forgotten AS (DELETE FROM alert_queue q USING u"
     "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease)"
-    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL FROM u"
+    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL, settled = u.settled FROM u"
     " WHERE u.due IS NOT NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
 )
 
@@ -565,6 +580,7 @@ async def save_batch(
         [r.monitor_id for r in ordered],
         [r.lease for r in ordered],
         [r.due_at for r in ordered],
+        [r.settled for r in ordered],
     )
 
 

@@ -368,8 +368,17 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
                 at = revised.get(r["monitor_id"], r["scheduled_at"])
                 revised[r["monitor_id"]] = min(at, r["scheduled_at"])
         # The alerter's queue; a replaced row's round may be judged already: judged again.
-        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised)
+        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised, _routine(inserted))
     return len(inserted)
+
+
+def _routine(inserted: Sequence[asyncpg.Record]) -> set[int]:
+    """The monitors whose every row stored is routine: `up`, stored compact (it says what the
+    last full row said), replacing nothing (`alerts.mark`)."""
+    monitors = {r["monitor_id"] for r in inserted}
+    return monitors - {
+        r["monitor_id"] for r in inserted if r["status"] != "up" or r["full"] or r["replaced"]
+    }
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:

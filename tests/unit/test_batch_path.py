@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.alerting.batch import Path, path
+from controller.alerting.batch import Path, path, settled
 from controller.alerting.rules import (
     AlertState,
     BackoffChanged,
@@ -21,6 +21,7 @@ from controller.alerting.rules import (
 )
 from controller.alerting.store import Inputs
 from controller.alerting.thresholds import Thresholds
+from controller.logins.backoff import Backoff
 from controller.monitors.store import MonitorConfigError, WatchedMonitor
 from controller.posture.observe import CursorMove
 from tests.unit.test_alert_inputs import monitor, rounds
@@ -76,3 +77,27 @@ def test_the_way_of_each_case(
     revised = bool(more.pop("revised", False))
     kwargs: dict[str, object] = {"posture": MOVED} | more
     assert path(got, revised, **kwargs) == way, why  # type: ignore[arg-type]
+
+
+SETTLED: list[tuple[str, AlertState, Backoff | None, dict[tuple[str, str], int], bool]] = [
+    ("up, nothing pending", AlertState("up", last_round_at=AT), None, {}, True),
+    ("a drift streak cleared", AlertState("up", last_round_at=AT), None, {("tls", "DE"): 0}, True),
+    ("down", AlertState("down", last_round_at=AT), None, {}, False),
+    ("unknown", AlertState("unknown", last_round_at=AT), None, {}, False),
+    ("an incident open", AlertState("up", last_round_at=AT, open_incident_id=3), None, {}, False),
+    ("login back-off", AlertState("up", last_round_at=AT), Backoff(1, AT, AT), {}, False),
+    ("drift being counted", AlertState("up", last_round_at=AT), None, {("tls", "DE"): 1}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "state", "backoff", "streaks", "expected"), SETTLED, ids=[c[0] for c in SETTLED]
+)
+def test_which_monitors_leave_their_routine_rounds_to_their_due_time(
+    why: str,
+    state: AlertState,
+    backoff: Backoff | None,
+    streaks: dict[tuple[str, str], int],
+    expected: bool,
+) -> None:
+    assert settled(state, backoff, streaks) is expected, why
