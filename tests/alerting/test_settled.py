@@ -15,12 +15,19 @@ from tests.pipeline.test_compact_results import routine
 BOTH = ("DE", "FR")
 
 
-async def _store(rig: Rig, m: asyncpg.Record, n: int, down: str | None = None) -> None:
-    """Round `n` as agents publish it, through the ingester's store: routine results (the
-    second one of a country on is stored compact), or a refused connection from `down`."""
+async def _store(
+    rig: Rig,
+    m: asyncpg.Record,
+    n: int,
+    down: str | None = None,
+    countries: tuple[str, ...] = BOTH,
+) -> None:
+    """Round `n` as agents publish it, through the ingester's store, in one batch: routine
+    results (the second one of a country on is stored compact), or a refused connection from
+    `down`."""
     ref = {"publicId": str(m["public_id"])}
     rows = []
-    for cc in BOTH:
+    for cc in countries:
         r = routine(rig.job_ids, ref, cc, rig.at(n), n)
         if cc == down:
             r.status, r.error_kind, r.message = "down", "refused", "connection refused"
@@ -102,3 +109,19 @@ async def test_a_monitor_that_is_not_up_is_never_settled(rig: Rig) -> None:
         await rig.alerter.burst()
         assert not (await _queue(rig, m))["settled"]
         assert await _cursor(rig, m) == rig.at(n)
+
+
+async def test_one_countrys_routine_results_never_hide_anothers_failure(rig: Rig) -> None:
+    """What counts is each batch's results of the monitor: a failure stored in a batch of its
+    own, after the other country's routine result, still wakes the alerter at once."""
+    m = await _monitor(rig)
+    for n in (0, 1):
+        await _store(rig, m, n)
+        assert await rig.alerter.burst() == 1
+    assert (await _queue(rig, m))["settled"]
+    await _store(rig, m, 2, countries=("DE",))
+    assert not (await _queue(rig, m))["due"]
+    await _store(rig, m, 2, down="FR", countries=("FR",))
+    assert (await _queue(rig, m))["due"]
+    assert await rig.alerter.burst() >= 1
+    assert await _cursor(rig, m) == rig.at(2)
