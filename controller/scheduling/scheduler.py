@@ -65,6 +65,10 @@ log = structlog.get_logger(__name__)
 PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
 PLAN_EVERY_S = 0.5
+# A pass's due rounds end after this long even when more are due (the next pass follows at
+# once): a scheduler behind its rounds still plans new monitors, sends confirmation rounds and
+# deferred logins, and sees a stop, between batches.
+PASS_MAX_S = 1.0
 
 
 class Pass(NamedTuple):
@@ -171,7 +175,7 @@ class Scheduler:
         """A pass's work after planning new monitors: every due round, then the confirmation
         rounds and deferred logins, each only when the statement after the due rounds says some
         wait."""
-        sent = await self.run_due()
+        sent = await self.run_due(PASS_MAX_S)
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
@@ -200,19 +204,22 @@ class Scheduler:
         await self.plan_new()
         return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
 
-    async def run_due(self) -> int:
-        """Run every round due now, a batch at a time; return jobs sent. Nothing while the live
-        agents view is warming up: a country missing from it may have agents, so its rounds
-        stay due until the view is complete instead of being recorded `no_agent`."""
+    async def run_due(self, max_s: float | None = None) -> int:
+        """Run every round due now, a batch at a time, or those `max_s` seconds of batches
+        reach; return jobs sent. Nothing while the live agents view is warming up: a country
+        missing from it may have agents, so its rounds stay due until the view is complete
+        instead of being recorded `no_agent`."""
         if not self._agents.is_warm():
             return 0
+        loop = asyncio.get_running_loop()
+        until = None if max_s is None else loop.time() + max_s
         sent = 0
         while True:
             # Each batch's own time: after an outage a pass takes long, and a round planned
             # with a stale clock could be sent already over.
             count, full = await self._run_batch(self._clock())
             sent += count
-            if not full:
+            if not full or (until is not None and loop.time() >= until):
                 return sent
 
     async def run_confirmations(self) -> int:

@@ -21,7 +21,7 @@ from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
-from tests.pipeline.conftest import Countries
+from tests.pipeline.conftest import Countries, replica
 from tests.sealing import KeyRing
 
 # No other round of a monitor made due by make_due comes due within this: a test runs its
@@ -770,3 +770,28 @@ async def test_jobs_carry_their_organization_as_an_opaque_tenant_key(
     a, b, c = (tenant[m["publicId"]] for m in [*ours, theirs])
     assert a == b != c
     assert len(a) == 16 and a != str(org.org_id) and c != str(other.org_id)
+
+
+async def test_a_pass_behind_its_rounds_ends_after_its_time_and_the_rest_stay_due(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A scheduler that cannot keep up ends a pass's due rounds after `max_s` (the next pass
+    follows at once), so it still plans, confirms and sees a stop in between; what it did not
+    reach stays due and goes in the next pass."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    monitors = [await create(api, org, allowedCheckCountryCodes=[cc]) for _ in range(3)]
+    for m in monitors:
+        await make_due(pipe_pool, m["publicId"])
+    one_at_a_time = replica(pipe_pool, pipeline, settings, seal_keys, batch=1)
+    assert await one_at_a_time.run_due(max_s=0) == 1  # one batch, then its time is up
+    still_due = [m for m in monitors if (await next_due_at(pipe_pool, m["publicId"])) <= utcnow()]
+    assert len(still_due) == 2
+    assert await one_at_a_time.run_due() == 2  # no limit: every round due now
+    assert len(await countries.jobs(cc)) == 3
