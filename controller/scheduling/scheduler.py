@@ -71,7 +71,7 @@ PLAN_EVERY_S = 0.5
 PASS_MAX_S = 1.0
 
 
-class Pass(NamedTuple):
+class PassDone(NamedTuple):
     """What a pass did: jobs published, and the earliest due time of a monitor or deferred login
     left (None: none)."""
 
@@ -171,7 +171,7 @@ class Scheduler:
             if self._tokens is not None:
                 await self._tokens.close()
 
-    async def run_pass(self) -> Pass:
+    async def run_pass(self) -> PassDone:
         """A pass's work after planning new monitors: every due round, then the confirmation
         rounds and deferred logins, each only when the statement after the due rounds says some
         wait."""
@@ -179,13 +179,13 @@ class Scheduler:
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
-            return Pass(sent, waiting.earliest)
+            return PassDone(sent, waiting.earliest)
         if waiting.confirmations:
             sent += await self.run_confirmations()
         if waiting.deferred:
             sent += await self.run_deferred()
         async with self._pool.acquire() as conn:
-            return Pass(sent, await due.earliest_work(conn, self._fetching()))
+            return PassDone(sent, await due.earliest_work(conn, self._fetching()))
 
     def _fetching(self) -> list[int]:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""
@@ -522,14 +522,12 @@ class Scheduler:
         trigger: bool = False,
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
-        oauth2_live: frozenset[str] | None = None,
+        oauth2_live: frozenset[str],
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
-        scheduler. `oauth2_live`: the countries whose agents log in with OAuth2, when the
-        caller has them for a whole batch."""
-        if oauth2_live is None:
-            oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+        scheduler. `oauth2_live`: the countries whose every live agent logs in with OAuth2,
+        read once for the caller's whole batch."""
         plan = self._planner.round(
             claimed,
             now,
@@ -588,7 +586,14 @@ class Scheduler:
         now = self._clock()
         tokens = await self._access_tokens([claimed], now)
         live = self._agents.countries()
-        plan = self._round(claimed, now, live, trigger=True, tokens=tokens.get(_id(claimed)))
+        plan = self._round(
+            claimed,
+            now,
+            live,
+            trigger=True,
+            tokens=tokens.get(_id(claimed)),
+            oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             await self._send(conn, [plan], self._clock())
             if plan.missed:
