@@ -25,6 +25,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
+from shared.publishing import takes_batches
 from shared.subjects import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
@@ -66,9 +67,11 @@ def stream_configs(
     *,
     results_max_bytes: int = RESULTS_MAX_BYTES,
     events_max_bytes: int = EVENTS_MAX_BYTES,
+    batched: bool = False,
 ) -> list[StreamConfig]:
     """JOBS, RESULTS and EVENTS. RESULTS and EVENTS drop their oldest messages past their
-    size, so no publisher (say, a compromised agent) can fill the store."""
+    size, so no publisher (say, a compromised agent) can fill the store. `batched`: JOBS takes
+    fast-ingest batches (`shared.publishing`; only the controller may publish there)."""
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -77,6 +80,7 @@ def stream_configs(
             storage=StorageType.FILE,
             max_age=JOBS_MAX_AGE_S,
             duplicate_window=DUPLICATE_WINDOW_S,
+            allow_batched=batched or None,
         ),
         StreamConfig(
             name=RESULTS_STREAM,
@@ -116,6 +120,7 @@ async def ensure_streams(
         events_days,
         results_max_bytes=results_max_bytes,
         events_max_bytes=events_max_bytes,
+        batched=takes_batches(js),
     )
     for config in configs:
         try:

@@ -56,6 +56,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
 from shared.messages import FEATURE_OAUTH2, CheckJob, encode
+from shared.publishing import BatchesUnsupported, Outgoing, publish_batch
 from shared.secret import Secret
 from shared.subjects import jobs_subject
 from shared.timefmt import utcnow
@@ -111,6 +112,7 @@ class Scheduler:
         self._login_cap = login_cap  # the ceiling per organization and account
         self._trigger_burst = trigger_burst
         self._js = js
+        self._batches = True  # until JOBS says it takes no fast-ingest batches
         self._agents = agents
         self._keys = keys
         self._planner = RoundPlanner(
@@ -549,10 +551,26 @@ class Scheduler:
             bound.warning("no live agent in any country")
         return plan
 
-    async def publish(self, jobs: Sequence[CheckJob]) -> int:
-        """Publish with `Nats-Msg-Id` = job id and wait for every ack; return how many were new."""
+    async def publish(self, jobs: Sequence[CheckJob]) -> None:
+        """Publish with `Nats-Msg-Id` = job id and wait until JOBS stored every one: as one
+        fast-ingest batch (`shared.publishing`), or one by one where the server or the stream
+        takes no batches."""
         if not jobs:
-            return 0
+            return
+        if self._batches:
+            try:
+                await publish_batch(
+                    self._js,
+                    [Outgoing(jobs_subject(j.country), encode(j), j.job_id) for j in jobs],
+                    timeout_s=PUBLISH_TIMEOUT_S,
+                )
+                metrics.jobs_published(jobs)
+                return
+            except BatchesUnsupported as e:
+                self._batches = False
+                log.warning(
+                    "JOBS takes no fast-ingest batches: jobs published one by one", why=str(e)
+                )
         futures: list[asyncio.Future[Any]] = []
         try:
             for job in jobs:
@@ -563,13 +581,12 @@ class Scheduler:
                         headers={"Nats-Msg-Id": job.job_id},
                     )
                 )
-            acks = await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
         finally:
             for future in futures:
                 if not future.done():
                     future.cancel()
         metrics.jobs_published(jobs)
-        return sum(1 for ack in acks if not ack.duplicate)
 
     async def trigger(self, monitor_id: int) -> PlannedRound | None:
         """A round now from all the monitor's countries; None when the monitor is gone.

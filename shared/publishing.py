@@ -1,0 +1,186 @@
+"""Many messages into one JetStream stream, acknowledged together (fast-ingest batches).
+
+`publish_async` costs a PubAck per message: one more message for the server to send and the
+client to read, decode and match to a future. A fast-ingest batch (nats-server 2.14+, a
+stream with `allow_batched`) carries its control state in each message's reply subject,
+`<inbox>.<batch>.<flow>.fail.<seq>.<op>.$FI`, and the server answers only every `flow`
+messages (a flow ack, `{"type":"ack","seq":N,"msgs":F}`) and once at the commit (a PubAck
+with the batch's id and `count`). With gap mode `fail`, a flow ack for N says that messages
+1..N are stored, and a commit's PubAck whose `count` is the batch's length says all were:
+anything else is an error for the caller, who publishes again (each message carries its
+`Nats-Msg-Id`, which the stream's duplicate window honours inside a batch too: a message
+already stored is dropped and still counted).
+
+The first message of a batch waits for its reply (the server may lower the flow, or say the
+stream does not take batches); after it, at most `OUTSTANDING` flow windows go unanswered
+before publishing waits. A stalled wait pings the batch (op 4), which makes the server send
+its last flow ack again. A server or stream without fast batches answers the first message
+with a plain PubAck or an error: `BatchesUnsupported`, and the caller publishes one by one.
+"""
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+# The flow the client asks for (the server may lower it, never raise it) and how many flow
+# windows may be unanswered before publishing waits (the ADR's recommended 2).
+FLOW = 100
+OUTSTANDING = 2
+# A wait for a flow ack longer than this pings the batch for the server's last one.
+PING_AFTER_S = 1.0
+# A batch's id is at most 64 characters.
+_ID_BYTES = 12
+
+_START, _APPEND, _COMMIT, _PING = 0, 1, 2, 4
+
+
+class BatchesUnsupported(NatsError):
+    """The server or the stream does not take fast-ingest batches; publish one by one."""
+
+
+class BatchError(NatsError):
+    """The batch was not stored whole: publish it again (duplicates are dropped by id)."""
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _Reply(msgspec.Struct):
+    """A flow ack, a gap report or a PubAck: one shape for the three, told apart by fields."""
+
+    type: str = ""
+    seq: int = 0
+    msgs: int = 0
+    last_seq: int = 0
+    stream: str = ""
+    batch: str = ""
+    count: int = 0
+    error: _ApiError | None = None
+
+
+_decode = msgspec.json.Decoder(_Reply).decode
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    subject: str
+    payload: bytes
+    msg_id: str
+
+
+class _Replies:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[_Reply] = asyncio.Queue()
+
+    async def arrived(self, msg: Msg) -> None:
+        try:
+            self.queue.put_nowait(_decode(msg.data))
+        except msgspec.DecodeError:
+            self.queue.put_nowait(_Reply(error=_ApiError(description="undecodable reply")))
+
+
+def takes_batches(js: JetStreamContext) -> bool:
+    """Whether the connected server knows fast-ingest batches (nats-server 2.14+)."""
+    version = js._nc.connected_server_version
+    return (version.major, version.minor) >= (2, 14)
+
+
+async def publish_batch(
+    js: JetStreamContext,
+    messages: Sequence[Outgoing],
+    *,
+    timeout_s: float,
+    flow: int = FLOW,
+) -> int:
+    """Publish `messages` as one fast-ingest batch and return once the server has stored them
+    all (its commit PubAck's `count` is their number): the stream sequence of the last.
+    Raises `BatchesUnsupported` when the first message was not taken as a batch (nothing is
+    known stored then beyond that message, which a plain publish of it again dedupes),
+    `BatchError` when the server reports an error or a gap, TimeoutError after `timeout_s`."""
+    if not messages:
+        raise ValueError("an empty batch")
+    nc = js._nc  # nats-py keeps the context's connection here and exposes it nowhere else
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    inbox = nc.new_inbox()
+    batch = secrets.token_hex(_ID_BYTES)
+    replies = _Replies()
+    sub = await nc.subscribe(f"{inbox}.>", cb=replies.arrived)
+
+    async def send(seq: int, op: int, out: Outgoing) -> None:
+        await nc.publish(
+            out.subject,
+            out.payload,
+            reply=f"{inbox}.{batch}.{flow}.fail.{seq}.{op}.$FI",
+            headers={"Nats-Msg-Id": out.msg_id},
+        )
+
+    async def ping(seq: int) -> None:
+        await nc.publish(
+            messages[0].subject, b"", reply=f"{inbox}.{batch}.{flow}.fail.{seq}.{_PING}.$FI"
+        )
+
+    async def next_reply(sent: int) -> _Reply:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"batch of {len(messages)}: no answer within {timeout_s} s")
+            try:
+                return await asyncio.wait_for(replies.queue.get(), min(left, PING_AFTER_S))
+            except TimeoutError:
+                await ping(sent)
+
+    try:
+        n = len(messages)
+        await send(1, _COMMIT if n == 1 else _START, messages[0])
+        first = await next_reply(1)
+        if first.error is not None and first.error.err_code == _DISABLED:
+            raise BatchesUnsupported(first.error.description)
+        if first.error is None and first.type == "" and not first.batch:
+            # A server without fast batches stored the message as a plain publish.
+            if n == 1:
+                return first.seq
+            raise BatchesUnsupported("the server answered a batch with a plain PubAck")
+        if n == 1 or first.type != "ack":
+            return _committed(first, batch, n)
+        acked, window = first.seq, max(1, first.msgs)
+        for seq in range(2, n + 1):
+            while seq > acked + window * OUTSTANDING:
+                reply = await next_reply(seq - 1)
+                if reply.type == "ack":
+                    acked, window = max(acked, reply.seq), max(1, reply.msgs)
+                elif reply.type != "gap":
+                    # A PubAck before the commit: the batch ended early (an error, a gap).
+                    return _committed(reply, batch, n)
+            await send(seq, _COMMIT if seq == n else _APPEND, messages[seq - 1])
+        return _committed(await _final(next_reply, n), batch, n)
+    finally:
+        await sub.unsubscribe()
+
+
+# "batch publish is disabled": the stream was not made with `allow_batched`.
+_DISABLED = 10205
+
+
+async def _final(next_reply: Callable[[int], Awaitable[_Reply]], sent: int) -> _Reply:
+    while True:
+        reply = await next_reply(sent)
+        if reply.type not in ("ack", "gap"):
+            return reply
+
+
+def _committed(ack: _Reply, batch: str, n: int) -> int:
+    if ack.error is not None:
+        raise BatchError(f"batch not stored: {ack.error.description} ({ack.error.err_code})")
+    if ack.batch != batch or ack.count != n:
+        raise BatchError(f"batch stored {ack.count} of {n} messages")
+    return ack.seq

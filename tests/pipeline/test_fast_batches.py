@@ -1,0 +1,178 @@
+"""shared.publishing on the real nats-server: a batch is stored whole, in order, with a reply
+per flow window instead of a PubAck per message; ids dedupe inside a batch; a stream without
+`allow_batched` says so before anything is stored, and the scheduler then publishes one by one."""
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StreamConfig
+
+from controller.fleet.live import LiveAgents
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared import embedded
+from shared.messages import SmtpCheckJob
+from shared.publishing import (
+    FLOW,
+    OUTSTANDING,
+    BatchesUnsupported,
+    Outgoing,
+    publish_batch,
+    takes_batches,
+)
+from shared.settings import ControllerSettings
+from shared.streams import JOBS_STREAM, stream_configs
+from shared.subjects import jobs_subject
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def _stream(js: JetStreamContext, *, batched: bool) -> str:
+    name = f"FB{uuid.uuid4().hex[:8].upper()}"
+    await js.add_stream(
+        StreamConfig(
+            name=name,
+            subjects=[f"{name.lower()}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            duplicate_window=300,
+            allow_batched=batched or None,
+        )
+    )
+    return name
+
+
+async def _stored(js: JetStreamContext, name: str) -> list[tuple[str, bytes, str]]:
+    info = await js.stream_info(name)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(name, seq)
+        out.append((msg.subject or "", msg.data or b"", (msg.headers or {})["Nats-Msg-Id"]))
+    return out
+
+
+def _messages(name: str, n: int, tag: str = "m") -> list[Outgoing]:
+    return [
+        Outgoing(f"{name.lower()}.{i % 3}", f"{tag}{i}".encode(), f"{tag}-{i}") for i in range(n)
+    ]
+
+
+async def _watch_replies(nats_url: str) -> tuple[NATS, list[str]]:
+    """Every reply the server sends to a batch's inbox (a second client sees them too)."""
+    seen: list[str] = []
+
+    async def cb(msg: Msg) -> None:
+        if msg.subject.endswith(".$FI"):
+            seen.append(msg.subject)
+
+    watcher = await nats.connect(nats_url)
+    await watcher.subscribe("_INBOX.>", cb=cb)
+    await watcher.flush()
+    return watcher, seen
+
+
+async def test_the_server_of_this_product_takes_batches(js: JetStreamContext) -> None:
+    assert takes_batches(js)
+
+
+async def test_a_batch_is_stored_whole_in_order_with_a_reply_per_flow_window(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    name = await _stream(js, batched=True)
+    n = FLOW * OUTSTANDING * 3 + 7  # publishing has to wait for flow acks on the way
+    watcher, replies = await _watch_replies(nats_url)
+    sent = _messages(name, n)
+    last = await publish_batch(js, sent, timeout_s=10)
+    await watcher.flush()
+    await watcher.close()
+    stored = await _stored(js, name)
+    assert stored == [(m.subject, m.payload, m.msg_id) for m in sent]
+    assert last == (await js.stream_info(name)).state.last_seq
+    # The start's reply, one per flow window, the commit's PubAck: not one per message.
+    assert 2 <= len(replies) <= n // FLOW + 3, len(replies)
+
+
+async def test_ids_already_stored_are_dropped_inside_a_batch_and_still_counted(
+    js: JetStreamContext,
+) -> None:
+    name = await _stream(js, batched=True)
+    first = _messages(name, 5)
+    await publish_batch(js, first, timeout_s=10)
+    again = first[2:] + _messages(name, 3, tag="new")  # a claim published again, and more
+    await publish_batch(js, again, timeout_s=10)
+    ids = [m_id for _, _, m_id in await _stored(js, name)]
+    assert ids == [m.msg_id for m in first] + ["new-0", "new-1", "new-2"]
+
+
+async def test_a_single_message_is_a_batch_that_commits_at_once(js: JetStreamContext) -> None:
+    name = await _stream(js, batched=True)
+    [one] = _messages(name, 1)
+    seq = await publish_batch(js, [one], timeout_s=10)
+    assert await _stored(js, name) == [(one.subject, one.payload, one.msg_id)]
+    assert seq == 1
+
+
+@pytest.mark.parametrize("n", [1, 4])
+async def test_a_stream_without_batches_refuses_before_storing_anything(
+    js: JetStreamContext, n: int
+) -> None:
+    name = await _stream(js, batched=False)
+    with pytest.raises(BatchesUnsupported, match="disabled"):
+        await publish_batch(js, _messages(name, n), timeout_s=10)
+    assert (await js.stream_info(name)).state.messages == 0
+
+
+async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
+    tmp_path: Path, pipe_pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """A JOBS stream an older controller wrote (no `allow_batched`): every job still lands,
+    once, and the scheduler stops trying batches."""
+    proc, url = embedded.start_nats(tmp_path / "nats")
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        [jobs_config] = [c for c in stream_configs() if c.name == JOBS_STREAM]
+        assert not jobs_config.allow_batched
+        await js.add_stream(jobs_config)
+        scheduler = Scheduler(
+            pipe_pool,
+            js,
+            LiveAgents(nc),
+            SecretBox(settings.secrets_key or ""),
+            CountryKeys(None),
+        )
+        jobs = [
+            SmtpCheckJob(
+                job_id=str(uuid.uuid4()),
+                monitor_id=str(uuid.uuid4()),
+                country=cc,
+                hostname="mx.example.test",
+                port=25,
+                timeout_seconds=5,
+                scheduled_at="2026-11-25T00:00:00.000Z",
+                expires_at="2026-11-25T00:01:00.000Z",
+            )
+            for cc in ("DE", "US", "DE")
+        ]
+        await scheduler.publish(jobs)
+        await scheduler.publish(jobs[1:])  # again: dedupe by id, one by one too
+        assert scheduler._batches is False
+        info = await js.stream_info(JOBS_STREAM)
+        assert info.state.messages == 3
+        subjects = {(await js.get_msg(JOBS_STREAM, s)).subject for s in (1, 2, 3)}
+        assert subjects == {jobs_subject("DE"), jobs_subject("US")}
+    finally:
+        await nc.close()
+        embedded.stop(proc)
