@@ -1,6 +1,8 @@
 """The agent's work loop: pull jobs, run checks under a cap, publish results, then ack.
 
-A job is acked only after RESULTS has acknowledged its result (PubAck), so an agent that dies
+A job is acked only after RESULTS has stored its result (its PubAck, or the PubAck of the batch
+it went in: results finished within `RESULT_LINGER_S` of each other are published together,
+shared.publishing.Outbox), so an agent that dies
 mid-check leaves the job to be redelivered to another agent of its country after `ack_wait`;
 `Nats-Msg-Id` = job id makes a repeated publish of the same result a no-op within the stream's
 duplicate window. `ack_wait` is short (a job expires one interval after it is scheduled, often
@@ -71,6 +73,7 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
@@ -96,6 +99,9 @@ RECONNECT_POLL_S = 0.1
 # long past the request's expiry and shared.pulling's grace it stops waiting regardless.
 LAST_REQUEST_WAIT_MAX_S = 2.0
 Outcome = Literal["acked", "nak"]
+# Results finished within this of each other go to RESULTS together (shared.publishing.Outbox):
+# one write, one batch acknowledged together, and their jobs acked together after it.
+RESULT_LINGER_S = 0.02
 
 
 def default_agent_id(country: str) -> str:
@@ -147,6 +153,7 @@ class Worker:
         self.capacity = concurrency
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
+        self._results = Outbox(self._js, linger_s=RESULT_LINGER_S, timeout_s=publish_timeout)
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
@@ -643,12 +650,7 @@ class Worker:
     async def _publish_and_ack(self, msg: Msg, subject: str, result: CheckResult) -> Outcome:
         started = time.perf_counter()
         try:
-            await self._js.publish(
-                subject,
-                encode(result),
-                timeout=self._publish_timeout,
-                headers={"Nats-Msg-Id": result.job_id},
-            )
+            await self._results.publish(subject, encode(result), result.job_id)
         except NATS_ERRORS as exc:
             log.warning(
                 "result_publish_failed",

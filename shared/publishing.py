@@ -22,8 +22,10 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
+import structlog
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -38,6 +40,8 @@ PING_AFTER_S = 1.0
 _ID_BYTES = 12
 
 _START, _APPEND, _COMMIT, _PING = 0, 1, 2, 4
+
+log = structlog.get_logger()
 
 
 class BatchesUnsupported(NatsError):
@@ -184,3 +188,101 @@ def _committed(ack: _Reply, batch: str, n: int) -> int:
     if ack.batch != batch or ack.count != n:
         raise BatchError(f"batch stored {ack.count} of {n} messages")
     return ack.seq
+
+
+# A batch of fewer messages costs as many replies as publishing them one by one, and waits a
+# round trip for its start.
+BATCH_MIN = 3
+
+
+class Outbox:
+    """Messages to one stream from many callers, published together: what is handed in within
+    `linger_s` of the first (or `max_batch` of it, at once) goes out in one write, as one
+    fast-ingest batch when there are at least `BATCH_MIN` and the stream takes batches, else
+    one by one (`publish_async`); each caller waits for its own message to be stored. A batch
+    the server refuses part-way is published again one by one (ids dedupe what it stored)."""
+
+    def __init__(
+        self, js: JetStreamContext, *, linger_s: float, timeout_s: float, max_batch: int = 500
+    ) -> None:
+        self._js = js
+        self._linger_s = linger_s
+        self._timeout_s = timeout_s
+        self._max_batch = max_batch
+        self._batches = True  # until the stream says it takes none
+        self._pending: list[tuple[Outgoing, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+
+    @property
+    def batches(self) -> bool:
+        return self._batches
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        """Return once the stream stored the message; raise what its publish raised."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((Outgoing(subject, payload, msg_id), done))
+        if len(self._pending) >= self._max_batch:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger_s, self.flush)
+        await done
+
+    def flush(self) -> None:
+        """Send what is pending now, without waiting for the linger."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, self._pending = self._pending, []
+        if items:
+            task = asyncio.create_task(self._send(items))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _send(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
+        try:
+            if self._batches and len(items) >= BATCH_MIN:
+                try:
+                    await publish_batch(self._js, [o for o, _ in items], timeout_s=self._timeout_s)
+                    for _, done in items:
+                        _settle(done, None)
+                    return
+                except BatchesUnsupported as e:
+                    self._batches = False
+                    log.warning(
+                        "stream takes no fast-ingest batches: publishing one by one", why=str(e)
+                    )
+                except BatchError as e:
+                    log.warning("batch refused: published again one by one", error=str(e))
+            await self._one_by_one(items)
+        except Exception as e:  # every waiting caller gets the failure
+            for _, done in items:
+                _settle(done, e)
+
+    async def _one_by_one(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for out, _ in items:
+                acks.append(
+                    await self._js.publish_async(
+                        out.subject, out.payload, headers={"Nats-Msg-Id": out.msg_id}
+                    )
+                )
+            settled = await asyncio.wait_for(
+                asyncio.gather(*acks, return_exceptions=True), self._timeout_s
+            )
+        finally:
+            for ack in acks:
+                if not ack.done():
+                    ack.cancel()
+        for (_, done), outcome in zip(items, settled, strict=True):
+            _settle(done, outcome if isinstance(outcome, BaseException) else None)
+
+
+def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
+    if done.done():  # its caller was cancelled
+        return
+    if outcome is None:
+        done.set_result(None)
+    else:
+        done.set_exception(outcome)

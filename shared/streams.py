@@ -70,8 +70,9 @@ def stream_configs(
     batched: bool = False,
 ) -> list[StreamConfig]:
     """JOBS, RESULTS and EVENTS. RESULTS and EVENTS drop their oldest messages past their
-    size, so no publisher (say, a compromised agent) can fill the store. `batched`: JOBS takes
-    fast-ingest batches (`shared.publishing`; only the controller may publish there)."""
+    size, so no publisher (say, a compromised agent) can fill the store. `batched`: JOBS and
+    RESULTS take fast-ingest batches (`shared.publishing`: the scheduler's jobs, each agent's
+    results)."""
     return [
         StreamConfig(
             name=JOBS_STREAM,
@@ -92,6 +93,7 @@ def stream_configs(
             discard=DiscardPolicy.OLD,
             duplicate_window=DUPLICATE_WINDOW_S,
             republish=RePublish(src=RESULTS_SUBJECTS, dest=RESULTS_LIVE_SUBJECTS),
+            allow_batched=batched or None,
         ),
         StreamConfig(
             name=EVENTS_STREAM,

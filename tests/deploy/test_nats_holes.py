@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -43,7 +44,8 @@ from deploy.nats_conf import (
     leaf_login,
 )
 from shared import embedded
-from shared.messages import SmtpAuth, SmtpConfig, decode_heartbeat, decode_result
+from shared.messages import SmtpAuth, SmtpConfig, decode_heartbeat, decode_result, encode
+from shared.publishing import Outbox, Outgoing, publish_batch
 from shared.settings import ControllerSettings
 from shared.streams import (
     JOBS_ACK_WAIT_S,
@@ -69,6 +71,7 @@ from shared.subjects import (
 from shared.timefmt import utcnow
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
 from tests.deploy.natsdeploy import (
+    ALLOWED_WAIT_S,
     DENIED_WAIT_S,
     Client,
     Deployment,
@@ -544,3 +547,47 @@ async def test_the_controller_makes_every_countrys_consumer_and_caps_the_streams
             config = (await js.consumer_info(JOBS_STREAM, jobs_consumer_name(cc))).config
             assert (config.filter_subject, config.ack_wait) == (jobs_subject(cc), JOBS_ACK_WAIT_S)
         assert await ensure_jobs_consumers(js, sorted(COUNTRIES)) == 0
+
+
+async def test_the_controllers_jobs_go_as_one_batch_under_the_deployed_accounts(
+    controller: Client,
+) -> None:
+    """The controller lives in JetStream's own account: its jobs go to JOBS as fast-ingest
+    batches there too."""
+    jobs = [job_for("US", 9) for _ in range(7)]
+    try:
+        await publish_batch(
+            controller.js,
+            [Outgoing(jobs_subject("US"), encode(j), j.job_id) for j in jobs],
+            timeout_s=ALLOWED_WAIT_S,
+        )
+        info = await controller.js.consumer_info(JOBS_STREAM, jobs_consumer_name("US"))
+        assert info.num_pending == len(jobs)
+    finally:
+        await controller.js.purge_stream(JOBS_STREAM, subject=jobs_subject("US"))
+
+
+@pytest.mark.parametrize("at", ["hub", "leaf"])
+async def test_an_agents_results_go_as_batches_through_its_import(
+    deployment: Deployment, controller: Client, at: str
+) -> None:
+    """An agent's results cross a service import: each message of a batch has a reply subject
+    of its own, so each flow ack and the commit's PubAck is one response to one request, and
+    the batch works there as at the controller. A flush published again is deduped; every
+    result is stored once, and nothing is refused."""
+    de = await agent(where(deployment, at), deployment, "DE")
+    subject = results_subject("DE", "smtp", str(uuid.uuid4()))
+    try:
+        outbox = Outbox(de.js, linger_s=0.05, timeout_s=ALLOWED_WAIT_S)
+        ids = [str(uuid.uuid4()) for _ in range(6)]
+        with capture_logs() as logs:
+            await asyncio.gather(*(outbox.publish(subject, b"{}", i) for i in ids[:3]))
+            await asyncio.gather(*(outbox.publish(subject, b"{}", i) for i in ids))
+        assert outbox.batches
+        assert logs == []  # no batch refused, none published again one by one
+        info = await controller.js.stream_info(RESULTS_STREAM, subjects_filter=subject)
+        assert (info.state.subjects or {}).get(subject) == len(ids)
+        assert de.errors == []
+    finally:
+        await de.close()
+        await controller.js.purge_stream(RESULTS_STREAM, subject=subject)

@@ -1,7 +1,9 @@
 """shared.publishing on the real nats-server: a batch is stored whole, in order, with a reply
 per flow window instead of a PubAck per message; ids dedupe inside a batch; a stream without
-`allow_batched` says so before anything is stored, and the scheduler then publishes one by one."""
+`allow_batched` says so before anything is stored, and the scheduler then publishes one by one;
+the agents' outbox gathers results into batches and tells each caller its own outcome."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from shared.publishing import (
     FLOW,
     OUTSTANDING,
     BatchesUnsupported,
+    Outbox,
     Outgoing,
     publish_batch,
     takes_batches,
@@ -176,3 +179,57 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
     finally:
         await nc.close()
         embedded.stop(proc)
+
+
+async def test_an_outbox_sends_what_comes_within_its_linger_as_one_batch(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    """Thirty callers within the linger: one batch, a few replies, each caller told its
+    message is stored; one caller alone is published by itself."""
+    name = await _stream(js, batched=True)
+    outbox = Outbox(js, linger_s=0.05, timeout_s=10)
+    watcher, replies = await _watch_replies(nats_url)
+    sent = _messages(name, 30)
+    await asyncio.gather(*(outbox.publish(m.subject, m.payload, m.msg_id) for m in sent))
+    await watcher.flush()
+    assert len(replies) == 2  # the start's flow ack and the commit's PubAck
+    assert await _stored(js, name) == [(m.subject, m.payload, m.msg_id) for m in sent]
+    [alone] = _messages(name, 1, tag="alone")
+    await outbox.publish(alone.subject, alone.payload, alone.msg_id)
+    await watcher.flush()
+    await watcher.close()
+    assert len(replies) == 2  # a plain PubAck, on nats-py's own inbox
+    assert (await _stored(js, name))[-1] == (alone.subject, alone.payload, alone.msg_id)
+
+
+async def test_an_outbox_on_a_stream_without_batches_publishes_one_by_one(
+    js: JetStreamContext,
+) -> None:
+    name = await _stream(js, batched=False)
+    outbox = Outbox(js, linger_s=0.05, timeout_s=10)
+    sent = _messages(name, 10)
+    await asyncio.gather(*(outbox.publish(m.subject, m.payload, m.msg_id) for m in sent))
+    assert not outbox.batches
+    assert sorted(await _stored(js, name)) == sorted((m.subject, m.payload, m.msg_id) for m in sent)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_an_outbox_tells_each_caller_its_own_failure(
+    js: JetStreamContext, batched: bool
+) -> None:
+    """A message to a subject no stream holds fails for its caller alone (no responders);
+    the others of the same flush are stored. In a batch it is a gap the server ends the batch
+    at, and the flush is published again one by one."""
+    name = await _stream(js, batched=batched)
+    outbox = Outbox(js, linger_s=0.05, timeout_s=5)
+    good = _messages(name, 4)
+    outcomes = await asyncio.gather(
+        *(outbox.publish(m.subject, m.payload, m.msg_id) for m in good[:2]),
+        outbox.publish("nowhere.at.all", b"x", "lost-1"),
+        *(outbox.publish(m.subject, m.payload, m.msg_id) for m in good[2:]),
+        return_exceptions=True,
+    )
+    assert outcomes[:2] + outcomes[3:] == [None] * 4
+    assert isinstance(outcomes[2], Exception)
+    assert sorted(await _stored(js, name)) == sorted((m.subject, m.payload, m.msg_id) for m in good)
+    assert outbox.batches is batched
