@@ -195,28 +195,75 @@ def _committed(ack: _Reply, batch: str, n: int) -> int:
 BATCH_MIN = 3
 
 
+class Publisher:
+    """Messages to one stream, as one fast-ingest batch when there are at least `BATCH_MIN`
+    and the stream takes batches, else one by one (`publish_async`, pipelined). A batch the
+    server refuses or ends early (too many batches in flight on the stream, a gap) is published
+    again one by one, the ids deduping what it stored: no one else's batches can hold these
+    messages back. A stream that takes no batches at all is told once and not asked again."""
+
+    def __init__(self, js: JetStreamContext, *, timeout_s: float) -> None:
+        self._js = js
+        self._timeout_s = timeout_s
+        self._batches = True  # until the stream says it takes none
+
+    @property
+    def batches(self) -> bool:
+        return self._batches
+
+    async def publish(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Each message's outcome, in order: None once stored, else what its publish raised.
+        Raises TimeoutError when a batch got no answer within the timeout."""
+        if self._batches and len(messages) >= BATCH_MIN:
+            try:
+                await publish_batch(self._js, messages, timeout_s=self._timeout_s)
+                return [None] * len(messages)
+            except BatchesUnsupported as e:
+                self._batches = False
+                log.warning(
+                    "stream takes no fast-ingest batches: publishing one by one", why=str(e)
+                )
+            except BatchError as e:
+                log.warning("batch refused: published again one by one", error=str(e))
+        return await self._one_by_one(messages)
+
+    async def _one_by_one(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for out in messages:
+                acks.append(
+                    await self._js.publish_async(
+                        out.subject, out.payload, headers={"Nats-Msg-Id": out.msg_id}
+                    )
+                )
+            settled = await asyncio.wait_for(
+                asyncio.gather(*acks, return_exceptions=True), self._timeout_s
+            )
+        finally:
+            for ack in acks:
+                if not ack.done():
+                    ack.cancel()
+        return [e if isinstance(e, BaseException) else None for e in settled]
+
+
 class Outbox:
-    """Messages to one stream from many callers, published together: what is handed in within
-    `linger_s` of the first (or `max_batch` of it, at once) goes out in one write, as one
-    fast-ingest batch when there are at least `BATCH_MIN` and the stream takes batches, else
-    one by one (`publish_async`); each caller waits for its own message to be stored. A batch
-    the server refuses part-way is published again one by one (ids dedupe what it stored)."""
+    """Messages to one stream from many callers, published together (`Publisher`): what is
+    handed in within `linger_s` of the first (or `max_batch` of it, at once) goes out in one
+    write; each caller waits for its own message to be stored, and gets its own failure."""
 
     def __init__(
         self, js: JetStreamContext, *, linger_s: float, timeout_s: float, max_batch: int = 500
     ) -> None:
-        self._js = js
+        self._publisher = Publisher(js, timeout_s=timeout_s)
         self._linger_s = linger_s
-        self._timeout_s = timeout_s
         self._max_batch = max_batch
-        self._batches = True  # until the stream says it takes none
         self._pending: list[tuple[Outgoing, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
     @property
     def batches(self) -> bool:
-        return self._batches
+        return self._publisher.batches
 
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         """Return once the stream stored the message; raise what its publish raised."""
@@ -241,48 +288,13 @@ class Outbox:
 
     async def _send(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
         try:
-            if self._batches and len(items) >= BATCH_MIN:
-                try:
-                    await publish_batch(self._js, [o for o, _ in items], timeout_s=self._timeout_s)
-                    for _, done in items:
-                        _settle(done, None)
-                    return
-                except BatchesUnsupported as e:
-                    self._batches = False
-                    log.warning(
-                        "stream takes no fast-ingest batches: publishing one by one", why=str(e)
-                    )
-                except BatchError as e:
-                    log.warning("batch refused: published again one by one", error=str(e))
-            await self._one_by_one(items)
+            outcomes = await self._publisher.publish([out for out, _ in items])
         except Exception as e:  # every waiting caller gets the failure
-            for _, done in items:
-                _settle(done, e)
-
-    async def _one_by_one(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
-        acks: list[asyncio.Future[Any]] = []
-        try:
-            for out, _ in items:
-                acks.append(
-                    await self._js.publish_async(
-                        out.subject, out.payload, headers={"Nats-Msg-Id": out.msg_id}
-                    )
-                )
-            settled = await asyncio.wait_for(
-                asyncio.gather(*acks, return_exceptions=True), self._timeout_s
-            )
-        finally:
-            for ack in acks:
-                if not ack.done():
-                    ack.cancel()
-        for (_, done), outcome in zip(items, settled, strict=True):
-            _settle(done, outcome if isinstance(outcome, BaseException) else None)
-
-
-def _settle(done: asyncio.Future[None], outcome: BaseException | None) -> None:
-    if done.done():  # its caller was cancelled
-        return
-    if outcome is None:
-        done.set_result(None)
-    else:
-        done.set_exception(outcome)
+            outcomes = [e] * len(items)
+        for (_, done), outcome in zip(items, outcomes, strict=True):
+            if done.done():  # its caller was cancelled
+                continue
+            if outcome is None:
+                done.set_result(None)
+            else:
+                done.set_exception(outcome)

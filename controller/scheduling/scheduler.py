@@ -24,7 +24,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -56,7 +56,7 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
 from shared.messages import FEATURE_OAUTH2, CheckJob, encode
-from shared.publishing import BatchesUnsupported, Outgoing, publish_batch
+from shared.publishing import Outgoing, Publisher
 from shared.secret import Secret
 from shared.subjects import jobs_subject
 from shared.timefmt import utcnow
@@ -112,7 +112,7 @@ class Scheduler:
         self._login_cap = login_cap  # the ceiling per organization and account
         self._trigger_burst = trigger_burst
         self._js = js
-        self._batches = True  # until JOBS says it takes no fast-ingest batches
+        self._publisher = Publisher(js, timeout_s=PUBLISH_TIMEOUT_S)
         self._agents = agents
         self._keys = keys
         self._planner = RoundPlanner(
@@ -552,40 +552,16 @@ class Scheduler:
         return plan
 
     async def publish(self, jobs: Sequence[CheckJob]) -> None:
-        """Publish with `Nats-Msg-Id` = job id and wait until JOBS stored every one: as one
-        fast-ingest batch (`shared.publishing`), or one by one where the server or the stream
-        takes no batches."""
+        """Publish with `Nats-Msg-Id` = job id and return once JOBS stored every one (as one
+        fast-ingest batch where it can, `shared.publishing.Publisher`); raise the first
+        failure."""
         if not jobs:
             return
-        if self._batches:
-            try:
-                await publish_batch(
-                    self._js,
-                    [Outgoing(jobs_subject(j.country), encode(j), j.job_id) for j in jobs],
-                    timeout_s=PUBLISH_TIMEOUT_S,
-                )
-                metrics.jobs_published(jobs)
-                return
-            except BatchesUnsupported as e:
-                self._batches = False
-                log.warning(
-                    "JOBS takes no fast-ingest batches: jobs published one by one", why=str(e)
-                )
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for job in jobs:
-                futures.append(
-                    await self._js.publish_async(
-                        jobs_subject(job.country),
-                        encode(job),
-                        headers={"Nats-Msg-Id": job.job_id},
-                    )
-                )
-            await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
-        finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
+        outcomes = await self._publisher.publish(
+            [Outgoing(jobs_subject(j.country), encode(j), j.job_id) for j in jobs]
+        )
+        if failed := next((e for e in outcomes if e is not None), None):
+            raise failed
         metrics.jobs_published(jobs)
 
     async def trigger(self, monitor_id: int) -> PlannedRound | None:

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StreamConfig
+from structlog.testing import capture_logs
 
 from controller.fleet.live import LiveAgents
 from controller.scheduling.scheduler import Scheduler
@@ -28,6 +29,7 @@ from shared.publishing import (
     BatchesUnsupported,
     Outbox,
     Outgoing,
+    Publisher,
     publish_batch,
     takes_batches,
 )
@@ -171,7 +173,7 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
         ]
         await scheduler.publish(jobs)
         await scheduler.publish(jobs[1:])  # again: dedupe by id, one by one too
-        assert scheduler._batches is False
+        assert not scheduler._publisher.batches
         info = await js.stream_info(JOBS_STREAM)
         assert info.state.messages == 3
         subjects = {(await js.get_msg(JOBS_STREAM, s)).subject for s in (1, 2, 3)}
@@ -233,3 +235,51 @@ async def test_an_outbox_tells_each_caller_its_own_failure(
     assert isinstance(outcomes[2], Exception)
     assert sorted(await _stored(js, name)) == sorted((m.subject, m.payload, m.msg_id) for m in good)
     assert outbox.batches is batched
+
+
+async def test_a_flood_of_open_batches_holds_no_one_elses_messages_back(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    """Someone allowed to publish on a stream (say, one country's agent on RESULTS) opens as
+    many batches as the stream holds in flight and never commits them: the server refuses
+    further batches there (429) until they are abandoned. Everyone else's messages are still
+    stored, one by one, at once; and another stream's batches (the scheduler's on JOBS) are
+    not touched."""
+    flooded = await _stream(js, batched=True)
+    other = await _stream(js, batched=True)
+    rogue = await nats.connect(nats_url)
+    try:
+        inbox = rogue.new_inbox()
+        refused = asyncio.Event()
+
+        async def answered(msg: Msg) -> None:
+            if b"too many inflight" in msg.data:
+                refused.set()
+
+        await rogue.subscribe(f"{inbox}.>", cb=answered)
+        opened = 0
+        while not refused.is_set():
+            for _ in range(100):
+                opened += 1
+                await rogue.publish(
+                    f"{flooded.lower()}.x",
+                    b"",
+                    reply=f"{inbox}.rogue{opened}.100.fail.1.0.$FI",
+                    headers={"Nats-Msg-Id": f"rogue-{opened}"},
+                )
+            await rogue.flush()
+            await asyncio.sleep(0.05)
+            assert opened < 100_000
+        publisher = Publisher(js, timeout_s=5)
+        sent = _messages(flooded, 5, tag="mine")
+        with capture_logs() as logs:
+            assert await publisher.publish(sent) == [None] * 5
+        assert [e["event"] for e in logs] == ["batch refused: published again one by one"]
+        assert publisher.batches  # refused for now, not for good
+        stored = {m_id for _, _, m_id in await _stored(js, flooded)}
+        assert {m.msg_id for m in sent} <= stored
+        jobs = _messages(other, 5, tag="job")
+        await publish_batch(js, jobs, timeout_s=5)
+        assert len(await _stored(js, other)) == 5
+    finally:
+        await rogue.close()
