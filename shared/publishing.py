@@ -20,6 +20,7 @@ with a plain PubAck or an error: `BatchesUnsupported`, and the caller publishes 
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -193,6 +194,8 @@ def _committed(ack: _Reply, batch: str, n: int) -> int:
 # A batch of fewer messages costs as many replies as publishing them one by one, and waits a
 # round trip for its start.
 BATCH_MIN = 3
+# A stream that took no batches is asked again after this (a rolling upgrade may turn them on).
+RETRY_BATCHES_S = 600.0
 
 
 class Publisher:
@@ -200,28 +203,41 @@ class Publisher:
     and the stream takes batches, else one by one (`publish_async`, pipelined). A batch the
     server refuses or ends early (too many batches in flight on the stream, a gap) is published
     again one by one, the ids deduping what it stored: no one else's batches can hold these
-    messages back. A stream that takes no batches at all is told once and not asked again."""
+    messages back. A stream that takes no batches at all (an older controller wrote its config,
+    or the server is older) is asked again only after `RETRY_BATCHES_S`."""
 
-    def __init__(self, js: JetStreamContext, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._js = js
         self._timeout_s = timeout_s
-        self._batches = True  # until the stream says it takes none
+        self._clock = clock
+        self._refused_at: float | None = None  # when the stream last said it takes no batches
 
     @property
     def batches(self) -> bool:
-        return self._batches
+        """Whether the next publish of `BATCH_MIN` or more goes as a batch."""
+        if self._refused_at is not None and self._clock() - self._refused_at >= RETRY_BATCHES_S:
+            self._refused_at = None
+        return self._refused_at is None
 
     async def publish(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
         """Each message's outcome, in order: None once stored, else what its publish raised.
         Raises TimeoutError when a batch got no answer within the timeout."""
-        if self._batches and len(messages) >= BATCH_MIN:
+        if len(messages) >= BATCH_MIN and self.batches:
             try:
                 await publish_batch(self._js, messages, timeout_s=self._timeout_s)
                 return [None] * len(messages)
             except BatchesUnsupported as e:
-                self._batches = False
+                self._refused_at = self._clock()
                 log.warning(
-                    "stream takes no fast-ingest batches: publishing one by one", why=str(e)
+                    "stream takes no fast-ingest batches: publishing one by one",
+                    why=str(e),
+                    asking_again_in_s=RETRY_BATCHES_S,
                 )
             except BatchError as e:
                 log.warning("batch refused: published again one by one", error=str(e))

@@ -26,6 +26,7 @@ from shared.messages import SmtpCheckJob
 from shared.publishing import (
     FLOW,
     OUTSTANDING,
+    RETRY_BATCHES_S,
     BatchesUnsupported,
     Outbox,
     Outgoing,
@@ -283,3 +284,29 @@ async def test_a_flood_of_open_batches_holds_no_one_elses_messages_back(
         assert len(await _stored(js, other)) == 5
     finally:
         await rogue.close()
+
+
+async def test_a_stream_that_took_no_batches_is_asked_again_later(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    """A rolling upgrade: an older controller wrote the stream's config without batches, a
+    newer one turns them on. A publisher refused once publishes one by one, and asks again
+    after RETRY_BATCHES_S."""
+    name = await _stream(js, batched=False)
+    now = [0.0]
+    publisher = Publisher(js, timeout_s=5, clock=lambda: now[0])
+    assert await publisher.publish(_messages(name, 3, tag="a")) == [None] * 3
+    assert not publisher.batches
+    config = (await js.stream_info(name)).config
+    config.allow_batched = True
+    await js.update_stream(config)
+    now[0] += RETRY_BATCHES_S - 1
+    assert not publisher.batches
+    now[0] += 1
+    assert publisher.batches
+    watcher, replies = await _watch_replies(nats_url)
+    assert await publisher.publish(_messages(name, 3, tag="b")) == [None] * 3
+    await watcher.flush()
+    await watcher.close()
+    assert len(replies) == 2  # as a batch: its start's flow ack and its commit's PubAck
+    assert len(await _stored(js, name)) == 6
