@@ -161,7 +161,6 @@ class Worker:
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
         self._fetch_timeout = fetch_timeout
-        self._publish_timeout = publish_timeout
         self._nak_delay = nak_delay
         # Consumer or fetch failures: waits from retry_delay doubling to retry_delay_max.
         self._backoff = Backoff(retry_delay, retry_delay_max)

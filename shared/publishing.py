@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -93,9 +94,14 @@ class _Replies:
             self.queue.put_nowait(_Reply(error=_ApiError(description="undecodable reply")))
 
 
+def _connection(js: JetStreamContext) -> NATS:
+    """nats-py keeps a context's connection here and exposes it nowhere else."""
+    return js._nc
+
+
 def takes_batches(js: JetStreamContext) -> bool:
     """Whether the connected server knows fast-ingest batches (nats-server 2.14+)."""
-    version = js._nc.connected_server_version
+    version = _connection(js).connected_server_version
     return (version.major, version.minor) >= (2, 14)
 
 
@@ -113,7 +119,7 @@ async def publish_batch(
     `BatchError` when the server reports an error or a gap, TimeoutError after `timeout_s`."""
     if not messages:
         raise ValueError("an empty batch")
-    nc = js._nc  # nats-py keeps the context's connection here and exposes it nowhere else
+    nc = _connection(js)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     inbox = nc.new_inbox()

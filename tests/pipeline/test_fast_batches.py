@@ -22,7 +22,6 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared import embedded
-from shared.messages import SmtpCheckJob
 from shared.publishing import (
     FLOW,
     OUTSTANDING,
@@ -37,6 +36,7 @@ from shared.publishing import (
 from shared.settings import ControllerSettings
 from shared.streams import JOBS_STREAM, stream_configs
 from shared.subjects import jobs_subject
+from tests.agent.helpers import job_for
 
 
 @pytest.fixture
@@ -159,19 +159,7 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
             SecretBox(settings.secrets_key or ""),
             CountryKeys(None),
         )
-        jobs = [
-            SmtpCheckJob(
-                job_id=str(uuid.uuid4()),
-                monitor_id=str(uuid.uuid4()),
-                country=cc,
-                hostname="mx.example.test",
-                port=25,
-                timeout_seconds=5,
-                scheduled_at="2026-11-25T00:00:00.000Z",
-                expires_at="2026-11-25T00:01:00.000Z",
-            )
-            for cc in ("DE", "US", "DE")
-        ]
+        jobs = [job_for(cc, 25) for cc in ("DE", "US", "DE")]
         await scheduler.publish(jobs)
         await scheduler.publish(jobs[1:])  # again: dedupe by id, one by one too
         assert not scheduler._publisher.batches
