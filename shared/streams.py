@@ -9,6 +9,7 @@ deployment (history kept, size limits) are arguments.
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 
 import structlog
 from nats.js import JetStreamContext
@@ -38,6 +39,10 @@ from shared.subjects import (
 
 log = structlog.get_logger(__name__)
 
+# JOBS keeps a job this long (the longest a round's job can matter: an interval of at most 14
+# min and its close), acked or not: limits retention drops jobs by age, a block at a time,
+# where a work queue removed each job at its ack, which cost the server about a fifth of its
+# CPU per check (docs/scaling.md). What a consumer acked stays acked in its own state.
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
 INGEST_CONSUMER = "ingest"
@@ -77,7 +82,7 @@ def stream_configs(
         StreamConfig(
             name=JOBS_STREAM,
             subjects=[JOBS_SUBJECTS],
-            retention=RetentionPolicy.WORK_QUEUE,
+            retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=JOBS_MAX_AGE_S,
             duplicate_window=DUPLICATE_WINDOW_S,
@@ -126,15 +131,36 @@ async def ensure_streams(
     )
     for config in configs:
         try:
-            await js.stream_info(config.name or "")
-            await js.update_stream(config)
+            info = await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
+            continue
+        await js.update_stream(_kept_retention(config, info.config.retention))
     try:
         await js.delete_stream(LEGACY_AGENTS_STREAM)
     except NotFoundError:
         return
     log.info("legacy_agents_bucket_removed", stream=LEGACY_AGENTS_STREAM)
+
+
+def _kept_retention(config: StreamConfig, found: RetentionPolicy | None) -> StreamConfig:
+    """`config` with the retention the stream has when JetStream cannot change it in place (a
+    work queue, to or from): JOBS made by a version before limits retention stays a work
+    queue, which works the same at a higher cost, until an operator makes it anew
+    (docs/operating.md, upgrading)."""
+    if found is None or found == config.retention:
+        return config
+    found = RetentionPolicy(found)  # nats-py reads it back as a plain string
+    if RetentionPolicy.WORK_QUEUE not in (found, config.retention):
+        return config
+    log.warning(
+        "stream_retention_kept",
+        stream=config.name,
+        retention=found.value,
+        wanted=config.retention.value if config.retention else None,
+        hint="docs/operating.md, upgrading: JOBS with limits retention",
+    )
+    return replace(config, retention=found)
 
 
 def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> ConsumerConfig:
@@ -206,9 +232,12 @@ async def _put_consumer(
     js: JetStreamContext, config: ConsumerConfig, found: ConsumerInfo | None
 ) -> None:
     """Create or update; a consumer JetStream will not update in place (a push consumer
-    cannot become a pull one) is deleted and created anew, with a log line."""
+    cannot become a pull one) is deleted and created anew, with a log line, delivering from
+    the first job the old one never delivered: JOBS keeps jobs after their ack, and a job
+    delivered once is being run (its result comes whether its ack reaches anyone), so none
+    runs twice."""
     try:
-        await js.add_consumer(JOBS_STREAM, config)
+        await js.add_consumer(JOBS_STREAM, config if found is None else _started_as(config, found))
     except APIError as exc:
         if found is None:
             raise
@@ -216,7 +245,22 @@ async def _put_consumer(
             "jobs_consumer_replaced", consumer=config.name, error=exc.description or repr(exc)
         )
         await js.delete_consumer(JOBS_STREAM, config.name or "")
-        await js.add_consumer(JOBS_STREAM, config)
+        await js.add_consumer(JOBS_STREAM, after_delivered(config, found))
+
+
+def _started_as(config: ConsumerConfig, found: ConsumerInfo) -> ConsumerConfig:
+    """`config` with where `found` started delivering, which JetStream changes on no update."""
+    have = found.config
+    policy = DeliverPolicy(have.deliver_policy) if have.deliver_policy else None
+    return replace(config, deliver_policy=policy, opt_start_seq=have.opt_start_seq)
+
+
+def after_delivered(config: ConsumerConfig, found: ConsumerInfo) -> ConsumerConfig:
+    """`config` delivering from the stream sequence after the last one `found` delivered."""
+    delivered = found.delivered.stream_seq if found.delivered is not None else 0
+    return replace(
+        config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=delivered + 1
+    )
 
 
 def ingest_consumer_config() -> ConsumerConfig:

@@ -80,9 +80,14 @@ async def results(js: JetStreamContext, country: str) -> list[CheckResult]:
 
 
 async def jobs_left(js: JetStreamContext, country: str) -> int:
-    """Messages still stored on `mon.jobs.CC` (a work queue deletes acked ones)."""
-    info = await js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(country))
-    return sum((info.state.subjects or {}).values())
+    """Jobs on `mon.jobs.CC` that the country's consumer has not settled (acked or termed):
+    JOBS keeps settled ones until they age out. Without that consumer, every job stored there."""
+    try:
+        pending, in_flight = await unacked(js, country)
+    except NotFoundError:
+        info = await js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(country))
+        return sum((info.state.subjects or {}).values())
+    return pending + in_flight
 
 
 def worker(nc: NATS, country: str, contexts: SslContexts, **options: Any) -> Worker:

@@ -30,7 +30,9 @@ async def test_a_flood_of_long_checks_holds_at_most_its_share_and_others_run_on_
     tenant that expire in 2 s, for 4 slots. First come first served ran 4 of the flood and
     the others expired behind them; now the flood holds at most 2 (AGENT_TENANT_SLOT_SHARE
     0.5) while the other tenant has jobs waiting, those run at once and are up, and once they
-    are done the flood, alone, uses all 4 slots."""
+    are done the flood, alone, uses all 4 slots. The jobs may reach the worker in more than
+    one take: checks the flood started before the other tenant's jobs arrived keep running,
+    and from then on it starts none while it holds its share or more."""
     async with SmtpLikePeer(delay=60) as silent, SmtpLikePeer() as answering:
         flood = [job_for(country, silent.port, timeout=4.0, tenant=FLOOD) for _ in range(6)]
         other = [job_for(country, answering.port, expires_in=2.0, tenant=OTHER) for _ in range(2)]
@@ -39,12 +41,15 @@ async def test_a_flood_of_long_checks_holds_at_most_its_share_and_others_run_on_
         w = worker(nc, country, ssl_contexts, concurrency=4, shutdown_grace=0)
         run = asyncio.create_task(w.run())
         most_while_others_wait = 0
+        held_when_others_came: int | None = None
         deadline = asyncio.get_running_loop().time() + 3
         try:
             # until the other tenant's checks have been made and settled
             while answering.connections < 2 or OTHER in w.held_by_tenant:
                 held, waiting = w.held_by_tenant, w.waiting_by_tenant
                 if waiting.get(OTHER):
+                    if held_when_others_came is None:
+                        held_when_others_came = held.get(FLOOD, 0)
                     most_while_others_wait = max(most_while_others_wait, held.get(FLOOD, 0))
                 assert w.in_flight <= 4
                 assert asyncio.get_running_loop().time() < deadline, "the other tenant waited"
@@ -57,7 +62,8 @@ async def test_a_flood_of_long_checks_holds_at_most_its_share_and_others_run_on_
     found = await results(js, country)
     assert {r.job_id for r in found} == {j.job_id for j in other}
     assert [(r.status, r.error_kind) for r in found] == [("up", None)] * 2
-    assert most_while_others_wait <= 2
+    # A flood holding every slot when they came would have made them wait past the deadline.
+    assert most_while_others_wait <= max(2, held_when_others_came or 0)
     assert await jobs_left(js, country) == 6  # the flood's, handed back on stop
 
 
