@@ -98,8 +98,8 @@ BATCH = 400
 LANES = 4
 LANE_MIN = 50
 ROWS_PER_EVALUATION = 5000
-CLOSE_GRACE = timedelta(seconds=5)
 LEASE_S = 30.0  # an evaluation takes milliseconds; a crashed one is retried after this
+MS = timedelta(milliseconds=1)
 # Replicas' passes drift apart (shared.loop.run_every), so each leases about half the queue.
 JITTER = 0.5
 
@@ -114,6 +114,7 @@ class Plan(NamedTuple):
 
     ready: list[JudgedRound]
     due: datetime | None  # when to come back (None: when the next round closes)
+    watch: datetime | None  # the open round whose close `due` is, when `due` is one
     fills: list[ResultRow]  # `expired` results to store
     cut_short: bool  # the results read reached the limit
     read: posture.Read | None  # the results read, for posture (when they are all there were)
@@ -126,7 +127,7 @@ class _Missing:
 MISSING = _Missing()
 # A routine monitor's state, when to come back, its posture's move, and whether its next
 # routine rounds may wait for that (`batch.settled`).
-Routine = tuple[AlertState, datetime, posture.CursorMove, bool]
+Routine = tuple[AlertState, datetime, posture.CursorMove, bool, datetime | None]
 
 
 def _failed(monitor_id: int) -> None:
@@ -290,9 +291,12 @@ class Alerter:
                     inputs, reads[monitor_id], known[monitor_id], now
                 )
                 if routine is not None:
-                    state, back, move, settled = routine
+                    state, back, move, settled, watch = routine
                     states[monitor_id] = state
-                    releases.append(alerts.Release(monitor_id, lease.lease, back, settled))
+                    step = inputs.watched.monitor.check_interval
+                    releases.append(
+                        alerts.Release(monitor_id, lease.lease, back, settled, watch, step)
+                    )
                     if move.last_round_at is not None:
                         moves.append((monitor_id, move.last_round_at, move.streaks))
                     continue
@@ -355,7 +359,8 @@ class Alerter:
         if way != "batch" or move is None:
             return way, None
         settled = batch.settled(new, got.backoff, move.streaks)
-        return way, (new, plan.due or self._come_back(w, new, now), move, settled)
+        due, watch = (plan.due, plan.watch) if plan.due else self._come_back_to(w, new, now)
+        return way, (new, due, move, settled, watch)
 
     async def evaluate(
         self,
@@ -467,7 +472,7 @@ class Alerter:
     def _closes(monitor: Monitor, at: datetime) -> datetime:
         """When the round scheduled at `at` closes: nothing it has not got by then will come."""
         timeout = timedelta(seconds=monitor.timeout_seconds)
-        return schedule.expires_at(at, monitor.check_interval) + timeout + CLOSE_GRACE
+        return schedule.expires_at(at, monitor.check_interval) + timeout + alerts.CLOSE_GRACE
 
     async def _ready(
         self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime, fills: bool = True
@@ -508,6 +513,7 @@ class Alerter:
         rows = read.rows
         found = rounds(rows)
         due: datetime | None = None
+        watch: datetime | None = None
         until = now
         cut_short = len(rows) >= ROWS_PER_EVALUATION
         if cut_short and len(found) > 1:
@@ -530,13 +536,18 @@ class Alerter:
             if r.countries < count:
                 closes = self._closes(monitor, r.at)
                 if now < closes:
-                    due = closes
+                    due, watch = closes, self._on_grid(w, r.at)
                     break
                 fills += self._expire(monitor, r, expected, closes)
             ready.append(r)
         whole = s.last_round_at is not None and not cut_short and not fills
         return Plan(
-            ready, due, fills, cut_short, posture.Read(after, read.facts) if whole else None
+            ready,
+            due,
+            watch,
+            fills,
+            cut_short,
+            posture.Read(after, read.facts) if whole else None,
         )
 
     @staticmethod
@@ -683,11 +694,27 @@ class Alerter:
     def _come_back(self, w: WatchedMonitor, s: AlertState, now: datetime) -> datetime:
         """When the round after the last judged one closes (at least an interval from now), so
         a round nobody reports on is judged all the same."""
+        return self._come_back_to(w, s, now)[0]
+
+    def _come_back_to(
+        self, w: WatchedMonitor, s: AlertState, now: datetime
+    ) -> tuple[datetime, datetime | None]:
+        """`_come_back`, and the round whose close that is (None when it is later: an
+        interval from now)."""
         interval = w.monitor.check_interval
         phase = schedule.phase_ms(str(w.monitor.public_id), interval)
         start = max(s.last_round_at or now, w.rounds.since)
-        closes = self._closes(w.monitor, schedule.next_due(phase, interval, start))
-        return max(closes, now + timedelta(seconds=interval))
+        at = schedule.next_due(phase, interval, start)
+        closes = self._closes(w.monitor, at)
+        at_least = now + timedelta(seconds=interval)
+        return (closes, at) if closes >= at_least else (at_least, None)
+
+    @staticmethod
+    def _on_grid(w: WatchedMonitor, at: datetime) -> datetime | None:
+        """`at` when it is a round of the monitor's grid (not a triggered one), else None."""
+        interval = w.monitor.check_interval
+        phase = schedule.phase_ms(str(w.monitor.public_id), interval)
+        return at if schedule.next_due(phase, interval, at - MS) == at else None
 
     def _expire(
         self, monitor: Monitor, r: JudgedRound, expected: Sequence[str] | None, closes: datetime

@@ -5,7 +5,7 @@ outbox rows; the ingester only ever touches `alert_queue`, through `mark`.
 """
 
 from collections.abc import Mapping, Sequence, Set
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -38,6 +38,7 @@ from controller.posture.rules import (
     SEVERITIES,
     Severity,
 )
+from controller.scheduling.rules import JOB_EXPIRY_MAX
 from shared.timefmt import utcnow
 
 # Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
@@ -120,7 +121,8 @@ async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[L
 
 _FORGET = "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = ${0}"
 _LATER = (
-    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL, settled = false"
+    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL, settled = false,"
+    " watch_at = NULL, watch_step = NULL"
     " WHERE monitor_id = $1 AND due_at = ${0}"
 )
 
@@ -526,12 +528,16 @@ async def batch_results_after(
 
 class Release(NamedTuple):
     """A leased monitor done with: come back at `due_at`, or forget it (None); `settled`: its
-    routine rounds may wait for `due_at` (`batch.settled`)."""
+    routine rounds may wait for `due_at` (`batch.settled`); `watch`: the round of its grid
+    whose close `due_at` is, for a settled monitor whose routine rounds may move it on
+    (`push_settled`), with the interval `step` it was worked out for."""
 
     monitor_id: int
     lease: datetime
     due_at: datetime | None
     settled: bool = False
+    watch: datetime | None = None
+    step: int | None = None
 
 
 async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
@@ -550,10 +556,12 @@ _SAVE_BATCH = (
     " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
     " WHERE s.monitor_id = j.monitor_id),"
     " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[],"
-    "   $5::bool[]) AS u(id, lease, due, settled)),"
+    "   $5::bool[], $6::timestamptz[], $7::int[]) AS u(id, lease, due, settled, watch, step)),"
     " forgotten AS (DELETE FROM alert_queue q USING u"
     "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease)"
-    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL, settled = u.settled FROM u"
+    " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL, settled = u.settled,"
+    " watch_at = CASE WHEN u.settled THEN u.watch END,"
+    " watch_step = CASE WHEN u.settled AND u.watch IS NOT NULL THEN u.step END FROM u"
     " WHERE u.due IS NOT NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
 )
 
@@ -581,6 +589,69 @@ async def save_batch(
         [r.lease for r in ordered],
         [r.due_at for r in ordered],
         [r.settled for r in ordered],
+        [r.watch for r in ordered],
+        [r.step for r in ordered],
+    )
+
+
+# What a round's close adds to its expiry (`rules.expires_at`) and timeout: nothing it has not
+# got by then will come.
+CLOSE_GRACE = timedelta(seconds=5)
+# How many rounds past the alerter's cursor the ingester moves a settled row on at most: a
+# healthy monitor is judged about once per this many rounds (its cursor, up-round count and
+# posture cursor wait that long; nothing anyone is told does).
+PUSH_ROUNDS = 6
+
+# A settled row moves on by a round when the round it waits on (`watch_at`) has a routine
+# result (`up`, stored compact, replacing nothing) from as many countries as a round expects
+# (as `_MARK` and the alerter count them): its due time becomes the next round's close, so that
+# round is judged at its close as before, and the complete ones wait for it. Only a row whose
+# due time is still the watched round's close under the monitor's interval and timeout now,
+# not yet due, with no revision, and at most $2 rounds past the alerter's cursor. The close is
+# `rules.expires_at` plus the timeout plus `CLOSE_GRACE` ($3, $4: the expiry's cap and the
+# grace, in seconds).
+_PUSH = """
+WITH m AS (
+    SELECT m.id, make_interval(secs => m.check_interval) AS step,
+        least(make_interval(secs => m.check_interval), make_interval(secs => $3))
+            + make_interval(secs => m.timeout_seconds + $4) AS closes_after,
+        greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+            AS expected,
+        m.check_interval
+    FROM monitors m WHERE m.id = ANY($1::bigint[])
+)
+UPDATE alert_queue q
+SET due_at = q.watch_at + m.step + m.closes_after, watch_at = q.watch_at + m.step
+FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id
+WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
+    AND q.watch_step = m.check_interval AND q.due_at = q.watch_at + m.closes_after
+    AND q.due_at > now() AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
+    AND (SELECT count(DISTINCT r.country) FROM result_rows r
+        WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
+            AND r.detail_ms IS NOT NULL) >= m.expected
+"""
+
+
+async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROUNDS) -> None:
+    """Move the settled queue rows of `monitor_ids` (their batch's results all routine, their
+    rows locked by `mark`) on by a round each where `_PUSH` allows, at most `rounds` rounds past
+    the alerter's cursor."""
+    if monitor_ids:
+        await conn.execute(
+            _PUSH,
+            sorted(monitor_ids),
+            rounds,
+            JOB_EXPIRY_MAX.total_seconds(),
+            CLOSE_GRACE.total_seconds(),
+        )
+
+
+async def unwatch(conn: Conn, monitor_id: int) -> None:
+    """A round off the monitor's grid is on its way (a triggered one): its settled row no
+    longer moves on by itself, so that round is judged by its close at the latest."""
+    await conn.execute(
+        "UPDATE alert_queue SET watch_at = NULL, watch_step = NULL WHERE monitor_id = $1",
+        monitor_id,
     )
 
 

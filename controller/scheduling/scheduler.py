@@ -31,6 +31,7 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
+from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
@@ -587,10 +588,14 @@ class Scheduler:
             tokens=tokens.get(_id(claimed)),
             oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._send(conn, [plan], self._clock())
-            if plan.missed:
-                await results.store(conn, plan.missed)
+        async with self._pool.acquire() as conn:
+            # Off its grid: the settled monitor's routine rounds no longer move its due time
+            # on past this one (alerting.store.push_settled). Alone, before the round's rows.
+            await alerts.unwatch(conn, _id(claimed))
+            async with conn.transaction():
+                await self._send(conn, [plan], self._clock())
+                if plan.missed:
+                    await results.store(conn, plan.missed)
         self._missed(plan.missed)
         log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
         return plan

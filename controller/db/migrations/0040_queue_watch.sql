@@ -1,0 +1,11 @@
+-- A settled monitor judged once per several rounds (issue 24): a settled queue row also holds
+-- the round its due time waits on (`watch_at`, the close of which is `due_at`) and the interval
+-- it was set for (`watch_step`, seconds). Every round of the monitor's grid after the alerter's
+-- cursor and before `watch_at` has a routine result from every expected country. The ingester
+-- (`alerting.store.push_settled`) moves both on by one round when the batch that stored routine
+-- results finds the watched round complete with routine results too, at most a few rounds past
+-- the cursor: a round a country misses is still judged at its close. A row whose due time is
+-- no longer that close (marked, leased, released by an older controller), whose monitor's
+-- interval or timeout changed, or to which a round was triggered is never moved. Releases that
+-- are not settled clear both.
+ALTER TABLE alert_queue ADD COLUMN watch_at timestamptz, ADD COLUMN watch_step integer;
