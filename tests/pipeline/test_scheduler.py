@@ -605,12 +605,28 @@ async def test_trigger_check_runs_a_round_now_from_every_country(
     live, dark = countries.take(2)
     await countries.live(live)
     monitor = await create(api, org, allowedCheckCountryCodes=[live, dark])
+    # Settled, waiting on a round of its grid an hour on (alerting.store.push_settled).
+    watched = (
+        "INSERT INTO alert_queue (monitor_id, due_at, settled, watch_at, watch_step)"
+        " SELECT id, now() + interval '1 hour', true, now(), 60 FROM monitors"
+        " WHERE public_id = $1::uuid ON CONFLICT (monitor_id) DO UPDATE SET"
+        " due_at = EXCLUDED.due_at, settled = true, watch_at = EXCLUDED.watch_at,"
+        " watch_step = 60"
+    )
+    await pipe_pool.execute(watched, monitor["publicId"])
     url = f"/api/smtp-monitors/{monitor['publicId']}/trigger-check"
     r = await api.post(url, headers=org.auth("member"))
     assert r.status_code == 202, r.text
     body: dict[str, Any] = r.json()
     statuses = {j["country"]: j["status"] for j in body["jobs"]}
     assert statuses == {live: "queued", dark: "no_agent"}
+    # A round off its grid: no routine round moves the queue row past it any more.
+    watch = await pipe_pool.fetchrow(
+        "SELECT q.watch_at, q.watch_step FROM alert_queue q JOIN monitors m"
+        " ON m.id = q.monitor_id WHERE m.public_id = $1::uuid",
+        monitor["publicId"],
+    )
+    assert watch is not None and tuple(watch.values()) == (None, None)
     [(job, msg_id)] = await countries.jobs(live)
     queued = next(j for j in body["jobs"] if j["country"] == live)
     assert job.job_id == msg_id == queued["jobId"]
