@@ -40,9 +40,8 @@ from shared.subjects import (
 log = structlog.get_logger(__name__)
 
 # JOBS keeps a job this long (the longest a round's job can matter: an interval of at most 14
-# min and its close), acked or not: limits retention drops jobs by age, a block at a time,
-# where a work queue removed each job at its ack, which cost the server about a fifth of its
-# CPU per check (docs/scaling.md). What a consumer acked stays acked in its own state.
+# min and its close), acked or not: jobs leave by age, a file block at a time, and what each
+# `jobs-CC` delivered and acked is its own state (docs/scaling.md, "JOBS kept by age").
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
 INGEST_CONSUMER = "ingest"

@@ -125,8 +125,8 @@ class _Missing:
 
 
 MISSING = _Missing()
-# A routine monitor's state, when to come back, its posture's move, and whether its next
-# routine rounds may wait for that (`batch.settled`).
+# A routine monitor's state, when to come back, its posture's move, whether its next routine
+# rounds may wait for that (`batch.settled`), and the round whose close that is (`Plan.watch`).
 Routine = tuple[AlertState, datetime, posture.CursorMove, bool, datetime | None]
 
 
