@@ -48,8 +48,8 @@ from shared.timefmt import utcnow
 # round to be complete, so no evaluation that could judge one is skipped; the first country of
 # a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
 # with no queue row, is queued whatever its rounds. A batch whose results of a monitor are all
-# routine leaves a `settled` row as it is (migration 0039, `batch.settled`): its due time judges
-# them.
+# routine leaves a `settled` row due as it was (migration 0039, `batch.settled`): its due time
+# judges them, moved on by `push_settled` when they complete the round it waits on.
 _LOCK_QUEUED = """
 SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
 ORDER BY monitor_id FOR UPDATE
@@ -85,16 +85,17 @@ async def mark(
     """Queue monitors for evaluation (in the transaction storing their results, after their
     per-country state moved) when a round of theirs may be complete (see `_MARK`), unless the
     batch's results of it are all `routine` (`up`, stored compact) and its queue row is
-    `settled`: then its due time, the close of the first round after the cursor, judges them.
-    Their queue rows are locked first, in ascending order (so concurrent ingesters lock in one
-    order), and the rounds read after: of two batches completing one round together, the
-    second sees the first's results once it holds the lock, so one of them queues the
-    monitor."""
+    `settled`: then its due time, the close of the first round after the cursor not known
+    complete, judges them (`push_settled` moves it on). Their queue rows are locked first, in
+    ascending order (so concurrent ingesters lock in one order), and the rounds read after: of
+    two batches completing one round together, the second sees the first's results once it
+    holds the lock, so one of them queues the monitor."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
     await conn.execute(_LOCK_QUEUED, ids)
     await conn.execute(
         _MARK, ids, [(revised or {}).get(i) for i in ids], [i in routine for i in ids]
     )
+    await push_settled(conn, routine & set(ids))
 
 
 class Lease(NamedTuple):
@@ -633,9 +634,9 @@ WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
 
 
 async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROUNDS) -> None:
-    """Move the settled queue rows of `monitor_ids` (their batch's results all routine, their
-    rows locked by `mark`) on by a round each where `_PUSH` allows, at most `rounds` rounds past
-    the alerter's cursor."""
+    """`mark`'s last step: move the settled queue rows of `monitor_ids` (their batch's results
+    all routine, their rows locked) on by a round each where `_PUSH` allows, at most `rounds`
+    rounds past the alerter's cursor."""
     if monitor_ids:
         await conn.execute(
             _PUSH,

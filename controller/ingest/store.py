@@ -368,9 +368,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
                 at = revised.get(r["monitor_id"], r["scheduled_at"])
                 revised[r["monitor_id"]] = min(at, r["scheduled_at"])
         # The alerter's queue; a replaced row's round may be judged already: judged again.
-        routine = _routine(inserted)
-        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised, routine)
-        await alerts.push_settled(conn, routine)
+        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised, _routine(inserted))
     return len(inserted)
 
 
