@@ -311,9 +311,13 @@ async def _enable_statements(database_url: str) -> bool:
             return False
         await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
         await conn.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        await conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
     finally:
         await conn.close()
     return True
+
+
+_COLUMNS = "calls, total_exec_time, total_plan_time, rows, query"
 
 
 async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> None:
@@ -324,21 +328,23 @@ async def _statements(database_url: str, *, reset: bool, checks: int = 0) -> Non
             await conn.execute("SELECT pg_stat_statements_reset()")
             return
         rows = await conn.fetch(
-            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
-            " ORDER BY total_exec_time DESC LIMIT 15"
+            f"SELECT {_COLUMNS} FROM pg_stat_statements"
+            " ORDER BY total_exec_time + total_plan_time DESC LIMIT 15"
         )
         frequent = await conn.fetch(
-            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements"
-            " ORDER BY calls DESC LIMIT 15"
+            f"SELECT {_COLUMNS} FROM pg_stat_statements ORDER BY calls DESC LIMIT 15"
         )
-        calls, ms = await conn.fetchrow(
-            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0)"
-            " FROM pg_stat_statements"
-        ) or (0, 0.0)
+        calls, ms, planning = await conn.fetchrow(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0),"
+            " coalesce(sum(total_plan_time), 0) FROM pg_stat_statements"
+        ) or (0, 0.0, 0.0)
     finally:
         await conn.close()
     per = max(checks, 1)
-    print(f"  statements per stored result: {calls / per:.2f} calls, {ms / per:.3f} ms executing")
+    print(
+        f"  statements per stored result: {calls / per:.2f} calls, {ms / per:.3f} ms executing,"
+        f" {planning / per:.3f} ms planning"
+    )
     for title, listed in (("execution time", rows), ("calls", frequent)):
         _print_statements(title, listed, per)
 
@@ -349,6 +355,7 @@ def _print_statements(title: str, rows: list[Any], per: int) -> None:
         query = " ".join(r["query"].split())[:150]
         print(
             f"    {r['calls'] / per:7.3f} calls  {r['total_exec_time'] / per:7.3f} ms"
+            f" {r['total_plan_time'] / per:7.3f} ms planning"
             f"  {r['rows'] / per:7.2f} rows  {query}"
         )
 

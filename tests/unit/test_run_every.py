@@ -1,12 +1,14 @@
 """`run_every`: the one periodic loop. Its interval, its own waits, errors that never end it,
-`stop` and cancellation."""
+`stop` and cancellation; and `run_loop`'s collector settings."""
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 from structlog.testing import capture_logs
 
-from shared.loop import run_every
+from shared.loop import GC_FIRST_GENERATION, run_every
 
 INTERVAL_S = 0.05
 
@@ -112,3 +114,20 @@ async def test_cancellation_stops_it_cleanly(where: str) -> None:
             await asyncio.wait_for(task, 1)
     assert task.cancelled()
     assert [e for e in logs if e["log_level"] in ("error", "warning")] == []
+
+
+def test_the_processes_loop_runs_with_the_collector_tuned() -> None:
+    """`run_loop` (the controller's and the agent's `serve`) freezes the heap it starts with and
+    collects young objects every GC_FIRST_GENERATION allocations, not Python's 700."""
+    script = (
+        "import gc\n"
+        "from shared.loop import run_loop\n"
+        "async def main():\n"
+        "    return gc.get_threshold()[0], gc.get_freeze_count()\n"
+        "print(*run_loop(main()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert int(out[0]) == GC_FIRST_GENERATION
+    assert int(out[1]) > 10_000  # the imported modules' objects, out of the collector's sight
