@@ -2,7 +2,7 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-scale);
+store, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -29,6 +29,7 @@ from bench import (
     scheduler,
     seal,
     storage,
+    store,
 )
 from bench.common import discard_logs, machine
 
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "metrics": metrics.run,
     "lists": lists.run,
     "storage": storage.run,
+    "store": store.run,
     "scale": lambda: scale.run([]),
 }
 

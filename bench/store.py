@@ -1,0 +1,164 @@
+"""Store: PostgreSQL's CPU per stored result in the ingester's statements, by part.
+
+Embedded PostgreSQL (crash-safe), MONITORS SMTP monitors checked from two countries: rounds of
+one routine `up` result per monitor and country (each after two rounds that make the states'
+full rows, so they are stored compact, as in a steady state) go through `results.store` in
+batches of BATCH (the size the scale bench's ingester takes), one transaction each, on one
+connection. The CPU time of that connection's backend (/proc/PID/stat) over the rounds,
+divided by the results stored, is the cost per result; the client's CPU is the encoding and
+decoding around it.
+
+The parts are measured by ablation, side by side in one run: the same rounds with one part
+left out (the per-country state move, the alerter's queue marks, the login count, the hourly
+rollups, the facts hash), each after a round of its own so that what it leaves out cannot make
+its rows full. What a part costs is the whole less the run without it. No target: it says where
+the statements' time goes (docs/scaling.md, "Where a stored result's time goes").
+"""
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from bench.common import discard_logs, machine, seed_monitors
+from controller.alerting import store as alerts
+from controller.db.pool import Conn, connect
+from controller.ingest import store as results
+from controller.ingest.store import CheckedResult, decode_result
+from controller.scheduling.rules import JobIds
+from shared import embedded
+from shared.messages import CheckResult, Phases, encode
+from shared.timefmt import iso_ms, utcnow
+
+MONITORS = 2_000
+COUNTRIES = ("DE", "US")
+BATCH = 140
+ROUNDS = 3  # measured per part and pass
+PASSES = 2
+JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
+
+
+def _result(public_id: str, cc: str, at: datetime) -> CheckedResult:
+    """What the scale bench's agents send for its SMTP responder (bench.smtp_target)."""
+    sent = CheckResult(
+        job_id=JOB_IDS.make(public_id, cc, at),
+        monitor_id=public_id,
+        monitor_type="smtp",
+        country=cc,
+        agent_id=f"{cc}-bench-1",
+        scheduled_at=iso_ms(at),
+        started_at=iso_ms(at + timedelta(milliseconds=3)),
+        finished_at=iso_ms(at + timedelta(milliseconds=60)),
+        status="up",
+        banner="220 localhost ESMTP bench",
+        response_time_ms=2.5,
+        phases=Phases(dns_ms=0.1, connect_ms=0.4, greeting_ms=1.0),
+        address="127.0.0.1",
+        capabilities=["8BITMIME", "PIPELINING", "SIZE 10240000", "SMTPUTF8"],
+        logins=0,
+    )
+    return decode_result(encode(sent))
+
+
+def _backend_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _nothing(*_: Any, **__: Any) -> None:
+    return None
+
+
+def _without_rollups(sql: str) -> str:
+    start, end = sql.index("), roll AS ("), sql.index("\n)\nSELECT i.monitor_id")
+    return sql[:start] + sql[end:]
+
+
+def _facts_unhashed(sql: str) -> str:
+    return sql.replace(results._FACTS, "'00000000-0000-0000-0000-000000000000'::uuid")
+
+
+@contextmanager
+def _left_out(owner: object, name: str, value: object) -> Iterator[None]:
+    kept = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, kept)
+
+
+PARTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
+    "all": lambda: _left_out(results, "_INSERT", results._INSERT),
+    "state move": lambda: _left_out(results, "_move_state", _nothing),
+    "queue marks": lambda: _left_out(alerts, "mark", _nothing),
+    "login count": lambda: _left_out(results, "_count_logins", _nothing),
+    "rollups": lambda: _left_out(results, "_INSERT", _without_rollups(results._INSERT)),
+    "facts hash": lambda: _left_out(results, "_INSERT", _facts_unhashed(results._INSERT)),
+}
+
+
+async def _measure() -> dict[str, tuple[float, float]]:
+    with TemporaryDirectory(prefix="mailprobe-bench-store-") as tmp:
+        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
+        try:
+            ids = await seed_monitors(url, MONITORS, interval=10, countries=list(COUNTRIES))
+            conn = await connect(url)
+            try:
+                return await _parts(conn, ids)
+            finally:
+                await conn.close()
+        finally:
+            pg.cleanup()
+
+
+async def _parts(conn: Conn, ids: list[str]) -> dict[str, tuple[float, float]]:
+    backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+    first = utcnow().replace(microsecond=0) - timedelta(minutes=30)
+    rounds = iter(range(10**6))
+
+    async def one_round() -> tuple[float, float, int]:
+        at = first + timedelta(seconds=10 * next(rounds))
+        rows = [_result(p, cc, at) for p in ids for cc in COUNTRIES]
+        pg, client = _backend_cpu_s(backend), time.process_time()
+        for start in range(0, len(rows), BATCH):
+            async with conn.transaction():
+                await results.store(conn, rows[start : start + BATCH])
+        return _backend_cpu_s(backend) - pg, time.process_time() - client, len(rows)
+
+    for _ in range(2):
+        await one_round()  # the states' full rows
+    totals = {part: [0.0, 0.0, 0] for part in PARTS}
+    for _ in range(PASSES):
+        for part, leave_out in PARTS.items():
+            with leave_out():
+                await one_round()  # its rows' states as this part leaves them
+                for _ in range(ROUNDS):
+                    pg, client, n = await one_round()
+                    totals[part][0] += pg
+                    totals[part][1] += client
+                    totals[part][2] += n
+    return {p: (1e6 * pg / n, 1e6 * client / n) for p, (pg, client, n) in totals.items()}
+
+
+def run() -> bool:
+    discard_logs()
+    print(
+        f"store ({machine()}): results.store, {MONITORS:,} monitors x {len(COUNTRIES)}"
+        f" countries, routine results in batches of {BATCH}"
+    )
+    figures = asyncio.run(_measure())
+    whole_pg, whole_client = figures["all"]
+    print(f"  all: PostgreSQL {whole_pg:5.1f} µs per stored result (client {whole_client:4.1f} µs)")
+    for part, (pg, client) in figures.items():
+        if part != "all":
+            print(
+                f"  {part:>12}: {whole_pg - pg:5.1f} µs of PostgreSQL's,"
+                f" {whole_client - client:4.1f} µs of the client's"
+            )
+    return True
