@@ -4,7 +4,8 @@ one shape of their periodic work.
 uvloop when it is installed (uvicorn[standard] brings it on Linux), else asyncio's own. It matters
 for agents: with 2,000 checks in flight, uvloop's timers, sockets and TLS take about a third less
 CPU per check, and a timeout that fires together with a thousand others is handled within a few
-tens of milliseconds instead of over a hundred.
+tens of milliseconds instead of over a hundred. The garbage collector is tuned for them before
+the loop starts (`tune_gc`).
 """
 
 import asyncio
