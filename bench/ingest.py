@@ -25,10 +25,18 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
+from bench.common import (
+    JOB_IDS,
+    Pipes,
+    discard_logs,
+    machine,
+    percentile,
+    seed_monitors,
+    smtp_result,
+    verdict,
+)
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
-from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.streams import INGEST_CONSUMER, ensure_streams
 from shared.subjects import results_subject
@@ -42,20 +50,15 @@ STEADY_RATE = 5_000
 STEADY_S = 15
 TARGET_RATE = 20_000
 TARGET_RATIO = 3.0
-JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 
 
 def _result(public_id: str, cc: str, round_no: int, up: bool, finished: str | None) -> CheckResult:
     at = utcnow() - timedelta(minutes=30) + timedelta(seconds=round_no)
-    return CheckResult(
-        job_id=JOB_IDS.make(public_id, cc, at),
-        monitor_id=public_id,
-        monitor_type="smtp",
-        country=cc,
-        agent_id=f"{cc}-bench-1",
-        scheduled_at=iso_ms(at),
-        started_at=iso_ms(at + timedelta(milliseconds=3)),
-        finished_at=finished or iso_ms(at + timedelta(milliseconds=60)),
+    return smtp_result(
+        public_id,
+        cc,
+        at,
+        finished_at=finished,
         status="up" if up else "down",
         error_kind=None if up else "refused",
         message="ok" if up else "connection refused by mx.example.com port 25",

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import seed_monitors, verdict
+from bench.common import JOB_IDS, seed_monitors, verdict
 from controller.db.pool import connect
 from controller.ingest import packer
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.monitors.latest_store import monitor_with_latest
-from controller.scheduling.rules import JobIds
 from shared import embedded
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import iso_ms, utcnow
@@ -49,7 +48,6 @@ BATCH = 1_000
 TARGET_BYTES = 64
 # A relation this small may be read whole by the API's reads (bytes).
 SMALL = 64 * 1024
-JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 # Every relation that holds results, whichever of them the schema has.
 RELATIONS = (
     "check_results",
