@@ -13,8 +13,8 @@ left out (the per-country state move, the alerter's queue marks, the login count
 rollups, the facts hash), each after a round of its own so that what it leaves out cannot make
 its rows full; the parts take turns, ROUNDS rounds each, PASSES times over, so a slow moment of
 the machine falls on all of them alike (the figures move by about 2 µs between runs). What a
-part costs is the whole less the run without it. No target: it says where
-the statements' time goes (docs/scaling.md, "What is left").
+part costs is the whole less the run without it. No target: it says where the statements' time
+goes (docs/scaling.md, "What is left").
 """
 
 import asyncio
