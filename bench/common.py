@@ -33,18 +33,26 @@ JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
 
 
 def smtp_result(
-    public_id: str, cc: str, at: datetime, *, finished_at: str | None = None, **facts: Any
+    public_id: str,
+    cc: str,
+    at: datetime,
+    *,
+    agent_id: str | None = None,
+    started_at: str | None = None,
+    finished_at: str | None = None,
+    **facts: Any,
 ) -> CheckResult:
-    """The result of an SMTP monitor's round scheduled at `at`, from `cc`'s bench agent:
-    started 3 ms and finished 60 ms after `at` (or at `finished_at`), saying `facts`."""
+    """The result of an SMTP monitor's round scheduled at `at`, from `cc`'s bench agent (or
+    `agent_id`): started 3 ms and finished 60 ms after `at` (or at `started_at`,
+    `finished_at`), saying `facts`."""
     return CheckResult(
         job_id=JOB_IDS.make(public_id, cc, at),
         monitor_id=public_id,
         monitor_type="smtp",
         country=cc,
-        agent_id=f"{cc}-bench-1",
+        agent_id=agent_id or f"{cc}-bench-1",
         scheduled_at=iso_ms(at),
-        started_at=iso_ms(at + timedelta(milliseconds=3)),
+        started_at=started_at or iso_ms(at + timedelta(milliseconds=3)),
         finished_at=finished_at or iso_ms(at + timedelta(milliseconds=60)),
         **facts,
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import JOB_IDS, seed_monitors, verdict
+from bench.common import seed_monitors, smtp_result, verdict
 from controller.db.pool import connect
 from controller.ingest import packer
 from controller.ingest import store as results
@@ -68,13 +68,11 @@ def _result(
     up = change is None or change % 2 == 0
     ms: Callable[[float], float] = lambda base: round(base * rng.uniform(0.7, 1.6), 3)  # noqa: E731
     response = ms(60.0)
-    return CheckResult(
-        job_id=JOB_IDS.make(public_id, cc, at),
-        monitor_id=public_id,
-        monitor_type="smtp",
-        country=cc,
+    return smtp_result(
+        public_id,
+        cc,
+        at,
         agent_id=f"{cc.lower()}-agent-{rng.randint(1, 2)}",
-        scheduled_at=iso_ms(at),
         started_at=iso_ms(at + timedelta(milliseconds=rng.randint(1, 40))),
         finished_at=iso_ms(at + timedelta(milliseconds=45 + response)),
         status="up" if up else "down",

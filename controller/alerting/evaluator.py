@@ -359,7 +359,7 @@ class Alerter:
         if way != "batch" or move is None:
             return way, None
         settled = batch.settled(new, got.backoff, move.streaks)
-        due, watch = (plan.due, plan.watch) if plan.due else self._come_back_to(w, new, now)
+        due, watch = (plan.due, plan.watch) if plan.due else self._come_back(w, new, now)
         return way, (new, due, move, settled, watch)
 
     async def evaluate(
@@ -442,7 +442,7 @@ class Alerter:
             s.open_incident_id = opened
         if not disabled:
             await self._posture(conn, monitor, s, quiet, t, read)
-            due = due or self._come_back(w, s, now)
+            due = due or self._come_back(w, s, now)[0]
         changed_at = now if s.state != before else None
         release = None if lease is None else (lease, due)
         await alerts.save_state(conn, monitor_id, s, changed_at, release)
@@ -691,16 +691,12 @@ class Alerter:
                 per_minute=self._checks_per_minute,
             )
 
-    def _come_back(self, w: WatchedMonitor, s: AlertState, now: datetime) -> datetime:
-        """When the round after the last judged one closes (at least an interval from now), so
-        a round nobody reports on is judged all the same."""
-        return self._come_back_to(w, s, now)[0]
-
-    def _come_back_to(
+    def _come_back(
         self, w: WatchedMonitor, s: AlertState, now: datetime
     ) -> tuple[datetime, datetime | None]:
-        """`_come_back`, and the round whose close that is (None when it is later: an
-        interval from now)."""
+        """When the round after the last judged one closes (at least an interval from now), so
+        a round nobody reports on is judged all the same; and that round (None when the time
+        is an interval from now instead)."""
         interval = w.monitor.check_interval
         phase = schedule.phase_ms(str(w.monitor.public_id), interval)
         start = max(s.last_round_at or now, w.rounds.since)
