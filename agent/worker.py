@@ -22,6 +22,10 @@ this agent has it, and a job whose life ends while it waits still ends `expired`
 It never holds more than capacity + lookahead: what a fetch brings beyond that goes straight
 back (`within_room`).
 
+A JOBS message may be a bundle of jobs (agent.bundles): each of its jobs is taken, run and
+settled as a job of its own, and the message is settled once all of them are; a bundle with a
+job this agent would hand back goes back whole before any of it runs.
+
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
 is `inconclusive` when the canary of its port (or the resolver check) fails too
@@ -35,7 +39,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, Self
 
 import msgspec
@@ -48,6 +52,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
+from agent.bundles import Delivery, jobs_of
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
@@ -102,6 +107,8 @@ Outcome = Literal["acked", "nak"]
 # Results finished within this of each other go to RESULTS together (shared.publishing.Outbox):
 # one write, one batch acknowledged together, and their jobs acked together after it.
 RESULT_LINGER_S = 0.02
+# How much the jobs per message of the last take move the average a pull request asks by.
+JOBS_PER_MESSAGE_WEIGHT = 0.3
 
 
 def default_agent_id(country: str) -> str:
@@ -173,12 +180,13 @@ class Worker:
         # (which _keep_in_progress relies on): those running (at most `capacity`, with their
         # tenant) and those waiting for a slot, un-started, in their tenant's lane. Only
         # _start_waiting() moves a job from one to the other.
-        self._tasks: dict[asyncio.Task[None], tuple[Msg, float, str]] = {}
-        self._waiting: FairQueue[tuple[Msg, float]] = FairQueue(concurrency, tenant_share)
+        self._tasks: dict[asyncio.Task[None], tuple[Delivery, float, str]] = {}
+        self._waiting: FairQueue[tuple[Delivery, float]] = FairQueue(concurrency, tenant_share)
         self._held: dict[str, int] = {}  # running checks by tenant
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
+        self._jobs_per_message = 1.0  # lately, so that a pull request asks for its room
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         # One pull request open at a time, lasting `fetch_timeout` unless jobs fill it first.
         self._pull = StandingPull(
@@ -358,16 +366,16 @@ class Worker:
                 # reconnect: every fetch tried during an outage would come back as jobs at once.
                 await self._sleep(RECONNECT_POLL_S)
                 continue
-            msgs = await self._fetch(free)
-            self._metrics.fetched.inc(len(msgs))
+            msgs = await self._fetch(self._asking(free))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
                 return
-            msgs = await self._within_room(msgs)
+            jobs = await self._within_room(msgs)
+            self._metrics.fetched.inc(len(jobs))
             now = asyncio.get_running_loop().time()
-            for msg in msgs:
-                self._waiting.push(_tenant_of(msg), (msg, now))
+            for job in jobs:
+                self._waiting.push(_tenant_of(job), (job, now))
             self._start_waiting()
             if burst and not msgs and not self._tasks and await self._drained():
                 return
@@ -376,22 +384,71 @@ class Worker:
         """How many more jobs this agent may hold: running and waiting ones count alike."""
         return self.capacity + self._lookahead - len(self._tasks) - len(self._waiting)
 
-    async def _within_room(self, msgs: list[Msg]) -> list[Msg]:
-        """The fetched jobs this agent keeps (`within_room`); the rest go straight back."""
+    def _asking(self, free: int) -> int:
+        """How many messages a pull request asks for: `free` jobs' worth, at the jobs per
+        message seen lately (a bundle carries many)."""
+        return max(1, int(free / self._jobs_per_message))
+
+    async def _within_room(self, msgs: list[Msg]) -> list[Delivery]:
+        """The jobs of the fetched messages this agent keeps (`within_room`); the other
+        messages go straight back."""
+        if not msgs:
+            return []
+        carried = {id(msg): jobs_of(msg) for msg in msgs}
+        sizes = [len(carried[id(msg)]) for msg in msgs]
+        seen = sum(sizes) / len(msgs)
+        self._jobs_per_message += (seen - self._jobs_per_message) * JOBS_PER_MESSAGE_WEIGHT
         room = self._room()
-        kept, back = within_room(msgs, room)
-        if len(kept) == len(msgs):
-            return msgs
+        kept, back = within_room(msgs, room, sizes)
         for msg in back:
             await _settle(msg.nak)
-        log.warning(
-            "jobs_beyond_room_handed_back",
-            fetched=len(msgs),
-            room=room,
-            handed_back=len(back),
-            kept_on_last_delivery=len(kept) - max(room, 0),
+        if back:
+            log.warning(
+                "jobs_beyond_room_handed_back",
+                fetched=sum(sizes),
+                room=room,
+                handed_back=sum(len(carried[id(msg)]) for msg in back),
+            )
+        jobs: list[Delivery] = []
+        for msg in kept:
+            if not await self._handed_back_whole(msg, carried[id(msg)]):
+                jobs += carried[id(msg)]
+        return jobs
+
+    async def _handed_back_whole(self, msg: Msg, parts: list[Delivery]) -> bool:
+        """Whether `msg`, a bundle with a job this agent would hand back (selfcheck_rules.
+        before_run: a port its canaries say it cannot reach), went back whole, before any of
+        its jobs ran: a bundle comes back whole, and its other jobs need not run twice."""
+        if self._self_checks is None or len(parts) < 2:
+            return False
+        jobs: list[CheckJob] = []
+        back: list[int] = []
+        for part in parts:
+            try:
+                job = decode_job(part.data)
+                seconds_left = _seconds_left(job)
+            except (msgspec.DecodeError, ValueError):
+                continue  # rejected when its turn comes
+            jobs.append(job)
+            blocked = self._blocked_ports(job)
+            verdict = before_run(
+                blocked=bool(blocked),
+                avoided=False,  # a job that avoids agents is never bundled
+                delivered=msg.metadata.num_delivered,
+                seconds_left=seconds_left,
+            )
+            if verdict == "hand_back":
+                back += [port for port in blocked if port not in back]
+        if not back:
+            return False
+        log.info(
+            "bundle_handed_back",
+            attempt=msg.metadata.num_delivered,
+            blocked_ports=sorted(back),
+            job_ids=[job.job_id for job in jobs],
         )
-        return kept
+        await _settle(msg.nak, HAND_OVER_DELAY_S)
+        return True
 
     def _start_waiting(self) -> None:
         """Start waiting jobs while a slot is free, the next one as agent.fair_queue says: the
@@ -502,7 +559,7 @@ class Worker:
 
         async def one_pass() -> None:
             cutoff = loop.time() - period
-            held: list[Msg] = []
+            held: list[Delivery] = []
             running = ((msg, arrived) for msg, arrived, _ in self._tasks.values())
             for jobs in (running, *self._waiting.lanes()):
                 for msg, arrived in jobs:
@@ -514,7 +571,7 @@ class Worker:
 
         await run_every(period, one_pass, name="in-progress keeper")
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Delivery) -> None:
         try:
             job = decode_job(msg.data)
         except msgspec.DecodeError as exc:
@@ -526,7 +583,7 @@ class Worker:
             except Exception as exc:
                 await self._recover(msg, job, exc)
 
-    async def _accept(self, msg: Msg, job: CheckJob) -> None:
+    async def _accept(self, msg: Delivery, job: CheckJob) -> None:
         """Run `job`, or hand it back for another agent of the country, or end it `inconclusive`
         unrun (selfcheck_rules.before_run); `term` it with a log line when no agent could run
         it."""
@@ -544,7 +601,7 @@ class Worker:
             blocked=bool(blocked),
             avoided=self.agent_id in job.avoid_agents,
             delivered=msg.metadata.num_delivered,
-            seconds_left=(parse_iso(job.expires_at) - utcnow()).total_seconds(),
+            seconds_left=_seconds_left(job),
         )
         if verdict == "hand_back":
             if blocked:
@@ -568,7 +625,7 @@ class Worker:
             return []
         return [port for port in job_ports(job) if port in self._self_checks.blocked]
 
-    async def _recover(self, msg: Msg, job: CheckJob, exc: Exception) -> None:
+    async def _recover(self, msg: Delivery, job: CheckJob, exc: Exception) -> None:
         """A bug of the agent's, not an outage of the target: end the job with an `internal`
         result, or, when even that cannot be published, hand it back. Left unsettled, it
         would come back every ack_wait and be dropped without a result after max_deliver."""
@@ -584,7 +641,7 @@ class Worker:
             await _settle(msg.nak, self._nak_delay)
         log.error("job_failed", error=repr(exc), then=then, outcome=outcome, exc_info=exc)
 
-    async def _check(self, msg: Msg, job: CheckJob, subject: str) -> None:
+    async def _check(self, msg: Delivery, job: CheckJob, subject: str) -> None:
         started = time.perf_counter()
         try:
             opened = open_sealed(job, self._seal_keys)
@@ -630,7 +687,7 @@ class Worker:
         )
 
     async def _finish(
-        self, msg: Msg, job: CheckJob, subject: str, result: CheckResult, started: float
+        self, msg: Delivery, job: CheckJob, subject: str, result: CheckResult, started: float
     ) -> None:
         """Publish the result, ack the job, and write the check's one log line."""
         seconds = time.perf_counter() - started
@@ -646,7 +703,7 @@ class Worker:
             attempt=msg.metadata.num_delivered,
         )
 
-    async def _publish_and_ack(self, msg: Msg, subject: str, result: CheckResult) -> Outcome:
+    async def _publish_and_ack(self, msg: Delivery, subject: str, result: CheckResult) -> Outcome:
         started = time.perf_counter()
         try:
             await self._results.publish(subject, encode(result), result.job_id)
@@ -664,7 +721,7 @@ class Worker:
         await _settle(msg.ack)
         return "acked"
 
-    async def _reject(self, msg: Msg, event: str, **fields: object) -> None:
+    async def _reject(self, msg: Delivery, event: str, **fields: object) -> None:
         """Log a message no agent could ever run, and `term` it (no redelivery)."""
         self._metrics.rejected(event)
         log.error(
@@ -720,26 +777,39 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
     return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
 
 
-def within_room(msgs: list[Msg], room: int) -> tuple[list[Msg], list[Msg]]:
+def within_room(
+    msgs: list[Msg], room: int, sizes: Sequence[int] | None = None
+) -> tuple[list[Msg], list[Msg]]:
     """(kept, handed back): an agent holds at most capacity + lookahead jobs, so of what a fetch
-    brought it keeps `room`, in arrival order, and hands the rest back (nak) for any agent of
-    the country. A take may bring more than it asked for: after a reconnect a request the server
-    still held may deliver beside the new one (shared.pulling). A hand-back spends one
-    of a job's deliveries, so a job on its last one is kept: handing it back would drop it."""
-    room = max(room, 0)
-    kept, back = msgs[:room], list[Msg]()
-    for msg in msgs[room:]:
-        (kept if msg.metadata.num_delivered >= JOBS_MAX_DELIVER else back).append(msg)
+    brought it keeps messages, in arrival order, while what it keeps holds fewer than `room`
+    jobs (a message of `sizes[i]` jobs, one each by default: a bundle kept whole may pass room
+    by less than its size), and hands the rest back (nak) for any agent of the country. A take
+    may bring more than it asked for: after a reconnect a request the server still held may
+    deliver beside the new one (shared.pulling). A hand-back spends one of a message's
+    deliveries, so one on its last is kept: handing it back would drop it."""
+    kept, back = list[Msg](), list[Msg]()
+    held = 0
+    for i, msg in enumerate(msgs):
+        if held < room or msg.metadata.num_delivered >= JOBS_MAX_DELIVER:
+            kept.append(msg)
+            held += 1 if sizes is None else sizes[i]
+        else:
+            back.append(msg)
     return kept, back
 
 
-def _tenant_of(msg: Msg) -> str:
+def _tenant_of(msg: Delivery) -> str:
     """The job's tenant lane; a message that is not a job goes to the `""` lane, where
     _handle terms it with a log line."""
     try:
         return decode_job(msg.data).tenant
     except msgspec.DecodeError:
         return ""
+
+
+def _seconds_left(job: CheckJob) -> float:
+    """Until the job expires; raises ValueError when expiresAt is not an ISO time."""
+    return (parse_iso(job.expires_at) - utcnow()).total_seconds()
 
 
 def _parse_times(job: CheckJob) -> None:

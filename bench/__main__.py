@@ -2,7 +2,7 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-store, scale);
+store, jobs, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -20,6 +20,7 @@ from bench import (
     e2e,
     exporter,
     ingest,
+    jobs,
     lists,
     login,
     metrics,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "lists": lists.run,
     "storage": storage.run,
     "store": store.run,
+    "jobs": jobs.run,
     "scale": lambda: scale.run([]),
 }
 

@@ -9,6 +9,7 @@ Evolution rules (agents in different countries upgrade at different times):
 A job is a tagged union on `monitorType`, so each protocol's `config` is typed.
 """
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
@@ -386,7 +387,10 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
 # An agent that logs in with a job's `mechanism` and `accessToken` (OAuth2); an agent without
 # it would check without logging in, so the controller sends it no OAuth2 job.
 FEATURE_OAUTH2 = "oauth2"
-AGENT_FEATURES = (FEATURE_OAUTH2,)
+# An agent that takes bundles (`encode_bundle`); an agent without it would `term` one as a
+# malformed job, so the controller sends bundles only to countries whose every agent has it.
+FEATURE_BUNDLES = "bundles"
+AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES)
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
@@ -432,6 +436,7 @@ Message = CheckJob | CheckResult | AgentHeartbeat | MonitorEvent
 # Secrets travel as their text (inside a sealed config, or "" in a job's own config).
 _encoder: Final = msgspec.json.Encoder(enc_hook=enc_hook)
 _job_decoder: Final = msgspec.json.Decoder(CheckJob, dec_hook=dec_hook)
+_bundle_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _result_decoder: Final = msgspec.json.Decoder(CheckResult)
 _heartbeat_decoder: Final = msgspec.json.Decoder(AgentHeartbeat)
 _event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
@@ -450,6 +455,21 @@ def decode_job(data: bytes) -> CheckJob:
     """Raises msgspec.DecodeError (not JSON) or msgspec.ValidationError (wrong shape)."""
     job: CheckJob = _job_decoder.decode(data)
     return job
+
+
+def encode_bundle(jobs: Sequence[bytes]) -> bytes:
+    """One JOBS message carrying several encoded jobs: their JSON array (a job alone is an
+    object)."""
+    return b"[" + b",".join(jobs) + b"]"
+
+
+def bundle_parts(data: bytes) -> list[bytes] | None:
+    """The encoded jobs of a bundle, each decoded on its own (`decode_job`), so one bad job
+    spoils only itself; None when `data` is not an array (one job, or no job at all). Raises
+    msgspec.DecodeError when it is not a JSON array."""
+    if data.lstrip()[:1] != b"[":
+        return None
+    return [bytes(raw) for raw in _bundle_decoder.decode(data)]
 
 
 def decode_result(data: bytes) -> CheckResult:

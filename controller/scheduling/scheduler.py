@@ -46,6 +46,7 @@ from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.roundtrips import sends as roundtrip_sends
 from controller.runtime import metrics
+from controller.scheduling import bundles
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
@@ -56,10 +57,9 @@ from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
-from shared.messages import FEATURE_OAUTH2, CheckJob, encode
-from shared.publishing import Outgoing, Publisher
+from shared.messages import FEATURE_BUNDLES, FEATURE_OAUTH2, CheckJob
+from shared.publishing import Publisher
 from shared.secret import Secret
-from shared.subjects import jobs_subject
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -553,13 +553,13 @@ class Scheduler:
         return plan
 
     async def publish(self, jobs: Sequence[CheckJob]) -> None:
-        """Publish with `Nats-Msg-Id` = job id and return once JOBS stored every one (as one
-        fast-ingest batch where it can, `shared.publishing.Publisher`); raise the first
-        failure."""
+        """Publish, in bundles where the country's agents take them (`bundles.outgoing`), and
+        return once JOBS stored every message (as one fast-ingest batch where it can,
+        `shared.publishing.Publisher`); raise the first failure."""
         if not jobs:
             return
         outcomes = await self._publisher.publish(
-            [Outgoing(jobs_subject(j.country), encode(j), j.job_id) for j in jobs]
+            bundles.outgoing(jobs, self._agents.countries_with(FEATURE_BUNDLES))
         )
         if failed := next((e for e in outcomes if e is not None), None):
             raise failed

@@ -261,8 +261,10 @@ async def self_checked(agents: Agents, stack: Stack, org: Tenant) -> dict[str, d
 
 
 def handed_back(agent: Agent) -> set[str]:
-    """The ids of the jobs `agent` handed back for another agent of its country."""
-    return {e["job_id"] for e in agent.events("job_handed_back")}
+    """The ids of the jobs `agent` handed back for another agent of its country, alone or
+    in a bundle."""
+    alone = {e["job_id"] for e in agent.events("job_handed_back")}
+    return alone | {i for e in agent.events("bundle_handed_back") for i in e["job_ids"]}
 
 
 async def agent_series(api: httpx.AsyncClient) -> list[tuple[str, dict[str, str], float]]:
@@ -383,8 +385,9 @@ async def test_port_25_jobs_of_an_agent_that_cannot_reach_it_are_run_by_its_coun
     assert by_healthy and all(r["status"] == "up" for r in by_healthy), found
     assert all(r["status"] == "inconclusive" for r in found if r["agentId"] == agents.blocked.id)
     assert handed_back(agents.blocked) <= {r["jobId"] for r in found}
-    assert all(e["blocked_ports"] == [25] for e in agents.blocked.events("job_handed_back"))
-    assert not agents.healthy.events("job_handed_back")
+    handing = agents.blocked.events("job_handed_back") + agents.blocked.events("bundle_handed_back")
+    assert all(e["blocked_ports"] == [25] for e in handing)
+    assert not handed_back(agents.healthy)
     for pid, r in zip(ids, found, strict=True):
         assert await judged(stack, pid, parse_iso(r["scheduledAt"])) in ("up", "missed")
         assert await notifications(stack, pid) == []

@@ -35,7 +35,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.web.app import create_app
-from shared.messages import AgentHeartbeat, CheckJob, decode_job, encode
+from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, encode
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
@@ -206,7 +206,9 @@ class Countries:
             except NotFoundError:
                 return found
             assert msg.data is not None and msg.seq is not None
-            found.append((decode_job(msg.data), (msg.headers or {}).get("Nats-Msg-Id", "")))
+            msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+            parts = bundle_parts(msg.data) or [msg.data]  # a bundle's jobs share its id
+            found += [(decode_job(part), msg_id) for part in parts]
             seq = msg.seq
 
     async def cleanup(self) -> None:
