@@ -107,7 +107,7 @@ Outcome = Literal["acked", "nak"]
 # Results finished within this of each other go to RESULTS together (shared.publishing.Outbox):
 # one write, one batch acknowledged together, and their jobs acked together after it.
 RESULT_LINGER_S = 0.02
-# How much the jobs per message of the last take move the average a pull request asks by.
+# How much a take with fewer jobs per message than the average moves it down (`per_message`).
 JOBS_PER_MESSAGE_WEIGHT = 0.3
 
 
@@ -387,7 +387,7 @@ class Worker:
     def _asking(self, free: int) -> int:
         """How many messages a pull request asks for: `free` jobs' worth, at the jobs per
         message seen lately (a bundle carries many)."""
-        return max(1, int(free / self._jobs_per_message))
+        return messages_to_ask(free, self._jobs_per_message)
 
     async def _within_room(self, msgs: list[Msg]) -> list[Delivery]:
         """The jobs of the fetched messages this agent keeps (`within_room`); the other
@@ -397,7 +397,7 @@ class Worker:
         carried = {id(msg): jobs_of(msg) for msg in msgs}
         sizes = [len(carried[id(msg)]) for msg in msgs]
         seen = sum(sizes) / len(msgs)
-        self._jobs_per_message += (seen - self._jobs_per_message) * JOBS_PER_MESSAGE_WEIGHT
+        self._jobs_per_message = per_message(self._jobs_per_message, seen)
         room = self._room()
         kept, back = within_room(msgs, room, sizes)
         for msg in back:
@@ -775,6 +775,18 @@ def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:
             " its credentials are not used"
         )
     return msgspec.structs.replace(job, config=sealed.config, sealed_config=None)
+
+
+def messages_to_ask(free: int, jobs_per_message: float) -> int:
+    """Messages for `free` jobs at `jobs_per_message`; at least one."""
+    return max(1, int(free / jobs_per_message))
+
+
+def per_message(average: float, seen: float) -> float:
+    """The jobs per message to ask by after a take that brought `seen` on average: up to it at
+    once (asking for more messages than there is room for brings jobs that go straight back),
+    down slowly (asking for fewer only costs another pull request)."""
+    return max(seen, average + (seen - average) * JOBS_PER_MESSAGE_WEIGHT)
 
 
 def within_room(

@@ -83,3 +83,16 @@ async def test_no_room_keeps_nothing_but_a_job_on_its_last_delivery(
     assert within_room([last, other], 0) == ([last], [other])
     assert within_room([other, last], -3) == ([last], [other])
     assert within_room([other, last], 1) == ([other, last], [])
+
+
+async def test_a_bundle_counts_its_jobs_and_is_kept_whole_while_room_is_left(
+    nc: NATS, js: JetStreamContext, country: str
+) -> None:
+    await _jobs(js, country, 3)
+    sub = await _with_leftovers(nc, js, country, 3)
+    fetched = await sub.fetch(3, timeout=1)
+    # Messages of 3 jobs each (bundles): one starts within the room of 5 and is kept whole.
+    assert within_room(fetched, 5, [3, 3, 3]) == (fetched[:2], fetched[2:])
+    assert within_room(fetched, 3, [3, 3, 3]) == (fetched[:1], fetched[1:])
+    assert within_room(fetched, 0, [3, 3, 3]) == ([], fetched)
+    assert within_room(fetched, 7, [3, 1, 3]) == (fetched, [])

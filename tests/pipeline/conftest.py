@@ -195,9 +195,10 @@ class Countries:
             assert time.monotonic() < deadline, f"still live: {self.agents.countries()}"
             await asyncio.sleep(0.01)
 
-    async def jobs(self, cc: str) -> list[tuple[CheckJob, str]]:
-        """(job, its Nats-Msg-Id) waiting on `mon.jobs.CC`, read without consuming them."""
-        found: list[tuple[CheckJob, str]] = []
+    async def messages(self, cc: str) -> list[tuple[bytes, str]]:
+        """(data, Nats-Msg-Id) of each message waiting on `mon.jobs.CC`, read without
+        consuming them: a job, or a bundle of jobs."""
+        found: list[tuple[bytes, str]] = []
         seq = 0
         subject = jobs_subject(cc)
         while True:
@@ -206,10 +207,17 @@ class Countries:
             except NotFoundError:
                 return found
             assert msg.data is not None and msg.seq is not None
-            msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
-            parts = bundle_parts(msg.data) or [msg.data]  # a bundle's jobs share its id
-            found += [(decode_job(part), msg_id) for part in parts]
+            found.append((msg.data, (msg.headers or {}).get("Nats-Msg-Id", "")))
             seq = msg.seq
+
+    async def jobs(self, cc: str) -> list[tuple[CheckJob, str]]:
+        """(job, its message's Nats-Msg-Id) waiting on `mon.jobs.CC`: a bundle's jobs share
+        its id."""
+        return [
+            (decode_job(part), msg_id)
+            for data, msg_id in await self.messages(cc)
+            for part in bundle_parts(data) or [data]
+        ]
 
     async def cleanup(self) -> None:
         for cc in self.used:

@@ -542,3 +542,70 @@ async def test_an_oversized_mail_dns_is_cut_to_its_bound_and_flagged_and_the_res
     assert [e["truncated"] for e in logs if e["event"] == "mail DNS over its bound: cut"] == [
         stored.truncated
     ]
+
+
+# Batches of one country's rounds, one a minute, and the counters (failures, successes) after
+# each: a batch of one kind adds to the run; a batch of both starts again from its trailing
+# run; missed and inconclusive rounds count for neither; a batch older than the state moves
+# nothing.
+COUNTER_BATCHES: list[tuple[list[str], tuple[int, int]]] = [
+    (["up", "up"], (0, 2)),
+    (["up"], (0, 3)),
+    (["down"], (1, 0)),
+    (["down", "down"], (3, 0)),
+    (["down", "up", "down", "down"], (2, 0)),
+    (["expired"], (2, 0)),
+    (["up", "down", "up"], (0, 1)),
+    (["inconclusive", "up", "expired"], (0, 2)),
+    (["down", "inconclusive"], (1, 0)),
+    (["up", "down"], (1, 0)),
+]
+
+
+async def test_a_batch_moves_the_country_counters_by_its_trailing_run(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    t0 = utcnow() - timedelta(hours=2)
+    minute = 0
+
+    async def counters() -> tuple[int, int, str, datetime]:
+        async with pipe_pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT consecutive_failures, consecutive_successes, last_status,"
+                " last_checked_at FROM monitor_country_state s JOIN monitors m"
+                " ON m.id = s.monitor_id WHERE m.public_id = $1 AND s.country = $2",
+                uuid.UUID(monitor["publicId"]),
+                cc,
+            )
+        assert row is not None
+        return row[0], row[1], row[2], row[3]
+
+    for statuses, expected in COUNTER_BATCHES:
+        batch = []
+        for status in statuses:
+            at = t0 + timedelta(minutes=minute)
+            minute += 1
+            kind = {"expired": "expired", "inconclusive": "inconclusive"}.get(status)
+            sent = "down" if status == "expired" else status
+            batch.append(
+                result(job_ids, monitor, cc, sent, at, **({"error_kind": kind} if kind else {}))
+            )
+        async with pipe_pool.acquire() as conn, conn.transaction():
+            await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+        failures, successes, last, checked = await counters()
+        assert (failures, successes) == expected, statuses
+        assert last == {"expired": "missed"}.get(statuses[-1], statuses[-1])
+        counted = [r for r, s in zip(batch, statuses, strict=True) if s in ("up", "down")]
+        if counted:
+            assert iso_ms(checked) == counted[-1].finished_at
+    before = await counters()
+    old = result(job_ids, monitor, cc, "down", t0 - timedelta(minutes=1))
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [results.decode_result(encode(old))]) == 1
+    assert await counters() == before  # stored, but older than the state: nothing moves

@@ -6,7 +6,6 @@ import httpx
 
 from controller.runtime.pipeline import Pipeline
 from shared.messages import FEATURE_BUNDLES, bundle_parts
-from shared.subjects import JOBS_STREAM, jobs_subject
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
@@ -31,7 +30,7 @@ async def test_a_pass_bundles_the_jobs_of_countries_whose_every_agent_takes_bund
     login = await create(api, org, allowedCheckCountryCodes=[bundling])
     assert await pipeline.scheduler.tick() == 7
 
-    sent = await _messages(pipeline, bundling)
+    sent = await countries.messages(bundling)
     [bundle] = [(data, msg_id) for data, msg_id in sent if bundle_parts(data) is not None]
     [login_msg] = [msg_id for data, msg_id in sent if bundle_parts(data) is None]
     jobs = {job.monitor_id: (job, msg_id) for job, msg_id in await countries.jobs(bundling)}
@@ -40,23 +39,8 @@ async def test_a_pass_bundles_the_jobs_of_countries_whose_every_agent_takes_bund
     assert {jobs[m["publicId"]][1] for m in made} == {bundle[1]}
     assert bundle[1].endswith("+3")
 
-    alone = await _messages(pipeline, mixed)
+    alone = await countries.messages(mixed)
     assert len(alone) == 3 and all(bundle_parts(data) is None for data, _ in alone)
     assert sorted(msg_id for _, msg_id in alone) == sorted(
         job.job_id for job, _ in await countries.jobs(mixed)
     )
-
-
-async def _messages(pipeline: Pipeline, cc: str) -> list[tuple[bytes, str]]:
-    """(data, Nats-Msg-Id) of every message on `mon.jobs.CC`."""
-    info = await pipeline.js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(cc))
-    found = []
-    seq = 0
-    for _ in range(sum((info.state.subjects or {}).values())):
-        msg = await pipeline.js.get_msg(
-            JOBS_STREAM, seq=seq + 1, subject=jobs_subject(cc), next=True
-        )
-        assert msg.data is not None and msg.seq is not None
-        found.append((msg.data, (msg.headers or {}).get("Nats-Msg-Id", "")))
-        seq = msg.seq
-    return found

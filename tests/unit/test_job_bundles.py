@@ -1,10 +1,11 @@
-"""Which jobs travel together (controller.scheduling.bundles) and what the agent keeps of what
-a fetch brought (agent.worker.within_room, with bundles), as tables."""
+"""Which jobs travel together (controller.scheduling.bundles) and how many messages an agent asks
+for (agent.worker), as tables; what it keeps of a fetch is tests/agent/test_worker_room.py's."""
 
 from typing import Any
 
 import pytest
 
+from agent.worker import messages_to_ask, per_message
 from controller.scheduling.bundles import may_bundle, outgoing
 from shared.messages import CheckJob, bundle_parts, decode_job, encode
 from shared.subjects import jobs_subject
@@ -84,3 +85,29 @@ def test_a_bundle_carries_each_job_as_encode_makes_it() -> None:
     assert out.subject == jobs_subject("DE")
     assert bundle_parts(out.payload) == [encode(j) for j in jobs]
     assert [decode_job(p) for p in bundle_parts(out.payload) or []] == jobs
+
+
+@pytest.mark.parametrize(
+    ("average", "seen", "then"),
+    [
+        (1.0, 1.0, 1.0),  # one job a message
+        (1.0, 50.0, 50.0),  # bundles: up at once
+        (50.0, 1.0, 35.3),  # jobs alone again: down slowly
+        (35.3, 35.3, 35.3),
+        (10.0, 20.0, 20.0),
+    ],
+)
+def test_the_jobs_per_message_asked_by_rise_at_once_and_fall_slowly(
+    average: float, seen: float, then: float
+) -> None:
+    assert per_message(average, seen) == pytest.approx(then)
+
+
+@pytest.mark.parametrize(
+    ("free", "jobs_per_message", "asked"),
+    [(400, 1.0, 400), (400, 50.0, 8), (30, 50.0, 1), (1, 1.0, 1), (399, 35.3, 11)],
+)
+def test_a_pull_request_asks_for_the_room_in_messages(
+    free: int, jobs_per_message: float, asked: int
+) -> None:
+    assert messages_to_ask(free, jobs_per_message) == asked
