@@ -10,7 +10,7 @@ parts already done included: the controller bundles only jobs that may run twice
 """
 
 import asyncio
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 from nats.aio.msg import Msg
@@ -19,6 +19,7 @@ from shared.messages import bundle_parts
 
 # A bundle's in_progress reaches the server at most this often, however many parts ask.
 PROGRESS_EVERY_S = 1.0
+Outcome = Literal["ack", "nak", "term"]
 
 
 class Delivery(Protocol):
@@ -52,7 +53,7 @@ class Bundle:
         self._nak: float | None = None  # the longest delay a handed-back part asked; 0: now
         self._progress_at = float("-inf")
 
-    async def settled(self, outcome: str, delay: float | None = None) -> None:
+    async def settled(self, outcome: Outcome, delay: float | None = None) -> None:
         if outcome == "nak":
             self._nak = max(self._nak or 0.0, delay or 0.0)
         elif outcome == "ack":
@@ -92,7 +93,7 @@ class Part:
     def metadata(self) -> Msg.Metadata:
         return self._bundle.msg.metadata
 
-    async def _settle(self, outcome: str, delay: float | None = None) -> None:
+    async def _settle(self, outcome: Outcome, delay: float | None = None) -> None:
         if not self._done:
             self._done = True
             await self._bundle.settled(outcome, delay)
