@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bench.common import discard_logs, machine, percentile, verdict
+from bench.common import cpu_s, discard_logs, machine, percentile, verdict
 from shared import embedded
 from shared.messages import (
     JOB_TYPES,
@@ -126,12 +126,6 @@ def _temp_file(data: bytes) -> Iterator[str]:
         path.unlink()
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid`."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Collected:
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
@@ -187,14 +181,14 @@ async def _phase(
     """Publish the scenario's jobs and wait until the agent has acked them all:
     (agent CPU seconds, wall seconds)."""
     jobs = _jobs(scenario, port, timeout_s)
-    cpu0, t0 = _cpu_s(agent.pid), time.perf_counter()
+    cpu0, t0 = cpu_s(agent.pid), time.perf_counter()
     futures = [
         await js.publish_async(s, p, headers={"Nats-Msg-Id": j.split("/", 1)[1]})
         for s, p, j in jobs
     ]
     await asyncio.gather(*futures)
     await _drained(js, agent)
-    return _cpu_s(agent.pid) - cpu0, time.perf_counter() - t0
+    return cpu_s(agent.pid) - cpu0, time.perf_counter() - t0
 
 
 def _start_agent(

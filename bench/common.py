@@ -58,6 +58,31 @@ def smtp_result(
     )
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 on), None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_s(pid: int, *, children: bool = False) -> float:
+    """utime + stime of `pid` in seconds, all its threads (+ cutime + cstime with `children`);
+    0 when gone."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return 0.0
+    # fields[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
+
+
 def machine() -> str:
     cpu = "unknown cpu"
     try:

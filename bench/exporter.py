@@ -38,7 +38,7 @@ import trustme
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
-from bench.common import machine, verdict
+from bench.common import cpu_s, machine, verdict
 from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
@@ -163,12 +163,6 @@ def exporter_config(ca_file: str) -> str:
             f"{m.exporter}"
         )
     return "\n".join(out) + "\n"
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process `pid`, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # The agent side: a process of its own, told what to run over a pipe.

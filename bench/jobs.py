@@ -11,7 +11,6 @@ cost (docs/scaling.md, "Jobs in bundles").
 """
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -19,7 +18,7 @@ from tempfile import TemporaryDirectory
 import nats
 
 from agent.bundles import jobs_of
-from bench.common import discard_logs
+from bench.common import cpu_s, discard_logs
 from controller.scheduling.bundles import outgoing
 from shared import embedded
 from shared.publishing import Publisher
@@ -33,11 +32,6 @@ PASSES = 60
 ROUNDS = 3
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _passes(url: str, server_pid: int, cc: str, bundling: bool) -> tuple[float, float]:
     """(server, client) CPU µs per job over PASSES passes of `cc`'s jobs."""
     nc = await nats.connect(url)
@@ -46,7 +40,7 @@ async def _passes(url: str, server_pid: int, cc: str, bundling: bool) -> tuple[f
         await js.add_consumer(JOBS_STREAM, jobs_consumer_config(cc))
         publisher = Publisher(js, timeout_s=10)
         pull = StandingPull(nc, JOBS_STREAM, jobs_consumer_name(cc), expires_s=1.0)
-        server, client = _cpu_s(server_pid), time.process_time()
+        server, client = cpu_s(server_pid), time.process_time()
         for n in range(PASSES):
             jobs = [
                 make_job("smtp", 25, job_id=f"{cc}-{n}-{i}", country=cc, tenant="t" * 22)
@@ -61,7 +55,7 @@ async def _passes(url: str, server_pid: int, cc: str, bundling: bool) -> tuple[f
                         await job.ack()
         jobs_run = PASSES * PASS_JOBS
         return (
-            (_cpu_s(server_pid) - server) / jobs_run * 1e6,
+            (cpu_s(server_pid) - server) / jobs_run * 1e6,
             (time.process_time() - client) / jobs_run * 1e6,
         )
     finally:

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import Stack, machine, percentile, verdict
+from bench.common import Stack, cpu_s, machine, percentile, verdict
 from controller.access.credentials import token_digest
 from controller.db.pool import connect
 from controller.ingest import store as results
@@ -80,21 +80,6 @@ async def _results(database_url: str) -> None:
         await conn.close()
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU of the processes (those gone meanwhile count nothing)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
-
-
 class _Cpu:
     """CPU seconds of the API process and of PostgreSQL (the postmaster and its children): a
     figure a busy machine changes far less than wall-clock times."""
@@ -115,7 +100,7 @@ class _Cpu:
         return pids
 
     def now(self) -> tuple[float, float]:
-        return _cpu_seconds([self.api]), _cpu_seconds(self._postgres())
+        return cpu_s(self.api), sum(cpu_s(pid) for pid in self._postgres())
 
 
 def _scrape(url: str) -> tuple[float, int, int, int]:

@@ -44,10 +44,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.common import (
     Seeded,
     child_env,
+    cpu_s,
     discard_logs,
     http_ok,
     machine,
     percentile,
+    proc_stat,
     seed,
     start_module,
     verdict,
@@ -62,36 +64,14 @@ TARGET_BYTES = 64.0
 PROJECT_MONITORS = 300_000
 PROJECT_INTERVAL_S = 60
 PROJECT_COUNTRIES = 3
-TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT_S = 60.0
 PER_ORGANIZATION = 100
-
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/PID/stat's fields after the command name (field 3 on), None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()
-
-
-def cpu_s(pid: int, *, children: bool = False) -> float:
-    """utime + stime of `pid` in seconds (+ cutime + cstime with `children`); 0 when gone."""
-    fields = _stat(pid)
-    if fields is None:
-        return 0.0
-    # fields[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17
-    ticks = int(fields[11]) + int(fields[12])
-    if children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / TICKS
 
 
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
         if fields is not None and int(fields[1]) == pid:
             found.append(int(entry.name))
     return found

@@ -18,7 +18,6 @@ goes (docs/scaling.md, "What is left").
 """
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -27,7 +26,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.common import discard_logs, machine, seed_monitors, smtp_result
+from bench.common import cpu_s, discard_logs, machine, seed_monitors, smtp_result
 from controller.alerting import store as alerts
 from controller.db.pool import Conn, connect
 from controller.ingest import store as results
@@ -58,11 +57,6 @@ def _result(public_id: str, cc: str, at: datetime) -> CheckedResult:
         logins=0,
     )
     return decode_result(encode(sent))
-
-
-def _backend_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _nothing(*_: Any, **__: Any) -> None:
@@ -120,11 +114,11 @@ async def _parts(conn: Conn, ids: list[str]) -> dict[str, list[tuple[float, floa
     async def one_round() -> tuple[float, float, int]:
         at = first + timedelta(seconds=10 * next(rounds))
         rows = [_result(p, cc, at) for p in ids for cc in COUNTRIES]
-        pg, client = _backend_cpu_s(backend), time.process_time()
+        pg, client = cpu_s(backend), time.process_time()
         for start in range(0, len(rows), BATCH):
             async with conn.transaction():
                 await results.store(conn, rows[start : start + BATCH])
-        return _backend_cpu_s(backend) - pg, time.process_time() - client, len(rows)
+        return cpu_s(backend) - pg, time.process_time() - client, len(rows)
 
     for _ in range(2):
         await one_round()  # the states' full rows

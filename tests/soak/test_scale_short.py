@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from bench.scale import PostgresCpu, cpu_s
+from bench.common import cpu_s
+from bench.scale import PostgresCpu
 
 BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 
