@@ -367,12 +367,13 @@ class Worker:
                 await self._sleep(RECONNECT_POLL_S)
                 continue
             msgs = await self._fetch(self._asking(free))
+            carried = {id(msg): jobs_of(msg) for msg in msgs}
+            self._metrics.fetched.inc(sum(map(len, carried.values())))
             if self._stopping.is_set():
                 for msg in msgs:  # fetched while stopping: give them straight back
                     await _settle(msg.nak)
                 return
-            jobs = await self._within_room(msgs)
-            self._metrics.fetched.inc(len(jobs))
+            jobs = await self._within_room(msgs, carried)
             now = asyncio.get_running_loop().time()
             for job in jobs:
                 self._waiting.push(_tenant_of(job), (job, now))
@@ -389,12 +390,13 @@ class Worker:
         message seen lately (a bundle carries many)."""
         return messages_to_ask(free, self._jobs_per_message)
 
-    async def _within_room(self, msgs: list[Msg]) -> list[Delivery]:
-        """The jobs of the fetched messages this agent keeps (`within_room`); the other
-        messages go straight back."""
+    async def _within_room(
+        self, msgs: list[Msg], carried: dict[int, list[Delivery]]
+    ) -> list[Delivery]:
+        """The jobs of the fetched messages (`carried`, by the id of the message) this agent
+        keeps (`within_room`); the other messages go straight back."""
         if not msgs:
             return []
-        carried = {id(msg): jobs_of(msg) for msg in msgs}
         sizes = [len(carried[id(msg)]) for msg in msgs]
         seen = sum(sizes) / len(msgs)
         self._jobs_per_message = per_message(self._jobs_per_message, seen)
@@ -419,7 +421,7 @@ class Worker:
         """Whether `msg`, a bundle with a job this agent would hand back (selfcheck_rules.
         before_run: a port its canaries say it cannot reach), went back whole, before any of
         its jobs ran: a bundle comes back whole, and its other jobs need not run twice."""
-        if self._self_checks is None or len(parts) < 2:
+        if self._self_checks is None or not self._self_checks.blocked or len(parts) < 2:
             return False
         jobs: list[CheckJob] = []
         back: list[int] = []

@@ -15,7 +15,7 @@ from agent.probers.tls import SslContexts
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import HAND_OVER_TRIES
 from shared.messages import CheckJob, encode, encode_bundle
-from shared.streams import jobs_consumer_config
+from shared.streams import jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject
 from tests.agent.helpers import (
     SmtpLikePeer,
@@ -85,11 +85,11 @@ async def test_a_message_that_is_not_a_json_array_of_jobs_is_termed_with_a_log_l
     assert await unacked(js, country) == (0, 0)
 
 
-async def _one_bundle(js: JetStreamContext, nc: NATS, country: str, size: int) -> list[Part]:
+async def _one_bundle(js: JetStreamContext, country: str, size: int) -> list[Part]:
     """The parts of a bundle of `size` jobs, fetched as an agent of `country` would."""
     await js.add_consumer(JOBS_STREAM, jobs_consumer_config(country, ack_wait_s=2.0))
     await publish_bundle(js, [job_for(country, 25) for _ in range(size)])
-    sub = await js.pull_subscribe_bind(f"jobs-{country}", stream=JOBS_STREAM)
+    sub = await js.pull_subscribe_bind(jobs_consumer_name(country), stream=JOBS_STREAM)
     [msg] = await sub.fetch(1, timeout=2)
     parts = jobs_of(msg)
     assert all(isinstance(p, Part) for p in parts) and len(parts) == size
@@ -97,9 +97,9 @@ async def _one_bundle(js: JetStreamContext, nc: NATS, country: str, size: int) -
 
 
 async def test_a_bundle_is_settled_only_when_its_last_job_is(
-    js: JetStreamContext, nc: NATS, country: str
+    js: JetStreamContext, country: str
 ) -> None:
-    parts = await _one_bundle(js, nc, country, 3)
+    parts = await _one_bundle(js, country, 3)
     await parts[0].ack()
     await parts[1].term()
     await parts[1].ack()  # settling twice counts once
@@ -109,12 +109,12 @@ async def test_a_bundle_is_settled_only_when_its_last_job_is(
 
 
 async def test_a_bundle_with_a_job_handed_back_comes_back_whole_once_all_are_settled(
-    js: JetStreamContext, nc: NATS, country: str
+    js: JetStreamContext, country: str
 ) -> None:
-    parts = await _one_bundle(js, nc, country, 3)
+    parts = await _one_bundle(js, country, 3)
     await parts[0].nak()
     await parts[1].ack()
-    sub = await js.pull_subscribe_bind(f"jobs-{country}", stream=JOBS_STREAM)
+    sub = await js.pull_subscribe_bind(jobs_consumer_name(country), stream=JOBS_STREAM)
     assert await _fetched(sub, 0.5) == []  # not yet: a job of it is still running
     await parts[2].ack()
     [again] = await _fetched(sub, 2)
@@ -122,21 +122,21 @@ async def test_a_bundle_with_a_job_handed_back_comes_back_whole_once_all_are_set
 
 
 async def test_a_bundle_whose_every_job_was_termed_is_termed(
-    js: JetStreamContext, nc: NATS, country: str
+    js: JetStreamContext, country: str
 ) -> None:
-    parts = await _one_bundle(js, nc, country, 2)
+    parts = await _one_bundle(js, country, 2)
     for part in parts:
         await part.term()
     await until_async(lambda: _settled(js, country))
-    sub = await js.pull_subscribe_bind(f"jobs-{country}", stream=JOBS_STREAM)
+    sub = await js.pull_subscribe_bind(jobs_consumer_name(country), stream=JOBS_STREAM)
     assert await _fetched(sub, 2.5) == []  # past ack_wait: never redelivered
 
 
 async def test_a_bundle_held_in_progress_is_not_redelivered_past_its_ack_wait(
-    js: JetStreamContext, nc: NATS, country: str
+    js: JetStreamContext, country: str
 ) -> None:
-    parts = await _one_bundle(js, nc, country, 2)
-    sub = await js.pull_subscribe_bind(f"jobs-{country}", stream=JOBS_STREAM)
+    parts = await _one_bundle(js, country, 2)
+    sub = await js.pull_subscribe_bind(jobs_consumer_name(country), stream=JOBS_STREAM)
     for _ in range(3):  # 3.6 s, past the 2 s ack_wait
         await asyncio.sleep(1.2)
         for part in parts:
