@@ -148,6 +148,79 @@ async def test_search_in_name_and_hostname_case_insensitive(
     assert len(await ids("")) == 3  # empty search: no filter
 
 
+async def test_search_follows_renames_and_deletes_whoever_writes(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """The search reads `monitor_search`, which the monitors' own triggers keep: a rename
+    through the API or by SQL is found by its new name only, a deleted monitor not at all, and
+    a round's update of the due time leaves the search row alone."""
+    a = await create(http, tenant, name="Outbound Relay", hostname="relay.example.com")
+    b = await create(http, tenant, name="Inbound", hostname="mx1.example.net")
+
+    async def ids(search: str) -> list[str]:
+        return [m["publicId"] for m in (await listing(http, tenant, search=search))["items"]]
+
+    r = await http.patch(
+        f"{PATHS['smtp']}/{a['publicId']}",
+        json={"name": "Submission"},
+        headers=tenant.auth("admin"),
+    )
+    assert r.status_code == 200, r.text
+    assert await ids("outbound") == []
+    assert await ids("submission") == [a["publicId"]]
+    assert await ids("relay.example") == [a["publicId"]]
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET hostname = 'imap.renamed.example' WHERE public_id = $1",
+            b["publicId"],
+        )
+        row_of_a = (
+            "SELECT s.xmin::text, s.name, s.hostname FROM monitor_search s"
+            " JOIN monitors m ON m.id = s.monitor_id WHERE m.public_id = $1"
+        )
+        before = await conn.fetchrow(row_of_a, a["publicId"])
+        await conn.execute(
+            "UPDATE monitors SET next_due_at = now() + interval '1 minute' WHERE public_id = $1",
+            a["publicId"],
+        )
+        kept = await conn.fetchrow(row_of_a, a["publicId"])
+    assert kept == before
+    assert (kept["name"], kept["hostname"]) == ("Submission", "relay.example.com")
+    assert await ids("renamed") == [b["publicId"]]
+    assert await ids("mx1") == []
+    r = await http.delete(f"{PATHS['smtp']}/{b['publicId']}", headers=tenant.auth("admin"))
+    assert r.status_code in (200, 204), r.text
+    assert await ids("example") == [a["publicId"]]
+    async with pool.acquire() as conn:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM monitor_search s WHERE NOT EXISTS"
+            " (SELECT 1 FROM monitors m WHERE m.id = s.monitor_id)"
+        )
+    assert left == 0
+
+
+async def test_monitors_carry_no_index_a_round_need_not_write(pool: asyncpg.Pool) -> None:
+    """Every round moves `monitors.next_due_at` (indexed, so never a HOT update: each index of
+    the table takes an entry): search's trigram indexes live on `monitor_search` instead."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT c.relname, a.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = $1::regclass",
+            "monitors",
+        )
+        search = await conn.fetch(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = $1::regclass"
+            " AND a.amname = 'gin'",
+            "monitor_search",
+        )
+    assert [r["relname"] for r in rows if r["amname"] != "btree"] == []
+    assert sorted(r["relname"] for r in search) == [
+        "monitor_search_hostname_trgm",
+        "monitor_search_name_trgm",
+    ]
+
+
 async def test_status_filter_normalises_like_the_field(
     http: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -21,6 +21,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
+from controller.monitors.store import searched
 
 STATES = ("up", "degraded", "down", "missed", "unknown")
 
@@ -78,9 +79,7 @@ _WHERE = """
       AND ($3::text IS NULL OR m.type = $3)
       AND $4::text IS NULL
       AND ($5::bigint[] IS NULL OR m.id = ANY($5))"""
-_SEARCHED = _WHERE.replace(
-    "AND $4::text IS NULL", "AND (m.name ILIKE $4::text OR m.hostname ILIKE $4::text)"
-)
+_SEARCHED = _WHERE.replace("AND $4::text IS NULL", f"AND {searched('$4::text', 'm.id')}")
 
 # `OFFSET 0` keeps the states one column computed once per monitor, grouped by hash.
 _COUNTS = f"""

@@ -1,0 +1,35 @@
+-- A monitor's search text (its name and hostname, which the API and the console search by
+-- substring, any case) in a table of its own, with the trigram indexes of migration 0034 moved
+-- here (issue 24). The scheduler moves `monitors.next_due_at` every round, an indexed column,
+-- so no such update is HOT and each writes an entry into every index of `monitors`: with the
+-- trigram indexes there, every round re-inserted some sixty trigrams of an unchanged name and
+-- hostname (a third of the update's cost), and now and then merged the GIN pending list inside
+-- the scheduler's transaction. A row here is written when its monitor is created or renamed,
+-- and goes with it.
+CREATE TABLE monitor_search (
+    monitor_id bigint PRIMARY KEY REFERENCES monitors(id) ON DELETE CASCADE,
+    name       text NOT NULL,
+    hostname   text NOT NULL
+);
+INSERT INTO monitor_search (monitor_id, name, hostname) SELECT id, name, hostname FROM monitors;
+CREATE INDEX monitor_search_name_trgm ON monitor_search USING gin (name gin_trgm_ops);
+CREATE INDEX monitor_search_hostname_trgm ON monitor_search USING gin (hostname gin_trgm_ops);
+DROP INDEX monitors_name_trgm;
+DROP INDEX monitors_hostname_trgm;
+
+-- Kept by triggers, whoever writes `monitors` (the monitor API, the AlertSite API, monitors as
+-- code, an operator's SQL). The scheduler's round update sets neither column: no trigger runs.
+CREATE FUNCTION monitors_search_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO monitor_search (monitor_id, name, hostname)
+    VALUES (NEW.id, NEW.name, NEW.hostname)
+    ON CONFLICT (monitor_id) DO UPDATE SET name = EXCLUDED.name, hostname = EXCLUDED.hostname;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER monitors_search_created AFTER INSERT ON monitors
+    FOR EACH ROW EXECUTE FUNCTION monitors_search_row();
+CREATE TRIGGER monitors_search_renamed AFTER UPDATE OF name, hostname ON monitors
+    FOR EACH ROW
+    WHEN (OLD.name IS DISTINCT FROM NEW.name OR OLD.hostname IS DISTINCT FROM NEW.hostname)
+    EXECUTE FUNCTION monitors_search_row();
