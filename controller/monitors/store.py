@@ -214,12 +214,13 @@ async def get(
 
 
 def searched(pattern: str, column: str = "id") -> str:
-    """The filter "name or hostname holds the ILIKE `pattern`" (a placeholder such as `$4`) on
-    the monitor id `column`: read from `monitor_search` (migration 0041), whose trigram indexes
-    answer it without reading every monitor."""
+    """The filter "name or hostname holds the ILIKE `pattern`" (a placeholder such as `$4`,
+    any case) on the monitor id `column`: read from `monitor_search` (migration 0041: both
+    lower-cased), whose trigram indexes answer it without reading every monitor; the matches
+    are an array, so that the monitors are read by their ids, never whole."""
     return (
-        f"{column} IN (SELECT s.monitor_id FROM monitor_search s"
-        f" WHERE s.name ILIKE {pattern} OR s.hostname ILIKE {pattern})"
+        f"{column} = ANY(ARRAY(SELECT s.monitor_id FROM monitor_search s"
+        f" WHERE s.name LIKE lower({pattern}) OR s.hostname LIKE lower({pattern})))"
     )
 
 

@@ -185,7 +185,7 @@ async def test_search_follows_renames_and_deletes_whoever_writes(
         )
         kept = await conn.fetchrow(row_of_a, a["publicId"])
     assert kept == before
-    assert (kept["name"], kept["hostname"]) == ("Submission", "relay.example.com")
+    assert (kept["name"], kept["hostname"]) == ("submission", "relay.example.com")
     assert await ids("renamed") == [b["publicId"]]
     assert await ids("mx1") == []
     r = await http.delete(f"{PATHS['smtp']}/{b['publicId']}", headers=tenant.auth("admin"))

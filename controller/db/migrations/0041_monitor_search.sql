@@ -5,15 +5,24 @@
 -- trigram indexes there, every round re-inserted some sixty trigrams of an unchanged name and
 -- hostname (a third of the update's cost), and now and then merged the GIN pending list inside
 -- the scheduler's transaction. A row here is written when its monitor is created or renamed,
--- and goes with it.
+-- and goes with it. Both are kept lower-cased and compared byte by byte (collation "C"): a
+-- search is `LIKE lower(term)`, which costs a tenth of an ILIKE where a scan reads every row,
+-- and whose trigram index the planner prices right (an ILIKE through these narrow rows was
+-- planned as a scan of them all, 50 ms at 100,000 monitors, against 0.3 ms through the index).
 CREATE TABLE monitor_search (
     monitor_id bigint PRIMARY KEY REFERENCES monitors(id) ON DELETE CASCADE,
-    name       text NOT NULL,
-    hostname   text NOT NULL
+    name       text COLLATE "C" NOT NULL,
+    hostname   text COLLATE "C" NOT NULL
 );
-INSERT INTO monitor_search (monitor_id, name, hostname) SELECT id, name, hostname FROM monitors;
-CREATE INDEX monitor_search_name_trgm ON monitor_search USING gin (name gin_trgm_ops);
-CREATE INDEX monitor_search_hostname_trgm ON monitor_search USING gin (hostname gin_trgm_ops);
+INSERT INTO monitor_search (monitor_id, name, hostname)
+SELECT id, lower(name), lower(hostname) FROM monitors;
+-- Written straight into the index (no pending list): rows come one at a time and rarely, and
+-- a pending list would be read whole by every search (and priced so by the planner) until a
+-- vacuum merged it.
+CREATE INDEX monitor_search_name_trgm ON monitor_search
+    USING gin (name gin_trgm_ops) WITH (fastupdate = off);
+CREATE INDEX monitor_search_hostname_trgm ON monitor_search
+    USING gin (hostname gin_trgm_ops) WITH (fastupdate = off);
 DROP INDEX monitors_name_trgm;
 DROP INDEX monitors_hostname_trgm;
 
@@ -22,7 +31,7 @@ DROP INDEX monitors_hostname_trgm;
 CREATE FUNCTION monitors_search_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO monitor_search (monitor_id, name, hostname)
-    VALUES (NEW.id, NEW.name, NEW.hostname)
+    VALUES (NEW.id, lower(NEW.name), lower(NEW.hostname))
     ON CONFLICT (monitor_id) DO UPDATE SET name = EXCLUDED.name, hostname = EXCLUDED.hostname;
     RETURN NULL;
 END
