@@ -803,6 +803,9 @@ class Alerter:
         """Publish the state changes written so far, oldest first, one replica at a time
         (Nats-Msg-Id makes a retry harmless); return how many."""
         published = 0
+        async with self._pool.acquire() as conn:
+            if not await alerts.events_waiting(conn):
+                return published
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await alerts.claim_events(conn, self._batch)

@@ -907,6 +907,17 @@ async def drop_claimed(conn: Conn, outbox_ids: Sequence[int], reason: str) -> No
     await conn.execute(_DROP, list(outbox_ids), reason)
 
 
+async def outbox_due(conn: Conn, now: datetime) -> bool:
+    """Whether a pending notification is due `now`: the only rows `settle_outbox` and
+    `claim_outbox` act on, so a worker's pass without any opens no transaction."""
+    due: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM notification_outbox"
+        " WHERE status = 'pending' AND next_attempt_at <= $1)",
+        now,
+    )
+    return due
+
+
 async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
     """Before a claim: a row out of attempts (its last worker died before writing the outcome
     back) fails with its last error; a reminder whose incident has closed is dropped, never
@@ -1031,6 +1042,13 @@ class Event(NamedTuple):
     subject: str
     msg_id: str
     payload: bytes
+
+
+async def events_waiting(conn: Conn) -> bool:
+    """Whether any event waits to be published: one statement outside a transaction, so a pass
+    with nothing to publish takes no lock and opens no transaction."""
+    waiting: bool = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM event_outbox)")
+    return waiting
 
 
 async def claim_events(conn: Conn, limit: int) -> list[Event] | None:

@@ -122,6 +122,9 @@ class OutboxWorker:
     async def _pass(self) -> tuple[int, int]:
         """One batch; (claimed, delivered)."""
         now = self._clock()
+        async with self._pool.acquire() as conn:
+            if not await alerts.outbox_due(conn, now):
+                return 0, 0
         async with self._pool.acquire() as conn, conn.transaction():
             await alerts.settle_outbox(conn, now, self._max_attempts)
             rows = await alerts.claim_outbox(

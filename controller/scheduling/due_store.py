@@ -131,26 +131,31 @@ async def earliest_work(conn: Conn, skip: Sequence[int] = ()) -> datetime | None
 
 class Waiting(NamedTuple):
     """What a pass finds after its due rounds: whether confirmation rounds asked for wait to
-    be sent (`confirmations`), whether deferred logins are due (`deferred`), and the earliest
-    due time of a monitor or a deferred login (`earliest`, as `earliest_work`)."""
+    be sent (`confirmations`), whether deferred logins are due (`deferred`), the earliest
+    due time of a monitor or a deferred login (`earliest`, as `earliest_work`), and whether a
+    monitor waits for its first due time (`unplanned`: new, or its interval or status just
+    changed)."""
 
     confirmations: bool
     deferred: bool
     earliest: datetime | None
+    unplanned: bool
 
 
 async def waiting(conn: Conn, now: datetime, skip: Sequence[int] = ()) -> Waiting:
     """What else than due rounds there is to do `now`, and when the next pass is due, in one
-    statement (each part through an index): a pass claims confirmations and deferred logins
-    only when there are some, so a routine pass is one transaction and this statement."""
+    statement (each part through an index): a pass claims confirmations and deferred logins,
+    and plans new monitors, only when there are some, so a routine pass is one transaction
+    and this statement."""
     row = await conn.fetchrow(
         "SELECT EXISTS (SELECT 1 FROM confirmation_rounds WHERE sent_at IS NULL),"
-        f" EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $2), {_EARLIEST}",
+        f" EXISTS (SELECT 1 FROM deferred_jobs WHERE publish_at <= $2), {_EARLIEST},"
+        " EXISTS (SELECT 1 FROM monitors WHERE status <> 'disabled' AND next_due_at IS NULL)",
         list(skip),
         now,
     )
     assert row is not None
-    return Waiting(row[0], row[1], row[2])
+    return Waiting(row[0], row[1], row[2], row[3])
 
 
 async def monitor(conn: Conn, monitor_id: int) -> ClaimedMonitor | None:

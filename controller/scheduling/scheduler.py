@@ -74,11 +74,12 @@ PASS_MAX_S = 1.0
 
 
 class PassDone(NamedTuple):
-    """What a pass did: jobs published, and the earliest due time of a monitor or deferred login
-    left (None: none)."""
+    """What a pass did: jobs published, the earliest due time of a monitor or deferred login
+    left (None: none), and whether a monitor waits to be planned (`due.Waiting.unplanned`)."""
 
     jobs: int
     earliest: datetime | None
+    unplanned: bool
 
 
 class Scheduler:
@@ -140,8 +141,9 @@ class Scheduler:
         `schedule.PASS_JOBS` jobs (the wait drawn between half and all of that, so replicas
         share what falls due); a round then starts up to `gather_s` after its due time, and its
         results keep the due time. At high rates passes are full anyway and come every
-        `MIN_PASS_S`. New monitors are planned about every `PLAN_EVERY_S` (drawn between half and
-        1.5 times it), on a clock of their own (a pass follows at once when one was planned):
+        `MIN_PASS_S`. New monitors are planned when a pass's closing statement found some
+        waiting (`due.Waiting.unplanned`), at most about every `PLAN_EVERY_S` (drawn between half
+        and 1.5 times it), on a clock of their own (a pass follows at once when one was planned):
         neither may keep a replica's phase, which would give it a fixed share of what falls due
         (and of new monitors' first rounds). A pass claims confirmation
         rounds and deferred logins only when the statement after its due rounds says some wait
@@ -152,21 +154,24 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         plan_at = pass_at = loop.time()
         last_start: float | None = None
+        unplanned = True  # until a pass's closing statement says
 
         async def one_pass() -> float:
-            nonlocal plan_at, pass_at, last_start
+            nonlocal plan_at, pass_at, last_start, unplanned
             started = loop.time()
-            if started >= plan_at:
+            if unplanned and started >= plan_at:
                 plan_at = started + PLAN_EVERY_S * random.uniform(0.5, 1.5)
+                unplanned = False
                 if await self.plan_new():
                     pass_at = started  # a new monitor's first round goes at once
             if started >= pass_at:
                 done = await self.run_pass()
+                unplanned = done.unplanned
                 since = 0.0 if last_start is None else started - last_start
                 last_start = started
                 spacing = schedule.pass_spacing(done.jobs, since, self._gather_s, random.random())
                 pass_at = max(started + spacing, loop.time() + self._idle_s(done.earliest))
-            return max(0.0, min(pass_at, plan_at) - loop.time())
+            return max(0.0, min(pass_at, plan_at if unplanned else pass_at) - loop.time())
 
         try:
             await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
@@ -182,13 +187,14 @@ class Scheduler:
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
-            return PassDone(sent, waiting.earliest)
+            return PassDone(sent, waiting.earliest, waiting.unplanned)
         if waiting.confirmations:
             sent += await self.run_confirmations()
         if waiting.deferred:
             sent += await self.run_deferred()
         async with self._pool.acquire() as conn:
-            return PassDone(sent, await due.earliest_work(conn, self._fetching()))
+            earliest = await due.earliest_work(conn, self._fetching())
+        return PassDone(sent, earliest, waiting.unplanned)
 
     def _fetching(self) -> list[int]:
         """Monitors whose OAuth2 tokens are being fetched: no claim takes them meanwhile."""

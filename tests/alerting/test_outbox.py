@@ -7,10 +7,13 @@ import asyncio
 import ssl
 from datetime import timedelta
 
+import asyncpg
 import trustme
 from structlog.testing import capture_logs
 
 from controller.alerting import store as alerts
+from controller.alerting.evaluator import Alerter
+from controller.db.pool import create_pool
 from controller.alerting.store import REMINDER_DROPPED
 from controller.notify import Notification
 from controller.notify.email import EmailChannel
@@ -257,3 +260,48 @@ async def test_the_same_notification_to_a_second_channel_row_is_independent(rig:
         again = [Outgoing("down", "email", "other@customer.test", "s", "t", None, "x:other")]
         await alerts.enqueue(conn, m["id"], rows["email"]["incident_id"], again)
     assert await worker.deliver() == 1  # another recipient is not held either
+
+
+async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_still_sent(
+    rig: Rig, alert_database_url: str
+) -> None:
+    """The outbox worker and the alerter's event publisher poll every second on every replica:
+    with nothing due a pass is one statement, no transaction and no lock; what falls due is
+    sent by the next pass."""
+    sent: list[str] = []
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda q: sent.append(" ".join(q.query.split())))
+
+    pool = await create_pool(alert_database_url, 2, setup=log_queries)
+    try:
+        channels = {"email": email_channel(rig.relay)}
+        worker = OutboxWorker(pool, channels, clock=rig.clock, backoff_s=0)
+        publisher = Alerter(pool, rig.js, rig.job_ids, clock=rig.clock)
+        assert await rig.outbox().burst() == 0  # what other tests of this database left
+        await rig.alerter.publish_events()
+
+        for _ in range(3):
+            assert await worker.deliver() == 0
+            assert await publisher.publish_events() == 0
+        await asyncio.sleep(0.1)  # loggers are called soon after
+        assert sorted(set(sent)) == [
+            "SELECT EXISTS (SELECT 1 FROM event_outbox)",
+            "SELECT EXISTS (SELECT 1 FROM notification_outbox"
+            " WHERE status = 'pending' AND next_attempt_at <= $1)",
+        ], sent
+
+        m = await rig.monitor(phone=None)
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        assert await worker.deliver() == 1
+        assert [str(mail["Subject"]) for mail in rig.relay.messages] == [
+            "[mailprobe] DOWN: Outbound relay"
+        ]
+        # An event written by a replica that died before publishing it.
+        got = await rig.js.subscribe("mon.events.test-outbox-poll", ordered_consumer=True)
+        async with rig.pool.acquire() as conn:
+            await alerts.add_event(conn, "mon.events.test-outbox-poll", "poll-1", b"{}")
+        assert await publisher.publish_events() == 1
+        assert (await got.next_msg(timeout=5)).data == b"{}"
+    finally:
+        await pool.close()

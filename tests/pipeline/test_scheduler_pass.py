@@ -103,3 +103,48 @@ async def test_a_routine_pass_claims_no_confirmation_and_no_deferred_login(
         assert len(sent) <= ROUTINE_STATEMENTS, "\n".join(sent)
     finally:
         await pool.close()
+
+
+async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_database_url: str,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A pass's closing statement says whether a monitor waits for its first due time; the
+    loop claims unplanned monitors only then (not on a clock of its own), and a monitor
+    created meanwhile still has its first round sent within a pass or two."""
+    sent: list[str] = []
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda q: sent.append(" ".join(q.query.split())))
+
+    pool = await create_pool(pipe_database_url, 2, setup=log_queries)
+    stop = asyncio.Event()
+    scheduler = replica(pool, pipeline, settings, seal_keys)
+    (cc,) = countries.take()
+    await countries.live(cc)
+    loop = asyncio.create_task(scheduler.run(stop))
+    try:
+        await asyncio.sleep(2.0)  # what other tests of this database left is planned first
+        sent.clear()
+        await asyncio.sleep(2.5)
+        passes = [q for q in sent if q.startswith("SELECT EXISTS (SELECT 1 FROM confirmation")]
+        plans = [q for q in sent if "AS never_run" in q]
+        assert len(passes) >= 3 and plans == [], "\n".join(sent)
+
+        monitor = await create(
+            api, org, allowedCheckCountryCodes=[cc], smtpConfig={"secure": False, "ignoreTls": True}
+        )
+        deadline = asyncio.get_running_loop().time() + 5
+        while not [j for j, _ in await countries.jobs(cc) if j.monitor_id == monitor["publicId"]]:
+            assert asyncio.get_running_loop().time() < deadline, "its first round never went"
+            await asyncio.sleep(0.1)
+        assert [q for q in sent if "AS never_run" in q]
+    finally:
+        stop.set()
+        await loop
+        await pool.close()
