@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from controller.alerting import store as alerts
 from controller.alerting.evaluator import Alerter
-from controller.db.pool import create_pool
 from controller.alerting.store import REMINDER_DROPPED
+from controller.db.pool import create_pool
 from controller.notify import Notification
 from controller.notify.email import EmailChannel
 from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
