@@ -213,14 +213,20 @@ async def get(
     return None if row is None else decode(row)
 
 
-def searched(pattern: str, column: str = "id") -> str:
+def searched(pattern: str, column: str = "id", organization: str | None = None) -> str:
     """The filter "name or hostname holds the ILIKE `pattern`" (a placeholder such as `$4`,
-    any case) on the monitor id `column`: read from `monitor_search` (migration 0041: both
+    any case) on the monitor id `column`, within the organization `organization` (a
+    placeholder; NULL or None: every one): read from `monitor_search` (migration 0041: both
     lower-cased), whose trigram indexes answer it without reading every monitor; the matches
     are an array, so that the monitors are read by their ids, never whole."""
+    within = (
+        ""
+        if organization is None
+        else (f"({organization} IS NULL OR s.organization_id = {organization}) AND ")
+    )
     return (
-        f"{column} = ANY(ARRAY(SELECT s.monitor_id FROM monitor_search s"
-        f" WHERE s.name LIKE lower({pattern}) OR s.hostname LIKE lower({pattern})))"
+        f"{column} = ANY(ARRAY(SELECT s.monitor_id FROM monitor_search s WHERE {within}"
+        f"(s.name LIKE lower({pattern}) OR s.hostname LIKE lower({pattern}))))"
     )
 
 
@@ -253,7 +259,8 @@ async def list_page(
             filters.append(f"{column} = ${len(args)}")
     if search is not None:
         args.append(like_pattern(search))
-        filters.append(searched(f"${len(args)}"))
+        within = None if organization_id is None else "$2"  # the first filter's argument
+        filters.append(searched(f"${len(args)}", organization=within))
     where = " AND ".join(filters)
     n = len(args)
     # A search's matches are found first (`monitor_search`'s trigram indexes), then

@@ -1,11 +1,13 @@
 """GET list of both kinds: {items, total, page, perPage}, pagination, customerId/search/status."""
 
+import json
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from controller.monitors.store import searched
 from tests.api.helpers import PATHS, SMTP, SMTP_KEYS, assert_error, create
 from tests.conftest import Tenant, make_tenant
 
@@ -197,6 +199,33 @@ async def test_search_follows_renames_and_deletes_whoever_writes(
             " (SELECT 1 FROM monitors m WHERE m.id = s.monitor_id)"
         )
     assert left == 0
+
+
+async def test_a_search_reads_only_its_own_organizations_rows(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool
+) -> None:
+    """Another organization's monitors never lengthen a search: the rows of `monitor_search`
+    it reads are its own organization's, and it finds only its own monitors."""
+    other = await make_tenant(pool)
+    for n in range(5):
+        await create(http, other, name=f"Relay {n}", hostname=f"relay{n}.example.com")
+    mine = await create(http, tenant, name="Relay mine", hostname="relay.example.org")
+    body = await listing(http, tenant, search="relay")
+    assert [m["publicId"] for m in body["items"]] == [mine["publicId"]]
+    async with pool.acquire() as conn:
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT id FROM monitors WHERE organization_id = $2"
+            f" AND {searched('$1', organization='$2')}",
+            "%relay%",
+            tenant.org_id,
+        )
+
+    def scans(node: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [node] if node.get("Relation Name") == "monitor_search" else []
+        return found + [s for child in node.get("Plans", []) for s in scans(child)]
+
+    (scan,) = scans(json.loads(plan)[0]["Plan"])
+    assert scan["Actual Rows"] == 1, scan
 
 
 async def test_monitors_carry_no_index_a_round_need_not_write(pool: asyncpg.Pool) -> None:

@@ -79,7 +79,9 @@ _WHERE = """
       AND ($3::text IS NULL OR m.type = $3)
       AND $4::text IS NULL
       AND ($5::bigint[] IS NULL OR m.id = ANY($5))"""
-_SEARCHED = _WHERE.replace("AND $4::text IS NULL", f"AND {searched('$4::text', 'm.id')}")
+_SEARCHED = _WHERE.replace(
+    "AND $4::text IS NULL", f"AND {searched('$4::text', 'm.id', '$1::bigint')}"
+)
 
 # `OFFSET 0` keeps the states one column computed once per monitor, grouped by hash.
 _COUNTS = f"""
