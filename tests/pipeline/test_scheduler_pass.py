@@ -25,6 +25,18 @@ from tests.sealing import KeyRing
 ROUTINE_STATEMENTS = 6
 
 
+async def logging_pool(database_url: str, sent: list[str]) -> asyncpg.Pool:
+    """A pool whose connections add each statement they send to `sent` (soon after)."""
+
+    def logged(q: LoggedQuery) -> None:
+        sent.append(" ".join(q.query.split()))
+
+    async def log_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(logged)
+
+    return await create_pool(database_url, 2, setup=log_queries)
+
+
 async def test_a_pass_sends_a_confirmation_asked_for(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -68,14 +80,7 @@ async def test_a_routine_pass_claims_no_confirmation_and_no_deferred_login(
     seal_keys: KeyRing,
 ) -> None:
     sent: list[str] = []
-
-    def logged(q: LoggedQuery) -> None:
-        sent.append(" ".join(q.query.split()))
-
-    async def log_queries(conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(logged)
-
-    pool = await create_pool(pipe_database_url, 2, setup=log_queries)
+    pool = await logging_pool(pipe_database_url, sent)
     try:
         scheduler = replica(pool, pipeline, settings, seal_keys)
         (cc,) = countries.take()
@@ -118,11 +123,7 @@ async def test_the_loop_plans_new_monitors_only_when_a_pass_saw_some(
     loop claims unplanned monitors only then (not on a clock of its own), and a monitor
     created meanwhile still has its first round sent within a pass or two."""
     sent: list[str] = []
-
-    async def log_queries(conn: asyncpg.Connection) -> None:
-        conn.add_query_logger(lambda q: sent.append(" ".join(q.query.split())))
-
-    pool = await create_pool(pipe_database_url, 2, setup=log_queries)
+    pool = await logging_pool(pipe_database_url, sent)
     stop = asyncio.Event()
     scheduler = replica(pool, pipeline, settings, seal_keys)
     (cc,) = countries.take()
