@@ -18,6 +18,9 @@ most per check; `--split-roles` runs one controller per role (api with the sched
 ingester, the alerter) and prints each one's CPU per check; `--replicas 2` runs two
 controllers, every role in each, and prints each one's share of the scheduled jobs, stored
 results, evaluations and notifications (from its /metrics) and of the controllers' CPU.
+`--against DIR [--pairs N]` runs this tree and the checkout in DIR (a worktree of main, say)
+in turns, N runs each with the other arguments, and prints each pair's figures and the ratio
+of their central totals: the comparison this noisy machine allows.
 Exits 1 when a target is missed.
 """
 
@@ -26,7 +29,9 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -692,6 +697,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout (a git worktree of main, say): this tree and that one take turns",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="with --against: runs of each")
     return parser.parse_args(argv)
 
 
@@ -707,7 +718,96 @@ def run(argv: list[str] | None = None) -> bool:
         f" measured; {_load()}",
         flush=True,
     )
+    if args.against is not None:
+        return side_by_side(args, argv if argv is not None else sys.argv[2:])
     return measure(args)
+
+
+# What `side_by_side` reads of a run's output (this tree's or an older one's: the lines have
+# kept these words since the figures were first printed).
+_PARTS = re.compile(r"CPU ms per check: controller ([\d.]+), PostgreSQL ([\d.]+), NATS ([\d.]+)")
+_CENTRAL = re.compile(r"central total ([\d.]+) ms/check")
+
+
+@dataclass
+class Figures:
+    """One run's CPU ms per check: controller, PostgreSQL, NATS and their total; `complete`:
+    every due check ran (the run's own verdict on its rig)."""
+
+    controller: float
+    postgres: float
+    nats: float
+    central: float
+    complete: bool
+
+
+def read_figures(out: str) -> Figures | None:
+    """The figures a `python -m bench scale` run printed; None when it printed none."""
+    parts, central = _PARTS.search(out), _CENTRAL.search(out)
+    if parts is None or central is None:
+        return None
+    controller, postgres, nats = (float(v) for v in parts.groups())
+    return Figures(
+        controller, postgres, nats, float(central.group(1)), "the rig did not" not in out
+    )
+
+
+def without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """`argv` less the options `names` and their values (`--name value` or `--name=value`)."""
+    kept: list[str] = []
+    value_next = False
+    for arg in argv:
+        if value_next:
+            value_next = False
+        elif arg in names:
+            value_next = True
+        elif not arg.startswith(tuple(f"{name}=" for name in names)):
+            kept.append(arg)
+    return kept
+
+
+def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
+    """`--pairs` runs of this tree and of `--against` taking turns (this first), each a run of
+    its own with the same arguments, so that a drift of the machine falls on both; prints each
+    pair and the ratio of their central totals. False when a run printed no figures or did not
+    run every due check, or when a run of this tree missed the CPU target."""
+    same = without_options(argv, ("--against", "--pairs"))
+    trees = {"this": Path.cwd(), "against": args.against.resolve()}
+    ratios: list[float] = []
+    ok = True
+    for n in range(1, args.pairs + 1):
+        got: dict[str, Figures | None] = {}
+        for name, tree in trees.items():
+            run = subprocess.run(
+                [sys.executable, "-m", "bench", "scale", *same],
+                cwd=tree,
+                capture_output=True,
+                text=True,
+            )
+            got[name] = figures = read_figures(run.stdout)
+            if figures is None:
+                print(f"  pair {n}, {name} ({tree}): no figures\n{run.stdout[-2000:]}")
+                ok = False
+            else:
+                ok = ok and figures.complete
+                print(
+                    f"  pair {n}, {name:7}: controller {figures.controller:.3f}, PostgreSQL"
+                    f" {figures.postgres:.3f}, NATS {figures.nats:.3f}, central"
+                    f" {figures.central:.3f} ms/check{'' if figures.complete else ' (incomplete)'};"
+                    f" {_load()}",
+                    flush=True,
+                )
+        here, there = got["this"], got["against"]
+        ok = ok and here is not None and here.central <= TARGET_CPU_MS
+        if here is not None and there is not None:
+            ratios.append(here.central / there.central)
+            print(f"  pair {n}: central this / against = {ratios[-1]:.3f}", flush=True)
+    if ratios:
+        print(
+            f"  central this / against: {', '.join(f'{r:.3f}' for r in ratios)}"
+            f" (median {statistics.median(ratios):.3f})"
+        )
+    return ok
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench.common import cpu_s
-from bench.scale import PostgresCpu
+from bench.scale import Figures, PostgresCpu, read_figures, without_options
 
 BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 
@@ -33,6 +33,44 @@ def test_children_that_ended_in_the_window_count_through_their_parent() -> None:
     counted = PostgresCpu(postmaster=os.getpid())
     subprocess.run([sys.executable, "-c", BURN], check=True)  # reaped here
     assert counted.used() >= 0.3
+
+
+RUN = """  CPU ms per check: controller 0.117, PostgreSQL 0.131, NATS 0.105
+  idle (no monitors), CPU ms per second: controller 7, PostgreSQL 3, NATS 5; per check beyond
+  central total 0.353 ms/check   target <= 0.3 ms: FAIL
+"""
+
+
+@pytest.mark.parametrize(
+    ("out", "figures"),
+    [
+        (RUN, Figures(0.117, 0.131, 0.105, 0.353, True)),
+        (RUN + "  checks that ran: 10 of 400 due: the rig did not keep up", None),
+        ("Traceback (most recent call last):", None),
+        (RUN.replace("central total", "central"), None),
+    ],
+)
+def test_side_by_side_reads_a_runs_figures(out: str, figures: Figures | None) -> None:
+    got = read_figures(out)
+    if figures is None and got is not None:
+        assert not got.complete  # an incomplete rig's figures are read, and flagged
+    else:
+        assert got == figures
+
+
+@pytest.mark.parametrize(
+    ("argv", "kept"),
+    [
+        (["--against", "/w/base", "--pairs", "2", "--window", "60"], ["--window", "60"]),
+        (["--window", "60", "--against=/w/base", "--pairs=5"], ["--window", "60"]),
+        (["--statements", "--against", "x"], ["--statements"]),
+        (["--window", "60"], ["--window", "60"]),
+    ],
+)
+def test_side_by_side_runs_each_tree_with_the_other_arguments(
+    argv: list[str], kept: list[str]
+) -> None:
+    assert without_options(argv, ("--against", "--pairs")) == kept
 
 
 @pytest.mark.slow
