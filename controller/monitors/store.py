@@ -249,6 +249,7 @@ async def list_page(
     ids, not whole rows."""
     filters = ["type = ANY($1::text[])"]
     args: list[object] = [list(types)]
+    placeholders: dict[str, str] = {}
     for column, value in (
         ("organization_id", organization_id),
         ("customer_id", customer_id),
@@ -256,10 +257,11 @@ async def list_page(
     ):
         if value is not None:
             args.append(value)
-            filters.append(f"{column} = ${len(args)}")
+            placeholders[column] = f"${len(args)}"
+            filters.append(f"{column} = {placeholders[column]}")
     if search is not None:
         args.append(like_pattern(search))
-        within = None if organization_id is None else "$2"  # the first filter's argument
+        within = placeholders.get("organization_id")
         filters.append(searched(f"${len(args)}", organization=within))
     where = " AND ".join(filters)
     n = len(args)

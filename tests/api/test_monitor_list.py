@@ -227,6 +227,18 @@ async def test_a_search_reads_only_its_own_organizations_rows(
     (scan,) = scans(json.loads(plan)[0]["Plan"])
     assert scan["Actual Rows"] == 1, scan
 
+    # An operator's SQL moving a monitor to this organization moves its search row too.
+    moved = await create(http, other, name="Relay moved", hostname="moved.example.com")
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET organization_id = $2, customer_id = $3 WHERE public_id = $1",
+            moved["publicId"],
+            tenant.org_id,
+            tenant.customer_id,
+        )
+    body = await listing(http, tenant, search="relay")
+    assert {m["publicId"] for m in body["items"]} == {mine["publicId"], moved["publicId"]}
+
 
 async def test_monitors_carry_no_index_a_round_need_not_write(pool: asyncpg.Pool) -> None:
     """Every round moves `monitors.next_due_at` (indexed, so never a HOT update: each index of
