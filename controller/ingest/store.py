@@ -1,11 +1,11 @@
 """Check results, their hourly rollups and the latest state per monitor and country.
 
 `store` is the one way in, for the ingester's batches and the scheduler's `no_agent` rows alike:
-one statement per batch stores the rows (compact or full, migration 0027) and their rollups,
-idempotent on the job id; only rows new to the table (or a real result replacing the
-controller's own `missed` row, or an `inconclusive` one, for its job id) move the per-country
-state (and with it the monitor's `lastCheckedAt`) and the rollups, so a redelivered result
-changes nothing. Readers read the view `check_results`, which rebuilds every row.
+one statement per batch stores the rows (compact or full, migration 0027), their rollups and the
+per-country states they move, idempotent on the job id; only rows new to the table (or a real
+result replacing the controller's own `missed` row, or an `inconclusive` one, for its job id)
+move the per-country state (and with it the monitor's `lastCheckedAt`) and the rollups, so a
+redelivered result changes nothing. Readers read the view `check_results`, which rebuilds every row.
 """
 
 from collections.abc import Sequence
@@ -71,7 +71,9 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # `result_details` row of its own; a replaced row becomes full. One row per key (monitor, round,
 # country, the job id's first 16 bits: the same for the same job id) per batch, a check that ran
 # first, then a conclusive one, since an upsert may not touch a row twice. The same statement
-# adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in).
+# adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
+# moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
+# what the alerter's queue needs (`alerts.mark`), no row per result.
 _FACTS = """md5(jsonb_build_array(f.status, f.error_kind, f.message, f.banner, f.tls, f.address,
     f.folder, f.hops, f.auth_results, f.capabilities, f.capabilities_before_tls, f.mail_dns,
     f.monitor_type, f.public_id)::text)::uuid"""
@@ -86,6 +88,38 @@ _LATENCY = ", ".join(
 # The rollup's latency counts added element by element, in the statement: a function with a
 # sub-select (`result_counts_add`) is never inlined, so it would run once per rollup row.
 _LATENCY_ADD = ", ".join(f"o.latency[{b + 1}] + EXCLUDED.latency[{b + 1}]" for b in range(_BUCKETS))
+_UNCOUNTED = ", ".join(f"'{status}'" for status in sorted(UNCOUNTED))
+# A (monitor, country) state `s` moved by a batch's effect `u` on it (`u` in `_INSERT`): the
+# latest round's values, the counters moved, the latest full row unless the state's is newer.
+_STATE_SET = """last_status = u.status,
+    last_error_kind = u.error_kind,
+    last_message = u.message,
+    last_scheduled_at = u.scheduled_at,
+    last_job_id = u.job_id,
+    last_checked_at = greatest(s.last_checked_at, u.checked_at),
+    consecutive_failures =
+        CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
+    consecutive_successes =
+        CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
+    last_response_time_ms = u.response_time_ms,
+    last_phases_ms = u.phases_ms,
+    last_cert_not_after = u.cert_not_after,
+    updated_at = now(),
+    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_at ELSE s.detail_at END,
+    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_tag ELSE s.detail_tag END,
+    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_facts ELSE s.detail_facts END"""
+# A batch's effect on one state as JSON, for `_UPDATE_STATE` (`_move_lost`).
+_FOLD_FIELDS = ", ".join(
+    f"'{name}', u.{name}"
+    for name in (
+        "monitor_id", "country", "status", "error_kind", "message", "scheduled_at", "job_id",
+        "checked_at", "add_fail", "reset_fail", "add_succ", "reset_succ", "detail_at",
+        "detail_tag", "detail_facts", "response_time_ms", "phases_ms", "cert_not_after",
+    )
+)  # fmt: skip
 _INSERT = f"""
 WITH r AS (
     SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
@@ -117,6 +151,7 @@ WITH r AS (
     FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
 ), c AS (
     SELECT f.*, {_FACTS} AS facts, s.detail_at, s.detail_tag, s.detail_facts,
+        s.monitor_id IS NULL AS fresh,
         date_trunc('day', f.scheduled_at, 'UTC') AS day,
         coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
             AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
@@ -224,15 +259,84 @@ WITH r AS (
         up = o.up + EXCLUDED.up, down = o.down + EXCLUDED.down,
         missed = o.missed + EXCLUDED.missed,
         latency = ARRAY[{_LATENCY_ADD}]
+), v AS (
+    -- The rows stored, with what the per-country state takes of them; `counted`: a check that
+    -- said something of the server (not missed, not inconclusive).
+    SELECT i.monitor_id, k.cc AS country, i.scheduled_at, i.tag, k.job::text AS job_id, k.status,
+        k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
+        i.detail_ms IS NULL AS full, k.facts, i.response_time_ms,
+        CASE WHEN i.detail_ms IS NULL THEN result_phases_ms(k.phases)
+            ELSE result_compact_phases_ms({", ".join(f"k.{p}_us" for p in _PHASES)}) END
+            AS phases_ms,
+        k.tls->>'certNotAfter' AS cert_not_after, k.status NOT IN ({_UNCOUNTED}) AS counted,
+        k.fresh
+    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+), w AS (
+    SELECT v.*,
+        count(*) FILTER (WHERE v.counted AND v.status = 'up') OVER later AS ups_later,
+        count(*) FILTER (WHERE v.counted AND v.status <> 'up') OVER later AS fails_later,
+        row_number() OVER (PARTITION BY v.monitor_id, v.country
+            ORDER BY v.scheduled_at DESC, v.tag DESC) AS nth,
+        first_value(v.full) OVER fullest AS full_seen,
+        first_value(v.scheduled_at) OVER fullest AS full_at,
+        first_value(v.tag) OVER fullest AS full_tag, first_value(v.facts) OVER fullest AS full_facts
+    FROM v WINDOW later AS (PARTITION BY v.monitor_id, v.country ORDER BY v.scheduled_at, v.tag
+            ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING),
+        fullest AS (PARTITION BY v.monitor_id, v.country
+            ORDER BY v.full DESC, v.scheduled_at DESC, v.tag DESC)
+), x AS (
+    SELECT w.*,
+        max(w.finished_at) FILTER (WHERE w.counted) OVER key AS checked_at,
+        (count(*) FILTER (WHERE w.counted AND w.status <> 'up' AND w.ups_later = 0) OVER key)::int
+            AS add_fail,
+        coalesce(bool_or(w.counted AND w.status = 'up') OVER key, false) AS reset_fail,
+        (count(*) FILTER (WHERE w.counted AND w.status = 'up' AND w.fails_later = 0) OVER key)::int
+            AS add_succ,
+        coalesce(bool_or(w.counted AND w.status <> 'up') OVER key, false) AS reset_succ,
+        (count(*) OVER key)::int AS stored,
+        min(w.scheduled_at) FILTER (WHERE w.replaced) OVER key AS revised,
+        bool_and(w.status = 'up' AND NOT w.full AND NOT w.replaced) OVER key AS routine
+    FROM w WINDOW key AS (PARTITION BY w.monitor_id, w.country)
+), u AS (
+    -- The batch's effect on each (monitor, country) state, its rows taken in time order: the
+    -- latest round (with the values a scrape shows of it), the end of the latest check that was
+    -- counted, the counters' moves (a success ends a run of failures and the other way
+    -- round), the latest full row (where the next compact rows point); and for the alerter's
+    -- queue, the earliest round a row replaced, and whether every row was routine.
+    SELECT x.monitor_id, x.country, x.status, x.error_kind, x.message, x.scheduled_at, x.job_id,
+        x.checked_at, x.add_fail, x.reset_fail, x.add_succ, x.reset_succ,
+        CASE WHEN x.full_seen THEN x.full_at END AS detail_at,
+        CASE WHEN x.full_seen THEN x.full_tag END AS detail_tag,
+        CASE WHEN x.full_seen THEN x.full_facts END AS detail_facts,
+        x.response_time_ms, x.phases_ms, x.cert_not_after, x.stored, x.revised, x.routine,
+        x.fresh
+    FROM x WHERE x.nth = 1
+), moved AS (
+    -- States are locked in (monitor, country) order, as everywhere, so concurrent batches
+    -- cannot deadlock; a state newer than the batch stays.
+    UPDATE monitor_country_state s SET {_STATE_SET}
+    FROM (SELECT * FROM u ORDER BY u.monitor_id, u.country) u
+    WHERE s.monitor_id = u.monitor_id AND s.country = u.country
+        AND u.scheduled_at >= s.last_scheduled_at
+), made AS (
+    -- A state the statement did not find starts with the batch's effect; one another batch
+    -- made meanwhile is left to `_move_lost` (the `lost` column below).
+    INSERT INTO monitor_country_state (monitor_id, country, last_status, last_error_kind,
+        last_message, last_scheduled_at, last_job_id, last_checked_at, consecutive_failures,
+        consecutive_successes, last_response_time_ms, last_phases_ms, last_cert_not_after,
+        detail_at, detail_tag, detail_facts)
+    SELECT u.monitor_id, u.country, u.status, u.error_kind, u.message, u.scheduled_at, u.job_id,
+        u.checked_at, u.add_fail, u.add_succ, u.response_time_ms, u.phases_ms, u.cert_not_after,
+        u.detail_at, u.detail_tag, u.detail_facts
+    FROM u WHERE u.fresh ORDER BY u.monitor_id, u.country
+    ON CONFLICT (monitor_id, country) DO NOTHING
+    RETURNING monitor_id, country
 )
-SELECT i.monitor_id, k.cc AS country, k.job::text AS job_id, i.scheduled_at, k.status,
-    k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
-    i.detail_ms IS NULL AS full, i.tag, k.facts, i.response_time_ms,
-    CASE WHEN i.detail_ms IS NULL THEN result_phases_ms(k.phases)
-        ELSE result_compact_phases_ms({", ".join(f"k.{p}_us" for p in _PHASES)}) END
-        AS phases_ms,
-    k.tls->>'certNotAfter' AS cert_not_after
-FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+SELECT u.monitor_id, u.stored, u.revised, u.routine,
+    CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
+            AND made.country = u.country)
+        THEN json_build_object({_FOLD_FIELDS})::text END AS lost
+FROM u
 """
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
 # sees them (the sequence moves only for a name not there yet).
@@ -252,28 +356,8 @@ FROM unnest($1::bigint[], $2::text[]) AS u(monitor_id, country)
 ON CONFLICT (monitor_id, country) DO NOTHING
 """
 
-_UPDATE_STATE = """
-UPDATE monitor_country_state s SET
-    last_status = u.status,
-    last_error_kind = u.error_kind,
-    last_message = u.message,
-    last_scheduled_at = u.scheduled_at,
-    last_job_id = u.job_id,
-    last_checked_at = greatest(s.last_checked_at, u.checked_at),
-    consecutive_failures =
-        CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
-    consecutive_successes =
-        CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
-    last_response_time_ms = u.response_time_ms,
-    last_phases_ms = u.phases_ms,
-    last_cert_not_after = u.cert_not_after,
-    updated_at = now(),
-    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_at ELSE s.detail_at END,
-    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_tag ELSE s.detail_tag END,
-    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_facts ELSE s.detail_facts END
+_UPDATE_STATE = f"""
+UPDATE monitor_country_state s SET {_STATE_SET}
 FROM json_to_recordset($1::json) AS u(
     monitor_id bigint, country text, status text, error_kind text, message text,
     scheduled_at timestamptz, job_id text, checked_at timestamptz,
@@ -282,63 +366,7 @@ FROM json_to_recordset($1::json) AS u(
     response_time_ms float8, phases_ms float8[], cert_not_after text)
 WHERE s.monitor_id = u.monitor_id AND s.country = u.country
   AND u.scheduled_at >= s.last_scheduled_at
-RETURNING s.monitor_id, s.country
 """
-
-
-class _Fold(msgspec.Struct):
-    """The effect of a batch's new results on one (monitor, country) state, in time order: its
-    latest round (with the values a scrape shows of it: response time, phases in ms by
-    `scrape_store.PHASES`, certificate expiry), the end of its latest check that says
-    something of the server (not missed, not inconclusive), the counters' moves, and its
-    latest full row (where the next compact rows point)."""
-
-    monitor_id: int
-    country: str
-    status: str = ""
-    error_kind: str | None = None
-    message: str = ""
-    scheduled_at: datetime | None = None
-    job_id: str = ""
-    checked_at: datetime | None = None
-    add_fail: int = 0
-    reset_fail: bool = False
-    add_succ: int = 0
-    reset_succ: bool = False
-    detail_at: datetime | None = None
-    detail_tag: int | None = None
-    detail_facts: UUID | None = None
-    response_time_ms: float | None = None
-    phases_ms: list[float | None] | None = None
-    cert_not_after: str | None = None
-
-    def apply(self, row: asyncpg.Record) -> None:
-        """`row`: one of `_INSERT`'s RETURNING rows, for this monitor and country."""
-        self.job_id, self.scheduled_at, self.status = (
-            row["job_id"],
-            row["scheduled_at"],
-            row["status"],
-        )
-        self.error_kind, self.message, end = row["error_kind"], row["message"], row["finished_at"]
-        self.response_time_ms, self.phases_ms, self.cert_not_after = (
-            row["response_time_ms"],
-            row["phases_ms"],
-            row["cert_not_after"],
-        )
-        if row["full"]:
-            self.detail_at, self.detail_tag, self.detail_facts = (
-                row["scheduled_at"],
-                row["tag"],
-                row["facts"],
-            )
-        if self.status in UNCOUNTED:
-            return
-        if end is not None and (self.checked_at is None or end > self.checked_at):
-            self.checked_at = end
-        if self.status == "up":
-            self.add_succ, self.add_fail, self.reset_fail = self.add_succ + 1, 0, True
-        else:
-            self.add_fail, self.add_succ, self.reset_succ = self.add_fail + 1, 0, True
 
 
 async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
@@ -359,26 +387,37 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     old = packed_before(utcnow())
     if any(r.scheduled_at < old for r in rows):
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
-    inserted = await conn.fetch(_INSERT, _encode_rows(rows).decode(), old)
-    if inserted:
-        await _move_state(conn, inserted)
-        revised: dict[int, datetime] = {}
-        for r in inserted:
-            if r["replaced"]:
-                at = revised.get(r["monitor_id"], r["scheduled_at"])
-                revised[r["monitor_id"]] = min(at, r["scheduled_at"])
-        # The alerter's queue; a replaced row's round may be judged already: judged again.
-        await alerts.mark(conn, [r["monitor_id"] for r in inserted], revised, _routine(inserted))
-    return len(inserted)
+    moved = await conn.fetch(_INSERT, _encode_rows(rows).decode(), old)
+    if not moved:
+        return 0
+    if lost := [r["lost"] for r in moved if r["lost"] is not None]:
+        await _move_lost(conn, lost)
+    revised: dict[int, datetime] = {}
+    routine: set[int] = set()
+    eventful: set[int] = set()
+    for r in moved:
+        monitor = r["monitor_id"]
+        if (at := r["revised"]) is not None:
+            revised[monitor] = min(at, revised.get(monitor, at))
+        (routine if r["routine"] else eventful).add(monitor)
+    # The alerter's queue; a replaced row's round may be judged already: judged again.
+    await alerts.mark(conn, [r["monitor_id"] for r in moved], revised, routine - eventful)
+    return sum(r["stored"] for r in moved)
 
 
-def _routine(inserted: Sequence[asyncpg.Record]) -> set[int]:
-    """The monitors whose every row stored is routine: `up`, stored compact (it says what the
-    last full row said), replacing nothing (`alerts.mark`)."""
-    monitors = {r["monitor_id"] for r in inserted}
-    return monitors - {
-        r["monitor_id"] for r in inserted if r["status"] != "up" or r["full"] or r["replaced"]
-    }
+async def _move_lost(conn: Conn, folds: list[str]) -> None:
+    """Move the states another transaction made while the batch's statement ran (each a `lost`
+    fold of `_INSERT`, the batch's effect on it): made here if gone again, then moved as the
+    statement would have."""
+    keyed = sorted((_state_key(f), f) for f in folds)
+    keys = [k for k, _ in keyed]
+    await conn.execute(_ENSURE_STATE, [k[0] for k in keys], [k[1] for k in keys])
+    await conn.execute(_UPDATE_STATE, "[" + ",".join(f for _, f in keyed) + "]")
+
+
+def _state_key(fold: str) -> tuple[int, str]:
+    key = msgspec.json.decode(fold)
+    return key["monitor_id"], key["country"]
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:
@@ -398,25 +437,6 @@ async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -
         for r in rows
     ]
     await account_logins.attempted(conn, [j for j, _ in said], [n for _, n in said])
-
-
-async def _move_state(conn: Conn, inserted: list[asyncpg.Record]) -> None:
-    folds: dict[tuple[int, str], _Fold] = {}
-    for row in sorted(inserted, key=lambda r: r["scheduled_at"]):
-        key = (row["monitor_id"], row["country"])
-        fold = folds.get(key)
-        if fold is None:
-            fold = folds[key] = _Fold(*key)
-        fold.apply(row)
-    # Rows are locked in one order everywhere, so concurrent ingesters cannot deadlock. Most
-    # states exist: update first, and create only those the update did not find (or skipped as
-    # newer than this batch, which the second update skips again).
-    keys = sorted(folds)
-    rows = await conn.fetch(_UPDATE_STATE, _encode_rows([folds[k] for k in keys]).decode())
-    updated = {(r["monitor_id"], r["country"]) for r in rows}
-    if missing := [k for k in keys if k not in updated]:
-        await conn.execute(_ENSURE_STATE, [k[0] for k in missing], [k[1] for k in missing])
-        await conn.execute(_UPDATE_STATE, _encode_rows([folds[k] for k in missing]).decode())
 
 
 async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> int:

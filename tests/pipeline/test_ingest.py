@@ -559,6 +559,8 @@ COUNTER_BATCHES: list[tuple[list[str], tuple[int, int]]] = [
     (["inconclusive", "up", "expired"], (0, 2)),
     (["down", "inconclusive"], (1, 0)),
     (["up", "down"], (1, 0)),
+    (["up", "up", "down", "up", "up"], (0, 2)),
+    (["inconclusive", "expired"], (0, 2)),
 ]
 
 
@@ -609,3 +611,73 @@ async def test_a_batch_moves_the_country_counters_by_its_trailing_run(
     async with pipe_pool.acquire() as conn, conn.transaction():
         assert await results.store(conn, [results.decode_result(encode(old))]) == 1
     assert await counters() == before  # stored, but older than the state: nothing moves
+
+
+async def test_a_state_another_batch_creates_meanwhile_still_moves_by_this_batch(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Two batches with the first results of one monitor and country, stored at once: the one
+    whose statement finds the state made by the other (committed while it waited) moves it
+    after its statement, so neither batch's results are left out of the state."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    t0 = utcnow() - timedelta(hours=1)
+    first, second = (
+        [
+            results.decode_result(
+                encode(result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m)))
+            )
+        ]
+        for m in (0, 1)
+    )
+    other = await create(api, org)  # its result makes the agent known before either batch
+    known = result(job_ids, other, cc, "up", t0)
+    async with pipe_pool.acquire() as one, pipe_pool.acquire() as two:
+        async with one.transaction():
+            await results.store(one, [results.decode_result(encode(known))])
+        tx_one, tx_two = one.transaction(), two.transaction()
+        await tx_one.start()
+        await tx_two.start()
+        assert await results.store(one, first) == 1
+        storing = asyncio.create_task(results.store(two, second))
+        await asyncio.sleep(0.3)
+        assert not storing.done()  # waits for the first batch's state row
+        await tx_one.commit()
+        assert await storing == 1
+        await tx_two.commit()
+        state = await one.fetchrow(
+            "SELECT consecutive_successes, last_scheduled_at FROM monitor_country_state s"
+            " JOIN monitors m ON m.id = s.monitor_id WHERE m.public_id = $1 AND s.country = $2",
+            uuid.UUID(monitor["publicId"]),
+            cc,
+        )
+    assert state is not None
+    assert (state[0], state[1]) == (2, second[0].scheduled_at)
+
+
+async def test_the_batch_statement_stays_prepared_on_its_connection(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """The ingester's statement is longer than asyncpg keeps prepared by default: one not kept
+    is parsed and planned again for every batch."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    t0 = utcnow() - timedelta(hours=1)
+    async with pipe_pool.acquire() as conn:
+        for m in range(2):
+            batch = [result(job_ids, monitor, cc, "up", t0 + timedelta(minutes=m))]
+            async with conn.transaction():
+                await results.store(conn, [results.decode_result(encode(r)) for r in batch])
+        prepared = await conn.fetchval(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", results._INSERT
+        )
+    assert len(results._INSERT) > 15 * 1024
+    assert prepared == 1
