@@ -666,8 +666,8 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
     countries: Countries,
     job_ids: JobIds,
 ) -> None:
-    """The ingester's statement is longer than asyncpg keeps prepared by default: one not kept
-    is parsed and planned again for every batch."""
+    """The ingester's statement is kept prepared (it is longer than asyncpg's default bound for
+    that, 15 KiB): one that is not is parsed and planned again for every batch."""
     (cc,) = countries.take()
     monitor = await create(api, org)
     t0 = utcnow() - timedelta(hours=1)
@@ -679,5 +679,4 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
         prepared = await conn.fetchval(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", results._INSERT
         )
-    assert len(results._INSERT) > 15 * 1024
     assert prepared == 1
