@@ -111,14 +111,14 @@ _STATE_SET = """last_status = u.status,
         THEN u.detail_tag ELSE s.detail_tag END,
     detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
         THEN u.detail_facts ELSE s.detail_facts END"""
-# A batch's effect on one state as JSON, for `_UPDATE_STATE` (`_move_lost`).
-_FOLD_FIELDS = ", ".join(
-    f"'{name}', u.{name}"
-    for name in (
-        "monitor_id", "country", "status", "error_kind", "message", "scheduled_at", "job_id",
-        "checked_at", "add_fail", "reset_fail", "add_succ", "reset_succ", "detail_at",
-        "detail_tag", "detail_facts", "response_time_ms", "phases_ms", "cert_not_after",
-    )
+# A batch's effect on one state (`u` in `_INSERT`), as `_UPDATE_STATE` reads it from JSON.
+_FOLD = (
+    ("monitor_id", "bigint"), ("country", "text"), ("status", "text"), ("error_kind", "text"),
+    ("message", "text"), ("scheduled_at", "timestamptz"), ("job_id", "text"),
+    ("checked_at", "timestamptz"), ("add_fail", "int"), ("reset_fail", "bool"),
+    ("add_succ", "int"), ("reset_succ", "bool"), ("detail_at", "timestamptz"),
+    ("detail_tag", "smallint"), ("detail_facts", "uuid"), ("response_time_ms", "float8"),
+    ("phases_ms", "float8[]"), ("cert_not_after", "text"),
 )  # fmt: skip
 _INSERT = f"""
 WITH r AS (
@@ -332,10 +332,11 @@ WITH r AS (
     ON CONFLICT (monitor_id, country) DO NOTHING
     RETURNING monitor_id, country
 )
-SELECT u.monitor_id, u.stored, u.revised, u.routine,
+SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
     CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
             AND made.country = u.country)
-        THEN json_build_object({_FOLD_FIELDS})::text END AS lost
+        THEN json_build_object({", ".join(f"'{name}', u.{name}" for name, _ in _FOLD)})::text
+        END AS lost
 FROM u
 """
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
@@ -358,12 +359,7 @@ ON CONFLICT (monitor_id, country) DO NOTHING
 
 _UPDATE_STATE = f"""
 UPDATE monitor_country_state s SET {_STATE_SET}
-FROM json_to_recordset($1::json) AS u(
-    monitor_id bigint, country text, status text, error_kind text, message text,
-    scheduled_at timestamptz, job_id text, checked_at timestamptz,
-    add_fail int, reset_fail bool, add_succ int, reset_succ bool,
-    detail_at timestamptz, detail_tag smallint, detail_facts uuid,
-    response_time_ms float8, phases_ms float8[], cert_not_after text)
+FROM json_to_recordset($1::json) AS u({", ".join(f"{name} {kind}" for name, kind in _FOLD)})
 WHERE s.monitor_id = u.monitor_id AND s.country = u.country
   AND u.scheduled_at >= s.last_scheduled_at
 """
@@ -390,7 +386,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     moved = await conn.fetch(_INSERT, _encode_rows(rows).decode(), old)
     if not moved:
         return 0
-    if lost := [r["lost"] for r in moved if r["lost"] is not None]:
+    if lost := [r for r in moved if r["lost"] is not None]:
         await _move_lost(conn, lost)
     revised: dict[int, datetime] = {}
     routine: set[int] = set()
@@ -405,19 +401,13 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     return sum(r["stored"] for r in moved)
 
 
-async def _move_lost(conn: Conn, folds: list[str]) -> None:
-    """Move the states another transaction made while the batch's statement ran (each a `lost`
-    fold of `_INSERT`, the batch's effect on it): made here if gone again, then moved as the
-    statement would have."""
-    keyed = sorted((_state_key(f), f) for f in folds)
-    keys = [k for k, _ in keyed]
-    await conn.execute(_ENSURE_STATE, [k[0] for k in keys], [k[1] for k in keys])
-    await conn.execute(_UPDATE_STATE, "[" + ",".join(f for _, f in keyed) + "]")
-
-
-def _state_key(fold: str) -> tuple[int, str]:
-    key = msgspec.json.decode(fold)
-    return key["monitor_id"], key["country"]
+async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
+    """Move the states another transaction made while the batch's statement ran (`_INSERT`'s
+    rows with a `lost` fold, the batch's effect on the state): made here if gone again, then
+    moved as the statement would have, in (monitor, country) order."""
+    lost = sorted(lost, key=lambda r: (r["monitor_id"], r["country"]))
+    await conn.execute(_ENSURE_STATE, [r["monitor_id"] for r in lost], [r["country"] for r in lost])
+    await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]")
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:

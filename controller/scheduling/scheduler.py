@@ -171,7 +171,8 @@ class Scheduler:
                 last_start = started
                 spacing = schedule.pass_spacing(done.jobs, since, self._gather_s, random.random())
                 pass_at = max(started + spacing, loop.time() + self._idle_s(done.earliest))
-            return max(0.0, min(pass_at, plan_at if unplanned else pass_at) - loop.time())
+            wake_at = min(pass_at, plan_at) if unplanned else pass_at
+            return max(0.0, wake_at - loop.time())
 
         try:
             await run_every(1.0, one_pass, name="scheduler", stop=stop)  # 1 s after a failed pass
