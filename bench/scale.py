@@ -712,7 +712,7 @@ def run(argv: list[str] | None = None) -> bool:
     print(
         f"scale ({machine()}): "
         + " + ".join(f"controller serve ({'+'.join(r)})" for r in _role_sets(args))
-        + ", PostgreSQL, NATS, agents"
+        + f", PostgreSQL, NATS (GOMAXPROCS={embedded.nats_env(os.environ)['GOMAXPROCS']}), agents"
         f" {'+'.join(COUNTRIES)}; {args.monitors:,} SMTP monitors every {args.interval} s ="
         f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
         f" measured; {_load()}",

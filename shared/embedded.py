@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,20 @@ def nats_server_binary() -> str:
     return found
 
 
+# Go threads nats-server runs Go code on at once when the environment does not say
+# (`GOMAXPROCS`). The embedded server always shares its host with PostgreSQL and the
+# controller: with one, Go's scheduler no longer spins idle threads looking for work between
+# the server's system calls, which took 10-15 % of its CPU on 2 cores (docs/scaling.md,
+# "nats-server's Go threads"), and one core carries what an embedded deployment sends.
+NATS_GOMAXPROCS = "1"
+
+
+def nats_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment an embedded nats-server starts with: `environ`, with `GOMAXPROCS` set
+    to NATS_GOMAXPROCS unless it says otherwise."""
+    return {"GOMAXPROCS": NATS_GOMAXPROCS, **environ}
+
+
 def start_nats(
     store_dir: Path,
     port: int | None = None,
@@ -158,7 +173,11 @@ def start_nats(
         args += ["-m", str(monitor_port)]
     with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_session,
+            env=nats_env(os.environ),
         )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
