@@ -24,6 +24,7 @@ from controller.db.pool import create_pool
 from controller.oauth2.fetcher import TIMEOUT_S, TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
+from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
@@ -200,20 +201,38 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
             " FROM check_results WHERE monitor_public_id = ANY($1::uuid[])",
             [public[m] for m in stuck],
         )
+        intervals = {
+            r["id"]: r["check_interval"]
+            for r in await conn.fetch(
+                "SELECT id, check_interval FROM monitors WHERE id = ANY($1::bigint[])", stuck
+            )
+        }
         notices = await conn.fetch(
             "SELECT monitor_id, count(*) AS n FROM notification_outbox"
             " WHERE kind = 'oauth2_token' AND monitor_id = ANY($1::bigint[]) GROUP BY 1",
             stuck,
         )
-    # Each waiting monitor's round is recorded once as `oauth2_token`. Its due time was set to
+    # Each waiting monitor's round is recorded once, as `oauth2_token`. Its due time was set to
     # "now", off its grid: when a grid time passed while it waited, the off-grid round is
-    # recorded `overdue` and the grid's round `oauth2_token`, as any late round would be.
-    token_rows = [r["m"] for r in rows if r["error_kind"] == "oauth2_token"]
-    assert sorted(token_rows) == sorted(public[m] for m in stuck), [dict(r) for r in rows]
+    # recorded `overdue` and the grid's round `oauth2_token`, as any late round would be; a
+    # grid time that falls due after the off-grid round was recorded and before the test's
+    # last pass is a round of its own, `oauth2_token` too (no token came).
     assert {(r["status"], r["error_kind"]) for r in rows} <= {
         ("missed", "oauth2_token"),
         ("missed", "overdue"),
     }
+    for m in stuck:
+        mine = [r for r in rows if r["m"] == public[m]]
+        phase = schedule.phase_ms(public[m], intervals[m])
+        off_grid = [
+            r
+            for r in mine
+            if r["scheduled_at"] != schedule.last_due(phase, intervals[m], r["scheduled_at"])
+        ]
+        assert len(off_grid) == 1, [dict(r) for r in rows]  # the round set to "now"
+        assert len({r["scheduled_at"] for r in mine}) == len(mine), [dict(r) for r in rows]
+        assert [r for r in mine if r not in off_grid and r["error_kind"] != "oauth2_token"] == []
+        assert any(r["error_kind"] == "oauth2_token" for r in mine), [dict(r) for r in rows]
     assert {r["monitor_id"]: r["n"] for r in notices} == dict.fromkeys(stuck, 1)
 
 
