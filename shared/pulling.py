@@ -89,11 +89,7 @@ class StandingPull:
                 continue
             await self._keep_open(batch)
             assert self._open is not None
-            try:
-                msg = await asyncio.wait_for(
-                    self._queue.get(), min(left, self._open.deadline - loop.time())
-                )
-            except TimeoutError:
+            if (msg := await self._next(min(deadline, self._open.deadline))) is None:
                 continue
             self._handle(msg, msgs)
             self._take_arrived(msgs)
@@ -106,18 +102,25 @@ class StandingPull:
         ended meanwhile is followed by one for the rest (a backlog flows on, a full batch
         never waits)."""
         loop = asyncio.get_running_loop()
-        while len(msgs) < batch and self._error is None and (left := until - loop.time()) > 0:
+        while len(msgs) < batch and self._error is None and until > loop.time():
             if self._open is None and self._nc.is_connected:
                 try:
                     await self._keep_open(batch - len(msgs))
                 except NatsError:
                     return  # what is in hand is taken; the next take asks again
-            try:
-                msg = await asyncio.wait_for(self._queue.get(), left)
-            except TimeoutError:
+            if (msg := await self._next(until)) is None:
                 return
             self._handle(msg, msgs)
             self._take_arrived(msgs)
+
+    async def _next(self, until: float) -> Msg | None:
+        """The next message to arrive by `until` (loop time), else None. A timeout scope, not
+        `wait_for`, which runs the wait as a task of its own per message."""
+        try:
+            async with asyncio.timeout_at(until):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
 
     async def _keep_open(self, batch: int) -> None:
         """Send a request for `batch` unless one is open."""
@@ -177,14 +180,10 @@ class StandingPull:
         while self._open is request and self._nc.is_connected:
             if request.reconnects != int(self._nc.stats["reconnects"]):
                 break
-            left = until - loop.time()
-            if left <= 0:
+            if until <= loop.time():
                 break
-            try:
-                msg = await asyncio.wait_for(self._queue.get(), min(left, 0.1))
-            except TimeoutError:
-                continue
-            self._handle(msg, self._kept)
+            if (msg := await self._next(min(until, loop.time() + 0.1))) is not None:
+                self._handle(msg, self._kept)
         self._error = None  # nobody takes again
 
     async def close(self) -> list[Msg]:
