@@ -11,7 +11,16 @@ def iso_ms(value: datetime) -> str:
     """Format an aware datetime as UTC with exactly three fractional digits and a `Z`."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+    # %-formatting: half the CPU of isoformat(timespec=...) and a slice, once per job and result.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond // 1000,
+    )
 
 
 def iso_ms_or_none(value: datetime | None) -> str | None:
