@@ -20,8 +20,9 @@ ingester, the alerter) and prints each one's CPU per check; `--replicas 2` runs 
 controllers, every role in each, and prints each one's share of the scheduled jobs, stored
 results, evaluations and notifications (from its /metrics) and of the controllers' CPU.
 `--against DIR [--pairs N]` runs this tree and the checkout in DIR (a worktree of main, say)
-in turns, N runs each with the other arguments, and prints each pair's figures and the ratio
-of their central totals: the comparison this noisy machine allows.
+in turns (this tree first in odd pairs, the other first in even ones), N runs each with the
+other arguments, and prints each pair's figures and the ratio of their central totals: the
+comparison this noisy machine allows.
 Exits 1 when a target is missed.
 """
 
@@ -778,18 +779,26 @@ def without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
     return kept
 
 
+def pair_order(n: int) -> tuple[str, str]:
+    """Which tree runs first in pair `n` (from 1): this, then against, and the other way round
+    in the next pair (this, against; against, this; ...). A run leaves the machine warmer and
+    busier for the one after it, so a fixed order would favour one tree in every pair."""
+    return ("this", "against") if n % 2 else ("against", "this")
+
+
 def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
-    """`--pairs` runs of this tree and of `--against` taking turns (this first), each a run of
-    its own with the same arguments, so that a drift of the machine falls on both; prints each
-    pair and the ratio of their central totals. False when a run printed no figures or did not
-    run every due check, or when a run of this tree missed the CPU target."""
+    """`--pairs` runs of this tree and of `--against` taking turns (`pair_order`), each a run
+    of its own with the same arguments, so that a drift of the machine falls on both; prints
+    each pair and the ratio of their central totals. False when a run printed no figures or did
+    not run every due check, or when a run of this tree missed the CPU target."""
     same = without_options(argv, ("--against", "--pairs"))
     trees = {"this": Path.cwd(), "against": args.against.resolve()}
     ratios: list[float] = []
     ok = True
     for n in range(1, args.pairs + 1):
         got: dict[str, Figures | None] = {}
-        for name, tree in trees.items():
+        for name in pair_order(n):
+            tree = trees[name]
             run = subprocess.run(
                 [sys.executable, "-m", "bench", "scale", *same],
                 cwd=tree,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench.common import cpu_s
-from bench.scale import Figures, PostgresCpu, read_figures, without_options
+from bench.scale import Figures, PostgresCpu, pair_order, read_figures, without_options
 
 BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 
@@ -104,3 +104,12 @@ def test_a_short_run_prints_every_figure() -> None:
         "projection: 300,000 monitors",
     ):
         assert figure in out, out
+
+
+@pytest.mark.parametrize(
+    ("n", "first"),
+    [(1, "this"), (2, "against"), (3, "this"), (4, "against")],
+)
+def test_side_by_side_takes_turns_at_going_first(n: int, first: str) -> None:
+    order = pair_order(n)
+    assert order[0] == first and sorted(order) == ["against", "this"]
