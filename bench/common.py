@@ -95,6 +95,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
 
 
+def loop_seconds(steps: int = 10_000_000) -> float:
+    """CPU seconds this interpreter takes to count to `steps` in a while loop: how fast the
+    machine runs Python, printed beside CPU figures, which differ from one machine to another
+    by more than a change being measured (docs/scaling.md, "What is left")."""
+    started = time.process_time()
+    i = 0
+    while i < steps:
+        i += 1
+    return time.process_time() - started
+
+
 def ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:

@@ -54,6 +54,7 @@ from bench.common import (
     cpu_s,
     discard_logs,
     http_ok,
+    loop_seconds,
     machine,
     percentile,
     proc_stat,
@@ -731,6 +732,7 @@ def run(argv: list[str] | None = None) -> bool:
         f" measured; {_load()}",
         flush=True,
     )
+    print(f"  this machine counts to 10 M in a Python loop in {loop_seconds():.2f} s of CPU")
     if args.against is not None:
         return side_by_side(args, argv if argv is not None else sys.argv[2:])
     return measure(args)

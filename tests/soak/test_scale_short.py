@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench.common import cpu_s
+from bench.common import cpu_s, loop_seconds
 from bench.scale import Figures, PostgresCpu, pair_order, read_figures, without_options
 
 BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
@@ -26,6 +26,10 @@ def test_a_process_own_cpu_time_is_counted() -> None:
         child.kill()
         child.wait()
     assert cpu_s(child.pid) == 0.0  # gone: nothing to count
+
+
+def test_the_machine_speed_is_the_loop_own_cpu_time() -> None:
+    assert loop_seconds(0) < 0.01 < loop_seconds(2_000_000)
 
 
 def test_children_that_ended_in_the_window_count_through_their_parent() -> None:
@@ -102,6 +106,7 @@ def test_a_short_run_prints_every_figure() -> None:
         "store lag",
         "alerter lag",
         "projection: 300,000 monitors",
+        "counts to 10 M in a Python loop",
     ):
         assert figure in out, out
 
