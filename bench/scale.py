@@ -784,7 +784,8 @@ def without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
 def pair_order(n: int) -> tuple[str, str]:
     """Which tree runs first in pair `n` (from 1): this, then against, and the other way round
     in the next pair (this, against; against, this; ...). A run leaves the machine warmer and
-    busier for the one after it, so a fixed order would favour one tree in every pair."""
+    busier for the one after it: with a fixed order, whatever that does would fall on the same
+    tree in every pair."""
     return ("this", "against") if n % 2 else ("against", "this")
 
 
