@@ -49,7 +49,8 @@ from shared.timefmt import utcnow
 # a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
 # with no queue row, is queued whatever its rounds. A batch whose results of a monitor are all
 # routine leaves a `settled` row due as it was (migration 0039, `batch.settled`): its due time
-# judges them, moved on by `push_settled` when they complete the round it waits on.
+# judges them, moved on by `push_settled` when they complete the round it waits on. Each queue
+# row is looked up by key (as the ingester's batch statement looks up monitors and states).
 _LOCK_QUEUED = """
 SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
 ORDER BY monitor_id FOR UPDATE
@@ -59,10 +60,11 @@ _MARK = """
 INSERT INTO alert_queue (monitor_id, due_at, revised_from)
 SELECT u.id, now(), u.revised
 FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[]) AS u(id, revised, routine)
+LEFT JOIN LATERAL (SELECT q.settled FROM alert_queue q WHERE q.monitor_id = u.id OFFSET 0) q
+    ON true
 WHERE u.revised IS NOT NULL
-    OR NOT EXISTS (SELECT 1 FROM alert_queue q WHERE q.monitor_id = u.id)
-    OR (NOT (u.routine AND EXISTS (SELECT 1 FROM alert_queue q
-            WHERE q.monitor_id = u.id AND q.settled))
+    OR q.settled IS NULL
+    OR (NOT (u.routine AND q.settled)
       AND (SELECT count(*) FROM monitor_country_state s
         LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
         WHERE s.monitor_id = u.id

@@ -135,7 +135,10 @@ WITH r AS (
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
         r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns
     FROM json_to_recordset($1::json) AS r({_RECORD})
-    JOIN monitors m ON m.public_id = r."monitorId"
+    -- Each result's monitor and (in c) its per-country state are looked up by key, in
+    -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
+    -- table, and every batch then costs as much as the table is large.
+    CROSS JOIN LATERAL (SELECT m.id FROM monitors m WHERE m.public_id = r."monitorId" OFFSET 0) m
     -- A result scheduled before $2 may be in a pack already (controller.ingest.packer).
     WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
         WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
@@ -160,7 +163,9 @@ WITH r AS (
             AND {" AND ".join(f"f.{p}_us IS NOT NULL" for p in _PHASES)}
             AND jsonb_strip_nulls(f.phases) - ARRAY[{", ".join(f"'{p}Ms'" for p in _PHASES)}]
                 = '{{}}'::jsonb, false) AS fits
-    FROM f LEFT JOIN monitor_country_state s ON s.monitor_id = f.monitor_id AND s.country = f.cc
+    FROM f LEFT JOIN LATERAL (SELECT s.monitor_id, s.detail_at, s.detail_tag, s.detail_facts
+        FROM monitor_country_state s WHERE s.monitor_id = f.monitor_id AND s.country = f.cc
+        OFFSET 0) s ON true
 ), b AS (
     SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
         ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks

@@ -8,9 +8,11 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
+import pytest
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
+from controller.alerting import store as alerts
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling.rules import JobIds
@@ -680,3 +682,42 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", results._INSERT
         )
     assert prepared == 1
+
+
+# What a batch finds by key: each result's monitor, its per-country state and its queue row.
+_KEYED = {"monitors", "monitor_country_state", "alert_queue"}
+
+
+def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    scan = plan["Node Type"].endswith("Scan") and plan.get("Relation Name") in _KEYED
+    found = [plan] if scan else []
+    for child in plan.get("Plans", []):
+        found += _scans(child)
+    return found
+
+
+@pytest.mark.parametrize("statement", ["ingest", "mark"])
+async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
+    pipe_pool: asyncpg.Pool, statement: str
+) -> None:
+    """The ingester's statements read `monitors`, `monitor_country_state` and `alert_queue`
+    through an index, with the batch's keys: what a batch costs does not grow with the number
+    of monitors (docs/scaling.md, "Lookups by key"). Seq scans are priced out so that the
+    planner's choice for a small table cannot hide a plan that reads a table whole."""
+    sql, args = {"ingest": (results._INSERT, 2), "mark": (alerts._MARK, 3)}[statement]
+    async with pipe_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE keyed AS {sql}")
+        nulls = ", ".join(["NULL"] * args)
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE keyed({nulls})")
+        await conn.execute("DEALLOCATE keyed")
+    scans = _scans(msgspec.json.decode(plan)[0]["Plan"])
+    assert {s["Relation Name"] for s in scans} >= {"monitors", "monitor_country_state"}
+    whole = [
+        (s["Node Type"], s["Relation Name"])
+        for s in scans
+        if s["Node Type"] not in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan")
+        or not (s.get("Index Cond") or s.get("Recheck Cond"))
+    ]
+    assert whole == []
