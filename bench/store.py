@@ -13,13 +13,15 @@ left out (the per-country state move, the alerter's queue marks, the login count
 rollups, the facts hash), each after a round of its own so that what it leaves out cannot make
 its rows full; the parts take turns, ROUNDS rounds each, PASSES times over, so a slow moment of
 the machine falls on all of them alike (the figures move by about 2 µs between runs). What a
-part costs is the whole less the run without it. No target: it says where the statements' time
-goes (docs/scaling.md, "What is left").
+part costs is the whole less the run without it. Then the same rounds in batches of SMALL and
+of BATCH, taking turns: what a batch costs whatever its size (its transaction, its statements'
+round trips and plans, anything that reads a table whole) and what each result adds, from the
+two. No target: it says where the statements' time goes (docs/scaling.md, "What is left").
 """
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +40,7 @@ from shared.timefmt import utcnow
 MONITORS = 2_000
 COUNTRIES = ("DE", "US")
 BATCH = 140
+SMALL = 20  # the batch size the per-batch cost is told apart with
 ROUNDS = 2  # measured per part and pass
 PASSES = 5
 
@@ -100,46 +103,68 @@ PARTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
 }
 
 
-async def _measure() -> dict[str, list[tuple[float, float, int]]]:
+Rounds = list[tuple[float, float, int]]  # (PostgreSQL's CPU s, the client's, results)
+
+
+async def _measure() -> tuple[dict[str, Rounds], dict[int, Rounds]]:
     with TemporaryDirectory(prefix="mailprobe-bench-store-") as tmp:
         pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
         try:
             ids = await seed_monitors(url, MONITORS, interval=10, countries=list(COUNTRIES))
             conn = await connect(url)
             try:
-                return await _parts(conn, ids)
+                backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+                return await _parts(conn, backend, ids), await _sizes(conn, backend, ids)
             finally:
                 await conn.close()
         finally:
             pg.cleanup()
 
 
-async def _parts(conn: Conn, ids: list[str]) -> dict[str, list[tuple[float, float, int]]]:
-    backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+def _rounds(
+    conn: Conn, backend: int, ids: list[str]
+) -> Callable[[int], Awaitable[tuple[float, float, int]]]:
+    """A round of every monitor from every country, stored in batches of the size given, each
+    round a time of its own: its CPU (PostgreSQL's, the client's) and its results."""
     first = utcnow().replace(microsecond=0) - timedelta(minutes=30)
     rounds = iter(range(10**6))
 
-    async def one_round() -> tuple[float, float, int]:
+    async def one_round(batch: int) -> tuple[float, float, int]:
         at = first + timedelta(seconds=10 * next(rounds))
         rows = [_result(p, cc, at) for p in ids for cc in COUNTRIES]
         pg, client = cpu_s(backend), time.process_time()
-        for start in range(0, len(rows), BATCH):
+        for start in range(0, len(rows), batch):
             async with conn.transaction():
-                await results.store(conn, rows[start : start + BATCH])
+                await results.store(conn, rows[start : start + batch])
         return cpu_s(backend) - pg, time.process_time() - client, len(rows)
 
+    return one_round
+
+
+async def _parts(conn: Conn, backend: int, ids: list[str]) -> dict[str, Rounds]:
+    one_round = _rounds(conn, backend, ids)
     for _ in range(2):
-        await one_round()  # the states' full rows
-    by_part: dict[str, list[tuple[float, float, int]]] = {part: [] for part in PARTS}
+        await one_round(BATCH)  # the states' full rows
+    by_part: dict[str, Rounds] = {part: [] for part in PARTS}
     for _ in range(PASSES):
         for part, leave_out in PARTS.items():
             with leave_out():
-                await one_round()  # its rows' states as this part leaves them
-                by_part[part] += [await one_round() for _ in range(ROUNDS)]
+                await one_round(BATCH)  # its rows' states as this part leaves them
+                by_part[part] += [await one_round(BATCH) for _ in range(ROUNDS)]
     return by_part
 
 
-def _per_result(rounds: list[tuple[float, float, int]]) -> tuple[float, float]:
+async def _sizes(conn: Conn, backend: int, ids: list[str]) -> dict[int, Rounds]:
+    """The same rounds in batches of SMALL and of BATCH, taking turns."""
+    one_round = _rounds(conn, backend, ids)
+    by_size: dict[int, Rounds] = {SMALL: [], BATCH: []}
+    for _ in range(PASSES):
+        for size, measured in by_size.items():
+            measured.append(await one_round(size))
+    return by_size
+
+
+def _per_result(rounds: Rounds) -> tuple[float, float]:
     """µs of PostgreSQL's and of the client's CPU per result over `rounds`."""
     stored = sum(n for _, _, n in rounds)
     pg = sum(pg for pg, _, _ in rounds)
@@ -153,7 +178,7 @@ def run() -> bool:
         f"store ({machine()}): results.store, {MONITORS:,} monitors x {len(COUNTRIES)}"
         f" countries, routine results in batches of {BATCH}"
     )
-    by_part = asyncio.run(_measure())
+    by_part, by_size = asyncio.run(_measure())
     rounds = by_part["all"]
     whole_pg, whole_client = _per_result(rounds)
     spread = [_per_result(rounds[i : i + ROUNDS])[0] for i in range(0, len(rounds), ROUNDS)]
@@ -168,4 +193,14 @@ def run() -> bool:
                 f"  {part:>12}: {whole_pg - pg:5.1f} µs of PostgreSQL's,"
                 f" {whole_client - client:4.1f} µs of the client's"
             )
+    small, large = (_per_result(by_size[size]) for size in (SMALL, BATCH))
+    # µs per result = per batch / size + per result, at both sizes
+    each_pg = (large[0] * BATCH - small[0] * SMALL) / (BATCH - SMALL)
+    each_client = (large[1] * BATCH - small[1] * SMALL) / (BATCH - SMALL)
+    print(
+        f"  by batch size: {small[0]:.1f} µs per result in batches of {SMALL}, {large[0]:.1f} in"
+        f" batches of {BATCH}: PostgreSQL {(small[0] - each_pg) * SMALL / 1000:.2f} ms per batch"
+        f" + {each_pg:.1f} µs per result; the client"
+        f" {(small[1] - each_client) * SMALL / 1000:.2f} ms per batch + {each_client:.1f} µs"
+    )
     return True
