@@ -551,21 +551,25 @@ async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
 
 # The batch's states (a jsonb array of rows) and every release of its leases (`_FORGET`'s and
 # `_LATER`'s) in one statement: a queue row the ingester marked again meanwhile (due_at no
-# longer the lease) stays due.
+# longer the lease) stays due. The rows are found by their keys (`= ANY`), so that no join
+# may read either table whole.
 _SAVE_BATCH = (
     "WITH saved AS (UPDATE monitor_alert_state s SET "
     + ", ".join(f"{n} = j.{n}" for n in STATE_FIELDS)
     + ", updated_at = now()"
     " FROM jsonb_populate_recordset(NULL::monitor_alert_state, $1::jsonb) j"
-    " WHERE s.monitor_id = j.monitor_id),"
+    " WHERE s.monitor_id = j.monitor_id AND s.monitor_id = ANY(ARRAY("
+    "   SELECT (e->>'monitor_id')::bigint FROM jsonb_array_elements($1::jsonb) e))),"
     " u AS (SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[],"
     "   $5::bool[], $6::timestamptz[], $7::int[]) AS u(id, lease, due, settled, watch, step)),"
     " forgotten AS (DELETE FROM alert_queue q USING u"
-    "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease)"
+    "   WHERE u.due IS NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
+    "   AND q.monitor_id = ANY($2::bigint[]))"
     " UPDATE alert_queue q SET due_at = u.due, revised_from = NULL, settled = u.settled,"
     " watch_at = CASE WHEN u.settled THEN u.watch END,"
     " watch_step = CASE WHEN u.settled AND u.watch IS NOT NULL THEN u.step END FROM u"
     " WHERE u.due IS NOT NULL AND q.monitor_id = u.id AND q.due_at = u.lease"
+    " AND q.monitor_id = ANY($2::bigint[])"
 )
 
 

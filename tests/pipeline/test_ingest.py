@@ -684,8 +684,9 @@ async def test_the_batch_statement_stays_prepared_on_its_connection(
     assert prepared == 1
 
 
-# What a batch finds by key: each result's monitor, its per-country state and its queue row.
-_KEYED = {"monitors", "monitor_country_state", "alert_queue"}
+# What a batch finds by key: each result's monitor, its per-country state, its queue row and
+# (the alerter's batch) its alert state.
+_KEYED = {"monitors", "monitor_country_state", "alert_queue", "monitor_alert_state"}
 
 
 def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -696,15 +697,26 @@ def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.parametrize("statement", ["ingest", "mark"])
+@pytest.mark.parametrize(
+    ("statement", "tables"),
+    [
+        ("ingest", {"monitors", "monitor_country_state"}),
+        ("mark", {"monitors", "monitor_country_state", "alert_queue"}),
+        ("save", {"monitor_alert_state", "alert_queue"}),
+    ],
+)
 async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
-    pipe_pool: asyncpg.Pool, statement: str
+    pipe_pool: asyncpg.Pool, statement: str, tables: set[str]
 ) -> None:
-    """The ingester's statements read `monitors`, `monitor_country_state` and `alert_queue`
-    through an index, with the batch's keys: what a batch costs does not grow with the number
-    of monitors (docs/scaling.md, "Lookups by key"). Seq scans are priced out so that the
-    planner's choice for a small table cannot hide a plan that reads a table whole."""
-    sql, args = {"ingest": (results._INSERT, 2), "mark": (alerts._MARK, 3)}[statement]
+    """The ingester's statements and the alerter's batch save read `monitors`, the states and
+    `alert_queue` through an index, with the batch's keys: what a batch costs does not grow
+    with the number of monitors (docs/scaling.md, "Lookups by key"). Seq scans are priced out
+    so that the planner's choice for a small table cannot hide a plan that reads one whole."""
+    sql, args = {
+        "ingest": (results._INSERT, 2),
+        "mark": (alerts._MARK, 3),
+        "save": (alerts._SAVE_BATCH, 7),
+    }[statement]
     async with pipe_pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
@@ -713,7 +725,7 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
         plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE keyed({nulls})")
         await conn.execute("DEALLOCATE keyed")
     scans = _scans(msgspec.json.decode(plan)[0]["Plan"])
-    assert {s["Relation Name"] for s in scans} >= {"monitors", "monitor_country_state"}
+    assert {s["Relation Name"] for s in scans} >= tables
     whole = [
         (s["Node Type"], s["Relation Name"])
         for s in scans
