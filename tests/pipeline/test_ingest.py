@@ -706,7 +706,7 @@ def _scans(plan: dict[str, Any]) -> list[dict[str, Any]]:
     ],
 )
 async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
-    pipe_pool: asyncpg.Pool, statement: str, tables: set[str]
+    pipe_database_url: str, statement: str, tables: set[str]
 ) -> None:
     """The ingester's statements and the alerter's batch save read `monitors`, the states and
     `alert_queue` through an index, with the batch's keys: what a batch costs does not grow
@@ -717,13 +717,15 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
         "mark": (alerts._MARK, 3),
         "save": (alerts._SAVE_BATCH, 7),
     }[statement]
-    async with pipe_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    conn = await asyncpg.connect(pipe_database_url)  # its settings and statement die with it
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE keyed AS {sql}")
         nulls = ", ".join(["NULL"] * args)
         plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE keyed({nulls})")
-        await conn.execute("DEALLOCATE keyed")
+    finally:
+        await conn.close()
     scans = _scans(msgspec.json.decode(plan)[0]["Plan"])
     assert {s["Relation Name"] for s in scans} >= tables
     whole = [
