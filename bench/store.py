@@ -114,18 +114,21 @@ async def _measure() -> tuple[dict[str, Rounds], dict[int, Rounds]]:
             conn = await connect(url)
             try:
                 backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-                return await _parts(conn, backend, ids), await _sizes(conn, backend, ids)
+                one_round = _rounds(conn, backend, ids)  # one sequence of rounds for both
+                return await _parts(one_round), await _sizes(one_round)
             finally:
                 await conn.close()
         finally:
             pg.cleanup()
 
 
-def _rounds(
-    conn: Conn, backend: int, ids: list[str]
-) -> Callable[[int], Awaitable[tuple[float, float, int]]]:
+OneRound = Callable[[int], Awaitable[tuple[float, float, int]]]
+
+
+def _rounds(conn: Conn, backend: int, ids: list[str]) -> OneRound:
     """A round of every monitor from every country, stored in batches of the size given, each
-    round a time of its own: its CPU (PostgreSQL's, the client's) and its results."""
+    round ten seconds after the one before: its CPU (PostgreSQL's, the client's) and its
+    results."""
     first = utcnow().replace(microsecond=0) - timedelta(minutes=30)
     rounds = iter(range(10**6))
 
@@ -141,8 +144,7 @@ def _rounds(
     return one_round
 
 
-async def _parts(conn: Conn, backend: int, ids: list[str]) -> dict[str, Rounds]:
-    one_round = _rounds(conn, backend, ids)
+async def _parts(one_round: OneRound) -> dict[str, Rounds]:
     for _ in range(2):
         await one_round(BATCH)  # the states' full rows
     by_part: dict[str, Rounds] = {part: [] for part in PARTS}
@@ -154,9 +156,8 @@ async def _parts(conn: Conn, backend: int, ids: list[str]) -> dict[str, Rounds]:
     return by_part
 
 
-async def _sizes(conn: Conn, backend: int, ids: list[str]) -> dict[int, Rounds]:
+async def _sizes(one_round: OneRound) -> dict[int, Rounds]:
     """The same rounds in batches of SMALL and of BATCH, taking turns."""
-    one_round = _rounds(conn, backend, ids)
     by_size: dict[int, Rounds] = {SMALL: [], BATCH: []}
     for _ in range(PASSES):
         for size, measured in by_size.items():
