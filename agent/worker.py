@@ -2,13 +2,15 @@
 
 A job is acked only after RESULTS has stored its result (its PubAck, or the PubAck of the batch
 it went in: results finished within `RESULT_LINGER_S` of each other are published together,
-shared.publishing.Outbox), so an agent that dies
-mid-check leaves the job to be redelivered to another agent of its country after `ack_wait`;
-`Nats-Msg-Id` = job id makes a repeated publish of the same result a no-op within the stream's
-duplicate window. `ack_wait` is short (a job expires one interval after it is scheduled, often
-60 s, and a redelivered job must still be runnable), so a check running longer says so with
-`in_progress`. A message that is not a valid job is `term`ed with a log line, never retried; a
-job the agent fails on for a reason of its own ends as an `internal` result, or is handed back.
+shared.publishing.Outbox; with `result_bundles`, as one message, a JSON array on
+`mon.results.CC.bundle`), so an agent that dies mid-check leaves the job to be redelivered to
+another agent of its country after `ack_wait`; `Nats-Msg-Id` = job id (a bundle's: a hash of its
+results' job ids) makes a repeated publish of the same result a no-op within the stream's
+duplicate window, and the ingester stores a job's result once whatever carried it. `ack_wait` is
+short (a job expires one interval after it is scheduled, often 60 s, and a redelivered job must
+still be runnable), so a check running longer says so with `in_progress`. A message that is not
+a valid job is `term`ed with a log line, never retried; a job the agent fails on for a reason of
+its own ends as an `internal` result, or is handed back.
 
 A job with credentials arrives sealed to the country's key (shared.sealing): it is opened here,
 in memory, just before its check; one this agent cannot open (another key, corrupt) ends as an
@@ -88,7 +90,12 @@ from shared.streams import (
     jobs_consumer_config,
     jobs_consumer_name,
 )
-from shared.subjects import JOBS_STREAM, jobs_subject, results_subject
+from shared.subjects import (
+    JOBS_STREAM,
+    jobs_subject,
+    results_bundle_subject,
+    results_subject,
+)
 from shared.timefmt import parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
@@ -149,6 +156,7 @@ class Worker:
         tenant_share: float = 0.5,
         lookahead: int | None = None,
         resolver: TargetResolver | None = None,
+        result_bundles: bool = False,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -160,7 +168,12 @@ class Worker:
         self.capacity = concurrency
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
-        self._results = Outbox(self._js, linger_s=RESULT_LINGER_S, timeout_s=publish_timeout)
+        self._results = Outbox(
+            self._js,
+            linger_s=RESULT_LINGER_S,
+            timeout_s=publish_timeout,
+            bundle_subject=results_bundle_subject(country) if result_bundles else None,
+        )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
@@ -206,6 +219,7 @@ class Worker:
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
+            "result_bundles": settings.agent_result_bundles,
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)

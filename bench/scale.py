@@ -437,6 +437,7 @@ def measure(args: argparse.Namespace) -> bool:
                     AGENT_METRICS_HOST="127.0.0.1",
                     AGENT_METRICS_PORT=str(metrics_port),
                     AGENT_CONCURRENCY=str(args.concurrency),
+                    AGENT_RESULT_BUNDLES=str(args.result_bundles).lower(),
                 ),
                 tmp / f"agent-{country}.log",
             )
@@ -709,6 +710,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="one controller per role (api+scheduler, ingester, alerter): each role's CPU",
     )
     parser.add_argument("--concurrency", type=int, default=500, help="AGENT_CONCURRENCY")
+    parser.add_argument(
+        "--result-bundles",
+        action="store_true",
+        help="AGENT_RESULT_BUNDLES: agents publish results that finish together as one message",
+    )
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
     parser.add_argument(
@@ -727,7 +733,8 @@ def run(argv: list[str] | None = None) -> bool:
         f"scale ({machine()}): "
         + " + ".join(f"controller serve ({'+'.join(r)})" for r in _role_sets(args))
         + f", PostgreSQL, NATS (GOMAXPROCS={embedded.nats_env(os.environ)['GOMAXPROCS']}), agents"
-        f" {'+'.join(COUNTRIES)}; {args.monitors:,} SMTP monitors every {args.interval} s ="
+        f" {'+'.join(COUNTRIES)}{' (result bundles)' if args.result_bundles else ''};"
+        f" {args.monitors:,} SMTP monitors every {args.interval} s ="
         f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
         f" measured; {_load()}",
         flush=True,

@@ -41,7 +41,9 @@ from bench.soak_rig import Rig, now
 from controller.db.pool import connect
 
 COUNTRIES = ("DE", "US")
-AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"))
+# (name, country, AGENT_RESULT_BUNDLES): DE's agents publish results both ways side by side,
+# US's in bundles.
+AGENTS = (("DE-1", "DE", False), ("DE-2", "DE", True), ("US-1", "US", True))
 INTERVAL = 10
 CHECK_TIMEOUT_S = 5
 # The alerter closes a round that has no result 2.5 intervals after it is due: only then is
@@ -175,8 +177,8 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
     rig = Rig(tmp, concurrency=c.concurrency)
     try:
         monitors = asyncio.run(_seed(rig, c.monitors))
-        for name, country in AGENTS:
-            rig.add_agent(name, country)
+        for name, country, bundles in AGENTS:
+            rig.add_agent(name, country, result_bundles=bundles)
         rig.wait_heartbeats(set(COUNTRIES))
         rig.start_controller("A")
         rig.start_sampling()
@@ -278,7 +280,7 @@ def run(name: str = "full") -> bool:
     discard_logs()
     print(
         f"soak ({machine()}; {c.monitors:,} SMTP monitors every {INTERVAL} s from"
-        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _ in AGENTS)},"
+        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _, _ in AGENTS)},"
         f" {len(c.faults)} faults)",
         flush=True,
     )

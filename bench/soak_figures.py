@@ -19,8 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from controller.ingest.result_kinds import MISSED_KINDS
 from controller.scheduling import rules as schedule
 from shared.heartbeats import WARMUP_S
-from shared.messages import CheckResult
-from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
+from shared.messages import CheckResult, bundle_parts
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 from shared.timefmt import parse_iso
 
 # A cell is normal when it is `up` and stored this soon after its due time, or as soon as the
@@ -142,9 +142,12 @@ async def published_results(nats_url: str) -> list[CheckResult]:
             config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL),
         )
         found: list[CheckResult] = []
-        while len(found) < total:
+        read = 0
+        while read < total:
             for msg in await sub.fetch(1000, timeout=10):
-                found.append(msgspec.json.decode(msg.data, type=CheckResult))
+                read += 1
+                parts = bundle_parts(msg.data) if results_bundle_country(msg.subject) else None
+                found += [msgspec.json.decode(p, type=CheckResult) for p in parts or [msg.data]]
         await sub.unsubscribe()
         return found
     finally:

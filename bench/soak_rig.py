@@ -58,6 +58,7 @@ class Agent:
     name: str
     country: str
     metrics_port: int
+    result_bundles: bool = False  # AGENT_RESULT_BUNDLES
     proc: subprocess.Popen[bytes] | None = None
     # [start, end) spans when it could heartbeat; end None: still can
     spans: list[list[float | None]] = field(default_factory=list)
@@ -107,8 +108,8 @@ class Rig:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def add_agent(self, name: str, country: str) -> None:
-        self.agents[name] = Agent(name, country, embedded.free_port())
+    def add_agent(self, name: str, country: str, *, result_bundles: bool = False) -> None:
+        self.agents[name] = Agent(name, country, embedded.free_port(), result_bundles)
         self.start_agent(name)
 
     def start_agent(self, name: str) -> None:
@@ -120,6 +121,7 @@ class Rig:
             AGENT_METRICS_HOST="127.0.0.1",
             AGENT_METRICS_PORT=str(a.metrics_port),
             AGENT_CONCURRENCY=str(self.concurrency),
+            AGENT_RESULT_BUNDLES=str(a.result_bundles).lower(),
         )
         a.proc = self._spawn(["agent", "--country", a.country], env, f"agent-{name}.log")
         a.spans.append([now(), None])

@@ -1,10 +1,12 @@
 """`python -m controller tail`: the live result stream, one line per result, filtered by
 country, monitor and status.
 
-A core subscription on `mon.results.CC.TYPE.MONITOR`, so any NATS user that may read results
-can run it, the read-only `subscriber` too. Country and monitor narrow the subject (the server
-filters); the status is filtered here. Connects to NATS_URL (default nats://127.0.0.1:4222,
-`make run`'s), verifying a `tls://` server with NATS_TLS_CA_FILE when set.
+A core subscription on `mon.results.CC.TYPE.MONITOR` and on `mon.results.CC.bundle` (the
+results agents with AGENT_RESULT_BUNDLES publish together), so any NATS user that may read
+results can run it, the read-only `subscriber` too. Country and monitor narrow the subjects (the
+server filters; a bundle's results by monitor here); the status is filtered here. Connects to
+NATS_URL (default nats://127.0.0.1:4222, `make run`'s), verifying a `tls://` server with
+NATS_TLS_CA_FILE when set.
 
 `--monitor` takes a public id, or a name: a name is looked up through the API (MAILPROBE_API, a
 token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have it.
@@ -27,7 +29,8 @@ from nats.aio.msg import Msg
 
 from controller.ascode import api_url, find_monitor, secret_env
 from controller.ascode.client import DEFAULT_API, api_client
-from shared.messages import CheckResult, Status, decode_result
+from shared.messages import CheckResult, Status, bundle_parts, decode_result
+from shared.subjects import RESULTS_BUNDLE_TOKEN, results_bundle_country
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
@@ -116,6 +119,10 @@ def subject(country: str | None, monitor: str | None) -> str:
     return f"mon.results.{country or '*'}.*.{monitor or '*'}"
 
 
+def bundles_subject(country: str | None) -> str:
+    return f"mon.results.{country or '*'}.{RESULTS_BUNDLE_TOKEN}"
+
+
 def line(result: CheckResult) -> str:
     ms = "-" if result.response_time_ms is None else f"{result.response_time_ms:.0f}ms"
     status = result.status if result.error_kind is None else f"{result.status}/{result.error_kind}"
@@ -138,18 +145,26 @@ async def follow(
 
     async def on_result(msg: Msg) -> None:
         try:
-            result = decode_result(msg.data)
+            parts = bundle_parts(msg.data) if results_bundle_country(msg.subject) else None
+            results = [decode_result(part) for part in parts or [msg.data]]
         except msgspec.DecodeError as exc:
             print(f"not a result on {msg.subject}: {exc}", file=sys.stderr)
             return
-        if status is None or result.status == status:
-            say(line(result))
+        for result in results:
+            if monitor is not None and str(result.monitor_id) != monitor:
+                continue
+            if status is None or result.status == status:
+                say(line(result))
 
-    sub = await nc.subscribe(subject(country, monitor), cb=on_result)
+    subs = [
+        await nc.subscribe(subject(country, monitor), cb=on_result),
+        await nc.subscribe(bundles_subject(country), cb=on_result),
+    ]
     try:
         await stop.wait()
     finally:
-        await sub.unsubscribe()
+        for sub in subs:
+            await sub.unsubscribe()
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -457,14 +457,14 @@ def decode_job(data: bytes) -> CheckJob:
     return job
 
 
-def encode_bundle(jobs: Sequence[bytes]) -> bytes:
-    """One JOBS message carrying several encoded jobs: their JSON array (a job alone is an
-    object)."""
-    return b"[" + b",".join(jobs) + b"]"
+def encode_bundle(parts: Sequence[bytes]) -> bytes:
+    """One message carrying several encoded jobs (JOBS) or results (RESULTS): their JSON array
+    (a job or a result alone is an object)."""
+    return b"[" + b",".join(parts) + b"]"
 
 
 def bundle_parts(data: bytes) -> list[bytes] | None:
-    """The encoded jobs of a bundle, each decoded on its own (`decode_job`), so one bad job
+    """The encoded jobs or results of a bundle, each decoded on its own, so one bad part
     spoils only itself; None when `data` is not an array (one job, or no job at all). Raises
     msgspec.DecodeError when it is not a JSON array."""
     if data.lstrip()[:1] != b"[":

@@ -19,6 +19,7 @@ with a plain PubAck or an error: `BatchesUnsupported`, and the caller publishes 
 """
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+
+from shared.messages import encode_bundle
 
 # The flow the client asks for (the server may lower it, never raise it) and how many flow
 # windows may be unanswered before publishing waits (the ADR's recommended 2).
@@ -268,17 +271,58 @@ class Publisher:
         return [e if isinstance(e, BaseException) else None for e in settled]
 
 
+# A bundle carries at most this many bytes of messages (NATS's max_payload is 1 MiB by
+# default); a message this large or larger goes alone.
+BUNDLE_MAX_BYTES = 256 * 1024
+
+
+def bundles(
+    messages: Sequence[Outgoing], subject: str, max_bytes: int = BUNDLE_MAX_BYTES
+) -> list[tuple[Outgoing, list[int]]]:
+    """`messages` as few messages on `subject`, each the JSON array of up to `max_bytes` of
+    them (`shared.messages.encode_bundle`), with the positions of the messages it carries. A
+    message that would go alone keeps its own subject and id. A bundle's id is a hash of its
+    messages' ids: only the same messages again are a duplicate to the stream's window."""
+    groups: list[list[int]] = []
+    size = max_bytes
+    for i, out in enumerate(messages):
+        if size + len(out.payload) + 1 > max_bytes:
+            groups.append([])
+            size = 1
+        groups[-1].append(i)
+        size += len(out.payload) + 1
+    sent: list[tuple[Outgoing, list[int]]] = []
+    for group in groups:
+        if len(group) == 1:
+            sent.append((messages[group[0]], group))
+            continue
+        ids = "\n".join(messages[i].msg_id for i in group).encode()
+        digest = hashlib.blake2b(ids, digest_size=16).hexdigest()
+        payload = encode_bundle([messages[i].payload for i in group])
+        sent.append((Outgoing(subject, payload, f"bundle-{digest}"), group))
+    return sent
+
+
 class Outbox:
     """Messages to one stream from many callers, published together (`Publisher`): what is
     handed in within `linger_s` of the first (or `max_batch` of it, at once) goes out in one
-    write; each caller waits for its own message to be stored, and gets its own failure."""
+    write; each caller waits for its own message to be stored, and gets its own failure. With
+    `bundle_subject`, what goes out together is carried by as few messages on that subject
+    as `bundles` makes, and each caller gets its bundle's outcome."""
 
     def __init__(
-        self, js: JetStreamContext, *, linger_s: float, timeout_s: float, max_batch: int = 500
+        self,
+        js: JetStreamContext,
+        *,
+        linger_s: float,
+        timeout_s: float,
+        max_batch: int = 500,
+        bundle_subject: str | None = None,
     ) -> None:
         self._publisher = Publisher(js, timeout_s=timeout_s)
         self._linger_s = linger_s
         self._max_batch = max_batch
+        self._bundle_subject = bundle_subject
         self._pending: list[tuple[Outgoing, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -309,8 +353,18 @@ class Outbox:
             task.add_done_callback(self._sends.discard)
 
     async def _send(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
+        messages = [out for out, _ in items]
+        if self._bundle_subject is None:
+            sent = [(out, [i]) for i, out in enumerate(messages)]
+        else:
+            sent = bundles(messages, self._bundle_subject)
+        outcomes: list[BaseException | None] = [None] * len(items)
         try:
-            outcomes = await self._publisher.publish([out for out, _ in items])
+            for (_, carried), outcome in zip(
+                sent, await self._publisher.publish([out for out, _ in sent]), strict=True
+            ):
+                for i in carried:
+                    outcomes[i] = outcome
         except Exception as e:  # every waiting caller gets the failure
             outcomes = [e] * len(items)
         for (_, done), outcome in zip(items, outcomes, strict=True):

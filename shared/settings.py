@@ -734,6 +734,15 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     agent_concurrency: Annotated[
         int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
     ] = 200
+    agent_result_bundles: Annotated[
+        bool,
+        Meta(
+            description="publish the results that finish together as one RESULTS message on"
+            " `mon.results.CC.bundle` (a JSON array) instead of one message each: less work for"
+            " NATS and the controller; readers of the result stream must then read bundles too"
+            " (docs/stream.md)"
+        ),
+    ] = False
     agent_tenant_slot_share: Annotated[
         float,
         Meta(

@@ -40,6 +40,23 @@ def results_subject(cc: str, monitor_type: str, monitor_id: str) -> str:
     )
 
 
+# The third token of a results subject for a bundle of results (never a monitor type).
+RESULTS_BUNDLE_TOKEN: Final = "bundle"
+
+
+def results_bundle_subject(cc: str) -> str:
+    """Where an agent of `cc` publishes several results as one message (a JSON array)."""
+    return f"mon.results.{_country(cc)}.{RESULTS_BUNDLE_TOKEN}"
+
+
+def results_bundle_country(subject: str) -> str | None:
+    """The country of a results bundle's subject; None for any other subject."""
+    parts = subject.split(".")
+    if len(parts) == 4 and parts[:2] == ["mon", "results"] and parts[3] == RESULTS_BUNDLE_TOKEN:
+        return parts[2] if _COUNTRY.fullmatch(parts[2]) else None
+    return None
+
+
 def results_country_filter(cc: str) -> str:
     """Every result from one country (for a country-scoped reader)."""
     return f"mon.results.{_country(cc)}.>"

@@ -6,6 +6,11 @@ it stays in the stream, which keeps days of history, so nothing is lost. A NUL c
 PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails otherwise is not
 acked and comes back after a short delay.
 
+A message carries one result, or several as a bundle (a JSON array on `mon.results.CC.bundle`,
+from agents with `AGENT_RESULT_BUNDLES`): each result of a bundle is checked alone and one bad
+result is moved aside by itself; the message is acked once its results are stored, `nak`ed
+when any of them must come again (stored again whole: the inserts are idempotent).
+
 `run()` pipelines: one task pulls batches (through one standing pull request) while up to
 `workers` others store earlier ones, each in its own transaction. Concurrent batches are safe
 because every insert is idempotent on the job id and `results.store` locks state rows in one
@@ -16,6 +21,7 @@ again later.
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass, field
 
 import asyncpg
 import msgspec
@@ -30,9 +36,10 @@ from controller.ingest.store import CheckedResult
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
+from shared.messages import bundle_parts
 from shared.pulling import StandingPull
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
-from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
 log = structlog.get_logger(__name__)
 
@@ -179,53 +186,87 @@ class Ingester:
         return await (await self._pull(lane)).take(self._batch, timeout_s)
 
     async def handle(self, msgs: list[Msg]) -> int:
+        """Store the results `msgs` carry, `batch` at a time, each batch in a transaction, and
+        settle each message by what became of its results: `nak` when any of them comes back
+        later, `term` when none was stored (moved aside), else `ack`."""
         started = time.perf_counter()
         decoded: list[tuple[Msg, CheckedResult]] = []
         for msg in msgs:
-            result = self._decode(msg)
-            if result is None:
+            carried = self._decode(msg)
+            decoded += [(msg, result) for result in carried]
+            if not carried:
                 await msg.term()
+        settle = _Settling()
+        for first in range(0, len(decoded), self._batch):
+            batch = decoded[first : first + self._batch]
+            try:
+                settle.stored += await self._store([result for _, result in batch])
+            except _REFUSED:
+                # A value PostgreSQL refuses must not hold back the batch: find it one by one.
+                await self._store_one_by_one(batch, settle)
+            except _UNAVAILABLE as exc:
+                log.error("storing results failed; redelivering", count=len(batch), error=str(exc))
+                settle.again.update(id(msg) for msg, _ in batch)
             else:
-                decoded.append((msg, result))
-        try:
-            stored = await self._store([result for _, result in decoded])
-        except _REFUSED:
-            # A value PostgreSQL refuses must not hold back the batch: find it one by one.
-            stored = await self._store_one_by_one(decoded)
-        except _UNAVAILABLE as exc:
-            log.error("storing results failed; redelivering", count=len(decoded), error=str(exc))
-            for msg, _ in decoded:
+                settle.kept.update(id(msg) for msg, _ in batch)
+        for msg in {id(msg): msg for msg, _ in decoded}.values():
+            if id(msg) in settle.again:
                 await msg.nak(delay=RETRY_DELAY_S)
-            return 0
-        else:
-            for msg, _ in decoded:
+            elif id(msg) in settle.kept:
                 await msg.ack()
+            else:
+                await msg.term()
         if decoded:
-            log.debug("results stored", received=len(decoded), stored=stored)
+            log.debug("results stored", received=len(decoded), stored=settle.stored)
         metrics.batch_ingested([result for _, result in decoded], time.perf_counter() - started)
-        return stored
+        return settle.stored
 
-    def _decode(self, msg: Msg) -> CheckedResult | None:
-        """The result, or None (moved aside) when it does not decode or is not what its
-        subject and job id say: an agent may publish only under its own country's subjects,
-        and only for rounds the scheduler sent to that country (`JobIds.matches`)."""
+    def _decode(self, msg: Msg) -> list[CheckedResult]:
+        """The results `msg` carries (one, or a bundle's parts), without those (moved aside)
+        that do not decode or are not what their subject and job id say: an agent may publish
+        only under its own country's subjects, and only for rounds the scheduler sent to that
+        country (`JobIds.matches`)."""
         data = msg.data
         if b"\\u0000" in data:
             # PostgreSQL stores no NUL in text; a server's banner may hold one. Keep the result.
             data = data.replace(b"\\u0000", b"\\ufffd")
+        country = results_bundle_country(msg.subject)
+        if country is None:
+            result = self._checked(msg, data)
+            return [] if result is None else [result]
+        try:
+            parts = bundle_parts(data)
+        except msgspec.DecodeError as exc:
+            _moved_aside(msg, str(exc))
+            return []
+        if parts is None:
+            _moved_aside(msg, "a bundle of results must be a JSON array")
+            return []
+        checked = (self._checked(msg, part, country, n) for n, part in enumerate(parts))
+        return [result for result in checked if result is not None]
+
+    def _checked(
+        self, msg: Msg, data: bytes, bundled_in: str | None = None, part: int | None = None
+    ) -> CheckedResult | None:
+        """One result, or None (moved aside): alone, its subject must be the one its body
+        names; in a bundle (`bundled_in` its subject's country), its country must be that."""
         try:
             result = results.decode_result(data)
         except msgspec.DecodeError as exc:
-            _moved_aside(msg, str(exc))
+            _moved_aside(msg, str(exc), part)
             return None
-        subject = f"mon.results.{result.country}.{result.monitor_type}.{result.monitor_id}"
-        if msg.subject != subject:
-            _moved_aside(msg, f"its body belongs on {subject[:200]}")
+        if bundled_in is None:
+            subject = f"mon.results.{result.country}.{result.monitor_type}.{result.monitor_id}"
+            if msg.subject != subject:
+                _moved_aside(msg, f"its body belongs on {subject[:200]}")
+                return None
+        elif result.country != bundled_in:
+            _moved_aside(msg, f"its body is of country {result.country[:20]!r}", part)
             return None
         if not self._job_ids.matches(
             result.job_id, str(result.monitor_id), result.country, result.scheduled_at
         ):
-            _moved_aside(msg, "its jobId is not the id of a round sent to its country")
+            _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
         if result.mail_dns is not None:
             # An agent could send more than the bound its own code keeps: cut and flag it,
@@ -245,20 +286,30 @@ class Ingester:
         async with self._pool.acquire() as conn, conn.transaction():
             return await results.store(conn, batch)
 
-    async def _store_one_by_one(self, decoded: list[tuple[Msg, CheckedResult]]) -> int:
-        stored = 0
+    async def _store_one_by_one(
+        self, decoded: list[tuple[Msg, CheckedResult]], settle: "_Settling"
+    ) -> None:
         for msg, result in decoded:
             try:
-                stored += await self._store([result])
+                settle.stored += await self._store([result])
             except _REFUSED as exc:
-                _moved_aside(msg, f"PostgreSQL refused it: {exc}")
-                await msg.term()
+                _moved_aside(msg, f"PostgreSQL refused it: {exc}", job_id=result.job_id)
             except _UNAVAILABLE as exc:
                 log.error("storing a result failed; redelivering", error=str(exc))
-                await msg.nak(delay=RETRY_DELAY_S)
+                settle.again.add(id(msg))
             else:
-                await msg.ack()
-        return stored
+                settle.kept.add(id(msg))
+
+
+@dataclass
+class _Settling:
+    """What became of a handled batch's messages, by `id()`: `again` holds a result to store
+    later (nak), `kept` one stored or already there (ack); a message in neither had every
+    result it carried moved aside (term)."""
+
+    stored: int = 0
+    again: set[int] = field(default_factory=set)
+    kept: set[int] = field(default_factory=set)
 
 
 # PostgreSQL or the connection to it is away for now (a restart, a lost connection): stored
@@ -282,11 +333,15 @@ async def _hand_back(msgs: list[Msg]) -> None:
             await msg.nak()
 
 
-def _moved_aside(msg: Msg, error: str) -> None:
-    """It stays in RESULTS (days of history); the log line says where to find it."""
+def _moved_aside(msg: Msg, error: str, part: int | None = None, **context: object) -> None:
+    """It stays in RESULTS (days of history); the log line says where to find it (`part`: its
+    place in a bundle)."""
+    if part is not None:
+        context["part"] = part
     log.error(
         "malformed result moved aside",
         subject=msg.subject,
         stream_seq=msg.metadata.sequence.stream,
         error=error[:300],
+        **context,
     )

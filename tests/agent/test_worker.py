@@ -10,13 +10,15 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
-from shared.messages import decode_heartbeat, encode
+from shared.messages import CheckResult, bundle_parts, decode_heartbeat, decode_result, encode
 from shared.streams import ensure_streams, jobs_consumer_name, stream_configs
 from shared.subjects import (
     JOBS_STREAM,
     RESULTS_STREAM,
     heartbeats_subject,
     jobs_subject,
+    results_bundle_subject,
+    results_country_filter,
     results_subject,
 )
 from tests.agent.helpers import (
@@ -374,3 +376,32 @@ async def test_an_agent_whose_connection_closed_for_good_stops(
         await conn.close()
         await asyncio.wait_for(running, 10)
     assert any(line["event"] == "nats_connection_closed" for line in logs)
+
+
+async def test_with_result_bundles_what_finishes_together_goes_as_one_message(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """AGENT_RESULT_BUNDLES: checks that finish together are published as a JSON array on
+    `mon.results.CC.bundle`, each job's result in it once, each job acked after it."""
+    async with SmtpLikePeer() as peer:
+        jobs = [job_for(country, peer.port) for _ in range(6)]
+        for job in jobs:
+            await publish_job(js, job)
+        w = worker(nc, country, ssl_contexts, result_bundles=True)
+        await w.run(burst=True)
+
+    sub = await js.pull_subscribe(results_country_filter(country), stream=RESULTS_STREAM)
+    msgs = await sub.fetch(len(jobs), timeout=2)
+    await sub.unsubscribe()
+    found: list[CheckResult] = []
+    for msg in msgs:
+        if (parts := bundle_parts(msg.data)) is None:  # one that finished alone
+            found.append(alone := decode_result(msg.data))
+            assert msg.subject == results_subject(country, "smtp", alone.monitor_id)
+        else:
+            assert msg.subject == results_bundle_subject(country)
+            found += [decode_result(part) for part in parts]
+    assert len(msgs) < len(jobs)
+    assert sorted(r.job_id for r in found) == sorted(job.job_id for job in jobs)
+    assert {(r.status, r.agent_id) for r in found} == {("up", w.agent_id)}
+    assert await unacked(js, country) == (0, 0)

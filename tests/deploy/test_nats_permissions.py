@@ -38,6 +38,7 @@ from shared.subjects import (
     events_subject,
     heartbeats_subject,
     jobs_subject,
+    results_bundle_subject,
     results_subject,
 )
 from tests.deploy.natsdeploy import (
@@ -189,6 +190,9 @@ async def test_de_agent_cannot_publish_for_others(controller: Client, agent_de: 
     with pytest.raises(nats.errors.TimeoutError):
         await js.publish(results_subject("US", "smtp", "x"), b'{"v":1}')
     await agent_de.violation("publish", "mon.results.US.smtp.x")
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.publish(results_bundle_subject("US"), b'[{"v":1}]')
+    await agent_de.violation("publish", "mon.results.US.bundle")
 
     for subject in (
         "mon.jobs.DE",
@@ -260,6 +264,15 @@ async def test_subscriber_receives_live_results_and_events(
     assert (await live_events.next_msg(timeout=5)).subject == "mon.events.m-3"
     live = await live_results.next_msg(timeout=5)
     assert (live.subject, live.data) == ("mon.results.US.pop3.w", b'{"v":1}')
+    with pytest.raises(nats.errors.TimeoutError):
+        await live_results.next_msg(timeout=DENIED_WAIT_S)
+    # An agent with AGENT_RESULT_BUNDLES: a bundle is stored and comes as it is, once.
+    for _ in range(2):
+        await us.js.publish(
+            results_bundle_subject("US"), b'[{"v":1},{"v":1}]', headers={"Nats-Msg-Id": "b-1"}
+        )
+    live = await live_results.next_msg(timeout=5)
+    assert (live.subject, live.data) == ("mon.results.US.bundle", b'[{"v":1},{"v":1}]')
     with pytest.raises(nats.errors.TimeoutError):
         await live_results.next_msg(timeout=DENIED_WAIT_S)
     await us.close()

@@ -15,8 +15,8 @@ from nats.aio.client import Client as NATS
 
 from controller.__main__ import _parser
 from controller.tail import follow
-from shared.messages import CheckResult, encode
-from shared.subjects import results_subject
+from shared.messages import CheckResult, encode, encode_bundle
+from shared.subjects import results_bundle_subject, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant, make_tenant
@@ -72,6 +72,15 @@ async def test_filters_by_country_monitor_and_status(nats_url: str) -> None:
                 results_subject(country, "smtp", monitor), encode(result(country, monitor, status))
             )
         await nc.publish(results_subject("TZ", "smtp", mine), b"not json")
+        # From an agent with AGENT_RESULT_BUNDLES: the bundle's results, filtered alike.
+        bundled = [("TZ", other, "down"), ("TZ", mine, "up"), ("TZ", mine, "inconclusive")]
+        await nc.publish(
+            results_bundle_subject("TZ"), encode_bundle([encode(result(*r)) for r in bundled])
+        )
+        await nc.publish(
+            results_bundle_subject("UG"), encode_bundle([encode(result("UG", mine, "down"))])
+        )
+        await nc.publish(results_bundle_subject("TZ"), b"[not json")
         await nc.flush()
         await asyncio.sleep(0.3)
     finally:
@@ -80,6 +89,28 @@ async def test_filters_by_country_monitor_and_status(nats_url: str) -> None:
         await nc.close()
     [only] = seen
     assert f" TZ smtp {mine} down/refused 12ms connection refused" in only
+
+
+async def test_a_bundles_results_come_one_line_each(nats_url: str) -> None:
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    nc = await nats.connect(nats_url)
+    seen: list[str] = []
+    stop = asyncio.Event()
+    task = asyncio.create_task(follow(nc, "TZ", None, None, seen.append, stop))
+    try:
+        await asyncio.sleep(0.2)  # subscribed
+        bundled = [("TZ", other, "down"), ("TZ", mine, "up")]
+        await nc.publish(
+            results_bundle_subject("TZ"), encode_bundle([encode(result(*r)) for r in bundled])
+        )
+        await nc.flush()
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await task
+        await nc.close()
+    assert len(seen) == 2
+    assert f" TZ smtp {other} down/refused" in seen[0] and f" TZ smtp {mine} up" in seen[1]
 
 
 @pytest.mark.timeout(90)
