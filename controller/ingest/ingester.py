@@ -205,8 +205,14 @@ class Ingester:
                 # A value PostgreSQL refuses must not hold back the batch: find it one by one.
                 await self._store_one_by_one(batch, settle)
             except _UNAVAILABLE as exc:
-                log.error("storing results failed; redelivering", count=len(batch), error=str(exc))
-                settle.again.update(id(msg) for msg, _ in batch)
+                # PostgreSQL is away: this batch and the rest come again, none tried now.
+                log.error(
+                    "storing results failed; redelivering",
+                    count=len(decoded) - first,
+                    error=str(exc),
+                )
+                settle.again.update(id(msg) for msg, _ in decoded[first:])
+                break
             else:
                 settle.kept.update(id(msg) for msg, _ in batch)
         for msg in {id(msg): msg for msg, _ in decoded}.values():
