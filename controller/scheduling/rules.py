@@ -6,6 +6,7 @@ together still spread evenly over the interval, and every replica computes the s
 """
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -184,9 +185,11 @@ class JobIds:
     ) -> bool:
         """Whether `job_id` is the id of that round (scheduled or triggered), under any key."""
         ms = _ms(scheduled_at)
+        given = job_id.encode()
         for key in self._keys:
             for trigger in (False, True):
-                if self._id(key, monitor_public_id, country, ms, trigger) == job_id:
+                made = self._id(key, monitor_public_id, country, ms, trigger).encode()
+                if hmac.compare_digest(made, given):  # in constant time, as a MAC's check
                     return True
         return False
 

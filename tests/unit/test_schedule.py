@@ -204,3 +204,8 @@ def test_a_pass_spacing_is_drawn_between_half_and_all_of_it(
     jobs: int, since_last_s: float, draw: float, spacing: float
 ) -> None:
     assert schedule.pass_spacing(jobs, since_last_s, 0.5, draw) == pytest.approx(spacing)
+
+
+@pytest.mark.parametrize("given", ["", "é" * 36, "x" * 10_000, "\x00"])
+def test_a_job_id_of_any_text_is_refused_not_raised(given: str) -> None:
+    assert not IDS.matches(given, str(uuid.uuid4()), "DE", T0)
