@@ -1,7 +1,9 @@
 """The ingester against real PostgreSQL and NATS: results on the stream become rows."""
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,6 +55,24 @@ def result(
 
 async def publish(js: JetStreamContext, res: CheckResult) -> None:
     await js.publish(results_subject(res.country, res.monitor_type, res.monitor_id), encode(res))
+
+
+# The message of a result PostgreSQL refuses inside `refusing()`.
+REFUSED = "refuse me"
+
+
+@contextlib.asynccontextmanager
+async def refusing(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    """PostgreSQL refuses a result whose message is REFUSED for the while (a constraint)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            f"ALTER TABLE result_details ADD CONSTRAINT test_refuse CHECK (message <> '{REFUSED}')"
+        )
+    try:
+        yield
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute("ALTER TABLE result_details DROP CONSTRAINT test_refuse")
 
 
 async def rows(pool: asyncpg.Pool, public_id: str) -> list[asyncpg.Record]:
@@ -260,20 +280,13 @@ async def test_a_result_postgresql_refuses_is_moved_aside_and_the_batch_stored(
     await publish(pipeline.js, good[0])
     # A round of its own: at the same millisecond as good[0] it would share its job id, and the
     # stream would drop it as a duplicate (a failure seen once in CI).
-    refused = result(job_ids, monitor, cc, at=utcnow() + timedelta(seconds=1), message="refuse me")
+    refused = result(job_ids, monitor, cc, at=utcnow() + timedelta(seconds=1), message=REFUSED)
     await publish(pipeline.js, refused)
     for res in good[1:]:
         await publish(pipeline.js, res)
-    async with pipe_pool.acquire() as conn:
-        await conn.execute(
-            "ALTER TABLE result_details ADD CONSTRAINT test_refuse CHECK (message <> 'refuse me')"
-        )
-    try:
+    async with refusing(pipe_pool):
         with capture_logs() as logs:
             assert await pipeline.ingester.burst() == 3
-    finally:
-        async with pipe_pool.acquire() as conn:
-            await conn.execute("ALTER TABLE result_details DROP CONSTRAINT test_refuse")
     [moved] = [e for e in logs if e["event"] == "malformed result moved aside"]
     assert "PostgreSQL refused it" in moved["error"] and moved["log_level"] == "error"
     stored = {r["job_id"] for r in await rows(pipe_pool, monitor["publicId"])}

@@ -25,7 +25,7 @@ from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
-from tests.pipeline.test_ingest import publish, result, rows
+from tests.pipeline.test_ingest import REFUSED, publish, refusing, result, rows
 
 
 async def publish_bundle(pipeline: Pipeline, cc: str, parts: list[bytes]) -> None:
@@ -128,19 +128,12 @@ async def test_a_result_postgresql_refuses_leaves_the_rest_of_its_bundle_stored(
     (cc,) = countries.take()
     monitor = await create(api, org)
     good = [result(job_ids, monitor, cc, at=utcnow() - timedelta(seconds=i)) for i in range(3)]
-    refused = result(job_ids, monitor, cc, at=utcnow() + timedelta(seconds=1), message="refuse me")
+    refused = result(job_ids, monitor, cc, at=utcnow() + timedelta(seconds=1), message=REFUSED)
     await publish_bundle(pipeline, cc, [encode(good[0]), encode(refused), encode(good[1])])
     await publish(pipeline.js, good[2])
-    async with pipe_pool.acquire() as conn:
-        await conn.execute(
-            "ALTER TABLE result_details ADD CONSTRAINT test_refuse CHECK (message <> 'refuse me')"
-        )
-    try:
+    async with refusing(pipe_pool):
         with capture_logs() as logs:
             assert await pipeline.ingester.burst() == 3
-    finally:
-        async with pipe_pool.acquire() as conn:
-            await conn.execute("ALTER TABLE result_details DROP CONSTRAINT test_refuse")
     [moved] = [e for e in logs if e["event"] == "malformed result moved aside"]
     assert "PostgreSQL refused it" in moved["error"] and moved["job_id"] == refused.job_id
     stored = {r["job_id"] for r in await rows(pipe_pool, monitor["publicId"])}

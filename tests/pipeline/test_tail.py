@@ -54,61 +54,61 @@ def result(country: str, monitor: str, status: str) -> CheckResult:
     )
 
 
-async def test_filters_by_country_monitor_and_status(nats_url: str) -> None:
-    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+async def lines(
+    nats_url: str,
+    filters: tuple[str | None, str | None, str | None],
+    messages: list[tuple[str, bytes]],
+) -> list[str]:
+    """What `follow` with (country, monitor, status) prints for `messages` (subject, body)."""
     nc = await nats.connect(nats_url)
     seen: list[str] = []
     stop = asyncio.Event()
-    task = asyncio.create_task(follow(nc, "TZ", mine, "down", seen.append, stop))
+    task = asyncio.create_task(follow(nc, *filters, seen.append, stop))
     try:
         await asyncio.sleep(0.2)  # subscribed
-        for country, monitor, status in [
-            ("TZ", mine, "up"),
-            ("TZ", mine, "down"),
-            ("UG", mine, "down"),
-            ("TZ", other, "down"),
-        ]:
-            await nc.publish(
-                results_subject(country, "smtp", monitor), encode(result(country, monitor, status))
-            )
-        await nc.publish(results_subject("TZ", "smtp", mine), b"not json")
-        # From an agent with AGENT_RESULT_BUNDLES: the bundle's results, filtered alike.
-        bundled = [("TZ", other, "down"), ("TZ", mine, "up"), ("TZ", mine, "inconclusive")]
-        await nc.publish(
-            results_bundle_subject("TZ"), encode_bundle([encode(result(*r)) for r in bundled])
-        )
-        await nc.publish(
-            results_bundle_subject("UG"), encode_bundle([encode(result("UG", mine, "down"))])
-        )
-        await nc.publish(results_bundle_subject("TZ"), b"[not json")
+        for subject, body in messages:
+            await nc.publish(subject, body)
         await nc.flush()
         await asyncio.sleep(0.3)
     finally:
         stop.set()
         await task
         await nc.close()
+    return seen
+
+
+def bundle(*results: tuple[str, str, str]) -> tuple[str, bytes]:
+    """A bundle of results (country, monitor, status) from an agent of the first's country
+    with AGENT_RESULT_BUNDLES."""
+    return results_bundle_subject(results[0][0]), encode_bundle(
+        [encode(result(*r)) for r in results]
+    )
+
+
+async def test_filters_by_country_monitor_and_status(nats_url: str) -> None:
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    alone = [("TZ", mine, "up"), ("TZ", mine, "down"), ("UG", mine, "down"), ("TZ", other, "down")]
+    seen = await lines(
+        nats_url,
+        ("TZ", mine, "down"),
+        [
+            *((results_subject(cc, "smtp", m), encode(result(cc, m, st))) for cc, m, st in alone),
+            (results_subject("TZ", "smtp", mine), b"not json"),
+            # The bundles' results are filtered alike.
+            bundle(("TZ", other, "down"), ("TZ", mine, "up"), ("TZ", mine, "inconclusive")),
+            bundle(("UG", mine, "down")),
+            (results_bundle_subject("TZ"), b"[not json"),
+        ],
+    )
     [only] = seen
     assert f" TZ smtp {mine} down/refused 12ms connection refused" in only
 
 
 async def test_a_bundles_results_come_one_line_each(nats_url: str) -> None:
     mine, other = str(uuid.uuid4()), str(uuid.uuid4())
-    nc = await nats.connect(nats_url)
-    seen: list[str] = []
-    stop = asyncio.Event()
-    task = asyncio.create_task(follow(nc, "TZ", None, None, seen.append, stop))
-    try:
-        await asyncio.sleep(0.2)  # subscribed
-        bundled = [("TZ", other, "down"), ("TZ", mine, "up")]
-        await nc.publish(
-            results_bundle_subject("TZ"), encode_bundle([encode(result(*r)) for r in bundled])
-        )
-        await nc.flush()
-        await asyncio.sleep(0.3)
-    finally:
-        stop.set()
-        await task
-        await nc.close()
+    seen = await lines(
+        nats_url, ("TZ", None, None), [bundle(("TZ", other, "down"), ("TZ", mine, "up"))]
+    )
     assert len(seen) == 2
     assert f" TZ smtp {other} down/refused" in seen[0] and f" TZ smtp {mine} up" in seen[1]
 
