@@ -2,7 +2,7 @@
 
 A job is acked only after RESULTS has stored its result (its PubAck, or the PubAck of the batch
 it went in: results finished within `RESULT_LINGER_S` of each other are published together,
-shared.publishing.Outbox; with `result_bundles`, as one message, a JSON array on
+shared.publishing.Outbox; when their jobs say `resultBundles`, as one message, a JSON array on
 `mon.results.CC.bundle`), so an agent that dies mid-check leaves the job to be redelivered to
 another agent of its country after `ack_wait`; `Nats-Msg-Id` = job id (a bundle's: a hash of its
 results' job ids) makes a repeated publish of the same result a no-op within the stream's
@@ -156,7 +156,6 @@ class Worker:
         tenant_share: float = 0.5,
         lookahead: int | None = None,
         resolver: TargetResolver | None = None,
-        result_bundles: bool = False,
     ) -> None:
         jobs_subject(country)  # validates the code
         if concurrency < 1:
@@ -172,7 +171,7 @@ class Worker:
             self._js,
             linger_s=RESULT_LINGER_S,
             timeout_s=publish_timeout,
-            bundle_subject=results_bundle_subject(country) if result_bundles else None,
+            bundle_subject=results_bundle_subject(country),
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
@@ -219,7 +218,6 @@ class Worker:
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
-            "result_bundles": settings.agent_result_bundles,
             **overrides,
         }
         return cls(nc, settings.agent_country, **options)
@@ -651,7 +649,7 @@ class Worker:
             subject = results_subject(job.country, job.monitor_type, job.monitor_id)
             message = f"the agent failed on this job ({type(exc).__name__}); see its log"
             result = build_result(job, self.agent_id, "internal", message, utcnow())
-            outcome = await self._publish_and_ack(msg, subject, result)
+            outcome = await self._publish_and_ack(msg, subject, result, job.result_bundles)
         except Exception as second:
             then = repr(second)
             await _settle(msg.nak, self._nak_delay)
@@ -708,7 +706,7 @@ class Worker:
         """Publish the result, ack the job, and write the check's one log line."""
         seconds = time.perf_counter() - started
         self._metrics.check(job.monitor_type, result.status, result.error_kind, seconds)
-        outcome = await self._publish_and_ack(msg, subject, result)
+        outcome = await self._publish_and_ack(msg, subject, result, job.result_bundles)
         log.info(
             "check",
             type=job.monitor_type,
@@ -719,10 +717,14 @@ class Worker:
             attempt=msg.metadata.num_delivered,
         )
 
-    async def _publish_and_ack(self, msg: Delivery, subject: str, result: CheckResult) -> Outcome:
+    async def _publish_and_ack(
+        self, msg: Delivery, subject: str, result: CheckResult, bundle: bool
+    ) -> Outcome:
+        """Publish `result` (in a bundle with others when its job allows, `bundle`), then ack
+        its job, or nak it when the result was not stored."""
         started = time.perf_counter()
         try:
-            await self._results.publish(subject, encode(result), result.job_id)
+            await self._results.publish(subject, encode(result), result.job_id, bundle=bundle)
         except NATS_ERRORS as exc:
             log.warning(
                 "result_publish_failed",

@@ -415,6 +415,7 @@ def measure(args: argparse.Namespace) -> bool:
                         ORG_MAX_MONITORS="10000000",
                         ORG_MAX_CHECKS_PER_MINUTE="100000000",
                         ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
+                        RESULT_BUNDLES=str(args.result_bundles).lower(),
                         **where,
                     ),
                     tmp / f"controller-{len(controllers) + 1}.log",
@@ -437,7 +438,6 @@ def measure(args: argparse.Namespace) -> bool:
                     AGENT_METRICS_HOST="127.0.0.1",
                     AGENT_METRICS_PORT=str(metrics_port),
                     AGENT_CONCURRENCY=str(args.concurrency),
-                    AGENT_RESULT_BUNDLES=str(args.result_bundles).lower(),
                 ),
                 tmp / f"agent-{country}.log",
             )
@@ -713,7 +713,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--result-bundles",
         action="store_true",
-        help="AGENT_RESULT_BUNDLES: agents publish results that finish together as one message",
+        help="RESULT_BUNDLES: agents publish results that finish together as one message",
     )
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")

@@ -41,9 +41,7 @@ from bench.soak_rig import Rig, now
 from controller.db.pool import connect
 
 COUNTRIES = ("DE", "US")
-# (name, country, AGENT_RESULT_BUNDLES): DE's agents publish results both ways side by side,
-# US's in bundles.
-AGENTS = (("DE-1", "DE", False), ("DE-2", "DE", True), ("US-1", "US", True))
+AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"))
 INTERVAL = 10
 CHECK_TIMEOUT_S = 5
 # The alerter closes a round that has no result 2.5 intervals after it is due: only then is
@@ -174,11 +172,12 @@ CAMPAIGNS = {
 def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figures]:
     """Run the campaign; each fault window's figures."""
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-soak-"))
-    rig = Rig(tmp, concurrency=c.concurrency)
+    # Results in bundles (RESULT_BUNDLES): the ingester takes them apart under every fault.
+    rig = Rig(tmp, concurrency=c.concurrency, result_bundles=True)
     try:
         monitors = asyncio.run(_seed(rig, c.monitors))
-        for name, country, bundles in AGENTS:
-            rig.add_agent(name, country, result_bundles=bundles)
+        for name, country in AGENTS:
+            rig.add_agent(name, country)
         rig.wait_heartbeats(set(COUNTRIES))
         rig.start_controller("A")
         rig.start_sampling()
@@ -280,7 +279,7 @@ def run(name: str = "full") -> bool:
     discard_logs()
     print(
         f"soak ({machine()}; {c.monitors:,} SMTP monitors every {INTERVAL} s from"
-        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _, _ in AGENTS)},"
+        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _ in AGENTS)},"
         f" {len(c.faults)} faults)",
         flush=True,
     )

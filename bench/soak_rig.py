@@ -58,7 +58,6 @@ class Agent:
     name: str
     country: str
     metrics_port: int
-    result_bundles: bool = False  # AGENT_RESULT_BUNDLES
     proc: subprocess.Popen[bytes] | None = None
     # [start, end) spans when it could heartbeat; end None: still can
     spans: list[list[float | None]] = field(default_factory=list)
@@ -72,9 +71,10 @@ class Controller:
 
 
 class Rig:
-    def __init__(self, tmp: Path, *, concurrency: int) -> None:
+    def __init__(self, tmp: Path, *, concurrency: int, result_bundles: bool = False) -> None:
         self.tmp = tmp
         self.concurrency = concurrency
+        self.result_bundles = result_bundles  # the controllers' RESULT_BUNDLES
         self.pg, self.database_url = embedded.start_postgres(
             tmp / "pg",
             throwaway=True,
@@ -108,8 +108,8 @@ class Rig:
 
     # -- agents ---------------------------------------------------------------------------
 
-    def add_agent(self, name: str, country: str, *, result_bundles: bool = False) -> None:
-        self.agents[name] = Agent(name, country, embedded.free_port(), result_bundles)
+    def add_agent(self, name: str, country: str) -> None:
+        self.agents[name] = Agent(name, country, embedded.free_port())
         self.start_agent(name)
 
     def start_agent(self, name: str) -> None:
@@ -121,7 +121,6 @@ class Rig:
             AGENT_METRICS_HOST="127.0.0.1",
             AGENT_METRICS_PORT=str(a.metrics_port),
             AGENT_CONCURRENCY=str(self.concurrency),
-            AGENT_RESULT_BUNDLES=str(a.result_bundles).lower(),
         )
         a.proc = self._spawn(["agent", "--country", a.country], env, f"agent-{name}.log")
         a.spans.append([now(), None])
@@ -182,6 +181,7 @@ class Rig:
             CONTROLLER_METRICS_PORT=str(c.ops_port),
             ORG_MAX_MONITORS="10000000",
             ORG_MAX_CHECKS_PER_MINUTE="100000000",
+            RESULT_BUNDLES=str(self.result_bundles).lower(),
         )
         c.proc = self._spawn(["controller", "serve"], env, f"controller-{name}.log")
         _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))

@@ -2,7 +2,7 @@
 country, monitor and status.
 
 A core subscription on `mon.results.CC.TYPE.MONITOR` and on `mon.results.CC.bundle` (the
-results agents with AGENT_RESULT_BUNDLES publish together), so any NATS user that may read
+results agents publish together under RESULT_BUNDLES), so any NATS user that may read
 results can run it, the read-only `subscriber` too. Country and monitor narrow the subjects (the
 server filters; a bundle's results by monitor here); the status is filtered here. Connects to
 NATS_URL (default nats://127.0.0.1:4222, `make run`'s), verifying a `tls://` server with

@@ -171,6 +171,10 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # every job of the organization): agents share their slots and lookups fairly between
     # tenants by it. "" from a controller that predates it: one shared lane.
     tenant: str = ""
+    # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
+    # others that finish with it (`mon.results.CC.bundle`). False from a controller that
+    # predates it, and ignored by an agent that does: one result per message.
+    result_bundles: bool = False
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):

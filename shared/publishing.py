@@ -307,8 +307,9 @@ class Outbox:
     """Messages to one stream from many callers, published together (`Publisher`): what is
     handed in within `linger_s` of the first (or `max_batch` of it, at once) goes out in one
     write; each caller waits for its own message to be stored, and gets its own failure. With
-    `bundle_subject`, what goes out together is carried by as few messages on that subject
-    as `bundles` makes, and each caller gets its bundle's outcome."""
+    `bundle_subject`, the messages handed in with `bundle` that go out together are carried by
+    as few messages on that subject as `bundles` makes, and each caller gets its bundle's
+    outcome."""
 
     def __init__(
         self,
@@ -323,7 +324,7 @@ class Outbox:
         self._linger_s = linger_s
         self._max_batch = max_batch
         self._bundle_subject = bundle_subject
-        self._pending: list[tuple[Outgoing, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Outgoing, bool, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
@@ -331,10 +332,13 @@ class Outbox:
     def batches(self) -> bool:
         return self._publisher.batches
 
-    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
-        """Return once the stream stored the message; raise what its publish raised."""
+    async def publish(
+        self, subject: str, payload: bytes, msg_id: str, *, bundle: bool = False
+    ) -> None:
+        """Return once the stream stored the message; raise what its publish raised.
+        `bundle`: it may go in a bundle (with a `bundle_subject`)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((Outgoing(subject, payload, msg_id), done))
+        self._pending.append((Outgoing(subject, payload, msg_id), bundle, done))
         if len(self._pending) >= self._max_batch:
             self.flush()
         elif self._timer is None:
@@ -352,12 +356,16 @@ class Outbox:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    async def _send(self, items: list[tuple[Outgoing, asyncio.Future[None]]]) -> None:
-        messages = [out for out, _ in items]
-        if self._bundle_subject is None:
-            sent = [(out, [i]) for i, out in enumerate(messages)]
+    async def _send(self, items: list[tuple[Outgoing, bool, asyncio.Future[None]]]) -> None:
+        bundled = [i for i, (_, bundle, _) in enumerate(items) if bundle]
+        sent = [(out, [i]) for i, (out, bundle, _) in enumerate(items) if not bundle]
+        if bundled and self._bundle_subject is not None:
+            sent += [
+                (out, [bundled[k] for k in carried])
+                for out, carried in bundles([items[i][0] for i in bundled], self._bundle_subject)
+            ]
         else:
-            sent = bundles(messages, self._bundle_subject)
+            sent += [(items[i][0], [i]) for i in bundled]
         outcomes: list[BaseException | None] = [None] * len(items)
         try:
             for (_, carried), outcome in zip(
@@ -367,7 +375,7 @@ class Outbox:
                     outcomes[i] = outcome
         except Exception as e:  # every waiting caller gets the failure
             outcomes = [e] * len(items)
-        for (_, done), outcome in zip(items, outcomes, strict=True):
+        for (_, _, done), outcome in zip(items, outcomes, strict=True):
             if done.done():  # its caller was cancelled
                 continue
             if outcome is None:

@@ -279,6 +279,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "anything is due",
         ),
     ] = 0.5
+    result_bundles: Annotated[
+        bool,
+        Meta(
+            description="let agents publish the results that finish together as one RESULTS"
+            " message on `mon.results.CC.bundle` (a JSON array) instead of one message each:"
+            " less work for NATS and the controller; readers of the result stream must then"
+            " read bundles too (docs/stream.md). Every job says so; agents older than this"
+            " setting publish one result per message",
+        ),
+    ] = False
     agents_per_country_max: Annotated[
         int,
         Meta(
@@ -734,15 +744,6 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     agent_concurrency: Annotated[
         int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
     ] = 200
-    agent_result_bundles: Annotated[
-        bool,
-        Meta(
-            description="publish the results that finish together as one RESULTS message on"
-            " `mon.results.CC.bundle` (a JSON array) instead of one message each: less work for"
-            " NATS and the controller; readers of the result stream must then read bundles too"
-            " (docs/stream.md)"
-        ),
-    ] = False
     agent_tenant_slot_share: Annotated[
         float,
         Meta(

@@ -7,7 +7,7 @@ PostgreSQL cannot store in text, becomes U+FFFD. A batch whose commit fails othe
 acked and comes back after a short delay.
 
 A message carries one result, or several as a bundle (a JSON array on `mon.results.CC.bundle`,
-from agents with `AGENT_RESULT_BUNDLES`): each result of a bundle is checked alone and one bad
+under the controller's `RESULT_BUNDLES`): each result of a bundle is checked alone and one bad
 result is moved aside by itself; the message is acked once its results are stored, `nak`ed
 when any of them must come again (stored again whole: the inserts are idempotent).
 

@@ -116,6 +116,7 @@ async def open_pipeline(
             checks_per_minute=settings.org_max_checks_per_minute,
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
             confirm_per_minute=settings.confirm_rounds_per_minute,
+            result_bundles=settings.result_bundles,
             tokens=TokenService(
                 pool,
                 box,

@@ -222,8 +222,10 @@ class RoundPlanner:
         default_countries: int = 2,
         dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
+        result_bundles: bool = False,
     ) -> None:
         self._job_ids = job_ids
+        self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
         self._box = box
         self._keys = keys
         self._default_countries = default_countries
@@ -404,6 +406,7 @@ class RoundPlanner:
                     mail_domain=mail_domain or None,
                     avoid_agents=avoid.get(cc, []),
                     tenant=org,
+                    result_bundles=self._result_bundles,
                     **fields,
                 )
             )

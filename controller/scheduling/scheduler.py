@@ -101,6 +101,7 @@ class Scheduler:
         checks_per_minute: int = 2000,
         mails_per_domain: int = 60,
         confirm_per_minute: int = 600,
+        result_bundles: bool = False,
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -124,6 +125,7 @@ class Scheduler:
             default_countries=default_countries,
             dns_interval_s=dns_interval_s,
             login_spacing_s=login_spacing_s,
+            result_bundles=result_bundles,
         )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE

@@ -378,30 +378,38 @@ async def test_an_agent_whose_connection_closed_for_good_stops(
     assert any(line["event"] == "nats_connection_closed" for line in logs)
 
 
-async def test_with_result_bundles_what_finishes_together_goes_as_one_message(
+async def test_results_of_jobs_that_allow_it_go_in_bundles_the_others_alone(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
-    """AGENT_RESULT_BUNDLES: checks that finish together are published as a JSON array on
-    `mon.results.CC.bundle`, each job's result in it once, each job acked after it."""
+    """A job says `resultBundles` (the controller's RESULT_BUNDLES): results of such jobs that
+    finish together are published as a JSON array on `mon.results.CC.bundle`; a job without
+    it (an older controller's) gets its result alone on its own subject. Every job's result
+    once, every job acked after it."""
     async with SmtpLikePeer() as peer:
-        jobs = [job_for(country, peer.port) for _ in range(6)]
-        for job in jobs:
+        bundled = [job_for(country, peer.port, result_bundles=True) for _ in range(6)]
+        alone = [job_for(country, peer.port) for _ in range(2)]
+        for job in bundled + alone:
             await publish_job(js, job)
-        w = worker(nc, country, ssl_contexts, result_bundles=True)
+        w = worker(nc, country, ssl_contexts)
         await w.run(burst=True)
 
     sub = await js.pull_subscribe(results_country_filter(country), stream=RESULTS_STREAM)
-    msgs = await sub.fetch(len(jobs), timeout=2)
+    msgs = await sub.fetch(len(bundled) + len(alone), timeout=2)
     await sub.unsubscribe()
-    found: list[CheckResult] = []
+    singles: list[CheckResult] = []
+    in_bundles: list[CheckResult] = []
     for msg in msgs:
-        if (parts := bundle_parts(msg.data)) is None:  # one that finished alone
-            found.append(alone := decode_result(msg.data))
-            assert msg.subject == results_subject(country, "smtp", alone.monitor_id)
+        if (parts := bundle_parts(msg.data)) is None:
+            singles.append(one := decode_result(msg.data))
+            assert msg.subject == results_subject(country, "smtp", one.monitor_id)
         else:
             assert msg.subject == results_bundle_subject(country)
-            found += [decode_result(part) for part in parts]
-    assert len(msgs) < len(jobs)
-    assert sorted(r.job_id for r in found) == sorted(job.job_id for job in jobs)
-    assert {(r.status, r.agent_id) for r in found} == {("up", w.agent_id)}
+            in_bundles += [decode_result(part) for part in parts]
+    assert len(msgs) < len(bundled) + len(alone)  # some went together
+    assert {r.job_id for r in singles} >= {job.job_id for job in alone}
+    assert sorted(r.job_id for r in singles + in_bundles) == sorted(
+        job.job_id for job in bundled + alone
+    )
+    assert {r.job_id for r in in_bundles} <= {job.job_id for job in bundled}
+    assert {(r.status, r.agent_id) for r in singles + in_bundles} == {("up", w.agent_id)}
     assert await unacked(js, country) == (0, 0)

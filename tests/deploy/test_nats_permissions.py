@@ -266,7 +266,7 @@ async def test_subscriber_receives_live_results_and_events(
     assert (live.subject, live.data) == ("mon.results.US.pop3.w", b'{"v":1}')
     with pytest.raises(nats.errors.TimeoutError):
         await live_results.next_msg(timeout=DENIED_WAIT_S)
-    # An agent with AGENT_RESULT_BUNDLES: a bundle is stored and comes as it is, once.
+    # A bundle of results (RESULT_BUNDLES): stored, and comes as it is, once.
     for _ in range(2):
         await us.js.publish(
             results_bundle_subject("US"), b'[{"v":1},{"v":1}]', headers={"Nats-Msg-Id": "b-1"}

@@ -1,6 +1,6 @@
-"""Results bundles (`AGENT_RESULT_BUNDLES`) through real NATS and PostgreSQL: an agent's
-results that finish together arrive as one RESULTS message; the ingester stores each, checks
-each alone, and settles the message once for all of them."""
+"""Results bundles (`RESULT_BUNDLES`) through real NATS and PostgreSQL: an agent's results
+that finish together arrive as one RESULTS message; the ingester stores each, checks each
+alone, and settles the message once for all of them."""
 
 import asyncio
 import uuid
@@ -172,7 +172,7 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
     await settled(pipeline)
 
 
-async def test_an_outbox_with_a_bundle_subject_sends_what_comes_together_as_one_message(
+async def test_an_outbox_sends_what_may_go_in_a_bundle_together_as_one_message(
     api: httpx.AsyncClient,
     org: Tenant,
     pipe_pool: asyncpg.Pool,
@@ -181,10 +181,11 @@ async def test_an_outbox_with_a_bundle_subject_sends_what_comes_together_as_one_
     job_ids: JobIds,
     nats_url: str,
 ) -> None:
-    """The agent's outbox with bundles on, on the real stream: live subscribers see one
-    message, the bundle as it was stored, and the ingester stores each of its results."""
+    """The agent's outbox on the real stream: the results whose jobs allow bundles go as one
+    message, which live subscribers see as it was stored, another alone on its own subject;
+    the ingester stores each."""
     (cc,) = countries.take()
-    monitors = [await create(api, org) for _ in range(5)]
+    monitors = [await create(api, org) for _ in range(6)]
     sent = [result(job_ids, m, cc) for m in monitors]
     watcher = await nats.connect(nats_url)
     live: list[Msg] = []
@@ -200,18 +201,25 @@ async def test_an_outbox_with_a_bundle_subject_sends_what_comes_together_as_one_
     await asyncio.gather(
         *(
             outbox.publish(
-                results_subject(cc, res.monitor_type, str(res.monitor_id)), encode(res), res.job_id
+                results_subject(cc, res.monitor_type, str(res.monitor_id)),
+                encode(res),
+                res.job_id,
+                bundle=n > 0,
             )
-            for res in sent
+            for n, res in enumerate(sent)
         )
     )
-    await until(lambda: len(live) >= 1)
+    await until(lambda: len(live) >= 2)
     await asyncio.sleep(0.2)  # nothing else comes
     await watcher.close()
-    assert [msg.subject for msg in live] == [f"live.results.{cc}.bundle"]
-    parts = bundle_parts(live[0].data) or []
-    assert [msgspec.json.decode(part, type=CheckResult) for part in parts] == sent
-    assert await pipeline.ingester.burst() == 5
+    alone = results_subject(cc, "smtp", str(sent[0].monitor_id))
+    assert sorted(msg.subject for msg in live) == sorted(
+        [f"live.{alone[len('mon.') :]}", f"live.results.{cc}.bundle"]
+    )
+    [bundle] = [msg for msg in live if msg.subject.endswith(".bundle")]
+    parts = bundle_parts(bundle.data) or []
+    assert [msgspec.json.decode(part, type=CheckResult) for part in parts] == sent[1:]
+    assert await pipeline.ingester.burst() == 6
     for monitor in monitors:
         assert len(await rows(pipe_pool, monitor["publicId"])) == 1
     await settled(pipeline)

@@ -79,7 +79,7 @@ async def lines(
 
 def bundle(*results: tuple[str, str, str]) -> tuple[str, bytes]:
     """A bundle of results (country, monitor, status) from an agent of the first's country
-    with AGENT_RESULT_BUNDLES."""
+    whose jobs allowed it (RESULT_BUNDLES)."""
     return results_bundle_subject(results[0][0]), encode_bundle(
         [encode(result(*r)) for r in results]
     )

@@ -1,5 +1,5 @@
-"""Results that finish together as one RESULTS message (`AGENT_RESULT_BUNDLES`): how the
-agent's outbox groups them and how a bundle's subject is told from a result's."""
+"""Results that finish together as one RESULTS message (`RESULT_BUNDLES`): how the agent's
+outbox groups them and how a bundle's subject is told from a result's."""
 
 import msgspec
 import pytest

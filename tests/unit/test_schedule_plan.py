@@ -299,6 +299,20 @@ def test_second_opinions(
     assert plan.second_opinions(failed, live) == expected
 
 
+@pytest.mark.parametrize("bundles", [False, True])
+def test_every_job_says_whether_its_result_may_go_in_a_bundle(
+    keyed: tuple[CountryKeys, dict[str, str]], bundles: bool
+) -> None:
+    """RESULT_BUNDLES, on every job of every round (the agent decides by it)."""
+    keys, _ = keyed
+    p = RoundPlanner(schedule.JobIds.from_box(BOX), BOX, keys, result_bundles=bundles)
+    logs_in = p.round(watched(stored=CREDENTIALS, listed=["DE", "FR"]), ON_TIME, LIVE3)
+    jobs = [*logs_in.jobs, *(job for _, job in logs_in.deferred)]
+    jobs += p.round(watched(), ON_TIME, LIVE3).jobs
+    assert len(jobs) == 4
+    assert {job.result_bundles for job in jobs} == {bundles}
+
+
 def test_tenant_is_a_keyed_hash_of_the_organization() -> None:
     key, other_key = b"k" * 32, b"o" * 32
     assert plan.tenant(key, 3) == plan.tenant(key, 3) != plan.tenant(key, 4)
