@@ -172,7 +172,8 @@ CAMPAIGNS = {
 def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figures]:
     """Run the campaign; each fault window's figures."""
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-soak-"))
-    # Results in bundles (RESULT_BUNDLES): the ingester takes them apart under every fault.
+    # Results in bundles (RESULT_BUNDLES), so the ingester takes them apart under every fault;
+    # the tests cover one result per message under the faults they inject.
     rig = Rig(tmp, concurrency=c.concurrency, result_bundles=True)
     try:
         monitors = asyncio.run(_seed(rig, c.monitors))
@@ -279,8 +280,8 @@ def run(name: str = "full") -> bool:
     discard_logs()
     print(
         f"soak ({machine()}; {c.monitors:,} SMTP monitors every {INTERVAL} s from"
-        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _ in AGENTS)},"
-        f" {len(c.faults)} faults)",
+        f" {' and '.join(COUNTRIES)}, agents {', '.join(a for a, _ in AGENTS)}, results in"
+        f" bundles, {len(c.faults)} faults)",
         flush=True,
     )
     ok = report(run_campaign(c, lambda s: print(s, flush=True)), c.concurrency)
