@@ -172,6 +172,7 @@ class Worker:
             linger_s=RESULT_LINGER_S,
             timeout_s=publish_timeout,
             bundle_subject=results_bundle_subject(country),
+            max_payload=lambda: nc.max_payload,
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()

@@ -271,8 +271,8 @@ class Publisher:
         return [e if isinstance(e, BaseException) else None for e in settled]
 
 
-# A bundle carries at most this many bytes of messages (NATS's max_payload is 1 MiB by
-# default); a message this large or larger goes alone.
+# A bundle carries at most this many bytes of messages, and at most half the server's
+# max_payload (1 MiB by default); a message this large or larger goes alone.
 BUNDLE_MAX_BYTES = 256 * 1024
 
 
@@ -319,11 +319,15 @@ class Outbox:
         timeout_s: float,
         max_batch: int = 500,
         bundle_subject: str | None = None,
+        max_payload: Callable[[], int] = lambda: 2 * BUNDLE_MAX_BYTES,
     ) -> None:
+        """`max_payload`: the largest message the server takes now (nats-py's `max_payload`
+        from the server's INFO); a bundle is at most half of it."""
         self._publisher = Publisher(js, timeout_s=timeout_s)
         self._linger_s = linger_s
         self._max_batch = max_batch
         self._bundle_subject = bundle_subject
+        self._max_payload = max_payload
         self._pending: list[tuple[Outgoing, bool, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -362,7 +366,11 @@ class Outbox:
         if bundled and self._bundle_subject is not None:
             sent += [
                 (out, [bundled[k] for k in carried])
-                for out, carried in bundles([items[i][0] for i in bundled], self._bundle_subject)
+                for out, carried in bundles(
+                    [items[i][0] for i in bundled],
+                    self._bundle_subject,
+                    min(BUNDLE_MAX_BYTES, self._max_payload() // 2),
+                )
             ]
         else:
             sent += [(items[i][0], [i]) for i in bundled]

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import nats
 import pytest
@@ -10,6 +11,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
+from shared import embedded
 from shared.messages import CheckResult, bundle_parts, decode_heartbeat, decode_result, encode
 from shared.streams import ensure_streams, jobs_consumer_name, stream_configs
 from shared.subjects import (
@@ -413,3 +415,34 @@ async def test_results_of_jobs_that_allow_it_go_in_bundles_the_others_alone(
     assert {r.job_id for r in in_bundles} <= {job.job_id for job in bundled}
     assert {(r.status, r.agent_id) for r in singles + in_bundles} == {("up", w.agent_id)}
     assert await unacked(js, country) == (0, 0)
+
+
+async def test_bundles_stay_within_half_the_servers_max_payload(
+    tmp_path: Path, country: str, ssl_contexts: SslContexts
+) -> None:
+    """A server that takes messages of at most 8 KiB (`max_payload`): the results of twenty
+    jobs that allow bundles go in bundles of at most 4 KiB, and every one is stored."""
+    config = tmp_path / "nats.conf"
+    config.write_text("max_payload: 8192\n")
+    proc, url = embedded.start_nats(tmp_path / "nats", config=config)
+    conn = await nats.connect(url)
+    try:
+        js = conn.jetstream()
+        await ensure_streams(js)
+        async with SmtpLikePeer() as peer:
+            jobs = [job_for(country, peer.port, result_bundles=True) for _ in range(20)]
+            for job in jobs:
+                await publish_job(js, job)
+            await worker(conn, country, ssl_contexts).run(burst=True)
+        sub = await js.pull_subscribe(results_country_filter(country), stream=RESULTS_STREAM)
+        msgs = await sub.fetch(len(jobs), timeout=2)
+        found = [
+            decode_result(part) for msg in msgs for part in bundle_parts(msg.data) or [msg.data]
+        ]
+        assert sorted(r.job_id for r in found) == sorted(job.job_id for job in jobs)
+        assert sum(len(m.data) for m in msgs) > 8192  # more than one message could carry
+        assert all(len(m.data) <= 4096 for m in msgs) and len(msgs) < len(jobs)
+        assert await unacked(js, country) == (0, 0)
+    finally:
+        await conn.close()
+        embedded.stop(proc)
