@@ -19,8 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from controller.ingest.result_kinds import MISSED_KINDS
 from controller.scheduling import rules as schedule
 from shared.heartbeats import WARMUP_S
-from shared.messages import CheckResult, bundle_parts
-from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
+from shared.messages import CheckResult, result_parts
+from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS
 from shared.timefmt import parse_iso
 
 # A cell is normal when it is `up` and stored this soon after its due time, or as soon as the
@@ -146,8 +146,10 @@ async def published_results(nats_url: str) -> list[CheckResult]:
         while read < total:
             for msg in await sub.fetch(1000, timeout=10):
                 read += 1
-                parts = bundle_parts(msg.data) if results_bundle_country(msg.subject) else None
-                found += [msgspec.json.decode(p, type=CheckResult) for p in parts or [msg.data]]
+                found += [
+                    msgspec.json.decode(part, type=CheckResult)
+                    for part in result_parts(msg.subject, msg.data)
+                ]
         await sub.unsubscribe()
         return found
     finally:

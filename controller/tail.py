@@ -29,8 +29,8 @@ from nats.aio.msg import Msg
 
 from controller.ascode import api_url, find_monitor, secret_env
 from controller.ascode.client import DEFAULT_API, api_client
-from shared.messages import CheckResult, Status, bundle_parts, decode_result
-from shared.subjects import RESULTS_BUNDLE_TOKEN, results_bundle_country
+from shared.messages import CheckResult, Status, decode_result, result_parts
+from shared.subjects import RESULTS_BUNDLE_TOKEN
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
@@ -145,8 +145,7 @@ async def follow(
 
     async def on_result(msg: Msg) -> None:
         try:
-            parts = bundle_parts(msg.data) if results_bundle_country(msg.subject) else None
-            results = [decode_result(part) for part in parts or [msg.data]]
+            results = [decode_result(part) for part in result_parts(msg.subject, msg.data)]
         except msgspec.DecodeError as exc:
             print(f"not a result on {msg.subject}: {exc}", file=sys.stderr)
             return

@@ -16,6 +16,7 @@ import msgspec
 
 from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
 from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
+from shared.subjects import results_bundle_country
 
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
 # `inconclusive`: the check failed in a way this agent's own path explains (its canary for that
@@ -474,6 +475,18 @@ def bundle_parts(data: bytes) -> list[bytes] | None:
     if data.lstrip()[:1] != b"[":
         return None
     return [bytes(raw) for raw in _bundle_decoder.decode(data)]
+
+
+def result_parts(subject: str, data: bytes) -> list[bytes]:
+    """The encoded results a RESULTS message on `subject` carries: a bundle's parts (on
+    `mon.results.CC.bundle`), else the message itself. Raises msgspec.DecodeError for a bundle
+    that is no JSON array."""
+    if results_bundle_country(subject) is None:
+        return [data]
+    parts = bundle_parts(data)
+    if parts is None:
+        raise msgspec.DecodeError("a bundle of results must be a JSON array")
+    return parts
 
 
 def decode_result(data: bytes) -> CheckResult:

@@ -36,7 +36,7 @@ from controller.ingest.store import CheckedResult
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
-from shared.messages import bundle_parts
+from shared.messages import result_parts
 from shared.pulling import StandingPull
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
@@ -241,12 +241,9 @@ class Ingester:
             result = self._checked(msg, data)
             return [] if result is None else [result]
         try:
-            parts = bundle_parts(data)
+            parts = result_parts(msg.subject, data)
         except msgspec.DecodeError as exc:
             _moved_aside(msg, str(exc))
-            return []
-        if parts is None:
-            _moved_aside(msg, "a bundle of results must be a JSON array")
             return []
         checked = (self._checked(msg, part, country, n) for n, part in enumerate(parts))
         return [result for result in checked if result is not None]

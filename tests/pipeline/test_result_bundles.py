@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import msgspec
 import nats
+import pytest
 from nats.aio.msg import Msg
 from structlog.testing import capture_logs
 
@@ -148,9 +149,10 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
     pipeline: Pipeline,
     countries: Countries,
     job_ids: JobIds,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A transaction holds at most the ingester's batch of results, whatever the messages
-    carry: here batches of 4 over bundles of 3."""
+    carry: here batches of 4 over bundles of 3 (on the session's ingester, set back after)."""
     (cc,) = countries.take()
     monitors = [await create(api, org) for _ in range(9)]
     sent = [result(job_ids, m, cc) for m in monitors]
@@ -163,8 +165,8 @@ async def test_a_handful_of_bundles_is_stored_a_batch_at_a_time(
         stores.append(len(batch))
         return await store(batch)
 
-    pipeline.ingester._store = counted  # type: ignore[method-assign]
-    pipeline.ingester._batch = 4
+    monkeypatch.setattr(pipeline.ingester, "_store", counted)
+    monkeypatch.setattr(pipeline.ingester, "_batch", 4)
     assert await pipeline.ingester.burst() == 9
     assert max(stores) <= 4 and sum(stores) == 9
     for monitor in monitors:

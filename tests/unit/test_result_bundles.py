@@ -73,7 +73,7 @@ def test_a_bundles_subject_names_its_country(subject: str, country: str | None) 
     assert results_bundle_country(subject) == country
 
 
-def test_a_bundle_subject_is_never_a_results_subject() -> None:
+def test_a_bundle_subject_checks_its_country() -> None:
     with pytest.raises(ValueError):
         results_bundle_subject("de")
     assert results_bundle_country(results_bundle_subject("US")) == "US"
