@@ -4,7 +4,7 @@ outbox groups them and how a bundle's subject is told from a result's."""
 import msgspec
 import pytest
 
-from shared.messages import bundle_parts
+from shared.messages import bundle_parts, result_parts
 from shared.publishing import Outgoing, bundles
 from shared.subjects import results_bundle_country, results_bundle_subject, results_subject
 
@@ -77,3 +77,24 @@ def test_a_bundle_subject_checks_its_country() -> None:
     with pytest.raises(ValueError):
         results_bundle_subject("de")
     assert results_bundle_country(results_bundle_subject("US")) == "US"
+
+
+@pytest.mark.parametrize(
+    ("subject", "data", "parts"),
+    [
+        ("mon.results.DE.smtp.m1", b'{"v":1}', [b'{"v":1}']),
+        ("mon.results.DE.smtp.m1", b'[{"v":1}]', [b'[{"v":1}]']),  # a result's subject: as is
+        ("mon.results.DE.bundle", b'[{"v":1}, {"v":2}]', [b'{"v":1}', b'{"v":2}']),
+        ("mon.results.DE.bundle", b"[]", []),
+        ("mon.results.DE.bundle", b'{"v":1}', None),  # a bundle is an array
+        ("mon.results.DE.bundle", b"[{not json", None),
+    ],
+)
+def test_what_a_results_message_carries(
+    subject: str, data: bytes, parts: list[bytes] | None
+) -> None:
+    if parts is None:
+        with pytest.raises(msgspec.DecodeError):
+            result_parts(subject, data)
+    else:
+        assert result_parts(subject, data) == parts
