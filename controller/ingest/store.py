@@ -8,6 +8,7 @@ move the per-country state (and with it the monitor's `lastCheckedAt`) and the r
 redelivered result changes nothing. Readers read the view `check_results`, which rebuilds every row.
 """
 
+import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -40,10 +41,11 @@ decode_result = msgspec.json.Decoder(CheckedResult).decode
 
 
 # A batch travels to PostgreSQL as one JSON array of results with their wire names ($1), which
-# PostgreSQL parses and checks (times, UUIDs); encoding it is one msgspec call, where converting
-# each field in Python cost more CPU than the rest of the ingester.
+# PostgreSQL parses and checks (times, UUIDs), each with its facts' hash (`facts`); encoding it is
+# a msgspec call per result, where converting each field in Python cost more CPU than the rest
+# of the ingester.
 _RECORD = (
-    '"jobId" text, "scheduledAt" timestamptz, "monitorId" uuid, "monitorType" text,'
+    '"jobId" text, "scheduledAt" timestamptz, "monitorId" uuid, "monitorType" text, facts uuid,'
     ' country text, "agentId" text, status text, "errorKind" text, message text, banner text,'
     ' "responseTimeMs" float8, phases jsonb, tls jsonb, address text, "startedAt" timestamptz,'
     ' "finishedAt" timestamptz, folder text, hops jsonb, "authResults" jsonb,'
@@ -74,9 +76,6 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alerts.mark`), no row per result.
-_FACTS = """md5(jsonb_build_array(f.status, f.error_kind, f.message, f.banner, f.tls, f.address,
-    f.folder, f.hops, f.auth_results, f.capabilities, f.capabilities_before_tls, f.mail_dns,
-    f.monitor_type, f.public_id)::text)::uuid"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -125,7 +124,7 @@ WITH r AS (
     SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
             result_tag(r."jobId"::uuid))
         m.id AS monitor_id, r."jobId"::uuid AS job, r."scheduledAt" AS scheduled_at,
-        r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.country AS cc,
+        r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.facts, r.country AS cc,
         result_country_code(r.country) AS country, r."agentId" AS agent_id,
         {_STATUS} AS status,
         CASE WHEN r.status = 'up' THEN NULL WHEN {_STATUS} = '{INCONCLUSIVE}' THEN '{INCONCLUSIVE}'
@@ -153,7 +152,7 @@ WITH r AS (
         {", ".join(f"result_phase_us((r.phases->>'{p}Ms')::float8) AS {p}_us" for p in _PHASES)}
     FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
 ), c AS (
-    SELECT f.*, {_FACTS} AS facts, s.detail_at, s.detail_tag, s.detail_facts,
+    SELECT f.*, s.detail_at, s.detail_tag, s.detail_facts,
         s.monitor_id IS NULL AS fresh,
         date_trunc('day', f.scheduled_at, 'UTC') AS day,
         coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
@@ -352,7 +351,30 @@ SELECT DISTINCT n FROM unnest($1::text[]) AS n
 WHERE NOT EXISTS (SELECT 1 FROM result_agents a WHERE md5(a.name) = md5(n))
 ON CONFLICT DO NOTHING
 """
-_encode_rows = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder().encode
+
+
+def facts_of(row: ResultRow | CheckedResult) -> str:
+    """The hash of what a result says of the server, as its wire values: two results with the
+    same hash store the same facts, so a routine one may be stored compact, pointing at the
+    other's full row (the statement compares it with the state's `detail_facts`)."""
+    said = (
+        row.status, row.error_kind, row.message, getattr(row, "banner", None),
+        getattr(row, "tls", None), getattr(row, "address", None), getattr(row, "folder", None),
+        getattr(row, "hops", None), getattr(row, "auth_results", None),
+        getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
+        getattr(row, "mail_dns", None), row.monitor_type, row.monitor_id,
+    )  # fmt: skip
+    return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
+
+
+def _encode_rows(rows: Sequence[ResultRow | CheckedResult]) -> str:
+    """The batch's JSON array ($1): each result's wire fields and its `facts`."""
+    return (
+        b"["
+        + b",".join(b'{"facts":"%s",%s' % (facts_of(r).encode(), _encode(r)[1:]) for r in rows)
+        + b"]"
+    ).decode()
 
 
 _ENSURE_STATE = """
@@ -388,7 +410,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     old = packed_before(utcnow())
     if any(r.scheduled_at < old for r in rows):
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
-    moved = await conn.fetch(_INSERT, _encode_rows(rows).decode(), old)
+    moved = await conn.fetch(_INSERT, _encode_rows(rows), old)
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
