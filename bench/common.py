@@ -23,10 +23,12 @@ from controller.access import customers_store as customers
 from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
+from controller.ingest import retention
+from controller.ingest import store as results
 from controller.scheduling.rules import JobIds
 from shared import embedded
 from shared.messages import CheckResult
-from shared.timefmt import iso_ms
+from shared.timefmt import iso_ms, utcnow
 
 # The job ids of the benchmarks' own rounds (their ingesters check results against them).
 JOB_IDS = JobIds([b"mailprobe bench job ids key....."])
@@ -293,6 +295,30 @@ async def seed_monitors(
             hostname,
         )
         return [str(r["public_id"]) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def steady_partitions(database_url: str) -> int:
+    """The daily result partitions a deployment holds once it has run for CHECK_HISTORY_DAYS
+    (`controller.ingest.retention`'s defaults): rollups of every day since, raw rows, details
+    and packs of the last CHECK_RAW_DAYS, and the days ahead. A statement naming a partitioned
+    table may lock and open each partition of it every time it runs, so a bench on a fresh
+    database, with a few days, would measure less than production pays. Returns the tables'
+    partitions."""
+    conn = await connect(database_url)
+    try:
+        now = utcnow()
+        days = retention.HISTORY_DAYS
+        await results.ensure_partitions(conn, now - timedelta(days=days), days + 4)
+        await results.drop_partitions_before(
+            conn, (now - timedelta(days=retention.RAW_DAYS)).date(), results.RAW_TABLES
+        )
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE c.relkind = 'r' AND c.relname LIKE 'result\\_%'"
+        )
+        return count
     finally:
         await conn.close()
 

@@ -60,9 +60,11 @@ from bench.common import (
     proc_stat,
     seed,
     start_module,
+    steady_partitions,
     verdict,
 )
 from controller.db.pool import connect
+from controller.ingest import retention
 from shared import embedded
 
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
@@ -395,6 +397,7 @@ def measure(args: argparse.Namespace) -> bool:
             start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
+        partitions = asyncio.run(steady_partitions(database_url))
         controllers: list[subprocess.Popen[bytes]] = []
         apis: list[str] = []
         for roles in _role_sets(args):
@@ -451,7 +454,8 @@ def measure(args: argparse.Namespace) -> bool:
         _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
         print(
             f"  {args.monitors:,} monitors created through the API in"
-            f" {time.monotonic() - started:.1f} s; warming up {args.warmup:.0f} s",
+            f" {time.monotonic() - started:.1f} s; {partitions} daily result partitions (a"
+            f" deployment's after {retention.HISTORY_DAYS} days); warming up {args.warmup:.0f} s",
             flush=True,
         )
         time.sleep(args.warmup)

@@ -28,7 +28,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from bench.common import cpu_s, discard_logs, machine, seed_monitors, smtp_result
+from bench.common import (
+    cpu_s,
+    discard_logs,
+    machine,
+    seed_monitors,
+    smtp_result,
+    steady_partitions,
+)
 from controller.alerting import store as alerts
 from controller.db.pool import Conn, connect
 from controller.ingest import store as results
@@ -111,6 +118,7 @@ async def _measure() -> tuple[dict[str, Rounds], dict[int, Rounds]]:
         pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
         try:
             ids = await seed_monitors(url, MONITORS, interval=10, countries=list(COUNTRIES))
+            await steady_partitions(url)
             conn = await connect(url)
             try:
                 backend: int = await conn.fetchval("SELECT pg_backend_pid()")

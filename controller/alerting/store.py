@@ -27,6 +27,7 @@ from controller.monitors.store import (
     WatchedMonitor,
     decode_watched,
 )
+from controller.monitors.validation import TIMEOUT_MAX
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.posture.facts import StoredFacts
@@ -635,7 +636,11 @@ WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
     AND q.due_at > now() AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
     AND (SELECT count(DISTINCT r.country) FROM result_rows r
         WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
-            AND r.detail_ms IS NOT NULL) >= m.expected
+            AND r.detail_ms IS NOT NULL
+            -- The round pushed closes after now(), so it began at most the longest close
+            -- ago: only the partitions of that day and the next are read.
+            AND r.scheduled_at >= date_trunc('day', now() - make_interval(secs => $3 + $4 + $5),
+                'UTC')) >= m.expected
 """
 
 
@@ -650,6 +655,7 @@ async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROU
             rounds,
             JOB_EXPIRY_MAX.total_seconds(),
             CLOSE_GRACE.total_seconds(),
+            TIMEOUT_MAX,
         )
 
 

@@ -47,9 +47,9 @@ decode_result = msgspec.json.Decoder(CheckedResult).decode
 _RECORD = (
     '"jobId" text, "scheduledAt" timestamptz, "monitorId" uuid, "monitorType" text, facts uuid,'
     ' country text, "agentId" text, status text, "errorKind" text, message text, banner text,'
-    ' "responseTimeMs" float8, phases jsonb, tls jsonb, address text, "startedAt" timestamptz,'
-    ' "finishedAt" timestamptz, folder text, hops jsonb, "authResults" jsonb,'
-    ' capabilities jsonb, "capabilitiesBeforeTls" jsonb, "mailDns" jsonb'
+    ' "responseTimeMs" float8, phases jsonb, tls json, address text, "startedAt" timestamptz,'
+    ' "finishedAt" timestamptz, folder text, hops json, "authResults" json,'
+    ' capabilities json, "capabilitiesBeforeTls" json, "mailDns" json'
 )
 _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
 # The status as stored: a `down` of a missed kind is `missed` (the check did not run); status
@@ -76,6 +76,10 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alerts.mark`), no row per result.
+# The facts a full row's details hold as JSON, which the batch carries as `json` (checked, kept
+# as text) and only the rows stored full turn into `jsonb`.
+_DETAIL_JSON = """k.tls::jsonb, k.address, k.folder, k.hops::jsonb, k.auth_results::jsonb,
+        k.capabilities::jsonb, k.capabilities_before_tls::jsonb, k.mail_dns::jsonb"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -138,10 +142,9 @@ WITH r AS (
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
     -- table, and every batch then costs as much as the table is large.
     CROSS JOIN LATERAL (SELECT m.id FROM monitors m WHERE m.public_id = r."monitorId" OFFSET 0) m
-    -- A result scheduled before $2 may be in a pack already (controller.ingest.packer).
-    WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
-        WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
-        AND p.country = result_country_code(r.country) AND r."jobId"::uuid = ANY(p.jobs))
+    -- A result scheduled before $2 may be in a pack already (controller.ingest.packer):
+    -- `_INSERT_OLD` looks there; `_INSERT` stores none of them.
+    WHERE r."scheduledAt" >= $2
     ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
         r."agentId" IS NULL, {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
 ), f AS (
@@ -221,8 +224,7 @@ WITH r AS (
         mail_dns)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
-        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls, k.address, k.folder,
-        k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls, k.mail_dns
+        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_JSON}
     FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
     WHERE i.detail_ms IS NULL
     ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
@@ -243,9 +245,7 @@ WITH r AS (
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
         mail_dns)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
-        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
-        k.address, k.folder, k.hops, k.auth_results, k.capabilities, k.capabilities_before_tls,
-        k.mail_dns
+        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_JSON}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
         k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
@@ -343,6 +343,18 @@ SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
         END AS lost
 FROM u
 """
+# The statement for a batch holding a result old enough to be in a pack already: such a result
+# is stored unless its pack has it. Only such batches read `result_packs`, whose partitions a
+# statement reading it locks and opens each time it runs (one a day of CHECK_RAW_DAYS).
+_INSERT_OLD = _INSERT.replace(
+    """WHERE r."scheduledAt" >= $2
+""",
+    """WHERE r."scheduledAt" >= $2 OR NOT EXISTS (SELECT 1 FROM result_packs p
+        WHERE p.monitor_id = m.id AND p.hour = date_trunc('hour', r."scheduledAt", 'UTC')
+        AND p.country = result_country_code(r.country) AND r."jobId"::uuid = ANY(p.jobs))
+""",
+)
+assert _INSERT_OLD != _INSERT
 # Agent ids new to `result_agents`, in a statement of their own so that the batch's statement
 # sees them (the sequence moves only for a name not there yet).
 _AGENTS = """
@@ -408,9 +420,11 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     # Results old enough to fall in an hour a packer may be packing wait for it (or it for
     # them), so that the statement sees the pack and stores none of them twice.
     old = packed_before(utcnow())
+    statement = _INSERT
     if any(r.scheduled_at < old for r in rows):
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
-    moved = await conn.fetch(_INSERT, _encode_rows(rows), old)
+        statement = _INSERT_OLD
+    moved = await conn.fetch(statement, _encode_rows(rows), old)
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:

@@ -748,3 +748,41 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
         or not (s.get("Index Cond") or s.get("Recheck Cond"))
     ]
     assert whole == []
+
+
+def _relations(plan: dict[str, Any]) -> set[str]:
+    found = {plan["Relation Name"]} if "Relation Name" in plan else set()
+    for child in plan.get("Plans", []):
+        found |= _relations(child)
+    return found
+
+
+async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url: str) -> None:
+    """With the partitions a deployment holds (a day each, CHECK_RAW_DAYS of raw rows and packs),
+    a batch of recent results does not read `result_packs` at all (only a batch holding a result
+    old enough to be packed does), and the alerter's push reads the days of the rounds it may
+    push: a statement that names a partitioned table locks and opens every partition of it each
+    time it runs (docs/scaling.md, "Partitions a batch opens")."""
+    conn = await asyncpg.connect(pipe_database_url)
+    try:
+        async with conn.transaction():  # the days made here go again with it
+            first = (utcnow() - timedelta(days=30)).date()
+            await conn.execute("SELECT ensure_check_result_partitions($1::date, 30)", first)
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            plans = {}
+            for name, sql, args in [
+                ("fresh", results._INSERT, "NULL, NULL"),
+                ("old", results._INSERT_OLD, "NULL, NULL"),
+                ("push", alerts._PUSH, "ARRAY[1]::bigint[], 6, 840, 5, 300"),
+            ]:
+                await conn.execute(f"PREPARE {name} AS {sql}")
+                plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({args})")
+                plans[name] = _relations(msgspec.json.decode(plan)[0]["Plan"])
+    finally:
+        await conn.close()
+    packs = {r for r in plans["old"] if r.startswith("result_packs")}
+    assert len(packs) >= 30  # a pack may be in any day: all are looked in
+    assert not {r for r in plans["fresh"] if r.startswith("result_packs")}
+    days = {r for r in plans["push"] if r.startswith("result_rows_p")}
+    yesterday = f"result_rows_p{(utcnow() - timedelta(days=1)).date():%Y%m%d}"
+    assert days and min(days) >= yesterday, days
