@@ -484,6 +484,7 @@ async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int
         f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
         after,
@@ -512,6 +513,7 @@ async def batch_results_after(
         f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         "  WHERE monitor_id = u.id AND scheduled_at > u.after"
         "  AND hour >= date_trunc('hour', u.after, 'UTC')"
+        "  AND detail_at >= date_trunc('day', u.after, 'UTC')"
         "  ORDER BY scheduled_at, country LIMIT $3) r",
         ids,
         [afters[i] for i in ids],
@@ -676,6 +678,7 @@ async def results_before(
         f"SELECT * FROM (SELECT {_RESULT_COLUMNS}"
         "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         "  AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3"
+        "  AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
         monitor_id,
         after,

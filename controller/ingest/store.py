@@ -542,6 +542,7 @@ async def list_page(
         where.append(
             f"scheduled_at >= ${len(args)}"
             f" AND hour >= date_trunc('hour', ${len(args)}::timestamptz, 'UTC')"
+            f" AND detail_at >= date_trunc('day', ${len(args)}::timestamptz, 'UTC')"
         )
     if until is not None:
         args.append(until)
@@ -553,7 +554,12 @@ async def list_page(
         # Rows of [end - window, end) come before all older ones: when that window holds the
         # whole page, the page is right; else a wider window is read.
         bounded = window is not None and (since is None or end - window > since)
-        extra = f" AND hour >= ${len(args) + 3}" if bounded else ""
+        extra = (
+            f" AND hour >= ${len(args) + 3}"
+            f" AND detail_at >= date_trunc('day', ${len(args) + 3}::timestamptz, 'UTC')"
+            if bounded
+            else ""
+        )
         rows = await conn.fetch(
             f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
             f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"

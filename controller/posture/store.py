@@ -161,6 +161,7 @@ async def rounds_after(
         "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3"
+        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
         monitor_id,
         after,

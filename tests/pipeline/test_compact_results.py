@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 
+from controller.alerting import store as alerts
 from controller.ingest import retention
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
@@ -349,3 +350,51 @@ async def test_result_codes_are_inlined_into_the_statements_using_them(
     output = [line[0].strip() for line in plan if line[0].strip().startswith("Output:")]
     assert output and not any("result_" in line for line in output), output
     assert nulls == [None, None, None, None]
+
+
+async def test_a_result_reads_its_details_from_its_own_utc_day(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Routine results over a UTC midnight, in one batch and one at a time: the first after
+    midnight is stored whole, so every result's details come from a full row of its own UTC
+    day (`check_results.detail_at`), which is what lets readers bound the days of
+    `result_details` they open; the readers so bounded find every result after midnight."""
+    a, b = countries.take(2)
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    if midnight > utcnow() - timedelta(minutes=10):
+        midnight -= timedelta(days=1)  # all in the past
+    for cc, one_batch in ((a, True), (b, False)):
+        monitor = await create(api, org, allowedCheckCountryCodes=[cc])
+        sent = [
+            routine(job_ids, monitor, cc, midnight + timedelta(minutes=n), n) for n in range(-3, 3)
+        ]
+        for res in sent:
+            await publish(pipeline.js, res)
+            if not one_batch:
+                assert await pipeline.ingester.burst() == 1
+        if one_batch:
+            assert await pipeline.ingester.burst() == len(sent)
+        rows = await stored(pipe_pool, monitor["publicId"])
+        assert [r["detail_ms"] is None for r in rows] == [True, False, False, True, False, False]
+        async with pipe_pool.acquire() as conn:
+            days = await conn.fetch(
+                "SELECT r.scheduled_at, r.detail_at FROM check_results r"
+                " JOIN monitors m ON m.id = r.monitor_id WHERE m.public_id = $1::uuid"
+                " ORDER BY r.scheduled_at",
+                monitor["publicId"],
+            )
+            assert [d["detail_at"].date() for d in days] == [d["scheduled_at"].date() for d in days]
+            monitor_id = await conn.fetchval(
+                "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+            )
+            after = await alerts.results_after(
+                conn, monitor_id, midnight - timedelta(seconds=30), 50
+            )
+        assert [r.scheduled_at for r in after.rows] == [
+            midnight + timedelta(minutes=n) for n in range(3)
+        ]

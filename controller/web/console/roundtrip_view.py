@@ -62,6 +62,7 @@ async def roundtrip_view(conn: Conn, monitor: Monitor, now: datetime) -> dict[st
         "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         " AND status <> 'missed' ORDER BY country, scheduled_at DESC",
         monitor.id,
         now - RECENT,

@@ -256,6 +256,7 @@ async def response_buckets(
         "       CASE WHEN status = 'up' THEN phases END AS phases"
         "       FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
         "       AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        "       AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         "       AND status IN ('up', 'down') OFFSET 0) r"
         " GROUP BY country, at ORDER BY country, at",
         monitor_id,
@@ -271,6 +272,7 @@ async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[async
         "SELECT DISTINCT ON (country) country, tls, scheduled_at FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at >= $2 AND tls IS NOT NULL"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
+        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
         " ORDER BY country, scheduled_at DESC",
         monitor_id,
         since,
