@@ -18,7 +18,7 @@ import time
 
 import msgspec
 
-from bench.common import Stack, machine, percentile, verdict
+from bench.common import Stack, machine, percentile, steady_partitions, verdict
 from bench.console import _timed
 from controller.db.pool import connect, create_pool
 from controller.web.console.status_cache import PAGE_TTL_S
@@ -33,6 +33,8 @@ TARGET_MS = 300.0
 async def _states(database_url: str) -> str:
     """Latest states in three countries for every monitor (one in nine down somewhere) and a
     status page showing ON_PAGE of them; return its slug."""
+    partitions = await steady_partitions(database_url)
+    print(f"  {partitions} daily result partitions (a deployment's after 90 days)", flush=True)
     conn = await connect(database_url)
     try:
         await conn.execute(

@@ -506,6 +506,8 @@ async def batch_results_after(
 ) -> dict[int, ResultsAfter]:
     """`results_after` of several monitors (by monitor: its cursor) in one statement, at most
     `limit` rows each."""
+    if not afters:
+        return {}
     ids = sorted(afters)
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT u.id AS for_monitor, r.* FROM unnest($1::bigint[], $2::timestamptz[])"
@@ -513,11 +515,15 @@ async def batch_results_after(
         f"  SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         "  WHERE monitor_id = u.id AND scheduled_at > u.after"
         "  AND hour >= date_trunc('hour', u.after, 'UTC')"
-        "  AND detail_at >= date_trunc('day', u.after, 'UTC')"
+        # The earliest cursor ($4) bounds the days every monitor's read may open, so that the
+        # planner prunes the partitions the cursors of the rows cannot (they are per row).
+        "  AND scheduled_at > $4 AND hour >= date_trunc('hour', $4::timestamptz, 'UTC')"
+        "  AND detail_at >= date_trunc('day', $4::timestamptz, 'UTC')"
         "  ORDER BY scheduled_at, country LIMIT $3) r",
         ids,
         [afters[i] for i in ids],
         limit,
+        min(afters.values()),
     )
     found = {i: ResultsAfter([], []) for i in ids}
     n = len(CountryResult._fields)
