@@ -3,12 +3,13 @@
 Embedded PostgreSQL (crash-safe: commits as in production) and NATS, `python -m controller
 serve` with every role, an agent in DE and one in US (`python -m agent`), and a trivial SMTP
 responder (bench.smtp_target) in its own process, all on loopback. MONITORS SMTP monitors every
-INTERVAL seconds, checked from both countries, are created through the API. After the warm-up,
-CPU time (utime + stime from /proc/PID/stat; a process's reaped children excluded, except that
-PostgreSQL's backends which ended in the window count through the postmaster's cutime/cstime) of
-the controller, of every PostgreSQL process (less the backend of the bench's own lag sampler)
-and of nats-server over the window, divided by the
-results stored in it, gives ms of CPU per check; the growth of the results tables (every
+INTERVAL seconds, checked from both countries, are created through the API, on the daily
+result partitions a deployment holds after CHECK_HISTORY_DAYS (`bench.common.steady_partitions`).
+After the warm-up, CPU time (utime + stime from /proc/PID/stat; a process's reaped children
+excluded, except that PostgreSQL's backends which ended in the window count through the
+postmaster's cutime/cstime) of the controller, of every PostgreSQL process (less the backend of
+the bench's own lag sampler) and of nats-server over the window, divided by the results stored
+in it, gives ms of CPU per check; the growth of the results tables (every
 relation named `check_result*` or `result_*`: compact rows, details, rollups, with their
 partitions, indexes and TOAST) over the rows added gives bytes per stored result. Both are
 projected to 300,000 monitors at 60 s from 3 countries.

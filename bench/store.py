@@ -2,7 +2,8 @@
 
 Embedded PostgreSQL (crash-safe), MONITORS SMTP monitors checked from two countries: rounds of
 one routine `up` result per monitor and country (each after two rounds that make the states'
-full rows, so they are stored compact, as in a steady state) go through `results.store` in
+full rows, so they are stored compact, as in a steady state; on the daily result partitions a
+deployment holds, `bench.common.steady_partitions`) go through `results.store` in
 batches of BATCH (the size the scale bench's ingester takes), one transaction each, on one
 connection. The CPU time of that connection's backend (/proc/PID/stat) over the rounds,
 divided by the results stored, is the cost per result; the client's CPU is the encoding and

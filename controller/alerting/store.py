@@ -19,7 +19,7 @@ from controller.alerting.thresholds import (
     Thresholds,
 )
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import UNCOUNTED
+from controller.ingest.result_kinds import UNCOUNTED, scheduled_since
 from controller.logins.backoff import Backoff
 from controller.monitors.store import (
     WATCHED_COLUMNS,
@@ -483,8 +483,7 @@ async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT {_RESULT_COLUMNS}, {_FACT_COLUMNS} FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at > $2"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
-        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f" AND {scheduled_since('$2::timestamptz')}"
         " ORDER BY scheduled_at, country LIMIT $3",
         monitor_id,
         after,
@@ -517,8 +516,7 @@ async def batch_results_after(
         "  AND hour >= date_trunc('hour', u.after, 'UTC')"
         # The earliest cursor ($4) bounds the days every monitor's read may open, so that the
         # planner prunes the partitions the cursors of the rows cannot (they are per row).
-        "  AND scheduled_at > $4 AND hour >= date_trunc('hour', $4::timestamptz, 'UTC')"
-        "  AND detail_at >= date_trunc('day', $4::timestamptz, 'UTC')"
+        f"  AND scheduled_at > $4 AND {scheduled_since('$4::timestamptz')}"
         "  ORDER BY scheduled_at, country LIMIT $3) r",
         ids,
         [afters[i] for i in ids],
@@ -646,7 +644,7 @@ WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
         WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
             AND r.detail_ms IS NOT NULL
             -- The round pushed closes after now(), so it began at most the longest close
-            -- ago: only the partitions of that day and the next are read.
+            -- ago: only the partitions from that day on are read.
             AND r.scheduled_at >= date_trunc('day', now() - make_interval(secs => $3 + $4 + $5),
                 'UTC')) >= m.expected
 """
@@ -683,8 +681,7 @@ async def results_before(
     rows: list[asyncpg.Record] = await conn.fetch(
         f"SELECT * FROM (SELECT {_RESULT_COLUMNS}"
         "  FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
-        "  AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3"
-        "  AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f"  AND {scheduled_since('$2::timestamptz')} AND hour <= $3"
         "  ORDER BY scheduled_at DESC, country DESC LIMIT $4) r ORDER BY scheduled_at, country",
         monitor_id,
         after,

@@ -32,6 +32,17 @@ INCONCLUSIVE = "inconclusive"
 UNCOUNTED = frozenset({"missed", INCONCLUSIVE})
 
 
+def scheduled_since(at: str) -> str:
+    """The condition a reader of `check_results` adds for results scheduled at or after `at`
+    (an SQL timestamptz expression), beside its own on `scheduled_at`: the UTC hour (`hour`,
+    so that only those hours' packs are read) and the day of the full row a result's details
+    come from (`detail_at`, always the result's own UTC day, so that only those days of
+    `result_details` are planned and opened: migration 0043)."""
+    return (
+        f"hour >= date_trunc('hour', {at}, 'UTC') AND detail_at >= date_trunc('day', {at}, 'UTC')"
+    )
+
+
 class ResultRow(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     """A result the controller writes itself (a `no_agent` round). It encodes with the wire
     names of `CheckResult`, so `store` takes it and `CheckedResult` alike; what it leaves out

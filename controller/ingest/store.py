@@ -20,7 +20,13 @@ import msgspec
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import PACK_LOCK, packed_before
-from controller.ingest.result_kinds import INCONCLUSIVE, MISSED_KINDS, UNCOUNTED, ResultRow
+from controller.ingest.result_kinds import (
+    INCONCLUSIVE,
+    MISSED_KINDS,
+    UNCOUNTED,
+    ResultRow,
+    scheduled_since,
+)
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from shared.messages import CheckResult
@@ -540,9 +546,7 @@ async def list_page(
     if since is not None:
         args.append(since)
         where.append(
-            f"scheduled_at >= ${len(args)}"
-            f" AND hour >= date_trunc('hour', ${len(args)}::timestamptz, 'UTC')"
-            f" AND detail_at >= date_trunc('day', ${len(args)}::timestamptz, 'UTC')"
+            f"scheduled_at >= ${len(args)} AND {scheduled_since(f'${len(args)}::timestamptz')}"
         )
     if until is not None:
         args.append(until)
@@ -554,12 +558,7 @@ async def list_page(
         # Rows of [end - window, end) come before all older ones: when that window holds the
         # whole page, the page is right; else a wider window is read.
         bounded = window is not None and (since is None or end - window > since)
-        extra = (
-            f" AND hour >= ${len(args) + 3}"
-            f" AND detail_at >= date_trunc('day', ${len(args) + 3}::timestamptz, 'UTC')"
-            if bounded
-            else ""
-        )
+        extra = f" AND {scheduled_since(f'${len(args) + 3}::timestamptz')}" if bounded else ""
         rows = await conn.fetch(
             f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
             f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"

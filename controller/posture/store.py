@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.ingest.result_kinds import scheduled_since
 from controller.posture.facts import StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 
@@ -160,8 +161,7 @@ async def rounds_after(
     rows = await conn.fetch(
         "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') AND hour <= $3"
-        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f" AND {scheduled_since('$2::timestamptz')} AND hour <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
         monitor_id,
         after,

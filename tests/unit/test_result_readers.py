@@ -5,6 +5,8 @@ on `scheduled_at` alone reads every pack of the monitor). A new reader cannot fo
 import ast
 from pathlib import Path
 
+from controller.ingest.result_kinds import scheduled_since
+
 CONTROLLER = Path(__file__).parents[2] / "controller"
 # Readers that compose their bounds at run time, with the reason.
 COMPOSED = {
@@ -17,14 +19,23 @@ def _text(node: ast.expr) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     if isinstance(node, ast.JoinedStr):
-        return "".join(
-            v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
-        )
+        return "".join(_text_of(v) for v in node.values)
     return None
 
 
+def _text_of(value: ast.expr) -> str:
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return value.value
+    if isinstance(value, ast.FormattedValue):
+        call = value.value
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "scheduled_since":
+            return scheduled_since("?")
+    return ""
+
+
 def _statements() -> list[tuple[str, str, str]]:
-    """(file, enclosing function, statement text) of each string naming `FROM check_results`."""
+    """(file, enclosing function, statement text) of each string naming `FROM check_results`;
+    a call of `scheduled_since` in it (which bounds `hour`) reads as its text."""
     found: list[tuple[str, str, str]] = []
     for path in sorted(CONTROLLER.rglob("*.py")):
         where = str(path.relative_to(CONTROLLER))

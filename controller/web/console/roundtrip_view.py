@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.db.pool import Conn
+from controller.ingest.result_kinds import scheduled_since
 from controller.monitors.kinds import ROUNDTRIP
 from controller.monitors.store import Monitor
 from controller.web.api.monitor_rules import present
@@ -61,8 +62,7 @@ async def roundtrip_view(conn: Conn, monitor: Monitor, now: datetime) -> dict[st
     rows = await conn.fetch(
         "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
-        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f" AND {scheduled_since('$2::timestamptz')}"
         " AND status <> 'missed' ORDER BY country, scheduled_at DESC",
         monitor.id,
         now - RECENT,

@@ -21,6 +21,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
+from controller.ingest.result_kinds import scheduled_since
 from controller.monitors.store import searched
 
 STATES = ("up", "degraded", "down", "missed", "unknown")
@@ -255,8 +256,7 @@ async def response_buckets(
         " FROM (SELECT country, scheduled_at, status, response_time_ms,"
         "       CASE WHEN status = 'up' THEN phases END AS phases"
         "       FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
-        "       AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
-        "       AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f"       AND {scheduled_since('$2::timestamptz')}"
         "       AND status IN ('up', 'down') OFFSET 0) r"
         " GROUP BY country, at ORDER BY country, at",
         monitor_id,
@@ -271,8 +271,7 @@ async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[async
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT DISTINCT ON (country) country, tls, scheduled_at FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at >= $2 AND tls IS NOT NULL"
-        " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC')"
-        " AND detail_at >= date_trunc('day', $2::timestamptz, 'UTC')"
+        f" AND {scheduled_since('$2::timestamptz')}"
         " ORDER BY country, scheduled_at DESC",
         monitor_id,
         since,
