@@ -46,17 +46,34 @@ class CheckedResult(CheckResult):
 decode_result = msgspec.json.Decoder(CheckedResult).decode
 
 
-# A batch travels to PostgreSQL as one JSON array of results with their wire names ($1), which
-# PostgreSQL parses and checks (times, UUIDs), each with its facts' hash (`facts`); encoding it is
-# a msgspec call per result, where converting each field in Python cost more CPU than the rest
-# of the ingester.
-_RECORD = (
-    '"jobId" text, "scheduledAt" timestamptz, "monitorId" uuid, "monitorType" text, facts uuid,'
-    ' country text, "agentId" text, status text, "errorKind" text, message text, banner text,'
-    ' "responseTimeMs" float8, phases jsonb, tls json, address text, "startedAt" timestamptz,'
-    ' "finishedAt" timestamptz, folder text, hops json, "authResults" json,'
-    ' capabilities json, "capabilitiesBeforeTls" json, "mailDns" json'
-)
+# A batch travels to PostgreSQL as one JSON array ($1), a result an array: its facts' hash, then
+# its fields in `CheckedResult`'s order (`msgspec.structs.astuple`): one msgspec call for the
+# batch, where converting each field in Python cost more CPU than the rest of the ingester.
+# PostgreSQL parses it as `jsonb` and checks each field the statement reads (`_WIRE`) as it
+# casts it (times, UUIDs); an array's elements are read by position, where each object of
+# `json_to_recordset` cost a hash table of its keys (~12 µs of PostgreSQL's CPU a result
+# more). The JSON fields stay `jsonb`, NULL for a JSON null.
+_WIRE = {
+    "jobId": "text", "scheduledAt": "timestamptz", "monitorId": "uuid", "monitorType": "text",
+    "country": "text", "agentId": "text", "status": "text", "errorKind": "text",
+    "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
+    "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
+    "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
+    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb",
+}  # fmt: skip
+_LAYOUT = CheckedResult.__struct_fields__
+_FIELDS = ", ".join(
+    f"nullif(e->{n}, 'null') AS \"{name}\"" if _WIRE[name] == "jsonb"
+    else f"e->>{n} AS \"{name}\"" if _WIRE[name] == "text"
+    else f"(e->>{n})::{_WIRE[name]} AS \"{name}\""
+    for n, name in enumerate(CheckedResult.__struct_encode_fields__, start=1)
+    if name in _WIRE
+)  # fmt: skip
+assert _FIELDS.count(" AS ") == len(_WIRE), "a field the statement reads is not CheckedResult's"
+# The batch as rows, each field cast once (OFFSET 0: a subquery pulled up into the statement
+# would cast a field again wherever the statement names it).
+_BATCH = f"""(SELECT (e->>0)::uuid AS facts, {_FIELDS}
+        FROM jsonb_array_elements($1::text::jsonb) AS e OFFSET 0)"""
 _MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
 # The status as stored: a `down` of a missed kind is `missed` (the check did not run); status
 # and error kind `inconclusive` go together, whichever of the two a failing result set.
@@ -82,10 +99,9 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alerts.mark`), no row per result.
-# The facts a full row's details hold as JSON, which the batch carries as `json` (checked, kept
-# as text) and only the rows stored full turn into `jsonb`.
-_DETAIL_JSON = """k.tls::jsonb, k.address, k.folder, k.hops::jsonb, k.auth_results::jsonb,
-        k.capabilities::jsonb, k.capabilities_before_tls::jsonb, k.mail_dns::jsonb"""
+# The facts a full row's details hold besides its message, banner and phases.
+_DETAIL_JSON = """k.tls, k.address, k.folder, k.hops, k.auth_results,
+        k.capabilities, k.capabilities_before_tls, k.mail_dns"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -143,7 +159,7 @@ WITH r AS (
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
         r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns
-    FROM json_to_recordset($1::json) AS r({_RECORD})
+    FROM {_BATCH} AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
     -- table, and every batch then costs as much as the table is large.
@@ -386,13 +402,16 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
 
+def _fields(row: ResultRow | CheckedResult) -> tuple[Any, ...]:
+    """A row's fields in `_LAYOUT`'s order; None for those a controller's own row leaves out."""
+    if isinstance(row, CheckedResult):
+        return msgspec.structs.astuple(row)
+    return tuple(getattr(row, field, None) for field in _LAYOUT)
+
+
 def _encode_rows(rows: Sequence[ResultRow | CheckedResult]) -> str:
-    """The batch's JSON array ($1): each result's wire fields and its `facts`."""
-    return (
-        b"["
-        + b",".join(b'{"facts":"%s",%s' % (facts_of(r).encode(), _encode(r)[1:]) for r in rows)
-        + b"]"
-    ).decode()
+    """The batch's JSON array ($1): each result's facts' hash, then its fields."""
+    return _encode([(facts_of(r), *_fields(r)) for r in rows]).decode()
 
 
 _ENSURE_STATE = """

@@ -2,6 +2,7 @@
 results store the same facts exactly when their hashes match, so a routine one is stored compact
 only when it says what the full row it points at says."""
 
+import re
 import uuid
 from typing import Any
 
@@ -9,7 +10,14 @@ import msgspec
 import pytest
 
 from controller.ingest.result_kinds import ResultRow
-from controller.ingest.store import CheckedResult, decode_result, facts_of
+from controller.ingest.store import (
+    _FIELDS,
+    _WIRE,
+    CheckedResult,
+    _encode_rows,
+    decode_result,
+    facts_of,
+)
 from shared.messages import AuthResults, Hop, MailDns, Phases, TlsInfo, encode
 
 MONITOR = uuid.UUID("0f5c7c1e-3b1a-4d84-9a0e-5e8f4b3c2d10")
@@ -108,3 +116,27 @@ def test_typed_facts_hash_as_their_wire_form() -> None:
         sent(), tls=TlsInfo(version="TLSv1.3", cert_sha256="ab" * 32), phases=Phases()
     )
     assert facts_of(typed) == BASE
+
+
+def _read(encoded: str) -> list[dict[str, Any]]:
+    """The batch as the statement reads it: each element's hash, then each field at the position
+    `_FIELDS` (the SQL) reads it from, a JSON null as None."""
+    at = {name: int(n) for n, name in re.findall(r'e->>?(\d+)[^"]* AS "(\w+)"', _FIELDS)}
+    assert set(at) == set(_WIRE)
+    return [{"facts": row[0]} | {name: row[n] for name, n in at.items()}
+            for row in msgspec.json.decode(encoded)]  # fmt: skip
+
+
+def test_the_batch_carries_each_wire_field_where_the_statement_reads_it() -> None:
+    """A decoded result and a row the controller writes travel in one layout: every field the
+    statement reads is where `_FIELDS` reads it from, with its wire value."""
+    result = sent(hops=[msgspec.to_builtins(Hop(by="mx.example"))], message="slow")
+    missed = ResultRow.missed(MONITOR, "smtp", "US", str(uuid.uuid4()), result.scheduled_at,
+                              "no_agent", "no agent in US")  # fmt: skip
+    got_result, got_missed = _read(_encode_rows([result, missed]))
+    wire = msgspec.json.decode(encode(result))
+    assert got_result == {"facts": facts_of(result)} | {n: wire.get(n) for n in _WIRE}
+    assert got_result["hops"] == [msgspec.to_builtins(Hop(by="mx.example"))]
+    own = msgspec.json.decode(msgspec.json.encode(missed))
+    assert got_missed == {"facts": facts_of(missed)} | {n: own.get(n) for n in _WIRE}
+    assert got_missed["status"] == "missed" and got_missed["country"] == "US"
