@@ -49,10 +49,10 @@ decode_result = msgspec.json.Decoder(CheckedResult).decode
 # A batch travels to PostgreSQL as one JSON array ($1), a result an array: its facts' hash, then
 # its fields in `CheckedResult`'s order (`msgspec.structs.astuple`): one msgspec call for the
 # batch, where converting each field in Python cost more CPU than the rest of the ingester.
-# PostgreSQL parses it as `jsonb` and checks each field the statement reads (`_WIRE`) as it
-# casts it (times, UUIDs); an array's elements are read by position, where each object of
-# `json_to_recordset` cost a hash table of its keys (~12 µs of PostgreSQL's CPU a result
-# more). The JSON fields stay `jsonb`, NULL for a JSON null.
+# PostgreSQL parses it as `jsonb` and checks each field the statement reads (`_WIRE`, by wire
+# name) as it casts it (times, UUIDs). An array's elements are read by position: an object read
+# by `json_to_recordset` costs a hash table of its keys. The JSON fields stay `jsonb`, NULL for
+# a JSON null.
 _WIRE = {
     "jobId": "text", "scheduledAt": "timestamptz", "monitorId": "uuid", "monitorType": "text",
     "country": "text", "agentId": "text", "status": "text", "errorKind": "text",
