@@ -1,6 +1,7 @@
 """The facts' hash the ingester sends with each result (`controller.ingest.store.facts_of`): two
 results store the same facts exactly when their hashes match, so a routine one is stored compact
-only when it says what the full row it points at says."""
+only when it says what the full row it points at says. And the batch that carries them: each
+field where the statement reads it."""
 
 import re
 import uuid
