@@ -100,7 +100,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alerts.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
-_DETAIL_JSON = """k.tls, k.address, k.folder, k.hops, k.auth_results,
+_DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
         k.capabilities, k.capabilities_before_tls, k.mail_dns"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
@@ -246,7 +246,7 @@ WITH r AS (
         mail_dns)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
-        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_JSON}
+        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
     WHERE i.detail_ms IS NULL
     ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
@@ -267,7 +267,7 @@ WITH r AS (
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
         mail_dns)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
-        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_JSON}
+        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
         k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country

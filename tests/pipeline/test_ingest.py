@@ -762,7 +762,7 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
     a batch of recent results does not read `result_packs` at all (only a batch holding a result
     old enough to be packed does), and the alerter's push reads the days of the rounds it may
     push: a statement that names a partitioned table locks and opens every partition of it each
-    time it runs (docs/scaling.md, "Partitions a batch opens")."""
+    time it runs (docs/scaling.md, "The partitions a deployment holds")."""
     conn = await asyncpg.connect(pipe_database_url)
     try:
         async with conn.transaction():  # the days made here go again with it
