@@ -40,6 +40,7 @@ from bench.common import (
 from controller.alerting import store as alerts
 from controller.db.pool import Conn, connect
 from controller.ingest import store as results
+from controller.ingest.pack_rules import packed_before
 from controller.ingest.store import CheckedResult, decode_result
 from shared import embedded
 from shared.messages import Phases, encode
@@ -137,12 +138,16 @@ OneRound = Callable[[int], Awaitable[tuple[float, float, int]]]
 def _rounds(conn: Conn, backend: int, ids: list[str]) -> OneRound:
     """A round of every monitor from every country, stored in batches of the size given, each
     round ten seconds after the one before: its CPU (PostgreSQL's, the client's) and its
-    results."""
-    first = utcnow().replace(microsecond=0) - timedelta(minutes=30)
+    results. The rounds are recent, as a steady state's are: a batch holding a result old
+    enough to be packed takes the ingester's other statement (`_INSERT_OLD`), which also looks
+    up the packs."""
+    first = packed_before(utcnow()).replace(microsecond=0) + timedelta(minutes=2)
     rounds = iter(range(10**6))
 
     async def one_round(batch: int) -> tuple[float, float, int]:
         at = first + timedelta(seconds=10 * next(rounds))
+        if at < packed_before(utcnow()):
+            raise RuntimeError(f"a round scheduled at {at} is old enough to be packed")
         rows = [_result(p, cc, at) for p in ids for cc in COUNTRIES]
         pg, client = cpu_s(backend), time.process_time()
         for start in range(0, len(rows), batch):
