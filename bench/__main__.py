@@ -2,7 +2,7 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-store, jobs, scale);
+store, reads, jobs, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -25,6 +25,7 @@ from bench import (
     login,
     metrics,
     probers,
+    reads,
     roundtrip,
     scale,
     scheduler,
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "lists": lists.run,
     "storage": storage.run,
     "store": store.run,
+    "reads": reads.run,
     "jobs": jobs.run,
     "scale": lambda: scale.run([]),
 }

@@ -66,7 +66,7 @@ from controller.alerting.rules import (
     rounds,
 )
 from controller.alerting.thresholds import Thresholds
-from controller.db.pool import Conn
+from controller.db.pool import Conn, plan_generically
 from controller.ingest import store as results
 from controller.ingest.result_kinds import ResultRow
 from controller.logins import backoff as login_backoff
@@ -229,10 +229,12 @@ class Alerter:
         """Evaluate `leased` on one connection: a batch pass in one transaction, then, each in
         its own transaction, those the batch left alone (they store `expired` results or
         create their state row). When the batch's transaction fails as a whole, every monitor
-        of it is evaluated alone."""
+        of it is evaluated alone. Every transaction runs on generic plans (`plan_generically`):
+        each evaluation reads its monitor's recent results at least once."""
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
+                    await plan_generically(conn)
                     alone = await self.evaluate_batch(conn, leased, now)
             except Exception:
                 log.error("batch evaluation failed; evaluated one by one", exc_info=True)
@@ -240,6 +242,7 @@ class Alerter:
             for lease in alone:
                 try:
                     async with conn.transaction():
+                        await plan_generically(conn)
                         await self.evaluate(
                             conn, lease.monitor_id, now, lease.revised_from, lease=lease.lease
                         )

@@ -13,6 +13,7 @@ import pytest
 
 from controller.alerting import store as alerts
 from controller.alerting.evaluator import LEASE_S, FillsWanted
+from controller.posture import store as posture_db
 from tests.alerting.conftest import DOWN, UP, Rig
 
 DE_ONLY = {"DE": "up"}
@@ -222,3 +223,44 @@ async def _outcome(rig: Rig, m: asyncpg.Record) -> dict[str, Any]:
             )
         ],
     }
+
+
+@pytest.mark.parametrize(
+    ("case", "way"),
+    [(routine, "batch"), (state_changes, "savepoint"), (first_round, "alone")],
+    ids=["batch", "savepoint", "alone"],
+)
+async def test_a_pass_reads_results_on_generic_plans_and_leaves_no_setting_behind(
+    rig: Rig, case: Case, way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # controller.db.pool.plan_generically: the reads of recent results take the generic plan,
+    # and the setting ends with each transaction (the pool hands connections on as they were)
+    (m,) = [await rig.monitor()]
+    await case(rig, [m])
+    seen: list[str] = []
+
+    def traced(read: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def mode_then_read(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(await conn.fetchval("SHOW plan_cache_mode"))
+            return await read(conn, *args, **kwargs)
+
+        return mode_then_read
+
+    for owner, name in (
+        (alerts, "results_after"),
+        (alerts, "batch_results_after"),
+        (posture_db, "rounds_after"),
+    ):
+        monkeypatch.setattr(owner, name, traced(getattr(owner, name)))
+    now = rig.clock()
+    async with rig.pool.acquire() as conn:
+        (lease,) = await alerts.claim(conn, now, 1000, LEASE_S)
+
+    assert await _pass(rig, lease, now) == way
+    assert seen and set(seen) == {"force_generic_plan"}
+    held = [await rig.pool.acquire() for _ in range(rig.pool.get_max_size())]
+    try:
+        assert {await c.fetchval("SHOW plan_cache_mode") for c in held} == {"auto"}
+    finally:
+        for c in held:
+            await rig.pool.release(c)
