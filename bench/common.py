@@ -11,11 +11,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 
 from controller.access import accounts_store as accounts
@@ -321,6 +324,27 @@ async def steady_partitions(database_url: str) -> int:
         return count
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def steady_database(
+    prefix: str, monitors: int, countries: list[str]
+) -> AsyncIterator[tuple[asyncpg.Connection, list[str]]]:
+    """A connection to an embedded PostgreSQL (crash-safe) holding `monitors` SMTP monitors
+    checked from `countries` (`seed_monitors`: their public ids) on a deployment's partitions
+    (`steady_partitions`), removed at exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
+        try:
+            ids = await seed_monitors(url, monitors, interval=10, countries=countries)
+            await steady_partitions(url)
+            conn = await connect(url)
+            try:
+                yield conn, ids
+            finally:
+                await conn.close()
+        finally:
+            pg.cleanup()
 
 
 def discard_logs() -> None:

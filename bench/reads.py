@@ -3,31 +3,28 @@
 (`controller.db.pool.plan_generically`).
 
 Embedded PostgreSQL (crash-safe) on the daily result partitions a deployment holds
-(`bench.common.steady_partitions`), MONITORS SMTP monitors checked from two countries, ROUNDS
-rounds stored through `results.store`. Then each read the alerter and posture make of one
-monitor's results since its cursor (`alerts.results_after`, `alerts.results_before`,
-`posture_db.rounds_after`) and the batch pass's read of BATCH monitors at once
-(`alerts.batch_results_after`), CALLS calls each over different monitors, on one connection,
-one transaction a call as the alerter's; the two ways take turns, PASSES times over. The CPU of
-the connection's backend (/proc/PID/stat) per call. Target: the generic plan costs less than
-the plans made per call, for every read (else the alerter's setting is a loss).
+(`bench.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
+rounds stored as `bench store` stores them (`bench.store._rounds`). Then each read the alerter
+and posture make of one monitor's results since its cursor (`alerts.results_after`,
+`alerts.results_before`, `posture_db.rounds_after`) and the batch pass's read of BATCH monitors
+at once (`alerts.batch_results_after`), CALLS calls each over different monitors, on one
+connection, one transaction a call as the alerter's; the two ways take turns, PASSES times
+over. The CPU of the connection's backend (/proc/PID/stat) per call. Target: the generic plan
+costs less than the plans made per call, for every read (else the alerter's setting is a loss).
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from pathlib import Path
-from tempfile import TemporaryDirectory
+from datetime import datetime
 from typing import Any
 
-from bench.common import cpu_s, discard_logs, machine, seed_monitors, steady_partitions
-from bench.store import COUNTRIES, _result
+from bench.common import cpu_s, discard_logs, machine, steady_database
+from bench.store import BATCH as BATCH_STORED
+from bench.store import COUNTRIES, _rounds
 from controller.alerting import store as alerts
-from controller.db.pool import Conn, connect, plan_generically
-from controller.ingest import store as results
+from controller.db.pool import Conn, plan_generically
 from controller.ingest.pack_rules import packed_before
 from controller.posture import store as posture_db
-from shared import embedded
 from shared.timefmt import utcnow
 
 MONITORS = 600
@@ -66,38 +63,25 @@ WAYS = ("planned per call", "generic plan")
 
 
 async def _measure() -> dict[str, dict[str, list[float]]]:
-    with TemporaryDirectory(prefix="mailprobe-bench-reads-") as tmp:
-        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
-        try:
-            ids = await seed_monitors(url, MONITORS, interval=10, countries=list(COUNTRIES))
-            await steady_partitions(url)
-            conn = await connect(url)
-            try:
-                return await _reads(conn, ids)
-            finally:
-                await conn.close()
-        finally:
-            pg.cleanup()
+    async with steady_database("mailprobe-bench-reads-", MONITORS, list(COUNTRIES)) as (conn, ids):
+        return await _reads(conn, ids)
 
 
 async def _reads(conn: Conn, public_ids: list[str]) -> dict[str, dict[str, list[float]]]:
     backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-    first = packed_before(utcnow()).replace(microsecond=0) + timedelta(minutes=2)
-    for n in range(ROUNDS):
-        at = first + timedelta(seconds=10 * n)
-        rows = [_result(p, cc, at) for p in public_ids for cc in COUNTRIES]
-        for start in range(0, len(rows), 140):
-            async with conn.transaction():
-                await results.store(conn, rows[start : start + 140])
+    after = packed_before(utcnow())  # before the first round `_rounds` stores
+    one_round = _rounds(conn, backend, public_ids)
+    for _ in range(ROUNDS):
+        await one_round(BATCH_STORED)
+    until = utcnow()
     ids: list[int] = [r[0] for r in await conn.fetch("SELECT id FROM monitors ORDER BY id")]
-    after, until = first - timedelta(seconds=1), utcnow()
     spent: dict[str, dict[str, list[float]]] = {name: {w: [] for w in WAYS} for name in READS}
     for _ in range(PASSES):
         for name, read in READS.items():
             for way in WAYS:
-                calls = [ids[(i * 7) % len(ids) :] + ids for i in range(CALLS)]
                 before = cpu_s(backend)
-                for monitors in calls:
+                for i in range(CALLS):
+                    monitors = ids[(i * 7) % len(ids) :] + ids  # a different first each call
                     async with conn.transaction():
                         if way == "generic plan":
                             await plan_generically(conn)

@@ -25,24 +25,20 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 
 from bench.common import (
     cpu_s,
     discard_logs,
     machine,
-    seed_monitors,
     smtp_result,
-    steady_partitions,
+    steady_database,
 )
 from controller.alerting import store as alerts
-from controller.db.pool import Conn, connect
+from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.ingest.pack_rules import packed_before
 from controller.ingest.store import CheckedResult, decode_result
-from shared import embedded
 from shared.messages import Phases, encode
 from shared.timefmt import utcnow
 
@@ -116,20 +112,10 @@ Rounds = list[tuple[float, float, int]]  # (PostgreSQL's CPU s, the client's, re
 
 
 async def _measure() -> tuple[dict[str, Rounds], dict[int, Rounds]]:
-    with TemporaryDirectory(prefix="mailprobe-bench-store-") as tmp:
-        pg, url = embedded.start_postgres(Path(tmp) / "pg", throwaway=True, crash_safe=True)
-        try:
-            ids = await seed_monitors(url, MONITORS, interval=10, countries=list(COUNTRIES))
-            await steady_partitions(url)
-            conn = await connect(url)
-            try:
-                backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-                one_round = _rounds(conn, backend, ids)  # one sequence of rounds for both
-                return await _parts(one_round), await _sizes(one_round)
-            finally:
-                await conn.close()
-        finally:
-            pg.cleanup()
+    async with steady_database("mailprobe-bench-store-", MONITORS, list(COUNTRIES)) as (conn, ids):
+        backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+        one_round = _rounds(conn, backend, ids)  # one sequence of rounds for both
+        return await _parts(one_round), await _sizes(one_round)
 
 
 OneRound = Callable[[int], Awaitable[tuple[float, float, int]]]
