@@ -93,10 +93,11 @@ prometheus: ## install Debian's prometheus when missing (the scrape and dashboar
 
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
-# such as the short soak's campaign run once). TEST_WORKERS=0 runs it in one process.
+# such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
+# so that no long file starts last. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
 test: $(STAMP) browser unbound netns dovecot alertmanager prometheus ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \

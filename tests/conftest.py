@@ -27,6 +27,13 @@ from shared.settings import ControllerSettings
 from tests.serving import serve_app
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked `slow` run first, the rest in collection order: with a file per worker at a
+    time (`make test`: `--dist loadfile --no-loadscope-reorder`), a long file started last
+    would leave the other workers idle while it ends."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def tmp_root() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="mailprobe-test-") as folder:

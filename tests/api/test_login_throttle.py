@@ -17,6 +17,8 @@ from tests.api.helpers import assert_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving
 from tests.conftest import PASSWORD, Tenant
 
+pytestmark = pytest.mark.slow
+
 LOGIN = "/api/auth/login"
 WRONG = "not the password"
 

@@ -31,6 +31,8 @@ from shared import embedded
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.peers.smtp import SmtpPeer
 
+pytestmark = pytest.mark.slow
+
 COUNTRIES = ("DE", "US")  # its own NATS server: no other test's agents or jobs
 UP, DOWN = 40, 16
 INTERVAL_S = 10

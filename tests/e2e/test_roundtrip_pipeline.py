@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 
 from controller.alerting.evaluator import Alerter
 from controller.scheduling.rules import JobIds
@@ -18,6 +19,8 @@ from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import count, wait_results
 from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
 from tests.peers.smtp import SmtpPeer
+
+pytestmark = pytest.mark.slow
 
 RT = "/api/roundtrip-monitors"
 BOX = "probe@mail.test"
