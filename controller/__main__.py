@@ -9,44 +9,17 @@ import sys
 import asyncpg
 import structlog
 
-from controller import tail
 from controller.access import accounts_store as accounts
 from controller.access.credentials import hash_password, new_token
-from controller.ascode import run as ascode
+from controller.cli import parser
 from controller.db.migrate import migrate
 from controller.db.pool import connect
-from controller.oauth2 import device_cli
 from controller.secrets.box import generate_key
 from shared.logging import configure
 from shared.loop import run_loop
 from shared.settings import ControllerSettings, SettingsError, load
 
 log = structlog.get_logger("controller")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m controller")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("migrate", help="apply schema migrations (idempotent, safe with replicas)")
-    for name, helptext in (
-        ("create-admin", "create the organization if needed and an admin user; print a token"),
-        ("create-user", "create a user with any role; print a token"),
-    ):
-        cmd = sub.add_parser(name, help=helptext)
-        cmd.add_argument("--org", required=True, help="organization name")
-        cmd.add_argument("--email", required=True)
-        cmd.add_argument("--password", required=True)
-        if name == "create-user":
-            cmd.add_argument("--role", required=True, choices=accounts.ROLES)
-            cmd.add_argument("--global-supporter", action="store_true")
-    serve = sub.add_parser("serve", help="API + scheduler + ingester + alerter")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-    sub.add_parser("gen-key", help="print a new SECRETS_KEY")
-    ascode.add_commands(sub)
-    device_cli.add_command(sub)
-    tail.add_command(sub)
-    return parser
 
 
 async def _migrate(settings: ControllerSettings) -> None:
@@ -76,16 +49,24 @@ async def _create_user(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
+    # A command's module is imported once it is chosen: `serve` needs the whole controller,
+    # the others a small part of it.
     if args.command == "gen-key":
         print(generate_key())
         return 0
     if args.command in ("apply", "export"):
+        from controller.ascode import run as ascode
+
         # API clients: they need a token, not the controller's settings.
         return ascode.main(args, os.environ)
     if args.command == "oauth2-device":
+        from controller.oauth2 import device_cli
+
         return device_cli.main(args, os.environ)  # an API client, as apply
     if args.command == "tail":
+        from controller import tail
+
         return tail.main(args, os.environ)  # a NATS reader only
     try:
         settings = load(

@@ -14,11 +14,9 @@ token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have i
 
 import argparse
 import asyncio
-import re
 import ssl
 import sys
 from collections.abc import Callable, Mapping
-from typing import get_args
 from uuid import UUID
 
 import httpx
@@ -28,53 +26,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from controller.ascode import api_url, find_monitor, secret_env
-from controller.ascode.client import DEFAULT_API, api_client
-from shared.messages import CheckResult, Status, decode_result, result_parts
+from controller.ascode.client import api_client
+from controller.cli import DEFAULT_NATS
+from shared.messages import CheckResult, decode_result, result_parts
 from shared.subjects import RESULTS_BUNDLE_TOKEN
-
-DEFAULT_NATS = "nats://127.0.0.1:4222"
-
-
-def _country(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{2}", value):
-        raise argparse.ArgumentTypeError("an ISO 3166-1 alpha-2 code like DE")
-    return value.upper()
-
-
-def _monitor(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("a monitor's name or publicId")
-    try:
-        return str(UUID(value))
-    except ValueError:
-        return value  # a name, looked up through the API
-
-
-def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    cmd = sub.add_parser("tail", help="print check results as they arrive (Ctrl-C stops)")
-    cmd.add_argument("--country", type=_country, help="only results from this country")
-    cmd.add_argument(
-        "--monitor",
-        type=_monitor,
-        help="only this monitor: its publicId, or its name (looked up through the API with"
-        " MAILPROBE_TOKEN)",
-    )
-    cmd.add_argument(
-        "--status",
-        choices=get_args(Status),
-        help="only up, only down or only inconclusive results (the agent's own path failed)",
-    )
-    cmd.add_argument("--nats", default=None, help=f"NATS URL (default: NATS_URL or {DEFAULT_NATS})")
-    cmd.add_argument(
-        "--api",
-        default=None,
-        help=f"the API that finds a monitor by name (default: MAILPROBE_API or {DEFAULT_API})",
-    )
-    cmd.add_argument(
-        "--insecure-http",
-        action="store_true",
-        help="allow a plain http:// --api on another host (as for apply)",
-    )
 
 
 def _is_public_id(value: str) -> bool:
@@ -90,7 +45,7 @@ def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str
     name the API shows the token. TailError saying why not."""
     if monitor is None or _is_public_id(monitor):
         return monitor
-    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         raise TailError(why)
     if not env.get(secret_env.TOKEN_ENV):

@@ -11,6 +11,7 @@ allowed.
 import ipaddress
 from urllib.parse import urlsplit
 
+DEFAULT_API = "http://127.0.0.1:8080"
 LOOPBACK_NAMES = ("localhost",)
 
 

@@ -9,8 +9,6 @@ import httpx
 
 from controller.ascode import secret_env
 
-DEFAULT_API = "http://127.0.0.1:8080"
-
 
 def api_client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:
     """A client sending `MAILPROBE_TOKEN` to `api`; exits naming the variable when it is unset."""

@@ -14,13 +14,12 @@ import asyncio
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from controller.ascode import api_url, yaml_text
 from controller.ascode import channels as channel_file
-from controller.ascode.client import DEFAULT_API, api_client
+from controller.ascode.client import api_client
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
 from controller.monitors import kinds
@@ -129,41 +128,9 @@ def export_text(customer: str, monitors: list[Current]) -> str:
     return yaml_text.dump(export(customer, monitors))
 
 
-def add_commands(sub: Any) -> None:
-    """`apply` and `export` on the controller's command line."""
-    api_help = f"the API's base URL (default: MAILPROBE_API or {DEFAULT_API})"
-    cmd = sub.add_parser(
-        "apply",
-        help="create/update (and --prune delete) monitors, or notification channels, from a file",
-    )
-    cmd.add_argument("-f", "--file", required=True, help="the monitors file (YAML)")
-    cmd.add_argument(
-        "--prune",
-        action="store_true",
-        help="delete the customer's other monitors (a channels file: the other channels)",
-    )
-    cmd.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    export = sub.add_parser(
-        "export", help="print a customer's monitors (or the channels) as a file apply takes"
-    )
-    which = export.add_mutually_exclusive_group(required=True)
-    which.add_argument("--customer", help="numeric id or public UUID")
-    which.add_argument(
-        "--channels", action="store_true", help="the organization's notification channels"
-    )
-    for c in (cmd, export):
-        c.add_argument("--api", default=None, help=api_help)
-        c.add_argument(
-            "--insecure-http",
-            action="store_true",
-            help="allow a plain http:// --api on another host (the token then crosses the"
-            " network unencrypted); without it only localhost and loopback addresses",
-        )
-
-
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`apply` or `export` as parsed; the exit code."""
-    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
         return 2

@@ -12,7 +12,7 @@ import httpx
 
 from controller.ascode import api_url
 from controller.ascode import run as ascode
-from controller.ascode.client import DEFAULT_API, api_client
+from controller.ascode.client import api_client
 from controller.oauth2 import device
 from controller.oauth2.grants import Grant, GrantProblem, checked
 from controller.web.api.monitor_kinds import APIS
@@ -26,33 +26,8 @@ LOGINS: dict[str, dict[str, str]] = {
 }
 
 
-def add_command(sub: Any) -> None:
-    cmd = sub.add_parser(
-        "oauth2-device",
-        help="sign a mailbox in by the device code flow and store its refresh token on a monitor",
-    )
-    cmd.add_argument("--monitor", required=True, help="the monitor's public id")
-    cmd.add_argument(
-        "--login", default="", choices=["", "send", "receive"], help="a round trip's leg"
-    )
-    cmd.add_argument("--provider", default="microsoft", choices=["microsoft", "google", "custom"])
-    cmd.add_argument("--tenant", default="", help="microsoft: the tenant (id, domain, common)")
-    cmd.add_argument("--client-id", required=True)
-    cmd.add_argument(
-        "--client-secret-env",
-        default=None,
-        help="an environment variable holding the client secret, if any",
-    )
-    cmd.add_argument("--scope", action="append", default=[], help="a scope (repeatable)")
-    cmd.add_argument("--mechanism", default="XOAUTH2", choices=["XOAUTH2", "OAUTHBEARER"])
-    cmd.add_argument("--token-url", default=None, help="custom: the token endpoint")
-    cmd.add_argument("--device-url", default=None, help="custom: the device endpoint")
-    cmd.add_argument("--api", default=None)
-    cmd.add_argument("--insecure-http", action="store_true")
-
-
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = args.api or env.get("MAILPROBE_API") or DEFAULT_API
+    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         print(f"error: {why}", file=sys.stderr)
         return 2

@@ -234,3 +234,33 @@ async def test_gen_key_prints_a_usable_key() -> None:
     assert run.code == 0
     key = last_line(run.out)
     assert SecretBox(key).open(SecretBox(key).seal("x")) == "x"
+
+
+# What only `serve`, `apply`/`export`, `oauth2-device` or `tail` need: the web framework, the
+# notification libraries, the HTTP client.
+HEAVY = ("litestar", "apprise", "httpx", "controller.web", "controller.ascode.run")
+
+
+@pytest.mark.parametrize(
+    ("argv", "imported"),
+    [
+        (["gen-key"], ()),
+        (["tail", "--help"], ()),
+        (["apply", "--help"], ()),
+        (["export", "--customer", "1", "--api", "http://example.com"], HEAVY),
+    ],
+)
+async def test_a_command_imports_only_what_it_runs(
+    argv: list[str], imported: tuple[str, ...]
+) -> None:
+    """The grammar (controller.cli) is light; a command's module comes once it is chosen."""
+    probe = (
+        "import sys\nfrom controller.__main__ import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        f"print('imported:', *(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", probe, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert tuple(last_line(out.decode()).split()) == ("imported:", *imported)

@@ -13,7 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from controller.__main__ import _parser
+from controller.cli import parser
 from controller.tail import follow
 from shared.messages import CheckResult, encode, encode_bundle
 from shared.subjects import results_bundle_subject, results_subject
@@ -165,7 +165,7 @@ async def _first_line(stdout: asyncio.StreamReader, nc: NATS, monitor: str) -> b
 async def test_status_inconclusive_is_a_filter_of_the_command(nats_url: str) -> None:
     """`tail --status inconclusive` is accepted and shows only the results an agent's own
     path made inconclusive."""
-    args = _parser().parse_args(["tail", "--status", "inconclusive"])
+    args = parser().parse_args(["tail", "--status", "inconclusive"])
     assert args.status == "inconclusive"
     monitor = str(uuid.uuid4())
     nc = await nats.connect(nats_url)
