@@ -363,7 +363,7 @@ def _projection(ms_per_check: float, bytes_per_result: float) -> str:
     return (
         f"  projection: {PROJECT_MONITORS:,} monitors every {PROJECT_INTERVAL_S} s from"
         f" {PROJECT_COUNTRIES} countries = {rate:,.0f} checks/s -> {cores:.1f} cores central,"
-        f" {gb_day:,.0f} GB/day of results"
+        f" {gb_day:,.0f} GB/day of results as rows (before packing)"
     )
 
 
@@ -670,9 +670,12 @@ def _report(
         f" {traffic.out_msgs / stored:.2f} out ({traffic.in_bytes / stored:,.0f} +"
         f" {traffic.out_bytes / stored:,.0f} bytes)"
     )
+    # The window's results are rows still: their hour is packed 30 min after it ends, which
+    # `bench storage` runs and judges against the target.
     print(
-        f"  stored per result: {bytes_per:.0f} bytes ({bytes_added:,} bytes over {rows_added:,}"
-        f" rows)   target <= {TARGET_BYTES:.0f} bytes: {verdict(bytes_per <= TARGET_BYTES)}"
+        f"  stored per result: {bytes_per:.0f} bytes as rows, before their hour is packed"
+        f" ({bytes_added:,} bytes over {rows_added:,} rows; packed: `make bench storage`,"
+        f" target <= {TARGET_BYTES:.0f} bytes there)"
     )
     print(
         f"  store lag (stored - finished) p99 {percentile(window.store_lag_ms, 99):.0f} ms;"
@@ -694,7 +697,7 @@ def _report(
             f"  checks that ran: {ran:,} of {expected:,.0f} due: the rig did not keep up (the"
             " machine's load?), the figures are not the product's: FAIL"
         )
-    return complete and central <= TARGET_CPU_MS and bytes_per <= TARGET_BYTES
+    return complete and central <= TARGET_CPU_MS
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
