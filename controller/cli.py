@@ -18,8 +18,8 @@ _API_HELP = f"the API's base URL (default: MAILPROBE_API or {DEFAULT_API})"
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m controller")
-    sub = parser.add_subparsers(dest="command", required=True)
+    root = argparse.ArgumentParser(prog="python -m controller")
+    sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply schema migrations (idempotent, safe with replicas)")
     for name, helptext in (
         ("create-admin", "create the organization if needed and an admin user; print a token"),
@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     _ascode(sub)
     _oauth2_device(sub)
     _tail(sub)
-    return parser
+    return root
 
 
 def _ascode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
