@@ -1,30 +1,37 @@
 """Reads: PostgreSQL's CPU per read of a monitor's recent results, planned for each call's values
-(PostgreSQL's choice) and on the generic plan the alerter runs them on
-(`controller.db.pool.plan_generically`).
+(PostgreSQL's choice) and on the generic plan the alerter, the API's result reads and the
+console's monitor page run them on (`controller.db.pool.plan_generically`, `on_generic_plans`).
 
 Embedded PostgreSQL (crash-safe) on the daily result partitions a deployment holds
 (`bench.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
 rounds stored as `bench store` stores them (`bench.store._rounds`). Then each read the alerter
 and posture make of one monitor's results since its cursor (`alerts.results_after`,
-`alerts.results_before`, `posture_db.rounds_after`) and the batch pass's read of BATCH monitors
-at once (`alerts.batch_results_after`), CALLS calls each over different monitors, on one
-connection, one transaction a call as the alerter's; the two ways take turns, PASSES times
-over. The CPU of the connection's backend (/proc/PID/stat) per call. Target: the generic plan
-costs less than the plans made per call, for every read (else the alerter's setting is a loss).
+`alerts.results_before`, `posture_db.rounds_after`), the batch pass's read of BATCH monitors
+at once (`alerts.batch_results_after`), the API's page of results and uptime windows
+(`results.list_page`, `results.counts`) and the console's monitor page (`monitor_view.live`,
+`console.latest_tls`), CALLS calls each over different monitors, on one connection, one
+transaction a call as the alerter's; the two ways take turns, PASSES times over. The CPU of the
+connection's backend (/proc/PID/stat) per call. Target: the generic plan costs less than the
+plans made per call, for every read (else the setting is a loss).
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from bench.common import cpu_s, discard_logs, machine, steady_database
 from bench.store import BATCH as BATCH_STORED
 from bench.store import COUNTRIES, _rounds
 from controller.alerting import store as alerts
 from controller.db.pool import Conn, plan_generically
+from controller.ingest import store as results
 from controller.ingest.pack_rules import packed_before
 from controller.posture import store as posture_db
+from controller.web.console import monitor_view
+from controller.web.console import store as console
 from shared.timefmt import utcnow
 
 MONITORS = 600
@@ -34,23 +41,46 @@ BATCH = 40
 PASSES = 2
 LIMIT = 100
 
-Read = Callable[[Conn, list[int], datetime, datetime], Awaitable[Any]]
+# Monitors (id, public_id), the one read first; the alerter's cursor and the window's end.
+Read = Callable[[Conn, list[asyncpg.Record], datetime, datetime], Awaitable[Any]]
+Monitors = list[asyncpg.Record]
 
 
-async def _after(conn: Conn, ids: list[int], after: datetime, until: datetime) -> Any:
-    return await alerts.results_after(conn, ids[0], after, LIMIT)
+async def _after(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await alerts.results_after(conn, ms[0]["id"], after, LIMIT)
 
 
-async def _before(conn: Conn, ids: list[int], after: datetime, until: datetime) -> Any:
-    return await alerts.results_before(conn, ids[0], after, until, LIMIT)
+async def _before(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await alerts.results_before(conn, ms[0]["id"], after, until, LIMIT)
 
 
-async def _posture(conn: Conn, ids: list[int], after: datetime, until: datetime) -> Any:
-    return await posture_db.rounds_after(conn, ids[0], after, until, LIMIT)
+async def _posture(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await posture_db.rounds_after(conn, ms[0]["id"], after, until, LIMIT)
 
 
-async def _batch(conn: Conn, ids: list[int], after: datetime, until: datetime) -> Any:
-    return await alerts.batch_results_after(conn, dict.fromkeys(ids[:BATCH], after), LIMIT)
+async def _batch(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    ids = [m["id"] for m in ms[:BATCH]]
+    return await alerts.batch_results_after(conn, dict.fromkeys(ids, after), LIMIT)
+
+
+async def _page(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await results.list_page(
+        conn, ms[0]["id"], country=None, since=None, until=None, limit=50, offset=0
+    )
+
+
+async def _uptime(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    now = utcnow()
+    starts = [now - timedelta(days=d) for d in (30, 7, 1)]
+    return await results.counts(conn, ms[0]["id"], starts, now)
+
+
+async def _monitor_page(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await monitor_view.live(conn, ms[0]["public_id"], None, "day", utcnow())
+
+
+async def _tls(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
+    return await console.latest_tls(conn, ms[0]["id"], utcnow() - timedelta(days=2))
 
 
 READS: dict[str, Read] = {
@@ -58,6 +88,10 @@ READS: dict[str, Read] = {
     "alerts.results_before": _before,
     "posture_db.rounds_after": _posture,
     f"alerts.batch_results_after ({BATCH})": _batch,
+    "api: results.list_page": _page,
+    "api: results.counts": _uptime,
+    "console: monitor_view.live": _monitor_page,
+    "console: latest_tls": _tls,
 }
 WAYS = ("planned per call", "generic plan")
 
@@ -74,14 +108,14 @@ async def _reads(conn: Conn, public_ids: list[str]) -> dict[str, dict[str, list[
     for _ in range(ROUNDS):
         await one_round(BATCH_STORED)
     until = utcnow()
-    ids: list[int] = [r[0] for r in await conn.fetch("SELECT id FROM monitors ORDER BY id")]
+    ms: Monitors = await conn.fetch("SELECT id, public_id FROM monitors ORDER BY id")
     spent: dict[str, dict[str, list[float]]] = {name: {w: [] for w in WAYS} for name in READS}
     for _ in range(PASSES):
         for name, read in READS.items():
             for way in WAYS:
                 before = cpu_s(backend)
                 for i in range(CALLS):
-                    monitors = ids[(i * 7) % len(ids) :] + ids  # a different first each call
+                    monitors = ms[(i * 7) % len(ms) :] + ms  # a different first each call
                     async with conn.transaction():
                         if way == "generic plan":
                             await plan_generically(conn)

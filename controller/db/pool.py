@@ -1,5 +1,7 @@
 """The asyncpg pool, with JSONB encoded by msgspec."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -76,3 +78,14 @@ async def plan_generically(conn: Conn) -> None:
     0.3-0.5 ms on the generic plan. PostgreSQL keeps choosing the custom plans, whose estimates
     count only the partitions left. A `SET LOCAL`: nothing outlives the transaction."""
     await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
+@asynccontextmanager
+async def on_generic_plans(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionProxy]:
+    """A connection in a transaction whose statements run on generic plans
+    (`plan_generically`), for a request that reads a monitor's results: the API's and the
+    console's reads cost PostgreSQL a fraction of their per-call plans on a deployment's
+    partitions (`python -m bench reads`)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await plan_generically(conn)
+        yield conn

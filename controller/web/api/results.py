@@ -14,6 +14,7 @@ from litestar import Request, Router, get, post
 from litestar.params import QueryParameter
 
 from controller.access.accounts_store import Principal
+from controller.db.pool import on_generic_plans
 from controller.ingest import store as results
 from controller.monitors.trigger import MonitorTrigger
 from controller.runtime.pipeline import Pipeline
@@ -223,7 +224,7 @@ async def _results(
 ) -> CheckResultPage:
     since_at, until_at = _time(since, "from"), _time(until, "to")
     monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+    async with on_generic_plans(_pool(request)) as conn:
         rows, total = await results.list_page(
             conn,
             monitor.id,
@@ -246,7 +247,7 @@ async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
     now = utcnow()
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     starts = [now - span for _, span in longest_first]
-    async with _pool(request).acquire() as conn:
+    async with on_generic_plans(_pool(request)) as conn:
         rows = await results.counts(conn, monitor.id, starts, now)
     windows: dict[str, UptimeWindow] = {}
     for pos, (name, _) in enumerate(longest_first):

@@ -23,7 +23,7 @@ from litestar.response import Redirect, Template
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
 from controller.alerting import store as alerts
-from controller.db.pool import Conn
+from controller.db.pool import Conn, on_generic_plans
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
@@ -242,7 +242,7 @@ async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[
         raise NotFoundException() from None
     range_name = request.query_params.get("range", "day")
     scope = guards.read_scope(principal_of(request))
-    async with pool_of(request).acquire() as conn:
+    async with on_generic_plans(pool_of(request)) as conn:
         found = await monitor_view.live(conn, ident, scope, range_name, utcnow())
     if found is None:
         raise NotFoundException()
@@ -253,7 +253,7 @@ async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[
 async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     m, live = await _monitor(request, monitor_id)
     now = utcnow()
-    async with pool_of(request).acquire() as conn:
+    async with on_generic_plans(pool_of(request)) as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
         history, _ = await alerts.list_history(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
