@@ -4,7 +4,7 @@ console's monitor page run them on (`controller.db.pool.plan_generically`, `on_g
 
 Embedded PostgreSQL (crash-safe) on the daily result partitions a deployment holds
 (`bench.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
-rounds stored as `bench store` stores them (`bench.store._rounds`). Then each read the alerter
+rounds stored as `bench store` stores them (`bench.store.stored_rounds`). Then each read the alerter
 and posture make of one monitor's results since its cursor (`alerts.results_after`,
 `alerts.results_before`, `posture_db.rounds_after`), the batch pass's read of BATCH monitors
 at once (`alerts.batch_results_after`), the API's page of results and uptime windows
@@ -24,7 +24,7 @@ import asyncpg
 
 from bench.common import cpu_s, discard_logs, machine, steady_database
 from bench.store import BATCH as BATCH_STORED
-from bench.store import COUNTRIES, _rounds
+from bench.store import COUNTRIES, stored_rounds
 from controller.alerting import store as alerts
 from controller.db.pool import Conn, plan_generically
 from controller.ingest import store as results
@@ -103,8 +103,8 @@ async def _measure() -> dict[str, dict[str, list[float]]]:
 
 async def _reads(conn: Conn, public_ids: list[str]) -> dict[str, dict[str, list[float]]]:
     backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-    after = packed_before(utcnow())  # before the first round `_rounds` stores
-    one_round = _rounds(conn, backend, public_ids)
+    after = packed_before(utcnow())  # before the first round `stored_rounds` stores
+    one_round = stored_rounds(conn, backend, public_ids)
     for _ in range(ROUNDS):
         await one_round(BATCH_STORED)
     until = utcnow()

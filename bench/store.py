@@ -114,14 +114,14 @@ Rounds = list[tuple[float, float, int]]  # (PostgreSQL's CPU s, the client's, re
 async def _measure() -> tuple[dict[str, Rounds], dict[int, Rounds]]:
     async with steady_database("mailprobe-bench-store-", MONITORS, list(COUNTRIES)) as (conn, ids):
         backend: int = await conn.fetchval("SELECT pg_backend_pid()")
-        one_round = _rounds(conn, backend, ids)  # one sequence of rounds for both
+        one_round = stored_rounds(conn, backend, ids)  # one sequence of rounds for both
         return await _parts(one_round), await _sizes(one_round)
 
 
 OneRound = Callable[[int], Awaitable[tuple[float, float, int]]]
 
 
-def _rounds(conn: Conn, backend: int, ids: list[str]) -> OneRound:
+def stored_rounds(conn: Conn, backend: int, ids: list[str]) -> OneRound:
     """A round of every monitor from every country, stored in batches of the size given, each
     round ten seconds after the one before: its CPU (PostgreSQL's, the client's) and its
     results. The rounds are recent, as a steady state's are: a batch holding a result old

@@ -15,6 +15,7 @@ from controller.alerting import store as alerts
 from controller.alerting.evaluator import LEASE_S, FillsWanted
 from controller.posture import store as posture_db
 from tests.alerting.conftest import DOWN, UP, Rig
+from tests.plan_modes import pool_plan_modes, trace_plan_modes
 
 DE_ONLY = {"DE": "up"}
 Ms = list[asyncpg.Record]
@@ -237,30 +238,14 @@ async def test_a_pass_reads_results_on_generic_plans_and_leaves_no_setting_behin
     # and the setting ends with each transaction (the pool hands connections on as they were)
     (m,) = [await rig.monitor()]
     await case(rig, [m])
-    seen: list[str] = []
-
-    def traced(read: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def mode_then_read(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.append(await conn.fetchval("SHOW plan_cache_mode"))
-            return await read(conn, *args, **kwargs)
-
-        return mode_then_read
-
-    for owner, name in (
-        (alerts, "results_after"),
-        (alerts, "batch_results_after"),
-        (posture_db, "rounds_after"),
-    ):
-        monkeypatch.setattr(owner, name, traced(getattr(owner, name)))
+    seen = trace_plan_modes(
+        monkeypatch,
+        [(alerts, "results_after"), (alerts, "batch_results_after"), (posture_db, "rounds_after")],
+    )
     now = rig.clock()
     async with rig.pool.acquire() as conn:
         (lease,) = await alerts.claim(conn, now, 1000, LEASE_S)
 
     assert await _pass(rig, lease, now) == way
-    assert seen and set(seen) == {"force_generic_plan"}
-    held = [await rig.pool.acquire() for _ in range(rig.pool.get_max_size())]
-    try:
-        assert {await c.fetchval("SHOW plan_cache_mode") for c in held} == {"auto"}
-    finally:
-        for c in held:
-            await rig.pool.release(c)
+    assert seen and set().union(*seen.values()) == {"force_generic_plan"}
+    assert await pool_plan_modes(rig.pool) == {"auto"}

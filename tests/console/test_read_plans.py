@@ -3,9 +3,6 @@ plans (`controller.db.pool.on_generic_plans`: a fraction of PostgreSQL's CPU of 
 plans on a deployment's partitions, `python -m bench reads`), and no pooled connection keeps
 the setting."""
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import asyncpg
 import httpx
 import pytest
@@ -17,6 +14,7 @@ from controller.web.console import store as console
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.console.helpers import Browserish, store_result
+from tests.plan_modes import pool_plan_modes, trace_plan_modes
 
 READS = (
     (results, "list_page"),
@@ -37,17 +35,7 @@ async def test_result_reads_run_on_generic_plans_and_leave_nothing_behind(
     monitor = await create(http, tenant, "smtp")
     pid = monitor["publicId"]
     await store_result(pool, job_ids, monitor, "DE", "up")
-    seen: dict[str, set[str]] = {}
-
-    def traced(name: str, read: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def settings_then_read(conn: Any, *args: Any, **kwargs: Any) -> Any:
-            seen.setdefault(name, set()).add(await conn.fetchval("SHOW plan_cache_mode"))
-            return await read(conn, *args, **kwargs)
-
-        return settings_then_read
-
-    for owner, name in READS:
-        monkeypatch.setattr(owner, name, traced(name, getattr(owner, name)))
+    seen = trace_plan_modes(monkeypatch, READS)
     for path in ("results", "uptime"):
         r = await http.get(f"/api/smtp-monitors/{pid}/{path}", headers=tenant.auth())
         assert r.status_code == 200, r.text
@@ -57,9 +45,4 @@ async def test_result_reads_run_on_generic_plans_and_leave_nothing_behind(
         assert r.status_code == 200, r.text
 
     assert seen == {name: {"force_generic_plan"} for _, name in READS}
-    held = [await pool.acquire() for _ in range(pool.get_max_size())]
-    try:
-        assert {await c.fetchval("SHOW plan_cache_mode") for c in held} == {"auto"}
-    finally:
-        for c in held:
-            await pool.release(c)
+    assert await pool_plan_modes(pool) == {"auto"}
