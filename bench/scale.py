@@ -42,6 +42,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,43 @@ class PostgresCpu:
         }
 
     def used(self) -> float:
+        return sum(self.by_kind().values())
+
+    def by_kind(self, names: Mapping[int, str] | None = None) -> dict[str, float]:
+        """CPU seconds since the start by the process's title (`walwriter`; a client's backend
+        by its `application_name` in `names`, else as `backend`); what ended in the window
+        (autovacuum workers, short backends) and the postmaster itself as `ended or
+        postmaster`."""
         reaped_and_own, now = self._sample()
         before_own, before = self._start
-        return (reaped_and_own - before_own) + sum(
-            cpu - before.get(pid, 0.0) for pid, cpu in now.items()
-        )
+        kinds = {"ended or postmaster": reaped_and_own - before_own}
+        for pid, cpu in now.items():
+            kind = _postgres_kind(pid)
+            if kind == "backend" and names and names.get(pid):
+                kind = names[pid]
+            kinds[kind] = kinds.get(kind, 0.0) + cpu - before.get(pid, 0.0)
+        return kinds
+
+
+def _postgres_kind(pid: int) -> str:
+    """`backend` for a client's connection (its title names the client's address), else the
+    helper's title (`checkpointer`, `walwriter`, `autovacuum launcher`, ...)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "ended or postmaster"
+    title = title.removeprefix("postgres: ").strip()
+    return "backend" if "(" in title or "[local]" in title else title
+
+
+async def _backend_names(database_url: str) -> dict[int, str]:
+    """Each backend's `application_name`, by process id."""
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT pid, application_name FROM pg_stat_activity")
+    finally:
+        await conn.close()
+    return {r["pid"]: r["application_name"] for r in rows}
 
 
 @dataclass
@@ -481,8 +514,10 @@ def measure(args: argparse.Namespace) -> bool:
         ctl = sum(cpu_s(c.pid) for c in controllers) - sum(ctl0)
         nats = cpu_s(nats_proc.pid) - nats0
         traffic = NatsTraffic.since(traffic0, _nats_traffic(nats_monitor))
+        pg_kinds = pg_cpu.by_kind(asyncio.run(_backend_names(database_url)))
         # The lag sampler's backend ended in the window: PostgresCpu counts it (reaped).
-        postgres = pg_cpu.used() - judge_lag.backend_cpu_s
+        pg_kinds["ended or postmaster"] -= judge_lag.backend_cpu_s
+        postgres = sum(pg_kinds.values())
         print(
             f"  the bench's lag sampler: {judge_lag.backend_cpu_s * 1000:.0f} ms of PostgreSQL's"
             " CPU in the window, left out",
@@ -517,6 +552,14 @@ def measure(args: argparse.Namespace) -> bool:
         )
     elif len(replicas) > 1:
         _report_replicas([r for r in replicas if r is not None], window)
+    print(
+        "  PostgreSQL CPU ms per check by process: "
+        + ", ".join(
+            f"{kind} {cpu * 1000 / max(window.stored, 1):.3f}"
+            for kind, cpu in sorted(pg_kinds.items(), key=lambda kv: -kv[1])
+            if cpu > 0.0005
+        )
+    )
     return _report(
         args,
         idle,

@@ -153,7 +153,12 @@ class ProcessSettings(msgspec.Struct, rename="upper", frozen=True):
 
 class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     database_url: Annotated[
-        str, Meta(description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required)")
+        str,
+        Meta(
+            description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required); the"
+            " sessions are named `mailprobe controller` and the process's roles"
+            " (`application_name`, seen in `pg_stat_activity`) unless the URL names them"
+        ),
     ]
     secrets_key: Annotated[
         str | None,

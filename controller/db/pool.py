@@ -40,14 +40,21 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     per release."""
 
 
-async def create_pool(url: str, max_size: int = 20, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    url: str, max_size: int = 20, *, application_name: str | None = None, **kwargs: Any
+) -> asyncpg.Pool:
+    """`application_name` names the pool's sessions in `pg_stat_activity` and PostgreSQL's log
+    (the controller: its roles), unless the URL names them itself."""
+    settings = dict(_SERVER_SETTINGS)
+    if application_name and "application_name=" not in url:
+        settings["application_name"] = application_name
     pool = await asyncpg.create_pool(
         url,
         min_size=min(2, max_size),
         max_size=max_size,
         init=_init,
         reset=_keep_session,
-        server_settings=_SERVER_SETTINGS,
+        server_settings=settings,
         max_cacheable_statement_size=MAX_CACHED_STATEMENT,
         **kwargs,
     )

@@ -69,11 +69,21 @@ async def serve(settings: ControllerSettings) -> None:
             log.info("controller stopped")
 
 
+def application_name(roles: frozenset[str]) -> str:
+    """What the controller's PostgreSQL sessions are called: `mailprobe controller` and its
+    roles, so an operator (and `bench scale`) tells which role's sessions spend what."""
+    return f"mailprobe controller {','.join(sorted(roles))}"
+
+
 async def _start(
     stack: contextlib.AsyncExitStack, settings: ControllerSettings
 ) -> tuple[asyncpg.Pool, Pipeline]:
     """The pool and the pipeline, each closed by `stack` (what was opened, when cut short)."""
-    pool = await create_pool(settings.database_url, settings.db_pool_max)
+    pool = await create_pool(
+        settings.database_url,
+        settings.db_pool_max,
+        application_name=application_name(settings.roles),
+    )
     stack.push_async_callback(pool.close)
     pipeline = await stack.enter_async_context(open_pipeline(settings, pool))
     return pool, pipeline

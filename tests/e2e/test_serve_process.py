@@ -1,5 +1,6 @@
 """`python -m controller serve` as operators run it: every role in one process, real PostgreSQL
-and NATS, ready over HTTP, a round recorded, and a clean stop on SIGTERM."""
+and NATS, ready over HTTP, a round recorded, its sessions named by its roles, and a clean stop
+on SIGTERM."""
 
 import asyncio
 import contextlib
@@ -144,6 +145,14 @@ async def test_serve_runs_all_roles_and_stops_cleanly(
                 expired = "SELECT count(*) FROM api_tokens WHERE expires_at < now()"
                 assert await db.fetchval(expired) == 0, "housekeeping did not run"
                 assert await db.fetchval("SELECT count(*) FROM api_tokens") == 1
+                # Its sessions say what they are, so an operator tells them apart.
+                names = await db.fetch(
+                    "SELECT DISTINCT application_name FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                assert [r[0] for r in names] == [
+                    "mailprobe controller alerter,api,ingester,scheduler"
+                ]
             finally:
                 await db.close()
     finally:

@@ -103,6 +103,8 @@ def test_a_short_run_prints_every_figure() -> None:
     assert run.returncode in (0, 1), run.stderr[-2000:]
     for figure in (
         "CPU ms per check: controller",
+        # PostgreSQL's share by whose session spent it.
+        "by process: mailprobe controller alerter,api,ingester,scheduler",
         "central total",
         "stored per result:",
         "store lag",
