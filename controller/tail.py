@@ -45,7 +45,7 @@ def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str
     name the API shows the token. TailError saying why not."""
     if monitor is None or _is_public_id(monitor):
         return monitor
-    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
+    api = api_url.chosen(args.api, env)
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         raise TailError(why)
     if not env.get(secret_env.TOKEN_ENV):

@@ -9,10 +9,17 @@ allowed.
 """
 
 import ipaddress
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 DEFAULT_API = "http://127.0.0.1:8080"
+API_ENV = "MAILPROBE_API"
 LOOPBACK_NAMES = ("localhost",)
+
+
+def chosen(given: str | None, env: Mapping[str, str]) -> str:
+    """The API a command talks to: `--api`, else MAILPROBE_API, else DEFAULT_API."""
+    return given or env.get(API_ENV) or DEFAULT_API
 
 
 def is_loopback(host: str) -> bool:

@@ -130,7 +130,7 @@ def export_text(customer: str, monitors: list[Current]) -> str:
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`apply` or `export` as parsed; the exit code."""
-    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
+    api = api_url.chosen(args.api, env)
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
         return 2

@@ -27,7 +27,7 @@ LOGINS: dict[str, dict[str, str]] = {
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = args.api or env.get("MAILPROBE_API") or api_url.DEFAULT_API
+    api = api_url.chosen(args.api, env)
     if why := api_url.problem(api, insecure_http=args.insecure_http):
         print(f"error: {why}", file=sys.stderr)
         return 2
