@@ -24,7 +24,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -129,7 +129,7 @@ async def api_url(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIter
 
 @pytest.fixture
 async def http(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with http_client(base_url=api_url, timeout=10) as client:
         yield client
 
 

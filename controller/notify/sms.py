@@ -19,6 +19,8 @@ class SmsChannel:
     def __init__(self, url: str, *, timeout_s: float = 15.0) -> None:
         self._url = url
         self._timeout_s = timeout_s
+        # Built once: a context is certifi's CA bundle parsed, ~50 ms of the event loop's CPU.
+        self._tls = httpx.create_ssl_context()
 
     def validate(self) -> None:
         parts = urlsplit(self._url)
@@ -27,7 +29,7 @@ class SmsChannel:
 
     async def send(self, note: Notification) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self._timeout_s) as client:
+            async with httpx.AsyncClient(timeout=self._timeout_s, verify=self._tls) as client:
                 response = await client.post(
                     self._url,
                     json={"to": note.target, "text": note.text},

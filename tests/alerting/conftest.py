@@ -40,7 +40,7 @@ from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow
 from tests.alerting.peers import Relay, SmsGateway
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 RELAY_USER, RELAY_PASSWORD = "relay-user", "relay-pa55word"
 MONITOR_SECRET = "monitor-s3cret-never-mailed"
@@ -84,7 +84,7 @@ async def alert_api_url(
 
 @pytest.fixture
 async def api(alert_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=alert_api_url, timeout=10) as client:
+    async with http_client(base_url=alert_api_url, timeout=10) as client:
         yield client
 
 

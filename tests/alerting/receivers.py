@@ -23,6 +23,7 @@ import httpx
 import trustme
 
 from shared import embedded
+from tests.serving import http_client
 
 CA = trustme.CA()
 APPRISE_PASSWORD = "apprise-basic-pass-never-logged"
@@ -344,7 +345,7 @@ class Alertmanager:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             for _ in range(200):
                 try:
                     if (await client.get(f"{self.url}/-/ready")).status_code == 200:

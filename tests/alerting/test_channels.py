@@ -39,7 +39,7 @@ from tests.alerting.receivers import (
     verify_signature,
 )
 from tests.conftest import Tenant, make_tenant
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 PUBLIC_URL = "https://mailprobe.example.test"
@@ -63,7 +63,7 @@ async def loopback_api(
     app = create_app(
         msgspec.structs.replace(settings, public_url=PUBLIC_URL), pool, egress=loopback_egress()
     )
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
+    async with serve_app(app) as url, http_client(base_url=url, timeout=20) as client:
         yield client
 
 
@@ -450,7 +450,7 @@ async def test_alertmanager_fires_on_down_and_resolves_on_recovery(
 ) -> None:
     m = await rig.monitor(name="Inbound MX", email=None, phone=None)
     with tempfile.TemporaryDirectory() as tmp:
-        async with Alertmanager(tmp) as am, httpx.AsyncClient(base_url=am.url) as client:
+        async with Alertmanager(tmp) as am, http_client(base_url=am.url) as client:
             await create(
                 channel_api, rig.tenant, "alertmanager", am.url, monitorIds=[str(m["public_id"])]
             )

@@ -17,6 +17,7 @@ from controller.secrets.box import generate_key
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
+from tests.serving import TLS, http_client
 
 _addresses = itertools.count(1)
 
@@ -56,9 +57,9 @@ async def serving(
 
 def client_from(url: str, address: str) -> httpx.AsyncClient:
     """A client whose connections come from `address`."""
-    return httpx.AsyncClient(
+    return http_client(
         base_url=url,
-        transport=httpx.AsyncHTTPTransport(local_address=address),
+        transport=httpx.AsyncHTTPTransport(local_address=address, verify=TLS),
         timeout=60,
     )
 

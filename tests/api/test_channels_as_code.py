@@ -12,6 +12,7 @@ import yaml
 from controller.ascode import channels as channel_file
 from controller.ascode.spec import SpecError
 from tests.conftest import Tenant
+from tests.serving import http_client
 
 ENV = {
     "MAILPROBE_SECRET_PD": "pd-routing-key-0001",
@@ -38,7 +39,7 @@ channels:
 
 @pytest.fixture
 async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
         yield c
 
 

@@ -20,7 +20,7 @@ from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
 from tests.api.rig import Rig, pipeline_api
 from tests.conftest import Tenant, make_tenant
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 COUNTRY = "WS"  # the rig's live country; no other test uses it
 LIMITS: dict[str, Any] = {
@@ -46,7 +46,7 @@ async def rig(
 
 @pytest.fixture
 async def api(rig: Rig) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=rig.url, timeout=10) as client:
+    async with http_client(base_url=rig.url, timeout=10) as client:
         yield client
 
 
@@ -90,7 +90,7 @@ async def test_concurrent_creates_on_two_replicas_never_pass_the_limit(
     count is taken under the organization's row lock, so exactly three get in."""
     async with (
         serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
-        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+        http_client(base_url=other_url, timeout=10) as other,
     ):
         answers = await asyncio.gather(*(post(c, tenant) for c in [api, other] * 6))
     assert sorted(r.status_code for r in answers) == [201] * 3 + [403] * 9
@@ -120,7 +120,7 @@ async def test_maintenance_windows_are_limited_per_organization_across_replicas(
     url = "/api/maintenance-windows"
     async with (
         serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
-        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+        http_client(base_url=other_url, timeout=10) as other,
     ):
         answers = await asyncio.gather(
             *(c.post(url, json=window, headers=tenant.auth("member")) for c in [api, other] * 5)
@@ -207,7 +207,7 @@ async def test_an_organization_over_a_lowered_budget_may_still_edit_and_shrink(
     url = f"{SMTP}/{monitor['publicId']}"
     async with (
         serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
-        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+        http_client(base_url=other_url, timeout=10) as other,
     ):
         r = await other.patch(url, json={"name": "renamed"}, headers=tenant.auth())
         assert r.status_code == 200, r.text
@@ -353,7 +353,7 @@ async def test_timeouts_that_hold_slots_past_the_slot_budget_are_refused(
     lowered = msgspec.structs.replace(rig.settings, org_max_slot_seconds_per_minute=100)
     async with (
         serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
-        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+        http_client(base_url=other_url, timeout=10) as other,
     ):
         r = await other.patch(one, json={"name": "renamed"}, headers=tenant.auth())
         assert r.status_code == 200, r.text
@@ -436,7 +436,7 @@ async def test_trigger_check_is_rate_limited_per_monitor_across_replicas(
     monitor = await created(api, tenant, allowedCheckCountryCodes=[COUNTRY])
     async with (
         serve_app(create_app(rig.settings, pool, rig.pipeline)) as other_url,
-        httpx.AsyncClient(base_url=other_url, timeout=10) as other,
+        http_client(base_url=other_url, timeout=10) as other,
     ):
         assert (await trigger(api, tenant, monitor)).status_code == 202
         assert (await trigger(other, tenant, monitor)).status_code == 202

@@ -23,6 +23,7 @@ from shared.settings import ControllerSettings
 from tests.api.helpers import IMAP, SMTP, stored_row
 from tests.api.test_cli import ROOT, SETTINGS
 from tests.conftest import Tenant, make_tenant
+from tests.serving import http_client
 
 TOKEN = "mp_the-api-token"
 
@@ -61,7 +62,7 @@ monitors:
 
 @pytest.fixture
 async def client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
         yield c
 
 
@@ -257,7 +258,7 @@ async def test_what_only_the_server_knows_comes_back_at_the_line(
 
     spec = load(monitors_file(tenant.customer_public_id), "m.yaml", ENV)
     headers = tenant.auth("readonly")
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10) as readonly:
+    async with http_client(base_url=api_url, headers=headers, timeout=10) as readonly:
         code, said = await run(spec, readonly)
     assert code == 1
     assert "m.yaml:3: the API refused it (HTTP 403)" in said[1], said

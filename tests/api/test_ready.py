@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 import pytest
 import structlog
 
@@ -16,6 +15,7 @@ from controller.runtime.serve import readiness
 from shared import embedded, ops
 from shared.settings import ControllerSettings
 from tests.api.login_helpers import serving
+from tests.serving import http_client
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ async def test_ready_says_database_unavailable_and_logs_the_error(
     settings: ControllerSettings, database_url: str, doomed_pool: tuple[asyncpg.Pool, str]
 ) -> None:
     pool, name = doomed_pool
-    async with serving(settings, pool) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serving(settings, pool) as url, http_client(base_url=url) as http:
         assert (await http.get("/ready")).json() == {"status": "ready"}
         await _drop(database_url, name)
         with structlog.testing.capture_logs() as logs:
@@ -63,7 +63,7 @@ async def test_ops_ready_without_the_api_role_says_database_unavailable(
     server = await ops.start("127.0.0.1", port, functools.partial(readiness, pool, None))
     assert server is not None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with http_client(base_url=f"http://127.0.0.1:{port}") as http:
             await _drop(database_url, name)
             r = await http.get("/ready")
     finally:
@@ -81,7 +81,7 @@ async def test_a_readiness_check_that_raises_is_a_503_not_a_dropped_connection()
     server = await ops.start("127.0.0.1", port, broken)
     assert server is not None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with http_client(base_url=f"http://127.0.0.1:{port}") as http:
             r = await http.get("/ready")
     finally:
         server.close()

@@ -22,6 +22,7 @@ from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, opened, st
 from tests.api.rig import Rig, pipeline_api
 from tests.conftest import Tenant, make_tenant
 from tests.peers.smtp import SmtpPeer
+from tests.serving import http_client
 
 COUNTRY = "FJ"  # the rig's agent; no other test uses it
 OWNER_USER, OWNER_PASSWORD = "billing@owner.test", "OwnerOnly-7f3a9c"
@@ -104,7 +105,7 @@ async def test_member_cannot_send_the_owners_password_to_their_own_server(
     that is all their server gets."""
     owner_server, member_server = servers
     org = await make_tenant(pool)
-    async with httpx.AsyncClient(base_url=rig.url, timeout=10) as api:
+    async with http_client(base_url=rig.url, timeout=10) as api:
         body = {
             "customerId": org.customer_public_id,
             "name": "billing relay",
@@ -160,7 +161,7 @@ async def test_the_same_attack_through_the_alertsite_api_is_refused(
     sent as the mask) → 400 naming `password`; nothing reaches the member's server."""
     owner_server, member_server = servers
     org = await make_tenant(pool)
-    async with httpx.AsyncClient(base_url=rig.url, timeout=10) as api:
+    async with http_client(base_url=rig.url, timeout=10) as api:
         body = {
             "billing_plancode": "UBM - A/A",
             "name": "billing relay",

@@ -9,7 +9,6 @@ import json
 import re
 from pathlib import Path
 
-import httpx
 import pytest
 import trustme
 
@@ -17,6 +16,7 @@ from controller.ascode import spec
 from tests.api.test_cli import ROOT
 from tests.api.test_monitors_as_code import command_line
 from tests.conftest import Tenant
+from tests.serving import http_client
 from tools.devrun import sink_env, try_it
 
 README = (ROOT / "README.md").read_text()
@@ -56,7 +56,7 @@ def test_the_walkthrough_has_each_example() -> None:
 async def test_each_request_of_the_walkthrough_is_accepted(
     api_url: str, tenant: Tenant, path: str, body: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         r = await client.post(path, json=for_tenant(body, tenant))
     assert r.status_code == 201, r.text
 
@@ -72,7 +72,7 @@ async def test_the_alert_sink_monitor_and_the_private_ca_built_by_jq_are_accepte
     out, _ = await asyncio.wait_for(jq.communicate(), 10)
     assert jq.returncode == 0
     built = out.decode()
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         made = await client.post("/api/smtp-monitors", json=for_tenant(built, tenant))
         sink = await client.post("/api/smtp-monitors", json=for_tenant(ALERT_SINK[1], tenant))
     assert made.status_code == 201, made.text
@@ -138,7 +138,7 @@ async def test_the_banner_requests_are_accepted(
     banner = try_it("http://127.0.0.1:8080", "admin-token", sink, 2526).replace("\\\n", " ")
     bodies = re.findall(BODY, banner, re.S)
     assert [path for path, _ in bodies] == ["/api/customers", "/api/smtp-monitors"]
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         made = [await client.post(path, json=for_tenant(body, tenant)) for path, body in bodies]
     assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
     monitor = made[1].json()
@@ -149,7 +149,7 @@ async def test_the_banner_requests_are_accepted(
 async def test_the_browser_is_told_there_is_no_icon(api_url: str) -> None:
     """Browsers ask every page's origin for /favicon.ico; a 404 shows in their consoles as a
     failed load on each console and status page."""
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as client:
+    async with http_client(base_url=api_url, timeout=10) as client:
         r = await client.get("/favicon.ico")
     assert r.status_code == 204
 

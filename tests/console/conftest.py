@@ -1,12 +1,12 @@
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from tests.console.helpers import Browserish
+from tests.serving import http_client
 
 
 @pytest.fixture
 async def client(api_url: str) -> AsyncIterator[Browserish]:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with http_client(base_url=api_url, timeout=10) as http:
         yield Browserish(http)

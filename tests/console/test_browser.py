@@ -24,6 +24,7 @@ from tests.api.rig import Rig, pipeline_api
 from tests.conftest import PASSWORD, Tenant, make_tenant
 from tests.console import browser
 from tests.peers.smtp import SmtpPeer
+from tests.serving import http_client
 
 COUNTRY = "TV"  # the rig's agent; no other test uses it
 T = TypeVar("T")
@@ -69,7 +70,7 @@ def driver() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 async def api(rig: Rig) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=rig.url, timeout=10) as client:
+    async with http_client(base_url=rig.url, timeout=10) as client:
         yield client
 
 

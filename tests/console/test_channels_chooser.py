@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -21,7 +20,7 @@ from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ async def test_an_admin_picks_the_monitors_and_customers_a_channel_serves(
     driver: webdriver.Chrome, served: str, pool: asyncpg.Pool
 ) -> None:
     org, other = await make_tenant(pool), await make_tenant(pool)
-    async with httpx.AsyncClient(base_url=served, timeout=20) as api:
+    async with http_client(base_url=served, timeout=20) as api:
         chosen = await create(api, org, name="Chosen relay")
         await create(api, org, name="Left relay")
         foreign = await create(api, other, name="Foreign relay")

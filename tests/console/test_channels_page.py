@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 import pytest
 
 from controller.notify.egress import Egress
@@ -17,7 +16,7 @@ from shared.settings import ControllerSettings
 from tests.alerting.receivers import Receiver, client_context, verify_signature
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 SECRET = "console-whsec-never-shown"
 
@@ -26,7 +25,7 @@ SECRET = "console-whsec-never-shown"
 async def console(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[Browserish]:
     egress = Egress([ipaddress.ip_network("127.0.0.0/8")], ssl_context=client_context())
     app = create_app(settings, pool, egress=egress)
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as http:
+    async with serve_app(app) as url, http_client(base_url=url, timeout=20) as http:
         yield Browserish(http)
 
 

@@ -26,6 +26,7 @@ from controller.web.console.forms import form_of
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
 from tests.console.test_monitor_metrics import scrape_token
+from tests.serving import http_client
 
 TYPES = [(kind, t) for kind in KINDS for t in kind.types]
 IDS = [t for _, t in TYPES]
@@ -50,7 +51,7 @@ async def make(http: httpx.AsyncClient, tenant: Tenant, kind: Kind, t: str) -> d
 
 @pytest.fixture
 async def api_client(api_url: str, tenant: Tenant) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as c:
         yield c
 
 
@@ -158,7 +159,7 @@ async def test_export_then_apply_round_trips_a_monitor_of_each_type(
     other = await make_tenant(pool)
     moved = text.replace(tenant.customer_public_id, other.customer_public_id)
     spec = load(moved, "exported.yaml", env)
-    async with httpx.AsyncClient(base_url=api_url, headers=other.auth(), timeout=10) as theirs:
+    async with http_client(base_url=api_url, headers=other.auth(), timeout=10) as theirs:
         said: list[str] = []
         assert await apply(spec, theirs, prune=False, dry_run=False, say=said.append) == 0, said
         assert said[0] == f"+ create {monitor_type} '{monitor_type} surfaces'", said
@@ -214,7 +215,7 @@ async def test_a_status_page_shows_a_monitor_of_each_type_with_its_kind(
         f"/console/status-pages/{org.customer_public_id}", data=form, headers=client.headers()
     )
     assert (r.status_code, r.headers["location"]) == (303, "/console/status-pages?saved=1")
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         r = await anonymous.get(f"/status/{slug}")
     assert r.status_code == 200
     cards = r'data-monitor-name="([^"]+)">.*?<p class="facts">([^<·]+?)\s*[·<]'

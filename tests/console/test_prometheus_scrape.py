@@ -24,6 +24,7 @@ from tests.api.helpers import create
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_monitor_metrics import scrape_token
+from tests.serving import http_client
 
 PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
@@ -69,7 +70,7 @@ async def _prometheus(workdir: Path, config: dict[str, Any]) -> AsyncIterator[st
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             for _ in range(300):
                 try:
                     if (await client.get(f"{url}/-/ready")).status_code == 200:
@@ -131,7 +132,7 @@ async def test_prometheus_scrapes_the_shards_and_answers_the_dashboard(
 
     config = _config(api_url, token_file)
     shards = int(config["scrape_configs"][0]["params"]["shards"][0])
-    async with _prometheus(tmp_path, config) as prom, httpx.AsyncClient(timeout=10) as api:
+    async with _prometheus(tmp_path, config) as prom, http_client(timeout=10) as api:
         # every shard's target up, each monitor in exactly one of them
         for _ in range(300):
             targets = (await api.get(f"{prom}/api/v1/targets")).json()["data"]

@@ -18,6 +18,7 @@ from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_status_pages import _publish, _row_id
+from tests.serving import http_client
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -109,7 +110,7 @@ async def test_head_is_answered_for_uptime_checkers(
     client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: object
 ) -> None:
     _, slug, _, _ = await _relay_page(client, pool, http, job_ids, "head")
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         r = await anonymous.head(f"/status/{slug}")
         assert (r.status_code, r.content) == (200, b"")
         assert r.headers["content-type"].startswith("text/html")
@@ -187,7 +188,7 @@ async def test_summary_schema_feeds_notices_and_maintenance(
     notice = r.json()
     assert [u["state"] for u in notice["updates"]] == ["investigating"]
 
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         page = (await anonymous.get(f"/status/{slug}")).text
         assert "Mail delayed" in page and "Incoming mail is delayed" in page  # at once
         assert "<script>x" not in page and "&lt;script&gt;x" in page

@@ -13,6 +13,7 @@ from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
+from tests.serving import http_client
 
 
 async def _publish(
@@ -73,7 +74,7 @@ async def test_a_status_page_shows_only_what_was_published(
     r = await _publish(client, org, slug, [shown_id], hostnames=False)
     assert (r.status_code, r.headers["location"]) == (303, "/console/status-pages?saved=1")
 
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         r = await anonymous.get(f"/status/{slug}")
     assert r.status_code == 200
     page = r.text
@@ -90,7 +91,7 @@ async def test_a_status_page_shows_only_what_was_published(
     assert page.count('class="bar ') == 90
 
     await _publish(client, org, slug, [shown_id], hostnames=True)
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         page = (await anonymous.get(f"/status/{slug}")).text
     assert "relay.acme.test" in page and "2525" not in page
 
@@ -165,7 +166,7 @@ async def test_visitors_share_a_page_built_at_most_once_per_ttl(
     await store_result(pool, job_ids, relay, "DE", "up", ago=timedelta(minutes=2))
     slug = f"cached-{org.org_id}"
     await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as anonymous:
+    async with http_client(base_url=str(http.base_url)) as anonymous:
         pages = await asyncio.gather(*(anonymous.get(f"/status/{slug}") for _ in range(20)))
         assert {r.status_code for r in pages} == {200}
         assert len({r.text for r in pages}) == 1

@@ -24,7 +24,7 @@ from tests.alerting.peers import Relay
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
 from tests.console.test_status_pages import _publish
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 LINK = re.compile(r"(http://localhost:8080/status/\S+)")
 
@@ -211,7 +211,7 @@ async def test_without_public_url_a_page_takes_no_subscription_and_builds_no_lin
     unset = msgspec.structs.replace(settings, public_url=None)
     async with (
         serve_app(create_app(unset, pool)) as url,
-        httpx.AsyncClient(base_url=url, headers={"Host": "evil.example"}) as anonymous,
+        http_client(base_url=url, headers={"Host": "evil.example"}) as anonymous,
     ):
         r = await anonymous.post(f"/status/{slug}/subscribe", data={"email": "who@example.net"})
     assert r.status_code == 503 and "PUBLIC_URL" in r.text

@@ -43,7 +43,7 @@ from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 # Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
 # country of the agent process that the kill test starts and kills. No other test uses these.
@@ -184,7 +184,7 @@ async def agents(
 
 @pytest.fixture
 async def api(controller: Controller) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=controller.url, timeout=10) as client:
+    async with http_client(base_url=controller.url, timeout=10) as client:
         yield client
 
 

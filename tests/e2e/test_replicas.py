@@ -30,6 +30,7 @@ from controller.secrets.box import generate_key
 from shared import embedded
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.peers.smtp import SmtpPeer
+from tests.serving import http_client
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +158,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
-            async with httpx.AsyncClient(timeout=10) as http:
+            async with http_client(timeout=10) as http:
                 for replica in replicas:
                     await _ready(http, replica)
                 tenant = await make_tenant(pool)

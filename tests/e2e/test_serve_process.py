@@ -19,6 +19,7 @@ from controller.secrets.box import generate_key
 from shared import embedded
 from tests.conftest import PROCESS_START_S, scratch_database
 from tests.peers.slowpath import SlowPath
+from tests.serving import http_client
 
 COUNTRY = "LI"  # no agent ever runs for it in the tests: its rounds are `no_agent`
 
@@ -99,7 +100,7 @@ async def test_serve_runs_all_roles_and_stops_cleanly(
     proc = await _serve(env, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(
+        async with http_client(
             base_url=base, timeout=5, headers={"Authorization": f"Bearer {token}"}
         ) as http:
             deadline = time.monotonic() + PROCESS_START_S

@@ -51,7 +51,7 @@ from tests.netns import DEAD_RESOLVER, Netns, missing, namespace
 from tests.peers.dns import DnsPeer
 from tests.peers.smtp import SmtpPeer
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=str(missing())),
@@ -215,7 +215,7 @@ async def org(stack: Stack) -> Tenant:
 
 @pytest.fixture
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as client:
+    async with http_client(base_url=stack.url, timeout=10) as client:
         yield client
 
 
@@ -234,7 +234,7 @@ async def until(
 async def self_checked(agents: Agents, stack: Stack, org: Tenant) -> dict[str, dict[str, Any]]:
     """Each agent as GET /api/agents shows it, once all of them beat after their first
     canary run: agent id → its entry."""
-    async with httpx.AsyncClient(base_url=stack.url, timeout=10) as api:
+    async with http_client(base_url=stack.url, timeout=10) as api:
 
         async def listed() -> dict[str, dict[str, Any]] | None:
             r = await api.get("/api/agents", headers=org.auth("readonly"))

@@ -50,7 +50,7 @@ from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.issuer import SCOPE, TokenIssuer
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 USER = "alice@example.com"
 CLIENT, CLIENT_SECRET = "mailprobe-app", "cs-" + uuid.uuid4().hex
@@ -88,7 +88,7 @@ async def api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator
 
 @pytest.fixture
 async def client(api: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=api, timeout=10) as c:
+    async with http_client(base_url=api, timeout=10) as c:
         yield c
 
 

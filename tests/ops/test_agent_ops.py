@@ -33,6 +33,7 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
+from tests.serving import http_client
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pairs of processes racing for one port: the crash this guards against came in about 1 pair
@@ -120,7 +121,7 @@ async def ops_server(readiness: ops.Readiness) -> AsyncIterator[httpx.AsyncClien
     server = await ops.start("127.0.0.1", port, readiness)
     assert server is not None
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        async with http_client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             yield client
     finally:
         server.close()
@@ -189,7 +190,7 @@ async def agent_process(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+        async with http_client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
             for _ in range(500):  # the interpreter starting up
                 try:
                     await client.get("/health")
@@ -332,7 +333,7 @@ async def test_two_agents_started_together_on_one_metrics_port_both_work(
     async with SmtpLikePeer() as peer:
         for cc in (country, other_country):
             await one_job_runs(js, cc, peer.port)
-    async with httpx.AsyncClient(timeout=2) as client:
+    async with http_client(timeout=2) as client:
         health = await client.get(f"http://127.0.0.1:{port}/health")
     assert health.json()["status"] == "ok"
     events = [await stop_for_events(proc) for proc in procs]

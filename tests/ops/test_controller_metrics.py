@@ -27,6 +27,7 @@ from shared.settings import ControllerSettings
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant
+from tests.serving import http_client
 
 ONE_MONITOR_ROUTE = "/api/smtp-monitors/{smtpMonitorPublicId}"
 
@@ -77,7 +78,7 @@ async def test_ready_reports_postgres_and_nats_and_turns_503_when_nats_is_gone(
     async with (
         open_pipeline(settings, pool, nc) as pipeline,
         serving(settings, pool, pipeline) as url,
-        httpx.AsyncClient(base_url=url, timeout=5) as client,
+        http_client(base_url=url, timeout=5) as client,
     ):
         r = await client.get("/ready")
         assert (r.status_code, r.json()) == (200, {"status": "ready", "nats": "connected"})
@@ -167,7 +168,7 @@ async def test_an_idle_keep_alive_connection_outlives_a_clients_own_expiry(
     assert KEEP_ALIVE_S > 60  # past httpx's 5 s and load balancers' usual 60 s
     async with (
         serving(settings, pool, None) as url,
-        httpx.AsyncClient(base_url=url, limits=httpx.Limits(keepalive_expiry=30)) as client,
+        http_client(base_url=url, limits=httpx.Limits(keepalive_expiry=30)) as client,
     ):
         first = await client.get("/health")
         assert first.status_code == 200

@@ -19,6 +19,7 @@ from controller.secrets.box import generate_key
 from shared import embedded, ops
 from shared.settings import ControllerSettings
 from tests.conftest import scratch_database
+from tests.serving import http_client
 
 
 async def test_ops_ready_follows_postgres_and_nats(
@@ -32,7 +33,7 @@ async def test_ops_ready_follows_postgres_and_nats(
         server = await ops.start("127.0.0.1", port, functools.partial(readiness, pool, pipeline))
         assert server is not None
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            async with http_client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
                 assert (await http.get("/ready")).json() == {"status": "ready"}
                 await nc.close()
                 r = await http.get("/ready")
@@ -75,7 +76,7 @@ async def test_a_scheduler_only_controller_serves_metrics_health_and_ready(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}", timeout=5) as http:
+        async with http_client(base_url=f"http://127.0.0.1:{ops_port}", timeout=5) as http:
             for _ in range(1000):  # the interpreter starting, the streams and consumers made
                 try:
                     r = await http.get("/ready")

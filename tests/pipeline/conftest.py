@@ -43,7 +43,7 @@ from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.countries import PIPELINE, handout
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 _COUNTRIES = handout(PIPELINE)
 
@@ -136,7 +136,7 @@ async def pipe_api_url(
 
 @pytest.fixture
 async def api(pipe_api_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=pipe_api_url, timeout=10) as client:
+    async with http_client(base_url=pipe_api_url, timeout=10) as client:
         yield client
 
 

@@ -33,6 +33,7 @@ from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_scheduler import make_due, next_due_at
+from tests.serving import http_client
 from tests.serving import serve_app as serve
 
 
@@ -318,7 +319,7 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
         pipe_pool, pipeline.js, cold, SecretBox(settings.secrets_key or ""), CountryKeys(None)
     )
     app = create_app(settings, pipe_pool, replace(pipeline, agents=cold, scheduler=scheduler))
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with serve(app) as url, http_client(base_url=url, timeout=10) as client:
         r = await client.post(
             f"/api/smtp-monitors/{monitor['publicId']}/trigger-check", headers=org.auth()
         )

@@ -35,7 +35,7 @@ from tests.oauth2.issuer import TokenIssuer
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.pipeline.conftest import Countries, replica
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 USER = "probe@example.com"
 # A pass that waited for a hanging endpoint would wait until the test ends; one that does not
@@ -64,7 +64,7 @@ async def oauth_api(
     allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
     async with (
         serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        http_client(base_url=url, timeout=10) as client,
     ):
         yield client
 

@@ -31,7 +31,7 @@ from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.pipeline.conftest import Countries
 from tests.sealing import KeyRing
-from tests.serving import serve_app
+from tests.serving import http_client, serve_app
 
 USER = "alice@example.com"
 CLIENT, SECRET = "mailprobe-app", "round-secret-4711"
@@ -44,7 +44,7 @@ async def oauth_api(
     allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
     async with (
         serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
+        http_client(base_url=url, timeout=10) as client,
     ):
         yield client
 

@@ -8,7 +8,6 @@ import sys
 import uuid
 
 import asyncpg
-import httpx
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -20,6 +19,7 @@ from shared.subjects import results_bundle_subject, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant, make_tenant
+from tests.serving import http_client
 
 
 def result(country: str, monitor: str, status: str) -> CheckResult:
@@ -204,7 +204,7 @@ async def _tail(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
 
 async def _smtp_monitor(api_url: str, tenant: Tenant, name: str, customer: str) -> str:
     body = {"customerId": customer, "name": name, "hostname": "smtp.example.com"}
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         r = await client.post("/api/smtp-monitors", json=body)
     assert r.status_code == 201, r.text
     return str(r.json()["publicId"])
@@ -241,7 +241,7 @@ async def test_a_monitor_is_followed_by_its_name(
 async def test_an_ambiguous_or_unknown_name_is_refused_naming_the_candidates(
     api_url: str, tenant: Tenant
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
+    async with http_client(base_url=api_url, headers=tenant.auth(), timeout=10) as client:
         r = await client.post("/api/customers", json={"name": "Second"})
     assert r.status_code == 201, r.text
     first = await _smtp_monitor(api_url, tenant, "Relay", tenant.customer_public_id)

@@ -2,7 +2,6 @@
 channels deliver into it, each notification prints a console line and `GET /` lists it; a real
 relay, when named, is left alone."""
 
-import httpx
 import pytest
 
 from controller.notify import Notification
@@ -10,6 +9,7 @@ from controller.notify.email import EmailChannel
 from controller.notify.sms import SmsChannel
 from shared import embedded
 from shared.settings import ControllerSettings, load
+from tests.serving import http_client
 from tools.alertsink import Running, Sink
 from tools.devrun import SINK_FROM, sink_env
 
@@ -27,7 +27,7 @@ async def test_email_and_sms_are_caught_printed_and_listed(
         await EmailChannel(env["NOTIFY_SMTP_URL"], env["NOTIFY_FROM"], timeout_s=5).send(NOTE)
         sms = Notification("+4915112345678", "", "DOWN: Outbound relay", None, "k2")
         await SmsChannel(env["NOTIFY_SMS_WEBHOOK_URL"], timeout_s=5).send(sms)
-        async with httpx.AsyncClient() as client:
+        async with http_client() as client:
             listed = (await client.get(f"http://127.0.0.1:{running.http_port}/")).json()
             bad = await client.post(f"http://127.0.0.1:{running.http_port}/sms", content=b"[]")
     finally:
