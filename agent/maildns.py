@@ -26,6 +26,7 @@ import dns.resolver
 from shared.addresses import is_blocked
 from shared.maildns_bound import bounded
 from shared.messages import MailDns
+from shared.tls import system_trust
 
 POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
 BUDGET_MAX_S: Final = 10.0
@@ -75,7 +76,7 @@ class MailDnsProbe:
     ) -> None:
         self._resolver_setting = resolver
         self._resolver: dns.asyncresolver.Resolver | None = None
-        self._context = policy_context or ssl.create_default_context()
+        self._context = policy_context or system_trust()
         self._policy_port = policy_port
         self._allow_private = allow_private
 

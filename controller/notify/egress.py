@@ -25,6 +25,7 @@ import httpx
 
 from controller.notify import DeliveryError
 from shared.addresses import is_blocked
+from shared.tls import system_trust
 
 MAX_BODY = 64 * 1024
 TIMEOUT_S = 10.0
@@ -120,7 +121,7 @@ class Egress:
     ) -> None:
         self._networks = list(networks)
         self._timeout_s = timeout_s
-        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context or system_trust()
 
     @property
     def networks(self) -> list[Network]:

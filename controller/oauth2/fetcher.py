@@ -26,6 +26,7 @@ import structlog
 from controller.oauth2 import assertion
 from controller.oauth2.grants import JWT_BEARER_GRANT, Grant, endpoint, normal_host, scopes
 from shared.addresses import is_blocked
+from shared.tls import system_trust
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
@@ -169,7 +170,7 @@ class TokenFetcher:
         allow_private: bool = False,
         timeout_s: float = TIMEOUT_S,
     ) -> None:
-        self._verify = verify or ssl.create_default_context()
+        self._verify = verify or system_trust()
         self._allow_private = allow_private
         self._timeout_s = timeout_s
 

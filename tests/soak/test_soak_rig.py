@@ -26,7 +26,10 @@ NOTHING = b""
 
 @pytest.fixture
 def answering() -> Iterator[tuple[list[bytes], int]]:
-    """A loopback server that answers each connection with the next canned reply, then closes."""
+    """A loopback server that answers each connection with the next canned reply, then closes.
+    A connection with no reply queued is closed unanswered: it is a stranger's (the short soak,
+    on another worker, polls the metrics ports of agents it kills, one of which may be this
+    port by then)."""
     replies: list[bytes] = []
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
@@ -39,7 +42,8 @@ def answering() -> Iterator[tuple[list[bytes], int]]:
                 return
             with conn:
                 conn.recv(65536)
-                conn.sendall(replies.pop(0))
+                if replies:
+                    conn.sendall(replies.pop(0))
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
