@@ -7,6 +7,7 @@ told at once (`PasswordsBusy`) instead of queueing without end. The CLI hashes s
 """
 
 import asyncio
+import functools
 import hashlib
 import os
 import secrets
@@ -21,10 +22,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verified against when the e-mail is unknown (or its hash empty), so a login takes as long
-# either way. Of a random password: one written in the source would open an account whose hash
-# an operator blanked to lock it.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the e-mail is unknown (or its hash empty), so a login takes as long
+    either way. Of a random password: one written in the source would open an account whose hash
+    an operator blanked to lock it. Made once per process when first needed: the API's
+    `PasswordPool` makes it as it starts, so no login waits for it; commands that only hash
+    never pay for it."""
+    return _hasher.hash(secrets.token_urlsafe(32))
+
 
 TOKEN_PREFIX = "mp_"
 T = TypeVar("T")
@@ -36,7 +44,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -80,6 +88,7 @@ class PasswordPool:
         self._capacity = workers + queue
         self._taken = 0
         self._idle = asyncio.Event()
+        self._executor.submit(_dummy_hash)
 
     @property
     def taken(self) -> int:
