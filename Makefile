@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus test-debs run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,69 +34,72 @@ lock: $(STAMP) ## regenerate requirements.lock from pyproject.toml (uv pip compi
 run: $(STAMP) ## start PostgreSQL, NATS, the controller and one agent per DEV_COUNTRIES (Ctrl-C stops all)
 	$(BIN)/python tools/devrun.py
 
-# Debian packages the tests run (never a download of their own): installed with apt-get when
-# the binary is missing, as root, else through sudo, never asking (debconf's defaults).
-# $(1): a binary to look for; $(2): packages.
-define apt_when_missing
-	@if [ -x $(1) ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q --no-install-recommends $(2); \
-	else \
-	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q --no-install-recommends $(2); \
-	fi
-endef
-
+# Debian packages the tests run (never a download of their own), as `binary=package,package`:
+# whatever is missing of a list is installed with one apt-get, as root, else through sudo, never
+# asking (debconf's defaults; Postfix's installer asks questions).
 # The console's browser tests drive Debian's Chromium through Debian's chromedriver.
-browser: ## install Debian's chromium and chromium-driver when missing (the console's browser tests)
-	$(call apt_when_missing,/usr/bin/chromedriver,chromium chromium-driver)
-	$(call apt_when_missing,/usr/bin/chromium,chromium chromium-driver)
-
+BROWSER_DEBS := /usr/bin/chromedriver=chromium,chromium-driver /usr/bin/chromium=chromium,chromium-driver
 # The DANE tests validate DNSSEC with Debian's unbound, run unprivileged on a loopback port by
 # the tests themselves (no service is enabled).
-unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
-	$(call apt_when_missing,/usr/sbin/unbound,unbound)
-
+UNBOUND_DEBS := /usr/sbin/unbound=unbound
 # `make bench exporter` sets the agent beside Debian's prometheus-blackbox-exporter against
 # Debian's Postfix and Dovecot, which the benchmark runs itself from a temporary directory on
 # loopback ports (as root; no service is enabled).
-blackbox: ## install Debian's prometheus-blackbox-exporter, postfix and dovecot when missing (the exporter benchmark)
-	$(call apt_when_missing,/usr/bin/prometheus-blackbox-exporter,prometheus-blackbox-exporter)
-	$(call apt_when_missing,/usr/sbin/postfix,postfix)
-	$(call apt_when_missing,/usr/lib/dovecot/imap-login,dovecot-imapd)
-	$(call apt_when_missing,/usr/lib/dovecot/pop3-login,dovecot-pop3d)
-
+BLACKBOX_DEBS := /usr/bin/prometheus-blackbox-exporter=prometheus-blackbox-exporter \
+  /usr/sbin/postfix=postfix /usr/lib/dovecot/imap-login=dovecot-imapd \
+  /usr/lib/dovecot/pop3-login=dovecot-pop3d
 # The agent self-check tests run agents in network namespaces with egress filtered by nftables
 # (tests/netns.py); as root only: elsewhere those tests skip.
-netns: ## install Debian's iproute2 and nftables when missing (the agent self-check tests' namespaces)
-	$(call apt_when_missing,/usr/sbin/ip,iproute2)
-	$(call apt_when_missing,/usr/sbin/nft,nftables)
-
+NETNS_DEBS := /usr/sbin/ip=iproute2 /usr/sbin/nft=nftables
 # The OAuth2 login tests run Debian's Dovecot (OAuth2 passdb) and a private Postfix submitting
 # through it, both started by the tests themselves on loopback ports (no service is enabled).
-# Postfix's installer asks questions: noninteractive takes its defaults.
-dovecot: ## install Debian's dovecot-imapd, dovecot-pop3d and postfix when missing (the OAuth2 login tests)
-	$(call apt_when_missing,/usr/lib/dovecot/imap,dovecot-imapd dovecot-pop3d)
-	$(call apt_when_missing,/usr/lib/dovecot/pop3,dovecot-imapd dovecot-pop3d)
-	$(call apt_when_missing,/usr/lib/postfix/sbin/master,postfix)
-
+DOVECOT_DEBS := /usr/lib/dovecot/imap=dovecot-imapd,dovecot-pop3d \
+  /usr/lib/dovecot/pop3=dovecot-imapd,dovecot-pop3d /usr/lib/postfix/sbin/master=postfix
 # The notification channel tests post alerts to Debian's Prometheus Alertmanager, started by the
 # tests themselves on a loopback port (no service is enabled).
-alertmanager: ## install Debian's prometheus-alertmanager when missing (the Alertmanager channel's tests)
-	$(call apt_when_missing,/usr/bin/prometheus-alertmanager,prometheus-alertmanager)
-
+ALERTMANAGER_DEBS := /usr/bin/prometheus-alertmanager=prometheus-alertmanager
 # The Grafana dashboard's queries are answered by Debian's Prometheus scraping the controller,
 # started by the test itself on a loopback port (no service is enabled).
+PROMETHEUS_DEBS := /usr/bin/prometheus=prometheus
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS)
+
+# $(1): `binary=package,...` pairs.
+define apt_when_missing
+	@missing=$$(for need in $(1); do [ -x "$${need%%=*}" ] || echo "$${need#*=}"; done \
+	  | tr ', ' '\n\n' | sort -u | tr '\n' ' '); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+browser: ## install Debian's chromium and chromium-driver when missing (the console's browser tests)
+	$(call apt_when_missing,$(BROWSER_DEBS))
+unbound: ## install Debian's unbound when missing (the DANE tests' validating resolver)
+	$(call apt_when_missing,$(UNBOUND_DEBS))
+blackbox: ## install Debian's prometheus-blackbox-exporter, postfix and dovecot when missing (the exporter benchmark)
+	$(call apt_when_missing,$(BLACKBOX_DEBS))
+netns: ## install Debian's iproute2 and nftables when missing (the agent self-check tests' namespaces)
+	$(call apt_when_missing,$(NETNS_DEBS))
+dovecot: ## install Debian's dovecot-imapd, dovecot-pop3d and postfix when missing (the OAuth2 login tests)
+	$(call apt_when_missing,$(DOVECOT_DEBS))
+alertmanager: ## install Debian's prometheus-alertmanager when missing (the Alertmanager channel's tests)
+	$(call apt_when_missing,$(ALERTMANAGER_DEBS))
 prometheus: ## install Debian's prometheus when missing (the scrape and dashboard test)
-	$(call apt_when_missing,/usr/bin/prometheus,prometheus)
+	$(call apt_when_missing,$(PROMETHEUS_DEBS))
+test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
+	$(call apt_when_missing,$(TEST_DEBS))
 
 # The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
 # so that no long file starts last. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
-test: $(STAMP) browser unbound netns dovecot alertmanager prometheus ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+test: $(STAMP) test-debs ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation

@@ -5,8 +5,8 @@ JWTs (`introspection_mode = local`) against the key of tests/oauth2/issuer.py; n
 fetched. It runs unprivileged: as the invoking user, or under root as Debian's `dovecot` user
 (its login processes refuse root), which then owns the directory.
 
-Nothing is downloaded at test time: `make dovecot` (a prerequisite of `make test`) installs the
-packages when they are missing.
+Nothing is downloaded at test time: `make dovecot` (and `make test`, through `make test-debs`)
+installs the packages when they are missing.
 """
 
 import asyncio
