@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -46,7 +47,7 @@ async def create_pool(
     """`application_name` names the pool's sessions in `pg_stat_activity` and PostgreSQL's log
     (the controller: its roles), unless the URL names them itself."""
     settings = dict(_SERVER_SETTINGS)
-    if application_name and "application_name=" not in url:
+    if application_name and "application_name" not in parse_qs(urlsplit(url).query):
         settings["application_name"] = application_name
     pool = await asyncpg.create_pool(
         url,
