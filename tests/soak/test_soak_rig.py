@@ -1,6 +1,7 @@
 """The soak rig's in-flight sampler reads agents that the campaign kills at any moment: an
 answer cut short, garbled or missing is "no sample", never an exception that ends the sampler."""
 
+import random
 import socket
 import threading
 from collections.abc import Iterator
@@ -24,14 +25,26 @@ GARBLED_VALUE = (
 NOTHING = b""
 
 
+def _below_ephemeral() -> socket.socket:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lowest = int(f.read().split()[0])
+    for port in random.sample(range(max(1024, lowest - 8192), lowest), 64):
+        try:
+            return socket.create_server(("127.0.0.1", port))
+        except OSError:
+            continue
+    raise RuntimeError(f"no free port in the 8,192 below {lowest}")
+
+
 @pytest.fixture
 def answering() -> Iterator[tuple[list[bytes], int]]:
     """A loopback server that answers each connection with the next canned reply, then closes.
-    A connection with no reply queued is closed unanswered: it is a stranger's (the short soak,
-    on another worker, polls the metrics ports of agents it kills, one of which may be this
-    port by then)."""
+    Its port is below the kernel's ephemeral range, where no other test's server or agent is
+    given one (they bind port 0): the short soak, on another worker, polls the metrics ports of
+    agents it killed, which a port from that range could be by then. A connection with no reply
+    queued is closed unanswered."""
     replies: list[bytes] = []
-    srv = socket.create_server(("127.0.0.1", 0))
+    srv = _below_ephemeral()
     port = srv.getsockname()[1]
 
     def serve() -> None:
