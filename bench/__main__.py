@@ -2,7 +2,7 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-store, reads, jobs, scale);
+store, runs, reads, jobs, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name.
 """
@@ -27,6 +27,7 @@ from bench import (
     probers,
     reads,
     roundtrip,
+    runs,
     scale,
     scheduler,
     seal,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "lists": lists.run,
     "storage": storage.run,
     "store": store.run,
+    "runs": runs.run,
     "reads": reads.run,
     "jobs": jobs.run,
     "scale": lambda: scale.run([]),
