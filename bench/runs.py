@@ -25,6 +25,7 @@ from bench.common import cpu_s, machine, steady_database
 from bench.store import BATCH, COUNTRIES, MONITORS, Rounds, stored_rounds
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import packed_before
+from controller.ingest.store import _BUCKETS, _LATENCY_ADD
 from shared.timefmt import utcnow
 
 RUN = 6  # rounds a run row holds
@@ -62,13 +63,17 @@ _RUN_ROW = """ins AS (
     SELECT monitor_id, first_at, country, step_ms, latency, started, finished FROM r
     ORDER BY monitor_id, first_at, country ON CONFLICT DO NOTHING
     RETURNING monitor_id, first_at, country)"""
-_ROLLUP = """roll AS (
+# The run's latencies counted by `result_latency_bounds()` bucket, added as `results.store` adds
+# them.
+_ROLLUP = f"""roll AS (
     INSERT INTO result_rollups AS o (hour, monitor_id, country, up, down, missed, latency)
     SELECT date_trunc('hour', r.first_at, 'UTC'), r.monitor_id, r.country, r.n, 0, 0,
-        ARRAY[0, 0, 0, r.n, 0, 0, 0, 0, 0, 0, 0, 0]
+        ARRAY(SELECT count(l)::int FROM generate_series(0, {_BUCKETS - 1}) b
+            LEFT JOIN unnest(r.latency) l ON width_bucket(l, result_latency_bounds()) = b
+            GROUP BY b ORDER BY b)
     FROM r JOIN ins USING (monitor_id, first_at, country) ORDER BY 2, 1, 3
     ON CONFLICT (monitor_id, hour, country) DO UPDATE SET up = o.up + EXCLUDED.up,
-        latency = o.latency[1:3] || (o.latency[4] + EXCLUDED.latency[4]) || o.latency[5:12])"""
+        latency = ARRAY[{_LATENCY_ADD}])"""
 # The columns `results.store` moves for a routine round.
 _STATE = """UPDATE monitor_country_state s SET last_status = 'up', last_error_kind = NULL,
     last_message = '', last_scheduled_at = r.last_at, last_job_id = r.job::text,
