@@ -16,7 +16,7 @@ from nats.aio.client import Client as NATS
 from shared import __version__
 from shared.heartbeats import HEARTBEAT_INTERVAL_S
 from shared.loop import run_every
-from shared.messages import AGENT_FEATURES, AgentHeartbeat, SelfCheck, encode
+from shared.messages import AGENT_FEATURES, AgentHeartbeat, SelfCheck, TenantLoad, encode
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
@@ -42,11 +42,13 @@ class Heartbeat:
         started_at: datetime,
         interval: float = HEARTBEAT_INTERVAL_S,
         self_check: Callable[[], SelfCheck] | None = None,
+        tenants: Callable[[], list[TenantLoad]] | None = None,
     ) -> None:
         self.subject = heartbeats_subject(country, agent_id)
         self._nc = nc
         self._in_flight = in_flight
         self._self_check = self_check
+        self._tenants = tenants
         self._interval = interval
         self._beat = AgentHeartbeat(
             agent_id=agent_id,
@@ -67,6 +69,7 @@ class Heartbeat:
         self._beat.seen_at = iso_ms(utcnow())
         self._beat.stopping = stopping
         self._beat.self_check = self._self_check() if self._self_check else None
+        self._beat.tenants = self._tenants() if self._tenants else []
         try:
             await self._nc.publish(self.subject, encode(self._beat))
             if stopping:  # the last one goes out before the caller drains the connection

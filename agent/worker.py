@@ -71,10 +71,12 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
 from shared.messages import (
     CheckJob,
     CheckResult,
+    TenantLoad,
     decode_job,
     decode_sealed,
     default_port,
@@ -196,6 +198,8 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], tuple[Delivery, float, str]] = {}
         self._waiting: FairQueue[tuple[Delivery, float]] = FairQueue(concurrency, tenant_share)
         self._held: dict[str, int] = {}  # running checks by tenant
+        self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
+        self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
@@ -242,6 +246,15 @@ class Worker:
     def waiting_by_tenant(self) -> dict[str, int]:
         """Jobs taken but not started, by tenant."""
         return self._waiting.counts()
+
+    def tenant_loads(self) -> list[TenantLoad]:
+        """Each tenant's jobs held here (running or waiting) and its recent slot-seconds, for
+        the heartbeat (agent.tenant_loads)."""
+        self._usage.sample(asyncio.get_running_loop().time())
+        held = self._waiting.counts()
+        for tenant, n in self._held.items():
+            held[tenant] = held.get(tenant, 0) + n
+        return self._usage.loads(held)
 
     def readiness(self) -> str | None:
         """None when this agent takes jobs (for `/ready`), else why it does not."""
@@ -361,6 +374,7 @@ class Worker:
             agent_id=self.agent_id,
             capacity=self.capacity,
             in_flight=lambda: self.in_flight,
+            tenants=self.tenant_loads,
             started_at=utcnow(),
             interval=self._heartbeat_interval,
             self_check=self._self_checks.snapshot if self._self_checks else None,
@@ -480,6 +494,9 @@ class Worker:
             task = asyncio.create_task(self._handle(msg))
             self._tasks[task] = (msg, arrived, tenant)
             self._held[tenant] = self._held.get(tenant, 0) + 1
+            now = asyncio.get_running_loop().time()
+            self._started[task] = now
+            self._usage.started(tenant, now)
             self._metrics.in_flight.inc()
             task.add_done_callback(self._done)
 
@@ -536,6 +553,8 @@ class Worker:
             self._held[tenant] -= 1
             if not self._held[tenant]:
                 del self._held[tenant]
+            started = self._started.pop(task)
+            self._usage.ended(tenant, started, asyncio.get_running_loop().time())
         self._metrics.in_flight.dec()
         self._start_waiting()
         self._wake.set()

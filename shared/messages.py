@@ -10,7 +10,7 @@ A job is a tagged union on `monitorType`, so each protocol's `config` is typed.
 """
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Final, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
@@ -372,6 +372,23 @@ class SelfCheck(msgspec.Struct, kw_only=True, rename="camel"):
     resolver_ok: bool | None = None
 
 
+class TenantLoad(msgspec.Struct, array_like=True, frozen=True):
+    """One tenant's load on an agent, in its heartbeat: `held`, its jobs running or waiting
+    there; `usage`, the slot-seconds its checks held lately (each second of a running check
+    counts one, halved every `TENANT_USAGE_HALF_LIFE_S`). Sent as an array, as there are many."""
+
+    tenant: Annotated[str, msgspec.Meta(max_length=64)]
+    held: Annotated[int, msgspec.Meta(ge=0)] = 0
+    usage: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+# A tenant's usage halves every minute: long enough that a tenant with long checks stays heavy
+# between them, short enough that a tenant that stopped is light again within minutes.
+TENANT_USAGE_HALF_LIFE_S = 60.0
+# A heartbeat carries the heaviest tenants at most: one left out counts as light, never heavy.
+TENANT_LOADS_MAX = 128
+
+
 class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     agent_id: str
@@ -387,6 +404,10 @@ class AgentHeartbeat(msgspec.Struct, kw_only=True, rename="camel"):
     self_check: SelfCheck | None = None
     # What the agent can do that older agents cannot (`FEATURE_OAUTH2`); [] from older agents.
     features: list[str] = msgspec.field(default_factory=list)
+    # Its tenants' load (`FEATURE_TENANT_LOADS`): the scheduler's admission reads it.
+    tenants: Annotated[list[TenantLoad], msgspec.Meta(max_length=TENANT_LOADS_MAX)] = msgspec.field(
+        default_factory=list
+    )
 
 
 # An agent that logs in with a job's `mechanism` and `accessToken` (OAuth2); an agent without
@@ -395,7 +416,10 @@ FEATURE_OAUTH2 = "oauth2"
 # An agent that takes bundles (`encode_bundle`); an agent without it would `term` one as a
 # malformed job, so the controller sends bundles only to countries whose every agent has it.
 FEATURE_BUNDLES = "bundles"
-AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES)
+# An agent that reports its tenants' load (`tenants`): the controller admits a country's jobs
+# against it (controller.scheduling.admission) only where every live agent does.
+FEATURE_TENANT_LOADS = "tenant_loads"
+AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES, FEATURE_TENANT_LOADS)
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):

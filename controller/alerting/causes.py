@@ -76,6 +76,11 @@ CAUSES: dict[str, tuple[str, str]] = {
         " error is in the message; `invalid_grant`: the refresh token expired or was revoked)."
         " The mail server is not at fault.",
     ),
+    "saturated": (
+        "country saturated",
+        "The check was not run: the country's agents were full and the organization held its"
+        " fair share of their slots or more (its other checks took them).",
+    ),
     "auth_backoff": (
         "logins paused",
         "The check did not log in: logins are paused after rejected credentials.",

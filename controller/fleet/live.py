@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,9 +49,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from controller.fleet import self_check
+from controller.fleet.load import CountryLoad
 from controller.runtime import metrics
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
-from shared.messages import AgentHeartbeat, SelfCheck
+from shared.messages import FEATURE_TENANT_LOADS, AgentHeartbeat, SelfCheck
 from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
@@ -213,6 +215,26 @@ class LiveAgents:
             if (live := self._live(cc, now))
             and all(feature in seen.beat.features for seen in live.values())
         )
+
+    def load(self, cc: str) -> CountryLoad | None:
+        """Country `cc`'s slots and what holds them, summed over its live agents' last beats,
+        with the view's time of the oldest of those beats (`now()`'s clock); None when it has
+        no live agent, or one that does not report its tenants' load."""
+        live = self._live(cc, self._now())
+        if not live or any(FEATURE_TENANT_LOADS not in s.beat.features for s in live.values()):
+            return None
+        held: Counter[str] = Counter()
+        usage: defaultdict[str, float] = defaultdict(float)
+        for seen in live.values():
+            for t in seen.beat.tenants:
+                held[t.tenant] += t.held
+                usage[t.tenant] += t.usage
+        capacity = sum(s.beat.capacity for s in live.values())
+        return CountryLoad(capacity, dict(held), dict(usage), min(s.at for s in live.values()))
+
+    def now(self) -> float:
+        """The view's clock (see `_now`)."""
+        return self._now()
 
     async def _on_message(self, msg: Msg) -> None:
         self.heard(msg.subject, msg.data)

@@ -24,7 +24,12 @@ OVERDUE = "overdue"
 # `oauth2_token`: the login's OAuth2 token endpoint gave no token (controller.oauth2): the
 # check was not sent, and the mail server is not at fault.
 OAUTH2_TOKEN = "oauth2_token"
-MISSED_KINDS = frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE, OAUTH2_TOKEN}) | HELD_KINDS
+# `saturated`: the country's agents were full and the organization held its share of their
+# slots or more (controller.scheduling.admission): its own excess, not the server's fault.
+SATURATED = "saturated"
+MISSED_KINDS = (
+    frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE, OAUTH2_TOKEN, SATURATED}) | HELD_KINDS
+)
 # An agent's check whose failure its own path explains (a canary of the port, or the resolver
 # check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.
 INCONCLUSIVE = "inconclusive"

@@ -123,8 +123,13 @@ def pass_spacing(jobs: int, since_last_s: float, gather_s: float, draw: float = 
 
 def can_run(scheduled_at: datetime, interval_s: int, now: datetime) -> bool:
     """Whether a job of the round scheduled at `scheduled_at`, sent `now`, can still run."""
-    window = expires_at(scheduled_at, interval_s) - scheduled_at
-    return expires_at(scheduled_at, interval_s) - now >= max(MIN_LEFT, window * MIN_LEFT_SHARE)
+    return can_start(scheduled_at, expires_at(scheduled_at, interval_s), now)
+
+
+def can_start(scheduled_at: datetime, expires: datetime, now: datetime) -> bool:
+    """Whether a job of the round scheduled at `scheduled_at` that expires at `expires`, sent
+    `now`, can still run: a fifth of its window, at least a second, is left."""
+    return expires - now >= max(MIN_LEFT, (expires - scheduled_at) * MIN_LEFT_SHARE)
 
 
 def overdue_rounds(

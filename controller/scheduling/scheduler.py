@@ -52,6 +52,7 @@ from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
+from controller.scheduling.admitting import Admissions
 from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
@@ -66,6 +67,8 @@ log = structlog.get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
 IDLE_MAX_S = 0.5
+# While jobs wait for a slot, a pass comes at least this often to give them the slots freed.
+WAITING_RETRY_S = 0.2
 PLAN_EVERY_S = 0.5
 # A pass's due rounds end after this long even when more are due (the next pass follows at
 # once): a scheduler behind its rounds still plans new monitors, sends confirmation rounds and
@@ -132,6 +135,8 @@ class Scheduler:
         self._batch = batch
         self._gather_s = gather_s  # SCHEDULER_GATHER_SECONDS
         self._clock = clock
+        # Jobs go out only while their country has a slot for them (scheduling.admission).
+        self._admissions = Admissions(agents.load, agents.now)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Schedule until `stop` is set; errors are logged and retried, never fatal.
@@ -206,15 +211,30 @@ class Scheduler:
     def _idle_s(self, earliest: datetime | None) -> float:
         """Seconds until `earliest` (the earliest due monitor or deferred login), capped so new
         monitors are seen soon."""
+        most = WAITING_RETRY_S if self._admissions.waiting() else IDLE_MAX_S
         if earliest is None:
-            return IDLE_MAX_S
-        return min(IDLE_MAX_S, max(0.0, (earliest - self._clock()).total_seconds()))
+            return most
+        return min(most, max(0.0, (earliest - self._clock()).total_seconds()))
 
     async def tick(self) -> int:
         """One pass: give new monitors a due time, then run every due round, confirmation round
         and spaced login; return jobs sent."""
         await self.plan_new()
-        return await self.run_due() + await self.run_confirmations() + await self.run_deferred()
+        sent = await self.run_waiting() + await self.run_due()
+        return sent + await self.run_confirmations() + await self.run_deferred()
+
+    async def run_waiting(self) -> int:
+        """Publish the jobs waiting for a slot that their country has room for now, and record
+        `saturated` those that can no longer start in time; return jobs sent."""
+        if not self._admissions.waiting():
+            return 0
+        taken = self._admissions.retry(self._clock())
+        await self.publish(taken.admitted)
+        if taken.refused:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await results.store(conn, taken.refused)
+            self._missed(taken.refused)
+        return len(taken.admitted)
 
     async def run_due(self, max_s: float | None = None) -> int:
         """Run every round due now, a batch at a time, or those `max_s` seconds of batches
@@ -317,7 +337,7 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs = [job for r in rounds for job in r.jobs]
+        jobs = self._admitted(rounds, now)
         await self.publish(jobs)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
@@ -325,6 +345,17 @@ class Scheduler:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
                 await deferred.add(conn, r.monitor_id, r.account, at)
         return len(jobs)
+
+    def _admitted(self, rounds: Sequence[PlannedRound], now: datetime) -> list[CheckJob]:
+        """The rounds' jobs their countries take now (`admitting.Admissions`); a refused one is
+        recorded in its round's `missed` (`saturated`), one waiting for a slot goes out with a
+        later pass."""
+        taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
+        if taken.refused:
+            refused = {row.job_id: row for row in taken.refused}
+            for r in rounds:
+                r.missed += [refused[job.job_id] for job in r.jobs if job.job_id in refused]
+        return taken.admitted
 
     async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per monitor: its organization and the cap of its account's logins (login_cap)."""
@@ -359,7 +390,10 @@ class Scheduler:
                 )
                 mail = [(d.monitor_id, d.job) for d, ok in zip(tried, allowed, strict=True) if ok]
                 held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
-                send = [job for _, job in mail if job.job_id not in held_mail]
+                taken = self._admissions.take(
+                    [job for _, job in mail if job.job_id not in held_mail], now
+                )
+                send = taken.admitted
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
                 held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
@@ -371,6 +405,7 @@ class Scheduler:
                         )
                         await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
                 held += held_mail.values()
+                held += taken.refused
                 if held:
                     await results.store(conn, held)
             sent += len(send)

@@ -1,0 +1,17 @@
+"""A country's slots and what holds them, as its live agents' heartbeats say (the live view,
+controller.fleet.live, sums them; the scheduler's admission reads them)."""
+
+from collections.abc import Mapping
+
+import msgspec
+
+
+class CountryLoad(msgspec.Struct, frozen=True):
+    """`capacity`: the slots of the country's live agents; `held`, jobs running or waiting on
+    them by tenant; `usage`, slot-seconds by tenant lately (decayed, agent.tenant_loads);
+    `heard_at`, when the oldest of the beats it sums was heard (the live view's clock)."""
+
+    capacity: int
+    held: Mapping[str, int] = {}
+    usage: Mapping[str, float] = {}
+    heard_at: float = 0.0

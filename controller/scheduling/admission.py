@@ -1,0 +1,128 @@
+"""Which jobs a country's agents can take now, shared fairly between organizations: pure rules,
+no I/O (the scheduler holds what waits and records what is refused).
+
+The country's slots are its live agents' `capacity` (AGENT_CONCURRENCY each); what holds them is
+what their heartbeats say each tenant has running or waiting there (`held`), plus what this
+scheduler admitted since. A job is published only when a slot is free for it, so JOBS never
+holds a backlog that another organization's jobs would wait behind, whatever the agents'
+lookahead, their number or the order jobs were published in. Of the jobs asking, the tenant
+holding fewest slots goes first, then the lightest (fewest slot-seconds lately), so free slots
+are shared max-min between organizations.
+
+Three rules decide each job:
+
+- **Share.** A tenant's share is the country's slots water-filled over the tenants holding or
+  asking for them (each asks for what it holds plus its jobs here); a tenant at or above
+  `max(1, share)` while the country has no slot to spare is **refused**: its round is recorded
+  `missed` / `saturated` in that country, its own excess.
+- **Reserve.** The last `reserve(capacity)` free slots are kept for the lightest tenants: a
+  tenant whose usage ranks `k`-th lightest (0: the lightest) takes a slot only while more than
+  `min(k, reserve)` are free. A tenant with checks that hang for their whole timeout can never
+  take the slot another organization's next round needs, and one tenant alone still uses
+  every slot but the reserve's (a country of one slot keeps none: no isolation without more).
+- **Wait.** A job under its share that finds no slot it may take **waits** at the scheduler and
+  asks again at the next pass, until its round can no longer start in time
+  (`controller.scheduling.rules.can_start`); then it is refused too.
+"""
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from enum import Enum
+
+import msgspec
+
+from controller.fleet.load import CountryLoad
+
+
+class Admission(Enum):
+    ADMIT = "admit"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+class Decision(msgspec.Struct, frozen=True):
+    admission: Admission
+    held: int = 0  # what the job's tenant held in the country when decided
+    share: float = 0.0  # its share then
+    busy: int = 0  # slots held in the country then
+    capacity: int = 0
+
+
+def reserve(capacity: int) -> int:
+    """Free slots kept for the lightest tenants: one in eight, at least one from two slots on."""
+    return 0 if capacity < 2 else max(1, capacity // 8)
+
+
+def water_fill(capacity: float, demand: Mapping[str, float]) -> dict[str, float]:
+    """Max-min fair shares of `capacity`: every tenant gets its demand, or the level at which
+    the demands above it share what is left, whichever is less."""
+    shares: dict[str, float] = {}
+    left = float(capacity)
+    pending = sorted(demand.items(), key=lambda item: (item[1], item[0]))
+    while pending:
+        level = left / len(pending)
+        tenant, want = pending[0]
+        if want <= level:
+            shares[tenant] = want
+            left -= want
+            pending.pop(0)
+            continue
+        for tenant, _ in pending:
+            shares[tenant] = level
+        break
+    return shares
+
+
+def decide(load: CountryLoad, asking: Sequence[str]) -> list[Decision]:
+    """One decision per job asking (its tenant, in the order given: a tenant's jobs are taken
+    in that order)."""
+    held = Counter({t: n for t, n in load.held.items() if n > 0})
+    wants = Counter(asking)
+    demand = {t: float(held[t] + wants[t]) for t in set(held) | set(wants)}
+    shares = water_fill(load.capacity, demand)
+    tenants = set(demand) | {t for t, u in load.usage.items() if u > 0}
+    lightest = sorted(tenants, key=lambda t: (load.usage.get(t, 0.0), t))
+    rank = {t: k for k, t in enumerate(lightest)}
+    keep = reserve(load.capacity)
+    busy = sum(held.values())
+    lanes: dict[str, list[int]] = {}
+    for i, tenant in enumerate(asking):
+        lanes.setdefault(tenant, []).append(i)
+    out: list[Decision | None] = [None] * len(asking)
+    # Fewest held first, then the lightest: one job per turn, so slots go round the tenants.
+    while lanes:
+        tenant = min(lanes, key=lambda t: (held[t], rank[t]))
+        i = lanes[tenant].pop(0)
+        if not lanes[tenant]:
+            del lanes[tenant]
+        share = shares.get(tenant, 0.0)
+        free = load.capacity - busy
+        if free > min(rank[tenant], keep):
+            admission = Admission.ADMIT
+        elif held[tenant] >= max(1.0, share):
+            admission = Admission.REFUSE
+        else:
+            admission = Admission.WAIT
+        out[i] = Decision(admission, held[tenant], round(share, 2), busy, load.capacity)
+        if admission is Admission.ADMIT:
+            held[tenant] += 1
+            busy += 1
+    return [d for d in out if d is not None]
+
+
+def refused_why(country: str, decision: Decision) -> str:
+    """The message of a round refused in `country` for its organization's excess."""
+    return (
+        f"{country}'s agents were full ({decision.busy} of {decision.capacity} slots busy);"
+        f" your organization held {decision.held} of them, its fair share {decision.share:g}:"
+        " this check was not run"
+    )
+
+
+def expired_why(country: str, decision: Decision) -> str:
+    """The message of a round that waited for a slot in `country` until it could no longer
+    start in time."""
+    return (
+        f"{country}'s agents were full ({decision.busy} of {decision.capacity} slots busy)"
+        " until this round could no longer start in time: not run"
+    )

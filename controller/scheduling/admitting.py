@@ -1,0 +1,109 @@
+"""The scheduler's side of admission (controller.scheduling.admission, the rules): what this
+scheduler admitted that the agents' beats may not show yet, and the jobs waiting here for a
+slot, in memory. A job waits at most until its round can no longer start in time; a replica
+that dies loses its waiting jobs, whose rounds then close `expired` like any job lost in flight.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.fleet.load import CountryLoad
+from controller.ingest.result_kinds import SATURATED, ResultRow
+from controller.scheduling import admission
+from controller.scheduling import rules as schedule
+from controller.scheduling.admission import Admission
+from controller.scheduling.plan import held as missed_row
+from shared.messages import CheckJob
+from shared.timefmt import parse_iso
+
+# A job published this long before the oldest beat a country's load sums was heard is in that
+# beat (agents pull within milliseconds of a publish).
+PULLED_WITHIN_S = 0.25
+# Waiting jobs per country, at most: past it, a job that would wait is refused.
+WAITING_MAX = 10_000
+
+
+@dataclass
+class Taken:
+    """What a call admitted (publish now), refused (their missed rows) and left waiting."""
+
+    admitted: list[CheckJob] = field(default_factory=list)
+    refused: list[ResultRow] = field(default_factory=list)
+    waiting: int = 0
+
+
+class Admissions:
+    """Admission state of one scheduler: `load(cc)` is the live view's (None: admit all),
+    `now()` its clock."""
+
+    def __init__(
+        self,
+        load: Callable[[str], CountryLoad | None],
+        now: Callable[[], float],
+    ) -> None:
+        self._load = load
+        self._now = now
+        self._admitted: dict[str, list[tuple[float, str]]] = {}
+        self._waiting: dict[str, list[CheckJob]] = {}
+
+    def waiting(self) -> int:
+        return sum(len(jobs) for jobs in self._waiting.values())
+
+    def take(self, jobs: Sequence[CheckJob], at: datetime) -> Taken:
+        """Decide `jobs` (new ones) and every job waiting in their countries, at `at`."""
+        by_country: dict[str, list[CheckJob]] = {}
+        for job in jobs:
+            by_country.setdefault(job.country, []).append(job)
+        return self._decide(by_country, at)
+
+    def retry(self, at: datetime) -> Taken:
+        """Decide every waiting job again (a pass's first step)."""
+        return self._decide({cc: [] for cc in self._waiting}, at)
+
+    def _decide(self, by_country: dict[str, list[CheckJob]], at: datetime) -> Taken:
+        taken = Taken()
+        for cc, new in by_country.items():
+            asking = self._waiting.pop(cc, []) + new
+            load = self._load(cc)
+            if load is None:
+                taken.admitted += asking
+                continue
+            load = self._with_own(cc, load)
+            decisions = admission.decide(load, [job.tenant for job in asking])
+            still: list[CheckJob] = []
+            for job, decision in zip(asking, decisions, strict=True):
+                if decision.admission is Admission.ADMIT:
+                    taken.admitted.append(job)
+                    self._admitted.setdefault(cc, []).append((self._now(), job.tenant))
+                elif decision.admission is Admission.REFUSE:
+                    taken.refused.append(
+                        missed_row(job, SATURATED, admission.refused_why(cc, decision))
+                    )
+                elif not _can_start(job, at) or len(still) >= WAITING_MAX:
+                    taken.refused.append(
+                        missed_row(job, SATURATED, admission.expired_why(cc, decision))
+                    )
+                else:
+                    still.append(job)
+            if still:
+                self._waiting[cc] = still
+            taken.waiting += len(still)
+        return taken
+
+    def _with_own(self, cc: str, load: CountryLoad) -> CountryLoad:
+        """`load` with the jobs this scheduler admitted since its beats were sent."""
+        seen_by = load.heard_at - PULLED_WITHIN_S
+        own = [(t, tenant) for t, tenant in self._admitted.get(cc, []) if t > seen_by]
+        if not own:
+            self._admitted.pop(cc, None)
+            return load
+        self._admitted[cc] = own
+        held = dict(load.held)
+        for _, tenant in own:
+            held[tenant] = held.get(tenant, 0) + 1
+        return CountryLoad(load.capacity, held, load.usage, load.heard_at)
+
+
+def _can_start(job: CheckJob, at: datetime) -> bool:
+    return schedule.can_start(parse_iso(job.scheduled_at), parse_iso(job.expires_at), at)
