@@ -1,13 +1,39 @@
-"""structlog set-up: JSON lines in deployment, pretty in a terminal, context via contextvars."""
+"""structlog set-up: JSON lines in deployment, pretty in a terminal, context via contextvars.
+
+Two rules keep credentials out of every line, whatever LOG_LEVEL says:
+
+- Below WARNING, only our own lines (structlog's) and the stdlib loggers of `BELOW_WARNING`
+  are written. A dependency's INFO and DEBUG lines name what it talks to: httpx's request line
+  holds the whole URL (a Slack or Teams webhook URL is its own credential, a Telegram bot token
+  sits in the path, the SMS webhook's `user:password@` in the authority), urllib3's the path,
+  aioimaplib's every line it sends (a LOGIN's password). A new dependency is held too.
+- Every line written is scrubbed (`redact`): a URL keeps its scheme and host (and port), its
+  user information, path, query and fragment are masked; so is the value of an `Authorization`
+  and the credential after `Bearer`, `Basic` or `GenieKey`.
+"""
 
 import logging
+import re
 import sys
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 import structlog
 
+from shared.secret import SECRET_MASK as MASK
+
 LogFormat = Literal["json", "console", "auto"]
+
+# The stdlib loggers written below WARNING: none of them names a URL's path or a credential.
+BELOW_WARNING: Final = frozenset({"uvicorn.error"})
+_URL: Final = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/?#@]*@)?(?P<host>[^\s/?#'\"<>]*)"
+    r"(?P<rest>[/?#][^\s'\"<>]*)?"
+)
+_AUTH: Final = re.compile(
+    r"(?P<word>(?i:authorization)['\"]?\s*[:=]\s*['\"]?(?:(?:Bearer|Basic|GenieKey)\s+)?"
+    r"|\b(?:Bearer|Basic|GenieKey)\s+)(?P<value>[^\s,;'\"}]+)"
+)
 
 # msgspec renders a log line in a fraction of the stdlib's time (one per request, one per check);
 # what it cannot encode natively (an exception, a path) is written as its str().
@@ -16,6 +42,35 @@ _json_encoder = msgspec.json.Encoder(enc_hook=str)
 
 def _dumps(event: Any, **_: Any) -> str:
     return _json_encoder.encode(event).decode()
+
+
+def _url(m: re.Match[str]) -> str:
+    user = f"{MASK}@" if m["user"] else ""
+    rest = f"/{MASK}" if m["rest"] and m["rest"] != "/" else (m["rest"] or "")
+    return f"{m['scheme']}{user}{m['host']}{rest}"
+
+
+def redact(text: str) -> str:
+    """`text` with every URL cut to its scheme and host and every authorization value masked."""
+    if "://" in text:
+        text = _URL.sub(_url, text)
+    return _AUTH.sub(lambda m: m["word"] + MASK, text)
+
+
+def _redact_values(_: Any, __: str, event_dict: structlog.types.EventDict) -> Any:
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            event_dict[key] = redact(value)
+        elif isinstance(value, BaseException):
+            event_dict[key] = redact(str(value))
+    return event_dict
+
+
+class _OwnOrWarning(logging.Filter):
+    """A stdlib record passes at WARNING and above, or from a logger of `BELOW_WARNING`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name in BELOW_WARNING
 
 
 def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
@@ -31,24 +86,36 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
         if use_json
         else structlog.dev.ConsoleRenderer()
     )
+    numeric = logging.getLevelNamesMapping()[level]
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            _redact_values,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_OwnOrWarning())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _redact_values,
+                renderer,
+            ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # Dependencies' loggers make no record below WARNING (the filter drops any that one set
+    # to a level of its own makes); ours follow LOG_LEVEL.
+    root.setLevel(max(numeric, logging.WARNING))
+    for name in BELOW_WARNING:
+        logging.getLogger(name).setLevel(numeric)

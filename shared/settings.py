@@ -144,7 +144,13 @@ class ProcessSettings(msgspec.Struct, rename="upper", frozen=True):
         str | None, Meta(description="PEM private key file of `NATS_TLS_CERT_FILE`")
     ] = None
     log_format: Annotated[LogFormat, Meta(description="`json`, `console` or `auto` (tty)")] = "auto"
-    log_level: Annotated[LogLevel, Meta(description="log level")] = "INFO"
+    log_level: Annotated[
+        LogLevel,
+        Meta(
+            description="log level of mailprobe's own lines; other libraries' lines are written "
+            "from WARNING only, and every line's URLs keep only scheme and host"
+        ),
+    ] = "INFO"
 
     def __post_init__(self) -> None:
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
