@@ -112,13 +112,13 @@ async def test_apprise_refuses_a_private_host_without_the_setting_and_other_sche
             channel_api, rig.tenant, "apprise", endpoint.url, monitorIds=[str(m["public_id"])]
         )
         await rig.rounds(m, 0, [DOWN, DOWN])
-        public_only = Egress([], ssl_context=client_context(), timeout_s=5)
+        public_only = Egress(ssl_context=client_context(), timeout_s=5)
         await worker(rig, sender(rig, settings, public_only)).burst()
         (row,) = [r for r in await rig.outbox_rows(m) if r["channel"] == "apprise"]
         assert (row["status"], row["attempts"]) == ("failed", 1)  # for good: not retried
         assert (
             "127.0.0.1" in row["last_error"]
-            and "NOTIFY_ALLOW_PRIVATE_NETWORKS" in row["last_error"]
+            and "NOTIFY_PRIVATE_NETWORK_GRANTS" in row["last_error"]
         )
         assert endpoint.requests == []  # refused before any connection was made
     # The API: schemes outside the allow-list, certificate checks off and broken URLs are 400s.
@@ -145,9 +145,8 @@ async def test_apprise_plain_http_is_refused_unless_private_networks_are_allowed
     assert apprise_channel.url_problem("json://hooks.example.com/x", []) is not None
     assert apprise_channel.url_problem("jsons://hooks.example.com/x", []) is None
     async with Receiver("apprise", tls=False) as endpoint:
-        networks = Egress([], timeout_s=5).networks
         with pytest.raises(Exception, match="plain http"):
-            await apprise_channel.send(endpoint.url, "t", "b", networks)
+            await apprise_channel.send(endpoint.url, "t", "b", [])
         assert endpoint.requests == []
 
 

@@ -52,7 +52,8 @@ SECRETS = {
 
 
 def loopback_egress() -> Egress:
-    return Egress(LOOPBACK, ssl_context=client_context(), timeout_s=5)
+    """Loopback granted to every organization (`*`): the receivers of tests not about grants."""
+    return Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=5)
 
 
 @asynccontextmanager
@@ -226,13 +227,14 @@ async def test_a_private_address_is_refused_unless_its_network_is_allowed(
     async with Receiver("webhook", SECRETS["webhook"]) as hook:
         await create(channel_api, rig.tenant, "webhook", hook.url, monitorIds=[str(m["public_id"])])
         await rig.rounds(m, 0, [DOWN, DOWN])
-        public_only = Egress(ssl_context=client_context(), timeout_s=5)
-        assert await worker(rig, sender(rig, settings, public_only)).burst() == 0
+        no_grant = Egress(ssl_context=client_context(), timeout_s=5)
+        assert await worker(rig, sender(rig, settings, no_grant)).burst() == 0
         (row,) = await rig.outbox_rows(m)
         assert row["status"] == "failed" and "not public" in row["last_error"]
         assert hook.requests == []
         # Names that resolve to loopback are judged by their addresses, and plain http needs
-        # the allowance too.
+        # a grant too.
+        public_only = no_grant.of(rig.tenant.org_id)
         for url in ("https://localhost:1/x", "https://[::1]:1/x", "https://127.1.2.3:1/x"):
             with pytest.raises(Exception, match="not public"):
                 await public_only.post(url, b"{}", {})

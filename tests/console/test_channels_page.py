@@ -23,7 +23,7 @@ SECRET = "console-whsec-never-shown"
 
 @pytest.fixture
 async def console(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[Browserish]:
-    egress = Egress([ipaddress.ip_network("127.0.0.0/8")], ssl_context=client_context())
+    egress = Egress({"*": [ipaddress.ip_network("127.0.0.0/8")]}, ssl_context=client_context())
     app = create_app(settings, pool, egress=egress)
     async with serve_app(app) as url, http_client(base_url=url, timeout=20) as http:
         yield Browserish(http)
