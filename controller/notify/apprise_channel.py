@@ -188,7 +188,7 @@ def url_problem(url: str, networks: Sequence[Network]) -> str | None:
     except ValueError:
         host = None
     if problem := literal_problem(host, networks, plain=SCHEMES[s]):
-        return f"must not reach {problem}"
+        return problem
     token = _CURRENT.set(_Send(networks, SCHEMES[s]))
     try:
         plugin = _plugin(url)

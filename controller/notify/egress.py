@@ -68,11 +68,13 @@ def literal_problem(host: str | None, networks: Sequence[Network], *, plain: boo
     if _allowed(str(ip), networks):
         return None
     if plain:
-        return f"{host} is outside the private networks granted to this organization ({GRANTS})"
+        return (
+            f"reaches {host}, outside the private networks granted to this organization ({GRANTS})"
+        )
     if is_blocked(str(ip)):
         return (
-            f"{host} is not public (private, loopback, link-local or reserved) and not in the"
-            f" networks granted to this organization ({GRANTS})"
+            f"reaches {host}, which is not public (private, loopback, link-local or reserved) and"
+            f" not in the networks granted to this organization ({GRANTS})"
         )
     return None
 
@@ -194,9 +196,7 @@ class OrgEgress:
                 "must be an https:// URL (plain http only to private networks granted to this"
                 f" organization, {GRANTS})"
             )
-        if problem := literal_problem(parts.hostname, self._networks, plain=parts.scheme == "http"):
-            return f"must not reach {problem}"
-        return None
+        return literal_problem(parts.hostname, self._networks, plain=parts.scheme == "http")
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body`; the answer, or DeliveryError (permanent when the endpoint is refused)."""
