@@ -26,6 +26,7 @@ from controller.notify.channel_send import ChannelSender
 from controller.notify.egress import Egress
 from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
+from controller.runtime.serve import announce_grants
 from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.secret import SECRET_MASK
@@ -321,6 +322,26 @@ async def test_private_networks_are_granted_per_organization(
         assert (row["status"], row["attempts"]) == ("failed", 1)
         assert "NOTIFY_PRIVATE_NETWORK_GRANTS" in row["last_error"]
         assert len(inside.requests) == seen and outside.requests == outside_plain.requests == []
+
+
+async def test_serve_names_each_granted_organization_and_warns_of_every_one_and_unknown_ids(
+    rig: Rig, settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> None:
+    grants = f"{rig.tenant.org_id}=127.0.0.2;*=10.9.0.0/16;{2**62}=192.168.7.0/24"
+    configured = msgspec.structs.replace(settings, notify_private_network_grants=grants)
+    with capture_logs() as logs:
+        await announce_grants(configured, alert_pool)
+    said = [(x["log_level"], x["event"], x.get("organization"), x["networks"]) for x in logs]
+    assert said == [
+        ("info", "private networks granted", rig.tenant.org_name, ["127.0.0.2/32"]),
+        ("warning", "private networks granted to every organization", None, ["10.9.0.0/16"]),
+        (
+            "warning",
+            "private networks granted to an organization id that does not exist",
+            None,
+            ["192.168.7.0/24"],
+        ),
+    ]
 
 
 async def test_rights_isolation_and_write_only_secrets(
