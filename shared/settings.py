@@ -668,7 +668,7 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             org: int | Literal["*"]
             if who == "*":
                 org = "*"
-            elif who.isdigit() and 1 <= int(who) < 2**63:
+            elif who.isascii() and who.isdigit() and 1 <= int(who) < 2**63:
                 org = int(who)
             else:
                 raise ValueError(
