@@ -25,6 +25,7 @@ from shared.sealing import OpeningKeys, SealingError, read_public_keys
 from shared.streams import EVENTS_MAX_BYTES, MIB, RESULTS_MAX_BYTES
 
 T = TypeVar("T", bound=msgspec.Struct)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _PATH = re.compile(r"at `\$\.(\w+)`")
 _MISSING = re.compile(r"missing required field `(\w+)`")
@@ -329,13 +330,23 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "notifications)"
         ),
     ] = None
+    notify_private_network_grants: Annotated[
+        str,
+        Meta(
+            description="private networks an organization's notification channels may reach "
+            "though they are not public, and over plain `http://` (an in-house Alertmanager): "
+            "grants separated by `;`, each an organization's id (the API's `organizationId`) "
+            "or `*` (every organization), `=`, and networks (addresses or CIDR, "
+            "comma-separated), e.g. `3=10.0.0.0/8,192.168.1.5;7=fd00::/8`; an organization "
+            "without a grant reaches public `https://` endpoints only, by the rules checks use"
+        ),
+    ] = ""
     notify_allow_private_networks: Annotated[
         str,
         Meta(
-            description="networks (addresses or CIDR, comma-separated) that notification "
-            "channels may reach though they are not public, and over plain `http://` (an "
-            "in-house Alertmanager); empty: channels reach public `https://` endpoints only, "
-            "by the rules checks use"
+            description="retired: it opened the networks to every organization at once. Set, "
+            "the controller stops at start and says how to write it as "
+            "`NOTIFY_PRIVATE_NETWORK_GRANTS` (`*=<networks>` keeps every organization's grant)"
         ),
     ] = ""
     public_url: Annotated[
@@ -651,18 +662,37 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         return found
 
     @property
-    def notify_private_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        """NOTIFY_ALLOW_PRIVATE_NETWORKS, parsed."""
-        found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for net in (n.strip() for n in self.notify_allow_private_networks.split(",")):
-            if not net:
+    def notify_private_grants(self) -> dict[int | Literal["*"], list[Network]]:
+        """NOTIFY_PRIVATE_NETWORK_GRANTS, parsed: networks by organization id, or by `*` for
+        every organization."""
+        name = "NOTIFY_PRIVATE_NETWORK_GRANTS"
+        found: dict[int | Literal["*"], list[Network]] = {}
+        for grant in (g.strip() for g in self.notify_private_network_grants.split(";")):
+            if not grant:
                 continue
-            try:
-                found.append(ipaddress.ip_network(net, strict=False))
-            except ValueError:
+            who, sep, nets = (part.strip() for part in grant.partition("="))
+            org: int | Literal["*"]
+            if who == "*":
+                org = "*"
+            elif who.isascii() and who.isdigit() and 1 <= int(who) < 2**63:
+                org = int(who)
+            else:
                 raise ValueError(
-                    f"NOTIFY_ALLOW_PRIVATE_NETWORKS: {net!r} is not an IP address or CIDR network"
-                ) from None
+                    f"{name}: {who!r} is not an organization id or * (grants are"
+                    " `<id>=<networks>` separated by `;`)"
+                )
+            listed = [n.strip() for n in nets.split(",") if n.strip()]
+            if not sep or not listed or org in found:
+                what = "is granted twice" if org in found else "has no `=<networks>`"
+                raise ValueError(f"{name}: organization {who} {what}")
+            found[org] = []
+            for net in listed:
+                try:
+                    found[org].append(ipaddress.ip_network(net, strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"{name}: {net!r} (organization {who}) is not an IP address or CIDR network"
+                    ) from None
         return found
 
     def __post_init__(self) -> None:
@@ -676,7 +706,14 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         if self.check_raw_days > self.check_history_days:
             raise ValueError("CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS")
-        self.notify_private_networks  # noqa: B018  # raises ValueError naming the setting
+        if self.notify_allow_private_networks:
+            raise ValueError(
+                "NOTIFY_ALLOW_PRIVATE_NETWORKS is retired: it opened the networks to every"
+                " organization. Grant them per organization in NOTIFY_PRIVATE_NETWORK_GRANTS"
+                " (`<organization id>=<networks>;…`), or `*=<networks>` to keep every"
+                " organization's grant (docs/settings.md)"
+            )
+        self.notify_private_grants  # noqa: B018  # raises ValueError naming the setting
         if self.login_lockout_max_seconds < self.login_lockout_seconds:
             raise ValueError("LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_SECONDS")
         _check_tls(self, "API_TLS_CERT_FILE", "API_TLS_KEY_FILE")

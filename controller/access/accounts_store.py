@@ -38,6 +38,12 @@ async def ensure_organization(conn: Conn, name: str) -> int:
     return org_id
 
 
+async def organization_names(conn: Conn, ids: list[int]) -> dict[int, str]:
+    """The names of those of `ids` that are organizations."""
+    rows = await conn.fetch("SELECT id, name FROM organizations WHERE id = ANY($1::bigint[])", ids)
+    return {r["id"]: r["name"] for r in rows}
+
+
 async def create_user(
     conn: Conn,
     organization_id: int,

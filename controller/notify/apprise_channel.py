@@ -8,10 +8,12 @@ endpoints...), under the same egress rules as the other channels.
   where they connect.
 - The guard: while a send runs, every TCP connection urllib3 opens in that send's thread
   resolves its host once, refuses it unless every address is public (`shared.addresses`) or in
-  NOTIFY_ALLOW_PRIVATE_NETWORKS, and dials one of those checked addresses; TLS still verifies
-  the name. That covers hosts a user typed (`jsons://host/...`), a service's fixed host and any
-  redirect (redirects are turned off anyway). Plain-http schemes (`json://`, `ntfy://`, ...)
-  reach only the allowed networks, as plain `http://` does for the other channels.
+  the private networks the operator granted the channel's organization
+  (NOTIFY_PRIVATE_NETWORK_GRANTS, `controller.notify.egress`), and dials one of those checked
+  addresses; TLS still verifies the name. That covers hosts a user typed (`jsons://host/...`),
+  a service's fixed host and any redirect (redirects are turned off anyway). Plain-http
+  schemes (`json://`, `ntfy://`, ...) reach only the granted networks, as plain `http://` does
+  for the other channels.
 - Certificate checks stay on (`verify=no` is refused), connect and read timeouts are capped,
   the whole send is bounded, the title and body are cut to `MAX_TITLE`/`MAX_BODY`.
 - Apprise is synchronous: a send runs in a worker thread (`asyncio.to_thread`), off the event
@@ -35,12 +37,13 @@ import apprise
 import urllib3.util.connection
 
 from controller.notify import DeliveryError
+from controller.notify.egress import GRANTS, literal_problem
 from shared.addresses import is_blocked
 from shared.secret import SECRET_MASK
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Scheme → whether it speaks plain http (then only to NOTIFY_ALLOW_PRIVATE_NETWORKS).
+# Scheme → whether it speaks plain http (then only to the granted private networks).
 SCHEMES: Final[dict[str, bool]] = {
     "jsons": False,
     "forms": False,
@@ -116,8 +119,11 @@ def _guarded_create_connection(
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses or not all(send.permitted(a) for a in addresses):
-        what = "plain http only to" if send.plain else "not public and not in"
-        message = f"{host} resolves to an address {what} NOTIFY_ALLOW_PRIVATE_NETWORKS"
+        what = "outside" if send.plain else "not public and not in"
+        message = (
+            f"{host} resolves to an address {what} the private networks granted to this"
+            f" organization ({GRANTS})"
+        )
         send.refused.append(message)
         raise AddressRefused(message)
     last: OSError | None = None
@@ -173,7 +179,16 @@ def url_problem(url: str, networks: Sequence[Network]) -> str | None:
     if s not in SCHEMES:
         return "must be an Apprise URL of an allowed scheme (" + ", ".join(sorted(SCHEMES)) + ")"
     if SCHEMES[s] and not networks:
-        return f"{s}:// is plain http: only to NOTIFY_ALLOW_PRIVATE_NETWORKS (use {s}s://)"
+        return (
+            f"{s}:// is plain http: only to private networks granted to this organization"
+            f" ({GRANTS}; use {s}s://)"
+        )
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if problem := literal_problem(host, networks, plain=SCHEMES[s]):
+        return problem
     token = _CURRENT.set(_Send(networks, SCHEMES[s]))
     try:
         plugin = _plugin(url)

@@ -27,7 +27,7 @@ from controller.notify import (
     channel_store,
 )
 from controller.notify.channel_kinds import Event
-from controller.notify.egress import Egress
+from controller.notify.egress import Egress, OrgEgress
 from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
 from shared.secret import SECRET_MASK
@@ -102,24 +102,28 @@ class ChannelSender:
             raise DeliveryError(
                 "not sent: the channel's secret does not open with SECRETS_KEY", permanent=True
             ) from None
+        # Judged on the grant of the channel's own organization, now: a grant the operator
+        # withdrew since the channel was stored no longer lets it through.
+        egress = self._egress.of(channel["organization_id"])
         if kind == "apprise":
             title, text = event.summary, channel_kinds.plain_text(event)
-            await apprise_channel.send(url, title, text, self._egress.networks)
+            await apprise_channel.send(url, title, text, egress.networks)
             return
         for request in channel_kinds.requests(
             kind, event, url, secret, self._clock(), channel["chat_id"]
         ):
-            await self._post(kind, event, request, url, secret)
+            await self._post(egress, kind, event, request, url, secret)
 
     async def _post(
         self,
+        egress: OrgEgress,
         kind: str,
         event: Event,
         request: channel_kinds.Request,
         url: str,
         secret: str | None,
     ) -> None:
-        answer = await self._egress.post(request.url, request.body, request.headers)
+        answer = await egress.post(request.url, request.body, request.headers)
         delivered, permanent = channel_kinds.verdict(kind, event, answer.status)
         if delivered:
             return
@@ -162,7 +166,7 @@ class _KindChannel:
 def channel_sender(
     settings: ControllerSettings, pool: asyncpg.Pool, box: SecretBox, egress: Egress | None = None
 ) -> ChannelSender:
-    """The sender of this process: NOTIFY_ALLOW_PRIVATE_NETWORKS and PUBLIC_URL applied."""
+    """The sender of this process: NOTIFY_PRIVATE_NETWORK_GRANTS and PUBLIC_URL applied."""
     return ChannelSender(
-        pool, box, egress or Egress(settings.notify_private_networks), Links.of(settings)
+        pool, box, egress or Egress(settings.notify_private_grants), Links.of(settings)
     )

@@ -3,8 +3,10 @@ typed in, so it must not become a way into the operator's network.
 
 - Only `https://` to hosts whose every address is public, judged by the rule checks use
   (`shared.addresses.is_blocked`), at connect time on the addresses actually dialled (no
-  second lookup a rebinding name could answer differently). `NOTIFY_ALLOW_PRIVATE_NETWORKS`
-  lets chosen networks through, and only they may be reached over plain `http://`.
+  second lookup a rebinding name could answer differently). The operator grants private
+  networks per organization (`NOTIFY_PRIVATE_NETWORK_GRANTS`): a channel reaches the networks
+  of its own organization's grant (and of the `*` grant), and plain `http://` goes only there.
+  What one organization may reach is `Egress.of(organization_id)`; nothing posts without one.
 - No redirects, no proxies from the environment, a timeout per request, and at most
   `MAX_BODY` bytes of an answer read.
 - Errors name the host and what failed, never the URL's path or query (a Slack or Teams URL is
@@ -18,6 +20,7 @@ import ssl
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpcore
@@ -29,12 +32,15 @@ from shared.tls import system_trust
 
 MAX_BODY = 64 * 1024
 TIMEOUT_S = 10.0
+GRANTS = "NOTIFY_PRIVATE_NETWORK_GRANTS"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Networks by organization id; `*` for every organization.
+Grants = Mapping[int | Literal["*"], Sequence[Network]]
 
 
 class AddressRefused(Exception):
-    """The endpoint is not public and no allowed network holds it."""
+    """The endpoint is not public and the organization's grant does not hold it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +58,41 @@ def _allowed(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in net for net in networks)
 
 
+def literal_problem(host: str | None, networks: Sequence[Network], *, plain: bool) -> str | None:
+    """What is wrong with `host` when it is an IP address the rules refuse, or None (a name
+    is judged on its addresses at connect time)."""
+    try:
+        ip = ipaddress.ip_address((host or "").split("%", 1)[0])
+    except ValueError:
+        return None
+    if _allowed(str(ip), networks):
+        return None
+    if plain:
+        return (
+            f"reaches {host}, outside the private networks granted to this organization ({GRANTS})"
+        )
+    if is_blocked(str(ip)):
+        return (
+            f"reaches {host}, which is not public (private, loopback, link-local or reserved) and"
+            f" not in the networks granted to this organization ({GRANTS})"
+        )
+    return None
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's own backend, dialling only addresses the rules allow: the host is resolved
     here once and one of those checked addresses is connected to; TLS still verifies the
-    host's name."""
+    host's name. `plain`: only the granted networks (plain http)."""
 
-    def __init__(self, networks: Sequence[Network]) -> None:
+    def __init__(self, networks: Sequence[Network], *, plain: bool = False) -> None:
         self._networks = list(networks)
+        self._plain = plain
         self._inner = httpcore.AnyIOBackend()
 
     def permitted(self, address: str) -> bool:
-        return _allowed(address, self._networks) or not is_blocked(address)
+        if _allowed(address, self._networks):
+            return True
+        return not self._plain and not is_blocked(address)
 
     async def connect_tcp(
         self,
@@ -81,9 +111,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"{host} does not resolve: {type(exc).__name__}") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses or not all(self.permitted(a) for a in addresses):
+            if self._plain:
+                raise AddressRefused(
+                    f"endpoint {host}: plain http:// only to the private networks granted to"
+                    f" this organization ({GRANTS})"
+                )
             raise AddressRefused(
                 f"{host} resolves to an address that is not public (private, loopback, link-local"
-                " or reserved); NOTIFY_ALLOW_PRIVATE_NETWORKS can allow it"
+                f" or reserved) and not in the networks granted to this organization ({GRANTS})"
             )
         last: Exception | None = None
         for address in addresses:
@@ -109,27 +144,44 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class Egress:
-    """POSTs to channel endpoints under the rules above. `ssl_context` replaces the system
-    trust store (tests, an in-house CA)."""
+    """The process's outbound rules: the operator's grants (`NOTIFY_PRIVATE_NETWORK_GRANTS`),
+    the timeout and the trust store (`ssl_context` replaces the system's: tests, an in-house
+    CA). `of` gives what one organization's channels may reach."""
 
     def __init__(
         self,
-        networks: Sequence[Network] = (),
+        grants: Grants | None = None,
         *,
         timeout_s: float = TIMEOUT_S,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._networks = list(networks)
+        self._grants = {org: tuple(nets) for org, nets in (grants or {}).items()}
         self._timeout_s = timeout_s
         self._ssl_context = ssl_context or system_trust()
 
+    def of(self, organization_id: int) -> "OrgEgress":
+        networks = self._grants.get("*", ()) + self._grants.get(organization_id, ())
+        return OrgEgress(networks, self._timeout_s, self._ssl_context)
+
+
+class OrgEgress:
+    """POSTs of one organization's channels, under the rules above and its grant."""
+
+    def __init__(
+        self, networks: Sequence[Network], timeout_s: float, ssl_context: ssl.SSLContext
+    ) -> None:
+        self._networks = list(networks)
+        self._timeout_s = timeout_s
+        self._ssl_context = ssl_context
+
     @property
     def networks(self) -> list[Network]:
-        """NOTIFY_ALLOW_PRIVATE_NETWORKS: the private networks endpoints may be in."""
+        """The private networks this organization's endpoints may be in."""
         return list(self._networks)
 
     def url_problem(self, url: str) -> str | None:
-        """What is wrong with `url` as an endpoint before any lookup, or None: the API's check."""
+        """What is wrong with `url` as an endpoint before any lookup, or None: the API's check
+        (an address typed in is judged here; a name's addresses when it is dialled)."""
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018  # raises ValueError on a bad port
@@ -140,17 +192,18 @@ class Egress:
         if parts.username or parts.password:
             return "must not hold credentials (user:password@)"
         if parts.scheme == "http" and not self._networks:
-            return "must be an https:// URL (plain http only to NOTIFY_ALLOW_PRIVATE_NETWORKS)"
-        return None
+            return (
+                "must be an https:// URL (plain http only to private networks granted to this"
+                f" organization, {GRANTS})"
+            )
+        return literal_problem(parts.hostname, self._networks, plain=parts.scheme == "http")
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body`; the answer, or DeliveryError (permanent when the endpoint is refused)."""
         host = urlsplit(url).hostname or "?"
         if problem := self.url_problem(url):
             raise DeliveryError(f"endpoint {problem}", permanent=True)
-        backend = GuardedBackend(self._networks)
-        if urlsplit(url).scheme == "http":
-            await self._plain_http_allowed(host, backend)
+        backend = GuardedBackend(self._networks, plain=urlsplit(url).scheme == "http")
         transport = httpx.AsyncHTTPTransport(verify=self._ssl_context, trust_env=False)
         # The transport's own pool, rebuilt on the guarded backend (httpx has no parameter
         # for a network backend).
@@ -182,18 +235,3 @@ class Egress:
             raise DeliveryError(f"{host} unreachable: {type(exc).__name__}") from None
         except ssl.SSLError as exc:
             raise DeliveryError(f"TLS with {host} failed: {exc.reason or 'error'}") from None
-
-    async def _plain_http_allowed(self, host: str, backend: GuardedBackend) -> None:
-        """Plain http only to addresses of the allowed networks."""
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, 80, type=socket.SOCK_STREAM), self._timeout_s
-            )
-        except (OSError, TimeoutError):
-            raise DeliveryError(f"{host} does not resolve") from None
-        if not all(_allowed(str(i[4][0]), self._networks) for i in infos):
-            raise DeliveryError(
-                f"endpoint {host}: plain http:// only to NOTIFY_ALLOW_PRIVATE_NETWORKS",
-                permanent=True,
-            )

@@ -21,6 +21,7 @@ import uvicorn
 from litestar import Litestar
 from nats.js import JetStreamContext
 
+from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
@@ -56,6 +57,7 @@ async def serve(settings: ControllerSettings) -> None:
             log.info("stop asked for during start-up: not serving")
             return
         pool, pipeline = started
+        await announce_grants(settings, pool)
         tasks = [asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)]
         log.info("controller started", roles=sorted(roles))
         try:
@@ -67,6 +69,33 @@ async def serve(settings: ControllerSettings) -> None:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             log.info("controller stopped")
+
+
+async def announce_grants(settings: ControllerSettings, pool: asyncpg.Pool) -> None:
+    """One line per NOTIFY_PRIVATE_NETWORK_GRANTS grant naming its organization, so the operator
+    sees who may reach what; a warning for `*` and for an id no organization has (a grant
+    that reaches no one, or the one meant for another organization)."""
+    grants = settings.notify_private_grants
+    ids = [org for org in grants if org != "*"]
+    async with pool.acquire() as conn:
+        names = await accounts.organization_names(conn, ids) if ids else {}
+    for org, nets in grants.items():
+        networks = [str(n) for n in nets]
+        if org == "*":
+            log.warning("private networks granted to every organization", networks=networks)
+        elif org in names:
+            log.info(
+                "private networks granted",
+                organization_id=org,
+                organization=names[org],
+                networks=networks,
+            )
+        else:
+            log.warning(
+                "private networks granted to an organization id that does not exist",
+                organization_id=org,
+                networks=networks,
+            )
 
 
 def application_name(roles: frozenset[str]) -> str:

@@ -28,7 +28,7 @@ from tests.serving import http_client
 CA = trustme.CA()
 APPRISE_PASSWORD = "apprise-basic-pass-never-logged"
 APPRISE_PATH = "apprise-secret-path-never-logged"
-_CERT = CA.issue_cert("127.0.0.1", "localhost")
+_CERT = CA.issue_cert("127.0.0.1", "127.0.0.2", "127.0.0.3", "localhost")
 REPLAY_WINDOW_S = 300
 
 
@@ -78,12 +78,13 @@ class Receiver:
     changes: list[Any] = field(default_factory=list)  # PagerDuty change events
     event_ids: set[str] = field(default_factory=set)
     chats: tuple[str, ...] = ("-1001234567890",)  # Telegram: chats the bot is in
+    host: str = "127.0.0.1"  # a loopback address its certificate names (127.0.0.1-3)
     port: int = 0
     _server: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
-        base = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        base = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         return {
             "webhook": f"{base}/hooks/mailprobe",
             "slack": f"{base}/services/T000/B000/XXXXsecretpathXXXX",
@@ -91,7 +92,7 @@ class Receiver:
             "pagerduty": f"{base}/v2/enqueue",
             "opsgenie": base,
             "telegram": base,
-            "apprise": f"{'jsons' if self.tls else 'json'}://probe:{APPRISE_PASSWORD}@127.0.0.1:"
+            "apprise": f"{'jsons' if self.tls else 'json'}://probe:{APPRISE_PASSWORD}@{self.host}:"
             f"{self.port}/hooks/{APPRISE_PATH}",
         }[self.kind]
 
@@ -290,7 +291,7 @@ class Receiver:
         if self.tls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             _CERT.configure_cert(ctx)
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx)
+        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -34,12 +34,14 @@ from tests.alerting.test_channels import (
     PUBLIC_URL,
     SECRETS,
     create,
+    granted,
     loopback_api,
     sender,
     worker,
 )
 from tests.alerting.test_posture import CA as POSTURE_CA
 from tests.alerting.test_posture import contexts, round_  # noqa: F401  # the fixture
+from tests.conftest import make_tenant
 from tests.peers.smtp import SmtpPeer
 from tests.peers.tls import short_key_leaf
 
@@ -112,13 +114,13 @@ async def test_apprise_refuses_a_private_host_without_the_setting_and_other_sche
             channel_api, rig.tenant, "apprise", endpoint.url, monitorIds=[str(m["public_id"])]
         )
         await rig.rounds(m, 0, [DOWN, DOWN])
-        public_only = Egress([], ssl_context=client_context(), timeout_s=5)
+        public_only = Egress(ssl_context=client_context(), timeout_s=5)
         await worker(rig, sender(rig, settings, public_only)).burst()
         (row,) = [r for r in await rig.outbox_rows(m) if r["channel"] == "apprise"]
         assert (row["status"], row["attempts"]) == ("failed", 1)  # for good: not retried
         assert (
             "127.0.0.1" in row["last_error"]
-            and "NOTIFY_ALLOW_PRIVATE_NETWORKS" in row["last_error"]
+            and "NOTIFY_PRIVATE_NETWORK_GRANTS" in row["last_error"]
         )
         assert endpoint.requests == []  # refused before any connection was made
     # The API: schemes outside the allow-list, certificate checks off and broken URLs are 400s.
@@ -145,10 +147,42 @@ async def test_apprise_plain_http_is_refused_unless_private_networks_are_allowed
     assert apprise_channel.url_problem("json://hooks.example.com/x", []) is not None
     assert apprise_channel.url_problem("jsons://hooks.example.com/x", []) is None
     async with Receiver("apprise", tls=False) as endpoint:
-        networks = Egress([], timeout_s=5).networks
         with pytest.raises(Exception, match="plain http"):
-            await apprise_channel.send(endpoint.url, "t", "b", networks)
+            await apprise_channel.send(endpoint.url, "t", "b", [])
         assert endpoint.requests == []
+
+
+async def test_apprise_reaches_only_the_private_networks_granted_to_its_organization(
+    rig: Rig, settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> None:
+    """Organization A, granted 127.0.0.2/32, is told there over jsons:// and plain json://;
+    outside its grant it is refused at create, as B, with no grant, is; B's channel stored
+    while it held a grant since withdrawn is refused when sent, before any connection."""
+    a, b = rig.tenant, await make_tenant(alert_pool)
+    only_a = granted({a.org_id: ["127.0.0.2/32"]})
+    async with (
+        loopback_api(settings, alert_pool, only_a) as api,
+        Receiver("apprise", host="127.0.0.2") as inside,
+        Receiver("apprise", host="127.0.0.2", tls=False) as inside_plain,
+        Receiver("apprise", host="127.0.0.3") as outside,
+    ):
+        for r in (inside, inside_plain):
+            made = await create(api, a, "apprise", r.url)
+            t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=a.auth())
+            assert t.json() == {"delivered": True, "error": None}, t.text
+        for tenant, url in ((a, outside.url), (b, inside.url), (b, inside_plain.url)):
+            body = {"name": "x", "kind": "apprise", "url": url}
+            r = await api.post("/api/notification-channels", json=body, headers=tenant.auth())
+            assert r.status_code == 400 and r.json()["fields"] == ["url"], r.text
+            assert "NOTIFY_PRIVATE_NETWORK_GRANTS" in r.json()["message"], r.text
+            assert APPRISE_PASSWORD not in r.text
+        async with loopback_api(settings, alert_pool, granted({b.org_id: ["127.0.0.2"]})) as b_api:
+            made = await create(b_api, b, "apprise", inside.url)
+        seen = len(inside.requests)
+        t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=b.auth())
+        assert t.json()["delivered"] is False, t.text
+        assert "NOTIFY_PRIVATE_NETWORK_GRANTS" in t.json()["error"]
+        assert len(inside.requests) == seen and outside.requests == []
 
 
 async def test_findings_and_credential_notices_go_to_the_chosen_channels(

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -26,6 +26,7 @@ from controller.notify.channel_send import ChannelSender
 from controller.notify.egress import Egress
 from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
+from controller.runtime.serve import announce_grants
 from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.secret import SECRET_MASK
@@ -52,16 +53,20 @@ SECRETS = {
 
 
 def loopback_egress() -> Egress:
-    return Egress(LOOPBACK, ssl_context=client_context(), timeout_s=5)
+    """Loopback granted to every organization (`*`): the receivers of tests not about grants."""
+    return Egress({"*": LOOPBACK}, ssl_context=client_context(), timeout_s=5)
 
 
 @asynccontextmanager
 async def loopback_api(
-    settings: ControllerSettings, pool: asyncpg.Pool
+    settings: ControllerSettings, pool: asyncpg.Pool, egress: Egress | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API with loopback receivers allowed and trusted (the allowance tests need)."""
+    """The API with the receivers' CA trusted and loopback granted to every organization, or
+    the grants of `egress`."""
     app = create_app(
-        msgspec.structs.replace(settings, public_url=PUBLIC_URL), pool, egress=loopback_egress()
+        msgspec.structs.replace(settings, public_url=PUBLIC_URL),
+        pool,
+        egress=egress or loopback_egress(),
     )
     async with serve_app(app) as url, http_client(base_url=url, timeout=20) as client:
         yield client
@@ -226,13 +231,14 @@ async def test_a_private_address_is_refused_unless_its_network_is_allowed(
     async with Receiver("webhook", SECRETS["webhook"]) as hook:
         await create(channel_api, rig.tenant, "webhook", hook.url, monitorIds=[str(m["public_id"])])
         await rig.rounds(m, 0, [DOWN, DOWN])
-        public_only = Egress(ssl_context=client_context(), timeout_s=5)
-        assert await worker(rig, sender(rig, settings, public_only)).burst() == 0
+        no_grant = Egress(ssl_context=client_context(), timeout_s=5)
+        assert await worker(rig, sender(rig, settings, no_grant)).burst() == 0
         (row,) = await rig.outbox_rows(m)
         assert row["status"] == "failed" and "not public" in row["last_error"]
         assert hook.requests == []
         # Names that resolve to loopback are judged by their addresses, and plain http needs
-        # the allowance too.
+        # a grant too.
+        public_only = no_grant.of(rig.tenant.org_id)
         for url in ("https://localhost:1/x", "https://[::1]:1/x", "https://127.1.2.3:1/x"):
             with pytest.raises(Exception, match="not public"):
                 await public_only.post(url, b"{}", {})
@@ -243,6 +249,99 @@ async def test_a_private_address_is_refused_unless_its_network_is_allowed(
         await rig.rounds(m, 2, [UP, UP])
         assert await worker(rig, sender(rig, settings)).burst() == 1
         assert hook.delivered[0].json()["kind"] == "recovered"
+
+
+def granted(grants: dict[int | Literal["*"], list[str]]) -> Egress:
+    nets = {org: [ipaddress.ip_network(n) for n in ns] for org, ns in grants.items()}
+    return Egress(nets, ssl_context=client_context(), timeout_s=5)
+
+
+async def test_private_networks_are_granted_per_organization(
+    rig: Rig, settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> None:
+    """Organization A, granted 127.0.0.2/32, creates, tests and is told at 127.0.0.2 over https
+    and plain http; outside its grant (127.0.0.3, a name of 127.0.0.1) it is refused. B, with
+    no grant, is refused at create (400 naming `url`), and its channel stored while it held a
+    grant since withdrawn fails at delivery, for good, before any connection."""
+    a, b = rig.tenant, await make_tenant(alert_pool)
+    only_a = granted({a.org_id: ["127.0.0.2/32"]})
+    ma, mb = (
+        await rig.monitor(email=None, phone=None),
+        await rig.monitor(email=None, phone=None, tenant=b),
+    )
+    key = SECRETS["webhook"]
+    async with (
+        loopback_api(settings, alert_pool, only_a) as api,
+        Receiver("webhook", key, host="127.0.0.2") as inside,
+        Receiver("webhook", key, host="127.0.0.2", tls=False) as inside_plain,
+        Receiver("webhook", key, host="127.0.0.3") as outside,
+        Receiver("webhook", key, host="127.0.0.3", tls=False) as outside_plain,
+    ):
+        for r in (inside, inside_plain):
+            made = await create(api, a, "webhook", r.url, monitorIds=[str(ma["public_id"])])
+            t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=a.auth())
+            assert t.json() == {"delivered": True, "error": None}, r.url
+        await rig.rounds(ma, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings, only_a)).burst() == 2
+        assert [s.json()["kind"] for s in inside.delivered + inside_plain.delivered] == [
+            "test",
+            "down",
+            "test",
+            "down",
+        ]
+
+        def body(url: str) -> dict[str, str]:
+            return {"name": "x", "kind": "webhook", "url": url, "secret": key}
+
+        refused = [
+            (a, [outside.url, outside_plain.url, inside.url.replace("127.0.0.2", "127.0.0.1")]),
+            (b, [inside.url, inside_plain.url, outside.url]),
+        ]
+        for tenant, urls in refused:
+            for url in urls:
+                r = await api.post(
+                    "/api/notification-channels", json=body(url), headers=tenant.auth()
+                )
+                assert r.status_code == 400 and r.json()["fields"] == ["url"], (url, r.text)
+                assert "NOTIFY_PRIVATE_NETWORK_GRANTS" in r.json()["message"], r.text
+        # A name is judged on the addresses it resolves to, when dialled: localhost is not
+        # in A's grant.
+        made = await create(api, a, "webhook", inside.url.replace("127.0.0.2", "localhost"))
+        t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=a.auth())
+        assert t.json()["delivered"] is False and "not public" in t.json()["error"]
+
+        # B's channel, stored while the operator granted B the network, then withdrawn.
+        async with loopback_api(settings, alert_pool, granted({b.org_id: ["127.0.0.2"]})) as b_api:
+            made = await create(b_api, b, "webhook", inside.url, monitorIds=[str(mb["public_id"])])
+        seen = len(inside.requests)
+        t = await api.post(f"/api/notification-channels/{made['id']}/test", headers=b.auth())
+        assert t.json()["delivered"] is False and "not public" in t.json()["error"]
+        await rig.rounds(mb, 0, [DOWN, DOWN])
+        assert await worker(rig, sender(rig, settings, only_a)).burst() == 0
+        (row,) = await rig.outbox_rows(mb)
+        assert (row["status"], row["attempts"]) == ("failed", 1)
+        assert "NOTIFY_PRIVATE_NETWORK_GRANTS" in row["last_error"]
+        assert len(inside.requests) == seen and outside.requests == outside_plain.requests == []
+
+
+async def test_serve_names_each_granted_organization_and_warns_of_every_one_and_unknown_ids(
+    rig: Rig, settings: ControllerSettings, alert_pool: asyncpg.Pool
+) -> None:
+    grants = f"{rig.tenant.org_id}=127.0.0.2;*=10.9.0.0/16;{2**62}=192.168.7.0/24"
+    configured = msgspec.structs.replace(settings, notify_private_network_grants=grants)
+    with capture_logs() as logs:
+        await announce_grants(configured, alert_pool)
+    said = [(x["log_level"], x["event"], x.get("organization"), x["networks"]) for x in logs]
+    assert said == [
+        ("info", "private networks granted", rig.tenant.org_name, ["127.0.0.2/32"]),
+        ("warning", "private networks granted to every organization", None, ["10.9.0.0/16"]),
+        (
+            "warning",
+            "private networks granted to an organization id that does not exist",
+            None,
+            ["192.168.7.0/24"],
+        ),
+    ]
 
 
 async def test_rights_isolation_and_write_only_secrets(

@@ -34,7 +34,7 @@ def driver() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 async def served(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    egress = Egress([], ssl_context=client_context())
+    egress = Egress(ssl_context=client_context())
     async with serve_app(create_app(settings, pool, egress=egress)) as url:
         yield url
 

@@ -23,7 +23,7 @@ SECRET = "console-whsec-never-shown"
 
 @pytest.fixture
 async def console(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[Browserish]:
-    egress = Egress([ipaddress.ip_network("127.0.0.0/8")], ssl_context=client_context())
+    egress = Egress({"*": [ipaddress.ip_network("127.0.0.0/8")]}, ssl_context=client_context())
     app = create_app(settings, pool, egress=egress)
     async with serve_app(app) as url, http_client(base_url=url, timeout=20) as http:
         yield Browserish(http)
@@ -81,3 +81,32 @@ async def test_an_admin_adds_tests_and_deletes_a_channel_others_only_look(
         r = await console.post(f"/console/channels/{channel_id}/delete", token=t)
         assert r.status_code == 303
         assert "On-call hook" not in (await console.get("/console/channels")).text
+
+
+async def test_a_private_endpoint_needs_a_grant_to_the_admins_own_organization(
+    settings: ControllerSettings, pool: asyncpg.Pool
+) -> None:
+    """The console judges a channel's URL on the grant of the admin's organization: the one
+    granted 127.0.0.2/32 adds a channel there, another organization's admin is refused."""
+    org, other = await make_tenant(pool), await make_tenant(pool)
+    nets = {org.org_id: [ipaddress.ip_network("127.0.0.2/32")]}
+    egress = Egress(nets, ssl_context=client_context())
+    async with (
+        serve_app(create_app(settings, pool, egress=egress)) as url,
+        http_client(base_url=url, timeout=20) as http,
+        Receiver("webhook", SECRET, host="127.0.0.2") as hook,
+    ):
+        console = Browserish(http)
+        form = {"name": "In-house hook", "kind": "webhook", "url": hook.url, "secret": SECRET}
+        console.session = other.tokens["admin"]
+        r = await console.post(
+            "/console/channels", form, token=await console.csrf("/console/channels")
+        )
+        assert r.status_code == 400 and "NOTIFY_PRIVATE_NETWORK_GRANTS" in r.text
+        assert "In-house hook" not in (await console.get("/console/channels")).text
+        console.session = org.tokens["admin"]
+        r = await console.post(
+            "/console/channels", form, token=await console.csrf("/console/channels")
+        )
+        assert r.status_code == 303, r.text[:400]
+        assert "In-house hook" in (await console.get("/console/channels")).text

@@ -30,8 +30,29 @@ GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
         ({**GOOD, "CHECK_RAW_DAYS": "1"}, "setting CHECK_RAW_DAYS is invalid"),
         ({**GOOD, "CHECK_RAW_DAYS": "91"}, "CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS"),
         (
-            {**GOOD, "NOTIFY_ALLOW_PRIVATE_NETWORKS": "10.0.0.0/8, intranet"},
-            "NOTIFY_ALLOW_PRIVATE_NETWORKS: 'intranet' is not an IP address or CIDR network",
+            {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": "3=10.0.0.0/8, intranet"},
+            "NOTIFY_PRIVATE_NETWORK_GRANTS: 'intranet' (organization 3) is not an IP address",
+        ),
+        (
+            {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": "acme=10.0.0.0/8"},
+            "NOTIFY_PRIVATE_NETWORK_GRANTS: 'acme' is not an organization id or *",
+        ),
+        (
+            {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": "10.0.0.0/8"},
+            "NOTIFY_PRIVATE_NETWORK_GRANTS: '10.0.0.0/8' is not an organization id or *",
+        ),
+        (
+            {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": "3="},
+            "NOTIFY_PRIVATE_NETWORK_GRANTS: organization 3 has no `=<networks>`",
+        ),
+        (
+            {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": "3=10.0.0.0/8;3=fd00::/8"},
+            "NOTIFY_PRIVATE_NETWORK_GRANTS: organization 3 is granted twice",
+        ),
+        (
+            {**GOOD, "NOTIFY_ALLOW_PRIVATE_NETWORKS": "10.0.0.0/8"},
+            "NOTIFY_ALLOW_PRIVATE_NETWORKS is retired: it opened the networks to every"
+            " organization. Grant them per organization in NOTIFY_PRIVATE_NETWORK_GRANTS",
         ),
         ({**GOOD, "PUBLIC_URL": "ftp://mailprobe.example"}, "PUBLIC_URL must start with one of"),
         (
@@ -50,6 +71,16 @@ def test_bad_controller_setting_names_it(env: dict[str, str], message: str) -> N
         load(ControllerSettings, env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_private_networks_are_granted_per_organization_or_to_every_one_by_star() -> None:
+    env = {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": " 3 = 10.0.0.0/8, 192.168.1.5 ;*=fd00::/8;"}
+    grants = load(ControllerSettings, env).notify_private_grants
+    assert {org: [str(n) for n in nets] for org, nets in grants.items()} == {
+        3: ["10.0.0.0/8", "192.168.1.5/32"],
+        "*": ["fd00::/8"],
+    }
+    assert load(ControllerSettings, GOOD).notify_private_grants == {}
 
 
 def test_defaults_and_conversions() -> None:

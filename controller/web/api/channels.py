@@ -140,7 +140,8 @@ def stored(
         else:
             raise bad_request("url", f"a {kind} channel needs url")
     if url is not None and "url" not in values:
-        egress = _sender(request).egress
+        org = request.user.organization_id if before is None else before["organization_id"]
+        egress = _sender(request).egress.of(org)
         if kind == "apprise":
             problem = apprise_channel.url_problem(url, egress.networks)
         else:

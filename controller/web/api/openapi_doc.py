@@ -251,7 +251,7 @@ _WINDOW_RULES = {
     ]
 }
 # A notification channel: each kind's required fields (channels.stored); `url` an https URL
-# with a host and no credentials (Egress.url_problem), `secret` not the mask on create.
+# with a host and no credentials (OrgEgress.url_problem), `secret` not the mask on create.
 _NEW_SECRET = {"type": "string", "pattern": "^(?!\\*{8}$)[^\\x00]+$"}
 _CHANNEL_RULES = {
     "oneOf": [
