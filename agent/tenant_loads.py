@@ -27,6 +27,9 @@ class TenantUsage:
         self._running: dict[str, int] = {}
         self._starts: dict[str, float] = {}  # sum of running checks' starts, each >= last sample
         self._sampled_at: float | None = None
+        # Ended checks' durations: since the last sample, then decayed (sum, count) by tenant.
+        self._ended: dict[str, tuple[float, int]] = {}
+        self._durations: dict[str, tuple[float, float]] = {}
 
     def _clip(self, start: float) -> float:
         return start if self._sampled_at is None else max(start, self._sampled_at)
@@ -42,6 +45,8 @@ class TenantUsage:
             return
         start = self._clip(started)
         self._since_sample[tenant] = self._since_sample.get(tenant, 0.0) + max(0.0, now - start)
+        total, n = self._ended.get(tenant, (0.0, 0))
+        self._ended[tenant] = (total + max(0.0, now - started), n + 1)
         if left:
             self._running[tenant] = left
             self._starts[tenant] -= start
@@ -64,8 +69,19 @@ class TenantUsage:
             used = self._usage.get(tenant, 0.0) * decay + held.get(tenant, 0.0)
             if used < FORGET_BELOW and tenant not in self._running:
                 self._usage.pop(tenant, None)
+                self._durations.pop(tenant, None)
             else:
                 self._usage[tenant] = used
+        ended = self._ended
+        self._ended = {}
+        for tenant, (total, n) in ended.items():
+            was_total, was_n = self._durations.get(tenant, (0.0, 0.0))
+            self._durations[tenant] = (was_total * decay + total, was_n * decay + n)
+
+    def mean_s(self, tenant: str) -> float:
+        """How long the tenant's checks took lately (0: none ended)."""
+        total, n = self._durations.get(tenant, (0.0, 0.0))
+        return total / n if n > 0 else 0.0
 
     def usage(self, tenant: str) -> float:
         return self._usage.get(tenant, 0.0)
@@ -76,7 +92,10 @@ class TenantUsage:
         and idle)."""
         tenants = set(self._usage) | {t for t, n in held.items() if n > 0}
         loads = [
-            TenantLoad(t[:64], held.get(t, 0), round(self._usage.get(t, 0.0), 3)) for t in tenants
+            TenantLoad(
+                t[:64], held.get(t, 0), round(self._usage.get(t, 0.0), 3), round(self.mean_s(t), 3)
+            )
+            for t in tenants
         ]
         loads.sort(key=lambda load: (-load.held, -load.usage, load.tenant))
         return loads[:TENANT_LOADS_MAX]

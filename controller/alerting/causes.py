@@ -78,8 +78,8 @@ CAUSES: dict[str, tuple[str, str]] = {
     ),
     "saturated": (
         "country saturated",
-        "The check was not run: the country's agents were full and the organization held its"
-        " fair share of their slots or more (its other checks took them).",
+        "The check was not run: the country's agents were full until it could no longer start"
+        " in time (the message says what the organization held beside its fair share).",
     ),
     "auth_backoff": (
         "logins paused",

@@ -9,20 +9,20 @@ lookahead, their number or the order jobs were published in. Of the jobs asking,
 holding fewest slots goes first, then the lightest (fewest slot-seconds lately), so free slots
 are shared max-min between organizations.
 
-Three rules decide each job:
+Two rules decide each job:
 
-- **Share.** A tenant's share is the country's slots water-filled over the tenants holding or
-  asking for them (each asks for what it holds plus its jobs here); a tenant at or above
-  `max(1, share)` while the country has no slot to spare is **refused**: its round is recorded
-  `missed` / `saturated` in that country, its own excess.
 - **Reserve.** The last `reserve(capacity)` free slots are kept for the lightest tenants: a
   tenant whose usage ranks `k`-th lightest (0: the lightest) takes a slot only while more than
   `min(k, reserve)` are free. A tenant with checks that hang for their whole timeout can never
   take the slot another organization's next round needs, and one tenant alone still uses
   every slot but the reserve's (a country of one slot keeps none: no isolation without more).
-- **Wait.** A job under its share that finds no slot it may take **waits** at the scheduler and
-  asks again at the next pass, until its round can no longer start in time
-  (`controller.scheduling.rules.can_start`); then it is refused too.
+- **Wait.** A job that finds no slot it may take **waits** at the scheduler and asks again at
+  the next pass, behind no one: each pass serves the tenants holding fewest first. Once its
+  round can no longer start in time (`controller.scheduling.rules.can_start`) it is recorded
+  `missed` / `saturated` in that country, saying what its organization held beside its
+  max-min share (the country's slots water-filled over the tenants holding or asking for
+  them): an organization asking for more than the country has ends with its own excess missed,
+  never another's.
 """
 
 from collections import Counter
@@ -37,7 +37,6 @@ from controller.fleet.load import CountryLoad
 class Admission(Enum):
     ADMIT = "admit"
     WAIT = "wait"
-    REFUSE = "refuse"
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -95,34 +94,21 @@ def decide(load: CountryLoad, asking: Sequence[str]) -> list[Decision]:
         i = lanes[tenant].pop(0)
         if not lanes[tenant]:
             del lanes[tenant]
-        share = shares.get(tenant, 0.0)
         free = load.capacity - busy
-        if free > min(rank[tenant], keep):
-            admission = Admission.ADMIT
-        elif held[tenant] >= max(1.0, share):
-            admission = Admission.REFUSE
-        else:
-            admission = Admission.WAIT
-        out[i] = Decision(admission, held[tenant], round(share, 2), busy, load.capacity)
+        admission = Admission.ADMIT if free > min(rank[tenant], keep) else Admission.WAIT
+        share = round(shares.get(tenant, 0.0), 2)
+        out[i] = Decision(admission, held[tenant], share, busy, load.capacity)
         if admission is Admission.ADMIT:
             held[tenant] += 1
             busy += 1
     return [d for d in out if d is not None]
 
 
-def refused_why(country: str, decision: Decision) -> str:
-    """The message of a round refused in `country` for its organization's excess."""
-    return (
-        f"{country}'s agents were full ({decision.busy} of {decision.capacity} slots busy);"
-        f" your organization held {decision.held} of them, its fair share {decision.share:g}:"
-        " this check was not run"
-    )
-
-
-def expired_why(country: str, decision: Decision) -> str:
+def saturated_why(country: str, decision: Decision) -> str:
     """The message of a round that waited for a slot in `country` until it could no longer
     start in time."""
     return (
-        f"{country}'s agents were full ({decision.busy} of {decision.capacity} slots busy)"
+        f"{country}'s agents were full ({decision.busy} of {decision.capacity} slots busy);"
+        f" your organization held {decision.held} of them, its fair share {decision.share:g},"
         " until this round could no longer start in time: not run"
     )

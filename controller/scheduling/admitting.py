@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import msgspec
+
 from controller.fleet.load import CountryLoad
 from controller.ingest.result_kinds import SATURATED, ResultRow
 from controller.scheduling import admission
@@ -18,7 +20,8 @@ from shared.messages import CheckJob
 from shared.timefmt import parse_iso
 
 # A job published this long before the oldest beat a country's load sums was heard is in that
-# beat (agents pull within milliseconds of a publish).
+# beat (agents pull within milliseconds of a publish), and one admitted this long plus its
+# tenant's usual check time ago has ended: either way the beats say what holds its slot.
 PULLED_WITHIN_S = 0.25
 # Waiting jobs per country, at most: past it, a job that would wait is refused.
 WAITING_MAX = 10_000
@@ -44,7 +47,8 @@ class Admissions:
     ) -> None:
         self._load = load
         self._now = now
-        self._admitted: dict[str, list[tuple[float, str]]] = {}
+        # By country: (admitted at, tenant, counted until) of jobs the beats may not show yet.
+        self._admitted: dict[str, list[tuple[float, str, float]]] = {}
         self._waiting: dict[str, list[CheckJob]] = {}
 
     def waiting(self) -> int:
@@ -72,17 +76,17 @@ class Admissions:
             load = self._with_own(cc, load)
             decisions = admission.decide(load, [job.tenant for job in asking])
             still: list[CheckJob] = []
+            now = self._now()
             for job, decision in zip(asking, decisions, strict=True):
                 if decision.admission is Admission.ADMIT:
                     taken.admitted.append(job)
-                    self._admitted.setdefault(cc, []).append((self._now(), job.tenant))
-                elif decision.admission is Admission.REFUSE:
-                    taken.refused.append(
-                        missed_row(job, SATURATED, admission.refused_why(cc, decision))
-                    )
+                    # A tenant whose checks were not timed yet may hang for the whole timeout.
+                    lasts = load.mean_s.get(job.tenant) or job.timeout_seconds
+                    until = now + lasts + PULLED_WITHIN_S
+                    self._admitted.setdefault(cc, []).append((now, job.tenant, until))
                 elif not _can_start(job, at) or len(still) >= WAITING_MAX:
                     taken.refused.append(
-                        missed_row(job, SATURATED, admission.expired_why(cc, decision))
+                        missed_row(job, SATURATED, admission.saturated_why(cc, decision))
                     )
                 else:
                     still.append(job)
@@ -94,15 +98,16 @@ class Admissions:
     def _with_own(self, cc: str, load: CountryLoad) -> CountryLoad:
         """`load` with the jobs this scheduler admitted since its beats were sent."""
         seen_by = load.heard_at - PULLED_WITHIN_S
-        own = [(t, tenant) for t, tenant in self._admitted.get(cc, []) if t > seen_by]
+        now = self._now()
+        own = [a for a in self._admitted.get(cc, []) if a[0] > seen_by and a[2] > now]
         if not own:
             self._admitted.pop(cc, None)
             return load
         self._admitted[cc] = own
         held = dict(load.held)
-        for _, tenant in own:
+        for _, tenant, _ in own:
             held[tenant] = held.get(tenant, 0) + 1
-        return CountryLoad(load.capacity, held, load.usage, load.heard_at)
+        return msgspec.structs.replace(load, held=held)
 
 
 def _can_start(job: CheckJob, at: datetime) -> bool:

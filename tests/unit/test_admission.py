@@ -8,7 +8,7 @@ import pytest
 from controller.fleet.load import CountryLoad
 from controller.scheduling.admission import Admission, decide, reserve, water_fill
 
-A, W, R = Admission.ADMIT, Admission.WAIT, Admission.REFUSE
+A, W = Admission.ADMIT, Admission.WAIT
 
 
 @pytest.mark.parametrize(
@@ -43,19 +43,19 @@ CASES = [
         "the reserve goes to the lighter",
         CountryLoad(8, {"noisy": 7}, {"noisy": 200.0, "victim": 0.1}),
         ["noisy", "victim"],
-        [R, A],
+        [W, A],
     ),
     (
-        "over its share while others ask: refused",
+        "a full country: everyone waits",
         CountryLoad(8, {"noisy": 8}, {"noisy": 200.0}),
         ["noisy", "victim"],
-        [R, W],
+        [W, W],
     ),
     (
         "fewest held goes first",
         CountryLoad(4, {"a": 2}, {"a": 5.0, "b": 5.0}),
         ["a", "a", "b"],
-        [A, R, A],
+        [A, W, A],
     ),
     (
         "twenty heavy tenants leave the reserve to the light one",
