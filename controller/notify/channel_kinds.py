@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from controller.notify.limits import cut, cut_escaped, cut_html, json_bytes, slack_width
 from shared.timefmt import iso_ms
 
 Kind = Literal[
@@ -65,6 +66,32 @@ NOTICE_LABEL: Final = {
 # A notice's severity when it has none of its own (only findings and expiry notices do).
 NOTICE_SEVERITY: Final = "warning"
 MAX_DETAILS: Final = 2000
+# Each service's documented limits on the fields mailprobe fills (controller.notify.limits
+# measures them on the text as sent). Slack Block Kit: a header's text 150 characters, a
+# section's text 3,000, each of its fields 2,000 (at most 10); the message's `text` is cut
+# by Slack past 40,000, which advises 4,000 at most.
+SLACK_HEADER: Final = 150
+SLACK_TEXT: Final = 3000
+SLACK_FIELD: Final = 2000
+SLACK_MESSAGE: Final = 4000
+# Teams: a message's whole payload at most 28 KB; its texts are cut to these bytes of JSON,
+# which with the card around them stay below it.
+TEAMS_PAYLOAD: Final = 28_000
+TEAMS_SUMMARY: Final = 2000
+TEAMS_FACT: Final = 2000
+TEAMS_DETAILS: Final = 8000
+# PagerDuty Events v2: payload.summary 1,024 characters (dedup_key 255: ours are 83).
+PAGERDUTY_SUMMARY: Final = 1024
+# Opsgenie's alert API: message 130 characters, description 15,000, entity 512, details
+# 8,000 in all (keys and values), a close's note 25,000 (alias 512, source 100, tags 20 of
+# 50 each: ours are shorter).
+OPSGENIE_MESSAGE: Final = 130
+OPSGENIE_DESCRIPTION: Final = 15_000
+OPSGENIE_ENTITY: Final = 512
+OPSGENIE_DETAIL: Final = 4000  # each of the two details' values
+OPSGENIE_NOTE: Final = 25_000
+# Telegram's sendMessage: 4,096 characters after entity parsing (UTF-16 code units).
+TELEGRAM_TEXT: Final = 4096
 
 
 class MonitorFacts(msgspec.Struct, rename="camel", frozen=True):
@@ -172,23 +199,25 @@ def _facts(e: Event) -> list[tuple[str, str]]:
 def _slack(e: Event) -> bytes:
     """Every text that holds a name, host, cause or notice (all someone else's words) is a
     `plain_text` object, which Slack renders as typed: no link, mention or formatting. Only
-    mailprobe's own console link is mrkdwn."""
+    mailprobe's own console link is mrkdwn. Each is cut to its block's limit as sent."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(e.summary[:150])},
-        {"type": "section", "fields": [_plain(f"{k}: {v}"[:1900]) for k, v in _facts(e)]},
+        {"type": "header", "text": _plain(e.summary, SLACK_HEADER)},
+        {"type": "section", "fields": [_plain(f"{k}: {v}", SLACK_FIELD) for k, v in _facts(e)]},
     ]
     if e.details:
-        blocks.append({"type": "section", "text": _plain(e.details[:MAX_DETAILS])})
+        blocks.append({"type": "section", "text": _plain(e.details, SLACK_TEXT)})
     if e.console_url:
         link = f"<{_slack_escape(e.console_url)}|Open in mailprobe>"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": link}})
     # `text` is the notification's own line (and the fallback): mrkdwn, so escaped, and its
     # bare addresses kept from turning into links.
-    return _json({"text": _unlinked(_slack_escape(e.summary)), "blocks": blocks})
+    text = cut_escaped(_unlinked(_slack_escape(e.summary)), SLACK_MESSAGE)
+    return _json({"text": text, "blocks": blocks})
 
 
-def _plain(text: str) -> dict[str, Any]:
-    return {"type": "plain_text", "text": _unlinked(text) or "-", "emoji": False}
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    shown = cut(_unlinked(text), limit, slack_width) or "-"
+    return {"type": "plain_text", "text": shown, "emoji": False}
 
 
 def _slack_escape(text: str) -> str:
@@ -217,11 +246,14 @@ def _teams(e: Event) -> bytes:
     bare addresses are kept from being linked."""
     color = {"down": "Attention", "up": "Good"}.get(e.state, "Warning")
     body: list[dict[str, Any]] = [
-        _rich([_run(e.summary, weight="Bolder", size="Medium", color=color)]),
-        *(_rich([_run(f"{k}: ", weight="Bolder"), _run(v)]) for k, v in _facts(e)),
+        _rich([_run(e.summary, TEAMS_SUMMARY, weight="Bolder", size="Medium", color=color)]),
+        *(
+            _rich([_run(f"{k}: ", TEAMS_FACT, weight="Bolder"), _run(v, TEAMS_FACT)])
+            for k, v in _facts(e)
+        ),
     ]
     if e.details:
-        body.append(_rich([_run(e.details[:MAX_DETAILS])]))
+        body.append(_rich([_run(e.details, TEAMS_DETAILS)]))
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
@@ -250,8 +282,10 @@ def _rich(inlines: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "RichTextBlock", "inlines": inlines}
 
 
-def _run(text: str, **style: str) -> dict[str, Any]:
-    return {"type": "TextRun", "text": _unlinked(text), **style}
+def _run(text: str, limit: int, **style: str) -> dict[str, Any]:
+    """A TextRun of at most `limit` bytes of JSON: a card's texts together stay below
+    TEAMS_PAYLOAD."""
+    return {"type": "TextRun", "text": cut(_unlinked(text), limit, json_bytes), **style}
 
 
 def incident_key(e: Event) -> str:
@@ -280,7 +314,7 @@ def _pagerduty_change(e: Event, url: str, routing_key: str) -> Request:
     body: dict[str, Any] = {
         "routing_key": routing_key,
         "payload": {
-            "summary": e.summary[:1024],
+            "summary": cut(e.summary, PAGERDUTY_SUMMARY),
             "source": "mailprobe",
             "timestamp": e.at,
             "custom_details": {"test": True},
@@ -303,7 +337,7 @@ def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
         if e.state == "notice":
             severity = PAGERDUTY_SEVERITY.get(e.severity or "", NOTICE_SEVERITY)
         body["payload"] = {
-            "summary": e.summary[:1024],
+            "summary": cut(e.summary, PAGERDUTY_SUMMARY),
             "source": e.monitor.hostname,
             "severity": severity,
             "timestamp": e.incident.started_at if e.incident else e.at,
@@ -322,7 +356,8 @@ def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
 
 def _opsgenie_close(alias: str, base: str, headers: dict[str, str], note: str) -> Request:
     url = f"{base.rstrip('/')}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
-    return Request(url, headers, _json({"source": "mailprobe", "note": note}))
+    body = {"source": "mailprobe", "note": cut(note, OPSGENIE_NOTE)}
+    return Request(url, headers, _json(body))
 
 
 def closes(e: Event) -> bool:
@@ -347,14 +382,17 @@ def _opsgenie(e: Event, base: str, api_key: str) -> Request:
     elif e.kind == "test":
         priority = "P5"  # the lowest: a test, closed by the next request
     body = {
-        "message": e.summary[:130],
+        "message": cut(e.summary, OPSGENIE_MESSAGE),
         "alias": alias,
-        "description": description[:15000],
+        "description": cut(description, OPSGENIE_DESCRIPTION),
         "source": "mailprobe",
-        "entity": e.monitor.hostname,
+        "entity": cut(e.monitor.hostname, OPSGENIE_ENTITY),
         "priority": priority,
         "tags": ["mailprobe", e.monitor.type] + (["test"] if e.kind == "test" else []),
-        "details": {"monitorId": e.monitor.id, "countries": _where(e)},
+        "details": {
+            "monitorId": cut(e.monitor.id, OPSGENIE_DETAIL),
+            "countries": cut(_where(e), OPSGENIE_DETAIL),
+        },
     }
     return Request(f"{base}/v2/alerts", headers, _json(body))
 
@@ -416,7 +454,7 @@ def _telegram(e: Event, base: str, token: str, chat_id: str) -> Request:
         lines.append(f'<a href="{html.escape(e.console_url)}">Open in mailprobe</a>')
     body = {
         "chat_id": chat_id,
-        "text": "\n".join(lines)[:4096],
+        "text": cut_html("\n".join(lines), TELEGRAM_TEXT),
         "parse_mode": "HTML",
         "disable_web_page_preview": True,
     }

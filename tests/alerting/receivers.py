@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import html
 import json
 import re
 import ssl
@@ -52,6 +53,75 @@ def verify_signature(
         return False
     want = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(want, parts.get("v1", ""))
+
+
+def utf16(text: str) -> int:
+    """A text's length in UTF-16 code units: what Telegram counts, and never less than the
+    characters the other services count (the receivers hold mailprobe to the stricter)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _slack_len(text: str) -> int:
+    """A text object's length, "&", "<" and ">" counted as their escapes (the stricter
+    reading of Slack's character limits)."""
+    return utf16(text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def _slack_text_ok(obj: Any, limit: int, kinds: tuple[str, ...]) -> bool:
+    if not isinstance(obj, dict) or obj.get("type") not in kinds:
+        return False
+    text = obj.get("text")
+    return isinstance(text, str) and 1 <= _slack_len(text) <= limit
+
+
+def _slack_block_ok(block: dict[str, Any]) -> bool:
+    """Block Kit's limits: a header's text plain_text of at most 150 characters; a section's
+    text at most 3,000 and its fields at most 10 of at most 2,000 each."""
+    kind = block.get("type")
+    if kind == "header":
+        return _slack_text_ok(block.get("text"), 150, ("plain_text",))
+    if kind == "section":
+        text, fields = block.get("text"), block.get("fields")
+        if text is None and not fields:
+            return False
+        if text is not None and not _slack_text_ok(text, 3000, ("plain_text", "mrkdwn")):
+            return False
+        fields = fields or []
+        return len(fields) <= 10 and all(
+            _slack_text_ok(f, 2000, ("plain_text", "mrkdwn")) for f in fields
+        )
+    return kind in ("context", "divider", "actions")
+
+
+TEAMS_MAX_BYTES = 28 * 1024  # a Teams message's payload
+
+
+def _opsgenie_ok(doc: dict[str, Any]) -> bool:
+    """The alert API's limits: message 130 characters, alias 512, description 15,000,
+    entity 512, source 100, at most 20 tags of 50, details 8,000 in all."""
+    limits = {"message": 130, "alias": 512, "description": 15_000, "entity": 512, "source": 100}
+    if any(utf16(str(doc.get(k, ""))) > n for k, n in limits.items()):
+        return False
+    tags = doc.get("tags") or []
+    if len(tags) > 20 or any(utf16(t) > 50 for t in tags):
+        return False
+    details = doc.get("details") or {}
+    return sum(utf16(str(k)) + utf16(str(v)) for k, v in details.items()) <= 8000
+
+
+def _telegram_entities_ok(text: str) -> bool:
+    """HTML mode: only the tags mailprobe uses, each closed in order; `&` only in an
+    entity; no stray `<` or `>`."""
+    opened: list[str] = []
+    for m in re.finditer(r"<(/?)(b|a)(?: href=\"[^\"<>]*\")?>|[<>]|&(?![#0-9A-Za-z]+;)", text):
+        if m.group(2) is None:
+            return False
+        if m.group(1):
+            if not opened or opened.pop() != m.group(2):
+                return False
+        else:
+            opened.append(m.group(2))
+    return not opened
 
 
 @dataclass
@@ -131,9 +201,9 @@ class Receiver:
             return 400, b"invalid_payload"
         if not isinstance(doc.get("text"), str) or not doc["text"]:
             return 400, b"no_text"
-        for block in doc.get("blocks", []):
-            if block.get("type") not in ("section", "header", "context", "divider", "actions"):
-                return 400, b"invalid_blocks"
+        blocks = doc.get("blocks", [])
+        if len(blocks) > 50 or not all(_slack_block_ok(b) for b in blocks):
+            return 400, b"invalid_blocks"
         return 200, b"ok"
 
     def _teams(
@@ -141,6 +211,8 @@ class Receiver:
     ) -> tuple[int, bytes]:
         if "sig=teamsSecretSig" not in target:
             return 401, b'{"error":{"code":"DirectApiAuthorizationRequired"}}'
+        if len(body) > TEAMS_MAX_BYTES:
+            return 413, b'{"error":{"code":"MessageSizeTooBig"}}'
         doc = json.loads(body)
         attachments = doc.get("attachments") or []
         if doc.get("type") != "message" or not attachments:
@@ -186,7 +258,7 @@ class Receiver:
             errors.append("'dedup_key' is missing or too long")
         if action == "trigger":
             p = doc.get("payload") or {}
-            if not p.get("summary") or len(p["summary"]) > 1024 or not p.get("source"):
+            if not p.get("summary") or utf16(p["summary"]) > 1024 or not p.get("source"):
                 errors.append("'payload.summary' and 'payload.source' are required")
             if p.get("severity") not in ("critical", "error", "warning", "info"):
                 errors.append("'payload.severity' is invalid")
@@ -210,7 +282,7 @@ class Receiver:
         p = doc.get("payload") or {}
         if doc.get("routing_key") != self.secret:
             return 400, b'{"status":"invalid event","errors":["routing_key is invalid"]}'
-        if not p.get("summary") or len(p["summary"]) > 1024 or "event_action" in doc:
+        if not p.get("summary") or utf16(p["summary"]) > 1024 or "event_action" in doc:
             return 400, b'{"status":"invalid event","errors":["payload.summary is required"]}'
         self.changes.append(doc)
         return 202, b'{"status":"success","message":"Change event processed"}'
@@ -225,7 +297,7 @@ class Receiver:
         doc = json.loads(body or b"{}")
         if parts.path == "/v2/alerts":
             msg = doc.get("message")
-            if not msg or len(msg) > 130 or len(doc.get("alias", "")) > 512:
+            if not msg or not _opsgenie_ok(doc):
                 return 422, b'{"message":"Request body is not processable","took":0.0}'
             self.open_alerts[doc.get("alias") or msg] = doc
             return 202, accepted
@@ -234,6 +306,8 @@ class Receiver:
             alias = unquote(parts.path[len(prefix) : -len(suffix)])
             if parse_qs(parts.query).get("identifierType") != ["alias"]:
                 return 400, b'{"message":"identifierType must be alias here"}'
+            if utf16(doc.get("note", "")) > 25_000 or utf16(doc.get("source", "")) > 100:
+                return 422, b'{"message":"Request body is not processable","took":0.0}'
             if self.open_alerts.pop(alias, None) is None:
                 return 404, b'{"message":"Alert does not exist"}'
             self.closed.append(alias)
@@ -252,13 +326,17 @@ class Receiver:
         if doc.get("chat_id") not in self.chats:
             return 400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}'
         text = doc.get("text", "")
-        if not text or len(text) > 4096 or doc.get("parse_mode") != "HTML":
+        if not text or doc.get("parse_mode") != "HTML":
             return 400, b'{"ok":false,"error_code":400,"description":"Bad Request: bad text"}'
-        stripped = re.sub(r"</?b>|<a href=\"[^\"<>]*\">|</a>", "", text)
-        if "<" in stripped or ">" in stripped:
+        if not _telegram_entities_ok(text):
             return (
                 400,
                 b'{"ok":false,"error_code":400,"description":"Bad Request: can\'t parse entities"}',
+            )
+        if utf16(html.unescape(re.sub(r"<[^<>]*>", "", text))) > 4096:
+            return (
+                400,
+                b'{"ok":false,"error_code":400,"description":"Bad Request: message is too long"}',
             )
         self.open_alerts.setdefault(doc["chat_id"], []).append(text)
         return 200, b'{"ok":true,"result":{"message_id":1}}'

@@ -306,3 +306,36 @@ async def test_a_monitor_name_is_never_a_link_or_a_mention_in_slack_or_teams(
         runs = [i["text"] for b in card["body"] for i in b["inlines"]]
         assert any("[pay here]" in t for t in runs)
         assert "https://evil.example" not in teams.delivered[0].body.decode()
+
+
+HOSTILE_NAME = ("\U0001f525 *down* & <!channel> @here <b>x</b> mx.example: \u202e\u200b" * 9)[:200]
+
+
+async def test_a_200_character_hostile_name_is_delivered_to_every_kind(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    """Each receiver refuses what its service refuses (a Slack header over 150 characters is
+    `invalid_blocks`, for good): every kind takes the notice of a monitor named with 200
+    characters of mrkdwn, HTML, mentions, emoji and invisible marks."""
+    m = await rig.monitor(email=None, phone=None, name=HOSTILE_NAME)
+    kinds = ("webhook", "slack", "teams", "pagerduty", "opsgenie", "telegram", "apprise")
+    receivers = {k: Receiver(k, SECRETS.get(k, "")) for k in kinds}
+    for r in receivers.values():
+        await r.__aenter__()
+    try:
+        for kind, r in receivers.items():
+            extra = {"chatId": "-1001234567890"} if kind == "telegram" else {}
+            await create(
+                channel_api, rig.tenant, kind, r.url, monitorIds=[str(m["public_id"])], **extra
+            )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        await worker(rig, sender(rig, settings)).burst()
+        rows = await rig.outbox_rows(m)
+        assert sorted(r["channel"] for r in rows if r["status"] == "sent") == sorted(kinds), rows
+        for kind, r in receivers.items():
+            assert [s.status for s in r.requests if s.status >= 300] == [], kind
+        header = receivers["slack"].delivered[0].json()["blocks"][0]["text"]["text"]
+        assert header.startswith("[mailprobe] DOWN:\u2060 \U0001f525") and header.endswith("…")
+    finally:
+        for r in receivers.values():
+            await r.__aexit__(None, None, None)

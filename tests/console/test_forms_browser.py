@@ -12,6 +12,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from controller.web.api.monitor_schemas import MASK
+from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 
@@ -110,3 +111,51 @@ async def test_a_round_trip_through_its_form_page_and_edit_form(
     assert config["send"]["auth"]["pass"] == MASK and config["receive"]["password"] == MASK
     assert config["receive"]["folders"] == ["INBOX", "Junk"]
     assert got.json()["notificationPhoneNumber"] == "+4915112345678"
+
+
+async def test_secret_env_is_no_field_of_the_forms_and_an_edit_keeps_it(
+    driver: webdriver.Chrome, pool: asyncpg.Pool, http: httpx.AsyncClient
+) -> None:
+    """`secretEnv` names the environment variables monitors as code reads secrets from: no
+    visible box invites a password into it (every password or client secret on the IMAP
+    form is type=password), and an edit in the console says which variables are named and
+    keeps them."""
+    org = await make_tenant(pool)
+    base = str(http.base_url).rstrip("/")
+    made = await create(
+        http, org, "imap", name="Applied box", secretEnv={"password": "MAILPROBE_SECRET_BOX"}
+    )
+
+    def scenario() -> None:
+        driver.delete_all_cookies()
+        driver.get(f"{base}/console/login")
+        driver.find_element(By.NAME, "email").send_keys(org.emails["member"])
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "#login button").click()
+        browser.wait(driver, lambda d: "/console/login" not in d.current_url)
+        driver.get(f"{base}/console/new/imap")
+        form = driver.find_element(By.ID, "new-monitor")
+        names = [e.get_attribute("name") or "" for e in form.find_elements(By.NAME, "*")]
+        fields = form.find_elements(By.CSS_SELECTOR, "input, textarea, select")
+        assert not [f for f in fields if "secretEnv" in (f.get_attribute("name") or "")], names
+        assert "secretEnv" not in _text(driver)
+        for label in form.find_elements(By.TAG_NAME, "label"):
+            if label.text.startswith(("Password", "Client secret")):
+                kind = label.find_element(By.TAG_NAME, "input").get_attribute("type")
+                assert kind == "password", label.text
+        driver.get(f"{base}/console/monitors/{made['publicId']}/edit")
+        note = driver.find_element(By.ID, "secret-env").text
+        assert "password from MAILPROBE_SECRET_BOX" in note, note
+        browser.screenshot(driver, "edit-imap-secret-env")
+        _type(driver, {"name": "Applied box, renamed"})
+        driver.find_element(By.CSS_SELECTOR, "#new-monitor button[type=submit]").click()
+        browser.wait(
+            driver, lambda d: "/edit" not in d.current_url or d.find_elements(By.ID, "error")
+        )
+        assert not driver.find_elements(By.ID, "error"), _text(driver)[:2000]
+
+    await asyncio.to_thread(scenario)
+    got = (await http.get(f"/api/imap-pop-monitors/{made['publicId']}", headers=org.auth())).json()
+    assert got["name"] == "Applied box, renamed"
+    assert got["secretEnv"] == {"password": "MAILPROBE_SECRET_BOX"}
+    assert got["imapPopConfig"]["password"] == MASK

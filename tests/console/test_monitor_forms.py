@@ -59,20 +59,22 @@ def schema_leaves(schema: dict[str, Any]) -> set[str]:
 def test_every_field_of_the_apis_create_body_is_on_the_form(kind: Any, monitor_type: str) -> None:
     """The JSON schema of the kind's create body (as /schema publishes it) against the form's
     fields: none missing but those `UNSHOWN` names with a reason, none made up, every secret of
-    the registry a write-only field."""
+    the registry a write-only field, and no field of `secretEnv` (variable names for
+    monitors as code, not secrets)."""
     schema = msgspec.json.schema(api_of(kind).create)
     leaves = schema_leaves(schema)
     wanted = {
         path
         for path in leaves
         if path.rsplit(".", 1)[-1] not in UNSHOWN
-        and path.split(".")[0] != "config"  # the alias of the config key
+        and path.split(".")[0] not in UNSHOWN  # `config`, the config key's alias; `secretEnv`
         and path != "status"
     }
     form = form_of(monitor_type)
     covered = {p for f in form.fields for p in f.paths}
     assert wanted - covered == set(), f"on the API, not on the {monitor_type} form"
     assert covered - leaves == set(), "on the form, not in the API"
+    assert not [p for p in covered if p.startswith("secretEnv")]
     for path in (*kind.secrets, *kind.grant_secrets):
         assert form.field(f"{kind.config_key}.{path}").secret, path
     assert {"tlsOptions.ca", "notificationPhoneNumber", "mailDomain"} <= {

@@ -17,13 +17,18 @@ from tests.serving import http_client
 
 
 async def _publish(
-    client: Browserish, tenant: Tenant, slug: str, monitor_ids: list[int], hostnames: bool
+    client: Browserish,
+    tenant: Tenant,
+    slug: str,
+    monitor_ids: list[int],
+    hostnames: bool,
+    title: str = "Acme mail status",
 ) -> httpx.Response:
     client.session = tenant.tokens["admin"]
     token = await client.csrf("/console/status-pages")
     form: dict[str, str | list[str]] = {
         "slug": slug,
-        "title": "Acme mail status",
+        "title": title,
         "monitor": [str(i) for i in monitor_ids],
         "_csrf_token": token,
     }

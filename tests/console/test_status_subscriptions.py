@@ -219,3 +219,54 @@ async def test_without_public_url_a_page_takes_no_subscription_and_builds_no_lin
         "SELECT count(*) FROM notification_outbox WHERE organization_id = $1", org.org_id
     )
     assert queued == 0
+
+
+SPAM_TITLE = ("CHEAP PILLS at pills.example, call +1 555 0100 now! " * 4)[:200]
+
+
+async def test_the_confirmation_mail_carries_none_of_the_organizations_text(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, relay: Relay
+) -> None:
+    """Anyone may type any address: the one mail it gets before confirming says only
+    mailprobe's words and the page's links, never the page's title (200 characters the
+    organization chose)."""
+    org = await make_tenant(pool)
+    slug = f"spam-{org.org_id}"
+    published = await _publish(client, org, slug, [], hostnames=False, title=SPAM_TITLE)
+    assert published.status_code == 303
+    stranger = "stranger@example.net"
+    r = await http.post(f"/status/{slug}/subscribe", data={"email": stranger})
+    assert r.status_code == 200
+    await _outbox(pool, relay).burst()
+    (mail,) = _to(relay, stranger)
+    assert mail["Subject"] == "Confirm your subscription to a status page"
+    body = mail.get_content()
+    assert "PILLS" not in body and "555" not in body and "PILLS" not in str(mail)
+    assert f"http://localhost:8080/status/{slug}" in body and "/confirm?token=" in body
+    page = await http.get(_link(mail, "/confirm"))  # the page itself may name its title
+    assert page.status_code == 200 and "CHEAP PILLS" in page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/status/nobody-has-this-page",
+        "/status/NOT_A_SLUG",
+        "/status/nobody-has-this-page/summary.json",
+        "/status/nobody-has-this-page/confirm?token=x",
+        "/status/nobody-has-this-page/unsubscribe",
+    ],
+)
+async def test_an_unknown_status_page_is_a_404_for_the_public(
+    http: httpx.AsyncClient, path: str
+) -> None:
+    """Said to anyone: there is no such page; nothing of the console (its login, its link,
+    organizations)."""
+    r = await http.get(path)
+    assert r.status_code == 404
+    assert "There is no page at this address" in r.text
+    lowered = r.text.lower()
+    assert "organization" not in lowered and "/console/" not in r.text.replace(
+        "/console/static/", ""
+    )
+    assert "log in" not in lowered and "login" not in lowered and "monitors" not in lowered

@@ -136,7 +136,7 @@ def routers(box: SecretBox) -> list[Router]:
                 path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
             ),
         ],
-        exception_handlers={NotFoundException: pages.error_page},
+        exception_handlers={NotFoundException: pages.public_error_page},
         response_headers=_HEADERS,
         include_in_schema=False,
     )

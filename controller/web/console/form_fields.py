@@ -34,6 +34,8 @@ UNSHOWN: Final[Mapping[str, str]] = {
     "config": "an alias of the kind's config key",
     "ignoreTLS": "nodemailer's spelling of ignoreTls, which the form sets",
     "requireTLS": "nodemailer's spelling of requireTls, which the form sets",
+    "secretEnv": "monitors-as-code's: the names of the environment variables `apply` reads the"
+    " secrets from, not secrets; an edit in the console keeps them",
 }
 INTERVALS: Final = (30, 60, 120, 300, 600, 900, 1800, 3600)
 # One choice for nodemailer's three TLS flags: (value, label, the flags it sets).

@@ -385,3 +385,10 @@ def error_page(request: AnyRequest, exc: Exception) -> Template:
         },
         status_code=status,
     )
+
+
+def public_error_page(request: AnyRequest, exc: Exception) -> Template:
+    """An unknown public page (a status page, its feed or subscription link) for anyone on the
+    internet: that it does not exist, and nothing of the console (no login link, no word of
+    organizations)."""
+    return Template(template_name="public_error.html", status_code=404)

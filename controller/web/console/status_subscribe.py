@@ -102,7 +102,6 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
             url = f"{public_url(request)}/status/{slug}"
             note = rules.confirmation(
                 address,
-                page["title"],
                 f"{url}/confirm?token={token}",
                 url,
                 f"status_confirm:{subscriber}:{kept.hex()[:16]}",

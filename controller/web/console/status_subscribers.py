@@ -28,6 +28,7 @@ CONFIRM_TTL = timedelta(hours=24)
 UNSUBSCRIBE_PURPOSE = "status-unsubscribe"
 CONFIRM = "status_confirm"
 UPDATE = "status_update"
+CONFIRM_SUBJECT = "Confirm your subscription to a status page"
 
 
 def address_hash(address: str) -> bytes:
@@ -67,14 +68,15 @@ class Unsubscribe:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def confirmation(
-    address: str, page_title: str, confirm_url: str, page_url: str, key: str
-) -> Outgoing:
-    """The double opt-in mail: the only one an address gets before it confirms."""
+def confirmation(address: str, confirm_url: str, page_url: str, key: str) -> Outgoing:
+    """The double opt-in mail: the only one an address gets before it confirms. Anyone may
+    have typed the address, so it carries none of the organization's text (not the page's
+    title): only mailprobe's words and the page's links, whose slug is at most 63 of
+    [a-z0-9-]."""
     text = "\n".join(
         [
-            f"Someone (hopefully you) asked for updates of the status page {page_title!r}"
-            f" ({page_url}) to be sent to this address.",
+            f"Someone asked for updates of the status page at {page_url} to be sent to this"
+            " address.",
             "",
             f"To confirm, open: {confirm_url}",
             "",
@@ -82,8 +84,7 @@ def confirmation(
             f" expires in {int(CONFIRM_TTL.total_seconds() // 3600)} hours.",
         ]
     )
-    subject = one_line(f"Confirm your subscription: {page_title}")[:250]
-    return Outgoing(CONFIRM, "email", address, subject, text, None, key)
+    return Outgoing(CONFIRM, "email", address, CONFIRM_SUBJECT, text, None, key)
 
 
 def update(
