@@ -88,15 +88,28 @@ class ChannelSender:
         event = msgspec.structs.replace(event, console_url=self.console_url(event.monitor.id))
         await self.deliver(row, event)
 
+    def endpoint_problem(self, channel: asyncpg.Record | dict[str, Any]) -> str | None:
+        """What makes `channel`'s endpoint one the sender will not send to, found before any
+        lookup (the API's check of its URL), or None."""
+        try:
+            url = self._open_url(channel)
+        except SecretBoxError:
+            return "the channel's secret does not open with SECRETS_KEY"
+        if channel["kind"] == "apprise":
+            problem = apprise_channel.url_problem(url, self._egress.networks)
+        else:
+            problem = self._egress.url_problem(url)
+        return None if problem is None else f"endpoint {problem}"
+
+    def _open_url(self, channel: asyncpg.Record | dict[str, Any]) -> str:
+        url: str = channel["url"]
+        return self._box.open(url) if channel["kind"] in channel_kinds.SECRET_URL else url
+
     async def deliver(self, channel: asyncpg.Record | dict[str, Any], event: Event) -> None:
         """Tell `channel` (its row) of `event`, or raise DeliveryError."""
         kind: str = channel["kind"]
         try:
-            url = (
-                self._box.open(channel["url"])
-                if kind in channel_kinds.SECRET_URL
-                else channel["url"]
-            )
+            url = self._open_url(channel)
             secret = self._box.open(channel["secret"]) if channel["secret"] else None
         except SecretBoxError:
             raise DeliveryError(

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from controller.notify import DeliveryError
+from controller.notify import DeliveryError, endpoint_url
 from shared.addresses import is_blocked
 from shared.tls import system_trust
 
@@ -180,27 +180,21 @@ class OrgEgress:
         return list(self._networks)
 
     def url_problem(self, url: str) -> str | None:
-        """What is wrong with `url` as an endpoint before any lookup, or None: the API's check
-        (an address typed in is judged here; a name's addresses when it is dialled)."""
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  # raises ValueError on a bad port
-        except ValueError:
-            return "is not a valid URL"
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            return "must be an https:// URL"
-        if parts.username or parts.password:
-            return "must not hold credentials (user:password@)"
+        """What is wrong with `url` as an endpoint before any lookup, or None: the API's check,
+        on the URL as the sender parses it (`endpoint_url`); an address typed in is judged
+        here, a name's addresses when it is dialled."""
+        if problem := endpoint_url.problem(url):
+            return problem
+        parts = urlsplit(url)
         if parts.scheme == "http" and not self._networks:
             return (
                 "must be an https:// URL (plain http only to private networks granted to this"
                 f" organization, {GRANTS})"
             )
-        return literal_problem(parts.hostname, self._networks, plain=parts.scheme == "http")
+        return literal_problem(parts.hostname or "", self._networks, plain=parts.scheme == "http")
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST `body`; the answer, or DeliveryError (permanent when the endpoint is refused)."""
-        host = urlsplit(url).hostname or "?"
         if problem := self.url_problem(url):
             raise DeliveryError(f"endpoint {problem}", permanent=True)
         backend = GuardedBackend(self._networks, plain=urlsplit(url).scheme == "http")
@@ -229,6 +223,8 @@ class OrgEgress:
                 return Answer(response.status_code, bytes(data[:MAX_BODY]))
         except AddressRefused as exc:
             raise DeliveryError(str(exc), permanent=True) from None
+        except httpx.InvalidURL:
+            raise DeliveryError(f"endpoint {host}: not a valid URL", permanent=True) from None
         except (httpx.TimeoutException, TimeoutError):
             raise DeliveryError(f"{host} did not answer within {self._timeout_s:g} s") from None
         except httpx.HTTPError as exc:

@@ -1,9 +1,10 @@
 """Loopback HTTPS receivers speaking the documented contracts of the notification channels'
 endpoints: a generic webhook checking mailprobe's signature and replay window, Slack and Teams
-incoming webhooks, PagerDuty's Events API v2 and Opsgenie's alert API. Each records every
-request and keeps the state its service would (open PagerDuty incidents by dedup_key, open
-Opsgenie alerts by alias, PagerDuty change events), and an endpoint of Apprise's `json://`
-plugin (Basic auth, a secret path); `fail_next` answers the next requests 503."""
+incoming webhooks, PagerDuty's Events API v2, Opsgenie's alert API, Telegram's Bot API and
+Alertmanager's v2 alerts behind a bearer token. Each records every request and keeps the state
+its service would (open PagerDuty incidents by dedup_key, open Opsgenie alerts by alias,
+PagerDuty change events), and an endpoint of Apprise's `json://` plugin (Basic auth, a secret
+path); `fail_next` answers the next requests 503."""
 
 import asyncio
 import base64
@@ -139,7 +140,7 @@ class Seen:
 @dataclass
 class Receiver:
     kind: str
-    secret: str = ""  # the webhook's signing key, PagerDuty's routing key, Opsgenie's API key
+    secret: str = ""  # the signing key, routing key, API key, bot token or bearer token
     fail_next: int = 0
     tls: bool = True
     requests: list[Seen] = field(default_factory=list)
@@ -162,6 +163,7 @@ class Receiver:
             "pagerduty": f"{base}/v2/enqueue",
             "opsgenie": base,
             "telegram": base,
+            "alertmanager": base,
             "apprise": f"{'jsons' if self.tls else 'json'}://probe:{APPRISE_PASSWORD}@{self.host}:"
             f"{self.port}/hooks/{APPRISE_PATH}",
         }[self.kind]
@@ -313,6 +315,20 @@ class Receiver:
             self.closed.append(alias)
             return 202, accepted
         return 404, b""
+
+    def _alertmanager(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
+        """Alertmanager's v2 API behind a bearer token (a proxy's, as deployments put it):
+        POST /api/v2/alerts, a list of alerts with labels."""
+        if headers.get("authorization") != f"Bearer {self.secret}":
+            return 401, b"Unauthorized"
+        if method != "POST" or urlsplit(target).path != "/api/v2/alerts":
+            return 404, b""
+        alerts = json.loads(body)
+        if not isinstance(alerts, list) or not all("labels" in a for a in alerts):
+            return 400, b'{"message":"bad alerts"}'
+        return 200, b""
 
     def _telegram(
         self, method: str, target: str, headers: dict[str, str], body: bytes

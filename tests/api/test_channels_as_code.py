@@ -104,3 +104,32 @@ def test_a_bad_channels_file_is_refused_at_its_line(text: str, problem: str) -> 
     with pytest.raises(SpecError) as caught:
         channel_file.load(text, "ch.yaml", {"MAILPROBE_TOKEN": "t"})
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+async def test_apply_moves_a_channel_only_with_its_secret(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """`apply` goes through the API's rule: a channel's new URL needs its secret in the file
+    (sent with it), and a file without it is refused naming the secret."""
+
+    def am(url: str, secret: bool) -> list[channel_file.Channel]:
+        text = f"channels:\n  - name: Alerts\n    kind: alertmanager\n    url: {url}\n"
+        text += "    secret: {env: MAILPROBE_SECRET_AM}\n" if secret else ""
+        return channel_file.load(text, "am.yaml", {"MAILPROBE_SECRET_AM": "am-bearer-0001"})
+
+    said: list[str] = []
+    kw = {"prune": False, "dry_run": False, "say": said.append}
+    assert (
+        await channel_file.apply(am("https://am.example.test", True), "am.yaml", client, **kw) == 0
+    )
+    assert (
+        await channel_file.apply(am("https://am2.example.test", True), "am.yaml", client, **kw) == 0
+    )
+    assert said[-1] == "am.yaml: 0 created, 1 updated, 0 deleted"
+    assert (
+        await channel_file.apply(am("https://am3.example.test", False), "am.yaml", client, **kw)
+        == 1
+    )
+    assert "HTTP 400" in said[-2] and "secret must be sent again to change url" in said[-2]
+    (item,) = await channel_file.current(client)
+    assert item["url"] == "https://am2.example.test" and item["secret"] == "********"

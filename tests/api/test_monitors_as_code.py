@@ -556,3 +556,26 @@ async def test_an_oauth2_grants_secret_comes_from_the_environment_and_exports_as
     assert "clientSecret:\n        env: MAILPROBE_SECRET_GRANT\n" in exported
     code, said = await run(load(exported, "exported.yaml", env), client)
     assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+
+
+async def test_apply_moves_a_monitor_only_with_its_password(
+    client: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    """`apply` sends a monitor's password with every change, so moving the relay to another
+    host carries the file's password; the mask (all a reader of the API has) is refused before
+    any request, and the API refuses it anyway (tests/api/test_secret_binding.py)."""
+    customer = tenant.customer_public_id
+    assert (await run(load(monitors_file(customer), "m.yaml", ENV), client))[0] == 0
+    shown = {m.name: m.public_id for m in await current(client, customer)}
+    masked = {**ENV, "MAILPROBE_SECRET_RELAY": "********"}
+    with pytest.raises(SpecError, match="stands for a stored secret"):
+        load(monitors_file(customer, "relay.attacker.example"), "m.yaml", masked)
+    code, said = await run(
+        load(monitors_file(customer, "smtp2.example.com"), "m.yaml", ENV), client
+    )
+    assert code == 0, said
+    relay = await stored_row(pool, shown["Outbound relay"])
+    assert relay["hostname"] == "smtp2.example.com"
+    assert SecretBox(settings.secrets_key or "").open(relay["config"]["auth"]["pass"]) == (
+        "relay-s3cret"
+    )

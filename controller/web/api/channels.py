@@ -25,7 +25,13 @@ from msgspec import Meta
 from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import validation
-from controller.notify import DeliveryError, apprise_channel, channel_kinds, channel_store
+from controller.notify import (
+    DeliveryError,
+    apprise_channel,
+    channel_binding,
+    channel_kinds,
+    channel_store,
+)
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
@@ -129,9 +135,16 @@ def stored(
     chat_id: str | None = None,
 ) -> dict[str, Any]:
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
-    being updated (its sealed secret and URL kept when not sent again, or sent as the mask)."""
+    being updated (its sealed secret and URL kept when not sent again, or sent as the mask; a
+    new URL needs the secret again, by `channel_binding`). A URL is checked as the sender
+    parses it (`Egress.url_problem`, Apprise's own for `apprise`)."""
     box: SecretBox = request.app.state.secret_box
     values: dict[str, Any] = {"name": name}
+    sent = secret is not None and secret != SECRET_MASK
+    if before is not None and channel_binding.moves_secret(
+        kind, before["secret"] is not None, before["url_shown"], url, sent
+    ):
+        raise secret_required()
     if url is None or (before is not None and url == before["url_shown"]):
         if before is not None:
             values |= {"url": before["url"], "url_shown": before["url_shown"]}
@@ -158,7 +171,7 @@ def stored(
             }
         else:
             values |= {"url": url, "url_shown": url}
-    if secret is None or secret == SECRET_MASK:
+    if secret is None or not sent:
         values["secret"] = None if before is None else before["secret"]
     else:
         values["secret"] = box.seal(secret)
@@ -178,6 +191,17 @@ def stored(
     if kind != "telegram":
         values["chat_id"] = None
     return values
+
+
+def secret_required() -> ApiError:
+    """The 400 for a URL change that would send the stored secret to the new URL unsent."""
+    return ApiError(
+        400,
+        "secret must be sent again to change url: a stored secret is only sent to the URL it"
+        f" was given with, and the mask {SECRET_MASK!r} keeps it only while the URL stays",
+        code="secret_required",
+        fields=["secret"],
+    )
 
 
 async def _chosen(
@@ -339,7 +363,11 @@ class NotificationChannelController(Controller):
 
 async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
-    (429 past it); the API's and the console's "send a test"."""
+    (429 past it); the API's and the console's "send a test". An endpoint the sender could not
+    send to is reported before any of the budget is taken."""
+    sender: ChannelSender = request.app.state.channel_sender
+    if problem := sender.endpoint_problem(row):
+        return ChannelTestResult(False, f"not sent: {problem} (not retried)")
     budget = Budget.of(request.app.state.settings)
     start = notify_budget.window(utcnow())
     async with request.app.state.pool.acquire() as conn, conn.transaction():
@@ -352,7 +380,6 @@ async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> Cha
             notify_budget.dropped_reason("channels", budget.channels, start),
             code="notification_budget",
         )
-    sender: ChannelSender = request.app.state.channel_sender
     event = channel_kinds.test_event(
         str(row["public_id"]), row["name"], utcnow(), sender.console_url_root()
     )
