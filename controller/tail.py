@@ -6,7 +6,8 @@ results agents publish together under RESULT_BUNDLES), so any NATS user that may
 results can run it, the read-only `subscriber` too. Country and monitor narrow the subjects (the
 server filters; a bundle's results by monitor here); the status is filtered here. Connects to
 NATS_URL (default nats://127.0.0.1:4222, `make run`'s), verifying a `tls://` server with
-NATS_TLS_CA_FILE when set.
+NATS_TLS_CA_FILE when set. It tries forever, at start and after an outage, saying on stderr once
+that the server is out of reach and once that it is back (`connect`).
 
 `--monitor` takes a public id, or a name: a name is looked up through the API (MAILPROBE_API, a
 token in MAILPROBE_TOKEN, as `apply`), refused when no monitor or several have it.
@@ -121,6 +122,51 @@ async def follow(
             await sub.unsubscribe()
 
 
+RECONNECT_WAIT_S = 1
+# How a connection ends when its server goes: the disconnect reports these.
+LOST = (OSError, nats.errors.StaleConnectionError, nats.errors.ConnectionClosedError)
+
+
+async def connect(url: str, tls: ssl.SSLContext | None, say: Callable[[str], None]) -> NATS:
+    """A connection that tries forever, at start and after losing the server, and says so in
+    one line when the server cannot be reached and one when it is back; the failed tries in
+    between say nothing more. An error while connected is one line; none is a traceback."""
+    nc = NATS()
+    started = False  # connected once: a failed try is then a reconnect's
+    down = False  # said that the server is out of reach, not yet that it is back
+
+    async def disconnected() -> None:
+        nonlocal down
+        if not nc.is_closed:  # closing at Ctrl-C is reported as a disconnect too
+            down = True
+            say(f"lost NATS at {url}; reconnecting (Ctrl-C stops)")
+
+    async def reconnected() -> None:
+        nonlocal down
+        down = False
+        say(f"reconnected to NATS at {url}")
+
+    async def error(exc: Exception) -> None:
+        nonlocal down
+        if nc.is_connected and not isinstance(exc, LOST):  # a lost server: the disconnect says
+            say(f"NATS error: {exc!r}")
+        elif not (started or down):
+            down = True
+            say(f"cannot reach NATS at {url} ({exc!r}); trying until it answers (Ctrl-C stops)")
+
+    await nc.connect(
+        url.split(","),
+        tls=tls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=RECONNECT_WAIT_S,
+        disconnected_cb=disconnected,
+        reconnected_cb=reconnected,
+        error_cb=error,
+    )
+    started, down = True, False
+    return nc
+
+
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         monitor = resolve(args.monitor, args, env)
@@ -132,7 +178,7 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     tls = ssl.create_default_context(cafile=ca) if ca else None
 
     async def run() -> None:
-        nc = await nats.connect(url.split(","), tls=tls, max_reconnect_attempts=-1)
+        nc = await connect(url, tls, lambda text: print(text, file=sys.stderr, flush=True))
         # A result may be minutes away (the check interval): say at once that it is listening.
         print(
             f"following {subject(args.country, monitor)} on {url}: one line per check as it"

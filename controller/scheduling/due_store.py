@@ -116,6 +116,22 @@ async def set_next_due(
     )
 
 
+async def take_first_round(
+    conn: Conn, monitor_id: int, next_due: datetime, countries: Sequence[str]
+) -> bool:
+    """A round sent now of a monitor none of whose rounds has gone anywhere yet is its first
+    round: its grid goes on at `next_due` and `plan_new` plans no first round besides. Waits
+    for a claim or plan holding the row; False when the monitor's first round went meanwhile."""
+    taken = await conn.fetchval(
+        "UPDATE monitors SET next_due_at = $2, round_countries = $3::text[]"
+        " WHERE id = $1 AND round_countries IS NULL RETURNING true",
+        monitor_id,
+        next_due,
+        list(countries),
+    )
+    return bool(taken)
+
+
 _EARLIEST = (
     "least((SELECT min(next_due_at) FROM monitors WHERE status <> 'disabled'"
     " AND id <> ALL($1::bigint[])), (SELECT min(publish_at) FROM deferred_jobs))"

@@ -98,6 +98,12 @@ def round_times(
     return schedule.overdue_rounds(phase, interval, next_due_at, now, since)
 
 
+def grid_after(public_id: str, interval: int, now: datetime) -> datetime:
+    """The monitor's first grid point after `now`: its first due time when its first round
+    does not go at once, and where its rounds go on after a first round sent now."""
+    return schedule.next_due(schedule.phase_ms(public_id, interval), interval, now)
+
+
 def countries(
     public_id: str,
     listed: Sequence[str] | None,

@@ -430,11 +430,7 @@ class Scheduler:
                 nexts = [
                     at_once
                     if m.never_run and await self._first_round_allowed(conn, m)
-                    else schedule.next_due(
-                        schedule.phase_ms(str(m.public_id), m.check_interval),
-                        m.check_interval,
-                        now,
-                    )
+                    else planning.grid_after(str(m.public_id), m.check_interval, now)
                     for m in new
                 ]
                 await due.set_next_due(conn, [m.id for m in new], nexts)
@@ -610,7 +606,10 @@ class Scheduler:
         metrics.jobs_published(jobs)
 
     async def trigger(self, monitor_id: int) -> PlannedRound | None:
-        """A round now from all the monitor's countries; None when the monitor is gone.
+        """A round now from all the monitor's countries; None when the monitor is gone. A
+        monitor none of whose rounds has gone yet gets it as its first round
+        (`due.take_first_round`): a "Check now" right after creating one sends one round, not
+        this one and the first round `plan_new` would send besides.
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""
         await self._agents.until_warm()
@@ -637,11 +636,22 @@ class Scheduler:
             # on past this one (alerting.store.push_settled). Alone, before the round's rows.
             await alerts.unwatch(conn, _id(claimed))
             async with conn.transaction():
+                first = bool(plan.countries) and await due.take_first_round(
+                    conn,
+                    plan.monitor_id,
+                    planning.grid_after(str(_public_id(claimed)), _interval(claimed), now),
+                    plan.countries,
+                )
                 await self._send(conn, [plan], self._clock())
                 if plan.missed:
                     await results.store(conn, plan.missed)
         self._missed(plan.missed)
-        log.info("round triggered", monitor_id=str(_public_id(claimed)), jobs=len(plan.jobs))
+        log.info(
+            "round triggered",
+            monitor_id=str(_public_id(claimed)),
+            jobs=len(plan.jobs),
+            first_round=first,
+        )
         return plan
 
     def _missed(self, rows: Sequence[ResultRow]) -> None:
@@ -659,6 +669,11 @@ class Scheduler:
 
 def _public_id(claimed: ClaimedMonitor) -> UUID:
     return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
+
+
+def _interval(claimed: ClaimedMonitor) -> int:
+    m = claimed.monitor if isinstance(claimed, WatchedMonitor) else claimed
+    return m.check_interval
 
 
 def _id(claimed: ClaimedMonitor) -> int:

@@ -3,7 +3,7 @@ back by hand (httpx keeps no `Secure` cookie over plain HTTP), the CSRF token re
 
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
@@ -78,10 +78,12 @@ async def store_result(
     phases: dict[str, float] | None = None,
     folder: str | None = None,
     failed_after_ms: float | None = None,
+    at: datetime | None = None,
 ) -> None:
     """A check result stored as the ingester stores an agent's (the same `results.store`);
-    `failed_after_ms`: the response time a failed check reports (a refused one takes ~1 ms)."""
-    at = utcnow() - ago
+    `failed_after_ms`: the response time a failed check reports (a refused one takes ~1 ms);
+    `at`: its round's time (the countries of one round share it), else `ago` before now."""
+    at = at or utcnow() - ago
     wire = {
         "jobId": job_ids.make(monitor["publicId"], country, at),
         "monitorId": monitor["publicId"],

@@ -82,6 +82,43 @@ async def test_a_new_monitors_first_round_runs_at_once_then_it_joins_its_grid(
     assert due == schedule.next_due(phase, 60, parse_iso(job.scheduled_at))
 
 
+async def test_check_now_before_a_new_monitors_first_round_is_that_round(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+) -> None:
+    """A trigger-check of a monitor none of whose rounds has gone yet, before the scheduler
+    planned it or once it planned its first round at once, is its first round: the scheduler
+    sends no other, and its grid goes on after it. Once its first round has gone, a
+    trigger-check is a round of its own (and moves no due time)."""
+    (cc,) = countries.take()
+    await countries.live(cc)
+    unplanned = await create(api, org, allowedCheckCountryCodes=[cc])
+    planned = await create(api, org, allowedCheckCountryCodes=[cc])
+    await pipeline.scheduler.plan_new()  # both get their first round at once...
+    await pipe_pool.execute(  # ...but one is created just after that plan
+        "UPDATE monitors SET next_due_at = NULL WHERE public_id = $1", unplanned["publicId"]
+    )
+    for m in (unplanned, planned):
+        url = f"/api/smtp-monitors/{m['publicId']}/trigger-check"
+        r = await api.post(url, headers=org.auth())
+        assert r.status_code == 202, r.text
+        at = parse_iso(r.json()["scheduledAt"])
+        phase = schedule.phase_ms(m["publicId"], 60)
+        assert await next_due_at(pipe_pool, m["publicId"]) == schedule.next_due(phase, 60, at)
+    assert len(await countries.jobs(cc)) == 2
+    assert await pipeline.scheduler.tick() == 0
+    due = await next_due_at(pipe_pool, planned["publicId"])
+    r = await api.post(
+        f"/api/smtp-monitors/{planned['publicId']}/trigger-check", headers=org.auth()
+    )
+    assert r.status_code == 202, r.text
+    assert len(await countries.jobs(cc)) == 3
+    assert await next_due_at(pipe_pool, planned["publicId"]) == due
+
+
 async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
     api: httpx.AsyncClient,
     org: Tenant,

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import nats
@@ -14,11 +15,13 @@ from nats.aio.client import Client as NATS
 
 from controller.cli import parser
 from controller.tail import follow
+from shared import embedded
 from shared.messages import CheckResult, encode, encode_bundle
 from shared.subjects import results_bundle_subject, results_subject
 from shared.timefmt import iso_ms, utcnow
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant, make_tenant
+from tests.pipeline.test_ingest_faults import Server
 from tests.serving import http_client
 
 
@@ -261,3 +264,64 @@ async def test_an_ambiguous_or_unknown_name_is_refused_naming_the_candidates(
     proc = await _tail("--monitor", "Relay", env={"MAILPROBE_API": api_url, "MAILPROBE_TOKEN": ""})
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2 and "set MAILPROBE_TOKEN" in err.decode()
+
+
+async def _stderr_lines(proc: asyncio.subprocess.Process) -> list[str]:
+    assert proc.stderr is not None
+    return (await proc.stderr.read()).decode().splitlines()
+
+
+@pytest.mark.timeout(120)
+async def test_an_outage_of_nats_is_one_reconnecting_line_and_one_reconnected(
+    tmp_path: Path,
+) -> None:
+    """While its nats-server is down for some seconds (several reconnect tries a second apart),
+    the command says once that it reconnects and once that it is back, with no traceback, and
+    then follows results as before; a start with the server down says once that it waits."""
+    server = Server(tmp_path / "nats")
+    monitor = str(uuid.uuid4())
+    try:
+        proc = await _tail("--monitor", monitor, env={"NATS_URL": server.url})
+        assert proc.stdout is not None
+        nc = await nats.connect(server.url)
+        try:
+            await _first_line(proc.stdout, nc, monitor)
+        finally:
+            await nc.close()
+        server.kill()
+        await asyncio.sleep(4)  # tries at 1 s intervals, all refused
+        server.restart()
+        nc = await nats.connect(server.url)
+        try:
+            out = await _first_line(proc.stdout, nc, monitor)
+        finally:
+            await nc.close()
+        assert f"KE smtp {monitor} up" in out.decode()
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)
+        said = await _stderr_lines(proc)
+        assert said[1:] == [
+            f"lost NATS at {server.url}; reconnecting (Ctrl-C stops)",
+            f"reconnected to NATS at {server.url}",
+        ], said
+        assert proc.returncode == 0
+
+        server.kill()
+        proc = await _tail("--monitor", monitor, env={"NATS_URL": server.url})
+        await asyncio.sleep(4)
+        server.restart()
+        assert proc.stdout is not None
+        nc = await nats.connect(server.url)
+        try:
+            await _first_line(proc.stdout, nc, monitor)
+        finally:
+            await nc.close()
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)
+        said = await _stderr_lines(proc)
+        assert len(said) == 2 and "Traceback" not in "\n".join(said), said
+        assert said[0].startswith(f"cannot reach NATS at {server.url} ("), said
+        assert said[0].endswith("); trying until it answers (Ctrl-C stops)"), said
+        assert said[1].startswith("following "), said
+    finally:
+        embedded.stop(server.proc)

@@ -16,7 +16,14 @@ PAD_BOTTOM = 18
 MAX_MARKS = 30
 # Colour-blind-safe palette (Okabe-Ito); a series takes the next one.
 COLOURS = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000")
-BAND_KINDS = ("down", "failing", "incident", "maintenance")
+# Each kind of band (its CSS class) and what the chart's legend calls it.
+BAND_LEGENDS = {
+    "down": "every country failed",
+    "failing": "some countries failed",
+    "incident": "incident",
+    "maintenance": "maintenance",
+}
+BAND_KINDS = tuple(BAND_LEGENDS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,10 @@ class Band:
     width: str
     kind: str
     title: str
+
+    @property
+    def legend(self) -> str:
+        return BAND_LEGENDS[self.kind]
 
 
 @dataclass(frozen=True)

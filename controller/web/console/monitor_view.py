@@ -57,19 +57,30 @@ def _phase_series(buckets: Sequence[asyncpg.Record]) -> Series:
     return out
 
 
+def failure_kind(ups: int, downs: int, downs_everywhere: int) -> str | None:
+    """The band of a time bucket whose checks `ups` passed and `downs` failed, `downs_everywhere`
+    of them in a round in which every country that answered failed: `down` ("every country
+    failed") when there was such a round, whatever passed around it in the bucket; `failing`
+    ("some countries failed") when checks failed but never from every country at once; none when
+    nothing failed, all passed or no round was answered (the line's gap shows that)."""
+    if not downs:
+        return None
+    return "down" if downs_everywhere else "failing"
+
+
 def failure_bands(
     buckets: Iterable[asyncpg.Record], width: timedelta
 ) -> list[tuple[datetime, datetime, str, str]]:
-    """A band per time bucket with failed checks: `down` when none passed, else `failing`."""
-    per_time: dict[datetime, tuple[int, int]] = {}
+    """A band per time bucket with failed checks, of the kind `failure_kind` says."""
+    per_time: dict[datetime, tuple[int, int, int]] = {}
     for b in buckets:
-        ups, downs = per_time.get(b["at"], (0, 0))
-        per_time[b["at"]] = (ups + b["ups"], downs + b["downs"])
+        ups, downs, everywhere = per_time.get(b["at"], (0, 0, 0))
+        per_time[b["at"]] = (ups + b["ups"], downs + b["downs"], everywhere + b["downs_everywhere"])
     out = []
-    for at, (ups, downs) in sorted(per_time.items()):
-        if downs:
-            kind = "failing" if ups else "down"
-            title = f"{downs} failed, {ups} passed"
+    for at, (ups, downs, everywhere) in sorted(per_time.items()):
+        kind = failure_kind(ups, downs, everywhere)
+        if kind is not None:
+            title = f"{charts.BAND_LEGENDS[kind]}: {downs} failed, {ups} passed"
             out.append((at, at + width, kind, title))
     return out
 

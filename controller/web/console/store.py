@@ -243,7 +243,9 @@ async def response_buckets(
 ) -> list[asyncpg.Record]:
     """Per country and time bucket since `since`: the mean response time and mean phases (ms)
     of the checks that passed (a refused check's few milliseconds are no response time), and
-    how many checks passed (`ups`) and failed (`downs`); a missed round counts neither."""
+    how many checks passed (`ups`) and failed (`downs`), and how many of those failed in a round
+    in which every country that answered failed (`downs_everywhere`); a missed round counts
+    none."""
     phases = ", ".join(f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) AS {p}" for p in PHASES)
     # `OFFSET 0`: each row's phases (a JSON object the view builds) are built once, not once
     # per phase read.
@@ -252,9 +254,11 @@ async def response_buckets(
         " avg(response_time_ms) FILTER (WHERE status = 'up') AS response_ms,"
         f" {phases},"
         " count(*) FILTER (WHERE status = 'up') AS ups,"
-        " count(*) FILTER (WHERE status = 'down') AS downs"
+        " count(*) FILTER (WHERE status = 'down') AS downs,"
+        " count(*) FILTER (WHERE round_failed) AS downs_everywhere"
         " FROM (SELECT country, scheduled_at, status, response_time_ms,"
-        "       CASE WHEN status = 'up' THEN phases END AS phases"
+        "       CASE WHEN status = 'up' THEN phases END AS phases,"
+        "       bool_and(status = 'down') OVER (PARTITION BY scheduled_at) AS round_failed"
         "       FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
         f"       AND {scheduled_since('$2::timestamptz')}"
         "       AND status IN ('up', 'down') OFFSET 0) r"
