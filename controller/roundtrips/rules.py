@@ -19,10 +19,10 @@ Sends (one message per country and round):
 Every message also counts against its recipient domain's cap per minute over all organizations.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import idna
 
@@ -98,6 +98,32 @@ def sender_problem(sender: str, login: str | None, to: str) -> str | None:
     return (
         f"must be in `to`'s domain ({domain(to)}) when the send leg has no login that is an address"
     )
+
+
+def mailbox(config: Mapping[str, Any]) -> dict[str, object]:
+    """What a round trip's delivery confirmation is of, from its config as stored or shown:
+    `to`, the receive leg's protocol, server, port, login and OAuth2 `subject`, defaults applied
+    and names in lower case (a trailing dot dropped). Two configs with the same mailbox keep the
+    confirmation; a new one starts over. The twin of SQL `roundtrip_mailbox` (migration 0044),
+    which the trigger that drops the confirmation calls: one table of cases holds them to the
+    same values."""
+    receive = config.get("receive")
+    leg: Mapping[str, Any] = receive if isinstance(receive, Mapping) else {}
+    protocol = str(leg.get("protocol") or "imap")
+    tls = leg.get("tls") is True
+    port = leg.get("port")
+    if isinstance(port, bool) or not isinstance(port, int):  # the protocol's own for its TLS
+        port = (995 if tls else 110) if protocol == "pop3" else (993 if tls else 143)
+    grant = leg.get("oauth2")
+    subject = grant.get("subject") if isinstance(grant, Mapping) else None
+    return {
+        "to": str(config.get("to") or "").lower(),
+        "protocol": protocol,
+        "hostname": str(leg.get("hostname") or "").rstrip(".").lower(),
+        "port": port,
+        "user": str(leg.get("user") or ""),
+        "subject": str(subject or ""),
+    }
 
 
 @dataclass(frozen=True, slots=True)
