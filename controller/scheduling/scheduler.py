@@ -296,18 +296,23 @@ class Scheduler:
         over its organization's cap for the account is not sent but recorded in its round's
         `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
         trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`);
-        return jobs published."""
-        mail = [(r.monitor_id, job) for r in rounds for job in r.jobs]
-        held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
-        for r in rounds:
-            r.missed += [held_mail[job.job_id] for job in r.jobs if job.job_id in held_mail]
+        return jobs published. A round trip's round is held or sent whole, its later logins
+        with it."""
+        whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
+        held_mail = await roundtrip_sends.hold(conn, whole, now, self._mails_per_domain)
+        for r, (_, jobs) in zip(rounds, whole, strict=True):
+            r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
             r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
+            r.deferred = [(d, job) for d, job in r.deferred if job.job_id not in held_mail]
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
             conn,
             [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
             now,
+        )
+        await roundtrip_sends.not_sent(
+            conn, [job for (_, job), ok in zip(wanted, allowed, strict=True) if not ok]
         )
         for (r, job), ok in zip(wanted, allowed, strict=True):
             if not ok:
@@ -357,9 +362,14 @@ class Scheduler:
                     ],
                     now,
                 )
-                mail = [(d.monitor_id, d.job) for d, ok in zip(tried, allowed, strict=True) if ok]
+                mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
                 held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
-                send = [job for _, job in mail if job.job_id not in held_mail]
+                send = [job for _, (job,) in mail if job.job_id not in held_mail]
+                await roundtrip_sends.not_sent(
+                    conn,
+                    [d.job for d in claimed if d.rejected]
+                    + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok],
+                )
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
                 held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
