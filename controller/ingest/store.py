@@ -29,6 +29,8 @@ from controller.ingest.result_kinds import (
 )
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
+from controller.roundtrips import rules as roundtrip_rules
+from controller.roundtrips import sends_store as mail_sends
 from shared.messages import CheckResult
 from shared.timefmt import utcnow
 
@@ -439,6 +441,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
     if not rows:
         return 0
     await _count_logins(conn, rows)
+    await _count_mail(conn, rows)
     agents = sorted({r.agent_id for r in rows if r.agent_id is not None})
     if agents:
         await conn.execute(_AGENTS, agents)
@@ -493,6 +496,19 @@ async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -
         for r in rows
     ]
     await account_logins.attempted(conn, [j for j, _ in said], [n for _, n in said])
+
+
+async def _count_mail(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:
+    """Tell the round-trip caps which messages a server may hold (controller.roundtrips.rules):
+    only an agent's result says; the controller's own rows (`expired` at a round's close) leave
+    the message counted."""
+    said = [
+        (r.job_id, roundtrip_rules.accepted(r.status, r.message, r.phases.submit_ms))
+        for r in rows
+        if isinstance(r, CheckedResult) and r.monitor_type == "roundtrip"
+    ]
+    if said:
+        await mail_sends.settle(conn, [j for j, _ in said], [a for _, a in said])
 
 
 async def ensure_partitions(conn: Conn, first_day: datetime, days: int = 4) -> int:

@@ -57,6 +57,22 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     return config
 
 
+def same(monitor_type: str, a: Any, b: Any) -> bool:
+    """Whether two stored configs of `monitor_type` say the same to every reader: equal read as
+    the kind's Struct (defaults applied, a null login as ""; secrets as their sealed text), with
+    the same OAuth2 grants. A config that does not fit its kind is the same only as itself.
+    A write whose config is the same as the stored one keeps the stored one
+    (`controller.monitors.writes`): the export of a monitor spells no default, the API's own
+    request may spell them all, and either applied again changes nothing."""
+    if a == b:
+        return True
+    try:
+        read_a, read_b = decode_config(monitor_type, a), decode_config(monitor_type, b)
+    except MonitorConfigError:
+        return False
+    return read_a == read_b and grants_of(monitor_type, a or {}) == grants_of(monitor_type, b or {})
+
+
 def as_stored(config: JobConfig) -> dict[str, Any]:
     """A typed config back as JSON, every key spelt out, each secret as its text (a sealed
     one as its ciphertext)."""

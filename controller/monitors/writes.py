@@ -7,8 +7,9 @@ The native API, the AlertSite-compatible API and the console write monitors only
 - for an update: reads the row locked, lets the surface turn its request into column changes,
   clears the due time when the interval or status is set (`monitor_change_rules`), refuses a
   change that moves a stored secret the request did not send again (`secret_binding`: the
-  surface names the fields its way), keeps a secret sent again as stored, resolves a new
-  customer, and writes nothing at all when nothing changes;
+  surface names the fields its way), keeps a secret sent again as stored and a config that
+  says what the stored one says (`config.same`), resolves a new customer, and writes nothing
+  at all when nothing changes;
 - for both: admits the checks, slot-seconds and account logins the write adds
   (`fair_use.admit_checks`; a refusal rolls the write back), naming the request's fields as the
   surface spells them (`budget`: column → field);
@@ -30,6 +31,7 @@ from litestar import Request
 
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
+from controller.monitors import config as config_rules
 from controller.monitors import fair_use, kinds, secret_binding
 from controller.monitors import store as monitors
 from controller.monitors.errors import NotFound, Refused
@@ -118,6 +120,7 @@ class MonitorWrites:
             if moved:
                 raise edit.refuse_moved_secret(moved)
             keep_unchanged_secrets(monitor, changes, self.box)
+            keep_unchanged_config(monitor, changes)
             if edit.customer is not None:
                 changes["customer_id"] = await edit.customer(conn)
             if rules.changes_nothing(stored, changes):
@@ -187,6 +190,19 @@ def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: Secre
         new, old = new_holder.get(leaf), old_holder.get(leaf)
         if isinstance(new, str) and isinstance(old, str) and new != old and _same(box, new, old):
             new_holder[leaf] = old
+
+
+def keep_unchanged_config(monitor: Monitor, changes: dict[str, Any]) -> None:
+    """After `keep_unchanged_secrets`: a config that says what the stored one says, spelt
+    another way (a default left out or spelt out, keys in another order), keeps the stored one,
+    so the write changes nothing it need not (`updated_at`, a round trip's confirmed mailbox)."""
+    new = changes.get("config")
+    if new is None or changes.get("type", monitor.type) != monitor.type:
+        return
+    if new != monitor.config_as_sent and config_rules.same(
+        monitor.type, monitor.config_as_sent, new
+    ):
+        changes["config"] = monitor.config_as_sent
 
 
 def _same(box: SecretBox, a: str, b: str) -> bool:

@@ -95,10 +95,11 @@ class ChannelSender:
             url = self._open_url(channel)
         except SecretBoxError:
             return "the channel's secret does not open with SECRETS_KEY"
+        egress = self._egress.of(channel["organization_id"])
         if channel["kind"] == "apprise":
-            problem = apprise_channel.url_problem(url, self._egress.networks)
+            problem = apprise_channel.url_problem(url, egress.networks)
         else:
-            problem = self._egress.url_problem(url)
+            problem = egress.url_problem(url)
         return None if problem is None else f"endpoint {problem}"
 
     def _open_url(self, channel: asyncpg.Record | dict[str, Any]) -> str:

@@ -197,6 +197,7 @@ class OrgEgress:
         """POST `body`; the answer, or DeliveryError (permanent when the endpoint is refused)."""
         if problem := self.url_problem(url):
             raise DeliveryError(f"endpoint {problem}", permanent=True)
+        host = urlsplit(url).hostname or "?"
         backend = GuardedBackend(self._networks, plain=urlsplit(url).scheme == "http")
         transport = httpx.AsyncHTTPTransport(verify=self._ssl_context, trust_env=False)
         # The transport's own pool, rebuilt on the guarded backend (httpx has no parameter

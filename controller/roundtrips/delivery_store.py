@@ -24,11 +24,3 @@ async def put(conn: Conn, monitor_id: int, d: Delivery) -> None:
         d.not_delivered,
         d.notified,
     )
-
-
-async def sent_last_hour(conn: Conn, monitor_id: int) -> int:
-    n: int = await conn.fetchval(
-        "SELECT count(*) FROM mail_sends WHERE monitor_id = $1 AND at > now() - interval '1 hour'",
-        monitor_id,
-    )
-    return n

@@ -10,19 +10,23 @@ Addresses:
   is an address; without one (an unauthenticated relay, or a plain user name) it is in `to`'s
   domain, so a probe names only its owner's own domain as sender.
 
-Sends (one message per country and round):
+Sends (one message per country and round; a round's messages go all together or none of them,
+its countries' later logins included, so no round is ever half sent):
 - `unconfirmed`: no round has shown the message arriving (`delivered`) since the monitor was made
-  or its `to`/`receive` changed: at most `UNCONFIRMED_PER_HOUR` messages an hour;
+  or its mailbox (`mailbox`) changed: at most `UNCONFIRMED_PER_HOUR` messages an hour;
 - `confirmed`: a round delivered: no cap of its own;
 - `backed_off`: `BACK_OFF_AFTER` rounds in a row were `not_delivered` and none arrived: at most
   `BACKED_OFF_PER_HOUR` an hour, and the owners are told once; a delivered round ends it.
-Every message also counts against its recipient domain's cap per minute over all organizations.
+A monitor's first round of the hour goes whatever its size (a monitor of more countries than its
+cap still gets to show its mailbox receives). Every message also counts against its recipient
+domain's cap per minute over all organizations. A message counts from when it is sent until its
+result says no server took it (`accepted`): an outage of the send server uses up no cap.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import idna
 
@@ -100,6 +104,32 @@ def sender_problem(sender: str, login: str | None, to: str) -> str | None:
     )
 
 
+def mailbox(config: Mapping[str, Any]) -> dict[str, object]:
+    """What a round trip's delivery confirmation is of, from its config as stored or shown:
+    `to`, the receive leg's protocol, server, port, login and OAuth2 `subject`, defaults applied
+    and names in lower case (a trailing dot dropped). Two configs with the same mailbox keep the
+    confirmation; a new one starts over. The twin of SQL `roundtrip_mailbox` (migration 0044),
+    which the trigger that drops the confirmation calls: one table of cases holds them to the
+    same values."""
+    receive = config.get("receive")
+    leg: Mapping[str, Any] = receive if isinstance(receive, Mapping) else {}
+    protocol = str(leg.get("protocol") or "imap")
+    tls = leg.get("tls") is True
+    port = leg.get("port")
+    if isinstance(port, bool) or not isinstance(port, int):  # the protocol's own for its TLS
+        port = (995 if tls else 110) if protocol == "pop3" else (993 if tls else 143)
+    grant = leg.get("oauth2")
+    subject = grant.get("subject") if isinstance(grant, Mapping) else None
+    return {
+        "to": str(config.get("to") or "").lower(),
+        "protocol": protocol,
+        "hostname": str(leg.get("hostname") or "").rstrip(".").lower(),
+        "port": port,
+        "user": str(leg.get("user") or ""),
+        "subject": str(subject or ""),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A monitor's delivery record: when a round last showed the message arriving, how many
@@ -140,13 +170,31 @@ def after_round(d: Delivery, seen: Outcome, at: datetime) -> Delivery:
     return d
 
 
-def may_send(d: Delivery, sent_last_hour: int) -> str | None:
-    """The missed kind that holds the next message back (None: it may go), `sent_last_hour`
-    being the monitor's messages in the hour before."""
+def may_send(d: Delivery, sent_last_hour: int, size: int = 1) -> str | None:
+    """The missed kind that holds back a round of `size` messages, all of them (None: they
+    all go), `sent_last_hour` being the monitor's messages of the hour before that count."""
     cap = d.per_hour
-    if cap is None or sent_last_hour < cap:
+    if cap is None or within(sent_last_hour, size, cap):
         return None
     return BACKED_OFF if d.state == "backed_off" else UNCONFIRMED
+
+
+def within(sent: int, size: int, cap: int) -> bool:
+    """Whether a round of `size` messages fits a cap of `cap` after `sent`: it does when all
+    of it fits, and the first round of the period does whatever its size."""
+    return sent == 0 or sent + size <= cap
+
+
+def accepted(status: str, message: str, submit_ms: float | None) -> bool:
+    """Whether a round trip's result says its message may be in a server's hands, so it goes
+    on counting against the caps: yes when the send server accepted it (`submitMs`, and any
+    passing round), or when the submission broke off without an answer (a timeout or a lost
+    connection `during submit`: the server may have taken it); no when the message never left
+    (a job not run: `expired`, handed back `inconclusive`; a send leg that failed connecting,
+    in TLS, at the greeting or the login) or the server refused it with a reply."""
+    if submit_ms is not None or status in ("up", "degraded"):
+        return True
+    return "during submit" in message
 
 
 def held_why(kind: str, per_domain: int) -> str:
@@ -154,15 +202,17 @@ def held_why(kind: str, per_domain: int) -> str:
     if kind == DOMAIN_CAPPED:
         return (
             f"over ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE ({per_domain} messages to the recipient"
-            " domain in a minute, over all organizations): not sent"
+            " domain in a minute, over all organizations; a round's countries all or none):"
+            " not sent"
         )
     if kind == BACKED_OFF:
         return (
             f"{BACK_OFF_AFTER} rounds in a row were not delivered: at most"
-            f" {BACKED_OFF_PER_HOUR} message an hour until one arrives or `to`/`receive` change;"
-            " not sent"
+            f" {BACKED_OFF_PER_HOUR} message an hour (or one round) until one arrives or the"
+            " mailbox changes; not sent"
         )
     return (
         "the mailbox has not yet shown it receives the probe: at most"
-        f" {UNCONFIRMED_PER_HOUR} messages an hour until a round is delivered; not sent"
+        f" {UNCONFIRMED_PER_HOUR} messages an hour until a round is delivered (a round's"
+        " countries all or none, counting only messages a server took); not sent"
     )

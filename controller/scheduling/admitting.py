@@ -33,6 +33,7 @@ class Taken:
 
     admitted: list[CheckJob] = field(default_factory=list)
     refused: list[ResultRow] = field(default_factory=list)
+    refused_jobs: list[CheckJob] = field(default_factory=list)
     waiting: int = 0
 
 
@@ -88,6 +89,7 @@ class Admissions:
                     taken.refused.append(
                         missed_row(job, SATURATED, admission.saturated_why(cc, decision))
                     )
+                    taken.refused_jobs.append(job)
                 else:
                     still.append(job)
             if still:

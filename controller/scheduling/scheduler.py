@@ -232,6 +232,7 @@ class Scheduler:
         await self.publish(taken.admitted)
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
+                await roundtrip_sends.not_sent(conn, taken.refused_jobs)
                 await results.store(conn, taken.refused)
             self._missed(taken.refused)
         return len(taken.admitted)
@@ -316,18 +317,23 @@ class Scheduler:
         over its organization's cap for the account is not sent but recorded in its round's
         `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
         trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`);
-        return jobs published."""
-        mail = [(r.monitor_id, job) for r in rounds for job in r.jobs]
-        held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
-        for r in rounds:
-            r.missed += [held_mail[job.job_id] for job in r.jobs if job.job_id in held_mail]
+        return jobs published. A round trip's round is held or sent whole, its later logins
+        with it."""
+        whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
+        held_mail = await roundtrip_sends.hold(conn, whole, now, self._mails_per_domain)
+        for r, (_, jobs) in zip(rounds, whole, strict=True):
+            r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
             r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
+            r.deferred = [(d, job) for d, job in r.deferred if job.job_id not in held_mail]
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
             conn,
             [planning.login(job, r.account or "", r.legs, caps[r.monitor_id]) for r, job in wanted],
             now,
+        )
+        await roundtrip_sends.not_sent(
+            conn, [job for (_, job), ok in zip(wanted, allowed, strict=True) if not ok]
         )
         for (r, job), ok in zip(wanted, allowed, strict=True):
             if not ok:
@@ -337,7 +343,8 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs = self._admitted(rounds, now)
+        jobs, refused = self._admitted(rounds, now)
+        await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
@@ -346,16 +353,18 @@ class Scheduler:
                 await deferred.add(conn, r.monitor_id, r.account, at)
         return len(jobs)
 
-    def _admitted(self, rounds: Sequence[PlannedRound], now: datetime) -> list[CheckJob]:
-        """The rounds' jobs their countries take now (`admitting.Admissions`); a refused one is
-        recorded in its round's `missed` (`saturated`), one waiting for a slot goes out with a
-        later pass."""
+    def _admitted(
+        self, rounds: Sequence[PlannedRound], now: datetime
+    ) -> tuple[list[CheckJob], list[CheckJob]]:
+        """(the rounds' jobs their countries take now, those refused: `admitting.Admissions`); a
+        refused one is recorded in its round's `missed` (`saturated`), one waiting for a slot
+        goes out with a later pass."""
         taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
         if taken.refused:
             refused = {row.job_id: row for row in taken.refused}
             for r in rounds:
                 r.missed += [refused[job.job_id] for job in r.jobs if job.job_id in refused]
-        return taken.admitted
+        return taken.admitted, taken.refused_jobs
 
     async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per monitor: its organization and the cap of its account's logins (login_cap)."""
@@ -388,12 +397,18 @@ class Scheduler:
                     ],
                     now,
                 )
-                mail = [(d.monitor_id, d.job) for d, ok in zip(tried, allowed, strict=True) if ok]
+                mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
                 held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
                 taken = self._admissions.take(
-                    [job for _, job in mail if job.job_id not in held_mail], now
+                    [job for _, (job,) in mail if job.job_id not in held_mail], now
                 )
                 send = taken.admitted
+                await roundtrip_sends.not_sent(
+                    conn,
+                    [d.job for d in claimed if d.rejected]
+                    + [d.job for d, ok in zip(tried, allowed, strict=True) if not ok]
+                    + taken.refused_jobs,
+                )
                 await self.publish(send)
                 why = "an earlier login of this round was rejected: not tried again"
                 held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]

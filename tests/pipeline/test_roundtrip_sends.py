@@ -10,11 +10,14 @@ from typing import Any
 import asyncpg
 import httpx
 
+from controller.ingest import store as results
+from controller.ingest.store import decode_result
 from controller.roundtrips import delivery_store as roundtrip_delivery
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
+from shared.messages import CheckJob, CheckResult, Phases, encode
 from shared.settings import ControllerSettings
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
@@ -69,9 +72,9 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     settings: ControllerSettings,
     seal_keys: KeyRing,
 ) -> None:
-    """Two countries a round: 2 messages, then 1 (the third), then none, each held country a
-    missed `mailbox_unconfirmed` row; once a round was delivered the monitor sends again. The
-    old code sent every round to every country, whoever `to` was."""
+    """Two countries a round: 2 messages, then none (a round goes whole: 4 would pass the 3),
+    each held country a missed `mailbox_unconfirmed` row; once a round was delivered the monitor
+    sends again. The old code sent every round to every country, whoever `to` was."""
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
@@ -81,12 +84,12 @@ async def test_an_unconfirmed_mailbox_gets_at_most_three_messages_an_hour(
     for _ in range(3):
         await make_due(pipe_pool, m["publicId"])
         sent.append(await s.tick())
-    assert sent == [2, 1, 0]
+    assert sent == [2, 0, 0]
     rows = await held(pipe_pool, rules.UNCONFIRMED)
-    assert len(rows) == 3 and all(r["status"] == "missed" for r in rows)
+    assert len(rows) == 4 and all(r["status"] == "missed" for r in rows)
     assert "has not yet shown it receives the probe" in rows[0]["message"]
     r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
-    assert (r.json()["state"], r.json()["sentLastHour"]) == ("unconfirmed", 3)
+    assert (r.json()["state"], r.json()["sentLastHour"]) == ("unconfirmed", 2)
     await confirm(pipe_pool, m["publicId"])
     await make_due(pipe_pool, m["publicId"])
     assert await s.tick() == 2
@@ -102,8 +105,9 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
     seal_keys: KeyRing,
 ) -> None:
     """Two organizations' confirmed round trips to one domain from two countries each: 4
-    messages wanted, a cap of 3 a minute, so one is `domain_capped`; another replica's next
-    round finds the cap used up in PostgreSQL and sends none; another domain is not held."""
+    messages wanted, a cap of 3 a minute, so the second round is `domain_capped` whole; another
+    replica's next rounds find the cap used up in PostgreSQL and send none; another domain is
+    not held."""
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
@@ -115,16 +119,17 @@ async def test_a_recipient_domain_is_capped_across_organizations_and_replicas(
         await confirm(pipe_pool, m["publicId"])
         await make_due(pipe_pool, m["publicId"])
     first = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
-    assert await first.tick() == 5  # 3 of the shared domain's 4, both of the other domain's
-    (row,) = await held(pipe_pool, rules.DOMAIN_CAPPED)
-    assert str(row["monitor_public_id"]) in {m["publicId"] for m in same}
-    assert row["status"] == "missed"
-    assert "ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE" in row["message"]
+    assert await first.tick() == 4  # one round of the shared domain's two, the other domain's
+    rows = await held(pipe_pool, rules.DOMAIN_CAPPED)
+    assert len(rows) == 2 and len({r["monitor_public_id"] for r in rows}) == 1
+    assert str(rows[0]["monitor_public_id"]) in {m["publicId"] for m in same}
+    assert all(r["status"] == "missed" for r in rows)
+    assert "ROUNDTRIP_MAILS_PER_DOMAIN_PER_MINUTE" in rows[0]["message"]
     second = replica(pipe_pool, pipeline, settings, seal_keys, mails_per_domain=3)
     for m in same:
         await make_due(pipe_pool, m["publicId"])
     assert await second.tick() == 0
-    assert len(await held(pipe_pool, rules.DOMAIN_CAPPED)) == 5
+    assert len(await held(pipe_pool, rules.DOMAIN_CAPPED)) == 6
 
 
 async def test_a_spaced_login_of_a_round_is_held_back_too(
@@ -137,7 +142,8 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
     seal_keys: KeyRing,
 ) -> None:
     """A round's later countries go `LOGIN_SPACING_SECONDS` after the first (`run_deferred`):
-    each is a message too, held back past the unconfirmed mailbox's cap."""
+    each is a message too, taken with its round: the first round goes whole, its later login
+    too, and the second round is held whole at once, its later login never deferred."""
     two = countries.take(2)
     for cc in two:
         await countries.live(cc)
@@ -150,6 +156,74 @@ async def test_a_spaced_login_of_a_round_is_held_back_too(
         now = await s.tick()
         await asyncio.sleep(spacing + 0.05)
         sent.append((now, await s.run_deferred()))
-    assert sent == [(1, 1), (1, 0)]
-    (row,) = await held(pipe_pool, rules.UNCONFIRMED)
-    assert row["status"] == "missed"
+    assert sent == [(1, 1), (0, 0)]
+    rows = await held(pipe_pool, rules.UNCONFIRMED)
+    assert len(rows) == 2 and all(r["status"] == "missed" for r in rows)
+    assert {r["monitor_public_id"] for r in rows} == {uuid.UUID(m["publicId"])}
+
+
+async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool) -> None:
+    """Store the job's result as the ingester does: the send server refused the connection,
+    or it took the message and the mailbox leg found it missing."""
+    at = iso_ms(utcnow())
+    result = CheckResult(
+        job_id=job.job_id,
+        monitor_id=job.monitor_id,
+        monitor_type=job.monitor_type,
+        country=job.country,
+        agent_id=f"{job.country}-test",
+        scheduled_at=job.scheduled_at,
+        started_at=at,
+        finished_at=at,
+        status="down",
+        error_kind="not_delivered" if accepted else "refused",
+        message="not in INBOX" if accepted else "send leg: connection refused by smtp.example.com",
+        phases=Phases(submit_ms=5.0 if accepted else None),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [decode_result(encode(result))]) == 1
+
+
+async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """The create's round goes from both countries; a check now right after it would make 4
+    messages of an unconfirmed mailbox's 3: it is held in both countries, each saying why,
+    never sent in one. Once the first round's results say no server took its messages (the
+    send server refused the connection), they count no more: the next check now goes whole.
+    A message a server took counts on."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc)
+    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    trigger = f"{RT}/{m['publicId']}/trigger-check"
+    delivery = f"{RT}/{m['publicId']}/delivery"
+    assert await s.tick() == 2  # its first round, at once
+    first = [job for cc in two for job, _ in await countries.jobs(cc)]
+    r = await api.post(trigger, headers=org.auth())
+    assert r.status_code == 202, r.text
+    assert [j["status"] for j in r.json()["jobs"]] == [rules.UNCONFIRMED] * 2, r.text
+    rows = await held(pipe_pool, rules.UNCONFIRMED)
+    assert len(rows) == 2 and "a round's countries all or none" in rows[0]["message"]
+    assert len([job for cc in two for job, _ in await countries.jobs(cc)]) == 2
+    for job in first:
+        await answer(pipe_pool, job, accepted=False)
+    r = await api.get(delivery, headers=org.auth())
+    assert (r.json()["state"], r.json()["sentLastHour"]) == ("unconfirmed", 0)
+    r = await api.post(trigger, headers=org.auth())
+    assert [j["status"] for j in r.json()["jobs"]] == ["queued", "queued"], r.text
+    second = [job for cc in two for job, _ in await countries.jobs(cc) if job not in first]
+    assert len(second) == 2
+    for job in second:
+        await answer(pipe_pool, job, accepted=True)
+    r = await api.get(delivery, headers=org.auth())
+    assert r.json()["sentLastHour"] == 2
+    r = await api.post(trigger, headers=org.auth())
+    assert [j["status"] for j in r.json()["jobs"]] == [rules.UNCONFIRMED] * 2, r.text

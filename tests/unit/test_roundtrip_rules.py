@@ -100,15 +100,50 @@ def test_a_round_outcome(up: bool, kinds: list[str | None], outcome: rules.Outco
 
 
 @pytest.mark.parametrize(
-    ("d", "sent", "held"),
+    ("d", "sent", "size", "held"),
     [
-        (rules.Delivery(), 2, None),
-        (rules.Delivery(), 3, rules.UNCONFIRMED),
-        (rules.Delivery(T0), 500, None),
-        (rules.Delivery(T0, 3), 0, None),
-        (rules.Delivery(T0, 3), 1, rules.BACKED_OFF),
-        (rules.Delivery(None, 5), 1, rules.BACKED_OFF),
+        (rules.Delivery(), 2, 1, None),
+        (rules.Delivery(), 3, 1, rules.UNCONFIRMED),
+        (rules.Delivery(T0), 500, 2, None),
+        (rules.Delivery(T0, 3), 0, 1, None),
+        (rules.Delivery(T0, 3), 1, 1, rules.BACKED_OFF),
+        (rules.Delivery(None, 5), 1, 1, rules.BACKED_OFF),
+        # A round goes whole or not at all: 2 sent and a round of 2 would make 4 of 3.
+        (rules.Delivery(), 0, 2, None),
+        (rules.Delivery(), 1, 2, None),
+        (rules.Delivery(), 2, 2, rules.UNCONFIRMED),
+        # The first round of the hour goes whatever its size, one round only.
+        (rules.Delivery(), 0, 5, None),
+        (rules.Delivery(), 1, 5, rules.UNCONFIRMED),
+        (rules.Delivery(T0, 3), 0, 2, None),
+        (rules.Delivery(T0, 3), 2, 2, rules.BACKED_OFF),
     ],
 )
-def test_may_send(d: rules.Delivery, sent: int, held: str | None) -> None:
-    assert rules.may_send(d, sent) == held
+def test_may_send(d: rules.Delivery, sent: int, size: int, held: str | None) -> None:
+    assert rules.may_send(d, sent, size) == held
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "submit_ms", "accepted"),
+    [
+        ("up", "", 12.0, True),
+        ("down", "mailbox leg: connection refused by imap.example.net", 12.0, True),
+        ("down", "not in INBOX of imap.example.net within 10s of being accepted", 9.0, True),
+        # The message never left: nothing a server holds.
+        ("down", "send leg: connection refused by smtp.example.net", None, False),
+        ("down", "send leg: cannot resolve smtp.example.net", None, False),
+        ("down", "send leg: authentication failed", None, False),
+        ("down", "no answer within 10s (during greeting)", None, False),
+        ("down", "send leg: message refused: 554 no", None, False),
+        ("down", "send leg: recipient refused: (550, 'unknown user')", None, False),
+        ("missed", "started after its expiresAt", None, False),
+        ("inconclusive", "port 25 canaries fail: handed back unrun", None, False),
+        # Broken off during the submission without an answer: the server may have taken it.
+        ("down", "no answer within 10s (during submit)", None, True),
+        ("down", "send leg: connection lost during submit", None, True),
+    ],
+)
+def test_a_message_counts_unless_its_result_says_no_server_took_it(
+    status: str, message: str, submit_ms: float | None, accepted: bool
+) -> None:
+    assert rules.accepted(status, message, submit_ms) is accepted

@@ -18,6 +18,7 @@ from controller.alerting.thresholds import Thresholds
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
 from controller.roundtrips import delivery_store as delivery_db
+from controller.roundtrips import sends_store as mail_sends
 from controller.web.api import guards
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
@@ -318,8 +319,9 @@ async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> Log
 
 class MailboxDelivery(msgspec.Struct, rename="camel"):
     """Whether a round trip's mailbox has shown it receives the probe (`GET …/delivery`):
-    `unconfirmed` (no round delivered yet, or `to`/`receive` changed since), `confirmed`, or
-    `backed_off` (rounds in a row not delivered); `allowedPerHour`: the monitor's own cap of
+    `unconfirmed` (no round delivered yet, or its mailbox changed since), `confirmed`, or
+    `backed_off` (rounds in a row not delivered); `sentLastHour`: its messages of the last
+    hour that count (not those no server took); `allowedPerHour`: the monitor's own cap of
     messages an hour (null: none; each recipient domain has its own cap per minute too)."""
 
     monitor_id: str
@@ -334,7 +336,7 @@ async def _delivery(kind: Kind, request: AuthedRequest, raw_id: str) -> MailboxD
     monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
         d = await delivery_db.get(conn, monitor.id)
-        sent = await delivery_db.sent_last_hour(conn, monitor.id)
+        sent = await mail_sends.sent_last_hour(conn, monitor.id)
     return MailboxDelivery(
         str(monitor.public_id),
         d.state,
