@@ -76,12 +76,13 @@ async def channels() -> None:
     box = SecretBox(generate_key())
     # `deliver` reads no row: the pool is the outbox's, unused on this path.
     sender = ChannelSender(
-        cast(asyncpg.Pool, None), box, Egress(LOOPBACK, timeout_s=5), Links(None)
+        cast(asyncpg.Pool, None), box, Egress({"*": LOOPBACK}, timeout_s=5), Links(None)
     )
     for kind in ("webhook", "slack", "teams", "pagerduty", "opsgenie", "telegram", "apprise"):
         async with Receiver(kind, SECRETS.get(kind, ""), tls=False) as r:
             url = r.url
             row: dict[str, Any] = {
+                "organization_id": 1,
                 "kind": kind,
                 "url": box.seal(url) if kind in channel_kinds.SECRET_URL else url,
                 "secret": box.seal(SECRETS[kind]) if kind in SECRETS else None,
@@ -94,7 +95,13 @@ async def channels() -> None:
     if HAS_ALERTMANAGER:
         with tempfile.TemporaryDirectory() as tmp:
             async with Alertmanager(tmp) as am:
-                row = {"kind": "alertmanager", "url": am.url, "secret": None, "chat_id": None}
+                row = {
+                    "organization_id": 1,
+                    "kind": "alertmanager",
+                    "url": am.url,
+                    "secret": None,
+                    "chat_id": None,
+                }
                 event = channel_kinds.test_event("c", "am", SENT_AT, None)
                 await sender.deliver(row, event)
                 said("alertmanager")

@@ -29,7 +29,11 @@ CONTROLLER = ROOT / "controller"
 SURFACES = [CONTROLLER / "web", CONTROLLER / "ascode"]
 # The readers of `Monitor.config_as_sent` (see its docstring): the response building, and the
 # store's `stored_values`, which the write path compares changes with.
-AS_SENT_READERS = {"controller/monitors/store.py", "controller/web/api/monitor_rules.py"}
+AS_SENT_READERS = {
+    "controller/monitors/store.py",
+    "controller/monitors/writes.py",
+    "controller/web/api/monitor_rules.py",
+}
 
 
 def _modules(*roots: Path) -> list[Path]:
