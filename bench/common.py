@@ -103,7 +103,7 @@ def machine() -> str:
 def loop_seconds(steps: int = 10_000_000) -> float:
     """CPU seconds this interpreter takes to count to `steps` in a while loop: how fast the
     machine runs Python, printed beside CPU figures, which differ from one machine to another
-    by more than a change being measured (docs/scaling.md, "What is left")."""
+    by more than a change being measured (bench/results/scaling-history.md, "What is left")."""
     started = time.process_time()
     i = 0
     while i < steps:

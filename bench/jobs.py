@@ -7,7 +7,7 @@ StandingPull`, `agent.bundles.jobs_of`, each job acked). Alone (a country with a
 predates bundles) and in bundles take turns, PASSES passes each, ROUNDS times over, each on a
 country of its own. Printed: nats-server's CPU per job (/proc) and this process's (the
 publisher and the taker together). No target: it says what bundles save of a check's central
-cost (docs/scaling.md, "Jobs in bundles").
+cost (bench/results/scaling-history.md, "Jobs in bundles").
 """
 
 import asyncio

@@ -1,6 +1,6 @@
 """Runs: what a routine result would cost PostgreSQL if a monitor's routine rounds were stored
-together, a run to a row (an experiment for issue 24; docs/scaling.md, "Routine rounds stored as
-runs"). No target.
+together, a run to a row (an experiment for issue 24; bench/results/scaling-history.md, "Routine
+rounds stored as runs"). No target.
 
 On `python -m bench store`'s database (MONITORS SMTP monitors, DE and US, a deployment's
 partitions, one connection, the backend's CPU from /proc), taking turns over the same kind of

@@ -17,7 +17,8 @@ the machine falls on all of them alike (the figures move by about 2 µs between 
 part costs is the whole less the run without it. Then the same rounds in batches of SMALL and
 of BATCH, taking turns: what a batch costs whatever its size (its transaction, its statements'
 round trips and plans, anything that reads a table whole) and what each result adds, from the
-two. No target: it says where the statements' time goes (docs/scaling.md, "What is left").
+two. No target: it says where the statements' time goes (bench/results/scaling-history.md,
+"What is left").
 """
 
 import asyncio

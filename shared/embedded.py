@@ -138,8 +138,9 @@ def nats_server_binary() -> str:
 # Go threads nats-server runs Go code on at once when the environment does not say
 # (`GOMAXPROCS`). The embedded server always shares its host with PostgreSQL and the
 # controller: with one, Go's scheduler no longer spins idle threads looking for work between
-# the server's system calls (about a fifth of its CPU on 2 cores; docs/scaling.md,
-# "nats-server's Go threads"), and one core carries what an embedded deployment sends.
+# the server's system calls (about a fifth of its CPU on 2 cores;
+# bench/results/scaling-history.md, "nats-server's Go threads"), and one core carries what an
+# embedded deployment sends.
 NATS_GOMAXPROCS = "1"
 
 

@@ -30,7 +30,8 @@ Pass = Callable[[], Awaitable[float | None]]
 # (Python's default is 700). Each check allocates a few hundred (a message, its decoded struct,
 # records, futures), nearly all freed by reference counting: collecting every 700 allocations
 # traverses them while alive and moves survivors to older generations, whose collections
-# traverse the whole heap. docs/scaling.md has the figures.
+# traverse the whole heap. bench/results/scaling-history.md ("The collector tuned") has the
+# figures.
 GC_FIRST_GENERATION = 20_000
 
 

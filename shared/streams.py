@@ -41,7 +41,8 @@ log = structlog.get_logger(__name__)
 
 # JOBS keeps a job this long (the longest a round's job can matter: an interval of at most 14
 # min and its close), acked or not: jobs leave by age, a file block at a time, and what each
-# `jobs-CC` delivered and acked is its own state (docs/scaling.md, "JOBS kept by age").
+# `jobs-CC` delivered and acked is its own state (bench/results/scaling-history.md, "JOBS
+# kept by age").
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
 INGEST_CONSUMER = "ingest"

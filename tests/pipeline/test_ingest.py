@@ -723,8 +723,9 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
 ) -> None:
     """The ingester's statements and the alerter's batch save read `monitors`, the states and
     `alert_queue` through an index, with the batch's keys: what a batch costs does not grow
-    with the number of monitors (docs/scaling.md, "Lookups by key"). Seq scans are priced out
-    so that the planner's choice for a small table cannot hide a plan that reads one whole."""
+    with the number of monitors (bench/results/scaling-history.md, "Lookups by key"). Seq scans
+    are priced out so that the planner's choice for a small table cannot hide a plan that reads
+    one whole."""
     sql, args = {
         "ingest": (results._INSERT, 2),
         "mark": (alerts._MARK, 3),
@@ -762,7 +763,7 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
     a batch of recent results does not read `result_packs` at all (only a batch holding a result
     old enough to be packed does), and the alerter's push reads the days of the rounds it may
     push: a statement that names a partitioned table locks and opens every partition of it each
-    time it runs (docs/scaling.md, "The partitions a deployment holds")."""
+    time it runs (bench/results/scaling-history.md, "The partitions a deployment holds")."""
     conn = await asyncpg.connect(pipe_database_url)
     try:
         async with conn.transaction():  # the days made here go again with it
