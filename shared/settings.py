@@ -458,6 +458,32 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             " SPF, DMARC, MTA-STS, TLS-RPT, TLSA), riding on that round's check",
         ),
     ] = 3600
+    blocklists: Annotated[
+        str,
+        Meta(
+            description="blocklist monitoring: `` off (no list is asked), `default` for the"
+            " current default set (Spamhaus ZEN and DBL, Barracuda, SpamCop, PSBL, Mailspike), or"
+            " comma-separated zones (a known one alone, another as `zone:ip` or `zone:domain`,"
+            " `:major` for critical listings); agents ask them through `AGENT_BLOCKLIST_RESOLVER`"
+        ),
+    ] = ""
+    blocklist_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=600,
+            le=7 * 86_400,
+            description="how often each country asks the lists about one name (one query per"
+            " list, name and country per interval, whichever monitors depend on it)",
+        ),
+    ] = 6 * 3600
+    blocklist_hold_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=7 * 86_400,
+            description="how long a listing must hold before it is a `blocklisted` finding",
+        ),
+    ] = 3600
     results_max_mib: Annotated[
         int,
         Meta(

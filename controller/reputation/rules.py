@@ -26,10 +26,12 @@ ix.dnsbl.manitu.net (gone) are not in the default set.
 """
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
+
+from shared.messages import BlocklistAsk, BlocklistZone
 
 Kind = Literal["ip", "domain"]
 Meaning = Literal["listed", "error", "refused_resolver", "over_quota"]
@@ -326,3 +328,33 @@ def hold_step(
     if current is not None and clean:
         return None, "cleared" if current.raised else None
     return current, None
+
+
+def lists_setting(text: str) -> tuple[BlockList, ...]:
+    """`BLOCKLISTS`: "" off (no list), `default` the default set, else `parse_lists`."""
+    if not text.strip():
+        return ()
+    if text.strip().lower() == "default":
+        return DEFAULT_LISTS
+    return parse_lists(text)
+
+
+def ask(
+    lists: Iterable[BlockList], mail_domain: str | None, fresh: Collection[str]
+) -> BlocklistAsk:
+    """What a round asks from one country: the monitored host's addresses, the MX hosts' of
+    `mail_domain` and the domain itself, and every list's RFC 5782 test entries (its health
+    there), skipping the names `fresh` there (answered on every list within the interval)."""
+    chosen = tuple(lists)
+    ips = [t for b in chosen if b.kind == "ip" for t in b.tests]
+    domains = [t for b in chosen if b.kind == "domain" for t in b.tests]
+    if mail_domain and any(b.kind == "domain" for b in chosen):
+        domains.append(mail_domain.lower())
+    return BlocklistAsk(
+        zones=[BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs) for b in chosen],
+        host=True,
+        mx_domain=mail_domain or None,
+        ips=list(dict.fromkeys(ips)),
+        domains=list(dict.fromkeys(domains)),
+        skip=sorted(fresh),
+    )
