@@ -14,10 +14,13 @@ from agent.blocklists import BlocklistProbe
 from controller.reputation import store as db
 from controller.reputation.rules import KNOWN, BlockList, ask
 from controller.reputation.watch import BlocklistWatch, FreshNames
+from controller.web.app import create_app
 from shared.messages import CheckResult, decode_event
+from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import LINKS, Rig
 from tests.peers.dnsbl import DnsblPeer, Zone, healthy, label
+from tests.serving import http_client, serve_app
 
 HOST = "smtp.customer.test"
 # Query names only: nothing is ever sent to them. Each test its own, as answers are shared by
@@ -170,3 +173,38 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
     )
     assert [r["monitor_id"] for r in listed] == sorted([first["id"], second["id"]])
     msgspec.json.encode(result)
+
+
+async def test_the_api_shows_each_lists_health_per_country(
+    rig: Rig, settings: ControllerSettings
+) -> None:
+    """`GET /api/blocklists` with BLOCKLISTS set: every list, its severity, delisting page and
+    test entries, and its health in each country that asked it (a dead list and a list that
+    answers Spamhaus's error codes unhealthy, with the reason)."""
+    monitor = await rig.monitor(["DE"])
+    IP = next(IPS)
+    async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, monitor, {"DE": de}, utcnow())
+    custom = msgspec.structs.replace(
+        settings, blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
+    )
+    async with (
+        serve_app(create_app(custom, rig.pool)) as url,
+        http_client(base_url=url, timeout=10) as api,
+    ):
+        response = await api.get("/api/blocklists", headers=rig.tenant.auth("readonly"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["enabled"] is True and body["holdSeconds"] == 3600
+    by_zone = {b["zone"]: b for b in body["lists"]}
+    assert list(by_zone) == ["zen.spamhaus.org", "rbl.example.net", "dead.example.net"]
+    de = {
+        zone: next(c for c in b["countries"] if c["country"] == "DE") for zone, b in by_zone.items()
+    }
+    assert de["rbl.example.net"]["state"] == "healthy"
+    assert de["dead.example.net"]["state"] == "unhealthy"
+    assert "lists everything" in de["dead.example.net"]["reason"]
+    assert de["zen.spamhaus.org"]["state"] == "unhealthy"
+    assert "public or open resolver" in de["zen.spamhaus.org"]["reason"]
+    assert by_zone["rbl.example.net"]["severity"] == "critical"
+    assert by_zone["zen.spamhaus.org"]["testEntries"] == ["127.0.0.2", "127.0.0.1"]
