@@ -11,11 +11,14 @@ from controller.reputation.rules import (
     BlockList,
     Listing,
     Verdict,
+    ask,
     health,
     hold_step,
+    lists_setting,
     parse_lists,
     read,
 )
+from controller.scheduling.rules import blocklists_due
 
 ZEN = KNOWN["zen.spamhaus.org"]
 DBL = KNOWN["dbl.spamhaus.org"]
@@ -210,3 +213,21 @@ def test_a_raised_listing_seen_from_other_countries_is_a_move() -> None:
     listing = Listing("z", "n", T0, frozenset({"DE"}), raised=True, reason="SBL")
     moved, change = hold_step(listing, "z", "n", {"US": "SBL"}, ["DE"], T0 + HOLD, HOLD)
     assert change == "moved" and moved is not None and moved.countries == {"US"}
+
+
+def test_one_round_per_window_asks_the_lists() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rounds = [start + timedelta(minutes=m) for m in range(0, 24 * 60)]
+    due = [at for at in rounds if blocklists_due("m-1", at, 60, 6 * 3600)]
+    assert len(due) == 4  # a day of one-minute rounds, a 6 h interval
+    assert blocklists_due("m-1", start, 7 * 3600, 6 * 3600)  # rarer rounds: every one
+
+
+def test_a_round_asks_the_test_entries_and_skips_fresh_names() -> None:
+    asked = ask(DEFAULT_LISTS, "Example.com", {"93.184.216.34"})
+    assert asked.host and asked.mx_domain == "Example.com"
+    assert asked.ips == ["127.0.0.2", "127.0.0.1"]
+    assert asked.domains == ["dbltest.com", "invalid", "example.com"]
+    assert asked.skip == ["93.184.216.34"]
+    assert [z.zone for z in asked.zones if z.dqs] == ["zen.spamhaus.org", "dbl.spamhaus.org"]
+    assert lists_setting("") == () and lists_setting("default") == DEFAULT_LISTS
