@@ -54,6 +54,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
+from agent.blocklists import BlocklistProbe
 from agent.bundles import Delivery, jobs_of
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
@@ -145,6 +146,7 @@ class Worker:
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
         mail_dns: MailDnsProbe | None = None,
+        blocklists: BlocklistProbe | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -179,6 +181,7 @@ class Worker:
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
+        self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -220,6 +223,11 @@ class Worker:
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
             "mail_dns": mail_dns_probe(settings),
+            "blocklists": BlocklistProbe(
+                resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
+                dqs_key=settings.agent_spamhaus_dqs_key,
+                allow_private=settings.agent_allow_private_targets,
+            ),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -698,6 +706,12 @@ class Worker:
                     job.hostname,
                     opened.port or default_port(opened.monitor_type, opened.config),
                     job.timeout_seconds,
+                )
+            # The lists are asked whatever the check found: a server that is down may be down
+            # because it was listed, and its addresses are still what its mail depends on.
+            if job.blocklists is not None and result.error_kind != "inconclusive":
+                result.reputation = await self._blocklists.probe(
+                    job.blocklists, job.hostname, job.timeout_seconds
                 )
         await self._finish(msg, job, subject, result, started)
 

@@ -458,6 +458,32 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             " SPF, DMARC, MTA-STS, TLS-RPT, TLSA), riding on that round's check",
         ),
     ] = 3600
+    blocklists: Annotated[
+        str,
+        Meta(
+            description="blocklist monitoring: `` off (no list is asked), `default` for the"
+            " current default set (Spamhaus ZEN and DBL, Barracuda, SpamCop, PSBL, Mailspike), or"
+            " comma-separated zones (a known one alone, another as `zone:ip` or `zone:domain`,"
+            " `:major` for critical listings); agents ask them through `AGENT_BLOCKLIST_RESOLVER`"
+        ),
+    ] = ""
+    blocklist_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=600,
+            le=7 * 86_400,
+            description="how often each country asks the lists about one name (one query per"
+            " list, name and country per interval, whichever monitors depend on it)",
+        ),
+    ] = 6 * 3600
+    blocklist_hold_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=7 * 86_400,
+            description="how long a listing must hold before it is a `blocklisted` finding",
+        ),
+    ] = 3600
     results_max_mib: Annotated[
         int,
         Meta(
@@ -778,6 +804,21 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " name a validating resolver on a path you trust (e.g. a local unbound)"
         ),
     ] = None
+    agent_blocklist_resolver: Annotated[
+        str | None,
+        Meta(
+            description="`host` or `host:port` of the DNS resolver the blocklist lookups ask"
+            " (unset: `AGENT_DNS_RESOLVER`, else the system's); Spamhaus refuses queries"
+            " through public resolvers (127.255.255.254), so name one of your own"
+        ),
+    ] = None
+    agent_spamhaus_dqs_key: Annotated[
+        str | None,
+        Meta(
+            description="a Spamhaus Data Query Service key: Spamhaus zones are asked as"
+            " `<key>.<list>.dq.spamhaus.net`; a secret, never sent anywhere else"
+        ),
+    ] = None
     agent_mta_sts_ca_file: Annotated[
         str | None,
         Meta(
@@ -881,6 +922,15 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_dns_resolver
         ):
             raise ValueError("AGENT_DNS_RESOLVER must be `host` or `host:port`")
+        if self.agent_blocklist_resolver is not None and not re.fullmatch(
+            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_blocklist_resolver
+        ):
+            raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
+        # One DNS label: a key with a dot or other text could rewrite the query name.
+        if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
+            r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
+        ):
+            raise ValueError("AGENT_SPAMHAUS_DQS_KEY must be 8 to 63 letters and digits")
         if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
             raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
         for name, keys in _seal_key_sources(self):

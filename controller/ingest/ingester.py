@@ -33,11 +33,13 @@ from nats.js import JetStreamContext
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
+from controller.reputation import store as reputation
 from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
 from shared.messages import result_parts
 from shared.pulling import StandingPull
+from shared.reputation_bound import bounded as bounded_reputation
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
@@ -271,6 +273,8 @@ class Ingester:
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
+        if result.reputation is not None:
+            result.reputation = bounded_reputation(result.reputation)
         if result.mail_dns is not None:
             # An agent could send more than the bound its own code keeps: cut and flag it,
             # keep the result.
@@ -287,7 +291,9 @@ class Ingester:
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            return await results.store(conn, batch)
+            stored = await results.store(conn, batch)
+            await reputation.record(conn, [r for r in batch if r.reputation is not None])
+            return stored
 
     async def _store_one_by_one(
         self, decoded: list[tuple[Msg, CheckedResult]], settle: "_Settling"

@@ -18,6 +18,8 @@ from controller.monitors.validation import COUNTRIES
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
+from controller.reputation.rules import lists_setting
+from controller.reputation.watch import FreshNames
 from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
@@ -38,6 +40,8 @@ class Pipeline:
     agents: LiveAgents
     scheduler: Scheduler
     ingester: Ingester
+    # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
+    fresh: FreshNames | None = None
 
 
 async def _reconnected() -> None:
@@ -97,6 +101,8 @@ async def open_pipeline(
             events_max_bytes=settings.events_max_mib * MIB,
         )
         await _ensure_jobs_consumers(js)
+        lists = lists_setting(settings.blocklists)
+        fresh = FreshNames(pool, lists, settings.blocklist_interval_seconds) if lists else None
         agents = LiveAgents(conn, per_country_max=settings.agents_per_country_max)
         await agents.start()
         box = SecretBox(settings.secrets_key or "")
@@ -117,6 +123,9 @@ async def open_pipeline(
             mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
             confirm_per_minute=settings.confirm_rounds_per_minute,
             result_bundles=settings.result_bundles,
+            blocklists=lists,
+            blocklist_interval_s=settings.blocklist_interval_seconds,
+            fresh=fresh or (lambda cc: ()),
             tokens=TokenService(
                 pool,
                 box,
@@ -131,7 +140,7 @@ async def open_pipeline(
         )
         ingester = Ingester(pool, conn, js, JobIds.from_box(box))
         try:
-            yield Pipeline(conn, js, agents, scheduler, ingester)
+            yield Pipeline(conn, js, agents, scheduler, ingester, fresh)
         finally:
             await ingester.close()
             await agents.stop()

@@ -30,16 +30,20 @@ from controller.ingest.retention import keep_partitions
 from controller.notify import channels
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
+from controller.reputation.rules import lists_setting
+from controller.reputation.watch import BlocklistWatch, FreshNames
 from controller.runtime import metrics
 from controller.runtime.pipeline import Pipeline, open_pipeline
 from controller.web.app import create_app, readiness
 from shared import ops
+from shared.loop import run_every
 from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
 
 # A background worker of a role: runs until `serve`'s stop event is set.
 Worker = Coroutine[object, None, None]
+WATCH_S = 60.0  # how often blocklist listings are moved (answers come hours apart)
 T = TypeVar("T")
 
 
@@ -147,6 +151,9 @@ def _workers(
         work.append(housekeeping(pool, stop))
     if "scheduler" in roles:
         work.append(pipeline.scheduler.run(stop))
+        if pipeline.fresh is not None:
+            refresh = pipeline.fresh.refresh
+            work.append(run_every(FreshNames.REFRESH_S, refresh, name="blocklist names", stop=stop))
     if "ingester" in roles:
         work += [
             pipeline.ingester.run(stop),
@@ -192,7 +199,17 @@ def _alerter(
         budget=Budget.of(settings),
         links=Links.of(settings),
     )
-    return [alerter.run(stop), worker.run(stop)]
+    work = [alerter.run(stop), worker.run(stop)]
+    if lists := lists_setting(settings.blocklists):
+        watch = BlocklistWatch(
+            pool,
+            lists,
+            interval_s=settings.blocklist_interval_seconds,
+            hold_s=settings.blocklist_hold_seconds,
+            links=Links.of(settings),
+        )
+        work.append(run_every(WATCH_S, watch.run_once, name="blocklist findings", stop=stop))
+    return work
 
 
 def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:

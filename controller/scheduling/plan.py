@@ -9,7 +9,7 @@ job avoids (`second_opinions`) and the keyed hashes a job carries (`tenant`, `ac
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
 from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
+from controller.reputation import rules as lists
+from controller.reputation.rules import BlockList
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.secrets.box import SecretBox
@@ -229,7 +231,15 @@ class RoundPlanner:
         dns_interval_s: int = 3600,
         login_spacing_s: float = 5.0,
         result_bundles: bool = False,
+        blocklists: tuple[BlockList, ...] = (),
+        blocklist_interval_s: int = 6 * 3600,
+        fresh: Callable[[str], Collection[str]] = lambda cc: (),
     ) -> None:
+        """`blocklists`: the lists a round asks about at `blocklist_interval_s` (none: no
+        round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped."""
+        self._blocklists = blocklists
+        self._blocklist_interval_s = blocklist_interval_s
+        self._fresh = fresh
         self._job_ids = job_ids
         self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
         self._box = box
@@ -356,6 +366,12 @@ class RoundPlanner:
             )
             mail_domain = mail_domain if dns else None
             plan.mail_dns = dns
+        asks_lists = bool(self._blocklists) and (
+            not trigger
+            and schedule.blocklists_due(
+                public_id, scheduled, m.check_interval, self._blocklist_interval_s
+            )
+        )
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
@@ -410,6 +426,11 @@ class RoundPlanner:
                     scheduled_at=scheduled_iso,
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
+                    blocklists=(
+                        lists.ask(self._blocklists, m.mail_domain, self._fresh(cc))
+                        if asks_lists
+                        else None
+                    ),
                     avoid_agents=avoid.get(cc, []),
                     tenant=org,
                     result_bundles=self._result_bundles,

@@ -49,6 +49,19 @@ def dns_due(
     return t // period != (t - interval_s * 1000) // period
 
 
+def blocklists_due(
+    monitor_public_id: str, scheduled_at: datetime, interval_s: int, every_s: int
+) -> bool:
+    """Whether the round at `scheduled_at` also asks the blocklists: the first round of each
+    window of `every_s` (`BLOCKLIST_INTERVAL_SECONDS`), with a phase of the monitor's own
+    other than its mail DNS's, as `dns_due` decides for the mail DNS."""
+    if interval_s >= every_s:
+        return True
+    period = every_s * 1000
+    t = _ms(scheduled_at) - _hash64("blocklists", monitor_public_id) % period
+    return t // period != (t - interval_s * 1000) // period
+
+
 # A trigger-check or confirmation round resolves the mail DNS only when no round did within
 # this (or within the DNS interval, when that is shorter): checking a server again and again
 # does not look up its domain again and again.

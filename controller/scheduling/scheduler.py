@@ -22,7 +22,7 @@ is sent late, or recorded `overdue`, or `oauth2_token` when no token came, as ro
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
@@ -44,6 +44,7 @@ from controller.monitors import limits_store as limits
 from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
+from controller.reputation.rules import BlockList
 from controller.roundtrips import sends as roundtrip_sends
 from controller.runtime import metrics
 from controller.scheduling import bundles
@@ -105,6 +106,9 @@ class Scheduler:
         mails_per_domain: int = 60,
         confirm_per_minute: int = 600,
         result_bundles: bool = False,
+        blocklists: tuple[BlockList, ...] = (),
+        blocklist_interval_s: int = 6 * 3600,
+        fresh: Callable[[str], Collection[str]] = lambda cc: (),
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -129,6 +133,9 @@ class Scheduler:
             dns_interval_s=dns_interval_s,
             login_spacing_s=login_spacing_s,
             result_bundles=result_bundles,
+            blocklists=blocklists,
+            blocklist_interval_s=blocklist_interval_s,
+            fresh=fresh,
         )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE

@@ -26,6 +26,7 @@ from controller.web.api.alerts import AlertSettingsController
 from controller.web.api.alerts import router as alerts_router
 from controller.web.api.allow import options_allow
 from controller.web.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
+from controller.web.api.blocklists import list_blocklists
 from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
@@ -180,6 +181,7 @@ def create_app(
             NotificationChannelController,
             StatusNoticeController,
             list_agents,
+            list_blocklists,
             CustomerController,
             UserController,
             health,

@@ -64,7 +64,7 @@ async def listed(api: httpx.AsyncClient, org: Tenant, pid: str) -> list[dict[str
 
 
 def wire(res: CheckResult) -> dict[str, Any]:
-    return {k: v for k, v in msgspec.to_builtins(res).items() if k != "logins"}
+    return {k: v for k, v in msgspec.to_builtins(res).items() if k not in ("logins", "reputation")}
 
 
 async def test_a_routine_result_is_stored_compact_and_answered_as_sent(

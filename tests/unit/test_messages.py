@@ -7,6 +7,9 @@ import pytest
 
 from shared.messages import (
     AgentHeartbeat,
+    BlocklistAnswer,
+    BlocklistAsk,
+    BlocklistZone,
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
@@ -14,6 +17,7 @@ from shared.messages import (
     MonitorEvent,
     Phases,
     Pop3CheckJob,
+    Reputation,
     SmtpAuth,
     SmtpCheckJob,
     SmtpConfig,
@@ -202,6 +206,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilities",
         "capabilitiesBeforeTls",
         "mailDns",  # null but on a job with mailDomain
+        "reputation",  # null but on a job with blocklists
         "logins",  # null from agents that predate it
     }
 
@@ -301,3 +306,29 @@ def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
     wire = json.loads(encode(r))
     assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
     assert decode_result(encode(r)) == r
+
+
+def test_blocklists_and_reputation_are_defaulted_additions() -> None:
+    """A job without `blocklists` (an older controller's) decodes with none; a result's
+    `reputation` round-trips with its camelCase names, and an older reader ignores it."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["blocklists"] is None
+    del wire["blocklists"]
+    assert decode_job(json.dumps(wire).encode()).blocklists is None
+    job = smtp_job()
+    job.blocklists = BlocklistAsk(
+        zones=[BlocklistZone(zone="zen.spamhaus.org", dqs=True)], host=True, mx_domain="e.com"
+    )
+    wire = json.loads(encode(job))
+    assert wire["blocklists"]["mxDomain"] == "e.com"
+    assert wire["blocklists"]["zones"] == [{"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True}]
+    assert decode_job(encode(job)) == job
+    r = result()
+    r.reputation = Reputation(
+        names={"192.0.2.1": "host"},
+        answers=[BlocklistAnswer(zone="zen.spamhaus.org", name="192.0.2.1", a=["127.0.0.2"])],
+    )
+    assert decode_result(encode(r)) == r
+    older = json.loads(encode(r))
+    older.pop("reputation")
+    assert decode_result(json.dumps(older).encode()).reputation is None

@@ -1,0 +1,183 @@
+"""Blocklist storage: answers per list, name and country (one row for every organization that
+depends on the name), the names each monitor depends on per country, and its listings."""
+
+import ipaddress
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from controller.db.pool import Conn
+from controller.reputation.rules import BlockList, Listing
+from shared.messages import CheckResult
+from shared.timefmt import parse_iso
+
+
+async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
+    """The answers and names of `results` (those with `reputation`), in the caller's
+    transaction: an answer replaces a stored one only when it is newer."""
+    answers: list[tuple[Any, ...]] = []
+    names: list[tuple[Any, ...]] = []
+    for r in results:
+        if r.reputation is None:
+            continue
+        at = parse_iso(r.finished_at)
+        names.append((r.monitor_id, r.country, r.reputation.names, at))
+        for a in r.reputation.answers:
+            answers.append((a.zone, a.name, r.country, a.a, a.txt, a.error, at))
+    if answers:
+        await conn.executemany(
+            "INSERT INTO blocklist_answers (zone, name, country, a, txt, error, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (zone, name, country) DO UPDATE"
+            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, error = EXCLUDED.error,"
+            " answered_at = EXCLUDED.answered_at"
+            " WHERE blocklist_answers.answered_at < EXCLUDED.answered_at",
+            answers,
+        )
+    if names:
+        await conn.executemany(
+            "INSERT INTO blocklist_names (monitor_id, country, names, seen_at)"
+            " SELECT id, $2, $3, $4 FROM monitors WHERE public_id = $1::uuid"
+            " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
+            " seen_at = EXCLUDED.seen_at WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
+            names,
+        )
+
+
+async def fresh(
+    conn: Conn, since: datetime, lists: Collection[BlockList]
+) -> dict[str, frozenset[str]]:
+    """Per country, the names answered on every list of their kind since `since`: a round
+    need not ask about them again."""
+    by_kind = {kind: {b.zone for b in lists if b.kind == kind} for kind in ("ip", "domain")}
+    rows = await conn.fetch(
+        "SELECT country, name, array_agg(zone) AS zones FROM blocklist_answers"
+        " WHERE answered_at >= $1 AND zone = ANY($2::text[]) GROUP BY country, name",
+        since,
+        [b.zone for b in lists],
+    )
+    out: dict[str, set[str]] = {}
+    for row in rows:
+        if by_kind[_kind(row["name"])] <= set(row["zones"]):
+            out.setdefault(row["country"], set()).add(row["name"])
+    return {cc: frozenset(names) for cc, names in out.items()}
+
+
+def _kind(name: str) -> str:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return "domain"
+    return "ip"
+
+
+class Answer(NamedTuple):
+    zone: str
+    name: str
+    country: str
+    a: list[str] | None
+    txt: str | None
+    error: str
+    answered_at: datetime
+
+
+async def answers(conn: Conn, names: Collection[str], since: datetime) -> list[Answer]:
+    """The answers about `names` given since `since`, every list and country."""
+    rows = await conn.fetch(
+        "SELECT zone, name, country, a, txt, error, answered_at FROM blocklist_answers"
+        " WHERE name = ANY($1::text[]) AND answered_at >= $2",
+        list(names),
+        since,
+    )
+    return [Answer(**dict(r)) for r in rows]
+
+
+class Watched(NamedTuple):
+    monitor_id: int
+    names: dict[str, dict[str, str]]  # country → name → where it came from
+
+
+async def watched(conn: Conn, since: datetime) -> list[Watched]:
+    """Monitors with names seen since `since`, in monitor_id order."""
+    rows = await conn.fetch(
+        "SELECT monitor_id, jsonb_object_agg(country, names) AS names FROM blocklist_names"
+        " WHERE seen_at >= $1 GROUP BY monitor_id ORDER BY monitor_id",
+        since,
+    )
+    return [Watched(r["monitor_id"], r["names"]) for r in rows]
+
+
+async def open_listings(conn: Conn, monitor_id: int) -> dict[tuple[str, str], Listing]:
+    rows = await conn.fetch(
+        "SELECT zone, name, since, countries, reason, raised_at FROM blocklist_listings"
+        " WHERE monitor_id = $1 AND cleared_at IS NULL FOR UPDATE",
+        monitor_id,
+    )
+    return {
+        (r["zone"], r["name"]): Listing(
+            r["zone"],
+            r["name"],
+            r["since"],
+            frozenset(r["countries"]),
+            r["raised_at"] is not None,
+            r["reason"],
+        )
+        for r in rows
+    }
+
+
+async def save_listing(
+    conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
+) -> None:
+    """`before` → `after` for one (list, name): opened, moved, raised or cleared."""
+    if after is None:
+        assert before is not None
+        await conn.execute(
+            "UPDATE blocklist_listings SET cleared_at = $4 WHERE monitor_id = $1 AND zone = $2"
+            " AND name = $3 AND cleared_at IS NULL",
+            monitor_id,
+            before.zone,
+            before.name,
+            at,
+        )
+        return
+    await conn.execute(
+        "INSERT INTO blocklist_listings (monitor_id, zone, name, since, countries, reason,"
+        " raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (monitor_id, zone, name) WHERE cleared_at IS NULL DO UPDATE"
+        " SET countries = EXCLUDED.countries, reason = EXCLUDED.reason,"
+        " raised_at = coalesce(blocklist_listings.raised_at, EXCLUDED.raised_at)",
+        monitor_id,
+        after.zone,
+        after.name,
+        after.since,
+        sorted(after.countries),
+        after.reason,
+        at if after.raised else None,
+    )
+
+
+async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """A monitor's listings, open ones first, then the newest."""
+    rows = await conn.fetch(
+        "SELECT zone, name, since, countries, reason, raised_at, cleared_at"
+        " FROM blocklist_listings WHERE monitor_id = $1"
+        " ORDER BY cleared_at IS NOT NULL, since DESC LIMIT $2",
+        monitor_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def names_of(conn: Conn, monitor_id: int) -> dict[str, dict[str, str]]:
+    rows = await conn.fetch(
+        "SELECT country, names FROM blocklist_names WHERE monitor_id = $1", monitor_id
+    )
+    return {r["country"]: r["names"] for r in rows}
+
+
+async def alert_state(conn: Conn, monitor_id: int) -> str:
+    """The monitor's alert state now (a blocklist event says it as posture events do)."""
+    state = await conn.fetchval(
+        "SELECT state FROM monitor_alert_state WHERE monitor_id = $1", monitor_id
+    )
+    return str(state or "unknown")

@@ -1,0 +1,217 @@
+"""The `blocklisted` findings, moved every pass (the alerter role, `BlocklistWatch.run_once`):
+for each monitor whose names were seen lately, each (list, name) is read per country from the
+shared answers (only where the list is healthy in that country), held, raised and cleared by
+`rules.hold_step`, and each raise or clear is one event and one notice on the channels its
+severity goes by (a major list's listing is `critical`, another's `warning`)."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from controller.alerting import store as alerts
+from controller.db.pool import Conn
+from controller.monitors import store as monitors
+from controller.monitors.kinds import ALL_TYPES
+from controller.monitors.store import Monitor
+from controller.notify import recipients
+from controller.notify.links import NO_LINKS, Links
+from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
+from controller.reputation import rules
+from controller.reputation import store as db
+from controller.reputation.rules import BlockList, ListHealth, Listing
+from shared.messages import MonitorEvent, PostureNote, encode
+from shared.subjects import events_subject
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+WAYS = ("email", "sms", recipients.CHANNELS)
+
+
+def healths(
+    lists: Iterable[BlockList], answers: Iterable[db.Answer]
+) -> dict[tuple[str, str], ListHealth]:
+    """(zone, country) → the list's health there, from its test entries' answers."""
+    by = {(a.zone, a.name, a.country): a for a in answers}
+    countries = {a.country for a in by.values()}
+    out: dict[tuple[str, str], ListHealth] = {}
+    for b in lists:
+        for cc in countries:
+            tests = [by.get((b.zone, t, cc)) for t in b.tests]
+            verdicts = [None if t is None else rules.read(b, t.a, t.error) for t in tests]
+            out[(b.zone, cc)] = rules.health(b, verdicts[0], verdicts[1])
+    return out
+
+
+class BlocklistWatch:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        lists: tuple[BlockList, ...],
+        *,
+        interval_s: int,
+        hold_s: int,
+        links: Links = NO_LINKS,
+    ) -> None:
+        self._pool = pool
+        self._lists = {b.zone: b for b in lists}
+        self._interval = timedelta(seconds=interval_s)
+        self._hold = timedelta(seconds=hold_s)
+        self._links = links
+
+    async def run_once(self, now: datetime | None = None) -> None:
+        at = now or utcnow()
+        # Answers older than two intervals are no longer what a list says.
+        since = at - 2 * self._interval
+        async with self._pool.acquire() as conn:
+            watched = await db.watched(conn, since)
+            tests = {t for b in self._lists.values() for t in b.tests}
+            health = healths(self._lists.values(), await db.answers(conn, tests, since))
+        for w in watched:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._monitor(conn, w, health, since, at)
+
+    async def _monitor(
+        self,
+        conn: Conn,
+        w: db.Watched,
+        health: dict[tuple[str, str], ListHealth],
+        since: datetime,
+        at: datetime,
+    ) -> None:
+        names = {n for per in w.names.values() for n, src in per.items() if src != "listed"}
+        names |= {
+            n
+            for per in w.names.values()
+            for n, src in per.items()
+            if src == "listed" and n not in {t for b in self._lists.values() for t in b.tests}
+        }
+        found = await db.answers(conn, names, since)
+        seen: dict[tuple[str, str], tuple[dict[str, str], set[str]]] = {}
+        for a in found:
+            b = self._lists.get(a.zone)
+            if b is None or a.name not in w.names.get(a.country, {}):
+                continue
+            if health.get((a.zone, a.country), ListHealth("unknown")).state != "healthy":
+                continue  # an unhealthy list's answers are no findings
+            verdict = rules.read(b, a.a, a.error)
+            listed, clean = seen.setdefault((a.zone, a.name), ({}, set()))
+            if verdict.state == "listed":
+                listed[a.country] = verdict.reason
+            elif verdict.state == "clean":
+                clean.add(a.country)
+        current = await db.open_listings(conn, w.monitor_id)
+        told: list[tuple[str, Listing]] = []
+        for key in sorted(set(seen) | set(current)):
+            listed, clean = seen.get(key, ({}, set()))
+            before = current.get(key)
+            after, change = rules.hold_step(before, *key, listed, clean, at, self._hold)
+            if after == before:
+                continue
+            await db.save_listing(conn, w.monitor_id, before, after, at)
+            if change in ("raised", "cleared"):
+                listing = after or before
+                assert listing is not None
+                told.append((change, listing))
+        if told:
+            await self._tell(conn, w.monitor_id, told, at)
+
+    async def _tell(
+        self, conn: Conn, monitor_id: int, told: list[tuple[str, Listing]], at: datetime
+    ) -> None:
+        monitor = await monitors.get(conn, monitor_id, ALL_TYPES, None)
+        if monitor is None:
+            return
+        t = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
+        for change, listing in told:
+            b = self._lists[listing.zone]
+            severity = rules.severity(b)
+            detail = _detail(b, listing)
+            note = PostureNote(
+                change="appeared" if change == "raised" else "cleared",
+                code="blocklisted",
+                severity=severity,
+                detail=detail,
+            )
+            await _event(conn, monitor, note, at)
+            log.info("blocklist listing " + change, monitor_id=str(monitor.public_id))
+            texts = notice(monitor, b, listing, change, self._links)
+            key = f"blocklisted:{monitor.id}:{listing.zone}:{listing.name}:{iso_ms(listing.since)}"
+            for way in WAYS:
+                if way in t.finding_channels(severity):
+                    notes = recipients.to_recipients(
+                        "finding", monitor, texts, f"{key}:{change}", (way,), severity
+                    )
+                    await alerts.enqueue(conn, monitor.id, None, notes)
+
+
+def _detail(b: BlockList, listing: Listing) -> str:
+    countries = ", ".join(sorted(listing.countries)) or "no country now"
+    return (
+        f"{listing.name} on {b.label} ({b.zone}) since {iso_ms(listing.since)}, seen from"
+        f" {countries}: {listing.reason}"
+    )
+
+
+def notice(monitor: Monitor, b: BlockList, listing: Listing, change: str, links: Links) -> Texts:
+    """One listing raised or cleared, in words."""
+    name = one_line(monitor.name)
+    if change == "raised":
+        subject = f"[mailprobe] Blocklisted on {b.label}: {name}"
+        lead = (
+            f"{listing.name}, which {name} ({target(monitor)}) depends on, is listed on {b.label}."
+        )
+    else:
+        subject = f"[mailprobe] No longer on {b.label}: {name}"
+        lead = f"{listing.name} is no longer listed on {b.label}."
+    facts = [
+        ("List", f"{b.label} ({b.zone}), {rules.severity(b)}"),
+        ("Listed", listing.name),
+        ("Since", iso_ms(listing.since)),
+        ("Seen from", ", ".join(sorted(listing.countries)) or "-"),
+        ("Why", listing.reason or "-"),
+        ("Delisting", b.delisting(listing.name) or "-"),
+        *monitor_facts(monitor, links),
+    ]
+    sms = f"mailprobe {rules.severity(b)}: {listing.name} ({name}) {change} on {b.label}"
+    return with_facts(subject, lead, facts, with_link(sms, links.monitor(monitor.public_id)))
+
+
+async def _event(conn: Conn, monitor: Monitor, note: PostureNote, at: datetime) -> None:
+    public_id = str(monitor.public_id)
+    stamp = iso_ms(at)
+    state = await db.alert_state(conn, monitor.id)
+    event = MonitorEvent(
+        monitor_id=public_id,
+        state=state,
+        previous_state=state,
+        at=stamp,
+        cause=note.detail,
+        posture=note,
+    )
+    msg_id = f"{public_id}:{stamp}:blocklisted:{note.change}:{note.detail[:120]}"
+    await alerts.add_event(conn, events_subject(public_id), msg_id, encode(event))
+
+
+class FreshNames:
+    """The scheduler's view of the names answered in each country within the interval (read
+    every `REFRESH_S`), so a round skips them: a popular address is one query per list per
+    interval, however many monitors depend on it (give or take a refresh)."""
+
+    REFRESH_S = 60.0
+
+    def __init__(self, pool: asyncpg.Pool, lists: tuple[BlockList, ...], interval_s: int) -> None:
+        self._pool = pool
+        self._lists = lists
+        self._interval = timedelta(seconds=interval_s)
+        self._names: dict[str, frozenset[str]] = {}
+
+    def __call__(self, country: str) -> frozenset[str]:
+        return self._names.get(country, frozenset())
+
+    async def refresh(self, now: datetime | None = None) -> None:
+        at = now or utcnow()
+        async with self._pool.acquire() as conn:
+            self._names = await db.fresh(conn, at - self._interval, self._lists)

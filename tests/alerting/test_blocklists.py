@@ -1,0 +1,210 @@
+"""Blocklist findings end to end on real parts: the agent's lookups against loopback DNS servers
+standing for two countries' views of the lists, stored as the ingester stores them (answers
+shared per list, name and country), moved by the watch with its hold time into `blocklisted`
+listings, events and notices; unhealthy lists never make one; a name another monitor had
+answered in the interval is skipped."""
+
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from agent.blocklists import BlocklistProbe
+from controller.reputation import store as db
+from controller.reputation.rules import KNOWN, BlockList, ask
+from controller.reputation.watch import BlocklistWatch, FreshNames
+from controller.web.app import create_app
+from shared.messages import CheckResult, decode_event
+from shared.settings import ControllerSettings
+from shared.timefmt import iso_ms, utcnow
+from tests.alerting.conftest import LINKS, Rig
+from tests.peers.dnsbl import DnsblPeer, Zone, healthy, label
+from tests.serving import http_client, serve_app
+
+HOST = "smtp.customer.test"
+# Query names only: nothing is ever sent to them. Each test its own, as answers are shared by
+# every monitor that depends on an address (and the tests share a database).
+IPS = iter(f"93.184.216.{n}" for n in range(30, 60))
+RBL = BlockList("rbl.example.net", "ip", "Example RBL", major=True, delist="https://x/{name}")
+DEAD = BlockList("dead.example.net", "ip", "Dead list")
+ZEN = KNOWN["zen.spamhaus.org"]
+LISTS = (RBL, DEAD, ZEN)
+HOLD = timedelta(hours=1)
+
+
+def views(ip: str, listed_in_rbl: bool) -> dict[str, Zone]:
+    """One country's view: RBL lists the host or not; the dead list lists everything; ZEN
+    answers "public resolver" to everything (as Spamhaus does through one)."""
+    rbl = healthy(**{label(ip): ["127.0.0.2"]}) if listed_in_rbl else healthy()
+    return {
+        "rbl.example.net": rbl,
+        "dead.example.net": Zone(everything=["127.0.0.2"]),
+        "zen.spamhaus.org": Zone(everything=["127.255.255.254"]),
+    }
+
+
+async def lookups(
+    rig: Rig,
+    monitor: asyncpg.Record,
+    peers: dict[str, DnsblPeer],
+    at: Any,
+    every: timedelta = timedelta(hours=6),
+) -> list[CheckResult]:
+    """Each country's agent asks its resolver; the results stored as the ingester does."""
+    out = []
+    for cc, peer in peers.items():
+        async with rig.pool.acquire() as conn:
+            fresh = await db.fresh(conn, at - every, LISTS)
+        probe = BlocklistProbe(resolver=peer.address)
+        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, ())), HOST, 5)
+        out.append(
+            CheckResult(
+                job_id=f"job-{cc}-{at.timestamp()}",
+                monitor_id=str(monitor["public_id"]),
+                monitor_type="smtp",
+                country=cc,
+                agent_id=f"{cc}-agent",
+                scheduled_at=iso_ms(at),
+                started_at=iso_ms(at),
+                finished_at=iso_ms(at),
+                status="up",
+                reputation=reputation,
+            )
+        )
+    async with rig.pool.acquire() as conn, conn.transaction():
+        await db.record(conn, out)
+    return out
+
+
+async def test_a_listing_held_is_raised_told_once_and_cleared(rig: Rig) -> None:
+    IP = next(IPS)
+    monitor = await rig.monitor(["DE", "US"])
+    pid = monitor["public_id"]
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS)
+    t0 = utcnow() - timedelta(hours=8)
+    async with (
+        DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de,
+        DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as us,
+    ):
+        await lookups(rig, monitor, {"DE": de, "US": us}, t0)
+        await watch.run_once(t0)
+        rows = await rig.fetch(
+            "SELECT * FROM blocklist_listings WHERE monitor_id = $1", monitor["id"]
+        )
+        # Held, not told yet; only the healthy list: the dead list and ZEN's errors list nobody.
+        assert [(r["zone"], r["name"], r["countries"], r["raised_at"]) for r in rows] == [
+            ("rbl.example.net", IP, ["DE"], None)
+        ]
+        assert await rig.outbox_rows(monitor) == []
+        await watch.run_once(t0 + HOLD)
+        (row,) = await rig.fetch(
+            "SELECT * FROM blocklist_listings WHERE monitor_id = $1", monitor["id"]
+        )
+        assert row["raised_at"] == t0 + HOLD and row["since"] == t0
+        notes = await rig.outbox_rows(monitor)
+        assert {n["channel"] for n in notes} == {"email"}  # critical: e-mail by default
+        (mail,) = notes
+        assert mail["kind"] == "finding" and "Blocklisted on Example RBL" in mail["subject"]
+        assert f"https://x/{IP}" in mail["body_text"] and "DE" in mail["body_text"]
+        await watch.run_once(t0 + HOLD + timedelta(minutes=1))  # nothing new: nothing told
+        assert len(await rig.outbox_rows(monitor)) == 1
+        queued = await rig.fetch(  # published after the commit, as every event is
+            "SELECT payload FROM event_outbox WHERE subject = $1", f"mon.events.{pid}"
+        )
+        events = [decode_event(bytes(r["payload"])) for r in queued]
+        assert [(e.posture.change, e.posture.code) for e in events if e.posture] == [
+            ("appeared", "blocklisted")
+        ]
+    async with (
+        DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de,
+        DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as us,
+    ):
+        later = t0 + timedelta(hours=7)  # the 6 h interval is over: the lists are asked again
+        await lookups(rig, monitor, {"DE": de, "US": us}, later)
+        await watch.run_once(later)
+    (row,) = await rig.fetch(
+        "SELECT * FROM blocklist_listings WHERE monitor_id = $1", monitor["id"]
+    )
+    assert row["cleared_at"] == later
+    subjects = [n["subject"] for n in await rig.outbox_rows(monitor)]
+    assert len(subjects) == 2 and "No longer on Example RBL" in subjects[1]
+
+
+async def test_a_listing_shorter_than_the_hold_is_never_told(rig: Rig) -> None:
+    IP = next(IPS)
+    monitor = await rig.monitor(["DE"])
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=600, hold_s=3600)
+    t0 = utcnow() - timedelta(hours=2)
+    async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, monitor, {"DE": de}, t0, timedelta(minutes=10))
+        await watch.run_once(t0)
+    async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, monitor, {"DE": de}, t0 + timedelta(minutes=11), timedelta(minutes=10))
+        await watch.run_once(t0 + timedelta(minutes=11))
+    assert await rig.outbox_rows(monitor) == []
+    rows = await rig.fetch("SELECT * FROM blocklist_listings WHERE monitor_id = $1", monitor["id"])
+    assert [r["cleared_at"] is not None for r in rows] == [True]
+
+
+async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_another(
+    rig: Rig,
+) -> None:
+    IP = next(IPS)
+    first, second = await rig.monitor(["DE"]), await rig.monitor(["DE"])
+    t0 = utcnow() - timedelta(minutes=30)
+    async with DnsblPeer(views(IP, listed_in_rbl=True), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, first, {"DE": de}, t0)
+        asked = len(de.asked)
+        view = FreshNames(rig.pool, LISTS, 6 * 3600)
+        await view.refresh(t0 + timedelta(minutes=1))
+        assert IP in view("DE") and "127.0.0.2" in view("DE")
+        (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1))
+        # The second monitor's round resolved the host only: no list was asked again.
+        assert de.asked[asked:] == [(HOST.lower(), "A"), (HOST.lower(), "AAAA")]
+    assert result.reputation is not None and result.reputation.answers == []
+    assert result.reputation.names[IP] == "host"
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
+    await watch.run_once(t0 + timedelta(minutes=2))
+    listed = await rig.fetch(
+        "SELECT monitor_id FROM blocklist_listings WHERE raised_at IS NOT NULL"
+        " AND monitor_id = ANY($1::bigint[]) ORDER BY monitor_id",
+        [first["id"], second["id"]],
+    )
+    assert [r["monitor_id"] for r in listed] == sorted([first["id"], second["id"]])
+    msgspec.json.encode(result)
+
+
+async def test_the_api_shows_each_lists_health_per_country(
+    rig: Rig, settings: ControllerSettings
+) -> None:
+    """`GET /api/blocklists` with BLOCKLISTS set: every list, its severity, delisting page and
+    test entries, and its health in each country that asked it (a dead list and a list that
+    answers Spamhaus's error codes unhealthy, with the reason)."""
+    monitor = await rig.monitor(["DE"])
+    IP = next(IPS)
+    async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de:
+        await lookups(rig, monitor, {"DE": de}, utcnow())
+    custom = msgspec.structs.replace(
+        settings, blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
+    )
+    async with (
+        serve_app(create_app(custom, rig.pool)) as url,
+        http_client(base_url=url, timeout=10) as api,
+    ):
+        response = await api.get("/api/blocklists", headers=rig.tenant.auth("readonly"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["enabled"] is True and body["holdSeconds"] == 3600
+    by_zone = {b["zone"]: b for b in body["lists"]}
+    assert list(by_zone) == ["zen.spamhaus.org", "rbl.example.net", "dead.example.net"]
+    de = {
+        zone: next(c for c in b["countries"] if c["country"] == "DE") for zone, b in by_zone.items()
+    }
+    assert de["rbl.example.net"]["state"] == "healthy"
+    assert de["dead.example.net"]["state"] == "unhealthy"
+    assert "lists everything" in de["dead.example.net"]["reason"]
+    assert de["zen.spamhaus.org"]["state"] == "unhealthy"
+    assert "public or open resolver" in de["zen.spamhaus.org"]["reason"]
+    assert by_zone["rbl.example.net"]["severity"] == "critical"
+    assert by_zone["zen.spamhaus.org"]["testEntries"] == ["127.0.0.2", "127.0.0.1"]
