@@ -375,17 +375,21 @@ class SelfCheck(msgspec.Struct, kw_only=True, rename="camel"):
 class TenantLoad(msgspec.Struct, array_like=True, frozen=True):
     """One tenant's load on an agent, in its heartbeat: `held`, its jobs running or waiting
     there; `usage`, the slot-seconds its checks held lately (each second of a running check
-    counts one, halved every `TENANT_USAGE_HALF_LIFE_S`). Sent as an array, as there are many."""
+    counts one, halved every `TENANT_USAGE_HALF_LIFE_S`); `checks`, its checks that ended
+    lately, counted and halved alike (usage / checks: the slot time its checks take, about;
+    0 from an agent that predates it: unknown). Sent as an array, as there are many."""
 
     tenant: Annotated[str, msgspec.Meta(max_length=64)]
     held: Annotated[int, msgspec.Meta(ge=0)] = 0
     usage: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    checks: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 # A tenant's usage halves every minute: long enough that a tenant with long checks stays heavy
 # between them, short enough that a tenant that stopped is light again within minutes.
 TENANT_USAGE_HALF_LIFE_S = 60.0
-# A heartbeat carries the heaviest tenants at most: one left out counts as light, never heavy.
+# A heartbeat carries this many tenants at most, those holding jobs first, then the lightest:
+# one left out counts as unknown, which the admission never takes for light.
 TENANT_LOADS_MAX = 128
 
 

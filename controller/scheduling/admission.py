@@ -6,8 +6,14 @@ what their heartbeats say each tenant has running or waiting there (`held`), plu
 scheduler admitted since. A job is published only when a slot is free for it, so JOBS never
 holds a backlog that another organization's jobs would wait behind, whatever the agents'
 lookahead, their number or the order jobs were published in. Of the jobs asking, the tenant
-holding fewest slots goes first, then the lightest (fewest slot-seconds lately), so free slots
-are shared max-min between organizations.
+holding fewest slots goes first, then the lightest, so free slots are shared max-min between
+organizations.
+
+A tenant's weight is its slot-seconds lately plus what its next check is expected to hold: the
+slot time its checks took lately (usage / checks ended, from the beats) or, for a tenant none of
+whose checks ended lately (new, idle, or all hanging), its asking job's timeout. So a newcomer
+counts as heavy as its checks may be until they prove shorter: twenty organizations created to
+hang can never each pass as the lightest in turn and take the slot the light one needs.
 
 Three rules decide each job:
 
@@ -16,7 +22,7 @@ Three rules decide each job:
   `max(1, share)` while the country has no slot to spare is **refused**: its round is recorded
   `missed` / `saturated` in that country, its own excess.
 - **Reserve.** The last `reserve(capacity)` free slots are kept for the lightest tenants: a
-  tenant whose usage ranks `k`-th lightest (0: the lightest) takes a slot only while more than
+  tenant whose weight ranks `k`-th lightest (0: the lightest) takes a slot only while more than
   `min(k, reserve)` are free. A tenant with checks that hang for their whole timeout can never
   take the slot another organization's next round needs, and one tenant alone still uses
   every slot but the reserve's (a country of one slot keeps none: no isolation without more).
@@ -25,6 +31,7 @@ Three rules decide each job:
   (`controller.scheduling.rules.can_start`); then it is refused too.
 """
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -73,15 +80,38 @@ def water_fill(capacity: float, demand: Mapping[str, float]) -> dict[str, float]
     return shares
 
 
-def decide(load: CountryLoad, asking: Sequence[str]) -> list[Decision]:
+def weights(
+    load: CountryLoad, asking: Sequence[str], timeouts: Sequence[float]
+) -> dict[str, float]:
+    """Each tenant's weight: its slot-seconds lately plus its next check's expected slot time:
+    its checks' lately, else its first asking job's timeout; one of neither (holding jobs none
+    of which ended, asking none) is of unknown weight, after every other."""
+    timeout: dict[str, float] = {}
+    for tenant, seconds in zip(asking, timeouts, strict=True):
+        timeout.setdefault(tenant, seconds)
+    tenants = set(asking) | set(load.held) | {t for t, u in load.usage.items() if u > 0}
+    out = {}
+    for t in tenants:
+        used, ended = load.usage.get(t, 0.0), load.checks.get(t, 0.0)
+        out[t] = used + (used / ended if ended > 0 else timeout.get(t, math.inf))
+    return out
+
+
+def decide(
+    load: CountryLoad, asking: Sequence[str], timeouts: Sequence[float] | None = None
+) -> list[Decision]:
     """One decision per job asking (its tenant, in the order given: a tenant's jobs are taken
-    in that order)."""
+    in that order); `timeouts`, each job's timeout in seconds (none given: 0)."""
     held = Counter({t: n for t, n in load.held.items() if n > 0})
     wants = Counter(asking)
     demand = {t: float(held[t] + wants[t]) for t in set(held) | set(wants)}
     shares = water_fill(load.capacity, demand)
-    tenants = set(demand) | {t for t, u in load.usage.items() if u > 0}
-    lightest = sorted(tenants, key=lambda t: (load.usage.get(t, 0.0), t))
+    weight = weights(load, asking, timeouts or [0.0] * len(asking))
+    first: dict[str, int] = {}
+    for i, tenant in enumerate(asking):
+        first.setdefault(tenant, i)
+    # Lightest first; between equals, the tenant whose first job asks earliest.
+    lightest = sorted(weight, key=lambda t: (weight[t], first.get(t, len(asking)), t))
     rank = {t: k for k, t in enumerate(lightest)}
     keep = reserve(load.capacity)
     busy = sum(held.values())

@@ -70,7 +70,9 @@ class Admissions:
                 taken.admitted += asking
                 continue
             load = self._with_own(cc, load)
-            decisions = admission.decide(load, [job.tenant for job in asking])
+            decisions = admission.decide(
+                load, [job.tenant for job in asking], [job.timeout_seconds for job in asking]
+            )
             still: list[CheckJob] = []
             for job, decision in zip(asking, decisions, strict=True):
                 if decision.admission is Admission.ADMIT:
@@ -102,7 +104,7 @@ class Admissions:
         held = dict(load.held)
         for _, tenant in own:
             held[tenant] = held.get(tenant, 0) + 1
-        return CountryLoad(load.capacity, held, load.usage, load.heard_at)
+        return CountryLoad(load.capacity, held, load.usage, load.heard_at, load.checks)
 
 
 def _can_start(job: CheckJob, at: datetime) -> bool:

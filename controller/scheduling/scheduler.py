@@ -190,8 +190,9 @@ class Scheduler:
     async def run_pass(self) -> PassDone:
         """A pass's work after planning new monitors: every due round, then the confirmation
         rounds and deferred logins, each only when the statement after the due rounds says some
-        wait."""
-        sent = await self.run_due(PASS_MAX_S)
+        wait. Jobs waiting for a slot are asked again first: a country with no round falling due
+        would otherwise never publish them, nor record them `saturated` once too late."""
+        sent = await self.run_waiting() + await self.run_due(PASS_MAX_S)
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
@@ -337,8 +338,11 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs = self._admitted(rounds, now)
+        jobs, earlier = self._admitted(rounds, now)
         await self.publish(jobs)
+        if earlier:
+            await results.store(conn, earlier)
+            self._missed(earlier)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
             if r.deferred and r.account:
@@ -346,16 +350,18 @@ class Scheduler:
                 await deferred.add(conn, r.monitor_id, r.account, at)
         return len(jobs)
 
-    def _admitted(self, rounds: Sequence[PlannedRound], now: datetime) -> list[CheckJob]:
-        """The rounds' jobs their countries take now (`admitting.Admissions`); a refused one is
-        recorded in its round's `missed` (`saturated`), one waiting for a slot goes out with a
-        later pass."""
+    def _admitted(
+        self, rounds: Sequence[PlannedRound], now: datetime
+    ) -> tuple[list[CheckJob], list[ResultRow]]:
+        """(the jobs their countries take now, of the rounds' and of those waiting for a slot;
+        the `saturated` rows of earlier rounds' waiting jobs refused now, to store). A refused
+        job of the rounds is recorded in its round's `missed` (`saturated`), one waiting for a
+        slot goes out with a later pass (`admitting.Admissions`)."""
         taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
-        if taken.refused:
-            refused = {row.job_id: row for row in taken.refused}
-            for r in rounds:
-                r.missed += [refused[job.job_id] for job in r.jobs if job.job_id in refused]
-        return taken.admitted
+        refused = {row.job_id: row for row in taken.refused}
+        for r in rounds:
+            r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
+        return taken.admitted, list(refused.values())
 
     async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per monitor: its organization and the cap of its account's logins (login_cap)."""
