@@ -247,7 +247,7 @@ def table(scenario: Scenario, rows: Sequence[Figures]) -> list[str]:
     """The variant's figures, one line per organization (20 noisy ones summed in one line
     and their least served shown)."""
     lines = [
-        f"  {scenario.name} ({scenario.country}: {scenario.agents} agent(s) × concurrency"
+        f"  {scenario.name} ({scenario.country}: {scenario.agents} agent(s) x concurrency"
         f" {scenario.concurrency}, lookahead"
         f" {scenario.concurrency if scenario.lookahead is None else scenario.lookahead})",
         f"    {'organization':<28} {'due':>5} {'real':>5} {'real %':>7} {'saturated':>9}"
@@ -369,7 +369,7 @@ def _summed(rows: Sequence[Figures]) -> list[Figures]:
     if len(noisy) <= 3:
         return list(rows)
     total = Figures(
-        f"noisy×{len(noisy)}",
+        f"noisy x{len(noisy)}",
         False,
         sum(f.due for f in noisy),
         sum(f.real for f in noisy),

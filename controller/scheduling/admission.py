@@ -20,7 +20,9 @@ Three rules decide each job:
 - **Share.** A tenant's share is the country's slots water-filled over the tenants holding or
   asking for them (each asks for what it holds plus its jobs here); a tenant at or above
   `max(1, share)` while the country has no slot to spare is **refused**: its round is recorded
-  `missed` / `saturated` in that country, its own excess.
+  `missed` / `saturated` in that country, its own excess. Not a tenant the reserve is for
+  (ranked under `reserve`) whose checks are known short: what it holds frees within moments
+  (its last check, or a beat not heard yet), so it waits.
 - **Reserve.** The last `reserve(capacity)` free slots are kept for the lightest tenants: a
   tenant whose weight ranks `k`-th lightest (0: the lightest) takes a slot only while more than
   `min(k, reserve)` are free. A tenant with checks that hang for their whole timeout can never
@@ -113,6 +115,10 @@ def decide(
     # Lightest first; between equals, the tenant whose first job asks earliest.
     lightest = sorted(weight, key=lambda t: (weight[t], first.get(t, len(asking)), t))
     rank = {t: k for k, t in enumerate(lightest)}
+
+    def known(tenant: str) -> bool:
+        return load.checks.get(tenant, 0.0) > 0
+
     keep = reserve(load.capacity)
     busy = sum(held.values())
     lanes: dict[str, list[int]] = {}
@@ -129,7 +135,7 @@ def decide(
         free = load.capacity - busy
         if free > min(rank[tenant], keep):
             admission = Admission.ADMIT
-        elif held[tenant] >= max(1.0, share):
+        elif held[tenant] >= max(1.0, share) and not (rank[tenant] < keep and known(tenant)):
             admission = Admission.REFUSE
         else:
             admission = Admission.WAIT

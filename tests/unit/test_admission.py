@@ -79,6 +79,14 @@ CASES = [
         ["h", "v"],
         [R, A],
     ),
+    # The light tenant's last check (or a beat not heard yet) holds a slot of a full country
+    # whose share it is over: it frees within moments, so its next job waits.
+    (
+        "a known light tenant over its share waits",
+        CountryLoad(4, {"n0": 1, "n1": 1, "n2": 1, "v": 1}, {"v": 0.003}, checks={"v": 1.0}),
+        ["v"],
+        [W],
+    ),
     ("one slot: no reserve", CountryLoad(1, {}, {"a": 50.0}), ["a", "b"], [W, A]),
     ("no capacity: all wait", CountryLoad(0, {}, {}), ["a"], [W]),
 ]
