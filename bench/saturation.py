@@ -43,6 +43,7 @@ import asyncpg
 from bench.common import Pipes, child_env, discard_logs, machine, start_module, verdict
 from controller.access import accounts_store as accounts
 from controller.access import customers_store as customers
+from controller.db.migrate import migrate
 from controller.scheduling import rules as schedule
 from shared import embedded
 from tests.peers.smtp import SmtpPeer
@@ -308,6 +309,7 @@ async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def _seed(url: str, scenario: Scenario, ports: tuple[int, int], start: datetime) -> list[Org]:
     async with _connected(url) as conn:
+        await migrate(conn)  # as serve does, whichever comes first
         return await seed(conn, scenario, ports, start, random.Random(SEED))
 
 
