@@ -309,8 +309,12 @@ async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def _seed(url: str, scenario: Scenario, ports: tuple[int, int], start: datetime) -> list[Org]:
     async with _connected(url) as conn:
-        await migrate(conn)  # as serve does, whichever comes first
         return await seed(conn, scenario, ports, start, random.Random(SEED))
+
+
+async def _migrate(url: str) -> None:
+    async with _connected(url) as conn:
+        await migrate(conn)
 
 
 async def _figures(url: str, orgs: list[Org], start: datetime, end: datetime) -> list[Figures]:
@@ -409,6 +413,7 @@ def run(argv: Sequence[str] = ()) -> bool:
     ok = True
     try:
         ports = parent.recv()
+        asyncio.run(_migrate(pipes.database_url))  # serve does not: `migrate` is a command
         controller = start_module(
             ["controller", "serve"],
             child_env(
