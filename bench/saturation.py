@@ -309,7 +309,7 @@ async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
 
 async def _seed(url: str, scenario: Scenario, ports: tuple[int, int], start: datetime) -> list[Org]:
     async with _connected(url) as conn:
-        return await seed(conn, scenario, ports, start, random.Random(SEED))
+        return await seed(conn, scenario, ports, start, random.Random(f"{SEED}-{scenario.country}"))
 
 
 async def _migrate(url: str) -> None:
