@@ -2,9 +2,9 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-store, runs, reads, jobs, scale);
+store, runs, reads, jobs, saturation, scale);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
-...), which follow its name.
+...), which follow its name; `python -m bench saturation --help` the saturation one's.
 """
 
 import sys
@@ -28,6 +28,7 @@ from bench import (
     reads,
     roundtrip,
     runs,
+    saturation,
     scale,
     scheduler,
     seal,
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "runs": runs.run,
     "reads": reads.run,
     "jobs": jobs.run,
+    "saturation": lambda: saturation.run([]),
     "scale": lambda: scale.run([]),
 }
 
@@ -67,6 +69,9 @@ def main(argv: list[str]) -> int:
         # its flags follow its name
         BENCHMARKS["scale"] = lambda: scale.run(argv[1:])
         names = ["scale"]
+    if argv[:1] == ["saturation"] and len(argv) > 1:
+        BENCHMARKS["saturation"] = lambda: saturation.run(argv[1:])
+        names = ["saturation"]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")

@@ -437,13 +437,14 @@ class SelfCheck(msgspec.Struct, kw_only=True, rename="camel"):
 class TenantLoad(msgspec.Struct, array_like=True, frozen=True):
     """One tenant's load on an agent, in its heartbeat: `held`, its jobs running or waiting
     there; `usage`, the slot-seconds its checks held lately (each second of a running check
-    counts one, halved every `TENANT_USAGE_HALF_LIFE_S`); `mean_s`, how long its checks took
-    lately (0: none ended). Sent as an array, as there are many."""
+    counts one, halved every `TENANT_USAGE_HALF_LIFE_S`); `checks`, its checks that ended
+    lately, counted and halved alike (usage / checks: the slot time its checks take, about;
+    0 from an agent that predates it: unknown). Sent as an array, as there are many."""
 
     tenant: Annotated[str, msgspec.Meta(max_length=64)]
     held: Annotated[int, msgspec.Meta(ge=0)] = 0
     usage: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    mean_s: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    checks: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 # A tenant's usage halves every minute: long enough that a tenant with long checks stays heavy

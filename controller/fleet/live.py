@@ -225,15 +225,15 @@ class LiveAgents:
             return None
         held: Counter[str] = Counter()
         usage: defaultdict[str, float] = defaultdict(float)
-        mean_s: dict[str, float] = {}
+        checks: defaultdict[str, float] = defaultdict(float)
         for seen in live.values():
             for t in seen.beat.tenants:
                 held[t.tenant] += t.held
                 usage[t.tenant] += t.usage
-                mean_s[t.tenant] = max(mean_s.get(t.tenant, 0.0), t.mean_s)
+                checks[t.tenant] += t.checks
         capacity = sum(s.beat.capacity for s in live.values())
         heard_at = min(s.at for s in live.values())
-        return CountryLoad(capacity, dict(held), dict(usage), mean_s, heard_at)
+        return CountryLoad(capacity, dict(held), dict(usage), heard_at, dict(checks))
 
     def now(self) -> float:
         """The view's clock (see `_now`)."""

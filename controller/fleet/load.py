@@ -9,11 +9,12 @@ import msgspec
 class CountryLoad(msgspec.Struct, frozen=True):
     """`capacity`: the slots of the country's live agents; `held`, jobs running or waiting on
     them by tenant; `usage`, slot-seconds by tenant lately (decayed, agent.tenant_loads);
-    `mean_s`, how long each tenant's checks took lately (the longest any agent says);
-    `heard_at`, when the oldest of the beats it sums was heard (the live view's clock)."""
+    `checks`, checks ended lately by tenant, decayed alike (usage / checks: how long its checks
+    hold a slot; absent or 0: unknown); `heard_at`, when the oldest of the beats it sums was
+    heard (the live view's clock)."""
 
     capacity: int
     held: Mapping[str, int] = {}
     usage: Mapping[str, float] = {}
-    mean_s: Mapping[str, float] = {}
     heard_at: float = 0.0
+    checks: Mapping[str, float] = {}

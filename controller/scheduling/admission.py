@@ -1,30 +1,37 @@
 """Which jobs a country's agents can take now, shared fairly between organizations: pure rules,
-no I/O (the scheduler holds what waits and records what is refused).
+no I/O (the scheduler holds what waits and records what waited too long).
 
 The country's slots are its live agents' `capacity` (AGENT_CONCURRENCY each); what holds them is
 what their heartbeats say each tenant has running or waiting there (`held`), plus what this
 scheduler admitted since. A job is published only when a slot is free for it, so JOBS never
 holds a backlog that another organization's jobs would wait behind, whatever the agents'
 lookahead, their number or the order jobs were published in. Of the jobs asking, the tenant
-holding fewest slots goes first, then the lightest (fewest slot-seconds lately), so free slots
-are shared max-min between organizations.
+holding fewest slots goes first, then the lightest, so free slots are shared max-min between
+organizations.
+
+A tenant's weight is its slot-seconds lately plus what its next check is expected to hold: the
+slot time its checks took lately (usage / checks ended, from the beats) or, for a tenant none of
+whose checks ended lately (new, idle, or all hanging), its asking job's timeout. So a newcomer
+counts as heavy as its checks may be until they prove shorter: twenty organizations created to
+hang can never each pass as the lightest in turn and take the slot the light one needs.
 
 Two rules decide each job:
 
 - **Reserve.** The last `reserve(capacity)` free slots are kept for the lightest tenants: a
-  tenant whose usage ranks `k`-th lightest (0: the lightest) takes a slot only while more than
+  tenant whose weight ranks `k`-th lightest (0: the lightest) takes a slot only while more than
   `min(k, reserve)` are free. A tenant with checks that hang for their whole timeout can never
   take the slot another organization's next round needs, and one tenant alone still uses
   every slot but the reserve's (a country of one slot keeps none: no isolation without more).
 - **Wait.** A job that finds no slot it may take **waits** at the scheduler and asks again at
-  the next pass, behind no one: each pass serves the tenants holding fewest first. Once its
-  round can no longer start in time (`controller.scheduling.rules.can_start`) it is recorded
-  `missed` / `saturated` in that country, saying what its organization held beside its
-  max-min share (the country's slots water-filled over the tenants holding or asking for
-  them): an organization asking for more than the country has ends with its own excess missed,
-  never another's.
+  the next pass, behind no one: each pass serves the tenants holding fewest first, then the
+  lightest. Once its round can no longer start in time
+  (`controller.scheduling.rules.can_start`) it is recorded `missed` / `saturated` in that
+  country, saying what its organization held beside its max-min share (the country's slots
+  water-filled over the tenants holding or asking for them): an organization asking for more
+  than the country has ends with its own excess missed, never another's.
 """
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -32,6 +39,7 @@ from enum import Enum
 import msgspec
 
 from controller.fleet.load import CountryLoad
+from shared.messages import CheckJob
 
 
 class Admission(Enum):
@@ -72,16 +80,47 @@ def water_fill(capacity: float, demand: Mapping[str, float]) -> dict[str, float]
     return shares
 
 
-def decide(load: CountryLoad, asking: Sequence[str]) -> list[Decision]:
+def holds_for(load: CountryLoad, job: CheckJob) -> float:
+    """How long a job is expected to hold its slot: its tenant's checks' slot time lately, or,
+    when none of them ended lately, the job's timeout."""
+    used, ended = load.usage.get(job.tenant, 0.0), load.checks.get(job.tenant, 0.0)
+    return used / ended if ended > 0 else job.timeout_seconds
+
+
+def weights(
+    load: CountryLoad, asking: Sequence[str], timeouts: Sequence[float]
+) -> dict[str, float]:
+    """Each tenant's weight: its slot-seconds lately plus its next check's expected slot time:
+    its checks' lately, else its first asking job's timeout; one of neither (holding jobs none
+    of which ended, asking none) is of unknown weight, after every other."""
+    timeout: dict[str, float] = {}
+    for tenant, seconds in zip(asking, timeouts, strict=True):
+        timeout.setdefault(tenant, seconds)
+    tenants = set(asking) | set(load.held) | {t for t, u in load.usage.items() if u > 0}
+    out = {}
+    for t in tenants:
+        used, ended = load.usage.get(t, 0.0), load.checks.get(t, 0.0)
+        out[t] = used + (used / ended if ended > 0 else timeout.get(t, math.inf))
+    return out
+
+
+def decide(
+    load: CountryLoad, asking: Sequence[str], timeouts: Sequence[float] | None = None
+) -> list[Decision]:
     """One decision per job asking (its tenant, in the order given: a tenant's jobs are taken
-    in that order)."""
+    in that order); `timeouts`, each job's timeout in seconds (none given: 0)."""
     held = Counter({t: n for t, n in load.held.items() if n > 0})
     wants = Counter(asking)
     demand = {t: float(held[t] + wants[t]) for t in set(held) | set(wants)}
     shares = water_fill(load.capacity, demand)
-    tenants = set(demand) | {t for t, u in load.usage.items() if u > 0}
-    lightest = sorted(tenants, key=lambda t: (load.usage.get(t, 0.0), t))
+    weight = weights(load, asking, timeouts or [0.0] * len(asking))
+    first: dict[str, int] = {}
+    for i, tenant in enumerate(asking):
+        first.setdefault(tenant, i)
+    # Lightest first; between equals, the tenant whose first job asks earliest.
+    lightest = sorted(weight, key=lambda t: (weight[t], first.get(t, len(asking)), t))
     rank = {t: k for k, t in enumerate(lightest)}
+
     keep = reserve(load.capacity)
     busy = sum(held.values())
     lanes: dict[str, list[int]] = {}
@@ -94,10 +133,10 @@ def decide(load: CountryLoad, asking: Sequence[str]) -> list[Decision]:
         i = lanes[tenant].pop(0)
         if not lanes[tenant]:
             del lanes[tenant]
+        share = shares.get(tenant, 0.0)
         free = load.capacity - busy
         admission = Admission.ADMIT if free > min(rank[tenant], keep) else Admission.WAIT
-        share = round(shares.get(tenant, 0.0), 2)
-        out[i] = Decision(admission, held[tenant], share, busy, load.capacity)
+        out[i] = Decision(admission, held[tenant], round(share, 2), busy, load.capacity)
         if admission is Admission.ADMIT:
             held[tenant] += 1
             busy += 1

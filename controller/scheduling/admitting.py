@@ -75,15 +75,15 @@ class Admissions:
                 taken.admitted += asking
                 continue
             load = self._with_own(cc, load)
-            decisions = admission.decide(load, [job.tenant for job in asking])
+            decisions = admission.decide(
+                load, [job.tenant for job in asking], [job.timeout_seconds for job in asking]
+            )
             still: list[CheckJob] = []
             now = self._now()
             for job, decision in zip(asking, decisions, strict=True):
                 if decision.admission is Admission.ADMIT:
                     taken.admitted.append(job)
-                    # A tenant whose checks were not timed yet may hang for the whole timeout.
-                    lasts = load.mean_s.get(job.tenant) or job.timeout_seconds
-                    until = now + lasts + PULLED_WITHIN_S
+                    until = now + admission.holds_for(load, job) + PULLED_WITHIN_S
                     self._admitted.setdefault(cc, []).append((now, job.tenant, until))
                 elif not _can_start(job, at) or len(still) >= WAITING_MAX:
                     taken.refused.append(

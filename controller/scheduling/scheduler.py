@@ -197,8 +197,9 @@ class Scheduler:
     async def run_pass(self) -> PassDone:
         """A pass's work after planning new monitors: every due round, then the confirmation
         rounds and deferred logins, each only when the statement after the due rounds says some
-        wait."""
-        sent = await self.run_due(PASS_MAX_S)
+        wait. Jobs waiting for a slot are asked again first: a country with no round falling due
+        would otherwise never publish them, nor record them `saturated` once too late."""
+        sent = await self.run_waiting() + await self.run_due(PASS_MAX_S)
         async with self._pool.acquire() as conn:
             waiting = await due.waiting(conn, self._clock(), self._fetching())
         if not (waiting.confirmations or waiting.deferred):
@@ -350,9 +351,12 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs, refused = self._admitted(rounds, now)
+        jobs, earlier, refused = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
+        if earlier:
+            await results.store(conn, earlier)
+            self._missed(earlier)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
             if r.deferred and r.account:
@@ -362,16 +366,17 @@ class Scheduler:
 
     def _admitted(
         self, rounds: Sequence[PlannedRound], now: datetime
-    ) -> tuple[list[CheckJob], list[CheckJob]]:
-        """(the rounds' jobs their countries take now, those refused: `admitting.Admissions`); a
-        refused one is recorded in its round's `missed` (`saturated`), one waiting for a slot
-        goes out with a later pass."""
+    ) -> tuple[list[CheckJob], list[ResultRow], list[CheckJob]]:
+        """(the jobs their countries take now, of the rounds' and of those waiting for a slot;
+        the `saturated` rows of earlier rounds' waiting jobs that can no longer start, to
+        store; every job given up, whose round-trip messages count no more). A job of the
+        rounds given up is recorded in its round's `missed` (`saturated`), one waiting for a
+        slot goes out with a later pass (`admitting.Admissions`)."""
         taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
-        if taken.refused:
-            refused = {row.job_id: row for row in taken.refused}
-            for r in rounds:
-                r.missed += [refused[job.job_id] for job in r.jobs if job.job_id in refused]
-        return taken.admitted, taken.refused_jobs
+        refused = {row.job_id: row for row in taken.refused}
+        for r in rounds:
+            r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
+        return taken.admitted, list(refused.values()), taken.refused_jobs
 
     async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per monitor: its organization and the cap of its account's logins (login_cap)."""

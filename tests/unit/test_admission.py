@@ -63,6 +63,30 @@ CASES = [
         ["n10", "n11", "v"],
         [W, W, A],
     ),
+    # Twenty organizations none of whose checks ended yet (their checks hang) weigh their
+    # jobs' timeouts: the one whose checks take milliseconds keeps the last slot.
+    (
+        "new tenants weigh their timeouts, not nothing",
+        CountryLoad(4, {"n0": 1, "n1": 1, "n2": 1}, {"n0": 3.0, "v": 0.003}, checks={"v": 1.0}),
+        ["n5", "n6", "v"],
+        [W, W, A],
+    ),
+    # A light tenant forgotten by its agents is new again, and still lighter than one whose
+    # checks hold their slots long.
+    (
+        "known heavy weighs more than a new tenant",
+        CountryLoad(4, {"h": 3}, {"h": 90.0}, checks={"h": 3.0}),
+        ["h", "v"],
+        [W, A],
+    ),
+    # The light tenant's last check (or a beat not heard yet) holds a slot of a full country
+    # whose share it is over: it frees within moments, so its next job waits.
+    (
+        "a known light tenant over its share waits",
+        CountryLoad(4, {"n0": 1, "n1": 1, "n2": 1, "v": 1}, {"v": 0.003}, checks={"v": 1.0}),
+        ["v"],
+        [W],
+    ),
     ("one slot: no reserve", CountryLoad(1, {}, {"a": 50.0}), ["a", "b"], [W, A]),
     ("no capacity: all wait", CountryLoad(0, {}, {}), ["a"], [W]),
 ]
@@ -72,7 +96,8 @@ CASES = [
     ("load", "asking", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_decide(load: CountryLoad, asking: list[str], expected: list[Admission]) -> None:
-    assert [d.admission for d in decide(load, asking)] == expected
+    """Every job asking has a 10 s timeout."""
+    assert [d.admission for d in decide(load, asking, [10.0] * len(asking))] == expected
 
 
 def test_never_more_admitted_than_free() -> None:
@@ -100,16 +125,44 @@ def test_the_lightest_asking_tenant_always_gets_a_free_slot() -> None:
         held: dict[str, int] = {}
         # The light tenant ran lately: its usage is known, and the least.
         usage = {t: 1 + rng.random() * 500 for t in heavy} | {"light": 0.5}
+        checks = {t: 1 + rng.random() * 10 for t in heavy} | {"light": 5.0}
         # The heavy tenants fill what they may, in random order.
         for _ in range(5):
             asking = [rng.choice(heavy) for _ in range(rng.randint(1, 60))]
             for t, d in zip(
-                asking, decide(CountryLoad(capacity, held, usage), asking), strict=True
+                asking,
+                decide(CountryLoad(capacity, held, usage, checks=checks), asking),
+                strict=True,
             ):
                 if d.admission is Admission.ADMIT:
                     held[t] = held.get(t, 0) + 1
         assert sum(held.values()) <= capacity - 1
         asking = [rng.choice(heavy) for _ in range(rng.randint(0, 10))]
         asking.insert(rng.randint(0, len(asking)), "light")
-        decisions = decide(CountryLoad(capacity, held, usage), asking)
+        decisions = decide(CountryLoad(capacity, held, usage, checks=checks), asking)
+        assert decisions[asking.index("light")].admission is Admission.ADMIT
+
+
+def test_new_tenants_with_hanging_checks_never_take_the_light_tenants_slot() -> None:
+    """However many tenants are new (no check of theirs ended lately: each weighs its job's
+    timeout), in whatever order their jobs ask, the light tenant whose checks take
+    milliseconds is admitted while one slot is free, though its timeout is theirs."""
+    rng = random.Random(6060)
+    for _ in range(2000):
+        capacity = rng.randint(2, 40)
+        heavy = [f"h{i}" for i in range(rng.randint(1, 40))]
+        known = {t for t in heavy if rng.random() < 0.5}  # a check of theirs ended
+        usage = {t: rng.random() * 500 for t in heavy} | {"light": 0.004}
+        checks = {t: 1 + rng.random() * 10 for t in known} | {"light": 2.0}
+        busy = capacity - 1 - rng.randint(0, reserve(capacity) - 1)
+        held: dict[str, int] = {}
+        for _ in range(busy):
+            t = rng.choice(heavy)
+            held[t] = held.get(t, 0) + 1
+        asking = [rng.choice(heavy) for _ in range(rng.randint(0, 40))]
+        asking.insert(rng.randint(0, len(asking)), "light")
+        timeouts = [float(rng.choice((10, 30))) for _ in asking]
+        timeouts[asking.index("light")] = 30.0
+        load = CountryLoad(capacity, held, usage, checks=checks)
+        decisions = decide(load, asking, timeouts)
         assert decisions[asking.index("light")].admission is Admission.ADMIT

@@ -9,8 +9,36 @@ from agent.tenant_loads import TenantUsage
 from controller.fleet.load import CountryLoad
 from controller.ingest.result_kinds import SATURATED
 from controller.scheduling.admitting import Admissions
-from shared.messages import CheckJob, SmtpCheckJob
+from shared.messages import CheckJob, SmtpCheckJob, TenantLoad
 from shared.timefmt import iso_ms
+
+
+def test_ended_checks_are_counted_and_halved_with_the_usage() -> None:
+    usage = TenantUsage(half_life_s=60.0)
+    usage.started("light", 0.0)
+    usage.ended("light", 0.0, 0.002)
+    usage.started("hang", 0.0)
+    usage.sample(1.0)
+    assert usage.checks("light") == 1.0 and usage.usage("light") == 0.002
+    assert usage.checks("hang") == 0.0 and usage.usage("hang") == 1.0  # running, none ended
+    usage.sample(61.0)
+    assert usage.checks("light") == 0.5 and usage.usage("light") == 0.001  # one half-life
+    # A millisecond check is remembered for many half-lives: the tenant stays known light.
+    assert usage.checks("light") > 0
+
+
+def test_the_beat_lists_those_holding_jobs_then_the_lightest() -> None:
+    usage = TenantUsage()
+    for tenant, seconds in (("heavy", 30.0), ("light", 0.003), ("mid", 2.0)):
+        usage.started(tenant, 0.0)
+        usage.ended(tenant, 0.0, seconds)
+    usage.sample(30.0)
+    assert usage.loads({"busy": 2}) == [
+        TenantLoad("busy", 2, 0.0, 0.0),
+        TenantLoad("light", 0, 0.003, 1.0),
+        TenantLoad("mid", 0, 2.0, 1.0),
+        TenantLoad("heavy", 0, 30.0, 1.0),
+    ]
 
 
 def test_hanging_checks_are_heavy_and_quick_ones_light() -> None:
@@ -25,8 +53,8 @@ def test_hanging_checks_are_heavy_and_quick_ones_light() -> None:
         usage.sample(now + 1)
     assert usage.usage("noisy") == pytest.approx(30 * 0.85, rel=0.1)  # decayed a little
     assert usage.usage("quick") == pytest.approx(3 * 0.85, rel=0.1)
-    assert usage.mean_s("quick") == pytest.approx(0.01, abs=0.001)
-    assert usage.mean_s("noisy") == 0.0  # not ended yet
+    assert usage.usage("quick") / usage.checks("quick") == pytest.approx(0.01, abs=0.001)
+    assert usage.checks("noisy") == 0.0  # not ended yet
     loads = {load.tenant: load for load in usage.loads({"noisy": 1})}
     assert loads["noisy"].held == 1 and loads["quick"].held == 0
 
@@ -37,7 +65,7 @@ def test_an_idle_tenant_is_forgotten() -> None:
     usage.ended("a", 0.0, 1.0)
     usage.sample(1.0)
     assert usage.loads({})
-    usage.sample(30.0)
+    usage.sample(60.0)
     assert usage.loads({}) == []
 
 
@@ -64,16 +92,19 @@ class Clock:
 
 def test_own_admissions_count_until_the_beats_show_them_or_a_quick_check_has_ended() -> None:
     clock = Clock()
-    beats = {"load": CountryLoad(2, {}, {}, {"quick": 0.01}, heard_at=99.0)}
+    beats = {"load": CountryLoad(2, {}, {"quick": 0.01}, heard_at=99.0, checks={"quick": 1.0})}
     admissions = Admissions(lambda cc: beats["load"], clock)
     at = datetime(2026, 11, 26, 12, tzinfo=UTC)
-    # A tenant never timed: each admission holds a slot until a beat shows it.
+    # A tenant never timed weighs its timeout: the quick one keeps the reserve's slot, and
+    # each admission holds a slot until a beat shows it.
     taken = admissions.take([_job("new", at, n=i) for i in range(3)], at)
-    assert len(taken.admitted) == 2 and taken.waiting == 1
+    assert len(taken.admitted) == 1 and taken.waiting == 2
     clock.t += 0.5
     assert not admissions.retry(at).admitted
     # A quick tenant's admission is over after its usual time: the slot is free again.
-    beats["load"] = CountryLoad(3, {"new": 2}, {"new": 5.0}, {"quick": 0.01}, heard_at=100.4)
+    beats["load"] = CountryLoad(
+        3, {"new": 2}, {"new": 5.0, "quick": 0.01}, heard_at=100.4, checks={"quick": 1.0}
+    )
     taken = admissions.take([_job("quick", at, n=i) for i in range(2)], at)
     assert [j.tenant for j in taken.admitted] == ["quick"]
     clock.t += 0.3

@@ -1,0 +1,160 @@
+"""A saturated country shares its slots between organizations (issue 60, point 1), end to end:
+the scheduler, ingester and alerter as `serve` runs them, real agents (Worker instances with a
+given concurrency and lookahead), a tarpit (accepts, never greets) and a healthy SMTP server on
+loopback, real PostgreSQL and NATS; nothing mocked.
+
+Scaled from the issue (1 agent of 8 slots, 16 hanging monitors at 30 s / 30 s, a victim every
+10 s) to the API's shortest interval: agents of 4 slots, noisy monitors hanging 10 s every 10 s
+(twice the country's slots or more), Victim's monitors every 10 s with a 3 s timeout. Every
+variant runs at once in a country of its own, on one controller with a database of its own;
+the monitors' phases and their insertion order come from a fixed seed (bench.saturation).
+"""
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from agent.worker import Worker
+from bench.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table
+from controller.alerting.evaluator import Alerter
+from controller.db.pool import create_pool
+from controller.ingest.ingester import Ingester
+from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
+from controller.scheduling.rules import JobIds
+from controller.scheduling.scheduler import Scheduler
+from controller.secrets.box import SecretBox
+from controller.secrets.seal_keys import CountryKeys
+from shared.settings import ControllerSettings
+from shared.streams import ensure_streams
+from shared.subjects import RESULTS_STREAM
+from tests.conftest import scratch_database
+from tests.e2e.conftest import ScopedAgents, remove_country_state
+from tests.peers.smtp import SmtpPeer
+
+pytestmark = pytest.mark.slow
+
+SEED = 60
+SLOTS = 4
+SCALED = {"noisy_interval": 10, "noisy_timeout": 10, "victim_monitors": 4, "victim_timeout": 3}
+
+VARIANTS = [
+    Scenario("one agent", "LV", concurrency=SLOTS, noisy_monitors=10, **SCALED),
+    Scenario("two agents", "EE", agents=2, concurrency=SLOTS, noisy_monitors=20, **SCALED),
+    Scenario(
+        "20 noisy organizations", "MT", concurrency=SLOTS, noisy_orgs=20, noisy_monitors=1, **SCALED
+    ),
+    Scenario("lookahead 0", "CY", concurrency=SLOTS, lookahead=0, noisy_monitors=10, **SCALED),
+    Scenario("lookahead 32", "IS", concurrency=SLOTS, lookahead=32, noisy_monitors=10, **SCALED),
+]
+COUNTRIES = {v.country for v in VARIANTS}
+WARM_S = 10  # the noisy monitors fill the slots within their first interval
+WINDOW_S = 30  # rounds counted
+CLOSE_S = 14  # the last counted round's checks end (10 s timeouts) and are stored
+
+
+@dataclass
+class Run:
+    orgs: dict[str, list[Org]]
+    start: datetime
+    end: datetime
+    pool: asyncpg.Pool
+
+
+@pytest.fixture(scope="module")
+async def campaign(
+    database_url: str, nats_url: str, settings: ControllerSettings, job_ids: JobIds
+) -> AsyncIterator[dict[str, list[Figures]]]:
+    """Every variant run at once; each one's figures per organization, printed."""
+    async with scratch_database(database_url, "mailprobe_saturated") as url:
+        pool = await create_pool(url, 10)
+        nc = await nats.connect(nats_url)
+        try:
+            yield await _run(pool, nc, nats_url, settings, job_ids)
+        finally:
+            await remove_country_state(nc.jetstream(), sorted(COUNTRIES))
+            await nc.drain()
+            await pool.close()
+
+
+async def _run(
+    pool: asyncpg.Pool, nc: NATS, nats_url: str, settings: ControllerSettings, job_ids: JobIds
+) -> dict[str, list[Figures]]:
+    js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+    await ensure_streams(js)
+    live = ScopedAgents(nc, set(COUNTRIES))
+    await live.start()
+    scheduler = Scheduler(pool, js, live, SecretBox(settings.secrets_key or ""), CountryKeys(None))
+    ingester = Ingester(pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}")
+    alerter = Alerter(pool, js, job_ids, interval_s=0.5)
+    stop = asyncio.Event()
+    roles = [asyncio.create_task(r.run(stop)) for r in (scheduler, ingester, alerter)]
+    conns: list[NATS] = []
+    workers: list[Worker] = []
+    for v in VARIANTS:
+        for i in range(v.agents):
+            conns.append(await nats.connect(nats_url))
+            workers.append(
+                Worker(
+                    conns[-1],
+                    v.country,
+                    agent_id=f"{v.country}-sat-{i}",
+                    concurrency=v.concurrency,
+                    lookahead=v.lookahead,
+                    allow_private=True,
+                )
+            )
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await live.wait_live(*COUNTRIES)
+        async with Tarpit() as tarpit, SmtpPeer() as healthy:
+            start = datetime.now(UTC) + timedelta(seconds=1)
+            rng = random.Random(SEED)
+            async with pool.acquire() as conn:
+                orgs = {
+                    v.country: await seed(conn, v, (tarpit.port, healthy.port), start, rng)
+                    for v in VARIANTS
+                }
+            counted = start + timedelta(seconds=WARM_S)
+            end = counted + timedelta(seconds=WINDOW_S)
+            await asyncio.sleep((end - datetime.now(UTC)).total_seconds() + CLOSE_S)
+        async with pool.acquire() as conn:
+            out = {v.country: await figures(conn, orgs[v.country], counted, end) for v in VARIANTS}
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.gather(*runs)
+        for conn in conns:
+            await conn.drain()
+        stop.set()
+        await asyncio.gather(*roles)
+        await ingester.close()
+        await live.stop()
+        await js.delete_consumer(RESULTS_STREAM, ingester.durable)
+    for v in VARIANTS:
+        print("\n".join(table(v, out[v.country])))
+    return out
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name.replace(" ", "-"))
+def test_an_organization_gets_its_share_of_a_saturated_country_and_the_excess_is_saturated(
+    campaign: dict[str, list[Figures]], variant: Scenario
+) -> None:
+    rows = campaign[variant.country]
+    (victim,) = [f for f in rows if f.victim]
+    noisy = [f for f in rows if not f.victim]
+    assert victim.due >= 3 * variant.victim_monitors - 1
+    assert victim.real_share >= 0.9, victim
+    assert victim.saturated == 0
+    # The noisy organizations' excess is theirs: `saturated`, saying why.
+    assert sum(f.saturated for f in noisy) > 0
+    for f in noisy:
+        for message in f.messages:
+            assert "slots busy" in message and "not run" in message, message
