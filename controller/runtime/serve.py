@@ -192,7 +192,10 @@ def _alerter(
         budget=Budget.of(settings),
         links=Links.of(settings),
     )
-    return [alerter.run(stop), worker.run(stop)]
+    from controller.reports.keeping import keep_reports
+
+    reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings), stop)
+    return [alerter.run(stop), worker.run(stop), reports]
 
 
 def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:

@@ -10,8 +10,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from controller.notify.links import Links
 from controller.posture import store as posture
 from controller.posture.rules import Finding
+from controller.reports import keeping
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.reports import made
@@ -226,3 +228,31 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
         assert not await conn.fetchval(
             "SELECT count(*) FROM reports WHERE organization_id = $1", tenant.org_id
         )
+
+
+async def test_findings_clear_when_their_reports_leave_the_window_and_old_reports_go(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    monitor = await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    r = await https.post(path, content=made.tls_gzip(made.tls_json(domain)), headers=GZIP)
+    assert r.status_code == 200, r.text
+    assert "tls_failures_reported" in await _posture(https, tenant, monitor)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE report_counts SET day = day - 8 WHERE organization_id = $1", tenant.org_id
+        )
+    await keeping.one_pass(pool, 400, Links())
+    assert await _posture(https, tenant, monitor) == {}
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE reports SET received_at = now() - interval '401 days'"
+            " WHERE organization_id = $1",
+            tenant.org_id,
+        )
+    await keeping.one_pass(pool, 400, Links())
+    async with pool.acquire() as conn:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM report_counts WHERE organization_id = $1", tenant.org_id
+        )
+    assert left == 0
