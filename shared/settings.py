@@ -277,6 +277,24 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "PostgreSQL, at most CHECK_HISTORY_DAYS; daily partitions older than this are dropped",
         ),
     ] = 35
+    reports_retention_days: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=3650,
+            description="days a received TLS-RPT or DMARC report (its counts) and a rejected "
+            "report are kept, from when they arrived",
+        ),
+    ] = 400
+    reports_posts_per_minute: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000,
+            description="TLS-RPT reports one client address may POST per minute to "
+            "`/reports/tls/...`, per replica; past it 429",
+        ),
+    ] = 60
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000

@@ -22,8 +22,9 @@ def http_client(**kwargs: Any) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve `app` until the block ends; yields its base URL."""
+async def serve_app(app: Any, **tls: Any) -> AsyncIterator[str]:
+    """Serve `app` until the block ends; yields its base URL. `tls`: uvicorn's `ssl_certfile`
+    and `ssl_keyfile`, for an https:// one."""
     port = embedded.free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -33,6 +34,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
             log_config=None,
             access_log=False,
             timeout_keep_alive=KEEP_ALIVE_S,  # as the product's (api_server)
+            **tls,
         )
     )
     task = asyncio.create_task(server.serve())
@@ -41,7 +43,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

@@ -9,6 +9,7 @@ from controller.db.pool import Conn
 # Keys shared by every replica; distinct from the migrator's and the events publisher's.
 HOUSEKEEPING = 0x6D61696C686F7573  # "mailhous"
 PARTITIONS = 0x6D61696C70617274  # "mailpart"
+REPORTS = 0x6D61696C72707274  # "mailrprt"
 
 
 @asynccontextmanager

@@ -17,6 +17,8 @@ from controller.posture.rules import CODES, SEVERITIES, Finding, Severity, expir
 # Mail DNS codes start with the name of a record kind, spelt as people write it.
 _RECORD_KINDS = {"mx": "MX", "spf": "SPF", "dmarc": "DMARC", "mta sts": "MTA-STS"}
 _RECORD_KINDS |= {"tlsa": "TLSA", "tls rpt": "TLS-RPT"}
+# Report findings name what reported them.
+_RECORD_KINDS |= {"tls failures": "TLS failures"}
 
 
 def title(code: str) -> str:

@@ -36,6 +36,7 @@ from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
     MAIL_DNS_CODES,
+    REPORT_CODES,
     SEVERITIES,
     Baseline,
     Finding,
@@ -111,7 +112,8 @@ async def observe(
     for at, group in rounds:
         seen, verdicts = _round_verdicts(monitor, group, base, days)
         if not monitor.mail_domain:  # no longer watched: what it found is over
-            verdicts |= {key: None for key in tracker.open if key[0] in MAIL_DNS_CODES}
+            gone = MAIL_DNS_CODES | REPORT_CODES
+            verdicts |= {key: None for key in tracker.open if key[0] in gone}
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
         await db.seen(conn, monitor_id, [f for f in held if f not in appeared], at)

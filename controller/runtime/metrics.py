@@ -101,6 +101,12 @@ LOGIN_BACKOFF = Counter(
     "counted per rejected round), or resumed after a login or new credentials were judged",
     ["outcome"],
 )
+REPORTS = Counter(
+    "mailprobe_reports",
+    "TLS-RPT and DMARC aggregate reports received, by kind (tls, dmarc, unknown), way (https,"
+    " mail) and outcome (stored, or the reason it was rejected)",
+    ["kind", "via", "outcome"],
+)
 API_REQUESTS = Histogram(
     "mailprobe_api_request_seconds",
     "API request latency by method, route template and status class",
@@ -230,6 +236,10 @@ def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None
         zip(channels, (e is not None for e in errors), strict=True)
     ).items():
         NOTIFICATIONS.labels(channel, "failed" if failed else "sent").inc(n)
+
+
+def report_taken(kind: str, via: str, outcome: str) -> None:
+    REPORTS.labels(kind, via, outcome).inc()
 
 
 def api_request(method: str, route: str, status: int, seconds: float) -> None:

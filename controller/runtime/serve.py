@@ -199,7 +199,10 @@ def _alerter(
         budget=Budget.of(settings),
         links=Links.of(settings),
     )
-    work = [alerter.run(stop), worker.run(stop)]
+    from controller.reports.keeping import keep_reports
+
+    reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings), stop)
+    work = [alerter.run(stop), worker.run(stop), reports]
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

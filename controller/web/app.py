@@ -34,6 +34,7 @@ from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_kinds import APIS
 from controller.web.api.monitors import router as monitors_router
 from controller.web.api.posture import router as posture_router
+from controller.web.api.reports import ReportsController, post_guard, receive_tls
 from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.status_notices import StatusNoticeController
@@ -180,6 +181,8 @@ def create_app(
             MaintenanceWindowController,
             NotificationChannelController,
             StatusNoticeController,
+            ReportsController,
+            receive_tls,
             list_agents,
             list_blocklists,
             CustomerController,
@@ -208,9 +211,11 @@ def create_app(
                     r"^/status/",
                     r"^/api/auth/login$",
                     r"^/api/v3/access-tokens$",
+                    r"^/reports/tls/",
                 ],
             ),
             flood_guard(settings).middleware,
+            post_guard(settings).middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

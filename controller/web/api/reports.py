@@ -1,0 +1,338 @@
+"""Reports about an organization's monitored domains (TLS-RPT, DMARC aggregate):
+
+- `POST /reports/tls/{domain}/{token}`: where reporters send TLS-RPT reports by HTTPS (RFC 8460
+  §3, `application/tlsrpt+gzip` or `application/tlsrpt+json`); no login, the token routes it.
+  An unknown domain and a wrong token get the same 404, so the endpoint never tells whether a
+  domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute.
+- `/api/report-domains` (the domains and the addresses to publish), `.../{domain}/totals`
+  (counts per day), `/api/reports`, `/api/rejected-reports` (what came, what was refused and
+  why) and `/api/report-settings` (the findings' thresholds; owners and admins change them).
+"""
+
+import ipaddress
+from datetime import timedelta
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, get, post, put
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.params import FromPath, JSONBody, QueryParameter
+from msgspec import Meta
+
+from controller.access.accounts_store import Principal
+from controller.monitors import validation
+from controller.monitors.errors import Invalid
+from controller.notify.links import Links
+from controller.reports import intake, tokens
+from controller.reports import store as db
+from controller.reports.parse import MAX_PACKED
+from controller.reports.rules import ReportSettings
+from controller.secrets.box import SecretBox
+from controller.web.api import guards
+from controller.web.api.auth import client_address
+from controller.web.api.errors import ApiError, bad_request, not_found
+from controller.web.api.monitor_rules import strict_body
+from shared.settings import ControllerSettings
+from shared.timefmt import iso_ms, utcnow
+
+AuthedRequest = Request[Principal, Any, Any]
+TLS_PATH = "/reports/tls"
+TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
+LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows listed, at most")]
+DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
+
+
+def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _keys(request: Request[Any, Any, Any]) -> list[bytes]:
+    box: SecretBox = request.app.state.secret_box
+    return box.subkeys(tokens.PURPOSE)
+
+
+def _links(request: Request[Any, Any, Any]) -> Links:
+    settings: ControllerSettings = request.app.state.settings
+    return Links.of(settings)
+
+
+def post_guard(settings: ControllerSettings) -> RateLimitConfig:
+    """Litestar's rate limiter on the report endpoint: per client address, per replica."""
+
+    def is_report(request: Request[Any, Any, Any]) -> bool:
+        return request.scope["path"].startswith(TLS_PATH + "/")
+
+    return RateLimitConfig(
+        rate_limit=("minute", settings.reports_posts_per_minute),
+        identifier_for_request=client_address,
+        check_throttle_handler=is_report,
+        store="report_rate_limit",
+    )
+
+
+class Taken(msgspec.Struct, rename="camel"):
+    """`stored` false with `reason` "duplicate": the report was taken before (a retry)."""
+
+    stored: bool
+    kind: str
+    reason: str | None = None
+
+
+def _unknown() -> ApiError:
+    # One answer for an unknown domain and a wrong token alike.
+    return not_found("Not found")
+
+
+@post(
+    TLS_PATH + "/{domain:str}/{token:str}",
+    tags=["reports"],
+    summary="Receive a TLS-RPT report (RFC 8460) for a monitored domain",
+    request_max_body_size=MAX_PACKED,
+    status_code=200,
+)
+async def receive_tls(
+    request: Request[Any, Any, Any], domain: FromPath[str], token: FromPath[str]
+) -> Response[Taken]:
+    try:
+        name = validation.mail_domain(domain) or ""
+    except Invalid:
+        raise _unknown() from None
+    keys = _keys(request)
+    async with _pool(request).acquire() as conn:
+        candidates = await db.organizations_monitoring(conn, name)
+    owner = next((o for o in candidates if tokens.matches(keys, o, name, token)), None)
+    if owner is None:
+        tokens.matches(keys, 0, name, token)  # as long for a domain nobody monitors
+        raise _unknown()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in TLS_TYPES:
+        raise ApiError(
+            415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
+        )
+    data = await request.body()
+    source = f"{client_address(request)} POST for {name}"
+    taken = await intake.take(
+        _pool(request), owner, data, "https", source, _links(request), name, kind="tls"
+    )
+    if taken.stored:
+        return Response(Taken(True, "tls"))
+    if taken.reason == "duplicate":
+        return Response(Taken(False, "tls", "duplicate"))
+    raise ApiError(400, f"Report rejected: {taken.message}", code=taken.reason)
+
+
+class ReportDomain(msgspec.Struct, rename="camel"):
+    """A domain the organization's monitors name (`mailDomain`), and what to publish for it."""
+
+    domain: str
+    monitors: int
+    tls_rpt_https: str | None  # the `rua=https://...` address; null without PUBLIC_URL
+    tls_rpt_record: str | None  # the whole TXT record at _smtp._tls.<domain>
+
+
+class DayTotal(msgspec.Struct, rename="camel"):
+    day: str
+    kind: str  # `tls` or `dmarc`
+    result: str  # `success` or an RFC 8460 result type; `pass` or `fail` (DMARC)
+    count: int
+
+
+class Failure(msgspec.Struct, rename="camel"):
+    kind: str
+    reporter: str
+    result: str
+    mx: str | None
+    ip: str | None  # receiving IP (TLS) or source IP (DMARC)
+    count: int
+
+
+class Totals(msgspec.Struct, rename="camel"):
+    domain: str
+    since: str
+    days: list[DayTotal]
+    failures: list[Failure]  # the largest, over the same days
+
+
+class ReceivedReport(msgspec.Struct, rename="camel"):
+    kind: str
+    reporter: str
+    report_id: str
+    domains: list[str]
+    begins_at: str
+    ends_at: str
+    via: str
+    bytes: int
+    received_at: str
+
+
+class RejectedReport(msgspec.Struct, rename="camel"):
+    via: str
+    reason: str  # stable: too_large, bomb, bad_packing, malformed, xml_forbidden, ...
+    detail: str
+    source: str
+    bytes: int
+    at: str
+
+
+class ReportSettingsOut(msgspec.Struct, rename="camel"):
+    window_days: int
+    tls_failures_min: int
+    dmarc_failures_min: int
+    dmarc_unknown_min: int
+    known_networks: list[str]
+
+
+class ReportSettingsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    window_days: Annotated[int, Meta(ge=1, le=90)] | msgspec.UnsetType = msgspec.UNSET
+    tls_failures_min: Annotated[int, Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
+    dmarc_failures_min: Annotated[int, Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
+    dmarc_unknown_min: Annotated[int, Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
+    known_networks: Annotated[list[str], Meta(max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+
+
+def _settings_out(s: ReportSettings) -> ReportSettingsOut:
+    return ReportSettingsOut(
+        s.window_days,
+        s.tls_failures_min,
+        s.dmarc_failures_min,
+        s.dmarc_unknown_min,
+        list(s.known_networks),
+    )
+
+
+def _networks(values: list[str]) -> tuple[str, ...]:
+    out = []
+    for i, value in enumerate(values):
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise bad_request(
+                f"knownNetworks[{i}]", f"knownNetworks[{i}] is not a network: {value[:60]!r}"
+            ) from None
+    return tuple(out)
+
+
+class ReportsController(Controller):
+    path = "/api"
+    tags = ["reports"]
+
+    @get("/report-domains", summary="The monitored domains and the report addresses to publish")
+    async def domains(self, request: AuthedRequest) -> list[ReportDomain]:
+        org = request.user.organization_id
+        links = _links(request)
+        key = _keys(request)[0]
+        async with _pool(request).acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT mail_domain, count(*) AS n FROM monitors WHERE organization_id = $1"
+                " AND mail_domain IS NOT NULL GROUP BY mail_domain ORDER BY mail_domain",
+                org,
+            )
+        out = []
+        for r in rows:
+            domain = r["mail_domain"]
+            url = None
+            if links.base is not None:
+                url = f"{links.base}{TLS_PATH}/{domain}/{tokens.token(key, org, domain)}"
+            record = f"v=TLSRPTv1; rua={url}" if url else None
+            out.append(ReportDomain(domain, r["n"], url, record))
+        return out
+
+    @get(
+        "/report-domains/{domain:str}/totals",
+        summary="A domain's report counts per day, kind and result, and its largest failures",
+    )
+    async def totals(
+        self, request: AuthedRequest, domain: FromPath[str], days: DaysParam = 30
+    ) -> Totals:
+        org = request.user.organization_id
+        try:
+            name = validation.mail_domain(domain, "domain") or ""
+        except Invalid:
+            raise not_found("No such domain") from None
+        since = (utcnow() - timedelta(days=days)).date()
+        async with _pool(request).acquire() as conn:
+            if name not in await db.monitored_domains(conn, org):
+                raise not_found("No such domain")
+            rows = await db.totals(conn, org, name, since)
+            worst = await db.breakdown(conn, org, name, since, 50)
+        return Totals(
+            domain=name,
+            since=since.isoformat(),
+            days=[DayTotal(r["day"].isoformat(), r["kind"], r["result"], r["n"]) for r in rows],
+            failures=[
+                Failure(
+                    r["kind"], r["reporter"], r["result"], r["mx"] or None, r["ip"] or None, r["n"]
+                )
+                for r in worst
+            ],
+        )
+
+    @get("/reports", summary="Reports received, newest first")
+    async def received(
+        self, request: AuthedRequest, limit: LimitParam = 100
+    ) -> list[ReceivedReport]:
+        async with _pool(request).acquire() as conn:
+            rows = await db.received(conn, request.user.organization_id, limit)
+        return [
+            ReceivedReport(
+                r["kind"],
+                r["reporter"],
+                r["report_id"],
+                list(r["domains"]),
+                iso_ms(r["begins_at"]),
+                iso_ms(r["ends_at"]),
+                r["via"],
+                r["bytes"],
+                iso_ms(r["received_at"]),
+            )
+            for r in rows
+        ]
+
+    @get("/rejected-reports", summary="Reports refused, newest first, each with its reason")
+    async def rejected(
+        self, request: AuthedRequest, limit: LimitParam = 100
+    ) -> list[RejectedReport]:
+        async with _pool(request).acquire() as conn:
+            rows = await db.rejected(conn, request.user.organization_id, limit)
+        return [
+            RejectedReport(
+                r["via"], r["reason"], r["detail"], r["source"], r["bytes"], iso_ms(r["at"])
+            )
+            for r in rows
+        ]
+
+    @get("/report-settings", summary="The thresholds of the findings reports raise")
+    async def get_settings(self, request: AuthedRequest) -> ReportSettingsOut:
+        async with _pool(request).acquire() as conn:
+            s = await db.settings(conn, request.user.organization_id)
+        return _settings_out(s)
+
+    @put("/report-settings", summary="Change the report findings' thresholds (owners, admins)")
+    async def put_settings(
+        self, request: AuthedRequest, data: JSONBody[ReportSettingsUpdate]
+    ) -> ReportSettingsOut:
+        guards.requires_admin(request.user)
+        data = await strict_body(request, data)
+        org = request.user.organization_id
+        async with _pool(request).acquire() as conn, conn.transaction():
+            s = await db.settings(conn, org)
+            changes = {
+                k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET
+            }
+            if "known_networks" in changes:
+                changes["known_networks"] = _networks(changes["known_networks"])
+            s = ReportSettings(**{**_as_dict(s), **changes})
+            await db.save_settings(conn, org, s)
+        return _settings_out(s)
+
+
+def _as_dict(s: ReportSettings) -> dict[str, Any]:
+    return {
+        "window_days": s.window_days,
+        "tls_failures_min": s.tls_failures_min,
+        "dmarc_failures_min": s.dmarc_failures_min,
+        "dmarc_unknown_min": s.dmarc_unknown_min,
+        "known_networks": s.known_networks,
+    }

@@ -1,0 +1,47 @@
+"""The API served over HTTPS (a trustme CA) for the report endpoint's tests, and a domain of
+their own per test."""
+
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import trustme
+
+from controller.web.app import create_app
+from shared.settings import ControllerSettings
+from tests.serving import serve_app
+
+
+@pytest.fixture(scope="session")
+def report_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+async def https_url(
+    settings: ControllerSettings, pool: asyncpg.Pool, report_ca: trustme.CA, tmp_root: Path
+) -> AsyncIterator[str]:
+    cert = report_ca.issue_cert("127.0.0.1", "localhost")
+    certfile, keyfile = tmp_root / "reports-api.pem", tmp_root / "reports-api.key"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    app = create_app(settings, pool)
+    async with serve_app(app, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as url:
+        yield url
+
+
+@pytest.fixture
+async def https(https_url: str, report_ca: trustme.CA) -> AsyncIterator[httpx.AsyncClient]:
+    ctx = ssl.create_default_context()
+    report_ca.configure_trust(ctx)
+    async with httpx.AsyncClient(base_url=https_url, verify=ctx, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def domain() -> Iterator[str]:
+    yield f"r{uuid.uuid4().hex[:10]}.example.com"
