@@ -5,8 +5,9 @@ Each target gets its own sequence: a quiet spell, then a fault, then quiet again
 `outage` (the server killed, refused everywhere), `freeze` (SIGSTOP: connections accepted by
 the kernel, never answered, a timeout everywhere), `country` (one country's path dropped by
 nftables: a timeout there only, `degraded`, never down), `blip` (killed for a second or two,
-shorter than a confirmed outage: an incident allowed, not owed). Agent restarts (kill -9, back a
-few seconds later) fall anywhere. Quiet spells are long enough for the recovery the rules owe.
+shorter than a confirmed outage: an incident allowed, not owed). Restarts of an agent (kill -9,
+back a few seconds later), and of the controller (kill -9) and NATS (SIGTERM) where the
+campaign has them, fall anywhere. Quiet spells are long enough for the recovery the rules owe.
 """
 
 import random
@@ -14,8 +15,26 @@ from dataclasses import dataclass
 from typing import Literal
 
 Action = Literal[
-    "kill", "start", "freeze", "thaw", "drop", "undrop", "agent_kill", "agent_start", "check_now"
+    "kill",
+    "start",
+    "freeze",
+    "thaw",
+    "drop",
+    "undrop",
+    "agent_kill",
+    "agent_start",
+    "controller_kill",
+    "controller_start",
+    "nats_stop",
+    "nats_start",
 ]
+# What a restart stops (by PID: kill -9 for the agent and controller, SIGTERM for NATS) and
+# starts again a few seconds later.
+RESTARTS: dict[str, tuple[Action, Action]] = {
+    "agent": ("agent_kill", "agent_start"),
+    "controller": ("controller_kill", "controller_start"),
+    "nats": ("nats_stop", "nats_start"),
+}
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 # What undoes each fault's first action.
 UNDO: dict[str, tuple[Action, Action]] = {
@@ -42,7 +61,7 @@ class Shape:
     timeout: float
     minutes: float
     faults: tuple[str, ...] = FAULTS
-    agent_restarts: bool = True
+    restarts: tuple[str, ...] = ("agent",)
 
     @property
     def quiet(self) -> tuple[float, float]:
@@ -73,14 +92,13 @@ def draw(seed: int, targets: list[str], countries: tuple[str, ...], shape: Shape
             on, off = UNDO[fault]
             steps += [Step(at, on, target, country), Step(at + length, off, target, country)]
             at += length + rng.uniform(*shape.quiet)
-    if shape.agent_restarts:
+    if shape.restarts:
         at = rng.uniform(20, 60)
         while at + 10 < span:
-            country = rng.choice(countries)
+            what = rng.choice(shape.restarts)
+            country = rng.choice(countries) if what == "agent" else ""
             gone = rng.uniform(2, 8)
-            steps += [
-                Step(at, "agent_kill", "", country),
-                Step(at + gone, "agent_start", "", country),
-            ]
+            stop, start = RESTARTS[what]
+            steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
             at += gone + rng.uniform(40, 90)
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))

@@ -31,8 +31,9 @@ SLACK_S = 5.0
 
 # What the harness did: `failing` True from `at` on, False back. `country` None: every country
 # (the server itself); a country: that country's path only. `agent` facts say a country's agent
-# was gone (failing True) or back.
-FactKind = Literal["server", "path", "agent"]
+# was gone (failing True) or back; `away` facts that the controller or NATS was (nobody checks,
+# the truth is unchanged, but verdicts near it may come a round's closing later).
+FactKind = Literal["server", "path", "agent", "away"]
 
 
 @dataclass(frozen=True)
@@ -200,14 +201,18 @@ def merged(spans: Sequence[Span], gap: float) -> list[Span]:
 
 
 def agent_gaps(facts: Sequence[Fact], rules: Rules, end: float) -> list[Span]:
-    """When some country's agent was gone."""
+    """When some country's agent, the controller or NATS was gone."""
     gone = [f for f in facts if f.kind == "agent"]
+    away = _failing_spans([f for f in facts if f.kind == "away"], end)
     return sorted(
-        (
-            s
-            for cc in rules.countries
-            for s in _failing_spans([f for f in gone if f.country == cc], end)
-        ),
+        [
+            *away,
+            *(
+                s
+                for cc in rules.countries
+                for s in _failing_spans([f for f in gone if f.country == cc], end)
+            ),
+        ],
         key=lambda s: s.start,
     )
 

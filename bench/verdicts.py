@@ -75,13 +75,14 @@ class Campaign:
     minutes: float
     kinds: tuple[str, ...]
     faults: tuple[str, ...] = FAULTS
-    agent_restarts: bool = True
+    restarts: tuple[str, ...] = ("agent", "controller", "nats")
 
 
 SHORT = Campaign(
     minutes=1.5,
     kinds=("smtp", "smtps", "imap-starttls", "pop3"),
     faults=("outage", "freeze", "country"),
+    restarts=("agent",),
 )
 
 
@@ -90,7 +91,7 @@ def rules() -> Rules:
 
 
 def shape(c: Campaign) -> Shape:
-    return Shape(INTERVAL, TIMEOUT, c.minutes, c.faults, c.agent_restarts)
+    return Shape(INTERVAL, TIMEOUT, c.minutes, c.faults, c.restarts)
 
 
 def _listening(host: str, port: int) -> bool:
@@ -119,6 +120,8 @@ class Rig:
     ports: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, set[int]] = field(default_factory=dict)
     host: str = ""
+    nats_port: int = 0
+    ops_port: int = 0
     nats_url: str = ""
     database_url: str = ""
     pg: object = None
@@ -141,9 +144,8 @@ class Rig:
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(self.tmp / "key.pem"))
         self.pg, self.database_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
-        port = embedded.free_port(self.host)
-        nats_proc, self.nats_url = embedded.start_nats(self.tmp / "nats", port, host=self.host)
-        self.procs["nats"] = nats_proc
+        self.nats_port = embedded.free_port(self.host)
+        self.start_nats()
         nc = await nats.connect(self.nats_url)
         try:
             await ensure_streams(nc.jetstream())
@@ -153,20 +155,8 @@ class Rig:
             self.ports[kind] = embedded.free_port(self.host)
             await self.start_server(kind)
         await self.seed()
-        ops = embedded.free_port()
-        self._spawn(
-            "controller",
-            [sys.executable, "-m", "controller", "serve"],
-            child_env(
-                DATABASE_URL=self.database_url,
-                NATS_URL=self.nats_url,
-                SECRETS_KEY=SECRETS_KEY,
-                CONTROLLER_ROLES="scheduler,ingester,alerter",
-                CONTROLLER_METRICS_HOST="127.0.0.1",
-                CONTROLLER_METRICS_PORT=str(ops),
-            ),
-        )
-        await _until("controller", lambda: http_ok(f"http://127.0.0.1:{ops}/ready"))
+        self.ops_port = embedded.free_port()
+        await self.start_controller()
         for cc in COUNTRIES:
             await self.start_agent(cc)
 
@@ -204,6 +194,26 @@ class Rig:
         argv += [str(self.ports[kind]), str(self.tmp / "cert.pem"), str(self.tmp / "key.pem")]
         self._spawn(kind, argv)
         await _until(kind, lambda: _listening(self.host, self.ports[kind]))
+
+    def start_nats(self) -> None:
+        proc, self.nats_url = embedded.start_nats(self.tmp / "nats", self.nats_port, host=self.host)
+        self.procs["nats"] = proc
+
+    async def start_controller(self) -> None:
+        self._spawn(
+            "controller",
+            [sys.executable, "-m", "controller", "serve"],
+            child_env(
+                DATABASE_URL=self.database_url,
+                NATS_URL=self.nats_url,
+                SECRETS_KEY=SECRETS_KEY,
+                CONTROLLER_ROLES="scheduler,ingester,alerter",
+                CONTROLLER_METRICS_HOST="127.0.0.1",
+                CONTROLLER_METRICS_PORT=str(self.ops_port),
+            ),
+        )
+        url = f"http://127.0.0.1:{self.ops_port}/ready"
+        await _until("controller", lambda: http_ok(url))
 
     async def start_agent(self, cc: str) -> None:
         env = child_env(
@@ -248,8 +258,19 @@ class Rig:
             case "agent_start":
                 await self.start_agent(cc)
                 self.fact("agent", "", cc, False)
-            case _:
-                raise ValueError(step.action)
+            case "controller_kill":
+                self._signal("controller", signal.SIGKILL)
+                self.fact("away", "", None, True)
+            case "controller_start":
+                await self.start_controller()
+                self.fact("away", "", None, False)
+            case "nats_stop":
+                self._signal("nats", signal.SIGTERM)
+                await asyncio.to_thread(self.procs["nats"].wait, 30)
+                self.fact("away", "", None, True)
+            case "nats_start":
+                await asyncio.to_thread(self.start_nats)
+                self.fact("away", "", None, False)
 
     def close(self) -> None:
         for key, proc in self.procs.items():
@@ -375,6 +396,8 @@ def describe(history: list[Step]) -> str:
         f"{counts['freeze']} freezes" if counts["freeze"] else "",
         f"{counts['drop']} one-country drops" if counts["drop"] else "",
         f"{counts['agent_kill']} agent restarts" if counts["agent_kill"] else "",
+        f"{counts['controller_kill']} controller kills" if counts["controller_kill"] else "",
+        f"{counts['nats_stop']} NATS restarts" if counts["nats_stop"] else "",
     ]
     return ", ".join(p for p in parts if p) or "no step"
 

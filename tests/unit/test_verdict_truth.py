@@ -190,3 +190,12 @@ def test_a_seed_draws_the_same_history_and_every_fault_is_undone() -> None:
             assert len(ons) == len(offs)
             assert all(a.at < b.at for a, b in zip(ons, offs, strict=True))
     assert all(s.at <= 6 * 60 for s in history)
+
+
+def test_an_outage_starting_while_the_controller_is_away_is_timed_apart() -> None:
+    away = [Fact(95, "away", "", None, True), Fact(100, "away", "", None, False)]
+    slow = [Notice("t", 1, "down", 130), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *away], observed([GOOD_INCIDENT], slow), ["t"], RULES, END)
+    assert down_spans([*OUTAGE, *away], "t", RULES, END) == [Span(100, 160)]
+    assert (fig.detection_s, fig.detection_near_restart_s) == ([], [30])
+    assert fig.misses() == []
