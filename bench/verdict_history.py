@@ -100,5 +100,5 @@ def draw(seed: int, targets: list[str], countries: tuple[str, ...], shape: Shape
             gone = rng.uniform(2, 8)
             stop, start = RESTARTS[what]
             steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
-            at += gone + rng.uniform(40, 90)
+            at += gone + rng.uniform(60, 120)
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))

@@ -69,6 +69,11 @@ class Rules:
         return self.interval + 2 * self.timeout + SLACK_S
 
     @property
+    def held(self) -> float:
+        """How much later a round is judged when a country's agent is gone: once it closes."""
+        return self.interval + self.timeout + SLACK_S
+
+    @property
     def recover_bound(self) -> float:
         return self.recover_after * self.interval + self.timeout + SLACK_S
 
@@ -114,6 +119,7 @@ class Figures:
     detection_near_restart_s: list[float] = field(default_factory=list)
     detection_p99_s: float = 0.0
     detect_bound_s: float = 0.0
+    near_restart_bound_s: float = 0.0
 
     def misses(self) -> list[str]:
         found = [
@@ -130,6 +136,11 @@ class Figures:
         if self.detection_p99_s > self.detect_bound_s:
             found.append(
                 f"detection p99 {self.detection_p99_s:.1f} s > {self.detect_bound_s:.1f} s"
+            )
+        slowest = max(self.detection_near_restart_s, default=0.0)
+        if slowest > self.near_restart_bound_s:
+            found.append(
+                f"detection next to a restart {slowest:.1f} s > {self.near_restart_bound_s:.1f} s"
             )
         return found
 
@@ -238,7 +249,9 @@ def judge(
 ) -> Figures:
     """Every verdict, incident and notice of `targets` against the truth up to `end` (the run's
     end, after a quiet spell long enough for every outage to be over and recovered)."""
-    fig = Figures(detect_bound_s=rules.detect_bound)
+    fig = Figures(
+        detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
+    )
     gaps = agent_gaps(facts, rules, end)
     for target in targets:
         truth = merged(down_spans(facts, target, rules, end), rules.recover_bound)
@@ -273,7 +286,7 @@ def _judge_incidents(
                 fig.duplicate_notices.append(f"{label}: {count} {kind} notices")
             elif count < wanted:
                 fig.missing_notices.append(f"{label}: no {kind} notice")
-    held = rules.interval + rules.timeout + SLACK_S
+    held = rules.held
     for n, span in enumerate(truth):
         following = truth[n + 1].start if n + 1 < len(truth) else end
         during = [i for i in incidents if span.start - SLACK_S <= i.started_at <= span.end]
@@ -311,8 +324,10 @@ def _judge_incidents(
 def _judge_states(
     fig: Figures, target: str, truth: Sequence[Span], observed: Observed, rules: Rules
 ) -> None:
-    # a `down` state stands until a passing round lands: up to an interval after the outage
-    linger = rules.interval + rules.timeout + SLACK_S
+    # a `down` state with an incident open stands until the incident closes, `recover_after`
+    # passing rounds after the outage (controller/alerting/rules.py), a round's closing more
+    # next to a restart
+    linger = rules.recover_bound + rules.held
     false = [at for at, state in observed.states.get(target, []) if state == "down"]
     false = [at for at in false if not _explains(truth, at, linger)]
     if false:

@@ -412,7 +412,7 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         f" missing notices {len(fig.missing_notices)}\n"
         f"    detection p99 {fig.detection_p99_s:.1f} s over {len(fig.detection_s)} outages"
         f" (bound: interval + confirmation = {fig.detect_bound_s:.1f} s);"
-        f" near an agent restart (out of the p99): {near}\n"
+        f" next to a restart (out of the p99, bound {fig.near_restart_bound_s:.1f} s): {near}\n"
         f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
     )
     for name in ("false_down", "missed_recoveries", "stuck", "duplicate_notices"):
