@@ -121,8 +121,12 @@ ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:
 endif
 
-soak: $(STAMP) ## the fault campaign of issue 13 (~15 min, loopback); exits 1 when a target is missed
-	$(BIN)/python -m bench.soak
+# Both campaigns run; either missing a target fails it. VERDICTS_ARGS: `--seed N --minutes M`.
+VERDICTS_ARGS ?= --minutes 6
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min) then the verdict campaign of issue 60 (~8 min, namespaces, root); exits 1 when a target is missed
+	$(BIN)/python -m bench.soak; soak=$$?; \
+	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ]
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

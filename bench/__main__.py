@@ -2,9 +2,10 @@
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
-store, runs, reads, jobs, saturation, scale);
+store, runs, reads, jobs, saturation, scale, verdicts);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
-...), which follow its name; `python -m bench saturation --help` the saturation one's.
+...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
+--help`) and the verdict campaign's (`python -m bench verdicts --seed N --minutes M`).
 """
 
 import sys
@@ -34,6 +35,7 @@ from bench import (
     seal,
     storage,
     store,
+    verdicts,
 )
 from bench.common import discard_logs, machine
 
@@ -60,18 +62,22 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "jobs": jobs.run,
     "saturation": lambda: saturation.run([]),
     "scale": lambda: scale.run([]),
+    "verdicts": lambda: verdicts.run([]),
 }
 
 
 def main(argv: list[str]) -> int:
     names = argv
-    if argv[:1] == ["scale"] and len(argv) > 1:
+    flagged: dict[str, Callable[[list[str]], bool]] = {
+        "scale": scale.run,
+        "saturation": saturation.run,
+        "verdicts": verdicts.run,
+    }
+    if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name
-        BENCHMARKS["scale"] = lambda: scale.run(argv[1:])
-        names = ["scale"]
-    if argv[:1] == ["saturation"] and len(argv) > 1:
-        BENCHMARKS["saturation"] = lambda: saturation.run(argv[1:])
-        names = ["saturation"]
+        chosen = flagged[argv[0]]
+        BENCHMARKS[argv[0]] = lambda: chosen(argv[1:])
+        names = argv[:1]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
@@ -79,7 +85,8 @@ def main(argv: list[str]) -> int:
     discard_logs()
     print(f"machine: {machine()}", flush=True)
     results: dict[str, bool] = {}
-    for name in names or list(BENCHMARKS):
+    # the verdict campaign is `make soak`'s (minutes, root): run by name only
+    for name in names or [n for n in BENCHMARKS if n != "verdicts"]:
         started = time.monotonic()
         results[name] = BENCHMARKS[name]()
         print(f"  ({name}: {time.monotonic() - started:.0f} s)\n", flush=True)

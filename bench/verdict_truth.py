@@ -1,0 +1,342 @@
+"""The verdict campaign's ground truth and its judge (issue 60): pure rules, table-tested.
+
+The harness logs what it did and when (`Fact`: a target's server killed, frozen or back; a
+country's path to it dropped or back; a country's agent gone or back). From that log, for each
+target, the truth is when it was **down** by the documented rule (docs/alerts.md, "Rules"): more
+than `failure_threshold` of its expected countries failed, a country whose agent is gone counting
+as not failing. The judge holds what the product said (states sampled, incidents, notices
+queued) against it:
+
+- false down: an incident opened, or a `down` state seen, with no truthful outage to explain it;
+- missed recovery: an outage over, the truth up for long enough, its incident still open;
+- stuck: at the end, after a quiet spell, a state other than `up` or an incident open;
+- duplicate or missing notices: one `down` and one `recovered` notice per incident, one incident
+  per outage long enough to be confirmed (shorter ones may have one or none);
+- detection: outage start → down notice queued, p99 within the bound below.
+
+The bounds are what the rules promise, with `SLACK_S` for processing: a round is scheduled within
+one interval of the outage's start, its check fails within the timeout, the confirmation round
+runs at once (another timeout): `detect_bound` = interval + 2 * timeout + slack. Recovery needs
+`recover_after` passing rounds of the schedule: `recover_bound` = recover_after * interval +
+timeout + slack.
+"""
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+SLACK_S = 5.0
+
+# What the harness did: `failing` True from `at` on, False back. `country` None: every country
+# (the server itself); a country: that country's path only. `agent` facts say a country's agent
+# was gone (failing True) or back; `away` facts that the controller or NATS was (nobody checks,
+# the truth is unchanged, but verdicts near it may come a round's closing later).
+FactKind = Literal["server", "path", "agent", "away"]
+
+
+@dataclass(frozen=True)
+class Fact:
+    at: float
+    kind: FactKind
+    target: str  # "" for agent facts
+    country: str | None
+    failing: bool
+
+
+@dataclass(frozen=True)
+class Span:
+    start: float
+    end: float
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Rules:
+    interval: float
+    timeout: float
+    countries: tuple[str, ...]
+    failure_threshold: float = 0.5
+    down_after: int = 2
+    recover_after: int = 2
+
+    @property
+    def detect_bound(self) -> float:
+        return self.interval + 2 * self.timeout + SLACK_S
+
+    @property
+    def held(self) -> float:
+        """How much later a round is judged when a country's agent is gone: once it closes."""
+        return self.interval + self.timeout + SLACK_S
+
+    @property
+    def recover_bound(self) -> float:
+        return self.recover_after * self.interval + self.timeout + SLACK_S
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: int
+    target: str
+    started_at: float
+    opened_at: float
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class Notice:
+    target: str
+    incident_id: int | None
+    kind: str  # down, recovered, reminder, no_data
+    at: float
+
+
+@dataclass
+class Observed:
+    """What the product said: `states[target]` as (sampled at, state), in time order."""
+
+    states: dict[str, list[tuple[float, str]]]
+    incidents: list[Incident]
+    notices: list[Notice]
+    final_states: dict[str, str]
+
+
+@dataclass
+class Figures:
+    outages: int = 0  # truthful outages long enough to be confirmed
+    blips: int = 0  # shorter ones: an incident allowed, not required
+    false_down: list[str] = field(default_factory=list)
+    missed_recoveries: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    duplicate_notices: list[str] = field(default_factory=list)
+    missing_notices: list[str] = field(default_factory=list)
+    detection_s: list[float] = field(default_factory=list)
+    # outages starting near an agent restart: printed, out of the p99
+    detection_near_restart_s: list[float] = field(default_factory=list)
+    detection_p99_s: float = 0.0
+    detect_bound_s: float = 0.0
+    near_restart_bound_s: float = 0.0
+
+    def misses(self) -> list[str]:
+        found = [
+            f"{name} {len(items)}"
+            for name, items in (
+                ("false down", self.false_down),
+                ("missed recoveries", self.missed_recoveries),
+                ("stuck", self.stuck),
+                ("duplicate notices", self.duplicate_notices),
+                ("missing notices", self.missing_notices),
+            )
+            if items
+        ]
+        if self.detection_p99_s > self.detect_bound_s:
+            found.append(
+                f"detection p99 {self.detection_p99_s:.1f} s > {self.detect_bound_s:.1f} s"
+            )
+        slowest = max(self.detection_near_restart_s, default=0.0)
+        if slowest > self.near_restart_bound_s:
+            found.append(
+                f"detection next to a restart {slowest:.1f} s > {self.near_restart_bound_s:.1f} s"
+            )
+        return found
+
+
+def _failing_spans(facts: Iterable[Fact], end: float) -> list[Span]:
+    """Spans of `failing` True of one (kind, target, country) stream, overlapping facts merged
+    (a fact repeated changes nothing)."""
+    spans: list[Span] = []
+    since: float | None = None
+    for f in sorted(facts, key=lambda f: f.at):
+        if f.failing and since is None:
+            since = f.at
+        elif not f.failing and since is not None:
+            spans.append(Span(since, f.at))
+            since = None
+    if since is not None:
+        spans.append(Span(since, end))
+    return spans
+
+
+def _inside(spans: Sequence[Span], at: float) -> bool:
+    return any(s.start <= at < s.end for s in spans)
+
+
+def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> list[Span]:
+    """When `target` was down by the rule: more than the threshold of its countries failing, a
+    country without an agent counting as not failing. Adjacent spans are merged."""
+    server = _failing_spans([f for f in facts if f.kind == "server" and f.target == target], end)
+    path = {
+        cc: _failing_spans(
+            [f for f in facts if f.kind == "path" and f.target == target and f.country == cc], end
+        )
+        for cc in rules.countries
+    }
+    gone = {
+        cc: _failing_spans([f for f in facts if f.kind == "agent" and f.country == cc], end)
+        for cc in rules.countries
+    }
+    edges = sorted(
+        {0.0, end}
+        | {t for s in server for t in (s.start, s.end)}
+        | {t for spans in (*path.values(), *gone.values()) for s in spans for t in (s.start, s.end)}
+    )
+    spans: list[Span] = []
+    for start, stop in itertools.pairwise(edges):
+        failing = sum(
+            1
+            for cc in rules.countries
+            if not _inside(gone[cc], start) and (_inside(server, start) or _inside(path[cc], start))
+        )
+        if failing / len(rules.countries) > rules.failure_threshold:
+            if spans and spans[-1].end == start:
+                spans[-1] = Span(spans[-1].start, stop)
+            else:
+                spans.append(Span(start, stop))
+    return spans
+
+
+def merged(spans: Sequence[Span], gap: float) -> list[Span]:
+    """`spans` with those less than `gap` apart joined: an agent gone mid-outage splits the
+    truth, but its missed rounds are no passing rounds, so the incident rightly stays open."""
+    out: list[Span] = []
+    for s in spans:
+        if out and s.start - out[-1].end < gap:
+            out[-1] = Span(out[-1].start, s.end)
+        else:
+            out.append(s)
+    return out
+
+
+def agent_gaps(facts: Sequence[Fact], rules: Rules, end: float) -> list[Span]:
+    """When some country's agent, the controller or NATS was gone."""
+    gone = [f for f in facts if f.kind == "agent"]
+    away = _failing_spans([f for f in facts if f.kind == "away"], end)
+    return sorted(
+        [
+            *away,
+            *(
+                s
+                for cc in rules.countries
+                for s in _failing_spans([f for f in gone if f.country == cc], end)
+            ),
+        ],
+        key=lambda s: s.start,
+    )
+
+
+def _touches(gaps: Sequence[Span], start: float, stop: float) -> bool:
+    return any(g.start < stop and g.end > start for g in gaps)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _explains(spans: Sequence[Span], at: float, after: float) -> bool:
+    """Whether a truthful outage covers `at`, give or take the slack before and `after` after."""
+    return any(s.start - SLACK_S <= at <= s.end + after for s in spans)
+
+
+def judge(
+    facts: Sequence[Fact], observed: Observed, targets: Sequence[str], rules: Rules, end: float
+) -> Figures:
+    """Every verdict, incident and notice of `targets` against the truth up to `end` (the run's
+    end, after a quiet spell long enough for every outage to be over and recovered)."""
+    fig = Figures(
+        detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
+    )
+    gaps = agent_gaps(facts, rules, end)
+    for target in targets:
+        truth = merged(down_spans(facts, target, rules, end), rules.recover_bound)
+        mine = sorted(
+            (i for i in observed.incidents if i.target == target), key=lambda i: i.started_at
+        )
+        notices = [n for n in observed.notices if n.target == target]
+        _judge_incidents(fig, target, truth, gaps, mine, notices, rules, end)
+        _judge_states(fig, target, truth, observed, rules)
+    fig.detection_p99_s = percentile(fig.detection_s, 99)
+    return fig
+
+
+def _judge_incidents(
+    fig: Figures,
+    target: str,
+    truth: Sequence[Span],
+    gaps: Sequence[Span],
+    incidents: Sequence[Incident],
+    notices: Sequence[Notice],
+    rules: Rules,
+    end: float,
+) -> None:
+    for inc in incidents:
+        label = f"{target} incident {inc.id} started {inc.started_at:.1f}"
+        if not _explains(truth, inc.started_at, 0.0):
+            fig.false_down.append(f"{label}: no outage then")
+        kinds = [n.kind for n in notices if n.incident_id == inc.id]
+        for kind, wanted in (("down", 1), ("recovered", 0 if inc.ended_at is None else 1)):
+            count = kinds.count(kind)
+            if count > wanted:
+                fig.duplicate_notices.append(f"{label}: {count} {kind} notices")
+            elif count < wanted:
+                fig.missing_notices.append(f"{label}: no {kind} notice")
+    held = rules.held
+    for n, span in enumerate(truth):
+        following = truth[n + 1].start if n + 1 < len(truth) else end
+        during = [i for i in incidents if span.start - SLACK_S <= i.started_at <= span.end]
+        label = f"{target} outage {span.start:.1f}-{span.end:.1f} ({span.length:.0f} s)"
+        if span.length < rules.detect_bound:
+            fig.blips += 1
+        else:
+            fig.outages += 1
+            if not during:
+                fig.missing_notices.append(f"{label}: no incident")
+            elif len(during) > 1:
+                fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
+            downs = [
+                x.at
+                for x in notices
+                if x.kind == "down" and x.incident_id in {i.id for i in during}
+            ]
+            # a round waiting on a gone agent's country is judged once it closes: detection
+            # and recovery near an agent restart may take a round's closing longer
+            if downs and _touches(gaps, span.start - held, span.start + rules.detect_bound):
+                fig.detection_near_restart_s.append(min(downs) - span.start)
+            elif downs:
+                fig.detection_s.append(min(downs) - span.start)
+        owed_by = span.end + rules.recover_bound
+        if _touches(gaps, span.end - held, owed_by):
+            owed_by += held
+        if following < owed_by:
+            continue  # the next outage came too soon for a recovery to be owed
+        for inc in during:
+            if inc.ended_at is None or inc.ended_at > owed_by:
+                when = "never" if inc.ended_at is None else f"{inc.ended_at - span.end:.0f} s after"
+                fig.missed_recoveries.append(f"{label}: incident {inc.id} closed {when}")
+
+
+def _judge_states(
+    fig: Figures, target: str, truth: Sequence[Span], observed: Observed, rules: Rules
+) -> None:
+    # a `down` state with an incident open stands until the incident closes, `recover_after`
+    # passing rounds after the outage (controller/alerting/rules.py), a round's closing more
+    # next to a restart
+    linger = rules.recover_bound + rules.held
+    false = [at for at, state in observed.states.get(target, []) if state == "down"]
+    false = [at for at in false if not _explains(truth, at, linger)]
+    if false:
+        fig.false_down.append(
+            f"{target}: state down with no outage, {len(false)} samples from {false[0]:.1f}"
+        )
+    final = observed.final_states.get(target, "absent")
+    if final != "up":
+        fig.stuck.append(f"{target}: state {final} at the end")
+    still_open = [i.id for i in observed.incidents if i.target == target and i.ended_at is None]
+    if still_open:
+        fig.stuck.append(f"{target}: incident {still_open} open at the end")

@@ -1,0 +1,201 @@
+"""The verdict campaign's truth and judge (bench.verdict_truth) and its histories
+(bench.verdict_history), as tables: what the harness did → when the rules say a monitor is
+down, and what the product said → which figures count it as wrong."""
+
+import pytest
+
+from bench.verdict_history import Shape, draw
+from bench.verdict_truth import (
+    Fact,
+    Incident,
+    Notice,
+    Observed,
+    Rules,
+    Span,
+    down_spans,
+    judge,
+    percentile,
+)
+
+RULES = Rules(interval=10, timeout=4, countries=("DE", "US"))
+END = 1000.0
+
+
+def server(at: float, failing: bool) -> Fact:
+    return Fact(at, "server", "t", None, failing)
+
+
+def path(at: float, cc: str, failing: bool) -> Fact:
+    return Fact(at, "path", "t", cc, failing)
+
+
+def agent(at: float, cc: str, gone: bool) -> Fact:
+    return Fact(at, "agent", "", cc, gone)
+
+
+@pytest.mark.parametrize(
+    ("facts", "spans"),
+    [
+        ([], []),
+        ([server(100, True), server(160, False)], [Span(100, 160)]),
+        # one country of two failing is degraded: never down
+        ([path(100, "DE", True), path(160, "DE", False)], []),
+        # both countries' paths dropped: down while both are
+        (
+            [path(100, "DE", True), path(110, "US", True), path(150, "DE", False)],
+            [Span(110, 150)],
+        ),
+        # a country without an agent counts as not failing
+        (
+            [
+                server(100, True),
+                agent(120, "DE", True),
+                agent(125, "DE", False),
+                server(160, False),
+            ],
+            [Span(100, 120), Span(125, 160)],
+        ),
+        # never undone: down to the end
+        ([server(100, True)], [Span(100, END)]),
+        # a repeated fact changes nothing
+        ([server(100, True), server(110, True), server(160, False)], [Span(100, 160)]),
+    ],
+)
+def test_the_truth_is_down_only_when_more_than_the_threshold_of_live_countries_fail(
+    facts: list[Fact], spans: list[Span]
+) -> None:
+    assert down_spans(facts, "t", RULES, END) == spans
+
+
+OUTAGE = [server(100, True), server(160, False)]
+GOOD_INCIDENT = Incident(1, "t", 105, 115, 170)
+GOOD_NOTICES = [Notice("t", 1, "down", 115), Notice("t", 1, "recovered", 180)]
+
+
+def observed(
+    incidents: list[Incident],
+    notices: list[Notice],
+    states: list[tuple[float, str]] | None = None,
+    final: str = "up",
+) -> Observed:
+    return Observed({"t": states or []}, incidents, notices, {"t": final})
+
+
+@pytest.mark.parametrize(
+    ("facts", "seen", "bad"),
+    [
+        # the outage found, notified once each way, recovered: nothing wrong
+        (OUTAGE, observed([GOOD_INCIDENT], GOOD_NOTICES), {}),
+        # an incident with no outage
+        ([], observed([GOOD_INCIDENT], GOOD_NOTICES), {"false_down": 1}),
+        # a down state far from any outage
+        (OUTAGE, observed([GOOD_INCIDENT], GOOD_NOTICES, [(500, "down")]), {"false_down": 1}),
+        # down until a passing round lands after the outage: not false
+        (OUTAGE, observed([GOOD_INCIDENT], GOOD_NOTICES, [(170, "down")]), {}),
+        # one country's drop: any incident is false
+        (
+            [path(100, "DE", True), path(160, "DE", False)],
+            observed([GOOD_INCIDENT], GOOD_NOTICES),
+            {"false_down": 1},
+        ),
+        # never closed: a missed recovery, and stuck at the end
+        (
+            OUTAGE,
+            observed([Incident(1, "t", 105, 115, None)], GOOD_NOTICES[:1], final="down"),
+            {"missed_recoveries": 1, "stuck": 2},
+        ),
+        # closed much later than two rounds after the outage
+        (
+            OUTAGE,
+            observed([Incident(1, "t", 105, 115, 400)], GOOD_NOTICES),
+            {"missed_recoveries": 1},
+        ),
+        # two down notices for one incident
+        (
+            OUTAGE,
+            observed([GOOD_INCIDENT], [*GOOD_NOTICES, Notice("t", 1, "down", 116)]),
+            {"duplicate_notices": 1},
+        ),
+        # no recovered notice
+        (OUTAGE, observed([GOOD_INCIDENT], GOOD_NOTICES[:1]), {"missing_notices": 1}),
+        # an outage long enough for confirmation, and no incident
+        (OUTAGE, observed([], []), {"missing_notices": 1}),
+        # one outage, two incidents (it flapped)
+        (
+            OUTAGE,
+            observed(
+                [Incident(1, "t", 105, 115, 130), Incident(2, "t", 135, 140, 170)],
+                [*GOOD_NOTICES, Notice("t", 2, "down", 140), Notice("t", 2, "recovered", 180)],
+            ),
+            {"duplicate_notices": 1},
+        ),
+        # a blip shorter than confirmation: an incident allowed, none owed
+        ([server(100, True), server(102, False)], observed([], []), {}),
+        (
+            [server(100, True), server(102, False)],
+            observed([Incident(1, "t", 100, 104, 110)], GOOD_NOTICES),
+            {},
+        ),
+        # an agent gone mid-outage: still one outage, one incident
+        (
+            [*OUTAGE, agent(120, "DE", True), agent(125, "DE", False)],
+            observed([GOOD_INCIDENT], GOOD_NOTICES),
+            {},
+        ),
+    ],
+)
+def test_the_judge_counts_each_verdict_against_the_truth(
+    facts: list[Fact], seen: Observed, bad: dict[str, int]
+) -> None:
+    fig = judge(facts, seen, ["t"], RULES, END)
+    found = {
+        name: len(getattr(fig, name))
+        for name in (
+            "false_down",
+            "missed_recoveries",
+            "stuck",
+            "duplicate_notices",
+            "missing_notices",
+        )
+        if getattr(fig, name)
+    }
+    assert found == bad
+    assert (fig.misses() == []) == (bad == {})
+
+
+def test_detection_is_outage_start_to_down_notice_and_its_p99_has_a_bound() -> None:
+    slow = [Notice("t", 1, "down", 130), Notice("t", 1, "recovered", 180)]
+    fig = judge(OUTAGE, observed([GOOD_INCIDENT], slow), ["t"], RULES, END)
+    assert fig.detection_s == [30]
+    assert fig.detect_bound_s == 10 + 2 * 4 + 5
+    assert fig.misses() == ["detection p99 30.0 s > 23.0 s"]
+
+
+@pytest.mark.parametrize(
+    ("values", "p99"), [([], 0.0), ([3.0], 3.0), ([float(n) for n in range(1, 201)], 198.0)]
+)
+def test_percentile(values: list[float], p99: float) -> None:
+    assert percentile(values, 99) == p99
+
+
+def test_a_seed_draws_the_same_history_and_every_fault_is_undone() -> None:
+    shape = Shape(interval=10, timeout=4, minutes=6)
+    history = draw(7, ["a", "b"], ("DE", "US"), shape)
+    assert history == draw(7, ["a", "b"], ("DE", "US"), shape)
+    assert history != draw(8, ["a", "b"], ("DE", "US"), shape)
+    for on, off in (("kill", "start"), ("freeze", "thaw"), ("drop", "undrop")):
+        for target in ("a", "b"):
+            ons = [s for s in history if s.action == on and s.target == target]
+            offs = [s for s in history if s.action == off and s.target == target]
+            assert len(ons) == len(offs)
+            assert all(a.at < b.at for a, b in zip(ons, offs, strict=True))
+    assert all(s.at <= 6 * 60 for s in history)
+
+
+def test_an_outage_starting_while_the_controller_is_away_is_timed_apart() -> None:
+    away = [Fact(95, "away", "", None, True), Fact(100, "away", "", None, False)]
+    slow = [Notice("t", 1, "down", 130), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *away], observed([GOOD_INCIDENT], slow), ["t"], RULES, END)
+    assert down_spans([*OUTAGE, *away], "t", RULES, END) == [Span(100, 160)]
+    assert (fig.detection_s, fig.detection_near_restart_s) == ([], [30])
+    assert fig.misses() == []
