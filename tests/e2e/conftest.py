@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from agent.worker import Worker
+from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
@@ -195,3 +196,14 @@ async def org(controller: Controller) -> AsyncIterator[Tenant]:
     yield tenant
     async with controller.pool.acquire() as conn:
         await conn.execute("DELETE FROM monitors WHERE organization_id = $1", tenant.org_id)
+
+
+@pytest.fixture
+async def alerter(controller: Controller, job_ids: JobIds) -> AsyncIterator[Alerter]:
+    """The alerter role beside the running scheduler and ingester, as `serve` runs it."""
+    running = Alerter(controller.pool, controller.js, job_ids, interval_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    yield running
+    stop.set()
+    await task

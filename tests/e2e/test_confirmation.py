@@ -6,31 +6,17 @@ opens and is notified seconds after the first failure, though the monitor's inte
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from controller.alerting.evaluator import Alerter
-from controller.scheduling.rules import JobIds
 from shared.timefmt import parse_iso
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import make_due_now, of_rounds_since, smtp_monitor, wait_results
 from tests.peers.smtp import SmtpPeer
-
-
-@pytest.fixture
-async def alerter(controller: Controller, job_ids: JobIds) -> AsyncIterator[Alerter]:
-    """The alerter role beside the running scheduler and ingester, as `serve` runs it."""
-    running = Alerter(controller.pool, controller.js, job_ids, interval_s=0.05)
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
-    yield running
-    stop.set()
-    await task
 
 
 async def test_an_outage_seen_from_every_country_is_down_seconds_after_the_first_failure(
