@@ -39,6 +39,9 @@ MIN_RSA_BITS = 2048
 MIN_EC_BITS = 224
 WEAK_CIPHER_PARTS = ("NULL", "EXP", "RC4", "DES", "MD5", "ADH", "AECDH", "ANON")
 WEAK_SIGNATURE_PARTS = ("sha1", "md5", "md2")
+# Logins that send a reusable secret as it is (a password, or a bearer token): PLAIN and LOGIN
+# in SMTP, IMAP and POP3 SASL, IMAP's LOGIN command and POP3's USER/PASS, OAuth2's bearers.
+CLEAR_LOGINS = frozenset({"PLAIN", "LOGIN", "USER", "XOAUTH2", "OAUTHBEARER"})
 
 # code → (severity, what a person can do about it): each finding kind's severity is declared here
 # and nowhere else.
@@ -60,6 +63,20 @@ CODES: dict[str, tuple[Severity, str]] = {
         "This country is served another certificate than the others: a TLS interception on "
         "the path, or a front end the last certificate rollout missed. Check which front end "
         "serves that region and deploy the current certificate there.",
+    ),
+    "auth_in_clear": (
+        "critical",
+        "The server offers a password login (PLAIN, LOGIN, USER/PASS or a bearer token) on a "
+        "connection without TLS and offers no STARTTLS/STLS: every client that logs in sends "
+        "its password in clear. Offer STARTTLS (or TLS on its own port) and take logins only "
+        "over TLS (Postfix smtpd_tls_auth_only, Dovecot disable_plaintext_auth).",
+    ),
+    "auth_without_tls": (
+        "warning",
+        "The server takes logins on a connection without TLS and offers no STARTTLS/STLS; its "
+        "mechanisms send no password in clear, but the session and what follows it are "
+        "unprotected, and the exchange can be attacked offline. Offer STARTTLS and take logins "
+        "only over TLS.",
     ),
     "tls_below_1_2": (
         "warning",
@@ -218,9 +235,16 @@ def judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str)
 
 
 def quality(o: Observation, expiry_days: Sequence[int] = DEFAULT_EXPIRY_DAYS) -> Verdicts:
-    """Findings on what one country saw alone: the TLS it spoke and the certificate."""
+    """Findings on what one country saw alone: logins without TLS, the TLS it spoke and the
+    certificate."""
     v: Verdicts = {}
     cc = o.country
+    if (logins := o.clear_logins) is not None:
+        sent = sorted(logins & CLEAR_LOGINS)
+        offered = "offered on a plain connection, with no STARTTLS/STLS"
+        judge(v, "auth_in_clear", cc, bool(sent), f"login by {' '.join(sent)} {offered}")
+        others = " ".join(sorted(logins))
+        judge(v, "auth_without_tls", cc, bool(logins) and not sent, f"login by {others} {offered}")
     if (rank := o.tls_rank) is not None:
         judge(v, "tls_below_1_2", cc, rank < TLS_RANK["TLSv1.2"], f"{o.tls_version} negotiated")
     if o.cipher is not None:
