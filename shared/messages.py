@@ -172,6 +172,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # every job of the organization): agents share their slots and lookups fairly between
     # tenants by it. "" from a controller that predates it: one shared lane.
     tenant: str = ""
+    # Set on the rounds the controller wants the reverse DNS of the monitored server looked at
+    # (SMTP, the mail DNS's slow cadence): the agent resolves each address's PTR names and
+    # their forward addresses from its country into `reverseDns`. False from a controller that
+    # predates it; ignored by an agent that does.
+    reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
     # predates it, and ignored by an agent that does: one result per message.
@@ -310,6 +315,33 @@ class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
     truncated: list[str] = msgspec.field(default_factory=list)
 
 
+class PtrCheck(msgspec.Struct, kw_only=True, rename="camel"):
+    """One address of the monitored host as the agent's resolver answered from its country:
+    `names`, its PTR names (lower case, without the final dot; at most `PTR_NAMES_MAX`, each
+    at most 253 characters); [] when it has none (NXDOMAIN or no PTR); null when the lookup
+    failed, with why in `error`. `confirmed`: those of `names` whose A/AAAA records hold the
+    address again (forward-confirmed reverse DNS, FCrDNS); null when none did and a forward
+    lookup failed, so it is not known."""
+
+    address: str
+    names: list[str] | None = None
+    confirmed: list[str] | None = None
+    error: str = ""
+
+
+PTR_NAMES_MAX: Final = 5
+PTR_ADDRESSES_MAX: Final = 4
+
+
+class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
+    """The reverse DNS of the monitored server's addresses (the one the check connected to,
+    `CheckResult.address`, first; at most `PTR_ADDRESSES_MAX`), on a job with `reverseDns`.
+    `truncated`: addresses or names were left out to stay within the bounds."""
+
+    addresses: list[PtrCheck] = msgspec.field(default_factory=list)
+    truncated: bool = False
+
+
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -343,6 +375,9 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities_before_tls: list[str] | None = None
     # Only on a job with `mailDomain`: that domain's mail DNS as seen from this country.
     mail_dns: MailDns | None = None
+    # Only on a job with `reverseDns`: the PTR names of the server's addresses and whether
+    # they resolve back to them, as seen from this country.
+    reverse_dns: ReverseDns | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None

@@ -25,6 +25,9 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
     mail_dns: dict[str, Any] | None = None
+    reverse_dns: dict[str, Any] | None = None
+    banner: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

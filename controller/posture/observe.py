@@ -30,7 +30,7 @@ from controller.monitors.store import Monitor
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
-from controller.posture import maildns, notices
+from controller.posture import maildns, notices, reverse_dns
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
@@ -48,7 +48,7 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
-from shared.messages import MailDns, MonitorEvent, PostureNote, encode
+from shared.messages import MailDns, MonitorEvent, PostureNote, ReverseDns, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
 
@@ -197,6 +197,7 @@ def _round_verdicts(
         verdicts |= quality(o, days)
     for o, row in zip(seen, group, strict=True):
         verdicts |= _mail_dns(monitor, row, o)
+        verdicts |= _reverse_dns(monitor, row)
     return seen, verdicts
 
 
@@ -210,6 +211,20 @@ def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts
         log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}
     return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
+
+
+def _reverse_dns(monitor: Monitor, row: StoredFacts) -> Verdicts:
+    """The reverse DNS verdicts of one stored result (none on a round without the lookup)."""
+    if row.reverse_dns is None:
+        return {}
+    try:
+        facts = msgspec.convert(row.reverse_dns, ReverseDns)
+    except msgspec.ValidationError as exc:
+        log.warning(
+            "reverse dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc)
+        )
+        return {}
+    return reverse_dns.reverse_dns(facts, row.banner, row.address, row.country)
 
 
 class _Pass:

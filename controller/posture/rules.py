@@ -161,6 +161,26 @@ CODES: dict[str, tuple[Severity, str]] = {
         "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
         "before rolling certificates, then remove the old one.",
     ),
+    # Reverse DNS of an SMTP server's addresses (controller/posture/reverse_dns.py).
+    "ptr_missing": (
+        "warning",
+        "An address of the server has no PTR record (reverse DNS). Many receivers refuse or "
+        "mark as spam mail from an address without one. Ask whoever runs the address (your "
+        "hosting or network provider) to publish a PTR record naming the server.",
+    ),
+    "ptr_not_forward_confirmed": (
+        "warning",
+        "The PTR name of an address of the server does not resolve back to that address "
+        "(no forward-confirmed reverse DNS), which receivers check as they check a missing "
+        "PTR. Publish an A/AAAA record of that name with the address, or change the PTR to a "
+        "name that has it.",
+    ),
+    "banner_name_mismatch": (
+        "warning",
+        "The host name in the server's greeting (SMTP banner) is not the PTR name of the "
+        "address it answered on. Set the server's host name (Postfix myhostname, Exim "
+        "primary_hostname) to the PTR name, or the PTR to the server's name.",
+    ),
     "tls_rpt_missing": (
         "info",
         "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
@@ -180,6 +200,7 @@ MAIL_DNS_CODES = frozenset(
         "tls_rpt_missing",
     }
 )
+REVERSE_DNS_CODES = frozenset({"ptr_missing", "ptr_not_forward_confirmed", "banner_name_mismatch"})
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})

@@ -81,7 +81,7 @@ class PlannedRound:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
-    mail_dns: bool = False  # its jobs carry the mail domain
+    mail_dns: bool = False  # its jobs carry the mail domain or `reverseDns` (a DNS round)
     unusable: str | None = None
 
 
@@ -347,7 +347,10 @@ class RoundPlanner:
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
         mail_domain = m.mail_domain
-        if mail_domain:
+        # The slow DNS lookups (the mail domain's, an SMTP server's reverse DNS) go on the
+        # same rounds: one per DNS window.
+        reverse_dns = m.type == "smtp"
+        if mail_domain or reverse_dns:
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
             dns = (
                 schedule.trigger_dns(*args, rounds.mail_dns_at)
@@ -355,6 +358,7 @@ class RoundPlanner:
                 else schedule.dns_due(*args)
             )
             mail_domain = mail_domain if dns else None
+            reverse_dns = reverse_dns and dns
             plan.mail_dns = dns
         org = self._tenants.get(m.organization_id)
         if org is None:
@@ -410,6 +414,7 @@ class RoundPlanner:
                     scheduled_at=scheduled_iso,
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
+                    reverse_dns=reverse_dns,
                     avoid_agents=avoid.get(cc, []),
                     tenant=org,
                     result_bundles=self._result_bundles,

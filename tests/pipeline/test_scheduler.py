@@ -735,7 +735,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     seal_keys: KeyRing,
 ) -> None:
     """DNS every 300 s, checks every 60 s: of ten rounds in a row exactly two carry
-    `mailDomain` (one per window, five rounds apart); a monitor without one never does."""
+    `mailDomain` (one per window, five rounds apart); a monitor without one never does. Every
+    SMTP monitor's DNS rounds ask for its reverse DNS (`reverseDns`, issue 58), the same
+    rounds as its mail DNS, whether it names a mail domain or not."""
     (cc,) = countries.take()
     await countries.live(cc)
     watched = await create(api, org, allowedCheckCountryCodes=[cc], mailDomain="Example.COM")
@@ -749,6 +751,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
         dns_interval_s=300,
     )
     carried: dict[str, list[datetime]] = {}
+    reverse: dict[str, list[datetime]] = {}
     for monitor in (watched, plain):
         pid = monitor["publicId"]
         g = schedule.next_due(schedule.phase_ms(pid, 60), 60, utcnow())
@@ -765,9 +768,14 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             if job.mail_domain is not None:
                 assert job.mail_domain == "example.com"
                 carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))
+            if job.reverse_dns:
+                reverse.setdefault(pid, []).append(parse_iso(job.scheduled_at))
     dns_rounds = carried[watched["publicId"]]
     assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried
+    assert reverse[watched["publicId"]] == dns_rounds
+    ptr_rounds = reverse[plain["publicId"]]
+    assert len(ptr_rounds) == 2 and ptr_rounds[1] - ptr_rounds[0] == timedelta(seconds=300)
 
 
 async def test_repeated_trigger_checks_resolve_mail_dns_once_per_floor(

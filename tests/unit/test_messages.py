@@ -14,6 +14,8 @@ from shared.messages import (
     MonitorEvent,
     Phases,
     Pop3CheckJob,
+    PtrCheck,
+    ReverseDns,
     SmtpAuth,
     SmtpCheckJob,
     SmtpConfig,
@@ -202,6 +204,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilities",
         "capabilitiesBeforeTls",
         "mailDns",  # null but on a job with mailDomain
+        "reverseDns",  # null but on a job with reverseDns (issue 58)
         "logins",  # null from agents that predate it
     }
 
@@ -301,3 +304,33 @@ def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
     wire = json.loads(encode(r))
     assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
     assert decode_result(encode(r)) == r
+
+
+def test_reverse_dns_is_a_defaulted_addition_both_ways() -> None:
+    """Issue 58: a job without `reverseDns` (an older controller's) asks for none; a result
+    without `reverseDns` (an older agent's) has none; a newer result's decodes as the older
+    type would see it (unknown fields ignored), and round-trips with its camelCase names."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["reverseDns"] is False
+    del wire["reverseDns"]
+    assert decode_job(json.dumps(wire).encode()).reverse_dns is False
+    r = result()
+    old = json.loads(encode(r))
+    del old["reverseDns"]
+    assert decode_result(json.dumps(old).encode()).reverse_dns is None
+    r.reverse_dns = ReverseDns(
+        addresses=[
+            PtrCheck(address="192.0.2.1", names=["mail.example.com"], confirmed=[]),
+            PtrCheck(address="2001:db8::1", error="timed out"),
+        ]
+    )
+    wire = json.loads(encode(r))
+    assert wire["reverseDns"]["addresses"][1] == {
+        "address": "2001:db8::1",
+        "names": None,
+        "confirmed": None,
+        "error": "timed out",
+    }
+    assert decode_result(encode(r)) == r
+    wire["reverseDns"]["addresses"][0]["bannerMatch"] = True  # a newer agent's field
+    assert decode_result(json.dumps(wire).encode()) == r
