@@ -26,6 +26,7 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     capabilities_before_tls: list[str] | None = None
     mail_dns: dict[str, Any] | None = None
     reverse_dns: dict[str, Any] | None = None
+    relay: dict[str, Any] | None = None
     banner: str | None = None
     address: str | None = None
 

@@ -161,6 +161,15 @@ CODES: dict[str, tuple[Severity, str]] = {
         "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
         "before rolling certificates, then remove the old one.",
     ),
+    # The opted-in open relay test (controller/posture/relay.py).
+    "open_relay": (
+        "critical",
+        "The server took a recipient of a foreign domain from a session that had not logged "
+        "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
+        "Relay only for authenticated users and your own networks (Postfix "
+        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+        "reject_unauth_destination, with a mynetworks of your own hosts only).",
+    ),
     # Reverse DNS of an SMTP server's addresses (controller/posture/reverse_dns.py).
     "ptr_missing": (
         "warning",

@@ -36,6 +36,7 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
+    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -332,23 +333,10 @@ class RoundPlanner:
                 no_token = tokens.why
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
-        port = m.port or default_port(m.type, config)
-        plain = None
-        if carries_credentials(config):
-            plan.account = account(self._account_key, m.hostname, config)
-            plan.legs = legs_of(m.hostname, config)
-            bound = SealedConfig(
-                monitor_id=public_id, hostname=m.hostname, port=port, config=config
-            )
-            plain = encode_sealed(bound)
         scheduled = plan.scheduled_at
-        may_log_in = logins(rounds.login_failures, rounds.login_retry_at, scheduled, plan.countries)
-        scheduled_iso = iso_ms(scheduled)
-        expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
-        job_type = JOB_TYPES[m.type]
         mail_domain = m.mail_domain
-        # The slow DNS lookups (the mail domain's, an SMTP server's reverse DNS) go on the
-        # same rounds: one per DNS window.
+        # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
+        # opted-in open relay test) go on the same rounds: one per DNS window.
         reverse_dns = m.type == "smtp"
         if mail_domain or reverse_dns:
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
@@ -360,6 +348,21 @@ class RoundPlanner:
             mail_domain = mail_domain if dns else None
             reverse_dns = reverse_dns and dns
             plan.mail_dns = dns
+        if isinstance(config, SmtpConfig) and config.relay_check and not reverse_dns:
+            config = msgspec.structs.replace(config, relay_check=False)
+        port = m.port or default_port(m.type, config)
+        plain = None
+        if carries_credentials(config):
+            plan.account = account(self._account_key, m.hostname, config)
+            plan.legs = legs_of(m.hostname, config)
+            bound = SealedConfig(
+                monitor_id=public_id, hostname=m.hostname, port=port, config=config
+            )
+            plain = encode_sealed(bound)
+        may_log_in = logins(rounds.login_failures, rounds.login_retry_at, scheduled, plan.countries)
+        scheduled_iso = iso_ms(scheduled)
+        expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
+        job_type = JOB_TYPES[m.type]
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)

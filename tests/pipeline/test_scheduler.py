@@ -16,7 +16,7 @@ from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from shared.messages import ImapCheckJob, SmtpCheckJob
+from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
@@ -737,11 +737,14 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     """DNS every 300 s, checks every 60 s: of ten rounds in a row exactly two carry
     `mailDomain` (one per window, five rounds apart); a monitor without one never does. Every
     SMTP monitor's DNS rounds ask for its reverse DNS (`reverseDns`, issue 58), the same
-    rounds as its mail DNS, whether it names a mail domain or not."""
+    rounds as its mail DNS, whether it names a mail domain or not; a monitor that opted in to
+    the open relay test (`relayCheck`) has it in its job's config on those rounds only."""
     (cc,) = countries.take()
     await countries.live(cc)
     watched = await create(api, org, allowedCheckCountryCodes=[cc], mailDomain="Example.COM")
-    plain = await create(api, org, allowedCheckCountryCodes=[cc])
+    relay = {"secure": False, "relayCheck": True}
+    plain = await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig=relay)
+    assert plain["smtpConfig"] == relay
     scheduler = Scheduler(
         pipe_pool,
         pipeline.js,
@@ -770,6 +773,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
                 carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))
             if job.reverse_dns:
                 reverse.setdefault(pid, []).append(parse_iso(job.scheduled_at))
+            # the opted-in relay test rides on the same rounds only
+            assert isinstance(job.config, SmtpConfig)
+            assert job.config.relay_check is (pid == plain["publicId"] and job.reverse_dns)
     dns_rounds = carried[watched["publicId"]]
     assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried

@@ -15,6 +15,7 @@ from shared.messages import (
     Phases,
     Pop3CheckJob,
     PtrCheck,
+    RelayTest,
     ReverseDns,
     SmtpAuth,
     SmtpCheckJob,
@@ -205,6 +206,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilitiesBeforeTls",
         "mailDns",  # null but on a job with mailDomain
         "reverseDns",  # null but on a job with reverseDns (issue 58)
+        "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
     }
 
@@ -334,3 +336,27 @@ def test_reverse_dns_is_a_defaulted_addition_both_ways() -> None:
     assert decode_result(encode(r)) == r
     wire["reverseDns"]["addresses"][0]["bannerMatch"] = True  # a newer agent's field
     assert decode_result(json.dumps(wire).encode()) == r
+
+
+def test_relay_check_and_relay_are_defaulted_additions() -> None:
+    """Issue 58: an SMTP config without `relayCheck` (an older controller's) asks for no relay
+    test; a result without `relay` (an older agent's) has none; a round trip's send leg has the
+    field (its config is SMTP's) and leaves it false."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["config"]["relayCheck"] is False
+    del wire["config"]["relayCheck"]
+    job = decode_job(json.dumps(wire).encode())
+    assert isinstance(job, SmtpCheckJob) and job.config.relay_check is False
+    r = result()
+    r.relay = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    wire = json.loads(encode(r))
+    assert wire["relay"] == {
+        "sender": "s@example.org",
+        "recipient": "r@example.net",
+        "mailFrom": "250 ok",
+        "rcptTo": None,
+        "error": "",
+    }
+    assert decode_result(encode(r)) == r
+    del wire["relay"]
+    assert decode_result(json.dumps(wire).encode()).relay is None
