@@ -29,9 +29,11 @@ NAME_MAX: Final = 253  # RFC 1035 2.3.4, as text without the final dot
 
 
 class ReverseDnsProbe:
-    """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's);
-    private addresses are not looked up unless `allow_private` (their PTR names are the
-    agent's own network's)."""
+    """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's).
+    Private, loopback and reserved addresses are not looked up (an agent builds it so whatever
+    AGENT_ALLOW_PRIVATE_TARGETS says): receivers only ever see public addresses, so such an
+    address's PTR says nothing of the server's reputation, and its names are the agent's own
+    network's. `allow_private` is for tests on loopback."""
 
     def __init__(self, *, resolver: str | None = None, allow_private: bool = False) -> None:
         self._setting = resolver
@@ -73,7 +75,8 @@ class ReverseDnsProbe:
     ) -> tuple[PtrCheck, bool]:
         """One address's check, and whether names were left out."""
         if not self._allow_private and is_blocked(address):
-            return PtrCheck(address=address, error="a private or reserved address"), False
+            why = "a private or reserved address: receivers never see it, so not looked up"
+            return PtrCheck(address=address, error=why), False
         loop = asyncio.get_running_loop()
         try:
             half = (deadline - loop.time()) / 2

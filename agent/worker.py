@@ -181,7 +181,7 @@ class Worker:
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
-        self._reverse_dns = reverse_dns or ReverseDnsProbe(allow_private=allow_private)
+        self._reverse_dns = reverse_dns or ReverseDnsProbe()
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -223,10 +223,9 @@ class Worker:
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
             "mail_dns": mail_dns_probe(settings),
-            "reverse_dns": ReverseDnsProbe(
-                resolver=settings.agent_dns_resolver,
-                allow_private=settings.agent_allow_private_targets,
-            ),
+            # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
+            # only ever see public ones, so a private address's PTR says nothing.
+            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),

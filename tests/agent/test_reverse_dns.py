@@ -120,18 +120,20 @@ async def test_a_huge_answer_is_cut_to_the_bound_and_flagged() -> None:
     assert len(msgspec.json.encode(seen)) < 2048
 
 
-async def test_private_addresses_are_not_looked_up_unless_allowed() -> None:
+async def test_private_addresses_are_not_looked_up() -> None:
+    """Receivers never see a private or loopback address: its PTR is unknown, never missing."""
     async with DnsPeer({(ARPA, "PTR"): ["mail.example.org."]}) as peer:
-        seen = await ReverseDnsProbe(resolver=peer.address).probe(["127.0.0.1"], 5.0)
+        seen = await ReverseDnsProbe(resolver=peer.address).probe(["127.0.0.1", "10.1.2.3"], 5)
     assert peer.asked == []
-    assert seen.addresses[0].names is None and "private" in seen.addresses[0].error
+    assert all(c.names is None and "private" in c.error for c in seen.addresses)
 
 
 async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
-    """Through NATS with the probe from the agent's settings (AGENT_DNS_RESOLVER): a job with
-    `reverseDns` comes back with the connected address's PTR facts, one without asks nothing."""
+    """Through NATS: a job with `reverseDns` comes back with the connected address's PTR
+    facts, one without asks nothing. (The probe is the test's, allowed loopback: an agent's own
+    never looks up a private address, `test_an_agents_own_probe_skips_private_addresses`.)"""
     records = {(ARPA, "PTR"): ["peer.test."], ("peer.test", "A"): ["127.0.0.1"]}
     async with SmtpLikePeer() as smtp, DnsPeer(records) as peer:
         asked = job_for(country, smtp.port, reverse_dns=True, hostname="127.0.0.1")
@@ -141,7 +143,12 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
         env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
         settings = load(AgentSettings, env, agent_country=country)
         w = Worker.from_settings(
-            nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+            nc,
+            settings,
+            ssl_contexts=ssl_contexts,
+            fetch_timeout=0.2,
+            heartbeat_interval=None,
+            reverse_dns=ReverseDnsProbe(resolver=peer.address, allow_private=True),
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
@@ -153,3 +160,23 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
     ]
     assert found[plain.job_id].reverse_dns is None
     assert sorted(peer.asked) == [(ARPA, "PTR"), ("peer.test", "A")]
+
+
+async def test_an_agents_own_probe_skips_private_addresses(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """Built from the settings, with AGENT_ALLOW_PRIVATE_TARGETS set (`make run`, the tests):
+    the check runs against loopback, its reverse DNS is unknown and nothing is asked."""
+    async with SmtpLikePeer() as smtp, DnsPeer({(ARPA, "PTR"): ["peer.test."]}) as peer:
+        job = job_for(country, smtp.port, reverse_dns=True, hostname="127.0.0.1")
+        await publish_job(js, job)
+        env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
+        settings = load(AgentSettings, env, agent_country=country)
+        w = Worker.from_settings(
+            nc, settings, ssl_contexts=ssl_contexts, fetch_timeout=0.2, heartbeat_interval=None
+        )
+        await w.run(burst=True)
+    (result,) = [r for r in await results(js, country) if r.job_id == job.job_id]
+    assert result.status == "up" and result.reverse_dns is not None
+    assert [(c.address, c.names) for c in result.reverse_dns.addresses] == [("127.0.0.1", None)]
+    assert peer.asked == []
