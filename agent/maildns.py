@@ -61,6 +61,24 @@ INTERNAL_SUFFIXES: Final = (
 )
 
 
+def dns_resolver(setting: str | None) -> dns.asyncresolver.Resolver:
+    """The resolver of the agent's DNS probes (mail DNS, reverse DNS): `setting` is `host` or
+    `host:port` (AGENT_DNS_RESOLVER), None for the system's (raises
+    dns.resolver.NoResolverConfiguration without one)."""
+    resolver = dns.asyncresolver.Resolver(configure=setting is None)
+    if setting is not None:
+        host, _, port = setting.rpartition(":")
+        if not host or "]" in port:  # no port given (or a bare IPv6 address)
+            host, port = setting, "53"
+        resolver.nameservers = [host.strip("[]")]
+        resolver.port = int(port)
+    # AD asks the resolver to say whether it validated the answer (RFC 6840 5.7); DO makes a
+    # validating resolver validate for us.
+    resolver.flags = dns.flags.RD | dns.flags.AD
+    resolver.use_edns(0, dns.flags.DO, 1232)
+    return resolver
+
+
 class MailDnsProbe:
     """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's);
     `policy_context`: verifies the MTA-STS policy host (the system's CAs, plus a test CA);
@@ -84,19 +102,7 @@ class MailDnsProbe:
         """Built on first use: the system's configuration is read only by an agent that
         resolves mail DNS (raises dns.resolver.NoResolverConfiguration without one)."""
         if self._resolver is None:
-            configure = self._resolver_setting is None
-            resolver = dns.asyncresolver.Resolver(configure=configure)
-            if self._resolver_setting is not None:
-                host, _, port = self._resolver_setting.rpartition(":")
-                if not host or "]" in port:  # no port given (or a bare IPv6 address)
-                    host, port = self._resolver_setting, "53"
-                resolver.nameservers = [host.strip("[]")]
-                resolver.port = int(port)
-            # AD asks the resolver to say whether it validated the answer (RFC 6840 5.7); DO
-            # makes a validating resolver validate for us.
-            resolver.flags = dns.flags.RD | dns.flags.AD
-            resolver.use_edns(0, dns.flags.DO, 1232)
-            self._resolver = resolver
+            self._resolver = dns_resolver(self._resolver_setting)
         return self._resolver
 
     async def probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:

@@ -59,9 +59,10 @@ from agent.bundles import Delivery, jobs_of
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
-from agent.probers.run import build_result, run_check
+from agent.probers.run import build_result, default_resolver, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
+from agent.reverse_dns import ReverseDnsProbe
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
@@ -147,6 +148,7 @@ class Worker:
         ssl_contexts: SslContexts | None = None,
         mail_dns: MailDnsProbe | None = None,
         blocklists: BlocklistProbe | None = None,
+        reverse_dns: ReverseDnsProbe | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -182,6 +184,7 @@ class Worker:
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
         self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
+        self._reverse_dns = reverse_dns or ReverseDnsProbe()
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -228,6 +231,9 @@ class Worker:
                 dqs_key=settings.agent_spamhaus_dqs_key,
                 allow_private=settings.agent_allow_private_targets,
             ),
+            # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
+            # only ever see public ones, so a private address's PTR says nothing.
+            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -713,7 +719,30 @@ class Worker:
                 result.reputation = await self._blocklists.probe(
                     job.blocklists, job.hostname, job.timeout_seconds
                 )
+            if (
+                job.reverse_dns
+                and result.address is not None
+                and result.error_kind
+                not in (
+                    "blocked_target",
+                    "inconclusive",
+                )
+            ):
+                addresses = await self._addresses(job, result.address)
+                result.reverse_dns = await self._reverse_dns.probe(addresses, job.timeout_seconds)
         await self._finish(msg, job, subject, result, started)
+
+    async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
+        """The monitored host's addresses, the one the check connected to first: each of them
+        is a front end whose reverse DNS receivers see. Only that one when the name does not
+        resolve again (within the check's timeout)."""
+        resolver = self._resolver or default_resolver()
+        try:
+            async with asyncio.timeout(job.timeout_seconds):
+                found = await resolver.resolve(job.hostname, job.tenant)
+        except (OSError, TimeoutError):
+            found = ()
+        return [connected, *(a for a in found if a != connected)]
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails

@@ -92,6 +92,11 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
     # Opt-in for lab servers: send credentials over a connection without TLS. Off, a server
     # that cannot upgrade gets `tls_required` and never sees the credentials.
     allow_plaintext_auth: bool = False
+    # Opt-in open relay test (issue 58): from a session that has not logged in, MAIL FROM and
+    # RCPT TO an address of a domain the server has no business with, then RSET and QUIT,
+    # never DATA (`CheckResult.relay`). The controller sends it true only on the rounds that
+    # resolve DNS (the slow cadence); an agent that predates it ignores it.
+    relay_check: bool = False
 
 
 class ImapPopConfig(msgspec.Struct, rename="camel"):
@@ -203,6 +208,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # depends on (a slow cadence, hours): the agent answers in `reputation`. Ignored by an
     # agent that predates it.
     blocklists: BlocklistAsk | None = None
+    # Set on the rounds the controller wants the reverse DNS of the monitored server looked at
+    # (SMTP, the mail DNS's slow cadence): the agent resolves each address's PTR names and
+    # their forward addresses from its country into `reverseDns`. False from a controller that
+    # predates it; ignored by an agent that does.
+    reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
     # predates it, and ignored by an agent that does: one result per message.
@@ -370,6 +380,49 @@ class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
     truncated: bool = False
 
 
+class PtrCheck(msgspec.Struct, kw_only=True, rename="camel"):
+    """One address of the monitored host as the agent's resolver answered from its country:
+    `names`, its PTR names (lower case, without the final dot; at most `PTR_NAMES_MAX`, each
+    at most 253 characters); [] when it has none (NXDOMAIN or no PTR); null when the lookup
+    failed, with why in `error`. `confirmed`: those of `names` whose A/AAAA records hold the
+    address again (forward-confirmed reverse DNS, FCrDNS); null when none did and a forward
+    lookup failed, so it is not known."""
+
+    address: str
+    names: list[str] | None = None
+    confirmed: list[str] | None = None
+    error: str = ""
+
+
+PTR_NAMES_MAX: Final = 5
+PTR_ADDRESSES_MAX: Final = 4
+
+
+class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
+    """The reverse DNS of the monitored server's addresses (the one the check connected to,
+    `CheckResult.address`, first; at most `PTR_ADDRESSES_MAX`), on a job with `reverseDns`.
+    `truncated`: addresses or names were left out to stay within the bounds."""
+
+    addresses: list[PtrCheck] = msgspec.field(default_factory=list)
+    truncated: bool = False
+
+
+class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
+    """An SMTP server's answers to a relay attempt from a session that has not logged in (a
+    job whose config has `relayCheck`): `MAIL FROM:<sender>`, then `RCPT TO:<recipient>`, an
+    address of a reserved domain (RFC 2606) the server has no business taking mail for, then
+    RSET and QUIT; DATA is never sent, so nothing is relayed even by an open relay.
+    `mailFrom`, `rcptTo`: the replies as sent (code and text, at most 512 characters), null
+    when not reached; `error`: why the test ended before an answer (a lost connection, its
+    time budget)."""
+
+    sender: str
+    recipient: str
+    mail_from: str | None = None
+    rcpt_to: str | None = None
+    error: str = ""
+
+
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -405,6 +458,11 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     mail_dns: MailDns | None = None
     # Only on a job with `blocklists`: what the lists answered from this country.
     reputation: Reputation | None = None
+    # Only on a job with `reverseDns`: the PTR names of the server's addresses and whether
+    # they resolve back to them, as seen from this country.
+    reverse_dns: ReverseDns | None = None
+    # Only on a job whose config has `relayCheck`: the open relay test's answers.
+    relay: RelayTest | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None

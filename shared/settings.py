@@ -473,7 +473,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             ge=60,
             le=86_400,
             description="how often each country's agent resolves a monitor's `mailDomain` (MX,"
-            " SPF, DMARC, MTA-STS, TLS-RPT, TLSA), riding on that round's check",
+            " SPF, DMARC, MTA-STS, TLS-RPT, TLSA) and an SMTP server's reverse DNS (PTR and"
+            " forward confirmation), riding on that round's check",
         ),
     ] = 3600
     blocklists: Annotated[
@@ -817,9 +818,10 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
     agent_dns_resolver: Annotated[
         str | None,
         Meta(
-            description="`host` or `host:port` of the DNS resolver the mail DNS posture probe asks"
-            " (unset: the system's); DANE TLSA records count only when it sets the AD bit, so"
-            " name a validating resolver on a path you trust (e.g. a local unbound)"
+            description="`host` or `host:port` of the DNS resolver the mail DNS and reverse DNS"
+            " posture probes ask (unset: the system's); DANE TLSA records count only when it"
+            " sets the AD bit, so name a validating resolver on a path you trust (e.g. a local"
+            " unbound)"
         ),
     ] = None
     agent_blocklist_resolver: Annotated[

@@ -12,7 +12,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.messages import AuthResults, CheckJob, ErrorKind, Hop, Phases, TlsInfo, TlsOptions
+from shared.messages import (
+    AuthResults,
+    CheckJob,
+    ErrorKind,
+    Hop,
+    Phases,
+    RelayTest,
+    TlsInfo,
+    TlsOptions,
+)
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512
@@ -68,6 +77,7 @@ class Recorder:
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
     logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step
+    relay: RelayTest | None = None  # the open relay test's answers (SMTP, `relayCheck`)
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last: upper-cased (all three protocols compare them

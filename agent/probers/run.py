@@ -21,6 +21,7 @@ from shared.messages import (
     CheckJob,
     CheckResult,
     ErrorKind,
+    RelayTest,
     RoundTripConfig,
     SmtpConfig,
     TlsOptions,
@@ -125,7 +126,20 @@ def build_result(
         auth_results=rec.auth_results,
         capabilities=advertised(rec.capabilities),
         capabilities_before_tls=advertised(rec.capabilities_before_tls),
+        relay=None if rec.relay is None else _relay(rec.relay, secrets),
         logins=rec.logins,
+    )
+
+
+def _relay(test: RelayTest, secrets: tuple[str, ...]) -> RelayTest:
+    def said(text: str | None) -> str | None:
+        return None if text is None else publishable(text, secrets)
+
+    return msgspec.structs.replace(
+        test,
+        mail_from=said(test.mail_from),
+        rcpt_to=said(test.rcpt_to),
+        error=publishable(test.error, secrets),
     )
 
 
@@ -227,7 +241,9 @@ async def _second_look(
 
 def _without_credentials(job: CheckJob) -> CheckJob:
     if isinstance(job.config, SmtpConfig):
-        return msgspec.structs.replace(job, config=msgspec.structs.replace(job.config, auth=None))
+        # nor the relay test: a second look reads TLS facts only
+        config = msgspec.structs.replace(job.config, auth=None, relay_check=False)
+        return msgspec.structs.replace(job, config=config)
     return msgspec.structs.replace(
         job,
         config=msgspec.structs.replace(

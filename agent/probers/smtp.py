@@ -4,9 +4,11 @@ import socket
 import time
 
 import aiosmtplib
+import msgspec
 from aiosmtplib import SMTPAuthenticationError, SMTPException, SMTPResponseException, SMTPStatus
 
 from agent.probers.base import (
+    BANNER_MAX,
     ProbeFailure,
     Recorder,
     Target,
@@ -15,6 +17,7 @@ from agent.probers.base import (
     refuse_line_breaks,
     reply_kind,
 )
+from agent.probers.relay import RECIPIENT, SENDER, relay_test
 from agent.probers.sasl import (
     Login,
     basic_auth_disabled,
@@ -25,7 +28,7 @@ from agent.probers.sasl import (
     smtp_login,
 )
 from agent.probers.tls import handshake_done_at, tls_info
-from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
+from shared.messages import CheckJob, ErrorKind, RelayTest, SmtpCheckJob, SmtpConfig
 
 # Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
 EHLO_NAME = socket.gethostname() or "mailprobe"
@@ -34,11 +37,37 @@ EHLO_NAME = socket.gethostname() or "mailprobe"
 async def probe_smtp(target: Target, job: CheckJob, rec: Recorder) -> None:
     if not isinstance(job, SmtpCheckJob):
         raise TypeError(f"probe_smtp got a {job.monitor_type} job")
-    smtp = await open_smtp(target, job.config, rec)
+    config = job.config
+    smtp = await open_smtp(target, config, rec)
     try:
+        if config.relay_check and smtp_login(config) is None:
+            rec.relay = await relay_test(smtp, rec)
         await close_smtp(smtp, rec)
     finally:
         smtp.close()
+    if config.relay_check and smtp_login(config) is not None:
+        await _relay_unauthenticated(target, config, rec)
+
+
+async def _relay_unauthenticated(target: Target, config: SmtpConfig, rec: Recorder) -> None:
+    """The relay test on a session of its own that does not log in (the check's did), greeted
+    and upgraded as the check's; what that session sees stays out of the check's facts."""
+    quiet = Recorder(deadline=rec.deadline)
+    plain = msgspec.structs.replace(config, auth=None, relay_check=False)
+    try:
+        smtp = await open_smtp(target, plain, quiet)
+    except (ProbeFailure, SMTPException, OSError) as exc:
+        rec.relay = RelayTest(sender=SENDER, recipient=RECIPIENT, error=_failed(exc))
+        return
+    try:
+        rec.relay = await relay_test(smtp, quiet)
+        await close_smtp(smtp, quiet)
+    finally:
+        smtp.close()
+
+
+def _failed(exc: BaseException) -> str:
+    return f"no session for the test: {exc}"[:BANNER_MAX]
 
 
 async def open_smtp(target: Target, config: SmtpConfig, rec: Recorder) -> aiosmtplib.SMTP:

@@ -61,7 +61,8 @@ _WIRE = {
     "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
     "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
     "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
-    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb",
+    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb", "reverseDns": "jsonb",
+    "relay": "jsonb",
 }  # fmt: skip
 _LAYOUT = CheckedResult.__struct_fields__
 _FIELDS = ", ".join(
@@ -103,7 +104,8 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # what the alerter's queue needs (`alerts.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
 _DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls, k.mail_dns"""
+        k.capabilities, k.capabilities_before_tls, k.mail_dns, k.reverse_dns,
+        k.relay"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -160,7 +162,8 @@ WITH r AS (
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns
+        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns,
+        r."reverseDns" AS reverse_dns, r.relay
     FROM {_BATCH} AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
@@ -245,7 +248,7 @@ WITH r AS (
     INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns)
+        mail_dns, reverse_dns, relay)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
@@ -259,7 +262,8 @@ WITH r AS (
         tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
+        reverse_dns = EXCLUDED.reverse_dns, relay = EXCLUDED.relay
 ), dup AS (
     -- A row meant full that was there already (a redelivery), which compact rows of this batch
     -- may point at: its facts (the same result's) are there too, whether it was stored full or
@@ -267,7 +271,7 @@ WITH r AS (
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
         phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns)
+        mail_dns, reverse_dns, relay)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
@@ -400,6 +404,9 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
         getattr(row, "mail_dns", None), row.monitor_type, row.monitor_id,
+        # only when there are: the hashes of results without them stay what they were
+        *(("reverseDns", rdns) if (rdns := getattr(row, "reverse_dns", None)) is not None else ()),
+        *(("relay", relay) if (relay := getattr(row, "relay", None)) is not None else ()),
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -553,7 +560,7 @@ RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
     " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
-    " mail_dns"
+    " mail_dns, reverse_dns, relay"
 )
 
 

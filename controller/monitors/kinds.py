@@ -109,6 +109,9 @@ class Kind:
     config: type[JobConfig]
     logins: tuple[Login, ...]
     hostname: bool = True  # its own `hostname`/`port` fields (a round trip's are in its config)
+    # Config paths its Struct has from another kind's that the kind does not use (a round
+    # trip's send leg is an SMTP config, without the SMTP monitor's relay test).
+    unused: tuple[str, ...] = ()
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -120,8 +123,10 @@ class Kind:
 
     @property
     def job_only(self) -> tuple[str, ...]:
-        """Config paths a job carries that the API neither takes nor shows (OAuth2 logins)."""
-        return tuple(p for login in self.logins for p in (login.mechanism, login.token))
+        """Config paths a job carries that the API neither takes nor shows (OAuth2 logins,
+        and what the kind does not use)."""
+        logins = tuple(p for login in self.logins for p in (login.mechanism, login.token))
+        return logins + self.unused
 
     @property
     def credentials(self) -> tuple[str, ...]:
@@ -222,6 +227,7 @@ ROUNDTRIP: Final = Kind(
         Login("receive.user", "receive.password", IMAP_POP_BINDING),
     ),
     hostname=False,
+    unused=("send.relayCheck",),
 )
 
 KINDS: Final[tuple[Kind, ...]] = (SMTP, IMAP_POP, ROUNDTRIP)

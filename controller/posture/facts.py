@@ -25,6 +25,10 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
     mail_dns: dict[str, Any] | None = None
+    reverse_dns: dict[str, Any] | None = None
+    relay: dict[str, Any] | None = None
+    banner: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,10 @@ class Observation:
     name_matched: bool | None = None
     days_left: int | None = None
     cert_spki_sha256: str | None = None
+    # The logins a plain connection offers where the server offers no upgrade to TLS either
+    # (SMTP `AUTH` mechanisms, IMAP `LOGIN` unless LOGINDISABLED and `AUTH=`, POP3 `USER` and
+    # `SASL`): frozenset() when there is none or TLS was reached; None: not known.
+    clear_logins: frozenset[str] | None = None
 
     @property
     def tls_rank(self) -> int | None:
@@ -59,6 +67,26 @@ def _auth(capabilities: list[str]) -> frozenset[str]:
         elif head.startswith("AUTH="):
             found.add(head.removeprefix("AUTH="))
     return frozenset(found)
+
+
+def _clear_logins(
+    monitor_type: str, mode: object, capabilities: list[str] | None, before: list[str] | None
+) -> frozenset[str] | None:
+    """What a client can log in with on the plain connection `capabilities` came from when the
+    server offers no STARTTLS/STLS there: its password goes over that connection or nowhere."""
+    if mode in ("implicit", "starttls") or before is not None:
+        return frozenset()  # TLS from the first byte, or an upgrade was offered
+    if capabilities is None or mode is not None:
+        return None
+    heads = {c.split(" ", 1)[0] for c in capabilities}
+    if UPGRADE.get(monitor_type, "STARTTLS") in heads:
+        return frozenset()
+    logins = set(_auth(capabilities))
+    if monitor_type == "imap" and "LOGINDISABLED" not in heads:
+        logins.add("LOGIN")  # RFC 3501 6.2.3: the LOGIN command, unless LOGINDISABLED
+    if monitor_type == "pop3" and "USER" in heads:
+        logins.add("USER")  # RFC 2449 6.3: USER/PASS
+    return frozenset(logins)
 
 
 def observe(monitor_type: str, row: StoredFacts) -> Observation:
@@ -88,4 +116,5 @@ def observe(monitor_type: str, row: StoredFacts) -> Observation:
         name_matched=tls.get("nameMatched"),
         days_left=tls.get("certDaysLeft"),
         cert_spki_sha256=tls.get("certSpkiSha256"),
+        clear_logins=_clear_logins(monitor_type, mode, caps, before),
     )

@@ -14,9 +14,9 @@ from controller.notify.links import Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
 from controller.posture.rules import CODES, SEVERITIES, Finding, Severity, expiry_severity
 
-# Mail DNS codes start with the name of a record kind, spelt as people write it.
+# Codes that start with the name of a record kind or a command, spelt as people write it.
 _RECORD_KINDS = {"mx": "MX", "spf": "SPF", "dmarc": "DMARC", "mta sts": "MTA-STS"}
-_RECORD_KINDS |= {"tlsa": "TLSA", "tls rpt": "TLS-RPT"}
+_RECORD_KINDS |= {"tlsa": "TLSA", "tls rpt": "TLS-RPT", "ptr": "PTR", "auth": "AUTH"}
 # Report findings name what reported them.
 _RECORD_KINDS |= {"tls failures": "TLS failures"}
 

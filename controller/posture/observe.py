@@ -30,7 +30,7 @@ from controller.monitors.store import Monitor
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
-from controller.posture import maildns, notices
+from controller.posture import maildns, notices, relay, reverse_dns
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
@@ -49,7 +49,15 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
-from shared.messages import MailDns, MonitorEvent, PostureNote, encode
+from shared.messages import (
+    MailDns,
+    MonitorEvent,
+    PostureNote,
+    RelayTest,
+    ReverseDns,
+    SmtpConfig,
+    encode,
+)
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
 
@@ -114,6 +122,8 @@ async def observe(
         if not monitor.mail_domain:  # no longer watched: what it found is over
             gone = MAIL_DNS_CODES | REPORT_CODES
             verdicts |= {key: None for key in tracker.open if key[0] in gone}
+        if not relay_tested(monitor):  # the same for a relay test no longer asked for
+            verdicts |= {key: None for key in tracker.open if key[0] == "open_relay"}
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
         await db.seen(conn, monitor_id, [f for f in held if f not in appeared], at)
@@ -199,6 +209,8 @@ def _round_verdicts(
         verdicts |= quality(o, days)
     for o, row in zip(seen, group, strict=True):
         verdicts |= _mail_dns(monitor, row, o)
+        verdicts |= _reverse_dns(monitor, row)
+        verdicts |= _relay(monitor, row)
     return seen, verdicts
 
 
@@ -212,6 +224,37 @@ def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts
         log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}
     return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
+
+
+def _reverse_dns(monitor: Monitor, row: StoredFacts) -> Verdicts:
+    """The reverse DNS verdicts of one stored result (none on a round without the lookup)."""
+    if row.reverse_dns is None:
+        return {}
+    try:
+        facts = msgspec.convert(row.reverse_dns, ReverseDns)
+    except msgspec.ValidationError as exc:
+        log.warning(
+            "reverse dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc)
+        )
+        return {}
+    return reverse_dns.reverse_dns(facts, row.banner, row.address, row.country)
+
+
+def relay_tested(monitor: Monitor) -> bool:
+    return isinstance(monitor.config, SmtpConfig) and monitor.config.relay_check
+
+
+def _relay(monitor: Monitor, row: StoredFacts) -> Verdicts:
+    """The open relay verdict of one stored result (none on a round without the test, nor
+    once the monitor no longer asks for it)."""
+    if row.relay is None or not relay_tested(monitor):
+        return {}
+    try:
+        facts = msgspec.convert(row.relay, RelayTest)
+    except msgspec.ValidationError as exc:
+        log.warning("relay facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
+        return {}
+    return relay.open_relay(facts, row.country)
 
 
 class _Pass:

@@ -39,6 +39,9 @@ MIN_RSA_BITS = 2048
 MIN_EC_BITS = 224
 WEAK_CIPHER_PARTS = ("NULL", "EXP", "RC4", "DES", "MD5", "ADH", "AECDH", "ANON")
 WEAK_SIGNATURE_PARTS = ("sha1", "md5", "md2")
+# Logins that send a reusable secret as it is (a password, or a bearer token): PLAIN and LOGIN
+# in SMTP, IMAP and POP3 SASL, IMAP's LOGIN command and POP3's USER/PASS, OAuth2's bearers.
+CLEAR_LOGINS = frozenset({"PLAIN", "LOGIN", "USER", "XOAUTH2", "OAUTHBEARER"})
 
 # code → (severity, what a person can do about it): each finding kind's severity is declared here
 # and nowhere else.
@@ -60,6 +63,20 @@ CODES: dict[str, tuple[Severity, str]] = {
         "This country is served another certificate than the others: a TLS interception on "
         "the path, or a front end the last certificate rollout missed. Check which front end "
         "serves that region and deploy the current certificate there.",
+    ),
+    "auth_in_clear": (
+        "critical",
+        "The server offers a password login (PLAIN, LOGIN, USER/PASS or a bearer token) on a "
+        "connection without TLS and offers no STARTTLS/STLS: every client that logs in sends "
+        "its password in clear. Offer STARTTLS (or TLS on its own port) and take logins only "
+        "over TLS (Postfix smtpd_tls_auth_only, Dovecot disable_plaintext_auth).",
+    ),
+    "auth_without_tls": (
+        "warning",
+        "The server takes logins on a connection without TLS and offers no STARTTLS/STLS; its "
+        "mechanisms send no password in clear, but the session and what follows it are "
+        "unprotected, and the exchange can be attacked offline. Offer STARTTLS and take logins "
+        "only over TLS.",
     ),
     "tls_below_1_2": (
         "warning",
@@ -144,6 +161,35 @@ CODES: dict[str, tuple[Severity, str]] = {
         "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
         "before rolling certificates, then remove the old one.",
     ),
+    # The opted-in open relay test (controller/posture/relay.py).
+    "open_relay": (
+        "critical",
+        "The server took a recipient of a foreign domain from a session that had not logged "
+        "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
+        "Relay only for authenticated users and your own networks (Postfix "
+        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+        "reject_unauth_destination, with a mynetworks of your own hosts only).",
+    ),
+    # Reverse DNS of an SMTP server's addresses (controller/posture/reverse_dns.py).
+    "ptr_missing": (
+        "warning",
+        "An address of the server has no PTR record (reverse DNS). Many receivers refuse or "
+        "mark as spam mail from an address without one. Ask whoever runs the address (your "
+        "hosting or network provider) to publish a PTR record naming the server.",
+    ),
+    "ptr_not_forward_confirmed": (
+        "warning",
+        "The PTR name of an address of the server does not resolve back to that address "
+        "(no forward-confirmed reverse DNS), which receivers check as they check a missing "
+        "PTR. Publish an A/AAAA record of that name with the address, or change the PTR to a "
+        "name that has it.",
+    ),
+    "banner_name_mismatch": (
+        "warning",
+        "The host name in the server's greeting (SMTP banner) is not the PTR name of the "
+        "address it answered on. Set the server's host name (Postfix myhostname, Exim "
+        "primary_hostname) to the PTR name, or the PTR to the server's name.",
+    ),
     "tls_rpt_missing": (
         "info",
         "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
@@ -188,6 +234,7 @@ MAIL_DNS_CODES = frozenset(
 REPORT_CODES = frozenset(
     {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
 )
+REVERSE_DNS_CODES = frozenset({"ptr_missing", "ptr_not_forward_confirmed", "banner_name_mismatch"})
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})
@@ -243,9 +290,16 @@ def judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str)
 
 
 def quality(o: Observation, expiry_days: Sequence[int] = DEFAULT_EXPIRY_DAYS) -> Verdicts:
-    """Findings on what one country saw alone: the TLS it spoke and the certificate."""
+    """Findings on what one country saw alone: logins without TLS, the TLS it spoke and the
+    certificate."""
     v: Verdicts = {}
     cc = o.country
+    if (logins := o.clear_logins) is not None:
+        sent = sorted(logins & CLEAR_LOGINS)
+        offered = "offered on a plain connection, with no STARTTLS/STLS"
+        judge(v, "auth_in_clear", cc, bool(sent), f"login by {' '.join(sent)} {offered}")
+        others = " ".join(sorted(logins))
+        judge(v, "auth_without_tls", cc, bool(logins) and not sent, f"login by {others} {offered}")
     if (rank := o.tls_rank) is not None:
         judge(v, "tls_below_1_2", cc, rank < TLS_RANK["TLSv1.2"], f"{o.tls_version} negotiated")
     if o.cipher is not None:

@@ -159,7 +159,8 @@ async def rounds_after(
     """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
     inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
     rows = await conn.fetch(
-        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns"
+        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns,"
+        " reverse_dns, relay, banner, address"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         f" AND {scheduled_since('$2::timestamptz')} AND hour <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",

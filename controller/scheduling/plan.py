@@ -38,6 +38,7 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
+    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -83,7 +84,7 @@ class PlannedRound:
     deferred: list[tuple[float, CheckJob]] = field(default_factory=list)
     account: str | None = None  # the account its jobs log in to (`account`), if any
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
-    mail_dns: bool = False  # its jobs carry the mail domain
+    mail_dns: bool = False  # its jobs carry the mail domain or `reverseDns` (a DNS round)
     unusable: str | None = None
 
 
@@ -342,6 +343,23 @@ class RoundPlanner:
                 no_token = tokens.why
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
+        scheduled = plan.scheduled_at
+        mail_domain = m.mail_domain
+        # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
+        # opted-in open relay test) go on the same rounds: one per DNS window.
+        reverse_dns = m.type == "smtp"
+        if mail_domain or reverse_dns:
+            args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
+            dns = (
+                schedule.trigger_dns(*args, rounds.mail_dns_at)
+                if trigger
+                else schedule.dns_due(*args)
+            )
+            mail_domain = mail_domain if dns else None
+            reverse_dns = reverse_dns and dns
+            plan.mail_dns = dns
+        if isinstance(config, SmtpConfig) and config.relay_check and not reverse_dns:
+            config = msgspec.structs.replace(config, relay_check=False)
         port = m.port or default_port(m.type, config)
         plain = None
         if carries_credentials(config):
@@ -351,21 +369,10 @@ class RoundPlanner:
                 monitor_id=public_id, hostname=m.hostname, port=port, config=config
             )
             plain = encode_sealed(bound)
-        scheduled = plan.scheduled_at
         may_log_in = logins(rounds.login_failures, rounds.login_retry_at, scheduled, plan.countries)
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
-        mail_domain = m.mail_domain
-        if mail_domain:
-            args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
-            dns = (
-                schedule.trigger_dns(*args, rounds.mail_dns_at)
-                if trigger
-                else schedule.dns_due(*args)
-            )
-            mail_domain = mail_domain if dns else None
-            plan.mail_dns = dns
         asks_lists = bool(self._blocklists) and (
             not trigger
             and schedule.blocklists_due(
@@ -431,6 +438,7 @@ class RoundPlanner:
                         if asks_lists
                         else None
                     ),
+                    reverse_dns=reverse_dns,
                     avoid_agents=avoid.get(cc, []),
                     tenant=org,
                     result_bundles=self._result_bundles,

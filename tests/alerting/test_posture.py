@@ -269,6 +269,38 @@ async def test_a_short_key_is_a_finding(
     assert any("RSA key of 1024 bits" in f["detail"] for f in body["findings"])
 
 
+async def test_a_password_login_offered_in_clear_is_a_finding_told_once_and_cleared(
+    rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
+) -> None:
+    """Issue 58: a server offering AUTH PLAIN/LOGIN without TLS and no STARTTLS was `up` with
+    no finding. Now it is `auth_in_clear` (critical) from the first round, from every country
+    that sees it, told in one notice however many rounds it stays; it clears once the server
+    offers STARTTLS."""
+    monitor = await rig.monitor(["DE", "US"])
+    async with SmtpPeer(auth_in_clear=True) as plain, SmtpPeer(starttls=served()) as fixed:
+        for n in range(3):
+            await round_(rig, monitor, n, {"DE": plain.port, "US": plain.port}, contexts)
+        body = await posture(api, rig, monitor)
+        assert open_codes(body) == {("auth_in_clear", "DE"), ("auth_in_clear", "US")}
+        finding = body["findings"][0]
+        assert finding["severity"] == "critical" and "LOGIN PLAIN" in finding["detail"]
+        assert "STARTTLS" in finding["advice"]
+        await round_(rig, monitor, 3, {"DE": fixed.port, "US": fixed.port}, contexts)
+    body = await posture(api, rig, monitor)
+    assert open_codes(body) == set()
+    notes = await rig.outbox_rows(monitor)
+    assert [(n["kind"], n["channel"]) for n in notes] == [("finding", "email")]
+    assert "DE, US" in notes[0]["body_text"]
+    assert plain.auths == []  # the check itself sent no credentials
+    events = [e.posture for e in await rig.events(monitor) if e.posture is not None]
+    assert sorted((p.change, p.code, p.country) for p in events if p.change != "changed") == [
+        ("appeared", "auth_in_clear", "DE"),
+        ("appeared", "auth_in_clear", "US"),
+        ("cleared", "auth_in_clear", "DE"),
+        ("cleared", "auth_in_clear", "US"),
+    ]
+
+
 async def test_in_maintenance_findings_are_recorded_and_nobody_is_notified(
     rig: Rig, api: httpx.AsyncClient, contexts: SslContexts
 ) -> None:

@@ -3,11 +3,12 @@ serving an MTA-STS policy: the mail DNS a test wants, good or bad.
 
 `records` maps (name, type) to the records' presentation texts, e.g.
 `("example.test", "MX"): ["10 mx.example.test."]`. A name with no record of any type is
-NXDOMAIN; one in `servfail` is SERVFAIL; one in or under a zone of `silent` gets no reply at all
-(`asked` still lists it), as from a zone whose servers never answer. `ad` sets the AD bit on
-every answer, as a validating resolver does on a DNSSEC-validated one (this server validates
-nothing: it stands in for one; tests/peers/dnssec.py and tests/peers/unbound.py give real
-signatures and real validation).
+NXDOMAIN; a CNAME is chased as a recursive resolver does (the chain, then what is at its end; a
+loop sent as it is); one in `servfail` is SERVFAIL; one in or under a zone of `silent` gets no
+reply at all (`asked` still lists it), as from a zone whose servers never answer. `ad` sets
+the AD bit on every answer, as a validating resolver does on a DNSSEC-validated one (this
+server validates nothing: it stands in for one; tests/peers/dnssec.py and
+tests/peers/unbound.py give real signatures and real validation).
 """
 
 import asyncio
@@ -29,6 +30,7 @@ import dns.rrset
 from tests.peers.base import LoopbackServer
 
 Records = dict[tuple[str, str], list[str]]
+CHAIN_MAX = 20  # CNAMEs in one answer
 
 
 class DnsPeer(asyncio.DatagramProtocol):
@@ -86,11 +88,22 @@ class DnsPeer(asyncio.DatagramProtocol):
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
             return response
-        texts = self.records.get((name, rdtype))
+        owner, texts = question.name, self.records.get((name, rdtype))
+        chased: list[str] = []
+        while not texts and rdtype != "CNAME" and (alias := self.records.get((name, "CNAME"))):
+            # A recursive resolver's answer: the CNAME chain, then the records at its end; a
+            # loop is sent as it is (the asker must notice).
+            response.answer.append(dns.rrset.from_text_list(owner, 300, "IN", "CNAME", alias))
+            chased.append(name)
+            owner = dns.name.from_text(alias[0])
+            name = owner.to_text(omit_final_dot=True).lower()
+            if name in chased or len(chased) > CHAIN_MAX:
+                break
+            texts = self.records.get((name, rdtype))
         if texts:
-            rrset = dns.rrset.from_text_list(question.name, 300, "IN", rdtype, texts)
+            rrset = dns.rrset.from_text_list(owner, 300, "IN", rdtype, texts)
             response.answer.append(rrset)
-        elif not any(n == name for n, _ in self.records):
+        elif not chased and not any(n == name for n, _ in self.records):
             response.set_rcode(dns.rcode.NXDOMAIN)
         if self.ad:
             response.flags |= dns.flags.AD

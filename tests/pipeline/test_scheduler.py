@@ -16,7 +16,7 @@ from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from shared.messages import ImapCheckJob, SmtpCheckJob
+from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
@@ -735,11 +735,16 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     seal_keys: KeyRing,
 ) -> None:
     """DNS every 300 s, checks every 60 s: of ten rounds in a row exactly two carry
-    `mailDomain` (one per window, five rounds apart); a monitor without one never does."""
+    `mailDomain` (one per window, five rounds apart); a monitor without one never does. Every
+    SMTP monitor's DNS rounds ask for its reverse DNS (`reverseDns`, issue 58), the same
+    rounds as its mail DNS, whether it names a mail domain or not; a monitor that opted in to
+    the open relay test (`relayCheck`) has it in its job's config on those rounds only."""
     (cc,) = countries.take()
     await countries.live(cc)
     watched = await create(api, org, allowedCheckCountryCodes=[cc], mailDomain="Example.COM")
-    plain = await create(api, org, allowedCheckCountryCodes=[cc])
+    relay = {"secure": False, "relayCheck": True}
+    plain = await create(api, org, allowedCheckCountryCodes=[cc], smtpConfig=relay)
+    assert plain["smtpConfig"] == relay
     scheduler = Scheduler(
         pipe_pool,
         pipeline.js,
@@ -749,6 +754,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
         dns_interval_s=300,
     )
     carried: dict[str, list[datetime]] = {}
+    reverse: dict[str, list[datetime]] = {}
     for monitor in (watched, plain):
         pid = monitor["publicId"]
         g = schedule.next_due(schedule.phase_ms(pid, 60), 60, utcnow())
@@ -765,9 +771,17 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             if job.mail_domain is not None:
                 assert job.mail_domain == "example.com"
                 carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))
+            if job.reverse_dns:
+                reverse.setdefault(pid, []).append(parse_iso(job.scheduled_at))
+            # the opted-in relay test rides on the same rounds only
+            assert isinstance(job.config, SmtpConfig)
+            assert job.config.relay_check is (pid == plain["publicId"] and job.reverse_dns)
     dns_rounds = carried[watched["publicId"]]
     assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried
+    assert reverse[watched["publicId"]] == dns_rounds
+    ptr_rounds = reverse[plain["publicId"]]
+    assert len(ptr_rounds) == 2 and ptr_rounds[1] - ptr_rounds[0] == timedelta(seconds=300)
 
 
 async def test_repeated_trigger_checks_resolve_mail_dns_once_per_floor(

@@ -17,7 +17,10 @@ from shared.messages import (
     MonitorEvent,
     Phases,
     Pop3CheckJob,
+    PtrCheck,
+    RelayTest,
     Reputation,
+    ReverseDns,
     SmtpAuth,
     SmtpCheckJob,
     SmtpConfig,
@@ -207,6 +210,8 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilitiesBeforeTls",
         "mailDns",  # null but on a job with mailDomain
         "reputation",  # null but on a job with blocklists
+        "reverseDns",  # null but on a job with reverseDns (issue 58)
+        "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
     }
 
@@ -332,3 +337,57 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     older = json.loads(encode(r))
     older.pop("reputation")
     assert decode_result(json.dumps(older).encode()).reputation is None
+
+
+def test_reverse_dns_is_a_defaulted_addition_both_ways() -> None:
+    """Issue 58: a job without `reverseDns` (an older controller's) asks for none; a result
+    without `reverseDns` (an older agent's) has none; a newer result's decodes as the older
+    type would see it (unknown fields ignored), and round-trips with its camelCase names."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["reverseDns"] is False
+    del wire["reverseDns"]
+    assert decode_job(json.dumps(wire).encode()).reverse_dns is False
+    r = result()
+    old = json.loads(encode(r))
+    del old["reverseDns"]
+    assert decode_result(json.dumps(old).encode()).reverse_dns is None
+    r.reverse_dns = ReverseDns(
+        addresses=[
+            PtrCheck(address="192.0.2.1", names=["mail.example.com"], confirmed=[]),
+            PtrCheck(address="2001:db8::1", error="timed out"),
+        ]
+    )
+    wire = json.loads(encode(r))
+    assert wire["reverseDns"]["addresses"][1] == {
+        "address": "2001:db8::1",
+        "names": None,
+        "confirmed": None,
+        "error": "timed out",
+    }
+    assert decode_result(encode(r)) == r
+    wire["reverseDns"]["addresses"][0]["bannerMatch"] = True  # a newer agent's field
+    assert decode_result(json.dumps(wire).encode()) == r
+
+
+def test_relay_check_and_relay_are_defaulted_additions() -> None:
+    """Issue 58: an SMTP config without `relayCheck` (an older controller's) asks for no relay
+    test; a result without `relay` (an older agent's) has none; a round trip's send leg has the
+    field (its config is SMTP's) and leaves it false."""
+    wire = json.loads(encode(smtp_job()))
+    assert wire["config"]["relayCheck"] is False
+    del wire["config"]["relayCheck"]
+    job = decode_job(json.dumps(wire).encode())
+    assert isinstance(job, SmtpCheckJob) and job.config.relay_check is False
+    r = result()
+    r.relay = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    wire = json.loads(encode(r))
+    assert wire["relay"] == {
+        "sender": "s@example.org",
+        "recipient": "r@example.net",
+        "mailFrom": "250 ok",
+        "rcptTo": None,
+        "error": "",
+    }
+    assert decode_result(encode(r)) == r
+    del wire["relay"]
+    assert decode_result(json.dumps(wire).encode()).relay is None

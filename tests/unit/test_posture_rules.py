@@ -109,6 +109,71 @@ def test_quality_findings(facts: dict[str, Any], codes: set[str]) -> None:
     assert {code for code, _ in held(quality(ok("DE", **facts)))} == codes
 
 
+def _plain(monitor_type: str, capabilities: list[str] | None, **row: Any) -> Observation:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    facts = StoredFacts(scheduled_at=at, country="DE", capabilities=capabilities, **row)
+    return observe(monitor_type, facts)
+
+
+@pytest.mark.parametrize(
+    ("monitor_type", "capabilities", "row", "codes", "detail"),
+    [
+        # the issue's server: AUTH PLAIN LOGIN in clear, no STARTTLS
+        ("smtp", ["AUTH LOGIN PLAIN", "SIZE 100"], {}, {"auth_in_clear"}, "LOGIN PLAIN"),
+        ("smtp", ["AUTH=LOGIN", "PIPELINING"], {}, {"auth_in_clear"}, "login by LOGIN"),
+        ("smtp", ["AUTH XOAUTH2"], {}, {"auth_in_clear"}, "XOAUTH2"),  # a bearer, as it is
+        # challenge-response only: no password in clear, still no TLS
+        ("smtp", ["AUTH CRAM-MD5 SCRAM-SHA-256"], {}, {"auth_without_tls"}, "CRAM-MD5"),
+        ("smtp", ["SIZE 100"], {}, set(), None),  # no login offered at all
+        # STARTTLS offered: the client can protect its login (its own finding if not taken)
+        ("smtp", ["AUTH PLAIN", "STARTTLS"], {}, set(), None),
+        # checked over STARTTLS or implicit TLS: the login went over TLS
+        (
+            "smtp",
+            ["AUTH PLAIN"],
+            {"tls": {"mode": "starttls"}, "capabilities_before_tls": ["STARTTLS"]},
+            set(),
+            None,
+        ),
+        ("smtp", ["AUTH PLAIN"], {"tls": {"mode": "implicit"}}, set(), None),
+        # IMAP: LOGIN is always there unless LOGINDISABLED
+        ("imap", ["IMAP4REV1", "IDLE"], {}, {"auth_in_clear"}, "LOGIN"),
+        ("imap", ["IMAP4REV1", "LOGINDISABLED"], {}, set(), None),
+        ("imap", ["IMAP4REV1", "AUTH=PLAIN", "LOGINDISABLED"], {}, {"auth_in_clear"}, "PLAIN"),
+        ("imap", ["IMAP4REV1", "STARTTLS"], {}, set(), None),
+        # POP3: USER/PASS or SASL PLAIN without STLS
+        ("pop3", ["USER", "UIDL"], {}, {"auth_in_clear"}, "USER"),
+        ("pop3", ["SASL CRAM-MD5", "UIDL"], {}, {"auth_without_tls"}, "CRAM-MD5"),
+        ("pop3", ["USER", "STLS"], {}, set(), None),
+    ],
+)
+def test_logins_without_tls(
+    monitor_type: str,
+    capabilities: list[str],
+    row: dict[str, Any],
+    codes: set[str],
+    detail: str | None,
+) -> None:
+    """A login offered on a plain connection of a server that offers no upgrade: critical when
+    it sends a reusable secret as it is, a warning otherwise; judged (and cleared) whenever
+    the connection's capabilities were read."""
+    verdicts = quality(_plain(monitor_type, capabilities, **row))
+    assert {"auth_in_clear", "auth_without_tls"} <= {code for code, _ in verdicts}
+    found = [f for f in verdicts.values() if f is not None]
+    assert {f.code for f in found} == codes
+    if detail is not None:
+        assert detail in found[0].detail and "no STARTTLS/STLS" in found[0].detail
+    if codes:
+        assert found[0].severity == ("critical" if "auth_in_clear" in codes else "warning")
+
+
+def test_logins_without_tls_unknown_is_not_judged() -> None:
+    """An older agent (no capabilities) or a check that failed before the server said anything
+    judges neither finding: nothing raised, nothing cleared."""
+    verdicts = quality(_plain("smtp", None))
+    assert ("auth_in_clear", "DE") not in verdicts and ("auth_without_tls", "DE") not in verdicts
+
+
 def test_quality_only_judges_facts_that_were_seen() -> None:
     """A country whose check failed before TLS judges nothing: nothing raised, nothing cleared."""
     assert quality(Observation(country="DE")) == {}

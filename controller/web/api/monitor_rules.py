@@ -34,6 +34,7 @@ from controller.web.api.monitor_schemas import (
     RoundTripMonitor,
     RoundTripReceiveIn,
     SmtpConfigIn,
+    SmtpLegIn,
     SmtpMonitor,
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
@@ -116,7 +117,7 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
     return None
 
 
-def _transport_options(cfg: SmtpConfigIn | ImapPopConfigIn, out: dict[str, Any], key: str) -> None:
+def _transport_options(cfg: SmtpLegIn | ImapPopConfigIn, out: dict[str, Any], key: str) -> None:
     """`tlsOptions` and `allowPlaintextAuth`, which both kinds share; a null `ca` or
     `servername` is the default, so it is not stored."""
     opts = cfg.tls_options
@@ -198,7 +199,7 @@ def _none_is_empty(value: str | None) -> str:
 
 
 def _smtp_config(
-    cfg: SmtpConfigIn | None,
+    cfg: SmtpLegIn | None,
     stored: dict[str, Any],
     box: SecretBox,
     key: str,
@@ -238,6 +239,8 @@ def _smtp_config(
             auth["oauth2"] = grant
         out["auth"] = auth
     _transport_options(cfg, out, key)
+    if isinstance(cfg, SmtpConfigIn) and cfg.relay_check is not UNSET:
+        out["relayCheck"] = cfg.relay_check
     return out
 
 

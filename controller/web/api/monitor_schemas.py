@@ -29,6 +29,17 @@ PlaintextOptIn = Annotated[
 ]
 
 
+RelayOptIn = Annotated[
+    bool,
+    Meta(
+        description="default false; true (SMTP monitors only): on the rounds that resolve DNS, "
+        "the agents test whether the server relays for strangers: from a session that does not "
+        "log in, MAIL FROM and RCPT TO an address of a reserved foreign domain, then RSET and "
+        "QUIT, never DATA; a recipient taken is the `open_relay` finding"
+    ),
+]
+
+
 class TlsOptionsIn(_In):
     reject_unauthorized: bool | UnsetType = UNSET
     ca: (
@@ -82,8 +93,9 @@ class SmtpAuthIn(_In):
     oauth2: OAuth2In | None | UnsetType = UNSET
 
 
-class SmtpConfigIn(_In):
-    """nodemailer's SMTP options (its `ignoreTLS`/`requireTLS` spellings accepted too)."""
+class SmtpLegIn(_In):
+    """nodemailer's SMTP options (its `ignoreTLS`/`requireTLS` spellings accepted too), as an
+    SMTP monitor and a round trip's send leg share them."""
 
     secure: bool | UnsetType = UNSET
     ignore_tls: bool | UnsetType = UNSET
@@ -93,6 +105,12 @@ class SmtpConfigIn(_In):
     auth: SmtpAuthIn | None | UnsetType = UNSET
     tls_options: TlsOptionsIn | UnsetType = UNSET
     allow_plaintext_auth: PlaintextOptIn | UnsetType = UNSET
+
+
+class SmtpConfigIn(SmtpLegIn):
+    """An SMTP monitor's options: nodemailer's, and the open relay test."""
+
+    relay_check: RelayOptIn | UnsetType = UNSET
 
 
 class ImapPopConfigIn(_In):
@@ -229,7 +247,7 @@ class ImapPopMonitorUpdate(_UpdateFields, kw_only=True):
     secret_env: ImapPopSecretEnv | None | UnsetType = UNSET
 
 
-class RoundTripSendIn(SmtpConfigIn):
+class RoundTripSendIn(SmtpLegIn):
     """The SMTP leg: its server (stored as the monitor's `hostname`/`port`) and sender."""
 
     hostname: str | UnsetType = UNSET

@@ -23,7 +23,16 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
-from shared.messages import AuthResults, Hop, MailDns, Phases, SelfCheck, TlsInfo
+from shared.messages import (
+    AuthResults,
+    Hop,
+    MailDns,
+    Phases,
+    RelayTest,
+    ReverseDns,
+    SelfCheck,
+    TlsInfo,
+)
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -77,6 +86,10 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     auth_results: AuthResults | None = None
     # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
     mail_dns: MailDns | None = None
+    # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null.
+    reverse_dns: ReverseDns | None = None
+    # SMTP monitors with `relayCheck`, on the same rounds: the open relay test's answers.
+    relay: RelayTest | None = None
 
 
 CheckResultPage = Annotated[Page[CheckResultOut], published("CheckResultPage")]
@@ -202,6 +215,10 @@ def _result(row: asyncpg.Record) -> CheckResultOut:
         capabilities_before_tls=row["capabilities_before_tls"],
         stored_at=iso_ms(row["stored_at"]),
         mail_dns=None if row["mail_dns"] is None else msgspec.convert(row["mail_dns"], MailDns),
+        reverse_dns=(
+            None if row["reverse_dns"] is None else msgspec.convert(row["reverse_dns"], ReverseDns)
+        ),
+        relay=None if row["relay"] is None else msgspec.convert(row["relay"], RelayTest),
         folder=row["folder"],
         hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),
         auth_results=(

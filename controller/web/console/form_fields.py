@@ -91,6 +91,7 @@ LABELS: Final[Mapping[str, str]] = {
     "ca": "CA certificates (PEM)",
     "servername": "Server name (SNI and certificate check)",
     "allowPlaintextAuth": "Allow credentials without TLS (lab servers)",
+    "relayCheck": "Test for an open relay (RCPT TO a foreign domain, never DATA)",
     "mechanism": "SASL mechanism",
     "grant": "OAuth2 grant",
     "tokenUrl": "Token URL (custom provider)",
