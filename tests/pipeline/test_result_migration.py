@@ -70,8 +70,8 @@ async def test_rows_stored_before_0030_read_back_as_they_were(database_url: str)
         before = [dict(r) for r in await conn.fetch(read)]
         assert await migrate(conn) == [v for v, _ in migrations() if v >= COMPACT]
         # The view has columns more since: the UTC hour of `scheduled_at` (0032), when its
-        # details' full row was scheduled (0043), the reverse DNS facts (0045) and the relay
-        # test (0046).
+        # details' full row was scheduled (0043), the reverse DNS facts (0048) and the relay
+        # test (0049).
         after = [
             {k: v for k, v in r.items() if k not in ("hour", "detail_at", "reverse_dns", "relay")}
             for r in await conn.fetch(read)
