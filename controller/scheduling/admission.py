@@ -128,18 +128,25 @@ def decide(
         lanes.setdefault(tenant, []).append(i)
     out: list[Decision | None] = [None] * len(asking)
     # Fewest held first, then the lightest: one job per turn, so slots go round the tenants.
-    while lanes:
+    # Once no slot is free, every job left waits: decided at once, not turn by turn.
+    while lanes and load.capacity - busy > 0:
         tenant = min(lanes, key=lambda t: (held[t], rank[t]))
+        share = round(shares.get(tenant, 0.0), 2)
+        if load.capacity - busy <= min(rank[tenant], keep):
+            # Nothing it holds or asks changes before the next pass: its whole lane waits.
+            for i in lanes.pop(tenant):
+                out[i] = Decision(Admission.WAIT, held[tenant], share, busy, load.capacity)
+            continue
         i = lanes[tenant].pop(0)
         if not lanes[tenant]:
             del lanes[tenant]
-        share = shares.get(tenant, 0.0)
-        free = load.capacity - busy
-        admission = Admission.ADMIT if free > min(rank[tenant], keep) else Admission.WAIT
-        out[i] = Decision(admission, held[tenant], round(share, 2), busy, load.capacity)
-        if admission is Admission.ADMIT:
-            held[tenant] += 1
-            busy += 1
+        out[i] = Decision(Admission.ADMIT, held[tenant], share, busy, load.capacity)
+        held[tenant] += 1
+        busy += 1
+    for tenant, left in lanes.items():
+        share = round(shares.get(tenant, 0.0), 2)
+        for i in left:
+            out[i] = Decision(Admission.WAIT, held[tenant], share, busy, load.capacity)
     return [d for d in out if d is not None]
 
 

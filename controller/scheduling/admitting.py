@@ -4,6 +4,7 @@ slot, in memory. A job waits at most until its round can no longer start in time
 that dies loses its waiting jobs, whose rounds then close `expired` like any job lost in flight.
 """
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +24,10 @@ from shared.timefmt import parse_iso
 # beat (agents pull within milliseconds of a publish), and one admitted this long plus its
 # tenant's usual check time ago has ended: either way the beats say what holds its slot.
 PULLED_WITHIN_S = 0.25
-# Waiting jobs per country, at most: past it, a job that would wait is refused.
-WAITING_MAX = 10_000
+# Waiting jobs per country and organization, at most: past it, the organization's job that
+# would wait is recorded `saturated` at once. Per organization, so that one organization's
+# flood of jobs never fills the room another's waiting job needs.
+WAITING_PER_TENANT = 1_000
 
 
 @dataclass
@@ -79,19 +82,21 @@ class Admissions:
                 load, [job.tenant for job in asking], [job.timeout_seconds for job in asking]
             )
             still: list[CheckJob] = []
+            waiting: Counter[str] = Counter()
             now = self._now()
             for job, decision in zip(asking, decisions, strict=True):
                 if decision.admission is Admission.ADMIT:
                     taken.admitted.append(job)
                     until = now + admission.holds_for(load, job) + PULLED_WITHIN_S
                     self._admitted.setdefault(cc, []).append((now, job.tenant, until))
-                elif not _can_start(job, at) or len(still) >= WAITING_MAX:
+                elif not _can_start(job, at) or waiting[job.tenant] >= WAITING_PER_TENANT:
                     taken.refused.append(
                         missed_row(job, SATURATED, admission.saturated_why(cc, decision))
                     )
                     taken.refused_jobs.append(job)
                 else:
                     still.append(job)
+                    waiting[job.tenant] += 1
             if still:
                 self._waiting[cc] = still
             taken.waiting += len(still)
