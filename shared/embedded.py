@@ -160,6 +160,7 @@ def start_nats(
     host: str = "127.0.0.1",
     monitor_port: int | None = None,
     extra_args: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start nats-server with JetStream on loopback (or on `host`, a local address: the tests'
     network namespaces reach the machine on one); return the process and its URL.
@@ -167,7 +168,8 @@ def start_nats(
     `own_session`: out of the caller's process group, so a Ctrl-C in the terminal reaches only
     the caller, which stops the server after the clients that use it (`make run`).
     `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback.
-    `extra_args`: more command-line options (a cluster node's, `start_nats_cluster`)."""
+    `extra_args`: more command-line options (a cluster node's, `start_nats_cluster`); `env`:
+    variables added to the environment (a config's `$VARIABLES`)."""
     port = port or free_port(host)
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port)]
@@ -182,7 +184,7 @@ def start_nats(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=own_session,
-            env=nats_env(os.environ),
+            env=nats_env({**os.environ, **(env or {})}),
         )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:

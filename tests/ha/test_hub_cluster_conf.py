@@ -1,0 +1,100 @@
+"""deploy/nats/hub-cluster.conf as shipped runs a hub of three real nats-servers: routes over
+TLS verified both ways, JetStream on each, the accounts of agents.conf. The controller, logged
+in as its user and given every node's URL, makes its streams on all three; a node killed, the
+streams go on from the other two."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from deploy.nats_conf import render_users_conf
+from shared import embedded
+from shared.streams import ensure_streams
+from shared.subjects import EVENTS_STREAM
+from tests.deploy.natsdeploy import SHIPPED_TLS, Pki, make_pki, mint, ship
+
+NODES = 3
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[tuple[list[embedded.NatsNode], Pki, dict[str, str]]]:
+    """Three nodes from the shipped hub-cluster.conf (and the hub.conf it includes), each in a
+    folder of its own, on loopback ports; the controller's password."""
+    pki = make_pki(tmp_path / "tls")
+    passwords, users = mint(["controller"])
+    ports = [(embedded.free_port(), embedded.free_port()) for _ in range(NODES)]
+    routes = {f"NATS_ROUTE_{i}": f"nats-route://127.0.0.1:{c}" for i, (_, c) in enumerate(ports, 1)}
+    nodes: list[embedded.NatsNode] = []
+    try:
+        for i, (port, cluster) in enumerate(ports, 1):
+            folder = tmp_path / f"hub-{i}"
+            (folder / "agents.conf").parent.mkdir(parents=True)
+            (folder / "agents.conf").write_text(render_users_conf(users))
+            tls = {SHIPPED_TLS: f"{pki.folder}/"}
+            ship(
+                "hub.conf",
+                folder,
+                {
+                    **tls,
+                    "store_dir: /data/jetstream\n": "",
+                    "http: 127.0.0.1:8222": f"http: 127.0.0.1:{embedded.free_port()}",
+                    "listen: 0.0.0.0:7422": f"listen: 127.0.0.1:{embedded.free_port()}",
+                },
+            )
+            conf = ship(
+                "hub-cluster.conf",
+                folder,
+                {**tls, "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{cluster}"},
+            )
+            proc, _ = embedded.start_nats(
+                folder / "data", port, config=conf, env={"NATS_SERVER_NAME": f"hub-{i}", **routes}
+            )
+            nodes.append(embedded.NatsNode(f"hub-{i}", folder, port, cluster, 0, "", proc))
+        yield nodes, pki, passwords
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+async def test_shipped_cluster_config_keeps_streams_on_three_nodes_through_a_loss(
+    hub: tuple[list[embedded.NatsNode], Pki, dict[str, str]],
+) -> None:
+    nodes, pki, passwords = hub
+    nc = NATS()
+    await nc.connect(
+        [f"tls://127.0.0.1:{n.port}" for n in nodes],
+        user="controller",
+        password=passwords["controller"],
+        tls=pki.client(),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+    )
+    try:
+        js = nc.jetstream(timeout=2)
+        async with asyncio.timeout(30):
+            while True:  # the routes up and a JetStream meta leader elected
+                try:
+                    await ensure_streams(js, replicas=3)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.3)
+            for i in range(20):
+                await js.publish(f"mon.events.m{i}", b"r")
+            info = await js.stream_info(EVENTS_STREAM)
+            assert info.cluster is not None and info.config.num_replicas == 3
+            assert {info.cluster.leader, *(p.name for p in info.cluster.replicas or [])} == {
+                f"hub-{i}" for i in range(1, NODES + 1)
+            }
+            next(n for n in nodes if n.name == info.cluster.leader).kill()
+            while True:  # a new leader on the two left; every message there
+                try:
+                    await js.publish("mon.events.after", b"r")
+                    break
+                except Exception:
+                    await asyncio.sleep(0.3)
+            assert (await js.stream_info(EVENTS_STREAM)).state.messages == 21
+    finally:
+        await nc.close()
