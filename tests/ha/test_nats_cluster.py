@@ -9,6 +9,7 @@ delivered."""
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -167,7 +168,9 @@ async def test_killing_the_stream_leader_loses_no_message(
     total, kill_at = 600, 200
     async with client(url) as (_, js):
         await ensure_streams(js, replicas=3)
-        await js.add_consumer(RESULTS_STREAM, ingest_consumer_config())
+        # A message on its way to the consumer when its server died comes again after the
+        # ack wait (the ingester's: 30 s); shorter here, for the test's minute.
+        await js.add_consumer(RESULTS_STREAM, replace(ingest_consumer_config(), ack_wait=5))
         placed = (await settled(js, RESULTS_STREAM, 3)).cluster
         assert placed is not None
         leader = placed.leader
@@ -184,8 +187,8 @@ async def test_killing_the_stream_leader_loses_no_message(
                 await publish_until_acked(js, f"mon.results.DE.smtp.m{i % 7}", f"r{i}")
             async with asyncio.timeout(30):
                 await consumer
-            # A new leader is elected within seconds (measured here: ~5 s on a loaded host).
-            assert loop.time() - killed < 20
+            # A new leader within seconds (~5 s on this loaded host), then the ack wait at most.
+            assert loop.time() - killed < 25
         finally:
             stop.set()
             await consumer
