@@ -4,13 +4,16 @@ in as its user and given every node's URL, makes its streams on all three; a nod
 streams go on from the other two."""
 
 import asyncio
+import json
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
-from deploy.nats_conf import render_users_conf
+from deploy.nats_conf import StoredUser, render_users_conf
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import EVENTS_STREAM
@@ -19,44 +22,88 @@ from tests.deploy.natsdeploy import SHIPPED_TLS, Pki, make_pki, mint, ship
 NODES = 3
 
 
+def start_node(
+    folder: Path, name: str, users: list[StoredUser], pki: Pki, cluster: int, routes: dict[str, str]
+) -> embedded.NatsNode:
+    """A node from the shipped hub-cluster.conf (and the hub.conf it includes) in `folder`,
+    its certificates from `pki`, on loopback ports."""
+    folder.mkdir(parents=True)
+    (folder / "agents.conf").write_text(render_users_conf(users))
+    tls = {SHIPPED_TLS: f"{pki.folder}/"}
+    monitor = embedded.free_port()
+    ship(
+        "hub.conf",
+        folder,
+        {
+            **tls,
+            "store_dir: /data/jetstream\n": "",
+            "http: 127.0.0.1:8222": f"http: 127.0.0.1:{monitor}",
+            "listen: 0.0.0.0:7422": f"listen: 127.0.0.1:{embedded.free_port()}",
+        },
+    )
+    conf = ship(
+        "hub-cluster.conf", folder, {**tls, "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{cluster}"}
+    )
+    port = embedded.free_port()
+    proc, _ = embedded.start_nats(
+        folder / "data", port, config=conf, env={"NATS_SERVER_NAME": name, **routes}
+    )
+    return embedded.NatsNode(name, folder, port, cluster, monitor, "", proc)
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[tuple[list[embedded.NatsNode], Pki, dict[str, str]]]:
-    """Three nodes from the shipped hub-cluster.conf (and the hub.conf it includes), each in a
-    folder of its own, on loopback ports; the controller's password."""
+    """Three nodes routed to each other; the CA clients trust, the controller's password."""
     pki = make_pki(tmp_path / "tls")
     passwords, users = mint(["controller"])
-    ports = [(embedded.free_port(), embedded.free_port()) for _ in range(NODES)]
-    routes = {f"NATS_ROUTE_{i}": f"nats-route://127.0.0.1:{c}" for i, (_, c) in enumerate(ports, 1)}
+    clusters = [embedded.free_port() for _ in range(NODES)]
+    routes = {f"NATS_ROUTE_{i}": f"nats-route://127.0.0.1:{c}" for i, c in enumerate(clusters, 1)}
     nodes: list[embedded.NatsNode] = []
     try:
-        for i, (port, cluster) in enumerate(ports, 1):
-            folder = tmp_path / f"hub-{i}"
-            (folder / "agents.conf").parent.mkdir(parents=True)
-            (folder / "agents.conf").write_text(render_users_conf(users))
-            tls = {SHIPPED_TLS: f"{pki.folder}/"}
-            ship(
-                "hub.conf",
-                folder,
-                {
-                    **tls,
-                    "store_dir: /data/jetstream\n": "",
-                    "http: 127.0.0.1:8222": f"http: 127.0.0.1:{embedded.free_port()}",
-                    "listen: 0.0.0.0:7422": f"listen: 127.0.0.1:{embedded.free_port()}",
-                },
-            )
-            conf = ship(
-                "hub-cluster.conf",
-                folder,
-                {**tls, "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{cluster}"},
-            )
-            proc, _ = embedded.start_nats(
-                folder / "data", port, config=conf, env={"NATS_SERVER_NAME": f"hub-{i}", **routes}
-            )
-            nodes.append(embedded.NatsNode(f"hub-{i}", folder, port, cluster, 0, "", proc))
+        for i, cluster in enumerate(clusters, 1):
+            nodes.append(start_node(tmp_path / f"hub-{i}", f"hub-{i}", users, pki, cluster, routes))
         yield nodes, pki, passwords
     finally:
         for node in nodes:
             node.kill()
+
+
+def routed(node: embedded.NatsNode) -> set[str]:
+    """The names of the servers `node` has routes to (its /routez)."""
+    url = f"http://127.0.0.1:{node.monitor_port}/routez"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return {r.get("remote_name", "") for r in json.load(resp)["routes"]}
+
+
+def test_a_server_without_the_deployments_certificate_cannot_join(
+    hub: tuple[list[embedded.NatsNode], Pki, dict[str, str]], tmp_path: Path
+) -> None:
+    """Routes verify both ways (`verify: true`): a nats-server started from the same files
+    and routes but with a certificate of another CA is refused by every node, and so never
+    sees the streams or the accounts' traffic."""
+    nodes, _, _ = hub
+    deadline = time.monotonic() + 20
+    while any(routed(n) != {m.name for m in nodes} - {n.name} for n in nodes):
+        assert time.monotonic() < deadline, [routed(n) for n in nodes]
+        time.sleep(0.2)
+    routes = {
+        f"NATS_ROUTE_{i}": f"nats-route://127.0.0.1:{n.cluster_port}"
+        for i, n in enumerate(nodes, 1)
+    }
+    _, users = mint(["controller"])
+    other_ca = make_pki(tmp_path / "other-tls")
+    intruder = start_node(
+        tmp_path / "intruder", "intruder", users, other_ca, embedded.free_port(), routes
+    )
+    try:
+        time.sleep(3)  # several route attempts, each way
+        assert intruder.proc is not None and intruder.proc.poll() is None
+        assert all("intruder" not in routed(n) for n in nodes)
+        assert routed(intruder) == set()
+        log = (intruder.store_dir / "data" / "nats.log").read_text()
+        assert "TLS route handshake error" in log and "unknown authority" in log
+    finally:
+        intruder.kill()
 
 
 async def test_shipped_cluster_config_keeps_streams_on_three_nodes_through_a_loss(
