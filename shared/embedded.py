@@ -12,8 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +160,17 @@ def start_nats(
     own_session: bool = False,
     host: str = "127.0.0.1",
     monitor_port: int | None = None,
+    extra_args: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start nats-server with JetStream on loopback (or on `host`, a local address: the tests'
     network namespaces reach the machine on one); return the process and its URL.
 
     `own_session`: out of the caller's process group, so a Ctrl-C in the terminal reaches only
     the caller, which stops the server after the clients that use it (`make run`).
-    `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback."""
+    `monitor_port`: the HTTP monitoring endpoint (/varz, /connz, /jsz) on loopback.
+    `extra_args`: more command-line options (a cluster node's, `start_nats_cluster`); `env`:
+    variables added to the environment (a config's `$VARIABLES`)."""
     port = port or free_port(host)
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", host, "-p", str(port)]
@@ -172,13 +178,14 @@ def start_nats(
         args += ["-c", str(config)]
     if monitor_port is not None:
         args += ["-m", str(monitor_port)]
+    args += extra_args or []
     with open(store_dir / "nats.log", "ab") as log:  # the child keeps its own copy
         proc = subprocess.Popen(
             args,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=own_session,
-            env=nats_env(os.environ),
+            env=nats_env({**os.environ, **(env or {})}),
         )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -191,6 +198,87 @@ def start_nats(
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("nats-server did not start listening within 15 s")
+
+
+@dataclass
+class NatsNode:
+    """One node of `start_nats_cluster`: what it takes to start it (again) as it was."""
+
+    name: str
+    store_dir: Path
+    port: int
+    cluster_port: int
+    monitor_port: int
+    routes: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, *, own_session: bool = False) -> subprocess.Popen[bytes]:
+        """Start this node's server (again), with its name, ports, routes and store."""
+        self.proc, _ = start_nats(
+            self.store_dir,
+            self.port,
+            own_session=own_session,
+            monitor_port=self.monitor_port,
+            extra_args=[
+                *("--name", self.name, "--cluster_name", CLUSTER_NAME),
+                *("--cluster", f"nats://127.0.0.1:{self.cluster_port}", "--routes", self.routes),
+            ],
+        )
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the node lost as to a power cut."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+CLUSTER_NAME = "mailprobe"
+
+
+def start_nats_cluster(
+    store_root: Path, nodes: int = 3, *, own_session: bool = False, timeout: float = 30
+) -> tuple[list[NatsNode], str]:
+    """Start `nodes` nats-servers on loopback as one JetStream cluster (each its own client,
+    route and monitoring port and store under `store_root/nN`, routes to every node); return
+    them, once every node reports JetStream ready, and the comma-separated URL of all of them
+    (NATS_URL: a client reconnects to another node when its own goes)."""
+    ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+    routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
+    started = [
+        NatsNode(f"n{i}", store_root / f"n{i}", port, cluster, monitor, routes)
+        for i, (port, cluster, monitor) in enumerate(ports, start=1)
+    ]
+    try:
+        for node in started:
+            node.start(own_session=own_session)
+        for node in started:
+            wait_nats_healthy(node, timeout)
+    except BaseException:
+        for node in started:
+            node.kill()
+        raise
+    return started, ",".join(node.url for node in started)
+
+
+def wait_nats_healthy(node: NatsNode, timeout: float = 30) -> None:
+    """Until the node's `/healthz` says its JetStream is current (a cluster: a meta leader
+    elected and the node caught up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://127.0.0.1:{node.monitor_port}/healthz"
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nats-server {node.name} not healthy within {timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -164,7 +164,10 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
         Meta(
             description="PostgreSQL URL, `postgresql://user:pass@host:5432/db` (required); the"
             " sessions are named `mailprobe controller` and the process's roles"
-            " (`application_name`, seen in `pg_stat_activity`) unless the URL names them"
+            " (`application_name`, seen in `pg_stat_activity`) unless the URL names them. With a"
+            " standby, list both hosts and ask for the writable one, libpq's way:"
+            " `postgresql://user:pass@db1:5432,db2:5432/db?target_session_attrs=read-write`:"
+            " every new connection goes to whichever host is primary then"
         ),
     ]
     secrets_key: Annotated[
@@ -514,6 +517,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     events_max_mib: Annotated[
         int, Meta(ge=1, description="size cap of the `EVENTS` stream in MiB, oldest first")
     ] = EVENTS_MAX_BYTES // MIB
+    stream_replicas: Annotated[
+        Literal[1, 3, 5],
+        Meta(
+            description="JetStream servers each stream (`JOBS`, `RESULTS`, `EVENTS`) and its"
+            " consumers are kept on: 1 on a single NATS server, 3 on the hub cluster of"
+            " deploy/nats/ (any one server may be lost; 5: any two), at most the cluster's"
+            " servers. A change moves the existing streams at the controller's next start,"
+            " their messages kept"
+        ),
+    ] = 1
     org_max_monitors: Annotated[
         int,
         Meta(

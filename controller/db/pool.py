@@ -1,9 +1,11 @@
-"""The asyncpg pool, with JSONB encoded by msgspec."""
+"""The asyncpg pool, with JSONB encoded by msgspec, on one PostgreSQL host or on the first
+writable one of several (a primary and its standbys: libpq's multi-host URL)."""
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import asyncpg
 import msgspec
@@ -41,6 +43,73 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     per release."""
 
 
+# A new connection's wait on each host of a multi-host DATABASE_URL, unless the URL's
+# `connect_timeout` (libpq's, per host as there) says otherwise: asyncpg's own timeout spans
+# all the hosts, so a host that takes the connection and never answers (a primary's machine
+# gone dark) would use it all, and the standby after it never be tried.
+CONNECT_TIMEOUT_PER_HOST_S = 10.0
+_HOSTS = re.compile(
+    r"(?P<head>[a-z]+://(?:[^@/?#]*@)?)(?P<hosts>[^/?#]*)(?P<path>[^?#]*)\??(?P<query>.*)"
+)
+
+
+class NoHostUsable(ConnectionError):
+    """Every host of a multi-host URL refused, timed out or was not what the URL asks for (a
+    standby for `read-write`): as while a single host is away (a ConnectionError, so callers
+    retry it as they do a lost connection), and during a failover, before a standby is
+    promoted."""
+
+
+class Hosts:
+    """The hosts of a multi-host URL (`postgresql://u:p@h1:5432,h2:5432/db?...`), tried one
+    at a time, each with its own timeout, the one that last gave a connection first: after a
+    failover, new connections go to the new primary without waiting on the old one. asyncpg
+    checks `target_session_attrs` on each (a standby is passed over for `read-write`)."""
+
+    def __init__(self, url: str) -> None:
+        parts = _HOSTS.fullmatch(url)
+        assert parts is not None, "not a postgresql:// URL"  # settings checked the scheme
+        query = parse_qsl(parts["query"], keep_blank_values=True)
+        timeouts = [float(v) for k, v in query if k == "connect_timeout"]
+        self.timeout_s = timeouts[-1] if timeouts else CONNECT_TIMEOUT_PER_HOST_S
+        self.timeout_named = bool(timeouts)
+        kept = urlencode([(k, v) for k, v in query if k != "connect_timeout"])
+        rest = parts["path"] + (f"?{kept}" if kept else "")
+        self.urls = [f"{parts['head']}{host}{rest}" for host in parts["hosts"].split(",")]
+        self._first = 0
+
+    async def connect(self, _dsn: object = None, **kwargs: Any) -> asyncpg.Connection:
+        """asyncpg's `connect` for the pool (`_dsn`: the pool's URL, stood for by the hosts)."""
+        count = len(self.urls)
+        error: Exception | None = None
+        for n in range(self._first, self._first + count):
+            try:
+                conn: asyncpg.Connection = await asyncpg.connect(
+                    self.urls[n % count], timeout=self.timeout_s, **kwargs
+                )
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.TargetServerAttributeNotMatched,  # a standby, for `read-write`
+            ) as exc:
+                error = exc
+                continue
+            self._first = n % count
+            return conn
+        raise NoHostUsable(
+            f"none of the {count} hosts of DATABASE_URL took a connection: {error!r}"
+        ) from error
+
+
+def _hosts(url: str) -> Hosts | None:
+    """The hosts of `url` when it names several or a `connect_timeout` (which asyncpg would
+    send to the server as a setting), else None: asyncpg's own connect."""
+    hosts = Hosts(url)
+    return hosts if len(hosts.urls) > 1 or hosts.timeout_named else None
+
+
 async def create_pool(
     url: str, max_size: int = 20, *, application_name: str | None = None, **kwargs: Any
 ) -> asyncpg.Pool:
@@ -49,6 +118,9 @@ async def create_pool(
     settings = dict(_SERVER_SETTINGS)
     if application_name and "application_name" not in parse_qs(urlsplit(url).query):
         settings["application_name"] = application_name
+    hosts = _hosts(url)
+    if hosts is not None:
+        kwargs.setdefault("connect", hosts.connect)
     pool = await asyncpg.create_pool(
         url,
         min_size=min(2, max_size),
@@ -64,7 +136,8 @@ async def create_pool(
 
 
 async def connect(url: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(
+    hosts = _hosts(url)
+    conn = await (hosts.connect if hosts is not None else asyncpg.connect)(
         url, server_settings=_SERVER_SETTINGS, max_cacheable_statement_size=MAX_CACHED_STATEMENT
     )
     await _init(conn)

@@ -99,6 +99,7 @@ async def open_pipeline(
             settings.results_retention_days,
             results_max_bytes=settings.results_max_mib * MIB,
             events_max_bytes=settings.events_max_mib * MIB,
+            replicas=settings.stream_replicas,
         )
         await _ensure_jobs_consumers(js)
         lists = lists_setting(settings.blocklists)

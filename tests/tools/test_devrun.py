@@ -11,13 +11,16 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import nats
 import pytest
 
 from controller.access import accounts_store as accounts
 from controller.access.credentials import new_token
 from shared import embedded
+from shared.subjects import JOBS_STREAM
 from tests.api.test_cli import ROOT
 from tests.conftest import _with_database, scratch_database
+from tools import devrun
 from tools.alertsink import Running, Sink
 from tools.devrun import TOKEN_FILE, admin_token, port_or_free, save_token
 
@@ -130,3 +133,24 @@ async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url
             await conn.close()
         assert await admin_token(url, "a-dev-password", ending) != ending
         assert await admin_token(url, "a-dev-password", theirs) != theirs
+
+
+async def test_dev_nats_nodes_starts_a_cluster_holding_the_streams_on_every_node(
+    tmp_path: Path,
+) -> None:
+    """DEV_NATS_NODES=3 make run: three servers, NATS_URL naming each, the streams R3."""
+    env = {"DEV_NATS_NODES": "3"}
+    procs = await asyncio.to_thread(devrun.start_nats, env, tmp_path)
+    try:
+        assert len(procs) == 3 and len(env["NATS_URL"].split(",")) == 3
+        assert env["STREAM_REPLICAS"] == "3"
+        await devrun.prepare_nats(env["NATS_URL"], int(env["STREAM_REPLICAS"]))
+        nc = await nats.connect(env["NATS_URL"].split(","))
+        try:
+            info = await nc.jetstream().stream_info(JOBS_STREAM)
+            assert info.config.num_replicas == 3
+        finally:
+            await nc.close()
+    finally:
+        for proc in procs:
+            embedded.stop(proc)

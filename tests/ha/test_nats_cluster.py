@@ -1,0 +1,198 @@
+"""Lose any one NATS node and lose nothing (issue 57): a real 3-node nats-server cluster on
+loopback (routes, JetStream on each node, a store each), streams made by the product's own code.
+
+What is pinned: the controller moves an existing deployment's R1 streams to `STREAM_REPLICAS=3`
+at its start with every message and consumer kept; with R3 streams, a kill -9 of the node that
+leads RESULTS stops neither publishing nor consuming, and every acknowledged message is
+delivered."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import StreamInfo
+from nats.js.errors import APIError
+
+from controller.runtime.pipeline import connect_nats, open_pipeline
+from shared import embedded
+from shared.settings import ControllerSettings
+from shared.streams import (
+    INGEST_CONSUMER,
+    ensure_jobs_consumers,
+    ensure_streams,
+    ingest_consumer_config,
+    jobs_consumer_name,
+)
+from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
+
+STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[list[embedded.NatsNode], str]]:
+    """Three nodes, new for each test (a test kills one)."""
+    nodes, url = embedded.start_nats_cluster(tmp_path / "nats")
+    try:
+        yield nodes, url
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+@contextlib.asynccontextmanager
+async def client(url: str) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
+    nc = await connect_nats(url)  # the controller's own: every node's URL, reconnects forever
+    try:
+        yield nc, nc.jetstream(timeout=2)
+    finally:
+        await nc.close()
+
+
+async def settled(
+    js: JetStreamContext, stream: str, replicas: int, within: float = 20
+) -> StreamInfo:
+    """The stream's info once it has a leader and `replicas - 1` current followers."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with contextlib.suppress(NatsError, TimeoutError):
+            info = await js.stream_info(stream)
+            peers = info.cluster.replicas or [] if info.cluster else []
+            if (
+                info.cluster
+                and info.cluster.leader
+                and len(peers) == replicas - 1
+                and all(p.current and not p.offline for p in peers)
+            ):
+                return info
+        assert asyncio.get_running_loop().time() < deadline, f"{stream} not R{replicas} in time"
+        await asyncio.sleep(0.2)
+
+
+async def consumer_replicas(
+    js: JetStreamContext, stream: str, name: str, within: float = 20
+) -> int:
+    """How many servers hold the consumer, once its followers are current."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        info = await js.consumer_info(stream, name)
+        peers = (info.cluster.replicas or []) if info.cluster else []
+        if peers and all(p.current for p in peers):
+            return 1 + len(peers)
+        if asyncio.get_running_loop().time() > deadline:
+            return 1 + len(peers)
+        await asyncio.sleep(0.2)
+
+
+async def test_controller_start_moves_r1_streams_to_r3_keeping_every_message(
+    cluster: tuple[list[embedded.NatsNode], str],
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+) -> None:
+    """An existing deployment (streams and consumers made at R1, messages in each, some jobs
+    delivered and acked) upgrades: the controller starts with STREAM_REPLICAS=3 and every
+    stream is R3 with all its messages, `jobs-CC` and `ingest` R3 with their state."""
+    _, url = cluster
+    async with client(url) as (_, js):
+        await ensure_streams(js, replicas=1)
+        await ensure_jobs_consumers(js, ["DE"])
+        await js.add_consumer(RESULTS_STREAM, ingest_consumer_config())
+        for i in range(50):
+            await js.publish("mon.jobs.DE", b"job %d" % i, headers={"Nats-Msg-Id": f"j{i}"})
+            await js.publish(f"mon.results.DE.smtp.m{i}", b"result %d" % i)
+            await js.publish(f"mon.events.m{i}", b"event %d" % i)
+        jobs = await js.pull_subscribe_bind(jobs_consumer_name("DE"), JOBS_STREAM)
+        for msg in await jobs.fetch(10, timeout=5):
+            await msg.ack_sync()
+        for stream in STREAMS:
+            assert (await js.stream_info(stream)).config.num_replicas == 1
+
+    upgraded = msgspec.structs.replace(settings, nats_url=url, stream_replicas=3)
+    async with open_pipeline(upgraded, pool) as pipeline:
+        js = pipeline.js
+        for stream in STREAMS:
+            info = await settled(js, stream, 3)
+            assert (info.config.num_replicas, info.state.messages) == (3, 50), stream
+            assert (info.state.first_seq, info.state.last_seq) == (1, 50), stream
+        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE")) == 3
+        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER) == 3
+        jobs_de = await js.consumer_info(JOBS_STREAM, jobs_consumer_name("DE"))
+        assert (jobs_de.delivered.stream_seq, jobs_de.num_pending) == (10, 40)
+        ingest = await js.consumer_info(RESULTS_STREAM, INGEST_CONSUMER)
+        assert ingest.num_pending == 50
+        got = await js.get_msg(RESULTS_STREAM, 50)
+        assert got.data == b"result 49"
+
+
+async def publish_until_acked(js: JetStreamContext, subject: str, msg_id: str) -> None:
+    """As the agents do with a result: the same message id again until JetStream acks it (a
+    retry after a lost ack is dropped as a duplicate)."""
+    while True:
+        try:
+            await js.publish(subject, msg_id.encode(), headers={"Nats-Msg-Id": msg_id})
+            return
+        except (NatsError, TimeoutError, APIError):
+            await asyncio.sleep(0.1)
+
+
+async def consume(js: JetStreamContext, seen: set[str], want: int, stop: asyncio.Event) -> None:
+    """Pull from `ingest` and ack, through leader changes, until `want` distinct ids."""
+    sub = None
+    while len(seen) < want and not stop.is_set():
+        try:
+            if sub is None:
+                sub = await js.pull_subscribe_bind(INGEST_CONSUMER, RESULTS_STREAM)
+            for msg in await sub.fetch(100, timeout=1):
+                seen.add(msg.data.decode())
+                await msg.ack()
+        except TimeoutError:
+            continue
+        except (NatsError, APIError):
+            await asyncio.sleep(0.2)
+
+
+async def test_killing_the_stream_leader_loses_no_message(
+    cluster: tuple[list[embedded.NatsNode], str],
+) -> None:
+    """R3 streams made by `ensure_streams`; results published and consumed all along; the
+    node leading RESULTS is killed (SIGKILL) a third of the way in. A new leader takes over,
+    publishing and consuming go on, and every result published is consumed."""
+    nodes, url = cluster
+    total, kill_at = 600, 200
+    async with client(url) as (_, js):
+        await ensure_streams(js, replicas=3)
+        # A message on its way to the consumer when its server died comes again after the
+        # ack wait (the ingester's: 30 s); shorter here, for the test's minute.
+        await js.add_consumer(RESULTS_STREAM, replace(ingest_consumer_config(), ack_wait=5))
+        placed = (await settled(js, RESULTS_STREAM, 3)).cluster
+        assert placed is not None
+        leader = placed.leader
+        seen: set[str] = set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        consumer = asyncio.create_task(consume(js, seen, total, stop))
+        try:
+            killed = loop.time()
+            for i in range(total):
+                if i == kill_at:
+                    next(n for n in nodes if n.name == leader).kill()
+                    killed = loop.time()
+                await publish_until_acked(js, f"mon.results.DE.smtp.m{i % 7}", f"r{i}")
+            async with asyncio.timeout(30):
+                await consumer
+            # A new leader within seconds (~5 s on this loaded host), then the ack wait at most.
+            assert loop.time() - killed < 25
+        finally:
+            stop.set()
+            await consumer
+        info = await js.stream_info(RESULTS_STREAM)
+        assert info.cluster is not None and info.cluster.leader not in (None, leader)
+        assert info.state.messages == total
+        assert seen == {f"r{i}" for i in range(total)}

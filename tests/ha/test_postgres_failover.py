@@ -1,0 +1,134 @@
+"""Lose the PostgreSQL primary and lose nothing (issue 57): a real primary and a real streaming
+standby (`pg_basebackup -R`, synchronous) on loopback, the controller's pool on the libpq
+multi-host URL with `target_session_attrs=read-write`. The primary is killed (SIGKILL, every
+process), the standby promoted: the same pool reconnects to it and writes go on, and every
+write committed before the kill is there."""
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from controller.access import accounts_store as accounts
+from controller.db.migrate import migrate
+from controller.db.pool import connect, create_pool
+from shared import embedded
+from tests.ha import postgres
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[postgres.PgNode, postgres.PgNode]]:
+    first = postgres.primary(tmp_path / "a", embedded.free_port())
+    try:
+        second = postgres.standby(first, tmp_path / "b", embedded.free_port())
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield first, second
+    finally:
+        for node in (first, second):
+            node.stop()
+
+
+async def synchronous(primary: postgres.PgNode) -> None:
+    """Make the standby synchronous: a commit returns once the standby has its WAL on disk
+    (`synchronous_commit = on`, the default), so a promoted standby holds every commit a
+    client saw succeed."""
+    conn = await asyncpg.connect(primary.url)
+    try:
+        await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        await conn.execute("SELECT pg_reload_conf()")
+        for _ in range(100):
+            state = await conn.fetchval("SELECT sync_state FROM pg_stat_replication")
+            if state == "sync":
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the standby is not synchronous: {state}")
+    finally:
+        await conn.close()
+
+
+async def promote_later(node: postgres.PgNode, after_s: float = 1.0) -> None:
+    """An operator's (or a failover manager's) promotion, a moment after the primary is gone:
+    writes fail meanwhile."""
+    await asyncio.sleep(after_s)
+    await asyncio.to_thread(node.promote)
+
+
+async def test_pool_follows_the_promoted_standby_and_loses_no_commit(
+    pair: tuple[postgres.PgNode, postgres.PgNode],
+) -> None:
+    first, second = pair
+    await synchronous(first)
+    conn = await connect(first.url)
+    await migrate(conn)
+    await conn.close()
+    url = (
+        f"postgresql://postgres@127.0.0.1:{first.port},127.0.0.1:{second.port}/postgres"
+        "?target_session_attrs=read-write"
+    )
+    pool = await create_pool(url, 4)
+    committed: list[str] = []
+    failed = 0
+    after_kill: list[int] = []  # ports of the server each write after the kill committed on
+    killed = asyncio.Event()
+
+    async def write(n: int) -> None:
+        async with pool.acquire() as conn:
+            await accounts.ensure_organization(conn, f"ha-{n}")
+            port = await conn.fetchval("SELECT inet_server_port()")
+        committed.append(f"ha-{n}")
+        if killed.is_set():
+            after_kill.append(port)
+
+    try:
+        n = 0
+        async with asyncio.timeout(40):
+            while len(after_kill) < 50:
+                n += 1
+                try:
+                    await write(n)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    failed += 1
+                    await asyncio.sleep(0.05)
+                if len(committed) == 100 and not killed.is_set():
+                    first.kill()
+                    killed.set()
+                    promotion = asyncio.create_task(promote_later(second))
+        await promotion
+        names = {r["name"] for r in await pool.fetch("SELECT name FROM organizations")}
+    finally:
+        await pool.close()
+    assert failed > 0  # writes failed while there was no primary, then went on
+    assert set(after_kill) == {second.port}
+    assert set(committed) <= names  # no commit the client saw succeed is lost
+
+
+async def test_a_host_that_never_answers_is_passed_over(tmp_path: Path) -> None:
+    """The old primary's address now takes connections and never answers (its machine gone
+    dark, listed first in DATABASE_URL): each host gets `connect_timeout` of its own, as with
+    libpq, so the pool reaches the writable host after it, and later connections start there."""
+    node = postgres.primary(tmp_path / "a", embedded.free_port())
+    dark = socket.socket()
+    try:
+        dark.bind(("127.0.0.1", 0))
+        dark.listen(16)  # the kernel completes handshakes; nobody ever reads
+        url = (
+            f"postgresql://postgres@127.0.0.1:{dark.getsockname()[1]},127.0.0.1:{node.port}"
+            "/postgres?target_session_attrs=read-write&connect_timeout=1"
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pool = await create_pool(url, 4)  # two connections at start
+        try:
+            assert await pool.fetchval("SELECT inet_server_port()") == node.port
+            assert loop.time() - started < 4  # one wait on the dark host, not one each
+        finally:
+            await pool.close()
+    finally:
+        dark.close()
+        node.stop()
