@@ -111,6 +111,8 @@ DEFAULT_ACK_WAIT_S = JOBS_ACK_WAIT_S
 NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 # While NATS is away, how often the loop looks whether it is back (no fetch meanwhile).
 RECONNECT_POLL_S = 0.1
+# An agent that took an `admitted` job this recently pulls for its free slots only.
+ADMITTED_FRESH_S = 60.0
 # A stopping agent waits for its open pull request's own status (Worker._stop_pulling); this
 # long past the request's expiry and shared.pulling's grace it stops waiting regardless.
 LAST_REQUEST_WAIT_MAX_S = 2.0
@@ -209,6 +211,7 @@ class Worker:
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
+        self._admitted_at: float | None = None  # loop time an `admitted` job last came
         self._jobs_per_message = 1.0  # lately, so that a pull request asks for its room
         self._bound = False  # to the country's consumer, between _subscribe() and the end
         # One pull request open at a time, lasting `fetch_timeout` unless jobs fill it first.
@@ -417,14 +420,25 @@ class Worker:
             jobs = await self._within_room(msgs, carried)
             now = asyncio.get_running_loop().time()
             for job in jobs:
-                self._waiting.push(_tenant_of(job), (job, now))
+                tenant, admitted = _lane_of(job)
+                if admitted:
+                    self._admitted_at = now
+                self._waiting.push(tenant, (job, now))
             self._start_waiting()
             if burst and not msgs and not self._tasks and await self._drained():
                 return
 
     def _room(self) -> int:
-        """How many more jobs this agent may hold: running and waiting ones count alike."""
-        return self.capacity + self._lookahead - len(self._tasks) - len(self._waiting)
+        """How many more jobs this agent may hold: running and waiting ones count alike. While
+        the controller admits this country's jobs (they came `admitted` lately), for the free
+        slots only: each was published for a free slot of the country, maybe another agent's."""
+        lookahead = self._lookahead
+        if (
+            self._admitted_at is not None
+            and asyncio.get_running_loop().time() - self._admitted_at < ADMITTED_FRESH_S
+        ):
+            lookahead = 0
+        return self.capacity + lookahead - len(self._tasks) - len(self._waiting)
 
     def _asking(self, free: int) -> int:
         """How many messages a pull request asks for: `free` jobs' worth, at the jobs per
@@ -891,13 +905,14 @@ def within_room(
     return kept, back
 
 
-def _tenant_of(msg: Delivery) -> str:
-    """The job's tenant lane; a message that is not a job goes to the `""` lane, where
-    _handle terms it with a log line."""
+def _lane_of(msg: Delivery) -> tuple[str, bool]:
+    """The job's tenant lane and whether it was `admitted`; a message that is not a job goes
+    to the `""` lane, where _handle terms it with a log line."""
     try:
-        return decode_job(msg.data).tenant
+        job = decode_job(msg.data)
     except msgspec.DecodeError:
-        return ""
+        return "", False
+    return job.tenant, job.admitted
 
 
 def _seconds_left(job: CheckJob) -> float:

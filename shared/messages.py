@@ -204,6 +204,11 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # every job of the organization): agents share their slots and lookups fairly between
     # tenants by it. "" from a controller that predates it: one shared lane.
     tenant: str = ""
+    # Published because the country had a free slot for it (controller.scheduling.admission):
+    # an agent taking such jobs pulls only for its free slots, no lookahead, so a job never
+    # waits behind a full agent while another agent of the country has a slot. False from a
+    # controller that predates admission, or where it does not apply.
+    admitted: bool = False
     # Set on the rounds the controller wants the blocklists asked about what the monitor's mail
     # depends on (a slow cadence, hours): the agent answers in `reputation`. Ignored by an
     # agent that predates it.

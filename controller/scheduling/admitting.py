@@ -86,6 +86,7 @@ class Admissions:
             now = self._now()
             for job, decision in zip(asking, decisions, strict=True):
                 if decision.admission is Admission.ADMIT:
+                    job.admitted = True  # the agents pull for their free slots only
                     taken.admitted.append(job)
                     until = now + admission.holds_for(load, job) + PULLED_WITHIN_S
                     self._admitted.setdefault(cc, []).append((now, job.tenant, until))

@@ -111,3 +111,38 @@ async def test_jobs_pulled_ahead_are_run_once_or_handed_back_on_stop(
     assert sorted(r.job_id for r in found) == sorted(j.job_id for j in jobs)
     assert all(r.status == "up" for r in found)
     assert await jobs_left(js, country) == 0
+
+
+async def test_an_admitted_job_goes_to_the_agent_with_a_free_slot_not_into_a_full_ones_lookahead(
+    js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
+) -> None:
+    """Two agents of a country, lookahead 8 each. Agent A's 2 slots hold checks at a server
+    that never greets; agent B is idle. A job the controller published `admitted` (for a free
+    slot of the country, B's) must run on B at once: A, having taken admitted jobs, pulls for
+    its free slots only, so it never holds the job in its lookahead behind its hanging checks.
+    Without the rule A's standing pull takes it half the time, and it waits there."""
+    async with SmtpLikePeer(delay=60) as silent, SmtpLikePeer() as answering:
+        a = worker(nc, country, ssl_contexts, concurrency=2, lookahead=8, shutdown_grace=0)
+        b = worker(nc, country, ssl_contexts, concurrency=2, lookahead=8, shutdown_grace=0)
+        run_a = asyncio.create_task(a.run())
+        try:
+            for _ in range(2):
+                hang = job_for(country, silent.port, timeout=20.0, tenant=FLOOD)
+                hang.admitted = True
+                await publish_job(js, hang)
+            await until(lambda: a.held_by_tenant == {FLOOD: 2}, within=3)
+            run_b = asyncio.create_task(b.run())
+            await asyncio.sleep(0.5)  # both agents' pull requests open
+            for _ in range(4):
+                quick = job_for(country, answering.port, expires_in=3.0, tenant=OTHER)
+                quick.admitted = True
+                await publish_job(js, quick)
+                await asyncio.sleep(0.3)
+            await until_async(lambda: result_count(js, country, 4), within=4)
+            assert a.waiting == 0, "a full agent held an admitted job in its lookahead"
+            assert answering.connections == 4
+            assert {r.status for r in await results(js, country)} == {"up"}
+        finally:
+            a.stop()
+            b.stop()
+        await asyncio.gather(run_a, run_b)
