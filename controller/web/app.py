@@ -206,7 +206,7 @@ def create_app(
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
-                    r"^/metrics(/monitors)?$",
+                    r"^/metrics(/monitors|/reports)?$",
                     r"^/$",
                     r"^/favicon\.ico$",
                     r"^/console(/|$)",

@@ -132,6 +132,7 @@ def routers(box: SecretBox) -> list[Router]:
             status_subscribe.unsubscribe_form,
             status_subscribe.unsubscribe,
             scrape.monitor_metrics,
+            scrape.report_metrics,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
             ),
