@@ -223,6 +223,20 @@ async def totals(
     )
 
 
+async def daily(conn: Conn, organization_id: int, domain: str, since: date) -> list[asyncpg.Record]:
+    """Per day, kind, reporter, result and source IP (DMARC; '' for TLS): the sum of counts,
+    oldest day first (the console's charts)."""
+    return await conn.fetch(
+        "SELECT day, kind, reporter, result, CASE WHEN kind = 'dmarc' THEN ip ELSE '' END AS ip,"
+        " sum(count)::bigint AS n FROM report_counts"
+        " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
+        organization_id,
+        domain,
+        since,
+    )
+
+
 async def breakdown(
     conn: Conn, organization_id: int, domain: str, since: date, limit: int
 ) -> list[asyncpg.Record]:
