@@ -64,7 +64,12 @@ async def one_pass(pool: asyncpg.Pool, reader: Reader) -> int:
 
         async def one(stored: db.StoredMailbox) -> None:
             async with gate:
-                await _read(pool, reader, stored)
+                try:
+                    await _read(pool, reader, stored)
+                except Exception:  # the database, say: this mailbox waits, the others go on
+                    log.exception(
+                        "report mailbox read failed", organization_id=stored.organization_id
+                    )
 
         await asyncio.gather(*(one(s) for s in due))
         return len(due)
@@ -84,7 +89,7 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
         error = str(exc)
     except TimeoutError:
         error = f"no answer within {READ_TIMEOUT_S:.0f} s"
-    except (OSError, aioimaplib.Abort, aioimaplib.CommandTimeout) as exc:
+    except (OSError, aioimaplib.AioImapException) as exc:
         error = f"the connection failed: {exc or type(exc).__name__}"
     now = utcnow()
     async with pool.acquire() as conn:
