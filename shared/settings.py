@@ -298,6 +298,22 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "`/reports/tls/...`, per replica; past it 429",
         ),
     ] = 60
+    reports_mailbox_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=60,
+            le=86_400,
+            description="seconds between two reads of an organization's report mailbox "
+            "(`/api/report-mailbox`) by the alerter role",
+        ),
+    ] = 300
+    reports_mailbox_allow_private: Annotated[
+        bool,
+        Meta(
+            description="let the controller read report mailboxes at private and loopback "
+            "addresses (labs and tests only, as `OAUTH2_ALLOW_PRIVATE_ENDPOINTS`)"
+        ),
+    ] = False
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000

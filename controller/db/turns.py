@@ -10,6 +10,7 @@ from controller.db.pool import Conn
 HOUSEKEEPING = 0x6D61696C686F7573  # "mailhous"
 PARTITIONS = 0x6D61696C70617274  # "mailpart"
 REPORTS = 0x6D61696C72707274  # "mailrprt"
+REPORT_MAILBOXES = 0x6D61696C72626F78  # "mailrbox"
 
 
 @asynccontextmanager

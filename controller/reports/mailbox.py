@@ -11,6 +11,7 @@ its size is asked first (RFC822.SIZE), so a 2 GB message is never fetched. At mo
 import asyncio
 import contextlib
 import re
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from controller.notify.links import Links
 from controller.reports import intake, mail
 from controller.reports import store as db
 from controller.reports.parse import MAX_PACKED
+from shared.addresses import is_blocked
 from shared.secret import Secret
 
 log = structlog.get_logger(__name__)
@@ -48,6 +50,7 @@ class ReportMailbox:
     ca_pem: str | None = None  # a private CA the server's certificate must chain to
     folder: str = "INBOX"
     done: str = "mailprobe-read"
+    allow_private: bool = True  # False: only a host whose addresses are all public is read
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,12 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
 
 
 class _Client(aioimaplib.IMAP4_SSL):  # type: ignore[misc]
+    """Connects to `address` (one the rules allowed), checking the certificate for `host`."""
+
+    def __init__(self, host: str, address: str, port: int, ctx: ssl.SSLContext) -> None:
+        self._server_name = host
+        super().__init__(address, port, timeout=TIMEOUT_S, ssl_context=ctx)
+
     def create_client(
         self,
         host: str,
@@ -80,7 +89,13 @@ class _Client(aioimaplib.IMAP4_SSL):  # type: ignore[misc]
         local = loop or asyncio.get_running_loop()
         self.protocol = _Protocol(local, conn_lost_cb)
         self._client_task = local.create_task(
-            local.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+            local.create_connection(
+                lambda: self.protocol,
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=self._server_name,
+            )
         )
 
 
@@ -101,9 +116,31 @@ def _ok(response: aioimaplib.Response, what: str) -> list[bytes]:
     return [bytes(line) for line in response.lines if isinstance(line, bytes | bytearray)]
 
 
+async def _address(box: ReportMailbox) -> str:
+    """The address to connect to: the host's first, once every one is allowed (a name that
+    resolves elsewhere between the check and the connection changes nothing)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(box.host, box.port, type=socket.SOCK_STREAM), TIMEOUT_S
+        )
+    except (OSError, TimeoutError) as exc:
+        raise MailboxError(f"{box.host} does not resolve: {exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise MailboxError(f"{box.host} does not resolve")
+    if not box.allow_private and any(is_blocked(a) for a in addresses):
+        raise MailboxError(
+            f"{box.host} resolves to a private or reserved address"
+            " (REPORTS_MAILBOX_ALLOW_PRIVATE allows it)"
+        )
+    return addresses[0]
+
+
 async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
     """One pass over the mailbox: each message's reports taken in, the message moved."""
-    imap = _Client(box.host, box.port, timeout=TIMEOUT_S, ssl_context=_context(box))
+    address = await _address(box)
+    imap = _Client(box.host, address, box.port, _context(box))
     try:
         await imap.wait_hello_from_server()
     except (OSError, TimeoutError, ssl.SSLError) as exc:

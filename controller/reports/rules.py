@@ -78,15 +78,23 @@ class Verdict:
 Verdicts = dict[str, Verdict | None]
 
 
-def network(ip: str) -> str:
-    """The network a source address is counted in: its /24 (IPv4) or /56 (IPv6)."""
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address, an IPv4-mapped IPv6 one (`::ffff:192.0.2.1`) as the IPv4 address it is."""
     address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def network(ip: str) -> str:
+    """The network a source address is counted in: its /24 (IPv4, also mapped) or /56 (IPv6)."""
+    address = _address(ip)
     prefix = 24 if address.version == 4 else 56
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def _in(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    address = ipaddress.ip_address(ip)
+    address = _address(ip)
     return any(address.version == n.version and address in n for n in networks)
 
 

@@ -223,6 +223,20 @@ async def totals(
     )
 
 
+async def daily(conn: Conn, organization_id: int, domain: str, since: date) -> list[asyncpg.Record]:
+    """Per day, kind, reporter, result and source IP (DMARC; '' for TLS): the sum of counts,
+    oldest day first (the console's charts)."""
+    return await conn.fetch(
+        "SELECT day, kind, reporter, result, CASE WHEN kind = 'dmarc' THEN ip ELSE '' END AS ip,"
+        " sum(count)::bigint AS n FROM report_counts"
+        " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
+        organization_id,
+        domain,
+        since,
+    )
+
+
 async def breakdown(
     conn: Conn, organization_id: int, domain: str, since: date, limit: int
 ) -> list[asyncpg.Record]:
@@ -258,12 +272,19 @@ async def received(conn: Conn, organization_id: int, limit: int) -> list[asyncpg
     )
 
 
-async def latest_totals(conn: Conn, since: date) -> list[asyncpg.Record]:
-    """Per organization, domain, kind and result, the counts since `since` (the metrics)."""
+async def scrape_totals(conn: Conn, organization_id: int, since: date) -> list[asyncpg.Record]:
+    """Per monitored domain, kind and result: the counts since `since`, and per domain and kind
+    when the newest report's range ended (`newest`, the same on each of its rows); the
+    `/metrics/reports` series."""
     return await conn.fetch(
-        "SELECT o.name AS organization, c.domain, c.kind, c.result, sum(c.count)::bigint AS n"
-        " FROM report_counts c JOIN organizations o ON o.id = c.organization_id"
-        " WHERE c.day >= $1 GROUP BY o.name, c.domain, c.kind, c.result",
+        "WITH c AS (SELECT domain, kind, result, report_id, count FROM report_counts"
+        "  WHERE organization_id = $1 AND day >= $2 AND domain IN ("
+        "   SELECT mail_domain FROM monitors WHERE organization_id = $1))"
+        " SELECT c.domain, c.kind, c.result, sum(c.count)::bigint AS n,"
+        " max(max(r.ends_at)) OVER (PARTITION BY c.domain, c.kind) AS newest"
+        " FROM c JOIN reports r ON r.id = c.report_id"
+        " GROUP BY c.domain, c.kind, c.result ORDER BY c.domain, c.kind, c.result",
+        organization_id,
         since,
     )
 

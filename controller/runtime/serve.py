@@ -199,10 +199,22 @@ def _alerter(
         budget=Budget.of(settings),
         links=Links.of(settings),
     )
+    from controller.oauth2.fetcher import TokenFetcher
     from controller.reports.keeping import keep_reports
+    from controller.reports.reading import Reader, read_mailboxes
 
     reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings), stop)
-    work = [alerter.run(stop), worker.run(stop), reports]
+    reader = Reader(
+        box,
+        TokenFetcher.from_settings(
+            settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
+        ),
+        Links.of(settings),
+        interval_s=settings.reports_mailbox_interval_seconds,
+        calls_per_hour=settings.oauth2_token_calls_per_hour,
+        allow_private=settings.reports_mailbox_allow_private,
+    )
+    work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

@@ -34,6 +34,7 @@ from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_kinds import APIS
 from controller.web.api.monitors import router as monitors_router
 from controller.web.api.posture import router as posture_router
+from controller.web.api.report_mailbox import ReportMailboxController
 from controller.web.api.reports import ReportsController, post_guard, receive_tls
 from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
@@ -182,6 +183,7 @@ def create_app(
             NotificationChannelController,
             StatusNoticeController,
             ReportsController,
+            ReportMailboxController,
             receive_tls,
             list_agents,
             list_blocklists,
@@ -204,7 +206,7 @@ def create_app(
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
-                    r"^/metrics(/monitors)?$",
+                    r"^/metrics(/monitors|/reports)?$",
                     r"^/$",
                     r"^/favicon\.ico$",
                     r"^/console(/|$)",

@@ -16,6 +16,7 @@ import os
 import pwd
 import ssl
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -42,8 +43,10 @@ class Dovecot:
     """`async with Dovecot(ca) as dc:` serves IMAP/POP3 for any user with a token of
     `dc.issuer`, with a certificate for 127.0.0.1 and localhost from `ca`."""
 
-    def __init__(self, ca: trustme.CA) -> None:
+    def __init__(self, ca: trustme.CA, passwords: Mapping[str, str] | None = None) -> None:
+        """`passwords`: users (`alice@example.com`) who may also log in with a password."""
         self.ca = ca
+        self.passwords = dict(passwords or {})
         self.ports: dict[str, int] = {}
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -86,13 +89,14 @@ ssl_cert = <{d}/server.pem
 ssl_key = <{d}/server.key
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = xoauth2 oauthbearer
+auth_mechanisms = xoauth2 oauthbearer{" plain login" if self.passwords else ""}
 auth_verbose = yes
 passdb {{
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
   args = {d}/oauth2.conf.ext
 }}
+{self._password_passdb()}
 userdb {{
   driver = static
   args = uid={account.pw_uid} gid={account.pw_gid} home={d}/home/%n
@@ -144,6 +148,15 @@ service stats {{
 }}
 """
 
+    def _password_passdb(self) -> str:
+        if not self.passwords:
+            return ""
+        return f"""passdb {{
+  driver = passwd-file
+  mechanisms = plain login
+  args = scheme=PLAIN username_format=%u {self.where}/passwd
+}}"""
+
     def _oauth2_config(self) -> str:
         return f"""introspection_mode = local
 local_validation_key_dict = fs:posix:prefix={self.where}/keys/
@@ -166,6 +179,7 @@ scope = {SCOPE}
                 f.write(chain.bytes())
         self.ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
         (d / "oauth2.conf.ext").write_text(self._oauth2_config())
+        (d / "passwd").write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
         config = d / "dovecot.conf"
         config.write_text(self._config())
         account = _account()

@@ -1,5 +1,5 @@
-"""The API served over HTTPS (a trustme CA) for the report endpoint's tests, and a domain of
-their own per test."""
+"""The API served over HTTPS (a trustme CA) for the report endpoint's tests, a domain of their
+own per test, and per module Debian's Dovecot (OAuth2 and a password for `USER`) and Postfix."""
 
 import ssl
 import uuid
@@ -13,6 +13,10 @@ import trustme
 
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
+from tests.oauth2 import dovecot, postfix
+from tests.oauth2.dovecot import Dovecot
+from tests.oauth2.postfix import Postfix
+from tests.reports.mailing import PASSWORD, USER
 from tests.serving import serve_app
 
 
@@ -45,3 +49,24 @@ async def https(https_url: str, report_ca: trustme.CA) -> AsyncIterator[httpx.As
 @pytest.fixture
 def domain() -> Iterator[str]:
     yield f"r{uuid.uuid4().hex[:10]}.example.com"
+
+
+@pytest.fixture(scope="module")
+def mail_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+async def imap_pop(mail_ca: trustme.CA) -> AsyncIterator[Dovecot]:
+    if (why := dovecot.missing()) is not None:
+        pytest.skip(why)
+    async with Dovecot(mail_ca, {USER: PASSWORD}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+async def submission(mail_ca: trustme.CA, imap_pop: Dovecot) -> AsyncIterator[Postfix]:
+    if (why := postfix.missing()) is not None:
+        pytest.skip(why)
+    async with Postfix(mail_ca, imap_pop.auth_socket, imap_pop.homes, imap_pop.owner) as server:
+        yield server

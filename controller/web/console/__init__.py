@@ -23,6 +23,7 @@ from controller.web.console import (
     forms,
     hosts,
     pages,
+    report_pages,
     scrape,
     status,
     status_feeds,
@@ -87,6 +88,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.delete,
             pages.agents_page,
             findings.findings_page,
+            report_pages.domain_page,
             forms.new_form,
             forms.create,
             forms.edit_form,
@@ -132,6 +134,7 @@ def routers(box: SecretBox) -> list[Router]:
             status_subscribe.unsubscribe_form,
             status_subscribe.unsubscribe,
             scrape.monitor_metrics,
+            scrape.report_metrics,
             create_static_files_router(
                 path=DOCS_ASSETS, directories=[swagger_ui.static_path], name="docs-assets"
             ),

@@ -40,6 +40,7 @@ from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.console import monitor_view
 from controller.web.console import store as console
 from controller.web.console.posture_view import monitor_posture
+from controller.web.console.report_view import domain_reports
 from controller.web.console.roundtrip_view import roundtrip_view
 from controller.web.console.session import (
     LOGIN_PATH,
@@ -259,6 +260,9 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         capped = await login_caps.get(conn, m.id, now)
         posture = await monitor_posture(conn, m.id)
         roundtrip = await roundtrip_view(conn, m, now)
+        reports = {}
+        if m.mail_domain:
+            reports = await domain_reports(conn, m.organization_id, m.mail_domain, now.date())
     return page(
         request,
         "monitor.html",
@@ -268,6 +272,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         capped=capped,
         **posture,
         **roundtrip,
+        **reports,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
     )

@@ -13,6 +13,7 @@ gzip-compressed when the client accepts it (Prometheus does).
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,11 +25,14 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
 
 from controller.access.credentials import token_digest
+from controller.reports import mailbox_store as mailboxes
+from controller.reports import store as reports
 from controller.web.api import guards
-from controller.web.console import scrape_series
+from controller.web.console import report_series, scrape_series
 from controller.web.console import scrape_store as scrape
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +137,29 @@ async def monitor_metrics(request: AnyRequest) -> Response[bytes] | Stream:
         media_type=scrape_series.CONTENT_TYPE,
         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
     )
+
+
+@get("/metrics/reports", include_in_schema=False)
+async def report_metrics(request: AnyRequest) -> Response[bytes]:
+    """The organization's report series (`report_series`), behind the same scrape token: one
+    small answer (the domains its monitors name), so never sharded."""
+    token = _bearer(request)
+    async with pool_of(request).acquire() as conn:
+        org = None if token is None else await scrape.organization_for(conn, token_digest(token))
+        if org is None:
+            return _text(
+                401,
+                "Unauthorized: send a scrape token as `Authorization: Bearer <token>`",
+                **{"WWW-Authenticate": "Bearer"},
+            )
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            settings = await reports.settings(conn, org)
+            since = (utcnow() - timedelta(days=settings.window_days)).date()
+            rows = await reports.scrape_totals(conn, org, since)
+            box = await mailboxes.get(conn, org)
+    mailbox = None if box is None else report_series.Mailbox(box.last_read_at, bool(box.last_error))
+    text = b"".join(report_series.encode(rows, settings.window_days, mailbox))
+    return Response(text, media_type=scrape_series.CONTENT_TYPE)
 
 
 # --- managing tokens in the console -----------------------------------------------------------

@@ -1,0 +1,262 @@
+"""The organization's report mailbox (`/api/report-mailbox`): where reporters mail TLS-RPT and
+DMARC aggregate reports, read over IMAPS every REPORTS_MAILBOX_INTERVAL_SECONDS by the
+alerter role (controller.reports.reading).
+
+Every member reads it, its secrets shown as the mask, with how its last read went; owners and
+admins set (`PUT`, the whole mailbox) and remove it. Its login is a `password` or an `oauth2`
+grant (as a monitor's, XOAUTH2), sealed at rest. The mask keeps the stored secret only while
+the server, port, user and CA (and the grant's endpoint, client, scopes, subject) stay as they
+were (controller.reports.binding): otherwise a 400 `secret_required` names the secret to send.
+"""
+
+import ssl
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, delete, get, put
+from litestar.params import JSONBody
+from msgspec import Meta
+
+from controller.access.accounts_store import Principal
+from controller.monitors import validation
+from controller.monitors.errors import Refused
+from controller.oauth2 import grants
+from controller.reports import binding
+from controller.reports import mailbox_store as db
+from controller.secrets.box import SecretBox
+from controller.web.api import guards
+from controller.web.api.errors import ApiError, api_error, bad_request, not_found
+from controller.web.api.monitor_rules import strict_body
+from controller.web.api.monitor_schemas import MASK
+from shared.settings import ControllerSettings
+from shared.timefmt import iso_ms
+
+AuthedRequest = Request[Principal, Any, Any]
+Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
+GRANT_SECRETS = dict(
+    zip(grants.SECRET_KEYS, ("client_secret", "refresh_token", "private_key"), strict=True)
+)
+
+
+class ReportMailbox(msgspec.Struct, rename="camel"):
+    """The mailbox as configured (secrets as the mask) and how its last read went."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None  # the mask when a password is stored
+    oauth2: dict[str, Any] | None  # the grant, its secrets as the mask
+    ca_pem: str | None
+    folder: str
+    done_folder: str  # where each message read is moved
+    enabled: bool
+    next_read_at: str | None
+    last_read_at: str | None
+    last_ok_at: str | None  # the last read that succeeded
+    last_error: str | None  # why the last read failed; null when it succeeded
+    last_messages: int | None
+    last_stored: int | None
+    last_rejected: int | None
+
+
+class ReportMailboxIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """`password` or `oauth2` (a grant as a monitor's login takes it; XOAUTH2); the mask keeps
+    the stored one. `caPem`: a private CA (PEM) the server's certificate must chain to."""
+
+    host: Annotated[str, Meta(min_length=1, max_length=253)]
+    user: Annotated[str, Meta(min_length=1, max_length=320)]
+    port: Annotated[int, Meta(ge=1, le=65535)] = 993
+    password: Annotated[str, Meta(max_length=1024)] | None = None
+    oauth2: dict[str, Any] | None = None
+    ca_pem: Annotated[str, Meta(max_length=65536)] | None = None
+    folder: Folder = "INBOX"
+    done_folder: Folder = "mailprobe-read"
+    enabled: bool = True
+
+
+def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+def _box(request: Request[Any, Any, Any]) -> SecretBox:
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+def _when(at: datetime | None) -> str | None:
+    return None if at is None else iso_ms(at)
+
+
+def _masked(grant: dict[str, Any] | None) -> dict[str, Any] | None:
+    if grant is None:
+        return None
+    return {k: (MASK if k in GRANT_SECRETS and v else v) for k, v in grant.items()}
+
+
+def _out(s: db.StoredMailbox) -> ReportMailbox:
+    return ReportMailbox(
+        host=s.host,
+        port=s.port,
+        user=s.user,
+        password=MASK if s.password else None,
+        oauth2=_masked(s.oauth2),
+        ca_pem=s.ca_pem,
+        folder=s.folder,
+        done_folder=s.done_folder,
+        enabled=s.enabled,
+        next_read_at=_when(s.next_read_at) if s.enabled else None,
+        last_read_at=_when(s.last_read_at),
+        last_ok_at=_when(s.last_ok_at),
+        last_error=s.last_error,
+        last_messages=s.last_messages,
+        last_stored=s.last_stored,
+        last_rejected=s.last_rejected,
+    )
+
+
+def _ca(pem: str | None) -> str | None:
+    if not pem:
+        return None
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        raise bad_request("caPem", "caPem is not a PEM CA certificate") from None
+    return pem
+
+
+def _bound(values: ReportMailboxIn | db.StoredMailbox, oauth2: Any) -> dict[str, Any]:
+    return {
+        "host": values.host,
+        "port": values.port,
+        "user": values.user,
+        "caPem": values.ca_pem or None,
+        "oauth2": oauth2,
+    }
+
+
+class _Login(msgspec.Struct):
+    password: str | None  # sealed
+    oauth2: dict[str, Any] | None  # secrets sealed
+    kept: str | None  # the secret kept by the mask, as the request names it
+
+
+def _password(body: ReportMailboxIn, was: db.StoredMailbox | None, box: SecretBox) -> _Login:
+    if body.password is None or body.password == MASK:
+        if was is None or was.password is None:
+            raise bad_request("password", "password (or oauth2) is required: no password is stored")
+        return _Login(was.password, None, "password")
+    if not body.password:
+        raise bad_request("password", "password must not be empty")
+    return _Login(box.seal(body.password), None, None)
+
+
+def _grant(
+    raw: dict[str, Any], was: db.StoredMailbox | None, box: SecretBox, hosts: list[str]
+) -> _Login:
+    try:
+        grant = grants.checked(raw, hosts)
+    except grants.GrantProblem as exc:
+        raise bad_request(f"oauth2.{exc.field}", f"oauth2.{exc}") from None
+    if grant.mechanism != "XOAUTH2":
+        raise bad_request("oauth2.mechanism", "oauth2.mechanism: report mailboxes take XOAUTH2")
+    stored = (was.oauth2 or {}) if was is not None else {}
+    kept = None
+    out = grants.as_stored(grant)
+    for key in GRANT_SECRETS:
+        value = out.get(key)
+        if not value:
+            continue
+        if value == MASK:
+            if not stored.get(key):
+                raise bad_request(
+                    f"oauth2.{key}",
+                    f"oauth2.{key}: {MASK!r} stands for a stored secret, and none is stored",
+                )
+            out[key] = stored[key]
+            kept = kept or f"oauth2.{key}"
+        else:
+            out[key] = box.seal(value)
+    return _Login(None, out, kept)
+
+
+def _secret_required(field: str, moved: list[str]) -> ApiError:
+    return ApiError(
+        400,
+        f"{field} must be sent again to change {', '.join(moved)}: a stored secret is only sent"
+        f" to the server, port, user and CA it was given with, and the mask {MASK!r} keeps it"
+        " only while none of those change",
+        code="secret_required",
+        fields=[field],
+    )
+
+
+class ReportMailboxController(Controller):
+    path = "/api/report-mailbox"
+    tags = ["reports"]
+
+    @get("", summary="The organization's report mailbox, secrets masked, and its last read")
+    async def show(self, request: AuthedRequest) -> ReportMailbox:
+        async with _pool(request).acquire() as conn:
+            found = await db.get(conn, request.user.organization_id)
+        if found is None:
+            raise not_found("No report mailbox is configured")
+        return _out(found)
+
+    @put("", summary="Set the report mailbox (owners, admins); it is read at once")
+    async def set_mailbox(
+        self, request: AuthedRequest, data: JSONBody[ReportMailboxIn]
+    ) -> ReportMailbox:
+        guards.requires_admin(request.user)
+        body = await strict_body(request, data)
+        settings: ControllerSettings = request.app.state.settings
+        box = _box(request)
+        try:
+            host = validation.hostname(body.host, "host")
+        except Refused as exc:
+            raise api_error(exc) from None
+        body = msgspec.structs.replace(body, host=host, ca_pem=_ca(body.ca_pem))
+        if body.password is not None and body.oauth2 is not None:
+            raise ApiError(
+                400,
+                "password and oauth2: give one or the other",
+                code="invalid_field",
+                fields=["password", "oauth2"],
+            )
+        org = request.user.organization_id
+        async with _pool(request).acquire() as conn, conn.transaction():
+            was = await db.get(conn, org)
+            if body.oauth2 is not None:
+                login = _grant(body.oauth2, was, box, settings.token_hosts)
+            else:
+                login = _password(body, was, box)
+            if login.kept is not None and was is not None:
+                moved = binding.moved(_bound(was, was.oauth2), _bound(body, login.oauth2))
+                if moved:
+                    raise _secret_required(login.kept, moved)
+            stored = db.StoredMailbox(
+                organization_id=org,
+                host=host,
+                port=body.port,
+                user=body.user,
+                password=login.password,
+                oauth2=login.oauth2,
+                ca_pem=body.ca_pem,
+                folder=body.folder,
+                done_folder=body.done_folder,
+                enabled=body.enabled,
+            )
+            changed = was is None or was.oauth2 != login.oauth2
+            await db.save(conn, stored, grant_changed=changed)
+            saved = await db.get(conn, org)
+        assert saved is not None
+        return _out(saved)
+
+    @delete("", summary="Remove the report mailbox (owners, admins)", status_code=204)
+    async def remove(self, request: AuthedRequest) -> None:
+        guards.requires_admin(request.user)
+        async with _pool(request).acquire() as conn:
+            if not await db.delete(conn, request.user.organization_id):
+                raise not_found("No report mailbox is configured")

@@ -1,0 +1,38 @@
+"""A monitored domain's reports page (`/console/reports/{domain}`): the charts and largest
+failures of controller.web.console.report_view, and the monitors naming the domain. The caller's
+organization's domains only (another's, or one no monitor names, is a 404); a global supporter
+sees a domain's charts on its monitors' pages."""
+
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.exceptions import NotFoundException
+from litestar.params import PathParameter
+from litestar.response import Template
+
+from controller.monitors import validation
+from controller.monitors.errors import Invalid
+from controller.reports import store as reports
+from controller.web.console.pages import page, pool_of
+from controller.web.console.report_view import domain_reports
+from controller.web.console.session import principal_of
+from shared.timefmt import utcnow
+
+AnyRequest = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+
+
+@get("/reports/{domain:str}", name="console-report-domain")
+async def domain_page(request: AnyRequest, domain: PathStr) -> Template:
+    me = principal_of(request)
+    try:
+        name = validation.mail_domain(domain, "domain") or ""
+    except Invalid:
+        raise NotFoundException() from None
+    org = me.organization_id
+    async with pool_of(request).acquire() as conn:
+        monitors = await reports.domain_monitors(conn, org, name)
+        if me.is_global_supporter or not monitors:
+            raise NotFoundException()
+        shown = await domain_reports(conn, org, name, utcnow().date())
+    return page(request, "report_domain.html", domain_monitors=monitors, **shown)
