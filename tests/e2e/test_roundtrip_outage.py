@@ -133,11 +133,13 @@ async def until(
 
 
 async def notices(pool: asyncpg.Pool, public_id: str) -> list[tuple[str, float]]:
-    """The monitor's queued notifications: (kind, when queued, as time.time())."""
+    """The monitor's queued notifications of its state: (kind, when queued, as time.time()).
+    Posture findings are left out: these loopback servers offer logins without TLS, which is
+    a finding of its own (`auth_in_clear`), told once, whatever the outage does."""
     rows = await pool.fetch(
         "SELECT o.kind, extract(epoch FROM o.created_at)::float8 AS at"
         " FROM notification_outbox o JOIN monitors m ON m.id = o.monitor_id"
-        " WHERE m.public_id = $1::uuid ORDER BY o.id",
+        " WHERE m.public_id = $1::uuid AND o.kind <> 'finding' ORDER BY o.id",
         public_id,
     )
     return [(r["kind"], r["at"]) for r in rows]
