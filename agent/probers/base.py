@@ -68,6 +68,7 @@ class Recorder:
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
     logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step
+    note: str | None = None  # what a passing check says instead of "ok"
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last: upper-cased (all three protocols compare them
