@@ -147,9 +147,15 @@ async def _look(target: Target, job: RoundTripCheckJob, probe: Probe, rec: Recor
     country's messages of earlier rounds (sent longer ago than a round lasts, so none another
     round waits for), delete them, and grade the newest one addressed to `to` as a delivery
     that took as long as it has been on its way (its own round ended without it: it is late).
-    None found: the round is the hold's missed round, no verdict on the server."""
+    None found: the round is the hold's missed round, no verdict on the server. A mailbox that
+    fails is `down` as in any round, its message saying nothing was sent."""
     config = job.config
-    everything, _ = await _mailbox_leg(target, job, probe, rec, once=True)
+    try:
+        everything, _ = await _mailbox_leg(target, job, probe, rec, once=True)
+    except ProbeFailure as failure:
+        raise ProbeFailure(
+            failure.kind, f"{failure.message} ({job.look_only}: this round sent nothing)"
+        ) from failure
     late = [f for f in everything if _addressed_to(f.headers, config.to)]
     if not late:
         raise ProbeFailure(

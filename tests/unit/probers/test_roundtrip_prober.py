@@ -331,6 +331,14 @@ async def test_a_look_only_round_that_finds_nothing_is_its_hold(
         assert r.handler.accepted == 0 and r.store.probes() == []
         other = await run(r, config(r), ssl_contexts, look_only="some_newer_hold")
         assert (other.status, other.error_kind) == ("down", "delivery_backoff")
+        # A mailbox that refuses the login is `down` as in any round, saying it only looked.
+        refused = await run(
+            r, config(r, receive={"password": "nope"}), ssl_contexts, look_only="delivery_backoff"
+        )
+        assert (refused.status, refused.error_kind) == ("down", "auth"), refused.message
+        assert refused.message.startswith("mailbox leg:")
+        assert refused.message.endswith("(delivery_backoff: this round sent nothing)")
+        assert r.handler.accepted == 0
 
 
 async def test_a_look_only_round_grades_what_it_finds(ssl_contexts: SslContexts) -> None:
