@@ -44,6 +44,10 @@ ErrorKind = Literal[
     # A password login refused because the server takes no password logins for the account
     # any more (Microsoft's "basic authentication is disabled"): the monitor needs OAuth2.
     "basic_auth_disabled",
+    # A round trip's `lookOnly` job that found no message of an earlier round: the hold it
+    # names (with status `down`, stored `missed`, like `expired`: no verdict on the server).
+    "mailbox_unconfirmed",
+    "delivery_backoff",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
@@ -240,10 +244,20 @@ class Pop3CheckJob(_CheckJobBase, tag="pop3"):
 
 
 class RoundTripCheckJob(_CheckJobBase, tag="roundtrip"):
-    """`hostname`/`port` are the send leg's server; the mailbox's are in `config.receive`."""
+    """`hostname`/`port` are the send leg's server; the mailbox's are in `config.receive`.
+
+    `lookOnly`: "" (the default, and from an older controller) sends the probe message and
+    watches for it. Set, the round's message is held back (the value is the hold:
+    `delivery_backoff` or `mailbox_unconfirmed`): the agent sends nothing, looks in the mailbox
+    once for the messages of this monitor's and country's earlier rounds, and deletes them; one
+    found (addressed to `to`) makes the result say it arrived, none makes it the hold's missed
+    round. An agent older than the field would send: the controller sets it only for countries
+    whose every live agent announces `FEATURE_LOOK_ONLY`. A plain str, so a newer hold still
+    decodes (an agent reports it as `delivery_backoff`)."""
 
     monitor_type: ClassVar[MonitorType] = "roundtrip"
     config: RoundTripConfig = msgspec.field(default_factory=RoundTripConfig)
+    look_only: str = ""
 
 
 CheckJob = SmtpCheckJob | ImapCheckJob | Pop3CheckJob | RoundTripCheckJob
@@ -547,7 +561,11 @@ FEATURE_BUNDLES = "bundles"
 # An agent that reports its tenants' load (`tenants`): the controller admits a country's jobs
 # against it (controller.scheduling.admission) only where every live agent does.
 FEATURE_TENANT_LOADS = "tenant_loads"
-AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES, FEATURE_TENANT_LOADS)
+# An agent that runs a round trip's `lookOnly` job by looking without sending; an agent without
+# it would send the message, so the controller sends such jobs only to countries whose every
+# live agent has it, and elsewhere holds the round as before.
+FEATURE_LOOK_ONLY = "look_only"
+AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES, FEATURE_TENANT_LOADS, FEATURE_LOOK_ONLY)
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):

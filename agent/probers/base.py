@@ -78,6 +78,7 @@ class Recorder:
     capabilities_before_tls: list[str] | None = None
     logins: int = 0  # times the check reached the AUTH/LOGIN/USER-PASS step
     relay: RelayTest | None = None  # the open relay test's answers (SMTP, `relayCheck`)
+    note: str | None = None  # what a passing check says instead of "ok"
 
     def advertised(self, capabilities: Iterable[str]) -> None:
         """What the server advertised last: upper-cased (all three protocols compare them

@@ -3,6 +3,10 @@ mailbox (IMAP: IDLE when offered, else polling with backoff; POP3: polling) unti
 read what its headers say about its way, and delete it, with this monitor's and country's
 leftovers of earlier rounds that came too late.
 
+A `lookOnly` job (its round's message is held back: controller.roundtrips.rules.looks) sends
+nothing: it looks in the mailbox once for those leftovers, deletes them, and says whether one
+addressed to `to` arrived (`_look`).
+
 Both legs reuse the SMTP, IMAP and POP3 probers' sessions, so their TLS rules hold: no
 credentials without TLS unless the monitor allows it. The send leg's phases are the result's
 usual ones; the mailbox leg has its own recorder, so they are not overwritten.
@@ -15,11 +19,11 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 
 import aiosmtplib
 from aioimaplib import IMAP4ClientProtocol, quoted
@@ -60,9 +64,16 @@ _parse_headers = BytesHeaderParser().parsebytes
 
 @dataclass(slots=True)
 class Found:
+    """A message of this monitor and country, deleted: the round's own or an earlier one's."""
+
     folder: str
     headers: Message
     seen_at: float  # perf_counter when it was first seen
+    probe: Probe
+
+
+def _own(found: Sequence[Found], probe: Probe) -> Found | None:
+    return next((f for f in found if f.probe.token == probe.token), None)
 
 
 async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
@@ -70,21 +81,13 @@ async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
         raise TypeError(f"probe_roundtrip got a {job.monitor_type} job")
     config = job.config
     probe = Probe(job.monitor_id, job.country, int(time.time() * 1000), secrets.token_urlsafe(24))
+    if job.look_only:
+        await _look(target, job, probe, rec)
+        return
     accepted = await _submit(target, config, probe, rec)
+    everything, fetch_ms = await _mailbox_leg(target, job, probe, rec, once=False)
+    found = _own(everything, probe)
     receive = config.receive
-    rec.current = "mailbox leg"
-    mailbox = Recorder(current="mailbox", deadline=rec.deadline)
-    try:
-        with _leg("mailbox", receive.hostname, mailbox):
-            assert target.reach is not None, "run_check gives every target a reach"
-            port = receive.port or default_port(receive.protocol, receive)
-            box = await target.reach(receive.hostname, port, receive.tls_options)
-            timeout_ms = int(job.timeout_seconds * 1000)
-            watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
-            found, fetch_ms = await watch(box, receive, probe, timeout_ms, mailbox)
-    finally:
-        # The result's count is the check's: the mailbox leg's logins (each POP3 look's) too.
-        rec.logins += mailbox.logins
     if found is None:
         raise ProbeFailure(
             "not_delivered",
@@ -106,6 +109,80 @@ async def probe_roundtrip(target: Target, job: CheckJob, rec: Recorder) -> None:
     )
     if kind is not None:
         raise ProbeFailure(kind, why)
+
+
+async def _mailbox_leg(
+    target: Target, job: RoundTripCheckJob, probe: Probe, rec: Recorder, *, once: bool
+) -> tuple[list[Found], float]:
+    """Watch the mailbox for `probe` until it is there (or look `once`); the messages of this
+    monitor and country deleted, and how long reading the round's own took (ms)."""
+    receive = job.config.receive
+    rec.current = "mailbox leg"
+    mailbox = Recorder(current="mailbox", deadline=rec.deadline)
+    try:
+        with _leg("mailbox", receive.hostname, mailbox):
+            assert target.reach is not None, "run_check gives every target a reach"
+            port = receive.port or default_port(receive.protocol, receive)
+            box = await target.reach(receive.hostname, port, receive.tls_options)
+            timeout_ms = int(job.timeout_seconds * 1000)
+            watch = _watch_imap if receive.protocol == "imap" else _watch_pop3
+            return await watch(box, receive, probe, timeout_ms, mailbox, once)
+    finally:
+        # The result's count is the check's: the mailbox leg's logins (each POP3 look's) too.
+        rec.logins += mailbox.logins
+
+
+def _held(job: RoundTripCheckJob) -> ErrorKind:
+    """The missed kind of a look that found nothing: the hold its job names."""
+    return "mailbox_unconfirmed" if job.look_only == "mailbox_unconfirmed" else "delivery_backoff"
+
+
+def _addressed_to(headers: Message, to: str) -> bool:
+    found = getaddresses([str(value) for value in headers.get_all("To") or []])
+    return any(address.lower() == to.lower() for _, address in found)
+
+
+async def _look(target: Target, job: RoundTripCheckJob, probe: Probe, rec: Recorder) -> None:
+    """A round whose message is held back: send nothing, look once for this monitor's and
+    country's messages of earlier rounds (sent longer ago than a round lasts, so none another
+    round waits for), delete them, and grade the newest one addressed to `to` as a delivery
+    that took as long as it has been on its way (its own round ended without it: it is late).
+    None found: the round is the hold's missed round, no verdict on the server. A mailbox that
+    fails is `down` as in any round, its message saying nothing was sent."""
+    config = job.config
+    try:
+        everything, _ = await _mailbox_leg(target, job, probe, rec, once=True)
+    except ProbeFailure as failure:
+        raise ProbeFailure(
+            failure.kind, f"{failure.message} ({job.look_only}: this round sent nothing)"
+        ) from failure
+    late = [f for f in everything if _addressed_to(f.headers, config.to)]
+    if not late:
+        raise ProbeFailure(
+            _held(job),
+            f"{job.look_only}: this round sent nothing; no message of an earlier round in"
+            f" {', '.join(config.receive.folders)} of {config.receive.hostname}",
+        )
+    newest = max(late, key=lambda f: f.probe.sent_ms)
+    age_s = max(0.0, time.time() - newest.probe.sent_ms / 1000)
+    rec.folder = newest.folder
+    rec.hops = hops(newest.headers)
+    rec.auth_results = auth_results(newest.headers)
+    kind, _ = grade(
+        newest.folder,
+        config.receive.spam_folders,
+        age_s,
+        config.slow_after_seconds,
+        config.spam_is_failure,
+    )
+    rec.note = (
+        f"{job.look_only}: this round sent nothing; {len(late)} message(s) of earlier rounds"
+        f" arrived late, the newest to {newest.folder}, sent {age_s:.1f}s ago"
+    )
+    if kind == "spam":
+        raise ProbeFailure(kind, f"{rec.note}: a spam folder")
+    if kind is not None:
+        raise ProbeFailure(kind, f"{rec.note}, slower than {config.slow_after_seconds:g}s")
 
 
 async def _submit(target: Target, config: RoundTripConfig, probe: Probe, rec: Recorder) -> float:
@@ -173,23 +250,28 @@ def _left_s(rec: Recorder) -> float:
 
 
 async def _watch_imap(
-    target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
-) -> tuple[Found | None, float]:
+    target: Target,
+    config: RoundTripReceive,
+    probe: Probe,
+    timeout_ms: int,
+    rec: Recorder,
+    once: bool,
+) -> tuple[list[Found], float]:
     proto = await imap.open_imap(target, config, rec)
     try:
-        found: Found | None = None
+        found: list[Found] = []
         attempt = 0
-        while found is None:
+        while True:
             # Every folder each time, also after the message turned up: leftovers of earlier
             # rounds may be in any of them.
             for folder in config.folders:
-                got = await _imap_folder(proto, folder, probe, timeout_ms, rec)
-                found = found or got
-            if found is not None or _left_s(rec) <= 0:
+                found += await _imap_folder(proto, folder, probe, timeout_ms, rec)
+            if once or _own(found, probe) is not None or _left_s(rec) <= 0:
                 break
             await _imap_wait(proto, config, min(_wait_s(attempt), _left_s(rec)), rec)
             attempt += 1
-        fetch_ms = 0.0 if found is None else (time.perf_counter() - found.seen_at) * 1000
+        mine = _own(found, probe)
+        fetch_ms = 0.0 if mine is None else (time.perf_counter() - mine.seen_at) * 1000
         await imap.logout(proto, rec)
         return found, fetch_ms
     finally:
@@ -205,9 +287,9 @@ def _imap_ok(response: object, what: str) -> None:
 
 async def _imap_folder(
     proto: IMAP4ClientProtocol, folder: str, probe: Probe, timeout_ms: int, rec: Recorder
-) -> Found | None:
+) -> list[Found]:
     """Look in `folder` for this monitor's and country's probes: delete the round's own one
-    (returned) and leftovers of earlier rounds."""
+    and leftovers of earlier rounds (returned)."""
     rec.current = f"select {folder}"
     _imap_ok(await proto.select(quoted(folder)), f"SELECT {folder}")
     rec.current = "search"
@@ -222,19 +304,19 @@ async def _imap_folder(
         word.decode() for line in response.lines[:-1] for word in line.split() if word.isdigit()
     ]
     if not uids:
-        return None
+        return []
     rec.current = "fetch"
     response = await proto.fetch(",".join(uids), "(UID BODY.PEEK[HEADER])", by_uid=True)
     _imap_ok(response, "FETCH")
-    mine: Found | None = None
+    found: list[Found] = []
     doomed: list[str] = []
     for uid, raw in _fetched(response.lines):
         headers = _parse_headers(raw)
         other = parse_probe(headers.get(PROBE_HEADER))
-        if other is not None and other.token == probe.token:
-            mine = Found(folder, headers, seen_at)
-            doomed.append(uid)
-        elif other is not None and is_leftover(other, probe, timeout_ms):
+        if other is not None and (
+            other.token == probe.token or is_leftover(other, probe, timeout_ms)
+        ):
+            found.append(Found(folder, headers, seen_at, other))
             doomed.append(uid)
     if doomed:
         rec.current = "delete"
@@ -245,7 +327,7 @@ async def _imap_folder(
             _imap_ok(await proto.expunge(uid_set, by_uid=True), "UID EXPUNGE")
         else:
             _imap_ok(await proto.expunge(), "EXPUNGE")
-    return mine
+    return found
 
 
 def _fetched(lines: list[bytes | bytearray]) -> list[tuple[str, bytes]]:
@@ -296,17 +378,23 @@ async def _imap_wait(
 
 
 async def _watch_pop3(
-    target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
-) -> tuple[Found | None, float]:
+    target: Target,
+    config: RoundTripReceive,
+    probe: Probe,
+    timeout_ms: int,
+    rec: Recorder,
+    once: bool,
+) -> tuple[list[Found], float]:
     """POP3 shows a session the mailbox as it was at login: a new session per look."""
     attempt = 0
+    found: list[Found] = []
     while True:
-        found = await _pop3_look(target, config, probe, timeout_ms, rec)
-        if found is not None:
-            return found, (time.perf_counter() - found.seen_at) * 1000
+        found += await _pop3_look(target, config, probe, timeout_ms, rec)
+        if (mine := _own(found, probe)) is not None:
+            return found, (time.perf_counter() - mine.seen_at) * 1000
         left = _left_s(rec)
-        if left <= 0:
-            return None, 0.0
+        if once or left <= 0:
+            return found, 0.0
         rec.current = "poll wait"
         await asyncio.sleep(min(_wait_s(attempt), left))
         attempt += 1
@@ -314,23 +402,24 @@ async def _watch_pop3(
 
 async def _pop3_look(
     target: Target, config: RoundTripReceive, probe: Probe, timeout_ms: int, rec: Recorder
-) -> Found | None:
+) -> list[Found]:
+    """One session: this monitor's and country's probes among the newest messages, the
+    round's own and leftovers of earlier rounds, deleted (returned)."""
     reader, writer = await pop3.open_pop3(target, config, rec)
     try:
         rec.current = "stat"
         count = int((await pop3.command(reader, writer, "STAT", "STAT", "protocol")).split()[1])
         seen_at = time.perf_counter()
-        mine: Found | None = None
+        found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
             rec.current = "top"
             headers = _parse_headers(await _multiline(reader, writer, f"TOP {number} 0"))
             other = parse_probe(headers.get(PROBE_HEADER))
-            if other is None:
+            if other is None or not (
+                other.token == probe.token or is_leftover(other, probe, timeout_ms)
+            ):
                 continue
-            if other.token == probe.token:
-                mine = Found("INBOX", headers, seen_at)
-            elif not is_leftover(other, probe, timeout_ms):
-                continue
+            found.append(Found("INBOX", headers, seen_at, other))
             rec.current = "delete"
             await pop3.command(reader, writer, f"DELE {number}", "DELE", "protocol")
         # QUIT commits the deletions (RFC 1939 UPDATE state): not a goodbye to skip.
@@ -340,7 +429,7 @@ async def _pop3_look(
         writer.transport.abort()
         raise
     writer.close()
-    return mine
+    return found
 
 
 async def _multiline(reader: pop3.Pop3Reader, writer: asyncio.StreamWriter, line: str) -> bytes:

@@ -82,6 +82,8 @@ async def run_check(
         if kind == "internal":
             log.exception("probe_internal_error", job_id=job.job_id, phase=rec.current)
     response_ms = round((time.perf_counter() - t0) * 1000, 3)
+    if kind is None and rec.note is not None:
+        message = rec.note
     return build_result(job, agent_id, kind, message, started, rec, response_ms)
 
 

@@ -10,8 +10,12 @@ was closed for lack of data, not recovered.
 
 A round whose only countries without a result were held on purpose after rejected credentials
 (`auth_backoff`) is no missing data: the rejection is what is known, and the back-off tries
-again at most `LOGIN_BACKOFF_MAX_MINUTES` later. It neither extends nor breaks a run of missed
-rounds. Any round with a verdict (failing or passing) ends the run.
+again at most `LOGIN_BACKOFF_MAX_MINUTES` later. So is a round trip's round held by its
+delivery back-off (`delivery_backoff`): its messages not being delivered is what is known, the
+back-off sends again within the hour, and where the agents can, the round looked in the
+mailbox and found none of them arrived (controller.roundtrips.rules). Such a round neither
+extends nor breaks a run of missed rounds. Any round with a verdict (failing or passing) ends
+the run.
 """
 
 from collections.abc import Sequence
@@ -20,9 +24,12 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from controller.logins.backoff import HELD
+from controller.roundtrips.rules import BACKED_OFF
 from shared.timefmt import iso_ms
 
 ROUNDS = 3  # at least this many missed rounds in a row, however short the interval
+# Holds that are what is known, not missing data (the login and the delivery back-offs).
+KNOWN_HOLDS = frozenset({HELD, BACKED_OFF})
 REASON = "no data"  # an incident's end_reason starts with it when closed for lack of data
 
 Kind = Literal["data", "no_data", "held"]
@@ -30,11 +37,12 @@ Kind = Literal["data", "no_data", "held"]
 
 def kind(verdict: str, missed_kinds: Sequence[str | None], held_kinds: Sequence[str]) -> Kind:
     """What a judged round says about the data: `data` (a verdict), `no_data` (missed, some
-    country for a reason other than a login back-off), or `held` (missed only because logins
-    were held back after rejected credentials)."""
+    country for a reason other than a back-off), or `held` (missed only because logins were
+    held back after rejected credentials, or a round trip's messages after rounds not
+    delivered: `KNOWN_HOLDS`)."""
     if verdict != "missed":
         return "data"
-    if not missed_kinds and held_kinds and all(k == HELD for k in held_kinds):
+    if not missed_kinds and held_kinds and all(k in KNOWN_HOLDS for k in held_kinds):
         return "held"
     return "no_data"
 

@@ -21,6 +21,15 @@ A monitor's first round of the hour goes whatever its size (a monitor of more co
 cap still gets to show its mailbox receives). Every message also counts against its recipient
 domain's cap per minute over all organizations. A message counts from when it is sent until its
 result says no server took it (`accepted`): an outage of the send server uses up no cap.
+
+Looks (`looks`): a round held back by its monitor's own record (`unconfirmed` over its cap,
+`backed_off`) still goes where every live agent of the country can look without sending: its
+job (`lookOnly`, the hold) sends nothing and looks in the mailbox once for the messages of
+earlier rounds. One that arrived late makes the round `up` (or `spam`, `slow_delivery`): a
+delivered round (`outcome`), which confirms the mailbox and ends a back-off, so the round after
+it sends again; none is the hold's missed round, as a round held without looking is. Looks
+send nothing, so the caps above hold whatever they find. A recipient domain's cap is no hold of
+the monitor's (a delivered round would not end it): such a round never looks.
 """
 
 from collections.abc import Mapping, Sequence
@@ -37,6 +46,8 @@ BACKED_OFF_PER_HOUR: Final = 1
 UNCONFIRMED: Final = "mailbox_unconfirmed"
 BACKED_OFF: Final = "delivery_backoff"
 DOMAIN_CAPPED: Final = "domain_capped"
+# The holds under which a round still looks (where its country's agents can).
+LOOKS: Final = frozenset({UNCONFIRMED, BACKED_OFF})
 # A round's result kinds that show the message arrived in the mailbox (in a watched folder,
 # spam, or late) and the one that shows it did not.
 ARRIVED: Final = frozenset({"spam", "slow_delivery"})
@@ -177,6 +188,14 @@ def may_send(d: Delivery, sent_last_hour: int, size: int = 1) -> str | None:
     if cap is None or within(sent_last_hour, size, cap):
         return None
     return BACKED_OFF if d.state == "backed_off" else UNCONFIRMED
+
+
+def looks(kind: str, country_looks: bool) -> bool:
+    """Whether a round's job held back for `kind` still goes, sending nothing, to look for
+    earlier rounds' messages (`lookOnly`): for the monitor's own holds, in a country whose
+    every live agent looks without sending (`FEATURE_LOOK_ONLY`: an older agent would send
+    the message, so elsewhere the round is held as before)."""
+    return country_looks and kind in LOOKS
 
 
 def within(sent: int, size: int, cap: int) -> bool:

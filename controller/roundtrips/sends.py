@@ -1,49 +1,77 @@
 """Which round-trip jobs the scheduler may send now: each is a message to the monitor's `to`
 (controller.roundtrips.rules, controller.roundtrips.sends_store). A round's messages are sent
-all together or none of them."""
+all together or none of them; a round held back by its monitor's own record still looks, where
+its country's agents can (`rules.looks`)."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
+
+import msgspec
 
 from controller.db.pool import Conn
 from controller.ingest.result_kinds import ResultRow
 from controller.roundtrips import rules
 from controller.roundtrips import sends_store as mail_sends
-from shared.messages import CheckJob
+from shared.messages import CheckJob, RoundTripCheckJob
 from shared.timefmt import parse_iso
 
 # A round as the caps see it: its monitor and every job of it (those sent now and later).
 Round = tuple[int, Sequence[CheckJob]]
 
 
+class Holds(NamedTuple):
+    """What the caps make of the round-trip jobs, by job id: those not sent, each as its
+    round's missed row, and those that go as looks instead (`lookOnly`: no message)."""
+
+    held: dict[str, ResultRow]
+    looks: dict[str, CheckJob]
+
+
+def _looks(job: CheckJob) -> bool:
+    return isinstance(job, RoundTripCheckJob) and bool(job.look_only)
+
+
 async def hold(
-    conn: Conn, rounds: Sequence[Round], now: datetime, per_domain: int
-) -> dict[str, ResultRow]:
-    """The round-trip jobs of `rounds` (in sending order) that are not to be sent, by job id,
-    each as its round's missed row; the others are counted as sent. A round is held whole."""
+    conn: Conn,
+    rounds: Sequence[Round],
+    now: datetime,
+    per_domain: int,
+    looking: Collection[str] = frozenset(),
+) -> Holds:
+    """The round-trip jobs of `rounds` (in sending order) that do not go as they are; the
+    others are counted as sent. A round is held whole; in `looking` (the countries whose every
+    live agent looks without sending) a job of a round its monitor's record holds goes as a
+    look instead. A job that is a look already (a later login of a held round) sends nothing
+    and goes as it is."""
     mail = [
         (monitor_id, mailed)
         for monitor_id, jobs in rounds
-        if (mailed := [job for job in jobs if job.monitor_type == "roundtrip"])
+        if (mailed := [job for job in jobs if job.monitor_type == "roundtrip" and not _looks(job)])
     ]
     kinds = await mail_sends.take(
         conn, [(m, [job.job_id for job in jobs]) for m, jobs in mail], now, per_domain
     )
-    return {
-        job.job_id: ResultRow.missed(
-            UUID(job.monitor_id),
-            job.monitor_type,
-            job.country,
-            job.job_id,
-            parse_iso(job.scheduled_at),
-            kind,
-            rules.held_why(kind, per_domain),
-        )
-        for (_, jobs), kind in zip(mail, kinds, strict=True)
-        if kind is not None
-        for job in jobs
-    }
+    held: dict[str, ResultRow] = {}
+    looks: dict[str, CheckJob] = {}
+    for (_, jobs), kind in zip(mail, kinds, strict=True):
+        if kind is None:
+            continue
+        for job in jobs:
+            if rules.looks(kind, job.country in looking):
+                looks[job.job_id] = msgspec.structs.replace(job, look_only=kind)
+            else:
+                held[job.job_id] = ResultRow.missed(
+                    UUID(job.monitor_id),
+                    job.monitor_type,
+                    job.country,
+                    job.job_id,
+                    parse_iso(job.scheduled_at),
+                    kind,
+                    rules.held_why(kind, per_domain),
+                )
+    return Holds(held, looks)
 
 
 async def not_sent(conn: Conn, jobs: Sequence[CheckJob]) -> None:

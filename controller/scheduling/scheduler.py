@@ -59,7 +59,7 @@ from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
-from shared.messages import FEATURE_BUNDLES, FEATURE_OAUTH2, CheckJob
+from shared.messages import FEATURE_BUNDLES, FEATURE_LOOK_ONLY, FEATURE_OAUTH2, CheckJob
 from shared.publishing import Publisher
 from shared.secret import Secret
 from shared.timefmt import utcnow
@@ -324,15 +324,21 @@ class Scheduler:
         """Publish the rounds' jobs now and keep their later logins for `run_deferred`; a login
         over its organization's cap for the account is not sent but recorded in its round's
         `missed` (`login_capped`), shown on the monitor and told to the owners, and so is a round
-        trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`);
-        return jobs published. A round trip's round is held or sent whole, its later logins
-        with it."""
+        trip's message its mailbox or recipient domain may not get now (`roundtrip_sends`), or
+        it goes as a look that sends nothing, where its country's agents can; return jobs
+        published. A round trip's round is held or sent whole, its later logins with it."""
         whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
-        held_mail = await roundtrip_sends.hold(conn, whole, now, self._mails_per_domain)
+        held_mail, looks = await roundtrip_sends.hold(
+            conn, whole, now, self._mails_per_domain, self._agents.countries_with(FEATURE_LOOK_ONLY)
+        )
         for r, (_, jobs) in zip(rounds, whole, strict=True):
             r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
-            r.jobs = [job for job in r.jobs if job.job_id not in held_mail]
-            r.deferred = [(d, job) for d, job in r.deferred if job.job_id not in held_mail]
+            r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
+            r.deferred = [
+                (d, looks.get(job.job_id, job))
+                for d, job in r.deferred
+                if job.job_id not in held_mail
+            ]
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
@@ -410,9 +416,20 @@ class Scheduler:
                     now,
                 )
                 mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
-                held_mail = await roundtrip_sends.hold(conn, mail, now, self._mails_per_domain)
+                held_mail, looks = await roundtrip_sends.hold(
+                    conn,
+                    mail,
+                    now,
+                    self._mails_per_domain,
+                    self._agents.countries_with(FEATURE_LOOK_ONLY),
+                )
                 taken = self._admissions.take(
-                    [job for _, (job,) in mail if job.job_id not in held_mail], now
+                    [
+                        looks.get(job.job_id, job)
+                        for _, (job,) in mail
+                        if job.job_id not in held_mail
+                    ],
+                    now,
                 )
                 send = taken.admitted
                 await roundtrip_sends.not_sent(

@@ -339,7 +339,16 @@ async def test_after_an_outage_of_either_side_the_round_trip_is_up_again_notifie
     assert not any(took_mail(i) for i in send["results"] if i["errorKind"] == "refused")
     for seen in receive:
         assert seen["accepted_meanwhile"] >= 6, seen
-        assert all(took_mail(i) for i in seen["results"] if i["errorKind"] == "refused")
+        # A round held while the mailbox was not yet confirmed only looked (issue 60): its
+        # later country may find the mailbox gone, and says it sent nothing.
+        unsent = [
+            (i["scheduledAt"], i["country"], i["message"])
+            for i in seen["results"]
+            if i["errorKind"] == "refused"
+            and not took_mail(i)
+            and "mailbox_unconfirmed: this round sent nothing" not in i["message"]
+        ]
+        assert unsent == [], (seen["leg"], unsent)
         assert seen["probes_left"] <= 2, ("leftovers of the outage deleted", seen)
 
 

@@ -15,7 +15,7 @@ from controller.ingest.store import decode_result
 from controller.roundtrips import delivery_store as roundtrip_delivery
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
-from shared.messages import CheckJob, CheckResult, Phases, encode
+from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import Tenant, make_tenant
@@ -227,3 +227,76 @@ async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     assert r.json()["sentLastHour"] == 2
     r = await api.post(trigger, headers=org.auth())
     assert [j["status"] for j in r.json()["jobs"]] == [rules.UNCONFIRMED] * 2, r.text
+
+
+async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """An unconfirmed mailbox over its cap (issue 60): in a country whose every live agent
+    looks without sending (`look_only`), the round's job still goes, as a look
+    (`lookOnly: mailbox_unconfirmed`), and counts as no message; in a country with an agent
+    that predates it (it would send), the round is held as before, a missed row."""
+    looking, mixed = countries.take(2)
+    await countries.live(looking, features=[FEATURE_LOOK_ONLY])
+    await countries.live(mixed, "new", features=[FEATURE_LOOK_ONLY])
+    await countries.live(mixed, "old")
+    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    m = await round_trip(api, org, [looking, mixed], f"rt-{uuid.uuid4().hex[:8]}.example")
+    sent = []
+    for _ in range(3):
+        await make_due(pipe_pool, m["publicId"])
+        sent.append(await s.tick())
+    assert sent == [2, 1, 1]
+    jobs = [job for job, _ in await countries.jobs(looking)]
+    assert [getattr(job, "look_only", None) for job in jobs] == ["", *[rules.UNCONFIRMED] * 2]
+    assert [getattr(job, "look_only", None) for job, _ in await countries.jobs(mixed)] == [""]
+    rows = [
+        r
+        for r in await held(pipe_pool, rules.UNCONFIRMED)
+        if str(r["monitor_public_id"]) == m["publicId"]
+    ]
+    assert len(rows) == 2 and all(r["status"] == "missed" for r in rows)
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert (r.json()["state"], r.json()["sentLastHour"]) == ("unconfirmed", 2)
+
+
+async def test_a_later_login_of_a_looking_round_goes_as_a_look(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """A round's later country (`run_deferred`) of a round that looks is a look too: it goes
+    when its login is due, sending nothing, never held nor counted."""
+    two = countries.take(2)
+    for cc in two:
+        await countries.live(cc, features=[FEATURE_LOOK_ONLY])
+    spacing = 1.0
+    s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
+    m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
+    sent = []
+    for _ in range(3):
+        await make_due(pipe_pool, m["publicId"])
+        now = await s.tick()
+        await asyncio.sleep(spacing + 0.05)
+        sent.append((now, await s.run_deferred()))
+    assert sent == [(1, 1), (1, 1), (1, 1)]
+    looks = [getattr(job, "look_only", None) for cc in two for job, _ in await countries.jobs(cc)]
+    assert sorted(looks) == ["", "", *[rules.UNCONFIRMED] * 4]
+    mine = [
+        r
+        for r in await held(pipe_pool, rules.UNCONFIRMED)
+        if str(r["monitor_public_id"]) == m["publicId"]
+    ]
+    assert mine == []
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert r.json()["sentLastHour"] == 2

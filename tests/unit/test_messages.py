@@ -6,6 +6,8 @@ import msgspec
 import pytest
 
 from shared.messages import (
+    AGENT_FEATURES,
+    FEATURE_LOOK_ONLY,
     AgentHeartbeat,
     BlocklistAnswer,
     BlocklistAsk,
@@ -21,6 +23,7 @@ from shared.messages import (
     RelayTest,
     Reputation,
     ReverseDns,
+    RoundTripCheckJob,
     SmtpAuth,
     SmtpCheckJob,
     SmtpConfig,
@@ -391,3 +394,28 @@ def test_relay_check_and_relay_are_defaulted_additions() -> None:
     assert decode_result(encode(r)) == r
     del wire["relay"]
     assert decode_result(json.dumps(wire).encode()).relay is None
+
+
+def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:
+    """A round-trip job without `lookOnly` (an older controller's) sends, as always; one with
+    it round-trips, and an older agent's type, without the field, still decodes it (and would
+    send: hence the `look_only` feature the scheduler asks of every live agent first)."""
+    job = RoundTripCheckJob(
+        job_id="j", monitor_id="m", hostname="smtp.example.com", country="DE",
+        scheduled_at="2026-01-01T00:00:00.000Z", expires_at="2026-01-01T00:01:00.000Z",
+    )  # fmt: skip
+    wire = json.loads(encode(job))
+    assert wire["lookOnly"] == ""
+    del wire["lookOnly"]
+    decoded = decode_job(json.dumps(wire).encode())
+    assert isinstance(decoded, RoundTripCheckJob) and decoded.look_only == ""
+    job.look_only = "delivery_backoff"
+    assert decode_job(encode(job)) == job
+
+    class OlderRoundTripJob(msgspec.Struct, rename="camel"):
+        job_id: str
+        monitor_id: str
+
+    older = msgspec.json.decode(encode(job), type=OlderRoundTripJob)
+    assert (older.job_id, older.monitor_id) == ("j", "m")
+    assert FEATURE_LOOK_ONLY in AGENT_FEATURES

@@ -26,6 +26,10 @@ HOUR = timedelta(minutes=60)
         ("missed", [], ["auth_backoff", "login_capped"], "no_data", "capped beside held"),
         ("missed", [], ["auth_backoff"] * 3, "held", "logins held after rejected credentials"),
         ("missed", ["no_agent"], ["auth_backoff"], "no_data", "the one trying had no agent"),
+        ("missed", [], ["delivery_backoff"] * 2, "held", "a round trip's delivery back-off"),
+        ("missed", [], ["delivery_backoff", "auth_backoff"], "held", "both back-offs"),
+        ("missed", [], ["delivery_backoff", "domain_capped"], "no_data", "a domain's cap"),
+        ("missed", [], ["mailbox_unconfirmed"], "no_data", "an unconfirmed mailbox's cap"),
         ("missed", [], [], "no_data", "a round nobody reported on"),
     ],
 )

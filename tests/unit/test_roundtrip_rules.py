@@ -124,9 +124,59 @@ def test_may_send(d: rules.Delivery, sent: int, size: int, held: str | None) -> 
 
 
 @pytest.mark.parametrize(
+    ("kind", "country_looks", "looks"),
+    [
+        # The monitor's own holds look, sending nothing, where every live agent can.
+        (rules.BACKED_OFF, True, True),
+        (rules.UNCONFIRMED, True, True),
+        # An older agent would send the look's message: held as before.
+        (rules.BACKED_OFF, False, False),
+        (rules.UNCONFIRMED, False, False),
+        # A recipient domain's cap is no hold a delivered round ends.
+        (rules.DOMAIN_CAPPED, True, False),
+        (rules.DOMAIN_CAPPED, False, False),
+    ],
+)
+def test_a_held_round_looks(kind: str, country_looks: bool, looks: bool) -> None:
+    assert rules.looks(kind, country_looks) is looks
+
+
+# A look's result as the alerter sees the round: (some country up, failure kinds); a look that
+# found nothing is a missed row (held), no failure.
+LOOK_FOUND, LOOK_FOUND_SLOW, LOOK_NOTHING = (True, []), (False, ["slow_delivery"]), (False, [])
+
+
+@pytest.mark.parametrize(
+    ("before", "looks", "after"),
+    [
+        # Backed off: a look that found an earlier message ends it; one that found none, or
+        # whose mailbox login failed, changes nothing (and sends nothing: the cap holds).
+        (rules.Delivery(T0, 3, True), [LOOK_FOUND], ("confirmed", None)),
+        (rules.Delivery(T0, 3, True), [LOOK_FOUND_SLOW], ("confirmed", None)),
+        (rules.Delivery(T0, 3, True), [LOOK_NOTHING] * 5, ("backed_off", 1)),
+        (rules.Delivery(T0, 4, True), [(False, ["refused"])], ("backed_off", 1)),
+        # Unconfirmed over its cap: a late message found confirms the mailbox.
+        (rules.Delivery(), [LOOK_NOTHING, LOOK_FOUND], ("confirmed", None)),
+        (rules.Delivery(), [LOOK_NOTHING], ("unconfirmed", 3)),
+    ],
+)
+def test_what_a_look_does_to_the_record(
+    before: rules.Delivery, looks: list[tuple[bool, list[str | None]]], after: tuple[str, int]
+) -> None:
+    d = before
+    for i, (up, kinds) in enumerate(looks):
+        d = rules.after_round(d, rules.outcome(up, kinds), T0 + timedelta(minutes=i + 1))
+    assert (d.state, d.per_hour) == after
+    # With 3 messages of the hour out, only a confirmed mailbox gets the next round's.
+    assert (rules.may_send(d, 3) is None) is (after[0] == "confirmed")
+
+
+@pytest.mark.parametrize(
     ("status", "message", "submit_ms", "accepted"),
     [
         ("up", "", 12.0, True),
+        # A look (`lookOnly`) sent nothing: it was never counted, whatever it found.
+        ("down", "delivery_backoff: this round sent nothing; no message", None, False),
         ("down", "mailbox leg: connection refused by imap.example.net", 12.0, True),
         ("down", "not in INBOX of imap.example.net within 10s of being accepted", 9.0, True),
         # The message never left: nothing a server holds.

@@ -89,6 +89,7 @@ async def run(
     timeout_s: float = 3.0,
     country: str = "DE",
     monitor_id: str = MONITOR,
+    look_only: str = "",
 ) -> CheckResult:
     job = make_job(
         "roundtrip",
@@ -98,13 +99,16 @@ async def run(
         country=country,
         monitor_id=monitor_id,
         job_id=f"job-{country}-{time.monotonic_ns()}",
+        look_only=look_only,
     )
     return await run_check(job, "agent-t", True, contexts)
 
 
-def leftover(monitor_id: str, country: str, age_s: float, token: str = "old") -> bytes:
+def leftover(
+    monitor_id: str, country: str, age_s: float, token: str = "old", to: str = "probe@mail.test"
+) -> bytes:
     msg = EmailMessage()
-    msg["From"] = msg["To"] = "probe@mail.test"
+    msg["From"], msg["To"] = "probe@mail.test", to
     sent_ms = int((time.time() - age_s) * 1000)
     msg["X-Mailprobe-Probe"] = f"{monitor_id} {country} {sent_ms} {token}"
     msg.set_content("late")
@@ -283,3 +287,69 @@ async def test_passwords_of_both_legs_stay_out_of_results(ssl_contexts: SslConte
         result = await run(r, cfg, ssl_contexts)
         wire = result.message + repr(cfg)
         assert "pw-sendleg" not in wire and "pw-mailbox" not in wire
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_look_only_round_sends_nothing_and_finds_an_earlier_message(
+    ssl_contexts: SslContexts, protocol: str
+) -> None:
+    """A held-back round (`lookOnly`) sends nothing: it looks once, deletes this monitor's and
+    country's messages of earlier rounds and says the newest addressed to `to` arrived (`up`,
+    its folder, hops and Authentication-Results); a message young enough to be another
+    round's in flight, another country's and another monitor's stay."""
+    async with rig() as r:
+        r.store.deliver(leftover(MONITOR, "DE", age_s=90, token="older"), "INBOX")
+        r.store.deliver(leftover(MONITOR, "DE", age_s=40, token="newest"), "INBOX")
+        r.store.deliver(leftover(MONITOR, "DE", age_s=0.5, token="inflight"), "INBOX")
+        r.store.deliver(leftover(MONITOR, "US", age_s=60, token="us"), "INBOX")
+        r.store.deliver(leftover(OTHER_MONITOR, "DE", age_s=60, token="other"), "INBOX")
+        result = await run(r, config(r, protocol), ssl_contexts, look_only="delivery_backoff")
+        assert (result.status, result.error_kind) == ("up", None), result.message
+        assert r.handler.accepted == 0 and r.smtp_auths == [], "nothing sent"
+        assert result.phases.submit_ms is None and result.phases.delivery_ms is None
+        assert result.message.startswith("delivery_backoff: this round sent nothing; 2 message")
+        assert "sent 40." in result.message, result.message
+        assert result.folder == "INBOX" and result.hops == []
+        assert result.logins == 1
+        left = sorted(h.split()[3] for _, h in r.store.probes())
+        assert left == ["inflight", "other", "us"]
+
+
+async def test_a_look_only_round_that_finds_nothing_is_its_hold(
+    ssl_contexts: SslContexts,
+) -> None:
+    """Nothing of an earlier round there (a message of this monitor to another address does
+    not count, and is deleted all the same): the result is the hold the job names, `down` on
+    the wire as an agent's `expired` is, stored `missed`; nothing sent, no waiting."""
+    async with rig() as r:
+        r.store.deliver(leftover(MONITOR, "DE", age_s=60, to="old@mail.test"), "INBOX")
+        started = time.monotonic()
+        result = await run(r, config(r), ssl_contexts, look_only="mailbox_unconfirmed")
+        assert time.monotonic() - started < 2.0, "one look, not a watch until the timeout"
+        assert (result.status, result.error_kind) == ("down", "mailbox_unconfirmed")
+        assert "this round sent nothing; no message of an earlier round" in result.message
+        assert r.handler.accepted == 0 and r.store.probes() == []
+        other = await run(r, config(r), ssl_contexts, look_only="some_newer_hold")
+        assert (other.status, other.error_kind) == ("down", "delivery_backoff")
+        # A mailbox that refuses the login is `down` as in any round, saying it only looked.
+        refused = await run(
+            r, config(r, receive={"password": "nope"}), ssl_contexts, look_only="delivery_backoff"
+        )
+        assert (refused.status, refused.error_kind) == ("down", "auth"), refused.message
+        assert refused.message.startswith("mailbox leg:")
+        assert refused.message.endswith("(delivery_backoff: this round sent nothing)")
+        assert r.handler.accepted == 0
+
+
+async def test_a_look_only_round_grades_what_it_finds(ssl_contexts: SslContexts) -> None:
+    """A late message is as slow as it has been on its way, and spam where it landed: graded
+    as the monitor says (both kinds show a delivery, which ends a back-off)."""
+    async with rig() as r:
+        r.store.deliver(leftover(MONITOR, "DE", age_s=60), "INBOX")
+        slow = await run(r, config(r, slow_after_seconds=30), ssl_contexts, look_only="x")
+        assert (slow.status, slow.error_kind) == ("down", "slow_delivery"), slow.message
+        assert slow.message.endswith("slower than 30s")
+        r.store.deliver(leftover(MONITOR, "DE", age_s=60), "Junk")
+        spam = await run(r, config(r, spam_is_failure=True), ssl_contexts, look_only="x")
+        assert (spam.status, spam.error_kind, spam.folder) == ("down", "spam", "Junk")
+        assert r.handler.accepted == 0
