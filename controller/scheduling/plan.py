@@ -434,7 +434,7 @@ class RoundPlanner:
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
                     blocklists=(
-                        lists.ask(self._blocklists, m.mail_domain, self._fresh(cc))
+                        lists.ask(self._blocklists, m.mail_domain, self._fresh(cc), m.reputation)
                         if asks_lists
                         else None
                     ),
