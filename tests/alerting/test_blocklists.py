@@ -153,6 +153,8 @@ async def test_a_listing_shorter_than_the_hold_is_never_told(rig: Rig) -> None:
 async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_another(
     rig: Rig,
 ) -> None:
+    """The first monitor's host address is the second's listed outbound address: the second's
+    round finds it fresh and asks no list about it (nor about the lists' test entries)."""
     IP = next(IPS)
     first, second = await rig.monitor(["DE"]), await rig.monitor(["DE"])
     t0 = utcnow() - timedelta(minutes=30)
@@ -162,11 +164,13 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
         view = FreshNames(rig.pool, LISTS, 6 * 3600)
         await view.refresh(t0 + timedelta(minutes=1))
         assert IP in view("DE") and "127.0.0.2" in view("DE")
-        (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1))
+        assert IP in view.known(first["id"], "DE") and not view.known(second["id"], "DE")
+        listed = {"ips": [IP], "domains": []}
+        (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1), listed=listed)
         # The second monitor's round resolved the host only: no list was asked again.
         assert de.asked[asked:] == [(HOST.lower(), "A"), (HOST.lower(), "AAAA")]
     assert result.reputation is not None and result.reputation.answers == []
-    assert result.reputation.names[IP] == "host"
+    assert result.reputation.names[IP] == "listed"
     watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
     await watch.run_once(t0 + timedelta(minutes=2))
     listed = await rig.fetch(
