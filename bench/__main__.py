@@ -1,7 +1,8 @@
 """`make bench`: every benchmark with its target; exits 1 when a target is missed.
 
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
-e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, exporter, storage,
+e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
+storage,
 store, runs, reads, jobs, saturation, scale, verdicts);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
@@ -16,6 +17,7 @@ from bench import (
     agent,
     agents_scale,
     api,
+    blocklists,
     confirm,
     console,
     e2e,
@@ -55,6 +57,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "console": console.run,
     "metrics": metrics.run,
     "lists": lists.run,
+    "blocklists": blocklists.run,
     "storage": storage.run,
     "store": store.run,
     "runs": runs.run,

@@ -168,8 +168,9 @@ class BlocklistAsk(msgspec.Struct, kw_only=True, rename="camel"):
     """What a round asks of the blocklists from the agent's country: the addresses of the job's
     `hostname` (A and AAAA) when `host`, those of the MX hosts of `mxDomain`, and the `ips`
     and `domains` listed, each on the `zones` of its kind. `skip`: names the controller had
-    answered in this country within the interval (another monitor asked): the agent still
-    names them in `Reputation.names` but does not ask the lists again."""
+    answered in this country within the interval (another monitor asked) that this round may
+    meet (its own, and those its monitor's last round there found): the agent still names them
+    in `Reputation.names` but does not ask the lists again."""
 
     zones: list[BlocklistZone] = msgspec.field(default_factory=list)
     host: bool = False

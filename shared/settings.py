@@ -551,6 +551,16 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "one more is refused (403)",
         ),
     ] = 1000
+    org_max_blocklist_names: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="outbound addresses and domains one organization's monitors may list "
+            "for blocklist checks (`reputation`), counted once however many of its monitors "
+            "list one; a write past it is refused (403). Each is asked of every list from "
+            "every country of its monitors once per `BLOCKLIST_INTERVAL_SECONDS`",
+        ),
+    ] = 1000
     org_max_maintenance_windows: Annotated[
         int,
         Meta(

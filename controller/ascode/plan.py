@@ -33,6 +33,7 @@ COMPARED = {
     "notification_email": "notificationEmail",
     "notification_phone_number": "notificationPhoneNumber",
     "mail_domain": "mailDomain",
+    "reputation": "reputation",
     "secret_env": "secretEnv",
     "config": "config",
     "type": "type",
@@ -152,9 +153,10 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
             "notification_email": None,
             "notification_phone_number": None,
             "mail_domain": None,
+            "reputation": None,
         }
         for column, default in defaults.items():
-            if v[column] != default:
+            if v.get(column) != default:
                 doc[COMPARED[column]] = v[column]
         if v["config"]:
             named = v.get("secret_env") or {}

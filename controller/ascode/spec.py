@@ -353,5 +353,6 @@ def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[
         "notificationPhoneNumber": values.get("notification_phone_number"),
         "mailDomain": values.get("mail_domain"),
         "secretEnv": values.get("secret_env"),
+        **({"reputation": values.get("reputation")} if kind is kinds.SMTP else {}),
         "config": doc[key] if key else {},
     }

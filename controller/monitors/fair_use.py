@@ -49,6 +49,7 @@ class Limits:
     trigger_burst: int
     trigger_interval_s: float
     login_ceiling: int = 1000
+    blocklist_names: int = 1000
 
     @classmethod
     def of(cls, settings: ControllerSettings) -> "Limits":
@@ -61,6 +62,7 @@ class Limits:
             settings.trigger_check_burst,
             settings.trigger_check_interval_seconds,
             settings.login_cap_per_account,
+            settings.org_max_blocklist_names,
         )
 
 
@@ -85,6 +87,36 @@ async def admit_new_window(conn: Conn, lim: Limits, organization_id: int) -> Non
             " (ORG_MAX_MAINTENANCE_WINDOWS): delete ones that are over before creating another",
             code="maintenance_window_limit",
         )
+
+
+async def admit_blocklist_names(
+    conn: Conn, lim: Limits, organization_id: int, before: frozenset[str], after: frozenset[str]
+) -> None:
+    """After a write that changed a monitor's `reputation`, in its transaction: a 403 when the
+    organization now lists more distinct addresses and domains for the blocklists than
+    `ORG_MAX_BLOCKLIST_NAMES` and the write added one (`before` → `after`: the monitor's
+    own names), so one organization cannot make the agents ask the lists about thousands of
+    names; an organization over a limit lowered later can still shrink."""
+    if after <= before:
+        return
+    await limits.lock_organization(conn, organization_id)
+    total = await limits.blocklist_names(conn, organization_id)
+    if total > lim.blocklist_names:
+        raise NotAllowed(
+            f"This would take your organization to {total:,} outbound addresses and domains"
+            f" listed for the blocklists, past its limit of {lim.blocklist_names:,}"
+            " (ORG_MAX_BLOCKLIST_NAMES, each counted once over its monitors); list fewer here,"
+            " or remove them from other monitors",
+            code="blocklist_name_limit",
+            fields=["reputation"],
+        )
+
+
+def listed_names(reputation: Mapping[str, Any] | None) -> frozenset[str]:
+    """The names a monitor's `reputation` lists."""
+    if not reputation:
+        return frozenset()
+    return frozenset([*(reputation.get("ips") or ()), *(reputation.get("domains") or ())])
 
 
 # The monitor columns that add checks; `timeout_seconds` adds slot-seconds only.

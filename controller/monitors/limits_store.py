@@ -36,6 +36,19 @@ async def window_count(conn: Conn, organization_id: int) -> int:
     return count
 
 
+async def blocklist_names(conn: Conn, organization_id: int) -> int:
+    """The distinct addresses and domains the organization's monitors list for the blocklists
+    (`reputation`), each counted once."""
+    count: int = await conn.fetchval(
+        "SELECT count(DISTINCT n) FROM monitors m,"
+        " jsonb_array_elements_text(coalesce(m.reputation->'ips', '[]')"
+        "  || coalesce(m.reputation->'domains', '[]')) AS n"
+        " WHERE m.organization_id = $1 AND m.reputation IS NOT NULL",
+        organization_id,
+    )
+    return count
+
+
 @dataclass(frozen=True)
 class Cost:
     """What monitors cost an organization's budgets, per minute: checks (countries x rounds)

@@ -49,6 +49,9 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     notification_email: str | None
     notification_phone_number: str | None
     mail_domain: str | None
+    # The outbound addresses and domains listed for the blocklists (`{"ips", "domains"}`,
+    # validation.reputation); None: none.
+    reputation: dict[str, list[str]] | None = None
     # Monitors as code's variable name of each secret, by config path (a label, never read).
     secret_env: dict[str, str] | None = None
     next_due_at: datetime | None
@@ -92,7 +95,8 @@ def decode(row: asyncpg.Record) -> Monitor:
 COLUMNS = (
     "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
     " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, mail_domain, secret_env, next_due_at, created_at, updated_at,"
+    " notification_phone_number, mail_domain, reputation, secret_env, next_due_at, created_at,"
+    " updated_at,"
     " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
 )
@@ -164,6 +168,7 @@ WRITABLE = frozenset(
         "notification_email",
         "notification_phone_number",
         "mail_domain",
+        "reputation",
         "secret_env",
         "next_due_at",
     }

@@ -13,6 +13,7 @@ import phonenumbers
 import pycountry
 
 from controller.monitors.errors import Invalid, invalid
+from shared.addresses import is_blocked
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # Separators, quotes and brackets of address lists and display names (RFC 5322 specials).
@@ -247,3 +248,46 @@ def secret_env(
                 " (letters, digits, _; at most 100 after the prefix)",
             )
     return {path: value[path] for path in paths if path in value}
+
+
+# What one monitor may list for its blocklist checks (`reputation`): with the lists' test
+# entries, the mail domain and the host's and MX hosts' addresses, a round's names stay within
+# what a result carries (shared.reputation_bound.NAMES_MAX).
+REPUTATION_IPS_MAX = 8
+REPUTATION_DOMAINS_MAX = 4
+
+
+def reputation(
+    ips: list[str], domains: list[str], field: str = "reputation"
+) -> dict[str, list[str]] | None:
+    """The outbound addresses and domains a user lists for the blocklists: public unicast
+    addresses only (a private one is the user's own network's: no public list knows it, and
+    the agents must not tell a list of it), normalised and de-duplicated; domains as
+    `mail_domain` takes them. None when both are empty."""
+    if len(ips) > REPUTATION_IPS_MAX:
+        raise invalid(f"{field}.ips", f"{field}.ips lists at most {REPUTATION_IPS_MAX} addresses")
+    if len(domains) > REPUTATION_DOMAINS_MAX:
+        raise invalid(
+            f"{field}.domains", f"{field}.domains lists at most {REPUTATION_DOMAINS_MAX} domains"
+        )
+    out_ips: list[str] = []
+    for i, raw in enumerate(ips):
+        path = f"{field}.ips[{i}]"
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            raise invalid(path, f"{path}: {raw[:60]!r} is not an IP address") from None
+        if is_blocked(str(address)):
+            raise invalid(
+                path,
+                f"{path}: {address} is not a public address (private, loopback, reserved or"
+                " documentation ranges are not on public blocklists)",
+            )
+        out_ips.append(str(address))
+    out_domains = [mail_domain(d, f"{field}.domains[{i}]") or "" for i, d in enumerate(domains)]
+    for i, d in enumerate(out_domains):
+        if not d:
+            raise invalid(f"{field}.domains[{i}]", f"{field}.domains[{i}] must not be empty")
+    if not out_ips and not out_domains:
+        return None
+    return {"ips": list(dict.fromkeys(out_ips)), "domains": list(dict.fromkeys(out_domains))}

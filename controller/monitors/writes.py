@@ -12,7 +12,8 @@ The native API, the AlertSite-compatible API and the console write monitors only
   at all when nothing changes;
 - for both: admits the checks, slot-seconds and account logins the write adds
   (`fair_use.admit_checks`; a refusal rolls the write back), naming the request's fields as the
-  surface spells them (`budget`: column → field);
+  surface spells them (`budget`: column → field), and the names it lists for the blocklists
+  (`fair_use.admit_blocklist_names`);
 - for a delete: reads the row, lets the surface check the caller may, deletes it.
 
 Refusals are `controller.monitors.errors.Refused` (or the surface's own, from its callbacks);
@@ -103,6 +104,8 @@ class MonitorWrites:
             await fair_use.admit_checks(
                 conn, lim, org, monitor.id, fair_use.NOTHING, rules.creating(budget)
             )
+            listed = fair_use.listed_names(monitor.reputation)
+            await fair_use.admit_blocklist_names(conn, lim, org, frozenset(), listed)
         log.info("monitor created", monitor=str(monitor.public_id), organization=org)
         return monitor
 
@@ -130,6 +133,14 @@ class MonitorWrites:
             updated = await monitors.update(conn, monitor.id, changes)
             fields = fair_use.budget_fields(changes, edit.budget)
             await fair_use.admit_checks(conn, lim, org, monitor.id, before, fields)
+            if "reputation" in changes:
+                await fair_use.admit_blocklist_names(
+                    conn,
+                    lim,
+                    org,
+                    fair_use.listed_names(monitor.reputation),
+                    fair_use.listed_names(updated.reputation),
+                )
         log.info("monitor updated", monitor=str(monitor.public_id), columns=sorted(changes))
         return updated
 

@@ -340,21 +340,37 @@ def lists_setting(text: str) -> tuple[BlockList, ...]:
 
 
 def ask(
-    lists: Iterable[BlockList], mail_domain: str | None, fresh: Collection[str]
+    lists: Iterable[BlockList],
+    mail_domain: str | None,
+    fresh: Collection[str],
+    listed: Mapping[str, Iterable[str]] | None = None,
+    known: Collection[str] = (),
 ) -> BlocklistAsk:
     """What a round asks from one country: the monitored host's addresses, the MX hosts' of
-    `mail_domain` and the domain itself, and every list's RFC 5782 test entries (its health
-    there), skipping the names `fresh` there (answered on every list within the interval)."""
+    `mail_domain` and the domain itself, the outbound addresses and domains the user `listed`
+    (a monitor's `reputation`: `ips`, `domains`), and every list's RFC 5782 test entries (its
+    health there), skipping the names `fresh` there (answered on every list within the
+    interval). A name is asked only where a list of its kind is. `skip` names only the fresh
+    names this round may meet: its own and those its monitor's last round there found (`known`:
+    its host's and MX hosts' addresses), so a job stays small however many names are fresh."""
     chosen = tuple(lists)
+    kinds = {b.kind for b in chosen}
     ips = [t for b in chosen if b.kind == "ip" for t in b.tests]
     domains = [t for b in chosen if b.kind == "domain" for t in b.tests]
-    if mail_domain and any(b.kind == "domain" for b in chosen):
-        domains.append(mail_domain.lower())
+    if "ip" in kinds and listed:
+        ips += listed.get("ips", ())
+    if "domain" in kinds:
+        if mail_domain:
+            domains.append(mail_domain.lower())
+        if listed:
+            domains += listed.get("domains", ())
+    ips, domains = list(dict.fromkeys(ips)), list(dict.fromkeys(domains))
+    met = {*ips, *domains, *known}
     return BlocklistAsk(
         zones=[BlocklistZone(zone=b.zone, kind=b.kind, dqs=b.dqs) for b in chosen],
         host=True,
         mx_domain=mail_domain or None,
-        ips=list(dict.fromkeys(ips)),
-        domains=list(dict.fromkeys(domains)),
-        skip=sorted(fresh),
+        ips=ips,
+        domains=domains,
+        skip=sorted(n for n in met if n in fresh),
     )

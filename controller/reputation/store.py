@@ -181,3 +181,43 @@ async def alert_state(conn: Conn, monitor_id: int) -> str:
         "SELECT state FROM monitor_alert_state WHERE monitor_id = $1", monitor_id
     )
     return str(state or "unknown")
+
+
+async def open_listings_of(conn: Conn, monitor_id: int) -> dict[tuple[str, str], Listing]:
+    """The monitor's open listings, read without a lock (pages and the API)."""
+    rows = await conn.fetch(
+        "SELECT zone, name, since, countries, reason, raised_at FROM blocklist_listings"
+        " WHERE monitor_id = $1 AND cleared_at IS NULL",
+        monitor_id,
+    )
+    return {
+        (r["zone"], r["name"]): Listing(
+            r["zone"],
+            r["name"],
+            r["since"],
+            frozenset(r["countries"]),
+            r["raised_at"] is not None,
+            r["reason"],
+        )
+        for r in rows
+    }
+
+
+async def raised_open(
+    conn: Conn, organization_id: int | None, monitor_id: int | None, limit: int
+) -> list[dict[str, Any]]:
+    """The raised listings still open (the `blocklisted` findings) of one monitor, or of the
+    organization's monitors (every organization's: None), with what names the monitor."""
+    rows = await conn.fetch(
+        "SELECT m.public_id, m.name AS monitor_name, m.type, m.hostname, m.port, l.zone,"
+        " l.name, l.since, l.countries, l.reason, l.raised_at"
+        " FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
+        " WHERE l.cleared_at IS NULL AND l.raised_at IS NOT NULL"
+        " AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        " AND ($2::bigint IS NULL OR m.id = $2)"
+        " ORDER BY lower(m.name), m.public_id, l.zone, l.name LIMIT $3",
+        organization_id,
+        monitor_id,
+        limit,
+    )
+    return [dict(r) for r in rows]

@@ -207,11 +207,22 @@ class FreshNames:
         self._lists = lists
         self._interval = timedelta(seconds=interval_s)
         self._names: dict[str, frozenset[str]] = {}
+        self._known: dict[tuple[int, str], frozenset[str]] = {}
 
     def __call__(self, country: str) -> frozenset[str]:
         return self._names.get(country, frozenset())
+
+    def known(self, monitor_id: int, country: str) -> frozenset[str]:
+        """The names the monitor's last asking round in `country` found (within two
+        intervals): what its next round may meet besides its own, so only those of the fresh
+        names travel in its job's `skip`."""
+        return self._known.get((monitor_id, country), frozenset())
 
     async def refresh(self, now: datetime | None = None) -> None:
         at = now or utcnow()
         async with self._pool.acquire() as conn:
             self._names = await db.fresh(conn, at - self._interval, self._lists)
+            found = await db.watched(conn, at - 2 * self._interval)
+        self._known = {
+            (w.monitor_id, cc): frozenset(names) for w in found for cc, names in w.names.items()
+        }

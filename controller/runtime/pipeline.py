@@ -127,6 +127,7 @@ async def open_pipeline(
             blocklists=lists,
             blocklist_interval_s=settings.blocklist_interval_seconds,
             fresh=fresh or (lambda cc: ()),
+            known=fresh.known if fresh else (lambda monitor_id, cc: ()),
             tokens=TokenService(
                 pool,
                 box,

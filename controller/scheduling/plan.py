@@ -235,12 +235,15 @@ class RoundPlanner:
         blocklists: tuple[BlockList, ...] = (),
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
+        known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
     ) -> None:
         """`blocklists`: the lists a round asks about at `blocklist_interval_s` (none: no
-        round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped."""
+        round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped;
+        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found."""
         self._blocklists = blocklists
         self._blocklist_interval_s = blocklist_interval_s
         self._fresh = fresh
+        self._known = known
         self._job_ids = job_ids
         self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
         self._box = box
@@ -434,7 +437,13 @@ class RoundPlanner:
                     expires_at=expires_iso,
                     mail_domain=mail_domain or None,
                     blocklists=(
-                        lists.ask(self._blocklists, m.mail_domain, self._fresh(cc))
+                        lists.ask(
+                            self._blocklists,
+                            m.mail_domain,
+                            self._fresh(cc),
+                            m.reputation,
+                            self._known(m.id, cc),
+                        )
                         if asks_lists
                         else None
                     ),

@@ -109,6 +109,7 @@ class Scheduler:
         blocklists: tuple[BlockList, ...] = (),
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
+        known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -136,6 +137,7 @@ class Scheduler:
             blocklists=blocklists,
             blocklist_interval_s=blocklist_interval_s,
             fresh=fresh,
+            known=known,
         )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE

@@ -31,6 +31,7 @@ from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
 from controller.web.api.maintenance import MaintenanceWindowController
+from controller.web.api.monitor_blocklists import router as blocklists_router
 from controller.web.api.monitor_kinds import APIS
 from controller.web.api.monitors import router as monitors_router
 from controller.web.api.posture import router as posture_router
@@ -175,7 +176,13 @@ def create_app(
             AlertSiteController,
             *(
                 make(api)
-                for make in (monitors_router, results_router, alerts_router, posture_router)
+                for make in (
+                    monitors_router,
+                    results_router,
+                    alerts_router,
+                    posture_router,
+                    blocklists_router,
+                )
                 for api in APIS
             ),
             AlertSettingsController,

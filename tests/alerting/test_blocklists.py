@@ -19,6 +19,7 @@ from shared.messages import CheckResult, decode_event
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import LINKS, Rig
+from tests.conftest import make_tenant
 from tests.peers.dnsbl import DnsblPeer, Zone, healthy, label
 from tests.serving import http_client, serve_app
 
@@ -50,14 +51,16 @@ async def lookups(
     peers: dict[str, DnsblPeer],
     at: Any,
     every: timedelta = timedelta(hours=6),
+    listed: dict[str, list[str]] | None = None,
 ) -> list[CheckResult]:
-    """Each country's agent asks its resolver; the results stored as the ingester does."""
+    """Each country's agent asks its resolver (about the host and the `listed` outbound
+    names); the results stored as the ingester does."""
     out = []
     for cc, peer in peers.items():
         async with rig.pool.acquire() as conn:
             fresh = await db.fresh(conn, at - every, LISTS)
         probe = BlocklistProbe(resolver=peer.address)
-        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, ())), HOST, 5)
+        reputation = await probe.probe(ask(LISTS, None, fresh.get(cc, ()), listed), HOST, 5)
         out.append(
             CheckResult(
                 job_id=f"job-{cc}-{at.timestamp()}",
@@ -150,6 +153,8 @@ async def test_a_listing_shorter_than_the_hold_is_never_told(rig: Rig) -> None:
 async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_another(
     rig: Rig,
 ) -> None:
+    """The first monitor's host address is the second's listed outbound address: the second's
+    round finds it fresh and asks no list about it (nor about the lists' test entries)."""
     IP = next(IPS)
     first, second = await rig.monitor(["DE"]), await rig.monitor(["DE"])
     t0 = utcnow() - timedelta(minutes=30)
@@ -159,11 +164,13 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
         view = FreshNames(rig.pool, LISTS, 6 * 3600)
         await view.refresh(t0 + timedelta(minutes=1))
         assert IP in view("DE") and "127.0.0.2" in view("DE")
-        (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1))
+        assert IP in view.known(first["id"], "DE") and not view.known(second["id"], "DE")
+        listed = {"ips": [IP], "domains": []}
+        (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1), listed=listed)
         # The second monitor's round resolved the host only: no list was asked again.
         assert de.asked[asked:] == [(HOST.lower(), "A"), (HOST.lower(), "AAAA")]
     assert result.reputation is not None and result.reputation.answers == []
-    assert result.reputation.names[IP] == "host"
+    assert result.reputation.names[IP] == "listed"
     watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
     await watch.run_once(t0 + timedelta(minutes=2))
     listed = await rig.fetch(
@@ -208,3 +215,72 @@ async def test_the_api_shows_each_lists_health_per_country(
     assert "public or open resolver" in de["zen.spamhaus.org"]["reason"]
     assert by_zone["rbl.example.net"]["severity"] == "critical"
     assert by_zone["zen.spamhaus.org"]["testEntries"] == ["127.0.0.2", "127.0.0.1"]
+
+
+async def test_a_monitors_listings_per_name_list_and_country_through_the_api(
+    rig: Rig, settings: ControllerSettings
+) -> None:
+    """`GET …/blocklists`: the host's address and the outbound address the monitor lists, each
+    on every IP list per country: listed from DE (since its listing opened, the delisting page
+    for that address, raised once held), not listed from US, the dead list and ZEN (through a
+    public resolver) `list_unhealthy`; its listing in the history. Another organization's
+    monitor is a 404."""
+    host_ip, outbound = next(IPS), next(IPS)
+    monitor = await rig.monitor(["DE", "US"])
+    listed = {"ips": [outbound], "domains": []}
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET reputation = $2 WHERE id = $1", monitor["id"], listed
+        )
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600)
+    t0 = utcnow() - timedelta(hours=2)
+    records = {(HOST, "A"): [host_ip]}
+    async with (
+        DnsblPeer(views(outbound, listed_in_rbl=True), records=records) as de,
+        DnsblPeer(views(outbound, listed_in_rbl=False), records=records) as us,
+    ):
+        await lookups(rig, monitor, {"DE": de, "US": us}, t0, listed=listed)
+    await watch.run_once(t0)
+    await watch.run_once(t0 + HOLD)
+    custom = msgspec.structs.replace(
+        settings, blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
+    )
+    url = f"/api/smtp-monitors/{monitor['public_id']}/blocklists"
+    async with (
+        serve_app(create_app(custom, rig.pool)) as base,
+        http_client(base_url=base, timeout=10) as api,
+    ):
+        response = await api.get(url, headers=rig.tenant.auth("readonly"))
+        other = await make_tenant(rig.pool)
+        assert (await api.get(url, headers=other.auth())).status_code == 404
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["enabled"] is True and body["monitorId"] == str(monitor["public_id"])
+    names = {n["name"]: n for n in body["names"]}
+    assert set(names) == {host_ip, outbound}  # never the lists' test entries
+    assert names[host_ip]["sources"] == ["host"] and names[outbound]["sources"] == ["listed"]
+    assert names[outbound]["countries"] == ["DE", "US"] and names[outbound]["kind"] == "ip"
+    on = {entry["zone"]: entry for entry in names[outbound]["lists"]}
+    assert list(on) == ["zen.spamhaus.org", "rbl.example.net", "dead.example.net"]
+    rbl = on["rbl.example.net"]
+    # The operator's own zone has no known delisting page; Spamhaus's has.
+    assert rbl["raised"] is True and rbl["delisting"] == ""
+    assert on["zen.spamhaus.org"]["delisting"] == "https://check.spamhaus.org/"
+    assert rbl["severity"] == "critical"
+    cells = {c["country"]: c for c in rbl["countries"]}
+    assert cells["DE"]["state"] == "listed" and cells["DE"]["since"] == iso_ms(t0)
+    assert cells["DE"]["checkedAt"] == iso_ms(t0)
+    assert cells["US"]["state"] == "not_listed" and cells["US"]["since"] is None
+    for zone, why in (("dead.example.net", "lists everything"), ("zen.spamhaus.org", "public")):
+        for cell in on[zone]["countries"]:
+            assert cell["state"] == "list_unhealthy" and why in cell["reason"], cell
+    host_rbl = next(e for e in names[host_ip]["lists"] if e["zone"] == "rbl.example.net")
+    assert {c["state"] for c in host_rbl["countries"]} == {"not_listed"}
+    (listing,) = body["listings"]
+    assert (listing["name"], listing["zone"], listing["countries"]) == (
+        outbound,
+        "rbl.example.net",
+        ["DE"],
+    )
+    assert listing["raisedAt"] == iso_ms(t0 + HOLD) and listing["clearedAt"] is None
+    assert listing["label"] == "rbl.example.net" and listing["severity"] == "critical"

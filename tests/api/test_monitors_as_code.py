@@ -579,3 +579,35 @@ async def test_apply_moves_a_monitor_only_with_its_password(
     assert SecretBox(settings.secrets_key or "").open(relay["config"]["auth"]["pass"]) == (
         "relay-s3cret"
     )
+
+
+REPUTATION_FILE = """\
+customer: {customer}
+monitors:
+  - type: smtp
+    name: Outbound
+    hostname: smtp.example.com
+    reputation:
+      ips: [81.2.69.160, "2a00:1450:4001:0829::200e"]
+      domains: [Mail.Example]
+"""
+
+
+async def test_listed_outbound_names_round_trip_through_apply_and_export(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """`reputation` is applied as the API normalises it, exported, and the export applies as
+    no change; a file that drops it clears it."""
+    customer = tenant.customer_public_id
+    text = REPUTATION_FILE.format(customer=customer)
+    assert (await run(load(text, "m.yaml", {}), client))[0] == 0
+    exported = export_text(customer, await current(client, customer))
+    assert "reputation:" in exported and "2a00:1450:4001:829::200e" in exported
+    assert "mail.example" in exported
+    code, said = await run(load(exported, "exported.yaml", {}), client)
+    assert code == 0 and all(line.startswith("=") for line in said[:-1]), said
+    without = "\n".join(text.splitlines()[:5]) + "\n"
+    code, said = await run(load(without, "m.yaml", {}), client)
+    assert code == 0 and said[0].startswith("~") and "reputation" in said[0], said
+    got = (await client.get(SMTP)).json()["items"]
+    assert [m.get("reputation") for m in got] == [None]

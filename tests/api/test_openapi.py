@@ -1,5 +1,6 @@
 """OpenAPI is served by the app, with the seeds' request bodies as examples."""
 
+import re
 from importlib.metadata import version
 from typing import Any
 
@@ -113,6 +114,7 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "notificationPhoneNumber",
         "mailDomain",
         "secretEnv",
+        "reputation",  # our extra: outbound names for the blocklists
     } == set(create["properties"])
 
 
@@ -128,3 +130,21 @@ def test_result_statuses_name_missed_and_inconclusive_and_agents_their_self_chec
         assert "self-check" in status["description"]
     agent = schemas["AgentOut"]["properties"]["selfCheck"]
     assert "SelfCheck" in str(agent)
+
+
+def test_listed_outbound_names_are_documented_as_public_addresses_and_domains(
+    spec: dict[str, Any],
+) -> None:
+    """`reputation`'s items carry the narrow patterns the API accepts (public unicast
+    addresses, domain names) and their bounds, and the SMTP monitor shows it."""
+    schemas = spec["components"]["schemas"]
+    listed = schemas["ReputationIn"]
+    assert listed["additionalProperties"] is False
+    ips, domains = listed["properties"]["ips"], listed["properties"]["domains"]
+    assert (ips["maxItems"], domains["maxItems"]) == (8, 4)
+    ip = re.compile(ips["items"]["pattern"])
+    assert ip.match("81.2.69.160") and ip.match("2a00:1450:4001:829:0:0:0:200e")
+    for private in ("10.0.0.1", "127.0.0.2", "192.168.1.1", "192.0.2.1", "fd00:0:0:0:0:0:0:1"):
+        assert not ip.match(private)
+    assert re.match(domains["items"]["pattern"], "mail.example.com")
+    assert "reputation" in schemas["SmtpMonitor"]["properties"]

@@ -30,6 +30,7 @@ def row(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]:
         "notification_email": None,
         "notification_phone_number": None,
         "mail_domain": None,
+        "reputation": None,
         "secret_env": None,
         "next_due_at": None,
         "created_at": now,

@@ -224,10 +224,22 @@ def test_one_round_per_window_asks_the_lists() -> None:
 
 
 def test_a_round_asks_the_test_entries_and_skips_fresh_names() -> None:
-    asked = ask(DEFAULT_LISTS, "Example.com", {"93.184.216.34"})
+    fresh = {"93.184.216.34", "127.0.0.2", "198.18.0.9"}
+    asked = ask(DEFAULT_LISTS, "Example.com", fresh, known={"93.184.216.34"})
     assert asked.host and asked.mx_domain == "Example.com"
     assert asked.ips == ["127.0.0.2", "127.0.0.1"]
     assert asked.domains == ["dbltest.com", "invalid", "example.com"]
-    assert asked.skip == ["93.184.216.34"]
+    # Only the fresh names this round may meet: its own, and those its last round found;
+    # another monitor's fresh name does not travel in this job.
+    assert asked.skip == ["127.0.0.2", "93.184.216.34"]
     assert [z.zone for z in asked.zones if z.dqs] == ["zen.spamhaus.org", "dbl.spamhaus.org"]
     assert lists_setting("") == () and lists_setting("default") == DEFAULT_LISTS
+
+
+def test_a_round_asks_the_listed_outbound_names_on_lists_of_their_kind() -> None:
+    listed = {"ips": ["81.2.69.160", "127.0.0.2"], "domains": ["mail.example"]}
+    asked = ask(DEFAULT_LISTS, None, (), listed)
+    assert asked.ips == ["127.0.0.2", "127.0.0.1", "81.2.69.160"]
+    assert asked.domains == ["dbltest.com", "invalid", "mail.example"]
+    ip_only = ask(tuple(b for b in DEFAULT_LISTS if b.kind == "ip"), "e.com", (), listed)
+    assert ip_only.domains == [] and "81.2.69.160" in ip_only.ips

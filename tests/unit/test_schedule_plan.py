@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import msgspec
 import pytest
 
 from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
+from controller.reputation.rules import DEFAULT_LISTS
 from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
@@ -402,3 +404,28 @@ def test_a_claimed_row_missing_a_column_fails_loudly_and_a_config_that_does_not_
     row["config"] = {}
     with pytest.raises(KeyError):
         due_store._claimed(cast(Any, row))
+
+
+def test_a_monitors_listed_outbound_names_go_into_its_blocklist_asks(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    """`reputation` reaches every country's `BlocklistAsk` on the rounds that ask the lists,
+    the names fresh in a country skipped there."""
+    listed = {"ips": ["81.2.69.160"], "domains": ["mail.example"]}
+    target = watched(listed=["DE", "FR"])
+    target = WatchedMonitor(
+        msgspec.structs.replace(target.monitor, reputation=listed), target.rounds
+    )
+    lists_planner = RoundPlanner(
+        schedule.JobIds.from_box(BOX),
+        BOX,
+        keyed[0],
+        blocklists=DEFAULT_LISTS,
+        blocklist_interval_s=INTERVAL,  # every round asks
+        fresh=lambda cc: {"81.2.69.160"} if cc == "FR" else set(),
+    )
+    jobs = lists_planner.round(target, ON_TIME, frozenset({"DE", "FR"})).jobs
+    asks = {j.country: j.blocklists for j in jobs}
+    assert asks["DE"] is not None and asks["FR"] is not None
+    assert "81.2.69.160" in asks["DE"].ips and "mail.example" in asks["DE"].domains
+    assert asks["DE"].skip == [] and asks["FR"].skip == ["81.2.69.160"]

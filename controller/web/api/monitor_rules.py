@@ -30,6 +30,8 @@ from controller.web.api.monitor_schemas import (
     MonitorCreate,
     MonitorUpdate,
     OAuth2In,
+    ReputationIn,
+    ReputationOut,
     RoundTripConfigIn,
     RoundTripMonitor,
     RoundTripReceiveIn,
@@ -518,6 +520,15 @@ def common_values(body: MonitorCreate | MonitorUpdate) -> dict[str, Any]:
         out["notification_phone_number"] = validation.phone(body.notification_phone_number)
     if body.mail_domain is not UNSET:
         out["mail_domain"] = validation.mail_domain(body.mail_domain)
+    # SMTP monitors only: what their mail goes out from, for the blocklists.
+    listed: ReputationIn | None | UnsetType = getattr(body, "reputation", UNSET)
+    if listed is None:
+        out["reputation"] = None
+    elif not isinstance(listed, UnsetType):
+        out["reputation"] = validation.reputation(
+            [] if listed.ips is UNSET else listed.ips,
+            [] if listed.domains is UNSET else listed.domains,
+        )
     return out
 
 
@@ -598,7 +609,9 @@ def present(monitor: "Monitor") -> MonitorOut:
     # write path (`monitors.store.Monitor`).
     config = kind.masked(monitor.config_as_sent)
     if kind is SMTP:
-        return SmtpMonitor(**_common(monitor, config), smtp_config=config)
+        listed = monitor.reputation
+        reputation = ReputationOut(listed["ips"], listed["domains"]) if listed else UNSET
+        return SmtpMonitor(**_common(monitor, config), smtp_config=config, reputation=reputation)
     return ImapPopMonitor(**_common(monitor, config), imap_pop_config=config)
 
 

@@ -147,6 +147,37 @@ SecretEnvName = Annotated[
         pattern=r"^MAILPROBE_SECRET_[A-Za-z0-9_]{1,100}$",
     ),
 ]
+
+
+class ReputationIn(_In):
+    """What an SMTP monitor's mail goes out from, for the blocklists (beside the host's and the
+    MX hosts' addresses, which the agents resolve themselves): asked of every list of its kind
+    from each of the monitor's countries once per `BLOCKLIST_INTERVAL_SECONDS`."""
+
+    ips: (
+        Annotated[
+            list[str],
+            Meta(
+                max_length=8,
+                description="outbound IPv4 or IPv6 addresses, public ones only (a private, "
+                "loopback, reserved or documentation address is a 400 naming it)",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    domains: (
+        Annotated[
+            list[str],
+            Meta(
+                max_length=4,
+                description="domains the mail names (envelope, From, DKIM d=), asked of the "
+                "domain lists; IDN as punycode",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
 _ENV = UNSET  # each field of a SecretEnv: absent unless the file named a variable
 
 
@@ -227,12 +258,14 @@ class SmtpMonitorCreate(_CreateFields, kw_only=True):
     smtp_config: SmtpConfigIn | None | UnsetType = UNSET
     config: SmtpConfigIn | None | UnsetType = UNSET
     secret_env: SmtpSecretEnv | None | UnsetType = UNSET
+    reputation: ReputationIn | None | UnsetType = UNSET
 
 
 class SmtpMonitorUpdate(_UpdateFields, kw_only=True):
     smtp_config: SmtpConfigIn | None | UnsetType = UNSET
     config: SmtpConfigIn | None | UnsetType = UNSET
     secret_env: SmtpSecretEnv | None | UnsetType = UNSET
+    reputation: ReputationIn | None | UnsetType = UNSET
 
 
 class ImapPopMonitorCreate(_CreateFields, kw_only=True):
@@ -316,8 +349,17 @@ class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
     config: dict[str, object]
 
 
+class ReputationOut(msgspec.Struct, rename="camel"):
+    ips: list[str]
+    domains: list[str]
+
+
 class SmtpMonitor(_MonitorOut, kw_only=True):
+    """`reputation` only when the monitor lists outbound addresses or domains (the seeds'
+    shape otherwise)."""
+
     smtp_config: dict[str, object]
+    reputation: ReputationOut | UnsetType = UNSET
 
 
 class ImapPopMonitor(_MonitorOut, kw_only=True):

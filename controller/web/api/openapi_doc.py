@@ -310,6 +310,22 @@ _STRING_RULES |= {
     "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
     "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
 }
+# An outbound address for the blocklists (validation.reputation): public unicast only, which a
+# pattern says narrowly: IPv4 without the first octets of any private, shared, loopback,
+# link-local, documentation, benchmarking, multicast or reserved range, and IPv6 of RIR space
+# (2400::/6 and up) written out in eight groups.
+_PUBLIC_OCTET = (
+    "(?:[1-9]|1[1-9]|[2-9][0-9]|10[1-9]|11[0-9]|12[0-6]|12[89]|1[3-5][0-9]|16[0-8]|17[01]"
+    "|17[3-9]|18[0-9]|19[01]|19[3-7]|199|20[0-2]|20[4-9]|21[0-9]|22[0-3])"
+)
+PUBLIC_IP = {
+    "pattern": f"^(?:{_PUBLIC_OCTET}(?:\\.{_OCTET}){{3}}"
+    "|2[4-9a-fA-F][0-9a-fA-F]{2}(?::[0-9a-fA-F]{1,4}){7})$"
+}
+_STRING_RULES |= {
+    "ReputationIn.ips": PUBLIC_IP,
+    "ReputationIn.domains": {"pattern": f"^(?:{_LABEL}\\.)+{_TOP}$", "maxLength": 253},
+}
 # Rules between two fields (or a field and the stored monitor), which JSON Schema cannot state.
 _DESCRIPTIONS = {
     "timeoutSeconds": "at most checkInterval (the stored one when an update sends none; "

@@ -1,15 +1,16 @@
 """The organization's security findings (`/console/findings`): every open finding of the
 monitors the caller may read, worst first, one row per monitor and finding naming the countries
-that see it; linked from the overview."""
+that see it (a raised blocklist listing one row each); linked from the overview."""
 
 from litestar import get
 from litestar.response import Template
 
 from controller.posture import store as db
 from controller.posture.rules import SEVERITIES
+from controller.reputation import store as reputation
 from controller.web.api import guards
-from controller.web.console.pages import AnyRequest, page, pool_of
-from controller.web.console.posture_view import grouped
+from controller.web.console.pages import AnyRequest, blocklists_of, page, pool_of
+from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first
 from controller.web.console.session import principal_of
 
 ORG_OPEN = 2000  # open findings read for the page, at most
@@ -21,10 +22,17 @@ async def findings_page(request: AnyRequest) -> Template:
     wanted = request.query_params.get("severity", "")
     severity = wanted if wanted in SEVERITIES else ""
     scope = guards.read_scope(principal_of(request))
+    lists = blocklists_of(request)
     async with pool_of(request).acquire() as conn:
         rows = await db.open_in(conn, scope, ORG_OPEN)
         by_severity = await db.open_counts(conn, scope)
-    found = grouped([r for r in rows if not severity or r["severity"] == severity], True)
+        listed = listing_rows(
+            await reputation.raised_open(conn, scope, None, ORG_OPEN), lists, True
+        )
+        for level, n in (await listing_counts(conn, scope, lists, ORG_OPEN)).items():
+            by_severity[level] = by_severity.get(level, 0) + n
+    shown = grouped(rows, True) + listed
+    found = worst_first([f for f in shown if not severity or f.severity == severity])
     return page(
         request,
         "findings.html",

@@ -80,6 +80,8 @@ LABELS: Final[Mapping[str, str]] = {
     "notificationEmail": "Alert e-mail",
     "notificationPhoneNumber": "Alert SMS number",
     "mailDomain": "Mail domain (DNS posture)",
+    "ips": "Outbound IP addresses",
+    "domains": "Sending domains",
     "pass": "Password",
     "from": "From",
     "to": "To",
@@ -105,6 +107,8 @@ HINTS: Final[Mapping[str, str]] = {
     "allowedCheckCountryCodes": "e.g. DE, US (empty: the default countries)",
     "notificationPhoneNumber": "E.164, e.g. +4915112345678 (optional)",
     "mailDomain": "e.g. example.com: MX, SPF, DMARC, MTA-STS, TLS-RPT, DANE (optional)",
+    "ips": "public addresses your mail leaves from, e.g. 81.2.69.160 (at most 8)",
+    "domains": "e.g. example.com: the domains your mail names (at most 4)",
     "folders": "INBOX, Junk",
     "spamFolders": "Junk",
     "scopes": "empty: the provider's default",
@@ -121,6 +125,7 @@ _LEGENDS: Final[Mapping[str, str]] = {
     "auth": "Log in as",
     "tlsOptions": "TLS options",
     "oauth2": "OAuth2 login (instead of the password)",
+    "reputation": "Blocklists: outbound addresses and domains",
 }
 
 

@@ -32,6 +32,8 @@ from controller.monitors.store import Monitor
 from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.posture import store as posture_db
+from controller.reputation.rules import BlockList, lists_setting
+from controller.reputation.view import monitor_standing
 from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
@@ -39,7 +41,7 @@ from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.console import monitor_view
 from controller.web.console import store as console
-from controller.web.console.posture_view import monitor_posture
+from controller.web.console.posture_view import listing_counts, monitor_posture
 from controller.web.console.report_view import domain_reports
 from controller.web.console.roundtrip_view import roundtrip_view
 from controller.web.console.session import (
@@ -205,6 +207,9 @@ async def overview(request: AnyRequest) -> Template:
     async with pool_of(request).acquire() as conn:
         scope = guards.read_scope(principal_of(request))
         open_findings = await posture_db.open_counts(conn, scope)
+        listed = await listing_counts(conn, scope, blocklists_of(request), LISTINGS_COUNTED)
+        for level, n in listed.items():
+            open_findings[level] = open_findings.get(level, 0) + n
     return page(
         request,
         "overview.html",
@@ -218,6 +223,14 @@ async def overview(request: AnyRequest) -> Template:
 async def overview_part(request: AnyRequest) -> Template:
     """The overview's counts and table alone, fetched by the page every few seconds."""
     return page(request, "_monitors.html", **await _overview(request))
+
+
+LISTINGS_COUNTED = 2000  # raised listings counted for the overview, at most
+
+
+def blocklists_of(request: AnyRequest) -> tuple[BlockList, ...]:
+    """The lists the operator's `BLOCKLISTS` asks (none: off)."""
+    return lists_setting(request.app.state.settings.blocklists)
 
 
 # --- one monitor ------------------------------------------------------------------------------
@@ -258,7 +271,11 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
         history, _ = await alerts.list_history(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
-        posture = await monitor_posture(conn, m.id)
+        lists = blocklists_of(request)
+        posture = await monitor_posture(conn, m.id, lists)
+        blocklists = await monitor_standing(
+            conn, m, lists, request.app.state.settings.blocklist_interval_seconds, now
+        )
         roundtrip = await roundtrip_view(conn, m, now)
         reports = {}
         if m.mail_domain:
@@ -272,6 +289,10 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         capped=capped,
         **posture,
         **roundtrip,
+        blocklists=blocklists,
+        lists=lists,
+        interval_s=request.app.state.settings.blocklist_interval_seconds,
+        hold_s=request.app.state.settings.blocklist_hold_seconds,
         **reports,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,

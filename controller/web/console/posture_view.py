@@ -13,6 +13,9 @@ from controller.db.pool import Conn
 from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES, SEVERITIES
+from controller.reputation import rules as lists_rules
+from controller.reputation import store as reputation
+from controller.reputation.rules import BlockList
 
 HISTORY = 50  # findings (open and cleared) and changes read for a monitor's page
 
@@ -28,6 +31,7 @@ class Row:
     since: datetime | None = None
     last_seen: datetime | None = None
     monitor: dict[str, Any] | None = None  # the organization's page: what names the monitor
+    said: str = ""  # a finding's own advice (a listing's delisting page), else its code's
 
     @property
     def title(self) -> str:
@@ -35,7 +39,7 @@ class Row:
 
     @property
     def advice(self) -> str:
-        return CODES[self.code][1] if self.code in CODES else ""
+        return self.said or (CODES[self.code][1] if self.code in CODES else "")
 
     @property
     def where(self) -> str:
@@ -65,13 +69,62 @@ def grouped(rows: list[asyncpg.Record], by_monitor: bool = False) -> list[Row]:
     return list(out.values())
 
 
-async def monitor_posture(conn: Conn, monitor_id: int) -> dict[str, Any]:
-    """The monitor page's posture: open findings grouped by code, worst first; the history of
-    findings (cleared ones, newest first); the changes seen everywhere."""
+def listing_rows(
+    listings: list[dict[str, Any]], lists: tuple[BlockList, ...], by_monitor: bool = False
+) -> list[Row]:
+    """Raised open listings (`reputation.store.raised_open`) as `blocklisted` findings, one row
+    each: the list's severity (an operator's list no longer configured: `warning`), the
+    countries that see it, why, and where to ask for delisting."""
+    known = {b.zone: b for b in lists}
+    out = []
+    for r in listings:
+        b = known.get(r["zone"])
+        label = b.label if b else r["zone"]
+        page = b.delisting(r["name"]) if b else ""
+        row = Row(
+            "blocklisted",
+            lists_rules.severity(b) if b else "warning",
+            sorted(r["countries"]),
+            [f"{r['name']} on {label} ({r['zone']}): {r['reason'] or 'listed'}"],
+            r["since"],
+            r["raised_at"],
+            said=f"Find why {r['name']} was listed, fix it, then ask {label} to delist it"
+            + (f": {page}" if page else "."),
+        )
+        if by_monitor:
+            row.monitor = {n: r[n] for n in ("public_id", "type", "hostname", "port")}
+            row.monitor["name"] = r["monitor_name"]
+        out.append(row)
+    return out
+
+
+def worst_first(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda f: SEVERITIES.index(f.severity))
+
+
+async def listing_counts(
+    conn: Conn, organization_id: int | None, lists: tuple[BlockList, ...], limit: int
+) -> dict[str, int]:
+    """The raised open listings of the organization by severity."""
+    counts: dict[str, int] = {}
+    for row in listing_rows(
+        await reputation.raised_open(conn, organization_id, None, limit), lists
+    ):
+        counts[row.severity] = counts.get(row.severity, 0) + 1
+    return counts
+
+
+async def monitor_posture(
+    conn: Conn, monitor_id: int, lists: tuple[BlockList, ...] = ()
+) -> dict[str, Any]:
+    """The monitor page's posture: open findings grouped by code (its raised blocklist
+    listings one row each), worst first; the history of findings (cleared ones, newest
+    first); the changes seen everywhere."""
     rows = await db.findings_page(conn, monitor_id, HISTORY)
     still = [r for r in rows if r["cleared_at"] is None]
+    listed = listing_rows(await reputation.raised_open(conn, None, monitor_id, HISTORY), lists)
     return {
-        "open_findings": sorted(grouped(still), key=lambda f: SEVERITIES.index(f.severity)),
+        "open_findings": worst_first(grouped(still) + listed),
         "past_findings": [r for r in rows if r["cleared_at"] is not None],
         "posture_changes": await db.changes_page(conn, monitor_id, 10),
         "title": title,
