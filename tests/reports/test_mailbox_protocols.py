@@ -42,8 +42,8 @@ def _box(
         port=port,
         user=USER,
         ca_pem=ca.cert_pem.bytes().decode() if ca is not None else None,
-        protocol=protocol,  # type: ignore[arg-type]
-        security=security,  # type: ignore[arg-type]
+        protocol=protocol,
+        security=security,
         **given,
     )
 
@@ -205,3 +205,22 @@ async def test_a_pop3_server_without_xoauth2_is_told_before_the_token_goes(
         with pytest.raises(MailboxError, match="does not offer XOAUTH2 for POP3"):
             await mailbox.read(pool, box, Links())
     _no_login(peer)
+
+
+@pytest.mark.parametrize(("protocol", "listener"), [("imap", "imaps"), ("pop3", "pop3s")])
+async def test_starttls_at_an_implicit_tls_port_says_which_security_the_port_may_be(
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    imap_pop: Dovecot,
+    mail_ca: trustme.CA,
+    protocol: str,
+    listener: str,
+) -> None:
+    """Such a server waits for a handshake and never greets: no login, and a hint."""
+    port = imap_pop.ports[listener]
+    box = _box(tenant, port, mail_ca, protocol, "starttls", timeout_s=1.0)
+    with pytest.raises(MailboxError) as raised:
+        await mailbox.read(pool, box, Links())
+    assert str(raised.value) == (
+        f"127.0.0.1:{port} sent no greeting within 1 s (a port for security tls?)"
+    )

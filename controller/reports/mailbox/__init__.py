@@ -12,12 +12,22 @@ from controller.reports.mailbox import imap, pop3
 from controller.reports.mailbox.base import (
     MAX_MESSAGE,
     MAX_MESSAGES,
+    SECURITIES,
     MailboxError,
     Pass,
     ReportMailbox,
 )
 
-__all__ = ["MAX_MESSAGE", "MAX_MESSAGES", "MailboxError", "Pass", "ReportMailbox", "read"]
+__all__ = [
+    "MAX_MESSAGE",
+    "MAX_MESSAGES",
+    "READERS",
+    "SECURITIES",
+    "MailboxError",
+    "Pass",
+    "ReportMailbox",
+    "read",
+]
 
 Reader = Callable[[asyncpg.Pool, ReportMailbox, Links], Awaitable[Pass]]
 READERS: dict[str, Reader] = {"imap": imap.read, "pop3": pop3.read}
@@ -29,4 +39,6 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
     reader = READERS.get(box.protocol)
     if reader is None:
         raise MailboxError(f"protocol {box.protocol!r} is not one this version reads")
+    if box.security not in SECURITIES:
+        raise MailboxError(f"security {box.security!r} is not one this version reads")
     return await reader(pool, box, links)

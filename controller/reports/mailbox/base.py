@@ -11,7 +11,6 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Literal
 
 import asyncpg
 
@@ -26,8 +25,7 @@ MAX_MESSAGE = MAX_PACKED + MAX_PACKED // 2  # base64 makes a report a third larg
 MAX_MESSAGES = 200
 TIMEOUT_S = 30.0
 
-Protocol = Literal["imap", "pop3"]
-Security = Literal["tls", "starttls"]
+SECURITIES = ("tls", "starttls")
 
 
 class MailboxError(Exception):
@@ -46,8 +44,9 @@ class ReportMailbox:
     folder: str = "INBOX"  # IMAP only: POP3 has the one maildrop
     done: str = "mailprobe-read"  # IMAP only: POP3 deletes what it read
     allow_private: bool = True  # False: only a host whose addresses are all public is read
-    protocol: Protocol = "imap"
-    security: Security = "tls"  # implicit TLS, or STARTTLS (POP3: STLS) before the login
+    protocol: str = "imap"  # a key of controller.reports.mailbox.READERS
+    security: str = "tls"  # implicit TLS, or "starttls" (POP3: STLS) before the login
+    timeout_s: float = TIMEOUT_S  # for each answer awaited (a connection, a reply, a line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +72,23 @@ def sendable(*values: str) -> None:
         raise MailboxError("the user or secret holds a line break: nothing was sent")
 
 
+def no_greeting(box: ReportMailbox) -> str:
+    """A silent server is often one of the other security at that port (STARTTLS sent to an
+    implicit TLS port waits for a handshake that never comes)."""
+    other = "starttls" if box.security == "tls" else "tls"
+    return (
+        f"{box.host}:{box.port} sent no greeting within {box.timeout_s:g} s"
+        f" (a port for security {other}?)"
+    )
+
+
 async def address(box: ReportMailbox) -> str:
     """The address to connect to: the host's first, once every one is allowed (a name that
     resolves elsewhere between the check and the connection changes nothing)."""
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
-            loop.getaddrinfo(box.host, box.port, type=socket.SOCK_STREAM), TIMEOUT_S
+            loop.getaddrinfo(box.host, box.port, type=socket.SOCK_STREAM), box.timeout_s
         )
     except (OSError, TimeoutError) as exc:
         raise MailboxError(f"{box.host} does not resolve: {exc}") from None

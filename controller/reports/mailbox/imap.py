@@ -27,12 +27,12 @@ from controller.notify.links import Links
 from controller.reports.mailbox.base import (
     MAX_MESSAGE,
     MAX_MESSAGES,
-    TIMEOUT_S,
     MailboxError,
     Pass,
     ReportMailbox,
     address,
     context,
+    no_greeting,
     sendable,
     take,
     too_large,
@@ -80,9 +80,11 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
     """Connects to `address` (one the rules allowed); with `ctx`, over TLS at once, checking
     the certificate for `host`."""
 
-    def __init__(self, host: str, address: str, port: int, ctx: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, host: str, address: str, port: int, ctx: ssl.SSLContext | None, timeout: float
+    ) -> None:
         self._server_name = host
-        super().__init__(address, port, timeout=TIMEOUT_S, ssl_context=ctx)
+        super().__init__(address, port, timeout=timeout, ssl_context=ctx)
 
     def create_client(
         self,
@@ -104,11 +106,12 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
             )
         )
 
-    async def wait_hello_from_server(self) -> None:
-        """Connected and greeted; MailboxError when the greeting is a refusal."""
-        async with asyncio.timeout(self.timeout):
-            await self._client_task
-            await self.protocol.wait("AUTH|NONAUTH|LOGOUT")
+    async def connected(self) -> None:
+        await self._client_task
+
+    async def greeted(self) -> None:
+        """Greeted; MailboxError when the greeting is a refusal."""
+        await self.protocol.wait("AUTH|NONAUTH|LOGOUT")
         if self.protocol.state == "LOGOUT":
             raise MailboxError(f"{self._server_name} greeted with {self.protocol.refused}")
 
@@ -124,19 +127,27 @@ async def _connect(box: ReportMailbox) -> _Client:
     """A session past the greeting, over TLS (implicit or upgraded), not yet logged in."""
     where = await address(box)
     ctx = context(box)
-    imap = _Client(box.host, where, box.port, ctx if box.security == "tls" else None)
+    imap = _Client(box.host, where, box.port, ctx if box.security == "tls" else None, box.timeout_s)
     try:
+        server = f"{box.host}:{box.port}"
         try:
-            await imap.wait_hello_from_server()
+            async with asyncio.timeout(box.timeout_s):
+                await imap.connected()
         except (OSError, TimeoutError) as exc:
-            raise MailboxError(f"cannot connect to {box.host}:{box.port}: {exc}") from None
+            said = str(exc) or f"no answer within {box.timeout_s:g} s"
+            raise MailboxError(f"cannot connect to {server}: {said}") from None
+        try:
+            async with asyncio.timeout(box.timeout_s):
+                await imap.greeted()
+        except TimeoutError:
+            raise MailboxError(no_greeting(box)) from None
         if box.security == "starttls":
             try:
-                async with asyncio.timeout(TIMEOUT_S):
+                async with asyncio.timeout(box.timeout_s):
                     await _starttls(imap.protocol, box, ctx)
             except TimeoutError:
                 raise MailboxError(
-                    f"{box.host}:{box.port} did not finish STARTTLS within {TIMEOUT_S:.0f} s"
+                    f"{server} did not finish STARTTLS within {box.timeout_s:g} s"
                 ) from None
     except BaseException:
         if imap.protocol.transport is not None:

@@ -30,12 +30,12 @@ from controller.notify.links import Links
 from controller.reports.mailbox.base import (
     MAX_MESSAGE,
     MAX_MESSAGES,
-    TIMEOUT_S,
     MailboxError,
     Pass,
     ReportMailbox,
     address,
     context,
+    no_greeting,
     sendable,
     take,
     too_large,
@@ -56,22 +56,27 @@ class _Reader(asyncio.StreamReader):
         super().feed_data(data)
 
 
+class _NoAnswer(MailboxError):
+    pass
+
+
 class _Session:
     def __init__(self, box: ReportMailbox, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.server = f"{box.host}:{box.port}"
+        self.timeout_s = box.timeout_s
         self.reader, self.writer = reader, writer
         self.taken = 0  # the bytes `line` took
 
     async def line(self) -> bytes:
         try:
-            async with asyncio.timeout(TIMEOUT_S):
+            async with asyncio.timeout(self.timeout_s):
                 raw = await self.reader.readuntil(b"\n")
         except asyncio.IncompleteReadError:
             raise MailboxError(f"{self.server} closed the connection") from None
         except asyncio.LimitOverrunError:
             raise MailboxError(f"{self.server} sent a line longer than {LINE_MAX} bytes") from None
         except TimeoutError:
-            raise MailboxError(f"{self.server} did not answer within {TIMEOUT_S:.0f} s") from None
+            raise _NoAnswer(f"{self.server} did not answer within {self.timeout_s:g} s") from None
         except OSError as exc:
             raise MailboxError(f"the connection to {self.server} failed: {exc}") from None
         self.taken += len(raw)
@@ -127,10 +132,11 @@ class _Session:
                 " middle injecting responses?): nothing was sent"
             )
         try:
-            async with asyncio.timeout(TIMEOUT_S):
+            async with asyncio.timeout(self.timeout_s):
                 await self.writer.start_tls(ctx, server_hostname=host)
         except (OSError, TimeoutError) as exc:
-            raise MailboxError(f"TLS after STLS with {self.server} failed: {exc}") from None
+            said = str(exc) or f"no answer within {self.timeout_s:g} s"
+            raise MailboxError(f"TLS after STLS with {self.server} failed: {said}") from None
 
     async def xoauth2(self, user: str, token: str) -> None:
         """AUTH XOAUTH2, its response after the server's empty continuation (a token does not
@@ -170,7 +176,7 @@ async def _open(box: ReportMailbox) -> _Session:
     reader = _Reader(limit=LINE_MAX)
     protocol = asyncio.StreamReaderProtocol(reader)
     try:
-        async with asyncio.timeout(TIMEOUT_S):
+        async with asyncio.timeout(box.timeout_s):
             transport, _ = await loop.create_connection(
                 lambda: protocol,
                 where,
@@ -179,16 +185,24 @@ async def _open(box: ReportMailbox) -> _Session:
                 server_hostname=box.host if tls else None,
             )
     except (OSError, TimeoutError) as exc:
-        raise MailboxError(f"cannot connect to {box.host}:{box.port}: {exc}") from None
+        said = str(exc) or f"no answer within {box.timeout_s:g} s"
+        raise MailboxError(f"cannot connect to {box.host}:{box.port}: {said}") from None
     session = _Session(box, reader, asyncio.StreamWriter(transport, protocol, reader, loop))
     try:
-        await session.status("bad greeting")
+        await _greeting(session, box)
         if not tls:
             await session.stls(ctx, box.host)
     except BaseException:
         session.writer.transport.abort()
         raise
     return session
+
+
+async def _greeting(session: _Session, box: ReportMailbox) -> None:
+    try:
+        await session.status("bad greeting")
+    except _NoAnswer:
+        raise MailboxError(no_greeting(box)) from None
 
 
 async def _login(session: _Session, box: ReportMailbox) -> None:
