@@ -5,6 +5,7 @@ and bound to the server, failures kept on the mailbox for the API, one organizat
 invisible and useless to another."""
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -374,3 +375,30 @@ async def test_a_kept_password_follows_a_change_of_protocol_or_security_on_the_s
     r = await client.put(PATH, json={**no_port, "protocol": "pop3"}, headers=admin)
     assert r.status_code == 400 and r.json()["code"] == "secret_required", r.text
     assert "port" in r.json()["message"]
+
+
+async def test_a_refusal_repeating_the_password_is_kept_without_it(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    owner: Tenant,
+    mail_ca: trustme.CA,
+) -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    mail_ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    async with Pop3Peer({}, starttls=server_tls, echo_password=True) as careless:
+        body = {
+            "host": "127.0.0.1",
+            "port": careless.port,
+            "protocol": "pop3",
+            "security": "starttls",
+            "user": USER,
+            "password": PASSWORD,
+            "caPem": mail_ca.cert_pem.bytes().decode(),
+        }
+        r = await client.put(PATH, json=body, headers=owner.auth("admin"))
+        assert r.status_code == 200, r.text
+        await reading.one_pass(pool, reader(settings, mail_ca))
+    assert any(PASSWORD in line for tls, line in careless.heard if tls)
+    shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
+    assert shown["lastError"] == f"login refused: -ERR [AUTH] invalid password {MASK}", shown
