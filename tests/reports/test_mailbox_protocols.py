@@ -5,6 +5,7 @@ deleted. Servers that offer no upgrade, refuse it, or slip responses in the clea
 (loopback peers that record what they heard) get no login; their failures are errors a person
 reads."""
 
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,33 @@ async def test_starttls_at_an_implicit_tls_port_says_which_security_the_port_may
     assert str(raised.value) == (
         f"127.0.0.1:{port} sent no greeting within 1 s (a port for security tls?)"
     )
+
+
+@pytest.mark.parametrize(("protocol", "listener"), [("imap", "imaps"), ("pop3", "pop3s")])
+async def test_a_message_with_a_line_longer_than_poplibs_cap_is_read_like_any(
+    pool: asyncpg.Pool,
+    tenant: Tenant,
+    imap_pop: Dovecot,
+    mail_ca: trustme.CA,
+    protocol: str,
+    listener: str,
+) -> None:
+    """A 10,000-byte line (RFC 5322 allows 998; the standard library's poplib refuses past
+    2,048 and would leave the message to fail every later read) is one more message."""
+    home = imap_pop.homes / "alice"
+    new = home / "Maildir" / "new"
+    for made_ in (home, home / "Maildir", home / "Maildir" / "cur", home / "Maildir" / "tmp", new):
+        made_.mkdir(exist_ok=True)
+        os.chown(made_, *imap_pop.owner)
+    raw = (
+        b"From: someone@example.org\r\nTo: alice@example.com\r\nSubject: long\r\n\r\n"
+        + b"x" * 10_000
+        + b"\r\n.a line that starts with a dot\r\n"
+    )
+    dropped = new / f"1.long{protocol}.localhost"
+    dropped.write_bytes(raw)
+    os.chown(dropped, *imap_pop.owner)
+    box = _box(tenant, imap_pop.ports[listener], mail_ca, protocol, "tls")
+    done = await mailbox.read(pool, box, Links())
+    assert (done.messages, done.stored, done.rejected) == (1, 0, 1)
+    assert not list(new.iterdir())

@@ -1,9 +1,10 @@
 """Reading a report mailbox over POP3 (RFC 1939), with implicit TLS (port 995) or STLS (110,
 RFC 2595), logging in with USER/PASS or an OAuth2 access token (AUTH XOAUTH2, RFC 5034, when
 the server's CAPA lists it: Dovecot does when its auth_mechanisms hold xoauth2): every message
-of the maildrop taken in, then deleted (DELE), POP3 having no folder to move it to. Deletions
-take effect at QUIT: a pass cut short deletes nothing, and the next reads it all again (a
-report is stored once, by its reporter and report id; its rejections may be listed again).
+of the maildrop taken in (its size asked first, LIST n), then deleted (DELE), POP3 having no
+folder to move it to. Deletions take effect at QUIT: a pass cut short deletes nothing, and the
+next reads it all again (a report is stored once, by its reporter and report id; its
+rejections may be listed again).
 
 Spoken over asyncio streams, as the agent's POP3 prober does, rather than with the standard
 library's poplib in a thread: poplib would need its private methods overridden to connect to
@@ -43,7 +44,6 @@ from controller.reports.mailbox.base import (
 
 LINE_MAX = MAX_MESSAGE  # a message LIST allowed may be one long line
 CAPA_MAX = 64 * 1024
-LIST_MAX = 1024 * 1024
 
 
 class _Reader(asyncio.StreamReader):
@@ -218,14 +218,12 @@ async def _login(session: _Session, box: ReportMailbox) -> None:
     await session.command(f"PASS {secret}", "login refused")
 
 
-def _listed(lines: list[bytes]) -> list[tuple[int, int]]:
-    """LIST's (message number, size) pairs."""
-    out = []
-    for line in lines:
-        words = line.split()
-        if len(words) >= 2 and words[0].isdigit() and words[1].isdigit():
-            out.append((int(words[0]), int(words[1])))
-    return out
+def _number(reply: bytes, index: int, what: str) -> int:
+    """The `index`th word of a +OK reply as a number (STAT's count, LIST's size)."""
+    words = reply.split()
+    if len(words) <= index or not words[index].isdigit():
+        raise MailboxError(f"{what}: {reply.decode(errors='replace')[:200]}")
+    return int(words[index])
 
 
 async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
@@ -234,10 +232,12 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
     session = await _open(box)
     try:
         await _login(session, box)
-        await session.command("LIST", "LIST failed")
-        listed = _listed(await session.lines(LIST_MAX))[:MAX_MESSAGES]
+        count = _number(await session.command("STAT", "STAT failed"), 1, "a bad STAT answer")
+        numbers = range(1, min(count, MAX_MESSAGES) + 1)
         stored = rejected = 0
-        for number, size in listed:
+        for number in numbers:
+            listed = await session.command(f"LIST {number}", "LIST failed")
+            size = _number(listed, 2, "a bad LIST answer")
             if size > MAX_MESSAGE:
                 await too_large(pool, box, size, f"message {number} of the POP3 maildrop")
                 s, r = 0, 1
@@ -248,6 +248,6 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
             stored, rejected = stored + s, rejected + r
             await session.command(f"DELE {number}", "DELE failed")
         await session.command("QUIT", "QUIT failed, so nothing read was deleted")
-        return Pass(len(listed), stored, rejected)
+        return Pass(len(numbers), stored, rejected)
     finally:
         session.writer.transport.abort()
