@@ -3,7 +3,11 @@
 and for an OAuth2 grant also its token endpoint, client, scopes and subject. Sending the mask
 keeps the stored secret only while none of those change; otherwise the secret must be sent
 again, so nobody who may edit the mailbox but never saw its password can send it elsewhere.
-Pure."""
+
+The protocol (IMAP, POP3) and how TLS starts (implicit, STARTTLS) are not bound: every one of
+them sends the secret only over TLS, after the server's certificate has been checked for the
+same host against the same CA, so none can hand it to another server. A port that moves with
+them (the default one) is a change of port, and needs the secret again. Pure."""
 
 from collections.abc import Mapping
 from typing import Any

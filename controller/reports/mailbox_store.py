@@ -11,7 +11,7 @@ from controller.db.pool import Conn
 _COLUMNS = (
     "organization_id, host, port, username, password, oauth2, ca_pem, folder, done_folder,"
     " enabled, access_token, token_expires_at, refresh_token, next_read_at, last_read_at,"
-    " last_ok_at, last_error, last_messages, last_stored, last_rejected"
+    " last_ok_at, last_error, last_messages, last_stored, last_rejected, protocol, security"
 )
 
 
@@ -37,6 +37,8 @@ class StoredMailbox:
     last_messages: int | None = None
     last_stored: int | None = None
     last_rejected: int | None = None
+    protocol: str = "imap"  # or "pop3"
+    security: str = "tls"  # or "starttls" (POP3: STLS)
 
 
 def _of(row: Any) -> StoredMailbox:
@@ -51,14 +53,15 @@ async def get(conn: Conn, organization_id: int) -> StoredMailbox | None:
 
 
 async def save(conn: Conn, box: StoredMailbox, *, grant_changed: bool) -> None:
-    """Create or replace the organization's mailbox, to be read at once; a changed grant
+    """Create or replace the organization's mailbox, to be read at once; `grant_changed`
     forgets the cached token and the rotated refresh token."""
     await conn.execute(
         "INSERT INTO report_mailboxes AS b (organization_id, host, port, username, password,"
-        " oauth2, ca_pem, folder, done_folder, enabled)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " oauth2, ca_pem, folder, done_folder, enabled, protocol, security)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $13)"
         " ON CONFLICT (organization_id) DO UPDATE SET host = $2, port = $3, username = $4,"
         " password = $5, oauth2 = $6, ca_pem = $7, folder = $8, done_folder = $9, enabled = $10,"
+        " protocol = $12, security = $13,"
         " access_token = CASE WHEN $11 THEN NULL ELSE b.access_token END,"
         " token_expires_at = CASE WHEN $11 THEN NULL ELSE b.token_expires_at END,"
         " refresh_token = CASE WHEN $11 THEN NULL ELSE b.refresh_token END,"
@@ -74,6 +77,8 @@ async def save(conn: Conn, box: StoredMailbox, *, grant_changed: bool) -> None:
         box.done_folder,
         box.enabled,
         grant_changed,
+        box.protocol,
+        box.security,
     )
 
 

@@ -39,6 +39,7 @@ CONCURRENCY = 4  # mailboxes read at once by the replica whose turn it is
 BATCH = 100  # mailboxes taken per pass (the rest are due at the next)
 READ_TIMEOUT_S = 300.0
 ERROR_MAX = 500
+MASK = "********"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
     started = utcnow()
     error: str | None = None
     counts = None
+    box: ReportMailbox | None = None
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
             box = await _mailbox(pool, reader, stored, started)
@@ -91,6 +93,8 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
         error = f"no answer within {READ_TIMEOUT_S:.0f} s"
     except (OSError, aioimaplib.AioImapException) as exc:
         error = f"the connection failed: {exc or type(exc).__name__}"
+    if error is not None and box is not None:
+        error = _scrubbed(error, box.password.reveal())
     now = utcnow()
     async with pool.acquire() as conn:
         await db.read_done(
@@ -114,6 +118,11 @@ async def _read(pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox) ->
         log.warning("report mailbox not read", organization_id=org, error=error)
 
 
+def _scrubbed(error: str, secret: str) -> str:
+    """The error without the secret, which a careless server's refusal may repeat."""
+    return error.replace(secret, MASK) if secret else error
+
+
 async def _mailbox(
     pool: asyncpg.Pool, reader: Reader, stored: db.StoredMailbox, now: datetime
 ) -> ReportMailbox:
@@ -133,6 +142,8 @@ async def _mailbox(
         folder=stored.folder,
         done=stored.done_folder,
         allow_private=reader.allow_private,
+        protocol=stored.protocol,
+        security=stored.security,
     )
 
 
@@ -163,7 +174,7 @@ async def _token(
             )
     opened = _opened(reader.box, grant, stored.refresh_token)
     try:
-        issued = await reader.fetcher.fetch(opened, "imap", stored.user)
+        issued = await reader.fetcher.fetch(opened, stored.protocol, stored.user)
     except TokenError as exc:
         raise MailboxError(f"no OAuth2 token ({exc.error}): {exc}") from None
     expires = oauth2_rules.expires_at(utcnow(), issued.expires_in)

@@ -5,6 +5,7 @@ and bound to the server, failures kept on the mailbox for the API, one organizat
 invisible and useless to another."""
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.oauth2.dovecot import Dovecot
 from tests.oauth2.issuer import SCOPE
 from tests.oauth2.postfix import Postfix
 from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from tests.peers.pop3 import Pop3Peer
 from tests.reports import made
 from tests.reports.mailing import PASSWORD, USER, delivered, message, send
 from tests.reports.test_tls_endpoint import _monitor
@@ -267,3 +269,136 @@ async def test_an_oauth2_mailbox_gets_its_token_once_and_reads_with_it(
     await reading.one_pass(pool, reader(settings, mail_ca))
     shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
     assert shown["lastError"].startswith("no OAuth2 token"), shown
+
+
+async def test_a_pop3_mailbox_with_stls_set_by_the_api_is_read_and_emptied(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    owner: Tenant,
+    domain: str,
+    imap_pop: Dovecot,
+    submission: Postfix,
+    mail_ca: trustme.CA,
+) -> None:
+    await _monitor(client, owner, domain)
+    tls = made.tls_gzip(made.tls_json(domain))
+    mails = [
+        message(f"Report Domain: {domain}", [(tls, "application/tlsrpt+gzip", "r.json.gz")]),
+        message("Hello", []),
+    ]
+    await send(submission, imap_pop, mail_ca, mails)
+    await delivered(imap_pop, len(mails))
+
+    body = {**mailbox(imap_pop, mail_ca, password=PASSWORD), "protocol": "pop3"}
+    body["security"], body["port"] = "starttls", imap_pop.ports["pop3"]
+    r = await client.put(PATH, json=body, headers=owner.auth("admin"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["protocol"], r.json()["security"]) == ("pop3", "starttls")
+
+    assert await reading.one_pass(pool, reader(settings, mail_ca)) >= 1
+    shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
+    assert shown["lastError"] is None, shown
+    assert (shown["lastMessages"], shown["lastStored"], shown["lastRejected"]) == (2, 1, 1)
+    maildir = imap_pop.homes / "alice" / "Maildir"
+    assert not list((maildir / "new").iterdir()) and not list((maildir / "cur").iterdir())
+    r = await client.get("/api/reports", headers=owner.auth("readonly"))
+    assert [(x["kind"], x["via"]) for x in r.json()] == [("tls", "mail")]
+
+    # A server that offers no STLS: refused before the login, said on the mailbox.
+    async with Pop3Peer({USER: PASSWORD}) as plain:
+        body = {**body, "port": plain.port}
+        r = await client.put(PATH, json=body, headers=owner.auth("admin"))
+        assert r.status_code == 200, r.text
+        await reading.one_pass(pool, reader(settings, mail_ca))
+    shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
+    assert shown["lastError"] == f"127.0.0.1:{plain.port} does not offer STLS: nothing was sent" + (
+        " without TLS (security tls is POP3 over TLS at once, usually port 995)"
+    ), shown
+    assert "USER" not in plain.commands and "PASS" not in plain.commands
+
+
+async def test_protocol_and_security_are_validated_and_default_the_port(
+    client: httpx.AsyncClient, owner: Tenant, imap_pop: Dovecot, mail_ca: trustme.CA
+) -> None:
+    admin = owner.auth("admin")
+    base = {k: v for k, v in mailbox(imap_pop, mail_ca, password=PASSWORD).items() if k != "port"}
+    for protocol, security, port in [
+        ("imap", "tls", 993),
+        ("imap", "starttls", 143),
+        ("pop3", "tls", 995),
+        ("pop3", "starttls", 110),
+    ]:
+        r = await client.put(
+            PATH, json={**base, "protocol": protocol, "security": security}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        assert (r.json()["protocol"], r.json()["security"], r.json()["port"]) == (
+            protocol,
+            security,
+            port,
+        )
+    r = await client.put(PATH, json=base, headers=admin)
+    assert (r.json()["protocol"], r.json()["security"], r.json()["port"]) == ("imap", "tls", 993)
+
+    for bad in ({"protocol": "smtp"}, {"security": "none"}, {"security": "plain"}):
+        r = await client.put(PATH, json={**base, **bad}, headers=admin)
+        assert r.status_code == 400, r.text
+        assert next(iter(bad)) in r.text
+    r = await client.put(
+        PATH, json={**base, "protocol": "pop3", "folder": "Reports"}, headers=admin
+    )
+    assert r.status_code == 400 and r.json()["fields"] == ["folder"], r.text
+    r = await client.put(PATH, json={**base, "user": "alice\r\nDELE 1"}, headers=admin)
+    assert r.status_code == 400, r.text
+
+
+async def test_a_kept_password_follows_a_change_of_protocol_or_security_on_the_same_port(
+    client: httpx.AsyncClient, owner: Tenant, imap_pop: Dovecot, mail_ca: trustme.CA
+) -> None:
+    """The password stays bound to host, port, user and CA: it never goes without TLS, nor to
+    a certificate of another host, whatever the protocol; a default port that moves with the
+    protocol needs it again."""
+    admin = owner.auth("admin")
+    body = mailbox(imap_pop, mail_ca, password=PASSWORD)
+    assert (await client.put(PATH, json=body, headers=admin)).status_code == 200
+    kept = {**body, "password": MASK}
+    for change in (
+        {"security": "starttls"},
+        {"protocol": "pop3"},
+        {"protocol": "pop3", "security": "starttls"},
+    ):
+        r = await client.put(PATH, json={**kept, **change}, headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["password"] == MASK
+    no_port = {k: v for k, v in kept.items() if k != "port"}
+    r = await client.put(PATH, json={**no_port, "protocol": "pop3"}, headers=admin)
+    assert r.status_code == 400 and r.json()["code"] == "secret_required", r.text
+    assert "port" in r.json()["message"]
+
+
+async def test_a_refusal_repeating_the_password_is_kept_without_it(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+    owner: Tenant,
+    mail_ca: trustme.CA,
+) -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    mail_ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    async with Pop3Peer({}, starttls=server_tls, echo_password=True) as careless:
+        body = {
+            "host": "127.0.0.1",
+            "port": careless.port,
+            "protocol": "pop3",
+            "security": "starttls",
+            "user": USER,
+            "password": PASSWORD,
+            "caPem": mail_ca.cert_pem.bytes().decode(),
+        }
+        r = await client.put(PATH, json=body, headers=owner.auth("admin"))
+        assert r.status_code == 200, r.text
+        await reading.one_pass(pool, reader(settings, mail_ca))
+    assert any(PASSWORD in line for tls, line in careless.heard if tls)
+    shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()
+    assert shown["lastError"] == f"login refused: -ERR [AUTH] invalid password {MASK}", shown

@@ -1,17 +1,21 @@
 """The organization's report mailbox (`/api/report-mailbox`): where reporters mail TLS-RPT and
-DMARC aggregate reports, read over IMAPS every REPORTS_MAILBOX_INTERVAL_SECONDS by the
-alerter role (controller.reports.reading).
+DMARC aggregate reports, read every REPORTS_MAILBOX_INTERVAL_SECONDS by the alerter role
+(controller.reports.reading) over IMAP or POP3 (`protocol`), with implicit TLS or STARTTLS
+(`security`; the port defaults to the pair's: 993, 143, 995, 110). POP3 reads the one maildrop
+(`folder` INBOX) and deletes what it read instead of moving it to `doneFolder`.
 
 Every member reads it, its secrets shown as the mask, with how its last read went; owners and
 admins set (`PUT`, the whole mailbox) and remove it. Its login is a `password` or an `oauth2`
 grant (as a monitor's, XOAUTH2), sealed at rest. The mask keeps the stored secret only while
 the server, port, user and CA (and the grant's endpoint, client, scopes, subject) stay as they
 were (controller.reports.binding): otherwise a 400 `secret_required` names the secret to send.
+A changed protocol or security keeps it (a secret never goes without TLS to a certificate of
+that host), but forgets a grant's cached token, whose scopes may be the protocol's.
 """
 
 import ssl
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -35,6 +39,13 @@ from shared.timefmt import iso_ms
 
 AuthedRequest = Request[Principal, Any, Any]
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
+User = Annotated[str, Meta(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
+DEFAULT_PORTS = {
+    ("imap", "tls"): 993,
+    ("imap", "starttls"): 143,
+    ("pop3", "tls"): 995,
+    ("pop3", "starttls"): 110,
+}
 GRANT_SECRETS = dict(
     zip(grants.SECRET_KEYS, ("client_secret", "refresh_token", "private_key"), strict=True)
 )
@@ -45,12 +56,14 @@ class ReportMailbox(msgspec.Struct, rename="camel"):
 
     host: str
     port: int
+    protocol: str  # imap or pop3
+    security: str  # tls (implicit) or starttls (POP3: STLS)
     user: str
     password: str | None  # the mask when a password is stored
     oauth2: dict[str, Any] | None  # the grant, its secrets as the mask
     ca_pem: str | None
     folder: str
-    done_folder: str  # where each message read is moved
+    done_folder: str  # where each message read is moved (IMAP; POP3 deletes it)
     enabled: bool
     next_read_at: str | None
     last_read_at: str | None
@@ -63,11 +76,14 @@ class ReportMailbox(msgspec.Struct, rename="camel"):
 
 class ReportMailboxIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`password` or `oauth2` (a grant as a monitor's login takes it; XOAUTH2); the mask keeps
-    the stored one. `caPem`: a private CA (PEM) the server's certificate must chain to."""
+    the stored one. `caPem`: a private CA (PEM) the server's certificate must chain to.
+    `port`: by default `protocol` and `security`'s (993, 143, 995, 110)."""
 
     host: Annotated[str, Meta(min_length=1, max_length=253)]
-    user: Annotated[str, Meta(min_length=1, max_length=320)]
-    port: Annotated[int, Meta(ge=1, le=65535)] = 993
+    user: User
+    protocol: Literal["imap", "pop3"] = "imap"
+    security: Literal["tls", "starttls"] = "tls"
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None
     password: Annotated[str, Meta(max_length=1024)] | None = None
     oauth2: dict[str, Any] | None = None
     ca_pem: Annotated[str, Meta(max_length=65536)] | None = None
@@ -100,6 +116,8 @@ def _out(s: db.StoredMailbox) -> ReportMailbox:
     return ReportMailbox(
         host=s.host,
         port=s.port,
+        protocol=s.protocol,
+        security=s.security,
         user=s.user,
         password=MASK if s.password else None,
         oauth2=_masked(s.oauth2),
@@ -217,7 +235,10 @@ class ReportMailboxController(Controller):
             host = validation.hostname(body.host, "host")
         except Refused as exc:
             raise api_error(exc) from None
-        body = msgspec.structs.replace(body, host=host, ca_pem=_ca(body.ca_pem))
+        port = body.port or DEFAULT_PORTS[(body.protocol, body.security)]
+        body = msgspec.structs.replace(body, host=host, port=port, ca_pem=_ca(body.ca_pem))
+        if body.protocol == "pop3" and body.folder != "INBOX":
+            raise bad_request("folder", "folder: POP3 reads the one maildrop, INBOX")
         if body.password is not None and body.oauth2 is not None:
             raise ApiError(
                 400,
@@ -239,7 +260,7 @@ class ReportMailboxController(Controller):
             stored = db.StoredMailbox(
                 organization_id=org,
                 host=host,
-                port=body.port,
+                port=port,
                 user=body.user,
                 password=login.password,
                 oauth2=login.oauth2,
@@ -247,8 +268,11 @@ class ReportMailboxController(Controller):
                 folder=body.folder,
                 done_folder=body.done_folder,
                 enabled=body.enabled,
+                protocol=body.protocol,
+                security=body.security,
             )
-            changed = was is None or was.oauth2 != login.oauth2
+            # A token's scopes may be its protocol's (Microsoft's delegated ones are).
+            changed = was is None or (was.oauth2, was.protocol) != (login.oauth2, body.protocol)
             await db.save(conn, stored, grant_changed=changed)
             saved = await db.get(conn, org)
         assert saved is not None
