@@ -69,6 +69,17 @@ class Admissions:
         """Decide every waiting job again (a pass's first step)."""
         return self._decide({cc: [] for cc in self._waiting}, at)
 
+    def put_back(self, jobs: Sequence[CheckJob]) -> None:
+        """Jobs admitted that could not be published (NATS away): they wait again, first in
+        their countries, and are asked again at the next pass while they can still start."""
+        for job in reversed(jobs):
+            self._waiting.setdefault(job.country, []).insert(0, job)
+            own = self._admitted.get(job.country, [])
+            for i in range(len(own) - 1, -1, -1):  # the slot it was counted in is free again
+                if own[i][1] == job.tenant:
+                    del own[i]
+                    break
+
     def _decide(self, by_country: dict[str, list[CheckJob]], at: datetime) -> Taken:
         taken = Taken()
         for cc, new in by_country.items():

@@ -239,7 +239,11 @@ class Scheduler:
         if not self._admissions.waiting():
             return 0
         taken = self._admissions.retry(self._clock())
-        await self.publish(taken.admitted)
+        try:
+            await self.publish(taken.admitted)
+        except BaseException:
+            self._admissions.put_back(taken.admitted)  # published by a later pass
+            raise
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)

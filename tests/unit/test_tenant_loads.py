@@ -117,3 +117,24 @@ def test_own_admissions_count_until_the_beats_show_them_or_a_quick_check_has_end
     assert "your organization held" in taken.refused[0].message
     assert "could no longer start in time" in taken.refused[0].message
     assert admissions.waiting() == 0
+
+
+def test_jobs_admitted_but_not_published_wait_again_first() -> None:
+    """A pass whose publish failed (NATS away) puts its admitted jobs back: they are asked
+    again, ahead of those that waited behind them, and not lost."""
+    clock = Clock()
+    beats = {"load": CountryLoad(1, {"busy": 1}, {"busy": 9.0}, heard_at=99.0)}
+    admissions = Admissions(lambda cc: beats["load"], clock)
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    first, second = _job("a", at, timeout=1.0, n=1), _job("b", at, timeout=1.0, n=2)
+    assert admissions.take([first, second], at).waiting == 2
+    beats["load"] = CountryLoad(2, {}, {}, heard_at=200.0)
+    clock.t = 300.0
+    taken = admissions.retry(at)
+    assert [j.job_id for j in taken.admitted] == ["a-1", "b-2"]
+    admissions.put_back(taken.admitted)
+    assert admissions.waiting() == 2
+    beats["load"] = CountryLoad(1, {}, {}, heard_at=400.0)
+    clock.t = 500.0
+    again = admissions.retry(at)
+    assert [j.job_id for j in again.admitted] == ["a-1"] and admissions.waiting() == 1
