@@ -156,6 +156,7 @@ def _clear_of(step: Step, windows: list[tuple[float, float]]) -> Step:
             return replace(step, at=end)
     return step
 
+
 def _events(rng: random.Random, targets: list[str], shape: Shape) -> list[Step]:
     """`apply` of an unchanged export and of one with a target's timeout changed, in turn, a
     minute or two apart; a second organization saturating a country for a minute or two."""

@@ -18,7 +18,14 @@ The bounds are what the rules promise, with `SLACK_S` for processing: a round is
 one interval of the outage's start, its check fails within the timeout, the confirmation round
 runs at once (another timeout): `detect_bound` = interval + 2 * timeout + slack. Recovery needs
 `recover_after` passing rounds of the schedule: `recover_bound` = recover_after * interval +
-timeout + slack.
+timeout + slack. A monitor that logs in has its countries log in one after another,
+`login_spacing` apart: its round takes that much longer, and so do its bounds.
+
+An owner's steps are judged as well: a check-now right after a create gives a passing round in
+every country at once (`Created`); an `apply` of an unchanged export writes nothing and loses no
+delivery confirmation, one with a timeout changed updates that monitor alone (`Applied`); a
+second organization's monitors at a tarpit are never up, and did saturate the country
+(`Saturation`).
 """
 
 import itertools

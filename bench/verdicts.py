@@ -101,6 +101,7 @@ class Campaign:
     restarts: tuple[str, ...] = ("agent", "controller", "nats")
     created: tuple[str, ...] = ()  # created (and checked at once) during the history
     events: tuple[str, ...] = EVENTS
+    warmup_s: float = WARMUP_S
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -117,6 +118,7 @@ SHORT = Campaign(
     restarts=("agent",),
     created=("smtp-auth",),
     events=("apply",),
+    warmup_s=15.0,
 )
 
 
@@ -549,8 +551,8 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
     stop = asyncio.Event()
     try:
         await rig.up()
-        say(f"  rig up ({tmp}); warming up {WARMUP_S:.0f} s")
-        await asyncio.sleep(WARMUP_S)
+        say(f"  rig up ({tmp}); warming up {c.warmup_s:.0f} s")
+        await asyncio.sleep(c.warmup_s)
         sampler = asyncio.create_task(_sample(rig.database_url, states, stop))
         t0 = time.time()
         for step in history:
