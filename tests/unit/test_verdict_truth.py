@@ -291,3 +291,13 @@ def test_an_owners_step_is_moved_past_a_restart() -> None:
                     k - 2 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
                 )
         assert [s.action for s in history].count("create") == 1
+
+
+def test_an_outage_next_to_a_restart_is_owed_an_incident_only_past_the_restart_bound() -> None:
+    """A round lost to the restart (one country missed, the other failing) is `degraded`."""
+    away = [Fact(95, "away", "", None, True), Fact(100, "away", "", None, False)]
+    short = [server(100, True), server(130, False)]
+    fig = judge([*short, *away], observed([], []), ["t"], RULES, END)
+    assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
+    fig = judge(short, observed([], []), ["t"], RULES, END)
+    assert fig.misses() == ["missing notices 1"]
