@@ -264,7 +264,8 @@ def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> 
 
 def merged(spans: Sequence[Span], gap: float) -> list[Span]:
     """`spans` with those less than `gap` apart joined: an agent gone mid-outage splits the
-    truth, but its missed rounds are no passing rounds, so the incident rightly stays open."""
+    truth into pieces of one outage. Its incident may stay open or, when rounds with that
+    country missed and the other failing (`degraded`, passing) close it, one per piece."""
     out: list[Span] = []
     for s in spans:
         if out and s.start - out[-1].end < gap:
@@ -325,13 +326,14 @@ def judge(
     gaps = agent_gaps(facts, rules, end)
     for target in targets:
         own = (per_target or {}).get(target, rules)
-        truth = merged(down_spans(facts, target, own, end), own.recover_bound)
+        pieces = down_spans(facts, target, own, end)
+        truth = merged(pieces, own.recover_bound)
         mine = sorted(
             (i for i in observed.incidents if i.target == target), key=lambda i: i.started_at
         )
         notices = [n for n in observed.notices if n.target == target]
         seen = Figures()
-        _judge_incidents(seen, target, truth, gaps, mine, notices, own, end)
+        _judge_incidents(seen, target, truth, pieces, gaps, mine, notices, own, end)
         _judge_states(seen, target, truth, observed, own)
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
@@ -416,6 +418,7 @@ def _judge_incidents(
     fig: Figures,
     target: str,
     truth: Sequence[Span],
+    pieces: Sequence[Span],
     gaps: Sequence[Span],
     incidents: Sequence[Incident],
     notices: Sequence[Notice],
@@ -448,7 +451,9 @@ def _judge_incidents(
             fig.outages += 1
             if not during:
                 fig.missing_notices.append(f"{label}: no incident")
-            elif len(during) > 1:
+            # an agent gone mid-outage: its country missed and the other failing is
+            # `degraded`, a passing round, so each piece of the truth may have its incident
+            elif len(during) > sum(span.start <= x.start < span.end for x in pieces):
                 fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
             downs = [
                 x.at

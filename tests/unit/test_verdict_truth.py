@@ -301,3 +301,14 @@ def test_an_outage_next_to_a_restart_is_owed_an_incident_only_past_the_restart_b
     assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
     fig = judge(short, observed([], []), ["t"], RULES, END)
     assert fig.misses() == ["missing notices 1"]
+
+
+def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
+    """Its country missed and the other failing is `degraded`: passing rounds may close one."""
+    split = [*OUTAGE, agent(120, "DE", True), agent(135, "DE", False)]
+    two = [Incident(1, "t", 105, 115, 125), Incident(2, "t", 136, 140, 170)]
+    notes = [Notice("t", n, k, 0) for n in (1, 2) for k in ("down", "recovered")]
+    assert judge(split, observed(two, notes), ["t"], RULES, END).misses() == []
+    three = [*two, Incident(3, "t", 150, 152, 160)]
+    notes += [Notice("t", 3, k, 0) for k in ("down", "recovered")]
+    assert judge(split, observed(three, notes), ["t"], RULES, END).duplicate_notices
