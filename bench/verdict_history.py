@@ -5,13 +5,20 @@ Each target gets its own sequence: a quiet spell, then a fault, then quiet again
 `outage` (the server killed, refused everywhere), `freeze` (SIGSTOP: connections accepted by
 the kernel, never answered, a timeout everywhere), `country` (one country's path dropped by
 nftables: a timeout there only, `degraded`, never down), `blip` (killed for a second or two,
-shorter than a confirmed outage: an incident allowed, not owed). Restarts of an agent (kill -9,
-back a few seconds later), and of the controller (kill -9) and NATS (SIGTERM) where the
-campaign has them, fall anywhere. Quiet spells are long enough for the recovery the rules owe.
+shorter than a confirmed outage: an incident allowed, not owed); a round trip's targets may
+also lose one side (`send`: its SMTP server, `receive`: its mailbox; refused everywhere, down).
+Restarts of an agent (kill -9, back a few seconds later), and of the controller (kill -9) and
+NATS (SIGTERM) where the campaign has them, fall anywhere. Quiet spells are long enough for the
+recovery the rules owe.
+
+Events where the campaign has them: targets created through the API during the history (each
+`create` followed at once by a check-now; its faults come after), `apply` of an exported file
+unchanged (`apply_same`) and with one monitor's timeout changed (`apply_changed`), and a second
+organization saturating a country (`saturate`, `unsaturate` some minutes later).
 """
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Action = Literal[
@@ -27,6 +34,13 @@ Action = Literal[
     "controller_start",
     "nats_stop",
     "nats_start",
+    "leg_down",
+    "leg_up",
+    "create",
+    "apply_same",
+    "apply_changed",
+    "saturate",
+    "unsaturate",
 ]
 # What a restart stops (by PID: kill -9 for the agent and controller, SIGTERM for NATS) and
 # starts again a few seconds later.
@@ -36,12 +50,18 @@ RESTARTS: dict[str, tuple[Action, Action]] = {
     "nats": ("nats_stop", "nats_start"),
 }
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
+LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS
+EVENTS: tuple[str, ...] = ("apply", "saturate")
+# the steps an owner takes through the API
+OWNERS = frozenset({"create", "apply_same", "apply_changed", "saturate", "unsaturate"})
 # What undoes each fault's first action.
 UNDO: dict[str, tuple[Action, Action]] = {
     "outage": ("kill", "start"),
     "blip": ("kill", "start"),
     "freeze": ("freeze", "thaw"),
     "country": ("drop", "undrop"),
+    "send": ("leg_down", "leg_up"),
+    "receive": ("leg_down", "leg_up"),
 }
 
 
@@ -51,6 +71,7 @@ class Step:
     action: Action
     target: str = ""
     country: str = ""
+    leg: str = ""  # leg_down, leg_up: `send` or `receive`
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class Shape:
     minutes: float
     faults: tuple[str, ...] = FAULTS
     restarts: tuple[str, ...] = ("agent",)
+    events: tuple[str, ...] = ()
 
     @property
     def quiet(self) -> tuple[float, float]:
@@ -76,22 +98,42 @@ class Shape:
         return low, low + 3 * self.interval
 
 
-def draw(seed: int, targets: list[str], countries: tuple[str, ...], shape: Shape) -> list[Step]:
-    """The steps of one history, in time order; every fault is undone before the end."""
+def draw(
+    seed: int,
+    targets: list[str],
+    countries: tuple[str, ...],
+    shape: Shape,
+    *,
+    legs: frozenset[str] = frozenset(),
+    created: tuple[str, ...] = (),
+) -> list[Step]:
+    """The steps of one history, in time order; every fault is undone before the end. Targets
+    in `legs` (round trips) may also lose one side; those in `created` are created (and checked
+    at once) during the history, their faults after that."""
     rng = random.Random(seed)
     span = shape.minutes * 60
     steps: list[Step] = []
-    for target in targets:
+    for target in [*targets, *created]:
         at = rng.uniform(*shape.quiet) / 2
+        if target in created:
+            steps.append(Step(at, "create", target))
+            at += rng.uniform(*shape.quiet)
+        faults = shape.faults + (LEGS if target in legs else ())
         while True:
-            fault = rng.choice(shape.faults)
+            fault = rng.choice(faults)
             length = rng.uniform(1.0, 2.5) if fault == "blip" else rng.uniform(*shape.fault)
             if at + length > span:
                 break
             country = rng.choice(countries) if fault == "country" else ""
+            leg = fault if fault in LEGS else ""
             on, off = UNDO[fault]
-            steps += [Step(at, on, target, country), Step(at + length, off, target, country)]
+            steps += [
+                Step(at, on, target, country, leg),
+                Step(at + length, off, target, country, leg),
+            ]
             at += length + rng.uniform(*shape.quiet)
+    steps += _events(rng, targets, shape)
+    windows: list[tuple[float, float]] = []
     if shape.restarts:
         at = rng.uniform(20, 60)
         while at + 10 < span:
@@ -100,5 +142,34 @@ def draw(seed: int, targets: list[str], countries: tuple[str, ...], shape: Shape
             gone = rng.uniform(2, 8)
             stop, start = RESTARTS[what]
             steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
+            windows.append((at - 2, at + gone + 10))
             at += gone + rng.uniform(60, 120)
+    steps = [_clear_of(s, windows) if s.action in OWNERS else s for s in steps]
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))
+
+
+def _clear_of(step: Step, windows: list[tuple[float, float]]) -> Step:
+    """An owner's step moved past a restart (and the few seconds it takes to be back): the
+    API, or the agents a check-now needs, are not there to judge it by."""
+    for start, end in windows:
+        if start <= step.at < end:
+            return replace(step, at=end)
+    return step
+
+
+def _events(rng: random.Random, targets: list[str], shape: Shape) -> list[Step]:
+    """`apply` of an unchanged export and of one with a target's timeout changed, in turn, a
+    minute or two apart; a second organization saturating a country for a minute or two."""
+    span = shape.minutes * 60
+    steps: list[Step] = []
+    if "apply" in shape.events:
+        at, same = rng.uniform(20, 50), True
+        while at + 10 < span:
+            target = "" if same else rng.choice(targets)
+            steps.append(Step(at, "apply_same" if same else "apply_changed", target))
+            at, same = at + rng.uniform(40, 90), not same
+    if "saturate" in shape.events:
+        at = rng.uniform(20, 40)
+        length = min(rng.uniform(60, 150), span - at - 10)
+        steps += [Step(at, "saturate"), Step(at + length, "unsaturate")]
+    return steps

@@ -18,12 +18,19 @@ The bounds are what the rules promise, with `SLACK_S` for processing: a round is
 one interval of the outage's start, its check fails within the timeout, the confirmation round
 runs at once (another timeout): `detect_bound` = interval + 2 * timeout + slack. Recovery needs
 `recover_after` passing rounds of the schedule: `recover_bound` = recover_after * interval +
-timeout + slack.
+timeout + slack. A monitor that logs in has its countries log in one after another,
+`login_spacing` apart: its round takes that much longer, and so do its bounds.
+
+An owner's steps are judged as well: a check-now right after a create gives a passing round in
+every country at once (`Created`); an `apply` of an unchanged export writes nothing and loses no
+delivery confirmation, one with a timeout changed updates that monitor alone (`Applied`); a
+second organization's monitors at a tarpit are never up, and did saturate the country
+(`Saturation`).
 """
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,19 +70,26 @@ class Rules:
     failure_threshold: float = 0.5
     down_after: int = 2
     recover_after: int = 2
+    # a credentialed round's countries log in one after another, this far apart
+    login_spacing: float = 0.0
+
+    @property
+    def round_s(self) -> float:
+        """How long a round takes at most: the timeout, after the last country's login turn."""
+        return self.timeout + (len(self.countries) - 1) * self.login_spacing
 
     @property
     def detect_bound(self) -> float:
-        return self.interval + 2 * self.timeout + SLACK_S
+        return self.interval + 2 * self.round_s + SLACK_S
 
     @property
     def held(self) -> float:
         """How much later a round is judged when a country's agent is gone: once it closes."""
-        return self.interval + self.timeout + SLACK_S
+        return self.interval + self.round_s + SLACK_S
 
     @property
     def recover_bound(self) -> float:
-        return self.recover_after * self.interval + self.timeout + SLACK_S
+        return self.recover_after * self.interval + self.round_s + SLACK_S
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,40 @@ class Notice:
     at: float
 
 
+@dataclass(frozen=True)
+class Created:
+    """A target created through the API during the history and checked at once: when, the
+    check-now's HTTP status, and each country's first result (stored at, status)."""
+
+    target: str
+    at: float
+    trigger_status: int
+    first: dict[str, tuple[float, str]]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An `apply` of an exported file, unchanged (`changed_target` "") or with one target's
+    timeout changed: its exit code and summary line, the monitors whose stored row it changed
+    and the round trips whose delivery confirmation it lost."""
+
+    at: float
+    changed_target: str
+    exit_code: int
+    summary: str
+    rows_changed: tuple[str, ...]
+    confirmations_lost: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """A second organization's monitors at a tarpit, saturating a country: its results as
+    counts of (status, error kind), and how many of the first organization's were `saturated`."""
+
+    noisy: dict[tuple[str, str], int]
+    ours_saturated: int
+
+
 @dataclass
 class Observed:
     """What the product said: `states[target]` as (sampled at, state), in time order."""
@@ -103,6 +151,9 @@ class Observed:
     incidents: list[Incident]
     notices: list[Notice]
     final_states: dict[str, str]
+    created: list[Created] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+    saturation: Saturation | None = None
 
 
 @dataclass
@@ -120,6 +171,15 @@ class Figures:
     detection_p99_s: float = 0.0
     detect_bound_s: float = 0.0
     near_restart_bound_s: float = 0.0
+    # created and checked at once: seconds from the create to each country's first result
+    check_now_s: list[float] = field(default_factory=list)
+    check_now_bound_s: float = 0.0
+    check_now_wrong: list[str] = field(default_factory=list)
+    applies: int = 0
+    apply_wrong: list[str] = field(default_factory=list)
+    saturated_rounds: int = 0  # the noisy organization's rounds recorded `saturated`
+    ours_saturated: int = 0
+    saturation_wrong: list[str] = field(default_factory=list)
 
     def misses(self) -> list[str]:
         found = [
@@ -130,6 +190,9 @@ class Figures:
                 ("stuck", self.stuck),
                 ("duplicate notices", self.duplicate_notices),
                 ("missing notices", self.missing_notices),
+                ("wrong check-now", self.check_now_wrong),
+                ("wrong apply", self.apply_wrong),
+                ("wrong saturation", self.saturation_wrong),
             )
             if items
         ]
@@ -201,7 +264,8 @@ def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> 
 
 def merged(spans: Sequence[Span], gap: float) -> list[Span]:
     """`spans` with those less than `gap` apart joined: an agent gone mid-outage splits the
-    truth, but its missed rounds are no passing rounds, so the incident rightly stays open."""
+    truth into pieces of one outage. Its incident may stay open or, when rounds with that
+    country missed and the other failing (`degraded`, passing) close it, one per piece."""
     out: list[Span] = []
     for s in spans:
         if out and s.start - out[-1].end < gap:
@@ -245,30 +309,116 @@ def _explains(spans: Sequence[Span], at: float, after: float) -> bool:
 
 
 def judge(
-    facts: Sequence[Fact], observed: Observed, targets: Sequence[str], rules: Rules, end: float
+    facts: Sequence[Fact],
+    observed: Observed,
+    targets: Sequence[str],
+    rules: Rules,
+    end: float,
+    per_target: Mapping[str, Rules] | None = None,
 ) -> Figures:
     """Every verdict, incident and notice of `targets` against the truth up to `end` (the run's
-    end, after a quiet spell long enough for every outage to be over and recovered)."""
+    end, after a quiet spell long enough for every outage to be over and recovered); a target in
+    `per_target` by its own rules (a longer timeout, login turns), its detection figures less
+    what its bound adds to `rules`'."""
     fig = Figures(
         detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
     )
     gaps = agent_gaps(facts, rules, end)
     for target in targets:
-        truth = merged(down_spans(facts, target, rules, end), rules.recover_bound)
+        own = (per_target or {}).get(target, rules)
+        pieces = down_spans(facts, target, own, end)
+        truth = merged(pieces, own.recover_bound)
         mine = sorted(
             (i for i in observed.incidents if i.target == target), key=lambda i: i.started_at
         )
         notices = [n for n in observed.notices if n.target == target]
-        _judge_incidents(fig, target, truth, gaps, mine, notices, rules, end)
-        _judge_states(fig, target, truth, observed, rules)
+        seen = Figures()
+        _judge_incidents(seen, target, truth, pieces, gaps, mine, notices, own, end)
+        _judge_states(seen, target, truth, observed, own)
+        _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
+    _judge_created(fig, observed.created, per_target or {}, rules)
+    _judge_applied(fig, observed.applied)
+    if observed.saturation is not None:
+        _judge_saturation(fig, observed.saturation)
     return fig
+
+
+def _add(fig: Figures, seen: Figures, extra_s: float) -> None:
+    """`seen` (one target's figures) into `fig`, detection less `extra_s`."""
+    fig.outages += seen.outages
+    fig.blips += seen.blips
+    for name in ("false_down", "missed_recoveries", "stuck", "duplicate_notices"):
+        getattr(fig, name).extend(getattr(seen, name))
+    fig.missing_notices += seen.missing_notices
+    fig.detection_s += [d - extra_s for d in seen.detection_s]
+    fig.detection_near_restart_s += [d - extra_s for d in seen.detection_near_restart_s]
+
+
+def _judge_created(
+    fig: Figures, created: Sequence[Created], per_target: Mapping[str, Rules], rules: Rules
+) -> None:
+    """Check-now right after a create: a 202, and in every country a round at once (within a
+    round's time and the slack) that saw the server up, as it was."""
+    fig.check_now_bound_s = rules.round_s + SLACK_S
+    for c in created:
+        own = per_target.get(c.target, rules)
+        extra = own.round_s - rules.round_s
+        if c.trigger_status != 202:
+            fig.check_now_wrong.append(f"{c.target}: check-now answered {c.trigger_status}")
+        for cc in own.countries:
+            if cc not in c.first:
+                fig.check_now_wrong.append(f"{c.target}: no result from {cc}")
+                continue
+            at, status = c.first[cc]
+            fig.check_now_s.append(at - c.at - extra)
+            if status != "up":
+                fig.check_now_wrong.append(f"{c.target}: first round in {cc} {status}")
+            elif at - c.at - extra > fig.check_now_bound_s:
+                fig.check_now_wrong.append(
+                    f"{c.target}: first round in {cc} {at - c.at:.1f} s after the create"
+                )
+
+
+# what `apply` prints last: (created, updated, deleted)
+APPLY_SUMMARY = "{} created, {} updated, 0 deleted"
+
+
+def _judge_applied(fig: Figures, applied: Sequence[Applied]) -> None:
+    """An unchanged export applies as no change: nothing written, no confirmation lost; one with
+    a timeout changed updates that monitor alone."""
+    for a in applied:
+        fig.applies += 1
+        label = f"apply at {a.at:.1f}" + (
+            f" ({a.changed_target}'s timeout changed)" if a.changed_target else " (unchanged)"
+        )
+        wanted_rows = (a.changed_target,) if a.changed_target else ()
+        summary = APPLY_SUMMARY.format(0, len(wanted_rows))
+        if a.exit_code != 0 or not a.summary.endswith(summary):
+            fig.apply_wrong.append(f"{label}: exit {a.exit_code}, {a.summary!r}")
+        if tuple(sorted(a.rows_changed)) != wanted_rows:
+            fig.apply_wrong.append(f"{label}: rows changed {sorted(a.rows_changed)}")
+        if a.confirmations_lost:
+            fig.apply_wrong.append(f"{label}: confirmations lost {sorted(a.confirmations_lost)}")
+
+
+def _judge_saturation(fig: Figures, s: Saturation) -> None:
+    """The tarpit never greets: its monitors' rounds that ran are failures, those that found no
+    slot `missed` / `saturated`; never `up`. The country must have been saturated at all."""
+    fig.saturated_rounds = s.noisy.get(("missed", "saturated"), 0)
+    fig.ours_saturated = s.ours_saturated
+    ups = s.noisy.get(("up", ""), 0)
+    if ups:
+        fig.saturation_wrong.append(f"the tarpit's monitors up {ups} times")
+    if not fig.saturated_rounds:
+        fig.saturation_wrong.append(f"no round of the tarpit's monitors saturated: {s.noisy}")
 
 
 def _judge_incidents(
     fig: Figures,
     target: str,
     truth: Sequence[Span],
+    pieces: Sequence[Span],
     gaps: Sequence[Span],
     incidents: Sequence[Incident],
     notices: Sequence[Notice],
@@ -291,13 +441,19 @@ def _judge_incidents(
         following = truth[n + 1].start if n + 1 < len(truth) else end
         during = [i for i in incidents if span.start - SLACK_S <= i.started_at <= span.end]
         label = f"{target} outage {span.start:.1f}-{span.end:.1f} ({span.length:.0f} s)"
-        if span.length < rules.detect_bound:
+        # next to a restart a country's round may be lost (a dead replica's waiting jobs, a
+        # deferred login NATS could not take): failing with the other country missed is
+        # `degraded`, which breaks the streak, so an incident is owed only past that bound
+        near = _touches(gaps, span.start - held, span.start + rules.detect_bound)
+        if span.length < rules.detect_bound + (rules.held if near else 0.0):
             fig.blips += 1
         else:
             fig.outages += 1
             if not during:
                 fig.missing_notices.append(f"{label}: no incident")
-            elif len(during) > 1:
+            # an agent gone mid-outage: its country missed and the other failing is
+            # `degraded`, a passing round, so each piece of the truth may have its incident
+            elif len(during) > sum(span.start <= x.start < span.end for x in pieces):
                 fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
             downs = [
                 x.at

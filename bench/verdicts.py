@@ -19,6 +19,7 @@ target is missed. Needs root (namespaces); `VERDICTS_KEEP=1` keeps the processes
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -31,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -39,50 +41,84 @@ import trustme
 from nats.aio.msg import Msg
 
 from bench.common import child_env, discard_logs, http_ok, machine, verdict
-from bench.verdict_history import FAULTS, Shape, Step, draw
-from bench.verdict_truth import Fact, Figures, Incident, Notice, Observed, Rules, judge
+from bench.verdict_api import (
+    CREDENTIALED,
+    INTERVAL,
+    KINDS,
+    LEGGED,
+    TARPIT_TIMEOUT,
+    TIMEOUT,
+    Api,
+    Owner,
+    body,
+    first_results,
+    outcome_counts,
+    private_key_file,
+    with_timeout,
+)
+from bench.verdict_history import EVENTS, FAULTS, Shape, Step, draw
+from bench.verdict_truth import (
+    Applied,
+    Created,
+    Fact,
+    Figures,
+    Incident,
+    Notice,
+    Observed,
+    Rules,
+    Saturation,
+    judge,
+)
 from controller.access import accounts_store as accounts
-from controller.access import customers_store as customers
+from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
 from tests import netns
+from tests.sealing import KeyRing
 
 COUNTRIES = ("DE", "US")
-INTERVAL = 10  # the API's minimum
-TIMEOUT = 4
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 WARMUP_S = 25.0  # agents live and a few passing rounds before the first step
 START_TIMEOUT_S = 30.0
-
-# monitor name = server kind: (type, config)
-KINDS: dict[str, tuple[str, dict[str, object]]] = {
-    "smtp": ("smtp", {"ignoreTls": True}),
-    "smtp-starttls": ("smtp", {"requireTls": True}),
-    "smtps": ("smtp", {"secure": True}),
-    "imap": ("imap", {"protocol": "imap"}),
-    "imap-starttls": ("imap", {"protocol": "imap"}),
-    "imaps": ("imap", {"protocol": "imap", "tls": True}),
-    "pop3": ("pop3", {"protocol": "pop3"}),
-    "pop3s": ("pop3", {"protocol": "pop3", "tls": True}),
-}
+LOGIN_SPACING_S = 5.0  # the controller's default LOGIN_SPACING_SECONDS
+# A second organization saturating a country: SATURATED's agent runs this many checks at once,
+# the tarpit's monitors want about twice as many slots.
+SATURATED = "DE"
+SATURATED_SLOTS = 4
+TARPITS = 2 * SATURATED_SLOTS
+# what applying an export made elsewhere writes without a change: the secrets' variable names
+NAMES_RECORDED = frozenset({"secret_env", "updated_at"})
 
 
 @dataclass(frozen=True)
 class Campaign:
     minutes: float
-    kinds: tuple[str, ...]
+    kinds: tuple[str, ...]  # created through the API before the history
     faults: tuple[str, ...] = FAULTS
     restarts: tuple[str, ...] = ("agent", "controller", "nats")
+    created: tuple[str, ...] = ()  # created (and checked at once) during the history
+    events: tuple[str, ...] = EVENTS
+    warmup_s: float = WARMUP_S
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.kinds + self.created
 
 
+FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
+FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap")
+FULL_CREATED = ("imap-auth", "pop3-auth", "rt-pop3")
 SHORT = Campaign(
     minutes=1.5,
-    kinds=("smtp", "smtps", "imap-starttls", "pop3"),
+    kinds=("smtp", "smtps", "imap-starttls", "pop3", "rt-imap"),
     faults=("outage", "freeze", "country"),
     restarts=("agent",),
+    created=("smtp-auth",),
+    events=("apply",),
+    warmup_s=15.0,
 )
 
 
@@ -90,8 +126,34 @@ def rules() -> Rules:
     return Rules(interval=INTERVAL, timeout=TIMEOUT, countries=COUNTRIES)
 
 
+def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
+    """Each target's rules: login turns for the credentialed, the longer timeout for one an
+    `apply` changed."""
+    longer = {s.target for s in history if s.action == "apply_changed"}
+    return {
+        t: Rules(
+            interval=INTERVAL,
+            timeout=TIMEOUT + (1 if t in longer else 0),
+            countries=COUNTRIES,
+            login_spacing=LOGIN_SPACING_S if t in CREDENTIALED else 0.0,
+        )
+        for t in c.targets
+    }
+
+
 def shape(c: Campaign) -> Shape:
-    return Shape(INTERVAL, TIMEOUT, c.minutes, c.faults, c.restarts)
+    return Shape(INTERVAL, TIMEOUT, c.minutes, c.faults, c.restarts, c.events)
+
+
+def history_of(c: Campaign, seed: int) -> list[Step]:
+    return draw(
+        seed,
+        list(c.kinds),
+        COUNTRIES,
+        shape(c),
+        legs=frozenset(c.targets) & LEGGED,
+        created=c.created,
+    )
 
 
 def _listening(host: str, port: int) -> bool:
@@ -110,21 +172,27 @@ async def _until(what: str, ready: Callable[[], bool]) -> None:
 
 @dataclass
 class Rig:
-    """The processes, the namespaces and the truth log (`facts`)."""
+    """The processes, the namespaces, the owners and the truth log (`facts`)."""
 
     tmp: Path
-    kinds: tuple[str, ...]
+    campaign: Campaign
     facts: list[Fact] = field(default_factory=list)
     ns: dict[str, netns.Netns] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
+    ports: dict[str, tuple[int, ...]] = field(default_factory=dict)  # a server's ports
     dropped: dict[str, set[int]] = field(default_factory=dict)
+    created: dict[str, tuple[float, int]] = field(default_factory=dict)  # at, check-now status
+    applied: list[Applied] = field(default_factory=list)
     host: str = ""
     nats_port: int = 0
-    ops_port: int = 0
+    api_port: int = 0
     nats_url: str = ""
     database_url: str = ""
     pg: object = None
+    keys: KeyRing | None = None
+    api: Api | None = None
+    ours: Owner = field(default_factory=lambda: Owner(""))
+    noisy: Owner = field(default_factory=lambda: Owner(""))
 
     def _spawn(self, key: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         with (self.tmp / f"{key}.log").open("ab") as out:
@@ -132,6 +200,10 @@ class Rig:
 
     def fact(self, kind: str, target: str, country: str | None, failing: bool) -> None:
         self.facts.append(Fact(time.time(), kind, target, country, failing))  # type: ignore[arg-type]
+
+    @property
+    def saturating(self) -> bool:
+        return "saturate" in self.campaign.events
 
     async def up(self) -> None:
         for cc in COUNTRIES:
@@ -143,6 +215,7 @@ class Rig:
         leaf = ca.issue_cert(self.host)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(self.tmp / "key.pem"))
+        self.keys = KeyRing(self.tmp / "seal", COUNTRIES)
         self.pg, self.database_url = embedded.start_postgres(self.tmp / "pg", throwaway=True)
         self.nats_port = embedded.free_port(self.host)
         self.start_nats()
@@ -151,55 +224,59 @@ class Rig:
             await ensure_streams(nc.jetstream())
         finally:
             await nc.close()
-        for kind in self.kinds:
-            self.ports[kind] = embedded.free_port(self.host)
+        servers = list(self.campaign.targets) + (["tarpit"] if self.saturating else [])
+        for kind in servers:
+            pair = KINDS.get(kind, ("",))[0] == "roundtrip"
+            self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
             await self.start_server(kind)
         await self.seed()
-        self.ops_port = embedded.free_port()
+        self.api_port = embedded.free_port()
+        self.api = Api(f"http://127.0.0.1:{self.api_port}")
         await self.start_controller()
         for cc in COUNTRIES:
             await self.start_agent(cc)
+        await self.api.customer(self.ours, "verdicts")
+        if self.saturating:
+            await self.api.customer(self.noisy, "noisy")
+        for kind in self.campaign.kinds:
+            await self.create(kind)
 
     async def seed(self) -> None:
+        """Two organizations, each with an owner and its token."""
         conn = await connect(self.database_url)
         try:
             await migrate(conn)
-            org = await accounts.ensure_organization(conn, "verdicts")
-            customer = await customers.create(conn, org, "verdicts")
-            for kind in self.kinds:
-                mtype, config = KINDS[kind]
-                await conn.execute(
-                    "INSERT INTO monitors (organization_id, customer_id, type, name, hostname,"
-                    " port, status, check_interval, timeout_seconds, allowed_country_codes,"
-                    " config, notification_email) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7,"
-                    " $8, $9, $10::jsonb, 'oncall@example.com')",
-                    org,
-                    customer["id"],
-                    mtype,
-                    kind,
-                    self.host,
-                    self.ports[kind],
-                    INTERVAL,
-                    TIMEOUT,
-                    list(COUNTRIES),
-                    config,
+            for owner, org in ((self.ours, "verdicts"), (self.noisy, "noisy")):
+                org_id = await accounts.ensure_organization(conn, org)
+                user = await accounts.create_user(
+                    conn, org_id, f"owner@{org}.test", hash_password("unused-pw-1"), "owner"
                 )
+                owner.token, digest = new_token()
+                await accounts.issue_token(conn, user["id"], digest, 24 * 3600)
         finally:
             await conn.close()
+
+    async def create(self, target: str) -> None:
+        assert self.api is not None
+        monitor = body(target, target, self.ours.customer, self.host, self.ports[target], COUNTRIES)
+        await self.api.create(self.ours, KINDS[target][0], monitor)
 
     # -- the steps --------------------------------------------------------------------------
 
     async def start_server(self, kind: str) -> None:
-        argv = [sys.executable, "-m", "bench.verdict_server", kind, self.host]
-        argv += [str(self.ports[kind]), str(self.tmp / "cert.pem"), str(self.tmp / "key.pem")]
+        ports = self.ports[kind]
+        argv = [sys.executable, "-m", "bench.verdict_server", kind, self.host, str(ports[0])]
+        argv += [str(self.tmp / "cert.pem"), str(self.tmp / "key.pem"), *map(str, ports[1:])]
         self._spawn(kind, argv)
-        await _until(kind, lambda: _listening(self.host, self.ports[kind]))
+        for port in ports:
+            await _until(kind, lambda p=port: _listening(self.host, p))  # type: ignore[misc]
 
     def start_nats(self) -> None:
         proc, self.nats_url = embedded.start_nats(self.tmp / "nats", self.nats_port, host=self.host)
         self.procs["nats"] = proc
 
     async def start_controller(self) -> None:
+        assert self.keys is not None
         self._spawn(
             "controller",
             [sys.executable, "-m", "controller", "serve"],
@@ -207,21 +284,26 @@ class Rig:
                 DATABASE_URL=self.database_url,
                 NATS_URL=self.nats_url,
                 SECRETS_KEY=SECRETS_KEY,
-                CONTROLLER_ROLES="scheduler,ingester,alerter",
-                CONTROLLER_METRICS_HOST="127.0.0.1",
-                CONTROLLER_METRICS_PORT=str(self.ops_port),
+                SEAL_PUBLIC_KEYS_DIR=str(self.keys.directory),
+                CONTROLLER_ROLES="api,scheduler,ingester,alerter",
+                API_HOST="127.0.0.1",
+                API_PORT=str(self.api_port),
             ),
         )
-        url = f"http://127.0.0.1:{self.ops_port}/ready"
+        url = f"http://127.0.0.1:{self.api_port}/ready"
         await _until("controller", lambda: http_ok(url))
 
     async def start_agent(self, cc: str) -> None:
+        assert self.keys is not None
         env = child_env(
             NATS_URL=self.nats_url,
             AGENT_ID=f"{cc}-1",
             AGENT_ALLOW_PRIVATE_TARGETS="true",
+            AGENT_SEAL_KEYS_FILE=private_key_file(self.tmp / f"{cc}.keys", self.keys.private[cc]),
             SSL_CERT_FILE=str(self.tmp / "ca.pem"),
         )
+        if self.saturating and cc == SATURATED:
+            env["AGENT_CONCURRENCY"] = str(SATURATED_SLOTS)
         argv = self.ns[cc].command(sys.executable, "-m", "agent", "--country", cc)
         self._spawn(f"agent-{cc}", argv, env)
         await _heard(self.nats_url, cc)
@@ -231,6 +313,12 @@ class Rig:
         os.kill(proc.pid, sig)
         if sig == signal.SIGKILL:
             proc.wait(30)
+
+    async def _leg(self, target: str, leg: str, up: bool) -> None:
+        """A round trip's SMTP side (`send`) or mailbox (`receive`) away or back on its port."""
+        self._signal(target, signal.SIGUSR1 if leg == "send" else signal.SIGUSR2)
+        port = self.ports[target][0 if leg == "send" else 1]
+        await _until(f"{target} {leg}", lambda: _listening(self.host, port) == up)
 
     async def apply(self, step: Step) -> None:
         t, cc = step.target, step.country
@@ -247,9 +335,13 @@ class Rig:
             case "thaw":
                 self._signal(t, signal.SIGCONT)
                 self.fact("server", t, None, False)
+            case "leg_down" | "leg_up":
+                await self._leg(t, step.leg, step.action == "leg_up")
+                self.fact("server", t, None, step.action == "leg_down")
             case "drop" | "undrop":
                 ports = self.dropped[cc]
-                (ports.add if step.action == "drop" else ports.discard)(self.ports[t])
+                for port in self.ports[t]:
+                    (ports.add if step.action == "drop" else ports.discard)(port)
                 await asyncio.to_thread(self.ns[cc].filter_egress, sorted(ports))
                 self.fact("path", t, cc, step.action == "drop")
             case "agent_kill":
@@ -271,6 +363,74 @@ class Rig:
             case "nats_start":
                 await asyncio.to_thread(self.start_nats)
                 self.fact("away", "", None, False)
+            case _:
+                await self.event(step)
+
+    async def event(self, step: Step) -> None:
+        """The steps an owner takes through the API."""
+        assert self.api is not None
+        match step.action:
+            case "create":
+                at = time.time()
+                await self.create(step.target)
+                self.created[step.target] = (at, await self.api.trigger(self.ours, step.target))
+            case "apply_same" | "apply_changed":
+                await self.apply_file(step.target)
+            case "saturate":
+                for n in range(TARPITS):
+                    monitor = body(
+                        f"tarpit-{n}",
+                        "tarpit",
+                        self.noisy.customer,
+                        self.host,
+                        self.ports["tarpit"],
+                        (SATURATED,),
+                        TARPIT_TIMEOUT,
+                    )
+                    await self.api.create(self.noisy, "smtp", monitor)
+            case "unsaturate":
+                for name in self.noisy.monitors:
+                    await self.api.disable(self.noisy, name)
+
+    async def apply_file(self, target: str) -> None:
+        """An exported file applied as it is, or with `target`'s timeout changed; which
+        monitors' rows it wrote (beyond recording the secrets' variable names, which `apply` of
+        an export made elsewhere does without counting it a change: docs/api.md) and which
+        delivery confirmations it lost."""
+        assert self.api is not None
+        text = await self.api.export(self.ours)
+        if target:
+            text, _ = with_timeout(text, target)
+        before, confirmed = await self._rows(), await self.api.confirmed(self.ours)
+        at = time.time()
+        code, summary = await self.api.apply(self.ours, text, self.tmp / "monitors.yaml")
+        after, still = await self._rows(), await self.api.confirmed(self.ours)
+        changed = tuple(
+            sorted(
+                name
+                for name, row in after.items()
+                if {k for k in row if row[k] != before.get(name, {}).get(k)} - NAMES_RECORDED
+            )
+        )
+        lost = tuple(sorted(confirmed - still))
+        self.applied.append(Applied(at, target, code, summary, changed, lost))
+
+    async def _rows(self) -> dict[str, dict[str, object]]:
+        """Our monitors' rows as the owner's writes leave them (the scheduler's columns out)."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT m.name, to_jsonb(m) - 'next_due_at' - 'round_countries' - 'mail_dns_at'"
+                " - 'trigger_tat' AS row FROM monitors m JOIN organizations o"
+                " ON o.id = m.organization_id WHERE o.name = 'verdicts'"
+            )
+        finally:
+            await conn.close()
+        return {r["name"]: json.loads(r["row"]) for r in rows}
+
+    async def close_api(self) -> None:
+        if self.api is not None:
+            await self.api.close()
 
     def close(self) -> None:
         for key, proc in self.procs.items():
@@ -362,30 +522,55 @@ async def _observed(url: str, states: dict[str, list[tuple[float, str]]]) -> Obs
 # -- the campaign ---------------------------------------------------------------------------
 
 
+async def _api_said(rig: Rig, observed: Observed) -> None:
+    """What the API says of the created targets' first rounds and of the saturation."""
+    assert rig.api is not None
+    for target, (at, status) in rig.created.items():
+        results = await rig.api.results(rig.ours, target)
+        first = first_results(results, at, _epoch)
+        observed.created.append(Created(target, at, status, first))
+    observed.applied = list(rig.applied)
+    if rig.noisy.monitors:
+        noisy: Counter[tuple[str, str]] = Counter()
+        for name in rig.noisy.monitors:
+            noisy += outcome_counts(await rig.api.results(rig.noisy, name))
+        ours = 0
+        for name in rig.ours.monitors:
+            ours += outcome_counts(await rig.api.results(rig.ours, name))[("missed", "saturated")]
+        observed.saturation = Saturation(dict(noisy), ours)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
 async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) -> Figures:
-    history = draw(seed, list(c.kinds), COUNTRIES, shape(c))
-    rig = Rig(tmp, c.kinds)
+    history = history_of(c, seed)
+    rig = Rig(tmp, c)
     states: dict[str, list[tuple[float, str]]] = {}
     stop = asyncio.Event()
     try:
         await rig.up()
-        say(f"  rig up ({tmp}); warming up {WARMUP_S:.0f} s")
-        await asyncio.sleep(WARMUP_S)
+        say(f"  rig up ({tmp}); warming up {c.warmup_s:.0f} s")
+        await asyncio.sleep(c.warmup_s)
         sampler = asyncio.create_task(_sample(rig.database_url, states, stop))
         t0 = time.time()
         for step in history:
             await asyncio.sleep(max(0.0, t0 + step.at - time.time()))
             await rig.apply(step)
-        settle = rules().recover_bound + 2 * INTERVAL
+        own = per_target(c, history)
+        settle = max(r.recover_bound for r in own.values()) + 2 * INTERVAL
         say(f"  history done; {settle:.0f} s of quiet for the last recoveries")
         await asyncio.sleep(settle)
         stop.set()
         await sampler
         end = time.time()
         observed = await _observed(rig.database_url, states)
-        return judge(rig.facts, observed, c.kinds, rules(), end)
+        await _api_said(rig, observed)
+        return judge(rig.facts, observed, c.targets, rules(), end, own)
     finally:
         stop.set()
+        await rig.close_api()
         await asyncio.to_thread(rig.close)
 
 
@@ -395,9 +580,14 @@ def describe(history: list[Step]) -> str:
         f"{counts['kill']} kills (outages and blips)" if counts["kill"] else "",
         f"{counts['freeze']} freezes" if counts["freeze"] else "",
         f"{counts['drop']} one-country drops" if counts["drop"] else "",
+        f"{counts['leg_down']} round-trip sides down" if counts["leg_down"] else "",
         f"{counts['agent_kill']} agent restarts" if counts["agent_kill"] else "",
         f"{counts['controller_kill']} controller kills" if counts["controller_kill"] else "",
         f"{counts['nats_stop']} NATS restarts" if counts["nats_stop"] else "",
+        f"{counts['create']} creates with check-now" if counts["create"] else "",
+        f"{counts['apply_same']} unchanged applies" if counts["apply_same"] else "",
+        f"{counts['apply_changed']} changed applies" if counts["apply_changed"] else "",
+        f"{counts['saturate']} saturations of {SATURATED}" if counts["saturate"] else "",
     ]
     return ", ".join(p for p in parts if p) or "no step"
 
@@ -413,14 +603,38 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         f"    detection p99 {fig.detection_p99_s:.1f} s over {len(fig.detection_s)} outages"
         f" (bound: interval + confirmation = {fig.detect_bound_s:.1f} s);"
         f" next to a restart (out of the p99, bound {fig.near_restart_bound_s:.1f} s): {near}\n"
+        f"{_events_line(fig)}"
         f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
     )
-    for name in ("false_down", "missed_recoveries", "stuck", "duplicate_notices"):
+    for name in (
+        "false_down",
+        "missed_recoveries",
+        "stuck",
+        "duplicate_notices",
+        "missing_notices",
+        "check_now_wrong",
+        "apply_wrong",
+        "saturation_wrong",
+    ):
         for line in getattr(fig, name):
             say(f"    {name.replace('_', ' ')}: {line}")
-    for line in fig.missing_notices:
-        say(f"    missing notices: {line}")
     return not missed
+
+
+def _events_line(fig: Figures) -> str:
+    parts = []
+    if fig.check_now_s:
+        parts.append(
+            f"check-now after create: slowest first round {max(fig.check_now_s):.1f} s"
+            f" over {len(fig.check_now_s)} countries (bound {fig.check_now_bound_s:.1f} s)"
+        )
+    if fig.applies:
+        parts.append(f"applies {fig.applies}, wrong {len(fig.apply_wrong)}")
+    if fig.saturated_rounds or fig.saturation_wrong:
+        parts.append(
+            f"tarpit rounds saturated {fig.saturated_rounds}, ours saturated {fig.ours_saturated}"
+        )
+    return "".join(f"    {p}\n" for p in parts)
 
 
 def run_campaign(c: Campaign, seed: int, say: Callable[[str], None] = print) -> Figures:
@@ -444,11 +658,16 @@ def run(argv: list[str]) -> bool:
     parser.add_argument("--short", action="store_true", help="make test's version")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
-    c = SHORT if args.short else Campaign(minutes=args.minutes, kinds=tuple(KINDS))
+    c = (
+        SHORT
+        if args.short
+        else Campaign(minutes=args.minutes, kinds=FULL_KINDS, created=FULL_CREATED)
+    )
     discard_logs()
-    history = draw(seed, list(c.kinds), COUNTRIES, shape(c))
+    history = history_of(c, seed)
     print(
-        f"verdicts ({machine()}; seed {seed}; {len(c.kinds)} monitors ({', '.join(c.kinds)})"
+        f"verdicts ({machine()}; seed {seed}; {len(c.targets)} monitors ({', '.join(c.kinds)};"
+        f" created during the history: {', '.join(c.created) or 'none'})"
         f" every {INTERVAL} s, timeout {TIMEOUT} s, from {' and '.join(COUNTRIES)};"
         f" {c.minutes:g} min of history: {describe(history)})",
         flush=True,

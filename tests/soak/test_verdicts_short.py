@@ -1,12 +1,15 @@
-"""The short verdict campaign of `make soak` (bench.verdicts SHORT, issue 60): real `python -m
-agent` processes in network namespaces of their own (DE, US), `python -m controller serve`,
-embedded PostgreSQL and NATS, a server process per monitor (SMTP plain, SMTPS, IMAP STARTTLS,
-POP3 plain), and a fixed seed's history of outages (killed servers), freezes (SIGSTOP),
-one-country drops (nftables) and an agent restart. Run once for the module; each test pins one
+"""The short verdict campaign of `make test` (bench.verdicts SHORT, issue 60): real `python -m
+agent` processes in network namespaces of their own (DE, US) with their countries' sealing keys,
+`python -m controller serve` (API included), embedded PostgreSQL and NATS, a server process per
+monitor (SMTP plain, SMTPS, IMAP STARTTLS, POP3 plain, a round trip over IMAP; SMTP with a login
+created through the API mid-history and checked at once), every monitor made by an owner through
+the API, and a fixed seed's history of outages (killed servers), freezes (SIGSTOP), an agent
+restart and an `apply` of the owner's exported file. Run once for the module; each test pins one
 of the targets against the harness's own log of what it did.
 
 Left out here, and why: blips (an outage of a second or two may or may not be confirmed: the
-judge allows either, so they test little in one short history); `make soak` runs them.
+judge allows either, so they test little in one short history), controller and NATS restarts,
+changed applies and a second organization saturating a country; `make soak` runs them.
 """
 
 from collections.abc import Iterator
@@ -53,3 +56,15 @@ def test_exactly_one_down_and_one_recovered_notice_per_outage(fig: Figures) -> N
 def test_detection_p99_is_within_the_interval_and_confirmation(fig: Figures) -> None:
     assert fig.detection_s
     assert fig.detection_p99_s <= fig.detect_bound_s
+
+
+def test_check_now_right_after_create_runs_a_round_in_every_country_at_once(fig: Figures) -> None:
+    assert fig.check_now_s
+    assert fig.check_now_wrong == []
+
+
+def test_applying_an_unchanged_export_writes_nothing_and_keeps_the_confirmation(
+    fig: Figures,
+) -> None:
+    assert fig.applies >= 1
+    assert fig.apply_wrong == []

@@ -4,13 +4,16 @@ down, and what the product said → which figures count it as wrong."""
 
 import pytest
 
-from bench.verdict_history import Shape, draw
+from bench.verdict_history import EVENTS, OWNERS, Shape, draw
 from bench.verdict_truth import (
+    Applied,
+    Created,
     Fact,
     Incident,
     Notice,
     Observed,
     Rules,
+    Saturation,
     Span,
     down_spans,
     judge,
@@ -199,3 +202,113 @@ def test_an_outage_starting_while_the_controller_is_away_is_timed_apart() -> Non
     assert down_spans([*OUTAGE, *away], "t", RULES, END) == [Span(100, 160)]
     assert (fig.detection_s, fig.detection_near_restart_s) == ([], [30])
     assert fig.misses() == []
+
+
+def test_a_credentialed_target_is_judged_by_its_login_turns_and_timed_against_the_base() -> None:
+    slow = Rules(interval=10, timeout=4, countries=("DE", "US"), login_spacing=5)
+    assert slow.detect_bound == 10 + 2 * (4 + 5) + 5
+    late = [Notice("t", 1, "down", 130), Notice("t", 1, "recovered", 190)]
+    seen = observed([Incident(1, "t", 105, 125, 185)], late)
+    assert judge(OUTAGE, seen, ["t"], RULES, END).missed_recoveries == []
+    fig = judge(OUTAGE, seen, ["t"], RULES, END, {"t": slow})
+    assert fig.detection_s == [30 - 10]  # less the 2 login turns its bound adds
+    assert fig.misses() == []
+
+
+def created(trigger: int, first: dict[str, tuple[float, str]]) -> Observed:
+    seen = observed([], [])
+    seen.created.append(Created("t", 100, trigger, first))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("seen", "wrong"),
+    [
+        (created(202, {"DE": (101.5, "up"), "US": (102, "up")}), 0),
+        (created(429, {"DE": (101.5, "up"), "US": (102, "up")}), 1),
+        # a country that never checked, or only a round later
+        (created(202, {"DE": (101.5, "up")}), 1),
+        (created(202, {"DE": (101.5, "up"), "US": (111, "up")}), 1),
+        # the server was up: a first round that saw anything else is wrong
+        (created(202, {"DE": (101.5, "down"), "US": (102, "missed")}), 2),
+    ],
+)
+def test_check_now_after_create_is_a_round_at_once_in_every_country(
+    seen: Observed, wrong: int
+) -> None:
+    fig = judge([], seen, ["t"], RULES, END)
+    assert len(fig.check_now_wrong) == wrong
+    assert fig.check_now_bound_s == 4 + 5
+
+
+@pytest.mark.parametrize(
+    ("applied", "wrong"),
+    [
+        (Applied(1, "", 0, "f.yaml: 0 created, 0 updated, 0 deleted", (), ()), 0),
+        (Applied(1, "t", 0, "f.yaml: 0 created, 1 updated, 0 deleted", ("t",), ()), 0),
+        # an unchanged file that wrote a row, or lost a round trip's confirmation
+        (Applied(1, "", 0, "f.yaml: 0 created, 0 updated, 0 deleted", ("t",), ()), 1),
+        (Applied(1, "", 0, "f.yaml: 0 created, 0 updated, 0 deleted", (), ("rt",)), 1),
+        (Applied(1, "", 0, "f.yaml: 0 created, 1 updated, 0 deleted", (), ()), 1),
+        # a changed timeout that touched another monitor too, or was refused
+        (Applied(1, "t", 0, "f.yaml: 0 created, 1 updated, 0 deleted", ("t", "u"), ()), 1),
+        (Applied(1, "t", 1, "f.yaml: 0 created, 1 updated, 0 deleted", ("t",), ()), 1),
+    ],
+)
+def test_apply_of_an_export_changes_nothing_and_of_a_changed_file_only_that(
+    applied: Applied, wrong: int
+) -> None:
+    seen = observed([], [])
+    seen.applied.append(applied)
+    assert len(judge([], seen, ["t"], RULES, END).apply_wrong) == wrong
+
+
+@pytest.mark.parametrize(
+    ("noisy", "wrong"),
+    [
+        ({("down", "timeout"): 5, ("missed", "saturated"): 20}, 0),
+        ({("down", "timeout"): 5}, 1),  # the country never saturated: nothing tested
+        ({("up", ""): 1, ("missed", "saturated"): 20}, 1),  # a tarpit is never up
+    ],
+)
+def test_a_tarpit_organization_is_never_up_and_did_saturate(
+    noisy: dict[tuple[str, str], int], wrong: int
+) -> None:
+    seen = observed([], [])
+    seen.saturation = Saturation(noisy, 0)
+    assert len(judge([], seen, ["t"], RULES, END).saturation_wrong) == wrong
+
+
+def test_an_owners_step_is_moved_past_a_restart() -> None:
+    shape = Shape(interval=10, timeout=4, minutes=6, restarts=("controller",), events=EVENTS)
+    for seed in range(20):
+        history = draw(seed, ["a"], ("DE", "US"), shape, created=("b",))
+        kills = [s.at for s in history if s.action == "controller_kill"]
+        starts = [s.at for s in history if s.action == "controller_start"]
+        for step in history:
+            if step.action in OWNERS:
+                assert not any(
+                    k - 2 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
+                )
+        assert [s.action for s in history].count("create") == 1
+
+
+def test_an_outage_next_to_a_restart_is_owed_an_incident_only_past_the_restart_bound() -> None:
+    """A round lost to the restart (one country missed, the other failing) is `degraded`."""
+    away = [Fact(95, "away", "", None, True), Fact(100, "away", "", None, False)]
+    short = [server(100, True), server(130, False)]
+    fig = judge([*short, *away], observed([], []), ["t"], RULES, END)
+    assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
+    fig = judge(short, observed([], []), ["t"], RULES, END)
+    assert fig.misses() == ["missing notices 1"]
+
+
+def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
+    """Its country missed and the other failing is `degraded`: passing rounds may close one."""
+    split = [*OUTAGE, agent(120, "DE", True), agent(135, "DE", False)]
+    two = [Incident(1, "t", 105, 115, 125), Incident(2, "t", 136, 140, 170)]
+    notes = [Notice("t", n, k, 0) for n in (1, 2) for k in ("down", "recovered")]
+    assert judge(split, observed(two, notes), ["t"], RULES, END).misses() == []
+    three = [*two, Incident(3, "t", 150, 152, 160)]
+    notes += [Notice("t", 3, k, 0) for k in ("down", "recovered")]
+    assert judge(split, observed(three, notes), ["t"], RULES, END).duplicate_notices
