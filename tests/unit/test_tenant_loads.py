@@ -128,7 +128,7 @@ def test_jobs_admitted_but_not_published_wait_again_first() -> None:
     at = datetime(2026, 11, 26, 12, tzinfo=UTC)
     first, second = _job("a", at, timeout=1.0, n=1), _job("b", at, timeout=1.0, n=2)
     assert admissions.take([first, second], at).waiting == 2
-    beats["load"] = CountryLoad(2, {}, {}, heard_at=200.0)
+    beats["load"] = CountryLoad(3, {}, {}, heard_at=200.0)
     clock.t = 300.0
     taken = admissions.retry(at)
     assert [j.job_id for j in taken.admitted] == ["a-1", "b-2"]
