@@ -106,12 +106,15 @@ async def test_the_html_bars_are_the_days_bars(
     looks like markup stays text."""
     org = await make_tenant(pool)
     relay = await create(http, org, "smtp", name='<b id="x">Bars</b>', hostname="bars.acme.test")
-    for minutes, status in ((9, "up"), (7, "down")):
+    now = utcnow()
+    # Both results on one UTC day: a few minutes back, or yesterday just after midnight.
+    back = 9 if now.hour * 60 + now.minute >= 10 else now.hour * 60 + now.minute + 20
+    for minutes, status in ((back, "up"), (back - 2, "down")):
         await store_result(pool, job_ids, relay, "DE", status, ago=timedelta(minutes=minutes))
     slug = f"bars-{org.org_id}"
     await _publish(client, org, slug, [await _row_id(pool, relay["publicId"])], False)
     page = (await http.get(f"/status/{slug}")).text
-    today = utcnow().date()
+    today = (now - timedelta(minutes=back)).date()
     assert page.count('class="bar ') == 90
     assert f'<span class="bar down" title="{today.isoformat()}: 50.0 % up"></span>' in page
     yesterday = (today - timedelta(days=1)).isoformat()
