@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from agent.blocklists import BlocklistProbe
+from controller.ingest.store import decode_result
 from controller.reputation import store as db
 from controller.reputation.rules import KNOWN, BlockList, ask
 from controller.reputation.watch import BlocklistWatch, FreshNames
@@ -75,8 +76,10 @@ async def lookups(
                 reputation=reputation,
             )
         )
+    # Decoded as the ingester decodes them from the stream (times and monitor id typed).
+    decoded = [decode_result(msgspec.json.encode(r)) for r in out]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await db.record(conn, out)
+        await db.record(conn, decoded)
     return out
 
 
