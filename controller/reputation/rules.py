@@ -314,7 +314,8 @@ def hold_step(
     (with why), `clean_in` those whose healthy list says not listed; `quiet` those that met the
     name but whose list said nothing usable this time (unhealthy there, no answer). A country
     in none of them judges nothing; a quiet one keeps its place among the countries that see
-    the listing, so a resolver's bad minute is no change. A listing is `raised` once it has held
+    the listing while another still sees it listed, so a resolver's bad minute is no change
+    (nor does it hold off a clear). A listing is `raised` once it has held
     `hold` and `cleared` when no country sees it any more and one sees it clean; one that ends
     before `hold` is never told. `moved`: the countries that see a raised listing changed (it is
     seen from another country now, or one sees it clean while others still see it listed), a
