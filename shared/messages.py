@@ -571,7 +571,8 @@ AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES, FEATURE_TENANT_LOADS, FEATURE
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
     """A posture finding that `appeared` or `cleared`, or a `changed` baseline (a change every
-    country saw alike). Plain strs, not Literals, so a newer controller's values still decode."""
+    country saw alike) or `blocklisted` listing (the countries that see it; its severity kept).
+    Plain strs, not Literals, so a newer controller's values still decode."""
 
     change: str
     code: str  # the finding's code (e.g. "starttls_stripped"), or the fact that changed

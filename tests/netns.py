@@ -126,11 +126,13 @@ class Netns:
         assert process.returncode is not None
         return process.returncode, out.decode(errors="replace")
 
-    def filter_egress(self, drop_tcp: Iterable[int] = ()) -> None:
+    def filter_egress(self, drop_tcp: Iterable[int] = (), drop_to: Iterable[str] = ()) -> None:
         """Replace the namespace's egress filter: TCP to `drop_tcp` ports is dropped (SYNs
         vanish, as a provider's block does: the connect times out), and so is every packet to
-        outside loopback and `POOL`."""
+        the `drop_to` addresses (another namespace's host side: its services unreachable from
+        here) and to outside loopback and `POOL`."""
         ports = sorted(set(drop_tcp))
+        addresses = sorted(set(drop_to))
         ruleset = [
             "flush ruleset",
             "table inet mailprobe {",
@@ -141,6 +143,8 @@ class Netns:
         ]
         if ports:
             ruleset.append(f"    tcp dport {{ {', '.join(map(str, ports))} }} drop")
+        if addresses:
+            ruleset.append(f"    ip daddr {{ {', '.join(addresses)} }} drop")
         _nft(self.name, "\n".join([*ruleset, "  }", "}", ""]))
 
     def use_resolver(self, nameserver: str) -> None:

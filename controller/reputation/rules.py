@@ -308,16 +308,23 @@ def hold_step(
     clean_in: Iterable[str],
     at: datetime,
     hold: timedelta,
+    quiet: Iterable[str] = (),
 ) -> tuple[Listing | None, Change | None]:
     """Move one (list, name) at `at`: `listed_in` the countries whose healthy list says listed
-    (with why), `clean_in` those whose healthy list says not listed; a country not in either
-    (unhealthy list, no answer) judges nothing. A listing is `raised` once it has held `hold`
-    and `cleared` when no country sees it any more and one sees it clean; one that ends before
-    `hold` is never told. `moved`: a raised listing is seen from other countries now."""
+    (with why), `clean_in` those whose healthy list says not listed; `quiet` those that met the
+    name but whose list said nothing usable this time (unhealthy there, no answer). A country
+    in none of them judges nothing; a quiet one keeps its place among the countries that see
+    the listing while another still sees it listed, so a resolver's bad minute is no change
+    (nor does it hold off a clear). A listing is `raised` once it has held
+    `hold` and `cleared` when no country sees it any more and one sees it clean; one that ends
+    before `hold` is never told. `moved`: the countries that see a raised listing changed (it is
+    seen from another country now, or one sees it clean while others still see it listed), a
+    change told once like the others; the same countries again are no change."""
     clean = set(clean_in)
     if listed_in:
-        countries = frozenset(listed_in)
-        reason = "; ".join(dict.fromkeys(listed_in[cc] for cc in sorted(countries)))
+        kept = (current.countries & set(quiet)) - clean if current is not None else frozenset()
+        countries = frozenset(listed_in) | kept
+        reason = "; ".join(dict.fromkeys(listed_in[cc] for cc in sorted(listed_in)))
         if current is None:
             current = Listing(zone, name, at, countries, reason=reason)
         moved = current.raised and countries != current.countries

@@ -14,14 +14,16 @@ from shared.timefmt import parse_iso
 
 async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
     """The answers and names of `results` (those with `reputation`), in the caller's
-    transaction: an answer replaces a stored one only when it is newer."""
+    transaction: an answer replaces a stored one only when it is newer. The ingester's results
+    (`CheckedResult`) hold their times and monitor id decoded already."""
     answers: list[tuple[Any, ...]] = []
     names: list[tuple[Any, ...]] = []
     for r in results:
         if r.reputation is None:
             continue
-        at = parse_iso(r.finished_at)
-        names.append((r.monitor_id, r.country, r.reputation.names, at))
+        done: str | datetime = r.finished_at
+        at = done if isinstance(done, datetime) else parse_iso(done)
+        names.append((str(r.monitor_id), r.country, r.reputation.names, at))
         for a in r.reputation.answers:
             answers.append((a.zone, a.name, r.country, a.a, a.txt, a.error, at))
     if answers:

@@ -1,11 +1,13 @@
 """The `blocklisted` findings, moved every pass (the alerter role, `BlocklistWatch.run_once`):
 for each monitor whose names were seen lately, each (list, name) is read per country from the
 shared answers (only where the list is healthy in that country), held, raised and cleared by
-`rules.hold_step`, and each raise or clear is one event and one notice on the channels its
-severity goes by (a major list's listing is `critical`, another's `warning`)."""
+`rules.hold_step`, and each raise, clear or move (a raised listing seen from other countries
+now) is one event and one notice on the channels its severity goes by (a major list's listing
+is `critical`, another's `warning`)."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Final, NamedTuple
 
 import asyncpg
 import structlog
@@ -20,7 +22,7 @@ from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
 from controller.reputation import rules
 from controller.reputation import store as db
-from controller.reputation.rules import BlockList, ListHealth, Listing
+from controller.reputation.rules import BlockList, Change, ListHealth, Listing
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -28,6 +30,18 @@ from shared.timefmt import iso_ms, utcnow
 log = structlog.get_logger(__name__)
 
 WAYS = ("email", "sms", recipients.CHANNELS)
+# A listing raised is a finding that appeared; a move changes the countries it is seen from.
+EVENT_CHANGE: Final[Mapping[str, str]] = {
+    "raised": "appeared",
+    "cleared": "cleared",
+    "moved": "changed",
+}
+
+
+class Told(NamedTuple):
+    change: Change
+    listing: Listing
+    before: Listing | None
 
 
 def healths(
@@ -103,42 +117,44 @@ class BlocklistWatch:
             elif verdict.state == "clean":
                 clean.add(a.country)
         current = await db.open_listings(conn, w.monitor_id)
-        told: list[tuple[str, Listing]] = []
+        told: list[Told] = []
         for key in sorted(set(seen) | set(current)):
             listed, clean = seen.get(key, ({}, set()))
+            # Where the name was met but the list said nothing usable: no change there.
+            met = {cc for cc, per in w.names.items() if key[1] in per}
+            quiet = met - set(listed) - clean
             before = current.get(key)
-            after, change = rules.hold_step(before, *key, listed, clean, at, self._hold)
+            after, change = rules.hold_step(before, *key, listed, clean, at, self._hold, quiet)
             if after == before:
                 continue
             await db.save_listing(conn, w.monitor_id, before, after, at)
-            if change in ("raised", "cleared"):
+            if change is not None:
                 listing = after or before
                 assert listing is not None
-                told.append((change, listing))
+                told.append(Told(change, listing, before))
         if told:
             await self._tell(conn, w.monitor_id, told, at)
 
-    async def _tell(
-        self, conn: Conn, monitor_id: int, told: list[tuple[str, Listing]], at: datetime
-    ) -> None:
+    async def _tell(self, conn: Conn, monitor_id: int, told: list[Told], at: datetime) -> None:
         monitor = await monitors.get(conn, monitor_id, ALL_TYPES, None)
         if monitor is None:
             return
         t = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
-        for change, listing in told:
+        for change, listing, before in told:
             b = self._lists[listing.zone]
             severity = rules.severity(b)
-            detail = _detail(b, listing)
             note = PostureNote(
-                change="appeared" if change == "raised" else "cleared",
+                change=EVENT_CHANGE[change],
                 code="blocklisted",
                 severity=severity,
-                detail=detail,
+                detail=_detail(b, listing),
             )
             await _event(conn, monitor, note, at)
             log.info("blocklist listing " + change, monitor_id=str(monitor.public_id))
-            texts = notice(monitor, b, listing, change, self._links)
+            texts = notice(monitor, b, listing, change, self._links, before)
             key = f"blocklisted:{monitor.id}:{listing.zone}:{listing.name}:{iso_ms(listing.since)}"
+            if change == "moved":  # a listing moves as often as its countries change
+                key += f":{iso_ms(at)}"
             for way in WAYS:
                 if way in t.finding_channels(severity):
                     notes = recipients.to_recipients(
@@ -155,14 +171,34 @@ def _detail(b: BlockList, listing: Listing) -> str:
     )
 
 
-def notice(monitor: Monitor, b: BlockList, listing: Listing, change: str, links: Links) -> Texts:
-    """One listing raised or cleared, in words."""
+def notice(
+    monitor: Monitor,
+    b: BlockList,
+    listing: Listing,
+    change: str,
+    links: Links,
+    before: Listing | None = None,
+) -> Texts:
+    """One listing raised, cleared or moved (seen from other countries than `before`), in
+    words."""
     name = one_line(monitor.name)
+    sms_change = change
     if change == "raised":
         subject = f"[mailprobe] Blocklisted on {b.label}: {name}"
         lead = (
             f"{listing.name}, which {name} ({target(monitor)}) depends on, is listed on {b.label}."
         )
+    elif change == "moved":
+        now = spoken(listing.countries)
+        subject = f"[mailprobe] On {b.label}, now seen from {now}: {name}"
+        lead = f"{listing.name}, listed on {b.label}, is now seen listed from {now}"
+        was = before.countries if before is not None else frozenset()
+        if gained := listing.countries - was:
+            lead += f" (newly from {spoken(gained)})"
+        if lost := was - listing.countries:
+            lead += f"; no longer from {spoken(lost)}"
+        lead += "."
+        sms_change = f"now seen from {now}"
     else:
         subject = f"[mailprobe] No longer on {b.label}: {name}"
         lead = f"{listing.name} is no longer listed on {b.label}."
@@ -175,8 +211,16 @@ def notice(monitor: Monitor, b: BlockList, listing: Listing, change: str, links:
         ("Delisting", b.delisting(listing.name) or "-"),
         *monitor_facts(monitor, links),
     ]
-    sms = f"mailprobe {rules.severity(b)}: {listing.name} ({name}) {change} on {b.label}"
+    sms = f"mailprobe {rules.severity(b)}: {listing.name} ({name}) {sms_change} on {b.label}"
     return with_facts(subject, lead, facts, with_link(sms, links.monitor(monitor.public_id)))
+
+
+def spoken(countries: Iterable[str]) -> str:
+    """`DE`, `DE and US`, `DE, FR and US`."""
+    ordered = sorted(countries)
+    if len(ordered) < 2:
+        return "".join(ordered) or "no country"
+    return f"{', '.join(ordered[:-1])} and {ordered[-1]}"
 
 
 async def _event(conn: Conn, monitor: Monitor, note: PostureNote, at: datetime) -> None:

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from agent.blocklists import BlocklistProbe
+from controller.ingest.store import decode_result
 from controller.reputation import store as db
 from controller.reputation.rules import KNOWN, BlockList, ask
 from controller.reputation.watch import BlocklistWatch, FreshNames
@@ -75,8 +76,10 @@ async def lookups(
                 reputation=reputation,
             )
         )
+    # Decoded as the ingester decodes them from the stream (times and monitor id typed).
+    decoded = [decode_result(msgspec.json.encode(r)) for r in out]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await db.record(conn, out)
+        await db.record(conn, decoded)
     return out
 
 
@@ -284,3 +287,83 @@ async def test_a_monitors_listings_per_name_list_and_country_through_the_api(
     )
     assert listing["raisedAt"] == iso_ms(t0 + HOLD) and listing["clearedAt"] is None
     assert listing["label"] == "rbl.example.net" and listing["severity"] == "critical"
+
+
+async def test_a_raised_listing_seen_from_another_country_is_one_notice_and_a_repeat_none(
+    rig: Rig,
+) -> None:
+    """Raised from DE; then US sees it too: one notice ("now seen from DE and US") and one
+    `changed` event, none for the next pass; US's list unhealthy for a round changes nothing
+    (US keeps its place); US sees it clean while DE still sees it: one notice ("no longer from
+    US"), the listing still open."""
+    IP = next(IPS)
+    monitor = await rig.monitor(["DE", "US"])
+    pid = monitor["public_id"]
+    watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=3600, links=LINKS)
+    step = timedelta(minutes=10)  # each round's answers newer than the last (fresh for 5 min)
+    # The lists' test entries are answered for every monitor: this test's are the newest.
+    t0 = utcnow() - HOLD - 4 * step
+    records = {(HOST, "A"): [IP]}
+
+    async def round_at(at: Any, us: Zone) -> None:
+        async with (
+            DnsblPeer(views(IP, listed_in_rbl=True), records=records) as de,
+            DnsblPeer(
+                {**views(IP, listed_in_rbl=False), "rbl.example.net": us}, records=records
+            ) as us_peer,
+        ):
+            await lookups(rig, monitor, {"DE": de, "US": us_peer}, at, timedelta(minutes=5))
+        await watch.run_once(at)
+
+    async def told() -> list[str]:
+        return [n["subject"] for n in await rig.outbox_rows(monitor)]
+
+    await round_at(t0, healthy())
+    await watch.run_once(t0 + HOLD)
+    assert await told() == ["[mailprobe] Blocklisted on Example RBL: Outbound relay"]
+
+    listed_in_us = healthy(**{label(IP): ["127.0.0.2"]})
+    t1 = t0 + HOLD + step
+    await round_at(t1, listed_in_us)
+    (moved,) = (await rig.outbox_rows(monitor))[1:]
+    assert moved["subject"] == "[mailprobe] On Example RBL, now seen from DE and US: Outbound relay"
+    assert (
+        f"{IP}, listed on Example RBL, is now seen listed from DE and US (newly from US)."
+        in moved["body_text"]
+    )
+    assert moved["kind"] == "finding" and moved["channel"] == "email"
+    await watch.run_once(t1 + timedelta(minutes=1))  # the same countries: nothing told
+    assert len(await told()) == 2
+
+    t2 = t1 + step
+    await round_at(t2, Zone())  # US's list says nothing (no test entry): US judges nothing
+    assert len(await told()) == 2
+    (row,) = await rig.fetch(
+        "SELECT countries FROM blocklist_listings WHERE monitor_id = $1", monitor["id"]
+    )
+    assert row["countries"] == ["DE", "US"]
+
+    t3 = t2 + step
+    await round_at(t3, healthy())
+    subjects = await told()
+    assert subjects[2:] == ["[mailprobe] On Example RBL, now seen from DE: Outbound relay"]
+    body = (await rig.outbox_rows(monitor))[2]["body_text"]
+    assert "is now seen listed from DE; no longer from US." in body
+    await watch.run_once(t3 + timedelta(minutes=1))
+    assert len(await told()) == 3
+    (row,) = await rig.fetch(
+        "SELECT countries, cleared_at FROM blocklist_listings WHERE monitor_id = $1",
+        monitor["id"],
+    )
+    assert (row["countries"], row["cleared_at"]) == (["DE"], None)
+    queued = await rig.fetch(
+        "SELECT payload FROM event_outbox WHERE subject = $1 ORDER BY id", f"mon.events.{pid}"
+    )
+    events = [decode_event(bytes(r["payload"])) for r in queued]
+    notes = [e.posture for e in events if e.posture]
+    assert [(n.change, n.code, n.severity) for n in notes] == [
+        ("appeared", "blocklisted", "critical"),
+        ("changed", "blocklisted", "critical"),
+        ("changed", "blocklisted", "critical"),
+    ]
+    assert "seen from DE, US:" in notes[1].detail and "seen from DE:" in notes[2].detail

@@ -209,10 +209,49 @@ def test_no_usable_answer_neither_raises_nor_clears() -> None:
     assert hold_step(listing, "z", "n", {}, [], T0 + HOLD, HOLD) == (listing, None)
 
 
-def test_a_raised_listing_seen_from_other_countries_is_a_move() -> None:
+MOVES = [
+    # (seen from, raised, listed in, clean in, quiet, at) → (seen from after, change)
+    ({"DE"}, True, {"DE", "US"}, set(), set(), HOLD, ({"DE", "US"}, "moved")),
+    ({"DE", "US"}, True, {"DE"}, {"US"}, set(), HOLD, ({"DE"}, "moved")),
+    ({"DE"}, True, {"US"}, {"DE"}, set(), HOLD, ({"US"}, "moved")),
+    # The same countries again: no change, whatever else a round says.
+    ({"DE", "US"}, True, {"DE", "US"}, {"FR"}, set(), HOLD, ({"DE", "US"}, None)),
+    # A country whose list said nothing usable this time keeps its place.
+    ({"DE", "US"}, True, {"DE"}, set(), {"US"}, HOLD, ({"DE", "US"}, None)),
+    ({"DE"}, True, {"DE"}, set(), {"US"}, HOLD, ({"DE"}, None)),
+    # One that no longer meets the name (the monitor's address there changed) leaves.
+    ({"DE", "US"}, True, {"DE"}, set(), set(), HOLD, ({"DE"}, "moved")),
+    # Before the raise the countries change untold; the raise names them, one notice.
+    ({"DE"}, False, {"DE", "US"}, set(), set(), HOLD / 2, ({"DE", "US"}, None)),
+    ({"DE"}, False, {"DE", "US"}, set(), set(), HOLD, ({"DE", "US"}, "raised")),
+    # No country sees it listed and one sees it clean: cleared, quiet ones or not.
+    ({"DE", "US"}, True, set(), {"DE"}, {"US"}, HOLD, (None, "cleared")),
+]
+
+
+@pytest.mark.parametrize(("before", "raised", "listed", "clean", "quiet", "at", "after"), MOVES)
+def test_a_raised_listing_whose_countries_change_is_one_move(
+    before: set[str],
+    raised: bool,
+    listed: set[str],
+    clean: set[str],
+    quiet: set[str],
+    at: timedelta,
+    after: tuple[set[str] | None, str | None],
+) -> None:
+    listing = Listing("z", "n", T0, frozenset(before), raised=raised, reason="SBL")
+    found, change = hold_step(
+        listing, "z", "n", dict.fromkeys(listed, "SBL"), clean, T0 + at, HOLD, quiet
+    )
+    assert (None if found is None else set(found.countries), change) == after
+    if found is not None:
+        assert found.since == T0  # a move never restarts the listing
+
+
+def test_a_listing_seen_anew_with_another_reason_only_is_no_change() -> None:
     listing = Listing("z", "n", T0, frozenset({"DE"}), raised=True, reason="SBL")
-    moved, change = hold_step(listing, "z", "n", {"US": "SBL"}, ["DE"], T0 + HOLD, HOLD)
-    assert change == "moved" and moved is not None and moved.countries == {"US"}
+    found, change = hold_step(listing, "z", "n", {"DE": "XBL"}, [], T0 + HOLD, HOLD)
+    assert change is None and found is not None and found.reason == "XBL"
 
 
 def test_one_round_per_window_asks_the_lists() -> None:
