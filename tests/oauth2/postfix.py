@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -53,6 +54,69 @@ def missing() -> str | None:
     if os.geteuid() != 0:
         return "Postfix's master starts only as root"
     return None
+
+
+async def start_master(d: Path) -> asyncio.subprocess.Process:
+    """Postfix's master in the foreground for the configuration in `d`/etc (its queue set up
+    by Postfix itself, its log in `d`/maillog)."""
+    # Postfix's own set-up of a queue directory: the subdirectories, owners and modes.
+    setup = await asyncio.create_subprocess_exec(
+        "/usr/sbin/postfix",
+        "-c",
+        str(d / "etc"),
+        "set-permissions",
+        "create-missing",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await setup.communicate()
+    if setup.returncode != 0:
+        said = out.decode(errors="replace")
+        raise RuntimeError(f"postfix set-permissions failed ({setup.returncode}): {said}")
+    # Logging to a file of its own; set-permissions fails with one set, so it comes after.
+    with (d / "etc" / "main.cf").open("a") as f:
+        f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
+    return await asyncio.create_subprocess_exec(
+        MASTER,
+        "-d",
+        "-c",
+        str(d / "etc"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def until_listening(
+    process: asyncio.subprocess.Process, ports: Iterable[int], log: Callable[[], str]
+) -> None:
+    """Return once every one of `ports` takes a connection; else stop `process` and raise with
+    what it and its `log` said."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_S
+    waiting = set(ports)
+    while loop.time() < deadline and process.returncode is None:
+        for port in list(waiting):
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                waiting.discard(port)
+        if not waiting:
+            return
+        await asyncio.sleep(0.05)
+    await stop_master(process)
+    assert process.stderr is not None
+    said = (await process.stderr.read()).decode(errors="replace")
+    raise RuntimeError(f"postfix did not start: {said[-2000:]} {log()[-2000:]}")
+
+
+async def stop_master(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 class Postfix:
@@ -135,66 +199,17 @@ virtual_gid_maps = static:{self.owner[1]}
         (d / "etc" / "mailboxes").write_text(
             "".join(f"{user}@example.com {user}/Maildir/\n" for user in MAILBOX_USERS)
         )
-        # Postfix's own set-up of a queue directory: the subdirectories, owners and modes.
-        setup = await asyncio.create_subprocess_exec(
-            "/usr/sbin/postfix",
-            "-c",
-            str(d / "etc"),
-            "set-permissions",
-            "create-missing",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await setup.communicate()
-        if setup.returncode != 0:
-            said = out.decode(errors="replace")
-            raise RuntimeError(f"postfix set-permissions failed ({setup.returncode}): {said}")
-        # Logging to a file of its own; set-permissions fails with one set, so it comes after.
-        with (d / "etc" / "main.cf").open("a") as f:
-            f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
-        self._process = await asyncio.create_subprocess_exec(
-            MASTER,
-            "-d",
-            "-c",
-            str(d / "etc"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await self._ready()
+        self._process = await start_master(d)
+        await until_listening(self._process, self.ports.values(), self.log)
         return self
 
     def log(self) -> str:
         path = self.where / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    async def _ready(self) -> None:
-        assert self._process is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_S
-        waiting = dict(self.ports)
-        while loop.time() < deadline and self._process.returncode is None:
-            for name, port in list(waiting.items()):
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    del waiting[name]
-            if not waiting:
-                return
-            await asyncio.sleep(0.05)
-        await self._stop()
-        assert self._process.stderr is not None
-        said = (await self._process.stderr.read()).decode(errors="replace")
-        raise RuntimeError(f"postfix did not start: {said[-2000:]} {self.log()[-2000:]}")
-
     async def _stop(self) -> None:
         assert self._process is not None
-        if self._process.returncode is None:
-            self._process.terminate()
-            try:
-                await asyncio.wait_for(self._process.wait(), 10)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+        await stop_master(self._process)
 
     async def __aexit__(
         self,

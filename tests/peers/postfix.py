@@ -11,7 +11,6 @@ was sent.
 """
 
 import asyncio
-import contextlib
 import os
 import shutil
 import tempfile
@@ -20,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from shared.embedded import free_port
-from tests.oauth2.postfix import MASTER, missing
+from tests.oauth2.postfix import missing, start_master, stop_master, until_listening
 
 START_S = 10.0
 _SERVICES = """\
@@ -90,30 +89,8 @@ smtpd_recipient_restrictions =
         (d / "etc" / "master.cf").write_text(
             _SERVICES.replace("smtp_test inet", f"127.0.0.1:{self.port} inet")
         )
-        setup = await asyncio.create_subprocess_exec(
-            "/usr/sbin/postfix",
-            "-c",
-            str(d / "etc"),
-            "set-permissions",
-            "create-missing",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await setup.communicate()
-        if setup.returncode != 0:
-            said = out.decode(errors="replace")
-            raise RuntimeError(f"postfix set-permissions failed ({setup.returncode}): {said}")
-        with (d / "etc" / "main.cf").open("a") as f:
-            f.write(f"maillog_file_prefixes = {d}\nmaillog_file = {d}/maillog\n")
-        self._process = await asyncio.create_subprocess_exec(
-            MASTER,
-            "-d",
-            "-c",
-            str(d / "etc"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await self._ready()
+        self._process = await start_master(d)
+        await until_listening(self._process, [self.port], self.log)
         return self
 
     def log(self) -> str:
@@ -128,36 +105,16 @@ smtpd_recipient_restrictions =
             lines = [
                 line
                 for line in self.log().splitlines()
-                if " disconnect from " in line and "commands=0/0" not in line  # _ready's
+                # (`commands=0/0`: the probe of `until_listening`)
+                if " disconnect from " in line and "commands=0/0" not in line
             ]
             if len(lines) >= count or loop.time() > deadline:
                 return lines
             await asyncio.sleep(0.05)
 
-    async def _ready(self) -> None:
-        assert self._process is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_S
-        while loop.time() < deadline and self._process.returncode is None:
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            await asyncio.sleep(0.05)
-        await self._stop()
-        assert self._process.stderr is not None
-        said = (await self._process.stderr.read()).decode(errors="replace")
-        raise RuntimeError(f"postfix did not start: {said[-2000:]} {self.log()[-2000:]}")
-
     async def _stop(self) -> None:
         assert self._process is not None
-        if self._process.returncode is None:
-            self._process.terminate()
-            try:
-                await asyncio.wait_for(self._process.wait(), 10)
-            except TimeoutError:
-                self._process.kill()
-                await self._process.wait()
+        await stop_master(self._process)
 
     async def __aexit__(
         self,
