@@ -18,7 +18,9 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
 
 Per organization it prints the rounds due in the window, real results, `saturated` rows,
 `expired` and missing rounds, and its share of the slot-seconds real checks held. Target:
-Victim has a real result in ≥ 90 % of its rounds in every variant, and none `saturated`.
+Victim has a real result in ≥ 90 % of its rounds in every variant, and none `saturated`; the
+noisy organizations' rounds are real, `saturated` (with a message) or still waiting when the
+window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
 
 The scenario's parts (seeding, the tarpit, the figures) are shared with
@@ -269,12 +271,13 @@ def table(scenario: Scenario, rows: Sequence[Figures]) -> list[str]:
 
 def met(rows: Sequence[Figures]) -> bool:
     """The target: Victim's rounds real ≥ TARGET, none `saturated`; the noisy ones' excess is
-    `saturated`, with a message."""
+    their own `saturated`, with a message, never `expired` (a round still waiting for a slot
+    when the window ends is neither: `missing`)."""
     victim = [f for f in rows if f.victim]
     noisy = [f for f in rows if not f.victim]
     return (
         all(f.real_share >= TARGET and f.saturated == 0 for f in victim)
-        and sum(f.saturated for f in noisy) > 0
+        and sum(f.expired for f in noisy) == 0
         and all(m for f in noisy for m in f.messages)
     )
 
@@ -362,8 +365,10 @@ def _variant(pipes: Pipes, scenario: Scenario, ports: tuple[int, int], window: f
     for line in table(scenario, _summed(rows)):
         print(line)
     print(
-        f"    target Victim ≥ {100 * TARGET:.0f} % real, 0 saturated; noisy excess saturated:"
-        f" {100 * victim.real_share:.1f} %   {verdict(ok)}",
+        f"    target Victim ≥ {100 * TARGET:.0f} % real, 0 saturated; the noisy ones' excess"
+        f" saturated, none expired: Victim {100 * victim.real_share:.1f} % real,"
+        f" noisy {sum(f.saturated for f in rows if not f.victim)} saturated,"
+        f" {sum(f.expired for f in rows if not f.victim)} expired   {verdict(ok)}",
         flush=True,
     )
     return ok
