@@ -846,7 +846,8 @@ class Figures:
     complete: bool
 
 
-_IDLE_NATS = re.compile(r"idle \(no monitors\), CPU ms per second: .*NATS (\d+)")
+_IDLE_NATS = re.compile(r"idle \(no monitors\), CPU ms per second: .*NATS (\d+);")
+_BEYOND_IDLE = re.compile(r"per check beyond idle: .*NATS ([\d.-]+), central ([\d.-]+)")
 
 
 def read_figures(out: str) -> Figures | None:
@@ -935,7 +936,8 @@ def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> boo
     due check."""
     same = without_options(argv, ("--stream-replicas", "--pairs"))
     got: dict[int, list[Figures]] = {n: [] for n in counts}
-    idle: dict[int, list[int]] = {n: [] for n in counts}
+    idle: dict[int, list[float]] = {n: [] for n in counts}
+    beyond: dict[int, list[tuple[float, float]]] = {n: [] for n in counts}
     ok = True
     for n in range(1, pairs + 1):
         for count in counts if n % 2 else counts[::-1]:
@@ -952,7 +954,9 @@ def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> boo
             ok = ok and figures.complete
             got[count].append(figures)
             if (found := _IDLE_NATS.search(run.stdout)) is not None:
-                idle[count].append(int(found.group(1)))
+                idle[count].append(float(found.group(1)))
+            if (found := _BEYOND_IDLE.search(run.stdout)) is not None:
+                beyond[count].append((float(found.group(1)), float(found.group(2))))
             print(
                 f"  round {n}, R{count}: controller {figures.controller:.3f}, PostgreSQL"
                 f" {figures.postgres:.3f}, NATS {figures.nats:.3f}, central"
@@ -970,12 +974,16 @@ def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> boo
             f"  R{count} ({'one server' if count == 1 else f'{count} servers'}): central"
             f" {_span(central, '.3f')} ms/check, NATS {_span(nats, '.3f')} ms/check"
             f" ({_span([s * 100 for s in share], '.0f')} % of central); NATS idle"
-            f" {_span([float(i) for i in idle[count]], '.0f')} ms/s"
+            f" {_span(idle[count], '.0f')} ms/s; beyond idle: NATS"
+            f" {_span([n for n, _ in beyond[count]], '.3f')}, central"
+            f" {_span([c for _, c in beyond[count]], '.3f')} ms/check"
         )
     return ok
 
 
 def _span(values: list[float], spec: str) -> str:
+    if not values:
+        return "?"
     low, high = min(values), max(values)
     return f"{low:{spec}}" if f"{low:{spec}}" == f"{high:{spec}}" else f"{low:{spec}}-{high:{spec}}"
 
