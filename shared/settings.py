@@ -786,7 +786,8 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
                 f"CONTROLLER_ROLES names an unknown role {sorted(unknown)[0]!r}"
                 f" (known: {', '.join(sorted(CONTROLLER_ROLES))})"
             )
-        _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"))
+        # One URL, its hosts comma-separated (libpq's multi-host form): not a list of URLs.
+        _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"), many=False)
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         if self.check_raw_days > self.check_history_days:
             raise ValueError("CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS")

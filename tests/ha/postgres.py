@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,32 @@ class PgNode:
     def stop(self) -> None:
         """Stop it if it runs (a killed one leaves its postmaster.pid behind)."""
         _run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+
+    def sql(self, statement: str) -> str:
+        """`statement` run through psql on the server; its output, unaligned, tuples only."""
+        done = subprocess.run(
+            [
+                *(str(POSTGRES_BIN_PATH / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1"),
+                *("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", statement),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return done.stdout.strip()
+
+    def synchronous(self, standby: str = "standby", within_s: float = 30) -> None:
+        """Commits wait for `standby` (its `application_name`) to flush their WAL
+        (`synchronous_commit = on`, the default), once it streams as one (`quorum` for an
+        `ANY` list): a promoted standby then holds every commit a client saw succeed."""
+        self.sql(f"ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ({standby})'")
+        self.sql("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + within_s
+        while (state := self.sql("SELECT sync_state FROM pg_stat_replication")) != "quorum":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby is not synchronous: {state!r}")
+            time.sleep(0.1)
 
     def configure(self, **settings: str) -> None:
         """Append to postgresql.conf (the last line of a setting wins)."""

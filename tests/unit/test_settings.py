@@ -73,6 +73,13 @@ def test_bad_controller_setting_names_it(env: dict[str, str], message: str) -> N
     assert "\n" not in str(caught.value)
 
 
+def test_a_multi_host_database_url_is_one_url() -> None:
+    """The primary and its standby in one libpq URL (docs/operating.md, "Running without a
+    single point of failure"): its hosts' commas do not make it a list of URLs."""
+    url = "postgresql://u:p@db1:5432,db2:5432/mailprobe?target_session_attrs=read-write"
+    assert load(ControllerSettings, {"DATABASE_URL": url}).database_url == url
+
+
 def test_private_networks_are_granted_per_organization_or_to_every_one_by_star() -> None:
     env = {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": " 3 = 10.0.0.0/8, 192.168.1.5 ;*=fd00::/8;"}
     grants = load(ControllerSettings, env).notify_private_grants

@@ -1,0 +1,58 @@
+"""The short HA fault campaign of `make soak` (bench.ha_soak SHORT): three nats-servers at
+STREAM_REPLICAS=3, a PostgreSQL primary with a synchronous standby behind a multi-host
+DATABASE_URL, two `python -m controller serve` replicas and two agents per country as real
+processes on loopback, 200 healthy monitors and one whose server the harness takes down. The
+node leading RESULTS is killed; then, during the outage, the PostgreSQL primary, the standby
+promoted by the harness. Run once for the module; each test pins one of issue 57's targets over
+every fault window.
+"""
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.ha_soak import CAMPAIGNS, HaFigures, report, run_campaign
+from bench.soak_figures import RECOVERY_TARGET_S
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+CAMPAIGN = CAMPAIGNS["short"]
+
+
+@pytest.fixture(scope="module")
+def windows() -> Iterator[list[HaFigures]]:
+    found = run_campaign(CAMPAIGN, say=lambda _: None)
+    report(found, CAMPAIGN.concurrency)  # every figure in the output of a failing run
+    yield found
+
+
+def test_no_result_is_lost_or_stored_twice_through_a_leader_kill_and_a_failover(
+    windows: list[HaFigures],
+) -> None:
+    assert all(h.soak.expected > 0 for h in windows)
+    assert {h.soak.name: h.lost for h in windows if h.lost} == {}
+    assert {h.soak.name: h.doubled for h in windows if h.doubled} == {}
+
+
+def test_a_healthy_target_never_gets_down_or_an_alert(windows: list[HaFigures]) -> None:
+    assert {h.soak.name: h.soak.down for h in windows if h.soak.down} == {}
+    assert {h.soak.name: h.soak.alerts for h in windows if h.soak.alerts} == {}
+    assert {h.soak.name: h.soak.incidents for h in windows if h.soak.incidents} == {}
+
+
+def test_a_real_outage_during_the_failover_is_notified_once_down_and_once_recovered(
+    windows: list[HaFigures],
+) -> None:
+    failover = [h for h in windows if h.outage_expected]
+    assert len(failover) == 1
+    assert failover[0].notices == {"down": 1, "recovered": 1}
+    assert {h.soak.name: h.notices for h in windows if not h.outage_expected and h.notices} == {}
+
+
+def test_rounds_are_on_time_again_within_10_s_of_each_fault(windows: list[HaFigures]) -> None:
+    slow = {
+        h.soak.name: round(h.soak.recovery_s, 1)
+        for h in windows
+        if h.soak.recovery_s > RECOVERY_TARGET_S
+    }
+    assert slow == {}
