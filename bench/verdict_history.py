@@ -7,8 +7,9 @@ the kernel, never answered, a timeout everywhere), `country` (one country's path
 nftables: a timeout there only, `degraded`, never down), `blip` (killed for a second or two,
 shorter than a confirmed outage: an incident allowed, not owed); a round trip's targets may
 also lose one side (`send`: its SMTP server, `receive`: its mailbox; refused everywhere, down).
-Restarts of an agent (kill -9, back a few seconds later), and of the controller (kill -9) and
-NATS (SIGTERM) where the campaign has them, fall anywhere. Quiet spells are long enough for the
+Restarts of an agent (kill -9, back a few seconds later), and of the controller (kill -9, every
+replica), one controller replica of two (kill -9, the other serving on) and NATS (SIGTERM) where
+the campaign has them, fall anywhere. Quiet spells are long enough for the
 recovery the rules owe.
 
 Events where the campaign has them: targets created through the API during the history (each
@@ -34,6 +35,8 @@ Action = Literal[
     "controller_start",
     "nats_stop",
     "nats_start",
+    "replica_kill",
+    "replica_start",
     "leg_down",
     "leg_up",
     "create",
@@ -42,12 +45,13 @@ Action = Literal[
     "saturate",
     "unsaturate",
 ]
-# What a restart stops (by PID: kill -9 for the agent and controller, SIGTERM for NATS) and
-# starts again a few seconds later.
+# What a restart stops (by PID: kill -9 for the agent, the controller's replicas and one of them,
+# SIGTERM for NATS) and starts again a few seconds later.
 RESTARTS: dict[str, tuple[Action, Action]] = {
     "agent": ("agent_kill", "agent_start"),
     "controller": ("controller_kill", "controller_start"),
     "nats": ("nats_stop", "nats_start"),
+    "replica": ("replica_kill", "replica_start"),
 }
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS

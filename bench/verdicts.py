@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +46,9 @@ from bench.verdict_api import (
     INTERVAL,
     KINDS,
     LEGGED,
+    OAUTH2,
+    OAUTH2_CLIENT,
+    OAUTH2_USER,
     TARPIT_TIMEOUT,
     TIMEOUT,
     Api,
@@ -57,6 +60,7 @@ from bench.verdict_api import (
     with_timeout,
 )
 from bench.verdict_history import EVENTS, FAULTS, Shape, Step, draw
+from bench.verdict_server import FORWARDED, PASSWORD
 from bench.verdict_truth import (
     Applied,
     Created,
@@ -77,6 +81,10 @@ from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
 from tests import netns
+from tests.oauth2 import dovecot
+from tests.oauth2.dovecot import Dovecot
+from tests.oauth2.token_endpoint import TokenEndpoint
+from tests.oauth2.token_endpoint import serve as serve_tokens
 from tests.sealing import KeyRing
 
 COUNTRIES = ("DE", "US")
@@ -102,6 +110,7 @@ class Campaign:
     created: tuple[str, ...] = ()  # created (and checked at once) during the history
     events: tuple[str, ...] = EVENTS
     warmup_s: float = WARMUP_S
+    replicas: int = 1  # `python -m controller serve` processes, every role in each
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -109,7 +118,8 @@ class Campaign:
 
 
 FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
-FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap")
+FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap", "imap-oauth2")
+FULL_RESTARTS = ("agent", "controller", "nats", "replica")
 FULL_CREATED = ("imap-auth", "pop3-auth", "rt-pop3")
 SHORT = Campaign(
     minutes=1.5,
@@ -185,7 +195,10 @@ class Rig:
     applied: list[Applied] = field(default_factory=list)
     host: str = ""
     nats_port: int = 0
-    api_port: int = 0
+    api_ports: list[int] = field(default_factory=list)  # one per controller replica
+    token_url: str = ""  # the loopback OAuth2 token endpoint's, when a target logs in by OAuth2
+    upstream: int = 0  # Dovecot's IMAPS port, which the OAuth2 targets' forwarders pass on to
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     nats_url: str = ""
     database_url: str = ""
     pg: object = None
@@ -212,6 +225,8 @@ class Rig:
         self.host = self.ns[COUNTRIES[0]].host_ip
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(self.tmp / "ca.pem"))
+        if set(self.campaign.targets) & OAUTH2:
+            await self.oauth2(ca)
         leaf = ca.issue_cert(self.host)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(self.tmp / "key.pem"))
@@ -230,9 +245,10 @@ class Rig:
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
             await self.start_server(kind)
         await self.seed()
-        self.api_port = embedded.free_port()
-        self.api = Api(f"http://127.0.0.1:{self.api_port}")
-        await self.start_controller()
+        self.api_ports = [embedded.free_port() for _ in range(self.campaign.replicas)]
+        self.api = Api(f"http://127.0.0.1:{self.api_ports[0]}")
+        for n in range(self.campaign.replicas):
+            await self.start_controller(n)
         for cc in COUNTRIES:
             await self.start_agent(cc)
         await self.api.customer(self.ours, "verdicts")
@@ -240,6 +256,18 @@ class Rig:
             await self.api.customer(self.noisy, "noisy")
         for kind in self.campaign.kinds:
             await self.create(kind)
+
+    async def oauth2(self, ca: trustme.CA) -> None:
+        """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
+        credentials), both on loopback for the rig's whole life."""
+        why = dovecot.missing()
+        if why is not None:
+            raise SystemExit(f"verdicts: {why}")
+        server = await self.stack.enter_async_context(Dovecot(ca))
+        self.upstream = server.ports["imaps"]
+        endpoint = TokenEndpoint(server.issuer, OAUTH2_USER, clients={OAUTH2_CLIENT: PASSWORD})
+        await self.stack.enter_async_context(serve_tokens(endpoint, ca))
+        self.token_url = endpoint.url
 
     async def seed(self) -> None:
         """Two organizations, each with an owner and its token."""
@@ -258,7 +286,15 @@ class Rig:
 
     async def create(self, target: str) -> None:
         assert self.api is not None
-        monitor = body(target, target, self.ours.customer, self.host, self.ports[target], COUNTRIES)
+        monitor = body(
+            target,
+            target,
+            self.ours.customer,
+            self.host,
+            self.ports[target],
+            COUNTRIES,
+            token_url=self.token_url,
+        )
         await self.api.create(self.ours, KINDS[target][0], monitor)
 
     # -- the steps --------------------------------------------------------------------------
@@ -267,6 +303,7 @@ class Rig:
         ports = self.ports[kind]
         argv = [sys.executable, "-m", "bench.verdict_server", kind, self.host, str(ports[0])]
         argv += [str(self.tmp / "cert.pem"), str(self.tmp / "key.pem"), *map(str, ports[1:])]
+        argv += [str(self.upstream)] if kind in FORWARDED else []
         self._spawn(kind, argv)
         for port in ports:
             await _until(kind, lambda p=port: _listening(self.host, p))  # type: ignore[misc]
@@ -275,10 +312,12 @@ class Rig:
         proc, self.nats_url = embedded.start_nats(self.tmp / "nats", self.nats_port, host=self.host)
         self.procs["nats"] = proc
 
-    async def start_controller(self) -> None:
+    async def start_controller(self, n: int) -> None:
+        """Replica `n` (`controller`, `controller-1`, ...), every role in each."""
         assert self.keys is not None
+        port = self.api_ports[n]
         self._spawn(
-            "controller",
+            f"controller-{n}" if n else "controller",
             [sys.executable, "-m", "controller", "serve"],
             child_env(
                 DATABASE_URL=self.database_url,
@@ -287,10 +326,13 @@ class Rig:
                 SEAL_PUBLIC_KEYS_DIR=str(self.keys.directory),
                 CONTROLLER_ROLES="api,scheduler,ingester,alerter",
                 API_HOST="127.0.0.1",
-                API_PORT=str(self.api_port),
+                API_PORT=str(port),
+                OAUTH2_TOKEN_HOSTS="127.0.0.1",
+                OAUTH2_ALLOW_PRIVATE_ENDPOINTS="true",
+                OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
             ),
         )
-        url = f"http://127.0.0.1:{self.api_port}/ready"
+        url = f"http://127.0.0.1:{port}/ready"
         await _until("controller", lambda: http_ok(url))
 
     async def start_agent(self, cc: str) -> None:
@@ -351,10 +393,19 @@ class Rig:
                 await self.start_agent(cc)
                 self.fact("agent", "", cc, False)
             case "controller_kill":
-                self._signal("controller", signal.SIGKILL)
+                for n in range(self.campaign.replicas):
+                    self._signal(f"controller-{n}" if n else "controller", signal.SIGKILL)
                 self.fact("away", "", None, True)
             case "controller_start":
-                await self.start_controller()
+                for n in range(self.campaign.replicas):
+                    await self.start_controller(n)
+                self.fact("away", "", None, False)
+            case "replica_kill":
+                # the second replica: the harness's API calls go to the first
+                self._signal("controller-1", signal.SIGKILL)
+                self.fact("away", "", None, True)
+            case "replica_start":
+                await self.start_controller(1)
                 self.fact("away", "", None, False)
             case "nats_stop":
                 self._signal("nats", signal.SIGTERM)
@@ -431,6 +482,10 @@ class Rig:
     async def close_api(self) -> None:
         if self.api is not None:
             await self.api.close()
+
+    async def close_oauth2(self) -> None:
+        """Dovecot and the token endpoint, once every process using them is gone."""
+        await self.stack.aclose()
 
     def close(self) -> None:
         for key, proc in self.procs.items():
@@ -540,6 +595,22 @@ async def _api_said(rig: Rig, observed: Observed) -> None:
         observed.saturation = Saturation(dict(noisy), ours)
 
 
+async def _keep(rig: Rig, observed: Observed, path: Path) -> None:
+    """The truth log and what the product said, with every round's results, to trace a
+    failing verdict to the product or the judge."""
+    assert rig.api is not None
+    results = {name: await rig.api.results(rig.ours, name) for name in rig.ours.monitors}
+    said = {
+        "facts": [asdict(f) for f in rig.facts],
+        "incidents": [asdict(i) for i in observed.incidents],
+        "notices": [asdict(n) for n in observed.notices],
+        "final_states": observed.final_states,
+        "states": observed.states,
+        "results": results,
+    }
+    await asyncio.to_thread(path.write_text, json.dumps(said, default=str))
+
+
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -567,11 +638,14 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
         end = time.time()
         observed = await _observed(rig.database_url, states)
         await _api_said(rig, observed)
+        if os.environ.get("VERDICTS_KEEP"):
+            await _keep(rig, observed, tmp / "said.json")
         return judge(rig.facts, observed, c.targets, rules(), end, own)
     finally:
         stop.set()
         await rig.close_api()
         await asyncio.to_thread(rig.close)
+        await rig.close_oauth2()
 
 
 def describe(history: list[Step]) -> str:
@@ -584,6 +658,7 @@ def describe(history: list[Step]) -> str:
         f"{counts['agent_kill']} agent restarts" if counts["agent_kill"] else "",
         f"{counts['controller_kill']} controller kills" if counts["controller_kill"] else "",
         f"{counts['nats_stop']} NATS restarts" if counts["nats_stop"] else "",
+        f"{counts['replica_kill']} replica restarts" if counts["replica_kill"] else "",
         f"{counts['create']} creates with check-now" if counts["create"] else "",
         f"{counts['apply_same']} unchanged applies" if counts["apply_same"] else "",
         f"{counts['apply_changed']} changed applies" if counts["apply_changed"] else "",
@@ -661,7 +736,13 @@ def run(argv: list[str]) -> bool:
     c = (
         SHORT
         if args.short
-        else Campaign(minutes=args.minutes, kinds=FULL_KINDS, created=FULL_CREATED)
+        else Campaign(
+            minutes=args.minutes,
+            kinds=FULL_KINDS,
+            restarts=FULL_RESTARTS,
+            created=FULL_CREATED,
+            replicas=2,
+        )
     )
     discard_logs()
     history = history_of(c, seed)
@@ -669,6 +750,7 @@ def run(argv: list[str]) -> bool:
         f"verdicts ({machine()}; seed {seed}; {len(c.targets)} monitors ({', '.join(c.kinds)};"
         f" created during the history: {', '.join(c.created) or 'none'})"
         f" every {INTERVAL} s, timeout {TIMEOUT} s, from {' and '.join(COUNTRIES)};"
+        f" {c.replicas} controller replica{'s' if c.replicas > 1 else ''};"
         f" {c.minutes:g} min of history: {describe(history)})",
         flush=True,
     )
