@@ -1,14 +1,15 @@
 """The verdict campaign (issue 60): random histories of outages, freezes and restarts against
 real servers, every verdict, incident and notice checked against what the harness did.
 
-Embedded PostgreSQL and NATS, `python -m controller serve` (scheduler, ingester, alerter) and one
-`python -m agent` per country (DE, US), each agent in a network namespace of its own
-(tests/netns.py); one mail server process per monitor (`bench.verdict_server`: SMTP plain,
-STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit TLS, POP3 plain and implicit TLS)
-listening on the host side of DE's namespace, which both namespaces reach. A history drawn from
-the seed (`bench.verdict_history`) kills servers (outage everywhere), SIGSTOPs them (freeze),
-drops one country's path to them with nftables (an outage seen from that country only) and kills
-agents; the harness logs each step's real time, the truth. The state of every monitor is sampled
+Embedded PostgreSQL and NATS, `python -m controller serve` (API, scheduler, ingester, alerter;
+two replicas in the full campaign) and one `python -m agent` per country (DE, US), each agent in
+a network namespace of its own (tests/netns.py); one mail server process per monitor
+(`bench.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit
+TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS with
+OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
+reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
+SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
+country only) and kills agents, the controller, one replica and NATS; the harness logs each step's real time, the truth. The state of every monitor is sampled
 each second, incidents and queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
