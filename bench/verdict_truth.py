@@ -31,7 +31,7 @@ second organization's monitors at a tarpit are never up, and did saturate the co
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 SLACK_S = 5.0
@@ -292,6 +292,13 @@ def agent_gaps(facts: Sequence[Fact], rules: Rules, end: float) -> list[Span]:
     )
 
 
+def ran_from(away: Sequence[Span], due: float) -> float:
+    """When a round due at `due` ran at the earliest. An incident starts at its first failing
+    round's due time, but a round due while the controller or NATS was away is scheduled and
+    run once they are back, still bearing that time: it saw the server as it was then."""
+    return next((g.end for g in away if g.start <= due < g.end), due)
+
+
 def _touches(gaps: Sequence[Span], start: float, stop: float) -> bool:
     return any(g.start < stop and g.end > start for g in gaps)
 
@@ -324,12 +331,19 @@ def judge(
         detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
     )
     gaps = agent_gaps(facts, rules, end)
+    away = _failing_spans([f for f in facts if f.kind == "away"], end)
     for target in targets:
         own = (per_target or {}).get(target, rules)
         pieces = down_spans(facts, target, own, end)
         truth = merged(pieces, own.recover_bound)
+        # each incident from when its first failing round ran at the earliest
         mine = sorted(
-            (i for i in observed.incidents if i.target == target), key=lambda i: i.started_at
+            (
+                replace(i, started_at=ran_from(away, i.started_at))
+                for i in observed.incidents
+                if i.target == target
+            ),
+            key=lambda i: i.started_at,
         )
         notices = [n for n in observed.notices if n.target == target]
         seen = Figures()

@@ -9,8 +9,9 @@ TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Doveco
 OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
 reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
 SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
-country only) and kills agents, the controller, one replica and NATS; the harness logs each step's real time, the truth. The state of every monitor is sampled
-each second, incidents and queued notices read at the end, and `bench.verdict_truth` judges them.
+country only) and kills agents, the controller, one replica and NATS; the harness logs each
+step's real time, the truth. The state of every monitor is sampled each second, incidents and
+queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
 is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a

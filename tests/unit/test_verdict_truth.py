@@ -145,6 +145,19 @@ def observed(
             observed([GOOD_INCIDENT], GOOD_NOTICES),
             {},
         ),
+        # a round due while the controller was away (93-99) runs once it is back, after the
+        # outage began at 100, bearing its due time 94.5: its incident is the outage's (seed 3)
+        (
+            [*OUTAGE, Fact(93, "away", "", None, True), Fact(99, "away", "", None, False)],
+            observed([Incident(1, "t", 94.5, 113, 170)], GOOD_NOTICES),
+            {},
+        ),
+        # ... but one due as long before the outage with nobody away has no outage to explain it
+        (
+            OUTAGE,
+            observed([Incident(1, "t", 94.5, 113, 170)], GOOD_NOTICES),
+            {"false_down": 1, "missing_notices": 1},
+        ),
     ],
 )
 def test_the_judge_counts_each_verdict_against_the_truth(
