@@ -39,8 +39,9 @@ SLACK_S = 5.0
 # What the harness did: `failing` True from `at` on, False back. `country` None: every country
 # (the server itself); a country: that country's path only. `agent` facts say a country's agent
 # was gone (failing True) or back; `away` facts that the controller or NATS was (nobody checks,
-# the truth is unchanged, but verdicts near it may come a round's closing later).
-FactKind = Literal["server", "path", "agent", "away"]
+# the truth is unchanged, but verdicts near it may come a round's closing later); `busy` facts that
+# a country's agents were saturated by another organization (its rounds may be `missed`).
+FactKind = Literal["server", "path", "agent", "away", "busy"]
 
 
 @dataclass(frozen=True)
@@ -332,6 +333,11 @@ def judge(
     )
     gaps = agent_gaps(facts, rules, end)
     away = _failing_spans([f for f in facts if f.kind == "away"], end)
+    # what may have a country's rounds missed mid-outage: a restart, a saturated country
+    splits = sorted(
+        [*away, *_failing_spans([f for f in facts if f.kind == "busy"], end)],
+        key=lambda s: s.start,
+    )
     for target in targets:
         own = (per_target or {}).get(target, rules)
         pieces = down_spans(facts, target, own, end)
@@ -347,7 +353,7 @@ def judge(
         )
         notices = [n for n in observed.notices if n.target == target]
         seen = Figures()
-        _judge_incidents(seen, target, truth, pieces, gaps, mine, notices, own, end)
+        _judge_incidents(seen, target, truth, pieces, (gaps, splits), mine, notices, own, end)
         _judge_states(seen, target, truth, observed, own)
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
@@ -433,12 +439,15 @@ def _judge_incidents(
     target: str,
     truth: Sequence[Span],
     pieces: Sequence[Span],
-    gaps: Sequence[Span],
+    gaps_and_splits: tuple[Sequence[Span], Sequence[Span]],
     incidents: Sequence[Incident],
     notices: Sequence[Notice],
     rules: Rules,
     end: float,
 ) -> None:
+    """`gaps`: agents, the controller or NATS away; `splits`: the controller or NATS away, or
+    a country saturated."""
+    gaps, splits = gaps_and_splits
     for inc in incidents:
         label = f"{target} incident {inc.id} started {inc.started_at:.1f}"
         if not _explains(truth, inc.started_at, 0.0):
@@ -466,8 +475,12 @@ def _judge_incidents(
             if not during:
                 fig.missing_notices.append(f"{label}: no incident")
             # an agent gone mid-outage: its country missed and the other failing is
-            # `degraded`, a passing round, so each piece of the truth may have its incident
-            elif len(during) > sum(span.start <= x.start < span.end for x in pieces):
+            # `degraded`, a passing round, so each piece of the truth may have its incident;
+            # so may a country's rounds missed to a restart (`expired`) or to saturation
+            # (`saturated`): each such spell may split the outage once more
+            elif len(during) > sum(span.start <= x.start < span.end for x in pieces) + sum(
+                _touches([g], span.start, span.end) for g in splits
+            ):
                 fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
             downs = [
                 x.at

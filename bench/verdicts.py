@@ -441,9 +441,11 @@ class Rig:
                         TARPIT_TIMEOUT,
                     )
                     await self.api.create(self.noisy, "smtp", monitor)
+                self.fact("busy", "", SATURATED, True)
             case "unsaturate":
                 for name in self.noisy.monitors:
                     await self.api.disable(self.noisy, name)
+                self.fact("busy", "", SATURATED, False)
 
     async def apply_file(self, target: str) -> None:
         """An exported file applied as it is, or with `target`'s timeout changed; which

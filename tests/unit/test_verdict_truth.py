@@ -316,6 +316,29 @@ def test_an_outage_next_to_a_restart_is_owed_an_incident_only_past_the_restart_b
     assert fig.misses() == ["missing notices 1"]
 
 
+@pytest.mark.parametrize(
+    "spell",
+    [
+        [Fact(118, "away", "", None, True), Fact(124, "away", "", None, False)],
+        [Fact(60, "busy", "", "DE", True), Fact(200, "busy", "", "DE", False)],
+    ],
+    ids=["restart", "saturated"],
+)
+def test_a_restart_or_saturation_mid_outage_may_split_it_into_two_incidents_not_three(
+    spell: list[Fact],
+) -> None:
+    """One country's rounds missed (`expired` to a restart, `saturated`) and the other's
+    failing are `degraded`: two of them close the incident, the next failing rounds open
+    another (seed 5: rt-imap, DE saturated at one round, expired at the next)."""
+    two = [Incident(1, "t", 105, 115, 125), Incident(2, "t", 136, 140, 170)]
+    notes = [Notice("t", n, k, 0) for n in (1, 2) for k in ("down", "recovered")]
+    assert judge([*OUTAGE, *spell], observed(two, notes), ["t"], RULES, END).misses() == []
+    assert judge(OUTAGE, observed(two, notes), ["t"], RULES, END).duplicate_notices
+    three = [*two, Incident(3, "t", 150, 152, 160)]
+    notes += [Notice("t", 3, k, 0) for k in ("down", "recovered")]
+    assert judge([*OUTAGE, *spell], observed(three, notes), ["t"], RULES, END).duplicate_notices
+
+
 def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
     """Its country missed and the other failing is `degraded`: passing rounds may close one."""
     split = [*OUTAGE, agent(120, "DE", True), agent(135, "DE", False)]
