@@ -229,9 +229,13 @@ def _inside(spans: Sequence[Span], at: float) -> bool:
     return any(s.start <= at < s.end for s in spans)
 
 
-def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> list[Span]:
+def down_spans(
+    facts: Sequence[Fact], target: str, rules: Rules, end: float, *, owed: bool = False
+) -> list[Span]:
     """When `target` was down by the rule: more than the threshold of its countries failing, a
-    country without an agent counting as not failing. Adjacent spans are merged."""
+    country without an agent counting as not failing. Adjacent spans are merged. `owed`: when
+    it was down for sure, a saturated country (`busy`) counting as not failing too: its rounds
+    may be `missed` / `saturated`, and a missed country is not a failing one."""
     server = _failing_spans([f for f in facts if f.kind == "server" and f.target == target], end)
     path = {
         cc: _failing_spans(
@@ -239,8 +243,13 @@ def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> 
         )
         for cc in rules.countries
     }
+    kinds = ("agent", "busy") if owed else ("agent",)
     gone = {
-        cc: _failing_spans([f for f in facts if f.kind == "agent" and f.country == cc], end)
+        cc: [
+            s
+            for kind in kinds
+            for s in _failing_spans([f for f in facts if f.kind == kind and f.country == cc], end)
+        ]
         for cc in rules.countries
     }
     edges = sorted(
@@ -353,7 +362,10 @@ def judge(
         )
         notices = [n for n in observed.notices if n.target == target]
         seen = Figures()
-        _judge_incidents(seen, target, truth, pieces, (gaps, splits), mine, notices, own, end)
+        owed = merged(down_spans(facts, target, own, end, owed=True), own.recover_bound)
+        _judge_incidents(
+            seen, target, truth, pieces, (gaps, splits), mine, notices, own, end, owed=owed
+        )
         _judge_states(seen, target, truth, observed, own)
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
@@ -444,9 +456,11 @@ def _judge_incidents(
     notices: Sequence[Notice],
     rules: Rules,
     end: float,
+    *,
+    owed: Sequence[Span] = (),
 ) -> None:
     """`gaps`: agents, the controller or NATS away; `splits`: the controller or NATS away, or
-    a country saturated."""
+    a country saturated; `owed`: the truth where it is down for sure (`down_spans`)."""
     gaps, splits = gaps_and_splits
     for inc in incidents:
         label = f"{target} incident {inc.id} started {inc.started_at:.1f}"
@@ -464,24 +478,35 @@ def _judge_incidents(
         following = truth[n + 1].start if n + 1 < len(truth) else end
         during = [i for i in incidents if span.start - SLACK_S <= i.started_at <= span.end]
         label = f"{target} outage {span.start:.1f}-{span.end:.1f} ({span.length:.0f} s)"
+        # what of it is owed an incident and timed: its longest part not in a saturated
+        # country's spell (where a missed round and a failing one are `degraded`)
+        sure = max(
+            (
+                Span(max(o.start, span.start), min(o.end, span.end))
+                for o in owed
+                if o.start < span.end and o.end > span.start
+            ),
+            key=lambda s: s.length,
+            default=Span(span.start, span.start),
+        )
         # next to a restart a country's round may be lost (a dead replica's waiting jobs, a
         # deferred login NATS could not take): failing with the other country missed is
         # `degraded`, which breaks the streak, so an incident is owed only past that bound
-        near = _touches(gaps, span.start - held, span.start + rules.detect_bound)
-        if span.length < rules.detect_bound + (rules.held if near else 0.0):
+        near = _touches(gaps, sure.start - held, sure.start + rules.detect_bound)
+        # an agent gone mid-outage: its country missed and the other failing is `degraded`,
+        # a passing round, so each piece of the truth may have its incident; so may a
+        # country's rounds missed to a restart (`expired`) or to saturation (`saturated`):
+        # each such spell may split the outage once more
+        if len(during) > sum(span.start <= x.start < span.end for x in pieces) + sum(
+            _touches([g], span.start, span.end) for g in splits
+        ):
+            fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
+        if sure.length < rules.detect_bound + (rules.held if near else 0.0):
             fig.blips += 1
         else:
             fig.outages += 1
             if not during:
                 fig.missing_notices.append(f"{label}: no incident")
-            # an agent gone mid-outage: its country missed and the other failing is
-            # `degraded`, a passing round, so each piece of the truth may have its incident;
-            # so may a country's rounds missed to a restart (`expired`) or to saturation
-            # (`saturated`): each such spell may split the outage once more
-            elif len(during) > sum(span.start <= x.start < span.end for x in pieces) + sum(
-                _touches([g], span.start, span.end) for g in splits
-            ):
-                fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
             downs = [
                 x.at
                 for x in notices
@@ -489,10 +514,10 @@ def _judge_incidents(
             ]
             # a round waiting on a gone agent's country is judged once it closes: detection
             # and recovery near an agent restart may take a round's closing longer
-            if downs and _touches(gaps, span.start - held, span.start + rules.detect_bound):
-                fig.detection_near_restart_s.append(min(downs) - span.start)
+            if downs and near:
+                fig.detection_near_restart_s.append(min(downs) - sure.start)
             elif downs:
-                fig.detection_s.append(min(downs) - span.start)
+                fig.detection_s.append(min(downs) - sure.start)
         owed_by = span.end + rules.recover_bound
         if _touches(gaps, span.end - held, owed_by):
             owed_by += held

@@ -95,9 +95,12 @@ WARMUP_S = 25.0  # agents live and a few passing rounds before the first step
 START_TIMEOUT_S = 30.0
 LOGIN_SPACING_S = 5.0  # the controller's default LOGIN_SPACING_SECONDS
 # A second organization saturating a country: SATURATED's agent runs this many checks at once,
-# the tarpit's monitors want about twice as many slots.
+# the tarpit's monitors want about twice as many slots. Admission keeps a slot in reserve, so
+# with 4 our own monitors' hanging checks (4 s, a freeze or a drop each) saturated DE on their
+# own, outside the tarpit's spell (seed 101: `missed` / `saturated` with 3 of 4 slots busy, all
+# ours), which is no verdict the harness can know of; with 8 they leave our share alone.
 SATURATED = "DE"
-SATURATED_SLOTS = 4
+SATURATED_SLOTS = 8
 TARPITS = 2 * SATURATED_SLOTS
 # what applying an export made elsewhere writes without a change: the secrets' variable names
 NAMES_RECORDED = frozenset({"secret_env", "updated_at"})

@@ -339,6 +339,22 @@ def test_a_restart_or_saturation_mid_outage_may_split_it_into_two_incidents_not_
     assert judge([*OUTAGE, *spell], observed(three, notes), ["t"], RULES, END).duplicate_notices
 
 
+def test_an_outage_while_its_country_is_saturated_is_allowed_an_incident_not_owed_one() -> None:
+    """A saturated country's rounds may be `missed` / `saturated`: with the other failing they
+    are `degraded` (seed 101: imap-oauth2, DE saturated every other round, no incident). Past
+    the spell the rest of the outage is owed one, timed from the spell's end."""
+    busy = [Fact(50, "busy", "", "DE", True), Fact(200, "busy", "", "DE", False)]
+    fig = judge([*OUTAGE, *busy], observed([], []), ["t"], RULES, END)
+    assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
+    fig = judge([*OUTAGE, *busy], observed([GOOD_INCIDENT], GOOD_NOTICES), ["t"], RULES, END)
+    assert fig.misses() == []
+    early = [Fact(50, "busy", "", "DE", True), Fact(105, "busy", "", "DE", False)]
+    late = [Notice("t", 1, "down", 125), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *early], observed([GOOD_INCIDENT], late), ["t"], RULES, END)
+    assert (fig.outages, fig.detection_s, fig.misses()) == (1, [20], [])
+    assert judge([*OUTAGE, *early], observed([], []), ["t"], RULES, END).missing_notices
+
+
 def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
     """Its country missed and the other failing is `degraded`: passing rounds may close one."""
     split = [*OUTAGE, agent(120, "DE", True), agent(135, "DE", False)]
