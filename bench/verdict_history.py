@@ -146,7 +146,9 @@ def draw(
             gone = rng.uniform(2, 8)
             stop, start = RESTARTS[what]
             steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
-            windows.append((at - 2, at + gone + 10))
+            # an owner's step a round before it: a check-now's last country logs in a login
+            # spacing after the first, and a restart loses a deferred login (seed 202)
+            windows.append((at - shape.interval - 2, at + gone + 10))
             at += gone + rng.uniform(60, 120)
     steps = [_clear_of(s, windows) if s.action in OWNERS else s for s in steps]
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))

@@ -301,7 +301,7 @@ def test_an_owners_step_is_moved_past_a_restart() -> None:
         for step in history:
             if step.action in OWNERS:
                 assert not any(
-                    k - 2 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
+                    k - 12 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
                 )
         assert [s.action for s in history].count("create") == 1
 
