@@ -514,10 +514,12 @@ def _judge_incidents(
             ]
             # a round waiting on a gone agent's country is judged once it closes: detection
             # and recovery near an agent restart may take a round's closing longer
+            # a down notice before the part owed one (found while its country was saturated)
+            # was there already when it came to be owed
             if downs and near:
-                fig.detection_near_restart_s.append(min(downs) - sure.start)
+                fig.detection_near_restart_s.append(max(0.0, min(downs) - sure.start))
             elif downs:
-                fig.detection_s.append(min(downs) - sure.start)
+                fig.detection_s.append(max(0.0, min(downs) - sure.start))
         owed_by = span.end + rules.recover_bound
         if _touches(gaps, span.end - held, owed_by):
             owed_by += held

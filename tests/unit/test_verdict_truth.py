@@ -353,6 +353,9 @@ def test_an_outage_while_its_country_is_saturated_is_allowed_an_incident_not_owe
     fig = judge([*OUTAGE, *early], observed([GOOD_INCIDENT], late), ["t"], RULES, END)
     assert (fig.outages, fig.detection_s, fig.misses()) == (1, [20], [])
     assert judge([*OUTAGE, *early], observed([], []), ["t"], RULES, END).missing_notices
+    sooner = [Notice("t", 1, "down", 103), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *early], observed([GOOD_INCIDENT], sooner), ["t"], RULES, END)
+    assert (fig.detection_s, fig.misses()) == ([0.0], [])
 
 
 def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
