@@ -22,6 +22,9 @@ from bench.verdict_server import BOX, PASSWORD, SENDER, USER
 INTERVAL = 10  # the API's minimum
 TIMEOUT = 4
 TARPIT_TIMEOUT = INTERVAL  # a tarpit's check holds its slot the whole interval
+OAUTH2_USER = "alice@example.com"  # the mailbox the token endpoint's tokens are for
+# The token endpoint's client; its secret is PASSWORD, what `apply` gives every exported secret.
+OAUTH2_CLIENT = "mailprobe-campaign"
 PATHS = {
     "smtp": "/api/smtp-monitors",
     "imap": "/api/imap-pop-monitors",
@@ -44,9 +47,21 @@ KINDS: dict[str, tuple[str, dict[str, object]]] = {
     "pop3-auth": ("pop3", {"protocol": "pop3", "tls": True, "user": USER, "password": PASSWORD}),
     "rt-imap": ("roundtrip", {"protocol": "imap"}),
     "rt-pop3": ("roundtrip", {"protocol": "pop3"}),
+    # Dovecot's IMAPS with its OAuth2 passdb (behind bench.verdict_server's forwarder), a token
+    # the controller gets from the loopback token endpoint by client credentials: `oauth2`
+    "imap-oauth2": (
+        "imap",
+        {
+            "protocol": "imap",
+            "tls": True,
+            "user": OAUTH2_USER,
+            "tlsOptions": {"servername": "localhost"},
+        },
+    ),
 }
+OAUTH2 = frozenset({"imap-oauth2"})
 # kinds that log in: a round's countries go one after another, LOGIN_SPACING_SECONDS apart
-CREDENTIALED = frozenset({"smtp-auth", "imap-auth", "pop3-auth", "rt-imap", "rt-pop3"})
+CREDENTIALED = frozenset({"smtp-auth", "imap-auth", "pop3-auth", "rt-imap", "rt-pop3"}) | OAUTH2
 LEGGED = frozenset({"rt-imap", "rt-pop3"})  # a send side and a mailbox, each may go
 
 
@@ -79,8 +94,12 @@ def body(
     ports: tuple[int, ...],
     countries: tuple[str, ...],
     timeout: int = TIMEOUT,
+    token_url: str = "",
 ) -> dict[str, Any]:
+    """A monitor of `kind` at `host`; an OAuth2 kind gets its tokens from `token_url`."""
     mtype, config = KINDS[kind] if kind != "tarpit" else ("smtp", {"ignoreTls": True})
+    if kind in OAUTH2:
+        config = {**config, "oauth2": oauth2_grant(token_url)}
     out: dict[str, Any] = {
         "customerId": customer,
         "name": name,
@@ -94,6 +113,18 @@ def body(
     else:
         out |= {"hostname": host, "port": ports[0], "config": config}
     return out
+
+
+def oauth2_grant(token_url: str) -> dict[str, object]:
+    return {
+        "mechanism": "XOAUTH2",
+        "grant": "client_credentials",
+        "provider": "custom",
+        "tokenUrl": token_url,
+        "clientId": OAUTH2_CLIENT,
+        "clientSecret": PASSWORD,
+        "scopes": ["mail"],
+    }
 
 
 @dataclass

@@ -7,8 +7,9 @@ the kernel, never answered, a timeout everywhere), `country` (one country's path
 nftables: a timeout there only, `degraded`, never down), `blip` (killed for a second or two,
 shorter than a confirmed outage: an incident allowed, not owed); a round trip's targets may
 also lose one side (`send`: its SMTP server, `receive`: its mailbox; refused everywhere, down).
-Restarts of an agent (kill -9, back a few seconds later), and of the controller (kill -9) and
-NATS (SIGTERM) where the campaign has them, fall anywhere. Quiet spells are long enough for the
+Restarts of an agent (kill -9, back a few seconds later), and of the controller (kill -9, every
+replica), one controller replica of two (kill -9, the other serving on) and NATS (SIGTERM) where
+the campaign has them, fall anywhere. Quiet spells are long enough for the
 recovery the rules owe.
 
 Events where the campaign has them: targets created through the API during the history (each
@@ -34,6 +35,8 @@ Action = Literal[
     "controller_start",
     "nats_stop",
     "nats_start",
+    "replica_kill",
+    "replica_start",
     "leg_down",
     "leg_up",
     "create",
@@ -42,12 +45,13 @@ Action = Literal[
     "saturate",
     "unsaturate",
 ]
-# What a restart stops (by PID: kill -9 for the agent and controller, SIGTERM for NATS) and
-# starts again a few seconds later.
+# What a restart stops (by PID: kill -9 for the agent, the controller's replicas and one of them,
+# SIGTERM for NATS) and starts again a few seconds later.
 RESTARTS: dict[str, tuple[Action, Action]] = {
     "agent": ("agent_kill", "agent_start"),
     "controller": ("controller_kill", "controller_start"),
     "nats": ("nats_stop", "nats_start"),
+    "replica": ("replica_kill", "replica_start"),
 }
 FAULTS: tuple[str, ...] = ("outage", "freeze", "country", "blip")
 LEGS: tuple[str, ...] = ("send", "receive")  # a round trip's own faults besides FAULTS
@@ -142,7 +146,9 @@ def draw(
             gone = rng.uniform(2, 8)
             stop, start = RESTARTS[what]
             steps += [Step(at, stop, "", country), Step(at + gone, start, "", country)]
-            windows.append((at - 2, at + gone + 10))
+            # an owner's step a round before it: a check-now's last country logs in a login
+            # spacing after the first, and a restart loses a deferred login (seed 202)
+            windows.append((at - shape.interval - 2, at + gone + 10))
             at += gone + rng.uniform(60, 120)
     steps = [_clear_of(s, windows) if s.action in OWNERS else s for s in steps]
     return sorted(steps, key=lambda s: (s.at, s.target, s.action))

@@ -5,8 +5,11 @@
 loopback peers of tests/peers/, plain, STARTTLS/STLS or implicit TLS with CERT and KEY, PEM
 files; the `-auth` ones take logins, user `USER`, password `PASSWORD`), one of `PAIRS` (a round
 trip's two sides over one mailbox, tests/peers/mailstore.py: SMTP on PORT, the mailbox on PORT2;
-SIGUSR1 takes the SMTP side away or brings it back on its port, SIGUSR2 the mailbox's), or
-`tarpit` (accepts connections and never says a word, as an overloaded or hostile server does).
+SIGUSR1 takes the SMTP side away or brings it back on its port, SIGUSR2 the mailbox's),
+`tarpit` (accepts connections and never says a word, as an overloaded or hostile server does),
+or one of `FORWARDED` (every connection passed on to 127.0.0.1:PORT2, where Dovecot serves IMAPS
+with its OAuth2 passdb, tests/oauth2/dovecot.py: killing or freezing this process is the
+server's outage or freeze, Dovecot runs on).
 """
 
 import asyncio
@@ -46,6 +49,35 @@ PAIRS: dict[str, Callable[[Mailstore], LoopbackServer]] = {
 }
 
 
+FORWARDED = frozenset({"imap-oauth2"})
+
+
+class Forwarder(LoopbackServer):
+    """Each connection passed on, both ways, to 127.0.0.1:`upstream`."""
+
+    def __init__(self, upstream: int) -> None:
+        super().__init__()
+        self.upstream = upstream
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+
 class Tarpit(LoopbackServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # until the client gives up
@@ -55,6 +87,12 @@ async def serve(kind: str, host: str, port: int, cert: str, key: str) -> None:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
     server = Tarpit() if kind == "tarpit" else SERVERS[kind](tls)
+    async with server.at(host, port):
+        await asyncio.Event().wait()
+
+
+async def forward(host: str, port: int, upstream: int) -> None:
+    server = Forwarder(upstream)
     async with server.at(host, port):
         await asyncio.Event().wait()
 
@@ -100,5 +138,7 @@ if __name__ == "__main__":
     kind, host, port, cert, key = sys.argv[1:6]
     if kind in PAIRS:
         asyncio.run(serve_pair(kind, host, int(port), int(sys.argv[6])))
+    elif kind in FORWARDED:
+        asyncio.run(forward(host, int(port), int(sys.argv[6])))
     else:
         asyncio.run(serve(kind, host, int(port), cert, key))

@@ -31,7 +31,7 @@ second organization's monitors at a tarpit are never up, and did saturate the co
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 SLACK_S = 5.0
@@ -39,8 +39,9 @@ SLACK_S = 5.0
 # What the harness did: `failing` True from `at` on, False back. `country` None: every country
 # (the server itself); a country: that country's path only. `agent` facts say a country's agent
 # was gone (failing True) or back; `away` facts that the controller or NATS was (nobody checks,
-# the truth is unchanged, but verdicts near it may come a round's closing later).
-FactKind = Literal["server", "path", "agent", "away"]
+# the truth is unchanged, but verdicts near it may come a round's closing later); `busy` facts that
+# a country's agents were saturated by another organization (its rounds may be `missed`).
+FactKind = Literal["server", "path", "agent", "away", "busy"]
 
 
 @dataclass(frozen=True)
@@ -228,9 +229,13 @@ def _inside(spans: Sequence[Span], at: float) -> bool:
     return any(s.start <= at < s.end for s in spans)
 
 
-def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> list[Span]:
+def down_spans(
+    facts: Sequence[Fact], target: str, rules: Rules, end: float, *, owed: bool = False
+) -> list[Span]:
     """When `target` was down by the rule: more than the threshold of its countries failing, a
-    country without an agent counting as not failing. Adjacent spans are merged."""
+    country without an agent counting as not failing. Adjacent spans are merged. `owed`: when
+    it was down for sure, a saturated country (`busy`) counting as not failing too: its rounds
+    may be `missed` / `saturated`, and a missed country is not a failing one."""
     server = _failing_spans([f for f in facts if f.kind == "server" and f.target == target], end)
     path = {
         cc: _failing_spans(
@@ -238,8 +243,13 @@ def down_spans(facts: Sequence[Fact], target: str, rules: Rules, end: float) -> 
         )
         for cc in rules.countries
     }
+    kinds = ("agent", "busy") if owed else ("agent",)
     gone = {
-        cc: _failing_spans([f for f in facts if f.kind == "agent" and f.country == cc], end)
+        cc: [
+            s
+            for kind in kinds
+            for s in _failing_spans([f for f in facts if f.kind == kind and f.country == cc], end)
+        ]
         for cc in rules.countries
     }
     edges = sorted(
@@ -292,6 +302,13 @@ def agent_gaps(facts: Sequence[Fact], rules: Rules, end: float) -> list[Span]:
     )
 
 
+def ran_from(away: Sequence[Span], due: float) -> float:
+    """When a round due at `due` ran at the earliest. An incident starts at its first failing
+    round's due time, but a round due while the controller or NATS was away is scheduled and
+    run once they are back, still bearing that time: it saw the server as it was then."""
+    return next((g.end for g in away if g.start <= due < g.end), due)
+
+
 def _touches(gaps: Sequence[Span], start: float, stop: float) -> bool:
     return any(g.start < stop and g.end > start for g in gaps)
 
@@ -324,16 +341,31 @@ def judge(
         detect_bound_s=rules.detect_bound, near_restart_bound_s=rules.detect_bound + rules.held
     )
     gaps = agent_gaps(facts, rules, end)
+    away = _failing_spans([f for f in facts if f.kind == "away"], end)
+    # what may have a country's rounds missed mid-outage: a restart, a saturated country
+    splits = sorted(
+        [*away, *_failing_spans([f for f in facts if f.kind == "busy"], end)],
+        key=lambda s: s.start,
+    )
     for target in targets:
         own = (per_target or {}).get(target, rules)
         pieces = down_spans(facts, target, own, end)
         truth = merged(pieces, own.recover_bound)
+        # each incident from when its first failing round ran at the earliest
         mine = sorted(
-            (i for i in observed.incidents if i.target == target), key=lambda i: i.started_at
+            (
+                replace(i, started_at=ran_from(away, i.started_at))
+                for i in observed.incidents
+                if i.target == target
+            ),
+            key=lambda i: i.started_at,
         )
         notices = [n for n in observed.notices if n.target == target]
         seen = Figures()
-        _judge_incidents(seen, target, truth, pieces, gaps, mine, notices, own, end)
+        owed = merged(down_spans(facts, target, own, end, owed=True), own.recover_bound)
+        _judge_incidents(
+            seen, target, truth, pieces, (gaps, splits), mine, notices, own, end, owed=owed
+        )
         _judge_states(seen, target, truth, observed, own)
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
@@ -419,12 +451,17 @@ def _judge_incidents(
     target: str,
     truth: Sequence[Span],
     pieces: Sequence[Span],
-    gaps: Sequence[Span],
+    gaps_and_splits: tuple[Sequence[Span], Sequence[Span]],
     incidents: Sequence[Incident],
     notices: Sequence[Notice],
     rules: Rules,
     end: float,
+    *,
+    owed: Sequence[Span] = (),
 ) -> None:
+    """`gaps`: agents, the controller or NATS away; `splits`: the controller or NATS away, or
+    a country saturated; `owed`: the truth where it is down for sure (`down_spans`)."""
+    gaps, splits = gaps_and_splits
     for inc in incidents:
         label = f"{target} incident {inc.id} started {inc.started_at:.1f}"
         if not _explains(truth, inc.started_at, 0.0):
@@ -441,20 +478,35 @@ def _judge_incidents(
         following = truth[n + 1].start if n + 1 < len(truth) else end
         during = [i for i in incidents if span.start - SLACK_S <= i.started_at <= span.end]
         label = f"{target} outage {span.start:.1f}-{span.end:.1f} ({span.length:.0f} s)"
+        # what of it is owed an incident and timed: its longest part not in a saturated
+        # country's spell (where a missed round and a failing one are `degraded`)
+        sure = max(
+            (
+                Span(max(o.start, span.start), min(o.end, span.end))
+                for o in owed
+                if o.start < span.end and o.end > span.start
+            ),
+            key=lambda s: s.length,
+            default=Span(span.start, span.start),
+        )
         # next to a restart a country's round may be lost (a dead replica's waiting jobs, a
         # deferred login NATS could not take): failing with the other country missed is
         # `degraded`, which breaks the streak, so an incident is owed only past that bound
-        near = _touches(gaps, span.start - held, span.start + rules.detect_bound)
-        if span.length < rules.detect_bound + (rules.held if near else 0.0):
+        near = _touches(gaps, sure.start - held, sure.start + rules.detect_bound)
+        # an agent gone mid-outage: its country missed and the other failing is `degraded`,
+        # a passing round, so each piece of the truth may have its incident; so may a
+        # country's rounds missed to a restart (`expired`) or to saturation (`saturated`):
+        # each such spell may split the outage once more
+        if len(during) > sum(span.start <= x.start < span.end for x in pieces) + sum(
+            _touches([g], span.start, span.end) for g in splits
+        ):
+            fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
+        if sure.length < rules.detect_bound + (rules.held if near else 0.0):
             fig.blips += 1
         else:
             fig.outages += 1
             if not during:
                 fig.missing_notices.append(f"{label}: no incident")
-            # an agent gone mid-outage: its country missed and the other failing is
-            # `degraded`, a passing round, so each piece of the truth may have its incident
-            elif len(during) > sum(span.start <= x.start < span.end for x in pieces):
-                fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
             downs = [
                 x.at
                 for x in notices
@@ -462,10 +514,12 @@ def _judge_incidents(
             ]
             # a round waiting on a gone agent's country is judged once it closes: detection
             # and recovery near an agent restart may take a round's closing longer
-            if downs and _touches(gaps, span.start - held, span.start + rules.detect_bound):
-                fig.detection_near_restart_s.append(min(downs) - span.start)
+            # a down notice before the part owed one (found while its country was saturated)
+            # was there already when it came to be owed
+            if downs and near:
+                fig.detection_near_restart_s.append(max(0.0, min(downs) - sure.start))
             elif downs:
-                fig.detection_s.append(min(downs) - span.start)
+                fig.detection_s.append(max(0.0, min(downs) - sure.start))
         owed_by = span.end + rules.recover_bound
         if _touches(gaps, span.end - held, owed_by):
             owed_by += held

@@ -1,15 +1,17 @@
 """The verdict campaign (issue 60): random histories of outages, freezes and restarts against
 real servers, every verdict, incident and notice checked against what the harness did.
 
-Embedded PostgreSQL and NATS, `python -m controller serve` (scheduler, ingester, alerter) and one
-`python -m agent` per country (DE, US), each agent in a network namespace of its own
-(tests/netns.py); one mail server process per monitor (`bench.verdict_server`: SMTP plain,
-STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit TLS, POP3 plain and implicit TLS)
-listening on the host side of DE's namespace, which both namespaces reach. A history drawn from
-the seed (`bench.verdict_history`) kills servers (outage everywhere), SIGSTOPs them (freeze),
-drops one country's path to them with nftables (an outage seen from that country only) and kills
-agents; the harness logs each step's real time, the truth. The state of every monitor is sampled
-each second, incidents and queued notices read at the end, and `bench.verdict_truth` judges them.
+Embedded PostgreSQL and NATS, `python -m controller serve` (API, scheduler, ingester, alerter;
+two replicas in the full campaign) and one `python -m agent` per country (DE, US), each agent in
+a network namespace of its own (tests/netns.py); one mail server process per monitor
+(`bench.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit
+TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS with
+OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
+reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
+SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
+country only) and kills agents, the controller, one replica and NATS; the harness logs each
+step's real time, the truth. The state of every monitor is sampled each second, incidents and
+queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
 is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a
@@ -31,7 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +48,9 @@ from bench.verdict_api import (
     INTERVAL,
     KINDS,
     LEGGED,
+    OAUTH2,
+    OAUTH2_CLIENT,
+    OAUTH2_USER,
     TARPIT_TIMEOUT,
     TIMEOUT,
     Api,
@@ -57,6 +62,7 @@ from bench.verdict_api import (
     with_timeout,
 )
 from bench.verdict_history import EVENTS, FAULTS, Shape, Step, draw
+from bench.verdict_server import FORWARDED, PASSWORD
 from bench.verdict_truth import (
     Applied,
     Created,
@@ -77,6 +83,10 @@ from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
 from tests import netns
+from tests.oauth2 import dovecot
+from tests.oauth2.dovecot import Dovecot
+from tests.oauth2.token_endpoint import TokenEndpoint
+from tests.oauth2.token_endpoint import serve as serve_tokens
 from tests.sealing import KeyRing
 
 COUNTRIES = ("DE", "US")
@@ -85,9 +95,12 @@ WARMUP_S = 25.0  # agents live and a few passing rounds before the first step
 START_TIMEOUT_S = 30.0
 LOGIN_SPACING_S = 5.0  # the controller's default LOGIN_SPACING_SECONDS
 # A second organization saturating a country: SATURATED's agent runs this many checks at once,
-# the tarpit's monitors want about twice as many slots.
+# the tarpit's monitors want about twice as many slots. Admission keeps a slot in reserve, so
+# with 4 our own monitors' hanging checks (4 s, a freeze or a drop each) saturated DE on their
+# own, outside the tarpit's spell (seed 101: `missed` / `saturated` with 3 of 4 slots busy, all
+# ours), which is no verdict the harness can know of; with 8 they leave our share alone.
 SATURATED = "DE"
-SATURATED_SLOTS = 4
+SATURATED_SLOTS = 8
 TARPITS = 2 * SATURATED_SLOTS
 # what applying an export made elsewhere writes without a change: the secrets' variable names
 NAMES_RECORDED = frozenset({"secret_env", "updated_at"})
@@ -102,6 +115,7 @@ class Campaign:
     created: tuple[str, ...] = ()  # created (and checked at once) during the history
     events: tuple[str, ...] = EVENTS
     warmup_s: float = WARMUP_S
+    replicas: int = 1  # `python -m controller serve` processes, every role in each
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -109,7 +123,8 @@ class Campaign:
 
 
 FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
-FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap")
+FULL_KINDS += ("imap-starttls", "imaps", "pop3", "pop3s", "rt-imap", "imap-oauth2")
+FULL_RESTARTS = ("agent", "controller", "nats", "replica")
 FULL_CREATED = ("imap-auth", "pop3-auth", "rt-pop3")
 SHORT = Campaign(
     minutes=1.5,
@@ -185,7 +200,10 @@ class Rig:
     applied: list[Applied] = field(default_factory=list)
     host: str = ""
     nats_port: int = 0
-    api_port: int = 0
+    api_ports: list[int] = field(default_factory=list)  # one per controller replica
+    token_url: str = ""  # the loopback OAuth2 token endpoint's, when a target logs in by OAuth2
+    upstream: int = 0  # Dovecot's IMAPS port, which the OAuth2 targets' forwarders pass on to
+    stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     nats_url: str = ""
     database_url: str = ""
     pg: object = None
@@ -212,6 +230,8 @@ class Rig:
         self.host = self.ns[COUNTRIES[0]].host_ip
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(self.tmp / "ca.pem"))
+        if set(self.campaign.targets) & OAUTH2:
+            await self.oauth2(ca)
         leaf = ca.issue_cert(self.host)
         leaf.cert_chain_pems[0].write_to_path(str(self.tmp / "cert.pem"))
         leaf.private_key_pem.write_to_path(str(self.tmp / "key.pem"))
@@ -230,9 +250,10 @@ class Rig:
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
             await self.start_server(kind)
         await self.seed()
-        self.api_port = embedded.free_port()
-        self.api = Api(f"http://127.0.0.1:{self.api_port}")
-        await self.start_controller()
+        self.api_ports = [embedded.free_port() for _ in range(self.campaign.replicas)]
+        self.api = Api(f"http://127.0.0.1:{self.api_ports[0]}")
+        for n in range(self.campaign.replicas):
+            await self.start_controller(n)
         for cc in COUNTRIES:
             await self.start_agent(cc)
         await self.api.customer(self.ours, "verdicts")
@@ -240,6 +261,18 @@ class Rig:
             await self.api.customer(self.noisy, "noisy")
         for kind in self.campaign.kinds:
             await self.create(kind)
+
+    async def oauth2(self, ca: trustme.CA) -> None:
+        """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
+        credentials), both on loopback for the rig's whole life."""
+        why = dovecot.missing()
+        if why is not None:
+            raise SystemExit(f"verdicts: {why}")
+        server = await self.stack.enter_async_context(Dovecot(ca))
+        self.upstream = server.ports["imaps"]
+        endpoint = TokenEndpoint(server.issuer, OAUTH2_USER, clients={OAUTH2_CLIENT: PASSWORD})
+        await self.stack.enter_async_context(serve_tokens(endpoint, ca))
+        self.token_url = endpoint.url
 
     async def seed(self) -> None:
         """Two organizations, each with an owner and its token."""
@@ -258,7 +291,15 @@ class Rig:
 
     async def create(self, target: str) -> None:
         assert self.api is not None
-        monitor = body(target, target, self.ours.customer, self.host, self.ports[target], COUNTRIES)
+        monitor = body(
+            target,
+            target,
+            self.ours.customer,
+            self.host,
+            self.ports[target],
+            COUNTRIES,
+            token_url=self.token_url,
+        )
         await self.api.create(self.ours, KINDS[target][0], monitor)
 
     # -- the steps --------------------------------------------------------------------------
@@ -267,6 +308,7 @@ class Rig:
         ports = self.ports[kind]
         argv = [sys.executable, "-m", "bench.verdict_server", kind, self.host, str(ports[0])]
         argv += [str(self.tmp / "cert.pem"), str(self.tmp / "key.pem"), *map(str, ports[1:])]
+        argv += [str(self.upstream)] if kind in FORWARDED else []
         self._spawn(kind, argv)
         for port in ports:
             await _until(kind, lambda p=port: _listening(self.host, p))  # type: ignore[misc]
@@ -275,10 +317,12 @@ class Rig:
         proc, self.nats_url = embedded.start_nats(self.tmp / "nats", self.nats_port, host=self.host)
         self.procs["nats"] = proc
 
-    async def start_controller(self) -> None:
+    async def start_controller(self, n: int) -> None:
+        """Replica `n` (`controller`, `controller-1`, ...), every role in each."""
         assert self.keys is not None
+        port = self.api_ports[n]
         self._spawn(
-            "controller",
+            f"controller-{n}" if n else "controller",
             [sys.executable, "-m", "controller", "serve"],
             child_env(
                 DATABASE_URL=self.database_url,
@@ -287,10 +331,13 @@ class Rig:
                 SEAL_PUBLIC_KEYS_DIR=str(self.keys.directory),
                 CONTROLLER_ROLES="api,scheduler,ingester,alerter",
                 API_HOST="127.0.0.1",
-                API_PORT=str(self.api_port),
+                API_PORT=str(port),
+                OAUTH2_TOKEN_HOSTS="127.0.0.1",
+                OAUTH2_ALLOW_PRIVATE_ENDPOINTS="true",
+                OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
             ),
         )
-        url = f"http://127.0.0.1:{self.api_port}/ready"
+        url = f"http://127.0.0.1:{port}/ready"
         await _until("controller", lambda: http_ok(url))
 
     async def start_agent(self, cc: str) -> None:
@@ -351,10 +398,19 @@ class Rig:
                 await self.start_agent(cc)
                 self.fact("agent", "", cc, False)
             case "controller_kill":
-                self._signal("controller", signal.SIGKILL)
+                for n in range(self.campaign.replicas):
+                    self._signal(f"controller-{n}" if n else "controller", signal.SIGKILL)
                 self.fact("away", "", None, True)
             case "controller_start":
-                await self.start_controller()
+                for n in range(self.campaign.replicas):
+                    await self.start_controller(n)
+                self.fact("away", "", None, False)
+            case "replica_kill":
+                # the second replica: the harness's API calls go to the first
+                self._signal("controller-1", signal.SIGKILL)
+                self.fact("away", "", None, True)
+            case "replica_start":
+                await self.start_controller(1)
                 self.fact("away", "", None, False)
             case "nats_stop":
                 self._signal("nats", signal.SIGTERM)
@@ -388,9 +444,11 @@ class Rig:
                         TARPIT_TIMEOUT,
                     )
                     await self.api.create(self.noisy, "smtp", monitor)
+                self.fact("busy", "", SATURATED, True)
             case "unsaturate":
                 for name in self.noisy.monitors:
                     await self.api.disable(self.noisy, name)
+                self.fact("busy", "", SATURATED, False)
 
     async def apply_file(self, target: str) -> None:
         """An exported file applied as it is, or with `target`'s timeout changed; which
@@ -431,6 +489,10 @@ class Rig:
     async def close_api(self) -> None:
         if self.api is not None:
             await self.api.close()
+
+    async def close_oauth2(self) -> None:
+        """Dovecot and the token endpoint, once every process using them is gone."""
+        await self.stack.aclose()
 
     def close(self) -> None:
         for key, proc in self.procs.items():
@@ -540,6 +602,22 @@ async def _api_said(rig: Rig, observed: Observed) -> None:
         observed.saturation = Saturation(dict(noisy), ours)
 
 
+async def _keep(rig: Rig, observed: Observed, path: Path) -> None:
+    """The truth log and what the product said, with every round's results, to trace a
+    failing verdict to the product or the judge."""
+    assert rig.api is not None
+    results = {name: await rig.api.results(rig.ours, name) for name in rig.ours.monitors}
+    said = {
+        "facts": [asdict(f) for f in rig.facts],
+        "incidents": [asdict(i) for i in observed.incidents],
+        "notices": [asdict(n) for n in observed.notices],
+        "final_states": observed.final_states,
+        "states": observed.states,
+        "results": results,
+    }
+    await asyncio.to_thread(path.write_text, json.dumps(said, default=str))
+
+
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -567,11 +645,14 @@ async def _run(c: Campaign, seed: int, tmp: Path, say: Callable[[str], None]) ->
         end = time.time()
         observed = await _observed(rig.database_url, states)
         await _api_said(rig, observed)
+        if os.environ.get("VERDICTS_KEEP"):
+            await _keep(rig, observed, tmp / "said.json")
         return judge(rig.facts, observed, c.targets, rules(), end, own)
     finally:
         stop.set()
         await rig.close_api()
         await asyncio.to_thread(rig.close)
+        await rig.close_oauth2()
 
 
 def describe(history: list[Step]) -> str:
@@ -584,6 +665,7 @@ def describe(history: list[Step]) -> str:
         f"{counts['agent_kill']} agent restarts" if counts["agent_kill"] else "",
         f"{counts['controller_kill']} controller kills" if counts["controller_kill"] else "",
         f"{counts['nats_stop']} NATS restarts" if counts["nats_stop"] else "",
+        f"{counts['replica_kill']} replica restarts" if counts["replica_kill"] else "",
         f"{counts['create']} creates with check-now" if counts["create"] else "",
         f"{counts['apply_same']} unchanged applies" if counts["apply_same"] else "",
         f"{counts['apply_changed']} changed applies" if counts["apply_changed"] else "",
@@ -661,7 +743,13 @@ def run(argv: list[str]) -> bool:
     c = (
         SHORT
         if args.short
-        else Campaign(minutes=args.minutes, kinds=FULL_KINDS, created=FULL_CREATED)
+        else Campaign(
+            minutes=args.minutes,
+            kinds=FULL_KINDS,
+            restarts=FULL_RESTARTS,
+            created=FULL_CREATED,
+            replicas=2,
+        )
     )
     discard_logs()
     history = history_of(c, seed)
@@ -669,6 +757,7 @@ def run(argv: list[str]) -> bool:
         f"verdicts ({machine()}; seed {seed}; {len(c.targets)} monitors ({', '.join(c.kinds)};"
         f" created during the history: {', '.join(c.created) or 'none'})"
         f" every {INTERVAL} s, timeout {TIMEOUT} s, from {' and '.join(COUNTRIES)};"
+        f" {c.replicas} controller replica{'s' if c.replicas > 1 else ''};"
         f" {c.minutes:g} min of history: {describe(history)})",
         flush=True,
     )

@@ -9,7 +9,9 @@ of the targets against the harness's own log of what it did.
 
 Left out here, and why: blips (an outage of a second or two may or may not be confirmed: the
 judge allows either, so they test little in one short history), controller and NATS restarts,
-changed applies and a second organization saturating a country; `make soak` runs them.
+a second controller replica and its restarts, OAuth2 logins against Dovecot, changed applies and
+a second organization saturating a country: they would take it past `make test`'s budget, and
+`make soak` runs them.
 """
 
 from collections.abc import Iterator

@@ -145,6 +145,19 @@ def observed(
             observed([GOOD_INCIDENT], GOOD_NOTICES),
             {},
         ),
+        # a round due while the controller was away (93-99) runs once it is back, after the
+        # outage began at 100, bearing its due time 94.5: its incident is the outage's (seed 3)
+        (
+            [*OUTAGE, Fact(93, "away", "", None, True), Fact(99, "away", "", None, False)],
+            observed([Incident(1, "t", 94.5, 113, 170)], GOOD_NOTICES),
+            {},
+        ),
+        # ... but one due as long before the outage with nobody away has no outage to explain it
+        (
+            OUTAGE,
+            observed([Incident(1, "t", 94.5, 113, 170)], GOOD_NOTICES),
+            {"false_down": 1, "missing_notices": 1},
+        ),
     ],
 )
 def test_the_judge_counts_each_verdict_against_the_truth(
@@ -288,7 +301,7 @@ def test_an_owners_step_is_moved_past_a_restart() -> None:
         for step in history:
             if step.action in OWNERS:
                 assert not any(
-                    k - 2 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
+                    k - 12 <= step.at < s + 10 for k, s in zip(kills, starts, strict=True)
                 )
         assert [s.action for s in history].count("create") == 1
 
@@ -301,6 +314,48 @@ def test_an_outage_next_to_a_restart_is_owed_an_incident_only_past_the_restart_b
     assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
     fig = judge(short, observed([], []), ["t"], RULES, END)
     assert fig.misses() == ["missing notices 1"]
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        [Fact(118, "away", "", None, True), Fact(124, "away", "", None, False)],
+        [Fact(60, "busy", "", "DE", True), Fact(200, "busy", "", "DE", False)],
+    ],
+    ids=["restart", "saturated"],
+)
+def test_a_restart_or_saturation_mid_outage_may_split_it_into_two_incidents_not_three(
+    spell: list[Fact],
+) -> None:
+    """One country's rounds missed (`expired` to a restart, `saturated`) and the other's
+    failing are `degraded`: two of them close the incident, the next failing rounds open
+    another (seed 5: rt-imap, DE saturated at one round, expired at the next)."""
+    two = [Incident(1, "t", 105, 115, 125), Incident(2, "t", 136, 140, 170)]
+    notes = [Notice("t", n, k, 0) for n in (1, 2) for k in ("down", "recovered")]
+    assert judge([*OUTAGE, *spell], observed(two, notes), ["t"], RULES, END).misses() == []
+    assert judge(OUTAGE, observed(two, notes), ["t"], RULES, END).duplicate_notices
+    three = [*two, Incident(3, "t", 150, 152, 160)]
+    notes += [Notice("t", 3, k, 0) for k in ("down", "recovered")]
+    assert judge([*OUTAGE, *spell], observed(three, notes), ["t"], RULES, END).duplicate_notices
+
+
+def test_an_outage_while_its_country_is_saturated_is_allowed_an_incident_not_owed_one() -> None:
+    """A saturated country's rounds may be `missed` / `saturated`: with the other failing they
+    are `degraded` (seed 101: imap-oauth2, DE saturated every other round, no incident). Past
+    the spell the rest of the outage is owed one, timed from the spell's end."""
+    busy = [Fact(50, "busy", "", "DE", True), Fact(200, "busy", "", "DE", False)]
+    fig = judge([*OUTAGE, *busy], observed([], []), ["t"], RULES, END)
+    assert (fig.outages, fig.blips, fig.misses()) == (0, 1, [])
+    fig = judge([*OUTAGE, *busy], observed([GOOD_INCIDENT], GOOD_NOTICES), ["t"], RULES, END)
+    assert fig.misses() == []
+    early = [Fact(50, "busy", "", "DE", True), Fact(105, "busy", "", "DE", False)]
+    late = [Notice("t", 1, "down", 125), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *early], observed([GOOD_INCIDENT], late), ["t"], RULES, END)
+    assert (fig.outages, fig.detection_s, fig.misses()) == (1, [20], [])
+    assert judge([*OUTAGE, *early], observed([], []), ["t"], RULES, END).missing_notices
+    sooner = [Notice("t", 1, "down", 103), Notice("t", 1, "recovered", 180)]
+    fig = judge([*OUTAGE, *early], observed([GOOD_INCIDENT], sooner), ["t"], RULES, END)
+    assert (fig.detection_s, fig.misses()) == ([0.0], [])
 
 
 def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() -> None:
