@@ -15,7 +15,8 @@ queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
 is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a
-target is missed. Needs root (namespaces); `VERDICTS_KEEP=1` keeps the processes' logs.
+target is missed. Needs root (namespaces); `VERDICTS_KEEP=1` keeps the processes'
+logs and `said.json`.
 """
 
 import argparse
