@@ -27,8 +27,8 @@ Two rules decide each job:
   lightest. Once its round can no longer start in time
   (`controller.scheduling.rules.can_start`) it is recorded `missed` / `saturated` in that
   country, saying what its organization held beside its max-min share (the country's slots
-  water-filled over the tenants holding or asking for them): an organization asking for more
-  than the country has ends with its own excess missed, never another's.
+  water-filled over the tenants holding or asking for them). Slots taken are never taken
+  back: docs/architecture.md says what that leaves unguaranteed.
 """
 
 import math
