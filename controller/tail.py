@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from controller.ascode import api_url, find_monitor, secret_env
 from controller.ascode.client import api_client
 from controller.cli import DEFAULT_NATS
+from shared.logging import redact
 from shared.messages import CheckResult, decode_result, result_parts
 from shared.subjects import RESULTS_BUNDLE_TOKEN
 
@@ -174,14 +175,15 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     url = args.nats or env.get("NATS_URL") or DEFAULT_NATS
+    shown = redact(url)  # a URL's user:password@ is never printed
     ca = env.get("NATS_TLS_CA_FILE")
     tls = ssl.create_default_context(cafile=ca) if ca else None
 
     async def run() -> None:
-        nc = await connect(url, tls, lambda text: print(text, file=sys.stderr, flush=True))
+        nc = await connect(url, tls, lambda text: print(redact(text), file=sys.stderr, flush=True))
         # A result may be minutes away (the check interval): say at once that it is listening.
         print(
-            f"following {subject(args.country, monitor)} on {url}: one line per check as it"
+            f"following {subject(args.country, monitor)} on {shown}: one line per check as it"
             " arrives (Ctrl-C stops)",
             file=sys.stderr,
             flush=True,
@@ -196,6 +198,6 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except KeyboardInterrupt:
         return 0
     except (OSError, nats.errors.Error) as exc:
-        print(f"error: cannot follow results on {url}: {exc}", file=sys.stderr)
+        print(redact(f"error: cannot follow results on {shown}: {exc}"), file=sys.stderr)
         return 1
     return 0

@@ -108,10 +108,14 @@ async def watched(conn: Conn, since: datetime) -> list[Watched]:
     return [Watched(r["monitor_id"], r["names"]) for r in rows]
 
 
-async def open_listings(conn: Conn, monitor_id: int) -> dict[tuple[str, str], Listing]:
+async def open_listings(
+    conn: Conn, monitor_id: int, *, lock: bool = True
+) -> dict[tuple[str, str], Listing]:
+    """The monitor's open listings; `lock`: held for the watch's update (pages and the API read
+    them without)."""
     rows = await conn.fetch(
         "SELECT zone, name, since, countries, reason, raised_at FROM blocklist_listings"
-        " WHERE monitor_id = $1 AND cleared_at IS NULL FOR UPDATE",
+        " WHERE monitor_id = $1 AND cleared_at IS NULL" + (" FOR UPDATE" if lock else ""),
         monitor_id,
     )
     return {
@@ -183,26 +187,6 @@ async def alert_state(conn: Conn, monitor_id: int) -> str:
         "SELECT state FROM monitor_alert_state WHERE monitor_id = $1", monitor_id
     )
     return str(state or "unknown")
-
-
-async def open_listings_of(conn: Conn, monitor_id: int) -> dict[tuple[str, str], Listing]:
-    """The monitor's open listings, read without a lock (pages and the API)."""
-    rows = await conn.fetch(
-        "SELECT zone, name, since, countries, reason, raised_at FROM blocklist_listings"
-        " WHERE monitor_id = $1 AND cleared_at IS NULL",
-        monitor_id,
-    )
-    return {
-        (r["zone"], r["name"]): Listing(
-            r["zone"],
-            r["name"],
-            r["since"],
-            frozenset(r["countries"]),
-            r["raised_at"] is not None,
-            r["reason"],
-        )
-        for r in rows
-    }
 
 
 async def raised_open(

@@ -53,7 +53,7 @@ async def monitor_standing(
         if a.name in tests:
             key = (a.zone, a.country)
             checked[key] = max(checked.get(key, a.answered_at), a.answered_at)
-    listings = await db.open_listings_of(conn, monitor.id)
+    listings = await db.open_listings(conn, monitor.id, lock=False)
     history = await db.listings(conn, monitor.id)
     shown = standing(lists, names, listed, seen, health, listings) if lists else []
     return MonitorStanding(shown, history, health, checked)

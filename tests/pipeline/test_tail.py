@@ -325,3 +325,18 @@ async def test_an_outage_of_nats_is_one_reconnecting_line_and_one_reconnected(
         assert said[1].startswith("following "), said
     finally:
         embedded.stop(server.proc)
+
+
+async def test_the_nats_password_in_its_url_is_never_printed() -> None:
+    """A start with the server down says once that it waits, naming the server without the
+    `user:password@` of its URL."""
+    url = f"nats://probe:tail-s3cret-pw@127.0.0.1:{embedded.free_port()}"
+    proc = await _tail("--monitor", str(uuid.uuid4()), env={"NATS_URL": url})
+    assert proc.stderr is not None
+    try:
+        said = await asyncio.wait_for(proc.stderr.readline(), 10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await proc.communicate()
+    assert b"cannot reach NATS at nats://" in said and b"127.0.0.1" in said, said
+    assert b"tail-s3cret-pw" not in said and b"probe" not in said, said
