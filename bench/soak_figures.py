@@ -16,7 +16,7 @@ import msgspec
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from controller.ingest.result_kinds import MISSED_KINDS
+from controller.jobs.result_kinds import MISSED_KINDS
 from controller.scheduling import rules as schedule
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult, result_parts

@@ -68,18 +68,18 @@ from controller.alerting.rules import (
 from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn, plan_generically
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
+from controller.observability import metrics
 from controller.posture import observe as posture
 from controller.posture import rules as posture_rules
 from controller.posture import store as posture_db
 from controller.roundtrips import delivery as roundtrip_delivery
-from controller.runtime import metrics
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import rules as schedule
 from controller.scheduling.rules import JobIds

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from controller.alerting import causes, no_data
 from controller.alerting.thresholds import Thresholds
-from controller.ingest.result_kinds import HELD_KINDS
+from controller.jobs.result_kinds import HELD_KINDS
 from controller.logins import backoff as login_backoff
 from controller.logins.backoff import HELD, Backoff
 from controller.notify.texts import Kind

@@ -19,7 +19,7 @@ from controller.alerting.thresholds import (
     Thresholds,
 )
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import UNCOUNTED, scheduled_since
+from controller.jobs.result_kinds import UNCOUNTED, scheduled_since
 from controller.logins.backoff import Backoff
 from controller.monitors.store import (
     WATCHED_COLUMNS,

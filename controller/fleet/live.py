@@ -50,7 +50,7 @@ from nats.aio.subscription import Subscription
 
 from controller.fleet import self_check
 from controller.fleet.load import CountryLoad
-from controller.runtime import metrics
+from controller.observability import metrics
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
 from shared.messages import FEATURE_TENANT_LOADS, AgentHeartbeat, SelfCheck
 from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject

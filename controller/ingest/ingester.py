@@ -33,8 +33,8 @@ from nats.js import JetStreamContext
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
+from controller.observability import metrics
 from controller.reputation import store as reputation
-from controller.runtime import metrics
 from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
 from shared.messages import result_parts

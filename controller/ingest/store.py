@@ -20,7 +20,7 @@ import msgspec
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import PACK_LOCK, packed_before
-from controller.ingest.result_kinds import (
+from controller.jobs.result_kinds import (
     INCONCLUSIVE,
     MISSED_KINDS,
     UNCOUNTED,

@@ -38,7 +38,7 @@ from controller.notify import budget_store as budget_db
 from controller.notify.budget import HELD_BACK, Budget
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_held_back
-from controller.runtime import metrics
+from controller.observability import metrics
 from shared.loop import run_every
 from shared.timefmt import utcnow
 

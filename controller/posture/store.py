@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import scheduled_since
+from controller.jobs.result_kinds import scheduled_since
 from controller.posture.facts import StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
 

@@ -25,6 +25,7 @@ from controller.db.pool import Conn
 from controller.monitors.store import Monitor
 from controller.notify import recipients
 from controller.notify.links import Links
+from controller.observability import metrics
 from controller.posture import notices
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
@@ -32,7 +33,6 @@ from controller.posture.rules import Finding
 from controller.reports import rules
 from controller.reports import store as db
 from controller.reports.parse import Rejected, Report, known_domains, parse
-from controller.runtime import metrics
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow

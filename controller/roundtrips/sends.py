@@ -11,7 +11,7 @@ from uuid import UUID
 import msgspec
 
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from controller.roundtrips import rules
 from controller.roundtrips import sends_store as mail_sends
 from shared.messages import CheckJob, RoundTripCheckJob

@@ -30,9 +30,9 @@ from controller.ingest.retention import keep_partitions
 from controller.notify import channels
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
+from controller.observability import metrics
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import BlocklistWatch, FreshNames
-from controller.runtime import metrics
 from controller.runtime.pipeline import Pipeline, open_pipeline
 from controller.web.app import create_app, readiness
 from shared import ops

@@ -12,7 +12,7 @@ from datetime import datetime
 import msgspec
 
 from controller.fleet.load import CountryLoad
-from controller.ingest.result_kinds import SATURATED, ResultRow
+from controller.jobs.result_kinds import SATURATED, ResultRow
 from controller.scheduling import admission
 from controller.scheduling import rules as schedule
 from controller.scheduling.admission import Admission

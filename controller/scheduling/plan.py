@@ -18,7 +18,7 @@ from uuid import UUID
 import msgspec
 
 from controller.alerting.rules import LOOKBACK
-from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
+from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login

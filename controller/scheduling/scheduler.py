@@ -35,7 +35,7 @@ from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
-from controller.ingest.result_kinds import NO_SEAL_KEY, ResultRow
+from controller.jobs.result_kinds import NO_SEAL_KEY, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.logins import cap_notice as login_cap_notice
@@ -44,9 +44,9 @@ from controller.monitors import limits_store as limits
 from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
+from controller.observability import metrics
 from controller.reputation.rules import BlockList
 from controller.roundtrips import sends as roundtrip_sends
-from controller.runtime import metrics
 from controller.scheduling import bundles
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred

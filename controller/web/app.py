@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
-from controller.runtime import metrics
+from controller.observability import metrics
 from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.web import console

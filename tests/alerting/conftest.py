@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import Conn, create_pool
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from controller.monitors import store as monitors
 from controller.notify import Channel
 from controller.notify.email import EmailChannel

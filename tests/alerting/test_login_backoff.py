@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from controller.logins.backoff import HELD
 from controller.monitors.kinds import KINDS, ROUNDTRIP, Kind
 from tests.alerting.conftest import Rig

@@ -8,7 +8,7 @@ before and after.
 import asyncpg
 from prometheus_client import REGISTRY
 
-from controller.runtime import metrics
+from controller.observability import metrics
 from tests.alerting.conftest import DOWN, Rig
 
 

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from controller.alerting import store as alerts
 from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from tests.alerting.conftest import DOWN, UP, Rig
 
 

@@ -9,11 +9,11 @@ import yaml
 from prometheus_client import REGISTRY
 
 import agent.metrics
-import controller.runtime.metrics
+import controller.observability.metrics
 from controller.web.console.scrape_series import FAMILIES
 
 # Both register their process metrics in prometheus_client's default registry on import.
-assert agent.metrics and controller.runtime.metrics
+assert agent.metrics and controller.observability.metrics
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from controller.runtime import metrics
+from controller.observability import metrics
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import KEEP_ALIVE_S, api_server
 from controller.web.app import create_app

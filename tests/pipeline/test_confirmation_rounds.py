@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
+from controller.jobs.result_kinds import ResultRow
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling.rules import JobIds

@@ -14,8 +14,8 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.ingest import packer
 from controller.ingest import store as results
-from controller.ingest.result_kinds import ResultRow
 from controller.ingest.store import CheckedResult
+from controller.jobs.result_kinds import ResultRow
 from shared.timefmt import iso_ms, utcnow
 from tests.conftest import scratch_database
 

@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from controller.ingest.result_kinds import ResultRow
 from controller.ingest.store import (
     _FIELDS,
     _WIRE,
@@ -19,6 +18,7 @@ from controller.ingest.store import (
     decode_result,
     facts_of,
 )
+from controller.jobs.result_kinds import ResultRow
 from shared.messages import AuthResults, Hop, MailDns, Phases, TlsInfo, encode
 
 MONITOR = uuid.UUID("0f5c7c1e-3b1a-4d84-9a0e-5e8f4b3c2d10")

@@ -5,7 +5,7 @@ on `scheduled_at` alone reads every pack of the monitor). A new reader cannot fo
 import ast
 from pathlib import Path
 
-from controller.ingest.result_kinds import scheduled_since
+from controller.jobs.result_kinds import scheduled_since
 
 CONTROLLER = Path(__file__).parents[2] / "controller"
 # Readers that compose their bounds at run time, with the reason.

@@ -11,7 +11,7 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from controller.ingest.result_kinds import NO_SEAL_KEY, OVERDUE
+from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.reputation.rules import DEFAULT_LISTS

@@ -7,7 +7,7 @@ import pytest
 
 from agent.tenant_loads import TenantUsage
 from controller.fleet.load import CountryLoad
-from controller.ingest.result_kinds import SATURATED
+from controller.jobs.result_kinds import SATURATED
 from controller.scheduling.admitting import Admissions
 from shared.messages import CheckJob, SmtpCheckJob, TenantLoad
 from shared.timefmt import iso_ms

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.db.pool import Conn
-from controller.ingest.result_kinds import scheduled_since
+from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.kinds import ROUNDTRIP
 from controller.monitors.store import Monitor
 from controller.web.api.monitor_rules import present

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from controller.ingest.result_kinds import INCONCLUSIVE, UNCOUNTED
+from controller.jobs.result_kinds import INCONCLUSIVE, UNCOUNTED
 from controller.web.console.scrape_store import PHASES
 from controller.web.console.store import STATES, state_from_rows
 

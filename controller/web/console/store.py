@@ -21,7 +21,7 @@ import msgspec
 
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
-from controller.ingest.result_kinds import scheduled_since
+from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.store import searched
 
 STATES = ("up", "degraded", "down", "missed", "unknown")

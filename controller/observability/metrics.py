@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from controller.ingest.result_kinds import INCONCLUSIVE, MISSED_KINDS, ResultRow
+from controller.jobs.result_kinds import INCONCLUSIVE, MISSED_KINDS, ResultRow
 from shared.loop import run_every
 from shared.messages import ERROR_KINDS, AgentHeartbeat, CheckJob, CheckResult
 from shared.subjects import RESULTS_STREAM

@@ -1,0 +1,2 @@
+"""A check job from the controller's side, below everything that makes, sends or judges one: the
+results the controller records in place of an agent's (`result_kinds`)."""
