@@ -3,7 +3,7 @@
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
@@ -17,7 +17,6 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
-from controller.runtime.pipeline import Pipeline
 from controller.secrets.box import SecretBox
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
@@ -43,6 +42,11 @@ from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
 from shared import __version__
 from shared.settings import ControllerSettings
+
+if TYPE_CHECKING:
+    # What the composition root hands the app (app.state.pipeline): a type only, so web/
+    # does not depend on the runtime package above it.
+    from controller.runtime.pipeline import Pipeline
 
 log = structlog.get_logger("controller.web.api")
 
@@ -97,7 +101,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-async def readiness(pool: asyncpg.Pool, pipeline: Pipeline | None) -> str | None:
+async def readiness(pool: asyncpg.Pool, pipeline: "Pipeline | None") -> str | None:
     """None when PostgreSQL answers and NATS (with the pipeline here) is connected; else a reason
     for whoever probes, who needs no token: never the error itself (it may name hosts, users,
     databases), which goes to the log."""
@@ -144,7 +148,7 @@ async def prometheus_metrics() -> Response[bytes]:
 def create_app(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
-    pipeline: Pipeline | None = None,
+    pipeline: "Pipeline | None" = None,
     *,
     egress: Egress | None = None,
 ) -> Litestar:

@@ -6,7 +6,7 @@ endpoints' tenancy: another organization's monitor is a 404.
 """
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
 import msgspec
@@ -17,7 +17,6 @@ from controller.access.accounts_store import Principal
 from controller.db.pool import on_generic_plans
 from controller.ingest import store as results
 from controller.monitors.trigger import MonitorTrigger
-from controller.runtime.pipeline import Pipeline
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
@@ -34,6 +33,11 @@ from shared.messages import (
     TlsInfo,
 )
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    # What the composition root hands the app (app.state.pipeline): a type only, so web/
+    # does not depend on the runtime package above it.
+    from controller.runtime.pipeline import Pipeline
 
 AuthedRequest = Request[Principal, Any, Any]
 
@@ -177,7 +181,7 @@ def _pool(request: AuthedRequest) -> asyncpg.Pool:
     return pool
 
 
-def _pipeline(request: AuthedRequest) -> Pipeline:
+def _pipeline(request: AuthedRequest) -> "Pipeline":
     pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
     if pipeline is None:
         raise ApiError(503, "The check pipeline is not running here", code="unavailable")

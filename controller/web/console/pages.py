@@ -8,7 +8,7 @@ no controls at all).
 """
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -34,7 +34,6 @@ from controller.monitors.writes import Lookup, MonitorWrites
 from controller.posture import store as posture_db
 from controller.reputation.rules import BlockList, lists_setting
 from controller.reputation.view import monitor_standing
-from controller.runtime.pipeline import Pipeline
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, api_error
@@ -53,6 +52,11 @@ from controller.web.console.session import (
 )
 from shared.messages import TlsInfo
 from shared.timefmt import utcnow
+
+if TYPE_CHECKING:
+    # What the composition root hands the app (app.state.pipeline): a type only, so web/
+    # does not depend on the runtime package above it.
+    from controller.runtime.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
 
