@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         # API clients: they need a token, not the controller's settings.
         return ascode.main(args, os.environ)
     if args.command == "oauth2-device":
-        from controller.oauth2 import device_cli
+        from controller.ascode import device_cli
 
         return device_cli.main(args, os.environ)  # an API client, as apply
     if args.command == "tail":

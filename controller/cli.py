@@ -74,7 +74,7 @@ def _ascode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
 
 
 def _oauth2_device(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """`oauth2-device` (controller.oauth2.device_cli)."""
+    """`oauth2-device` (controller.ascode.device_cli)."""
     cmd = sub.add_parser(
         "oauth2-device",
         help="sign a mailbox in by the device code flow and store its refresh token on a monitor",

@@ -30,9 +30,9 @@ from joserfc.jwk import RSAKey
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
+from controller.ascode import device_cli
 from controller.monitors import store as monitors
 from controller.monitors.store import WatchedMonitor
-from controller.oauth2 import device_cli
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.scheduling.plan import RoundPlanner

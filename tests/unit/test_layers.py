@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = ROOT / "controller"
 # Modules outside web/ that may import it, and why (see the module docstring).
-WEB_IMPORTERS = {"controller.runtime.serve", "controller.ascode", "controller.oauth2.device_cli"}
+WEB_IMPORTERS = {"controller.runtime.serve", "controller.ascode"}
 
 
 def _name(path: Path) -> str:
