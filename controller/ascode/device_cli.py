@@ -13,8 +13,8 @@ import httpx
 from controller.ascode import api_url
 from controller.ascode import run as ascode
 from controller.ascode.client import api_client
+from controller.monitors.oauth2_grants import Grant, GrantProblem, checked
 from controller.oauth2 import device
-from controller.oauth2.grants import Grant, GrantProblem, checked
 from controller.web.api.monitor_kinds import APIS
 from shared.secret import Secret
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from controller.monitors import oauth2_grants
 from controller.monitors.kinds import KINDS, of_type
-from controller.oauth2 import grants as oauth2_grants
-from controller.oauth2.grants import Grant
+from controller.monitors.oauth2_grants import Grant
 from controller.secrets.box import stored_hook
 from shared.messages import ImapPopConfig, JobConfig
 from shared.secret import enc_hook as secret_text

@@ -28,7 +28,7 @@ from shared.messages import (
 )
 from shared.secret import SECRET_MASK
 
-# An OAuth2 grant's secrets (controller.oauth2.grants.SECRET_KEYS).
+# An OAuth2 grant's secrets (controller.monitors.oauth2_grants.SECRET_KEYS).
 GRANT_SECRET_KEYS: Final = ("clientSecret", "refreshToken", "privateKey")
 
 # What a secret is bound to (controller.monitors.secret_binding), besides its server's protocol,
@@ -69,9 +69,9 @@ class Login:
 
     @property
     def oauth2(self) -> str:
-        """Where the stored config holds this login's OAuth2 grant (controller.oauth2.grants),
-        beside its secret; the API takes and shows it (its secrets write-only), a job never
-        carries it."""
+        """Where the stored config holds this login's OAuth2 grant
+        (controller.monitors.oauth2_grants), beside its secret; the API takes and shows it (its
+        secrets write-only), a job never carries it."""
         return _beside(self.secret, "oauth2")
 
     @property

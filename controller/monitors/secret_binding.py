@@ -139,7 +139,8 @@ def moved_each(before: Target, after: Target) -> dict[str, list[str]]:
     return out
 
 
-# What a grant's secrets are bound to besides their leg (defaults as controller.oauth2.grants).
+# What a grant's secrets are bound to besides their leg (defaults as
+# controller.monitors.oauth2_grants).
 GRANT_BINDING: dict[str, object] = {
     "mechanism": "XOAUTH2",
     "grant": "client_credentials",

@@ -16,7 +16,7 @@ from controller.monitors.config import MonitorConfigError as MonitorConfigError
 from controller.monitors.config import decode_config as decode_config
 from controller.monitors.config import grants_of as grants_of
 from controller.monitors.config import stored_config as stored_config
-from controller.oauth2.grants import Grant
+from controller.monitors.oauth2_grants import Grant
 from shared.messages import JobConfig, MonitorType
 
 

@@ -8,7 +8,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from controller.oauth2.grants import GrantProblem
+from controller.monitors.oauth2_grants import GrantProblem
 
 LIFETIME_S: Final = 300  # Google accepts at most an hour; the assertion is used at once
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 import authlib.deprecate
 import httpx
 
-from controller.oauth2.grants import Grant, endpoint, scopes
+from controller.monitors.oauth2_grants import Grant, endpoint, scopes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)

@@ -23,8 +23,8 @@ import httpcore
 import httpx
 import structlog
 
+from controller.monitors.oauth2_grants import JWT_BEARER_GRANT, Grant, endpoint, normal_host, scopes
 from controller.oauth2 import assertion
-from controller.oauth2.grants import JWT_BEARER_GRANT, Grant, endpoint, normal_host, scopes
 from shared.addresses import is_blocked
 from shared.tls import system_trust
 

@@ -11,7 +11,7 @@ from typing import Final
 import msgspec
 
 from controller.monitors.kinds import Kind
-from controller.oauth2.grants import Grant, as_stored
+from controller.monitors.oauth2_grants import Grant, as_stored
 from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.secret import NO_SECRET, Secret
 

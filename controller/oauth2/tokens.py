@@ -31,6 +31,7 @@ import structlog
 from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.monitors import kinds
+from controller.monitors.oauth2_grants import Grant, endpoint
 from controller.monitors.store import Monitor
 from controller.notify import budget_store as budget_db
 from controller.notify import recipients
@@ -39,7 +40,6 @@ from controller.notify.texts import render_oauth2_token
 from controller.oauth2 import rules
 from controller.oauth2 import token_store as store
 from controller.oauth2.fetcher import TokenError, TokenFetcher
-from controller.oauth2.grants import Grant, endpoint
 from controller.oauth2.rules import TokenFailure as TokenFailure
 from controller.oauth2.slots import FairSlots
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError

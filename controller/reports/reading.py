@@ -20,9 +20,10 @@ import asyncpg
 import structlog
 
 from controller.db import turns
+from controller.monitors import oauth2_grants as grants
 from controller.notify.links import Links
-from controller.oauth2 import grants, token_store
 from controller.oauth2 import rules as oauth2_rules
+from controller.oauth2 import token_store
 from controller.oauth2.fetcher import TokenError, TokenFetcher
 from controller.reports import mailbox
 from controller.reports import mailbox_store as db

@@ -20,6 +20,7 @@ import trustme
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
+from controller.monitors.oauth2_grants import Grant
 from controller.notify import Notification, channel_kinds
 from controller.notify.channel_send import ChannelSender
 from controller.notify.egress import Egress
@@ -27,7 +28,6 @@ from controller.notify.email import EmailChannel
 from controller.notify.links import Links
 from controller.notify.sms import SmsChannel
 from controller.oauth2.fetcher import TokenFetcher
-from controller.oauth2.grants import Grant
 from controller.secrets.box import SecretBox, generate_key
 from shared.logging import configure
 from shared.messages import ImapPopConfig

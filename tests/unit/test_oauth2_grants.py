@@ -1,6 +1,6 @@
-"""OAuth2 grants as tables (controller.oauth2.grants, rules): presets and their exact scopes,
-which token endpoints are allowed, when a cached token still serves a job, and what the
-owners read for `basic_auth_disabled` and `oauth2_token`."""
+"""OAuth2 grants as tables (controller.monitors.oauth2_grants, oauth2.rules): presets and their
+exact scopes, which token endpoints are allowed, when a cached token still serves a job, and what
+the owners read for `basic_auth_disabled` and `oauth2_token`."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from controller.alerting.causes import describe
-from controller.oauth2 import grants, rules
-from controller.oauth2.grants import Grant, GrantProblem
+from controller.monitors import oauth2_grants as grants
+from controller.monitors.oauth2_grants import Grant, GrantProblem
+from controller.oauth2 import rules
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -13,10 +13,9 @@ from litestar import Request
 from msgspec import UNSET, UnsetType
 
 from controller.monitors import config as monitor_config
-from controller.monitors import kinds, validation
+from controller.monitors import kinds, oauth2_grants, validation
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.oauth2 import assertion
-from controller.oauth2 import grants as oauth2_grants
 from controller.roundtrips import rules as roundtrip_rules
 from controller.secrets.box import SecretBox, is_sealed
 from controller.web.api import tls_options

@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType, field
 
-from controller.oauth2.grants import GrantType, Mechanism, Provider
+from controller.monitors.oauth2_grants import GrantType, Mechanism, Provider
 from controller.web.api.page import Page, published
 from shared.secret import SECRET_MASK
 

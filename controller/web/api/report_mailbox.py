@@ -24,9 +24,9 @@ from litestar.params import JSONBody
 from msgspec import Meta
 
 from controller.access.accounts_store import Principal
+from controller.monitors import oauth2_grants as grants
 from controller.monitors import validation
 from controller.monitors.errors import Refused
-from controller.oauth2 import grants
 from controller.reports import binding
 from controller.reports import mailbox_store as db
 from controller.secrets.box import SecretBox

@@ -16,7 +16,7 @@ from litestar.params import QueryParameter
 from controller.access.accounts_store import Principal
 from controller.db.pool import on_generic_plans
 from controller.ingest import store as results
-from controller.monitors.trigger import MonitorTrigger
+from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor

@@ -17,8 +17,8 @@ from typing import Any, Final, Literal
 import msgspec
 import msgspec.inspect as mi
 
+from controller.monitors import oauth2_grants as grants
 from controller.monitors.kinds import PORT_HINTS, Kind
-from controller.oauth2 import grants
 from controller.web.api.errors import ApiError
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_schemas import MASK

@@ -29,11 +29,11 @@ from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
-from controller.monitors.trigger import MonitorTrigger
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.posture import store as posture_db
 from controller.reputation.rules import BlockList, lists_setting
 from controller.reputation.view import monitor_standing
+from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, api_error
