@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from bench.common import machine
+from controller.jobs import rules as job_rules
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.reputation.rules import DEFAULT_LISTS, BlockList
 from controller.reputation.watch import FreshNames
@@ -135,7 +136,7 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
 
     with tempfile.TemporaryDirectory() as keys:
         planner = RoundPlanner(
-            schedule.JobIds.from_box(box),
+            job_rules.JobIds.from_box(box),
             box,
             CountryKeys(keys),
             default_countries=2,

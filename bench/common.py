@@ -28,7 +28,7 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.ingest import retention
 from controller.ingest import store as results
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared import embedded
 from shared.messages import CheckResult
 from shared.timefmt import iso_ms, utcnow

@@ -5,9 +5,9 @@ console's monitor page run them on (`controller.db.pool.plan_generically`, `on_g
 Embedded PostgreSQL (crash-safe) on the daily result partitions a deployment holds
 (`bench.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
 rounds stored as `bench store` stores them (`bench.store.stored_rounds`). Then each read the alerter
-and posture make of one monitor's results since its cursor (`alerts.results_after`,
-`alerts.results_before`, `posture_db.rounds_after`), the batch pass's read of BATCH monitors
-at once (`alerts.batch_results_after`), the API's page of results and uptime windows
+and posture make of one monitor's results since its cursor (`alert_state.results_after`,
+`alert_state.results_before`, `posture_db.rounds_after`), the batch pass's read of BATCH monitors
+at once (`alert_state.batch_results_after`), the API's page of results and uptime windows
 (`results.list_page`, `results.counts`) and the console's monitor page (`monitor_view.live`,
 `console.latest_tls`), CALLS calls each over different monitors, on one connection, one
 transaction a call as the alerter's; the two ways take turns, PASSES times over. The CPU of the
@@ -25,7 +25,7 @@ import asyncpg
 from bench.common import cpu_s, discard_logs, machine, steady_database
 from bench.store import BATCH as BATCH_STORED
 from bench.store import COUNTRIES, stored_rounds
-from controller.alerting import store as alerts
+from controller.alerting import state_store as alert_state
 from controller.db.pool import Conn, plan_generically
 from controller.ingest import store as results
 from controller.ingest.pack_rules import packed_before
@@ -47,11 +47,11 @@ Monitors = list[asyncpg.Record]
 
 
 async def _after(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
-    return await alerts.results_after(conn, ms[0]["id"], after, LIMIT)
+    return await alert_state.results_after(conn, ms[0]["id"], after, LIMIT)
 
 
 async def _before(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
-    return await alerts.results_before(conn, ms[0]["id"], after, until, LIMIT)
+    return await alert_state.results_before(conn, ms[0]["id"], after, until, LIMIT)
 
 
 async def _posture(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
@@ -60,7 +60,7 @@ async def _posture(conn: Conn, ms: Monitors, after: datetime, until: datetime) -
 
 async def _batch(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
     ids = [m["id"] for m in ms[:BATCH]]
-    return await alerts.batch_results_after(conn, dict.fromkeys(ids, after), LIMIT)
+    return await alert_state.batch_results_after(conn, dict.fromkeys(ids, after), LIMIT)
 
 
 async def _page(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> Any:
@@ -84,10 +84,10 @@ async def _tls(conn: Conn, ms: Monitors, after: datetime, until: datetime) -> An
 
 
 READS: dict[str, Read] = {
-    "alerts.results_after": _after,
-    "alerts.results_before": _before,
+    "alert_state.results_after": _after,
+    "alert_state.results_before": _before,
     "posture_db.rounds_after": _posture,
-    f"alerts.batch_results_after ({BATCH})": _batch,
+    f"alert_state.batch_results_after ({BATCH})": _batch,
     "api: results.list_page": _page,
     "api: results.counts": _uptime,
     "console: monitor_view.live": _monitor_page,

@@ -35,8 +35,8 @@ from bench.common import (
     smtp_result,
     steady_database,
 )
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
 from controller.ingest.pack_rules import packed_before
 from controller.ingest.store import CheckedResult, decode_result
@@ -102,7 +102,7 @@ def _left_out(owner: object, name: str, value: object) -> Iterator[None]:
 PARTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
     "all": lambda: _left_out(results, "_INSERT", results._INSERT),
     "state move": lambda: _left_out(results, "_INSERT", _state_unmoved(results._INSERT)),
-    "queue marks": lambda: _left_out(alerts, "mark", _nothing),
+    "queue marks": lambda: _left_out(alert_queue, "mark", _nothing),
     "login count": lambda: _left_out(results, "_count_logins", _nothing),
     "rollups": lambda: _left_out(results, "_INSERT", _without_rollups(results._INSERT)),
     "facts hash": lambda: _left_out(results, "facts_of", _facts_unhashed),

@@ -19,7 +19,7 @@ from controller.access import customers_store as customers
 from controller.access.credentials import new_token
 from controller.db.migrate import migrate
 from controller.db.pool import connect, create_pool
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.app import create_app
 from shared import embedded

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from controller.alerting.rules import AlertState, Effect
-from controller.alerting.store import Inputs
+from controller.alerting.state_store import Inputs
 from controller.logins.backoff import Backoff
 from controller.monitors.store import MonitorConfigError
 from controller.posture.observe import CursorMove

@@ -40,11 +40,10 @@ import structlog
 from nats.js import JetStreamContext
 
 from controller.alerting import batch, maintenance, no_data
+from controller.alerting import incident_store as incident_db
 from controller.alerting import maintenance_store as windows_db
-from controller.alerting import store as alerts
-from controller.alerting.incident import Incident
+from controller.alerting import state_store as alert_state
 from controller.alerting.rules import (
-    LOOKBACK,
     NEW_INCIDENT,
     AlertState,
     BackoffChanged,
@@ -65,14 +64,19 @@ from controller.alerting.rules import (
     judge,
     rounds,
 )
-from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn, plan_generically
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from controller.jobs.rules import JobIds
 from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
+from controller.monitors.thresholds import Thresholds
+from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
 from controller.observability import metrics
@@ -82,7 +86,7 @@ from controller.posture import store as posture_db
 from controller.roundtrips import delivery as roundtrip_delivery
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import rules as schedule
-from controller.scheduling.rules import JobIds
+from controller.scheduling.rules import LOOKBACK
 from shared.loop import run_every
 from shared.messages import MonitorEvent, encode
 from shared.subjects import events_subject
@@ -219,13 +223,13 @@ class Alerter:
         the others."""
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
-            leased = await alerts.claim(conn, now, self._batch, LEASE_S)
+            leased = await alert_queue.claim(conn, now, self._batch, LEASE_S)
         count = min(LANES, -(-len(leased) // LANE_MIN))
         lanes = [leased[n::count] for n in range(count)]
         await asyncio.gather(*(self._evaluate_lane(lane, now) for lane in lanes))
         return len(leased)
 
-    async def _evaluate_lane(self, leased: Sequence[alerts.Lease], now: datetime) -> None:
+    async def _evaluate_lane(self, leased: Sequence[alert_queue.Lease], now: datetime) -> None:
         """Evaluate `leased` on one connection: a batch pass in one transaction, then, each in
         its own transaction, those the batch left alone (they store `expired` results or
         create their state row). When the batch's transaction fails as a whole, every monitor
@@ -251,8 +255,8 @@ class Alerter:
                     _failed(lease.monitor_id)
 
     async def evaluate_batch(
-        self, conn: Conn, leased: Sequence[alerts.Lease], now: datetime
-    ) -> list[alerts.Lease]:
+        self, conn: Conn, leased: Sequence[alert_queue.Lease], now: datetime
+    ) -> list[alert_queue.Lease]:
         """Evaluate `leased` in the caller's transaction: read every monitor's inputs, results
         and posture in three statements (the state rows locked in monitor_id order), judge
         each with the pure rules, write the routine ones' states, releases and posture cursors
@@ -260,26 +264,26 @@ class Alerter:
         (a failure is logged and retried when its lease ends). Return those left to evaluate
         alone after the commit."""
         by_id = {lease.monitor_id: lease for lease in leased}
-        got = await alerts.batch_inputs(conn, list(by_id))
+        got = await alert_state.batch_inputs(conn, list(by_id))
         judged = {
             i: g
             for i, g in got.items()
-            if isinstance(g, alerts.Inputs)
+            if isinstance(g, alert_state.Inputs)
             and batch.judged_in_batch(g, by_id[i].revised_from is not None)
         }
         reads = {}
         if judged:
-            reads = await alerts.batch_results_after(
+            reads = await alert_state.batch_results_after(
                 conn,
                 {i: self._after(g.watched, g.state, now) for i, g in judged.items()},
                 ROWS_PER_EVALUATION,
             )
         known = await posture_db.known_batch(conn, list(judged)) if judged else {}
         states: dict[int, AlertState] = {}
-        releases: list[alerts.Release] = []
+        releases: list[alert_state.Release] = []
         moves: list[tuple[int, datetime, dict[posture_rules.Key, int]]] = []
-        full: list[alerts.Lease] = []
-        alone: list[alerts.Lease] = []
+        full: list[alert_queue.Lease] = []
+        alone: list[alert_queue.Lease] = []
         for monitor_id, lease in sorted(by_id.items()):
             g = got.get(monitor_id, MISSING)
             if g is MISSING:  # gone: the full path forgets its queue row
@@ -298,27 +302,27 @@ class Alerter:
                     states[monitor_id] = state
                     step = inputs.watched.monitor.check_interval
                     releases.append(
-                        alerts.Release(monitor_id, lease.lease, back, settled, watch, step)
+                        alert_state.Release(monitor_id, lease.lease, back, settled, watch, step)
                     )
                     if move.last_round_at is not None:
                         moves.append((monitor_id, move.last_round_at, move.streaks))
                     continue
             (alone if way == "alone" else full).append(lease)
         # Every queue row of the batch locked at once, in order: the releases below then wait
-        # on no ingester (`alerts.lock_queued`).
-        await alerts.lock_queued(conn, [lease.monitor_id for lease in leased])
+        # on no ingester (`alert_queue.lock_queued`).
+        await alert_queue.lock_queued(conn, [lease.monitor_id for lease in leased])
         for lease in full:
             try:
                 async with conn.transaction():
                     due = await self.evaluate(
                         conn, lease.monitor_id, now, lease.revised_from, fills=False
                     )
-                releases.append(alerts.Release(lease.monitor_id, lease.lease, due))
+                releases.append(alert_state.Release(lease.monitor_id, lease.lease, due))
             except FillsWanted:
                 alone.append(lease)
             except Exception:
                 _failed(lease.monitor_id)
-        await alerts.save_batch(conn, states, releases)
+        await alert_state.save_batch(conn, states, releases)
         await posture_db.save_cursors(conn, moves)
         for _ in releases:
             metrics.alert_evaluated()
@@ -326,8 +330,8 @@ class Alerter:
 
     def _judge_routine(
         self,
-        got: alerts.Inputs,
-        read: alerts.ResultsAfter,
+        got: alert_state.Inputs,
+        read: alert_state.ResultsAfter,
         known: posture_db.KnownBatch,
         now: datetime,
     ) -> tuple[batch.Path, Routine | None]:
@@ -378,11 +382,11 @@ class Alerter:
         """Move one monitor over its complete and closed rounds; return when to come back (its
         next round closes), or None (gone or disabled). `revised_from`: the earliest round
         whose result a late real one replaced (a revision, replayed by `judge`); `lease`: its
-        queue row's, released here for when to come back (`alerts.release`); `fills`: False
+        queue row's, released here for when to come back (`alert_queue.release`); `fills`: False
         raises FillsWanted, before storing them, when closed rounds want `expired` results."""
         due, saved = await self._evaluate(conn, monitor_id, now, revised_from, lease, fills)
         if not saved and lease is not None:
-            await alerts.release(conn, monitor_id, lease, None)
+            await alert_queue.release(conn, monitor_id, lease, None)
         return due
 
     async def _evaluate(
@@ -397,7 +401,7 @@ class Alerter:
         """`evaluate`'s due time, and whether the state was saved (and the lease released
         with it)."""
         try:
-            got = await alerts.inputs(conn, monitor_id)
+            got = await alert_state.inputs(conn, monitor_id)
         except MonitorConfigError as exc:
             # Its rounds are not scheduled either (controller.scheduling skips it): nothing to
             # judge until the config is written again, which queues it afresh.
@@ -415,12 +419,12 @@ class Alerter:
         incidents: dict[int, Incident] = {}
         held: list[Held] = []
         if not quiet and got.held:
-            for incident in await alerts.held_recoveries(conn, monitor_id):
+            for incident in await incident_db.held_recoveries(conn, monitor_id):
                 incidents[incident.id] = incident
                 held.append(Held(incident.id, no_data.closed_for_lack_of_data(incident.end_reason)))
         notified = False
         if s.open_incident_id is not None:
-            current = await alerts.incident(conn, s.open_incident_id)
+            current = await incident_db.incident(conn, s.open_incident_id)
             assert current is not None
             incidents[current.id] = current
             notified = current.notified
@@ -448,7 +452,7 @@ class Alerter:
             due = due or self._come_back(w, s, now)[0]
         changed_at = now if s.state != before else None
         release = None if lease is None else (lease, due)
-        await alerts.save_state(conn, monitor_id, s, changed_at, release)
+        await alert_state.save_state(conn, monitor_id, s, changed_at, release)
         return due, True
 
     async def _posture(
@@ -475,7 +479,7 @@ class Alerter:
     def _closes(monitor: Monitor, at: datetime) -> datetime:
         """When the round scheduled at `at` closes: nothing it has not got by then will come."""
         timeout = timedelta(seconds=monitor.timeout_seconds)
-        return schedule.expires_at(at, monitor.check_interval) + timeout + alerts.CLOSE_GRACE
+        return schedule.expires_at(at, monitor.check_interval) + timeout + alert_queue.CLOSE_GRACE
 
     async def _ready(
         self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime, fills: bool = True
@@ -484,7 +488,7 @@ class Alerter:
         countries stored as `expired` rows (FillsWanted instead when not `fills`); when to
         come back; the results read, for posture."""
         after = self._after(w, s, now)
-        read = await alerts.results_after(conn, w.monitor.id, after, ROWS_PER_EVALUATION)
+        read = await alert_state.results_after(conn, w.monitor.id, after, ROWS_PER_EVALUATION)
         plan = self._plan(w, s, now, after, read)
         if plan.fills and not fills:
             raise FillsWanted(w.monitor.id)
@@ -503,7 +507,7 @@ class Alerter:
         s: AlertState,
         now: datetime,
         after: datetime,
-        read: alerts.ResultsAfter,
+        read: alert_state.ResultsAfter,
     ) -> "Plan":
         """The rounds after the cursor ready to judge, in order, up to the first still open one
         (the closed ones' missing countries filled with `expired` rows, to store); when to come
@@ -562,7 +566,7 @@ class Alerter:
         if s.last_round_at is None or revised_from > s.last_round_at:
             return []
         window = max(LOOKBACK, 3 * timedelta(seconds=monitor.check_interval))
-        rows = await alerts.results_before(
+        rows = await alert_state.results_before(
             conn, monitor.id, revised_from - window, s.last_round_at, ROWS_PER_EVALUATION
         )
         return rounds(rows)
@@ -582,7 +586,7 @@ class Alerter:
         opened: int | None = None
         for e in effects:
             if isinstance(e, IncidentOpened):
-                new = await alerts.open_incident(
+                new = await incident_db.open_incident(
                     conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries
                 )
                 incidents[NEW_INCIDENT] = new
@@ -590,7 +594,7 @@ class Alerter:
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
                 assert incident_id is not None
-                incidents[e.incident] = await alerts.close_incident(
+                incidents[e.incident] = await incident_db.close_incident(
                     conn, incident_id, e.ended_at, reason=e.reason, hold_recovery=e.hold_recovery
                 )
                 if e.why == "disabled":
@@ -651,7 +655,7 @@ class Alerter:
         texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max, self._links)
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
-        await alerts.enqueue(conn, monitor.id, None, notes)
+        await outbox_db.enqueue(conn, monitor.id, None, notes)
         log.info(
             "notification queued",
             monitor_id=str(monitor.public_id),
@@ -767,9 +771,9 @@ class Alerter:
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"
         notes = recipients.to_recipients(kind, monitor, texts, key)
-        await alerts.enqueue(conn, monitor.id, incident.id, notes)
+        await outbox_db.enqueue(conn, monitor.id, incident.id, notes)
         if kind not in ("recovered", "no_data"):
-            await alerts.set_incident_notified(conn, incident.id, reminders)
+            await incident_db.set_incident_notified(conn, incident.id, reminders)
         log.info(
             "notification queued",
             monitor_id=str(monitor.public_id),
@@ -797,7 +801,7 @@ class Alerter:
             countries=sorted(countries),
             cause=cause,
         )
-        await alerts.add_event(
+        await events_db.add_event(
             conn, events_subject(public_id), f"{public_id}:{stamp}:{state}", encode(event)
         )
         log.info("monitor state changed", monitor_id=public_id, state=state, previous=previous)
@@ -807,14 +811,14 @@ class Alerter:
         (Nats-Msg-Id makes a retry harmless); return how many."""
         published = 0
         async with self._pool.acquire() as conn:
-            if not await alerts.events_waiting(conn):
+            if not await events_db.events_waiting(conn):
                 return published
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await alerts.claim_events(conn, self._batch)
+                rows = await events_db.claim_events(conn, self._batch)
                 if not rows:
                     return published
                 for e in rows:
                     await self._js.publish(e.subject, e.payload, headers={"Nats-Msg-Id": e.msg_id})
-                await alerts.delete_events(conn, [e.id for e in rows])
+                await events_db.delete_events(conn, [e.id for e in rows])
             published += len(rows)

@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from controller.alerting import causes, no_data
-from controller.alerting.thresholds import Thresholds
+from controller.alerting import no_data
 from controller.jobs.result_kinds import HELD_KINDS
 from controller.logins import backoff as login_backoff
 from controller.logins.backoff import HELD, Backoff
+from controller.monitors.thresholds import Thresholds
+from controller.notify import causes
 from controller.notify.texts import Kind
 from controller.scheduling import confirm
 
@@ -54,8 +55,6 @@ Row = tuple[str, str | None, str]  # (country, error kind, message)
 Verdict = Literal["missed", "failing", "degraded", "up"]
 Action = Literal["open", "close", "no_data"]
 
-# How far back a fresh state starts (and at least 3 intervals).
-LOOKBACK = timedelta(hours=1)
 DISABLED = "monitoring disabled"  # the end reason of an incident closed by disabling
 NEW_INCIDENT = (
     -1

@@ -33,9 +33,9 @@ from nats.js import JetStreamContext
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
+from controller.jobs.rules import JobIds
 from controller.observability import metrics
 from controller.reputation import store as reputation
-from controller.scheduling.rules import JobIds
 from shared.maildns_bound import bounded
 from shared.messages import result_parts
 from shared.pulling import StandingPull

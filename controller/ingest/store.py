@@ -17,8 +17,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest.pack_rules import PACK_LOCK, packed_before
 from controller.jobs.result_kinds import (
     INCONCLUSIVE,
@@ -101,7 +101,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # first, then a conclusive one, since an upsert may not touch a row twice. The same statement
 # adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
-# what the alerter's queue needs (`alerts.mark`), no row per result.
+# what the alerter's queue needs (`alert_queue.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
 _DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
         k.capabilities, k.capabilities_before_tls, k.mail_dns, k.reverse_dns,
@@ -473,7 +473,7 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
             revised[monitor] = min(at, revised.get(monitor, at))
         (routine if r["routine"] else eventful).add(monitor)
     # The alerter's queue; a replaced row's round may be judged already: judged again.
-    await alerts.mark(conn, [r["monitor_id"] for r in moved], revised, routine - eventful)
+    await alert_queue.mark(conn, [r["monitor_id"] for r in moved], revised, routine - eventful)
     return sum(r["stored"] for r in moved)
 
 

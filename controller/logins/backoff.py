@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 AUTH = "auth"
-# A password the server takes no more (controller.alerting.causes): as rejected as a wrong one.
+# A password the server takes no more (controller.notify.causes): as rejected as a wrong one.
 BASIC_AUTH_DISABLED = "basic_auth_disabled"
 REJECTED = frozenset({AUTH, BASIC_AUTH_DISABLED})  # the kinds that start or extend a back-off
 HELD = "auth_backoff"  # the missed kind of a country whose login waits

@@ -28,15 +28,15 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from controller.alerting import store as alerts
-from controller.alerting.store import Claimed
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
 from controller.notify import NAMES, Channel, DeliveryError, Notification, recipients
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify.budget import HELD_BACK, Budget
 from controller.notify.links import NO_LINKS, Links
+from controller.notify.outbox_store import Claimed
 from controller.notify.texts import render_held_back
 from controller.observability import metrics
 from shared.loop import run_every
@@ -123,11 +123,11 @@ class OutboxWorker:
         """One batch; (claimed, delivered)."""
         now = self._clock()
         async with self._pool.acquire() as conn:
-            if not await alerts.outbox_due(conn, now):
+            if not await outbox_db.outbox_due(conn, now):
                 return 0, 0
         async with self._pool.acquire() as conn, conn.transaction():
-            await alerts.settle_outbox(conn, now, self._max_attempts)
-            rows = await alerts.claim_outbox(
+            await outbox_db.settle_outbox(conn, now, self._max_attempts)
+            rows = await outbox_db.claim_outbox(
                 conn,
                 now,
                 self._batch,
@@ -146,7 +146,7 @@ class OutboxWorker:
                 retry_at = None
                 if error is not None and not permanent and row.attempts < self._max_attempts:
                     retry_at = now + self.backoff(row.attempts)
-                if not await alerts.record_attempt(conn, row, error, retry_at=retry_at):
+                if not await outbox_db.record_attempt(conn, row, error, retry_at=retry_at):
                     log.warning(
                         "outcome not written back: the lease ran out and the row moved on",
                         outbox_id=row.id,
@@ -183,7 +183,7 @@ class OutboxWorker:
             over = group[taken:]
             if not over:
                 continue
-            await alerts.drop_claimed(
+            await outbox_db.drop_claimed(
                 conn,
                 [r.id for r in over],
                 notify_budget.dropped_reason(channel, per_hour, start),
@@ -236,7 +236,7 @@ class OutboxWorker:
         )
         key = f"held_back:{org}:{channel}:{start.isoformat()}"
         notes = recipients.to_owners(HELD_BACK, owners, texts, key)
-        await alerts.enqueue(conn, watched.monitor.id, None, notes)
+        await outbox_db.enqueue(conn, watched.monitor.id, None, notes)
 
     async def _send_all(self, rows: list[Claimed]) -> list[Outcome]:
         """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""

@@ -5,7 +5,7 @@ notification channels the monitor (or else its customer) chose: `to_recipients` 
 with one `CHANNELS` row the store expands (controller.notify.channel_store `fan_out`). A notice
 about the organization's use (budget held back) goes by e-mail to each of its owners; one about
 a monitor's logins (login cap, OAuth2 token refused) to its owners and, through `to_channels`,
-to the monitor's notification channels. Pure; the store (controller.alerting.store `enqueue`)
+to the monitor's notification channels. Pure; the store (controller.notify.outbox_store `enqueue`)
 only writes the rows."""
 
 from collections.abc import Collection, Sequence

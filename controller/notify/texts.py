@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from controller.alerting.causes import label
-from controller.alerting.incident import Incident
 from controller.logins.backoff import Backoff
 from controller.monitors.kinds import TYPE_LABELS
+from controller.notify.causes import label
+from controller.notify.incident import Incident
 from controller.notify.links import Links
 from shared.timefmt import iso_ms
 

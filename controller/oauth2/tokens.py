@@ -28,12 +28,12 @@ from typing import Final
 import asyncpg
 import structlog
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.monitors import kinds
 from controller.monitors.oauth2_grants import Grant, endpoint
 from controller.monitors.store import Monitor
 from controller.notify import budget_store as budget_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_oauth2_token
@@ -331,7 +331,7 @@ class TokenService:
             notice = f"{NOTICE_KIND}:{key[:16]}:{now.isoformat()}"
             notes = recipients.to_owners(NOTICE_KIND, owners, texts, notice)
             notes += recipients.to_channels(NOTICE_KIND, texts, notice)
-            await alerts.enqueue(conn, monitor.id, None, notes)
+            await outbox_db.enqueue(conn, monitor.id, None, notes)
         await store.failed(
             conn,
             key,

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.monitors.store import Monitor
+from controller.monitors.thresholds import SEVERITIES, Severity
 from controller.notify.links import Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
-from controller.posture.rules import CODES, SEVERITIES, Finding, Severity, expiry_severity
+from controller.posture.rules import CODES, Finding, expiry_severity
 
 # Codes that start with the name of a record kind or a command, spelt as people write it.
 _RECORD_KINDS = {"mx": "MX", "spf": "SPF", "dmarc": "DMARC", "mta sts": "MTA-STS"}

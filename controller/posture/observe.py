@@ -23,10 +23,12 @@ from typing import NamedTuple
 import msgspec
 import structlog
 
-from controller.alerting import store as alerts
-from controller.alerting.thresholds import Thresholds
 from controller.db.pool import Conn
+from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.store import Monitor
+from controller.monitors.thresholds import SEVERITIES, Thresholds
+from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
@@ -37,7 +39,6 @@ from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
     MAIL_DNS_CODES,
     REPORT_CODES,
-    SEVERITIES,
     Baseline,
     Finding,
     Key,
@@ -111,7 +112,7 @@ async def observe(
         until = rounds[-1][0]
     t = thresholds
     if t is None:
-        t = await alerts.thresholds(conn, monitor_id, monitor.organization_id)
+        t = await thresholds_db.thresholds(conn, monitor_id, monitor.organization_id)
     days = t.cert_expiry_days
     pass_ = _Pass(conn, monitor, state, quiet, t, links)
     tracker = Tracker(open=start.open, streaks=streaks)
@@ -340,7 +341,7 @@ class _Pass:
         if self.quiet:
             return
         notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
-        await alerts.enqueue(self.conn, self.monitor.id, None, notes)
+        await outbox_db.enqueue(self.conn, self.monitor.id, None, notes)
         if notes:
             log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
 
@@ -356,7 +357,7 @@ class _Pass:
             posture=note,
         )
         msg_id = f"{self.public_id}:{stamp}:posture:{note.change}:{note.code}:{note.country}"
-        await alerts.add_event(self.conn, events_subject(self.public_id), msg_id, encode(event))
+        await events_db.add_event(self.conn, events_subject(self.public_id), msg_id, encode(event))
 
 
 # The ways a finding notice goes: e-mail, SMS, the monitor's notification channels.

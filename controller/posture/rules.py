@@ -16,25 +16,13 @@ rollout that one round catches half-done is not an alarm.
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
+from controller.monitors.thresholds import DEFAULT_EXPIRY_DAYS, Severity
 from controller.posture.facts import TLS_RANK, Observation
 
-Severity = Literal["critical", "warning", "info"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")  # worst first
 Key = tuple[str, str]  # (code, country or "")
 
-# Which severities of findings (and certificate expiry notices) go out on each channel unless
-# the organization or the monitor chose otherwise (`findingEmailSeverities`,
-# `findingSmsSeverities`): e-mail for what a person should act on, SMS for none, since a
-# finding is a state to fix in working hours, not an outage to wake anyone for.
-DEFAULT_EMAIL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
-DEFAULT_SMS_SEVERITIES: tuple[Severity, ...] = ()
-# Notification channels (chat, pager, webhook) hear what e-mail hears unless chosen otherwise.
-DEFAULT_CHANNEL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
-
 DRIFT_ROUNDS = 2
-DEFAULT_EXPIRY_DAYS = (21, 7)
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 224
 WEAK_CIPHER_PARTS = ("NULL", "EXP", "RC4", "DES", "MD5", "ADH", "AECDH", "ANON")

@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 import asyncpg
 import structlog
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.store import Monitor
+from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.observability import metrics
@@ -173,7 +175,7 @@ async def _tell(
     conn: Conn, monitor: Monitor, news: list[tuple[Finding, tuple[str, ...]]], links: Links
 ) -> None:
     """One notice of what is new, on the ways chosen for each finding's severity."""
-    t = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
+    t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
     said = "|".join(f"{f.code}:{','.join(items)}" for f, items in news)
     key = f"report:{monitor.id}:{hashlib.blake2b(said.encode(), digest_size=8).hexdigest()}"
     for way in WAYS:
@@ -183,7 +185,7 @@ async def _tell(
         texts = notices.findings(monitor, chosen, links)
         worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
         notes = recipients.to_recipients("finding", monitor, texts, key, (way,), worst.severity)
-        await alerts.enqueue(conn, monitor.id, None, notes)
+        await outbox_db.enqueue(conn, monitor.id, None, notes)
     log.info("report finding notice", monitor_id=str(monitor.public_id), codes=said)
 
 
@@ -203,7 +205,7 @@ async def _event(
         posture=note,
     )
     msg_id = f"{public_id}:{stamp}:posture:{change}:{f.code}:"
-    await alerts.add_event(conn, events_subject(public_id), msg_id, encode(event))
+    await events_db.add_event(conn, events_subject(public_id), msg_id, encode(event))
 
 
 async def sweep(pool: asyncpg.Pool, links: Links) -> None:

@@ -12,11 +12,13 @@ from typing import Final, NamedTuple
 import asyncpg
 import structlog
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.monitors import store as monitors
+from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
+from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
@@ -139,7 +141,7 @@ class BlocklistWatch:
         monitor = await monitors.get(conn, monitor_id, ALL_TYPES, None)
         if monitor is None:
             return
-        t = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
+        t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
         for change, listing, before in told:
             b = self._lists[listing.zone]
             severity = rules.severity(b)
@@ -160,7 +162,7 @@ class BlocklistWatch:
                     notes = recipients.to_recipients(
                         "finding", monitor, texts, f"{key}:{change}", (way,), severity
                     )
-                    await alerts.enqueue(conn, monitor.id, None, notes)
+                    await outbox_db.enqueue(conn, monitor.id, None, notes)
 
 
 def _detail(b: BlockList, listing: Listing) -> str:
@@ -236,7 +238,7 @@ async def _event(conn: Conn, monitor: Monitor, note: PostureNote, at: datetime) 
         posture=note,
     )
     msg_id = f"{public_id}:{stamp}:blocklisted:{note.change}:{note.detail[:120]}"
-    await alerts.add_event(conn, events_subject(public_id), msg_id, encode(event))
+    await events_db.add_event(conn, events_subject(public_id), msg_id, encode(event))
 
 
 class FreshNames:

@@ -14,13 +14,13 @@ from nats.js import JetStreamContext
 
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
+from controller.jobs.rules import JobIds
 from controller.monitors.validation import COUNTRIES
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import FreshNames
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys

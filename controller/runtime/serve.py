@@ -171,9 +171,9 @@ def _alerter(
 ) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
+    from controller.jobs.rules import JobIds
     from controller.notify.budget import Budget
     from controller.notify.links import Links
-    from controller.scheduling.rules import JobIds
     from controller.secrets.box import SecretBox
 
     box = SecretBox(settings.secrets_key or "")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from controller.alerting.thresholds import Thresholds
+from controller.monitors.thresholds import Thresholds
 
 # Confirmation rounds in one failing streak at most: with `downAfterRounds` 3 both run back to
 # back; a higher setting waits for scheduled rounds after them, so a monitor set to 100 rounds

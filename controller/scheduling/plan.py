@@ -17,7 +17,7 @@ from uuid import UUID
 
 import msgspec
 
-from controller.alerting.rules import LOOKBACK
+from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE, ResultRow
 from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
@@ -27,6 +27,7 @@ from controller.reputation import rules as lists
 from controller.reputation.rules import BlockList
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
+from controller.scheduling.rules import LOOKBACK
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import (
@@ -224,7 +225,7 @@ class RoundPlanner:
 
     def __init__(
         self,
-        job_ids: schedule.JobIds,
+        job_ids: job_rules.JobIds,
         box: SecretBox,
         keys: CountryKeys,
         *,

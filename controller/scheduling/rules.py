@@ -1,4 +1,5 @@
-"""The scheduling grid, job ids and country picks: pure functions, no I/O.
+"""The scheduling grid, a round's expiry and country picks: pure functions, no I/O (a job's
+id: controller.jobs.rules).
 
 A monitor with interval I seconds is due at every instant t (epoch milliseconds) with
 t ≡ phase (mod I·1000). The phase comes from a hash of the monitor's public id, so monitors created
@@ -6,13 +7,11 @@ together still spread evenly over the interval, and every replica computes the s
 """
 
 import hashlib
-import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from controller.secrets.box import SecretBox
-from shared.streams import JOBS_MAX_AGE_S
+from controller.jobs.rules import JOB_EXPIRY_MAX
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -61,6 +60,10 @@ def blocklists_due(
     t = _ms(scheduled_at) - _hash64("blocklists", monitor_public_id) % period
     return t // period != (t - interval_s * 1000) // period
 
+
+# How far back a fresh alert state starts (and at least 3 intervals); the scheduler records
+# overdue rounds no further back.
+LOOKBACK = timedelta(hours=1)
 
 # A trigger-check or confirmation round resolves the mail DNS only when no round did within
 # this (or within the DNS interval, when that is shorter): checking a server again and again
@@ -163,62 +166,9 @@ def overdue_rounds(
     return [*over, scheduled], None, next_at
 
 
-JOB_ID_PURPOSE: Final = "mailprobe job ids"
-# A job no agent took for this long is gone from JOBS (its max age), so it never runs later.
-JOB_EXPIRY_MAX: Final = timedelta(seconds=JOBS_MAX_AGE_S - 60)
-
-
 def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
     """When a round's job goes stale: at the next round, or before JOBS drops it unrun."""
     return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
-
-
-class JobIds:
-    """Job ids: the same round from the same country always gets the same id on every replica
-    and after a restart, so `Nats-Msg-Id` = job id makes a repeated publish a no-op; a triggered
-    round is marked so it never equals a scheduled one.
-
-    An id is a keyed hash (BLAKE2b, a MAC, with a key derived from SECRETS_KEY, shaped as a UUID, a
-    valid subject token): an agent cannot compute another country's ids, so it can neither
-    pre-empt that country's result through the stream's duplicate window nor make up a round
-    that was never sent to it (`matches`, checked by the ingester).
-    """
-
-    def __init__(self, keys: Sequence[bytes]) -> None:
-        if not keys or any(not 16 <= len(k) <= 64 for k in keys):
-            raise ValueError("JobIds needs keys of 16 to 64 bytes")
-        self._keys = list(keys)
-
-    @classmethod
-    def from_box(cls, box: SecretBox) -> "JobIds":
-        return cls(box.subkeys(JOB_ID_PURPOSE))
-
-    def make(
-        self, monitor_public_id: str, country: str, scheduled_at: datetime, trigger: bool = False
-    ) -> str:
-        return self._id(self._keys[0], monitor_public_id, country, _ms(scheduled_at), trigger)
-
-    def matches(
-        self, job_id: str, monitor_public_id: str, country: str, scheduled_at: datetime
-    ) -> bool:
-        """Whether `job_id` is the id of that round (scheduled or triggered), under any key."""
-        ms = _ms(scheduled_at)
-        given = job_id.encode()
-        for key in self._keys:
-            for trigger in (False, True):
-                made = self._id(key, monitor_public_id, country, ms, trigger).encode()
-                if hmac.compare_digest(made, given):  # in constant time, as a MAC's check
-                    return True
-        return False
-
-    @staticmethod
-    def _id(key: bytes, monitor_public_id: str, country: str, ms: int, trigger: bool) -> str:
-        name = f"{monitor_public_id}|{country}|{ms}|{'t' if trigger else 's'}"
-        h = bytearray(hashlib.blake2b(name.encode(), key=key, digest_size=16).digest())
-        h[6] = h[6] & 0x0F | 0x40  # shaped as a version 4 UUID (what str(uuid.UUID) gives)
-        h[8] = h[8] & 0x3F | 0x80
-        x = h.hex()
-        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:

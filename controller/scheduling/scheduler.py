@@ -31,14 +31,14 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
 from controller.fleet.live import LiveAgents
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
+from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, ResultRow
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
-from controller.logins import cap_notice as login_cap_notice
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors import limits_store as limits
 from controller.monitors.store import WatchedMonitor
@@ -47,7 +47,7 @@ from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.observability import metrics
 from controller.reputation.rules import BlockList
 from controller.roundtrips import sends as roundtrip_sends
-from controller.scheduling import bundles
+from controller.scheduling import bundles, login_cap_notice
 from controller.scheduling import confirm_store as confirmations
 from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
@@ -127,7 +127,7 @@ class Scheduler:
         self._agents = agents
         self._keys = keys
         self._planner = RoundPlanner(
-            schedule.JobIds.from_box(box),
+            job_rules.JobIds.from_box(box),
             box,
             keys,
             default_countries=default_countries,
@@ -683,8 +683,9 @@ class Scheduler:
         )
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time
-            # on past this one (alerting.store.push_settled). Alone, before the round's rows.
-            await alerts.unwatch(conn, _id(claimed))
+            # on past this one (ingest.alert_queue_store.push_settled). Alone, before the round's
+            # rows.
+            await alert_queue.unwatch(conn, _id(claimed))
             async with conn.transaction():
                 first = bool(plan.countries) and await due.take_first_round(
                     conn,

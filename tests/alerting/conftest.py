@@ -23,6 +23,7 @@ from controller.alerting.evaluator import Alerter
 from controller.db.pool import Conn, create_pool
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.notify import Channel
 from controller.notify.email import EmailChannel
@@ -30,7 +31,6 @@ from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
 from controller.scheduling import rules as schedule
-from controller.scheduling.rules import JobIds
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import MonitorEvent, decode_event

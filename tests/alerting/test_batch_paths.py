@@ -11,8 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from controller.alerting import store as alerts
+from controller.alerting import state_store as alert_state
 from controller.alerting.evaluator import LEASE_S, FillsWanted
+from controller.ingest import alert_queue_store as alert_queue
 from controller.posture import store as posture_db
 from tests.alerting.conftest import DOWN, UP, Rig
 from tests.plan_modes import pool_plan_modes, trace_plan_modes
@@ -132,7 +133,7 @@ CASES: list[tuple[Case, str]] = [
 ]
 
 
-async def _pass(rig: Rig, lease: alerts.Lease, now: datetime) -> str:
+async def _pass(rig: Rig, lease: alert_queue.Lease, now: datetime) -> str:
     """One batch pass over the leased monitor as the alerter's lane runs it; the way it went."""
     ways: list[str] = []
     evaluate = rig.alerter.evaluate
@@ -163,7 +164,9 @@ async def test_each_case_goes_its_way_and_ends_where_the_full_path_ends(
     await case(rig, [batched, alone])
     now = rig.clock()
     async with rig.pool.acquire() as conn:
-        leases = {lease.monitor_id: lease for lease in await alerts.claim(conn, now, 1000, LEASE_S)}
+        leases = {
+            lease.monitor_id: lease for lease in await alert_queue.claim(conn, now, 1000, LEASE_S)
+        }
 
     went = await _pass(rig, leases[batched["id"]], now)
     lease = leases[alone["id"]]
@@ -240,11 +243,15 @@ async def test_a_pass_reads_results_on_generic_plans_and_leaves_no_setting_behin
     await case(rig, [m])
     seen = trace_plan_modes(
         monkeypatch,
-        [(alerts, "results_after"), (alerts, "batch_results_after"), (posture_db, "rounds_after")],
+        [
+            (alert_state, "results_after"),
+            (alert_state, "batch_results_after"),
+            (posture_db, "rounds_after"),
+        ],
     )
     now = rig.clock()
     async with rig.pool.acquire() as conn:
-        (lease,) = await alerts.claim(conn, now, 1000, LEASE_S)
+        (lease,) = await alert_queue.claim(conn, now, 1000, LEASE_S)
 
     assert await _pass(rig, lease, now) == way
     assert seen and set().union(*seen.values()) == {"force_generic_plan"}

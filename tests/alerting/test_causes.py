@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller.alerting.causes import describe, label
+from controller.notify.causes import describe, label
 from controller.notify.texts import one_line
 
 

@@ -16,10 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.probers.tls import SslContexts
-from controller.logins import cap_notice
 from controller.notify.budget import Budget
 from controller.notify.egress import Egress
 from controller.notify.links import Links
+from controller.scheduling import login_cap_notice
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
 from tests.alerting.conftest import DOWN, Rig
@@ -207,7 +207,7 @@ async def test_findings_and_credential_notices_go_to_the_chosen_channels(
         await rig.round(m, 1, {"DE": "auth"}, at=rig.clock() - timedelta(seconds=90))
         await rig.alerter.burst()
         async with rig.pool.acquire() as conn, conn.transaction():
-            await cap_notice.reached(conn, m["id"], 5, rig.clock(), Links(PUBLIC_URL))
+            await login_cap_notice.reached(conn, m["id"], 5, rig.clock(), Links(PUBLIC_URL))
         await worker(rig, sender(rig, settings)).burst()
         kinds = sorted(r.json()["kind"] for r in hook.delivered)
         assert {"credentials", "login_cap"} <= set(kinds), kinds

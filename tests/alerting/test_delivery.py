@@ -6,8 +6,8 @@ import ssl
 
 import trustme
 
-from controller.alerting import store as alerts
 from controller.notify import DeliveryError, Notification
+from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
@@ -92,7 +92,7 @@ async def test_the_same_notification_is_queued_once(rig: Rig) -> None:
         for r in rows
     ]
     async with rig.pool.acquire() as conn:  # as a second replica repeating the evaluation would
-        await alerts.enqueue(conn, m["id"], rows[0]["incident_id"], again)
+        await outbox_db.enqueue(conn, m["id"], rows[0]["incident_id"], again)
     assert len(await rig.outbox_rows(m)) == 2
 
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from asyncpg.connection import LoggedQuery
 
-from controller.alerting import store as alerts
 from controller.alerting.evaluator import LEASE_S
+from controller.ingest import alert_queue_store as alert_queue
 from tests.alerting.conftest import DOWN, UP, Rig
 
 # BEGIN; the monitor with its state, thresholds and back-off; the rounds; posture in a
@@ -29,7 +29,7 @@ async def _evaluate_logged(rig: Rig, monitor_id: int) -> tuple[list[str], dateti
         async with conn.transaction():
             (lease,) = [
                 lease
-                for lease in await alerts.claim(conn, now, 100, LEASE_S)
+                for lease in await alert_queue.claim(conn, now, 100, LEASE_S)
                 if lease.monitor_id == monitor_id
             ]
         conn.add_query_logger(logged)
@@ -94,7 +94,7 @@ async def _batch_logged(rig: Rig, ids: list[int]) -> tuple[list[str], list[str],
         async with conn.transaction():
             leases = [
                 lease
-                for lease in await alerts.claim(conn, now, 1000, LEASE_S)
+                for lease in await alert_queue.claim(conn, now, 1000, LEASE_S)
                 if lease.monitor_id in ids
             ]
         assert sorted(lease.monitor_id for lease in leases) == sorted(ids)

@@ -11,13 +11,14 @@ import asyncpg
 import trustme
 from structlog.testing import capture_logs
 
-from controller.alerting import store as alerts
 from controller.alerting.evaluator import Alerter
-from controller.alerting.store import REMINDER_DROPPED
 from controller.db.pool import create_pool
 from controller.notify import Notification
+from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
 from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
+from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
@@ -258,7 +259,7 @@ async def test_the_same_notification_to_a_second_channel_row_is_independent(rig:
     assert rows["sms"]["status"] == "pending"
     async with rig.pool.acquire() as conn:
         again = [Outgoing("down", "email", "other@customer.test", "s", "t", None, "x:other")]
-        await alerts.enqueue(conn, m["id"], rows["email"]["incident_id"], again)
+        await outbox_db.enqueue(conn, m["id"], rows["email"]["incident_id"], again)
     assert await worker.deliver() == 1  # another recipient is not held either
 
 
@@ -300,7 +301,7 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
         # An event written by a replica that died before publishing it.
         got = await rig.js.subscribe("mon.events.test-outbox-poll", ordered_consumer=True)
         async with rig.pool.acquire() as conn:
-            await alerts.add_event(conn, "mon.events.test-outbox-poll", "poll-1", b"{}")
+            await events_db.add_event(conn, "mon.events.test-outbox-poll", "poll-1", b"{}")
         assert await publisher.publish_events() == 1
         assert (await got.next_msg(timeout=5)).data == b"{}"
     finally:

@@ -10,10 +10,10 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
-from controller.alerting import store as alerts
 from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from controller.notify import events_store as events_db
 from tests.alerting.conftest import DOWN, UP, Rig
 
 
@@ -312,7 +312,7 @@ async def test_events_leave_one_publisher_at_a_time_in_the_order_written(rig: Ri
             await rig.alerter.evaluate(conn, m["id"], rig.clock())
     other = Alerter(rig.pool, rig.js, rig.job_ids, batch=1, clock=rig.clock)
     async with rig.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", alerts.EVENTS_LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", events_db.EVENTS_LOCK)
         assert await other.publish_events() == 0  # another replica is publishing
     one, two = (Alerter(rig.pool, rig.js, rig.job_ids, batch=1) for _ in range(2))
     await asyncio.gather(one.publish_events(), two.publish_events(), other.publish_events())

@@ -7,7 +7,7 @@ from datetime import timedelta
 import asyncpg
 from structlog.testing import capture_logs
 
-from controller.alerting import store as alerts
+from controller.ingest import alert_queue_store as alert_queue
 from tests.alerting.conftest import (
     DOWN,
     GONE,
@@ -220,10 +220,10 @@ async def test_results_stored_during_an_evaluation_are_evaluated_after_it(rig: R
     m = await rig.monitor()
     await rig.round(m, 0, DOWN)
     async with rig.pool.acquire() as conn:
-        ((monitor_id, lease, _),) = await alerts.claim(conn, rig.clock(), 10, 30)
+        ((monitor_id, lease, _),) = await alert_queue.claim(conn, rig.clock(), 10, 30)
     await rig.round(m, 1, DOWN)  # the ingester marks it again while it is leased
     async with rig.pool.acquire() as conn:
-        await alerts.release(conn, monitor_id, lease, None)
+        await alert_queue.release(conn, monitor_id, lease, None)
         (queued,) = await conn.fetch(
             "SELECT due_at FROM alert_queue WHERE monitor_id = $1", m["id"]
         )

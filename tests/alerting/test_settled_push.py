@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
-from controller.alerting import store as alerts
-from controller.alerting.store import CLOSE_GRACE, PUSH_ROUNDS
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
+from controller.ingest.alert_queue_store import CLOSE_GRACE, PUSH_ROUNDS
 from shared.messages import encode
 from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
@@ -150,7 +150,7 @@ async def test_a_trigger_a_changed_interval_or_a_mark_stop_the_moves(rig: Rig) -
 
     m = await _settled_at_round_1(rig)
     async with rig.pool.acquire() as conn:
-        await alerts.unwatch(conn, m["id"])
+        await alert_queue.unwatch(conn, m["id"])
     await _store(rig, m, 2)
     q = await _queue(rig, m)
     assert (q["watch_at"], q["due_at"]) == (None, _closes(m, rig.at(2)))

@@ -25,8 +25,8 @@ from agent.probers.tls import build_ssl_contexts
 from agent.worker import Worker
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys

@@ -13,7 +13,7 @@ import msgspec
 
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared.timefmt import iso_ms, utcnow
 
 _CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.result_kinds import ResultRow
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import make_tenant

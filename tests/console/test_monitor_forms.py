@@ -14,8 +14,8 @@ import msgspec
 import pytest
 import trustme
 
+from controller.jobs.rules import JobIds
 from controller.monitors.kinds import KINDS, ROUNDTRIP
-from controller.scheduling.rules import JobIds
 from controller.secrets.box import SecretBox
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_schemas import MASK

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 
 from controller.alerting import maintenance_store
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from controller.web.console import charts
 from controller.web.console import store as console
 from shared.timefmt import utcnow

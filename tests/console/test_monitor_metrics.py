@@ -10,7 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.ingest import packer
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.api.test_roundtrip_monitors import make as make_roundtrip

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import trustme
 
+from controller.jobs.rules import JobIds
 from controller.logins import cap_store as login_caps
-from controller.scheduling.rules import JobIds
 from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow

@@ -12,7 +12,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser

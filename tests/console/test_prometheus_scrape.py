@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared import embedded
 from tests.api.helpers import create
 from tests.conftest import make_tenant

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from controller.ingest import store as results
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from controller.web.console import monitor_view
 from controller.web.console import store as console
 from tests.api.helpers import create

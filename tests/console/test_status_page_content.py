@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import msgspec
 
-from controller.alerting import store as alerts
+from controller.alerting import incident_store as incident_db
 from shared.timefmt import iso_ms, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -128,10 +128,10 @@ async def test_uptime_updated_refresh_history_and_plain_words(
             pool, job_ids, relay, "DE", status, ago=timedelta(minutes=minutes), error_kind="tls"
         )
     async with pool.acquire() as conn:
-        old = await alerts.open_incident(
+        old = await incident_db.open_incident(
             conn, relay_id, utcnow() - timedelta(days=30), "tls", "x", ["DE", "FR"]
         )
-        await alerts.close_incident(conn, old.id, utcnow() - timedelta(days=29))
+        await incident_db.close_incident(conn, old.id, utcnow() - timedelta(days=29))
     page = (await http.get(f"/status/{slug}")).text
     assert "75.0 % uptime" in page and "over 90 days" in page
     assert "Last updated" in page and '<meta http-equiv="refresh" content="60">' in page

@@ -7,8 +7,8 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from controller.alerting import store as alerts
-from controller.scheduling.rules import JobIds
+from controller.alerting import incident_store as incident_db
+from controller.jobs.rules import JobIds
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -67,7 +67,7 @@ async def test_a_status_page_shows_only_what_was_published(
     )
     shown_id = await _row_id(pool, shown["publicId"])
     async with pool.acquire() as conn:
-        await alerts.open_incident(
+        await incident_db.open_incident(
             conn,
             shown_id,
             utcnow() - timedelta(minutes=5),

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from controller.ingest import retention
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from controller.web.console import status_cache
 from controller.web.console.status_cache import PageCache
 from shared.timefmt import utcnow

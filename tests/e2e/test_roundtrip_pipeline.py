@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from controller.alerting.evaluator import Alerter
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import count, wait_results

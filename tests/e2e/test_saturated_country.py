@@ -27,8 +27,8 @@ from bench.saturation import Figures, Org, Scenario, Tarpit, figures, seed, tabl
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys

@@ -31,10 +31,10 @@ import pytest
 from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
+from controller.jobs.rules import JobIds
 from controller.reputation.rules import parse_lists
 from controller.reputation.watch import BlocklistWatch
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys

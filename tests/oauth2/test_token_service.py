@@ -31,12 +31,12 @@ from joserfc.jwk import RSAKey
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from controller.ascode import device_cli
+from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.monitors.store import WatchedMonitor
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.scheduling.plan import RoundPlanner
-from controller.scheduling.rules import JobIds
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.web.app import create_app

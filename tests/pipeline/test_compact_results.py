@@ -11,11 +11,11 @@ import httpx
 import msgspec
 import pytest
 
-from controller.alerting import store as alerts
+from controller.alerting import state_store as alert_state
 from controller.ingest import retention
 from controller.ingest import store as results
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import utcnow
 from tests.api.helpers import create
@@ -392,7 +392,7 @@ async def test_a_result_reads_its_details_from_its_own_utc_day(
             monitor_id = await conn.fetchval(
                 "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
             )
-            after = await alerts.results_after(
+            after = await alert_state.results_after(
                 conn, monitor_id, midnight - timedelta(seconds=30), 50
             )
         assert [r.scheduled_at for r in after.rows] == [

@@ -10,9 +10,9 @@ import httpx
 
 from controller.ingest import store as results
 from controller.jobs.result_kinds import ResultRow
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling import confirm_store as confirmations
-from controller.scheduling.rules import JobIds
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant

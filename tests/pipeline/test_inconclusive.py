@@ -18,8 +18,8 @@ from structlog.testing import capture_logs
 
 from controller.fleet.live import LiveAgents
 from controller.fleet.self_check import CANARIES_MAX, ERROR_MAX
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.messages import AgentHeartbeat, CanaryState, SelfCheck
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow

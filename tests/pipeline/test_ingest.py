@@ -14,10 +14,11 @@ import pytest
 from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
-from controller.alerting import store as alerts
+from controller.alerting import state_store as alert_state
+from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, MailDns, Phases, TlsInfo, encode
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
@@ -730,8 +731,8 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
     one whole."""
     sql, args = {
         "ingest": (results._INSERT, 2),
-        "mark": (alerts._MARK, 3),
-        "save": (alerts._SAVE_BATCH, 7),
+        "mark": (alert_queue._MARK, 3),
+        "save": (alert_state._SAVE_BATCH, 7),
     }[statement]
     conn = await asyncpg.connect(pipe_database_url)  # its settings and statement die with it
     try:
@@ -776,7 +777,7 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
             for name, sql, args in [
                 ("fresh", results._INSERT, "NULL, NULL"),
                 ("old", results._INSERT_OLD, "NULL, NULL"),
-                ("push", alerts._PUSH, "ARRAY[1]::bigint[], 6, 840, 5, 300"),
+                ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 840, 5, 300"),
             ]:
                 await conn.execute(f"PREPARE {name} AS {sql}")
                 plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({args})")

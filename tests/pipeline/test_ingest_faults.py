@@ -15,8 +15,8 @@ from nats.aio.client import Client as NATS
 from structlog.testing import capture_logs
 
 from controller.ingest.ingester import LANES, Ingester
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import connect_nats
-from controller.scheduling.rules import JobIds
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM

@@ -16,7 +16,7 @@ import nats
 import pytest
 
 from controller.ingest.ingester import LANES, Ingester
-from controller.scheduling.rules import JobIds
+from controller.jobs.rules import JobIds
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM

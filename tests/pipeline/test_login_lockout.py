@@ -15,8 +15,8 @@ from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from controller.alerting.evaluator import Alerter
 from controller.ingest import store as results
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys

@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 from prometheus_client import REGISTRY
 
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant

@@ -10,8 +10,8 @@ import httpx
 
 from controller.ingest import packer
 from controller.ingest.pack_rules import PACK_LOCK
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult
 from shared.timefmt import utcnow
 from tests.api.helpers import create

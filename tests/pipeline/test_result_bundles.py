@@ -15,8 +15,8 @@ from nats.aio.msg import Msg
 from structlog.testing import capture_logs
 
 from controller.ingest.store import CheckedResult
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.messages import CheckResult, bundle_parts, encode, encode_bundle
 from shared.publishing import Outbox
 from shared.streams import RESULTS_LIVE_SUBJECTS

@@ -9,10 +9,10 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling import due_store as due
 from controller.scheduling import rules as schedule
-from controller.scheduling.rules import JobIds
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -642,7 +642,7 @@ async def test_trigger_check_runs_a_round_now_from_every_country(
     live, dark = countries.take(2)
     await countries.live(live)
     monitor = await create(api, org, allowedCheckCountryCodes=[live, dark])
-    # Settled, waiting on a round of its grid an hour on (alerting.store.push_settled).
+    # Settled, waiting on a round of its grid an hour on (ingest.alert_queue_store.push_settled).
     watched = (
         "INSERT INTO alert_queue (monitor_id, due_at, settled, watch_at, watch_step)"
         " SELECT id, now() + interval '1 hour', true, now(), 60 FROM monitors"

@@ -10,8 +10,8 @@ import httpx
 from asyncpg.connection import LoggedQuery
 
 from controller.db.pool import create_pool
+from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from controller.scheduling.rules import JobIds
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from tests.api.helpers import create

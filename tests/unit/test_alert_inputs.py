@@ -8,9 +8,9 @@ from uuid import UUID
 
 import pytest
 
-from controller.alerting.incident import Incident
 from controller.alerting.rules import JudgedMonitor, expected_countries
 from controller.monitors.store import Monitor, RoundState
+from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.recipients import CHANNELS, Outgoing, Owner, to_owners, to_recipients
 from controller.notify.texts import Kind, Texts, render, target

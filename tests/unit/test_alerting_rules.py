@@ -26,8 +26,8 @@ from controller.alerting.rules import (
     StateChanged,
     judge,
 )
-from controller.alerting.thresholds import Thresholds
 from controller.logins.backoff import Backoff
+from controller.monitors.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -19,10 +19,10 @@ from controller.alerting.rules import (
     Replayed,
     StateChanged,
 )
-from controller.alerting.store import Inputs
-from controller.alerting.thresholds import Thresholds
+from controller.alerting.state_store import Inputs
 from controller.logins.backoff import Backoff
 from controller.monitors.store import MonitorConfigError, WatchedMonitor
+from controller.monitors.thresholds import Thresholds
 from controller.posture.observe import CursorMove
 from tests.unit.test_alert_inputs import monitor, rounds
 

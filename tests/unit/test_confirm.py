@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.alerting.thresholds import Thresholds
+from controller.monitors.thresholds import Thresholds
 from controller.scheduling.confirm import Pending, fair_pick, slots, spent, wanted
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

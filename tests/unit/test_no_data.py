@@ -8,7 +8,7 @@ import pytest
 
 from controller.alerting import no_data
 from controller.alerting.rules import AlertState
-from controller.alerting.thresholds import Thresholds
+from controller.monitors.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(minutes=60)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from controller.alerting.causes import describe
 from controller.monitors import oauth2_grants as grants
 from controller.monitors.oauth2_grants import Grant, GrantProblem
+from controller.notify.causes import describe
 from controller.oauth2 import rules
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ page; and the channels a severity goes by (`Thresholds.finding_channels`)."""
 
 import pytest
 
-from controller.alerting.thresholds import Thresholds
+from controller.monitors.thresholds import Thresholds
 from controller.notify.links import NO_LINKS, Links
 from controller.posture.notices import Expiring, expiry, findings, grouped
 from controller.posture.rules import CODES, Finding

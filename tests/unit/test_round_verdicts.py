@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.alerting.rules import AlertState, CountryResult, rounds
-from controller.alerting.thresholds import Thresholds
+from controller.monitors.thresholds import Thresholds
 
 AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WHY = "inconclusive: canary mx.example.net:25 failed too (connect timed out)"

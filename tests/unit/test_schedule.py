@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.jobs import rules as job_rules
 from controller.scheduling import rules as schedule
 from shared.streams import JOBS_MAX_AGE_S
 from shared.subjects import _TOKEN
@@ -55,13 +56,13 @@ def test_round_on_time_keeps_its_due_time() -> None:
     assert (scheduled, next_at) == (due, due + timedelta(seconds=30))
 
 
-IDS = schedule.JobIds([b"k" * 32])
+IDS = job_rules.JobIds([b"k" * 32])
 
 
 def test_job_id_is_deterministic_and_a_subject_token() -> None:
     mid = str(uuid.uuid4())
     a = IDS.make(mid, "DE", T0)
-    assert a == schedule.JobIds([b"k" * 32]).make(mid, "DE", T0)  # another replica, same key
+    assert a == job_rules.JobIds([b"k" * 32]).make(mid, "DE", T0)  # another replica, same key
     assert _TOKEN.fullmatch(a) and uuid.UUID(a).version == 4
     others = {
         IDS.make(mid, "US", T0),
@@ -76,7 +77,7 @@ def test_job_ids_cannot_be_made_without_the_key() -> None:
     """Another key (an agent does not have SECRETS_KEY) gives other ids: a country's agent
     cannot compute the id of another country's round."""
     mid = str(uuid.uuid4())
-    assert schedule.JobIds([b"x" * 32]).make(mid, "US", T0) != IDS.make(mid, "US", T0)
+    assert job_rules.JobIds([b"x" * 32]).make(mid, "US", T0) != IDS.make(mid, "US", T0)
 
 
 def test_job_id_matches_only_its_own_round_under_any_configured_key() -> None:
@@ -87,15 +88,15 @@ def test_job_id_matches_only_its_own_round_under_any_configured_key() -> None:
     assert not IDS.matches(scheduled, mid, "DE", T0 + timedelta(milliseconds=1))
     assert not IDS.matches(str(uuid.uuid4()), mid, "DE", T0)
     # After a key rotation (a new key prepended), ids made with the old key still match.
-    rotated = schedule.JobIds([b"n" * 32, b"k" * 32])
+    rotated = job_rules.JobIds([b"n" * 32, b"k" * 32])
     assert rotated.matches(scheduled, mid, "DE", T0)
     assert rotated.make(mid, "DE", T0) != scheduled
 
 
 def test_a_job_expires_at_the_next_round_or_before_jobs_drops_it() -> None:
     assert schedule.expires_at(T0, 60) == T0 + timedelta(seconds=60)
-    assert schedule.expires_at(T0, 86_400) == T0 + schedule.JOB_EXPIRY_MAX
-    assert timedelta(seconds=JOBS_MAX_AGE_S) > schedule.JOB_EXPIRY_MAX
+    assert schedule.expires_at(T0, 86_400) == T0 + job_rules.JOB_EXPIRY_MAX
+    assert timedelta(seconds=JOBS_MAX_AGE_S) > job_rules.JOB_EXPIRY_MAX
 
 
 def test_country_pick_is_stable_and_moves_little_when_a_country_goes() -> None:

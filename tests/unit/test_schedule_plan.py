@@ -11,6 +11,7 @@ from typing import Any, cast
 import msgspec
 import pytest
 
+from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
@@ -103,7 +104,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> tuple[CountryKeys, dict[s
 
 def planner(keys: CountryKeys, spacing_s: float = 0) -> RoundPlanner:
     return RoundPlanner(
-        schedule.JobIds.from_box(BOX),
+        job_rules.JobIds.from_box(BOX),
         BOX,
         keys,
         default_countries=2,
@@ -307,7 +308,7 @@ def test_every_job_says_whether_its_result_may_go_in_a_bundle(
 ) -> None:
     """RESULT_BUNDLES, on every job of every round (the agent decides by it)."""
     keys, _ = keyed
-    p = RoundPlanner(schedule.JobIds.from_box(BOX), BOX, keys, result_bundles=bundles)
+    p = RoundPlanner(job_rules.JobIds.from_box(BOX), BOX, keys, result_bundles=bundles)
     logs_in = p.round(watched(stored=CREDENTIALS, listed=["DE", "FR"]), ON_TIME, LIVE3)
     jobs = [*logs_in.jobs, *(job for _, job in logs_in.deferred)]
     jobs += p.round(watched(), ON_TIME, LIVE3).jobs
@@ -417,7 +418,7 @@ def test_a_monitors_listed_outbound_names_go_into_its_blocklist_asks(
         msgspec.structs.replace(target.monitor, reputation=listed), target.rounds
     )
     lists_planner = RoundPlanner(
-        schedule.JobIds.from_box(BOX),
+        job_rules.JobIds.from_box(BOX),
         BOX,
         keyed[0],
         blocklists=DEFAULT_LISTS,

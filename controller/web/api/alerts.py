@@ -13,10 +13,12 @@ from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
 from controller.access.accounts_store import Principal
-from controller.alerting import store as alerts
-from controller.alerting.thresholds import Thresholds
+from controller.alerting import incident_store as incident_db
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
+from controller.monitors import thresholds_store as thresholds_db
+from controller.monitors.thresholds import Thresholds
+from controller.notify import outbox_store as outbox_db
 from controller.roundtrips import delivery_store as delivery_db
 from controller.roundtrips import sends_store as mail_sends
 from controller.web.api import guards
@@ -222,7 +224,9 @@ async def _incidents(
 ) -> IncidentPage:
     monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_incidents(conn, monitor.id, per_page, (page - 1) * per_page)
+        rows, total = await incident_db.list_incidents(
+            conn, monitor.id, per_page, (page - 1) * per_page
+        )
     pid = str(monitor.public_id)
     return Page([_incident(r, pid) for r in rows], total, page, per_page)
 
@@ -232,7 +236,9 @@ async def _history(
 ) -> DeliveryAttemptPage:
     monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_history(conn, monitor.id, per_page, (page - 1) * per_page)
+        rows, total = await outbox_db.list_history(
+            conn, monitor.id, per_page, (page - 1) * per_page
+        )
     items = [
         DeliveryAttempt(
             id=r["id"],
@@ -271,9 +277,11 @@ async def _monitor_settings(
         if data is not None:
             guards.requires_updater(request.user, {"alertSettings"})
             data = await strict_body(request, data)
-            await alerts.put_monitor_overrides(conn, monitor.id, msgspec.structs.asdict(data))
-        own = await alerts.monitor_overrides(conn, monitor.id)
-        effective = await alerts.thresholds(conn, monitor.id, monitor.organization_id)
+            await thresholds_db.put_monitor_overrides(
+                conn, monitor.id, msgspec.structs.asdict(data)
+            )
+        own = await thresholds_db.monitor_overrides(conn, monitor.id)
+        effective = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
     return MonitorAlertSettings(
         monitor_id=str(monitor.public_id),
         failure_threshold=own["failure_threshold"],
@@ -401,7 +409,7 @@ class AlertSettingsController(Controller):
     @get("/", summary="The organization's default alert thresholds")
     async def get_settings(self, request: AuthedRequest) -> AlertSettings:
         async with _pool(request).acquire() as conn:
-            t = await alerts.org_thresholds(conn, request.user.organization_id)
+            t = await thresholds_db.org_thresholds(conn, request.user.organization_id)
         return _settings(t)
 
     @put("/", summary="Change the organization's default alert thresholds (owners, admins)")
@@ -414,5 +422,7 @@ class AlertSettingsController(Controller):
             k: None if v is msgspec.UNSET else v for k, v in msgspec.structs.asdict(data).items()
         }
         async with _pool(request).acquire() as conn:
-            t = await alerts.put_org_thresholds(conn, request.user.organization_id, **changes)
+            t = await thresholds_db.put_org_thresholds(
+                conn, request.user.organization_id, **changes
+            )
         return _settings(t)

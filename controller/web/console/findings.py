@@ -5,8 +5,8 @@ that see it (a raised blocklist listing one row each); linked from the overview.
 from litestar import get
 from litestar.response import Template
 
+from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
-from controller.posture.rules import SEVERITIES
 from controller.reputation import store as reputation
 from controller.web.api import guards
 from controller.web.console.pages import AnyRequest, blocklists_of, page, pool_of

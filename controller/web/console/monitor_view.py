@@ -13,8 +13,8 @@ from uuid import UUID
 
 import asyncpg
 
+from controller.alerting import incident_store as incident_db
 from controller.alerting import maintenance, maintenance_store
-from controller.alerting import store as alerts
 from controller.alerting.maintenance import Window
 from controller.db.pool import Conn
 from controller.ingest import store as results
@@ -175,7 +175,7 @@ async def live(
     buckets = await console.response_buckets(conn, m.id, start, width)
     starts = [now - s for _, s in sorted(WINDOWS, key=lambda w: w[1], reverse=True)]
     counts = await results.counts(conn, m.id, starts, now)
-    incidents, _ = await alerts.list_incidents(conn, m.id, 10, 0)
+    incidents, _ = await incident_db.list_incidents(conn, m.id, 10, 0)
     windows = await maintenance_windows(conn, m)
     bands = [
         *maintenance_bands(windows, start, now),

@@ -22,7 +22,6 @@ from litestar.response import Redirect, Template
 
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
-from controller.alerting import store as alerts
 from controller.db.pool import Conn, on_generic_plans
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
@@ -30,6 +29,7 @@ from controller.monitors.errors import Refused
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
+from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
 from controller.reputation.rules import BlockList, lists_setting
 from controller.reputation.view import monitor_standing
@@ -273,7 +273,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     now = utcnow()
     async with on_generic_plans(pool_of(request)) as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
-        history, _ = await alerts.list_history(conn, m.id, 10, 0)
+        history, _ = await outbox_db.list_history(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
         lists = blocklists_of(request)
         posture = await monitor_posture(conn, m.id, lists)

@@ -10,9 +10,10 @@ from typing import Any
 import asyncpg
 
 from controller.db.pool import Conn
+from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
 from controller.posture.notices import title
-from controller.posture.rules import CODES, SEVERITIES
+from controller.posture.rules import CODES
 from controller.reputation import rules as lists_rules
 from controller.reputation import store as reputation
 from controller.reputation.rules import BlockList

@@ -25,8 +25,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from markupsafe import Markup
 
-from controller.alerting import causes, maintenance
+from controller.alerting import maintenance
 from controller.monitors.kinds import TYPE_LABELS
+from controller.notify import causes
 from controller.web.api import guards
 from controller.web.console import status_notices_store as notices_db
 from controller.web.console import status_store as status_pages

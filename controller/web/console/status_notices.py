@@ -9,8 +9,8 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from controller.alerting import store as alerts
 from controller.db.pool import Conn
+from controller.notify import outbox_store as outbox_db
 from controller.secrets.box import SecretBox
 from controller.web.console import status_notices_store as notices
 from controller.web.console import status_subscribers as rules
@@ -54,7 +54,7 @@ async def tell_subscribers(
                 f"status_update:{notice['public_id']}:{seq}:{sid}",
             )
         )
-    await alerts.enqueue_for_organization(conn, notice["organization_id"], notes)
+    await outbox_db.enqueue_for_organization(conn, notice["organization_id"], notes)
     log.info(
         "status notice update queued for subscribers",
         slug=notice["slug"],

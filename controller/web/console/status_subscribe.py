@@ -12,8 +12,8 @@ from litestar import get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
-from controller.alerting import store as alerts
 from controller.monitors.validation import email as valid_email
+from controller.notify import outbox_store as outbox_db
 from controller.web.api.errors import ApiError
 from controller.web.console import status_store as status_pages
 from controller.web.console import status_subscribers as rules
@@ -106,7 +106,7 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
                 url,
                 f"status_confirm:{subscriber}:{kept.hex()[:16]}",
             )
-            await alerts.enqueue_for_organization(conn, page["organization_id"], [note])
+            await outbox_db.enqueue_for_organization(conn, page["organization_id"], [note])
     log.info("status subscription asked", slug=slug, outcome=asked.value)
     if asked is subscribers.Asked.PAGE_LIMIT:
         return _message(

@@ -1,20 +1,28 @@
-"""An organization's (or a monitor's) alert thresholds: a plain value the rules read.
+"""An organization's (or a monitor's) alert thresholds: a plain value the rules read, and the
+severities of findings and notices (posture, reports) with who hears which by default.
 
-Stored in `organization_alert_settings` and `monitor_alert_overrides` (controller.alerting.store);
-the rules that use them (controller.alerting.rules, controller.scheduling.confirm) import this
-module,
-never the db layer.
+Stored in `organization_alert_settings` and `monitor_alert_overrides`
+(controller.monitors.thresholds_store); the rules that use them (controller.alerting.rules,
+controller.scheduling.confirm, controller.posture.rules) import this module, never the db layer.
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
-from controller.posture.rules import (
-    DEFAULT_CHANNEL_SEVERITIES,
-    DEFAULT_EMAIL_SEVERITIES,
-    DEFAULT_EXPIRY_DAYS,
-    DEFAULT_SMS_SEVERITIES,
-    Severity,
-)
+Severity = Literal["critical", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")  # worst first
+
+# Which severities of findings (and certificate expiry notices) go out on each channel unless
+# the organization or the monitor chose otherwise (`findingEmailSeverities`,
+# `findingSmsSeverities`): e-mail for what a person should act on, SMS for none, since a
+# finding is a state to fix in working hours, not an outage to wake anyone for.
+DEFAULT_EMAIL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
+DEFAULT_SMS_SEVERITIES: tuple[Severity, ...] = ()
+# Notification channels (chat, pager, webhook) hear what e-mail hears unless chosen otherwise.
+DEFAULT_CHANNEL_SEVERITIES: tuple[Severity, ...] = ("critical", "warning")
+
+# Certificate expiry notices this many days before.
+DEFAULT_EXPIRY_DAYS = (21, 7)
 
 # Built-in defaults, used when an organization has not set its own.
 DEFAULT_FAILURE_THRESHOLD = 0.5

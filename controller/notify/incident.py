@@ -1,5 +1,5 @@
 """`Incident`: one row of `incidents`, typed, as the alerter and the notice texts read it
-(controller.alerting.store decodes it)."""
+(controller.alerting.incident_store decodes it)."""
 
 from datetime import datetime
 from uuid import UUID

@@ -1,0 +1,115 @@
+"""Incidents as stored (`incidents`): opened, closed, notified, listed; each read returns the
+typed `Incident`. The caller owns the transaction; the alerter is their only writer.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.notify.incident import Incident
+
+
+async def open_incident(
+    conn: Conn,
+    monitor_id: int,
+    started_at: datetime,
+    cause_kind: str,
+    cause: str,
+    countries: Sequence[str],
+) -> Incident:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+        started_at,
+        cause_kind,
+        cause,
+        list(countries),
+    )
+    assert row is not None
+    return _incident(row)
+
+
+INCIDENT_COLUMNS = (
+    "id, public_id, monitor_id, started_at, opened_at, ended_at, duration_seconds, cause_kind,"
+    " cause, countries, notified, reminders, end_reason, recovery_held"
+)
+
+
+def _incident(row: asyncpg.Record) -> Incident:
+    return Incident(**{name: row[name] for name in Incident.__struct_fields__})
+
+
+async def incident(conn: Conn, incident_id: int) -> Incident | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+    )
+    return None if row is None else _incident(row)
+
+
+async def close_incident(
+    conn: Conn,
+    incident_id: int,
+    ended_at: datetime,
+    *,
+    reason: str | None = None,
+    hold_recovery: bool = False,
+) -> Incident:
+    """`reason`: why it ended other than by recovering; `hold_recovery`: its recovery notice, if
+    it was notified at all, waits until notifications are no longer held (`held_recoveries`)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "UPDATE incidents SET ended_at = $2, end_reason = $3, recovery_held = $4 AND notified"
+        f" WHERE id = $1 RETURNING {INCIDENT_COLUMNS}",
+        incident_id,
+        ended_at,
+        reason,
+        hold_recovery,
+    )
+    assert row is not None
+    return _incident(row)
+
+
+async def held_recoveries(conn: Conn, monitor_id: int) -> list[Incident]:
+    """Closed incidents whose recovery notice is still held, oldest first; each is released
+    (the caller queues its notice in the same transaction)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE incidents SET recovery_held = false"
+        " WHERE monitor_id = $1 AND recovery_held"
+        f" RETURNING {INCIDENT_COLUMNS}",
+        monitor_id,
+    )
+    return sorted((_incident(r) for r in rows), key=lambda i: i.id)
+
+
+async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) -> None:
+    await conn.execute(
+        "UPDATE incidents SET notified = true, reminders = $2 WHERE id = $1",
+        incident_id,
+        reminders,
+    )
+
+
+async def list_incidents(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of the monitor's incidents, newest first, each with the counts of its notices
+    (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
+    rows = await conn.fetch(
+        f"SELECT {INCIDENT_COLUMNS}, d.queued, d.delivered, d.waiting FROM incidents i"
+        " CROSS JOIN LATERAL (SELECT count(*) AS queued,"
+        "   count(*) FILTER (WHERE o.status = 'sent') AS delivered,"
+        "   count(*) FILTER (WHERE o.status = 'pending') AS waiting"
+        "   FROM notification_outbox o"
+        "   WHERE o.incident_id = i.id AND o.kind NOT IN ('recovered', 'no_data')) d"
+        " WHERE i.monitor_id = $1"
+        " ORDER BY i.started_at DESC, i.id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM incidents WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total

@@ -1,0 +1,189 @@
+"""The alert queue: which monitors the alerter is to judge, and when (`alert_queue`).
+
+The results store marks a monitor here in the transaction that stores its results (`mark`);
+the alerter leases due rows (`claim`) and releases them (`release`, or with its state in
+controller.alerting.state_store); the scheduler unwatches a row when a round off the grid is on
+its way (`unwatch`). The caller owns the transaction.
+"""
+
+from collections.abc import Mapping, Sequence, Set
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from controller.db.pool import Conn
+from controller.jobs.rules import JOB_EXPIRY_MAX
+from controller.monitors.validation import TIMEOUT_MAX
+
+# Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
+# queue row's due_at). A batch queues a monitor for now only when a round after its cursor may
+# be complete: at least as many countries as a round expects (its listed countries, else those
+# of its latest round, else one) have a result after the cursor. That is necessary for any
+# round to be complete, so no evaluation that could judge one is skipped; the first country of
+# a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
+# with no queue row, is queued whatever its rounds. A batch whose results of a monitor are all
+# routine leaves a `settled` row due as it was (migration 0039, `batch.settled`): its due time
+# judges them, moved on by `push_settled` when they complete the round it waits on. Each queue
+# row is looked up by key (as the ingester's batch statement looks up monitors and states).
+_LOCK_QUEUED = """
+SELECT monitor_id FROM alert_queue WHERE monitor_id = ANY($1::bigint[])
+ORDER BY monitor_id FOR UPDATE
+"""
+
+_MARK = """
+INSERT INTO alert_queue (monitor_id, due_at, revised_from)
+SELECT u.id, now(), u.revised
+FROM unnest($1::bigint[], $2::timestamptz[], $3::bool[]) AS u(id, revised, routine)
+LEFT JOIN LATERAL (SELECT q.settled FROM alert_queue q WHERE q.monitor_id = u.id OFFSET 0) q
+    ON true
+WHERE u.revised IS NOT NULL
+    OR q.settled IS NULL
+    OR (NOT (u.routine AND q.settled)
+      AND (SELECT count(*) FROM monitor_country_state s
+        LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
+        WHERE s.monitor_id = u.id
+          AND s.last_scheduled_at > coalesce(a.last_round_at, '-infinity'::timestamptz))
+       >= (SELECT greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+           FROM monitors m WHERE m.id = u.id))
+ORDER BY u.id
+ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
+    revised_from = least(alert_queue.revised_from, EXCLUDED.revised_from)
+WHERE EXCLUDED.due_at < alert_queue.due_at OR EXCLUDED.revised_from IS NOT NULL
+"""
+
+
+async def mark(
+    conn: Conn,
+    monitor_ids: Sequence[int],
+    revised: Mapping[int, datetime] | None = None,
+    routine: Set[int] = frozenset(),
+) -> None:
+    """Queue monitors for evaluation (in the transaction storing their results, after their
+    per-country state moved) when a round of theirs may be complete (see `_MARK`), unless the
+    batch's results of it are all `routine` (`up`, stored compact) and its queue row is
+    `settled`: then its due time, the close of the first round after the cursor not known
+    complete, judges them (`push_settled` moves it on). Their queue rows are locked first, in
+    ascending order (so concurrent ingesters lock in one order), and the rounds read after: of
+    two batches completing one round together, the second sees the first's results once it
+    holds the lock, so one of them queues the monitor."""
+    ids = sorted(set(monitor_ids) | set(revised or ()))
+    await conn.execute(_LOCK_QUEUED, ids)
+    await conn.execute(
+        _MARK, ids, [(revised or {}).get(i) for i in ids], [i in routine for i in ids]
+    )
+    await push_settled(conn, routine & set(ids))
+
+
+class Lease(NamedTuple):
+    monitor_id: int
+    lease: datetime
+    revised_from: datetime | None
+
+
+async def claim(conn: Conn, now: datetime, limit: int, lease_s: float) -> list[Lease]:
+    """Lease due monitors, with due_at moved to the lease's end, so other replicas
+    skip them and a crashed evaluation is retried. Commit at once: the ingester's `mark` waits
+    on these rows only for this short transaction."""
+    rows = await conn.fetch(
+        "UPDATE alert_queue SET due_at = $1 + make_interval(secs => $3)"
+        " WHERE monitor_id IN (SELECT monitor_id FROM alert_queue WHERE due_at <= $1"
+        "   ORDER BY due_at, monitor_id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING monitor_id, due_at, revised_from",
+        now,
+        limit,
+        lease_s,
+    )
+    return [Lease(*r.values()) for r in rows]
+
+
+_FORGET = "DELETE FROM alert_queue WHERE monitor_id = $1 AND due_at = ${0}"
+_LATER = (
+    "UPDATE alert_queue SET due_at = ${1}, revised_from = NULL, settled = false,"
+    " watch_at = NULL, watch_step = NULL"
+    " WHERE monitor_id = $1 AND due_at = ${0}"
+)
+
+
+def _release(lease_arg: int, due_at: datetime | None) -> str:
+    """The statement releasing monitor $1's queue row leased until ${lease_arg} (`due_at`, if
+    any, is the next argument)."""
+    return (_FORGET if due_at is None else _LATER).format(lease_arg, lease_arg + 1)
+
+
+async def release(conn: Conn, monitor_id: int, lease: datetime, due_at: datetime | None) -> None:
+    """Done with a leased monitor: forget it, or come back at `due_at` (its revision handled);
+    unless the ingester marked it again meanwhile (due_at is no longer the lease), then it stays
+    due, with whatever revision came since."""
+    args = [lease] if due_at is None else [lease, due_at]
+    await conn.execute(_release(2, due_at), monitor_id, *args)
+
+
+async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
+    """Lock the monitors' queue rows in monitor_id order (as the ingester's `mark` does) until
+    the caller's transaction ends, so its releases wait on no one after."""
+    await conn.execute(_LOCK_QUEUED, sorted(monitor_ids))
+
+
+# What a round's close adds to its expiry (`rules.expires_at`) and timeout: nothing it has not
+# got by then will come.
+CLOSE_GRACE = timedelta(seconds=5)
+# How many rounds past the alerter's cursor the ingester moves a settled row on at most: a
+# healthy monitor is judged about once per this many rounds (its cursor, up-round count and
+# posture cursor wait that long; nothing anyone is told does).
+PUSH_ROUNDS = 6
+
+# A settled row moves on by a round when the round it waits on (`watch_at`) has a routine
+# result (`up`, stored compact, replacing nothing) from as many countries as a round expects
+# (as `_MARK` and the alerter count them): its due time becomes the next round's close, so that
+# round is judged at its close as before, and the complete ones wait for it. Only a row whose
+# due time is still the watched round's close under the monitor's interval and timeout now,
+# not yet due, with no revision, and at most $2 rounds past the alerter's cursor. The close is
+# `rules.expires_at` plus the timeout plus `CLOSE_GRACE` ($3, $4: the expiry's cap and the
+# grace, in seconds).
+_PUSH = """
+WITH m AS (
+    SELECT m.id, make_interval(secs => m.check_interval) AS step,
+        least(make_interval(secs => m.check_interval), make_interval(secs => $3))
+            + make_interval(secs => m.timeout_seconds + $4) AS closes_after,
+        greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+            AS expected,
+        m.check_interval
+    FROM monitors m WHERE m.id = ANY($1::bigint[])
+)
+UPDATE alert_queue q
+SET due_at = q.watch_at + m.step + m.closes_after, watch_at = q.watch_at + m.step
+FROM m JOIN monitor_alert_state a ON a.monitor_id = m.id
+WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
+    AND q.watch_step = m.check_interval AND q.due_at = q.watch_at + m.closes_after
+    AND q.due_at > now() AND q.watch_at + m.step <= a.last_round_at + $2 * m.step
+    AND (SELECT count(DISTINCT r.country) FROM result_rows r
+        WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
+            AND r.detail_ms IS NOT NULL
+            -- The round pushed closes after now(), so it began at most the longest close
+            -- ago: only the partitions from that day on are read.
+            AND r.scheduled_at >= date_trunc('day', now() - make_interval(secs => $3 + $4 + $5),
+                'UTC')) >= m.expected
+"""
+
+
+async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROUNDS) -> None:
+    """`mark`'s last step: move the settled queue rows of `monitor_ids` (their batch's results
+    all routine, their rows locked) on by a round each where `_PUSH` allows, at most `rounds`
+    rounds past the alerter's cursor."""
+    if monitor_ids:
+        await conn.execute(
+            _PUSH,
+            sorted(monitor_ids),
+            rounds,
+            JOB_EXPIRY_MAX.total_seconds(),
+            CLOSE_GRACE.total_seconds(),
+            TIMEOUT_MAX,
+        )
+
+
+async def unwatch(conn: Conn, monitor_id: int) -> None:
+    """A round off the monitor's grid is on its way (a triggered one): its settled row no
+    longer moves on by itself, so that round is judged by its close at the latest."""
+    await conn.execute(
+        "UPDATE alert_queue SET watch_at = NULL, watch_step = NULL WHERE monitor_id = $1",
+        monitor_id,
+    )

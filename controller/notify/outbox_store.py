@@ -1,0 +1,260 @@
+"""The notification outbox (`notification_outbox`) and its history (`alert_history`): a
+notification queued (`enqueue`) by whoever tells an organization something (the alerter,
+posture, round trips, logins, OAuth2 tokens, blocklists), claimed and settled by the outbox
+worker (controller.notify.outbox). The caller owns the transaction.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from controller.db.pool import Conn
+from controller.notify import channel_store
+from controller.notify.recipients import CHANNELS, Outgoing
+from shared.timefmt import utcnow
+
+
+async def enqueue(
+    conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
+) -> None:
+    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped.
+    The `CHANNELS` row becomes one row per notification channel of the monitor."""
+    expanded: list[Outgoing] = []
+    for n in notes:
+        if n.channel == CHANNELS:
+            expanded += await channel_store.fan_out(
+                conn,
+                monitor_id,
+                incident_id,
+                n.kind,
+                n.dedupe_key,
+                n.subject,
+                utcnow(),
+                details=n.text or None,
+                severity=n.severity,
+            )
+        else:
+            expanded.append(n)
+    for n in expanded:
+        await conn.execute(
+            "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            monitor_id,
+            incident_id,
+            n.kind,
+            n.channel,
+            n.target,
+            n.subject,
+            n.text,
+            n.html,
+            n.dedupe_key,
+            n.channel_id,
+            n.payload,
+        )
+
+
+async def enqueue_for_organization(
+    conn: Conn, organization_id: int, notes: Sequence[Outgoing]
+) -> None:
+    """Queue `notes` about no monitor (a status page's subscriber mail), on the organization's
+    budget; a dedupe key already queued is skipped."""
+    for n in notes:
+        await conn.execute(
+            "INSERT INTO notification_outbox (organization_id, kind, channel, target,"
+            " subject, body_text, body_html, dedupe_key, list_unsubscribe)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (dedupe_key) DO NOTHING",
+            organization_id,
+            n.kind,
+            n.channel,
+            n.target,
+            n.subject,
+            n.text,
+            n.html,
+            n.dedupe_key,
+            n.list_unsubscribe,
+        )
+
+
+class Claimed(NamedTuple):
+    """A notification leased to an outbox worker; `attempts` counts this one."""
+
+    id: int
+    monitor_id: int | None  # None: a page's subscriber mail (`organization_id` says whose)
+    incident_id: int | None
+    kind: str
+    channel: str
+    target: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    attempts: int
+    dedupe_key: str
+    organization_id: int | None
+    list_unsubscribe: str | None
+    channel_id: int | None = None
+    payload: dict[str, Any] | None = None  # a channel's event (channel_kinds.Event), decoded
+
+
+OUTBOX_COLUMNS = ", ".join(Claimed._fields)
+_HISTORY = (
+    "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
+    " attempt, status, error)"
+)
+REMINDER_DROPPED = "not sent: the incident closed before the reminder went out"
+
+# Both only touch rows that are due, so never one a worker holds a lease on.
+_GIVE_UP = f"""
+WITH settled AS (
+    UPDATE notification_outbox
+    SET status = 'failed', last_error = coalesce(last_error, 'no outcome recorded')
+    WHERE status = 'pending' AND next_attempt_at <= $1 AND attempts >= $2
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+_DROP_REMINDERS = f"""
+WITH settled AS (
+    UPDATE notification_outbox o SET status = 'dropped', last_error = $2
+    FROM incidents i
+    WHERE o.status = 'pending' AND o.next_attempt_at <= $1 AND o.kind = 'reminder'
+      AND i.id = o.incident_id AND i.ended_at IS NOT NULL
+    RETURNING {", ".join(f"o.{c}" for c in OUTBOX_COLUMNS.split(", "))}, o.status, o.last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+_DROP = f"""
+WITH settled AS (
+    UPDATE notification_outbox SET status = 'dropped', last_error = $2, attempts = attempts - 1
+    WHERE id = ANY($1::bigint[]) AND status = 'pending'
+    RETURNING {OUTBOX_COLUMNS}, status, last_error
+)
+{_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
+FROM settled
+"""
+
+
+async def drop_claimed(conn: Conn, outbox_ids: Sequence[int], reason: str) -> None:
+    """Drop notifications just claimed, unsent (their claim's attempt given back), with
+    `reason` in the row and its history line."""
+    await conn.execute(_DROP, list(outbox_ids), reason)
+
+
+async def outbox_due(conn: Conn, now: datetime) -> bool:
+    """Whether a pending notification is due `now`: the only rows `settle_outbox` and
+    `claim_outbox` act on, so a worker's pass without any opens no transaction."""
+    due: bool = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM notification_outbox"
+        " WHERE status = 'pending' AND next_attempt_at <= $1)",
+        now,
+    )
+    return due
+
+
+async def settle_outbox(conn: Conn, now: datetime, max_attempts: int) -> None:
+    """Before a claim: a row out of attempts (its last worker died before writing the outcome
+    back) fails with its last error; a reminder whose incident has closed is dropped, never
+    sent. Each gets its line in the history."""
+    await conn.execute(_GIVE_UP, now, max_attempts)
+    await conn.execute(_DROP_REMINDERS, now, REMINDER_DROPPED)
+
+
+async def claim_outbox(
+    conn: Conn,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    channels: Sequence[str],
+    max_attempts: int,
+) -> list[Claimed]:
+    """Pending notifications now due on one of `channels` with attempts left, leased to the
+    caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
+    batch may take). A row waits while an older one to the same recipient about the same
+    monitor is pending (sending, or backing off), so notices arrive in the order written."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "UPDATE notification_outbox SET attempts = attempts + 1,"
+        " next_attempt_at = $1 + make_interval(secs => $3)"
+        " WHERE id IN (SELECT o.id FROM notification_outbox o"
+        "   WHERE o.status = 'pending' AND o.next_attempt_at <= $1"
+        "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
+        "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
+        "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
+        "       AND p.target = o.target AND p.id < o.id)"
+        "   ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        f" RETURNING {OUTBOX_COLUMNS}",
+        now,
+        limit,
+        lease_s,
+        list(channels),
+        max_attempts,
+    )
+    return [Claimed(*r.values()) for r in rows]
+
+
+async def record_attempt(
+    conn: Conn,
+    row: Claimed,
+    error: str | None,
+    *,
+    retry_at: datetime | None,
+) -> bool:
+    """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
+    line in the history. False when the lease was lost (another worker claimed the row again
+    since, or it was settled): the row is then left to its new owner; the line is written."""
+    if error is None:
+        status = "sent"
+        updated = await conn.fetchval(
+            "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            row.id,
+            row.attempts,
+        )
+    else:
+        status = "failed"
+        updated = await conn.fetchval(
+            "UPDATE notification_outbox SET last_error = $3,"
+            " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
+            " next_attempt_at = coalesce($4, next_attempt_at)"
+            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            row.id,
+            row.attempts,
+            error,
+            retry_at,
+        )
+    await conn.execute(
+        f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        row.id,
+        row.monitor_id,
+        row.incident_id,
+        row.kind,
+        row.channel,
+        row.target,
+        row.attempts,
+        status,
+        error,
+    )
+    return updated is not None
+
+
+async def list_history(
+    conn: Conn, monitor_id: int, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    rows = await conn.fetch(
+        "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
+        " i.public_id AS incident_public_id"
+        " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
+        monitor_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM alert_history WHERE monitor_id = $1", monitor_id
+    )
+    return rows, total
