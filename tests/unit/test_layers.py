@@ -61,7 +61,11 @@ def _name(path: Path) -> str:
 
 
 def _type_checking(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+    """`if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`): its body never runs; its `else` does."""
+    return isinstance(node, ast.If) and ast.unparse(node.test) in (
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    )
 
 
 def imports_of(source: str, module: str) -> set[str]:
@@ -72,6 +76,8 @@ def imports_of(source: str, module: str) -> set[str]:
     while stack:
         node = stack.pop()
         if _type_checking(node):
+            assert isinstance(node, ast.If)
+            stack.extend(node.orelse)
             continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
@@ -270,6 +276,12 @@ def test_the_scans_see_what_they_look_for() -> None:
         "    from controller.ingest.store import ResultRow\n"
         "def f():\n"
         "    from controller.db.pool import Conn\n"
+        "if TYPE_CHECKING:\n"
+        "    pass\n"
+        "else:\n"
+        "    from controller.access import accounts_store\n"
+        "if not TYPE_CHECKING:\n"
+        "    import controller.fleet.live\n"
     )
     imports = imports_of(planted, "controller.scheduling.plan")
     assert "controller.monitors.store" in imports
@@ -277,6 +289,8 @@ def test_the_scans_see_what_they_look_for() -> None:
     assert "controller.web.api.errors" in imports
     assert "controller.db.pool" in imports
     assert "controller.ingest.store" not in imports
+    assert "controller.access.accounts_store" in imports  # an `else:` runs
+    assert "controller.fleet.live" in imports  # so does `if not TYPE_CHECKING:`
     graph = {
         "controller.x.rules": {"controller.x.helper"},
         "controller.x.helper": {"controller.y.things_store", "msgspec"},
