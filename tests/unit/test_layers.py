@@ -238,6 +238,21 @@ def test_no_cycles_between_packages() -> None:
     assert cycles(set(_controller_edges())) == []
 
 
+def test_controller_and_agent_share_only_shared() -> None:
+    """Pins docs/architecture.md: nothing in `controller` imports `agent`, nor the reverse, and
+    `shared` imports neither."""
+    banned = {"controller": {"agent"}, "agent": {"controller"}, "shared": {"agent", "controller"}}
+    found = [
+        f"{module} -> {target}"
+        for top, others in banned.items()
+        for path in sorted((ROOT / top).rglob("*.py"))
+        for module in [_name(path)]
+        for target in sorted(imports_of(path.read_text(), module))
+        if target.split(".")[0] in others
+    ]
+    assert found == []
+
+
 def test_the_docs_state_the_layers() -> None:
     """docs/architecture.md's "Layers" says the order `LAYERS` holds, top to bottom."""
     text = (ROOT / "docs" / "architecture.md").read_text().split("\n### Layers\n", 1)[1]
