@@ -43,7 +43,9 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
     server sends in the clear after it said OK to STARTTLS."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(loop, self._lost)
+        # No `conn_lost_cb`: a bound method of its own would make the protocol (and the TLS
+        # session it holds) a reference cycle, freed only by the cyclic garbage collector.
+        super().__init__(loop)
         self.greeting: asyncio.Future[bytes] = loop.create_future()
         # None when ready, else what went wrong (kept as a value: no unretrieved exceptions).
         self.ready: asyncio.Future[BaseException | None] = loop.create_future()
@@ -54,6 +56,10 @@ class _ProbeProtocol(IMAP4ClientProtocol):  # type: ignore[misc]
         # (base64, sent as they are), and the error challenge it sent, if any.
         self.sasl_answers: list[str] | None = None
         self.sasl_challenge: str | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._lost(exc)
 
     def _lost(self, exc: Exception | None) -> None:
         for fut in (self.greeting, self.ready):

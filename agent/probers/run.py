@@ -6,6 +6,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -145,6 +146,39 @@ def _relay(test: RelayTest, secrets: tuple[str, ...]) -> RelayTest:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Admission:
+    """Which targets a job may reach, and with which TLS context: the job's own and any other
+    server it names (a round trip's mailbox), under the same rules. An object rather than two
+    closures that name each other: those would make a reference cycle per check, left to the
+    cyclic garbage collector."""
+
+    job: CheckJob
+    allow_private: bool
+    contexts: SslContexts
+    resolver: TargetResolver
+
+    def admit(
+        self, hostname: str, addresses: tuple[str, ...], port: int, tls: TlsOptions
+    ) -> Target:
+        if not self.allow_private and any(is_blocked(address) for address in addresses):
+            # The address stays out of the message: echoed, it would let anyone who can create
+            # a monitor read the agent's internal DNS one name at a time.
+            raise ProbeFailure(
+                "blocked_target",
+                f"{hostname} resolves to a private, loopback, link-local or reserved address; "
+                "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
+            )
+        context, server_name = self.contexts.for_options(tls), tls.servername or hostname
+        return Target(hostname, addresses, port, context, server_name, self.reach)
+
+    async def reach(self, hostname: str, port: int, tls: TlsOptions) -> Target:
+        """Every lookup of the job (a round trip's mailbox too) counts against its tenant's
+        bound."""
+        addresses = await self.resolver.resolve(hostname, self.job.tenant)
+        return self.admit(hostname, addresses, port, tls)
+
+
 async def _check(
     job: CheckJob,
     allow_private: bool,
@@ -154,26 +188,10 @@ async def _check(
 ) -> None:
     port = job.port or default_port(job.monitor_type, job.config)
     send = job.config.send if isinstance(job.config, RoundTripConfig) else job.config
-
-    def admit(hostname: str, addresses: tuple[str, ...], port: int, tls: TlsOptions) -> Target:
-        if not allow_private and any(is_blocked(address) for address in addresses):
-            # The address stays out of the message: echoed, it would let anyone who can create
-            # a monitor read the agent's internal DNS one name at a time.
-            raise ProbeFailure(
-                "blocked_target",
-                f"{hostname} resolves to a private, loopback, link-local or reserved address; "
-                "agents refuse those unless AGENT_ALLOW_PRIVATE_TARGETS is set",
-            )
-        context, server_name = contexts.for_options(tls), tls.servername or hostname
-        return Target(hostname, addresses, port, context, server_name, reach)
-
-    # Every lookup of the job (a round trip's mailbox too) counts against its tenant's bound.
-    async def reach(hostname: str, port: int, tls: TlsOptions) -> Target:
-        return admit(hostname, await resolver.resolve(hostname, job.tenant), port, tls)
-
+    admission = _Admission(job, allow_private, contexts, resolver)
     with rec.phase("dns"):
         addresses = await resolver.resolve(job.hostname, job.tenant)
-    target = admit(job.hostname, addresses, port, send.tls_options)
+    target = admission.admit(job.hostname, addresses, port, send.tls_options)
     try:
         await PROBERS[job.monitor_type](target, job, rec)
     except Exception as exc:
