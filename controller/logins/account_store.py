@@ -27,7 +27,7 @@ def _need_sql(alias: str) -> str:
     account = _ACCOUNT.format(m=alias)
     legs = _LEGS.format(m=alias, a=account)
     return (
-        f"{legs} * coalesce(cardinality({alias}.allowed_country_codes), $2)"
+        f"{legs} * planned_countries({alias}.allowed_country_codes, $2)"
         f" * (2 * ceil({int(WINDOW.total_seconds())}.0 / {alias}.check_interval)::int + $3)"
     )
 

@@ -173,6 +173,12 @@ def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
     return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
 
 
+def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:
+    """When nothing of a round's jobs can still happen: its expiry (the latest an agent may
+    start one) plus the monitor's timeout (the longest one runs)."""
+    return expires_at(scheduled_at, interval_s) + timedelta(seconds=timeout_s)
+
+
 class JobIds:
     """Job ids: the same round from the same country always gets the same id on every replica
     and after a restart, so `Nats-Msg-Id` = job id makes a repeated publish a no-op; a triggered
@@ -219,6 +225,13 @@ class JobIds:
         h[8] = h[8] & 0x3F | 0x80
         x = h.hex()
         return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+def planned_countries(allowed: Sequence[str] | None, default: int) -> int:
+    """How many countries each round of a monitor is planned for, what its checks cost: its
+    listed ones, else `default` (DEFAULT_CHECK_COUNTRIES). The twin of SQL
+    `planned_countries` (migration 0053), held to it by tests/pipeline/test_round_rules.py."""
+    return len(allowed) if allowed else default
 
 
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:

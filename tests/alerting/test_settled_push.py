@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from controller.alerting import store as alerts
-from controller.alerting.store import CLOSE_GRACE, PUSH_ROUNDS
+from controller.alerting.rules import CLOSE_GRACE
+from controller.alerting.store import PUSH_ROUNDS
 from controller.ingest import store as results
 from shared.messages import encode
 from shared.timefmt import utcnow
