@@ -192,7 +192,7 @@ def legs(job: CheckJob) -> int:
 def login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
     """The job as a login to `account` under `cap` (organization, logins per window); it
     counts until it settles (its expiry plus its timeout)."""
-    settles = parse_iso(job.expires_at) + timedelta(seconds=job.timeout_seconds)
+    settles = schedule.job_settles(parse_iso(job.expires_at), job.timeout_seconds)
     return Login(job.job_id, cap[0], account, legs, settles, cap[1])
 
 

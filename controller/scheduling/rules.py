@@ -174,9 +174,14 @@ def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
 
 
 def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:
-    """When nothing of a round's jobs can still happen: its expiry (the latest an agent may
-    start one) plus the monitor's timeout (the longest one runs)."""
-    return expires_at(scheduled_at, interval_s) + timedelta(seconds=timeout_s)
+    """When nothing of a round's jobs can still happen: `job_settles` of its expiry."""
+    return job_settles(expires_at(scheduled_at, interval_s), timeout_s)
+
+
+def job_settles(expires: datetime, timeout_s: float) -> datetime:
+    """When nothing of a job can still happen: its expiry (the latest an agent may start it)
+    plus its timeout (the longest it runs)."""
+    return expires + timedelta(seconds=timeout_s)
 
 
 class JobIds:

@@ -19,21 +19,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         OR country = ANY(round_countries_of(allowed, latest))
 $$;
 
--- How many countries a round expects a result from (a round is complete with that many):
--- those of `round_countries_of`, else `default_countries` (DEFAULT_CHECK_COUNTRIES).
--- Twin: controller.alerting.rules.expected_countries (its count).
-CREATE FUNCTION round_expected(allowed text[], latest text[], default_countries int)
-RETURNS int
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(cardinality(round_countries_of(allowed, latest)), default_countries)
-$$;
-
 -- How many countries each round of a monitor is planned for, what its checks cost (budgets,
 -- login need): its listed ones, else `default_countries` (DEFAULT_CHECK_COUNTRIES).
 -- Twin: controller.scheduling.rules.planned_countries.
 CREATE FUNCTION planned_countries(allowed text[], default_countries int) RETURNS int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(cardinality(nullif(allowed, '{}')), default_countries)
+$$;
+
+-- How many countries a round expects a result from (a round is complete with that many):
+-- those of `round_countries_of`, else `default_countries` (DEFAULT_CHECK_COUNTRIES).
+-- Twin: controller.alerting.rules.expected_countries (its count).
+CREATE FUNCTION round_expected(allowed text[], latest text[], default_countries int)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT planned_countries(round_countries_of(allowed, latest), default_countries)
 $$;
 
 -- How long after its scheduled time a round closes: its expiry (the next round, at most 840 s:
