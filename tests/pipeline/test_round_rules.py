@@ -74,3 +74,27 @@ async def test_when_a_round_closes(pool: asyncpg.Pool, interval: int, timeout_s:
     assert closes == rules.closes_at(at, interval, timeout_s)
     # what the close adds to the job's settling: the grace, nothing else
     assert closes - schedule.settles_at(at, interval, timeout_s) == rules.CLOSE_GRACE
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "round_countries_of(m.allowed_country_codes, m.round_countries)",
+        "round_expected(m.allowed_country_codes, m.round_countries, $1)",
+        "checked_from(m.allowed_country_codes, m.round_countries, 'DE')",
+        "planned_countries(m.allowed_country_codes, $1)",
+        "round_closes_after(m.check_interval, m.timeout_seconds)",
+    ],
+)
+async def test_the_planner_inlines_each_function(pool: asyncpg.Pool, call: str) -> None:
+    """The statements on the ingester's and the scheduler's paths call these functions per
+    row: inlined, each costs what the expression it stands for costs (no function call left
+    in the plan, even in a generic one)."""
+    name = call.split("(", 1)[0]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE inlined(int) AS SELECT {call} FROM monitors m")
+        plan = await conn.fetchval("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE inlined(2)")
+        await conn.execute("DEALLOCATE inlined")
+    assert "allowed_country_codes" in plan or "check_interval" in plan
+    assert name not in plan, plan
