@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.unit.test_docs import ROOT, decided_rows
 
 MIGRATIONS = ROOT / "controller/db/migrations"
-ROUND_RULES = "controller/db/migrations/0053_round_rules.sql"
+ROUND_RULES = "controller/db/migrations/0053_rule_functions.sql"
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,30 @@ RESTATED = [
             "schedule.expires_at(now, m.monitor.check_interval)\n"
             "                + timedelta(seconds=m.monitor.timeout_seconds),",
             "return schedule.expires_at(at, monitor.check_interval) + timeout",
+        ),
+    ),
+    Restated(
+        "the account a monitor logs in to and the logins a check makes to it",
+        (ROUND_RULES, "controller/scheduling/plan.py"),
+        (
+            r"config ?-> ?'receive' ?->> ?'user'",
+            r"config ?-> ?'send' ?-> ?'auth' ?->> ?'user'",
+            r"coalesce\( ?[\w.{}]*config ?-> ?'auth' ?->> ?'user'",
+        ),
+        (
+            "lower(nullif({m}.config->'receive'->>'user', '')) || '@'",
+            "lower(nullif(coalesce({m}.config->'auth'->>'user', {m}.config->>'user'), '')) || '@'",
+            "CASE WHEN {m}.type = 'roundtrip' AND lower(nullif({m}.config->'send'->'auth'->>'user',"
+            " ''))",
+        ),
+    ),
+    Restated(
+        "a monitor's logins per window",
+        (ROUND_RULES, "controller/logins/cap.py"),
+        (r"2 \* ceil\(", r"2 \* rounds_per_window\("),
+        (
+            'f" * (2 * ceil({int(WINDOW.total_seconds())}.0 / {alias}.check_interval)::int + $3)"',
+            "return legs * countries * (2 * rounds_per_window(interval_s) + trigger_burst)",
         ),
     ),
     Restated(

@@ -45,3 +45,38 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT least(make_interval(secs => check_interval), interval '840 seconds')
         + make_interval(secs => timeout_seconds) + interval '5 seconds'
 $$;
+
+-- The account a monitor logs in to (controller.logins.cap): user@host, both in lower case, the
+-- host without its trailing dot; a round trip's is its mailbox (the receive leg's user and
+-- host), another kind's its login's user on its host; NULL without a user.
+-- Twin: controller.scheduling.plan.account_name (which `account` hashes for a job).
+CREATE FUNCTION login_account(type text, hostname text, config jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN type = 'roundtrip' THEN
+        lower(nullif(config->'receive'->>'user', '')) || '@'
+            || rtrim(lower(coalesce(config->'receive'->>'hostname', '')), '.')
+    ELSE
+        lower(nullif(coalesce(config->'auth'->>'user', config->>'user'), '')) || '@'
+            || rtrim(lower(hostname), '.')
+    END
+$$;
+
+-- Logins a check makes to that account: two for a round trip whose submission logs in as its
+-- mailbox's user on the mailbox's host, else one. Twin: controller.scheduling.plan.legs_of.
+CREATE FUNCTION login_legs(type text, hostname text, config jsonb) RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN type = 'roundtrip'
+        AND lower(nullif(config->'send'->'auth'->>'user', '')) || '@'
+            || rtrim(lower(hostname), '.') = login_account(type, hostname, config)
+        THEN 2 ELSE 1 END
+$$;
+
+-- Logins one monitor may make in a window of 600 s (controller.logins.cap.WINDOW): each
+-- scheduled round (a partial one counts) and its confirmation round, plus `trigger_burst`
+-- trigger-checks, from each of `countries`, `legs` logins a check.
+-- Twin: controller.logins.cap.monitor_need.
+CREATE FUNCTION login_need(legs int, countries int, check_interval int, trigger_burst int)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT legs * countries * (2 * ceil(600.0 / check_interval)::int + trigger_burst)
+$$;
