@@ -60,6 +60,7 @@ from controller.alerting.rules import (
     Policy,
     Replayed,
     StateChanged,
+    closes_at,
     expected_countries,
     judge,
     rounds,
@@ -478,8 +479,7 @@ class Alerter:
     @staticmethod
     def _closes(monitor: Monitor, at: datetime) -> datetime:
         """When the round scheduled at `at` closes: nothing it has not got by then will come."""
-        timeout = timedelta(seconds=monitor.timeout_seconds)
-        return schedule.expires_at(at, monitor.check_interval) + timeout + alert_queue.CLOSE_GRACE
+        return closes_at(at, monitor.check_interval, monitor.timeout_seconds)
 
     async def _ready(
         self, conn: Conn, w: WatchedMonitor, s: AlertState, now: datetime, fills: bool = True
@@ -492,7 +492,7 @@ class Alerter:
         plan = self._plan(w, s, now, after, read)
         if plan.fills and not fills:
             raise FillsWanted(w.monitor.id)
-        await results.store(conn, plan.fills)
+        await results.store(conn, plan.fills, self._default_countries)
         return plan.ready, plan.due, plan.read
 
     @staticmethod
@@ -670,12 +670,10 @@ class Alerter:
         the organization's allowance for triggered checks (as a trigger-check draws on it); the
         scheduler sends it when the global budget has a slot for its organization."""
         public_id = str(monitor.public_id)
-        countries = monitor.allowed_country_codes
-        cost_s = (
-            (len(countries) if countries else self._default_countries)
-            * 60.0
-            / self._checks_per_minute
+        countries = schedule.planned_countries(
+            monitor.allowed_country_codes, self._default_countries
         )
+        cost_s = countries * 60.0 / self._checks_per_minute
         outcome = await confirmations.request(
             conn, monitor.id, e.round_at, now, monitor.organization_id, cost_s
         )

@@ -47,6 +47,7 @@ from controller.monitors.thresholds import Thresholds
 from controller.notify import causes
 from controller.notify.texts import Kind
 from controller.scheduling import confirm
+from controller.scheduling import rules as schedule
 
 if TYPE_CHECKING:  # the types only: the rules read no store
     from controller.monitors.store import Monitor, RoundState
@@ -219,9 +220,29 @@ def expected_countries(
     allowed: Sequence[str] | None, latest: Sequence[str] | None, default: int
 ) -> tuple[list[str] | None, int]:
     """The countries a round goes to (None when unknown) and how many: the listed ones, else
-    those the scheduler sent the latest round to, else `default` (DEFAULT_CHECK_COUNTRIES)."""
+    those the scheduler sent the latest round to, else `default` (DEFAULT_CHECK_COUNTRIES).
+    The twin of SQL `round_countries_of` and `round_expected` (migration 0053), held to them by
+    tests/pipeline/test_round_rules.py."""
     countries = list(allowed or latest or ()) or None
-    return countries, len(countries) if countries else default
+    return countries, schedule.planned_countries(countries, default)
+
+
+def checked_from(allowed: Sequence[str] | None, latest: Sequence[str] | None, country: str) -> bool:
+    """Whether `country` is one the monitor is checked from now (any while its round's countries
+    are unknown): the twin of SQL `checked_from` (migration 0053)."""
+    countries, _ = expected_countries(allowed, latest, 0)
+    return countries is None or country in countries
+
+
+# What a round's close adds to its settling (`schedule.settles_at`: expiry plus timeout):
+# nothing it has not got by then will come.
+CLOSE_GRACE = timedelta(seconds=5)
+
+
+def closes_at(scheduled_at: datetime, interval_s: int, timeout_s: int) -> datetime:
+    """When the round scheduled at `scheduled_at` closes; the twin of SQL `round_closes_after`
+    (migration 0053), held to it by tests/pipeline/test_round_rules.py."""
+    return schedule.settles_at(scheduled_at, interval_s, timeout_s) + CLOSE_GRACE
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,7 +148,7 @@ def export(customer: str, current: list[Current]) -> dict[str, Any]:
             **({"port": None} if kind.hostname else {}),
             "status": "active",
             "check_interval": validation.CHECK_INTERVAL_DEFAULT,
-            "timeout_seconds": min(validation.TIMEOUT_DEFAULT, interval),
+            "timeout_seconds": validation.default_timeout(interval),
             "allowed_country_codes": None,
             "notification_email": None,
             "notification_phone_number": None,

@@ -7,17 +7,18 @@ its way (`unwatch`). The caller owns the transaction.
 """
 
 from collections.abc import Mapping, Sequence, Set
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from controller.db.pool import Conn
 from controller.jobs.rules import JOB_EXPIRY_MAX
-from controller.monitors.validation import TIMEOUT_MAX
+from controller.monitors.validation import CHECK_INTERVAL_MAX, TIMEOUT_MAX
 
 # Rounds are judged once complete (or closed: the alerter comes back for that by itself, the
 # queue row's due_at). A batch queues a monitor for now only when a round after its cursor may
-# be complete: at least as many countries as a round expects (its listed countries, else those
-# of its latest round, else one) have a result after the cursor. That is necessary for any
+# be complete: at least as many countries as a round expects (`round_expected`, migration 0053:
+# its listed countries, else those of its latest round, else DEFAULT_CHECK_COUNTRIES, $4) have a
+# result after the cursor. That is necessary for any
 # round to be complete, so no evaluation that could judge one is skipped; the first country of
 # a round no longer costs an evaluation that finds nothing to judge. A revision, or a monitor
 # with no queue row, is queued whatever its rounds. A batch whose results of a monitor are all
@@ -42,7 +43,7 @@ WHERE u.revised IS NOT NULL
         LEFT JOIN monitor_alert_state a ON a.monitor_id = s.monitor_id
         WHERE s.monitor_id = u.id
           AND s.last_scheduled_at > coalesce(a.last_round_at, '-infinity'::timestamptz))
-       >= (SELECT greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
+       >= (SELECT round_expected(m.allowed_country_codes, m.round_countries, $4)
            FROM monitors m WHERE m.id = u.id))
 ORDER BY u.id
 ON CONFLICT (monitor_id) DO UPDATE SET due_at = least(alert_queue.due_at, EXCLUDED.due_at),
@@ -56,6 +57,8 @@ async def mark(
     monitor_ids: Sequence[int],
     revised: Mapping[int, datetime] | None = None,
     routine: Set[int] = frozenset(),
+    *,
+    default_countries: int,
 ) -> None:
     """Queue monitors for evaluation (in the transaction storing their results, after their
     per-country state moved) when a round of theirs may be complete (see `_MARK`), unless the
@@ -64,13 +67,18 @@ async def mark(
     complete, judges them (`push_settled` moves it on). Their queue rows are locked first, in
     ascending order (so concurrent ingesters lock in one order), and the rounds read after: of
     two batches completing one round together, the second sees the first's results once it
-    holds the lock, so one of them queues the monitor."""
+    holds the lock, so one of them queues the monitor. `default_countries`:
+    DEFAULT_CHECK_COUNTRIES."""
     ids = sorted(set(monitor_ids) | set(revised or ()))
     await conn.execute(_LOCK_QUEUED, ids)
     await conn.execute(
-        _MARK, ids, [(revised or {}).get(i) for i in ids], [i in routine for i in ids]
+        _MARK,
+        ids,
+        [(revised or {}).get(i) for i in ids],
+        [i in routine for i in ids],
+        default_countries,
     )
-    await push_settled(conn, routine & set(ids))
+    await push_settled(conn, routine & set(ids), default_countries)
 
 
 class Lease(NamedTuple):
@@ -123,9 +131,6 @@ async def lock_queued(conn: Conn, monitor_ids: Sequence[int]) -> None:
     await conn.execute(_LOCK_QUEUED, sorted(monitor_ids))
 
 
-# What a round's close adds to its expiry (`rules.expires_at`) and timeout: nothing it has not
-# got by then will come.
-CLOSE_GRACE = timedelta(seconds=5)
 # How many rounds past the alerter's cursor the ingester moves a settled row on at most: a
 # healthy monitor is judged about once per this many rounds (its cursor, up-round count and
 # posture cursor wait that long; nothing anyone is told does).
@@ -137,15 +142,13 @@ PUSH_ROUNDS = 6
 # round is judged at its close as before, and the complete ones wait for it. Only a row whose
 # due time is still the watched round's close under the monitor's interval and timeout now,
 # not yet due, with no revision, and at most $2 rounds past the alerter's cursor. The close is
-# `rules.expires_at` plus the timeout plus `CLOSE_GRACE` ($3, $4: the expiry's cap and the
-# grace, in seconds).
+# `round_closes_after` (migration 0053; `rules.closes_at`), the countries `round_expected` ($4:
+# DEFAULT_CHECK_COUNTRIES).
 _PUSH = """
 WITH m AS (
     SELECT m.id, make_interval(secs => m.check_interval) AS step,
-        least(make_interval(secs => m.check_interval), make_interval(secs => $3))
-            + make_interval(secs => m.timeout_seconds + $4) AS closes_after,
-        greatest(1, cardinality(coalesce(m.allowed_country_codes, m.round_countries)))
-            AS expected,
+        round_closes_after(m.check_interval, m.timeout_seconds) AS closes_after,
+        round_expected(m.allowed_country_codes, m.round_countries, $4) AS expected,
         m.check_interval
     FROM monitors m WHERE m.id = ANY($1::bigint[])
 )
@@ -159,13 +162,16 @@ WHERE q.monitor_id = m.id AND q.settled AND q.revised_from IS NULL
         WHERE r.monitor_id = m.id AND r.scheduled_at = q.watch_at AND r.status = 0
             AND r.detail_ms IS NOT NULL
             -- The round pushed closes after now(), so it began at most the longest close
-            -- ago: only the partitions from that day on are read.
-            AND r.scheduled_at >= date_trunc('day', now() - make_interval(secs => $3 + $4 + $5),
-                'UTC')) >= m.expected
+            -- ago (that of the longest interval and timeout, $3 and $5): only the partitions
+            -- from that day on are read.
+            AND r.scheduled_at >= date_trunc('day', now() - round_closes_after($3, $5), 'UTC'))
+        >= m.expected
 """
 
 
-async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROUNDS) -> None:
+async def push_settled(
+    conn: Conn, monitor_ids: Set[int], default_countries: int, rounds: int = PUSH_ROUNDS
+) -> None:
     """`mark`'s last step: move the settled queue rows of `monitor_ids` (their batch's results
     all routine, their rows locked) on by a round each where `_PUSH` allows, at most `rounds`
     rounds past the alerter's cursor."""
@@ -174,8 +180,8 @@ async def push_settled(conn: Conn, monitor_ids: Set[int], rounds: int = PUSH_ROU
             _PUSH,
             sorted(monitor_ids),
             rounds,
-            JOB_EXPIRY_MAX.total_seconds(),
-            CLOSE_GRACE.total_seconds(),
+            CHECK_INTERVAL_MAX,
+            default_countries,
             TIMEOUT_MAX,
         )
 

@@ -76,10 +76,11 @@ class Ingester:
         linger_s: float = LINGER_S,
         durable: str = INGEST_CONSUMER,
         subject: str = RESULTS_SUBJECTS,
+        default_countries: int = 2,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `workers` is how many batches `run()` stores at once; `linger_s` how long it waits to
-        top up a short batch (0: never)."""
+        top up a short batch (0: never); `default_countries`: DEFAULT_CHECK_COUNTRIES."""
         self._pool = pool
         self._nc = nc
         self._js = js
@@ -89,6 +90,7 @@ class Ingester:
         self._linger_s = linger_s
         self.durable = durable
         self._subject = subject
+        self._default_countries = default_countries
         self._pullers: dict[int, StandingPull] = {}
         self._consumer_ready = False
 
@@ -291,7 +293,7 @@ class Ingester:
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            stored = await results.store(conn, batch)
+            stored = await results.store(conn, batch, self._default_countries)
             await reputation.record(conn, [r for r in batch if r.reputation is not None])
             return stored
 

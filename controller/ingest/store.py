@@ -438,9 +438,12 @@ WHERE s.monitor_id = u.monitor_id AND s.country = u.country
 """
 
 
-async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
+async def store(
+    conn: Conn, rows: Sequence[ResultRow | CheckedResult], default_countries: int = 2
+) -> int:
     """Insert the rows not stored yet, a real result over a synthetic one, and move the state
-    they imply; return how many were stored (new or replacing).
+    they imply; return how many were stored (new or replacing). `default_countries`:
+    DEFAULT_CHECK_COUNTRIES, how many countries a round of a monitor without a list expects.
 
     The caller owns the transaction. Rows of an unknown monitor (deleted meanwhile) are dropped.
     Raises asyncpg.DataError when PostgreSQL refuses a value (e.g. a time out of its range).
@@ -473,7 +476,13 @@ async def store(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> int:
             revised[monitor] = min(at, revised.get(monitor, at))
         (routine if r["routine"] else eventful).add(monitor)
     # The alerter's queue; a replaced row's round may be judged already: judged again.
-    await alert_queue.mark(conn, [r["monitor_id"] for r in moved], revised, routine - eventful)
+    await alert_queue.mark(
+        conn,
+        [r["monitor_id"] for r in moved],
+        revised,
+        routine - eventful,
+        default_countries=default_countries,
+    )
     return sum(r["stored"] for r in moved)
 
 
@@ -730,8 +739,8 @@ async def country_states(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
         "SELECT s.country, s.last_status, s.last_error_kind, s.last_message,"
         " s.last_scheduled_at, s.last_job_id, s.consecutive_failures, s.consecutive_successes"
         " FROM monitor_country_state s JOIN monitors m ON m.id = s.monitor_id"
-        " WHERE s.monitor_id = $1 AND (coalesce(m.allowed_country_codes, m.round_countries)"
-        " IS NULL OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
+        " WHERE s.monitor_id = $1"
+        "  AND checked_from(m.allowed_country_codes, m.round_countries, s.country)"
         " ORDER BY s.country",
         monitor_id,
     )

@@ -7,28 +7,16 @@ from datetime import datetime
 from controller.db.pool import Conn
 from controller.logins.cap import WINDOW, Login
 
-# The account a stored monitor logs in to, user@host, from its config in SQL (user names are
-# stored in clear, passwords sealed); NULL without a user. A round trip's is its mailbox.
-_ACCOUNT = """
-CASE WHEN {m}.type = 'roundtrip' THEN
-  lower(nullif({m}.config->'receive'->>'user', '')) || '@'
-  || rtrim(lower(coalesce({m}.config->'receive'->>'hostname', '')), '.')
-ELSE
-  lower(nullif(coalesce({m}.config->'auth'->>'user', {m}.config->>'user'), '')) || '@'
-  || rtrim(lower({m}.hostname), '.')
-END"""
-# Logins a check makes to that account: a round trip sending as its mailbox's user logs in twice.
-_LEGS = """
-CASE WHEN {m}.type = 'roundtrip' AND lower(nullif({m}.config->'send'->'auth'->>'user', ''))
-  || '@' || rtrim(lower({m}.hostname), '.') = ({a}) THEN 2 ELSE 1 END"""
+# The account a stored monitor logs in to, user@host, from its config (user names are stored
+# in clear, passwords sealed): `login_account` (migration 0053), NULL without a user.
+_ACCOUNT = "login_account({m}.type, {m}.hostname, {m}.config)"
 
 
 def _need_sql(alias: str) -> str:
-    account = _ACCOUNT.format(m=alias)
-    legs = _LEGS.format(m=alias, a=account)
+    """A monitor's logins per window (`login_need`, migration 0053: `cap.monitor_need`)."""
     return (
-        f"{legs} * coalesce(cardinality({alias}.allowed_country_codes), $2)"
-        f" * (2 * ceil({int(WINDOW.total_seconds())}.0 / {alias}.check_interval)::int + $3)"
+        f"login_need(login_legs({alias}.type, {alias}.hostname, {alias}.config),"
+        f" planned_countries({alias}.allowed_country_codes, $2), {alias}.check_interval, $3)"
     )
 
 

@@ -47,7 +47,9 @@ def rounds_per_window(interval_s: int) -> int:
 
 def monitor_need(legs: int, countries: int, interval_s: int, trigger_burst: int) -> int:
     """Logins one monitor may make per window: each scheduled round and its confirmation
-    round, plus `trigger_burst` trigger-checks, from every country, `legs` logins a check."""
+    round, plus `trigger_burst` trigger-checks, from every country, `legs` logins a check.
+    The twin of SQL `login_need` (migration 0053), held to it by
+    tests/pipeline/test_login_rules.py."""
     return legs * countries * (2 * rounds_per_window(interval_s) + trigger_burst)
 
 

@@ -19,12 +19,12 @@ from controller.monitors.store import COLUMNS, Monitor, decode
 _GET = f"""
 SELECT m.*, s.country, s.last_status, s.last_error_kind, s.last_message, s.last_scheduled_at,
        s.last_job_id, r.response_time_ms, r.finished_at
-FROM (SELECT {COLUMNS}, coalesce(allowed_country_codes, round_countries) AS checked_from
+FROM (SELECT {COLUMNS}, round_countries
       FROM monitors
       WHERE public_id = $1 AND type = ANY($2::text[])
         AND ($3::bigint IS NULL OR organization_id = $3)) m
 LEFT JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''
-    AND (m.checked_from IS NULL OR s.country = ANY(m.checked_from))
+    AND checked_from(m.allowed_country_codes, m.round_countries, s.country)
 -- LIMIT keeps the subquery a subquery: one index lookup per country (pulled up into the join,
 -- its conditions would no longer reach the indexes of the view's relations)
 LEFT JOIN LATERAL (SELECT r.response_time_ms, r.finished_at FROM check_results r

@@ -67,7 +67,7 @@ async def cost_per_minute(
         "SELECT coalesce(sum(checks), 0)::float8 AS checks,"
         " coalesce(sum(checks * timeout_seconds), 0)::float8 AS slot_seconds"
         " FROM (SELECT timeout_seconds,"
-        "  coalesce(cardinality(allowed_country_codes), $2) * 60.0 / check_interval AS checks"
+        "  planned_countries(allowed_country_codes, $2) * 60.0 / check_interval AS checks"
         "  FROM monitors WHERE organization_id = $1 AND status <> 'disabled'"
         "  AND ($3::bigint IS NULL OR id = $3)) AS checked",
         organization_id,

@@ -126,10 +126,20 @@ def bounded(value: int, field: str, low: int, high: int) -> int:
     return value
 
 
+def default_timeout(check_interval: int) -> int:
+    """A monitor's timeout when none is given: TIMEOUT_DEFAULT, or its interval if shorter."""
+    return min(TIMEOUT_DEFAULT, check_interval)
+
+
+def timeout_fits(check_interval: int, timeout_seconds: int) -> bool:
+    """A check ends before its monitor's next round: its timeout is at most its interval."""
+    return timeout_seconds <= check_interval
+
+
 def interval_and_timeout(check_interval: int, timeout_seconds: int) -> None:
     bounded(check_interval, "checkInterval", CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX)
     bounded(timeout_seconds, "timeoutSeconds", TIMEOUT_MIN, TIMEOUT_MAX)
-    if timeout_seconds > check_interval:
+    if not timeout_fits(check_interval, timeout_seconds):
         raise invalid("timeoutSeconds", "timeoutSeconds must not be greater than checkInterval")
 
 

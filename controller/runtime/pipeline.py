@@ -140,7 +140,13 @@ async def open_pipeline(
             ),
             links=Links.of(settings),
         )
-        ingester = Ingester(pool, conn, js, JobIds.from_box(box))
+        ingester = Ingester(
+            pool,
+            conn,
+            js,
+            JobIds.from_box(box),
+            default_countries=settings.default_check_countries,
+        )
         try:
             yield Pipeline(conn, js, agents, scheduler, ingester, fresh)
         finally:

@@ -88,7 +88,7 @@ async def claim_unplanned(conn: Conn, limit: int, default_countries: int) -> lis
     rows = await conn.fetch(
         "SELECT id, public_id, organization_id, check_interval,"
         " round_countries IS NULL AS never_run,"
-        " coalesce(cardinality(allowed_country_codes), $2) AS countries FROM monitors"
+        " planned_countries(allowed_country_codes, $2) AS countries FROM monitors"
         " WHERE status <> 'disabled' AND next_due_at IS NULL"
         " LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
         limit,

@@ -163,21 +163,32 @@ def _user_at(user: str, hostname: str) -> str:
     return f"{user.lower()}@{hostname.lower().rstrip('.')}"
 
 
-def account(key: bytes, hostname: str, config: JobConfig) -> str:
-    """The account a config logs in to, user@host, as a keyed hash (no user name kept); a
-    round trip's is its mailbox, where every country logs in each round."""
+def _login(hostname: str, config: JobConfig) -> tuple[str, str]:
+    """The user a config logs in as and the host it logs in to; a round trip's are its
+    mailbox's, where every country logs in each round."""
     if isinstance(config, RoundTripConfig):
-        user, hostname = config.receive.user, config.receive.hostname
-    elif isinstance(config, ImapPopConfig):
-        user = config.user
-    else:
-        user = config.auth.user if config.auth else ""
-    return hmac.digest(key, _user_at(user, hostname).encode(), hashlib.sha256).hex()[:32]
+        return config.receive.user, config.receive.hostname
+    if isinstance(config, ImapPopConfig):
+        return config.user, hostname
+    return (config.auth.user if config.auth else ""), hostname
+
+
+def account_name(hostname: str, config: JobConfig) -> str | None:
+    """The account a config logs in to, user@host; None without a user. The twin of SQL
+    `login_account` (migration 0053), held to it by tests/pipeline/test_login_rules.py."""
+    user, host = _login(hostname, config)
+    return _user_at(user, host) if user else None
+
+
+def account(key: bytes, hostname: str, config: JobConfig) -> str:
+    """The account a config logs in to, user@host, as a keyed hash (no user name kept)."""
+    return hmac.digest(key, _user_at(*_login(hostname, config)).encode(), hashlib.sha256).hex()[:32]
 
 
 def legs_of(hostname: str, config: JobConfig) -> int:
     """Logins a check makes to its account: a round trip whose submission logs in as its
-    mailbox's user on the mailbox's host makes two."""
+    mailbox's user on the mailbox's host makes two. The twin of SQL `login_legs` (migration
+    0053) for a config with a user."""
     if isinstance(config, RoundTripConfig) and config.send.auth:
         mailbox = config.receive
         same = _user_at(config.send.auth.user, hostname) == _user_at(mailbox.user, mailbox.hostname)
@@ -193,7 +204,7 @@ def legs(job: CheckJob) -> int:
 def login(job: CheckJob, account: str, legs: int, cap: tuple[int, int]) -> Login:
     """The job as a login to `account` under `cap` (organization, logins per window); it
     counts until it settles (its expiry plus its timeout)."""
-    settles = parse_iso(job.expires_at) + timedelta(seconds=job.timeout_seconds)
+    settles = schedule.job_settles(parse_iso(job.expires_at), job.timeout_seconds)
     return Login(job.job_id, cap[0], account, legs, settles, cap[1])
 
 

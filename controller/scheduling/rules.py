@@ -171,6 +171,24 @@ def expires_at(scheduled_at: datetime, interval_s: int) -> datetime:
     return scheduled_at + min(timedelta(seconds=interval_s), JOB_EXPIRY_MAX)
 
 
+def settles_at(scheduled_at: datetime, interval_s: int, timeout_s: float) -> datetime:
+    """When nothing of a round's jobs can still happen: `job_settles` of its expiry."""
+    return job_settles(expires_at(scheduled_at, interval_s), timeout_s)
+
+
+def job_settles(expires: datetime, timeout_s: float) -> datetime:
+    """When nothing of a job can still happen: its expiry (the latest an agent may start it)
+    plus its timeout (the longest it runs)."""
+    return expires + timedelta(seconds=timeout_s)
+
+
+def planned_countries(allowed: Sequence[str] | None, default: int) -> int:
+    """How many countries each round of a monitor is planned for, what its checks cost: its
+    listed ones, else `default` (DEFAULT_CHECK_COUNTRIES). The twin of SQL
+    `planned_countries` (migration 0053), held to it by tests/pipeline/test_round_rules.py."""
+    return len(allowed) if allowed else default
+
+
 def pick_countries(monitor_public_id: str, live: Iterable[str], count: int) -> list[str]:
     """`count` of the live countries, stable per monitor (rendezvous hashing): a country that
     comes or goes moves only the monitors that ranked it among their top `count`."""

@@ -247,7 +247,7 @@ class Scheduler:
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
-                await results.store(conn, taken.refused)
+                await results.store(conn, taken.refused, self._default_countries)
             self._missed(taken.refused)
         return len(taken.admitted)
 
@@ -320,7 +320,7 @@ class Scheduler:
             jobs = await self._send(conn, plans, now)
             missed = [row for p in plans for row in p.missed]
             if missed:
-                await results.store(conn, missed)
+                await results.store(conn, missed, self._default_countries)
         metrics.confirmation("sent", len(plans))
         self._missed(missed)
         log.info("confirmation rounds sent", monitors=len(plans), jobs=jobs)
@@ -367,7 +367,7 @@ class Scheduler:
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
         if earlier:
-            await results.store(conn, earlier)
+            await results.store(conn, earlier, self._default_countries)
             self._missed(earlier)
         await due.mail_dns_sent(conn, [r.monitor_id for r in rounds if r.mail_dns and r.jobs], now)
         for r in rounds:
@@ -457,7 +457,7 @@ class Scheduler:
                 held += held_mail.values()
                 held += taken.refused
                 if held:
-                    await results.store(conn, held)
+                    await results.store(conn, held, self._default_countries)
             sent += len(send)
             if held:
                 log.info("deferred logins not sent", jobs=len(held))
@@ -515,7 +515,7 @@ class Scheduler:
             )
             missed = [row for r in rounds for row in r.missed]
             if missed:
-                await results.store(conn, missed)
+                await results.store(conn, missed, self._default_countries)
         if not rounds:
             return 0, len(claimed) == self._batch
         late = (self._clock() - min(r.scheduled_at for r in rounds)).total_seconds()
@@ -561,8 +561,7 @@ class Scheduler:
         return [
             (
                 m,
-                schedule.expires_at(now, m.monitor.check_interval)
-                + timedelta(seconds=m.monitor.timeout_seconds),
+                schedule.settles_at(now, m.monitor.check_interval, m.monitor.timeout_seconds),
             )
             for m in claimed
             if isinstance(m, WatchedMonitor)
@@ -695,7 +694,7 @@ class Scheduler:
                 )
                 await self._send(conn, [plan], self._clock())
                 if plan.missed:
-                    await results.store(conn, plan.missed)
+                    await results.store(conn, plan.missed, self._default_countries)
         self._missed(plan.missed)
         log.info(
             "round triggered",

@@ -21,6 +21,7 @@ from controller.fleet.live import AgentsUnknownError
 from controller.monitors import fair_use
 from controller.monitors.errors import Conflict, NotAllowed, NotFound, Unavailable
 from controller.monitors.store import Monitor
+from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,7 @@ class MonitorTrigger:
         if self.round_now is None:
             raise Unavailable("The check pipeline is not running here")
         lim = self.limits
-        countries = len(monitor.allowed_country_codes or ()) or lim.default_countries
+        countries = schedule.planned_countries(monitor.allowed_country_codes, lim.default_countries)
         async with self.pool.acquire() as conn, conn.transaction():
             await fair_use.take_trigger(
                 conn,

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
+from controller.alerting.rules import CLOSE_GRACE
 from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
-from controller.ingest.alert_queue_store import CLOSE_GRACE, PUSH_ROUNDS
+from controller.ingest.alert_queue_store import PUSH_ROUNDS
 from shared.messages import encode
 from shared.timefmt import utcnow
 from tests.alerting.conftest import Rig
@@ -154,3 +155,25 @@ async def test_a_trigger_a_changed_interval_or_a_mark_stop_the_moves(rig: Rig) -
     await _store(rig, m, 2)
     q = await _queue(rig, m)
     assert (q["watch_at"], q["due_at"]) == (None, _closes(m, rig.at(2)))
+
+
+@pytest.mark.parametrize(("default_countries", "moves"), [(2, False), (1, True)])
+async def test_a_round_of_unknown_countries_expects_the_configured_default(
+    rig: Rig, default_countries: int, moves: bool
+) -> None:
+    """A monitor with no list whose rounds' countries are not recorded: its round is complete
+    with DEFAULT_CHECK_COUNTRIES answers, for the ingester's push as for the alerter (it
+    counted one, whatever the setting)."""
+    m = await _settled_at_round_1(rig)
+    await rig.fetch(
+        "UPDATE monitors SET allowed_country_codes = NULL, round_countries = NULL"
+        " WHERE id = $1 RETURNING id",
+        m["id"],
+    )
+    ref = {"publicId": str(m["public_id"])}
+    row = results.decode_result(encode(routine(rig.job_ids, ref, "DE", rig.at(2), 2)))
+    async with rig.pool.acquire() as conn, conn.transaction():
+        assert await results.store(conn, [row], default_countries) == 1
+    q = await _queue(rig, m)
+    at = 3 if moves else 2
+    assert (q["watch_at"], q["due_at"]) == (rig.at(at), _closes(m, rig.at(at)))

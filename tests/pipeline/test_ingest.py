@@ -731,7 +731,7 @@ async def test_a_batch_finds_its_monitors_states_and_queue_rows_by_key(
     one whole."""
     sql, args = {
         "ingest": (results._INSERT, 2),
-        "mark": (alert_queue._MARK, 3),
+        "mark": (alert_queue._MARK, 4),
         "save": (alert_state._SAVE_BATCH, 7),
     }[statement]
     conn = await asyncpg.connect(pipe_database_url)  # its settings and statement die with it
@@ -777,7 +777,7 @@ async def test_a_batch_opens_only_the_days_of_results_it_needs(pipe_database_url
             for name, sql, args in [
                 ("fresh", results._INSERT, "NULL, NULL"),
                 ("old", results._INSERT_OLD, "NULL, NULL"),
-                ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 840, 5, 300"),
+                ("push", alert_queue._PUSH, "ARRAY[1]::bigint[], 6, 86400, 2, 300"),
             ]:
                 await conn.execute(f"PREPARE {name} AS {sql}")
                 plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({args})")

@@ -402,7 +402,7 @@ def oauth2_bound(fields: list[str]) -> ApiError:
 
 def check_timeout(interval_seconds: int, timeout: int) -> None:
     """The native rule (timeout ≤ interval), said in AlertSite's units."""
-    if timeout > interval_seconds:
+    if not validation.timeout_fits(interval_seconds, timeout):
         raise bad_request(
             "timeout",
             f"timeout ({timeout} seconds) must not be longer than the interval"

@@ -419,7 +419,7 @@ def create_values(
     values.update(_secret_env(kind, body))
     values.setdefault("status", "active")
     values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
-    values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
+    values.setdefault("timeout_seconds", validation.default_timeout(values["check_interval"]))
     validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
     values.update(config_values(kind, body, {}, box, creating=True, token_hosts=token_hosts))
     values.setdefault("config", {})

@@ -58,8 +58,7 @@ def _latest_sql(phases: bool) -> str:
         " s.last_cert_not_after AS not_after"
         " FROM monitors m"
         " JOIN monitor_country_state s ON s.monitor_id = m.id AND s.last_job_id <> ''"
-        "  AND (coalesce(m.allowed_country_codes, m.round_countries) IS NULL"
-        "       OR s.country = ANY(coalesce(m.allowed_country_codes, m.round_countries)))"
+        "  AND checked_from(m.allowed_country_codes, m.round_countries, s.country)"
         f" WHERE {_IN_SHARD} ORDER BY m.id, s.country"
     )
 

@@ -26,12 +26,11 @@ from controller.monitors.store import searched
 
 STATES = ("up", "degraded", "down", "missed", "unknown")
 
-# Countries the monitor is checked from now, as `controller.monitors.latest_store` has it.
-_CHECKED_FROM = "coalesce(m.allowed_country_codes, m.round_countries)"
-_COUNTRY_ROWS = f"""
+# The countries the monitor is checked from now (`checked_from`, migration 0053).
+_COUNTRY_ROWS = """
         FROM monitor_country_state s
         WHERE s.monitor_id = m.id AND s.last_job_id <> ''
-          AND ({_CHECKED_FROM} IS NULL OR s.country = ANY({_CHECKED_FROM}))"""
+          AND checked_from(m.allowed_country_codes, m.round_countries, s.country)"""
 
 # The state the countries' latest results say, for a monitor the alerter has not judged.
 _FROM_COUNTRIES = f"""(SELECT CASE
