@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import NamedTuple
 
 from controller.db.pool import Conn
-from controller.jobs.rules import JOB_EXPIRY_MAX
 from controller.monitors.validation import CHECK_INTERVAL_MAX, TIMEOUT_MAX
 
 # Rounds are judged once complete (or closed: the alerter comes back for that by itself, the

@@ -7,7 +7,7 @@ together still spread evenly over the interval, and every replica computes the s
 """
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
