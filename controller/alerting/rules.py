@@ -221,7 +221,7 @@ def expected_countries(
 ) -> tuple[list[str] | None, int]:
     """The countries a round goes to (None when unknown) and how many: the listed ones, else
     those the scheduler sent the latest round to, else `default` (DEFAULT_CHECK_COUNTRIES).
-    The twin of SQL `round_countries_of` and `round_expected` (migration 0053), held to them by
+    The twin of SQL `round_expected` and `checked_from` (migration 0053), held to them by
     tests/pipeline/test_round_rules.py."""
     countries = list(allowed or latest or ()) or None
     return countries, schedule.planned_countries(countries, default)

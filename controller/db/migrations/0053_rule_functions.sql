@@ -1,22 +1,23 @@
--- A monitor's rounds, decided once for every statement that needs them in SQL; each function
--- has its Python twin, and tests/pipeline/test_round_rules.py holds the two to one table of
--- cases. `LANGUAGE sql` and IMMUTABLE, one expression each: the planner inlines them into the
--- statements that call them, so they cost what the expressions they replace cost.
+-- Rules of a monitor's rounds and logins, decided once for every statement that needs them in
+-- SQL; each function has its Python twin, and tests/pipeline/test_round_rules.py and
+-- test_login_rules.py hold the two to one table of cases. `LANGUAGE sql` and IMMUTABLE, one
+-- expression each: the planner inlines them into the statements that call them, so they cost
+-- what the expressions they replace cost (the tests check that no call is left in a plan).
 
--- The countries a monitor's rounds go to: its listed ones, else those its latest round went to;
--- NULL when neither says (a monitor that never ran, or whose rounds went nowhere).
--- Twin: controller.alerting.rules.expected_countries (its list).
-CREATE FUNCTION round_countries_of(allowed text[], latest text[]) RETURNS text[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(nullif(allowed, '{}'), nullif(latest, '{}'))
-$$;
+-- The countries a monitor's rounds go to are its listed ones (`allowed`), else those its latest
+-- round went to (`latest`); neither says for a monitor that never ran or whose rounds went
+-- nowhere (an empty list says nothing). The two functions below read that on the arrays,
+-- without building the list (they are on the ingester's and the reads' paths).
 
--- Whether a country's state is of a country the monitor is checked from now (any country
--- while `round_countries_of` is NULL). Twin: controller.alerting.rules.checked_from.
+-- Whether a country's state is of a country the monitor is checked from now (any while its
+-- rounds' countries are unknown). Twin: controller.alerting.rules.checked_from.
 CREATE FUNCTION checked_from(allowed text[], latest text[], country text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT round_countries_of(allowed, latest) IS NULL
-        OR country = ANY(round_countries_of(allowed, latest))
+    SELECT CASE
+        WHEN cardinality(allowed) > 0 THEN country = ANY(allowed)
+        WHEN cardinality(latest) > 0 THEN country = ANY(latest)
+        ELSE true
+    END
 $$;
 
 -- How many countries each round of a monitor is planned for, what its checks cost (budgets,
@@ -24,16 +25,17 @@ $$;
 -- Twin: controller.scheduling.rules.planned_countries.
 CREATE FUNCTION planned_countries(allowed text[], default_countries int) RETURNS int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(cardinality(nullif(allowed, '{}')), default_countries)
+    SELECT coalesce(nullif(cardinality(allowed), 0), default_countries)
 $$;
 
--- How many countries a round expects a result from (a round is complete with that many):
--- those of `round_countries_of`, else `default_countries` (DEFAULT_CHECK_COUNTRIES).
+-- How many countries a round expects a result from (a round is complete with that many): its
+-- countries, else `default_countries` (DEFAULT_CHECK_COUNTRIES).
 -- Twin: controller.alerting.rules.expected_countries (its count).
 CREATE FUNCTION round_expected(allowed text[], latest text[], default_countries int)
 RETURNS int
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT planned_countries(round_countries_of(allowed, latest), default_countries)
+    SELECT coalesce(nullif(cardinality(allowed), 0), nullif(cardinality(latest), 0),
+        default_countries)
 $$;
 
 -- How long after its scheduled time a round closes: its expiry (the next round, at most 840 s:
