@@ -85,9 +85,10 @@ async def _checks(ports: dict[str, int], ca_pem: str, name: str, checks: int, ro
         cpu0 = _cpu_s()
         failed = await _agent_checks(job, contexts, checks)
         per_check = (_cpu_s() - cpu0) / checks * 1000
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"{name}: {per_check:.3f} ms CPU per check ({checks:,} checks at concurrency"
-            f" {CONCURRENCY}), {len(failed)} failed {failed[:1]}",
+            f" {CONCURRENCY}), peak RSS {peak_mb:.0f} MB, {len(failed)} failed {failed[:1]}",
             file=sys.__stdout__,
             flush=True,
         )
