@@ -21,6 +21,7 @@ from tests.peers.imap import ImapPeer
 from tests.peers.jobs import make_job
 from tests.peers.pop3 import Pop3Peer
 from tests.peers.smtp import SmtpPeer
+from tests.unit.probers import test_roundtrip_prober as roundtrip
 
 
 def _agents(objects: list[object]) -> list[str]:
@@ -92,4 +93,16 @@ async def test_an_smtp_check_leaves_no_cycle(
     async with SmtpPeer(**tls) as peer:  # type: ignore[arg-type]
         with garbage() as found:
             await _check_twice("smtp", peer.port, config, ssl_contexts)
+    assert _agents(found) == []
+
+
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+async def test_a_round_trip_leaves_no_cycle(protocol: str, ssl_contexts: SslContexts) -> None:
+    async with roundtrip.rig() as r:
+        receive = {} if protocol == "imap" else {"folders": ["INBOX"]}
+        cfg = roundtrip.config(r, protocol, receive=receive)
+        with garbage() as found:
+            for _ in range(2):
+                result = await roundtrip.run(r, cfg, ssl_contexts)
+                assert result.status == "up", result.message
     assert _agents(found) == []
