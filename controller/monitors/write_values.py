@@ -10,7 +10,7 @@ Pure but for sealing: the model in, the columns out (`controller.monitors.writes
 """
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -102,34 +102,40 @@ def _none_is_empty(value: str | None) -> str:
     return "" if value is None else value
 
 
-def _transport_options(cfg: SmtpLegWrite | ImapPopLegWrite, out: Json, key: str) -> None:
-    """`tlsOptions` and `allowPlaintextAuth`, which both kinds share; a null `ca` or
-    `servername` is the default, so it is not stored."""
+# The keys of a config (or of a leg) a rule below takes; every other key of the model is an
+# option stored as sent (a flag, a number): a new one needs no line here.
+_SMTP_RULED: Final = frozenset({"auth", "tlsOptions", "hostname", "port", "from"})
+_IMAP_POP_RULED: Final = frozenset(
+    {"protocol", "user", "password", "oauth2", "tlsOptions", "hostname", "port"}
+    | {"folders", "spamFolders"}
+)
+_ROUNDTRIP_RULED: Final = frozenset({"send", "to", "receive"})
+
+
+def _as_sent(cfg: msgspec.Struct, ruled: frozenset[str]) -> Json:
+    """The keys of `cfg` no rule takes, as sent (its tag left out)."""
+    sent: Json = msgspec.to_builtins(cfg)
+    return {k: v for k, v in sent.items() if k not in ruled and k != "kind"}
+
+
+def _tls_options(cfg: SmtpLegWrite | ImapPopLegWrite, out: Json, key: str) -> None:
+    """`tlsOptions`, which both kinds share; a null `ca` or `servername` is the default, so it
+    is not stored."""
     opts = cfg.tls_options
     if not isinstance(opts, UnsetType):
-        tls: Json = {}
-        if opts.reject_unauthorized is not UNSET:
-            tls["rejectUnauthorized"] = opts.reject_unauthorized
+        tls: Json = _as_sent(opts, frozenset({"ca", "servername"}))
         if isinstance(opts.ca, str):
             tls["ca"] = tls_options.ca(opts.ca, f"{key}.tlsOptions.ca")
         if isinstance(opts.servername, str):
             field = f"{key}.tlsOptions.servername"
             tls["servername"] = tls_options.servername(opts.servername, field)
         out["tlsOptions"] = tls
-    if cfg.allow_plaintext_auth is not UNSET:
-        out["allowPlaintextAuth"] = cfg.allow_plaintext_auth
 
 
 def _smtp_config(
     cfg: SmtpLegWrite, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
 ) -> Json:
-    out: Json = {}
-    if cfg.secure is not UNSET:
-        out["secure"] = cfg.secure
-    if cfg.ignore_tls is not UNSET:
-        out["ignoreTls"] = cfg.ignore_tls
-    if cfg.require_tls is not UNSET:
-        out["requireTls"] = cfg.require_tls
+    out = _as_sent(cfg, _SMTP_RULED)
     if cfg.auth is None:
         out["auth"] = None
     elif not isinstance(cfg.auth, UnsetType):
@@ -152,16 +158,14 @@ def _smtp_config(
         if grant is not UNSET:
             auth["oauth2"] = grant
         out["auth"] = auth
-    _transport_options(cfg, out, key)
-    if isinstance(cfg, SmtpWrite) and cfg.relay_check is not UNSET:
-        out["relayCheck"] = cfg.relay_check
+    _tls_options(cfg, out, key)
     return out
 
 
 def _imap_pop_config(
     cfg: ImapPopLegWrite, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
 ) -> tuple[Json, str]:
-    out: Json = {}
+    out = _as_sent(cfg, _IMAP_POP_RULED)
     protocol = "imap"
     if not isinstance(cfg.protocol, UnsetType):
         protocol = validation.protocol(cfg.protocol, f"{key}.protocol")
@@ -174,9 +178,7 @@ def _imap_pop_config(
     grant = _oauth2(cfg.oauth2, stored.get("oauth2"), box, f"{key}.oauth2", token_hosts)
     if grant is not UNSET:
         out["oauth2"] = grant
-    if cfg.tls is not UNSET:
-        out["tls"] = cfg.tls
-    _transport_options(cfg, out, key)
+    _tls_options(cfg, out, key)
     return out, protocol
 
 
@@ -222,10 +224,7 @@ def _roundtrip_config(
     config: Json = {"send": sent, "to": to, "receive": {}}
     config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
     _own_addresses(config, key)
-    if cfg.slow_after_seconds is not UNSET:
-        config["slowAfterSeconds"] = cfg.slow_after_seconds
-    if cfg.spam_is_failure is not UNSET:
-        config["spamIsFailure"] = cfg.spam_is_failure
+    config.update(_as_sent(cfg, _ROUNDTRIP_RULED))
     out["config"] = config
     return out
 
