@@ -10,7 +10,7 @@ Pure but for sealing: the model in, the columns out (`controller.monitors.writes
 """
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -22,12 +22,16 @@ from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.monitors.write_model import (
     KEEP,
     ImapPopLegWrite,
+    ImapPopWrite,
     MonitorWrite,
     OAuth2Write,
     RoundTripReceiveWrite,
+    RoundTripSendWrite,
     RoundTripWrite,
+    SmtpAuthWrite,
     SmtpLegWrite,
     SmtpWrite,
+    TlsOptionsWrite,
 )
 from controller.oauth2 import assertion
 from controller.oauth2 import grants as oauth2_grants
@@ -37,8 +41,10 @@ from controller.secrets.box import SecretBox, is_sealed
 if TYPE_CHECKING:  # the type only: these rules read no store
     from controller.monitors.store import Monitor
 
-# A monitor's columns, or a config, as JSON (what the store writes).
+# A monitor's columns, or a stored config, as JSON (what the store writes).
 Json = dict[str, Any]
+SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegWrite)
+ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopLegWrite)
 
 
 def _secret(
@@ -60,7 +66,7 @@ def _oauth2(
     box: SecretBox,
     key: str,
     token_hosts: Sequence[str] | None,
-) -> Json | None | UnsetType:
+) -> OAuth2Write | None | UnsetType:
     """A login's `oauth2` to store: checked, its secrets sealed, `KEEP` keeping a stored one;
     null (or absent) is none."""
     if cfg is None or isinstance(cfg, UnsetType):
@@ -92,94 +98,81 @@ def _oauth2(
     out = oauth2_grants.as_stored(grant)
     for name in oauth2_grants.SECRET_KEYS:
         out.pop(name, None)
-    out.update(sealed)
-    return out
+    return msgspec.convert({**out, **sealed}, OAuth2Write)
 
 
-def _none_is_empty(value: str | None) -> str:
+def _none_is_empty(value: str | None | UnsetType) -> str | UnsetType:
     """A null user name is none, as "": the stored config holds text (a null there made every
     read of a round trip a 500, and the scheduler skip the monitor's rounds)."""
     return "" if value is None else value
 
 
-# The keys of a config (or of a leg) a rule below takes; every other key of the model is an
-# option stored as sent (a flag, a number): a new one needs no line here.
-_SMTP_RULED: Final = frozenset({"auth", "tlsOptions", "hostname", "port", "from"})
-_IMAP_POP_RULED: Final = frozenset(
-    {"protocol", "user", "password", "oauth2", "tlsOptions", "hostname", "port"}
-    | {"folders", "spamFolders"}
-)
-_ROUNDTRIP_RULED: Final = frozenset({"send", "to", "receive"})
-
-
-def _as_sent(cfg: msgspec.Struct, ruled: frozenset[str]) -> Json:
-    """The keys of `cfg` no rule takes, as sent (its tag left out)."""
-    sent: Json = msgspec.to_builtins(cfg)
-    return {k: v for k, v in sent.items() if k not in ruled and k != "kind"}
-
-
-def _tls_options(cfg: SmtpLegWrite | ImapPopLegWrite, out: Json, key: str) -> None:
+def _tls_options(opts: TlsOptionsWrite | UnsetType, key: str) -> TlsOptionsWrite | UnsetType:
     """`tlsOptions`, which both kinds share; a null `ca` or `servername` is the default, so it
     is not stored."""
-    opts = cfg.tls_options
-    if not isinstance(opts, UnsetType):
-        tls: Json = _as_sent(opts, frozenset({"ca", "servername"}))
-        if isinstance(opts.ca, str):
-            tls["ca"] = tls_options.ca(opts.ca, f"{key}.tlsOptions.ca")
-        if isinstance(opts.servername, str):
-            field = f"{key}.tlsOptions.servername"
-            tls["servername"] = tls_options.servername(opts.servername, field)
-        out["tlsOptions"] = tls
+    if isinstance(opts, UnsetType):
+        return opts
+    ca, servername = opts.ca, opts.servername
+    return msgspec.structs.replace(
+        opts,
+        ca=tls_options.ca(ca, f"{key}.tlsOptions.ca") if isinstance(ca, str) else UNSET,
+        servername=(
+            tls_options.servername(servername, f"{key}.tlsOptions.servername")
+            if isinstance(servername, str)
+            else UNSET
+        ),
+    )
+
+
+# Each function below returns the config (or leg) as it is stored: the keys a rule takes
+# checked and normalised, secrets sealed, every other key (an option: a flag, a number) as
+# sent, so a new option needs no line here.
 
 
 def _smtp_config(
-    cfg: SmtpLegWrite, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
-) -> Json:
-    out = _as_sent(cfg, _SMTP_RULED)
-    if cfg.auth is None:
-        out["auth"] = None
-    elif not isinstance(cfg.auth, UnsetType):
-        auth: Json = {}
-        if not isinstance(cfg.auth.user, UnsetType):
-            auth["user"] = _none_is_empty(cfg.auth.user)
+    cfg: SmtpLegT, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
+) -> SmtpLegT:
+    auth = cfg.auth
+    if isinstance(auth, SmtpAuthWrite):
         stored_auth = stored.get("auth") if isinstance(stored.get("auth"), dict) else {}
-        sealed = _secret(
-            cfg.auth.password, (stored_auth or {}).get("pass"), box, f"{key}.auth.pass"
+        auth = SmtpAuthWrite(
+            user=_none_is_empty(auth.user),
+            password=_secret(
+                auth.password, (stored_auth or {}).get("pass"), box, f"{key}.auth.pass"
+            ),
+            oauth2=_oauth2(
+                auth.oauth2,
+                (stored_auth or {}).get("oauth2"),
+                box,
+                f"{key}.auth.oauth2",
+                token_hosts,
+            ),
         )
-        if sealed is not UNSET:
-            auth["pass"] = sealed
-        grant = _oauth2(
-            cfg.auth.oauth2,
-            (stored_auth or {}).get("oauth2"),
-            box,
-            f"{key}.auth.oauth2",
-            token_hosts,
-        )
-        if grant is not UNSET:
-            auth["oauth2"] = grant
-        out["auth"] = auth
-    _tls_options(cfg, out, key)
-    return out
+    return msgspec.structs.replace(cfg, auth=auth, tls_options=_tls_options(cfg.tls_options, key))
 
 
 def _imap_pop_config(
-    cfg: ImapPopLegWrite, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
-) -> tuple[Json, str]:
-    out = _as_sent(cfg, _IMAP_POP_RULED)
-    protocol = "imap"
-    if not isinstance(cfg.protocol, UnsetType):
-        protocol = validation.protocol(cfg.protocol, f"{key}.protocol")
-        out["protocol"] = protocol
-    if not isinstance(cfg.user, UnsetType):
-        out["user"] = _none_is_empty(cfg.user)
-    sealed = _secret(cfg.password, stored.get("password"), box, f"{key}.password")
-    if sealed is not UNSET:
-        out["password"] = sealed
+    cfg: ImapPopLegT, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
+) -> ImapPopLegT:
+    protocol = cfg.protocol
+    if not isinstance(protocol, UnsetType):
+        protocol = validation.protocol(protocol, f"{key}.protocol")
+    user = _none_is_empty(cfg.user)
+    password = _secret(cfg.password, stored.get("password"), box, f"{key}.password")
     grant = _oauth2(cfg.oauth2, stored.get("oauth2"), box, f"{key}.oauth2", token_hosts)
-    if grant is not UNSET:
-        out["oauth2"] = grant
-    _tls_options(cfg, out, key)
-    return out, protocol
+    return msgspec.structs.replace(
+        cfg,
+        protocol=protocol,
+        user=user,
+        password=password,
+        oauth2=grant,
+        tls_options=_tls_options(cfg.tls_options, key),
+    )
+
+
+def _protocol(cfg: ImapPopLegWrite) -> str:
+    """The protocol of an IMAP/POP login as stored (imap when none is given)."""
+    return "imap" if isinstance(cfg.protocol, UnsetType) else cfg.protocol
 
 
 def _roundtrip_config(
@@ -216,28 +209,31 @@ def _roundtrip_config(
         if isinstance(send.sender, UnsetType)
         else validation.email(send.sender, f"{key}.send.from")
     )
-    if sender is not None:
-        sent["from"] = sender
+    # The send leg's server is the monitor's hostname and port, not its config's.
+    sent = msgspec.structs.replace(
+        sent, hostname=UNSET, port=UNSET, sender=UNSET if sender is None else sender
+    )
     to = validation.email(cfg.to, f"{key}.to")
     if to is None:
         raise invalid(f"{key}.to", f"{key}.to is required")
-    config: Json = {"send": sent, "to": to, "receive": {}}
-    config["receive"] = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
-    _own_addresses(config, key)
-    config.update(_as_sent(cfg, _ROUNDTRIP_RULED))
-    out["config"] = config
+    receive = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
+    _own_addresses(to, sent, receive, key)
+    config = msgspec.structs.replace(cfg, send=sent, to=to, receive=receive)
+    out["config"] = _json(config)
     return out
 
 
-def _own_addresses(config: Json, key: str) -> None:
+def _own_addresses(
+    to: str, send: RoundTripSendWrite, receive: RoundTripReceiveWrite, key: str
+) -> None:
     """Refuse `to` unless it is the mailbox the receive leg reads, or `send.from` unless the
     send leg may use it (controller.roundtrips.rules)."""
-    to, receive, send = config["to"], config["receive"], config["send"]
-    if problem := roundtrip_rules.recipient_problem(to, receive["user"], receive["hostname"]):
+    assert isinstance(receive.user, str) and isinstance(receive.hostname, str)
+    if problem := roundtrip_rules.recipient_problem(to, receive.user, receive.hostname):
         raise invalid(f"{key}.to", f"{key}.to {problem}")
-    auth = send.get("auth")
-    login = auth.get("user") if isinstance(auth, dict) else None
-    sender = send.get("from")
+    auth = send.auth
+    login = auth.user if isinstance(auth, SmtpAuthWrite) and isinstance(auth.user, str) else None
+    sender = send.sender
     if sender and (problem := roundtrip_rules.sender_problem(sender, login, to)):
         raise invalid(f"{key}.send.from", f"{key}.send.from {problem}")
 
@@ -248,26 +244,25 @@ def _receive(
     box: SecretBox,
     key: str,
     token_hosts: Sequence[str] | None,
-) -> Json:
+) -> RoundTripReceiveWrite:
     stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
-    out, protocol = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
+    out = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
     if isinstance(cfg.hostname, UnsetType):
         raise invalid(f"{key}.hostname", f"{key}.hostname is required")
-    out["hostname"] = validation.hostname(cfg.hostname, f"{key}.hostname")
-    if not isinstance(cfg.port, UnsetType):
-        out["port"] = validation.port(cfg.port, f"{key}.port")
-    for name in ("user", "password"):
-        if name == "password" and out.get("oauth2"):
-            continue  # an OAuth2 login instead of the password
-        if not out.get(name):
-            raise invalid(f"{key}.{name}", f"{key}.{name} is required to read the mailbox")
+    hostname = validation.hostname(cfg.hostname, f"{key}.hostname")
+    port = cfg.port if isinstance(cfg.port, UnsetType) else validation.port(cfg.port, f"{key}.port")
+    if not out.user:
+        raise invalid(f"{key}.user", f"{key}.user is required to read the mailbox")
+    # An OAuth2 login instead of the password.
+    if not out.password and not out.oauth2:
+        raise invalid(f"{key}.password", f"{key}.password is required to read the mailbox")
     folders = (
         ["INBOX"]
         if isinstance(cfg.folders, UnsetType)
         else validation.folders(cfg.folders, f"{key}.folders")
     )
     spam = [] if isinstance(cfg.spam_folders, UnsetType) else cfg.spam_folders
-    if protocol == "pop3" and (folders != ["INBOX"] or spam):
+    if _protocol(out) == "pop3" and (folders != ["INBOX"] or spam):
         raise invalid(
             f"{key}.folders" if folders != ["INBOX"] else f"{key}.spamFolders",
             f"{key}: POP3 reads only the inbox; folders and spamFolders are IMAP's",
@@ -276,7 +271,15 @@ def _receive(
         raise invalid(
             f"{key}.spamFolders", f"{key}.spamFolders: {not_listed[0]!r} is not in folders"
         )
-    out["folders"], out["spamFolders"] = folders, spam
+    return msgspec.structs.replace(
+        out, hostname=hostname, port=port, folders=folders, spam_folders=spam
+    )
+
+
+def _json(config: msgspec.Struct) -> Json:
+    """A config (or leg) of the model as the stored JSON: the keys set, its tag left out."""
+    out: Json = msgspec.to_builtins(config)
+    out.pop("kind", None)
     return out
 
 
@@ -303,12 +306,12 @@ def config_values(
         return {}
     key = _config_key(kind, write)
     if kind is SMTP and isinstance(cfg, SmtpWrite):
-        return {"config": _smtp_config(cfg, stored, box, key, token_hosts)}
+        return {"config": _json(_smtp_config(cfg, stored, box, key, token_hosts))}
     if kind is ROUNDTRIP and isinstance(cfg, RoundTripWrite):
         return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
-    if kind is IMAP_POP and isinstance(cfg, ImapPopLegWrite):
-        config, protocol = _imap_pop_config(cfg, stored, box, key, token_hosts)
-        return {"config": config, "type": protocol}
+    if kind is IMAP_POP and isinstance(cfg, ImapPopWrite):
+        config = _imap_pop_config(cfg, stored, box, key, token_hosts)
+        return {"config": _json(config), "type": _protocol(config)}
     raise invalid(key, f"{key} is not a config of {kind.label}s")
 
 
