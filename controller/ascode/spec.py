@@ -241,7 +241,7 @@ def _monitor(
         validation.no_nul(request, "")
         # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
         write = write_of(kind, cast(MonitorCreate, request))
-        values = write_values.create_values(write, box, token_hosts=None)
+        values = write_values.create_values(write, box, token_hosts=None).columns()
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
     except (ApiError, Refused) as exc:

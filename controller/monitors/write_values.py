@@ -9,7 +9,7 @@ sent (the API shows SMTP and IMAP/POP configs as sent).
 Pure but for sealing: the model in, the columns out (`controller.monitors.writes` stores them).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -25,6 +25,7 @@ from controller.monitors.write_model import (
     ImapPopWrite,
     MonitorWrite,
     OAuth2Write,
+    ReputationWrite,
     RoundTripReceiveWrite,
     RoundTripSendWrite,
     RoundTripWrite,
@@ -182,7 +183,7 @@ def _roundtrip_config(
     key: str,
     creating: bool,
     token_hosts: Sequence[str] | None,
-) -> Json:
+) -> "MonitorValues":
     """The columns of a round trip's config: `hostname`/`port` (the send leg's server, changed
     only when sent) and `config` (send without its server, to, receive, grading)."""
     if (
@@ -192,14 +193,14 @@ def _roundtrip_config(
     ):
         missing = next(n for n in ("send", "to", "receive") if getattr(cfg, n) is UNSET)
         raise invalid(f"{key}.{missing}", f"{key}.{missing} is required")
-    out: Json = {}
+    out = MonitorValues()
     send = cfg.send
     if not isinstance(send.hostname, UnsetType):
-        out["hostname"] = validation.hostname(send.hostname, f"{key}.send.hostname")
+        out.hostname = validation.hostname(send.hostname, f"{key}.send.hostname")
     elif creating:
         raise invalid(f"{key}.send.hostname", f"{key}.send.hostname is required")
     if not isinstance(send.port, UnsetType):
-        out["port"] = validation.port(send.port, f"{key}.send.port")
+        out.port = validation.port(send.port, f"{key}.send.port")
     stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
     sent = _smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts)
     # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
@@ -219,7 +220,7 @@ def _roundtrip_config(
     receive = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
     _own_addresses(to, sent, receive, key)
     config = msgspec.structs.replace(cfg, send=sent, to=to, receive=receive)
-    out["config"] = _json(config)
+    out.config = _json(config)
     return out
 
 
@@ -287,6 +288,47 @@ def _config_key(kind: Kind, write: MonitorWrite) -> str:
     return write.config_field or kind.config_key
 
 
+class MonitorValues(msgspec.Struct, kw_only=True):
+    """The columns a write sets, as the store writes them (UNSET: left as it is; a create sets
+    every one but the customer). `config` is the stored config's JSON, its keys as sent."""
+
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+    port: int | None | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    check_interval: int | UnsetType = UNSET
+    timeout_seconds: int | UnsetType = UNSET
+    allowed_country_codes: list[str] | None | UnsetType = UNSET
+    notification_email: str | None | UnsetType = UNSET
+    notification_phone_number: str | None | UnsetType = UNSET
+    mail_domain: str | None | UnsetType = UNSET
+    reputation: dict[str, list[str]] | None | UnsetType = UNSET
+    secret_env: dict[str, str] | None | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    config: Json | UnsetType = UNSET
+
+    def columns(self) -> Json:
+        """The columns set, by name (what `controller.monitors.store` writes)."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not UNSET
+        }
+
+    def over(self, other: "MonitorValues") -> "MonitorValues":
+        """`other` with the columns this sets set."""
+        return msgspec.structs.replace(other, **self.columns())
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _checked(value: T | UnsetType, rule: Callable[[T], R]) -> R | UnsetType:
+    """`rule`'s answer for a value sent; UNSET for none."""
+    return value if isinstance(value, UnsetType) else rule(value)
+
+
 def config_values(
     write: MonitorWrite,
     stored: Json,
@@ -294,81 +336,79 @@ def config_values(
     *,
     creating: bool = False,
     token_hosts: Sequence[str] | None = (),
-) -> Json:
+) -> MonitorValues:
     """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
-    {} when no config was sent. `token_hosts`: the hosts a custom OAuth2 token endpoint may be
-    on (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
+    none when no config was sent. `stored`: the config stored (JSON), whose secrets `KEEP`
+    keeps. `token_hosts`: the hosts a custom OAuth2 token endpoint may be on
+    (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
     kind = kinds.named(write.kind)
     cfg = write.config
     if isinstance(cfg, UnsetType):
         if kind is ROUNDTRIP and creating:
             raise invalid(kind.config_key, f"{kind.config_key} is required")
-        return {}
+        return MonitorValues()
     key = _config_key(kind, write)
     if kind is SMTP and isinstance(cfg, SmtpWrite):
-        return {"config": _json(_smtp_config(cfg, stored, box, key, token_hosts))}
+        return MonitorValues(config=_json(_smtp_config(cfg, stored, box, key, token_hosts)))
     if kind is ROUNDTRIP and isinstance(cfg, RoundTripWrite):
         return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
     if kind is IMAP_POP and isinstance(cfg, ImapPopWrite):
         config = _imap_pop_config(cfg, stored, box, key, token_hosts)
-        return {"config": _json(config), "type": _protocol(config)}
+        return MonitorValues(config=_json(config), type=_protocol(config))
     raise invalid(key, f"{key} is not a config of {kind.label}s")
 
 
-def common_values(write: MonitorWrite) -> Json:
-    """Columns from the fields every kind shares, normalised; absent fields are left out."""
-    out: Json = {}
-    if not isinstance(write.name, UnsetType):
-        out["name"] = validation.name(write.name)
-    # A round trip has no top-level hostname/port: its config carries both servers.
-    if not isinstance(write.hostname, UnsetType):
-        out["hostname"] = validation.hostname(write.hostname)
-    if not isinstance(write.port, UnsetType):
-        out["port"] = validation.port(write.port)
-    if not isinstance(write.status, UnsetType):
-        out["status"] = validation.status(write.status)
-    if write.check_interval is not UNSET:
-        out["check_interval"] = write.check_interval
-    if write.timeout_seconds is not UNSET:
-        out["timeout_seconds"] = write.timeout_seconds
-    if not isinstance(write.allowed_country_codes, UnsetType):
-        out["allowed_country_codes"] = validation.country_codes(write.allowed_country_codes)
-    if not isinstance(write.notification_email, UnsetType):
-        out["notification_email"] = validation.email(write.notification_email)
-    if not isinstance(write.notification_phone_number, UnsetType):
-        out["notification_phone_number"] = validation.phone(write.notification_phone_number)
-    if not isinstance(write.mail_domain, UnsetType):
-        out["mail_domain"] = validation.mail_domain(write.mail_domain)
-    # SMTP monitors only: what their mail goes out from, for the blocklists.
-    listed = write.reputation
+def _reputation(listed: ReputationWrite | None) -> dict[str, list[str]] | None:
     if listed is None:
-        out["reputation"] = None
-    elif not isinstance(listed, UnsetType):
-        out["reputation"] = validation.reputation(
-            [] if isinstance(listed.ips, UnsetType) else listed.ips,
-            [] if isinstance(listed.domains, UnsetType) else listed.domains,
-        )
-    if not isinstance(write.secret_env, UnsetType):
-        paths = kinds.named(write.kind).all_secrets
-        out["secret_env"] = validation.secret_env(write.secret_env, paths)
-    return out
+        return None
+    return validation.reputation(
+        [] if isinstance(listed.ips, UnsetType) else listed.ips,
+        [] if isinstance(listed.domains, UnsetType) else listed.domains,
+    )
+
+
+def common_values(write: MonitorWrite) -> MonitorValues:
+    """Columns from the fields every kind shares, normalised, checked in this order; absent
+    fields are left out. A round trip has no top-level hostname/port (its config holds both
+    servers); only an SMTP monitor lists outbound names (`reputation`) for the blocklists."""
+    paths = kinds.named(write.kind).all_secrets
+    return MonitorValues(
+        name=_checked(write.name, validation.name),
+        hostname=_checked(write.hostname, validation.hostname),
+        port=_checked(write.port, validation.port),
+        status=_checked(write.status, validation.status),
+        check_interval=write.check_interval,
+        timeout_seconds=write.timeout_seconds,
+        allowed_country_codes=_checked(write.allowed_country_codes, validation.country_codes),
+        notification_email=_checked(write.notification_email, validation.email),
+        notification_phone_number=_checked(write.notification_phone_number, validation.phone),
+        mail_domain=_checked(write.mail_domain, validation.mail_domain),
+        reputation=_checked(write.reputation, _reputation),
+        secret_env=_checked(write.secret_env, lambda env: validation.secret_env(env, paths)),
+    )
 
 
 def create_values(
     write: MonitorWrite, box: SecretBox, token_hosts: Sequence[str] | None = ()
-) -> Json:
-    """The columns of a new monitor (without `customer_id`): fields, defaults, config."""
+) -> MonitorValues:
+    """The columns of a new monitor (all but `customer_id`): fields, defaults, config."""
     kind = kinds.named(write.kind)
     values = common_values(write)
-    values.setdefault("status", "active")
-    values.setdefault("check_interval", validation.CHECK_INTERVAL_DEFAULT)
-    values.setdefault("timeout_seconds", min(validation.TIMEOUT_DEFAULT, values["check_interval"]))
-    validation.interval_and_timeout(values["check_interval"], values["timeout_seconds"])
-    values.update(config_values(write, {}, box, creating=True, token_hosts=token_hosts))
-    values.setdefault("config", {})
-    values.setdefault("type", kind.types[0])
-    for column, field in (("name", "name"), ("hostname", "hostname")):
-        if column not in values:
+    if isinstance(values.status, UnsetType):
+        values.status = "active"
+    if isinstance(values.check_interval, UnsetType):
+        values.check_interval = validation.CHECK_INTERVAL_DEFAULT
+    if isinstance(values.timeout_seconds, UnsetType):
+        values.timeout_seconds = min(validation.TIMEOUT_DEFAULT, values.check_interval)
+    validation.interval_and_timeout(values.check_interval, values.timeout_seconds)
+    config = config_values(write, {}, box, creating=True, token_hosts=token_hosts)
+    values = config.over(values)
+    if isinstance(values.config, UnsetType):
+        values.config = {}
+    if isinstance(values.type, UnsetType):
+        values.type = kind.types[0]
+    for field in ("name", "hostname"):
+        if getattr(values, field) is UNSET:
             raise invalid(field, f"{field} is required")
     return values
 
@@ -378,13 +418,16 @@ def update_values(
     monitor: "Monitor",
     box: SecretBox,
     token_hosts: Sequence[str] | None = (),
-) -> Json:
+) -> MonitorValues:
     """The columns an update changes on `monitor` (without `customer_id`)."""
     changes = common_values(write)
     validation.interval_and_timeout(
-        changes.get("check_interval", monitor.check_interval),
-        changes.get("timeout_seconds", monitor.timeout_seconds),
+        monitor.check_interval
+        if isinstance(changes.check_interval, UnsetType)
+        else changes.check_interval,
+        monitor.timeout_seconds
+        if isinstance(changes.timeout_seconds, UnsetType)
+        else changes.timeout_seconds,
     )
     stored = monitor_config.stored_config(monitor)
-    changes.update(config_values(write, stored, box, token_hosts=token_hosts))
-    return changes
+    return config_values(write, stored, box, token_hosts=token_hosts).over(changes)

@@ -40,6 +40,7 @@ from controller.monitors import store as monitors
 from controller.monitors.errors import NotFound, Refused
 from controller.monitors.store import Monitor
 from controller.monitors.write_model import MonitorWrite
+from controller.monitors.write_values import MonitorValues
 from controller.secrets.box import SecretBox, SecretBoxError
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,7 @@ class MonitorWrites:
     ) -> Monitor:
         """Insert the monitor `write` asks for (checked before the customer is resolved) within
         fair use."""
-        values = write_values.create_values(write, self.box, self.token_hosts)
+        values = write_values.create_values(write, self.box, self.token_hosts).columns()
         org, lim = organization_id, self.limits
         async with self.pool.acquire() as conn, conn.transaction():
             row_values = {**values, "customer_id": await customer(conn)}
@@ -121,19 +122,19 @@ class MonitorWrites:
         and not written, when the edit changes nothing)."""
         return await self._update(lookup, edit_of, self._columns)
 
-    def _columns(self, write: MonitorWrite, monitor: Monitor) -> dict[str, Any]:
+    def _columns(self, write: MonitorWrite, monitor: Monitor) -> MonitorValues:
         return write_values.update_values(write, monitor, self.box, self.token_hosts)
 
     async def _update(
         self,
         lookup: Lookup,
         edit_of: EditOf,
-        columns_of: Callable[[MonitorWrite, Monitor], dict[str, Any]],
+        columns_of: Callable[[MonitorWrite, Monitor], MonitorValues],
     ) -> Monitor:
         async with self.pool.acquire() as conn, conn.transaction():
             monitor = await _get(conn, lookup, for_update=True)
             edit = await edit_of(conn, monitor)
-            changes = rules.with_due_reset(columns_of(edit.write, monitor))
+            changes = rules.with_due_reset(columns_of(edit.write, monitor).columns())
             stored = monitors.stored_values(monitor)
             moved = secret_binding.moved_each(
                 secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})

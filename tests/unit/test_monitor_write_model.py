@@ -388,7 +388,7 @@ def test_a_create_fills_in_defaults_and_stores_the_config_as_sent() -> None:
         hostname="IMAP.Example.COM",
         config=ImapPopWrite(protocol="POP3", tls=True, user="probe"),
     )
-    values = write_values.create_values(write, BOX)
+    values = write_values.create_values(write, BOX).columns()
     assert values == {
         "name": "Inbox",
         "hostname": "imap.example.com",
