@@ -48,6 +48,47 @@ SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegWrite)
 ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopLegWrite)
 
 
+class MonitorValues(msgspec.Struct, kw_only=True):
+    """The columns a write sets, as the store writes them (UNSET: left as it is; a create sets
+    every one but the customer). `config` is the stored config's JSON, its keys as sent."""
+
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+    port: int | None | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    check_interval: int | UnsetType = UNSET
+    timeout_seconds: int | UnsetType = UNSET
+    allowed_country_codes: list[str] | None | UnsetType = UNSET
+    notification_email: str | None | UnsetType = UNSET
+    notification_phone_number: str | None | UnsetType = UNSET
+    mail_domain: str | None | UnsetType = UNSET
+    reputation: dict[str, list[str]] | None | UnsetType = UNSET
+    secret_env: dict[str, str] | None | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    config: Json | UnsetType = UNSET
+
+    def columns(self) -> Json:
+        """The columns set, by name (what `controller.monitors.store` writes)."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not UNSET
+        }
+
+    def over(self, other: "MonitorValues") -> "MonitorValues":
+        """`other` with the columns this sets set."""
+        return msgspec.structs.replace(other, **self.columns())
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _checked(value: T | UnsetType, rule: Callable[[T], R]) -> R | UnsetType:
+    """`rule`'s answer for a value sent; UNSET for none."""
+    return value if isinstance(value, UnsetType) else rule(value)
+
+
 def _secret(
     value: str | None | UnsetType, stored: object, box: SecretBox, field: str
 ) -> str | UnsetType:
@@ -183,7 +224,7 @@ def _roundtrip_config(
     key: str,
     creating: bool,
     token_hosts: Sequence[str] | None,
-) -> "MonitorValues":
+) -> MonitorValues:
     """The columns of a round trip's config: `hostname`/`port` (the send leg's server, changed
     only when sent) and `config` (send without its server, to, receive, grading)."""
     if (
@@ -286,47 +327,6 @@ def _json(config: msgspec.Struct) -> Json:
 
 def _config_key(kind: Kind, write: MonitorWrite) -> str:
     return write.config_field or kind.config_key
-
-
-class MonitorValues(msgspec.Struct, kw_only=True):
-    """The columns a write sets, as the store writes them (UNSET: left as it is; a create sets
-    every one but the customer). `config` is the stored config's JSON, its keys as sent."""
-
-    name: str | UnsetType = UNSET
-    hostname: str | UnsetType = UNSET
-    port: int | None | UnsetType = UNSET
-    status: str | UnsetType = UNSET
-    check_interval: int | UnsetType = UNSET
-    timeout_seconds: int | UnsetType = UNSET
-    allowed_country_codes: list[str] | None | UnsetType = UNSET
-    notification_email: str | None | UnsetType = UNSET
-    notification_phone_number: str | None | UnsetType = UNSET
-    mail_domain: str | None | UnsetType = UNSET
-    reputation: dict[str, list[str]] | None | UnsetType = UNSET
-    secret_env: dict[str, str] | None | UnsetType = UNSET
-    type: str | UnsetType = UNSET
-    config: Json | UnsetType = UNSET
-
-    def columns(self) -> Json:
-        """The columns set, by name (what `controller.monitors.store` writes)."""
-        return {
-            name: value
-            for name in self.__struct_fields__
-            if (value := getattr(self, name)) is not UNSET
-        }
-
-    def over(self, other: "MonitorValues") -> "MonitorValues":
-        """`other` with the columns this sets set."""
-        return msgspec.structs.replace(other, **self.columns())
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def _checked(value: T | UnsetType, rule: Callable[[T], R]) -> R | UnsetType:
-    """`rule`'s answer for a value sent; UNSET for none."""
-    return value if isinstance(value, UnsetType) else rule(value)
 
 
 def config_values(
