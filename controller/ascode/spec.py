@@ -31,13 +31,13 @@ import msgspec
 import yaml
 
 from controller.ascode import secret_env
-from controller.monitors import kinds, validation
+from controller.monitors import kinds, validation, write_values
 from controller.monitors.errors import Refused
 from controller.monitors.kinds import ROUNDTRIP, Kind
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.api.errors import ApiError, strict_body_error
 from controller.web.api.monitor_kinds import api_of
-from controller.web.api.monitor_rules import create_values, roundtrip_shown
+from controller.web.api.monitor_rules import roundtrip_shown, write_of
 from controller.web.api.monitor_schemas import MASK, MonitorCreate
 from shared.messages import MonitorType
 
@@ -240,7 +240,8 @@ def _monitor(
         request = msgspec.convert({**doc, "customerId": customer}, struct_type, strict=True)
         validation.no_nul(request, "")
         # Which token endpoint hosts the server allows is the server's to say (OAUTH2_TOKEN_HOSTS).
-        values = create_values(kind, cast(MonitorCreate, request), box, token_hosts=None)
+        write = write_of(kind, cast(MonitorCreate, request))
+        values = write_values.create_values(write, box, token_hosts=None).columns()
     except msgspec.ValidationError as exc:
         raise _api_problem(strict_body_error(exc)) from None
     except (ApiError, Refused) as exc:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import idna
 import msgspec
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
 
 from controller.secrets.box import stored_hook
 from shared.secret import NO_SECRET, Secret, wrap
@@ -242,3 +244,16 @@ def as_stored(grant: Grant) -> dict[str, Any]:
         "provider": grant.provider,
         **out,
     }
+
+
+def private_key(pem: str) -> RSAKey | ECKey:
+    """The signing key of a PEM private key (a service account's `private_key`); GrantProblem
+    (`privateKey`) for anything else, a public key included."""
+    for kind in (RSAKey, ECKey):
+        try:
+            key = kind.import_key(pem)
+        except (JoseError, ValueError, TypeError):
+            continue
+        if key.is_private:
+            return key
+    raise GrantProblem("privateKey", "privateKey must be a PEM RSA or EC private key")

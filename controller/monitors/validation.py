@@ -13,6 +13,7 @@ import phonenumbers
 import pycountry
 
 from controller.monitors.errors import Invalid, invalid
+from controller.monitors.kinds import IMAP_POP
 from shared.addresses import is_blocked
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -23,6 +24,10 @@ COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 CHECK_INTERVAL_DEFAULT, CHECK_INTERVAL_MIN, CHECK_INTERVAL_MAX = 60, 10, 86_400
 TIMEOUT_DEFAULT, TIMEOUT_MIN, TIMEOUT_MAX = 30, 1, 300
 NAME_MAX = 200
+FOLDER_MAX = 200
+FOLDERS_MAX = 20
+# IMAP mailbox names are sent quoted; these would end the quoted string or the command.
+_NOT_IN_FOLDER = frozenset('"\\')
 # The characters `str.strip` and `str.isspace` count white space, as a regular-expression class:
 # `\s` is another set in JSON Schema's dialect (ECMA-262) than in Python's, so documents spell
 # it out.
@@ -118,6 +123,36 @@ def port(value: int | None, field: str = "port") -> int | None:
     if value is not None and not 1 <= value <= 65535:
         raise invalid(field, f"{field} must be between 1 and 65535, or null for the default")
     return value
+
+
+def protocol(value: str, field: str) -> str:
+    """An IMAP/POP login's protocol, `imap` or `pop3` (any case, blanks around ignored)."""
+    normalised = value.strip().lower()
+    if normalised not in IMAP_POP.types:
+        raise invalid(field, f"{field} must be imap or pop3")
+    return normalised
+
+
+def folders(values: list[str], field: str) -> list[str]:
+    """1 to `FOLDERS_MAX` IMAP folder names, de-duplicated in the order given."""
+    if not values or len(values) > FOLDERS_MAX:
+        raise invalid(field, f"{field} must list 1 to {FOLDERS_MAX} folders")
+    for name in values:
+        # ASCII only: IMAP spells other names in modified UTF-7 (RFC 3501 5.1.3), which the
+        # agent does not encode.
+        printable = name.isascii() and name.isprintable()
+        if (
+            not name.strip()
+            or len(name) > FOLDER_MAX
+            or not printable
+            or _NOT_IN_FOLDER & set(name)
+        ):
+            raise invalid(
+                field,
+                f"{field}: {name!r} is not a folder name (1-{FOLDER_MAX} printable ASCII"
+                " characters, no quote or backslash)",
+            )
+    return list(dict.fromkeys(values))
 
 
 def bounded(value: int, field: str, low: int, high: int) -> int:

@@ -1,10 +1,12 @@
 """Every write of a monitor row: create, update (a status change is one), delete.
 
 The native API, the AlertSite-compatible API and the console write monitors only through here
-(`apply` goes through the native API), each write in one transaction that
+(`apply` goes through the native API), each taking the write model
+(`controller.monitors.write_model.MonitorWrite`), which `write_values` checks and turns into
+columns, each write in one transaction that
 - for a create: resolves the customer, admits one more monitor (`fair_use.admit_new_monitor`,
   under the organization's row lock), inserts it;
-- for an update: reads the row locked, lets the surface turn its request into column changes,
+- for an update: reads the row locked, lets the surface turn its request into the write model,
   clears the due time when the interval or status is set (`monitor_change_rules`), refuses a
   change that moves a stored secret the request did not send again (`secret_binding`: the
   surface names the fields its way), keeps a secret sent again as stored and a config that
@@ -33,19 +35,22 @@ from litestar import Request
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
 from controller.monitors import config as config_rules
-from controller.monitors import fair_use, kinds, secret_binding
+from controller.monitors import fair_use, kinds, secret_binding, write_values
 from controller.monitors import store as monitors
 from controller.monitors.errors import NotFound, Refused
 from controller.monitors.store import Monitor
+from controller.monitors.write_model import MonitorWrite
+from controller.monitors.write_values import MonitorValues
 from controller.secrets.box import SecretBox, SecretBoxError
 
 log = structlog.get_logger(__name__)
 
 # The surface's customer for the row, resolved inside the write's transaction.
 CustomerOf = Callable[[Conn], Awaitable[int]]
-# The surface's 400 for a change that moves stored secrets without them: secret path → the
-# fields that moved it (`secret_binding.moved_each`).
-SecretRefusal = Callable[[Mapping[str, list[str]]], Exception]
+# The surface's 400 for a change that moves stored secrets without them, given the monitor's
+# type after the change and, by secret path, the fields that moved it
+# (`secret_binding.moved_each`).
+SecretRefusal = Callable[[str, Mapping[str, list[str]]], Exception]
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,10 @@ class Lookup:
 
 @dataclass
 class Edit:
-    """What an update request changes, in columns, and how its surface names refusals."""
+    """What an update request changes, as the write model, and how its surface names
+    refusals."""
 
-    columns: dict[str, Any]
+    write: MonitorWrite
     refuse_moved_secret: SecretRefusal
     customer: CustomerOf | None = None  # a new customer, resolved after the binding check
     budget: Mapping[str, str] = field(default_factory=dict)  # column → the request's field
@@ -90,12 +96,14 @@ class MonitorWrites:
     async def create(
         self,
         organization_id: int,
-        values: Mapping[str, Any],
+        write: MonitorWrite,
         *,
         customer: CustomerOf,
         budget: Mapping[str, str],
     ) -> Monitor:
-        """Insert a monitor of `values` (its columns but the customer) within fair use."""
+        """Insert the monitor `write` asks for (checked before the customer is resolved) within
+        fair use."""
+        values = write_values.create_values(write, self.box, self.token_hosts).columns()
         org, lim = organization_id, self.limits
         async with self.pool.acquire() as conn, conn.transaction():
             row_values = {**values, "customer_id": await customer(conn)}
@@ -112,16 +120,27 @@ class MonitorWrites:
     async def update(self, lookup: Lookup, edit_of: EditOf) -> Monitor:
         """Apply the surface's edit to the monitor; the monitor as it is afterwards (unchanged,
         and not written, when the edit changes nothing)."""
+        return await self._update(lookup, edit_of, self._columns)
+
+    def _columns(self, write: MonitorWrite, monitor: Monitor) -> MonitorValues:
+        return write_values.update_values(write, monitor, self.box, self.token_hosts)
+
+    async def _update(
+        self,
+        lookup: Lookup,
+        edit_of: EditOf,
+        columns_of: Callable[[MonitorWrite, Monitor], MonitorValues],
+    ) -> Monitor:
         async with self.pool.acquire() as conn, conn.transaction():
             monitor = await _get(conn, lookup, for_update=True)
             edit = await edit_of(conn, monitor)
-            changes = rules.with_due_reset(edit.columns)
+            changes = rules.with_due_reset(columns_of(edit.write, monitor).columns())
             stored = monitors.stored_values(monitor)
             moved = secret_binding.moved_each(
                 secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})
             )
             if moved:
-                raise edit.refuse_moved_secret(moved)
+                raise edit.refuse_moved_secret(changes.get("type", monitor.type), moved)
             keep_unchanged_secrets(monitor, changes, self.box)
             keep_unchanged_config(monitor, changes)
             if edit.customer is not None:
@@ -149,9 +168,13 @@ class MonitorWrites:
         update of its status alone."""
 
         async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
-            return Edit({"status": status}, _never_moves, budget=budget)
+            write = MonitorWrite(kind=kinds.of_type(monitor.type).name, status=status)
+            return Edit(write, _never_moves, budget=budget)
 
-        return await self.update(lookup, edit_of)
+        # The status alone: the monitor's other values are not checked again.
+        return await self._update(
+            lookup, edit_of, lambda write, _: write_values.common_values(write)
+        )
 
     async def delete(self, lookup: Lookup, allowed: Callable[[Monitor], None]) -> None:
         """Delete the monitor; `allowed` raises when the caller may not (after the lookup, so
@@ -167,7 +190,7 @@ def _not_found() -> NotFound:
     return NotFound("Not found")
 
 
-def _never_moves(moved: Mapping[str, list[str]]) -> Refused:
+def _never_moves(monitor_type: str, moved: Mapping[str, list[str]]) -> Refused:
     """A status change moves no secret; kept for the type."""
     raise AssertionError(f"a status change moved a secret: {dict(moved)}")
 

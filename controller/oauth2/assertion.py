@@ -5,25 +5,11 @@ import time
 from typing import Final
 
 from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import RSAKey
 
-from controller.monitors.oauth2_grants import GrantProblem
+from controller.monitors.oauth2_grants import private_key
 
 LIFETIME_S: Final = 300  # Google accepts at most an hour; the assertion is used at once
-
-
-def private_key(pem: str) -> RSAKey | ECKey:
-    """The signing key of a PEM private key (a service account's `private_key`); GrantProblem
-    (`privateKey`) for anything else, a public key included."""
-    for kind in (RSAKey, ECKey):
-        try:
-            key = kind.import_key(pem)
-        except (JoseError, ValueError, TypeError):
-            continue
-        if key.is_private:
-            return key
-    raise GrantProblem("privateKey", "privateKey must be a PEM RSA or EC private key")
 
 
 def signed(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from controller.db.pool import Conn
+from controller.monitors import roundtrip_addresses
 from controller.roundtrips import rules
 
 HOUR = timedelta(hours=1)
@@ -47,7 +48,7 @@ async def take(
         sorted({m for m, jobs in wanted if jobs}),
     )
     found = {r["id"]: r for r in rows}
-    domain = {r["id"]: rules.domain(r["rcpt"] or "") for r in rows}
+    domain = {r["id"]: roundtrip_addresses.domain(r["rcpt"] or "") for r in rows}
     for name in sorted(set(domain.values())):
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"mail:{name}")
     per_monitor = await _counts(conn, "monitor_id", "bigint", list(found), now - HOUR)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controller.monitors import roundtrip_addresses
 from controller.roundtrips import rules
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -34,7 +35,7 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 def test_recipient_is_the_mailbox_the_receive_leg_reads(
     to: str, login: str, host: str, ok: bool
 ) -> None:
-    assert (rules.recipient_problem(to, login, host) is None) is ok
+    assert (roundtrip_addresses.recipient_problem(to, login, host) is None) is ok
 
 
 @pytest.mark.parametrize(
@@ -55,7 +56,7 @@ def test_recipient_is_the_mailbox_the_receive_leg_reads(
 def test_sender_is_one_the_send_leg_may_use(
     sender: str, login: str | None, to: str, ok: bool
 ) -> None:
-    assert (rules.sender_problem(sender, login, to) is None) is ok
+    assert (roundtrip_addresses.sender_problem(sender, login, to) is None) is ok
 
 
 D, N = "delivered", "not_delivered"

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from controller.web.api.errors import ApiError
-from controller.web.api.tls_options import CA_MAX_BYTES, ca
+from controller.monitors.errors import Invalid
+from controller.monitors.tls_options import CA_MAX_BYTES, ca
+from controller.web.api.errors import api_error
 
 F = "smtpConfig.tlsOptions.ca"
 _CA = trustme.CA()
@@ -137,9 +138,10 @@ INVALID: list[tuple[str, str, str]] = [
     ("value", "message"), [(v, m) for _, v, m in INVALID], ids=[i for i, _, _ in INVALID]
 )
 def test_anything_but_certificates_is_refused_with_its_message(value: str, message: str) -> None:
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Invalid) as refused:
         ca(value, F)
-    assert (refused.value.status, refused.value.fields, refused.value.message) == (
+    answer = api_error(refused.value)  # as the API says it
+    assert (answer.status, answer.fields, answer.message) == (
         400,
         [F],
         message,

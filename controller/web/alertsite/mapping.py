@@ -1,7 +1,7 @@
 """AlertSite's email monitor bodies ↔ mailprobe's monitor fields, pure: no database, no request.
 
 In: an AlertSite POST/PATCH body → a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`)
-that then goes through the native rules (`monitor_rules.create_values` / `update_values`). Out:
+that then becomes the write model as a native body does (`monitor_rules.write_of`). Out:
 a stored monitor → the object AlertSite's GET answers. Bad values are 400s naming the AlertSite
 field. What is mapped, and what is accepted but ignored, is in docs/alertsite.md.
 """
@@ -444,7 +444,7 @@ def _imap_pop_config(t: Translated, stored: dict[str, Any], email: EmailType) ->
 
 
 def create_body(t: Translated, email: EmailType) -> SmtpMonitorCreate | ImapPopMonitorCreate:
-    # `create_values` leaves customer_id to its caller, which finds the default customer only
+    # The write leaves customer_id to its caller, which finds the default customer only
     # once the whole body is known good; 0 stands in until then.
     fields: dict[str, Any] = {**t.fields, "customer_id": 0}
     if t.enabled is not UNSET:

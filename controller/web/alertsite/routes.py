@@ -5,8 +5,8 @@ only the base URL: `POST /access-tokens`, `POST/PATCH /monitors/email-{smtp,imap
 `GET /monitors[/{id}]`, `DELETE /monitors/{id}`. The monitors are ordinary mailprobe monitors
 (same table, listed by `/api/smtp-monitors` and `/api/imap-pop-monitors`) of the caller's
 organization, in its default customer (created on first use). AlertSite fields are translated
-into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`) and go through the same rules
-(`monitor_rules.create_values` / `update_values`) as the native API, and are written by
+into a `SmtpMonitorCreate`/`ImapPopMonitorCreate` (or `...Update`), which becomes the write model
+as the native API's bodies do (`monitor_rules.write_of`), and are written by
 `controller.monitors.writes` as every monitor is. Errors take AlertSite's shape
 `{"errors": [{"code", "message"}]}` (chosen by path in `controller.web.api.errors`).
 
@@ -55,12 +55,7 @@ from controller.web.alertsite.mapping import (
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, not_found
-from controller.web.api.monitor_rules import (
-    create_values,
-    secret_required,
-    strict_body,
-    update_values,
-)
+from controller.web.api.monitor_rules import secret_required, strict_body, write_of
 
 AuthedRequest = Request[Principal, Any, Any]
 
@@ -118,8 +113,7 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
     interval = t.fields.get("check_interval", validation.CHECK_INTERVAL_DEFAULT)
     if "timeout_seconds" in t.fields:
         check_timeout(interval, t.fields["timeout_seconds"])
-    writes = MonitorWrites.of(request)
-    values = create_values(email.kind, create_body(t, email), writes.box, writes.token_hosts)
+    write = write_of(email.kind, create_body(t, email))
     org = principal.organization_id
 
     async def customer(conn: Conn) -> int:
@@ -127,7 +121,9 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         # refused create leaves nothing behind.
         return await customers.default_for(conn, org, DEFAULT_CUSTOMER)
 
-    monitor = await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+    monitor = await MonitorWrites.of(request).create(
+        org, write, customer=customer, budget=BUDGET_FIELDS
+    )
     return MonitorId(str(monitor.id))
 
 
@@ -155,16 +151,14 @@ async def _update(
             t.fields.get("check_interval", monitor.check_interval),
             t.fields.get("timeout_seconds", monitor.timeout_seconds),
         )
-        changes = update_values(
-            email.kind, update_body(t, email, monitor), monitor, writes.box, writes.token_hosts
-        )
-        return Edit(changes, _secret_refusal, budget=BUDGET_FIELDS)
+        write = write_of(email.kind, update_body(t, email, monitor))
+        return Edit(write, _secret_refusal, budget=BUDGET_FIELDS)
 
     await writes.update(_lookup(principal, monitor_id, [email.type]), edit_of)
     return MonitorId(str(monitor_id))
 
 
-def _secret_refusal(moved: Mapping[str, list[str]]) -> ApiError:
+def _secret_refusal(monitor_type: str, moved: Mapping[str, list[str]]) -> ApiError:
     """A change that moves a kept secret: the `password`, named with what moved it, or an
     OAuth2 grant's secrets, which AlertSite's fields cannot send again."""
     grant = [m for path, each in moved.items() if "oauth2" in path.split(".") for m in each]

@@ -24,14 +24,13 @@ from controller.web.api.monitor_kinds import KindApi, typed
 from controller.web.api.monitor_rules import (
     Kind,
     MonitorOut,
-    create_values,
     customer_ident,
     present,
     public_id,
     secret_refusal,
     sent_fields,
     strict_body,
-    update_values,
+    write_of,
 )
 from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
 from controller.web.api.page import Page
@@ -81,14 +80,15 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
     principal = request.user
     guards.requires_writer(principal)
     validation.no_nul(body, "")
-    writes = MonitorWrites.of(request)
-    values = create_values(kind, body, writes.box, writes.token_hosts)
+    write = write_of(kind, body)
     org = principal.organization_id
 
     async def customer(conn: Conn) -> int:
         return await customer_id(conn, body.customer_id, org)
 
-    return await writes.create(org, values, customer=customer, budget=BUDGET_FIELDS)
+    return await MonitorWrites.of(request).create(
+        org, write, customer=customer, budget=BUDGET_FIELDS
+    )
 
 
 def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
@@ -107,17 +107,17 @@ async def _update(
         guards.requires_updater(principal, sent_fields(body))
         strict = body if checked else await strict_body(request, body)
         validation.no_nul(strict, "")
-        changes = update_values(kind, strict, monitor, writes.box, writes.token_hosts)
+        write = write_of(kind, strict)
 
-        def refusal(moved: Mapping[str, list[str]]) -> ApiError:
-            return secret_refusal(kind, strict, monitor, changes, moved)
+        def refusal(monitor_type: str, moved: Mapping[str, list[str]]) -> ApiError:
+            return secret_refusal(kind, write, monitor_type, moved)
 
         async def customer(conn: Conn) -> int:
             assert not isinstance(strict.customer_id, UnsetType)
             return await customer_id(conn, strict.customer_id, principal.organization_id)
 
         sent_customer = strict.customer_id is not UNSET
-        return Edit(changes, refusal, customer if sent_customer else None, BUDGET_FIELDS)
+        return Edit(write, refusal, customer if sent_customer else None, BUDGET_FIELDS)
 
     return await writes.update(lookup(kind, principal, raw_id), edit_of)
 

@@ -37,6 +37,7 @@ from controller.monitors.validation import (
     CHECK_INTERVAL_MAX,
     CHECK_INTERVAL_MIN,
     COUNTRIES,
+    FOLDER_MAX,
     STATUSES,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
@@ -45,7 +46,6 @@ from controller.monitors.validation import (
 from controller.web.alertsite.locations import LOCATIONS
 from controller.web.alertsite.mapping import ALERTSITE_TYPES, INTERVAL_MAX, INTERVAL_MIN
 from controller.web.api.errors import ALERTSITE_PREFIX
-from controller.web.api.monitor_rules import FOLDER_MAX
 from controller.web.api.operation_ids import operation_id
 from controller.web.api.users import PASSWORD_MIN
 
@@ -306,7 +306,7 @@ _STRING_RULES |= {
     "servername": {"pattern": HOSTNAME["pattern"]},
     "RoundTripConfigIn.to": EMAIL,
     "RoundTripSendIn.from": {"pattern": f"^(?:{_EMAIL})?$", "maxLength": 254},  # "": none
-    # printable ASCII, not blank, no quote or backslash (monitor_rules._folders)
+    # printable ASCII, not blank, no quote or backslash (monitors.validation.folders)
     "folders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
     "spamFolders": {"pattern": f"^(?=.*[^ ])[ !#-\\[\\]-~]{{1,{FOLDER_MAX}}}$"},
 }
@@ -400,7 +400,7 @@ def request_schemas() -> dict[str, JsonObject]:
     )
     components["MaintenanceWindowCreate"].update(_WINDOW_RULES)
     components["ChannelCreate"].update(_CHANNEL_RULES)
-    # A round trip needs both legs and a recipient (monitor_rules._roundtrip_config, _receive).
+    # A round trip needs both legs and a recipient (monitors.write_values: _roundtrip_config).
     components["RoundTripConfigIn"]["required"] = ["send", "to", "receive"]
     components["RoundTripSendIn"]["required"] = ["hostname"]
     receive = components["RoundTripReceiveIn"]

@@ -1,13 +1,13 @@
 """A monitor's `tlsOptions` as the API accepts them: the checks on a CA and a server name.
 
-Pure: values in, the normalised value out or a 400 naming the field. The CA is shown to every
-role of the organization and travels in every job, so it must be certificates and nothing else:
-a sequence of PEM `CERTIFICATE` blocks with only whitespace around and between them, each a
-certificate `cryptography` parses. Any other PEM label (a key of any kind, a request, a CRL, a
-PGP block), a label in another case, and any text before, between or after the blocks is
-refused; what is stored is the certificates re-encoded as PEM. Messages never quote the input.
-The CA is also loaded the way the agent will load it, so a CA the agent could not use never
-reaches a job.
+Pure: values in, the normalised value out or `Invalid` naming the field (a 400 at the API).
+The CA is shown to every role of the organization and travels in every job, so it must be
+certificates and nothing else: a sequence of PEM `CERTIFICATE` blocks with only whitespace
+around and between them, each a certificate `cryptography` parses. Any other PEM label (a key of
+any kind, a request, a CRL, a PGP block), a label in another case, and any text before, between
+or after the blocks is refused; what is stored is the certificates re-encoded as PEM. Messages
+never quote the input. The CA is also loaded the way the agent will load it, so a CA the agent
+could not use never reaches a job.
 """
 
 import re
@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from controller.monitors import validation
-from controller.web.api.errors import bad_request
+from controller.monitors.errors import invalid
 
 # A CA bundle of a few certificates is a few kB; the cap keeps jobs (the CA travels in every
 # one) and API responses small.
@@ -36,25 +36,25 @@ def ca(value: str, field: str) -> str:
     """One or more PEM certificates (a CA, an intermediate or the server's own, pinned), as the
     normalised PEM to store."""
     if len(value.encode()) > CA_MAX_BYTES:
-        raise bad_request(field, f"{field} must be at most {CA_MAX_BYTES} bytes of PEM")
+        raise invalid(field, f"{field} must be at most {CA_MAX_BYTES} bytes of PEM")
     armours = [(a.group(0), " ".join(a["label"].split())) for a in _ARMOUR.finditer(value)]
     blocks = list(_BLOCK.finditer(value))
     outside = _BLOCK.sub("", value)
     if any("PRIVATE" in label.upper() for _, label in armours) or "PRIVATE" in outside.upper():
-        raise bad_request(field, f"{field} holds a private key; give certificates only")
+        raise invalid(field, f"{field} holds a private key; give certificates only")
     for line, label in armours:
         if line != "-----BEGIN CERTIFICATE-----":
-            raise bad_request(
+            raise invalid(
                 field,
                 f"{field} holds a PEM block labelled {label!r}; give only -----BEGIN"
                 " CERTIFICATE----- blocks",
             )
     if not blocks:
-        raise bad_request(
+        raise invalid(
             field, f"{field} must be PEM certificates (-----BEGIN CERTIFICATE----- blocks)"
         )
     if outside.strip():
-        raise bad_request(
+        raise invalid(
             field,
             f"{field} has text outside its -----BEGIN CERTIFICATE----- blocks; only whitespace"
             " may stand before, between and after them",
@@ -64,7 +64,7 @@ def ca(value: str, field: str) -> str:
         try:
             cert = x509.load_pem_x509_certificate(block.group(0).encode())
         except ValueError:
-            raise bad_request(
+            raise invalid(
                 field, f"{field}: certificate {n} of {len(blocks)} is not a valid certificate"
             ) from None
         pems.append(cert.public_bytes(Encoding.PEM).decode())
@@ -72,9 +72,7 @@ def ca(value: str, field: str) -> str:
     try:
         ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=normalised)
     except ssl.SSLError:
-        raise bad_request(
-            field, f"{field}: the certificates cannot be loaded as trusted CAs"
-        ) from None
+        raise invalid(field, f"{field}: the certificates cannot be loaded as trusted CAs") from None
     return normalised
 
 

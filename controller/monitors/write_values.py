@@ -1,0 +1,430 @@
+"""From a `MonitorWrite` to the columns to store: every rule a monitor write's values obey.
+
+Fields are checked and normalised (`validation`, `tls_options`, the OAuth2 grant's rules, a
+round trip's own addresses), secrets sealed (`KEEP` keeps the stored one), defaults filled in
+on create. A refusal is `controller.monitors.errors.Invalid` naming the field as the request
+spells it (the config by `MonitorWrite.config_field`). The stored config keeps exactly the keys
+sent (the API shows SMTP and IMAP/POP configs as sent).
+
+Pure but for sealing: the model in, the columns out (`controller.monitors.writes` stores them).
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from controller.monitors import config as monitor_config
+from controller.monitors import kinds, oauth2_grants, roundtrip_addresses, tls_options, validation
+from controller.monitors.errors import invalid
+from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
+from controller.monitors.write_model import (
+    KEEP,
+    ImapPopLegWrite,
+    ImapPopWrite,
+    MonitorWrite,
+    OAuth2Write,
+    ReputationWrite,
+    RoundTripReceiveWrite,
+    RoundTripSendWrite,
+    RoundTripWrite,
+    SmtpAuthWrite,
+    SmtpLegWrite,
+    SmtpWrite,
+    TlsOptionsWrite,
+)
+from controller.secrets.box import SecretBox, is_sealed
+
+if TYPE_CHECKING:  # the type only: these rules read no store
+    from controller.monitors.store import Monitor
+
+# A monitor's columns, or a stored config, as JSON (what the store writes).
+Json = dict[str, Any]
+SmtpLegT = TypeVar("SmtpLegT", bound=SmtpLegWrite)
+ImapPopLegT = TypeVar("ImapPopLegT", bound=ImapPopLegWrite)
+
+
+class MonitorValues(msgspec.Struct, kw_only=True):
+    """The columns a write sets, as the store writes them (UNSET: left as it is; a create sets
+    every one but the customer). `config` is the stored config's JSON, its keys as sent."""
+
+    name: str | UnsetType = UNSET
+    hostname: str | UnsetType = UNSET
+    port: int | None | UnsetType = UNSET
+    status: str | UnsetType = UNSET
+    check_interval: int | UnsetType = UNSET
+    timeout_seconds: int | UnsetType = UNSET
+    allowed_country_codes: list[str] | None | UnsetType = UNSET
+    notification_email: str | None | UnsetType = UNSET
+    notification_phone_number: str | None | UnsetType = UNSET
+    mail_domain: str | None | UnsetType = UNSET
+    reputation: dict[str, list[str]] | None | UnsetType = UNSET
+    secret_env: dict[str, str] | None | UnsetType = UNSET
+    type: str | UnsetType = UNSET
+    config: Json | UnsetType = UNSET
+
+    def columns(self) -> Json:
+        """The columns set, by name (what `controller.monitors.store` writes)."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if (value := getattr(self, name)) is not UNSET
+        }
+
+    def over(self, other: "MonitorValues") -> "MonitorValues":
+        """`other` with the columns this sets set."""
+        return msgspec.structs.replace(other, **self.columns())
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _checked(value: T | UnsetType, rule: Callable[[T], R]) -> R | UnsetType:
+    """`rule`'s answer for a value sent; UNSET for none."""
+    return value if isinstance(value, UnsetType) else rule(value)
+
+
+def _secret(
+    value: str | None | UnsetType, stored: object, box: SecretBox, field: str
+) -> str | UnsetType:
+    """Seal a new secret; `KEEP` keeps the stored one; null is none, as ""."""
+    if value == KEEP:
+        if is_sealed(stored):
+            return stored
+        raise invalid(field, f"{field}: {KEEP!r} stands for a stored secret, and none is stored")
+    if isinstance(value, str) and value:
+        return box.seal(value)
+    return "" if value is None else value
+
+
+def _oauth2(
+    cfg: OAuth2Write | None | UnsetType,
+    stored: object,
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None,
+) -> OAuth2Write | None | UnsetType:
+    """A login's `oauth2` to store: checked, its secrets sealed, `KEEP` keeping a stored one;
+    null (or absent) is none."""
+    if cfg is None or isinstance(cfg, UnsetType):
+        return cfg
+    raw: Json = {
+        k: v for k, v in msgspec.to_builtins(cfg).items() if v is not UNSET and v is not None
+    }
+    kept = stored if isinstance(stored, Mapping) else {}
+    sealed: dict[str, str] = {}
+    for name in oauth2_grants.SECRET_KEYS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if len(value) > oauth2_grants.SECRET_MAX:
+            raise invalid(
+                f"{key}.{name}",
+                f"{key}.{name} must be at most {oauth2_grants.SECRET_MAX} characters",
+            )
+        secret = _secret(value, kept.get(name), box, f"{key}.{name}")
+        if isinstance(secret, str) and secret:
+            sealed[name] = secret
+            raw[name] = "sealed"  # present: checked for being required, not for its text
+    try:
+        if isinstance(pem := cfg.private_key, str) and pem and pem != KEEP:
+            oauth2_grants.private_key(pem)
+        grant = oauth2_grants.checked(raw, token_hosts)
+    except oauth2_grants.GrantProblem as exc:
+        raise invalid(f"{key}.{exc.field}", f"{key}.{exc}") from None
+    out = oauth2_grants.as_stored(grant)
+    for name in oauth2_grants.SECRET_KEYS:
+        out.pop(name, None)
+    return msgspec.convert({**out, **sealed}, OAuth2Write)
+
+
+def _none_is_empty(value: str | None | UnsetType) -> str | UnsetType:
+    """A null user name is none, as "": the stored config holds text (a null there made every
+    read of a round trip a 500, and the scheduler skip the monitor's rounds)."""
+    return "" if value is None else value
+
+
+def _tls_options(opts: TlsOptionsWrite | UnsetType, key: str) -> TlsOptionsWrite | UnsetType:
+    """`tlsOptions`, which both kinds share; a null `ca` or `servername` is the default, so it
+    is not stored."""
+    if isinstance(opts, UnsetType):
+        return opts
+    ca, servername = opts.ca, opts.servername
+    return msgspec.structs.replace(
+        opts,
+        ca=tls_options.ca(ca, f"{key}.tlsOptions.ca") if isinstance(ca, str) else UNSET,
+        servername=(
+            tls_options.servername(servername, f"{key}.tlsOptions.servername")
+            if isinstance(servername, str)
+            else UNSET
+        ),
+    )
+
+
+# Each function below returns the config (or leg) as it is stored: the keys a rule takes
+# checked and normalised, secrets sealed, every other key (an option: a flag, a number) as
+# sent, so a new option needs no line here.
+
+
+def _smtp_config(
+    cfg: SmtpLegT, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
+) -> SmtpLegT:
+    auth = cfg.auth
+    if isinstance(auth, SmtpAuthWrite):
+        stored_auth = stored.get("auth") if isinstance(stored.get("auth"), dict) else {}
+        auth = SmtpAuthWrite(
+            user=_none_is_empty(auth.user),
+            password=_secret(
+                auth.password, (stored_auth or {}).get("pass"), box, f"{key}.auth.pass"
+            ),
+            oauth2=_oauth2(
+                auth.oauth2,
+                (stored_auth or {}).get("oauth2"),
+                box,
+                f"{key}.auth.oauth2",
+                token_hosts,
+            ),
+        )
+    return msgspec.structs.replace(cfg, auth=auth, tls_options=_tls_options(cfg.tls_options, key))
+
+
+def _imap_pop_config(
+    cfg: ImapPopLegT, stored: Json, box: SecretBox, key: str, token_hosts: Sequence[str] | None
+) -> ImapPopLegT:
+    protocol = cfg.protocol
+    if not isinstance(protocol, UnsetType):
+        protocol = validation.protocol(protocol, f"{key}.protocol")
+    user = _none_is_empty(cfg.user)
+    password = _secret(cfg.password, stored.get("password"), box, f"{key}.password")
+    grant = _oauth2(cfg.oauth2, stored.get("oauth2"), box, f"{key}.oauth2", token_hosts)
+    return msgspec.structs.replace(
+        cfg,
+        protocol=protocol,
+        user=user,
+        password=password,
+        oauth2=grant,
+        tls_options=_tls_options(cfg.tls_options, key),
+    )
+
+
+def _protocol(cfg: ImapPopLegWrite) -> str:
+    """The protocol of an IMAP/POP login as stored (imap when none is given)."""
+    return "imap" if isinstance(cfg.protocol, UnsetType) else cfg.protocol
+
+
+def _roundtrip_config(
+    cfg: RoundTripWrite,
+    stored: Json,
+    box: SecretBox,
+    key: str,
+    creating: bool,
+    token_hosts: Sequence[str] | None,
+) -> MonitorValues:
+    """The columns of a round trip's config: `hostname`/`port` (the send leg's server, changed
+    only when sent) and `config` (send without its server, to, receive, grading)."""
+    if (
+        isinstance(cfg.send, UnsetType)
+        or isinstance(cfg.to, UnsetType)
+        or isinstance(cfg.receive, UnsetType)
+    ):
+        missing = next(n for n in ("send", "to", "receive") if getattr(cfg, n) is UNSET)
+        raise invalid(f"{key}.{missing}", f"{key}.{missing} is required")
+    out = MonitorValues()
+    send = cfg.send
+    if not isinstance(send.hostname, UnsetType):
+        out.hostname = validation.hostname(send.hostname, f"{key}.send.hostname")
+    elif creating:
+        raise invalid(f"{key}.send.hostname", f"{key}.send.hostname is required")
+    if not isinstance(send.port, UnsetType):
+        out.port = validation.port(send.port, f"{key}.send.port")
+    stored_send = stored.get("send") if isinstance(stored.get("send"), dict) else {}
+    sent = _smtp_config(send, stored_send or {}, box, f"{key}.send", token_hosts)
+    # a blank sender is none (the agent's default), as for every e-mail field: it was stored as
+    # null, which no stored config may hold, and every read of the monitor was a 500
+    sender = (
+        None
+        if isinstance(send.sender, UnsetType)
+        else validation.email(send.sender, f"{key}.send.from")
+    )
+    # The send leg's server is the monitor's hostname and port, not its config's.
+    sent = msgspec.structs.replace(
+        sent, hostname=UNSET, port=UNSET, sender=UNSET if sender is None else sender
+    )
+    to = validation.email(cfg.to, f"{key}.to")
+    if to is None:
+        raise invalid(f"{key}.to", f"{key}.to is required")
+    receive = _receive(cfg.receive, stored, box, f"{key}.receive", token_hosts)
+    _own_addresses(to, sent, receive, key)
+    config = msgspec.structs.replace(cfg, send=sent, to=to, receive=receive)
+    out.config = _json(config)
+    return out
+
+
+def _own_addresses(
+    to: str, send: RoundTripSendWrite, receive: RoundTripReceiveWrite, key: str
+) -> None:
+    """Refuse `to` unless it is the mailbox the receive leg reads, or `send.from` unless the
+    send leg may use it (controller.roundtrips.rules)."""
+    assert isinstance(receive.user, str) and isinstance(receive.hostname, str)
+    if problem := roundtrip_addresses.recipient_problem(to, receive.user, receive.hostname):
+        raise invalid(f"{key}.to", f"{key}.to {problem}")
+    auth = send.auth
+    login = auth.user if isinstance(auth, SmtpAuthWrite) and isinstance(auth.user, str) else None
+    sender = send.sender
+    if sender and (problem := roundtrip_addresses.sender_problem(sender, login, to)):
+        raise invalid(f"{key}.send.from", f"{key}.send.from {problem}")
+
+
+def _receive(
+    cfg: RoundTripReceiveWrite,
+    stored: Json,
+    box: SecretBox,
+    key: str,
+    token_hosts: Sequence[str] | None,
+) -> RoundTripReceiveWrite:
+    stored_receive = stored.get("receive") if isinstance(stored.get("receive"), dict) else {}
+    out = _imap_pop_config(cfg, stored_receive or {}, box, key, token_hosts)
+    if isinstance(cfg.hostname, UnsetType):
+        raise invalid(f"{key}.hostname", f"{key}.hostname is required")
+    hostname = validation.hostname(cfg.hostname, f"{key}.hostname")
+    port = cfg.port if isinstance(cfg.port, UnsetType) else validation.port(cfg.port, f"{key}.port")
+    if not out.user:
+        raise invalid(f"{key}.user", f"{key}.user is required to read the mailbox")
+    # An OAuth2 login instead of the password.
+    if not out.password and not out.oauth2:
+        raise invalid(f"{key}.password", f"{key}.password is required to read the mailbox")
+    folders = (
+        ["INBOX"]
+        if isinstance(cfg.folders, UnsetType)
+        else validation.folders(cfg.folders, f"{key}.folders")
+    )
+    spam = [] if isinstance(cfg.spam_folders, UnsetType) else cfg.spam_folders
+    if _protocol(out) == "pop3" and (folders != ["INBOX"] or spam):
+        raise invalid(
+            f"{key}.folders" if folders != ["INBOX"] else f"{key}.spamFolders",
+            f"{key}: POP3 reads only the inbox; folders and spamFolders are IMAP's",
+        )
+    if not_listed := [f for f in spam if f not in folders]:
+        raise invalid(
+            f"{key}.spamFolders", f"{key}.spamFolders: {not_listed[0]!r} is not in folders"
+        )
+    return msgspec.structs.replace(
+        out, hostname=hostname, port=port, folders=folders, spam_folders=spam
+    )
+
+
+def _json(config: msgspec.Struct) -> Json:
+    """A config (or leg) of the model as the stored JSON: the keys set, its tag left out."""
+    out: Json = msgspec.to_builtins(config)
+    out.pop("kind", None)
+    return out
+
+
+def _config_key(kind: Kind, write: MonitorWrite) -> str:
+    return write.config_field or kind.config_key
+
+
+def config_values(
+    write: MonitorWrite,
+    stored: Json,
+    box: SecretBox,
+    *,
+    creating: bool = False,
+    token_hosts: Sequence[str] | None = (),
+) -> MonitorValues:
+    """`config` (and for IMAP/POP the `type`, for a round trip `hostname`/`port`) to store;
+    none when no config was sent. `stored`: the config stored (JSON), whose secrets `KEEP`
+    keeps. `token_hosts`: the hosts a custom OAuth2 token endpoint may be on
+    (OAUTH2_TOKEN_HOSTS; None: not known here, as in `apply`, whose API decides)."""
+    kind = kinds.named(write.kind)
+    cfg = write.config
+    if isinstance(cfg, UnsetType):
+        if kind is ROUNDTRIP and creating:
+            raise invalid(kind.config_key, f"{kind.config_key} is required")
+        return MonitorValues()
+    key = _config_key(kind, write)
+    if kind is SMTP and isinstance(cfg, SmtpWrite):
+        return MonitorValues(config=_json(_smtp_config(cfg, stored, box, key, token_hosts)))
+    if kind is ROUNDTRIP and isinstance(cfg, RoundTripWrite):
+        return _roundtrip_config(cfg, stored, box, key, creating, token_hosts)
+    if kind is IMAP_POP and isinstance(cfg, ImapPopWrite):
+        config = _imap_pop_config(cfg, stored, box, key, token_hosts)
+        return MonitorValues(config=_json(config), type=_protocol(config))
+    raise invalid(key, f"{key} is not a config of {kind.label}s")
+
+
+def _reputation(listed: ReputationWrite | None) -> dict[str, list[str]] | None:
+    if listed is None:
+        return None
+    return validation.reputation(
+        [] if isinstance(listed.ips, UnsetType) else listed.ips,
+        [] if isinstance(listed.domains, UnsetType) else listed.domains,
+    )
+
+
+def common_values(write: MonitorWrite) -> MonitorValues:
+    """Columns from the fields every kind shares, normalised, checked in this order; absent
+    fields are left out. A round trip has no top-level hostname/port (its config holds both
+    servers); only an SMTP monitor lists outbound names (`reputation`) for the blocklists."""
+    paths = kinds.named(write.kind).all_secrets
+    return MonitorValues(
+        name=_checked(write.name, validation.name),
+        hostname=_checked(write.hostname, validation.hostname),
+        port=_checked(write.port, validation.port),
+        status=_checked(write.status, validation.status),
+        check_interval=write.check_interval,
+        timeout_seconds=write.timeout_seconds,
+        allowed_country_codes=_checked(write.allowed_country_codes, validation.country_codes),
+        notification_email=_checked(write.notification_email, validation.email),
+        notification_phone_number=_checked(write.notification_phone_number, validation.phone),
+        mail_domain=_checked(write.mail_domain, validation.mail_domain),
+        reputation=_checked(write.reputation, _reputation),
+        secret_env=_checked(write.secret_env, lambda env: validation.secret_env(env, paths)),
+    )
+
+
+def create_values(
+    write: MonitorWrite, box: SecretBox, token_hosts: Sequence[str] | None = ()
+) -> MonitorValues:
+    """The columns of a new monitor (all but `customer_id`): fields, defaults, config."""
+    kind = kinds.named(write.kind)
+    values = common_values(write)
+    if isinstance(values.status, UnsetType):
+        values.status = "active"
+    if isinstance(values.check_interval, UnsetType):
+        values.check_interval = validation.CHECK_INTERVAL_DEFAULT
+    if isinstance(values.timeout_seconds, UnsetType):
+        values.timeout_seconds = validation.default_timeout(values.check_interval)
+    validation.interval_and_timeout(values.check_interval, values.timeout_seconds)
+    config = config_values(write, {}, box, creating=True, token_hosts=token_hosts)
+    values = config.over(values)
+    if isinstance(values.config, UnsetType):
+        values.config = {}
+    if isinstance(values.type, UnsetType):
+        values.type = kind.types[0]
+    for field in ("name", "hostname"):
+        if getattr(values, field) is UNSET:
+            raise invalid(field, f"{field} is required")
+    return values
+
+
+def update_values(
+    write: MonitorWrite,
+    monitor: "Monitor",
+    box: SecretBox,
+    token_hosts: Sequence[str] | None = (),
+) -> MonitorValues:
+    """The columns an update changes on `monitor` (without `customer_id`)."""
+    changes = common_values(write)
+    validation.interval_and_timeout(
+        monitor.check_interval
+        if isinstance(changes.check_interval, UnsetType)
+        else changes.check_interval,
+        monitor.timeout_seconds
+        if isinstance(changes.timeout_seconds, UnsetType)
+        else changes.timeout_seconds,
+    )
+    stored = monitor_config.stored_config(monitor)
+    return config_values(write, stored, box, token_hosts=token_hosts).over(changes)
