@@ -18,6 +18,7 @@ from controller.alerting import store as alerts
 from controller.alerting.maintenance import Window
 from controller.db.pool import Conn
 from controller.ingest import store as results
+from controller.ingest.store import CountryCounts
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
@@ -117,7 +118,7 @@ def maintenance_bands(
     return out
 
 
-def _uptime(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+def _uptime(rows: Sequence[CountryCounts]) -> list[dict[str, Any]]:
     """Per window (day, week, month): the share of up among up and down, overall and per
     country (missed rounds count neither way)."""
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
@@ -126,9 +127,9 @@ def _uptime(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
         per: dict[str, float | None] = {}
         up_all = down_all = 0
         for r in rows:
-            up, down = r[f"up_{pos}"], r[f"down_{pos}"]
+            up, down = r.windows[pos].up, r.windows[pos].down
             up_all, down_all = up_all + up, down_all + down
-            per[r["country"]] = round(100 * up / (up + down), 3) if up + down else None
+            per[r.country] = round(100 * up / (up + down), 3) if up + down else None
         overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
         out.append({"window": name, "overall": overall, "countries": per})
     return list(reversed(out))
