@@ -102,6 +102,12 @@ async def monitor_choices(conn: Conn, organization_id: int, limit: int) -> list[
     return typed.many(MonitorChoice, rows)
 
 
+async def lock_organization(conn: Conn, organization_id: int) -> None:
+    """Serialise creating the organization's channels until the transaction ends (its count is
+    bounded)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", organization_id)
+
+
 async def count(conn: Conn, organization_id: int) -> int:
     n: int = await conn.fetchval(
         "SELECT count(*) FROM notification_channels WHERE organization_id = $1", organization_id

@@ -13,7 +13,9 @@ from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
 from controller.access.accounts_store import Principal
+from controller.alerting import history_store as history
 from controller.alerting import store as alerts
+from controller.alerting.history_store import ListedIncident
 from controller.alerting.thresholds import Thresholds
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
@@ -192,20 +194,20 @@ def _pool(request: AuthedRequest) -> asyncpg.Pool:
     return pool
 
 
-def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
+def _incident(row: ListedIncident, monitor_public_id: str) -> Incident:
     return Incident(
-        id=str(row["public_id"]),
+        id=str(row.public_id),
         monitor_id=monitor_public_id,
-        state="open" if row["ended_at"] is None else "closed",
-        started_at=iso_ms(row["started_at"]),
-        ended_at=iso_ms_or_none(row["ended_at"]),
-        duration_seconds=row["duration_seconds"],
-        cause_kind=row["cause_kind"],
-        cause=row["cause"],
-        countries=list(row["countries"]),
-        notified=row["delivered"] > 0,
-        delivery=delivery(row["queued"], row["delivered"], row["waiting"]),
-        end_reason=row["end_reason"],
+        state="open" if row.ended_at is None else "closed",
+        started_at=iso_ms(row.started_at),
+        ended_at=iso_ms_or_none(row.ended_at),
+        duration_seconds=row.duration_seconds,
+        cause_kind=row.cause_kind,
+        cause=row.cause,
+        countries=list(row.countries),
+        notified=row.delivered > 0,
+        delivery=delivery(row.queued, row.delivered, row.waiting),
+        end_reason=row.end_reason,
     )
 
 
@@ -222,7 +224,9 @@ async def _incidents(
 ) -> IncidentPage:
     monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_incidents(conn, monitor.id, per_page, (page - 1) * per_page)
+        rows, total = await history.incidents_page(
+            conn, monitor.id, per_page, (page - 1) * per_page
+        )
     pid = str(monitor.public_id)
     return Page([_incident(r, pid) for r in rows], total, page, per_page)
 
@@ -232,18 +236,18 @@ async def _history(
 ) -> DeliveryAttemptPage:
     monitor = await visible_monitor(kind, request, raw_id)
     async with _pool(request).acquire() as conn:
-        rows, total = await alerts.list_history(conn, monitor.id, per_page, (page - 1) * per_page)
+        rows, total = await history.attempts_page(conn, monitor.id, per_page, (page - 1) * per_page)
     items = [
         DeliveryAttempt(
-            id=r["id"],
-            incident_id=None if r["incident_public_id"] is None else str(r["incident_public_id"]),
-            kind=r["kind"],
-            channel=r["channel"],
-            target=r["target"],
-            attempt=r["attempt"],
-            status=r["status"],
-            error=r["error"],
-            at=iso_ms(r["at"]),
+            id=r.id,
+            incident_id=None if r.incident_public_id is None else str(r.incident_public_id),
+            kind=r.kind,
+            channel=r.channel,
+            target=r.target,
+            attempt=r.attempt,
+            status=r.status,
+            error=r.error,
+            at=iso_ms(r.at),
         )
         for r in rows
     ]

@@ -257,7 +257,7 @@ class NotificationChannelController(Controller):
         values = stored(request, data.kind, name, data.url, data.secret, None, data.chat_id)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
+            await channel_store.lock_organization(conn, org)
             if await channel_store.count(conn, org) >= MAX_CHANNELS:
                 raise ApiError(
                     403,

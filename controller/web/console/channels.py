@@ -88,9 +88,7 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
     except ApiError as exc:
         return await _page(request, error=exc.message, status_code=exc.status)
     async with pool_of(request).acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", p.organization_id
-        )
+        await channel_store.lock_organization(conn, p.organization_id)
         if await channel_store.count(conn, p.organization_id) >= 100:
             return await _page(
                 request,

@@ -22,7 +22,7 @@ from litestar.response import Redirect, Template
 
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
-from controller.alerting import store as alerts
+from controller.alerting import history_store
 from controller.db.pool import Conn, on_generic_plans
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
@@ -51,7 +51,6 @@ from controller.web.console.session import (
     principal_of,
     session_cookie,
 )
-from shared.messages import TlsInfo
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -269,7 +268,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
     now = utcnow()
     async with on_generic_plans(pool_of(request)) as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
-        history, _ = await alerts.list_history(conn, m.id, 10, 0)
+        history, _ = await history_store.attempts_page(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
         lists = blocklists_of(request)
         posture = await monitor_posture(conn, m.id, lists)
@@ -284,7 +283,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         request,
         "monitor.html",
         **live,
-        tls=[(t["country"], msgspec.convert(t["tls"], TlsInfo)) for t in tls],
+        tls=[(t.country, t.tls) for t in tls],
         history=history,
         capped=capped,
         **posture,
