@@ -198,16 +198,21 @@ async def alert_state(conn: Conn, monitor_id: int) -> str:
     return state or "unknown"
 
 
-async def domains_with_findings(conn: Conn) -> list[tuple[int, str]]:
-    """(organization, domain) of every monitor with an open report finding."""
+class OrganizationDomain(msgspec.Struct, frozen=True):
+    organization_id: int
+    domain: str
+
+
+async def domains_with_findings(conn: Conn) -> list[OrganizationDomain]:
+    """The organization and mail domain of every monitor with an open report finding."""
     rows = await conn.fetch(
-        "SELECT DISTINCT m.organization_id, m.mail_domain FROM posture_findings f"
+        "SELECT DISTINCT m.organization_id, m.mail_domain AS domain FROM posture_findings f"
         " JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND m.mail_domain IS NOT NULL"
         " AND f.code IN ('tls_failures_reported', 'dmarc_failures_reported',"
         " 'dmarc_unknown_source')"
     )
-    return [(r["organization_id"], r["mail_domain"]) for r in rows]
+    return typed.many(OrganizationDomain, rows)
 
 
 class DomainMonitors(msgspec.Struct, frozen=True):
