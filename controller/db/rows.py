@@ -2,7 +2,8 @@
 
 A Struct's fields are named for the query's columns (the columns it does not name are
 ignored); a jsonb column decodes (pool.py) and converts into the field's type, a nested Struct
-included, with its own names (`rename`) as stored.
+included, with its own names (`rename`) as stored. `in_order` is the cheap way for readers of
+many rows whose columns are the Struct's fields in their order and need no conversion.
 """
 
 from collections.abc import Iterable
@@ -27,3 +28,9 @@ def maybe(cls: type[S], row: asyncpg.Record | None) -> S | None:
 def many(cls: type[S], rows: Iterable[asyncpg.Record]) -> list[S]:
     """`rows` as `cls`es, in their order."""
     return [one(cls, r) for r in rows]
+
+
+def in_order(cls: type[S], rows: Iterable[asyncpg.Record]) -> list[S]:
+    """`rows` as `cls`es built from their values in column order (the fields' order; nothing
+    converted): half the cost of `many` for readers of thousands of rows."""
+    return [cls(*r.values()) for r in rows]

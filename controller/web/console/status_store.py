@@ -233,7 +233,7 @@ async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> l
         first,
         settled,
     )
-    return typed.many(DayCounts, rows)
+    return typed.in_order(DayCounts, rows)
 
 
 async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[HourCounts]:
@@ -246,7 +246,7 @@ async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[HourCount
         monitor_id,
         since,
     )
-    return typed.many(HourCounts, rows)
+    return typed.in_order(HourCounts, rows)
 
 
 async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[PageIncident]:
