@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER = ROOT / "controller"
 
 ROW_NAMES = re.compile(r"^(r|row|rec|record|\w+_row)$")
-CONN_NAMES = re.compile(r"^(conn|connection|pool|tx|db|\w+_conn|\w+_pool)$")
+CONN_NAMES = re.compile(r"^(_?(c|conn|connection|pool|tx|db)|\w*_(conn|pool))$")
 ANY_RECEIVER = {"fetchrow", "fetchval", "executemany", "copy_records_to_table"}
 ANY_RECEIVER |= {"copy_from_query", "copy_to_table", "copy_from_table"}
 CONN_RECEIVER = {"fetch", "execute", "cursor"}
@@ -164,8 +164,9 @@ def test_the_scan_sees_each_kind() -> None:
         "    conn.fetch('SELECT 1')\n"
         "    conn.fetchrow('SELECT 1')\n"
         "    x = row['a'], r[f'up_{0}'], data['a'], sub.fetch(10)\n"
+        "    self._pool.execute('SELECT 1'), other_conn.fetch('SELECT 1'), imap.execute(1)\n"
     )
-    assert outside == {"record": 2, "row read": 2, "query": 2}
+    assert outside == {"record": 2, "row read": 2, "query": 4}
     inside = store_offences(
         "def a() -> list[asyncpg.Record]: ...\n"
         "async def b() -> dict[str, Any]: ...\n"
