@@ -17,12 +17,12 @@ import asyncpg
 import structlog
 
 from controller.ingest import pack_store
-from controller.ingest.pack_rules import pack_horizon
+from controller.ingest.pack_rules import PACK_LOCK, pack_horizon
 from controller.ingest.pack_store import GROUPS, pack
 from shared.loop import run_every
 from shared.timefmt import utcnow
 
-__all__ = ["GROUPS", "LOOKBACK", "keep_packing", "pack", "pack_pass"]
+__all__ = ["GROUPS", "LOOKBACK", "PACK_LOCK", "keep_packing", "pack", "pack_pass"]
 
 log = structlog.get_logger(__name__)
 
