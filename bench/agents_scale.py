@@ -47,7 +47,7 @@ async def _readonly_token(database_url: str) -> str:
             conn, org_id, "watcher@example.com", hash_password("x" * 12), "readonly"
         )
         token, digest = new_token()
-        await accounts.issue_token(conn, user["id"], digest, 3600)
+        await accounts.issue_token(conn, user.id, digest, 3600)
         return token
     finally:
         await conn.close()

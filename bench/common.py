@@ -182,7 +182,7 @@ async def seed(database_url: str, monitors: int, *, organization: str = "bench")
             conn, org_id, f"bench-{time.time_ns()}@example.com", hash_password("x" * 12), "admin"
         )
         token, digest = new_token()
-        await accounts.issue_token(conn, user["id"], digest, 3600)
+        await accounts.issue_token(conn, user.id, digest, 3600)
         customer = await customers.create(conn, org_id, "bench")
         rows = await conn.fetch(
             "INSERT INTO monitors (organization_id, customer_id, type, name, hostname, status,"
@@ -190,10 +190,10 @@ async def seed(database_url: str, monitors: int, *, organization: str = "bench")
             " SELECT $1, $2, 'smtp', 'mx ' || g, 'mx' || g || '.example.com', 'active', 60, 30,"
             " '{\"secure\": false}'::jsonb FROM generate_series(1, $3) g RETURNING public_id",
             org_id,
-            customer["id"],
+            customer.id,
             monitors,
         )
-        return Seeded(token, customer["id"], [str(r["public_id"]) for r in rows])
+        return Seeded(token, customer.id, [str(r["public_id"]) for r in rows])
     finally:
         await conn.close()
 
@@ -288,7 +288,7 @@ async def seed_monitors(
             " SELECT $1, $2, 'smtp', 'mx ' || g, replace($9, '{n}', g::text), $4, 'active',"
             " $5, $6, $7, $8::jsonb FROM generate_series(1, $3) g RETURNING public_id",
             org_id,
-            customer["id"],
+            customer.id,
             count,
             port,
             interval,

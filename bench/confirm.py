@@ -93,7 +93,7 @@ async def _seed(url: str, monitors: list[Monitor], ports: tuple[int, int], meet:
                 " 'active', $6, $7, $8, '{}'::jsonb, 'oncall@example.com') RETURNING id",
                 uuid.UUID(m.public_id),
                 org_id,
-                customer["id"],
+                customer.id,
                 m.name,
                 ports[1] if lone else ports[0],
                 m.interval,

@@ -166,9 +166,7 @@ async def seed(
             org.monitors.append((pid, interval))
             rows.append((org, pid, port, interval, timeout))
     rng.shuffle(rows)
-    customer = {
-        org.org_id: (await customers.create(conn, org.org_id, org.name))["id"] for org in orgs
-    }
+    customer = {org.org_id: (await customers.create(conn, org.org_id, org.name)).id for org in orgs}
     for org, pid, port, interval, timeout in rows:
         due = schedule.next_due(schedule.phase_ms(pid, interval), interval, start)
         await conn.execute(

@@ -286,7 +286,7 @@ class Rig:
                     conn, org_id, f"owner@{org}.test", hash_password("unused-pw-1"), "owner"
                 )
                 owner.token, digest = new_token()
-                await accounts.issue_token(conn, user["id"], digest, 24 * 3600)
+                await accounts.issue_token(conn, user.id, digest, 24 * 3600)
         finally:
             await conn.close()
 

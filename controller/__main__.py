@@ -42,7 +42,7 @@ async def _create_user(
                 conn, org_id, args.email, hash_password(args.password), role, global_supporter
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user["id"], digest, settings.token_ttl_seconds)
+            await accounts.issue_token(conn, user.id, digest, settings.token_ttl_seconds)
     finally:
         await conn.close()
     return token

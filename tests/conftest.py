@@ -179,10 +179,10 @@ async def make_tenant(pool: asyncpg.Pool, *, supporter: bool = False) -> Tenant:
                 role == "supporter",
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user["id"], digest, 3600)
+            await accounts.issue_token(conn, user.id, digest, 3600)
             tokens[role], emails[role] = token, email
         customer = await customers.create(conn, org_id, f"Customer {tag}")
-    return Tenant(org_id, f"org-{tag}", customer["id"], str(customer["public_id"]), tokens, emails)
+    return Tenant(org_id, f"org-{tag}", customer.id, str(customer.public_id), tokens, emails)
 
 
 @pytest.fixture

@@ -134,19 +134,22 @@ async def admin_token(database_url: str, password: str, kept: str | None = None)
         await migrate(conn)
         async with conn.transaction():
             org_id = await accounts.ensure_organization(conn, ORG)
-            user = await accounts.user_for_login(conn, ADMIN_EMAIL)
-            if user is None:
-                user = await accounts.create_user(
+            found = await accounts.user_for_login(conn, ADMIN_EMAIL)
+            if found is not None:
+                user_id = found.id
+            else:
+                made = await accounts.create_user(
                     conn, org_id, ADMIN_EMAIL, hash_password(password), "owner"
                 )
+                user_id = made.id
             if kept:
-                expires = await accounts.token_expiry(conn, user["id"], token_digest(kept))
+                expires = await accounts.token_expiry(conn, user_id, token_digest(kept))
                 if expires is not None and expires > utcnow() + timedelta(
                     seconds=TOKEN_KEPT_WHILE_S
                 ):
                     return kept
             token, digest = new_token()
-            await accounts.issue_token(conn, user["id"], digest, TOKEN_TTL_S)
+            await accounts.issue_token(conn, user_id, digest, TOKEN_TTL_S)
         return token
     finally:
         await conn.close()

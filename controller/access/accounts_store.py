@@ -3,9 +3,9 @@
 from datetime import datetime, timedelta
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from shared.timefmt import utcnow
 
@@ -21,6 +21,28 @@ class Principal(msgspec.Struct, frozen=True):
     email: str
     role: str
     is_global_supporter: bool
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    """A user of an organization (never their password hash)."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    email: str
+    role: str
+    is_global_supporter: bool
+    created_at: datetime
+    updated_at: datetime
+    disabled_at: datetime | None
+
+
+class LoginUser(msgspec.Struct, frozen=True):
+    """What a login checks of the user an address names."""
+
+    id: int
+    password_hash: str
+    disabled_at: datetime | None
 
 
 _USER_COLUMNS = (
@@ -51,9 +73,9 @@ async def create_user(
     password_hash: str,
     role: str,
     is_global_supporter: bool = False,
-) -> asyncpg.Record:
+) -> User:
     """Insert a user; raises asyncpg.UniqueViolationError when the e-mail is taken."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         "INSERT INTO users AS u (organization_id, email, password_hash, role, is_global_supporter)"
         f" VALUES ($1, $2, $3, $4, $5) RETURNING {_USER_COLUMNS}",
         organization_id,
@@ -63,19 +85,19 @@ async def create_user(
         is_global_supporter,
     )
     assert row is not None
-    return row
+    return typed.one(User, row)
 
 
-async def user_for_login(conn: Conn, email: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def user_for_login(conn: Conn, email: str) -> LoginUser | None:
+    row = await conn.fetchrow(
         "SELECT id, password_hash, disabled_at FROM users WHERE lower(email) = lower($1)", email
     )
-    return row
+    return typed.maybe(LoginUser, row)
 
 
 async def list_users(
     conn: Conn, organization_id: int, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[User], int]:
     rows = await conn.fetch(
         f"SELECT {_USER_COLUMNS}, count(*) OVER () AS total FROM users u"
         " WHERE u.organization_id = $1 ORDER BY u.id LIMIT $2 OFFSET $3",
@@ -83,8 +105,8 @@ async def list_users(
         limit,
         offset,
     )
-    total = rows[0]["total"] if rows else await _count_users(conn, organization_id)
-    return rows, total
+    total: int = rows[0]["total"] if rows else await _count_users(conn, organization_id)
+    return typed.many(User, rows), total
 
 
 async def _count_users(conn: Conn, organization_id: int) -> int:
@@ -147,15 +169,13 @@ async def revoke_user_tokens(conn: Conn, user_id: int) -> None:
     await conn.execute("DELETE FROM api_tokens WHERE user_id = $1", user_id)
 
 
-async def user_in_organization(
-    conn: Conn, public_id: UUID, organization_id: int
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def user_in_organization(conn: Conn, public_id: UUID, organization_id: int) -> User | None:
+    row = await conn.fetchrow(
         f"SELECT {_USER_COLUMNS} FROM users u WHERE u.public_id = $1 AND u.organization_id = $2",
         public_id,
         organization_id,
     )
-    return row
+    return typed.maybe(User, row)
 
 
 async def lock_organization(conn: Conn, organization_id: int) -> None:
@@ -174,10 +194,10 @@ async def other_enabled_owners(conn: Conn, organization_id: int, user_id: int) -
     return count
 
 
-async def set_disabled(conn: Conn, user_id: int, disabled: bool) -> asyncpg.Record:
+async def set_disabled(conn: Conn, user_id: int, disabled: bool) -> User:
     """Disable (keeping the first time) or enable a user; disabling also deletes their tokens,
     so enabling them again does not bring back a token that may have leaked."""
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         "UPDATE users AS u SET disabled_at = CASE WHEN $2 THEN coalesce(u.disabled_at, now()) END,"
         f" updated_at = now() WHERE u.id = $1 RETURNING {_USER_COLUMNS}",
         user_id,
@@ -186,4 +206,4 @@ async def set_disabled(conn: Conn, user_id: int, disabled: bool) -> asyncpg.Reco
     assert row is not None
     if disabled:
         await revoke_user_tokens(conn, user_id)
-    return row
+    return typed.one(User, row)

@@ -1,23 +1,35 @@
 """Customers: the grouping a monitor belongs to, addressed by numeric id or public UUID."""
 
+from datetime import datetime
 from uuid import UUID
 
-import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
+
+
+class Customer(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    public_id: UUID
+    organization_id: int
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
 
 _COLUMNS = "id, public_id, organization_id, name, created_at, updated_at"
 
 
-async def create(conn: Conn, organization_id: int, name: str) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(
+async def create(conn: Conn, organization_id: int, name: str) -> Customer:
+    row = await conn.fetchrow(
         f"INSERT INTO customers (organization_id, name) VALUES ($1, $2) RETURNING {_COLUMNS}",
         organization_id,
         name,
     )
     assert row is not None
-    return row
+    return typed.one(Customer, row)
 
 
 async def default_for(conn: Conn, organization_id: int, name: str) -> int:
@@ -41,16 +53,16 @@ async def default_for(conn: Conn, organization_id: int, name: str) -> int:
     return found
 
 
-async def find(conn: Conn, ident: int | UUID, organization_id: int | None) -> asyncpg.Record | None:
+async def find(conn: Conn, ident: int | UUID, organization_id: int | None) -> Customer | None:
     """The customer with that id or public id, inside the organization (None: any)."""
     column = "public_id" if isinstance(ident, UUID) else "id"
-    row: asyncpg.Record | None = await conn.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM customers WHERE {column} = $1"
         " AND ($2::bigint IS NULL OR organization_id = $2)",
         ident,
         organization_id,
     )
-    return row
+    return typed.maybe(Customer, row)
 
 
 async def list_page(
@@ -59,7 +71,7 @@ async def list_page(
     search: str | None,
     limit: int,
     offset: int,
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[Customer], int]:
     where = "($1::bigint IS NULL OR organization_id = $1) AND ($2::text IS NULL OR name ILIKE $2)"
     pattern = like_pattern(search)
     rows = await conn.fetch(
@@ -72,4 +84,4 @@ async def list_page(
     total: int = await conn.fetchval(
         f"SELECT count(*) FROM customers WHERE {where}", organization_id, pattern
     )
-    return rows, total
+    return typed.many(Customer, rows), total

@@ -4,9 +4,12 @@ typed `Incident`. The caller owns the transaction; the alerter is their only wri
 
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify.incident import Incident
 
@@ -91,9 +94,26 @@ async def set_incident_notified(conn: Conn, incident_id: int, reminders: int) ->
     )
 
 
+class ListedIncident(msgspec.Struct, frozen=True, kw_only=True):
+    """An incident, open while `ended_at` is None, with the counts of its notices (the
+    recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
+
+    public_id: UUID
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: float | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+    end_reason: str | None
+    queued: int
+    delivered: int
+    waiting: int
+
+
 async def list_incidents(
     conn: Conn, monitor_id: int, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[ListedIncident], int]:
     """A page of the monitor's incidents, newest first, each with the counts of its notices
     (the recovery's left out) `queued`, `delivered` and still `waiting` to go out."""
     rows = await conn.fetch(
@@ -112,4 +132,4 @@ async def list_incidents(
     total: int = await conn.fetchval(
         "SELECT count(*) FROM incidents WHERE monitor_id = $1", monitor_id
     )
-    return rows, total
+    return typed.many(ListedIncident, rows), total

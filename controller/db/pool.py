@@ -170,3 +170,8 @@ async def on_generic_plans(pool: asyncpg.Pool) -> AsyncIterator[PoolConnectionPr
     async with pool.acquire() as conn, conn.transaction():
         await plan_generically(conn)
         yield conn
+
+
+async def ping(conn: Conn, within_s: float) -> None:
+    """Ask the server for nothing; raises as asyncpg does when it does not answer in time."""
+    await conn.fetchval("SELECT 1", timeout=within_s)

@@ -10,6 +10,7 @@ import asyncpg
 import structlog
 
 from controller.db import turns
+from controller.ingest import retention_store
 from controller.ingest import store as results
 from shared.loop import run_every
 from shared.timefmt import utcnow
@@ -37,9 +38,7 @@ async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list
             conn, (now - timedelta(days=history_days)).date(), results.ROLLUP_TABLES
         )
         # The status pages' settled days (`result_days`) are kept as long as the rollups.
-        await conn.execute(
-            "DELETE FROM result_days WHERE day < $1", (now - timedelta(days=history_days)).date()
-        )
+        await retention_store.forget_days_before(conn, (now - timedelta(days=history_days)).date())
     if created:
         log.info("result partitions created", count=created)
     if dropped:

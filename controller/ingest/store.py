@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest.pack_rules import PACK_LOCK, packed_before
@@ -31,7 +32,16 @@ from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.roundtrips import rules as roundtrip_rules
 from controller.roundtrips import sends_store as mail_sends
-from shared.messages import CheckResult
+from shared.messages import (
+    AuthResults,
+    CheckResult,
+    Hop,
+    MailDns,
+    Phases,
+    RelayTest,
+    ReverseDns,
+    TlsInfo,
+)
 from shared.timefmt import utcnow
 
 
@@ -573,6 +583,36 @@ RESULT_COLUMNS = (
 )
 
 
+class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored result as the view `check_results` rebuilds it (RESULT_COLUMNS)."""
+
+    job_id: str
+    scheduled_at: datetime
+    monitor_public_id: UUID
+    monitor_type: str
+    country: str
+    agent_id: str | None
+    status: str
+    error_kind: str | None
+    message: str
+    banner: str | None
+    response_time_ms: float | None
+    phases: Phases | None
+    tls: TlsInfo | None
+    address: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    stored_at: datetime
+    folder: str | None
+    hops: list[Hop] | None
+    auth_results: AuthResults | None
+    capabilities: list[str] | None
+    capabilities_before_tls: list[str] | None
+    mail_dns: MailDns | None
+    reverse_dns: ReverseDns | None
+    relay: RelayTest | None
+
+
 # How far back from its end a page of results is looked for first (a page of the newest results
 # reads a few hours of packs, not all of them); the last try is unbounded.
 _PAGE_WINDOWS = (timedelta(hours=3), timedelta(days=2), None)
@@ -587,7 +627,7 @@ async def list_page(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[StoredResult], int]:
     """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not)."""
     args: list[Any] = [monitor_id]
     where = ["monitor_id = $1"]
@@ -622,7 +662,7 @@ async def list_page(
         if len(rows) == limit or not bounded:
             break
     total: int = await conn.fetchval(f"SELECT count(*) FROM check_results WHERE {cond}", *args)
-    return rows, total
+    return typed.many(StoredResult, rows), total
 
 
 def _hour(at: datetime) -> datetime:
@@ -633,9 +673,24 @@ def _next_hour(at: datetime) -> datetime:
     return at if _hour(at) == at else _hour(at) + timedelta(hours=1)
 
 
+class Counted(msgspec.Struct, frozen=True):
+    """Rounds up, down and missed (inconclusive included) in one window."""
+
+    up: int
+    down: int
+    missed: int
+
+
+class CountryCounts(msgspec.Struct, frozen=True):
+    """One country's counts, one per window asked for, in their order."""
+
+    country: str
+    windows: list[Counted]
+
+
 async def counts(
     conn: Conn, monitor_id: int, windows: Sequence[datetime], until: datetime
-) -> list[asyncpg.Record]:
+) -> list[CountryCounts]:
     """Per country, counts of up/down/missed since each of `windows` (UTC times, the earliest
     first) until `until`; inconclusive results count as missed.
 
@@ -671,7 +726,7 @@ async def counts(
         for i in range(n)
         for name in ("up", "down", "missed")
     )
-    return await conn.fetch(
+    rows = await conn.fetch(
         f"SELECT country, {selects} FROM ("
         "  SELECT result_country(country) AS country, hour AS at, false AS raw, up, down, missed"
         f"  FROM result_rollups WHERE monitor_id = $1 AND hour >= {edge(0)} AND hour < {last}"
@@ -687,6 +742,13 @@ async def counts(
         monitor_id,
         *args,
     )
+    return [
+        CountryCounts(
+            r["country"],
+            [Counted(r[f"up_{i}"], r[f"down_{i}"], r[f"missed_{i}"]) for i in range(n)],
+        )
+        for r in rows
+    ]
 
 
 LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
@@ -732,10 +794,23 @@ async def rollups(
     return [HourRollup(*r.values()) for r in rows]
 
 
-async def country_states(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
+class CountryState(msgspec.Struct, frozen=True):
+    """A monitor's latest state in one country."""
+
+    country: str
+    last_status: str
+    last_error_kind: str | None
+    last_message: str
+    last_scheduled_at: datetime
+    last_job_id: str
+    consecutive_failures: int
+    consecutive_successes: int
+
+
+async def country_states(conn: Conn, monitor_id: int) -> list[CountryState]:
     """The latest state of each country the monitor is checked from now (listed, or those of
     its latest round)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT s.country, s.last_status, s.last_error_kind, s.last_message,"
         " s.last_scheduled_at, s.last_job_id, s.consecutive_failures, s.consecutive_successes"
         " FROM monitor_country_state s JOIN monitors m ON m.id = s.monitor_id"
@@ -744,4 +819,4 @@ async def country_states(conn: Conn, monitor_id: int) -> list[asyncpg.Record]:
         " ORDER BY s.country",
         monitor_id,
     )
-    return rows
+    return typed.many(CountryState, rows)

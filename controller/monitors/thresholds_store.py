@@ -6,6 +6,7 @@ monitor's overrides (`monitor_alert_overrides`), read as one `Thresholds`
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
 from controller.monitors.thresholds import (
@@ -121,13 +122,28 @@ _OVERRIDES = (
 )
 
 
-async def monitor_overrides(conn: Conn, monitor_id: int) -> dict[str, Any]:
+class MonitorOverrides(msgspec.Struct, frozen=True, kw_only=True):
+    """A monitor's own alert settings; None: inherited from its organization."""
+
+    failure_threshold: int | None = None
+    down_after_rounds: int | None = None
+    recover_after_rounds: int | None = None
+    cert_expiry_days: list[int] | None = None
+    confirm_failures: bool | None = None
+    finding_email_severities: list[str] | None = None
+    finding_sms_severities: list[str] | None = None
+    finding_channel_severities: list[str] | None = None
+
+
+async def monitor_overrides(conn: Conn, monitor_id: int) -> MonitorOverrides:
     """The monitor's own values (None: inherited)."""
     row = await conn.fetchrow(
         f"SELECT {', '.join(_OVERRIDES)} FROM monitor_alert_settings WHERE monitor_id = $1",
         monitor_id,
     )
-    return {n: None if row is None else row[n] for n in _OVERRIDES}
+    return (
+        MonitorOverrides() if row is None else MonitorOverrides(**{n: row[n] for n in _OVERRIDES})
+    )
 
 
 async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:

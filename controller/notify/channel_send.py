@@ -10,7 +10,6 @@ names the kind, the host and the HTTP status, with any echo of the secret or URL
 import unicodedata
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -27,6 +26,7 @@ from controller.notify import (
     channel_store,
 )
 from controller.notify.channel_kinds import Event
+from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import Egress, OrgEgress
 from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
@@ -88,43 +88,43 @@ class ChannelSender:
         event = msgspec.structs.replace(event, console_url=self.console_url(event.monitor.id))
         await self.deliver(row, event)
 
-    def endpoint_problem(self, channel: asyncpg.Record | dict[str, Any]) -> str | None:
+    def endpoint_problem(self, channel: StoredChannel) -> str | None:
         """What makes `channel`'s endpoint one the sender will not send to, found before any
         lookup (the API's check of its URL), or None."""
         try:
             url = self._open_url(channel)
         except SecretBoxError:
             return "the channel's secret does not open with SECRETS_KEY"
-        egress = self._egress.of(channel["organization_id"])
-        if channel["kind"] == "apprise":
+        egress = self._egress.of(channel.organization_id)
+        if channel.kind == "apprise":
             problem = apprise_channel.url_problem(url, egress.networks)
         else:
             problem = egress.url_problem(url)
         return None if problem is None else f"endpoint {problem}"
 
-    def _open_url(self, channel: asyncpg.Record | dict[str, Any]) -> str:
-        url: str = channel["url"]
-        return self._box.open(url) if channel["kind"] in channel_kinds.SECRET_URL else url
+    def _open_url(self, channel: StoredChannel) -> str:
+        url: str = channel.url
+        return self._box.open(url) if channel.kind in channel_kinds.SECRET_URL else url
 
-    async def deliver(self, channel: asyncpg.Record | dict[str, Any], event: Event) -> None:
+    async def deliver(self, channel: StoredChannel, event: Event) -> None:
         """Tell `channel` (its row) of `event`, or raise DeliveryError."""
-        kind: str = channel["kind"]
+        kind: str = channel.kind
         try:
             url = self._open_url(channel)
-            secret = self._box.open(channel["secret"]) if channel["secret"] else None
+            secret = self._box.open(channel.secret) if channel.secret else None
         except SecretBoxError:
             raise DeliveryError(
                 "not sent: the channel's secret does not open with SECRETS_KEY", permanent=True
             ) from None
         # Judged on the grant of the channel's own organization, now: a grant the operator
         # withdrew since the channel was stored no longer lets it through.
-        egress = self._egress.of(channel["organization_id"])
+        egress = self._egress.of(channel.organization_id)
         if kind == "apprise":
             title, text = event.summary, channel_kinds.plain_text(event)
             await apprise_channel.send(url, title, text, egress.networks)
             return
         for request in channel_kinds.requests(
-            kind, event, url, secret, self._clock(), channel["chat_id"]
+            kind, event, url, secret, self._clock(), channel.chat_id
         ):
             await self._post(egress, kind, event, request, url, secret)
 

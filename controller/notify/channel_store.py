@@ -7,7 +7,9 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_kinds
 from controller.notify.channel_kinds import Event, IncidentFacts, MonitorFacts
@@ -25,25 +27,55 @@ _COLUMNS = (
 )
 
 
-async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> asyncpg.Record | None:
+class StoredChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification channel: `url` as stored (sealed when it is the credential), `url_shown`
+    what responses show of it, `secret` sealed; the monitors (public ids) and customers that
+    chose it."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    name: str
+    kind: str
+    url: str
+    url_shown: str
+    secret: str | None
+    chat_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    monitor_ids: list[str]
+    customer_ids: list[int]
+
+
+class MonitorChoice(msgspec.Struct, frozen=True):
+    """A monitor a channel may serve, as a picker lists it."""
+
+    public_id: UUID
+    name: str
+    type: str
+
+
+async def get(conn: Conn, public_id: UUID, organization_id: int | None) -> StoredChannel | None:
     """A channel by public id, of `organization_id` (None: any, for global supporters)."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM notification_channels c WHERE c.public_id = $1"
         " AND ($2::bigint IS NULL OR c.organization_id = $2)",
         public_id,
         organization_id,
     )
+    return typed.maybe(StoredChannel, row)
 
 
-async def by_id(conn: Conn, channel_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def by_id(conn: Conn, channel_id: int) -> StoredChannel | None:
+    row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM notification_channels c WHERE c.id = $1", channel_id
     )
+    return typed.maybe(StoredChannel, row)
 
 
 async def list_page(
     conn: Conn, organization_id: int | None, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[StoredChannel], int]:
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM notification_channels c"
         " WHERE $1::bigint IS NULL OR c.organization_id = $1 ORDER BY c.id LIMIT $2 OFFSET $3",
@@ -56,7 +88,24 @@ async def list_page(
         " OR organization_id = $1",
         organization_id,
     )
-    return rows, total
+    return typed.many(StoredChannel, rows), total
+
+
+async def monitor_choices(conn: Conn, organization_id: int, limit: int) -> list[MonitorChoice]:
+    """The organization's monitors by name, at most `limit`."""
+    rows = await conn.fetch(
+        "SELECT public_id, name, type FROM monitors WHERE organization_id = $1"
+        " ORDER BY lower(name), id LIMIT $2",
+        organization_id,
+        limit,
+    )
+    return typed.many(MonitorChoice, rows)
+
+
+async def lock_organization(conn: Conn, organization_id: int) -> None:
+    """Serialise creating the organization's channels until the transaction ends (its count is
+    bounded)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", organization_id)
 
 
 async def count(conn: Conn, organization_id: int) -> int:

@@ -7,9 +7,12 @@ worker (controller.notify.outbox). The caller owns the transaction.
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
@@ -242,9 +245,24 @@ async def record_attempt(
     return updated is not None
 
 
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt to deliver a notification."""
+
+    id: int
+    kind: str
+    channel: str
+    target: str
+    attempt: int
+    status: str
+    error: str | None
+    at: datetime
+    incident_public_id: UUID | None
+
+
 async def list_history(
     conn: Conn, monitor_id: int, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+) -> tuple[list[Attempt], int]:
+    """A page of the monitor's notification attempts, newest first, and how many it has."""
     rows = await conn.fetch(
         "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
         " i.public_id AS incident_public_id"
@@ -257,4 +275,13 @@ async def list_history(
     total: int = await conn.fetchval(
         "SELECT count(*) FROM alert_history WHERE monitor_id = $1", monitor_id
     )
-    return rows, total
+    return typed.many(Attempt, rows), total
+
+
+async def pending(pool: asyncpg.Pool) -> int:
+    """How many notifications wait to go out."""
+    async with pool.acquire() as conn:
+        n: int = await conn.fetchval(
+            "SELECT count(*) FROM notification_outbox WHERE status = 'pending'"
+        )
+    return n

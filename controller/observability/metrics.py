@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-import asyncpg
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -263,14 +262,11 @@ def ingest_lag(js: JetStreamContext, durable: str) -> Probe:
     return probe
 
 
-def outbox_pending(pool: asyncpg.Pool) -> Probe:
+def outbox_pending(count: Callable[[], Awaitable[int]]) -> Probe:
+    """Samples the notifications waiting to go out (`count`: the outbox store's)."""
+
     async def probe() -> None:
-        async with pool.acquire() as conn:
-            OUTBOX_PENDING.set(
-                await conn.fetchval(
-                    "SELECT count(*) FROM notification_outbox WHERE status = 'pending'"
-                )
-            )
+        OUTBOX_PENDING.set(await count())
 
     return probe
 

@@ -4,10 +4,12 @@ go in and come out as Python values (the pool's codec)."""
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
+from uuid import UUID
 
-import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.jobs.result_kinds import scheduled_since
 from controller.posture.facts import StoredFacts
@@ -267,9 +269,57 @@ async def mark_expiry_sent(
     )
 
 
-async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[asyncpg.Record]:
+class ListedFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """A finding as listed with its history: `country` '' is the monitor as a whole; open while
+    `cleared_at` is None."""
+
+    code: str
+    country: str
+    severity: str
+    detail: str
+    appeared_at: datetime
+    last_seen_at: datetime
+    cleared_at: datetime | None
+
+
+class SeenChange(msgspec.Struct, frozen=True):
+    """A change of a fact every country saw alike (`before`: the values it had, `after`: its
+    value now, both as stored JSON)."""
+
+    fact: str
+    before: list[object]
+    after: object
+    countries: list[str]
+    at: datetime
+
+
+class StoredBaseline(msgspec.Struct, frozen=True):
+    """One country's baseline facts, as stored JSON."""
+
+    country: str
+    facts: dict[str, object]
+    updated_at: datetime
+
+
+class OpenFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """An open finding with what names its monitor."""
+
+    public_id: UUID
+    name: str
+    type: str
+    hostname: str
+    port: int | None
+    code: str
+    country: str
+    severity: str
+    detail: str
+    appeared_at: datetime
+    last_seen_at: datetime
+
+
+async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[ListedFinding]:
     """Open findings first (worst first), then the history, newest first."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT code, country, severity, detail, appeared_at, last_seen_at, cleared_at"
         " FROM posture_findings WHERE monitor_id = $1"
         " ORDER BY cleared_at IS NOT NULL, array_position(ARRAY['critical','warning','info'],"
@@ -277,32 +327,35 @@ async def findings_page(conn: Conn, monitor_id: int, limit: int) -> list[asyncpg
         monitor_id,
         limit,
     )
+    return typed.many(ListedFinding, rows)
 
 
-async def changes_page(conn: Conn, monitor_id: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def changes_page(conn: Conn, monitor_id: int, limit: int) -> list[SeenChange]:
+    rows = await conn.fetch(
         "SELECT fact, before, after, countries, at FROM posture_changes WHERE monitor_id = $1"
         " ORDER BY at DESC, id DESC LIMIT $2",
         monitor_id,
         limit,
     )
+    return typed.many(SeenChange, rows)
 
 
-async def baseline_rows(conn: Conn, monitor_id: int) -> list[Any]:
-    return await conn.fetch(
+async def baseline_rows(conn: Conn, monitor_id: int) -> list[StoredBaseline]:
+    rows = await conn.fetch(
         "SELECT country, facts, updated_at FROM posture_baselines WHERE monitor_id = $1"
         " ORDER BY country",
         monitor_id,
     )
+    return typed.many(StoredBaseline, rows)
 
 
 _WORST_FIRST = "array_position(ARRAY['critical','warning','info'], f.severity)"
 
 
-async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[asyncpg.Record]:
+async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[OpenFinding]:
     """The open findings of the organization's monitors (every organization's: None), worst
     first, then by monitor name, code and country; with what names the monitor."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT m.public_id, m.name, m.type, m.hostname, m.port, f.code, f.country,"
         " f.severity, f.detail, f.appeared_at, f.last_seen_at"
         " FROM posture_findings f JOIN monitors m ON m.id = f.monitor_id"
@@ -311,6 +364,7 @@ async def open_in(conn: Conn, organization_id: int | None, limit: int) -> list[a
         organization_id,
         limit,
     )
+    return typed.many(OpenFinding, rows)
 
 
 async def open_counts(conn: Conn, organization_id: int | None) -> dict[str, int]:

@@ -214,7 +214,7 @@ async def sweep(pool: asyncpg.Pool, links: Links) -> None:
     now = utcnow()
     async with pool.acquire() as conn:
         domains = await db.domains_with_findings(conn)
-    for organization_id, domain in domains:
+    for d in domains:
         async with pool.acquire() as conn, conn.transaction():
-            await db.lock_domain(conn, organization_id, domain)
-            await judge_domain(conn, organization_id, domain, links, now)
+            await db.lock_domain(conn, d.organization_id, d.domain)
+            await judge_domain(conn, d.organization_id, d.domain, links, now)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.monitors.store import COLUMNS, Monitor, decode
 from controller.reports.parse import Report
@@ -197,23 +198,111 @@ async def alert_state(conn: Conn, monitor_id: int) -> str:
     return state or "unknown"
 
 
-async def domains_with_findings(conn: Conn) -> list[tuple[int, str]]:
-    """(organization, domain) of every monitor with an open report finding."""
+class OrganizationDomain(msgspec.Struct, frozen=True):
+    organization_id: int
+    domain: str
+
+
+async def domains_with_findings(conn: Conn) -> list[OrganizationDomain]:
+    """The organization and mail domain of every monitor with an open report finding."""
     rows = await conn.fetch(
-        "SELECT DISTINCT m.organization_id, m.mail_domain FROM posture_findings f"
+        "SELECT DISTINCT m.organization_id, m.mail_domain AS domain FROM posture_findings f"
         " JOIN monitors m ON m.id = f.monitor_id"
         " WHERE f.cleared_at IS NULL AND m.mail_domain IS NOT NULL"
         " AND f.code IN ('tls_failures_reported', 'dmarc_failures_reported',"
         " 'dmarc_unknown_source')"
     )
-    return [(r["organization_id"], r["mail_domain"]) for r in rows]
+    return typed.many(OrganizationDomain, rows)
 
 
-async def totals(
-    conn: Conn, organization_id: int, domain: str, since: date
-) -> list[asyncpg.Record]:
+class DomainMonitors(msgspec.Struct, frozen=True):
+    """A mail domain of the organization's monitors, and how many monitors name it."""
+
+    domain: str
+    monitors: int
+
+
+async def domains_monitored(conn: Conn, organization_id: int) -> list[DomainMonitors]:
+    """The organization's monitors' mail domains, by name."""
+    rows = await conn.fetch(
+        "SELECT mail_domain AS domain, count(*) AS monitors FROM monitors"
+        " WHERE organization_id = $1 AND mail_domain IS NOT NULL"
+        " GROUP BY mail_domain ORDER BY mail_domain",
+        organization_id,
+    )
+    return typed.many(DomainMonitors, rows)
+
+
+class DayTotal(msgspec.Struct, frozen=True):
+    """The sum of counts of one day, kind and result."""
+
+    day: date
+    kind: str
+    result: str
+    n: int
+
+
+class DayCount(msgspec.Struct, frozen=True):
+    """The sum of counts of one day, kind, reporter, result and source IP ('' for TLS)."""
+
+    day: date
+    kind: str
+    reporter: str
+    result: str
+    ip: str
+    n: int
+
+
+class Failures(msgspec.Struct, frozen=True):
+    """Failures of one kind, reporter, result, MX and IP."""
+
+    kind: str
+    reporter: str
+    result: str
+    mx: str
+    ip: str
+    n: int
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    """A report refused: how it came, why, and from where (`source`)."""
+
+    via: str
+    reason: str
+    detail: str
+    source: str
+    bytes: int
+    at: datetime
+
+
+class Received(msgspec.Struct, frozen=True, kw_only=True):
+    """A report taken in."""
+
+    kind: str
+    reporter: str
+    report_id: str
+    domains: list[str]
+    begins_at: datetime
+    ends_at: datetime
+    via: str
+    bytes: int
+    received_at: datetime
+
+
+class DomainTotal(msgspec.Struct, frozen=True):
+    """A monitored domain's counts of one kind and result; `newest`: when the newest report of
+    the domain and kind ended."""
+
+    domain: str
+    kind: str
+    result: str
+    n: int
+    newest: datetime
+
+
+async def totals(conn: Conn, organization_id: int, domain: str, since: date) -> list[DayTotal]:
     """Per day, kind and result: the sum of counts, oldest day first."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT day, kind, result, sum(count)::bigint AS n FROM report_counts"
         " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
         " GROUP BY day, kind, result ORDER BY day, kind, result",
@@ -221,12 +310,13 @@ async def totals(
         domain,
         since,
     )
+    return typed.many(DayTotal, rows)
 
 
-async def daily(conn: Conn, organization_id: int, domain: str, since: date) -> list[asyncpg.Record]:
+async def daily(conn: Conn, organization_id: int, domain: str, since: date) -> list[DayCount]:
     """Per day, kind, reporter, result and source IP (DMARC; '' for TLS): the sum of counts,
     oldest day first (the console's charts)."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT day, kind, reporter, result, CASE WHEN kind = 'dmarc' THEN ip ELSE '' END AS ip,"
         " sum(count)::bigint AS n FROM report_counts"
         " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
@@ -235,13 +325,14 @@ async def daily(conn: Conn, organization_id: int, domain: str, since: date) -> l
         domain,
         since,
     )
+    return typed.many(DayCount, rows)
 
 
 async def breakdown(
     conn: Conn, organization_id: int, domain: str, since: date, limit: int
-) -> list[asyncpg.Record]:
+) -> list[Failures]:
     """Failures by kind, reporter, result, MX and IP over the days since `since`, largest first."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT kind, reporter, result, mx, ip, sum(count)::bigint AS n FROM report_counts"
         " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
         " AND result NOT IN ('success', 'pass')"
@@ -252,31 +343,34 @@ async def breakdown(
         since,
         limit,
     )
+    return typed.many(Failures, rows)
 
 
-async def rejected(conn: Conn, organization_id: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def rejected(conn: Conn, organization_id: int, limit: int) -> list[Rejected]:
+    rows = await conn.fetch(
         "SELECT via, reason, detail, source, bytes, at FROM rejected_reports"
         " WHERE organization_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
         organization_id,
         limit,
     )
+    return typed.many(Rejected, rows)
 
 
-async def received(conn: Conn, organization_id: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def received(conn: Conn, organization_id: int, limit: int) -> list[Received]:
+    rows = await conn.fetch(
         "SELECT kind, reporter, report_id, domains, begins_at, ends_at, via, bytes, received_at"
         " FROM reports WHERE organization_id = $1 ORDER BY received_at DESC, id DESC LIMIT $2",
         organization_id,
         limit,
     )
+    return typed.many(Received, rows)
 
 
-async def scrape_totals(conn: Conn, organization_id: int, since: date) -> list[asyncpg.Record]:
+async def scrape_totals(conn: Conn, organization_id: int, since: date) -> list[DomainTotal]:
     """Per monitored domain, kind and result: the counts since `since`, and per domain and kind
     when the newest report's range ended (`newest`, the same on each of its rows); the
     `/metrics/reports` series."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "WITH c AS (SELECT domain, kind, result, report_id, count FROM report_counts"
         "  WHERE organization_id = $1 AND day >= $2 AND domain IN ("
         "   SELECT mail_domain FROM monitors WHERE organization_id = $1))"
@@ -287,6 +381,7 @@ async def scrape_totals(conn: Conn, organization_id: int, since: date) -> list[a
         organization_id,
         since,
     )
+    return typed.many(DomainTotal, rows)
 
 
 async def forget_before(conn: Conn, before: datetime) -> tuple[int, int]:

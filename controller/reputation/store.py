@@ -5,7 +5,11 @@ import ipaddress
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
+from uuid import UUID
 
+import msgspec
+
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.reputation.rules import BlockList, Listing
 from shared.messages import CheckResult
@@ -162,7 +166,36 @@ async def save_listing(
     )
 
 
-async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[dict[str, Any]]:
+class ListingEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A listing of one of a monitor's names on one list, open while `cleared_at` is None;
+    `raised_at`: when it became a finding (None: not yet)."""
+
+    zone: str
+    name: str
+    since: datetime
+    countries: list[str]
+    reason: str
+    raised_at: datetime | None
+    cleared_at: datetime | None
+
+
+class RaisedListing(msgspec.Struct, frozen=True, kw_only=True):
+    """An open listing raised as a finding, with what names its monitor."""
+
+    public_id: UUID
+    monitor_name: str
+    type: str
+    hostname: str
+    port: int | None
+    zone: str
+    name: str
+    since: datetime
+    countries: list[str]
+    reason: str
+    raised_at: datetime
+
+
+async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[ListingEntry]:
     """A monitor's listings, open ones first, then the newest."""
     rows = await conn.fetch(
         "SELECT zone, name, since, countries, reason, raised_at, cleared_at"
@@ -171,7 +204,7 @@ async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[dict[s
         monitor_id,
         limit,
     )
-    return [dict(r) for r in rows]
+    return typed.many(ListingEntry, rows)
 
 
 async def names_of(conn: Conn, monitor_id: int) -> dict[str, dict[str, str]]:
@@ -191,7 +224,7 @@ async def alert_state(conn: Conn, monitor_id: int) -> str:
 
 async def raised_open(
     conn: Conn, organization_id: int | None, monitor_id: int | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[RaisedListing]:
     """The raised listings still open (the `blocklisted` findings) of one monitor, or of the
     organization's monitors (every organization's: None), with what names the monitor."""
     rows = await conn.fetch(
@@ -206,4 +239,4 @@ async def raised_open(
         monitor_id,
         limit,
     )
-    return [dict(r) for r in rows]
+    return typed.many(RaisedListing, rows)

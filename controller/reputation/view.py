@@ -4,13 +4,13 @@ shared answers, the names its rounds found, its listings, and the lists' health
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
 from controller.reputation import store as db
 from controller.reputation.rules import BlockList, ListHealth
 from controller.reputation.standing_rules import Name, Seen, standing
+from controller.reputation.store import ListingEntry
 from controller.reputation.watch import healths
 from shared.timefmt import utcnow
 
@@ -18,7 +18,7 @@ from shared.timefmt import utcnow
 @dataclass(frozen=True)
 class MonitorStanding:
     names: list[Name]
-    history: list[dict[str, Any]]  # its listings, open ones first (store.listings)
+    history: list[ListingEntry]  # its listings, open ones first
     health: dict[tuple[str, str], ListHealth]  # (zone, country) → the list's health there
     checked: dict[tuple[str, str], datetime]  # (zone, country) → its test entries' last answer
 

@@ -27,7 +27,7 @@ from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.packer import keep_packing
 from controller.ingest.retention import keep_partitions
-from controller.notify import channels
+from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
@@ -233,7 +233,7 @@ def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> li
     if "ingester" in roles:
         probes.append(metrics.ingest_lag(pipeline.js, pipeline.ingester.durable))
     if "alerter" in roles:
-        probes.append(metrics.outbox_pending(pool))
+        probes.append(metrics.outbox_pending(functools.partial(outbox_store.pending, pool)))
     return probes
 
 

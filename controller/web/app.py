@@ -14,6 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.db.pool import ping
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
@@ -107,7 +108,7 @@ async def readiness(pool: asyncpg.Pool, pipeline: "Pipeline | None") -> str | No
     databases), which goes to the log."""
     try:
         async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
-            await conn.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)
+            await ping(conn, READY_TIMEOUT_S)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         log.warning("not ready: PostgreSQL", error=repr(exc))
         return "database unavailable"

@@ -9,12 +9,13 @@ a 400 naming `url` on create and change, and a stored URL the sender cannot send
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import httpx
 import pytest
 
-from controller.notify import DeliveryError, channel_kinds
+from controller.notify import DeliveryError, channel_kinds, channel_store
 from controller.notify.channel_send import ChannelSender
 from controller.notify.links import Links
 from controller.secrets.box import SecretBox
@@ -217,9 +218,7 @@ async def test_a_stored_url_the_sender_cannot_send_fails_for_good_and_spends_no_
             made["id"],
             "https://0177.0.0.2/x",
         )
-        row = await conn.fetchrow(
-            "SELECT * FROM notification_channels WHERE public_id = $1", made["id"]
-        )
+        row = await channel_store.get(conn, UUID(made["id"]), None)
     assert row is not None
     said = await _test(channel_api, org, made["id"])
     assert said["delivered"] is False and "not a valid URL" in said["error"]

@@ -5,9 +5,12 @@ Prometheus' registry is one per process and shared by every test, so counters ar
 before and after.
 """
 
+from functools import partial
+
 import asyncpg
 from prometheus_client import REGISTRY
 
+from controller.notify import outbox_store
 from controller.observability import metrics
 from tests.alerting.conftest import DOWN, Rig
 
@@ -32,7 +35,7 @@ async def test_notifications_count_failed_then_sent_and_the_backlog_follows(rig:
     m = await rig.monitor(phone=None)
     await rig.relay.stop()
     await rig.rounds(m, 0, [DOWN, DOWN])
-    await metrics.sample([metrics.outbox_pending(rig.pool)])
+    await metrics.sample([metrics.outbox_pending(partial(outbox_store.pending, rig.pool))])
     backlog = await pending(rig.pool)
     assert backlog >= 1
     assert REGISTRY.get_sample_value("mailprobe_outbox_pending") == backlog
@@ -44,5 +47,5 @@ async def test_notifications_count_failed_then_sent_and_the_backlog_follows(rig:
     assert await worker.burst() == 1
     assert value("mailprobe_notifications_total", **sent) - before["sent"] == 1
 
-    await metrics.sample([metrics.outbox_pending(rig.pool)])
+    await metrics.sample([metrics.outbox_pending(partial(outbox_store.pending, rig.pool))])
     assert REGISTRY.get_sample_value("mailprobe_outbox_pending") == backlog - 1

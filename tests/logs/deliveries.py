@@ -11,9 +11,10 @@ import ipaddress
 import os
 import sys
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import asyncpg
 import trustme
@@ -23,6 +24,7 @@ from agent.probers.tls import build_ssl_contexts
 from controller.monitors.oauth2_grants import Grant
 from controller.notify import Notification, channel_kinds
 from controller.notify.channel_send import ChannelSender
+from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import Egress
 from controller.notify.email import EmailChannel
 from controller.notify.links import Links
@@ -72,6 +74,24 @@ def said(what: str) -> None:
     print("delivered", what, flush=True)
 
 
+def _channel(kind: str, url: str, secret: str | None, chat_id: str | None) -> StoredChannel:
+    return StoredChannel(
+        id=1,
+        public_id=uuid.uuid4(),
+        organization_id=1,
+        name=f"{kind} on-call",
+        kind=kind,
+        url=url,
+        url_shown=url,
+        secret=secret,
+        chat_id=chat_id,
+        created_at=SENT_AT,
+        updated_at=SENT_AT,
+        monitor_ids=[],
+        customer_ids=[],
+    )
+
+
 async def channels() -> None:
     box = SecretBox(generate_key())
     # `deliver` reads no row: the pool is the outbox's, unused on this path.
@@ -81,13 +101,12 @@ async def channels() -> None:
     for kind in ("webhook", "slack", "teams", "pagerduty", "opsgenie", "telegram", "apprise"):
         async with Receiver(kind, SECRETS.get(kind, ""), tls=False) as r:
             url = r.url
-            row: dict[str, Any] = {
-                "organization_id": 1,
-                "kind": kind,
-                "url": box.seal(url) if kind in channel_kinds.SECRET_URL else url,
-                "secret": box.seal(SECRETS[kind]) if kind in SECRETS else None,
-                "chat_id": r.chats[0] if kind == "telegram" else None,
-            }
+            row = _channel(
+                kind,
+                box.seal(url) if kind in channel_kinds.SECRET_URL else url,
+                box.seal(SECRETS[kind]) if kind in SECRETS else None,
+                r.chats[0] if kind == "telegram" else None,
+            )
             event = channel_kinds.test_event("c", f"{kind} on-call", SENT_AT, None)
             await sender.deliver(row, event)
             assert r.delivered, kind
@@ -95,13 +114,7 @@ async def channels() -> None:
     if HAS_ALERTMANAGER:
         with tempfile.TemporaryDirectory() as tmp:
             async with Alertmanager(tmp) as am:
-                row = {
-                    "organization_id": 1,
-                    "kind": "alertmanager",
-                    "url": am.url,
-                    "secret": None,
-                    "chat_id": None,
-                }
+                row = _channel("alertmanager", am.url, None, None)
                 event = channel_kinds.test_event("c", "am", SENT_AT, None)
                 await sender.deliver(row, event)
                 said("alertmanager")

@@ -126,9 +126,10 @@ async def test_the_token_outlives_a_restart_while_it_has_a_day_left(database_url
             org = await accounts.ensure_organization(conn, "another")
             other = await accounts.create_user(conn, org, "x@example.com", "-", "owner")
             ending, ending_digest = new_token()
-            await accounts.issue_token(conn, admin["id"], ending_digest, 3600)
+            assert admin is not None
+            await accounts.issue_token(conn, admin.id, ending_digest, 3600)
             theirs, theirs_digest = new_token()
-            await accounts.issue_token(conn, other["id"], theirs_digest, 30 * 24 * 3600)
+            await accounts.issue_token(conn, other.id, theirs_digest, 30 * 24 * 3600)
         finally:
             await conn.close()
         assert await admin_token(url, "a-dev-password", ending) != ending

@@ -14,6 +14,7 @@ from msgspec import Meta
 
 from controller.access.accounts_store import Principal
 from controller.alerting import incident_store as incident_db
+from controller.alerting.incident_store import ListedIncident
 from controller.logins import backoff_store as backoff_db
 from controller.logins import cap_store as login_caps
 from controller.monitors import thresholds_store as thresholds_db
@@ -194,20 +195,20 @@ def _pool(request: AuthedRequest) -> asyncpg.Pool:
     return pool
 
 
-def _incident(row: asyncpg.Record, monitor_public_id: str) -> Incident:
+def _incident(row: ListedIncident, monitor_public_id: str) -> Incident:
     return Incident(
-        id=str(row["public_id"]),
+        id=str(row.public_id),
         monitor_id=monitor_public_id,
-        state="open" if row["ended_at"] is None else "closed",
-        started_at=iso_ms(row["started_at"]),
-        ended_at=iso_ms_or_none(row["ended_at"]),
-        duration_seconds=row["duration_seconds"],
-        cause_kind=row["cause_kind"],
-        cause=row["cause"],
-        countries=list(row["countries"]),
-        notified=row["delivered"] > 0,
-        delivery=delivery(row["queued"], row["delivered"], row["waiting"]),
-        end_reason=row["end_reason"],
+        state="open" if row.ended_at is None else "closed",
+        started_at=iso_ms(row.started_at),
+        ended_at=iso_ms_or_none(row.ended_at),
+        duration_seconds=row.duration_seconds,
+        cause_kind=row.cause_kind,
+        cause=row.cause,
+        countries=list(row.countries),
+        notified=row.delivered > 0,
+        delivery=delivery(row.queued, row.delivered, row.waiting),
+        end_reason=row.end_reason,
     )
 
 
@@ -241,15 +242,15 @@ async def _history(
         )
     items = [
         DeliveryAttempt(
-            id=r["id"],
-            incident_id=None if r["incident_public_id"] is None else str(r["incident_public_id"]),
-            kind=r["kind"],
-            channel=r["channel"],
-            target=r["target"],
-            attempt=r["attempt"],
-            status=r["status"],
-            error=r["error"],
-            at=iso_ms(r["at"]),
+            id=r.id,
+            incident_id=None if r.incident_public_id is None else str(r.incident_public_id),
+            kind=r.kind,
+            channel=r.channel,
+            target=r.target,
+            attempt=r.attempt,
+            status=r.status,
+            error=r.error,
+            at=iso_ms(r.at),
         )
         for r in rows
     ]
@@ -284,14 +285,14 @@ async def _monitor_settings(
         effective = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
     return MonitorAlertSettings(
         monitor_id=str(monitor.public_id),
-        failure_threshold=own["failure_threshold"],
-        down_after_rounds=own["down_after_rounds"],
-        recover_after_rounds=own["recover_after_rounds"],
-        cert_expiry_days=own["cert_expiry_days"],
-        confirm_failures=own["confirm_failures"],
-        finding_email_severities=own["finding_email_severities"],
-        finding_sms_severities=own["finding_sms_severities"],
-        finding_channel_severities=own["finding_channel_severities"],
+        failure_threshold=own.failure_threshold,
+        down_after_rounds=own.down_after_rounds,
+        recover_after_rounds=own.recover_after_rounds,
+        cert_expiry_days=own.cert_expiry_days,
+        confirm_failures=own.confirm_failures,
+        finding_email_severities=own.finding_email_severities,
+        finding_sms_severities=own.finding_sms_severities,
+        finding_channel_severities=own.finding_channel_severities,
         effective=_settings(effective),
     )
 

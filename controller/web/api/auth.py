@@ -132,20 +132,18 @@ async def login_token(
         with login.passwords.reserve() as hashing:
             async with pool.acquire() as conn:
                 user = await accounts.user_for_login(conn, email.strip())
-                known = user is not None and await logins.is_known_address(
-                    conn, user["id"], address
-                )
+                known = user is not None and await logins.is_known_address(conn, user.id, address)
                 account_key = login.keys.account(email, address if known else None)
                 wait = await logins.take(conn, address_key, account_key, login.policy)
             if wait is not None:
                 log.info("login throttled", address=address, retry_after_s=_seconds(wait))
                 raise _too_many(wait)
             # An unknown e-mail costs the same hashing as a wrong password: no probing for users.
-            ok = await hashing.verify(user["password_hash"] if user else None, password)
+            ok = await hashing.verify(user.password_hash if user else None, password)
     except PasswordsBusy:
         log.warning("login refused: password threads busy", address=address)
         raise busy() from None
-    if not ok or user is None or user["disabled_at"] is not None:
+    if not ok or user is None or user.disabled_at is not None:
         async with pool.acquire() as conn:
             locked_for = await logins.failed(conn, account_key, login.policy)
         log.info("login failed", address=address, locked_for_s=_seconds(locked_for))
@@ -153,8 +151,8 @@ async def login_token(
     token, digest = new_token()
     async with pool.acquire() as conn, conn.transaction():
         await logins.succeeded(conn, address_key, account_key)
-        await logins.remember_address(conn, user["id"], address)
-        expires_at = await accounts.issue_token(conn, user["id"], digest, ttl_seconds)
+        await logins.remember_address(conn, user.id, address)
+        expires_at = await accounts.issue_token(conn, user.id, digest, ttl_seconds)
     return token, expires_at
 
 

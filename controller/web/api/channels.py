@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, Request, delete, get, patch, post
@@ -36,6 +35,7 @@ from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
 from controller.notify.channel_send import ChannelSender
+from controller.notify.channel_store import StoredChannel
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, not_found
@@ -104,19 +104,19 @@ class ChannelTestResult(msgspec.Struct, rename="camel"):
 NotificationChannelPage = Annotated[Page[NotificationChannel], published("NotificationChannelPage")]
 
 
-def _present(row: asyncpg.Record) -> NotificationChannel:
+def _present(row: StoredChannel) -> NotificationChannel:
     return NotificationChannel(
-        id=str(row["public_id"]),
-        organization_id=row["organization_id"],
-        name=row["name"],
-        kind=row["kind"],
-        url=row["url_shown"],
-        secret=SECRET_MASK if row["secret"] else None,
-        chat_id=row["chat_id"],
-        monitor_ids=list(row["monitor_ids"]),
-        customer_ids=list(row["customer_ids"]),
-        created_at=iso_ms(row["created_at"]),
-        updated_at=iso_ms(row["updated_at"]),
+        id=str(row.public_id),
+        organization_id=row.organization_id,
+        name=row.name,
+        kind=row.kind,
+        url=row.url_shown,
+        secret=SECRET_MASK if row.secret else None,
+        chat_id=row.chat_id,
+        monitor_ids=list(row.monitor_ids),
+        customer_ids=list(row.customer_ids),
+        created_at=iso_ms(row.created_at),
+        updated_at=iso_ms(row.updated_at),
     )
 
 
@@ -131,7 +131,7 @@ def stored(
     name: str,
     url: str | None,
     secret: str | None,
-    before: asyncpg.Record | None,
+    before: StoredChannel | None,
     chat_id: str | None = None,
 ) -> dict[str, Any]:
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
@@ -142,18 +142,18 @@ def stored(
     values: dict[str, Any] = {"name": name}
     sent = secret is not None and secret != SECRET_MASK
     if before is not None and channel_binding.moves_secret(
-        kind, before["secret"] is not None, before["url_shown"], url, sent
+        kind, before.secret is not None, before.url_shown, url, sent
     ):
         raise secret_required()
-    if url is None or (before is not None and url == before["url_shown"]):
+    if url is None or (before is not None and url == before.url_shown):
         if before is not None:
-            values |= {"url": before["url"], "url_shown": before["url_shown"]}
+            values |= {"url": before.url, "url_shown": before.url_shown}
         elif kind in channel_kinds.DEFAULT_URL:
             url = channel_kinds.DEFAULT_URL[kind]
         else:
             raise bad_request("url", f"a {kind} channel needs url")
     if url is not None and "url" not in values:
-        org = request.user.organization_id if before is None else before["organization_id"]
+        org = request.user.organization_id if before is None else before.organization_id
         egress = _sender(request).egress.of(org)
         if kind == "apprise":
             problem = apprise_channel.url_problem(url, egress.networks)
@@ -172,7 +172,7 @@ def stored(
         else:
             values |= {"url": url, "url_shown": url}
     if secret is None or not sent:
-        values["secret"] = None if before is None else before["secret"]
+        values["secret"] = None if before is None else before.secret
     else:
         values["secret"] = box.seal(secret)
     if values["secret"] is None and kind in channel_kinds.NEEDS_SECRET:
@@ -185,7 +185,7 @@ def stored(
         raise bad_request("secret", f"a {kind} channel needs secret (its {what[kind]})")
     if chat_id is not None and not re.fullmatch(CHAT_ID, chat_id):
         raise bad_request("chatId", "chatId must be a chat's number or a channel's @name")
-    values["chat_id"] = chat_id or (None if before is None else before["chat_id"])
+    values["chat_id"] = chat_id or (None if before is None else before.chat_id)
     if kind == "telegram" and not values["chat_id"]:
         raise bad_request("chatId", "a telegram channel needs chatId (the chat its bot posts to)")
     if kind != "telegram":
@@ -222,15 +222,15 @@ async def _chosen(
 
 
 async def choose_for(
-    conn: Conn, row: asyncpg.Record, monitor_ids: list[str], customer_ids: list[int]
+    conn: Conn, row: StoredChannel, monitor_ids: list[str], customer_ids: list[int]
 ) -> None:
     """Replace who chose the channel of `row` (the console's picker); ApiError as the API's."""
     if len(monitor_ids) > MAX_CHOSEN or len(customer_ids) > MAX_CHOSEN:
         raise bad_request("monitorIds", f"at most {MAX_CHOSEN} monitors and customers")
     if any(not 1 <= c <= 2**63 - 1 for c in customer_ids):
         raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerIds"])
-    monitors, customers = await _chosen(conn, row["organization_id"], monitor_ids, customer_ids)
-    await channel_store.choose(conn, row["id"], monitors, customers)
+    monitors, customers = await _chosen(conn, row.organization_id, monitor_ids, customer_ids)
+    await channel_store.choose(conn, row.id, monitors, customers)
 
 
 def _public_id(raw: str) -> UUID:
@@ -257,7 +257,7 @@ class NotificationChannelController(Controller):
         values = stored(request, data.kind, name, data.url, data.secret, None, data.chat_id)
         org = request.user.organization_id
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", org)
+            await channel_store.lock_organization(conn, org)
             if await channel_store.count(conn, org) >= MAX_CHANNELS:
                 raise ApiError(
                     403,
@@ -269,7 +269,7 @@ class NotificationChannelController(Controller):
             await channel_store.choose(conn, new_id, monitors, customers)
             row = await channel_store.by_id(conn, new_id)
         assert row is not None
-        log.info("notification channel created", channel=str(row["public_id"]), kind=data.kind)
+        log.info("notification channel created", channel=str(row.public_id), kind=data.kind)
         return _present(row)
 
     @get("/", summary="List notification channels")
@@ -311,24 +311,24 @@ class NotificationChannelController(Controller):
             validation.no_nul(data, "")
             values = stored(
                 request,
-                row["kind"],
-                row["name"] if data.name is None else validation.name(data.name),
+                row.kind,
+                row.name if data.name is None else validation.name(data.name),
                 data.url,
                 data.secret,
                 row,
                 data.chat_id,
             )
-            await channel_store.update(conn, row["id"], values)
+            await channel_store.update(conn, row.id, values)
             if data.monitor_ids is not None or data.customer_ids is not None:
-                org = row["organization_id"]
+                org = row.organization_id
                 monitors, customers = await _chosen(
                     conn,
                     org,
-                    list(row["monitor_ids"]) if data.monitor_ids is None else data.monitor_ids,
-                    list(row["customer_ids"]) if data.customer_ids is None else data.customer_ids,
+                    list(row.monitor_ids) if data.monitor_ids is None else data.monitor_ids,
+                    list(row.customer_ids) if data.customer_ids is None else data.customer_ids,
                 )
-                await channel_store.choose(conn, row["id"], monitors, customers)
-            row = await channel_store.by_id(conn, row["id"])
+                await channel_store.choose(conn, row.id, monitors, customers)
+            row = await channel_store.by_id(conn, row.id)
         assert row is not None
         return _present(row)
 
@@ -341,7 +341,7 @@ class NotificationChannelController(Controller):
             if row is None:
                 raise not_found()
             guards.requires_admin(request.user)
-            await channel_store.delete(conn, row["id"])
+            await channel_store.delete(conn, row.id)
 
     @post(
         "/{channelId:str}/test",
@@ -361,7 +361,7 @@ class NotificationChannelController(Controller):
         return await send_test(request, row)
 
 
-async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> ChannelTestResult:
+async def send_test(request: Request[Any, Any, Any], row: StoredChannel) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
     (429 past it); the API's and the console's "send a test". An endpoint the sender could not
     send to is reported before any of the budget is taken."""
@@ -372,7 +372,7 @@ async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> Cha
     start = notify_budget.window(utcnow())
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         taken, _ = await budget_db.take(
-            conn, row["organization_id"], "channels", start, budget.channels, 1
+            conn, row.organization_id, "channels", start, budget.channels, 1
         )
     if not taken:
         raise ApiError(
@@ -381,12 +381,12 @@ async def send_test(request: Request[Any, Any, Any], row: asyncpg.Record) -> Cha
             code="notification_budget",
         )
     event = channel_kinds.test_event(
-        str(row["public_id"]), row["name"], utcnow(), sender.console_url_root()
+        str(row.public_id), row.name, utcnow(), sender.console_url_root()
     )
     try:
         await sender.deliver(row, event)
     except DeliveryError as exc:
-        log.info("channel test not delivered", channel=str(row["public_id"]), error=str(exc))
+        log.info("channel test not delivered", channel=str(row.public_id), error=str(exc))
         return ChannelTestResult(False, str(exc))
-    log.info("channel test delivered", channel=str(row["public_id"]), kind=row["kind"])
+    log.info("channel test delivered", channel=str(row.public_id), kind=row.kind)
     return ChannelTestResult(True)

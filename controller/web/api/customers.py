@@ -2,13 +2,13 @@
 
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from controller.access import customers_store as customers
 from controller.access.accounts_store import Principal
+from controller.access.customers_store import Customer as StoredCustomer
 from controller.monitors import validation
 from controller.web.api import guards
 from controller.web.api.errors import invalid_customer, not_found
@@ -33,14 +33,14 @@ class Customer(msgspec.Struct, rename="camel"):
 CustomerPage = Annotated[Page[Customer], published("CustomerPage")]
 
 
-def _present(row: asyncpg.Record) -> Customer:
+def _present(row: StoredCustomer) -> Customer:
     return Customer(
-        id=row["id"],
-        public_id=str(row["public_id"]),
-        organization_id=row["organization_id"],
-        name=row["name"],
-        created_at=iso_ms(row["created_at"]),
-        updated_at=iso_ms(row["updated_at"]),
+        id=row.id,
+        public_id=str(row.public_id),
+        organization_id=row.organization_id,
+        name=row.name,
+        created_at=iso_ms(row.created_at),
+        updated_at=iso_ms(row.updated_at),
     )
 
 

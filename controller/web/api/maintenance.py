@@ -163,7 +163,7 @@ async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[st
     found = await customers.find(conn, parsed, org)
     if found is None:
         raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
-    return {"customer_id": found["id"]}
+    return {"customer_id": found.id}
 
 
 class MaintenanceWindowController(Controller):
@@ -219,7 +219,7 @@ class MaintenanceWindowController(Controller):
                 found = None if parsed is None else await customers.find(conn, parsed, scope)
                 if found is None:
                     raise not_found("Customer not found")
-                customer = found["id"]
+                customer = found.id
             rows, total = await windows.list_page(
                 conn, scope, monitor, customer, per_page, (page - 1) * per_page
             )

@@ -113,19 +113,19 @@ async def _blocklists(kind: Kind, request: AuthedRequest, raw_id: str) -> Monito
     ]
     listings = []
     for row in seen.history:
-        b = known.get(row["zone"])
+        b = known.get(row.zone)
         listings.append(
             ListingOut(
-                row["zone"],
-                b.label if b else row["zone"],
-                row["name"],
+                row.zone,
+                b.label if b else row.zone,
+                row.name,
                 rules.severity(b) if b else "warning",
-                iso_ms(row["since"]),
-                list(row["countries"]),
-                row["reason"],
-                iso_ms_or_none(row["raised_at"]),
-                iso_ms_or_none(row["cleared_at"]),
-                b.delisting(row["name"]) if b else "",
+                iso_ms(row.since),
+                list(row.countries),
+                row.reason,
+                iso_ms_or_none(row.raised_at),
+                iso_ms_or_none(row.cleared_at),
+                b.delisting(row.name) if b else "",
             )
         )
     return MonitorBlocklists(

@@ -52,7 +52,7 @@ async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int
     row = await customers.find(conn, parsed, organization_id)
     if row is None:
         raise ApiError(404, "Customer not found", code="customer_not_found", fields=["customerId"])
-    found: int = row["id"]
+    found: int = row.id
     return found
 
 
@@ -178,7 +178,7 @@ async def _list(
             found = await customers.find(conn, ident, scope)
             if found is None:
                 return [], 0
-            customer_row_id = found["id"]
+            customer_row_id = found.id
         return await monitors.list_page(
             conn,
             organization_id=scope,

@@ -18,6 +18,7 @@ from controller.monitors.kinds import Kind
 from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES
+from controller.posture.store import ListedFinding
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -66,18 +67,18 @@ class Posture(msgspec.Struct, rename="camel"):
     baselines: list[BaselineOut]
 
 
-def _finding(row: asyncpg.Record) -> FindingOut:
+def _finding(row: ListedFinding) -> FindingOut:
     return FindingOut(
-        code=row["code"],
-        title=title(row["code"]),
-        severity=row["severity"],
-        country=row["country"] or None,
-        detail=row["detail"],
-        advice=CODES[row["code"]][1] if row["code"] in CODES else "",
-        state="open" if row["cleared_at"] is None else "cleared",
-        appeared_at=iso_ms(row["appeared_at"]),
-        last_seen_at=iso_ms(row["last_seen_at"]),
-        cleared_at=iso_ms_or_none(row["cleared_at"]),
+        code=row.code,
+        title=title(row.code),
+        severity=row.severity,
+        country=row.country or None,
+        detail=row.detail,
+        advice=CODES[row.code][1] if row.code in CODES else "",
+        state="open" if row.cleared_at is None else "cleared",
+        appeared_at=iso_ms(row.appeared_at),
+        last_seen_at=iso_ms(row.last_seen_at),
+        cleared_at=iso_ms_or_none(row.cleared_at),
     )
 
 
@@ -87,11 +88,11 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
     async with pool.acquire() as conn:
         findings = [_finding(r) for r in await db.findings_page(conn, monitor.id, limit)]
         changes = [
-            ChangeOut(r["fact"], r["before"], r["after"], list(r["countries"]), iso_ms(r["at"]))
+            ChangeOut(r.fact, r.before, r.after, list(r.countries), iso_ms(r.at))
             for r in await db.changes_page(conn, monitor.id, limit)
         ]
         baselines = [
-            BaselineOut(r["country"], r["facts"], iso_ms(r["updated_at"]))
+            BaselineOut(r.country, r.facts, iso_ms(r.updated_at))
             for r in await db.baseline_rows(conn, monitor.id)
         ]
     still = [f for f in findings if f.state == "open"]

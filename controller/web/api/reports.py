@@ -224,19 +224,15 @@ class ReportsController(Controller):
         links = _links(request)
         key = _keys(request)[0]
         async with _pool(request).acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT mail_domain, count(*) AS n FROM monitors WHERE organization_id = $1"
-                " AND mail_domain IS NOT NULL GROUP BY mail_domain ORDER BY mail_domain",
-                org,
-            )
+            rows = await db.domains_monitored(conn, org)
         out = []
         for r in rows:
-            domain = r["mail_domain"]
+            domain = r.domain
             url = None
             if links.base is not None:
                 url = f"{links.base}{TLS_PATH}/{domain}/{tokens.token(key, org, domain)}"
             record = f"v=TLSRPTv1; rua={url}" if url else None
-            out.append(ReportDomain(domain, r["n"], url, record))
+            out.append(ReportDomain(domain, r.monitors, url, record))
         return out
 
     @get(
@@ -260,11 +256,9 @@ class ReportsController(Controller):
         return Totals(
             domain=name,
             since=since.isoformat(),
-            days=[DayTotal(r["day"].isoformat(), r["kind"], r["result"], r["n"]) for r in rows],
+            days=[DayTotal(r.day.isoformat(), r.kind, r.result, r.n) for r in rows],
             failures=[
-                Failure(
-                    r["kind"], r["reporter"], r["result"], r["mx"] or None, r["ip"] or None, r["n"]
-                )
+                Failure(r.kind, r.reporter, r.result, r.mx or None, r.ip or None, r.n)
                 for r in worst
             ],
         )
@@ -277,15 +271,15 @@ class ReportsController(Controller):
             rows = await db.received(conn, request.user.organization_id, limit)
         return [
             ReceivedReport(
-                r["kind"],
-                r["reporter"],
-                r["report_id"],
-                list(r["domains"]),
-                iso_ms(r["begins_at"]),
-                iso_ms(r["ends_at"]),
-                r["via"],
-                r["bytes"],
-                iso_ms(r["received_at"]),
+                r.kind,
+                r.reporter,
+                r.report_id,
+                list(r.domains),
+                iso_ms(r.begins_at),
+                iso_ms(r.ends_at),
+                r.via,
+                r.bytes,
+                iso_ms(r.received_at),
             )
             for r in rows
         ]
@@ -297,10 +291,7 @@ class ReportsController(Controller):
         async with _pool(request).acquire() as conn:
             rows = await db.rejected(conn, request.user.organization_id, limit)
         return [
-            RejectedReport(
-                r["via"], r["reason"], r["detail"], r["source"], r["bytes"], iso_ms(r["at"])
-            )
-            for r in rows
+            RejectedReport(r.via, r.reason, r.detail, r.source, r.bytes, iso_ms(r.at)) for r in rows
         ]
 
     @get("/report-settings", summary="The thresholds of the findings reports raise")

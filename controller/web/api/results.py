@@ -16,6 +16,7 @@ from litestar.params import QueryParameter
 from controller.access.accounts_store import Principal
 from controller.db.pool import on_generic_plans
 from controller.ingest import store as results
+from controller.ingest.store import StoredResult
 from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
@@ -197,39 +198,33 @@ def _time(value: str | None, name: str) -> datetime | None:
         raise bad_request(name, f"{name} must be an ISO-8601 time", "invalid_query") from None
 
 
-def _result(row: asyncpg.Record) -> CheckResultOut:
+def _result(r: StoredResult) -> CheckResultOut:
     return CheckResultOut(
-        job_id=row["job_id"],
-        monitor_id=str(row["monitor_public_id"]),
-        monitor_type=row["monitor_type"],
-        country=row["country"],
-        agent_id=row["agent_id"],
-        scheduled_at=iso_ms(row["scheduled_at"]),
-        started_at=iso_ms_or_none(row["started_at"]),
-        finished_at=iso_ms_or_none(row["finished_at"]),
-        status=row["status"],
-        error_kind=row["error_kind"],
-        message=row["message"],
-        banner=row["banner"],
-        response_time_ms=row["response_time_ms"],
-        phases=msgspec.convert(row["phases"] or {}, Phases),
-        tls=None if row["tls"] is None else msgspec.convert(row["tls"], TlsInfo),
-        address=row["address"],
-        capabilities=row["capabilities"],
-        capabilities_before_tls=row["capabilities_before_tls"],
-        stored_at=iso_ms(row["stored_at"]),
-        mail_dns=None if row["mail_dns"] is None else msgspec.convert(row["mail_dns"], MailDns),
-        reverse_dns=(
-            None if row["reverse_dns"] is None else msgspec.convert(row["reverse_dns"], ReverseDns)
-        ),
-        relay=None if row["relay"] is None else msgspec.convert(row["relay"], RelayTest),
-        folder=row["folder"],
-        hops=None if row["hops"] is None else msgspec.convert(row["hops"], list[Hop]),
-        auth_results=(
-            None
-            if row["auth_results"] is None
-            else msgspec.convert(row["auth_results"], AuthResults)
-        ),
+        job_id=r.job_id,
+        monitor_id=str(r.monitor_public_id),
+        monitor_type=r.monitor_type,
+        country=r.country,
+        agent_id=r.agent_id,
+        scheduled_at=iso_ms(r.scheduled_at),
+        started_at=iso_ms_or_none(r.started_at),
+        finished_at=iso_ms_or_none(r.finished_at),
+        status=r.status,
+        error_kind=r.error_kind,
+        message=r.message,
+        banner=r.banner,
+        response_time_ms=r.response_time_ms,
+        phases=r.phases or Phases(),
+        tls=r.tls,
+        address=r.address,
+        capabilities=r.capabilities,
+        capabilities_before_tls=r.capabilities_before_tls,
+        stored_at=iso_ms(r.stored_at),
+        mail_dns=r.mail_dns,
+        reverse_dns=r.reverse_dns,
+        relay=r.relay,
+        folder=r.folder,
+        hops=r.hops,
+        auth_results=r.auth_results,
     )
 
 
@@ -275,9 +270,10 @@ async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
         window = windows[name] = UptimeWindow(name, iso_ms(starts[pos]), iso_ms(now))
         totals = [0, 0, 0]
         for row in rows:
-            c = [row[f"{status}_{pos}"] for status in ("up", "down", "missed")]
+            counted = row.windows[pos]
+            c = [counted.up, counted.down, counted.missed]
             if any(c):
-                window.countries[row["country"]] = _counts(*c)
+                window.countries[row.country] = _counts(*c)
             totals = [a + b for a, b in zip(totals, c, strict=True)]
         window.overall = _counts(*totals)
     return Uptime(str(monitor.public_id), [windows[name] for name, _ in WINDOWS])
@@ -291,14 +287,14 @@ async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> Country
         str(monitor.public_id),
         [
             CountryState(
-                r["country"],
-                r["last_status"],
-                r["last_error_kind"],
-                r["last_message"],
-                iso_ms(r["last_scheduled_at"]),
-                r["last_job_id"],
-                r["consecutive_failures"],
-                r["consecutive_successes"],
+                r.country,
+                r.last_status,
+                r.last_error_kind,
+                r.last_message,
+                iso_ms(r.last_scheduled_at),
+                r.last_job_id,
+                r.consecutive_failures,
+                r.consecutive_successes,
             )
             for r in rows
         ],

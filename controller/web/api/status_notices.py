@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-import asyncpg
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.access.accounts_store import Principal
+from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
 from controller.web.api import guards
@@ -22,6 +22,7 @@ from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.console import status_notices as service
 from controller.web.console import status_notices_store as notices
+from controller.web.console.status_notices_store import Notice
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 AuthedRequest = Request[Principal, Any, Any]
@@ -72,17 +73,17 @@ def _text(value: str, field: str) -> str:
     return text
 
 
-async def _present(conn: Any, row: asyncpg.Record) -> StatusNotice:
-    ups = (await notices.updates(conn, [row["id"]])).get(row["id"], [])
+async def _present(conn: Conn, row: Notice) -> StatusNotice:
+    ups = (await notices.updates(conn, [row.id])).get(row.id, [])
     return StatusNotice(
-        id=str(row["public_id"]),
-        customer_id=row["customer_id"],
-        status_page=row["slug"],
-        title=row["title"],
-        impact=row["impact"],
-        created_at=iso_ms(row["created_at"]),
-        resolved_at=iso_ms_or_none(row["resolved_at"]),
-        updates=[StatusNoticeUpdate(u["state"], u["body"], iso_ms(u["created_at"])) for u in ups],
+        id=str(row.public_id),
+        customer_id=row.customer_id,
+        status_page=row.slug,
+        title=row.title,
+        impact=row.impact,
+        created_at=iso_ms(row.created_at),
+        resolved_at=iso_ms_or_none(row.resolved_at),
+        updates=[StatusNoticeUpdate(u.state, u.body, iso_ms(u.created_at)) for u in ups],
     )
 
 
@@ -117,7 +118,7 @@ class StatusNoticeController(Controller):
                 conn,
                 state.secret_box,
                 state.settings.public_url,
-                page["id"],
+                page.id,
                 title,
                 data.impact,
                 data.state,
@@ -141,7 +142,7 @@ class StatusNoticeController(Controller):
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
                 return []
-            rows = await notices.of_page(conn, page["id"], datetime(2000, 1, 1, tzinfo=UTC))
+            rows = await notices.of_page(conn, page.id, datetime(2000, 1, 1, tzinfo=UTC))
             return [await _present(conn, r) for r in rows]
 
     @get("/{noticeId:str}", summary="A status notice with its updates")

@@ -18,6 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import ROLES, Principal
+from controller.access.accounts_store import User as StoredUser
 from controller.access.credentials import PasswordsBusy
 from controller.db.pool import Conn
 from controller.monitors import validation
@@ -55,22 +56,22 @@ class User(msgspec.Struct, rename="camel"):
 UserPage = Annotated[Page[User], published("UserPage")]
 
 
-def _present(row: asyncpg.Record) -> User:
+def _present(row: StoredUser) -> User:
     return User(
-        public_id=str(row["public_id"]),
-        organization_id=row["organization_id"],
-        email=row["email"],
-        role=row["role"],
-        is_global_supporter=row["is_global_supporter"],
-        created_at=iso_ms(row["created_at"]),
-        disabled=row["disabled_at"] is not None,
+        public_id=str(row.public_id),
+        organization_id=row.organization_id,
+        email=row.email,
+        role=row.role,
+        is_global_supporter=row.is_global_supporter,
+        created_at=iso_ms(row.created_at),
+        disabled=row.disabled_at is not None,
     )
 
 
 UserId = Annotated[str, PathParameter(name="userPublicId", description="public UUID")]
 
 
-async def _target(conn: Conn, principal: Principal, raw_id: str) -> asyncpg.Record:
+async def _target(conn: Conn, principal: Principal, raw_id: str) -> StoredUser:
     """The user of the caller's organization an admin acts on, under the rules above."""
     try:
         public_id = UUID(raw_id)
@@ -79,7 +80,7 @@ async def _target(conn: Conn, principal: Principal, raw_id: str) -> asyncpg.Reco
     row = await accounts.user_in_organization(conn, public_id, principal.organization_id)
     if row is None:
         raise not_found("User not found")
-    if row["role"] == "owner" and principal.role != "owner":
+    if row.role == "owner" and principal.role != "owner":
         raise forbidden("Forbidden: only owners may act on owners")
     return row
 
@@ -149,13 +150,13 @@ class UserController(Controller):
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await accounts.lock_organization(conn, principal.organization_id)
             target = await _target(conn, principal, user_id)
-            if data.disabled and target["id"] == principal.user_id:
+            if data.disabled and target.id == principal.user_id:
                 raise bad_request("disabled", "you cannot disable yourself")
             if (
                 data.disabled
-                and target["role"] == "owner"
+                and target.role == "owner"
                 and not await accounts.other_enabled_owners(
-                    conn, principal.organization_id, target["id"]
+                    conn, principal.organization_id, target.id
                 )
             ):
                 raise ApiError(
@@ -164,8 +165,8 @@ class UserController(Controller):
                     code="last_owner",
                     fields=["disabled"],
                 )
-            row = await accounts.set_disabled(conn, target["id"], data.disabled)
-        log.info("user disabled" if data.disabled else "user enabled", user=row["email"])
+            row = await accounts.set_disabled(conn, target.id, data.disabled)
+        log.info("user disabled" if data.disabled else "user enabled", user=row.email)
         return _present(row)
 
     @post(
@@ -177,5 +178,5 @@ class UserController(Controller):
         guards.requires_admin(request.user)
         async with request.app.state.pool.acquire() as conn:
             target = await _target(conn, request.user, user_id)
-            await accounts.revoke_user_tokens(conn, target["id"])
-        log.info("user tokens revoked", user=target["email"])
+            await accounts.revoke_user_tokens(conn, target.id)
+        log.info("user tokens revoked", user=target.email)

@@ -15,6 +15,7 @@ from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from controller.notify import channel_kinds, channel_store
+from controller.notify.channel_store import StoredChannel
 from controller.web.api import guards
 from controller.web.api.channels import MAX_CHOSEN, choose_for, send_test, stored
 from controller.web.api.errors import ApiError
@@ -40,12 +41,7 @@ async def _page(
     async with pool_of(request).acquire() as conn:
         rows, _ = await channel_store.list_page(conn, org, 1000, 0)
         customers = await console_store.customers_of(conn, org)
-        monitors = await conn.fetch(
-            "SELECT public_id, name, type FROM monitors WHERE organization_id = $1"
-            " ORDER BY lower(name), id LIMIT $2",
-            org,
-            MAX_CHOSEN,
-        )
+        monitors = await channel_store.monitor_choices(conn, org, MAX_CHOSEN)
     return page(
         request,
         "channels.html",
@@ -92,9 +88,7 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
     except ApiError as exc:
         return await _page(request, error=exc.message, status_code=exc.status)
     async with pool_of(request).acquire() as conn, conn.transaction():
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('channels'), $1)", p.organization_id
-        )
+        await channel_store.lock_organization(conn, p.organization_id)
         if await channel_store.count(conn, p.organization_id) >= 100:
             return await _page(
                 request,
@@ -106,7 +100,7 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
     return Redirect(f"{PREFIX}/channels", status_code=303)
 
 
-async def _own(request: AnyRequest, channel_id: str) -> Any:
+async def _own(request: AnyRequest, channel_id: str) -> StoredChannel:
     try:
         ident = UUID(channel_id)
     except ValueError:
@@ -127,8 +121,8 @@ async def test_channel(request: AnyRequest, channel_id: PathStr) -> Template:
     except ApiError as exc:
         return await _page(request, error=exc.message, status_code=exc.status)
     if result.delivered:
-        return await _page(request, notice=f"Test delivered to {row['name']}.")
-    return await _page(request, error=f"Test to {row['name']} not delivered: {result.error}")
+        return await _page(request, notice=f"Test delivered to {row.name}.")
+    return await _page(request, error=f"Test to {row.name} not delivered: {result.error}")
 
 
 @post("/channels/{channel_id:str}/choose", status_code=303)
@@ -150,7 +144,7 @@ async def choose_channel(request: AnyRequest, channel_id: PathStr) -> Redirect |
         return await _page(request, error=exc.message, status_code=exc.status)
     log.info(
         "notification channel chosen",
-        channel=str(row["public_id"]),
+        channel=str(row.public_id),
         monitors=len(monitor_ids),
         customers=len(customer_ids),
     )
@@ -162,5 +156,5 @@ async def delete_channel(request: AnyRequest, channel_id: PathStr) -> Redirect:
     row = await _own(request, channel_id)
     guards.requires_admin(principal_of(request))
     async with pool_of(request).acquire() as conn:
-        await channel_store.delete(conn, row["id"])
+        await channel_store.delete(conn, row.id)
     return Redirect(f"{PREFIX}/channels", status_code=303)

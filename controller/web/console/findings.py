@@ -31,7 +31,7 @@ async def findings_page(request: AnyRequest) -> Template:
         )
         for level, n in (await listing_counts(conn, scope, lists, ORG_OPEN)).items():
             by_severity[level] = by_severity.get(level, 0) + n
-    shown = grouped(rows, True) + listed
+    shown = grouped(rows) + listed
     found = worst_first([f for f in shown if not severity or f.severity == severity])
     return page(
         request,
@@ -41,5 +41,5 @@ async def findings_page(request: AnyRequest) -> Template:
         severities=SEVERITIES,
         severity=severity,
         cut=len(rows) == ORG_OPEN,
-        monitor_ids=len({f.monitor["public_id"] for f in found if f.monitor}),
+        monitor_ids=len({f.monitor.public_id for f in found if f.monitor}),
     )

@@ -12,7 +12,6 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 
 from typing import Annotated, Any, cast
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
@@ -106,7 +105,7 @@ def _form(
     )
 
 
-async def _customers(request: AnyRequest) -> list[Any]:
+async def _customers(request: AnyRequest) -> list[console.CustomerName]:
     async with pool_of(request).acquire() as conn:
         return await console.customers_of(conn, principal_of(request).organization_id)
 
@@ -160,10 +159,10 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
 # --- editing ----------------------------------------------------------------------------------
 
 
-def shown_body(monitor: Monitor, customers: list[asyncpg.Record]) -> dict[str, Any]:
+def shown_body(monitor: Monitor, customers: list[console.CustomerName]) -> dict[str, Any]:
     """The monitor as the API shows it (secrets masked), its customer by public id."""
     shown: dict[str, Any] = msgspec.to_builtins(present(monitor))
-    public_ids = {c["id"]: str(c["public_id"]) for c in customers}
+    public_ids = {c.id: str(c.public_id) for c in customers}
     shown["customerId"] = public_ids.get(monitor.customer_id, "")
     return shown
 

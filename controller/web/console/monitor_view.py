@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from controller.alerting import incident_store as incident_db
 from controller.alerting import maintenance, maintenance_store
+from controller.alerting.incident_store import ListedIncident
 from controller.alerting.maintenance import Window
 from controller.db.pool import Conn
 from controller.ingest import store as results
+from controller.ingest.store import CountryCounts
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
@@ -25,6 +25,7 @@ from controller.web.api.results import WINDOWS
 from controller.web.console import charts, uptime_bars
 from controller.web.console import status_store as rollups
 from controller.web.console import store as console
+from controller.web.console.store import ResponseBucket
 
 RANGES = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}
 BUCKETS = 90  # points per line: the chart stays readable and its query small at any range
@@ -33,23 +34,23 @@ DAYS = 90  # daily history bars, as on the status pages
 Series = list[tuple[str, list[tuple[datetime, float | None]]]]
 
 
-def _series(buckets: Sequence[asyncpg.Record], column: str) -> Series:
-    """Per country, its points; a bucket without a passing check is a point without a value
-    (the line breaks there)."""
+def _series(buckets: Sequence[ResponseBucket]) -> Series:
+    """Per country, its response times; a bucket without a passing check is a point without a
+    value (the line breaks there)."""
     out: dict[str, list[tuple[datetime, float | None]]] = {}
     for b in buckets:
-        out.setdefault(b["country"], []).append((b["at"], b[column]))
+        out.setdefault(b.country, []).append((b.at, b.response_ms))
     return sorted(out.items())
 
 
-def _phase_series(buckets: Sequence[asyncpg.Record]) -> Series:
+def _phase_series(buckets: Sequence[ResponseBucket]) -> Series:
     """Each phase's mean over the countries, per time bucket of passing checks."""
     out: Series = []
     for phase in console.PHASES:
         per_time: dict[datetime, list[float]] = {}
         for b in buckets:
-            if b[phase] is not None:
-                per_time.setdefault(b["at"], []).append(b[phase])
+            if (ms := b.phases[phase]) is not None:
+                per_time.setdefault(b.at, []).append(ms)
         pts: list[tuple[datetime, float | None]] = [
             (t, sum(v) / len(v)) for t, v in sorted(per_time.items())
         ]
@@ -69,13 +70,13 @@ def failure_kind(ups: int, downs: int, downs_everywhere: int) -> str | None:
 
 
 def failure_bands(
-    buckets: Iterable[asyncpg.Record], width: timedelta
+    buckets: Iterable[ResponseBucket], width: timedelta
 ) -> list[tuple[datetime, datetime, str, str]]:
     """A band per time bucket with failed checks, of the kind `failure_kind` says."""
     per_time: dict[datetime, tuple[int, int, int]] = {}
     for b in buckets:
-        ups, downs, everywhere = per_time.get(b["at"], (0, 0, 0))
-        per_time[b["at"]] = (ups + b["ups"], downs + b["downs"], everywhere + b["downs_everywhere"])
+        ups, downs, everywhere = per_time.get(b.at, (0, 0, 0))
+        per_time[b.at] = (ups + b.ups, downs + b.downs, everywhere + b.downs_everywhere)
     out = []
     for at, (ups, downs, everywhere) in sorted(per_time.items()):
         kind = failure_kind(ups, downs, everywhere)
@@ -86,14 +87,14 @@ def failure_bands(
 
 
 def incident_bands(
-    incidents: Iterable[asyncpg.Record], now: datetime
+    incidents: Iterable[ListedIncident], now: datetime
 ) -> list[tuple[datetime, datetime, str, str]]:
     return [
         (
-            i["started_at"],
-            i["ended_at"] or now,
+            i.started_at,
+            i.ended_at or now,
             "incident",
-            f"incident: {i['cause']}" + ("" if i["ended_at"] else " (open)"),
+            f"incident: {i.cause}" + ("" if i.ended_at else " (open)"),
         )
         for i in incidents
     ]
@@ -117,7 +118,7 @@ def maintenance_bands(
     return out
 
 
-def _uptime(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+def _uptime(rows: Sequence[CountryCounts]) -> list[dict[str, Any]]:
     """Per window (day, week, month): the share of up among up and down, overall and per
     country (missed rounds count neither way)."""
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
@@ -126,9 +127,9 @@ def _uptime(rows: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
         per: dict[str, float | None] = {}
         up_all = down_all = 0
         for r in rows:
-            up, down = r[f"up_{pos}"], r[f"down_{pos}"]
+            up, down = r.windows[pos].up, r.windows[pos].down
             up_all, down_all = up_all + up, down_all + down
-            per[r["country"]] = round(100 * up / (up + down), 3) if up + down else None
+            per[r.country] = round(100 * up / (up + down), 3) if up + down else None
         overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
         out.append({"window": name, "overall": overall, "countries": per})
     return list(reversed(out))
@@ -141,10 +142,8 @@ async def history(conn: Conn, monitor_id: int, now: datetime) -> dict[str, Any]:
     hours = await rollups.hourly(conn, monitor_id, this_hour - timedelta(hours=HOURS - 1))
     days = await rollups.daily(conn, [monitor_id], now.date() - timedelta(days=DAYS - 1), now)
     return {
-        "hours": uptime_bars.hourly(
-            {r["hour"]: (r["up"], r["down"]) for r in hours}, this_hour, HOURS
-        ),
-        "days": uptime_bars.daily({r["day"]: (r["up"], r["down"]) for r in days}, now.date(), DAYS),
+        "hours": uptime_bars.hourly({r.hour: (r.up, r.down) for r in hours}, this_hour, HOURS),
+        "days": uptime_bars.daily({r.day: (r.up, r.down) for r in days}, now.date(), DAYS),
     }
 
 
@@ -179,7 +178,7 @@ async def live(
     windows = await maintenance_windows(conn, m)
     bands = [
         *maintenance_bands(windows, start, now),
-        *incident_bands((i for i in incidents if (i["ended_at"] or now) > start), now),
+        *incident_bands((i for i in incidents if (i.ended_at or now) > start), now),
         *failure_bands(buckets, width),
     ]
     gap = width * 1.5
@@ -187,9 +186,7 @@ async def live(
         "m": m,
         "state": shown[0].state if shown else "unknown",
         "latest": latest,
-        "response_chart": charts.line_chart(
-            _series(buckets, "response_ms"), start, now, bands, gap
-        ),
+        "response_chart": charts.line_chart(_series(buckets), start, now, bands, gap),
         "phase_chart": charts.line_chart(_phase_series(buckets), start, now, (), gap),
         "ranges": list(RANGES),
         "range_name": range_name,

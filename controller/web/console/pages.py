@@ -50,7 +50,6 @@ from controller.web.console.session import (
     principal_of,
     session_cookie,
 )
-from shared.messages import TlsInfo
 from shared.timefmt import utcnow
 
 if TYPE_CHECKING:
@@ -288,7 +287,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         request,
         "monitor.html",
         **live,
-        tls=[(t["country"], msgspec.convert(t["tls"], TlsInfo)) for t in tls],
+        tls=[(t.country, t.tls) for t in tls],
         history=history,
         capped=capped,
         **posture,

@@ -3,22 +3,36 @@ countries that see them, then their history and the changes every country saw al
 rows of the organization's findings page (controller.web.console.findings). A finding several
 countries see is one row naming them, as its notice names them."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-import asyncpg
+import msgspec
 
 from controller.db.pool import Conn
 from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES
+from controller.posture.store import ListedFinding, OpenFinding
 from controller.reputation import rules as lists_rules
 from controller.reputation import store as reputation
 from controller.reputation.rules import BlockList
+from controller.reputation.store import RaisedListing
 
 HISTORY = 50  # findings (open and cleared) and changes read for a monitor's page
+
+
+class MonitorNames(msgspec.Struct, frozen=True):
+    """What names a monitor on the organization's findings page."""
+
+    public_id: UUID
+    name: str
+    type: str
+    hostname: str
+    port: int | None
 
 
 @dataclass
@@ -31,7 +45,7 @@ class Row:
     details: list[str] = field(default_factory=list)
     since: datetime | None = None
     last_seen: datetime | None = None
-    monitor: dict[str, Any] | None = None  # the organization's page: what names the monitor
+    monitor: MonitorNames | None = None  # the organization's page
     said: str = ""  # a finding's own advice (a listing's delisting page), else its code's
 
     @property
@@ -47,31 +61,32 @@ class Row:
         return ", ".join(self.countries) if self.countries else "every country"
 
 
-def grouped(rows: list[asyncpg.Record], by_monitor: bool = False) -> list[Row]:
-    """Open finding rows → one `Row` per (monitor,) code, in the rows' order."""
-    out: dict[tuple[Any, str], Row] = {}
+def grouped(rows: Sequence[ListedFinding | OpenFinding]) -> list[Row]:
+    """Open findings → one `Row` per code (per monitor and code, for the organization's
+    `OpenFinding`s), in their order."""
+    out: dict[tuple[UUID | None, str], Row] = {}
     for r in rows:
-        key = (r["public_id"] if by_monitor else None, r["code"])
+        key = (r.public_id if isinstance(r, OpenFinding) else None, r.code)
         row = out.get(key)
         if row is None:
-            row = out[key] = Row(r["code"], r["severity"])
-            if by_monitor:
-                row.monitor = {n: r[n] for n in ("public_id", "name", "type", "hostname", "port")}
-        if r["country"]:
-            row.countries.append(r["country"])
-        if r["detail"] not in row.details:
-            row.details.append(r["detail"])
-        if row.since is None or r["appeared_at"] < row.since:
-            row.since = r["appeared_at"]
-        if row.last_seen is None or r["last_seen_at"] > row.last_seen:
-            row.last_seen = r["last_seen_at"]
+            row = out[key] = Row(r.code, r.severity)
+            if isinstance(r, OpenFinding):
+                row.monitor = MonitorNames(r.public_id, r.name, r.type, r.hostname, r.port)
+        if r.country:
+            row.countries.append(r.country)
+        if r.detail not in row.details:
+            row.details.append(r.detail)
+        if row.since is None or r.appeared_at < row.since:
+            row.since = r.appeared_at
+        if row.last_seen is None or r.last_seen_at > row.last_seen:
+            row.last_seen = r.last_seen_at
     for row in out.values():
         row.countries.sort()
     return list(out.values())
 
 
 def listing_rows(
-    listings: list[dict[str, Any]], lists: tuple[BlockList, ...], by_monitor: bool = False
+    listings: list[RaisedListing], lists: tuple[BlockList, ...], by_monitor: bool = False
 ) -> list[Row]:
     """Raised open listings (`reputation.store.raised_open`) as `blocklisted` findings, one row
     each: the list's severity (an operator's list no longer configured: `warning`), the
@@ -79,22 +94,21 @@ def listing_rows(
     known = {b.zone: b for b in lists}
     out = []
     for r in listings:
-        b = known.get(r["zone"])
-        label = b.label if b else r["zone"]
-        page = b.delisting(r["name"]) if b else ""
+        b = known.get(r.zone)
+        label = b.label if b else r.zone
+        page = b.delisting(r.name) if b else ""
         row = Row(
             "blocklisted",
             lists_rules.severity(b) if b else "warning",
-            sorted(r["countries"]),
-            [f"{r['name']} on {label} ({r['zone']}): {r['reason'] or 'listed'}"],
-            r["since"],
-            r["raised_at"],
-            said=f"Find why {r['name']} was listed, fix it, then ask {label} to delist it"
+            sorted(r.countries),
+            [f"{r.name} on {label} ({r.zone}): {r.reason or 'listed'}"],
+            r.since,
+            r.raised_at,
+            said=f"Find why {r.name} was listed, fix it, then ask {label} to delist it"
             + (f": {page}" if page else "."),
         )
         if by_monitor:
-            row.monitor = {n: r[n] for n in ("public_id", "type", "hostname", "port")}
-            row.monitor["name"] = r["monitor_name"]
+            row.monitor = MonitorNames(r.public_id, r.monitor_name, r.type, r.hostname, r.port)
         out.append(row)
     return out
 
@@ -122,11 +136,11 @@ async def monitor_posture(
     listings one row each), worst first; the history of findings (cleared ones, newest
     first); the changes seen everywhere."""
     rows = await db.findings_page(conn, monitor_id, HISTORY)
-    still = [r for r in rows if r["cleared_at"] is None]
+    still = [r for r in rows if r.cleared_at is None]
     listed = listing_rows(await reputation.raised_open(conn, None, monitor_id, HISTORY), lists)
     return {
         "open_findings": worst_first(grouped(still) + listed),
-        "past_findings": [r for r in rows if r["cleared_at"] is not None],
+        "past_findings": [r for r in rows if r.cleared_at is not None],
         "posture_changes": await db.changes_page(conn, monitor_id, 10),
         "title": title,
     }

@@ -12,9 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from controller.reports.parse import TLS_RESULT_TYPES
+from controller.reports.store import DomainTotal
 from controller.web.console.scrape_series import Family, escape
 
 RESULTS = {"tls": frozenset({"success", *TLS_RESULT_TYPES}), "dmarc": frozenset({"pass", "fail"})}
@@ -54,15 +53,15 @@ def _lines(family: Family, lines: Sequence[str]) -> str:
 
 
 def encode(
-    rows: Sequence[asyncpg.Record], window_days: int, mailbox: Mailbox | None
+    rows: Sequence[DomainTotal], window_days: int, mailbox: Mailbox | None
 ) -> Iterator[bytes]:
     """`store.scrape_totals` rows (per domain, kind and result) as the families' text."""
     counts: dict[tuple[str, str, str], int] = {}
     newest: dict[tuple[str, str], float] = {}
     for r in rows:
-        key = (r["domain"], r["kind"], result_label(r["kind"], r["result"]))
-        counts[key] = counts.get(key, 0) + r["n"]
-        newest[(r["domain"], r["kind"])] = r["newest"].timestamp()
+        key = (r.domain, r.kind, result_label(r.kind, r.result))
+        counts[key] = counts.get(key, 0) + r.n
+        newest[(r.domain, r.kind)] = r.newest.timestamp()
     yield _lines(
         COUNT,
         [

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import asyncpg
-
 from controller.db.pool import Conn
 from controller.reports import store as db
 from controller.reports.rules import network
+from controller.reports.store import DayCount
 from controller.web.console import charts
 
 DAYS = 30
@@ -36,17 +35,17 @@ def _top(volume: dict[str, int], room: int) -> list[str]:
     return ranked if len(ranked) <= room else ranked[: room - 1]
 
 
-def tls_series(rows: Sequence[asyncpg.Record], days: list[date]) -> list[tuple[str, Points]]:
+def tls_series(rows: Sequence[DayCount], days: list[date]) -> list[tuple[str, Points]]:
     """Per reporter, the sessions that succeeded and failed each day (the largest reporters;
     the others summed)."""
     volume: dict[str, int] = defaultdict(int)
     for r in rows:
-        volume[r["reporter"]] += r["n"]
+        volume[r.reporter] += r.n
     shown = _top(volume, LINES // 2)
     per: dict[tuple[str, bool], dict[date, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
-        who = r["reporter"] if r["reporter"] in shown else OTHERS
-        per[(who, r["result"] == "success")][r["day"]] += r["n"]
+        who = r.reporter if r.reporter in shown else OTHERS
+        per[(who, r.result == "success")][r.day] += r.n
     out: list[tuple[str, Points]] = []
     for who in [*shown, *([OTHERS] if len(shown) < len(volume) else [])]:
         for ok, word in ((True, "succeeded"), (False, "failed")):
@@ -56,17 +55,17 @@ def tls_series(rows: Sequence[asyncpg.Record], days: list[date]) -> list[tuple[s
     return out
 
 
-def dmarc_series(rows: Sequence[asyncpg.Record], days: list[date]) -> list[tuple[str, Points]]:
+def dmarc_series(rows: Sequence[DayCount], days: list[date]) -> list[tuple[str, Points]]:
     """Per source network, the percentage of its messages that passed DMARC each day it sent
     (no point on days it sent nothing)."""
     sent: dict[str, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     volume: dict[str, int] = defaultdict(int)
     for r in rows:
-        if not r["ip"]:
+        if not r.ip:
             continue
-        net = network(r["ip"])
-        volume[net] += r["n"]
-        sent[net][r["day"]][0 if r["result"] == "pass" else 1] += r["n"]
+        net = network(r.ip)
+        volume[net] += r.n
+        sent[net][r.day][0 if r.result == "pass" else 1] += r.n
     shown = _top(volume, LINES)
     merged: dict[str, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for net, by_day in sent.items():
@@ -94,8 +93,8 @@ async def domain_reports(
     rows = await db.daily(conn, organization_id, domain, since)
     span = [since + timedelta(days=i) for i in range(days)]
     start, end = _noon(since) - timedelta(hours=12), _noon(today) + timedelta(hours=12)
-    tls = [r for r in rows if r["kind"] == "tls"]
-    dmarc = [r for r in rows if r["kind"] == "dmarc"]
+    tls = [r for r in rows if r.kind == "tls"]
+    dmarc = [r for r in rows if r.kind == "dmarc"]
     return {
         "report_domain": domain,
         "report_days": days,

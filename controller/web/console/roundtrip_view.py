@@ -7,13 +7,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controller.db.pool import Conn
-from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.kinds import ROUNDTRIP
 from controller.monitors.store import Monitor
 from controller.web.api.monitor_rules import present
+from controller.web.console import store as console
+from shared.messages import Phases
 
-PHASES = (("submitMs", "Submit"), ("deliveryMs", "Delivery"), ("fetchMs", "Fetch"))
 RECENT = timedelta(days=2)  # latest rounds shown: those of the last two days
+
+
+def _phases(p: Phases) -> list[tuple[str, float | None]]:
+    """A round trip's phases by their labels."""
+    return [("Submit", p.submit_ms), ("Delivery", p.delivery_ms), ("Fetch", p.fetch_ms)]
 
 
 def _tls(leg: dict[str, Any]) -> str:
@@ -59,22 +64,15 @@ async def roundtrip_view(conn: Conn, monitor: Monitor, now: datetime) -> dict[st
         "slow_after": config.get("slowAfterSeconds"),
         "spam_is_failure": bool(config.get("spamIsFailure")),
     }
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder"
-        " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
-        f" AND {scheduled_since('$2::timestamptz')}"
-        " AND status <> 'missed' ORDER BY country, scheduled_at DESC",
-        monitor.id,
-        now - RECENT,
-    )
+    rows = await console.latest_rounds(conn, monitor.id, now - RECENT)
     round_phases = [
         {
-            "country": r["country"],
-            "at": r["scheduled_at"],
-            "status": r["status"],
-            "error_kind": r["error_kind"],
-            "folder": r["folder"],
-            "phases": [(label, (r["phases"] or {}).get(key)) for key, label in PHASES],
+            "country": r.country,
+            "at": r.scheduled_at,
+            "status": r.status,
+            "error_kind": r.error_kind,
+            "folder": r.folder,
+            "phases": _phases(r.phases or Phases()),
         }
         for r in rows
     ]

@@ -14,10 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
-
 from controller.jobs.result_kinds import INCONCLUSIVE, UNCOUNTED
-from controller.web.console.scrape_store import PHASES
+from controller.web.console.scrape_store import PHASES, ScrapeLatest, ScrapeMonitor
 from controller.web.console.store import STATES, state_from_rows
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -97,26 +95,25 @@ def _family(family: Family, lines: list[str]) -> Iterator[bytes]:
 
 
 def encode(
-    monitors: Sequence[asyncpg.Record], latest: Sequence[asyncpg.Record], *, phases: bool
+    monitors: Sequence[ScrapeMonitor], latest: Sequence[ScrapeLatest], *, phases: bool
 ) -> Iterator[bytes]:
     """The series of `scrape_store.monitors` and `scrape_store.latest` rows, in chunks; each
     family's lines are made by one comprehension over a column (the cost is per line). The
-    phases family only when asked (`latest` then has the `phases` column)."""
-    ids = [r["monitor"] for r in monitors]
+    phases family only when asked (`latest` then has the phases)."""
+    ids = [r.monitor for r in monitors]
     yield from _family(
         INFO,
         [
-            f'{INFO.name}{{monitor="{m}",name="{escape(r["name"])}",kind="{escape(r["type"])}",'
-            f'customer="{escape(r["customer"])}"}} 1\n'
+            f'{INFO.name}{{monitor="{m}",name="{escape(r.name)}",kind="{escape(r.type)}",'
+            f'customer="{escape(r.customer)}"}} 1\n'
             for m, r in zip(ids, monitors, strict=True)
         ],
     )
     statuses: dict[str, list[str]] = {}
     for r in latest:
-        statuses.setdefault(r["monitor"], []).append(r["last_status"])
+        statuses.setdefault(r.monitor, []).append(r.last_status)
     states = [
-        state_from_rows(r["judged"], statuses.get(m, []))
-        for m, r in zip(ids, monitors, strict=True)
+        state_from_rows(r.judged, statuses.get(m, [])) for m, r in zip(ids, monitors, strict=True)
     ]
     # per shown state, a monitor's lines of the family: one format call per monitor
     blocks: dict[str, str] = {}
@@ -128,9 +125,9 @@ def encode(
         ],
     )
     del ids, states, statuses
-    quoted = {cc: escape(cc) for cc in {r["country"] for r in latest}}
-    keys = [f'monitor="{r["monitor"]}",country="{quoted[r["country"]]}"' for r in latest]
-    status = [r["last_status"] for r in latest]
+    quoted = {cc: escape(cc) for cc in {r.country for r in latest}}
+    keys = [f'monitor="{r.monitor}",country="{quoted[r.country]}"' for r in latest]
+    status = [r.last_status for r in latest]
 
     def series(family: Family, values: Iterable[object]) -> Iterator[bytes]:
         name = family.name
@@ -144,7 +141,7 @@ def encode(
     yield from series(INCONCLUSIVE_F, (1 if s == INCONCLUSIVE else 0 for s in status))
     yield from series(
         RESPONSE,
-        (None if (ms := r["response_time_ms"]) is None else _seconds_text(ms) for r in latest),
+        (None if (ms := r.response_time_ms) is None else _seconds_text(ms) for r in latest),
     )
     if phases:
         name = PHASE.name
@@ -155,7 +152,7 @@ def encode(
             [
                 f"{name}{{{k}{tail}{_seconds_text(ms)}\n"
                 for k, r in zip(keys, latest, strict=True)
-                if (measured := r["phases"]) is not None
+                if (measured := r.phases) is not None
                 for tail, ms in zip(tails, measured, strict=True)
                 if ms is not None
             ],
@@ -164,11 +161,11 @@ def encode(
     yield from series(
         CERT_EXPIRY,
         (
-            expiries[t] if (t := r["not_after"]) in expiries else expiries.setdefault(t, expiry(t))
+            expiries[t] if (t := r.not_after) in expiries else expiries.setdefault(t, expiry(t))
             for r in latest
         ),
     )
-    yield from series(SCHEDULED, (r["due"] for r in latest))
+    yield from series(SCHEDULED, (r.due for r in latest))
 
 
 def _seconds(ms: float) -> float:

@@ -1,10 +1,45 @@
 """Scrape tokens (one organization's Prometheus series each) and the rows those series come from."""
 
+from datetime import datetime
 from uuid import UUID
 
-import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
+
+
+class ScrapeToken(msgspec.Struct, frozen=True):
+    """A scrape token as listed (never its hash)."""
+
+    public_id: UUID
+    name: str
+    created_at: datetime
+
+
+class ScrapeMonitor(msgspec.Struct, frozen=True):
+    """A monitor of a shard: its public id (text), name, kind, customer's name and the
+    alerter's state (`judged`, None before it judged a round)."""
+
+    monitor: str
+    name: str
+    type: str
+    customer: str
+    judged: str | None
+
+
+class ScrapeLatest(msgspec.Struct, frozen=True):
+    """A monitor's latest round in one country: its status, when it was due (Unix time), its
+    response time (ms), its phases (ms by PHASES; None: the result had none, or not asked) and
+    its certificate's expiry as the agent wrote it."""
+
+    monitor: str
+    country: str
+    last_status: str
+    due: float
+    response_time_ms: float | None
+    phases: list[float | None] | None
+    not_after: str | None
 
 
 async def create(conn: Conn, organization_id: int, name: str, digest: bytes) -> None:
@@ -16,13 +51,13 @@ async def create(conn: Conn, organization_id: int, name: str, digest: bytes) -> 
     )
 
 
-async def of_organization(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+async def of_organization(conn: Conn, organization_id: int) -> list[ScrapeToken]:
+    rows = await conn.fetch(
         "SELECT public_id, name, created_at FROM scrape_tokens WHERE organization_id = $1"
         " ORDER BY created_at, id",
         organization_id,
     )
-    return rows
+    return typed.many(ScrapeToken, rows)
 
 
 async def delete(conn: Conn, organization_id: int, public_id: UUID) -> None:
@@ -68,11 +103,11 @@ _LATEST = {phases: _latest_sql(phases) for phases in (False, True)}
 
 async def monitors(
     conn: Conn, organization_id: int, shard: int, shards: int
-) -> list[asyncpg.Record]:
+) -> list[ScrapeMonitor]:
     """The shard's monitors: public id (text), name, kind, customer and the alerter's state
     (`judged`, None before it judged a round); `console.state_from_rows` of it and the statuses of
     `latest`'s rows is the state shown."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT m.public_id::text AS monitor, m.name, m.type, c.name AS customer,"
         " a.state AS judged"
         " FROM monitors m JOIN customers c ON c.id = m.customer_id"
@@ -82,15 +117,18 @@ async def monitors(
         shards,
         shard,
     )
-    return rows
+    # Positional, in the columns' order: a scrape reads thousands of rows.
+    return [ScrapeMonitor(*r) for r in rows]
 
 
 async def latest(
     conn: Conn, organization_id: int, shard: int, shards: int, *, phases: bool
-) -> list[asyncpg.Record]:
+) -> list[ScrapeLatest]:
     """Per monitor of the shard and country it is checked from now: the latest round's status,
     when it was due (Unix time) and, when it ran, its response time, its certificate's expiry
     as the agent wrote it and, when asked, its phases (`phases`: ms by PHASES, None where not
     reached; the whole list None when the result had none)."""
-    rows: list[asyncpg.Record] = await conn.fetch(_LATEST[phases], organization_id, shards, shard)
-    return rows
+    rows = await conn.fetch(_LATEST[phases], organization_id, shards, shard)
+    if phases:
+        return [ScrapeLatest(m, cc, st, due, ms, ph, na) for m, cc, st, due, ms, ph, na in rows]
+    return [ScrapeLatest(m, cc, st, due, ms, None, na) for m, cc, st, due, ms, na in rows]

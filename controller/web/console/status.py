@@ -25,6 +25,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from markupsafe import Markup
 
+from controller.access import customers_store as customers_db
 from controller.alerting import maintenance
 from controller.monitors.kinds import TYPE_LABELS
 from controller.notify import causes
@@ -37,6 +38,8 @@ from controller.web.console import uptime_bars
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status_cache import PageCache, Published
+from controller.web.console.status_notices_store import Notice, NoticeUpdate
+from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -61,20 +64,19 @@ async def admin_page(request: AnyRequest, error: str | None, status_code: int) -
     async with pool_of(request).acquire() as conn:
         pages = await status_pages.of_organization(conn, org)
         by_customer = {
-            p["customer_id"]: await console.monitors_of_customer(conn, p["customer_id"])
-            for p in pages
+            p.customer_id: await console.monitors_of_customer(conn, p.customer_id) for p in pages
         }
         open_notices = {}
         subscribed = {}
         for p in pages:
-            if p["slug"] is None:
+            if p.slug is None:
                 continue
-            found = await notices_db.page_of_customer(conn, p["customer_id"], org)
+            found = await notices_db.page_of_customer(conn, p.customer_id, org)
             if found is None:
                 continue
-            rows = await notices_db.of_page(conn, found["id"], utcnow())
-            open_notices[p["customer_id"]] = [r for r in rows if r["resolved_at"] is None]
-            subscribed[p["customer_id"]] = await subscribers_db.count(conn, found["id"])
+            rows = await notices_db.of_page(conn, found.id, utcnow())
+            open_notices[p.customer_id] = [r for r in rows if r.resolved_at is None]
+            subscribed[p.customer_id] = await subscribers_db.count(conn, found.id)
     return page(
         request,
         "status_admin.html",
@@ -102,14 +104,10 @@ async def _customer_id(request: AnyRequest, raw: str) -> int:
     except ValueError:
         raise NotFoundException() from None
     async with pool_of(request).acquire() as conn:
-        found: int | None = await conn.fetchval(
-            "SELECT id FROM customers WHERE public_id = $1 AND organization_id = $2",
-            ident,
-            principal_of(request).organization_id,
-        )
+        found = await customers_db.find(conn, ident, principal_of(request).organization_id)
     if found is None:
         raise NotFoundException()
-    return found
+    return found.id
 
 
 @post("/status-pages/{customer:str}", status_code=303)
@@ -206,14 +204,7 @@ async def published(request: AnyRequest, slug: str) -> Published:
     if found is None:
         raise NotFoundException()
     sp, ids = found
-    key = (
-        sp["id"],
-        sp["slug"],
-        sp["title"],
-        sp["show_hostnames"],
-        sp["notices"],
-        tuple(sorted(ids)),
-    )
+    key = (sp.id, sp.slug, sp.title, sp.show_hostnames, sp.notices, tuple(sorted(ids)))
     return await _cache(request).get(key, lambda: _page(pool, sp, ids))
 
 
@@ -253,7 +244,7 @@ async def public_head(slug: PathStr, request: AnyRequest) -> Response[None]:
     return Response(content=None, media_type=MediaType.HTML)
 
 
-async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[str, Any]:
+async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int]) -> dict[str, Any]:
     """The public page's content: the page `sp` showing monitors `ids`."""
     now = utcnow()
     async with pool.acquire() as conn:
@@ -261,9 +252,9 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
         first_day = now.date() - timedelta(days=UPTIME_DAYS - 1)
         daily = await status_pages.daily(conn, ids, first_day, now)
         incidents = await status_pages.incidents(conn, ids, now - timedelta(days=INCIDENT_DAYS))
-        windows = await status_pages.maintenance(conn, sp["customer_id"], ids)
-        notices = await notices_db.of_page(conn, sp["id"], now - timedelta(days=INCIDENT_DAYS))
-        updates = await notices_db.updates(conn, [n["id"] for n in notices])
+        windows = await status_pages.maintenance(conn, sp.customer_id, ids)
+        notices = await notices_db.of_page(conn, sp.id, now - timedelta(days=INCIDENT_DAYS))
+        updates = await notices_db.updates(conn, [n.id for n in notices])
     # Shaped off the event loop: 1,000 services' 90 days are a few hundred ms of Python.
     return await asyncio.to_thread(
         _content, sp, now, rows, daily, incidents, windows, notices, updates
@@ -271,18 +262,18 @@ async def _page(pool: asyncpg.Pool, sp: asyncpg.Record, ids: list[int]) -> dict[
 
 
 def _content(
-    sp: asyncpg.Record,
+    sp: StatusPage,
     now: datetime,
     rows: list[console.MonitorSummary],
-    daily: list[asyncpg.Record],
-    incidents: list[asyncpg.Record],
-    windows: list[asyncpg.Record],
-    notices: list[asyncpg.Record],
-    updates: dict[int, list[asyncpg.Record]],
+    daily: list[DayCounts],
+    incidents: list[PageIncident],
+    windows: list[PageWindow],
+    notices: list[Notice],
+    updates: dict[int, list[NoticeUpdate]],
 ) -> dict[str, Any]:
     per_day: dict[int, dict[date, tuple[int, int]]] = {}
     for d in daily:
-        per_day.setdefault(d["monitor_id"], {})[d["day"]] = (d["up"], d["down"])
+        per_day.setdefault(d.monitor_id, {})[d.day] = (d.up, d.down)
     names = {m.id: m.name for m in rows}
     shown: list[dict[str, Any]] = []
     for m in rows:
@@ -293,7 +284,7 @@ def _content(
         shown.append(
             {
                 "name": m.name,
-                "hostname": m.hostname if sp["show_hostnames"] else None,
+                "hostname": m.hostname if sp.show_hostnames else None,
                 "kind": TYPE_LABELS.get(m.type, m.type),
                 "state": state,
                 "stateLabel": STATE_LABELS.get(state, "No data"),
@@ -303,31 +294,31 @@ def _content(
             }
         )
     return {
-        "title": sp["title"],
-        "slug": sp["slug"],
+        "title": sp.title,
+        "slug": sp.slug,
         "updatedAt": now,
         "monitors": shown,
         "overall": _overall([service["state"] for service in shown]),
         "incidents": [
             {
-                "monitor": names.get(i["monitor_id"], ""),
-                "startedAt": i["started_at"],
-                "endedAt": i["ended_at"],
-                "cause": sentence_case(causes.label(i["cause_kind"])),
-                "countries": i["countries"],
+                "monitor": names.get(i.monitor_id, ""),
+                "startedAt": i.started_at,
+                "endedAt": i.ended_at,
+                "cause": sentence_case(causes.label(i.cause_kind)),
+                "countries": i.countries,
             }
             for i in incidents
         ],
         "notices": [
             {
-                "id": str(n["public_id"]),
-                "title": n["title"],
-                "impact": n["impact"],
-                "createdAt": n["created_at"],
-                "resolvedAt": n["resolved_at"],
+                "id": str(n.public_id),
+                "title": n.title,
+                "impact": n.impact,
+                "createdAt": n.created_at,
+                "resolvedAt": n.resolved_at,
                 "updates": [
-                    {"state": u["state"], "body": u["body"], "at": u["created_at"]}
-                    for u in reversed(updates.get(n["id"], []))
+                    {"state": u.state, "body": u.body, "at": u.created_at}
+                    for u in reversed(updates.get(n.id, []))
                 ],
             }
             for n in notices
@@ -339,25 +330,24 @@ def _content(
 
 
 def _maintenance(
-    windows: list[asyncpg.Record], names: dict[int, str], now: datetime
+    windows: list[PageWindow], names: dict[int, str], now: datetime
 ) -> list[dict[str, Any]]:
     """Maintenance in progress or starting within `MAINTENANCE_AHEAD`, soonest first: when and
     which services, never the window's note (written for the organization, not the public)."""
     out = []
     for w in windows:
-        window = maintenance.Window(**{f: w[f] for f in maintenance.Window.__struct_fields__})
-        when = maintenance.current_or_next(window, now)
+        when = maintenance.current_or_next(w, now)
         if when is None or when[0] > now + MAINTENANCE_AHEAD:
             continue
-        if w["monitor_id"] is not None and w["monitor_id"] not in names:
+        if w.monitor_id is not None and w.monitor_id not in names:
             continue
         out.append(
             {
-                "services": names[w["monitor_id"]] if w["monitor_id"] else "All services",
+                "services": names[w.monitor_id] if w.monitor_id else "All services",
                 "startsAt": when[0],
                 "endsAt": when[1],
                 "inProgress": when[0] <= now,
-                "recurring": w["kind"] != "once",
+                "recurring": w.kind != "once",
             }
         )
     return sorted(out, key=lambda window: (window["startsAt"], window["services"]))

@@ -60,7 +60,7 @@ async def create(request: AnyRequest, customer: PathStr) -> Response[Any]:
             conn,
             state.secret_box,
             state.settings.public_url,
-            page["id"],
+            page.id,
             title,
             _field(form, "impact", 20),
             _field(form, "state", 20),

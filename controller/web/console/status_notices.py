@@ -6,7 +6,6 @@ admins of the page's organization write notices, as they alone publish pages."""
 
 from uuid import UUID
 
-import asyncpg
 import structlog
 
 from controller.db.pool import Conn
@@ -15,6 +14,7 @@ from controller.secrets.box import SecretBox
 from controller.web.console import status_notices_store as notices
 from controller.web.console import status_subscribers as rules
 from controller.web.console import status_subscribers_store as subscribers
+from controller.web.console.status_notices_store import Notice
 
 log = structlog.get_logger(__name__)
 
@@ -23,42 +23,38 @@ async def tell_subscribers(
     conn: Conn,
     box: SecretBox,
     public_url: str | None,
-    notice: asyncpg.Record,
+    notice: Notice,
     state: str,
     body: str,
 ) -> int:
     """Queue the update for every confirmed subscriber of the notice's page; how many (none
     without PUBLIC_URL: a mail needs links that work)."""
     if public_url is None:
-        log.warning(
-            "status update not mailed: PUBLIC_URL is unset", notice=str(notice["public_id"])
-        )
+        log.warning("status update not mailed: PUBLIC_URL is unset", notice=str(notice.public_id))
         return 0
-    url = f"{public_url.rstrip('/')}/status/{notice['slug']}"
+    url = f"{public_url.rstrip('/')}/status/{notice.slug}"
     unsubscribe = rules.Unsubscribe.of(box)
-    seq: int = await conn.fetchval(
-        "SELECT count(*) FROM status_notice_updates WHERE notice_id = $1", notice["id"]
-    )
+    seq = await notices.update_count(conn, notice.id)
     notes = []
-    for s in await subscribers.confirmed(conn, notice["status_page_id"]):
-        sid = str(s["public_id"])
+    for s in await subscribers.confirmed(conn, notice.status_page_id):
+        sid = str(s.public_id)
         notes.append(
             rules.update(
-                s["email"],
-                notice["page_title"],
-                notice["title"],
+                s.email,
+                notice.page_title,
+                notice.title,
                 state,
                 body,
                 url,
                 f"{url}/unsubscribe?s={sid}&t={unsubscribe.token(sid)}",
-                f"status_update:{notice['public_id']}:{seq}:{sid}",
+                f"status_update:{notice.public_id}:{seq}:{sid}",
             )
         )
-    await outbox_db.enqueue_for_organization(conn, notice["organization_id"], notes)
+    await outbox_db.enqueue_for_organization(conn, notice.organization_id, notes)
     log.info(
         "status notice update queued for subscribers",
-        slug=notice["slug"],
-        notice=str(notice["public_id"]),
+        slug=notice.slug,
+        notice=str(notice.public_id),
         state=state,
         subscribers=len(notes),
     )
@@ -75,7 +71,7 @@ async def create(
     state: str,
     body: str,
     author_id: int,
-) -> asyncpg.Record:
+) -> Notice:
     notice = await notices.create(conn, page_id, title, impact, state, body, author_id)
     await tell_subscribers(conn, box, public_url, notice, state, body)
     return notice
@@ -90,11 +86,11 @@ async def update(
     state: str,
     body: str,
     author_id: int,
-) -> asyncpg.Record | None:
+) -> Notice | None:
     """None when the organization has no such notice."""
     notice = await notices.by_public_id(conn, public_id, organization_id)
     if notice is None:
         return None
-    await notices.add_update(conn, notice["id"], state, body, author_id)
+    await notices.add_update(conn, notice.id, state, body, author_id)
     await tell_subscribers(conn, box, public_url, notice, state, body)
-    return await notices.by_id(conn, notice["id"])
+    return await notices.by_id(conn, notice.id)

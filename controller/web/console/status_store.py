@@ -2,19 +2,83 @@
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from uuid import UUID
 
-import asyncpg
+import msgspec
 
+from controller.alerting.maintenance import Window
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import CLOCK_MARGIN, PACK_DELAY
 
 _COLUMNS = "p.id, p.organization_id, p.customer_id, p.slug, p.title, p.show_hostnames"
 
 
-async def of_organization(conn: Conn, organization_id: int) -> list[asyncpg.Record]:
-    """Every customer of the organization with its page (NULL columns when it has none) and the
+class CustomerPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer (`customer`: its name) with its page: `slug`, `title` and `show_hostnames`
+    None when it has none; `chosen`: the ids of the monitors chosen for it."""
+
+    customer_id: int
+    customer_public_id: UUID
+    customer: str
+    slug: str | None
+    title: str | None
+    show_hostnames: bool | None
+    chosen: list[int]
+
+
+class StatusPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A published page; `notices`: the id of the newest notice update written on it (None:
+    none), so a new one shows at once."""
+
+    id: int
+    organization_id: int
+    customer_id: int
+    slug: str
+    title: str
+    show_hostnames: bool
+    notices: int | None
+
+
+class DayCounts(msgspec.Struct, frozen=True):
+    """A monitor's rounds up and down in one UTC day."""
+
+    monitor_id: int
+    day: date
+    up: int
+    down: int
+
+
+class HourCounts(msgspec.Struct, frozen=True):
+    """A monitor's rounds up and down in one hour, over its countries."""
+
+    hour: datetime
+    up: int
+    down: int
+
+
+class PageIncident(msgspec.Struct, frozen=True):
+    """An incident as a status page shows it; `countries`: how many countries saw it."""
+
+    monitor_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    cause_kind: str
+    countries: int
+
+
+class PageWindow(Window, kw_only=True, frozen=True):
+    """A maintenance window covering a page: its monitor's (`monitor_id`) or its customer's
+    (None); `note` is the organization's, never shown to the public."""
+
+    note: str
+    monitor_id: int | None
+
+
+async def of_organization(conn: Conn, organization_id: int) -> list[CustomerPage]:
+    """Every customer of the organization with its page (None columns when it has none) and the
     ids of the monitors chosen for it."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT c.id AS customer_id, c.public_id AS customer_public_id, c.name AS customer,"
         " p.slug, p.title, p.show_hostnames,"
         " coalesce((SELECT array_agg(sm.monitor_id) FROM status_page_monitors sm"
@@ -23,7 +87,7 @@ async def of_organization(conn: Conn, organization_id: int) -> list[asyncpg.Reco
         " WHERE c.organization_id = $1 ORDER BY lower(c.name), c.id LIMIT 1000",
         organization_id,
     )
-    return rows
+    return typed.many(CustomerPage, rows)
 
 
 async def save(
@@ -62,7 +126,7 @@ async def unpublish(conn: Conn, customer_id: int) -> None:
     await conn.execute("DELETE FROM status_pages WHERE customer_id = $1", customer_id)
 
 
-async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | None:
+async def by_slug(conn: Conn, slug: str) -> tuple[StatusPage, list[int]] | None:
     """The page and the ids of its monitors."""
     # `notices`: the newest update written on the page, so a new one shows at once.
     row = await conn.fetchrow(
@@ -82,7 +146,7 @@ async def by_slug(conn: Conn, slug: str) -> tuple[asyncpg.Record, list[int]] | N
         row["id"],
         row["customer_id"],
     )
-    return row, [r["monitor_id"] for r in ids]
+    return typed.one(StatusPage, row), [r["monitor_id"] for r in ids]
 
 
 # A day is settled once it ended this long ago: its hours are closed (late results of their
@@ -151,12 +215,12 @@ async def settle(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> 
     return settled
 
 
-async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[asyncpg.Record]:
+async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> list[DayCounts]:
     """Per monitor and UTC day from `first` to the day of `now`: rounds up and down (missed ones
     count neither), from the hourly rollups (which outlive the raw results); the settled days'
     sums are kept in `result_days` the first time they are read."""
     settled = await settle(conn, ids, first, now)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT monitor_id, day, up, down FROM result_days"
         " WHERE monitor_id = ANY($1::bigint[]) AND day >= $2 AND day < $3"
         " UNION ALL"
@@ -169,37 +233,37 @@ async def daily(conn: Conn, ids: Sequence[int], first: date, now: datetime) -> l
         first,
         settled,
     )
-    return rows
+    return typed.in_order(DayCounts, rows)
 
 
-async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[asyncpg.Record]:
+async def hourly(conn: Conn, monitor_id: int, since: datetime) -> list[HourCounts]:
     """Per hour since the hour of `since`: the monitor's rounds up and down over its countries
     (missed ones count neither), from the hourly rollups."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT hour, sum(up)::int AS up, sum(down)::int AS down"
         " FROM result_rollups WHERE monitor_id = $1"
         " AND hour >= date_trunc('hour', $2::timestamptz, 'UTC') GROUP BY hour",
         monitor_id,
         since,
     )
-    return rows
+    return typed.in_order(HourCounts, rows)
 
 
-async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[asyncpg.Record]:
+async def incidents(conn: Conn, ids: Sequence[int], since: datetime) -> list[PageIncident]:
     """Open incidents and those that ended since `since`, newest first (at most 100)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT monitor_id, started_at, ended_at, cause_kind, cardinality(countries) AS countries"
         " FROM incidents WHERE monitor_id = ANY($1::bigint[])"
         " AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at DESC, id DESC LIMIT 100",
         list(ids),
         since,
     )
-    return rows
+    return typed.many(PageIncident, rows)
 
 
-async def maintenance(conn: Conn, customer_id: int, ids: Sequence[int]) -> list[asyncpg.Record]:
+async def maintenance(conn: Conn, customer_id: int, ids: Sequence[int]) -> list[PageWindow]:
     """The maintenance windows covering the page: its customer's and its monitors' own."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT w.kind, w.starts_at, w.ends_at, w.weekday, w.start_time, w.duration_minutes,"
         " w.timezone, w.note, w.monitor_id"
         " FROM maintenance_windows w"
@@ -207,4 +271,4 @@ async def maintenance(conn: Conn, customer_id: int, ids: Sequence[int]) -> list[
         customer_id,
         list(ids),
     )
-    return rows
+    return typed.many(PageWindow, rows)

@@ -4,7 +4,6 @@ rules): ask, confirm from the mailed link, unsubscribe from any mail's link with
 Following a link only shows a page with one button (a POST does the change), so mail scanners
 that open every link in a message neither confirm nor unsubscribe anyone."""
 
-from typing import Any
 from uuid import UUID
 
 import structlog
@@ -21,6 +20,7 @@ from controller.web.console import status_subscribers_store as subscribers
 from controller.web.console.pages import pool_of
 from controller.web.console.status import SLUG, AnyRequest, PathStr
 from controller.web.console.status_feeds import public_url
+from controller.web.console.status_store import StatusPage
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,7 @@ ASKED = (
 
 
 def _message(
-    page: Any,
+    page: StatusPage,
     message: str,
     status_code: int = 200,
     *,
@@ -45,8 +45,8 @@ def _message(
         template_name="status_message.html",
         status_code=status_code,
         context={
-            "title": page["title"],
-            "slug": page["slug"],
+            "title": page.title,
+            "slug": page.slug,
             "message": message,
             "error": error,
             "action": action,
@@ -56,7 +56,7 @@ def _message(
     )
 
 
-async def _page(request: AnyRequest, slug: str) -> Any:
+async def _page(request: AnyRequest, slug: str) -> StatusPage:
     if not SLUG.match(slug):
         raise NotFoundException()
     async with pool_of(request).acquire() as conn:
@@ -89,7 +89,7 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
     async with pool_of(request).acquire() as conn, conn.transaction():
         asked, subscriber = await subscribers.ask(
             conn,
-            page["id"],
+            page.id,
             address,
             rules.address_hash(address),
             kept,
@@ -106,7 +106,7 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
                 url,
                 f"status_confirm:{subscriber}:{kept.hex()[:16]}",
             )
-            await outbox_db.enqueue_for_organization(conn, page["organization_id"], [note])
+            await outbox_db.enqueue_for_organization(conn, page.organization_id, [note])
     log.info("status subscription asked", slug=slug, outcome=asked.value)
     if asked is subscribers.Asked.PAGE_LIMIT:
         return _message(
@@ -125,7 +125,7 @@ async def confirm_form(slug: PathStr, request: AnyRequest) -> Template:
     token = request.query_params.get("token", "")[:100]
     return _message(
         page,
-        f"Confirm that you want updates of {page['title']} by e-mail.",
+        f"Confirm that you want updates of {page.title} by e-mail.",
         action=f"/status/{slug}/confirm",
         fields={"token": token},
         button="Confirm subscription",
@@ -137,7 +137,7 @@ async def confirm(slug: PathStr, request: AnyRequest) -> Template:
     page = await _page(request, slug)
     token = str((await request.form()).get("token", ""))[:100]
     async with pool_of(request).acquire() as conn:
-        done = await subscribers.confirm(conn, page["id"], rules.confirm_hash(token), utcnow())
+        done = await subscribers.confirm(conn, page.id, rules.confirm_hash(token), utcnow())
     log.info("status subscription confirmed" if done else "status confirmation refused", slug=slug)
     if not done:
         return _message(
@@ -161,7 +161,7 @@ async def unsubscribe_form(slug: PathStr, request: AnyRequest) -> Template:
     page = await _page(request, slug)
     return _message(
         page,
-        f"Stop e-mails from {page['title']}?",
+        f"Stop e-mails from {page.title}?",
         action=f"/status/{slug}/unsubscribe",
         fields={
             "s": request.query_params.get("s", "")[:40],
@@ -185,6 +185,6 @@ async def unsubscribe(slug: PathStr, request: AnyRequest) -> Template:
     ):
         return _message(page, "t: this unsubscribe link is not valid.", 400, error=True)
     async with pool_of(request).acquire() as conn:
-        await subscribers.unsubscribe(conn, page["id"], subscriber)
+        await subscribers.unsubscribe(conn, page.id, subscriber)
     log.info("status subscriber unsubscribed", slug=slug)
     return _message(page, "Unsubscribed: no more e-mails from this page.")

@@ -5,8 +5,9 @@ from datetime import datetime, timedelta
 from enum import Enum
 from uuid import UUID
 
-import asyncpg
+import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 
 HOUR = timedelta(hours=1)
@@ -114,14 +115,21 @@ async def unsubscribe(conn: Conn, page_id: int, public_id: UUID) -> None:
     )
 
 
-async def confirmed(conn: Conn, page_id: int) -> list[asyncpg.Record]:
-    """The page's confirmed subscribers (public_id, email)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+class Subscriber(msgspec.Struct, frozen=True):
+    """A confirmed subscriber of a status page."""
+
+    public_id: UUID
+    email: str
+
+
+async def confirmed(conn: Conn, page_id: int) -> list[Subscriber]:
+    """The page's confirmed subscribers."""
+    rows = await conn.fetch(
         "SELECT public_id, email FROM status_subscribers"
         " WHERE status_page_id = $1 AND confirmed_at IS NOT NULL ORDER BY id",
         page_id,
     )
-    return rows
+    return typed.many(Subscriber, rows)
 
 
 async def count(conn: Conn, page_id: int) -> int:

@@ -19,10 +19,12 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.db.sql import like_pattern
 from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.store import searched
+from shared.messages import Phases, TlsInfo
 
 STATES = ("up", "degraded", "down", "missed", "unknown")
 
@@ -237,9 +239,45 @@ PHASES = (
 )  # fmt: skip
 
 
+class ResponseBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """One country's checks in one time bucket: the mean response time and phases (ms, by the
+    names of PHASES) of those that passed, how many passed and failed, and how many failed in a
+    round every country that answered failed."""
+
+    country: str
+    at: datetime
+    response_ms: float | None
+    phases: dict[str, float | None]
+    ups: int
+    downs: int
+    downs_everywhere: int
+
+
+class CountryTls(msgspec.Struct, frozen=True):
+    """A country's newest TLS facts."""
+
+    country: str
+    tls: TlsInfo
+    scheduled_at: datetime
+
+
+class CustomerName(msgspec.Struct, frozen=True):
+    id: int
+    public_id: UUID
+    name: str
+
+
+class MonitorName(msgspec.Struct, frozen=True):
+    id: int
+    public_id: UUID
+    name: str
+    type: str
+    hostname: str
+
+
 async def response_buckets(
     conn: Conn, monitor_id: int, since: datetime, bucket: timedelta
-) -> list[asyncpg.Record]:
+) -> list[ResponseBucket]:
     """Per country and time bucket since `since`: the mean response time and mean phases (ms)
     of the checks that passed (a refused check's few milliseconds are no response time), and
     how many checks passed (`ups`) and failed (`downs`), and how many of those failed in a round
@@ -248,7 +286,7 @@ async def response_buckets(
     phases = ", ".join(f"avg((phases->>'{p.replace('_ms', 'Ms')}')::float8) AS {p}" for p in PHASES)
     # `OFFSET 0`: each row's phases (a JSON object the view builds) are built once, not once
     # per phase read.
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT country, date_bin($3, scheduled_at, $2) AS at,"
         " avg(response_time_ms) FILTER (WHERE status = 'up') AS response_ms,"
         f" {phases},"
@@ -266,12 +304,23 @@ async def response_buckets(
         since,
         bucket,
     )
-    return rows
+    return [
+        ResponseBucket(
+            country=r["country"],
+            at=r["at"],
+            response_ms=r["response_ms"],
+            phases={p: r[p] for p in PHASES},
+            ups=r["ups"],
+            downs=r["downs"],
+            downs_everywhere=r["downs_everywhere"],
+        )
+        for r in rows
+    ]
 
 
-async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[asyncpg.Record]:
+async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[CountryTls]:
     """Per country, the newest result since `since` that carries TLS facts."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         "SELECT DISTINCT ON (country) country, tls, scheduled_at FROM check_results"
         " WHERE monitor_id = $1 AND scheduled_at >= $2 AND tls IS NOT NULL"
         f" AND {scheduled_since('$2::timestamptz')}"
@@ -279,25 +328,50 @@ async def latest_tls(conn: Conn, monitor_id: int, since: datetime) -> list[async
         monitor_id,
         since,
     )
-    return rows
+    return typed.many(CountryTls, rows)
 
 
-async def customers_of(conn: Conn, organization_id: int | None) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+class CountryRound(msgspec.Struct, frozen=True, kw_only=True):
+    """A country's latest round that was run: its status, phases and (round trips) the folder
+    the message was found in."""
+
+    country: str
+    scheduled_at: datetime
+    status: str
+    error_kind: str | None
+    phases: Phases | None
+    folder: str | None
+
+
+async def latest_rounds(conn: Conn, monitor_id: int, since: datetime) -> list[CountryRound]:
+    """Per country, the newest result since `since` that is not `missed`."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (country) country, scheduled_at, status, error_kind, phases, folder"
+        " FROM check_results WHERE monitor_id = $1 AND scheduled_at >= $2"
+        f" AND {scheduled_since('$2::timestamptz')}"
+        " AND status <> 'missed' ORDER BY country, scheduled_at DESC",
+        monitor_id,
+        since,
+    )
+    return typed.many(CountryRound, rows)
+
+
+async def customers_of(conn: Conn, organization_id: int | None) -> list[CustomerName]:
+    rows = await conn.fetch(
         "SELECT id, public_id, name FROM customers"
         " WHERE ($1::bigint IS NULL OR organization_id = $1) ORDER BY lower(name), id LIMIT 1000",
         organization_id,
     )
-    return rows
+    return typed.many(CustomerName, rows)
 
 
-async def monitors_of_customer(conn: Conn, customer_id: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
+async def monitors_of_customer(conn: Conn, customer_id: int) -> list[MonitorName]:
+    rows = await conn.fetch(
         "SELECT id, public_id, name, type, hostname FROM monitors WHERE customer_id = $1"
         " ORDER BY lower(name), id",
         customer_id,
     )
-    return rows
+    return typed.many(MonitorName, rows)
 
 
 def dots(values: Sequence[str] | None) -> list[tuple[str, str]]:

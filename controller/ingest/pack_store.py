@@ -1,0 +1,107 @@
+"""The packer's statement: the compact rows of up to a number of closed (monitor, hour, country)
+groups deleted and their packs written in one statement (migration 0032, lines of migration
+0035), under PACK_LOCK (controller.ingest.packer runs the passes)."""
+
+from datetime import datetime
+
+from controller.db.pool import Conn
+from controller.ingest.pack_rules import PACK_LOCK
+
+GROUPS = 2_000  # (monitor, hour, country) groups per transaction
+_PHASES = ("dns", "connect", "tls", "greeting", "auth")
+# The lines of `result_packs.lines`, in order (migration 0035).
+_LINES = (
+    "at_delta",
+    "started_ms",
+    "finished_ms",
+    "stored_delta",
+    "response_us",
+    *(f"{p}_us" for p in _PHASES),
+    "agent",
+    "ref_ms",
+    "ref_tag",
+)
+# Lines that hold the difference from the previous result's value.
+_DELTAS = {"at_delta": "at_ms", "stored_delta": "stored_at_ms"}
+# Every number of a result, as `moved` and `e` below have them: at_ms and stored_at_ms (ms
+# after the hour) for the deltas.
+_FIELDS = tuple(_DELTAS.get(line, line) for line in _LINES)
+
+
+def _decoded(pack: str) -> str:
+    """The lines of `pack` (a result_packs row) as arrays, in the order of _FIELDS."""
+    lines = (
+        f"result_pack_decode({pack}.lines[{i}], {pack}.results)" for i in range(1, len(_LINES) + 1)
+    )
+    return ", ".join(
+        f"result_running_sum({line})" if name in _DELTAS else line
+        for name, line in zip(_LINES, lines, strict=True)
+    )
+
+
+# A compact row whose numbers the pack keeps exactly: times in whole ms, a response time in
+# whole microseconds.
+_FITS = """r.detail_ms IS NOT NULL AND r.status = 0
+    AND date_trunc('milliseconds', r.scheduled_at) = r.scheduled_at
+    AND result_us_ms(result_phase_us(r.response_time_ms)) = r.response_time_ms
+    AND abs(r.started_ms) < 32768 AND abs(r.finished_ms) < 32768
+    AND abs(r.stored_ms) < 1000000000"""
+_ORDER = "ORDER BY at_ms, tag, job"
+_PACK = f"""
+WITH g AS (
+    SELECT DISTINCT r.monitor_id, date_trunc('hour', r.scheduled_at, 'UTC') AS hour, r.country
+    FROM result_rows r
+    WHERE r.scheduled_at >= $1 AND r.scheduled_at < $2 AND {_FITS}
+    ORDER BY 1, 2, 3 LIMIT $3
+), moved AS (
+    DELETE FROM result_rows r USING g
+    WHERE r.monitor_id = g.monitor_id AND r.country = g.country
+        AND r.scheduled_at >= g.hour AND r.scheduled_at < g.hour + interval '1 hour' AND {_FITS}
+    RETURNING r.monitor_id, g.hour, r.country, r.job, r.tag,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int AS at_ms,
+        r.started_ms, r.finished_ms,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int + r.stored_ms
+            AS stored_at_ms,
+        result_phase_us(r.response_time_ms) AS response_us,
+        {", ".join(f"r.{p}_us" for p in _PHASES)}, r.agent,
+        round(extract(epoch FROM r.scheduled_at - g.hour) * 1000)::int - r.detail_ms AS ref_ms,
+        r.ref_tag::int AS ref_tag
+), old AS (
+    DELETE FROM result_packs p USING g
+    WHERE p.monitor_id = g.monitor_id AND p.hour = g.hour AND p.country = g.country
+    RETURNING p.*
+), e AS (
+    SELECT * FROM moved
+    UNION ALL
+    SELECT o.monitor_id, o.hour, o.country, x.job, result_tag(x.job),
+        {", ".join(f"x.{f}::int" for f in _FIELDS)}
+    FROM old o CROSS JOIN LATERAL unnest(o.jobs, {_decoded("o")}) AS x(job, {", ".join(_FIELDS)})
+), s AS (
+    SELECT e.*, at_ms - coalesce(lag(at_ms) OVER w, 0) AS at_delta,
+        stored_at_ms - coalesce(lag(stored_at_ms) OVER w, 0) AS stored_delta
+    FROM e WINDOW w AS (PARTITION BY monitor_id, hour, country {_ORDER})
+), ins AS (
+    INSERT INTO result_packs (hour, monitor_id, country, results, jobs, lines)
+    SELECT hour, monitor_id, country, count(*), array_agg(job {_ORDER}),
+        ARRAY[{", ".join(f"result_pack_encode(array_agg({line} {_ORDER}))" for line in _LINES)}]
+    FROM s GROUP BY monitor_id, hour, country ORDER BY monitor_id, hour, country
+    RETURNING results AS n
+)
+SELECT count(*)::int AS packs, coalesce(sum(n), 0)::int AS results FROM ins
+"""
+
+
+async def pack(conn: Conn, since: datetime, until: datetime, groups: int = GROUPS) -> int:
+    """Pack up to `groups` (monitor, hour, country) groups of compact rows scheduled in
+    [`since`, `until`), whole hours; return how many groups. The caller owns the transaction
+    and holds PACK_LOCK."""
+    row = await conn.fetchrow(_PACK, since, until, groups)
+    assert row is not None
+    packs: int = row["packs"]
+    return packs
+
+
+async def try_lock(conn: Conn) -> bool:
+    """PACK_LOCK for the transaction, unless another holds it."""
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PACK_LOCK)
+    return taken
