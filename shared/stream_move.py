@@ -223,7 +223,10 @@ async def move_stream(
 
 
 def _span(state: dict[str, Any]) -> tuple[int, int, int]:
-    return (state.get("messages", 0), state.get("first_seq", 0), state.get("last_seq", 0))
+    """Messages, first and last sequence; an empty stream's first sequence is no message's
+    (JetStream reports 0 or the next one) and counts as 0."""
+    messages = state.get("messages", 0)
+    return (messages, state.get("first_seq", 0) if messages else 0, state.get("last_seq", 0))
 
 
 async def _checked(
