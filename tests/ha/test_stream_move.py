@@ -30,7 +30,7 @@ from shared.streams import (
     jobs_consumer_name,
 )
 from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
-from tests.ha.test_nats_cluster import settled
+from tests.ha.test_nats_cluster import consumer_replicas, settled
 
 N = 200
 STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
@@ -141,6 +141,8 @@ async def test_move_from_a_single_hub_to_the_cluster_keeps_messages_and_position
         assert jobs_de.num_pending == N - 35
         ingest = await js.consumer_info(RESULTS_STREAM, INGEST_CONSUMER)
         assert (ingest.ack_floor.stream_seq, ingest.num_pending) == (120, N - 120)
+        assert await consumer_replicas(js, JOBS_STREAM, jobs_consumer_name("DE")) == 3
+        assert await consumer_replicas(js, RESULTS_STREAM, INGEST_CONSUMER) == 3
 
         # The ingester goes on with the first result it never had; an agent with job 36.
         sub = await js.pull_subscribe_bind(INGEST_CONSUMER, RESULTS_STREAM)
@@ -160,7 +162,7 @@ async def test_a_source_still_written_fails_the_move_and_leaves_no_copy(
 ) -> None:
     """A publisher still on the old hub: the move stops at the stream it changed, removes that
     copy, and says to stop the writers."""
-    async with connected(single) as (_, old), connected(cluster) as (target, js):
+    async with connected(single) as (source, old), connected(cluster) as (target, js):
         await old_deployment(old)
         writing = True
 
@@ -174,7 +176,7 @@ async def test_a_source_still_written_fails_the_move_and_leaves_no_copy(
         task = asyncio.create_task(writer())
         try:
             with pytest.raises(StreamMoveError, match="changed during the move"):
-                await move_streams(old._nc, target, 3, [JOBS_STREAM], tmp_path / "w")
+                await move_streams(source, target, 3, [JOBS_STREAM], tmp_path / "w")
         finally:
             writing = False
             await task
