@@ -192,3 +192,6 @@ def test_the_controller_asks_the_database_services_for_the_writable_host() -> No
         assert u.query == "target_session_attrs=read-write"
         assert u.username == spec["bootstrap"]["initdb"]["owner"]
         assert u.path == "/" + spec["bootstrap"]["initdb"]["database"]
+    login = by_kind("Secret")[spec["bootstrap"]["initdb"]["secret"]["name"]]
+    assert login["type"] == "kubernetes.io/basic-auth"
+    assert login["stringData"]["username"] == spec["bootstrap"]["initdb"]["owner"]
