@@ -196,3 +196,22 @@ async def test_a_target_stream_with_messages_is_refused(
         moved = await move_streams(source, target, 3, [JOBS_STREAM], tmp_path / "w")
         assert [(m.stream, m.messages, m.replicas) for m in moved] == [(JOBS_STREAM, N, 3)]
         assert not os.listdir(tmp_path / "w")  # no snapshot left behind
+
+
+async def test_a_server_out_of_reach_is_one_line_and_exit_1() -> None:
+    """An old hub's URL that answers nothing: the command says so in one line, at once."""
+    move = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "controller", "streams-move", "--from", f"nats://127.0.0.1:{embedded.free_port()}"),
+        env=embedded.env_with(
+            NATS_URL=f"nats://127.0.0.1:{embedded.free_port()}",
+            DATABASE_URL="postgresql://u@127.0.0.1/db",
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(move.communicate(), 20)
+    assert move.returncode == 1
+    assert err.decode().splitlines() == [
+        "error: NATS: NoServersError: nats: no servers available for connection"
+    ]
