@@ -37,9 +37,10 @@ log = structlog.get_logger(__name__)
 PRODUCT_STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
 # Bytes per snapshot message and per restore request (JetStream's own tools use 128-512 KiB).
 CHUNK_BYTES = 256 * 1024
-# One JetStream API call; the last restore request waits for the server to unpack the whole
-# snapshot and place it, which takes longer the larger the stream.
-API_TIMEOUT_S = 10.0
+# One JetStream API call, on a cluster that may have formed a moment ago on a busy host; the
+# last restore request waits for the server to unpack the whole snapshot and place it, which
+# takes longer the larger the stream (RESTORE_DONE_TIMEOUT_S).
+API_TIMEOUT_S = 30.0
 RESTORE_DONE_TIMEOUT_S = 3600.0
 # How long a cluster may take to place a restored stream's consumers.
 CONSUMERS_PLACED_S = 30.0
