@@ -288,10 +288,14 @@ class Worker:
 
     async def run(self, *, burst: bool = False) -> None:
         with structlog.contextvars.bound_contextvars(country=self.country, agent_id=self.agent_id):
+            # Beating before the consumer is bound: the controllers write a country's `jobs-CC`
+            # once its first agent's heartbeat reaches them (shared.streams.JobsConsumers).
+            beats = self._start_heartbeat()
             if not await self._subscribe():
+                if beats is not None:
+                    await beats  # ends with the stop, its last beat saying so
                 return
             self._bound = True
-            beats = self._start_heartbeat()
             canaries = None
             if self._self_checks is not None:  # first run now, beside job intake
                 canaries = asyncio.create_task(self._self_checks.run(self._stopping))

@@ -3,7 +3,8 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
-store, runs, reads, jobs, saturation, scale, verdicts, ha-soak);
+store, runs, reads, jobs, saturation, scale, verdicts, ha-soak, ha-idle,
+ha-move);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -23,6 +24,7 @@ from bench import (
     console,
     e2e,
     exporter,
+    ha_idle,
     ha_soak,
     ingest,
     jobs,
@@ -69,6 +71,8 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "scale": lambda: scale.run([]),
     "verdicts": lambda: verdicts.run([]),
     "ha-soak": lambda: ha_soak.run([]),
+    "ha-idle": lambda: ha_idle.run([]),
+    "ha-move": lambda: ha_idle.run_move([]),
 }
 
 
@@ -79,6 +83,8 @@ def main(argv: list[str]) -> int:
         "saturation": saturation.run,
         "verdicts": verdicts.run,
         "ha-soak": ha_soak.run,
+        "ha-idle": ha_idle.run,
+        "ha-move": ha_idle.run_move,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name

@@ -1,5 +1,6 @@
 """`python -m controller migrate | create-admin | create-user | serve | gen-key | apply |
-export | oauth2-device | tail`."""
+export | oauth2-device | tail |
+streams-move`."""
 
 import argparse
 import asyncio
@@ -93,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from controller.runtime.serve import serve
 
             run_loop(serve(settings))
+        elif args.command == "streams-move":
+            from controller.runtime.streams_move import run
+
+            return run(settings, args)
     except asyncpg.UniqueViolationError:
         print(f"error: a user with e-mail {args.email} exists already", file=sys.stderr)
         return 1

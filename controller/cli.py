@@ -39,7 +39,29 @@ def parser() -> argparse.ArgumentParser:
     _ascode(sub)
     _oauth2_device(sub)
     _tail(sub)
+    _streams_move(sub)
     return root
+
+
+def _streams_move(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """`streams-move` (shared.stream_move)."""
+    cmd = sub.add_parser(
+        "streams-move",
+        help="copy JOBS, RESULTS and EVENTS with their consumers from another NATS server (a"
+        " single hub) onto NATS_URL's cluster at STREAM_REPLICAS; controllers and agents stopped",
+    )
+    cmd.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="the old server's URL (its TLS verified with the NATS_TLS_* settings)",
+    )
+    cmd.add_argument(
+        "--work-dir",
+        default=None,
+        help="where each stream's snapshot waits until restored (default: a temporary"
+        " directory; needs room for the largest stream)",
+    )
 
 
 def _ascode(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

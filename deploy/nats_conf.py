@@ -198,6 +198,9 @@ def controller_permissions() -> Permissions:
             "mon.events.>",
             "$JS.API.>",  # streams, consumers, fetches, stream info
             f"$JS.ACK.{RESULTS_STREAM}.>",  # acks of `ingest` (and any other RESULTS durable)
+            # A stream's snapshot's flow acks and a restore's chunks: `controller streams-move`.
+            "$JS.SNAPSHOT.ACK.>",
+            "$JS.SNAPSHOT.RESTORE.>",
         ),
         subscribe=("_INBOX.>", HEARTBEATS_SUBJECTS),
     )

@@ -1,10 +1,18 @@
 """JetStream streams and consumers, created idempotently.
 
-The controller calls `ensure_streams` and `ensure_jobs_consumers` at start: it alone creates and
-updates the streams and every country's durable `jobs-CC`. An agent only looks its
-consumer up and pulls from it (deploy/ gives it no right to create or change one: a consumer's
-config decides where its jobs, with their secrets, are delivered). Settings that differ per
-deployment (history kept, size limits, replicas) are arguments.
+The controller calls `ensure_streams` at start and keeps `JobsConsumers` running: it alone
+creates and updates the streams and the durable `jobs-CC` of each country in use. An agent only
+looks its consumer up and pulls from it (deploy/ gives it no right to create or change one: a
+consumer's config decides where its jobs, with their secrets, are delivered). Settings that
+differ per deployment (history kept, size limits, replicas) are arguments.
+
+A country is in use while it has a live agent: its `jobs-CC` is written when the first agent's
+heartbeat reaches a controller (the agent waits for it, retrying), and JetStream removes it
+once no agent has pulled from it for `JOBS_CONSUMER_IDLE_S`. Every consumer costs the servers
+a little each second (on a cluster each is a Raft group of its own); one per country the product
+knows, used or not, cost a 3-node cluster most of its idle CPU (bench/ha_idle.py). Removal
+delivers no job twice: the idle time exceeds JOBS' max age, so every job the removed consumer
+ever delivered has left JOBS before a new `jobs-CC` delivers from the first job JOBS holds.
 
 Replicas: every stream is kept on `replicas` JetStream servers (`STREAM_REPLICAS`; 3 on the
 hub cluster of deploy/nats/, 1 on a single server). The durable consumers made here
@@ -15,10 +23,12 @@ point of failure").
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 import structlog
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -58,6 +68,9 @@ INGEST_CONSUMER = "ingest"
 JOBS_ACK_WAIT_S = 30.0
 # How many times `jobs-CC` delivers a job before giving up on it; a hand-back (nak) counts as one.
 JOBS_MAX_DELIVER = 5
+# How long `jobs-CC` stays with no agent pulling before JetStream removes it: past JOBS' max age
+# (see the module's docstring) by a margin for the servers' clocks and timers.
+JOBS_CONSUMER_IDLE_S = JOBS_MAX_AGE_S + 60
 MIB = 1024 * 1024
 RESULTS_MAX_BYTES = 20 * 1024 * MIB
 EVENTS_MAX_BYTES = 1024 * MIB
@@ -230,8 +243,11 @@ def _kept_retention(config: StreamConfig, found: RetentionPolicy | None) -> Stre
     return replace(config, retention=found)
 
 
-def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> ConsumerConfig:
-    """The durable pull consumer all agents of country `cc` share."""
+def jobs_consumer_config(
+    cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S, idle_s: float = JOBS_CONSUMER_IDLE_S
+) -> ConsumerConfig:
+    """The durable pull consumer all agents of country `cc` share, removed by JetStream after
+    `idle_s` without a pull."""
     return ConsumerConfig(
         name=jobs_consumer_name(cc),
         durable_name=jobs_consumer_name(cc),
@@ -241,6 +257,7 @@ def jobs_consumer_config(cc: str, ack_wait_s: float = JOBS_ACK_WAIT_S) -> Consum
         ack_wait=ack_wait_s,
         max_deliver=JOBS_MAX_DELIVER,
         max_ack_pending=20_000,
+        inactive_threshold=idle_s,
     )
 
 
@@ -251,15 +268,24 @@ PUT_CONSUMERS_AT_ONCE = 16
 
 
 async def ensure_jobs_consumers(
-    js: JetStreamContext, countries: Iterable[str], ack_wait_s: float = JOBS_ACK_WAIT_S
+    js: JetStreamContext,
+    countries: Iterable[str],
+    ack_wait_s: float = JOBS_ACK_WAIT_S,
+    *,
+    idle_s: float = JOBS_CONSUMER_IDLE_S,
+    existing_too: bool = False,
 ) -> int:
     """Create every country's `jobs-CC` that is missing or differs from `jobs_consumer_config`
     (say, turned into a push consumer); return how many were written. One listing when all
-    are in place already."""
+    are in place already. `existing_too`: every `jobs-CC` JOBS has as well (those of a version
+    that made one per country, given the idle time after which JetStream removes them)."""
     existing = {info.name: info for info in await _jobs_consumers(js)}
+    wanted = set(countries)
+    if existing_too:
+        wanted |= {name.removeprefix("jobs-") for name in existing if name.startswith("jobs-")}
     stale = []
-    for cc in countries:
-        config = jobs_consumer_config(cc, ack_wait_s)
+    for cc in sorted(wanted):
+        config = jobs_consumer_config(cc, ack_wait_s, idle_s)
         found = existing.get(config.name or "")
         if found is None or not _same(found, config):
             stale.append((config, found))
@@ -292,6 +318,7 @@ def _same(info: ConsumerInfo, config: ConsumerConfig) -> bool:
         and have.max_deliver == config.max_deliver
         and have.max_ack_pending == config.max_ack_pending
         and have.ack_policy == config.ack_policy
+        and have.inactive_threshold == config.inactive_threshold
     )
 
 
@@ -328,6 +355,82 @@ def after_delivered(config: ConsumerConfig, found: ConsumerInfo) -> ConsumerConf
     return replace(
         config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=delivered + 1
     )
+
+
+# How often the keeper looks at the countries in use (in memory: the live agents' view), and how
+# often it checks again with JetStream that each one's `jobs-CC` is there.
+KEEP_EVERY_S = 1.0
+RECHECK_EVERY_S = 60.0
+
+
+class JobsConsumers:
+    """Keeps `jobs-CC` in place for every country `in_use()` names (the controller: the
+    countries with a live agent): written at start for those and updated for every existing
+    one, then written within about `every_s` of a country coming into use. A country's consumer
+    is checked with JetStream when it comes into use and every `recheck_s` while in use (JetStream
+    may have removed it while the country had no agent); nothing is removed here."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        in_use: Callable[[], Iterable[str]],
+        *,
+        ack_wait_s: float = JOBS_ACK_WAIT_S,
+        idle_s: float = JOBS_CONSUMER_IDLE_S,
+        every_s: float = KEEP_EVERY_S,
+        recheck_s: float = RECHECK_EVERY_S,
+    ) -> None:
+        self._js = js
+        self._in_use = in_use
+        self._ack_wait_s = ack_wait_s
+        self._idle_s = idle_s
+        self._every_s = every_s
+        self._recheck_s = recheck_s
+        self._checked: dict[str, float] = {}  # country -> loop time of its last check
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        written = await ensure_jobs_consumers(
+            self._js,
+            self._in_use(),
+            self._ack_wait_s,
+            idle_s=self._idle_s,
+            existing_too=True,
+        )
+        if written:
+            log.info("jobs_consumers_written", count=written)
+        self._task = asyncio.get_running_loop().create_task(self._keep())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _keep(self) -> None:
+        while True:
+            try:
+                await self.pass_once()
+            except (NatsError, TimeoutError) as exc:  # NATS away: the next pass tries again
+                log.warning("jobs_consumers_pass_failed", error=repr(exc))
+            await asyncio.sleep(self._every_s)
+
+    async def pass_once(self) -> int:
+        """Write the consumers of countries newly in use (or due a check); return how many."""
+        now = asyncio.get_running_loop().time()
+        in_use = set(self._in_use())
+        for cc in set(self._checked) - in_use:
+            del self._checked[cc]
+        due = sorted(cc for cc in in_use if now - self._checked.get(cc, -1e18) >= self._recheck_s)
+        if not due:
+            return 0
+        written = await ensure_jobs_consumers(self._js, due, self._ack_wait_s, idle_s=self._idle_s)
+        for cc in due:
+            self._checked[cc] = now
+        if written:
+            log.info("jobs_consumers_written", count=written, countries=due)
+        return written
 
 
 def ingest_consumer_config() -> ConsumerConfig:

@@ -15,7 +15,6 @@ from nats.js import JetStreamContext
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
-from controller.monitors.validation import COUNTRIES
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
@@ -25,7 +24,7 @@ from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.settings import ControllerSettings, nats_tls_context
-from shared.streams import MIB, ensure_jobs_consumers, ensure_streams
+from shared.streams import MIB, JobsConsumers, ensure_streams
 
 log = structlog.get_logger(__name__)
 
@@ -77,14 +76,6 @@ async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
     return nc
 
 
-async def _ensure_jobs_consumers(js: JetStreamContext) -> None:
-    """Every country's `jobs-CC`, in place before any agent looks for it: agents may not
-    create or change their consumer (deploy/nats_conf.py), only bind to it."""
-    written = await ensure_jobs_consumers(js, sorted(COUNTRIES))
-    if written:
-        log.info("jobs consumers written", count=written)
-
-
 @asynccontextmanager
 async def open_pipeline(
     settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
@@ -101,11 +92,14 @@ async def open_pipeline(
             events_max_bytes=settings.events_max_mib * MIB,
             replicas=settings.stream_replicas,
         )
-        await _ensure_jobs_consumers(js)
         lists = lists_setting(settings.blocklists)
         fresh = FreshNames(pool, lists, settings.blocklist_interval_seconds) if lists else None
         agents = LiveAgents(conn, per_country_max=settings.agents_per_country_max)
         await agents.start()
+        # `jobs-CC` for each country with a live agent (agents may not create or change their
+        # consumer, deploy/nats_conf.py: they wait for it), removed by JetStream when unused.
+        consumers = JobsConsumers(js, agents.countries)
+        await consumers.start()
         box = SecretBox(settings.secrets_key or "")
         scheduler = Scheduler(
             pool,
@@ -151,6 +145,7 @@ async def open_pipeline(
             yield Pipeline(conn, js, agents, scheduler, ingester, fresh)
         finally:
             await ingester.close()
+            await consumers.stop()
             await agents.stop()
     finally:
         if owned:

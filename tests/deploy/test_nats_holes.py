@@ -44,11 +44,19 @@ from deploy.nats_conf import (
     leaf_login,
 )
 from shared import embedded
-from shared.messages import SmtpAuth, SmtpConfig, decode_heartbeat, decode_result, encode
+from shared.messages import (
+    AgentHeartbeat,
+    SmtpAuth,
+    SmtpConfig,
+    decode_heartbeat,
+    decode_result,
+    encode,
+)
 from shared.publishing import Outbox, Outgoing, publish_batch
 from shared.settings import ControllerSettings
 from shared.streams import (
     JOBS_ACK_WAIT_S,
+    JOBS_CONSUMER_IDLE_S,
     LEGACY_AGENTS_STREAM,
     MIB,
     RESULTS_LIVE_SUBJECTS,
@@ -68,7 +76,7 @@ from shared.subjects import (
     jobs_subject,
     results_subject,
 )
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, utcnow
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
 from tests.deploy.natsdeploy import (
     ALLOWED_WAIT_S,
@@ -531,22 +539,33 @@ async def test_a_push_consumer_delivering_into_results_leaks_jobs(bare: NATS) ->
     assert await ensure_jobs_consumers(bare_js, ["FR"]) == 0  # in place: nothing written
 
 
-async def test_the_controller_makes_every_countrys_consumer_and_caps_the_streams(
+async def test_the_controller_makes_the_consumers_of_countries_in_use_and_caps_the_streams(
     bare: NATS, settings: ControllerSettings, pool: asyncpg.Pool
 ) -> None:
-    """`serve`'s pipeline at start: RESULTS_MAX_MIB and EVENTS_MAX_MIB applied, and a
-    `jobs-CC` for every ISO country, so a new country's agents find theirs at once."""
+    """`serve`'s pipeline at start: RESULTS_MAX_MIB and EVENTS_MAX_MIB applied, no `jobs-CC`
+    for a country without agents (each would cost a cluster a Raft group), and one written for
+    a country once its first agent's heartbeat arrives, so that agent finds it."""
     js = bare.jetstream()
     capped = msgspec.structs.replace(settings, results_max_mib=64, events_max_mib=8)
     async with open_pipeline(capped, pool, bare):
         assert (await js.stream_info(RESULTS_STREAM)).config.max_bytes == 64 * MIB
         assert (await js.stream_info(EVENTS_STREAM)).config.max_bytes == 8 * MIB
-        info = await js.stream_info(JOBS_STREAM)
-        assert info.state.consumer_count >= len(COUNTRIES)
-        for cc in ("DE", "BR", "ZW"):
-            config = (await js.consumer_info(JOBS_STREAM, jobs_consumer_name(cc))).config
-            assert (config.filter_subject, config.ack_wait) == (jobs_subject(cc), JOBS_ACK_WAIT_S)
-        assert await ensure_jobs_consumers(js, sorted(COUNTRIES)) == 0
+        names = {c.name for c in await js.consumers_info(JOBS_STREAM)}
+        assert jobs_consumer_name("ZW") not in names and len(names) < len(COUNTRIES) // 10
+        now = iso_ms(utcnow())
+        beat = AgentHeartbeat(agent_id="zw-1", country="ZW", started_at=now, seen_at=now)
+        await bare.publish(heartbeats_subject("ZW", "zw-1"), encode(beat))
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name("ZW"))
+                    break
+                except NotFoundError:
+                    await asyncio.sleep(0.1)
+        config = info.config
+        assert (config.filter_subject, config.ack_wait) == (jobs_subject("ZW"), JOBS_ACK_WAIT_S)
+        assert config.inactive_threshold == JOBS_CONSUMER_IDLE_S
+        assert await ensure_jobs_consumers(js, ["ZW"]) == 0
 
 
 async def test_the_controllers_jobs_go_as_one_batch_under_the_deployed_accounts(

@@ -15,9 +15,10 @@ from nats.aio.client import Client as NATS
 
 from deploy.nats_conf import StoredUser, render_users_conf
 from shared import embedded
-from shared.streams import ensure_streams
-from shared.subjects import EVENTS_STREAM
-from tests.deploy.natsdeploy import SHIPPED_TLS, Pki, make_pki, mint, ship
+from shared.stream_move import move_streams
+from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
+from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
+from tests.deploy.natsdeploy import SHIPPED_TLS, Pki, make_pki, mint, ship, start_hub
 
 NODES = 3
 
@@ -145,3 +146,48 @@ async def test_shipped_cluster_config_keeps_streams_on_three_nodes_through_a_los
             assert (await js.stream_info(EVENTS_STREAM)).state.messages == 21
     finally:
         await nc.close()
+
+
+async def test_controller_user_moves_a_single_hubs_streams_onto_the_cluster(
+    hub: tuple[list[embedded.NatsNode], Pki, dict[str, str]], tmp_path: Path
+) -> None:
+    """`streams-move` under the shipped accounts: the controller user of a single hub
+    (hub.conf) and of the cluster has the rights a snapshot and a restore take."""
+    nodes, pki, passwords = hub
+    old_passwords, old_users = mint(["controller"])
+    old = start_hub(tmp_path / "old-hub", old_users, pki)
+    source, target = NATS(), NATS()
+    try:
+        await source.connect(
+            old.url, user="controller", password=old_passwords["controller"], tls=pki.client()
+        )
+        await target.connect(
+            [f"tls://127.0.0.1:{n.port}" for n in nodes],
+            user="controller",
+            password=passwords["controller"],
+            tls=pki.client(),
+        )
+        js = source.jetstream(timeout=5)
+        await ensure_streams(js, replicas=1)
+        await ensure_jobs_consumers(js, ["DE"])
+        for i in range(30):
+            await js.publish("mon.jobs.DE", b"job %d" % i)
+            await js.publish(f"mon.events.m{i}", b"event %d" % i)
+        async with asyncio.timeout(30):
+            while True:  # the cluster's routes up and a JetStream meta leader elected
+                try:
+                    await target.jetstream(timeout=2).account_info()
+                    break
+                except Exception:
+                    await asyncio.sleep(0.3)
+            moved = await move_streams(source, target, 3, workdir=tmp_path / "work")
+        assert [(m.stream, m.messages, m.replicas) for m in moved] == [
+            (JOBS_STREAM, 30, 3),
+            (RESULTS_STREAM, 0, 3),
+            (EVENTS_STREAM, 30, 3),
+        ]
+        assert moved[0].consumers == (jobs_consumer_name("DE"),)
+    finally:
+        await source.close()
+        await target.close()
+        embedded.stop(old.proc)

@@ -1,0 +1,295 @@
+"""Moving the product's streams from one JetStream to another, every message and consumer kept.
+
+A JetStream server's streams do not become a cluster's when it joins one (the cluster's meta
+layer has no record of them), so a deployment on a single hub moves to the 3-node cluster by
+copying: each stream's JetStream snapshot (`$JS.API.STREAM.SNAPSHOT`: the store's files, its
+durable consumers and their state) is taken from the old server and restored onto the cluster
+(`$JS.API.STREAM.RESTORE`) on `replicas` servers. A restored stream has the same messages under
+the same sequence numbers and timestamps (JOBS still ages them out on time), and `jobs-CC` and
+`ingest` deliver on from where they were: nothing stored is delivered twice, nothing pending is
+skipped. `python -m controller streams-move` runs it (docs/operating.md, "Moving a single hub to
+the cluster").
+
+The source must be quiet meanwhile (controllers and agents stopped): a message published or a
+consumer's ack taken by the source after its snapshot would not reach the cluster. The move
+checks it: each source stream and consumer is read again once its copy is restored, and a
+difference fails the move (its copies on the target removed, so it may run again) with nothing
+changed on the source. A stream the target already has is refused unless it is empty (a
+controller started on the cluster before the move made it), which is replaced.
+"""
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
+
+log = structlog.get_logger(__name__)
+
+PRODUCT_STREAMS = (JOBS_STREAM, RESULTS_STREAM, EVENTS_STREAM)
+# Bytes per snapshot message and per restore request (JetStream's own tools use 128-512 KiB).
+CHUNK_BYTES = 256 * 1024
+# One JetStream API call, on a cluster that may have formed a moment ago on a busy host; the
+# last restore request waits for the server to unpack the whole snapshot and place it, which
+# takes longer the larger the stream (RESTORE_DONE_TIMEOUT_S).
+API_TIMEOUT_S = 30.0
+RESTORE_DONE_TIMEOUT_S = 3600.0
+# How long a cluster may take to place a restored stream's consumers.
+CONSUMERS_PLACED_S = 30.0
+# How long a snapshot may go without a chunk before the move gives up on it.
+CHUNK_SILENCE_S = 30.0
+
+
+class StreamMoveError(Exception):
+    """The move cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """One stream as restored on the target: what the source had, found again."""
+
+    stream: str
+    messages: int
+    first_seq: int
+    last_seq: int
+    consumers: tuple[str, ...]
+    replicas: int
+
+
+async def _api(nc: NATS, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One JetStream API request; its JSON answer, StreamMoveError for an error answer."""
+    msg = await nc.request(
+        subject, json.dumps(body).encode() if body is not None else b"", timeout=API_TIMEOUT_S
+    )
+    answer: dict[str, Any] = json.loads(msg.data or b"{}")
+    if error := answer.get("error"):
+        raise StreamMoveError(
+            f"{subject}: {error.get('description', error)} (err_code {error.get('err_code')})"
+        )
+    return answer
+
+
+async def stream_info(nc: NATS, stream: str) -> dict[str, Any] | None:
+    """The stream's info as JetStream sends it; None when there is no such stream."""
+    msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=API_TIMEOUT_S)
+    answer: dict[str, Any] = json.loads(msg.data or b"{}")
+    if error := answer.get("error"):
+        if error.get("code") == 404:
+            return None
+        raise StreamMoveError(f"stream info {stream}: {error.get('description', error)}")
+    return answer
+
+
+async def consumer_states(nc: NATS, stream: str) -> dict[str, tuple[int, int, int]]:
+    """Each durable consumer of the stream: (last delivered, ack floor, pending acks)."""
+    states: dict[str, tuple[int, int, int]] = {}
+    while True:
+        page = await _api(nc, f"$JS.API.CONSUMER.LIST.{stream}", {"offset": len(states)})
+        infos = page.get("consumers") or []
+        for info in infos:
+            states[info["name"]] = (
+                info["delivered"]["stream_seq"],
+                info["ack_floor"]["stream_seq"],
+                info.get("num_ack_pending", 0),
+            )
+        if not infos or len(states) >= page.get("total", 0):
+            return states
+
+
+async def snapshot(nc: NATS, stream: str, into: Path) -> dict[str, Any]:
+    """Write the stream's snapshot (messages and durable consumers) to `into`; return the
+    stream's config and state the snapshot holds."""
+    inbox = nc.new_inbox()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    received = asyncio.Event()
+    with into.open("wb") as out:
+
+        async def chunk(msg: Msg) -> None:
+            received.set()
+            if not msg.data:  # the end: an empty message, an error in its headers if any
+                if not done.done():
+                    status = (msg.headers or {}).get("Status")
+                    error = StreamMoveError(f"snapshot of {stream} failed: {msg.headers}")
+                    if status and status not in ("200", "204"):
+                        done.set_exception(error)
+                    else:
+                        done.set_result(None)
+                return
+            out.write(msg.data)
+            if msg.reply:  # flow control: the server sends on once chunks are acked
+                await nc.publish(msg.reply, b"")
+
+        sub = await nc.subscribe(inbox, cb=chunk, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        try:
+            answer = await _api(
+                nc,
+                f"$JS.API.STREAM.SNAPSHOT.{stream}",
+                {"deliver_subject": inbox, "no_consumers": False, "chunk_size": CHUNK_BYTES},
+            )
+            while not done.done():
+                received.clear()
+                try:
+                    await asyncio.wait_for(received.wait(), CHUNK_SILENCE_S)
+                except TimeoutError:
+                    raise StreamMoveError(
+                        f"snapshot of {stream}: no data for {CHUNK_SILENCE_S:.0f} s"
+                    ) from None
+            await done
+        finally:
+            await sub.unsubscribe()
+    return {"config": answer["config"], "state": answer["state"]}
+
+
+async def restore(nc: NATS, meta: dict[str, Any], data: Path) -> dict[str, Any]:
+    """Restore a snapshot written by `snapshot` (its config as given in `meta`); return the
+    restored stream's state."""
+    name = meta["config"]["name"]
+    started = await _api(nc, f"$JS.API.STREAM.RESTORE.{name}", meta)
+    deliver = started["deliver_subject"]
+    with data.open("rb") as src:
+        while chunk := src.read(CHUNK_BYTES):
+            reply = await nc.request(deliver, chunk, timeout=API_TIMEOUT_S)
+            if reply.data:
+                _raise_error(reply.data, f"restore of {name}")
+    reply = await nc.request(deliver, b"", timeout=RESTORE_DONE_TIMEOUT_S)
+    answer = _raise_error(reply.data, f"restore of {name}")
+    state: dict[str, Any] = answer.get("state") or {}
+    return state
+
+
+def _raise_error(data: bytes, what: str) -> dict[str, Any]:
+    if data.startswith(b"-ERR"):
+        raise StreamMoveError(f"{what}: {data.decode(errors='replace')}")
+    answer: dict[str, Any] = json.loads(data or b"{}")
+    if error := answer.get("error"):
+        raise StreamMoveError(f"{what}: {error.get('description', error)}")
+    return answer
+
+
+async def _cleared_target(target: NATS, stream: str) -> None:
+    """Refuse a target stream that holds messages; remove an empty one."""
+    info = await stream_info(target, stream)
+    if info is None:
+        return
+    state = info["state"]
+    if state.get("messages", 0) or state.get("last_seq", 0):
+        raise StreamMoveError(
+            f"the target already has stream {stream} with {state.get('messages', 0)} messages"
+            f" (last sequence {state.get('last_seq', 0)}): the move only fills a cluster that"
+            " has none of the product's streams, or empty ones. Delete it there (`nats stream"
+            f" rm {stream}`) if its messages are not needed"
+        )
+    await _api(target, f"$JS.API.STREAM.DELETE.{stream}")
+    log.info("stream_move_empty_target_replaced", stream=stream)
+
+
+async def move_stream(
+    source: NATS, target: NATS, stream: str, replicas: int, workdir: Path
+) -> Moved | None:
+    """Move one stream (None when the source has none of that name)."""
+    if await stream_info(source, stream) is None:
+        return None
+    await _cleared_target(target, stream)
+    consumers_before = await consumer_states(source, stream)
+    data = workdir / f"{stream}.tar.s2"
+    meta = await snapshot(source, stream, data)
+    meta["config"]["num_replicas"] = replicas
+    try:
+        state = await restore(target, meta, data)
+        moved = await _checked(source, target, stream, meta["state"], consumers_before, state)
+    except BaseException:
+        # Nothing half-moved stays behind: a new run starts from an empty target.
+        if await stream_info(target, stream) is not None:
+            await _api(target, f"$JS.API.STREAM.DELETE.{stream}")
+        raise
+    finally:
+        data.unlink(missing_ok=True)
+    log.info(
+        "stream_moved",
+        stream=stream,
+        messages=moved.messages,
+        last_seq=moved.last_seq,
+        consumers=len(moved.consumers),
+        replicas=replicas,
+    )
+    return moved
+
+
+def _span(state: dict[str, Any]) -> tuple[int, int, int]:
+    """Messages, first and last sequence; an empty stream's first sequence is no message's
+    (JetStream reports 0 or the next one) and counts as 0."""
+    messages = state.get("messages", 0)
+    return (messages, state.get("first_seq", 0) if messages else 0, state.get("last_seq", 0))
+
+
+async def _checked(
+    source: NATS,
+    target: NATS,
+    stream: str,
+    snapped: dict[str, Any],
+    consumers_before: dict[str, tuple[int, int, int]],
+    restored: dict[str, Any],
+) -> Moved:
+    """The restored stream holds what the source's snapshot held, and the source took no
+    write (message, consumer, ack) since its consumers were read before the snapshot."""
+    source_now = await stream_info(source, stream)
+    consumers_now = await consumer_states(source, stream)
+    if (
+        source_now is None
+        or _span(source_now["state"]) != _span(snapped)
+        or consumers_now != consumers_before
+    ):
+        raise StreamMoveError(
+            f"the source's stream {stream} changed during the move (a publisher, agent or"
+            " controller still connected to it): stop every controller and agent, then run the"
+            " move again; its copy on the target was removed"
+        )
+    if _span(restored) != _span(snapped):
+        raise StreamMoveError(
+            f"stream {stream} restored with {_span(restored)} (messages, first, last sequence)"
+            f" where the source has {_span(snapped)}"
+        )
+    # A cluster places the restored stream's consumers after answering the restore.
+    want = {name: state[:2] for name, state in consumers_before.items()}
+    deadline = asyncio.get_running_loop().time() + CONSUMERS_PLACED_S
+    while True:
+        on_target = await consumer_states(target, stream)
+        if {name: state[:2] for name, state in on_target.items()} == want:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise StreamMoveError(
+                f"stream {stream}'s consumers restored as {on_target}, the source has"
+                f" {consumers_before}"
+            )
+        await asyncio.sleep(0.2)
+    messages, first, last = _span(restored)
+    info = await stream_info(target, stream)
+    replicas = (info or {}).get("config", {}).get("num_replicas", 1)
+    return Moved(stream, messages, first, last, tuple(sorted(on_target)), replicas)
+
+
+async def move_streams(
+    source: NATS,
+    target: NATS,
+    replicas: int,
+    streams: Iterable[str] = PRODUCT_STREAMS,
+    workdir: Path | None = None,
+) -> list[Moved]:
+    """Move each of `streams` the source has onto the target on `replicas` servers, one after
+    the other, the snapshots kept in `workdir` (a temporary directory when None) only until
+    restored."""
+    if workdir is not None:
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        return [
+            m for s in streams if (m := await move_stream(source, target, s, replicas, workdir))
+        ]
+    with tempfile.TemporaryDirectory(prefix="mailprobe-streams-") as tmp:
+        return await move_streams(source, target, replicas, streams, Path(tmp))
