@@ -260,6 +260,15 @@ class LiveAgents:
                 await self._nc.publish(subject, encode(request))
             except (nats.errors.Error, OSError) as exc:
                 log.warning("preempt_not_sent", subject=subject, error=repr(exc))
+                continue
+            log.info(
+                "preempt_asked",
+                country=request.country,
+                agent_id=request.agent_id,
+                tenant=request.tenant,
+                held=request.held,
+                share=request.share,
+            )
 
     async def _on_message(self, msg: Msg) -> None:
         self.heard(msg.subject, msg.data)
