@@ -28,6 +28,13 @@ A JOBS message may be a bundle of jobs (agent.bundles): each of its jobs is take
 settled as a job of its own, and the message is settled once all of them are; a bundle with a
 job this agent would hand back goes back whole before any of it runs.
 
+The controller may ask this agent, on `mon.control.CC.<agentId>`, to cancel one check of an
+organization holding more than its share of a saturated country (`Preempt`,
+controller.scheduling.preemption): the longest-running check of that organization here is
+cancelled (its connection closes with its task), its result is `down` / `preempted`, saying
+after how long and why, and its job is acked like any other, so the slot frees for the job the
+controller admitted in its place.
+
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
 is `inconclusive` when the canary of its port (or the resolver check) fails too
