@@ -14,13 +14,19 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
   interval = 30 s; Victim one monitor of the healthy server every 10 s, timeout 8 s;
 - `two agents`: the same with 2 agents of the country;
 - `20 noisy organizations`: 20 organizations of 1 such monitor each (16 slots wanted beyond
-  8 would do; 20 is the issue's figure).
+  8 would do; 20 is the issue's figure);
+- `one slot`: the first variant at `AGENT_CONCURRENCY=1` (no reserve): Victim's rounds take
+  the slot back from Noisy's hanging checks (controller.scheduling.preemption);
+- `non-lightest hanging`: beside Noisy and Victim, organization B's 4 monitors of the tarpit
+  (its server frozen: timeout 5 s every 10 s), first due 30 s after the others, so Noisy's
+  checks fill the slots first and B, heavier than Victim, must take its share back.
 
-Per organization it prints the rounds due in the window, real results, `saturated` rows,
-`expired` and missing rounds, and its share of the slot-seconds real checks held. Target:
-Victim has a real result in ≥ 90 % of its rounds in every variant, and none `saturated`; the
-noisy organizations' rounds are real, `saturated` (with a message) or still waiting when the
-window ends, never `expired`.
+Per organization it prints the rounds due in the window, real results (B's: checks that ran),
+`saturated` and `preempted` rows, `expired` and missing rounds, and its share of the
+slot-seconds real checks held. Target: Victim (and B) have a real result in ≥ 90 % of their
+rounds in every variant, Victim none `saturated`, neither any `preempted`; the noisy
+organizations' rounds are real, `saturated` or `preempted` (with a message, stored `missed`)
+or still waiting when the window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
 
 The scenario's parts (seeding, the tarpit, the figures) are shared with
