@@ -24,7 +24,8 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
 Per organization it prints the rounds due in the window, real results (B's: checks that ran),
 `saturated` and `preempted` rows, `expired` and missing rounds, and its share of the
 slot-seconds real checks held. Target: Victim (and B) have a real result in ≥ 90 % of their
-rounds in every variant, Victim none `saturated`, neither any `preempted`; the noisy
+rounds in every variant, Victim none `saturated` nor `preempted` (B may be, while it holds
+more than its share); the noisy
 organizations' rounds are real, `saturated` or `preempted` (with a message, stored `missed`)
 or still waiting when the window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
@@ -336,7 +337,7 @@ def met(rows: Sequence[Figures]) -> bool:
         and all(f.saturated == 0 for f in light)
         and sum(f.expired for f in noisy) == 0
         and all(m for f in noisy for m in f.messages)
-        and not any(f.preempted_all for f in owed)
+        and not any(f.preempted_all for f in light)
         and not any(f.preempted_not_missed for f in rows)
     )
 
