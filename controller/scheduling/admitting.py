@@ -36,6 +36,11 @@ PULLED_WITHIN_S = 0.25
 # after the request shows it (the agent cancels within milliseconds, like a pull), or, when no
 # beat does (the request was lost), for PREEMPT_LOST_S: then the beats' word stands again.
 PREEMPT_LOST_S = 2.5
+# A job admitted for a preemption is pulled only once the agent has cancelled the check, sent
+# its result and freed the slot: later than a job admitted into a free slot. So it, and the
+# cancellation, count from this long after the request, not from the request itself: a beat
+# sent in between shows neither yet, and must not let the slot go to another job meanwhile.
+PREEMPT_SETTLE_S = 1.0
 # Waiting jobs per country and organization, at most: past it, the organization's job that
 # would wait is recorded `saturated` at once. Per organization, so that one organization's
 # flood of jobs never fills the room another's waiting job needs.
@@ -142,11 +147,16 @@ class Admissions:
             taken.waiting += len(still)
         return taken
 
-    def _admit(self, cc: str, load: CountryLoad, job: CheckJob, taken: Taken, now: float) -> None:
+    def _admit(
+        self, cc: str, load: CountryLoad, job: CheckJob, taken: Taken, now: float, settle: float = 0
+    ) -> None:
+        """Admit `job` now; it counts as held from `now + settle` (PREEMPT_SETTLE_S for a job
+        admitted for a preemption) until the beats show it or its slot time has passed."""
         job.admitted = True  # the agents pull for their free slots only
         taken.admitted.append(job)
-        until = now + admission.holds_for(load, job) + PULLED_WITHIN_S
-        self._admitted.setdefault(cc, []).append((now, job.tenant, until))
+        at = now + settle
+        until = at + admission.holds_for(load, job) + PULLED_WITHIN_S
+        self._admitted.setdefault(cc, []).append((at, job.tenant, until))
         self._since.pop(job.job_id, None)
 
     def _preempt(
@@ -176,9 +186,9 @@ class Admissions:
         if not decided:
             return still
         for p in decided:
-            self._admit(cc, load, still[p.waiter], taken, now)
+            self._admit(cc, load, still[p.waiter], taken, now, PREEMPT_SETTLE_S)
             self._preempted.setdefault(cc, []).append(
-                (now, p.tenant, now + PREEMPT_LOST_S, p.agent_id)
+                (now + PREEMPT_SETTLE_S, p.tenant, now + PREEMPT_LOST_S, p.agent_id)
             )
             taken.preempts.append(
                 Preempt(

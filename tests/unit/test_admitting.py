@@ -114,3 +114,25 @@ def test_no_preempt_capable_agent_no_request() -> None:
     clock.at += 2.5
     taken = admissions.retry(now())
     assert (taken.admitted, taken.preempts, taken.waiting) == ([], [], 1)
+
+
+def test_the_slot_taken_back_stays_the_waiting_jobs_until_the_agent_could_free_it() -> None:
+    """The agent cancels, reports and pulls within a beat; the beats sent meanwhile show Noisy's
+    check gone but the victim's job not yet pulled: Noisy's next job must not take that slot,
+    or it would stand in JOBS before the victim's (a one-slot country at the issue's size lost
+    a victim round so)."""
+    clock = Clock(HEARD_AT)
+    views = [one_slot()]
+    admissions = Admissions(lambda cc: views[-1], clock)
+    admissions.take([job("victim", 1)], now())
+    clock.at += 2.5
+    assert len(admissions.retry(now()).preempts) == 1
+    asked_at = clock.at
+    admissions.take([job("noisy", 9)], now())
+    # A beat sent just before the agent cancelled, then one with the check gone and the
+    # victim's job not yet pulled.
+    for beat_at, held in ((asked_at + 0.3, {"noisy": 1}), (asked_at + 0.9, {})):
+        clock.at = beat_at + 0.05
+        views.append(CountryLoad(1, held, {"noisy": 22.0}, beat_at, {}, {}))
+        taken = admissions.retry(now())
+        assert (taken.admitted, taken.waiting) == ([], 1), beat_at
