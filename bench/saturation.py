@@ -428,7 +428,7 @@ def _variant(pipes: Pipes, scenario: Scenario, ports: tuple[int, int], window: f
         for proc in procs:
             embedded.stop(proc)
     ok = met(rows)
-    victim = next(f for f in rows if f.victim)
+    victim = next(f for f in rows if f.victim and f.label != "B")
     for line in table(scenario, _summed(rows)):
         print(line)
     frozen = [f for f in rows if f.label == "B"]
