@@ -28,6 +28,13 @@ A JOBS message may be a bundle of jobs (agent.bundles): each of its jobs is take
 settled as a job of its own, and the message is settled once all of them are; a bundle with a
 job this agent would hand back goes back whole before any of it runs.
 
+The controller may ask this agent, on `mon.control.CC.<agentId>`, to cancel one check of an
+organization holding more than its share of a saturated country (`Preempt`,
+controller.scheduling.preemption): the longest-running check of that organization here is
+cancelled (its connection closes with its task), its result is `down` / `preempted`, saying
+after how long and why, and its job is acked like any other, so the slot frees for the job the
+controller admitted in its place.
+
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
 is `inconclusive` when the canary of its port (or the resolver check) fails too
@@ -49,6 +56,7 @@ import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
@@ -78,11 +86,14 @@ from shared.loop import run_every
 from shared.messages import (
     CheckJob,
     CheckResult,
+    Preempt,
     TenantLoad,
     decode_job,
+    decode_preempt,
     decode_sealed,
     default_port,
     encode,
+    preempted_message,
 )
 from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
@@ -96,6 +107,7 @@ from shared.streams import (
 )
 from shared.subjects import (
     JOBS_STREAM,
+    control_subject,
     jobs_subject,
     results_bundle_subject,
     results_subject,
@@ -208,6 +220,10 @@ class Worker:
         self._held: dict[str, int] = {}  # running checks by tenant
         self._usage = TenantUsage()  # slot-seconds by tenant, for the heartbeat
         self._started: dict[asyncio.Task[None], float] = {}  # loop time each check started
+        # Tasks in their check (after the hand-back rules, before the result is published),
+        # with their tenant and when the check started: what `preempt` may cancel.
+        self._checking: dict[asyncio.Task[Any], tuple[str, float]] = {}
+        self._preempting: dict[asyncio.Task[Any], tuple[Preempt, float]] = {}
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
@@ -296,6 +312,7 @@ class Worker:
                     await beats  # ends with the stop, its last beat saying so
                 return
             self._bound = True
+            control = await self._listen()
             canaries = None
             if self._self_checks is not None:  # first run now, beside job intake
                 canaries = asyncio.create_task(self._self_checks.run(self._stopping))
@@ -324,6 +341,9 @@ class Worker:
                 if canaries is not None:
                     await canaries
                 await self._stop_pulling(wait=False)
+                if control is not None:
+                    with contextlib.suppress(*NATS_ERRORS):
+                        await control.unsubscribe()
             log.info("agent_stopped")
 
     async def _subscribe(self) -> bool:
@@ -385,6 +405,17 @@ class Worker:
                 error=repr(exc),
             )
         return True
+
+    async def _listen(self) -> Subscription | None:
+        """Subscribe to this agent's control subject (`Preempt` requests); None when NATS
+        refuses (the heartbeat still says `preempt`: a lost request only costs its slot)."""
+        try:
+            return await self._nc.subscribe(
+                control_subject(self.country, self.agent_id), cb=self._on_control
+            )
+        except NATS_ERRORS as exc:
+            log.warning("control_subscribe_failed", error=repr(exc))
+            return None
 
     def _start_heartbeat(self) -> asyncio.Task[None] | None:
         if self._heartbeat_interval is None:
@@ -708,7 +739,63 @@ class Worker:
         log.error("job_failed", error=repr(exc), then=then, outcome=outcome, exc_info=exc)
 
     async def _check(self, msg: Delivery, job: CheckJob, subject: str) -> None:
+        """Run the check and publish its result; a check cancelled at the controller's request
+        (`preempt`) ends as `down` / `preempted` (stored `missed`), its connection closed by the
+        cancellation, and is settled like any other."""
         started = time.perf_counter()
+        task = asyncio.current_task()
+        assert task is not None
+        since = utcnow()
+        self._checking[task] = (job.tenant, asyncio.get_running_loop().time())
+        try:
+            result = await self._checked(job)
+        except asyncio.CancelledError:
+            asked = self._preempting.pop(task, None)
+            if asked is None:
+                raise
+            task.uncancel()
+            request, at = asked
+            seconds = asyncio.get_running_loop().time() - at
+            why = preempted_message(request, seconds)
+            result = build_result(job, self.agent_id, "preempted", why, since)
+            log.info("check_preempted", tenant=job.tenant, after_s=round(seconds, 3))
+        finally:
+            self._checking.pop(task, None)
+        if self._preempting.pop(task, None) is not None and task.cancelling():
+            task.uncancel()  # asked as the check ended: its own result stands
+        await self._finish(msg, job, subject, result, started)
+
+    def preempt(self, request: Preempt) -> bool:
+        """Cancel the longest-running check of `request.tenant` here (its result `preempted`);
+        False when none of its checks runs here (nothing is cancelled)."""
+        running = [
+            (at, task)
+            for task, (tenant, at) in self._checking.items()
+            if tenant == request.tenant and task not in self._preempting
+        ]
+        if not running:
+            log.info("preempt_found_no_check", tenant=request.tenant)
+            return False
+        at, task = min(running, key=lambda pair: pair[0])
+        self._preempting[task] = (request, at)
+        task.cancel()
+        return True
+
+    async def _on_control(self, msg: Msg) -> None:
+        """A control message from the controller (`mon.control.CC.<agentId>`): a `Preempt`.
+        One that does not decode or is not for this agent is logged and dropped."""
+        try:
+            request = decode_preempt(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("control_malformed", subject=msg.subject, error=str(exc)[:200])
+            return
+        if (request.country, request.agent_id) != (self.country, self.agent_id):
+            log.warning("control_not_for_this_agent", subject=msg.subject)
+            return
+        self.preempt(request)
+
+    async def _checked(self, job: CheckJob) -> CheckResult:
+        """The job's result: its check run, with what else the job asks for."""
         try:
             opened = open_sealed(job, self._seal_keys)
         except SealingError as exc:
@@ -748,7 +835,7 @@ class Worker:
             ):
                 addresses = await self._addresses(job, result.address)
                 result.reverse_dns = await self._reverse_dns.probe(addresses, job.timeout_seconds)
-        await self._finish(msg, job, subject, result, started)
+        return result
 
     async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
         """The monitored host's addresses, the one the check connected to first: each of them

@@ -14,13 +14,20 @@ SMTP server on loopback. Variants run one after the other, each in a country of 
   interval = 30 s; Victim one monitor of the healthy server every 10 s, timeout 8 s;
 - `two agents`: the same with 2 agents of the country;
 - `20 noisy organizations`: 20 organizations of 1 such monitor each (16 slots wanted beyond
-  8 would do; 20 is the issue's figure).
+  8 would do; 20 is the issue's figure);
+- `one slot`: the first variant at `AGENT_CONCURRENCY=1` (no reserve): Victim's rounds take
+  the slot back from Noisy's hanging checks (controller.scheduling.preemption);
+- `non-lightest hanging`: beside Noisy and Victim, organization B's 4 monitors of the tarpit
+  (its server frozen: timeout 5 s every 10 s), first due 30 s after the others, so Noisy's
+  checks fill the slots first and B, heavier than Victim, must take its share back.
 
-Per organization it prints the rounds due in the window, real results, `saturated` rows,
-`expired` and missing rounds, and its share of the slot-seconds real checks held. Target:
-Victim has a real result in ≥ 90 % of its rounds in every variant, and none `saturated`; the
-noisy organizations' rounds are real, `saturated` (with a message) or still waiting when the
-window ends, never `expired`.
+Per organization it prints the rounds due in the window, real results (B's: checks that ran),
+`saturated` and `preempted` rows, `expired` and missing rounds, and its share of the
+slot-seconds real checks held. Target: Victim (and B) have a real result in ≥ 90 % of their
+rounds in every variant, Victim none `saturated` nor `preempted` (B may be, while it holds
+more than its share); the noisy
+organizations' rounds are real, `saturated` or `preempted` (with a message, stored `missed`)
+or still waiting when the window ends, never `expired`.
 `python -m bench saturation --window 60` shortens it, `--variants one` picks variants.
 
 The scenario's parts (seeding, the tarpit, the figures) are shared with
@@ -72,6 +79,12 @@ class Scenario:
     victim_monitors: int = 1
     victim_interval: int = 10
     victim_timeout: int = 8
+    # Organization B, when `frozen_monitors`: monitors of the tarpit too (its server frozen),
+    # with a short timeout, so it is not the lightest yet must get its share.
+    frozen_monitors: int = 0
+    frozen_interval: int = 10
+    frozen_timeout: int = 3
+    frozen_after_s: int = 0  # B's monitors first due this long after the others: slots full
 
 
 @dataclass
@@ -80,6 +93,11 @@ class Org:
     org_id: int
     victim: bool
     monitors: list[tuple[str, int]] = field(default_factory=list)  # (public id, interval)
+    frozen: bool = False  # organization B: owed its share, its checks hang to their timeout
+
+    @property
+    def label(self) -> str:
+        return "B" if self.frozen else "Victim" if self.victim else self.name.split("-")[0]
 
 
 @dataclass
@@ -87,7 +105,7 @@ class Figures:
     """One organization's rounds in the window, and what became of them."""
 
     org: str
-    victim: bool
+    victim: bool  # owed its share: Victim, or B
     due: int
     real: int  # rounds with a result of a check that ran (Victim: `up`)
     saturated: int
@@ -96,6 +114,14 @@ class Figures:
     slot_s: float  # slot-seconds its real checks held
     share: float = 0.0  # of all organizations' slot-seconds
     messages: list[str] = field(default_factory=list)  # its `saturated` messages, a few
+    preempted: int = 0  # rounds whose check was cancelled for another's share (`preempted`)
+    # The same over every round (a check of a round before the window may be cancelled in
+    # it), a few of their messages, and how many were stored as anything but `missed` (none).
+    preempted_all: int = 0
+    preempt_messages: list[str] = field(default_factory=list)
+    preempted_not_missed: int = 0
+    incidents: int = 0  # incidents its monitors opened, ever
+    label: str = ""
 
     @property
     def real_share(self) -> float:
@@ -152,11 +178,16 @@ async def seed(
     orgs = [
         Org(f"noisy{i + 1}-{scenario.country}-{tag}", 0, False) for i in range(scenario.noisy_orgs)
     ]
+    if scenario.frozen_monitors:
+        orgs.append(Org(f"b-{scenario.country}-{tag}", 0, True, frozen=True))
     orgs.append(Org(f"victim-{scenario.country}-{tag}", 0, True))
     rows: list[tuple[Org, str, int, int, int]] = []
     for org in orgs:
         org.org_id = await accounts.ensure_organization(conn, org.name)
-        if org.victim:
+        if org.frozen:
+            many, port = scenario.frozen_monitors, tarpit
+            interval, timeout = scenario.frozen_interval, scenario.frozen_timeout
+        elif org.victim:
             many, port = scenario.victim_monitors, healthy
             interval, timeout = scenario.victim_interval, scenario.victim_timeout
         else:
@@ -168,7 +199,8 @@ async def seed(
     rng.shuffle(rows)
     customer = {org.org_id: (await customers.create(conn, org.org_id, org.name)).id for org in orgs}
     for org, pid, port, interval, timeout in rows:
-        due = schedule.next_due(schedule.phase_ms(pid, interval), interval, start)
+        after = start + timedelta(seconds=scenario.frozen_after_s if org.frozen else 0)
+        due = schedule.next_due(schedule.phase_ms(pid, interval), interval, after)
         await conn.execute(
             "INSERT INTO monitors (public_id, organization_id, customer_id, type, name, hostname,"
             " port, status, check_interval, timeout_seconds, allowed_country_codes, config,"
@@ -223,8 +255,22 @@ async def figures(
         on_grid = [r for r in rows if (r["pid"], r["scheduled_at"]) in due]
         missed = [r for r in on_grid if r["status"] == "missed"]
         ran = [r for r in on_grid if r["status"] != "missed"]
-        real = [r for r in ran if r["status"] == "up"] if org.victim else ran
+        # Victim's server is healthy: a real result is `up`; B's is frozen: one that ran.
+        real = [r for r in ran if r["status"] == "up"] if org.victim and not org.frozen else ran
         saturated = [r for r in missed if r["error_kind"] == "saturated"]
+        preempted = [r for r in missed if r["error_kind"] == "preempted"]
+        incidents = await conn.fetchval(
+            "SELECT count(*) FROM incidents WHERE monitor_id IN"
+            " (SELECT id FROM monitors WHERE organization_id = $1)",
+            org.org_id,
+        )
+        cut = await conn.fetch(
+            "SELECT status, message FROM check_results WHERE monitor_id IN"
+            " (SELECT id FROM monitors WHERE organization_id = $1)"
+            " AND scheduled_at >= $2::timestamptz - interval '1 hour' AND error_kind = 'preempted'",
+            org.org_id,
+            start,
+        )
         out.append(
             Figures(
                 org.name,
@@ -236,6 +282,12 @@ async def figures(
                 len(due - {(r["pid"], r["scheduled_at"]) for r in on_grid}),
                 sum(float(r["held_s"] or 0.0) for r in ran),
                 messages=sorted({r["message"] for r in saturated})[:2],
+                preempted=len(preempted),
+                preempted_all=len(cut),
+                preempt_messages=sorted({r["message"] for r in cut})[:3],
+                preempted_not_missed=sum(r["status"] != "missed" for r in cut),
+                incidents=incidents,
+                label=org.label,
             )
         )
     total = sum(f.slot_s for f in out) or 1.0
@@ -252,17 +304,21 @@ def table(scenario: Scenario, rows: Sequence[Figures]) -> list[str]:
         f" {scenario.concurrency}, lookahead"
         f" {scenario.concurrency if scenario.lookahead is None else scenario.lookahead})",
         f"    {'organization':<28} {'due':>5} {'real':>5} {'real %':>7} {'saturated':>9}"
-        f" {'expired':>7} {'missing':>7} {'slot-s':>8} {'share':>6}",
+        f" {'preempted':>9} {'expired':>7} {'missing':>7} {'slot-s':>8} {'share':>6}",
     ]
     for f in rows:
         lines.append(
-            f"    {('Victim' if f.victim else f.org.split('-')[0]):<28} {f.due:>5} {f.real:>5}"
-            f" {100 * f.real_share:>6.1f}% {f.saturated:>9} {f.expired:>7} {f.missing:>7}"
-            f" {f.slot_s:>8.0f} {100 * f.share:>5.1f}%"
+            f"    {f.label or f.org:<28} {f.due:>5} {f.real:>5}"
+            f" {100 * f.real_share:>6.1f}% {f.saturated:>9} {f.preempted:>9} {f.expired:>7}"
+            f" {f.missing:>7} {f.slot_s:>8.0f} {100 * f.share:>5.1f}%"
         )
     for f in rows:
         if not f.victim and f.messages:
-            lines.append(f"    e.g. {f.org.split('-')[0]} saturated: {f.messages[0]}")
+            lines.append(f"    e.g. {f.label} saturated: {f.messages[0]}")
+            break
+    for f in rows:
+        if f.preempt_messages:
+            lines.append(f"    e.g. {f.label} preempted: {f.preempt_messages[0]}")
             break
     return lines
 
@@ -271,12 +327,16 @@ def met(rows: Sequence[Figures]) -> bool:
     """The target: Victim's rounds real ≥ TARGET, none `saturated`; the noisy ones' excess is
     their own `saturated`, with a message, never `expired` (a round still waiting for a slot
     when the window ends is neither: `missing`)."""
-    victim = [f for f in rows if f.victim]
+    owed = [f for f in rows if f.victim]
     noisy = [f for f in rows if not f.victim]
+    light = [f for f in owed if f.label != "B"]
     return (
-        all(f.real_share >= TARGET and f.saturated == 0 for f in victim)
+        all(f.real_share >= TARGET for f in owed)
+        and all(f.saturated == 0 for f in light)
         and sum(f.expired for f in noisy) == 0
         and all(m for f in noisy for m in f.messages)
+        and not any(f.preempted_all for f in light)
+        and not any(f.preempted_not_missed for f in rows)
     )
 
 
@@ -286,6 +346,13 @@ VARIANTS = {
     "one": Scenario("one agent", "DE"),
     "two": Scenario("two agents", "FR", agents=2),
     "orgs": Scenario("20 noisy organizations", "NL", noisy_orgs=20, noisy_monitors=1),
+    # AGENT_CONCURRENCY=1: no reserve; the slot goes to Victim's round by preemption.
+    "slot": Scenario("one slot", "SE", concurrency=1),
+    # B's 4 monitors of a frozen server (timeout 5 s every 10 s) beside Noisy's 16 and Victim:
+    # B is not the lightest, its checks hang too, and it must still get its share.
+    "frozen": Scenario(
+        "non-lightest hanging", "PL", frozen_monitors=4, frozen_timeout=5, frozen_after_s=30
+    ),
 }
 
 
@@ -359,13 +426,17 @@ def _variant(pipes: Pipes, scenario: Scenario, ports: tuple[int, int], window: f
         for proc in procs:
             embedded.stop(proc)
     ok = met(rows)
-    victim = next(f for f in rows if f.victim)
+    victim = next(f for f in rows if f.victim and f.label != "B")
     for line in table(scenario, _summed(rows)):
         print(line)
+    frozen = [f for f in rows if f.label == "B"]
+    b = f", B {100 * frozen[0].real_share:.1f} % real" if frozen else ""
     print(
-        f"    target Victim ≥ {100 * TARGET:.0f} % real, 0 saturated; the noisy ones' excess"
-        f" saturated, none expired: Victim {100 * victim.real_share:.1f} % real,"
+        f"    target Victim (and B) ≥ {100 * TARGET:.0f} % real, Victim 0 saturated; the noisy"
+        f" ones' excess saturated or preempted (stored missed), none expired:"
+        f" Victim {100 * victim.real_share:.1f} % real{b},"
         f" noisy {sum(f.saturated for f in rows if not f.victim)} saturated,"
+        f" {sum(f.preempted for f in rows if not f.victim)} preempted,"
         f" {sum(f.expired for f in rows if not f.victim)} expired   {verdict(ok)}",
         flush=True,
     )
@@ -388,9 +459,13 @@ def _summed(rows: Sequence[Figures]) -> list[Figures]:
         sum(f.slot_s for f in noisy),
         sum(f.share for f in noisy),
         noisy[0].messages,
+        preempted=sum(f.preempted for f in noisy),
+        preempted_all=sum(f.preempted_all for f in noisy),
+        preempt_messages=[m for f in noisy for m in f.preempt_messages][:3],
+        label=f"noisy x{len(noisy)}",
     )
     least = min(noisy, key=lambda f: f.real_share)
-    least = Figures(**{**least.__dict__, "org": "least-served noisy"})
+    least = Figures(**{**least.__dict__, "label": "least-served noisy"})
     return [total, least, *[f for f in rows if f.victim]]
 
 

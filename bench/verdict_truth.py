@@ -179,6 +179,7 @@ class Figures:
     applies: int = 0
     apply_wrong: list[str] = field(default_factory=list)
     saturated_rounds: int = 0  # the noisy organization's rounds recorded `saturated`
+    preempted_rounds: int = 0  # and those whose check was cancelled for our share (`preempted`)
     ours_saturated: int = 0
     saturation_wrong: list[str] = field(default_factory=list)
 
@@ -436,13 +437,18 @@ def _judge_applied(fig: Figures, applied: Sequence[Applied]) -> None:
 
 def _judge_saturation(fig: Figures, s: Saturation) -> None:
     """The tarpit never greets: its monitors' rounds that ran are failures, those that found no
-    slot `missed` / `saturated`; never `up`. The country must have been saturated at all."""
+    slot `missed` / `saturated`, those cut short for another's share `missed` / `preempted`;
+    never `up`, and a preempted check never a failure. The country must have been saturated."""
     fig.saturated_rounds = s.noisy.get(("missed", "saturated"), 0)
+    fig.preempted_rounds = s.noisy.get(("missed", "preempted"), 0)
     fig.ours_saturated = s.ours_saturated
     ups = s.noisy.get(("up", ""), 0)
     if ups:
         fig.saturation_wrong.append(f"the tarpit's monitors up {ups} times")
-    if not fig.saturated_rounds:
+    judged = sum(n for (status, kind), n in s.noisy.items() if kind == "preempted")
+    if judged != fig.preempted_rounds:
+        fig.saturation_wrong.append(f"a preempted check judged, not missed: {s.noisy}")
+    if not fig.saturated_rounds + fig.preempted_rounds:
         fig.saturation_wrong.append(f"no round of the tarpit's monitors saturated: {s.noisy}")
 
 

@@ -713,9 +713,10 @@ def _events_line(fig: Figures) -> str:
         )
     if fig.applies:
         parts.append(f"applies {fig.applies}, wrong {len(fig.apply_wrong)}")
-    if fig.saturated_rounds or fig.saturation_wrong:
+    if fig.saturated_rounds or fig.preempted_rounds or fig.saturation_wrong:
         parts.append(
-            f"tarpit rounds saturated {fig.saturated_rounds}, ours saturated {fig.ours_saturated}"
+            f"tarpit rounds saturated {fig.saturated_rounds}, preempted {fig.preempted_rounds},"
+            f" ours saturated {fig.ours_saturated}"
         )
     return "".join(f"    {p}\n" for p in parts)
 

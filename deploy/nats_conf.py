@@ -14,7 +14,9 @@ stream. So every party gets an account of its own, and replies stay in the reque
   requests of `JOBS/jobs-CC`, its acks, results on `mon.results.CC.>` (with their PubAck) and
   heartbeats on `mon.heartbeats.CC.>`. Nothing else reaches MAILPROBE from there; a reply the
   agent names is delivered in AGENT_CC, where nothing forwards it (NATS does not route a
-  service response through a further service import).
+  service response through a further service import). One stream import the other way: the
+  controller's requests to CC's agents on `mon.control.CC.>` (a `Preempt`), which agents and
+  the leaf logins carrying them may subscribe to, never publish.
 - `SUBSCRIBER`: the read-only `subscriber` user. Live results (RESULTS republishes what it stored
   on `live.results.>`, imported here as `mon.results.>`: NATS does not pass a message that came in
   through a service import, as agents' results do, on to a stream export) and events, and stream
@@ -47,6 +49,7 @@ from typing import Any, Final
 
 from shared.streams import RESULTS_LIVE_SUBJECTS, jobs_consumer_name
 from shared.subjects import (
+    CONTROL_SUBJECTS,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     HEARTBEATS_SUBJECTS,
@@ -54,6 +57,7 @@ from shared.subjects import (
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
     agent_inbox_prefix,
+    control_country_filter,
     heartbeats_country_filter,
     results_country_filter,
 )
@@ -196,6 +200,7 @@ def controller_permissions() -> Permissions:
         publish=(
             "mon.jobs.>",
             "mon.events.>",
+            CONTROL_SUBJECTS,  # requests to agents (a `Preempt`), exported to their country
             "$JS.API.>",  # streams, consumers, fetches, stream info
             f"$JS.ACK.{RESULTS_STREAM}.>",  # acks of `ingest` (and any other RESULTS durable)
             # A stream's snapshot's flow acks and a restore's chunks: `controller streams-move`.
@@ -211,7 +216,7 @@ def agent_permissions(cc: str) -> Permissions:
     connection, `publish` is what the leaf may send in and `subscribe` what may go back out."""
     return Permissions(
         publish=tuple(s.local for s in agent_services(cc)),
-        subscribe=(f"{agent_inbox_prefix(cc)}.>",),
+        subscribe=(f"{agent_inbox_prefix(cc)}.>", control_country_filter(cc)),
     )
 
 
@@ -324,6 +329,10 @@ def _mailprobe(controller: list[StoredUser], countries: Iterable[str]) -> list[s
         _service_export(s, agent_account(cc)) for cc in countries for s in agent_services(cc)
     ]
     exports += [
+        f"{{ stream: {_q(control_country_filter(cc))}, accounts: [{agent_account(cc)}] }}"
+        for cc in countries
+    ]
+    exports += [
         f"{{ stream: {_q(RESULTS_LIVE_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
         f"{{ stream: {_q(EVENTS_SUBJECTS)}, accounts: [{SUBSCRIBER_ACCOUNT}] }}",
         *(_service_export(s, SUBSCRIBER_ACCOUNT) for s in subscriber_services()),
@@ -334,7 +343,10 @@ def _mailprobe(controller: list[StoredUser], countries: Iterable[str]) -> list[s
 def _agents_account(cc: str, users: list[StoredUser], *, imports: bool) -> list[str]:
     body = [*_users(users), _mapped_api()]
     if imports:
-        body += _list("imports", [_service_import(s) for s in agent_services(cc)])
+        control = (
+            f"{{ stream: {{ account: {ACCOUNT}, subject: {_q(control_country_filter(cc))} }} }}"
+        )
+        body += _list("imports", [*(_service_import(s) for s in agent_services(cc)), control])
     return _block(agent_account(cc), body)
 
 

@@ -48,6 +48,9 @@ ErrorKind = Literal[
     # names (with status `down`, stored `missed`, like `expired`: no verdict on the server).
     "mailbox_unconfirmed",
     "delivery_backoff",
+    # Cancelled by the agent when the controller asked it to (`Preempt`): the organization held
+    # more than its share of a saturated country's slots (with status `down`, stored `missed`).
+    "preempted",
 ]
 ERROR_KINDS: Final[frozenset[str]] = frozenset(get_args(ErrorKind))
 MONITOR_TYPES: Final[frozenset[str]] = frozenset(get_args(MonitorType))
@@ -566,7 +569,41 @@ FEATURE_TENANT_LOADS = "tenant_loads"
 # it would send the message, so the controller sends such jobs only to countries whose every
 # live agent has it, and elsewhere holds the round as before.
 FEATURE_LOOK_ONLY = "look_only"
-AGENT_FEATURES = (FEATURE_OAUTH2, FEATURE_BUNDLES, FEATURE_TENANT_LOADS, FEATURE_LOOK_ONLY)
+# An agent that listens for `Preempt` requests on `mon.control.CC.<agentId>`: the controller
+# asks only such agents to cancel a check (controller.scheduling.preemption).
+FEATURE_PREEMPT = "preempt"
+AGENT_FEATURES = (
+    FEATURE_OAUTH2,
+    FEATURE_BUNDLES,
+    FEATURE_TENANT_LOADS,
+    FEATURE_LOOK_ONLY,
+    FEATURE_PREEMPT,
+)
+
+
+class Preempt(msgspec.Struct, kw_only=True, rename="camel"):
+    """The controller asks agent `agentId` of `country` to cancel `tenant`'s longest-running
+    check (core NATS, `mon.control.CC.<agentId>`): that organization held `held` of the
+    country's `capacity` slots, beyond its max-min share `share`, while another organization's
+    round waited for a slot (controller.scheduling.preemption). The cancelled check ends as
+    `down` / `preempted` (stored `missed`), its message saying so with these figures."""
+
+    v: int = 1
+    country: str
+    agent_id: str
+    tenant: Annotated[str, msgspec.Meta(max_length=64)]
+    held: Annotated[int, msgspec.Meta(ge=0)] = 0
+    share: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    capacity: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+def preempted_message(request: Preempt, seconds: float) -> str:
+    """The message of a check cancelled after `seconds` at `request`."""
+    return (
+        f"cancelled after {seconds:.0f} s so another organization could have its fair share of"
+        f" {request.country}'s slots: your organization held {request.held}, its share"
+        f" {request.share:g}; not a verdict on the server"
+    )
 
 
 class PostureNote(msgspec.Struct, kw_only=True, rename="camel"):
@@ -608,7 +645,7 @@ def default_port(monitor_type: MonitorType, config: JobConfig) -> int:
     return 995 if tls else 110
 
 
-Message = CheckJob | CheckResult | AgentHeartbeat | MonitorEvent
+Message = CheckJob | CheckResult | AgentHeartbeat | MonitorEvent | Preempt
 
 # Secrets travel as their text (inside a sealed config, or "" in a job's own config).
 _encoder: Final = msgspec.json.Encoder(enc_hook=enc_hook)
@@ -617,6 +654,7 @@ _bundle_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _result_decoder: Final = msgspec.json.Decoder(CheckResult)
 _heartbeat_decoder: Final = msgspec.json.Decoder(AgentHeartbeat)
 _event_decoder: Final = msgspec.json.Decoder(MonitorEvent)
+_preempt_decoder: Final = msgspec.json.Decoder(Preempt)
 _sealed_decoders: Final[dict[type, msgspec.json.Decoder[SealedConfig[Any]]]] = {
     SmtpConfig: msgspec.json.Decoder(SealedConfig[SmtpConfig], dec_hook=dec_hook),
     ImapPopConfig: msgspec.json.Decoder(SealedConfig[ImapPopConfig], dec_hook=dec_hook),
@@ -671,6 +709,11 @@ def decode_heartbeat(data: bytes) -> AgentHeartbeat:
 
 def decode_event(data: bytes) -> MonitorEvent:
     return _event_decoder.decode(data)
+
+
+def decode_preempt(data: bytes) -> Preempt:
+    """Raises msgspec.DecodeError (not JSON) or msgspec.ValidationError (wrong shape)."""
+    return _preempt_decoder.decode(data)
 
 
 def encode_sealed(sealed: SealedConfig[Any]) -> bytes:

@@ -11,6 +11,7 @@ JOBS_SUBJECTS: Final = "mon.jobs.*"
 RESULTS_SUBJECTS: Final = "mon.results.>"
 EVENTS_SUBJECTS: Final = "mon.events.*"
 HEARTBEATS_SUBJECTS: Final = "mon.heartbeats.>"
+CONTROL_SUBJECTS: Final = "mon.control.>"
 
 _COUNTRY = re.compile(r"[A-Z]{2}")
 # One subject token: no dots, wildcards or whitespace, so a value can never widen a subject.
@@ -80,3 +81,14 @@ def heartbeats_subject(cc: str, agent_id: str) -> str:
 def heartbeats_country_filter(cc: str) -> str:
     """Every heartbeat of one country's agents."""
     return f"mon.heartbeats.{_country(cc)}.>"
+
+
+def control_subject(cc: str, agent_id: str) -> str:
+    """Where the controller asks agent `agent_id` of `cc` to do something (core NATS: a
+    `Preempt`); the agent subscribes to its own."""
+    return f"mon.control.{_country(cc)}.{_token('agent_id', agent_id)}"
+
+
+def control_country_filter(cc: str) -> str:
+    """Every control message to one country's agents."""
+    return f"mon.control.{_country(cc)}.>"

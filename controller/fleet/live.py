@@ -38,7 +38,7 @@ import contextlib
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -52,8 +52,15 @@ from controller.fleet import self_check
 from controller.fleet.load import CountryLoad
 from controller.observability import metrics
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
-from shared.messages import FEATURE_TENANT_LOADS, AgentHeartbeat, SelfCheck
-from shared.subjects import HEARTBEATS_SUBJECTS, heartbeats_subject
+from shared.messages import (
+    FEATURE_PREEMPT,
+    FEATURE_TENANT_LOADS,
+    AgentHeartbeat,
+    Preempt,
+    SelfCheck,
+    encode,
+)
+from shared.subjects import HEARTBEATS_SUBJECTS, control_subject, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
@@ -226,18 +233,42 @@ class LiveAgents:
         held: Counter[str] = Counter()
         usage: defaultdict[str, float] = defaultdict(float)
         checks: defaultdict[str, float] = defaultdict(float)
+        holders: defaultdict[str, dict[str, int]] = defaultdict(dict)
         for seen in live.values():
+            preempts = FEATURE_PREEMPT in seen.beat.features
             for t in seen.beat.tenants:
                 held[t.tenant] += t.held
                 usage[t.tenant] += t.usage
                 checks[t.tenant] += t.checks
+                if preempts and t.held > 0:
+                    holders[t.tenant][seen.beat.agent_id] = t.held
         capacity = sum(s.beat.capacity for s in live.values())
         heard_at = min(s.at for s in live.values())
-        return CountryLoad(capacity, dict(held), dict(usage), heard_at, dict(checks))
+        return CountryLoad(capacity, dict(held), dict(usage), heard_at, dict(checks), dict(holders))
 
     def now(self) -> float:
         """The view's clock (see `_now`)."""
         return self._now()
+
+    async def preempt(self, requests: Sequence[Preempt]) -> None:
+        """Ask agents to cancel a check each (core NATS, `mon.control.CC.<agentId>`): a request
+        lost (NATS away, the agent gone) is not retried; the scheduler's bookkeeping forgets it
+        once the beats would show it (controller.scheduling.admitting)."""
+        for request in requests:
+            subject = control_subject(request.country, request.agent_id)
+            try:
+                await self._nc.publish(subject, encode(request))
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("preempt_not_sent", subject=subject, error=repr(exc))
+                continue
+            log.info(
+                "preempt_asked",
+                country=request.country,
+                agent_id=request.agent_id,
+                tenant=request.tenant,
+                held=request.held,
+                share=request.share,
+            )
 
     async def _on_message(self, msg: Msg) -> None:
         self.heard(msg.subject, msg.data)

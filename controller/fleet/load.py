@@ -11,10 +11,12 @@ class CountryLoad(msgspec.Struct, frozen=True):
     them by tenant; `usage`, slot-seconds by tenant lately (decayed, agent.tenant_loads);
     `checks`, checks ended lately by tenant, decayed alike (usage / checks: how long its checks
     hold a slot; absent or 0: unknown); `heard_at`, when the oldest of the beats it sums was
-    heard (the live view's clock)."""
+    heard (the live view's clock); `holders`, by tenant, the agents that hold its jobs and take
+    `Preempt` requests (`FEATURE_PREEMPT`), with how many each holds."""
 
     capacity: int
     held: Mapping[str, int] = {}
     usage: Mapping[str, float] = {}
     heard_at: float = 0.0
     checks: Mapping[str, float] = {}
+    holders: Mapping[str, Mapping[str, int]] = {}

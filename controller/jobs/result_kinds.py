@@ -27,8 +27,13 @@ OAUTH2_TOKEN = "oauth2_token"
 # `saturated`: the country's agents were full and the organization held its share of their
 # slots or more (controller.scheduling.admission): its own excess, not the server's fault.
 SATURATED = "saturated"
+# `preempted`: an agent cancelled the check, as the scheduler asked, because the organization
+# held more than its share of a saturated country's slots while another organization's round
+# waited (controller.scheduling.preemption): its own excess, reported by the agent as `down`.
+PREEMPTED = "preempted"
 MISSED_KINDS = (
-    frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE, OAUTH2_TOKEN, SATURATED}) | HELD_KINDS
+    frozenset({"no_agent", "expired", NO_SEAL_KEY, OVERDUE, OAUTH2_TOKEN, SATURATED, PREEMPTED})
+    | HELD_KINDS
 )
 # An agent's check whose failure its own path explains (a canary of the port, or the resolver
 # check, failed too): status and error kind `inconclusive`. Neither up nor down, like missed.

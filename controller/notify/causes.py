@@ -81,6 +81,12 @@ CAUSES: dict[str, tuple[str, str]] = {
         "The check was not run: the country's agents were full until it could no longer start"
         " in time (the message says what the organization held beside its fair share).",
     ),
+    "preempted": (
+        "check preempted",
+        "The check was cancelled before it ended: the organization held more than its fair share"
+        " of the country's saturated slots while another organization's round waited (the"
+        " message says after how long, and what the organization held beside its share).",
+    ),
     "auth_backoff": (
         "logins paused",
         "The check did not log in: logins are paused after rejected credentials.",

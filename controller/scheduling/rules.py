@@ -148,6 +148,13 @@ def can_start(scheduled_at: datetime, expires: datetime, now: datetime) -> bool:
     return expires - now >= max(MIN_LEFT, (expires - scheduled_at) * MIN_LEFT_SHARE)
 
 
+def start_window(scheduled_at: datetime, expires: datetime) -> timedelta:
+    """How long after `scheduled_at` a job that expires at `expires` may still start
+    (`can_start`)."""
+    window = expires - scheduled_at
+    return max(timedelta(0), window - max(MIN_LEFT, window * MIN_LEFT_SHARE))
+
+
 def overdue_rounds(
     phase: int, interval_s: int, due: datetime, now: datetime, since: datetime
 ) -> tuple[list[datetime], datetime | None, datetime]:

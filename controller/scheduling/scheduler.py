@@ -59,7 +59,13 @@ from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.loop import run_every
-from shared.messages import FEATURE_BUNDLES, FEATURE_LOOK_ONLY, FEATURE_OAUTH2, CheckJob
+from shared.messages import (
+    FEATURE_BUNDLES,
+    FEATURE_LOOK_ONLY,
+    FEATURE_OAUTH2,
+    CheckJob,
+    Preempt,
+)
 from shared.publishing import Publisher
 from shared.secret import Secret
 from shared.timefmt import utcnow
@@ -242,8 +248,10 @@ class Scheduler:
         try:
             await self.publish(taken.admitted)
         except BaseException:
-            self._admissions.put_back(taken.admitted)  # published by a later pass
+            self._admissions.put_back(taken.admitted, taken.preempts)  # a later pass's
             raise
+        if taken.preempts:
+            await self._agents.preempt(taken.preempts)
         if taken.refused:
             async with self._pool.acquire() as conn, conn.transaction():
                 await roundtrip_sends.not_sent(conn, taken.refused_jobs)
@@ -363,9 +371,11 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        jobs, earlier, refused = self._admitted(rounds, now)
+        jobs, earlier, refused, preempts = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
+        if preempts:
+            await self._agents.preempt(preempts)
         if earlier:
             await results.store(conn, earlier, self._default_countries)
             self._missed(earlier)
@@ -378,17 +388,18 @@ class Scheduler:
 
     def _admitted(
         self, rounds: Sequence[PlannedRound], now: datetime
-    ) -> tuple[list[CheckJob], list[ResultRow], list[CheckJob]]:
+    ) -> tuple[list[CheckJob], list[ResultRow], list[CheckJob], list[Preempt]]:
         """(the jobs their countries take now, of the rounds' and of those waiting for a slot;
         the `saturated` rows of earlier rounds' waiting jobs that can no longer start, to
-        store; every job given up, whose round-trip messages count no more). A job of the
-        rounds given up is recorded in its round's `missed` (`saturated`), one waiting for a
-        slot goes out with a later pass (`admitting.Admissions`)."""
+        store; every job given up, whose round-trip messages count no more; the checks to
+        cancel for waiting jobs, sent once the jobs are out). A job of the rounds given up is
+        recorded in its round's `missed` (`saturated`), one waiting for a slot goes out with a
+        later pass (`admitting.Admissions`)."""
         taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         for r in rounds:
             r.missed += [refused.pop(job.job_id) for job in r.jobs if job.job_id in refused]
-        return taken.admitted, list(refused.values()), taken.refused_jobs
+        return taken.admitted, list(refused.values()), taken.refused_jobs, taken.preempts
 
     async def _caps(self, conn: Conn, monitor_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per monitor: its organization and the cap of its account's logins (login_cap)."""
@@ -445,6 +456,8 @@ class Scheduler:
                     + taken.refused_jobs,
                 )
                 await self.publish(send)
+                if taken.preempts:
+                    await self._agents.preempt(taken.preempts)
                 why = "an earlier login of this round was rejected: not tried again"
                 held = [planning.held(d.job, HELD, why) for d in claimed if d.rejected]
                 for d, ok in zip(tried, allowed, strict=True):

@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -46,9 +46,11 @@ from deploy.nats_conf import (
 from shared import embedded
 from shared.messages import (
     AgentHeartbeat,
+    Preempt,
     SmtpAuth,
     SmtpConfig,
     decode_heartbeat,
+    decode_preempt,
     decode_result,
     encode,
 )
@@ -72,6 +74,7 @@ from shared.subjects import (
     JOBS_STREAM,
     RESULTS_STREAM,
     RESULTS_SUBJECTS,
+    control_subject,
     heartbeats_subject,
     jobs_subject,
     results_subject,
@@ -374,6 +377,48 @@ async def test_agents_behind_a_leaf_run_their_countrys_jobs(
     finally:
         await hb.unsubscribe()
         await de.close()
+
+
+async def test_the_controllers_preempt_requests_reach_only_their_countrys_agents(
+    deployment: Deployment, controller: Client
+) -> None:
+    """A `Preempt` the controller publishes on `mon.control.DE.<agent>` reaches a DE agent at the
+    hub and one behind the leaf (the stream export from MAILPROBE, through the leaf login);
+    no agent may publish there, nor listen to another country's."""
+    assert deployment.leaf is not None
+    at_hub = await agent(deployment.hub, deployment, "DE")
+    at_leaf = await agent(deployment.leaf, deployment, "DE")
+    us = await agent(deployment.hub, deployment, "US")
+    try:
+        heard: dict[str, list[bytes]] = {"hub": [], "leaf": []}
+        for where, client in (("hub", at_hub), ("leaf", at_leaf)):
+            await client.nc.subscribe(control_subject("DE", f"DE-{where}"), cb=_into(heard[where]))
+            await registered(client.nc)
+        await us.nc.subscribe(control_subject("DE", "DE-hub"))
+        await us.violation("subscription", control_subject("DE", "DE-hub"))
+        for where in heard:
+            request = Preempt(country="DE", agent_id=f"DE-{where}", tenant="noisy", held=3)
+            deadline = time.monotonic() + ALLOWED_WAIT_S
+            while not heard[where]:  # the leaf's interest reaches the hub in a moment
+                await controller.nc.publish(control_subject("DE", f"DE-{where}"), encode(request))
+                await controller.nc.flush()
+                assert time.monotonic() < deadline, f"no request reached the agent at the {where}"
+                await asyncio.sleep(0.1)
+            assert decode_preempt(heard[where][0]) == request
+        await at_hub.nc.publish(control_subject("DE", "DE-leaf"), b"{}")
+        await at_hub.violation("publish", control_subject("DE", "DE-leaf"))
+        await asyncio.sleep(0.2)
+        assert all(decode_preempt(b).agent_id == "DE-leaf" for b in heard["leaf"])
+    finally:
+        for client in (at_hub, at_leaf, us):
+            await client.close()
+
+
+def _into(found: list[bytes]) -> Callable[[Msg], Awaitable[None]]:
+    async def heard(msg: Msg) -> None:
+        found.append(msg.data)
+
+    return heard
 
 
 async def test_a_leaf_carries_only_its_countries(

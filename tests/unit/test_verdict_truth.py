@@ -282,6 +282,8 @@ def test_apply_of_an_export_changes_nothing_and_of_a_changed_file_only_that(
         ({("down", "timeout"): 5, ("missed", "saturated"): 20}, 0),
         ({("down", "timeout"): 5}, 1),  # the country never saturated: nothing tested
         ({("up", ""): 1, ("missed", "saturated"): 20}, 1),  # a tarpit is never up
+        ({("down", "timeout"): 5, ("missed", "preempted"): 3}, 0),  # its checks cut short
+        ({("missed", "preempted"): 3, ("down", "preempted"): 1}, 1),  # judged: never
     ],
 )
 def test_a_tarpit_organization_is_never_up_and_did_saturate(

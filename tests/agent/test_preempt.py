@@ -1,0 +1,91 @@
+"""A `Preempt` request on `mon.control.CC.<agentId>` cancels exactly one check of the tenant it
+names, its longest-running one, at the agent it names: the check's connection is closed, its
+result `down` / `preempted` with the readable message is published, its job acked, and the slot
+is free for the next job. Real NATS, a real server that accepts and never greets."""
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from agent.probers.tls import SslContexts
+from bench.saturation import Tarpit
+from shared.messages import AGENT_FEATURES, FEATURE_PREEMPT, Preempt, encode
+from shared.streams import jobs_consumer_config
+from shared.subjects import JOBS_STREAM, control_subject
+from tests.agent.helpers import (
+    capture,
+    job_for,
+    publish_job,
+    results,
+    unacked,
+    until,
+    until_async,
+    worker,
+)
+
+
+async def test_a_preempt_request_cancels_the_named_tenants_longest_running_check(
+    nc: NATS, js: JetStreamContext, country: str, ssl_contexts: SslContexts
+) -> None:
+    assert FEATURE_PREEMPT in AGENT_FEATURES  # what the heartbeat announces
+    await js.add_consumer(JOBS_STREAM, jobs_consumer_config(country))
+    w = worker(nc, country, ssl_contexts, concurrency=3, lookahead=0)
+    run = asyncio.create_task(w.run())
+    try:
+        async with Tarpit() as tarpit:
+            first = job_for(country, tarpit.port, tenant="noisy", timeout_seconds=30)
+            await publish_job(js, first)
+            await until(lambda: w.held_by_tenant.get("noisy") == 1)
+            await asyncio.sleep(0.3)  # the first is the longest running by 0.3 s
+            second = job_for(country, tarpit.port, tenant="noisy", timeout_seconds=30)
+            other = job_for(country, tarpit.port, tenant="other", timeout_seconds=30)
+            await publish_job(js, second)
+            await publish_job(js, other)
+            await until(lambda: w.held_by_tenant == {"noisy": 2, "other": 1})
+            await until(lambda: len(tarpit._held) == 3)
+            request = Preempt(
+                country=country, agent_id=w.agent_id, tenant="noisy", held=2, share=1.5, capacity=3
+            )
+            with capture() as logs:
+                await nc.publish(control_subject(country, w.agent_id), encode(request))
+                # one for another agent, and one that is no request: neither cancels anything
+                await nc.publish(control_subject(country, "elsewhere"), encode(request))
+                await nc.publish(control_subject(country, w.agent_id), b"{not json")
+                await until_async(lambda: _has_result(js, country, first.job_id))
+            await until(lambda: w.held_by_tenant == {"noisy": 1, "other": 1})
+            await until(lambda: len(tarpit._held) == 2)  # its connection was closed
+            [result] = [r for r in await results(js, country) if r.job_id == first.job_id]
+            assert (result.status, result.error_kind, result.agent_id) == (
+                "down",
+                "preempted",
+                w.agent_id,
+            )
+            assert result.message.startswith("cancelled after 0 s so another organization could")
+            assert f"fair share of {country}'s slots: your organization held 2, its share 1.5" in (
+                result.message
+            )
+            assert [r.job_id for r in await results(js, country)] == [first.job_id]
+            assert await unacked(js, country) == (0, 2)  # the first is acked, not redelivered
+            [line] = [e for e in logs if e["event"] == "check" and e["job_id"] == first.job_id]
+            assert (line["error_kind"], line["outcome"]) == ("preempted", "acked")
+            assert [e["event"] for e in logs if e["event"].startswith("control")] == [
+                "control_malformed"
+            ]
+            # The slot is free: the next job runs at once.
+            third = job_for(country, tarpit.port, tenant="other", timeout_seconds=30)
+            await publish_job(js, third)
+            await until(lambda: w.held_by_tenant == {"noisy": 1, "other": 2})
+            # A tenant with no check running here: nothing is cancelled.
+            w.preempt(
+                Preempt(country=country, agent_id=w.agent_id, tenant="absent", held=1, share=1.0)
+            )
+            await asyncio.sleep(0.2)
+            assert w.held_by_tenant == {"noisy": 1, "other": 2}
+    finally:
+        w.stop()
+        await run
+
+
+async def _has_result(js: JetStreamContext, country: str, job_id: str) -> bool:
+    return any(r.job_id == job_id for r in await results(js, country))
