@@ -37,9 +37,10 @@ PULLED_WITHIN_S = 0.25
 # beat does (the request was lost), for PREEMPT_LOST_S: then the beats' word stands again.
 PREEMPT_LOST_S = 2.5
 # A job admitted for a preemption is pulled only once the agent has cancelled the check, sent
-# its result and freed the slot: later than a job admitted into a free slot. So it, and the
-# cancellation, count from this long after the request, not from the request itself: a beat
-# sent in between shows neither yet, and must not let the slot go to another job meanwhile.
+# its result and freed the slot: later than a job admitted into a free slot. So it counts from
+# this long after the request: a beat that shows the check gone but the job not yet pulled
+# must not let the slot go to another job meanwhile. (The cancellation itself shows in the
+# first beat after the request, as a pull does.)
 PREEMPT_SETTLE_S = 1.0
 # Waiting jobs per country and organization, at most: past it, the organization's job that
 # would wait is recorded `saturated` at once. Per organization, so that one organization's
@@ -188,7 +189,7 @@ class Admissions:
         for p in decided:
             self._admit(cc, load, still[p.waiter], taken, now, PREEMPT_SETTLE_S)
             self._preempted.setdefault(cc, []).append(
-                (now + PREEMPT_SETTLE_S, p.tenant, now + PREEMPT_LOST_S, p.agent_id)
+                (now, p.tenant, now + PREEMPT_LOST_S, p.agent_id)
             )
             taken.preempts.append(
                 Preempt(
