@@ -12,12 +12,11 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.access import customers_store as customers
-from controller.access.accounts_store import Principal
 from controller.alerting import maintenance
 from controller.alerting import maintenance_store as windows
 from controller.alerting.maintenance import StoredWindow
@@ -29,9 +28,8 @@ from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
-
-AuthedRequest = Request[Principal, Any, Any]
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
-from litestar import Request
 from msgspec import UNSET, UnsetType
 
 from controller.monitors import config as monitor_config
@@ -39,6 +38,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
+from controller.web.request_types import AnyRequest
 from shared.messages import RoundTripConfig
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -63,7 +63,7 @@ def _integral(value: Any) -> Any:
     return value
 
 
-async def strict_body(request: Request[Any, Any, Any], data: BodyT) -> BodyT:
+async def strict_body(request: AnyRequest, data: BodyT) -> BodyT:
     """`data` re-checked strictly against the JSON types of the seeds.
 
     Litestar converts bodies leniently (`"60"` → 60, `1` → true, `"false"` → false); a monitor's

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -22,10 +22,10 @@ from controller.web.api.errors import ApiError
 from controller.web.console import store as console_store
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.request_types import AnyRequest
 
 log = structlog.get_logger(__name__)
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 _FIELD_MAX = 2048
 

@@ -13,7 +13,7 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 from typing import Annotated, Any, cast
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -33,8 +33,8 @@ from controller.web.console.form_fields import INTERVALS, TLS_MODES, FormField, 
 from controller.web.console.form_kept import SUFFIX, KeptSecrets
 from controller.web.console.pages import find_monitor, page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.request_types import AnyRequest
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
 

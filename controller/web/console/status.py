@@ -18,7 +18,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from litestar import MediaType, Request, Response, get, head, post
+from litestar import MediaType, Response, get, head, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -40,11 +40,11 @@ from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status_cache import PageCache, Published
 from controller.web.console.status_notices_store import Notice, NoticeUpdate
 from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 UPTIME_DAYS = 90

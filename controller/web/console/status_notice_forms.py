@@ -13,7 +13,8 @@ from controller.web.console import status_notices as service
 from controller.web.console import status_notices_store as notices
 from controller.web.console.pages import pool_of
 from controller.web.console.session import PREFIX, principal_of
-from controller.web.console.status import AnyRequest, PathStr, admin_page
+from controller.web.console.status import PathStr, admin_page
+from controller.web.request_types import AnyRequest
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
