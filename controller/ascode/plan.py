@@ -196,7 +196,7 @@ def _without_defaults(value: dict[str, Any], struct: type[msgspec.Struct]) -> di
     return out
 
 
-def _struct_in(annotation: Any) -> type[msgspec.Struct] | None:
+def _struct_in(annotation: object) -> type[msgspec.Struct] | None:
     """The struct type `annotation` is, or holds (`X | None`, `Annotated[X, …]`)."""
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):

@@ -9,6 +9,7 @@ never appears on the terminal.
 """
 
 import asyncio
+import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ async def poll(
     code: DeviceCode,
     protocol: str,
     *,
-    verify: Any = True,
+    verify: ssl.SSLContext | str | bool = True,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> str:
     """Poll the token endpoint until the user signed in (RFC 8628 3.4-3.5); the refresh

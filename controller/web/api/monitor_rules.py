@@ -52,7 +52,7 @@ _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "ro
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
 
 
-def _integral(value: Any) -> Any:
+def _integral(value: object) -> object:
     """`value` with every integral float (`74.0`) as an int: JSON has one kind of number."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -118,7 +118,7 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
 _NODEMAILER = {"ignoreTLS": "ignoreTls", "requireTLS": "requireTls"}
 
 
-def _smtp_leg(leg: Any) -> Any:
+def _smtp_leg(leg: object) -> object:
     """An SMTP leg as JSON with nodemailer's spellings as the model's keys."""
     if not isinstance(leg, dict):
         return leg
