@@ -129,7 +129,9 @@ async def poll(
     raise DeviceFlowError("nobody signed in before the code expired")
 
 
-def with_grant(config: Mapping[str, Any], login: str, oauth2: Mapping[str, Any]) -> dict[str, Any]:
+def with_grant(
+    config: Mapping[str, object], login: str, oauth2: Mapping[str, object]
+) -> dict[str, Any]:
     """The monitor's config as the API showed it (secrets masked, which keeps them) with
     `oauth2` set on the login at `login` (`auth`, ``, `send.auth`, `receive`)."""
     out: dict[str, Any] = dict(config)

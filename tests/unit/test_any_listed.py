@@ -21,11 +21,11 @@ LISTED: dict[str, int] = {
     "shared/stream_move.py": 14,  # not yet reviewed
     "controller/ascode/spec.py": 11,  # not yet reviewed
     "controller/web/console/pages.py": 11,  # not yet reviewed
-    "controller/web/console/status.py": 10,  # not yet reviewed
     "controller/ascode/plan.py": 9,  # not yet reviewed
     "controller/web/api/report_mailbox.py": 8,  # not yet reviewed
     "controller/web/console/form_fields.py": 8,  # not yet reviewed
     "controller/web/console/forms.py": 8,  # not yet reviewed
+    "controller/web/console/status.py": 8,  # not yet reviewed
     "controller/web/console/status_feeds.py": 8,  # not yet reviewed
     "controller/ascode/channels.py": 7,  # not yet reviewed
     "controller/monitors/writes.py": 7,  # not yet reviewed
@@ -39,15 +39,9 @@ LISTED: dict[str, int] = {
     "controller/web/console/roundtrip_view.py": 5,  # not yet reviewed
     "agent/worker.py": 4,  # not yet reviewed
     "controller/ascode/device_cli.py": 4,  # not yet reviewed
-    "controller/monitors/change_rules.py": 4,  # not yet reviewed
-    "controller/oauth2/device.py": 4,  # not yet reviewed
     "controller/reports/mailbox/imap.py": 4,  # not yet reviewed
     "controller/web/alertsite/routes.py": 4,  # not yet reviewed
-    "controller/web/console/status_notice_forms.py": 4,  # not yet reviewed
-    "shared/logging.py": 4,  # not yet reviewed
     "controller/monitors/config.py": 3,  # not yet reviewed
-    "controller/monitors/oauth2_grants.py": 3,  # not yet reviewed
-    "controller/monitors/store.py": 3,  # not yet reviewed
     "controller/notify/apprise_channel.py": 3,  # not yet reviewed
     "controller/reports/mailbox_store.py": 3,  # not yet reviewed
     "controller/scheduling/trigger.py": 3,  # not yet reviewed
@@ -55,33 +49,24 @@ LISTED: dict[str, int] = {
     "controller/web/console/monitor_view.py": 3,  # not yet reviewed
     "shared/embedded.py": 3,  # not yet reviewed
     "controller/db/pool.py": 2,  # not yet reviewed
-    "controller/monitors/fair_use.py": 2,  # not yet reviewed
-    "controller/notify/channel_store.py": 2,  # not yet reviewed
+    "controller/monitors/oauth2_grants.py": 2,  # not yet reviewed
+    "controller/oauth2/device.py": 2,  # not yet reviewed
     "controller/oauth2/fetcher.py": 2,  # not yet reviewed
-    "controller/reports/binding.py": 2,  # not yet reviewed
-    "controller/roundtrips/rules.py": 2,  # not yet reviewed
-    "controller/web/api/channels.py": 2,  # not yet reviewed
-    "controller/web/api/maintenance.py": 2,  # not yet reviewed
+    "controller/web/console/status_notice_forms.py": 2,  # not yet reviewed
     "shared/messages.py": 2,  # not yet reviewed
-    "agent/probers/base.py": 1,  # not yet reviewed
     "controller/access/credentials.py": 1,  # not yet reviewed
-    "controller/alerting/maintenance_store.py": 1,  # not yet reviewed
-    "controller/ascode/find_monitor.py": 1,  # not yet reviewed
-    "controller/monitors/thresholds_store.py": 1,  # not yet reviewed
+    "controller/monitors/change_rules.py": 1,  # not yet reviewed
+    "controller/monitors/fair_use.py": 1,  # not yet reviewed
+    "controller/monitors/store.py": 1,  # not yet reviewed
     "controller/monitors/write_values.py": 1,  # not yet reviewed
     "controller/notify/__init__.py": 1,  # not yet reviewed
     "controller/notify/outbox_store.py": 1,  # not yet reviewed
     "controller/scheduling/job_config.py": 1,  # not yet reviewed
     "controller/scheduling/plan.py": 1,  # not yet reviewed
-    "controller/secrets/seal_keys.py": 1,  # not yet reviewed
     "controller/web/api/alerts.py": 1,  # not yet reviewed
-    "controller/web/api/errors.py": 1,  # not yet reviewed
     "controller/web/api/openapi_doc.py": 1,  # not yet reviewed
-    "controller/web/api/reports.py": 1,  # not yet reviewed
-    "controller/web/console/channels.py": 1,  # not yet reviewed
     "controller/web/console/posture_view.py": 1,  # not yet reviewed
     "controller/web/console/report_view.py": 1,  # not yet reviewed
-    "controller/web/console/session.py": 1,  # not yet reviewed
 }
 
 

@@ -11,7 +11,7 @@ its customer's default.
 """
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -133,13 +133,13 @@ def stored(
     secret: str | None,
     before: StoredChannel | None,
     chat_id: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
     being updated (its sealed secret and URL kept when not sent again, or sent as the mask; a
     new URL needs the secret again, by `channel_binding`). A URL is checked as the sender
     parses it (`Egress.url_problem`, Apprise's own for `apprise`)."""
     box: SecretBox = request.app.state.secret_box
-    values: dict[str, Any] = {"name": name}
+    values: dict[str, object] = {"name": name}
     sent = secret is not None and secret != SECRET_MASK
     if before is not None and channel_binding.moves_secret(
         kind, before.secret is not None, before.url_shown, url, sent

@@ -10,13 +10,13 @@ takes the caller's shape.
 """
 
 import re
-from typing import Any
 
 import msgspec
 import structlog
 from litestar import MediaType, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from controller.monitors.errors import (
     Conflict,
@@ -235,7 +235,7 @@ def handle_unexpected(request: AnyRequest, exc: Exception) -> Response[ErrorBody
     )
 
 
-EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     Refused: handle_refused,
     ValidationException: handle_validation,

@@ -7,7 +7,7 @@ public UUID). Checks keep running inside a window; only notifications are held b
 """
 
 from datetime import datetime, time
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -92,7 +92,7 @@ def _time_of(value: str, field: str) -> datetime:
         raise bad_request(field, f"{field} must be an ISO-8601 time") from None
 
 
-def _schedule(data: MaintenanceWindowCreate) -> dict[str, Any]:
+def _schedule(data: MaintenanceWindowCreate) -> dict[str, object]:
     """The `kind` and its columns, from the fields sent."""
     once = data.starts_at is not None or data.ends_at is not None
     weekly = any(v is not None for v in (data.weekday, data.start_time, data.duration_minutes))
@@ -136,7 +136,7 @@ def _schedule(data: MaintenanceWindowCreate) -> dict[str, Any]:
     }
 
 
-async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[str, Any]:
+async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[str, object]:
     """`monitor_id` or `customer_id` (internal), of the caller's organization."""
     if (data.monitor_id is None) == (data.customer_id is None):
         raise ApiError(

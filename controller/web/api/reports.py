@@ -11,7 +11,7 @@
 
 import ipaddress
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
@@ -319,7 +319,7 @@ class ReportsController(Controller):
         return _settings_out(s)
 
 
-def _as_dict(s: ReportSettings) -> dict[str, Any]:
+def _as_dict(s: ReportSettings) -> dict[str, object]:
     return {
         "window_days": s.window_days,
         "tls_failures_min": s.tls_failures_min,

@@ -5,7 +5,8 @@ owners and admins add one, choose the monitors it serves and the customers whose
 API's (controller.web.api.channels).
 """
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated
 from uuid import UUID
 
 import structlog
@@ -60,7 +61,7 @@ async def channels_page(request: AnyRequest) -> Template:
     return await _page(request)
 
 
-def _field(form: Any, name: str) -> str | None:
+def _field(form: Mapping[str, object], name: str) -> str | None:
     value = str(form.get(name, "")).strip()[:_FIELD_MAX].replace("\x00", "")
     return value or None
 

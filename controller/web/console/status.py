@@ -156,7 +156,7 @@ async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
-def _in_background(request: AnyRequest, work: Coroutine[Any, Any, None]) -> None:
+def _in_background(request: AnyRequest, work: Coroutine[object, object, None]) -> None:
     """Run `work` after the response; the app's state holds the task until it ends."""
     state = request.app.state
     if not isinstance(getattr(state, "status_tasks", None), set):

@@ -1,6 +1,7 @@
 """The console's forms for notices on a status page: write one, add an update, resolve it
 (owners and admins, as the API; `status_notices` does the work)."""
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -26,11 +27,11 @@ def _uuid(raw: str) -> UUID:
         raise NotFoundException() from None
 
 
-def _field(form: Any, name: str, limit: int) -> str:
+def _field(form: Mapping[str, object], name: str, limit: int) -> str:
     return str(form.get(name, "")).strip()[:limit]
 
 
-def _invalid(form: Any) -> str | None:
+def _invalid(form: Mapping[str, object]) -> str | None:
     """The first field of the form that is wrong, as a message naming it."""
     if not _field(form, "body", 5000) or "\x00" in str(form.get("body", "")):
         return "body: required"
