@@ -171,7 +171,7 @@ class Kind:
             if isinstance(holder, dict):
                 holder.pop(key, None)
 
-    def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def masked(self, config: Mapping[str, object]) -> dict[str, Any]:
         """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
         OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent
         secret stays as it is."""

@@ -10,6 +10,7 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 (controller.web.console.form_kept), and the refused field marked with the message.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -48,7 +49,9 @@ def _kept(request: AnyRequest, action: str) -> KeptSecrets:
     return KeptSecrets(request.app.state.secret_box, request.scope["auth"], action)
 
 
-def _secret_of(form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None) -> Any:
+def _secret_of(
+    form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None
+) -> Callable[[FormField], str | None]:
     """What a secret field left empty sends: the value typed before a refused submit (its
     marker), else the mask where the monitor stores one, else nothing."""
 
