@@ -38,7 +38,7 @@ LISTED: dict[str, int] = {
     # the API's JSON body built from a form path by path, nested objects made on the way
     "controller/web/console/form_fields.py": 8,
     # a status page's content (JSON and Jinja context), read back to draw its bars; Response[Any]
-    "controller/web/console/status.py": 8,
+    "controller/web/console/status.py": 6,
     # a status page's content (JSON) read into its Atom, RSS and JSON summary
     "controller/web/console/status_feeds.py": 8,
     # the API's JSON answers and the exported YAML documents of channels

@@ -180,7 +180,7 @@ async def _settle(pool: asyncpg.Pool, slug: str) -> None:
         log.warning("status page days not settled", slug=slug, exc_info=True)
 
 
-def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:
+def _bars(days: dict[date, tuple[int, int]], today: date) -> list[uptime_bars.Bar]:
     """One bar per day, oldest first: the share of up rounds, or None without any."""
     return uptime_bars.daily(days, today, UPTIME_DAYS)
 
@@ -229,7 +229,7 @@ def render_html(engine: JinjaTemplateEngine, content: dict[str, Any]) -> bytes:
     return template.render(**{**content, "monitors": monitors}).encode()
 
 
-def _bars_html(bars: list[dict[str, Any]]) -> str:
+def _bars_html(bars: list[uptime_bars.Bar]) -> str:
     out = []
     for b in bars:
         share = "no data" if b["share"] is None else f"{b['share']} % up"
