@@ -8,7 +8,7 @@ kind's resource; `Kind` (controller.monitors.kinds) holds what differs between t
 """
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -100,7 +100,7 @@ def customer_ident(ident: int | str) -> int | UUID | None:
         return None
 
 
-def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, Any] | None:
+def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, object] | None:
     """(field name, value) of the config sent as `smtpConfig`/`imapPopConfig` or `config`."""
     primary = getattr(body, _CONFIG_ATTR[kind])
     if primary is not UNSET and body.config is not UNSET and primary != body.config:
@@ -213,7 +213,31 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _common(monitor: "Monitor", config: dict[str, Any]) -> dict[str, Any]:
+class _Common(TypedDict):
+    """The fields every kind shows (`monitor_schemas._MonitorOut`'s)."""
+
+    id: int
+    public_id: str
+    organization_id: int
+    customer_id: int
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_check_country_codes: list[str] | None
+    notification_email: str | None
+    notification_phone_number: str | None
+    mail_domain: str | None
+    secret_env: dict[str, str] | None
+    last_checked_at: str | None
+    created_at: str
+    updated_at: str
+    config: dict[str, object]
+
+
+def _common(monitor: "Monitor", config: dict[str, object]) -> _Common:
     """The fields every kind shows."""
     return {
         "id": monitor.id,
