@@ -55,8 +55,8 @@ LISTED: dict[str, int] = {
     "controller/web/api/monitor_rules.py": 3,
     # aioimaplib's untyped protocol: its command objects and responses
     "agent/probers/imap.py": 5,
-    # debt: a monitor's columns and config as JSON, read by path
-    "controller/monitors/secret_binding.py": 5,
+    # debt: a monitor row, or a body's values, read as its columns (type, hostname, port, config)
+    "controller/monitors/secret_binding.py": 1,
     # each posture check's stored JSONB facts (a shape per check)
     "controller/posture/facts.py": 5,
     # a round trip's config as JSON, into a Jinja context
