@@ -161,11 +161,11 @@ class Kind:
         file reads from the environment and never holds."""
         return self.secret_steps + tuple(tuple(p.split(".")) for p in self.grant_secrets)
 
-    def drop_job_only(self, config: dict[str, Any]) -> None:
+    def drop_job_only(self, config: dict[str, object]) -> None:
         """Remove the `job_only` keys from a config as JSON (in place)."""
         for path in self.job_only:
             *legs, key = path.split(".")
-            holder: Any = config
+            holder: object = config
             for leg in legs:
                 holder = holder.get(leg) if isinstance(holder, dict) else None
             if isinstance(holder, dict):
@@ -181,7 +181,7 @@ class Kind:
         return out
 
 
-def _mask_at(holder: dict[str, Any], steps: tuple[str, ...]) -> None:
+def _mask_at(holder: dict[str, object], steps: tuple[str, ...]) -> None:
     """Mask the secret at `steps` in `holder`, copying each mapping on the way (the caller's
     are left as they were)."""
     head, *rest = steps
