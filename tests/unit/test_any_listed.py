@@ -41,7 +41,7 @@ LISTED: dict[str, int] = {
     "controller/web/console/status.py": 6,
     # a status page's content (JSON) read into its Atom, RSS and JSON summary
     "controller/web/console/status_feeds.py": 8,
-    # the API's JSON answers and the exported YAML documents of channels
+    # the API's JSON answers (channels as listed) and the create body sent
     "controller/ascode/channels.py": 5,
     # a litestar request (monitors/ may not import web/'s alias); debt: the changed columns and
     # the changed columns, read by name
