@@ -43,8 +43,8 @@ LISTED: dict[str, int] = {
     "controller/web/console/status_feeds.py": 8,
     # the API's JSON answers (channels as listed) and the create body sent
     "controller/ascode/channels.py": 5,
-    # a litestar request (monitors/ may not import web/'s alias); debt: the changed columns and
-    # the changed columns, read by name
+    # a litestar request (monitors/ may not import web/'s alias); debt: the changed columns, read
+    # by name
     "controller/monitors/writes.py": 5,
     # Jinja contexts, Response[Any], the monitor's body as JSON
     "controller/web/console/forms.py": 7,
