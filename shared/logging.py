@@ -15,7 +15,7 @@ Two rules keep credentials out of every line, whatever LOG_LEVEL says:
 import logging
 import re
 import sys
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import msgspec
 import structlog
@@ -42,7 +42,7 @@ _AUTH: Final = re.compile(
 _json_encoder = msgspec.json.Encoder(enc_hook=str)
 
 
-def _dumps(event: Any, **_: Any) -> str:
+def _dumps(event: object, **_: object) -> str:
     return _json_encoder.encode(event).decode()
 
 
@@ -61,7 +61,9 @@ def redact(text: str) -> str:
     return _AUTH.sub(lambda m: m["word"] + MASK, text)
 
 
-def _redact_values(_: Any, __: str, event_dict: structlog.types.EventDict) -> Any:
+def _redact_values(
+    _: structlog.types.WrappedLogger, __: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
     for key, value in event_dict.items():
         if isinstance(value, str):
             event_dict[key] = redact(value)

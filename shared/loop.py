@@ -13,7 +13,7 @@ import contextlib
 import gc
 import random
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -44,7 +44,7 @@ def tune_gc() -> None:
     gc.set_threshold(GC_FIRST_GENERATION, second, third)
 
 
-def run_loop(main: Coroutine[Any, Any, T]) -> T:
+def run_loop(main: Coroutine[object, object, T]) -> T:
     tune_gc()
     try:
         import uvloop

@@ -24,7 +24,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 import structlog
@@ -32,6 +31,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from shared.messages import encode_bundle
 
@@ -253,7 +253,7 @@ class Publisher:
         return await self._one_by_one(messages)
 
     async def _one_by_one(self, messages: Sequence[Outgoing]) -> list[BaseException | None]:
-        acks: list[asyncio.Future[Any]] = []
+        acks: list[asyncio.Future[PubAck]] = []
         try:
             for out in messages:
                 acks.append(

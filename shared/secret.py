@@ -14,7 +14,7 @@ import hmac
 import types
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import Any, Final, TypeVar, Union, get_args, get_origin
+from typing import Final, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
@@ -56,21 +56,21 @@ class Secret:
 NO_SECRET: Final = Secret()
 
 
-def enc_hook(obj: Any) -> Any:
+def enc_hook(obj: object) -> object:
     """msgspec: a Secret is encoded as its text (the wire and the stored JSON)."""
     if isinstance(obj, Secret):
         return obj.reveal()
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
-def masked_hook(obj: Any) -> Any:
+def masked_hook(obj: object) -> object:
     """msgspec: a Secret is encoded as the mask ("" when none), as responses show it."""
     if isinstance(obj, Secret):
         return SECRET_MASK if obj else ""
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
-def dec_hook(type_: type, obj: Any) -> Any:
+def dec_hook(type_: type, obj: object) -> object:
     """msgspec: a string where a Secret is declared becomes one."""
     if type_ is Secret and isinstance(obj, str):
         return Secret(obj)
@@ -86,7 +86,7 @@ def wrap(value: object) -> Secret:
 AttrPath = tuple[str, ...]
 
 
-def _structs_in(annotation: Any) -> Iterator[type[msgspec.Struct]]:
+def _structs_in(annotation: object) -> Iterator[type[msgspec.Struct]]:
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         yield annotation
     elif get_origin(annotation) in (Union, types.UnionType):
@@ -113,7 +113,7 @@ def secrets_in(struct: msgspec.Struct) -> Iterator[tuple[str, Secret]]:
     """(dotted JSON path, secret) of each secret `struct` holds (a path under a null is left
     out)."""
     for attrs, wire in secret_paths(type(struct)):
-        value: Any = struct
+        value: object = struct
         for attr in attrs:
             value = getattr(value, attr, None)
         if isinstance(value, Secret):

@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.messages import (
     AuthResults,
@@ -170,7 +169,9 @@ async def _connect_one(address: str, port: int) -> socket.socket:
 _IN_PROGRESS = frozenset({errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK})
 
 
-def _sockaddr(family: socket.AddressFamily, address: str, port: int) -> tuple[Any, ...]:
+def _sockaddr(
+    family: socket.AddressFamily, address: str, port: int
+) -> tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes]:
     """The socket address the event loop's connect named in its error (IPv6: with flow info
     and scope id), so messages read as before; numeric, so nothing is looked up."""
     flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV

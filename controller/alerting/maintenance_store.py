@@ -1,7 +1,6 @@
 """Maintenance windows: one-off or weekly, for one monitor or all of a customer's."""
 
 from collections.abc import Mapping
-from typing import Any
 from uuid import UUID
 
 from controller.alerting.maintenance import StoredWindow, Window
@@ -32,7 +31,7 @@ WRITABLE = frozenset(
 )
 
 
-async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> StoredWindow:
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> StoredWindow:
     names = sorted(values)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
     placeholders = ", ".join(f"${i}" for i in range(2, len(names) + 2))

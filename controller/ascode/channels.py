@@ -224,11 +224,11 @@ def _env_name(channel: str, what: str) -> str:
     return secret_env.export_name(channel, what)
 
 
-def export(items: list[dict[str, Any]]) -> dict[str, Any]:
+def export(items: list[dict[str, Any]]) -> dict[str, object]:
     """The organization's channels as a channels file; secrets as `{env: NAME}` to set."""
     out = []
     for c in items:
-        doc: dict[str, Any] = {"name": c["name"], "kind": c["kind"]}
+        doc: dict[str, object] = {"name": c["name"], "kind": c["kind"]}
         if c["kind"] in SECRET_URL:
             doc["url"] = {"env": _env_name(c["name"], "URL")}
         else:

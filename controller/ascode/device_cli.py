@@ -4,6 +4,7 @@ to it: every rule of the API applies (role, organization, sealing, binding)."""
 
 import argparse
 import asyncio
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -44,7 +45,7 @@ async def run(
     env: Mapping[str, str],
     *,
     say: Callable[[str], None] = print,
-    verify: Any = True,
+    verify: ssl.SSLContext | str | bool = True,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> int:
     secret = env.get(args.client_secret_env, "") if args.client_secret_env else ""

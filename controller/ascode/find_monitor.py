@@ -7,7 +7,6 @@ than one match is refused with each candidate listed (its public id, type, host 
 as a name is unique only within a customer."""
 
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -41,7 +40,7 @@ async def _named_like(client: httpx.AsyncClient, name: str) -> list[Candidate]:
     for api in APIS:
         page = 1
         while True:
-            params: dict[str, Any] = {"search": name, "page": page, "perPage": PER_PAGE}
+            params: dict[str, str | int] = {"search": name, "page": page, "perPage": PER_PAGE}
             r = await client.get(api.path, params=params)
             if r.status_code != 200:
                 raise NotFound(f"listing {api.path}: HTTP {r.status_code} {r.text[:200]}")

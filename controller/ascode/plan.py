@@ -130,17 +130,17 @@ def plan(desired: list[Desired], current: list[Current], *, prune: bool) -> list
     return actions
 
 
-def export(customer: str, current: list[Current]) -> dict[str, Any]:
+def export(customer: str, current: list[Current]) -> dict[str, object]:
     """The monitors file holding `current`: defaults left out, each secret an `{env: NAME}`
     reference (the API never shows a secret). NAME is the variable `apply` read it from (the
     API keeps it as `secretEnv`), else one made up from the monitor's name (`secret_env.
     export_name`), numbered `_2`, `_3` where two monitors' names would make the same."""
-    monitors: list[dict[str, Any]] = []
+    monitors: list[dict[str, object]] = []
     made_up: Counter[str] = Counter()
     for have in current:
         v = have.values
         kind = kinds.of_type(have.type)
-        doc: dict[str, Any] = {"type": have.type, "name": have.name}
+        doc: dict[str, object] = {"type": have.type, "name": have.name}
         if kind.hostname:
             doc["hostname"] = v["hostname"]
         interval = v["check_interval"]
@@ -196,7 +196,7 @@ def _without_defaults(value: dict[str, Any], struct: type[msgspec.Struct]) -> di
     return out
 
 
-def _struct_in(annotation: Any) -> type[msgspec.Struct] | None:
+def _struct_in(annotation: object) -> type[msgspec.Struct] | None:
     """The struct type `annotation` is, or holds (`X | None`, `Annotated[X, …]`)."""
     for candidate in (annotation, *get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):

@@ -70,7 +70,7 @@ class Desired:
         """The PATCH sending the monitor's config with its secrets again; None when the file
         names no secret."""
         for steps in kinds.of_type(self.type).all_secret_steps:
-            value: Any = self.values["config"]
+            value: object = self.values["config"]
             for step in steps:
                 value = value.get(step) if isinstance(value, dict) else None
             if value == MASK:

@@ -2,8 +2,6 @@
 PEM certificate) as a literal block scalar (`|`), one line of the file per line of the text, as
 a person writes it, rather than a quoted scalar with escapes or blank lines between lines."""
 
-from typing import Any
-
 import yaml
 
 
@@ -20,5 +18,5 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _text)
 
 
-def dump(data: Any) -> str:
+def dump(data: object) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)

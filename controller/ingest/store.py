@@ -11,7 +11,6 @@ redelivered result changes nothing. Readers read the view `check_results`, which
 import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -421,7 +420,7 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
 
-def _fields(row: ResultRow | CheckedResult) -> tuple[Any, ...]:
+def _fields(row: ResultRow | CheckedResult) -> tuple[object, ...]:
     """A row's fields in `_LAYOUT`'s order; None for those a controller's own row leaves out."""
     if isinstance(row, CheckedResult):
         return msgspec.structs.astuple(row)
@@ -629,7 +628,7 @@ async def list_page(
     offset: int,
 ) -> tuple[list[StoredResult], int]:
     """A monitor's results, newest first, by scheduled time (`since` inclusive, `until` not)."""
-    args: list[Any] = [monitor_id]
+    args: list[object] = [monitor_id]
     where = ["monitor_id = $1"]
     if country is not None:
         args.append(country)

@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 # A monitor's columns as stored (`controller.monitors.store.stored_values`), or a table test's.
-Row = Mapping[str, Any]
+Row = Mapping[str, object]
 
 # A change of these sends the monitor back to the scheduler to be put on its new grid.
 REGRID_COLUMNS = frozenset({"check_interval", "status"})
 
 
-def with_due_reset(changes: Mapping[str, Any]) -> dict[str, Any]:
+def with_due_reset(changes: Mapping[str, object]) -> dict[str, Any]:
     """`changes`, plus `next_due_at` cleared when they set the interval or the status (the
     scheduler then plans the monitor as new: its first round at once or on its new grid)."""
     out = dict(changes)
@@ -23,7 +23,7 @@ def with_due_reset(changes: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def changes_nothing(row: Row, changes: Mapping[str, Any]) -> bool:
+def changes_nothing(row: Row, changes: Mapping[str, object]) -> bool:
     """Whether writing `changes` onto `row` would leave every column as it is (a PATCH that
     restates stored values, a secret sent again as stored): such a write is skipped, so
     `updated_at` and the due time stay."""

@@ -27,7 +27,7 @@ CONFIG_TYPES: Final[dict[str, type[JobConfig]]] = {t: k.config for k in KINDS fo
 _BLANK_WHEN_NULL = frozenset({"user", "pass", "password"})
 
 
-def _nulls_blank(value: Any) -> Any:
+def _nulls_blank(value: object) -> object:
     if isinstance(value, dict):
         return {
             key: "" if item is None and key in _BLANK_WHEN_NULL else _nulls_blank(item)
@@ -40,7 +40,7 @@ class MonitorConfigError(ValueError):
     """A stored config that does not fit its type's config Struct."""
 
 
-def decode_config(monitor_type: str, stored: Any) -> JobConfig:
+def decode_config(monitor_type: str, stored: object) -> JobConfig:
     """The stored config (JSON) as its type's config Struct; MonitorConfigError when it does
     not fit (an unknown type, a wrong shape)."""
     config_type = CONFIG_TYPES.get(monitor_type)
@@ -57,7 +57,7 @@ def decode_config(monitor_type: str, stored: Any) -> JobConfig:
     return config
 
 
-def same(monitor_type: str, a: Any, b: Any) -> bool:
+def same(monitor_type: str, a: object, b: object) -> bool:
     """Whether two stored configs of `monitor_type` say the same to every reader: equal read as
     the kind's Struct (defaults applied, a null login as ""; secrets as their sealed text), with
     the same OAuth2 grants. A config that does not fit its kind is the same only as itself.
@@ -80,14 +80,14 @@ def as_stored(config: JobConfig) -> dict[str, Any]:
     return stored
 
 
-def _at(config: Mapping[str, Any], path: str) -> object:
+def _at(config: object, path: str) -> object:
     value: object = config
     for key in path.split("."):
         value = value.get(key) if isinstance(value, Mapping) else None
     return value
 
 
-def grants_of(monitor_type: str, stored: Mapping[str, Any]) -> dict[str, Grant]:
+def grants_of(monitor_type: str, stored: object) -> dict[str, Grant]:
     """The OAuth2 grants a stored config holds, by path; one that does not fit is none."""
     out: dict[str, Grant] = {}
     try:
@@ -108,7 +108,7 @@ def stored_config(monitor: "Monitor") -> dict[str, Any]:
     of_type(monitor.type).drop_job_only(stored)
     for path, grant in monitor.grants.items():
         *legs, leaf = path.split(".")
-        holder: Any = stored
+        holder: object = stored
         for leg in legs:
             holder = holder.setdefault(leg, {}) if isinstance(holder, dict) else {}
         if isinstance(holder, dict):

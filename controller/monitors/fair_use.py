@@ -205,7 +205,7 @@ async def admit_checks(
         )
 
 
-def budget_fields(changes: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, str]:
+def budget_fields(changes: Mapping[str, object], names: Mapping[str, str]) -> dict[str, str]:
     """`names` (column → field) narrowed to the columns in `changes`."""
     return {c: name for c, name in names.items() if c in changes}
 

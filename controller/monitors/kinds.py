@@ -161,17 +161,17 @@ class Kind:
         file reads from the environment and never holds."""
         return self.secret_steps + tuple(tuple(p.split(".")) for p in self.grant_secrets)
 
-    def drop_job_only(self, config: dict[str, Any]) -> None:
+    def drop_job_only(self, config: dict[str, object]) -> None:
         """Remove the `job_only` keys from a config as JSON (in place)."""
         for path in self.job_only:
             *legs, key = path.split(".")
-            holder: Any = config
+            holder: object = config
             for leg in legs:
                 holder = holder.get(leg) if isinstance(holder, dict) else None
             if isinstance(holder, dict):
                 holder.pop(key, None)
 
-    def masked(self, config: Mapping[str, Any]) -> dict[str, Any]:
+    def masked(self, config: Mapping[str, object]) -> dict[str, Any]:
         """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
         OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent
         secret stays as it is."""
@@ -181,7 +181,7 @@ class Kind:
         return out
 
 
-def _mask_at(holder: dict[str, Any], steps: tuple[str, ...]) -> None:
+def _mask_at(holder: dict[str, object], steps: tuple[str, ...]) -> None:
     """Mask the secret at `steps` in `holder`, copying each mapping on the way (the caller's
     are left as they were)."""
     head, *rest = steps

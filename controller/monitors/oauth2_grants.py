@@ -152,7 +152,7 @@ def normal_host(host: str) -> str:
         return ""
 
 
-def checked(raw: Mapping[str, Any], allowed_hosts: Sequence[str] | None) -> Grant:
+def checked(raw: Mapping[str, object], allowed_hosts: Sequence[str] | None) -> Grant:
     """A grant as the API received it (secrets in clear, or already sealed, or the mask
     resolved by the caller), checked; GrantProblem naming the key at fault."""
     mechanism = raw.get("mechanism") or "XOAUTH2"

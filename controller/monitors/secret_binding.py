@@ -31,7 +31,7 @@ class Target:
     type: MonitorType
     hostname: str
     port: int | None
-    config: Mapping[str, Any]
+    config: Mapping[str, object]
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> "Target":
@@ -40,7 +40,7 @@ class Target:
         return cls(monitor_type, values["hostname"], values["port"], values["config"] or {})
 
 
-def _at(config: Mapping[str, Any], path: str) -> object:
+def _at(config: Mapping[str, object], path: str) -> object:
     value: object = config
     for key in path.split("."):
         value = value.get(key) if isinstance(value, Mapping) else None
@@ -57,7 +57,7 @@ def secret(target: Target) -> str | None:
     return _stored(target, kinds.of_type(target.type).secrets[0])
 
 
-def _leg(target: Target, path: str) -> tuple[str, str, int | None, Mapping[str, Any]]:
+def _leg(target: Target, path: str) -> tuple[str, str, int | None, Mapping[str, object]]:
     """(protocol, hostname, port, config) of the connection the secret at `path` travels on."""
     if target.type != "roundtrip":
         return target.type, target.hostname, target.port, target.config
@@ -105,7 +105,7 @@ def _binding(target: Target, path: str) -> dict[str, object]:
     return out
 
 
-def _port(protocol: str, port: int | None, config: Mapping[str, Any]) -> int:
+def _port(protocol: str, port: int | None, config: Mapping[str, object]) -> int:
     """The port the agent connects to: a `null` port is the protocol's default for its TLS."""
     if port is not None:
         return port

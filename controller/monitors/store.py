@@ -182,7 +182,7 @@ def stored_values(monitor: Monitor) -> dict[str, object]:
     return {**values, "config": monitor.config_as_sent}
 
 
-async def insert(conn: Conn, organization_id: int, values: Mapping[str, Any]) -> Monitor:
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> Monitor:
     """Insert a monitor; MonitorConfigError when `values` hold a config its type does not take."""
     names = sorted(values)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
@@ -290,7 +290,7 @@ async def list_page(
     return [decode(r) for r in rows], total
 
 
-async def update(conn: Conn, monitor_id: int, changes: Mapping[str, Any]) -> Monitor:
+async def update(conn: Conn, monitor_id: int, changes: Mapping[str, object]) -> Monitor:
     names = sorted(changes)
     assert set(names) <= WRITABLE, set(names) - WRITABLE
     assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=2))

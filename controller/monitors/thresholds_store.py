@@ -3,7 +3,7 @@ monitor's overrides (`monitor_alert_overrides`), read as one `Thresholds`
 (controller.monitors.thresholds). The caller owns the transaction.
 """
 
-from typing import Any
+from collections.abc import Mapping
 
 import asyncpg
 import msgspec
@@ -146,7 +146,7 @@ async def monitor_overrides(conn: Conn, monitor_id: int) -> MonitorOverrides:
     )
 
 
-async def put_monitor_overrides(conn: Conn, monitor_id: int, values: dict[str, Any]) -> None:
+async def put_monitor_overrides(conn: Conn, monitor_id: int, values: Mapping[str, object]) -> None:
     await conn.execute(
         "INSERT INTO monitor_alert_settings"
         " (monitor_id, failure_threshold, down_after_rounds, recover_after_rounds,"

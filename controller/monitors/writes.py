@@ -214,8 +214,8 @@ def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: Secre
     kind = kinds.of_type(changes.get("type", monitor.type))
     for path in (*kind.secrets, *kind.grant_secrets):
         *parents, leaf = path.split(".")
-        new_holder: Any = config
-        old_holder: Any = monitors.stored_config(monitor)
+        new_holder: object = config
+        old_holder: object = monitors.stored_config(monitor)
         for step in parents:
             new_holder = new_holder.get(step) if isinstance(new_holder, dict) else None
             old_holder = old_holder.get(step) if isinstance(old_holder, dict) else None

@@ -12,12 +12,13 @@ import hmac
 import html
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal, get_args
+from typing import Final, Literal, get_args
 from urllib.parse import quote, urlsplit
 
 import msgspec
 
 from controller.notify.limits import cut, cut_escaped, cut_html, json_bytes, slack_width
+from shared.json_value import Json, JsonObject
 from shared.timefmt import iso_ms
 
 Kind = Literal[
@@ -130,10 +131,10 @@ class Event(msgspec.Struct, rename="camel", frozen=True):
     details: str | None = None
 
 
-def event_schema() -> dict[str, Any]:
+def event_schema() -> dict[str, object]:
     """The webhook body's JSON schema, as docs/alerts.md shows it."""
     _, parts = msgspec.json.schema_components([Event], ref_template="#/$defs/{name}")
-    schema: dict[str, Any] = parts.pop("Event")
+    schema: dict[str, object] = parts.pop("Event")
     schema["$defs"] = parts
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "mailprobe webhook event v1"
@@ -160,7 +161,7 @@ class Request:
     body: bytes
 
 
-def _json(value: Any) -> bytes:
+def _json(value: object) -> bytes:
     return msgspec.json.encode(value)
 
 
@@ -200,7 +201,7 @@ def _slack(e: Event) -> bytes:
     """Every text that holds a name, host, cause or notice (all someone else's words) is a
     `plain_text` object, which Slack renders as typed: no link, mention or formatting. Only
     mailprobe's own console link is mrkdwn. Each is cut to its block's limit as sent."""
-    blocks: list[dict[str, Any]] = [
+    blocks: list[Json] = [
         {"type": "header", "text": _plain(e.summary, SLACK_HEADER)},
         {"type": "section", "fields": [_plain(f"{k}: {v}", SLACK_FIELD) for k, v in _facts(e)]},
     ]
@@ -215,7 +216,7 @@ def _slack(e: Event) -> bytes:
     return _json({"text": text, "blocks": blocks})
 
 
-def _plain(text: str, limit: int) -> dict[str, Any]:
+def _plain(text: str, limit: int) -> JsonObject:
     shown = cut(_unlinked(text), limit, slack_width) or "-"
     return {"type": "plain_text", "text": shown, "emoji": False}
 
@@ -245,7 +246,7 @@ def _teams(e: Event) -> bytes:
     never read as Markdown (a TextBlock's or a FactSet's text would make `[x](url)` a link);
     bare addresses are kept from being linked."""
     color = {"down": "Attention", "up": "Good"}.get(e.state, "Warning")
-    body: list[dict[str, Any]] = [
+    body: list[Json] = [
         _rich([_run(e.summary, TEAMS_SUMMARY, weight="Bolder", size="Medium", color=color)]),
         *(
             _rich([_run(f"{k}: ", TEAMS_FACT, weight="Bolder"), _run(v, TEAMS_FACT)])
@@ -254,7 +255,7 @@ def _teams(e: Event) -> bytes:
     ]
     if e.details:
         body.append(_rich([_run(e.details, TEAMS_DETAILS)]))
-    card: dict[str, Any] = {
+    card: JsonObject = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
@@ -278,11 +279,11 @@ def _teams(e: Event) -> bytes:
     )
 
 
-def _rich(inlines: list[dict[str, Any]]) -> dict[str, Any]:
+def _rich(inlines: list[Json]) -> JsonObject:
     return {"type": "RichTextBlock", "inlines": inlines}
 
 
-def _run(text: str, limit: int, **style: str) -> dict[str, Any]:
+def _run(text: str, limit: int, **style: str) -> JsonObject:
     """A TextRun of at most `limit` bytes of JSON: a card's texts together stay below
     TEAMS_PAYLOAD."""
     return {"type": "TextRun", "text": cut(_unlinked(text), limit, json_bytes), **style}
@@ -311,7 +312,7 @@ def change_url(url: str) -> str:
 def _pagerduty_change(e: Event, url: str, routing_key: str) -> Request:
     """ "Send a test" to PagerDuty: a Change Event, which shows on the service's timeline and
     proves the routing key, but opens no incident and pages no one."""
-    body: dict[str, Any] = {
+    body: JsonObject = {
         "routing_key": routing_key,
         "payload": {
             "summary": cut(e.summary, PAGERDUTY_SUMMARY),
@@ -327,7 +328,7 @@ def _pagerduty_change(e: Event, url: str, routing_key: str) -> Request:
 
 def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
     opens = e.state in ("down", "notice")
-    body: dict[str, Any] = {
+    body: JsonObject = {
         "routing_key": routing_key,
         "dedup_key": incident_key(e),
         "event_action": "trigger" if opens else "resolve",
@@ -336,6 +337,9 @@ def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
         severity = "critical"
         if e.state == "notice":
             severity = PAGERDUTY_SEVERITY.get(e.severity or "", NOTICE_SEVERITY)
+        custom_details: JsonObject = dict(_facts(e))
+        if e.details:
+            custom_details["Details"] = e.details[:MAX_DETAILS]
         body["payload"] = {
             "summary": cut(e.summary, PAGERDUTY_SUMMARY),
             "source": e.monitor.hostname,
@@ -344,8 +348,7 @@ def _pagerduty(e: Event, url: str, routing_key: str) -> Request:
             "component": e.monitor.name,
             "group": e.monitor.type,
             "class": e.incident.cause_kind if e.incident else e.kind,
-            "custom_details": dict(_facts(e))
-            | ({"Details": e.details[:MAX_DETAILS]} if e.details else {}),
+            "custom_details": custom_details,
         }
         body["client"] = "mailprobe"
         if e.console_url:
@@ -401,7 +404,7 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
     """One alert a routing tree can match on (`alertname`, `severity`, `monitor`,
     `monitor_type`, `host`, `incident`); ended at the recovery."""
     notice = e.state == "notice"
-    labels = {
+    labels: JsonObject = {
         "alertname": "MailprobeNotice" if notice else "MailprobeMonitorDown",
         "severity": (e.severity or NOTICE_SEVERITY) if notice else "critical",
         "source": "mailprobe",
@@ -421,7 +424,7 @@ def _alertmanager(e: Event, base: str, token: str | None, now: datetime) -> Requ
         ends = iso_ms(now + ALERTMANAGER_HOLD)
     else:
         ends = (e.incident.ended_at if e.incident else None) or e.at
-    alert: dict[str, Any] = {
+    alert: JsonObject = {
         "labels": labels,
         "annotations": {
             "summary": e.summary,

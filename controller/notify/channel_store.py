@@ -1,9 +1,8 @@
 """Notification channels' rows: the channels of an organization, which monitors and customers
 chose each, and the outbox rows a notice fans out to. The caller owns the transaction."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -115,7 +114,7 @@ async def count(conn: Conn, organization_id: int) -> int:
     return n
 
 
-async def insert(conn: Conn, organization_id: int, values: dict[str, Any]) -> int:
+async def insert(conn: Conn, organization_id: int, values: Mapping[str, object]) -> int:
     new_id: int = await conn.fetchval(
         "INSERT INTO notification_channels (organization_id, name, kind, url, url_shown, secret,"
         " chat_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -130,7 +129,7 @@ async def insert(conn: Conn, organization_id: int, values: dict[str, Any]) -> in
     return new_id
 
 
-async def update(conn: Conn, channel_id: int, values: dict[str, Any]) -> None:
+async def update(conn: Conn, channel_id: int, values: Mapping[str, object]) -> None:
     await conn.execute(
         "UPDATE notification_channels SET name = $2, url = $3, url_shown = $4, secret = $5,"
         " chat_id = $6, updated_at = now() WHERE id = $1",

@@ -9,6 +9,7 @@ never appears on the terminal.
 """
 
 import asyncio
+import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ async def poll(
     code: DeviceCode,
     protocol: str,
     *,
-    verify: Any = True,
+    verify: ssl.SSLContext | str | bool = True,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> str:
     """Poll the token endpoint until the user signed in (RFC 8628 3.4-3.5); the refresh
@@ -128,7 +129,9 @@ async def poll(
     raise DeviceFlowError("nobody signed in before the code expired")
 
 
-def with_grant(config: Mapping[str, Any], login: str, oauth2: Mapping[str, Any]) -> dict[str, Any]:
+def with_grant(
+    config: Mapping[str, object], login: str, oauth2: Mapping[str, object]
+) -> dict[str, Any]:
     """The monitor's config as the API showed it (secrets masked, which keeps them) with
     `oauth2` set on the login at `login` (`auth`, ``, `send.auth`, `receive`)."""
     out: dict[str, Any] = dict(config)

@@ -10,14 +10,13 @@ same host against the same CA, so none can hand it to another server. A port tha
 them (the default one) is a change of port, and needs the secret again. Pure."""
 
 from collections.abc import Mapping
-from typing import Any
 
 from controller.monitors.secret_binding import GRANT_BINDING
 
 BOUND = ("host", "port", "user", "caPem")
 
 
-def moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+def moved(before: Mapping[str, object], after: Mapping[str, object]) -> list[str]:
     """The fields (as the API spells them) whose change moves a kept secret: the mailbox's
     `BOUND`, and the grant's (`oauth2.<key>`) when both have one."""
     out = [name for name in BOUND if before.get(name) != after.get(name)]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from controller.db.pool import Conn
 
 _COLUMNS = (
@@ -41,7 +43,7 @@ class StoredMailbox:
     security: str = "tls"  # or "starttls" (POP3: STLS)
 
 
-def _of(row: Any) -> StoredMailbox:
+def _of(row: asyncpg.Record) -> StoredMailbox:
     return StoredMailbox(*row.values())
 
 

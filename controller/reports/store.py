@@ -4,7 +4,6 @@ open report finding was told with. The caller opens the transaction."""
 import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
 
 import msgspec
 
@@ -386,6 +385,6 @@ async def scrape_totals(conn: Conn, organization_id: int, since: date) -> list[D
 
 async def forget_before(conn: Conn, before: datetime) -> tuple[int, int]:
     """Reports (with their counts) and rejected reports received before `before`, deleted."""
-    reports: Any = await conn.execute("DELETE FROM reports WHERE received_at < $1", before)
-    rejected_: Any = await conn.execute("DELETE FROM rejected_reports WHERE at < $1", before)
+    reports: str = await conn.execute("DELETE FROM reports WHERE received_at < $1", before)
+    rejected_: str = await conn.execute("DELETE FROM rejected_reports WHERE at < $1", before)
     return int(reports.split()[-1]), int(rejected_.split()[-1])

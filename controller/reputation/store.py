@@ -4,7 +4,7 @@ depends on the name), the names each monitor depends on per country, and its lis
 import ipaddress
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -20,8 +20,8 @@ async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
     """The answers and names of `results` (those with `reputation`), in the caller's
     transaction: an answer replaces a stored one only when it is newer. The ingester's results
     (`CheckedResult`) hold their times and monitor id decoded already."""
-    answers: list[tuple[Any, ...]] = []
-    names: list[tuple[Any, ...]] = []
+    answers: list[tuple[object, ...]] = []
+    names: list[tuple[object, ...]] = []
     for r in results:
         if r.reputation is None:
             continue

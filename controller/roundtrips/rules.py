@@ -27,7 +27,7 @@ the monitor's (a delivered round would not end it): such a round never looks.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 UNCONFIRMED_PER_HOUR: Final = 3
 BACK_OFF_AFTER: Final = 3
@@ -47,7 +47,7 @@ State = Literal["unconfirmed", "confirmed", "backed_off"]
 Outcome = Literal["delivered", "not_delivered"] | None
 
 
-def mailbox(config: Mapping[str, Any]) -> dict[str, object]:
+def mailbox(config: Mapping[str, object]) -> dict[str, object]:
     """What a round trip's delivery confirmation is of, from its config as stored or shown:
     `to`, the receive leg's protocol, server, port, login and OAuth2 `subject`, defaults applied
     and names in lower case (a trailing dot dropped). Two configs with the same mailbox keep the
@@ -55,7 +55,7 @@ def mailbox(config: Mapping[str, Any]) -> dict[str, object]:
     which the trigger that drops the confirmation calls: one table of cases holds them to the
     same values."""
     receive = config.get("receive")
-    leg: Mapping[str, Any] = receive if isinstance(receive, Mapping) else {}
+    leg: Mapping[str, object] = receive if isinstance(receive, Mapping) else {}
     protocol = str(leg.get("protocol") or "imap")
     tls = leg.get("tls") is True
     port = leg.get("port")

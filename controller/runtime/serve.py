@@ -13,7 +13,7 @@ import contextlib
 import functools
 import signal
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -122,7 +122,7 @@ async def _start(
     return pool, pipeline
 
 
-async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+async def _until_stopped(work: Coroutine[object, object, T], stop: asyncio.Event) -> T | None:
     """`work`'s result, or None once `stop` is set first (`work` is cancelled, and so is it
     when the caller is)."""
     task = asyncio.create_task(work)

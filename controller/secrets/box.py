@@ -11,7 +11,7 @@ can be rotated by prepending the new one.
 import base64
 import hashlib
 import hmac
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -33,7 +33,7 @@ def is_sealed(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(PREFIX)
 
 
-def stored_hook(type_: type, obj: Any) -> Any:
+def stored_hook(type_: type, obj: object) -> object:
     """msgspec: a secret read from the stored JSON, sealed or (stored in clear by an old
     version or by hand) opened."""
     if type_ is Secret and isinstance(obj, str):

@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import structlog
 
@@ -99,5 +99,5 @@ class CountryKeys:
             **self._describe(),
         )
 
-    def _describe(self) -> dict[str, Any]:
+    def _describe(self) -> dict[str, object]:
         return {"countries": len(self._keys), "key_ids": {cc: k.id for cc, k in self._keys.items()}}

@@ -3,11 +3,11 @@
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import structlog
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -41,6 +41,7 @@ from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
+from controller.web.request_types import AnyRequest
 from shared import __version__
 from shared.settings import ControllerSettings
 
@@ -124,7 +125,7 @@ async def readiness(pool: asyncpg.Pool, pipeline: "Pipeline | None") -> str | No
     summary="Readiness: PostgreSQL answers, and NATS is connected when the pipeline runs here",
     media_type=MediaType.JSON,
 )
-async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+async def ready(request: AnyRequest) -> Response[dict[str, str]]:
     pipeline: Pipeline | None = request.app.state.pipeline
     reason = await readiness(request.app.state.pool, pipeline)
     if reason is not None:

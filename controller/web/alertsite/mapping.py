@@ -410,7 +410,7 @@ def check_timeout(interval_seconds: int, timeout: int) -> None:
         )
 
 
-def _put(cfg: dict[str, Any], key: str, value: object, default: object) -> None:
+def _put(cfg: dict[str, object], key: str, value: object, default: object) -> None:
     """Set `key` unless that would only spell out the default where nothing is stored, so a
     GET → PATCH round-trip (which sends `ssl: false`, `login: null`) leaves the config alone."""
     if key in cfg or value != default:
@@ -520,9 +520,9 @@ def alertsite_monitor(monitor: Monitor, principal: Principal) -> AlertSiteMonito
     )
 
 
-def selected(monitor: AlertSiteMonitor, select: str | None) -> dict[str, Any]:
+def selected(monitor: AlertSiteMonitor, select: str | None) -> dict[str, object]:
     """AlertSite's `select`: only the named fields (unknown names ignored; empty: none)."""
-    out: dict[str, Any] = msgspec.to_builtins(monitor)
+    out: dict[str, object] = msgspec.to_builtins(monitor)
     if select is None:
         return out
     wanted = {name.strip() for name in select.split(",")}

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 
@@ -56,8 +56,8 @@ from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitor_rules import secret_required, strict_body, write_of
-
-AuthedRequest = Request[Principal, Any, Any]
+from controller.web.authed_request import AuthedRequest
+from controller.web.request_types import AnyRequest
 
 DEFAULT_CUSTOMER = "AlertSite import"
 TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
@@ -95,7 +95,7 @@ SEED_EXAMPLE = {  # the seed's minimal SMTP monitor
 PATCH_EXAMPLE = {"ipv4": "74.125.28.108", "port": 587}  # AlertSite's edit example
 
 
-def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+def _pool(request: AnyRequest) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
@@ -187,7 +187,7 @@ class AlertSiteController(Controller):
 
     @post("/access-tokens", status_code=200, summary="Get an access token (AlertSite)")
     async def access_token(
-        self, request: Request[Any, Any, Any], data: JSONBody[AccessTokenRequest]
+        self, request: AnyRequest, data: JSONBody[AccessTokenRequest]
     ) -> AccessToken:
         validation.no_nul(data, "")
         ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)

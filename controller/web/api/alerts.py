@@ -8,11 +8,10 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Router, get, put
+from litestar import Controller, Router, get, put
 from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
-from controller.access.accounts_store import Principal
 from controller.alerting import incident_store as incident_db
 from controller.alerting.incident_store import ListedIncident
 from controller.logins import backoff_store as backoff_db
@@ -27,9 +26,8 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind, strict_body
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
-
-AuthedRequest = Request[Principal, Any, Any]
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[

@@ -8,13 +8,12 @@ bounded `PasswordPool`, never on the event loop.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, Request, get, post
-from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
@@ -26,6 +25,8 @@ from controller.access.credentials import PasswordPool, PasswordsBusy, new_token
 from controller.access.throttle import Keys, Policy, retry_after_seconds
 from controller.monitors import validation
 from controller.web.api.errors import ApiError
+from controller.web.authed_request import AuthedRequest
+from controller.web.request_types import AnyConnection, AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
@@ -39,9 +40,7 @@ FLOOD_FACTOR = 3
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
+    async def authenticate_request(self, connection: AnyConnection) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -75,7 +74,7 @@ class Logins:
         return cls(pool, Keys(secret), policy)
 
 
-def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+def client_address(connection: AnyConnection) -> str:
     """The socket peer; behind API_TRUSTED_PROXIES, uvicorn has put the forwarded client there."""
     return connection.client.host if connection.client else "unknown"
 
@@ -83,7 +82,7 @@ def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the login endpoints: every request per address, per replica."""
 
-    def is_login(request: Request[Any, Any, Any]) -> bool:
+    def is_login(request: AnyRequest) -> bool:
         # POSTs only: opening the console's login form is not an attempt.
         return request.method == "POST" and request.scope["path"] in LOGIN_PATHS
 
@@ -118,7 +117,7 @@ def busy() -> ApiError:
 
 
 async def login_token(
-    request: Request[Any, Any, Any], email: str, password: str, ttl_seconds: int
+    request: AnyRequest, email: str, password: str, ttl_seconds: int
 ) -> tuple[str, datetime] | None:
     """A new bearer token and its expiry for these credentials; None when they are wrong or the
     user is disabled. Raises a 429 ApiError when throttled, a 503 one when the password threads
@@ -179,9 +178,7 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200, summary="Exchange e-mail and password for a bearer token")
-    async def login(
-        self, request: Request[Any, Any, Any], data: JSONBody[LoginRequest]
-    ) -> LoginResponse:
+    async def login(self, request: AnyRequest, data: JSONBody[LoginRequest]) -> LoginResponse:
         validation.no_nul(data, "")
         issued = await login_token(
             request, data.email, data.password, request.app.state.settings.token_ttl_seconds
@@ -192,13 +189,13 @@ class AuthController(Controller):
         return LoginResponse(token=token, expires_at=iso_ms(expires_at))
 
     @post("/logout", status_code=204, summary="Revoke the calling token")
-    async def logout(self, request: Request[Principal, bytes, Any]) -> None:
+    async def logout(self, request: Request[Principal, bytes, State]) -> None:
         async with request.app.state.pool.acquire() as conn:
             await accounts.revoke_token(conn, request.auth)
         log.info("logged out", user=request.user.email)
 
     @get("/me", summary="The caller")
-    async def me(self, request: Request[Principal, Any, Any]) -> Me:
+    async def me(self, request: AuthedRequest) -> Me:
         p = request.user
         return Me(
             public_id=str(p.user_public_id),

@@ -2,20 +2,17 @@
 every country that asked it lately (RFC 5782 test entries, controller/reputation/rules.py)."""
 
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Request, get
+from litestar import get
 
-from controller.access.accounts_store import Principal
 from controller.reputation import store as db
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import healths
+from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
-
-AuthedRequest = Request[Principal, Any, Any]
 
 
 class ListHealthOut(msgspec.Struct, rename="camel"):

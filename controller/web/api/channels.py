@@ -11,17 +11,16 @@ its customer's default.
 """
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
 import structlog
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
-from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.notify import (
@@ -41,12 +40,13 @@ from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
+from controller.web.request_types import AnyRequest
 from shared.secret import SECRET_MASK
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
-AuthedRequest = Request[Principal, Any, Any]
 ChannelId = Annotated[str, PathParameter(name="channelId", description="public UUID")]
 
 MAX_CHANNELS = 100  # per organization: bounds one notice's fan-out
@@ -120,26 +120,26 @@ def _present(row: StoredChannel) -> NotificationChannel:
     )
 
 
-def _sender(request: Request[Any, Any, Any]) -> ChannelSender:
+def _sender(request: AnyRequest) -> ChannelSender:
     sender: ChannelSender = request.app.state.channel_sender
     return sender
 
 
 def stored(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     kind: str,
     name: str,
     url: str | None,
     secret: str | None,
     before: StoredChannel | None,
     chat_id: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
     being updated (its sealed secret and URL kept when not sent again, or sent as the mask; a
     new URL needs the secret again, by `channel_binding`). A URL is checked as the sender
     parses it (`Egress.url_problem`, Apprise's own for `apprise`)."""
     box: SecretBox = request.app.state.secret_box
-    values: dict[str, Any] = {"name": name}
+    values: dict[str, object] = {"name": name}
     sent = secret is not None and secret != SECRET_MASK
     if before is not None and channel_binding.moves_secret(
         kind, before.secret is not None, before.url_shown, url, sent
@@ -361,7 +361,7 @@ class NotificationChannelController(Controller):
         return await send_test(request, row)
 
 
-async def send_test(request: Request[Any, Any, Any], row: StoredChannel) -> ChannelTestResult:
+async def send_test(request: AnyRequest, row: StoredChannel) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
     (429 past it); the API's and the console's "send a test". An endpoint the sender could not
     send to is reported before any of the budget is taken."""

@@ -1,19 +1,19 @@
 """`/api/customers`: the customers monitors belong to (numeric `id` and public UUID)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from controller.access import customers_store as customers
-from controller.access.accounts_store import Principal
 from controller.access.customers_store import Customer as StoredCustomer
 from controller.monitors import validation
 from controller.web.api import guards
 from controller.web.api.errors import invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms
 
 
@@ -49,9 +49,7 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @post("/", summary="Create a customer (owners and admins)")
-    async def create(
-        self, request: Request[Principal, Any, Any], data: JSONBody[CustomerCreate]
-    ) -> Customer:
+    async def create(self, request: AuthedRequest, data: JSONBody[CustomerCreate]) -> Customer:
         guards.requires_admin(request.user)
         validation.no_nul(data, "")
         name = validation.name(data.name)
@@ -62,7 +60,7 @@ class CustomerController(Controller):
     @get("/", summary="List customers")
     async def list_customers(
         self,
-        request: Request[Principal, Any, Any],
+        request: AuthedRequest,
         search: Annotated[str | None, QueryParameter(max_length=200)] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
@@ -79,9 +77,7 @@ class CustomerController(Controller):
         return Page([_present(r) for r in rows], total, page, per_page)
 
     @get("/{customer_id:str}", summary="Get a customer by numeric id or public UUID")
-    async def get_customer(
-        self, request: Request[Principal, Any, Any], customer_id: FromPath[str]
-    ) -> Customer:
+    async def get_customer(self, request: AuthedRequest, customer_id: FromPath[str]) -> Customer:
         ident = customer_ident(customer_id)
         if ident is None:
             raise invalid_customer()

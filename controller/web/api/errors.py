@@ -10,13 +10,13 @@ takes the caller's shape.
 """
 
 import re
-from typing import Any
 
 import msgspec
 import structlog
-from litestar import MediaType, Request, Response
+from litestar import MediaType, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
 
 from controller.monitors.errors import (
     Conflict,
@@ -27,6 +27,7 @@ from controller.monitors.errors import (
     TooSoon,
     Unavailable,
 )
+from controller.web.request_types import AnyRequest
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ class AlertSiteErrors(msgspec.Struct):
 ALERTSITE_PREFIX = "/api/v3"
 
 
-def _alertsite(request: Request[Any, Any, Any]) -> bool:
+def _alertsite(request: AnyRequest) -> bool:
     path: str = request.scope["path"]
     return path == ALERTSITE_PREFIX or path.startswith(ALERTSITE_PREFIX + "/")
 
@@ -125,7 +126,7 @@ def api_error(exc: ApiError | Refused) -> ApiError:
 
 
 def _respond(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     status: int,
     code: str,
     message: str,
@@ -140,15 +141,11 @@ def _respond(
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
-def handle_api_error(
-    request: Request[Any, Any, Any], exc: ApiError
-) -> Response[ErrorBody | AlertSiteErrors]:
+def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[ErrorBody | AlertSiteErrors]:
     return _respond(request, exc.status, exc.code, exc.message, exc.fields, exc.headers)
 
 
-def handle_refused(
-    request: Request[Any, Any, Any], exc: Refused
-) -> Response[ErrorBody | AlertSiteErrors]:
+def handle_refused(request: AnyRequest, exc: Refused) -> Response[ErrorBody | AlertSiteErrors]:
     return handle_api_error(request, api_error(exc))
 
 
@@ -177,7 +174,7 @@ def strict_body_error(exc: msgspec.ValidationError) -> ApiError:
 
 
 def handle_validation(
-    request: Request[Any, Any, Any], exc: ValidationException
+    request: AnyRequest, exc: ValidationException
 ) -> Response[ErrorBody | AlertSiteErrors]:
     """Litestar's body/query validation → our shape, naming the fields at fault."""
     fields: list[str] = []
@@ -207,9 +204,7 @@ def handle_validation(
     return _respond(request, 400, code, text, fields)
 
 
-def handle_http(
-    request: Request[Any, Any, Any], exc: HTTPException
-) -> Response[ErrorBody | AlertSiteErrors]:
+def handle_http(request: AnyRequest, exc: HTTPException) -> Response[ErrorBody | AlertSiteErrors]:
     status = exc.status_code
     if status >= 500:
         log.error("http error", status=status, detail=exc.detail)
@@ -225,7 +220,7 @@ def handle_http(
 
 
 def handle_too_deep(
-    request: Request[Any, Any, Any], exc: RecursionError
+    request: AnyRequest, exc: RecursionError
 ) -> Response[ErrorBody | AlertSiteErrors]:
     """msgspec gives up on JSON nested deeper than it recurses (e.g. `[[[[...`): a client error."""
     return _respond(
@@ -233,16 +228,14 @@ def handle_too_deep(
     )
 
 
-def handle_unexpected(
-    request: Request[Any, Any, Any], exc: Exception
-) -> Response[ErrorBody | AlertSiteErrors]:
+def handle_unexpected(request: AnyRequest, exc: Exception) -> Response[ErrorBody | AlertSiteErrors]:
     log.exception("unhandled error", error=type(exc).__name__)
     return _respond(
         request, HTTP_500_INTERNAL_SERVER_ERROR, "internal", "Internal server error", []
     )
 
 
-EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     Refused: handle_refused,
     ValidationException: handle_validation,

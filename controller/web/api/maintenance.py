@@ -7,17 +7,16 @@ public UUID). Checks keep running inside a window; only notifications are held b
 """
 
 from datetime import datetime, time
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, delete, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.access import customers_store as customers
-from controller.access.accounts_store import Principal
 from controller.alerting import maintenance
 from controller.alerting import maintenance_store as windows
 from controller.alerting.maintenance import StoredWindow
@@ -29,9 +28,8 @@ from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
-
-AuthedRequest = Request[Principal, Any, Any]
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
 
@@ -94,7 +92,7 @@ def _time_of(value: str, field: str) -> datetime:
         raise bad_request(field, f"{field} must be an ISO-8601 time") from None
 
 
-def _schedule(data: MaintenanceWindowCreate) -> dict[str, Any]:
+def _schedule(data: MaintenanceWindowCreate) -> dict[str, object]:
     """The `kind` and its columns, from the fields sent."""
     once = data.starts_at is not None or data.ends_at is not None
     weekly = any(v is not None for v in (data.weekday, data.start_time, data.duration_minutes))
@@ -138,7 +136,7 @@ def _schedule(data: MaintenanceWindowCreate) -> dict[str, Any]:
     }
 
 
-async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[str, Any]:
+async def _scope(conn: Conn, data: MaintenanceWindowCreate, org: int) -> dict[str, object]:
     """`monitor_id` or `customer_id` (internal), of the caller's organization."""
     if (data.monitor_id is None) == (data.customer_id is None):
         raise ApiError(

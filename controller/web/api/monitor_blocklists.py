@@ -4,23 +4,19 @@ MX hosts' addresses as found from each country, its mail domain, the outbound na
 on every list of its kind, per country: `listed`, `not_listed`, `list_unhealthy` or `unknown`,
 since when, why, and the list's delisting page; then its listings with their history."""
 
-from typing import Any
-
 import asyncpg
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 
-from controller.access.accounts_store import Principal
 from controller.monitors.kinds import Kind
 from controller.reputation import rules
 from controller.reputation.rules import lists_setting
 from controller.reputation.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
+from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
-
-AuthedRequest = Request[Principal, Any, Any]
 
 
 class StandingOut(msgspec.Struct, rename="camel"):

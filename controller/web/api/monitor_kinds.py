@@ -142,16 +142,16 @@ class KindApi:
         return self.path + self.item
 
     @property
-    def monitor_id(self) -> Any:
+    def monitor_id(self) -> object:
         """The annotation of the path parameter that names one monitor."""
         return Annotated[str, PathParameter(name=self.param, description="public UUID")]
 
-    def by_id(self, handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:
+    def by_id(self, handler: HandlerT, returns: object = ..., **params: object) -> HandlerT:
         """`typed`, with the handler's `monitor_id` read from this kind's path parameter."""
         return typed(handler, returns, monitor_id=self.monitor_id, **params)
 
     @staticmethod
-    def body(body_type: type[msgspec.Struct], examples: list[Example] | None) -> Any:
+    def body(body_type: type[msgspec.Struct], examples: list[Example] | None) -> object:
         """The annotation of a request body of that type."""
         return Annotated[body_type, Body(examples=examples)]
 
@@ -209,7 +209,7 @@ def api_of(kind: Kind) -> KindApi:
     return _BY_KIND[kind]
 
 
-def typed(handler: HandlerT, returns: Any = ..., **params: Any) -> HandlerT:
+def typed(handler: HandlerT, returns: object = ..., **params: object) -> HandlerT:
     """`handler` with these annotations (`returns`: its return type, if it differs) in place of
     the ones written on it. Litestar parses requests and writes the OpenAPI document from a
     handler's annotations, and those differ per kind (the path parameter's name, the body and

@@ -8,11 +8,10 @@ kind's resource; `Kind` (controller.monitors.kinds) holds what differs between t
 """
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from uuid import UUID
 
 import msgspec
-from litestar import Request
 from msgspec import UNSET, UnsetType
 
 from controller.monitors import config as monitor_config
@@ -39,6 +38,7 @@ from controller.web.api.monitor_schemas import (
     SmtpMonitorCreate,
     SmtpMonitorUpdate,
 )
+from controller.web.request_types import AnyRequest
 from shared.messages import RoundTripConfig
 from shared.secret import masked_hook
 from shared.timefmt import iso_ms, iso_ms_or_none
@@ -52,7 +52,7 @@ _CONFIG_ATTR = {SMTP: "smtp_config", IMAP_POP: "imap_pop_config", ROUNDTRIP: "ro
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
 
 
-def _integral(value: Any) -> Any:
+def _integral(value: object) -> object:
     """`value` with every integral float (`74.0`) as an int: JSON has one kind of number."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -63,7 +63,7 @@ def _integral(value: Any) -> Any:
     return value
 
 
-async def strict_body(request: Request[Any, Any, Any], data: BodyT) -> BodyT:
+async def strict_body(request: AnyRequest, data: BodyT) -> BodyT:
     """`data` re-checked strictly against the JSON types of the seeds.
 
     Litestar converts bodies leniently (`"60"` → 60, `1` → true, `"false"` → false); a monitor's
@@ -100,7 +100,7 @@ def customer_ident(ident: int | str) -> int | UUID | None:
         return None
 
 
-def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, Any] | None:
+def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, object] | None:
     """(field name, value) of the config sent as `smtpConfig`/`imapPopConfig` or `config`."""
     primary = getattr(body, _CONFIG_ATTR[kind])
     if primary is not UNSET and body.config is not UNSET and primary != body.config:
@@ -118,7 +118,7 @@ def _pick_config(kind: Kind, body: MonitorCreate | MonitorUpdate) -> tuple[str, 
 _NODEMAILER = {"ignoreTLS": "ignoreTls", "requireTLS": "requireTls"}
 
 
-def _smtp_leg(leg: Any) -> Any:
+def _smtp_leg(leg: object) -> object:
     """An SMTP leg as JSON with nodemailer's spellings as the model's keys."""
     if not isinstance(leg, dict):
         return leg
@@ -213,7 +213,31 @@ def sent_fields(body: MonitorUpdate) -> set[str]:
     return {f for f in body.__struct_fields__ if getattr(body, f) is not UNSET}
 
 
-def _common(monitor: "Monitor", config: dict[str, Any]) -> dict[str, Any]:
+class _Common(TypedDict):
+    """The fields every kind shows (`monitor_schemas._MonitorOut`'s)."""
+
+    id: int
+    public_id: str
+    organization_id: int
+    customer_id: int
+    name: str
+    hostname: str
+    port: int | None
+    status: str
+    check_interval: int
+    timeout_seconds: int
+    allowed_check_country_codes: list[str] | None
+    notification_email: str | None
+    notification_phone_number: str | None
+    mail_domain: str | None
+    secret_env: dict[str, str] | None
+    last_checked_at: str | None
+    created_at: str
+    updated_at: str
+    config: dict[str, object]
+
+
+def _common(monitor: "Monitor", config: dict[str, object]) -> _Common:
     """The fields every kind shows."""
     return {
         "id": monitor.id,

@@ -2,11 +2,11 @@
 list, update, delete."""
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Request, Router, delete, get, patch, post
+from litestar import Router, delete, get, patch, post
 from litestar.params import QueryParameter
 from msgspec import UNSET, UnsetType
 
@@ -34,9 +34,8 @@ from controller.web.api.monitor_rules import (
 )
 from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
 from controller.web.api.page import Page
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none
-
-AuthedRequest = Request[Principal, Any, Any]
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[

@@ -10,10 +10,9 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 from litestar.params import QueryParameter
 
-from controller.access.accounts_store import Principal
 from controller.monitors.kinds import Kind
 from controller.posture import store as db
 from controller.posture.notices import title
@@ -21,9 +20,9 @@ from controller.posture.rules import CODES
 from controller.posture.store import ListedFinding
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none
 
-AuthedRequest = Request[Principal, Any, Any]
 LimitParam = Annotated[
     int, QueryParameter(ge=1, le=1000, description="findings and changes listed, at most")
 ]

@@ -19,11 +19,10 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, delete, get, put
 from litestar.params import JSONBody
 from msgspec import Meta
 
-from controller.access.accounts_store import Principal
 from controller.monitors import oauth2_grants as grants
 from controller.monitors import validation
 from controller.monitors.errors import Refused
@@ -34,10 +33,11 @@ from controller.web.api import guards
 from controller.web.api.errors import ApiError, api_error, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
+from controller.web.authed_request import AuthedRequest
+from controller.web.request_types import AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
-AuthedRequest = Request[Principal, Any, Any]
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
 User = Annotated[str, Meta(min_length=1, max_length=320, pattern=r"^[^\x00-\x1f\x7f]+$")]
 DEFAULT_PORTS = {
@@ -92,12 +92,12 @@ class ReportMailboxIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     enabled: bool = True
 
 
-def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+def _pool(request: AnyRequest) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
 
-def _box(request: Request[Any, Any, Any]) -> SecretBox:
+def _box(request: AnyRequest) -> SecretBox:
     box: SecretBox = request.app.state.secret_box
     return box
 

@@ -11,16 +11,15 @@
 
 import ipaddress
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Response, get, post, put
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
 
-from controller.access.accounts_store import Principal
 from controller.monitors import validation
 from controller.monitors.errors import Invalid
 from controller.notify.links import Links
@@ -33,27 +32,28 @@ from controller.web.api import guards
 from controller.web.api.auth import client_address
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
+from controller.web.authed_request import AuthedRequest
+from controller.web.request_types import AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
-AuthedRequest = Request[Principal, Any, Any]
 TLS_PATH = "/reports/tls"
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows listed, at most")]
 DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
 
 
-def _pool(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+def _pool(request: AnyRequest) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
 
-def _keys(request: Request[Any, Any, Any]) -> list[bytes]:
+def _keys(request: AnyRequest) -> list[bytes]:
     box: SecretBox = request.app.state.secret_box
     return box.subkeys(tokens.PURPOSE)
 
 
-def _links(request: Request[Any, Any, Any]) -> Links:
+def _links(request: AnyRequest) -> Links:
     settings: ControllerSettings = request.app.state.settings
     return Links.of(settings)
 
@@ -61,7 +61,7 @@ def _links(request: Request[Any, Any, Any]) -> Links:
 def post_guard(settings: ControllerSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the report endpoint: per client address, per replica."""
 
-    def is_report(request: Request[Any, Any, Any]) -> bool:
+    def is_report(request: AnyRequest) -> bool:
         return request.scope["path"].startswith(TLS_PATH + "/")
 
     return RateLimitConfig(
@@ -93,7 +93,7 @@ def _unknown() -> ApiError:
     status_code=200,
 )
 async def receive_tls(
-    request: Request[Any, Any, Any], domain: FromPath[str], token: FromPath[str]
+    request: AnyRequest, domain: FromPath[str], token: FromPath[str]
 ) -> Response[Taken]:
     try:
         name = validation.mail_domain(domain) or ""
@@ -319,7 +319,7 @@ class ReportsController(Controller):
         return _settings_out(s)
 
 
-def _as_dict(s: ReportSettings) -> dict[str, Any]:
+def _as_dict(s: ReportSettings) -> dict[str, object]:
     return {
         "window_days": s.window_days,
         "tls_failures_min": s.tls_failures_min,

@@ -6,14 +6,13 @@ endpoints' tenancy: another organization's monitor is a 404.
 """
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Router, get, post
 from litestar.params import QueryParameter
 
-from controller.access.accounts_store import Principal
 from controller.db.pool import on_generic_plans
 from controller.ingest import store as results
 from controller.ingest.store import StoredResult
@@ -23,6 +22,7 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.messages import (
     AuthResults,
     Hop,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     # does not depend on the runtime package above it.
     from controller.runtime.pipeline import Pipeline
 
-AuthedRequest = Request[Principal, Any, Any]
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[

@@ -5,27 +5,26 @@ the page at once and mailed to its confirmed subscribers (`controller.web.consol
 """
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
-from controller.access.accounts_store import Principal
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
+from controller.web.authed_request import AuthedRequest
 from controller.web.console import status_notices as service
 from controller.web.console import status_notices_store as notices
 from controller.web.console.status_notices_store import Notice
 from shared.timefmt import iso_ms, iso_ms_or_none
 
-AuthedRequest = Request[Principal, Any, Any]
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
 Impact = Literal["none", "minor", "major", "maintenance"]
 State = Literal["investigating", "identified", "monitoring", "resolved"]

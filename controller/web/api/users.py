@@ -7,13 +7,13 @@ organization always keeps an enabled owner (checked under a lock on the organiza
 disabling each other at once cannot both succeed).
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import asyncpg
 import msgspec
 import structlog
-from litestar import Controller, Request, get, patch, post
+from litestar import Controller, get, patch, post
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from controller.access import accounts_store as accounts
@@ -26,6 +26,7 @@ from controller.web.api import guards
 from controller.web.api.auth import Logins, busy
 from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.web.api.page import Page, published
+from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -90,9 +91,7 @@ class UserController(Controller):
     tags = ["users"]
 
     @post("/", summary="Create a user in the caller's organization")
-    async def create(
-        self, request: Request[Principal, Any, Any], data: JSONBody[UserCreate]
-    ) -> User:
+    async def create(self, request: AuthedRequest, data: JSONBody[UserCreate]) -> User:
         principal = request.user
         guards.requires_admin(principal)
         validation.no_nul(data, "")
@@ -128,7 +127,7 @@ class UserController(Controller):
     @get("/", summary="List the organization's users")
     async def list_users(
         self,
-        request: Request[Principal, Any, Any],
+        request: AuthedRequest,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> UserPage:
@@ -141,7 +140,7 @@ class UserController(Controller):
 
     @patch("/{userPublicId:str}", summary="Disable or enable a user of the organization")
     async def update(
-        self, request: Request[Principal, Any, Any], user_id: UserId, data: JSONBody[UserUpdate]
+        self, request: AuthedRequest, user_id: UserId, data: JSONBody[UserUpdate]
     ) -> User:
         """`{"disabled": true}`: the user's tokens stop working at once (they are deleted) and
         logins are refused; `false` lets them log in again."""
@@ -174,7 +173,7 @@ class UserController(Controller):
         status_code=204,
         summary="Revoke every token of a user of the organization",
     )
-    async def revoke_tokens(self, request: Request[Principal, Any, Any], user_id: UserId) -> None:
+    async def revoke_tokens(self, request: AuthedRequest, user_id: UserId) -> None:
         guards.requires_admin(request.user)
         async with request.app.state.pool.acquire() as conn:
             target = await _target(conn, request.user, user_id)

@@ -5,11 +5,12 @@ owners and admins add one, choose the monitors it serves and the customers whose
 API's (controller.web.api.channels).
 """
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated
 from uuid import UUID
 
 import structlog
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -22,10 +23,10 @@ from controller.web.api.errors import ApiError
 from controller.web.console import store as console_store
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.request_types import AnyRequest
 
 log = structlog.get_logger(__name__)
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 _FIELD_MAX = 2048
 
@@ -60,7 +61,7 @@ async def channels_page(request: AnyRequest) -> Template:
     return await _page(request)
 
 
-def _field(form: Any, name: str) -> str | None:
+def _field(form: Mapping[str, object], name: str) -> str | None:
     value = str(form.get(name, "")).strip()[:_FIELD_MAX].replace("\x00", "")
     return value or None
 

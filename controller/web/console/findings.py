@@ -9,9 +9,10 @@ from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
 from controller.reputation import store as reputation
 from controller.web.api import guards
-from controller.web.console.pages import AnyRequest, blocklists_of, page, pool_of
+from controller.web.console.pages import blocklists_of, page, pool_of
 from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first
 from controller.web.console.session import principal_of
+from controller.web.request_types import AnyRequest
 
 ORG_OPEN = 2000  # open findings read for the page, at most
 

@@ -12,7 +12,7 @@ login's user sits. Pure: no I/O.
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -27,6 +27,8 @@ Widget = Literal[
     "customer", "interval", "fixed", "text", "email", "tel", "number", "list", "check",
     "select", "tls", "secret", "pem",
 ]  # fmt: skip
+
+V = TypeVar("V")
 
 # Body paths the API takes and the form leaves out, with why.
 UNSHOWN: Final[Mapping[str, str]] = {
@@ -231,7 +233,7 @@ def leaves(t: mi.StructType, prefix: str = "") -> Iterator[tuple[str, mi.Type, b
             yield path, inner, nullable, f.required
 
 
-def _suffix(table: Mapping[str, Any], path: str) -> Any:
+def _suffix(table: Mapping[str, V], path: str) -> V | None:
     """The entry for the longest dotted suffix of `path` in `table`."""
     steps = path.split(".")
     for n in range(len(steps)):
@@ -370,7 +372,7 @@ def at(holder: object, path: str) -> object:
     return holder
 
 
-def _tls_choice(config: Mapping[str, Any], group: str) -> str:
+def _tls_choice(config: Mapping[str, object], group: str) -> str:
     """The TLS choice of nodemailer's flags in `group` of a config (defaults filled in)."""
     holder = at(config, group) if group else config
     for value, _, sets in TLS_MODES:
@@ -379,7 +381,7 @@ def _tls_choice(config: Mapping[str, Any], group: str) -> str:
     return "none"
 
 
-def _shown(f: FormField, holder: Mapping[str, Any]) -> str:
+def _shown(f: FormField, holder: Mapping[str, object]) -> str:
     """A field's text from a body-shaped mapping; secrets and CAs are never put back (see
     `is_set`)."""
     if f.widget in ("secret", "pem"):
@@ -394,7 +396,7 @@ def _shown(f: FormField, holder: Mapping[str, Any]) -> str:
     return "" if value is None else str(value)
 
 
-def values_of(form: KindForm, shown: Mapping[str, Any]) -> dict[str, str]:
+def values_of(form: KindForm, shown: Mapping[str, object]) -> dict[str, str]:
     """The form's values for a monitor as the API shows it (a body-shaped mapping: top-level
     fields and its config); a key the config leaves out reads as the agent's default."""
     config = _with_defaults(shown.get(form.config_key) or {}, form.defaults)
@@ -408,7 +410,7 @@ def values_of(form: KindForm, shown: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _with_defaults(config: Mapping[str, Any], defaults: Mapping[str, object]) -> dict[str, Any]:
+def _with_defaults(config: object, defaults: Mapping[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(config))
     for path, value in defaults.items():
         *legs, key = path.split(".")
@@ -423,7 +425,7 @@ def _with_defaults(config: Mapping[str, Any], defaults: Mapping[str, object]) ->
     return out
 
 
-def is_set(form: KindForm, shown: Mapping[str, Any]) -> dict[str, str]:
+def is_set(form: KindForm, shown: Mapping[str, object]) -> dict[str, str]:
     """The secrets and CAs a stored monitor holds, by field name, with what the page may say
     of them (a CA: how many certificates; a secret: only that one is set)."""
     out = {}
@@ -485,7 +487,7 @@ def body_of(
     form: KindForm,
     values: Mapping[str, str],
     secret: Callable[[FormField], str | None],
-    stored: Mapping[str, Any] | None = None,
+    stored: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """The form's values as the API's JSON body. `secret(field)`: what to send for a secret
     left empty (a value typed before a refused submit, the mask keeping a stored one, or None);

@@ -10,10 +10,11 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 (controller.web.console.form_kept), and the refused field marked with the message.
 """
 
+from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -33,8 +34,8 @@ from controller.web.console.form_fields import INTERVALS, TLS_MODES, FormField, 
 from controller.web.console.form_kept import SUFFIX, KeptSecrets
 from controller.web.console.pages import find_monitor, page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.request_types import AnyRequest
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
 
@@ -48,7 +49,9 @@ def _kept(request: AnyRequest, action: str) -> KeptSecrets:
     return KeptSecrets(request.app.state.secret_box, request.scope["auth"], action)
 
 
-def _secret_of(form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None) -> Any:
+def _secret_of(
+    form: dict[str, str], kept: KeptSecrets, stored: dict[str, Any] | None
+) -> Callable[[FormField], str | None]:
     """What a secret field left empty sends: the value typed before a refused submit (its
     marker), else the mask where the monitor stores one, else nothing."""
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 import structlog
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -50,6 +50,7 @@ from controller.web.console.session import (
     principal_of,
     session_cookie,
 )
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ NOTICES = {
     "updated": "Saved.",
 }
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 
 

@@ -3,9 +3,9 @@ failures of controller.web.console.report_view, and the monitors naming the doma
 organization's domains only (another's, or one no monitor names, is a 404); a global supporter
 sees a domain's charts on its monitors' pages."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request, get
+from litestar import get
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Template
@@ -16,9 +16,9 @@ from controller.reports import store as reports
 from controller.web.console.pages import page, pool_of
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 
 

@@ -14,12 +14,12 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import structlog
 from isal import isal_zlib
-from litestar import MediaType, Request, Response, get, post
+from litestar import MediaType, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
@@ -32,11 +32,11 @@ from controller.web.console import report_series, scrape_series
 from controller.web.console import scrape_store as scrape
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 TOKEN_PREFIX = "mps_"
 MAX_SHARDS = 1000

@@ -7,8 +7,6 @@ treat `localhost` as secure), SameSite=Lax and scoped to `/console`; every POST 
 also carries a CSRF token (`csrf_config`).
 """
 
-from typing import Any
-
 import asyncpg
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import Cookie
@@ -27,6 +25,7 @@ from litestar.types import (
 from controller.access import accounts_store as accounts
 from controller.access.credentials import token_digest
 from controller.secrets.box import SecretBox
+from controller.web.request_types import AnyConnection
 
 COOKIE = "mp_session"
 PREFIX = "/console"
@@ -125,6 +124,6 @@ async def _to_login(scope: Scope, send: Send) -> None:
     await send(body)
 
 
-def principal_of(request: Any) -> accounts.Principal:
+def principal_of(request: AnyConnection) -> accounts.Principal:
     principal: accounts.Principal = request.scope["user"]
     return principal

@@ -18,7 +18,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from litestar import MediaType, Request, Response, get, head, post
+from litestar import MediaType, Response, get, head, post
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -40,11 +40,11 @@ from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status_cache import PageCache, Published
 from controller.web.console.status_notices_store import Notice, NoticeUpdate
 from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
 
-AnyRequest = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 UPTIME_DAYS = 90
@@ -156,7 +156,7 @@ async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
-def _in_background(request: AnyRequest, work: Coroutine[Any, Any, None]) -> None:
+def _in_background(request: AnyRequest, work: Coroutine[object, object, None]) -> None:
     """Run `work` after the response; the app's state holds the task until it ends."""
     state = request.app.state
     if not isinstance(getattr(state, "status_tasks", None), set):
@@ -180,7 +180,7 @@ async def _settle(pool: asyncpg.Pool, slug: str) -> None:
         log.warning("status page days not settled", slug=slug, exc_info=True)
 
 
-def _bars(days: dict[date, tuple[int, int]], today: date) -> list[dict[str, Any]]:
+def _bars(days: dict[date, tuple[int, int]], today: date) -> list[uptime_bars.Bar]:
     """One bar per day, oldest first: the share of up rounds, or None without any."""
     return uptime_bars.daily(days, today, UPTIME_DAYS)
 
@@ -229,7 +229,7 @@ def render_html(engine: JinjaTemplateEngine, content: dict[str, Any]) -> bytes:
     return template.render(**{**content, "monitors": monitors}).encode()
 
 
-def _bars_html(bars: list[dict[str, Any]]) -> str:
+def _bars_html(bars: list[uptime_bars.Bar]) -> str:
     out = []
     for b in bars:
         share = "no data" if b["share"] is None else f"{b['share']} % up"

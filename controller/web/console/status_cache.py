@@ -18,7 +18,6 @@ a visitor waits.
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -31,12 +30,12 @@ STALE_S = 30.0  # how much longer an expired page is served while its rebuild ru
 class Published:
     """A page's content and the bodies rendered from it, each rendered once."""
 
-    def __init__(self, content: dict[str, Any]) -> None:
+    def __init__(self, content: dict[str, object]) -> None:
         self.content = content
         self._bodies: dict[Hashable, bytes] = {}
-        self._renders: dict[Hashable, Callable[[dict[str, Any]], bytes]] = {}
+        self._renders: dict[Hashable, Callable[[dict[str, object]], bytes]] = {}
 
-    async def body(self, form: Hashable, render: Callable[[dict[str, Any]], bytes]) -> bytes:
+    async def body(self, form: Hashable, render: Callable[[dict[str, object]], bytes]) -> bytes:
         """The page as `form` (e.g. ("json", its URL)), rendered by `render` the first time, off
         the event loop (a thousand services' HTML is megabytes)."""
         held = self._bodies.get(form)
@@ -63,7 +62,9 @@ class PageCache:
     def __init__(self) -> None:
         self._pages: dict[Hashable, _Held] = {}
 
-    async def get(self, key: Hashable, build: Callable[[], Awaitable[dict[str, Any]]]) -> Published:
+    async def get(
+        self, key: Hashable, build: Callable[[], Awaitable[dict[str, object]]]
+    ) -> Published:
         now = asyncio.get_running_loop().time()
         held = self._pages.get(key)
         if held is not None and held.built.done() and held.expires <= now:
@@ -84,7 +85,7 @@ class PageCache:
             raise
 
     async def _rebuild(
-        self, key: Hashable, held: _Held, build: Callable[[], Awaitable[dict[str, Any]]]
+        self, key: Hashable, held: _Held, build: Callable[[], Awaitable[dict[str, object]]]
     ) -> None:
         try:
             page = await _published(build)
@@ -99,5 +100,5 @@ class PageCache:
             self._pages[key] = _Held(asyncio.get_running_loop().time() + PAGE_TTL_S, fresh)
 
 
-async def _published(build: Callable[[], Awaitable[dict[str, Any]]]) -> Published:
+async def _published(build: Callable[[], Awaitable[dict[str, object]]]) -> Published:
     return Published(await build())

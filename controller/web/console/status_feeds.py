@@ -11,7 +11,8 @@ import msgspec
 from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 
-from controller.web.console.status import AnyRequest, PathStr, published
+from controller.web.console.status import PathStr, published
+from controller.web.request_types import AnyRequest
 from shared.timefmt import iso_ms
 
 ATOM_NS = "http://www.w3.org/2005/Atom"

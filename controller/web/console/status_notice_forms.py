@@ -1,6 +1,7 @@
 """The console's forms for notices on a status page: write one, add an update, resolve it
 (owners and admins, as the API; `status_notices` does the work)."""
 
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +14,8 @@ from controller.web.console import status_notices as service
 from controller.web.console import status_notices_store as notices
 from controller.web.console.pages import pool_of
 from controller.web.console.session import PREFIX, principal_of
-from controller.web.console.status import AnyRequest, PathStr, admin_page
+from controller.web.console.status import PathStr, admin_page
+from controller.web.request_types import AnyRequest
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
@@ -25,11 +27,11 @@ def _uuid(raw: str) -> UUID:
         raise NotFoundException() from None
 
 
-def _field(form: Any, name: str, limit: int) -> str:
+def _field(form: Mapping[str, object], name: str, limit: int) -> str:
     return str(form.get(name, "")).strip()[:limit]
 
 
-def _invalid(form: Any) -> str | None:
+def _invalid(form: Mapping[str, object]) -> str | None:
     """The first field of the form that is wrong, as a message naming it."""
     if not _field(form, "body", 5000) or "\x00" in str(form.get("body", "")):
         return "body: required"

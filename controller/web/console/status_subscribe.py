@@ -18,9 +18,10 @@ from controller.web.console import status_store as status_pages
 from controller.web.console import status_subscribers as rules
 from controller.web.console import status_subscribers_store as subscribers
 from controller.web.console.pages import pool_of
-from controller.web.console.status import SLUG, AnyRequest, PathStr
+from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
 from controller.web.console.status_store import StatusPage
+from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)

@@ -4,7 +4,7 @@ neither way), coloured by the share of up rounds."""
 
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TypedDict
 
 UP_AT = 99.9  # % up from which a bar is green
 WARN_AT = 95.0  # % up from which it is amber, below red
@@ -17,12 +17,22 @@ def level(share: float | None) -> str:
     return "up" if share >= UP_AT else "warn" if share >= WARN_AT else "down"
 
 
-def _bar(label: str, up: int, down: int) -> dict[str, Any]:
+class Bar(TypedDict):
+    """One period's bar (`day`: its label), as the pages' JSON and templates read it."""
+
+    day: str
+    share: float | None  # % up among up and down, 2 decimals; None: no round counted
+    level: str  # `level(share)`
+    up: int
+    down: int
+
+
+def _bar(label: str, up: int, down: int) -> Bar:
     share = round(100 * up / (up + down), 2) if up + down else None
     return {"day": label, "share": share, "level": level(share), "up": up, "down": down}
 
 
-def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[dict[str, Any]]:
+def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[Bar]:
     """One bar per UTC day of the `n` up to `today`, oldest first (`day`: its ISO date)."""
     out = []
     for back in range(n - 1, -1, -1):
@@ -31,9 +41,7 @@ def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[dic
     return out
 
 
-def hourly(
-    hours: Mapping[datetime, tuple[int, int]], this_hour: datetime, n: int
-) -> list[dict[str, Any]]:
+def hourly(hours: Mapping[datetime, tuple[int, int]], this_hour: datetime, n: int) -> list[Bar]:
     """One bar per hour of the `n` up to `this_hour` (its start, UTC), oldest first (`day`: the
     hour as `2026-11-23 08:00 UTC`)."""
     out = []
