@@ -32,8 +32,11 @@ The controller may ask this agent, on `mon.control.CC.<agentId>`, to cancel one 
 organization holding more than its share of a saturated country (`Preempt`,
 controller.scheduling.preemption): the longest-running check of that organization here is
 cancelled (its connection closes with its task), its result is `down` / `preempted`, saying
-after how long and why, and its job is acked like any other, so the slot frees for the job the
-controller admitted in its place.
+after how long and why, and its job is acked like any other. The request carries the job the
+controller admitted in its place (`Preempt.job`, agent.carried): it takes the next slot that
+frees here, ahead of any pulled job, and no pull is made for it; whether or not a check was
+cancelled, so a carried job is never dropped for a stale view (it waits for a slot instead).
+At most `capacity` carried jobs wait here at once.
 
 With self-checks (agent.selfcheck), a job for a port this agent's canaries say it cannot reach
 goes back for another agent of the country, and a check that failed before any server answered
@@ -64,6 +67,7 @@ from agent import metrics
 from agent.backoff import Backoff
 from agent.blocklists import BlocklistProbe
 from agent.bundles import Delivery, jobs_of
+from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
@@ -224,6 +228,9 @@ class Worker:
         # with their tenant and when the check started: what `preempt` may cancel.
         self._checking: dict[asyncio.Task[Any], tuple[str, float]] = {}
         self._preempting: dict[asyncio.Task[Any], tuple[Preempt, float]] = {}
+        # Jobs carried by `Preempt` requests, not started yet (at most `capacity`): they take
+        # the next free slots, before any job of `_waiting`.
+        self._carried: list[tuple[Delivery, float, str]] = []
         # Jobs taken beyond the free slots, so that other tenants' jobs behind one tenant's
         # flood are seen: taken from the other agents of the country, so bounded.
         self._lookahead = concurrency if lookahead is None else lookahead
@@ -285,6 +292,8 @@ class Worker:
         the heartbeat (agent.tenant_loads)."""
         self._usage.sample(asyncio.get_running_loop().time())
         held = self._waiting.counts()
+        for _, _, tenant in self._carried:
+            held[tenant] = held.get(tenant, 0) + 1
         for tenant, n in self._held.items():
             held[tenant] = held.get(tenant, 0) + n
         return self._usage.loads(held)
@@ -473,7 +482,9 @@ class Worker:
             and asyncio.get_running_loop().time() - self._admitted_at < ADMITTED_FRESH_S
         ):
             lookahead = 0
-        return self.capacity + lookahead - len(self._tasks) - len(self._waiting)
+        return (
+            self.capacity + lookahead - len(self._tasks) - len(self._waiting) - len(self._carried)
+        )
 
     def _asking(self, free: int) -> int:
         """How many messages a pull request asks for: `free` jobs' worth, at the jobs per
@@ -550,10 +561,12 @@ class Worker:
         while len(self._tasks) < self.capacity:
             if self._stopping.is_set():
                 return  # handed back by _finish_in_flight
-            picked = self._waiting.pop(self._held)
-            if picked is None:
+            if self._carried:
+                msg, arrived, tenant = self._carried.pop(0)
+            elif (picked := self._waiting.pop(self._held)) is not None:
+                tenant, (msg, arrived) = picked
+            else:
                 return
-            tenant, (msg, arrived) = picked
             task = asyncio.create_task(self._handle(msg))
             self._tasks[task] = (msg, arrived, tenant)
             self._held[tenant] = self._held.get(tenant, 0) + 1
@@ -625,6 +638,9 @@ class Worker:
             log.error("check_task_crashed", error=repr(exc))
 
     async def _finish_in_flight(self) -> None:
+        for msg, _, _ in self._carried:  # never started: no stream to hand them back to
+            await _settle(msg.nak)
+        self._carried.clear()
         if self._waiting:
             waiting = [msg for msg, _ in self._waiting.clear()]
             for msg in waiting:  # never started: another agent takes them now
@@ -766,8 +782,26 @@ class Worker:
         await self._finish(msg, job, subject, result, started)
 
     def preempt(self, request: Preempt) -> bool:
-        """Cancel the longest-running check of `request.tenant` here (its result `preempted`);
+        """Cancel the longest-running check of `request.tenant` here (its result `preempted`),
+        and queue the job the request carries for the next free slot, ahead of pulled ones;
         False when none of its checks runs here (nothing is cancelled)."""
+        cancelled = self._cancel_longest(request)
+        if request.job is not None:
+            self._carry(request.job, cancelled)
+        return cancelled
+
+    def _carry(self, job: CheckJob, cancelled: bool) -> None:
+        """Queue `job`, carried by a `Preempt`, first for the next free slot (at most
+        `capacity` wait); it starts now if a slot is free."""
+        if self._stopping.is_set() or len(self._carried) >= self.capacity:
+            log.warning("carried_job_dropped", job_id=job.job_id, tenant=job.tenant)
+            return
+        now = asyncio.get_running_loop().time()
+        self._carried.append((CarriedJob(job, self.country), now, job.tenant))
+        log.info("carried_job_queued", job_id=job.job_id, tenant=job.tenant, cancelled=cancelled)
+        self._start_waiting()
+
+    def _cancel_longest(self, request: Preempt) -> bool:
         running = [
             (at, task)
             for task, (tenant, at) in self._checking.items()
@@ -883,6 +917,7 @@ class Worker:
             ms=result.response_time_ms,
             outcome=outcome,
             attempt=msg.metadata.num_delivered,
+            carried=isinstance(msg, CarriedJob),
         )
 
     async def _publish_and_ack(

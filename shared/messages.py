@@ -572,12 +572,15 @@ FEATURE_LOOK_ONLY = "look_only"
 # An agent that listens for `Preempt` requests on `mon.control.CC.<agentId>`: the controller
 # asks only such agents to cancel a check (controller.scheduling.preemption).
 FEATURE_PREEMPT = "preempt"
+# The agent runs the job a `Preempt` carries (`Preempt.job`) in the slot it frees.
+FEATURE_PREEMPT_CARRY = "preempt_carry"
 AGENT_FEATURES = (
     FEATURE_OAUTH2,
     FEATURE_BUNDLES,
     FEATURE_TENANT_LOADS,
     FEATURE_LOOK_ONLY,
     FEATURE_PREEMPT,
+    FEATURE_PREEMPT_CARRY,
 )
 
 
@@ -586,7 +589,10 @@ class Preempt(msgspec.Struct, kw_only=True, rename="camel"):
     check (core NATS, `mon.control.CC.<agentId>`): that organization held `held` of the
     country's `capacity` slots, beyond its max-min share `share`, while another organization's
     round waited for a slot (controller.scheduling.preemption). The cancelled check ends as
-    `down` / `preempted` (stored `missed`), its message saying so with these figures."""
+    `down` / `preempted` (stored `missed`), its message saying so with these figures.
+    `job`, to an agent that says `preempt_carry`: the waiting job the slot is for, as JOBS
+    would have delivered it (sealed credentials included); it is not published to JOBS, and
+    the agent runs it next, ahead of any job it pulls, whether or not a check was cancelled."""
 
     v: int = 1
     country: str
@@ -595,6 +601,7 @@ class Preempt(msgspec.Struct, kw_only=True, rename="camel"):
     held: Annotated[int, msgspec.Meta(ge=0)] = 0
     share: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     capacity: Annotated[int, msgspec.Meta(ge=0)] = 0
+    job: CheckJob | None = None
 
 
 def preempted_message(request: Preempt, seconds: float) -> str:

@@ -54,6 +54,7 @@ from controller.observability import metrics
 from shared.heartbeats import HEARTBEAT_TTL_S, WARMUP_S
 from shared.messages import (
     FEATURE_PREEMPT,
+    FEATURE_PREEMPT_CARRY,
     FEATURE_TENANT_LOADS,
     AgentHeartbeat,
     Preempt,
@@ -234,8 +235,11 @@ class LiveAgents:
         usage: defaultdict[str, float] = defaultdict(float)
         checks: defaultdict[str, float] = defaultdict(float)
         holders: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        carriers: set[str] = set()
         for seen in live.values():
             preempts = FEATURE_PREEMPT in seen.beat.features
+            if preempts and FEATURE_PREEMPT_CARRY in seen.beat.features:
+                carriers.add(seen.beat.agent_id)
             for t in seen.beat.tenants:
                 held[t.tenant] += t.held
                 usage[t.tenant] += t.usage
@@ -244,7 +248,15 @@ class LiveAgents:
                     holders[t.tenant][seen.beat.agent_id] = t.held
         capacity = sum(s.beat.capacity for s in live.values())
         heard_at = min(s.at for s in live.values())
-        return CountryLoad(capacity, dict(held), dict(usage), heard_at, dict(checks), dict(holders))
+        return CountryLoad(
+            capacity,
+            dict(held),
+            dict(usage),
+            heard_at,
+            dict(checks),
+            dict(holders),
+            frozenset(carriers),
+        )
 
     def now(self) -> float:
         """The view's clock (see `_now`)."""
@@ -268,6 +280,7 @@ class LiveAgents:
                 tenant=request.tenant,
                 held=request.held,
                 share=request.share,
+                carried=request.job.job_id if request.job is not None else None,
             )
 
     async def _on_message(self, msg: Msg) -> None:

@@ -12,7 +12,8 @@ class CountryLoad(msgspec.Struct, frozen=True):
     `checks`, checks ended lately by tenant, decayed alike (usage / checks: how long its checks
     hold a slot; absent or 0: unknown); `heard_at`, when the oldest of the beats it sums was
     heard (the live view's clock); `holders`, by tenant, the agents that hold its jobs and take
-    `Preempt` requests (`FEATURE_PREEMPT`), with how many each holds."""
+    `Preempt` requests (`FEATURE_PREEMPT`), with how many each holds; `carriers`, the agents
+    that run the job a `Preempt` carries (`FEATURE_PREEMPT_CARRY`)."""
 
     capacity: int
     held: Mapping[str, int] = {}
@@ -20,3 +21,4 @@ class CountryLoad(msgspec.Struct, frozen=True):
     heard_at: float = 0.0
     checks: Mapping[str, float] = {}
     holders: Mapping[str, Mapping[str, int]] = {}
+    carriers: frozenset[str] = frozenset()

@@ -4,12 +4,16 @@ asked agents to cancel, that the agents' beats may not show yet, and the jobs wa
 a slot, in memory. A job waits at most until its round can no longer start in time; a replica
 that dies loses its waiting jobs, whose rounds then close `expired` like any job lost in flight.
 
-A preemption gives its slot to the waiting job it was decided for at once: the job goes out
-`admitted` in the same pass, and the cancelled check's slot counts as free here until the
-beats show it (or, should the request be lost, for `PREEMPT_LOST_S`). Each replica preempts
-only for the jobs waiting in its own memory, so replicas that decide on the same beats cancel
-at most what each one's waiting tenants are owed, once per beat: beyond the need, at most
-(replicas - 1) times it, and those extra slots go to organizations below their share.
+A preemption gives its slot to the waiting job it was decided for at once: to an agent that
+says `preempt_carry` the job goes inside the `Preempt` request (`Preempt.job`), never to JOBS,
+so no earlier-admitted job waiting unpulled in JOBS can take the freed slot; to an older agent
+the job goes out `admitted` in the same pass. The cancelled check's slot counts as free here
+until the beats show it (or, should the request be lost, for `PREEMPT_LOST_S`; a lost
+request loses its carried job, whose round closes `expired` like any job lost in flight).
+Each replica preempts only for the jobs waiting in its own memory, so replicas that decide on
+the same beats cancel at most what each one's waiting tenants are owed, once per beat: beyond
+the need, at most (replicas - 1) times it, and those extra slots go to organizations below
+their share.
 """
 
 from collections import Counter
@@ -51,7 +55,8 @@ WAITING_PER_TENANT = 1_000
 @dataclass
 class Taken:
     """What a call admitted (publish now), refused (their missed rows), left waiting, and the
-    checks to ask agents to cancel (publish once the admitted jobs are out)."""
+    checks to ask agents to cancel (publish once the admitted jobs are out), some carrying
+    the job admitted for them (`Preempt.job`, not in `admitted`)."""
 
     admitted: list[CheckJob] = field(default_factory=list)
     preempts: list[Preempt] = field(default_factory=list)
@@ -97,6 +102,7 @@ class Admissions:
         """Jobs admitted that could not be published (NATS away), and the preemptions decided
         with them, not sent: the jobs wait again, first in their countries, and are asked again
         at the next pass while they can still start; the checks count as held again."""
+        jobs = [*jobs, *(p.job for p in preempts if p.job is not None)]
         for p in preempts:
             asked = self._preempted.get(p.country, [])
             for i in range(len(asked) - 1, -1, -1):
@@ -149,12 +155,21 @@ class Admissions:
         return taken
 
     def _admit(
-        self, cc: str, load: CountryLoad, job: CheckJob, taken: Taken, now: float, settle: float = 0
+        self,
+        cc: str,
+        load: CountryLoad,
+        job: CheckJob,
+        taken: Taken,
+        now: float,
+        settle: float = 0,
+        carried: bool = False,
     ) -> None:
-        """Admit `job` now; it counts as held from `now + settle` (PREEMPT_SETTLE_S for a job
-        admitted for a preemption) until the beats show it or its slot time has passed."""
+        """Admit `job` now (to JOBS, or `carried` in a `Preempt`); it counts as held from
+        `now + settle` (PREEMPT_SETTLE_S for a job admitted for a preemption) until the beats
+        show it or its slot time has passed."""
         job.admitted = True  # the agents pull for their free slots only
-        taken.admitted.append(job)
+        if not carried:
+            taken.admitted.append(job)
         at = now + settle
         until = at + admission.holds_for(load, job) + PULLED_WITHIN_S
         self._admitted.setdefault(cc, []).append((at, job.tenant, until))
@@ -187,7 +202,9 @@ class Admissions:
         if not decided:
             return still
         for p in decided:
-            self._admit(cc, load, still[p.waiter], taken, now, PREEMPT_SETTLE_S)
+            job = still[p.waiter]
+            carried = p.agent_id in load.carriers
+            self._admit(cc, load, job, taken, now, PREEMPT_SETTLE_S, carried)
             self._preempted.setdefault(cc, []).append(
                 (now, p.tenant, now + PREEMPT_LOST_S, p.agent_id)
             )
@@ -199,6 +216,7 @@ class Admissions:
                     held=p.held,
                     share=p.share,
                     capacity=load.capacity,
+                    job=job if carried else None,
                 )
             )
         given = {p.waiter for p in decided}

@@ -10,11 +10,12 @@ from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
 from bench.saturation import Tarpit
-from shared.messages import AGENT_FEATURES, FEATURE_PREEMPT, Preempt, encode
+from shared.messages import AGENT_FEATURES, FEATURE_PREEMPT, FEATURE_PREEMPT_CARRY, Preempt, encode
 from shared.streams import jobs_consumer_config
-from shared.subjects import JOBS_STREAM, control_subject
+from shared.subjects import JOBS_STREAM, control_subject, jobs_subject
 from tests.agent.helpers import (
     capture,
+    closed_port,
     job_for,
     publish_job,
     results,
@@ -89,3 +90,85 @@ async def test_a_preempt_request_cancels_the_named_tenants_longest_running_check
 
 async def _has_result(js: JetStreamContext, country: str, job_id: str) -> bool:
     return any(r.job_id == job_id for r in await results(js, country))
+
+
+async def test_a_preempt_carrying_a_job_runs_it_in_the_freed_slot_before_any_pulled_job(
+    nc: NATS, js: JetStreamContext, country: str, ssl_contexts: SslContexts
+) -> None:
+    """One slot, held by Noisy's hanging check, and another Noisy job admitted earlier waiting
+    unpulled in JOBS: the `Preempt` carrying the waiting job cancels the check, and the freed
+    slot runs the carried job (its result published under its own job id), not the JOBS one,
+    which is pulled only once the carried job's slot is free again."""
+    assert FEATURE_PREEMPT_CARRY in AGENT_FEATURES
+    await js.add_consumer(JOBS_STREAM, jobs_consumer_config(country))
+    w = worker(nc, country, ssl_contexts, concurrency=1, lookahead=0)
+    run = asyncio.create_task(w.run())
+    try:
+        async with Tarpit() as tarpit:
+            hanging = job_for(country, tarpit.port, tenant="noisy", timeout_seconds=30)
+            await publish_job(js, hanging)
+            await until(lambda: w.held_by_tenant == {"noisy": 1})
+            await until(lambda: len(tarpit._held) == 1)
+            queued = job_for(country, tarpit.port, tenant="noisy", timeout_seconds=30)
+            await publish_job(js, queued)
+            await asyncio.sleep(0.3)
+            assert await unacked(js, country) == (1, 1)  # the queued one sits in JOBS
+            carried = job_for(country, closed_port(), tenant="victim", timeout_seconds=5)
+            request = Preempt(
+                country=country,
+                agent_id=w.agent_id,
+                tenant="noisy",
+                held=1,
+                share=0.5,
+                capacity=1,
+                job=carried,
+            )
+            with capture() as logs:
+                await nc.publish(control_subject(country, w.agent_id), encode(request))
+                await until_async(lambda: _has_result(js, country, carried.job_id))
+                # Only then is the queued job pulled, into the slot the carried job freed.
+                await until(lambda: w.held_by_tenant == {"noisy": 1})
+                await until(lambda: len(tarpit._held) == 1)
+            got = {r.job_id: r for r in await results(js, country)}
+            assert set(got) == {hanging.job_id, carried.job_id}
+            assert (got[hanging.job_id].error_kind, got[carried.job_id].agent_id) == (
+                "preempted",
+                w.agent_id,
+            )
+            assert got[carried.job_id].status == "down"  # the closed port, really checked
+            checks = [e for e in logs if e["event"] == "check"]
+            assert [(e["job_id"], e["carried"]) for e in checks] == [
+                (hanging.job_id, False),
+                (carried.job_id, True),
+            ]
+            assert await unacked(js, country) == (0, 1)  # the queued one, running now
+            # The carried job was never in JOBS: it cannot run twice.
+            jobs = await js.stream_info(JOBS_STREAM, subjects_filter=jobs_subject(country))
+            assert (jobs.state.subjects or {}).get(jobs_subject(country)) == 2
+    finally:
+        w.stop()
+        await run
+
+
+async def test_a_carried_job_runs_even_when_nothing_is_cancelled(
+    nc: NATS, js: JetStreamContext, country: str, ssl_contexts: SslContexts
+) -> None:
+    """A `Preempt` naming a tenant with no check here (a stale view) still runs the job it
+    carries: in a free slot at once, else in the next slot to free, ahead of pulled jobs."""
+    await js.add_consumer(JOBS_STREAM, jobs_consumer_config(country))
+    w = worker(nc, country, ssl_contexts, concurrency=1, lookahead=0)
+    run = asyncio.create_task(w.run())
+    try:
+        carried = job_for(country, closed_port(), tenant="victim", timeout_seconds=5)
+        request = Preempt(
+            country=country, agent_id=w.agent_id, tenant="absent", held=1, share=0.5, job=carried
+        )
+        await until(lambda: w.readiness() is None)
+        await asyncio.sleep(0.2)  # subscribed to its control subject
+        await nc.publish(control_subject(country, w.agent_id), encode(request))
+        await until_async(lambda: _has_result(js, country, carried.job_id))
+        [result] = await results(js, country)
+        assert (result.job_id, result.status) == (carried.job_id, "down")
+    finally:
+        w.stop()
+        await run

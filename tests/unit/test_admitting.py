@@ -6,9 +6,11 @@ architecture names), and a country two replicas over-admitted gives the excess b
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from controller.fleet.load import CountryLoad
 from controller.scheduling.admitting import PREEMPT_LOST_S, Admissions
-from shared.messages import CheckJob
+from shared.messages import CheckJob, Preempt, decode_preempt, encode
 from tests.peers.jobs import make_job
 
 HEARD_AT = 100.0
@@ -136,3 +138,48 @@ def test_the_slot_taken_back_stays_the_waiting_jobs_until_the_agent_could_free_i
         views.append(CountryLoad(1, held, {"noisy": 22.0}, beat_at, {}, {}))
         taken = admissions.retry(now())
         assert (taken.admitted, taken.waiting) == ([], 1), beat_at
+
+
+def test_an_agent_that_carries_gets_the_job_in_the_request_never_in_jobs() -> None:
+    """To an agent saying `preempt_carry` the waiting job goes inside its `Preempt` (so no job
+    waiting unpulled in JOBS can take the freed slot), not to JOBS; an older agent's stays as
+    before (admitted to JOBS, the request without a job)."""
+    for carriers, carried in ((frozenset({"HK-a"}), True), (frozenset({"HK-b"}), False)):
+        clock = Clock(HEARD_AT)
+        load = msgspec.structs.replace(one_slot(), carriers=carriers)
+        admissions = Admissions(lambda cc, load=load: load, clock)
+        admissions.take([job("victim", 1)], now())
+        clock.at += 2.5
+        taken = admissions.retry(now())
+        [asked] = taken.preempts
+        assert taken.waiting == 0
+        if carried:
+            assert taken.admitted == [] and asked.job is not None
+            assert (asked.job.job_id, asked.job.admitted) == ("job-victim-1", True)
+        else:
+            assert [j.job_id for j in taken.admitted] == ["job-victim-1"] and asked.job is None
+
+
+def test_a_request_not_sent_gives_its_carried_job_back_to_the_waiting() -> None:
+    clock = Clock(HEARD_AT)
+    load = msgspec.structs.replace(one_slot(), carriers=frozenset({"HK-a"}))
+    admissions = Admissions(lambda cc: load, clock)
+    admissions.take([job("victim", 1)], now())
+    clock.at += 2.5
+    taken = admissions.retry(now())
+    admissions.put_back(taken.admitted, taken.preempts)
+    assert admissions.waiting() == 1
+    assert admissions.retry(now()).preempts == []  # it waits its grace again
+    clock.at += 2.5
+    [again] = admissions.retry(now()).preempts  # then is asked again, with the same job
+    assert again.job is not None and again.job.job_id == "job-victim-1"
+
+
+def test_a_carried_job_round_trips_in_its_request() -> None:
+    """The job inside a `Preempt` decodes as JOBS would deliver it; a request without one (an
+    older controller's) still decodes."""
+    carried = job("victim", 1)
+    request = Preempt(country="HK", agent_id="HK-a", tenant="noisy", job=carried)
+    assert decode_preempt(encode(request)).job == carried
+    old = b'{"v":1,"country":"HK","agentId":"HK-a","tenant":"noisy"}'
+    assert decode_preempt(old).job is None
