@@ -22,9 +22,6 @@ LISTED: dict[str, int] = {
     # for them (`f.type is not Any`); debt: the Create/Update keyword arguments and a stored config
     # edited key by key (4)
     "controller/web/alertsite/mapping.py": 25,
-    # debt: the JetStream API's JSON answers (stream info, snapshot meta) read key by key; Structs
-    # of the fields read would replace them
-    "shared/stream_move.py": 14,
     # a monitors-as-code file: YAML of the user's shape, read and rebuilt into the API's JSON body
     "controller/ascode/spec.py": 11,
     # Jinja contexts, splatted into `page(**context)`; litestar's Response[Any] (invariant in its
