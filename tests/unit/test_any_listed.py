@@ -40,9 +40,8 @@ LISTED: dict[str, int] = {
     "controller/web/console/status_feeds.py": 8,
     # the API's JSON answers (channels as listed) and the create body sent
     "controller/ascode/channels.py": 5,
-    # a litestar request (monitors/ may not import web/'s alias); debt: the changed columns, read
-    # by name
-    "controller/monitors/writes.py": 5,
+    # a litestar request (monitors/ may not import web/'s alias)
+    "controller/monitors/writes.py": 3,
     # Jinja contexts, Response[Any], the monitor's body as JSON
     "controller/web/console/forms.py": 7,
     # litestar's Request and ASGIConnection, invariant in user, auth and state: any request, named
@@ -52,8 +51,6 @@ LISTED: dict[str, int] = {
     "controller/web/api/monitor_rules.py": 3,
     # aioimaplib's untyped protocol: its command objects and responses
     "agent/probers/imap.py": 5,
-    # debt: a monitor row, or a body's values, read as its columns (type, hostname, port, config)
-    "controller/monitors/secret_binding.py": 1,
     # each posture check's stored JSONB facts (a shape per check)
     "controller/posture/facts.py": 5,
     # a round trip's config as JSON, into a Jinja context
@@ -62,8 +59,6 @@ LISTED: dict[str, int] = {
     "agent/worker.py": 4,
     # the token endpoint's JSON answer and the grant body sent
     "controller/ascode/device_cli.py": 4,
-    # debt: a masked config handed back to callers that read it key by key
-    "controller/monitors/kinds.py": 1,
     # aioimaplib's untyped protocol: its callbacks, command objects and responses
     "controller/reports/mailbox/imap.py": 4,
     # AlertSite's JSON answers (the fields `select` keeps) and request examples
@@ -84,8 +79,6 @@ LISTED: dict[str, int] = {
     "controller/db/pool.py": 2,
     # a grant as the API sent it (JSON) and as stored, nested into a config
     "controller/monitors/oauth2_grants.py": 2,
-    # debt: a config as JSON with a grant set at a login's path
-    "controller/oauth2/device.py": 2,
     # httpcore's socket options (its type is private)
     "controller/oauth2/fetcher.py": 2,
     # a grant as stored JSON (sealed)
@@ -96,8 +89,6 @@ LISTED: dict[str, int] = {
     "shared/messages.py": 2,
     # a thread's work of any result (Future is invariant)
     "controller/access/credentials.py": 1,
-    # debt: the changed columns, read by name by the write path
-    "controller/monitors/change_rules.py": 1,
     # a monitor's reputation lists as stored JSON
     "controller/monitors/fair_use.py": 1,
     # a config as the API was sent it (JSON)
