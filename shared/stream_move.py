@@ -24,12 +24,14 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+import msgspec
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from shared.json_value import Json, JsonObject
 from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 
 log = structlog.get_logger(__name__)
@@ -64,27 +66,118 @@ class Moved:
     replicas: int
 
 
-async def _api(nc: NATS, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One JetStream API request; its JSON answer, StreamMoveError for an error answer."""
+class _ApiError(msgspec.Struct):
+    """A JetStream API error answer's `error`."""
+
+    code: int = 0
+    err_code: int | None = None
+    description: str | None = None
+
+
+class _Answer(msgspec.Struct):
+    """A JetStream API answer: an `error` when the request failed."""
+
+    error: _ApiError | None = None
+
+
+class StreamState(msgspec.Struct):
+    """The part of a stream's state the move compares."""
+
+    messages: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    first_ts: str = ""
+
+
+class _ReplicasConfig(msgspec.Struct):
+    num_replicas: int = 1
+
+
+class StreamInfo(_Answer):
+    """`$JS.API.STREAM.INFO`'s answer: the stream's state and replicas."""
+
+    config: _ReplicasConfig = msgspec.field(default_factory=_ReplicasConfig)
+    state: StreamState = msgspec.field(default_factory=StreamState)
+
+
+class _SequenceInfo(msgspec.Struct):
+    stream_seq: int = 0
+
+
+class _ConsumerInfo(msgspec.Struct):
+    name: str
+    delivered: _SequenceInfo = msgspec.field(default_factory=_SequenceInfo)
+    ack_floor: _SequenceInfo = msgspec.field(default_factory=_SequenceInfo)
+    num_ack_pending: int = 0
+
+
+class _ConsumerPage(_Answer):
+    """`$JS.API.CONSUMER.LIST`'s answer: one page of the stream's consumers."""
+
+    consumers: list[_ConsumerInfo] | None = None
+    total: int = 0
+
+
+class _SnapshotAnswer(_Answer):
+    """`$JS.API.STREAM.SNAPSHOT`'s answer: the stream's config and state, kept as sent to be
+    handed back to the restore."""
+
+    config: msgspec.Raw = msgspec.Raw(b"{}")
+    state: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _RestoreStarted(_Answer):
+    """`$JS.API.STREAM.RESTORE`'s answer: where to send the snapshot's chunks."""
+
+    deliver_subject: str = ""
+
+
+class _RestoreDone(_Answer):
+    """The answer to a restore's last (empty) chunk: the restored stream's state."""
+
+    state: StreamState | None = None
+
+
+@dataclass
+class SnapshotMeta:
+    """A snapshot's stream config and state as JetStream sent them (every field, handed back to
+    the restore), and the state's span the move compares."""
+
+    config: JsonObject
+    state: JsonObject
+    span: StreamState
+
+
+A = TypeVar("A", bound=_Answer)
+
+
+def _decoded(data: bytes, into: type[A]) -> A:
+    return msgspec.json.decode(data or b"{}", type=into)
+
+
+async def _api(nc: NATS, subject: str, into: type[A], body: JsonObject | None = None) -> A:
+    """One JetStream API request; its answer, StreamMoveError for an error answer."""
     msg = await nc.request(
         subject, json.dumps(body).encode() if body is not None else b"", timeout=API_TIMEOUT_S
     )
-    answer: dict[str, Any] = json.loads(msg.data or b"{}")
-    if error := answer.get("error"):
-        raise StreamMoveError(
-            f"{subject}: {error.get('description', error)} (err_code {error.get('err_code')})"
-        )
+    answer = _decoded(msg.data, into)
+    if error := answer.error:
+        raise StreamMoveError(f"{subject}: {_described(error)} (err_code {error.err_code})")
     return answer
 
 
-async def stream_info(nc: NATS, stream: str) -> dict[str, Any] | None:
+def _described(error: _ApiError) -> str:
+    return error.description or msgspec.json.encode(error).decode()
+
+
+async def stream_info(nc: NATS, stream: str) -> StreamInfo | None:
     """The stream's info as JetStream sends it; None when there is no such stream."""
     msg = await nc.request(f"$JS.API.STREAM.INFO.{stream}", b"", timeout=API_TIMEOUT_S)
-    answer: dict[str, Any] = json.loads(msg.data or b"{}")
-    if error := answer.get("error"):
-        if error.get("code") == 404:
+    answer = _decoded(msg.data, StreamInfo)
+    if error := answer.error:
+        if error.code == 404:
             return None
-        raise StreamMoveError(f"stream info {stream}: {error.get('description', error)}")
+        raise StreamMoveError(f"stream info {stream}: {_described(error)}")
     return answer
 
 
@@ -92,19 +185,21 @@ async def consumer_states(nc: NATS, stream: str) -> dict[str, tuple[int, int, in
     """Each durable consumer of the stream: (last delivered, ack floor, pending acks)."""
     states: dict[str, tuple[int, int, int]] = {}
     while True:
-        page = await _api(nc, f"$JS.API.CONSUMER.LIST.{stream}", {"offset": len(states)})
-        infos = page.get("consumers") or []
+        page = await _api(
+            nc, f"$JS.API.CONSUMER.LIST.{stream}", _ConsumerPage, {"offset": len(states)}
+        )
+        infos = page.consumers or []
         for info in infos:
-            states[info["name"]] = (
-                info["delivered"]["stream_seq"],
-                info["ack_floor"]["stream_seq"],
-                info.get("num_ack_pending", 0),
+            states[info.name] = (
+                info.delivered.stream_seq,
+                info.ack_floor.stream_seq,
+                info.num_ack_pending,
             )
-        if not infos or len(states) >= page.get("total", 0):
+        if not infos or len(states) >= page.total:
             return states
 
 
-async def snapshot(nc: NATS, stream: str, into: Path) -> dict[str, Any]:
+async def snapshot(nc: NATS, stream: str, into: Path) -> SnapshotMeta:
     """Write the stream's snapshot (messages and durable consumers) to `into`; return the
     stream's config and state the snapshot holds."""
     inbox = nc.new_inbox()
@@ -132,6 +227,7 @@ async def snapshot(nc: NATS, stream: str, into: Path) -> dict[str, Any]:
             answer = await _api(
                 nc,
                 f"$JS.API.STREAM.SNAPSHOT.{stream}",
+                _SnapshotAnswer,
                 {"deliver_subject": inbox, "no_consumers": False, "chunk_size": CHUNK_BYTES},
             )
             while not done.done():
@@ -145,32 +241,47 @@ async def snapshot(nc: NATS, stream: str, into: Path) -> dict[str, Any]:
             await done
         finally:
             await sub.unsubscribe()
-    return {"config": answer["config"], "state": answer["state"]}
+    return SnapshotMeta(
+        config=_object(answer.config),
+        state=_object(answer.state),
+        span=msgspec.json.decode(answer.state, type=StreamState),
+    )
 
 
-async def restore(nc: NATS, meta: dict[str, Any], data: Path) -> dict[str, Any]:
+def _object(raw: msgspec.Raw) -> JsonObject:
+    """A JSON object kept as sent (every field, of any shape), to be sent back."""
+    value: Json = json.loads(bytes(raw))
+    if not isinstance(value, dict):
+        raise StreamMoveError(f"a JetStream API answer holds {value!r} for an object")
+    return value
+
+
+async def restore(nc: NATS, meta: SnapshotMeta, data: Path) -> StreamState:
     """Restore a snapshot written by `snapshot` (its config as given in `meta`); return the
     restored stream's state."""
-    name = meta["config"]["name"]
-    started = await _api(nc, f"$JS.API.STREAM.RESTORE.{name}", meta)
-    deliver = started["deliver_subject"]
+    name = meta.config.get("name")
+    started = await _api(
+        nc,
+        f"$JS.API.STREAM.RESTORE.{name}",
+        _RestoreStarted,
+        {"config": meta.config, "state": meta.state},
+    )
+    deliver = started.deliver_subject
     with data.open("rb") as src:
         while chunk := src.read(CHUNK_BYTES):
             reply = await nc.request(deliver, chunk, timeout=API_TIMEOUT_S)
             if reply.data:
                 _raise_error(reply.data, f"restore of {name}")
     reply = await nc.request(deliver, b"", timeout=RESTORE_DONE_TIMEOUT_S)
-    answer = _raise_error(reply.data, f"restore of {name}")
-    state: dict[str, Any] = answer.get("state") or {}
-    return state
+    return _raise_error(reply.data, f"restore of {name}").state or StreamState()
 
 
-def _raise_error(data: bytes, what: str) -> dict[str, Any]:
+def _raise_error(data: bytes, what: str) -> _RestoreDone:
     if data.startswith(b"-ERR"):
         raise StreamMoveError(f"{what}: {data.decode(errors='replace')}")
-    answer: dict[str, Any] = json.loads(data or b"{}")
-    if error := answer.get("error"):
-        raise StreamMoveError(f"{what}: {error.get('description', error)}")
+    answer = _decoded(data, _RestoreDone)
+    if error := answer.error:
+        raise StreamMoveError(f"{what}: {_described(error)}")
     return answer
 
 
@@ -179,15 +290,15 @@ async def _cleared_target(target: NATS, stream: str) -> None:
     info = await stream_info(target, stream)
     if info is None:
         return
-    state = info["state"]
-    if state.get("messages", 0) or state.get("last_seq", 0):
+    state = info.state
+    if state.messages or state.last_seq:
         raise StreamMoveError(
-            f"the target already has stream {stream} with {state.get('messages', 0)} messages"
-            f" (last sequence {state.get('last_seq', 0)}): the move only fills a cluster that"
+            f"the target already has stream {stream} with {state.messages} messages"
+            f" (last sequence {state.last_seq}): the move only fills a cluster that"
             " has none of the product's streams, or empty ones. Delete it there (`nats stream"
             f" rm {stream}`) if its messages are not needed"
         )
-    await _api(target, f"$JS.API.STREAM.DELETE.{stream}")
+    await _api(target, f"$JS.API.STREAM.DELETE.{stream}", _Answer)
     log.info("stream_move_empty_target_replaced", stream=stream)
 
 
@@ -201,14 +312,14 @@ async def move_stream(
     consumers_before = await consumer_states(source, stream)
     data = workdir / f"{stream}.tar.s2"
     meta = await snapshot(source, stream, data)
-    meta["config"]["num_replicas"] = replicas
+    meta.config["num_replicas"] = replicas
     try:
         state = await restore(target, meta, data)
-        moved = await _checked(source, target, stream, meta["state"], consumers_before, state)
+        moved = await _checked(source, target, stream, meta.span, consumers_before, state)
     except BaseException:
         # Nothing half-moved stays behind: a new run starts from an empty target.
         if await stream_info(target, stream) is not None:
-            await _api(target, f"$JS.API.STREAM.DELETE.{stream}")
+            await _api(target, f"$JS.API.STREAM.DELETE.{stream}", _Answer)
         raise
     finally:
         data.unlink(missing_ok=True)
@@ -223,20 +334,19 @@ async def move_stream(
     return moved
 
 
-def _span(state: dict[str, Any]) -> tuple[int, int, int]:
+def _span(state: StreamState) -> tuple[int, int, int]:
     """Messages, first and last sequence; an empty stream's first sequence is no message's
     (JetStream reports 0 or the next one) and counts as 0."""
-    messages = state.get("messages", 0)
-    return (messages, state.get("first_seq", 0) if messages else 0, state.get("last_seq", 0))
+    return (state.messages, state.first_seq if state.messages else 0, state.last_seq)
 
 
 async def _checked(
     source: NATS,
     target: NATS,
     stream: str,
-    snapped: dict[str, Any],
+    snapped: StreamState,
     consumers_before: dict[str, tuple[int, int, int]],
-    restored: dict[str, Any],
+    restored: StreamState,
 ) -> Moved:
     """The restored stream holds what the source's snapshot held, and the source took no
     write (message, consumer, ack) since its consumers were read before the snapshot."""
@@ -244,7 +354,7 @@ async def _checked(
     consumers_now = await consumer_states(source, stream)
     if (
         source_now is None
-        or _span(source_now["state"]) != _span(snapped)
+        or _span(source_now.state) != _span(snapped)
         or consumers_now != consumers_before
     ):
         raise StreamMoveError(
@@ -272,7 +382,7 @@ async def _checked(
         await asyncio.sleep(0.2)
     messages, first, last = _span(restored)
     info = await stream_info(target, stream)
-    replicas = (info or {}).get("config", {}).get("num_replicas", 1)
+    replicas = info.config.num_replicas if info is not None else 1
     return Moved(stream, messages, first, last, tuple(sorted(on_target)), replicas)
 
 

@@ -5,7 +5,6 @@ No I/O: rows and changes in, decisions out (`controller.monitors.writes` applies
 """
 
 from collections.abc import Mapping
-from typing import Any
 
 # A monitor's columns as stored (`controller.monitors.store.stored_values`), or a table test's.
 Row = Mapping[str, object]
@@ -14,7 +13,7 @@ Row = Mapping[str, object]
 REGRID_COLUMNS = frozenset({"check_interval", "status"})
 
 
-def with_due_reset(changes: Mapping[str, object]) -> dict[str, Any]:
+def with_due_reset(changes: Mapping[str, object]) -> dict[str, object]:
     """`changes`, plus `next_due_at` cleared when they set the interval or the status (the
     scheduler then plans the monitor as new: its first round at once or on its new grid)."""
     out = dict(changes)

@@ -17,7 +17,7 @@ Pure: imports only the wire types.
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from shared.messages import (
     ImapPopConfig,
@@ -171,7 +171,7 @@ class Kind:
             if isinstance(holder, dict):
                 holder.pop(key, None)
 
-    def masked(self, config: Mapping[str, object]) -> dict[str, Any]:
+    def masked(self, config: Mapping[str, object]) -> dict[str, object]:
         """A config as JSON (as stored, or as shown) with each of its secrets (passwords and
         OAuth2 grants' secrets) replaced by the mask, as responses show it; an empty or absent
         secret stays as it is."""

@@ -15,10 +15,10 @@ value, or spelling out a default, is no change.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from controller.monitors import kinds
-from shared.messages import ImapPopConfig, MonitorType, SmtpConfig, default_port
+from shared.messages import MONITOR_TYPES, ImapPopConfig, MonitorType, SmtpConfig, default_port
 
 # The config keys each secret is bound to are declared with its kind's login (`Login.bound`,
 # `Login.also`).
@@ -34,10 +34,18 @@ class Target:
     config: Mapping[str, object]
 
     @classmethod
-    def of(cls, values: Mapping[str, Any]) -> "Target":
+    def of(cls, values: Mapping[str, object]) -> "Target":
         """From a monitor row, or anything with its `type`, `hostname`, `port`, `config`."""
-        monitor_type = cast(MonitorType, values["type"])
-        return cls(monitor_type, values["hostname"], values["port"], values["config"] or {})
+        monitor_type, hostname, port = values["type"], values["hostname"], values["port"]
+        config = values["config"] or {}
+        if not (
+            monitor_type in MONITOR_TYPES
+            and isinstance(hostname, str)
+            and (port is None or isinstance(port, int))
+            and isinstance(config, Mapping)
+        ):
+            raise ValueError("not a monitor's type, hostname, port and config")
+        return cls(cast(MonitorType, monitor_type), hostname, port, config)
 
 
 def _at(config: Mapping[str, object], path: str) -> object:

@@ -140,7 +140,7 @@ class MonitorWrites:
                 secret_binding.Target.of(stored), secret_binding.Target.of({**stored, **changes})
             )
             if moved:
-                raise edit.refuse_moved_secret(changes.get("type", monitor.type), moved)
+                raise edit.refuse_moved_secret(_type_after(monitor, changes), moved)
             keep_unchanged_secrets(monitor, changes, self.box)
             keep_unchanged_config(monitor, changes)
             if edit.customer is not None:
@@ -204,14 +204,14 @@ async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:
     return found
 
 
-def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: SecretBox) -> None:
+def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, object], box: SecretBox) -> None:
     """After the binding check: a secret sent again with the value already stored keeps its
     stored ciphertext, so sending it again (`apply` does, every run: it cannot see whether a
     secret changed) changes nothing: the credentials are not new (a login back-off goes on)."""
     config = changes.get("config")
     if not isinstance(config, dict):
         return
-    kind = kinds.of_type(changes.get("type", monitor.type))
+    kind = kinds.of_type(_type_after(monitor, changes))
     for path in (*kind.secrets, *kind.grant_secrets):
         *parents, leaf = path.split(".")
         new_holder: object = config
@@ -226,17 +226,22 @@ def keep_unchanged_secrets(monitor: Monitor, changes: dict[str, Any], box: Secre
             new_holder[leaf] = old
 
 
-def keep_unchanged_config(monitor: Monitor, changes: dict[str, Any]) -> None:
+def keep_unchanged_config(monitor: Monitor, changes: dict[str, object]) -> None:
     """After `keep_unchanged_secrets`: a config that says what the stored one says, spelt
     another way (a default left out or spelt out, keys in another order), keeps the stored one,
     so the write changes nothing it need not (`updated_at`, a round trip's confirmed mailbox)."""
     new = changes.get("config")
-    if new is None or changes.get("type", monitor.type) != monitor.type:
+    if new is None or _type_after(monitor, changes) != monitor.type:
         return
     if new != monitor.config_as_sent and config_rules.same(
         monitor.type, monitor.config_as_sent, new
     ):
         changes["config"] = monitor.config_as_sent
+
+
+def _type_after(monitor: Monitor, changes: Mapping[str, object]) -> str:
+    """The monitor's type once `changes` are written (a write may change it)."""
+    return str(changes.get("type", monitor.type))
 
 
 def _same(box: SecretBox, a: str, b: str) -> bool:

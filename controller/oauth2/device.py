@@ -13,7 +13,7 @@ import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import authlib.deprecate
 import httpx
@@ -131,14 +131,16 @@ async def poll(
 
 def with_grant(
     config: Mapping[str, object], login: str, oauth2: Mapping[str, object]
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The monitor's config as the API showed it (secrets masked, which keeps them) with
     `oauth2` set on the login at `login` (`auth`, ``, `send.auth`, `receive`)."""
-    out: dict[str, Any] = dict(config)
+    out = dict(config)
     holder = out
     for step in [s for s in login.split(".") if s]:
-        holder[step] = dict(holder.get(step) or {})
-        holder = holder[step]
+        inner = holder.get(step)
+        nested: dict[str, object] = dict(inner) if isinstance(inner, Mapping) else {}
+        holder[step] = nested
+        holder = nested
     holder["oauth2"] = dict(oauth2)
     holder.pop("pass", None)
     holder.pop("password", None)

@@ -98,7 +98,7 @@ async def contents(js: JetStreamContext, stream: str) -> list[tuple[int, str, by
 async def first_stored(nc: NATS, stream: str) -> str:
     info = await stream_info(nc, stream)
     assert info is not None
-    return str(info["state"]["first_ts"])
+    return info.state.first_ts
 
 
 async def test_move_from_a_single_hub_to_the_cluster_keeps_messages_and_positions(

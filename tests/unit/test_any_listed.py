@@ -19,12 +19,8 @@ PACKAGES = ("controller", "agent", "shared")
 # the uses that a precise type (a Struct, a TypedDict, shared.json_value.Json) is still to replace.
 LISTED: dict[str, int] = {
     # AlertSite's fields accepted and ignored: any JSON, documented as any value (20) and the test
-    # for them (`f.type is not Any`); debt: the Create/Update keyword arguments and a stored config
-    # edited key by key (4)
-    "controller/web/alertsite/mapping.py": 25,
-    # debt: the JetStream API's JSON answers (stream info, snapshot meta) read key by key; Structs
-    # of the fields read would replace them
-    "shared/stream_move.py": 14,
+    # for them (`f.type is not Any`)
+    "controller/web/alertsite/mapping.py": 21,
     # a monitors-as-code file: YAML of the user's shape, read and rebuilt into the API's JSON body
     "controller/ascode/spec.py": 11,
     # Jinja contexts, splatted into `page(**context)`; litestar's Response[Any] (invariant in its
@@ -37,15 +33,12 @@ LISTED: dict[str, int] = {
     "controller/web/api/report_mailbox.py": 8,
     # the API's JSON body built from a form path by path, nested objects made on the way
     "controller/web/console/form_fields.py": 8,
-    # a status page's content (JSON and Jinja context), read back to draw its bars; Response[Any]
-    "controller/web/console/status.py": 6,
-    # a status page's content (JSON) read into its Atom, RSS and JSON summary
-    "controller/web/console/status_feeds.py": 8,
+    # litestar's Response[Any] (invariant in its content: a Template or a Redirect)
+    "controller/web/console/status.py": 1,
     # the API's JSON answers (channels as listed) and the create body sent
     "controller/ascode/channels.py": 5,
-    # a litestar request (monitors/ may not import web/'s alias); debt: the changed columns, read
-    # by name
-    "controller/monitors/writes.py": 5,
+    # a litestar request (monitors/ may not import web/'s alias)
+    "controller/monitors/writes.py": 3,
     # Jinja contexts, Response[Any], the monitor's body as JSON
     "controller/web/console/forms.py": 7,
     # litestar's Request and ASGIConnection, invariant in user, auth and state: any request, named
@@ -55,8 +48,6 @@ LISTED: dict[str, int] = {
     "controller/web/api/monitor_rules.py": 3,
     # aioimaplib's untyped protocol: its command objects and responses
     "agent/probers/imap.py": 5,
-    # debt: a monitor row, or a body's values, read as its columns (type, hostname, port, config)
-    "controller/monitors/secret_binding.py": 1,
     # each posture check's stored JSONB facts (a shape per check)
     "controller/posture/facts.py": 5,
     # a round trip's config as JSON, into a Jinja context
@@ -65,8 +56,6 @@ LISTED: dict[str, int] = {
     "agent/worker.py": 4,
     # the token endpoint's JSON answer and the grant body sent
     "controller/ascode/device_cli.py": 4,
-    # debt: a masked config handed back to callers that read it key by key
-    "controller/monitors/kinds.py": 1,
     # aioimaplib's untyped protocol: its callbacks, command objects and responses
     "controller/reports/mailbox/imap.py": 4,
     # AlertSite's JSON answers (the fields `select` keeps) and request examples
@@ -87,8 +76,6 @@ LISTED: dict[str, int] = {
     "controller/db/pool.py": 2,
     # a grant as the API sent it (JSON) and as stored, nested into a config
     "controller/monitors/oauth2_grants.py": 2,
-    # debt: a config as JSON with a grant set at a login's path
-    "controller/oauth2/device.py": 2,
     # httpcore's socket options (its type is private)
     "controller/oauth2/fetcher.py": 2,
     # a grant as stored JSON (sealed)
@@ -99,8 +86,6 @@ LISTED: dict[str, int] = {
     "shared/messages.py": 2,
     # a thread's work of any result (Future is invariant)
     "controller/access/credentials.py": 1,
-    # debt: the changed columns, read by name by the write path
-    "controller/monitors/change_rules.py": 1,
     # a monitor's reputation lists as stored JSON
     "controller/monitors/fair_use.py": 1,
     # a config as the API was sent it (JSON)

@@ -9,8 +9,9 @@ field. What is mapped, and what is accepted but ignored, is in docs/alertsite.md
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import msgspec
 import pycountry
@@ -308,11 +309,24 @@ def _hostname(raw: str, email: EmailType) -> tuple[str, int | None, bool | None]
     raise _bad_hostname("the port after ':' must be a whole number from 1 to 65535")
 
 
+class MonitorFields(TypedDict, total=False):
+    """Keyword arguments of our Create/Update Struct an AlertSite body sets (config apart)."""
+
+    customer_id: int | str
+    name: str
+    hostname: str
+    port: int | None
+    check_interval: int
+    timeout_seconds: int
+    allowed_check_country_codes: list[str] | None
+    status: str
+
+
 @dataclass
 class Translated:
     """What an AlertSite body says, in mailprobe's terms (UNSET: not sent)."""
 
-    fields: dict[str, Any]  # keyword arguments of our Create/Update Struct, without config
+    fields: MonitorFields
     ssl: bool | UnsetType = UNSET
     login: str | None | UnsetType = UNSET
     password: str | None | UnsetType = UNSET
@@ -344,7 +358,7 @@ def _address(body: EmailMonitorFields, email: EmailType, out: Translated) -> Non
 def translate(
     body: EmailMonitorFields, email: EmailType, stored_interval: int | None
 ) -> Translated:
-    out = Translated(fields={})
+    out = Translated(fields=MonitorFields())
     if body.name is not UNSET:
         out.fields["name"] = body.name
     _address(body, email, out)
@@ -417,12 +431,13 @@ def _put(cfg: dict[str, object], key: str, value: object, default: object) -> No
         cfg[key] = value
 
 
-def _smtp_config(t: Translated, stored: dict[str, Any]) -> SmtpConfigIn:
+def _smtp_config(t: Translated, stored: Mapping[str, object]) -> SmtpConfigIn:
     """The SMTP config to store: the stored one (secrets masked, so they are kept) + changes."""
     cfg = dict(stored)
     if t.ssl is not UNSET:
         _put(cfg, "secure", t.ssl, False)
-    auth = dict(cfg.get("auth") or {})
+    stored_auth = cfg.get("auth")
+    auth = dict(stored_auth) if isinstance(stored_auth, Mapping) else {}
     if t.login is not UNSET:
         _put(auth, "user", t.login, None)
     if t.password is not UNSET:
@@ -432,7 +447,9 @@ def _smtp_config(t: Translated, stored: dict[str, Any]) -> SmtpConfigIn:
     return msgspec.convert(cfg, SmtpConfigIn)
 
 
-def _imap_pop_config(t: Translated, stored: dict[str, Any], email: EmailType) -> ImapPopConfigIn:
+def _imap_pop_config(
+    t: Translated, stored: Mapping[str, object], email: EmailType
+) -> ImapPopConfigIn:
     cfg = {**stored, "protocol": email.type}
     if t.ssl is not UNSET:
         _put(cfg, "tls", t.ssl, False)
@@ -446,32 +463,29 @@ def _imap_pop_config(t: Translated, stored: dict[str, Any], email: EmailType) ->
 def create_body(t: Translated, email: EmailType) -> SmtpMonitorCreate | ImapPopMonitorCreate:
     # The write leaves customer_id to its caller, which finds the default customer only
     # once the whole body is known good; 0 stands in until then.
-    fields: dict[str, Any] = {**t.fields, "customer_id": 0}
+    fields: MonitorFields = {**t.fields, "customer_id": 0}
     if t.enabled is not UNSET:
         fields["status"] = "active" if t.enabled else "disabled"
     if email.kind is SMTP:
-        if t.touches_config():
-            fields["smtp_config"] = _smtp_config(t, {})
-        return SmtpMonitorCreate(**fields)
+        smtp = _smtp_config(t, {}) if t.touches_config() else UNSET
+        return SmtpMonitorCreate(**fields, smtp_config=smtp)
     return ImapPopMonitorCreate(**fields, imap_pop_config=_imap_pop_config(t, {}, email))
 
 
 def update_body(
     t: Translated, email: EmailType, monitor: Monitor
 ) -> SmtpMonitorUpdate | ImapPopMonitorUpdate:
-    fields = dict(t.fields)
+    fields = t.fields.copy()
     if t.enabled is False:
         fields["status"] = "disabled"
     elif t.enabled is True and monitor.status == "disabled":
         fields["status"] = "active"  # a monitor in maintenance stays so: it is checked
     stored = present(monitor).config  # secrets masked: sending the mask keeps them
     if email.kind is SMTP:
-        if t.touches_config():
-            fields["smtp_config"] = _smtp_config(t, stored)
-        return SmtpMonitorUpdate(**fields)
-    if t.touches_config():
-        fields["imap_pop_config"] = _imap_pop_config(t, stored, email)
-    return ImapPopMonitorUpdate(**fields)
+        smtp = _smtp_config(t, stored) if t.touches_config() else UNSET
+        return SmtpMonitorUpdate(**fields, smtp_config=smtp)
+    imap_pop = _imap_pop_config(t, stored, email) if t.touches_config() else UNSET
+    return ImapPopMonitorUpdate(**fields, imap_pop_config=imap_pop)
 
 
 # --- ours → AlertSite -------------------------------------------------------------------------

@@ -284,7 +284,12 @@ def roundtrip_shown(
             holder = holder.get(leg) or {}
         holder[key] = oauth2_grants.as_stored(grant)
     shown = ROUNDTRIP.masked(shown)
-    shown["send"] = {"hostname": hostname, "port": port, **shown["send"]}
+    send = shown["send"]
+    shown["send"] = {
+        "hostname": hostname,
+        "port": port,
+        **(send if isinstance(send, Mapping) else {}),
+    }
     return shown
 
 

@@ -38,6 +38,7 @@ from controller.web.console import uptime_bars
 from controller.web.console.pages import page, pool_of
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status_cache import PageCache, Published
+from controller.web.console.status_content import Maintenance, PageContent, Service
 from controller.web.console.status_notices_store import Notice, NoticeUpdate
 from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
 from controller.web.request_types import AnyRequest
@@ -217,7 +218,7 @@ async def public(slug: PathStr, request: AnyRequest) -> Response[bytes]:
     return Response(body, media_type=MediaType.HTML)
 
 
-def render_html(engine: JinjaTemplateEngine, content: dict[str, Any]) -> bytes:
+def render_html(engine: JinjaTemplateEngine, content: PageContent) -> bytes:
     """The page as HTML. Its day bars (90 per service) are drawn here, not by the template: a
     thousand services' bars through Jinja took seconds; their text is ours (an ISO date, a
     number, a level of `uptime_bars`), nothing a visitor or member wrote."""
@@ -244,7 +245,7 @@ async def public_head(slug: PathStr, request: AnyRequest) -> Response[None]:
     return Response(content=None, media_type=MediaType.HTML)
 
 
-async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int]) -> dict[str, Any]:
+async def _page(pool: asyncpg.Pool, sp: StatusPage, ids: list[int]) -> PageContent:
     """The public page's content: the page `sp` showing monitors `ids`."""
     now = utcnow()
     async with pool.acquire() as conn:
@@ -270,12 +271,12 @@ def _content(
     windows: list[PageWindow],
     notices: list[Notice],
     updates: dict[int, list[NoticeUpdate]],
-) -> dict[str, Any]:
+) -> PageContent:
     per_day: dict[int, dict[date, tuple[int, int]]] = {}
     for d in daily:
         per_day.setdefault(d.monitor_id, {})[d.day] = (d.up, d.down)
     names = {m.id: m.name for m in rows}
-    shown: list[dict[str, Any]] = []
+    shown: list[Service] = []
     for m in rows:
         days = per_day.get(m.id, {})
         up = sum(u for u, _ in days.values())
@@ -331,10 +332,10 @@ def _content(
 
 def _maintenance(
     windows: list[PageWindow], names: dict[int, str], now: datetime
-) -> list[dict[str, Any]]:
+) -> list[Maintenance]:
     """Maintenance in progress or starting within `MAINTENANCE_AHEAD`, soonest first: when and
     which services, never the window's note (written for the organization, not the public)."""
-    out = []
+    out: list[Maintenance] = []
     for w in windows:
         when = maintenance.current_or_next(w, now)
         if when is None or when[0] > now + MAINTENANCE_AHEAD:

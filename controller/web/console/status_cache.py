@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from controller.web.console.status_content import PageContent
+
 log = structlog.get_logger(__name__)
 
 PAGE_TTL_S = 30.0  # how stale a public page may be: its bars are days, its states rounds
@@ -30,12 +32,12 @@ STALE_S = 30.0  # how much longer an expired page is served while its rebuild ru
 class Published:
     """A page's content and the bodies rendered from it, each rendered once."""
 
-    def __init__(self, content: dict[str, object]) -> None:
+    def __init__(self, content: PageContent) -> None:
         self.content = content
         self._bodies: dict[Hashable, bytes] = {}
-        self._renders: dict[Hashable, Callable[[dict[str, object]], bytes]] = {}
+        self._renders: dict[Hashable, Callable[[PageContent], bytes]] = {}
 
-    async def body(self, form: Hashable, render: Callable[[dict[str, object]], bytes]) -> bytes:
+    async def body(self, form: Hashable, render: Callable[[PageContent], bytes]) -> bytes:
         """The page as `form` (e.g. ("json", its URL)), rendered by `render` the first time, off
         the event loop (a thousand services' HTML is megabytes)."""
         held = self._bodies.get(form)
@@ -62,9 +64,7 @@ class PageCache:
     def __init__(self) -> None:
         self._pages: dict[Hashable, _Held] = {}
 
-    async def get(
-        self, key: Hashable, build: Callable[[], Awaitable[dict[str, object]]]
-    ) -> Published:
+    async def get(self, key: Hashable, build: Callable[[], Awaitable[PageContent]]) -> Published:
         now = asyncio.get_running_loop().time()
         held = self._pages.get(key)
         if held is not None and held.built.done() and held.expires <= now:
@@ -85,7 +85,7 @@ class PageCache:
             raise
 
     async def _rebuild(
-        self, key: Hashable, held: _Held, build: Callable[[], Awaitable[dict[str, object]]]
+        self, key: Hashable, held: _Held, build: Callable[[], Awaitable[PageContent]]
     ) -> None:
         try:
             page = await _published(build)
@@ -100,5 +100,5 @@ class PageCache:
             self._pages[key] = _Held(asyncio.get_running_loop().time() + PAGE_TTL_S, fresh)
 
 
-async def _published(build: Callable[[], Awaitable[dict[str, object]]]) -> Published:
+async def _published(build: Callable[[], Awaitable[PageContent]]) -> Published:
     return Published(await build())

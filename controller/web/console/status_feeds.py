@@ -4,7 +4,7 @@ for scripts, dashboards and feed readers. Links are absolute under `PUBLIC_URL`.
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 from xml.etree import ElementTree as ET
 
 import msgspec
@@ -12,6 +12,7 @@ from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 
 from controller.web.console.status import PathStr, published
+from controller.web.console.status_content import PageContent
 from controller.web.request_types import AnyRequest
 from shared.timefmt import iso_ms
 
@@ -19,7 +20,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 _CORS = [ResponseHeader(name="Access-Control-Allow-Origin", value="*")]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """The page's content with times as ISO 8601 UTC strings."""
     if isinstance(value, datetime):
         return iso_ms(value)
@@ -46,16 +47,8 @@ def public_url(request: AnyRequest) -> str:
     return (url or "").rstrip("/")
 
 
-def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
+def summary_of(page: PageContent, url: str) -> dict[str, object]:
     """The JSON summary (its schema is in docs/api.md, Public status pages)."""
-    plain = _plain(
-        {
-            "updatedAt": page["updatedAt"],
-            "notices": page["notices"],
-            "incidents": page["incidents"],
-            "maintenance": page["maintenance"],
-        }
-    )
     # The services hold no times: built as they are, not walked by `_plain` (90 days each).
     services = [
         {
@@ -71,13 +64,13 @@ def summary_of(page: dict[str, Any], url: str) -> dict[str, Any]:
     ]
     return {
         "page": {"title": page["title"], "slug": page["slug"], "url": url},
-        "updatedAt": plain["updatedAt"],
+        "updatedAt": iso_ms(page["updatedAt"]),
         "status": {"description": page["overall"]},
         "uptimeDays": page["days"],
         "services": services,
-        "notices": plain["notices"],
-        "incidents": plain["incidents"],
-        "maintenance": plain["maintenance"],
+        "notices": _plain(page["notices"]),
+        "incidents": _plain(page["incidents"]),
+        "maintenance": _plain(page["maintenance"]),
     }
 
 
@@ -95,10 +88,18 @@ async def summary_head(slug: PathStr, request: AnyRequest) -> Response[None]:
     return Response(content=None, media_type=MediaType.JSON)
 
 
-def _entries(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
+class _Entry(TypedDict):
+    id: str
+    title: str
+    updated: datetime
+    published: datetime
+    text: str
+
+
+def _entries(page: PageContent, url: str) -> list[_Entry]:
     """Feed entries, newest first: each notice (its latest update as the text) and each
     incident the checks found."""
-    out = []
+    out: list[_Entry] = []
     for n in page["notices"]:
         latest = n["updates"][0] if n["updates"] else None
         state = latest["state"] if latest else "investigating"
@@ -128,7 +129,7 @@ def _entries(page: dict[str, Any], url: str) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: e["updated"], reverse=True)[:50]
 
 
-def atom_of(page: dict[str, Any], url: str) -> bytes:
+def atom_of(page: PageContent, url: str) -> bytes:
     ET.register_namespace("", ATOM_NS)
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
 
@@ -156,7 +157,7 @@ def atom_of(page: dict[str, Any], url: str) -> bytes:
     return bytes(ET.tostring(feed, encoding="utf-8", xml_declaration=True))
 
 
-def rss_of(page: dict[str, Any], url: str) -> bytes:
+def rss_of(page: PageContent, url: str) -> bytes:
     from email.utils import format_datetime
 
     rss = ET.Element("rss", version="2.0")
