@@ -74,9 +74,10 @@ from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.monitors.thresholds import Thresholds
+from controller.notify import entry as notify_entry
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Source, notify
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
@@ -655,7 +656,9 @@ class Alerter:
         texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max, self._links)
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
-        await outbox_db.enqueue(conn, monitor.id, None, notes)
+        await notify(
+            conn, notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes)
+        )
         log.info(
             "notification queued",
             monitor_id=str(monitor.public_id),
@@ -769,7 +772,12 @@ class Alerter:
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"
         notes = recipients.to_recipients(kind, monitor, texts, key)
-        await outbox_db.enqueue(conn, monitor.id, incident.id, notes)
+        await notify(
+            conn,
+            notify_entry.Notice(
+                Source.OUTAGE, monitor.organization_id, monitor, incident.id, notes
+            ),
+        )
         if kind not in ("recovered", "no_data"):
             await incident_db.set_incident_notified(conn, incident.id, reminders)
         log.info(

@@ -28,8 +28,8 @@ from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.store import Monitor
 from controller.monitors.thresholds import SEVERITIES, Thresholds
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices, relay, reverse_dns
@@ -341,7 +341,8 @@ class _Pass:
         if self.quiet:
             return
         notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
-        await outbox_db.enqueue(self.conn, self.monitor.id, None, notes)
+        m = self.monitor
+        await notify(self.conn, Notice(Source.FINDING, m.organization_id, m, None, notes))
         if notes:
             log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
 
