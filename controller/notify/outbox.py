@@ -190,6 +190,7 @@ class OutboxWorker:
                 conn, [r.id for r in over], notify_budget.dropped_reason(pot, per_hour, start)
             )
             dropped.update(r.id for r in over)
+            metrics.notifications_dropped(pot.source, pot.family, len(over))
             log.warning(
                 "notifications dropped: organization's hourly budget used up",
                 organization_id=org,
