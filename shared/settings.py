@@ -215,6 +215,15 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     ] = None
     api_host: Annotated[str, Meta(description="address the API listens on")] = "127.0.0.1"
     api_port: Annotated[int, Meta(ge=1, le=65535, description="port the API listens on")] = 8080
+    instance_key: Annotated[
+        str | None,
+        Meta(
+            description="a secret this controller proves it holds at `/instance-proof` (an HMAC of"
+            " the caller's challenge), so that command-line tools check the server before sending"
+            " it a token; `make run` sets it and keeps it in `.run/instance.key`. Unset: the path"
+            " answers 404"
+        ),
+    ] = None
     api_tls_cert_file: Annotated[
         str | None,
         Meta(

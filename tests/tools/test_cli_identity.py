@@ -1,0 +1,209 @@
+"""The command-line tools find `make run` through `.run/` and send a token only to the
+controller that proves it holds the run's instance key (the attacker's view: a stale `.run/`,
+a port moved to where another program listens, a variable naming another server on this
+machine). The impostor here is a plain HTTP server on loopback that records every header it
+is sent and answers every path, the proof path with a made-up proof."""
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import stat
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+
+from controller.access.instance_proof import CHALLENGE, holds, proof
+from controller.web.app import create_app
+from shared.settings import ControllerSettings
+from tests.api.test_cli import ROOT
+from tests.conftest import Tenant
+from tests.serving import serve_app
+from tools import devrun
+
+
+class Impostor:
+    """Whatever else listens on a port: answers everything, keeps every header it was sent."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        seen = self.headers
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(dict(self.headers))
+                body = json.dumps({"proof": "0" * 64} if "proof" in self.path else []).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def tokens_seen(self) -> list[str]:
+        return [h["Authorization"] for h in self.headers if "Authorization" in h]
+
+
+@pytest.fixture
+def impostor() -> Iterator[Impostor]:
+    server = Impostor()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+KEY = secrets.token_hex(32)
+
+
+@pytest.fixture(scope="module")
+async def keyed_api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """The API served as `make run` serves it: with an INSTANCE_KEY."""
+    keyed = msgspec.structs.replace(settings, instance_key=KEY)
+    async with serve_app(create_app(keyed, pool)) as url:
+        yield url
+
+
+def make_run(folder: Path, api: str, key: str, nats: str = "nats://127.0.0.1:1") -> Path:
+    folder.mkdir(exist_ok=True)
+    devrun.write_endpoints(folder, api, nats, key)
+    return folder
+
+
+async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", *args,
+        cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+def test_the_proof_is_an_hmac_of_the_challenge_under_the_key() -> None:
+    challenge = secrets.token_hex(32)
+    assert CHALLENGE.fullmatch(challenge)
+    assert holds(KEY, challenge, proof(KEY, challenge))
+    assert not holds(secrets.token_hex(32), challenge, proof(KEY, challenge))
+    assert not holds(KEY, secrets.token_hex(32), proof(KEY, challenge))
+
+
+async def test_the_run_s_own_controller_gets_the_token(
+    keyed_api: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    run = make_run(tmp_path / "run", keyed_api, KEY)
+    env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    code, said = await cli("export", "--customer", tenant.customer_public_id, env=env)
+    assert code == 0, said
+    assert "monitors:" in said
+
+
+async def test_the_served_proof_path_answers_only_a_sane_challenge(keyed_api: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=keyed_api) as client:
+        challenge = secrets.token_hex(32)
+        r = await client.get("/instance-proof", params={"challenge": challenge})
+        assert r.status_code == 200 and holds(KEY, challenge, r.json()["proof"])
+        for bad in ("", "zz" * 32, "ab", "a" * 129):
+            r = await client.get("/instance-proof", params={"challenge": bad})
+            assert r.status_code == 400, bad
+
+
+@pytest.mark.parametrize("named", [False, True])
+async def test_a_stale_run_or_a_moved_port_never_gets_the_token(
+    impostor: Impostor, tenant: Tenant, tmp_path: Path, named: bool
+) -> None:
+    """`.run/` (or MAILPROBE_API, naming a port on this machine) points at another program:
+    it is asked for the proof without a token, cannot give it, and the command stops."""
+    run = make_run(tmp_path / "run", "http://127.0.0.1:1" if named else impostor.url, KEY)
+    env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    if named:
+        env["MAILPROBE_API"] = impostor.url
+    code, said = await cli("export", "--customer", "1", env=env)
+    assert code != 0
+    assert "the token was not sent" in said and "make run" in said
+    assert len(impostor.headers) == 1  # the challenge, and nothing after it
+    assert impostor.tokens_seen() == []
+    assert tenant.tokens["admin"] not in said
+
+
+async def test_a_run_s_key_proves_nothing_for_another_run(
+    keyed_api: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    """A `.run/` left by an earlier run (another key) refuses even the real controller."""
+    run = make_run(tmp_path / "run", keyed_api, secrets.token_hex(32))
+    env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": tenant.tokens["admin"]}
+    code, said = await cli("export", "--customer", tenant.customer_public_id, env=env)
+    assert code != 0 and "the token was not sent" in said
+
+
+async def test_with_no_run_and_no_api_named_nothing_is_sent(tmp_path: Path) -> None:
+    env = {"MAILPROBE_RUN_DIR": str(tmp_path / "none"), "MAILPROBE_TOKEN": "mp_secret"}
+    code, said = await cli("export", "--customer", "1", env=env)
+    assert code == 2
+    assert "no API named" in said and "MAILPROBE_API" in said
+
+
+async def test_tail_reads_the_runs_nats_and_a_name_lookup_proves_the_api_first(
+    impostor: Impostor, nats_url: str, tmp_path: Path
+) -> None:
+    """`tail` without --nats follows the NATS `make run` wrote; `--monitor NAME` asks the API,
+    which must prove itself before the token goes."""
+    run = make_run(tmp_path / "run", impostor.url, KEY, nats=nats_url)
+    env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": "mp_secret", "NATS_URL": ""}
+    code, said = await cli("tail", "--monitor", "Relay", env=env)
+    assert code != 0 and "the token was not sent" in said
+    assert impostor.tokens_seen() == []
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", "tail",
+        cwd=ROOT, env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert f"on {nats_url.split(',')[0]}" in line.decode(), line
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def test_the_run_files_are_private_and_go_at_exit(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", "http://127.0.0.1:8081", KEY)
+    for name in ("endpoints.json", "instance.key"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o600, name
+    assert json.loads((run / "endpoints.json").read_text())["api"] == "http://127.0.0.1:8081"
+    devrun.remove_endpoints(run)
+    assert list(run.iterdir()) == []
+
+
+def test_a_busy_port_that_was_asked_for_names_its_setting() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        with pytest.raises(devrun.PortBusy, match=f"port {taken} \\(API_PORT={taken}\\)"):
+            devrun.chosen_port({"API_PORT": str(taken)}, "API_PORT", 8080)
+        with pytest.raises(devrun.PortBusy, match="AGENT_METRICS_PORT"):
+            devrun.chosen_port(
+                {"AGENT_METRICS_PORT": str(taken - 1)}, "AGENT_METRICS_PORT", 9464, 1
+            )
+        # Not asked for: a busy default moves to a free port.
+        assert devrun.chosen_port({}, "API_PORT", taken) != taken
+    assert devrun.chosen_port({"AGENT_METRICS_PORT": "0"}, "AGENT_METRICS_PORT", 9464, 3) == 0
