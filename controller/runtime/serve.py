@@ -249,6 +249,7 @@ async def _serve_ops(
             settings.controller_metrics_host,
             settings.controller_metrics_port,
             functools.partial(readiness, pool, pipeline),
+            setting="CONTROLLER_METRICS_PORT",
         )
     try:
         await stop.wait()
