@@ -2,8 +2,8 @@
 
 Starts from the file as it is (or from `.env.example` the first time) and fills each secret
 that is empty or still a template's placeholder (`change-me`): POSTGRES_PASSWORD and
-SECRETS_KEY, and with `--ha` (deploy/compose.ha.yaml) REPLICATION_PASSWORD and
-PATRONI_SUPERUSER_PASSWORD. A value already set is kept, so running it again changes nothing;
+SECRETS_KEY, and with `--ha` (deploy/compose.ha.yaml) REPLICATION_PASSWORD,
+PATRONI_SUPERUSER_PASSWORD and PATRONI_RESTAPI_PASSWORD. A value already set is kept, so running it again changes nothing;
 every other line is kept as it is. The file is readable by its owner only. It prints the names
 it filled, never a value. The NATS URLs come from `python -m deploy.mint_country`, which prints
 them once.
@@ -35,6 +35,7 @@ SECRETS: dict[str, Callable[[], str]] = {
 HA_SECRETS: dict[str, Callable[[], str]] = {
     "REPLICATION_PASSWORD": _password,
     "PATRONI_SUPERUSER_PASSWORD": _password,
+    "PATRONI_RESTAPI_PASSWORD": _password,
 }
 _LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 

@@ -31,6 +31,7 @@ ENV = {
     "SECRETS_KEY": "k",
     "REPLICATION_PASSWORD": "pw-replication",
     "PATRONI_SUPERUSER_PASSWORD": "pw-superuser",
+    "PATRONI_RESTAPI_PASSWORD": "pw-restapi",
     "CONTROLLER_NATS_URL": "tls://controller:pw@nats:4222",
     "AGENT_DE_NATS_URL": "tls://agent-DE:pw@nats:4222",
     "AGENT_US_NATS_URL": "tls://agent-US:pw@nats:4222",
@@ -184,7 +185,7 @@ def test_two_controllers_behind_a_load_balancer_checking_their_readiness() -> No
     assert re.search(r"^\s*http-check expect status 200$", cfg, re.M)
     assert re.search(r"^\s*default-server check ", cfg, re.M)
     # X-Forwarded-For is trusted from the balancer's own address only.
-    lb_address = lb["networks"]["default"]["ipv4_address"]
+    lb_address = lb["networks"]["backend"]["ipv4_address"]
     for service in controllers.values():
         assert service["environment"]["API_TRUSTED_PROXIES"] == lb_address
 
@@ -263,6 +264,7 @@ def test_gen_env_fills_every_secret_once_and_never_prints_one(
         "SECRETS_KEY",
         "REPLICATION_PASSWORD",
         "PATRONI_SUPERUSER_PASSWORD",
+        "PATRONI_RESTAPI_PASSWORD",
     ):
         assert len(first[name]) >= 40, name
         assert first[name] not in capsys.readouterr().out
@@ -292,3 +294,29 @@ def test_the_shipped_env_template_holds_no_secret() -> None:
         if line and not line.startswith("#")
     ]
     assert lines and all(line.endswith("=") for line in lines), lines
+
+
+def test_agents_share_a_network_with_nats_only() -> None:
+    """As the NetworkPolicies in Kubernetes: an agent, which connects wherever tenants'
+    monitors point, cannot reach (or resolve) PostgreSQL, etcd, Patroni or the controllers'
+    balancer; its network holds NATS and the controllers (which pull results from NATS)."""
+    services = config()["services"]
+    on: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for network in service["networks"]:
+            on.setdefault(network, set()).add(name)
+    agents = {n for n, s in services.items() if (s.get("command") or [""])[0] == "agent"}
+    database = {n for n in services if n.startswith(("postgres", "etcd"))}
+    assert agents and database
+    for network, members in on.items():
+        if members & agents:
+            others = members - agents
+            assert all(n.startswith(("nats", "controller")) for n in others), (network, others)
+        assert not (members & agents and members & database), network
+
+
+def test_patronis_rest_api_changes_nothing_without_its_login() -> None:
+    for name, service in config()["services"].items():
+        if service.get("image") == "mailprobe-patroni:16":
+            env = service["environment"]
+            assert env["PATRONI_RESTAPI_USERNAME"] and env["PATRONI_RESTAPI_PASSWORD"], name

@@ -61,6 +61,8 @@ class Node:
             "PATH": f"{DEBIAN_BIN}:/usr/bin:/bin",
             "PATRONI_SUPERUSER_PASSWORD": "superuser-password-for-this-test",
             "PATRONI_REPLICATION_PASSWORD": "replication-password-for-this-test",
+            "PATRONI_RESTAPI_USERNAME": "patroni",  # as compose.ha.yaml sets them
+            "PATRONI_RESTAPI_PASSWORD": "restapi-password-for-this-test",
             "MAILPROBE_DB_PASSWORD": PASSWORD,
         }
         with open(log, "ab") as out:
