@@ -3,10 +3,10 @@
 Starts from the file as it is (or from `.env.example` the first time) and fills each secret
 that is empty or still a template's placeholder (`change-me`): POSTGRES_PASSWORD and
 SECRETS_KEY, and with `--ha` (deploy/compose.ha.yaml) REPLICATION_PASSWORD,
-PATRONI_SUPERUSER_PASSWORD and PATRONI_RESTAPI_PASSWORD. A value already set is kept, so running it again changes nothing;
-every other line is kept as it is. The file is readable by its owner only. It prints the names
-it filled, never a value. The NATS URLs come from `python -m deploy.mint_country`, which prints
-them once.
+PATRONI_SUPERUSER_PASSWORD and PATRONI_RESTAPI_PASSWORD. A value already set is kept, so
+running it again changes nothing; every other line is kept as it is. The file is readable
+by its owner only. It prints the names it filled, never a value. The NATS URLs come from
+`python -m deploy.mint_country`, which prints them once.
 """
 
 import argparse
