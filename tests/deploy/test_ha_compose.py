@@ -296,15 +296,16 @@ def test_the_shipped_env_template_holds_no_secret() -> None:
     assert lines and all(line.endswith("=") for line in lines), lines
 
 
-def test_agents_share_a_network_with_nats_only() -> None:
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.ha.yaml"])
+def test_agents_share_a_network_with_nats_only(name: str) -> None:
     """As the NetworkPolicies in Kubernetes: an agent, which connects wherever tenants'
     monitors point, cannot reach (or resolve) PostgreSQL, etcd, Patroni or the controllers'
     balancer; its network holds NATS and the controllers (which pull results from NATS)."""
-    services = config()["services"]
+    services = config(name)["services"]
     on: dict[str, set[str]] = {}
-    for name, service in services.items():
+    for service_name, service in services.items():
         for network in service["networks"]:
-            on.setdefault(network, set()).add(name)
+            on.setdefault(network, set()).add(service_name)
     agents = {n for n, s in services.items() if (s.get("command") or [""])[0] == "agent"}
     database = {n for n in services if n.startswith(("postgres", "etcd"))}
     assert agents and database
