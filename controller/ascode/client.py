@@ -38,7 +38,10 @@ class ProvenBearer(httpx.Auth):
                 given = answer.json().get("proof", "") if answer.status_code == 200 else ""
             except ValueError:
                 given = ""
-            if not isinstance(given, str) or not instance_proof.holds(self._key, challenge, given):
+            port = url.port or (443 if url.scheme == "https" else 80)
+            if not isinstance(given, str) or not instance_proof.holds(
+                self._key, challenge, port, given
+            ):
                 raise SystemExit(
                     f"error: the API at {url.scheme}://{url.netloc.decode()} is not the controller"
                     " of this checkout's `make run` (it cannot prove the instance key in .run/):"

@@ -145,12 +145,12 @@ async def instance_proof(
 ) -> Response[dict[str, str]]:
     """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
     404 when it has none."""
-    key: str | None = request.app.state.instance_key
-    if key is None:
+    settings: ControllerSettings = request.app.state.settings
+    if settings.instance_key is None:
         return Response({"detail": "not found"}, status_code=404)
     if not CHALLENGE.fullmatch(challenge):
         return Response({"detail": "challenge: 32 to 128 lower-case hex digits"}, status_code=400)
-    return Response({"proof": proof(key, challenge)})
+    return Response({"proof": proof(settings.instance_key, challenge, settings.api_port)})
 
 
 @get(
@@ -190,9 +190,7 @@ def create_app(
             app.state.logins.passwords.close()
 
     def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update(
-            settings=settings, secret_box=box, pipeline=pipeline, instance_key=settings.instance_key
-        )
+        config.state.update(settings=settings, secret_box=box, pipeline=pipeline)
         return config
 
     return Litestar(

@@ -96,7 +96,9 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
             if r.status_code != 200:
                 return ""
             answer = r.json()["proof"]
-            return next(n for n, k in keys.items() if proof(k, challenge) == answer)
+            return next(
+                n for n, k in keys.items() if proof(k, challenge, settings.api_port) == answer
+            )
 
         async def until(wanted: set[str], within_s: float = 30) -> Counter[str]:
             """Requests until 8 in a row came from exactly `wanted`; what the last 8 were."""

@@ -12,7 +12,8 @@ import socket
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pytest
 
 from controller.access.instance_proof import CHALLENGE, holds, proof
 from controller.web.app import create_app
+from shared import embedded
 from shared.settings import ControllerSettings
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant
@@ -30,16 +32,22 @@ from tools import devrun
 
 
 class Impostor:
-    """Whatever else listens on a port: answers everything, keeps every header it was sent."""
+    """Whatever else listens on a port: answers everything (by default the proof path with a
+    made-up proof), keeps every header it was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[str], bytes] | None = None) -> None:
         self.headers: list[dict[str, str]] = []
         seen = self.headers
+
+        def made_up(path: str) -> bytes:
+            return json.dumps({"proof": "0" * 64} if "proof" in path else []).encode()
+
+        respond = answer or made_up
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 seen.append(dict(self.headers))
-                body = json.dumps({"proof": "0" * 64} if "proof" in self.path else []).encode()
+                body = respond(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -72,9 +80,10 @@ KEY = secrets.token_hex(32)
 
 @pytest.fixture(scope="module")
 async def keyed_api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    """The API served as `make run` serves it: with an INSTANCE_KEY."""
-    keyed = msgspec.structs.replace(settings, instance_key=KEY)
-    async with serve_app(create_app(keyed, pool)) as url:
+    """The API served as `make run` serves it: with an INSTANCE_KEY, on its API_PORT."""
+    port = embedded.free_port()
+    keyed = msgspec.structs.replace(settings, instance_key=KEY, api_port=port)
+    async with serve_app(create_app(keyed, pool), port) as url:
         yield url
 
 
@@ -95,12 +104,13 @@ async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return proc.returncode, out.decode() + err.decode()
 
 
-def test_the_proof_is_an_hmac_of_the_challenge_under_the_key() -> None:
+def test_the_proof_is_an_hmac_of_the_challenge_and_port_under_the_key() -> None:
     challenge = secrets.token_hex(32)
     assert CHALLENGE.fullmatch(challenge)
-    assert holds(KEY, challenge, proof(KEY, challenge))
-    assert not holds(secrets.token_hex(32), challenge, proof(KEY, challenge))
-    assert not holds(KEY, secrets.token_hex(32), proof(KEY, challenge))
+    assert holds(KEY, challenge, 8081, proof(KEY, challenge, 8081))
+    assert not holds(secrets.token_hex(32), challenge, 8081, proof(KEY, challenge, 8081))
+    assert not holds(KEY, secrets.token_hex(32), 8081, proof(KEY, challenge, 8081))
+    assert not holds(KEY, challenge, 8080, proof(KEY, challenge, 8081))
 
 
 async def test_the_run_s_own_controller_gets_the_token(
@@ -119,7 +129,8 @@ async def test_the_served_proof_path_answers_only_a_sane_challenge(keyed_api: st
     async with httpx.AsyncClient(base_url=keyed_api) as client:
         challenge = secrets.token_hex(32)
         r = await client.get("/instance-proof", params={"challenge": challenge})
-        assert r.status_code == 200 and holds(KEY, challenge, r.json()["proof"])
+        port = int(keyed_api.rsplit(":", 1)[1])
+        assert r.status_code == 200 and holds(KEY, challenge, port, r.json()["proof"])
         for bad in ("", "zz" * 32, "ab", "a" * 129):
             r = await client.get("/instance-proof", params={"challenge": bad})
             assert r.status_code == 400, bad
@@ -207,3 +218,35 @@ def test_a_busy_port_that_was_asked_for_names_its_setting() -> None:
         # Not asked for: a busy default moves to a free port.
         assert devrun.chosen_port({}, "API_PORT", taken) != taken
     assert devrun.chosen_port({"AGENT_METRICS_PORT": "0"}, "AGENT_METRICS_PORT", 9464, 3) == 0
+
+
+def relayed_to(real: str) -> Callable[[str], bytes]:
+    """What a program on another port answers when it passes each request on to the real
+    controller and hands back its answer."""
+
+    def answer(path: str) -> bytes:
+        with urllib.request.urlopen(real + path, timeout=5) as response:
+            return response.read()  # type: ignore[no-any-return]
+
+    return answer
+
+
+async def test_a_program_relaying_the_challenge_to_the_real_controller_gets_no_token(
+    keyed_api: str, tenant: Tenant, tmp_path: Path
+) -> None:
+    """MAILPROBE_API names a port where another program listens, which asks the real
+    controller for the proof: the proof is for the controller's own port, and refused."""
+    relay = Impostor(relayed_to(keyed_api))
+    try:
+        run = make_run(tmp_path / "run", keyed_api, KEY)
+        env = {
+            "MAILPROBE_RUN_DIR": str(run),
+            "MAILPROBE_TOKEN": tenant.tokens["admin"],
+            "MAILPROBE_API": relay.url,
+        }
+        code, said = await cli("export", "--customer", tenant.customer_public_id, env=env)
+    finally:
+        relay.server.shutdown()
+        relay.server.server_close()
+    assert code != 0 and "the token was not sent" in said
+    assert len(relay.headers) == 1 and relay.tokens_seen() == []
