@@ -31,6 +31,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -294,10 +295,17 @@ def chosen_port(env: dict[str, str], setting: str, default: int, offset: int = 0
     return port
 
 
+def without_credentials(urls: str) -> str:
+    """Each comma-separated URL without its `user:password@`: the tools send a NATS server
+    found in `.run/` nothing it could keep (one that needs a login is named by NATS_URL)."""
+    return ",".join(re.sub(r"^([a-z]+://)[^@/]*@", r"\1", u.strip()) for u in urls.split(","))
+
+
 def write_endpoints(run: Path, api: str, nats_url: str, instance_key: str) -> None:
     """What the command-line tools read (controller.ascode.run_dir), readable by the owner only."""
     private_file(run / run_dir.INSTANCE_KEY, instance_key + "\n")
-    private_file(run / run_dir.ENDPOINTS, json.dumps({"api": api, "nats": nats_url}) + "\n")
+    found = {"api": api, "nats": without_credentials(nats_url)}
+    private_file(run / run_dir.ENDPOINTS, json.dumps(found) + "\n")
 
 
 def remove_endpoints(run: Path) -> None:

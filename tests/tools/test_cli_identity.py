@@ -195,11 +195,16 @@ async def test_tail_reads_the_runs_nats_and_a_name_lookup_proves_the_api_first(
         await proc.wait()
 
 
-def test_the_run_files_are_private_and_go_at_exit(tmp_path: Path) -> None:
-    run = make_run(tmp_path / "run", "http://127.0.0.1:8081", KEY)
+def test_the_run_files_are_private_hold_no_password_and_go_at_exit(tmp_path: Path) -> None:
+    nats = "nats://u:secret@127.0.0.1:4222,tls://127.0.0.1:4223"
+    run = make_run(tmp_path / "run", "http://127.0.0.1:8081", KEY, nats=nats)
     for name in ("endpoints.json", "instance.key"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o600, name
-    assert json.loads((run / "endpoints.json").read_text())["api"] == "http://127.0.0.1:8081"
+    found = json.loads((run / "endpoints.json").read_text())
+    assert found == {
+        "api": "http://127.0.0.1:8081",
+        "nats": "nats://127.0.0.1:4222,tls://127.0.0.1:4223",
+    }
     devrun.remove_endpoints(run)
     assert list(run.iterdir()) == []
 
