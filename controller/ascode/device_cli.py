@@ -38,6 +38,12 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except (device.DeviceFlowError, GrantProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except httpx.TransportError as exc:
+        print(
+            f"error: cannot reach the API at {api.url}: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 async def run(

@@ -12,7 +12,7 @@ SSL_CERT_DIR are read from the environment, to trust a private CA for an https:/
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 
 import httpx
@@ -137,13 +137,13 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 2
     if args.command == "export":
         if args.channels:
-            return asyncio.run(_export_channels(api, env))
-        return asyncio.run(_export(api, args.customer, env))
+            return _reaching(api, _export_channels(api, env))
+        return _reaching(api, _export(api, args.customer, env))
     try:
         text = Path(args.file).read_text()
         if channel_file.is_channels_file(text):
             wanted = channel_file.load(text, args.file, env)
-            return asyncio.run(_apply_channels(api, wanted, args, env))
+            return _reaching(api, _apply_channels(api, wanted, args, env))
         spec = load(text, args.file, env)
     except SpecError as exc:
         for problem in exc.problems:
@@ -152,7 +152,19 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(_apply(api, spec, args, env))
+    return _reaching(api, _apply(api, spec, args, env))
+
+
+def _reaching(api: Target, command: Coroutine[object, None, int]) -> int:
+    """`command` run; an API that cannot be reached is one line, not a traceback."""
+    try:
+        return asyncio.run(command)
+    except httpx.TransportError as exc:
+        print(
+            f"error: cannot reach the API at {api.url}: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 async def _apply(api: Target, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:

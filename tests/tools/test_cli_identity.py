@@ -255,3 +255,11 @@ async def test_a_program_relaying_the_challenge_to_the_real_controller_gets_no_t
         relay.server.server_close()
     assert code != 0 and "the token was not sent" in said
     assert len(relay.headers) == 1 and relay.tokens_seen() == []
+
+
+async def test_an_api_that_does_not_answer_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{embedded.free_port()}"
+    env = {"MAILPROBE_RUN_DIR": str(tmp_path / "none"), "MAILPROBE_TOKEN": "mp_secret"}
+    code, said = await cli("export", "--customer", "1", "--api", closed, env=env)
+    assert code == 1 and f"error: cannot reach the API at {closed}" in said
+    assert "Traceback" not in said
