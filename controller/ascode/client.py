@@ -35,9 +35,10 @@ class ProvenBearer(httpx.Auth):
             )
             answer = yield httpx.Request("GET", url)
             try:
-                given = answer.json().get("proof", "") if answer.status_code == 200 else ""
+                body = answer.json() if answer.status_code == 200 else None
             except ValueError:
-                given = ""
+                body = None
+            given = body.get("proof") if isinstance(body, dict) else None
             port = url.port or (443 if url.scheme == "https" else 80)
             if not isinstance(given, str) or not instance_proof.holds(
                 self._key, challenge, port, given

@@ -263,3 +263,19 @@ async def test_an_api_that_does_not_answer_is_one_line_not_a_traceback(tmp_path:
     code, said = await cli("export", "--customer", "1", "--api", closed, env=env)
     assert code == 1 and f"error: cannot reach the API at {closed}" in said
     assert "Traceback" not in said
+
+
+@pytest.mark.parametrize("body", [b"[]", b"not json", b'{"proof": 7}', b"{}"])
+async def test_any_other_answer_to_the_challenge_is_refused_cleanly(
+    tmp_path: Path, body: bytes
+) -> None:
+    other = Impostor(lambda _: body)
+    try:
+        run = make_run(tmp_path / "run", other.url, KEY)
+        env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": "mp_secret"}
+        code, said = await cli("export", "--customer", "1", env=env)
+    finally:
+        other.server.shutdown()
+        other.server.server_close()
+    assert code != 0 and "the token was not sent" in said and "Traceback" not in said
+    assert other.tokens_seen() == []
