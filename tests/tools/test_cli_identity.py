@@ -5,6 +5,8 @@ machine). The impostor here is a plain HTTP server on loopback that records ever
 is sent and answers every path, the proof path with a made-up proof."""
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import secrets
@@ -21,6 +23,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from controller.__main__ import main as controller_main
 from controller.access.instance_proof import CHALLENGE, holds, proof
 from controller.web.app import create_app
 from shared import embedded
@@ -93,7 +96,33 @@ def make_run(folder: Path, api: str, key: str, nats: str = "nats://127.0.0.1:1")
     return folder
 
 
+def _in_process(args: tuple[str, ...], env: dict[str, str]) -> tuple[int, str]:
+    """`python -m controller ARGS` in this process (in a thread of its own): its exit code and
+    everything it printed."""
+    said, saved = io.StringIO(), dict(os.environ)
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+            try:
+                code = controller_main(list(args))
+            except SystemExit as exc:
+                if isinstance(exc.code, int):
+                    code = exc.code
+                else:
+                    print(exc.code, file=sys.stderr)
+                    code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return code, said.getvalue()
+
+
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    return await asyncio.to_thread(_in_process, args, env)
+
+
+async def cli_process(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """The same as a process of its own, as a user runs it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller", *args,
         cwd=ROOT, env={**os.environ, **env},
@@ -146,7 +175,7 @@ async def test_a_stale_run_or_a_moved_port_never_gets_the_token(
     env = {"MAILPROBE_RUN_DIR": str(run), "MAILPROBE_TOKEN": tenant.tokens["admin"]}
     if named:
         env["MAILPROBE_API"] = impostor.url
-    code, said = await cli("export", "--customer", "1", env=env)
+    code, said = await cli_process("export", "--customer", "1", env=env)
     assert code != 0
     assert "the token was not sent" in said and "make run" in said
     assert len(impostor.headers) == 1  # the challenge, and nothing after it
