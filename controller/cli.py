@@ -54,7 +54,15 @@ def _streams_move(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "--from",
         dest="source",
         required=True,
-        help="the old server's URL (its TLS verified with the NATS_TLS_* settings)",
+        help="the old server's URL, with its user but no password (tls://controller@old-hub:4222;"
+        " its TLS verified with the NATS_TLS_* settings)",
+    )
+    cmd.add_argument(
+        "--from-password-file",
+        default=None,
+        help="a file holding the old server's password (its first line); else the environment"
+        " variable STREAMS_MOVE_FROM_PASSWORD. Never on the command line, which every user of"
+        " the machine can read",
     )
     cmd.add_argument(
         "--work-dir",

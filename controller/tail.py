@@ -5,7 +5,8 @@ A core subscription on `mon.results.CC.TYPE.MONITOR` and on `mon.results.CC.bund
 results agents publish together under RESULT_BUNDLES), so any NATS user that may read
 results can run it, the read-only `subscriber` too. Country and monitor narrow the subjects (the
 server filters; a bundle's results by monitor here); the status is filtered here. Connects to
-NATS_URL (default nats://127.0.0.1:4222, `make run`'s), verifying a `tls://` server with
+`--nats`, else NATS_URL, else the URL `make run` wrote in `.run/` (it moves NATS off 4222 when
+that port is busy), else nats://127.0.0.1:4222, verifying a `tls://` server with
 NATS_TLS_CA_FILE when set. It tries forever, at start and after an outage, saying on stderr once
 that the server is out of reach and once that it is back (`connect`).
 
@@ -26,7 +27,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from controller.ascode import api_url, find_monitor, secret_env
+from controller.ascode import api_url, find_monitor, run_dir, secret_env
 from controller.ascode.client import api_client
 from controller.cli import DEFAULT_NATS
 from shared.logging import redact
@@ -47,9 +48,9 @@ def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str
     name the API shows the token. TailError saying why not."""
     if monitor is None or _is_public_id(monitor):
         return monitor
-    api = api_url.chosen(args.api, env)
-    if why := api_url.problem(api, insecure_http=args.insecure_http):
-        raise TailError(why)
+    api = api_url.target(args.api, env, insecure_http=args.insecure_http)
+    if isinstance(api, str):
+        raise TailError(api)
     if not env.get(secret_env.TOKEN_ENV):
         raise TailError(
             f"--monitor {monitor!r} is a name, which the API looks up: set"
@@ -65,7 +66,7 @@ def resolve(monitor: str | None, args: argparse.Namespace, env: Mapping[str, str
     except find_monitor.NotFound as exc:
         raise TailError(str(exc)) from None
     except httpx.HTTPError as exc:
-        raise TailError(f"cannot ask {api} for monitor {monitor!r}: {exc}") from None
+        raise TailError(f"cannot ask {api.url} for monitor {monitor!r}: {exc}") from None
 
 
 class TailError(Exception):
@@ -174,7 +175,8 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except TailError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    url = args.nats or env.get("NATS_URL") or DEFAULT_NATS
+    made = run_dir.read(env)
+    url = args.nats or env.get("NATS_URL") or (made.nats if made and made.nats else DEFAULT_NATS)
     shown = redact(url)  # a URL's user:password@ is never printed
     ca = env.get("NATS_TLS_CA_FILE")
     tls = ssl.create_default_context(cafile=ca) if ca else None

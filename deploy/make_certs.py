@@ -1,4 +1,6 @@
-"""`python -m deploy.make_certs --hosts nats,hub.example.net`: TLS certificates for NATS servers.
+"""`python -m deploy.make_certs --hosts nats,hub.example.net`: TLS certificates for NATS servers
+(and PostgreSQL's: `--hosts postgres --out deploy/postgres/tls`, checked by the controllers'
+`sslmode=verify-full` against the same `ca.pem`).
 
 A private CA (made on the first run, kept in `--ca-dir`, default deploy/pki/: `ca.pem` and
 `ca.key`, which never goes to a server) signs one server certificate per run for the names and

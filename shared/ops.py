@@ -35,9 +35,11 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Servic
 _JSON = "application/json"
 
 
-async def start(host: str, port: int, readiness: Readiness) -> asyncio.Server | None:
-    """Listen; None (with one error line) when the port cannot be had: the process's work
-    matters more than its metrics, so that does not stop it."""
+async def start(
+    host: str, port: int, readiness: Readiness, *, setting: str = "the metrics port's setting"
+) -> asyncio.Server | None:
+    """Listen; None (with one error line, naming `setting`, which moves the port) when the port
+    cannot be had: the process's work matters more than its metrics, so that does not stop it."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _serve_one(reader, writer, readiness)
@@ -50,8 +52,9 @@ async def start(host: str, port: int, readiness: Readiness) -> asyncio.Server | 
                 "ops_port_taken",
                 host=host,
                 port=port,
-                hint="another process listens there (a second agent on this host?): give each "
-                "its own metrics port, or 0 for none; this one works on without metrics",
+                setting=setting,
+                hint=f"another process listens there (a second agent on this host?): set {setting}"
+                " to a free port for each, or 0 for none; this one works on without metrics",
             )
         else:
             log.error("ops_server_failed", host=host, port=port, error=repr(exc))

@@ -45,6 +45,30 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...], *, many: bool = 
             )
 
 
+# What a template ships where a secret goes (the Kubernetes Secrets' examples, an old
+# .env.example): a process refuses one, naming the setting, instead of running on a password
+# everyone who read the template knows.
+PLACEHOLDERS = frozenset({"change-me", "changeme"})
+
+
+def is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDERS
+
+
+def _check_secrets_filled(name: str, value: str, *, many: bool = True) -> None:
+    """No URL of `value` carries a placeholder as its password (the value is never repeated)."""
+    for part in value.split(",") if many else [value]:
+        try:
+            password = urlsplit(part.strip()).password
+        except ValueError:
+            continue  # a malformed URL is refused where it is used, naming the setting
+        if password is not None and is_placeholder(password):
+            raise ValueError(
+                f"{name} holds a template's placeholder password: generate the real one"
+                " (python -m deploy.gen_env, python -m deploy.mint_country)"
+            )
+
+
 def check_public_url(value: str) -> None:
     """PUBLIC_URL: an http(s) URL of a host, no credentials, query or fragment (a notice's link
     is this plus a path)."""
@@ -64,6 +88,11 @@ def _check_country(name: str, value: str) -> None:
 
 def check_secrets_key(value: str) -> None:
     """SECRETS_KEY: one or more comma-separated Fernet keys (the first encrypts, all decrypt)."""
+    if any(is_placeholder(key) for key in value.split(",")):
+        raise ValueError(
+            "SECRETS_KEY holds a template's placeholder: generate a key"
+            " (python -m deploy.gen_env, or python -m controller gen-key)"
+        )
     for key in value.split(","):
         try:
             raw = base64.urlsafe_b64decode(key.strip().encode())
@@ -155,6 +184,7 @@ class ProcessSettings(msgspec.Struct, rename="upper", frozen=True):
 
     def __post_init__(self) -> None:
         _check_url("NATS_URL", self.nats_url, ("nats", "tls", "ws", "wss"))
+        _check_secrets_filled("NATS_URL", self.nats_url)
         _check_tls(self, "NATS_TLS_CERT_FILE", "NATS_TLS_KEY_FILE", "NATS_TLS_CA_FILE")
 
 
@@ -185,6 +215,15 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
     ] = None
     api_host: Annotated[str, Meta(description="address the API listens on")] = "127.0.0.1"
     api_port: Annotated[int, Meta(ge=1, le=65535, description="port the API listens on")] = 8080
+    instance_key: Annotated[
+        str | None,
+        Meta(
+            description="a secret this controller proves it holds at `/instance-proof` (an HMAC of"
+            " the caller's challenge), so that command-line tools check the server before sending"
+            " it a token; `make run` sets it and keeps it in `.run/instance.key`. Unset: the path"
+            " answers 404"
+        ),
+    ] = None
     api_tls_cert_file: Annotated[
         str | None,
         Meta(
@@ -828,6 +867,7 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             )
         # One URL, its hosts comma-separated (libpq's multi-host form): not a list of URLs.
         _check_url("DATABASE_URL", self.database_url, ("postgres", "postgresql"), many=False)
+        _check_secrets_filled("DATABASE_URL", self.database_url, many=False)
         self.trusted_proxies  # noqa: B018  # raises ValueError naming the setting
         if self.check_raw_days > self.check_history_days:
             raise ValueError("CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS")

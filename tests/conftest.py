@@ -26,6 +26,10 @@ from shared import embedded
 from shared.settings import ControllerSettings
 from tests.serving import http_client, serve_app
 
+# The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
+# and instance key): they look in a folder that does not exist (controller.ascode.run_dir).
+os.environ["MAILPROBE_RUN_DIR"] = f"/nonexistent/mailprobe-tests-{uuid.uuid4().hex}"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files marked `slow` run first, the rest in collection order: with a file per worker at a

@@ -22,10 +22,10 @@ def http_client(**kwargs: Any) -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def serve_app(app: Any, **tls: Any) -> AsyncIterator[str]:
-    """Serve `app` until the block ends; yields its base URL. `tls`: uvicorn's `ssl_certfile`
-    and `ssl_keyfile`, for an https:// one."""
-    port = embedded.free_port()
+async def serve_app(app: Any, port: int | None = None, **tls: Any) -> AsyncIterator[str]:
+    """Serve `app` until the block ends (on `port`, else a free one); yields its base URL.
+    `tls`: uvicorn's `ssl_certfile` and `ssl_keyfile`, for an https:// one."""
+    port = port or embedded.free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,

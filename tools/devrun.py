@@ -10,6 +10,12 @@ pairs too (`.run/seal/`: the public keys for the controller, `CC.keys` for each 
 admin's password is `.run/admin-password`, its API token `.run/admin-token` (both 0600; the
 token is reused by the next run while it has a day left).
 
+While it runs, `.run/endpoints.json` names the API and NATS URLs it chose (a default port that
+was busy is moved to a free one unless its setting was given) and `.run/instance.key` (0600)
+the controller's INSTANCE_KEY: the command-line tools read both (controller.ascode.run_dir) and
+send a token only to a controller that proves it holds that key. Both are removed at exit. A
+port given in a setting that is busy stops the run with a line naming the setting.
+
 The processes log at WARNING on the console unless LOG_LEVEL says otherwise (routine INFO lines
 would bury the banner, which is printed once the API is ready, last).
 
@@ -23,7 +29,9 @@ PostgreSQL, which pg_ctl already detaches, stops last, when this script exits).
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -39,6 +47,7 @@ from nats.aio.msg import Msg
 
 from controller.access import accounts_store as accounts
 from controller.access.credentials import hash_password, new_token, token_digest
+from controller.ascode import run_dir
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
@@ -265,6 +274,45 @@ def port_or_free(wanted: int) -> int:
     return wanted if embedded.port_is_free(wanted) else embedded.free_port()
 
 
+class PortBusy(SystemExit):
+    """A port the user chose is held by another program; the text names the setting."""
+
+
+def chosen_port(env: dict[str, str], setting: str, default: int, offset: int = 0) -> int:
+    """`setting`'s port (plus `offset`) when given, refused naming the setting when busy; else
+    `default` (plus `offset`), or a free port when another program holds it."""
+    given = env.get(setting)
+    if not given:
+        return port_or_free(default + offset)
+    if int(given) == 0:
+        return 0  # none
+    port = int(given) + offset
+    if port and not embedded.port_is_free(port):
+        raise PortBusy(
+            f"[make run] port {port} ({setting}={given}) is in use by another program: set"
+            f" {setting} to a free port, or leave it unset and make run picks one"
+        )
+    return port
+
+
+def without_credentials(urls: str) -> str:
+    """Each comma-separated URL without its `user:password@`: the tools send a NATS server
+    found in `.run/` nothing it could keep (one that needs a login is named by NATS_URL)."""
+    return ",".join(re.sub(r"^([a-z]+://)[^@/]*@", r"\1", u.strip()) for u in urls.split(","))
+
+
+def write_endpoints(run: Path, api: str, nats_url: str, instance_key: str) -> None:
+    """What the command-line tools read (controller.ascode.run_dir), readable by the owner only."""
+    private_file(run / run_dir.INSTANCE_KEY, instance_key + "\n")
+    found = {"api": api, "nats": without_credentials(nats_url)}
+    private_file(run / run_dir.ENDPOINTS, json.dumps(found) + "\n")
+
+
+def remove_endpoints(run: Path) -> None:
+    for name in (run_dir.ENDPOINTS, run_dir.INSTANCE_KEY):
+        (run / name).unlink(missing_ok=True)
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -289,6 +337,7 @@ def main() -> int:
     own_logging(env["LOG_LEVEL"])
     password = persistent("admin-password", secrets.token_urlsafe(12))
     countries = [c.strip().upper() for c in env.get("DEV_COUNTRIES", "DE,US").split(",") if c]
+    env["API_PORT"] = str(chosen_port(env, "API_PORT", 8080))  # before anything is started
     env.setdefault("SEAL_PUBLIC_KEYS_DIR", str(seal_keys(countries)))
 
     if not env.get("DATABASE_URL"):
@@ -312,9 +361,10 @@ def main() -> int:
 
     token = asyncio.run(admin_token(env["DATABASE_URL"], password, kept_token(RUN)))
     token_file = save_token(RUN, token)
-    port = env.setdefault("API_PORT", "8080")
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{env['API_PORT']}"
     env.setdefault("PUBLIC_URL", url)  # notices link to this run's console
+    # The controller proves it holds this to the command-line tools (written once it is ready).
+    env.setdefault("INSTANCE_KEY", secrets.token_hex(32))
     py = sys.executable
 
     try:
@@ -323,9 +373,8 @@ def main() -> int:
             # Loopback and private targets allowed: local test servers are the point of a dev run.
             agent_env = {"AGENT_ALLOW_PRIVATE_TARGETS": "true", **env}
             # One metrics port each (9464, 9465, ...), as several agents share this host.
-            metrics_port = int(env.get("AGENT_METRICS_PORT") or 9464)
             for i, country in enumerate(countries):
-                port = str(metrics_port + i if metrics_port else 0)
+                port = str(chosen_port(env, "AGENT_METRICS_PORT", 9464, i))
                 keys = str(SEAL / f"{country}.keys")
                 children.append(
                     subprocess.Popen(
@@ -345,6 +394,7 @@ def main() -> int:
         )
         children.append(controller)
         wait_ready(url, controller)
+        write_endpoints(RUN, url, env["NATS_URL"], env["INSTANCE_KEY"])
         print(
             f"""
   mailprobe is running.
@@ -355,6 +405,10 @@ def main() -> int:
     agents     {", ".join(countries)}
     NATS       {env["NATS_URL"]}
     alerts     {alerts_line(sink, http_port)}
+
+  The command-line tools find this run in .run/endpoints.json (a flag or MAILPROBE_API /
+  NATS_URL still wins) and send the token only to this controller:
+    MAILPROBE_TOKEN=$(cat .run/{token_file.name}) {py} -m controller export --customer 1
 
   Try it (the README's walkthrough has more):
 {try_it(url, token_file.name, sink, smtp_port)}
@@ -374,6 +428,7 @@ def main() -> int:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
         say("stopping")
+        remove_endpoints(RUN)
         for child in reversed(children):
             embedded.stop(child)
     return 0

@@ -1,25 +1,73 @@
-"""The HTTP client the command-line tools (`apply`, `export`, `tail`) reach the API with: the
-token from the environment, never the command line, and the CAs an https:// API is checked
-against. Kept apart from `apply`'s planning so that `tail` starts without loading it."""
+"""The HTTP client the command-line tools (`apply`, `export`, `tail`, `oauth2-device`) reach the
+API with: the token from the environment, never the command line, sent only once the server
+has proved what `api_url.target` asks of it, and the CAs an https:// API is checked against.
+Kept apart from `apply`'s planning so that `tail` starts without loading it."""
 
+import secrets
 import ssl
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 
 import httpx
 
+from controller.access import instance_proof
 from controller.ascode import secret_env
+from controller.ascode.api_url import Target
 
 
-def api_client(api: str, env: Mapping[str, str]) -> httpx.AsyncClient:
-    """A client sending `MAILPROBE_TOKEN` to `api`; exits naming the variable when it is unset."""
+class ProvenBearer(httpx.Auth):
+    """The bearer token, added to a request only after the server has answered a fresh
+    challenge with the proof of `key` (once per client); a server that cannot ends the command
+    before any request carries the token."""
+
+    requires_response_body = True
+
+    def __init__(self, token: str, key: str | None) -> None:
+        self._token = token
+        self._key = key
+        self._proven = key is None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if not self._proven:
+            assert self._key is not None
+            challenge = secrets.token_hex(32)
+            url = request.url.copy_with(
+                path=instance_proof.PATH, query=f"challenge={challenge}".encode()
+            )
+            answer = yield httpx.Request("GET", url)
+            try:
+                body = answer.json() if answer.status_code == 200 else None
+            except ValueError:
+                body = None
+            given = body.get("proof") if isinstance(body, dict) else None
+            port = url.port or (443 if url.scheme == "https" else 80)
+            if not isinstance(given, str) or not instance_proof.holds(
+                self._key, challenge, port, given
+            ):
+                raise SystemExit(
+                    f"error: the API at {url.scheme}://{url.netloc.decode()} is not the controller"
+                    " of this checkout's `make run` (it cannot prove the instance key in .run/):"
+                    " the token was not sent. Start `make run` again, name the API you mean with"
+                    " --api, or pass --insecure-http to send the token without this check"
+                )
+            self._proven = True
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+def api_client(api: Target, env: Mapping[str, str]) -> httpx.AsyncClient:
+    """A client sending `MAILPROBE_TOKEN` to `api` once it has proved what it must; exits naming
+    the variable when it is unset."""
     token = env.get(secret_env.TOKEN_ENV)
     if not token:
         raise SystemExit(
             f"error: set {secret_env.TOKEN_ENV} to an API token (kept out of the command line)"
         )
-    headers = {"Authorization": f"Bearer {token}"}
     return httpx.AsyncClient(
-        base_url=api, headers=headers, timeout=30, trust_env=False, verify=trust(env)
+        base_url=api.url,
+        auth=ProvenBearer(token, api.proof_key),
+        timeout=30,
+        trust_env=False,
+        verify=trust(env),
     )
 
 

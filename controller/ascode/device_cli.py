@@ -13,6 +13,7 @@ import httpx
 
 from controller.ascode import api_url
 from controller.ascode import run as ascode
+from controller.ascode.api_url import Target
 from controller.ascode.client import api_client
 from controller.monitors.oauth2_grants import Grant, GrantProblem, checked
 from controller.oauth2 import device
@@ -28,19 +29,25 @@ LOGINS: dict[str, dict[str, str]] = {
 
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    api = api_url.chosen(args.api, env)
-    if why := api_url.problem(api, insecure_http=args.insecure_http):
-        print(f"error: {why}", file=sys.stderr)
+    api = api_url.target(args.api, env, insecure_http=args.insecure_http)
+    if isinstance(api, str):
+        print(f"error: {api}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(run(api, args, env))
     except (device.DeviceFlowError, GrantProblem) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except httpx.TransportError as exc:
+        print(
+            f"error: cannot reach the API at {api.url}: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 async def run(
-    api: str,
+    api: Target,
     args: argparse.Namespace,
     env: Mapping[str, str],
     *,

@@ -12,13 +12,14 @@ SSL_CERT_DIR are read from the environment, to trust a private CA for an https:/
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 
 import httpx
 
 from controller.ascode import api_url, yaml_text
 from controller.ascode import channels as channel_file
+from controller.ascode.api_url import Target
 from controller.ascode.client import api_client
 from controller.ascode.plan import RESENT, Action, Current, PlanError, export, plan
 from controller.ascode.spec import Spec, SpecError, load
@@ -130,19 +131,19 @@ def export_text(customer: str, monitors: list[Current]) -> str:
 
 def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """`apply` or `export` as parsed; the exit code."""
-    api = api_url.chosen(args.api, env)
-    if why := api_url.problem(api, insecure_http=args.insecure_http):
-        print(f"error: {why}", file=sys.stderr)  # before any connection: the token stays here
+    api = api_url.target(args.api, env, insecure_http=args.insecure_http)
+    if isinstance(api, str):
+        print(f"error: {api}", file=sys.stderr)  # before any connection: the token stays here
         return 2
     if args.command == "export":
         if args.channels:
-            return asyncio.run(_export_channels(api, env))
-        return asyncio.run(_export(api, args.customer, env))
+            return _reaching(api, _export_channels(api, env))
+        return _reaching(api, _export(api, args.customer, env))
     try:
         text = Path(args.file).read_text()
         if channel_file.is_channels_file(text):
             wanted = channel_file.load(text, args.file, env)
-            return asyncio.run(_apply_channels(api, wanted, args, env))
+            return _reaching(api, _apply_channels(api, wanted, args, env))
         spec = load(text, args.file, env)
     except SpecError as exc:
         for problem in exc.problems:
@@ -151,16 +152,31 @@ def main(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return asyncio.run(_apply(api, spec, args, env))
+    return _reaching(api, _apply(api, spec, args, env))
 
 
-async def _apply(api: str, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def _reaching(api: Target, command: Coroutine[object, None, int]) -> int:
+    """`command` run; an API that cannot be reached is one line, not a traceback."""
+    try:
+        return asyncio.run(command)
+    except httpx.TransportError as exc:
+        print(
+            f"error: cannot reach the API at {api.url}: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+async def _apply(api: Target, spec: Spec, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     async with api_client(api, env) as client:
         return await apply(spec, client, prune=args.prune, dry_run=args.dry_run, say=print)
 
 
 async def _apply_channels(
-    api: str, wanted: list[channel_file.Channel], args: argparse.Namespace, env: Mapping[str, str]
+    api: Target,
+    wanted: list[channel_file.Channel],
+    args: argparse.Namespace,
+    env: Mapping[str, str],
 ) -> int:
     async with api_client(api, env) as client:
         try:
@@ -172,7 +188,7 @@ async def _apply_channels(
             return 1
 
 
-async def _export_channels(api: str, env: Mapping[str, str]) -> int:
+async def _export_channels(api: Target, env: Mapping[str, str]) -> int:
     async with api_client(api, env) as client:
         try:
             items = await channel_file.current(client)
@@ -183,7 +199,7 @@ async def _export_channels(api: str, env: Mapping[str, str]) -> int:
     return 0
 
 
-async def _export(api: str, customer: str, env: Mapping[str, str]) -> int:
+async def _export(api: Target, customer: str, env: Mapping[str, str]) -> int:
     async with api_client(api, env) as client:
         try:
             monitors = await current(client, customer)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import signal
+import socket
 from collections.abc import Coroutine
 from typing import TypeVar
 
@@ -248,6 +249,7 @@ async def _serve_ops(
             settings.controller_metrics_host,
             settings.controller_metrics_port,
             functools.partial(readiness, pool, pipeline),
+            setting="CONTROLLER_METRICS_PORT",
         )
     try:
         await stop.wait()
@@ -284,6 +286,18 @@ def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether another socket holds `port` (bound as uvicorn binds: SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 async def _serve_api(settings: ControllerSettings, app: Litestar, stop: asyncio.Event) -> None:
     """uvicorn returns on SIGINT/SIGTERM (it installs the handlers while it serves), and on
     `stop`, which ours set: a signal taken before uvicorn's handlers were in place."""
@@ -296,5 +310,16 @@ async def _serve_api(settings: ControllerSettings, app: Litestar, stop: asyncio.
     watcher = asyncio.create_task(exit_on_stop())
     try:
         await server.serve()
+    except SystemExit:
+        # uvicorn logs the bind error and exits; say which setting moves the port.
+        if _port_taken(settings.api_host, settings.api_port):
+            log.error(
+                "the API's port is in use by another program: set API_PORT (and API_HOST) to a"
+                " free one",
+                setting="API_PORT",
+                host=settings.api_host,
+                port=settings.api_port,
+            )
+        raise
     finally:
         watcher.cancel()

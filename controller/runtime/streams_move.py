@@ -1,17 +1,72 @@
 """`python -m controller streams-move --from URL`: the product's streams, with their consumers,
 copied from another NATS server (a single hub) onto NATS_URL's cluster at STREAM_REPLICAS
-(shared.stream_move). Prints a line per stream moved."""
+(shared.stream_move). Prints a line per stream moved.
+
+The old server's password comes from a file (`--from-password-file`) or the environment
+(STREAMS_MOVE_FROM_PASSWORD), never from the command line, which every user of the machine
+can read in the process list: a `--from` URL holding one is refused before anything connects.
+No line printed shows it."""
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
+from shared.logging import redact
 from shared.settings import ControllerSettings, nats_tls_context
 from shared.stream_move import StreamMoveError, move_streams
+
+PASSWORD_ENV = "STREAMS_MOVE_FROM_PASSWORD"
+
+
+class SourceError(Exception):
+    """`--from` and its password cannot be used; the text says why (never the password)."""
+
+
+def source_url(given: str, password_file: str | None, env: Mapping[str, str]) -> str:
+    """The old server's URL(s) with the password from `password_file` or PASSWORD_ENV put in
+    after each URL's user; `given` itself may hold none."""
+    urls = [u.strip() for u in given.split(",") if u.strip()]
+    try:
+        parts = [urlsplit(u) for u in urls]
+        passwords = [p.password for p in parts]
+    except ValueError as exc:
+        raise SourceError(f"--from is not a URL: {exc}") from None
+    if any(p is not None for p in passwords):
+        raise SourceError(
+            "--from holds a password, which every user of this machine can read in the process"
+            " list: give the URL without it and the password in --from-password-file or"
+            f" {PASSWORD_ENV}"
+        )
+    if password_file is not None:
+        try:
+            lines = Path(password_file).read_text().splitlines()
+        except OSError as exc:
+            raise SourceError(f"--from-password-file: {exc.strerror}: {password_file}") from None
+        password = lines[0] if lines else ""
+        if not password:
+            raise SourceError(f"--from-password-file {password_file} is empty")
+    else:
+        password = env.get(PASSWORD_ENV, "")
+    if not password:
+        return ",".join(urls)
+    if any(p.username is None for p in parts):
+        raise SourceError(
+            "--from needs the user the password belongs to: tls://controller@host:4222"
+        )
+    return ",".join(
+        urlunsplit(
+            p._replace(
+                netloc=f"{p.username}:{quote(password, safe='')}@{p.netloc.rpartition('@')[2]}"
+            )
+        )
+        for p in parts
+    )
 
 
 async def _quiet(exc: Exception) -> None:
@@ -32,8 +87,8 @@ async def _connect(url: str, settings: ControllerSettings) -> NATS:
     return nc
 
 
-async def _move(settings: ControllerSettings, args: argparse.Namespace) -> None:
-    source = await _connect(args.source, settings)
+async def _move(settings: ControllerSettings, args: argparse.Namespace, source_url: str) -> None:
+    source = await _connect(source_url, settings)
     try:
         target = await _connect(settings.nats_url, settings)
         try:
@@ -56,15 +111,20 @@ async def _move(settings: ControllerSettings, args: argparse.Namespace) -> None:
         print("the source has none of the streams JOBS, RESULTS, EVENTS: nothing moved")
 
 
-def run(settings: ControllerSettings, args: argparse.Namespace) -> int:
+def run(settings: ControllerSettings, args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
-        asyncio.run(_move(settings, args))
-    except StreamMoveError as exc:
+        url = source_url(args.source, args.from_password_file, env)
+    except SourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_move(settings, args, url))
+    except StreamMoveError as exc:
+        print(redact(f"error: {exc}"), file=sys.stderr)
         return 1
     except (NatsError, OSError, TimeoutError) as exc:
         # A URL that does not answer, a login refused, a server gone mid-way: nothing is
         # changed on the source, and a stream half restored on the target was removed.
-        print(f"error: NATS: {type(exc).__name__}: {exc or 'no answer'}", file=sys.stderr)
+        print(redact(f"error: NATS: {type(exc).__name__}: {exc or 'no answer'}"), file=sys.stderr)
         return 1
     return 0

@@ -3,7 +3,7 @@
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import structlog
@@ -12,8 +12,11 @@ from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.params import QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.access.instance_proof import CHALLENGE, proof
+from controller.access.instance_proof import PATH as PROOF_PATH
 from controller.db.pool import ping
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
@@ -136,6 +139,20 @@ async def ready(request: AnyRequest) -> Response[dict[str, str]]:
     return Response(body)
 
 
+@get(PROOF_PATH, include_in_schema=False, media_type=MediaType.JSON)
+async def instance_proof(
+    request: AnyRequest, challenge: Annotated[str, QueryParameter(max_length=256)] = ""
+) -> Response[dict[str, str]]:
+    """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
+    404 when it has none."""
+    settings: ControllerSettings = request.app.state.settings
+    if settings.instance_key is None:
+        return Response({"detail": "not found"}, status_code=404)
+    if not CHALLENGE.fullmatch(challenge):
+        return Response({"detail": "challenge: 32 to 128 lower-case hex digits"}, status_code=400)
+    return Response({"proof": proof(settings.instance_key, challenge, settings.api_port)})
+
+
 @get(
     "/metrics",
     tags=["ops"],
@@ -204,6 +221,7 @@ def create_app(
             UserController,
             health,
             ready,
+            instance_proof,
             prometheus_metrics,
             *console.routers(box),
         ],
@@ -219,6 +237,7 @@ def create_app(
                     r"^/schema",
                     r"^/health$",
                     r"^/ready$",
+                    r"^/instance-proof$",
                     r"^/metrics(/monitors|/reports)?$",
                     r"^/$",
                     r"^/favicon\.ico$",

@@ -26,7 +26,7 @@ from deploy import make_certs, mint_country
 from deploy.nats_conf import parse_users_conf, render_users_conf
 from shared import embedded
 from shared.sealing import OpeningKeys, SealingKey
-from shared.settings import AgentSettings, ControllerSettings, load
+from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -316,6 +316,10 @@ def test_systemd_runs_several_agents_of_one_country_on_one_host(
     plain = systemd_env(unit, "DE", "NATS_URL=tls://agent-DE:x@nats:4222\n", etc)
     first = load(AgentSettings, plain)
     example = (DEPLOY / "systemd" / "agent-DE-1.env.example").read_text()
+    # As shipped, the example's placeholder password is refused; minted, it runs.
+    with pytest.raises(SettingsError, match="NATS_URL holds a template's placeholder"):
+        load(AgentSettings, systemd_env(unit, "DE-1", example, etc))
+    example = example.replace("CHANGE-ME", "a-minted-password")
     second = load(AgentSettings, systemd_env(unit, "DE-1", example, etc))
     assert (first.agent_country, second.agent_country) == ("DE", "DE")
     assert first.agent_metrics_port != second.agent_metrics_port

@@ -9,7 +9,7 @@ are the ones mounted and exposed."""
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
@@ -188,8 +188,24 @@ def test_the_controller_asks_the_database_services_for_the_writable_host() -> No
     name = cluster["metadata"]["name"]
     found = [urlsplit(u) for u in hosts.urls]
     assert [(u.hostname, u.port) for u in found] == [(f"{name}-rw", 5432), (f"{name}-r", 5432)]
+    controller = by_kind("Deployment")["mailprobe-controller"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in controller["volumes"]}
     for u in found:
-        assert u.query == "target_session_attrs=read-write"
+        query = parse_qs(u.query)
+        assert query["target_session_attrs"] == ["read-write"]
+        # TLS verified for the Service's name, against the CA CloudNativePG made (its
+        # certificate only: the CA's key is not mounted).
+        assert query["sslmode"] == ["verify-full"]
+        [rootcert] = query["sslrootcert"]
+        for container in controller["initContainers"] + controller["containers"]:
+            [mount] = [
+                m for m in container["volumeMounts"] if rootcert.startswith(m["mountPath"] + "/")
+            ]
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == f"{name}-ca"
+            assert secret["items"] == [
+                {"key": "ca.crt", "path": rootcert.removeprefix(mount["mountPath"] + "/")}
+            ]
         assert u.username == spec["bootstrap"]["initdb"]["owner"]
         assert u.path == "/" + spec["bootstrap"]["initdb"]["database"]
     login = by_kind("Secret")[spec["bootstrap"]["initdb"]["secret"]["name"]]

@@ -31,6 +31,7 @@ from joserfc.jwk import RSAKey
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from controller.ascode import device_cli
+from controller.ascode.api_url import Target
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
 from controller.monitors.store import WatchedMonitor
@@ -697,7 +698,7 @@ async def test_the_device_code_flow_stores_a_refresh_token_on_the_monitor(
 
     env = {"MAILPROBE_TOKEN": tenant.tokens["admin"], "MAILPROBE_SECRET_CLIENT": CLIENT_SECRET}
     code = await device_cli.run(
-        api, args, env, say=said.append, verify=ca_context(ca), sleep=sign_in
+        Target(api, None), args, env, say=said.append, verify=ca_context(ca), sleep=sign_in
     )
     assert code == 0, said
     assert "ABCD-EFGH" in said[0]
