@@ -5,6 +5,7 @@ input a rejected report with its reason, costing nothing else."""
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -13,7 +14,8 @@ import httpx
 from controller.notify.links import Links
 from controller.posture import store as posture
 from controller.posture.rules import Finding
-from controller.reports import keeping
+from controller.reports import intake, keeping
+from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.reports import made
@@ -81,10 +83,10 @@ async def test_a_gzipped_report_posted_with_the_token_raises_one_finding_and_one
     assert "reported by Google LLC" in f["detail"]
     assert len(await _notices(pool, monitor["publicId"])) == 1
 
-    # A retry of the same report is taken once; a new report saying the same tells nobody.
+    # A retry of the same report is taken once; a new report of the same failures tells nobody.
     again = await https.post(path, content=body, headers=GZIP)
     assert again.status_code == 200 and again.json()["reason"] == "duplicate"
-    same = made.tls_json(domain, report_id="rpt-2")
+    same = made.tls_json(domain, report_id="rpt-2", successes=5000)
     r = await https.post(path, content=json.dumps(same).encode(), headers=JSON)
     assert r.status_code == 200 and r.json()["stored"] is True
     assert len(await _notices(pool, monitor["publicId"])) == 1
@@ -102,8 +104,15 @@ async def test_a_gzipped_report_posted_with_the_token_raises_one_finding_and_one
         ],
     )
     assert (await https.post(path, content=made.tls_gzip(newer), headers=GZIP)).status_code == 200
+    # ...within the digest interval of the first, it waits for the digest.
+    assert len(await _notices(pool, monitor["publicId"])) == 1
+    assert await intake.send_digests(pool, Links(), utcnow() + timedelta(minutes=61)) == 1
     sent = await _notices(pool, monitor["publicId"])
     assert len(sent) == 2 and "sts-policy-invalid" in sent[1]["body_text"]
+    assert sent[1]["subject"].startswith("[mailprobe] Digest: TLS failures reported for " + domain)
+    assert "1 new items were reported since the last notice" in sent[1]["body_text"]
+    assert "from Google LLC, Microsoft Corporation" in sent[1]["body_text"]
+    assert "every country" not in sent[0]["body_text"] + sent[1]["body_text"]
 
     r = await https.get(f"/api/report-domains/{domain}/totals", headers=tenant.auth("readonly"))
     assert r.status_code == 200, r.text
@@ -239,9 +248,7 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
     assert r.status_code == 200, r.text
     assert "tls_failures_reported" in await _posture(https, tenant, monitor)
     async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE report_counts SET day = day - 8 WHERE organization_id = $1", tenant.org_id
-        )
+        await _shift(conn, tenant.org_id, 8)
     await keeping.one_pass(pool, 400, Links())
     assert await _posture(https, tenant, monitor) == {}
     async with pool.acquire() as conn:
@@ -250,9 +257,22 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
             " WHERE organization_id = $1",
             tenant.org_id,
         )
+        await _shift(conn, tenant.org_id, 401 - 8)
     await keeping.one_pass(pool, 400, Links())
     async with pool.acquire() as conn:
         left = await conn.fetchval(
-            "SELECT count(*) FROM report_counts WHERE organization_id = $1", tenant.org_id
+            "SELECT (SELECT count(*) FROM report_items WHERE organization_id = $1)"
+            " + (SELECT count(*) FROM report_day_totals WHERE organization_id = $1)"
+            " + (SELECT count(*) FROM reports WHERE organization_id = $1)"
+            " + (SELECT sum(rows) FROM report_domain_rows WHERE organization_id = $1)",
+            tenant.org_id,
         )
     assert left == 0
+
+
+async def _shift(conn: asyncpg.Connection, org_id: int, days: int) -> None:
+    """The organization's aggregates moved `days` into the past."""
+    for table in ("report_items", "report_day_totals"):
+        await conn.execute(
+            f"UPDATE {table} SET day = day - $2::int WHERE organization_id = $1", org_id, days
+        )
