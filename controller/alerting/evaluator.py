@@ -39,9 +39,8 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting import batch, maintenance, no_data
+from controller.alerting import batch, no_data
 from controller.alerting import incident_store as incident_db
-from controller.alerting import maintenance_store as windows_db
 from controller.alerting import state_store as alert_state
 from controller.alerting.rules import (
     NEW_INCIDENT,
@@ -76,7 +75,7 @@ from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonito
 from controller.monitors.thresholds import Thresholds
 from controller.notify import entry as notify_entry
 from controller.notify import events_store as events_db
-from controller.notify import recipients
+from controller.notify import maintenance, recipients
 from controller.notify.entry import Source, notify
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
@@ -341,7 +340,7 @@ class Alerter:
         for a routine one what to write: its state, when to come back, its posture's move."""
         w, s = got.watched, got.state
         monitor = w.monitor
-        quiet = monitor.status == "maintenance"
+        quiet = maintenance.quiet(monitor.status, (), now)  # a routine monitor has no windows
         after = self._after(w, s, now)
         plan = self._plan(w, s, now, after, read)
         if plan.fills or plan.cut_short:
@@ -753,14 +752,8 @@ class Alerter:
         return fills
 
     async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime, windows: bool) -> bool:
-        """No notifications: status `maintenance`, or a maintenance window is open (`windows`:
-        any cover the monitor)."""
-        if monitor.status == "maintenance":
-            return True
-        if not windows:
-            return False
-        found = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
-        return maintenance.any_open(found, now)
+        """No notifications: the monitor is in maintenance (`windows`: any cover it)."""
+        return await notify_entry.in_maintenance(conn, monitor, now, windows=windows)
 
     async def _notify(
         self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime

@@ -5,19 +5,28 @@ report findings, logins and tokens, round-trip delivery, status pages, the owner
 notice) builds the notes (controller.notify.recipients) and calls `notify`; nothing else writes
 the outbox. The notice names its `Source`: the hourly budget of its organization it draws on
 (controller.notify.budget, taken by the outbox worker), so no other source can ever use up the
-outage notices' budget.
+outage notices' budget. Maintenance is decided here too, for every writer: what it holds back
+(controller.notify.maintenance `held`) is not queued while the monitor is in maintenance
+(`in_maintenance`, which the alerter asks as well before it marks a notice told).
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
 
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.notify import outbox_store
+from controller.notify import maintenance, outbox_store
+from controller.notify import maintenance_store as windows_db
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
+from shared.timefmt import utcnow
 
-__all__ = ["Notice", "Source", "notify"]
+__all__ = ["Notice", "Source", "in_maintenance", "notify"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,4 +58,27 @@ async def notify(conn: Conn, notice: Notice) -> None:
             f"notice for organization {notice.organization_id} about a monitor of"
             f" organization {monitor.organization_id}"
         )
-    await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notice.notes, notice.source)
+    notes = notice.notes
+    if any(maintenance.held(notice.source, n.kind) for n in notes) and await in_maintenance(
+        conn, monitor, utcnow()
+    ):
+        notes = [n for n in notes if not maintenance.held(notice.source, n.kind)]
+        log.info(
+            "notice not queued: the monitor is in maintenance",
+            monitor_id=str(monitor.public_id),
+            source=str(notice.source),
+            kinds=sorted({n.kind for n in notice.notes}),
+        )
+    if notes:
+        await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notes, notice.source)
+
+
+async def in_maintenance(
+    conn: Conn, monitor: Monitor, at: datetime, *, windows: bool = True
+) -> bool:
+    """Whether `monitor` is in maintenance at `at` (controller.notify.maintenance `quiet`);
+    `windows` False when none cover it (the alerter knows it from its batch's read)."""
+    if monitor.status == maintenance.MAINTENANCE or not windows:
+        return maintenance.quiet(monitor.status, (), at)
+    found = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
+    return maintenance.quiet(monitor.status, found, at)

@@ -142,6 +142,7 @@ class OutboxWorker:
             rows = await self._within_budget(conn, rows, now)
         if not rows:
             return claimed, 0
+        rows.sort(key=lambda r: (r.source != Source.OUTAGE, r.id))  # outage notices first
         outcomes = await self._send_all(rows)
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():

@@ -188,8 +188,10 @@ async def claim_outbox(
 ) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
     caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
-    batch may take). A row waits while an older one to the same recipient about the same
-    monitor is pending (sending, or backing off), so notices arrive in the order written."""
+    batch may take). Outage notices first, then the oldest due: a flood of other notices
+    (findings, reports) never makes an outage notice wait behind it. A row waits while an
+    older one of its source to the same recipient about the same monitor is pending (sending,
+    or backing off), so a source's notices arrive in the order written."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
@@ -198,8 +200,9 @@ async def claim_outbox(
         "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
         "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
         "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
-        "       AND p.target = o.target AND p.id < o.id)"
-        "   ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        "       AND p.target = o.target AND p.source = o.source AND p.id < o.id)"
+        "   ORDER BY o.source <> 'outage', o.next_attempt_at, o.id"
+        "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {OUTBOX_COLUMNS}",
         now,
         limit,

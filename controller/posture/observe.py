@@ -4,9 +4,9 @@ findings, baselines, events and notifications commit with its state, once, which
 evaluates it.
 
 Only judged rounds are read (their results are all in, or the round closed), each once: the
-cursor `posture_state.last_round_at` follows the alerter's. Nothing is notified while the
-monitor is quiet (maintenance); findings are still recorded, and an expiry notice due then goes
-out at the first round after it.
+cursor `posture_state.last_round_at` follows the alerter's. Nothing is told while the monitor
+is in maintenance (the notify entry holds findings back; controller.notify.maintenance);
+findings are still recorded, and an expiry notice due then waits for the first round after it.
 
 One call tells what it found in one notice per kind (posture.notices): the findings that
 appeared in its rounds, from every country, in one `finding` notice; the certificates that
@@ -338,8 +338,6 @@ class _Pass:
     async def notify(
         self, kind: str, texts: Texts, key: str, channel: str, severity: str | None = None
     ) -> None:
-        if self.quiet:
-            return
         notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
         m = self.monitor
         await notify(self.conn, Notice(Source.FINDING, m.organization_id, m, None, notes))
