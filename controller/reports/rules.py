@@ -23,6 +23,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from controller.posture.rules import REPORT_CODES, Finding, Key
 
@@ -70,6 +71,7 @@ class Count:
     mx: str
     ip: str
     count: int
+    day: date | None = None  # the report's first day
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ class Window:
     sessions: int = 0
     failed: int = 0
     largest: tuple[Failure, ...] = ()
-    failures: int = 0  # distinct (result, MX, IP) that failed
+    failures: int = 0  # failing rows as stored: distinct per day, reporter, result, MX and IP
     networks: tuple[NetCount, ...] = ()  # those with a failure, by network
 
 
@@ -126,8 +128,11 @@ def fresh(rows: Iterable[Count]) -> Fresh:
 
 
 def window(counts: Iterable[Count]) -> Window:
-    """The window of `counts` (the reference of the store's `window`, which sums in SQL)."""
+    """The window of `counts` (the reference of the store's `window`, which sums in SQL; it
+    reads the largest among each day's `store.LARGEST_PER_DAY` largest rows, which is this
+    while no day holds more)."""
     sessions = failed = 0
+    stored: set[tuple[date | None, str, str, str, str]] = set()
     by_item: dict[tuple[str, str, str], int] = defaultdict(int)
     reporters: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     nets: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -138,6 +143,7 @@ def window(counts: Iterable[Count]) -> Window:
                 failed += c.count
                 by_item[(c.result, c.mx, c.ip)] += c.count
                 reporters[(c.result, c.mx, c.ip)].add(c.reporter)
+                stored.add((c.day, c.reporter, c.result, c.mx, c.ip))
         elif c.ip:
             nets[network(c.ip)][0 if c.result == "pass" else 1] += c.count
     largest = sorted(by_item.items(), key=lambda kv: (-kv[1], kv[0]))[:SHOWN]
@@ -148,7 +154,7 @@ def window(counts: Iterable[Count]) -> Window:
             Failure(r, mx, ip, n, tuple(sorted(reporters[(r, mx, ip)])))
             for (r, mx, ip), n in largest
         ),
-        len(by_item),
+        len(stored),
         tuple(NetCount(net, p, f) for net, (p, f) in sorted(nets.items()) if f),
     )
 
@@ -216,7 +222,9 @@ def _tls(
     for f in seen.largest[:SHOWN]:
         where = f" to {f.mx or 'an MX not named'}" + (f" ({f.ip})" if f.ip else "")
         parts.append(f"{f.result}: {f.count}{where}, reported by {', '.join(f.reporters)}")
-    more = f"; and {seen.failures - SHOWN} more" if seen.failures > SHOWN else ""
+    # More than those shown: failing rows as stored (per day and reporter) beyond theirs.
+    covered = sum(len(f.reporters) for f in seen.largest[:SHOWN])
+    more = f"; and more ({seen.failures:,} failure rows in all)" if seen.failures > covered else ""
     detail = f"{seen.failed} of {seen.sessions} TLS sessions failed: " + "; ".join(parts) + more
     agreed = _agreement(seen.largest, hostname, own)
     if agreed:

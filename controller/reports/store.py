@@ -154,14 +154,19 @@ async def insert(
         "  result, mx, ip, net, count)"
         "  SELECT $1, domain, $2, $3, $4, result, mx, ip, net, count FROM new"
         "  ON CONFLICT (organization_id, domain, kind, day, reporter, result, mx, ip)"
-        "  DO UPDATE SET count = i.count + excluded.count RETURNING domain, (xmax = 0) AS added),"
+        "  DO UPDATE SET count = i.count + excluded.count"
+        "  RETURNING domain, result, (xmax = 0) AS added),"
+        " added AS (SELECT domain, result, count(*) FILTER (WHERE added) AS n FROM up"
+        "  GROUP BY domain, result),"
+        " sums AS (SELECT domain, result, sum(count) AS count FROM new GROUP BY domain, result),"
         " totals AS (INSERT INTO report_day_totals AS t (organization_id, domain, kind, day,"
-        "  reporter, result, count)"
-        "  SELECT $1, domain, $2, $3, $4, result, sum(count) FROM new GROUP BY domain, result"
+        "  reporter, result, count, items)"
+        "  SELECT $1, s.domain, $2, $3, $4, s.result, s.count, a.n FROM sums s"
+        "  JOIN added a ON a.domain = s.domain AND a.result = s.result"
         "  ON CONFLICT (organization_id, domain, kind, day, reporter, result)"
-        "  DO UPDATE SET count = t.count + excluded.count)"
+        "  DO UPDATE SET count = t.count + excluded.count, items = t.items + excluded.items)"
         " INSERT INTO report_domain_rows AS r (organization_id, domain, rows)"
-        " SELECT $1, domain, count(*) FILTER (WHERE added) FROM up GROUP BY domain"
+        " SELECT $1, domain, sum(n) FROM added GROUP BY domain"
         " ON CONFLICT (organization_id, domain) DO UPDATE SET rows = r.rows + excluded.rows",
         organization_id,
         report.kind,
@@ -229,13 +234,29 @@ async def reject(
     )
 
 
+# Rows read per day for the largest: a day's largest failing rows of one kind, by the index
+# `report_items_largest`, the days those of the day totals ($1 organization, $2 domain, $3
+# since, $4 kind, $6 rows a day).
+LARGEST_PER_DAY = 1000
+_LARGEST_PER_DAY = (
+    "SELECT r.day, r.reporter, r.result, r.mx, r.ip, r.count FROM"
+    " (SELECT DISTINCT day FROM report_day_totals WHERE organization_id = $1 AND domain = $2"
+    "  AND kind = $4 AND day >= $3) d,"
+    " LATERAL (SELECT day, reporter, result, mx, ip, count FROM report_items"
+    "  WHERE organization_id = $1 AND domain = $2 AND kind = $4 AND day = d.day"
+    "  AND result NOT IN ('success', 'pass') ORDER BY count DESC LIMIT $6) r"
+)
+
+
 async def window(conn: Conn, organization_id: int, domain: str, since: date) -> Window:
     """The domain's counts since `since` as the rules read them (rules.window is the
-    reference): TLS totals from the day totals, the largest failures with their number, and
-    each DMARC network that failed."""
+    reference): TLS totals and the number of failures (per day) from the day totals, the
+    largest failures among each day's `LARGEST_PER_DAY` largest, and each DMARC network that
+    failed."""
     tls = await conn.fetchrow(
         "SELECT coalesce(sum(count), 0)::bigint AS sessions,"
-        " coalesce(sum(count) FILTER (WHERE result <> 'success'), 0)::bigint AS failed"
+        " coalesce(sum(count) FILTER (WHERE result <> 'success'), 0)::bigint AS failed,"
+        " coalesce(sum(items) FILTER (WHERE result <> 'success'), 0)::bigint AS failures"
         " FROM report_day_totals WHERE organization_id = $1 AND domain = $2 AND kind = 'tls'"
         " AND day >= $3",
         organization_id,
@@ -248,21 +269,20 @@ async def window(conn: Conn, organization_id: int, domain: str, since: date) -> 
     if tls["failed"]:
         rows = await conn.fetch(
             "SELECT result, mx, ip, sum(count)::bigint AS n,"
-            ' array_agg(DISTINCT reporter COLLATE "C" ORDER BY reporter COLLATE "C") AS reporters,'
-            " count(*) OVER () AS failures FROM report_items"
-            " WHERE organization_id = $1 AND domain = $2 AND kind = 'tls' AND day >= $3"
-            " AND result <> 'success' GROUP BY result, mx, ip"
-            ' ORDER BY n DESC, result COLLATE "C", mx COLLATE "C", ip COLLATE "C"'
-            " LIMIT $4",
+            ' array_agg(DISTINCT reporter COLLATE "C" ORDER BY reporter COLLATE "C") AS reporters'
+            f" FROM ({_LARGEST_PER_DAY}) i GROUP BY result, mx, ip"
+            ' ORDER BY n DESC, result COLLATE "C", mx COLLATE "C", ip COLLATE "C" LIMIT $5',
             organization_id,
             domain,
             since,
+            "tls",
             SHOWN,
+            LARGEST_PER_DAY,
         )
         largest = [
             Failure(r["result"], r["mx"], r["ip"], r["n"], tuple(r["reporters"])) for r in rows
         ]
-        failures = rows[0]["failures"] if rows else 0
+        failures = tls["failures"]
     nets = await conn.fetch(
         "SELECT net, coalesce(sum(count) FILTER (WHERE result = 'pass'), 0)::bigint AS passed,"
         " coalesce(sum(count) FILTER (WHERE result <> 'pass'), 0)::bigint AS failed"
@@ -479,19 +499,24 @@ async def daily(
 async def breakdown(
     conn: Conn, organization_id: int, domain: str, since: date, limit: int
 ) -> list[Failures]:
-    """Failures by kind, reporter, result, MX and IP over the days since `since`, largest first."""
-    rows = await conn.fetch(
-        "SELECT kind, reporter, result, mx, ip, sum(count)::bigint AS n FROM report_items"
-        " WHERE organization_id = $1 AND domain = $2 AND day >= $3"
-        " AND result NOT IN ('success', 'pass')"
-        " GROUP BY kind, reporter, result, mx, ip ORDER BY n DESC, kind, reporter, result, mx, ip"
-        " LIMIT $4",
-        organization_id,
-        domain,
-        since,
-        limit,
-    )
-    return typed.many(Failures, rows)
+    """Failures by kind, reporter, result, MX and IP over the days since `since`, largest
+    first (among each day's `LARGEST_PER_DAY` largest of each kind)."""
+    out: list[Failures] = []
+    for kind in ("tls", "dmarc"):
+        rows = await conn.fetch(
+            "SELECT $4 AS kind, reporter, result, mx, ip, sum(count)::bigint AS n"
+            f" FROM ({_LARGEST_PER_DAY}) i GROUP BY reporter, result, mx, ip"
+            " ORDER BY n DESC LIMIT $5",
+            organization_id,
+            domain,
+            since,
+            kind,
+            limit,
+            LARGEST_PER_DAY,
+        )
+        out += typed.many(Failures, rows)
+    out.sort(key=lambda f: (-f.n, f.kind, f.reporter, f.result, f.mx, f.ip))
+    return out[:limit]
 
 
 async def rejected(conn: Conn, organization_id: int, limit: int) -> list[Rejected]:

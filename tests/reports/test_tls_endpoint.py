@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from controller.db.pool import Conn
 from controller.notify.links import Links
 from controller.posture import store as posture
 from controller.posture.rules import Finding
@@ -270,7 +271,7 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
     assert left == 0
 
 
-async def _shift(conn: asyncpg.Connection, org_id: int, days: int) -> None:
+async def _shift(conn: Conn, org_id: int, days: int) -> None:
     """The organization's aggregates moved `days` into the past."""
     for table in ("report_items", "report_day_totals"):
         await conn.execute(

@@ -97,7 +97,7 @@ def test_every_code_is_judged_and_nothing_raises_without_counts() -> None:
                 f"certificate-expired: 2 to mx{i}.example.com (203.0.113.5), reported by Google"
                 for i in range(5)
             )
-            + "; and 2 more",
+            + "; and more (7 failure rows in all)",
             tuple(f"certificate-expired|mx{i}.example.com" for i in range(7)),
         ),
         ([dmarc("192.0.2.1", 500)], DEFAULTS, None, None),

@@ -20,9 +20,12 @@ CREATE TABLE report_items (
     PRIMARY KEY (organization_id, domain, kind, day, reporter, result, mx, ip)
 );
 CREATE INDEX report_items_day ON report_items (day);
+-- A day's largest rows of a domain and kind, read a few hundred at a time (the largest failures).
+CREATE INDEX report_items_largest ON report_items (organization_id, domain, kind, day, count DESC);
 
--- Per organization, domain, kind, day and result: the sum of counts (the totals API, the charts'
--- TLS lines, the `/metrics/reports` series, the TLS finding's threshold), a few rows a day.
+-- Per organization, domain, kind, day, reporter and result: the sum of counts (the totals API,
+-- the charts' TLS lines, the `/metrics/reports` series, the TLS finding's threshold) and how many
+-- `report_items` rows hold them (`items`), a few rows a day.
 CREATE TABLE report_day_totals (
     organization_id     bigint NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     domain              text NOT NULL,
@@ -31,6 +34,7 @@ CREATE TABLE report_day_totals (
     reporter            text NOT NULL,
     result              text NOT NULL,
     count               bigint NOT NULL CHECK (count >= 0),
+    items               bigint NOT NULL CHECK (items >= 0),
     PRIMARY KEY (organization_id, domain, kind, day, reporter, result)
 );
 
@@ -57,8 +61,8 @@ SELECT organization_id, domain, kind, day, reporter, result, mx, ip,
     ELSE '' END,
     sum(count)
 FROM c GROUP BY organization_id, domain, kind, day, reporter, result, mx, ip, plain;
-INSERT INTO report_day_totals (organization_id, domain, kind, day, reporter, result, count)
-SELECT organization_id, domain, kind, day, reporter, result, sum(count)
+INSERT INTO report_day_totals (organization_id, domain, kind, day, reporter, result, count, items)
+SELECT organization_id, domain, kind, day, reporter, result, sum(count), count(*)
 FROM report_items GROUP BY organization_id, domain, kind, day, reporter, result;
 INSERT INTO report_domain_rows (organization_id, domain, rows)
 SELECT organization_id, domain, count(*) FROM report_items GROUP BY organization_id, domain;
