@@ -33,6 +33,7 @@ DMARC_UNKNOWN = "dmarc_unknown_source"
 CODES = (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
 assert frozenset(CODES) == REPORT_CODES
 SHOWN = 5  # items named in a finding's detail, largest first
+FRESH = 1000  # a new report's items that may be news, its largest
 
 # An RFC 8460 result type → the agents' own finding saying the same of a server.
 AGREES = {
@@ -121,10 +122,14 @@ def item(result: str, mx: str) -> str:
 
 
 def fresh(rows: Iterable[Count]) -> Fresh:
-    """The items of a report's rows."""
-    return Fresh(
-        frozenset(item(c.result, c.mx) for c in rows if c.kind == "tls" and c.result != "success")
-    )
+    """The items of a report's rows: its `FRESH` largest failures' (a report of 100,000
+    failures is told by its largest; the rest are in the finding's detail and totals)."""
+    by: dict[str, int] = defaultdict(int)
+    for c in rows:
+        if c.kind == "tls" and c.result != "success":
+            by[item(c.result, c.mx)] += c.count
+    largest = sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))[:FRESH]
+    return Fresh(frozenset(k for k, _ in largest))
 
 
 def window(counts: Iterable[Count]) -> Window:

@@ -9,6 +9,7 @@ from controller.reports.rules import (
     CODES,
     DMARC_FAILURES,
     DMARC_UNKNOWN,
+    FRESH,
     TLS_FAILURES,
     Count,
     ReportSettings,
@@ -307,3 +308,12 @@ def test_a_verdict_is_news_when_it_appears_or_names_something_new(
 ) -> None:
     verdict = Verdict(Finding(TLS_FAILURES, "", "x"), items)
     assert told(verdict, before) is news
+
+
+def test_a_reports_items_that_may_be_news_are_its_largest_failures() -> None:
+    counts = [tls("certificate-expired", 10_000 - i, mx=f"mx{i}.example.com") for i in range(1500)]
+    counts.append(tls("success", 10**6))
+    new = fresh(counts)
+    assert len(new.tls) == FRESH
+    assert "certificate-expired|mx0.example.com" in new.tls
+    assert "certificate-expired|mx1499.example.com" not in new.tls
