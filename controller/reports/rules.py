@@ -105,7 +105,8 @@ class Window:
     failed: int = 0
     largest: tuple[Failure, ...] = ()
     failures: int = 0  # failing rows as stored: distinct per day, reporter, result, MX and IP
-    networks: tuple[NetCount, ...] = ()  # those with a failure, by network
+    networks: tuple[NetCount, ...] = ()  # those that passed, and the failing ones, by network
+    dmarc_failed: int = 0  # DMARC messages that failed, from every network
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def window(counts: Iterable[Count]) -> Window:
     by_item: dict[tuple[str, str, str], int] = defaultdict(int)
     reporters: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     nets: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    counts = list(counts)
     for c in counts:
         if c.kind == "tls":
             sessions += c.count
@@ -152,6 +154,7 @@ def window(counts: Iterable[Count]) -> Window:
         elif c.ip:
             nets[network(c.ip)][0 if c.result == "pass" else 1] += c.count
     largest = sorted(by_item.items(), key=lambda kv: (-kv[1], kv[0]))[:SHOWN]
+    dmarc_failed = sum(c.count for c in counts if c.kind == "dmarc" and c.result != "pass")
     return Window(
         sessions,
         failed,
@@ -160,7 +163,8 @@ def window(counts: Iterable[Count]) -> Window:
             for (r, mx, ip), n in largest
         ),
         len(stored),
-        tuple(NetCount(net, p, f) for net, (p, f) in sorted(nets.items()) if f),
+        tuple(NetCount(net, p, f) for net, (p, f) in sorted(nets.items())),
+        dmarc_failed,
     )
 
 
@@ -210,7 +214,7 @@ def judge(
     was raised for: the largest TLS failures' and those of the new report `new`, every failing
     DMARC network."""
     verdicts: Verdicts = {TLS_FAILURES: _tls(seen, settings, hostname, own, new)}
-    verdicts |= _dmarc(seen.networks, settings)
+    verdicts |= _dmarc(seen, settings)
     return verdicts
 
 
@@ -257,8 +261,9 @@ def _seen(countries: list[str]) -> str:
     return f"seen from {', '.join(named)}" if named else "for the domain"
 
 
-def _dmarc(networks: Sequence[NetCount], settings: ReportSettings) -> Verdicts:
+def _dmarc(seen: Window, settings: ReportSettings) -> Verdicts:
     known_nets = [ipaddress.ip_network(n, strict=False) for n in settings.known_networks]
+    networks = seen.networks
     passed = {n.net: n.passed for n in networks}
     known = {n.net for n in networks if n.passed or _listed(n.net, known_nets)}
     verdicts: Verdicts = {}
@@ -268,10 +273,17 @@ def _dmarc(networks: Sequence[NetCount], settings: ReportSettings) -> Verdicts:
         if n.net in known and n.failed >= settings.dmarc_failures_min
     }
     verdicts[DMARC_FAILURES] = _networks(DMARC_FAILURES, failing, passed, "failed DMARC alignment")
-    unknown = {n.net: n.failed for n in networks if n.net not in known}
-    if sum(unknown.values()) >= settings.dmarc_unknown_min:
+    unknown = {n.net: n.failed for n in networks if n.net not in known and n.failed}
+    # Every message that failed but those of known networks: the unknown networks' whole share,
+    # whether or not each is among the networks read.
+    total = seen.dmarc_failed - sum(n.failed for n in networks if n.net in known)
+    if unknown and total >= settings.dmarc_unknown_min:
         verdicts[DMARC_UNKNOWN] = _networks(
-            DMARC_UNKNOWN, unknown, passed, "sent in the domain's name and never passed DMARC"
+            DMARC_UNKNOWN,
+            unknown,
+            passed,
+            "sent in the domain's name and never passed DMARC",
+            total,
         )
     else:
         verdicts[DMARC_UNKNOWN] = None
@@ -283,6 +295,7 @@ def _networks(
     failing: Mapping[str, int],
     passed: Mapping[str, int],
     what: str,
+    total: int | None = None,
 ) -> Verdict | None:
     if not failing:
         return None
@@ -292,7 +305,7 @@ def _networks(
         share = f" ({passed[net]} passed)" if passed.get(net) else ""
         parts.append(f"{net}: {n} messages{share}")
     more = f"; and {len(largest) - SHOWN} more networks" if len(largest) > SHOWN else ""
-    total = sum(failing.values())
+    total = sum(failing.values()) if total is None else total
     detail = f"{total} messages from {len(largest)} networks {what}: " + "; ".join(parts) + more
     return Verdict(Finding(code, "", detail), tuple(sorted(failing)))
 

@@ -236,29 +236,51 @@ async def reject(
 
 # Rows read per day for the largest: a day's largest failing rows of one kind, by the index
 # `report_items_largest`, the days those of the day totals ($1 organization, $2 domain, $3
-# since, $4 kind, $6 rows a day).
+# since, $4 kind, $5 rows a day; a query using it adds its own from $6).
 LARGEST_PER_DAY = 1000
 _LARGEST_PER_DAY = (
-    "SELECT r.day, r.reporter, r.result, r.mx, r.ip, r.count FROM"
+    "SELECT r.day, r.reporter, r.result, r.mx, r.ip, r.net, r.count FROM"
     " (SELECT DISTINCT day FROM report_day_totals WHERE organization_id = $1 AND domain = $2"
     "  AND kind = $4 AND day >= $3) d,"
-    " LATERAL (SELECT day, reporter, result, mx, ip, count FROM report_items"
+    " LATERAL (SELECT day, reporter, result, mx, ip, net, count FROM report_items"
     "  WHERE organization_id = $1 AND domain = $2 AND kind = $4 AND day = d.day"
-    "  AND result NOT IN ('success', 'pass') ORDER BY count DESC LIMIT $6) r"
+    "  AND result NOT IN ('success', 'pass') ORDER BY count DESC LIMIT $5) r"
+)
+
+
+# The DMARC source networks worth reading ($1 organization, $2 domain, $3 since, $4 'dmarc',
+# $5 rows a day):
+# every network that passed in the window (few: the domain's own senders), and those among each
+# day's largest failing rows; each read whole by the index `report_items_net`.
+_NETWORKS = (
+    "WITH passing AS (SELECT net, sum(count) AS passed FROM report_items"
+    "  WHERE organization_id = $1 AND domain = $2 AND kind = 'dmarc' AND day >= $3"
+    "  AND result = 'pass' AND net <> '' GROUP BY net),"
+    f" top AS (SELECT DISTINCT net FROM ({_LARGEST_PER_DAY}) i WHERE net <> ''),"
+    " cand AS (SELECT net FROM passing UNION SELECT net FROM top)"
+    " SELECT c.net, coalesce(p.passed, 0)::bigint AS passed,"
+    " coalesce((SELECT sum(count) FROM report_items r WHERE r.organization_id = $1"
+    "  AND r.domain = $2 AND r.kind = 'dmarc' AND r.net = c.net AND r.day >= $3"
+    "  AND r.result <> 'pass'), 0)::bigint AS failed"
+    " FROM cand c LEFT JOIN passing p ON p.net = c.net"
 )
 
 
 async def window(conn: Conn, organization_id: int, domain: str, since: date) -> Window:
     """The domain's counts since `since` as the rules read them (rules.window is the
-    reference): TLS totals and the number of failures (per day) from the day totals, the
-    largest failures among each day's `LARGEST_PER_DAY` largest, and each DMARC network that
-    failed."""
+    reference): TLS and DMARC totals and the number of TLS failures (per day) from the day
+    totals, the largest failures among each day's `LARGEST_PER_DAY` largest, and the DMARC
+    networks that passed or are among each day's largest failing (`_NETWORKS`)."""
     tls = await conn.fetchrow(
-        "SELECT coalesce(sum(count), 0)::bigint AS sessions,"
-        " coalesce(sum(count) FILTER (WHERE result <> 'success'), 0)::bigint AS failed,"
-        " coalesce(sum(items) FILTER (WHERE result <> 'success'), 0)::bigint AS failures"
-        " FROM report_day_totals WHERE organization_id = $1 AND domain = $2 AND kind = 'tls'"
-        " AND day >= $3",
+        "SELECT coalesce(sum(count) FILTER (WHERE kind = 'tls'), 0)::bigint AS sessions,"
+        " coalesce(sum(count) FILTER (WHERE kind = 'tls' AND result <> 'success'), 0)::bigint"
+        "  AS failed,"
+        " coalesce(sum(items) FILTER (WHERE kind = 'tls' AND result <> 'success'), 0)::bigint"
+        "  AS failures,"
+        " coalesce(sum(count) FILTER (WHERE kind = 'dmarc'), 0)::bigint AS dmarc_messages,"
+        " coalesce(sum(count) FILTER (WHERE kind = 'dmarc' AND result <> 'pass'), 0)::bigint"
+        "  AS dmarc_failed"
+        " FROM report_day_totals WHERE organization_id = $1 AND domain = $2 AND day >= $3",
         organization_id,
         domain,
         since,
@@ -271,34 +293,35 @@ async def window(conn: Conn, organization_id: int, domain: str, since: date) -> 
             "SELECT result, mx, ip, sum(count)::bigint AS n,"
             ' array_agg(DISTINCT reporter COLLATE "C" ORDER BY reporter COLLATE "C") AS reporters'
             f" FROM ({_LARGEST_PER_DAY}) i GROUP BY result, mx, ip"
-            ' ORDER BY n DESC, result COLLATE "C", mx COLLATE "C", ip COLLATE "C" LIMIT $5',
+            ' ORDER BY n DESC, result COLLATE "C", mx COLLATE "C", ip COLLATE "C" LIMIT $6',
             organization_id,
             domain,
             since,
             "tls",
-            SHOWN,
             LARGEST_PER_DAY,
+            SHOWN,
         )
         largest = [
             Failure(r["result"], r["mx"], r["ip"], r["n"], tuple(r["reporters"])) for r in rows
         ]
         failures = tls["failures"]
-    nets = await conn.fetch(
-        "SELECT net, coalesce(sum(count) FILTER (WHERE result = 'pass'), 0)::bigint AS passed,"
-        " coalesce(sum(count) FILTER (WHERE result <> 'pass'), 0)::bigint AS failed"
-        " FROM report_items WHERE organization_id = $1 AND domain = $2 AND kind = 'dmarc'"
-        " AND day >= $3 AND net <> '' GROUP BY net"
-        " HAVING sum(count) FILTER (WHERE result <> 'pass') > 0 ORDER BY net COLLATE \"C\"",
-        organization_id,
-        domain,
-        since,
-    )
+    nets = []
+    if tls["dmarc_messages"]:
+        nets = await conn.fetch(
+            f'SELECT * FROM ({_NETWORKS}) n ORDER BY net COLLATE "C"',
+            organization_id,
+            domain,
+            since,
+            "dmarc",
+            LARGEST_PER_DAY,
+        )
     return Window(
         tls["sessions"],
         tls["failed"],
         tuple(largest),
         failures,
         tuple(NetCount(r["net"], r["passed"], r["failed"]) for r in nets),
+        tls["dmarc_failed"],
     )
 
 
@@ -470,30 +493,50 @@ async def daily(
     conn: Conn, organization_id: int, domain: str, since: date, networks: int
 ) -> list[DayCount]:
     """Per day, kind, reporter, result and (DMARC) source network: the sum of counts, oldest
-    day first (the console's charts). TLS per reporter from the day totals; DMARC per network,
-    the `networks` largest by volume named and the rest summed as `OTHERS` (all of them named
-    when they fit)."""
+    day first (the console's charts). TLS per reporter from the day totals; DMARC per network
+    for the `networks` largest by volume among those `_NETWORKS` reads, the rest of each day's
+    totals as `OTHERS`."""
     rows = await conn.fetch(
         "SELECT day, kind, reporter, result, '' AS ip, sum(count)::bigint AS n"
         " FROM report_day_totals WHERE organization_id = $1 AND domain = $2 AND kind = 'tls'"
-        " AND day >= $3 GROUP BY 1, 2, 3, 4, 5"
-        " UNION ALL"
-        " SELECT i.day, 'dmarc', '', CASE WHEN i.result = 'pass' THEN 'pass' ELSE 'fail' END,"
-        "  CASE WHEN r.shown THEN i.net ELSE $5 END, sum(i.count)::bigint"
-        " FROM report_items i JOIN ("
-        "  SELECT net, (count(*) OVER () <= $4 OR row_number() OVER ("
-        '   ORDER BY sum(count) DESC, net COLLATE "C") < $4) AS shown'
-        "  FROM report_items WHERE organization_id = $1 AND domain = $2 AND kind = 'dmarc'"
-        "  AND day >= $3 AND net <> '' GROUP BY net) r ON r.net = i.net"
-        " WHERE i.organization_id = $1 AND i.domain = $2 AND i.kind = 'dmarc' AND i.day >= $3"
-        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
+        " AND day >= $3 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1",
         organization_id,
         domain,
         since,
+    )
+    out = typed.many(DayCount, rows)
+    if not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM report_day_totals WHERE organization_id = $1"
+        " AND domain = $2 AND kind = 'dmarc' AND day >= $3)",
+        organization_id,
+        domain,
+        since,
+    ):
+        return out
+    rows = await conn.fetch(
+        f"WITH n AS ({_NETWORKS}),"
+        ' named AS (SELECT net FROM n ORDER BY passed + failed DESC, net COLLATE "C"'
+        "  LIMIT $6),"
+        " per AS (SELECT day, CASE WHEN result = 'pass' THEN 'pass' ELSE 'fail' END AS result,"
+        "  net, sum(count)::bigint AS n FROM report_items WHERE organization_id = $1"
+        "  AND domain = $2 AND kind = 'dmarc' AND day >= $3 AND net IN (SELECT net FROM named)"
+        "  GROUP BY 1, 2, 3),"
+        " total AS (SELECT day, CASE WHEN result = 'pass' THEN 'pass' ELSE 'fail' END AS result,"
+        "  sum(count)::bigint AS n FROM report_day_totals WHERE organization_id = $1"
+        "  AND domain = $2 AND kind = 'dmarc' AND day >= $3 GROUP BY 1, 2)"
+        " SELECT day, 'dmarc' AS kind, '' AS reporter, result, net AS ip, n FROM per"
+        " UNION ALL SELECT t.day, 'dmarc', '', t.result, $7, t.n - coalesce((SELECT sum(p.n)"
+        "  FROM per p WHERE p.day = t.day AND p.result = t.result), 0) FROM total t"
+        " ORDER BY 1",
+        organization_id,
+        domain,
+        since,
+        "dmarc",
+        LARGEST_PER_DAY,
         networks,
         OTHERS,
     )
-    return typed.many(DayCount, rows)
+    return out + [r for r in typed.many(DayCount, rows) if r.n > 0]
 
 
 async def breakdown(
@@ -506,13 +549,13 @@ async def breakdown(
         rows = await conn.fetch(
             "SELECT $4 AS kind, reporter, result, mx, ip, sum(count)::bigint AS n"
             f" FROM ({_LARGEST_PER_DAY}) i GROUP BY reporter, result, mx, ip"
-            " ORDER BY n DESC LIMIT $5",
+            " ORDER BY n DESC LIMIT $6",
             organization_id,
             domain,
             since,
             kind,
-            limit,
             LARGEST_PER_DAY,
+            limit,
         )
         out += typed.many(Failures, rows)
     out.sort(key=lambda f: (-f.n, f.kind, f.reporter, f.result, f.mx, f.ip))

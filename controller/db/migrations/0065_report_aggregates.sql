@@ -22,6 +22,9 @@ CREATE TABLE report_items (
 CREATE INDEX report_items_day ON report_items (day);
 -- A day's largest rows of a domain and kind, read a few hundred at a time (the largest failures).
 CREATE INDEX report_items_largest ON report_items (organization_id, domain, kind, day, count DESC);
+-- A DMARC source network's rows of a domain (its sums over the window).
+CREATE INDEX report_items_net ON report_items (organization_id, domain, net, day)
+    WHERE kind = 'dmarc';
 
 -- Per organization, domain, kind, day, reporter and result: the sum of counts (the totals API,
 -- the charts' TLS lines, the `/metrics/reports` series, the TLS finding's threshold) and how many

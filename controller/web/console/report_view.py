@@ -84,7 +84,7 @@ async def domain_reports(
 ) -> dict[str, Any]:
     """The charts and the largest failures of the domain's reports over `days` to `today`."""
     since = today - timedelta(days=days - 1)
-    rows = await db.daily(conn, organization_id, domain, since, LINES)
+    rows = await db.daily(conn, organization_id, domain, since, LINES - 1)
     span = [since + timedelta(days=i) for i in range(days)]
     start, end = _noon(since) - timedelta(hours=12), _noon(today) + timedelta(hours=12)
     tls = [r for r in rows if r.kind == "tls"]
