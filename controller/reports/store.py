@@ -525,8 +525,8 @@ async def daily(
         "  sum(count)::bigint AS n FROM report_day_totals WHERE organization_id = $1"
         "  AND domain = $2 AND kind = 'dmarc' AND day >= $3 GROUP BY 1, 2)"
         " SELECT day, 'dmarc' AS kind, '' AS reporter, result, net AS ip, n FROM per"
-        " UNION ALL SELECT t.day, 'dmarc', '', t.result, $7, t.n - coalesce((SELECT sum(p.n)"
-        "  FROM per p WHERE p.day = t.day AND p.result = t.result), 0) FROM total t"
+        " UNION ALL SELECT t.day, 'dmarc', '', t.result, $7, (t.n - coalesce((SELECT sum(p.n)"
+        "  FROM per p WHERE p.day = t.day AND p.result = t.result), 0))::bigint FROM total t"
         " ORDER BY 1",
         organization_id,
         domain,

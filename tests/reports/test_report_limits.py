@@ -359,3 +359,36 @@ async def test_by_mail_rejections_are_counted_and_listed(
     async with pool.acquire() as conn:
         listed = await db.rejected(conn, tenant.org_id, 10)
     assert [r.reason for r in listed] == ["no_report", "too_large"]
+
+
+async def test_a_dmarc_network_flood_is_judged_and_charted_from_the_aggregates(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """Reports of many networks that never passed and the domain's own that did: the finding
+    counts every failed message, names the largest networks; the chart names the largest
+    networks and sums the rest as others."""
+    monitor = await _monitor(https, tenant, domain)
+    own = [("192.0.2.10", 500, "pass", "pass"), ("192.0.2.11", 40, "fail", "fail")]
+    strangers = [(f"198.{n // 250}.{n % 250}.7", 1 + n % 3, "fail", "fail") for n in range(600)]
+    for i, records in enumerate([own + strangers[:300], strangers[300:]]):
+        body = made.dmarc_zip(domain, records=records, report_id=f"flood-{i}")
+        taken = await intake.take(pool, tenant.org_id, body, "mail", "t", Links())
+        assert taken.stored, taken
+    found = await _posture(https, tenant, monitor)
+    unknown = sum(n for _, n, _, _ in strangers)
+    assert found["dmarc_unknown_source"]["detail"].startswith(
+        f"{unknown} messages from 600 networks sent in the domain's name and never passed DMARC"
+    )
+    assert found["dmarc_failures_reported"]["detail"] == (
+        "40 messages from 1 networks failed DMARC alignment: 192.0.2.0/24: 40 messages (500 passed)"
+    )
+    page = await Browserish(https, session=tenant.tokens["readonly"]).get(
+        f"/console/reports/{domain}"
+    )
+    assert page.status_code == 200, page.text
+    assert "192.0.2.0/24" in page.text and "others" in page.text
+    r = await https.get(f"/api/report-domains/{domain}/totals", headers=tenant.auth("readonly"))
+    fails = sum(
+        d["count"] for d in r.json()["days"] if d["kind"] == "dmarc" and d["result"] == "fail"
+    )
+    assert fails == unknown + 40
