@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client import REGISTRY
 
 from controller.db.pool import Conn
 from controller.notify.links import Links
@@ -223,6 +224,12 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
         r = await https.post(path, content=body, headers=headers)
         assert r.status_code == 400, (reason, r.text)
         assert r.json()["code"] == reason, r.text
+
+    def counted(outcome: str) -> float:
+        labels = {"kind": "unknown", "via": "https", "outcome": outcome}
+        return REGISTRY.get_sample_value("mailprobe_reports_total", labels) or 0.0
+
+    was = (counted("unsupported_type"), counted("too_large"))
     r = await https.post(path, content=b"{}", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415, r.text
     # A 2 GB stream is cut at the limit, unread past it.
@@ -230,6 +237,7 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
         path, content=_gigabytes(), headers={**GZIP, "Content-Length": str(2048 << 20)}
     )
     assert r.status_code == 413, r.text
+    assert (counted("unsupported_type"), counted("too_large")) == (was[0] + 1, was[1] + 1)
 
     r = await https.get("/api/rejected-reports", headers=tenant.auth("readonly"))
     assert [x["reason"] for x in r.json()] == [reason for _, _, reason in reversed(cases)]

@@ -3,7 +3,9 @@
 - `POST /reports/tls/{domain}/{token}`: where reporters send TLS-RPT reports by HTTPS (RFC 8460
   §3, `application/tlsrpt+gzip` or `application/tlsrpt+json`); no login, the token routes it.
   An unknown domain and a wrong token get the same 404, so the endpoint never tells whether a
-  domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute.
+  domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute. A
+  report of the wrong content type (415) or too large to read (413) is counted in
+  `mailprobe_reports` like every refused report (it is not listed: nothing of it was read).
 - `/api/report-domains` (the domains and the addresses to publish, with a warning when
   reporters cannot use them), `.../{domain}/totals` (counts per day and the largest failures,
   read from the running aggregates), `.../{domain}/rotate-token` (owners and admins: a new
@@ -19,6 +21,7 @@ from typing import Annotated
 import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post, put
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
@@ -26,6 +29,7 @@ from msgspec import Meta
 from controller.monitors import validation
 from controller.monitors.errors import Invalid
 from controller.notify.links import Links
+from controller.observability import metrics
 from controller.reports import addresses, intake, tokens
 from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
@@ -127,10 +131,15 @@ async def receive_tls(
         raise _unknown()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in TLS_TYPES:
+        metrics.report_taken("unknown", "https", "unsupported_type")
         raise ApiError(
             415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
         )
-    data = await request.body()
+    try:
+        data = await request.body()
+    except RequestEntityTooLarge:
+        metrics.report_taken("unknown", "https", "too_large")
+        raise
     source = f"{client_address(request)} POST for {name}"
     taken = await intake.take(
         _pool(request),
