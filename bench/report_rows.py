@@ -176,11 +176,9 @@ def run() -> bool:
         seeded = stack.seed(1)
         org = asyncio.run(_domain(stack.database_url))
         url = stack.serve(
-            {
-                "PUBLIC_URL": "http://bench.invalid",
-                "REPORT_ROWS_PER_HOUR": "10000000",
-                "REPORT_ROWS_KEPT": "10000000",
-            }
+            PUBLIC_URL="http://bench.invalid",
+            REPORT_ROWS_PER_HOUR="10000000",
+            REPORT_ROWS_KEPT="10000000",
         )
         assert stack.api is not None
         auth = {"Authorization": f"Bearer {seeded.token}"}

@@ -1,8 +1,9 @@
 """A report taken in (by HTTPS or from a mailbox) and a domain's report findings judged: the one
 place reports become rows and findings, and the one place a refusal is recorded and counted.
 
-`take` parses outside any transaction, then, in one transaction holding each of its domains'
-locks (`store.lock_domain`, so two reports of a domain judge one after the other):
+`take` parses outside any transaction (at the HTTPS address, a domain whose reports this hour
+are spent is refused before its report is parsed), then, in one transaction holding each of its
+domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
 
 - refuses a report about a domain not monitored here, one whose range ended before the
   organization's window (`too_old`: it could change no total and no finding), one past its
@@ -106,6 +107,8 @@ async def take(
     about, the HTTPS endpoint's; `kind`: the only kind it may be); judge its domains. `source`
     says where it came from."""
     now = utcnow()
+    if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
+        return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
         report = parse(data, now)
         if kind is not None and report.kind != kind:
@@ -163,6 +166,26 @@ def _recent(report: Report, settings: rules.ReportSettings, now: datetime) -> No
         )
 
 
+async def _spent(
+    pool: asyncpg.Pool, organization_id: int, domain: str, now: datetime, limits: Limits
+) -> Rejected | None:
+    """The refusal of a report about `domain` before it is even parsed, when the domain's
+    reports this hour are spent already (the count `_within` keeps)."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        taken = await db.hour_reports(conn, organization_id, domain, hour)
+    if taken < limits.reports_per_hour:
+        return None
+    return _too_many_reports(domain, limits)
+
+
+def _too_many_reports(domain: str, limits: Limits) -> Rejected:
+    return Rejected(
+        "too_many_reports",
+        f"more than {limits.reports_per_hour} reports about {domain} this hour (REPORTS_PER_HOUR)",
+    )
+
+
 async def _within(
     conn: Conn, organization_id: int, domain: str, now: datetime, rows: int, limits: Limits
 ) -> None:
@@ -170,11 +193,7 @@ async def _within(
     hour = now.replace(minute=0, second=0, microsecond=0)
     taken = await db.take_hour(conn, organization_id, domain, hour, rows)
     if taken.reports > limits.reports_per_hour:
-        raise Rejected(
-            "too_many_reports",
-            f"more than {limits.reports_per_hour} reports about {domain} this hour"
-            " (REPORTS_PER_HOUR)",
-        )
+        raise _too_many_reports(domain, limits)
     if taken.rows > limits.rows_per_hour:
         raise Rejected(
             "too_many_rows",

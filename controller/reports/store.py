@@ -191,6 +191,18 @@ class Taken:
     stored: int
 
 
+async def hour_reports(conn: Conn, organization_id: int, domain: str, hour: datetime) -> int:
+    """Reports the domain took in the hour beginning `hour`."""
+    taken: int | None = await conn.fetchval(
+        "SELECT reports FROM report_intake WHERE organization_id = $1 AND domain = $2"
+        " AND hour = $3",
+        organization_id,
+        domain,
+        hour,
+    )
+    return taken or 0
+
+
 async def take_hour(
     conn: Conn, organization_id: int, domain: str, hour: datetime, rows: int
 ) -> Taken:

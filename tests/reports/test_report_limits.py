@@ -21,10 +21,8 @@ from controller.notify.links import Links
 from controller.reports import intake
 from controller.reports import store as db
 from controller.reports.content import digest
-from controller.reports.mailbox import ReportMailbox, base
 from controller.reports.parse import Report, Row
 from controller.reports.rules import Count, ReportSettings, judge, window
-from shared.secret import Secret
 from shared.timefmt import utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
@@ -345,22 +343,6 @@ async def test_a_row_flood_is_judged_and_shown_from_the_running_aggregates(
     assert grown < RSS_GROWTH_MAX
 
 
-async def test_by_mail_rejections_are_counted_and_listed(
-    pool: asyncpg.Pool, tenant: Tenant
-) -> None:
-    box = ReportMailbox(tenant.org_id, "127.0.0.1", 993, "u", Secret("p"))
-    was = (_counted("too_large", "unknown"), _counted("no_report", "unknown"))
-    await base.too_large(pool, box, 50 << 20, "message 7")
-    assert await base.take(pool, box, b"Subject: hello\r\n\r\nno report", 30, Links()) == (0, 1)
-    assert (_counted("too_large", "unknown"), _counted("no_report", "unknown")) == (
-        was[0] + 1,
-        was[1] + 1,
-    )
-    async with pool.acquire() as conn:
-        listed = await db.rejected(conn, tenant.org_id, 10)
-    assert [r.reason for r in listed] == ["no_report", "too_large"]
-
-
 async def test_a_dmarc_network_flood_is_judged_and_charted_from_the_aggregates(
     https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
 ) -> None:
@@ -392,3 +374,24 @@ async def test_a_dmarc_network_flood_is_judged_and_charted_from_the_aggregates(
         d["count"] for d in r.json()["days"] if d["kind"] == "dmarc" and d["result"] == "fail"
     )
     assert fails == unknown + 40
+
+
+async def test_past_its_hourly_reports_a_domains_report_is_refused_unread(
+    https: httpx.AsyncClient, pool: asyncpg.Pool, tenant: Tenant, domain: str
+) -> None:
+    """At the HTTPS address a domain whose reports this hour are spent costs no parsing: even
+    garbage is refused `too_many_reports`, not `malformed`."""
+    await _monitor(https, tenant, domain)
+    path = await _address(https, tenant, domain, str(https.base_url))
+    hour = utcnow().replace(minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO report_intake (organization_id, domain, hour, reports, rows)"
+            " VALUES ($1, $2, $3, 200, 0)",
+            tenant.org_id,
+            domain,
+            hour,
+        )
+    r = await https.post(path, content=b"{not json", headers=GZIP)
+    assert r.status_code == 400 and r.json()["code"] == "too_many_reports", r.text
+    assert await _rejected(https, tenant) == ["too_many_reports"]
