@@ -28,6 +28,7 @@ then, for `REPORT_DIGEST_MINUTES` after each, news is held and goes as one diges
 interval.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -115,7 +116,9 @@ async def take(
             raise Rejected("wrong_kind", f"a {report.kind} report where {kind} reports go")
     except Rejected as exc:
         return await refuse(pool, organization_id, via, source, len(data), exc)
-    digest = content.digest(report)
+    # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
+    # runs between the interpreter's thread switches instead of waiting for all of it.
+    digest, summed, new = await asyncio.to_thread(_prepared, report)
     try:
         async with pool.acquire() as conn, conn.transaction():
             monitored = await db.monitored_domains(conn, organization_id)
@@ -126,7 +129,6 @@ async def take(
             _recent(report, settings, now)
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
-            summed = db.summed(report)
             for d in sorted(report.domains):
                 await _within(conn, organization_id, d, now, summed.rows(d), limits)
             stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
@@ -135,10 +137,6 @@ async def take(
                     "duplicate",
                     f"a report of the same content from {report.reporter!r} was taken already",
                 )
-            new = rules.fresh(
-                rules.Count(report.kind, report.reporter, r.result, r.mx, r.ip, r.count)
-                for _, r in report.rows
-            )
             for d in sorted(report.domains):
                 await judge_domain(conn, organization_id, d, links, now, limits, new)
     except Rejected as exc:
@@ -153,6 +151,15 @@ async def take(
         via=via,
     )
     return Taken(True, kind=report.kind)
+
+
+def _prepared(report: Report) -> tuple[bytes, db.Summed, rules.Fresh]:
+    """The report's content digest, its rows summed as stored, and its items that may be news."""
+    new = rules.fresh(
+        rules.Count(report.kind, report.reporter, r.result, r.mx, r.ip, r.count)
+        for _, r in report.rows
+    )
+    return content.digest(report), db.summed(report), new
 
 
 def _recent(report: Report, settings: rules.ReportSettings, now: datetime) -> None:
