@@ -4,7 +4,7 @@
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
 store, runs, reads, jobs, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move);
+ha-move, report-rows);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
@@ -33,6 +33,7 @@ from bench import (
     metrics,
     probers,
     reads,
+    report_rows,
     roundtrip,
     runs,
     saturation,
@@ -73,6 +74,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "ha-soak": lambda: ha_soak.run([]),
     "ha-idle": lambda: ha_idle.run([]),
     "ha-move": lambda: ha_idle.run_move([]),
+    "report-rows": report_rows.run,
 }
 
 

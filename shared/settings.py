@@ -353,6 +353,53 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "addresses (labs and tests only, as `OAUTH2_ALLOW_PRIVATE_ENDPOINTS`)"
         ),
     ] = False
+    reports_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000,
+            description="reports an organization may have taken about one domain per clock hour "
+            "(HTTPS and mail together); past it a report is refused `too_many_reports`",
+        ),
+    ] = 200
+    report_rows_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000_000,
+            description="report rows (TLS failure details, DMARC records) an organization may "
+            "have taken about one domain per clock hour; past it a report is refused "
+            "`too_many_rows`",
+        ),
+    ] = 200_000
+    report_rows_kept: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000_000,
+            description="aggregate rows (per day, reporter, result, MX and IP) an organization "
+            "may store about one domain; past it a report is refused `rows_kept_full` until "
+            "days leave REPORTS_RETENTION_DAYS",
+        ),
+    ] = 1_000_000
+    report_token_grace_hours: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=24 * 90,
+            description="hours a domain's previous TLS-RPT token is still accepted after it was "
+            "rotated (time to publish the new record)",
+        ),
+    ] = 72
+    report_digest_minutes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=24 * 60,
+            description="after a report finding's notice, minutes its monitor's further report "
+            "news waits to go out together as one digest",
+        ),
+    ] = 60
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000

@@ -201,6 +201,7 @@ def _alerter(
         links=Links.of(settings),
     )
     from controller.oauth2.fetcher import TokenFetcher
+    from controller.reports.intake import Limits
     from controller.reports.keeping import keep_reports
     from controller.reports.reading import Reader, read_mailboxes
 
@@ -214,6 +215,7 @@ def _alerter(
         interval_s=settings.reports_mailbox_interval_seconds,
         calls_per_hour=settings.oauth2_token_calls_per_hour,
         allow_private=settings.reports_mailbox_allow_private,
+        limits=Limits.of(settings),
     )
     work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
     if lists := lists_setting(settings.blocklists):

@@ -16,8 +16,7 @@ import asyncpg
 
 from controller.notify.links import Links
 from controller.reports import intake, mail
-from controller.reports import store as db
-from controller.reports.parse import MAX_PACKED
+from controller.reports.parse import MAX_PACKED, Rejected
 from shared.addresses import is_blocked
 from shared.secret import Secret
 
@@ -47,6 +46,7 @@ class ReportMailbox:
     protocol: str = "imap"  # a key of controller.reports.mailbox.READERS
     security: str = "tls"  # implicit TLS, or "starttls" (POP3: STLS) before the login
     timeout_s: float = TIMEOUT_S  # for each answer awaited (a connection, a reply, a line)
+    limits: intake.Limits = intake.DEFAULT_LIMITS  # the organization's bounds per domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +105,8 @@ async def address(box: ReportMailbox) -> str:
 
 async def too_large(pool: asyncpg.Pool, box: ReportMailbox, size: int, which: str) -> None:
     """A message left unread for its size, recorded as rejected."""
-    async with pool.acquire() as conn:
-        await db.reject(
-            conn,
-            box.organization_id,
-            "mail",
-            "too_large",
-            f"a message of {size} bytes (at most {MAX_MESSAGE})",
-            which,
-            size,
-        )
+    refused = Rejected("too_large", f"a message of {size} bytes (at most {MAX_MESSAGE})")
+    await intake.refuse(pool, box.organization_id, "mail", which, size, refused)
 
 
 async def take(
@@ -125,13 +117,13 @@ async def take(
     where = mail.source(raw)
     parts = mail.attachments(raw)
     if not parts:
-        async with pool.acquire() as conn:
-            await db.reject(
-                conn, box.organization_id, "mail", "no_report", "no report attached", where, size
-            )
+        refused = Rejected("no_report", "no report attached")
+        await intake.refuse(pool, box.organization_id, "mail", where, size, refused)
         return 0, 1
     stored = rejected = 0
     for part in parts:
-        taken = await intake.take(pool, box.organization_id, part, "mail", where, links)
+        taken = await intake.take(
+            pool, box.organization_id, part, "mail", where, links, limits=box.limits
+        )
         stored, rejected = stored + taken.stored, rejected + (not taken.stored)
     return stored, rejected

@@ -89,6 +89,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.agents_page,
             findings.findings_page,
             report_pages.domain_page,
+            report_pages.rotate_token,
             forms.new_form,
             forms.create,
             forms.edit_form,
