@@ -1,7 +1,7 @@
 """The outbox worker's guarantees: whatever a send raises is a recorded failure, rows out of
 attempts are never sent, notices to one recipient leave in order, reminders of closed incidents
-are dropped, each worker claims only its channels, a lease covers its batch and a late
-write-back never overwrites, permanent refusals are not retried, smtps:// relays."""
+are dropped, each worker claims only its channels, a lease is renewed while its batch is sent,
+a late write-back never overwrites, permanent refusals are not retried, smtps:// relays."""
 
 import asyncio
 import ssl
@@ -17,7 +17,7 @@ from controller.notify import Notification
 from controller.notify import events_store as events_db
 from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
-from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
+from controller.notify.outbox import OutboxWorker
 from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
@@ -154,23 +154,33 @@ async def test_each_worker_claims_only_its_channels_and_warns_of_the_others(rig:
     assert len(rig.sms.requests) == 1
 
 
-async def test_a_lease_covers_its_batch_and_a_late_write_back_overwrites_nothing(
+async def test_a_lease_is_renewed_while_its_send_hangs_and_a_late_write_back_overwrites_nothing(
     rig: Rig,
 ) -> None:
     m = await rig.monitor(phone=None)
     await rig.rounds(m, 0, [DOWN, DOWN])
     hold = asyncio.Event()
     rig.relay.keep.script.append((hold, "451 4.3.0 try again later"))
-    slow, fast = rig.outbox(batch=50), rig.outbox(batch=50)
+    slow = rig.outbox(lease_s=0.6)  # renewed every 0.2 s
     first = asyncio.create_task(slow.deliver())  # its send hangs at the relay
     await rig.relay.keep.holding.wait()
     (row,) = await rig.outbox_rows(m)
-    lease = (row["next_attempt_at"] - rig.clock()).total_seconds()
-    assert lease > (50 / CONCURRENCY) * SEND_TIMEOUT_S  # the whole batch, even if every send hangs
-    assert lease_s(50) == lease_s(41) > lease_s(40)
+    leased_until = row["next_attempt_at"]
+    assert (leased_until - rig.clock()).total_seconds() <= 0.6
+    while row["next_attempt_at"] < leased_until + timedelta(seconds=0.6):
+        await asyncio.sleep(0.05)  # renewed at least once past the first lease's end
+        (row,) = await rig.outbox_rows(m)
+    assert rig.clock() > leased_until
+    assert await rig.outbox().deliver() == 0  # still leased: nobody else sends it
 
-    rig.clock.shift = timedelta(seconds=lease + 1)  # the lease ran out: another worker resends
-    assert await fast.deliver() == 1
+    # The worker stalls (its renewals stop landing): another worker, past the lease, resends.
+    later = OutboxWorker(
+        rig.pool,
+        {"email": email_channel(rig.relay)},
+        backoff_s=0,
+        clock=lambda: rig.clock() + timedelta(seconds=60),
+    )
+    assert await later.deliver() == 1
     hold.set()
     with capture_logs() as logs:
         assert await first == 0  # its send failed late...
