@@ -56,7 +56,7 @@ CONCURRENCY = 10  # sends at once per worker: relays limit connections per clien
 # How long a claimed row stays hidden from other workers without news of its worker: renewed
 # every third of it while the batch is sent, so it bounds how long a dead worker's notices
 # (and those queued behind them) wait to be sent again, not how long a send may take.
-LEASE_S = 15.0
+LEASE_S = 10.0
 # A write-back that failed is tried again this often, for at most this long: past that the
 # lease has long run out and the row is sent again anyway.
 WRITE_BACK_RETRY_S = 0.5
