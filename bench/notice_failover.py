@@ -20,7 +20,6 @@ unless none is lost or late.
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import random
 import shutil
@@ -49,7 +48,7 @@ from controller.notify import Channel, channel_kinds, channel_store
 from controller.notify.channel_kinds import Event, MonitorFacts
 from controller.notify.channel_send import ChannelSender
 from controller.notify.egress import Egress
-from controller.notify.email import EmailChannel
+from controller.notify.email import EmailChannel, message_id
 from controller.notify.outbox import OutboxWorker
 from controller.secrets.box import SecretBox, generate_key
 from shared import embedded
@@ -118,11 +117,6 @@ class MailSink:
         msg = message_from_bytes(envelope.content, policy=policy.default)
         self.arrivals.saw(str(msg["Message-ID"]))
         return "250 OK queued"
-
-
-def mail_key(dedupe_key: str) -> str:
-    """The Message-ID the e-mail channel gives the notice of `dedupe_key`."""
-    return f"<{hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]}@mailprobe>"
 
 
 @dataclass
@@ -284,7 +278,7 @@ async def _queue(pool: asyncpg.Pool, site: Site, seed: int, kind: str) -> list[Q
                     _event(site, kind, f"{base}:webhook"),
                 )
             return [
-                Queued(kind, "email", mail_key(f"{base}:email"), at),
+                Queued(kind, "email", message_id(f"{base}:email"), at),
                 Queued(kind, "webhook", channel_kinds.event_id(f"{base}:webhook"), at),
             ]
         except DB_AWAY:
