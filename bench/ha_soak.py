@@ -6,8 +6,9 @@ against a healthy server, and one more monitor whose own server the harness take
 the controller kill and the PostgreSQL failover: a real outage, which must be notified once.
 
 Each fault in turn, by PID (SIGKILL): the node leading JOBS or RESULTS (started again 20 s
-later), a node leading neither, one controller replica while the outage's incident is open
-(mid-ack: it holds results it has not acked), the PostgreSQL primary 12 s into an outage and
+later), a node leading neither, one controller replica while the outage's incident is open,
+one stopped for a second first (mid-ack: it holds results it has not acked; the store lag p99
+while the fault lasts must stay within 10 s), the PostgreSQL primary 12 s into an outage and
 again at the instant the outage's `down` e-mail reaches the harness's sink (mid-send; the
 harness promotes the standby 5 s later, as a failover manager would, and makes a new standby
 between the two), an agent. Per fault it prints results lost (grid cells with no row, real
@@ -21,8 +22,8 @@ bench.notice_failover's, which `make soak` runs too.
 
 `python -m bench ha-soak [--monitors N] [--warmup S] [--observe S] [--short]` (about 10
 minutes; `--observe`: seconds each fault is watched once applied, 20-30 by default); `--short`
-is what tests/soak/test_ha_soak_short.py runs (about 2 minutes: 200 monitors, the leader kill
-and the failover mid-send).
+is what tests/soak/test_ha_soak_short.py runs (about 2.5 minutes: 200 monitors, the leader
+kill, the controller kill mid-ack and the failover mid-send).
 """
 
 import argparse
@@ -71,6 +72,9 @@ INCIDENT_WITHIN_S = 120.0
 PROMOTE_AFTER_S = 5.0
 # A notice received later than this after it was queued is late (issue 69).
 LATE_S = 30.0
+# The store lag p99 of a fault that kills a controller holding results: within seconds, not
+# the ack wait of old (30 s).
+STORE_LAG_TARGET_S = 10.0
 
 
 @dataclass
@@ -119,6 +123,9 @@ class Fault:
     away: bool
     observe_s: float
     outage: bool = False  # the outage monitor's server was down during it
+    # a controller died holding results it had not acked: their store lag p99 during the fault
+    # must stay within STORE_LAG_TARGET_S
+    lag_target: bool = False
 
 
 def nats_kill(leader: bool, back_after_s: float) -> Apply:
@@ -160,6 +167,21 @@ def controller_kill(rig: HaRig, outage: Outage, say: Say) -> float:
     time.sleep(10)
     rig.start_controller("A")
     outage.incident_open(False)
+    return killed
+
+
+def controller_kill_mid_ack(rig: HaRig, _: Outage, say: Say) -> float:
+    """Controller A stopped (SIGSTOP) for a second, so that it holds results delivered to it
+    and not acked, then killed; started again 10 s later."""
+    proc = rig.controllers["A"].proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(1)
+    killed = now()
+    rig.signal_controller("A", signal.SIGKILL)
+    say("    controller A killed holding what it was sent in its last second")
+    time.sleep(10)
+    rig.start_controller("A")
     return killed
 
 
@@ -217,6 +239,7 @@ def agent_kill(rig: HaRig, _: Outage, __: Say) -> float:
 
 
 MID_SEND = "PostgreSQL primary kill -9 as the down notice is sent, standby promoted"
+MID_ACK = "controller A kill -9 holding results not acked (mid-ack), back after 10 s"
 LEADER = Fault(
     "NATS kill -9: the node leading RESULTS, back after 20 s", nats_kill(True, 20), False, 30
 )
@@ -229,8 +252,14 @@ FULL = [
         30,
     ),
     Fault(
-        "controller A kill -9 mid-incident (B carries on)", controller_kill, False, 20, outage=True
+        "controller A kill -9 mid-incident (B carries on)",
+        controller_kill,
+        False,
+        20,
+        outage=True,
+        lag_target=True,
     ),
+    Fault(MID_ACK, controller_kill_mid_ack, False, 20, lag_target=True),
     Fault("PostgreSQL primary kill -9, standby promoted", postgres_failover, True, 30, outage=True),
     Fault(MID_SEND, postgres_failover_mid_send, True, 30, outage=True),
     Fault("agent kill -9 (DE-1, back after 15 s)", agent_kill, False, 30),
@@ -239,6 +268,7 @@ SHORT = [
     Fault(
         "NATS kill -9: the node leading RESULTS, back after 10 s", nats_kill(True, 10), False, 12
     ),
+    Fault(MID_ACK, controller_kill_mid_ack, False, 5, lag_target=True),
     Fault(MID_SEND, postgres_failover_mid_send, True, 5, outage=True),
 ]
 
@@ -271,6 +301,7 @@ class HaFigures:
     not_received: int = 0
     late: int = 0
     slowest_s: float | None = None
+    lag_target: bool = False  # the fault's store lag p99 during it has STORE_LAG_TARGET_S
     # None: no result finished in that part of the window
     lag_during_ms: float | None = None
     lag_after_ms: float | None = None
@@ -293,6 +324,11 @@ class HaFigures:
         others = sum(n for kind, n in self.notices.items() if kind not in ("down", "recovered"))
         return sum(max(0, want - n) for n in got), sum(max(0, n - want) for n in got) + others
 
+    @property
+    def lag_missed(self) -> bool:
+        during = self.lag_during_ms
+        return self.lag_target and during is not None and during > STORE_LAG_TARGET_S * 1000
+
     def misses(self, concurrency: int) -> list[str]:
         found = self.soak.misses(concurrency)
         found = [m for m in found if m not in ("missing cells", "duplicated cells")]
@@ -303,6 +339,7 @@ class HaFigures:
             "notices doubled": self.notices_wrong[1] == 0,
             "notices not received": self.not_received == 0,
             f"notices late beyond {LATE_S:.0f} s": self.late == 0,
+            f"store lag p99 beyond {STORE_LAG_TARGET_S:.0f} s": not self.lag_missed,
         }
         return [name for name, ok in checks.items() if not ok] + found
 
@@ -331,7 +368,8 @@ def run_campaign(c: Campaign, say: Say = print) -> list[HaFigures]:
         say(f"  waiting {DRAIN_S:.0f} s for the last rounds to close")
         time.sleep(DRAIN_S)
         outages = {f.name for f in c.faults if f.outage}
-        return asyncio.run(_figures(rig, healthy, outage, windows, outages))
+        lagged = {f.name for f in c.faults if f.lag_target}
+        return asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged))
     finally:
         rig.close()
         if os.environ.get("SOAK_KEEP"):
@@ -367,7 +405,12 @@ async def _seed(rig: HaRig, count: int) -> tuple[list[str], str]:
 
 
 async def _figures(
-    rig: HaRig, healthy: list[str], outage: str, windows: list[Window], outages: set[str]
+    rig: HaRig,
+    healthy: list[str],
+    outage: str,
+    windows: list[Window],
+    outages: set[str],
+    lagged: set[str],
 ) -> list[HaFigures]:
     published = await published_results(rig.nats_url)
     received: dict[str, float] = {}
@@ -405,6 +448,7 @@ async def _figures(
             )
             h = HaFigures(f, w.name in outages, await _notices(conn, outage, w.start, w.end))
             h.outage_lost, h.outage_doubled = o.missing + o.dropped, o.duplicated
+            h.lag_target = w.name in lagged
             waits = await _received(conn, received, outage, w.start, w.end)
             h.not_received = sum(1 for s in waits if s is None)
             h.late = sum(1 for s in waits if s is not None and s > LATE_S)
