@@ -187,7 +187,7 @@ class OutboxWorker:
             try:
                 async with self._pool.acquire() as conn:
                     await outbox_db.renew(conn, rows, until)
-            except DB_AWAY as exc:
+            except Exception as exc:  # never the batch's end: its sends go on
                 log.warning("notification leases not renewed", error=repr(exc))
 
     async def _write_back(
