@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import random
 import shutil
 import sys
@@ -407,6 +408,10 @@ def run(argv: list[str] | None = None) -> bool:
     parser.add_argument("--first", type=int, default=0, help="the first seed")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     discard_logs()
+    # asyncpg's pool logs each connection it cannot remake while there is no primary: expected.
+    quiet = logging.getLogger("asyncpg")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     print(
         f"notice-failover ({machine()}; PostgreSQL primary and synchronous standby, the outbox"
         f" worker, an e-mail sink and a webhook receiver; {args.seeds} failovers)",
