@@ -181,8 +181,9 @@ async def claim_outbox(
 ) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
     caller: attempts counted, and hidden from other workers for `lease_s` (the caller renews
-    it while it sends: `renew`). A row waits while an older one to the same recipient about the same
-    monitor is pending (sending, or backing off), so notices arrive in the order written."""
+    it while it sends: `renew`). A row waits while an older one to the same recipient about
+    the same monitor is pending (sending, or backing off), so notices arrive in the order
+    written."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
