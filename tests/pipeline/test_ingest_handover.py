@@ -62,7 +62,7 @@ async def test_a_dead_ingesters_results_are_stored_by_another_once(
     await other_nc.close()  # gone with the result unsettled, as a killed process
 
     stored = 0
-    async with asyncio.timeout(10 * ACK_WAIT_S):  # not the production 30 s: far less
+    async with asyncio.timeout(10 * ACK_WAIT_S):  # not 30 s, the ack wait of old
         while not stored:
             stored = await survivor.burst(0.5)
     assert stored == 1
