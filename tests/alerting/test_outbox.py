@@ -316,3 +316,33 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
         assert (await got.next_msg(timeout=5)).data == b"{}"
     finally:
         await pool.close()
+
+
+async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
+    """The answer to a write-back's commit was lost (the primary died as it committed) and
+    the worker writes it again: the outcome is the same and the history has one line."""
+    sent, retried, failed = [await rig.monitor(name=n, phone=None) for n in ("A", "B", "C")]
+    for m in (sent, retried, failed):
+        await rig.rounds(m, 0, [DOWN, DOWN])
+    async with rig.pool.acquire() as conn:
+        rows = await outbox_db.claim_outbox(conn, rig.clock(), 10, 10.0, ["email"], 40)
+    by_monitor = {r.monitor_id: r for r in rows}
+    later = rig.clock() + timedelta(minutes=5)
+    outcomes = {
+        sent["id"]: (None, None),
+        retried["id"]: ("451 try again", later),
+        failed["id"]: ("550 no such user", None),
+    }
+    for _ in range(2):
+        async with rig.pool.acquire() as conn, conn.transaction():
+            for monitor_id, (error, retry_at) in outcomes.items():
+                row = by_monitor[monitor_id]
+                assert await outbox_db.record_attempt(conn, row, error, retry_at=retry_at)
+    (a,), (b,), (c,) = [await rig.outbox_rows(m) for m in (sent, retried, failed)]
+    assert (a["status"], b["status"], c["status"]) == ("sent", "pending", "failed")
+    assert b["next_attempt_at"] == later
+    assert [await history(rig, r["id"]) for r in (a, b, c)] == [
+        [(1, "sent")],
+        [(1, "failed")],
+        [(1, "failed")],
+    ]
