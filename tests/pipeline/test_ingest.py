@@ -483,7 +483,7 @@ async def test_a_batch_whose_connection_drops_mid_transaction_comes_back_within_
 ) -> None:
     """PostgreSQL goes away while a batch is being stored (a restart, kill -9): asyncpg raises
     InterfaceError from the transaction's exit, not a PostgresError. The batch is nak'ed and
-    stored a second later, not left for ack_wait (30 s), by when the alerter has closed its
+    stored a second later, not left for the ack wait, by when the alerter may have closed its
     round as `expired` (`make soak` saw these as real results late or dropped)."""
     (cc,) = countries.take()
     monitor = await create(api, org)
