@@ -1,11 +1,11 @@
 """A report taken in (by HTTPS or from a mailbox) and a domain's report findings judged: the one
 place reports become rows and findings.
 
-`take` parses outside any transaction, then stores the report and judges its domains in one
-transaction, holding the domain's lock (`store.lock_domain`), so two reports of a domain
-arriving together judge one after the other. A refused report is one `rejected_reports` row
-and nothing else. `judge_domain` is also run on its own (`sweep`), so findings clear once
-their reports fall out of the organization's window.
+`take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py),
+then stores the report and judges its domains in one transaction, holding the domain's lock
+(`store.lock_domain`), so two reports of a domain arriving together judge one after the other.
+A refused report is one `rejected_reports` row and nothing else. `judge_domain` is also run on
+its own (`sweep`), so findings clear once their reports fall out of the organization's window.
 
 Findings go on every monitor of the organization whose `mailDomain` is the domain, as posture
 findings (country ""): their notices are `finding` notices on the channels chosen for their
@@ -34,7 +34,8 @@ from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
 from controller.reports import rules
 from controller.reports import store as db
-from controller.reports.parse import Rejected, Report, known_domains, parse
+from controller.reports.parse import Kind, Rejected, Report, known_domains
+from controller.reports.sandbox import SANDBOX
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -60,16 +61,14 @@ async def take(
     source: str,
     links: Links,
     domain: str | None = None,
-    kind: str | None = None,
+    kind: Kind | None = None,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
-    about, the HTTPS endpoint's; `kind`: the only kind it may be); judge its domains. `source`
-    says where it came from."""
+    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes);
+    judge its domains. `source` says where it came from."""
     now = utcnow()
     try:
-        report = parse(data, now)
-        if kind is not None and report.kind != kind:
-            raise Rejected("wrong_kind", f"a {report.kind} report where {kind} reports go")
+        report = await SANDBOX.parse(data, now, kind)
     except Rejected as exc:
         return await _refused(pool, organization_id, via, source, len(data), exc)
     try:

@@ -2,40 +2,64 @@
 
 Everything here comes from strangers: a reporter, or anyone who learnt a reporting address.
 Every refusal is a `Rejected` with a stable `reason` and a sentence; nothing else is raised for
-bad input, and nothing grows past the limits below:
+bad input, and nothing grows past the limits below. It runs in the parsing worker's process
+(controller/reports/sandbox.py), which bounds its memory and time besides.
 
 - at most `MAX_PACKED` bytes arrive (the endpoint and the mailbox reader refuse more unread);
-- unpacking stops at `MAX_UNPACKED` bytes and refuses more than `MAX_RATIO` times the packed
-  size (a zip or gzip bomb costs at most that much memory, read in `CHUNK` steps);
-- a zip holds one report: its first member named `.xml` or `.json` (a zip of many is refused);
-- XML goes through defusedxml: no DTD, no entity declared, no external entity; JSON through
-  msgspec into typed Structs;
+  unpacking (controller/reports/unpacking.py) is a stream bounded by construction: at most
+  `MAX_RATIO` times the packed size, and `MAX_XML` (DMARC) or `MAX_JSON` (TLS-RPT) bytes;
+- the kind is told from the first unpacked bytes (`{` JSON, `<` XML), and a kind not wanted
+  there (`wanted`) is refused before anything is parsed (`wrong_kind`);
+- XML is parsed as it streams (defusedxml's iterparse: no DTD, no entity declared, no external
+  entity), at most `MAX_ELEMENTS` elements, `MAX_DEPTH` deep and `MAX_SUBTREE` elements in
+  any child of the root, each record counted as it ends and dropped once read;
+- JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
+  decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
+  the rest goes through msgspec into typed Structs;
+- at most `MAX_ROWS` counted rows (TLS failure details, DMARC records) a report;
+- a zip holds one report: one member named `.xml` or `.json`, stored or deflate;
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
-
-`unpack` takes gzip, zip or plain bytes (told by their magic bytes, not by what the sender
-says); `tls_report` and `dmarc_report` parse what it returns.
 """
 
 import io
 import ipaddress
-import zipfile
-import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from xml.etree.ElementTree import Element, ParseError
 
 import msgspec
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import iterparse
 
-MAX_PACKED = 10 * 1024 * 1024
-MAX_UNPACKED = 32 * 1024 * 1024
-MAX_RATIO = 200
-CHUNK = 256 * 1024
+from controller.reports import unpacking
+from controller.reports.rejected import Rejected
+from controller.reports.unpacking import MAX_PACKED, MAX_RATIO
+
+__all__ = [
+    "MAX_PACKED",
+    "MAX_RATIO",
+    "TLS_RESULT_TYPES",
+    "Kind",
+    "Rejected",
+    "Report",
+    "Row",
+    "dmarc_report",
+    "known_domains",
+    "parse",
+    "tls_report",
+]
+
+MAX_ROWS = 100_000  # counted rows (TLS failure details, DMARC records) of one report
+MAX_XML = 128 * 1024 * 1024  # a 100,000-record report as Google writes it is ~65 MB
+MAX_JSON = 32 * 1024 * 1024
+MAX_JSON_VALUES = 12 * MAX_ROWS  # a failure detail is an object of at most 8 members
+MAX_ELEMENTS = 30 * MAX_ROWS  # a record as Google writes it is 19 elements
+MAX_DEPTH = 12  # DMARC's deepest is 5 (feedback, record, auth_results, dkim, domain)
+MAX_SUBTREE = 1_000  # elements in one record, or in the metadata
 MAX_RANGE = timedelta(days=31)
 FUTURE_SLACK = timedelta(hours=1)
-MAX_ROWS = 100_000  # counted rows (TLS failure details, DMARC records) of one report
 MAX_TEXT = 255  # any name or id kept
 
 Kind = Literal["tls", "dmarc"]
@@ -54,82 +78,6 @@ TLS_RESULT_TYPES = (
     "sts-policy-invalid",
     "sts-webpki-invalid",
 )
-
-
-class Rejected(Exception):
-    """A report refused: `reason` is stable (the API lists it), `message` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def unpack(data: bytes) -> bytes:
-    """`data` itself, or the one report inside a gzip or zip, within the limits."""
-    if len(data) > MAX_PACKED:
-        raise Rejected("too_large", f"more than {MAX_PACKED} bytes")
-    if data[:2] == b"\x1f\x8b":
-        return _gunzip(data)
-    if data[:4] == b"PK\x03\x04":
-        return _unzip(data)
-    return data
-
-
-def _limit(packed: int) -> int:
-    return min(MAX_UNPACKED, max(packed, 1) * MAX_RATIO)
-
-
-def _too_much(packed: int) -> Rejected:
-    return Rejected(
-        "bomb",
-        f"unpacks to more than {_limit(packed)} bytes ({MAX_RATIO} times its size, at most "
-        f"{MAX_UNPACKED})",
-    )
-
-
-def _gunzip(data: bytes) -> bytes:
-    limit = _limit(len(data))
-    out = bytearray()
-    # wbits 16 + MAX_WBITS: a gzip member; one only (a second member is not read).
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    pending = data
-    try:
-        while pending and not inflate.eof:
-            out += inflate.decompress(pending, CHUNK)
-            if len(out) > limit:
-                raise _too_much(len(data))
-            pending = inflate.unconsumed_tail
-        if not inflate.eof:
-            raise Rejected("bad_packing", "the gzip stream ends early")
-    except zlib.error as exc:
-        raise Rejected("bad_packing", f"not a valid gzip stream ({exc})") from None
-    return bytes(out)
-
-
-def _unzip(data: bytes) -> bytes:
-    limit = _limit(len(data))
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = [i for i in archive.infolist() if not i.is_dir()]
-            if len(members) != 1:
-                raise Rejected("bad_packing", f"a zip of {len(members)} files, not one report")
-            info = members[0]
-            if not info.filename.lower().endswith((".xml", ".json")):
-                raise Rejected("bad_packing", "the zip holds no .xml or .json file")
-            if info.file_size > limit:  # what it says; what it holds is counted below
-                raise _too_much(len(data))
-            out = bytearray()
-            with archive.open(info) as member:
-                while chunk := member.read(CHUNK):
-                    out += chunk
-                    if len(out) > limit:
-                        raise _too_much(len(data))
-            return bytes(out)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError):
-        raise Rejected("bad_packing", "not a zip archive this reader opens") from None
-    except RuntimeError as exc:  # an encrypted member
-        raise Rejected("bad_packing", f"the zip cannot be read ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +152,15 @@ _tls_decoder = msgspec.json.Decoder(_TlsReport)
 
 def tls_report(data: bytes, now: datetime) -> Report:
     """An RFC 8460 report (JSON, unpacked)."""
+    values = data.count(b"{") + data.count(b"[") + data.count(b",")
+    if values > MAX_JSON_VALUES:
+        raise Rejected("too_large", f"JSON of more than {MAX_JSON_VALUES} values")
     try:
         raw = _tls_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise Rejected("malformed", f"not a TLS-RPT report: {exc}") from None
+    except RecursionError:
+        raise Rejected("too_deep", "JSON nested deeper than a TLS-RPT report goes") from None
     begins = _iso(raw.date_range.start_datetime, "start-datetime")
     ends = _iso(raw.date_range.end_datetime, "end-datetime")
     _check_range(begins, ends, now)
@@ -293,32 +246,106 @@ def _unique(domains: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
-def dmarc_report(data: bytes, now: datetime) -> Report:
-    """An RFC 7489 appendix C aggregate report (XML, unpacked)."""
-    try:
-        root = fromstring(data, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
-    except (ParseError, ValueError) as exc:
-        raise Rejected("malformed", f"not well-formed XML ({exc})") from None
-    if _local(root.tag) != "feedback":
-        raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
-    meta = _child(root, "report_metadata")
+class _Stream(io.RawIOBase):
+    """Unpacked chunks as the file iterparse reads."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview | bytearray") -> int:  # type: ignore[override]
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = memoryview(chunk)
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+class _Counts:
+    """The elements seen so far: in all, and in the root's current child."""
+
+    def __init__(self) -> None:
+        self.elements = 0
+        self.subtree = 0
+
+    def start(self, depth: int) -> None:
+        self.elements += 1
+        self.subtree = 1 if depth == 2 else self.subtree + 1
+        if self.elements > MAX_ELEMENTS:
+            raise Rejected("too_large", f"XML of more than {MAX_ELEMENTS} elements")
+        if depth > MAX_DEPTH:
+            raise Rejected("too_deep", f"XML nested more than {MAX_DEPTH} deep")
+        if self.subtree > MAX_SUBTREE:
+            raise Rejected("too_large", f"a record of more than {MAX_SUBTREE} elements")
+
+
+@dataclass(slots=True)
+class _Feedback:
+    """What a DMARC report's children said, as they end."""
+
+    metadata: Element | None = None
+    domain: str = ""
+    rows: list[Row] = field(default_factory=list)
+
+    def child(self, element: Element) -> None:
+        name = _local(element.tag)
+        if name == "record":
+            self.rows.append(_record(element))
+            if len(self.rows) > MAX_ROWS:
+                raise Rejected("too_large", f"more than {MAX_ROWS} records")
+        elif name == "report_metadata":
+            self.metadata = element
+        elif name == "policy_published":
+            self.domain = _domain(_value(element, "domain"))
+
+
+def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
+    """An RFC 7489 appendix C aggregate report (XML, unpacked, as a stream of chunks): each
+    child of the root read as it ends, then dropped."""
+    feedback = _Feedback()
+    _stream_feedback(chunks, feedback)
+    if feedback.metadata is None:
+        raise Rejected("malformed", "no <report_metadata> in <feedback>")
+    if not feedback.domain:
+        raise Rejected("malformed", "no <policy_published> in <feedback>")
+    meta = feedback.metadata
     reporter = _text(_value(meta, "org_name"), "org_name")
     report_id = _text(_value(meta, "report_id"), "report_id")
     dates = _child(meta, "date_range")
     begins = _epoch(_value(dates, "begin"), "begin")
     ends = _epoch(_value(dates, "end"), "end")
     _check_range(begins, ends, now)
-    domain = _domain(_value(_child(root, "policy_published"), "domain"))
-    rows: list[tuple[str, Row]] = []
-    for record in root:
-        if _local(record.tag) != "record":
-            continue
-        rows.append((domain, _record(record)))
-        if len(rows) > MAX_ROWS:
-            raise Rejected("too_large", f"more than {MAX_ROWS} records")
-    return Report("dmarc", reporter, report_id, begins, ends, (domain,), tuple(rows))
+    domain = feedback.domain
+    rows = tuple((domain, row) for row in feedback.rows)
+    return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
+
+
+def _stream_feedback(chunks: Iterator[bytes], feedback: _Feedback) -> None:
+    open_: list[Element] = []
+    counts = _Counts()
+    try:
+        for event, element in iterparse(_Stream(chunks), ("start", "end"), forbid_dtd=True):
+            if event == "start":
+                open_.append(element)
+                counts.start(len(open_))
+                if len(open_) == 1 and _local(element.tag) != "feedback":
+                    raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
+                continue
+            open_.pop()
+            if len(open_) == 1:
+                feedback.child(element)
+                open_[0].remove(element)
+    except DefusedXmlException as exc:
+        raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
+    except (ParseError, ValueError) as exc:
+        raise Rejected("malformed", f"not well-formed XML ({exc})") from None
 
 
 def _record(record: Element) -> Row:
@@ -361,15 +388,47 @@ def _epoch(text: str, name: str) -> datetime:
         ) from None
 
 
-def parse(data: bytes, now: datetime) -> Report:
-    """Whichever report `data` (packed or not) holds: JSON is TLS-RPT, XML is DMARC."""
-    body = unpack(data)
-    start = body.lstrip()[:1]
-    if start == b"{":
-        return tls_report(body, now)
-    if start == b"<":
-        return dmarc_report(body, now)
-    raise Rejected("malformed", "neither a TLS-RPT (JSON) nor a DMARC (XML) report")
+_KINDS: dict[bytes, Kind] = {b"{": "tls", b"<": "dmarc"}
+_BOM = b"\xef\xbb\xbf"
+
+
+def parse(data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
+    """Whichever report `data` (packed or not) holds: JSON is TLS-RPT, XML is DMARC; a kind
+    other than `wanted` (when given) is refused from its first bytes, unparsed."""
+    stream = unpacking.chunks(data, MAX_XML)
+    first, stream = _start(stream)
+    kind = _KINDS.get(first[:1])
+    if kind is None:
+        raise Rejected("malformed", "neither a TLS-RPT (JSON) nor a DMARC (XML) report")
+    if wanted is not None and kind != wanted:
+        raise Rejected("wrong_kind", f"a {kind} report where {wanted} reports go")
+    if kind == "tls":
+        return tls_report(_whole(first, stream), now)
+    return dmarc_report(_then(first, stream), now)
+
+
+def _start(stream: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """The stream's first chunk that holds more than white space (and a byte order mark),
+    from its first other byte; what comes before it is dropped as it comes."""
+    for index, chunk in enumerate(stream):
+        text = chunk.removeprefix(_BOM) if index == 0 else chunk
+        if body := text.lstrip():
+            return body, stream
+    return b"", stream
+
+
+def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _whole(first: bytes, rest: Iterator[bytes]) -> bytes:
+    out = bytearray(first)
+    for chunk in rest:
+        out += chunk
+        if len(out) > MAX_JSON:
+            raise Rejected("too_large", f"JSON of more than {MAX_JSON} bytes")
+    return bytes(out)
 
 
 def known_domains(report: Report, monitored: frozenset[str]) -> None:

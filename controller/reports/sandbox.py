@@ -1,0 +1,136 @@
+"""Reports parsed off the event loop, each in a process of its own with a memory and a time
+ceiling, so a report never stalls the loop the scheduler, ingester and alerter share, and never
+costs the controller's process more than its bytes.
+
+A process per report, forked from the standard library's fork server (started once, with the
+parser imported; a fork costs ~15 ms), and gone when its report is: a bomb or a flood cannot
+leave memory behind, nor make another report fail with it. At most `PARSERS` at once (a thread
+each waits for its process; the others queue). In each: `RLIMIT_AS` of `memory_mb` (a
+`MemoryError` past it), `RLIMIT_CPU` of `cpu_s` (the kernel's SIGXCPU past it), and no core
+file; one still running after `wall_s` is killed, and so is one whose caller was cancelled.
+A report being parsed when the controller stops is not waited for: its process is a daemon.
+What became of it is the report or one `Rejected`: its own refusal, `parser_memory`,
+`parser_time` or `parser_died` (killed by another signal or exited without an answer).
+"""
+
+import asyncio
+import contextlib
+import multiprocessing
+import resource
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+import structlog
+
+from controller.reports.parse import Kind, Report, parse
+from controller.reports.rejected import Rejected
+
+log = structlog.get_logger(__name__)
+
+PARSERS = 2
+T = TypeVar("T")
+
+_context = multiprocessing.get_context("forkserver")
+# "__main__" once in the fork server, so that no fork imports it again (multiprocessing.spawn).
+_context.set_forkserver_preload(["__main__", __name__])
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory_mb: int = 512  # address space: the parser's own ~60 MB included
+    cpu_s: int = 20
+    wall_s: float = 60.0
+
+
+class Sandbox:
+    """Runs a function of this process's modules in a bounded process of its own."""
+
+    def __init__(self, limits: Limits = Limits(), parsers: int = PARSERS) -> None:
+        self.limits = limits
+        self._threads = ThreadPoolExecutor(parsers, thread_name_prefix="report-parser")
+
+    async def parse(self, data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
+        """controller.reports.parse.parse, in a process of its own."""
+        return await self.run(parse, data, now, wanted)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`'s result, or the Rejected it raised or its process's end caused."""
+        receiving, sending = _context.Pipe(duplex=False)
+        process = _context.Process(target=_child, args=(sending, self.limits, fn, args))
+        process.daemon = True
+        loop = asyncio.get_running_loop()
+        try:
+            kind, value = await loop.run_in_executor(
+                self._threads, self._outcome, process, receiving, sending
+            )
+        finally:
+            self._stop(process)
+            receiving.close()
+            sending.close()
+        if kind == "rejected":
+            raise value
+        result: T = value
+        return result
+
+    @staticmethod
+    def _stop(process: BaseProcess) -> None:
+        with contextlib.suppress(ValueError, AssertionError):  # closed, or never started
+            if process.is_alive():
+                process.kill()
+            process.join(5)
+
+    def _outcome(
+        self, process: BaseProcess, receiving: Connection, sending: Connection
+    ) -> tuple[str, Any]:
+        """In a thread: start the process, wait for its answer or its end."""
+        process.start()
+        sending.close()
+        if not receiving.poll(self.limits.wall_s):
+            self._stop(process)
+            return "rejected", Rejected(
+                "parser_time", f"not parsed within {self.limits.wall_s:g} s"
+            )
+        try:
+            answer: tuple[str, Any] = receiving.recv()
+        except (EOFError, OSError):
+            process.join(5)
+            return "rejected", self._died(process.exitcode)
+        return answer
+
+    def _died(self, code: int | None) -> Rejected:
+        if code == -signal.SIGXCPU:
+            return Rejected("parser_time", f"more than {self.limits.cpu_s} s of CPU to parse")
+        log.warning("report parser died", exitcode=code)
+        return Rejected("parser_died", f"the parser's process ended without an answer ({code})")
+
+
+def _child(sending: Connection, limits: Limits, fn: Callable[..., Any], args: Any) -> None:
+    """The parsing process: its ceilings set before anything is read."""
+    ceiling = limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    answer: tuple[str, Any]
+    try:
+        answer = ("ok", fn(*args))
+    except Rejected as exc:
+        answer = ("rejected", exc)
+    except MemoryError:
+        answer = ("rejected", _too_much(limits))
+    try:
+        sending.send(answer)
+    except MemoryError:
+        sending.send(("rejected", _too_much(limits)))
+
+
+def _too_much(limits: Limits) -> Rejected:
+    return Rejected("parser_memory", f"more than {limits.memory_mb} MB to parse")
+
+
+SANDBOX = Sandbox()
