@@ -10,9 +10,11 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
   `MAX_RATIO` times the packed size, and `MAX_XML` (DMARC) or `MAX_JSON` (TLS-RPT) bytes;
 - the kind is told from the first unpacked bytes (`{` JSON, `<` XML), and a kind not wanted
   there (`wanted`) is refused before anything is parsed (`wrong_kind`);
-- XML is parsed as it streams (defusedxml's iterparse: no DTD, no entity declared, no external
-  entity), at most `MAX_ELEMENTS` elements, `MAX_DEPTH` deep and `MAX_SUBTREE` elements in
-  any child of the root, each record counted as it ends and dropped once read;
+- XML is parsed as it streams (defusedxml's expat SAX reader: no DTD, no entity declared, no
+  external entity), at most `MAX_ELEMENTS` elements and `MAX_DEPTH` deep, at most
+  `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
+  counted as they start; only the leaves a report needs are kept (each at most 1,024
+  characters), and each record becomes a row as it ends, counted then;
 - JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
   decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
   the rest goes through msgspec into typed Structs;
@@ -21,17 +23,17 @@ bad input, and nothing grows past the limits below. It runs in the parsing worke
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
 """
 
-import io
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from xml.etree.ElementTree import Element, ParseError
+from xml.sax import SAXException
+from xml.sax.handler import ContentHandler
 
 import msgspec
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from defusedxml.expatreader import DefusedExpatParser
 
 from controller.reports import unpacking
 from controller.reports.rejected import Rejected
@@ -55,9 +57,10 @@ MAX_ROWS = 100_000  # counted rows (TLS failure details, DMARC records) of one r
 MAX_XML = 128 * 1024 * 1024  # a 100,000-record report as Google writes it is ~65 MB
 MAX_JSON = 32 * 1024 * 1024
 MAX_JSON_VALUES = 12 * MAX_ROWS  # a failure detail is an object of at most 8 members
-MAX_ELEMENTS = 30 * MAX_ROWS  # a record as Google writes it is 19 elements
+MAX_ELEMENTS = 25 * MAX_ROWS  # a record as Google writes it is 19 elements
 MAX_DEPTH = 12  # DMARC's deepest is 5 (feedback, record, auth_results, dkim, domain)
-MAX_SUBTREE = 1_000  # elements in one record, or in the metadata
+MAX_SUBTREE = 1_000  # elements in one child of <feedback> (a record is ~20)
+MAX_OTHERS = 100  # children of <feedback> other than records (RFC 7489 has 3)
 MAX_RANGE = timedelta(days=31)
 FUTURE_SLACK = timedelta(hours=1)
 MAX_TEXT = 255  # any name or id kept
@@ -246,137 +249,132 @@ def _unique(domains: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
-class _Stream(io.RawIOBase):
-    """Unpacked chunks as the file iterparse reads."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._rest = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: "memoryview | bytearray") -> int:  # type: ignore[override]
-        while not self._rest:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._rest = memoryview(chunk)
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
+# The leaves read, by their path below <feedback>; every other text is dropped unread.
+_META = {
+    ("report_metadata", "org_name"): "org_name",
+    ("report_metadata", "report_id"): "report_id",
+    ("report_metadata", "date_range", "begin"): "begin",
+    ("report_metadata", "date_range", "end"): "end",
+    ("policy_published", "domain"): "domain",
+}
+_RECORD = {
+    ("record", "row", "source_ip"): "source_ip",
+    ("record", "row", "count"): "count",
+    ("record", "row", "policy_evaluated", "dkim"): "dkim",
+    ("record", "row", "policy_evaluated", "spf"): "spf",
+}
+_LEAF_MAX = 1024  # characters kept of a leaf read (names are cut at MAX_TEXT after)
 
 
-class _Counts:
-    """The elements seen so far: in all, and in the root's current child."""
+class _Feedback(ContentHandler):
+    """A DMARC report read as it streams (SAX): the metadata's leaves kept, each record turned
+    into a Row as it ends, nothing else kept; elements and depth counted as they start."""
 
     def __init__(self) -> None:
+        super().__init__()
+        self.path: list[str] = []  # below <feedback>
         self.elements = 0
-        self.subtree = 0
+        self.subtree = 0  # elements in the current child of <feedback>
+        self.others = 0  # children of <feedback> that are not records
+        self.leaf: str | None = None  # the name of the leaf being read
+        self.text: list[str] = []
+        self.kept = 0
+        self.meta: dict[str, str] = {}
+        self.record: dict[str, str] = {}
+        self.rows: list[Row] = []
 
-    def start(self, depth: int) -> None:
+    def startElement(self, name: str, attrs: object) -> None:  # SAX's names
+        local = name.rpartition(":")[2]
         self.elements += 1
-        self.subtree = 1 if depth == 2 else self.subtree + 1
         if self.elements > MAX_ELEMENTS:
             raise Rejected("too_large", f"XML of more than {MAX_ELEMENTS} elements")
-        if depth > MAX_DEPTH:
+        if self.elements == 1:
+            if local != "feedback":
+                raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
+            return
+        self.path.append(local)
+        self._count()
+        key = tuple(self.path)
+        self.leaf = _META.get(key) or _RECORD.get(key)
+        self.text, self.kept = [], 0
+
+    def _count(self) -> None:
+        if len(self.path) >= MAX_DEPTH:
             raise Rejected("too_deep", f"XML nested more than {MAX_DEPTH} deep")
+        if len(self.path) == 1:
+            self.subtree = 0
+            if self.path[0] != "record":
+                self.others += 1
+                if self.others > MAX_OTHERS:
+                    raise Rejected(
+                        "too_large", f"more than {MAX_OTHERS} children of <feedback> not records"
+                    )
+        self.subtree += 1
         if self.subtree > MAX_SUBTREE:
-            raise Rejected("too_large", f"a record of more than {MAX_SUBTREE} elements")
+            raise Rejected("too_large", f"more than {MAX_SUBTREE} elements in one <{self.path[0]}>")
 
+    def characters(self, content: str) -> None:
+        if self.leaf is not None and self.kept < _LEAF_MAX:
+            self.text.append(content)
+            self.kept += len(content)
 
-@dataclass(slots=True)
-class _Feedback:
-    """What a DMARC report's children said, as they end."""
-
-    metadata: Element | None = None
-    domain: str = ""
-    rows: list[Row] = field(default_factory=list)
-
-    def child(self, element: Element) -> None:
-        name = _local(element.tag)
-        if name == "record":
-            self.rows.append(_record(element))
+    def endElement(self, name: str) -> None:
+        if not self.path:
+            return
+        if self.leaf is not None:
+            value = "".join(self.text)[:_LEAF_MAX].strip()
+            (self.record if self.path[0] == "record" else self.meta)[self.leaf] = value
+            self.leaf = None
+        if len(self.path) == 1 and self.path[0] == "record":
+            self.rows.append(_record(self.record))
+            self.record = {}
             if len(self.rows) > MAX_ROWS:
                 raise Rejected("too_large", f"more than {MAX_ROWS} records")
-        elif name == "report_metadata":
-            self.metadata = element
-        elif name == "policy_published":
-            self.domain = _domain(_value(element, "domain"))
+        self.path.pop()
 
 
 def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
-    """An RFC 7489 appendix C aggregate report (XML, unpacked, as a stream of chunks): each
-    child of the root read as it ends, then dropped."""
+    """An RFC 7489 appendix C aggregate report (XML, unpacked, as a stream of chunks)."""
     feedback = _Feedback()
-    _stream_feedback(chunks, feedback)
-    if feedback.metadata is None:
-        raise Rejected("malformed", "no <report_metadata> in <feedback>")
-    if not feedback.domain:
-        raise Rejected("malformed", "no <policy_published> in <feedback>")
-    meta = feedback.metadata
-    reporter = _text(_value(meta, "org_name"), "org_name")
-    report_id = _text(_value(meta, "report_id"), "report_id")
-    dates = _child(meta, "date_range")
-    begins = _epoch(_value(dates, "begin"), "begin")
-    ends = _epoch(_value(dates, "end"), "end")
+    reader = DefusedExpatParser(forbid_dtd=True)
+    reader.setContentHandler(feedback)
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+        reader.close()
+    except DefusedXmlException as exc:
+        raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
+    except SAXException as exc:
+        raise Rejected("malformed", f"not well-formed XML ({exc})") from None
+    meta = feedback.meta
+    reporter = _text(_field(meta, "org_name", "report_metadata"), "org_name")
+    report_id = _text(_field(meta, "report_id", "report_metadata"), "report_id")
+    begins = _epoch(_field(meta, "begin", "date_range"), "begin")
+    ends = _epoch(_field(meta, "end", "date_range"), "end")
     _check_range(begins, ends, now)
-    domain = feedback.domain
+    domain = _domain(_field(meta, "domain", "policy_published"))
     rows = tuple((domain, row) for row in feedback.rows)
     return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
 
 
-def _stream_feedback(chunks: Iterator[bytes], feedback: _Feedback) -> None:
-    open_: list[Element] = []
-    counts = _Counts()
-    try:
-        for event, element in iterparse(_Stream(chunks), ("start", "end"), forbid_dtd=True):
-            if event == "start":
-                open_.append(element)
-                counts.start(len(open_))
-                if len(open_) == 1 and _local(element.tag) != "feedback":
-                    raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
-                continue
-            open_.pop()
-            if len(open_) == 1:
-                feedback.child(element)
-                open_[0].remove(element)
-    except DefusedXmlException as exc:
-        raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
-    except (ParseError, ValueError) as exc:
-        raise Rejected("malformed", f"not well-formed XML ({exc})") from None
+def _field(read: dict[str, str], name: str, within: str) -> str:
+    if name not in read:
+        raise Rejected("malformed", f"no <{name}> in <{within}>")
+    return read[name]
 
 
-def _record(record: Element) -> Row:
-    row = _child(record, "row")
-    ip = _ip(_value(row, "source_ip"))
+def _record(record: dict[str, str]) -> Row:
+    ip = _ip(record.get("source_ip"))
     if not ip:
         raise Rejected("malformed", "a record without a valid source_ip")
     try:
-        count = int(_value(row, "count"))
+        count = int(_field(record, "count", "row"))
     except ValueError:
         raise Rejected("malformed", "a record whose count is not a number") from None
     _count(count, "count")
-    evaluated = _child(row, "policy_evaluated")
-    aligned = "pass" in (_value(evaluated, "dkim").lower(), _value(evaluated, "spf").lower())
-    return Row("pass" if aligned else "fail", count, "", ip)
-
-
-def _local(tag: object) -> str:
-    """A tag without its namespace (DMARC reports in the wild use several or none)."""
-    return str(tag).rpartition("}")[2]
-
-
-def _child(parent: Element, name: str) -> Element:
-    for child in parent:
-        if _local(child.tag) == name:
-            return child
-    raise Rejected("malformed", f"no <{name}> in <{_local(parent.tag)}>")
-
-
-def _value(parent: Element, name: str) -> str:
-    return (_child(parent, name).text or "").strip()
+    dkim = _field(record, "dkim", "policy_evaluated").lower()
+    spf = _field(record, "spf", "policy_evaluated").lower()
+    return Row("pass" if "pass" in (dkim, spf) else "fail", count, "", ip)
 
 
 def _epoch(text: str, name: str) -> datetime:

@@ -15,6 +15,7 @@ What became of it is the report or one `Rejected`: its own refusal, `parser_memo
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import resource
 import signal
@@ -26,9 +27,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
 
-from controller.reports.parse import Kind, Report, parse
+from controller.reports.parse import Kind, Report, Row, parse
 from controller.reports.rejected import Rejected
 
 log = structlog.get_logger(__name__)
@@ -57,7 +59,8 @@ class Sandbox:
 
     async def parse(self, data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
         """controller.reports.parse.parse, in a process of its own."""
-        return await self.run(parse, data, now, wanted)
+        packed = await self.run(_parsed, data, now, wanted)
+        return await asyncio.to_thread(_unpacked, packed)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)`'s result, or the Rejected it raised or its process's end caused."""
@@ -108,6 +111,29 @@ class Sandbox:
             return Rejected("parser_time", f"more than {self.limits.cpu_s} s of CPU to parse")
         log.warning("report parser died", exitcode=code)
         return Rejected("parser_died", f"the parser's process ended without an answer ({code})")
+
+
+# A report crosses from the parsing process as MessagePack, its rows in batches: each batch
+# decoded on its own, so the thread decoding them lets the event loop run between batches.
+BATCH = 5_000
+_Packed = tuple[bytes, list[bytes]]
+_head_decoder = msgspec.msgpack.Decoder(Report)
+_rows_decoder = msgspec.msgpack.Decoder(list[tuple[str, Row]])
+
+
+def _parsed(data: bytes, now: datetime, wanted: Kind | None) -> _Packed:
+    report = parse(data, now, wanted)
+    rows = report.rows
+    head = msgspec.msgpack.encode(dataclasses.replace(report, rows=()))
+    return head, [msgspec.msgpack.encode(rows[i : i + BATCH]) for i in range(0, len(rows), BATCH)]
+
+
+def _unpacked(packed: _Packed) -> Report:
+    head, batches = packed
+    rows: list[tuple[str, Row]] = []
+    for batch in batches:
+        rows += _rows_decoder.decode(batch)
+    return dataclasses.replace(_head_decoder.decode(head), rows=tuple(rows))
 
 
 def _child(sending: Connection, limits: Limits, fn: Callable[..., Any], args: Any) -> None:

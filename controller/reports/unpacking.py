@@ -11,7 +11,8 @@ deflate reads are bounded the same way), so a bomb costs at most a `CHUNK` past 
 
 Zip members packed with any other method (bzip2, LZMA, ...) are refused by their method's name
 without being opened: the standard library inflates those with no output limit. So are
-encrypted members, archives of more than one member, and members not named `.xml` or `.json`.
+encrypted members, archives of more than one member, and members not named `.xml`, `.json`
+(or `.gz`, `.zip`: a container within).
 """
 
 import io
@@ -29,6 +30,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _READ_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_MEMBER_NAMES = (".xml", ".json", ".gz", ".zip")
 # APPNOTE.TXT 4.4.5: the methods a refusal names.
 METHOD_NAMES = {
     0: "stored",
@@ -174,6 +176,6 @@ def _member(archive: zipfile.ZipFile) -> zipfile.ZipInfo:
         )
     if info.flag_bits & 0x1:
         raise Rejected("bad_packing", "an encrypted zip member")
-    if not info.filename.lower().endswith((".xml", ".json")):
-        raise Rejected("bad_packing", "the zip holds no .xml or .json file")
+    if not info.filename.lower().endswith(_MEMBER_NAMES):
+        raise Rejected("bad_packing", "the zip holds no .xml, .json or .gz file")
     return info
