@@ -45,10 +45,14 @@ from controller.reports.mailbox.base import (
 )
 from controller.reports.mailbox.message import Oversized
 
-LINE_MAX = MAX_MESSAGE  # a message LIST allowed may be one long line
+# RFC 5322 §2.1.1 allows 998 characters a line; a message with a longer line than this is
+# refused like one too large (and deleted unread at the next pass), and the reader's buffer
+# holds at most twice this before it stops reading the socket.
+LINE_MAX = 64 * 1024
 CAPA_MAX = 64 * 1024
 RETR_MAX = MAX_MESSAGE + MAX_MESSAGE // 10  # its lines' ends and dot-stuffing
 UIDL_MAX = 1024 * 1024
+YIELD_LINES = 256  # lines read before the event loop's other tasks get a turn
 
 
 class _Reader(asyncio.StreamReader):
@@ -102,15 +106,23 @@ class _Session:
     async def lines(self, limit: int, over: type[MailboxError] = MailboxError) -> list[bytes]:
         """A multi-line response's lines up to its ".", unstuffed, at most `limit` bytes (else
         `over`, the connection dropped)."""
-        out: list[bytes] = []
-        total = 0
+        return (await self.text(limit, over)).split(b"\r\n")[:-1]
+
+    async def text(self, limit: int, over: type[MailboxError] = MailboxError) -> bytes:
+        """A multi-line response up to its ".", unstuffed, each line ending in CRLF, at most
+        `limit` bytes (else `over`, the connection dropped)."""
+        out = bytearray()
+        count = 0
         while (line := await self.line(over)) != b".":
-            total += len(line) + 2
-            if total > limit:
+            count += 1
+            if count % YIELD_LINES == 0:
+                await asyncio.sleep(0)  # lines already arrived are read without a wait
+            out += line[1:] if line.startswith(b".") else line
+            out += b"\r\n"
+            if len(out) > limit:
                 self.writer.transport.abort()
                 raise over(f"{self.server} sent more than {limit} bytes in one answer")
-            out.append(line[1:] if line.startswith(b".") else line)
-        return out
+        return bytes(out)
 
     async def capa(self) -> set[str]:
         """CAPA's capability names, and `SASL <mechanism>` for each mechanism; none from a
@@ -289,8 +301,7 @@ async def _message(
 ) -> tuple[int, int]:
     async def body() -> bytes:
         await session.command(f"RETR {number}", "RETR failed")
-        lines = await session.lines(RETR_MAX, Oversized)
-        return b"".join(x + b"\r\n" for x in lines)
+        return await session.text(RETR_MAX, Oversized)
 
     which = f"message {number} of the POP3 maildrop"
     return await message.one(pool, box, noted, which, size, body, links)
