@@ -92,7 +92,11 @@ class Sandbox:
         self, process: BaseProcess, receiving: Connection, sending: Connection
     ) -> tuple[str, Any]:
         """In a thread: start the process, wait for its answer or its end."""
-        process.start()
+        try:
+            process.start()
+        except OSError as exc:  # no process to be had (EAGAIN, ENOMEM): this report waits none
+            log.warning("report parser not started", error=str(exc))
+            return "rejected", Rejected("parser_died", f"no parsing process could start ({exc})")
         sending.close()
         if not receiving.poll(self.limits.wall_s):
             self._stop(process)
