@@ -9,6 +9,11 @@ at once), with the controller's process watched as in tests/reports/watching.py.
   the worker's peak memory (its ceiling is `Limits.memory_mb`).
 - Every attack of tests/reports/hostile.py, `ROUNDS` times over, five at a time: each refused
   for its reason, the worker's peak memory.
+- A `python -m controller serve` (the API role, embedded PostgreSQL and NATS) while five
+  loopback addresses each post every TLS attack and a good report, over and over, at the rate
+  limit (`POSTS` of the minute's 60 each): the serving process's peak RSS (VmHWM, from
+  /proc/<pid>) and its loop's lag as the latency of `/health` asked every 10 ms (and the same
+  with nothing posted, for how busy the machine is).
 
 Targets, for each part: the controller's peak RSS at most `RSS_MB` above what it held before,
 its event loop's lag p99 under `LAG_MS` (a 10 ms timer); everyday reports at least
@@ -17,13 +22,20 @@ how busy the machine is: the worst loop gap is printed too.
 """
 
 import asyncio
+import json
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from bench.common import machine, verdict
+import httpx
+
+from bench.common import Stack, machine, percentile, verdict
 from bench.reports_child import parse_peak
+from controller.db.pool import connect
 from controller.reports.parse import Rejected, parse
 from controller.reports.sandbox import SANDBOX, Limits
 from tests.reports import hostile, samples
@@ -31,6 +43,8 @@ from tests.reports.watching import Watched, watch
 
 EVERYDAY = 40
 ROUNDS = 3
+ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
+POSTS = 56  # each address's, of the 60 a minute REPORTS_POSTS_PER_MINUTE allows
 RSS_MB = 100.0
 LAG_MS = 100.0
 TARGET_PER_S = 20.0
@@ -122,9 +136,125 @@ async def _hostile() -> bool:
     return ok
 
 
+def _kb(pid: int, name: str) -> int:
+    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: SIM115
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise LookupError(name)
+
+
+async def _health_latencies(url: str, done: asyncio.Event) -> list[float]:
+    out: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        while not done.is_set():
+            started = time.monotonic()
+            await client.get("/health")
+            out.append(time.monotonic() - started)
+            await asyncio.sleep(0.01)
+    return out
+
+
+async def _idle(url: str, seconds: float) -> float:
+    """/health's p99 latency (ms) with nothing posted: what the machine's load costs alone."""
+    done = asyncio.Event()
+    health = asyncio.create_task(_health_latencies(url, done))
+    await asyncio.sleep(seconds)
+    done.set()
+    return percentile([1000 * x for x in await health], 99)
+
+
+async def _posting(url: str, pid: int, path: str, files: list[str]) -> tuple[bool, str]:
+    """Five addresses posting `files` at once to the served API; (as answered, figures)."""
+    idle = await _idle(url, 10.0)
+    with open(f"/proc/{pid}/clear_refs", "w") as f:  # noqa: ASYNC230
+        f.write("5")
+    before = _kb(pid, "VmRSS")
+    done = asyncio.Event()
+    health = asyncio.create_task(_health_latencies(url, done))
+    started = time.monotonic()
+    posting = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.reports.posting",
+        url + path,
+        "-",
+        ",".join(ADDRESSES),
+        *files,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await posting.communicate()
+    took = time.monotonic() - started
+    done.set()
+    lags = await health
+    growth = (_kb(pid, "VmHWM") - before) / 1024
+    answered = json.loads(out) if posting.returncode == 0 else {}
+    statuses = [s for each in answered.values() for s in each]
+    refused, stored = statuses.count(400), statuses.count(200)
+    p99 = percentile([1000 * x for x in lags], 99)
+    ok = (
+        len(statuses) == len(ADDRESSES) * len(files)
+        and refused + stored == len(statuses)
+        and growth <= RSS_MB
+        and p99 < LAG_MS
+    )
+    said = (
+        f"{len(statuses)} POSTs in {took:.0f} s ({refused} refused, {stored} stored or"
+        f" duplicates); serving process peak RSS +{growth:.1f} MB; /health p99 {p99:.1f} ms"
+        f" (max {1000 * max(lags, default=0):.1f} ms, {len(lags)} asked; {idle:.1f} ms with"
+        f" nothing posted)"
+    )
+    return ok, said
+
+
+async def _seeded(stack: Stack, domain: str) -> tuple[str, str]:
+    """(a token of the bench's organization, its monitor's domain)."""
+    seeded = await asyncio.to_thread(stack.seed, 1)
+    conn = await connect(stack.database_url)
+    try:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $1 WHERE public_id = $2::uuid",
+            domain,
+            seeded.monitor_ids[0],
+        )
+    finally:
+        await conn.close()
+    return seeded.token, domain
+
+
+async def _served() -> bool:
+    stack = Stack()
+    try:
+        token, domain = await _seeded(stack, "bench-reports.example")
+        url = await asyncio.to_thread(stack.serve, PUBLIC_URL="http://bench.example")
+        assert stack.api is not None
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            r = await client.get(
+                "/api/report-domains", headers={"Authorization": f"Bearer {token}"}
+            )
+        [shown] = [d for d in r.json() if d["domain"] == domain]
+        path = str(shown["tlsRptHttps"]).removeprefix("http://bench.example")
+        good = samples.google_tls(domain, 3)
+        bodies = [make() for make, _ in hostile.TLS.values()] + [good]
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for n in range(POSTS):
+                files.append(os.path.join(tmp, f"{n}.gz"))
+                with open(files[-1], "wb") as f:  # noqa: ASYNC230
+                    f.write(bodies[n % len(bodies)])
+            ok, said = await _posting(url, stack.api.pid, path, files)
+    finally:
+        stack.close()
+    print(
+        f"  python -m controller serve, {len(ADDRESSES)} addresses x {POSTS} POSTs of every TLS"
+        f" attack and a good report:\n    {said}  {verdict(ok)}",
+        flush=True,
+    )
+    return ok
+
+
 async def _all() -> bool:
     print(f"reports: parsing in the worker ({machine()})", flush=True)
-    results = [await _everyday(), await _google_100k(), await _hostile()]
+    results = [await _everyday(), await _google_100k(), await _hostile(), await _served()]
     return all(results)
 
 

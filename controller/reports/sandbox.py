@@ -6,9 +6,10 @@ A process per report, forked from the standard library's fork server (started on
 parser imported; a fork costs ~15 ms), and gone when its report is: a bomb or a flood cannot
 leave memory behind, nor make another report fail with it. At most `PARSERS` at once (a thread
 each waits for its process; the others queue). In each: `RLIMIT_AS` of `memory_mb` (a
-`MemoryError` past it), `RLIMIT_CPU` of `cpu_s` (the kernel's SIGXCPU past it), and no core
-file; one still running after `wall_s` is killed, and so is one whose caller was cancelled.
-A report being parsed when the controller stops is not waited for: its process is a daemon.
+`MemoryError` past it), `RLIMIT_CPU` of `cpu_s` (the kernel's SIGXCPU past it), no core
+file, and a nice of `NICE`, so the controller's loop comes first when both want a core. One
+still running after `wall_s` is killed, and so is one whose caller was cancelled. A report
+being parsed when the controller stops is not waited for: its process is a daemon.
 What became of it is the report or one `Rejected`: its own refusal, `parser_memory`,
 `parser_time` or `parser_died` (killed by another signal or exited without an answer).
 """
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 import resource
 import signal
 from collections.abc import Callable
@@ -36,6 +38,7 @@ from controller.reports.rejected import Rejected
 log = structlog.get_logger(__name__)
 
 PARSERS = 2
+NICE = 10  # the parsers yield the CPU to the controller's loop when both want it
 T = TypeVar("T")
 
 _context = multiprocessing.get_context("forkserver")
@@ -146,6 +149,7 @@ def _child(sending: Connection, limits: Limits, fn: Callable[..., Any], args: An
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.nice(NICE)
     answer: tuple[str, Any]
     try:
         answer = ("ok", fn(*args))

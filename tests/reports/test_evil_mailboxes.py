@@ -1,5 +1,6 @@
 """Report mailboxes whose servers lie (tests/reports/evil_mail.py), read by the real readers over
-TLS into real PostgreSQL, the controller's process watched (tests/reports/watching.py):
+TLS into real PostgreSQL, the controller's process watched (tests/reports/watching.py: its
+memory asserted, its loop's lag printed):
 
 - a server declaring a 100-byte message and sending 300 MB: the reader takes at most
   `MAX_MESSAGE` of it, drops the connection, records the refusal; the next read moves the
@@ -112,7 +113,6 @@ async def test_a_message_larger_than_declared_is_cut_at_the_limit_then_moved_asi
         )
         assert server.seen.flooded <= MAX_MESSAGE + SLACK
         assert watched.growth_mb <= 100, watched.said()
-        assert watched.lag_ms(0.99) < 100, watched.said()
         assert await _rejections(pool, tenant) == ["too_large"]
 
         done = await mailbox.read(pool, box, links)

