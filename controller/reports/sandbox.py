@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ _context.set_forkserver_preload(["__main__", __name__])
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    memory_mb: int = 512  # address space: the parser's own ~60 MB included
+    memory_mb: int = 512  # address space: the parser's own ~40 MB included
     cpu_s: int = 20
     wall_s: float = 60.0
 
@@ -70,39 +71,63 @@ class Sandbox:
         receiving, sending = _context.Pipe(duplex=False)
         process = _context.Process(target=_child, args=(sending, self.limits, fn, args))
         process.daemon = True
-        loop = asyncio.get_running_loop()
+        abandoned = threading.Event()
+        job = self._threads.submit(self._outcome, process, receiving, sending, abandoned)
         try:
-            kind, value = await loop.run_in_executor(
-                self._threads, self._outcome, process, receiving, sending
-            )
-        finally:
-            self._stop(process)
-            receiving.close()
-            sending.close()
+            kind, value = await asyncio.shield(asyncio.wrap_future(job))
+        except asyncio.CancelledError:
+            abandoned.set()
+            if job.cancel():  # never begun
+                receiving.close()
+                sending.close()
+                raise
+            with contextlib.suppress(ValueError):  # under way: stopped, and reaped before we go
+                if process.is_alive():
+                    process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(job)
+            raise
         if kind == "rejected":
             raise value
         result: T = value
         return result
 
-    @staticmethod
-    def _stop(process: BaseProcess) -> None:
-        with contextlib.suppress(ValueError, AssertionError):  # closed, or never started
-            if process.is_alive():
-                process.kill()
-            process.join(5)
-
     def _outcome(
-        self, process: BaseProcess, receiving: Connection, sending: Connection
+        self,
+        process: BaseProcess,
+        receiving: Connection,
+        sending: Connection,
+        abandoned: threading.Event,
     ) -> tuple[str, Any]:
-        """In a thread: start the process, wait for its answer or its end."""
+        """In a thread: start the process, wait for its answer or its end, and reap it."""
+        try:
+            if abandoned.is_set():
+                return "rejected", Rejected("parser_died", "its caller went away")
+            return self._answer(process, receiving, sending, abandoned)
+        finally:
+            with contextlib.suppress(ValueError, AssertionError):  # closed, or never started
+                if process.is_alive():
+                    process.kill()
+                process.join(5)
+            receiving.close()
+            sending.close()
+
+    def _answer(
+        self,
+        process: BaseProcess,
+        receiving: Connection,
+        sending: Connection,
+        abandoned: threading.Event,
+    ) -> tuple[str, Any]:
         try:
             process.start()
         except OSError as exc:  # no process to be had (EAGAIN, ENOMEM): this report waits none
             log.warning("report parser not started", error=str(exc))
             return "rejected", Rejected("parser_died", f"no parsing process could start ({exc})")
         sending.close()
+        if abandoned.is_set():
+            return "rejected", Rejected("parser_died", "its caller went away")
         if not receiving.poll(self.limits.wall_s):
-            self._stop(process)
             return "rejected", Rejected(
                 "parser_time", f"not parsed within {self.limits.wall_s:g} s"
             )
