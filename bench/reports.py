@@ -140,7 +140,7 @@ async def _hostile() -> bool:
     return ok and good
 
 
-async def _idle() -> None:
+async def _idle_loop() -> None:
     """The loop's lag with nothing to do: how busy the machine is."""
     async with watch() as watched:
         await asyncio.sleep(5)
@@ -269,7 +269,7 @@ async def _served() -> bool:
 
 async def _all() -> bool:
     print(f"reports: parsing in the worker ({machine()})", flush=True)
-    await _idle()
+    await _idle_loop()
     results = [await _everyday(), await _google_100k(), await _hostile(), await _served()]
     return all(results)
 
