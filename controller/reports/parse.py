@@ -401,7 +401,7 @@ def parse(data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
     if wanted is not None and kind != wanted:
         raise Rejected("wrong_kind", f"a {kind} report where {wanted} reports go")
     if kind == "tls":
-        return tls_report(_whole(first, stream), now)
+        return tls_report(unpacking.whole(first, stream, MAX_JSON, "JSON"), now)
     return dmarc_report(_then(first, stream), now)
 
 
@@ -418,15 +418,6 @@ def _start(stream: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
 def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield first
     yield from rest
-
-
-def _whole(first: bytes, rest: Iterator[bytes]) -> bytes:
-    out = bytearray(first)
-    for chunk in rest:
-        out += chunk
-        if len(out) > MAX_JSON:
-            raise Rejected("too_large", f"JSON of more than {MAX_JSON} bytes")
-    return bytes(out)
 
 
 def known_domains(report: Report, monitored: frozenset[str]) -> None:

@@ -85,7 +85,8 @@ def _opened(head: bytes, rest: Iterator[bytes], most: int, levels: int) -> Itera
     if head.startswith(GZIP_MAGIC):
         inner = _gunzip(_prepend(head, rest), _Budget(most))
     elif head.startswith(ZIP_MAGIC):
-        inner = _unzip(_whole(head, rest), _Budget(most))
+        # A zip needs its end (the central directory): read whole, at most MAX_PACKED.
+        inner = _unzip(whole(head, rest, MAX_PACKED, "a zip within"), _Budget(most))
     else:
         return _prepend(head, rest) if head else rest
     if levels == 1:
@@ -118,14 +119,14 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _whole(head: bytes, rest: Iterator[bytes]) -> bytes:
-    """A zip needs its end (the central directory): the stream read whole, at most
-    `MAX_PACKED` bytes."""
+def whole(head: bytes, rest: Iterator[bytes], most: int, what: str) -> bytes:
+    """The stream that begins with `head` read whole, at most `most` bytes (else `too_large`,
+    `what` naming it)."""
     out = bytearray(head)
     for chunk in rest:
         out += chunk
-        if len(out) > MAX_PACKED:
-            raise Rejected("too_large", f"a zip of more than {MAX_PACKED} bytes within")
+        if len(out) > most:
+            raise Rejected("too_large", f"{what} of more than {most} bytes")
     return bytes(out)
 
 
