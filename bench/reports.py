@@ -202,6 +202,7 @@ async def _posting(url: str, pid: int, path: str, files: list[str]) -> tuple[boo
     done.set()
     lags = await health
     growth = (_kb(pid, "VmHWM") - before) / 1024
+    after = (_kb(pid, "VmRSS") - before) / 1024
     answered = json.loads(out) if posting.returncode == 0 else {}
     statuses = [s for each in answered.values() for s in each]
     refused, stored = statuses.count(400), statuses.count(200)
@@ -214,7 +215,8 @@ async def _posting(url: str, pid: int, path: str, files: list[str]) -> tuple[boo
     )
     said = (
         f"{len(statuses)} POSTs in {took:.0f} s ({refused} refused, {stored} stored or"
-        f" duplicates); serving process peak RSS +{growth:.1f} MB; /health p99 {p99:.1f} ms"
+        f" duplicates); serving process peak RSS +{growth:.1f} MB (+{after:.1f} MB after);"
+        f" /health p99 {p99:.1f} ms"
         f" (max {1000 * max(lags, default=0):.1f} ms, {len(lags)} asked; {idle:.1f} ms with"
         f" nothing posted)"
     )

@@ -87,8 +87,16 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(job)
             raise
+        finally:
+            # The job holds the answer, and a refusal's traceback holds this frame: no cycle
+            # through them (nor through `value` below), which would keep the report's bytes
+            # until the collector's next full pass.
+            del job
         if kind == "rejected":
-            raise value
+            try:
+                raise value
+            finally:
+                del value
         result: T = value
         return result
 

@@ -4,9 +4,11 @@ a Rejected of its own reason; the next report parses as if nothing happened, and
 caller leaves no process running."""
 
 import asyncio
+import gc
 import os
 import signal
 import time
+import types
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -104,3 +106,33 @@ async def test_reports_parse_side_by_side_as_they_would_inline() -> None:
     parsed = await asyncio.gather(*(SMALL.parse(r, datetime.now(UTC)) for r in reports))
     assert [p.report_id for p in parsed] == [f"d{i}" for i in range(6)]
     assert all(len(p.rows) == 3 for p in parsed)
+
+
+async def test_a_refusal_leaves_no_garbage_holding_the_report() -> None:
+    """No reference cycle through a refusal's traceback keeps the report's frames (and its
+    bytes) alive until the collector's next full pass: a megabyte a refused POST, else."""
+
+    async def refused() -> str:
+        try:
+            await SMALL.parse(made.zip_bomb(mib=8), datetime.now(UTC))
+        except Rejected as exc:
+            return exc.reason
+        return "parsed"
+
+    assert await refused() == "bomb"  # the fork server started, the modules imported
+    gc.collect()
+    gc.disable()
+    try:
+        assert await refused() == "bomb"
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = [
+            o.f_code.co_name
+            for o in gc.garbage
+            if isinstance(o, types.FrameType) and o.f_code.co_filename.endswith("sandbox.py")
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []
