@@ -43,8 +43,9 @@ NICE = 10  # the parsers yield the CPU to the controller's loop when both want i
 T = TypeVar("T")
 
 _context = multiprocessing.get_context("forkserver")
-# "__main__" once in the fork server, so that no fork imports it again (multiprocessing.spawn).
-_context.set_forkserver_preload(["__main__", __name__])
+# Imported once, in the fork server: "__main__" (so that no fork imports it again, as
+# multiprocessing.spawn would), the parser, and the mail reader (a message's MIME).
+_context.set_forkserver_preload(["__main__", __name__, "controller.reports.mail"])
 
 
 @dataclass(frozen=True, slots=True)
