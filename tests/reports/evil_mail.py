@@ -46,6 +46,7 @@ class _Evil(LoopbackServer):
             self.seen.flooded += len(out)
             n -= len(out)
             await writer.drain()
+            await asyncio.sleep(0)  # drain() does not yield when not paused: let a hang-up in
 
 
 class EvilImap(_Evil):
