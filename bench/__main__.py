@@ -3,7 +3,7 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
-store, runs, reads, jobs, saturation, scale, verdicts, ha-soak, ha-idle,
+store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
 ha-move, report-rows, notice-failover);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
@@ -36,6 +36,7 @@ from bench import (
     probers,
     reads,
     report_rows,
+    reports,
     roundtrip,
     runs,
     saturation,
@@ -69,6 +70,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "store": store.run,
     "runs": runs.run,
     "reads": reads.run,
+    "reports": reports.run,
     "jobs": jobs.run,
     "saturation": lambda: saturation.run([]),
     "scale": lambda: scale.run([]),

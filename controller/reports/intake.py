@@ -1,7 +1,8 @@
 """A report taken in (by HTTPS or from a mailbox) and a domain's report findings judged: the one
 place reports become rows and findings, and the one place a refusal is recorded and counted.
 
-`take` parses outside any transaction (at the HTTPS address, a domain whose reports this hour
+`take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py;
+at the HTTPS address, a domain whose reports this hour
 are spent is refused before its report is parsed), then, in one transaction holding each of its
 domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
 
@@ -50,7 +51,8 @@ from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
 from controller.reports import content, notices, rules
 from controller.reports import store as db
-from controller.reports.parse import Rejected, Report, known_domains, parse
+from controller.reports.parse import Kind, Rejected, Report, known_domains
+from controller.reports.sandbox import SANDBOX
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.settings import ControllerSettings
 from shared.subjects import events_subject
@@ -101,19 +103,17 @@ async def take(
     source: str,
     links: Links,
     domain: str | None = None,
-    kind: str | None = None,
+    kind: Kind | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
-    about, the HTTPS endpoint's; `kind`: the only kind it may be); judge its domains. `source`
-    says where it came from."""
+    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes);
+    judge its domains. `source` says where it came from."""
     now = utcnow()
     if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
         return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
-        report = parse(data, now)
-        if kind is not None and report.kind != kind:
-            raise Rejected("wrong_kind", f"a {report.kind} report where {kind} reports go")
+        report = await SANDBOX.parse(data, now, kind)
     except Rejected as exc:
         return await refuse(pool, organization_id, via, source, len(data), exc)
     # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
