@@ -488,8 +488,8 @@ async def test_a_channels_name_is_one_line_kept_stripped_on_create_and_change(
 async def test_a_customer_default_applies_to_its_monitors_without_their_own_choice(
     rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
 ) -> None:
-    plain = await rig.monitor(name="Plain", email=None, phone=None)
-    chooser = await rig.monitor(name="Chooser", email=None, phone=None)
+    plain = await rig.monitor(name="Plain", email=None, phone=None, hostname="a.customer.test")
+    chooser = await rig.monitor(name="Chooser", email=None, phone=None, hostname="b.test")
     async with Receiver("slack") as default, Receiver("teams") as own:
         await create(
             channel_api, rig.tenant, "slack", default.url, customerIds=[rig.tenant.customer_id]
