@@ -7,7 +7,7 @@ recovery per address and phone, where each monitor would have paged on its own."
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -29,6 +29,7 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
+from shared.secret import Secret
 from tests.alerting.conftest import LINKS, Rig
 from tests.oauth2 import dovecot, postfix
 from tests.oauth2.dovecot import Dovecot
@@ -47,26 +48,36 @@ async def servers() -> AsyncIterator[tuple[Dovecot, Postfix, SslContexts]]:
             pytest.skip(why)
     ca = trustme.CA()
     contexts = build_ssl_contexts(cadata=ca.cert_pem.bytes().decode())
-    async with Dovecot(ca, passwords={USER: PASSWORD}) as dc:
-        async with Postfix(ca, dc.auth_socket, dc.homes, dc.owner) as pf:
-            yield dc, pf, contexts
+    async with (
+        Dovecot(ca, passwords={USER: PASSWORD}) as dc,
+        Postfix(ca, dc.auth_socket, dc.homes, dc.owner) as pf,
+    ):
+        yield dc, pf, contexts
 
 
 def jobs(dc: Dovecot, pf: Postfix) -> dict[str, CheckJob]:
-    mailbox = {"user": USER, "password": PASSWORD, "tls": True, "tls_options": TLS}
-    send = RoundTripSend(
-        secure=True, auth=SmtpAuth(user=USER, password=PASSWORD), tls_options=TLS, sender=USER
+    secret = Secret(PASSWORD)
+    auth = SmtpAuth(user=USER, password=secret)
+    send = RoundTripSend(secure=True, auth=auth, tls_options=TLS, sender=USER)
+    receive = RoundTripReceive(
+        hostname="127.0.0.1",
+        port=dc.ports["imaps"],
+        user=USER,
+        password=secret,
+        tls=True,
+        tls_options=TLS,
     )
-    receive = RoundTripReceive(hostname="127.0.0.1", port=dc.ports["imaps"], **mailbox)
+
+    def box(protocol: Literal["imap", "pop3"]) -> ImapPopConfig:
+        return ImapPopConfig(protocol, USER, secret, tls=True, tls_options=TLS)
+
     return {
-        "imap": make_job("imap", dc.ports["imaps"], ImapPopConfig(**mailbox), timeout=8.0),
-        "pop3": make_job(
-            "pop3", dc.ports["pop3s"], ImapPopConfig(protocol="pop3", **mailbox), timeout=8.0
-        ),
+        "imap": make_job("imap", dc.ports["imaps"], box("imap"), timeout=8.0),
+        "pop3": make_job("pop3", dc.ports["pop3s"], box("pop3"), timeout=8.0),
         "submission": make_job(
             "smtp",
             pf.ports["smtps"],
-            SmtpConfig(secure=True, auth=SmtpAuth(user=USER, password=PASSWORD), tls_options=TLS),
+            SmtpConfig(secure=True, auth=auth, tls_options=TLS),
             timeout=8.0,
         ),
         "trip": make_job(

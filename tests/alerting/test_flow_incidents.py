@@ -4,6 +4,7 @@ when it opens (after the group wait), once per material change, once when it end
 recipient and channel whatever the number of monitors; each monitor keeps its own incidents.
 Real PostgreSQL, the rig's relay and SMS gateway."""
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -202,3 +203,31 @@ async def test_a_declared_dependency_joins_and_unrelated_servers_do_not(rig: Rig
     assert await rig.outbox().burst() == 4
     subjects = sorted(m["Subject"] for m in rig.relay.messages)
     assert subjects == ["[mailprobe] DOWN: Elsewhere", "[mailprobe] DOWN: Relay and 1 more"]
+
+
+async def test_two_alerters_at_once_make_one_flow_incident_and_one_page(rig: Rig) -> None:
+    """Eight monitors of one server, judged by two alerters (lanes and replicas) at once: one
+    flow incident, and its first notice queued once per recipient."""
+    one = grouping(rig)
+    other = Alerter(
+        rig.pool, rig.js, rig.job_ids, group_wait_s=30, links=LINKS, clock=rig.clock, batch=1
+    )
+    ms = {
+        f"m{i}": await rig.monitor(name=f"Relay {i}", hostname=HOST, port=587, phone=None)
+        for i in range(8)
+    }
+    for n in (0, 1):
+        for m in ms.values():
+            await rig.round(m, n, failing("timeout"))
+    await asyncio.gather(one.burst(), other.burst(), one.burst())
+    assert len(await flows(rig)) == 1
+    joined = await rig.fetch(
+        "SELECT count(DISTINCT flow_incident_id) AS f, count(*) AS n FROM incidents"
+        " WHERE monitor_id = ANY($1::bigint[])",
+        [m["id"] for m in ms.values()],
+    )
+    assert (joined[0]["f"], joined[0]["n"]) == (1, 8)
+    rig.clock.shift += timedelta(seconds=31)
+    await asyncio.gather(one.burst(), other.burst())
+    rows = await outbox(rig)
+    assert [(r["kind"], r["channel"]) for r in rows] == [("down", "email")]
