@@ -222,11 +222,19 @@ def render_html(engine: JinjaTemplateEngine, content: PageContent) -> bytes:
     thousand services' bars through Jinja took seconds; their text is ours (an ISO date, a
     number, a level of `uptime_bars`), nothing a visitor or member wrote."""
     monitors = [
-        {**service, "barsHtml": Markup(_bars_html(service["bars"]))}
+        {
+            **service,
+            "barsHtml": Markup(_bars_html(service["bars"])),
+            "uptimeSinceLabel": _since(service["uptimeSince"]),
+        }
         for service in content["monitors"]
     ]
     template = engine.get_template("status.html")
     return template.render(**{**content, "monitors": monitors}).encode()
+
+
+def _since(day: date | None) -> str:
+    return "" if day is None else uptime_bars.since_label(day)
 
 
 def _bars_html(bars: list[uptime_bars.Bar]) -> str:
@@ -290,6 +298,7 @@ def _content(
                 "stateLabel": STATE_LABELS.get(state, "No data"),
                 "countries": [{"country": cc, "state": st} for cc, st in m.dots],
                 "uptime": round(100 * up / (up + down), 2) if up + down else None,
+                "uptimeSince": uptime_bars.covered_since(days, now.date(), UPTIME_DAYS),
                 "bars": _bars(days, now.date()),
             }
         )
