@@ -95,6 +95,10 @@ SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 WARMUP_S = 25.0  # agents live and a few passing rounds before the first step
 START_TIMEOUT_S = 30.0
 LOGIN_SPACING_S = 5.0  # the controller's default LOGIN_SPACING_SECONDS
+# A flow incident's first notice waits this long for other monitors to join it; a change
+# notice follows at once (the defaults, 30 s and 5 min, would outlast the short history).
+GROUP_WAIT_S = 5
+GROUP_INTERVAL_S = 0
 # A second organization saturating a country: SATURATED's agent runs this many checks at once,
 # the tarpit's monitors want about twice as many slots. Admission keeps a slot in reserve, so
 # with 4 our own monitors' hanging checks (4 s, a freeze or a drop each) saturated DE on their
@@ -139,7 +143,13 @@ SHORT = Campaign(
 
 
 def rules() -> Rules:
-    return Rules(interval=INTERVAL, timeout=TIMEOUT, countries=COUNTRIES)
+    return Rules(
+        interval=INTERVAL,
+        timeout=TIMEOUT,
+        countries=COUNTRIES,
+        group_wait=GROUP_WAIT_S,
+        group_interval=GROUP_INTERVAL_S,
+    )
 
 
 def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
@@ -152,6 +162,8 @@ def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
             timeout=TIMEOUT + (1 if t in longer else 0),
             countries=COUNTRIES,
             login_spacing=LOGIN_SPACING_S if t in CREDENTIALED else 0.0,
+            group_wait=GROUP_WAIT_S,
+            group_interval=GROUP_INTERVAL_S,
         )
         for t in c.targets
     }
@@ -336,6 +348,8 @@ class Rig:
                 OAUTH2_TOKEN_HOSTS="127.0.0.1",
                 OAUTH2_ALLOW_PRIVATE_ENDPOINTS="true",
                 OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
+                INCIDENT_GROUP_WAIT_SECONDS=str(GROUP_WAIT_S),
+                INCIDENT_GROUP_INTERVAL_SECONDS=str(GROUP_INTERVAL_S),
             ),
         )
         url = f"http://127.0.0.1:{port}/ready"
@@ -557,17 +571,31 @@ async def _observed(url: str, states: dict[str, list[tuple[float, str]]]) -> Obs
                 r["started_at"].timestamp(),
                 r["opened_at"].timestamp(),
                 r["ended_at"].timestamp() if r["ended_at"] else None,
+                r["flow_incident_id"],
+                r["flow_ended_at"].timestamp() if r["flow_ended_at"] else None,
             )
             for r in await conn.fetch(
-                "SELECT i.id, m.name, i.started_at, i.opened_at, i.ended_at FROM incidents i"
+                "SELECT i.id, m.name, i.started_at, i.opened_at, i.ended_at,"
+                " i.flow_incident_id, f.ended_at AS flow_ended_at FROM incidents i"
                 " JOIN monitors m ON m.id = i.monitor_id"
+                " LEFT JOIN flow_incidents f ON f.id = i.flow_incident_id"
             )
         ]
         notices = [
-            Notice(r["name"], r["incident_id"], r["kind"], r["created_at"].timestamp())
+            Notice(
+                r["name"],
+                r["incident_id"],
+                r["kind"],
+                r["created_at"].timestamp(),
+                r["flow_incident_id"],
+                r["dedupe_key"],
+                r["channel"],
+            )
             for r in await conn.fetch(
-                "SELECT m.name, o.incident_id, o.kind, o.created_at FROM notification_outbox o"
+                "SELECT m.name, o.incident_id, o.kind, o.created_at, o.dedupe_key, o.channel,"
+                " i.flow_incident_id FROM notification_outbox o"
                 " JOIN monitors m ON m.id = o.monitor_id"
+                " LEFT JOIN incidents i ON i.id = o.incident_id"
             )
         ]
         final = {
@@ -684,8 +712,10 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         f" stuck {len(fig.stuck)}, duplicate notices {len(fig.duplicate_notices)},"
         f" missing notices {len(fig.missing_notices)}\n"
         f"    detection p99 {fig.detection_p99_s:.1f} s over {len(fig.detection_s)} outages"
-        f" (bound: interval + confirmation = {fig.detect_bound_s:.1f} s);"
+        f" (bound: interval + confirmation + group wait = {fig.detect_bound_s:.1f} s);"
         f" next to a restart (out of the p99, bound {fig.near_restart_bound_s:.1f} s): {near}\n"
+        f"    monitors' incidents {fig.monitor_incidents} in {fig.flow_incidents} flow"
+        f" incidents; opening notices per channel {dict(sorted(fig.pages.items())) or '{}'}\n"
         f"{_events_line(fig)}"
         f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
     )

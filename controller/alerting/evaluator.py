@@ -77,9 +77,10 @@ from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonito
 from controller.monitors.thresholds import Thresholds
 from controller.notify import entry as notify_entry
 from controller.notify import events_store as events_db
+from controller.notify import evidence_store as evidence_db
 from controller.notify import maintenance, recipients
 from controller.notify.entry import Source, notify
-from controller.notify.flow_texts import Part, render_flow
+from controller.notify.flow_texts import Part, evidence_facts, render_flow
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
@@ -145,6 +146,11 @@ def _failed(monitor_id: int) -> None:
         retry_in_s=LEASE_S,
         exc_info=True,
     )
+
+
+async def _evidence(conn: Conn, flow_id: int) -> list[str]:
+    """The findings attached to the flow incident, as its notices list them."""
+    return [f"{e.summary} ({e.source})" for e in await evidence_db.of_flows(conn, [flow_id])]
 
 
 def _outage(monitor: Monitor, incident: Incident) -> flows.Outage:
@@ -924,7 +930,10 @@ class Alerter:
             Part(m.monitor, m.started_at, m.ended_at, m.cause_kind, m.cause, m.countries)
             for m in members
         ]
-        texts = render_flow(kind, parts, flow.started_at, flow.ended_at, now, self._links, changes)
+        evidence = await _evidence(conn, flow.id)
+        texts = render_flow(
+            kind, parts, flow.started_at, flow.ended_at, now, self._links, changes, evidence
+        )
         tag = {
             "changed": f"changed-{flow.changes + 1}",
             "reminder": f"reminder-{flow.reminders + 1}",
@@ -959,7 +968,10 @@ class Alerter:
         """Queue one notification per recipient the monitor has, whatever channels this
         process can send: a replica that has the channel sends it. `mark`: record the
         incident as notified (its reminders counted)."""
-        texts = render(kind, monitor, incident, now, self._links)
+        evidence: list[str] = []
+        if incident.flow_incident_id is not None and kind != "down":
+            evidence = await _evidence(conn, incident.flow_incident_id)
+        texts = render(kind, monitor, incident, now, self._links, evidence_facts(evidence))
         reminders = incident.reminders + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"

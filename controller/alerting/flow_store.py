@@ -252,3 +252,63 @@ async def members(conn: Conn, flow_id: int) -> list[Member]:
         if r["monitor_id"] in by_id
     ]
     return sorted(found, key=lambda m: (m.started_at, m.incident_id))
+
+
+class ListedMember(msgspec.Struct, frozen=True, kw_only=True):
+    """A monitor in a listed flow incident: its latest incident in it."""
+
+    flow_incident_id: int
+    monitor_public_id: UUID
+    name: str
+    type: str
+    hostname: str
+    port: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+
+
+class ListedFlow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    public_id: UUID
+    started_at: datetime
+    ended_at: datetime | None
+    notified: bool
+    members: list[ListedMember]
+
+
+async def list_flows(
+    conn: Conn, organization_id: int, limit: int, offset: int
+) -> tuple[list[ListedFlow], int]:
+    """A page of the organization's flow incidents, newest first, each with its monitors."""
+    rows = await conn.fetch(
+        "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
+        " WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        organization_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM flow_incidents WHERE organization_id = $1", organization_id
+    )
+    members = await conn.fetch(
+        "SELECT DISTINCT ON (i.flow_incident_id, i.monitor_id) i.flow_incident_id,"
+        " m.public_id AS monitor_public_id, m.name, m.type, m.hostname, m.port, i.started_at,"
+        " i.ended_at, i.cause_kind, i.cause, i.countries"
+        " FROM incidents i JOIN monitors m ON m.id = i.monitor_id"
+        " WHERE i.flow_incident_id = ANY($1::bigint[])"
+        " ORDER BY i.flow_incident_id, i.monitor_id, i.started_at DESC, i.id DESC",
+        [r["id"] for r in rows],
+    )
+    by_flow: dict[int, list[ListedMember]] = {}
+    for m in members:
+        by_flow.setdefault(m["flow_incident_id"], []).append(ListedMember(**dict(m)))
+    return [
+        ListedFlow(
+            **dict(r),
+            members=sorted(by_flow.get(r["id"], []), key=lambda x: (x.started_at, x.name)),
+        )
+        for r in rows
+    ], total

@@ -28,6 +28,17 @@ class Part:
     countries: Sequence[str]
 
 
+EVIDENCE_SHOWN = 10
+
+
+def evidence_facts(evidence: Sequence[str]) -> list[tuple[str, str]]:
+    """The findings attached to an incident, as a notice's facts (the first EVIDENCE_SHOWN)."""
+    facts = [("Evidence", one_line(e)) for e in evidence[:EVIDENCE_SHOWN]]
+    if len(evidence) > EVIDENCE_SHOWN:
+        facts.append(("Evidence", f"and {len(evidence) - EVIDENCE_SHOWN} more"))
+    return facts
+
+
 _HEADLINE = {
     "down": "DOWN",
     "changed": "Changed",
@@ -45,9 +56,11 @@ def render_flow(
     now: datetime,
     links: Links,
     changes: Sequence[str] = (),
+    evidence: Sequence[str] = (),
 ) -> Texts:
     """The flow incident's notice of `kind` (down, changed, reminder, recovered, no_data);
-    `changes`: what a `changed` notice tells (flows.material)."""
+    `changes`: what a `changed` notice tells (flows.material); `evidence`: the findings
+    attached to it meanwhile (controller.notify.evidence_store)."""
     first = parts[0].monitor
     lasted = duration(((ended_at or now) - started_at).total_seconds())
     countries = sorted({c for p in parts for c in p.countries})
@@ -86,6 +99,7 @@ def render_flow(
                 f"{state}; {p.cause} [{', '.join(p.countries) or '-'}]",
             )
         )
+    facts += evidence_facts(evidence)
     causes = sorted({label(p.cause_kind) for p in parts})
     sms = f"mailprobe {_HEADLINE.get(kind, kind)}: {name}: {', '.join(causes)} in {where}"
     url = links.monitor(first.public_id)

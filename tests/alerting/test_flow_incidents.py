@@ -9,9 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 
 from controller.alerting.evaluator import Alerter
 from tests.alerting.conftest import LINKS, MONITOR_SECRET, Rig
+from tests.conftest import make_tenant
 
 HOST = "mail.example.test"
 UP3 = {"DE": "up", "FR": "up", "US": "up"}
@@ -231,3 +233,35 @@ async def test_two_alerters_at_once_make_one_flow_incident_and_one_page(rig: Rig
     await asyncio.gather(one.burst(), other.burst())
     rows = await outbox(rig)
     assert [(r["kind"], r["channel"]) for r in rows] == [("down", "email")]
+
+
+async def test_the_api_lists_one_incident_per_mail_flow_problem_to_its_organization(
+    rig: Rig, api: httpx.AsyncClient, alert_pool: asyncpg.Pool
+) -> None:
+    grouping(rig, wait_s=0)
+    imap: dict[str, Any] = {"user": "probe", "password": MONITOR_SECRET, "tls": True}
+    a = await rig.monitor(kind="imap", name="IMAPS", hostname=HOST, port=993, config=imap)
+    b = await rig.monitor(kind="imap", name="Webmail", hostname=HOST, port=993, config=imap)
+    await play(
+        rig,
+        {"a": a, "b": b},
+        0,
+        [{"a": failing("refused"), "b": {"DE": "timeout", "FR": "timeout", "US": "refused"}}] * 2,
+    )
+    r = await api.get("/api/incidents", headers=rig.tenant.auth("readonly"))
+    assert r.status_code == 200, r.text
+    (incident,) = r.json()["items"]
+    assert incident["state"] == "open" and incident["notified"]
+    assert incident["countries"] == ["DE", "FR", "US"]
+    assert incident["causeKinds"] == ["refused", "timeout"]
+    assert [m["name"] for m in incident["monitors"]] == ["IMAPS", "Webmail"]
+    assert {m["monitorId"] for m in incident["monitors"]} == {
+        str(a["public_id"]),
+        str(b["public_id"]),
+    }
+    assert all(m["hostname"] == HOST and m["port"] == 993 for m in incident["monitors"])
+    assert MONITOR_SECRET not in r.text
+    other = await make_tenant(alert_pool)
+    theirs = await api.get("/api/incidents", headers=other.auth())
+    assert theirs.status_code == 200 and theirs.json()["items"] == []
+    assert (await api.get("/api/incidents")).status_code == 401

@@ -38,3 +38,17 @@ CREATE INDEX incidents_flow ON incidents (flow_incident_id) WHERE flow_incident_
 
 -- What a monitor declares it depends on (`dependsOn`): monitor public ids and host names.
 ALTER TABLE monitors ADD COLUMN depends_on text[];
+
+-- What the world told about a mail-flow problem while it was open (a posture finding, a
+-- listing, a report finding about the same monitor, host or mail domain): attached to it as
+-- evidence instead of paging on its own; at most EVIDENCE_MAX rows each.
+CREATE TABLE flow_incident_evidence (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    flow_incident_id    bigint NOT NULL REFERENCES flow_incidents(id) ON DELETE CASCADE,
+    monitor_id          bigint REFERENCES monitors(id) ON DELETE CASCADE,
+    source              text NOT NULL,
+    kind                text NOT NULL,
+    summary             text NOT NULL,
+    at                  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX flow_incident_evidence_flow ON flow_incident_evidence (flow_incident_id, at);
