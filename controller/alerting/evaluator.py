@@ -900,9 +900,13 @@ class Alerter:
         flow = await flow_db.state(conn, flow_id)
         if flow is None or flow.ended_at is not None or flow.due_at is None or flow.due_at > now:
             return 0
+        found = await flow_db.members(conn, flow.id)
+        if not found:  # its monitors are gone: nobody left to tell
+            await flow_db.end(conn, flow.id, now)
+            return 0
         told = flows.when_due(members=flow.members, notified=flow.notified)
         if told.say == "as_monitor":
-            (member,) = await flow_db.members(conn, flow.id)
+            member = found[0]
             incident = await incident_db.incident(conn, member.incident_id)
             assert incident is not None
             await self._notify_monitor(conn, member.monitor, incident, "down", now, mark=False)

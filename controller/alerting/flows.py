@@ -19,13 +19,15 @@ outages are related (`related`) when:
   submission whose login fails with a temporary error too (a SASL backend such as Dovecot,
   down under its Postfix).
 
-Notices (`tell`): a flow incident with one outage ever is told exactly as that outage (its own
-texts and dedupe keys); once a second outage joins, the flow incident speaks for them all: one
-`changed` notice per **material change** (a monitor or a country it had not touched, or a cause
-it had not had), no notice for an outage joining again or leaving, one `recovered` (or
-`no_data`) when its last open outage ends, reminders once per reminder period whatever the
-number of outages. Each goes to every recipient of its monitors once (the dedupe key is the
-flow incident's, made per channel).
+Notices (`tell`, `when_due`, `due`): an outage opening wants the flow incident's next notice,
+due `group_wait` after the first (so the others join it) or, for a material change (a monitor,
+countries or a cause nobody was told of), `group_interval` after the notice before; the
+alerter's pass sends it when due. Its first notice is the monitor's own (its texts and dedupe
+keys) while it has one monitor, else the flow incident's for all of them; changes meanwhile are
+told together. Reminders once per reminder period whatever the number of outages; one
+`recovered` (or `no_data`) when its last open outage ends, none when nobody was told it began.
+Each goes to every recipient of its monitors once (the dedupe key is the flow incident's, made
+per address and channel).
 """
 
 from collections.abc import Collection, Iterable, Sequence

@@ -265,3 +265,20 @@ async def test_the_api_lists_one_incident_per_mail_flow_problem_to_its_organizat
     theirs = await api.get("/api/incidents", headers=other.auth())
     assert theirs.status_code == 200 and theirs.json()["items"] == []
     assert (await api.get("/api/incidents")).status_code == 401
+
+
+async def test_a_flow_incident_whose_monitors_are_deleted_before_its_notice_ends_untold(
+    rig: Rig,
+) -> None:
+    grouping(rig)
+    m = await rig.monitor(name="Gone soon", hostname=HOST, port=25, config={})
+    await rig.rounds(m, 0, [failing("timeout")] * 2)
+    (flow,) = await flows(rig)
+    assert flow["due_at"] is not None and flow["ended_at"] is None
+    async with rig.pool.acquire() as conn:
+        await conn.execute("DELETE FROM monitors WHERE id = $1", m["id"])
+    rig.clock.shift += timedelta(seconds=31)
+    assert await rig.alerter.send_due_flows() == 0
+    (flow,) = await flows(rig)
+    assert flow["ended_at"] is not None and not flow["notified"]
+    assert await rig.alerter.send_due_flows() == 0
