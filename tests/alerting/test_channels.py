@@ -641,3 +641,25 @@ async def test_telegram_posts_to_its_chat_and_a_wrong_chat_fails_for_good(
         headers=rig.tenant.auth("admin"),
     )
     assert r.status_code == 400 and r.json()["fields"] == ["chatId"]
+
+
+async def test_the_alert_history_names_a_channel_by_its_name(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    """ "Alerts sent" shows the channel's name, not its id (an e-mail row keeps its address)."""
+    from controller.notify import outbox_store
+
+    m = await rig.monitor(phone=None)
+    async with Receiver("slack") as slack:
+        made = await create(
+            channel_api, rig.tenant, "slack", slack.url, monitorIds=[str(m["public_id"])]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        await worker(rig, sender(rig, settings)).burst()
+        await rig.outbox().burst()
+    async with rig.pool.acquire() as conn:
+        history, _ = await outbox_store.list_history(conn, m["id"], 10, 0)
+    by_channel = {h.channel: h for h in history}
+    assert by_channel["slack"].target == made["id"]
+    assert by_channel["slack"].target_name == made["name"]
+    assert by_channel["email"].target_name is None
