@@ -7,7 +7,9 @@ a network namespace of its own (tests/netns.py); one mail server process per mon
 (`bench.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit
 TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS with
 OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
-reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
+reach; a monitor may share another's server (`Campaign.shared`): what the history does to the
+server it does to both, and their outages must be one flow incident, paged once per channel
+(issue 66). A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
 SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
 country only) and kills agents, the controller, one replica and NATS; the harness logs each
 step's real time, the truth. The state of every monitor is sampled each second, incidents and
@@ -121,10 +123,17 @@ class Campaign:
     events: tuple[str, ...] = EVENTS
     warmup_s: float = WARMUP_S
     replicas: int = 1  # `python -m controller serve` processes, every role in each
+    # Monitors sharing another target's server (alias, that target): what the history does to
+    # the server it does to both, so their outages are one mail-flow problem, one page.
+    shared: tuple[tuple[str, str], ...] = ()
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return self.kinds + self.created
+        return self.kinds + self.created + tuple(alias for alias, _ in self.shared)
+
+    def server_of(self, target: str) -> str:
+        """The target whose server `target` checks (itself unless it shares one)."""
+        return dict(self.shared).get(target, target)
 
 
 FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
@@ -139,6 +148,7 @@ SHORT = Campaign(
     created=("smtp-auth",),
     events=("apply",),
     warmup_s=15.0,
+    shared=(("imap-starttls-webmail", "imap-starttls"),),
 )
 
 
@@ -161,7 +171,7 @@ def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
             interval=INTERVAL,
             timeout=TIMEOUT + (1 if t in longer else 0),
             countries=COUNTRIES,
-            login_spacing=LOGIN_SPACING_S if t in CREDENTIALED else 0.0,
+            login_spacing=LOGIN_SPACING_S if c.server_of(t) in CREDENTIALED else 0.0,
             group_wait=GROUP_WAIT_S,
             group_interval=GROUP_INTERVAL_S,
         )
@@ -230,7 +240,11 @@ class Rig:
             self.procs[key] = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
 
     def fact(self, kind: str, target: str, country: str | None, failing: bool) -> None:
-        self.facts.append(Fact(time.time(), kind, target, country, failing))  # type: ignore[arg-type]
+        """What the harness did, to `target` and to every monitor sharing its server."""
+        at = time.time()
+        sharing = [alias for alias, server in self.campaign.shared if server == target]
+        for t in (target, *sharing) if target else (target,):
+            self.facts.append(Fact(at, kind, t, country, failing))  # type: ignore[arg-type]
 
     @property
     def saturating(self) -> bool:
@@ -257,7 +271,8 @@ class Rig:
             await ensure_streams(nc.jetstream())
         finally:
             await nc.close()
-        servers = list(self.campaign.targets) + (["tarpit"] if self.saturating else [])
+        servers = [t for t in self.campaign.targets if self.campaign.server_of(t) == t]
+        servers += ["tarpit"] if self.saturating else []
         for kind in servers:
             pair = KINDS.get(kind, ("",))[0] == "roundtrip"
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
@@ -274,6 +289,8 @@ class Rig:
             await self.api.customer(self.noisy, "noisy")
         for kind in self.campaign.kinds:
             await self.create(kind)
+        for alias, server in self.campaign.shared:
+            await self.create(alias, server)
 
     async def oauth2(self, ca: trustme.CA) -> None:
         """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
@@ -302,18 +319,20 @@ class Rig:
         finally:
             await conn.close()
 
-    async def create(self, target: str) -> None:
+    async def create(self, target: str, server: str = "") -> None:
+        """The monitor `target`, of its own server's kind, or of `server`'s on that server."""
         assert self.api is not None
+        kind = server or target
         monitor = body(
             target,
-            target,
+            kind,
             self.ours.customer,
             self.host,
-            self.ports[target],
+            self.ports[kind],
             COUNTRIES,
             token_url=self.token_url,
         )
-        await self.api.create(self.ours, KINDS[target][0], monitor)
+        await self.api.create(self.ours, KINDS[kind][0], monitor)
 
     # -- the steps --------------------------------------------------------------------------
 
