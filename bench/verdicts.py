@@ -10,8 +10,8 @@ OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, whic
 reach; a monitor may share another's server (`Campaign.shared`): what the history does to the
 server it does to both, and their outages must be one flow incident, paged once per channel
 (issue 66). A history drawn from the seed (`bench.verdict_history`) kills servers (outage
-everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
-country only) and kills agents, the controller, one replica and NATS; the harness logs each
+everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage
+seen from that country only) and kills agents, the controller, one replica and NATS; the harness logs each
 step's real time, the truth. The state of every monitor is sampled each second, incidents and
 queued notices read at the end, and `bench.verdict_truth` judges them.
 
