@@ -11,9 +11,9 @@ reach; a monitor may share another's server (`Campaign.shared`): what the histor
 server it does to both, and their outages must be one flow incident, paged once per channel
 (issue 66). A history drawn from the seed (`bench.verdict_history`) kills servers (outage
 everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage
-seen from that country only) and kills agents, the controller, one replica and NATS; the
-harness logs each step's real time, the truth. The state of every monitor is sampled each second, incidents and
-queued notices read at the end, and `bench.verdict_truth` judges them.
+seen from that country only) and kills agents, the controller, one replica and NATS; the harness
+logs each step's real time, the truth. The state of every monitor is sampled each second,
+incidents and queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
 is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a
