@@ -393,3 +393,19 @@ async def test_the_edit_form_keeps_an_oauth2_grant_it_does_not_show(
     assert config["oauth2"]["tenant"] == "contoso.onmicrosoft.com"
     r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
     assert r.status_code == 400 and "oauth2.clientSecret" in r.text
+
+
+async def test_the_menu_leads_to_the_reports_of_the_organizations_domains_only(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    other = await make_tenant(pool)
+    await create(http, other, "smtp", name="Theirs", mailDomain="their-secret.example")
+    client.session = tenant.tokens["readonly"]
+    overview = (await client.get("/console/")).text
+    assert 'href="/console/reports"' in overview
+    empty = (await client.get("/console/reports")).text
+    assert 'id="no-domains"' in empty and "their-secret" not in empty
+    await create(http, tenant, "smtp", name="Ours", mailDomain="ours.example")
+    page = (await client.get("/console/reports")).text
+    assert 'href="/console/reports/ours.example"' in page
+    assert "their-secret" not in page

@@ -88,6 +88,7 @@ def routers(box: SecretBox) -> list[Router]:
             pages.delete,
             pages.agents_page,
             findings.findings_page,
+            report_pages.reports_page,
             report_pages.domain_page,
             forms.new_form,
             forms.create,

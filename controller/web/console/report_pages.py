@@ -1,7 +1,8 @@
-"""A monitored domain's reports page (`/console/reports/{domain}`): the charts and largest
-failures of controller.web.console.report_view, and the monitors naming the domain. The caller's
-organization's domains only (another's, or one no monitor names, is a 404); a global supporter
-sees a domain's charts on its monitors' pages."""
+"""The reports pages: `/console/reports` lists the caller's organization's monitored domains
+(the menu's Reports); `/console/reports/{domain}` a domain's charts and largest failures
+(controller.web.console.report_view) and the monitors naming it. The caller's organization's
+domains only (another's, or one no monitor names, is a 404); a global supporter sees a domain's
+charts on its monitors' pages."""
 
 from typing import Annotated
 
@@ -20,6 +21,15 @@ from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
 PathStr = Annotated[str, PathParameter()]
+
+
+@get("/reports", name="console-reports")
+async def reports_page(request: AnyRequest) -> Template:
+    """The organization's monitored domains, each with its monitors and its reports page."""
+    me = principal_of(request)
+    async with pool_of(request).acquire() as conn:
+        domains = await reports.domains_monitored(conn, me.organization_id)
+    return page(request, "reports.html", domains=domains)
 
 
 @get("/reports/{domain:str}", name="console-report-domain")
