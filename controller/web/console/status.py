@@ -288,7 +288,7 @@ def _content(
         days = per_day.get(m.id, {})
         up = sum(u for u, _ in days.values())
         down = sum(d for _, d in days.values())
-        state = shown_state(m.state, [st for _, st in m.dots])
+        state = m.state  # the console's word: `recovering` while held down, countries up
         shown.append(
             {
                 "name": m.name,
@@ -365,15 +365,6 @@ def _maintenance(
 def sentence_case(text: str) -> str:
     """The first letter capitalised, the rest as written (TLS stays TLS)."""
     return text[:1].upper() + text[1:]
-
-
-def shown_state(state: str, countries: list[str]) -> str:
-    """The state a visitor sees: `recovering` while the alerter still holds the monitor down
-    (it waits for its recovery to be confirmed) but every country's latest check is up, so the
-    badge never says down beside green countries."""
-    if state == "down" and countries and all(st == "up" for st in countries):
-        return "recovering"
-    return state
 
 
 def _overall(states: list[str]) -> str:
