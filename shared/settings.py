@@ -563,6 +563,24 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "those told of the outage are told it closed without a recovery; `0`: never",
         ),
     ] = 60
+    incident_group_wait_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=3600,
+            description="an incident's first notice waits this long for other monitors failing "
+            "on the same server or dependency to join it (one notice for one mail-flow problem)",
+        ),
+    ] = 30
+    incident_group_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=86_400,
+            description="an incident's notice of a change (a monitor, a country or a cause "
+            "joining it) comes at least this long after its notice before",
+        ),
+    ] = 300
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(

@@ -293,6 +293,9 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     at: datetime
     incident_public_id: UUID | None
+    # A notification channel's name (its `target` is the channel's public id); None for
+    # e-mail and SMS, or a channel since deleted.
+    target_name: str | None = None
 
 
 async def list_history(
@@ -301,8 +304,11 @@ async def list_history(
     """A page of the monitor's notification attempts, newest first, and how many it has."""
     rows = await conn.fetch(
         "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
-        " i.public_id AS incident_public_id"
+        " i.public_id AS incident_public_id, c.name AS target_name"
         " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " LEFT JOIN notification_channels c ON h.channel NOT IN ('email', 'sms')"
+        "   AND c.public_id::text = h.target"
+        "   AND c.organization_id = (SELECT organization_id FROM monitors WHERE id = $1)"
         " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
         monitor_id,
         limit,

@@ -100,6 +100,12 @@ CONFIRMATIONS = Counter(
     "checks of ORG_MAX_CHECKS_PER_MINUTE used up, not requested), sent by the scheduler",
     ["outcome"],
 )
+FLOW_JOINS = Counter(
+    "mailprobe_flow_incident_joins",
+    "monitors' outages that joined an open flow incident (one mail-flow problem) instead of"
+    " opening their own, by relation: same server, declared, login at the same time",
+    ["relation"],
+)
 LOGIN_BACKOFF = Counter(
     "mailprobe_login_backoff",
     "monitors whose credentials were rejected and whose logins were backed off (backed_off, "
@@ -204,6 +210,10 @@ def missed_rounds(rows: Iterable[ResultRow]) -> None:
 def confirmation(outcome: str, n: int = 1) -> None:
     """`requested`, `capped`, `org_capped` or `sent`."""
     CONFIRMATIONS.labels(outcome).inc(n)
+
+
+def flow_joined(relation: str) -> None:
+    FLOW_JOINS.labels(relation).inc()
 
 
 def login_backoff(outcome: str) -> None:

@@ -313,8 +313,8 @@ async def _tell(conn: Conn, judged: _Judged, news: list[tuple[Finding, int]]) ->
         await db.notice_held(conn, monitor.id, codes, sum(n for _, n in news), due)
         log.info("report finding news held", monitor_id=str(monitor.public_id), codes=codes)
         return
-    await _send(conn, monitor, judged.domain, [f for f, _ in news], judged.links, now, None)
-    await db.notice_sent(conn, monitor.id, now)
+    if await _send(conn, monitor, judged.domain, [f for f, _ in news], judged.links, now, None):
+        await db.notice_sent(conn, monitor.id, now)
 
 
 async def _send(
@@ -325,14 +325,16 @@ async def _send(
     links: Links,
     now: datetime,
     digest: tuple[int, datetime] | None,
-) -> None:
-    """One notice of `found`, on the ways chosen for each finding's severity."""
+) -> bool:
+    """One notice of `found`, on the ways chosen for each finding's severity; True when any
+    was queued (not taken as an open incident's evidence)."""
     t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
     window = (await db.settings(conn, monitor.organization_id)).window_days
     since = (now - timedelta(days=window)).date()
     reporters = await db.reporters(conn, monitor.organization_id, domain, since)
     said = "|".join(f"{f.code}:{f.detail}" for f in found) + (f"|{iso_ms(now)}" if digest else "")
     key = f"report:{monitor.id}:{hashlib.blake2b(said.encode(), digest_size=8).hexdigest()}"
+    queued = False
     for way in WAYS:
         chosen = [f for f in found if way in t.finding_channels(f.severity)]
         if not chosen:
@@ -340,13 +342,16 @@ async def _send(
         texts = notices.report_findings(monitor, domain, chosen, reporters, links, digest)
         worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
         notes = recipients.to_recipients("finding", monitor, texts, key, (way,), worst.severity)
-        await notify(conn, Notice(Source.REPORT, monitor.organization_id, monitor, None, notes))
+        notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
+        queued = await notify(conn, notice) or queued
     log.info(
         "report finding notice",
         monitor_id=str(monitor.public_id),
         codes=[f.code for f in found],
         digest=digest is not None,
+        queued=queued,
     )
+    return queued
 
 
 async def _event(

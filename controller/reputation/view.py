@@ -57,3 +57,26 @@ async def monitor_standing(
     history = await db.listings(conn, monitor.id)
     shown = standing(lists, names, listed, seen, health, listings) if lists else []
     return MonitorStanding(shown, history, health, checked)
+
+
+@dataclass(frozen=True)
+class ListsHealth:
+    """Each list's health per country that asked its test entries lately, and when they were
+    last answered there, as `GET /api/blocklists` and the console's Reputation page show it."""
+
+    health: dict[tuple[str, str], ListHealth]  # (zone, country) → its health there
+    checked: dict[tuple[str, str], datetime]  # (zone, country) → its test entries' last answer
+
+
+async def lists_health(
+    conn: Conn, lists: tuple[BlockList, ...], interval_s: int, now: datetime
+) -> ListsHealth:
+    """The lists' health from their test entries' answers of the last two intervals."""
+    tests = {t for b in lists for t in b.tests}
+    since = now - timedelta(seconds=2 * interval_s)
+    answers = await db.answers(conn, tests, since) if lists else []
+    checked: dict[tuple[str, str], datetime] = {}
+    for a in answers:
+        key = (a.zone, a.country)
+        checked[key] = max(checked.get(key, a.answered_at), a.answered_at)
+    return ListsHealth(healths(lists, answers), checked)

@@ -189,6 +189,8 @@ def _alerter(
         checks_per_minute=settings.org_max_checks_per_minute,
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
         no_data_close_minutes=settings.incident_no_data_close_minutes,
+        group_wait_s=settings.incident_group_wait_seconds,
+        group_interval_s=settings.incident_group_interval_seconds,
         interval_s=settings.alert_eval_interval_seconds,
         links=Links.of(settings),
     )

@@ -33,6 +33,7 @@ from controller.web.api.blocklists import list_blocklists
 from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
+from controller.web.api.incidents import IncidentController
 from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_blocklists import router as blocklists_router
 from controller.web.api.monitor_kinds import APIS
@@ -209,6 +210,7 @@ def create_app(
                 for api in APIS
             ),
             AlertSettingsController,
+            IncidentController,
             MaintenanceWindowController,
             NotificationChannelController,
             StatusNoticeController,

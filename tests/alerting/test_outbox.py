@@ -46,7 +46,7 @@ async def history(rig: Rig, outbox_id: int) -> list[tuple[int, str]]:
 async def test_a_send_that_raises_is_a_recorded_failure_and_the_batch_is_written(
     rig: Rig,
 ) -> None:
-    bad = await rig.monitor(name="Bad", phone=None)
+    bad = await rig.monitor(name="Bad", phone=None, hostname="bad.customer.test")
     await rig.rounds(bad, 0, [DOWN, DOWN])
     (row,) = await rig.outbox_rows(bad)
     async with rig.pool.acquire() as conn:  # a subject an older controller wrote
@@ -54,7 +54,7 @@ async def test_a_send_that_raises_is_a_recorded_failure_and_the_batch_is_written
             "UPDATE notification_outbox SET subject = 'DOWN: a\r\nBcc: x@evil.test' WHERE id = $1",
             row["id"],
         )
-    good = await rig.monitor(name="Good")
+    good = await rig.monitor(name="Good", hostname="good.customer.test")
     await rig.rounds(good, 0, [DOWN, DOWN])
     with capture_logs() as logs:
         assert await rig.outbox(max_attempts=2).burst() == 2
@@ -195,8 +195,8 @@ async def test_a_lease_is_renewed_while_its_send_hangs_and_a_late_write_back_ove
 
 
 async def test_a_5xx_refusal_fails_at_once_and_a_4xx_one_is_retried(rig: Rig) -> None:
-    gone = await rig.monitor(email="gone@customer.test", phone=None)
-    busy = await rig.monitor(email="busy@customer.test", phone=None)
+    gone = await rig.monitor(email="gone@customer.test", phone=None, hostname="gone.customer.test")
+    busy = await rig.monitor(email="busy@customer.test", phone=None, hostname="busy.customer.test")
     rig.relay.keep.refuse = {
         "gone@customer.test": "550 5.1.1 no such user",
         "busy@customer.test": "450 4.2.1 mailbox busy",
@@ -217,7 +217,7 @@ async def test_a_5xx_refusal_fails_at_once_and_a_4xx_one_is_retried(rig: Rig) ->
 async def test_webhook_4xx_fails_at_once_but_408_429_and_5xx_are_retried(rig: Rig) -> None:
     for status, attempts in ((400, 1), (404, 1), (429, 3), (408, 3), (502, 3)):
         rig.sms.status = status
-        m = await rig.monitor(email=None, name=f"Answered {status}")
+        m = await rig.monitor(email=None, name=f"Answered {status}", hostname=f"h{status}.test")
         await rig.rounds(m, 0, [DOWN, DOWN])
         assert await rig.outbox(max_attempts=3).burst() == 0
         (row,) = await rig.outbox_rows(m)

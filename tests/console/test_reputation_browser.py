@@ -123,6 +123,31 @@ async def test_the_reputation_section_and_the_blocklisted_finding_over_http(
     assert 'data-code="blocklisted"' in findings and "Outbound relay" in findings
 
 
+async def test_the_menus_reputation_page_shows_each_lists_health_per_country(
+    console_url: str, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    await seeded(console_url, tenant, pool, settings)
+    async with http_client(base_url=console_url, timeout=10) as http:
+        client = Browserish(http, tenant.tokens["readonly"])
+        overview = (await client.get("/console/")).text
+        page = (await client.get("/console/reputation")).text
+    assert 'href="/console/reputation"' in overview
+    spamcop = page[page.index('data-zone="bl.spamcop.net"') :]
+    spamcop = spamcop[: spamcop.index("</tr>")]
+    assert 'data-health="healthy">DE: healthy' in spamcop and "US: healthy" in spamcop
+    assert "critical" in spamcop  # made major
+    psbl = page[page.index('data-zone="psbl.surriel.com"') :]
+    assert 'data-health="unhealthy">DE: unhealthy' in psbl[: psbl.index("</tr>")]
+
+
+async def test_the_reputation_page_says_when_no_list_is_asked(
+    client: Browserish, tenant: Tenant
+) -> None:
+    client.session = tenant.tokens["readonly"]
+    page = (await client.get("/console/reputation")).text
+    assert 'id="no-lists"' in page and "BLOCKLISTS" in page
+
+
 @pytest.fixture(scope="module")
 def driver() -> Iterator[webdriver.Chrome]:
     problem = browser.missing()

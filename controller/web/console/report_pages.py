@@ -1,6 +1,7 @@
-"""A monitored domain's reports page (`/console/reports/{domain}`): the TLS-RPT record to publish
-(with a warning when reporters cannot use it, controller.reports.addresses) and, for owners and
-admins, a button rotating its token (`POST .../rotate-token`, the old token accepted for
+"""The reports pages: `/console/reports` lists the caller's organization's monitored domains
+(the menu's Reports); `/console/reports/{domain}` a domain's TLS-RPT record to publish (with a
+warning when reporters cannot use it, controller.reports.addresses) and, for owners and admins,
+a button rotating its token (`POST .../rotate-token`, the old token accepted for
 REPORT_TOKEN_GRACE_HOURS); the charts and largest failures of
 controller.web.console.report_view, and the monitors naming the domain. The caller's
 organization's domains only (another's, or one no monitor names, is a 404); a global supporter
@@ -29,6 +30,15 @@ from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 
 PathStr = Annotated[str, PathParameter()]
+
+
+@get("/reports", name="console-reports")
+async def reports_page(request: AnyRequest) -> Template:
+    """The organization's monitored domains, each with its monitors and its reports page."""
+    me = principal_of(request)
+    async with pool_of(request).acquire() as conn:
+        domains = await reports.domains_monitored(conn, me.organization_id)
+    return page(request, "reports.html", domains=domains)
 
 
 def _name(domain: str) -> str:
