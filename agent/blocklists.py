@@ -28,7 +28,14 @@ import dns.resolver
 
 from shared.addresses import is_blocked
 from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
-from shared.reputation_bound import A_MAX, NAMES_MAX, TXT_CHARS_MAX, ZONES_MAX, bounded
+from shared.reputation_bound import (
+    A_MAX,
+    BUDGET_SPENT,
+    NAMES_MAX,
+    TXT_CHARS_MAX,
+    ZONES_MAX,
+    bounded,
+)
 
 BUDGET_MAX_S: Final = 10.0
 PARALLEL: Final = 16
@@ -154,6 +161,11 @@ class BlocklistProbe:
             except dns.exception.DNSException as exc:
                 out.errors["mx"] = _why(exc, self._key)
         for host, source in sources:
+            if literal := _address(host):
+                # The monitored name is an address: it is what the lists are asked about.
+                if self._allow_private or not is_blocked(literal):
+                    out.names.setdefault(literal, source)
+                continue
             for rdtype in ("A", "AAAA"):
                 try:
                     answer = await resolver.resolve(
@@ -185,7 +197,7 @@ class BlocklistProbe:
         qname = f"{label}.{asked}"
         out = BlocklistAnswer(zone=zone.zone, name=name)
         if left <= 0:
-            out.error = "timed out (the round's budget was spent)"
+            out.error = BUDGET_SPENT
             return out
         started = time.perf_counter()
         try:
@@ -218,6 +230,14 @@ class BlocklistProbe:
         for r in answer.rrset or []:
             text = b"".join(r.strings)[: TXT_CHARS_MAX * 4].decode("utf-8", "replace")
             return text[:TXT_CHARS_MAX]
+        return None
+
+
+def _address(host: str) -> str | None:
+    """`host` as an address (`192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`), None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
         return None
 
 

@@ -20,6 +20,9 @@ NAME_CHARS_MAX: Final = 253
 NAMES_MAX: Final = 32
 ANSWERS_MAX: Final = 512
 ZONES_MAX: Final = 24
+# The error of an answer never asked because the round's budget ran out first: the round's own
+# `unknown`, no failure of the list.
+BUDGET_SPENT: Final = "timed out (the round's budget was spent)"
 
 
 def _answer(a: BlocklistAnswer) -> BlocklistAnswer:

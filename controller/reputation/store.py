@@ -13,38 +13,59 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.reputation.rules import BlockList, Listing
 from shared.messages import CheckResult
+from shared.reputation_bound import BUDGET_SPENT
 from shared.timefmt import parse_iso
 
 
 async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
     """The answers and names of `results` (those with `reputation`), in the caller's
-    transaction: an answer replaces a stored one only when it is newer. The ingester's results
+    transaction. Only real answers are shared (`blocklist_answers`, one per list, name and
+    country, replaced only by a newer one): a lookup that failed is its round's own, kept on
+    its monitor's names row (`errors`), and, unless the round's budget ran out before it was
+    asked, as its list's latest failure in that country (`blocklist_failures`, which explains
+    the list's health only when no real answer is left). The ingester's results
     (`CheckedResult`) hold their times and monitor id decoded already."""
     answers: list[tuple[object, ...]] = []
+    failures: dict[tuple[str, str], tuple[object, ...]] = {}
     names: list[tuple[object, ...]] = []
     for r in results:
         if r.reputation is None:
             continue
         done: str | datetime = r.finished_at
         at = done if isinstance(done, datetime) else parse_iso(done)
-        names.append((str(r.monitor_id), r.country, r.reputation.names, at))
+        errors: dict[str, dict[str, str]] = {}
         for a in r.reputation.answers:
-            answers.append((a.zone, a.name, r.country, a.a, a.txt, a.error, at))
+            if a.a is not None:
+                answers.append((a.zone, a.name, r.country, a.a, a.txt, at))
+                continue
+            errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
+            if a.error != BUDGET_SPENT:
+                failures[(a.zone, r.country)] = (a.zone, r.country, a.error or "no answer", at)
+        names.append((str(r.monitor_id), r.country, r.reputation.names, errors, at))
     if answers:
         await conn.executemany(
-            "INSERT INTO blocklist_answers (zone, name, country, a, txt, error, answered_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (zone, name, country) DO UPDATE"
-            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, error = EXCLUDED.error,"
+            "INSERT INTO blocklist_answers (zone, name, country, a, txt, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (zone, name, country) DO UPDATE"
+            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, error = '',"
             " answered_at = EXCLUDED.answered_at"
             " WHERE blocklist_answers.answered_at < EXCLUDED.answered_at",
             answers,
         )
+    if failures:
+        await conn.executemany(
+            "INSERT INTO blocklist_failures (zone, country, error, failed_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (zone, country) DO UPDATE"
+            " SET error = EXCLUDED.error, failed_at = EXCLUDED.failed_at"
+            " WHERE blocklist_failures.failed_at < EXCLUDED.failed_at",
+            sorted(failures.values(), key=lambda f: (str(f[0]), str(f[1]))),
+        )
     if names:
         await conn.executemany(
-            "INSERT INTO blocklist_names (monitor_id, country, names, seen_at)"
-            " SELECT id, $2, $3, $4 FROM monitors WHERE public_id = $1::uuid"
+            "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at)"
+            " SELECT id, $2, $3, $4, $5 FROM monitors WHERE public_id = $1::uuid"
             " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
-            " seen_at = EXCLUDED.seen_at WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
+            " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
+            " WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
             names,
         )
 
@@ -57,7 +78,8 @@ async def fresh(
     by_kind = {kind: {b.zone for b in lists if b.kind == kind} for kind in ("ip", "domain")}
     rows = await conn.fetch(
         "SELECT country, name, array_agg(zone) AS zones FROM blocklist_answers"
-        " WHERE answered_at >= $1 AND zone = ANY($2::text[]) GROUP BY country, name",
+        " WHERE answered_at >= $1 AND zone = ANY($2::text[]) AND a IS NOT NULL"
+        " GROUP BY country, name",
         since,
         [b.zone for b in lists],
     )
@@ -207,11 +229,36 @@ async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[Listin
     return typed.many(ListingEntry, rows)
 
 
-async def names_of(conn: Conn, monitor_id: int) -> dict[str, dict[str, str]]:
+class OwnRound(NamedTuple):
+    """A monitor's last round that asked the lists in one country: the names it met, its
+    failed lookups (name → zone → why), when it ran."""
+
+    names: dict[str, str]
+    errors: dict[str, dict[str, str]]
+    seen_at: datetime
+
+
+async def own_rounds(conn: Conn, monitor_id: int) -> dict[str, OwnRound]:
+    """Country → the monitor's last round that asked the lists there."""
     rows = await conn.fetch(
-        "SELECT country, names FROM blocklist_names WHERE monitor_id = $1", monitor_id
+        "SELECT country, names, errors, seen_at FROM blocklist_names WHERE monitor_id = $1",
+        monitor_id,
     )
-    return {r["country"]: r["names"] for r in rows}
+    return {r["country"]: OwnRound(r["names"], r["errors"], r["seen_at"]) for r in rows}
+
+
+class Failure(NamedTuple):
+    error: str
+    failed_at: datetime
+
+
+async def failures(conn: Conn, since: datetime) -> dict[tuple[str, str], Failure]:
+    """(zone, country) → the list's latest failed lookup there since `since`."""
+    rows = await conn.fetch(
+        "SELECT zone, country, error, failed_at FROM blocklist_failures WHERE failed_at >= $1",
+        since,
+    )
+    return {(r["zone"], r["country"]): Failure(r["error"], r["failed_at"]) for r in rows}
 
 
 async def alert_state(conn: Conn, monitor_id: int) -> str:

@@ -9,7 +9,7 @@ from controller.db.pool import Conn
 from controller.monitors.store import Monitor
 from controller.reputation import store as db
 from controller.reputation.rules import BlockList, ListHealth
-from controller.reputation.standing_rules import Name, Seen, standing
+from controller.reputation.standing_rules import Name, Own, Seen, standing
 from controller.reputation.store import ListingEntry
 from controller.reputation.watch import healths
 from shared.timefmt import utcnow
@@ -20,7 +20,7 @@ class MonitorStanding:
     names: list[Name]
     history: list[ListingEntry]  # its listings, open ones first
     health: dict[tuple[str, str], ListHealth]  # (zone, country) → the list's health there
-    checked: dict[tuple[str, str], datetime]  # (zone, country) → its test entries' last answer
+    checked: dict[tuple[str, str], datetime]  # (zone, country) → the monitor's last round there
 
 
 async def monitor_standing(
@@ -33,7 +33,9 @@ async def monitor_standing(
     """Answers older than two intervals are no longer what a list says (as the watch reads
     them)."""
     since = (now or utcnow()) - timedelta(seconds=2 * interval_s)
-    names = await db.names_of(conn, monitor.id)
+    rounds = await db.own_rounds(conn, monitor.id)
+    names = {cc: r.names for cc, r in rounds.items()}
+    own = {cc: Own(r.seen_at, r.errors) for cc, r in rounds.items()}
     listed = [
         *(monitor.reputation or {}).get("ips", ()),
         *(monitor.reputation or {}).get("domains", ()),
@@ -43,17 +45,15 @@ async def monitor_standing(
     answers = await db.answers(conn, wanted | tests, since) if lists else []
     zones = {b.zone for b in lists}
     seen = {
-        (a.zone, a.name, a.country): Seen(a.a, a.error, a.answered_at)
+        (a.zone, a.name, a.country): Seen(a.a or [], a.txt)
         for a in answers
-        if a.zone in zones
+        if a.zone in zones and a.a is not None
     }
-    health = healths(lists, [a for a in answers if a.name in tests])
-    checked: dict[tuple[str, str], datetime] = {}
-    for a in answers:
-        if a.name in tests:
-            key = (a.zone, a.country)
-            checked[key] = max(checked.get(key, a.answered_at), a.answered_at)
+    failed = await db.failures(conn, since) if lists else {}
+    health = healths(lists, [a for a in answers if a.name in tests], failed)
+    # Dated by the monitor's own rounds: a shared answer's time is another round's.
+    checked = {(b.zone, cc): r.seen_at for b in lists for cc, r in rounds.items()}
     listings = await db.open_listings(conn, monitor.id, lock=False)
     history = await db.listings(conn, monitor.id)
-    shown = standing(lists, names, listed, seen, health, listings) if lists else []
+    shown = standing(lists, names, listed, seen, health, listings, own) if lists else []
     return MonitorStanding(shown, history, health, checked)

@@ -25,6 +25,7 @@ from controller.notify.texts import Texts, monitor_facts, one_line, target, with
 from controller.reputation import rules
 from controller.reputation import store as db
 from controller.reputation.rules import BlockList, Change, ListHealth, Listing
+from controller.reputation.standing_rules import reason
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -47,17 +48,25 @@ class Told(NamedTuple):
 
 
 def healths(
-    lists: Iterable[BlockList], answers: Iterable[db.Answer]
+    lists: Iterable[BlockList],
+    answers: Iterable[db.Answer],
+    failures: Mapping[tuple[str, str], db.Failure] | None = None,
 ) -> dict[tuple[str, str], ListHealth]:
-    """(zone, country) → the list's health there, from its test entries' answers."""
-    by = {(a.zone, a.name, a.country): a for a in answers}
-    countries = {a.country for a in by.values()}
+    """(zone, country) → the list's health there, from its test entries' real answers; where
+    none is left, its latest failure there (`failures`) says why it is not known."""
+    by = {(a.zone, a.name, a.country): a for a in answers if a.a is not None}
+    failed = failures or {}
+    countries = {a.country for a in by.values()} | {cc for _, cc in failed}
     out: dict[tuple[str, str], ListHealth] = {}
     for b in lists:
         for cc in countries:
             tests = [by.get((b.zone, t, cc)) for t in b.tests]
-            verdicts = [None if t is None else rules.read(b, t.a, t.error) for t in tests]
-            out[(b.zone, cc)] = rules.health(b, verdicts[0], verdicts[1])
+            verdicts = [None if t is None else rules.read(b, t.a) for t in tests]
+            h = rules.health(b, verdicts[0], verdicts[1])
+            failure = failed.get((b.zone, cc))
+            if None in verdicts and failure is not None:
+                h = ListHealth("unknown", f"its test entries got no answer: {failure.error}")
+            out[(b.zone, cc)] = h
     return out
 
 
@@ -84,7 +93,8 @@ class BlocklistWatch:
         async with self._pool.acquire() as conn:
             watched = await db.watched(conn, since)
             tests = {t for b in self._lists.values() for t in b.tests}
-            health = healths(self._lists.values(), await db.answers(conn, tests, since))
+            failed = await db.failures(conn, since)
+            health = healths(self._lists.values(), await db.answers(conn, tests, since), failed)
         for w in watched:
             async with self._pool.acquire() as conn, conn.transaction():
                 await self._monitor(conn, w, health, since, at)
@@ -115,7 +125,7 @@ class BlocklistWatch:
             verdict = rules.read(b, a.a, a.error)
             listed, clean = seen.setdefault((a.zone, a.name), ({}, set()))
             if verdict.state == "listed":
-                listed[a.country] = verdict.reason
+                listed[a.country] = reason(verdict, a.txt)
             elif verdict.state == "clean":
                 clean.add(a.country)
         current = await db.open_listings(conn, w.monitor_id)

@@ -78,6 +78,22 @@ async def test_the_host_and_its_mx_addresses_on_a_healthy_list() -> None:
     assert ("5.0.0.10.rbl.example.net", "A") not in peer.asked
 
 
+async def test_a_host_that_is_an_address_is_itself_asked_about_with_no_a_query() -> None:
+    """A monitor whose hostname is an IP literal (v4, v6, bracketed): that address is what its
+    mail depends on; no A/AAAA query is sent for the literal."""
+    zones = {"rbl.example.net": healthy(**{label(HOST_IP): ["127.0.0.2"]})}
+    async with DnsblPeer(zones) as peer:
+        probe = BlocklistProbe(resolver=peer.address)
+        four = await probe.probe(ask(RBL, host=True), HOST_IP, 5)
+        six = await probe.probe(ask(RBL, host=True), f"[{HOST_IP6}]", 5)
+        private = await probe.probe(ask(RBL, host=True), "10.0.0.5", 5)
+    assert four.names == {HOST_IP: "host"} and four.errors == {}
+    assert answer(four, "rbl.example.net", HOST_IP).a == ["127.0.0.2"]
+    assert six.names == {HOST_IP6: "host"}
+    assert private.names == {}  # a private address is never told to a list
+    assert not [q for q in peer.asked if q[1] in ("A", "AAAA") and "rbl" not in q[0]]
+
+
 async def test_a_dead_list_that_lists_everything_is_unhealthy_and_lists_nobody() -> None:
     zones = {"dead.example.net": Zone(everything=["127.0.0.2"])}
     async with DnsblPeer(zones, records=RECORDS) as peer:

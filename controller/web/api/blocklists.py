@@ -49,7 +49,8 @@ async def list_blocklists(request: AuthedRequest) -> BlocklistsOut:
     tests = {t for b in lists for t in b.tests}
     async with pool.acquire() as conn:
         answers = await db.answers(conn, tests, since) if lists else []
-    health = healths(lists, answers)
+        failed = await db.failures(conn, since) if lists else {}
+    health = healths(lists, answers, failed)
     checked: dict[tuple[str, str], str] = {}
     for a in answers:
         key = (a.zone, a.country)
