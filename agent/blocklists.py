@@ -26,6 +26,7 @@ import dns.message
 import dns.name
 import dns.resolver
 
+from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
 from shared.reputation_bound import (
@@ -84,8 +85,10 @@ class BlocklistProbe:
         resolver: str | None = None,
         dqs_key: str | None = None,
         allow_private: bool = False,
+        bound: TenantBound | None = None,
     ) -> None:
         self._setting = resolver
+        self._bound = bound
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._key = dqs_key or None
         self._allow_private = allow_private
@@ -103,10 +106,26 @@ class BlocklistProbe:
             self._resolver = resolver
         return self._resolver
 
-    async def probe(self, ask: BlocklistAsk, hostname: str, budget_s: float) -> Reputation:
+    async def probe(
+        self, ask: BlocklistAsk, hostname: str, budget_s: float, tenant: str = ""
+    ) -> Reputation:
         """What the lists answer about what `ask` names, within `budget_s` (at most
-        BUDGET_MAX_S) and the size bound."""
+        BUDGET_MAX_S) and the size bound; the wait for one of `tenant`'s probes (`bound`)
+        counts in the budget."""
         budget = min(budget_s, BUDGET_MAX_S)
+        if self._bound is None:
+            return await self._probe(ask, hostname, budget)
+        held = False
+        try:
+            async with self._bound.slot_within(tenant, budget) as left:
+                held = True
+                return await self._probe(ask, hostname, left)
+        except TimeoutError:
+            if held:
+                raise
+            return Reputation(errors={"resolver": BOUND_BUSY})
+
+    async def _probe(self, ask: BlocklistAsk, hostname: str, budget: float) -> Reputation:
         out = Reputation()
         try:
             resolver = self._resolver_now()

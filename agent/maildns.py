@@ -23,6 +23,7 @@ import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
+from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.maildns_bound import bounded
 from shared.messages import MailDns
@@ -91,7 +92,9 @@ class MailDnsProbe:
         policy_context: ssl.SSLContext | None = None,
         policy_port: int = 443,
         allow_private: bool = False,
+        bound: TenantBound | None = None,
     ) -> None:
+        self._bound = bound
         self._resolver_setting = resolver
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._context = policy_context or system_trust()
@@ -105,10 +108,23 @@ class MailDnsProbe:
             self._resolver = dns_resolver(self._resolver_setting)
         return self._resolver
 
-    async def probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
+    async def probe(
+        self, domain: str, hostname: str, port: int, budget_s: float, tenant: str = ""
+    ) -> MailDns:
         """What `domain` publishes, and the TLSA records of `hostname`:`port`, all within
-        `budget_s` (at most BUDGET_MAX_S), within the size bound."""
-        return bounded(await self._probe(domain, hostname, port, budget_s))
+        `budget_s` (at most BUDGET_MAX_S), within the size bound; the wait for one of
+        `tenant`'s probes (`bound`) counts in the budget."""
+        if self._bound is None:
+            return bounded(await self._probe(domain, hostname, port, budget_s))
+        held = False
+        try:
+            async with self._bound.slot_within(tenant, min(budget_s, BUDGET_MAX_S)) as left:
+                held = True
+                return bounded(await self._probe(domain, hostname, port, left))
+        except TimeoutError:
+            if held:
+                raise
+            return MailDns(domain=domain, errors={"resolver": BOUND_BUSY})
 
     async def _probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
         out = MailDns(domain=domain)

@@ -20,6 +20,7 @@ import dns.resolver
 import dns.reversename
 
 from agent.maildns import dns_resolver
+from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.messages import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
 
@@ -35,15 +36,38 @@ class ReverseDnsProbe:
     address's PTR says nothing of the server's reputation, and its names are the agent's own
     network's. `allow_private` is for tests on loopback."""
 
-    def __init__(self, *, resolver: str | None = None, allow_private: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        resolver: str | None = None,
+        allow_private: bool = False,
+        bound: TenantBound | None = None,
+    ) -> None:
+        self._bound = bound
         self._setting = resolver
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._allow_private = allow_private
 
-    async def probe(self, addresses: Sequence[str], budget_s: float) -> ReverseDns:
+    async def probe(
+        self, addresses: Sequence[str], budget_s: float, tenant: str = ""
+    ) -> ReverseDns:
         """The PTR names of each of `addresses` (the first `PTR_ADDRESSES_MAX`, without
         repeats) and their forward confirmation, all within `budget_s` (at most
-        BUDGET_MAX_S)."""
+        BUDGET_MAX_S); the wait for one of `tenant`'s probes (`bound`) counts in the budget."""
+        if self._bound is None:
+            return await self._probe(addresses, budget_s)
+        held = False
+        try:
+            async with self._bound.slot_within(tenant, min(budget_s, BUDGET_MAX_S)) as left:
+                held = True
+                return await self._probe(addresses, left)
+        except TimeoutError:
+            if held:
+                raise
+            wanted = list(dict.fromkeys(addresses))[:PTR_ADDRESSES_MAX]
+            return ReverseDns(addresses=[PtrCheck(address=a, error=BOUND_BUSY) for a in wanted])
+
+    async def _probe(self, addresses: Sequence[str], budget_s: float) -> ReverseDns:
         unique = list(dict.fromkeys(addresses))
         out = ReverseDns(truncated=len(unique) > PTR_ADDRESSES_MAX)
         wanted = unique[:PTR_ADDRESSES_MAX]

@@ -85,6 +85,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.tenant_bound import TenantBound
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
 from shared.messages import (
@@ -245,21 +246,24 @@ class Worker:
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
+        # One organization's side-check DNS probes, whichever kind, share one bound.
+        probes = TenantBound(settings.agent_dns_probes_per_tenant)
         options: dict[str, Any] = {
             "agent_id": settings.agent_id,
             "concurrency": settings.agent_concurrency,
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "mail_dns": mail_dns_probe(settings),
+            "mail_dns": mail_dns_probe(settings, probes),
             "blocklists": BlocklistProbe(
                 resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
                 dqs_key=settings.agent_spamhaus_dqs_key,
                 allow_private=settings.agent_allow_private_targets,
+                bound=probes,
             ),
             # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
             # only ever see public ones, so a private address's PTR says nothing.
-            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver),
+            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver, bound=probes),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -851,12 +855,13 @@ class Worker:
                     job.hostname,
                     opened.port or default_port(opened.monitor_type, opened.config),
                     job.timeout_seconds,
+                    job.tenant,
                 )
             # The lists are asked whatever the check found: a server that is down may be down
             # because it was listed, and its addresses are still what its mail depends on.
             if job.blocklists is not None and result.error_kind != "inconclusive":
                 result.reputation = await self._blocklists.probe(
-                    job.blocklists, job.hostname, job.timeout_seconds
+                    job.blocklists, job.hostname, job.timeout_seconds, job.tenant
                 )
             if (
                 job.reverse_dns
@@ -868,7 +873,9 @@ class Worker:
                 )
             ):
                 addresses = await self._addresses(job, result.address)
-                result.reverse_dns = await self._reverse_dns.probe(addresses, job.timeout_seconds)
+                result.reverse_dns = await self._reverse_dns.probe(
+                    addresses, job.timeout_seconds, job.tenant
+                )
         return result
 
     async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
@@ -960,7 +967,7 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
 
-def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
+def mail_dns_probe(settings: AgentSettings, bound: TenantBound | None = None) -> MailDnsProbe:
     context = ssl.create_default_context()
     if settings.agent_mta_sts_ca_file is not None:
         context.load_verify_locations(settings.agent_mta_sts_ca_file)
@@ -969,6 +976,7 @@ def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
         policy_context=context,
         policy_port=settings.agent_mta_sts_port,
         allow_private=settings.agent_allow_private_targets,
+        bound=bound,
     )
 
 

@@ -914,6 +914,16 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " this agent; past it its checks wait within their own timeout, others do not",
         ),
     ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
+    agent_dns_probes_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="side checks' DNS probes (mail DNS, blocklists, reverse DNS) one"
+            " organization may have running on this agent at once; past it its rounds wait"
+            " within their own budget and answer `unknown` when it runs out, others do not",
+        ),
+    ] = 8
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(

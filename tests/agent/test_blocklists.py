@@ -3,6 +3,7 @@ healthy lists, a dead list that lists everything, Spamhaus's error codes, a slow
 that differ between two "countries" (two resolvers), and bad answers (a CNAME loop, a huge
 TXT record, answers outside 127/8), read by the controller's rules as they would be."""
 
+import asyncio
 import time
 
 import msgspec
@@ -11,6 +12,7 @@ from nats.js import JetStreamContext
 
 from agent.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.probers.tls import SslContexts
+from agent.tenant_bound import BOUND_BUSY, TenantBound
 from agent.worker import Worker
 from controller.reputation.rules import KNOWN, BlockList, health, read
 from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
@@ -261,3 +263,24 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
     assert found[without.job_id].reputation is None
     assert len([n for n, t in peer.asked if t == "A"]) == 4
     assert all(not n.startswith("2.0.0.127.zen.spamhaus") for n, _ in peer.asked)
+
+
+async def test_one_organizations_share_of_the_dns_probes_is_bounded() -> None:
+    """One organization's round stuck on a mail domain whose DNS never answers holds its only
+    probe: its next round answers `unknown` (not asked) within its own budget, while another
+    organization's round is answered at once."""
+    zones = {"rbl.example.net": healthy()}
+    async with DnsblPeer(zones, records=RECORDS) as peer:
+        peer.silent = ("never-answers.test",)
+        bound = TenantBound(1)
+        probe = BlocklistProbe(resolver=peer.address, bound=bound)
+        stuck = asyncio.create_task(
+            probe.probe(ask(RBL, mx_domain="never-answers.test"), HOST, 3, "member")
+        )
+        await asyncio.sleep(0)  # its first step takes the slot (free) and sends the MX query
+        assert bound.running("member") == 1
+        again = await probe.probe(ask(RBL, ips=["127.0.0.2"]), HOST, 0.2, "member")
+        other = await probe.probe(ask(RBL, ips=["127.0.0.2"]), HOST, 3, "other")
+        stuck.cancel()
+    assert again.errors == {"resolver": BOUND_BUSY} and again.answers == []
+    assert answer(other, "rbl.example.net", "127.0.0.2").a == ["127.0.0.2"]
