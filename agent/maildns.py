@@ -5,7 +5,9 @@ The agent only gathers what is served (`shared.messages.MailDns`); the controlle
 (controller/posture/maildns.py), so a rule changes without an agent upgrade. What it sends is
 bounded (`shared.maildns_bound`: 16 KiB at most, cut parts named in `truncated`). Lookups run at
 once within one budget; a lookup that fails leaves its list null and says why in `errors`, so a
-resolver outage never reads as a missing record.
+resolver outage never reads as a missing record. The resolver's canaries (agent.dns_canary) are
+asked beside them, so a resolver that lies (NXDOMAIN for everything) is told from a domain that
+publishes nothing.
 
 TLSA records count only with the AD bit from the resolver the agent asks (set it with
 `AGENT_DNS_RESOLVER` to a validating resolver on a path the agent trusts, e.g. on localhost):
@@ -23,8 +25,10 @@ import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
+from agent.dns_canary import CanaryAsk
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
+from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.maildns_bound import bounded
 from shared.messages import MailDns
 from shared.tls import system_trust
@@ -93,8 +97,12 @@ class MailDnsProbe:
         policy_port: int = 443,
         allow_private: bool = False,
         bound: TenantBound | None = None,
+        canaries: tuple[Canary, ...] | None = None,
     ) -> None:
         self._bound = bound
+        self._canaries = CanaryAsk(
+            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
+        )
         self._resolver_setting = resolver
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._context = policy_context or system_trust()
@@ -145,6 +153,7 @@ class MailDnsProbe:
         except dns.exception.DNSException as exc:
             out.errors["resolver"] = f"no resolver: {exc}"
             return out
+        canaries = asyncio.create_task(self._canaries.answers(resolver, budget))
         lookups: dict[str, Awaitable[list[str]]] = {
             "mx": self._mx(resolver, domain, budget),
             "tlsa": self._tlsa(resolver, out, f"_{port}._tcp.{hostname}", budget),
@@ -159,6 +168,7 @@ class MailDnsProbe:
                 out.errors[_WIRE.get(name, name)] = _why(value)
             else:
                 setattr(out, name, value)
+        out.canaries = await canaries
         if out.mta_sts:
             try:
                 async with asyncio.timeout_at(deadline):

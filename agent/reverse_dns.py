@@ -19,9 +19,11 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from agent.dns_canary import CanaryAsk
 from agent.maildns import dns_resolver
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
+from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.messages import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
 
 BUDGET_MAX_S: Final = 10.0
@@ -42,8 +44,12 @@ class ReverseDnsProbe:
         resolver: str | None = None,
         allow_private: bool = False,
         bound: TenantBound | None = None,
+        canaries: tuple[Canary, ...] | None = None,
     ) -> None:
         self._bound = bound
+        self._canaries = CanaryAsk(
+            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
+        )
         self._setting = resolver
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._allow_private = allow_private
@@ -78,6 +84,9 @@ class ReverseDnsProbe:
             return out
         budget = max(0.1, min(budget_s, BUDGET_MAX_S))
         deadline = asyncio.get_running_loop().time() + budget
+        # Canaries only beside lookups: a round that looks nothing up asks nothing.
+        asked = self._allow_private or not all(is_blocked(a) for a in wanted)
+        canaries = asyncio.create_task(self._canaries.answers(resolver, budget)) if asked else None
         try:
             # Each lookup ends within the budget (the PTR lookups within half of it, the
             # forward lookups in what is left), so this only guards against one that overstays.
@@ -87,6 +96,7 @@ class ReverseDnsProbe:
             checks = [(PtrCheck(address=a, error="timed out"), False) for a in wanted]
         out.addresses = [check for check, _ in checks]
         out.truncated |= any(cut for _, cut in checks)
+        out.canaries = await canaries if canaries is not None else None
         return out
 
     def _resolver_now(self) -> dns.asyncresolver.Resolver:

@@ -87,6 +87,7 @@ from agent.selfcheck_rules import (
 )
 from agent.tenant_bound import TenantBound
 from agent.tenant_loads import TenantUsage
+from shared.dns_canary import parse_dns_canaries
 from shared.loop import run_every
 from shared.messages import (
     CheckJob,
@@ -263,7 +264,11 @@ class Worker:
             ),
             # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
             # only ever see public ones, so a private address's PTR says nothing.
-            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver, bound=probes),
+            "reverse_dns": ReverseDnsProbe(
+                resolver=settings.agent_dns_resolver,
+                bound=probes,
+                canaries=parse_dns_canaries(settings.agent_dns_canaries),
+            ),
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -977,6 +982,7 @@ def mail_dns_probe(settings: AgentSettings, bound: TenantBound | None = None) ->
         policy_port=settings.agent_mta_sts_port,
         allow_private=settings.agent_allow_private_targets,
         bound=bound,
+        canaries=parse_dns_canaries(settings.agent_dns_canaries),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Final
 
 import msgspec
 
+from shared.dns_canary import capped
 from shared.messages import MailDns
 
 ENCODED_MAX: Final = 16 * 1024
@@ -61,7 +62,12 @@ def bounded(d: MailDns) -> MailDns:
     domain = d.domain[:DOMAIN_CHARS_MAX]
     if domain != d.domain:
         cut.add("domain")
-    out = msgspec.structs.replace(d, domain=domain, mta_sts_policy=policy, errors=errors, **lists)
+    canaries = capped(d.canaries)
+    if canaries != d.canaries:
+        cut.add("canaries")
+    out = msgspec.structs.replace(
+        d, domain=domain, mta_sts_policy=policy, errors=errors, canaries=canaries, **lists
+    )
     while size(out) > ENCODED_MAX:
         parts: dict[str, int] = {
             attr: len(msgspec.json.encode(records))

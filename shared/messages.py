@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Final, Generic, Literal, TypeVar, g
 
 import msgspec
 
+from shared.dns_canary import DnsCanary
 from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
 from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
 from shared.subjects import results_bundle_country
@@ -372,6 +373,9 @@ class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
     tlsa_dnssec: bool = False
     errors: dict[str, str] = msgspec.field(default_factory=dict)
     truncated: list[str] = msgspec.field(default_factory=list)
+    # The resolver canaries asked beside these lookups (shared.dns_canary); null from older
+    # agents and from one with no canaries configured.
+    canaries: list[DnsCanary] | None = None
 
 
 class BlocklistAnswer(msgspec.Struct, kw_only=True, rename="camel"):
@@ -428,6 +432,9 @@ class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
 
     addresses: list[PtrCheck] = msgspec.field(default_factory=list)
     truncated: bool = False
+    # The resolver canaries asked beside these lookups (shared.dns_canary); null from older
+    # agents and from one with no canaries configured.
+    canaries: list[DnsCanary] | None = None
 
 
 class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):

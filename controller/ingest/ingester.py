@@ -35,6 +35,7 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.observability import metrics
+from controller.oracles import store as oracles
 from controller.reputation import store as reputation
 from shared.maildns_bound import bounded
 from shared.messages import result_parts
@@ -295,6 +296,9 @@ class Ingester:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await results.store(conn, batch, self._default_countries)
             await reputation.record(conn, [r for r in batch if r.reputation is not None])
+            await oracles.record_canaries(
+                conn, [r for r in batch if r.mail_dns is not None or r.reverse_dns is not None]
+            )
             return stored
 
     async def _store_one_by_one(

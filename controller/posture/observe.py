@@ -32,6 +32,7 @@ from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
+from controller.oracles.rules import resolver_health
 from controller.posture import maildns, notices, relay, reverse_dns
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
@@ -224,6 +225,8 @@ def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts
     except msgspec.ValidationError as exc:
         log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}
+    if not resolver_health(facts.canaries).believed:
+        return {}  # the resolver failed its canaries: what it answered is unknown
     return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
 
 
@@ -238,6 +241,8 @@ def _reverse_dns(monitor: Monitor, row: StoredFacts) -> Verdicts:
             "reverse dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc)
         )
         return {}
+    if not resolver_health(facts.canaries).believed:
+        return {}  # the resolver failed its canaries: what it answered is unknown
     return reverse_dns.reverse_dns(facts, row.banner, row.address, row.country)
 
 

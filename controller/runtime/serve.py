@@ -31,6 +31,7 @@ from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
+from controller.oracles.watch import OracleWatch
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import BlocklistWatch, FreshNames
 from controller.runtime.pipeline import Pipeline, open_pipeline
@@ -215,6 +216,13 @@ def _alerter(
         allow_private=settings.reports_mailbox_allow_private,
     )
     work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
+    oracles = OracleWatch(
+        pool,
+        lists_setting(settings.blocklists),
+        list_interval_s=settings.blocklist_interval_seconds,
+        dns_window_s=2 * settings.dns_posture_interval_seconds,
+    )
+    work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

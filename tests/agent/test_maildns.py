@@ -142,7 +142,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
 ) -> None:
     """Through NATS, with the probe built from the agent's settings (AGENT_DNS_RESOLVER,
     AGENT_MTA_STS_CA_FILE, AGENT_MTA_STS_PORT): a job with `mailDomain` comes back with
-    `mailDns` (the policy fetched too), a job without one asks the DNS nothing."""
+    `mailDns` (the policy fetched too, the default resolver canaries answered right), a job
+    without one asks the DNS nothing."""
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(server)
     async with (
@@ -173,6 +174,10 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
     assert found[with_dns.job_id].status == "up"
     assert probed is not None and probed.mx == ["mx.example.test", "backup.example.test"]
     assert probed.mta_sts_policy == POLICY
+    assert [(c.name, c.found) for c in probed.canaries or []] == [
+        ("a.root-servers.net", True),
+        ("mailprobe-canary.invalid", False),
+    ]
     assert found[without.job_id].mail_dns is None
     assert len(host.requests) == 1
     assert sorted(peer.asked) == sorted(  # one probe, of the job that asked for it
@@ -185,6 +190,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
             (f"_{smtp.port}._tcp.localhost", "TLSA"),
             (f"mta-sts.{DOMAIN}", "A"),
             (f"mta-sts.{DOMAIN}", "AAAA"),
+            ("a.root-servers.net", "A"),
+            ("mailprobe-canary.invalid", "A"),
         ]
     )
 

@@ -159,7 +159,12 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
         ("127.0.0.1", ["peer.test"], ["peer.test"])
     ]
     assert found[plain.job_id].reverse_dns is None
-    assert sorted(peer.asked) == [(ARPA, "PTR"), ("peer.test", "A")]
+    assert [(c.name, c.found) for c in seen.canaries or []] == [
+        ("a.root-servers.net", True),
+        ("mailprobe-canary.invalid", False),
+    ]
+    canaries = [("a.root-servers.net", "A"), ("mailprobe-canary.invalid", "A")]
+    assert sorted(peer.asked) == sorted([(ARPA, "PTR"), ("peer.test", "A"), *canaries])
 
 
 async def test_an_agents_own_probe_skips_private_addresses(

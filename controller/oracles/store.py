@@ -1,0 +1,106 @@
+"""Oracle storage: the agents' resolver canaries per country (their newest real answers,
+`dns_canary_answers`) and each oracle's health per country as last judged (`oracle_health`)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from controller.db.pool import Conn
+from controller.oracles.rules import Stored
+from shared.dns_canary import DnsCanary, capped
+from shared.messages import CheckResult
+from shared.timefmt import parse_iso
+
+
+async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
+    """The canaries answered beside `results`' mail DNS and reverse DNS lookups, in the
+    caller's transaction: only real answers (a lookup that failed says nothing of the
+    resolver's truth), each replacing an older one of the same country, name and type."""
+    rows: dict[tuple[str, str, str], tuple[object, ...]] = {}
+    for r in results:
+        done: str | datetime = r.finished_at
+        at = done if isinstance(done, datetime) else parse_iso(done)
+        seen: list[DnsCanary] = []
+        for facts in (r.mail_dns, r.reverse_dns):
+            seen += capped(facts.canaries if facts is not None else None) or []
+        for c in seen:
+            if c.found is None:
+                continue
+            want = "exists" if c.exists else "absent"
+            key = (r.country, c.name, c.type)
+            rows[key] = (r.country, c.name, c.type, want, c.found, at)
+    if rows:
+        await conn.executemany(
+            "INSERT INTO dns_canary_answers (country, name, rdtype, want, found, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (country, name, rdtype) DO UPDATE"
+            " SET want = EXCLUDED.want, found = EXCLUDED.found,"
+            " answered_at = EXCLUDED.answered_at"
+            " WHERE dns_canary_answers.answered_at < EXCLUDED.answered_at",
+            [rows[k] for k in sorted(rows)],
+        )
+
+
+async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
+    """Country → its canaries' newest real answers since `since`."""
+    rows = await conn.fetch(
+        "SELECT country, name, rdtype, want, found FROM dns_canary_answers"
+        " WHERE answered_at >= $1 ORDER BY country, name, rdtype",
+        since,
+    )
+    out: dict[str, list[DnsCanary]] = {}
+    for r in rows:
+        c = DnsCanary(name=r["name"], type=r["rdtype"], exists=r["want"] == "exists")
+        c.found = r["found"]
+        out.setdefault(r["country"], []).append(c)
+    return out
+
+
+async def healths(conn: Conn, *, lock: bool = False) -> dict[tuple[str, str], Stored]:
+    """(oracle, country) → its health as last judged; `lock`: held for the watch's update."""
+    rows = await conn.fetch(
+        "SELECT oracle, country, state, reason, since, told FROM oracle_health"
+        + (" FOR UPDATE" if lock else "")
+    )
+    return {
+        (r["oracle"], r["country"]): Stored(r["state"], r["reason"], r["since"], r["told"])
+        for r in rows
+    }
+
+
+async def save(conn: Conn, oracle: str, country: str, s: Stored) -> None:
+    await conn.execute(
+        "INSERT INTO oracle_health (oracle, country, state, reason, since, told)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (oracle, country) DO UPDATE"
+        " SET state = EXCLUDED.state, reason = EXCLUDED.reason, since = EXCLUDED.since,"
+        " told = EXCLUDED.told",
+        oracle,
+        country,
+        s.state,
+        s.reason,
+        s.since,
+        s.told,
+    )
+
+
+async def affected_organizations(
+    conn: Conn, oracle: str, country: str, since: datetime
+) -> list[int]:
+    """The organizations whose monitors' facts `oracle` decides in `country` lately: for the
+    resolver, monitors that resolve mail DNS (a mail domain) or reverse DNS (SMTP) and run
+    there; for a list, monitors whose rounds asked the lists there since `since`."""
+    if oracle == "dns":
+        rows = await conn.fetch(
+            "SELECT DISTINCT organization_id FROM monitors WHERE status <> 'disabled'"
+            " AND (mail_domain IS NOT NULL OR type = 'smtp')"
+            " AND (allowed_country_codes IS NULL OR $1 = ANY(allowed_country_codes))"
+            " ORDER BY organization_id",
+            country,
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT DISTINCT m.organization_id FROM blocklist_names n"
+            " JOIN monitors m ON m.id = n.monitor_id"
+            " WHERE n.country = $1 AND n.seen_at >= $2 ORDER BY m.organization_id",
+            country,
+            since,
+        )
+    return [r["organization_id"] for r in rows]
