@@ -1,8 +1,9 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
 country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
 entries' (controller.reputation.watch.healths), stepped by `rules.step`; a change that held is
-one notice (what is wrong, where, what the operator sets) to the owners of each organization
-whose monitors that oracle decides there, and an event in the log. The metric
+one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own budget, never
+the outages') to the owners of each organization whose monitors that oracle decides there, and a
+log line. The metric
 `mailprobe_oracle_state` is sampled from the stored states (controller/observability/world.py).
 """
 
@@ -13,8 +14,8 @@ import structlog
 
 from controller.db.pool import Conn
 from controller.notify import budget_store as budget_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.texts import Texts, with_facts
 from controller.oracles import rules
 from controller.oracles import store as db
@@ -76,7 +77,7 @@ class OracleWatch:
         for org in await db.affected_organizations(conn, oracle, country, since):
             _, owners = await budget_db.owners(conn, org)
             notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
-            await outbox_db.enqueue_for_organization(conn, org, notes)
+            await notify(conn, Notice(Source.FLEET, org, None, None, notes))
 
     def _label(self, oracle: str) -> str:
         if oracle == RESOLVER:
