@@ -122,16 +122,21 @@ async def answers(conn: Conn, names: Collection[str], since: datetime) -> list[A
 class Watched(NamedTuple):
     monitor_id: int
     names: dict[str, dict[str, str]]  # country → name → where it came from
+    seen_at: dict[str, datetime] = {}  # country → when its last round there asked the lists
 
 
 async def watched(conn: Conn, since: datetime) -> list[Watched]:
     """Monitors with names seen since `since`, in monitor_id order."""
     rows = await conn.fetch(
-        "SELECT monitor_id, jsonb_object_agg(country, names) AS names FROM blocklist_names"
+        "SELECT monitor_id, jsonb_object_agg(country, names) AS names,"
+        " array_agg(country) AS countries, array_agg(seen_at) AS seen FROM blocklist_names"
         " WHERE seen_at >= $1 GROUP BY monitor_id ORDER BY monitor_id",
         since,
     )
-    return [Watched(r["monitor_id"], r["names"]) for r in rows]
+    return [
+        Watched(r["monitor_id"], r["names"], dict(zip(r["countries"], r["seen"], strict=True)))
+        for r in rows
+    ]
 
 
 async def open_listings(

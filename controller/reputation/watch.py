@@ -265,6 +265,7 @@ class FreshNames:
         self._interval = timedelta(seconds=interval_s)
         self._names: dict[str, frozenset[str]] = {}
         self._known: dict[tuple[int, str], frozenset[str]] = {}
+        self._asked: dict[tuple[int, str], datetime] = {}
 
     def __call__(self, country: str) -> frozenset[str]:
         return self._names.get(country, frozenset())
@@ -275,6 +276,11 @@ class FreshNames:
         names travel in its job's `skip`."""
         return self._known.get((monitor_id, country), frozenset())
 
+    def asked_at(self, monitor_id: int, country: str) -> datetime | None:
+        """When the monitor's last round in `country` asked the lists (within two intervals;
+        None: none did)."""
+        return self._asked.get((monitor_id, country))
+
     async def refresh(self, now: datetime | None = None) -> None:
         at = now or utcnow()
         async with self._pool.acquire() as conn:
@@ -283,3 +289,4 @@ class FreshNames:
         self._known = {
             (w.monitor_id, cc): frozenset(names) for w in found for cc, names in w.names.items()
         }
+        self._asked = {(w.monitor_id, cc): at for w in found for cc, at in w.seen_at.items()}

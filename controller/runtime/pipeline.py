@@ -122,6 +122,7 @@ async def open_pipeline(
             blocklist_interval_s=settings.blocklist_interval_seconds,
             fresh=fresh or (lambda cc: ()),
             known=fresh.known if fresh else (lambda monitor_id, cc: ()),
+            asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
             tokens=TokenService(
                 pool,
                 box,

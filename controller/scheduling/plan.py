@@ -248,14 +248,18 @@ class RoundPlanner:
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
         known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
+        asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None,
     ) -> None:
         """`blocklists`: the lists a round asks about at `blocklist_interval_s` (none: no
         round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped;
-        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found."""
+        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found;
+        `asked_at(monitor_id, cc)`: when that round asked (a triggered round asks again only
+        after `schedule.trigger_lists`' floor)."""
         self._blocklists = blocklists
         self._blocklist_interval_s = blocklist_interval_s
         self._fresh = fresh
         self._known = known
+        self._asked_at = asked_at
         self._job_ids = job_ids
         self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
         self._box = box
@@ -365,9 +369,10 @@ class RoundPlanner:
         reverse_dns = m.type == "smtp"
         if mail_domain or reverse_dns:
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
+            # A triggered round, or a monitor's first (none carried them yet): at once.
             dns = (
                 schedule.trigger_dns(*args, rounds.mail_dns_at)
-                if trigger
+                if trigger or rounds.mail_dns_at is None
                 else schedule.dns_due(*args)
             )
             mail_domain = mail_domain if dns else None
@@ -388,12 +393,20 @@ class RoundPlanner:
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
-        asks_lists = bool(self._blocklists) and (
-            not trigger
-            and schedule.blocklists_due(
-                public_id, scheduled, m.check_interval, self._blocklist_interval_s
-            )
+        due_lists = schedule.blocklists_due(
+            public_id, scheduled, m.check_interval, self._blocklist_interval_s
         )
+
+        def asks_lists(cc: str) -> bool:
+            """A triggered round, or one whose monitor never asked from `cc` lately (a new
+            monitor's first): at once; else on its phase."""
+            if not self._blocklists:
+                return False
+            last = self._asked_at(m.id, cc)
+            if trigger or last is None:
+                return schedule.trigger_lists(scheduled, last, self._blocklist_interval_s)
+            return due_lists
+
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
@@ -456,7 +469,7 @@ class RoundPlanner:
                             m.reputation,
                             self._known(m.id, cc),
                         )
-                        if asks_lists
+                        if asks_lists(cc)
                         else None
                     ),
                     reverse_dns=reverse_dns,

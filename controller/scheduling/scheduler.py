@@ -116,6 +116,7 @@ class Scheduler:
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
         known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
+        asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None,
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -144,6 +145,7 @@ class Scheduler:
             blocklist_interval_s=blocklist_interval_s,
             fresh=fresh,
             known=known,
+            asked_at=asked_at,
         )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
