@@ -18,6 +18,8 @@ from controller.db.pool import ping
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
+from controller.observability.world import World
+from controller.reputation.rules import lists_setting
 from controller.secrets.box import SecretBox
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
@@ -142,7 +144,9 @@ async def ready(request: AnyRequest) -> Response[dict[str, str]]:
     summary="Prometheus metrics (text exposition format)",
     include_in_schema=False,
 )
-async def prometheus_metrics() -> Response[bytes]:
+async def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
+    world: World = request.app.state.world
+    await world.refresh(request.app.state.pool)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -167,6 +171,7 @@ def create_app(
         app.state.pool = pool
         app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
         app.state.channel_sender = channel_sender(settings, pool, box, egress)
+        app.state.world = World(lists_setting(settings.blocklists))
         try:
             yield
         finally:
