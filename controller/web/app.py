@@ -36,6 +36,7 @@ from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_blocklists import router as blocklists_router
 from controller.web.api.monitor_kinds import APIS
 from controller.web.api.monitors import router as monitors_router
+from controller.web.api.oracles import list_oracles
 from controller.web.api.posture import router as posture_router
 from controller.web.api.report_mailbox import ReportMailboxController
 from controller.web.api.reports import ReportsController, post_guard, receive_tls
@@ -205,6 +206,7 @@ def create_app(
             receive_tls,
             list_agents,
             list_blocklists,
+            list_oracles,
             CustomerController,
             UserController,
             health,
