@@ -18,7 +18,7 @@ from controller.db.pool import ping
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
-from controller.observability.world import World
+from controller.oracles.metrics import World
 from controller.reputation.rules import lists_setting
 from controller.secrets.box import SecretBox
 from controller.web import console

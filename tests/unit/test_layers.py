@@ -39,6 +39,7 @@ LAYERS = (
     "posture",  # mail security posture: findings, the alerter's posture pass
     "scheduling",  # due rounds → jobs, confirmations, admission, the trigger
     "ingest",  # results stored (the results store, the alert queue it marks), packed, kept
+    "oracles",  # resolvers and blocklists checked before they are believed; world metrics
     "reputation",  # blocklists
     "roundtrips",  # round trips: what may be sent, what was delivered
     "oauth2",  # access tokens of monitors' logins

@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import Gauge
 
 from controller.db.pool import Conn
+from controller.oracles import store as db
 from controller.reputation.rules import BlockList, severity
 from shared.timefmt import utcnow
 
@@ -80,44 +81,26 @@ class World:
             log.warning("world metrics not read", error=repr(exc))
 
     async def _read(self, conn: Conn) -> None:
-        day = utcnow() - timedelta(days=1)
-        findings = await conn.fetch(
-            "SELECT code, severity, count(*) AS n FROM posture_findings"
-            " WHERE cleared_at IS NULL GROUP BY code, severity"
-        )
-        listings = await conn.fetch(
-            "SELECT zone, count(*) AS n FROM blocklist_listings"
-            " WHERE cleared_at IS NULL AND raised_at IS NOT NULL GROUP BY zone"
-        )
-        oracles = await conn.fetch("SELECT oracle, country, state FROM oracle_health")
-        reports = await conn.fetch(
-            "SELECT kind, count(*) AS n FROM reports WHERE received_at >= $1 GROUP BY kind", day
-        )
-        messages = await conn.fetch(
-            "SELECT rc.kind, rc.result, sum(rc.count) AS n FROM reports r"
-            " JOIN report_counts rc ON rc.report_id = r.id WHERE r.received_at >= $1"
-            " GROUP BY rc.kind, rc.result ORDER BY n DESC",
-            day,
-        )
+        seen = await db.world(conn, utcnow() - timedelta(days=1))
         for gauge in (FINDINGS, ORACLES, LISTINGS, REPORTS_DAY, REPORT_MESSAGES_DAY):
             gauge.clear()
         blocklisted: dict[str, float] = {}
-        for r in listings:
-            sev = self._severity.get(r["zone"], "warning")
-            LISTINGS.labels(r["zone"], sev).set(r["n"])
-            blocklisted[sev] = blocklisted.get(sev, 0) + r["n"]
-        for r in findings:
-            FINDINGS.labels(r["code"], r["severity"]).set(r["n"])
-        for sev, n in blocklisted.items():
-            FINDINGS.labels("blocklisted", sev).set(n)
-        for r in oracles:
+        for zone, n in seen.listings.items():
+            sev = self._severity.get(zone, "warning")
+            LISTINGS.labels(zone, sev).set(n)
+            blocklisted[sev] = blocklisted.get(sev, 0) + n
+        for (code, sev), n in seen.findings.items():
+            FINDINGS.labels(code, sev).set(n)
+        for sev, total in blocklisted.items():
+            FINDINGS.labels("blocklisted", sev).set(total)
+        for (oracle, country), now in seen.oracles.items():
             for state in STATES:
-                ORACLES.labels(r["oracle"], r["country"], state).set(float(r["state"] == state))
-        for r in reports:
-            REPORTS_DAY.labels(r["kind"]).set(r["n"])
+                ORACLES.labels(oracle, country, state).set(float(now == state))
+        for kind, n in seen.reports.items():
+            REPORTS_DAY.labels(kind).set(n)
         kept: dict[str, int] = {}
-        for r in messages:
-            if kept.get(r["kind"], 0) >= RESULTS_MAX:
+        for kind, result, n in seen.messages:
+            if kept.get(kind, 0) >= RESULTS_MAX:
                 continue
-            kept[r["kind"]] = kept.get(r["kind"], 0) + 1
-            REPORT_MESSAGES_DAY.labels(r["kind"], r["result"][:64]).set(float(r["n"]))
+            kept[kind] = kept.get(kind, 0) + 1
+            REPORT_MESSAGES_DAY.labels(kind, result[:64]).set(float(n))
