@@ -108,6 +108,9 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             assert by[("dns", LYING)]["state"] == "unhealthy"
             assert "AGENT_DNS_RESOLVER" in by[("dns", LYING)]["whatToSet"]
             assert by[("dns", TRUTHFUL)]["whatToSet"] == ""
+            # The monitor's posture says why its mail DNS from there is unknown.
+            (why,) = (await posture(api, rig, monitor))["dnsNotBelieved"]
+            assert (why["country"], why["state"]) == (LYING, "unhealthy")
             assert LYING in told["subject"] and "AGENT_DNS_RESOLVER" in told["body_text"]
             assert told["target"].startswith("owner-")
             # The resolver tells the truth again: one notice once that held.
