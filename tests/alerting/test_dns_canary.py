@@ -5,6 +5,8 @@ country's resolver is found unhealthy, its organization's owners get one notice 
 set once it held, and one when it recovers; the other country, behind a truthful resolver, is
 judged as always."""
 
+from collections.abc import AsyncIterator
+
 import asyncpg
 import httpx
 import pytest
@@ -31,6 +33,15 @@ TRUTHFUL, LYING = "SE", "NZ"  # countries no other test's oracle rows use
 @pytest.fixture(scope="module")
 def contexts() -> SslContexts:
     return build_ssl_contexts(cadata=CA.cert_pem.bytes().decode())
+
+
+@pytest.fixture(autouse=True)
+async def no_fleet_notices_left(rig: Rig) -> AsyncIterator[None]:
+    """The notices about no monitor outlive the test's monitors: removed, so no later test's
+    outbox worker sends them."""
+    yield
+    async with rig.pool.acquire() as conn:
+        await conn.execute("DELETE FROM notification_outbox WHERE dedupe_key LIKE 'oracle:%'")
 
 
 async def round_(

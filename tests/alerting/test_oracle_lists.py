@@ -4,7 +4,10 @@ owners of the organization whose monitor asked (naming the DQS key and AGENT_BLO
 shown by `GET /api/oracles` and never a listing; the healthy list of the same country is not
 told."""
 
+from collections.abc import AsyncIterator
+
 import httpx
+import pytest
 
 from controller.oracles import store as oracles_db
 from controller.oracles.rules import HOLD
@@ -16,6 +19,15 @@ from tests.peers.dnsbl import DnsblPeer
 
 COUNTRY = "PT"  # no other test's oracle rows use it
 IP = "93.184.216.99"  # a query name only
+
+
+@pytest.fixture(autouse=True)
+async def no_fleet_notices_left(rig: Rig) -> AsyncIterator[None]:
+    """The notices about no monitor outlive the test's monitors: removed, so no later test's
+    outbox worker sends them."""
+    yield
+    async with rig.pool.acquire() as conn:
+        await conn.execute("DELETE FROM notification_outbox WHERE dedupe_key LIKE 'oracle:%'")
 
 
 async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_set(
