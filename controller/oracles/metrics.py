@@ -94,6 +94,8 @@ class World:
         for sev, total in blocklisted.items():
             FINDINGS.labels("blocklisted", sev).set(total)
         for (oracle, country), now in seen.oracles.items():
+            if now not in STATES:
+                continue  # `unchecked`: no round asked it lately
             for state in STATES:
                 ORACLES.labels(oracle, country, state).set(float(now == state))
         for kind, n in seen.reports.items():

@@ -3,8 +3,9 @@ country's resolver from its canaries' newest real answers, each list from its RF
 entries' (controller.reputation.watch.healths), stepped by `rules.step`; a change that held is
 one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own budget, never
 the outages') to the owners of each organization whose monitors that oracle decides there, and a
-log line. The metric
-`mailprobe_oracle_state` is sampled from the stored states (controller/observability/world.py).
+log line. An oracle no round asked lately (a country without agents now) is `unchecked`: never
+told. The metric `mailprobe_oracle_state` is read from the stored states
+(controller/oracles/metrics.py).
 """
 
 from datetime import datetime, timedelta
@@ -58,6 +59,8 @@ class OracleWatch:
             now_health = {(RESOLVER, cc): rules.resolver_health(c) for cc, c in canaries.items()}
             now_health |= {key: Health(h.state, h.reason) for key, h in by_list.items()}
             stored = await db.healths(conn, lock=True)
+            gone = Health("unchecked", "not asked lately")
+            now_health |= {key: gone for key in stored.keys() - now_health.keys()}
             for key in sorted(now_health):
                 before = stored.get(key)
                 after, change = rules.step(before, now_health[key], at, self._hold)

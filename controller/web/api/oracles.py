@@ -15,10 +15,10 @@ from shared.timefmt import iso_ms
 class OracleOut(msgspec.Struct, rename="camel"):
     oracle: str  # `dns` (the agents' resolver for mail and reverse DNS) or a list's zone
     country: str
-    state: str  # healthy, unhealthy, unknown
+    state: str  # healthy, unhealthy, unknown; unchecked: no round asked it lately
     reason: str
     since: str  # when it took this state
-    what_to_set: str  # "" while healthy
+    what_to_set: str  # "" while healthy or unchecked
 
 
 class OraclesOut(msgspec.Struct, rename="camel"):
@@ -38,7 +38,7 @@ async def list_oracles(request: AuthedRequest) -> OraclesOut:
                 s.state,
                 s.reason,
                 iso_ms(s.since),
-                "" if s.state == "healthy" else fix(oracle),
+                fix(oracle) if s.state in ("unhealthy", "unknown") else "",
             )
             for (oracle, country), s in sorted(stored.items())
         ]

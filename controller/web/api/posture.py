@@ -105,7 +105,7 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
     not_believed = [
         OracleOut(oracle, cc, h.state, h.reason, iso_ms(h.since), fix(oracle))
         for (oracle, cc), h in sorted(resolvers.items())
-        if oracle == RESOLVER and cc in countries and h.state != "healthy"
+        if oracle == RESOLVER and cc in countries and h.state in ("unhealthy", "unknown")
     ]
     still = [f for f in findings if f.state == "open"]
     return Posture(
