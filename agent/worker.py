@@ -51,7 +51,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
 import msgspec
@@ -71,10 +71,9 @@ from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
 from agent.maildns import MailDnsProbe
-from agent.probers.run import build_result, default_resolver, run_check
+from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
-from agent.reverse_dns import ReverseDnsProbe
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
@@ -85,6 +84,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
 from shared.messages import (
@@ -103,6 +103,7 @@ from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
+from shared.sidechecks import SideCheckError
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_MAX_DELIVER,
@@ -166,7 +167,7 @@ class Worker:
         ssl_contexts: SslContexts | None = None,
         mail_dns: MailDnsProbe | None = None,
         blocklists: BlocklistProbe | None = None,
-        reverse_dns: ReverseDnsProbe | None = None,
+        side_checks: Mapping[str, AnyRunner] | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -202,7 +203,14 @@ class Worker:
         self._ssl = ssl_contexts or build_ssl_contexts()
         self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
         self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
-        self._reverse_dns = reverse_dns or ReverseDnsProbe()
+        # The side checks' runners by name (the registry's order); those not given are built
+        # from the settings an agent has without any.
+        runners = dict(side_checks or {})
+        defaults = AgentSettings(agent_country=country, agent_allow_private_targets=allow_private)
+        self._side_checks: list[tuple[AnySideCheck, AnyRunner]] = [
+            (check, runners.get(name) or check.build(defaults))
+            for name, check in SIDE_CHECKS.items()
+        ]
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -257,9 +265,7 @@ class Worker:
                 dqs_key=settings.agent_spamhaus_dqs_key,
                 allow_private=settings.agent_allow_private_targets,
             ),
-            # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
-            # only ever see public ones, so a private address's PTR says nothing.
-            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver),
+            "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -837,7 +843,11 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(
-                opened, self.agent_id, self._allow_private, self._ssl, self._resolver
+                self._prepared(opened),
+                self.agent_id,
+                self._allow_private,
+                self._ssl,
+                self._resolver,
             )
             result = await self._explained(job, result)
             # Not for a host the agent refused (its TLSA records are the agent's network's), nor
@@ -858,30 +868,44 @@ class Worker:
                 result.reputation = await self._blocklists.probe(
                     job.blocklists, job.hostname, job.timeout_seconds
                 )
-            if (
-                job.reverse_dns
-                and result.address is not None
-                and result.error_kind
-                not in (
-                    "blocked_target",
-                    "inconclusive",
-                )
-            ):
-                addresses = await self._addresses(job, result.address)
-                result.reverse_dns = await self._reverse_dns.probe(addresses, job.timeout_seconds)
+            port = opened.port or default_port(opened.monitor_type, opened.config)
+            await self._side(Round(opened, result, port, self._resolver))
         return result
 
-    async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
-        """The monitored host's addresses, the one the check connected to first: each of them
-        is a front end whose reverse DNS receivers see. Only that one when the name does not
-        resolve again (within the check's timeout)."""
-        resolver = self._resolver or default_resolver()
-        try:
-            async with asyncio.timeout(job.timeout_seconds):
-                found = await resolver.resolve(job.hostname, job.tenant)
-        except (OSError, TimeoutError):
-            found = ()
-        return [connected, *(a for a in found if a != connected)]
+    def _prepared(self, job: CheckJob) -> CheckJob:
+        """`job` as the prober sees it: prepared by each side check it asks for that runs
+        inside the core check's session (the open relay test)."""
+        for check, _ in self._side_checks:
+            if check.prepare is None:
+                continue
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+            except SideCheckError:
+                continue
+            if ask is not None:
+                job = check.prepare(job, ask)
+        return job
+
+    async def _side(self, at: Round) -> None:
+        """Run the side checks the job asks for, in the registry's order, into the result's
+        `sideChecks`. One whose ask does not decode, or that raises, is logged and left out:
+        a side check never spoils the core check's result."""
+        job, result = at.job, at.result
+        for check, run in self._side_checks:
+            name = check.wire.name
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+                if ask is None:
+                    continue
+                facts = await run(ask, at)
+            except SideCheckError as exc:
+                log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
+                continue
+            except Exception as exc:  # a side check's bug: the core result still goes out
+                log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
+                continue
+            if facts is not None:
+                result.side_checks[name] = facts
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails

@@ -16,6 +16,7 @@ import msgspec
 
 from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
 from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
+from shared.sidechecks import SideChecks
 from shared.subjects import results_bundle_country
 
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
@@ -221,15 +222,18 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # depends on (a slow cadence, hours): the agent answers in `reputation`. Ignored by an
     # agent that predates it.
     blocklists: BlocklistAsk | None = None
-    # Set on the rounds the controller wants the reverse DNS of the monitored server looked at
-    # (SMTP, the mail DNS's slow cadence): the agent resolves each address's PTR names and
-    # their forward addresses from its country into `reverseDns`. False from a controller that
-    # predates it; ignored by an agent that does.
+    # For agents that predate `sideChecks`: set with `sideChecks.reverse_dns` (the agent then
+    # answers in the result's legacy `reverseDns`). An agent that knows `sideChecks` reads
+    # only that.
     reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
     # predates it, and ignored by an agent that does: one result per message.
     result_bundles: bool = False
+    # The side checks this round asks for, by name, each with what it asks (shared/sidechecks):
+    # the agent runs those it knows and answers in the result's `sideChecks`. {} from a
+    # controller that predates them; an agent that predates them ignores it.
+    side_checks: SideChecks = msgspec.field(default_factory=dict)
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
@@ -403,33 +407,6 @@ class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
     truncated: bool = False
 
 
-class PtrCheck(msgspec.Struct, kw_only=True, rename="camel"):
-    """One address of the monitored host as the agent's resolver answered from its country:
-    `names`, its PTR names (lower case, without the final dot; at most `PTR_NAMES_MAX`, each
-    at most 253 characters); [] when it has none (NXDOMAIN or no PTR); null when the lookup
-    failed, with why in `error`. `confirmed`: those of `names` whose A/AAAA records hold the
-    address again (forward-confirmed reverse DNS, FCrDNS); null when none did and a forward
-    lookup failed, so it is not known."""
-
-    address: str
-    names: list[str] | None = None
-    confirmed: list[str] | None = None
-    error: str = ""
-
-
-PTR_NAMES_MAX: Final = 5
-PTR_ADDRESSES_MAX: Final = 4
-
-
-class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
-    """The reverse DNS of the monitored server's addresses (the one the check connected to,
-    `CheckResult.address`, first; at most `PTR_ADDRESSES_MAX`), on a job with `reverseDns`.
-    `truncated`: addresses or names were left out to stay within the bounds."""
-
-    addresses: list[PtrCheck] = msgspec.field(default_factory=list)
-    truncated: bool = False
-
-
 class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
     """An SMTP server's answers to a relay attempt from a session that has not logged in (a
     job whose config has `relayCheck`): `MAIL FROM:<sender>`, then `RCPT TO:<recipient>`, an
@@ -481,14 +458,14 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     mail_dns: MailDns | None = None
     # Only on a job with `blocklists`: what the lists answered from this country.
     reputation: Reputation | None = None
-    # Only on a job with `reverseDns`: the PTR names of the server's addresses and whether
-    # they resolve back to them, as seen from this country.
-    reverse_dns: ReverseDns | None = None
     # Only on a job whose config has `relayCheck`: the open relay test's answers.
     relay: RelayTest | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None
+    # What each side check the job asked for found, by name (shared/sidechecks); a side check
+    # that did not run (the check reached no server, its path failed) is left out.
+    side_checks: SideChecks = msgspec.field(default_factory=dict)
 
 
 class CanaryState(msgspec.Struct, kw_only=True, rename="camel"):

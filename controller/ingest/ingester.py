@@ -36,10 +36,12 @@ from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.observability import metrics
 from controller.reputation import store as reputation
+from controller.sidechecks.registry import WIRED
 from shared.maildns_bound import bounded
 from shared.messages import result_parts
 from shared.pulling import StandingPull
 from shared.reputation_bound import bounded as bounded_reputation
+from shared.sidechecks import SideCheckError
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
@@ -275,6 +277,7 @@ class Ingester:
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
+        _bound_side(result)
         if result.reputation is not None:
             result.reputation = bounded_reputation(result.reputation)
         if result.mail_dns is not None:
@@ -356,3 +359,24 @@ def _moved_aside(msg: Msg, error: str, part: int | None = None, **context: objec
         error=error[:300],
         **context,
     )
+
+
+def _bound_side(result: CheckedResult) -> None:
+    """`result`'s side facts typed and cut to their side checks' bounds (an agent could send
+    more than its own code keeps); those of a side check this controller does not know, or that
+    do not fit its types, dropped (logged): the result itself is kept."""
+    for name in list(result.side_checks):
+        check = WIRED.get(name)
+        try:
+            facts = (
+                None
+                if check is None or check.wire is None
+                else check.wire.facts_of(result.side_checks)
+            )
+        except SideCheckError as exc:
+            log.warning("side facts malformed: dropped", job_id=result.job_id, error=str(exc)[:200])
+            facts = None
+        if facts is None or check is None:
+            del result.side_checks[name]
+            continue
+        result.side_checks[name] = facts if check.bound is None else check.bound(facts)

@@ -32,7 +32,7 @@ from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
-from controller.posture import maildns, notices, relay, reverse_dns
+from controller.posture import maildns, notices, relay
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
@@ -50,15 +50,17 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
+from controller.sidechecks.frame import Judging
+from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from shared.messages import (
     MailDns,
     MonitorEvent,
     PostureNote,
     RelayTest,
-    ReverseDns,
     SmtpConfig,
     encode,
 )
+from shared.sidechecks import SideCheckError
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
 
@@ -125,6 +127,7 @@ async def observe(
             verdicts |= {key: None for key in tracker.open if key[0] in gone}
         if not relay_tested(monitor):  # the same for a relay test no longer asked for
             verdicts |= {key: None for key in tracker.open if key[0] == "open_relay"}
+        verdicts |= _unwatched(monitor, tracker.open)
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
         await db.seen(conn, monitor_id, [f for f in held if f not in appeared], at)
@@ -210,9 +213,33 @@ def _round_verdicts(
         verdicts |= quality(o, days)
     for o, row in zip(seen, group, strict=True):
         verdicts |= _mail_dns(monitor, row, o)
-        verdicts |= _reverse_dns(monitor, row)
         verdicts |= _relay(monitor, row)
+        verdicts |= _side_verdicts(monitor, row, o)
     return seen, verdicts
+
+
+def _side_verdicts(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
+    """The verdicts of each side check that watches the monitor on its facts of one stored
+    result (none on a round that did not ask it). Facts that do not fit their side check's
+    types judge nothing (logged)."""
+    verdicts: Verdicts = {}
+    for check in WIRED.values():
+        if check.wire is None or check.judge is None or not check.watched(monitor):
+            continue
+        try:
+            facts = check.wire.facts_of(row.side)
+        except SideCheckError as exc:
+            log.warning("side facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
+            continue
+        if facts is not None:
+            verdicts |= check.judge(Judging(monitor, row, seen, facts))
+    return verdicts
+
+
+def _unwatched(monitor: Monitor, open_keys: Iterable[Key]) -> Verdicts:
+    """Each side check no longer watching the monitor clears what it found."""
+    gone = {code for c in SIDE_CHECKS.values() if not c.watched(monitor) for code in c.codes}
+    return {key: None for key in open_keys if key[0] in gone}
 
 
 def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
@@ -225,20 +252,6 @@ def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts
         log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
         return {}
     return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
-
-
-def _reverse_dns(monitor: Monitor, row: StoredFacts) -> Verdicts:
-    """The reverse DNS verdicts of one stored result (none on a round without the lookup)."""
-    if row.reverse_dns is None:
-        return {}
-    try:
-        facts = msgspec.convert(row.reverse_dns, ReverseDns)
-    except msgspec.ValidationError as exc:
-        log.warning(
-            "reverse dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc)
-        )
-        return {}
-    return reverse_dns.reverse_dns(facts, row.banner, row.address, row.country)
 
 
 def relay_tested(monitor: Monitor) -> bool:

@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 
 from controller.monitors.thresholds import DEFAULT_EXPIRY_DAYS, Severity
 from controller.posture.facts import TLS_RANK, Observation
-
-Key = tuple[str, str]  # (code, country or "")
+from controller.sidechecks import registry as registry  # loads each side check's kinds
+from controller.sidechecks.findings import KINDS, Kind, declare
+from controller.sidechecks.findings import Finding as Finding
+from controller.sidechecks.findings import Key as Key
+from controller.sidechecks.findings import Verdicts as Verdicts
+from controller.sidechecks.findings import judge as judge
 
 DRIFT_ROUNDS = 2
 MIN_RSA_BITS = 2048
@@ -31,9 +35,9 @@ WEAK_SIGNATURE_PARTS = ("sha1", "md5", "md2")
 # in SMTP, IMAP and POP3 SASL, IMAP's LOGIN command and POP3's USER/PASS, OAuth2's bearers.
 CLEAR_LOGINS = frozenset({"PLAIN", "LOGIN", "USER", "XOAUTH2", "OAUTHBEARER"})
 
-# code → (severity, what a person can do about it): each finding kind's severity is declared here
-# and nowhere else.
-CODES: dict[str, tuple[Severity, str]] = {
+# The core check's finding kinds: code → (severity, what a person can do about it). Each side
+# check declares its own in its package (controller/sidechecks); `CODES` is them all.
+CORE_CODES: Mapping[str, Kind] = {
     "starttls_stripped": (
         "critical",
         "The server offers STARTTLS to the other countries: something on the network path from "
@@ -158,26 +162,6 @@ CODES: dict[str, tuple[Severity, str]] = {
         "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
         "reject_unauth_destination, with a mynetworks of your own hosts only).",
     ),
-    # Reverse DNS of an SMTP server's addresses (controller/posture/reverse_dns.py).
-    "ptr_missing": (
-        "warning",
-        "An address of the server has no PTR record (reverse DNS). Many receivers refuse or "
-        "mark as spam mail from an address without one. Ask whoever runs the address (your "
-        "hosting or network provider) to publish a PTR record naming the server.",
-    ),
-    "ptr_not_forward_confirmed": (
-        "warning",
-        "The PTR name of an address of the server does not resolve back to that address "
-        "(no forward-confirmed reverse DNS), which receivers check as they check a missing "
-        "PTR. Publish an A/AAAA record of that name with the address, or change the PTR to a "
-        "name that has it.",
-    ),
-    "banner_name_mismatch": (
-        "warning",
-        "The host name in the server's greeting (SMTP banner) is not the PTR name of the "
-        "address it answered on. Set the server's host name (Postfix myhostname, Exim "
-        "primary_hostname) to the PTR name, or the PTR to the server's name.",
-    ),
     "tls_rpt_missing": (
         "info",
         "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
@@ -222,38 +206,14 @@ MAIL_DNS_CODES = frozenset(
 REPORT_CODES = frozenset(
     {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
 )
-REVERSE_DNS_CODES = frozenset({"ptr_missing", "ptr_not_forward_confirmed", "banner_name_mismatch"})
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})
+declare(CORE_CODES, QUIET_CODES)
+# Every finding kind: the core's and every registered side check's.
+CODES: Mapping[str, Kind] = KINDS
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    code: str
-    country: str  # "" for the monitor as a whole
-    detail: str  # what was seen, in a sentence
-
-    @property
-    def key(self) -> Key:
-        return (self.code, self.country)
-
-    @property
-    def severity(self) -> Severity:
-        return CODES[self.code][0]
-
-    @property
-    def advice(self) -> str:
-        return CODES[self.code][1]
-
-    @property
-    def notified(self) -> bool:
-        """Whether its appearance is told by a finding notice (on the channels its severity is
-        chosen for); `certificate_expiring` is told by the expiry notices instead."""
-        return self.code not in QUIET_CODES
-
-
-Verdicts = dict[Key, Finding | None]
 # The facts a baseline keeps per country; a value is hashable and JSON-friendly.
 BASELINE_FACTS = ("starttls", "auth", "tls_version", "cert_sha256")
 Baseline = dict[str, object]
@@ -271,10 +231,6 @@ def baseline_of(o: Observation) -> Baseline:
     if o.cert_sha256 is not None:
         values["cert_sha256"] = o.cert_sha256
     return values
-
-
-def judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str) -> None:
-    verdicts[(code, country)] = Finding(code, country, detail) if holds else None
 
 
 def quality(o: Observation, expiry_days: Sequence[int] = DEFAULT_EXPIRY_DAYS) -> Verdicts:

@@ -9,7 +9,7 @@ import httpx
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
-from agent.reverse_dns import ReverseDnsProbe
+from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -42,7 +42,7 @@ async def round_(
         checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts())
         if probe is not None:
             assert checked.address is not None
-            checked.reverse_dns = await probe.probe([checked.address], 5.0)
+            checked.side_checks["reverse_dns"] = await probe.probe([checked.address], 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)

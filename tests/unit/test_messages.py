@@ -19,10 +19,8 @@ from shared.messages import (
     MonitorEvent,
     Phases,
     Pop3CheckJob,
-    PtrCheck,
     RelayTest,
     Reputation,
-    ReverseDns,
     RoundTripCheckJob,
     SmtpAuth,
     SmtpCheckJob,
@@ -36,6 +34,9 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.sidechecks import SideCheckError
+from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
+from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import events_subject, jobs_subject, results_subject
 
 T = "2026-01-01T12:00:00.000Z"
@@ -213,9 +214,9 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilitiesBeforeTls",
         "mailDns",  # null but on a job with mailDomain
         "reputation",  # null but on a job with blocklists
-        "reverseDns",  # null but on a job with reverseDns (issue 58)
         "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
+        "sideChecks",  # each side check's facts by name (issue 65); {} without any
     }
 
 
@@ -342,34 +343,42 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     assert decode_result(json.dumps(older).encode()).reputation is None
 
 
-def test_reverse_dns_is_a_defaulted_addition_both_ways() -> None:
-    """Issue 58: a job without `reverseDns` (an older controller's) asks for none; a result
-    without `reverseDns` (an older agent's) has none; a newer result's decodes as the older
-    type would see it (unknown fields ignored), and round-trips with its camelCase names."""
+def test_side_checks_are_a_defaulted_addition_both_ways() -> None:
+    """Issue 65: a job without `sideChecks` (an older controller's) asks for none; a result
+    without it (an older agent's) has none; a side check's facts travel under its name with
+    their camelCase fields, and a newer agent's field or side check decodes all the same (an
+    unknown name is kept as JSON and skipped by whoever does not know it)."""
     wire = json.loads(encode(smtp_job()))
-    assert wire["reverseDns"] is False
-    del wire["reverseDns"]
-    assert decode_job(json.dumps(wire).encode()).reverse_dns is False
+    assert wire["sideChecks"] == {} and wire["reverseDns"] is False
+    del wire["sideChecks"]
+    assert decode_job(json.dumps(wire).encode()).side_checks == {}
     r = result()
     old = json.loads(encode(r))
-    del old["reverseDns"]
-    assert decode_result(json.dumps(old).encode()).reverse_dns is None
-    r.reverse_dns = ReverseDns(
+    del old["sideChecks"]
+    assert decode_result(json.dumps(old).encode()).side_checks == {}
+    facts = ReverseDns(
         addresses=[
             PtrCheck(address="192.0.2.1", names=["mail.example.com"], confirmed=[]),
             PtrCheck(address="2001:db8::1", error="timed out"),
         ]
     )
+    r.side_checks[REVERSE_DNS.name] = facts
     wire = json.loads(encode(r))
-    assert wire["reverseDns"]["addresses"][1] == {
+    assert wire["sideChecks"]["reverse_dns"]["addresses"][1] == {
         "address": "2001:db8::1",
         "names": None,
         "confirmed": None,
         "error": "timed out",
     }
-    assert decode_result(encode(r)) == r
-    wire["reverseDns"]["addresses"][0]["bannerMatch"] = True  # a newer agent's field
-    assert decode_result(json.dumps(wire).encode()) == r
+    assert REVERSE_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
+    wire["sideChecks"]["reverse_dns"]["addresses"][0]["bannerMatch"] = True  # a newer field
+    wire["sideChecks"]["dkim"] = {"selectors": ["s1"]}  # a newer agent's side check
+    newer = decode_result(json.dumps(wire).encode())
+    assert REVERSE_DNS.facts_of(newer.side_checks) == facts
+    assert newer.side_checks["dkim"] == {"selectors": ["s1"]}
+    wire["sideChecks"]["reverse_dns"] = {"addresses": "none"}  # a value of the wrong shape
+    with pytest.raises(SideCheckError, match="reverse_dns"):
+        REVERSE_DNS.facts_of(decode_result(json.dumps(wire).encode()).side_checks)
 
 
 def test_relay_check_and_relay_are_defaulted_additions() -> None:
