@@ -15,7 +15,6 @@ from shared.messages import (
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
-    MailDns,
     MonitorEvent,
     Phases,
     Pop3CheckJob,
@@ -35,6 +34,8 @@ from shared.messages import (
     encode,
 )
 from shared.sidechecks import SideCheckError
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import events_subject, jobs_subject, results_subject
@@ -212,7 +213,6 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "authResults",
         "capabilities",
         "capabilitiesBeforeTls",
-        "mailDns",  # null but on a job with mailDomain
         "reputation",  # null but on a job with blocklists
         "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
@@ -302,19 +302,21 @@ def test_tls_facts_of_an_agent_from_before_tls_mode_still_decode() -> None:
 
 
 def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
-    """A job without `mailDomain` (an older controller's) decodes with none; a result's
-    `mailDns` round-trips with its camelCase names."""
+    """A job without `mailDomain` (an older controller's) decodes with none; a result's mail
+    DNS facts round-trip under `sideChecks.mail_dns` with their camelCase names."""
     wire = json.loads(encode(smtp_job()))
     assert wire["mailDomain"] is None
     del wire["mailDomain"]
     assert decode_job(json.dumps(wire).encode()).mail_domain is None
     r = result()
-    r.mail_dns = MailDns(
+    facts = MailDns(
         domain="example.com", mx=["mx.example.com"], tls_rpt=[], errors={"dmarc": "timed out"}
     )
+    r.side_checks[MAIL_DNS.name] = facts
     wire = json.loads(encode(r))
-    assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
-    assert decode_result(encode(r)) == r
+    assert wire["sideChecks"]["mail_dns"]["tlsRpt"] == []
+    assert wire["sideChecks"]["mail_dns"]["tlsaDnssec"] is False
+    assert MAIL_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_blocklists_and_reputation_are_defaulted_additions() -> None:
