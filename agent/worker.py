@@ -856,17 +856,17 @@ class Worker:
         return result
 
     def _prepared(self, job: CheckJob) -> CheckJob:
-        """`job` as the prober sees it: prepared by each side check it asks for that runs
-        inside the core check's session (the open relay test)."""
+        """`job` as the prober sees it: prepared by each side check that runs inside the core
+        check's session (the open relay test), asked for or not (an ask that does not decode
+        is not asked)."""
         for check, _ in self._side_checks:
             if check.prepare is None:
                 continue
             try:
                 ask = check.wire.ask_of(job.side_checks)
             except SideCheckError:
-                continue
-            if ask is not None:
-                job = check.prepare(job, ask)
+                ask = None
+            job = check.prepare(job, ask)
         return job
 
     async def _side(self, at: Round) -> None:

@@ -102,8 +102,9 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
     allow_plaintext_auth: bool = False
     # Opt-in open relay test (issue 58): from a session that has not logged in, MAIL FROM and
     # RCPT TO an address of a domain the server has no business with, then RSET and QUIT,
-    # never DATA (`CheckResult.relay`). The controller sends it true only on the rounds that
-    # resolve DNS (the slow cadence); an agent that predates it ignores it.
+    # never DATA (the side check `relay`). The monitor's opt-in; in a job, for agents that
+    # predate `sideChecks` (true only on the rounds that ask `sideChecks.relay`): an agent that
+    # knows `sideChecks` runs the test when that asks for it, whatever this says.
     relay_check: bool = False
 
 
@@ -381,22 +382,6 @@ class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
     truncated: bool = False
 
 
-class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
-    """An SMTP server's answers to a relay attempt from a session that has not logged in (a
-    job whose config has `relayCheck`): `MAIL FROM:<sender>`, then `RCPT TO:<recipient>`, an
-    address of a reserved domain (RFC 2606) the server has no business taking mail for, then
-    RSET and QUIT; DATA is never sent, so nothing is relayed even by an open relay.
-    `mailFrom`, `rcptTo`: the replies as sent (code and text, at most 512 characters), null
-    when not reached; `error`: why the test ended before an answer (a lost connection, its
-    time budget)."""
-
-    sender: str
-    recipient: str
-    mail_from: str | None = None
-    rcpt_to: str | None = None
-    error: str = ""
-
-
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -430,8 +415,6 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities_before_tls: list[str] | None = None
     # Only on a job with `blocklists`: what the lists answered from this country.
     reputation: Reputation | None = None
-    # Only on a job whose config has `relayCheck`: the open relay test's answers.
-    relay: RelayTest | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None

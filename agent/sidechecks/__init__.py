@@ -4,12 +4,13 @@ controller package and line: docs/architecture.md, "Adding a side check")."""
 
 from typing import Final
 
-from agent.sidechecks import mail_dns, reverse_dns
+from agent.sidechecks import mail_dns, relay, reverse_dns
 from agent.sidechecks.base import AgentSideCheck, AnyRunner, AnySideCheck, Round, Runner
 
 _ALL: list[AnySideCheck] = [
     mail_dns.SIDE_CHECK,
     reverse_dns.SIDE_CHECK,
+    relay.SIDE_CHECK,
 ]
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.wire.name: check for check in _ALL}
 

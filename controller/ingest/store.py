@@ -42,7 +42,6 @@ from shared.messages import (
     CheckResult,
     Hop,
     Phases,
-    RelayTest,
     TlsInfo,
 )
 from shared.sidechecks import SideCheckError
@@ -63,6 +62,7 @@ class CheckedResult(CheckResult):
     # folded into `side_checks` as it is decoded.
     mail_dns: object = None
     reverse_dns: object = None
+    relay: object = None
 
     def __post_init__(self) -> None:
         legacy.fold(self)
@@ -84,7 +84,7 @@ _WIRE = {
     "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
     "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
     "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
-    "capabilitiesBeforeTls": "jsonb", "relay": "jsonb",
+    "capabilitiesBeforeTls": "jsonb",
 }  # fmt: skip
 _LAYOUT = CheckedResult.__struct_fields__
 _FIELDS = ", ".join(
@@ -126,7 +126,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # what the alerter's queue needs (`alert_queue.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
 _DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls, k.relay"""
+        k.capabilities, k.capabilities_before_tls"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -183,7 +183,7 @@ WITH r AS (
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls, r.relay
+        r."capabilitiesBeforeTls" AS capabilities_before_tls
     FROM {_BATCH} AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
@@ -267,8 +267,7 @@ WITH r AS (
 ), det AS (
     INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
@@ -282,15 +281,14 @@ WITH r AS (
         tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls, relay = EXCLUDED.relay
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls
 ), dup AS (
     -- A row meant full that was there already (a redelivery), which compact rows of this batch
     -- may point at: its facts (the same result's) are there too, whether it was stored full or
     -- compact.
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
@@ -423,8 +421,6 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
         None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
-        # only when there are: the hashes of results without them stay what they were
-        *(("relay", relay) if (relay := getattr(row, "relay", None)) is not None else ()),
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -613,8 +609,7 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
-    " relay"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
 )
 
 
@@ -643,7 +638,6 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
-    relay: RelayTest | None
     # Each side check's facts of the result, by name (JSON values: its wire types them).
     side: dict[str, object] = msgspec.field(default_factory=dict)
 

@@ -24,7 +24,6 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     tls: dict[str, Any] | None = None
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
-    relay: dict[str, Any] | None = None
     banner: str | None = None
     address: str | None = None
     # Each side check's facts of the same result, by name (JSON values, typed by the side

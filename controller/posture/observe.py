@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from typing import NamedTuple
 
-import msgspec
 import structlog
 
 from controller.db.pool import Conn
@@ -32,7 +31,7 @@ from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
 from controller.notify.links import Links
 from controller.notify.texts import Texts
-from controller.posture import notices, relay
+from controller.posture import notices
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
@@ -54,8 +53,6 @@ from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from shared.messages import (
     MonitorEvent,
     PostureNote,
-    RelayTest,
-    SmtpConfig,
     encode,
 )
 from shared.sidechecks import SideCheckError
@@ -122,8 +119,6 @@ async def observe(
         seen, verdicts = _round_verdicts(monitor, group, base, days)
         if not monitor.mail_domain:  # no longer watched: what reports found is over
             verdicts |= {key: None for key in tracker.open if key[0] in REPORT_CODES}
-        if not relay_tested(monitor):  # the same for a relay test no longer asked for
-            verdicts |= {key: None for key in tracker.open if key[0] == "open_relay"}
         verdicts |= _unwatched(monitor, tracker.open)
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
@@ -209,7 +204,6 @@ def _round_verdicts(
     for o in seen:
         verdicts |= quality(o, days)
     for o, row in zip(seen, group, strict=True):
-        verdicts |= _relay(monitor, row)
         verdicts |= _side_verdicts(monitor, row, o)
     return seen, verdicts
 
@@ -236,23 +230,6 @@ def _unwatched(monitor: Monitor, open_keys: Iterable[Key]) -> Verdicts:
     """Each side check no longer watching the monitor clears what it found."""
     gone = {code for c in SIDE_CHECKS.values() if not c.watched(monitor) for code in c.codes}
     return {key: None for key in open_keys if key[0] in gone}
-
-
-def relay_tested(monitor: Monitor) -> bool:
-    return isinstance(monitor.config, SmtpConfig) and monitor.config.relay_check
-
-
-def _relay(monitor: Monitor, row: StoredFacts) -> Verdicts:
-    """The open relay verdict of one stored result (none on a round without the test, nor
-    once the monitor no longer asks for it)."""
-    if row.relay is None or not relay_tested(monitor):
-        return {}
-    try:
-        facts = msgspec.convert(row.relay, RelayTest)
-    except msgspec.ValidationError as exc:
-        log.warning("relay facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
-        return {}
-    return relay.open_relay(facts, row.country)
 
 
 class _Pass:

@@ -108,15 +108,6 @@ CORE_CODES: Mapping[str, Kind] = {
         "warning",
         "The certificate expires soon. Renew it, or check that automatic renewal works.",
     ),
-    # The opted-in open relay test (controller/posture/relay.py).
-    "open_relay": (
-        "critical",
-        "The server took a recipient of a foreign domain from a session that had not logged "
-        "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
-        "Relay only for authenticated users and your own networks (Postfix "
-        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
-        "reject_unauth_destination, with a mynetworks of your own hosts only).",
-    ),
     # What the world's senders report about the monitor's `mailDomain` (controller/reports).
     "tls_failures_reported": (
         "warning",

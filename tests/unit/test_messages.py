@@ -18,7 +18,6 @@ from shared.messages import (
     MonitorEvent,
     Phases,
     Pop3CheckJob,
-    RelayTest,
     Reputation,
     RoundTripCheckJob,
     SmtpAuth,
@@ -36,6 +35,8 @@ from shared.messages import (
 from shared.sidechecks import SideCheckError
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import events_subject, jobs_subject, results_subject
@@ -214,7 +215,6 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "capabilities",
         "capabilitiesBeforeTls",
         "reputation",  # null but on a job with blocklists
-        "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
         "sideChecks",  # each side check's facts by name (issue 65); {} without any
     }
@@ -385,26 +385,24 @@ def test_side_checks_are_a_defaulted_addition_both_ways() -> None:
 
 def test_relay_check_and_relay_are_defaulted_additions() -> None:
     """Issue 58: an SMTP config without `relayCheck` (an older controller's) asks for no relay
-    test; a result without `relay` (an older agent's) has none; a round trip's send leg has the
-    field (its config is SMTP's) and leaves it false."""
+    test; the test's replies travel under `sideChecks.relay` (issue 65)."""
     wire = json.loads(encode(smtp_job()))
     assert wire["config"]["relayCheck"] is False
     del wire["config"]["relayCheck"]
     job = decode_job(json.dumps(wire).encode())
     assert isinstance(job, SmtpCheckJob) and job.config.relay_check is False
     r = result()
-    r.relay = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    facts = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    r.side_checks[RELAY.name] = facts
     wire = json.loads(encode(r))
-    assert wire["relay"] == {
+    assert wire["sideChecks"]["relay"] == {
         "sender": "s@example.org",
         "recipient": "r@example.net",
         "mailFrom": "250 ok",
         "rcptTo": None,
         "error": "",
     }
-    assert decode_result(encode(r)) == r
-    del wire["relay"]
-    assert decode_result(json.dumps(wire).encode()).relay is None
+    assert RELAY.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:

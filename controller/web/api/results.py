@@ -29,12 +29,13 @@ from shared.messages import (
     AuthResults,
     Hop,
     Phases,
-    RelayTest,
     SelfCheck,
     TlsInfo,
 )
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import ReverseDns
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
@@ -226,7 +227,7 @@ def _result(r: StoredResult) -> CheckResultOut:
         stored_at=iso_ms(r.stored_at),
         mail_dns=side_facts(r.side, MAIL_DNS),
         reverse_dns=side_facts(r.side, REVERSE_DNS),
-        relay=r.relay,
+        relay=side_facts(r.side, RELAY),
         folder=r.folder,
         hops=r.hops,
         auth_results=r.auth_results,
