@@ -49,9 +49,8 @@ import contextlib
 import os
 import re
 import socket
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
 import msgspec
@@ -70,11 +69,9 @@ from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
-from agent.maildns import MailDnsProbe
-from agent.probers.run import build_result, default_resolver, run_check
+from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
-from agent.reverse_dns import ReverseDnsProbe
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
@@ -85,9 +82,9 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_bound import TenantBound
 from agent.tenant_loads import TenantUsage
-from shared.dns_canary import parse_dns_canaries
 from shared.loop import run_every
 from shared.messages import (
     CheckJob,
@@ -105,6 +102,7 @@ from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
+from shared.sidechecks import SideCheckError
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_MAX_DELIVER,
@@ -166,9 +164,8 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
-        mail_dns: MailDnsProbe | None = None,
         blocklists: BlocklistProbe | None = None,
-        reverse_dns: ReverseDnsProbe | None = None,
+        side_checks: Mapping[str, AnyRunner] | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -202,9 +199,15 @@ class Worker:
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
-        self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
         self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
-        self._reverse_dns = reverse_dns or ReverseDnsProbe()
+        # The side checks' runners by name (the registry's order); those not given are built
+        # from the settings an agent has without any.
+        runners = dict(side_checks or {})
+        defaults = AgentSettings(agent_country=country, agent_allow_private_targets=allow_private)
+        self._side_checks: list[tuple[AnySideCheck, AnyRunner]] = [
+            (check, runners.get(name) or check.build(defaults))
+            for name, check in SIDE_CHECKS.items()
+        ]
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -247,7 +250,7 @@ class Worker:
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
-        # One organization's side-check DNS probes, whichever kind, share one bound.
+        # One organization's blocklist probes share one bound (each side check has its own).
         probes = TenantBound(settings.agent_dns_probes_per_tenant)
         options: dict[str, Any] = {
             "agent_id": settings.agent_id,
@@ -255,20 +258,13 @@ class Worker:
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "mail_dns": mail_dns_probe(settings, probes),
             "blocklists": BlocklistProbe(
                 resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
                 dqs_key=settings.agent_spamhaus_dqs_key,
                 allow_private=settings.agent_allow_private_targets,
                 bound=probes,
             ),
-            # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
-            # only ever see public ones, so a private address's PTR says nothing.
-            "reverse_dns": ReverseDnsProbe(
-                resolver=settings.agent_dns_resolver,
-                bound=probes,
-                canaries=parse_dns_canaries(settings.agent_dns_canaries),
-            ),
+            "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -846,54 +842,57 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(
-                opened, self.agent_id, self._allow_private, self._ssl, self._resolver
+                self._prepared(opened),
+                self.agent_id,
+                self._allow_private,
+                self._ssl,
+                self._resolver,
             )
             result = await self._explained(job, result)
-            # Not for a host the agent refused (its TLSA records are the agent's network's), nor
-            # when the agent's own path failed the check.
-            if job.mail_domain is not None and result.error_kind not in (
-                "blocked_target",
-                "inconclusive",
-            ):
-                result.mail_dns = await self._mail_dns.probe(
-                    job.mail_domain,
-                    job.hostname,
-                    opened.port or default_port(opened.monitor_type, opened.config),
-                    job.timeout_seconds,
-                    job.tenant,
-                )
             # The lists are asked whatever the check found: a server that is down may be down
             # because it was listed, and its addresses are still what its mail depends on.
             if job.blocklists is not None and result.error_kind != "inconclusive":
                 result.reputation = await self._blocklists.probe(
                     job.blocklists, job.hostname, job.timeout_seconds, job.tenant
                 )
-            if (
-                job.reverse_dns
-                and result.address is not None
-                and result.error_kind
-                not in (
-                    "blocked_target",
-                    "inconclusive",
-                )
-            ):
-                addresses = await self._addresses(job, result.address)
-                result.reverse_dns = await self._reverse_dns.probe(
-                    addresses, job.timeout_seconds, job.tenant
-                )
+            port = opened.port or default_port(opened.monitor_type, opened.config)
+            await self._side(Round(opened, result, port, self._resolver))
         return result
 
-    async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
-        """The monitored host's addresses, the one the check connected to first: each of them
-        is a front end whose reverse DNS receivers see. Only that one when the name does not
-        resolve again (within the check's timeout)."""
-        resolver = self._resolver or default_resolver()
-        try:
-            async with asyncio.timeout(job.timeout_seconds):
-                found = await resolver.resolve(job.hostname, job.tenant)
-        except (OSError, TimeoutError):
-            found = ()
-        return [connected, *(a for a in found if a != connected)]
+    def _prepared(self, job: CheckJob) -> CheckJob:
+        """`job` as the prober sees it: prepared by each side check that runs inside the core
+        check's session (the open relay test), asked for or not (an ask that does not decode
+        is not asked)."""
+        for check, _ in self._side_checks:
+            if check.prepare is None:
+                continue
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+            except SideCheckError:
+                ask = None
+            job = check.prepare(job, ask)
+        return job
+
+    async def _side(self, at: Round) -> None:
+        """Run the side checks the job asks for, in the registry's order, into the result's
+        `sideChecks`. One whose ask does not decode, or that raises, is logged and left out:
+        a side check never spoils the core check's result."""
+        job, result = at.job, at.result
+        for check, run in self._side_checks:
+            name = check.wire.name
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+                if ask is None:
+                    continue
+                facts = await run(ask, at)
+            except SideCheckError as exc:
+                log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
+                continue
+            except Exception as exc:  # a side check's bug: the core result still goes out
+                log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
+                continue
+            if facts is not None:
+                result.side_checks[name] = facts
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails
@@ -970,20 +969,6 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def mail_dns_probe(settings: AgentSettings, bound: TenantBound | None = None) -> MailDnsProbe:
-    context = ssl.create_default_context()
-    if settings.agent_mta_sts_ca_file is not None:
-        context.load_verify_locations(settings.agent_mta_sts_ca_file)
-    return MailDnsProbe(
-        resolver=settings.agent_dns_resolver,
-        policy_context=context,
-        policy_port=settings.agent_mta_sts_port,
-        allow_private=settings.agent_allow_private_targets,
-        bound=bound,
-        canaries=parse_dns_canaries(settings.agent_dns_canaries),
-    )
 
 
 def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:

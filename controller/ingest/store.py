@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 import msgspec
+import structlog
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
@@ -31,17 +32,22 @@ from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
 from controller.roundtrips import rules as roundtrip_rules
 from controller.roundtrips import sends_store as mail_sends
+from controller.sidechecks import facts_store, legacy
+from controller.sidechecks.facts_store import side_of
+from controller.sidechecks.frame import Arrived
+from controller.sidechecks.registry import WIRED
+from controller.sidechecks.stores import STORES
 from shared.messages import (
     AuthResults,
     CheckResult,
     Hop,
-    MailDns,
     Phases,
-    RelayTest,
-    ReverseDns,
     TlsInfo,
 )
+from shared.sidechecks import SideCheckError
 from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
 
 
 class CheckedResult(CheckResult):
@@ -52,6 +58,14 @@ class CheckedResult(CheckResult):
     scheduled_at: datetime  # type: ignore[assignment]
     started_at: datetime  # type: ignore[assignment]
     finished_at: datetime  # type: ignore[assignment]
+    # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
+    # folded into `side_checks` as it is decoded.
+    mail_dns: object = None
+    reverse_dns: object = None
+    relay: object = None
+
+    def __post_init__(self) -> None:
+        legacy.fold(self)
 
 
 decode_result = msgspec.json.Decoder(CheckedResult).decode
@@ -70,8 +84,7 @@ _WIRE = {
     "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
     "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
     "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
-    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb", "reverseDns": "jsonb",
-    "relay": "jsonb",
+    "capabilitiesBeforeTls": "jsonb",
 }  # fmt: skip
 _LAYOUT = CheckedResult.__struct_fields__
 _FIELDS = ", ".join(
@@ -113,8 +126,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # what the alerter's queue needs (`alert_queue.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
 _DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls, k.mail_dns, k.reverse_dns,
-        k.relay"""
+        k.capabilities, k.capabilities_before_tls"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -171,8 +183,7 @@ WITH r AS (
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns,
-        r."reverseDns" AS reverse_dns, r.relay
+        r."capabilitiesBeforeTls" AS capabilities_before_tls
     FROM {_BATCH} AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
@@ -256,8 +267,7 @@ WITH r AS (
 ), det AS (
     INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, reverse_dns, relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
@@ -271,16 +281,14 @@ WITH r AS (
         tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
-        reverse_dns = EXCLUDED.reverse_dns, relay = EXCLUDED.relay
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls
 ), dup AS (
     -- A row meant full that was there already (a redelivery), which compact rows of this batch
     -- may point at: its facts (the same result's) are there too, whether it was stored full or
     -- compact.
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, reverse_dns, relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
@@ -412,10 +420,7 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "tls", None), getattr(row, "address", None), getattr(row, "folder", None),
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
-        getattr(row, "mail_dns", None), row.monitor_type, row.monitor_id,
-        # only when there are: the hashes of results without them stay what they were
-        *(("reverseDns", rdns) if (rdns := getattr(row, "reverse_dns", None)) is not None else ()),
-        *(("relay", relay) if (relay := getattr(row, "relay", None)) is not None else ()),
+        None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -472,6 +477,7 @@ async def store(
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
         statement = _INSERT_OLD
     moved = await conn.fetch(statement, _encode_rows(rows), old)
+    await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
@@ -502,6 +508,32 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
     lost = sorted(lost, key=lambda r: (r["monitor_id"], r["country"]))
     await conn.execute(_ENSURE_STATE, [r["monitor_id"] for r in lost], [r["country"] for r in lost])
     await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]")
+
+
+async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
+    """Each side check's facts of `rows`, by its store (the ingester has bounded them). Facts
+    that do not fit their side check's types are dropped (logged), the result kept."""
+    for check in WIRED.values():
+        assert check.wire is not None
+        arrived: list[Arrived[msgspec.Struct]] = []
+        for r in rows:
+            try:
+                facts = check.wire.facts_of(r.side_checks)
+            except SideCheckError as exc:
+                log.warning("side facts dropped", job_id=r.job_id, error=str(exc)[:200])
+                continue
+            if facts is not None:
+                at = Arrived(
+                    r.job_id, r.monitor_id, r.country, r.scheduled_at, r.finished_at, facts
+                )
+                arrived.append(at)
+        if not arrived:
+            continue
+        own = STORES.get(check.name)
+        if own is None:
+            await facts_store.record(conn, check.name, arrived)
+        else:
+            await own(conn, arrived)
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:
@@ -577,8 +609,7 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
-    " mail_dns, reverse_dns, relay"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
 )
 
 
@@ -607,9 +638,8 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
-    mail_dns: MailDns | None
-    reverse_dns: ReverseDns | None
-    relay: RelayTest | None
+    # Each side check's facts of the result, by name (JSON values: its wire types them).
+    side: dict[str, object] = msgspec.field(default_factory=dict)
 
 
 # How far back from its end a page of results is looked for first (a page of the newest results
@@ -650,7 +680,8 @@ async def list_page(
         bounded = window is not None and (since is None or end - window > since)
         extra = f" AND {scheduled_since(f'${len(args) + 3}::timestamptz')}" if bounded else ""
         rows = await conn.fetch(
-            f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
+            f"SELECT {RESULT_COLUMNS}, {side_of('job_id')} AS side"
+            f" FROM check_results WHERE {cond}{extra}"
             f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"
             f" OFFSET ${len(args) + 2}",
             *args,

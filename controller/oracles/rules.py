@@ -2,49 +2,18 @@
 operator sets when an oracle is unhealthy, and when a health change is told.
 
 A round's mail DNS and reverse DNS facts are believed only when the canaries the agent asked
-beside them came back right (`resolver_health`): a resolver that answers NXDOMAIN for a name
-that must exist, or records for one that must not, is `unhealthy`, and one whose canaries got no
-answer is `unknown`; either way that country's facts of that round are unknown, never a finding
-about the monitored domain. Facts without canaries (older agents, `AGENT_DNS_CANARIES=""`) are
-`unchecked` and believed as before.
+beside them came back right (controller/sidechecks/dns_canary.py, `resolver_health`, which the
+DNS side checks' `judge` asks); each country's resolver is moved by the same rule here.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from shared.dns_canary import DnsCanary
+from controller.sidechecks.dns_canary import Health, resolver_health
 
-State = Literal["healthy", "unhealthy", "unknown", "unchecked"]
 # The oracle name of the agents' resolver for mail DNS and reverse DNS (a list's is its zone).
 RESOLVER: Final = "dns"
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    state: State
-    reason: str = ""
-
-    @property
-    def believed(self) -> bool:
-        """Whether the facts it vouches for may be judged."""
-        return self.state in ("healthy", "unchecked")
-
-
-def resolver_health(canaries: Sequence[DnsCanary] | None) -> Health:
-    """A resolver's health from the canaries asked beside one round's lookups."""
-    if not canaries:
-        return Health("unchecked")
-    for c in canaries:
-        if c.found is not None and c.found != c.exists:
-            said = "records" if c.found else "that it does not exist (NXDOMAIN or no record)"
-            must = "must exist" if c.exists else "must not exist"
-            return Health("unhealthy", f"it answered {said} for {c.name} {c.type}, which {must}")
-    for c in canaries:
-        if c.found is None:
-            return Health("unknown", f"its canary {c.name} {c.type} got no answer: {c.error}")
-    return Health("healthy")
 
 
 # What the operator sets, by oracle kind and what is wrong (docs/operating.md).
@@ -110,3 +79,6 @@ def step(
     if not bad and before.told != "healthy":
         return Stored(now.state, now.reason, since, "healthy"), "recovered"
     return stored, None
+
+
+__all__ = ["RESOLVER", "Health", "Stored", "fix", "resolver_health", "step"]

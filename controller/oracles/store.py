@@ -9,11 +9,13 @@ from controller.db.pool import Conn
 from controller.oracles.rules import Stored
 from shared.dns_canary import DnsCanary, capped
 from shared.messages import CheckResult
+from shared.sidechecks import SideCheckError, mail_dns, reverse_dns
 from shared.timefmt import parse_iso
 
 
 async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
-    """The canaries answered beside `results`' mail DNS and reverse DNS lookups, in the
+    """The canaries answered beside `results`' mail DNS and reverse DNS lookups (their side
+    checks' facts), in the
     caller's transaction: only real answers (a lookup that failed says nothing of the
     resolver's truth), each replacing an older one of the same country, name and type."""
     rows: dict[tuple[str, str, str], tuple[object, ...]] = {}
@@ -21,7 +23,11 @@ async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
         done: str | datetime = r.finished_at
         at = done if isinstance(done, datetime) else parse_iso(done)
         seen: list[DnsCanary] = []
-        for facts in (r.mail_dns, r.reverse_dns):
+        for wire in (mail_dns.WIRE, reverse_dns.WIRE):
+            try:
+                facts = wire.facts_of(r.side_checks)
+            except SideCheckError:
+                continue  # facts that do not fit their types: the ingester logs them
             seen += capped(facts.canaries if facts is not None else None) or []
         for c in seen:
             if c.found is None:

@@ -9,8 +9,8 @@ import asyncio
 import dns.message
 import dns.rrset
 
-from agent.maildns import MailDnsProbe
-from agent.reverse_dns import ReverseDnsProbe
+from agent.sidechecks.mail_dns import MailDnsProbe
+from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
 from tests.peers.dns import DnsPeer
 

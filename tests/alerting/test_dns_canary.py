@@ -11,9 +11,9 @@ import asyncpg
 import httpx
 import pytest
 
-from agent.maildns import MailDnsProbe
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
 from controller.oracles import store as oracles_db
 from controller.oracles.rules import HOLD, RESOLVER
@@ -56,7 +56,7 @@ async def round_(
     for cc, probe in probes.items():
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
         checked = await run_check(job, f"{cc}-agent", True, contexts)
-        checked.mail_dns = await probe.probe(DOMAIN, "localhost", port, 5.0)
+        checked.side_checks["mail_dns"] = await probe.probe(DOMAIN, "localhost", port, 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)

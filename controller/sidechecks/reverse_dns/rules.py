@@ -9,9 +9,34 @@ finding; an address the agent did not look up (a private one) is unknown too.
 """
 
 import re
+from typing import Final
 
-from controller.posture.rules import Verdicts, judge
-from shared.messages import PtrCheck, ReverseDns
+from controller.sidechecks.findings import Verdicts, declare, judge
+from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
+
+CODES: Final = declare(
+    {
+        "ptr_missing": (
+            "warning",
+            "An address of the server has no PTR record (reverse DNS). Many receivers refuse "
+            "or mark as spam mail from an address without one. Ask whoever runs the address "
+            "(your hosting or network provider) to publish a PTR record naming the server.",
+        ),
+        "ptr_not_forward_confirmed": (
+            "warning",
+            "The PTR name of an address of the server does not resolve back to that address "
+            "(no forward-confirmed reverse DNS), which receivers check as they check a "
+            "missing PTR. Publish an A/AAAA record of that name with the address, or change "
+            "the PTR to a name that has it.",
+        ),
+        "banner_name_mismatch": (
+            "warning",
+            "The host name in the server's greeting (SMTP banner) is not the PTR name of the "
+            "address it answered on. Set the server's host name (Postfix myhostname, Exim "
+            "primary_hostname) to the PTR name, or the PTR to the server's name.",
+        ),
+    }
+)
 
 # A reply code before the greeting's text (what a failed greeting records), then the name.
 _CODE = re.compile(r"^\d{3}[ -]")

@@ -1,15 +1,17 @@
 """The reverse DNS of a monitored server's addresses, resolved from the agent's country: each
 address's PTR names, and which of them resolve back to it (forward-confirmed reverse DNS).
 
-The agent only gathers what is served (`shared.messages.ReverseDns`); the controller judges it
-(controller/posture/reverse_dns.py). Every lookup runs within one budget; a lookup that fails
-(a timeout, SERVFAIL, a CNAME loop, an answer that does not parse) leaves that part null with
-why, so a resolver outage never reads as a missing PTR record, and nothing of it raises.
+The agent only gathers what is served (`shared.sidechecks.reverse_dns.ReverseDns`); the
+controller judges it (controller/sidechecks/reverse_dns). Every lookup runs within one budget;
+a lookup that fails (a timeout, SERVFAIL, a CNAME loop, an answer that does not parse) leaves
+that part null with why, so a resolver outage never reads as a missing PTR record, and
+nothing of it raises.
 """
 
 import asyncio
 import ipaddress
 from collections.abc import Sequence
+from functools import partial
 from typing import Final
 
 import dns.asyncresolver
@@ -20,11 +22,21 @@ import dns.resolver
 import dns.reversename
 
 from agent.dns_canary import CanaryAsk
-from agent.maildns import dns_resolver
+from agent.probers.run import default_resolver
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
-from shared.messages import PTR_ADDRESSES_MAX, PTR_NAMES_MAX, PtrCheck, ReverseDns
+from shared.settings import AgentSettings
+from shared.sidechecks.reverse_dns import (
+    PTR_ADDRESSES_MAX,
+    PTR_NAMES_MAX,
+    WIRE,
+    PtrCheck,
+    ReverseDns,
+    ReverseDnsAsk,
+)
 
 BUDGET_MAX_S: Final = 10.0
 GUARD_S: Final = 1.0
@@ -197,3 +209,46 @@ def _why(exc: BaseException) -> str:
         return "no resolver answered (SERVFAIL or refused)"
     text = str(exc) or type(exc).__name__
     return text[:200]
+
+
+async def _run(probe: ReverseDnsProbe, ask: ReverseDnsAsk, at: Round) -> ReverseDns | None:
+    """The reverse DNS of the monitored host's addresses: not for a host the agent refused
+    (its PTR names would be the agent's network's), nor when the check reached no server or
+    the agent's own path failed it."""
+    result = at.result
+    if result.address is None or result.error_kind in ("blocked_target", "inconclusive"):
+        return None
+    addresses = await _addresses(at, result.address)
+    return await probe.probe(addresses, at.job.timeout_seconds, at.job.tenant)
+
+
+async def _addresses(at: Round, connected: str) -> list[str]:
+    """The monitored host's addresses, the one the check connected to first: each of them
+    is a front end whose reverse DNS receivers see. Only that one when the name does not
+    resolve again (within the check's timeout)."""
+    resolver = at.resolver or default_resolver()
+    try:
+        async with asyncio.timeout(at.job.timeout_seconds):
+            found = await resolver.resolve(at.job.hostname, at.job.tenant)
+    except (OSError, TimeoutError):
+        found = ()
+    return [connected, *(a for a in found if a != connected)]
+
+
+def runner(probe: ReverseDnsProbe) -> Runner[ReverseDnsAsk, ReverseDns]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[ReverseDnsAsk, ReverseDns]:
+    # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers only
+    # ever see public ones, so a private address's PTR says nothing.
+    return runner(
+        ReverseDnsProbe(
+            resolver=settings.agent_dns_resolver,
+            bound=TenantBound(settings.agent_dns_probes_per_tenant),
+            canaries=parse_dns_canaries(settings.agent_dns_canaries),
+        )
+    )
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)
