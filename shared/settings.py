@@ -969,7 +969,7 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
         Meta(
             ge=1,
             le=10_000,
-            description="side checks' DNS probes (mail DNS, blocklists, reverse DNS) one"
+            description="DNS probes of each side check (mail DNS, blocklists, reverse DNS) one"
             " organization may have running on this agent at once; past it its rounds wait"
             " within their own budget and answer `unknown` when it runs out, others do not",
         ),
