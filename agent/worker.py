@@ -64,7 +64,6 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.blocklists import BlocklistProbe
 from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
@@ -83,7 +82,6 @@ from agent.selfcheck_rules import (
     path_failure,
 )
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
-from agent.tenant_bound import TenantBound
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
 from shared.messages import (
@@ -164,7 +162,6 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
-        blocklists: BlocklistProbe | None = None,
         side_checks: Mapping[str, AnyRunner] | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
@@ -199,7 +196,6 @@ class Worker:
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
-        self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
         # The side checks' runners by name (the registry's order); those not given are built
         # from the settings an agent has without any.
         runners = dict(side_checks or {})
@@ -250,20 +246,12 @@ class Worker:
 
     @classmethod
     def from_settings(cls, nc: NATS, settings: AgentSettings, **overrides: Any) -> Self:
-        # One organization's blocklist probes share one bound (each side check has its own).
-        probes = TenantBound(settings.agent_dns_probes_per_tenant)
         options: dict[str, Any] = {
             "agent_id": settings.agent_id,
             "concurrency": settings.agent_concurrency,
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "blocklists": BlocklistProbe(
-                resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
-                dqs_key=settings.agent_spamhaus_dqs_key,
-                allow_private=settings.agent_allow_private_targets,
-                bound=probes,
-            ),
             "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
@@ -849,12 +837,6 @@ class Worker:
                 self._resolver,
             )
             result = await self._explained(job, result)
-            # The lists are asked whatever the check found: a server that is down may be down
-            # because it was listed, and its addresses are still what its mail depends on.
-            if job.blocklists is not None and result.error_kind != "inconclusive":
-                result.reputation = await self._blocklists.probe(
-                    job.blocklists, job.hostname, job.timeout_seconds, job.tenant
-                )
             port = opened.port or default_port(opened.monitor_type, opened.config)
             await self._side(Round(opened, result, port, self._resolver))
         return result

@@ -61,6 +61,7 @@ class CheckedResult(CheckResult):
     # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
     # folded into `side_checks` as it is decoded.
     mail_dns: object = None
+    reputation: object = None
     reverse_dns: object = None
     relay: object = None
 

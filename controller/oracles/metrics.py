@@ -21,7 +21,7 @@ from prometheus_client import Gauge
 
 from controller.db.pool import Conn
 from controller.oracles import store as db
-from controller.reputation.rules import BlockList, severity
+from controller.sidechecks.blocklists.rules import BlockList, severity
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)

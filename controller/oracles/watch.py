@@ -1,10 +1,10 @@
 """The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
 country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
-entries' (controller.reputation.watch.healths), stepped by `rules.step`; a change that held is
-one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own budget, never
-the outages') to the owners of each organization whose monitors that oracle decides there, and a
-log line. An oracle no round asked lately (a country without agents now) is `unchecked`: never
-told. The metric `mailprobe_oracle_state` is read from the stored states
+entries' (controller.sidechecks.blocklists.watch.healths), stepped by `rules.step`; a change
+that held is one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own
+budget, never the outages') to the owners of each organization whose monitors that oracle
+decides there, and a log line. An oracle no round asked lately (a country without agents now)
+is `unchecked`: never told. The metric `mailprobe_oracle_state` is read from the stored states
 (controller/oracles/metrics.py).
 """
 
@@ -21,9 +21,9 @@ from controller.notify.texts import Texts, with_facts
 from controller.oracles import rules
 from controller.oracles import store as db
 from controller.oracles.rules import RESOLVER, Change, Health, Stored
-from controller.reputation import store as lists_db
-from controller.reputation.rules import BlockList
-from controller.reputation.watch import healths as list_healths
+from controller.sidechecks.blocklists import store as lists_db
+from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.blocklists.watch import healths as list_healths
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)

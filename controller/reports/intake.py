@@ -32,9 +32,9 @@ from controller.posture import notices
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import rules
 from controller.reports import store as db
 from controller.reports.parse import Rejected, Report, known_domains, parse
+from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow

@@ -86,16 +86,6 @@ def trigger_dns(
     return last is None or scheduled_at - last >= floor
 
 
-def trigger_lists(scheduled_at: datetime, last: datetime | None, every_s: int) -> bool:
-    """Whether a triggered round (a new monitor's first, a check-now, a confirmation) also
-    asks the lists from a country: when no round of its monitor did there within
-    `TRIGGER_DNS_FLOOR` (or `every_s`, when shorter), so a first answer comes in seconds and
-    checking again and again asks nothing again. What it asks skips the names answered
-    within the interval, as every round does."""
-    floor = min(TRIGGER_DNS_FLOOR, timedelta(seconds=every_s))
-    return last is None or scheduled_at - last >= floor
-
-
 def next_due(phase: int, interval_s: int, after: datetime) -> datetime:
     """The first grid point strictly after `after`."""
     period = interval_s * 1000

@@ -7,8 +7,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from controller.db.pool import Conn
+from controller.sidechecks.blocklists import store as blocklists
 from controller.sidechecks.frame import Arrived
 
 Store = Callable[[Conn, Sequence[Arrived[Any]]], Awaitable[None]]
 
-STORES: Final[dict[str, Store]] = {}
+STORES: Final[dict[str, Store]] = {
+    # answers per list, name and country (shared by every organization), names per monitor
+    "blocklists": blocklists.record,
+}

@@ -19,8 +19,8 @@ from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
 from controller.oracles.metrics import World
-from controller.reputation.rules import lists_setting
 from controller.secrets.box import SecretBox
+from controller.sidechecks.blocklists.rules import lists_setting
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc

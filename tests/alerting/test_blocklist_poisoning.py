@@ -9,20 +9,21 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from agent.blocklists import BlocklistProbe
+from agent.sidechecks.blocklists import BlocklistProbe
 from controller.ingest.store import decode_result
 from controller.monitors import store as monitors
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
-from controller.reputation import store as db
-from controller.reputation.rules import ask
-from controller.reputation.view import monitor_standing
-from controller.reputation.watch import BlocklistWatch, FreshNames
-from shared.messages import CheckResult, Reputation
-from shared.reputation_bound import BUDGET_SPENT
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import ask
+from controller.sidechecks.blocklists.view import monitor_standing
+from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
+from shared.messages import CheckResult
+from shared.sidechecks.blocklists import Reputation
+from shared.sidechecks.blocklists_bound import BUDGET_SPENT
 from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import LINKS, Rig
-from tests.alerting.test_blocklists import HOST, LISTS, RBL, lookups, views
+from tests.alerting.test_blocklists import HOST, LISTS, RBL, arrived, lookups, views
 from tests.conftest import make_tenant
 from tests.peers.dnsbl import DnsblPeer
 
@@ -49,7 +50,7 @@ def result(monitor_id: str, cc: str, when: datetime, reputation: Reputation) -> 
         started_at=at,
         finished_at=at,
         status="up",
-        reputation=reputation,
+        side_checks={"blocklists": reputation},
     )
 
 
@@ -81,7 +82,7 @@ async def test_a_round_that_spends_its_budget_poisons_no_other_organizations_ans
         msgspec.json.encode(result(str(attacker["public_id"]), "DE", t1, spent))
     )
     async with rig.pool.acquire() as conn, conn.transaction():
-        await db.record(conn, [decoded])
+        await db.record(conn, [arrived(decoded)])
     # The good answers stand, still fresh; no failure is the list's.
     (row,) = await rig.fetch(
         "SELECT a, answered_at FROM blocklist_answers WHERE zone = $1 AND name = $2"
@@ -148,7 +149,7 @@ async def test_a_lists_real_failure_explains_its_health_only_without_a_real_answ
         msgspec.json.encode(result(str(monitor["public_id"]), "FR", later, failed))
     )
     async with rig.pool.acquire() as conn, conn.transaction():
-        await db.record(conn, [decoded])
+        await db.record(conn, [arrived(decoded)])
     m = await monitor_of(rig, monitor)
     async with rig.pool.acquire() as conn:
         soon = await monitor_standing(conn, m, LISTS, 6 * 3600, later)

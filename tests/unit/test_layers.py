@@ -40,7 +40,6 @@ LAYERS = (
     "scheduling",  # due rounds → jobs, confirmations, admission, the trigger
     "ingest",  # results stored (the results store, the alert queue it marks), packed, kept
     "oracles",  # resolvers and blocklists checked before they are believed; world metrics
-    "reputation",  # blocklists
     "sidechecks",  # the side checks' registry, frame, findings, facts and each one's package
     "roundtrips",  # round trips: what may be sent, what was delivered
     "oauth2",  # access tokens of monitors' logins

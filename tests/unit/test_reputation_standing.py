@@ -1,5 +1,5 @@
-"""Where a name stands on a list in a country (controller.reputation.standing_rules), as a
-table: a healthy list's answer is listed or not listed, an unhealthy list's is
+"""Where a name stands on a list in a country (controller.sidechecks.blocklists.standing_rules),
+as a table: a healthy list's answer is listed or not listed, an unhealthy list's is
 `list_unhealthy` whatever it says, no answer or no known health is `unknown` (the monitor's own
 failed lookup saying why); a cell is dated by the monitor's own round, never by the shared
 answer; a listing says its codes and the list's TXT text; a name's lists are those of its kind,
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.reputation.rules import KNOWN, BlockList, ListHealth, Listing, read
-from controller.reputation.standing_rules import Own, Seen, cell, reason, standing
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, ListHealth, Listing, read
+from controller.sidechecks.blocklists.standing_rules import Own, Seen, cell, reason, standing
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 RBL = BlockList("rbl.example.net", "ip", "RBL", delist="https://x/{name}")

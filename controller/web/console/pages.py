@@ -31,9 +31,9 @@ from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
-from controller.reputation.rules import BlockList, lists_setting
-from controller.reputation.view import monitor_standing
 from controller.scheduling.trigger import MonitorTrigger
+from controller.sidechecks.blocklists.rules import BlockList, lists_setting
+from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, api_error

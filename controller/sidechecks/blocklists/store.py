@@ -11,37 +11,34 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
-from controller.reputation.rules import BlockList, Listing
-from shared.messages import CheckResult
-from shared.reputation_bound import BUDGET_SPENT
-from shared.timefmt import parse_iso
+from controller.sidechecks.blocklists.rules import BlockList, Listing
+from controller.sidechecks.frame import Arrived
+from shared.sidechecks.blocklists import Reputation
+from shared.sidechecks.blocklists_bound import BUDGET_SPENT
 
 
-async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
-    """The answers and names of `results` (those with `reputation`), in the caller's
-    transaction. Only real answers are shared (`blocklist_answers`, one per list, name and
-    country, replaced only by a newer one): a lookup that failed is its round's own, kept on
-    its monitor's names row (`errors`), and, unless the round's budget ran out before it was
-    asked, as its list's latest failure in that country (`blocklist_failures`, which explains
-    the list's health only when no real answer is left). The ingester's results
-    (`CheckedResult`) hold their times and monitor id decoded already."""
+async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
+    """The answers and names of results' blocklist facts (the side check's store: the
+    ingester's, in the results' transaction). Only real answers are shared
+    (`blocklist_answers`, one per list, name and country, replaced only by a newer one): a
+    lookup that failed is its round's own, kept on its monitor's names row (`errors`), and,
+    unless the round's budget ran out before it was asked, as its list's latest failure in that
+    country (`blocklist_failures`, which explains the list's health only when no real answer is
+    left)."""
     answers: list[tuple[object, ...]] = []
     failures: dict[tuple[str, str], tuple[object, ...]] = {}
     names: list[tuple[object, ...]] = []
-    for r in results:
-        if r.reputation is None:
-            continue
-        done: str | datetime = r.finished_at
-        at = done if isinstance(done, datetime) else parse_iso(done)
+    for r in arrived:
+        at = r.finished_at
         errors: dict[str, dict[str, str]] = {}
-        for a in r.reputation.answers:
+        for a in r.facts.answers:
             if a.a is not None:
                 answers.append((a.zone, a.name, r.country, a.a, a.txt, at))
                 continue
             errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
             if a.error != BUDGET_SPENT:
                 failures[(a.zone, r.country)] = (a.zone, r.country, a.error or "no answer", at)
-        names.append((str(r.monitor_id), r.country, r.reputation.names, errors, at))
+        names.append((str(r.monitor_id), r.country, r.facts.names, errors, at))
     if answers:
         await conn.executemany(
             "INSERT INTO blocklist_answers (zone, name, country, a, txt, answered_at)"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from shared.messages import BlocklistAsk, BlocklistZone
+from shared.sidechecks.blocklists import BlocklistAsk, BlocklistZone
 
 Kind = Literal["ip", "domain"]
 Meaning = Literal["listed", "error", "refused_resolver", "over_quota"]
@@ -381,3 +381,18 @@ def ask(
         domains=domains,
         skip=sorted(n for n in met if n in fresh),
     )
+
+
+# A check-now or a monitor's first round asks the lists only when its monitor's last asking
+# round in that country is older than this (or the interval, when shorter).
+TRIGGER_FLOOR: Final = timedelta(minutes=5)
+
+
+def trigger_lists(scheduled_at: datetime, last: datetime | None, every_s: int) -> bool:
+    """Whether a triggered round (a check-now, a confirmation) or a monitor's first round in a
+    country also asks the lists there: when no round of its monitor did within
+    `TRIGGER_FLOOR` (or `every_s`, when shorter), so a first answer comes in seconds and
+    checking again and again asks nothing again. What it asks skips the names answered within
+    the interval, as every round does."""
+    floor = min(TRIGGER_FLOOR, timedelta(seconds=every_s))
+    return last is None or scheduled_at - last >= floor
