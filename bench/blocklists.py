@@ -40,6 +40,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, BlockList
 from controller.sidechecks.blocklists.watch import FreshNames
+from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 
 MONITORS = 10_000
 ORGS = 20
@@ -176,7 +177,7 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
         plan = planner.round(target, at + timedelta(milliseconds=200), COUNTRIES)
         counting = at >= counted_from
         for job in plan.jobs:
-            ask = job.blocklists
+            ask = BLOCKLISTS.ask_of(job.side_checks)
             assert ask is not None, "a round blocklists_due picks asks the lists"
             # As the agent gathers them: the ask's names, then the host's address.
             names = list(dict.fromkeys([*ask.ips, *ask.domains, job.hostname]))

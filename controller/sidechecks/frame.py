@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal
 from uuid import UUID
 
-from controller.sidechecks.findings import Kind, Verdicts
+from controller.sidechecks.findings import KINDS, Kind, Verdicts
 from shared.messages import JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
@@ -97,6 +97,9 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     judge: Callable[[Judging[FactsT]], Verdicts] | None = None
     bound: Callable[[FactsT], FactsT] | None = None
     legacy_job: Callable[[AskT], Mapping[str, object]] | None = None
+    # The monitor page's section that shows it (its `id`), for a side check that keeps no
+    # rows of facts (the console shows those itself: the last answer per country).
+    console: str | None = None
     session_config: Callable[[JobConfig, bool], JobConfig] | None = None
 
     def __post_init__(self) -> None:
@@ -104,6 +107,8 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
             raise ValueError(f"side check {self.name} has the wire of {self.wire.name}")
         if self.wire is not None and self.ask is None:
             raise ValueError(f"side check {self.name} rides jobs: it needs `ask`")
+        if set(self.codes) - set(KINDS):
+            raise ValueError(f"side check {self.name}: its codes are not declared (`declare`)")
 
 
 AnySideCheck = ControllerSideCheck[Any, Any]

@@ -73,4 +73,5 @@ SIDE_CHECK: Final = ControllerSideCheck(
     cadence="own",
     bound=bounded,
     legacy_job=lambda ask: {"blocklists": ask},
+    console="reputation",
 )

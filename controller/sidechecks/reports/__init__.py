@@ -21,4 +21,5 @@ SIDE_CHECK: Final[AnySideCheck] = ControllerSideCheck(
     title="Reports from senders (TLS-RPT, DMARC)",
     codes=rules.CODES,
     watched=watched,
+    console="reports",
 )
