@@ -4,8 +4,9 @@ A batch is claimed with FOR UPDATE SKIP LOCKED and leased in one short transacti
 counted, hidden from other workers for a lease longer than the whole batch can take), sent
 outside any transaction, and each outcome written back with its line in `alert_history`. A
 worker claims only rows of the channels it has configured (the others wait for a replica that
-has them), only rows with attempts left, and a row only when no older one to the same recipient
-about the same monitor is pending, so a recovery never overtakes its down notice. A failed send
+has them), only rows with attempts left, outage notices first, and a row only when no older one
+of its source to the same recipient about the same monitor is pending, so a recovery never
+overtakes its down notice and a flood of findings never holds an outage notice. A failed send
 is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
 Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
 
@@ -190,6 +191,7 @@ class OutboxWorker:
                 conn, [r.id for r in over], notify_budget.dropped_reason(pot, per_hour, start)
             )
             dropped.update(r.id for r in over)
+            metrics.notifications_dropped(pot.source, pot.family, len(over))
             log.warning(
                 "notifications dropped: organization's hourly budget used up",
                 organization_id=org,

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from controller.monitors import store as monitors
 from controller.monitors.store import Monitor
@@ -74,10 +75,16 @@ async def budgets(rig: Rig, organization_id: int) -> dict[tuple[str, str], tuple
     return {(r["source"], r["channel"]): (r["used"], r["held"]) for r in found}
 
 
+def dropped_count(source: str) -> float:
+    labels = {"source": source, "channel": "email"}
+    return REGISTRY.get_sample_value("mailprobe_notifications_dropped_total", labels) or 0.0
+
+
 async def test_an_outage_during_a_flood_of_findings_and_reports_goes_out_first_never_dropped(
     rig: Rig,
 ) -> None:
     m = await rig.monitor(name="Inbound MX", phone=None)
+    dropped = {s: dropped_count(s) for s in ("outage", "finding", "report")}
     others = [await rig.monitor(name=f"Other {i}", phone=None) for i in range(SPREAD - 1)]
     await flood(rig, [m, *others], Source.FINDING, FLOOD, "finding")
     await flood(rig, [m, *others], Source.REPORT, REPORTS, "finding")
@@ -115,6 +122,8 @@ async def test_an_outage_during_a_flood_of_findings_and_reports_goes_out_first_n
     }
     assert all(setting[r["source"]] in r["error"] for r in lines)
     assert not any("ORG_MAX_NOTIFICATIONS_PER_HOUR" in r["error"] for r in lines)
+    counted = {s: dropped_count(s) - before for s, before in dropped.items()}
+    assert counted == {"outage": 0, "finding": FLOOD - 10, "report": REPORTS - 5}
     # The outage budget was drawn on by the outage notice alone.
     assert await budgets(rig, rig.tenant.org_id) == {
         ("outage", "email"): (1, 0),

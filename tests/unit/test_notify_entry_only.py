@@ -17,9 +17,12 @@ INSERT = re.compile(r"INSERT\s+INTO\s+notification_outbox\b", re.IGNORECASE)
 def writes(source: str) -> list[str]:
     """What in `source` queues a notification without the entry: a use of the outbox store's
     `enqueue*` (through the module or imported by name), or an INSERT into its table."""
+    if "enqueue" not in source and "notification_outbox" not in source.lower():
+        return []  # neither a use of the store's `enqueue*` nor an INSERT can be in it
     found: list[str] = []
     store_names = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "controller.notify":
             store_names |= {a.asname or a.name for a in node.names if a.name == "outbox_store"}
         if isinstance(node, ast.ImportFrom) and node.module == "controller.notify.outbox_store":
@@ -28,7 +31,7 @@ def writes(source: str) -> list[str]:
             for a in node.names:
                 if a.name == "controller.notify.outbox_store":
                     store_names.add(a.asname or a.name)
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)
             and ENQUEUE.match(node.attr)
