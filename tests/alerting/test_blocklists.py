@@ -222,6 +222,8 @@ async def test_the_api_shows_each_lists_health_per_country(
         zone: next(c for c in b["countries"] if c["country"] == "DE") for zone, b in by_zone.items()
     }
     assert de["rbl.example.net"]["state"] == "healthy"
+    # to the hour only: the round that asked the test entries is some organization's
+    assert de["rbl.example.net"]["checkedAt"].endswith(":00:00.000Z")
     assert de["dead.example.net"]["state"] == "unhealthy"
     assert "lists everything" in de["dead.example.net"]["reason"]
     assert de["zen.spamhaus.org"]["state"] == "unhealthy"

@@ -20,7 +20,9 @@ class ListHealthOut(msgspec.Struct, rename="camel"):
     country: str
     state: str  # healthy, unhealthy, unknown
     reason: str
-    checked_at: str | None  # when its test entries were last answered there
+    # the hour its test entries were last answered there: to the hour, as the round that asked
+    # them is some organization's
+    checked_at: str | None
 
 
 class BlocklistOut(msgspec.Struct, rename="camel"):
@@ -55,7 +57,8 @@ async def list_blocklists(request: AuthedRequest) -> BlocklistsOut:
     checked: dict[tuple[str, str], str] = {}
     for a in answers:
         key = (a.zone, a.country)
-        checked[key] = max(checked.get(key, ""), iso_ms(a.answered_at))
+        hour = a.answered_at.replace(minute=0, second=0, microsecond=0)
+        checked[key] = max(checked.get(key, ""), iso_ms(hour))
     out = []
     for b in lists:
         countries = [
