@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from shared.dns_canary import DEFAULT_CANARIES, parse_dns_canaries
 from shared.sealing import OpeningKeys, SealingError, read_public_keys
 from shared.streams import EVENTS_MAX_BYTES, MIB, RESULTS_MAX_BYTES
 
@@ -1017,6 +1018,15 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " through public resolvers (127.255.255.254), so name one of your own"
         ),
     ] = None
+    agent_dns_canaries: Annotated[
+        str,
+        Meta(
+            description="resolver canaries asked beside every mail DNS and reverse DNS probe:"
+            " comma-separated `name TYPE` that must exist, `!name TYPE` that must not (at most"
+            " 4); a resolver that answers one wrong makes that round's answers `unknown`"
+            ' (never a finding) and is reported unhealthy; "": none'
+        ),
+    ] = DEFAULT_CANARIES
     agent_spamhaus_dqs_key: Annotated[
         str | None,
         Meta(
@@ -1059,6 +1069,16 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " this agent; past it its checks wait within their own timeout, others do not",
         ),
     ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
+    agent_dns_probes_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS probes of each side check (mail DNS, blocklists, reverse DNS) one"
+            " organization may have running on this agent at once; past it its rounds wait"
+            " within their own budget and answer `unknown` when it runs out, others do not",
+        ),
+    ] = 8
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(
@@ -1132,6 +1152,10 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
         ):
             raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
         # One DNS label: a key with a dot or other text could rewrite the query name.
+        try:
+            parse_dns_canaries(self.agent_dns_canaries)
+        except ValueError as exc:
+            raise ValueError(f"AGENT_DNS_CANARIES: {exc}") from None
         if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
             r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
         ):

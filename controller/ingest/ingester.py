@@ -38,12 +38,12 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.observability import metrics
-from controller.reputation import store as reputation
+from controller.oracles import store as oracles
+from controller.sidechecks.registry import WIRED
 from shared.loop import run_every
-from shared.maildns_bound import bounded
 from shared.messages import result_parts
 from shared.pulling import StandingPull
-from shared.reputation_bound import bounded as bounded_reputation
+from shared.sidechecks import SideCheckError
 from shared.streams import INGEST_ACK_WAIT_S, INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
@@ -312,26 +312,14 @@ class Ingester:
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
-        if result.reputation is not None:
-            result.reputation = bounded_reputation(result.reputation)
-        if result.mail_dns is not None:
-            # An agent could send more than the bound its own code keeps: cut and flag it,
-            # keep the result.
-            fitted = bounded(result.mail_dns)
-            if fitted is not result.mail_dns:
-                log.warning(
-                    "mail DNS over its bound: cut",
-                    job_id=result.job_id,
-                    country=result.country,
-                    truncated=fitted.truncated,
-                )
-                result.mail_dns = fitted
+        _bound_side(result)
         return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await results.store(conn, batch, self._default_countries)
-            await reputation.record(conn, [r for r in batch if r.reputation is not None])
+            # Each country's resolver canaries, from the DNS side checks' facts.
+            await oracles.record_canaries(conn, batch)
             return stored
 
     async def _store_one_by_one(
@@ -393,3 +381,28 @@ def _moved_aside(msg: Msg, error: str, part: int | None = None, **context: objec
         error=error[:300],
         **context,
     )
+
+
+def _bound_side(result: CheckedResult) -> None:
+    """`result`'s side facts typed and cut to their side checks' bounds (an agent could send
+    more than its own code keeps); those of a side check this controller does not know, or that
+    do not fit its types, dropped (logged): the result itself is kept."""
+    for name in list(result.side_checks):
+        check = WIRED.get(name)
+        try:
+            facts = (
+                None
+                if check is None or check.wire is None
+                else check.wire.facts_of(result.side_checks)
+            )
+        except SideCheckError as exc:
+            log.warning("side facts malformed: dropped", job_id=result.job_id, error=str(exc)[:200])
+            facts = None
+        if facts is None or check is None:
+            del result.side_checks[name]
+            continue
+        fitted = facts if check.bound is None else check.bound(facts)
+        if fitted is not facts:
+            # An agent could send more than the bound its own code keeps: cut and flag it.
+            log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
+        result.side_checks[name] = fitted

@@ -49,10 +49,12 @@ from controller.observability import metrics
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import content, notices, rules
+from controller.reports import content, notices
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
+from controller.sidechecks.reports import SIDE_CHECK as REPORTS
+from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.settings import ControllerSettings
 from shared.subjects import events_subject
@@ -142,6 +144,7 @@ async def take(
     except Rejected as exc:
         return await refuse(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
+    metrics.side_check_facts(REPORTS.name)
     log.info(
         "report stored",
         organization_id=organization_id,

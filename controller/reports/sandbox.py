@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 import structlog
@@ -67,7 +67,7 @@ class Sandbox:
         packed = await self.run(_parsed, data, now, wanted)
         return await asyncio.to_thread(_unpacked, packed)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)`'s result, or the Rejected it raised or its process's end caused."""
         receiving, sending = _context.Pipe(duplex=False)
         process = _context.Process(target=_child, args=(sending, self.limits, fn, args))
@@ -94,12 +94,12 @@ class Sandbox:
             # until the collector's next full pass.
             del job
         if kind == "rejected":
+            assert isinstance(value, Rejected)
             try:
                 raise value
             finally:
                 del value
-        result: T = value
-        return result
+        return cast(T, value)
 
     def _outcome(
         self,
@@ -107,7 +107,7 @@ class Sandbox:
         receiving: Connection,
         sending: Connection,
         abandoned: threading.Event,
-    ) -> tuple[str, Any]:
+    ) -> tuple[str, object]:
         """In a thread: start the process, wait for its answer or its end, and reap it."""
         try:
             if abandoned.is_set():
@@ -127,7 +127,7 @@ class Sandbox:
         receiving: Connection,
         sending: Connection,
         abandoned: threading.Event,
-    ) -> tuple[str, Any]:
+    ) -> tuple[str, object]:
         try:
             process.start()
         except OSError as exc:  # no process to be had (EAGAIN, ENOMEM): this report waits none
@@ -141,7 +141,7 @@ class Sandbox:
                 "parser_time", f"not parsed within {self.limits.wall_s:g} s"
             )
         try:
-            answer: tuple[str, Any] = receiving.recv()
+            answer: tuple[str, object] = receiving.recv()
         except (EOFError, OSError):
             process.join(5)
             return "rejected", self._died(process.exitcode)
@@ -177,14 +177,16 @@ def _unpacked(packed: _Packed) -> Report:
     return dataclasses.replace(_head_decoder.decode(head), rows=tuple(rows))
 
 
-def _child(sending: Connection, limits: Limits, fn: Callable[..., Any], args: Any) -> None:
+def _child(
+    sending: Connection, limits: Limits, fn: Callable[..., object], args: tuple[object, ...]
+) -> None:
     """The parsing process: its ceilings set before anything is read."""
     ceiling = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(NICE)
-    answer: tuple[str, Any]
+    answer: tuple[str, object]
     try:
         answer = ("ok", fn(*args))
     except Rejected as exc:

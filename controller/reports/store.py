@@ -14,7 +14,14 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.monitors.store import COLUMNS, Monitor, decode
 from controller.reports.parse import Report
-from controller.reports.rules import SHOWN, Failure, NetCount, ReportSettings, Window, network
+from controller.sidechecks.reports.rules import (
+    SHOWN,
+    Failure,
+    NetCount,
+    ReportSettings,
+    Window,
+    network,
+)
 
 REJECTED_KEPT = 1000  # newest rejected reports kept per organization
 

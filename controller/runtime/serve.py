@@ -32,9 +32,10 @@ from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import BlocklistWatch, FreshNames
+from controller.oracles.watch import OracleWatch
 from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from shared import ops
 from shared.loop import run_every
@@ -220,6 +221,13 @@ def _alerter(
         limits=Limits.of(settings),
     )
     work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
+    oracles = OracleWatch(
+        pool,
+        lists_setting(settings.blocklists),
+        list_interval_s=settings.blocklist_interval_seconds,
+        dns_window_s=2 * settings.dns_posture_interval_seconds,
+    )
+    work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

@@ -7,7 +7,7 @@ import asyncpg
 
 from controller.db.migrate import migrate, migrations
 from controller.db.pool import connect
-from controller.reports.rules import network
+from controller.sidechecks.reports.rules import network
 from tests.conftest import scratch_database
 
 AGGREGATES = "0065_report_aggregates"

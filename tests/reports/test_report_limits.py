@@ -22,7 +22,7 @@ from controller.reports import intake
 from controller.reports import store as db
 from controller.reports.content import digest
 from controller.reports.parse import Report, Row
-from controller.reports.rules import Count, ReportSettings, judge, window
+from controller.sidechecks.reports.rules import Count, ReportSettings, judge, window
 from shared.timefmt import utcnow
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish

@@ -1,12 +1,13 @@
 """`GET /api/blocklists`: the lists the operator's `BLOCKLISTS` asks and each one's health in
-every country that asked it lately (RFC 5782 test entries, controller/reputation/rules.py)."""
+every country that asked it lately (RFC 5782 test entries,
+controller/sidechecks/blocklists/rules.py)."""
 
 import asyncpg
 import msgspec
 from litestar import get
 
-from controller.reputation.rules import lists_setting
-from controller.reputation.view import lists_health
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.view import lists_health
 from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms_or_none, utcnow
@@ -16,7 +17,9 @@ class ListHealthOut(msgspec.Struct, rename="camel"):
     country: str
     state: str  # healthy, unhealthy, unknown
     reason: str
-    checked_at: str | None  # when its test entries were last answered there
+    # the hour its test entries were last answered there: to the hour, as the round that asked
+    # them is some organization's
+    checked_at: str | None
 
 
 class BlocklistOut(msgspec.Struct, rename="camel"):

@@ -34,8 +34,8 @@ from controller.reports import addresses, intake, tokens
 from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
-from controller.reports.rules import ReportSettings
 from controller.secrets.box import SecretBox
+from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
 from controller.web.api.errors import ApiError, bad_request, not_found

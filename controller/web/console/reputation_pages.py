@@ -1,12 +1,12 @@
 """The console's Reputation page (`/console/reputation`, the menu's Reputation): the blocklists
 the operator's `BLOCKLISTS` asks and each one's health in every country that asked it lately
-(controller.reputation.view `lists_health`, as `GET /api/blocklists` shows it). A monitor's own
-listings are on its page and among the findings."""
+(controller.sidechecks.blocklists.view `lists_health`, as `GET /api/blocklists` shows it). A
+monitor's own listings are on its page and among the findings."""
 
 from litestar import get
 from litestar.response import Template
 
-from controller.reputation.view import lists_health
+from controller.sidechecks.blocklists.view import lists_health
 from controller.web.console.pages import blocklists_of, page, pool_of
 from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
