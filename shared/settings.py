@@ -634,6 +634,46 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "past it they are dropped, recorded in the outbox",
         ),
     ] = 1000
+    org_max_finding_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications of findings (posture, certificate expiry, blocklists, "
+            "side checks) one organization has sent per clock hour (UTC) at most, on each of "
+            "e-mail, SMS (at most `ORG_MAX_SMS_PER_HOUR`) and its channels together: a budget "
+            "of its own, so findings never use up the outage notices' "
+            "(`ORG_MAX_NOTIFICATIONS_PER_HOUR` and the others); past it they are `dropped` with "
+            "why and the owners get one notice an hour",
+        ),
+    ] = 200
+    org_max_report_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications of findings from TLS-RPT and DMARC reports (which "
+            "strangers write) one organization has sent per clock hour (UTC) at most, per "
+            "family as `ORG_MAX_FINDING_NOTIFICATIONS_PER_HOUR`: a budget of its own",
+        ),
+    ] = 50
+    org_max_account_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications about monitors' logins and delivery (back-off, login "
+            "cap, OAuth2 tokens refused, round trips not delivered; channel tests too) one "
+            "organization has sent per clock hour (UTC) at most, per family as "
+            "`ORG_MAX_FINDING_NOTIFICATIONS_PER_HOUR`: a budget of its own",
+        ),
+    ] = 100
+    org_max_fleet_notifications_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="notifications of the operator's findings about the fleet one "
+            "organization has sent per clock hour (UTC) at most, per family as "
+            "`ORG_MAX_FINDING_NOTIFICATIONS_PER_HOUR`: a budget of its own",
+        ),
+    ] = 100
     status_subscribe_per_page_per_hour: Annotated[
         int,
         Meta(

@@ -39,9 +39,8 @@ import asyncpg
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting import batch, maintenance, no_data
+from controller.alerting import batch, no_data
 from controller.alerting import incident_store as incident_db
-from controller.alerting import maintenance_store as windows_db
 from controller.alerting import state_store as alert_state
 from controller.alerting.rules import (
     NEW_INCIDENT,
@@ -74,9 +73,10 @@ from controller.logins import backoff as login_backoff
 from controller.logins import backoff_store as backoff_db
 from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonitor
 from controller.monitors.thresholds import Thresholds
+from controller.notify import entry as notify_entry
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
-from controller.notify import recipients
+from controller.notify import maintenance, recipients
+from controller.notify.entry import Source, notify
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
@@ -340,7 +340,7 @@ class Alerter:
         for a routine one what to write: its state, when to come back, its posture's move."""
         w, s = got.watched, got.state
         monitor = w.monitor
-        quiet = monitor.status == "maintenance"
+        quiet = maintenance.quiet(monitor.status, (), now)  # a routine monitor has no windows
         after = self._after(w, s, now)
         plan = self._plan(w, s, now, after, read)
         if plan.fills or plan.cut_short:
@@ -655,7 +655,9 @@ class Alerter:
         texts = render_backoff(monitor, countries, b, self._policy.login_backoff_max, self._links)
         key = f"login-backoff:{monitor.id}:{iso_ms(b.since)}"
         notes = recipients.to_recipients("credentials", monitor, texts, key)
-        await outbox_db.enqueue(conn, monitor.id, None, notes)
+        await notify(
+            conn, notify_entry.Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes)
+        )
         log.info(
             "notification queued",
             monitor_id=str(monitor.public_id),
@@ -750,14 +752,8 @@ class Alerter:
         return fills
 
     async def _quiet(self, conn: Conn, monitor: Monitor, now: datetime, windows: bool) -> bool:
-        """No notifications: status `maintenance`, or a maintenance window is open (`windows`:
-        any cover the monitor)."""
-        if monitor.status == "maintenance":
-            return True
-        if not windows:
-            return False
-        found = await windows_db.for_monitor(conn, monitor.id, monitor.customer_id)
-        return maintenance.any_open(found, now)
+        """No notifications: the monitor is in maintenance (`windows`: any cover it)."""
+        return await notify_entry.in_maintenance(conn, monitor, now, windows=windows)
 
     async def _notify(
         self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime
@@ -769,7 +765,12 @@ class Alerter:
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"
         notes = recipients.to_recipients(kind, monitor, texts, key)
-        await outbox_db.enqueue(conn, monitor.id, incident.id, notes)
+        await notify(
+            conn,
+            notify_entry.Notice(
+                Source.OUTAGE, monitor.organization_id, monitor, incident.id, notes
+            ),
+        )
         if kind not in ("recovered", "no_data"):
             await incident_db.set_incident_notified(conn, incident.id, reminders)
         log.info(

@@ -7,7 +7,7 @@ from datetime import datetime
 import asyncpg
 
 from controller.db.pool import Conn
-from controller.notify.budget import granted
+from controller.notify.budget import Pot, granted
 from controller.notify.recipients import Owner
 
 
@@ -20,32 +20,35 @@ async def organizations(conn: Conn, monitor_ids: Sequence[int]) -> dict[int, int
 
 
 async def take(
-    conn: Conn, organization_id: int, channel: str, start: datetime, per_hour: int, wanted: int
+    conn: Conn, organization_id: int, pot: Pot, start: datetime, per_hour: int, wanted: int
 ) -> tuple[int, int]:
-    """Take up to `wanted` notifications from the organization's budget of `channel` in the
-    window beginning `start`, holding the rest: (taken, held before this call). The row stays
-    locked until the caller's transaction ends, so replicas count one after another."""
+    """Take up to `wanted` notifications from the organization's budget `pot` in the window
+    beginning `start`, holding the rest: (taken, held before this call). The row stays locked
+    until the caller's transaction ends, so replicas count one after another."""
     await conn.execute(
-        "INSERT INTO notification_budget AS b (organization_id, channel, window_start)"
-        " VALUES ($1, $2, $3) ON CONFLICT (organization_id, channel) DO UPDATE"
-        " SET window_start = $3, used = 0, held = 0 WHERE b.window_start < $3",
+        "INSERT INTO notification_budget AS b (organization_id, source, channel, window_start)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (organization_id, source, channel) DO UPDATE"
+        " SET window_start = $4, used = 0, held = 0 WHERE b.window_start < $4",
         organization_id,
-        channel,
+        pot.source,
+        pot.family,
         start,
     )
     row = await conn.fetchrow(
-        "SELECT used, held FROM notification_budget WHERE organization_id = $1 AND channel = $2"
-        " FOR UPDATE",
+        "SELECT used, held FROM notification_budget"
+        " WHERE organization_id = $1 AND source = $2 AND channel = $3 FOR UPDATE",
         organization_id,
-        channel,
+        pot.source,
+        pot.family,
     )
     assert row is not None
     taken = granted(row["used"], per_hour, wanted)
     await conn.execute(
-        "UPDATE notification_budget SET used = used + $3, held = held + $4"
-        " WHERE organization_id = $1 AND channel = $2",
+        "UPDATE notification_budget SET used = used + $4, held = held + $5"
+        " WHERE organization_id = $1 AND source = $2 AND channel = $3",
         organization_id,
-        channel,
+        pot.source,
+        pot.family,
         taken,
         wanted - taken,
     )

@@ -4,14 +4,16 @@ A batch is claimed with FOR UPDATE SKIP LOCKED and leased in one short transacti
 counted, hidden from other workers for a lease longer than the whole batch can take), sent
 outside any transaction, and each outcome written back with its line in `alert_history`. A
 worker claims only rows of the channels it has configured (the others wait for a replica that
-has them), only rows with attempts left, and a row only when no older one to the same recipient
-about the same monitor is pending, so a recovery never overtakes its down notice. A failed send
+has them), only rows with attempts left, outage notices first, and a row only when no older one
+of its source to the same recipient about the same monitor is pending, so a recovery never
+overtakes its down notice and a flood of findings never holds an outage notice. A failed send
 is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
 Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
 
-Each organization's notifications draw on its hourly budget per channel
+Each organization's notifications draw on its hourly budget per source and channel family
 (`controller.notify.budget`), taken in the claim's transaction: past it a claimed row is dropped
-unsent, its history line saying why, and the organization's owners get one notice an hour.
+unsent, its history line saying why, and the organization's owners get one notice an hour per
+budget. Outage notices draw on budgets nothing else draws on.
 
 Delivery is at least once: should a worker die (or its lease run out) between a send and its
 write-back, the row is sent again after the lease; e-mails carry a Message-ID and SMS an
@@ -34,9 +36,11 @@ from controller.notify import NAMES, Channel, DeliveryError, Notification, recip
 from controller.notify import budget as notify_budget
 from controller.notify import budget_store as budget_db
 from controller.notify import outbox_store as outbox_db
-from controller.notify.budget import HELD_BACK, Budget
+from controller.notify.budget import HELD_BACK, Budget, Pot
+from controller.notify.entry import Notice, notify
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.outbox_store import Claimed
+from controller.notify.sources import Source
 from controller.notify.texts import render_held_back
 from controller.observability import metrics
 from shared.loop import run_every
@@ -139,6 +143,7 @@ class OutboxWorker:
             rows = await self._within_budget(conn, rows, now)
         if not rows:
             return claimed, 0
+        rows.sort(key=lambda r: (r.source != Source.OUTAGE, r.id))  # outage notices first
         outcomes = await self._send_all(rows)
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
@@ -159,58 +164,57 @@ class OutboxWorker:
         return claimed, sent
 
     async def _within_budget(self, conn: Conn, rows: list[Claimed], now: datetime) -> list[Claimed]:
-        """The claimed rows the budget lets through; the others are dropped, and the owners
-        told at the window's first drop. A row counts at its first attempt only; the owners'
-        notice is outside the budget."""
-        charged = [r for r in rows if r.attempts == 1 and r.kind != HELD_BACK]
+        """The claimed rows their budgets let through; the others are dropped, and the owners
+        told at the window's first drop of each budget. A row counts at its first attempt only;
+        the owners' notice is outside every budget."""
+        charged = [r for r in rows if r.attempts == 1 and notify_budget.charged(Source(r.source))]
         if not charged:
             return rows
         org_of = await budget_db.organizations(
             conn, [r.monitor_id for r in charged if r.monitor_id is not None]
         )
-        groups: dict[tuple[int, str], list[Claimed]] = {}
+        groups: dict[tuple[int, Pot], list[Claimed]] = {}
         for r in sorted(charged, key=lambda r: r.id):  # the oldest first, as written
             org = r.organization_id if r.monitor_id is None else org_of[r.monitor_id]
             assert org is not None  # the table's owner check: a monitor or an organization
-            groups.setdefault((org, notify_budget.budget_of(r.kind, r.channel)), []).append(r)
+            pot = notify_budget.budget_of(Source(r.source), r.channel)
+            groups.setdefault((org, pot), []).append(r)
         start = notify_budget.window(now)
         dropped: set[int] = set()
-        for (org, channel), group in sorted(groups.items()):  # one lock order for replicas
-            per_hour = self._budget.per_hour(channel)
-            taken, held_before = await budget_db.take(
-                conn, org, channel, start, per_hour, len(group)
-            )
+        for (org, pot), group in sorted(groups.items()):  # one lock order for replicas
+            per_hour = self._budget.per_hour(pot)
+            taken, held_before = await budget_db.take(conn, org, pot, start, per_hour, len(group))
             over = group[taken:]
             if not over:
                 continue
             await outbox_db.drop_claimed(
-                conn,
-                [r.id for r in over],
-                notify_budget.dropped_reason(channel, per_hour, start),
+                conn, [r.id for r in over], notify_budget.dropped_reason(pot, per_hour, start)
             )
             dropped.update(r.id for r in over)
+            metrics.notifications_dropped(pot.source, pot.family, len(over))
             log.warning(
                 "notifications dropped: organization's hourly budget used up",
                 organization_id=org,
-                channel=channel,
+                source=str(pot.source),
+                channel=pot.family,
                 per_hour=per_hour,
                 dropped=len(over),
             )
             if not held_before and over[0].monitor_id is not None:
-                await self._tell_owners(conn, org, channel, per_hour, start, over[0].monitor_id)
+                await self._tell_owners(conn, org, pot, per_hour, start, over[0].monitor_id)
         return [r for r in rows if r.id not in dropped]
 
     async def _tell_owners(
         self,
         conn: Conn,
         org: int,
-        channel: str,
+        pot: Pot,
         per_hour: int,
         start: datetime,
         first_monitor_id: int,
     ) -> None:
-        """Queue the owners' one notice of the window that `channel`'s budget was reached, in
-        the alert history of the monitor whose notification was the first dropped."""
+        """Queue the owners' one notice of the window that `pot` was reached, in the alert
+        history of the monitor whose notification was the first dropped."""
         name, owners = await budget_db.owners(conn, org)
         try:
             watched = await monitors.watched(conn, first_monitor_id)
@@ -227,16 +231,18 @@ class OutboxWorker:
             return
         texts = render_held_back(
             name,
-            notify_budget.WHAT[channel],
-            notify_budget.SETTING[channel],
+            notify_budget.what(pot),
+            notify_budget.setting(pot),
             per_hour,
             start + notify_budget.WINDOW,
             watched.monitor,
             self._links,
         )
-        key = f"held_back:{org}:{channel}:{start.isoformat()}"
+        # The outage budgets keep the keys they had (`held_back:1:email:…`).
+        of = pot.family if pot.source is Source.OUTAGE else f"{pot.source}:{pot.family}"
+        key = f"held_back:{org}:{of}:{start.isoformat()}"
         notes = recipients.to_owners(HELD_BACK, owners, texts, key)
-        await outbox_db.enqueue(conn, watched.monitor.id, None, notes)
+        await notify(conn, Notice(Source.OWNERS, org, watched.monitor, None, notes))
 
     async def _send_all(self, rows: list[Claimed]) -> list[Outcome]:
         """Outcomes in the order of `rows`, CONCURRENCY sends at a time."""

@@ -1,7 +1,8 @@
 """The notification outbox (`notification_outbox`) and its history (`alert_history`): a
-notification queued (`enqueue`) by whoever tells an organization something (the alerter,
-posture, round trips, logins, OAuth2 tokens, blocklists), claimed and settled by the outbox
-worker (controller.notify.outbox). The caller owns the transaction.
+notification queued (`enqueue`) by the one notify entry (controller.notify.entry, whoever tells
+an organization something calls it), claimed and settled by the outbox worker
+(controller.notify.outbox). Each row names its source, the budget it draws on. The caller owns
+the transaction.
 """
 
 from collections.abc import Sequence
@@ -16,14 +17,20 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.notify import channel_store
 from controller.notify.recipients import CHANNELS, Outgoing
+from controller.notify.sources import Source
 from shared.timefmt import utcnow
 
 
 async def enqueue(
-    conn: Conn, monitor_id: int, incident_id: int | None, notes: Sequence[Outgoing]
+    conn: Conn,
+    monitor_id: int,
+    incident_id: int | None,
+    notes: Sequence[Outgoing],
+    source: Source,
 ) -> None:
-    """Queue `notes` (a posture notice has no incident); a dedupe key already queued is skipped.
-    The `CHANNELS` row becomes one row per notification channel of the monitor."""
+    """Queue `notes` from `source` (a posture notice has no incident); a dedupe key already
+    queued is skipped. The `CHANNELS` row becomes one row per notification channel of the
+    monitor."""
     expanded: list[Outgoing] = []
     for n in notes:
         if n.channel == CHANNELS:
@@ -43,8 +50,8 @@ async def enqueue(
     for n in expanded:
         await conn.execute(
             "INSERT INTO notification_outbox (monitor_id, incident_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, channel_id, payload)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " subject, body_text, body_html, dedupe_key, channel_id, payload, source)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             monitor_id,
             incident_id,
@@ -57,19 +64,20 @@ async def enqueue(
             n.dedupe_key,
             n.channel_id,
             n.payload,
+            source,
         )
 
 
 async def enqueue_for_organization(
-    conn: Conn, organization_id: int, notes: Sequence[Outgoing]
+    conn: Conn, organization_id: int, notes: Sequence[Outgoing], source: Source
 ) -> None:
-    """Queue `notes` about no monitor (a status page's subscriber mail), on the organization's
-    budget; a dedupe key already queued is skipped."""
+    """Queue `notes` from `source` about no monitor (a status page's subscriber mail), on the
+    organization's budget; a dedupe key already queued is skipped."""
     for n in notes:
         await conn.execute(
             "INSERT INTO notification_outbox (organization_id, kind, channel, target,"
-            " subject, body_text, body_html, dedupe_key, list_unsubscribe)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " subject, body_text, body_html, dedupe_key, list_unsubscribe, source)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             " ON CONFLICT (dedupe_key) DO NOTHING",
             organization_id,
             n.kind,
@@ -80,6 +88,7 @@ async def enqueue_for_organization(
             n.html,
             n.dedupe_key,
             n.list_unsubscribe,
+            source,
         )
 
 
@@ -101,6 +110,7 @@ class Claimed(NamedTuple):
     list_unsubscribe: str | None
     channel_id: int | None = None
     payload: dict[str, Any] | None = None  # a channel's event (channel_kinds.Event), decoded
+    source: str = Source.OUTAGE  # the budget it draws on (controller.notify.sources.Source)
 
 
 OUTBOX_COLUMNS = ", ".join(Claimed._fields)
@@ -178,8 +188,10 @@ async def claim_outbox(
 ) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
     caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
-    batch may take). A row waits while an older one to the same recipient about the same
-    monitor is pending (sending, or backing off), so notices arrive in the order written."""
+    batch may take). Outage notices first, then the oldest due: a flood of other notices
+    (findings, reports) never makes an outage notice wait behind it. A row waits while an
+    older one of its source to the same recipient about the same monitor is pending (sending,
+    or backing off), so a source's notices arrive in the order written."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
@@ -188,8 +200,9 @@ async def claim_outbox(
         "     AND o.channel = ANY($4::text[]) AND o.attempts < $5"
         "     AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.status = 'pending'"
         "       AND p.monitor_id = o.monitor_id AND p.channel = o.channel"
-        "       AND p.target = o.target AND p.id < o.id)"
-        "   ORDER BY o.next_attempt_at, o.id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        "       AND p.target = o.target AND p.source = o.source AND p.id < o.id)"
+        "   ORDER BY o.source <> 'outage', o.next_attempt_at, o.id"
+        "   LIMIT $2 FOR UPDATE SKIP LOCKED)"
         f" RETURNING {OUTBOX_COLUMNS}",
         now,
         limit,

@@ -33,8 +33,8 @@ from controller.monitors import kinds
 from controller.monitors.oauth2_grants import Grant, endpoint
 from controller.monitors.store import Monitor
 from controller.notify import budget_store as budget_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import render_oauth2_token
 from controller.oauth2 import rules
@@ -331,7 +331,8 @@ class TokenService:
             notice = f"{NOTICE_KIND}:{key[:16]}:{now.isoformat()}"
             notes = recipients.to_owners(NOTICE_KIND, owners, texts, notice)
             notes += recipients.to_channels(NOTICE_KIND, texts, notice)
-            await outbox_db.enqueue(conn, monitor.id, None, notes)
+            org = monitor.organization_id
+            await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes))
         await store.failed(
             conn,
             key,

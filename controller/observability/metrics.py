@@ -83,6 +83,12 @@ NOTIFICATIONS = Counter(
     "notification delivery attempts by channel and outcome (sent, failed)",
     ["channel", "outcome"],
 )
+NOTIFICATIONS_DROPPED = Counter(
+    "mailprobe_notifications_dropped",
+    "notifications dropped unsent past their organization's hourly budget, by the budget's"
+    " source and channel family",
+    ["source", "channel"],
+)
 OUTBOX_PENDING = Gauge(
     "mailprobe_outbox_pending",
     "notifications waiting in the outbox (due or backing off), sampled",
@@ -235,6 +241,10 @@ def notifications(channels: Sequence[str], errors: Sequence[str | None]) -> None
         zip(channels, (e is not None for e in errors), strict=True)
     ).items():
         NOTIFICATIONS.labels(channel, "failed" if failed else "sent").inc(n)
+
+
+def notifications_dropped(source: str, channel: str, n: int) -> None:
+    NOTIFICATIONS_DROPPED.labels(source, channel).inc(n)
 
 
 def report_taken(kind: str, via: str, outcome: str) -> None:

@@ -4,9 +4,9 @@ findings, baselines, events and notifications commit with its state, once, which
 evaluates it.
 
 Only judged rounds are read (their results are all in, or the round closed), each once: the
-cursor `posture_state.last_round_at` follows the alerter's. Nothing is notified while the
-monitor is quiet (maintenance); findings are still recorded, and an expiry notice due then goes
-out at the first round after it.
+cursor `posture_state.last_round_at` follows the alerter's. Nothing is told while the monitor
+is in maintenance (the notify entry holds findings back; controller.notify.maintenance);
+findings are still recorded, and an expiry notice due then waits for the first round after it.
 
 One call tells what it found in one notice per kind (posture.notices): the findings that
 appeared in its rounds, from every country, in one `finding` notice; the certificates that
@@ -28,8 +28,8 @@ from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.store import Monitor
 from controller.monitors.thresholds import SEVERITIES, Thresholds
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.notify.texts import Texts
 from controller.posture import maildns, notices, relay
@@ -351,10 +351,9 @@ class _Pass:
     async def notify(
         self, kind: str, texts: Texts, key: str, channel: str, severity: str | None = None
     ) -> None:
-        if self.quiet:
-            return
         notes = recipients.to_recipients(kind, self.monitor, texts, key, (channel,), severity)
-        await outbox_db.enqueue(self.conn, self.monitor.id, None, notes)
+        m = self.monitor
+        await notify(self.conn, Notice(Source.FINDING, m.organization_id, m, None, notes))
         if notes:
             log.info("posture notice queued", monitor_id=self.public_id, kind=kind, channel=channel)
 

@@ -24,8 +24,8 @@ from controller.db.pool import Conn
 from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.store import Monitor
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.observability import metrics
 from controller.posture import notices
@@ -185,7 +185,7 @@ async def _tell(
         texts = notices.findings(monitor, chosen, links)
         worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
         notes = recipients.to_recipients("finding", monitor, texts, key, (way,), worst.severity)
-        await outbox_db.enqueue(conn, monitor.id, None, notes)
+        await notify(conn, Notice(Source.REPORT, monitor.organization_id, monitor, None, notes))
     log.info("report finding notice", monitor_id=str(monitor.public_id), codes=said)
 
 

@@ -18,8 +18,8 @@ from controller.monitors import thresholds_store as thresholds_db
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.store import Monitor
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
 from controller.reputation import rules
@@ -162,7 +162,8 @@ class BlocklistWatch:
                     notes = recipients.to_recipients(
                         "finding", monitor, texts, f"{key}:{change}", (way,), severity
                     )
-                    await outbox_db.enqueue(conn, monitor.id, None, notes)
+                    org = monitor.organization_id
+                    await notify(conn, Notice(Source.FINDING, org, monitor, None, notes))
 
 
 def _detail(b: BlockList, listing: Listing) -> str:

@@ -10,8 +10,8 @@ import structlog
 
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.notify.texts import render_delivery_backoff
 from controller.roundtrips import delivery_store as delivery_db
@@ -39,7 +39,7 @@ async def observe(
         texts = render_delivery_backoff(monitor, d.not_delivered, rules.BACKED_OFF_PER_HOUR, links)
         key = f"delivery-backoff:{monitor.id}:{iso_ms(judged[-1][0])}"
         notes = recipients.to_recipients("delivery", monitor, texts, key)
-        await outbox_db.enqueue(conn, monitor.id, None, notes)
+        await notify(conn, Notice(Source.ACCOUNT, monitor.organization_id, monitor, None, notes))
         d = dataclasses.replace(d, notified=True)
         bound.warning(
             "round trip not delivered: sending slowed, owners told", rounds=d.not_delivered

@@ -10,8 +10,8 @@ from controller.db.pool import Conn
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.notify import budget_store as budget_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.notify.texts import render_login_cap
 from shared.timefmt import iso_ms
@@ -47,8 +47,8 @@ async def reached(conn: Conn, monitor_id: int, cap: int, now: datetime, links: L
     texts = render_login_cap(monitor, cap, since, links)
     key = f"{KIND}:{monitor_id}:{iso_ms(since)}"
     notes = recipients.to_owners(KIND, owners, texts, key)
-    await outbox_db.enqueue(
-        conn, monitor_id, None, notes + recipients.to_channels(KIND, texts, key)
-    )
+    to_channels = recipients.to_channels(KIND, texts, key)
+    org = monitor.organization_id
+    await notify(conn, Notice(Source.ACCOUNT, org, monitor, None, notes + to_channels))
     await login_caps.told(conn, monitor_id)
     bound.warning("login cap reached: owners told", owners=len(notes))

@@ -238,18 +238,22 @@ async def test_findings_and_credential_notices_go_to_the_chosen_channels(
         assert [r["channel"] for r in await rig.outbox_rows(quiet)] == []
 
 
-async def test_notices_draw_on_the_channel_budget(
+async def test_account_notices_draw_on_their_own_channel_budget(
     rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
 ) -> None:
+    """A back-off notice is an account notice: its channel rows draw on the account budget
+    (ORG_MAX_ACCOUNT_NOTIFICATIONS_PER_HOUR), never on the outage notices'."""
     m = await rig.monitor(email=None, phone=None)
     async with Receiver("slack") as a, Receiver("teams") as b:
         for kind, r in (("slack", a), ("teams", b)):
             await create(channel_api, rig.tenant, kind, r.url, monitorIds=[str(m["public_id"])])
         await rig.round(m, 0, REJECTED, at=rig.clock() - timedelta(seconds=90))
         await rig.alerter.burst()
-        assert await worker(rig, sender(rig, settings), budget=Budget(channels=1)).burst() == 1
+        assert await worker(rig, sender(rig, settings), budget=Budget(account=1)).burst() == 1
         rows = [r for r in await rig.outbox_rows(m) if r["kind"] == "credentials"]
         assert sorted(r["status"] for r in rows) == ["dropped", "sent"]
+        (dropped,) = [r for r in rows if r["status"] == "dropped"]
+        assert "ORG_MAX_ACCOUNT_NOTIFICATIONS_PER_HOUR" in dropped["last_error"]
 
 
 async def test_send_a_test_pages_no_one(rig: Rig, channel_api: httpx.AsyncClient) -> None:

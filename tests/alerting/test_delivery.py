@@ -6,9 +6,10 @@ import ssl
 
 import trustme
 
+from controller.monitors import store as monitors
 from controller.notify import DeliveryError, Notification
-from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
@@ -92,7 +93,10 @@ async def test_the_same_notification_is_queued_once(rig: Rig) -> None:
         for r in rows
     ]
     async with rig.pool.acquire() as conn:  # as a second replica repeating the evaluation would
-        await outbox_db.enqueue(conn, m["id"], rows[0]["incident_id"], again)
+        w = await monitors.watched(conn, m["id"])
+        assert w is not None
+        org, incident = w.monitor.organization_id, rows[0]["incident_id"]
+        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again))
     assert len(await rig.outbox_rows(m)) == 2
 
 

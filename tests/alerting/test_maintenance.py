@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from controller.alerting.maintenance import weekly_open
+from controller.notify.maintenance import weekly_open
 from tests.alerting.conftest import DOWN, UP, Rig
 
 

@@ -13,10 +13,11 @@ from structlog.testing import capture_logs
 
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
+from controller.monitors import store as monitors
 from controller.notify import Notification
 from controller.notify import events_store as events_db
-from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
+from controller.notify.entry import Notice, Source, notify
 from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
 from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
@@ -259,7 +260,10 @@ async def test_the_same_notification_to_a_second_channel_row_is_independent(rig:
     assert rows["sms"]["status"] == "pending"
     async with rig.pool.acquire() as conn:
         again = [Outgoing("down", "email", "other@customer.test", "s", "t", None, "x:other")]
-        await outbox_db.enqueue(conn, m["id"], rows["email"]["incident_id"], again)
+        w = await monitors.watched(conn, m["id"])
+        assert w is not None
+        org, incident = w.monitor.organization_id, rows["email"]["incident_id"]
+        await notify(conn, Notice(Source.OUTAGE, org, w.monitor, incident, again))
     assert await worker.deliver() == 1  # another recipient is not held either
 
 

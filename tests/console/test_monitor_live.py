@@ -8,8 +8,8 @@ from datetime import timedelta
 import asyncpg
 import httpx
 
-from controller.alerting import maintenance_store
 from controller.jobs.rules import JobIds
+from controller.notify import maintenance_store
 from controller.web.console import charts
 from controller.web.console import store as console
 from shared.timefmt import utcnow

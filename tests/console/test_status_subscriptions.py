@@ -196,10 +196,11 @@ async def test_subscriber_mail_has_a_budget_of_its_own(
     assert [r["status"] for r in rows] == ["sent", "sent", "dropped", "dropped"]
     assert "ORG_MAX_SUBSCRIBER_MAILS_PER_HOUR" in rows[-1]["last_error"]
     used = await pool.fetch(
-        "SELECT channel, used, held FROM notification_budget WHERE organization_id = $1",
+        "SELECT source, channel, used, held FROM notification_budget WHERE organization_id = $1",
         org.org_id,
     )
-    assert [(u["channel"], u["used"], u["held"]) for u in used] == [("subscribers", 2, 2)]
+    got = [(u["source"], u["channel"], u["used"], u["held"]) for u in used]
+    assert got == [("subscribers", "email", 2, 2)]
 
 
 async def test_without_public_url_a_page_takes_no_subscription_and_builds_no_link_from_host(

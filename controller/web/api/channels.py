@@ -35,6 +35,7 @@ from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
 from controller.notify.channel_send import ChannelSender
 from controller.notify.channel_store import StoredChannel
+from controller.notify.sources import Source
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, not_found
@@ -368,17 +369,14 @@ async def send_test(request: AnyRequest, row: StoredChannel) -> ChannelTestResul
     sender: ChannelSender = request.app.state.channel_sender
     if problem := sender.endpoint_problem(row):
         return ChannelTestResult(False, f"not sent: {problem} (not retried)")
-    budget = Budget.of(request.app.state.settings)
+    pot = notify_budget.budget_of(Source.ACCOUNT, row.kind)
+    per_hour = Budget.of(request.app.state.settings).per_hour(pot)
     start = notify_budget.window(utcnow())
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        taken, _ = await budget_db.take(
-            conn, row.organization_id, "channels", start, budget.channels, 1
-        )
+        taken, _ = await budget_db.take(conn, row.organization_id, pot, start, per_hour, 1)
     if not taken:
         raise ApiError(
-            429,
-            notify_budget.dropped_reason("channels", budget.channels, start),
-            code="notification_budget",
+            429, notify_budget.dropped_reason(pot, per_hour, start), code="notification_budget"
         )
     event = channel_kinds.test_event(
         str(row.public_id), row.name, utcnow(), sender.console_url_root()

@@ -17,13 +17,13 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.access import customers_store as customers
-from controller.alerting import maintenance
-from controller.alerting import maintenance_store as windows
-from controller.alerting.maintenance import StoredWindow
 from controller.db.pool import Conn
 from controller.monitors import fair_use, validation
 from controller.monitors import store as monitors
 from controller.monitors.kinds import ALL_TYPES
+from controller.notify import maintenance
+from controller.notify import maintenance_store as windows
+from controller.notify.maintenance import StoredWindow
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body

@@ -12,15 +12,15 @@ from typing import Any
 from uuid import UUID
 
 from controller.alerting import incident_store as incident_db
-from controller.alerting import maintenance, maintenance_store
 from controller.alerting.incident_store import ListedIncident
-from controller.alerting.maintenance import Window
 from controller.db.pool import Conn
 from controller.ingest import store as results
 from controller.ingest.store import CountryCounts
 from controller.monitors.kinds import ALL_TYPES
 from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
+from controller.notify import maintenance, maintenance_store
+from controller.notify.maintenance import Window
 from controller.web.api.results import WINDOWS
 from controller.web.console import charts, uptime_bars
 from controller.web.console import status_store as rollups

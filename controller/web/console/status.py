@@ -26,9 +26,8 @@ from litestar.response import Redirect, Template
 from markupsafe import Markup
 
 from controller.access import customers_store as customers_db
-from controller.alerting import maintenance
 from controller.monitors.kinds import TYPE_LABELS
-from controller.notify import causes
+from controller.notify import causes, maintenance
 from controller.web.api import guards
 from controller.web.console import status_notices_store as notices_db
 from controller.web.console import status_store as status_pages

@@ -9,7 +9,7 @@ from uuid import UUID
 import structlog
 
 from controller.db.pool import Conn
-from controller.notify import outbox_store as outbox_db
+from controller.notify import entry as notify_entry
 from controller.secrets.box import SecretBox
 from controller.web.console import status_notices_store as notices
 from controller.web.console import status_subscribers as rules
@@ -50,7 +50,9 @@ async def tell_subscribers(
                 f"status_update:{notice.public_id}:{seq}:{sid}",
             )
         )
-    await outbox_db.enqueue_for_organization(conn, notice.organization_id, notes)
+    subscribers_ = notify_entry.Source.SUBSCRIBERS
+    told = notify_entry.Notice(subscribers_, notice.organization_id, None, None, notes)
+    await notify_entry.notify(conn, told)
     log.info(
         "status notice update queued for subscribers",
         slug=notice.slug,

@@ -6,10 +6,10 @@ from uuid import UUID
 
 import msgspec
 
-from controller.alerting.maintenance import Window
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import CLOCK_MARGIN, PACK_DELAY
+from controller.notify.maintenance import Window
 
 _COLUMNS = "p.id, p.organization_id, p.customer_id, p.slug, p.title, p.show_hostnames"
 

@@ -12,7 +12,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from controller.monitors.validation import email as valid_email
-from controller.notify import outbox_store as outbox_db
+from controller.notify.entry import Notice, Source, notify
 from controller.web.api.errors import ApiError
 from controller.web.console import status_store as status_pages
 from controller.web.console import status_subscribers as rules
@@ -107,7 +107,8 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
                 url,
                 f"status_confirm:{subscriber}:{kept.hex()[:16]}",
             )
-            await outbox_db.enqueue_for_organization(conn, page.organization_id, [note])
+            org = page.organization_id
+            await notify(conn, Notice(Source.SUBSCRIBERS, org, None, None, [note]))
     log.info("status subscription asked", slug=slug, outcome=asked.value)
     if asked is subscribers.Asked.PAGE_LIMIT:
         return _message(

@@ -1,16 +1,46 @@
-"""Whether a maintenance window is open at a given time.
+"""Maintenance, decided once for every notice: whether a monitor is in maintenance at a given
+time (`quiet`: its status `maintenance`, or one of its maintenance windows open), and which
+notices maintenance holds back (`held`). Pure.
 
 One-off windows cover [starts_at, ends_at). Weekly windows open every ISO weekday (1 = Monday)
 at a wall-clock time in their IANA time zone and stay open for their duration (up to a week),
 so a window from Sunday 23:00 for 3 hours is still open early on Monday.
+
+What maintenance holds back is never queued (controller.notify.entry `notify`): outage notices
+(down, reminder, recovered, no data), findings (posture, certificate expiry, blocklists) and two
+account notices (logins backed off, round trips not delivered). Those with a state to move wait
+for the end of maintenance and are told then (an incident's down and held recovery:
+controller.alerting.rules; a back-off, a delivery back-off, a certificate expiry threshold:
+their callers ask `quiet` before marking them told); a finding is recorded and shown, not told.
+Report findings (the world's senders saw them, not our checks), login caps and refused OAuth2
+tokens (someone must act on the account), and notices about no monitor (subscribers, owners,
+fleet) go out in maintenance too.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import msgspec
+
+from controller.notify.sources import Source
+
+# What maintenance holds back, per source: None every kind of notice of it, else those kinds.
+HELD: Mapping[Source, frozenset[str] | None] = {
+    Source.OUTAGE: None,
+    Source.FINDING: None,
+    Source.ACCOUNT: frozenset({"credentials", "delivery"}),
+}
+MAINTENANCE = "maintenance"  # the monitor status that holds notices back
+
+
+def held(source: Source, kind: str) -> bool:
+    """Whether a notice of `kind` from `source` waits while its monitor is in maintenance."""
+    if source not in HELD:
+        return False
+    kinds = HELD[source]
+    return kinds is None or kind in kinds
 
 
 class Window(msgspec.Struct, kw_only=True, frozen=True):
@@ -27,7 +57,7 @@ class Window(msgspec.Struct, kw_only=True, frozen=True):
 
 class StoredWindow(Window, kw_only=True, frozen=True):
     """A window as stored, with whom it covers (`monitor_id` or `customer_id`), as the API
-    shows it (controller.alerting.maintenance_store)."""
+    shows it (controller.notify.maintenance_store)."""
 
     id: int
     public_id: UUID
@@ -62,6 +92,12 @@ def is_open(window: Window, at: datetime) -> bool:
 
 def any_open(windows: Iterable[Window], at: datetime) -> bool:
     return any(is_open(w, at) for w in windows)
+
+
+def quiet(status: str, windows: Iterable[Window], at: datetime) -> bool:
+    """Whether a monitor of `status`, covered by `windows` (its own and its customer's), is in
+    maintenance at `at`: nobody is told what `held` names."""
+    return status == MAINTENANCE or any_open(windows, at)
 
 
 def current_or_next(window: Window, at: datetime) -> tuple[datetime, datetime] | None:

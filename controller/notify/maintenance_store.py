@@ -3,8 +3,8 @@
 from collections.abc import Mapping
 from uuid import UUID
 
-from controller.alerting.maintenance import StoredWindow, Window
 from controller.db.pool import Conn
+from controller.notify.maintenance import StoredWindow, Window
 
 COLUMNS = (
     "w.id, w.public_id, w.organization_id, w.monitor_id, w.customer_id, w.kind, w.starts_at,"
