@@ -4,11 +4,11 @@ controller package and line: docs/architecture.md, "Adding a side check")."""
 
 from typing import Final
 
-from agent.sidechecks import reverse_dns
+from agent.sidechecks import readiness, reverse_dns
 from agent.sidechecks.base import AgentSideCheck, AnyRunner, AnySideCheck, Round, Runner
 
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {
-    check.wire.name: check for check in (reverse_dns.SIDE_CHECK,)
+    check.wire.name: check for check in (reverse_dns.SIDE_CHECK, readiness.SIDE_CHECK)
 }
 
 __all__ = ["SIDE_CHECKS", "AgentSideCheck", "AnyRunner", "AnySideCheck", "Round", "Runner"]
