@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
-import dkim.util
 import dns.asyncresolver
 import dns.exception
 import dns.message
@@ -56,6 +55,7 @@ from shared.sidechecks.readiness import (
     Spf,
     SpfNode,
     bounded,
+    record_tags,
 )
 
 BUDGET_MAX_S: Final = 10.0
@@ -290,19 +290,9 @@ async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
     return out
 
 
-def _tags(record: str) -> dict[str, str]:
-    """A tag-value record's tags (RFC 6376 3.2, which DMARC uses too); {} when it does not
-    parse."""
-    try:
-        parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
-    except dkim.util.InvalidTagValueList:
-        return {}
-    return {k.decode().lower(): v.decode("ascii", "replace") for k, v in parsed.items()}
-
-
 async def _report_auths(look: _Lookups, domain: str, record: str) -> list[ReportAuth]:
     """The authorization records of the report destinations outside `domain`'s tree."""
-    tags = _tags(record)
+    tags = record_tags(record)
     uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
     out: list[ReportAuth] = []
     for uri in dict.fromkeys(uris):
@@ -334,7 +324,7 @@ async def _dkim(look: _Lookups, domain: str, selector: str) -> DkimKey:
     if not records:
         return key
     key.record = records[0]
-    tags = _tags(records[0])
+    tags = record_tags(records[0])
     key.key_type = tags.get("k", "rsa").strip().lower()
     key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
     data = re.sub(r"\s+", "", tags.get("p", ""))
@@ -423,9 +413,7 @@ class ReadinessProbe:
             out.dmarc = await _dmarc(look, out.domain)
             try:
                 mx = await look.ask(out.domain, "MX")
-                out.mx = sorted(
-                    {r.to_text().split()[-1].rstrip(".").lower() for r in mx or []}
-                )
+                out.mx = sorted({r.to_text().split()[-1].rstrip(".").lower() for r in mx or []})
             except (Spent, Failed) as exc:
                 out.error = str(exc)
             wanted = [s for s in dict.fromkeys(selectors) if _usable(s)][:SELECTORS_MAX]

@@ -4,11 +4,11 @@ the metrics); tests/unit/test_side_check_registry.py fails when one is missing f
 
 from typing import Final
 
-from controller.sidechecks import reverse_dns
+from controller.sidechecks import readiness, reverse_dns
 from controller.sidechecks.frame import AnySideCheck
 
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {
-    check.name: check for check in (reverse_dns.SIDE_CHECK,)
+    check.name: check for check in (reverse_dns.SIDE_CHECK, readiness.SIDE_CHECK)
 }
 # Those that ride jobs and results (the others are the controller's alone).
 WIRED: Final[dict[str, AnySideCheck]] = {

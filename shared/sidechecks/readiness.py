@@ -11,6 +11,7 @@ a stranger to the controller, and a hostile zone can serve anything.
 
 from typing import Final
 
+import dkim.util
 import msgspec
 
 from shared.dns_canary import DnsCanary, capped
@@ -138,6 +139,16 @@ class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
     queries: int = 0
     error: str = ""
     canaries: list[DnsCanary] | None = None
+
+
+def record_tags(record: str) -> dict[str, str]:
+    """A tag-value record's tags (RFC 6376 3.2, the syntax of DKIM key records and of DMARC
+    records, RFC 9989), by lower-case name, values stripped; {} when it does not parse."""
+    try:
+        parsed = dkim.util.parse_tag_value(record.encode("ascii", "replace"))
+    except dkim.util.InvalidTagValueList:
+        return {}
+    return {k.decode().lower(): v.decode("ascii", "replace").strip() for k, v in parsed.items()}
 
 
 def _cut(text: str, size: int) -> str:
