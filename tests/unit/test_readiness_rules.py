@@ -14,6 +14,7 @@ from shared.messages import (
     SmtpAuth,
     SmtpConfig,
 )
+from shared.secret import Secret
 from shared.sidechecks.readiness import DmarcLookup, Readiness, Spf, SpfNode
 
 A = "a.mail.example.com"
@@ -176,7 +177,7 @@ def test_providers(host: str, mx: list[str] | None, banner: str | None, who: str
 
 
 def test_basic_auth_only_for_password_logins() -> None:
-    password = SmtpConfig(auth=SmtpAuth(user="u", password="p"))
+    password = SmtpConfig(auth=SmtpAuth(user="u", password=Secret("p")))
     oauth = SmtpConfig(auth=SmtpAuth(user="u", mechanism="XOAUTH2"))
     logins = password_logins(password, "smtp.office365.com")
     finding = rules.basic_auth(logins, None, None, "DE")[("basic_auth_retiring", "DE")]
@@ -186,11 +187,11 @@ def test_basic_auth_only_for_password_logins() -> None:
     }
     trip = RoundTripConfig(
         send=RoundTripSend(auth=SmtpAuth(user="u", mechanism="XOAUTH2")),
-        receive=RoundTripReceive(hostname="imap.gmail.com", user="u", password="p"),
+        receive=RoundTripReceive(hostname="imap.gmail.com", user="u", password=Secret("p")),
     )
     finding = rules.basic_auth(password_logins(trip, "smtp.example.com"), None, None, "DE")[
         ("basic_auth_retiring", "DE")
     ]
     assert finding is not None and "IMAP with a password to imap.gmail.com" in finding.detail
-    imap = ImapPopConfig(user="u", password="p")
+    imap = ImapPopConfig(user="u", password=Secret("p"))
     assert password_logins(imap, "imap.gmail.com") == [("IMAP", "imap.gmail.com")]
