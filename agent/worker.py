@@ -49,7 +49,6 @@ import contextlib
 import os
 import re
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
@@ -70,7 +69,6 @@ from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
-from agent.maildns import MailDnsProbe
 from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
@@ -165,7 +163,6 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
-        mail_dns: MailDnsProbe | None = None,
         blocklists: BlocklistProbe | None = None,
         side_checks: Mapping[str, AnyRunner] | None = None,
         seal_keys: OpeningKeys | None = None,
@@ -201,7 +198,6 @@ class Worker:
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
-        self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
         self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
         # The side checks' runners by name (the registry's order); those not given are built
         # from the settings an agent has without any.
@@ -259,7 +255,6 @@ class Worker:
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "mail_dns": mail_dns_probe(settings),
             "blocklists": BlocklistProbe(
                 resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
                 dqs_key=settings.agent_spamhaus_dqs_key,
@@ -850,18 +845,6 @@ class Worker:
                 self._resolver,
             )
             result = await self._explained(job, result)
-            # Not for a host the agent refused (its TLSA records are the agent's network's), nor
-            # when the agent's own path failed the check.
-            if job.mail_domain is not None and result.error_kind not in (
-                "blocked_target",
-                "inconclusive",
-            ):
-                result.mail_dns = await self._mail_dns.probe(
-                    job.mail_domain,
-                    job.hostname,
-                    opened.port or default_port(opened.monitor_type, opened.config),
-                    job.timeout_seconds,
-                )
             # The lists are asked whatever the check found: a server that is down may be down
             # because it was listed, and its addresses are still what its mail depends on.
             if job.blocklists is not None and result.error_kind != "inconclusive":
@@ -873,17 +856,17 @@ class Worker:
         return result
 
     def _prepared(self, job: CheckJob) -> CheckJob:
-        """`job` as the prober sees it: prepared by each side check it asks for that runs
-        inside the core check's session (the open relay test)."""
+        """`job` as the prober sees it: prepared by each side check that runs inside the core
+        check's session (the open relay test), asked for or not (an ask that does not decode
+        is not asked)."""
         for check, _ in self._side_checks:
             if check.prepare is None:
                 continue
             try:
                 ask = check.wire.ask_of(job.side_checks)
             except SideCheckError:
-                continue
-            if ask is not None:
-                job = check.prepare(job, ask)
+                ask = None
+            job = check.prepare(job, ask)
         return job
 
     async def _side(self, at: Round) -> None:
@@ -982,18 +965,6 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
-    context = ssl.create_default_context()
-    if settings.agent_mta_sts_ca_file is not None:
-        context.load_verify_locations(settings.agent_mta_sts_ca_file)
-    return MailDnsProbe(
-        resolver=settings.agent_dns_resolver,
-        policy_context=context,
-        policy_port=settings.agent_mta_sts_port,
-        allow_private=settings.agent_allow_private_targets,
-    )
 
 
 def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:

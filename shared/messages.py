@@ -102,8 +102,9 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
     allow_plaintext_auth: bool = False
     # Opt-in open relay test (issue 58): from a session that has not logged in, MAIL FROM and
     # RCPT TO an address of a domain the server has no business with, then RSET and QUIT,
-    # never DATA (`CheckResult.relay`). The controller sends it true only on the rounds that
-    # resolve DNS (the slow cadence); an agent that predates it ignores it.
+    # never DATA (the side check `relay`). The monitor's opt-in; in a job, for agents that
+    # predate `sideChecks` (true only on the rounds that ask `sideChecks.relay`): an agent that
+    # knows `sideChecks` runs the test when that asks for it, whatever this says.
     relay_check: bool = False
 
 
@@ -206,8 +207,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # hands it back (nak with a short delay) for its first deliveries, then runs it itself,
     # so a country whose only agent is listed still answers.
     avoid_agents: list[str] = msgspec.field(default_factory=list)
-    # Set on the rounds the controller wants the mail DNS of this domain looked at too (a slower
-    # cadence than the check's): the agent resolves it from its country into `mailDns`.
+    # For agents that predate `sideChecks`: set with `sideChecks.mail_dns` (the agent then
+    # answers in the result's legacy `mailDns`). An agent that knows `sideChecks` reads only
+    # that.
     mail_domain: str | None = None
     # The organization the job is for, as an opaque key (a keyed hash of its id, the same for
     # every job of the organization): agents share their slots and lookups fairly between
@@ -351,33 +353,6 @@ class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     dmarc: str | None = None
 
 
-class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
-    """What an agent resolved from its country for a job's `mailDomain`. Each list holds the
-    records as served (a TXT record's strings joined), only those of its kind (`v=spf1`,
-    `v=DMARC1`, `v=STSv1`, `v=TLSRPTv1`); [] when there is none; null when the lookup failed,
-    with why in `errors` (keyed by the list's name). `mx`: exchange names by preference, lower
-    case, without the final dot. `tlsa`: `usage selector matchingType hex` at
-    `_port._tcp.<monitored host>`; `tlsaDnssec`: that answer carried the AD bit from the agent's
-    (validating) resolver: without it the records are unverified and prove nothing. The
-    MTA-STS policy is fetched only when the `_mta-sts` TXT is there: its text (at most 64 KiB),
-    or why it could not be had in `errors["mtaStsPolicy"]`. The whole is bounded
-    (`shared.maildns_bound`: at most 16 KiB encoded, per list and record too); `truncated`
-    names the parts cut to fit (`mx`, `spf`, ..., `mtaStsPolicy`, `errors`, `domain`): a cut
-    list holds the records that fitted, never fewer than one."""
-
-    domain: str
-    mx: list[str] | None = None
-    spf: list[str] | None = None
-    dmarc: list[str] | None = None
-    mta_sts: list[str] | None = None
-    mta_sts_policy: str | None = None
-    tls_rpt: list[str] | None = None
-    tlsa: list[str] | None = None
-    tlsa_dnssec: bool = False
-    errors: dict[str, str] = msgspec.field(default_factory=dict)
-    truncated: list[str] = msgspec.field(default_factory=list)
-
-
 class BlocklistAnswer(msgspec.Struct, kw_only=True, rename="camel"):
     """What one list answered about one name, as served: `a`, its A records (at most
     `shared.reputation_bound.A_MAX`), [] for NXDOMAIN or no A record, null when the lookup
@@ -405,22 +380,6 @@ class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
     answers: list[BlocklistAnswer] = msgspec.field(default_factory=list)
     errors: dict[str, str] = msgspec.field(default_factory=dict)
     truncated: bool = False
-
-
-class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
-    """An SMTP server's answers to a relay attempt from a session that has not logged in (a
-    job whose config has `relayCheck`): `MAIL FROM:<sender>`, then `RCPT TO:<recipient>`, an
-    address of a reserved domain (RFC 2606) the server has no business taking mail for, then
-    RSET and QUIT; DATA is never sent, so nothing is relayed even by an open relay.
-    `mailFrom`, `rcptTo`: the replies as sent (code and text, at most 512 characters), null
-    when not reached; `error`: why the test ended before an answer (a lost connection, its
-    time budget)."""
-
-    sender: str
-    recipient: str
-    mail_from: str | None = None
-    rcpt_to: str | None = None
-    error: str = ""
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
@@ -454,12 +413,8 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities: list[str] | None = None
     # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
     capabilities_before_tls: list[str] | None = None
-    # Only on a job with `mailDomain`: that domain's mail DNS as seen from this country.
-    mail_dns: MailDns | None = None
     # Only on a job with `blocklists`: what the lists answered from this country.
     reputation: Reputation | None = None
-    # Only on a job whose config has `relayCheck`: the open relay test's answers.
-    relay: RelayTest | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None

@@ -4,11 +4,15 @@ controller package and line: docs/architecture.md, "Adding a side check")."""
 
 from typing import Final
 
-from agent.sidechecks import readiness, reverse_dns
+from agent.sidechecks import mail_dns, readiness, relay, reverse_dns
 from agent.sidechecks.base import AgentSideCheck, AnyRunner, AnySideCheck, Round, Runner
 
-SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {
-    check.wire.name: check for check in (reverse_dns.SIDE_CHECK, readiness.SIDE_CHECK)
-}
+_ALL: list[AnySideCheck] = [
+    mail_dns.SIDE_CHECK,
+    reverse_dns.SIDE_CHECK,
+    relay.SIDE_CHECK,
+    readiness.SIDE_CHECK,
+]
+SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.wire.name: check for check in _ALL}
 
 __all__ = ["SIDE_CHECKS", "AgentSideCheck", "AnyRunner", "AnySideCheck", "Round", "Runner"]

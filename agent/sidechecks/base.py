@@ -39,11 +39,12 @@ Runner = Callable[[AskT, Round], Awaitable[FactsT | None]]
 class AgentSideCheck(Generic[AskT, FactsT]):
     """One side check as the agent registers it: `wire`, and `build`, its runner from the
     agent's settings. `prepare`: only for a side check that runs inside the core check's own
-    session (the open relay test): the job as the prober must see it when it is asked."""
+    session (the open relay test): the job as the prober must see it, asked (its ask) or not
+    (None)."""
 
     wire: SideCheckWire[AskT, FactsT]
     build: Callable[[AgentSettings], Runner[AskT, FactsT]]
-    prepare: Callable[[CheckJob, AskT], CheckJob] | None = None
+    prepare: Callable[[CheckJob, AskT | None], CheckJob] | None = None
 
 
 # The registry's and the worker's view: side checks of every ask and facts type.

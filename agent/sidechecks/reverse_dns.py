@@ -21,9 +21,9 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from agent.maildns import dns_resolver
 from agent.probers.run import default_resolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.sidechecks.mail_dns import dns_resolver
 from shared.addresses import is_blocked
 from shared.settings import AgentSettings
 from shared.sidechecks.reverse_dns import (

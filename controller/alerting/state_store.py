@@ -25,7 +25,7 @@ from controller.monitors.thresholds import Thresholds
 from controller.monitors.thresholds_store import _ORG_COLUMNS, _OVERRIDES, _merged_thresholds
 from controller.posture.facts import COLUMNS as FACT_COLUMNS
 from controller.posture.facts import StoredFacts
-from controller.posture.store import with_side
+from controller.sidechecks.facts_store import side_of
 
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
@@ -179,7 +179,7 @@ async def save_state(
 
 _RESULT_COLUMNS = ", ".join(CountryResult._fields)
 _FACTS = tuple(f for f in FACT_COLUMNS if f not in ("scheduled_at", "country"))
-_FACT_COLUMNS = ", ".join(_FACTS)
+_FACT_COLUMNS = ", ".join(side_of("job_id") + " AS side" if f == "side" else f for f in _FACTS)
 
 
 class ResultsAfter(NamedTuple):
@@ -202,13 +202,13 @@ async def results_after(conn: Conn, monitor_id: int, after: datetime, limit: int
         limit,
     )
     n = len(CountryResult._fields)
-    facts = [
-        StoredFacts(scheduled_at=r[0], country=r[1], **{f: r[f] for f in _FACTS})
-        for r in rows
-        if r["status"] not in UNCOUNTED
-    ]
     return ResultsAfter(
-        [CountryResult(*tuple(r.values())[:n]) for r in rows], await with_side(facts, conn)
+        [CountryResult(*tuple(r.values())[:n]) for r in rows],
+        [
+            StoredFacts(scheduled_at=r[0], country=r[1], **{f: r[f] for f in _FACTS})
+            for r in rows
+            if r["status"] not in UNCOUNTED
+        ],
     )
 
 
@@ -245,11 +245,6 @@ async def batch_results_after(
             read.facts.append(
                 StoredFacts(scheduled_at=values[0], country=values[1], **{f: r[f] for f in _FACTS})
             )
-    everyone = [f for read in found.values() for f in read.facts]
-    if everyone:
-        side = iter(await with_side(everyone, conn))
-        for read in found.values():
-            read.facts[:] = [next(side) for _ in read.facts]
     return found
 
 

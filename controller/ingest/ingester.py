@@ -37,7 +37,6 @@ from controller.jobs.rules import JobIds
 from controller.observability import metrics
 from controller.reputation import store as reputation
 from controller.sidechecks.registry import WIRED
-from shared.maildns_bound import bounded
 from shared.messages import result_parts
 from shared.pulling import StandingPull
 from shared.reputation_bound import bounded as bounded_reputation
@@ -280,18 +279,6 @@ class Ingester:
         _bound_side(result)
         if result.reputation is not None:
             result.reputation = bounded_reputation(result.reputation)
-        if result.mail_dns is not None:
-            # An agent could send more than the bound its own code keeps: cut and flag it,
-            # keep the result.
-            fitted = bounded(result.mail_dns)
-            if fitted is not result.mail_dns:
-                log.warning(
-                    "mail DNS over its bound: cut",
-                    job_id=result.job_id,
-                    country=result.country,
-                    truncated=fitted.truncated,
-                )
-                result.mail_dns = fitted
         return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:
@@ -379,4 +366,8 @@ def _bound_side(result: CheckedResult) -> None:
         if facts is None or check is None:
             del result.side_checks[name]
             continue
-        result.side_checks[name] = facts if check.bound is None else check.bound(facts)
+        fitted = facts if check.bound is None else check.bound(facts)
+        if fitted is not facts:
+            # An agent could send more than the bound its own code keeps: cut and flag it.
+            log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
+        result.side_checks[name] = fitted

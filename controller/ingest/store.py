@@ -33,6 +33,7 @@ from controller.logins import cap as login_cap
 from controller.roundtrips import rules as roundtrip_rules
 from controller.roundtrips import sends_store as mail_sends
 from controller.sidechecks import facts_store, legacy
+from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import STORES
@@ -40,9 +41,7 @@ from shared.messages import (
     AuthResults,
     CheckResult,
     Hop,
-    MailDns,
     Phases,
-    RelayTest,
     TlsInfo,
 )
 from shared.sidechecks import SideCheckError
@@ -61,7 +60,9 @@ class CheckedResult(CheckResult):
     finished_at: datetime  # type: ignore[assignment]
     # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
     # folded into `side_checks` as it is decoded.
+    mail_dns: object = None
     reverse_dns: object = None
+    relay: object = None
 
     def __post_init__(self) -> None:
         legacy.fold(self)
@@ -83,7 +84,7 @@ _WIRE = {
     "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
     "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
     "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
-    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb", "relay": "jsonb",
+    "capabilitiesBeforeTls": "jsonb",
 }  # fmt: skip
 _LAYOUT = CheckedResult.__struct_fields__
 _FIELDS = ", ".join(
@@ -125,7 +126,7 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # what the alerter's queue needs (`alert_queue.mark`), no row per result.
 # The facts a full row's details hold besides its message, banner and phases.
 _DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls, k.mail_dns, k.relay"""
+        k.capabilities, k.capabilities_before_tls"""
 _OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
 _PHASES = ("dns", "connect", "tls", "greeting", "auth")
 _BUCKETS = 12  # result_latency_bounds() and one more
@@ -182,7 +183,7 @@ WITH r AS (
         coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
         r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
         r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns, r.relay
+        r."capabilitiesBeforeTls" AS capabilities_before_tls
     FROM {_BATCH} AS r
     -- Each result's monitor and (in c) its per-country state are looked up by key, in
     -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
@@ -266,8 +267,7 @@ WITH r AS (
 ), det AS (
     INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
         CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
         k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
@@ -281,16 +281,14 @@ WITH r AS (
         tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
         hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
         capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
-        relay = EXCLUDED.relay
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls
 ), dup AS (
     -- A row meant full that was there already (a redelivery), which compact rows of this batch
     -- may point at: its facts (the same result's) are there too, whether it was stored full or
     -- compact.
     INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
         finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, relay)
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
     SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
         k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
     FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
@@ -422,9 +420,7 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "tls", None), getattr(row, "address", None), getattr(row, "folder", None),
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
-        getattr(row, "mail_dns", None), row.monitor_type, row.monitor_id,
-        # only when there are: the hashes of results without them stay what they were
-        *(("relay", relay) if (relay := getattr(row, "relay", None)) is not None else ()),
+        None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
@@ -613,8 +609,7 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
-    " mail_dns, relay"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
 )
 
 
@@ -643,8 +638,6 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
-    mail_dns: MailDns | None
-    relay: RelayTest | None
     # Each side check's facts of the result, by name (JSON values: its wire types them).
     side: dict[str, object] = msgspec.field(default_factory=dict)
 
@@ -687,7 +680,8 @@ async def list_page(
         bounded = window is not None and (since is None or end - window > since)
         extra = f" AND {scheduled_since(f'${len(args) + 3}::timestamptz')}" if bounded else ""
         rows = await conn.fetch(
-            f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
+            f"SELECT {RESULT_COLUMNS}, {side_of('job_id')} AS side"
+            f" FROM check_results WHERE {cond}{extra}"
             f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"
             f" OFFSET ${len(args) + 2}",
             *args,
@@ -698,11 +692,7 @@ async def list_page(
         if len(rows) == limit or not bounded:
             break
     total: int = await conn.fetchval(f"SELECT count(*) FROM check_results WHERE {cond}", *args)
-    page = typed.many(StoredResult, rows)
-    side = await facts_store.facts_of_jobs(conn, WIRED.values(), [r.job_id for r in page])
-    if side:
-        page = [msgspec.structs.replace(r, side=side.get(r.job_id, {})) for r in page]
-    return page, total
+    return typed.many(StoredResult, rows), total
 
 
 def _hour(at: datetime) -> datetime:

@@ -24,18 +24,15 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     tls: dict[str, Any] | None = None
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
-    mail_dns: dict[str, Any] | None = None
-    relay: dict[str, Any] | None = None
     banner: str | None = None
     address: str | None = None
-    job_id: str = ""
-    # Each side check's facts of the same result, by name (controller.sidechecks.facts_store:
-    # JSON values, typed by the side check's wire); filled by the reader, not a column.
+    # Each side check's facts of the same result, by name (JSON values, typed by the side
+    # check's wire): a reader selects them with `controller.sidechecks.facts_store.side_of`.
     side: dict[str, object] = msgspec.field(default_factory=dict)
 
 
-# What a reader selects of `check_results` for StoredFacts (all but `side`).
-COLUMNS = tuple(f for f in StoredFacts.__struct_fields__ if f != "side")
+# What a reader selects of `check_results` for StoredFacts (`side` as `side_of(job_id)`).
+COLUMNS = StoredFacts.__struct_fields__
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,65 +108,6 @@ CORE_CODES: Mapping[str, Kind] = {
         "warning",
         "The certificate expires soon. Renew it, or check that automatic renewal works.",
     ),
-    # Mail DNS of the monitor's `mailDomain` (controller/posture/maildns.py).
-    "mx_mismatch": (
-        "warning",
-        "The domain's MX records do not name the monitored host, so mail for the domain goes "
-        "elsewhere (or nowhere, without MX). Publish an MX for this host, or monitor the host "
-        "the MX names.",
-    ),
-    "spf_missing": (
-        "warning",
-        "The domain publishes no SPF record, so receivers cannot tell its servers from forgers. "
-        "Publish one TXT record `v=spf1 ... -all` listing the servers that send its mail.",
-    ),
-    "spf_invalid": (
-        "warning",
-        "The domain's SPF is not one valid record (two records, or a term receivers reject): "
-        "they treat it as a permanent error. Merge into one record and fix the term named.",
-    ),
-    "dmarc_missing": (
-        "warning",
-        "The domain publishes no DMARC record at `_dmarc`, so receivers apply no policy to mail "
-        "forging it. Publish `v=DMARC1; p=none; rua=mailto:...`, then tighten p= over time.",
-    ),
-    "dmarc_invalid": (
-        "warning",
-        "The domain's DMARC record does not parse (two records, no p=, or a bad tag value): "
-        "receivers ignore it. Fix the tag named.",
-    ),
-    "mta_sts_invalid": (
-        "warning",
-        "The domain announces MTA-STS, but its `_mta-sts` record or its policy at "
-        "https://mta-sts.<domain>/.well-known/mta-sts.txt is missing, unreachable over valid "
-        "HTTPS, or malformed, so senders use no policy. Fix what is named.",
-    ),
-    "mta_sts_mismatch": (
-        "critical",
-        "The domain's MTA-STS policy does not allow its own MX, or the certificate this host "
-        "served does not validate for its name: senders that enforce the policy will not "
-        "deliver. Add the MX to the policy's mx lines, or install a valid certificate.",
-    ),
-    "tlsa_mismatch": (
-        "critical",
-        "The DNSSEC-signed TLSA records (DANE) of this host match no certificate it served: "
-        "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
-        "before rolling certificates, then remove the old one.",
-    ),
-    # The opted-in open relay test (controller/posture/relay.py).
-    "open_relay": (
-        "critical",
-        "The server took a recipient of a foreign domain from a session that had not logged "
-        "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
-        "Relay only for authenticated users and your own networks (Postfix "
-        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
-        "reject_unauth_destination, with a mynetworks of your own hosts only).",
-    ),
-    "tls_rpt_missing": (
-        "info",
-        "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
-        "failed TLS deliveries to it. Publish `v=TLSRPTv1; rua=mailto:...`.",
-    ),
     # What the world's senders report about the monitor's `mailDomain` (controller/reports).
     "tls_failures_reported": (
         "warning",
@@ -188,19 +129,6 @@ CORE_CODES: Mapping[str, Kind] = {
         "forgers.",
     ),
 }
-MAIL_DNS_CODES = frozenset(
-    {
-        "mx_mismatch",
-        "spf_missing",
-        "spf_invalid",
-        "dmarc_missing",
-        "dmarc_invalid",
-        "mta_sts_invalid",
-        "mta_sts_mismatch",
-        "tlsa_mismatch",
-        "tls_rpt_missing",
-    }
-)
 # Raised from received reports (controller/reports/rules.py), never from a round's results:
 # the rounds' rules neither hold nor clear them.
 REPORT_CODES = frozenset(

@@ -14,8 +14,10 @@ from controller.db.pool import Conn
 from controller.jobs.result_kinds import scheduled_since
 from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
-from controller.sidechecks import facts_store
-from controller.sidechecks.registry import WIRED
+from controller.sidechecks.facts_store import side_of
+
+# StoredFacts' columns of `check_results`, with each result's side facts.
+FACT_SELECT = ", ".join(side_of("job_id") + " AS side" if c == "side" else c for c in COLUMNS)
 
 
 async def state(conn: Conn, monitor_id: int) -> tuple[datetime | None, dict[Key, int]]:
@@ -163,7 +165,7 @@ async def rounds_after(
     """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
     inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
     rows = await conn.fetch(
-        f"SELECT {', '.join(COLUMNS)}"
+        f"SELECT {FACT_SELECT}"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         f" AND {scheduled_since('$2::timestamptz')} AND hour <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",
@@ -172,17 +174,7 @@ async def rounds_after(
         until,
         limit,
     )
-    return await with_side([StoredFacts(**row) for row in rows], conn)
-
-
-async def with_side(facts: list[StoredFacts], conn: Conn) -> list[StoredFacts]:
-    """`facts` with each result's side checks' facts (one statement for them all)."""
-    side = await facts_store.facts_of_jobs(conn, WIRED.values(), [f.job_id for f in facts])
-    if not side:
-        return facts
-    return [
-        msgspec.structs.replace(f, side=side[f.job_id]) if f.job_id in side else f for f in facts
-    ]
+    return [StoredFacts(**row) for row in rows]
 
 
 async def baselines(conn: Conn, monitor_id: int) -> dict[str, Baseline]:

@@ -41,7 +41,6 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
-    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -378,8 +377,10 @@ class RoundPlanner:
             )
             mail_domain = mail_domain if dns else None
             plan.mail_dns = dns
-        if isinstance(config, SmtpConfig) and config.relay_check and not dns:
-            config = msgspec.structs.replace(config, relay_check=False)
+        for check in WIRED.values():
+            if check.session_config is not None:
+                due = dns or check.cadence != "dns"
+                config = check.session_config(config, due and check.watched(m))
         port = m.port or default_port(m.type, config)
         plain = None
         if carries_credentials(config):

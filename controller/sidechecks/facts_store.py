@@ -5,13 +5,14 @@ results' transaction, so whoever reads a stored result finds its side facts with
 redelivered result changes nothing (the job id is the key). Kept as long as raw results
 (CHECK_RAW_DAYS)."""
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import msgspec
 
 from controller.db.pool import Conn
 from controller.sidechecks.frame import AnySideCheck, Arrived
+from controller.sidechecks.registry import WIRED
 from controller.sidechecks.stores import STORES
 
 _encode = msgspec.json.Encoder().encode
@@ -50,22 +51,21 @@ async def record(conn: Conn, name: str, arrived: Sequence[Arrived[msgspec.Struct
     )
 
 
-async def facts_of_jobs(
-    conn: Conn, checks: Iterable[AnySideCheck], job_ids: Collection[str]
-) -> dict[str, dict[str, object]]:
-    """The stored facts of `job_ids` of each of `checks` that keeps rows: job id → name → the
-    facts as stored (JSON values; the side check's wire types them). One statement for all."""
-    names = [c.name for c in checks if keeps_rows(c)]
-    if not names or not job_ids:
-        return {}
-    union = " UNION ALL ".join(
-        f"SELECT job, '{name}' AS name, facts FROM {table(name)} WHERE job = ANY($1::uuid[])"
+def side_of(job: str) -> str:
+    """SQL: the side checks' facts of the result whose job id (text) is `job`, as one jsonb
+    object by name ({} without any): for a statement that reads results (an index lookup per
+    side check and row, no statement of its own)."""
+    names = [c.name for c in WIRED.values() if keeps_rows(c)]
+    if not names:
+        return "'{}'::jsonb"
+    rows = ", ".join(
+        f"('{name}', (SELECT s.facts FROM {table(name)} s WHERE s.job = ({job})::uuid))"
         for name in names
     )
-    out: dict[str, dict[str, object]] = {}
-    for row in await conn.fetch(union, list(job_ids)):
-        out.setdefault(str(row["job"]), {})[row["name"]] = row["facts"]
-    return out
+    return (
+        "(SELECT coalesce(jsonb_object_agg(v.name, v.facts), '{}'::jsonb)"
+        f" FROM (VALUES {rows}) AS v(name, facts) WHERE v.facts IS NOT NULL)"
+    )
 
 
 async def drop_before(conn: Conn, checks: Iterable[AnySideCheck], before: datetime) -> int:

@@ -4,12 +4,16 @@ the metrics); tests/unit/test_side_check_registry.py fails when one is missing f
 
 from typing import Final
 
-from controller.sidechecks import readiness, reverse_dns
+from controller.sidechecks import mail_dns, readiness, relay, reverse_dns
 from controller.sidechecks.frame import AnySideCheck
 
-SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {
-    check.name: check for check in (reverse_dns.SIDE_CHECK, readiness.SIDE_CHECK)
-}
+_ALL: list[AnySideCheck] = [
+    mail_dns.SIDE_CHECK,
+    reverse_dns.SIDE_CHECK,
+    relay.SIDE_CHECK,
+    readiness.SIDE_CHECK,
+]
+SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.name: check for check in _ALL}
 # Those that ride jobs and results (the others are the controller's alone).
 WIRED: Final[dict[str, AnySideCheck]] = {
     name: check for name, check in SIDE_CHECKS.items() if check.wire is not None

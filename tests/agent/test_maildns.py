@@ -9,10 +9,11 @@ import trustme
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent.maildns import MailDnsProbe
 from agent.probers.tls import SslContexts
+from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.worker import Worker
 from shared.settings import AgentSettings, SettingsError, load
+from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dns import DnsPeer, PolicyHost
 
@@ -150,7 +151,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
         DnsPeer(_records()) as peer,
         PolicyHost(server, POLICY) as host,
     ):
-        with_dns = job_for(country, smtp.port, mail_domain=DOMAIN, hostname="localhost")
+        ask = {WIRE.name: MailDnsAsk(domain=DOMAIN)}
+        with_dns = job_for(country, smtp.port, side_checks=ask, hostname="localhost")
         without = job_for(country, smtp.port)
         for job in (with_dns, without):
             await publish_job(js, job)
@@ -169,11 +171,11 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
             )
             await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
-    probed = found[with_dns.job_id].mail_dns
+    probed = WIRE.facts_of(found[with_dns.job_id].side_checks)
     assert found[with_dns.job_id].status == "up"
     assert probed is not None and probed.mx == ["mx.example.test", "backup.example.test"]
     assert probed.mta_sts_policy == POLICY
-    assert found[without.job_id].mail_dns is None
+    assert found[without.job_id].side_checks == {}
     assert len(host.requests) == 1
     assert sorted(peer.asked) == sorted(  # one probe, of the job that asked for it
         [

@@ -12,8 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
-from agent.maildns import MailDnsProbe
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.sidechecks.mail_dns import MailDnsProbe
 from tests.alerting.conftest import Rig
 from tests.alerting.test_mail_dns import CA, DOMAIN, MONITORED, round_, served, watched
 from tests.alerting.test_posture import open_codes, posture

@@ -15,11 +15,9 @@ from shared.messages import (
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
-    MailDns,
     MonitorEvent,
     Phases,
     Pop3CheckJob,
-    RelayTest,
     Reputation,
     RoundTripCheckJob,
     SmtpAuth,
@@ -35,6 +33,10 @@ from shared.messages import (
     encode,
 )
 from shared.sidechecks import SideCheckError
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import events_subject, jobs_subject, results_subject
@@ -212,9 +214,7 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "authResults",
         "capabilities",
         "capabilitiesBeforeTls",
-        "mailDns",  # null but on a job with mailDomain
         "reputation",  # null but on a job with blocklists
-        "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
         "sideChecks",  # each side check's facts by name (issue 65); {} without any
     }
@@ -302,19 +302,21 @@ def test_tls_facts_of_an_agent_from_before_tls_mode_still_decode() -> None:
 
 
 def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
-    """A job without `mailDomain` (an older controller's) decodes with none; a result's
-    `mailDns` round-trips with its camelCase names."""
+    """A job without `mailDomain` (an older controller's) decodes with none; a result's mail
+    DNS facts round-trip under `sideChecks.mail_dns` with their camelCase names."""
     wire = json.loads(encode(smtp_job()))
     assert wire["mailDomain"] is None
     del wire["mailDomain"]
     assert decode_job(json.dumps(wire).encode()).mail_domain is None
     r = result()
-    r.mail_dns = MailDns(
+    facts = MailDns(
         domain="example.com", mx=["mx.example.com"], tls_rpt=[], errors={"dmarc": "timed out"}
     )
+    r.side_checks[MAIL_DNS.name] = facts
     wire = json.loads(encode(r))
-    assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
-    assert decode_result(encode(r)) == r
+    assert wire["sideChecks"]["mail_dns"]["tlsRpt"] == []
+    assert wire["sideChecks"]["mail_dns"]["tlsaDnssec"] is False
+    assert MAIL_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_blocklists_and_reputation_are_defaulted_additions() -> None:
@@ -383,26 +385,24 @@ def test_side_checks_are_a_defaulted_addition_both_ways() -> None:
 
 def test_relay_check_and_relay_are_defaulted_additions() -> None:
     """Issue 58: an SMTP config without `relayCheck` (an older controller's) asks for no relay
-    test; a result without `relay` (an older agent's) has none; a round trip's send leg has the
-    field (its config is SMTP's) and leaves it false."""
+    test; the test's replies travel under `sideChecks.relay` (issue 65)."""
     wire = json.loads(encode(smtp_job()))
     assert wire["config"]["relayCheck"] is False
     del wire["config"]["relayCheck"]
     job = decode_job(json.dumps(wire).encode())
     assert isinstance(job, SmtpCheckJob) and job.config.relay_check is False
     r = result()
-    r.relay = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    facts = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    r.side_checks[RELAY.name] = facts
     wire = json.loads(encode(r))
-    assert wire["relay"] == {
+    assert wire["sideChecks"]["relay"] == {
         "sender": "s@example.org",
         "recipient": "r@example.net",
         "mailFrom": "250 ok",
         "rcptTo": None,
         "error": "",
     }
-    assert decode_result(encode(r)) == r
-    del wire["relay"]
-    assert decode_result(json.dumps(wire).encode()).relay is None
+    assert RELAY.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:

@@ -28,12 +28,14 @@ from controller.web.authed_request import AuthedRequest
 from shared.messages import (
     AuthResults,
     Hop,
-    MailDns,
     Phases,
-    RelayTest,
     SelfCheck,
     TlsInfo,
 )
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import ReverseDns
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
@@ -223,9 +225,9 @@ def _result(r: StoredResult) -> CheckResultOut:
         capabilities=r.capabilities,
         capabilities_before_tls=r.capabilities_before_tls,
         stored_at=iso_ms(r.stored_at),
-        mail_dns=r.mail_dns,
+        mail_dns=side_facts(r.side, MAIL_DNS),
         reverse_dns=side_facts(r.side, REVERSE_DNS),
-        relay=r.relay,
+        relay=side_facts(r.side, RELAY),
         folder=r.folder,
         hops=r.hops,
         auth_results=r.auth_results,

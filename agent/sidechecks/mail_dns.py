@@ -1,9 +1,10 @@
 """The mail DNS of a monitored domain, resolved from the agent's country: MX, SPF, DMARC,
 MTA-STS (its TXT and its HTTPS policy), TLS-RPT and the TLSA records of the monitored service.
 
-The agent only gathers what is served (`shared.messages.MailDns`); the controller judges it
-(controller/posture/maildns.py), so a rule changes without an agent upgrade. What it sends is
-bounded (`shared.maildns_bound`: 16 KiB at most, cut parts named in `truncated`). Lookups run at
+The agent only gathers what is served (`shared.sidechecks.mail_dns.MailDns`); the controller
+judges it (controller/sidechecks/mail_dns), so a rule changes without an agent upgrade. What it
+sends is bounded (`shared.sidechecks.mail_dns_bound`: 16 KiB at most, cut parts named in
+`truncated`). Lookups run at
 once within one budget; a lookup that fails leaves its list null and says why in `errors`, so a
 resolver outage never reads as a missing record.
 
@@ -15,6 +16,7 @@ the agent does not validate DNSSEC itself.
 import asyncio
 import ssl
 from collections.abc import Awaitable
+from functools import partial
 from typing import Final
 
 import dns.asyncresolver
@@ -23,9 +25,11 @@ import dns.flags
 import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from shared.addresses import is_blocked
-from shared.maildns_bound import bounded
-from shared.messages import MailDns
+from shared.settings import AgentSettings
+from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
+from shared.sidechecks.mail_dns_bound import bounded
 from shared.tls import system_trust
 
 POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
@@ -248,3 +252,33 @@ def _why(exc: BaseException) -> str:
         return "no resolver answered (SERVFAIL or refused)"
     text = str(exc) or type(exc).__name__
     return text[:200]
+
+
+async def _run(probe: MailDnsProbe, ask: MailDnsAsk, at: Round) -> MailDns | None:
+    """The mail domain's DNS, and the TLSA records of the checked host and port: not for a host
+    the agent refused (its TLSA records are the agent's network's), nor when the agent's own
+    path failed the check."""
+    if at.result.error_kind in ("blocked_target", "inconclusive"):
+        return None
+    return await probe.probe(ask.domain, at.job.hostname, at.port, at.job.timeout_seconds)
+
+
+def runner(probe: MailDnsProbe) -> Runner[MailDnsAsk, MailDns]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[MailDnsAsk, MailDns]:
+    context = ssl.create_default_context()
+    if settings.agent_mta_sts_ca_file is not None:
+        context.load_verify_locations(settings.agent_mta_sts_ca_file)
+    return runner(
+        MailDnsProbe(
+            resolver=settings.agent_dns_resolver,
+            policy_context=context,
+            policy_port=settings.agent_mta_sts_port,
+            allow_private=settings.agent_allow_private_targets,
+        )
+    )
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

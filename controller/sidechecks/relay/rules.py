@@ -6,8 +6,23 @@ sender refused outright (5xx to MAIL FROM: it takes nothing from strangers), is 
 (greylisting, a busy server) or a test cut short says nothing, so it judges nothing.
 """
 
-from controller.posture.rules import Verdicts, judge
-from shared.messages import RelayTest
+from typing import Final
+
+from controller.sidechecks.findings import Verdicts, declare, judge
+from shared.sidechecks.relay import RelayTest
+
+CODES: Final = declare(
+    {
+        "open_relay": (
+            "critical",
+            "The server took a recipient of a foreign domain from a session that had not logged "
+            "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
+            "Relay only for authenticated users and your own networks (Postfix "
+            "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
+            "reject_unauth_destination, with a mynetworks of your own hosts only).",
+        ),
+    }
+)
 
 
 def open_relay(seen: RelayTest, cc: str) -> Verdicts:

@@ -1,5 +1,6 @@
-"""The size bound of a result's `mailDns`, applied by the agent that resolves it and again by
-the controller at ingest (an agent could send more). Pure rules, no I/O.
+"""The size bound of a result's mail DNS facts (`sideChecks.mail_dns`), applied by the agent
+that resolves it and again by the controller at ingest (an agent could send more). Pure rules,
+no I/O.
 
 Each list keeps at most `RECORDS_MAX` records of at most `RECORD_CHARS_MAX` characters, the
 MTA-STS policy at most `POLICY_CHARS_MAX`, each error `ERROR_CHARS_MAX`; then, while the whole
@@ -13,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from shared.messages import MailDns
+from shared.sidechecks.mail_dns import MailDns
 
 ENCODED_MAX: Final = 16 * 1024
 RECORDS_MAX: Final = 10  # per list: enough for any sane domain, bounded for a hostile one

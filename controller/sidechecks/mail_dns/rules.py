@@ -11,10 +11,69 @@ the agent's resolver vouched for them (the AD bit): unsigned records prove nothi
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
-from controller.posture.facts import Observation
-from controller.posture.rules import Verdicts, judge
-from shared.messages import MailDns
+from controller.sidechecks.findings import Verdicts, declare, judge
+from shared.sidechecks.mail_dns import MailDns
+
+if TYPE_CHECKING:  # read, never made, here
+    from controller.posture.facts import Observation
+
+CODES: Final = declare(
+    {
+        "mx_mismatch": (
+            "warning",
+            "The domain's MX records do not name the monitored host, so mail for the domain goes "
+            "elsewhere (or nowhere, without MX). Publish an MX for this host, or monitor the host "
+            "the MX names.",
+        ),
+        "spf_missing": (
+            "warning",
+            "The domain publishes no SPF record, so receivers cannot tell its servers from "
+            "forgers. Publish one TXT record `v=spf1 ... -all` listing the servers that send its "
+            "mail.",
+        ),
+        "spf_invalid": (
+            "warning",
+            "The domain's SPF is not one valid record (two records, or a term receivers reject): "
+            "they treat it as a permanent error. Merge into one record and fix the term named.",
+        ),
+        "dmarc_missing": (
+            "warning",
+            "The domain publishes no DMARC record at `_dmarc`, so receivers apply no policy to "
+            "mail forging it. Publish `v=DMARC1; p=none; rua=mailto:...`, then tighten p= over "
+            "time.",
+        ),
+        "dmarc_invalid": (
+            "warning",
+            "The domain's DMARC record does not parse (two records, no p=, or a bad tag value): "
+            "receivers ignore it. Fix the tag named.",
+        ),
+        "mta_sts_invalid": (
+            "warning",
+            "The domain announces MTA-STS, but its `_mta-sts` record or its policy at "
+            "https://mta-sts.<domain>/.well-known/mta-sts.txt is missing, unreachable over valid "
+            "HTTPS, or malformed, so senders use no policy. Fix what is named.",
+        ),
+        "mta_sts_mismatch": (
+            "critical",
+            "The domain's MTA-STS policy does not allow its own MX, or the certificate this host "
+            "served does not validate for its name: senders that enforce the policy will not "
+            "deliver. Add the MX to the policy's mx lines, or install a valid certificate.",
+        ),
+        "tlsa_mismatch": (
+            "critical",
+            "The DNSSEC-signed TLSA records (DANE) of this host match no certificate it served: "
+            "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
+            "before rolling certificates, then remove the old one.",
+        ),
+        "tls_rpt_missing": (
+            "info",
+            "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
+            "failed TLS deliveries to it. Publish `v=TLSRPTv1; rua=mailto:...`.",
+        ),
+    }
+)
 
 STS_MAX_AGE = 31_557_600  # RFC 8461 section 3.2: at most a year
 _NAME = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})?"
@@ -32,7 +91,7 @@ _SPF_MODIFIER = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=[!-~]*")
 _DMARC_POLICIES = ("none", "quarantine", "reject")
 
 
-def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: Observation) -> Verdicts:
+def mail_dns(monitor_type: str, hostname: str, seen: MailDns, tls: "Observation") -> Verdicts:
     """The verdicts of one country's mail DNS facts (`tls`: what that country saw of the
     monitored server on the same round, for MTA-STS and DANE)."""
     v: Verdicts = {}
@@ -172,7 +231,9 @@ def mx_allowed(host: str, patterns: tuple[str, ...]) -> bool:
     return any(p == host or (p.startswith("*.") and p[2:] == rest and first) for p in patterns)
 
 
-def _mta_sts(v: Verdicts, cc: str, smtp: bool, host: str, seen: MailDns, tls: Observation) -> None:
+def _mta_sts(
+    v: Verdicts, cc: str, smtp: bool, host: str, seen: MailDns, tls: "Observation"
+) -> None:
     assert seen.mta_sts is not None
     domain = seen.domain
     if not seen.mta_sts:  # the domain does not use MTA-STS: nothing to be wrong
@@ -219,7 +280,7 @@ def _sts_id(record: str) -> bool:
     return False
 
 
-def tlsa_matches(records: list[str], tls: Observation) -> bool | None:
+def tlsa_matches(records: list[str], tls: "Observation") -> bool | None:
     """Whether a DANE-EE or PKIX-EE record (usage 3 or 1) with a SHA-256 of the certificate
     (selector 0) or of its public key (selector 1) matches what was seen; None when no such
     record or fact is there to compare (trust-anchor records need the chain, not kept)."""
