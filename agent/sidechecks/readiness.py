@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from agent.dns_canary import CanaryAsk
-from agent.maildns import dns_resolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.settings import AgentSettings
