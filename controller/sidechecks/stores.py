@@ -8,7 +8,14 @@ from typing import Any, Final
 
 from controller.db.pool import Conn
 from controller.sidechecks.frame import Arrived
+from controller.sidechecks.readiness import store as readiness_store
 
 Store = Callable[[Conn, Sequence[Arrived[Any]]], Awaitable[None]]
 
 STORES: Final[dict[str, Store]] = {}
+
+# The side checks that keep their rows and more beyond them, by name: called with the facts that
+# arrived, in the results' transaction, before their rows are written, so what a keeper adds to
+# them (what changed since an earlier round, since when a key is published) is stored and
+# judged with them.
+KEEPERS: Final[dict[str, Store]] = {"readiness": readiness_store.keep}

@@ -124,12 +124,33 @@ class DkimKey(msgspec.Struct, kw_only=True, rename="camel"):
     error: str = ""
 
 
+class Change(msgspec.Struct, kw_only=True, rename="camel"):
+    """A record that changed since this country's previous round that read it: `what` (`spf`,
+    `dmarc`, `dkim:<selector>`), the record `before` and `after` ("" for none), and `since`
+    when the one before was first seen (ISO 8601)."""
+
+    what: str
+    before: str = ""
+    after: str = ""
+    since: str = ""
+
+
+class Kept(msgspec.Struct, kw_only=True, rename="camel"):
+    """What the controller keeps beyond one round and adds to the facts as it stores them
+    (never an agent's: the ingester's bound drops any an agent sends): the records that
+    changed, and since when each DKIM key (by selector) has been published unchanged."""
+
+    changes: list[Change] = msgspec.field(default_factory=list)
+    key_since: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
     """What one country's agent found of the domain (`domain` "" when none was asked).
     `mx`: the domain's MX names (to tell Microsoft 365 and Google Workspace hosting; null
     when the lookup failed); `queries`: the DNS queries spent (bounded per round).
     `canaries`: the resolver canaries asked beside these lookups; a round whose resolver
-    fails them is believed in nothing (null: none configured)."""
+    fails them is believed in nothing (null: none configured). `kept`: the controller's (see
+    `Kept`)."""
 
     domain: str = ""
     spf: Spf | None = None
@@ -139,6 +160,7 @@ class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
     queries: int = 0
     error: str = ""
     canaries: list[DnsCanary] | None = None
+    kept: Kept | None = None
 
 
 def record_tags(record: str) -> dict[str, str]:

@@ -5,10 +5,13 @@ the findings come out of the posture API, the results API and the notification o
 `finding` notice through the notify entry). A country whose resolver fails its canaries raises
 nothing."""
 
+import base64
 from typing import Any
 
 import asyncpg
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
@@ -105,3 +108,62 @@ async def test_an_spf_tree_over_budget_is_found_told_once_and_cleared(
     assert readiness["spf"]["lookups"] == 12 and readiness["spf"]["complete"] is True
     assert [k["selector"] for k in readiness["dkim"]] == ["s1"]
     assert len(await rig.outbox_rows(monitor)) == 1
+
+
+async def test_a_changed_record_is_told_with_old_and_new_and_an_old_key_is_found(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    """DMARC relaxed from reject to none: `dmarc_changed` with both records side by side,
+    one notice, cleared on the next round that reads the same; the first round's records are
+    no change. A DKIM key kept for over a year (its `since` moved back) is `dkim_key_old`. A
+    late result of an older round changes nothing."""
+    monitor = await rig.monitor(["DE"])
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE monitors SET mail_domain = $2 WHERE id = $1", monitor["id"], DOMAIN
+        )
+    zone = _zone(1)
+    public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    der = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = base64.b64encode(der).decode()
+    zone[("s1._domainkey.example.test", "TXT")] = [
+        " ".join(
+            f'"{t}"' for t in (f"v=DKIM1; k=rsa; p={key}"[i : i + 200] for i in range(0, 500, 200))
+        )
+    ]
+    relaxed = dict(zone)
+    relaxed[(f"_dmarc.{DOMAIN}", "TXT")] = ['"v=DMARC1; p=none"']
+    async with SmtpPeer() as smtp, DnsPeer(zone) as before, DnsPeer(relaxed) as after:
+        old = ReadinessProbe(resolver=before.address, canaries=CANARIES)
+        new = ReadinessProbe(resolver=after.address, canaries=CANARIES)
+        await round_(rig, monitor, 0, smtp.port, {"DE": old})
+        assert open_codes(await posture(api, rig, monitor)) == set()
+        await round_(rig, monitor, 2, smtp.port, {"DE": new})
+        body = await posture(api, rig, monitor)
+        assert ("dmarc_changed", "DE") in open_codes(body)
+        changed = next(f for f in body["findings"] if f["code"] == "dmarc_changed")
+        assert changed["detail"] == "example.test: «v=DMARC1; p=reject» → «v=DMARC1; p=none»"
+        # a late result of round 1, read with the old records, changes nothing kept
+        await round_(rig, monitor, 1, smtp.port, {"DE": old})
+        await round_(rig, monitor, 3, smtp.port, {"DE": new})
+        codes = open_codes(await posture(api, rig, monitor))
+        assert ("dmarc_changed", "DE") not in codes
+        notes = await rig.outbox_rows(monitor)
+        assert len(notes) == 1  # the change and the p=none it brings, in one notice
+        assert (
+            "Seen: example.test: «v=DMARC1; p=reject» → «v=DMARC1; p=none»"
+            in (notes[0]["body_text"])
+        )
+        async with rig.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE readiness_records SET since = since - interval '400 days'"
+                " WHERE monitor_id = $1 AND what = 'dkim:s1'",
+                monitor["id"],
+            )
+        await round_(rig, monitor, 4, smtp.port, {"DE": new})
+        body = await posture(api, rig, monitor)
+        assert ("dkim_key_old", "DE") in open_codes(body)
+        aged = next(f for f in body["findings"] if f["code"] == "dkim_key_old")
+        assert aged["severity"] == "info" and "s1._domainkey.example.test since" in aged["detail"]

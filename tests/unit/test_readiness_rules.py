@@ -2,6 +2,8 @@
 `psd`, the policy that applies, the SPF path, what is unknown, and the Basic-auth cliff by host
 name, MX names and greeting."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from controller.sidechecks.readiness import password_logins, rules
@@ -15,7 +17,16 @@ from shared.messages import (
     SmtpConfig,
 )
 from shared.secret import Secret
-from shared.sidechecks.readiness import DmarcLookup, Readiness, Spf, SpfNode
+from shared.sidechecks.readiness import (
+    Change,
+    DkimKey,
+    Dmarc,
+    DmarcLookup,
+    Kept,
+    Readiness,
+    Spf,
+    SpfNode,
+)
 
 A = "a.mail.example.com"
 WALK = ["a.mail.example.com", "mail.example.com", "example.com", "com"]
@@ -195,3 +206,74 @@ def test_basic_auth_only_for_password_logins() -> None:
     assert finding is not None and "IMAP with a password to imap.gmail.com" in finding.detail
     imap = ImapPopConfig(user="u", password=Secret("p"))
     assert password_logins(imap, "imap.gmail.com") == [("IMAP", "imap.gmail.com")]
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read", "changes", "since"),
+    [
+        ({}, {"spf": "v=spf1 -all"}, [], {"spf": T1}),  # first read: no change
+        ({"spf": ("v=spf1 -all", T0)}, {"spf": "v=spf1 -all"}, [], {"spf": T0}),
+        (
+            {"spf": ("v=spf1 -all", T0)},
+            {"spf": "v=spf1 include:new.test -all"},
+            [
+                Change(
+                    what="spf",
+                    before="v=spf1 -all",
+                    after="v=spf1 include:new.test -all",
+                    since=T0.isoformat(),
+                )
+            ],
+            {"spf": T1},
+        ),
+        (  # a record removed is a change to ""
+            {"dmarc": ("v=DMARC1; p=reject", T0)},
+            {"dmarc": ""},
+            [Change(what="dmarc", before="v=DMARC1; p=reject", after="", since=T0.isoformat())],
+            {"dmarc": T1},
+        ),
+    ],
+)
+def test_moves(
+    stored: dict[str, tuple[str, datetime]],
+    read: dict[str, str],
+    changes: list[Change],
+    since: dict[str, datetime],
+) -> None:
+    assert rules.moves(stored, read, T1) == (changes, since)
+
+
+def test_readings_leave_out_what_was_not_read() -> None:
+    facts = Readiness(
+        domain="example.com",
+        spf=Spf(error="timed out", complete=False),
+        dmarc=Dmarc(walk=[DmarcLookup(name="example.com", error="timed out")]),
+        dkim=[DkimKey(selector="a", error="timed out"), DkimKey(selector="b")],
+    )
+    assert rules.readings(facts) == {"dkim:b": ""}
+    facts.canaries = [DnsCanary(name="x.test", type="A", exists=True, found=False)]
+    assert rules.readings(facts) == {}
+
+
+def test_drift_and_key_age_verdicts() -> None:
+    facts = Readiness(
+        domain="example.com",
+        dkim=[DkimKey(selector="s1", record="v=DKIM1; p=AAAA")],
+        kept=Kept(
+            changes=[Change(what="dkim:s1", before="v=DKIM1; p=BBBB", after="v=DKIM1; p=AAAA")],
+            key_since={"s1": T0.isoformat()},
+        ),
+    )
+    v = rules.readiness(facts, "DE", T0 + timedelta(days=366))
+    changed = v[("dkim_key_changed", "DE")]
+    assert changed is not None and changed.detail == (
+        "s1._domainkey.example.com: «v=DKIM1; p=BBBB» → «v=DKIM1; p=AAAA»"
+    )
+    assert v[("dkim_key_old", "DE")] is not None
+    assert rules.readiness(facts, "DE", T0 + timedelta(days=364))[("dkim_key_old", "DE")] is None
+    facts.kept = None  # stored before anything was kept: neither is judged
+    assert ("dkim_key_changed", "DE") not in rules.readiness(facts, "DE", T0)

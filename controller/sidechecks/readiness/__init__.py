@@ -51,7 +51,7 @@ def ask(p: Planning) -> ReadinessAsk | None:
 
 def judge(j: Judging[Readiness]) -> Verdicts:
     m, facts, cc = j.monitor, j.facts, j.row.country
-    verdicts = rules.readiness(facts, cc)
+    verdicts = rules.readiness(facts, cc, j.row.scheduled_at)
     mx = facts.mx if rules.believed(facts.canaries) else None
     verdicts |= rules.basic_auth(password_logins(m.config, m.hostname), mx, j.row.banner, cc)
     return verdicts
@@ -60,7 +60,7 @@ def judge(j: Judging[Readiness]) -> Verdicts:
 SIDE_CHECK: Final = ControllerSideCheck(
     name=WIRE.name,
     title="Mail authentication readiness",
-    codes=rules.CODES,
+    codes={**rules.CODES, **rules.DRIFT_CODES},
     watched=watched,
     wire=WIRE,
     ask=ask,

@@ -22,13 +22,14 @@ resolver failed its canaries judges nothing of DNS (`believed`).
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
-from shared.sidechecks.readiness import DkimKey, Dmarc, DmarcLookup, Readiness, Spf
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, DmarcLookup, Readiness, Spf
 from shared.sidechecks.readiness import record_tags as tags
 
 LOOKUP_LIMIT: Final = 10
@@ -128,8 +129,9 @@ def believed(canaries: Sequence[DnsCanary] | None) -> bool:
     return all(c.found is not None and c.found == c.exists for c in canaries or ())
 
 
-def readiness(facts: Readiness, cc: str) -> Verdicts:
-    """The DNS verdicts of one country's facts (none when its resolver is not believed)."""
+def readiness(facts: Readiness, cc: str, at: datetime | None = None) -> Verdicts:
+    """The DNS verdicts of one country's facts of the round scheduled `at` (none when its
+    resolver is not believed); drift and key age only with `at`."""
     v: Verdicts = {}
     if not facts.domain or not believed(facts.canaries):
         return v
@@ -138,6 +140,8 @@ def readiness(facts: Readiness, cc: str) -> Verdicts:
     if facts.dmarc is not None:
         _dmarc(v, cc, facts.domain, facts.dmarc, _sends(facts))
     _dkim(v, cc, facts.domain, facts.dkim)
+    if at is not None:
+        _drift(v, cc, facts.domain, facts, at)
     return v
 
 
@@ -364,3 +368,99 @@ def basic_auth(
             found.append(f"{what} with a password to {host}: {date}")
     judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
     return v
+
+
+# --- Drift and key age -------------------------------------------------------------------
+
+KEY_OLD_DAYS: Final = 365  # M3AAWG's DKIM key rotation advice: at least once a year
+
+DRIFT: Final = {"spf": "spf_changed", "dmarc": "dmarc_changed", "dkim": "dkim_key_changed"}
+
+DRIFT_CODES: Final = declare(
+    {
+        "spf_changed": (
+            "warning",
+            "The domain's SPF record changed (the old and new record are shown). If you did "
+            "not change it, find out who did: a new include authorizes a new sender.",
+        ),
+        "dmarc_changed": (
+            "warning",
+            "The domain's DMARC record changed (the old and new record are shown). A policy "
+            "relaxed from reject or quarantine to none stops receivers acting on forgeries.",
+        ),
+        "dkim_key_changed": (
+            "warning",
+            "A DKIM selector's key record changed (the old and new record are shown). Mail "
+            "signed with the old key and still in flight fails DKIM; if you did not rotate "
+            "it, find out who did.",
+        ),
+        "dkim_key_old": (
+            "info",
+            "A DKIM key has been published unchanged for over a year as mailprobe saw it. "
+            "M3AAWG advises rotating keys at least yearly: publish a new key under a new "
+            "selector, sign with it, then revoke the old one.",
+        ),
+    }
+)
+
+
+def readings(f: Readiness) -> dict[str, str]:
+    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`,
+    `dkim:<selector>`; "" for none published): what drift compares. Nothing of a round whose
+    resolver is not believed, nor of a lookup that failed."""
+    out: dict[str, str] = {}
+    if not f.domain or not believed(f.canaries):
+        return out
+    if f.spf is not None and not (f.spf.error and not f.spf.nodes):
+        out["spf"] = f.spf.record or ""
+    if f.dmarc is not None and f.dmarc.walk:
+        first = f.dmarc.walk[0]
+        if first.name == f.domain and first.records is not None and len(first.records) <= 1:
+            out["dmarc"] = first.records[0] if first.records else ""
+    for k in f.dkim:
+        if k.record is not None or not k.error:
+            out[f"dkim:{k.selector}"] = k.record or ""
+    return out
+
+
+def _drift(v: Verdicts, cc: str, domain: str, f: Readiness, at: datetime) -> None:
+    kept = f.kept
+    if kept is None:
+        return  # stored before the controller kept records: nothing known
+    read = readings(f)
+    changed: dict[str, list[str]] = {}
+    for c in kept.changes:
+        family = c.what.split(":", 1)[0]
+        where = f"{c.what.split(':', 1)[1]}._domainkey.{domain}" if family == "dkim" else domain
+        before = c.before or "(none)"
+        after = c.after or "(none)"
+        changed.setdefault(family, []).append(f"{where}: «{before}» → «{after}»")
+    for family, code in DRIFT.items():
+        if family in changed or any(w.split(":", 1)[0] == family for w in read):
+            judge(v, code, cc, family in changed, "; ".join(changed.get(family, [])))
+    old = [
+        sel
+        for sel, since in sorted(kept.key_since.items())
+        if read.get(f"dkim:{sel}")
+        and at - datetime.fromisoformat(since) > timedelta(days=KEY_OLD_DAYS)
+    ]
+    if read and any(w.startswith("dkim:") for w in read):
+        detail = ", ".join(f"{s}._domainkey.{domain} since {kept.key_since[s][:10]}" for s in old)
+        judge(v, "dkim_key_old", cc, bool(old), detail)
+
+
+def moves(
+    stored: Mapping[str, tuple[str, datetime]], read: Mapping[str, str], at: datetime
+) -> tuple[list[Change], dict[str, datetime]]:
+    """What changed between the records `stored` (what → (record, since)) and those `read` at
+    `at`, and since when each record read has been as it is now."""
+    changes: list[Change] = []
+    since: dict[str, datetime] = {}
+    for what, now in sorted(read.items()):
+        old = stored.get(what)
+        if old is None or old[0] == now:
+            since[what] = at if old is None else old[1]
+            continue
+        changes.append(Change(what=what, before=old[0], after=now, since=old[1].isoformat()))
+        since[what] = at
+    return changes, since
