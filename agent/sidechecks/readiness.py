@@ -432,9 +432,22 @@ def _usable(selector: str) -> bool:
     return 0 < len(selector) <= SELECTOR_MAX and bool(_SELECTOR.match(selector))
 
 
+def signing(at: Round, domain: str) -> list[str]:
+    """The selectors the round's own message (a round trip's, as received) was signed with
+    for `domain` (`d=` the domain)."""
+    found = at.result.auth_results
+    return [s.selector for s in (found.signatures if found else []) if s.domain == domain]
+
+
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
     domain = ask.domain.strip().lower().rstrip(".")
-    return await probe.probe(domain, ask.selectors, at.job.timeout_seconds, at.job.tenant)
+    signed = signing(at, domain)
+    out = await probe.probe(
+        domain, [*signed, *ask.selectors], at.job.timeout_seconds, at.job.tenant
+    )
+    for key in out.dkim:
+        key.signing = key.selector in signed
+    return out
 
 
 def runner(probe: ReadinessProbe) -> Runner[ReadinessAsk, Readiness]:

@@ -112,9 +112,11 @@ class DkimKey(msgspec.Struct, kw_only=True, rename="camel"):
     """One selector's key record (`<selector>._domainkey.<domain>`): `record` (null: none
     published, or the lookup failed: `error`); `keyType` (`k=`, rsa by default), `bits` the
     key's size (null when it does not parse), `testing` (`t=y`), `revoked` (`p=` empty),
-    `sha256` of the public key as published (to tell a replaced key)."""
+    `sha256` of the public key as published (to tell a replaced key); `signing`: the
+    round's own message (a round trip's) was signed with it."""
 
     selector: str
+    signing: bool = False
     record: str | None = None
     key_type: str = ""
     bits: int | None = None

@@ -7,19 +7,25 @@ of TXT, a tree of 1,000 includes, a resolver that lies) as a clear unknown withi
 bounds."""
 
 import base64
+import email
 from pathlib import Path
 from typing import Any
 
+import dkim
 import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from agent.sidechecks.readiness import QUERIES_MAX, ReadinessProbe, dmarc_targets
+from agent.probers.delivery import auth_results
+from agent.sidechecks.base import Round
+from agent.sidechecks.readiness import QUERIES_MAX, ReadinessProbe, dmarc_targets, runner
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
-from shared.sidechecks.readiness import Readiness
+from shared.messages import CheckResult
+from shared.sidechecks.readiness import Readiness, ReadinessAsk
 from tests.peers.dns import DnsPeer, Records
+from tests.peers.jobs import make_job
 
 SUITE = Path(__file__).parents[1] / "data" / "rfc7208" / "rfc7208-tests.yml"
 
@@ -317,3 +323,57 @@ async def test_the_rfc_7208_suite_processing_limits() -> None:
             agreed += 1
     print(f"RFC 7208 processing limits: {agreed} of {len(limits['tests'])} agree; {told}")
     assert agreed == len(limits["tests"]) - len(ADDRESS_DEPENDENT)
+
+
+def _signed(domain: str, selector: str) -> bytes:
+    """A message signed by dkimpy, as a signing MTA (OpenDKIM's place) hands it on."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    message = (
+        f"From: probe@{domain}\r\nTo: box@example.net\r\nSubject: mailprobe round trip\r\n"
+        "Date: Fri, 27 Nov 2026 08:00:00 +0000\r\n\r\nbody\r\n"
+    ).encode()
+    signature: bytes = dkim.sign(message, selector.encode(), domain.encode(), pem)
+    return signature + message
+
+
+async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_found() -> None:
+    """The received message's DKIM-Signature (a real one, by dkimpy) names its selector; the
+    round reads that selector's key beside those asked, and a revoked key the message was
+    signed with is `dkim_revoked`."""
+    message = email.message_from_bytes(_signed("example.test", "mar2026"))
+    found = auth_results(message)
+    assert found is not None
+    assert [(s.domain, s.selector) for s in found.signatures] == [("example.test", "mar2026")]
+    job = make_job("roundtrip", 587)
+    result = CheckResult(
+        job_id=job.job_id,
+        monitor_id=job.monitor_id,
+        monitor_type="roundtrip",
+        country="DE",
+        agent_id="DE-1",
+        status="up",
+        scheduled_at=job.scheduled_at,
+        started_at=job.scheduled_at,
+        finished_at=job.scheduled_at,
+        auth_results=found,
+    )
+    records: Records = {("mar2026._domainkey.example.test", "TXT"): [_txt("v=DKIM1; k=rsa; p=")]}
+    async with DnsPeer(records) as peer:
+        probe = ReadinessProbe(resolver=peer.address, canaries=())
+        run = runner(probe)
+        facts = await run(
+            ReadinessAsk(domain="example.test", selectors=["google"]),
+            Round(job=job, result=result, port=587, resolver=None),
+        )
+    assert facts is not None
+    keys = {k.selector: k for k in facts.dkim}
+    assert keys["mar2026"].signing and keys["mar2026"].revoked
+    assert not keys["google"].signing
+    finding = rules.readiness(facts, "DE")[("dkim_revoked", "DE")]
+    assert finding is not None
+    assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"

@@ -13,7 +13,8 @@ the monitor logs in → verdicts on what receivers enforce beyond a record being
   outside the Organizational Domain without their `_report._dmarc` authorization (RFC 9990
   section 3, RFC 7489 7.1: `dmarc_external_rua_unauthorized`).
 - DKIM keys of the selectors read: RSA under 2048 bits (`dkim_key_weak`; under 1024 receivers
-  refuse it, RFC 8301), `t=y` (`dkim_testing`).
+  refuse it, RFC 8301), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
+  message was signed with (`dkim_revoked`).
 - A password login to Microsoft 365 or Google (`basic_auth_retiring`), told by the host's name,
   the domain's MX names or the server's greeting.
 
@@ -109,6 +110,12 @@ CODES: Final = declare(
             "warning",
             "A DKIM key still says t=y (testing): receivers may treat its signatures as "
             "unsigned mail. Remove t=y once signing works.",
+        ),
+        "dkim_revoked": (
+            "critical",
+            "The round trip's message was signed with a DKIM selector whose key is revoked "
+            "(p= empty) or not published: receivers fail its DKIM, and with it DMARC where "
+            "SPF does not align. Sign with a published key, or publish the key again.",
         ),
         "basic_auth_retiring": (
             "warning",
@@ -315,6 +322,15 @@ def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
             for k in weak
         )
         judge(v, "dkim_key_weak", cc, bool(weak), detail)
+    signing = [k for k in keys if k.signing]
+    dead = [k for k in signing if k.revoked or (k.record is None and not k.error)]
+    if dead or (signing and not any(k.error and k.record is None for k in signing)):
+        detail = "; ".join(
+            f"{k.selector}._domainkey.{domain}: "
+            + ("revoked (p= empty)" if k.revoked else "no key published")
+            for k in dead
+        )
+        judge(v, "dkim_revoked", cc, bool(dead), f"signed with {detail}")
     testing = [k for k in read if k.testing and k.record is not None]
     if testing or not unknown:
         detail = ", ".join(f"{k.selector}._domainkey.{domain}" for k in testing)
