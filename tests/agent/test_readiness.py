@@ -6,6 +6,7 @@ verdicts; RFC 9989's Tree Walk example; DKIM keys of real sizes; and bad DNS (CN
 of TXT, a tree of 1,000 includes, a resolver that lies) as a clear unknown within the round's
 bounds."""
 
+import asyncio
 import base64
 import email
 from pathlib import Path
@@ -19,11 +20,32 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from agent.probers.delivery import auth_results
 from agent.sidechecks.base import Round
-from agent.sidechecks.readiness import QUERIES_MAX, ReadinessProbe, dmarc_targets, runner
+from agent.sidechecks.readiness import (
+    BUSY,
+    PER_TENANT_MAX,
+    QUERIES_MAX,
+    ReadinessProbe,
+    dmarc_targets,
+    runner,
+)
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
 from shared.messages import CheckResult
-from shared.sidechecks.readiness import Readiness, ReadinessAsk
+from shared.sidechecks.readiness import (
+    NAME_MAX,
+    NAMES_MAX,
+    NODES_MAX,
+    RECORD_MAX,
+    SELECTORS_MAX,
+    Change,
+    DkimKey,
+    Kept,
+    Readiness,
+    ReadinessAsk,
+    Spf,
+    SpfNode,
+    bounded,
+)
 from tests.peers.dns import DnsPeer, Records
 from tests.peers.jobs import make_job
 
@@ -377,3 +399,49 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
     finding = rules.readiness(facts, "DE")[("dkim_revoked", "DE")]
     assert finding is not None
     assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"
+
+
+async def test_a_zone_that_never_answers_is_unknown_and_holds_only_its_own_organization() -> None:
+    """One organization's domain whose DNS never answers: its rounds end unknown ("timed
+    out") within their budget, at most PER_TENANT_MAX of them at once, and another
+    organization's round on the same agent is answered meanwhile."""
+    records: Records = {("good.test", "TXT"): [_txt("v=spf1 -all")]}
+    async with DnsPeer(records, silent=frozenset({"dead.test"})) as peer:
+        probe = ReadinessProbe(resolver=peer.address, canaries=())
+        stuck = [
+            asyncio.create_task(probe.probe("dead.test", (), 1.0, tenant="org-a"))
+            for _ in range(PER_TENANT_MAX + 2)
+        ]
+        other = await probe.probe("good.test", (), 5.0, tenant="org-b")
+        assert other.spf is not None and other.spf.record == "v=spf1 -all"
+        assert not any(t.done() for t in stuck)  # org-b was not held behind them
+        done = await asyncio.gather(*stuck)
+    for facts in done:
+        assert facts.spf is None or not facts.spf.complete
+        assert facts.spf.error if facts.spf else facts.error, facts
+        assert rules.readiness(facts, "DE").get(("spf_lookup_limit", "DE")) is None
+    waited = [f for f in done if f.spf is None]
+    assert len(waited) == 2  # past the organization's share: nothing asked at all
+    assert {f.error for f in waited} == {BUSY} and {f.queries for f in waited} == {0}
+    ran = [f for f in done if f.spf is not None]
+    assert ran and all("timed out" in (f.spf.error if f.spf else "") for f in ran), ran
+
+
+def test_what_an_agent_sends_is_bounded_and_kept_is_the_controllers() -> None:
+    """A stranger's facts: lists and texts cut to their bounds, and a `kept` (drift, key age)
+    it made up dropped: only the controller's keeper fills it."""
+    hostile = Readiness(
+        domain="x" * 1000,
+        spf=Spf(
+            record="v=spf1 " + "a " * 5000,
+            nodes=[SpfNode(domain=f"n{i}.test") for i in range(10_000)],
+            void_names=["v.test"] * 1000,
+        ),
+        dkim=[DkimKey(selector=f"s{i}") for i in range(100)],
+        kept=Kept(changes=[Change(what="spf", before="forged", after="forged too")]),
+    )
+    cut = bounded(hostile)
+    assert cut.kept is None
+    assert cut.spf is not None and len(cut.spf.nodes) == NODES_MAX
+    assert len(cut.spf.record or "") == RECORD_MAX and len(cut.spf.void_names) == NAMES_MAX
+    assert len(cut.dkim) == SELECTORS_MAX and len(cut.domain) == NAME_MAX
