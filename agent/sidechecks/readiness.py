@@ -78,6 +78,19 @@ _DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
 _SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
+class _Parser(spf.query):  # type: ignore[misc]
+    """pyspf's query as a parser only: it never asks DNS itself (its lookups are synchronous,
+    through the system's resolver, and would hold the event loop), so the `%{p}` macro, the
+    one whose expansion looks names up, expands to "unknown" as RFC 7208 7.3 allows."""
+
+    def __init__(self, **kw: str | bool) -> None:
+        super().__init__(**kw)
+        self.p = "unknown"
+
+    def dns(self, name: str, qtype: str, *_: object, **__: object) -> list[object]:
+        raise spf.TempError(f"not asked: the parser looks nothing up ({name} {qtype})")
+
+
 class Spent(Exception):
     """The round's budget (queries or time) is spent."""
 
@@ -189,7 +202,7 @@ async def _visit(
     if len(walk.out.nodes) >= SPF_RECORDS_MAX:
         raise Spent(f"more than {SPF_RECORDS_MAX} SPF records in the include tree")
     index = walk.node(domain, via, parent, record)
-    query = spf.query(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
+    query = _Parser(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
     redirect: str | None = None
     ended = ""
     for term in record.split(" ")[1:]:
@@ -205,6 +218,8 @@ async def _visit(
         except spf.PermError as exc:
             walk.out.broken = walk.out.broken or f"{domain}: {exc}"
             return ""
+        except spf.TempError as exc:
+            raise Failed(f"{domain}: {exc}") from None
         if kind == "all":
             ended = {"pass": "+", "neutral": "?", "softfail": "~", "fail": "-"}[result] + "all"
             break  # what follows is never evaluated, and redirect is ignored
