@@ -293,33 +293,6 @@ async def test_dkim_keys_of_real_sizes() -> None:
     assert v[("dkim_testing", "DE")] is not None
 
 
-def _suite_zones(section: dict[str, Any]) -> Records:
-    """A suite section's zonedata as the loopback server's records (an `SPF` record is served
-    as TXT when the name has no TXT of its own, as the suite's harnesses do)."""
-    records: Records = {}
-    for name, entries in section["zonedata"].items():
-        has_txt = any("TXT" in e for e in entries if isinstance(e, dict))
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue  # TIMEOUT: nothing served
-            for rtype, value in entry.items():
-                if rtype == "SPF":
-                    if has_txt:
-                        continue
-                    rtype = "TXT"
-                if rtype == "TXT":
-                    strings = value if isinstance(value, list) else [value]
-                    text = " ".join(_txt(s) for s in strings)
-                elif rtype == "MX":
-                    text = f"{value[0]} {value[1]}."
-                elif rtype == "PTR":
-                    text = value if value.endswith(".") else f"{value}."
-                else:
-                    text = str(value)
-                records.setdefault((name, rtype), []).append(text)
-    return records
-
-
 # The processing-limit tests whose verdict does not hang on where the sender's address
 # matches: the suite's permerror is ours `spf_lookup_limit` or `spf_void_lookups`, its other
 # results are neither. (`include-at-limit` is the one the suite passes because evaluation stops
@@ -330,7 +303,7 @@ ADDRESS_DEPENDENT = {"include-at-limit": 11}
 async def test_the_rfc_7208_suite_processing_limits() -> None:
     sections = list(yaml.safe_load_all(SUITE.read_text()))
     limits = next(s for s in sections if s["description"] == "Processing limits")
-    records = _suite_zones(limits)
+    records, _ = _all_zones(limits)
     agreed, told = 0, []
     async with DnsPeer(records) as peer:
         probe = ReadinessProbe(resolver=peer.address, canaries=())
