@@ -64,7 +64,6 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.blocklists import BlocklistProbe
 from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
@@ -163,7 +162,6 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
-        blocklists: BlocklistProbe | None = None,
         side_checks: Mapping[str, AnyRunner] | None = None,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
@@ -198,7 +196,6 @@ class Worker:
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
-        self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
         # The side checks' runners by name (the registry's order); those not given are built
         # from the settings an agent has without any.
         runners = dict(side_checks or {})
@@ -255,11 +252,6 @@ class Worker:
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "blocklists": BlocklistProbe(
-                resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
-                dqs_key=settings.agent_spamhaus_dqs_key,
-                allow_private=settings.agent_allow_private_targets,
-            ),
             "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
@@ -845,12 +837,6 @@ class Worker:
                 self._resolver,
             )
             result = await self._explained(job, result)
-            # The lists are asked whatever the check found: a server that is down may be down
-            # because it was listed, and its addresses are still what its mail depends on.
-            if job.blocklists is not None and result.error_kind != "inconclusive":
-                result.reputation = await self._blocklists.probe(
-                    job.blocklists, job.hostname, job.timeout_seconds
-                )
             port = opened.port or default_port(opened.monitor_type, opened.config)
             await self._side(Round(opened, result, port, self._resolver))
         return result

@@ -17,6 +17,7 @@ import msgspec
 from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
 from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
 from shared.sidechecks import SideChecks
+from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
@@ -157,34 +158,6 @@ class RoundTripConfig(msgspec.Struct, kw_only=True, rename="camel"):
     spam_is_failure: bool = False
 
 
-class BlocklistZone(msgspec.Struct, kw_only=True, rename="camel"):
-    """One blocklist to ask: its public `zone`; `kind` "ip" (RFC 5782 section 2.1: reversed
-    octets, section 2.4: reversed nibbles for IPv6) or "domain" (section 2.2: the name itself);
-    `dqs`: a Spamhaus zone that an agent holding a DQS key (`AGENT_SPAMHAUS_DQS_KEY`) asks as
-    `<key>.<list>.dq.spamhaus.net` instead, so the key never travels. Plain strs: a newer
-    controller's kinds still decode (an agent skips a kind it does not know)."""
-
-    zone: str
-    kind: str = "ip"
-    dqs: bool = False
-
-
-class BlocklistAsk(msgspec.Struct, kw_only=True, rename="camel"):
-    """What a round asks of the blocklists from the agent's country: the addresses of the job's
-    `hostname` (A and AAAA) when `host`, those of the MX hosts of `mxDomain`, and the `ips`
-    and `domains` listed, each on the `zones` of its kind. `skip`: names the controller had
-    answered in this country within the interval (another monitor asked) that this round may
-    meet (its own, and those its monitor's last round there found): the agent still names them
-    in `Reputation.names` but does not ask the lists again."""
-
-    zones: list[BlocklistZone] = msgspec.field(default_factory=list)
-    host: bool = False
-    mx_domain: str | None = None
-    ips: list[str] = msgspec.field(default_factory=list)
-    domains: list[str] = msgspec.field(default_factory=list)
-    skip: list[str] = msgspec.field(default_factory=list)
-
-
 class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="monitorType"):
     v: int = 1
     job_id: str
@@ -220,9 +193,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # waits behind a full agent while another agent of the country has a slot. False from a
     # controller that predates admission, or where it does not apply.
     admitted: bool = False
-    # Set on the rounds the controller wants the blocklists asked about what the monitor's mail
-    # depends on (a slow cadence, hours): the agent answers in `reputation`. Ignored by an
-    # agent that predates it.
+    # For agents that predate `sideChecks`: set with `sideChecks.blocklists` (the agent then
+    # answers in the result's legacy `reputation`). An agent that knows `sideChecks` reads
+    # only that.
     blocklists: BlocklistAsk | None = None
     # For agents that predate `sideChecks`: set with `sideChecks.reverse_dns` (the agent then
     # answers in the result's legacy `reverseDns`). An agent that knows `sideChecks` reads
@@ -364,35 +337,6 @@ class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     signatures: list[DkimSignature] = msgspec.field(default_factory=list)
 
 
-class BlocklistAnswer(msgspec.Struct, kw_only=True, rename="camel"):
-    """What one list answered about one name, as served: `a`, its A records (at most
-    `shared.reputation_bound.A_MAX`), [] for NXDOMAIN or no A record, null when the lookup
-    failed (`error` says why: timed out, SERVFAIL, a CNAME loop...); `txt`, its first TXT
-    record when it answered A records (cut to `TXT_CHARS_MAX`). The agent judges nothing: the
-    controller reads the codes (controller/reputation/rules.py), so a list's documented codes
-    change without an agent upgrade."""
-
-    zone: str  # the public zone (a DQS zone as its public name: the key never shows)
-    name: str  # the address or domain asked about, not the query name
-    a: list[str] | None = None
-    txt: str | None = None
-    error: str = ""
-    ms: float | None = None
-
-
-class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
-    """A job's `blocklists` as answered from this country: `names` maps each name the mail
-    depends on to where it came from (`host`, `mx:<mx host>`, `listed`), `answers` one per list
-    and name asked (none for a name in `skip`), `errors` why a source could not be resolved
-    (`host`, `mx`); `truncated`: answers or names were cut to the bound
-    (`shared.reputation_bound`)."""
-
-    names: dict[str, str] = msgspec.field(default_factory=dict)
-    answers: list[BlocklistAnswer] = msgspec.field(default_factory=list)
-    errors: dict[str, str] = msgspec.field(default_factory=dict)
-    truncated: bool = False
-
-
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -424,8 +368,6 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities: list[str] | None = None
     # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
     capabilities_before_tls: list[str] | None = None
-    # Only on a job with `blocklists`: what the lists answered from this country.
-    reputation: Reputation | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None

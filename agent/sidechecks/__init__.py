@@ -4,11 +4,12 @@ controller package and line: docs/architecture.md, "Adding a side check")."""
 
 from typing import Final
 
-from agent.sidechecks import mail_dns, readiness, relay, reverse_dns
+from agent.sidechecks import blocklists, mail_dns, readiness, relay, reverse_dns
 from agent.sidechecks.base import AgentSideCheck, AnyRunner, AnySideCheck, Round, Runner
 
 _ALL: list[AnySideCheck] = [
     mail_dns.SIDE_CHECK,
+    blocklists.SIDE_CHECK,
     reverse_dns.SIDE_CHECK,
     relay.SIDE_CHECK,
     readiness.SIDE_CHECK,

@@ -35,11 +35,9 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.observability import metrics
-from controller.reputation import store as reputation
 from controller.sidechecks.registry import WIRED
 from shared.messages import result_parts
 from shared.pulling import StandingPull
-from shared.reputation_bound import bounded as bounded_reputation
 from shared.sidechecks import SideCheckError
 from shared.streams import INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
@@ -277,14 +275,11 @@ class Ingester:
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
         _bound_side(result)
-        if result.reputation is not None:
-            result.reputation = bounded_reputation(result.reputation)
         return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await results.store(conn, batch, self._default_countries)
-            await reputation.record(conn, [r for r in batch if r.reputation is not None])
             return stored
 
     async def _store_one_by_one(

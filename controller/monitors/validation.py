@@ -297,7 +297,7 @@ def secret_env(
 
 # What one monitor may list for its blocklist checks (`reputation`): with the lists' test
 # entries, the mail domain and the host's and MX hosts' addresses, a round's names stay within
-# what a result carries (shared.reputation_bound.NAMES_MAX).
+# what a result carries (shared.sidechecks.blocklists_bound.NAMES_MAX).
 REPUTATION_IPS_MAX = 8
 REPUTATION_DOMAINS_MAX = 4
 

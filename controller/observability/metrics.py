@@ -120,6 +120,23 @@ API_REQUESTS = Histogram(
 )
 
 
+SIDE_CHECK_FACTS = Counter(
+    "mailprobe_side_check_facts_total",
+    "Side checks' facts stored (a round's answer from one country; a report judged), by side check",
+    ["side_check"],
+)
+
+
+def side_checks_known(names: Iterable[str]) -> None:
+    """Each side check's series, at 0 until its first facts."""
+    for name in names:
+        SIDE_CHECK_FACTS.labels(name)
+
+
+def side_check_facts(name: str, n: int = 1) -> None:
+    SIDE_CHECK_FACTS.labels(name).inc(n)
+
+
 def exposition() -> tuple[bytes, str]:
     """The registry in the text format, and its content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

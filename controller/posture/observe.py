@@ -36,7 +36,6 @@ from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
-    REPORT_CODES,
     Baseline,
     Finding,
     Key,
@@ -117,8 +116,6 @@ async def observe(
     base = stored
     for at, group in rounds:
         seen, verdicts = _round_verdicts(monitor, group, base, days)
-        if not monitor.mail_domain:  # no longer watched: what reports found is over
-            verdicts |= {key: None for key in tracker.open if key[0] in REPORT_CODES}
         verdicts |= _unwatched(monitor, tracker.open)
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]

@@ -108,32 +108,7 @@ CORE_CODES: Mapping[str, Kind] = {
         "warning",
         "The certificate expires soon. Renew it, or check that automatic renewal works.",
     ),
-    # What the world's senders report about the monitor's `mailDomain` (controller/reports).
-    "tls_failures_reported": (
-        "warning",
-        "Senders report failed TLS sessions to the domain's MX (TLS-RPT): mail from them is "
-        "delayed, or sent without TLS. Fix the result type named at the MX and IP named "
-        "(renew the certificate, offer STARTTLS, publish a valid MTA-STS policy or TLSA record).",
-    ),
-    "dmarc_failures_reported": (
-        "warning",
-        "Receivers report that mail in the domain's name from a network that also sends it "
-        "correctly failed DMARC alignment: a sender of yours is misconfigured. Add it to SPF, "
-        "or sign its mail with DKIM for the domain.",
-    ),
-    "dmarc_unknown_source": (
-        "warning",
-        "Receivers report mail in the domain's name from networks that never pass DMARC: a "
-        "service you forgot to authorize, or someone forging the domain. Authorize the "
-        "service (SPF, DKIM), or list the network as known; keep p=quarantine or p=reject for "
-        "forgers.",
-    ),
 }
-# Raised from received reports (controller/reports/rules.py), never from a round's results:
-# the rounds' rules neither hold nor clear them.
-REPORT_CODES = frozenset(
-    {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
-)
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})

@@ -32,9 +32,10 @@ from controller.posture import notices
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import rules
 from controller.reports import store as db
 from controller.reports.parse import Rejected, Report, known_domains, parse
+from controller.sidechecks.reports import SIDE_CHECK as REPORTS
+from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
@@ -91,6 +92,7 @@ async def take(
     except Rejected as exc:
         return await _refused(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
+    metrics.side_check_facts(REPORTS.name)
     log.info(
         "report stored",
         organization_id=organization_id,

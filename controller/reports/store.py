@@ -11,7 +11,7 @@ from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.monitors.store import COLUMNS, Monitor, decode
 from controller.reports.parse import Report
-from controller.reports.rules import Count, ReportSettings
+from controller.sidechecks.reports.rules import Count, ReportSettings
 
 REJECTED_KEPT = 1000  # newest rejected reports kept per organization
 

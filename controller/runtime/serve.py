@@ -31,9 +31,9 @@ from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import BlocklistWatch, FreshNames
 from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from shared import ops
 from shared.loop import run_every

@@ -23,13 +23,13 @@ from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
 from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
-from controller.reputation import rules as lists
-from controller.reputation.rules import BlockList
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.scheduling.rules import LOOKBACK
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
+from controller.sidechecks.blocklists import ListsRound
+from controller.sidechecks.blocklists.rules import BlockList
 from controller.sidechecks.frame import Planning
 from controller.sidechecks.registry import WIRED
 from shared.messages import (
@@ -363,19 +363,17 @@ class RoundPlanner:
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
-        mail_domain = m.mail_domain
         # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
         # opted-in open relay test: the side checks of the `dns` cadence) go on the same
         # rounds: one per DNS window.
         dns = False
-        if mail_domain or any(c.cadence == "dns" and c.watched(m) for c in WIRED.values()):
+        if any(c.cadence == "dns" and c.watched(m) for c in WIRED.values()):
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
             dns = (
                 schedule.trigger_dns(*args, rounds.mail_dns_at)
                 if trigger
                 else schedule.dns_due(*args)
             )
-            mail_domain = mail_domain if dns else None
             plan.mail_dns = dns
         for check in WIRED.values():
             if check.session_config is not None:
@@ -394,12 +392,13 @@ class RoundPlanner:
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
-        asks_lists = bool(self._blocklists) and (
-            not trigger
-            and schedule.blocklists_due(
-                public_id, scheduled, m.check_interval, self._blocklist_interval_s
-            )
+        # The blocklists' own cadence: the first round of each window of the monitor's.
+        due = bool(self._blocklists) and schedule.blocklists_due(
+            public_id, scheduled, m.check_interval, self._blocklist_interval_s
         )
+        options = self._side_options | {
+            "blocklists": ListsRound(self._blocklists, due, self._fresh, self._known)
+        }
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
@@ -443,9 +442,7 @@ class RoundPlanner:
                     continue
                 # The config stays the type's default: no secret, no user name in clear.
                 fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
-            side, older = side_asks(
-                Planning(m, config, scheduled, trigger, dns, cc, self._side_options)
-            )
+            side, older = side_asks(Planning(m, config, scheduled, trigger, dns, cc, options))
             job = job_type(
                 job_id=jid,
                 monitor_id=public_id,
@@ -455,18 +452,6 @@ class RoundPlanner:
                 country=cc,
                 scheduled_at=scheduled_iso,
                 expires_at=expires_iso,
-                mail_domain=mail_domain or None,
-                blocklists=(
-                    lists.ask(
-                        self._blocklists,
-                        m.mail_domain,
-                        self._fresh(cc),
-                        m.reputation,
-                        self._known(m.id, cc),
-                    )
-                    if asks_lists
-                    else None
-                ),
                 avoid_agents=avoid.get(cc, []),
                 tenant=org,
                 result_bundles=self._result_bundles,

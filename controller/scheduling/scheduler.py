@@ -45,7 +45,6 @@ from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.observability import metrics
-from controller.reputation.rules import BlockList
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import bundles, login_cap_notice
 from controller.scheduling import confirm_store as confirmations
@@ -58,6 +57,7 @@ from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import BlockList
 from shared.loop import run_every
 from shared.messages import (
     FEATURE_BUNDLES,

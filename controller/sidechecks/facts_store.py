@@ -7,15 +7,19 @@ redelivered result changes nothing (the job id is the key). Kept as long as raw 
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import msgspec
 
 from controller.db.pool import Conn
+from controller.observability import metrics
 from controller.sidechecks.frame import AnySideCheck, Arrived
-from controller.sidechecks.registry import WIRED
+from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from controller.sidechecks.stores import STORES
 
 _encode = msgspec.json.Encoder().encode
+# Every registered side check's series, at 0 until its first facts (so an alert on it works).
+metrics.side_checks_known(SIDE_CHECKS)
 
 
 def table(name: str) -> str:
@@ -66,6 +70,29 @@ def side_of(job: str) -> str:
         "(SELECT coalesce(jsonb_object_agg(v.name, v.facts), '{}'::jsonb)"
         f" FROM (VALUES {rows}) AS v(name, facts) WHERE v.facts IS NOT NULL)"
     )
+
+
+class Latest(NamedTuple):
+    """A side check's latest facts of a monitor from one country: when that round was."""
+
+    name: str
+    country: str
+    at: datetime
+
+
+async def latest(conn: Conn, monitor_id: int) -> list[Latest]:
+    """Per side check that keeps rows and country, the latest round with its facts for the
+    monitor (its page shows them); one statement for all."""
+    names = [c.name for c in WIRED.values() if keeps_rows(c)]
+    if not names:
+        return []
+    union = " UNION ALL ".join(
+        f"SELECT '{name}' AS name, country, max(scheduled_at) AS at FROM {table(name)}"
+        " WHERE monitor_id = $1 GROUP BY country"
+        for name in names
+    )
+    rows = await conn.fetch(f"SELECT * FROM ({union}) x ORDER BY name, country", monitor_id)
+    return [Latest(r["name"], r["country"], r["at"]) for r in rows]
 
 
 async def drop_before(conn: Conn, checks: Iterable[AnySideCheck], before: datetime) -> int:

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal
 from uuid import UUID
 
-from controller.sidechecks.findings import Kind, Verdicts
+from controller.sidechecks.findings import KINDS, Kind, Verdicts
 from shared.messages import JobConfig
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
@@ -79,14 +79,13 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
 
     `name`: its wire name (its table is `side_<name>`, its metric label the name); `title`: how
     people are told of it (the console, the API's description); `codes`: the findings it raises
-    (declared by its package: `findings.declare`); `watched`: whether it applies to a monitor.
-    With a `wire`: `ask`, what a job asks of it (None: nothing this round), on its `cadence`;
-    `judge`, a stored result's verdicts; `bound`, its facts cut to their bounds (an agent is a
-    stranger: the ingester applies it before storing); `legacy_job`, the job fields that ask the
-    same of an agent that predates `sideChecks` (only the side checks older than the frame have
-    one); `session_config`, for a side check run inside the core check's session (the open relay
-    test), the job's config as such an agent must see it, asked or not.
-    """
+    (declared by its package: `findings.declare`); `watched`: whether it applies to a monitor. With
+    a `wire`: `ask`, what a job asks of it (None: nothing this round), on its `cadence`; `judge`, a
+    stored result's verdicts (None: its findings are raised otherwise); `bound`, its facts cut to
+    their bounds (an agent is a stranger: the ingester applies it before storing); `legacy_job`, the
+    job fields that ask the same of an agent that predates `sideChecks` (only the side checks older
+    than the frame have one); `session_config`, for a side check run inside the core check's session
+    (the open relay test), the job's config as such an agent must see it, asked or not."""
 
     name: str
     title: str
@@ -98,13 +97,18 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
     judge: Callable[[Judging[FactsT]], Verdicts] | None = None
     bound: Callable[[FactsT], FactsT] | None = None
     legacy_job: Callable[[AskT], Mapping[str, object]] | None = None
+    # The monitor page's section that shows it (its `id`), for a side check that keeps no
+    # rows of facts (the console shows those itself: the last answer per country).
+    console: str | None = None
     session_config: Callable[[JobConfig, bool], JobConfig] | None = None
 
     def __post_init__(self) -> None:
         if self.wire is not None and self.wire.name != self.name:
             raise ValueError(f"side check {self.name} has the wire of {self.wire.name}")
-        if self.wire is not None and (self.ask is None or self.judge is None):
-            raise ValueError(f"side check {self.name} rides jobs: it needs `ask` and `judge`")
+        if self.wire is not None and self.ask is None:
+            raise ValueError(f"side check {self.name} rides jobs: it needs `ask`")
+        if set(self.codes) - set(KINDS):
+            raise ValueError(f"side check {self.name}: its codes are not declared (`declare`)")
 
 
 AnySideCheck = ControllerSideCheck[Any, Any]

@@ -7,7 +7,12 @@ a version before it is left."""
 from typing import Final, Protocol
 
 # The result's attribute an older agent fills → the side check its facts are.
-FIELDS: Final = {"mail_dns": "mail_dns", "reverse_dns": "reverse_dns", "relay": "relay"}
+FIELDS: Final = {
+    "mail_dns": "mail_dns",
+    "reputation": "blocklists",
+    "reverse_dns": "reverse_dns",
+    "relay": "relay",
+}
 
 
 class _Folding(Protocol):

@@ -4,13 +4,15 @@ the metrics); tests/unit/test_side_check_registry.py fails when one is missing f
 
 from typing import Final
 
-from controller.sidechecks import mail_dns, readiness, relay, reverse_dns
+from controller.sidechecks import blocklists, mail_dns, readiness, relay, reports, reverse_dns
 from controller.sidechecks.frame import AnySideCheck
 
 _ALL: list[AnySideCheck] = [
     mail_dns.SIDE_CHECK,
+    blocklists.SIDE_CHECK,
     reverse_dns.SIDE_CHECK,
     relay.SIDE_CHECK,
+    reports.SIDE_CHECK,
     readiness.SIDE_CHECK,
 ]
 SIDE_CHECKS: Final[dict[str, AnySideCheck]] = {check.name: check for check in _ALL}

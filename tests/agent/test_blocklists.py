@@ -9,13 +9,19 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.probers.tls import SslContexts
+from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.worker import Worker
-from controller.reputation.rules import KNOWN, BlockList, health, read
-from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
-from shared.reputation_bound import TXT_CHARS_MAX
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
 from shared.settings import AgentSettings, load
+from shared.sidechecks.blocklists import (
+    WIRE,
+    BlocklistAnswer,
+    BlocklistAsk,
+    BlocklistZone,
+    Reputation,
+)
+from shared.sidechecks.blocklists_bound import TXT_CHARS_MAX
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dnsbl import DnsblPeer, Zone, healthy, healthy_domains, label
 
@@ -222,7 +228,9 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
     zones = {f"{key}.zen.dq.spamhaus.net": healthy(), "rbl.example.net": healthy()}
     async with SmtpLikePeer() as smtp, DnsblPeer(zones) as peer:
         with_lists = job_for(
-            country, smtp.port, blocklists=ask(ZEN, RBL, ips=["127.0.0.2", "127.0.0.1"])
+            country,
+            smtp.port,
+            side_checks={"blocklists": ask(ZEN, RBL, ips=["127.0.0.2", "127.0.0.1"])},
         )
         without = job_for(country, smtp.port)
         for job in (with_lists, without):
@@ -238,10 +246,10 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
-    got = found[with_lists.job_id].reputation
+    got = WIRE.facts_of(found[with_lists.job_id].side_checks)
     assert got is not None
     assert answer(got, "zen.spamhaus.org", "127.0.0.2").a == ["127.0.0.2"]
     assert answer(got, "rbl.example.net", "127.0.0.1").a == []
-    assert found[without.job_id].reputation is None
+    assert found[without.job_id].side_checks == {}
     assert len([n for n, t in peer.asked if t == "A"]) == 4
     assert all(not n.startswith("2.0.0.127.zen.spamhaus") for n, _ in peer.asked)

@@ -15,13 +15,16 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from controller.reputation import store as db
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import BlocklistWatch
+from controller.ingest.store import decode_result
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
-from shared.messages import BlocklistAnswer, CheckResult, Reputation
+from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
+from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.timefmt import iso_ms, utcnow
+from tests.alerting.test_blocklists import arrived
 from tests.api.helpers import SMTP, minimal_body
 from tests.conftest import PASSWORD, Tenant
 from tests.console import browser
@@ -70,7 +73,7 @@ def result(monitor: dict[str, Any], cc: str, listed: bool, at: Any) -> CheckResu
         started_at=iso_ms(at),
         finished_at=iso_ms(at),
         status="up",
-        reputation=Reputation(names=names, answers=answers),
+        side_checks={"blocklists": Reputation(names=names, answers=answers)},
     )
 
 
@@ -86,7 +89,8 @@ async def seeded(
     monitor: dict[str, Any] = r.json()
     t0 = utcnow() - timedelta(hours=2)
     async with pool.acquire() as conn, conn.transaction():
-        await db.record(conn, [result(monitor, "DE", True, t0), result(monitor, "US", False, t0)])
+        sent = [result(monitor, "DE", True, t0), result(monitor, "US", False, t0)]
+        await db.record(conn, [arrived(decode_result(encode(r))) for r in sent])
     hold = settings.blocklist_hold_seconds
     watch = BlocklistWatch(
         pool, lists_setting(LISTS), interval_s=settings.blocklist_interval_seconds, hold_s=hold

@@ -118,7 +118,7 @@ async def test_a_result_published_twice_is_stored_once(
     wire = {k: v for k, v in item.items() if k != "storedAt"}
     # `logins` is the agent's count for the login cap (account_logins), not part of the result
     # the API keeps; nor is `reputation`, kept once per list, name and country
-    # (controller/reputation/store.py).
+    # (controller/sidechecks/blocklists/store.py).
     kept_apart = ("logins", "reputation")
     sent = {k: v for k, v in msgspec.to_builtins(res).items() if k not in kept_apart}
     # The side checks' facts before `sideChecks` (issue 65), kept in the API as they were.

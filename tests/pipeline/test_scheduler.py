@@ -18,6 +18,8 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -776,6 +778,12 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             # the opted-in relay test rides on the same rounds only
             assert isinstance(job.config, SmtpConfig)
             assert job.config.relay_check is (pid == plain["publicId"] and job.reverse_dns)
+            # what older agents read in those fields, newer ones read in `sideChecks` (issue 65)
+            asked = {"mail_dns": job.mail_domain is not None, "reverse_dns": job.reverse_dns,
+                     "relay": job.config.relay_check}  # fmt: skip
+            assert set(job.side_checks) == {name for name, yes in asked.items() if yes}
+            if job.mail_domain is not None:
+                assert MAIL_DNS.ask_of(job.side_checks) == MailDnsAsk(domain="example.com")
     dns_rounds = carried[watched["publicId"]]
     assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried

@@ -2,7 +2,7 @@
 an agent that predates `sideChecks` (today's payload, its facts in fields of their own) is read
 with the new types and stored under its side check; a newer agent's facts are stored once by
 job id; facts that do not fit their side check, or of a side check this controller does not
-know, are dropped with a log line and the result kept."""
+know, are dropped with a log line and the result kept; the statement's status rule is Python's."""
 
 import json
 from typing import Any
@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from structlog.testing import capture_logs
 
+from controller.jobs.result_kinds import INCONCLUSIVE, MISSED_KINDS
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from shared.messages import encode
@@ -111,3 +112,27 @@ async def test_facts_that_do_not_fit_or_of_an_unknown_side_check_are_dropped_the
     assert [("reverse_dns" in e["error"]) for e in dropped] == [True]
     item = await _api_result(api, org, monitor["publicId"])
     assert item["status"] == "up" and item["sideChecks"] == {} and item["reverseDns"] is None
+
+
+async def test_the_stored_status_rule_is_pythons_missed_kinds(pipe_pool: asyncpg.Pool) -> None:
+    """The statement's status rule is one SQL function (`result_stored_status`, migration
+    0083): a `down` of each of MISSED_KINDS is `missed`, any other kind stays `down`, and
+    `inconclusive` goes with its error kind either way."""
+    kinds = sorted(MISSED_KINDS)
+    cases = [("down", k, "missed") for k in kinds] + [
+        ("down", "timeout", "down"),
+        ("down", None, "down"),
+        ("up", None, "up"),
+        ("up", "expired", "up"),
+        ("inconclusive", "inconclusive", INCONCLUSIVE),
+        ("down", INCONCLUSIVE, INCONCLUSIVE),
+        ("inconclusive", "timeout", INCONCLUSIVE),
+    ]
+    async with pipe_pool.acquire() as conn:
+        got = await conn.fetch(
+            "SELECT result_stored_status(s, k) AS stored FROM unnest($1::text[], $2::text[])"
+            " WITH ORDINALITY AS u(s, k, n) ORDER BY n",
+            [s for s, _, _ in cases],
+            [k for _, k, _ in cases],
+        )
+    assert [r["stored"] for r in got] == [want for _, _, want in cases]

@@ -49,7 +49,7 @@ LISTED: dict[str, int] = {
     # aioimaplib's untyped protocol: its command objects and responses
     "agent/probers/imap.py": 5,
     # each posture check's stored JSONB facts (a shape per check)
-    "controller/posture/facts.py": 3,
+    "controller/posture/facts.py": 2,
     # a round trip's config as JSON, into a Jinja context
     "controller/web/console/roundtrip_view.py": 5,
     # tasks of any result, keyword overrides of the settings (not touched in this pass)

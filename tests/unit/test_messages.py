@@ -9,16 +9,12 @@ from shared.messages import (
     AGENT_FEATURES,
     FEATURE_LOOK_ONLY,
     AgentHeartbeat,
-    BlocklistAnswer,
-    BlocklistAsk,
-    BlocklistZone,
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
     MonitorEvent,
     Phases,
     Pop3CheckJob,
-    Reputation,
     RoundTripCheckJob,
     SmtpAuth,
     SmtpCheckJob,
@@ -33,6 +29,8 @@ from shared.messages import (
     encode,
 )
 from shared.sidechecks import SideCheckError
+from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
+from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDns
 from shared.sidechecks.relay import WIRE as RELAY
@@ -214,7 +212,6 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "authResults",
         "capabilities",
         "capabilitiesBeforeTls",
-        "reputation",  # null but on a job with blocklists
         "logins",  # null from agents that predate it
         "sideChecks",  # each side check's facts by name (issue 65); {} without any
     }
@@ -321,7 +318,7 @@ def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
 
 def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     """A job without `blocklists` (an older controller's) decodes with none; a result's
-    `reputation` round-trips with its camelCase names, and an older reader ignores it."""
+    blocklist facts round-trip under `sideChecks.blocklists` with their camelCase names."""
     wire = json.loads(encode(smtp_job()))
     assert wire["blocklists"] is None
     del wire["blocklists"]
@@ -335,14 +332,12 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     assert wire["blocklists"]["zones"] == [{"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True}]
     assert decode_job(encode(job)) == job
     r = result()
-    r.reputation = Reputation(
+    facts = Reputation(
         names={"192.0.2.1": "host"},
         answers=[BlocklistAnswer(zone="zen.spamhaus.org", name="192.0.2.1", a=["127.0.0.2"])],
     )
-    assert decode_result(encode(r)) == r
-    older = json.loads(encode(r))
-    older.pop("reputation")
-    assert decode_result(json.dumps(older).encode()).reputation is None
+    r.side_checks[BLOCKLISTS.name] = facts
+    assert BLOCKLISTS.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_side_checks_are_a_defaulted_addition_both_ways() -> None:

@@ -1,11 +1,11 @@
-"""The report rules (controller/reports/rules.py) as tables: a window's counts and an
+"""The report rules (controller/sidechecks/reports/rules.py) as tables: a window's counts and an
 organization's thresholds → the verdict on each report finding, its detail and the items it was
 raised for; when a verdict is news; which network a source address counts in."""
 
 import pytest
 
 from controller.posture.rules import Finding
-from controller.reports.rules import (
+from controller.sidechecks.reports.rules import (
     CODES,
     DMARC_FAILURES,
     DMARC_UNKNOWN,

@@ -1,5 +1,5 @@
-"""Where a name stands on a list in a country (controller.reputation.standing_rules), as a
-table: a healthy list's answer is listed or not listed, an unhealthy list's is
+"""Where a name stands on a list in a country (controller.sidechecks.blocklists.standing_rules),
+as a table: a healthy list's answer is listed or not listed, an unhealthy list's is
 `list_unhealthy` whatever it says, no answer or no known health is `unknown`; a name's lists are
 those of its kind, its sources and countries from the rounds, the lists' test entries left out."""
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.reputation.rules import KNOWN, BlockList, ListHealth, Listing
-from controller.reputation.standing_rules import Seen, cell, standing
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, ListHealth, Listing
+from controller.sidechecks.blocklists.standing_rules import Seen, cell, standing
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 RBL = BlockList("rbl.example.net", "ip", "RBL", delist="https://x/{name}")

@@ -15,12 +15,12 @@ from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
-from controller.reputation.rules import DEFAULT_LISTS
 from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import DEFAULT_LISTS
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
 from tests.peers.jobs import make_job

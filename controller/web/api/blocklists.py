@@ -1,5 +1,6 @@
 """`GET /api/blocklists`: the lists the operator's `BLOCKLISTS` asks and each one's health in
-every country that asked it lately (RFC 5782 test entries, controller/reputation/rules.py)."""
+every country that asked it lately (RFC 5782 test entries,
+controller/sidechecks/blocklists/rules.py)."""
 
 from datetime import timedelta
 
@@ -7,9 +8,9 @@ import asyncpg
 import msgspec
 from litestar import get
 
-from controller.reputation import store as db
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import healths
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import healths
 from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow

@@ -26,8 +26,8 @@ from controller.notify.links import Links
 from controller.reports import intake, tokens
 from controller.reports import store as db
 from controller.reports.parse import MAX_PACKED
-from controller.reports.rules import ReportSettings
 from controller.secrets.box import SecretBox
+from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
 from controller.web.api.errors import ApiError, bad_request, not_found

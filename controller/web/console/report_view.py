@@ -14,8 +14,8 @@ from typing import Any
 
 from controller.db.pool import Conn
 from controller.reports import store as db
-from controller.reports.rules import network
 from controller.reports.store import DayCount
+from controller.sidechecks.reports.rules import network
 from controller.web.console import charts
 
 DAYS = 30

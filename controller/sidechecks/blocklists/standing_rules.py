@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from controller.reputation.rules import BlockList, ListHealth, Listing, read
+from controller.sidechecks.blocklists.rules import BlockList, ListHealth, Listing, read
 
 Standing = Literal["listed", "not_listed", "list_unhealthy", "unknown"]
 

@@ -22,9 +22,9 @@ from controller.notify import recipients
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Texts, monitor_facts, one_line, target, with_facts, with_link
-from controller.reputation import rules
-from controller.reputation import store as db
-from controller.reputation.rules import BlockList, Change, ListHealth, Listing
+from controller.sidechecks.blocklists import rules
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import BlockList, Change, ListHealth, Listing
 from shared.messages import MonitorEvent, PostureNote, encode
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow

@@ -1,9 +1,10 @@
 """Blocklist lookups from the agent's country (RFC 5782): the addresses a monitor's mail
 depends on, asked of each IP list, and its domains of each domain list.
 
-The agent only gathers what is served (`shared.messages.Reputation`: each list's A records and
-first TXT as answered); the controller reads the codes (controller/reputation/rules.py), so a
-list's documented codes change without an agent upgrade. Every lookup runs within one budget,
+The agent only gathers what is served (`shared.sidechecks.blocklists.Reputation`: each list's A
+records and first TXT as answered); the controller reads the codes
+(controller/sidechecks/blocklists/rules.py), so a list's documented codes change without an
+agent upgrade. Every lookup runs within one budget,
 at most `PARALLEL` at once; a slow or dead list costs its own lookups a timeout, never the
 others' answers. dnspython parses every answer: a CNAME loop, a truncated UDP answer (retried
 over TCP) or a 64 KiB TXT record is an error or a bounded text, never a crash.
@@ -18,6 +19,7 @@ then asked as `<key>.<list>.dq.spamhaus.net`. The key is a secret: it never leav
 import asyncio
 import ipaddress
 import time
+from functools import partial
 from typing import Final
 
 import dns.asyncresolver
@@ -26,9 +28,17 @@ import dns.message
 import dns.name
 import dns.resolver
 
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from shared.addresses import is_blocked
-from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
-from shared.reputation_bound import A_MAX, NAMES_MAX, TXT_CHARS_MAX, ZONES_MAX, bounded
+from shared.settings import AgentSettings
+from shared.sidechecks.blocklists import (
+    WIRE,
+    BlocklistAnswer,
+    BlocklistAsk,
+    BlocklistZone,
+    Reputation,
+)
+from shared.sidechecks.blocklists_bound import A_MAX, NAMES_MAX, TXT_CHARS_MAX, ZONES_MAX, bounded
 
 BUDGET_MAX_S: Final = 10.0
 PARALLEL: Final = 16
@@ -233,3 +243,29 @@ def _why(exc: BaseException, key: str | None) -> str:
     if key:
         text = text.replace(key, MASK)
     return text[:200]
+
+
+async def _run(probe: BlocklistProbe, ask: BlocklistAsk, at: Round) -> Reputation | None:
+    """The lists are asked whatever the check found (a server that is down may be down because
+    it was listed, and its addresses are still what its mail depends on), but not when the
+    agent's own path failed the check."""
+    if at.result.error_kind == "inconclusive":
+        return None
+    return await probe.probe(ask, at.job.hostname, at.job.timeout_seconds)
+
+
+def runner(probe: BlocklistProbe) -> Runner[BlocklistAsk, Reputation]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[BlocklistAsk, Reputation]:
+    return runner(
+        BlocklistProbe(
+            resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
+            dqs_key=settings.agent_spamhaus_dqs_key,
+            allow_private=settings.agent_allow_private_targets,
+        )
+    )
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from shared.messages import BlocklistAsk, BlocklistZone
+from shared.sidechecks.blocklists import BlocklistAsk, BlocklistZone
 
 Kind = Literal["ip", "domain"]
 Meaning = Literal["listed", "error", "refused_resolver", "over_quota"]

@@ -11,7 +11,7 @@ from typing import Final
 
 import msgspec
 
-from shared.messages import BlocklistAnswer, Reputation
+from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 
 A_MAX: Final = 8
 TXT_CHARS_MAX: Final = 256

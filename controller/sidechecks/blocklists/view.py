@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.reputation import store as db
-from controller.reputation.rules import BlockList, ListHealth
-from controller.reputation.standing_rules import Name, Seen, standing
-from controller.reputation.store import ListingEntry
-from controller.reputation.watch import healths
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import BlockList, ListHealth
+from controller.sidechecks.blocklists.standing_rules import Name, Seen, standing
+from controller.sidechecks.blocklists.store import ListingEntry
+from controller.sidechecks.blocklists.watch import healths
 from shared.timefmt import utcnow
 
 

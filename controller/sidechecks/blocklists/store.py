@@ -11,24 +11,21 @@ import msgspec
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
-from controller.reputation.rules import BlockList, Listing
-from shared.messages import CheckResult
-from shared.timefmt import parse_iso
+from controller.sidechecks.blocklists.rules import BlockList, Listing
+from controller.sidechecks.frame import Arrived
+from shared.sidechecks.blocklists import Reputation
 
 
-async def record(conn: Conn, results: Sequence[CheckResult]) -> None:
-    """The answers and names of `results` (those with `reputation`), in the caller's
-    transaction: an answer replaces a stored one only when it is newer. The ingester's results
-    (`CheckedResult`) hold their times and monitor id decoded already."""
+async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
+    """The answers and names of results' blocklist facts (the side check's store: the
+    ingester's, in the results' transaction): an answer replaces a stored one only when it is
+    newer."""
     answers: list[tuple[object, ...]] = []
     names: list[tuple[object, ...]] = []
-    for r in results:
-        if r.reputation is None:
-            continue
-        done: str | datetime = r.finished_at
-        at = done if isinstance(done, datetime) else parse_iso(done)
-        names.append((str(r.monitor_id), r.country, r.reputation.names, at))
-        for a in r.reputation.answers:
+    for r in arrived:
+        at = r.finished_at
+        names.append((str(r.monitor_id), r.country, r.facts.names, at))
+        for a in r.facts.answers:
             answers.append((a.zone, a.name, r.country, a.a, a.txt, a.error, at))
     if answers:
         await conn.executemany(

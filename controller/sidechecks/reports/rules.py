@@ -21,14 +21,40 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
-from controller.posture.rules import REPORT_CODES, Finding, Key
+from controller.sidechecks.findings import Finding, Key, declare
 
 TLS_FAILURES = "tls_failures_reported"
 DMARC_FAILURES = "dmarc_failures_reported"
 DMARC_UNKNOWN = "dmarc_unknown_source"
-CODES = (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
-assert frozenset(CODES) == REPORT_CODES
+# Raised from received reports (controller/reports/intake.py), never from a round's results:
+# the rounds' rules neither hold nor clear them.
+CODES: Final = declare(
+    {
+        "tls_failures_reported": (
+            "warning",
+            "Senders report failed TLS sessions to the domain's MX (TLS-RPT): mail from them is "
+            "delayed, or sent without TLS. Fix the result type named at the MX and IP named "
+            "(renew the certificate, offer STARTTLS, publish a valid MTA-STS policy or TLSA "
+            "record).",
+        ),
+        "dmarc_failures_reported": (
+            "warning",
+            "Receivers report that mail in the domain's name from a network that also sends it "
+            "correctly failed DMARC alignment: a sender of yours is misconfigured. Add it to SPF, "
+            "or sign its mail with DKIM for the domain.",
+        ),
+        "dmarc_unknown_source": (
+            "warning",
+            "Receivers report mail in the domain's name from networks that never pass DMARC: a "
+            "service you forgot to authorize, or someone forging the domain. Authorize the "
+            "service (SPF, DKIM), or list the network as known; keep p=quarantine or p=reject for "
+            "forgers.",
+        ),
+    }
+)
+assert tuple(CODES) == (TLS_FAILURES, DMARC_FAILURES, DMARC_UNKNOWN)
 SHOWN = 5  # items named in a finding's detail, largest first
 
 # An RFC 8460 result type → the agents' own finding saying the same of a server.
