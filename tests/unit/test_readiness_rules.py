@@ -181,6 +181,13 @@ def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
         ("mail.example.com", ["aspmx.l.google.com", "alt1.aspmx.l.google.com"], None, "google"),
         ("mail.example.com", ["mx.example.com"], "220 mail.example.com ESMTP Postfix", None),
         ("notoffice365.com.evil.test", None, None, None),
+        # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
+        (
+            "relay.example.com",
+            ["example-com.mail.protection.outlook.com"],
+            "220 relay.example.com ESMTP Postfix",
+            None,
+        ),
     ],
 )
 def test_providers(host: str, mx: list[str] | None, banner: str | None, who: str | None) -> None:

@@ -362,6 +362,8 @@ def provider(hostname: str, mx: Sequence[str] | None, banner: str | None) -> str
         return "microsoft"
     if _under(hostname, GOOGLE_HOSTS) or GOOGLE_GREETING.search(greeting):
         return "google"
+    if greeting:
+        return None  # another server greeted: the domain's MX says nothing of this one
     if mx and all(_under(m, MICROSOFT_MX) for m in mx):
         return "microsoft"
     if mx and all(_under(m, GOOGLE_MX) for m in mx):
