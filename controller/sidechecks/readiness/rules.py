@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from controller.sidechecks.dns_canary import resolver_health
 from controller.sidechecks.findings import Verdicts, declare, judge
 from shared.dns_canary import DnsCanary
 from shared.sidechecks.readiness import Change, DkimKey, Dmarc, DmarcLookup, Readiness, Spf
@@ -131,9 +132,9 @@ _SENDS_NOTHING = re.compile(r"^v=spf1\s+-all\s*$", re.IGNORECASE)
 
 
 def believed(canaries: Sequence[DnsCanary] | None) -> bool:
-    """Whether a round's DNS answers may be judged: every canary answered as it must (none
-    configured: believed, as from agents without them)."""
-    return all(c.found is not None and c.found == c.exists for c in canaries or ())
+    """Whether a round's DNS answers may be judged (controller.sidechecks.dns_canary: every
+    canary answered as it must; none configured, believed as from agents without them)."""
+    return resolver_health(canaries).believed
 
 
 def readiness(facts: Readiness, cc: str, at: datetime | None = None) -> Verdicts:
