@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus test-debs run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,10 @@ ALERTMANAGER_DEBS := /usr/bin/prometheus-alertmanager=prometheus-alertmanager
 # The Grafana dashboard's queries are answered by Debian's Prometheus scraping the controller,
 # started by the test itself on a loopback port (no service is enabled).
 PROMETHEUS_DEBS := /usr/bin/prometheus=prometheus
-TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS)
+# A round trip's DKIM selector is read from mail Debian's OpenDKIM signed as Postfix's milter,
+# started by the test itself on a loopback port (no service is enabled).
+OPENDKIM_DEBS := /usr/sbin/opendkim=opendkim /usr/sbin/opendkim-genkey=opendkim-tools
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(OPENDKIM_DEBS)
 
 # $(1): `binary=package,...` pairs.
 define apt_when_missing
@@ -91,6 +94,8 @@ alertmanager: ## install Debian's prometheus-alertmanager when missing (the Aler
 	$(call apt_when_missing,$(ALERTMANAGER_DEBS))
 prometheus: ## install Debian's prometheus when missing (the scrape and dashboard test)
 	$(call apt_when_missing,$(PROMETHEUS_DEBS))
+opendkim: ## install Debian's opendkim and opendkim-tools when missing (the round trip's DKIM selector test)
+	$(call apt_when_missing,$(OPENDKIM_DEBS))
 test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
 	$(call apt_when_missing,$(TEST_DEBS))
 
