@@ -117,6 +117,9 @@ from shared.subjects import (
 from shared.timefmt import parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
+# How long a side check may run beyond its job's timeout before the worker leaves it out: its
+# lookups keep to the job's budget (at most 10 s) and a second of guard.
+SIDE_CHECK_GRACE_S = 15.0
 
 # What the controller gives `jobs-CC`: a killed agent's job goes to another agent after this,
 # well inside a job's life (scheduledAt + interval, often 60 s). Longer checks keep their job
@@ -163,6 +166,7 @@ class Worker:
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
         side_checks: Mapping[str, AnyRunner] | None = None,
+        side_check_grace: float = SIDE_CHECK_GRACE_S,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -204,6 +208,7 @@ class Worker:
             (check, runners.get(name) or check.build(defaults))
             for name, check in SIDE_CHECKS.items()
         ]
+        self._side_check_grace = side_check_grace
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -857,8 +862,10 @@ class Worker:
 
     async def _side(self, at: Round) -> None:
         """Run the side checks the job asks for, in the registry's order, into the result's
-        `sideChecks`. One whose ask does not decode, or that raises, is logged and left out:
-        a side check never spoils the core check's result."""
+        `sideChecks`, each within the job's timeout and `side_check_grace` more (a runner keeps
+        to its own budget; this bounds one that does not). One whose ask does not decode, that
+        overstays or that raises is logged and left out: a side check never spoils, nor holds
+        back, the core check's result."""
         job, result = at.job, at.result
         for check, run in self._side_checks:
             name = check.wire.name
@@ -866,9 +873,13 @@ class Worker:
                 ask = check.wire.ask_of(job.side_checks)
                 if ask is None:
                     continue
-                facts = await run(ask, at)
+                async with asyncio.timeout(job.timeout_seconds + self._side_check_grace):
+                    facts = await run(ask, at)
             except SideCheckError as exc:
                 log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
+                continue
+            except TimeoutError:
+                log.error("side_check_overstayed", side_check=name, s=job.timeout_seconds)
                 continue
             except Exception as exc:  # a side check's bug: the core result still goes out
                 log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
