@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus test-debs run test lint bench soak fuzz clean
+.PHONY: help install lock browser unbound netns dovecot blackbox alertmanager prometheus opendkim test-debs run test lint bench soak fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,7 +70,10 @@ HAPROXY_DEBS := /usr/sbin/haproxy=haproxy
 # deploy/patroni/patroni.yml is run by Debian's Patroni on an etcd member of Debian's, a
 # failover and all, started by the test itself on loopback ports (no service is enabled).
 PATRONI_DEBS := /usr/bin/patroni=patroni,python3-etcd /usr/bin/etcd=etcd-server
-TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS) $(HAPROXY_DEBS) $(PATRONI_DEBS)
+# A round trip's DKIM selector is read from mail Debian's OpenDKIM signed as Postfix's milter,
+# started by the test itself on a loopback port (no service is enabled).
+OPENDKIM_DEBS := /usr/sbin/opendkim=opendkim /usr/sbin/opendkim-genkey=opendkim-tools
+TEST_DEBS := $(BROWSER_DEBS) $(UNBOUND_DEBS) $(NETNS_DEBS) $(DOVECOT_DEBS) $(ALERTMANAGER_DEBS) $(PROMETHEUS_DEBS) $(POSTGRES_DEBS) $(HAPROXY_DEBS) $(PATRONI_DEBS) $(OPENDKIM_DEBS)
 
 # $(1): `binary=package,...` pairs.
 define apt_when_missing
@@ -100,6 +103,8 @@ alertmanager: ## install Debian's prometheus-alertmanager when missing (the Aler
 	$(call apt_when_missing,$(ALERTMANAGER_DEBS))
 prometheus: ## install Debian's prometheus when missing (the scrape and dashboard test)
 	$(call apt_when_missing,$(PROMETHEUS_DEBS))
+opendkim: ## install Debian's opendkim and opendkim-tools when missing (the round trip's DKIM selector test)
+	$(call apt_when_missing,$(OPENDKIM_DEBS))
 test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
 	$(call apt_when_missing,$(TEST_DEBS))
 

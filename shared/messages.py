@@ -316,14 +316,25 @@ class Hop(msgspec.Struct, kw_only=True, rename="camel"):
     delay_ms: float | None = None
 
 
+class DkimSignature(msgspec.Struct, kw_only=True, rename="camel"):
+    """One `DKIM-Signature` header of a delivered message: its signing domain (`d=`) and
+    selector (`s=`), lower case."""
+
+    domain: str
+    selector: str
+
+
 class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     """What the receiving server's `Authentication-Results` says (`pass`, `fail`, `none`, ...),
-    null for a method it does not mention; `authservId` is the server that added it."""
+    null for a method it does not mention; `authservId` is the server that added it.
+    `signatures`: the message's `DKIM-Signature` headers, topmost first (at most 4): which
+    keys it was signed with (the readiness side check reads their keys)."""
 
     authserv_id: str | None = None
     spf: str | None = None
     dkim: str | None = None
     dmarc: str | None = None
+    signatures: list[DkimSignature] = msgspec.field(default_factory=list)
 
 
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):

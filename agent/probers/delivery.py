@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
 
+import dkim.util
+
 from agent.probers.redact import valid_utf8
-from shared.messages import AuthResults, ErrorKind, Hop
+from shared.messages import AuthResults, DkimSignature, ErrorKind, Hop
 from shared.timefmt import iso_ms
 
 # `<monitor public id> <country> <sent at, ms since the epoch> <token>`: the monitor and the
@@ -20,6 +22,7 @@ _METHOD = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([A-Za-z]+)", re.IGNORECASE)
 # Whoever runs a server on the path writes these headers: a result carries at most this much of
 # them (the newest hops, nearest the mailbox, are kept).
 MAX_HOPS = 30
+SIGNATURES_MAX = 4
 NAME_MAX = 255
 
 
@@ -101,10 +104,12 @@ def hops(message: Message) -> list[Hop]:
 
 
 def auth_results(message: Message) -> AuthResults | None:
-    """The topmost (the receiving server's own) `Authentication-Results`, or None."""
+    """The topmost (the receiving server's own) `Authentication-Results` and the message's
+    DKIM signatures, or None without either."""
     raw = message.get("Authentication-Results")
+    signed = signatures(message)
     if raw is None:
-        return None
+        return AuthResults(signatures=signed) if signed else None
     text = _text(raw)
     server, _, rest = text.partition(";")
     found = {k.lower(): v.lower()[:32] for k, v in reversed(_METHOD.findall(rest))}
@@ -113,7 +118,24 @@ def auth_results(message: Message) -> AuthResults | None:
         spf=found.get("spf"),
         dkim=found.get("dkim"),
         dmarc=found.get("dmarc"),
+        signatures=signed,
     )
+
+
+def signatures(message: Message) -> list[DkimSignature]:
+    """The `d=` and `s=` of the message's `DKIM-Signature` headers (RFC 6376 3.5, parsed by
+    dkimpy), topmost first, at most SIGNATURES_MAX; one that does not parse is left out."""
+    out: list[DkimSignature] = []
+    for raw in (message.get_all("DKIM-Signature") or [])[:SIGNATURES_MAX]:
+        try:
+            tags = dkim.util.parse_tag_value(_text(raw).encode("utf-8"))
+        except dkim.util.InvalidTagValueList:
+            continue
+        domain = tags.get(b"d", b"").decode("ascii", "replace").strip().lower()
+        selector = tags.get(b"s", b"").decode("ascii", "replace").strip().lower()
+        if domain and selector:
+            out.append(DkimSignature(domain=_name(domain) or "", selector=selector[:63]))
+    return out
 
 
 def grade(

@@ -40,7 +40,7 @@ from controller.sidechecks import facts_store, legacy
 from controller.sidechecks.facts_store import side_of
 from controller.sidechecks.frame import Arrived
 from controller.sidechecks.registry import WIRED
-from controller.sidechecks.stores import STORES
+from controller.sidechecks.stores import KEEPERS, STORES
 from shared.messages import (
     AuthResults,
     CheckResult,
@@ -267,6 +267,8 @@ async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
         if not arrived:
             continue
         metrics.side_check_facts(check.name, len(arrived))
+        if (keeper := KEEPERS.get(check.name)) is not None:
+            await keeper(conn, arrived)
         own = STORES.get(check.name)
         if own is None:
             await facts_store.record(conn, check.name, arrived)

@@ -17,7 +17,13 @@ from controller.posture.rules import CODES, Finding, expiry_severity
 
 # Codes that start with the name of a record kind or a command, spelt as people write it.
 _RECORD_KINDS = {"mx": "MX", "spf": "SPF", "dmarc": "DMARC", "mta sts": "MTA-STS"}
-_RECORD_KINDS |= {"tlsa": "TLSA", "tls rpt": "TLS-RPT", "ptr": "PTR", "auth": "AUTH"}
+_RECORD_KINDS |= {
+    "tlsa": "TLSA",
+    "tls rpt": "TLS-RPT",
+    "ptr": "PTR",
+    "auth": "AUTH",
+    "dkim": "DKIM",
+}
 # Report findings name what reported them.
 _RECORD_KINDS |= {"tls failures": "TLS failures"}
 

@@ -9,6 +9,7 @@ from typing import Any, Final
 from controller.db.pool import Conn
 from controller.sidechecks.blocklists import store as blocklists
 from controller.sidechecks.frame import Arrived
+from controller.sidechecks.readiness import store as readiness_store
 
 Store = Callable[[Conn, Sequence[Arrived[Any]]], Awaitable[None]]
 
@@ -16,3 +17,9 @@ STORES: Final[dict[str, Store]] = {
     # answers per list, name and country (shared by every organization), names per monitor
     "blocklists": blocklists.record,
 }
+
+# The side checks that keep their rows and more beyond them, by name: called with the facts that
+# arrived, in the results' transaction, before their rows are written, so what a keeper adds to
+# them (what changed since an earlier round, since when a key is published) is stored and
+# judged with them.
+KEEPERS: Final[dict[str, Store]] = {"readiness": readiness_store.keep}

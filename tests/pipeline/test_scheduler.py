@@ -786,7 +786,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             assert job.config.relay_check is (pid == plain["publicId"] and job.reverse_dns)
             # what older agents read in those fields, newer ones read in `sideChecks` (issue 65)
             asked = {"mail_dns": job.mail_domain is not None, "reverse_dns": job.reverse_dns,
-                     "relay": job.config.relay_check}  # fmt: skip
+                     "relay": job.config.relay_check,
+                     # readiness (issue 67): a mail domain's (this one's) DNS rounds
+                     "readiness": job.mail_domain is not None}  # fmt: skip
             assert set(job.side_checks) == {name for name, yes in asked.items() if yes}
             if job.mail_domain is not None:
                 assert MAIL_DNS.ask_of(job.side_checks) == MailDnsAsk(domain="example.com")

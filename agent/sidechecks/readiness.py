@@ -1,0 +1,488 @@
+"""Mail-authentication readiness (issue 67): a mail domain's SPF include tree and its DNS lookup
+count, its DMARC Tree Walk and report authorizations, its DKIM keys, and its MX names, as the
+agent's resolver answers from its country.
+
+The agent gathers and counts; the controller judges (controller/sidechecks/readiness). SPF terms
+are parsed by pyspf (the reference implementation's `validate_mechanism`: syntax, CIDR lengths,
+macro expansion); tag-value records (DMARC, DKIM) by dkimpy's `parse_tag_value`; key sizes by
+cryptography. The counting follows RFC 7208 section 4.6.4 for a sender that no term matches,
+the worst case a receiver evaluates: `include`, `a`, `mx`, `ptr`, `exists` and `redirect` each
+count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evaluated, and
+`redirect` is ignored beside `all`. A term whose target depends on the sender (macros other than
+`%{d}`, and every `ptr`) is counted but not looked up.
+
+Every round is bounded: at most QUERIES_MAX queries and SPF_RECORDS_MAX records, within the
+job's timeout (at most BUDGET_MAX_S), TXT answers of at most TXT_MAX bytes; at most
+PER_TENANT_MAX rounds of one organization at once (others wait within their own budget). What
+could not be read is the facts' `error`, never an exception: a walk cut short says why, and the
+controller judges nothing it could not know.
+"""
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Final
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.rdatatype
+import dns.resolver
+import spf
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from agent.dns_canary import CanaryAsk
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.sidechecks.mail_dns import dns_resolver
+from agent.tenant_bound import TenantBound
+from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.settings import AgentSettings
+from shared.sidechecks.readiness import (
+    SELECTOR_MAX,
+    SELECTORS_MAX,
+    WIRE,
+    DkimKey,
+    Dmarc,
+    DmarcLookup,
+    Readiness,
+    ReadinessAsk,
+    ReportAuth,
+    Spf,
+    SpfNode,
+    bounded,
+    record_tags,
+)
+
+BUDGET_MAX_S: Final = 10.0
+QUERIES_MAX: Final = 80
+SPF_RECORDS_MAX: Final = 40
+TXT_MAX: Final = 8192  # bytes of TXT strings at one name: SPF and DKIM records are far smaller
+PER_TENANT_MAX: Final = 2
+GUARD_S: Final = 1.0
+BUSY: Final = (
+    "not asked: this organization's readiness rounds on this agent"
+    f" ({PER_TENANT_MAX} at once) held it for the whole budget"
+)
+MX_NAMES_MAX: Final = 10  # RFC 7208 4.6.4: at most 10 MX names per `mx` term
+# The address parsed records are expanded for: TEST-NET-1 (RFC 5737), which no sender has.
+NO_SENDER: Final = "192.0.2.0"
+# A macro naming the sender (anything but the domain, `%{d}`): its target is not known.
+_SENDER_MACRO = re.compile(r"%\{[^dD]")
+_DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
+_SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+class _Parser(spf.query):  # type: ignore[misc]
+    """pyspf's query as a parser only: it never asks DNS itself (its lookups are synchronous,
+    through the system's resolver, and would hold the event loop), so the `%{p}` macro, the
+    one whose expansion looks names up, expands to "unknown" as RFC 7208 7.3 allows."""
+
+    def __init__(self, **kw: str | bool) -> None:
+        super().__init__(**kw)
+        self.p = "unknown"
+
+    def dns(self, name: str, qtype: str, *_: object, **__: object) -> list[object]:
+        raise spf.TempError(f"not asked: the parser looks nothing up ({name} {qtype})")
+
+
+class Spent(Exception):
+    """The round's budget (queries or time) is spent."""
+
+
+class Failed(Exception):
+    """A lookup that failed (timeout, SERVFAIL, a CNAME loop, an oversized answer)."""
+
+
+@dataclass(slots=True)
+class _Lookups:
+    """One round's DNS lookups against its budget."""
+
+    resolver: dns.asyncresolver.Resolver
+    deadline: float
+    left: int = QUERIES_MAX
+    spent: int = 0
+
+    async def ask(self, name: str, rdtype: str) -> list[dns.rdata.Rdata] | None:
+        """The records of `name`; None for a void lookup (NXDOMAIN, or no records)."""
+        if self.left <= 0:
+            raise Spent(f"the round's {QUERIES_MAX} DNS queries are spent")
+        remaining = self.deadline - asyncio.get_running_loop().time()
+        if remaining <= 0.05:
+            raise Spent("the round's time is spent")
+        self.left -= 1
+        self.spent += 1
+        try:
+            answer = await self.resolver.resolve(
+                name, rdtype, raise_on_no_answer=False, lifetime=remaining, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return None
+        except (dns.exception.DNSException, OSError, ValueError) as exc:
+            raise Failed(f"{name} {rdtype}: {_why(exc)}") from None
+        wanted = dns.rdatatype.from_text(rdtype)
+        found = [r for r in (answer.rrset or ()) if r.rdtype == wanted]
+        return found or None
+
+    async def txt(self, name: str) -> list[str] | None:
+        records = await self.ask(name, "TXT")
+        if records is None:
+            return None
+        texts: list[bytes] = [b"".join(r.strings) for r in records]  # type: ignore[attr-defined]
+        if sum(len(t) for t in texts) > TXT_MAX:
+            raise Failed(f"{name} TXT: the records are over {TXT_MAX} bytes")
+        return [t.decode("ascii", "replace") for t in texts]
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, dns.exception.Timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        errors = exc.kwargs.get("errors") or []
+        if any(isinstance(e[3], dns.message.ChainTooLong) for e in errors if len(e) > 3):
+            return "the answer's CNAME chain is too long (a loop?)"
+        return "no resolver answered (SERVFAIL or refused)"
+    return (str(exc) or type(exc).__name__)[:200]
+
+
+@dataclass(slots=True)
+class _Walk:
+    """An SPF include tree being walked: what `Spf` reports."""
+
+    out: Spf = field(default_factory=Spf)
+
+    def node(self, domain: str, via: str, parent: int, record: str) -> int:
+        self.out.nodes.append(SpfNode(domain=domain, via=via, parent=parent, record=record))
+        return len(self.out.nodes) - 1
+
+    def count(self, index: int) -> None:
+        self.out.lookups += 1
+        self.out.nodes[index].lookups += 1
+
+    def void(self, name: str) -> None:
+        self.out.void += 1
+        self.out.void_names.append(name)
+
+
+def _spf_records(texts: Sequence[str]) -> list[str]:
+    """The SPF records among a name's TXT records (RFC 7208 4.5: `v=spf1` alone or followed
+    by a space, case-insensitive)."""
+    return [t for t in texts if t.lower() == "v=spf1" or t.lower().startswith("v=spf1 ")]
+
+
+async def _spf(look: _Lookups, domain: str) -> Spf:
+    walk = _Walk()
+    try:
+        texts = await look.txt(domain)
+        found = _spf_records(texts or [])
+        if not found:
+            return walk.out  # no record: the mail DNS side check tells that
+        if len(found) > 1:
+            walk.out.record = found[0]
+            walk.out.broken = f"{domain} has {len(found)} SPF records"
+            return walk.out
+        walk.out.record = found[0]
+        walk.out.all = await _visit(look, walk, domain, found[0], "", -1, [domain])
+    except (Spent, Failed) as exc:
+        walk.out.complete = False
+        walk.out.error = str(exc)
+    return walk.out
+
+
+async def _visit(
+    look: _Lookups, walk: _Walk, domain: str, record: str, via: str, parent: int, chain: list[str]
+) -> str:
+    """Count `record` (read at `domain`) and what it names, in evaluation order; returns the
+    `all` term that ends its evaluation ("" for none)."""
+    if len(walk.out.nodes) >= SPF_RECORDS_MAX:
+        raise Spent(f"more than {SPF_RECORDS_MAX} SPF records in the include tree")
+    index = walk.node(domain, via, parent, record)
+    query = _Parser(i=NO_SENDER, s=f"postmaster@{domain}", h=domain, strict=True)
+    redirect: str | None = None
+    ended = ""
+    for term in record.split(" ")[1:]:
+        if not term:
+            continue
+        modifier = spf.RE_MODIFIER.split(term)[1:]
+        if len(modifier) == 2:
+            if modifier[0].lower() == "redirect":
+                redirect = modifier[1]
+            continue  # exp= and unknown modifiers cost no lookup
+        try:
+            _, kind, target, _, result = query.validate_mechanism(term)
+        except spf.PermError as exc:
+            walk.out.broken = walk.out.broken or f"{domain}: {exc}"
+            return ""
+        except spf.TempError as exc:
+            raise Failed(f"{domain}: {exc}") from None
+        if kind == "all":
+            ended = {"pass": "+", "neutral": "?", "softfail": "~", "fail": "-"}[result] + "all"
+            break  # what follows is never evaluated, and redirect is ignored
+        if kind in ("ip4", "ip6"):
+            continue
+        walk.count(index)
+        raw = spf.parse_mechanism(term.lstrip("+-~?"), domain)[1] or ""
+        if kind == "ptr":
+            walk.out.ptr = True
+            continue
+        if _SENDER_MACRO.search(raw):
+            walk.out.macros.append(f"{kind}:{raw}")
+            if kind == "include":
+                walk.out.complete = False
+            continue
+        target = target.lower().rstrip(".")
+        if kind == "include":
+            await _include(look, walk, target, "include", index, chain)
+        elif kind in ("a", "exists"):
+            if await _addresses(look, target) is None:
+                walk.void(target)
+        elif kind == "mx":
+            names = await look.ask(target, "MX")
+            if names is None:
+                walk.void(target)
+            elif len(names) > MX_NAMES_MAX:
+                walk.out.mx_over.append(target)
+    if ended or redirect is None:
+        return ended
+    walk.count(index)
+    if _SENDER_MACRO.search(redirect):
+        walk.out.macros.append(f"redirect:{redirect}")
+        walk.out.complete = False
+        return ""
+    target = query.expand_domain(redirect).lower().rstrip(".")
+    return await _include(look, walk, target, "redirect", index, chain)
+
+
+async def _include(
+    look: _Lookups, walk: _Walk, target: str, via: str, parent: int, chain: list[str]
+) -> str:
+    """Follow an `include` or `redirect` to `target`; returns its `all` term."""
+    if target in chain:
+        walk.out.loop = [*chain, target]
+        return ""
+    texts = await look.txt(target)
+    found = _spf_records(texts or [])
+    if texts is None:
+        walk.void(target)
+    if len(found) != 1:
+        why = "no SPF record" if not found else f"{len(found)} SPF records"
+        walk.node(target, via, parent, "")
+        walk.out.broken = walk.out.broken or f"{via}:{target} has {why}"
+        return ""
+    return await _visit(look, walk, target, found[0], via, parent, [*chain, target])
+
+
+async def _addresses(look: _Lookups, name: str) -> list[str] | None:
+    """Whether `name` has A or AAAA records (an `a` or `exists` term's lookup)."""
+    found = await look.ask(name, "A") or await look.ask(name, "AAAA")
+    return None if not found else [r.to_text() for r in found]
+
+
+def dmarc_targets(domain: str) -> list[str]:
+    """The names a DMARC Tree Walk asks, in order (RFC 9989 section 4.10): the domain; then,
+    for a domain of five labels or more, its last four; then one label fewer each time, down
+    to the top-level label."""
+    labels = domain.split(".")
+    out = [domain]
+    rest = labels[-4:] if len(labels) >= 5 else labels[1:]
+    while rest:
+        out.append(".".join(rest))
+        rest = rest[1:]
+    return out
+
+
+async def _dmarc(look: _Lookups, domain: str) -> Dmarc:
+    out = Dmarc()
+    for name in dmarc_targets(domain):
+        try:
+            texts = await look.txt(f"_dmarc.{name}")
+        except (Spent, Failed) as exc:
+            out.walk.append(DmarcLookup(name=name, error=str(exc)))
+            break
+        out.walk.append(DmarcLookup(name=name, records=[t for t in texts or [] if _DMARC.match(t)]))
+    applies = next((w for w in out.walk if w.records is not None and len(w.records) == 1), None)
+    if applies is not None and applies.records:
+        out.reports = await _report_auths(look, applies.name, applies.records[0])
+    return out
+
+
+async def _report_auths(look: _Lookups, domain: str, record: str) -> list[ReportAuth]:
+    """The authorization records of the report destinations outside `domain`'s tree."""
+    tags = record_tags(record)
+    uris = [u.strip() for key in ("rua", "ruf") for u in tags.get(key, "").split(",") if u.strip()]
+    out: list[ReportAuth] = []
+    for uri in dict.fromkeys(uris):
+        if not uri.lower().startswith("mailto:") or "@" not in uri:
+            continue
+        host = uri.split("@", 1)[1].split("!", 1)[0].lower().rstrip(".")
+        if host == domain or host.endswith(f".{domain}") or domain.endswith(f".{host}"):
+            continue
+        if len(out) >= 4:
+            break
+        auth = ReportAuth(uri=uri, host=host)
+        try:
+            texts = await look.txt(f"{domain}._report._dmarc.{host}")
+            auth.authorized = any(_DMARC.match(t) for t in texts or [])
+        except (Spent, Failed) as exc:
+            auth.error = str(exc)
+        out.append(auth)
+    return out
+
+
+async def _dkim(look: _Lookups, domain: str, selector: str) -> DkimKey:
+    key = DkimKey(selector=selector)
+    try:
+        texts = await look.txt(f"{selector}._domainkey.{domain}")
+    except (Spent, Failed) as exc:
+        key.error = str(exc)
+        return key
+    records = [t for t in texts or [] if "p=" in t.replace(" ", "")]
+    if not records:
+        return key
+    key.record = records[0]
+    tags = record_tags(records[0])
+    key.key_type = tags.get("k", "rsa").strip().lower()
+    key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
+    data = re.sub(r"\s+", "", tags.get("p", ""))
+    key.revoked = data == ""
+    if key.revoked:
+        return key
+    try:
+        der = base64.b64decode(data, validate=True)
+    except ValueError:
+        key.error = "p= is not base64"
+        return key
+    key.sha256 = hashlib.sha256(der).hexdigest()
+    key.bits, why = _bits(key.key_type, der)
+    key.error = why
+    return key
+
+
+def _bits(key_type: str, der: bytes) -> tuple[int | None, str]:
+    """The size of a published key (RFC 6376 3.6.1: RSA as SubjectPublicKeyInfo, or the
+    RSAPublicKey some publish; RFC 8463: Ed25519 as the raw 32 bytes)."""
+    if key_type == "ed25519":
+        return (256, "") if len(der) == 32 else (None, "not a 32-byte Ed25519 key")
+    try:
+        public = serialization.load_der_public_key(der)
+    except (ValueError, TypeError) as exc:
+        return None, f"the key does not parse: {str(exc)[:100]}"
+    if isinstance(public, rsa.RSAPublicKey):
+        return public.key_size, ""
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return 256, ""
+    return None, f"a {type(public).__name__} key, not {key_type}"
+
+
+class ReadinessProbe:
+    """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's);
+    `canaries`: the resolver canaries asked beside the lookups (None: the defaults)."""
+
+    def __init__(
+        self, *, resolver: str | None = None, canaries: tuple[Canary, ...] | None = None
+    ) -> None:
+        self._setting = resolver
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._canaries = CanaryAsk(
+            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
+        )
+        self._tenants = TenantBound(PER_TENANT_MAX)
+
+    async def probe(
+        self, domain: str, selectors: Sequence[str], budget_s: float, tenant: str = ""
+    ) -> Readiness:
+        """What `domain` publishes, within `budget_s` (at most BUDGET_MAX_S), the wait for one
+        of `tenant`'s rounds included."""
+        out = Readiness(domain=domain)
+        if not domain:
+            return out
+        loop = asyncio.get_running_loop()
+        budget = max(0.1, min(budget_s, BUDGET_MAX_S))
+        deadline = loop.time() + budget
+        try:
+            resolver = self._resolver_now()
+        except dns.exception.DNSException as exc:
+            out.error = f"no resolver: {exc}"
+            return out
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await held.enter_async_context(self._tenants.slot(tenant))
+            except TimeoutError:
+                out.error = BUSY
+                return out
+            try:
+                # Each lookup ends within the budget; this only guards against one that
+                # overstays.
+                async with asyncio.timeout_at(deadline + GUARD_S):
+                    await self._gather(out, resolver, deadline, selectors)
+            except TimeoutError:
+                out.error = out.error or "the round's time was spent"
+        return bounded(out)
+
+    async def _gather(
+        self,
+        out: Readiness,
+        resolver: dns.asyncresolver.Resolver,
+        deadline: float,
+        selectors: Sequence[str],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        look = _Lookups(resolver, deadline)
+        canaries = asyncio.create_task(self._canaries.answers(resolver, deadline - loop.time()))
+        try:
+            out.spf = await _spf(look, out.domain)
+            out.dmarc = await _dmarc(look, out.domain)
+            try:
+                mx = await look.ask(out.domain, "MX")
+                out.mx = sorted({r.to_text().split()[-1].rstrip(".").lower() for r in mx or []})
+            except (Spent, Failed) as exc:
+                out.error = str(exc)
+            wanted = [s for s in dict.fromkeys(selectors) if _usable(s)][:SELECTORS_MAX]
+            out.dkim = [await _dkim(look, out.domain, s) for s in wanted]
+        finally:
+            out.queries = look.spent
+            out.canaries = await canaries
+
+    def _resolver_now(self) -> dns.asyncresolver.Resolver:
+        if self._resolver is None:
+            self._resolver = dns_resolver(self._setting)
+        return self._resolver
+
+
+def _usable(selector: str) -> bool:
+    return 0 < len(selector) <= SELECTOR_MAX and bool(_SELECTOR.match(selector))
+
+
+def signing(at: Round, domain: str) -> list[str]:
+    """The selectors the round's own message (a round trip's, as received) was signed with
+    for `domain` (`d=` the domain)."""
+    found = at.result.auth_results
+    return [s.selector for s in (found.signatures if found else []) if s.domain == domain]
+
+
+async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
+    domain = ask.domain.strip().lower().rstrip(".")
+    signed = signing(at, domain)
+    out = await probe.probe(
+        domain, [*signed, *ask.selectors], at.job.timeout_seconds, at.job.tenant
+    )
+    for key in out.dkim:
+        key.signing = key.selector in signed
+    return out
+
+
+def runner(probe: ReadinessProbe) -> Runner[ReadinessAsk, Readiness]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[ReadinessAsk, Readiness]:
+    return runner(ReadinessProbe(resolver=settings.agent_dns_resolver))
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

@@ -1,0 +1,485 @@
+"""Readiness rules, pure: what one country's agent found of a mail domain (`Readiness`) and how
+the monitor logs in → verdicts on what receivers enforce beyond a record being there.
+
+- SPF (RFC 7208 4.6.4): more than 10 DNS-querying terms over the include tree, an include or
+  redirect loop, or an `mx` of more than 10 names is a permanent error (`spf_lookup_limit`,
+  with the count and the path through the tree that spends most); more than 2 void lookups
+  (`spf_void_lookups`); `+all` or `?all` ending evaluation (`spf_too_permissive`); `ptr`
+  (`spf_ptr`, RFC 7208 5.5: do not use); an include of a domain without an SPF record
+  (`spf_include_broken`).
+- DMARC (RFC 9989): the policy that applies and the Organizational Domain, found by the DNS
+  Tree Walk and `psd` (`dmarc_walk`); `p=none` for a domain that sends (`dmarc_policy_none`);
+  `pct`, `rf`, `ri`, which RFC 9989 dropped (`dmarc_obsolete_tags`); report destinations
+  outside the Organizational Domain without their `_report._dmarc` authorization (RFC 9990
+  section 3, RFC 7489 7.1: `dmarc_external_rua_unauthorized`).
+- DKIM keys of the selectors read: RSA under 2048 bits (`dkim_key_weak`; under 1024 receivers
+  refuse it, RFC 8301), `t=y` (`dkim_testing`), a revoked or missing key the round trip's own
+  message was signed with (`dkim_revoked`).
+- A password login to Microsoft 365 or Google (`basic_auth_retiring`), told by the host's name,
+  the domain's MX names or the server's greeting.
+
+A part the agent could not read (`error`, a walk cut short) judges nothing; a round whose
+resolver failed its canaries judges nothing of DNS (`believed`).
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from controller.sidechecks.dns_canary import resolver_health
+from controller.sidechecks.findings import Verdicts, declare, judge
+from shared.dns_canary import DnsCanary
+from shared.sidechecks.readiness import Change, DkimKey, Dmarc, DmarcLookup, Readiness, Spf
+from shared.sidechecks.readiness import record_tags as tags
+
+LOOKUP_LIMIT: Final = 10
+VOID_LIMIT: Final = 2
+RSA_REFUSED: Final = 1024  # RFC 8301 3.2: verifiers MUST NOT accept smaller keys
+RSA_STRONG: Final = 2048  # RFC 8301 3.2: signers SHOULD use at least 2048 bits
+
+MICROSOFT_DATE: Final = (
+    "Microsoft turns SMTP AUTH Basic authentication off by default for existing Microsoft 365"
+    " tenants from the end of December 2026 (message center MC786329), with final removal to"
+    " come in 2027; IMAP and POP password logins are already off"
+)
+GOOGLE_DATE: Final = (
+    "Google Workspace has turned off password sign-in for third-party mail apps (less secure"
+    " apps) since March 2025; only app passwords and OAuth2 remain"
+)
+
+CODES: Final = declare(
+    {
+        "spf_lookup_limit": (
+            "critical",
+            "Receivers return a permanent error (SPF permerror) for senders matched past the "
+            "10th DNS-querying term of your SPF include tree (RFC 7208 4.6.4), and Gmail and "
+            "Outlook reject such mail. Remove includes you no longer use, replace `a`/`mx` "
+            "terms with `ip4`/`ip6`, or ask the vendor whose include spends most (the path "
+            "shown) for a smaller one.",
+        ),
+        "spf_void_lookups": (
+            "warning",
+            "More than two terms of your SPF tree look up names that do not exist or have no "
+            "records (void lookups); receivers return a permanent error past two (RFC 7208 "
+            "4.6.4). Remove the terms naming them.",
+        ),
+        "spf_too_permissive": (
+            "warning",
+            "Your SPF record ends with `+all` or `?all`, so it authorizes (or says nothing "
+            "against) every sender on the Internet. End it with `~all` or `-all`.",
+        ),
+        "spf_ptr": (
+            "info",
+            "Your SPF tree uses `ptr`, which RFC 7208 5.5 says not to use: it is slow, "
+            "unreliable, and some receivers ignore it. Replace it with `ip4`/`ip6` or `a`.",
+        ),
+        "spf_include_broken": (
+            "warning",
+            "A term of your SPF tree is a permanent error whatever the sender: an include of "
+            "a domain without an SPF record (or with two), or a term that does not parse. "
+            "Remove or fix it.",
+        ),
+        "dmarc_policy_none": (
+            "warning",
+            "The DMARC policy that applies to your domain is p=none while the domain sends "
+            "mail: receivers take no action on mail forged in your name, and Gmail and Yahoo "
+            "ask bulk senders for enforcement. Once your reports show your own mail aligned, "
+            "move to p=quarantine, then p=reject.",
+        ),
+        "dmarc_obsolete_tags": (
+            "warning",
+            "Your DMARC record uses tags RFC 9989 dropped (pct, rf, ri): receivers following "
+            "it ignore them, so a pct below 100 no longer softens your policy. Remove them; "
+            "use t=y to test a policy.",
+        ),
+        "dmarc_external_rua_unauthorized": (
+            "warning",
+            "A report destination of your DMARC record is outside your organization and has "
+            "not authorized your reports (no `<your domain>._report._dmarc.<its domain>` TXT "
+            "record, RFC 9990 section 3), so receivers send it nothing. Ask the report "
+            "provider to publish it, or remove the address.",
+        ),
+        "dkim_key_weak": (
+            "warning",
+            "A DKIM key is an RSA key under 2048 bits: receivers refuse signatures by keys "
+            "under 1024 bits (RFC 8301) and rate 1024-bit ones as weak. Publish a 2048-bit "
+            "key under a new selector, sign with it, then revoke the old one.",
+        ),
+        "dkim_testing": (
+            "warning",
+            "A DKIM key still says t=y (testing): receivers may treat its signatures as "
+            "unsigned mail. Remove t=y once signing works.",
+        ),
+        "dkim_revoked": (
+            "critical",
+            "The round trip's message was signed with a DKIM selector whose key is revoked "
+            "(p= empty) or not published: receivers fail its DKIM, and with it DMARC where "
+            "SPF does not align. Sign with a published key, or publish the key again.",
+        ),
+        "basic_auth_retiring": (
+            "warning",
+            "This monitor logs in with a password to a Microsoft 365 or Google server, which "
+            "are turning password logins off: the check will start failing. Switch the "
+            "monitor to an OAuth2 login (mailprobe's `mechanism: XOAUTH2` with a device-code "
+            "grant, docs/oauth2.md).",
+        ),
+    }
+)
+
+_SENDS_NOTHING = re.compile(r"^v=spf1\s+-all\s*$", re.IGNORECASE)
+
+
+def believed(canaries: Sequence[DnsCanary] | None) -> bool:
+    """Whether a round's DNS answers may be judged (controller.sidechecks.dns_canary: every
+    canary answered as it must; none configured, believed as from agents without them)."""
+    return resolver_health(canaries).believed
+
+
+def readiness(facts: Readiness, cc: str, at: datetime | None = None) -> Verdicts:
+    """The DNS verdicts of one country's facts of the round scheduled `at` (none when its
+    resolver is not believed); drift and key age only with `at`."""
+    v: Verdicts = {}
+    if not facts.domain or not believed(facts.canaries):
+        return v
+    if facts.spf is not None:
+        _spf(v, cc, facts.domain, facts.spf)
+    if facts.dmarc is not None:
+        _dmarc(v, cc, facts.domain, facts.dmarc, _sends(facts))
+    _dkim(v, cc, facts.domain, facts.dkim)
+    if at is not None:
+        _drift(v, cc, facts.domain, facts, at)
+    return v
+
+
+# --- SPF ---------------------------------------------------------------------------------
+
+
+def spf_path(spf: Spf) -> str:
+    """The path through the include tree that spends most lookups: from the domain's record,
+    each step the child whose subtree counts most, with each subtree's count."""
+    nodes = spf.nodes
+    if not nodes:
+        return ""
+    totals = [n.lookups for n in nodes]
+    for i in range(len(nodes) - 1, 0, -1):  # children come after their parent
+        if 0 <= nodes[i].parent < i:
+            totals[nodes[i].parent] += totals[i]
+    steps, at = [], 0
+    while True:
+        n = nodes[at]
+        steps.append(f"{n.via + ':' if n.via else ''}{n.domain} ({totals[at]})")
+        children = [i for i in range(at + 1, len(nodes)) if nodes[i].parent == at]
+        if not children:
+            return " → ".join(steps)
+        at = max(children, key=lambda i: totals[i])
+
+
+def _spf(v: Verdicts, cc: str, domain: str, spf: Spf) -> None:
+    if spf.record is None:
+        return  # no SPF record: the mail DNS side check tells that
+    over = spf.lookups > LOOKUP_LIMIT or bool(spf.loop) or bool(spf.mx_over)
+    if over or spf.complete:
+        detail = f"{spf.lookups} DNS lookups (limit {LOOKUP_LIMIT}"
+        detail += ")" if spf.complete else "; at least: the walk was cut short)"
+        if spf.loop:
+            detail = f"an include loop: {' → '.join(spf.loop)}"
+        elif spf.mx_over:
+            detail = f"more than 10 MX names for mx:{', '.join(spf.mx_over)}"
+        path = spf_path(spf)
+        judge(v, "spf_lookup_limit", cc, over, f"SPF of {domain}: {detail}; path: {path}")
+    if spf.void > VOID_LIMIT or spf.complete:
+        names = ", ".join(spf.void_names)
+        detail = f"SPF of {domain}: {spf.void} void lookups (limit {VOID_LIMIT}): {names}"
+        judge(v, "spf_void_lookups", cc, spf.void > VOID_LIMIT, detail)
+    if spf.complete or spf.all in ("+all", "?all"):
+        detail = f"the SPF of {domain} ends with {spf.all or 'no all term'}"
+        judge(v, "spf_too_permissive", cc, spf.all in ("+all", "?all"), detail)
+    if spf.complete or spf.ptr:
+        judge(v, "spf_ptr", cc, spf.ptr, f"the SPF tree of {domain} uses ptr")
+    if spf.complete or spf.broken:
+        judge(v, "spf_include_broken", cc, bool(spf.broken), f"SPF of {domain}: {spf.broken}")
+
+
+def _sends(facts: Readiness) -> bool:
+    """Whether the domain sends mail as far as its records say: an SPF record that
+    authorizes someone, or a DKIM key that is not revoked."""
+    spf = facts.spf
+    if spf is not None and spf.record is not None and not _SENDS_NOTHING.match(spf.record):
+        return True
+    return any(k.record is not None and not k.revoked for k in facts.dkim)
+
+
+# --- DMARC -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Walked:
+    """What the DNS Tree Walk found: the Organizational Domain, and the record that applies to
+    the domain (`policy_at`, where it was found; None for none) and its policy."""
+
+    organizational: str
+    policy_at: str | None
+    policy: str | None
+    record: str | None
+
+
+def _single(w: DmarcLookup) -> str | None:
+    return w.records[0] if w.records is not None and len(w.records) == 1 else None
+
+
+def tree_walk(domain: str, walk: Sequence[DmarcLookup]) -> Walked | None:
+    """The Organizational Domain and applicable policy from the walk's answers (RFC 9989
+    sections 4.10.1 and 4.10.2), None when a lookup it needed failed."""
+    found: list[tuple[str, dict[str, str], str]] = []
+    org: str | None = None
+    for i, w in enumerate(walk):
+        if w.records is None:
+            return None  # a lookup failed before the walk could stop
+        record = _single(w)
+        if record is None:
+            continue
+        t = tags(record)
+        found.append((w.name, t, record))
+        psd = t.get("psd", "u").lower()
+        if psd == "n":
+            org = w.name
+            break
+        if psd == "y" and i > 0:
+            labels = domain.split(".")
+            org = ".".join(labels[-(len(w.name.split(".")) + 1) :])
+            break
+    else:
+        if walk and walk[-1].name.count(".") > 0:
+            return None  # the walk did not reach the top-level label
+    if org is None:
+        org = found[-1][0] if found else domain
+    own = next((f for f in found if f[0] == domain), None)
+    if own is not None:
+        return Walked(org, domain, _policy(own[1], "p"), own[2])
+    # A subdomain without a record of its own: the Organizational Domain's, or the PSD's.
+    parent = next((f for f in found if f[0] == org), None) or next(
+        (f for f in found if f[1].get("psd", "").lower() == "y"), None
+    )
+    if parent is None:
+        return Walked(org, None, None, None)
+    return Walked(org, parent[0], _policy(parent[1], "sp") or _policy(parent[1], "p"), parent[2])
+
+
+def _policy(t: dict[str, str], key: str) -> str | None:
+    value = t.get(key, "").lower()
+    if value in ("none", "quarantine", "reject"):
+        return value
+    if key == "p" and t.get("rua"):
+        return "none"  # RFC 9989 4.10.1: no valid p with a valid rua reads as p=none
+    return None
+
+
+def _dmarc(v: Verdicts, cc: str, domain: str, dmarc: Dmarc, sends: bool) -> None:
+    walked = tree_walk(domain, dmarc.walk)
+    if walked is None or walked.record is None:
+        return  # not known, or no record: the mail DNS side check tells a missing one
+    where = f"_dmarc.{walked.policy_at} (Organizational Domain {walked.organizational})"
+    judge(
+        v,
+        "dmarc_policy_none",
+        cc,
+        sends and walked.policy == "none",
+        f"the policy that applies to {domain} is p={walked.policy}, from {where}",
+    )
+    t = tags(walked.record)
+    dropped = [f"{k}={t[k]}" for k in ("pct", "rf", "ri") if k in t]
+    judge(v, "dmarc_obsolete_tags", cc, bool(dropped), f"{where}: {', '.join(dropped)}")
+    unknown = any(r.authorized is None for r in dmarc.reports)
+    org = walked.organizational
+    outside = [
+        r
+        for r in dmarc.reports
+        if r.authorized is False and r.host != org and not r.host.endswith(f".{org}")
+    ]
+    if outside or not unknown:
+        detail = "; ".join(
+            f"{r.uri}: no {walked.policy_at}._report._dmarc.{r.host}" for r in outside
+        )
+        judge(v, "dmarc_external_rua_unauthorized", cc, bool(outside), detail)
+
+
+# --- DKIM --------------------------------------------------------------------------------
+
+
+def _dkim(v: Verdicts, cc: str, domain: str, keys: Sequence[DkimKey]) -> None:
+    unknown = any(k.error and k.record is None for k in keys)
+    read = [k for k in keys if k.record is not None]
+    weak = [
+        k
+        for k in read
+        if k.key_type == "rsa" and k.bits is not None and k.bits < RSA_STRONG and not k.revoked
+    ]
+    if weak or not unknown:
+        detail = "; ".join(
+            f"{k.selector}._domainkey.{domain}: RSA {k.bits} bits"
+            + (" (refused by receivers)" if k.bits is not None and k.bits < RSA_REFUSED else "")
+            for k in weak
+        )
+        judge(v, "dkim_key_weak", cc, bool(weak), detail)
+    signing = [k for k in keys if k.signing]
+    dead = [k for k in signing if k.revoked or (k.record is None and not k.error)]
+    if dead or (signing and not any(k.error and k.record is None for k in signing)):
+        detail = "; ".join(
+            f"{k.selector}._domainkey.{domain}: "
+            + ("revoked (p= empty)" if k.revoked else "no key published")
+            for k in dead
+        )
+        judge(v, "dkim_revoked", cc, bool(dead), f"signed with {detail}")
+    testing = [k for k in read if k.testing and k.record is not None]
+    if testing or not unknown:
+        detail = ", ".join(f"{k.selector}._domainkey.{domain}" for k in testing)
+        judge(v, "dkim_testing", cc, bool(testing), f"t=y at {detail}")
+
+
+# --- The Basic-auth cliff ----------------------------------------------------------------
+
+MICROSOFT_HOSTS: Final = ("office365.com", "outlook.com", "office.com", "microsoft.com")
+MICROSOFT_MX: Final = ("mail.protection.outlook.com",)
+MICROSOFT_GREETING: Final = re.compile(
+    r"Microsoft ESMTP MAIL Service|\.outlook\.com|Microsoft Exchange", re.IGNORECASE
+)
+GOOGLE_HOSTS: Final = ("gmail.com", "googlemail.com", "google.com")
+GOOGLE_MX: Final = ("google.com", "googlemail.com")
+GOOGLE_GREETING: Final = re.compile(r"\bgsmtp\b|Gimap ready|\bgpop\b", re.IGNORECASE)
+
+
+def _under(name: str, suffixes: Sequence[str]) -> bool:
+    name = name.lower().rstrip(".")
+    return any(name == s or name.endswith(f".{s}") for s in suffixes)
+
+
+def provider(hostname: str, mx: Sequence[str] | None, banner: str | None) -> str | None:
+    """ "microsoft" or "google" when the server logged in to is theirs, by its name, the mail
+    domain's MX names, or its greeting; None otherwise."""
+    greeting = banner or ""
+    if _under(hostname, MICROSOFT_HOSTS) or MICROSOFT_GREETING.search(greeting):
+        return "microsoft"
+    if _under(hostname, GOOGLE_HOSTS) or GOOGLE_GREETING.search(greeting):
+        return "google"
+    if greeting:
+        return None  # another server greeted: the domain's MX says nothing of this one
+    if mx and all(_under(m, MICROSOFT_MX) for m in mx):
+        return "microsoft"
+    if mx and all(_under(m, GOOGLE_MX) for m in mx):
+        return "google"
+    return None
+
+
+def basic_auth(
+    logins: Sequence[tuple[str, str]], mx: Sequence[str] | None, banner: str | None, cc: str
+) -> Verdicts:
+    """The verdict on a monitor's password logins: `logins` (what logs in, its host), e.g.
+    ("SMTP AUTH", "smtp.office365.com"); `banner` is the greeting of the first one's host
+    (the one the core check connects to), `mx` the mail domain's MX names."""
+    v: Verdicts = {}
+    found = []
+    for i, (what, host) in enumerate(logins):
+        who = provider(host, mx if i == 0 else None, banner if i == 0 else None)
+        if who is not None:
+            date = MICROSOFT_DATE if who == "microsoft" else GOOGLE_DATE
+            found.append(f"{what} with a password to {host}: {date}")
+    judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
+    return v
+
+
+# --- Drift and key age -------------------------------------------------------------------
+
+KEY_OLD_DAYS: Final = 365  # M3AAWG's DKIM key rotation advice: at least once a year
+
+DRIFT: Final = {"spf": "spf_changed", "dmarc": "dmarc_changed", "dkim": "dkim_key_changed"}
+
+DRIFT_CODES: Final = declare(
+    {
+        "spf_changed": (
+            "warning",
+            "The domain's SPF record changed (the old and new record are shown). If you did "
+            "not change it, find out who did: a new include authorizes a new sender.",
+        ),
+        "dmarc_changed": (
+            "warning",
+            "The domain's DMARC record changed (the old and new record are shown). A policy "
+            "relaxed from reject or quarantine to none stops receivers acting on forgeries.",
+        ),
+        "dkim_key_changed": (
+            "warning",
+            "A DKIM selector's key record changed (the old and new record are shown). Mail "
+            "signed with the old key and still in flight fails DKIM; if you did not rotate "
+            "it, find out who did.",
+        ),
+        "dkim_key_old": (
+            "info",
+            "A DKIM key has been published unchanged for over a year as mailprobe saw it. "
+            "M3AAWG advises rotating keys at least yearly: publish a new key under a new "
+            "selector, sign with it, then revoke the old one.",
+        ),
+    }
+)
+
+
+def readings(f: Readiness) -> dict[str, str]:
+    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`,
+    `dkim:<selector>`; "" for none published): what drift compares. Nothing of a round whose
+    resolver is not believed, nor of a lookup that failed."""
+    out: dict[str, str] = {}
+    if not f.domain or not believed(f.canaries):
+        return out
+    if f.spf is not None and not (f.spf.error and not f.spf.nodes):
+        out["spf"] = f.spf.record or ""
+    if f.dmarc is not None and f.dmarc.walk:
+        first = f.dmarc.walk[0]
+        if first.name == f.domain and first.records is not None and len(first.records) <= 1:
+            out["dmarc"] = first.records[0] if first.records else ""
+    for k in f.dkim:
+        if k.record is not None or not k.error:
+            out[f"dkim:{k.selector}"] = k.record or ""
+    return out
+
+
+def _drift(v: Verdicts, cc: str, domain: str, f: Readiness, at: datetime) -> None:
+    kept = f.kept
+    if kept is None:
+        return  # stored before the controller kept records: nothing known
+    read = readings(f)
+    changed: dict[str, list[str]] = {}
+    for c in kept.changes:
+        family = c.what.split(":", 1)[0]
+        where = f"{c.what.split(':', 1)[1]}._domainkey.{domain}" if family == "dkim" else domain
+        before = c.before or "(none)"
+        after = c.after or "(none)"
+        changed.setdefault(family, []).append(f"{where}: «{before}» → «{after}»")
+    for family, code in DRIFT.items():
+        if family in changed or any(w.split(":", 1)[0] == family for w in read):
+            judge(v, code, cc, family in changed, "; ".join(changed.get(family, [])))
+    old = [
+        sel
+        for sel, since in sorted(kept.key_since.items())
+        if read.get(f"dkim:{sel}")
+        and at - datetime.fromisoformat(since) > timedelta(days=KEY_OLD_DAYS)
+    ]
+    if read and any(w.startswith("dkim:") for w in read):
+        detail = ", ".join(f"{s}._domainkey.{domain} since {kept.key_since[s][:10]}" for s in old)
+        judge(v, "dkim_key_old", cc, bool(old), detail)
+
+
+def moves(
+    stored: Mapping[str, tuple[str, datetime]], read: Mapping[str, str], at: datetime
+) -> tuple[list[Change], dict[str, datetime]]:
+    """What changed between the records `stored` (what → (record, since)) and those `read` at
+    `at`, and since when each record read has been as it is now."""
+    changes: list[Change] = []
+    since: dict[str, datetime] = {}
+    for what, now in sorted(read.items()):
+        old = stored.get(what)
+        if old is None or old[0] == now:
+            since[what] = at if old is None else old[1]
+            continue
+        changes.append(Change(what=what, before=old[0], after=now, since=old[1].isoformat()))
+        since[what] = at
+    return changes, since

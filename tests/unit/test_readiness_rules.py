@@ -1,0 +1,286 @@
+"""Readiness rules as tables: RFC 9989's Organizational Domain examples (section 4.10.2) and
+`psd`, the policy that applies, the SPF path, what is unknown, and the Basic-auth cliff by host
+name, MX names and greeting."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.sidechecks.readiness import password_logins, rules
+from shared.dns_canary import DnsCanary
+from shared.messages import (
+    ImapPopConfig,
+    RoundTripConfig,
+    RoundTripReceive,
+    RoundTripSend,
+    SmtpAuth,
+    SmtpConfig,
+)
+from shared.secret import Secret
+from shared.sidechecks.readiness import (
+    Change,
+    DkimKey,
+    Dmarc,
+    DmarcLookup,
+    Kept,
+    Readiness,
+    Spf,
+    SpfNode,
+)
+
+A = "a.mail.example.com"
+WALK = ["a.mail.example.com", "mail.example.com", "example.com", "com"]
+
+
+def _walk(found: dict[str, str], failed: str = "") -> list[DmarcLookup]:
+    out = []
+    for name in WALK:
+        if name == failed:
+            out.append(DmarcLookup(name=name, error="timed out"))
+            break
+        out.append(DmarcLookup(name=name, records=[found[name]] if name in found else []))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("found", "org", "policy_at", "policy"),
+    [
+        # RFC 9989 4.10.2, first example: records at mail.example.com and example.com
+        (
+            {"mail.example.com": "v=DMARC1; p=reject", "example.com": "v=DMARC1; p=none"},
+            "example.com",
+            None,
+            None,
+        ),
+        # second example: only _dmarc.com, with psd=y: the Organizational Domain is example.com
+        ({"com": "v=DMARC1; p=reject; psd=y"}, "example.com", "com", "reject"),
+        # psd=n stops the walk there
+        (
+            {
+                "mail.example.com": "v=DMARC1; p=quarantine; psd=n",
+                "example.com": "v=DMARC1; p=none",
+            },
+            "mail.example.com",
+            "mail.example.com",
+            "quarantine",
+        ),
+        # the domain's own record applies, with p=
+        (
+            {A: "v=DMARC1; p=none; sp=reject", "example.com": "v=DMARC1; p=reject"},
+            "example.com",
+            A,
+            "none",
+        ),
+        # no record anywhere: the domain is its own Organizational Domain, no policy
+        ({}, A, None, None),
+        # an organizational record applies to a subdomain by its sp=
+        ({"example.com": "v=DMARC1; p=reject; sp=none"}, "example.com", "example.com", "none"),
+        # no valid p= but a rua reads as p=none (RFC 9989 4.10.1)
+        ({A: "v=DMARC1; rua=mailto:r@example.com"}, A, A, "none"),
+    ],
+)
+def test_tree_walk(
+    found: dict[str, str], org: str, policy_at: str | None, policy: str | None
+) -> None:
+    walked = rules.tree_walk(A, _walk(found))
+    assert walked is not None
+    assert walked.organizational == org
+    if policy_at is not None or not found:
+        assert walked.policy_at == policy_at
+        assert walked.policy == policy
+
+
+def test_tree_walk_first_example_takes_the_subdomain_record() -> None:
+    """In the first example the subdomain has no record: mail.example.com is not where its
+    policy is read (that is the Organizational Domain's, example.com, by sp= or p=)."""
+    found = {"mail.example.com": "v=DMARC1; p=reject", "example.com": "v=DMARC1; p=none"}
+    walked = rules.tree_walk(A, _walk(found))
+    assert walked is not None and walked.policy_at == "example.com" and walked.policy == "none"
+
+
+def test_a_failed_lookup_leaves_the_walk_unknown_unless_psd_decided_before_it() -> None:
+    assert rules.tree_walk(A, _walk({}, failed="example.com")) is None
+    decided = _walk({"mail.example.com": "v=DMARC1; p=reject; psd=n"}, failed="example.com")
+    walked = rules.tree_walk(A, decided)
+    assert walked is not None and walked.organizational == "mail.example.com"
+
+
+def _spf(**kw: object) -> Readiness:
+    return Readiness(domain="example.com", spf=Spf(record="v=spf1 include:x -all", **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("spf", "code", "holds"),
+    [
+        (_spf(lookups=10), "spf_lookup_limit", False),
+        (_spf(lookups=11), "spf_lookup_limit", True),
+        (_spf(lookups=3, complete=False, error="timed out"), "spf_lookup_limit", None),
+        (_spf(lookups=12, complete=False, error="timed out"), "spf_lookup_limit", True),
+        (_spf(mx_over=["example.com"]), "spf_lookup_limit", True),
+        (_spf(void=2), "spf_void_lookups", False),
+        (_spf(void=3), "spf_void_lookups", True),
+        (_spf(all="?all"), "spf_too_permissive", True),
+        (_spf(all="+all"), "spf_too_permissive", True),
+        (_spf(all="~all"), "spf_too_permissive", False),
+        (_spf(ptr=True), "spf_ptr", True),
+        (_spf(broken="include:x has no SPF record"), "spf_include_broken", True),
+    ],
+)
+def test_spf_verdicts(spf: Readiness, code: str, holds: bool | None) -> None:
+    v = rules.readiness(spf, "DE")
+    if holds is None:
+        assert (code, "DE") not in v
+    else:
+        assert (v[(code, "DE")] is not None) == holds
+
+
+def test_the_path_follows_the_heaviest_include() -> None:
+    spf = Spf(
+        record="v=spf1 a include:light include:heavy -all",
+        lookups=12,
+        nodes=[
+            SpfNode(domain="example.com", lookups=3),
+            SpfNode(domain="light.test", via="include", parent=0, lookups=2),
+            SpfNode(domain="heavy.test", via="include", parent=0, lookups=1),
+            SpfNode(domain="deep.test", via="redirect", parent=2, lookups=6),
+        ],
+    )
+    assert rules.spf_path(spf) == (
+        "example.com (12) → include:heavy.test (7) → redirect:deep.test (6)"
+    )
+
+
+def test_a_resolver_that_fails_its_canaries_judges_nothing() -> None:
+    bad = [DnsCanary(name="a.root-servers.net", type="A", exists=True, found=False)]
+    unanswered = [DnsCanary(name="a.root-servers.net", type="A", exists=True, error="timed out")]
+    for canaries in (bad, unanswered):
+        facts = _spf(lookups=40)
+        facts.canaries = canaries
+        assert rules.readiness(facts, "DE") == {}
+    good = [DnsCanary(name="a.root-servers.net", type="A", exists=True, found=True)]
+    facts = _spf(lookups=40)
+    facts.canaries = good
+    assert rules.readiness(facts, "DE")[("spf_lookup_limit", "DE")] is not None
+
+
+@pytest.mark.parametrize(
+    ("host", "mx", "banner", "who"),
+    [
+        ("smtp.office365.com", None, None, "microsoft"),
+        ("outlook.office365.com", None, None, "microsoft"),
+        (
+            "mail.example.com",
+            None,
+            "220 AM0PR01CA0001.outlook.office365.com Microsoft ESMTP MAIL Service ready",
+            "microsoft",
+        ),
+        ("mail.example.com", ["example-com.mail.protection.outlook.com"], None, "microsoft"),
+        ("smtp.gmail.com", None, None, "google"),
+        ("mail.example.com", None, "220 smtp.gmail.com ESMTP a1-20020a05 - gsmtp", "google"),
+        ("mail.example.com", None, "* OK Gimap ready for requests from 192.0.2.1", "google"),
+        ("mail.example.com", ["aspmx.l.google.com", "alt1.aspmx.l.google.com"], None, "google"),
+        ("mail.example.com", ["mx.example.com"], "220 mail.example.com ESMTP Postfix", None),
+        ("notoffice365.com.evil.test", None, None, None),
+        # an on-premises relay of a domain whose MX is Microsoft's: its own greeting decides
+        (
+            "relay.example.com",
+            ["example-com.mail.protection.outlook.com"],
+            "220 relay.example.com ESMTP Postfix",
+            None,
+        ),
+    ],
+)
+def test_providers(host: str, mx: list[str] | None, banner: str | None, who: str | None) -> None:
+    assert rules.provider(host, mx, banner) == who
+
+
+def test_basic_auth_only_for_password_logins() -> None:
+    password = SmtpConfig(auth=SmtpAuth(user="u", password=Secret("p")))
+    oauth = SmtpConfig(auth=SmtpAuth(user="u", mechanism="XOAUTH2"))
+    logins = password_logins(password, "smtp.office365.com")
+    finding = rules.basic_auth(logins, None, None, "DE")[("basic_auth_retiring", "DE")]
+    assert finding is not None and "December 2026" in finding.detail
+    assert rules.basic_auth(password_logins(oauth, "smtp.office365.com"), None, None, "DE") == {
+        ("basic_auth_retiring", "DE"): None
+    }
+    trip = RoundTripConfig(
+        send=RoundTripSend(auth=SmtpAuth(user="u", mechanism="XOAUTH2")),
+        receive=RoundTripReceive(hostname="imap.gmail.com", user="u", password=Secret("p")),
+    )
+    finding = rules.basic_auth(password_logins(trip, "smtp.example.com"), None, None, "DE")[
+        ("basic_auth_retiring", "DE")
+    ]
+    assert finding is not None and "IMAP with a password to imap.gmail.com" in finding.detail
+    imap = ImapPopConfig(user="u", password=Secret("p"))
+    assert password_logins(imap, "imap.gmail.com") == [("IMAP", "imap.gmail.com")]
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read", "changes", "since"),
+    [
+        ({}, {"spf": "v=spf1 -all"}, [], {"spf": T1}),  # first read: no change
+        ({"spf": ("v=spf1 -all", T0)}, {"spf": "v=spf1 -all"}, [], {"spf": T0}),
+        (
+            {"spf": ("v=spf1 -all", T0)},
+            {"spf": "v=spf1 include:new.test -all"},
+            [
+                Change(
+                    what="spf",
+                    before="v=spf1 -all",
+                    after="v=spf1 include:new.test -all",
+                    since=T0.isoformat(),
+                )
+            ],
+            {"spf": T1},
+        ),
+        (  # a record removed is a change to ""
+            {"dmarc": ("v=DMARC1; p=reject", T0)},
+            {"dmarc": ""},
+            [Change(what="dmarc", before="v=DMARC1; p=reject", after="", since=T0.isoformat())],
+            {"dmarc": T1},
+        ),
+    ],
+)
+def test_moves(
+    stored: dict[str, tuple[str, datetime]],
+    read: dict[str, str],
+    changes: list[Change],
+    since: dict[str, datetime],
+) -> None:
+    assert rules.moves(stored, read, T1) == (changes, since)
+
+
+def test_readings_leave_out_what_was_not_read() -> None:
+    facts = Readiness(
+        domain="example.com",
+        spf=Spf(error="timed out", complete=False),
+        dmarc=Dmarc(walk=[DmarcLookup(name="example.com", error="timed out")]),
+        dkim=[DkimKey(selector="a", error="timed out"), DkimKey(selector="b")],
+    )
+    assert rules.readings(facts) == {"dkim:b": ""}
+    facts.canaries = [DnsCanary(name="x.test", type="A", exists=True, found=False)]
+    assert rules.readings(facts) == {}
+
+
+def test_drift_and_key_age_verdicts() -> None:
+    facts = Readiness(
+        domain="example.com",
+        dkim=[DkimKey(selector="s1", record="v=DKIM1; p=AAAA")],
+        kept=Kept(
+            changes=[Change(what="dkim:s1", before="v=DKIM1; p=BBBB", after="v=DKIM1; p=AAAA")],
+            key_since={"s1": T0.isoformat()},
+        ),
+    )
+    v = rules.readiness(facts, "DE", T0 + timedelta(days=366))
+    changed = v[("dkim_key_changed", "DE")]
+    assert changed is not None and changed.detail == (
+        "s1._domainkey.example.com: «v=DKIM1; p=BBBB» → «v=DKIM1; p=AAAA»"
+    )
+    assert v[("dkim_key_old", "DE")] is not None
+    assert rules.readiness(facts, "DE", T0 + timedelta(days=364))[("dkim_key_old", "DE")] is None
+    facts.kept = None  # stored before anything was kept: neither is judged
+    assert ("dkim_key_changed", "DE") not in rules.readiness(facts, "DE", T0)
