@@ -204,7 +204,7 @@ async def test_a_resolver_that_fails_its_canaries_is_believed_in_nothing() -> No
     the round raises nothing (no finding about the domain), however bad its answers look."""
     canaries = (Canary("a.root-servers.net", "A", True), Canary("x.invalid", "A", False))
     records: Records = {}
-    async with DnsPeer(records) as peer:
+    async with DnsPeer(records, canaries=False) as peer:
         facts = await ReadinessProbe(resolver=peer.address, canaries=canaries).probe(
             "example.test", (), 5.0
         )
