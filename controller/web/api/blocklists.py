@@ -6,11 +6,11 @@ from datetime import timedelta
 import asyncpg
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 
 from controller.reputation import store as db
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import healths
-from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
@@ -40,9 +40,9 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
-async def list_blocklists(request: AuthedRequest) -> BlocklistsOut:
-    settings: ControllerSettings = request.app.state.settings
-    pool: asyncpg.Pool = request.app.state.pool
+async def list_blocklists(
+    pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[ControllerSettings]
+) -> BlocklistsOut:
     lists = lists_setting(settings.blocklists)
     interval = settings.blocklist_interval_seconds
     since = utcnow() - timedelta(seconds=2 * interval)

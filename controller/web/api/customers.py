@@ -2,8 +2,10 @@
 
 from typing import Annotated
 
+import asyncpg
 import msgspec
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from controller.access import customers_store as customers
@@ -49,11 +51,16 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @post("/", summary="Create a customer (owners and admins)")
-    async def create(self, request: AuthedRequest, data: JSONBody[CustomerCreate]) -> Customer:
+    async def create(
+        self,
+        request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        data: JSONBody[CustomerCreate],
+    ) -> Customer:
         guards.requires_admin(request.user)
         validation.no_nul(data, "")
         name = validation.name(data.name)
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await customers.create(conn, request.user.organization_id, name)
         return _present(row)
 
@@ -61,12 +68,13 @@ class CustomerController(Controller):
     async def list_customers(
         self,
         request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
         search: Annotated[str | None, QueryParameter(max_length=200)] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> CustomerPage:
         validation.no_nul(search, "search")
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows, total = await customers.list_page(
                 conn,
                 guards.read_scope(request.user),
@@ -77,11 +85,16 @@ class CustomerController(Controller):
         return Page([_present(r) for r in rows], total, page, per_page)
 
     @get("/{customer_id:str}", summary="Get a customer by numeric id or public UUID")
-    async def get_customer(self, request: AuthedRequest, customer_id: FromPath[str]) -> Customer:
+    async def get_customer(
+        self,
+        request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        customer_id: FromPath[str],
+    ) -> Customer:
         ident = customer_ident(customer_id)
         if ident is None:
             raise invalid_customer()
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await customers.find(conn, ident, guards.read_scope(request.user))
         if row is None:
             raise not_found("Customer not found")

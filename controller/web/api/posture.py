@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Router, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from controller.monitors.kinds import Kind
@@ -81,9 +82,10 @@ def _finding(row: ListedFinding) -> FindingOut:
     )
 
 
-async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) -> Posture:
-    monitor = await visible_monitor(kind, request, raw_id)
-    pool: asyncpg.Pool = request.app.state.pool
+async def _posture(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, limit: int
+) -> Posture:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
         findings = [_finding(r) for r in await db.findings_page(conn, monitor.id, limit)]
         changes = [
@@ -109,8 +111,13 @@ def router(api: KindApi) -> Router:
     """`api`'s kind's security posture."""
     kind = api.kind
 
-    async def posture(request: AuthedRequest, monitor_id: str, limit: LimitParam = 200) -> Posture:
-        return await _posture(kind, request, monitor_id, limit)
+    async def posture(
+        request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        monitor_id: str,
+        limit: LimitParam = 200,
+    ) -> Posture:
+        return await _posture(kind, request, pool, monitor_id, limit)
 
     summary = f"{api.label} security posture: findings, changes, baselines"
     handler = get("/posture", summary=summary)(api.by_id(posture))

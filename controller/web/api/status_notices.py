@@ -8,14 +8,17 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
+import asyncpg
 import msgspec
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
+from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
@@ -23,6 +26,7 @@ from controller.web.authed_request import AuthedRequest
 from controller.web.console import status_notices as service
 from controller.web.console import status_notices_store as notices
 from controller.web.console.status_notices_store import Notice
+from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
@@ -99,7 +103,12 @@ class StatusNoticeController(Controller):
 
     @post("/", summary="Write a notice on a customer's status page (owners and admins)")
     async def create_notice(
-        self, request: AuthedRequest, data: JSONBody[StatusNoticeCreate]
+        self,
+        request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[ControllerSettings],
+        box: NamedDependency[SecretBox],
+        data: JSONBody[StatusNoticeCreate],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
@@ -108,15 +117,14 @@ class StatusNoticeController(Controller):
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
         title, body = _text(data.title, "title"), _text(data.body, "body")
-        state = request.app.state
-        async with state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
                 raise not_found("No customer of yours with that customerId has a status page")
             row = await service.create(
                 conn,
-                state.secret_box,
-                state.settings.public_url,
+                box,
+                settings.public_url,
                 page.id,
                 title,
                 data.impact,
@@ -130,6 +138,7 @@ class StatusNoticeController(Controller):
     async def list_notices(
         self,
         request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
         customer_id: Annotated[
             str, QueryParameter(name="customerId", description="numeric id or public UUID")
         ],
@@ -137,7 +146,7 @@ class StatusNoticeController(Controller):
         customer = customer_ident(customer_id)
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
                 return []
@@ -145,8 +154,10 @@ class StatusNoticeController(Controller):
             return [await _present(conn, r) for r in rows]
 
     @get("/{noticeId:str}", summary="A status notice with its updates")
-    async def get_notice(self, request: AuthedRequest, notice_id: NoticeId) -> StatusNotice:
-        async with request.app.state.pool.acquire() as conn:
+    async def get_notice(
+        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], notice_id: NoticeId
+    ) -> StatusNotice:
+        async with pool.acquire() as conn:
             row = await notices.by_public_id(
                 conn, _notice_id(notice_id), request.user.organization_id
             )
@@ -156,18 +167,23 @@ class StatusNoticeController(Controller):
 
     @post("/{noticeId:str}/updates", summary="Add an update; state `resolved` resolves it")
     async def add_update(
-        self, request: AuthedRequest, notice_id: NoticeId, data: JSONBody[StatusNoticeUpdateIn]
+        self,
+        request: AuthedRequest,
+        pool: NamedDependency[asyncpg.Pool],
+        settings: NamedDependency[ControllerSettings],
+        box: NamedDependency[SecretBox],
+        notice_id: NoticeId,
+        data: JSONBody[StatusNoticeUpdateIn],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
         body = _text(data.body, "body")
-        state = request.app.state
-        async with state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             row = await service.update(
                 conn,
-                state.secret_box,
-                state.settings.public_url,
+                box,
+                settings.public_url,
                 _notice_id(notice_id),
                 request.user.organization_id,
                 data.state,

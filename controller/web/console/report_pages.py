@@ -9,7 +9,9 @@ sees a domain's charts on its monitors' pages."""
 from datetime import timedelta
 from typing import Annotated
 
+import asyncpg
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -21,7 +23,7 @@ from controller.reports import addresses, tokens
 from controller.reports import store as reports
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
-from controller.web.console.pages import page, pool_of
+from controller.web.console.pages import page
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
@@ -38,25 +40,25 @@ def _name(domain: str) -> str:
         raise NotFoundException() from None
 
 
-def _settings(request: AnyRequest) -> ControllerSettings:
-    settings: ControllerSettings = request.app.state.settings
-    return settings
-
-
 @get("/reports/{domain:str}", name="console-report-domain")
-async def domain_page(request: AnyRequest, domain: PathStr) -> Template:
+async def domain_page(
+    request: AnyRequest,
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[ControllerSettings],
+    box: NamedDependency[SecretBox],
+    domain: PathStr,
+) -> Template:
     me = principal_of(request)
     name = _name(domain)
     org = me.organization_id
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         monitors = await reports.domain_monitors(conn, org, name)
         if me.is_global_supporter or not monitors:
             raise NotFoundException()
         shown = await domain_reports(conn, org, name, utcnow().date())
         generation = await reports.generation(conn, org, name)
-    box: SecretBox = request.app.state.secret_box
     key = box.subkeys(tokens.PURPOSE)[0]
-    address = addresses.tls_rpt(Links.of(_settings(request)), key, org, name, generation.generation)
+    address = addresses.tls_rpt(Links.of(settings), key, org, name, generation.generation)
     grace = generation.grace_until
     return page(
         request,
@@ -70,12 +72,17 @@ async def domain_page(request: AnyRequest, domain: PathStr) -> Template:
 
 
 @post("/reports/{domain:str}/rotate-token", status_code=303)
-async def rotate_token(request: AnyRequest, domain: PathStr) -> Redirect:
+async def rotate_token(
+    request: AnyRequest,
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[ControllerSettings],
+    domain: PathStr,
+) -> Redirect:
     me = principal_of(request)
     guards.requires_admin(me)
     name = _name(domain)
-    grace = timedelta(hours=_settings(request).report_token_grace_hours)
-    async with pool_of(request).acquire() as conn, conn.transaction():
+    grace = timedelta(hours=settings.report_token_grace_hours)
+    async with pool.acquire() as conn, conn.transaction():
         if not await reports.domain_monitors(conn, me.organization_id, name):
             raise NotFoundException()
         await reports.rotate(conn, me.organization_id, name, utcnow(), grace)
