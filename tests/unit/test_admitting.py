@@ -1,8 +1,8 @@
 """controller.scheduling.admission_ledger with preemption, on the scheduler's own state (no
-I/O): a job that waited its grace is admitted at once with a request to cancel one check of the tenant over
-its share; a replica counts its own preemption until the beats show it, so it never asks twice
-for the same need; two replicas on the same beats ask at most once each (the bound the
-architecture names), and a country two replicas over-admitted gives the excess back."""
+I/O): a job that waited its grace is admitted at once with a request to cancel one check of the
+tenant over its share; a replica counts its own preemption until the beats show it, so it never
+asks twice for the same need; two replicas on the same beats ask at most once each (the bound
+the architecture names), and a country two replicas over-admitted gives the excess back."""
 
 from datetime import UTC, datetime
 
