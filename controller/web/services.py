@@ -25,8 +25,8 @@ from controller.notify.channel_send import ChannelSender, channel_sender
 from controller.notify.egress import Egress
 from controller.scheduling.trigger import MonitorTrigger
 from controller.secrets.box import SecretBox
+from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
-from controller.web.console.status_cache import PageCache
 from shared.settings import ControllerSettings
 
 if TYPE_CHECKING:

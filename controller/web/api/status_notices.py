@@ -1,7 +1,7 @@
 """`/api/status-notices`: incidents and maintenance notices written by a person on a customer's
 public status page, with their updates (create, update, resolve). Owners and admins write them
 (they alone publish pages); every role of the organization reads them. Each update is shown on
-the page at once and mailed to its confirmed subscribers (`controller.web.console.status_notices`).
+the page at once and mailed to its confirmed subscribers (`controller.statuspages.notices`).
 """
 
 from datetime import UTC, datetime
@@ -19,13 +19,13 @@ from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
 from controller.secrets.box import SecretBox
+from controller.statuspages import notices as service
+from controller.statuspages import notices_store as notices
+from controller.statuspages.notices_store import Notice
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.authed_request import AuthedRequest
-from controller.web.console import status_notices as service
-from controller.web.console import status_notices_store as notices
-from controller.web.console.status_notices_store import Notice
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
 

@@ -28,18 +28,18 @@ from markupsafe import Markup
 from controller.access import customers_store as customers_db
 from controller.monitors.kinds import TYPE_LABELS
 from controller.notify import causes, maintenance
+from controller.statuspages import notices_store as notices_db
+from controller.statuspages import pages_store as status_pages
+from controller.statuspages import subscribers_store as subscribers_db
+from controller.statuspages import uptime_bars
+from controller.statuspages.cache import PageCache, Published
+from controller.statuspages.content import Maintenance, PageContent, Service
+from controller.statuspages.notices_store import Notice, NoticeUpdate
+from controller.statuspages.pages_store import DayCounts, PageIncident, PageWindow, StatusPage
 from controller.web.api import guards
-from controller.web.console import status_notices_store as notices_db
-from controller.web.console import status_store as status_pages
-from controller.web.console import status_subscribers_store as subscribers_db
 from controller.web.console import store as console
-from controller.web.console import uptime_bars
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
-from controller.web.console.status_cache import PageCache, Published
-from controller.web.console.status_content import Maintenance, PageContent, Service
-from controller.web.console.status_notices_store import Notice, NoticeUpdate
-from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
 from controller.web.request_types import AnyRequest
 from controller.web.services import Background
 from shared.timefmt import utcnow
@@ -188,8 +188,8 @@ def _bars(days: dict[date, tuple[int, int]], today: date) -> list[uptime_bars.Ba
 
 
 async def published(pool: asyncpg.Pool, cache: PageCache, slug: str) -> Published:
-    """The public page (its content shared by its HTML, JSON and feeds, see `status_cache`):
-    404 for a slug no page has."""
+    """The public page (its content shared by its HTML, JSON and feeds, see
+    controller.statuspages.cache): 404 for a slug no page has."""
     if not SLUG.match(slug):
         raise NotFoundException()
     async with pool.acquire() as conn:

@@ -13,9 +13,9 @@ from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 
+from controller.statuspages.cache import PageCache
+from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
-from controller.web.console.status_cache import PageCache
-from controller.web.console.status_content import PageContent
 from controller.web.request_types import AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms

@@ -12,9 +12,9 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
 from controller.secrets.box import SecretBox
+from controller.statuspages import notices as service
+from controller.statuspages import notices_store as notices
 from controller.web.api import guards
-from controller.web.console import status_notices as service
-from controller.web.console import status_notices_store as notices
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status import PathStr, admin_page
 from controller.web.request_types import AnyRequest

@@ -1,5 +1,5 @@
-"""Subscribing to a public status page by e-mail, anonymously (`status_subscribers` has the
-rules): ask, confirm from the mailed link, unsubscribe from any mail's link without a login.
+"""Subscribing to a public status page by e-mail, anonymously (controller.statuspages.subscribers
+has the rules): ask, confirm from the mailed link, unsubscribe from any mail's link without a login.
 
 Following a link only shows a page with one button (a POST does the change), so mail scanners
 that open every link in a message neither confirm nor unsubscribe anyone."""
@@ -16,13 +16,13 @@ from litestar.response import Template
 from controller.monitors.validation import email as valid_email
 from controller.notify.entry import Notice, Source, notify
 from controller.secrets.box import SecretBox
+from controller.statuspages import pages_store as status_pages
+from controller.statuspages import subscribers as rules
+from controller.statuspages import subscribers_store as subscribers
+from controller.statuspages.pages_store import StatusPage
 from controller.web.api.errors import ApiError
-from controller.web.console import status_store as status_pages
-from controller.web.console import status_subscribers as rules
-from controller.web.console import status_subscribers_store as subscribers
 from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
-from controller.web.console.status_store import StatusPage
 from controller.web.request_types import AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
