@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 import structlog
 from litestar import Litestar, MediaType, Response, get
-from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -43,7 +42,7 @@ from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
-from controller.web.services import DEPENDENCIES, NatsUp, Services
+from controller.web.services import DEPENDENCIES, NatsUp, NatsUpDep, PoolDep, Services, SettingsDep
 from shared import __version__
 from shared.settings import ControllerSettings
 
@@ -130,9 +129,7 @@ async def _readiness(pool: asyncpg.Pool, nats_up: NatsUp | None) -> str | None:
     summary="Readiness: PostgreSQL answers, and NATS is connected when the pipeline runs here",
     media_type=MediaType.JSON,
 )
-async def ready(
-    pool: NamedDependency[asyncpg.Pool], nats_up: NamedDependency[NatsUp | None]
-) -> Response[dict[str, str]]:
+async def ready(pool: PoolDep, nats_up: NatsUpDep) -> Response[dict[str, str]]:
     reason = await _readiness(pool, nats_up)
     if reason is not None:
         return Response({"status": "not ready", "reason": reason}, status_code=503)
@@ -144,7 +141,7 @@ async def ready(
 
 @get(PROOF_PATH, include_in_schema=False, media_type=MediaType.JSON)
 async def instance_proof(
-    settings: NamedDependency[ControllerSettings],
+    settings: SettingsDep,
     challenge: Annotated[str, QueryParameter(max_length=256)] = "",
 ) -> Response[dict[str, str]]:
     """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);

@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from controller.fleet.live import LiveAgents
 from controller.monitors import fair_use
@@ -95,6 +95,19 @@ class Services:
             )
         finally:
             logins.passwords.close()
+
+
+# A handler's parameters that Litestar injects by their names (`DEPENDENCIES`).
+PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
+SettingsDep: TypeAlias = NamedDependency[ControllerSettings]
+BoxDep: TypeAlias = NamedDependency[SecretBox]
+SenderDep: TypeAlias = NamedDependency[ChannelSender]
+WritesDep: TypeAlias = NamedDependency[MonitorWrites]
+TriggerDep: TypeAlias = NamedDependency[MonitorTrigger]
+AgentsDep: TypeAlias = NamedDependency[LiveAgents | None]
+NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
+PageCacheDep: TypeAlias = NamedDependency[PageCache]
+BackgroundDep: TypeAlias = NamedDependency[Background]
 
 
 def _connected(pipeline: "Pipeline") -> NatsUp:

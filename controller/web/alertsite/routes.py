@@ -18,7 +18,6 @@ docs/alertsite.md.
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
@@ -59,7 +58,7 @@ from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitor_rules import secret_required, strict_body, write_of
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import PoolDep, SettingsDep, WritesDep
 
 DEFAULT_CUSTOMER = "AlertSite import"
 TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
@@ -190,9 +189,9 @@ class AlertSiteController(Controller):
         self,
         request: AnyRequest,
         data: JSONBody[AccessTokenRequest],
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         logins: NamedDependency[Logins],
-        settings: NamedDependency[ControllerSettings],
+        settings: SettingsDep,
     ) -> AccessToken:
         validation.no_nul(data, "")
         ttl = min(TOKEN_TTL_SECONDS, settings.token_ttl_seconds)
@@ -207,7 +206,7 @@ class AlertSiteController(Controller):
         self,
         request: AuthedRequest,
         data: Annotated[EmailMonitorCreate, _create_data(SEED_EXAMPLE)],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _create("email-smtp", request, data, writes)
 
@@ -216,7 +215,7 @@ class AlertSiteController(Controller):
         self,
         request: AuthedRequest,
         data: JSONBody[EmailMonitorCreate],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _create("email-imap", request, data, writes)
 
@@ -225,7 +224,7 @@ class AlertSiteController(Controller):
         self,
         request: AuthedRequest,
         data: JSONBody[EmailMonitorCreate],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _create("email-pop", request, data, writes)
 
@@ -235,7 +234,7 @@ class AlertSiteController(Controller):
         request: AuthedRequest,
         monitor_id: AnyId,
         data: Annotated[EmailMonitorFields, _create_data(PATCH_EXAMPLE)],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _update("email-smtp", request, monitor_id, data, writes)
 
@@ -245,7 +244,7 @@ class AlertSiteController(Controller):
         request: AuthedRequest,
         monitor_id: AnyId,
         data: JSONBody[EmailMonitorFields],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _update("email-imap", request, monitor_id, data, writes)
 
@@ -255,7 +254,7 @@ class AlertSiteController(Controller):
         request: AuthedRequest,
         monitor_id: AnyId,
         data: JSONBody[EmailMonitorFields],
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorId:
         return await _update("email-pop", request, monitor_id, data, writes)
 
@@ -263,7 +262,7 @@ class AlertSiteController(Controller):
     async def list_monitors(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         type_: Annotated[
             str | None,
             QueryParameter(name="type", description="comma-separated AlertSite monitor types"),
@@ -305,7 +304,7 @@ class AlertSiteController(Controller):
         self,
         request: AuthedRequest,
         monitor_id: AnyId,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         select: SelectParam = None,
     ) -> dict[str, Any]:
         ident = record_id(monitor_id)
@@ -319,7 +318,7 @@ class AlertSiteController(Controller):
 
     @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
     async def delete_monitor(
-        self, request: AuthedRequest, monitor_id: AnyId, writes: NamedDependency[MonitorWrites]
+        self, request: AuthedRequest, monitor_id: AnyId, writes: WritesDep
     ) -> None:
         principal = request.user
         lookup = _lookup(principal, record_id(monitor_id), list(BY_TYPE))

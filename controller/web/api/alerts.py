@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import msgspec
 from litestar import Controller, Router, get, put
-from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
@@ -28,6 +27,7 @@ from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind, strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -364,7 +364,7 @@ def router(api: KindApi) -> Router:
 
     async def incidents(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
         page: PageParam = 1,
         per_page: PerPageParam = 50,
@@ -373,31 +373,27 @@ def router(api: KindApi) -> Router:
 
     async def alert_history(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
         return await _history(kind, request, pool, monitor_id, page, per_page)
 
-    async def login_backoff(
-        request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: str
-    ) -> LoginBackoff:
+    async def login_backoff(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> LoginBackoff:
         return await _login_backoff(kind, request, pool, monitor_id)
 
-    async def delivery(
-        request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: str
-    ) -> MailboxDelivery:
+    async def delivery(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> MailboxDelivery:
         return await _delivery(kind, request, pool, monitor_id)
 
     async def get_alert_settings(
-        request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: str
+        request: AuthedRequest, pool: PoolDep, monitor_id: str
     ) -> MonitorAlertSettings:
         return await _monitor_settings(kind, request, pool, monitor_id, None)
 
     async def put_alert_settings(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
         data: JSONBody[MonitorAlertSettingsUpdate],
     ) -> MonitorAlertSettings:
@@ -427,9 +423,7 @@ class AlertSettingsController(Controller):
     tags = ["alerts"]
 
     @get("/", summary="The organization's default alert thresholds")
-    async def get_settings(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool]
-    ) -> AlertSettings:
+    async def get_settings(self, request: AuthedRequest, pool: PoolDep) -> AlertSettings:
         async with pool.acquire() as conn:
             t = await thresholds_db.org_thresholds(conn, request.user.organization_id)
         return _settings(t)
@@ -439,7 +433,7 @@ class AlertSettingsController(Controller):
         self,
         request: AuthedRequest,
         data: JSONBody[AlertSettingsUpdate],
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
     ) -> AlertSettings:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)

@@ -3,15 +3,13 @@ every country that asked it lately (RFC 5782 test entries, controller/reputation
 
 from datetime import timedelta
 
-import asyncpg
 import msgspec
 from litestar import get
-from litestar.di import NamedDependency
 
 from controller.reputation import store as db
 from controller.reputation.rules import lists_setting
 from controller.reputation.watch import healths
-from shared.settings import ControllerSettings
+from controller.web.services import PoolDep, SettingsDep
 from shared.timefmt import iso_ms, utcnow
 
 
@@ -40,9 +38,7 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
-async def list_blocklists(
-    pool: NamedDependency[asyncpg.Pool], settings: NamedDependency[ControllerSettings]
-) -> BlocklistsOut:
+async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut:
     lists = lists_setting(settings.blocklists)
     interval = settings.blocklist_interval_seconds
     since = utcnow() - timedelta(seconds=2 * interval)

@@ -19,7 +19,6 @@ import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, delete, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
@@ -45,6 +44,7 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
@@ -249,9 +249,9 @@ class NotificationChannelController(Controller):
         self,
         request: AuthedRequest,
         data: JSONBody[ChannelCreate],
-        pool: NamedDependency[asyncpg.Pool],
-        box: NamedDependency[SecretBox],
-        sender: NamedDependency[ChannelSender],
+        pool: PoolDep,
+        box: BoxDep,
+        sender: SenderDep,
     ) -> NotificationChannel:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
@@ -280,7 +280,7 @@ class NotificationChannelController(Controller):
     async def list_channels(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> NotificationChannelPage:
@@ -292,7 +292,7 @@ class NotificationChannelController(Controller):
 
     @get("/{channelId:str}", summary="Get a notification channel")
     async def get_channel(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], channel_id: ChannelId
+        self, request: AuthedRequest, pool: PoolDep, channel_id: ChannelId
     ) -> NotificationChannel:
         async with pool.acquire() as conn:
             row = await channel_store.get(
@@ -308,9 +308,9 @@ class NotificationChannelController(Controller):
         request: AuthedRequest,
         channel_id: ChannelId,
         data: JSONBody[ChannelUpdate],
-        pool: NamedDependency[asyncpg.Pool],
-        box: NamedDependency[SecretBox],
-        sender: NamedDependency[ChannelSender],
+        pool: PoolDep,
+        box: BoxDep,
+        sender: SenderDep,
     ) -> NotificationChannel:
         ident = _public_id(channel_id)
         async with pool.acquire() as conn, conn.transaction():
@@ -346,7 +346,7 @@ class NotificationChannelController(Controller):
 
     @delete("/{channelId:str}", summary="Delete a notification channel", status_code=204)
     async def delete_channel(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], channel_id: ChannelId
+        self, request: AuthedRequest, pool: PoolDep, channel_id: ChannelId
     ) -> None:
         async with pool.acquire() as conn:
             row = await channel_store.get(
@@ -366,9 +366,9 @@ class NotificationChannelController(Controller):
         self,
         request: AuthedRequest,
         channel_id: ChannelId,
-        pool: NamedDependency[asyncpg.Pool],
-        sender: NamedDependency[ChannelSender],
-        settings: NamedDependency[ControllerSettings],
+        pool: PoolDep,
+        sender: SenderDep,
+        settings: SettingsDep,
     ) -> ChannelTestResult:
         async with pool.acquire() as conn:
             row = await channel_store.get(

@@ -2,10 +2,8 @@
 
 from typing import Annotated
 
-import asyncpg
 import msgspec
 from litestar import Controller, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from controller.access import customers_store as customers
@@ -16,6 +14,7 @@ from controller.web.api.errors import invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms
 
 
@@ -54,7 +53,7 @@ class CustomerController(Controller):
     async def create(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         data: JSONBody[CustomerCreate],
     ) -> Customer:
         guards.requires_admin(request.user)
@@ -68,7 +67,7 @@ class CustomerController(Controller):
     async def list_customers(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         search: Annotated[str | None, QueryParameter(max_length=200)] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
@@ -88,7 +87,7 @@ class CustomerController(Controller):
     async def get_customer(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         customer_id: FromPath[str],
     ) -> Customer:
         ident = customer_ident(customer_id)

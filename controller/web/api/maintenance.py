@@ -11,10 +11,8 @@ from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import asyncpg
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
@@ -31,7 +29,7 @@ from controller.web.api.errors import ApiError, bad_request, invalid_customer, n
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from shared.settings import ControllerSettings
+from controller.web.services import PoolDep, SettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
@@ -175,8 +173,8 @@ class MaintenanceWindowController(Controller):
     async def create(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
+        pool: PoolDep,
+        settings: SettingsDep,
         data: JSONBody[MaintenanceWindowCreate],
     ) -> MaintenanceWindow:
         guards.requires_writer(request.user)
@@ -194,7 +192,7 @@ class MaintenanceWindowController(Controller):
     async def list_windows(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: Annotated[
             str | None, QueryParameter(name="monitorId", description="a monitor's public UUID")
         ] = None,
@@ -232,7 +230,7 @@ class MaintenanceWindowController(Controller):
 
     @get("/{windowId:str}", summary="Get a maintenance window")
     async def get_window(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], window_id: WindowId
+        self, request: AuthedRequest, pool: PoolDep, window_id: WindowId
     ) -> MaintenanceWindow:
         async with pool.acquire() as conn:
             row = await windows.get(conn, _window_id(window_id), guards.read_scope(request.user))
@@ -242,7 +240,7 @@ class MaintenanceWindowController(Controller):
 
     @delete("/{windowId:str}", summary="Delete a maintenance window", status_code=204)
     async def delete_window(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], window_id: WindowId
+        self, request: AuthedRequest, pool: PoolDep, window_id: WindowId
     ) -> None:
         async with pool.acquire() as conn:
             row = await windows.get(conn, _window_id(window_id), guards.read_scope(request.user))

@@ -7,7 +7,6 @@ since when, why, and the list's delisting page; then its listings with their his
 import asyncpg
 import msgspec
 from litestar import Router, get
-from litestar.di import NamedDependency
 
 from controller.monitors.kinds import Kind
 from controller.reputation import rules
@@ -16,6 +15,7 @@ from controller.reputation.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep, SettingsDep
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -146,8 +146,8 @@ def router(api: KindApi) -> Router:
     async def blocklists(
         request: AuthedRequest,
         monitor_id: str,
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
+        pool: PoolDep,
+        settings: SettingsDep,
     ) -> MonitorBlocklists:
         return await _blocklists(kind, request, monitor_id, pool, settings)
 

@@ -7,7 +7,6 @@ from typing import Annotated
 import asyncpg
 import msgspec
 from litestar import Router, delete, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from msgspec import UNSET, UnsetType
 
@@ -36,6 +35,7 @@ from controller.web.api.monitor_rules import (
 from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
 from controller.web.api.page import Page
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep, WritesDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -214,14 +214,12 @@ def router(api: KindApi) -> Router:
     """`api`'s kind's resource: create, list, get, update, delete."""
     kind = api.kind
 
-    async def create(
-        request: AuthedRequest, data: MonitorCreate, writes: NamedDependency[MonitorWrites]
-    ) -> MonitorOut:
+    async def create(request: AuthedRequest, data: MonitorCreate, writes: WritesDep) -> MonitorOut:
         return present(await _create(kind, request, data, writes))
 
     async def list_monitors(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         customer_id: CustomerParam = None,
         search: SearchParam = None,
         status: StatusParam = None,
@@ -231,9 +229,7 @@ def router(api: KindApi) -> Router:
         found, total = await _list(kind, request, pool, customer_id, search, status, page, per_page)
         return Page([present(m) for m in found], total, page, per_page)
 
-    async def get_monitor(
-        request: AuthedRequest, monitor_id: str, pool: NamedDependency[asyncpg.Pool]
-    ) -> msgspec.Struct:
+    async def get_monitor(request: AuthedRequest, monitor_id: str, pool: PoolDep) -> msgspec.Struct:
         monitor, latest = await _get(kind, request, monitor_id, pool)
         shown = msgspec.structs.asdict(present(monitor))
         return api.detail(**shown, latest_results=latest)
@@ -242,13 +238,11 @@ def router(api: KindApi) -> Router:
         request: AuthedRequest,
         monitor_id: str,
         data: MonitorUpdate,
-        writes: NamedDependency[MonitorWrites],
+        writes: WritesDep,
     ) -> MonitorOut:
         return present(await _update(kind, request, monitor_id, data, writes))
 
-    async def delete_monitor(
-        request: AuthedRequest, monitor_id: str, writes: NamedDependency[MonitorWrites]
-    ) -> None:
+    async def delete_monitor(request: AuthedRequest, monitor_id: str, writes: WritesDep) -> None:
         await _delete(kind, request, monitor_id, writes)
 
     return Router(

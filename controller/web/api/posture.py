@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Router, get
-from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from controller.monitors.kinds import Kind
@@ -22,6 +21,7 @@ from controller.posture.store import ListedFinding
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 LimitParam = Annotated[
@@ -113,7 +113,7 @@ def router(api: KindApi) -> Router:
 
     async def posture(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
         limit: LimitParam = 200,
     ) -> Posture:

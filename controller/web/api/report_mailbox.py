@@ -20,10 +20,8 @@ import ssl
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 import msgspec
 from litestar import Controller, delete, get, put
-from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from msgspec import Meta
 
@@ -38,7 +36,7 @@ from controller.web.api.errors import ApiError, api_error, bad_request, not_foun
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
 from controller.web.authed_request import AuthedRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import iso_ms
 
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
@@ -209,9 +207,7 @@ class ReportMailboxController(Controller):
     tags = ["reports"]
 
     @get("", summary="The organization's report mailbox, secrets masked, and its last read")
-    async def show(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool]
-    ) -> ReportMailbox:
+    async def show(self, request: AuthedRequest, pool: PoolDep) -> ReportMailbox:
         async with pool.acquire() as conn:
             found = await db.get(conn, request.user.organization_id)
         if found is None:
@@ -222,9 +218,9 @@ class ReportMailboxController(Controller):
     async def set_mailbox(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
-        box: NamedDependency[SecretBox],
-        settings: NamedDependency[ControllerSettings],
+        pool: PoolDep,
+        box: BoxDep,
+        settings: SettingsDep,
         data: JSONBody[ReportMailboxIn],
     ) -> ReportMailbox:
         guards.requires_admin(request.user)
@@ -280,7 +276,7 @@ class ReportMailboxController(Controller):
         return _out(saved)
 
     @delete("", summary="Remove the report mailbox (owners, admins)", status_code=204)
-    async def remove(self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool]) -> None:
+    async def remove(self, request: AuthedRequest, pool: PoolDep) -> None:
         guards.requires_admin(request.user)
         async with pool.acquire() as conn:
             if not await db.delete(conn, request.user.organization_id):

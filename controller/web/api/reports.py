@@ -18,10 +18,8 @@ import ipaddress
 from datetime import timedelta
 from typing import Annotated
 
-import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post, put
-from litestar.di import NamedDependency
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -43,6 +41,7 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
@@ -87,9 +86,9 @@ def _unknown() -> ApiError:
 )
 async def receive_tls(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    box: NamedDependency[SecretBox],
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
     domain: FromPath[str],
     token: FromPath[str],
 ) -> Response[Taken]:
@@ -248,9 +247,9 @@ class ReportsController(Controller):
     async def domains(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
-        box: NamedDependency[SecretBox],
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
     ) -> list[ReportDomain]:
         org = request.user.organization_id
         async with pool.acquire() as conn:
@@ -272,9 +271,9 @@ class ReportsController(Controller):
         self,
         request: AuthedRequest,
         domain: FromPath[str],
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
-        box: NamedDependency[SecretBox],
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
     ) -> ReportDomain:
         guards.requires_admin(request.user)
         org = request.user.organization_id
@@ -294,7 +293,7 @@ class ReportsController(Controller):
     async def totals(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         domain: FromPath[str],
         days: DaysParam = 30,
     ) -> Totals:
@@ -318,7 +317,7 @@ class ReportsController(Controller):
 
     @get("/reports", summary="Reports received, newest first")
     async def received(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], limit: LimitParam = 100
+        self, request: AuthedRequest, pool: PoolDep, limit: LimitParam = 100
     ) -> list[ReceivedReport]:
         async with pool.acquire() as conn:
             rows = await db.received(conn, request.user.organization_id, limit)
@@ -339,7 +338,7 @@ class ReportsController(Controller):
 
     @get("/rejected-reports", summary="Reports refused, newest first, each with its reason")
     async def rejected(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], limit: LimitParam = 100
+        self, request: AuthedRequest, pool: PoolDep, limit: LimitParam = 100
     ) -> list[RejectedReport]:
         async with pool.acquire() as conn:
             rows = await db.rejected(conn, request.user.organization_id, limit)
@@ -348,9 +347,7 @@ class ReportsController(Controller):
         ]
 
     @get("/report-settings", summary="The thresholds of the findings reports raise")
-    async def get_settings(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool]
-    ) -> ReportSettingsOut:
+    async def get_settings(self, request: AuthedRequest, pool: PoolDep) -> ReportSettingsOut:
         async with pool.acquire() as conn:
             s = await db.settings(conn, request.user.organization_id)
         return _settings_out(s)
@@ -359,7 +356,7 @@ class ReportsController(Controller):
     async def put_settings(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         data: JSONBody[ReportSettingsUpdate],
     ) -> ReportSettingsOut:
         guards.requires_admin(request.user)

@@ -11,7 +11,6 @@ from typing import Annotated
 import asyncpg
 import msgspec
 from litestar import Router, get, post
-from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from controller.db.pool import on_generic_plans
@@ -25,6 +24,7 @@ from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import AgentsDep, PoolDep, TriggerDep
 from shared.messages import (
     AuthResults,
     Hop,
@@ -315,7 +315,7 @@ def router(api: KindApi) -> Router:
 
     async def results(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
         country: CountryParam = None,
         since: FromParam = None,
@@ -327,21 +327,17 @@ def router(api: KindApi) -> Router:
             kind, request, pool, monitor_id, country, since, until, page, per_page
         )
 
-    async def uptime(
-        request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: str
-    ) -> Uptime:
+    async def uptime(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> Uptime:
         return await _uptime(kind, request, pool, monitor_id)
 
-    async def countries(
-        request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: str
-    ) -> CountryStates:
+    async def countries(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> CountryStates:
         return await _countries(kind, request, pool, monitor_id)
 
     async def trigger_check(
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         monitor_id: str,
-        trigger: NamedDependency[MonitorTrigger],
+        trigger: TriggerDep,
     ) -> Triggered:
         return await _trigger(kind, request, pool, monitor_id, trigger)
 
@@ -361,7 +357,7 @@ def router(api: KindApi) -> Router:
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
-async def list_agents(agents: NamedDependency[LiveAgents | None]) -> AgentsOut:
+async def list_agents(agents: AgentsDep) -> AgentsOut:
     beats = _running(agents).agents()
     by_country: dict[str, list[AgentOut]] = {}
     for b in beats:

@@ -8,17 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-import asyncpg
 import msgspec
 from litestar import Controller, get, post
-from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import Meta
 
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
-from controller.secrets.box import SecretBox
 from controller.statuspages import notices as service
 from controller.statuspages import notices_store as notices
 from controller.statuspages.notices_store import Notice
@@ -26,7 +23,7 @@ from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.authed_request import AuthedRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
@@ -105,9 +102,9 @@ class StatusNoticeController(Controller):
     async def create_notice(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
-        box: NamedDependency[SecretBox],
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
         data: JSONBody[StatusNoticeCreate],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
@@ -138,7 +135,7 @@ class StatusNoticeController(Controller):
     async def list_notices(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         customer_id: Annotated[
             str, QueryParameter(name="customerId", description="numeric id or public UUID")
         ],
@@ -155,7 +152,7 @@ class StatusNoticeController(Controller):
 
     @get("/{noticeId:str}", summary="A status notice with its updates")
     async def get_notice(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], notice_id: NoticeId
+        self, request: AuthedRequest, pool: PoolDep, notice_id: NoticeId
     ) -> StatusNotice:
         async with pool.acquire() as conn:
             row = await notices.by_public_id(
@@ -169,9 +166,9 @@ class StatusNoticeController(Controller):
     async def add_update(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
-        settings: NamedDependency[ControllerSettings],
-        box: NamedDependency[SecretBox],
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
         notice_id: NoticeId,
         data: JSONBody[StatusNoticeUpdateIn],
     ) -> StatusNotice:

@@ -28,6 +28,7 @@ from controller.web.api.auth import Logins, busy
 from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -96,7 +97,7 @@ class UserController(Controller):
         self,
         request: AuthedRequest,
         logins: NamedDependency[Logins],
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         data: JSONBody[UserCreate],
     ) -> User:
         principal = request.user
@@ -134,7 +135,7 @@ class UserController(Controller):
     async def list_users(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> UserPage:
@@ -149,7 +150,7 @@ class UserController(Controller):
     async def update(
         self,
         request: AuthedRequest,
-        pool: NamedDependency[asyncpg.Pool],
+        pool: PoolDep,
         user_id: UserId,
         data: JSONBody[UserUpdate],
     ) -> User:
@@ -184,9 +185,7 @@ class UserController(Controller):
         status_code=204,
         summary="Revoke every token of a user of the organization",
     )
-    async def revoke_tokens(
-        self, request: AuthedRequest, pool: NamedDependency[asyncpg.Pool], user_id: UserId
-    ) -> None:
+    async def revoke_tokens(self, request: AuthedRequest, pool: PoolDep, user_id: UserId) -> None:
         guards.requires_admin(request.user)
         async with pool.acquire() as conn:
             target = await _target(conn, request.user, user_id)

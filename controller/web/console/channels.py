@@ -12,15 +12,12 @@ from uuid import UUID
 import asyncpg
 import structlog
 from litestar import get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
 
 from controller.notify import channel_kinds, channel_store
-from controller.notify.channel_send import ChannelSender
 from controller.notify.channel_store import StoredChannel
-from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.channels import MAX_CHOSEN, choose_for, send_test, stored
 from controller.web.api.errors import ApiError
@@ -28,7 +25,7 @@ from controller.web.console import store as console_store
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +60,7 @@ async def _page(
 
 
 @get("/channels", name="console-channels")
-async def channels_page(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Template:
+async def channels_page(request: AnyRequest, pool: PoolDep) -> Template:
     return await _page(request, pool)
 
 
@@ -75,9 +72,9 @@ def _field(form: Mapping[str, object], name: str) -> str | None:
 @post("/channels", status_code=303)
 async def create_channel(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    box: NamedDependency[SecretBox],
-    sender: NamedDependency[ChannelSender],
+    pool: PoolDep,
+    box: BoxDep,
+    sender: SenderDep,
 ) -> Redirect | Template:
     p = principal_of(request)
     guards.requires_admin(p)
@@ -130,9 +127,9 @@ async def _own(request: AnyRequest, pool: asyncpg.Pool, channel_id: str) -> Stor
 async def test_channel(
     request: AnyRequest,
     channel_id: PathStr,
-    pool: NamedDependency[asyncpg.Pool],
-    sender: NamedDependency[ChannelSender],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    sender: SenderDep,
+    settings: SettingsDep,
 ) -> Template:
     row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
@@ -147,7 +144,7 @@ async def test_channel(
 
 @post("/channels/{channel_id:str}/choose", status_code=303)
 async def choose_channel(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], channel_id: PathStr
+    request: AnyRequest, pool: PoolDep, channel_id: PathStr
 ) -> Redirect | Template:
     """The monitors the channel serves and the customers whose default it is, replaced by the
     boxes ticked (`monitor` public ids, `customer` ids), by the API's rules."""
@@ -174,9 +171,7 @@ async def choose_channel(
 
 
 @post("/channels/{channel_id:str}/delete", status_code=303)
-async def delete_channel(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], channel_id: PathStr
-) -> Redirect:
+async def delete_channel(request: AnyRequest, pool: PoolDep, channel_id: PathStr) -> Redirect:
     row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
     async with pool.acquire() as conn:

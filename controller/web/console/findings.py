@@ -2,9 +2,7 @@
 monitors the caller may read, worst first, one row per monitor and finding naming the countries
 that see it (a raised blocklist listing one row each); linked from the overview."""
 
-import asyncpg
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.response import Template
 
 from controller.monitors.thresholds import SEVERITIES
@@ -15,7 +13,7 @@ from controller.web.console.pages import blocklists_of, page
 from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import PoolDep, SettingsDep
 
 ORG_OPEN = 2000  # open findings read for the page, at most
 
@@ -23,8 +21,8 @@ ORG_OPEN = 2000  # open findings read for the page, at most
 @get("/findings", name="console-findings")
 async def findings_page(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> Template:
     """Every open finding of the organization's monitors, worst first; `?severity=` narrows."""
     wanted = request.query_params.get("severity", "")

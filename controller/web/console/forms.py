@@ -16,7 +16,6 @@ from typing import Annotated, Any, cast
 import asyncpg
 import msgspec
 from litestar import Response, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -24,7 +23,6 @@ from litestar.response import Redirect, Template
 from controller.monitors import kinds
 from controller.monitors.errors import Refused
 from controller.monitors.store import Monitor
-from controller.monitors.writes import MonitorWrites
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, api_error, strict_body_error
@@ -39,6 +37,7 @@ from controller.web.console.form_kept import SUFFIX, KeptSecrets
 from controller.web.console.pages import find_monitor, page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, WritesDep
 
 PathStr = Annotated[str, PathParameter()]
 FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
@@ -122,9 +121,7 @@ async def _posted(request: AnyRequest) -> dict[str, str]:
 
 
 @get("/new/{kind:str}", name="console-new")
-async def new_form(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], kind: PathStr
-) -> Template:
+async def new_form(request: AnyRequest, pool: PoolDep, kind: PathStr) -> Template:
     if kind not in FORMS:
         raise NotFoundException()
     guards.requires_writer(principal_of(request))
@@ -137,9 +134,9 @@ async def new_form(
 @post("/new/{kind:str}", status_code=303)
 async def create(
     request: AnyRequest,
-    writes: NamedDependency[MonitorWrites],
-    pool: NamedDependency[asyncpg.Pool],
-    box: NamedDependency[SecretBox],
+    writes: WritesDep,
+    pool: PoolDep,
+    box: BoxDep,
     kind: PathStr,
 ) -> Response[Any]:
     if kind not in FORMS:
@@ -192,9 +189,7 @@ async def _editable(request: AnyRequest, pool: asyncpg.Pool, monitor_id: str) ->
 
 
 @get("/monitors/{monitor_id:str}/edit", name="console-edit")
-async def edit_form(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: PathStr
-) -> Template:
+async def edit_form(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> Template:
     monitor = await _editable(request, pool, monitor_id)
     customers = await _customers(request, pool)
     kind_form = form_of(monitor.type)
@@ -213,9 +208,9 @@ async def edit_form(
 @post("/monitors/{monitor_id:str}/edit", status_code=303)
 async def edit(
     request: AnyRequest,
-    writes: NamedDependency[MonitorWrites],
-    pool: NamedDependency[asyncpg.Pool],
-    box: NamedDependency[SecretBox],
+    writes: WritesDep,
+    pool: PoolDep,
+    box: BoxDep,
     monitor_id: PathStr,
 ) -> Response[Any]:
     """The form as a PATCH of every field: an empty secret keeps the stored one (the API's

@@ -24,7 +24,6 @@ from litestar.response import Redirect, Template
 from controller.access import accounts_store as accounts
 from controller.access.accounts_store import Principal
 from controller.db.pool import Conn, on_generic_plans
-from controller.fleet.live import LiveAgents
 from controller.logins import cap_store as login_caps
 from controller.monitors import store as monitors
 from controller.monitors.errors import Refused
@@ -35,7 +34,6 @@ from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
 from controller.reputation.rules import BlockList, lists_setting
 from controller.reputation.view import monitor_standing
-from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api import guards
 from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, api_error
@@ -53,6 +51,7 @@ from controller.web.console.session import (
     session_cookie,
 )
 from controller.web.request_types import AnyRequest
+from controller.web.services import AgentsDep, PoolDep, SettingsDep, TriggerDep, WritesDep
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 
@@ -100,9 +99,9 @@ async def login_form() -> Template:
 @post("/login", status_code=303)
 async def login(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
+    pool: PoolDep,
     logins: NamedDependency[Logins],
-    settings: NamedDependency[ControllerSettings],
+    settings: SettingsDep,
 ) -> Response[Any]:
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
@@ -135,7 +134,7 @@ async def login(
 
 
 @post("/logout", status_code=303)
-async def logout(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Redirect:
+async def logout(request: AnyRequest, pool: PoolDep) -> Redirect:
     async with pool.acquire() as conn:
         await accounts.revoke_token(conn, request.scope["auth"])
     log.info("console logout", user=principal_of(request).email)
@@ -210,8 +209,8 @@ async def _overview(request: AnyRequest, pool: asyncpg.Pool) -> dict[str, Any]:
 @get("/", name="console-overview")
 async def overview(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
     async with pool.acquire() as conn:
@@ -230,7 +229,7 @@ async def overview(
 
 
 @get("/monitors.part")
-async def overview_part(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Template:
+async def overview_part(request: AnyRequest, pool: PoolDep) -> Template:
     """The overview's counts and table alone, fetched by the page every few seconds."""
     return page(request, "_monitors.html", **await _overview(request, pool))
 
@@ -279,8 +278,8 @@ async def _monitor(
 async def monitor_page(
     request: AnyRequest,
     monitor_id: PathStr,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> Template:
     m, live = await _monitor(request, pool, monitor_id)
     now = utcnow()
@@ -317,9 +316,7 @@ async def monitor_page(
 
 
 @get("/monitors/{monitor_id:str}/live")
-async def monitor_part(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], monitor_id: PathStr
-) -> Template:
+async def monitor_part(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> Template:
     """The monitor page's live part alone, fetched by the page every few seconds."""
     _, live = await _monitor(request, pool, monitor_id)
     return page(request, "_monitor_live.html", **live)
@@ -340,9 +337,9 @@ def _back(monitor: Monitor, notice: str) -> Redirect:
 async def trigger(
     request: AnyRequest,
     monitor_id: PathStr,
-    trigger: NamedDependency[MonitorTrigger],
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    trigger: TriggerDep,
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
@@ -377,9 +374,9 @@ async def _set_status(
 async def pause(
     request: AnyRequest,
     monitor_id: PathStr,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    writes: NamedDependency[MonitorWrites],
+    pool: PoolDep,
+    settings: SettingsDep,
+    writes: WritesDep,
 ) -> Response[Any]:
     return await _set_status(request, (pool, settings, writes), monitor_id, "disabled")
 
@@ -388,9 +385,9 @@ async def pause(
 async def resume(
     request: AnyRequest,
     monitor_id: PathStr,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    writes: NamedDependency[MonitorWrites],
+    pool: PoolDep,
+    settings: SettingsDep,
+    writes: WritesDep,
 ) -> Response[Any]:
     return await _set_status(request, (pool, settings, writes), monitor_id, "active")
 
@@ -399,8 +396,8 @@ async def resume(
 async def delete(
     request: AnyRequest,
     monitor_id: PathStr,
-    writes: NamedDependency[MonitorWrites],
-    pool: NamedDependency[asyncpg.Pool],
+    writes: WritesDep,
+    pool: PoolDep,
 ) -> Redirect:
     monitor = await _writable(request, pool, monitor_id)
     await writes.delete(_lookup(monitor), lambda _: None)
@@ -426,7 +423,7 @@ async def _action_failed(
 
 
 @get("/agents", name="console-agents")
-async def agents_page(request: AnyRequest, agents: NamedDependency[LiveAgents | None]) -> Template:
+async def agents_page(request: AnyRequest, agents: AgentsDep) -> Template:
     beats = agents.agents() if agents is not None else None
     by_country: dict[str, list[Any]] = {}
     for b in beats or ():

@@ -9,9 +9,7 @@ sees a domain's charts on its monitors' pages."""
 from datetime import timedelta
 from typing import Annotated
 
-import asyncpg
 from litestar import get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -21,13 +19,12 @@ from controller.monitors.errors import Invalid
 from controller.notify.links import Links
 from controller.reports import addresses, tokens
 from controller.reports import store as reports
-from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.console.pages import page
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import utcnow
 
 PathStr = Annotated[str, PathParameter()]
@@ -43,9 +40,9 @@ def _name(domain: str) -> str:
 @get("/reports/{domain:str}", name="console-report-domain")
 async def domain_page(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    box: NamedDependency[SecretBox],
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
     domain: PathStr,
 ) -> Template:
     me = principal_of(request)
@@ -74,8 +71,8 @@ async def domain_page(
 @post("/reports/{domain:str}/rotate-token", status_code=303)
 async def rotate_token(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    settings: SettingsDep,
     domain: PathStr,
 ) -> Redirect:
     me = principal_of(request)

@@ -21,7 +21,6 @@ import asyncpg
 import structlog
 from isal import isal_zlib
 from litestar import MediaType, Response, get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Stream, Template
@@ -35,6 +34,7 @@ from controller.web.console import scrape_store as scrape
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import PoolDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -109,9 +109,7 @@ async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @get("/metrics/monitors", include_in_schema=False)
-async def monitor_metrics(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool]
-) -> Response[bytes] | Stream:
+async def monitor_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes] | Stream:
     token = _bearer(request)
     async with pool.acquire() as conn:
         org = None if token is None else await scrape.organization_for(conn, token_digest(token))
@@ -144,9 +142,7 @@ async def monitor_metrics(
 
 
 @get("/metrics/reports", include_in_schema=False)
-async def report_metrics(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool]
-) -> Response[bytes]:
+async def report_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes]:
     """The organization's report series (`report_series`), behind the same scrape token: one
     small answer (the domains its monitors name), so never sharded."""
     token = _bearer(request)
@@ -180,13 +176,13 @@ async def _tokens_page(
 
 
 @get("/scrape-tokens", name="console-scrape-tokens")
-async def tokens_page(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Template:
+async def tokens_page(request: AnyRequest, pool: PoolDep) -> Template:
     guards.requires_admin(principal_of(request))
     return await _tokens_page(request, pool)
 
 
 @post("/scrape-tokens", status_code=200)
-async def create_token(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Template:
+async def create_token(request: AnyRequest, pool: PoolDep) -> Template:
     """A new token, shown once on the page that answers (only its digest is stored)."""
     guards.requires_admin(principal_of(request))
     form = await request.form()
@@ -199,9 +195,7 @@ async def create_token(request: AnyRequest, pool: NamedDependency[asyncpg.Pool])
 
 
 @post("/scrape-tokens/{token_id:str}/delete", status_code=303)
-async def delete_token(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], token_id: PathStr
-) -> Redirect:
+async def delete_token(request: AnyRequest, pool: PoolDep, token_id: PathStr) -> Redirect:
     guards.requires_admin(principal_of(request))
     try:
         ident = UUID(token_id)

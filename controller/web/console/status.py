@@ -18,7 +18,6 @@ from uuid import UUID
 import asyncpg
 import structlog
 from litestar import MediaType, Response, get, head, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import PathParameter
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -41,7 +40,7 @@ from controller.web.console import store as console
 from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
-from controller.web.services import Background
+from controller.web.services import BackgroundDep, PageCacheDep, PoolDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -96,7 +95,7 @@ async def admin_page(
 
 
 @get("/status-pages", name="console-status-pages")
-async def admin(request: AnyRequest, pool: NamedDependency[asyncpg.Pool]) -> Template:
+async def admin(request: AnyRequest, pool: PoolDep) -> Template:
     guards.requires_admin(principal_of(request))
     return await admin_page(request, pool, None, 200)
 
@@ -117,8 +116,8 @@ async def _customer_id(request: AnyRequest, pool: asyncpg.Pool, raw: str) -> int
 async def save(
     request: AnyRequest,
     customer: PathStr,
-    pool: NamedDependency[asyncpg.Pool],
-    background: NamedDependency[Background],
+    pool: PoolDep,
+    background: BackgroundDep,
 ) -> Response[Any]:
     guards.requires_admin(principal_of(request))
     customer_id = await _customer_id(request, pool, customer)
@@ -159,9 +158,7 @@ async def save(
 
 
 @post("/status-pages/{customer:str}/unpublish", status_code=303)
-async def unpublish(
-    request: AnyRequest, pool: NamedDependency[asyncpg.Pool], customer: PathStr
-) -> Redirect:
+async def unpublish(request: AnyRequest, pool: PoolDep, customer: PathStr) -> Redirect:
     guards.requires_admin(principal_of(request))
     customer_id = await _customer_id(request, pool, customer)
     async with pool.acquire() as conn:
@@ -205,8 +202,8 @@ async def published(pool: asyncpg.Pool, cache: PageCache, slug: str) -> Publishe
 async def public(
     slug: PathStr,
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    page_cache: NamedDependency[PageCache],
+    pool: PoolDep,
+    page_cache: PageCacheDep,
 ) -> Response[bytes]:
     found = await published(pool, page_cache, slug)
     engine = request.app.template_engine
@@ -236,9 +233,7 @@ def _bars_html(bars: list[uptime_bars.Bar]) -> str:
 
 
 @head("/status/{slug:str}", name="status-page-head")
-async def public_head(
-    slug: PathStr, pool: NamedDependency[asyncpg.Pool], page_cache: NamedDependency[PageCache]
-) -> Response[None]:
+async def public_head(slug: PathStr, pool: PoolDep, page_cache: PageCacheDep) -> Response[None]:
     """What uptime checkers that ask with HEAD need: 200 while the page is published."""
     await published(pool, page_cache, slug)
     return Response(content=None, media_type=MediaType.HTML)

@@ -7,16 +7,14 @@ from datetime import datetime
 from typing import TypedDict
 from xml.etree import ElementTree as ET
 
-import asyncpg
 import msgspec
 from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
-from litestar.di import NamedDependency
 
-from controller.statuspages.cache import PageCache
 from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
 from controller.web.request_types import AnyRequest
+from controller.web.services import PageCacheDep, PoolDep, SettingsDep
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
@@ -81,9 +79,9 @@ def summary_of(page: PageContent, url: str) -> dict[str, object]:
 async def summary(
     slug: PathStr,
     request: AnyRequest,
-    settings: NamedDependency[ControllerSettings],
-    pool: NamedDependency[asyncpg.Pool],
-    page_cache: NamedDependency[PageCache],
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
 ) -> Response[bytes]:
     url = f"{public_url(settings)}/status/{slug}"
     found = await published(pool, page_cache, slug)
@@ -95,8 +93,8 @@ async def summary(
 async def summary_head(
     slug: PathStr,
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    page_cache: NamedDependency[PageCache],
+    pool: PoolDep,
+    page_cache: PageCacheDep,
 ) -> Response[None]:
     await published(pool, page_cache, slug)
     return Response(content=None, media_type=MediaType.JSON)
@@ -197,9 +195,9 @@ def rss_of(page: PageContent, url: str) -> bytes:
 async def atom(
     slug: PathStr,
     request: AnyRequest,
-    settings: NamedDependency[ControllerSettings],
-    pool: NamedDependency[asyncpg.Pool],
-    page_cache: NamedDependency[PageCache],
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
 ) -> Response[bytes]:
     url = f"{public_url(settings)}/status/{slug}"
     body = await (await published(pool, page_cache, slug)).body(
@@ -212,9 +210,9 @@ async def atom(
 async def rss(
     slug: PathStr,
     request: AnyRequest,
-    settings: NamedDependency[ControllerSettings],
-    pool: NamedDependency[asyncpg.Pool],
-    page_cache: NamedDependency[PageCache],
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
 ) -> Response[bytes]:
     url = f"{public_url(settings)}/status/{slug}"
     body = await (await published(pool, page_cache, slug)).body(

@@ -5,20 +5,17 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from litestar import Response, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
-from controller.secrets.box import SecretBox
 from controller.statuspages import notices as service
 from controller.statuspages import notices_store as notices
 from controller.web.api import guards
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status import PathStr, admin_page
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
@@ -46,9 +43,9 @@ def _invalid(form: Mapping[str, object]) -> str | None:
 @post("/status-pages/{customer:str}/notices", status_code=303)
 async def create(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    box: NamedDependency[SecretBox],
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
     customer: PathStr,
 ) -> Response[Any]:
     me = principal_of(request)
@@ -83,9 +80,9 @@ async def create(
 @post("/status-notices/{notice:str}/updates", status_code=303)
 async def add_update(
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
-    box: NamedDependency[SecretBox],
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
     notice: PathStr,
 ) -> Response[Any]:
     me = principal_of(request)

@@ -9,13 +9,11 @@ from uuid import UUID
 import asyncpg
 import structlog
 from litestar import get, post
-from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.response import Template
 
 from controller.monitors.validation import email as valid_email
 from controller.notify.entry import Notice, Source, notify
-from controller.secrets.box import SecretBox
 from controller.statuspages import pages_store as status_pages
 from controller.statuspages import subscribers as rules
 from controller.statuspages import subscribers_store as subscribers
@@ -24,7 +22,7 @@ from controller.web.api.errors import ApiError
 from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -74,8 +72,8 @@ async def _page(request: AnyRequest, pool: asyncpg.Pool, slug: str) -> StatusPag
 async def subscribe(
     slug: PathStr,
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[ControllerSettings],
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> Template:
     page = await _page(request, pool, slug)
     if settings.public_url is None:
@@ -129,9 +127,7 @@ async def subscribe(
 
 
 @get("/status/{slug:str}/confirm")
-async def confirm_form(
-    slug: PathStr, request: AnyRequest, pool: NamedDependency[asyncpg.Pool]
-) -> Template:
+async def confirm_form(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
     page = await _page(request, pool, slug)
     token = request.query_params.get("token", "")[:100]
     return _message(
@@ -144,9 +140,7 @@ async def confirm_form(
 
 
 @post("/status/{slug:str}/confirm", status_code=200)
-async def confirm(
-    slug: PathStr, request: AnyRequest, pool: NamedDependency[asyncpg.Pool]
-) -> Template:
+async def confirm(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
     page = await _page(request, pool, slug)
     token = str((await request.form()).get("token", ""))[:100]
     async with pool.acquire() as conn:
@@ -170,9 +164,7 @@ def _subscriber(raw: str) -> UUID | None:
 
 
 @get("/status/{slug:str}/unsubscribe")
-async def unsubscribe_form(
-    slug: PathStr, request: AnyRequest, pool: NamedDependency[asyncpg.Pool]
-) -> Template:
+async def unsubscribe_form(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
     page = await _page(request, pool, slug)
     return _message(
         page,
@@ -190,8 +182,8 @@ async def unsubscribe_form(
 async def unsubscribe(
     slug: PathStr,
     request: AnyRequest,
-    pool: NamedDependency[asyncpg.Pool],
-    box: NamedDependency[SecretBox],
+    pool: PoolDep,
+    box: BoxDep,
 ) -> Template:
     """One POST, no login: the button of the page the mail links to, or a mail client's
     one-click unsubscribe (RFC 8058) to the same address."""
