@@ -1,7 +1,7 @@
 """What the agent's heartbeat says of its tenants' load: the jobs each holds here (running or
 waiting for a slot), the slot-seconds its checks held lately and how many ended lately, which
 the controller's admission of a country's jobs sums over the country's agents
-(controller.scheduling.admission): usage / checks is how long its checks hold a slot.
+(controller.scheduling.admission_rules): usage / checks is how long its checks hold a slot.
 
 Usage counts every second a tenant's check holds a slot, halved every
 `TENANT_USAGE_HALF_LIFE_S`: a tenant whose checks hang for their whole timeout is heavy, one

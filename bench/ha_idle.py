@@ -22,8 +22,8 @@ import nats
 from nats.js import JetStreamContext
 
 from bench.common import cpu_s, discard_logs, machine
+from controller.runtime.stream_snapshots import Moved, move_streams
 from shared import embedded
-from shared.stream_move import Moved, move_streams
 from shared.streams import (
     ensure_jobs_consumers,
     ensure_streams,

@@ -21,7 +21,7 @@ import msgspec
 from bench.common import Stack, machine, percentile, steady_partitions, verdict
 from bench.console import _timed
 from controller.db.pool import connect, create_pool
-from controller.web.console.status_cache import PAGE_TTL_S
+from controller.statuspages.cache import PAGE_TTL_S
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")

@@ -1,7 +1,7 @@
 """A saturated country's share per organization (issue 60, point 1): organizations whose SMTP
 checks hang for their whole timeout (a tarpit: it accepts and never greets) fill a country's
 agents several times over, while another organization's monitor of a healthy server comes round
-every few seconds. The admission at the scheduler (controller.scheduling.admission) must give
+every few seconds. The admission at the scheduler (controller.scheduling.admission_rules) must give
 that organization its share of the slots whatever the agents' concurrency, lookahead and number,
 the number of noisy organizations or the order the jobs go out in: its rounds get real results,
 and the noisy ones' excess is their own `missed` / `saturated`.

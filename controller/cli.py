@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _streams_move(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """`streams-move` (shared.stream_move)."""
+    """`streams-move` (controller.runtime.stream_snapshots)."""
     cmd = sub.add_parser(
         "streams-move",
         help="copy JOBS, RESULTS and EVENTS with their consumers from another NATS server (a"

@@ -188,7 +188,7 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # every job of the organization): agents share their slots and lookups fairly between
     # tenants by it. "" from a controller that predates it: one shared lane.
     tenant: str = ""
-    # Published because the country had a free slot for it (controller.scheduling.admission):
+    # Published because the country had a free slot for it (controller.scheduling.admission_rules):
     # an agent taking such jobs pulls only for its free slots, no lookahead, so a job never
     # waits behind a full agent while another agent of the country has a slot. False from a
     # controller that predates admission, or where it does not apply.
@@ -448,7 +448,7 @@ FEATURE_OAUTH2 = "oauth2"
 # malformed job, so the controller sends bundles only to countries whose every agent has it.
 FEATURE_BUNDLES = "bundles"
 # An agent that reports its tenants' load (`tenants`): the controller admits a country's jobs
-# against it (controller.scheduling.admission) only where every live agent does.
+# against it (controller.scheduling.admission_rules) only where every live agent does.
 FEATURE_TENANT_LOADS = "tenant_loads"
 # An agent that runs a round trip's `lookOnly` job by looking without sending; an agent without
 # it would send the message, so the controller sends such jobs only to countries whose every

@@ -265,7 +265,7 @@ class LiveAgents:
     async def preempt(self, requests: Sequence[Preempt]) -> None:
         """Ask agents to cancel a check each (core NATS, `mon.control.CC.<agentId>`): a request
         lost (NATS away, the agent gone) is not retried; the scheduler's bookkeeping forgets it
-        once the beats would show it (controller.scheduling.admitting)."""
+        once the beats would show it (controller.scheduling.admission_ledger)."""
         for request in requests:
             subject = control_subject(request.country, request.agent_id)
             try:

@@ -25,7 +25,7 @@ OVERDUE = "overdue"
 # check was not sent, and the mail server is not at fault.
 OAUTH2_TOKEN = "oauth2_token"
 # `saturated`: the country's agents were full and the organization held its share of their
-# slots or more (controller.scheduling.admission): its own excess, not the server's fault.
+# slots or more (controller.scheduling.admission_rules): its own excess, not the server's fault.
 SATURATED = "saturated"
 # `preempted`: an agent cancelled the check, as the scheduler asked, because the organization
 # held more than its share of a saturated country's slots while another organization's round

@@ -25,12 +25,10 @@ each surface shows them its own way (JSON, AlertSite's shape, a page).
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 import structlog
-from litestar import Request
 
 from controller.db.pool import Conn
 from controller.monitors import change_rules as rules
@@ -86,12 +84,6 @@ class MonitorWrites:
     box: SecretBox
     limits: fair_use.Limits
     token_hosts: Sequence[str] = ()  # OAUTH2_TOKEN_HOSTS: a custom token endpoint's hosts
-
-    @classmethod
-    def of(cls, request: Request[Any, Any, Any]) -> "MonitorWrites":
-        state = request.app.state
-        settings = state.settings
-        return cls(state.pool, state.secret_box, fair_use.Limits.of(settings), settings.token_hosts)
 
     async def create(
         self,

@@ -1,6 +1,6 @@
 """The controller's side of the check pipeline on one NATS connection: streams, live agents
-(from heartbeats), scheduler and ingester. `serve` opens it; the API finds it on
-`app.state.pipeline`."""
+(from heartbeats), scheduler and ingester. `serve` opens it and hands it to the API, whose
+services (controller.web.services) take what they need of it."""
 
 import ssl
 from collections.abc import AsyncIterator

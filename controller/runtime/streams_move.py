@@ -1,6 +1,6 @@
 """`python -m controller streams-move --from URL`: the product's streams, with their consumers,
 copied from another NATS server (a single hub) onto NATS_URL's cluster at STREAM_REPLICAS
-(shared.stream_move). Prints a line per stream moved.
+(controller.runtime.stream_snapshots). Prints a line per stream moved.
 
 The old server's password comes from a file (`--from-password-file`) or the environment
 (STREAMS_MOVE_FROM_PASSWORD), never from the command line, which every user of the machine
@@ -17,9 +17,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
+from controller.runtime.stream_snapshots import StreamMoveError, move_streams
 from shared.logging import redact
 from shared.settings import ControllerSettings, nats_tls_context
-from shared.stream_move import StreamMoveError, move_streams
 
 PASSWORD_ENV = "STREAMS_MOVE_FROM_PASSWORD"
 

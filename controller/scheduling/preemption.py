@@ -1,8 +1,8 @@
 """When a round waiting for a slot of a saturated country takes one back from an organization
-holding more than its share: pure rules, no I/O (controller.scheduling.admitting asks them each
-pass and publishes what they decide).
+holding more than its share: pure rules, no I/O (controller.scheduling.admission_ledger asks
+them each pass and publishes what they decide).
 
-Admission (controller.scheduling.admission) decides which jobs take free slots; a slot once
+Admission (controller.scheduling.admission_rules) decides which jobs take free slots; a slot once
 taken stays taken until its check ends, which for a check that hangs is its whole timeout. So
 a job that waits at the scheduler may ask an agent of its country to cancel one check of the
 organization most over its share, and the freed slot goes to that job. The rule, for each job
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import msgspec
 
 from controller.fleet.load import CountryLoad
-from controller.scheduling.admission import water_fill, weights
+from controller.scheduling.admission_rules import water_fill, weights
 
 # A waiting job asks for a preemption after this long at most (a quarter of its start window
 # when that is shorter): two heartbeats, so a slot freed by a check ending has been seen.
@@ -72,7 +72,7 @@ class Preemption(msgspec.Struct, frozen=True):
 
 def preemptions(load: CountryLoad, waiters: Sequence[Waiter]) -> list[Preemption]:
     """The checks to cancel so that waiting jobs get their tenants' shares (the module's rule).
-    `load.held` counts the jobs this scheduler admitted too (admitting.Admissions)."""
+    `load.held` counts the jobs this scheduler admitted too (`admission_ledger.Admissions)."""
     held = Counter({t: n for t, n in load.held.items() if n > 0})
     wants = Counter(w.tenant for w in waiters)
     shares = water_fill(load.capacity, {t: float(held[t] + wants[t]) for t in held | wants})

@@ -52,7 +52,7 @@ from controller.scheduling import deferred_store as deferred
 from controller.scheduling import due_store as due
 from controller.scheduling import plan as planning
 from controller.scheduling import rules as schedule
-from controller.scheduling.admitting import Admissions
+from controller.scheduling.admission_ledger import Admissions
 from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
@@ -152,7 +152,7 @@ class Scheduler:
         self._batch = batch
         self._gather_s = gather_s  # SCHEDULER_GATHER_SECONDS
         self._clock = clock
-        # Jobs go out only while their country has a slot for them (scheduling.admission).
+        # Jobs go out only while their country has a slot for them (scheduling.admission_rules).
         self._admissions = Admissions(agents.load, agents.now)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -396,7 +396,7 @@ class Scheduler:
         store; every job given up, whose round-trip messages count no more; the checks to
         cancel for waiting jobs, sent once the jobs are out). A job of the rounds given up is
         recorded in its round's `missed` (`saturated`), one waiting for a slot goes out with a
-        later pass (`admitting.Admissions`)."""
+        later pass (`admission_ledger.Admissions`)."""
         taken = self._admissions.take([job for r in rounds for job in r.jobs], now)
         refused = {row.job_id: row for row in taken.refused}
         for r in rounds:

@@ -10,11 +10,9 @@ Looking the monitor up (404 for another organization's) is the caller's, before 
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import structlog
-from litestar import Request
 
 from controller.access.accounts_store import Principal
 from controller.fleet.live import AgentsUnknownError
@@ -35,13 +33,6 @@ class MonitorTrigger:
     pool: asyncpg.Pool
     limits: fair_use.Limits
     round_now: RoundNow | None  # None: the check pipeline does not run in this process
-
-    @classmethod
-    def of(cls, request: Request[Any, Any, Any]) -> "MonitorTrigger":
-        state = request.app.state
-        pipeline = getattr(state, "pipeline", None)
-        round_now = None if pipeline is None else pipeline.scheduler.trigger
-        return cls(state.pool, fair_use.Limits.of(state.settings), round_now)
 
     async def run(self, principal: Principal, monitor: Monitor) -> PlannedRound:
         """Plan and send a round of `monitor` now, on behalf of `principal`."""

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import asyncpg
 import structlog
 from litestar import Litestar, MediaType, Response, get
-from litestar.config.app import AppConfig
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -18,19 +17,16 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from controller.access.instance_proof import CHALLENGE, proof
 from controller.access.instance_proof import PATH as PROOF_PATH
 from controller.db.pool import ping
-from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
-from controller.oracles.metrics import World
 from controller.secrets.box import SecretBox
-from controller.sidechecks.blocklists.rules import lists_setting
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc
 from controller.web.api.alerts import AlertSettingsController
 from controller.web.api.alerts import router as alerts_router
 from controller.web.api.allow import options_allow
-from controller.web.api.auth import AuthController, BearerAuthMiddleware, Logins, flood_guard
+from controller.web.api.auth import AuthController, BearerAuthMiddleware, flood_guard
 from controller.web.api.blocklists import list_blocklists
 from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
@@ -48,12 +44,20 @@ from controller.web.api.results import list_agents
 from controller.web.api.results import router as results_router
 from controller.web.api.status_notices import StatusNoticeController
 from controller.web.api.users import UserController
-from controller.web.request_types import AnyRequest
+from controller.web.services import (
+    DEPENDENCIES,
+    NatsUp,
+    NatsUpDep,
+    PoolDep,
+    Services,
+    SettingsDep,
+    WorldDep,
+)
 from shared import __version__
 from shared.settings import ControllerSettings
 
 if TYPE_CHECKING:
-    # What the composition root hands the app (app.state.pipeline): a type only, so web/
+    # What the composition root hands the app (the pipeline): a type only, so web/
     # does not depend on the runtime package above it.
     from controller.runtime.pipeline import Pipeline
 
@@ -61,7 +65,6 @@ log = structlog.get_logger("controller.web.api")
 
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_S = 5.0
-THROTTLE_PURPOSE = "login-throttle"
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
@@ -114,13 +117,17 @@ async def readiness(pool: asyncpg.Pool, pipeline: "Pipeline | None") -> str | No
     """None when PostgreSQL answers and NATS (with the pipeline here) is connected; else a reason
     for whoever probes, who needs no token: never the error itself (it may name hosts, users,
     databases), which goes to the log."""
+    return await _readiness(pool, None if pipeline is None else lambda: pipeline.nc.is_connected)
+
+
+async def _readiness(pool: asyncpg.Pool, nats_up: NatsUp | None) -> str | None:
     try:
         async with pool.acquire(timeout=READY_TIMEOUT_S) as conn:
             await ping(conn, READY_TIMEOUT_S)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         log.warning("not ready: PostgreSQL", error=repr(exc))
         return "database unavailable"
-    if pipeline is not None and not pipeline.nc.is_connected:
+    if nats_up is not None and not nats_up():
         log.warning("not ready: NATS is not connected")
         return "NATS is not connected"
     return None
@@ -132,24 +139,23 @@ async def readiness(pool: asyncpg.Pool, pipeline: "Pipeline | None") -> str | No
     summary="Readiness: PostgreSQL answers, and NATS is connected when the pipeline runs here",
     media_type=MediaType.JSON,
 )
-async def ready(request: AnyRequest) -> Response[dict[str, str]]:
-    pipeline: Pipeline | None = request.app.state.pipeline
-    reason = await readiness(request.app.state.pool, pipeline)
+async def ready(pool: PoolDep, nats_up: NatsUpDep) -> Response[dict[str, str]]:
+    reason = await _readiness(pool, nats_up)
     if reason is not None:
         return Response({"status": "not ready", "reason": reason}, status_code=503)
     body = {"status": "ready"}
-    if pipeline is not None:
+    if nats_up is not None:
         body["nats"] = "connected"
     return Response(body)
 
 
 @get(PROOF_PATH, include_in_schema=False, media_type=MediaType.JSON)
 async def instance_proof(
-    request: AnyRequest, challenge: Annotated[str, QueryParameter(max_length=256)] = ""
+    settings: SettingsDep,
+    challenge: Annotated[str, QueryParameter(max_length=256)] = "",
 ) -> Response[dict[str, str]]:
     """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
     404 when it has none."""
-    settings: ControllerSettings = request.app.state.settings
     if settings.instance_key is None:
         return Response({"detail": "not found"}, status_code=404)
     if not CHALLENGE.fullmatch(challenge):
@@ -163,9 +169,8 @@ async def instance_proof(
     summary="Prometheus metrics (text exposition format)",
     include_in_schema=False,
 )
-async def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
-    world: World = request.app.state.world
-    await world.refresh(request.app.state.pool)
+async def prometheus_metrics(pool: PoolDep, world: WorldDep) -> Response[bytes]:
+    await world.refresh(pool)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -187,18 +192,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.pool = pool
-        app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
-        app.state.channel_sender = channel_sender(settings, pool, box, egress)
-        app.state.world = World(lists_setting(settings.blocklists))
-        try:
+        async with Services.open(settings, pool, box, pipeline, egress) as services:
+            app.state.services = services
             yield
-        finally:
-            app.state.logins.passwords.close()
-
-    def on_app_init(config: AppConfig) -> AppConfig:
-        config.state.update(settings=settings, secret_box=box, pipeline=pipeline)
-        return config
 
     return Litestar(
         route_handlers=[
@@ -232,16 +228,17 @@ def create_app(
             ready,
             instance_proof,
             prometheus_metrics,
-            *console.routers(box),
+            *console.routers(box, pool),
         ],
         lifespan=[lifespan],
-        on_app_init=[on_app_init],
+        dependencies=DEPENDENCIES,
         on_startup=[openapi_doc.document],
         middleware=[
             access_log,
             options_allow,
             DefineMiddleware(
                 BearerAuthMiddleware,
+                pool=pool,
                 exclude=[
                     r"^/schema",
                     r"^/health$",

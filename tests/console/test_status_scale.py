@@ -12,8 +12,8 @@ import pytest
 
 from controller.ingest import retention
 from controller.jobs.rules import JobIds
-from controller.web.console import status_cache
-from controller.web.console.status_cache import PageCache
+from controller.statuspages import cache as status_cache
+from controller.statuspages.cache import PageCache
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import make_tenant

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
+from controller.runtime.stream_snapshots import move_streams
 from deploy.nats_conf import StoredUser, render_users_conf
 from shared import embedded
-from shared.stream_move import move_streams
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import EVENTS_STREAM, JOBS_STREAM, RESULTS_STREAM
 from tests.deploy.natsdeploy import SHIPPED_TLS, Pki, make_pki, mint, ship, start_hub

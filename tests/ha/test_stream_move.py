@@ -20,8 +20,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from controller.runtime.stream_snapshots import StreamMoveError, move_streams, stream_info
 from shared import embedded
-from shared.stream_move import StreamMoveError, move_streams, stream_info
 from shared.streams import (
     INGEST_CONSUMER,
     ensure_jobs_consumers,

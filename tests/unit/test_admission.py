@@ -1,4 +1,4 @@
-"""controller.scheduling.admission: which jobs a country takes now, as a table, and the
+"""controller.scheduling.admission_rules: which jobs a country takes now, as a table, and the
 property that a light organization always finds a slot however heavy the others are."""
 
 import random
@@ -6,7 +6,7 @@ import random
 import pytest
 
 from controller.fleet.load import CountryLoad
-from controller.scheduling.admission import Admission, decide, reserve, water_fill
+from controller.scheduling.admission_rules import Admission, decide, reserve, water_fill
 
 A, W = Admission.ADMIT, Admission.WAIT
 

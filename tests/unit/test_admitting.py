@@ -1,15 +1,15 @@
-"""controller.scheduling.admitting with preemption, on the scheduler's own state (no I/O): a job
-that waited its grace is admitted at once with a request to cancel one check of the tenant over
-its share; a replica counts its own preemption until the beats show it, so it never asks twice
-for the same need; two replicas on the same beats ask at most once each (the bound the
-architecture names), and a country two replicas over-admitted gives the excess back."""
+"""controller.scheduling.admission_ledger with preemption, on the scheduler's own state (no
+I/O): a job that waited its grace is admitted at once with a request to cancel one check of the
+tenant over its share; a replica counts its own preemption until the beats show it, so it never
+asks twice for the same need; two replicas on the same beats ask at most once each (the bound
+the architecture names), and a country two replicas over-admitted gives the excess back."""
 
 from datetime import UTC, datetime
 
 import msgspec
 
 from controller.fleet.load import CountryLoad
-from controller.scheduling.admitting import PREEMPT_LOST_S, Admissions
+from controller.scheduling.admission_ledger import PREEMPT_LOST_S, Admissions
 from shared.messages import CheckJob, Preempt, decode_preempt, encode
 from tests.peers.jobs import make_job
 

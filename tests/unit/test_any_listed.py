@@ -38,7 +38,6 @@ LISTED: dict[str, int] = {
     # the API's JSON answers (channels as listed) and the create body sent
     "controller/ascode/channels.py": 5,
     # a litestar request (monitors/ may not import web/'s alias)
-    "controller/monitors/writes.py": 3,
     # Jinja contexts, Response[Any], the monitor's body as JSON
     "controller/web/console/forms.py": 7,
     # litestar's Request and ASGIConnection, invariant in user, auth and state: any request, named
@@ -65,7 +64,6 @@ LISTED: dict[str, int] = {
     # apprise's untyped plugins and urllib3's socket defaults
     "controller/notify/apprise_channel.py": 3,
     # a litestar request (scheduling/ may not import web/'s alias)
-    "controller/scheduling/trigger.py": 3,
     # a finding's before/after and facts: JSON of each check's own shape, shown as stored
     "controller/web/api/posture.py": 3,
     # Jinja contexts

@@ -5,7 +5,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from controller.web.console import charts, dates, hosts, uptime_bars
+from controller.statuspages import uptime_bars
+from controller.web.console import charts, dates, hosts
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

@@ -34,6 +34,7 @@ LAYERS = (
     "ascode",  # clients of the API: apply/export, oauth2-device
     "runtime",  # the composition root: each role's objects built and run
     "web",  # HTTP: the API, the console, AlertSite
+    "statuspages",  # customers' public status pages: content, notices, subscribers, stores
     "reports",  # TLS-RPT/DMARC reports taken and judged
     "alerting",  # rounds judged into states, incidents and notices: the alerter
     "posture",  # mail security posture: findings, the alerter's posture pass

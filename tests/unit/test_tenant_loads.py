@@ -1,5 +1,5 @@
 """agent.tenant_loads (what a heartbeat says of each tenant) and the scheduler's own admissions
-(controller.scheduling.admitting), on a clock the test moves."""
+(controller.scheduling.admission_ledger), on a clock the test moves."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -8,7 +8,7 @@ import pytest
 from agent.tenant_loads import TenantUsage
 from controller.fleet.load import CountryLoad
 from controller.jobs.result_kinds import SATURATED
-from controller.scheduling.admitting import Admissions
+from controller.scheduling.admission_ledger import Admissions
 from shared.messages import CheckJob, SmtpCheckJob, TenantLoad
 from shared.timefmt import iso_ms
 

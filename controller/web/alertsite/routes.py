@@ -18,9 +18,9 @@ docs/alertsite.md.
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
 from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 
@@ -53,11 +53,12 @@ from controller.web.alertsite.mapping import (
     update_body,
 )
 from controller.web.api import guards
-from controller.web.api.auth import login_token
+from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, not_found
 from controller.web.api.monitor_rules import secret_required, strict_body, write_of
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
+from controller.web.services import PoolDep, SettingsDep, WritesDep
 
 DEFAULT_CUSTOMER = "AlertSite import"
 TOKEN_TTL_SECONDS = 3600  # AlertSite: "Access tokens expire after 1 hour"
@@ -95,15 +96,12 @@ SEED_EXAMPLE = {  # the seed's minimal SMTP monitor
 PATCH_EXAMPLE = {"ipv4": "74.125.28.108", "port": 587}  # AlertSite's edit example
 
 
-def _pool(request: AnyRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
 # --- operations -------------------------------------------------------------------------------
 
 
-async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -> MonitorId:
+async def _create(
+    slug: str, request: AuthedRequest, data: EmailMonitorCreate, writes: MonitorWrites
+) -> MonitorId:
     principal = request.user
     guards.requires_writer(principal)
     body = await strict_body(request, data)
@@ -121,9 +119,7 @@ async def _create(slug: str, request: AuthedRequest, data: EmailMonitorCreate) -
         # refused create leaves nothing behind.
         return await customers.default_for(conn, org, DEFAULT_CUSTOMER)
 
-    monitor = await MonitorWrites.of(request).create(
-        org, write, customer=customer, budget=BUDGET_FIELDS
-    )
+    monitor = await writes.create(org, write, customer=customer, budget=BUDGET_FIELDS)
     return MonitorId(str(monitor.id))
 
 
@@ -133,12 +129,15 @@ def _lookup(principal: Principal, monitor_id: int, types: list[str]) -> Lookup:
 
 
 async def _update(
-    slug: str, request: AuthedRequest, raw_id: str, data: EmailMonitorFields
+    slug: str,
+    request: AuthedRequest,
+    raw_id: str,
+    data: EmailMonitorFields,
+    writes: MonitorWrites,
 ) -> MonitorId:
     principal = request.user
     email = EMAIL_TYPES[slug]
     monitor_id = record_id(raw_id)
-    writes = MonitorWrites.of(request)
 
     async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
         guards.requires_updater(principal, sent_fields(data))
@@ -187,11 +186,17 @@ class AlertSiteController(Controller):
 
     @post("/access-tokens", status_code=200, summary="Get an access token (AlertSite)")
     async def access_token(
-        self, request: AnyRequest, data: JSONBody[AccessTokenRequest]
+        self,
+        request: AnyRequest,
+        data: JSONBody[AccessTokenRequest],
+        pool: PoolDep,
+        logins: NamedDependency[Logins],
+        settings: SettingsDep,
     ) -> AccessToken:
         validation.no_nul(data, "")
-        ttl = min(TOKEN_TTL_SECONDS, request.app.state.settings.token_ttl_seconds)
-        issued = await login_token(request, data.username, data.password, ttl)
+        ttl = min(TOKEN_TTL_SECONDS, settings.token_ttl_seconds)
+        credentials = (data.username, data.password)
+        issued = await login_token(pool, logins, client_address(request), credentials, ttl)
         if issued is None:
             raise ApiError(400, AUTH_FAILED, code="bad_credentials")
         return AccessToken(issued[0])
@@ -201,20 +206,27 @@ class AlertSiteController(Controller):
         self,
         request: AuthedRequest,
         data: Annotated[EmailMonitorCreate, _create_data(SEED_EXAMPLE)],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _create("email-smtp", request, data)
+        return await _create("email-smtp", request, data, writes)
 
     @post("/monitors/email-imap", status_code=200, summary="Create an IMAP monitor (AlertSite)")
     async def create_imap(
-        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+        self,
+        request: AuthedRequest,
+        data: JSONBody[EmailMonitorCreate],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _create("email-imap", request, data)
+        return await _create("email-imap", request, data, writes)
 
     @post("/monitors/email-pop", status_code=200, summary="Create a POP3 monitor (AlertSite)")
     async def create_pop(
-        self, request: AuthedRequest, data: JSONBody[EmailMonitorCreate]
+        self,
+        request: AuthedRequest,
+        data: JSONBody[EmailMonitorCreate],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _create("email-pop", request, data)
+        return await _create("email-pop", request, data, writes)
 
     @patch("/monitors/email-smtp/{id:str}", summary="Edit an SMTP monitor (AlertSite)")
     async def update_smtp(
@@ -222,25 +234,35 @@ class AlertSiteController(Controller):
         request: AuthedRequest,
         monitor_id: AnyId,
         data: Annotated[EmailMonitorFields, _create_data(PATCH_EXAMPLE)],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _update("email-smtp", request, monitor_id, data)
+        return await _update("email-smtp", request, monitor_id, data, writes)
 
     @patch("/monitors/email-imap/{id:str}", summary="Edit an IMAP monitor (AlertSite)")
     async def update_imap(
-        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+        self,
+        request: AuthedRequest,
+        monitor_id: AnyId,
+        data: JSONBody[EmailMonitorFields],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _update("email-imap", request, monitor_id, data)
+        return await _update("email-imap", request, monitor_id, data, writes)
 
     @patch("/monitors/email-pop/{id:str}", summary="Edit a POP3 monitor (AlertSite)")
     async def update_pop(
-        self, request: AuthedRequest, monitor_id: AnyId, data: JSONBody[EmailMonitorFields]
+        self,
+        request: AuthedRequest,
+        monitor_id: AnyId,
+        data: JSONBody[EmailMonitorFields],
+        writes: WritesDep,
     ) -> MonitorId:
-        return await _update("email-pop", request, monitor_id, data)
+        return await _update("email-pop", request, monitor_id, data, writes)
 
     @get("/monitors", summary="Get monitors (AlertSite)")
     async def list_monitors(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         type_: Annotated[
             str | None,
             QueryParameter(name="type", description="comma-separated AlertSite monitor types"),
@@ -261,7 +283,7 @@ class AlertSiteController(Controller):
         `limit` says otherwise, at most `LIST_LIMIT_MAX`; `metadata.total` tells a script how
         many there are to page through."""
         types = types_of(type_)
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             found, total = await monitors.list_page(
                 conn,
                 organization_id=guards.read_scope(request.user),
@@ -279,10 +301,14 @@ class AlertSiteController(Controller):
 
     @get("/monitors/{id:str}", summary="Get a monitor by ID (AlertSite)")
     async def get_monitor(
-        self, request: AuthedRequest, monitor_id: AnyId, select: SelectParam = None
+        self,
+        request: AuthedRequest,
+        monitor_id: AnyId,
+        pool: PoolDep,
+        select: SelectParam = None,
     ) -> dict[str, Any]:
         ident = record_id(monitor_id)
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             monitor = await monitors.get(
                 conn, ident, list(BY_TYPE), guards.read_scope(request.user)
             )
@@ -291,7 +317,9 @@ class AlertSiteController(Controller):
         return selected(alertsite_monitor(monitor, request.user), select)
 
     @delete("/monitors/{id:str}", summary="Delete a monitor (AlertSite)")
-    async def delete_monitor(self, request: AuthedRequest, monitor_id: AnyId) -> None:
+    async def delete_monitor(
+        self, request: AuthedRequest, monitor_id: AnyId, writes: WritesDep
+    ) -> None:
         principal = request.user
         lookup = _lookup(principal, record_id(monitor_id), list(BY_TYPE))
-        await MonitorWrites.of(request).delete(lookup, lambda _: guards.requires_writer(principal))
+        await writes.delete(lookup, lambda _: guards.requires_writer(principal))

@@ -27,6 +27,7 @@ from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind, strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none, utcnow
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -188,11 +189,6 @@ class LoginBackoff(msgspec.Struct, rename="camel"):
     login_capped_since: str | None = None
 
 
-def _pool(request: AuthedRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
 def _incident(row: ListedIncident, monitor_public_id: str) -> Incident:
     return Incident(
         id=str(row.public_id),
@@ -219,10 +215,10 @@ def delivery(queued: int, delivered: int, waiting: int) -> str:
 
 
 async def _incidents(
-    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, page: int, per_page: int
 ) -> IncidentPage:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn:
         rows, total = await incident_db.list_incidents(
             conn, monitor.id, per_page, (page - 1) * per_page
         )
@@ -231,10 +227,10 @@ async def _incidents(
 
 
 async def _history(
-    kind: Kind, request: AuthedRequest, raw_id: str, page: int, per_page: int
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, page: int, per_page: int
 ) -> DeliveryAttemptPage:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn:
         rows, total = await outbox_db.list_history(
             conn, monitor.id, per_page, (page - 1) * per_page
         )
@@ -269,10 +265,14 @@ def _settings(t: Thresholds) -> AlertSettings:
 
 
 async def _monitor_settings(
-    kind: Kind, request: AuthedRequest, raw_id: str, data: MonitorAlertSettingsUpdate | None
+    kind: Kind,
+    request: AuthedRequest,
+    pool: asyncpg.Pool,
+    raw_id: str,
+    data: MonitorAlertSettingsUpdate | None,
 ) -> MonitorAlertSettings:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn, conn.transaction():
         if data is not None:
             guards.requires_updater(request.user, {"alertSettings"})
             data = await strict_body(request, data)
@@ -295,9 +295,11 @@ async def _monitor_settings(
     )
 
 
-async def _login_backoff(kind: Kind, request: AuthedRequest, raw_id: str) -> LoginBackoff:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+async def _login_backoff(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str
+) -> LoginBackoff:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn:
         b = await backoff_db.get(conn, monitor.id)
         capped = await login_caps.get(conn, monitor.id, utcnow())
     pid = str(monitor.public_id)
@@ -339,9 +341,11 @@ class MailboxDelivery(msgspec.Struct, rename="camel"):
     allowed_per_hour: int | None
 
 
-async def _delivery(kind: Kind, request: AuthedRequest, raw_id: str) -> MailboxDelivery:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+async def _delivery(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str
+) -> MailboxDelivery:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn:
         d = await delivery_db.get(conn, monitor.id)
         sent = await mail_sends.sent_last_hour(conn, monitor.id)
     return MailboxDelivery(
@@ -359,28 +363,41 @@ def router(api: KindApi) -> Router:
     kind = api.kind
 
     async def incidents(
-        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
+        request: AuthedRequest,
+        pool: PoolDep,
+        monitor_id: str,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
     ) -> IncidentPage:
-        return await _incidents(kind, request, monitor_id, page, per_page)
+        return await _incidents(kind, request, pool, monitor_id, page, per_page)
 
     async def alert_history(
-        request: AuthedRequest, monitor_id: str, page: PageParam = 1, per_page: PerPageParam = 50
+        request: AuthedRequest,
+        pool: PoolDep,
+        monitor_id: str,
+        page: PageParam = 1,
+        per_page: PerPageParam = 50,
     ) -> DeliveryAttemptPage:
-        return await _history(kind, request, monitor_id, page, per_page)
+        return await _history(kind, request, pool, monitor_id, page, per_page)
 
-    async def login_backoff(request: AuthedRequest, monitor_id: str) -> LoginBackoff:
-        return await _login_backoff(kind, request, monitor_id)
+    async def login_backoff(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> LoginBackoff:
+        return await _login_backoff(kind, request, pool, monitor_id)
 
-    async def delivery(request: AuthedRequest, monitor_id: str) -> MailboxDelivery:
-        return await _delivery(kind, request, monitor_id)
+    async def delivery(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> MailboxDelivery:
+        return await _delivery(kind, request, pool, monitor_id)
 
-    async def get_alert_settings(request: AuthedRequest, monitor_id: str) -> MonitorAlertSettings:
-        return await _monitor_settings(kind, request, monitor_id, None)
+    async def get_alert_settings(
+        request: AuthedRequest, pool: PoolDep, monitor_id: str
+    ) -> MonitorAlertSettings:
+        return await _monitor_settings(kind, request, pool, monitor_id, None)
 
     async def put_alert_settings(
-        request: AuthedRequest, monitor_id: str, data: JSONBody[MonitorAlertSettingsUpdate]
+        request: AuthedRequest,
+        pool: PoolDep,
+        monitor_id: str,
+        data: JSONBody[MonitorAlertSettingsUpdate],
     ) -> MonitorAlertSettings:
-        return await _monitor_settings(kind, request, monitor_id, data)
+        return await _monitor_settings(kind, request, pool, monitor_id, data)
 
     one, label = api.by_id, api.label
     handlers = [
@@ -406,21 +423,24 @@ class AlertSettingsController(Controller):
     tags = ["alerts"]
 
     @get("/", summary="The organization's default alert thresholds")
-    async def get_settings(self, request: AuthedRequest) -> AlertSettings:
-        async with _pool(request).acquire() as conn:
+    async def get_settings(self, request: AuthedRequest, pool: PoolDep) -> AlertSettings:
+        async with pool.acquire() as conn:
             t = await thresholds_db.org_thresholds(conn, request.user.organization_id)
         return _settings(t)
 
     @put("/", summary="Change the organization's default alert thresholds (owners, admins)")
     async def put_settings(
-        self, request: AuthedRequest, data: JSONBody[AlertSettingsUpdate]
+        self,
+        request: AuthedRequest,
+        data: JSONBody[AlertSettingsUpdate],
+        pool: PoolDep,
     ) -> AlertSettings:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         changes = {
             k: None if v is msgspec.UNSET else v for k, v in msgspec.structs.asdict(data).items()
         }
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             t = await thresholds_db.put_org_thresholds(
                 conn, request.user.organization_id, **changes
             )

@@ -14,9 +14,11 @@ import msgspec
 import structlog
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import JSONBody
+from litestar.types import ASGIApp
 
 from controller.access import accounts_store as accounts
 from controller.access import throttle_store as logins
@@ -40,14 +42,17 @@ FLOOD_FACTOR = 3
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    def __init__(self, app: ASGIApp, pool: asyncpg.Pool, exclude: list[str]) -> None:
+        super().__init__(app, exclude=exclude)
+        self.pool = pool
+
     async def authenticate_request(self, connection: AnyConnection) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, _UNAUTHORIZED)
         digest = token_digest(token.strip())
-        pool: asyncpg.Pool = connection.app.state.pool
-        async with pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             principal = await accounts.principal_for_token(conn, digest)
         if principal is None:
             raise ApiError(401, "Unauthorized: the token is unknown, expired or revoked")
@@ -56,7 +61,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
 @dataclass(frozen=True)
 class Logins:
-    """What logging in needs, made once per app: `app.state.logins`."""
+    """What logging in needs, made once per app (controller.web.services)."""
 
     passwords: PasswordPool
     keys: Keys
@@ -117,15 +122,16 @@ def busy() -> ApiError:
 
 
 async def login_token(
-    request: AnyRequest, email: str, password: str, ttl_seconds: int
+    pool: asyncpg.Pool,
+    login: Logins,
+    address: str,
+    credentials: tuple[str, str],
+    ttl_seconds: int,
 ) -> tuple[str, datetime] | None:
-    """A new bearer token and its expiry for these credentials; None when they are wrong or the
-    user is disabled. Raises a 429 ApiError when throttled, a 503 one when the password threads
-    are all busy."""
-    state = request.app.state
-    pool: asyncpg.Pool = state.pool
-    login: Logins = state.logins
-    address = client_address(request)
+    """A new bearer token and its expiry for these credentials (e-mail, password) from the
+    client at `address`; None when they are wrong or the user is disabled. Raises a 429 ApiError
+    when throttled, a 503 one when the password threads are all busy."""
+    email, password = credentials
     address_key = login.keys.address(address)
     try:
         with login.passwords.reserve() as hashing:
@@ -178,10 +184,21 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200, summary="Exchange e-mail and password for a bearer token")
-    async def login(self, request: AnyRequest, data: JSONBody[LoginRequest]) -> LoginResponse:
+    async def login(
+        self,
+        request: AnyRequest,
+        data: JSONBody[LoginRequest],
+        pool: NamedDependency[asyncpg.Pool],
+        logins: NamedDependency[Logins],
+        settings: NamedDependency[ControllerSettings],
+    ) -> LoginResponse:
         validation.no_nul(data, "")
         issued = await login_token(
-            request, data.email, data.password, request.app.state.settings.token_ttl_seconds
+            pool,
+            logins,
+            client_address(request),
+            (data.email, data.password),
+            settings.token_ttl_seconds,
         )
         if issued is None:
             raise ApiError(401, "Unauthorized: wrong e-mail or password", code="bad_credentials")
@@ -189,8 +206,10 @@ class AuthController(Controller):
         return LoginResponse(token=token, expires_at=iso_ms(expires_at))
 
     @post("/logout", status_code=204, summary="Revoke the calling token")
-    async def logout(self, request: Request[Principal, bytes, State]) -> None:
-        async with request.app.state.pool.acquire() as conn:
+    async def logout(
+        self, request: Request[Principal, bytes, State], pool: NamedDependency[asyncpg.Pool]
+    ) -> None:
+        async with pool.acquire() as conn:
             await accounts.revoke_token(conn, request.auth)
         log.info("logged out", user=request.user.email)
 

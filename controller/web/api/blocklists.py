@@ -2,14 +2,12 @@
 every country that asked it lately (RFC 5782 test entries,
 controller/sidechecks/blocklists/rules.py)."""
 
-import asyncpg
 import msgspec
 from litestar import get
 
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.view import lists_health
-from controller.web.authed_request import AuthedRequest
-from shared.settings import ControllerSettings
+from controller.web.services import PoolDep, SettingsDep
 from shared.timefmt import iso_ms_or_none, utcnow
 
 
@@ -40,9 +38,7 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
-async def list_blocklists(request: AuthedRequest) -> BlocklistsOut:
-    settings: ControllerSettings = request.app.state.settings
-    pool: asyncpg.Pool = request.app.state.pool
+async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut:
     lists = lists_setting(settings.blocklists)
     interval = settings.blocklist_interval_seconds
     async with pool.acquire() as conn:

@@ -15,6 +15,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, delete, get, patch, post
@@ -35,6 +36,7 @@ from controller.notify import budget_store as budget_db
 from controller.notify.budget import Budget
 from controller.notify.channel_send import ChannelSender
 from controller.notify.channel_store import StoredChannel
+from controller.notify.egress import OrgEgress
 from controller.notify.sources import Source
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
@@ -42,8 +44,9 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
-from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
 from shared.secret import SECRET_MASK
+from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
@@ -121,13 +124,9 @@ def _present(row: StoredChannel) -> NotificationChannel:
     )
 
 
-def _sender(request: AnyRequest) -> ChannelSender:
-    sender: ChannelSender = request.app.state.channel_sender
-    return sender
-
-
 def stored(
-    request: AnyRequest,
+    box: SecretBox,
+    egress: OrgEgress,
     kind: str,
     name: str,
     url: str | None,
@@ -138,8 +137,8 @@ def stored(
     """The row's name, url, url_shown and secret (sealed) from what was sent; `before` the row
     being updated (its sealed secret and URL kept when not sent again, or sent as the mask; a
     new URL needs the secret again, by `channel_binding`). A URL is checked as the sender
-    parses it (`Egress.url_problem`, Apprise's own for `apprise`)."""
-    box: SecretBox = request.app.state.secret_box
+    parses it, with the channel's organization's `egress` (`Egress.url_problem`, Apprise's own
+    for `apprise`)."""
     values: dict[str, object] = {"name": name}
     sent = secret is not None and secret != SECRET_MASK
     if before is not None and channel_binding.moves_secret(
@@ -154,8 +153,6 @@ def stored(
         else:
             raise bad_request("url", f"a {kind} channel needs url")
     if url is not None and "url" not in values:
-        org = request.user.organization_id if before is None else before.organization_id
-        egress = _sender(request).egress.of(org)
         if kind == "apprise":
             problem = apprise_channel.url_problem(url, egress.networks)
         else:
@@ -249,15 +246,21 @@ class NotificationChannelController(Controller):
 
     @post("/", summary="Create a notification channel")
     async def create(
-        self, request: AuthedRequest, data: JSONBody[ChannelCreate]
+        self,
+        request: AuthedRequest,
+        data: JSONBody[ChannelCreate],
+        pool: PoolDep,
+        box: BoxDep,
+        sender: SenderDep,
     ) -> NotificationChannel:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
         name = validation.name(data.name)
-        values = stored(request, data.kind, name, data.url, data.secret, None, data.chat_id)
         org = request.user.organization_id
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
+        egress = sender.egress.of(org)
+        values = stored(box, egress, data.kind, name, data.url, data.secret, None, data.chat_id)
+        async with pool.acquire() as conn, conn.transaction():
             await channel_store.lock_organization(conn, org)
             if await channel_store.count(conn, org) >= MAX_CHANNELS:
                 raise ApiError(
@@ -277,10 +280,11 @@ class NotificationChannelController(Controller):
     async def list_channels(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> NotificationChannelPage:
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows, total = await channel_store.list_page(
                 conn, guards.read_scope(request.user), per_page, (page - 1) * per_page
             )
@@ -288,9 +292,9 @@ class NotificationChannelController(Controller):
 
     @get("/{channelId:str}", summary="Get a notification channel")
     async def get_channel(
-        self, request: AuthedRequest, channel_id: ChannelId
+        self, request: AuthedRequest, pool: PoolDep, channel_id: ChannelId
     ) -> NotificationChannel:
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await channel_store.get(
                 conn, _public_id(channel_id), guards.read_scope(request.user)
             )
@@ -300,10 +304,16 @@ class NotificationChannelController(Controller):
 
     @patch("/{channelId:str}", summary="Change a notification channel (its kind stays)")
     async def update_channel(
-        self, request: AuthedRequest, channel_id: ChannelId, data: JSONBody[ChannelUpdate]
+        self,
+        request: AuthedRequest,
+        channel_id: ChannelId,
+        data: JSONBody[ChannelUpdate],
+        pool: PoolDep,
+        box: BoxDep,
+        sender: SenderDep,
     ) -> NotificationChannel:
         ident = _public_id(channel_id)
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             row = await channel_store.get(conn, ident, guards.read_scope(request.user))
             if row is None:
                 raise not_found()
@@ -311,7 +321,8 @@ class NotificationChannelController(Controller):
             data = await strict_body(request, data)
             validation.no_nul(data, "")
             values = stored(
-                request,
+                box,
+                sender.egress.of(row.organization_id),
                 row.kind,
                 row.name if data.name is None else validation.name(data.name),
                 data.url,
@@ -334,8 +345,10 @@ class NotificationChannelController(Controller):
         return _present(row)
 
     @delete("/{channelId:str}", summary="Delete a notification channel", status_code=204)
-    async def delete_channel(self, request: AuthedRequest, channel_id: ChannelId) -> None:
-        async with request.app.state.pool.acquire() as conn:
+    async def delete_channel(
+        self, request: AuthedRequest, pool: PoolDep, channel_id: ChannelId
+    ) -> None:
+        async with pool.acquire() as conn:
             row = await channel_store.get(
                 conn, _public_id(channel_id), guards.read_scope(request.user)
             )
@@ -350,29 +363,35 @@ class NotificationChannelController(Controller):
         status_code=200,
     )
     async def test_channel(
-        self, request: AuthedRequest, channel_id: ChannelId
+        self,
+        request: AuthedRequest,
+        channel_id: ChannelId,
+        pool: PoolDep,
+        sender: SenderDep,
+        settings: SettingsDep,
     ) -> ChannelTestResult:
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await channel_store.get(
                 conn, _public_id(channel_id), guards.read_scope(request.user)
             )
             if row is None:
                 raise not_found()
             guards.requires_admin(request.user)
-        return await send_test(request, row)
+        return await send_test(pool, sender, settings, row)
 
 
-async def send_test(request: AnyRequest, row: StoredChannel) -> ChannelTestResult:
+async def send_test(
+    pool: asyncpg.Pool, sender: ChannelSender, settings: ControllerSettings, row: StoredChannel
+) -> ChannelTestResult:
     """Tell the channel of `row` a test notice now, from the organization's channel budget
     (429 past it); the API's and the console's "send a test". An endpoint the sender could not
     send to is reported before any of the budget is taken."""
-    sender: ChannelSender = request.app.state.channel_sender
     if problem := sender.endpoint_problem(row):
         return ChannelTestResult(False, f"not sent: {problem} (not retried)")
     pot = notify_budget.budget_of(Source.ACCOUNT, row.kind)
-    per_hour = Budget.of(request.app.state.settings).per_hour(pot)
+    per_hour = Budget.of(settings).per_hour(pot)
     start = notify_budget.window(utcnow())
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         taken, _ = await budget_db.take(conn, row.organization_id, pot, start, per_hour, 1)
     if not taken:
         raise ApiError(

@@ -14,6 +14,7 @@ from controller.web.api.errors import invalid_customer, not_found
 from controller.web.api.monitor_rules import customer_ident
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms
 
 
@@ -49,11 +50,16 @@ class CustomerController(Controller):
     tags = ["customers"]
 
     @post("/", summary="Create a customer (owners and admins)")
-    async def create(self, request: AuthedRequest, data: JSONBody[CustomerCreate]) -> Customer:
+    async def create(
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        data: JSONBody[CustomerCreate],
+    ) -> Customer:
         guards.requires_admin(request.user)
         validation.no_nul(data, "")
         name = validation.name(data.name)
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await customers.create(conn, request.user.organization_id, name)
         return _present(row)
 
@@ -61,12 +67,13 @@ class CustomerController(Controller):
     async def list_customers(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         search: Annotated[str | None, QueryParameter(max_length=200)] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> CustomerPage:
         validation.no_nul(search, "search")
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows, total = await customers.list_page(
                 conn,
                 guards.read_scope(request.user),
@@ -77,11 +84,16 @@ class CustomerController(Controller):
         return Page([_present(r) for r in rows], total, page, per_page)
 
     @get("/{customer_id:str}", summary="Get a customer by numeric id or public UUID")
-    async def get_customer(self, request: AuthedRequest, customer_id: FromPath[str]) -> Customer:
+    async def get_customer(
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        customer_id: FromPath[str],
+    ) -> Customer:
         ident = customer_ident(customer_id)
         if ident is None:
             raise invalid_customer()
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             row = await customers.find(conn, ident, guards.read_scope(request.user))
         if row is None:
             raise not_found("Customer not found")

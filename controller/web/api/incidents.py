@@ -4,7 +4,6 @@ incident with every monitor and country it touches and each monitor's cause
 
 from typing import Annotated
 
-import asyncpg
 import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
@@ -13,6 +12,7 @@ from controller.alerting import flow_store as flow_db
 from controller.notify import evidence_store as evidence_db
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -105,9 +105,12 @@ class IncidentController(Controller):
 
     @get("/", summary="The organization's incidents: one per mail-flow problem, newest first")
     async def list_incidents(
-        self, request: AuthedRequest, page: PageParam = 1, per_page: PerPageParam = 20
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        page: PageParam = 1,
+        per_page: PerPageParam = 20,
     ) -> FlowIncidentPage:
-        pool: asyncpg.Pool = request.app.state.pool
         async with pool.acquire() as conn:
             rows, total = await flow_db.list_flows(
                 conn, request.user.organization_id, per_page, (page - 1) * per_page

@@ -29,6 +29,7 @@ from controller.web.api.errors import ApiError, bad_request, invalid_customer, n
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep, SettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 WindowId = Annotated[str, PathParameter(name="windowId", description="public UUID")]
@@ -170,18 +171,20 @@ class MaintenanceWindowController(Controller):
 
     @post("/", summary="Create a maintenance window (one-off or weekly)")
     async def create(
-        self, request: AuthedRequest, data: JSONBody[MaintenanceWindowCreate]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        settings: SettingsDep,
+        data: JSONBody[MaintenanceWindowCreate],
     ) -> MaintenanceWindow:
         guards.requires_writer(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
         org = request.user.organization_id
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             values = await _scope(conn, data, org)
             values |= _schedule(data) | {"note": data.note}
-            await fair_use.admit_new_window(
-                conn, fair_use.Limits.of(request.app.state.settings), org
-            )
+            await fair_use.admit_new_window(conn, fair_use.Limits.of(settings), org)
             row = await windows.insert(conn, org, values)
         return _present(row, utcnow())
 
@@ -189,6 +192,7 @@ class MaintenanceWindowController(Controller):
     async def list_windows(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         monitor_id: Annotated[
             str | None, QueryParameter(name="monitorId", description="a monitor's public UUID")
         ] = None,
@@ -199,7 +203,7 @@ class MaintenanceWindowController(Controller):
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> MaintenanceWindowPage:
         scope = guards.read_scope(request.user)
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             monitor: int | None = None
             customer: int | None = None
             if monitor_id is not None:
@@ -225,16 +229,20 @@ class MaintenanceWindowController(Controller):
         return Page([_present(r, now) for r in rows], total, page, per_page)
 
     @get("/{windowId:str}", summary="Get a maintenance window")
-    async def get_window(self, request: AuthedRequest, window_id: WindowId) -> MaintenanceWindow:
-        async with request.app.state.pool.acquire() as conn:
+    async def get_window(
+        self, request: AuthedRequest, pool: PoolDep, window_id: WindowId
+    ) -> MaintenanceWindow:
+        async with pool.acquire() as conn:
             row = await windows.get(conn, _window_id(window_id), guards.read_scope(request.user))
         if row is None:
             raise not_found()
         return _present(row, utcnow())
 
     @delete("/{windowId:str}", summary="Delete a maintenance window", status_code=204)
-    async def delete_window(self, request: AuthedRequest, window_id: WindowId) -> None:
-        async with request.app.state.pool.acquire() as conn:
+    async def delete_window(
+        self, request: AuthedRequest, pool: PoolDep, window_id: WindowId
+    ) -> None:
+        async with pool.acquire() as conn:
             row = await windows.get(conn, _window_id(window_id), guards.read_scope(request.user))
             if row is None:
                 raise not_found()

@@ -15,6 +15,7 @@ from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep, SettingsDep
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -69,10 +70,14 @@ class MonitorBlocklists(msgspec.Struct, rename="camel"):
     listings: list[ListingOut]
 
 
-async def _blocklists(kind: Kind, request: AuthedRequest, raw_id: str) -> MonitorBlocklists:
-    monitor = await visible_monitor(kind, request, raw_id)
-    settings: ControllerSettings = request.app.state.settings
-    pool: asyncpg.Pool = request.app.state.pool
+async def _blocklists(
+    kind: Kind,
+    request: AuthedRequest,
+    raw_id: str,
+    pool: asyncpg.Pool,
+    settings: ControllerSettings,
+) -> MonitorBlocklists:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
     lists = lists_setting(settings.blocklists)
     interval = settings.blocklist_interval_seconds
     async with pool.acquire() as conn:
@@ -138,8 +143,13 @@ def router(api: KindApi) -> Router:
     """`api`'s kind's blocklist standing."""
     kind = api.kind
 
-    async def blocklists(request: AuthedRequest, monitor_id: str) -> MonitorBlocklists:
-        return await _blocklists(kind, request, monitor_id)
+    async def blocklists(
+        request: AuthedRequest,
+        monitor_id: str,
+        pool: PoolDep,
+        settings: SettingsDep,
+    ) -> MonitorBlocklists:
+        return await _blocklists(kind, request, monitor_id, pool, settings)
 
     summary = f"{api.label} blocklist standing: each name per list and country, listings"
     handler = get("/blocklists", summary=summary)(api.by_id(blocklists))

@@ -12,10 +12,11 @@ from controller.web.api.monitor_rules import public_id
 from controller.web.authed_request import AuthedRequest
 
 
-async def visible_monitor(kind: Kind, request: AuthedRequest, raw_id: str) -> Monitor:
+async def visible_monitor(
+    kind: Kind, request: AuthedRequest, raw_id: str, pool: asyncpg.Pool
+) -> Monitor:
     """The monitor of `kind` with the public id `raw_id` (a 400 unless a UUID), or a 404."""
     ident = public_id(kind, raw_id)
-    pool: asyncpg.Pool = request.app.state.pool
     async with pool.acquire() as conn:
         found = await monitors.get(conn, ident, kind.types, guards.read_scope(request.user))
     if found is None:

@@ -35,6 +35,7 @@ from controller.web.api.monitor_rules import (
 from controller.web.api.monitor_schemas import LatestResult, MonitorCreate, MonitorUpdate
 from controller.web.api.page import Page
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep, WritesDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -55,11 +56,6 @@ async def customer_id(conn: Conn, ident: int | str, organization_id: int) -> int
     return found
 
 
-def _pool(request: AuthedRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
 # The columns that add checks or slot-seconds → their field names, cited when a budget refuses.
 BUDGET_FIELDS = {
     "allowed_country_codes": "allowedCheckCountryCodes",
@@ -69,12 +65,16 @@ BUDGET_FIELDS = {
 }
 
 
-async def _create(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> Monitor:
+async def _create(
+    kind: Kind, request: AuthedRequest, body: MonitorCreate, writes: MonitorWrites
+) -> Monitor:
     guards.requires_writer(request.user)
-    return await create_checked(kind, request, await strict_body(request, body))
+    return await create_checked(kind, request, await strict_body(request, body), writes)
 
 
-async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate) -> Monitor:
+async def create_checked(
+    kind: Kind, request: AuthedRequest, body: MonitorCreate, writes: MonitorWrites
+) -> Monitor:
     """Create from a body already converted strictly (the API's JSON, the console's form)."""
     principal = request.user
     guards.requires_writer(principal)
@@ -85,9 +85,7 @@ async def create_checked(kind: Kind, request: AuthedRequest, body: MonitorCreate
     async def customer(conn: Conn) -> int:
         return await customer_id(conn, body.customer_id, org)
 
-    return await MonitorWrites.of(request).create(
-        org, write, customer=customer, budget=BUDGET_FIELDS
-    )
+    return await writes.create(org, write, customer=customer, budget=BUDGET_FIELDS)
 
 
 def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
@@ -96,11 +94,16 @@ def lookup(kind: Kind, principal: Principal, raw_id: str) -> Lookup:
 
 
 async def _update(
-    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate, *, checked: bool = False
+    kind: Kind,
+    request: AuthedRequest,
+    raw_id: str,
+    body: MonitorUpdate,
+    writes: MonitorWrites,
+    *,
+    checked: bool = False,
 ) -> Monitor:
     """`checked`: `body` is already converted strictly (the console's form), else the JSON is."""
     principal = request.user
-    writes = MonitorWrites.of(request)
 
     async def edit_of(conn: Conn, monitor: Monitor) -> Edit:
         guards.requires_updater(principal, sent_fields(body))
@@ -122,18 +125,18 @@ async def _update(
 
 
 async def update_checked(
-    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate
+    kind: Kind, request: AuthedRequest, raw_id: str, body: MonitorUpdate, writes: MonitorWrites
 ) -> Monitor:
     """Update from a body already converted strictly (the console's form)."""
-    return await _update(kind, request, raw_id, body, checked=True)
+    return await _update(kind, request, raw_id, body, writes, checked=True)
 
 
 async def _get(
-    kind: Kind, request: AuthedRequest, raw_id: str
+    kind: Kind, request: AuthedRequest, raw_id: str, pool: asyncpg.Pool
 ) -> tuple[Monitor, list[LatestResult]]:
     """The monitor and its latest result per country."""
     monitor_id = public_id(kind, raw_id)
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         found = await monitor_with_latest(
             conn, monitor_id, kind.types, guards.read_scope(request.user)
         )
@@ -159,6 +162,7 @@ def _latest(latest: LatestRound) -> LatestResult:
 async def _list(
     kind: Kind,
     request: AuthedRequest,
+    pool: asyncpg.Pool,
     customer: str | None,
     search: str | None,
     status: str | None,
@@ -168,7 +172,7 @@ async def _list(
     scope = guards.read_scope(request.user)
     validation.no_nul(search, "search")
     status_value = None if status is None else validation.status(status, "status")
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         customer_row_id: int | None = None
         if customer is not None:
             ident = customer_ident(customer)
@@ -190,9 +194,9 @@ async def _list(
         )
 
 
-async def _delete(kind: Kind, request: AuthedRequest, raw_id: str) -> None:
+async def _delete(kind: Kind, request: AuthedRequest, raw_id: str, writes: MonitorWrites) -> None:
     principal = request.user
-    await MonitorWrites.of(request).delete(
+    await writes.delete(
         lookup(kind, principal, raw_id), lambda _: guards.requires_writer(principal)
     )
 
@@ -210,30 +214,36 @@ def router(api: KindApi) -> Router:
     """`api`'s kind's resource: create, list, get, update, delete."""
     kind = api.kind
 
-    async def create(request: AuthedRequest, data: MonitorCreate) -> MonitorOut:
-        return present(await _create(kind, request, data))
+    async def create(request: AuthedRequest, data: MonitorCreate, writes: WritesDep) -> MonitorOut:
+        return present(await _create(kind, request, data, writes))
 
     async def list_monitors(
         request: AuthedRequest,
+        pool: PoolDep,
         customer_id: CustomerParam = None,
         search: SearchParam = None,
         status: StatusParam = None,
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> msgspec.Struct:
-        found, total = await _list(kind, request, customer_id, search, status, page, per_page)
+        found, total = await _list(kind, request, pool, customer_id, search, status, page, per_page)
         return Page([present(m) for m in found], total, page, per_page)
 
-    async def get_monitor(request: AuthedRequest, monitor_id: str) -> msgspec.Struct:
-        monitor, latest = await _get(kind, request, monitor_id)
+    async def get_monitor(request: AuthedRequest, monitor_id: str, pool: PoolDep) -> msgspec.Struct:
+        monitor, latest = await _get(kind, request, monitor_id, pool)
         shown = msgspec.structs.asdict(present(monitor))
         return api.detail(**shown, latest_results=latest)
 
-    async def update(request: AuthedRequest, monitor_id: str, data: MonitorUpdate) -> MonitorOut:
-        return present(await _update(kind, request, monitor_id, data))
+    async def update(
+        request: AuthedRequest,
+        monitor_id: str,
+        data: MonitorUpdate,
+        writes: WritesDep,
+    ) -> MonitorOut:
+        return present(await _update(kind, request, monitor_id, data, writes))
 
-    async def delete_monitor(request: AuthedRequest, monitor_id: str) -> None:
-        await _delete(kind, request, monitor_id)
+    async def delete_monitor(request: AuthedRequest, monitor_id: str, writes: WritesDep) -> None:
+        await _delete(kind, request, monitor_id, writes)
 
     return Router(
         api.path,

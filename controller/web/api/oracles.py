@@ -2,13 +2,13 @@
 agents' resolver by its canaries, each list by its test entries), with what the operator sets
 when it is not believed (controller/oracles/rules.py)."""
 
-import asyncpg
 import msgspec
 from litestar import get
 
 from controller.oracles import store as db
 from controller.oracles.rules import fix
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms
 
 
@@ -26,8 +26,7 @@ class OraclesOut(msgspec.Struct, rename="camel"):
 
 
 @get("/api/oracles", tags=["blocklists"], summary="The resolvers' and blocklists' health")
-async def list_oracles(request: AuthedRequest) -> OraclesOut:
-    pool: asyncpg.Pool = request.app.state.pool
+async def list_oracles(request: AuthedRequest, pool: PoolDep) -> OraclesOut:
     async with pool.acquire() as conn:
         stored = await db.healths(conn)
     return OraclesOut(

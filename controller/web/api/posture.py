@@ -24,6 +24,7 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.oracles import OracleOut
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 LimitParam = Annotated[
@@ -87,9 +88,10 @@ def _finding(row: ListedFinding) -> FindingOut:
     )
 
 
-async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) -> Posture:
-    monitor = await visible_monitor(kind, request, raw_id)
-    pool: asyncpg.Pool = request.app.state.pool
+async def _posture(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, limit: int
+) -> Posture:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
         findings = [_finding(r) for r in await db.findings_page(conn, monitor.id, limit)]
         changes = [
@@ -123,8 +125,13 @@ def router(api: KindApi) -> Router:
     """`api`'s kind's security posture."""
     kind = api.kind
 
-    async def posture(request: AuthedRequest, monitor_id: str, limit: LimitParam = 200) -> Posture:
-        return await _posture(kind, request, monitor_id, limit)
+    async def posture(
+        request: AuthedRequest,
+        pool: PoolDep,
+        monitor_id: str,
+        limit: LimitParam = 200,
+    ) -> Posture:
+        return await _posture(kind, request, pool, monitor_id, limit)
 
     summary = f"{api.label} security posture: findings, changes, baselines"
     handler = get("/posture", summary=summary)(api.by_id(posture))

@@ -20,7 +20,6 @@ import ssl
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 import msgspec
 from litestar import Controller, delete, get, put
 from litestar.params import JSONBody
@@ -37,8 +36,7 @@ from controller.web.api.errors import ApiError, api_error, bad_request, not_foun
 from controller.web.api.monitor_rules import strict_body
 from controller.web.api.monitor_schemas import MASK
 from controller.web.authed_request import AuthedRequest
-from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import iso_ms
 
 Folder = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\"\\]+$")]
@@ -93,16 +91,6 @@ class ReportMailboxIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True
     folder: Folder = "INBOX"
     done_folder: Folder = "mailprobe-read"
     enabled: bool = True
-
-
-def _pool(request: AnyRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-def _box(request: AnyRequest) -> SecretBox:
-    box: SecretBox = request.app.state.secret_box
-    return box
 
 
 def _when(at: datetime | None) -> str | None:
@@ -219,8 +207,8 @@ class ReportMailboxController(Controller):
     tags = ["reports"]
 
     @get("", summary="The organization's report mailbox, secrets masked, and its last read")
-    async def show(self, request: AuthedRequest) -> ReportMailbox:
-        async with _pool(request).acquire() as conn:
+    async def show(self, request: AuthedRequest, pool: PoolDep) -> ReportMailbox:
+        async with pool.acquire() as conn:
             found = await db.get(conn, request.user.organization_id)
         if found is None:
             raise not_found("No report mailbox is configured")
@@ -228,12 +216,15 @@ class ReportMailboxController(Controller):
 
     @put("", summary="Set the report mailbox (owners, admins); it is read at once")
     async def set_mailbox(
-        self, request: AuthedRequest, data: JSONBody[ReportMailboxIn]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        box: BoxDep,
+        settings: SettingsDep,
+        data: JSONBody[ReportMailboxIn],
     ) -> ReportMailbox:
         guards.requires_admin(request.user)
         body = await strict_body(request, data)
-        settings: ControllerSettings = request.app.state.settings
-        box = _box(request)
         try:
             host = validation.hostname(body.host, "host")
         except Refused as exc:
@@ -253,7 +244,7 @@ class ReportMailboxController(Controller):
                 fields=["password", "oauth2"],
             )
         org = request.user.organization_id
-        async with _pool(request).acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             was = await db.get(conn, org)
             if body.oauth2 is not None:
                 login = _grant(body.oauth2, was, box, settings.token_hosts)
@@ -285,8 +276,8 @@ class ReportMailboxController(Controller):
         return _out(saved)
 
     @delete("", summary="Remove the report mailbox (owners, admins)", status_code=204)
-    async def remove(self, request: AuthedRequest) -> None:
+    async def remove(self, request: AuthedRequest, pool: PoolDep) -> None:
         guards.requires_admin(request.user)
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             if not await db.delete(conn, request.user.organization_id):
                 raise not_found("No report mailbox is configured")

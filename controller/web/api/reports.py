@@ -18,7 +18,6 @@ import ipaddress
 from datetime import timedelta
 from typing import Annotated
 
-import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
@@ -42,32 +41,13 @@ from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows listed, at most")]
 DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
-
-
-def _pool(request: AnyRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-def _keys(request: AnyRequest) -> list[bytes]:
-    box: SecretBox = request.app.state.secret_box
-    return box.subkeys(tokens.PURPOSE)
-
-
-def _links(request: AnyRequest) -> Links:
-    settings: ControllerSettings = request.app.state.settings
-    return Links.of(settings)
-
-
-def _settings(request: AnyRequest) -> ControllerSettings:
-    settings: ControllerSettings = request.app.state.settings
-    return settings
 
 
 def post_guard(settings: ControllerSettings) -> RateLimitConfig:
@@ -105,15 +85,20 @@ def _unknown() -> ApiError:
     status_code=200,
 )
 async def receive_tls(
-    request: AnyRequest, domain: FromPath[str], token: FromPath[str]
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
+    domain: FromPath[str],
+    token: FromPath[str],
 ) -> Response[Taken]:
     try:
         name = validation.mail_domain(domain) or ""
     except Invalid:
         raise _unknown() from None
-    keys = _keys(request)
+    keys = box.subkeys(tokens.PURPOSE)
     now = utcnow()
-    async with _pool(request).acquire() as conn:
+    async with pool.acquire() as conn:
         candidates = await db.organizations_monitoring(conn, name)
         generations = [await db.generation(conn, o, name) for o in candidates]
     owner = next(
@@ -142,15 +127,15 @@ async def receive_tls(
         raise
     source = f"{client_address(request)} POST for {name}"
     taken = await intake.take(
-        _pool(request),
+        pool,
         owner,
         data,
         "https",
         source,
-        _links(request),
+        Links.of(settings),
         name,
         kind="tls",
-        limits=intake.Limits.of(_settings(request)),
+        limits=intake.Limits.of(settings),
     )
     if taken.stored:
         return Response(Taken(True, "tls"))
@@ -259,14 +244,20 @@ class ReportsController(Controller):
     tags = ["reports"]
 
     @get("/report-domains", summary="The monitored domains and the report addresses to publish")
-    async def domains(self, request: AuthedRequest) -> list[ReportDomain]:
+    async def domains(
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
+    ) -> list[ReportDomain]:
         org = request.user.organization_id
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             rows = await db.domains_monitored(conn, org)
             generations = await db.generations(conn, org)
         none = db.Generation(0, None, None)
         return [
-            _domain(request, org, r.domain, r.monitors, generations.get(r.domain, none))
+            _domain(settings, box, org, r.domain, r.monitors, generations.get(r.domain, none))
             for r in rows
         ]
 
@@ -276,29 +267,40 @@ class ReportsController(Controller):
         " (owners, admins)",
         status_code=200,
     )
-    async def rotate_token(self, request: AuthedRequest, domain: FromPath[str]) -> ReportDomain:
+    async def rotate_token(
+        self,
+        request: AuthedRequest,
+        domain: FromPath[str],
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
+    ) -> ReportDomain:
         guards.requires_admin(request.user)
         org = request.user.organization_id
         name = _monitored_name(domain)
-        grace = timedelta(hours=_settings(request).report_token_grace_hours)
-        async with _pool(request).acquire() as conn, conn.transaction():
+        grace = timedelta(hours=settings.report_token_grace_hours)
+        async with pool.acquire() as conn, conn.transaction():
             monitored = {d.domain: d.monitors for d in await db.domains_monitored(conn, org)}
             if name not in monitored:
                 raise not_found("No such domain")
             generation = await db.rotate(conn, org, name, utcnow(), grace)
-        return _domain(request, org, name, monitored[name], generation)
+        return _domain(settings, box, org, name, monitored[name], generation)
 
     @get(
         "/report-domains/{domain:str}/totals",
         summary="A domain's report counts per day, kind and result, and its largest failures",
     )
     async def totals(
-        self, request: AuthedRequest, domain: FromPath[str], days: DaysParam = 30
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        domain: FromPath[str],
+        days: DaysParam = 30,
     ) -> Totals:
         org = request.user.organization_id
         name = _monitored_name(domain)
         since = (utcnow() - timedelta(days=days)).date()
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             if name not in await db.monitored_domains(conn, org):
                 raise not_found("No such domain")
             rows = await db.totals(conn, org, name, since)
@@ -315,9 +317,9 @@ class ReportsController(Controller):
 
     @get("/reports", summary="Reports received, newest first")
     async def received(
-        self, request: AuthedRequest, limit: LimitParam = 100
+        self, request: AuthedRequest, pool: PoolDep, limit: LimitParam = 100
     ) -> list[ReceivedReport]:
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             rows = await db.received(conn, request.user.organization_id, limit)
         return [
             ReceivedReport(
@@ -336,28 +338,31 @@ class ReportsController(Controller):
 
     @get("/rejected-reports", summary="Reports refused, newest first, each with its reason")
     async def rejected(
-        self, request: AuthedRequest, limit: LimitParam = 100
+        self, request: AuthedRequest, pool: PoolDep, limit: LimitParam = 100
     ) -> list[RejectedReport]:
-        async with _pool(request).acquire() as conn:
+        async with pool.acquire() as conn:
             rows = await db.rejected(conn, request.user.organization_id, limit)
         return [
             RejectedReport(r.via, r.reason, r.detail, r.source, r.bytes, iso_ms(r.at)) for r in rows
         ]
 
     @get("/report-settings", summary="The thresholds of the findings reports raise")
-    async def get_settings(self, request: AuthedRequest) -> ReportSettingsOut:
-        async with _pool(request).acquire() as conn:
+    async def get_settings(self, request: AuthedRequest, pool: PoolDep) -> ReportSettingsOut:
+        async with pool.acquire() as conn:
             s = await db.settings(conn, request.user.organization_id)
         return _settings_out(s)
 
     @put("/report-settings", summary="Change the report findings' thresholds (owners, admins)")
     async def put_settings(
-        self, request: AuthedRequest, data: JSONBody[ReportSettingsUpdate]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        data: JSONBody[ReportSettingsUpdate],
     ) -> ReportSettingsOut:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         org = request.user.organization_id
-        async with _pool(request).acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             s = await db.settings(conn, org)
             changes = {
                 k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET
@@ -377,11 +382,15 @@ def _monitored_name(domain: str) -> str:
 
 
 def _domain(
-    request: AnyRequest, org: int, domain: str, monitors: int, generation: db.Generation
+    settings: ControllerSettings,
+    box: SecretBox,
+    org: int,
+    domain: str,
+    monitors: int,
+    generation: db.Generation,
 ) -> ReportDomain:
-    shown = addresses.tls_rpt(
-        _links(request), _keys(request)[0], org, domain, generation.generation
-    )
+    key = box.subkeys(tokens.PURPOSE)[0]
+    shown = addresses.tls_rpt(Links.of(settings), key, org, domain, generation.generation)
     now = utcnow()
     grace = generation.grace_until
     return ReportDomain(

@@ -6,7 +6,7 @@ endpoints' tenancy: another organization's monitor is a 404.
 """
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import asyncpg
 import msgspec
@@ -14,6 +14,7 @@ from litestar import Router, get, post
 from litestar.params import QueryParameter
 
 from controller.db.pool import on_generic_plans
+from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
 from controller.ingest.store import StoredResult
 from controller.scheduling.trigger import MonitorTrigger
@@ -25,6 +26,7 @@ from controller.web.api.page import Page, published
 from controller.web.api.side_checks import SideChecksOut, side_checks_out
 from controller.web.api.side_checks import facts as side_facts
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import AgentsDep, PoolDep, TriggerDep
 from shared.messages import (
     AuthResults,
     Hop,
@@ -39,12 +41,6 @@ from shared.sidechecks.relay import RelayTest
 from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
 from shared.sidechecks.reverse_dns import ReverseDns
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
-
-if TYPE_CHECKING:
-    # What the composition root hands the app (app.state.pipeline): a type only, so web/
-    # does not depend on the runtime package above it.
-    from controller.runtime.pipeline import Pipeline
-
 
 PageParam = Annotated[int, QueryParameter(ge=1, le=1_000_000, description="1-based page number")]
 PerPageParam = Annotated[
@@ -183,16 +179,10 @@ class AgentsOut(msgspec.Struct, rename="camel"):
     total: int
 
 
-def _pool(request: AuthedRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-def _pipeline(request: AuthedRequest) -> "Pipeline":
-    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
-    if pipeline is None:
+def _running(agents: LiveAgents | None) -> LiveAgents:
+    if agents is None:
         raise ApiError(503, "The check pipeline is not running here", code="unavailable")
-    return pipeline
+    return agents
 
 
 def _time(value: str | None, name: str) -> datetime | None:
@@ -238,6 +228,7 @@ def _result(r: StoredResult) -> CheckResultOut:
 async def _results(
     kind: Kind,
     request: AuthedRequest,
+    pool: asyncpg.Pool,
     raw_id: str,
     country: str | None,
     since: str | None,
@@ -246,8 +237,8 @@ async def _results(
     per_page: int,
 ) -> CheckResultPage:
     since_at, until_at = _time(since, "from"), _time(until, "to")
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with on_generic_plans(_pool(request)) as conn:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with on_generic_plans(pool) as conn:
         rows, total = await results.list_page(
             conn,
             monitor.id,
@@ -265,12 +256,12 @@ def _counts(up: int, down: int, missed: int) -> Counts:
     return Counts(up, down, missed, share)
 
 
-async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
-    monitor = await visible_monitor(kind, request, raw_id)
+async def _uptime(kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str) -> Uptime:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
     now = utcnow()
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     starts = [now - span for _, span in longest_first]
-    async with on_generic_plans(_pool(request)) as conn:
+    async with on_generic_plans(pool) as conn:
         rows = await results.counts(conn, monitor.id, starts, now)
     windows: dict[str, UptimeWindow] = {}
     for pos, (name, _) in enumerate(longest_first):
@@ -286,9 +277,11 @@ async def _uptime(kind: Kind, request: AuthedRequest, raw_id: str) -> Uptime:
     return Uptime(str(monitor.public_id), [windows[name] for name, _ in WINDOWS])
 
 
-async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> CountryStates:
-    monitor = await visible_monitor(kind, request, raw_id)
-    async with _pool(request).acquire() as conn:
+async def _countries(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str
+) -> CountryStates:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    async with pool.acquire() as conn:
         rows = await results.country_states(conn, monitor.id)
     return CountryStates(
         str(monitor.public_id),
@@ -308,9 +301,11 @@ async def _countries(kind: Kind, request: AuthedRequest, raw_id: str) -> Country
     )
 
 
-async def _trigger(kind: Kind, request: AuthedRequest, raw_id: str) -> Triggered:
-    monitor = await visible_monitor(kind, request, raw_id)
-    plan = await MonitorTrigger.of(request).run(request.user, monitor)
+async def _trigger(
+    kind: Kind, request: AuthedRequest, pool: asyncpg.Pool, raw_id: str, trigger: MonitorTrigger
+) -> Triggered:
+    monitor = await visible_monitor(kind, request, raw_id, pool)
+    plan = await trigger.run(request.user, monitor)
     # Logins to one account go out one country after another: the later ones are queued too.
     queued = [*plan.jobs, *(j for _, j in plan.deferred)]
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]
@@ -328,6 +323,7 @@ def router(api: KindApi) -> Router:
 
     async def results(
         request: AuthedRequest,
+        pool: PoolDep,
         monitor_id: str,
         country: CountryParam = None,
         since: FromParam = None,
@@ -335,16 +331,23 @@ def router(api: KindApi) -> Router:
         page: PageParam = 1,
         per_page: PerPageParam = 50,
     ) -> CheckResultPage:
-        return await _results(kind, request, monitor_id, country, since, until, page, per_page)
+        return await _results(
+            kind, request, pool, monitor_id, country, since, until, page, per_page
+        )
 
-    async def uptime(request: AuthedRequest, monitor_id: str) -> Uptime:
-        return await _uptime(kind, request, monitor_id)
+    async def uptime(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> Uptime:
+        return await _uptime(kind, request, pool, monitor_id)
 
-    async def countries(request: AuthedRequest, monitor_id: str) -> CountryStates:
-        return await _countries(kind, request, monitor_id)
+    async def countries(request: AuthedRequest, pool: PoolDep, monitor_id: str) -> CountryStates:
+        return await _countries(kind, request, pool, monitor_id)
 
-    async def trigger_check(request: AuthedRequest, monitor_id: str) -> Triggered:
-        return await _trigger(kind, request, monitor_id)
+    async def trigger_check(
+        request: AuthedRequest,
+        pool: PoolDep,
+        monitor_id: str,
+        trigger: TriggerDep,
+    ) -> Triggered:
+        return await _trigger(kind, request, pool, monitor_id, trigger)
 
     one, label = api.by_id, api.label
     return Router(
@@ -362,8 +365,8 @@ def router(api: KindApi) -> Router:
 
 
 @get("/api/agents", tags=["agents"], summary="Live agents per country")
-async def list_agents(request: AuthedRequest) -> AgentsOut:
-    beats = _pipeline(request).agents.agents()
+async def list_agents(agents: AgentsDep) -> AgentsOut:
+    beats = _running(agents).agents()
     by_country: dict[str, list[AgentOut]] = {}
     for b in beats:
         by_country.setdefault(b.country, []).append(

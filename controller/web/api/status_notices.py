@@ -1,7 +1,7 @@
 """`/api/status-notices`: incidents and maintenance notices written by a person on a customer's
 public status page, with their updates (create, update, resolve). Owners and admins write them
 (they alone publish pages); every role of the organization reads them. Each update is shown on
-the page at once and mailed to its confirmed subscribers (`controller.web.console.status_notices`).
+the page at once and mailed to its confirmed subscribers (`controller.statuspages.notices`).
 """
 
 from datetime import UTC, datetime
@@ -16,13 +16,14 @@ from msgspec import Meta
 from controller.db.pool import Conn
 from controller.monitors import validation
 from controller.monitors.validation import WHITE_SPACE
+from controller.statuspages import notices as service
+from controller.statuspages import notices_store as notices
+from controller.statuspages.notices_store import Notice
 from controller.web.api import guards
 from controller.web.api.errors import bad_request, not_found
 from controller.web.api.monitor_rules import customer_ident, strict_body
 from controller.web.authed_request import AuthedRequest
-from controller.web.console import status_notices as service
-from controller.web.console import status_notices_store as notices
-from controller.web.console.status_notices_store import Notice
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 NoticeId = Annotated[str, PathParameter(name="noticeId", description="public UUID")]
@@ -99,7 +100,12 @@ class StatusNoticeController(Controller):
 
     @post("/", summary="Write a notice on a customer's status page (owners and admins)")
     async def create_notice(
-        self, request: AuthedRequest, data: JSONBody[StatusNoticeCreate]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
+        data: JSONBody[StatusNoticeCreate],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
@@ -108,15 +114,14 @@ class StatusNoticeController(Controller):
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
         title, body = _text(data.title, "title"), _text(data.body, "body")
-        state = request.app.state
-        async with state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
                 raise not_found("No customer of yours with that customerId has a status page")
             row = await service.create(
                 conn,
-                state.secret_box,
-                state.settings.public_url,
+                box,
+                settings.public_url,
                 page.id,
                 title,
                 data.impact,
@@ -130,6 +135,7 @@ class StatusNoticeController(Controller):
     async def list_notices(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         customer_id: Annotated[
             str, QueryParameter(name="customerId", description="numeric id or public UUID")
         ],
@@ -137,7 +143,7 @@ class StatusNoticeController(Controller):
         customer = customer_ident(customer_id)
         if customer is None:
             raise bad_request("customerId", "customerId: a numeric id or a public UUID")
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             page = await notices.page_of_customer(conn, customer, request.user.organization_id)
             if page is None:
                 return []
@@ -145,8 +151,10 @@ class StatusNoticeController(Controller):
             return [await _present(conn, r) for r in rows]
 
     @get("/{noticeId:str}", summary="A status notice with its updates")
-    async def get_notice(self, request: AuthedRequest, notice_id: NoticeId) -> StatusNotice:
-        async with request.app.state.pool.acquire() as conn:
+    async def get_notice(
+        self, request: AuthedRequest, pool: PoolDep, notice_id: NoticeId
+    ) -> StatusNotice:
+        async with pool.acquire() as conn:
             row = await notices.by_public_id(
                 conn, _notice_id(notice_id), request.user.organization_id
             )
@@ -156,18 +164,23 @@ class StatusNoticeController(Controller):
 
     @post("/{noticeId:str}/updates", summary="Add an update; state `resolved` resolves it")
     async def add_update(
-        self, request: AuthedRequest, notice_id: NoticeId, data: JSONBody[StatusNoticeUpdateIn]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        settings: SettingsDep,
+        box: BoxDep,
+        notice_id: NoticeId,
+        data: JSONBody[StatusNoticeUpdateIn],
     ) -> StatusNotice:
         guards.requires_admin(request.user)
         data = await strict_body(request, data)
         validation.no_nul(data, "")
         body = _text(data.body, "body")
-        state = request.app.state
-        async with state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             row = await service.update(
                 conn,
-                state.secret_box,
-                state.settings.public_url,
+                box,
+                settings.public_url,
                 _notice_id(notice_id),
                 request.user.organization_id,
                 data.state,

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 import structlog
 from litestar import Controller, get, patch, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from controller.access import accounts_store as accounts
@@ -27,6 +28,7 @@ from controller.web.api.auth import Logins, busy
 from controller.web.api.errors import ApiError, bad_request, forbidden, not_found
 from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)
@@ -91,7 +93,13 @@ class UserController(Controller):
     tags = ["users"]
 
     @post("/", summary="Create a user in the caller's organization")
-    async def create(self, request: AuthedRequest, data: JSONBody[UserCreate]) -> User:
+    async def create(
+        self,
+        request: AuthedRequest,
+        logins: NamedDependency[Logins],
+        pool: PoolDep,
+        data: JSONBody[UserCreate],
+    ) -> User:
         principal = request.user
         guards.requires_admin(principal)
         validation.no_nul(data, "")
@@ -104,13 +112,12 @@ class UserController(Controller):
             raise forbidden("Forbidden: only owners may create owners")
         if len(data.password) < PASSWORD_MIN:
             raise bad_request("password", f"password must have at least {PASSWORD_MIN} characters")
-        logins: Logins = request.app.state.logins
         try:
             with logins.passwords.reserve() as hashing:
                 password_hash = await hashing.hash(data.password)
         except PasswordsBusy:
             raise busy() from None
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             try:
                 row = await accounts.create_user(
                     conn, principal.organization_id, email, password_hash, data.role
@@ -128,11 +135,12 @@ class UserController(Controller):
     async def list_users(
         self,
         request: AuthedRequest,
+        pool: PoolDep,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> UserPage:
         guards.requires_admin(request.user)
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             rows, total = await accounts.list_users(
                 conn, request.user.organization_id, per_page, (page - 1) * per_page
             )
@@ -140,13 +148,17 @@ class UserController(Controller):
 
     @patch("/{userPublicId:str}", summary="Disable or enable a user of the organization")
     async def update(
-        self, request: AuthedRequest, user_id: UserId, data: JSONBody[UserUpdate]
+        self,
+        request: AuthedRequest,
+        pool: PoolDep,
+        user_id: UserId,
+        data: JSONBody[UserUpdate],
     ) -> User:
         """`{"disabled": true}`: the user's tokens stop working at once (they are deleted) and
         logins are refused; `false` lets them log in again."""
         principal = request.user
         guards.requires_admin(principal)
-        async with request.app.state.pool.acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             await accounts.lock_organization(conn, principal.organization_id)
             target = await _target(conn, principal, user_id)
             if data.disabled and target.id == principal.user_id:
@@ -173,9 +185,9 @@ class UserController(Controller):
         status_code=204,
         summary="Revoke every token of a user of the organization",
     )
-    async def revoke_tokens(self, request: AuthedRequest, user_id: UserId) -> None:
+    async def revoke_tokens(self, request: AuthedRequest, pool: PoolDep, user_id: UserId) -> None:
         guards.requires_admin(request.user)
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             target = await _target(conn, request.user, user_id)
             await accounts.revoke_user_tokens(conn, target.id)
         log.info("user tokens revoked", user=target.email)

@@ -4,6 +4,7 @@ package or another installed one, never from a CDN."""
 
 from pathlib import Path
 
+import asyncpg
 from litestar import Router, get
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
@@ -72,7 +73,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
 
 
-def routers(box: SecretBox) -> list[Router]:
+def routers(box: SecretBox, pool: asyncpg.Pool) -> list[Router]:
     console = Router(
         path=PREFIX,
         route_handlers=[
@@ -112,7 +113,7 @@ def routers(box: SecretBox) -> list[Router]:
             channels.delete_channel,
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],
-        middleware=[session_auth, csrf_middleware(box)],
+        middleware=[session_auth(pool), csrf_middleware(box)],
         exception_handlers={
             ApiError: pages.error_page,
             NotFoundException: pages.error_page,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 import structlog
 from litestar import get, post
 from litestar.exceptions import NotFoundException
@@ -21,9 +22,10 @@ from controller.web.api import guards
 from controller.web.api.channels import MAX_CHOSEN, choose_for, send_test, stored
 from controller.web.api.errors import ApiError
 from controller.web.console import store as console_store
-from controller.web.console.pages import page, pool_of
+from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
 
 log = structlog.get_logger(__name__)
 
@@ -33,13 +35,14 @@ _FIELD_MAX = 2048
 
 async def _page(
     request: AnyRequest,
+    pool: asyncpg.Pool,
     *,
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Template:
     org = principal_of(request).organization_id
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         rows, _ = await channel_store.list_page(conn, org, 1000, 0)
         customers = await console_store.customers_of(conn, org)
         monitors = await channel_store.monitor_choices(conn, org, MAX_CHOSEN)
@@ -57,8 +60,8 @@ async def _page(
 
 
 @get("/channels", name="console-channels")
-async def channels_page(request: AnyRequest) -> Template:
-    return await _page(request)
+async def channels_page(request: AnyRequest, pool: PoolDep) -> Template:
+    return await _page(request, pool)
 
 
 def _field(form: Mapping[str, object], name: str) -> str | None:
@@ -67,7 +70,12 @@ def _field(form: Mapping[str, object], name: str) -> str | None:
 
 
 @post("/channels", status_code=303)
-async def create_channel(request: AnyRequest) -> Redirect | Template:
+async def create_channel(
+    request: AnyRequest,
+    pool: PoolDep,
+    box: BoxDep,
+    sender: SenderDep,
+) -> Redirect | Template:
     p = principal_of(request)
     guards.requires_admin(p)
     form = await request.form()
@@ -78,7 +86,8 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
         if not name:
             raise ApiError(400, "Give the channel a name", code="invalid_field", fields=["name"])
         values = stored(
-            request,
+            box,
+            sender.egress.of(p.organization_id),
             kind,
             name,
             _field(form, "url"),
@@ -87,12 +96,13 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
             _field(form, "chat_id"),
         )
     except ApiError as exc:
-        return await _page(request, error=exc.message, status_code=exc.status)
-    async with pool_of(request).acquire() as conn, conn.transaction():
+        return await _page(request, pool, error=exc.message, status_code=exc.status)
+    async with pool.acquire() as conn, conn.transaction():
         await channel_store.lock_organization(conn, p.organization_id)
         if await channel_store.count(conn, p.organization_id) >= 100:
             return await _page(
                 request,
+                pool,
                 error="This organization has 100 channels, the most it may",
                 status_code=403,
             )
@@ -101,12 +111,12 @@ async def create_channel(request: AnyRequest) -> Redirect | Template:
     return Redirect(f"{PREFIX}/channels", status_code=303)
 
 
-async def _own(request: AnyRequest, channel_id: str) -> StoredChannel:
+async def _own(request: AnyRequest, pool: asyncpg.Pool, channel_id: str) -> StoredChannel:
     try:
         ident = UUID(channel_id)
     except ValueError:
         raise NotFoundException() from None
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         row = await channel_store.get(conn, ident, principal_of(request).organization_id)
     if row is None:
         raise NotFoundException()
@@ -114,35 +124,43 @@ async def _own(request: AnyRequest, channel_id: str) -> StoredChannel:
 
 
 @post("/channels/{channel_id:str}/test", status_code=200)
-async def test_channel(request: AnyRequest, channel_id: PathStr) -> Template:
-    row = await _own(request, channel_id)
+async def test_channel(
+    request: AnyRequest,
+    channel_id: PathStr,
+    pool: PoolDep,
+    sender: SenderDep,
+    settings: SettingsDep,
+) -> Template:
+    row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
     try:
-        result = await send_test(request, row)
+        result = await send_test(pool, sender, settings, row)
     except ApiError as exc:
-        return await _page(request, error=exc.message, status_code=exc.status)
+        return await _page(request, pool, error=exc.message, status_code=exc.status)
     if result.delivered:
-        return await _page(request, notice=f"Test delivered to {row.name}.")
-    return await _page(request, error=f"Test to {row.name} not delivered: {result.error}")
+        return await _page(request, pool, notice=f"Test delivered to {row.name}.")
+    return await _page(request, pool, error=f"Test to {row.name} not delivered: {result.error}")
 
 
 @post("/channels/{channel_id:str}/choose", status_code=303)
-async def choose_channel(request: AnyRequest, channel_id: PathStr) -> Redirect | Template:
+async def choose_channel(
+    request: AnyRequest, pool: PoolDep, channel_id: PathStr
+) -> Redirect | Template:
     """The monitors the channel serves and the customers whose default it is, replaced by the
     boxes ticked (`monitor` public ids, `customer` ids), by the API's rules."""
-    row = await _own(request, channel_id)
+    row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
     form = await request.form()
     monitor_ids = [str(v)[:64] for v in form.getall("monitor", [])][: MAX_CHOSEN + 1]
     try:
         customer_ids = [int(str(v)[:20]) for v in form.getall("customer", [])][: MAX_CHOSEN + 1]
     except ValueError:
-        return await _page(request, error="Choose customers from the list", status_code=400)
+        return await _page(request, pool, error="Choose customers from the list", status_code=400)
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             await choose_for(conn, row, monitor_ids, customer_ids)
     except ApiError as exc:
-        return await _page(request, error=exc.message, status_code=exc.status)
+        return await _page(request, pool, error=exc.message, status_code=exc.status)
     log.info(
         "notification channel chosen",
         channel=str(row.public_id),
@@ -153,9 +171,9 @@ async def choose_channel(request: AnyRequest, channel_id: PathStr) -> Redirect |
 
 
 @post("/channels/{channel_id:str}/delete", status_code=303)
-async def delete_channel(request: AnyRequest, channel_id: PathStr) -> Redirect:
-    row = await _own(request, channel_id)
+async def delete_channel(request: AnyRequest, pool: PoolDep, channel_id: PathStr) -> Redirect:
+    row = await _own(request, pool, channel_id)
     guards.requires_admin(principal_of(request))
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await channel_store.delete(conn, row.id)
     return Redirect(f"{PREFIX}/channels", status_code=303)

@@ -9,22 +9,27 @@ from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
 from controller.sidechecks.blocklists import store as reputation
 from controller.web.api import guards
-from controller.web.console.pages import blocklists_of, page, pool_of
+from controller.web.console.pages import blocklists_of, page
 from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import PoolDep, SettingsDep
 
 ORG_OPEN = 2000  # open findings read for the page, at most
 
 
 @get("/findings", name="console-findings")
-async def findings_page(request: AnyRequest) -> Template:
+async def findings_page(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> Template:
     """Every open finding of the organization's monitors, worst first; `?severity=` narrows."""
     wanted = request.query_params.get("severity", "")
     severity = wanted if wanted in SEVERITIES else ""
     scope = guards.read_scope(principal_of(request))
-    lists = blocklists_of(request)
-    async with pool_of(request).acquire() as conn:
+    lists = blocklists_of(settings)
+    async with pool.acquire() as conn:
         rows = await db.open_in(conn, scope, ORG_OPEN)
         by_severity = await db.open_counts(conn, scope)
         listed = listing_rows(

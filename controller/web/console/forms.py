@@ -13,6 +13,7 @@ A form the API refuses comes back with the user's entries, a typed secret as a s
 from collections.abc import Callable
 from typing import Annotated, Any, cast
 
+import asyncpg
 import msgspec
 from litestar import Response, get, post
 from litestar.exceptions import NotFoundException
@@ -22,6 +23,7 @@ from litestar.response import Redirect, Template
 from controller.monitors import kinds
 from controller.monitors.errors import Refused
 from controller.monitors.store import Monitor
+from controller.secrets.box import SecretBox
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, api_error, strict_body_error
 from controller.web.api.monitor_kinds import api_of
@@ -32,9 +34,10 @@ from controller.web.console import form_fields
 from controller.web.console import store as console
 from controller.web.console.form_fields import INTERVALS, TLS_MODES, FormField, KindForm
 from controller.web.console.form_kept import SUFFIX, KeptSecrets
-from controller.web.console.pages import find_monitor, page, pool_of
+from controller.web.console.pages import find_monitor, page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, WritesDep
 
 PathStr = Annotated[str, PathParameter()]
 FORMS: tuple[str, ...] = kinds.ALL_TYPES  # one form per stored type: /console/new/{type}
@@ -45,8 +48,8 @@ def form_of(monitor_type: str) -> KindForm:
     return form_fields.kind_form(kinds.of_type(monitor_type), monitor_type)
 
 
-def _kept(request: AnyRequest, action: str) -> KeptSecrets:
-    return KeptSecrets(request.app.state.secret_box, request.scope["auth"], action)
+def _kept(request: AnyRequest, box: SecretBox, action: str) -> KeptSecrets:
+    return KeptSecrets(box, request.scope["auth"], action)
 
 
 def _secret_of(
@@ -108,8 +111,8 @@ def _form(
     )
 
 
-async def _customers(request: AnyRequest) -> list[console.CustomerName]:
-    async with pool_of(request).acquire() as conn:
+async def _customers(request: AnyRequest, pool: asyncpg.Pool) -> list[console.CustomerName]:
+    async with pool.acquire() as conn:
         return await console.customers_of(conn, principal_of(request).organization_id)
 
 
@@ -118,22 +121,30 @@ async def _posted(request: AnyRequest) -> dict[str, str]:
 
 
 @get("/new/{kind:str}", name="console-new")
-async def new_form(request: AnyRequest, kind: PathStr) -> Template:
+async def new_form(request: AnyRequest, pool: PoolDep, kind: PathStr) -> Template:
     if kind not in FORMS:
         raise NotFoundException()
     guards.requires_writer(principal_of(request))
     kind_form = form_of(kind)
-    return _form(request, kind_form, kind_form.new_values(), customers=await _customers(request))
+    return _form(
+        request, kind_form, kind_form.new_values(), customers=await _customers(request, pool)
+    )
 
 
 @post("/new/{kind:str}", status_code=303)
-async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
+async def create(
+    request: AnyRequest,
+    writes: WritesDep,
+    pool: PoolDep,
+    box: BoxDep,
+    kind: PathStr,
+) -> Response[Any]:
     if kind not in FORMS:
         raise NotFoundException()
     guards.requires_writer(principal_of(request))
     form = await _posted(request)
     kind_form = form_of(kind)
-    kept = _kept(request, f"{PREFIX}/new/{kind}")
+    kept = _kept(request, box, f"{PREFIX}/new/{kind}")
     api = api_of(kind_form.kind)
     try:
         body = form_fields.body_of(kind_form, form, _secret_of(form, kept, None))
@@ -141,7 +152,7 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
             checked = cast(MonitorCreate, msgspec.convert(body, api.create, strict=True))
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        monitor = await create_checked(api.kind, request, checked)
+        monitor = await create_checked(api.kind, request, checked, writes)
     except (ApiError, Refused) as refused:
         error = api_error(refused)
         values, markers, is_set = _again(kind_form, form, kept, None)
@@ -149,7 +160,7 @@ async def create(request: AnyRequest, kind: PathStr) -> Response[Any]:
             request,
             kind_form,
             values,
-            customers=await _customers(request),
+            customers=await _customers(request, pool),
             error=error.message,
             error_fields=error.fields or [],
             kept=markers,
@@ -170,17 +181,17 @@ def shown_body(monitor: Monitor, customers: list[console.CustomerName]) -> dict[
     return shown
 
 
-async def _editable(request: AnyRequest, monitor_id: str) -> Monitor:
-    async with pool_of(request).acquire() as conn:
+async def _editable(request: AnyRequest, pool: asyncpg.Pool, monitor_id: str) -> Monitor:
+    async with pool.acquire() as conn:
         monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
     guards.requires_writer(principal_of(request))
     return monitor
 
 
 @get("/monitors/{monitor_id:str}/edit", name="console-edit")
-async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
-    monitor = await _editable(request, monitor_id)
-    customers = await _customers(request)
+async def edit_form(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> Template:
+    monitor = await _editable(request, pool, monitor_id)
+    customers = await _customers(request, pool)
     kind_form = form_of(monitor.type)
     shown = shown_body(monitor, customers)
     return _form(
@@ -195,17 +206,23 @@ async def edit_form(request: AnyRequest, monitor_id: PathStr) -> Template:
 
 
 @post("/monitors/{monitor_id:str}/edit", status_code=303)
-async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
+async def edit(
+    request: AnyRequest,
+    writes: WritesDep,
+    pool: PoolDep,
+    box: BoxDep,
+    monitor_id: PathStr,
+) -> Response[Any]:
     """The form as a PATCH of every field: an empty secret keeps the stored one (the API's
     mask), which the API refuses when the change would send it elsewhere (`secret_binding`),
     naming the field; an empty CA keeps the stored one unless its removal is ticked."""
-    monitor = await _editable(request, monitor_id)
+    monitor = await _editable(request, pool, monitor_id)
     action = f"{PREFIX}/monitors/{monitor.public_id}/edit"
     form = await _posted(request)
     kind_form = form_of(monitor.type)
-    customers = await _customers(request)
+    customers = await _customers(request, pool)
     shown = shown_body(monitor, customers)
-    kept = _kept(request, action)
+    kept = _kept(request, box, action)
     api = api_of(kind_form.kind)
     try:
         body = form_fields.body_of(kind_form, form, _secret_of(form, kept, shown), shown)
@@ -213,7 +230,7 @@ async def edit(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
             checked = cast(MonitorUpdate, msgspec.convert(body, api.update, strict=True))
         except msgspec.ValidationError as exc:
             raise strict_body_error(exc) from None
-        await update_checked(api.kind, request, str(monitor.public_id), checked)
+        await update_checked(api.kind, request, str(monitor.public_id), checked, writes)
     except (ApiError, Refused) as refused:
         error = api_error(refused)
         values, markers, is_set = _again(kind_form, form, kept, shown)

@@ -21,9 +21,10 @@ from controller.monitors.latest_store import monitor_with_latest
 from controller.monitors.store import Monitor
 from controller.notify import maintenance, maintenance_store
 from controller.notify.maintenance import Window
+from controller.statuspages import pages_store as rollups
+from controller.statuspages import uptime_bars
 from controller.web.api.results import WINDOWS
-from controller.web.console import charts, uptime_bars
-from controller.web.console import status_store as rollups
+from controller.web.console import charts
 from controller.web.console import store as console
 from controller.web.console.store import ResponseBucket
 

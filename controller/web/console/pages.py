@@ -8,7 +8,7 @@ no controls at all).
 """
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 import structlog
 from litestar import Response, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import PathParameter
 from litestar.response import Redirect, Template
@@ -31,11 +32,10 @@ from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
-from controller.scheduling.trigger import MonitorTrigger
 from controller.sidechecks.blocklists.rules import BlockList, lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api import guards
-from controller.web.api.auth import login_token
+from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
 from controller.web.console import monitor_view
@@ -52,12 +52,9 @@ from controller.web.console.session import (
 )
 from controller.web.console.side_checks_view import side_checks
 from controller.web.request_types import AnyRequest
+from controller.web.services import AgentsDep, PoolDep, SettingsDep, TriggerDep, WritesDep
+from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
-
-if TYPE_CHECKING:
-    # What the composition root hands the app (app.state.pipeline): a type only, so web/
-    # does not depend on the runtime package above it.
-    from controller.runtime.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
 
@@ -72,11 +69,6 @@ NOTICES = {
 }
 
 PathStr = Annotated[str, PathParameter()]
-
-
-def pool_of(request: AnyRequest) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
 
 
 def can_write(p: Principal) -> bool:
@@ -106,12 +98,22 @@ async def login_form() -> Template:
 
 
 @post("/login", status_code=303)
-async def login(request: AnyRequest) -> Response[Any]:
+async def login(
+    request: AnyRequest,
+    pool: PoolDep,
+    logins: NamedDependency[Logins],
+    settings: SettingsDep,
+) -> Response[Any]:
     form = await request.form()
     email, password = str(form.get("email", "")), str(form.get("password", ""))
-    settings = request.app.state.settings
     try:
-        issued = await login_token(request, email, password, settings.token_ttl_seconds)
+        issued = await login_token(
+            pool,
+            logins,
+            client_address(request),
+            (email, password),
+            settings.token_ttl_seconds,
+        )
     except ApiError as exc:  # throttled (429) or the password threads are busy (503)
         return Template(
             template_name="login.html",
@@ -133,8 +135,8 @@ async def login(request: AnyRequest) -> Response[Any]:
 
 
 @post("/logout", status_code=303)
-async def logout(request: AnyRequest) -> Redirect:
-    async with pool_of(request).acquire() as conn:
+async def logout(request: AnyRequest, pool: PoolDep) -> Redirect:
+    async with pool.acquire() as conn:
         await accounts.revoke_token(conn, request.scope["auth"])
     log.info("console logout", user=principal_of(request).email)
     return Redirect(LOGIN_PATH, status_code=303, cookies=[expired_cookie()])
@@ -176,10 +178,10 @@ class Filters(msgspec.Struct):
         return urlencode({k: v for k, v in values.items() if v not in ("", None, 1)})
 
 
-async def _overview(request: AnyRequest) -> dict[str, Any]:
+async def _overview(request: AnyRequest, pool: asyncpg.Pool) -> dict[str, Any]:
     f = Filters.of(request)
     scope = guards.read_scope(principal_of(request))
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         rows, counts = await console.overview(
             conn,
             organization_id=scope,
@@ -206,12 +208,16 @@ async def _overview(request: AnyRequest) -> dict[str, Any]:
 
 
 @get("/", name="console-overview")
-async def overview(request: AnyRequest) -> Template:
+async def overview(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> Template:
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         scope = guards.read_scope(principal_of(request))
         open_findings = await posture_db.open_counts(conn, scope)
-        listed = await listing_counts(conn, scope, blocklists_of(request), LISTINGS_COUNTED)
+        listed = await listing_counts(conn, scope, blocklists_of(settings), LISTINGS_COUNTED)
         for level, n in listed.items():
             open_findings[level] = open_findings.get(level, 0) + n
     return page(
@@ -219,22 +225,22 @@ async def overview(request: AnyRequest) -> Template:
         "overview.html",
         notice=notice,
         open_findings=open_findings,
-        **await _overview(request),
+        **await _overview(request, pool),
     )
 
 
 @get("/monitors.part")
-async def overview_part(request: AnyRequest) -> Template:
+async def overview_part(request: AnyRequest, pool: PoolDep) -> Template:
     """The overview's counts and table alone, fetched by the page every few seconds."""
-    return page(request, "_monitors.html", **await _overview(request))
+    return page(request, "_monitors.html", **await _overview(request, pool))
 
 
 LISTINGS_COUNTED = 2000  # raised listings counted for the overview, at most
 
 
-def blocklists_of(request: AnyRequest) -> tuple[BlockList, ...]:
+def blocklists_of(settings: ControllerSettings) -> tuple[BlockList, ...]:
     """The lists the operator's `BLOCKLISTS` asks (none: off)."""
-    return lists_setting(request.app.state.settings.blocklists)
+    return lists_setting(settings.blocklists)
 
 
 # --- one monitor ------------------------------------------------------------------------------
@@ -252,7 +258,9 @@ async def find_monitor(conn: Conn, request: AnyRequest, raw_id: str) -> Monitor:
     return found
 
 
-async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[str, Any]]:
+async def _monitor(
+    request: AnyRequest, pool: asyncpg.Pool, monitor_id: str
+) -> tuple[Monitor, dict[str, Any]]:
     """The monitor as the caller may see it and its page's live context; else a 404."""
     try:
         ident = UUID(monitor_id)
@@ -260,7 +268,7 @@ async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[
         raise NotFoundException() from None
     range_name = request.query_params.get("range", "day")
     scope = guards.read_scope(principal_of(request))
-    async with on_generic_plans(pool_of(request)) as conn:
+    async with on_generic_plans(pool) as conn:
         found = await monitor_view.live(conn, ident, scope, range_name, utcnow())
     if found is None:
         raise NotFoundException()
@@ -268,18 +276,23 @@ async def _monitor(request: AnyRequest, monitor_id: str) -> tuple[Monitor, dict[
 
 
 @get("/monitors/{monitor_id:str}", name="console-monitor")
-async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
-    m, live = await _monitor(request, monitor_id)
+async def monitor_page(
+    request: AnyRequest,
+    monitor_id: PathStr,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> Template:
+    m, live = await _monitor(request, pool, monitor_id)
     now = utcnow()
-    async with on_generic_plans(pool_of(request)) as conn:
+    async with on_generic_plans(pool) as conn:
         tls = await console.latest_tls(conn, m.id, now - timedelta(days=2))
         history, _ = await outbox_db.list_history(conn, m.id, 10, 0)
         capped = await login_caps.get(conn, m.id, now)
-        lists = blocklists_of(request)
+        lists = blocklists_of(settings)
         posture = await monitor_posture(conn, m.id, lists)
         sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]))
         blocklists = await monitor_standing(
-            conn, m, lists, request.app.state.settings.blocklist_interval_seconds, now
+            conn, m, lists, settings.blocklist_interval_seconds, now
         )
         roundtrip = await roundtrip_view(conn, m, now)
         reports = {}
@@ -297,8 +310,8 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         blocklists=blocklists,
         side_checks=sides,
         lists=lists,
-        interval_s=request.app.state.settings.blocklist_interval_seconds,
-        hold_s=request.app.state.settings.blocklist_hold_seconds,
+        interval_s=settings.blocklist_interval_seconds,
+        hold_s=settings.blocklist_hold_seconds,
         **reports,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,
@@ -306,14 +319,14 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
 
 
 @get("/monitors/{monitor_id:str}/live")
-async def monitor_part(request: AnyRequest, monitor_id: PathStr) -> Template:
+async def monitor_part(request: AnyRequest, pool: PoolDep, monitor_id: PathStr) -> Template:
     """The monitor page's live part alone, fetched by the page every few seconds."""
-    _, live = await _monitor(request, monitor_id)
+    _, live = await _monitor(request, pool, monitor_id)
     return page(request, "_monitor_live.html", **live)
 
 
-async def _writable(request: AnyRequest, monitor_id: str) -> Monitor:
-    async with pool_of(request).acquire() as conn:
+async def _writable(request: AnyRequest, pool: asyncpg.Pool, monitor_id: str) -> Monitor:
+    async with pool.acquire() as conn:
         monitor = await find_monitor(conn, request, monitor_id)  # 404 before 403
     guards.requires_writer(principal_of(request))
     return monitor
@@ -324,12 +337,18 @@ def _back(monitor: Monitor, notice: str) -> Redirect:
 
 
 @post("/monitors/{monitor_id:str}/trigger", status_code=303)
-async def trigger(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
-    monitor = await _writable(request, monitor_id)
+async def trigger(
+    request: AnyRequest,
+    monitor_id: PathStr,
+    trigger: TriggerDep,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> Response[Any]:
+    monitor = await _writable(request, pool, monitor_id)
     try:
-        await MonitorTrigger.of(request).run(principal_of(request), monitor)
+        await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
-        return await _action_failed(request, monitor_id, api_error(exc))
+        return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
     return _back(monitor, "triggered")
 
 
@@ -337,38 +356,67 @@ def _lookup(monitor: Monitor) -> Lookup:
     return Lookup(monitor.id, (monitor.type,), monitor.organization_id)
 
 
-async def _set_status(request: AnyRequest, monitor_id: str, status: str) -> Response[Any]:
+async def _set_status(
+    request: AnyRequest,
+    deps: tuple[asyncpg.Pool, ControllerSettings, MonitorWrites],
+    monitor_id: str,
+    status: str,
+) -> Response[Any]:
     """Pause (`disabled`) or resume (`active`), as the API's PATCH of `status` does."""
-    monitor = await _writable(request, monitor_id)
+    pool, settings, writes = deps
+    monitor = await _writable(request, pool, monitor_id)
     try:
-        await MonitorWrites.of(request).set_status(_lookup(monitor), status, BUDGET_FIELDS)
+        await writes.set_status(_lookup(monitor), status, BUDGET_FIELDS)
     except (ApiError, Refused) as exc:
-        return await _action_failed(request, monitor_id, api_error(exc))
+        return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
     log.info("console status change", monitor=str(monitor.public_id), status=status)
     return _back(monitor, "paused" if status == "disabled" else "resumed")
 
 
 @post("/monitors/{monitor_id:str}/pause", status_code=303)
-async def pause(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
-    return await _set_status(request, monitor_id, "disabled")
+async def pause(
+    request: AnyRequest,
+    monitor_id: PathStr,
+    pool: PoolDep,
+    settings: SettingsDep,
+    writes: WritesDep,
+) -> Response[Any]:
+    return await _set_status(request, (pool, settings, writes), monitor_id, "disabled")
 
 
 @post("/monitors/{monitor_id:str}/resume", status_code=303)
-async def resume(request: AnyRequest, monitor_id: PathStr) -> Response[Any]:
-    return await _set_status(request, monitor_id, "active")
+async def resume(
+    request: AnyRequest,
+    monitor_id: PathStr,
+    pool: PoolDep,
+    settings: SettingsDep,
+    writes: WritesDep,
+) -> Response[Any]:
+    return await _set_status(request, (pool, settings, writes), monitor_id, "active")
 
 
 @post("/monitors/{monitor_id:str}/delete", status_code=303)
-async def delete(request: AnyRequest, monitor_id: PathStr) -> Redirect:
-    monitor = await _writable(request, monitor_id)
-    await MonitorWrites.of(request).delete(_lookup(monitor), lambda _: None)
+async def delete(
+    request: AnyRequest,
+    monitor_id: PathStr,
+    writes: WritesDep,
+    pool: PoolDep,
+) -> Redirect:
+    monitor = await _writable(request, pool, monitor_id)
+    await writes.delete(_lookup(monitor), lambda _: None)
     log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 
 
-async def _action_failed(request: AnyRequest, monitor_id: str, exc: ApiError) -> Response[Any]:
+async def _action_failed(
+    request: AnyRequest,
+    deps: tuple[asyncpg.Pool, ControllerSettings],
+    monitor_id: str,
+    exc: ApiError,
+) -> Response[Any]:
     """The monitor page again, with the API's message for the refused action and its status."""
-    shown: Template = await monitor_page.fn(request, monitor_id)
+    pool, settings = deps
+    shown: Template = await monitor_page.fn(request, monitor_id, pool, settings)
     shown.context["error"] = exc.message
     shown.status_code = exc.status
     return shown
@@ -378,16 +426,15 @@ async def _action_failed(request: AnyRequest, monitor_id: str, exc: ApiError) ->
 
 
 @get("/agents", name="console-agents")
-async def agents_page(request: AnyRequest) -> Template:
-    pipeline: Pipeline | None = getattr(request.app.state, "pipeline", None)
-    beats = pipeline.agents.agents() if pipeline is not None else None
+async def agents_page(request: AnyRequest, agents: AgentsDep) -> Template:
+    beats = agents.agents() if agents is not None else None
     by_country: dict[str, list[Any]] = {}
     for b in beats or ():
         by_country.setdefault(b.country, []).append(b)
     return page(
         request,
         "agents.html",
-        running=pipeline is not None,
+        running=agents is not None,
         countries=sorted(by_country.items()),
         total=len(beats or ()),
     )

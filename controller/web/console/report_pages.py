@@ -20,23 +20,22 @@ from controller.monitors.errors import Invalid
 from controller.notify.links import Links
 from controller.reports import addresses, tokens
 from controller.reports import store as reports
-from controller.secrets.box import SecretBox
 from controller.web.api import guards
-from controller.web.console.pages import page, pool_of
+from controller.web.console.pages import page
 from controller.web.console.report_view import domain_reports
 from controller.web.console.session import principal_of
 from controller.web.request_types import AnyRequest
-from shared.settings import ControllerSettings
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import utcnow
 
 PathStr = Annotated[str, PathParameter()]
 
 
 @get("/reports", name="console-reports")
-async def reports_page(request: AnyRequest) -> Template:
+async def reports_page(request: AnyRequest, pool: PoolDep) -> Template:
     """The organization's monitored domains, each with its monitors and its reports page."""
     me = principal_of(request)
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         domains = await reports.domains_monitored(conn, me.organization_id)
     return page(request, "reports.html", domains=domains)
 
@@ -48,25 +47,25 @@ def _name(domain: str) -> str:
         raise NotFoundException() from None
 
 
-def _settings(request: AnyRequest) -> ControllerSettings:
-    settings: ControllerSettings = request.app.state.settings
-    return settings
-
-
 @get("/reports/{domain:str}", name="console-report-domain")
-async def domain_page(request: AnyRequest, domain: PathStr) -> Template:
+async def domain_page(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
+    domain: PathStr,
+) -> Template:
     me = principal_of(request)
     name = _name(domain)
     org = me.organization_id
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         monitors = await reports.domain_monitors(conn, org, name)
         if me.is_global_supporter or not monitors:
             raise NotFoundException()
         shown = await domain_reports(conn, org, name, utcnow().date())
         generation = await reports.generation(conn, org, name)
-    box: SecretBox = request.app.state.secret_box
     key = box.subkeys(tokens.PURPOSE)[0]
-    address = addresses.tls_rpt(Links.of(_settings(request)), key, org, name, generation.generation)
+    address = addresses.tls_rpt(Links.of(settings), key, org, name, generation.generation)
     grace = generation.grace_until
     return page(
         request,
@@ -80,12 +79,17 @@ async def domain_page(request: AnyRequest, domain: PathStr) -> Template:
 
 
 @post("/reports/{domain:str}/rotate-token", status_code=303)
-async def rotate_token(request: AnyRequest, domain: PathStr) -> Redirect:
+async def rotate_token(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    domain: PathStr,
+) -> Redirect:
     me = principal_of(request)
     guards.requires_admin(me)
     name = _name(domain)
-    grace = timedelta(hours=_settings(request).report_token_grace_hours)
-    async with pool_of(request).acquire() as conn, conn.transaction():
+    grace = timedelta(hours=settings.report_token_grace_hours)
+    async with pool.acquire() as conn, conn.transaction():
         if not await reports.domain_monitors(conn, me.organization_id, name):
             raise NotFoundException()
         await reports.rotate(conn, me.organization_id, name, utcnow(), grace)

@@ -7,16 +7,17 @@ from litestar import get
 from litestar.response import Template
 
 from controller.sidechecks.blocklists.view import lists_health
-from controller.web.console.pages import blocklists_of, page, pool_of
+from controller.web.console.pages import blocklists_of, page
 from controller.web.request_types import AnyRequest
+from controller.web.services import PoolDep, SettingsDep
 from shared.timefmt import utcnow
 
 
 @get("/reputation", name="console-reputation")
-async def reputation_page(request: AnyRequest) -> Template:
-    lists = blocklists_of(request)
-    interval = request.app.state.settings.blocklist_interval_seconds
-    async with pool_of(request).acquire() as conn:
+async def reputation_page(request: AnyRequest, pool: PoolDep, settings: SettingsDep) -> Template:
+    lists = blocklists_of(settings)
+    interval = settings.blocklist_interval_seconds
+    async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, utcnow())
     rows = [
         {

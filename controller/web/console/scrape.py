@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 import structlog
 from isal import isal_zlib
 from litestar import MediaType, Response, get, post
@@ -30,9 +31,10 @@ from controller.reports import store as reports
 from controller.web.api import guards
 from controller.web.console import report_series, scrape_series
 from controller.web.console import scrape_store as scrape
-from controller.web.console.pages import page, pool_of
+from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.request_types import AnyRequest
+from controller.web.services import PoolDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -107,9 +109,9 @@ async def _gzipped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 @get("/metrics/monitors", include_in_schema=False)
-async def monitor_metrics(request: AnyRequest) -> Response[bytes] | Stream:
+async def monitor_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes] | Stream:
     token = _bearer(request)
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         org = None if token is None else await scrape.organization_for(conn, token_digest(token))
         if org is None:
             return _text(
@@ -140,11 +142,11 @@ async def monitor_metrics(request: AnyRequest) -> Response[bytes] | Stream:
 
 
 @get("/metrics/reports", include_in_schema=False)
-async def report_metrics(request: AnyRequest) -> Response[bytes]:
+async def report_metrics(request: AnyRequest, pool: PoolDep) -> Response[bytes]:
     """The organization's report series (`report_series`), behind the same scrape token: one
     small answer (the domains its monitors name), so never sharded."""
     token = _bearer(request)
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         org = None if token is None else await scrape.organization_for(conn, token_digest(token))
         if org is None:
             return _text(
@@ -165,38 +167,40 @@ async def report_metrics(request: AnyRequest) -> Response[bytes]:
 # --- managing tokens in the console -----------------------------------------------------------
 
 
-async def _tokens_page(request: AnyRequest, new_token: str | None = None) -> Template:
-    async with pool_of(request).acquire() as conn:
+async def _tokens_page(
+    request: AnyRequest, pool: asyncpg.Pool, new_token: str | None = None
+) -> Template:
+    async with pool.acquire() as conn:
         tokens = await scrape.of_organization(conn, principal_of(request).organization_id)
     return page(request, "scrape_tokens.html", tokens=tokens, new_token=new_token)
 
 
 @get("/scrape-tokens", name="console-scrape-tokens")
-async def tokens_page(request: AnyRequest) -> Template:
+async def tokens_page(request: AnyRequest, pool: PoolDep) -> Template:
     guards.requires_admin(principal_of(request))
-    return await _tokens_page(request)
+    return await _tokens_page(request, pool)
 
 
 @post("/scrape-tokens", status_code=200)
-async def create_token(request: AnyRequest) -> Template:
+async def create_token(request: AnyRequest, pool: PoolDep) -> Template:
     """A new token, shown once on the page that answers (only its digest is stored)."""
     guards.requires_admin(principal_of(request))
     form = await request.form()
     name = str(form.get("name", "")).strip()[:100].replace("\x00", "") or "prometheus"
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await scrape.create(conn, principal_of(request).organization_id, name, token_digest(token))
     log.info("scrape token created", name=name)
-    return await _tokens_page(request, new_token=token)
+    return await _tokens_page(request, pool, new_token=token)
 
 
 @post("/scrape-tokens/{token_id:str}/delete", status_code=303)
-async def delete_token(request: AnyRequest, token_id: PathStr) -> Redirect:
+async def delete_token(request: AnyRequest, pool: PoolDep, token_id: PathStr) -> Redirect:
     guards.requires_admin(principal_of(request))
     try:
         ident = UUID(token_id)
     except ValueError:
         raise NotFoundException() from None
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await scrape.delete(conn, principal_of(request).organization_id, ident)
     return Redirect(f"{PREFIX}/scrape-tokens", status_code=303)

@@ -17,6 +17,7 @@ from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
+    Middleware,
     Receive,
     Scope,
     Send,
@@ -79,11 +80,14 @@ def _token_of(scope: Scope) -> str | None:
     return None
 
 
-def session_auth(app: ASGIApp) -> ASGIApp:
-    """Put the session's `Principal` in `scope["user"]` (and the token's digest in
-    `scope["auth"]`); without a valid session, a redirect to the login form (303 for a page,
-    401 for the live-update fetches, which must not follow a redirect into HTML)."""
+def session_auth(pool: asyncpg.Pool) -> Middleware:
+    """Put the session's `Principal` (looked up in `pool`) in `scope["user"]` (and the token's
+    digest in `scope["auth"]`); without a valid session, a redirect to the login form (303 for
+    a page, 401 for the live-update fetches, which must not follow a redirect into HTML)."""
+    return lambda app: _session_auth(app, pool)
 
+
+def _session_auth(app: ASGIApp, pool: asyncpg.Pool) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"].startswith(_OPEN):
             await app(scope, receive, send)
@@ -92,7 +96,6 @@ def session_auth(app: ASGIApp) -> ASGIApp:
         principal = None
         if token is not None:
             digest = token_digest(token)
-            pool: asyncpg.Pool = scope["litestar_app"].state.pool
             async with pool.acquire() as conn:
                 principal = await accounts.principal_for_token(conn, digest)
         if principal is None:

@@ -11,7 +11,6 @@ content is served as HTML, JSON (`summary.json`) and feeds (`status_feeds`).
 
 import asyncio
 import re
-from collections.abc import Coroutine
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -28,19 +27,20 @@ from markupsafe import Markup
 from controller.access import customers_store as customers_db
 from controller.monitors.kinds import TYPE_LABELS
 from controller.notify import causes, maintenance
+from controller.statuspages import notices_store as notices_db
+from controller.statuspages import pages_store as status_pages
+from controller.statuspages import subscribers_store as subscribers_db
+from controller.statuspages import uptime_bars
+from controller.statuspages.cache import PageCache, Published
+from controller.statuspages.content import Maintenance, PageContent, Service
+from controller.statuspages.notices_store import Notice, NoticeUpdate
+from controller.statuspages.pages_store import DayCounts, PageIncident, PageWindow, StatusPage
 from controller.web.api import guards
-from controller.web.console import status_notices_store as notices_db
-from controller.web.console import status_store as status_pages
-from controller.web.console import status_subscribers_store as subscribers_db
 from controller.web.console import store as console
-from controller.web.console import uptime_bars
-from controller.web.console.pages import page, pool_of
+from controller.web.console.pages import page
 from controller.web.console.session import PREFIX, principal_of
-from controller.web.console.status_cache import PageCache, Published
-from controller.web.console.status_content import Maintenance, PageContent, Service
-from controller.web.console.status_notices_store import Notice, NoticeUpdate
-from controller.web.console.status_store import DayCounts, PageIncident, PageWindow, StatusPage
 from controller.web.request_types import AnyRequest
+from controller.web.services import BackgroundDep, PageCacheDep, PoolDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -59,9 +59,11 @@ STATE_LABELS = {
 }
 
 
-async def admin_page(request: AnyRequest, error: str | None, status_code: int) -> Template:
+async def admin_page(
+    request: AnyRequest, pool: asyncpg.Pool, error: str | None, status_code: int
+) -> Template:
     org = principal_of(request).organization_id
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         pages = await status_pages.of_organization(conn, org)
         by_customer = {
             p.customer_id: await console.monitors_of_customer(conn, p.customer_id) for p in pages
@@ -93,17 +95,17 @@ async def admin_page(request: AnyRequest, error: str | None, status_code: int) -
 
 
 @get("/status-pages", name="console-status-pages")
-async def admin(request: AnyRequest) -> Template:
+async def admin(request: AnyRequest, pool: PoolDep) -> Template:
     guards.requires_admin(principal_of(request))
-    return await admin_page(request, None, 200)
+    return await admin_page(request, pool, None, 200)
 
 
-async def _customer_id(request: AnyRequest, raw: str) -> int:
+async def _customer_id(request: AnyRequest, pool: asyncpg.Pool, raw: str) -> int:
     try:
         ident = UUID(raw)
     except ValueError:
         raise NotFoundException() from None
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         found = await customers_db.find(conn, ident, principal_of(request).organization_id)
     if found is None:
         raise NotFoundException()
@@ -111,26 +113,34 @@ async def _customer_id(request: AnyRequest, raw: str) -> int:
 
 
 @post("/status-pages/{customer:str}", status_code=303)
-async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
+async def save(
+    request: AnyRequest,
+    customer: PathStr,
+    pool: PoolDep,
+    background: BackgroundDep,
+) -> Response[Any]:
     guards.requires_admin(principal_of(request))
-    customer_id = await _customer_id(request, customer)
+    customer_id = await _customer_id(request, pool, customer)
     form = await request.form()
     slug = str(form.get("slug", "")).strip().lower()
     title = str(form.get("title", "")).strip()[:200]
     if not SLUG.match(slug):
         return await admin_page(
-            request, "slug: 2-63 lower-case letters, digits and hyphens, not starting with -", 400
+            request,
+            pool,
+            "slug: 2-63 lower-case letters, digits and hyphens, not starting with -",
+            400,
         )
     if not title or "\x00" in title:
-        return await admin_page(request, "title: required", 400)
+        return await admin_page(request, pool, "title: required", 400)
     ids = []
     for raw in form.getall("monitor", []):
         try:
             ids.append(int(raw))
         except ValueError:
-            return await admin_page(request, "monitor: not a monitor of this customer", 400)
+            return await admin_page(request, pool, "monitor: not a monitor of this customer", 400)
     try:
-        async with pool_of(request).acquire() as conn, conn.transaction():
+        async with pool.acquire() as conn, conn.transaction():
             await status_pages.save(
                 conn,
                 customer_id,
@@ -141,30 +151,19 @@ async def save(request: AnyRequest, customer: PathStr) -> Response[Any]:
                 ids,
             )
     except asyncpg.UniqueViolationError:
-        return await admin_page(request, f"slug: {slug} is taken by another page", 409)
+        return await admin_page(request, pool, f"slug: {slug} is taken by another page", 409)
     log.info("status page saved", slug=slug, monitors=len(ids))
-    _in_background(request, _settle(pool_of(request), slug))
+    background.run(_settle(pool, slug))
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
 
 
 @post("/status-pages/{customer:str}/unpublish", status_code=303)
-async def unpublish(request: AnyRequest, customer: PathStr) -> Redirect:
+async def unpublish(request: AnyRequest, pool: PoolDep, customer: PathStr) -> Redirect:
     guards.requires_admin(principal_of(request))
-    customer_id = await _customer_id(request, customer)
-    async with pool_of(request).acquire() as conn:
+    customer_id = await _customer_id(request, pool, customer)
+    async with pool.acquire() as conn:
         await status_pages.unpublish(conn, customer_id)
     return Redirect(f"{PREFIX}/status-pages?saved=1", status_code=303)
-
-
-def _in_background(request: AnyRequest, work: Coroutine[object, object, None]) -> None:
-    """Run `work` after the response; the app's state holds the task until it ends."""
-    state = request.app.state
-    if not isinstance(getattr(state, "status_tasks", None), set):
-        state.status_tasks = set()
-    tasks: set[asyncio.Task[None]] = state.status_tasks
-    task = asyncio.create_task(work)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
 
 
 async def _settle(pool: asyncpg.Pool, slug: str) -> None:
@@ -185,32 +184,28 @@ def _bars(days: dict[date, tuple[int, int]], today: date) -> list[uptime_bars.Ba
     return uptime_bars.daily(days, today, UPTIME_DAYS)
 
 
-def _cache(request: AnyRequest) -> PageCache:
-    state = request.app.state
-    if not isinstance(getattr(state, "status_pages", None), PageCache):
-        state.status_pages = PageCache()
-    cache: PageCache = state.status_pages
-    return cache
-
-
-async def published(request: AnyRequest, slug: str) -> Published:
-    """The public page (its content shared by its HTML, JSON and feeds, see `status_cache`):
-    404 for a slug no page has."""
+async def published(pool: asyncpg.Pool, cache: PageCache, slug: str) -> Published:
+    """The public page (its content shared by its HTML, JSON and feeds, see
+    controller.statuspages.cache): 404 for a slug no page has."""
     if not SLUG.match(slug):
         raise NotFoundException()
-    pool = pool_of(request)
     async with pool.acquire() as conn:
         found = await status_pages.by_slug(conn, slug)
     if found is None:
         raise NotFoundException()
     sp, ids = found
     key = (sp.id, sp.slug, sp.title, sp.show_hostnames, sp.notices, tuple(sorted(ids)))
-    return await _cache(request).get(key, lambda: _page(pool, sp, ids))
+    return await cache.get(key, lambda: _page(pool, sp, ids))
 
 
 @get("/status/{slug:str}", name="status-page")
-async def public(slug: PathStr, request: AnyRequest) -> Response[bytes]:
-    found = await published(request, slug)
+async def public(
+    slug: PathStr,
+    request: AnyRequest,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
+) -> Response[bytes]:
+    found = await published(pool, page_cache, slug)
     engine = request.app.template_engine
     assert isinstance(engine, JinjaTemplateEngine)
     body = await found.body("html", lambda content: render_html(engine, content))
@@ -246,9 +241,9 @@ def _bars_html(bars: list[uptime_bars.Bar]) -> str:
 
 
 @head("/status/{slug:str}", name="status-page-head")
-async def public_head(slug: PathStr, request: AnyRequest) -> Response[None]:
+async def public_head(slug: PathStr, pool: PoolDep, page_cache: PageCacheDep) -> Response[None]:
     """What uptime checkers that ask with HEAD need: 200 while the page is published."""
-    await published(request, slug)
+    await published(pool, page_cache, slug)
     return Response(content=None, media_type=MediaType.HTML)
 
 

@@ -11,9 +11,11 @@ import msgspec
 from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 
+from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
-from controller.web.console.status_content import PageContent
 from controller.web.request_types import AnyRequest
+from controller.web.services import PageCacheDep, PoolDep, SettingsDep
+from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -40,11 +42,10 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
-def public_url(request: AnyRequest) -> str:
+def public_url(settings: ControllerSettings) -> str:
     """PUBLIC_URL without its trailing slash; "" when unset (links are then relative: never
     built from the request's Host, which the client chooses)."""
-    url: str | None = request.app.state.settings.public_url
-    return (url or "").rstrip("/")
+    return (settings.public_url or "").rstrip("/")
 
 
 def _day(day: date | None) -> str | None:
@@ -80,16 +81,27 @@ def summary_of(page: PageContent, url: str) -> dict[str, object]:
 
 
 @get("/status/{slug:str}/summary.json", name="status-summary", response_headers=_CORS)
-async def summary(slug: PathStr, request: AnyRequest) -> Response[bytes]:
-    url = f"{public_url(request)}/status/{slug}"
-    found = await published(request, slug)
+async def summary(
+    slug: PathStr,
+    request: AnyRequest,
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
+) -> Response[bytes]:
+    url = f"{public_url(settings)}/status/{slug}"
+    found = await published(pool, page_cache, slug)
     body = await found.body(("json", url), lambda page: msgspec.json.encode(summary_of(page, url)))
     return Response(body, media_type=MediaType.JSON)
 
 
 @head("/status/{slug:str}/summary.json", name="status-summary-head")
-async def summary_head(slug: PathStr, request: AnyRequest) -> Response[None]:
-    await published(request, slug)
+async def summary_head(
+    slug: PathStr,
+    request: AnyRequest,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
+) -> Response[None]:
+    await published(pool, page_cache, slug)
     return Response(content=None, media_type=MediaType.JSON)
 
 
@@ -185,16 +197,30 @@ def rss_of(page: PageContent, url: str) -> bytes:
 
 
 @get("/status/{slug:str}/feed.atom", name="status-atom")
-async def atom(slug: PathStr, request: AnyRequest) -> Response[bytes]:
-    url = f"{public_url(request)}/status/{slug}"
-    body = await (await published(request, slug)).body(
+async def atom(
+    slug: PathStr,
+    request: AnyRequest,
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
+) -> Response[bytes]:
+    url = f"{public_url(settings)}/status/{slug}"
+    body = await (await published(pool, page_cache, slug)).body(
         ("atom", url), lambda page: atom_of(page, url)
     )
     return Response(body, media_type="application/atom+xml; charset=utf-8")
 
 
 @get("/status/{slug:str}/feed.rss", name="status-rss")
-async def rss(slug: PathStr, request: AnyRequest) -> Response[bytes]:
-    url = f"{public_url(request)}/status/{slug}"
-    body = await (await published(request, slug)).body(("rss", url), lambda page: rss_of(page, url))
+async def rss(
+    slug: PathStr,
+    request: AnyRequest,
+    settings: SettingsDep,
+    pool: PoolDep,
+    page_cache: PageCacheDep,
+) -> Response[bytes]:
+    url = f"{public_url(settings)}/status/{slug}"
+    body = await (await published(pool, page_cache, slug)).body(
+        ("rss", url), lambda page: rss_of(page, url)
+    )
     return Response(body, media_type="application/rss+xml; charset=utf-8")

@@ -9,13 +9,13 @@ from litestar import Response, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 
+from controller.statuspages import notices as service
+from controller.statuspages import notices_store as notices
 from controller.web.api import guards
-from controller.web.console import status_notices as service
-from controller.web.console import status_notices_store as notices
-from controller.web.console.pages import pool_of
 from controller.web.console.session import PREFIX, principal_of
 from controller.web.console.status import PathStr, admin_page
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 
 DONE = f"{PREFIX}/status-pages?saved=1"
 
@@ -41,7 +41,13 @@ def _invalid(form: Mapping[str, object]) -> str | None:
 
 
 @post("/status-pages/{customer:str}/notices", status_code=303)
-async def create(request: AnyRequest, customer: PathStr) -> Response[Any]:
+async def create(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
+    customer: PathStr,
+) -> Response[Any]:
     me = principal_of(request)
     guards.requires_admin(me)
     form = await request.form()
@@ -52,16 +58,15 @@ async def create(request: AnyRequest, customer: PathStr) -> Response[Any]:
     elif _field(form, "impact", 20) not in notices.IMPACTS:
         error = f"impact: one of {', '.join(notices.IMPACTS)}"
     if error:
-        return await admin_page(request, error, 400)
-    state = request.app.state
-    async with pool_of(request).acquire() as conn, conn.transaction():
+        return await admin_page(request, pool, error, 400)
+    async with pool.acquire() as conn, conn.transaction():
         page = await notices.page_of_customer(conn, _uuid(customer), me.organization_id)
         if page is None:
             raise NotFoundException()
         await service.create(
             conn,
-            state.secret_box,
-            state.settings.public_url,
+            box,
+            settings.public_url,
             page.id,
             title,
             _field(form, "impact", 20),
@@ -73,19 +78,24 @@ async def create(request: AnyRequest, customer: PathStr) -> Response[Any]:
 
 
 @post("/status-notices/{notice:str}/updates", status_code=303)
-async def add_update(request: AnyRequest, notice: PathStr) -> Response[Any]:
+async def add_update(
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+    box: BoxDep,
+    notice: PathStr,
+) -> Response[Any]:
     me = principal_of(request)
     guards.requires_admin(me)
     form = await request.form()
     error = _invalid(form)
     if error:
-        return await admin_page(request, error, 400)
-    state = request.app.state
-    async with pool_of(request).acquire() as conn, conn.transaction():
+        return await admin_page(request, pool, error, 400)
+    async with pool.acquire() as conn, conn.transaction():
         row = await service.update(
             conn,
-            state.secret_box,
-            state.settings.public_url,
+            box,
+            settings.public_url,
             _uuid(notice),
             me.organization_id,
             _field(form, "state", 20),

@@ -1,11 +1,12 @@
-"""Subscribing to a public status page by e-mail, anonymously (`status_subscribers` has the
-rules): ask, confirm from the mailed link, unsubscribe from any mail's link without a login.
+"""Subscribing to a public status page by e-mail, anonymously (controller.statuspages.subscribers
+has the rules): ask, confirm from the mailed link, unsubscribe from any mail's link without a login.
 
 Following a link only shows a page with one button (a POST does the change), so mail scanners
 that open every link in a message neither confirm nor unsubscribe anyone."""
 
 from uuid import UUID
 
+import asyncpg
 import structlog
 from litestar import get, post
 from litestar.exceptions import NotFoundException
@@ -13,15 +14,15 @@ from litestar.response import Template
 
 from controller.monitors.validation import email as valid_email
 from controller.notify.entry import Notice, Source, notify
+from controller.statuspages import pages_store as status_pages
+from controller.statuspages import subscribers as rules
+from controller.statuspages import subscribers_store as subscribers
+from controller.statuspages.pages_store import StatusPage
 from controller.web.api.errors import ApiError
-from controller.web.console import status_store as status_pages
-from controller.web.console import status_subscribers as rules
-from controller.web.console import status_subscribers_store as subscribers
-from controller.web.console.pages import pool_of
 from controller.web.console.status import SLUG, PathStr
 from controller.web.console.status_feeds import public_url
-from controller.web.console.status_store import StatusPage
 from controller.web.request_types import AnyRequest
+from controller.web.services import BoxDep, PoolDep, SettingsDep
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)
@@ -57,10 +58,10 @@ def _message(
     )
 
 
-async def _page(request: AnyRequest, slug: str) -> StatusPage:
+async def _page(request: AnyRequest, pool: asyncpg.Pool, slug: str) -> StatusPage:
     if not SLUG.match(slug):
         raise NotFoundException()
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         found = await status_pages.by_slug(conn, slug)
     if found is None:
         raise NotFoundException()
@@ -68,9 +69,14 @@ async def _page(request: AnyRequest, slug: str) -> StatusPage:
 
 
 @post("/status/{slug:str}/subscribe", status_code=200)
-async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
-    page = await _page(request, slug)
-    if request.app.state.settings.public_url is None:
+async def subscribe(
+    slug: PathStr,
+    request: AnyRequest,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> Template:
+    page = await _page(request, pool, slug)
+    if settings.public_url is None:
         return _message(
             page,
             "This status page takes no subscriptions: its operator has not set PUBLIC_URL.",
@@ -84,10 +90,9 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
         return _message(page, exc.args[0] if exc.args else "email: invalid", 400, error=True)
     if address is None:
         return _message(page, "email: required", 400, error=True)
-    settings = request.app.state.settings
     token, kept = rules.new_confirm_token()
     now = utcnow()
-    async with pool_of(request).acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         asked, subscriber = await subscribers.ask(
             conn,
             page.id,
@@ -100,7 +105,7 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
             settings.status_subscribe_per_address_per_day,
         )
         if asked is subscribers.Asked.MAIL:
-            url = f"{public_url(request)}/status/{slug}"
+            url = f"{public_url(settings)}/status/{slug}"
             note = rules.confirmation(
                 address,
                 f"{url}/confirm?token={token}",
@@ -122,8 +127,8 @@ async def subscribe(slug: PathStr, request: AnyRequest) -> Template:
 
 
 @get("/status/{slug:str}/confirm")
-async def confirm_form(slug: PathStr, request: AnyRequest) -> Template:
-    page = await _page(request, slug)
+async def confirm_form(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
+    page = await _page(request, pool, slug)
     token = request.query_params.get("token", "")[:100]
     return _message(
         page,
@@ -135,10 +140,10 @@ async def confirm_form(slug: PathStr, request: AnyRequest) -> Template:
 
 
 @post("/status/{slug:str}/confirm", status_code=200)
-async def confirm(slug: PathStr, request: AnyRequest) -> Template:
-    page = await _page(request, slug)
+async def confirm(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
+    page = await _page(request, pool, slug)
     token = str((await request.form()).get("token", ""))[:100]
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         done = await subscribers.confirm(conn, page.id, rules.confirm_hash(token), utcnow())
     log.info("status subscription confirmed" if done else "status confirmation refused", slug=slug)
     if not done:
@@ -159,8 +164,8 @@ def _subscriber(raw: str) -> UUID | None:
 
 
 @get("/status/{slug:str}/unsubscribe")
-async def unsubscribe_form(slug: PathStr, request: AnyRequest) -> Template:
-    page = await _page(request, slug)
+async def unsubscribe_form(slug: PathStr, request: AnyRequest, pool: PoolDep) -> Template:
+    page = await _page(request, pool, slug)
     return _message(
         page,
         f"Stop e-mails from {page.title}?",
@@ -174,19 +179,22 @@ async def unsubscribe_form(slug: PathStr, request: AnyRequest) -> Template:
 
 
 @post("/status/{slug:str}/unsubscribe", status_code=200)
-async def unsubscribe(slug: PathStr, request: AnyRequest) -> Template:
+async def unsubscribe(
+    slug: PathStr,
+    request: AnyRequest,
+    pool: PoolDep,
+    box: BoxDep,
+) -> Template:
     """One POST, no login: the button of the page the mail links to, or a mail client's
     one-click unsubscribe (RFC 8058) to the same address."""
-    page = await _page(request, slug)
+    page = await _page(request, pool, slug)
     form = await request.form()
     raw = str(form.get("s", "") or request.query_params.get("s", ""))[:40]
     token = str(form.get("t", "") or request.query_params.get("t", ""))[:100]
     subscriber = _subscriber(raw)
-    if subscriber is None or not rules.Unsubscribe.of(request.app.state.secret_box).valid(
-        str(subscriber), token
-    ):
+    if subscriber is None or not rules.Unsubscribe.of(box).valid(str(subscriber), token):
         return _message(page, "t: this unsubscribe link is not valid.", 400, error=True)
-    async with pool_of(request).acquire() as conn:
+    async with pool.acquire() as conn:
         await subscribers.unsubscribe(conn, page.id, subscriber)
     log.info("status subscriber unsubscribed", slug=slug)
     return _message(page, "Unsubscribed: no more e-mails from this page.")

@@ -1,5 +1,5 @@
 """Status page subscribers and the subscription requests the anonymous limits count
-(`status_subscribers` has the rules). The caller owns the transaction."""
+(`subscribers` has the rules). The caller owns the transaction."""
 
 from datetime import datetime, timedelta
 from enum import Enum

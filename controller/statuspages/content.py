@@ -1,10 +1,10 @@
 """A public status page's content: what its HTML, JSON summary and feeds are all drawn from
-(`status._content` builds it, `status_cache` keeps it), key by key as the template reads it."""
+(web/console/status.py builds it, `cache` keeps it), key by key as the template reads it."""
 
 from datetime import date, datetime
 from typing import TypedDict
 
-from controller.web.console.uptime_bars import Bar
+from controller.statuspages.uptime_bars import Bar
 
 
 class CountryDot(TypedDict):

@@ -1,4 +1,4 @@
-"""The scheduler's side of admission (controller.scheduling.admission, the rules) and of
+"""The scheduler's side of admission (controller.scheduling.admission_rules, the rules) and of
 preemption (controller.scheduling.preemption): what this scheduler admitted, and the checks it
 asked agents to cancel, that the agents' beats may not show yet, and the jobs waiting here for
 a slot, in memory. A job waits at most until its round can no longer start in time; a replica
@@ -25,9 +25,9 @@ import msgspec
 
 from controller.fleet.load import CountryLoad
 from controller.jobs.result_kinds import SATURATED, ResultRow
-from controller.scheduling import admission, preemption
+from controller.scheduling import admission_rules, preemption
 from controller.scheduling import rules as schedule
-from controller.scheduling.admission import Admission
+from controller.scheduling.admission_rules import Admission
 from controller.scheduling.plan import held as missed_row
 from shared.messages import CheckJob, Preempt
 from shared.timefmt import parse_iso
@@ -126,7 +126,7 @@ class Admissions:
                 taken.admitted += asking
                 continue
             load = self._with_own(cc, load)
-            decisions = admission.decide(
+            decisions = admission_rules.decide(
                 load, [job.tenant for job in asking], [job.timeout_seconds for job in asking]
             )
             still: list[CheckJob] = []
@@ -139,7 +139,7 @@ class Admissions:
                     admitted[job.tenant] += 1
                 elif not _can_start(job, at) or waiting[job.tenant] >= WAITING_PER_TENANT:
                     taken.refused.append(
-                        missed_row(job, SATURATED, admission.saturated_why(cc, decision))
+                        missed_row(job, SATURATED, admission_rules.saturated_why(cc, decision))
                     )
                     taken.refused_jobs.append(job)
                     self._since.pop(job.job_id, None)
@@ -171,7 +171,7 @@ class Admissions:
         if not carried:
             taken.admitted.append(job)
         at = now + settle
-        until = at + admission.holds_for(load, job) + PULLED_WITHIN_S
+        until = at + admission_rules.holds_for(load, job) + PULLED_WITHIN_S
         self._admitted.setdefault(cc, []).append((at, job.tenant, until))
         self._since.pop(job.job_id, None)
 

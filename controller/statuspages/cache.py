@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from controller.web.console.status_content import PageContent
+from controller.statuspages.content import PageContent
 
 log = structlog.get_logger(__name__)
 

@@ -11,10 +11,10 @@ import structlog
 from controller.db.pool import Conn
 from controller.notify import entry as notify_entry
 from controller.secrets.box import SecretBox
-from controller.web.console import status_notices_store as notices
-from controller.web.console import status_subscribers as rules
-from controller.web.console import status_subscribers_store as subscribers
-from controller.web.console.status_notices_store import Notice
+from controller.statuspages import notices_store as notices
+from controller.statuspages import subscribers as rules
+from controller.statuspages import subscribers_store as subscribers
+from controller.statuspages.notices_store import Notice
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,191 @@
+"""What the web surfaces use, built once per app and handed to handlers by Litestar's dependency
+injection: a handler names what it needs as a parameter (`pool`, `settings`, `box`, `logins`,
+`sender`, `writes`, `trigger`, `agents`, `nats_up`, `page_cache`, `background`, `world`), and
+`DEPENDENCIES` provides it.
+
+`Services.open` builds them when the app starts (the pool and the pipeline are the caller's,
+opened and closed by the composition root, controller.runtime.serve) and closes what it made when
+the app stops. Only the providers here read the app's state, and only its `services`.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+
+from controller.fleet.live import LiveAgents
+from controller.monitors import fair_use
+from controller.monitors.writes import MonitorWrites
+from controller.notify.channel_send import ChannelSender, channel_sender
+from controller.notify.egress import Egress
+from controller.oracles.metrics import World
+from controller.scheduling.trigger import MonitorTrigger
+from controller.secrets.box import SecretBox
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.statuspages.cache import PageCache
+from controller.web.api.auth import Logins
+from shared.settings import ControllerSettings
+
+if TYPE_CHECKING:
+    # What the composition root hands the app: a type only, so web/ does not depend on the
+    # runtime package above it.
+    from controller.runtime.pipeline import Pipeline
+
+THROTTLE_PURPOSE = "login-throttle"
+# Whether this process's NATS connection is up (None: the pipeline does not run here).
+NatsUp = Callable[[], bool]
+
+
+class Background:
+    """Work run after a response, each task held until it ends."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def run(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: ControllerSettings
+    pool: asyncpg.Pool
+    box: SecretBox
+    logins: Logins
+    sender: ChannelSender
+    writes: MonitorWrites
+    trigger: MonitorTrigger
+    agents: LiveAgents | None  # None: the check pipeline does not run in this process
+    nats_up: NatsUp | None
+    page_cache: PageCache  # the public status pages, built at most once a while each
+    background: Background
+    world: World  # the gauges read from PostgreSQL at a scrape (findings, oracles, reports)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: ControllerSettings,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        pipeline: "Pipeline | None",
+        egress: Egress | None,
+    ) -> AsyncIterator["Services"]:
+        limits = fair_use.Limits.of(settings)
+        logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
+        try:
+            yield cls(
+                settings=settings,
+                pool=pool,
+                box=box,
+                logins=logins,
+                sender=channel_sender(settings, pool, box, egress),
+                writes=MonitorWrites(pool, box, limits, settings.token_hosts),
+                trigger=MonitorTrigger(
+                    pool, limits, None if pipeline is None else pipeline.scheduler.trigger
+                ),
+                agents=None if pipeline is None else pipeline.agents,
+                nats_up=None if pipeline is None else _connected(pipeline),
+                page_cache=PageCache(),
+                background=Background(),
+                world=World(lists_setting(settings.blocklists)),
+            )
+        finally:
+            logins.passwords.close()
+
+
+# A handler's parameters that Litestar injects by their names (`DEPENDENCIES`).
+PoolDep: TypeAlias = NamedDependency[asyncpg.Pool]
+SettingsDep: TypeAlias = NamedDependency[ControllerSettings]
+BoxDep: TypeAlias = NamedDependency[SecretBox]
+SenderDep: TypeAlias = NamedDependency[ChannelSender]
+WritesDep: TypeAlias = NamedDependency[MonitorWrites]
+TriggerDep: TypeAlias = NamedDependency[MonitorTrigger]
+AgentsDep: TypeAlias = NamedDependency[LiveAgents | None]
+NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
+PageCacheDep: TypeAlias = NamedDependency[PageCache]
+BackgroundDep: TypeAlias = NamedDependency[Background]
+WorldDep: TypeAlias = NamedDependency[World]
+
+
+def _connected(pipeline: "Pipeline") -> NatsUp:
+    return lambda: bool(pipeline.nc.is_connected)
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+def provide_settings(state: State) -> ControllerSettings:
+    return _services(state).settings
+
+
+def provide_pool(state: State) -> asyncpg.Pool:
+    return _services(state).pool
+
+
+def provide_box(state: State) -> SecretBox:
+    return _services(state).box
+
+
+def provide_logins(state: State) -> Logins:
+    return _services(state).logins
+
+
+def provide_sender(state: State) -> ChannelSender:
+    return _services(state).sender
+
+
+def provide_writes(state: State) -> MonitorWrites:
+    return _services(state).writes
+
+
+def provide_trigger(state: State) -> MonitorTrigger:
+    return _services(state).trigger
+
+
+def provide_agents(state: State) -> LiveAgents | None:
+    return _services(state).agents
+
+
+def provide_nats_up(state: State) -> NatsUp | None:
+    return _services(state).nats_up
+
+
+def provide_page_cache(state: State) -> PageCache:
+    return _services(state).page_cache
+
+
+def provide_background(state: State) -> Background:
+    return _services(state).background
+
+
+def provide_world(state: State) -> World:
+    return _services(state).world
+
+
+DEPENDENCIES = {
+    name: Provide(provider, sync_to_thread=False)
+    for name, provider in (
+        ("settings", provide_settings),
+        ("pool", provide_pool),
+        ("box", provide_box),
+        ("logins", provide_logins),
+        ("sender", provide_sender),
+        ("writes", provide_writes),
+        ("trigger", provide_trigger),
+        ("agents", provide_agents),
+        ("nats_up", provide_nats_up),
+        ("page_cache", provide_page_cache),
+        ("background", provide_background),
+        ("world", provide_world),
+    )
+}
