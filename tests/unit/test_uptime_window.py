@@ -1,11 +1,11 @@
-"""The window a page's uptime really covers (controller.web.console.uptime_bars.covered_since):
+"""The window a page's uptime really covers (controller.statuspages.uptime_bars.covered_since):
 "since 27 Nov" for a monitor younger than the window, "over 90 days" otherwise."""
 
 from datetime import date
 
 import pytest
 
-from controller.web.console.uptime_bars import covered_since, since_label
+from controller.statuspages.uptime_bars import covered_since, since_label
 
 TODAY = date(2026, 11, 27)
 
