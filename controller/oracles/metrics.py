@@ -65,8 +65,8 @@ REPORTS_DAY = Gauge(
 )
 REPORT_MESSAGES_DAY = Gauge(
     "mailprobe_report_messages_day",
-    "messages (DMARC) or sessions (TLS-RPT) the reports stored within 24 h count, per kind and"
-    " result",
+    "messages (DMARC) or sessions (TLS-RPT) reported for yesterday and today (UTC), per kind"
+    " and result",
     ["kind", "result"],
 )
 

@@ -127,7 +127,8 @@ class WorldCounts(NamedTuple):
 
 
 async def world(conn: Conn, since: datetime) -> WorldCounts:
-    """The counts behind the world gauges; reports and their messages since `since`."""
+    """The counts behind the world gauges; reports stored since `since`, and the messages
+    reported for the UTC days since `since`'s (the aggregates keep no report of their own)."""
     findings = await conn.fetch(
         "SELECT code, severity, count(*) AS n FROM posture_findings"
         " WHERE cleared_at IS NULL GROUP BY code, severity"
@@ -142,9 +143,8 @@ async def world(conn: Conn, since: datetime) -> WorldCounts:
         "SELECT kind, count(*) AS n FROM reports WHERE received_at >= $1 GROUP BY kind", since
     )
     messages = await conn.fetch(
-        "SELECT rc.kind, rc.result, sum(rc.count) AS n FROM reports r"
-        " JOIN report_counts rc ON rc.report_id = r.id WHERE r.received_at >= $1"
-        " GROUP BY rc.kind, rc.result ORDER BY n DESC",
+        "SELECT kind, result, sum(count) AS n FROM report_day_totals"
+        " WHERE day >= ($1 AT TIME ZONE 'UTC')::date GROUP BY kind, result ORDER BY n DESC",
         since,
     )
     return WorldCounts(
