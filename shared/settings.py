@@ -627,6 +627,15 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             description="how long a listing must hold before it is a `blocklisted` finding",
         ),
     ] = 3600
+    fleet_saturated_ratio_max: Annotated[
+        float,
+        Meta(
+            ge=0.0,
+            le=1.0,
+            description="the share of a country's rounds within 15 minutes that may be recorded"
+            " `saturated` before it is a `saturation` fleet finding (docs/operating.md)",
+        ),
+    ] = 0.05
     results_max_mib: Annotated[
         int,
         Meta(

@@ -1,7 +1,8 @@
 """What a person alerts on about the world, as gauges read from PostgreSQL (issue 65): open
 findings by kind and severity (posture, reports and `blocklisted` listings), each oracle's state
-per country (the agents' resolver, each list), the open raised listings per list, and the reports
-received within a day with the messages they count per result.
+per country (the agents' resolver, each list), each fleet check's state per country
+(controller.fleet.health), the open raised listings per list, and the reports received within
+a day with the messages they count per result.
 
 They are read when `/metrics` is scraped, at most once every `REFRESH_S` per process (a scrape in
 between gets the last values), by a few grouped queries on indexed columns. Every API replica
@@ -29,6 +30,7 @@ log = structlog.get_logger(__name__)
 REFRESH_S: Final = 30.0
 RESULTS_MAX: Final = 20
 STATES: Final = ("healthy", "unhealthy", "unknown")
+FLEET_STATES: Final = ("healthy", "unhealthy")
 
 FINDINGS = Gauge(
     "mailprobe_findings_open",
@@ -43,6 +45,14 @@ ORACLES = Gauge(
     ' unknown); alert on state!="healthy" == 1',
     ["oracle", "country", "state"],
 )
+FLEET = Gauge(
+    "mailprobe_fleet_state",
+    "each fleet check's state per country, 1 for the state it is in (check: `agents`, a live"
+    " agent; `saturation`, saturated rounds under FLEET_SATURATED_RATIO_MAX; `features`, every"
+    " agent announces the features the scheduler uses; state: healthy, unhealthy); alert on"
+    ' state="unhealthy" == 1',
+    ["check", "country", "state"],
+)
 LISTINGS = Gauge(
     "mailprobe_blocklist_listings_open",
     "raised blocklist listings still open, per list and its listings' severity",
@@ -55,8 +65,8 @@ REPORTS_DAY = Gauge(
 )
 REPORT_MESSAGES_DAY = Gauge(
     "mailprobe_report_messages_day",
-    "messages (DMARC) or sessions (TLS-RPT) the reports stored within 24 h count, per kind and"
-    " result",
+    "messages (DMARC) or sessions (TLS-RPT) reported for yesterday and today (UTC), per kind"
+    " and result",
     ["kind", "result"],
 )
 
@@ -82,7 +92,7 @@ class World:
 
     async def _read(self, conn: Conn) -> None:
         seen = await db.world(conn, utcnow() - timedelta(days=1))
-        for gauge in (FINDINGS, ORACLES, LISTINGS, REPORTS_DAY, REPORT_MESSAGES_DAY):
+        for gauge in (FINDINGS, ORACLES, FLEET, LISTINGS, REPORTS_DAY, REPORT_MESSAGES_DAY):
             gauge.clear()
         blocklisted: dict[str, float] = {}
         for zone, n in seen.listings.items():
@@ -98,6 +108,10 @@ class World:
                 continue  # `unchecked`: no round asked it lately
             for state in STATES:
                 ORACLES.labels(oracle, country, state).set(float(now == state))
+        for (check, country), now in seen.fleet.items():
+            if now in FLEET_STATES:
+                for state in FLEET_STATES:
+                    FLEET.labels(check, country, state).set(float(now == state))
         for kind, n in seen.reports.items():
             REPORTS_DAY.labels(kind).set(n)
         kept: dict[str, int] = {}

@@ -20,12 +20,12 @@ import asyncpg
 import structlog
 import uvicorn
 from litestar import Litestar
-from nats.js import JetStreamContext
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
+from controller.fleet.watch import FleetWatch
 from controller.ingest.packer import keep_packing
 from controller.ingest.retention import keep_partitions
 from controller.notify import channels, outbox_store
@@ -163,13 +163,13 @@ def _workers(
             keep_packing(pool, stop),
         ]
     if "alerter" in roles:
-        work += _alerter(settings, pool, pipeline.js, stop)
+        work += _alerter(settings, pool, pipeline, stop)
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
 
 
 def _alerter(
-    settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, stop: asyncio.Event
+    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
 ) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
@@ -182,7 +182,7 @@ def _alerter(
     found = channels(settings) | channel_sender(settings, pool, box).channels()
     alerter = Alerter(
         pool,
-        js,
+        pipeline.js,
         JobIds.from_box(box),
         default_countries=settings.default_check_countries,
         reminder_minutes=settings.notify_reminder_minutes,
@@ -228,6 +228,10 @@ def _alerter(
         dns_window_s=2 * settings.dns_posture_interval_seconds,
     )
     work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
+    fleet = FleetWatch(
+        pool, pipeline.agents, saturated_ratio_max=settings.fleet_saturated_ratio_max
+    )
+    work.append(run_every(WATCH_S, fleet.run_once, name="fleet health", stop=stop))
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

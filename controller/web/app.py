@@ -31,6 +31,7 @@ from controller.web.api.blocklists import list_blocklists
 from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
+from controller.web.api.fleet import list_fleet
 from controller.web.api.incidents import IncidentController
 from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_blocklists import router as blocklists_router
@@ -222,6 +223,7 @@ def create_app(
             list_agents,
             list_blocklists,
             list_oracles,
+            list_fleet,
             CustomerController,
             UserController,
             health,

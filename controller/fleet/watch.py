@@ -1,0 +1,125 @@
+"""The fleet's health, moved every pass (the alerter role, `FleetWatch.run_once`): each
+country's live agents and their features from this controller's live view
+(controller.fleet.live), its `saturated` rounds from PostgreSQL, judged by
+controller.fleet.health and stepped by the oracles' rule (`controller.oracles.rules.step`); a
+change that held is one `fleet` notice (what is wrong, where, what the operator does; the
+fleet's own budget, never the outages') to the owners of each organization whose monitors may
+run in that country, and a log line. Nothing is judged while the live view is not warm (NATS
+away or just back): an incomplete view is no outage of the fleet.
+
+A country once served stays expected for `FORGET` after its agents went (then `unchecked`,
+never told again), beside the countries monitors list.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final
+
+import asyncpg
+import structlog
+
+from controller.db.pool import Conn
+from controller.fleet import health
+from controller.fleet import health_store as db
+from controller.fleet.live import LiveAgents
+from controller.notify import budget_store as budget_db
+from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
+from controller.notify.texts import Texts, with_facts
+from controller.oracles import rules
+from controller.oracles.rules import Change, Health, Stored
+from shared.messages import AGENT_FEATURES
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+KIND = "finding"
+FORGET: Final = timedelta(days=7)
+WINDOW: Final = timedelta(minutes=15)  # the rounds whose saturated share is judged
+
+
+class FleetWatch:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        agents: LiveAgents,
+        *,
+        saturated_ratio_max: float,
+        hold: timedelta = rules.HOLD,
+        window: timedelta = WINDOW,
+        needed: Sequence[str] = AGENT_FEATURES,
+    ) -> None:
+        self._pool = pool
+        self._agents = agents
+        self._ratio_max = saturated_ratio_max
+        self._hold = hold
+        self._window = window
+        self._needed = tuple(needed)
+
+    async def run_once(self, now: datetime | None = None) -> None:
+        if not self._agents.is_warm():
+            return
+        at = now or utcnow()
+        live: dict[str, dict[str, list[str]]] = {}
+        for beat in self._agents.agents():
+            live.setdefault(beat.country, {})[beat.agent_id] = beat.features
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await db.healths(conn, lock=True)
+            served = {
+                cc
+                for (check, cc), s in stored.items()
+                if check == health.AGENTS and (s.state == "healthy" or at - s.since < FORGET)
+            }
+            now_health = health.judge(
+                expected=await db.listed_countries(conn) | served,
+                agents=live,
+                rounds=await db.rounds(conn, at - self._window),
+                ratio_max=self._ratio_max,
+                needed=self._needed,
+            )
+            gone = Health("unchecked", "not judged now")
+            now_health |= {key: gone for key in stored.keys() - now_health.keys()}
+            for key in sorted(now_health):
+                before = stored.get(key)
+                after, change = rules.step(before, now_health[key], at, self._hold)
+                if after != before:
+                    await db.save(conn, *key, after)
+                if change is not None:
+                    await self._tell(conn, *key, after, change)
+
+    async def _tell(self, conn: Conn, check: str, country: str, s: Stored, change: Change) -> None:
+        log.warning("fleet " + change, check=check, country=country, reason=s.reason)
+        texts = notice(check, country, s, change)
+        key = f"fleet:{check}:{country}:{change}:{iso_ms(s.since)}"
+        for org in await db.affected_organizations(conn, country):
+            _, owners = await budget_db.owners(conn, org)
+            notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
+            await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+
+
+LABELS: Final = {
+    health.AGENTS: "No live agent",
+    health.SATURATION: "Saturated",
+    health.FEATURES: "Agents too old",
+}
+
+
+def notice(check: str, country: str, s: Stored, change: Change) -> Texts:
+    """A fleet check that failed in a country, or recovered, in words, with what to do."""
+    label = LABELS.get(check, check)
+    if change == "unhealthy":
+        subject = f"[mailprobe] {label} in {country}"
+        lead = f"{label} in {country} since {iso_ms(s.since)}: {s.reason}."
+        facts = [
+            ("Check", check),
+            ("Country", country),
+            ("Why", s.reason or "-"),
+            ("What to do", health.FIXES.get(check, "-")),
+        ]
+        sms = f"mailprobe: {label.lower()} in {country}"
+    else:
+        subject = f"[mailprobe] Fleet well again in {country}: {check}"
+        lead = f"The fleet's `{check}` check in {country} is healthy again."
+        facts = [("Check", check), ("Country", country), ("Since", iso_ms(s.since))]
+        sms = f"mailprobe: {check} in {country} healthy again"
+    return with_facts(subject, lead, facts, sms)

@@ -1,0 +1,44 @@
+"""`GET /api/fleet`: each fleet check's health per country as the fleet watch last judged it (a
+live agent, `saturated` rounds under the threshold, agents with every feature the scheduler
+uses), with what the operator does when it fails (controller/fleet/health.py)."""
+
+import msgspec
+from litestar import get
+
+from controller.fleet import health_store as db
+from controller.fleet.health import FIXES
+from controller.web.authed_request import AuthedRequest
+from controller.web.services import PoolDep
+from shared.timefmt import iso_ms
+
+
+class FleetCheckOut(msgspec.Struct, rename="camel"):
+    check: str  # agents, saturation, features
+    country: str
+    state: str  # healthy, unhealthy; unchecked: not judged now
+    reason: str
+    since: str  # when it took this state
+    what_to_do: str  # "" unless unhealthy
+
+
+class FleetOut(msgspec.Struct, rename="camel"):
+    checks: list[FleetCheckOut]
+
+
+@get("/api/fleet", tags=["blocklists"], summary="The fleet's health per country")
+async def list_fleet(request: AuthedRequest, pool: PoolDep) -> FleetOut:
+    async with pool.acquire() as conn:
+        stored = await db.healths(conn)
+    return FleetOut(
+        [
+            FleetCheckOut(
+                check,
+                country,
+                s.state,
+                s.reason,
+                iso_ms(s.since),
+                FIXES.get(check, "") if s.state == "unhealthy" else "",
+            )
+            for (check, country), s in sorted(stored.items())
+        ]
+    )

@@ -1,0 +1,103 @@
+"""The fleet's checks per country, pure (controller.fleet.health), as tables."""
+
+import pytest
+
+from controller.fleet.health import (
+    AGENTS,
+    FEATURES,
+    SATURATION,
+    Rounds,
+    agents_health,
+    features_health,
+    judge,
+    saturation_health,
+)
+from controller.oracles.rules import Health
+
+OK = Health("healthy", "")
+ALL = ("bundles", "preempt")
+
+
+@pytest.mark.parametrize(
+    ("country", "expected", "live", "state"),
+    [
+        ("DE", True, frozenset({"DE"}), "healthy"),
+        ("DE", False, frozenset({"DE"}), "healthy"),  # served though no monitor lists it
+        ("DE", True, frozenset({"FR"}), "unhealthy"),
+        ("DE", False, frozenset(), None),  # nobody needs it, nobody serves it: not judged
+    ],
+)
+def test_a_country_needs_a_live_agent_where_monitors_run(
+    country: str, expected: bool, live: frozenset[str], state: str | None
+) -> None:
+    got = agents_health(country, expected, live)
+    assert (got.state if got else None) == state
+
+
+@pytest.mark.parametrize(
+    ("rounds", "ratio_max", "state"),
+    [
+        (None, 0.05, None),
+        (Rounds(9, 9), 0.05, None),  # too few rounds to judge
+        (Rounds(10, 0), 0.05, "healthy"),
+        (Rounds(100, 5), 0.05, "healthy"),  # at the threshold: not beyond it
+        (Rounds(100, 6), 0.05, "unhealthy"),
+        (Rounds(10, 10), 1.0, "healthy"),  # 1.0: never told
+        (Rounds(10, 1), 0.0, "unhealthy"),
+    ],
+)
+def test_saturation_is_told_beyond_the_threshold_only(
+    rounds: Rounds | None, ratio_max: float, state: str | None
+) -> None:
+    got = saturation_health(rounds, ratio_max)
+    assert (got.state if got else None) == state
+
+
+def test_saturation_says_its_share() -> None:
+    got = saturation_health(Rounds(20, 3), 0.05)
+    assert got == Health("unhealthy", "3 of 20 rounds saturated (15%, over 5%)")
+
+
+@pytest.mark.parametrize(
+    ("agents", "want"),
+    [
+        ({}, None),
+        ({"a": ["bundles", "preempt"]}, OK),
+        ({"a": ["preempt", "bundles", "extra"]}, OK),
+        (
+            {"b": ["bundles", "preempt"], "a": []},
+            Health("unhealthy", "1 of 2 agents too old: a lacks bundles, preempt"),
+        ),
+        (
+            {f"a{i}": ["bundles"] for i in range(7)},
+            Health(
+                "unhealthy",
+                "7 of 7 agents too old: a0 lacks preempt; a1 lacks preempt; a2 lacks preempt;"
+                " a3 lacks preempt; a4 lacks preempt; and 2 more",
+            ),
+        ),
+    ],
+)
+def test_an_agent_without_a_feature_the_scheduler_uses_is_named(
+    agents: dict[str, list[str]], want: Health | None
+) -> None:
+    assert features_health(agents, ALL) == want
+
+
+def test_judge_covers_every_country_and_leaves_out_what_it_cannot_judge() -> None:
+    got = judge(
+        expected=frozenset({"DE", "FR"}),
+        agents={"DE": {"a": list(ALL)}, "US": {"u": ["bundles"]}},
+        rounds={"DE": Rounds(20, 0), "JP": Rounds(20, 20)},
+        ratio_max=0.05,
+        needed=ALL,
+    )
+    assert {k: v.state for k, v in got.items()} == {
+        (AGENTS, "DE"): "healthy",
+        (SATURATION, "DE"): "healthy",
+        (FEATURES, "DE"): "healthy",
+        (AGENTS, "FR"): "unhealthy",  # listed, nobody serves it
+        (AGENTS, "US"): "healthy",
+        (FEATURES, "US"): "unhealthy",
+        (SATURATION, "JP"): "unhealthy",  # rounds, no agent now and no monitor listing it
+    }
