@@ -36,3 +36,28 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         min(s.at)
     FROM spans s GROUP BY s.country
 $$;
+
+-- A settled day's time up and down of a monitor over its countries (`uptime_ms` over the UTC
+-- day), kept in `result_days` beside its rounds. A day whose raw results are gone already
+-- (older than CHECK_RAW_DAYS when first summed) keeps its share of up rounds, weighed as the
+-- whole day: the only measure left of it.
+CREATE FUNCTION uptime_day_ms(monitor bigint, day date, up integer, down integer)
+RETURNS TABLE (up_ms bigint, down_ms bigint)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN t.up_ms + t.down_ms > 0 OR up + down = 0 THEN t.up_ms
+            ELSE (86400000::bigint * up / (up + down)) END,
+        CASE WHEN t.up_ms + t.down_ms > 0 OR up + down = 0 THEN t.down_ms
+            ELSE 86400000::bigint - (86400000::bigint * up / (up + down)) END
+    FROM (
+        SELECT coalesce(sum(u.up_ms), 0)::bigint AS up_ms,
+            coalesce(sum(u.down_ms), 0)::bigint AS down_ms
+        FROM uptime_ms(monitor, day::timestamp AT TIME ZONE 'UTC',
+            (day + 1)::timestamp AT TIME ZONE 'UTC') u
+    ) t
+$$;
+
+ALTER TABLE result_days ADD COLUMN up_ms bigint, ADD COLUMN down_ms bigint;
+UPDATE result_days r SET up_ms = t.up_ms, down_ms = t.down_ms
+FROM result_days d CROSS JOIN LATERAL uptime_day_ms(d.monitor_id, d.day, d.up, d.down) t
+WHERE r.monitor_id = d.monitor_id AND r.day = d.day;
+ALTER TABLE result_days ALTER COLUMN up_ms SET NOT NULL, ALTER COLUMN down_ms SET NOT NULL;
