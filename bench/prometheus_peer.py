@@ -7,17 +7,19 @@ country (one target per monitor and country, told apart by their labels), scrape
 plain SMTP check (greeting, EHLO, QUIT). `servers` Prometheus servers each scrape every target
 (an HA pair is two, as Prometheus HA does). After the warm-up, the CPU of the Prometheus servers
 (utime + stime from /proc) over the window, divided by the probes one server stored in it (its
-own `up` samples), is the figure set beside the product's central CPU per check; the exporter's
-CPU is the agents' counterpart, printed, not central.
+`probe_success` samples), is the figure set beside the product's central CPU per check; the
+exporter's CPU is the agents' counterpart, printed, not central.
 
 What Prometheus does later and the window leaves out (head compaction every 2 h), the product's
 run leaves out in kind (packing an hour 30 min after it ends).
 """
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -25,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import child_env, cpu_s, http_ok, start_module
+from bench.common import child_env, cpu_s, http_ok
 from shared import embedded
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -126,10 +128,16 @@ def measure(
 ) -> PeerFigures:
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-scale-peer-"))
     procs: list[subprocess.Popen[bytes]] = []
+    logs = contextlib.ExitStack()
     try:
         smtp_port = embedded.free_port()
         procs.append(
-            start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.smtp_responder", str(smtp_port)],
+                env=child_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=logs.enter_context((tmp / "smtp.log").open("wb")),
+            )
         )
         exporter_port = embedded.free_port()
         (tmp / "blackbox.yml").write_text(EXPORTER_CONFIG)
@@ -141,7 +149,7 @@ def measure(
                 "--log.level=warn",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(tmp / "exporter.log").open("wb"),
+            stderr=logs.enter_context((tmp / "exporter.log").open("wb")),
         )
         procs.append(exporter)
         _wait("blackbox_exporter", f"http://127.0.0.1:{exporter_port}/-/healthy")
@@ -164,7 +172,7 @@ def measure(
                         "--log.level=warn",
                     ],
                     stdout=subprocess.DEVNULL,
-                    stderr=(tmp / f"prometheus-{n}.log").open("wb"),
+                    stderr=logs.enter_context((tmp / f"prometheus-{n}.log").open("wb")),
                 )
             )
         proms = procs[-servers:]
@@ -180,14 +188,19 @@ def measure(
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"{proc.args!r} exited early; logs in {tmp}")
+        # a scrape that started in the window is stored once it ends (its timeout at most)
+        time.sleep(min(5, interval) + 0.5)
         span = f"{t1 - t0:.0f}s"
-        probes = int(_query(ports[0], f'sum(count_over_time(up{{job="{JOB}"}}[{span}]))', t1))
-        succeeded = int(
+        probes = round(
+            _query(ports[0], f'sum(count_over_time(probe_success{{job="{JOB}"}}[{span}]))', t1)
+        )
+        succeeded = round(
             _query(ports[0], f'sum(sum_over_time(probe_success{{job="{JOB}"}}[{span}]))', t1)
         )
     finally:
         for proc in procs:
             embedded.stop(proc)
+        logs.close()
         shutil.rmtree(tmp, ignore_errors=True)
     per = max(probes, 1)
     return PeerFigures(
