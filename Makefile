@@ -134,11 +134,14 @@ endif
 # HA_SOAK_ARGS: `--monitors N --observe S`.
 VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), then the HA campaign of issue 57 (~9 min); exits 1 when a target is missed
+# NOTICE_FAILOVER_ARGS: `--seeds N`.
+NOTICE_FAILOVER_ARGS ?=
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min); exits 1 when a target is missed
 	$(BIN)/python -m bench.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
-	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ]
+	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ]
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

@@ -5,7 +5,7 @@ opaque keys from jobs never pile up."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 
@@ -57,3 +57,22 @@ class TenantBound:
             lane.users -= 1
             if lane.users == 0:
                 del self._lanes[tenant]
+
+    @asynccontextmanager
+    async def slot_within(self, tenant: str, seconds: float) -> AsyncIterator[float]:
+        """Hold one of `tenant`'s slots for the block, waiting at most `seconds` for it
+        (TimeoutError when none came); yields the seconds left of them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        async with AsyncExitStack() as stack:
+            async with asyncio.timeout_at(deadline):
+                await stack.enter_async_context(self.slot(tenant))
+            yield deadline - loop.time()
+
+
+# What a side check's DNS probe says when its organization's share of the agent's probes was in
+# use for its whole budget: the round's own `unknown`, nothing asked.
+BOUND_BUSY = (
+    "not asked: this organization's share of the agent's DNS probes"
+    " (AGENT_DNS_PROBES_PER_TENANT) was in use for the whole budget"
+)

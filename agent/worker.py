@@ -49,9 +49,8 @@ import contextlib
 import os
 import re
 import socket
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Self
 
 import msgspec
@@ -65,16 +64,13 @@ from nats.js.errors import APIError, NotFoundError
 
 from agent import metrics
 from agent.backoff import Backoff
-from agent.blocklists import BlocklistProbe
 from agent.bundles import Delivery, jobs_of
 from agent.carried import CarriedJob
 from agent.fair_queue import FairQueue
 from agent.heartbeat import HEARTBEAT_INTERVAL_S, Heartbeat
-from agent.maildns import MailDnsProbe
-from agent.probers.run import build_result, default_resolver, run_check
+from agent.probers.run import build_result, run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.resolver import TargetResolver
-from agent.reverse_dns import ReverseDnsProbe
 from agent.selfcheck import SelfChecks
 from agent.selfcheck_rules import (
     HAND_OVER_DELAY_S,
@@ -85,6 +81,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
 from shared.messages import (
@@ -103,6 +100,7 @@ from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
 from shared.settings import AgentSettings, opening_keys
+from shared.sidechecks import SideCheckError
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_MAX_DELIVER,
@@ -119,6 +117,9 @@ from shared.subjects import (
 from shared.timefmt import parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
+# How long a side check may run beyond its job's timeout before the worker leaves it out: its
+# lookups keep to the job's budget (at most 10 s) and a second of guard.
+SIDE_CHECK_GRACE_S = 15.0
 
 # What the controller gives `jobs-CC`: a killed agent's job goes to another agent after this,
 # well inside a job's life (scheduledAt + interval, often 60 s). Longer checks keep their job
@@ -164,9 +165,8 @@ class Worker:
         concurrency: int = 200,
         allow_private: bool = False,
         ssl_contexts: SslContexts | None = None,
-        mail_dns: MailDnsProbe | None = None,
-        blocklists: BlocklistProbe | None = None,
-        reverse_dns: ReverseDnsProbe | None = None,
+        side_checks: Mapping[str, AnyRunner] | None = None,
+        side_check_grace: float = SIDE_CHECK_GRACE_S,
         seal_keys: OpeningKeys | None = None,
         ack_wait: float = DEFAULT_ACK_WAIT_S,
         shutdown_grace: float = 30.0,
@@ -200,9 +200,15 @@ class Worker:
         )
         self._allow_private = allow_private
         self._ssl = ssl_contexts or build_ssl_contexts()
-        self._mail_dns = mail_dns or MailDnsProbe(allow_private=allow_private)
-        self._blocklists = blocklists or BlocklistProbe(allow_private=allow_private)
-        self._reverse_dns = reverse_dns or ReverseDnsProbe()
+        # The side checks' runners by name (the registry's order); those not given are built
+        # from the settings an agent has without any.
+        runners = dict(side_checks or {})
+        defaults = AgentSettings(agent_country=country, agent_allow_private_targets=allow_private)
+        self._side_checks: list[tuple[AnySideCheck, AnyRunner]] = [
+            (check, runners.get(name) or check.build(defaults))
+            for name, check in SIDE_CHECKS.items()
+        ]
+        self._side_check_grace = side_check_grace
         self._seal_keys = seal_keys or OpeningKeys([])
         self._ack_wait = ack_wait
         self._grace = shutdown_grace
@@ -251,15 +257,7 @@ class Worker:
             "allow_private": settings.agent_allow_private_targets,
             "shutdown_grace": settings.agent_shutdown_grace_seconds,
             "seal_keys": opening_keys(settings),
-            "mail_dns": mail_dns_probe(settings),
-            "blocklists": BlocklistProbe(
-                resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
-                dqs_key=settings.agent_spamhaus_dqs_key,
-                allow_private=settings.agent_allow_private_targets,
-            ),
-            # Never private addresses, whatever AGENT_ALLOW_PRIVATE_TARGETS says: receivers
-            # only ever see public ones, so a private address's PTR says nothing.
-            "reverse_dns": ReverseDnsProbe(resolver=settings.agent_dns_resolver),
+            "side_checks": {name: check.build(settings) for name, check in SIDE_CHECKS.items()},
             "self_checks": SelfChecks.from_settings(settings),
             "tenant_share": settings.agent_tenant_slot_share,
             "resolver": TargetResolver(per_tenant=settings.agent_dns_lookups_per_tenant),
@@ -837,51 +835,57 @@ class Worker:
             result = build_result(job, self.agent_id, "internal", str(exc), utcnow())
         else:
             result = await run_check(
-                opened, self.agent_id, self._allow_private, self._ssl, self._resolver
+                self._prepared(opened),
+                self.agent_id,
+                self._allow_private,
+                self._ssl,
+                self._resolver,
             )
             result = await self._explained(job, result)
-            # Not for a host the agent refused (its TLSA records are the agent's network's), nor
-            # when the agent's own path failed the check.
-            if job.mail_domain is not None and result.error_kind not in (
-                "blocked_target",
-                "inconclusive",
-            ):
-                result.mail_dns = await self._mail_dns.probe(
-                    job.mail_domain,
-                    job.hostname,
-                    opened.port or default_port(opened.monitor_type, opened.config),
-                    job.timeout_seconds,
-                )
-            # The lists are asked whatever the check found: a server that is down may be down
-            # because it was listed, and its addresses are still what its mail depends on.
-            if job.blocklists is not None and result.error_kind != "inconclusive":
-                result.reputation = await self._blocklists.probe(
-                    job.blocklists, job.hostname, job.timeout_seconds
-                )
-            if (
-                job.reverse_dns
-                and result.address is not None
-                and result.error_kind
-                not in (
-                    "blocked_target",
-                    "inconclusive",
-                )
-            ):
-                addresses = await self._addresses(job, result.address)
-                result.reverse_dns = await self._reverse_dns.probe(addresses, job.timeout_seconds)
+            port = opened.port or default_port(opened.monitor_type, opened.config)
+            await self._side(Round(opened, result, port, self._resolver))
         return result
 
-    async def _addresses(self, job: CheckJob, connected: str) -> list[str]:
-        """The monitored host's addresses, the one the check connected to first: each of them
-        is a front end whose reverse DNS receivers see. Only that one when the name does not
-        resolve again (within the check's timeout)."""
-        resolver = self._resolver or default_resolver()
-        try:
-            async with asyncio.timeout(job.timeout_seconds):
-                found = await resolver.resolve(job.hostname, job.tenant)
-        except (OSError, TimeoutError):
-            found = ()
-        return [connected, *(a for a in found if a != connected)]
+    def _prepared(self, job: CheckJob) -> CheckJob:
+        """`job` as the prober sees it: prepared by each side check that runs inside the core
+        check's session (the open relay test), asked for or not (an ask that does not decode
+        is not asked)."""
+        for check, _ in self._side_checks:
+            if check.prepare is None:
+                continue
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+            except SideCheckError:
+                ask = None
+            job = check.prepare(job, ask)
+        return job
+
+    async def _side(self, at: Round) -> None:
+        """Run the side checks the job asks for, in the registry's order, into the result's
+        `sideChecks`, each within the job's timeout and `side_check_grace` more (a runner keeps
+        to its own budget; this bounds one that does not). One whose ask does not decode, that
+        overstays or that raises is logged and left out: a side check never spoils, nor holds
+        back, the core check's result."""
+        job, result = at.job, at.result
+        for check, run in self._side_checks:
+            name = check.wire.name
+            try:
+                ask = check.wire.ask_of(job.side_checks)
+                if ask is None:
+                    continue
+                async with asyncio.timeout(job.timeout_seconds + self._side_check_grace):
+                    facts = await run(ask, at)
+            except SideCheckError as exc:
+                log.warning("side_check_ask_malformed", side_check=name, error=str(exc)[:200])
+                continue
+            except TimeoutError:
+                log.error("side_check_overstayed", side_check=name, s=job.timeout_seconds)
+                continue
+            except Exception as exc:  # a side check's bug: the core result still goes out
+                log.error("side_check_failed", side_check=name, error=repr(exc)[:200])
+                continue
+            if facts is not None:
+                result.side_checks[name] = facts
 
     async def _explained(self, job: CheckJob, result: CheckResult) -> CheckResult:
         """`result`, or, when it failed before a server answered and a fresh self-check fails
@@ -958,18 +962,6 @@ class Worker:
         """Sleep, but wake up early on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def mail_dns_probe(settings: AgentSettings) -> MailDnsProbe:
-    context = ssl.create_default_context()
-    if settings.agent_mta_sts_ca_file is not None:
-        context.load_verify_locations(settings.agent_mta_sts_ca_file)
-    return MailDnsProbe(
-        resolver=settings.agent_dns_resolver,
-        policy_context=context,
-        policy_port=settings.agent_mta_sts_port,
-        allow_private=settings.agent_allow_private_targets,
-    )
 
 
 def open_sealed(job: CheckJob, keys: OpeningKeys) -> CheckJob:

@@ -3,12 +3,13 @@
 `python -m bench NAME ...` runs only the named ones (api, probers, agent, scheduler, seal, ingest,
 e2e, login, agents-scale, roundtrip, confirm, console, metrics, lists, blocklists, exporter,
 storage,
-store, runs, reads, jobs, saturation, scale, verdicts, ha-soak, ha-idle,
-ha-move);
+store, runs, reads, jobs, reports, saturation, scale, verdicts, ha-soak, ha-idle,
+ha-move, report-rows, notice-failover);
 `python -m bench scale --help` lists the scale benchmark's flags (monitors, interval, window,
 ...), which follow its name; so do the saturation benchmark's (`python -m bench saturation
 --help`), the verdict campaign's (`python -m bench verdicts --seed N --minutes M`) and the HA
-campaign's (`python -m bench ha-soak --help`).
+campaign's (`python -m bench ha-soak --help`) and the notice failovers' (`python -m bench
+notice-failover --seeds N`).
 """
 
 import sys
@@ -31,8 +32,11 @@ from bench import (
     lists,
     login,
     metrics,
+    notice_failover,
     probers,
     reads,
+    report_rows,
+    reports,
     roundtrip,
     runs,
     saturation,
@@ -66,6 +70,7 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "store": store.run,
     "runs": runs.run,
     "reads": reads.run,
+    "reports": reports.run,
     "jobs": jobs.run,
     "saturation": lambda: saturation.run([]),
     "scale": lambda: scale.run([]),
@@ -73,6 +78,8 @@ BENCHMARKS: dict[str, Callable[[], bool]] = {
     "ha-soak": lambda: ha_soak.run([]),
     "ha-idle": lambda: ha_idle.run([]),
     "ha-move": lambda: ha_idle.run_move([]),
+    "report-rows": report_rows.run,
+    "notice-failover": lambda: notice_failover.run([]),
 }
 
 
@@ -85,6 +92,7 @@ def main(argv: list[str]) -> int:
         "ha-soak": ha_soak.run,
         "ha-idle": ha_idle.run,
         "ha-move": ha_idle.run_move,
+        "notice-failover": notice_failover.run,
     }
     if argv[:1] and argv[0] in flagged and len(argv) > 1:
         # its flags follow its name
@@ -99,7 +107,8 @@ def main(argv: list[str]) -> int:
     print(f"machine: {machine()}", flush=True)
     results: dict[str, bool] = {}
     # the verdict and HA campaigns are `make soak`'s (minutes): run by name only
-    for name in names or [n for n in BENCHMARKS if n not in ("verdicts", "ha-soak")]:
+    soaks = ("verdicts", "ha-soak", "notice-failover")
+    for name in names or [n for n in BENCHMARKS if n not in soaks]:
         started = time.monotonic()
         results[name] = BENCHMARKS[name]()
         print(f"  ({name}: {time.monotonic() - started:.0f} s)\n", flush=True)

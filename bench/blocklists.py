@@ -1,18 +1,18 @@
 """Blocklist queries per hour (issue 58): what the scheduler's rounds ask the lists, per 10,000
 monitored addresses, with the answers shared across monitors and organizations.
 
-Simulated, not run: 10,000 SMTP monitors of 20 organizations, each listing one outbound
-address (`reputation.ips`) that its host also resolves to, drawn from N distinct addresses
-(so an address is monitored by 10,000 / N monitors, of several organizations), checked every
-300 s from 2 of 3 countries, the default lists (Spamhaus ZEN and DBL, Barracuda, SpamCop, PSBL,
-Mailspike), `BLOCKLIST_INTERVAL_SECONDS` 6 h. Each monitor's rounds over the simulated hours go
-through the real rules: `blocklists_due` picks the rounds that ask, and the real
-`RoundPlanner.round` plans those (countries, jobs, `BlocklistAsk` with the names fresh in each
-country skipped). What a job makes the agent ask is counted as the agent asks it
-(agent/blocklists.py): each name of the ask (its ips and domains, with the lists' RFC 5782 test
-entries, and the host's address) not in `skip`, on every list of its kind. The answers feed a
-view of fresh names that refreshes every `FreshNames.REFRESH_S`, as the scheduler's does, so
-names asked twice within a refresh are counted twice.
+Simulated, not run: 10,000 SMTP monitors of 20 organizations, each listing one outbound address
+(`reputation.ips`) that its host also resolves to, drawn from N distinct addresses (so an address is
+monitored by 10,000 / N monitors, of several organizations), checked every 300 s from 2 of 3
+countries, the default lists (Spamhaus ZEN and DBL, Barracuda, SpamCop, PSBL, Mailspike),
+`BLOCKLIST_INTERVAL_SECONDS` 6 h. Each monitor's rounds over the simulated hours go through the real
+rules: `blocklists_due` picks the rounds that ask, and the real `RoundPlanner.round` plans those
+(countries, jobs, `BlocklistAsk` with the names fresh in each country skipped). What a job makes the
+agent ask is counted as the agent asks it (agent/sidechecks/blocklists.py): each name of the ask
+(its ips and domains, with the lists' RFC 5782 test entries, and the host's address) not in `skip`,
+on every list of its kind. The answers feed a view of fresh names that refreshes every
+`FreshNames.REFRESH_S`, as the scheduler's does, so names asked twice within a refresh are counted
+twice.
 
 Twelve hours warm the shared answers up from none, then six hours are counted: the figure is
 their mean per hour (and the busiest hour), beside what the same rounds would ask without the
@@ -34,12 +34,13 @@ import msgspec
 from bench.common import machine
 from controller.jobs import rules as job_rules
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
-from controller.reputation.rules import DEFAULT_LISTS, BlockList
-from controller.reputation.watch import FreshNames
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, BlockList
+from controller.sidechecks.blocklists.watch import FreshNames
+from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
 
 MONITORS = 10_000
 ORGS = 20
@@ -176,7 +177,7 @@ def simulate(distinct: int, lists: tuple[BlockList, ...] = DEFAULT_LISTS) -> Fig
         plan = planner.round(target, at + timedelta(milliseconds=200), COUNTRIES)
         counting = at >= counted_from
         for job in plan.jobs:
-            ask = job.blocklists
+            ask = BLOCKLISTS.ask_of(job.side_checks)
             assert ask is not None, "a round blocklists_due picks asks the lists"
             # As the agent gathers them: the ask's names, then the host's address.
             names = list(dict.fromkeys([*ask.ips, *ask.domains, job.hostname]))

@@ -217,7 +217,8 @@ class Stack:
     def seed(self, monitors: int) -> Seeded:
         return asyncio.run(seed(self.database_url, monitors))
 
-    def serve(self) -> str:
+    def serve(self, **more: str) -> str:
+        """The API's URL once it is ready; `more`: settings besides the bench's."""
         port = embedded.free_port()
         env = {
             **os.environ,
@@ -230,6 +231,7 @@ class Stack:
             "ORG_MAX_MONITORS": "10000000",
             "ORG_MAX_CHECKS_PER_MINUTE": "100000000",
             "LOG_FORMAT": "json",
+            **more,
         }
         log = open(self.tmp / "api.log", "wb")  # noqa: SIM115 - the child's stderr
         self.api = subprocess.Popen(

@@ -4,7 +4,8 @@ STREAM_REPLICAS=3), a PostgreSQL primary and a synchronous streaming standby
 (tests/ha/postgres.py, `pg_basebackup -R`) behind a multi-host DATABASE_URL with
 `target_session_attrs=read-write`, and a second SMTP server the harness takes down for a real
 outage. Faults are applied by PID (SIGKILL); the standby is promoted by the harness, as a
-failover manager would: the controllers find the new primary themselves.
+failover manager would: the controllers find the new primary themselves. The controllers send
+their e-mail notices to a sink of the harness (bench.notice_sink), which counts them.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from nats.errors import Error as NatsError
 
+from bench.notice_sink import NoticeSink
 from bench.soak_rig import Rig, _listening, _wait, connect_nats, now
 from shared import embedded
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM
@@ -27,6 +29,9 @@ NODES = 3
 
 class HaRig(Rig):
     def __init__(self, tmp: Path, *, concurrency: int, result_bundles: bool = False) -> None:
+        self.sink = NoticeSink()
+        self.sink.start()
+        self.made = 2  # PostgreSQL data folders
         super().__init__(
             tmp, concurrency=concurrency, result_bundles=result_bundles, stream_replicas=NODES
         )
@@ -39,11 +44,16 @@ class HaRig(Rig):
         self.primary = postgres.primary(self.tmp / "pg-1", embedded.free_port())
         self.standby = postgres.standby(self.primary, self.tmp / "pg-2", embedded.free_port())
         self.primary.synchronous()
+        self.whole = True
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in (self.primary, self.standby))
         url = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
         return url, nats_url
 
+    def controller_env(self) -> dict[str, str]:
+        return {"NOTIFY_SMTP_URL": self.sink.url, "NOTIFY_FROM": "mailprobe@soak.test"}
+
     def stop_servers(self) -> None:
+        self.sink.stop()
         if self.outage is not None:
             embedded.stop(self.outage)
         for node in self.nodes:
@@ -94,9 +104,21 @@ class HaRig(Rig):
 
     def promote_standby(self) -> None:
         """What a failover manager does: the standby becomes the primary. The old one is not
-        started again (it would be a stale primary); the new one runs without a standby."""
+        started again (it would be a stale primary); the new one runs without a standby until
+        `renew_standby`."""
         self.standby.promote()
         self.primary, self.standby = self.standby, self.primary
+        self.whole = False
+
+    def renew_standby(self) -> None:
+        """A new synchronous standby of the primary, made from it on the old primary's port
+        (so DATABASE_URL still names both): the pair is whole again for another failover."""
+        self.standby.stop()
+        self.made += 1
+        port = self.standby.port
+        self.standby = postgres.standby(self.primary, self.tmp / f"pg-{self.made}", port)
+        self.primary.synchronous()
+        self.whole = True
 
     # -- the outage's server -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from bench.common import cpu_s, machine, steady_database
 from bench.store import BATCH, COUNTRIES, MONITORS, Rounds, stored_rounds
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import packed_before
-from controller.ingest.store import _BUCKETS, _LATENCY_ADD
+from controller.ingest.store import LATENCY_BOUNDS_MS
 from shared.timefmt import utcnow
 
 RUN = 6  # rounds a run row holds
@@ -33,6 +33,8 @@ RUNS_A_BATCH = 23  # 138 results, as BATCH
 PASSES = 3
 STEP_MS = 10_000
 
+_BUCKETS = len(LATENCY_BOUNDS_MS) + 1  # result_latency_bounds() and one more
+_LATENCY_ADD = ", ".join(f"o.latency[{b + 1}] + EXCLUDED.latency[{b + 1}]" for b in range(_BUCKETS))
 _RUNS_TABLE = """CREATE TABLE bench_runs (monitor_id bigint, first_at timestamptz,
     country smallint, step_ms int, latency real[], started_ms int[], finished_ms int[],
     PRIMARY KEY (monitor_id, first_at, country))"""

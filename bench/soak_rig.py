@@ -202,10 +202,15 @@ class Rig:
             ORG_MAX_CHECKS_PER_MINUTE="100000000",
             RESULT_BUNDLES=str(self.result_bundles).lower(),
             STREAM_REPLICAS=str(self.stream_replicas),
+            **self.controller_env(),
         )
         c.proc = self._spawn(["controller", "serve"], env, f"controller-{name}.log")
         _wait(f"controller {name}", lambda: http_ok(f"http://127.0.0.1:{c.ops_port}/ready"))
         return now()
+
+    def controller_env(self) -> dict[str, str]:
+        """Settings of the controllers beyond the rig's own."""
+        return {}
 
     def signal_controller(self, name: str, sig: signal.Signals) -> None:
         proc = self.controllers[name].proc

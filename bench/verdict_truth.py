@@ -11,12 +11,19 @@ queued) against it:
 - missed recovery: an outage over, the truth up for long enough, its incident still open;
 - stuck: at the end, after a quiet spell, a state other than `up` or an incident open;
 - duplicate or missing notices: one `down` and one `recovered` notice per incident, one incident
-  per outage long enough to be confirmed (shorter ones may have one or none);
-- detection: outage start → down notice queued, p99 within the bound below.
+  per outage long enough to be confirmed (shorter ones may have one or none). A monitor's
+  incident that joined a flow incident (one mail-flow problem, issue 66) is told by its flow
+  incident: one opening notice per channel for the flow incident, whatever the number of its
+  monitors, and one end notice once all of them ended; notices per channel count flow
+  incidents, not monitors (`pages`, `flow_incidents`);
+- detection: outage start → down notice queued (the flow incident's opening or change notice
+  that tells of it), p99 within the bound below.
 
 The bounds are what the rules promise, with `SLACK_S` for processing: a round is scheduled within
 one interval of the outage's start, its check fails within the timeout, the confirmation round
-runs at once (another timeout): `detect_bound` = interval + 2 * timeout + slack. Recovery needs
+runs at once (another timeout): `detect_bound` = interval + 2 * timeout + slack, plus the
+flow incident's wait for others to join it (`group_wait`, or `group_interval` for a change
+notice, whichever is longer). Recovery needs
 `recover_after` passing rounds of the schedule: `recover_bound` = recover_after * interval +
 timeout + slack. A monitor that logs in has its countries log in one after another,
 `login_spacing` apart: its round takes that much longer, and so do its bounds.
@@ -73,6 +80,10 @@ class Rules:
     recover_after: int = 2
     # a credentialed round's countries log in one after another, this far apart
     login_spacing: float = 0.0
+    # a flow incident's first notice waits this long for others to join; a change this long
+    # after the notice before (INCIDENT_GROUP_WAIT_SECONDS, INCIDENT_GROUP_INTERVAL_SECONDS)
+    group_wait: float = 0.0
+    group_interval: float = 0.0
 
     @property
     def round_s(self) -> float:
@@ -80,8 +91,14 @@ class Rules:
         return self.timeout + (len(self.countries) - 1) * self.login_spacing
 
     @property
-    def detect_bound(self) -> float:
+    def confirm_bound(self) -> float:
+        """By when an outage is confirmed (its incident opens): what makes it owed one."""
         return self.interval + 2 * self.round_s + SLACK_S
+
+    @property
+    def detect_bound(self) -> float:
+        """By when its notice is queued: confirmed, then the flow incident's wait."""
+        return self.confirm_bound + max(self.group_wait, self.group_interval)
 
     @property
     def held(self) -> float:
@@ -100,6 +117,8 @@ class Incident:
     started_at: float
     opened_at: float
     ended_at: float | None
+    flow: int | None = None  # the flow incident it joined
+    flow_ended_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,14 @@ class Notice:
     incident_id: int | None
     kind: str  # down, recovered, reminder, no_data
     at: float
+    flow: int | None = None  # the flow incident of its incident
+    key: str = ""  # its dedupe key: `flow:F:changed-N…` for a flow incident's change
+    channel: str = "email"
+
+    @property
+    def opening(self) -> bool:
+        """A `down` notice that opened its incident, not a flow incident's change notice."""
+        return self.kind == "down" and ":changed-" not in self.key
 
 
 @dataclass(frozen=True)
@@ -182,6 +209,11 @@ class Figures:
     preempted_rounds: int = 0  # and those whose check was cancelled for our share (`preempted`)
     ours_saturated: int = 0
     saturation_wrong: list[str] = field(default_factory=list)
+    # one mail-flow problem, one page: monitors' incidents, the flow incidents they made and
+    # the opening notices per channel (as many as flow incidents told, not monitors)
+    monitor_incidents: int = 0
+    flow_incidents: int = 0
+    pages: dict[str, int] = field(default_factory=dict)
 
     def misses(self) -> list[str]:
         found = [
@@ -361,7 +393,13 @@ def judge(
             ),
             key=lambda i: i.started_at,
         )
-        notices = [n for n in observed.notices if n.target == target]
+        # its own notices, and its flow incidents' (queued under any of their monitors)
+        flows = {i.flow for i in mine if i.flow is not None}
+        notices = [
+            n
+            for n in observed.notices
+            if n.target == target or (n.flow is not None and n.flow in flows)
+        ]
         seen = Figures()
         owed = merged(down_spans(facts, target, own, end, owed=True), own.recover_bound)
         _judge_incidents(
@@ -370,11 +408,45 @@ def judge(
         _judge_states(seen, target, truth, observed, own)
         _add(fig, seen, own.detect_bound - rules.detect_bound)
     fig.detection_p99_s = percentile(fig.detection_s, 99)
+    _judge_flows(fig, observed, targets)
     _judge_created(fig, observed.created, per_target or {}, rules)
     _judge_applied(fig, observed.applied)
     if observed.saturation is not None:
         _judge_saturation(fig, observed.saturation)
     return fig
+
+
+def _kind(n: Notice) -> str:
+    """A flow incident's change notice (queued as `down`) is `changed`: no second page."""
+    return "changed" if n.kind == "down" and not n.opening else n.kind
+
+
+def _told(inc: Incident, notices: Sequence[Notice]) -> list[Notice]:
+    """The notices that told of `inc`: its own, or its flow incident's (the opening, changes
+    and end, queued under whichever of its monitors)."""
+    if inc.flow is None:
+        return [n for n in notices if n.incident_id == inc.id]
+    return [n for n in notices if n.flow == inc.flow]
+
+
+def _judge_flows(fig: Figures, observed: Observed, targets: Sequence[str]) -> None:
+    """Notices per channel count flow incidents, not monitors: each flow incident told at all
+    has exactly one opening notice per channel."""
+    mine = [i for i in observed.incidents if i.target in targets]
+    fig.monitor_incidents = len(mine)
+    flows = {i.flow for i in mine if i.flow is not None}
+    fig.flow_incidents = len(flows)
+    for flow in sorted(flows):
+        openings = [n for n in observed.notices if n.flow == flow and n.opening]
+        per_channel: dict[str, int] = {}
+        for n in openings:
+            per_channel[n.channel] = per_channel.get(n.channel, 0) + 1
+            fig.pages[n.channel] = fig.pages.get(n.channel, 0) + 1
+        for channel, count in per_channel.items():
+            if count > 1:
+                fig.duplicate_notices.append(
+                    f"flow incident {flow}: {count} opening notices on {channel}"
+                )
 
 
 def _add(fig: Figures, seen: Figures, extra_s: float) -> None:
@@ -472,8 +544,10 @@ def _judge_incidents(
         label = f"{target} incident {inc.id} started {inc.started_at:.1f}"
         if not _explains(truth, inc.started_at, 0.0):
             fig.false_down.append(f"{label}: no outage then")
-        kinds = [n.kind for n in notices if n.incident_id == inc.id]
-        for kind, wanted in (("down", 1), ("recovered", 0 if inc.ended_at is None else 1)):
+        told = _told(inc, notices)
+        ended = inc.ended_at if inc.flow is None else inc.flow_ended_at
+        kinds = [_kind(n) for n in told if n.channel == "email"]
+        for kind, wanted in (("down", 1), ("recovered", 0 if ended is None else 1)):
             count = kinds.count(kind)
             if count > wanted:
                 fig.duplicate_notices.append(f"{label}: {count} {kind} notices")
@@ -498,7 +572,7 @@ def _judge_incidents(
         # next to a restart a country's round may be lost (a dead replica's waiting jobs, a
         # deferred login NATS could not take): failing with the other country missed is
         # `degraded`, which breaks the streak, so an incident is owed only past that bound
-        near = _touches(gaps, sure.start - held, sure.start + rules.detect_bound)
+        near = _touches(gaps, sure.start - held, sure.start + rules.confirm_bound)
         # an agent gone mid-outage: its country missed and the other failing is `degraded`,
         # a passing round, so each piece of the truth may have its incident; so may a
         # country's rounds missed to a restart (`expired`) or to saturation (`saturated`):
@@ -507,7 +581,7 @@ def _judge_incidents(
             _touches([g], span.start, span.end) for g in splits
         ):
             fig.duplicate_notices.append(f"{label}: {len(during)} incidents")
-        if sure.length < rules.detect_bound + (rules.held if near else 0.0):
+        if sure.length < rules.confirm_bound + (rules.held if near else 0.0):
             fig.blips += 1
         else:
             fig.outages += 1
@@ -515,8 +589,10 @@ def _judge_incidents(
                 fig.missing_notices.append(f"{label}: no incident")
             downs = [
                 x.at
-                for x in notices
-                if x.kind == "down" and x.incident_id in {i.id for i in during}
+                for i in during
+                for x in _told(i, notices)
+                # a flow incident's notices before this monitor's incident told of others
+                if x.kind == "down" and (i.flow is None or x.at >= i.opened_at - SLACK_S)
             ]
             # a round waiting on a gone agent's country is judged once it closes: detection
             # and recovery near an agent restart may take a round's closing longer

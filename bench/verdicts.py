@@ -7,11 +7,13 @@ a network namespace of its own (tests/netns.py); one mail server process per mon
 (`bench.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit
 TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS with
 OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
-reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
-SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
-country only) and kills agents, the controller, one replica and NATS; the harness logs each
-step's real time, the truth. The state of every monitor is sampled each second, incidents and
-queued notices read at the end, and `bench.verdict_truth` judges them.
+reach; a monitor may share another's server (`Campaign.shared`): what the history does to the
+server it does to both, and their outages must be one flow incident, paged once per channel
+(issue 66). A history drawn from the seed (`bench.verdict_history`) kills servers (outage
+everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage
+seen from that country only) and kills agents, the controller, one replica and NATS; the harness
+logs each step's real time, the truth. The state of every monitor is sampled each second,
+incidents and queued notices read at the end, and `bench.verdict_truth` judges them.
 
 `python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
 is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a
@@ -95,6 +97,10 @@ SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 WARMUP_S = 25.0  # agents live and a few passing rounds before the first step
 START_TIMEOUT_S = 30.0
 LOGIN_SPACING_S = 5.0  # the controller's default LOGIN_SPACING_SECONDS
+# A flow incident's first notice waits this long for other monitors to join it; a change
+# notice follows at once (the defaults, 30 s and 5 min, would outlast the short history).
+GROUP_WAIT_S = 5
+GROUP_INTERVAL_S = 0
 # A second organization saturating a country: SATURATED's agent runs this many checks at once,
 # the tarpit's monitors want about twice as many slots. Admission keeps a slot in reserve, so
 # with 4 our own monitors' hanging checks (4 s, a freeze or a drop each) saturated DE on their
@@ -117,10 +123,17 @@ class Campaign:
     events: tuple[str, ...] = EVENTS
     warmup_s: float = WARMUP_S
     replicas: int = 1  # `python -m controller serve` processes, every role in each
+    # Monitors sharing another target's server (alias, that target): what the history does to
+    # the server it does to both, so their outages are one mail-flow problem, one page.
+    shared: tuple[tuple[str, str], ...] = ()
 
     @property
     def targets(self) -> tuple[str, ...]:
-        return self.kinds + self.created
+        return self.kinds + self.created + tuple(alias for alias, _ in self.shared)
+
+    def server_of(self, target: str) -> str:
+        """The target whose server `target` checks (itself unless it shares one)."""
+        return dict(self.shared).get(target, target)
 
 
 FULL_KINDS: tuple[str, ...] = ("smtp", "smtp-starttls", "smtps", "smtp-auth", "imap")
@@ -135,11 +148,18 @@ SHORT = Campaign(
     created=("smtp-auth",),
     events=("apply",),
     warmup_s=15.0,
+    shared=(("imap-starttls-webmail", "imap-starttls"),),
 )
 
 
 def rules() -> Rules:
-    return Rules(interval=INTERVAL, timeout=TIMEOUT, countries=COUNTRIES)
+    return Rules(
+        interval=INTERVAL,
+        timeout=TIMEOUT,
+        countries=COUNTRIES,
+        group_wait=GROUP_WAIT_S,
+        group_interval=GROUP_INTERVAL_S,
+    )
 
 
 def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
@@ -151,7 +171,9 @@ def per_target(c: Campaign, history: list[Step]) -> dict[str, Rules]:
             interval=INTERVAL,
             timeout=TIMEOUT + (1 if t in longer else 0),
             countries=COUNTRIES,
-            login_spacing=LOGIN_SPACING_S if t in CREDENTIALED else 0.0,
+            login_spacing=LOGIN_SPACING_S if c.server_of(t) in CREDENTIALED else 0.0,
+            group_wait=GROUP_WAIT_S,
+            group_interval=GROUP_INTERVAL_S,
         )
         for t in c.targets
     }
@@ -218,7 +240,11 @@ class Rig:
             self.procs[key] = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
 
     def fact(self, kind: str, target: str, country: str | None, failing: bool) -> None:
-        self.facts.append(Fact(time.time(), kind, target, country, failing))  # type: ignore[arg-type]
+        """What the harness did, to `target` and to every monitor sharing its server."""
+        at = time.time()
+        sharing = [alias for alias, server in self.campaign.shared if server == target]
+        for t in (target, *sharing) if target else (target,):
+            self.facts.append(Fact(at, kind, t, country, failing))  # type: ignore[arg-type]
 
     @property
     def saturating(self) -> bool:
@@ -245,7 +271,8 @@ class Rig:
             await ensure_streams(nc.jetstream())
         finally:
             await nc.close()
-        servers = list(self.campaign.targets) + (["tarpit"] if self.saturating else [])
+        servers = [t for t in self.campaign.targets if self.campaign.server_of(t) == t]
+        servers += ["tarpit"] if self.saturating else []
         for kind in servers:
             pair = KINDS.get(kind, ("",))[0] == "roundtrip"
             self.ports[kind] = tuple(embedded.free_port(self.host) for _ in range(1 + pair))
@@ -262,6 +289,8 @@ class Rig:
             await self.api.customer(self.noisy, "noisy")
         for kind in self.campaign.kinds:
             await self.create(kind)
+        for alias, server in self.campaign.shared:
+            await self.create(alias, server)
 
     async def oauth2(self, ca: trustme.CA) -> None:
         """Dovecot with its OAuth2 passdb and the token endpoint issuing its tokens (client
@@ -290,18 +319,20 @@ class Rig:
         finally:
             await conn.close()
 
-    async def create(self, target: str) -> None:
+    async def create(self, target: str, server: str = "") -> None:
+        """The monitor `target`, of its own server's kind, or of `server`'s on that server."""
         assert self.api is not None
+        kind = server or target
         monitor = body(
             target,
-            target,
+            kind,
             self.ours.customer,
             self.host,
-            self.ports[target],
+            self.ports[kind],
             COUNTRIES,
             token_url=self.token_url,
         )
-        await self.api.create(self.ours, KINDS[target][0], monitor)
+        await self.api.create(self.ours, KINDS[kind][0], monitor)
 
     # -- the steps --------------------------------------------------------------------------
 
@@ -336,6 +367,8 @@ class Rig:
                 OAUTH2_TOKEN_HOSTS="127.0.0.1",
                 OAUTH2_ALLOW_PRIVATE_ENDPOINTS="true",
                 OAUTH2_CA_FILE=str(self.tmp / "ca.pem"),
+                INCIDENT_GROUP_WAIT_SECONDS=str(GROUP_WAIT_S),
+                INCIDENT_GROUP_INTERVAL_SECONDS=str(GROUP_INTERVAL_S),
             ),
         )
         url = f"http://127.0.0.1:{port}/ready"
@@ -557,17 +590,31 @@ async def _observed(url: str, states: dict[str, list[tuple[float, str]]]) -> Obs
                 r["started_at"].timestamp(),
                 r["opened_at"].timestamp(),
                 r["ended_at"].timestamp() if r["ended_at"] else None,
+                r["flow_incident_id"],
+                r["flow_ended_at"].timestamp() if r["flow_ended_at"] else None,
             )
             for r in await conn.fetch(
-                "SELECT i.id, m.name, i.started_at, i.opened_at, i.ended_at FROM incidents i"
+                "SELECT i.id, m.name, i.started_at, i.opened_at, i.ended_at,"
+                " i.flow_incident_id, f.ended_at AS flow_ended_at FROM incidents i"
                 " JOIN monitors m ON m.id = i.monitor_id"
+                " LEFT JOIN flow_incidents f ON f.id = i.flow_incident_id"
             )
         ]
         notices = [
-            Notice(r["name"], r["incident_id"], r["kind"], r["created_at"].timestamp())
+            Notice(
+                r["name"],
+                r["incident_id"],
+                r["kind"],
+                r["created_at"].timestamp(),
+                r["flow_incident_id"],
+                r["dedupe_key"],
+                r["channel"],
+            )
             for r in await conn.fetch(
-                "SELECT m.name, o.incident_id, o.kind, o.created_at FROM notification_outbox o"
+                "SELECT m.name, o.incident_id, o.kind, o.created_at, o.dedupe_key, o.channel,"
+                " i.flow_incident_id FROM notification_outbox o"
                 " JOIN monitors m ON m.id = o.monitor_id"
+                " LEFT JOIN incidents i ON i.id = o.incident_id"
             )
         ]
         final = {
@@ -684,8 +731,10 @@ def report(fig: Figures, seed: int, say: Callable[[str], None] = print) -> bool:
         f" stuck {len(fig.stuck)}, duplicate notices {len(fig.duplicate_notices)},"
         f" missing notices {len(fig.missing_notices)}\n"
         f"    detection p99 {fig.detection_p99_s:.1f} s over {len(fig.detection_s)} outages"
-        f" (bound: interval + confirmation = {fig.detect_bound_s:.1f} s);"
+        f" (bound: interval + confirmation + group wait = {fig.detect_bound_s:.1f} s);"
         f" next to a restart (out of the p99, bound {fig.near_restart_bound_s:.1f} s): {near}\n"
+        f"    monitors' incidents {fig.monitor_incidents} in {fig.flow_incidents} flow"
+        f" incidents; opening notices per channel {dict(sorted(fig.pages.items())) or '{}'}\n"
         f"{_events_line(fig)}"
         f"    {verdict(not missed)}" + (f": {', '.join(missed)}" if missed else "")
     )

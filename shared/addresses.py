@@ -1,6 +1,6 @@
 """Which addresses nobody outside the operator's network may make us connect to: anything but a
 globally routable unicast address, judged also by the IPv4 address an IPv6 one carries. One
-rule for the agents' check targets (agent.probers.run, agent.maildns), the controller's OAuth2
+rule for the agents' check targets (agent.probers.run, agent.sidechecks), the controller's OAuth2
 token fetcher (controller.oauth2) and its outbound notification calls (controller.notify.egress).
 Pure."""
 

@@ -16,6 +16,8 @@ import msgspec
 
 from shared.secret import NO_SECRET, Secret, dec_hook, enc_hook, wrap
 from shared.secret import SECRET_MASK as SECRET_MASK  # re-exported: the mask, where configs are
+from shared.sidechecks import SideChecks
+from shared.sidechecks.blocklists import BlocklistAsk
 from shared.subjects import results_bundle_country
 
 MonitorType = Literal["smtp", "imap", "pop3", "roundtrip"]
@@ -101,8 +103,9 @@ class SmtpConfig(msgspec.Struct, rename="camel"):
     allow_plaintext_auth: bool = False
     # Opt-in open relay test (issue 58): from a session that has not logged in, MAIL FROM and
     # RCPT TO an address of a domain the server has no business with, then RSET and QUIT,
-    # never DATA (`CheckResult.relay`). The controller sends it true only on the rounds that
-    # resolve DNS (the slow cadence); an agent that predates it ignores it.
+    # never DATA (the side check `relay`). The monitor's opt-in; in a job, for agents that
+    # predate `sideChecks` (true only on the rounds that ask `sideChecks.relay`): an agent that
+    # knows `sideChecks` runs the test when that asks for it, whatever this says.
     relay_check: bool = False
 
 
@@ -155,34 +158,6 @@ class RoundTripConfig(msgspec.Struct, kw_only=True, rename="camel"):
     spam_is_failure: bool = False
 
 
-class BlocklistZone(msgspec.Struct, kw_only=True, rename="camel"):
-    """One blocklist to ask: its public `zone`; `kind` "ip" (RFC 5782 section 2.1: reversed
-    octets, section 2.4: reversed nibbles for IPv6) or "domain" (section 2.2: the name itself);
-    `dqs`: a Spamhaus zone that an agent holding a DQS key (`AGENT_SPAMHAUS_DQS_KEY`) asks as
-    `<key>.<list>.dq.spamhaus.net` instead, so the key never travels. Plain strs: a newer
-    controller's kinds still decode (an agent skips a kind it does not know)."""
-
-    zone: str
-    kind: str = "ip"
-    dqs: bool = False
-
-
-class BlocklistAsk(msgspec.Struct, kw_only=True, rename="camel"):
-    """What a round asks of the blocklists from the agent's country: the addresses of the job's
-    `hostname` (A and AAAA) when `host`, those of the MX hosts of `mxDomain`, and the `ips`
-    and `domains` listed, each on the `zones` of its kind. `skip`: names the controller had
-    answered in this country within the interval (another monitor asked) that this round may
-    meet (its own, and those its monitor's last round there found): the agent still names them
-    in `Reputation.names` but does not ask the lists again."""
-
-    zones: list[BlocklistZone] = msgspec.field(default_factory=list)
-    host: bool = False
-    mx_domain: str | None = None
-    ips: list[str] = msgspec.field(default_factory=list)
-    domains: list[str] = msgspec.field(default_factory=list)
-    skip: list[str] = msgspec.field(default_factory=list)
-
-
 class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="monitorType"):
     v: int = 1
     job_id: str
@@ -205,8 +180,9 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # hands it back (nak with a short delay) for its first deliveries, then runs it itself,
     # so a country whose only agent is listed still answers.
     avoid_agents: list[str] = msgspec.field(default_factory=list)
-    # Set on the rounds the controller wants the mail DNS of this domain looked at too (a slower
-    # cadence than the check's): the agent resolves it from its country into `mailDns`.
+    # For agents that predate `sideChecks`: set with `sideChecks.mail_dns` (the agent then
+    # answers in the result's legacy `mailDns`). An agent that knows `sideChecks` reads only
+    # that.
     mail_domain: str | None = None
     # The organization the job is for, as an opaque key (a keyed hash of its id, the same for
     # every job of the organization): agents share their slots and lookups fairly between
@@ -217,19 +193,22 @@ class _CheckJobBase(msgspec.Struct, kw_only=True, rename="camel", tag_field="mon
     # waits behind a full agent while another agent of the country has a slot. False from a
     # controller that predates admission, or where it does not apply.
     admitted: bool = False
-    # Set on the rounds the controller wants the blocklists asked about what the monitor's mail
-    # depends on (a slow cadence, hours): the agent answers in `reputation`. Ignored by an
-    # agent that predates it.
+    # For agents that predate `sideChecks`: set with `sideChecks.blocklists` (the agent then
+    # answers in the result's legacy `reputation`). An agent that knows `sideChecks` reads
+    # only that.
     blocklists: BlocklistAsk | None = None
-    # Set on the rounds the controller wants the reverse DNS of the monitored server looked at
-    # (SMTP, the mail DNS's slow cadence): the agent resolves each address's PTR names and
-    # their forward addresses from its country into `reverseDns`. False from a controller that
-    # predates it; ignored by an agent that does.
+    # For agents that predate `sideChecks`: set with `sideChecks.reverse_dns` (the agent then
+    # answers in the result's legacy `reverseDns`). An agent that knows `sideChecks` reads
+    # only that.
     reverse_dns: bool = False
     # The controller's RESULT_BUNDLES: the agent may publish this job's result in a bundle with
     # others that finish with it (`mon.results.CC.bundle`). False from a controller that
     # predates it, and ignored by an agent that does: one result per message.
     result_bundles: bool = False
+    # The side checks this round asks for, by name, each with what it asks (shared/sidechecks):
+    # the agent runs those it knows and answers in the result's `sideChecks`. {} from a
+    # controller that predates them; an agent that predates them ignores it.
+    side_checks: SideChecks = msgspec.field(default_factory=dict)
 
 
 class SmtpCheckJob(_CheckJobBase, tag="smtp"):
@@ -347,105 +326,6 @@ class AuthResults(msgspec.Struct, kw_only=True, rename="camel"):
     dmarc: str | None = None
 
 
-class MailDns(msgspec.Struct, kw_only=True, rename="camel"):
-    """What an agent resolved from its country for a job's `mailDomain`. Each list holds the
-    records as served (a TXT record's strings joined), only those of its kind (`v=spf1`,
-    `v=DMARC1`, `v=STSv1`, `v=TLSRPTv1`); [] when there is none; null when the lookup failed,
-    with why in `errors` (keyed by the list's name). `mx`: exchange names by preference, lower
-    case, without the final dot. `tlsa`: `usage selector matchingType hex` at
-    `_port._tcp.<monitored host>`; `tlsaDnssec`: that answer carried the AD bit from the agent's
-    (validating) resolver: without it the records are unverified and prove nothing. The
-    MTA-STS policy is fetched only when the `_mta-sts` TXT is there: its text (at most 64 KiB),
-    or why it could not be had in `errors["mtaStsPolicy"]`. The whole is bounded
-    (`shared.maildns_bound`: at most 16 KiB encoded, per list and record too); `truncated`
-    names the parts cut to fit (`mx`, `spf`, ..., `mtaStsPolicy`, `errors`, `domain`): a cut
-    list holds the records that fitted, never fewer than one."""
-
-    domain: str
-    mx: list[str] | None = None
-    spf: list[str] | None = None
-    dmarc: list[str] | None = None
-    mta_sts: list[str] | None = None
-    mta_sts_policy: str | None = None
-    tls_rpt: list[str] | None = None
-    tlsa: list[str] | None = None
-    tlsa_dnssec: bool = False
-    errors: dict[str, str] = msgspec.field(default_factory=dict)
-    truncated: list[str] = msgspec.field(default_factory=list)
-
-
-class BlocklistAnswer(msgspec.Struct, kw_only=True, rename="camel"):
-    """What one list answered about one name, as served: `a`, its A records (at most
-    `shared.reputation_bound.A_MAX`), [] for NXDOMAIN or no A record, null when the lookup
-    failed (`error` says why: timed out, SERVFAIL, a CNAME loop...); `txt`, its first TXT
-    record when it answered A records (cut to `TXT_CHARS_MAX`). The agent judges nothing: the
-    controller reads the codes (controller/reputation/rules.py), so a list's documented codes
-    change without an agent upgrade."""
-
-    zone: str  # the public zone (a DQS zone as its public name: the key never shows)
-    name: str  # the address or domain asked about, not the query name
-    a: list[str] | None = None
-    txt: str | None = None
-    error: str = ""
-    ms: float | None = None
-
-
-class Reputation(msgspec.Struct, kw_only=True, rename="camel"):
-    """A job's `blocklists` as answered from this country: `names` maps each name the mail
-    depends on to where it came from (`host`, `mx:<mx host>`, `listed`), `answers` one per list
-    and name asked (none for a name in `skip`), `errors` why a source could not be resolved
-    (`host`, `mx`); `truncated`: answers or names were cut to the bound
-    (`shared.reputation_bound`)."""
-
-    names: dict[str, str] = msgspec.field(default_factory=dict)
-    answers: list[BlocklistAnswer] = msgspec.field(default_factory=list)
-    errors: dict[str, str] = msgspec.field(default_factory=dict)
-    truncated: bool = False
-
-
-class PtrCheck(msgspec.Struct, kw_only=True, rename="camel"):
-    """One address of the monitored host as the agent's resolver answered from its country:
-    `names`, its PTR names (lower case, without the final dot; at most `PTR_NAMES_MAX`, each
-    at most 253 characters); [] when it has none (NXDOMAIN or no PTR); null when the lookup
-    failed, with why in `error`. `confirmed`: those of `names` whose A/AAAA records hold the
-    address again (forward-confirmed reverse DNS, FCrDNS); null when none did and a forward
-    lookup failed, so it is not known."""
-
-    address: str
-    names: list[str] | None = None
-    confirmed: list[str] | None = None
-    error: str = ""
-
-
-PTR_NAMES_MAX: Final = 5
-PTR_ADDRESSES_MAX: Final = 4
-
-
-class ReverseDns(msgspec.Struct, kw_only=True, rename="camel"):
-    """The reverse DNS of the monitored server's addresses (the one the check connected to,
-    `CheckResult.address`, first; at most `PTR_ADDRESSES_MAX`), on a job with `reverseDns`.
-    `truncated`: addresses or names were left out to stay within the bounds."""
-
-    addresses: list[PtrCheck] = msgspec.field(default_factory=list)
-    truncated: bool = False
-
-
-class RelayTest(msgspec.Struct, kw_only=True, rename="camel"):
-    """An SMTP server's answers to a relay attempt from a session that has not logged in (a
-    job whose config has `relayCheck`): `MAIL FROM:<sender>`, then `RCPT TO:<recipient>`, an
-    address of a reserved domain (RFC 2606) the server has no business taking mail for, then
-    RSET and QUIT; DATA is never sent, so nothing is relayed even by an open relay.
-    `mailFrom`, `rcptTo`: the replies as sent (code and text, at most 512 characters), null
-    when not reached; `error`: why the test ended before an answer (a lost connection, its
-    time budget)."""
-
-    sender: str
-    recipient: str
-    mail_from: str | None = None
-    rcpt_to: str | None = None
-    error: str = ""
-
-
 class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     v: int = 1
     job_id: str
@@ -477,18 +357,12 @@ class CheckResult(msgspec.Struct, kw_only=True, rename="camel"):
     capabilities: list[str] | None = None
     # The list it sent in the clear before a STARTTLS / STLS upgrade (null without one).
     capabilities_before_tls: list[str] | None = None
-    # Only on a job with `mailDomain`: that domain's mail DNS as seen from this country.
-    mail_dns: MailDns | None = None
-    # Only on a job with `blocklists`: what the lists answered from this country.
-    reputation: Reputation | None = None
-    # Only on a job with `reverseDns`: the PTR names of the server's addresses and whether
-    # they resolve back to them, as seen from this country.
-    reverse_dns: ReverseDns | None = None
-    # Only on a job whose config has `relayCheck`: the open relay test's answers.
-    relay: RelayTest | None = None
     # How many logins the check sent to the server's AUTH / LOGIN / USER-PASS step (a round
     # trip's legs and POP3 looks each count); null from an agent that does not say.
     logins: int | None = None
+    # What each side check the job asked for found, by name (shared/sidechecks); a side check
+    # that did not run (the check reached no server, its path failed) is left out.
+    side_checks: SideChecks = msgspec.field(default_factory=dict)
 
 
 class CanaryState(msgspec.Struct, kw_only=True, rename="camel"):

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
+from shared.dns_canary import DEFAULT_CANARIES, parse_dns_canaries
 from shared.sealing import OpeningKeys, SealingError, read_public_keys
 from shared.streams import EVENTS_MAX_BYTES, MIB, RESULTS_MAX_BYTES
 
@@ -353,6 +354,53 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "addresses (labs and tests only, as `OAUTH2_ALLOW_PRIVATE_ENDPOINTS`)"
         ),
     ] = False
+    reports_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000,
+            description="reports an organization may have taken about one domain per clock hour "
+            "(HTTPS and mail together); past it a report is refused `too_many_reports`",
+        ),
+    ] = 200
+    report_rows_per_hour: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=100_000_000,
+            description="report rows (TLS failure details, DMARC records) an organization may "
+            "have taken about one domain per clock hour; past it a report is refused "
+            "`too_many_rows`",
+        ),
+    ] = 200_000
+    report_rows_kept: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1_000_000_000,
+            description="aggregate rows (per day, reporter, result, MX and IP) an organization "
+            "may store about one domain; past it a report is refused `rows_kept_full` until "
+            "days leave REPORTS_RETENTION_DAYS",
+        ),
+    ] = 1_000_000
+    report_token_grace_hours: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=24 * 90,
+            description="hours a domain's previous TLS-RPT token is still accepted after it was "
+            "rotated (time to publish the new record)",
+        ),
+    ] = 72
+    report_digest_minutes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=24 * 60,
+            description="after a report finding's notice, minutes its monitor's further report "
+            "news waits to go out together as one digest",
+        ),
+    ] = 60
     scheduler_batch: Annotated[
         int, Meta(ge=1, le=20_000, description="due monitors the scheduler claims per transaction")
     ] = 1000
@@ -516,6 +564,24 @@ class ControllerSettings(ProcessSettings, rename="upper", frozen=True, kw_only=T
             "those told of the outage are told it closed without a recovery; `0`: never",
         ),
     ] = 60
+    incident_group_wait_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=3600,
+            description="an incident's first notice waits this long for other monitors failing "
+            "on the same server or dependency to join it (one notice for one mail-flow problem)",
+        ),
+    ] = 30
+    incident_group_interval_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=86_400,
+            description="an incident's notice of a change (a monitor, a country or a cause "
+            "joining it) comes at least this long after its notice before",
+        ),
+    ] = 300
     alert_eval_interval_seconds: Annotated[
         float,
         Meta(
@@ -952,6 +1018,15 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " through public resolvers (127.255.255.254), so name one of your own"
         ),
     ] = None
+    agent_dns_canaries: Annotated[
+        str,
+        Meta(
+            description="resolver canaries asked beside every mail DNS and reverse DNS probe:"
+            " comma-separated `name TYPE` that must exist, `!name TYPE` that must not (at most"
+            " 4); a resolver that answers one wrong makes that round's answers `unknown`"
+            ' (never a finding) and is reported unhealthy; "": none'
+        ),
+    ] = DEFAULT_CANARIES
     agent_spamhaus_dqs_key: Annotated[
         str | None,
         Meta(
@@ -994,6 +1069,16 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
             " this agent; past it its checks wait within their own timeout, others do not",
         ),
     ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
+    agent_dns_probes_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS probes of each side check (mail DNS, blocklists, reverse DNS) one"
+            " organization may have running on this agent at once; past it its rounds wait"
+            " within their own budget and answer `unknown` when it runs out, others do not",
+        ),
+    ] = 8
     agent_shutdown_grace_seconds: Annotated[
         float,
         Meta(
@@ -1067,6 +1152,10 @@ class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
         ):
             raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
         # One DNS label: a key with a dot or other text could rewrite the query name.
+        try:
+            parse_dns_canaries(self.agent_dns_canaries)
+        except ValueError as exc:
+            raise ValueError(f"AGENT_DNS_CANARIES: {exc}") from None
         if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
             r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
         ):

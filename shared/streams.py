@@ -63,6 +63,11 @@ log = structlog.get_logger(__name__)
 JOBS_MAX_AGE_S = 15 * 60
 DUPLICATE_WINDOW_S = 5 * 60
 INGEST_CONSUMER = "ingest"
+# What a result delivered to an ingester that went silent (killed, its host lost) waits before
+# another ingester gets it: the store lag of a dead controller's results. Ingesters holding a
+# batch longer (queued behind others, or a slow commit) say so with `in_progress`
+# (controller.ingest.ingester), so only a stalled or dead one loses its results to another.
+INGEST_ACK_WAIT_S = 5.0
 # What agents wait before a job they took and went silent on goes to another agent; running
 # checks extend it with `in_progress` (agent.worker).
 JOBS_ACK_WAIT_S = 30.0
@@ -438,7 +443,7 @@ def ingest_consumer_config() -> ConsumerConfig:
         durable_name=INGEST_CONSUMER,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=30,
+        ack_wait=INGEST_ACK_WAIT_S,
         max_deliver=-1,
         max_ack_pending=50_000,
     )

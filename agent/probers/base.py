@@ -17,10 +17,10 @@ from shared.messages import (
     ErrorKind,
     Hop,
     Phases,
-    RelayTest,
     TlsInfo,
     TlsOptions,
 )
+from shared.sidechecks.relay import RelayTest
 
 PHASES = ("dns", "connect", "tls", "greeting", "auth")
 BANNER_MAX = 512

@@ -3,7 +3,8 @@ from a session that has not logged in? MAIL FROM, RCPT TO, then RSET: DATA is ne
 nothing is relayed even when the server would (MXToolbox's SMTP test asks the same).
 
 The addresses are of RFC 2606's reserved domains: the server has no business with them, and no
-mail could ever reach them. The controller judges the replies (controller/posture/relay.py).
+mail could ever reach them. The controller judges the replies (controller/sidechecks/relay);
+this is the side check's session part (agent/sidechecks/relay.py asks for it).
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import aiosmtplib
 from aiosmtplib import SMTPException
 
 from agent.probers.base import BANNER_MAX, Recorder
-from shared.messages import RelayTest
+from shared.sidechecks.relay import RelayTest
 
 SENDER: Final = "mailprobe-relay-test@example.org"
 RECIPIENT: Final = "mailprobe-relay-test@example.net"

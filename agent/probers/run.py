@@ -22,7 +22,6 @@ from shared.messages import (
     CheckJob,
     CheckResult,
     ErrorKind,
-    RelayTest,
     RoundTripConfig,
     SmtpConfig,
     TlsOptions,
@@ -30,6 +29,8 @@ from shared.messages import (
 )
 from shared.secret import NO_SECRET
 from shared.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
 from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
@@ -129,7 +130,7 @@ def build_result(
         auth_results=rec.auth_results,
         capabilities=advertised(rec.capabilities),
         capabilities_before_tls=advertised(rec.capabilities_before_tls),
-        relay=None if rec.relay is None else _relay(rec.relay, secrets),
+        side_checks={} if rec.relay is None else {RELAY.name: _relay(rec.relay, secrets)},
         logins=rec.logins,
     )
 

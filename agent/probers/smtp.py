@@ -28,7 +28,8 @@ from agent.probers.sasl import (
     smtp_login,
 )
 from agent.probers.tls import handshake_done_at, tls_info
-from shared.messages import CheckJob, ErrorKind, RelayTest, SmtpCheckJob, SmtpConfig
+from shared.messages import CheckJob, ErrorKind, SmtpCheckJob, SmtpConfig
+from shared.sidechecks.relay import RelayTest
 
 # Sent in EHLO/HELO. Computed once: aiosmtplib's default, socket.getfqdn(), may query DNS.
 EHLO_NAME = socket.gethostname() or "mailprobe"

@@ -36,10 +36,12 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import asyncpg
+import msgspec
 import structlog
 from nats.js import JetStreamContext
 
-from controller.alerting import batch, no_data
+from controller.alerting import batch, flows, no_data
+from controller.alerting import flow_store as flow_db
 from controller.alerting import incident_store as incident_db
 from controller.alerting import state_store as alert_state
 from controller.alerting.rules import (
@@ -75,8 +77,10 @@ from controller.monitors.store import Monitor, MonitorConfigError, WatchedMonito
 from controller.monitors.thresholds import Thresholds
 from controller.notify import entry as notify_entry
 from controller.notify import events_store as events_db
+from controller.notify import evidence_store as evidence_db
 from controller.notify import maintenance, recipients
 from controller.notify.entry import Source, notify
+from controller.notify.flow_texts import Part, evidence_facts, render_flow
 from controller.notify.incident import Incident
 from controller.notify.links import NO_LINKS, Links
 from controller.notify.texts import Kind, render, render_backoff
@@ -144,6 +148,21 @@ def _failed(monitor_id: int) -> None:
     )
 
 
+async def _evidence(conn: Conn, flow_id: int) -> list[str]:
+    """The findings attached to the flow incident, as its notices list them."""
+    return [f"{e.summary} ({e.source})" for e in await evidence_db.of_flows(conn, [flow_id])]
+
+
+def _outage(monitor: Monitor, incident: Incident) -> flows.Outage:
+    return flows.Outage(
+        flows.Dependent.of(monitor),
+        incident.started_at,
+        incident.cause_kind,
+        frozenset(incident.countries),
+        tuple(incident.messages),
+    )
+
+
 def grid_rounds(w: WatchedMonitor, after: datetime, until: datetime) -> list[datetime]:
     """The scheduled times in (`after`, `until`] of the rounds the scheduler has sent on the
     monitor's grid (those before its next due time, from its current grid's first)."""
@@ -174,6 +193,8 @@ class Alerter:
         checks_per_minute: int = 2000,
         login_backoff_max_minutes: int = 360,
         no_data_close_minutes: int = 60,
+        group_wait_s: float = 0,
+        group_interval_s: float = 0,
         interval_s: float = 1.0,
         batch: int = BATCH,
         links: Links = NO_LINKS,
@@ -194,6 +215,9 @@ class Alerter:
             login_backoff_max=timedelta(minutes=login_backoff_max_minutes),
             confirm=confirm_per_minute > 0,
         )
+        self._timing = flows.Timing(
+            timedelta(seconds=group_wait_s), timedelta(seconds=group_interval_s)
+        )
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE
         self._interval_s = interval_s
         self._batch = batch
@@ -205,6 +229,7 @@ class Alerter:
 
         async def one_pass() -> float | None:
             busy = await self.evaluate_due() == self._batch
+            await self.send_due_flows()
             await self.publish_events()
             return 0 if busy else None
 
@@ -215,6 +240,7 @@ class Alerter:
         total = 0
         while count := await self.evaluate_due():
             total += count
+        await self.send_due_flows()
         await self.publish_events()
         return total
 
@@ -584,19 +610,24 @@ class Alerter:
         (`NEW_INCIDENT`) and left open, if any. `incidents`: the rows read, by id."""
         public_id = str(monitor.public_id)
         opened: int | None = None
+        if any(isinstance(e, IncidentOpened | IncidentClosed | Notice) for e in effects):
+            # Before any incident row: a flow incident's writer may move other monitors' rows.
+            await flow_db.lock(conn, monitor.organization_id)
         for e in effects:
             if isinstance(e, IncidentOpened):
                 new = await incident_db.open_incident(
-                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries
+                    conn, monitor.id, e.started_at, e.cause_kind, e.cause, e.countries, e.messages
                 )
-                incidents[NEW_INCIDENT] = new
+                incidents[NEW_INCIDENT] = await self._join_flow(conn, monitor, new)
                 opened = new.id
             elif isinstance(e, IncidentClosed):
                 incident_id = opened if e.incident == NEW_INCIDENT else e.incident
                 assert incident_id is not None
-                incidents[e.incident] = await incident_db.close_incident(
+                closed = await incident_db.close_incident(
                     conn, incident_id, e.ended_at, reason=e.reason, hold_recovery=e.hold_recovery
                 )
+                incidents[e.incident] = closed
+                await self._flow_closed(conn, monitor.organization_id, closed, e, now)
                 if e.why == "disabled":
                     log.info("incident closed", monitor_id=public_id, reason=e.reason)
                 elif e.why == "no_data":
@@ -755,12 +786,196 @@ class Alerter:
         """No notifications: the monitor is in maintenance (`windows`: any cover it)."""
         return await notify_entry.in_maintenance(conn, monitor, now, windows=windows)
 
+    async def _join_flow(self, conn: Conn, monitor: Monitor, incident: Incident) -> Incident:
+        """The outage `incident` joins the open flow incident it is related to
+        (`flows.joins`), else opens one of its own; return it with its flow incident."""
+        await flow_db.lock(conn, monitor.organization_id)
+        outage = _outage(monitor, incident)
+        found = flows.joins(outage, await flow_db.open_flows(conn, monitor.organization_id))
+        if found is None:
+            flow_id = await flow_db.start(
+                conn, monitor.organization_id, incident.id, incident.started_at
+            )
+        else:
+            flow_id = found.flow.id
+            await flow_db.join(conn, flow_id, incident.id)
+            if found.merged:
+                await flow_db.merge(conn, flow_id, [f.id for f in found.merged])
+            log.info(
+                "outage joined a flow incident",
+                monitor_id=str(monitor.public_id),
+                flow_incident=flow_id,
+                relation=found.why,
+                merged=len(found.merged),
+            )
+            metrics.flow_joined(found.why)
+        return msgspec.structs.replace(incident, flow_incident_id=flow_id)
+
+    async def _flow_closed(
+        self, conn: Conn, incident_org: int, incident: Incident, e: IncidentClosed, now: datetime
+    ) -> None:
+        """The flow incident of the outage `incident` ends with its last open outage; told
+        then when it spoke for several (a held or disabled outage's end tells nobody now)."""
+        if incident.flow_incident_id is None:
+            return
+        await flow_db.lock(conn, incident_org)
+        flow = await flow_db.state(conn, incident.flow_incident_id)
+        if flow is None or flow.open or flow.ended_at is not None:
+            return
+        await flow_db.end(conn, flow.id, e.ended_at)
+        if e.why == "disabled" or e.hold_recovery:
+            return
+        told = flows.tell(e.why, members=flow.members, flow_notified=flow.notified)
+        if told.say == "flow":
+            ended = msgspec.structs.replace(flow, ended_at=e.ended_at)
+            await self._notify_flow(conn, ended, e.why, (), now)
+
     async def _notify(
         self, conn: Conn, monitor: Monitor, incident: Incident, kind: Kind, now: datetime
     ) -> None:
+        """The notice of `kind` about the monitor's outage `incident`, as its flow incident has
+        it told (`flows.tell`): as the monitor's own, as the flow incident's, in the flow
+        incident's next notice (`send_flow`), or not at all."""
+        flow = None
+        if incident.flow_incident_id is not None:
+            flow = await flow_db.state(conn, incident.flow_incident_id)
+        if flow is None:
+            await self._notify_monitor(conn, monitor, incident, kind, now)
+            return
+        changes = flows.material(
+            _outage(monitor, incident), flow.monitors, flow.countries, flow.cause_kinds
+        )
+        reminder = self._policy.reminder
+        last = flow.last_notified_at
+        told = flows.tell(
+            kind,
+            members=flow.members,
+            flow_notified=flow.notified,
+            changes=changes,
+            still_open=flow.open,
+            reminder_due=last is None or (reminder is not None and now - last >= reminder),
+        )
+        if kind in ("down", "reminder"):  # owed to the flow incident from now on
+            reminders = incident.reminders + (kind == "reminder")
+            await incident_db.set_incident_notified(conn, incident.id, reminders)
+        if told.say == "as_monitor":
+            await self._notify_monitor(conn, monitor, incident, kind, now, mark=False)
+            if kind == "reminder":
+                await flow_db.told(conn, flow.id, kind, now)
+        elif told.say == "flow":
+            await self._notify_flow(conn, flow, told.kind, (), now)
+            if kind == "reminder":
+                await flow_db.told(conn, flow.id, kind, now)
+        elif told.say == "later":
+            due = flows.due(
+                now,
+                self._timing,
+                notified=flow.notified,
+                last_notified_at=flow.last_notified_at,
+                due_at=flow.due_at,
+            )
+            await flow_db.want(conn, flow.id, due, changes)
+            if due <= now:
+                await self._send_flow(conn, flow.id, now)
+
+    async def send_due_flows(self) -> int:
+        """Send the flow incidents' notices that are due (`flows.due`), each in a transaction
+        of its own under its organization's lock; return how many."""
+        now = self._clock()
+        async with self._pool.acquire() as conn:
+            found = await flow_db.due(conn, now, self._batch)
+            sent = 0
+            for flow_id, organization_id in found:
+                try:
+                    async with conn.transaction():
+                        await flow_db.lock(conn, organization_id)
+                        sent += await self._send_flow(conn, flow_id, now)
+                except Exception:
+                    log.error("flow incident notice failed; retried", flow=flow_id, exc_info=True)
+        return sent
+
+    async def _send_flow(self, conn: Conn, flow_id: int, now: datetime) -> int:
+        """The flow incident's due notice (`flows.when_due`), under its organization's lock;
+        1 when one went out."""
+        flow = await flow_db.state(conn, flow_id)
+        if flow is None or flow.ended_at is not None or flow.due_at is None or flow.due_at > now:
+            return 0
+        found = await flow_db.members(conn, flow.id)
+        if not found:  # its monitors are gone: nobody left to tell
+            await flow_db.end(conn, flow.id, now)
+            return 0
+        told = flows.when_due(members=flow.members, notified=flow.notified)
+        if told.say == "as_monitor":
+            member = found[0]
+            incident = await incident_db.incident(conn, member.incident_id)
+            assert incident is not None
+            await self._notify_monitor(conn, member.monitor, incident, "down", now, mark=False)
+            kind = "down"
+        else:
+            await self._notify_flow(conn, flow, told.kind, flow.pending, now)
+            kind = told.kind
+        await flow_db.told(conn, flow.id, kind, now)
+        return 1
+
+    async def _notify_flow(
+        self,
+        conn: Conn,
+        flow: flow_db.FlowState,
+        kind: str,
+        changes: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Queue the flow incident's notice of `kind` to every recipient of its monitors, each
+        once (the dedupe key is the flow incident's, made per address and channel)."""
+        members = await flow_db.members(conn, flow.id)
+        if not members:
+            return
+        parts = [
+            Part(m.monitor, m.started_at, m.ended_at, m.cause_kind, m.cause, m.countries)
+            for m in members
+        ]
+        evidence = await _evidence(conn, flow.id)
+        texts = render_flow(
+            kind, parts, flow.started_at, flow.ended_at, now, self._links, changes, evidence
+        )
+        tag = {
+            "changed": f"changed-{flow.changes + 1}",
+            "reminder": f"reminder-{flow.reminders + 1}",
+            "recovered": "end",
+            "no_data": "end",
+        }.get(kind, kind)
+        key = f"flow:{flow.id}:{tag}"
+        outbox_kind = "down" if kind == "changed" else kind
+        for m in members:
+            notes = recipients.to_recipients(outbox_kind, m.monitor, texts, key, by_target=True)
+            org = m.monitor.organization_id
+            notice = notify_entry.Notice(Source.OUTAGE, org, m.monitor, m.incident_id, notes)
+            await notify(conn, notice)
+        log.info(
+            "flow incident notice queued",
+            flow_incident=str(flow.public_id),
+            kind=kind,
+            monitors=len(members),
+            changes=list(changes),
+        )
+
+    async def _notify_monitor(
+        self,
+        conn: Conn,
+        monitor: Monitor,
+        incident: Incident,
+        kind: Kind,
+        now: datetime,
+        *,
+        mark: bool = True,
+    ) -> None:
         """Queue one notification per recipient the monitor has, whatever channels this
-        process can send: a replica that has the channel sends it."""
-        texts = render(kind, monitor, incident, now, self._links)
+        process can send: a replica that has the channel sends it. `mark`: record the
+        incident as notified (its reminders counted)."""
+        evidence: list[str] = []
+        if incident.flow_incident_id is not None and kind != "down":
+            evidence = await _evidence(conn, incident.flow_incident_id)
+        texts = render(kind, monitor, incident, now, self._links, evidence_facts(evidence))
         reminders = incident.reminders + (kind == "reminder")
         tag = f"{kind}-{reminders}" if kind == "reminder" else kind
         key = f"incident:{incident.id}:{tag}"
@@ -771,7 +986,7 @@ class Alerter:
                 Source.OUTAGE, monitor.organization_id, monitor, incident.id, notes
             ),
         )
-        if kind not in ("recovered", "no_data"):
+        if mark and kind not in ("recovered", "no_data"):
             await incident_db.set_incident_notified(conn, incident.id, reminders)
         log.info(
             "notification queued",

@@ -21,15 +21,18 @@ async def open_incident(
     cause_kind: str,
     cause: str,
     countries: Sequence[str],
+    messages: Sequence[str] = (),
 ) -> Incident:
+    """`messages`: the agents' messages of the round that opened it (which leg failed)."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries)"
-        f" VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}",
+        "INSERT INTO incidents (monitor_id, started_at, cause_kind, cause, countries, messages)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {INCIDENT_COLUMNS}",
         monitor_id,
         started_at,
         cause_kind,
         cause,
         list(countries),
+        [m[:500] for m in messages[:20]],
     )
     assert row is not None
     return _incident(row)
@@ -37,7 +40,8 @@ async def open_incident(
 
 INCIDENT_COLUMNS = (
     "id, public_id, monitor_id, started_at, opened_at, ended_at, duration_seconds, cause_kind,"
-    " cause, countries, notified, reminders, end_reason, recovery_held"
+    " cause, countries, notified, reminders, end_reason, recovery_held, flow_incident_id,"
+    " messages"
 )
 
 

@@ -318,6 +318,7 @@ class IncidentOpened:
     cause_kind: str
     cause: str
     countries: tuple[str, ...]
+    messages: tuple[str, ...] = ()  # the agents' messages of the failing round
 
 
 @dataclass(frozen=True, slots=True)
@@ -537,7 +538,10 @@ class _Judging:
         s, quiet = self.s, self.known.quiet
         if action == "open":
             kind, text = causes.describe(r.failures)
-            self.effects.append(IncidentOpened(s.down_since or r.at, kind, text, _failing(r)))
+            messages = tuple(m for _, _, m in r.failures)
+            self.effects.append(
+                IncidentOpened(s.down_since or r.at, kind, text, _failing(r), messages)
+            )
             s.open_incident_id = NEW_INCIDENT
             self.notified = False
             if not quiet:

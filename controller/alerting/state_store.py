@@ -23,7 +23,9 @@ from controller.monitors.store import (
 )
 from controller.monitors.thresholds import Thresholds
 from controller.monitors.thresholds_store import _ORG_COLUMNS, _OVERRIDES, _merged_thresholds
+from controller.posture.facts import COLUMNS as FACT_COLUMNS
 from controller.posture.facts import StoredFacts
+from controller.sidechecks.facts_store import side_of
 
 STATE_COLUMNS = ", ".join(STATE_FIELDS)
 
@@ -176,8 +178,8 @@ async def save_state(
 
 
 _RESULT_COLUMNS = ", ".join(CountryResult._fields)
-_FACTS = tuple(f for f in StoredFacts.__struct_fields__ if f not in ("scheduled_at", "country"))
-_FACT_COLUMNS = ", ".join(_FACTS)
+_FACTS = tuple(f for f in FACT_COLUMNS if f not in ("scheduled_at", "country"))
+_FACT_COLUMNS = ", ".join(side_of("job_id") + " AS side" if f == "side" else f for f in _FACTS)
 
 
 class ResultsAfter(NamedTuple):

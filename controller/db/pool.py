@@ -43,6 +43,20 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     per release."""
 
 
+# PostgreSQL, or the connection to it, away for now: a lost or refused connection, a server
+# starting or shutting down, no writable host yet (mid-failover, NoHostUsable), a standby that
+# answered as read-only. What failed may work in seconds; any other error would fail again.
+DB_AWAY: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
 # A new connection's wait on each host of a multi-host DATABASE_URL, unless the URL's
 # `connect_timeout` (libpq's, per host as there) says otherwise: asyncpg's own timeout spans
 # all the hosts, so a host that takes the connection and never answers (a primary's machine

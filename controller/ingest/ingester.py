@@ -12,7 +12,10 @@ result is moved aside by itself; the message is acked once its results are store
 when any of them must come again (stored again whole: the inserts are idempotent).
 
 `run()` pipelines: one task pulls batches (through one standing pull request) while up to
-`workers` others store earlier ones, each in its own transaction. Concurrent batches are safe
+`workers` others store earlier ones, each in its own transaction. The consumer's ack wait is
+short (`INGEST_ACK_WAIT_S`), so a dead ingester's results go to another within seconds; a
+message held longer than a third of it (its batch queued behind others, or a slow commit) is
+kept with `in_progress` every third of it until settled. Concurrent batches are safe
 because every insert is idempotent on the job id and `results.store` locks state rows in one
 fixed order; a batch that still fails (a deadlock, a lost connection) is nak'ed and stored
 again later.
@@ -35,12 +38,13 @@ from controller.ingest import store as results
 from controller.ingest.store import CheckedResult
 from controller.jobs.rules import JobIds
 from controller.observability import metrics
-from controller.reputation import store as reputation
-from shared.maildns_bound import bounded
+from controller.oracles import store as oracles
+from controller.sidechecks.registry import WIRED
+from shared.loop import run_every
 from shared.messages import result_parts
 from shared.pulling import StandingPull
-from shared.reputation_bound import bounded as bounded_reputation
-from shared.streams import INGEST_CONSUMER, ingest_consumer_config
+from shared.sidechecks import SideCheckError
+from shared.streams import INGEST_ACK_WAIT_S, INGEST_CONSUMER, ingest_consumer_config
 from shared.subjects import RESULTS_STREAM, RESULTS_SUBJECTS, results_bundle_country
 
 log = structlog.get_logger(__name__)
@@ -77,10 +81,12 @@ class Ingester:
         durable: str = INGEST_CONSUMER,
         subject: str = RESULTS_SUBJECTS,
         default_countries: int = 2,
+        ack_wait_s: float = INGEST_ACK_WAIT_S,
     ) -> None:
         """`durable` and `subject` name the consumer and what it reads (all results by default);
         `workers` is how many batches `run()` stores at once; `linger_s` how long it waits to
-        top up a short batch (0: never); `default_countries`: DEFAULT_CHECK_COUNTRIES."""
+        top up a short batch (0: never); `default_countries`: DEFAULT_CHECK_COUNTRIES;
+        `ack_wait_s`: the consumer's ack wait, which it is created or updated with."""
         self._pool = pool
         self._nc = nc
         self._js = js
@@ -93,6 +99,9 @@ class Ingester:
         self._default_countries = default_countries
         self._pullers: dict[int, StandingPull] = {}
         self._consumer_ready = False
+        self._ack_wait_s = ack_wait_s
+        # Messages taken and not yet settled, in the order they were taken, with that time.
+        self._held: dict[int, tuple[Msg, float]] = {}
 
     async def _pull(self, lane: int) -> StandingPull:
         """Create (or update) the durable consumer once (again after a lane failed), then pull
@@ -102,6 +111,7 @@ class Ingester:
             config = ingest_consumer_config()
             config.durable_name = self.durable
             config.filter_subject = self._subject
+            config.ack_wait = self._ack_wait_s
             await self._js.add_consumer(RESULTS_STREAM, config)
             self._consumer_ready = True
         if lane not in self._pullers:
@@ -130,12 +140,34 @@ class Ingester:
         log.info("ingester started", batch=self._batch, workers=self._workers)
         batches: asyncio.Queue[list[Msg] | None] = asyncio.Queue(self._workers)
         storers = [asyncio.create_task(self._store_batches(batches)) for _ in range(self._workers)]
+        keeper = asyncio.create_task(self._keep_in_progress())
         try:
             await asyncio.gather(*(self._fetch_batches(stop, batches, n) for n in range(LANES)))
         finally:
             for _ in storers:
                 await batches.put(None)
             await asyncio.gather(*storers)
+            keeper.cancel()
+            await asyncio.wait([keeper])
+
+    async def _keep_in_progress(self) -> None:
+        """Every third of the ack wait, tell JetStream the messages held longer than that are
+        still being stored, so that none goes to another ingester while this one has it."""
+        period = self._ack_wait_s / 3
+        loop = asyncio.get_running_loop()
+
+        async def one_pass() -> None:
+            cutoff = loop.time() - period
+            held: list[Msg] = []
+            for msg, taken in self._held.values():
+                if taken > cutoff:
+                    break
+                held.append(msg)
+            for msg in held:  # a copy: batches are settled while this awaits
+                with contextlib.suppress(NatsError):
+                    await msg.in_progress()
+
+        await run_every(period, one_pass, name="ingest in-progress keeper")
 
     async def _fetch_batches(
         self, stop: asyncio.Event, batches: "asyncio.Queue[list[Msg] | None]", lane: int
@@ -155,6 +187,8 @@ class Ingester:
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
             if msgs:
+                taken = loop.time()
+                self._held.update((id(msg), (msg, taken)) for msg in msgs)
                 await batches.put(msgs)
             elif loop.time() - started < FETCH_TIMEOUT_S / 2:
                 await asyncio.sleep(0.05)  # ended early (another replica's turn): no spin
@@ -171,6 +205,9 @@ class Ingester:
                     for msg in msgs:
                         if not msg.is_acked:
                             await msg.nak(delay=RETRY_DELAY_S)
+            finally:
+                for msg in msgs:
+                    self._held.pop(id(msg), None)
 
     async def burst(self, timeout_s: float = 0.2) -> int:
         """Drain what is waiting and return the number of results newly stored (tests, tools)."""
@@ -275,26 +312,14 @@ class Ingester:
         ):
             _moved_aside(msg, "its jobId is not the id of a round sent to its country", part)
             return None
-        if result.reputation is not None:
-            result.reputation = bounded_reputation(result.reputation)
-        if result.mail_dns is not None:
-            # An agent could send more than the bound its own code keeps: cut and flag it,
-            # keep the result.
-            fitted = bounded(result.mail_dns)
-            if fitted is not result.mail_dns:
-                log.warning(
-                    "mail DNS over its bound: cut",
-                    job_id=result.job_id,
-                    country=result.country,
-                    truncated=fitted.truncated,
-                )
-                result.mail_dns = fitted
+        _bound_side(result)
         return result
 
     async def _store(self, batch: list[CheckedResult]) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await results.store(conn, batch, self._default_countries)
-            await reputation.record(conn, [r for r in batch if r.reputation is not None])
+            # Each country's resolver canaries, from the DNS side checks' facts.
+            await oracles.record_canaries(conn, batch)
             return stored
 
     async def _store_one_by_one(
@@ -356,3 +381,28 @@ def _moved_aside(msg: Msg, error: str, part: int | None = None, **context: objec
         error=error[:300],
         **context,
     )
+
+
+def _bound_side(result: CheckedResult) -> None:
+    """`result`'s side facts typed and cut to their side checks' bounds (an agent could send
+    more than its own code keeps); those of a side check this controller does not know, or that
+    do not fit its types, dropped (logged): the result itself is kept."""
+    for name in list(result.side_checks):
+        check = WIRED.get(name)
+        try:
+            facts = (
+                None
+                if check is None or check.wire is None
+                else check.wire.facts_of(result.side_checks)
+            )
+        except SideCheckError as exc:
+            log.warning("side facts malformed: dropped", job_id=result.job_id, error=str(exc)[:200])
+            facts = None
+        if facts is None or check is None:
+            del result.side_checks[name]
+            continue
+        fitted = facts if check.bound is None else check.bound(facts)
+        if fitted is not facts:
+            # An agent could send more than the bound its own code keeps: cut and flag it.
+            log.warning("side facts over their bound: cut", job_id=result.job_id, side_check=name)
+        result.side_checks[name] = fitted

@@ -1,7 +1,7 @@
 """Retention of stored results: daily partitions ahead of time, and none older than what each
-kind of row keeps: raw rows and their details CHECK_RAW_DAYS, hourly rollups (uptime) and the
-daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica runs the pass; one at a
-time does the work."""
+kind of row keeps: raw rows, their details and side checks' facts CHECK_RAW_DAYS, hourly
+rollups (uptime) and the daily sums kept of them CHECK_HISTORY_DAYS. Every ingester replica
+runs the pass; one at a time does the work."""
 
 import asyncio
 from datetime import timedelta
@@ -12,6 +12,8 @@ import structlog
 from controller.db import turns
 from controller.ingest import retention_store
 from controller.ingest import store as results
+from controller.sidechecks import facts_store
+from controller.sidechecks.registry import WIRED
 from shared.loop import run_every
 from shared.timefmt import utcnow
 
@@ -39,8 +41,12 @@ async def one_pass(pool: asyncpg.Pool, history_days: int, raw_days: int) -> list
         )
         # The status pages' settled days (`result_days`) are kept as long as the rollups.
         await retention_store.forget_days_before(conn, (now - timedelta(days=history_days)).date())
+        # Side checks' facts are kept as long as the raw results they ride.
+        side = await facts_store.drop_before(conn, WIRED.values(), now - timedelta(days=raw_days))
     if created:
         log.info("result partitions created", count=created)
+    if side:
+        log.info("side check facts dropped", rows=side, raw_days=raw_days)
     if dropped:
         log.info(
             "result partitions dropped",

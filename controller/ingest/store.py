@@ -9,12 +9,17 @@ redelivered result changes nothing. Readers read the view `check_results`, which
 """
 
 import hashlib
+import operator
+import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Final
 from uuid import UUID
 
 import asyncpg
 import msgspec
+import structlog
 
 from controller.db import rows as typed
 from controller.db.pool import Conn
@@ -22,26 +27,31 @@ from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest.pack_rules import PACK_LOCK, packed_before
 from controller.jobs.result_kinds import (
     INCONCLUSIVE,
-    MISSED_KINDS,
     UNCOUNTED,
     ResultRow,
     scheduled_since,
 )
 from controller.logins import account_store as account_logins
 from controller.logins import cap as login_cap
+from controller.observability import metrics
 from controller.roundtrips import rules as roundtrip_rules
 from controller.roundtrips import sends_store as mail_sends
+from controller.sidechecks import facts_store, legacy
+from controller.sidechecks.facts_store import side_of
+from controller.sidechecks.frame import Arrived
+from controller.sidechecks.registry import WIRED
+from controller.sidechecks.stores import STORES
 from shared.messages import (
     AuthResults,
     CheckResult,
     Hop,
-    MailDns,
     Phases,
-    RelayTest,
-    ReverseDns,
     TlsInfo,
 )
+from shared.sidechecks import SideCheckError
 from shared.timefmt import utcnow
+
+log = structlog.get_logger(__name__)
 
 
 class CheckedResult(CheckResult):
@@ -52,47 +62,42 @@ class CheckedResult(CheckResult):
     scheduled_at: datetime  # type: ignore[assignment]
     started_at: datetime  # type: ignore[assignment]
     finished_at: datetime  # type: ignore[assignment]
+    # What an agent that predates `sideChecks` sends instead (controller.sidechecks.legacy),
+    # folded into `side_checks` as it is decoded.
+    mail_dns: object = None
+    reputation: object = None
+    reverse_dns: object = None
+    relay: object = None
+
+    def __post_init__(self) -> None:
+        legacy.fold(self)
 
 
 decode_result = msgspec.json.Decoder(CheckedResult).decode
 
 
 # A batch travels to PostgreSQL as one JSON array ($1), a result an array: its facts' hash, then
-# its fields in `CheckedResult`'s order (`msgspec.structs.astuple`): one msgspec call for the
-# batch, where converting each field in Python cost more CPU than the rest of the ingester.
-# PostgreSQL parses it as `jsonb` and checks each field the statement reads (`_WIRE`, by wire
-# name) as it casts it (times, UUIDs). An array's elements are read by position: an object read
-# by `json_to_recordset` costs a hash table of its keys. The JSON fields stay `jsonb`, NULL for
-# a JSON null.
-_WIRE = {
-    "jobId": "text", "scheduledAt": "timestamptz", "monitorId": "uuid", "monitorType": "text",
-    "country": "text", "agentId": "text", "status": "text", "errorKind": "text",
-    "message": "text", "banner": "text", "responseTimeMs": "float8", "phases": "jsonb",
-    "tls": "jsonb", "address": "text", "startedAt": "timestamptz", "finishedAt": "timestamptz",
-    "folder": "text", "hops": "jsonb", "authResults": "jsonb", "capabilities": "jsonb",
-    "capabilitiesBeforeTls": "jsonb", "mailDns": "jsonb", "reverseDns": "jsonb",
-    "relay": "jsonb",
-}  # fmt: skip
-_LAYOUT = CheckedResult.__struct_fields__
-_FIELDS = ", ".join(
-    f"nullif(e->{n}, 'null') AS \"{name}\"" if _WIRE[name] == "jsonb"
-    else f"e->>{n} AS \"{name}\"" if _WIRE[name] == "text"
-    else f"(e->>{n})::{_WIRE[name]} AS \"{name}\""
-    for n, name in enumerate(CheckedResult.__struct_encode_fields__, start=1)
-    if name in _WIRE
+# its fields in `BATCH`'s order (one msgspec call for the batch, where converting each field in
+# Python cost more CPU than the rest of the ingester). PostgreSQL parses it as `jsonb` and
+# checks each field as it casts it (times, UUIDs). An array's elements are read by position: an
+# object read by `json_to_recordset` costs a hash table of its keys. The JSON fields stay
+# `jsonb`, NULL for a JSON null. Only the core check's fields: each side check's facts go to its
+# own table (`_store_side`).
+BATCH: Final = (
+    ("jobId", "job_id", "text"), ("scheduledAt", "scheduled_at", "timestamptz"),
+    ("monitorId", "monitor_id", "uuid"), ("monitorType", "monitor_type", "text"),
+    ("country", "country", "text"), ("agentId", "agent_id", "text"),
+    ("status", "status", "text"), ("errorKind", "error_kind", "text"),
+    ("message", "message", "text"), ("banner", "banner", "text"),
+    ("responseTimeMs", "response_time_ms", "float8"), ("phases", "phases", "jsonb"),
+    ("tls", "tls", "jsonb"), ("address", "address", "text"),
+    ("startedAt", "started_at", "timestamptz"), ("finishedAt", "finished_at", "timestamptz"),
+    ("folder", "folder", "text"), ("hops", "hops", "jsonb"),
+    ("authResults", "auth_results", "jsonb"), ("capabilities", "capabilities", "jsonb"),
+    ("capabilitiesBeforeTls", "capabilities_before_tls", "jsonb"),
 )  # fmt: skip
-assert _FIELDS.count(" AS ") == len(_WIRE), "a field the statement reads is not CheckedResult's"
-# The batch as rows, each field cast once (OFFSET 0: a subquery pulled up into the statement
-# would cast a field again wherever the statement names it).
-_BATCH = f"""(SELECT (e->>0)::uuid AS facts, {_FIELDS}
-        FROM jsonb_array_elements($1::text::jsonb) AS e OFFSET 0)"""
-_MISSED = ", ".join(f"'{kind}'" for kind in sorted(MISSED_KINDS))
-# The status as stored: a `down` of a missed kind is `missed` (the check did not run); status
-# and error kind `inconclusive` go together, whichever of the two a failing result set.
-_STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 'missed'
-    WHEN r.status = '{INCONCLUSIVE}' OR (r.status = 'down' AND r."errorKind" = '{INCONCLUSIVE}')
-        THEN '{INCONCLUSIVE}'
-    ELSE r.status END"""
+_WIRE = {wire: kind for wire, _, kind in BATCH}
+_values = operator.attrgetter(*(attr for _, attr, _ in BATCH))
 # A real result (it has an agent) replaces a synthetic row the controller wrote for its job id
 # (`expired` when the round closed, before the result came): the real one is what happened. A
 # synthetic row never replaces anything, and a real result never replaces another real one, so a
@@ -111,275 +116,19 @@ _STATUS = f"""CASE WHEN r.status = 'down' AND r."errorKind" IN ({_MISSED}) THEN 
 # adds the rows to their hourly rollups (a replaced row leaves the `missed` count it was in) and
 # moves each (monitor, country) state by the rows it stored, and returns one row per state moved:
 # what the alerter's queue needs (`alert_queue.mark`), no row per result.
-# The facts a full row's details hold besides its message, banner and phases.
-_DETAIL_FACTS = """k.tls, k.address, k.folder, k.hops, k.auth_results,
-        k.capabilities, k.capabilities_before_tls, k.mail_dns, k.reverse_dns,
-        k.relay"""
-_OFFSET = "round(extract(epoch FROM r.{0} - r.scheduled_at) * 1000)"
-_PHASES = ("dns", "connect", "tls", "greeting", "auth")
-_BUCKETS = 12  # result_latency_bounds() and one more
-_LATENCY = ", ".join(
-    f"count(*) FILTER (WHERE i.status & 7 IN (0, 1)"
-    f" AND width_bucket(i.response_time_ms, result_latency_bounds()) = {b})::int"
-    for b in range(_BUCKETS)
-)
-# The rollup's latency counts added element by element, in the statement: a function with a
-# sub-select (`result_counts_add`) is never inlined, so it would run once per rollup row.
-_LATENCY_ADD = ", ".join(f"o.latency[{b + 1}] + EXCLUDED.latency[{b + 1}]" for b in range(_BUCKETS))
-_UNCOUNTED = ", ".join(f"'{status}'" for status in sorted(UNCOUNTED))
-# A (monitor, country) state `s` moved by a batch's effect `u` on it (`u` in `_INSERT`): the
-# latest round's values, the counters moved, the latest full row unless the state's is newer.
-_STATE_SET = """last_status = u.status,
-    last_error_kind = u.error_kind,
-    last_message = u.message,
-    last_scheduled_at = u.scheduled_at,
-    last_job_id = u.job_id,
-    last_checked_at = greatest(s.last_checked_at, u.checked_at),
-    consecutive_failures =
-        CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
-    consecutive_successes =
-        CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
-    last_response_time_ms = u.response_time_ms,
-    last_phases_ms = u.phases_ms,
-    last_cert_not_after = u.cert_not_after,
-    updated_at = now(),
-    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_at ELSE s.detail_at END,
-    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_tag ELSE s.detail_tag END,
-    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
-        THEN u.detail_facts ELSE s.detail_facts END"""
-# A batch's effect on one state (`u` in `_INSERT`), as `_UPDATE_STATE` reads it from JSON.
-_FOLD = (
-    ("monitor_id", "bigint"), ("country", "text"), ("status", "text"), ("error_kind", "text"),
-    ("message", "text"), ("scheduled_at", "timestamptz"), ("job_id", "text"),
-    ("checked_at", "timestamptz"), ("add_fail", "int"), ("reset_fail", "bool"),
-    ("add_succ", "int"), ("reset_succ", "bool"), ("detail_at", "timestamptz"),
-    ("detail_tag", "smallint"), ("detail_facts", "uuid"), ("response_time_ms", "float8"),
-    ("phases_ms", "float8[]"), ("cert_not_after", "text"),
-)  # fmt: skip
-_INSERT = f"""
-WITH r AS (
-    SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
-            result_tag(r."jobId"::uuid))
-        m.id AS monitor_id, r."jobId"::uuid AS job, r."scheduledAt" AS scheduled_at,
-        r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.facts, r.country AS cc,
-        result_country_code(r.country) AS country, r."agentId" AS agent_id,
-        {_STATUS} AS status,
-        CASE WHEN r.status = 'up' THEN NULL WHEN {_STATUS} = '{INCONCLUSIVE}' THEN '{INCONCLUSIVE}'
-            ELSE r."errorKind" END AS error_kind,
-        coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
-        r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
-        r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
-        r."capabilitiesBeforeTls" AS capabilities_before_tls, r."mailDns" AS mail_dns,
-        r."reverseDns" AS reverse_dns, r.relay
-    FROM {_BATCH} AS r
-    -- Each result's monitor and (in c) its per-country state are looked up by key, in
-    -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
-    -- table, and every batch then costs as much as the table is large.
-    CROSS JOIN LATERAL (SELECT m.id FROM monitors m WHERE m.public_id = r."monitorId" OFFSET 0) m
-    -- A result scheduled before $2 may be in a pack already (controller.ingest.packer):
-    -- `_INSERT_OLD` looks there; `_INSERT` stores none of them.
-    WHERE r."scheduledAt" >= $2
-    ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
-        r."agentId" IS NULL, {_STATUS} = 'missed', {_STATUS} = '{INCONCLUSIVE}'
-), f AS (
-    SELECT r.*, result_tag(r.job) AS tag, a.id AS agent,
-        {_OFFSET.format("started_at")} AS started_ms,
-        {_OFFSET.format("finished_at")} AS finished_ms,
-        round(extract(epoch FROM now() - r.scheduled_at) * 1000) AS stored_ms,
-        {", ".join(f"result_phase_us((r.phases->>'{p}Ms')::float8) AS {p}_us" for p in _PHASES)}
-    FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
-), c AS (
-    SELECT f.*, s.detail_at, s.detail_tag, s.detail_facts,
-        s.monitor_id IS NULL AS fresh,
-        date_trunc('day', f.scheduled_at, 'UTC') AS day,
-        coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
-            AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
-            AND f.scheduled_at + f.finished_ms * interval '1 ms' = f.finished_at
-            AND greatest(abs(f.started_ms), abs(f.finished_ms), abs(f.stored_ms)) < 2000000000
-            AND {" AND ".join(f"f.{p}_us IS NOT NULL" for p in _PHASES)}
-            AND jsonb_strip_nulls(f.phases) - ARRAY[{", ".join(f"'{p}Ms'" for p in _PHASES)}]
-                = '{{}}'::jsonb, false) AS fits
-    FROM f LEFT JOIN LATERAL (SELECT s.monitor_id, s.detail_at, s.detail_tag, s.detail_facts
-        FROM monitor_country_state s WHERE s.monitor_id = f.monitor_id AND s.country = f.cc
-        OFFSET 0) s ON true
-), b AS (
-    SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
-        ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
-    FROM c
-), g AS (
-    SELECT b.*, sum(b.breaks) OVER (PARTITION BY b.monitor_id, b.country, b.day
-        ORDER BY b.scheduled_at, b.tag) AS run
-    FROM b
-), h AS (
-    SELECT g.*, coalesce(g.fits AND g.detail_facts = g.facts AND g.detail_at <= g.scheduled_at
-            AND date_trunc('day', g.detail_at, 'UTC') = g.day, false) AS follows_state,
-        row_number() OVER run = 1 AS starts,
-        first_value(g.scheduled_at) OVER run AS start_at, first_value(g.tag) OVER run AS start_tag
-    FROM g WINDOW run AS (PARTITION BY g.monitor_id, g.country, g.day, g.run
-        ORDER BY g.scheduled_at, g.tag)
-), k AS (
-    -- A run of results with the same facts in this batch: its first is compact when it says
-    -- what the state's latest full row said, else full; the others point where it points, or
-    -- at it.
-    SELECT h.*, CASE WHEN h.starts THEN h.follows_state ELSE h.fits END AS compact,
-        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_at ELSE h.start_at END
-            AS ref_at,
-        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_tag ELSE h.start_tag END
-            AS ref_tag
-    FROM h WINDOW run AS (PARTITION BY h.monitor_id, h.country, h.day, h.run
-        ORDER BY h.scheduled_at, h.tag)
-), ins AS (
-    INSERT INTO result_rows AS o (scheduled_at, monitor_id, response_time_ms, job, started_ms,
-        finished_ms, stored_ms, detail_ms, agent, {", ".join(f"{p}_us" for p in _PHASES)},
-        country, status, tag, ref_tag)
-    SELECT k.scheduled_at, k.monitor_id, k.response_time_ms, k.job,
-        CASE WHEN k.compact THEN k.started_ms END, CASE WHEN k.compact THEN k.finished_ms END,
-        CASE WHEN k.compact THEN k.stored_ms END,
-        CASE WHEN k.compact
-            THEN round(extract(epoch FROM k.scheduled_at - k.ref_at) * 1000) END,
-        k.agent, {", ".join(f"CASE WHEN k.compact THEN k.{p}_us ELSE -1 END" for p in _PHASES)},
-        k.country, result_status_code(k.status), k.tag,
-        CASE WHEN k.compact THEN k.ref_tag ELSE 0 END
-    FROM k ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
-    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
-        response_time_ms = EXCLUDED.response_time_ms, started_ms = NULL, finished_ms = NULL,
-        stored_ms = NULL, detail_ms = NULL, agent = EXCLUDED.agent,
-        {", ".join(f"{p}_us = -1" for p in _PHASES)},
-        status = (EXCLUDED.status | 8)::smallint, ref_tag = 0
-    WHERE EXCLUDED.agent IS NOT NULL AND o.job = EXCLUDED.job
-        AND (o.agent IS NULL OR (o.status & 7 = 2 AND EXCLUDED.status <> 2)
-            OR (o.status & 7 = 3 AND EXCLUDED.status IN (0, 1)))
-    RETURNING o.monitor_id, o.scheduled_at, o.country, o.tag, o.status, o.detail_ms,
-        o.response_time_ms
-), det AS (
-    INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
-        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, reverse_dns, relay)
-    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
-        CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
-        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
-    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
-    WHERE i.detail_ms IS NULL
-    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
-    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
-        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-        stored_at = EXCLUDED.stored_at, error_kind = EXCLUDED.error_kind,
-        message = EXCLUDED.message, banner = EXCLUDED.banner, phases = EXCLUDED.phases,
-        tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
-        hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
-        capabilities = EXCLUDED.capabilities,
-        capabilities_before_tls = EXCLUDED.capabilities_before_tls, mail_dns = EXCLUDED.mail_dns,
-        reverse_dns = EXCLUDED.reverse_dns, relay = EXCLUDED.relay
-), dup AS (
-    -- A row meant full that was there already (a redelivery), which compact rows of this batch
-    -- may point at: its facts (the same result's) are there too, whether it was stored full or
-    -- compact.
-    INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
-        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
-        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls,
-        mail_dns, reverse_dns, relay)
-    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
-        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, {_DETAIL_FACTS}
-    FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
-        k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
-        AND i.tag = k.tag)
-    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
-    ON CONFLICT DO NOTHING
-), roll AS (
-    INSERT INTO result_rollups AS o (hour, monitor_id, country, up, down, missed, latency)
-    SELECT date_trunc('hour', i.scheduled_at, 'UTC'), i.monitor_id, i.country,
-        count(*) FILTER (WHERE i.status & 7 = 0), count(*) FILTER (WHERE i.status & 7 = 1),
-        count(*) FILTER (WHERE i.status & 7 IN (2, 3)) - count(*) FILTER (WHERE i.status & 8 = 8),
-        ARRAY[{_LATENCY}]
-    FROM ins i GROUP BY 1, 2, 3 ORDER BY 2, 1, 3
-    ON CONFLICT (monitor_id, hour, country) DO UPDATE SET
-        up = o.up + EXCLUDED.up, down = o.down + EXCLUDED.down,
-        missed = o.missed + EXCLUDED.missed,
-        latency = ARRAY[{_LATENCY_ADD}]
-), v AS (
-    -- The rows stored, with what the per-country state takes of them; `counted`: a check that
-    -- said something of the server (not missed, not inconclusive).
-    SELECT i.monitor_id, k.cc AS country, i.scheduled_at, i.tag, k.job::text AS job_id, k.status,
-        k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
-        i.detail_ms IS NULL AS full, k.facts, i.response_time_ms,
-        CASE WHEN i.detail_ms IS NULL THEN result_phases_ms(k.phases)
-            ELSE result_compact_phases_ms({", ".join(f"k.{p}_us" for p in _PHASES)}) END
-            AS phases_ms,
-        k.tls->>'certNotAfter' AS cert_not_after, k.status NOT IN ({_UNCOUNTED}) AS counted,
-        k.fresh
-    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
-), w AS (
-    SELECT v.*,
-        count(*) FILTER (WHERE v.counted AND v.status = 'up') OVER later AS ups_later,
-        count(*) FILTER (WHERE v.counted AND v.status <> 'up') OVER later AS fails_later,
-        row_number() OVER (PARTITION BY v.monitor_id, v.country
-            ORDER BY v.scheduled_at DESC, v.tag DESC) AS nth,
-        first_value(v.full) OVER fullest AS full_seen,
-        first_value(v.scheduled_at) OVER fullest AS full_at,
-        first_value(v.tag) OVER fullest AS full_tag, first_value(v.facts) OVER fullest AS full_facts
-    FROM v WINDOW later AS (PARTITION BY v.monitor_id, v.country ORDER BY v.scheduled_at, v.tag
-            ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING),
-        fullest AS (PARTITION BY v.monitor_id, v.country
-            ORDER BY v.full DESC, v.scheduled_at DESC, v.tag DESC)
-), x AS (
-    SELECT w.*,
-        max(w.finished_at) FILTER (WHERE w.counted) OVER key AS checked_at,
-        (count(*) FILTER (WHERE w.counted AND w.status <> 'up' AND w.ups_later = 0) OVER key)::int
-            AS add_fail,
-        coalesce(bool_or(w.counted AND w.status = 'up') OVER key, false) AS reset_fail,
-        (count(*) FILTER (WHERE w.counted AND w.status = 'up' AND w.fails_later = 0) OVER key)::int
-            AS add_succ,
-        coalesce(bool_or(w.counted AND w.status <> 'up') OVER key, false) AS reset_succ,
-        (count(*) OVER key)::int AS stored,
-        min(w.scheduled_at) FILTER (WHERE w.replaced) OVER key AS revised,
-        bool_and(w.status = 'up' AND NOT w.full AND NOT w.replaced) OVER key AS routine
-    FROM w WINDOW key AS (PARTITION BY w.monitor_id, w.country)
-), u AS (
-    -- The batch's effect on each (monitor, country) state, its rows taken in time order: the
-    -- latest round (with the values a scrape shows of it), the end of the latest check that was
-    -- counted, the counters' moves (a success ends a run of failures and the other way
-    -- round), the latest full row (where the next compact rows point); and for the alerter's
-    -- queue, the earliest round a row replaced, and whether every row was routine.
-    SELECT x.monitor_id, x.country, x.status, x.error_kind, x.message, x.scheduled_at, x.job_id,
-        x.checked_at, x.add_fail, x.reset_fail, x.add_succ, x.reset_succ,
-        CASE WHEN x.full_seen THEN x.full_at END AS detail_at,
-        CASE WHEN x.full_seen THEN x.full_tag END AS detail_tag,
-        CASE WHEN x.full_seen THEN x.full_facts END AS detail_facts,
-        x.response_time_ms, x.phases_ms, x.cert_not_after, x.stored, x.revised, x.routine,
-        x.fresh
-    FROM x WHERE x.nth = 1
-), moved AS (
-    -- States are locked in (monitor, country) order, as everywhere, so concurrent batches
-    -- cannot deadlock; a state newer than the batch stays.
-    UPDATE monitor_country_state s SET {_STATE_SET}
-    FROM (SELECT * FROM u ORDER BY u.monitor_id, u.country) u
-    WHERE s.monitor_id = u.monitor_id AND s.country = u.country
-        AND u.scheduled_at >= s.last_scheduled_at
-), made AS (
-    -- A state the statement did not find starts with the batch's effect; one another batch
-    -- made meanwhile is left to `_move_lost` (the `lost` column below).
-    INSERT INTO monitor_country_state (monitor_id, country, last_status, last_error_kind,
-        last_message, last_scheduled_at, last_job_id, last_checked_at, consecutive_failures,
-        consecutive_successes, last_response_time_ms, last_phases_ms, last_cert_not_after,
-        detail_at, detail_tag, detail_facts)
-    SELECT u.monitor_id, u.country, u.status, u.error_kind, u.message, u.scheduled_at, u.job_id,
-        u.checked_at, u.add_fail, u.add_succ, u.response_time_ms, u.phases_ms, u.cert_not_after,
-        u.detail_at, u.detail_tag, u.detail_facts
-    FROM u WHERE u.fresh ORDER BY u.monitor_id, u.country
-    ON CONFLICT (monitor_id, country) DO NOTHING
-    RETURNING monitor_id, country
-)
-SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
-    CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
-            AND made.country = u.country)
-        THEN json_build_object({", ".join(f"'{name}', u.{name}" for name, _ in _FOLD)})::text
-        END AS lost
-FROM u
-"""
+#
+# The statement is plain SQL (store_results.sql; `_INSERT`), read once; where it spells out
+# what Python holds too, that is checked here as it loads (the status a result is stored with
+# is one SQL function, `result_stored_status`, migration 0083: tests/pipeline/test_ingest.py
+# holds it to MISSED_KINDS).
+_SQL = Path(__file__).with_name("store_results.sql").read_text()
+_INSERT = _SQL[_SQL.index("WITH r AS (") :]
+# The batch's fields where the statement reads them: `BATCH`'s, at their positions.
+_FIELDS = _INSERT[_INSERT.index("(e->>0)::uuid AS facts,") + 23 : _INSERT.index("FROM jsonb_")]
+assert re.findall(r'e->>?(\d+)[^"\n]* AS "(\w+)"', _FIELDS) == [
+    (str(n), wire) for n, (wire, _, _) in enumerate(BATCH, start=1)
+], "store_results.sql reads the batch elsewhere than BATCH puts it"
+assert f"k.status NOT IN ({', '.join(repr(s) for s in sorted(UNCOUNTED))})" in _INSERT
 # The statement for a batch holding a result old enough to be in a pack already: such a result
 # is stored unless its pack has it. Only such batches read `result_packs`, whose partitions a
 # statement reading it locks and opens each time it runs (one a day of CHECK_RAW_DAYS).
@@ -412,19 +161,17 @@ def facts_of(row: ResultRow | CheckedResult) -> str:
         getattr(row, "tls", None), getattr(row, "address", None), getattr(row, "folder", None),
         getattr(row, "hops", None), getattr(row, "auth_results", None),
         getattr(row, "capabilities", None), getattr(row, "capabilities_before_tls", None),
-        getattr(row, "mail_dns", None), row.monitor_type, row.monitor_id,
-        # only when there are: the hashes of results without them stay what they were
-        *(("reverseDns", rdns) if (rdns := getattr(row, "reverse_dns", None)) is not None else ()),
-        *(("relay", relay) if (relay := getattr(row, "relay", None)) is not None else ()),
+        None, row.monitor_type, row.monitor_id,  # None: mail DNS's place before side checks
     )  # fmt: skip
     return hashlib.md5(_encode(said), usedforsecurity=False).hexdigest()
 
 
 def _fields(row: ResultRow | CheckedResult) -> tuple[object, ...]:
-    """A row's fields in `_LAYOUT`'s order; None for those a controller's own row leaves out."""
+    """A row's fields in `BATCH`'s order; None for those a controller's own row leaves out."""
     if isinstance(row, CheckedResult):
-        return msgspec.structs.astuple(row)
-    return tuple(getattr(row, field, None) for field in _LAYOUT)
+        values: tuple[object, ...] = _values(row)
+        return values
+    return tuple(getattr(row, attr, None) for _, attr, _ in BATCH)
 
 
 def _encode_rows(rows: Sequence[ResultRow | CheckedResult]) -> str:
@@ -439,12 +186,7 @@ FROM unnest($1::bigint[], $2::text[]) AS u(monitor_id, country)
 ON CONFLICT (monitor_id, country) DO NOTHING
 """
 
-_UPDATE_STATE = f"""
-UPDATE monitor_country_state s SET {_STATE_SET}
-FROM json_to_recordset($1::json) AS u({", ".join(f"{name} {kind}" for name, kind in _FOLD)})
-WHERE s.monitor_id = u.monitor_id AND s.country = u.country
-  AND u.scheduled_at >= s.last_scheduled_at
-"""
+_UPDATE_STATE = Path(__file__).with_name("store_state.sql").read_text()
 
 
 async def store(
@@ -472,6 +214,7 @@ async def store(
         await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", PACK_LOCK)
         statement = _INSERT_OLD
     moved = await conn.fetch(statement, _encode_rows(rows), old)
+    await _store_side(conn, [r for r in rows if isinstance(r, CheckedResult) and r.side_checks])
     if not moved:
         return 0
     if lost := [r for r in moved if r["lost"] is not None]:
@@ -502,6 +245,33 @@ async def _move_lost(conn: Conn, lost: list[asyncpg.Record]) -> None:
     lost = sorted(lost, key=lambda r: (r["monitor_id"], r["country"]))
     await conn.execute(_ENSURE_STATE, [r["monitor_id"] for r in lost], [r["country"] for r in lost])
     await conn.execute(_UPDATE_STATE, "[" + ",".join(r["lost"] for r in lost) + "]")
+
+
+async def _store_side(conn: Conn, rows: Sequence[CheckedResult]) -> None:
+    """Each side check's facts of `rows`, by its store (the ingester has bounded them). Facts
+    that do not fit their side check's types are dropped (logged), the result kept."""
+    for check in WIRED.values():
+        assert check.wire is not None
+        arrived: list[Arrived[msgspec.Struct]] = []
+        for r in rows:
+            try:
+                facts = check.wire.facts_of(r.side_checks)
+            except SideCheckError as exc:
+                log.warning("side facts dropped", job_id=r.job_id, error=str(exc)[:200])
+                continue
+            if facts is not None:
+                at = Arrived(
+                    r.job_id, r.monitor_id, r.country, r.scheduled_at, r.finished_at, facts
+                )
+                arrived.append(at)
+        if not arrived:
+            continue
+        metrics.side_check_facts(check.name, len(arrived))
+        own = STORES.get(check.name)
+        if own is None:
+            await facts_store.record(conn, check.name, arrived)
+        else:
+            await own(conn, arrived)
 
 
 async def _count_logins(conn: Conn, rows: Sequence[ResultRow | CheckedResult]) -> None:
@@ -577,8 +347,7 @@ async def drop_partitions_before(
 RESULT_COLUMNS = (
     "job_id, scheduled_at, monitor_public_id, monitor_type, country, agent_id, status,"
     " error_kind, message, banner, response_time_ms, phases, tls, address, started_at,"
-    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls,"
-    " mail_dns, reverse_dns, relay"
+    " finished_at, stored_at, folder, hops, auth_results, capabilities, capabilities_before_tls"
 )
 
 
@@ -607,9 +376,8 @@ class StoredResult(msgspec.Struct, frozen=True, kw_only=True):
     auth_results: AuthResults | None
     capabilities: list[str] | None
     capabilities_before_tls: list[str] | None
-    mail_dns: MailDns | None
-    reverse_dns: ReverseDns | None
-    relay: RelayTest | None
+    # Each side check's facts of the result, by name (JSON values: its wire types them).
+    side: dict[str, object] = msgspec.field(default_factory=dict)
 
 
 # How far back from its end a page of results is looked for first (a page of the newest results
@@ -650,7 +418,8 @@ async def list_page(
         bounded = window is not None and (since is None or end - window > since)
         extra = f" AND {scheduled_since(f'${len(args) + 3}::timestamptz')}" if bounded else ""
         rows = await conn.fetch(
-            f"SELECT {RESULT_COLUMNS} FROM check_results WHERE {cond}{extra}"
+            f"SELECT {RESULT_COLUMNS}, {side_of('job_id')} AS side"
+            f" FROM check_results WHERE {cond}{extra}"
             f" ORDER BY scheduled_at DESC, country, job_id LIMIT ${len(args) + 1}"
             f" OFFSET ${len(args) + 2}",
             *args,

@@ -54,6 +54,9 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     reputation: dict[str, list[str]] | None = None
     # Monitors as code's variable name of each secret, by config path (a label, never read).
     secret_env: dict[str, str] | None = None
+    # What it declares it depends on (`dependsOn`): monitor public ids and host names; None:
+    # nothing (controller.alerting.flows).
+    depends_on: list[str] | None = None
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -95,7 +98,8 @@ def decode(row: asyncpg.Record) -> Monitor:
 COLUMNS = (
     "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
     " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, mail_domain, reputation, secret_env, next_due_at, created_at,"
+    " notification_phone_number, mail_domain, reputation, secret_env, depends_on, next_due_at,"
+    " created_at,"
     " updated_at,"
     " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
@@ -170,6 +174,7 @@ WRITABLE = frozenset(
         "mail_domain",
         "reputation",
         "secret_env",
+        "depends_on",
         "next_due_at",
     }
 )
@@ -302,6 +307,16 @@ async def update(conn: Conn, monitor_id: int, changes: Mapping[str, object]) -> 
     )
     assert row is not None
     return decode(row)
+
+
+async def of_organization(conn: Conn, organization_id: int, ids: Sequence[UUID]) -> set[UUID]:
+    """Those of the public ids `ids` that name a monitor of the organization."""
+    rows = await conn.fetch(
+        "SELECT public_id FROM monitors WHERE organization_id = $1 AND public_id = ANY($2::uuid[])",
+        organization_id,
+        list(ids),
+    )
+    return {r["public_id"] for r in rows}
 
 
 async def delete(conn: Conn, monitor_id: int) -> None:

@@ -6,6 +6,7 @@ Each function returns the normalised value or raises `Invalid` naming the field 
 import ipaddress
 import re
 import unicodedata
+import uuid
 
 import idna
 import msgspec
@@ -102,6 +103,29 @@ def mail_domain(value: str | None, field: str = "mailDomain") -> str | None:
         if "." in domain:
             return domain
     raise invalid(field, f"{field} must be a domain name like example.com, not an address")
+
+
+DEPENDS_ON_MAX = 20
+
+
+def depends_on(values: list[str] | None, field: str = "dependsOn") -> list[str] | None:
+    """What a monitor declares it depends on: each entry a monitor's public id (a UUID, lower
+    case) or a host name (IDN → punycode, lower case), at most DEPENDS_ON_MAX, each once, in
+    the order sent; null or empty: nothing. That a monitor id names a monitor of the
+    organization is checked by the write (controller.monitors.writes)."""
+    if not values:
+        return None
+    if len(values) > DEPENDS_ON_MAX:
+        raise invalid(field, f"{field} lists at most {DEPENDS_ON_MAX} monitors or hosts")
+    found: list[str] = []
+    for i, value in enumerate(values):
+        try:
+            entry = str(uuid.UUID(value.strip()))
+        except ValueError:
+            entry = hostname(value, f"{field}[{i}]")
+        if entry not in found:
+            found.append(entry)
+    return found
 
 
 def name(value: str, field: str = "name") -> str:
@@ -297,7 +321,7 @@ def secret_env(
 
 # What one monitor may list for its blocklist checks (`reputation`): with the lists' test
 # entries, the mail domain and the host's and MX hosts' addresses, a round's names stay within
-# what a result carries (shared.reputation_bound.NAMES_MAX).
+# what a result carries (shared.sidechecks.blocklists_bound.NAMES_MAX).
 REPUTATION_IPS_MAX = 8
 REPUTATION_DOMAINS_MAX = 4
 

@@ -59,6 +59,7 @@ class MonitorValues(msgspec.Struct, kw_only=True):
     notification_email: str | None | UnsetType = UNSET
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: str | None | UnsetType = UNSET
+    depends_on: list[str] | None | UnsetType = UNSET
     reputation: dict[str, list[str]] | None | UnsetType = UNSET
     secret_env: dict[str, str] | None | UnsetType = UNSET
     type: str | UnsetType = UNSET
@@ -380,6 +381,7 @@ def common_values(write: MonitorWrite) -> MonitorValues:
         notification_email=_checked(write.notification_email, validation.email),
         notification_phone_number=_checked(write.notification_phone_number, validation.phone),
         mail_domain=_checked(write.mail_domain, validation.mail_domain),
+        depends_on=_checked(write.depends_on, validation.depends_on),
         reputation=_checked(write.reputation, _reputation),
         secret_env=_checked(write.secret_env, lambda env: validation.secret_env(env, paths)),
     )

@@ -37,7 +37,7 @@ from controller.monitors import change_rules as rules
 from controller.monitors import config as config_rules
 from controller.monitors import fair_use, kinds, secret_binding, write_values
 from controller.monitors import store as monitors
-from controller.monitors.errors import NotFound, Refused
+from controller.monitors.errors import NotFound, Refused, invalid
 from controller.monitors.store import Monitor
 from controller.monitors.write_model import MonitorWrite
 from controller.monitors.write_values import MonitorValues
@@ -106,6 +106,7 @@ class MonitorWrites:
         values = write_values.create_values(write, self.box, self.token_hosts).columns()
         org, lim = organization_id, self.limits
         async with self.pool.acquire() as conn, conn.transaction():
+            await _dependencies(conn, org, values.get("depends_on"), None)
             row_values = {**values, "customer_id": await customer(conn)}
             await fair_use.admit_new_monitor(conn, lim, org)
             monitor = await monitors.insert(conn, org, row_values)
@@ -148,6 +149,7 @@ class MonitorWrites:
             if rules.changes_nothing(stored, changes):
                 return monitor
             org, lim = monitor.organization_id, self.limits
+            await _dependencies(conn, org, changes.get("depends_on"), monitor.public_id)
             before = await fair_use.checks_of(conn, lim, org, monitor.id)
             updated = await monitors.update(conn, monitor.id, changes)
             fields = fair_use.budget_fields(changes, edit.budget)
@@ -184,6 +186,24 @@ class MonitorWrites:
             allowed(monitor)
             await monitors.delete(conn, monitor.id)
         log.info("monitor deleted", monitor=str(monitor.public_id))
+
+
+async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None) -> None:
+    """Each monitor `dependsOn` names is another monitor of the organization (a 400 naming
+    the field, never a hint of another organization's monitors)."""
+    if not isinstance(declared, list):
+        return
+    ids = []
+    for entry in declared:
+        try:
+            ids.append(UUID(entry))
+        except ValueError:
+            continue  # a host name
+    if own in ids:
+        raise invalid("dependsOn", "a monitor cannot depend on itself")
+    missing = set(ids) - await monitors.of_organization(conn, org, ids)
+    if missing:
+        raise invalid("dependsOn", f"no monitor of the organization has the id {min(missing)}")
 
 
 def _not_found() -> NotFound:

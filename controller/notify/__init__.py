@@ -17,11 +17,14 @@ NAMES = ("email", "sms")
 
 class DeliveryError(Exception):
     """The notification was not delivered; the text says why and holds no secret.
-    `permanent`: the same notification would be refused again, so it is not retried."""
+    `permanent`: the same notification would be refused again, so it is not retried.
+    `soon`: nothing went out, for a cause of mailprobe's own that passes in seconds (its
+    database away mid-failover): retried in seconds, not after the receivers' backoff."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, soon: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.soon = soon
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from controller.db.pool import DB_AWAY
 from controller.notify import (
     Channel,
     DeliveryError,
@@ -75,8 +76,13 @@ class ChannelSender:
     async def send(self, note: Notification) -> None:
         if note.channel_id is None or note.payload is None:
             raise DeliveryError("not sent: the channel was deleted", permanent=True)
-        async with self._pool.acquire() as conn:
-            row = await channel_store.by_id(conn, note.channel_id)
+        try:
+            async with self._pool.acquire() as conn:
+                row = await channel_store.by_id(conn, note.channel_id)
+        except DB_AWAY as exc:
+            raise DeliveryError(
+                f"not sent: the database is unreachable: {type(exc).__name__}", soon=True
+            ) from None
         if row is None:
             raise DeliveryError("not sent: the channel was deleted", permanent=True)
         try:

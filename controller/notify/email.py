@@ -57,7 +57,7 @@ class EmailChannel:
         msg["To"] = one_recipient(note.target)
         msg["Subject"] = note.subject
         msg["Date"] = formatdate(usegmt=True)
-        msg["Message-ID"] = f"<{hashlib.sha256(note.key.encode()).hexdigest()[:40]}@mailprobe>"
+        msg["Message-ID"] = message_id(note.key)
         if note.list_unsubscribe is not None:
             # Mail clients offer an unsubscribe button that POSTs to the URL (RFC 8058).
             msg["List-Unsubscribe"] = f"<{note.list_unsubscribe}>"
@@ -97,6 +97,12 @@ class EmailChannel:
             raise DeliveryError(f"relay unreachable: {type(exc).__name__}: {exc}"[:300]) from None
         except aiosmtplib.SMTPException as exc:
             raise DeliveryError(f"relay: {type(exc).__name__}: {exc}"[:300]) from None
+
+
+def message_id(key: str) -> str:
+    """The Message-ID of the notice whose outbox dedupe key is `key`: the same at every attempt,
+    so a receiver drops a repeat by it."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@mailprobe>"
 
 
 def one_recipient(target: str) -> str:

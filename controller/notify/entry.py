@@ -5,7 +5,9 @@ report findings, logins and tokens, round-trip delivery, status pages, the owner
 notice) builds the notes (controller.notify.recipients) and calls `notify`; nothing else writes
 the outbox. The notice names its `Source`: the hourly budget of its organization it draws on
 (controller.notify.budget, taken by the outbox worker), so no other source can ever use up the
-outage notices' budget. Maintenance is decided here too, for every writer: what it holds back
+outage notices' budget. A finding (or a report finding) about a monitor while a mail-flow
+problem touching it is open is that incident's evidence instead (controller.notify.
+evidence_store). Maintenance is decided here too, for every writer: what it holds back
 (controller.notify.maintenance `held`) is not queued while the monitor is in maintenance
 (`in_maintenance`, which the alerter asks as well before it marks a notice told).
 """
@@ -18,7 +20,7 @@ import structlog
 
 from controller.db.pool import Conn
 from controller.monitors.store import Monitor
-from controller.notify import maintenance, outbox_store
+from controller.notify import evidence_store, maintenance, outbox_store
 from controller.notify import maintenance_store as windows_db
 from controller.notify.recipients import CHANNELS, Outgoing
 from controller.notify.sources import Source
@@ -41,8 +43,9 @@ class Notice:
     notes: Sequence[Outgoing]
 
 
-async def notify(conn: Conn, notice: Notice) -> None:
-    """Queue `notice`'s notes; a dedupe key already queued is skipped. ValueError when the
+async def notify(conn: Conn, notice: Notice) -> bool:
+    """Queue `notice`'s notes; a dedupe key already queued is skipped. True when any note was
+    queued (not held for maintenance, not attached to an open incident). ValueError when the
     notice contradicts itself (a monitor of another organization; the monitor's notification
     channels with no monitor)."""
     monitor = notice.monitor
@@ -52,7 +55,7 @@ async def notify(conn: Conn, notice: Notice) -> None:
         await outbox_store.enqueue_for_organization(
             conn, notice.organization_id, notice.notes, notice.source
         )
-        return
+        return bool(notice.notes)
     if monitor.organization_id != notice.organization_id:
         raise ValueError(
             f"notice for organization {notice.organization_id} about a monitor of"
@@ -69,8 +72,18 @@ async def notify(conn: Conn, notice: Notice) -> None:
             source=str(notice.source),
             kinds=sorted({n.kind for n in notice.notes}),
         )
-    if notes:
-        await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notes, notice.source)
+    if await evidence_store.attach(conn, monitor, notice.source, notes):
+        log.info(
+            "finding attached to an open incident as evidence, not sent on its own",
+            monitor_id=str(monitor.public_id),
+            source=str(notice.source),
+            kinds=sorted({n.kind for n in notes}),
+        )
+        return False
+    if not notes:
+        return False
+    await outbox_store.enqueue(conn, monitor.id, notice.incident_id, notes, notice.source)
+    return True
 
 
 async def in_maintenance(

@@ -25,3 +25,7 @@ class Incident(msgspec.Struct, kw_only=True, frozen=True):
     reminders: int
     end_reason: str | None
     recovery_held: bool
+    # The flow incident (the mail-flow problem people are told of) it joined
+    # (controller.alerting.flows); the agents' messages of the round that opened it.
+    flow_incident_id: int | None = None
+    messages: list[str] = msgspec.field(default_factory=list)

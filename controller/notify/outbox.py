@@ -1,36 +1,42 @@
 """The outbox worker (alerter role): pending notifications → their channel, with retries.
 
 A batch is claimed with FOR UPDATE SKIP LOCKED and leased in one short transaction (attempts
-counted, hidden from other workers for a lease longer than the whole batch can take), sent
-outside any transaction, and each outcome written back with its line in `alert_history`. A
-worker claims only rows of the channels it has configured (the others wait for a replica that
-has them), only rows with attempts left, outage notices first, and a row only when no older one
-of its source to the same recipient about the same monitor is pending, so a recovery never
-overtakes its down notice and a flood of findings never holds an outage notice. A failed send
-is retried with exponential backoff until `max_attempts`, unless the refusal is permanent.
-Whatever a send raises becomes a recorded failure, so every outcome of a batch is written.
+counted, hidden from other workers for `LEASE_S`, renewed every third of it while the batch's
+sends run), sent outside any transaction, and each outcome written back with its line in
+`alert_history`. A worker claims only rows of the channels it has configured (the others wait
+for a replica that has them), only rows with attempts left, outage notices first, and a row
+only when no older one of its source to the same recipient about the same monitor is pending,
+so a recovery never overtakes its down notice and a flood of findings never holds an outage
+notice. A failed send is retried with exponential backoff until `max_attempts`, unless the
+refusal is permanent; one that reached no receiver because mailprobe's own database was away
+is retried after `SOON_S`. Whatever a send raises becomes a recorded failure, so every outcome
+of a batch is written.
 
 Each organization's notifications draw on its hourly budget per source and channel family
 (`controller.notify.budget`), taken in the claim's transaction: past it a claimed row is dropped
 unsent, its history line saying why, and the organization's owners get one notice an hour per
 budget. Outage notices draw on budgets nothing else draws on.
 
-Delivery is at least once: should a worker die (or its lease run out) between a send and its
-write-back, the row is sent again after the lease; e-mails carry a Message-ID and SMS an
-Idempotency-Key stable across attempts, so receivers can drop the repeat. A write-back only
-lands while the row is still the writer's lease (same attempt, still pending), so a late worker
-never overwrites the outcome of the one that claimed the row after it.
+Delivery is at least once, each notice under an idempotency key stable across attempts (an
+e-mail's Message-ID, the SMS webhook's Idempotency-Key, a channel's event id or its
+service's dedup key: docs/alerts.md), so receivers can drop a repeat. A write-back that fails
+(the database lost mid-commit, a failover) is tried again every `WRITE_BACK_RETRY_S` until it
+lands, so a notice sent while the primary went away is recorded within seconds of the new
+one's arrival and the notices queued behind it go on; should the worker die first, its lease
+runs out within `LEASE_S` and the row is sent again. A write-back only lands while the row is
+still the writer's lease (same attempt), so a late worker never overwrites the outcome of the
+one that claimed the row after it; written twice, it lands the same.
 """
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 import structlog
 
-from controller.db.pool import Conn
+from controller.db.pool import DB_AWAY, Conn
 from controller.monitors import store as monitors
 from controller.notify import NAMES, Channel, DeliveryError, Notification, recipients
 from controller.notify import budget as notify_budget
@@ -51,19 +57,25 @@ log = structlog.get_logger(__name__)
 BATCH = 50
 SEND_TIMEOUT_S = 60.0
 CONCURRENCY = 10  # sends at once per worker: relays limit connections per client
-LEASE_MARGIN_S = 60.0
+# How long a claimed row stays hidden from other workers without news of its worker: renewed
+# every third of it while the batch is sent, so it bounds how long a dead worker's notices
+# (and those queued behind them) wait to be sent again, not how long a send may take.
+LEASE_S = 10.0
+# A write-back that failed is tried again this often, for at most this long: past that the
+# lease has long run out and the row is sent again anyway.
+WRITE_BACK_RETRY_S = 0.5
+WRITE_BACK_WITHIN_S = 120.0
+# A send that reached no receiver because the database was away is tried again this soon.
+SOON_S = 2.0
 MAX_BACKOFF_S = 3600.0
 # Replicas' passes drift apart (shared.loop.run_every), so each claims about half the sends.
 JITTER = 0.5
 
-# (error or None when delivered, permanent)
-Outcome = tuple[str | None, bool]
 
-
-def lease_s(batch: int) -> float:
-    """A lease covering a whole batch: its sends go CONCURRENCY at a time, each bounded by
-    SEND_TIMEOUT_S; the margin covers the claim and the write-back."""
-    return math.ceil(batch / CONCURRENCY) * SEND_TIMEOUT_S + LEASE_MARGIN_S
+class Outcome(NamedTuple):
+    error: str | None  # None: delivered
+    permanent: bool = False
+    soon: bool = False
 
 
 class OutboxWorker:
@@ -76,6 +88,7 @@ class OutboxWorker:
         backoff_s: float = 30.0,
         interval_s: float = 1.0,
         batch: int = BATCH,
+        lease_s: float = LEASE_S,
         budget: Budget | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -89,6 +102,7 @@ class OutboxWorker:
         self._backoff_s = backoff_s
         self._interval_s = interval_s
         self._batch = batch
+        self._lease_s = lease_s
         self._clock = clock
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -119,6 +133,13 @@ class OutboxWorker:
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self._backoff_s * 2 ** max(0, attempts - 1), MAX_BACKOFF_S))
 
+    def retry_at(self, row: Claimed, outcome: Outcome, now: datetime) -> datetime | None:
+        """When a failed send is tried again; None when never (delivered, refused for good,
+        out of attempts)."""
+        if outcome.error is None or outcome.permanent or row.attempts >= self._max_attempts:
+            return None
+        return now + (timedelta(seconds=SOON_S) if outcome.soon else self.backoff(row.attempts))
+
     async def deliver(self) -> int:
         """One batch: settle, claim, send, record; return how many were delivered."""
         return (await self._pass())[1]
@@ -135,7 +156,7 @@ class OutboxWorker:
                 conn,
                 now,
                 self._batch,
-                lease_s(self._batch),
+                self._lease_s,
                 list(self._channels),
                 self._max_attempts,
             )
@@ -144,24 +165,72 @@ class OutboxWorker:
         if not rows:
             return claimed, 0
         rows.sort(key=lambda r: (r.source != Source.OUTAGE, r.id))  # outage notices first
-        outcomes = await self._send_all(rows)
+        renewing = asyncio.create_task(self._renew(rows))
+        try:
+            outcomes = await self._send_all(rows)
+        finally:
+            renewing.cancel()
+            await asyncio.wait([renewing])
         now = self._clock()
-        async with self._pool.acquire() as conn, conn.transaction():
-            for row, (error, permanent) in zip(rows, outcomes, strict=True):
-                retry_at = None
-                if error is not None and not permanent and row.attempts < self._max_attempts:
-                    retry_at = now + self.backoff(row.attempts)
-                if not await outbox_db.record_attempt(conn, row, error, retry_at=retry_at):
-                    log.warning(
-                        "outcome not written back: the lease ran out and the row moved on",
-                        outbox_id=row.id,
-                        attempt=row.attempts,
-                    )
-        errors = [error for error, _ in outcomes]
+        await self._write_back(
+            rows, [(o, self.retry_at(r, o, now)) for r, o in zip(rows, outcomes, strict=True)]
+        )
+        errors = [o.error for o in outcomes]
         sent = sum(1 for e in errors if e is None)
         metrics.notifications([row.channel for row in rows], errors)
         log.info("notifications delivered", sent=sent, failed=len(rows) - sent)
         return claimed, sent
+
+    async def _renew(self, rows: list[Claimed]) -> None:
+        """Every third of the lease, extend it: a batch's sends may take minutes (each bounded
+        by SEND_TIMEOUT_S), yet a dead worker's rows are free again within LEASE_S. A renewal
+        that fails (the database away) is tried at the next; meanwhile the lease may run out
+        and another worker send a row again, which its key lets receivers drop."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            until = self._clock() + timedelta(seconds=self._lease_s)
+            try:
+                async with self._pool.acquire() as conn:
+                    await outbox_db.renew(conn, rows, until)
+            except Exception as exc:  # never the batch's end: its sends go on
+                log.warning("notification leases not renewed", error=repr(exc))
+
+    async def _write_back(
+        self, rows: list[Claimed], settled: list[tuple[Outcome, datetime | None]]
+    ) -> None:
+        """Record each outcome, in one transaction; while the database is away, again every
+        WRITE_BACK_RETRY_S for up to WRITE_BACK_WITHIN_S (each write lands once however often
+        it is tried: `record_attempt`)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + WRITE_BACK_WITHIN_S
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    lost = [
+                        row
+                        for row, (outcome, retry_at) in zip(rows, settled, strict=True)
+                        if not await outbox_db.record_attempt(
+                            conn, row, outcome.error, retry_at=retry_at
+                        )
+                    ]
+                break
+            except DB_AWAY as exc:
+                if loop.time() > give_up:
+                    log.error(
+                        "outcomes not written back: the database stayed away; the rows are"
+                        " sent again once their leases run out",
+                        count=len(rows),
+                        error=repr(exc),
+                    )
+                    return
+                log.warning("outcomes not written back yet; trying again", error=repr(exc))
+                await asyncio.sleep(WRITE_BACK_RETRY_S)
+        for row in lost:
+            log.warning(
+                "outcome not written back: the lease ran out and the row moved on",
+                outbox_id=row.id,
+                attempt=row.attempts,
+            )
 
     async def _within_budget(self, conn: Conn, rows: list[Claimed], now: datetime) -> list[Claimed]:
         """The claimed rows their budgets let through; the others are dropped, and the owners
@@ -254,7 +323,7 @@ class OutboxWorker:
 
         done = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
         return [
-            (f"internal error: {type(o).__name__}", False) if isinstance(o, BaseException) else o
+            Outcome(f"internal error: {type(o).__name__}") if isinstance(o, BaseException) else o
             for o in done
         ]
 
@@ -270,18 +339,18 @@ class OutboxWorker:
             channel_id=row.channel_id,
             payload=row.payload,
         )
-        permanent = False
+        permanent = soon = False
         try:
             await asyncio.wait_for(self._channels[row.channel].send(note), SEND_TIMEOUT_S)
         except DeliveryError as exc:
-            error, permanent = str(exc), exc.permanent
+            error, permanent, soon = str(exc), exc.permanent, exc.soon
         except TimeoutError:
             error = f"no answer within {SEND_TIMEOUT_S:.0f} s"
         except Exception as exc:
             error = f"internal error: {type(exc).__name__}: {exc}"[:300]
             log.error("notification send raised", outbox_id=row.id, exc_info=True)
         else:
-            return None, False
+            return Outcome(None)
         log.warning(
             "notification not delivered",
             outbox_id=row.id,
@@ -290,4 +359,4 @@ class OutboxWorker:
             permanent=permanent,
             error=error,
         )
-        return error, permanent
+        return Outcome(error, permanent, soon)

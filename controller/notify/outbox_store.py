@@ -118,6 +118,9 @@ _HISTORY = (
     "INSERT INTO alert_history (outbox_id, monitor_id, incident_id, kind, channel, target,"
     " attempt, status, error)"
 )
+# One line per attempt and outcome (migration 0078): writing it again, as a write-back tried
+# again after its commit's answer was lost does, adds nothing.
+_ONCE = "ON CONFLICT (outbox_id, attempt, status) DO NOTHING"
 REMINDER_DROPPED = "not sent: the incident closed before the reminder went out"
 
 # Both only touch rows that are due, so never one a worker holds a lease on.
@@ -129,7 +132,7 @@ WITH settled AS (
     RETURNING {OUTBOX_COLUMNS}, status, last_error
 )
 {_HISTORY} SELECT id, monitor_id, incident_id, kind, channel, target, attempts, status, last_error
-FROM settled
+FROM settled {_ONCE}
 """
 _DROP_REMINDERS = f"""
 WITH settled AS (
@@ -187,11 +190,11 @@ async def claim_outbox(
     max_attempts: int,
 ) -> list[Claimed]:
     """Pending notifications now due on one of `channels` with attempts left, leased to the
-    caller: attempts counted, and hidden from other workers for `lease_s` (longer than the
-    batch may take). Outage notices first, then the oldest due: a flood of other notices
-    (findings, reports) never makes an outage notice wait behind it. A row waits while an
-    older one of its source to the same recipient about the same monitor is pending (sending,
-    or backing off), so a source's notices arrive in the order written."""
+    caller: attempts counted, and hidden from other workers for `lease_s` (the caller renews
+    it while it sends: `renew`). Outage notices first, then the oldest due: a flood of other
+    notices (findings, reports) never makes an outage notice wait behind it. A row waits while
+    an older one of its source to the same recipient about the same monitor is pending
+    (sending, or backing off), so a source's notices arrive in the order written."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "UPDATE notification_outbox SET attempts = attempts + 1,"
         " next_attempt_at = $1 + make_interval(secs => $3)"
@@ -213,6 +216,20 @@ async def claim_outbox(
     return [Claimed(*r.values()) for r in rows]
 
 
+async def renew(conn: Conn, rows: Sequence[Claimed], until: datetime) -> int:
+    """Extend the caller's leases on `rows` to `until` (those it still holds: same attempt,
+    still pending); how many it still held."""
+    held: int = await conn.fetchval(
+        "WITH renewed AS (UPDATE notification_outbox SET next_attempt_at = $3"
+        " WHERE (id, attempts) IN (SELECT * FROM unnest($1::bigint[], $2::int[]))"
+        " AND status = 'pending' RETURNING 1) SELECT count(*) FROM renewed",
+        [r.id for r in rows],
+        [r.attempts for r in rows],
+        until,
+    )
+    return held
+
+
 async def record_attempt(
     conn: Conn,
     row: Claimed,
@@ -222,12 +239,15 @@ async def record_attempt(
 ) -> bool:
     """The outcome of one lease: sent, to retry at `retry_at`, or failed for good; and its
     line in the history. False when the lease was lost (another worker claimed the row again
-    since, or it was settled): the row is then left to its new owner; the line is written."""
+    since, or it was settled): the row is then left to its new owner; the line is written.
+    Written again (the answer to the first commit was lost), it lands the same and adds no
+    second line."""
     if error is None:
         status = "sent"
         updated = await conn.fetchval(
-            "UPDATE notification_outbox SET status = 'sent', sent_at = now(), last_error = NULL"
-            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            "UPDATE notification_outbox SET status = 'sent', sent_at = coalesce(sent_at, now()),"
+            " last_error = NULL WHERE id = $1 AND attempts = $2 AND status IN ('pending', 'sent')"
+            " RETURNING id",
             row.id,
             row.attempts,
         )
@@ -237,14 +257,17 @@ async def record_attempt(
             "UPDATE notification_outbox SET last_error = $3,"
             " status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
             " next_attempt_at = coalesce($4, next_attempt_at)"
-            " WHERE id = $1 AND attempts = $2 AND status = 'pending' RETURNING id",
+            " WHERE id = $1 AND attempts = $2"
+            " AND status IN ('pending', CASE WHEN $4::timestamptz IS NULL THEN 'failed'"
+            " ELSE 'pending' END)"
+            " RETURNING id",
             row.id,
             row.attempts,
             error,
             retry_at,
         )
     await conn.execute(
-        f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        f"{_HISTORY} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {_ONCE}",
         row.id,
         row.monitor_id,
         row.incident_id,
@@ -270,6 +293,9 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     at: datetime
     incident_public_id: UUID | None
+    # A notification channel's name (its `target` is the channel's public id); None for
+    # e-mail and SMS, or a channel since deleted.
+    target_name: str | None = None
 
 
 async def list_history(
@@ -278,8 +304,11 @@ async def list_history(
     """A page of the monitor's notification attempts, newest first, and how many it has."""
     rows = await conn.fetch(
         "SELECT h.id, h.kind, h.channel, h.target, h.attempt, h.status, h.error, h.at,"
-        " i.public_id AS incident_public_id"
+        " i.public_id AS incident_public_id, c.name AS target_name"
         " FROM alert_history h LEFT JOIN incidents i ON i.id = h.incident_id"
+        " LEFT JOIN notification_channels c ON h.channel NOT IN ('email', 'sms')"
+        "   AND c.public_id::text = h.target"
+        "   AND c.organization_id = (SELECT organization_id FROM monitors WHERE id = $1)"
         " WHERE h.monitor_id = $1 ORDER BY h.at DESC, h.id DESC LIMIT $2 OFFSET $3",
         monitor_id,
         limit,

@@ -52,16 +52,21 @@ def to_recipients(
     key: str,
     channels: Collection[str] = ("email", "sms", CHANNELS),
     severity: str | None = None,
+    *,
+    by_target: bool = False,
 ) -> list[Outgoing]:
     """One notification of `kind` per recipient of `monitor` on `channels` (`CHANNELS`: its
-    notification channels); `key` is the notice's dedupe key, made per channel."""
+    notification channels); `key` is the notice's dedupe key, made per channel, and per
+    address with `by_target` (a notice several monitors share: each address told once)."""
     notes: list[Outgoing] = []
     if (email := monitor.notification_email) and "email" in channels:
+        mail_key = f"{key}:email:{email.lower()}" if by_target else f"{key}:email"
         notes.append(
-            Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, f"{key}:email")
+            Outgoing(kind, "email", email, texts.subject, texts.text, texts.html, mail_key)
         )
     if (phone := monitor.notification_phone_number) and "sms" in channels:
-        notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, f"{key}:sms"))
+        sms_key = f"{key}:sms:{phone}" if by_target else f"{key}:sms"
+        notes.append(Outgoing(kind, "sms", phone, "", texts.sms, None, sms_key))
     if CHANNELS in channels:
         notes += to_channels(kind, texts, key, severity)
     return notes

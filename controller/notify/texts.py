@@ -115,8 +115,14 @@ def in_paragraphs(subject: str, lines: list[str], sms: str) -> Texts:
 
 
 def render(
-    kind: Kind, monitor: "Monitor", incident: Incident, now: datetime, links: Links
+    kind: Kind,
+    monitor: "Monitor",
+    incident: Incident,
+    now: datetime,
+    links: Links,
+    evidence: list[tuple[str, str]] | None = None,
 ) -> Texts:
+    """`evidence`: facts of the findings attached to its incident meanwhile."""
     name = one_line(monitor.name)
     started = incident.started_at
     ended = incident.ended_at
@@ -146,6 +152,7 @@ def render(
         facts += [("No data since", iso_ms(ended)), ("Why", incident.end_reason or "-")]
     elif ended is not None:
         facts += [("Up again at", iso_ms(ended)), ("Downtime", lasted)]
+    facts += evidence or []
     facts += monitor_facts(monitor, links)
     sms = f"mailprobe {_HEADLINE[kind]}: {name} ({monitor.hostname})"
     sms += (

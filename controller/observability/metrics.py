@@ -100,6 +100,12 @@ CONFIRMATIONS = Counter(
     "checks of ORG_MAX_CHECKS_PER_MINUTE used up, not requested), sent by the scheduler",
     ["outcome"],
 )
+FLOW_JOINS = Counter(
+    "mailprobe_flow_incident_joins",
+    "monitors' outages that joined an open flow incident (one mail-flow problem) instead of"
+    " opening their own, by relation: same server, declared, login at the same time",
+    ["relation"],
+)
 LOGIN_BACKOFF = Counter(
     "mailprobe_login_backoff",
     "monitors whose credentials were rejected and whose logins were backed off (backed_off, "
@@ -118,6 +124,23 @@ API_REQUESTS = Histogram(
     ["method", "route", "status"],
     buckets=LATENCY_BUCKETS,
 )
+
+
+SIDE_CHECK_FACTS = Counter(
+    "mailprobe_side_check_facts_total",
+    "Side checks' facts stored (a round's answer from one country; a report judged), by side check",
+    ["side_check"],
+)
+
+
+def side_checks_known(names: Iterable[str]) -> None:
+    """Each side check's series, at 0 until its first facts."""
+    for name in names:
+        SIDE_CHECK_FACTS.labels(name)
+
+
+def side_check_facts(name: str, n: int = 1) -> None:
+    SIDE_CHECK_FACTS.labels(name).inc(n)
 
 
 def exposition() -> tuple[bytes, str]:
@@ -204,6 +227,10 @@ def missed_rounds(rows: Iterable[ResultRow]) -> None:
 def confirmation(outcome: str, n: int = 1) -> None:
     """`requested`, `capped`, `org_capped` or `sent`."""
     CONFIRMATIONS.labels(outcome).inc(n)
+
+
+def flow_joined(relation: str) -> None:
+    FLOW_JOINS.labels(relation).inc()
 
 
 def login_backoff(outcome: str) -> None:

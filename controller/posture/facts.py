@@ -1,8 +1,8 @@
 """The posture facts of one stored result: what the server advertised and the TLS it spoke.
 
 Built from a stored result as posture reads it (`StoredFacts`, from `check_results`: its jsonb
-`tls` and capability columns decoded), so a result of an older agent, without these fields,
-simply has fewer facts (None: not known).
+`tls` and capability columns decoded, with its side checks' facts), so a result of an older
+agent, without these fields, simply has fewer facts (None: not known).
 """
 
 from dataclasses import dataclass
@@ -24,11 +24,15 @@ class StoredFacts(msgspec.Struct, kw_only=True, frozen=True):
     tls: dict[str, Any] | None = None
     capabilities: list[str] | None = None
     capabilities_before_tls: list[str] | None = None
-    mail_dns: dict[str, Any] | None = None
-    reverse_dns: dict[str, Any] | None = None
-    relay: dict[str, Any] | None = None
     banner: str | None = None
     address: str | None = None
+    # Each side check's facts of the same result, by name (JSON values, typed by the side
+    # check's wire): a reader selects them with `controller.sidechecks.facts_store.side_of`.
+    side: dict[str, object] = msgspec.field(default_factory=dict)
+
+
+# What a reader selects of `check_results` for StoredFacts (`side` as `side_of(job_id)`).
+COLUMNS = StoredFacts.__struct_fields__
 
 
 @dataclass(frozen=True, slots=True)

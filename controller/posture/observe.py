@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from typing import NamedTuple
 
-import msgspec
 import structlog
 
 from controller.db.pool import Conn
@@ -32,13 +31,11 @@ from controller.notify import recipients
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.notify.texts import Texts
-from controller.posture import maildns, notices, relay, reverse_dns
+from controller.posture import notices
 from controller.posture import store as db
 from controller.posture.facts import Observation, StoredFacts
 from controller.posture.facts import observe as facts_of
 from controller.posture.rules import (
-    MAIL_DNS_CODES,
-    REPORT_CODES,
     Baseline,
     Finding,
     Key,
@@ -50,15 +47,14 @@ from controller.posture.rules import (
     expiry_notice,
     quality,
 )
+from controller.sidechecks.frame import Judging
+from controller.sidechecks.registry import SIDE_CHECKS, WIRED
 from shared.messages import (
-    MailDns,
     MonitorEvent,
     PostureNote,
-    RelayTest,
-    ReverseDns,
-    SmtpConfig,
     encode,
 )
+from shared.sidechecks import SideCheckError
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms
 
@@ -120,11 +116,7 @@ async def observe(
     base = stored
     for at, group in rounds:
         seen, verdicts = _round_verdicts(monitor, group, base, days)
-        if not monitor.mail_domain:  # no longer watched: what it found is over
-            gone = MAIL_DNS_CODES | REPORT_CODES
-            verdicts |= {key: None for key in tracker.open if key[0] in gone}
-        if not relay_tested(monitor):  # the same for a relay test no longer asked for
-            verdicts |= {key: None for key in tracker.open if key[0] == "open_relay"}
+        verdicts |= _unwatched(monitor, tracker.open)
         appeared, cleared = tracker.step(verdicts)
         held = [f for key, f in verdicts.items() if f is not None and key in tracker.open]
         await db.seen(conn, monitor_id, [f for f in held if f not in appeared], at)
@@ -209,53 +201,32 @@ def _round_verdicts(
     for o in seen:
         verdicts |= quality(o, days)
     for o, row in zip(seen, group, strict=True):
-        verdicts |= _mail_dns(monitor, row, o)
-        verdicts |= _reverse_dns(monitor, row)
-        verdicts |= _relay(monitor, row)
+        verdicts |= _side_verdicts(monitor, row, o)
     return seen, verdicts
 
 
-def _mail_dns(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
-    """The mail DNS verdicts of one stored result (none on a round without a DNS probe)."""
-    if row.mail_dns is None or not monitor.mail_domain:
-        return {}
-    try:
-        facts = msgspec.convert(row.mail_dns, MailDns)
-    except msgspec.ValidationError as exc:
-        log.warning("mail dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
-        return {}
-    return maildns.mail_dns(monitor.type, monitor.hostname, facts, seen)
+def _side_verdicts(monitor: Monitor, row: StoredFacts, seen: Observation) -> Verdicts:
+    """The verdicts of each side check that watches the monitor on its facts of one stored
+    result (none on a round that did not ask it). Facts that do not fit their side check's
+    types judge nothing (logged)."""
+    verdicts: Verdicts = {}
+    for check in WIRED.values():
+        if check.wire is None or check.judge is None or not check.watched(monitor):
+            continue
+        try:
+            facts = check.wire.facts_of(row.side)
+        except SideCheckError as exc:
+            log.warning("side facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
+            continue
+        if facts is not None:
+            verdicts |= check.judge(Judging(monitor, row, seen, facts))
+    return verdicts
 
 
-def _reverse_dns(monitor: Monitor, row: StoredFacts) -> Verdicts:
-    """The reverse DNS verdicts of one stored result (none on a round without the lookup)."""
-    if row.reverse_dns is None:
-        return {}
-    try:
-        facts = msgspec.convert(row.reverse_dns, ReverseDns)
-    except msgspec.ValidationError as exc:
-        log.warning(
-            "reverse dns facts unreadable", monitor_id=str(monitor.public_id), error=str(exc)
-        )
-        return {}
-    return reverse_dns.reverse_dns(facts, row.banner, row.address, row.country)
-
-
-def relay_tested(monitor: Monitor) -> bool:
-    return isinstance(monitor.config, SmtpConfig) and monitor.config.relay_check
-
-
-def _relay(monitor: Monitor, row: StoredFacts) -> Verdicts:
-    """The open relay verdict of one stored result (none on a round without the test, nor
-    once the monitor no longer asks for it)."""
-    if row.relay is None or not relay_tested(monitor):
-        return {}
-    try:
-        facts = msgspec.convert(row.relay, RelayTest)
-    except msgspec.ValidationError as exc:
-        log.warning("relay facts unreadable", monitor_id=str(monitor.public_id), error=str(exc))
-        return {}
-    return relay.open_relay(facts, row.country)
+def _unwatched(monitor: Monitor, open_keys: Iterable[Key]) -> Verdicts:
+    """Each side check no longer watching the monitor clears what it found."""
+    gone = {code for c in SIDE_CHECKS.values() if not c.watched(monitor) for code in c.codes}
+    return {key: None for key in open_keys if key[0] in gone}
 
 
 class _Pass:

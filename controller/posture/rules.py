@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 
 from controller.monitors.thresholds import DEFAULT_EXPIRY_DAYS, Severity
 from controller.posture.facts import TLS_RANK, Observation
-
-Key = tuple[str, str]  # (code, country or "")
+from controller.sidechecks import registry as registry  # loads each side check's kinds
+from controller.sidechecks.findings import KINDS, Kind, declare
+from controller.sidechecks.findings import Finding as Finding
+from controller.sidechecks.findings import Key as Key
+from controller.sidechecks.findings import Verdicts as Verdicts
+from controller.sidechecks.findings import judge as judge
 
 DRIFT_ROUNDS = 2
 MIN_RSA_BITS = 2048
@@ -31,9 +35,9 @@ WEAK_SIGNATURE_PARTS = ("sha1", "md5", "md2")
 # in SMTP, IMAP and POP3 SASL, IMAP's LOGIN command and POP3's USER/PASS, OAuth2's bearers.
 CLEAR_LOGINS = frozenset({"PLAIN", "LOGIN", "USER", "XOAUTH2", "OAUTHBEARER"})
 
-# code → (severity, what a person can do about it): each finding kind's severity is declared here
-# and nowhere else.
-CODES: dict[str, tuple[Severity, str]] = {
+# The core check's finding kinds: code → (severity, what a person can do about it). Each side
+# check declares its own in its package (controller/sidechecks); `CODES` is them all.
+CORE_CODES: Mapping[str, Kind] = {
     "starttls_stripped": (
         "critical",
         "The server offers STARTTLS to the other countries: something on the network path from "
@@ -104,156 +108,15 @@ CODES: dict[str, tuple[Severity, str]] = {
         "warning",
         "The certificate expires soon. Renew it, or check that automatic renewal works.",
     ),
-    # Mail DNS of the monitor's `mailDomain` (controller/posture/maildns.py).
-    "mx_mismatch": (
-        "warning",
-        "The domain's MX records do not name the monitored host, so mail for the domain goes "
-        "elsewhere (or nowhere, without MX). Publish an MX for this host, or monitor the host "
-        "the MX names.",
-    ),
-    "spf_missing": (
-        "warning",
-        "The domain publishes no SPF record, so receivers cannot tell its servers from forgers. "
-        "Publish one TXT record `v=spf1 ... -all` listing the servers that send its mail.",
-    ),
-    "spf_invalid": (
-        "warning",
-        "The domain's SPF is not one valid record (two records, or a term receivers reject): "
-        "they treat it as a permanent error. Merge into one record and fix the term named.",
-    ),
-    "dmarc_missing": (
-        "warning",
-        "The domain publishes no DMARC record at `_dmarc`, so receivers apply no policy to mail "
-        "forging it. Publish `v=DMARC1; p=none; rua=mailto:...`, then tighten p= over time.",
-    ),
-    "dmarc_invalid": (
-        "warning",
-        "The domain's DMARC record does not parse (two records, no p=, or a bad tag value): "
-        "receivers ignore it. Fix the tag named.",
-    ),
-    "mta_sts_invalid": (
-        "warning",
-        "The domain announces MTA-STS, but its `_mta-sts` record or its policy at "
-        "https://mta-sts.<domain>/.well-known/mta-sts.txt is missing, unreachable over valid "
-        "HTTPS, or malformed, so senders use no policy. Fix what is named.",
-    ),
-    "mta_sts_mismatch": (
-        "critical",
-        "The domain's MTA-STS policy does not allow its own MX, or the certificate this host "
-        "served does not validate for its name: senders that enforce the policy will not "
-        "deliver. Add the MX to the policy's mx lines, or install a valid certificate.",
-    ),
-    "tlsa_mismatch": (
-        "critical",
-        "The DNSSEC-signed TLSA records (DANE) of this host match no certificate it served: "
-        "DANE-validating senders will not deliver. Publish a TLSA record for the current key "
-        "before rolling certificates, then remove the old one.",
-    ),
-    # The opted-in open relay test (controller/posture/relay.py).
-    "open_relay": (
-        "critical",
-        "The server took a recipient of a foreign domain from a session that had not logged "
-        "in: it relays mail for anyone, and spammers will use it (and get it blocklisted). "
-        "Relay only for authenticated users and your own networks (Postfix "
-        "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, "
-        "reject_unauth_destination, with a mynetworks of your own hosts only).",
-    ),
-    # Reverse DNS of an SMTP server's addresses (controller/posture/reverse_dns.py).
-    "ptr_missing": (
-        "warning",
-        "An address of the server has no PTR record (reverse DNS). Many receivers refuse or "
-        "mark as spam mail from an address without one. Ask whoever runs the address (your "
-        "hosting or network provider) to publish a PTR record naming the server.",
-    ),
-    "ptr_not_forward_confirmed": (
-        "warning",
-        "The PTR name of an address of the server does not resolve back to that address "
-        "(no forward-confirmed reverse DNS), which receivers check as they check a missing "
-        "PTR. Publish an A/AAAA record of that name with the address, or change the PTR to a "
-        "name that has it.",
-    ),
-    "banner_name_mismatch": (
-        "warning",
-        "The host name in the server's greeting (SMTP banner) is not the PTR name of the "
-        "address it answered on. Set the server's host name (Postfix myhostname, Exim "
-        "primary_hostname) to the PTR name, or the PTR to the server's name.",
-    ),
-    "tls_rpt_missing": (
-        "info",
-        "The domain publishes no TLS-RPT record at `_smtp._tls`, so senders cannot report "
-        "failed TLS deliveries to it. Publish `v=TLSRPTv1; rua=mailto:...`.",
-    ),
-    # What the world's senders report about the monitor's `mailDomain` (controller/reports).
-    "tls_failures_reported": (
-        "warning",
-        "Senders report failed TLS sessions to the domain's MX (TLS-RPT): mail from them is "
-        "delayed, or sent without TLS. Fix the result type named at the MX and IP named "
-        "(renew the certificate, offer STARTTLS, publish a valid MTA-STS policy or TLSA record).",
-    ),
-    "dmarc_failures_reported": (
-        "warning",
-        "Receivers report that mail in the domain's name from a network that also sends it "
-        "correctly failed DMARC alignment: a sender of yours is misconfigured. Add it to SPF, "
-        "or sign its mail with DKIM for the domain.",
-    ),
-    "dmarc_unknown_source": (
-        "warning",
-        "Receivers report mail in the domain's name from networks that never pass DMARC: a "
-        "service you forgot to authorize, or someone forging the domain. Authorize the "
-        "service (SPF, DKIM), or list the network as known; keep p=quarantine or p=reject for "
-        "forgers.",
-    ),
 }
-MAIL_DNS_CODES = frozenset(
-    {
-        "mx_mismatch",
-        "spf_missing",
-        "spf_invalid",
-        "dmarc_missing",
-        "dmarc_invalid",
-        "mta_sts_invalid",
-        "mta_sts_mismatch",
-        "tlsa_mismatch",
-        "tls_rpt_missing",
-    }
-)
-# Raised from received reports (controller/reports/rules.py), never from a round's results:
-# the rounds' rules neither hold nor clear them.
-REPORT_CODES = frozenset(
-    {"tls_failures_reported", "dmarc_failures_reported", "dmarc_unknown_source"}
-)
-REVERSE_DNS_CODES = frozenset({"ptr_missing", "ptr_not_forward_confirmed", "banner_name_mismatch"})
 DRIFT_CODES = frozenset({"starttls_stripped", "downgrade", "certificate_mismatch"})
 # Told by their own notices (`cert_expiry`, once per threshold), not as a finding.
 QUIET_CODES = frozenset({"certificate_expiring"})
+declare(CORE_CODES, QUIET_CODES)
+# Every finding kind: the core's and every registered side check's.
+CODES: Mapping[str, Kind] = KINDS
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
-    code: str
-    country: str  # "" for the monitor as a whole
-    detail: str  # what was seen, in a sentence
-
-    @property
-    def key(self) -> Key:
-        return (self.code, self.country)
-
-    @property
-    def severity(self) -> Severity:
-        return CODES[self.code][0]
-
-    @property
-    def advice(self) -> str:
-        return CODES[self.code][1]
-
-    @property
-    def notified(self) -> bool:
-        """Whether its appearance is told by a finding notice (on the channels its severity is
-        chosen for); `certificate_expiring` is told by the expiry notices instead."""
-        return self.code not in QUIET_CODES
-
-
-Verdicts = dict[Key, Finding | None]
 # The facts a baseline keeps per country; a value is hashable and JSON-friendly.
 BASELINE_FACTS = ("starttls", "auth", "tls_version", "cert_sha256")
 Baseline = dict[str, object]
@@ -271,10 +134,6 @@ def baseline_of(o: Observation) -> Baseline:
     if o.cert_sha256 is not None:
         values["cert_sha256"] = o.cert_sha256
     return values
-
-
-def judge(verdicts: Verdicts, code: str, country: str, holds: bool, detail: str) -> None:
-    verdicts[(code, country)] = Finding(code, country, detail) if holds else None
 
 
 def quality(o: Observation, expiry_days: Sequence[int] = DEFAULT_EXPIRY_DAYS) -> Verdicts:

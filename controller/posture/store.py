@@ -12,8 +12,12 @@ import msgspec
 from controller.db import rows as typed
 from controller.db.pool import Conn
 from controller.jobs.result_kinds import scheduled_since
-from controller.posture.facts import StoredFacts
+from controller.posture.facts import COLUMNS, StoredFacts
 from controller.posture.rules import Baseline, Change, Finding, Key
+from controller.sidechecks.facts_store import side_of
+
+# StoredFacts' columns of `check_results`, with each result's side facts.
+FACT_SELECT = ", ".join(side_of("job_id") + " AS side" if c == "side" else c for c in COLUMNS)
 
 
 async def state(conn: Conn, monitor_id: int) -> tuple[datetime | None, dict[Key, int]]:
@@ -161,8 +165,7 @@ async def rounds_after(
     """Results that ran (not missed) in (`after`, `until`], oldest round first; not the
     inconclusive ones either: what an agent with a broken path saw is no fact of the server."""
     rows = await conn.fetch(
-        "SELECT scheduled_at, country, tls, capabilities, capabilities_before_tls, mail_dns,"
-        " reverse_dns, relay, banner, address"
+        f"SELECT {FACT_SELECT}"
         " FROM check_results WHERE monitor_id = $1 AND scheduled_at > $2 AND scheduled_at <= $3"
         f" AND {scheduled_since('$2::timestamptz')} AND hour <= $3"
         " AND status NOT IN ('missed', 'inconclusive') ORDER BY scheduled_at, country LIMIT $4",

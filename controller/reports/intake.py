@@ -1,17 +1,35 @@
 """A report taken in (by HTTPS or from a mailbox) and a domain's report findings judged: the one
-place reports become rows and findings.
+place reports become rows and findings, and the one place a refusal is recorded and counted.
 
-`take` parses outside any transaction, then stores the report and judges its domains in one
-transaction, holding the domain's lock (`store.lock_domain`), so two reports of a domain
-arriving together judge one after the other. A refused report is one `rejected_reports` row
-and nothing else. `judge_domain` is also run on its own (`sweep`), so findings clear once
-their reports fall out of the organization's window.
+`take` parses outside any transaction, in a process of its own (controller/reports/sandbox.py;
+at the HTTPS address, a domain whose reports this hour
+are spent is refused before its report is parsed), then, in one transaction holding each of its
+domains' locks (`store.lock_domain`, so two reports of a domain judge one after the other):
+
+- refuses a report about a domain not monitored here, one whose range ended before the
+  organization's window (`too_old`: it could change no total and no finding), one past its
+  domain's hourly bounds (`too_many_reports`, `too_many_rows`: REPORTS_PER_HOUR,
+  REPORT_ROWS_PER_HOUR per organization and domain) or past what the domain may store
+  (`rows_kept_full`: REPORT_ROWS_KEPT aggregate rows), and one whose content was taken already
+  (`duplicate`, decided on content, controller.reports.content);
+- adds its rows to the running aggregates (store.insert), and judges its domains from them:
+  what judging reads is bounded (totals, the largest failures, the failing networks), never
+  the window's rows.
+
+A refused report is one `rejected_reports` row and one count in `mailprobe_reports`, nothing
+else (`refuse`, which the mailbox readers call too). `judge_domain` is also run on its own
+(`sweep`), so findings clear once their reports fall out of the organization's window.
 
 Findings go on every monitor of the organization whose `mailDomain` is the domain, as posture
-findings (country ""): their notices are `finding` notices on the channels chosen for their
-severity, their appearance and clearing `MonitorEvent`s, like the agents' own findings.
+findings (country ""), their appearance and clearing `MonitorEvent`s like the agents' own.
+Their notices are `Source.REPORT` notices (their own hourly budget: strangers' reports can
+never use up an outage notice's) on the ways chosen for their severity: the first at once,
+then, for `REPORT_DIGEST_MINUTES` after each, news is held and goes as one digest per monitor
+(`send_digests`), so a flood of reports naming something new each time is one notice per
+interval.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,18 +46,45 @@ from controller.notify import recipients
 from controller.notify.entry import Notice, Source, notify
 from controller.notify.links import Links
 from controller.observability import metrics
-from controller.posture import notices
 from controller.posture import store as posture
 from controller.posture.observe import WAYS
 from controller.posture.rules import Finding
-from controller.reports import rules
+from controller.reports import content, notices
 from controller.reports import store as db
-from controller.reports.parse import Rejected, Report, known_domains, parse
+from controller.reports.parse import Kind, Rejected, Report, known_domains
+from controller.reports.sandbox import SANDBOX
+from controller.sidechecks.reports import SIDE_CHECK as REPORTS
+from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
+from shared.settings import ControllerSettings
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
+
+DIGESTS_PER_PASS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """An organization's bounds per domain (the settings' defaults)."""
+
+    reports_per_hour: int = 200
+    rows_per_hour: int = 200_000
+    rows_kept: int = 1_000_000
+    digest: timedelta = timedelta(minutes=60)
+
+    @classmethod
+    def of(cls, settings: ControllerSettings) -> "Limits":
+        return cls(
+            settings.reports_per_hour,
+            settings.report_rows_per_hour,
+            settings.report_rows_kept,
+            timedelta(minutes=settings.report_digest_minutes),
+        )
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,37 +105,46 @@ async def take(
     source: str,
     links: Links,
     domain: str | None = None,
-    kind: str | None = None,
+    kind: Kind | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Taken:
     """Parse `data` and store it for the organization (`domain`: the only domain it may be
-    about, the HTTPS endpoint's; `kind`: the only kind it may be); judge its domains. `source`
-    says where it came from."""
+    about, the HTTPS endpoint's; `kind`: the only kind it may be, told from its first bytes);
+    judge its domains. `source` says where it came from."""
     now = utcnow()
+    if domain is not None and (spent := await _spent(pool, organization_id, domain, now, limits)):
+        return await refuse(pool, organization_id, via, source, len(data), spent)
     try:
-        report = parse(data, now)
-        if kind is not None and report.kind != kind:
-            raise Rejected("wrong_kind", f"a {report.kind} report where {kind} reports go")
+        report = await SANDBOX.parse(data, now, kind)
     except Rejected as exc:
-        return await _refused(pool, organization_id, via, source, len(data), exc)
+        return await refuse(pool, organization_id, via, source, len(data), exc)
+    # A report's rows (up to 100,000) hashed, summed and ranked in a thread: the event loop
+    # runs between the interpreter's thread switches instead of waiting for all of it.
+    digest, summed, new = await asyncio.to_thread(_prepared, report)
     try:
         async with pool.acquire() as conn, conn.transaction():
             monitored = await db.monitored_domains(conn, organization_id)
             if domain is not None:
                 monitored &= {domain}
             known_domains(report, monitored)
+            settings = await db.settings(conn, organization_id)
+            _recent(report, settings, now)
             for d in sorted(report.domains):
                 await db.lock_domain(conn, organization_id, d)
-            stored = await db.insert(conn, organization_id, report, via, len(data))
+            for d in sorted(report.domains):
+                await _within(conn, organization_id, d, now, summed.rows(d), limits)
+            stored = await db.insert(conn, organization_id, report, summed, digest, via, len(data))
             if stored is None:
                 raise Rejected(
                     "duplicate",
-                    f"report {report.report_id!r} of {report.reporter!r} was taken already",
+                    f"a report of the same content from {report.reporter!r} was taken already",
                 )
             for d in sorted(report.domains):
-                await judge_domain(conn, organization_id, d, links, now)
+                await judge_domain(conn, organization_id, d, links, now, limits, new)
     except Rejected as exc:
-        return await _refused(pool, organization_id, via, source, len(data), exc, report)
+        return await refuse(pool, organization_id, via, source, len(data), exc, report)
     metrics.report_taken(report.kind, via, "stored")
+    metrics.side_check_facts(REPORTS.name)
     log.info(
         "report stored",
         organization_id=organization_id,
@@ -102,7 +156,69 @@ async def take(
     return Taken(True, kind=report.kind)
 
 
-async def _refused(
+def _prepared(report: Report) -> tuple[bytes, db.Summed, rules.Fresh]:
+    """The report's content digest, its rows summed as stored, and its items that may be news."""
+    new = rules.fresh(
+        rules.Count(report.kind, report.reporter, r.result, r.mx, r.ip, r.count)
+        for _, r in report.rows
+    )
+    return content.digest(report), db.summed(report), new
+
+
+def _recent(report: Report, settings: rules.ReportSettings, now: datetime) -> None:
+    """Refuse a report whose range ended before the organization's window began."""
+    since = (now - timedelta(days=settings.window_days)).date()
+    if report.ends_at.date() < since:
+        raise Rejected(
+            "too_old",
+            f"its range ended {report.ends_at.date()}, before the {settings.window_days}-day"
+            f" report window (from {since})",
+        )
+
+
+async def _spent(
+    pool: asyncpg.Pool, organization_id: int, domain: str, now: datetime, limits: Limits
+) -> Rejected | None:
+    """The refusal of a report about `domain` before it is even parsed, when the domain's
+    reports this hour are spent already (the count `_within` keeps)."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    async with pool.acquire() as conn:
+        taken = await db.hour_reports(conn, organization_id, domain, hour)
+    if taken < limits.reports_per_hour:
+        return None
+    return _too_many_reports(domain, limits)
+
+
+def _too_many_reports(domain: str, limits: Limits) -> Rejected:
+    return Rejected(
+        "too_many_reports",
+        f"more than {limits.reports_per_hour} reports about {domain} this hour (REPORTS_PER_HOUR)",
+    )
+
+
+async def _within(
+    conn: Conn, organization_id: int, domain: str, now: datetime, rows: int, limits: Limits
+) -> None:
+    """Count the report against its domain's hour; refuse it past the domain's bounds."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    taken = await db.take_hour(conn, organization_id, domain, hour, rows)
+    if taken.reports > limits.reports_per_hour:
+        raise _too_many_reports(domain, limits)
+    if taken.rows > limits.rows_per_hour:
+        raise Rejected(
+            "too_many_rows",
+            f"more than {limits.rows_per_hour} report rows about {domain} this hour"
+            " (REPORT_ROWS_PER_HOUR)",
+        )
+    if taken.stored + rows > limits.rows_kept:
+        raise Rejected(
+            "rows_kept_full",
+            f"{domain} stores {taken.stored} report rows; {rows} more would pass"
+            f" {limits.rows_kept} (REPORT_ROWS_KEPT) until older days leave the retention",
+        )
+
+
+async def refuse(
     pool: asyncpg.Pool,
     organization_id: int,
     via: str,
@@ -111,6 +227,7 @@ async def _refused(
     exc: Rejected,
     report: Report | None = None,
 ) -> Taken:
+    """Record and count a refused report (or message): one `rejected_reports` row."""
     async with pool.acquire() as conn:
         await db.reject(conn, organization_id, via, exc.reason, exc.message, source, size)
     kind = report.kind if report is not None else ""
@@ -126,67 +243,118 @@ async def _refused(
 
 
 async def judge_domain(
-    conn: Conn, organization_id: int, domain: str, links: Links, now: datetime
+    conn: Conn,
+    organization_id: int,
+    domain: str,
+    links: Links,
+    now: datetime,
+    limits: Limits = DEFAULT_LIMITS,
+    new: rules.Fresh | None = None,
 ) -> None:
-    """Move the report findings of the domain's monitors to what its window's counts say."""
+    """Move the report findings of the domain's monitors to what its window's aggregates say
+    (`new`: what the report just taken holds)."""
     settings = await db.settings(conn, organization_id)
     since = (now - timedelta(days=settings.window_days)).date()
-    counts = await db.window_counts(conn, organization_id, domain, since)
+    seen = await db.window(conn, organization_id, domain, since)
     for monitor in await db.domain_monitors(conn, organization_id, domain):
-        await _judge_monitor(conn, monitor, counts, settings, links, now)
+        judged = _Judged(monitor, domain, links, now, limits)
+        await _judge_monitor(conn, judged, seen, settings, new)
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    monitor: Monitor
+    domain: str
+    links: Links
+    now: datetime
+    limits: Limits
 
 
 async def _judge_monitor(
     conn: Conn,
-    monitor: Monitor,
-    counts: Sequence[rules.Count],
+    judged: _Judged,
+    seen: rules.Window,
     settings: rules.ReportSettings,
-    links: Links,
-    now: datetime,
+    new: rules.Fresh | None,
 ) -> None:
+    monitor, now = judged.monitor, judged.now
     own = await posture.open_findings(conn, monitor.id)
-    verdicts = rules.judge(counts, settings, monitor.hostname, own)
-    told_before = await db.items(conn, monitor.id)
+    verdicts = rules.judge(seen, settings, monitor.hostname, own, new)
     state = await db.alert_state(conn, monitor.id)
-    news: list[tuple[Finding, tuple[str, ...]]] = []
+    news: list[tuple[Finding, int]] = []
     for code in rules.CODES:
         verdict, open_ = verdicts.get(code), own.get((code, ""))
         if verdict is None:
             if open_ is not None:
                 await posture.clear(conn, monitor.id, open_, now)
-                await db.drop_items(conn, monitor.id, code)
+                await db.drop_told(conn, monitor.id, code)
                 await _event(conn, monitor, state, now, "cleared", open_)
             continue
-        before = told_before.get(code) if open_ is not None else None
+        before: list[str] | None = None
         if open_ is None:
             await posture.appear(conn, monitor.id, verdict.finding, now)
             await _event(conn, monitor, state, now, "appeared", verdict.finding)
         else:
             await posture.seen(conn, monitor.id, [verdict.finding], now)
+            before = await db.told(conn, monitor.id, code, verdict.items)
         if rules.told(verdict, before):
-            together = tuple(sorted(set(before or ()) | set(verdict.items)))
-            await db.save_items(conn, monitor.id, code, together)
-            news.append((verdict.finding, verdict.items))
+            unsaid = sorted(set(verdict.items) - set(before or ()))
+            await db.save_told(conn, monitor.id, code, unsaid)
+            news.append((verdict.finding, len(unsaid)))
     if news:
-        await _tell(conn, monitor, news, links)
+        await _tell(conn, judged, news)
 
 
-async def _tell(
-    conn: Conn, monitor: Monitor, news: list[tuple[Finding, tuple[str, ...]]], links: Links
-) -> None:
-    """One notice of what is new, on the ways chosen for each finding's severity."""
+async def _tell(conn: Conn, judged: _Judged, news: list[tuple[Finding, int]]) -> None:
+    """The first news at once; within `limits.digest` of the last notice, held for the
+    digest."""
+    monitor, now = judged.monitor, judged.now
+    last = await db.notices(conn, monitor.id)
+    if last is not None and now < last.told_at + judged.limits.digest:
+        codes = [f.code for f, _ in news]
+        due = last.told_at + judged.limits.digest
+        await db.notice_held(conn, monitor.id, codes, sum(n for _, n in news), due)
+        log.info("report finding news held", monitor_id=str(monitor.public_id), codes=codes)
+        return
+    if await _send(conn, monitor, judged.domain, [f for f, _ in news], judged.links, now, None):
+        await db.notice_sent(conn, monitor.id, now)
+
+
+async def _send(
+    conn: Conn,
+    monitor: Monitor,
+    domain: str,
+    found: Sequence[Finding],
+    links: Links,
+    now: datetime,
+    digest: tuple[int, datetime] | None,
+) -> bool:
+    """One notice of `found`, on the ways chosen for each finding's severity; True when any
+    was queued (not taken as an open incident's evidence)."""
     t = await thresholds_db.thresholds(conn, monitor.id, monitor.organization_id)
-    said = "|".join(f"{f.code}:{','.join(items)}" for f, items in news)
+    window = (await db.settings(conn, monitor.organization_id)).window_days
+    since = (now - timedelta(days=window)).date()
+    reporters = await db.reporters(conn, monitor.organization_id, domain, since)
+    said = "|".join(f"{f.code}:{f.detail}" for f in found) + (f"|{iso_ms(now)}" if digest else "")
     key = f"report:{monitor.id}:{hashlib.blake2b(said.encode(), digest_size=8).hexdigest()}"
+    queued = False
     for way in WAYS:
-        chosen = [f for f, _ in news if way in t.finding_channels(f.severity)]
+        chosen = [f for f in found if way in t.finding_channels(f.severity)]
         if not chosen:
             continue
-        texts = notices.findings(monitor, chosen, links)
+        texts = notices.report_findings(monitor, domain, chosen, reporters, links, digest)
         worst = min(chosen, key=lambda f: ("critical", "warning", "info").index(f.severity))
         notes = recipients.to_recipients("finding", monitor, texts, key, (way,), worst.severity)
-        await notify(conn, Notice(Source.REPORT, monitor.organization_id, monitor, None, notes))
-    log.info("report finding notice", monitor_id=str(monitor.public_id), codes=said)
+        notice = Notice(Source.REPORT, monitor.organization_id, monitor, None, notes)
+        queued = await notify(conn, notice) or queued
+    log.info(
+        "report finding notice",
+        monitor_id=str(monitor.public_id),
+        codes=[f.code for f in found],
+        digest=digest is not None,
+        queued=queued,
+    )
+    return queued
 
 
 async def _event(
@@ -206,6 +374,24 @@ async def _event(
     )
     msg_id = f"{public_id}:{stamp}:posture:{change}:{f.code}:"
     await events_db.add_event(conn, events_subject(public_id), msg_id, encode(event))
+
+
+async def send_digests(pool: asyncpg.Pool, links: Links, now: datetime | None = None) -> int:
+    """Send every digest that is due: one notice per monitor of its open report findings and
+    how much news they gathered. How many went."""
+    now = now or utcnow()
+    sent = 0
+    async with pool.acquire() as conn, conn.transaction():
+        for due in await db.digests_due(conn, now, DIGESTS_PER_PASS):
+            monitor = await db.monitor(conn, due.monitor_id)
+            own = await posture.open_findings(conn, due.monitor_id)
+            found = [f for (code, _), f in own.items() if code in rules.CODES]
+            if monitor is not None and monitor.mail_domain and found:
+                digest = (due.news, due.told_at)
+                await _send(conn, monitor, monitor.mail_domain, found, links, now, digest)
+                sent += 1
+            await db.notice_sent(conn, due.monitor_id, now)
+    return sent
 
 
 async def sweep(pool: asyncpg.Pool, links: Links) -> None:

@@ -23,6 +23,11 @@ REPORT_TYPES = frozenset(
 REPORT_NAMES = (".gz", ".zip", ".xml", ".json")
 
 
+def opened(raw: bytes) -> tuple[str, list[bytes]]:
+    """Who sent `raw` (a whole message) and about what, and its report attachments."""
+    return source(raw), attachments(raw)
+
+
 def source(raw: bytes) -> str:
     """Who sent it and about what, as the rejected-reports list shows it."""
     message = message_from_bytes(raw, policy=policy.default)

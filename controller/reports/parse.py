@@ -2,40 +2,67 @@
 
 Everything here comes from strangers: a reporter, or anyone who learnt a reporting address.
 Every refusal is a `Rejected` with a stable `reason` and a sentence; nothing else is raised for
-bad input, and nothing grows past the limits below:
+bad input, and nothing grows past the limits below. It runs in the parsing worker's process
+(controller/reports/sandbox.py), which bounds its memory and time besides.
 
 - at most `MAX_PACKED` bytes arrive (the endpoint and the mailbox reader refuse more unread);
-- unpacking stops at `MAX_UNPACKED` bytes and refuses more than `MAX_RATIO` times the packed
-  size (a zip or gzip bomb costs at most that much memory, read in `CHUNK` steps);
-- a zip holds one report: its first member named `.xml` or `.json` (a zip of many is refused);
-- XML goes through defusedxml: no DTD, no entity declared, no external entity; JSON through
-  msgspec into typed Structs;
+  unpacking (controller/reports/unpacking.py) is a stream bounded by construction: at most
+  `MAX_RATIO` times the packed size, and `MAX_XML` (DMARC) or `MAX_JSON` (TLS-RPT) bytes;
+- the kind is told from the first unpacked bytes (`{` JSON, `<` XML), and a kind not wanted
+  there (`wanted`) is refused before anything is parsed (`wrong_kind`);
+- XML is parsed as it streams (defusedxml's expat SAX reader: no DTD, no entity declared, no
+  external entity), at most `MAX_ELEMENTS` elements and `MAX_DEPTH` deep, at most
+  `MAX_SUBTREE` in one child of the root and `MAX_OTHERS` children of it that are not records,
+  counted as they start; only the leaves a report needs are kept (each at most 1,024
+  characters), and each record becomes a row as it ends, counted then;
+- JSON of more than `MAX_JSON_VALUES` values (told by counting its `{`, `[` and `,` before
+  decoding, so an overcount only refuses early) or nested deeper than msgspec goes is refused;
+  the rest goes through msgspec into typed Structs;
+- at most `MAX_ROWS` counted rows (TLS failure details, DMARC records) a report;
+- a zip holds one report: one member named `.xml` or `.json`, stored or deflate;
 - a date range must be ordered, at most `MAX_RANGE` long and not in the future.
-
-`unpack` takes gzip, zip or plain bytes (told by their magic bytes, not by what the sender
-says); `tls_report` and `dmarc_report` parse what it returns.
 """
 
-import io
 import ipaddress
-import zipfile
-import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
-from xml.etree.ElementTree import Element, ParseError
+from xml.sax import SAXException
+from xml.sax.handler import ContentHandler
 
 import msgspec
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.expatreader import DefusedExpatParser
 
-MAX_PACKED = 10 * 1024 * 1024
-MAX_UNPACKED = 32 * 1024 * 1024
-MAX_RATIO = 200
-CHUNK = 256 * 1024
+from controller.reports import unpacking
+from controller.reports.rejected import Rejected
+from controller.reports.unpacking import MAX_PACKED, MAX_RATIO
+
+__all__ = [
+    "MAX_PACKED",
+    "MAX_RATIO",
+    "TLS_RESULT_TYPES",
+    "Kind",
+    "Rejected",
+    "Report",
+    "Row",
+    "dmarc_report",
+    "known_domains",
+    "parse",
+    "tls_report",
+]
+
+MAX_ROWS = 100_000  # counted rows (TLS failure details, DMARC records) of one report
+MAX_XML = 128 * 1024 * 1024  # a 100,000-record report as Google writes it is ~65 MB
+MAX_JSON = 32 * 1024 * 1024
+MAX_JSON_VALUES = 12 * MAX_ROWS  # a failure detail is an object of at most 8 members
+MAX_ELEMENTS = 25 * MAX_ROWS  # a record as Google writes it is 19 elements
+MAX_DEPTH = 12  # DMARC's deepest is 5 (feedback, record, auth_results, dkim, domain)
+MAX_SUBTREE = 1_000  # elements in one child of <feedback> (a record is ~20)
+MAX_OTHERS = 100  # children of <feedback> other than records (RFC 7489 has 3)
 MAX_RANGE = timedelta(days=31)
 FUTURE_SLACK = timedelta(hours=1)
-MAX_ROWS = 100_000  # counted rows (TLS failure details, DMARC records) of one report
 MAX_TEXT = 255  # any name or id kept
 
 Kind = Literal["tls", "dmarc"]
@@ -54,82 +81,6 @@ TLS_RESULT_TYPES = (
     "sts-policy-invalid",
     "sts-webpki-invalid",
 )
-
-
-class Rejected(Exception):
-    """A report refused: `reason` is stable (the API lists it), `message` says why."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def unpack(data: bytes) -> bytes:
-    """`data` itself, or the one report inside a gzip or zip, within the limits."""
-    if len(data) > MAX_PACKED:
-        raise Rejected("too_large", f"more than {MAX_PACKED} bytes")
-    if data[:2] == b"\x1f\x8b":
-        return _gunzip(data)
-    if data[:4] == b"PK\x03\x04":
-        return _unzip(data)
-    return data
-
-
-def _limit(packed: int) -> int:
-    return min(MAX_UNPACKED, max(packed, 1) * MAX_RATIO)
-
-
-def _too_much(packed: int) -> Rejected:
-    return Rejected(
-        "bomb",
-        f"unpacks to more than {_limit(packed)} bytes ({MAX_RATIO} times its size, at most "
-        f"{MAX_UNPACKED})",
-    )
-
-
-def _gunzip(data: bytes) -> bytes:
-    limit = _limit(len(data))
-    out = bytearray()
-    # wbits 16 + MAX_WBITS: a gzip member; one only (a second member is not read).
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    pending = data
-    try:
-        while pending and not inflate.eof:
-            out += inflate.decompress(pending, CHUNK)
-            if len(out) > limit:
-                raise _too_much(len(data))
-            pending = inflate.unconsumed_tail
-        if not inflate.eof:
-            raise Rejected("bad_packing", "the gzip stream ends early")
-    except zlib.error as exc:
-        raise Rejected("bad_packing", f"not a valid gzip stream ({exc})") from None
-    return bytes(out)
-
-
-def _unzip(data: bytes) -> bytes:
-    limit = _limit(len(data))
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = [i for i in archive.infolist() if not i.is_dir()]
-            if len(members) != 1:
-                raise Rejected("bad_packing", f"a zip of {len(members)} files, not one report")
-            info = members[0]
-            if not info.filename.lower().endswith((".xml", ".json")):
-                raise Rejected("bad_packing", "the zip holds no .xml or .json file")
-            if info.file_size > limit:  # what it says; what it holds is counted below
-                raise _too_much(len(data))
-            out = bytearray()
-            with archive.open(info) as member:
-                while chunk := member.read(CHUNK):
-                    out += chunk
-                    if len(out) > limit:
-                        raise _too_much(len(data))
-            return bytes(out)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError):
-        raise Rejected("bad_packing", "not a zip archive this reader opens") from None
-    except RuntimeError as exc:  # an encrypted member
-        raise Rejected("bad_packing", f"the zip cannot be read ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +155,15 @@ _tls_decoder = msgspec.json.Decoder(_TlsReport)
 
 def tls_report(data: bytes, now: datetime) -> Report:
     """An RFC 8460 report (JSON, unpacked)."""
+    values = data.count(b"{") + data.count(b"[") + data.count(b",")
+    if values > MAX_JSON_VALUES:
+        raise Rejected("too_large", f"JSON of more than {MAX_JSON_VALUES} values")
     try:
         raw = _tls_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise Rejected("malformed", f"not a TLS-RPT report: {exc}") from None
+    except RecursionError:
+        raise Rejected("too_deep", "JSON nested deeper than a TLS-RPT report goes") from None
     begins = _iso(raw.date_range.start_datetime, "start-datetime")
     ends = _iso(raw.date_range.end_datetime, "end-datetime")
     _check_range(begins, ends, now)
@@ -293,63 +249,132 @@ def _unique(domains: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(domains))
 
 
-def dmarc_report(data: bytes, now: datetime) -> Report:
-    """An RFC 7489 appendix C aggregate report (XML, unpacked)."""
+# The leaves read, by their path below <feedback>; every other text is dropped unread.
+_META = {
+    ("report_metadata", "org_name"): "org_name",
+    ("report_metadata", "report_id"): "report_id",
+    ("report_metadata", "date_range", "begin"): "begin",
+    ("report_metadata", "date_range", "end"): "end",
+    ("policy_published", "domain"): "domain",
+}
+_RECORD = {
+    ("record", "row", "source_ip"): "source_ip",
+    ("record", "row", "count"): "count",
+    ("record", "row", "policy_evaluated", "dkim"): "dkim",
+    ("record", "row", "policy_evaluated", "spf"): "spf",
+}
+_LEAF_MAX = 1024  # characters kept of a leaf read (names are cut at MAX_TEXT after)
+
+
+class _Feedback(ContentHandler):
+    """A DMARC report read as it streams (SAX): the metadata's leaves kept, each record turned
+    into a Row as it ends, nothing else kept; elements and depth counted as they start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.path: list[str] = []  # below <feedback>
+        self.elements = 0
+        self.subtree = 0  # elements in the current child of <feedback>
+        self.others = 0  # children of <feedback> that are not records
+        self.leaf: str | None = None  # the name of the leaf being read
+        self.text: list[str] = []
+        self.kept = 0
+        self.meta: dict[str, str] = {}
+        self.record: dict[str, str] = {}
+        self.rows: list[Row] = []
+
+    def startElement(self, name: str, attrs: object) -> None:  # SAX's names
+        local = name.rpartition(":")[2]
+        self.elements += 1
+        if self.elements > MAX_ELEMENTS:
+            raise Rejected("too_large", f"XML of more than {MAX_ELEMENTS} elements")
+        if self.elements == 1:
+            if local != "feedback":
+                raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
+            return
+        self.path.append(local)
+        self._count()
+        key = tuple(self.path)
+        self.leaf = _META.get(key) or _RECORD.get(key)
+        self.text, self.kept = [], 0
+
+    def _count(self) -> None:
+        if len(self.path) >= MAX_DEPTH:
+            raise Rejected("too_deep", f"XML nested more than {MAX_DEPTH} deep")
+        if len(self.path) == 1:
+            self.subtree = 0
+            if self.path[0] != "record":
+                self.others += 1
+                if self.others > MAX_OTHERS:
+                    raise Rejected(
+                        "too_large", f"more than {MAX_OTHERS} children of <feedback> not records"
+                    )
+        self.subtree += 1
+        if self.subtree > MAX_SUBTREE:
+            raise Rejected("too_large", f"more than {MAX_SUBTREE} elements in one <{self.path[0]}>")
+
+    def characters(self, content: str) -> None:
+        if self.leaf is not None and self.kept < _LEAF_MAX:
+            self.text.append(content)
+            self.kept += len(content)
+
+    def endElement(self, name: str) -> None:
+        if not self.path:
+            return
+        if self.leaf is not None:
+            value = "".join(self.text)[:_LEAF_MAX].strip()
+            (self.record if self.path[0] == "record" else self.meta)[self.leaf] = value
+            self.leaf = None
+        if len(self.path) == 1 and self.path[0] == "record":
+            self.rows.append(_record(self.record))
+            self.record = {}
+            if len(self.rows) > MAX_ROWS:
+                raise Rejected("too_large", f"more than {MAX_ROWS} records")
+        self.path.pop()
+
+
+def dmarc_report(chunks: Iterator[bytes], now: datetime) -> Report:
+    """An RFC 7489 appendix C aggregate report (XML, unpacked, as a stream of chunks)."""
+    feedback = _Feedback()
+    reader = DefusedExpatParser(forbid_dtd=True)
+    reader.setContentHandler(feedback)
     try:
-        root = fromstring(data, forbid_dtd=True)
+        for chunk in chunks:
+            reader.feed(chunk)
+        reader.close()
     except DefusedXmlException as exc:
         raise Rejected("xml_forbidden", f"XML with a DTD or entities is refused ({exc})") from None
-    except (ParseError, ValueError) as exc:
+    except SAXException as exc:
         raise Rejected("malformed", f"not well-formed XML ({exc})") from None
-    if _local(root.tag) != "feedback":
-        raise Rejected("malformed", "not a DMARC aggregate report (no <feedback>)")
-    meta = _child(root, "report_metadata")
-    reporter = _text(_value(meta, "org_name"), "org_name")
-    report_id = _text(_value(meta, "report_id"), "report_id")
-    dates = _child(meta, "date_range")
-    begins = _epoch(_value(dates, "begin"), "begin")
-    ends = _epoch(_value(dates, "end"), "end")
+    meta = feedback.meta
+    reporter = _text(_field(meta, "org_name", "report_metadata"), "org_name")
+    report_id = _text(_field(meta, "report_id", "report_metadata"), "report_id")
+    begins = _epoch(_field(meta, "begin", "date_range"), "begin")
+    ends = _epoch(_field(meta, "end", "date_range"), "end")
     _check_range(begins, ends, now)
-    domain = _domain(_value(_child(root, "policy_published"), "domain"))
-    rows: list[tuple[str, Row]] = []
-    for record in root:
-        if _local(record.tag) != "record":
-            continue
-        rows.append((domain, _record(record)))
-        if len(rows) > MAX_ROWS:
-            raise Rejected("too_large", f"more than {MAX_ROWS} records")
-    return Report("dmarc", reporter, report_id, begins, ends, (domain,), tuple(rows))
+    domain = _domain(_field(meta, "domain", "policy_published"))
+    rows = tuple((domain, row) for row in feedback.rows)
+    return Report("dmarc", reporter, report_id, begins, ends, (domain,), rows)
 
 
-def _record(record: Element) -> Row:
-    row = _child(record, "row")
-    ip = _ip(_value(row, "source_ip"))
+def _field(read: dict[str, str], name: str, within: str) -> str:
+    if name not in read:
+        raise Rejected("malformed", f"no <{name}> in <{within}>")
+    return read[name]
+
+
+def _record(record: dict[str, str]) -> Row:
+    ip = _ip(record.get("source_ip"))
     if not ip:
         raise Rejected("malformed", "a record without a valid source_ip")
     try:
-        count = int(_value(row, "count"))
+        count = int(_field(record, "count", "row"))
     except ValueError:
         raise Rejected("malformed", "a record whose count is not a number") from None
     _count(count, "count")
-    evaluated = _child(row, "policy_evaluated")
-    aligned = "pass" in (_value(evaluated, "dkim").lower(), _value(evaluated, "spf").lower())
-    return Row("pass" if aligned else "fail", count, "", ip)
-
-
-def _local(tag: object) -> str:
-    """A tag without its namespace (DMARC reports in the wild use several or none)."""
-    return str(tag).rpartition("}")[2]
-
-
-def _child(parent: Element, name: str) -> Element:
-    for child in parent:
-        if _local(child.tag) == name:
-            return child
-    raise Rejected("malformed", f"no <{name}> in <{_local(parent.tag)}>")
-
-
-def _value(parent: Element, name: str) -> str:
-    return (_child(parent, name).text or "").strip()
+    dkim = _field(record, "dkim", "policy_evaluated").lower()
+    spf = _field(record, "spf", "policy_evaluated").lower()
+    return Row("pass" if "pass" in (dkim, spf) else "fail", count, "", ip)
 
 
 def _epoch(text: str, name: str) -> datetime:
@@ -361,15 +386,38 @@ def _epoch(text: str, name: str) -> datetime:
         ) from None
 
 
-def parse(data: bytes, now: datetime) -> Report:
-    """Whichever report `data` (packed or not) holds: JSON is TLS-RPT, XML is DMARC."""
-    body = unpack(data)
-    start = body.lstrip()[:1]
-    if start == b"{":
-        return tls_report(body, now)
-    if start == b"<":
-        return dmarc_report(body, now)
-    raise Rejected("malformed", "neither a TLS-RPT (JSON) nor a DMARC (XML) report")
+_KINDS: dict[bytes, Kind] = {b"{": "tls", b"<": "dmarc"}
+_BOM = b"\xef\xbb\xbf"
+
+
+def parse(data: bytes, now: datetime, wanted: Kind | None = None) -> Report:
+    """Whichever report `data` (packed or not) holds: JSON is TLS-RPT, XML is DMARC; a kind
+    other than `wanted` (when given) is refused from its first bytes, unparsed."""
+    stream = unpacking.chunks(data, MAX_XML)
+    first, stream = _start(stream)
+    kind = _KINDS.get(first[:1])
+    if kind is None:
+        raise Rejected("malformed", "neither a TLS-RPT (JSON) nor a DMARC (XML) report")
+    if wanted is not None and kind != wanted:
+        raise Rejected("wrong_kind", f"a {kind} report where {wanted} reports go")
+    if kind == "tls":
+        return tls_report(unpacking.whole(first, stream, MAX_JSON, "JSON"), now)
+    return dmarc_report(_then(first, stream), now)
+
+
+def _start(stream: Iterator[bytes]) -> tuple[bytes, Iterator[bytes]]:
+    """The stream's first chunk that holds more than white space (and a byte order mark),
+    from its first other byte; what comes before it is dropped as it comes."""
+    for index, chunk in enumerate(stream):
+        text = chunk.removeprefix(_BOM) if index == 0 else chunk
+        if body := text.lstrip():
+            return body, stream
+    return b"", stream
+
+
+def _then(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
 
 
 def known_domains(report: Report, monitored: frozenset[str]) -> None:

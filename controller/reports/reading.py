@@ -25,7 +25,7 @@ from controller.notify.links import Links
 from controller.oauth2 import rules as oauth2_rules
 from controller.oauth2 import token_store
 from controller.oauth2.fetcher import TokenError, TokenFetcher
-from controller.reports import mailbox
+from controller.reports import intake, mailbox
 from controller.reports import mailbox_store as db
 from controller.reports.mailbox import MailboxError, ReportMailbox
 from controller.secrets.box import SealedSecret, SecretBox, SecretBoxError
@@ -46,7 +46,8 @@ MASK = "********"
 @dataclass(frozen=True, slots=True)
 class Reader:
     """What a read needs besides the rows: the box opening secrets, the token fetcher, the
-    organization's token calls an hour, whether private addresses may be read, the interval."""
+    organization's token calls an hour, whether private addresses may be read, the interval,
+    the bounds per domain on what is taken."""
 
     box: SecretBox
     fetcher: TokenFetcher
@@ -54,6 +55,7 @@ class Reader:
     interval_s: float = 300.0
     calls_per_hour: int = 600
     allow_private: bool = False
+    limits: intake.Limits = intake.DEFAULT_LIMITS
 
 
 async def one_pass(pool: asyncpg.Pool, reader: Reader) -> int:
@@ -145,6 +147,7 @@ async def _mailbox(
         allow_private=reader.allow_private,
         protocol=stored.protocol,
         security=stored.security,
+        limits=reader.limits,
     )
 
 

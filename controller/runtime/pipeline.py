@@ -18,11 +18,11 @@ from controller.jobs.rules import JobIds
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import FreshNames
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import FreshNames
 from shared.settings import ControllerSettings, nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
 
@@ -122,6 +122,7 @@ async def open_pipeline(
             blocklist_interval_s=settings.blocklist_interval_seconds,
             fresh=fresh or (lambda cc: ()),
             known=fresh.known if fresh else (lambda monitor_id, cc: ()),
+            asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
             tokens=TokenService(
                 pool,
                 box,

@@ -32,9 +32,10 @@ from controller.notify import channels, outbox_store
 from controller.notify.channel_send import channel_sender
 from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import BlocklistWatch, FreshNames
+from controller.oracles.watch import OracleWatch
 from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from shared import ops
 from shared.loop import run_every
@@ -189,6 +190,8 @@ def _alerter(
         checks_per_minute=settings.org_max_checks_per_minute,
         login_backoff_max_minutes=settings.login_backoff_max_minutes,
         no_data_close_minutes=settings.incident_no_data_close_minutes,
+        group_wait_s=settings.incident_group_wait_seconds,
+        group_interval_s=settings.incident_group_interval_seconds,
         interval_s=settings.alert_eval_interval_seconds,
         links=Links.of(settings),
     )
@@ -201,6 +204,7 @@ def _alerter(
         links=Links.of(settings),
     )
     from controller.oauth2.fetcher import TokenFetcher
+    from controller.reports.intake import Limits
     from controller.reports.keeping import keep_reports
     from controller.reports.reading import Reader, read_mailboxes
 
@@ -214,8 +218,16 @@ def _alerter(
         interval_s=settings.reports_mailbox_interval_seconds,
         calls_per_hour=settings.oauth2_token_calls_per_hour,
         allow_private=settings.reports_mailbox_allow_private,
+        limits=Limits.of(settings),
     )
     work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
+    oracles = OracleWatch(
+        pool,
+        lists_setting(settings.blocklists),
+        list_interval_s=settings.blocklist_interval_seconds,
+        dns_window_s=2 * settings.dns_posture_interval_seconds,
+    )
+    work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
     if lists := lists_setting(settings.blocklists):
         watch = BlocklistWatch(
             pool,

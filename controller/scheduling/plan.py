@@ -23,13 +23,15 @@ from controller.logins import cap as login_cap
 from controller.logins.backoff import HELD, logins
 from controller.logins.cap import Login
 from controller.oauth2.rules import OAUTH2_TOKEN, TokenFailure, with_tokens
-from controller.reputation import rules as lists
-from controller.reputation.rules import BlockList
 from controller.scheduling import rules as schedule
 from controller.scheduling.job_config import JobConfigError, opened
 from controller.scheduling.rules import LOOKBACK
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
+from controller.sidechecks.blocklists import ListsRound
+from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.frame import Planning
+from controller.sidechecks.registry import WIRED
 from shared.messages import (
     JOB_TYPES,
     CheckJob,
@@ -39,7 +41,6 @@ from shared.messages import (
     RoundTripCheckJob,
     RoundTripConfig,
     SealedConfig,
-    SmtpConfig,
     default_port,
     encode_sealed,
 )
@@ -248,14 +249,21 @@ class RoundPlanner:
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
         known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
+        asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None,
+        side_options: Mapping[str, object] | None = None,
     ) -> None:
         """`blocklists`: the lists a round asks about at `blocklist_interval_s` (none: no
         round does); `fresh(cc)`: the names answered in `cc` within that interval, skipped;
-        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found."""
+        `known(monitor_id, cc)`: the names the monitor's last round in `cc` found;
+        `asked_at(monitor_id, cc)`: when that round asked (a triggered round asks again only
+        after `schedule.trigger_lists`' floor); `side_options`: what side checks read when
+        asked (`Planning.options`), by name."""
+        self._side_options = dict(side_options or {})
         self._blocklists = blocklists
         self._blocklist_interval_s = blocklist_interval_s
         self._fresh = fresh
         self._known = known
+        self._asked_at = asked_at
         self._job_ids = job_ids
         self._result_bundles = result_bundles  # RESULT_BUNDLES, on every job
         self._box = box
@@ -359,22 +367,23 @@ class RoundPlanner:
             else:
                 no_token = "no OAuth2 access token was asked for this round: not sent"
         scheduled = plan.scheduled_at
-        mail_domain = m.mail_domain
         # The slow posture lookups (the mail domain's DNS, an SMTP server's reverse DNS, its
-        # opted-in open relay test) go on the same rounds: one per DNS window.
-        reverse_dns = m.type == "smtp"
-        if mail_domain or reverse_dns:
+        # opted-in open relay test: the side checks of the `dns` cadence) go on the same
+        # rounds: one per DNS window.
+        dns = False
+        if any(c.cadence == "dns" and c.watched(m) for c in WIRED.values()):
             args = (public_id, scheduled, m.check_interval, self._dns_interval_s)
+            # A triggered round, or a monitor's first (none carried them yet): at once.
             dns = (
                 schedule.trigger_dns(*args, rounds.mail_dns_at)
-                if trigger
+                if trigger or rounds.mail_dns_at is None
                 else schedule.dns_due(*args)
             )
-            mail_domain = mail_domain if dns else None
-            reverse_dns = reverse_dns and dns
             plan.mail_dns = dns
-        if isinstance(config, SmtpConfig) and config.relay_check and not reverse_dns:
-            config = msgspec.structs.replace(config, relay_check=False)
+        for check in WIRED.values():
+            if check.session_config is not None:
+                due = dns or check.cadence != "dns"
+                config = check.session_config(config, due and check.watched(m))
         port = m.port or default_port(m.type, config)
         plain = None
         if carries_credentials(config):
@@ -388,12 +397,20 @@ class RoundPlanner:
         scheduled_iso = iso_ms(scheduled)
         expires_iso = iso_ms(schedule.expires_at(scheduled, m.check_interval))
         job_type = JOB_TYPES[m.type]
-        asks_lists = bool(self._blocklists) and (
-            not trigger
-            and schedule.blocklists_due(
-                public_id, scheduled, m.check_interval, self._blocklist_interval_s
-            )
+        # The blocklists' own cadence: the first round of each window of the monitor's.
+        due = bool(self._blocklists) and schedule.blocklists_due(
+            public_id, scheduled, m.check_interval, self._blocklist_interval_s
         )
+        options = self._side_options | {
+            "blocklists": ListsRound(
+                self._blocklists,
+                due,
+                self._fresh,
+                self._known,
+                self._asked_at,
+                self._blocklist_interval_s,
+            )
+        }
         org = self._tenants.get(m.organization_id)
         if org is None:
             org = self._tenants[m.organization_id] = tenant(self._tenant_key, m.organization_id)
@@ -437,37 +454,45 @@ class RoundPlanner:
                     continue
                 # The config stays the type's default: no secret, no user name in clear.
                 fields = {"sealed_config": key.seal(plain), "seal_key_id": key.id}
-            plan.jobs.append(
-                job_type(
-                    job_id=jid,
-                    monitor_id=public_id,
-                    hostname=m.hostname,
-                    port=port,
-                    timeout_seconds=float(m.timeout_seconds),
-                    country=cc,
-                    scheduled_at=scheduled_iso,
-                    expires_at=expires_iso,
-                    mail_domain=mail_domain or None,
-                    blocklists=(
-                        lists.ask(
-                            self._blocklists,
-                            m.mail_domain,
-                            self._fresh(cc),
-                            m.reputation,
-                            self._known(m.id, cc),
-                        )
-                        if asks_lists
-                        else None
-                    ),
-                    reverse_dns=reverse_dns,
-                    avoid_agents=avoid.get(cc, []),
-                    tenant=org,
-                    result_bundles=self._result_bundles,
-                    **fields,
-                )
+            side, older = side_asks(Planning(m, config, scheduled, trigger, dns, cc, options))
+            job = job_type(
+                job_id=jid,
+                monitor_id=public_id,
+                hostname=m.hostname,
+                port=port,
+                timeout_seconds=float(m.timeout_seconds),
+                country=cc,
+                scheduled_at=scheduled_iso,
+                expires_at=expires_iso,
+                avoid_agents=avoid.get(cc, []),
+                tenant=org,
+                result_bundles=self._result_bundles,
+                side_checks=side,
+                **fields,
             )
+            # An agent that predates `sideChecks` is asked the same by the older fields.
+            plan.jobs.append(msgspec.structs.replace(job, **older) if older else job)
         if plain is not None:
             space_logins(plan, m.check_interval, self._login_spacing)
+
+
+def side_asks(p: Planning) -> tuple[dict[str, object], dict[str, object]]:
+    """What a job asks of the side checks (`sideChecks`, by name), and the fields that ask the
+    same of an agent that predates `sideChecks` (the side checks older than the frame)."""
+    side: dict[str, object] = {}
+    older: dict[str, object] = {}
+    for check in WIRED.values():
+        if check.ask is None or not check.watched(p.monitor):
+            continue
+        if check.cadence == "dns" and not p.dns_due:
+            continue
+        ask = check.ask(p)
+        if ask is None:
+            continue
+        side[check.name] = ask
+        if check.legacy_job is not None:
+            older |= check.legacy_job(ask)
+    return side, older
 
 
 def _valid_country(cc: str) -> bool:

@@ -45,7 +45,6 @@ from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.observability import metrics
-from controller.reputation.rules import BlockList
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import bundles, login_cap_notice
 from controller.scheduling import confirm_store as confirmations
@@ -58,6 +57,7 @@ from controller.scheduling.due_store import ClaimedMonitor, Unplanned
 from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import BlockList
 from shared.loop import run_every
 from shared.messages import (
     FEATURE_BUNDLES,
@@ -116,6 +116,7 @@ class Scheduler:
         blocklist_interval_s: int = 6 * 3600,
         fresh: Callable[[str], Collection[str]] = lambda cc: (),
         known: Callable[[int, str], Collection[str]] = lambda monitor_id, cc: (),
+        asked_at: Callable[[int, str], datetime | None] = lambda monitor_id, cc: None,
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
@@ -144,6 +145,7 @@ class Scheduler:
             blocklist_interval_s=blocklist_interval_s,
             fresh=fresh,
             known=known,
+            asked_at=asked_at,
         )
         self._default_countries = default_countries
         self._checks_per_minute = checks_per_minute  # ORG_MAX_CHECKS_PER_MINUTE

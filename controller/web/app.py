@@ -21,7 +21,9 @@ from controller.db.pool import ping
 from controller.notify.channel_send import channel_sender
 from controller.notify.egress import Egress
 from controller.observability import metrics
+from controller.oracles.metrics import World
 from controller.secrets.box import SecretBox
+from controller.sidechecks.blocklists.rules import lists_setting
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc
@@ -33,10 +35,12 @@ from controller.web.api.blocklists import list_blocklists
 from controller.web.api.channels import NotificationChannelController
 from controller.web.api.customers import CustomerController
 from controller.web.api.errors import EXCEPTION_HANDLERS
+from controller.web.api.incidents import IncidentController
 from controller.web.api.maintenance import MaintenanceWindowController
 from controller.web.api.monitor_blocklists import router as blocklists_router
 from controller.web.api.monitor_kinds import APIS
 from controller.web.api.monitors import router as monitors_router
+from controller.web.api.oracles import list_oracles
 from controller.web.api.posture import router as posture_router
 from controller.web.api.report_mailbox import ReportMailboxController
 from controller.web.api.reports import ReportsController, post_guard, receive_tls
@@ -159,7 +163,9 @@ async def instance_proof(
     summary="Prometheus metrics (text exposition format)",
     include_in_schema=False,
 )
-async def prometheus_metrics() -> Response[bytes]:
+async def prometheus_metrics(request: AnyRequest) -> Response[bytes]:
+    world: World = request.app.state.world
+    await world.refresh(request.app.state.pool)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 
@@ -184,6 +190,7 @@ def create_app(
         app.state.pool = pool
         app.state.logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
         app.state.channel_sender = channel_sender(settings, pool, box, egress)
+        app.state.world = World(lists_setting(settings.blocklists))
         try:
             yield
         finally:
@@ -209,6 +216,7 @@ def create_app(
                 for api in APIS
             ),
             AlertSettingsController,
+            IncidentController,
             MaintenanceWindowController,
             NotificationChannelController,
             StatusNoticeController,
@@ -217,6 +225,7 @@ def create_app(
             receive_tls,
             list_agents,
             list_blocklists,
+            list_oracles,
             CustomerController,
             UserController,
             health,

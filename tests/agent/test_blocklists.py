@@ -3,19 +3,27 @@ healthy lists, a dead list that lists everything, Spamhaus's error codes, a slow
 that differ between two "countries" (two resolvers), and bad answers (a CNAME loop, a huge
 TXT record, answers outside 127/8), read by the controller's rules as they would be."""
 
+import asyncio
 import time
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.probers.tls import SslContexts
+from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
+from agent.tenant_bound import BOUND_BUSY, TenantBound
 from agent.worker import Worker
-from controller.reputation.rules import KNOWN, BlockList, health, read
-from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
-from shared.reputation_bound import TXT_CHARS_MAX
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
 from shared.settings import AgentSettings, load
+from shared.sidechecks.blocklists import (
+    WIRE,
+    BlocklistAnswer,
+    BlocklistAsk,
+    BlocklistZone,
+    Reputation,
+)
+from shared.sidechecks.blocklists_bound import TXT_CHARS_MAX
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dnsbl import DnsblPeer, Zone, healthy, healthy_domains, label
 
@@ -76,6 +84,22 @@ async def test_the_host_and_its_mx_addresses_on_a_healthy_list() -> None:
     tests = [read(GENERIC, answer(got, "rbl.example.net", t).a) for t in ("127.0.0.2", "127.0.0.1")]
     assert health(GENERIC, *tests).state == "healthy"
     assert ("5.0.0.10.rbl.example.net", "A") not in peer.asked
+
+
+async def test_a_host_that_is_an_address_is_itself_asked_about_with_no_a_query() -> None:
+    """A monitor whose hostname is an IP literal (v4, v6, bracketed): that address is what its
+    mail depends on; no A/AAAA query is sent for the literal."""
+    zones = {"rbl.example.net": healthy(**{label(HOST_IP): ["127.0.0.2"]})}
+    async with DnsblPeer(zones) as peer:
+        probe = BlocklistProbe(resolver=peer.address)
+        four = await probe.probe(ask(RBL, host=True), HOST_IP, 5)
+        six = await probe.probe(ask(RBL, host=True), f"[{HOST_IP6}]", 5)
+        private = await probe.probe(ask(RBL, host=True), "10.0.0.5", 5)
+    assert four.names == {HOST_IP: "host"} and four.errors == {}
+    assert answer(four, "rbl.example.net", HOST_IP).a == ["127.0.0.2"]
+    assert six.names == {HOST_IP6: "host"}
+    assert private.names == {}  # a private address is never told to a list
+    assert not [q for q in peer.asked if q[1] in ("A", "AAAA") and "rbl" not in q[0]]
 
 
 async def test_a_dead_list_that_lists_everything_is_unhealthy_and_lists_nobody() -> None:
@@ -222,7 +246,9 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
     zones = {f"{key}.zen.dq.spamhaus.net": healthy(), "rbl.example.net": healthy()}
     async with SmtpLikePeer() as smtp, DnsblPeer(zones) as peer:
         with_lists = job_for(
-            country, smtp.port, blocklists=ask(ZEN, RBL, ips=["127.0.0.2", "127.0.0.1"])
+            country,
+            smtp.port,
+            side_checks={"blocklists": ask(ZEN, RBL, ips=["127.0.0.2", "127.0.0.1"])},
         )
         without = job_for(country, smtp.port)
         for job in (with_lists, without):
@@ -238,10 +264,31 @@ async def test_a_worker_asks_the_lists_only_for_jobs_that_carry_blocklists(
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
-    got = found[with_lists.job_id].reputation
+    got = WIRE.facts_of(found[with_lists.job_id].side_checks)
     assert got is not None
     assert answer(got, "zen.spamhaus.org", "127.0.0.2").a == ["127.0.0.2"]
     assert answer(got, "rbl.example.net", "127.0.0.1").a == []
-    assert found[without.job_id].reputation is None
+    assert found[without.job_id].side_checks == {}
     assert len([n for n, t in peer.asked if t == "A"]) == 4
     assert all(not n.startswith("2.0.0.127.zen.spamhaus") for n, _ in peer.asked)
+
+
+async def test_one_organizations_share_of_the_dns_probes_is_bounded() -> None:
+    """One organization's round stuck on a mail domain whose DNS never answers holds its only
+    probe: its next round answers `unknown` (not asked) within its own budget, while another
+    organization's round is answered at once."""
+    zones = {"rbl.example.net": healthy()}
+    async with DnsblPeer(zones, records=RECORDS) as peer:
+        peer.silent = ("never-answers.test",)
+        bound = TenantBound(1)
+        probe = BlocklistProbe(resolver=peer.address, bound=bound)
+        stuck = asyncio.create_task(
+            probe.probe(ask(RBL, mx_domain="never-answers.test"), HOST, 3, "member")
+        )
+        await asyncio.sleep(0)  # its first step takes the slot (free) and sends the MX query
+        assert bound.running("member") == 1
+        again = await probe.probe(ask(RBL, ips=["127.0.0.2"]), HOST, 0.2, "member")
+        other = await probe.probe(ask(RBL, ips=["127.0.0.2"]), HOST, 3, "other")
+        stuck.cancel()
+    assert again.errors == {"resolver": BOUND_BUSY} and again.answers == []
+    assert answer(other, "rbl.example.net", "127.0.0.2").a == ["127.0.0.2"]

@@ -9,10 +9,11 @@ import trustme
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from agent.maildns import MailDnsProbe
 from agent.probers.tls import SslContexts
+from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.worker import Worker
 from shared.settings import AgentSettings, SettingsError, load
+from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dns import DnsPeer, PolicyHost
 
@@ -142,7 +143,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
 ) -> None:
     """Through NATS, with the probe built from the agent's settings (AGENT_DNS_RESOLVER,
     AGENT_MTA_STS_CA_FILE, AGENT_MTA_STS_PORT): a job with `mailDomain` comes back with
-    `mailDns` (the policy fetched too), a job without one asks the DNS nothing."""
+    `mailDns` (the policy fetched too, the default resolver canaries answered right), a job
+    without one asks the DNS nothing."""
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(f"mta-sts.{DOMAIN}").configure_cert(server)
     async with (
@@ -150,7 +152,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
         DnsPeer(_records()) as peer,
         PolicyHost(server, POLICY) as host,
     ):
-        with_dns = job_for(country, smtp.port, mail_domain=DOMAIN, hostname="localhost")
+        ask = {WIRE.name: MailDnsAsk(domain=DOMAIN)}
+        with_dns = job_for(country, smtp.port, side_checks=ask, hostname="localhost")
         without = job_for(country, smtp.port)
         for job in (with_dns, without):
             await publish_job(js, job)
@@ -169,11 +172,15 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
             )
             await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
-    probed = found[with_dns.job_id].mail_dns
+    probed = WIRE.facts_of(found[with_dns.job_id].side_checks)
     assert found[with_dns.job_id].status == "up"
     assert probed is not None and probed.mx == ["mx.example.test", "backup.example.test"]
     assert probed.mta_sts_policy == POLICY
-    assert found[without.job_id].mail_dns is None
+    assert [(c.name, c.found) for c in probed.canaries or []] == [
+        ("a.root-servers.net", True),
+        ("mailprobe-canary.invalid", False),
+    ]
+    assert found[without.job_id].side_checks == {}
     assert len(host.requests) == 1
     assert sorted(peer.asked) == sorted(  # one probe, of the job that asked for it
         [
@@ -185,6 +192,8 @@ async def test_a_worker_probes_the_mail_dns_only_of_jobs_that_name_a_mail_domain
             (f"_{smtp.port}._tcp.localhost", "TLSA"),
             (f"mta-sts.{DOMAIN}", "A"),
             (f"mta-sts.{DOMAIN}", "AAAA"),
+            ("a.root-servers.net", "A"),
+            ("mailprobe-canary.invalid", "A"),
         ]
     )
 

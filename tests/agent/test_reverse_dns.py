@@ -10,16 +10,18 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
-from agent.reverse_dns import ReverseDnsProbe
+from agent.sidechecks import reverse_dns
+from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from agent.worker import Worker
-from shared.messages import PTR_NAMES_MAX
 from shared.settings import AgentSettings, load
+from shared.sidechecks.reverse_dns import PTR_NAMES_MAX, WIRE, ReverseDnsAsk
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
 from tests.peers.dns import DnsPeer
 
 ARPA = "1.0.0.127.in-addr.arpa"
 ARPA2 = "2.0.0.127.in-addr.arpa"
 V6_ARPA = "1." + "0." * 31 + "ip6.arpa"
+ASK = {WIRE.name: ReverseDnsAsk()}
 
 
 def _probe(peer: DnsPeer) -> ReverseDnsProbe:
@@ -136,7 +138,7 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
     never looks up a private address, `test_an_agents_own_probe_skips_private_addresses`.)"""
     records = {(ARPA, "PTR"): ["peer.test."], ("peer.test", "A"): ["127.0.0.1"]}
     async with SmtpLikePeer() as smtp, DnsPeer(records) as peer:
-        asked = job_for(country, smtp.port, reverse_dns=True, hostname="127.0.0.1")
+        asked = job_for(country, smtp.port, side_checks=ASK, hostname="127.0.0.1")
         plain = job_for(country, smtp.port, hostname="127.0.0.1")
         for job in (asked, plain):
             await publish_job(js, job)
@@ -148,18 +150,23 @@ async def test_a_worker_looks_up_reverse_dns_only_on_jobs_that_ask(
             ssl_contexts=ssl_contexts,
             fetch_timeout=0.2,
             heartbeat_interval=None,
-            reverse_dns=ReverseDnsProbe(resolver=peer.address, allow_private=True),
+            side_checks={"reverse_dns": reverse_dns.runner(_probe(peer))},
         )
         await w.run(burst=True)
     found = {r.job_id: r for r in await results(js, country)}
-    seen = found[asked.job_id].reverse_dns
+    seen = WIRE.facts_of(found[asked.job_id].side_checks)
     assert found[asked.job_id].status == "up" and found[asked.job_id].banner == "peer.test ESMTP"
     assert seen is not None
     assert [(c.address, c.names, c.confirmed) for c in seen.addresses] == [
         ("127.0.0.1", ["peer.test"], ["peer.test"])
     ]
-    assert found[plain.job_id].reverse_dns is None
-    assert sorted(peer.asked) == [(ARPA, "PTR"), ("peer.test", "A")]
+    assert found[plain.job_id].side_checks == {}
+    assert [(c.name, c.found) for c in seen.canaries or []] == [
+        ("a.root-servers.net", True),
+        ("mailprobe-canary.invalid", False),
+    ]
+    canaries = [("a.root-servers.net", "A"), ("mailprobe-canary.invalid", "A")]
+    assert sorted(peer.asked) == sorted([(ARPA, "PTR"), ("peer.test", "A"), *canaries])
 
 
 async def test_an_agents_own_probe_skips_private_addresses(
@@ -168,7 +175,7 @@ async def test_an_agents_own_probe_skips_private_addresses(
     """Built from the settings, with AGENT_ALLOW_PRIVATE_TARGETS set (`make run`, the tests):
     the check runs against loopback, its reverse DNS is unknown and nothing is asked."""
     async with SmtpLikePeer() as smtp, DnsPeer({(ARPA, "PTR"): ["peer.test."]}) as peer:
-        job = job_for(country, smtp.port, reverse_dns=True, hostname="127.0.0.1")
+        job = job_for(country, smtp.port, side_checks=ASK, hostname="127.0.0.1")
         await publish_job(js, job)
         env = {"AGENT_DNS_RESOLVER": peer.address, "AGENT_ALLOW_PRIVATE_TARGETS": "true"}
         settings = load(AgentSettings, env, agent_country=country)
@@ -177,6 +184,7 @@ async def test_an_agents_own_probe_skips_private_addresses(
         )
         await w.run(burst=True)
     (result,) = [r for r in await results(js, country) if r.job_id == job.job_id]
-    assert result.status == "up" and result.reverse_dns is not None
-    assert [(c.address, c.names) for c in result.reverse_dns.addresses] == [("127.0.0.1", None)]
+    seen = WIRE.facts_of(result.side_checks)
+    assert result.status == "up" and seen is not None
+    assert [(c.address, c.names) for c in seen.addresses] == [("127.0.0.1", None)]
     assert peer.asked == []

@@ -158,6 +158,8 @@ class Rig:
         kind: str = "smtp",
         config: dict[str, Any] | None = None,
         tenant: Tenant | None = None,
+        hostname: str = "smtp.customer.test",
+        port: int = 587,
     ) -> asyncpg.Record:
         """A monitor of the rig's organization, or of `tenant`'s."""
         owner = tenant or self.tenant
@@ -169,8 +171,8 @@ class Rig:
                     "customer_id": owner.customer_id,
                     "type": kind,
                     "name": name,
-                    "hostname": "smtp.customer.test",
-                    "port": 587,
+                    "hostname": hostname,
+                    "port": port,
                     "status": status,
                     "check_interval": 60,
                     "timeout_seconds": 10,

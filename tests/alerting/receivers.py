@@ -178,7 +178,8 @@ class Receiver:
         if self.fail_next > 0:
             self.fail_next -= 1
             return 503, b"busy"
-        return getattr(self, f"_{self.kind}")(method, target, headers, body)
+        answered: tuple[int, bytes] = getattr(self, f"_{self.kind}")(method, target, headers, body)
+        return answered
 
     def _webhook(
         self, method: str, target: str, headers: dict[str, str], body: bytes

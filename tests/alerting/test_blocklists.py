@@ -10,14 +10,16 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from agent.blocklists import BlocklistProbe
-from controller.ingest.store import decode_result
-from controller.reputation import store as db
-from controller.reputation.rules import KNOWN, BlockList, ask
-from controller.reputation.watch import BlocklistWatch, FreshNames
+from agent.sidechecks.blocklists import BlocklistProbe
+from controller.ingest.store import CheckedResult, decode_result
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import KNOWN, BlockList, ask
+from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
+from controller.sidechecks.frame import Arrived
 from controller.web.app import create_app
 from shared.messages import CheckResult, decode_event
 from shared.settings import ControllerSettings
+from shared.sidechecks.blocklists import WIRE, Reputation
 from shared.timefmt import iso_ms, utcnow
 from tests.alerting.conftest import LINKS, Rig
 from tests.conftest import make_tenant
@@ -44,6 +46,13 @@ def views(ip: str, listed_in_rbl: bool) -> dict[str, Zone]:
         "dead.example.net": Zone(everything=["127.0.0.2"]),
         "zen.spamhaus.org": Zone(everything=["127.255.255.254"]),
     }
+
+
+def arrived(r: CheckedResult) -> Arrived[Reputation]:
+    """A decoded result's blocklist facts as the ingester hands them to the side check's store."""
+    facts = WIRE.facts_of(r.side_checks)
+    assert facts is not None
+    return Arrived(r.job_id, r.monitor_id, r.country, r.scheduled_at, r.finished_at, facts)
 
 
 async def lookups(
@@ -73,13 +82,13 @@ async def lookups(
                 started_at=iso_ms(at),
                 finished_at=iso_ms(at),
                 status="up",
-                reputation=reputation,
+                side_checks={"blocklists": reputation},
             )
         )
     # Decoded as the ingester decodes them from the stream (times and monitor id typed).
     decoded = [decode_result(msgspec.json.encode(r)) for r in out]
     async with rig.pool.acquire() as conn, conn.transaction():
-        await db.record(conn, decoded)
+        await db.record(conn, [arrived(r) for r in decoded])
     return out
 
 
@@ -172,8 +181,9 @@ async def test_an_address_answered_for_one_monitor_is_not_asked_again_for_anothe
         (result,) = await lookups(rig, second, {"DE": de}, t0 + timedelta(minutes=1), listed=listed)
         # The second monitor's round resolved the host only: no list was asked again.
         assert de.asked[asked:] == [(HOST.lower(), "A"), (HOST.lower(), "AAAA")]
-    assert result.reputation is not None and result.reputation.answers == []
-    assert result.reputation.names[IP] == "listed"
+    seen = WIRE.facts_of(result.side_checks)
+    assert seen is not None and seen.answers == []
+    assert seen.names[IP] == "listed"
     watch = BlocklistWatch(rig.pool, LISTS, interval_s=6 * 3600, hold_s=0)
     await watch.run_once(t0 + timedelta(minutes=2))
     listed = await rig.fetch(
@@ -212,6 +222,8 @@ async def test_the_api_shows_each_lists_health_per_country(
         zone: next(c for c in b["countries"] if c["country"] == "DE") for zone, b in by_zone.items()
     }
     assert de["rbl.example.net"]["state"] == "healthy"
+    # to the hour only: the round that asked the test entries is some organization's
+    assert de["rbl.example.net"]["checkedAt"].endswith(":00:00.000Z")
     assert de["dead.example.net"]["state"] == "unhealthy"
     assert "lists everything" in de["dead.example.net"]["reason"]
     assert de["zen.spamhaus.org"]["state"] == "unhealthy"

@@ -488,8 +488,8 @@ async def test_a_channels_name_is_one_line_kept_stripped_on_create_and_change(
 async def test_a_customer_default_applies_to_its_monitors_without_their_own_choice(
     rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
 ) -> None:
-    plain = await rig.monitor(name="Plain", email=None, phone=None)
-    chooser = await rig.monitor(name="Chooser", email=None, phone=None)
+    plain = await rig.monitor(name="Plain", email=None, phone=None, hostname="a.customer.test")
+    chooser = await rig.monitor(name="Chooser", email=None, phone=None, hostname="b.test")
     async with Receiver("slack") as default, Receiver("teams") as own:
         await create(
             channel_api, rig.tenant, "slack", default.url, customerIds=[rig.tenant.customer_id]
@@ -641,3 +641,25 @@ async def test_telegram_posts_to_its_chat_and_a_wrong_chat_fails_for_good(
         headers=rig.tenant.auth("admin"),
     )
     assert r.status_code == 400 and r.json()["fields"] == ["chatId"]
+
+
+async def test_the_alert_history_names_a_channel_by_its_name(
+    rig: Rig, settings: ControllerSettings, channel_api: httpx.AsyncClient
+) -> None:
+    """ "Alerts sent" shows the channel's name, not its id (an e-mail row keeps its address)."""
+    from controller.notify import outbox_store
+
+    m = await rig.monitor(phone=None)
+    async with Receiver("slack") as slack:
+        made = await create(
+            channel_api, rig.tenant, "slack", slack.url, monitorIds=[str(m["public_id"])]
+        )
+        await rig.rounds(m, 0, [DOWN, DOWN])
+        await worker(rig, sender(rig, settings)).burst()
+        await rig.outbox().burst()
+    async with rig.pool.acquire() as conn:
+        history, _ = await outbox_store.list_history(conn, m["id"], 10, 0)
+    by_channel = {h.channel: h for h in history}
+    assert by_channel["slack"].target == made["id"]
+    assert by_channel["slack"].target_name == made["name"]
+    assert by_channel["email"].target_name is None

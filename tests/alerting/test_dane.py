@@ -12,8 +12,9 @@ import asyncpg
 import httpx
 import pytest
 
-from agent.maildns import MailDnsProbe
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.sidechecks.mail_dns import MailDnsProbe
+from shared.dns_canary import Canary
 from tests.alerting.conftest import Rig
 from tests.alerting.test_mail_dns import CA, DOMAIN, MONITORED, round_, served, watched
 from tests.alerting.test_posture import open_codes, posture
@@ -50,7 +51,11 @@ async def validated(
     zone, anchor = signed_zone(DOMAIN, records, bogus)
     peer = await stack.enter_async_context(SignedDnsPeer(zone))
     resolver = await stack.enter_async_context(unbound.Unbound(DOMAIN, peer.port, anchor))
-    return MailDnsProbe(resolver=resolver.address, allow_private=True), peer
+    # This unbound answers the signed zone only (it refuses "."): the canaries are names of it
+    # (AGENT_DNS_CANARIES names a resolver's own where the defaults cannot be reached).
+    canaries = (Canary(MONITORED, "A", True), Canary(f"absent.{DOMAIN}", "A", False))
+    probe = MailDnsProbe(resolver=resolver.address, allow_private=True, canaries=canaries)
+    return probe, peer
 
 
 async def stored(api: httpx.AsyncClient, rig: Rig, monitor: asyncpg.Record) -> dict[str, Any]:

@@ -14,9 +14,9 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from agent.maildns import MailDnsProbe
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
+from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -83,7 +83,7 @@ async def round_(
         job = make_job("smtp", port, SmtpConfig(), hostname="localhost", country=cc)
         checked = await run_check(job, f"{cc}-agent", True, contexts)
         if probes is not None:
-            checked.mail_dns = await probes[cc].probe(DOMAIN, tlsa_host, port, 5.0)
+            checked.side_checks["mail_dns"] = await probes[cc].probe(DOMAIN, tlsa_host, port, 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)

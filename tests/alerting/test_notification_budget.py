@@ -58,7 +58,9 @@ async def test_past_the_hourly_budget_notifications_are_dropped_with_why_and_own
     rig: Rig, api: httpx.AsyncClient
 ) -> None:
     clock = MidHour()
-    flappers = [await rig.monitor(name=f"Flap {i}") for i in range(3)]
+    flappers = [
+        await rig.monitor(name=f"Flap {i}", hostname=f"flap{i}.customer.test") for i in range(3)
+    ]
     for m in flappers:
         await rig.rounds(m, 0, [DOWN, DOWN])
     outbox = worker(rig, clock, Budget(email=2, sms=1))
@@ -124,7 +126,8 @@ async def test_past_the_hourly_budget_notifications_are_dropped_with_why_and_own
 async def test_replicas_share_one_budget(rig: Rig) -> None:
     clock = MidHour()
     for i in range(6):
-        await rig.rounds(await rig.monitor(name=f"Flap {i}", phone=None), 0, [DOWN, DOWN])
+        flapper = await rig.monitor(name=f"Flap {i}", phone=None, hostname=f"flap{i}.customer.test")
+        await rig.rounds(flapper, 0, [DOWN, DOWN])
     one, two = (worker(rig, clock, Budget(email=3, sms=1), batch=1) for _ in range(2))
     await asyncio.gather(one.burst(), two.burst())
     assert len(sent_to(rig, "oncall@customer.test")) == 3

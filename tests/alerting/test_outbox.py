@@ -1,7 +1,7 @@
 """The outbox worker's guarantees: whatever a send raises is a recorded failure, rows out of
 attempts are never sent, notices to one recipient leave in order, reminders of closed incidents
-are dropped, each worker claims only its channels, a lease covers its batch and a late
-write-back never overwrites, permanent refusals are not retried, smtps:// relays."""
+are dropped, each worker claims only its channels, a lease is renewed while its batch is sent,
+a late write-back never overwrites, permanent refusals are not retried, smtps:// relays."""
 
 import asyncio
 import ssl
@@ -16,9 +16,10 @@ from controller.db.pool import create_pool
 from controller.monitors import store as monitors
 from controller.notify import Notification
 from controller.notify import events_store as events_db
+from controller.notify import outbox_store as outbox_db
 from controller.notify.email import EmailChannel
 from controller.notify.entry import Notice, Source, notify
-from controller.notify.outbox import CONCURRENCY, SEND_TIMEOUT_S, OutboxWorker, lease_s
+from controller.notify.outbox import OutboxWorker
 from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
@@ -45,7 +46,7 @@ async def history(rig: Rig, outbox_id: int) -> list[tuple[int, str]]:
 async def test_a_send_that_raises_is_a_recorded_failure_and_the_batch_is_written(
     rig: Rig,
 ) -> None:
-    bad = await rig.monitor(name="Bad", phone=None)
+    bad = await rig.monitor(name="Bad", phone=None, hostname="bad.customer.test")
     await rig.rounds(bad, 0, [DOWN, DOWN])
     (row,) = await rig.outbox_rows(bad)
     async with rig.pool.acquire() as conn:  # a subject an older controller wrote
@@ -53,7 +54,7 @@ async def test_a_send_that_raises_is_a_recorded_failure_and_the_batch_is_written
             "UPDATE notification_outbox SET subject = 'DOWN: a\r\nBcc: x@evil.test' WHERE id = $1",
             row["id"],
         )
-    good = await rig.monitor(name="Good")
+    good = await rig.monitor(name="Good", hostname="good.customer.test")
     await rig.rounds(good, 0, [DOWN, DOWN])
     with capture_logs() as logs:
         assert await rig.outbox(max_attempts=2).burst() == 2
@@ -155,23 +156,33 @@ async def test_each_worker_claims_only_its_channels_and_warns_of_the_others(rig:
     assert len(rig.sms.requests) == 1
 
 
-async def test_a_lease_covers_its_batch_and_a_late_write_back_overwrites_nothing(
+async def test_a_lease_is_renewed_while_its_send_hangs_and_a_late_write_back_overwrites_nothing(
     rig: Rig,
 ) -> None:
     m = await rig.monitor(phone=None)
     await rig.rounds(m, 0, [DOWN, DOWN])
     hold = asyncio.Event()
     rig.relay.keep.script.append((hold, "451 4.3.0 try again later"))
-    slow, fast = rig.outbox(batch=50), rig.outbox(batch=50)
+    slow = rig.outbox(lease_s=0.6)  # renewed every 0.2 s
     first = asyncio.create_task(slow.deliver())  # its send hangs at the relay
     await rig.relay.keep.holding.wait()
     (row,) = await rig.outbox_rows(m)
-    lease = (row["next_attempt_at"] - rig.clock()).total_seconds()
-    assert lease > (50 / CONCURRENCY) * SEND_TIMEOUT_S  # the whole batch, even if every send hangs
-    assert lease_s(50) == lease_s(41) > lease_s(40)
+    leased_until = row["next_attempt_at"]
+    assert (leased_until - rig.clock()).total_seconds() <= 0.6
+    while row["next_attempt_at"] < leased_until + timedelta(seconds=0.6):
+        await asyncio.sleep(0.05)  # renewed at least once past the first lease's end
+        (row,) = await rig.outbox_rows(m)
+    assert rig.clock() > leased_until
+    assert await rig.outbox().deliver() == 0  # still leased: nobody else sends it
 
-    rig.clock.shift = timedelta(seconds=lease + 1)  # the lease ran out: another worker resends
-    assert await fast.deliver() == 1
+    # The worker stalls (its renewals stop landing): another worker, past the lease, resends.
+    later = OutboxWorker(
+        rig.pool,
+        {"email": email_channel(rig.relay)},
+        backoff_s=0,
+        clock=lambda: rig.clock() + timedelta(seconds=60),
+    )
+    assert await later.deliver() == 1
     hold.set()
     with capture_logs() as logs:
         assert await first == 0  # its send failed late...
@@ -184,8 +195,8 @@ async def test_a_lease_covers_its_batch_and_a_late_write_back_overwrites_nothing
 
 
 async def test_a_5xx_refusal_fails_at_once_and_a_4xx_one_is_retried(rig: Rig) -> None:
-    gone = await rig.monitor(email="gone@customer.test", phone=None)
-    busy = await rig.monitor(email="busy@customer.test", phone=None)
+    gone = await rig.monitor(email="gone@customer.test", phone=None, hostname="gone.customer.test")
+    busy = await rig.monitor(email="busy@customer.test", phone=None, hostname="busy.customer.test")
     rig.relay.keep.refuse = {
         "gone@customer.test": "550 5.1.1 no such user",
         "busy@customer.test": "450 4.2.1 mailbox busy",
@@ -206,7 +217,7 @@ async def test_a_5xx_refusal_fails_at_once_and_a_4xx_one_is_retried(rig: Rig) ->
 async def test_webhook_4xx_fails_at_once_but_408_429_and_5xx_are_retried(rig: Rig) -> None:
     for status, attempts in ((400, 1), (404, 1), (429, 3), (408, 3), (502, 3)):
         rig.sms.status = status
-        m = await rig.monitor(email=None, name=f"Answered {status}")
+        m = await rig.monitor(email=None, name=f"Answered {status}", hostname=f"h{status}.test")
         await rig.rounds(m, 0, [DOWN, DOWN])
         assert await rig.outbox(max_attempts=3).burst() == 0
         (row,) = await rig.outbox_rows(m)
@@ -310,3 +321,33 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
         assert (await got.next_msg(timeout=5)).data == b"{}"
     finally:
         await pool.close()
+
+
+async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
+    """The answer to a write-back's commit was lost (the primary died as it committed) and
+    the worker writes it again: the outcome is the same and the history has one line."""
+    sent, retried, failed = [await rig.monitor(name=n, phone=None) for n in ("A", "B", "C")]
+    for m in (sent, retried, failed):
+        await rig.rounds(m, 0, [DOWN, DOWN])
+    async with rig.pool.acquire() as conn:
+        rows = await outbox_db.claim_outbox(conn, rig.clock(), 10, 10.0, ["email"], 40)
+    by_monitor = {r.monitor_id: r for r in rows}
+    later = rig.clock() + timedelta(minutes=5)
+    outcomes = {
+        sent["id"]: (None, None),
+        retried["id"]: ("451 try again", later),
+        failed["id"]: ("550 no such user", None),
+    }
+    for _ in range(2):
+        async with rig.pool.acquire() as conn, conn.transaction():
+            for monitor_id, (error, retry_at) in outcomes.items():
+                row = by_monitor[monitor_id]
+                assert await outbox_db.record_attempt(conn, row, error, retry_at=retry_at)
+    (a,), (b,), (c,) = [await rig.outbox_rows(m) for m in (sent, retried, failed)]
+    assert (a["status"], b["status"], c["status"]) == ("sent", "pending", "failed")
+    assert b["next_attempt_at"] == later
+    assert [await history(rig, r["id"]) for r in (a, b, c)] == [
+        [(1, "sent")],
+        [(1, "failed")],
+        [(1, "failed")],
+    ]

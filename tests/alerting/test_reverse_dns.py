@@ -9,7 +9,7 @@ import httpx
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
-from agent.reverse_dns import ReverseDnsProbe
+from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -42,7 +42,7 @@ async def round_(
         checked = await run_check(job, f"{cc}-agent", True, build_ssl_contexts())
         if probe is not None:
             assert checked.address is not None
-            checked.reverse_dns = await probe.probe([checked.address], 5.0)
+            checked.side_checks["reverse_dns"] = await probe.probe([checked.address], 5.0)
         checked.job_id = rig.job_ids.make(public_id, cc, at, False)
         checked.monitor_id = public_id
         checked.scheduled_at = iso_ms(at)
@@ -108,3 +108,21 @@ async def test_missing_ptr_and_a_banner_that_is_not_the_ptr_are_found_told_and_c
         ("appeared", "banner_name_mismatch", "US"),  # a round's appearances come first
         ("cleared", "ptr_missing", "US"),
     ]
+
+
+async def test_a_resolver_answering_nxdomain_for_everything_raises_no_ptr_missing(
+    rig: Rig, api: httpx.AsyncClient
+) -> None:
+    """Issue 65: behind a resolver that answers NXDOMAIN for every name, the PTR looks missing,
+    but its canaries fail: that country's reverse DNS is unknown, never `ptr_missing`; a
+    truthful resolver the round after judges as always."""
+    monitor = await rig.monitor(["DE", "US"])
+    async with SmtpPeer() as smtp, DnsPeer(GOOD) as de, DnsPeer({}, canaries=False) as lying:
+        await round_(rig, monitor, 0, smtp.port, {"DE": resolving(de), "US": resolving(lying)})
+        assert (ARPA, "PTR") in lying.asked
+        assert open_codes(await posture(api, rig, monitor)) == set()
+        async with DnsPeer(NO_PTR) as truthful:
+            both = {"DE": resolving(de), "US": resolving(truthful)}
+            await round_(rig, monitor, 1, smtp.port, both)
+    assert open_codes(await posture(api, rig, monitor)) == {("ptr_missing", "US")}
+    assert [n["kind"] for n in await rig.outbox_rows(monitor)] == ["finding"]

@@ -279,7 +279,9 @@ async def test_a_monitor_failing_every_evaluation_never_stops_the_others(rig: Ri
 
 async def test_two_alerters_at_once_open_one_incident_and_queue_once(rig: Rig) -> None:
     other = Alerter(rig.pool, rig.js, rig.job_ids, reminder_minutes=30, clock=rig.clock)
-    many = [await rig.monitor(name=f"Relay {i}") for i in range(8)]
+    many = [
+        await rig.monitor(name=f"Relay {i}", hostname=f"relay{i}.customer.test") for i in range(8)
+    ]
     for m in many:
         await rig.round(m, 0, DOWN)
         await rig.round(m, 1, DOWN)

@@ -115,6 +115,7 @@ def test_request_schema_uses_seed_field_names(spec: dict[str, Any]) -> None:
         "mailDomain",
         "secretEnv",
         "reputation",  # our extra: outbound names for the blocklists
+        "dependsOn",  # our extra: what its incidents depend on
     } == set(create["properties"])
 
 

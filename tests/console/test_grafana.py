@@ -10,10 +10,11 @@ from prometheus_client import REGISTRY
 
 import agent.metrics
 import controller.observability.metrics
+import controller.oracles.metrics
 from controller.web.console.scrape_series import FAMILIES
 
 # Both register their process metrics in prometheus_client's default registry on import.
-assert agent.metrics and controller.observability.metrics
+assert agent.metrics and controller.observability.metrics and controller.oracles.metrics
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 

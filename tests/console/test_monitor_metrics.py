@@ -84,7 +84,14 @@ async def test_series_of_one_organization_behind_its_scrape_token(
         for (name, labels), v in samples.items()
         if name == "mailprobe_monitor_state"
     }
-    assert state == {"up": 0, "degraded": 1, "down": 0, "missed": 0, "unknown": 0}
+    assert state == {
+        "up": 0,
+        "degraded": 1,
+        "down": 0,
+        "recovering": 0,
+        "missed": 0,
+        "unknown": 0,
+    }
     # the free-text name only in the info series: a rename starts no new series elsewhere
     info = [
         dict(labels) for (name, labels), _ in samples.items() if name == "mailprobe_monitor_info"

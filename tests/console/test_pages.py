@@ -393,3 +393,45 @@ async def test_the_edit_form_keeps_an_oauth2_grant_it_does_not_show(
     assert config["oauth2"]["tenant"] == "contoso.onmicrosoft.com"
     r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
     assert r.status_code == 400 and "oauth2.clientSecret" in r.text
+
+
+async def test_the_menu_leads_to_the_reports_of_the_organizations_domains_only(
+    client: Browserish, tenant: Tenant, http: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    other = await make_tenant(pool)
+    await create(http, other, "smtp", name="Theirs", mailDomain="their-secret.example")
+    client.session = tenant.tokens["readonly"]
+    overview = (await client.get("/console/")).text
+    assert 'href="/console/reports"' in overview
+    empty = (await client.get("/console/reports")).text
+    assert 'id="no-domains"' in empty and "their-secret" not in empty
+    await create(http, tenant, "smtp", name="Ours", mailDomain="ours.example")
+    page = (await client.get("/console/reports")).text
+    assert 'href="/console/reports/ours.example"' in page
+    assert "their-secret" not in page
+
+
+async def test_a_monitor_held_down_with_every_country_up_reads_recovering_everywhere(
+    client: Browserish, pool: asyncpg.Pool, http: httpx.AsyncClient, job_ids: JobIds
+) -> None:
+    """The overview's word, count and filter say what the public status page says (one word
+    per state on every page), never `down` beside green dots."""
+    org = await make_tenant(pool)
+    held = await create(http, org, "smtp", name="Held relay")
+    still = await create(http, org, "smtp", name="Still down relay")
+    for monitor, status in ((held, "up"), (still, "down")):
+        for country in ("DE", "US"):
+            await store_result(pool, job_ids, monitor, country, status, error_kind="refused")
+        await pool.execute(
+            "INSERT INTO monitor_alert_state (monitor_id, state)"
+            " SELECT id, 'down' FROM monitors WHERE public_id = $1::uuid",
+            monitor["publicId"],
+        )
+    client.session = org.tokens["readonly"]
+    overview = (await client.get("/console/")).text
+    assert 'data-count="recovering">1<' in overview and 'data-count="down">1<' in overview
+    assert 'data-state="recovering">recovering<' in overview
+    recovering = (await client.get("/console/?state=recovering")).text
+    assert "Held relay" in recovering and "Still down relay" not in recovering
+    down = (await client.get("/console/?state=down")).text
+    assert "Still down relay" in down and "Held relay" not in down

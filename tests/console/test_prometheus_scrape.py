@@ -86,6 +86,28 @@ async def _prometheus(workdir: Path, config: dict[str, Any]) -> AsyncIterator[st
         log.close()
 
 
+async def _world(pool: asyncpg.Pool, monitor: str) -> None:
+    """An open finding, a raised listing and a resolver not believed, for the world's panels."""
+    async with pool.acquire() as conn:
+        mid = await conn.fetchval("SELECT id FROM monitors WHERE public_id = $1::uuid", monitor)
+        await conn.execute(
+            "INSERT INTO posture_findings (monitor_id, code, country, severity, detail,"
+            " appeared_at, last_seen_at) VALUES ($1, 'spf_missing', 'DE', 'warning', 'x',"
+            " now(), now())",
+            mid,
+        )
+        await conn.execute(
+            "INSERT INTO blocklist_listings (monitor_id, zone, name, since, countries, raised_at)"
+            " VALUES ($1, 'zz.example.net', '192.0.2.9', now(), '{DE}', now())",
+            mid,
+        )
+        await conn.execute(
+            "INSERT INTO oracle_health (oracle, country, state, reason, since)"
+            " VALUES ('dns', 'ZZ', 'unhealthy', 'NXDOMAIN for a.root-servers.net', now())"
+            " ON CONFLICT (oracle, country) DO UPDATE SET state = 'unhealthy'"
+        )
+
+
 def _panels() -> list[tuple[str, str]]:
     dashboard = json.loads((GRAFANA / "mailprobe.json").read_text())
     return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p["targets"]]
@@ -126,6 +148,7 @@ async def test_prometheus_scrapes_the_shards_and_answers_the_dashboard(
     await store_result(pool, job_ids, mine, "US", "down", error_kind="refused")
     for other in others:
         await store_result(pool, job_ids, other, "DE", "down", error_kind="refused")
+    await _world(pool, mine["publicId"])
     token_file = tmp_path / "scrape-token"
     token_file.write_text(await scrape_token(client, org.tokens["admin"]))
     monitor = mine["publicId"]
@@ -182,5 +205,16 @@ async def test_prometheus_scrapes_the_shards_and_answers_the_dashboard(
         assert value("Phases")  # the example asks for them
         days = value("Certificate days left")
         assert len(days) == 1 and days[0] > 365
+
+        def series(title: str) -> list[dict[str, str]]:
+            return [
+                s["metric"] for (t, _), got in answers.items() if t.startswith(title) for s in got
+            ]
+
+        # The world's panels (issue 65): findings, oracles, listings (the reports' evaluate).
+        assert {"code": "spf_missing", "severity": "warning"} in series("Open findings")
+        assert {"code": "blocklisted", "severity": "warning"} in series("Open findings")
+        assert {"oracle": "dns", "country": "ZZ", "state": "unhealthy"} in series("Oracles")
+        assert {"list": "zz.example.net", "severity": "warning"} in series("Blocklist listings")
         names = await _query(api, prom, "group by (name) (mailprobe_monitor_info)")
         assert {s["metric"]["name"] for s in names} == {name} | {f"other {n}" for n in range(5)}

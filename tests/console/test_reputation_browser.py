@@ -15,13 +15,16 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from controller.reputation import store as db
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import BlocklistWatch
+from controller.ingest.store import decode_result
+from controller.sidechecks.blocklists import store as db
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
-from shared.messages import BlocklistAnswer, CheckResult, Reputation
+from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
+from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.timefmt import iso_ms, utcnow
+from tests.alerting.test_blocklists import arrived
 from tests.api.helpers import SMTP, minimal_body
 from tests.conftest import PASSWORD, Tenant
 from tests.console import browser
@@ -70,7 +73,7 @@ def result(monitor: dict[str, Any], cc: str, listed: bool, at: Any) -> CheckResu
         started_at=iso_ms(at),
         finished_at=iso_ms(at),
         status="up",
-        reputation=Reputation(names=names, answers=answers),
+        side_checks={"blocklists": Reputation(names=names, answers=answers)},
     )
 
 
@@ -86,7 +89,8 @@ async def seeded(
     monitor: dict[str, Any] = r.json()
     t0 = utcnow() - timedelta(hours=2)
     async with pool.acquire() as conn, conn.transaction():
-        await db.record(conn, [result(monitor, "DE", True, t0), result(monitor, "US", False, t0)])
+        sent = [result(monitor, "DE", True, t0), result(monitor, "US", False, t0)]
+        await db.record(conn, [arrived(decode_result(encode(r))) for r in sent])
     hold = settings.blocklist_hold_seconds
     watch = BlocklistWatch(
         pool, lists_setting(LISTS), interval_s=settings.blocklist_interval_seconds, hold_s=hold
@@ -121,6 +125,31 @@ async def test_the_reputation_section_and_the_blocklisted_finding_over_http(
     assert f"{OUTBOUND} on SpamCop (bl.spamcop.net)" in posture
     assert "1 critical" in overview
     assert 'data-code="blocklisted"' in findings and "Outbound relay" in findings
+
+
+async def test_the_menus_reputation_page_shows_each_lists_health_per_country(
+    console_url: str, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
+) -> None:
+    await seeded(console_url, tenant, pool, settings)
+    async with http_client(base_url=console_url, timeout=10) as http:
+        client = Browserish(http, tenant.tokens["readonly"])
+        overview = (await client.get("/console/")).text
+        page = (await client.get("/console/reputation")).text
+    assert 'href="/console/reputation"' in overview
+    spamcop = page[page.index('data-zone="bl.spamcop.net"') :]
+    spamcop = spamcop[: spamcop.index("</tr>")]
+    assert 'data-health="healthy">DE: healthy' in spamcop and "US: healthy" in spamcop
+    assert "critical" in spamcop  # made major
+    psbl = page[page.index('data-zone="psbl.surriel.com"') :]
+    assert 'data-health="unhealthy">DE: unhealthy' in psbl[: psbl.index("</tr>")]
+
+
+async def test_the_reputation_page_says_when_no_list_is_asked(
+    client: Browserish, tenant: Tenant
+) -> None:
+    client.session = tenant.tokens["readonly"]
+    page = (await client.get("/console/reputation")).text
+    assert 'id="no-lists"' in page and "BLOCKLISTS" in page
 
 
 @pytest.fixture(scope="module")

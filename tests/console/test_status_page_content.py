@@ -40,6 +40,7 @@ class Service(msgspec.Struct, forbid_unknown_fields=True):
     state: Literal["up", "degraded", "down", "recovering", "missed", "unknown"]
     countries: list[Country]
     uptimePercent: float | None
+    uptimeSince: str | None
     days: list[Day]
 
 
@@ -133,12 +134,16 @@ async def test_uptime_updated_refresh_history_and_plain_words(
         )
         await incident_db.close_incident(conn, old.id, utcnow() - timedelta(days=29))
     page = (await http.get(f"/status/{slug}")).text
-    assert "75.0 % uptime" in page and "over 90 days" in page
+    # Checked for minutes: the uptime covers the days since the first check, not 90 days.
+    first = (utcnow() - timedelta(minutes=9)).date()
+    assert f"75.0 % uptime</span> since {first.day} {first.strftime('%b')}<" in page
+    assert "over 90 days" not in page
     assert "Last updated" in page and '<meta http-equiv="refresh" content="60">' in page
     assert "TLS broken" in page and "Tls broken" not in page
     assert "seen from 2 countries" in page  # 30 days ago: beyond the old two weeks
     summary = msgspec.json.decode((await http.get(f"/status/{slug}/summary.json")).content)
     assert summary["services"][0]["uptimePercent"] == 75.0
+    assert summary["services"][0]["uptimeSince"] == first.isoformat()
 
 
 async def test_a_monitor_held_down_while_its_countries_are_up_reads_recovering(

@@ -115,7 +115,9 @@ def _listen(port: int) -> dict[str, str]:
 def primary(data: Path, port: int) -> PgNode:
     """A new primary, trusting loopback (replication connections too: initdb's defaults)."""
     _owned_folder(data)
-    _run("initdb", "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=utf8")
+    _run(
+        "initdb", "-D", str(data), "--auth=trust", "-U", "postgres", "--encoding=utf8", "--no-sync"
+    )
     node = PgNode(data, port)
     node.configure(**_listen(port))
     node.start()
@@ -127,7 +129,9 @@ def standby(of: PgNode, data: Path, port: int) -> PgNode:
     primary_conninfo written by it), its WAL streamed during the copy."""
     _owned_folder(data)
     source = f"host=127.0.0.1 port={of.port} user=postgres application_name=standby"
-    _run("pg_basebackup", "-d", source, "-D", str(data), "-R", "-X", "stream")
+    # A fast checkpoint: the default spreads it over minutes on a primary with writes behind it.
+    # No sync of the copy to disk (as initdb's): the tests kill processes, never the machine.
+    _run("pg_basebackup", "-d", source, "-D", str(data), "-R", "-X", "stream", "-c", "fast", "-N")
     node = PgNode(data, port)
     node.configure(**_listen(port))
     node.start()

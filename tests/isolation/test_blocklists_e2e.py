@@ -32,12 +32,12 @@ from controller.db.pool import create_pool
 from controller.fleet.live import LiveAgents
 from controller.ingest.ingester import Ingester
 from controller.jobs.rules import JobIds
-from controller.reputation.rules import parse_lists
-from controller.reputation.watch import BlocklistWatch
 from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import parse_lists
+from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
 from shared import embedded
 from shared.loop import run_every

@@ -14,6 +14,7 @@ import contextlib
 import grp
 import os
 import pwd
+import signal
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -182,21 +183,35 @@ scope = {SCOPE}
         (d / "passwd").write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
         config = d / "dovecot.conf"
         config.write_text(self._config())
+        _hand_over(d, _account())
+        await self.start()
+        return self
+
+    async def start(self) -> None:
+        """Start (again, after `stop`) on the same ports, with the same mail."""
         account = _account()
-        _hand_over(d, account)
         self._process = await asyncio.create_subprocess_exec(
             DOVECOT,
             "-F",
             "-c",
-            str(config),
+            str(self.where / "dovecot.conf"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             user=account.pw_uid,
             group=account.pw_gid,
             extra_groups=[],
+            start_new_session=True,  # its process group: `stop` ends every one of them
         )
         await self._ready()
-        return self
+
+    async def stop(self) -> None:
+        """Stop it as an outage does (a crash, `systemctl stop`): every process, the auth
+        process Postfix's open connections would keep alive included."""
+        assert self._process is not None
+        pgid = self._process.pid
+        await self._stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
     def log(self) -> str:
         path = self.where / "dovecot.log"

@@ -5,7 +5,9 @@ serving an MTA-STS policy: the mail DNS a test wants, good or bad.
 `("example.test", "MX"): ["10 mx.example.test."]`. A name with no record of any type is
 NXDOMAIN; a CNAME is chased as a recursive resolver does (the chain, then what is at its end; a
 loop sent as it is); one in `servfail` is SERVFAIL; one in or under a zone of `silent` gets no
-reply at all (`asked` still lists it), as from a zone whose servers never answer. `ad` sets
+reply at all (`asked` still lists it), as from a zone whose servers never answer. It answers the
+agents' default resolver canaries as a resolver must (shared.dns_canary: `a.root-servers.net`
+exists, `.invalid` does not) unless `canaries=False`. `ad` sets
 the AD bit on every answer, as a validating resolver does on a DNSSEC-validated one (this
 server validates nothing: it stands in for one; tests/peers/dnssec.py and
 tests/peers/unbound.py give real signatures and real validation).
@@ -30,6 +32,8 @@ import dns.rrset
 from tests.peers.base import LoopbackServer
 
 Records = dict[tuple[str, str], list[str]]
+# What the default canaries (shared.dns_canary.DEFAULT_CANARIES) must find.
+CANARY_RECORDS: Records = {("a.root-servers.net", "A"): ["198.41.0.4"]}
 CHAIN_MAX = 20  # CNAMEs in one answer
 
 
@@ -41,8 +45,10 @@ class DnsPeer(asyncio.DatagramProtocol):
         ad: bool = False,
         servfail: frozenset[str] = frozenset(),
         silent: frozenset[str] = frozenset(),
+        canaries: bool = True,
     ) -> None:
-        self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in records.items()}
+        given = {**CANARY_RECORDS, **records} if canaries else records
+        self.records = {(n.lower().rstrip("."), t.upper()): v for (n, t), v in given.items()}
         self.ad = ad
         self.servfail = {n.lower().rstrip(".") for n in servfail}
         self.silent = tuple(n.lower().strip(".") for n in silent)

@@ -18,6 +18,8 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.timefmt import parse_iso, utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
@@ -734,8 +736,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     settings: ControllerSettings,
     seal_keys: KeyRing,
 ) -> None:
-    """DNS every 300 s, checks every 60 s: of ten rounds in a row exactly two carry
-    `mailDomain` (one per window, five rounds apart); a monitor without one never does. Every
+    """DNS every 300 s, checks every 60 s: of ten rounds in a row the first carries
+    `mailDomain` (a new monitor's DNS is resolved at once), then one per window, five rounds
+    apart; a monitor without one never does. Every
     SMTP monitor's DNS rounds ask for its reverse DNS (`reverseDns`, issue 58), the same
     rounds as its mail DNS, whether it names a mail domain or not; a monitor that opted in to
     the open relay test (`relayCheck`) has it in its job's config on those rounds only."""
@@ -755,9 +758,11 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
     )
     carried: dict[str, list[datetime]] = {}
     reverse: dict[str, list[datetime]] = {}
+    firsts: dict[str, datetime] = {}
     for monitor in (watched, plain):
         pid = monitor["publicId"]
         g = schedule.next_due(schedule.phase_ms(pid, 60), 60, utcnow())
+        firsts[pid] = g
         for n in range(10):
             at = g + timedelta(seconds=60 * n)
             async with pipe_pool.acquire() as conn:
@@ -768,6 +773,9 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             assert claimed is not None
             (plan,) = await scheduler.rounds([claimed], at + timedelta(seconds=1), frozenset({cc}))
             (job,) = plan.jobs
+            if plan.mail_dns:  # as sending the round records it
+                async with pipe_pool.acquire() as conn:
+                    await due.mail_dns_sent(conn, [monitor["id"]], at)
             if job.mail_domain is not None:
                 assert job.mail_domain == "example.com"
                 carried.setdefault(pid, []).append(parse_iso(job.scheduled_at))
@@ -776,12 +784,23 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
             # the opted-in relay test rides on the same rounds only
             assert isinstance(job.config, SmtpConfig)
             assert job.config.relay_check is (pid == plain["publicId"] and job.reverse_dns)
-    dns_rounds = carried[watched["publicId"]]
-    assert len(dns_rounds) == 2 and dns_rounds[1] - dns_rounds[0] == timedelta(seconds=300)
+            # what older agents read in those fields, newer ones read in `sideChecks` (issue 65)
+            asked = {"mail_dns": job.mail_domain is not None, "reverse_dns": job.reverse_dns,
+                     "relay": job.config.relay_check}  # fmt: skip
+            assert set(job.side_checks) == {name for name, yes in asked.items() if yes}
+            if job.mail_domain is not None:
+                assert MAIL_DNS.ask_of(job.side_checks) == MailDnsAsk(domain="example.com")
+    for pid, got in (
+        (watched["publicId"], carried[watched["publicId"]]),
+        (plain["publicId"], reverse[plain["publicId"]]),
+    ):
+        first = got[0]
+        later = [at for at in got if at != first]
+        assert first == firsts[pid]  # the first round, at once
+        assert len(later) in (1, 2) and all(schedule.dns_due(pid, at, 60, 300) for at in later)
+        assert len(later) == 1 or later[1] - later[0] == timedelta(seconds=300)
     assert plain["publicId"] not in carried
-    assert reverse[watched["publicId"]] == dns_rounds
-    ptr_rounds = reverse[plain["publicId"]]
-    assert len(ptr_rounds) == 2 and ptr_rounds[1] - ptr_rounds[0] == timedelta(seconds=300)
+    assert reverse[watched["publicId"]] == carried[watched["publicId"]]
 
 
 async def test_repeated_trigger_checks_resolve_mail_dns_once_per_floor(

@@ -155,15 +155,20 @@ def dmarc_zip(domain: str, **kwargs: Any) -> bytes:
     return zipped(f"google.com!{domain}!1!2.xml", dmarc_xml(domain, **kwargs))
 
 
-def zip_bomb() -> bytes:
-    """A zip of one .xml member unpacking to 200 MiB of zeros (about 200 KiB packed)."""
+def zip_bomb(
+    method: int = zipfile.ZIP_DEFLATED, mib: int = 200, head: bytes = b"<feedback>"
+) -> bytes:
+    """A zip of one .xml member unpacking to `mib` MiB of a report's first bytes (`head`: a
+    DMARC report's) and white space (deflate: about 200 KiB packed for 200 MiB; bzip2 and LZMA:
+    far less)."""
     out = io.BytesIO()
     with (
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z,
+        zipfile.ZipFile(out, "w", method) as z,
         z.open("bomb.xml", "w", force_zip64=True) as member,
     ):
-        block = b"\0" * (1 << 20)
-        for _ in range(200):
+        member.write(head)
+        block = b" " * (1 << 20)
+        for _ in range(mib):
             member.write(block)
     return out.getvalue()
 

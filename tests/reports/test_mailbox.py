@@ -7,6 +7,7 @@ import asyncpg
 import httpx
 import pytest
 import trustme
+from prometheus_client import REGISTRY
 
 from controller.notify.links import Links
 from controller.reports import mailbox
@@ -59,8 +60,19 @@ async def test_reports_mailed_through_postfix_are_read_from_dovecot_and_moved(
         mechanism="XOAUTH2",
         ca_pem=mail_ca.cert_pem.bytes().decode(),
     )
+
+    def counted(outcome: str, kind: str = "unknown") -> float:
+        labels = {"kind": kind, "via": "mail", "outcome": outcome}
+        return REGISTRY.get_sample_value("mailprobe_reports_total", labels) or 0.0
+
+    before = {o: counted(o) for o in ("no_report", "bomb", "domain_not_monitored")}
+    before["domain_not_monitored"] = counted("domain_not_monitored", "dmarc")
     done = await mailbox.read(pool, box, Links())
     assert (done.messages, done.stored, done.rejected) == (5, 2, 3)
+    # Every rejection is counted, the message without a report too.
+    assert counted("no_report") == before["no_report"] + 1
+    assert counted("bomb") == before["bomb"] + 1
+    assert counted("domain_not_monitored", "dmarc") == before["domain_not_monitored"] + 1
     again = await mailbox.read(pool, box, Links())
     assert again.messages == 0
     maildir = imap_pop.homes / "alice" / "Maildir"

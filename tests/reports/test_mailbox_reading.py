@@ -39,8 +39,10 @@ CLIENT, CLIENT_SECRET = "report-reader", "report-reader-secret"
 
 @pytest.fixture(scope="module")
 async def api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    """The API of a controller that allows token endpoints on 127.0.0.1."""
-    allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
+    """The API of a controller that allows token endpoints and report mailboxes on 127.0.0.1."""
+    allowing = msgspec.structs.replace(
+        settings, oauth2_token_hosts="127.0.0.1", reports_mailbox_allow_private=True
+    )
     async with serve_app(create_app(allowing, pool)) as url:
         yield url
 
@@ -158,8 +160,23 @@ async def test_a_failed_read_is_kept_on_the_mailbox_for_the_api(
     assert shown["lastError"].startswith("login refused"), shown
     assert shown["lastOkAt"] is None and shown["lastMessages"] is None
 
-    # A mailbox at a loopback address is refused unless the operator allows it.
+    # A mailbox at a loopback address is refused unless the operator allows it: by the reader,
+    # and at once by a controller that does not allow it.
     await _due_now(pool, owner)
+    async with (
+        serve_app(create_app(settings, pool)) as strict_url,
+        http_client(base_url=strict_url, timeout=10) as strict_api,
+    ):
+        for host, said in [
+            ("127.0.0.1", "is 127.0.0.1, which is not public"),
+            ("localhost", "resolves to 127.0.0.1"),
+            ("::1", "is ::1, which is not public"),
+            ("10.1.2.3", "is 10.1.2.3, which is not public"),
+            ("0x7f.1", "Invalid hostname"),
+        ]:
+            r = await strict_api.put(PATH, json={**body, "host": host}, headers=owner.auth("owner"))
+            assert r.status_code == 400, (host, r.text)
+            assert r.json()["fields"] == ["host"] and said in r.json()["message"], r.text
     strict = dataclasses.replace(reader(settings, mail_ca), allow_private=False)
     await reading.one_pass(pool, strict)
     shown = (await client.get(PATH, headers=owner.auth("readonly"))).json()

@@ -5,15 +5,19 @@ input a rejected report with its reason, costing nothing else."""
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client import REGISTRY
 
+from controller.db.pool import Conn
 from controller.notify.links import Links
 from controller.posture import store as posture
 from controller.posture.rules import Finding
-from controller.reports import keeping
+from controller.reports import intake, keeping
+from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.reports import made
@@ -81,10 +85,10 @@ async def test_a_gzipped_report_posted_with_the_token_raises_one_finding_and_one
     assert "reported by Google LLC" in f["detail"]
     assert len(await _notices(pool, monitor["publicId"])) == 1
 
-    # A retry of the same report is taken once; a new report saying the same tells nobody.
+    # A retry of the same report is taken once; a new report of the same failures tells nobody.
     again = await https.post(path, content=body, headers=GZIP)
     assert again.status_code == 200 and again.json()["reason"] == "duplicate"
-    same = made.tls_json(domain, report_id="rpt-2")
+    same = made.tls_json(domain, report_id="rpt-2", successes=5000)
     r = await https.post(path, content=json.dumps(same).encode(), headers=JSON)
     assert r.status_code == 200 and r.json()["stored"] is True
     assert len(await _notices(pool, monitor["publicId"])) == 1
@@ -102,8 +106,16 @@ async def test_a_gzipped_report_posted_with_the_token_raises_one_finding_and_one
         ],
     )
     assert (await https.post(path, content=made.tls_gzip(newer), headers=GZIP)).status_code == 200
+    # ...within the digest interval of the first, it waits for the digest.
+    got = await _notices(pool, monitor["publicId"])
+    assert len(got) == 1, [(n["subject"], n["body_text"]) for n in got]
+    assert await intake.send_digests(pool, Links(), utcnow() + timedelta(minutes=61)) >= 1
     sent = await _notices(pool, monitor["publicId"])
     assert len(sent) == 2 and "sts-policy-invalid" in sent[1]["body_text"]
+    assert sent[1]["subject"].startswith("[mailprobe] Digest: TLS failures reported for " + domain)
+    assert "1 new items were reported since the last notice" in sent[1]["body_text"]
+    assert "from Google LLC, Microsoft Corporation" in sent[1]["body_text"]
+    assert "every country" not in sent[0]["body_text"] + sent[1]["body_text"]
 
     r = await https.get(f"/api/report-domains/{domain}/totals", headers=tenant.auth("readonly"))
     assert r.status_code == 200, r.text
@@ -195,8 +207,9 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
     path = await _address(https, tenant, domain, str(https.base_url))
     cases = [
         (made.gzip_bomb(), GZIP, "bomb"),
-        (made.zip_bomb(), GZIP, "bomb"),
-        (made.BILLION_LAUGHS, JSON, "xml_forbidden"),
+        (made.zip_bomb(mib=30, head=b"{"), GZIP, "bomb"),
+        # XML where TLS-RPT goes is refused from its first byte, never parsed.
+        (made.BILLION_LAUGHS, JSON, "wrong_kind"),
         (made.dmarc_xml(domain), JSON, "wrong_kind"),
         (made.tls_gzip(made.tls_json("nobody.example")), GZIP, "domain_not_monitored"),
         (
@@ -212,6 +225,12 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
         r = await https.post(path, content=body, headers=headers)
         assert r.status_code == 400, (reason, r.text)
         assert r.json()["code"] == reason, r.text
+
+    def counted(outcome: str) -> float:
+        labels = {"kind": "unknown", "via": "https", "outcome": outcome}
+        return REGISTRY.get_sample_value("mailprobe_reports_total", labels) or 0.0
+
+    was = (counted("unsupported_type"), counted("too_large"))
     r = await https.post(path, content=b"{}", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415, r.text
     # A 2 GB stream is cut at the limit, unread past it.
@@ -219,6 +238,7 @@ async def test_bad_reports_are_refused_with_their_reason_and_cost_nothing_else(
         path, content=_gigabytes(), headers={**GZIP, "Content-Length": str(2048 << 20)}
     )
     assert r.status_code == 413, r.text
+    assert (counted("unsupported_type"), counted("too_large")) == (was[0] + 1, was[1] + 1)
 
     r = await https.get("/api/rejected-reports", headers=tenant.auth("readonly"))
     assert [x["reason"] for x in r.json()] == [reason for _, _, reason in reversed(cases)]
@@ -239,9 +259,7 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
     assert r.status_code == 200, r.text
     assert "tls_failures_reported" in await _posture(https, tenant, monitor)
     async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE report_counts SET day = day - 8 WHERE organization_id = $1", tenant.org_id
-        )
+        await _shift(conn, tenant.org_id, 8)
     await keeping.one_pass(pool, 400, Links())
     assert await _posture(https, tenant, monitor) == {}
     async with pool.acquire() as conn:
@@ -250,9 +268,22 @@ async def test_findings_clear_when_their_reports_leave_the_window_and_old_report
             " WHERE organization_id = $1",
             tenant.org_id,
         )
+        await _shift(conn, tenant.org_id, 401 - 8)
     await keeping.one_pass(pool, 400, Links())
     async with pool.acquire() as conn:
         left = await conn.fetchval(
-            "SELECT count(*) FROM report_counts WHERE organization_id = $1", tenant.org_id
+            "SELECT (SELECT count(*) FROM report_items WHERE organization_id = $1)"
+            " + (SELECT count(*) FROM report_day_totals WHERE organization_id = $1)"
+            " + (SELECT count(*) FROM reports WHERE organization_id = $1)"
+            " + (SELECT sum(rows) FROM report_domain_rows WHERE organization_id = $1)",
+            tenant.org_id,
         )
     assert left == 0
+
+
+async def _shift(conn: Conn, org_id: int, days: int) -> None:
+    """The organization's aggregates moved `days` into the past."""
+    for table in ("report_items", "report_day_totals"):
+        await conn.execute(
+            f"UPDATE {table} SET day = day - $2::int WHERE organization_id = $1", org_id, days
+        )

@@ -2,7 +2,8 @@
 agent` processes in network namespaces of their own (DE, US) with their countries' sealing keys,
 `python -m controller serve` (API included), embedded PostgreSQL and NATS, a server process per
 monitor (SMTP plain, SMTPS, IMAP STARTTLS, POP3 plain, a round trip over IMAP; SMTP with a login
-created through the API mid-history and checked at once), every monitor made by an owner through
+created through the API mid-history and checked at once; a second IMAP monitor sharing the IMAP
+STARTTLS server, so its outages are one mail-flow problem), every monitor made by an owner through
 the API, and a fixed seed's history of outages (killed servers), freezes (SIGSTOP), an agent
 restart and an `apply` of the owner's exported file. Run once for the module; each test pins one
 of the targets against the harness's own log of what it did.
@@ -70,3 +71,10 @@ def test_applying_an_unchanged_export_writes_nothing_and_keeps_the_confirmation(
 ) -> None:
     assert fig.applies >= 1
     assert fig.apply_wrong == []
+
+
+def test_a_shared_server_outage_is_one_incident_and_one_page(fig: Figures) -> None:
+    """imap-starttls and imap-starttls-webmail check one server: its outage is one flow
+    incident, paged once per channel (notices count incidents, not monitors)."""
+    assert fig.flow_incidents < fig.monitor_incidents
+    assert sum(fig.pages.values()) <= fig.flow_incidents

@@ -88,3 +88,20 @@ def test_history_bars_per_hour_and_per_day() -> None:
     assert bars[-1]["day"] == "2026-11-23 08:00 UTC" and bars[-1]["down"] == 3
     days = uptime_bars.daily({date(2026, 11, 23): (96, 4)}, date(2026, 11, 23), 90)
     assert len(days) == 90 and days[-1]["level"] == "warn" and days[-1]["share"] == 96.0
+
+
+def test_a_chart_says_the_days_or_the_times_along_its_axis() -> None:
+    """Report charts (days) carry dates, a day's chart times of day; first at the left edge,
+    last at the right."""
+    start = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    week = charts.line_chart([("tls", [(start, 1.0)])], start, start + timedelta(days=7))
+    assert [text for _, text in week.x_ticks] == [
+        "20 Nov",
+        "22 Nov",
+        "24 Nov",
+        "25 Nov",
+        "27 Nov",
+    ]
+    assert week.x_ticks[0][0] == charts.PAD_LEFT and week.x_ticks[-1][0] == charts.WIDTH - 4
+    day = charts.line_chart([("DE", [(start, 1.0)])], start, start + timedelta(hours=4))
+    assert [text for _, text in day.x_ticks] == ["12:00", "13:00", "14:00", "15:00", "16:00"]

@@ -39,7 +39,8 @@ LAYERS = (
     "posture",  # mail security posture: findings, the alerter's posture pass
     "scheduling",  # due rounds → jobs, confirmations, admission, the trigger
     "ingest",  # results stored (the results store, the alert queue it marks), packed, kept
-    "reputation",  # blocklists
+    "oracles",  # resolvers and blocklists checked before they are believed; world metrics
+    "sidechecks",  # the side checks' registry, frame, findings, facts and each one's package
     "roundtrips",  # round trips: what may be sent, what was delivered
     "oauth2",  # access tokens of monitors' logins
     "notify",  # channels, texts, the notification and event outboxes

@@ -1,10 +1,10 @@
-"""The size bound of `mailDns` (`shared.maildns_bound.bounded`), as a table."""
+"""The size bound of mail DNS facts (`shared.sidechecks.mail_dns_bound.bounded`), as a table."""
 
 import msgspec
 import pytest
 
-from shared.maildns_bound import ENCODED_MAX, bounded
-from shared.messages import MailDns
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.mail_dns_bound import ENCODED_MAX, bounded
 
 SMALL = MailDns(domain="example.test", spf=["v=spf1 -all"], dmarc=["v=DMARC1; p=reject"])
 

@@ -6,9 +6,12 @@ from typing import Any
 import pytest
 
 from controller.posture.facts import Observation
-from controller.posture.maildns import mail_dns, mx_allowed, parse_policy, tlsa_matches
-from controller.posture.rules import CODES, MAIL_DNS_CODES
-from shared.messages import MailDns
+from controller.posture.rules import CODES
+from controller.sidechecks.mail_dns import rules
+from controller.sidechecks.mail_dns.rules import mail_dns, mx_allowed, parse_policy, tlsa_matches
+from shared.sidechecks.mail_dns import MailDns
+
+MAIL_DNS_CODES = frozenset(rules.CODES)
 
 HOST = "mx.example.test"
 POLICY = "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 86400\n"

@@ -9,20 +9,12 @@ from shared.messages import (
     AGENT_FEATURES,
     FEATURE_LOOK_ONLY,
     AgentHeartbeat,
-    BlocklistAnswer,
-    BlocklistAsk,
-    BlocklistZone,
     CheckResult,
     ImapCheckJob,
     ImapPopConfig,
-    MailDns,
     MonitorEvent,
     Phases,
     Pop3CheckJob,
-    PtrCheck,
-    RelayTest,
-    Reputation,
-    ReverseDns,
     RoundTripCheckJob,
     SmtpAuth,
     SmtpCheckJob,
@@ -36,6 +28,15 @@ from shared.messages import (
     default_port,
     encode,
 )
+from shared.sidechecks import SideCheckError
+from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
+from shared.sidechecks.blocklists import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
+from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
+from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
 from shared.subjects import events_subject, jobs_subject, results_subject
 
 T = "2026-01-01T12:00:00.000Z"
@@ -211,11 +212,8 @@ def test_result_fields_are_exactly_the_contract() -> None:
         "authResults",
         "capabilities",
         "capabilitiesBeforeTls",
-        "mailDns",  # null but on a job with mailDomain
-        "reputation",  # null but on a job with blocklists
-        "reverseDns",  # null but on a job with reverseDns (issue 58)
-        "relay",  # null but on a job whose config has relayCheck (issue 58)
         "logins",  # null from agents that predate it
+        "sideChecks",  # each side check's facts by name (issue 65); {} without any
     }
 
 
@@ -301,24 +299,26 @@ def test_tls_facts_of_an_agent_from_before_tls_mode_still_decode() -> None:
 
 
 def test_mail_domain_and_mail_dns_are_defaulted_additions() -> None:
-    """A job without `mailDomain` (an older controller's) decodes with none; a result's
-    `mailDns` round-trips with its camelCase names."""
+    """A job without `mailDomain` (an older controller's) decodes with none; a result's mail
+    DNS facts round-trip under `sideChecks.mail_dns` with their camelCase names."""
     wire = json.loads(encode(smtp_job()))
     assert wire["mailDomain"] is None
     del wire["mailDomain"]
     assert decode_job(json.dumps(wire).encode()).mail_domain is None
     r = result()
-    r.mail_dns = MailDns(
+    facts = MailDns(
         domain="example.com", mx=["mx.example.com"], tls_rpt=[], errors={"dmarc": "timed out"}
     )
+    r.side_checks[MAIL_DNS.name] = facts
     wire = json.loads(encode(r))
-    assert wire["mailDns"]["tlsRpt"] == [] and wire["mailDns"]["tlsaDnssec"] is False
-    assert decode_result(encode(r)) == r
+    assert wire["sideChecks"]["mail_dns"]["tlsRpt"] == []
+    assert wire["sideChecks"]["mail_dns"]["tlsaDnssec"] is False
+    assert MAIL_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     """A job without `blocklists` (an older controller's) decodes with none; a result's
-    `reputation` round-trips with its camelCase names, and an older reader ignores it."""
+    blocklist facts round-trip under `sideChecks.blocklists` with their camelCase names."""
     wire = json.loads(encode(smtp_job()))
     assert wire["blocklists"] is None
     del wire["blocklists"]
@@ -332,68 +332,72 @@ def test_blocklists_and_reputation_are_defaulted_additions() -> None:
     assert wire["blocklists"]["zones"] == [{"zone": "zen.spamhaus.org", "kind": "ip", "dqs": True}]
     assert decode_job(encode(job)) == job
     r = result()
-    r.reputation = Reputation(
+    facts = Reputation(
         names={"192.0.2.1": "host"},
         answers=[BlocklistAnswer(zone="zen.spamhaus.org", name="192.0.2.1", a=["127.0.0.2"])],
     )
-    assert decode_result(encode(r)) == r
-    older = json.loads(encode(r))
-    older.pop("reputation")
-    assert decode_result(json.dumps(older).encode()).reputation is None
+    r.side_checks[BLOCKLISTS.name] = facts
+    assert BLOCKLISTS.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
-def test_reverse_dns_is_a_defaulted_addition_both_ways() -> None:
-    """Issue 58: a job without `reverseDns` (an older controller's) asks for none; a result
-    without `reverseDns` (an older agent's) has none; a newer result's decodes as the older
-    type would see it (unknown fields ignored), and round-trips with its camelCase names."""
+def test_side_checks_are_a_defaulted_addition_both_ways() -> None:
+    """Issue 65: a job without `sideChecks` (an older controller's) asks for none; a result
+    without it (an older agent's) has none; a side check's facts travel under its name with
+    their camelCase fields, and a newer agent's field or side check decodes all the same (an
+    unknown name is kept as JSON and skipped by whoever does not know it)."""
     wire = json.loads(encode(smtp_job()))
-    assert wire["reverseDns"] is False
-    del wire["reverseDns"]
-    assert decode_job(json.dumps(wire).encode()).reverse_dns is False
+    assert wire["sideChecks"] == {} and wire["reverseDns"] is False
+    del wire["sideChecks"]
+    assert decode_job(json.dumps(wire).encode()).side_checks == {}
     r = result()
     old = json.loads(encode(r))
-    del old["reverseDns"]
-    assert decode_result(json.dumps(old).encode()).reverse_dns is None
-    r.reverse_dns = ReverseDns(
+    del old["sideChecks"]
+    assert decode_result(json.dumps(old).encode()).side_checks == {}
+    facts = ReverseDns(
         addresses=[
             PtrCheck(address="192.0.2.1", names=["mail.example.com"], confirmed=[]),
             PtrCheck(address="2001:db8::1", error="timed out"),
         ]
     )
+    r.side_checks[REVERSE_DNS.name] = facts
     wire = json.loads(encode(r))
-    assert wire["reverseDns"]["addresses"][1] == {
+    assert wire["sideChecks"]["reverse_dns"]["addresses"][1] == {
         "address": "2001:db8::1",
         "names": None,
         "confirmed": None,
         "error": "timed out",
     }
-    assert decode_result(encode(r)) == r
-    wire["reverseDns"]["addresses"][0]["bannerMatch"] = True  # a newer agent's field
-    assert decode_result(json.dumps(wire).encode()) == r
+    assert REVERSE_DNS.facts_of(decode_result(encode(r)).side_checks) == facts
+    wire["sideChecks"]["reverse_dns"]["addresses"][0]["bannerMatch"] = True  # a newer field
+    wire["sideChecks"]["dkim"] = {"selectors": ["s1"]}  # a newer agent's side check
+    newer = decode_result(json.dumps(wire).encode())
+    assert REVERSE_DNS.facts_of(newer.side_checks) == facts
+    assert newer.side_checks["dkim"] == {"selectors": ["s1"]}
+    wire["sideChecks"]["reverse_dns"] = {"addresses": "none"}  # a value of the wrong shape
+    with pytest.raises(SideCheckError, match="reverse_dns"):
+        REVERSE_DNS.facts_of(decode_result(json.dumps(wire).encode()).side_checks)
 
 
 def test_relay_check_and_relay_are_defaulted_additions() -> None:
     """Issue 58: an SMTP config without `relayCheck` (an older controller's) asks for no relay
-    test; a result without `relay` (an older agent's) has none; a round trip's send leg has the
-    field (its config is SMTP's) and leaves it false."""
+    test; the test's replies travel under `sideChecks.relay` (issue 65)."""
     wire = json.loads(encode(smtp_job()))
     assert wire["config"]["relayCheck"] is False
     del wire["config"]["relayCheck"]
     job = decode_job(json.dumps(wire).encode())
     assert isinstance(job, SmtpCheckJob) and job.config.relay_check is False
     r = result()
-    r.relay = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    facts = RelayTest(sender="s@example.org", recipient="r@example.net", mail_from="250 ok")
+    r.side_checks[RELAY.name] = facts
     wire = json.loads(encode(r))
-    assert wire["relay"] == {
+    assert wire["sideChecks"]["relay"] == {
         "sender": "s@example.org",
         "recipient": "r@example.net",
         "mailFrom": "250 ok",
         "rcptTo": None,
         "error": "",
     }
-    assert decode_result(encode(r)) == r
-    del wire["relay"]
-    assert decode_result(json.dumps(wire).encode()).relay is None
+    assert RELAY.facts_of(decode_result(encode(r)).side_checks) == facts
 
 
 def test_look_only_is_a_defaulted_addition_and_a_feature() -> None:

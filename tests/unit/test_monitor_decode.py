@@ -32,6 +32,7 @@ def row(monitor_type: str, config: dict[str, Any]) -> dict[str, Any]:
         "mail_domain": None,
         "reputation": None,
         "secret_env": None,
+        "depends_on": None,
         "next_due_at": None,
         "created_at": now,
         "updated_at": now,

@@ -3,9 +3,9 @@ on `open_relay`; a temporary or missing answer judges nothing."""
 
 import pytest
 
-from controller.posture.relay import open_relay
 from controller.posture.rules import CODES
-from shared.messages import RelayTest
+from controller.sidechecks.relay.rules import open_relay
+from shared.sidechecks.relay import RelayTest
 
 
 def relay(mail_from: str | None, rcpt_to: str | None, error: str = "") -> RelayTest:

@@ -4,6 +4,7 @@ into counts; every bad input is refused with its stable reason, as data (one row
 import gzip
 import io
 import json
+import random
 import zipfile
 from datetime import UTC, datetime
 
@@ -82,12 +83,73 @@ BAD = [
         "bad_date_range",
     ),
     ("a DMARC time that is no number", lambda: made.dmarc_xml(DOMAIN, begin="x"), "bad_date_range"),  # type: ignore[arg-type]
+    ("bzip2 zip member", lambda: _bzip2_bomb(), "bad_packing"),
+    ("LZMA zip member", lambda: made.zip_bomb(zipfile.ZIP_LZMA, mib=16), "bad_packing"),
+    (
+        "a bomb spread over many gzip members",
+        lambda: _members(*[b"<feedback>" + b" " * (4 << 20)] * 8),
+        "bomb",
+    ),
+    ("a zip bomb in a gzip", lambda: _gzip_of(made.zip_bomb(mib=64)), "bomb"),
+    ("a gzip bomb in a zip", lambda: made.zipped("r.xml", made.gzip_bomb()), "bomb"),
+    (
+        "containers three deep",
+        lambda: _gzip_of(_gzip_of(_gzip_of(made.dmarc_xml(DOMAIN)))),
+        "bad_packing",
+    ),
+    ("a flood of XML elements", lambda: _xml_flood(200_000), "too_large"),
+    ("a flood of XML elements in a record", lambda: _record_flood(), "too_large"),
+    (
+        "XML nested deeper than DMARC goes",
+        lambda: b"<feedback>" + b"<a>" * 50 + b"</a>" * 50 + b"</feedback>",
+        "too_deep",
+    ),
+    ("JSON of too many values", lambda: b'{"x":[' + b"0," * 1_300_000 + b"0]}", "too_large"),
+    ("JSON nested past msgspec", lambda: b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
+    ("a long text where a leaf is read", lambda: _long_org_name(), "malformed"),
     (
         "a negative count",
         lambda: made.dmarc_xml(DOMAIN, records=[("192.0.2.1", -5, "pass", "pass")]),
         "malformed",
     ),
 ]
+
+
+def _gzip_of(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9)
+
+
+def _members(*parts: bytes) -> bytes:
+    """Concatenated gzip members (RFC 1952 §2.2), as `cat a.gz b.gz` makes."""
+    return b"".join(_gzip_of(p) for p in parts)
+
+
+def _bzip2_bomb() -> bytes:
+    """As the issue's: a zip whose .xml member is bzip2 of 32 MiB of spaces, a few hundred bytes
+    packed (the issue's unpacked to 3.28 GB from 1,287 bytes)."""
+    return made.zip_bomb(zipfile.ZIP_BZIP2, mib=32)
+
+
+def _xml_flood(elements: int) -> bytes:
+    """Tiny elements of random names in a report's root, gzip'd (as the issue's: ~7 MB packed,
+    3 times that unpacked): a flood well inside the bytes and the ratio allowed."""
+    letters = bytes.maketrans(b"0123456789", b"ghijklmnop")
+    names = random.Random(7).randbytes(elements * 2).hex().encode().translate(letters)
+    tags = b"".join(b"<" + names[i : i + 4] + b"/>" for i in range(0, len(names), 4))
+    return _gzip_of(b"<feedback>" + tags + b"</feedback>")
+
+
+def _record_flood() -> bytes:
+    xml = made.dmarc_xml(DOMAIN)
+    return xml.replace(b"<record>", b"<record>" + b"<a/>" * 100_000, 1)
+
+
+def _long_org_name() -> bytes:
+    """An 8 MB org_name: read up to 1,024 characters; the report then fails for its empty
+    report_id, not for its memory."""
+    xml = made.dmarc_xml(DOMAIN, report_id=" ")
+    text = random.Random(8).randbytes(4 << 20).hex().encode()
+    return xml.replace(b"<org_name>", b"<org_name>" + text, 1)
 
 
 def _two_files() -> bytes:
@@ -113,3 +175,51 @@ def test_a_report_on_a_domain_nobody_here_monitors_is_refused() -> None:
         known_domains(report, frozenset({DOMAIN}))
     assert refused.value.reason == "domain_not_monitored"
     known_domains(report, frozenset({DOMAIN, "other.example"}))
+
+
+def test_a_zip_member_of_a_method_not_read_is_refused_by_name_unopened() -> None:
+    bomb = _bzip2_bomb()
+    assert len(bomb) < 2_000  # a gigabyte, had it been inflated
+    with pytest.raises(Rejected) as refused:
+        parse(bomb, NOW)
+    assert "bzip2" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("what", "pack"),
+    [
+        ("gzip members", lambda x: _members(x[:200], x[200:])),
+        ("a zip in a gzip", lambda x: _gzip_of(made.zipped("r.xml", x))),
+        ("a gzip in a zip", lambda x: made.zipped("r.xml.gz", _gzip_of(x))),
+        ("a byte order mark and white space", lambda x: b"\xef\xbb\xbf \n\t" + x.lstrip()),
+        ("a namespace", lambda x: x.replace(b"<feedback>", b'<feedback xmlns="urn:x">', 1)),
+    ],
+)
+def test_a_dmarc_report_packed_as_reporters_pack_it_parses(what: str, pack: object) -> None:
+    xml = made.dmarc_xml(DOMAIN, report_id="d1")
+    report = parse(pack(xml), NOW)  # type: ignore[operator]
+    assert report.report_id == "d1" and len(report.rows) == 3, what
+
+
+@pytest.mark.parametrize(
+    ("data", "wanted"),
+    [
+        (made.BILLION_LAUGHS, "tls"),
+        (made.dmarc_xml(DOMAIN), "tls"),
+        (json.dumps(made.tls_json(DOMAIN)).encode(), "dmarc"),
+    ],
+    ids=["entities", "dmarc", "tls"],
+)
+def test_the_wrong_kind_is_refused_from_its_first_bytes_before_any_parse(
+    data: bytes, wanted: str
+) -> None:
+    with pytest.raises(Rejected) as refused:
+        parse(data, NOW, wanted)  # type: ignore[arg-type]
+    assert refused.value.reason == "wrong_kind"
+
+
+def test_records_are_counted_as_they_come_and_every_kept_value_is_the_reports() -> None:
+    records = [(f"192.0.2.{i % 250 + 1}", i + 1, "pass", "fail") for i in range(3_000)]
+    report = parse(made.dmarc_xml(DOMAIN, records=records), NOW)
+    assert [r.count for _, r in report.rows] == list(range(1, 3_001))
+    assert {r.result for _, r in report.rows} == {"pass"}

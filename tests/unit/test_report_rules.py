@@ -1,25 +1,34 @@
-"""The report rules (controller/reports/rules.py) as tables: a window's counts and an
+"""The report rules (controller/sidechecks/reports/rules.py) as tables: a window's counts and an
 organization's thresholds → the verdict on each report finding, its detail and the items it was
 raised for; when a verdict is news; which network a source address counts in."""
 
 import pytest
 
-from controller.posture.rules import Finding
-from controller.reports.rules import (
+from controller.posture.rules import Finding, Key
+from controller.sidechecks.reports.rules import (
     CODES,
     DMARC_FAILURES,
     DMARC_UNKNOWN,
+    FRESH,
     TLS_FAILURES,
     Count,
     ReportSettings,
     Verdict,
+    Verdicts,
+    fresh,
     judge,
     network,
     told,
+    window,
 )
 
 HOST = "mx1.example.com"
 DEFAULTS = ReportSettings()
+
+
+def _judge(counts: list[Count], settings: ReportSettings, own: dict[Key, Finding]) -> Verdicts:
+    """The verdicts on a window of `counts`, the last report holding them all."""
+    return judge(window(counts), settings, HOST, own, fresh(counts))
 
 
 def tls(result: str, n: int, mx: str = HOST, ip: str = "203.0.113.5", by: str = "Google") -> Count:
@@ -46,7 +55,7 @@ def test_a_source_counts_in_its_24_or_56(ip: str, net: str) -> None:
 
 
 def test_every_code_is_judged_and_nothing_raises_without_counts() -> None:
-    verdicts = judge([], DEFAULTS, HOST, {})
+    verdicts = _judge([], DEFAULTS, {})
     assert set(verdicts) == set(CODES)
     assert all(v is None for v in verdicts.values())
 
@@ -89,7 +98,7 @@ def test_every_code_is_judged_and_nothing_raises_without_counts() -> None:
                 f"certificate-expired: 2 to mx{i}.example.com (203.0.113.5), reported by Google"
                 for i in range(5)
             )
-            + "; and 2 more",
+            + "; and more (7 failure rows in all)",
             tuple(f"certificate-expired|mx{i}.example.com" for i in range(7)),
         ),
         ([dmarc("192.0.2.1", 500)], DEFAULTS, None, None),
@@ -102,7 +111,7 @@ def test_tls_failures_reported(
     detail: str | None,
     items: tuple[str, ...] | None,
 ) -> None:
-    verdict = judge(counts, settings, HOST, {})[TLS_FAILURES]
+    verdict = _judge(counts, settings, {})[TLS_FAILURES]
     if detail is None:
         assert verdict is None
         return
@@ -141,7 +150,7 @@ def test_tls_failures_say_when_the_agents_saw_the_same(
     own: dict[tuple[str, str], None], mx: str, said: str
 ) -> None:
     findings = {key: Finding(key[0], key[1], "") for key in own}
-    verdict = judge([tls("certificate-expired", 5, mx=mx)], DEFAULTS, HOST, findings)[TLS_FAILURES]
+    verdict = _judge([tls("certificate-expired", 5, mx=mx)], DEFAULTS, findings)[TLS_FAILURES]
     assert verdict is not None
     assert verdict.finding.detail.endswith(said)
     assert verdict.finding.detail.count("saw it too") == (1 if said else 0)
@@ -263,7 +272,7 @@ def test_dmarc_verdicts(
     failures: tuple[str, tuple[str, ...]] | None,
     unknown: tuple[str, tuple[str, ...]] | None,
 ) -> None:
-    verdicts = judge(counts, settings, HOST, {})
+    verdicts = _judge(counts, settings, {})
     for code, expected in ((DMARC_FAILURES, failures), (DMARC_UNKNOWN, unknown)):
         if expected is None:
             assert verdicts[code] is None, code
@@ -273,7 +282,7 @@ def test_dmarc_verdicts(
 
 def test_more_than_five_networks_are_summarised() -> None:
     counts = [dmarc(f"198.51.{i}.1", 10 + i) for i in range(8)]
-    verdict = judge(counts, DEFAULTS, HOST, {})[DMARC_UNKNOWN]
+    verdict = _judge(counts, DEFAULTS, {})[DMARC_UNKNOWN]
     assert verdict is not None
     assert verdict.finding.detail == (
         "108 messages from 8 networks sent in the domain's name and never passed DMARC: "
@@ -299,3 +308,12 @@ def test_a_verdict_is_news_when_it_appears_or_names_something_new(
 ) -> None:
     verdict = Verdict(Finding(TLS_FAILURES, "", "x"), items)
     assert told(verdict, before) is news
+
+
+def test_a_reports_items_that_may_be_news_are_its_largest_failures() -> None:
+    counts = [tls("certificate-expired", 10_000 - i, mx=f"mx{i}.example.com") for i in range(1500)]
+    counts.append(tls("success", 10**6))
+    new = fresh(counts)
+    assert len(new.tls) == FRESH
+    assert "certificate-expired|mx0.example.com" in new.tls
+    assert "certificate-expired|mx1499.example.com" not in new.tls

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.reputation.rules import (
+from controller.scheduling.rules import blocklists_due
+from controller.sidechecks.blocklists.rules import (
     DEFAULT_LISTS,
     KNOWN,
     BlockList,
@@ -18,7 +19,6 @@ from controller.reputation.rules import (
     parse_lists,
     read,
 )
-from controller.scheduling.rules import blocklists_due
 
 ZEN = KNOWN["zen.spamhaus.org"]
 DBL = KNOWN["dbl.spamhaus.org"]

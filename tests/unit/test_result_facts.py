@@ -19,7 +19,7 @@ from controller.ingest.store import (
     facts_of,
 )
 from controller.jobs.result_kinds import ResultRow
-from shared.messages import AuthResults, Hop, MailDns, Phases, TlsInfo, encode
+from shared.messages import AuthResults, Hop, Phases, TlsInfo, encode
 
 MONITOR = uuid.UUID("0f5c7c1e-3b1a-4d84-9a0e-5e8f4b3c2d10")
 
@@ -83,7 +83,6 @@ def test_what_every_check_measures_anew_is_not_a_fact(changes: dict[str, Any]) -
         {"capabilities": ["PIPELINING"]},
         {"capabilities": ["SIZE 1000", "PIPELINING"]},
         {"capabilitiesBeforeTls": ["STARTTLS"]},
-        {"mailDns": msgspec.to_builtins(MailDns(domain="example.org", mx=["mx.example"]))},
         {"monitorType": "imap"},
         {"monitorId": str(uuid.uuid4())},
     ],

@@ -5,9 +5,12 @@ from typing import Any
 
 import pytest
 
-from controller.posture.reverse_dns import banner_name, reverse_dns
-from controller.posture.rules import CODES, REVERSE_DNS_CODES
-from shared.messages import PtrCheck, ReverseDns
+from controller.posture.rules import CODES
+from controller.sidechecks.reverse_dns import rules
+from controller.sidechecks.reverse_dns.rules import banner_name, reverse_dns
+from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
+
+REVERSE_DNS_CODES = frozenset(rules.CODES)
 
 A, B = "192.0.2.1", "2001:db8::1"
 GOOD = {"names": ["mail.example.org"], "confirmed": ["mail.example.org"]}

@@ -15,12 +15,12 @@ from controller.jobs import rules as job_rules
 from controller.jobs.result_kinds import NO_SEAL_KEY, OVERDUE
 from controller.logins.backoff import CAPPED, HELD
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
-from controller.reputation.rules import DEFAULT_LISTS
 from controller.scheduling import due_store, plan
 from controller.scheduling import rules as schedule
 from controller.scheduling.plan import PlannedRound, RoundPlanner, UnfitMonitor
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
+from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
 from tests.peers.jobs import make_job
@@ -430,3 +430,48 @@ def test_a_monitors_listed_outbound_names_go_into_its_blocklist_asks(
     assert asks["DE"] is not None and asks["FR"] is not None
     assert "81.2.69.160" in asks["DE"].ips and "mail.example" in asks["DE"].domains
     assert asks["DE"].skip == [] and asks["FR"].skip == ["81.2.69.160"]
+
+
+def test_a_triggered_round_asks_the_lists_at_once_unless_its_monitor_just_did(
+    keyed: tuple[CountryKeys, dict[str, str]],
+) -> None:
+    """A check-now asks the lists from every country at once (a first answer in seconds, not
+    at the monitor's 6 h phase), skipping the fresh names; a country whose last asking round
+    of the monitor is within the floor is not asked again. A scheduled round asks from a
+    country its monitor never asked from lately (a new monitor's first round), else only on
+    its phase."""
+    target = watched(listed=["DE", "FR"])
+    asked = {("FR"): ON_TIME - timedelta(minutes=1)}
+    planner = RoundPlanner(
+        job_rules.JobIds.from_box(BOX),
+        BOX,
+        keyed[0],
+        blocklists=DEFAULT_LISTS,
+        blocklist_interval_s=6 * 3600,
+        fresh=lambda cc: {"127.0.0.2"},
+        asked_at=lambda monitor_id, cc: asked.get(cc),
+    )
+    live = frozenset({"DE", "FR"})
+    triggered = planner.round(target, ON_TIME, live, trigger=True).jobs
+    asks = {j.country: j.blocklists for j in triggered}
+    assert asks["DE"] is not None and asks["FR"] is None
+    assert "127.0.0.2" in asks["DE"].skip
+    later = planner.round(target, ON_TIME + timedelta(minutes=6), live, trigger=True).jobs
+    assert all(j.blocklists is not None for j in later)
+    # A scheduled round asks where the monitor never asked lately (its first), else on its
+    # phase only.
+    first = planner.round(target, ON_TIME + timedelta(minutes=1), live).jobs
+    assert {j.country for j in first if j.blocklists is not None} == {"DE"}
+    asked["DE"] = ON_TIME
+    scheduled = [planner.round(target, ON_TIME + timedelta(minutes=n), live).jobs for n in range(3)]
+    asking = sum(j.blocklists is not None for jobs in scheduled for j in jobs)
+    assert asking in (0, 2)  # at most its phase's round, from both countries
+
+
+@pytest.mark.parametrize(
+    ("last", "asks"),
+    [(None, True), (timedelta(minutes=1), False), (timedelta(minutes=5), True)],
+)
+def test_trigger_lists(last: timedelta | None, asks: bool) -> None:
+    at = ON_TIME
+    assert trigger_lists(at, None if last is None else at - last, 6 * 3600) == asks

@@ -369,3 +369,68 @@ def test_an_agent_gone_mid_outage_may_split_it_into_two_incidents_not_three() ->
     three = [*two, Incident(3, "t", 150, 152, 160)]
     notes += [Notice("t", 3, k, 0) for k in ("down", "recovered")]
     assert judge(split, observed(three, notes), ["t"], RULES, END).duplicate_notices
+
+
+SHARED = [Fact(100, "server", t, None, True) for t in ("a", "b")]
+SHARED += [Fact(160, "server", t, None, False) for t in ("a", "b")]
+
+
+def shared(incidents: list[Incident], notices: list[Notice]) -> Observed:
+    return Observed({"a": [], "b": []}, incidents, notices, {"a": "up", "b": "up"})
+
+
+FLOW_INCIDENTS = [
+    Incident(1, "a", 105, 115, 170, flow=7, flow_ended_at=175),
+    Incident(2, "b", 106, 116, 175, flow=7, flow_ended_at=175),
+]
+
+
+@pytest.mark.parametrize(
+    ("notices", "bad"),
+    [
+        # one page and one recovery for the flow incident, under whichever monitor: right
+        (
+            [
+                Notice("a", 1, "down", 120, 7, "incident:1:down:email"),
+                Notice("a", 1, "recovered", 180, 7, "flow:7:end:email:x"),
+            ],
+            {},
+        ),
+        # ... a change notice when the second joined is no second page
+        (
+            [
+                Notice("a", 1, "down", 120, 7, "flow:7:down:email:x"),
+                Notice("b", 2, "down", 121, 7, "flow:7:changed-1:email:x"),
+                Notice("b", 2, "recovered", 180, 7, "flow:7:end:email:x"),
+            ],
+            {},
+        ),
+        # a page per monitor: duplicates
+        (
+            [
+                Notice("a", 1, "down", 120, 7, "flow:7:down:email:x"),
+                Notice("b", 2, "down", 120, 7, "flow:7:down:email:y"),
+                Notice("a", 1, "recovered", 180, 7, "flow:7:end:email:x"),
+            ],
+            {"duplicate_notices": 3},
+        ),
+        # no end notice: missing for each monitor's incident
+        ([Notice("a", 1, "down", 120, 7, "flow:7:down:email:x")], {"missing_notices": 2}),
+    ],
+)
+def test_notices_count_flow_incidents_not_monitors(
+    notices: list[Notice], bad: dict[str, int]
+) -> None:
+    fig = judge(SHARED, shared(FLOW_INCIDENTS, notices), ["a", "b"], RULES, END)
+    found = {
+        name: len(getattr(fig, name))
+        for name in ("duplicate_notices", "missing_notices", "false_down")
+        if getattr(fig, name)
+    }
+    assert found == bad
+    assert (fig.monitor_incidents, fig.flow_incidents) == (2, 1)
+
+
+def test_the_group_wait_is_part_of_the_detection_bound() -> None:
+    waiting = Rules(interval=10, timeout=4, countries=("DE", "US"), group_wait=5)
+    assert waiting.detect_bound == RULES.detect_bound + 5

@@ -1,7 +1,6 @@
 """What every report mailbox reader shares: the mailbox as the worker hands it over, how a pass
 went, the error a person reads, the address checked before connecting (and then the one
-connected to), the TLS context, and what becomes of one message: its reports taken in
-(controller.reports.intake), or a rejection recorded when it is too large or holds none.
+connected to) and the TLS context. What becomes of one message is message.py's.
 
 TLS is never optional: implicit (`tls`) or upgraded before any login (`starttls`); a server
 that does not offer the upgrade is an error, never a login in the clear.
@@ -12,12 +11,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-import asyncpg
-
-from controller.notify.links import Links
-from controller.reports import intake, mail
-from controller.reports import store as db
-from controller.reports.parse import MAX_PACKED
+from controller.reports import intake
+from controller.reports.unpacking import MAX_PACKED
 from shared.addresses import is_blocked
 from shared.secret import Secret
 
@@ -47,6 +42,7 @@ class ReportMailbox:
     protocol: str = "imap"  # a key of controller.reports.mailbox.READERS
     security: str = "tls"  # implicit TLS, or "starttls" (POP3: STLS) before the login
     timeout_s: float = TIMEOUT_S  # for each answer awaited (a connection, a reply, a line)
+    limits: intake.Limits = intake.DEFAULT_LIMITS  # the organization's bounds per domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,37 +97,3 @@ async def address(box: ReportMailbox) -> str:
             " (REPORTS_MAILBOX_ALLOW_PRIVATE allows it)"
         )
     return addresses[0]
-
-
-async def too_large(pool: asyncpg.Pool, box: ReportMailbox, size: int, which: str) -> None:
-    """A message left unread for its size, recorded as rejected."""
-    async with pool.acquire() as conn:
-        await db.reject(
-            conn,
-            box.organization_id,
-            "mail",
-            "too_large",
-            f"a message of {size} bytes (at most {MAX_MESSAGE})",
-            which,
-            size,
-        )
-
-
-async def take(
-    pool: asyncpg.Pool, box: ReportMailbox, raw: bytes, size: int, links: Links
-) -> tuple[int, int]:
-    """(stored, rejected) of one whole message: each report attachment taken in; none is a
-    rejection (`no_report`)."""
-    where = mail.source(raw)
-    parts = mail.attachments(raw)
-    if not parts:
-        async with pool.acquire() as conn:
-            await db.reject(
-                conn, box.organization_id, "mail", "no_report", "no report attached", where, size
-            )
-        return 0, 1
-    stored = rejected = 0
-    for part in parts:
-        taken = await intake.take(pool, box.organization_id, part, "mail", where, links)
-        stored, rejected = stored + taken.stored, rejected + (not taken.stored)
-    return stored, rejected

@@ -10,8 +10,12 @@ plain connection with PREAUTH, is an error before anything is sent; so is one th
 in the clear after its OK (a man in the middle injecting responses).
 
 A message larger than `MAX_MESSAGE` is moved unread and recorded as rejected (`too_large`):
-its size is asked first (RFC822.SIZE), so a 2 GB message is never fetched. At most
-`MAX_MESSAGES` messages a pass.
+its size is asked first (RFC822.SIZE), so a 2 GB message is never fetched; and while a body is
+fetched, the protocol counts the bytes that arrive and drops the connection past
+`MAX_MESSAGE` (a server declaring 100 bytes and sending a 300 MB literal costs at most that).
+Each message is noted in the ledger before its body is fetched (controller/reports/mailbox/
+message.py), its id the folder's UIDVALIDITY and its UID. At most `MAX_MESSAGES` messages a
+pass.
 """
 
 import asyncio
@@ -24,6 +28,8 @@ import aioimaplib
 import asyncpg
 
 from controller.notify.links import Links
+from controller.reports import ledger_store as ledger
+from controller.reports.mailbox import message
 from controller.reports.mailbox.base import (
     MAX_MESSAGE,
     MAX_MESSAGES,
@@ -34,11 +40,12 @@ from controller.reports.mailbox.base import (
     context,
     no_greeting,
     sendable,
-    take,
-    too_large,
 )
+from controller.reports.mailbox.message import Oversized
 
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+SLACK = 64 * 1024  # the FETCH response's own lines around the literal
 
 
 class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
@@ -52,6 +59,29 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         self.cleartext_over = False  # that OK came; TLS has not started yet
         self.injected = False
         self.refused = ""  # a greeting that was not OK or PREAUTH
+        self.budget: int | None = None  # bytes the server may still send (a body fetched)
+        self.overflowed = False
+
+    def data_received(self, d: bytes) -> None:
+        """aioimaplib's, within `budget`: past it, the connection is dropped and the commands
+        waiting fail with Oversized at once."""
+        if self.budget is not None:
+            self.budget -= len(d)
+            if self.budget < 0:
+                self._overflow()
+                return
+        super().data_received(d)
+
+    def _overflow(self) -> None:
+        if self.overflowed:
+            return
+        self.overflowed = True
+        self.transport.abort()
+        waiting = [self.pending_sync_command, *self.pending_async_commands.values()]
+        for command in waiting:
+            if command is not None:
+                command._exception = Oversized(f"more than {MAX_MESSAGE} bytes in one message")
+                command.close(b"", "NO")
 
     async def welcome(self, command: bytes) -> None:
         """aioimaplib's, but a greeting it refuses (a BYE, say) ends the wait for it at once
@@ -196,36 +226,53 @@ async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
         else:
             login = await imap.login(box.user, box.password.reveal())
         _ok(login, "login refused")
-        _ok(await imap.select(box.folder), f"cannot open {box.folder}")
+        selected = _ok(await imap.select(box.folder), f"cannot open {box.folder}")
+        validity = next((m.group(1) for x in selected if (m := _UIDVALIDITY.search(x))), b"0")
         created = await imap.create(box.done)  # NO when it exists: fine
         del created
         lines = _ok(await imap.uid_search("ALL"), "search failed")
-        uids = [u for line in lines[:1] for u in line.split() if u.isdigit()][:MAX_MESSAGES]
+        every = [u.decode() for line in lines[:1] for u in line.split() if u.isdigit()]
+        ids = {uid: f"{validity.decode()}:{uid}" for uid in every}
+        async with pool.acquire() as conn:  # what left the folder otherwise is forgotten
+            await ledger.forget(
+                conn, box.organization_id, message.mailbox_key(box), [*ids.values()], but=True
+            )
+        uids = every[:MAX_MESSAGES]
         stored = rejected = 0
         for uid in uids:
-            s, r = await _message(imap, pool, box, uid.decode(), links)
+            s, r = await _message(imap, pool, box, uid, ids[uid], links)
             stored, rejected = stored + s, rejected + r
         if uids:
             _ok(await imap.expunge(), "expunge failed")
+            async with pool.acquire() as conn:
+                moved = [ids[uid] for uid in uids]
+                await ledger.forget(conn, box.organization_id, message.mailbox_key(box), moved)
         return Pass(len(uids), stored, rejected)
     finally:
-        with contextlib.suppress(OSError, TimeoutError, aioimaplib.Abort):
-            await imap.logout()
+        if imap.protocol.overflowed:
+            imap.protocol.transport.abort()
+        else:
+            with contextlib.suppress(OSError, TimeoutError, aioimaplib.Abort):
+                await imap.logout()
 
 
 async def _message(
-    imap: _Client, pool: asyncpg.Pool, box: ReportMailbox, uid: str, links: Links
+    imap: _Client, pool: asyncpg.Pool, box: ReportMailbox, uid: str, noted: str, links: Links
 ) -> tuple[int, int]:
     """(stored, rejected) of one message, which is moved to `done` whatever became of it."""
     lines = _ok(await imap.uid("fetch", uid, "(RFC822.SIZE)"), "fetch failed")
     size = next((int(m.group(1)) for line in lines if (m := _SIZE.search(line))), 0)
-    if size > MAX_MESSAGE:
-        await too_large(pool, box, size, f"message {uid} of {box.folder}")
-        stored, rejected = 0, 1
-    else:
-        fetched = _ok(await imap.uid("fetch", uid, "(BODY.PEEK[])"), "fetch failed")
-        raw = max((bytes(line) for line in fetched), key=len, default=b"")
-        stored, rejected = await take(pool, box, raw, size, links)
+
+    async def body() -> bytes:
+        imap.protocol.budget = MAX_MESSAGE + SLACK
+        try:
+            fetched = _ok(await imap.uid("fetch", uid, "(BODY.PEEK[])"), "fetch failed")
+        finally:
+            imap.protocol.budget = None
+        return max((bytes(line) for line in fetched), key=len, default=b"")
+
+    which = f"message {uid} of {box.folder}"
+    stored, rejected = await message.one(pool, box, noted, which, size, body, links)
     _ok(await imap.uid("copy", uid, box.done), f"cannot copy to {box.done}")
     _ok(await imap.uid("store", uid, "+FLAGS.SILENT (\\Deleted)"), "cannot mark it read")
     return stored, rejected

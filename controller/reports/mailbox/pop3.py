@@ -2,9 +2,10 @@
 RFC 2595), logging in with USER/PASS or an OAuth2 access token (AUTH XOAUTH2, RFC 5034, when
 the server's CAPA lists it: Dovecot does when its auth_mechanisms hold xoauth2): every message
 of the maildrop taken in (its size asked first, LIST n), then deleted (DELE), POP3 having no
-folder to move it to. Deletions take effect at QUIT: a pass cut short deletes nothing, and the
-next reads it all again (a report is stored once, by its reporter and report id; its
-rejections may be listed again).
+folder to move it to. Deletions take effect at QUIT: a pass cut short deletes nothing; the next
+deletes unread what the ledger says was taken or refused (controller/reports/mailbox/
+message.py: each message noted by its UIDL, RFC 1939 §7, or its number and size from a server
+without UIDL) and reads the rest.
 
 Spoken over asyncio streams, as the agent's POP3 prober does, rather than with the standard
 library's poplib in a thread: poplib would need its private methods overridden to connect to
@@ -16,8 +17,9 @@ and `StreamWriter.start_tls`.
 
 A server that does not offer STLS is an error before anything is sent; so is one that sends
 more in the clear after its +OK to STLS (a man in the middle injecting responses). A message
-LIST gives as larger than `MAX_MESSAGE` is deleted unread and recorded as rejected. At most
-`MAX_MESSAGES` messages a pass.
+LIST gives as larger than `MAX_MESSAGE` is deleted unread and recorded as rejected; one whose
+RETR sends more than that (whatever LIST said) is refused, its connection dropped, and deleted
+unread at the next pass. At most `MAX_MESSAGES` messages a pass.
 """
 
 import asyncio
@@ -28,6 +30,8 @@ import ssl
 import asyncpg
 
 from controller.notify.links import Links
+from controller.reports import ledger_store as ledger
+from controller.reports.mailbox import message
 from controller.reports.mailbox.base import (
     MAX_MESSAGE,
     MAX_MESSAGES,
@@ -38,12 +42,17 @@ from controller.reports.mailbox.base import (
     context,
     no_greeting,
     sendable,
-    take,
-    too_large,
 )
+from controller.reports.mailbox.message import Oversized
 
-LINE_MAX = MAX_MESSAGE  # a message LIST allowed may be one long line
+# RFC 5322 §2.1.1 allows 998 characters a line; a message with a longer line than this is
+# refused like one too large (and deleted unread at the next pass), and the reader's buffer
+# holds at most twice this before it stops reading the socket.
+LINE_MAX = 64 * 1024
 CAPA_MAX = 64 * 1024
+RETR_MAX = MAX_MESSAGE + MAX_MESSAGE // 10  # its lines' ends and dot-stuffing
+UIDL_MAX = 1024 * 1024
+YIELD_LINES = 256  # lines read before the event loop's other tasks get a turn
 
 
 class _Reader(asyncio.StreamReader):
@@ -67,14 +76,15 @@ class _Session:
         self.reader, self.writer = reader, writer
         self.taken = 0  # the bytes `line` took
 
-    async def line(self) -> bytes:
+    async def line(self, over: type[MailboxError] = MailboxError) -> bytes:
         try:
             async with asyncio.timeout(self.timeout_s):
                 raw = await self.reader.readuntil(b"\n")
         except asyncio.IncompleteReadError:
             raise MailboxError(f"{self.server} closed the connection") from None
         except asyncio.LimitOverrunError:
-            raise MailboxError(f"{self.server} sent a line longer than {LINE_MAX} bytes") from None
+            self.writer.transport.abort()
+            raise over(f"{self.server} sent a line longer than {LINE_MAX} bytes") from None
         except TimeoutError:
             raise _NoAnswer(f"{self.server} did not answer within {self.timeout_s:g} s") from None
         except OSError as exc:
@@ -93,16 +103,26 @@ class _Session:
         self.writer.write(line.encode() + b"\r\n")
         return await self.status(what)
 
-    async def lines(self, limit: int) -> list[bytes]:
-        """A multi-line response's lines up to its ".", unstuffed, at most `limit` bytes."""
-        out: list[bytes] = []
-        total = 0
-        while (line := await self.line()) != b".":
-            total += len(line) + 2
-            if total > limit:
-                raise MailboxError(f"{self.server} sent more than {limit} bytes in one answer")
-            out.append(line[1:] if line.startswith(b".") else line)
-        return out
+    async def lines(self, limit: int, over: type[MailboxError] = MailboxError) -> list[bytes]:
+        """A multi-line response's lines up to its ".", unstuffed, at most `limit` bytes (else
+        `over`, the connection dropped)."""
+        return (await self.text(limit, over)).split(b"\r\n")[:-1]
+
+    async def text(self, limit: int, over: type[MailboxError] = MailboxError) -> bytes:
+        """A multi-line response up to its ".", unstuffed, each line ending in CRLF, at most
+        `limit` bytes (else `over`, the connection dropped)."""
+        out = bytearray()
+        count = 0
+        while (line := await self.line(over)) != b".":
+            count += 1
+            if count % YIELD_LINES == 0:
+                await asyncio.sleep(0)  # lines already arrived are read without a wait
+            out += line[1:] if line.startswith(b".") else line
+            out += b"\r\n"
+            if len(out) > limit:
+                self.writer.transport.abort()
+                raise over(f"{self.server} sent more than {limit} bytes in one answer")
+        return bytes(out)
 
     async def capa(self) -> set[str]:
         """CAPA's capability names, and `SASL <mechanism>` for each mechanism; none from a
@@ -226,28 +246,62 @@ def _number(reply: bytes, index: int, what: str) -> int:
     return int(words[index])
 
 
+async def _uidls(session: _Session) -> dict[int, str]:
+    """Each message's UIDL by its number; none from a server without UIDL."""
+    session.writer.write(b"UIDL\r\n")
+    if not (await session.line()).startswith(b"+OK"):
+        return {}
+    out: dict[int, str] = {}
+    for line in await session.lines(UIDL_MAX):
+        words = line.decode(errors="replace").split()
+        if len(words) == 2 and words[0].isdigit():
+            out[int(words[0])] = words[1][:70]
+    return out
+
+
 async def read(pool: asyncpg.Pool, box: ReportMailbox, links: Links) -> Pass:
     """One pass over the maildrop: each message's reports taken in, the message deleted."""
     sendable(box.user, box.password.reveal())
     session = await _open(box)
+    key = message.mailbox_key(box)
     try:
         await _login(session, box)
         count = _number(await session.command("STAT", "STAT failed"), 1, "a bad STAT answer")
+        uidls = await _uidls(session)
+        if uidls:  # what left the maildrop otherwise is forgotten
+            async with pool.acquire() as conn:
+                await ledger.forget(conn, box.organization_id, key, [*uidls.values()], but=True)
         numbers = range(1, min(count, MAX_MESSAGES) + 1)
         stored = rejected = 0
+        deleted: list[str] = []
         for number in numbers:
             listed = await session.command(f"LIST {number}", "LIST failed")
             size = _number(listed, 2, "a bad LIST answer")
-            if size > MAX_MESSAGE:
-                await too_large(pool, box, size, f"message {number} of the POP3 maildrop")
-                s, r = 0, 1
-            else:
-                await session.command(f"RETR {number}", "RETR failed")
-                lines = await session.lines(MAX_MESSAGE + MAX_MESSAGE // 10)
-                s, r = await take(pool, box, b"".join(x + b"\r\n" for x in lines), size, links)
+            noted = uidls.get(number) or f"{number}:{size}"
+            s, r = await _message(session, pool, box, number, noted, size, links)
             stored, rejected = stored + s, rejected + r
             await session.command(f"DELE {number}", "DELE failed")
+            deleted.append(noted)
         await session.command("QUIT", "QUIT failed, so nothing read was deleted")
+        async with pool.acquire() as conn:
+            await ledger.forget(conn, box.organization_id, key, deleted)
         return Pass(len(numbers), stored, rejected)
     finally:
         session.writer.transport.abort()
+
+
+async def _message(
+    session: _Session,
+    pool: asyncpg.Pool,
+    box: ReportMailbox,
+    number: int,
+    noted: str,
+    size: int,
+    links: Links,
+) -> tuple[int, int]:
+    async def body() -> bytes:
+        await session.command(f"RETR {number}", "RETR failed")
+        return await session.text(RETR_MAX, Oversized)
+
+    which = f"message {number} of the POP3 maildrop"
+    return await message.one(pool, box, noted, which, size, body, links)

@@ -1,25 +1,25 @@
 """`GET /api/blocklists`: the lists the operator's `BLOCKLISTS` asks and each one's health in
-every country that asked it lately (RFC 5782 test entries, controller/reputation/rules.py)."""
-
-from datetime import timedelta
+every country that asked it lately (RFC 5782 test entries,
+controller/sidechecks/blocklists/rules.py)."""
 
 import asyncpg
 import msgspec
 from litestar import get
 
-from controller.reputation import store as db
-from controller.reputation.rules import lists_setting
-from controller.reputation.watch import healths
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.view import lists_health
 from controller.web.authed_request import AuthedRequest
 from shared.settings import ControllerSettings
-from shared.timefmt import iso_ms, utcnow
+from shared.timefmt import iso_ms_or_none, utcnow
 
 
 class ListHealthOut(msgspec.Struct, rename="camel"):
     country: str
     state: str  # healthy, unhealthy, unknown
     reason: str
-    checked_at: str | None  # when its test entries were last answered there
+    # the hour its test entries were last answered there: to the hour, as the round that asked
+    # them is some organization's
+    checked_at: str | None
 
 
 class BlocklistOut(msgspec.Struct, rename="camel"):
@@ -45,20 +45,13 @@ async def list_blocklists(request: AuthedRequest) -> BlocklistsOut:
     pool: asyncpg.Pool = request.app.state.pool
     lists = lists_setting(settings.blocklists)
     interval = settings.blocklist_interval_seconds
-    since = utcnow() - timedelta(seconds=2 * interval)
-    tests = {t for b in lists for t in b.tests}
     async with pool.acquire() as conn:
-        answers = await db.answers(conn, tests, since) if lists else []
-    health = healths(lists, answers)
-    checked: dict[tuple[str, str], str] = {}
-    for a in answers:
-        key = (a.zone, a.country)
-        checked[key] = max(checked.get(key, ""), iso_ms(a.answered_at))
+        seen = await lists_health(conn, lists, interval, utcnow())
     out = []
     for b in lists:
         countries = [
-            ListHealthOut(cc, h.state, h.reason, checked.get((zone, cc)))
-            for (zone, cc), h in sorted(health.items())
+            ListHealthOut(cc, h.state, h.reason, iso_ms_or_none(seen.checked.get((zone, cc))))
+            for (zone, cc), h in sorted(seen.health.items())
             if zone == b.zone
         ]
         severity = "critical" if b.major else "warning"

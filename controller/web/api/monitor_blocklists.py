@@ -9,9 +9,9 @@ import msgspec
 from litestar import Router, get
 
 from controller.monitors.kinds import Kind
-from controller.reputation import rules
-from controller.reputation.rules import lists_setting
-from controller.reputation.view import monitor_standing
+from controller.sidechecks.blocklists import rules
+from controller.sidechecks.blocklists.rules import lists_setting
+from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest

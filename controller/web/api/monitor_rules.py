@@ -164,6 +164,7 @@ def write_of(kind: Kind, body: MonitorCreate | MonitorUpdate) -> MonitorWrite:
         notification_email=body.notification_email,
         notification_phone_number=body.notification_phone_number,
         mail_domain=body.mail_domain,
+        depends_on=body.depends_on,
         reputation=reputation,
         secret_env=env if env is None or env is UNSET else msgspec.to_builtins(env),
         config=UNSET if picked is None else config_write(kind, picked[1]),
@@ -230,6 +231,7 @@ class _Common(TypedDict):
     notification_email: str | None
     notification_phone_number: str | None
     mail_domain: str | None
+    depends_on: list[str] | UnsetType
     secret_env: dict[str, str] | None
     last_checked_at: str | None
     created_at: str
@@ -254,6 +256,7 @@ def _common(monitor: "Monitor", config: dict[str, object]) -> _Common:
         "notification_email": monitor.notification_email,
         "notification_phone_number": monitor.notification_phone_number,
         "mail_domain": monitor.mail_domain,
+        "depends_on": monitor.depends_on or UNSET,
         "secret_env": monitor.secret_env,
         "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
         "created_at": iso_ms(monitor.created_at),

@@ -14,12 +14,15 @@ from litestar import Router, get
 from litestar.params import QueryParameter
 
 from controller.monitors.kinds import Kind
+from controller.oracles import store as oracles_db
+from controller.oracles.rules import RESOLVER, fix
 from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES
 from controller.posture.store import ListedFinding
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
+from controller.web.api.oracles import OracleOut
 from controller.web.authed_request import AuthedRequest
 from shared.timefmt import iso_ms, iso_ms_or_none
 
@@ -64,6 +67,9 @@ class Posture(msgspec.Struct, rename="camel"):
     findings: list[FindingOut]
     changes: list[ChangeOut]
     baselines: list[BaselineOut]
+    # The countries whose resolver is not believed now (its canaries failed): their mail DNS
+    # and reverse DNS are unknown there, never a finding (controller/oracles).
+    dns_not_believed: list[OracleOut] = msgspec.field(default_factory=list)
 
 
 def _finding(row: ListedFinding) -> FindingOut:
@@ -94,6 +100,13 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
             BaselineOut(r.country, r.facts, iso_ms(r.updated_at))
             for r in await db.baseline_rows(conn, monitor.id)
         ]
+        resolvers = await oracles_db.healths(conn)
+    countries = set(monitor.allowed_country_codes or ()) | {b.country for b in baselines}
+    not_believed = [
+        OracleOut(oracle, cc, h.state, h.reason, iso_ms(h.since), fix(oracle))
+        for (oracle, cc), h in sorted(resolvers.items())
+        if oracle == RESOLVER and cc in countries and h.state in ("unhealthy", "unknown")
+    ]
     still = [f for f in findings if f.state == "open"]
     return Posture(
         monitor_id=str(monitor.public_id),
@@ -102,6 +115,7 @@ async def _posture(kind: Kind, request: AuthedRequest, raw_id: str, limit: int) 
         findings=findings,
         changes=changes,
         baselines=baselines,
+        dns_not_believed=not_believed,
     )
 
 

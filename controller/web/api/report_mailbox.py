@@ -4,11 +4,14 @@ DMARC aggregate reports, read every REPORTS_MAILBOX_INTERVAL_SECONDS by the aler
 (`security`; the port defaults to the pair's: 993, 143, 995, 110). POP3 reads the one maildrop
 (`folder` INBOX) and deletes what it read instead of moving it to `doneFolder`.
 
-Every member reads it, its secrets shown as the mask, with how its last read went; owners and
-admins set (`PUT`, the whole mailbox) and remove it. Its login is a `password` or an `oauth2`
-grant (as a monitor's, XOAUTH2), sealed at rest. The mask keeps the stored secret only while
-the server, port, user and CA (and the grant's endpoint, client, scopes, subject) stay as they
-were (controller.reports.binding): otherwise a 400 `secret_required` names the secret to send.
+Its host is judged at `PUT` by the channels' rules (controller.reports.mailbox_host): a
+mailbox at an address that is not public is a 400 naming `host`, unless
+REPORTS_MAILBOX_ALLOW_PRIVATE. Every member reads it, its secrets shown as the mask, with how
+its last read went; owners and admins set (`PUT`, the whole mailbox) and remove it. Its login
+is a `password` or an `oauth2` grant (as a monitor's, XOAUTH2), sealed at rest. The mask keeps
+the stored secret only while the server, port, user and CA (and the grant's endpoint, client,
+scopes, subject) stay as they were (controller.reports.binding): otherwise a 400
+`secret_required` names the secret to send.
 A changed protocol or security keeps it (a secret never goes without TLS to a certificate of
 that host), but forgets a grant's cached token, whose scopes may be the protocol's.
 """
@@ -26,7 +29,7 @@ from msgspec import Meta
 from controller.monitors import oauth2_grants as grants
 from controller.monitors import validation
 from controller.monitors.errors import Refused
-from controller.reports import binding
+from controller.reports import binding, mailbox_host
 from controller.reports import mailbox_store as db
 from controller.secrets.box import SecretBox
 from controller.web.api import guards
@@ -236,6 +239,9 @@ class ReportMailboxController(Controller):
         except Refused as exc:
             raise api_error(exc) from None
         port = body.port or DEFAULT_PORTS[(body.protocol, body.security)]
+        allow = settings.reports_mailbox_allow_private
+        if why := await mailbox_host.problem(host, port, allow_private=allow):
+            raise bad_request("host", f"host {why}")
         body = msgspec.structs.replace(body, host=host, port=port, ca_pem=_ca(body.ca_pem))
         if body.protocol == "pop3" and body.folder != "INBOX":
             raise bad_request("folder", "folder: POP3 reads the one maildrop, INBOX")

@@ -3,10 +3,15 @@
 - `POST /reports/tls/{domain}/{token}`: where reporters send TLS-RPT reports by HTTPS (RFC 8460
   §3, `application/tlsrpt+gzip` or `application/tlsrpt+json`); no login, the token routes it.
   An unknown domain and a wrong token get the same 404, so the endpoint never tells whether a
-  domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute.
-- `/api/report-domains` (the domains and the addresses to publish), `.../{domain}/totals`
-  (counts per day), `/api/reports`, `/api/rejected-reports` (what came, what was refused and
-  why) and `/api/report-settings` (the findings' thresholds; owners and admins change them).
+  domain is monitored; each client address may post `REPORTS_POSTS_PER_MINUTE` a minute. A
+  report of the wrong content type (415) or too large to read (413) is counted in
+  `mailprobe_reports` like every refused report (it is not listed: nothing of it was read).
+- `/api/report-domains` (the domains and the addresses to publish, with a warning when
+  reporters cannot use them), `.../{domain}/totals` (counts per day and the largest failures,
+  read from the running aggregates), `.../{domain}/rotate-token` (owners and admins: a new
+  token, the old one accepted for REPORT_TOKEN_GRACE_HOURS), `/api/reports`,
+  `/api/rejected-reports` (what came, what was refused and why) and `/api/report-settings`
+  (the findings' thresholds; owners and admins change them).
 """
 
 import ipaddress
@@ -16,6 +21,7 @@ from typing import Annotated
 import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post, put
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.params import FromPath, JSONBody, QueryParameter
 from msgspec import Meta
@@ -23,11 +29,13 @@ from msgspec import Meta
 from controller.monitors import validation
 from controller.monitors.errors import Invalid
 from controller.notify.links import Links
-from controller.reports import intake, tokens
+from controller.observability import metrics
+from controller.reports import addresses, intake, tokens
 from controller.reports import store as db
+from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
-from controller.reports.rules import ReportSettings
 from controller.secrets.box import SecretBox
+from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
 from controller.web.api.errors import ApiError, bad_request, not_found
@@ -37,7 +45,6 @@ from controller.web.request_types import AnyRequest
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
-TLS_PATH = "/reports/tls"
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows listed, at most")]
 DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
@@ -56,6 +63,11 @@ def _keys(request: AnyRequest) -> list[bytes]:
 def _links(request: AnyRequest) -> Links:
     settings: ControllerSettings = request.app.state.settings
     return Links.of(settings)
+
+
+def _settings(request: AnyRequest) -> ControllerSettings:
+    settings: ControllerSettings = request.app.state.settings
+    return settings
 
 
 def post_guard(settings: ControllerSettings) -> RateLimitConfig:
@@ -100,21 +112,45 @@ async def receive_tls(
     except Invalid:
         raise _unknown() from None
     keys = _keys(request)
+    now = utcnow()
     async with _pool(request).acquire() as conn:
         candidates = await db.organizations_monitoring(conn, name)
-    owner = next((o for o in candidates if tokens.matches(keys, o, name, token)), None)
+        generations = [await db.generation(conn, o, name) for o in candidates]
+    owner = next(
+        (
+            o
+            for o, g in zip(candidates, generations, strict=True)
+            if tokens.matches(
+                keys, o, name, token, tokens.accepted(g.generation, g.grace_until, now)
+            )
+        ),
+        None,
+    )
     if owner is None:
         tokens.matches(keys, 0, name, token)  # as long for a domain nobody monitors
         raise _unknown()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in TLS_TYPES:
+        metrics.report_taken("unknown", "https", "unsupported_type")
         raise ApiError(
             415, f"Content-Type must be one of {', '.join(TLS_TYPES)}", code="unsupported_type"
         )
-    data = await request.body()
+    try:
+        data = await request.body()
+    except RequestEntityTooLarge:
+        metrics.report_taken("unknown", "https", "too_large")
+        raise
     source = f"{client_address(request)} POST for {name}"
     taken = await intake.take(
-        _pool(request), owner, data, "https", source, _links(request), name, kind="tls"
+        _pool(request),
+        owner,
+        data,
+        "https",
+        source,
+        _links(request),
+        name,
+        kind="tls",
+        limits=intake.Limits.of(_settings(request)),
     )
     if taken.stored:
         return Response(Taken(True, "tls"))
@@ -130,6 +166,10 @@ class ReportDomain(msgspec.Struct, rename="camel"):
     monitors: int
     tls_rpt_https: str | None  # the `rua=https://...` address; null without PUBLIC_URL
     tls_rpt_record: str | None  # the whole TXT record at _smtp._tls.<domain>
+    tls_rpt_warning: str | None  # why reporters cannot use it (not https), and what to set
+    token_generation: int  # 0 until the token is first rotated
+    token_rotated_at: str | None
+    previous_token_until: str | None  # the previous token is accepted until then
 
 
 class DayTotal(msgspec.Struct, rename="camel"):
@@ -221,19 +261,32 @@ class ReportsController(Controller):
     @get("/report-domains", summary="The monitored domains and the report addresses to publish")
     async def domains(self, request: AuthedRequest) -> list[ReportDomain]:
         org = request.user.organization_id
-        links = _links(request)
-        key = _keys(request)[0]
         async with _pool(request).acquire() as conn:
             rows = await db.domains_monitored(conn, org)
-        out = []
-        for r in rows:
-            domain = r.domain
-            url = None
-            if links.base is not None:
-                url = f"{links.base}{TLS_PATH}/{domain}/{tokens.token(key, org, domain)}"
-            record = f"v=TLSRPTv1; rua={url}" if url else None
-            out.append(ReportDomain(domain, r.monitors, url, record))
-        return out
+            generations = await db.generations(conn, org)
+        none = db.Generation(0, None, None)
+        return [
+            _domain(request, org, r.domain, r.monitors, generations.get(r.domain, none))
+            for r in rows
+        ]
+
+    @post(
+        "/report-domains/{domain:str}/rotate-token",
+        summary="Give a domain a new TLS-RPT token; the old one is accepted for a grace period"
+        " (owners, admins)",
+        status_code=200,
+    )
+    async def rotate_token(self, request: AuthedRequest, domain: FromPath[str]) -> ReportDomain:
+        guards.requires_admin(request.user)
+        org = request.user.organization_id
+        name = _monitored_name(domain)
+        grace = timedelta(hours=_settings(request).report_token_grace_hours)
+        async with _pool(request).acquire() as conn, conn.transaction():
+            monitored = {d.domain: d.monitors for d in await db.domains_monitored(conn, org)}
+            if name not in monitored:
+                raise not_found("No such domain")
+            generation = await db.rotate(conn, org, name, utcnow(), grace)
+        return _domain(request, org, name, monitored[name], generation)
 
     @get(
         "/report-domains/{domain:str}/totals",
@@ -243,10 +296,7 @@ class ReportsController(Controller):
         self, request: AuthedRequest, domain: FromPath[str], days: DaysParam = 30
     ) -> Totals:
         org = request.user.organization_id
-        try:
-            name = validation.mail_domain(domain, "domain") or ""
-        except Invalid:
-            raise not_found("No such domain") from None
+        name = _monitored_name(domain)
         since = (utcnow() - timedelta(days=days)).date()
         async with _pool(request).acquire() as conn:
             if name not in await db.monitored_domains(conn, org):
@@ -317,6 +367,33 @@ class ReportsController(Controller):
             s = ReportSettings(**{**_as_dict(s), **changes})
             await db.save_settings(conn, org, s)
         return _settings_out(s)
+
+
+def _monitored_name(domain: str) -> str:
+    try:
+        return validation.mail_domain(domain, "domain") or ""
+    except Invalid:
+        raise not_found("No such domain") from None
+
+
+def _domain(
+    request: AnyRequest, org: int, domain: str, monitors: int, generation: db.Generation
+) -> ReportDomain:
+    shown = addresses.tls_rpt(
+        _links(request), _keys(request)[0], org, domain, generation.generation
+    )
+    now = utcnow()
+    grace = generation.grace_until
+    return ReportDomain(
+        domain,
+        monitors,
+        shown.url,
+        shown.record,
+        shown.warning,
+        generation.generation,
+        iso_ms(generation.rotated_at) if generation.rotated_at else None,
+        iso_ms(grace) if grace is not None and grace > now else None,
+    )
 
 
 def _as_dict(s: ReportSettings) -> dict[str, object]:

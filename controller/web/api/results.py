@@ -22,17 +22,22 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
+from controller.web.api.side_checks import SideChecksOut, side_checks_out
+from controller.web.api.side_checks import facts as side_facts
 from controller.web.authed_request import AuthedRequest
 from shared.messages import (
     AuthResults,
     Hop,
-    MailDns,
     Phases,
-    RelayTest,
-    ReverseDns,
     SelfCheck,
     TlsInfo,
 )
+from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
+from shared.sidechecks.mail_dns import MailDns
+from shared.sidechecks.relay import WIRE as RELAY
+from shared.sidechecks.relay import RelayTest
+from shared.sidechecks.reverse_dns import WIRE as REVERSE_DNS
+from shared.sidechecks.reverse_dns import ReverseDns
 from shared.timefmt import iso_ms, iso_ms_or_none, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -90,10 +95,12 @@ class CheckResultOut(msgspec.Struct, rename="camel", kw_only=True):
     auth_results: AuthResults | None = None
     # On the rounds that carried a mail DNS probe (the monitor's `mailDomain`), else null.
     mail_dns: MailDns | None = None
-    # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null.
+    # SMTP, on the same rounds: the reverse DNS of the server's addresses, else null (as in
+    # `sideChecks.reverse_dns`).
     reverse_dns: ReverseDns | None = None
     # SMTP monitors with `relayCheck`, on the same rounds: the open relay test's answers.
     relay: RelayTest | None = None
+    side_checks: SideChecksOut = msgspec.field(default_factory=SideChecksOut)
 
 
 CheckResultPage = Annotated[Page[CheckResultOut], published("CheckResultPage")]
@@ -218,12 +225,13 @@ def _result(r: StoredResult) -> CheckResultOut:
         capabilities=r.capabilities,
         capabilities_before_tls=r.capabilities_before_tls,
         stored_at=iso_ms(r.stored_at),
-        mail_dns=r.mail_dns,
-        reverse_dns=r.reverse_dns,
-        relay=r.relay,
+        mail_dns=side_facts(r.side, MAIL_DNS),
+        reverse_dns=side_facts(r.side, REVERSE_DNS),
+        relay=side_facts(r.side, RELAY),
         folder=r.folder,
         hops=r.hops,
         auth_results=r.auth_results,
+        side_checks=side_checks_out(r.side),
     )
 
 

@@ -5,9 +5,9 @@ series has no value for longer than `gap` (an outage is a gap, never a fast chec
 spans behind the lines: failed checks, incidents and maintenance.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 WIDTH = 640
 HEIGHT = 180
@@ -53,6 +53,7 @@ class Chart:
     lines: list[Line] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)  # (y, label)
     bands: list[Band] = field(default_factory=list)
+    x_ticks: list[tuple[float, str]] = field(default_factory=list)  # (x, the time there)
     width: int = WIDTH
     height: int = HEIGHT
     left: int = PAD_LEFT
@@ -139,4 +140,15 @@ def line_chart(
     ticks = [
         (HEIGHT - PAD_BOTTOM - plot_h * f, f"{top * f:g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)
     ]
-    return Chart(lines, ticks, shown)
+    return Chart(lines, ticks, shown, x_ticks(start, end, x_of))
+
+
+def x_ticks(
+    start: datetime, end: datetime, x_of: Callable[[datetime], float]
+) -> list[tuple[float, str]]:
+    """Five labels along the time axis (UTC): the day (`27 Nov`) over two days or more, else
+    the time of day (`14:30`)."""
+    span = end - start
+    fmt = "{d.day} {d:%b}" if span >= timedelta(days=2) else "{d:%H:%M}"
+    at = [start + span * f for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    return [(round(x_of(t), 1), fmt.format(d=t.astimezone(UTC))) for t in at]

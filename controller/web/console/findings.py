@@ -7,7 +7,7 @@ from litestar.response import Template
 
 from controller.monitors.thresholds import SEVERITIES
 from controller.posture import store as db
-from controller.reputation import store as reputation
+from controller.sidechecks.blocklists import store as reputation
 from controller.web.api import guards
 from controller.web.console.pages import blocklists_of, page, pool_of
 from controller.web.console.posture_view import grouped, listing_counts, listing_rows, worst_first

@@ -31,9 +31,9 @@ from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
-from controller.reputation.rules import BlockList, lists_setting
-from controller.reputation.view import monitor_standing
 from controller.scheduling.trigger import MonitorTrigger
+from controller.sidechecks.blocklists.rules import BlockList, lists_setting
+from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api import guards
 from controller.web.api.auth import login_token
 from controller.web.api.errors import ApiError, api_error
@@ -50,6 +50,7 @@ from controller.web.console.session import (
     principal_of,
     session_cookie,
 )
+from controller.web.console.side_checks_view import side_checks
 from controller.web.request_types import AnyRequest
 from shared.timefmt import utcnow
 
@@ -276,6 +277,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         capped = await login_caps.get(conn, m.id, now)
         lists = blocklists_of(request)
         posture = await monitor_posture(conn, m.id, lists)
+        sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]))
         blocklists = await monitor_standing(
             conn, m, lists, request.app.state.settings.blocklist_interval_seconds, now
         )
@@ -293,6 +295,7 @@ async def monitor_page(request: AnyRequest, monitor_id: PathStr) -> Template:
         **posture,
         **roundtrip,
         blocklists=blocklists,
+        side_checks=sides,
         lists=lists,
         interval_s=request.app.state.settings.blocklist_interval_seconds,
         hold_s=request.app.state.settings.blocklist_hold_seconds,

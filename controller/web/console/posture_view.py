@@ -17,10 +17,10 @@ from controller.posture import store as db
 from controller.posture.notices import title
 from controller.posture.rules import CODES
 from controller.posture.store import ListedFinding, OpenFinding
-from controller.reputation import rules as lists_rules
-from controller.reputation import store as reputation
-from controller.reputation.rules import BlockList
-from controller.reputation.store import RaisedListing
+from controller.sidechecks.blocklists import rules as lists_rules
+from controller.sidechecks.blocklists import store as reputation
+from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.blocklists.store import RaisedListing
 
 HISTORY = 50  # findings (open and cleared) and changes read for a monitor's page
 

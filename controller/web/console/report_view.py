@@ -1,7 +1,9 @@
 """What the console shows of a domain's reports (a monitor's page, when it names a
 `mailDomain`, and the domain's own page): per day, the TLS sessions each reporter saw succeed
 and fail, and the share of each source network's messages that passed DMARC, as line charts
-(controller.web.console.charts); and the largest failures.
+(controller.web.console.charts); and the largest failures. All of it is read from the running
+aggregates (the day totals, and the items summed and limited in SQL), so a domain with many
+report rows costs the page what a few do.
 
 The largest reporters (TLS) and source networks (DMARC) by volume get a line each, at most
 `LINES` (the palette's size); the rest are summed as "others", so a chart stays readable
@@ -14,14 +16,12 @@ from typing import Any
 
 from controller.db.pool import Conn
 from controller.reports import store as db
-from controller.reports.rules import network
-from controller.reports.store import DayCount
+from controller.reports.store import OTHERS, DayCount
 from controller.web.console import charts
 
 DAYS = 30
 LINES = 8
 FAILURES = 10
-OTHERS = "others"
 Points = list[tuple[datetime, float | None]]
 
 
@@ -56,25 +56,19 @@ def tls_series(rows: Sequence[DayCount], days: list[date]) -> list[tuple[str, Po
 
 
 def dmarc_series(rows: Sequence[DayCount], days: list[date]) -> list[tuple[str, Points]]:
-    """Per source network, the percentage of its messages that passed DMARC each day it sent
-    (no point on days it sent nothing)."""
-    sent: dict[str, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    """Per source network (`ip`: the network, the largest named by the store and the rest as
+    `OTHERS`), the percentage of its messages that passed DMARC each day it sent (no point on
+    days it sent nothing)."""
+    merged: dict[str, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     volume: dict[str, int] = defaultdict(int)
     for r in rows:
         if not r.ip:
             continue
-        net = network(r.ip)
-        volume[net] += r.n
-        sent[net][r.day][0 if r.result == "pass" else 1] += r.n
-    shown = _top(volume, LINES)
-    merged: dict[str, dict[date, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    for net, by_day in sent.items():
-        for day, (passed, failed) in by_day.items():
-            cell = merged[net if net in shown else OTHERS][day]
-            cell[0] += passed
-            cell[1] += failed
+        volume[r.ip] += r.n
+        merged[r.ip][r.day][0 if r.result == "pass" else 1] += r.n
+    named = _top({k: v for k, v in volume.items() if k != OTHERS}, LINES)
     out = []
-    for net in [*shown, *([OTHERS] if len(shown) < len(volume) else [])]:
+    for net in [*named, *([OTHERS] if OTHERS in volume else [])]:
         by_day = merged[net]
         points: Points = []
         for d in days:
@@ -90,7 +84,7 @@ async def domain_reports(
 ) -> dict[str, Any]:
     """The charts and the largest failures of the domain's reports over `days` to `today`."""
     since = today - timedelta(days=days - 1)
-    rows = await db.daily(conn, organization_id, domain, since)
+    rows = await db.daily(conn, organization_id, domain, since, LINES - 1)
     span = [since + timedelta(days=i) for i in range(days)]
     start, end = _noon(since) - timedelta(hours=12), _noon(today) + timedelta(hours=12)
     tls = [r for r in rows if r.kind == "tls"]

@@ -222,11 +222,19 @@ def render_html(engine: JinjaTemplateEngine, content: PageContent) -> bytes:
     thousand services' bars through Jinja took seconds; their text is ours (an ISO date, a
     number, a level of `uptime_bars`), nothing a visitor or member wrote."""
     monitors = [
-        {**service, "barsHtml": Markup(_bars_html(service["bars"]))}
+        {
+            **service,
+            "barsHtml": Markup(_bars_html(service["bars"])),
+            "uptimeSinceLabel": _since(service["uptimeSince"]),
+        }
         for service in content["monitors"]
     ]
     template = engine.get_template("status.html")
     return template.render(**{**content, "monitors": monitors}).encode()
+
+
+def _since(day: date | None) -> str:
+    return "" if day is None else uptime_bars.since_label(day)
 
 
 def _bars_html(bars: list[uptime_bars.Bar]) -> str:
@@ -280,7 +288,7 @@ def _content(
         days = per_day.get(m.id, {})
         up = sum(u for u, _ in days.values())
         down = sum(d for _, d in days.values())
-        state = shown_state(m.state, [st for _, st in m.dots])
+        state = m.state  # the console's word: `recovering` while held down, countries up
         shown.append(
             {
                 "name": m.name,
@@ -290,6 +298,7 @@ def _content(
                 "stateLabel": STATE_LABELS.get(state, "No data"),
                 "countries": [{"country": cc, "state": st} for cc, st in m.dots],
                 "uptime": round(100 * up / (up + down), 2) if up + down else None,
+                "uptimeSince": uptime_bars.covered_since(days, now.date(), UPTIME_DAYS),
                 "bars": _bars(days, now.date()),
             }
         )
@@ -356,15 +365,6 @@ def _maintenance(
 def sentence_case(text: str) -> str:
     """The first letter capitalised, the rest as written (TLS stays TLS)."""
     return text[:1].upper() + text[1:]
-
-
-def shown_state(state: str, countries: list[str]) -> str:
-    """The state a visitor sees: `recovering` while the alerter still holds the monitor down
-    (it waits for its recovery to be confirmed) but every country's latest check is up, so the
-    badge never says down beside green countries."""
-    if state == "down" and countries and all(st == "up" for st in countries):
-        return "recovering"
-    return state
 
 
 def _overall(states: list[str]) -> str:

@@ -1,7 +1,7 @@
 """A public status page's content: what its HTML, JSON summary and feeds are all drawn from
 (`status._content` builds it, `status_cache` keeps it), key by key as the template reads it."""
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypedDict
 
 from controller.web.console.uptime_bars import Bar
@@ -22,6 +22,9 @@ class Service(TypedDict):
     stateLabel: str
     countries: list[CountryDot]
     uptime: float | None  # percent over the bars' days; None: no checks
+    # The first day with data when it is within the bars' days (uptime_bars.covered_since):
+    # the uptime covers only the days since.
+    uptimeSince: date | None
     bars: list[Bar]
 
 

@@ -3,7 +3,7 @@
 for scripts, dashboards and feed readers. Links are absolute under `PUBLIC_URL`."""
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import TypedDict
 from xml.etree import ElementTree as ET
 
@@ -47,6 +47,10 @@ def public_url(request: AnyRequest) -> str:
     return (url or "").rstrip("/")
 
 
+def _day(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
+
+
 def summary_of(page: PageContent, url: str) -> dict[str, object]:
     """The JSON summary (its schema is in docs/api.md, Public status pages)."""
     # The services hold no times: built as they are, not walked by `_plain` (90 days each).
@@ -58,6 +62,7 @@ def summary_of(page: PageContent, url: str) -> dict[str, object]:
             "state": service["state"],
             "countries": service["countries"],
             "uptimePercent": service["uptime"],
+            "uptimeSince": _day(service["uptimeSince"]),
             "days": [{"day": b["day"], "uptimePercent": b["share"]} for b in service["bars"]],
         }
         for service in page["monitors"]

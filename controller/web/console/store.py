@@ -26,7 +26,7 @@ from controller.jobs.result_kinds import scheduled_since
 from controller.monitors.store import searched
 from shared.messages import Phases, TlsInfo
 
-STATES = ("up", "degraded", "down", "missed", "unknown")
+STATES = ("up", "degraded", "down", "recovering", "missed", "unknown")
 
 # The countries the monitor is checked from now (`checked_from`, migration 0053).
 _COUNTRY_ROWS = """
@@ -45,16 +45,23 @@ _FROM_COUNTRIES = f"""(SELECT CASE
         ELSE 'missed'
     END{_COUNTRY_ROWS})"""
 
+# Every country's latest result up: a monitor the alerter still holds down (its recovery waits
+# for `recoverAfterRounds`) is shown `recovering`, never `down` beside green countries.
+_ALL_UP = f"""(SELECT count(*) > 0 AND bool_and(s.last_status = 'up'){_COUNTRY_ROWS})"""
+
 # The shown state, with `a` the monitor's `monitor_alert_state` row joined: the countries are
-# read only for a monitor the alerter has no state for (a scalar subquery in CASE runs only when
-# its branch is taken), so counting 100,000 monitors' states is one join.
-_STATE = f"""CASE WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
+# read only for a monitor the alerter has no state for or holds down (a scalar subquery in CASE
+# runs only when its branch is taken), so counting 100,000 monitors' states is one join.
+_STATE = f"""CASE WHEN a.state = 'down' AND {_ALL_UP} THEN 'recovering'
+    WHEN a.state IS NOT NULL AND a.state <> 'unknown' THEN a.state
     ELSE {_FROM_COUNTRIES} END"""
 
 
 def state_from_rows(judged: str | None, statuses: Sequence[str]) -> str:
     """The shown state as `_STATE` has it, for a reader that has the alerter's state (`judged`)
     and the statuses of the countries' latest rows (those `_COUNTRY_ROWS` reads) already."""
+    if judged == "down" and statuses and all(s == "up" for s in statuses):
+        return "recovering"
     if judged is not None and judged != "unknown":
         return judged
     if not statuses:
@@ -68,9 +75,10 @@ def state_from_rows(judged: str | None, statuses: Sequence[str]) -> str:
 
 
 # The same per row, without a join: rows read in index order stop at a page's LIMIT.
-_STATE_OF_ROW = f"""coalesce(
-    nullif((SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id), 'unknown'),
-    {_FROM_COUNTRIES})"""
+_STATE_OF_ROW = f"""(SELECT CASE WHEN j.state = 'down' AND {_ALL_UP} THEN 'recovering'
+    WHEN j.state IS NOT NULL AND j.state <> 'unknown' THEN j.state
+    ELSE {_FROM_COUNTRIES} END
+    FROM (SELECT (SELECT a.state FROM monitor_alert_state a WHERE a.monitor_id = m.id)) j(state))"""
 
 # The monitors the filters select: organization (None: every one), customer, kind, only these
 # ids, and (`_SEARCHED`) a search in name and hostname. The search is its own statement, not a

@@ -41,6 +41,22 @@ def daily(days: Mapping[date, tuple[int, int]], today: date, n: int) -> list[Bar
     return out
 
 
+def covered_since(days: Mapping[date, tuple[int, int]], today: date, n: int) -> date | None:
+    """The first day with a counted round when it is later than the first of the `n` days up to
+    `today`: the uptime then covers only the days since (a page says "since 27 Nov", not "over
+    90 days", for a monitor checked for a day); None when the whole window has data before it,
+    or none at all."""
+    first_of_window = today - timedelta(days=n - 1)
+    counted = [d for d, (up, down) in days.items() if up + down and first_of_window <= d <= today]
+    first = min(counted, default=None)
+    return first if first is not None and first > first_of_window else None
+
+
+def since_label(day: date) -> str:
+    """`27 Nov`: the window is at most 90 days, so the day and month name it."""
+    return f"{day.day} {day.strftime('%b')}"
+
+
 def hourly(hours: Mapping[datetime, tuple[int, int]], this_hour: datetime, n: int) -> list[Bar]:
     """One bar per hour of the `n` up to `this_hour` (its start, UTC), oldest first (`day`: the
     hour as `2026-11-23 08:00 UTC`)."""

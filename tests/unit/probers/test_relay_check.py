@@ -9,6 +9,7 @@ from agent.probers.relay import RECIPIENT, SENDER
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import SmtpAuth, SmtpConfig
+from shared.sidechecks.relay import WIRE as RELAY
 from tests.peers.jobs import make_job
 from tests.peers.postfix import RelayPostfix, missing
 from tests.peers.smtp import SmtpPeer
@@ -33,7 +34,7 @@ async def test_postfix_open_or_closed_answers_rcpt_and_never_sees_data(
         result = await run_check(job, "agent-1", True, ssl_contexts)
         (session,) = await postfix.sessions(1)
     assert result.status == "up", result.message
-    relay = result.relay
+    relay = RELAY.facts_of(result.side_checks)
     assert relay is not None and (relay.sender, relay.recipient) == (SENDER, RECIPIENT)
     assert relay.mail_from is not None and relay.mail_from.startswith("250")
     assert relay.rcpt_to is not None and relay.rcpt_to.startswith(rcpt), relay.rcpt_to
@@ -48,7 +49,7 @@ async def test_no_relay_test_unless_the_config_asks(ssl_contexts: SslContexts) -
         job = make_job("smtp", postfix.port, SmtpConfig())
         result = await run_check(job, "agent-1", True, ssl_contexts)
         (session,) = await postfix.sessions(1)
-    assert result.relay is None
+    assert RELAY.facts_of(result.side_checks) is None
     assert session.endswith("ehlo=1 quit=1 commands=2"), session
 
 
@@ -66,7 +67,7 @@ async def test_a_check_that_logs_in_tests_relaying_on_a_session_that_does_not(
         result = await run_check(make_job("smtp", peer.port, config), "a", True, ssl_contexts)
     assert result.status == "up", result.message
     assert len(peer.auths) == 1 and result.logins == 1
-    relay = result.relay
+    relay = RELAY.facts_of(result.side_checks)
     assert relay is not None and relay.rcpt_to is not None
     assert relay.rcpt_to.startswith("250")  # aiosmtpd with no handler hook takes any RCPT
     assert result.capabilities is not None and "AUTH LOGIN PLAIN" in result.capabilities

@@ -1,0 +1,311 @@
+"""Blocklist lookups from the agent's country (RFC 5782): the addresses a monitor's mail
+depends on, asked of each IP list, and its domains of each domain list.
+
+The agent only gathers what is served (`shared.sidechecks.blocklists.Reputation`: each list's A
+records and first TXT as answered); the controller reads the codes
+(controller/sidechecks/blocklists/rules.py), so a list's documented codes change without an
+agent upgrade. Every lookup runs within one budget,
+at most `PARALLEL` at once; a slow or dead list costs its own lookups a timeout, never the
+others' answers. dnspython parses every answer: a CNAME loop, a truncated UDP answer (retried
+over TCP) or a 64 KiB TXT record is an error or a bounded text, never a crash.
+
+Spamhaus refuses queries that come through public resolvers (127.255.255.254): point
+`AGENT_BLOCKLIST_RESOLVER` (else `AGENT_DNS_RESOLVER`, else the system's) at a resolver of
+your own, or give the agent a Spamhaus DQS key (`AGENT_SPAMHAUS_DQS_KEY`): a Spamhaus zone is
+then asked as `<key>.<list>.dq.spamhaus.net`. The key is a secret: it never leaves the agent
+(results name the public zone, errors have it masked).
+"""
+
+import asyncio
+import ipaddress
+import time
+from functools import partial
+from typing import Final
+
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.name
+import dns.resolver
+
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.tenant_bound import BOUND_BUSY, TenantBound
+from shared.addresses import is_blocked
+from shared.settings import AgentSettings
+from shared.sidechecks.blocklists import (
+    WIRE,
+    BlocklistAnswer,
+    BlocklistAsk,
+    BlocklistZone,
+    Reputation,
+)
+from shared.sidechecks.blocklists_bound import (
+    A_MAX,
+    BUDGET_SPENT,
+    NAMES_MAX,
+    TXT_CHARS_MAX,
+    ZONES_MAX,
+    bounded,
+)
+
+BUDGET_MAX_S: Final = 10.0
+PARALLEL: Final = 16
+MX_HOSTS_MAX: Final = 5
+SPAMHAUS_ZONES: Final = ("spamhaus.org",)
+MASK: Final = "<dqs-key>"
+
+
+def query_name(name: str, kind: str) -> str | None:
+    """The name to ask a list's zone about (without the zone): RFC 5782 section 2.1 (IPv4,
+    reversed octets), 2.4 (IPv6, reversed nibbles), 2.2 (a domain, as it is); None when `name`
+    is not of the list's kind."""
+    if kind == "ip":
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return None
+        return address.reverse_pointer.rsplit(".", 2)[0]  # without in-addr.arpa / ip6.arpa
+    if kind == "domain":
+        try:
+            ipaddress.ip_address(name)
+            return None
+        except ValueError:
+            pass
+        try:
+            text = dns.name.from_text(name.rstrip("."), origin=None).to_text()
+        except dns.exception.DNSException:
+            return None
+        return text.lower() or None
+    return None
+
+
+def dqs_zone(zone: str, key: str) -> str:
+    """`zen.spamhaus.org` → `<key>.zen.dq.spamhaus.net` (Spamhaus's DQS naming)."""
+    head = zone.removesuffix(".spamhaus.org")
+    return f"{key}.{head}.dq.spamhaus.net"
+
+
+class BlocklistProbe:
+    """`resolver`: `host` or `host:port` of the resolver to ask (None: the system's);
+    `dqs_key`: a Spamhaus DQS key (None: Spamhaus's public mirrors)."""
+
+    def __init__(
+        self,
+        *,
+        resolver: str | None = None,
+        dqs_key: str | None = None,
+        allow_private: bool = False,
+        bound: TenantBound | None = None,
+    ) -> None:
+        self._setting = resolver
+        self._bound = bound
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._key = dqs_key or None
+        self._allow_private = allow_private
+
+    def _resolver_now(self) -> dns.asyncresolver.Resolver:
+        if self._resolver is None:
+            resolver = dns.asyncresolver.Resolver(configure=self._setting is None)
+            if self._setting is not None:
+                host, _, port = self._setting.rpartition(":")
+                if not host or "]" in port:
+                    host, port = self._setting, "53"
+                resolver.nameservers = [host.strip("[]")]
+                resolver.port = int(port)
+            resolver.retry_servfail = False
+            self._resolver = resolver
+        return self._resolver
+
+    async def probe(
+        self, ask: BlocklistAsk, hostname: str, budget_s: float, tenant: str = ""
+    ) -> Reputation:
+        """What the lists answer about what `ask` names, within `budget_s` (at most
+        BUDGET_MAX_S) and the size bound; the wait for one of `tenant`'s probes (`bound`)
+        counts in the budget."""
+        budget = min(budget_s, BUDGET_MAX_S)
+        if self._bound is None:
+            return await self._probe(ask, hostname, budget)
+        held = False
+        try:
+            async with self._bound.slot_within(tenant, budget) as left:
+                held = True
+                return await self._probe(ask, hostname, left)
+        except TimeoutError:
+            if held:
+                raise
+            return Reputation(errors={"resolver": BOUND_BUSY})
+
+    async def _probe(self, ask: BlocklistAsk, hostname: str, budget: float) -> Reputation:
+        out = Reputation()
+        try:
+            resolver = self._resolver_now()
+        except dns.exception.DNSException as exc:
+            out.errors["resolver"] = f"no resolver: {exc}"[:200]
+            return out
+        deadline = time.monotonic() + budget
+        await self._names(resolver, ask, hostname, out, budget)
+        zones = [z for z in ask.zones[:ZONES_MAX] if z.kind in ("ip", "domain")]
+        skip = set(ask.skip)
+        wanted = [
+            (zone, name)
+            for name in out.names
+            if name not in skip
+            for zone in zones
+            if query_name(name, zone.kind) is not None
+        ]
+        gate = asyncio.Semaphore(PARALLEL)
+
+        async def one(zone: BlocklistZone, name: str) -> BlocklistAnswer:
+            async with gate:
+                left = deadline - time.monotonic()
+                return await self._ask(resolver, zone, name, left)
+
+        out.answers = list(await asyncio.gather(*(one(z, n) for z, n in wanted)))
+        return bounded(out)
+
+    async def _names(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        ask: BlocklistAsk,
+        hostname: str,
+        out: Reputation,
+        budget: float,
+    ) -> None:
+        """`out.names`: what the mail depends on, each with where it came from."""
+        for ip in ask.ips:
+            out.names.setdefault(ip, "listed")
+        for domain in ask.domains:
+            out.names.setdefault(domain.lower().rstrip("."), "listed")
+        sources: list[tuple[str, str]] = []
+        if ask.host:
+            sources.append((hostname, "host"))
+        if ask.mx_domain:
+            try:
+                answer = await resolver.resolve(
+                    ask.mx_domain, "MX", lifetime=budget, search=False, raise_on_no_answer=False
+                )
+                mx = sorted(answer.rrset or [], key=lambda r: r.preference)
+                hosts = [r.exchange.to_text(omit_final_dot=True).lower() for r in mx]
+                sources += [(h, f"mx:{h}") for h in dict.fromkeys(hosts[:MX_HOSTS_MAX])]
+            except dns.exception.DNSException as exc:
+                out.errors["mx"] = _why(exc, self._key)
+        for host, source in sources:
+            if literal := _address(host):
+                # The monitored name is an address: it is what the lists are asked about.
+                if self._allow_private or not is_blocked(literal):
+                    out.names.setdefault(literal, source)
+                continue
+            for rdtype in ("A", "AAAA"):
+                try:
+                    answer = await resolver.resolve(
+                        host, rdtype, lifetime=budget, search=False, raise_on_no_answer=False
+                    )
+                except dns.resolver.NXDOMAIN:
+                    out.errors.setdefault(source.split(":")[0], f"{host} does not exist")
+                    continue
+                except dns.exception.DNSException as exc:
+                    out.errors.setdefault(source.split(":")[0], f"{host}: {_why(exc, self._key)}")
+                    continue
+                for r in answer.rrset or []:
+                    address = r.to_text()
+                    # A private address is the agent's network's: not told to a public list.
+                    if self._allow_private or not is_blocked(address):
+                        out.names.setdefault(address, source)
+        if len(out.names) > NAMES_MAX:
+            out.names = dict(list(out.names.items())[:NAMES_MAX])
+            out.truncated = True
+
+    async def _ask(
+        self, resolver: dns.asyncresolver.Resolver, zone: BlocklistZone, name: str, left: float
+    ) -> BlocklistAnswer:
+        label = query_name(name, zone.kind)
+        assert label is not None
+        asked = zone.zone
+        if zone.dqs and self._key and zone.zone.endswith(SPAMHAUS_ZONES):
+            asked = dqs_zone(zone.zone, self._key)
+        qname = f"{label}.{asked}"
+        out = BlocklistAnswer(zone=zone.zone, name=name)
+        if left <= 0:
+            out.error = BUDGET_SPENT
+            return out
+        started = time.perf_counter()
+        try:
+            answer = await resolver.resolve(
+                qname, "A", lifetime=left, search=False, raise_on_no_answer=False
+            )
+            out.a = sorted({r.to_text() for r in answer.rrset or []})[:A_MAX]
+        except dns.resolver.NXDOMAIN:
+            out.a = []
+        except dns.exception.DNSException as exc:
+            out.error = _why(exc, self._key)
+        if out.a:
+            out.txt = await self._txt(resolver, qname, left - (time.perf_counter() - started))
+        out.ms = round((time.perf_counter() - started) * 1000, 1)
+        return out
+
+    async def _txt(
+        self, resolver: dns.asyncresolver.Resolver, qname: str, left: float
+    ) -> str | None:
+        """The first TXT record (why it is listed), cut; None when there is none or it fails:
+        the A records are the answer, the text only explains it."""
+        if left <= 0:
+            return None
+        try:
+            answer = await resolver.resolve(
+                qname, "TXT", lifetime=left, search=False, raise_on_no_answer=False
+            )
+        except dns.exception.DNSException:
+            return None
+        for r in answer.rrset or []:
+            text = b"".join(r.strings)[: TXT_CHARS_MAX * 4].decode("utf-8", "replace")
+            return text[:TXT_CHARS_MAX]
+        return None
+
+
+def _address(host: str) -> str | None:
+    """`host` as an address (`192.0.2.1`, `2001:db8::1`, `[2001:db8::1]`), None for a name."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _why(exc: BaseException, key: str | None) -> str:
+    if isinstance(exc, dns.exception.Timeout):
+        text = "timed out"
+    elif isinstance(exc, dns.resolver.NoNameservers):
+        text = "no resolver answered (SERVFAIL or refused)"
+    elif isinstance(exc, dns.message.ChainTooLong):
+        text = "a CNAME chain too long (a loop?)"
+    else:
+        text = str(exc) or type(exc).__name__
+    if key:
+        text = text.replace(key, MASK)
+    return text[:200]
+
+
+async def _run(probe: BlocklistProbe, ask: BlocklistAsk, at: Round) -> Reputation | None:
+    """The lists are asked whatever the check found (a server that is down may be down because
+    it was listed, and its addresses are still what its mail depends on), but not when the
+    agent's own path failed the check."""
+    if at.result.error_kind == "inconclusive":
+        return None
+    return await probe.probe(ask, at.job.hostname, at.job.timeout_seconds, at.job.tenant)
+
+
+def runner(probe: BlocklistProbe) -> Runner[BlocklistAsk, Reputation]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[BlocklistAsk, Reputation]:
+    return runner(
+        BlocklistProbe(
+            resolver=settings.agent_blocklist_resolver or settings.agent_dns_resolver,
+            dqs_key=settings.agent_spamhaus_dqs_key,
+            allow_private=settings.agent_allow_private_targets,
+            bound=TenantBound(settings.agent_dns_probes_per_tenant),
+        )
+    )
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

@@ -1,0 +1,314 @@
+"""The mail DNS of a monitored domain, resolved from the agent's country: MX, SPF, DMARC,
+MTA-STS (its TXT and its HTTPS policy), TLS-RPT and the TLSA records of the monitored service.
+
+The agent only gathers what is served (`shared.sidechecks.mail_dns.MailDns`); the controller
+judges it (controller/sidechecks/mail_dns), so a rule changes without an agent upgrade. What it
+sends is bounded (`shared.sidechecks.mail_dns_bound`: 16 KiB at most, cut parts named in
+`truncated`). Lookups run at
+once within one budget; a lookup that fails leaves its list null and says why in `errors`, so a
+resolver outage never reads as a missing record. The resolver's canaries (agent.dns_canary) are
+asked beside them, so a resolver that lies (NXDOMAIN for everything) is told from a domain that
+publishes nothing.
+
+TLSA records count only with the AD bit from the resolver the agent asks (set it with
+`AGENT_DNS_RESOLVER` to a validating resolver on a path the agent trusts, e.g. on localhost):
+the agent does not validate DNSSEC itself.
+"""
+
+import asyncio
+import ssl
+from collections.abc import Awaitable
+from functools import partial
+from typing import Final
+
+import dns.asyncresolver
+import dns.exception
+import dns.flags
+import dns.rdtypes.ANY.TLSA
+import dns.resolver
+
+from agent.dns_canary import CanaryAsk
+from agent.sidechecks.base import AgentSideCheck, Round, Runner
+from agent.tenant_bound import BOUND_BUSY, TenantBound
+from shared.addresses import is_blocked
+from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.settings import AgentSettings
+from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
+from shared.sidechecks.mail_dns_bound import bounded
+from shared.tls import system_trust
+
+POLICY_BYTES_MAX: Final = 64 * 1024  # RFC 8461 section 3.3 lets a sender stop reading here
+BUDGET_MAX_S: Final = 10.0
+POLICY_PATH: Final = "/.well-known/mta-sts.txt"
+# list name → (record name prefix, TXT version tag): only TXT records of that kind are kept.
+TXT_LOOKUPS: Final = {
+    "spf": ("", "v=spf1"),
+    "dmarc": ("_dmarc.", "v=DMARC1"),
+    "mta_sts": ("_mta-sts.", "v=STSv1"),
+    "tls_rpt": ("_smtp._tls.", "v=TLSRPTv1"),
+}
+_WIRE = {"mta_sts": "mtaSts", "tls_rpt": "tlsRpt"}
+# Special-use and customary internal names (RFC 6761, 6762, 8375, 2606 and common practice):
+# answered by the agent's own network, never the public DNS, so not looked up unless private
+# targets are allowed. Their records (MX names, TXT texts) would reach the monitor's owner.
+INTERNAL_SUFFIXES: Final = (
+    "localhost",
+    "local",
+    "internal",
+    "intranet",
+    "lan",
+    "corp",
+    "home",
+    "private",
+    "home.arpa",
+    "in-addr.arpa",
+    "ip6.arpa",
+    "invalid",
+    "test",
+    "example",
+    "onion",
+)
+
+
+def dns_resolver(setting: str | None) -> dns.asyncresolver.Resolver:
+    """The resolver of the agent's DNS probes (mail DNS, reverse DNS): `setting` is `host` or
+    `host:port` (AGENT_DNS_RESOLVER), None for the system's (raises
+    dns.resolver.NoResolverConfiguration without one)."""
+    resolver = dns.asyncresolver.Resolver(configure=setting is None)
+    if setting is not None:
+        host, _, port = setting.rpartition(":")
+        if not host or "]" in port:  # no port given (or a bare IPv6 address)
+            host, port = setting, "53"
+        resolver.nameservers = [host.strip("[]")]
+        resolver.port = int(port)
+    # AD asks the resolver to say whether it validated the answer (RFC 6840 5.7); DO makes a
+    # validating resolver validate for us.
+    resolver.flags = dns.flags.RD | dns.flags.AD
+    resolver.use_edns(0, dns.flags.DO, 1232)
+    return resolver
+
+
+class MailDnsProbe:
+    """`resolver`: `host` or `host:port` of the DNS resolver to ask (None: the system's);
+    `policy_context`: verifies the MTA-STS policy host (the system's CAs, plus a test CA);
+    `policy_port`: where that host is reached (443 but in tests)."""
+
+    def __init__(
+        self,
+        *,
+        resolver: str | None = None,
+        policy_context: ssl.SSLContext | None = None,
+        policy_port: int = 443,
+        allow_private: bool = False,
+        bound: TenantBound | None = None,
+        canaries: tuple[Canary, ...] | None = None,
+    ) -> None:
+        self._bound = bound
+        self._canaries = CanaryAsk(
+            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
+        )
+        self._resolver_setting = resolver
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._context = policy_context or system_trust()
+        self._policy_port = policy_port
+        self._allow_private = allow_private
+
+    def _resolver_now(self) -> dns.asyncresolver.Resolver:
+        """Built on first use: the system's configuration is read only by an agent that
+        resolves mail DNS (raises dns.resolver.NoResolverConfiguration without one)."""
+        if self._resolver is None:
+            self._resolver = dns_resolver(self._resolver_setting)
+        return self._resolver
+
+    async def probe(
+        self, domain: str, hostname: str, port: int, budget_s: float, tenant: str = ""
+    ) -> MailDns:
+        """What `domain` publishes, and the TLSA records of `hostname`:`port`, all within
+        `budget_s` (at most BUDGET_MAX_S), within the size bound; the wait for one of
+        `tenant`'s probes (`bound`) counts in the budget."""
+        if self._bound is None:
+            return bounded(await self._probe(domain, hostname, port, budget_s))
+        held = False
+        try:
+            async with self._bound.slot_within(tenant, min(budget_s, BUDGET_MAX_S)) as left:
+                held = True
+                return bounded(await self._probe(domain, hostname, port, left))
+        except TimeoutError:
+            if held:
+                raise
+            return MailDns(domain=domain, errors={"resolver": BOUND_BUSY})
+
+    async def _probe(self, domain: str, hostname: str, port: int, budget_s: float) -> MailDns:
+        out = MailDns(domain=domain)
+        budget = min(budget_s, BUDGET_MAX_S)
+        deadline = asyncio.get_running_loop().time() + budget
+        if not self._allow_private and any(
+            f".{name}".endswith(f".{suffix}")
+            for name in (domain, hostname)
+            for suffix in INTERNAL_SUFFIXES
+        ):
+            out.errors["resolver"] = (
+                "an internal or special-use name: not looked up unless "
+                "AGENT_ALLOW_PRIVATE_TARGETS is set"
+            )
+            return out
+        try:
+            resolver = self._resolver_now()
+        except dns.exception.DNSException as exc:
+            out.errors["resolver"] = f"no resolver: {exc}"
+            return out
+        canaries = asyncio.create_task(self._canaries.answers(resolver, budget))
+        lookups: dict[str, Awaitable[list[str]]] = {
+            "mx": self._mx(resolver, domain, budget),
+            "tlsa": self._tlsa(resolver, out, f"_{port}._tcp.{hostname}", budget),
+        }
+        for name, (prefix, tag) in TXT_LOOKUPS.items():
+            lookups[name] = self._txt(resolver, prefix + domain, tag, budget)
+        found = await asyncio.gather(*lookups.values(), return_exceptions=True)
+        for name, value in zip(lookups, found, strict=True):
+            if isinstance(value, BaseException):
+                if not isinstance(value, dns.exception.DNSException | OSError):
+                    raise value
+                out.errors[_WIRE.get(name, name)] = _why(value)
+            else:
+                setattr(out, name, value)
+        out.canaries = await canaries
+        if out.mta_sts:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    out.mta_sts_policy = await self._policy(resolver, domain, budget)
+            except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+                out.errors["mtaStsPolicy"] = _why(exc)
+            except dns.exception.DNSException as exc:
+                out.errors["mtaStsPolicy"] = f"mta-sts.{domain}: {_why(exc)}"
+        return out
+
+    async def _answer(
+        self, resolver: dns.asyncresolver.Resolver, name: str, rdtype: str, budget: float
+    ) -> dns.resolver.Answer | None:
+        """The answer, or None for a name that does not exist."""
+        try:
+            return await resolver.resolve(
+                name, rdtype, raise_on_no_answer=False, lifetime=budget, search=False
+            )
+        except dns.resolver.NXDOMAIN:
+            return None
+
+    async def _mx(
+        self, resolver: dns.asyncresolver.Resolver, domain: str, budget: float
+    ) -> list[str]:
+        answer = await self._answer(resolver, domain, "MX", budget)
+        if answer is None or answer.rrset is None:
+            return []
+        ordered = sorted(answer.rrset, key=lambda r: (r.preference, r.exchange.to_text()))
+        names = [r.exchange.to_text(omit_final_dot=True).lower() for r in ordered]
+        return list(dict.fromkeys(names))  # bounded (and flagged) by `bounded`
+
+    async def _txt(
+        self, resolver: dns.asyncresolver.Resolver, name: str, tag: str, budget: float
+    ) -> list[str]:
+        answer = await self._answer(resolver, name, "TXT", budget)
+        if answer is None or answer.rrset is None:
+            return []
+        texts = [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
+        # A record of the kind starts with its tag, then a separator or nothing (`v=spf1`
+        # must not pick up `v=spf10`).
+        kept = [
+            t
+            for t in sorted(texts)
+            if t.lower().startswith(tag.lower()) and t[len(tag) : len(tag) + 1] in ("", " ", ";")
+        ]
+        return kept
+
+    async def _tlsa(
+        self, resolver: dns.asyncresolver.Resolver, out: MailDns, name: str, budget: float
+    ) -> list[str]:
+        answer = await self._answer(resolver, name, "TLSA", budget)
+        if answer is None or answer.rrset is None:
+            return []
+        out.tlsa_dnssec = bool(answer.response.flags & dns.flags.AD)
+        records = [r for r in answer.rrset if isinstance(r, dns.rdtypes.ANY.TLSA.TLSA)]
+        texts = [f"{r.usage} {r.selector} {r.mtype} {r.cert.hex()}" for r in records]
+        return sorted(texts)
+
+    async def _policy(
+        self, resolver: dns.asyncresolver.Resolver, domain: str, budget: float
+    ) -> str:
+        """The policy text from `https://mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461
+        section 3.3: HTTPS with a valid certificate, no redirects, status 200); ValueError
+        saying why it is not one."""
+        host = f"mta-sts.{domain}"
+        addresses: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            answer = await self._answer(resolver, host, rdtype, budget)
+            if answer is not None and answer.rrset is not None:
+                addresses += [r.to_text() for r in answer.rrset]
+        if not addresses:
+            raise ValueError(f"{host} has no address")
+        if not self._allow_private and any(is_blocked(a) for a in addresses):
+            raise ValueError(f"{host} resolves to a private or reserved address; not fetched")
+        reader, writer = await asyncio.open_connection(
+            addresses[0], self._policy_port, ssl=self._context, server_hostname=host
+        )
+        try:
+            request = f"GET {POLICY_PATH} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode("ascii"))
+            data = await reader.read(POLICY_BYTES_MAX + 8192)
+            while (more := await reader.read(8192)) and len(data) <= POLICY_BYTES_MAX + 8192:
+                data += more
+        finally:
+            # Done reading: no TLS goodbye to wait for (a host that never answers one would
+            # hold the probe until its budget ran out, and lose the policy read).
+            writer.transport.abort()
+        head, sep, body = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].split()
+        if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/"):
+            raise ValueError(f"{host} did not answer HTTP")
+        if status[1] != b"200":
+            raise ValueError(f"{host} answered HTTP {status[1].decode('ascii', 'replace')[:3]}")
+        return body[:POLICY_BYTES_MAX].decode("utf-8", "replace")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, dns.exception.Timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not valid: {exc.verify_message}"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return "no resolver answered (SERVFAIL or refused)"
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+async def _run(probe: MailDnsProbe, ask: MailDnsAsk, at: Round) -> MailDns | None:
+    """The mail domain's DNS, and the TLSA records of the checked host and port: not for a host
+    the agent refused (its TLSA records are the agent's network's), nor when the agent's own
+    path failed the check."""
+    if at.result.error_kind in ("blocked_target", "inconclusive"):
+        return None
+    return await probe.probe(
+        ask.domain, at.job.hostname, at.port, at.job.timeout_seconds, at.job.tenant
+    )
+
+
+def runner(probe: MailDnsProbe) -> Runner[MailDnsAsk, MailDns]:
+    return partial(_run, probe)
+
+
+def build(settings: AgentSettings) -> Runner[MailDnsAsk, MailDns]:
+    context = ssl.create_default_context()
+    if settings.agent_mta_sts_ca_file is not None:
+        context.load_verify_locations(settings.agent_mta_sts_ca_file)
+    return runner(
+        MailDnsProbe(
+            resolver=settings.agent_dns_resolver,
+            policy_context=context,
+            policy_port=settings.agent_mta_sts_port,
+            allow_private=settings.agent_allow_private_targets,
+            bound=TenantBound(settings.agent_dns_probes_per_tenant),
+            canaries=parse_dns_canaries(settings.agent_dns_canaries),
+        )
+    )
+
+
+SIDE_CHECK: Final = AgentSideCheck(WIRE, build)

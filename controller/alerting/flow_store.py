@@ -1,0 +1,314 @@
+"""Flow incidents as stored (`flow_incidents`, and `incidents.flow_incident_id` naming the one
+each monitor's outage joined): read, opened, joined, told, ended. The caller owns the
+transaction; the alerter is their only writer, one organization's at a time (`lock`)."""
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from controller.alerting.flows import Dependent, Flow, Outage
+from controller.db.pool import Conn
+from controller.monitors import store as monitors
+from controller.monitors.store import Monitor, MonitorConfigError
+
+
+async def lock(conn: Conn, organization_id: int) -> None:
+    """Hold the organization's flow incidents until the transaction ends: outages evaluated at
+    once (lanes, replicas) join one flow incident instead of opening one each."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('flow_incidents'), $1)", organization_id
+    )
+
+
+async def _monitors(conn: Conn, ids: Collection[int]) -> dict[int, Monitor]:
+    """The monitors by id (one whose config no longer decodes is left out)."""
+    rows = await conn.fetch(
+        f"SELECT {monitors.COLUMNS} FROM monitors WHERE id = ANY($1::bigint[])", list(ids)
+    )
+    found = {}
+    for r in rows:
+        try:
+            found[r["id"]] = monitors.decode(r)
+        except MonitorConfigError:
+            continue
+    return found
+
+
+async def open_flows(conn: Conn, organization_id: int) -> list[Flow]:
+    """The organization's open flow incidents with their open outages; one whose outages have
+    all gone (their monitors deleted) is ended now instead."""
+    flows = await conn.fetch(
+        "SELECT id, opened_at, monitors, countries, cause_kinds, notified FROM flow_incidents"
+        " WHERE organization_id = $1 AND ended_at IS NULL",
+        organization_id,
+    )
+    if not flows:
+        return []
+    rows = await conn.fetch(
+        "SELECT flow_incident_id, monitor_id, started_at, cause_kind, countries, messages"
+        " FROM incidents WHERE flow_incident_id = ANY($1::bigint[]) AND ended_at IS NULL",
+        [f["id"] for f in flows],
+    )
+    by_id = await _monitors(conn, {r["monitor_id"] for r in rows})
+    by_flow: dict[int, list[Outage]] = {}
+    for r in rows:
+        if (monitor := by_id.get(r["monitor_id"])) is not None:
+            outage = Outage(
+                Dependent.of(monitor),
+                r["started_at"],
+                r["cause_kind"],
+                frozenset(r["countries"]),
+                tuple(r["messages"]),
+            )
+            by_flow.setdefault(r["flow_incident_id"], []).append(outage)
+    still = {r["flow_incident_id"] for r in rows}
+    found, gone = [], []
+    for f in flows:
+        open_ = by_flow.get(f["id"], [])
+        if f["id"] not in still:
+            gone.append(f["id"])
+            continue
+        found.append(
+            Flow(
+                f["id"],
+                f["opened_at"],
+                tuple(open_),
+                frozenset(f["monitors"]),
+                frozenset(f["countries"]),
+                frozenset(f["cause_kinds"]),
+                f["notified"],
+            )
+        )
+    if gone:
+        await conn.execute(
+            "UPDATE flow_incidents SET ended_at = now() WHERE id = ANY($1::bigint[])", gone
+        )
+    return found
+
+
+async def start(conn: Conn, organization_id: int, incident_id: int, started_at: datetime) -> int:
+    """A flow incident of its own for the outage `incident_id`; return its id."""
+    flow_id: int = await conn.fetchval(
+        "INSERT INTO flow_incidents (organization_id, started_at) VALUES ($1, $2) RETURNING id",
+        organization_id,
+        started_at,
+    )
+    await join(conn, flow_id, incident_id)
+    return flow_id
+
+
+async def join(conn: Conn, flow_id: int, incident_id: int) -> None:
+    await conn.execute(
+        "UPDATE incidents SET flow_incident_id = $1 WHERE id = $2", flow_id, incident_id
+    )
+
+
+async def merge(conn: Conn, into: int, merged: Sequence[int]) -> None:
+    """The outages of the flow incidents `merged` (nobody told of them) join `into`; they are
+    gone."""
+    await conn.execute(
+        "UPDATE incidents SET flow_incident_id = $1 WHERE flow_incident_id = ANY($2::bigint[])",
+        into,
+        list(merged),
+    )
+    await conn.execute(
+        "UPDATE flow_incidents f SET started_at = least(f.started_at,"
+        "   (SELECT min(g.started_at) FROM flow_incidents g WHERE g.id = ANY($2::bigint[]))),"
+        " due_at = least(f.due_at,"
+        "   (SELECT min(g.due_at) FROM flow_incidents g WHERE g.id = ANY($2::bigint[])))"
+        " WHERE f.id = $1",
+        into,
+        list(merged),
+    )
+    await conn.execute("DELETE FROM flow_incidents WHERE id = ANY($1::bigint[])", list(merged))
+
+
+class FlowState(msgspec.Struct, frozen=True, kw_only=True):
+    """A flow incident as its notices need it. `monitors`, `countries`, `cause_kinds`: what its
+    people were told of so far; `members`: the monitors whose outages joined it; `open`: its
+    outages still open; `last_notified_at`: its last notice."""
+
+    id: int
+    public_id: UUID
+    organization_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    monitors: list[int]
+    countries: list[str]
+    cause_kinds: list[str]
+    notified: bool
+    changes: int
+    reminders: int
+    last_notified_at: datetime | None
+    due_at: datetime | None
+    pending: list[str]
+    members: int
+    open: int
+
+
+async def state(conn: Conn, flow_id: int) -> FlowState | None:
+    row = await conn.fetchrow(
+        "SELECT f.id, f.public_id, f.organization_id, f.started_at, f.ended_at, f.monitors,"
+        " f.countries, f.cause_kinds, f.notified, f.changes, f.reminders, f.last_notified_at,"
+        " f.due_at, f.pending,"
+        " (SELECT count(DISTINCT i.monitor_id) FROM incidents i"
+        "  WHERE i.flow_incident_id = f.id) AS members,"
+        " (SELECT count(*) FROM incidents i"
+        "  WHERE i.flow_incident_id = f.id AND i.ended_at IS NULL) AS open"
+        " FROM flow_incidents f WHERE f.id = $1",
+        flow_id,
+    )
+    return None if row is None else FlowState(**dict(row))
+
+
+async def want(conn: Conn, flow_id: int, due_at: datetime, changes: Sequence[str]) -> None:
+    """Its next notice is due at `due_at` (unless one is due already), telling of `changes`
+    too."""
+    await conn.execute(
+        "UPDATE flow_incidents SET due_at = coalesce(due_at, $2),"
+        " pending = ARRAY(SELECT DISTINCT unnest(pending || $3::text[]) ORDER BY 1)"
+        " WHERE id = $1",
+        flow_id,
+        due_at,
+        list(changes),
+    )
+
+
+async def told(conn: Conn, flow_id: int, kind: str, now: datetime) -> None:
+    """Its notice of `kind` went out, telling of every outage that joined it so far."""
+    await conn.execute(
+        "UPDATE flow_incidents f SET notified = true, last_notified_at = $3,"
+        " changes = f.changes + (CASE WHEN $2 = 'changed' THEN 1 ELSE 0 END),"
+        " reminders = f.reminders + (CASE WHEN $2 = 'reminder' THEN 1 ELSE 0 END),"
+        " due_at = NULL, pending = '{}',"
+        " monitors = ARRAY(SELECT DISTINCT i.monitor_id FROM incidents i"
+        "   WHERE i.flow_incident_id = f.id ORDER BY 1),"
+        " countries = ARRAY(SELECT DISTINCT c FROM incidents i, unnest(i.countries) c"
+        "   WHERE i.flow_incident_id = f.id ORDER BY 1),"
+        " cause_kinds = ARRAY(SELECT DISTINCT i.cause_kind FROM incidents i"
+        "   WHERE i.flow_incident_id = f.id ORDER BY 1)"
+        " WHERE f.id = $1",
+        flow_id,
+        kind,
+        now,
+    )
+
+
+async def due(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
+    """Open flow incidents whose next notice is due, oldest first: (id, organization id)."""
+    rows = await conn.fetch(
+        "SELECT id, organization_id FROM flow_incidents"
+        " WHERE due_at <= $1 AND ended_at IS NULL ORDER BY due_at LIMIT $2",
+        now,
+        limit,
+    )
+    return [(r["id"], r["organization_id"]) for r in rows]
+
+
+async def end(conn: Conn, flow_id: int, ended_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE flow_incidents SET ended_at = $2, due_at = NULL, pending = '{}'"
+        " WHERE id = $1 AND ended_at IS NULL",
+        flow_id,
+        ended_at,
+    )
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True):
+    """A monitor whose outage joined a flow incident: its latest outage in it."""
+
+    monitor: Monitor
+    incident_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+
+
+async def members(conn: Conn, flow_id: int) -> list[Member]:
+    """The monitors whose outages joined the flow incident, each with its latest outage in
+    it, oldest first (a monitor whose config no longer decodes is left out)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (monitor_id) id, monitor_id, started_at, ended_at, cause_kind,"
+        " cause, countries FROM incidents WHERE flow_incident_id = $1"
+        " ORDER BY monitor_id, started_at DESC, id DESC",
+        flow_id,
+    )
+    by_id = await _monitors(conn, [r["monitor_id"] for r in rows])
+    found = [
+        Member(
+            monitor=by_id[r["monitor_id"]],
+            incident_id=r["id"],
+            started_at=r["started_at"],
+            ended_at=r["ended_at"],
+            cause_kind=r["cause_kind"],
+            cause=r["cause"],
+            countries=list(r["countries"]),
+        )
+        for r in rows
+        if r["monitor_id"] in by_id
+    ]
+    return sorted(found, key=lambda m: (m.started_at, m.incident_id))
+
+
+class ListedMember(msgspec.Struct, frozen=True, kw_only=True):
+    """A monitor in a listed flow incident: its latest incident in it."""
+
+    flow_incident_id: int
+    monitor_public_id: UUID
+    name: str
+    type: str
+    hostname: str
+    port: int | None
+    started_at: datetime
+    ended_at: datetime | None
+    cause_kind: str
+    cause: str
+    countries: list[str]
+
+
+class ListedFlow(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    public_id: UUID
+    started_at: datetime
+    ended_at: datetime | None
+    notified: bool
+    members: list[ListedMember]
+
+
+async def list_flows(
+    conn: Conn, organization_id: int, limit: int, offset: int
+) -> tuple[list[ListedFlow], int]:
+    """A page of the organization's flow incidents, newest first, each with its monitors."""
+    rows = await conn.fetch(
+        "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
+        " WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        organization_id,
+        limit,
+        offset,
+    )
+    total: int = await conn.fetchval(
+        "SELECT count(*) FROM flow_incidents WHERE organization_id = $1", organization_id
+    )
+    members = await conn.fetch(
+        "SELECT DISTINCT ON (i.flow_incident_id, i.monitor_id) i.flow_incident_id,"
+        " m.public_id AS monitor_public_id, m.name, m.type, m.hostname, m.port, i.started_at,"
+        " i.ended_at, i.cause_kind, i.cause, i.countries"
+        " FROM incidents i JOIN monitors m ON m.id = i.monitor_id"
+        " WHERE i.flow_incident_id = ANY($1::bigint[])"
+        " ORDER BY i.flow_incident_id, i.monitor_id, i.started_at DESC, i.id DESC",
+        [r["id"] for r in rows],
+    )
+    by_flow: dict[int, list[ListedMember]] = {}
+    for m in members:
+        by_flow.setdefault(m["flow_incident_id"], []).append(ListedMember(**dict(m)))
+    return [
+        ListedFlow(
+            **dict(r),
+            members=sorted(by_flow.get(r["id"], []), key=lambda x: (x.started_at, x.name)),
+        )
+        for r in rows
+    ], total

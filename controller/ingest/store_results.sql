@@ -1,0 +1,336 @@
+-- The results store's statement (controller/ingest/store.py, `store`): one per batch. $1: the
+-- batch as one JSON array, a result an array: its facts' hash (0), then its fields at the
+-- positions `BATCH` declares (read below, each cast once); $2: the time before which a result
+-- may be in a pack already (`_INSERT_OLD` looks there). Plain SQL: the rules it spells out that
+-- Python holds too (the missed kinds, `inconclusive`, the uncounted statuses, the phases, the
+-- latency buckets, the state's fold) are checked against those when the module loads.
+WITH r AS (
+    SELECT DISTINCT ON (m.id, r."scheduledAt", result_country_code(r.country),
+            result_tag(r."jobId"::uuid))
+        m.id AS monitor_id, r."jobId"::uuid AS job, r."scheduledAt" AS scheduled_at,
+        r."monitorId" AS public_id, r."monitorType" AS monitor_type, r.facts, r.country AS cc,
+        result_country_code(r.country) AS country, r."agentId" AS agent_id,
+        r.stored AS status,
+        CASE WHEN r.status = 'up' THEN NULL WHEN r.stored = 'inconclusive' THEN 'inconclusive'
+            ELSE r."errorKind" END AS error_kind,
+        coalesce(r.message, '') AS message, r.banner, r."responseTimeMs" AS response_time_ms,
+        r.phases, r.tls, r.address, r."startedAt" AS started_at, r."finishedAt" AS finished_at,
+        r.folder, r.hops, r."authResults" AS auth_results, r.capabilities,
+        r."capabilitiesBeforeTls" AS capabilities_before_tls
+    FROM (SELECT (e->>0)::uuid AS facts,
+        e->>1 AS "jobId",
+        (e->>2)::timestamptz AS "scheduledAt",
+        (e->>3)::uuid AS "monitorId",
+        e->>4 AS "monitorType",
+        e->>5 AS "country",
+        e->>6 AS "agentId",
+        e->>7 AS "status",
+        e->>8 AS "errorKind",
+        e->>9 AS "message",
+        e->>10 AS "banner",
+        (e->>11)::float8 AS "responseTimeMs",
+        nullif(e->12, 'null') AS "phases",
+        nullif(e->13, 'null') AS "tls",
+        e->>14 AS "address",
+        (e->>15)::timestamptz AS "startedAt",
+        (e->>16)::timestamptz AS "finishedAt",
+        e->>17 AS "folder",
+        nullif(e->18, 'null') AS "hops",
+        nullif(e->19, 'null') AS "authResults",
+        nullif(e->20, 'null') AS "capabilities",
+        nullif(e->21, 'null') AS "capabilitiesBeforeTls",
+        -- the status as stored (migration 0083): once per result
+        result_stored_status(e->>7, e->>8) AS stored
+        FROM jsonb_array_elements($1::text::jsonb) AS e OFFSET 0) AS r
+    -- Each result's monitor and (in c) its per-country state are looked up by key, in
+    -- subqueries OFFSET 0 keeps apart: a plain join may be planned as a hash of the whole
+    -- table, and every batch then costs as much as the table is large.
+    CROSS JOIN LATERAL (SELECT m.id FROM monitors m WHERE m.public_id = r."monitorId" OFFSET 0) m
+    -- A result scheduled before $2 may be in a pack already (controller.ingest.packer):
+    -- `_INSERT_OLD` looks there; `_INSERT` stores none of them.
+    WHERE r."scheduledAt" >= $2
+    ORDER BY m.id, r."scheduledAt", result_country_code(r.country), result_tag(r."jobId"::uuid),
+        r."agentId" IS NULL, r.stored = 'missed', r.stored = 'inconclusive'
+), f AS (
+    SELECT r.*, result_tag(r.job) AS tag, a.id AS agent,
+        round(extract(epoch FROM r.started_at - r.scheduled_at) * 1000) AS started_ms,
+        round(extract(epoch FROM r.finished_at - r.scheduled_at) * 1000) AS finished_ms,
+        round(extract(epoch FROM now() - r.scheduled_at) * 1000) AS stored_ms,
+        result_phase_us((r.phases->>'dnsMs')::float8) AS dns_us,
+        result_phase_us((r.phases->>'connectMs')::float8) AS connect_us,
+        result_phase_us((r.phases->>'tlsMs')::float8) AS tls_us,
+        result_phase_us((r.phases->>'greetingMs')::float8) AS greeting_us,
+        result_phase_us((r.phases->>'authMs')::float8) AS auth_us
+    FROM r LEFT JOIN result_agents a ON md5(a.name) = md5(r.agent_id)
+), c AS (
+    SELECT f.*, s.detail_at, s.detail_tag, s.detail_facts,
+        s.monitor_id IS NULL AS fresh,
+        date_trunc('day', f.scheduled_at, 'UTC') AS day,
+        coalesce(f.status = 'up' AND f.agent IS NOT NULL AND f.response_time_ms IS NOT NULL
+            AND f.scheduled_at + f.started_ms * interval '1 ms' = f.started_at
+            AND f.scheduled_at + f.finished_ms * interval '1 ms' = f.finished_at
+            AND greatest(abs(f.started_ms), abs(f.finished_ms), abs(f.stored_ms)) < 2000000000
+            AND f.dns_us IS NOT NULL AND f.connect_us IS NOT NULL AND f.tls_us IS NOT NULL
+            AND f.greeting_us IS NOT NULL AND f.auth_us IS NOT NULL
+            AND jsonb_strip_nulls(f.phases)
+                - ARRAY['dnsMs', 'connectMs', 'tlsMs', 'greetingMs', 'authMs']
+                = '{}'::jsonb, false) AS fits
+    FROM f LEFT JOIN LATERAL (SELECT s.monitor_id, s.detail_at, s.detail_tag, s.detail_facts
+        FROM monitor_country_state s WHERE s.monitor_id = f.monitor_id AND s.country = f.cc
+        OFFSET 0) s ON true
+), b AS (
+    SELECT c.*, (lag(c.facts) OVER (PARTITION BY c.monitor_id, c.country, c.day
+        ORDER BY c.scheduled_at, c.tag) IS DISTINCT FROM c.facts)::int AS breaks
+    FROM c
+), g AS (
+    SELECT b.*, sum(b.breaks) OVER (PARTITION BY b.monitor_id, b.country, b.day
+        ORDER BY b.scheduled_at, b.tag) AS run
+    FROM b
+), h AS (
+    SELECT g.*, coalesce(g.fits AND g.detail_facts = g.facts AND g.detail_at <= g.scheduled_at
+            AND date_trunc('day', g.detail_at, 'UTC') = g.day, false) AS follows_state,
+        row_number() OVER run = 1 AS starts,
+        first_value(g.scheduled_at) OVER run AS start_at, first_value(g.tag) OVER run AS start_tag
+    FROM g WINDOW run AS (PARTITION BY g.monitor_id, g.country, g.day, g.run
+        ORDER BY g.scheduled_at, g.tag)
+), k AS (
+    -- A run of results with the same facts in this batch: its first is compact when it says
+    -- what the state's latest full row said, else full; the others point where it points, or
+    -- at it.
+    SELECT h.*, CASE WHEN h.starts THEN h.follows_state ELSE h.fits END AS compact,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_at ELSE h.start_at END
+            AS ref_at,
+        CASE WHEN first_value(h.follows_state) OVER run THEN h.detail_tag ELSE h.start_tag END
+            AS ref_tag
+    FROM h WINDOW run AS (PARTITION BY h.monitor_id, h.country, h.day, h.run
+        ORDER BY h.scheduled_at, h.tag)
+), ins AS (
+    INSERT INTO result_rows AS o (scheduled_at, monitor_id, response_time_ms, job, started_ms,
+        finished_ms, stored_ms, detail_ms, agent, dns_us, connect_us, tls_us, greeting_us, auth_us,
+        country, status, tag, ref_tag)
+    SELECT k.scheduled_at, k.monitor_id, k.response_time_ms, k.job,
+        CASE WHEN k.compact THEN k.started_ms END, CASE WHEN k.compact THEN k.finished_ms END,
+        CASE WHEN k.compact THEN k.stored_ms END,
+        CASE WHEN k.compact
+            THEN round(extract(epoch FROM k.scheduled_at - k.ref_at) * 1000) END,
+        k.agent, CASE WHEN k.compact THEN k.dns_us ELSE -1 END,
+        CASE WHEN k.compact THEN k.connect_us ELSE -1 END,
+        CASE WHEN k.compact THEN k.tls_us ELSE -1 END,
+        CASE WHEN k.compact THEN k.greeting_us ELSE -1 END,
+        CASE WHEN k.compact THEN k.auth_us ELSE -1 END,
+        k.country, result_status_code(k.status), k.tag,
+        CASE WHEN k.compact THEN k.ref_tag ELSE 0 END
+    FROM k ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
+        response_time_ms = EXCLUDED.response_time_ms, started_ms = NULL, finished_ms = NULL,
+        stored_ms = NULL, detail_ms = NULL, agent = EXCLUDED.agent,
+        dns_us = -1, connect_us = -1, tls_us = -1, greeting_us = -1, auth_us = -1,
+        status = (EXCLUDED.status | 8)::smallint, ref_tag = 0
+    WHERE EXCLUDED.agent IS NOT NULL AND o.job = EXCLUDED.job
+        AND (o.agent IS NULL OR (o.status & 7 = 2 AND EXCLUDED.status <> 2)
+            OR (o.status & 7 = 3 AND EXCLUDED.status IN (0, 1)))
+    RETURNING o.monitor_id, o.scheduled_at, o.country, o.tag, o.status, o.detail_ms,
+        o.response_time_ms
+), det AS (
+    INSERT INTO result_details AS o (scheduled_at, monitor_id, country, tag, started_at,
+        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at,
+        CASE WHEN i.status & 8 = 0 THEN now() ELSE clock_timestamp() END, k.public_id,
+        k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls, k.address, k.folder,
+        k.hops, k.auth_results,
+        k.capabilities, k.capabilities_before_tls
+    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+    WHERE i.detail_ms IS NULL
+    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT (monitor_id, scheduled_at, country, tag) DO UPDATE SET
+        started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
+        stored_at = EXCLUDED.stored_at, error_kind = EXCLUDED.error_kind,
+        message = EXCLUDED.message, banner = EXCLUDED.banner, phases = EXCLUDED.phases,
+        tls = EXCLUDED.tls, address = EXCLUDED.address, folder = EXCLUDED.folder,
+        hops = EXCLUDED.hops, auth_results = EXCLUDED.auth_results,
+        capabilities = EXCLUDED.capabilities,
+        capabilities_before_tls = EXCLUDED.capabilities_before_tls
+), dup AS (
+    -- A row meant full that was there already (a redelivery), which compact rows of this batch
+    -- may point at: its facts (the same result's) are there too, whether it was stored full or
+    -- compact.
+    INSERT INTO result_details (scheduled_at, monitor_id, country, tag, started_at,
+        finished_at, stored_at, monitor_public_id, monitor_type, error_kind, message, banner,
+        phases, tls, address, folder, hops, auth_results, capabilities, capabilities_before_tls)
+    SELECT k.scheduled_at, k.monitor_id, k.country, k.tag, k.started_at, k.finished_at, now(),
+        k.public_id, k.monitor_type, k.error_kind, k.message, k.banner, k.phases, k.tls,
+        k.address, k.folder, k.hops, k.auth_results,
+        k.capabilities, k.capabilities_before_tls
+    FROM k WHERE NOT k.compact AND k.status = 'up' AND k.agent IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM ins i WHERE i.monitor_id =
+        k.monitor_id AND i.scheduled_at = k.scheduled_at AND i.country = k.country
+        AND i.tag = k.tag)
+    ORDER BY k.monitor_id, k.scheduled_at, k.country, k.tag
+    ON CONFLICT DO NOTHING
+), roll AS (
+    INSERT INTO result_rollups AS o (hour, monitor_id, country, up, down, missed, latency)
+    SELECT date_trunc('hour', i.scheduled_at, 'UTC'), i.monitor_id, i.country,
+        count(*) FILTER (WHERE i.status & 7 = 0), count(*) FILTER (WHERE i.status & 7 = 1),
+        count(*) FILTER (WHERE i.status & 7 IN (2, 3)) - count(*) FILTER (WHERE i.status & 8 = 8),
+        ARRAY[count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 0)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 1)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 2)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 3)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 4)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 5)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 6)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 7)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 8)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 9)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 10)::int,
+        count(*) FILTER (WHERE i.status & 7 IN (0, 1)
+            AND width_bucket(i.response_time_ms, result_latency_bounds()) = 11)::int]
+    FROM ins i GROUP BY 1, 2, 3 ORDER BY 2, 1, 3
+    ON CONFLICT (monitor_id, hour, country) DO UPDATE SET
+        up = o.up + EXCLUDED.up, down = o.down + EXCLUDED.down,
+        missed = o.missed + EXCLUDED.missed,
+        latency = ARRAY[
+            o.latency[1] + EXCLUDED.latency[1],
+            o.latency[2] + EXCLUDED.latency[2],
+            o.latency[3] + EXCLUDED.latency[3],
+            o.latency[4] + EXCLUDED.latency[4],
+            o.latency[5] + EXCLUDED.latency[5],
+            o.latency[6] + EXCLUDED.latency[6],
+            o.latency[7] + EXCLUDED.latency[7],
+            o.latency[8] + EXCLUDED.latency[8],
+            o.latency[9] + EXCLUDED.latency[9],
+            o.latency[10] + EXCLUDED.latency[10],
+            o.latency[11] + EXCLUDED.latency[11],
+            o.latency[12] + EXCLUDED.latency[12]
+        ]
+), v AS (
+    -- The rows stored, with what the per-country state takes of them; `counted`: a check that
+    -- said something of the server (not missed, not inconclusive).
+    SELECT i.monitor_id, k.cc AS country, i.scheduled_at, i.tag, k.job::text AS job_id, k.status,
+        k.error_kind, k.message, k.finished_at, i.status & 8 = 8 AS replaced,
+        i.detail_ms IS NULL AS full, k.facts, i.response_time_ms,
+        CASE WHEN i.detail_ms IS NULL THEN result_phases_ms(k.phases)
+            ELSE result_compact_phases_ms(k.dns_us, k.connect_us, k.tls_us, k.greeting_us,
+                k.auth_us) END
+            AS phases_ms,
+        k.tls->>'certNotAfter' AS cert_not_after,
+        k.status NOT IN ('inconclusive', 'missed') AS counted,
+        k.fresh
+    FROM ins i JOIN k USING (monitor_id, scheduled_at, country, tag)
+), w AS (
+    SELECT v.*,
+        count(*) FILTER (WHERE v.counted AND v.status = 'up') OVER later AS ups_later,
+        count(*) FILTER (WHERE v.counted AND v.status <> 'up') OVER later AS fails_later,
+        row_number() OVER (PARTITION BY v.monitor_id, v.country
+            ORDER BY v.scheduled_at DESC, v.tag DESC) AS nth,
+        first_value(v.full) OVER fullest AS full_seen,
+        first_value(v.scheduled_at) OVER fullest AS full_at,
+        first_value(v.tag) OVER fullest AS full_tag, first_value(v.facts) OVER fullest AS full_facts
+    FROM v WINDOW later AS (PARTITION BY v.monitor_id, v.country ORDER BY v.scheduled_at, v.tag
+            ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING),
+        fullest AS (PARTITION BY v.monitor_id, v.country
+            ORDER BY v.full DESC, v.scheduled_at DESC, v.tag DESC)
+), x AS (
+    SELECT w.*,
+        max(w.finished_at) FILTER (WHERE w.counted) OVER key AS checked_at,
+        (count(*) FILTER (WHERE w.counted AND w.status <> 'up' AND w.ups_later = 0) OVER key)::int
+            AS add_fail,
+        coalesce(bool_or(w.counted AND w.status = 'up') OVER key, false) AS reset_fail,
+        (count(*) FILTER (WHERE w.counted AND w.status = 'up' AND w.fails_later = 0) OVER key)::int
+            AS add_succ,
+        coalesce(bool_or(w.counted AND w.status <> 'up') OVER key, false) AS reset_succ,
+        (count(*) OVER key)::int AS stored,
+        min(w.scheduled_at) FILTER (WHERE w.replaced) OVER key AS revised,
+        bool_and(w.status = 'up' AND NOT w.full AND NOT w.replaced) OVER key AS routine
+    FROM w WINDOW key AS (PARTITION BY w.monitor_id, w.country)
+), u AS (
+    -- The batch's effect on each (monitor, country) state, its rows taken in time order: the
+    -- latest round (with the values a scrape shows of it), the end of the latest check that was
+    -- counted, the counters' moves (a success ends a run of failures and the other way
+    -- round), the latest full row (where the next compact rows point); and for the alerter's
+    -- queue, the earliest round a row replaced, and whether every row was routine.
+    SELECT x.monitor_id, x.country, x.status, x.error_kind, x.message, x.scheduled_at, x.job_id,
+        x.checked_at, x.add_fail, x.reset_fail, x.add_succ, x.reset_succ,
+        CASE WHEN x.full_seen THEN x.full_at END AS detail_at,
+        CASE WHEN x.full_seen THEN x.full_tag END AS detail_tag,
+        CASE WHEN x.full_seen THEN x.full_facts END AS detail_facts,
+        x.response_time_ms, x.phases_ms, x.cert_not_after, x.stored, x.revised, x.routine,
+        x.fresh
+    FROM x WHERE x.nth = 1
+), moved AS (
+    -- States are locked in (monitor, country) order, as everywhere, so concurrent batches
+    -- cannot deadlock; a state newer than the batch stays.
+    UPDATE monitor_country_state s SET last_status = u.status,
+    last_error_kind = u.error_kind,
+    last_message = u.message,
+    last_scheduled_at = u.scheduled_at,
+    last_job_id = u.job_id,
+    last_checked_at = greatest(s.last_checked_at, u.checked_at),
+    consecutive_failures =
+        CASE WHEN u.reset_fail THEN 0 ELSE s.consecutive_failures END + u.add_fail,
+    consecutive_successes =
+        CASE WHEN u.reset_succ THEN 0 ELSE s.consecutive_successes END + u.add_succ,
+    last_response_time_ms = u.response_time_ms,
+    last_phases_ms = u.phases_ms,
+    last_cert_not_after = u.cert_not_after,
+    updated_at = now(),
+    detail_at = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_at ELSE s.detail_at END,
+    detail_tag = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_tag ELSE s.detail_tag END,
+    detail_facts = CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
+        THEN u.detail_facts ELSE s.detail_facts END
+    FROM (SELECT * FROM u ORDER BY u.monitor_id, u.country) u
+    WHERE s.monitor_id = u.monitor_id AND s.country = u.country
+        AND u.scheduled_at >= s.last_scheduled_at
+), made AS (
+    -- A state the statement did not find starts with the batch's effect; one another batch
+    -- made meanwhile is left to `_move_lost` (the `lost` column below).
+    INSERT INTO monitor_country_state (monitor_id, country, last_status, last_error_kind,
+        last_message, last_scheduled_at, last_job_id, last_checked_at, consecutive_failures,
+        consecutive_successes, last_response_time_ms, last_phases_ms, last_cert_not_after,
+        detail_at, detail_tag, detail_facts)
+    SELECT u.monitor_id, u.country, u.status, u.error_kind, u.message, u.scheduled_at, u.job_id,
+        u.checked_at, u.add_fail, u.add_succ, u.response_time_ms, u.phases_ms, u.cert_not_after,
+        u.detail_at, u.detail_tag, u.detail_facts
+    FROM u WHERE u.fresh ORDER BY u.monitor_id, u.country
+    ON CONFLICT (monitor_id, country) DO NOTHING
+    RETURNING monitor_id, country
+)
+SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
+    CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
+            AND made.country = u.country)
+        THEN json_build_object(
+            'monitor_id', u.monitor_id,
+            'country', u.country,
+            'status', u.status,
+            'error_kind', u.error_kind,
+            'message', u.message,
+            'scheduled_at', u.scheduled_at,
+            'job_id', u.job_id,
+            'checked_at', u.checked_at,
+            'add_fail', u.add_fail,
+            'reset_fail', u.reset_fail,
+            'add_succ', u.add_succ,
+            'reset_succ', u.reset_succ,
+            'detail_at', u.detail_at,
+            'detail_tag', u.detail_tag,
+            'detail_facts', u.detail_facts,
+            'response_time_ms', u.response_time_ms,
+            'phases_ms', u.phases_ms,
+            'cert_not_after', u.cert_not_after
+        )::text
+        END AS lost
+FROM u

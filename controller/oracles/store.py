@@ -1,0 +1,154 @@
+"""Oracle storage: the agents' resolver canaries per country (their newest real answers,
+`dns_canary_answers`) and each oracle's health per country as last judged (`oracle_health`)."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from controller.db.pool import Conn
+from controller.oracles.rules import Stored
+from shared.dns_canary import DnsCanary, capped
+from shared.messages import CheckResult
+from shared.sidechecks import SideCheckError, mail_dns, reverse_dns
+from shared.timefmt import parse_iso
+
+
+async def record_canaries(conn: Conn, results: Sequence[CheckResult]) -> None:
+    """The canaries answered beside `results`' mail DNS and reverse DNS lookups (their side
+    checks' facts), in the
+    caller's transaction: only real answers (a lookup that failed says nothing of the
+    resolver's truth), each replacing an older one of the same country, name and type."""
+    rows: dict[tuple[str, str, str], tuple[object, ...]] = {}
+    for r in results:
+        done: str | datetime = r.finished_at
+        at = done if isinstance(done, datetime) else parse_iso(done)
+        seen: list[DnsCanary] = []
+        for wire in (mail_dns.WIRE, reverse_dns.WIRE):
+            try:
+                facts = wire.facts_of(r.side_checks)
+            except SideCheckError:
+                continue  # facts that do not fit their types: the ingester logs them
+            seen += capped(facts.canaries if facts is not None else None) or []
+        for c in seen:
+            if c.found is None:
+                continue
+            want = "exists" if c.exists else "absent"
+            key = (r.country, c.name, c.type)
+            rows[key] = (r.country, c.name, c.type, want, c.found, at)
+    if rows:
+        await conn.executemany(
+            "INSERT INTO dns_canary_answers (country, name, rdtype, want, found, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (country, name, rdtype) DO UPDATE"
+            " SET want = EXCLUDED.want, found = EXCLUDED.found,"
+            " answered_at = EXCLUDED.answered_at"
+            " WHERE dns_canary_answers.answered_at < EXCLUDED.answered_at",
+            [rows[k] for k in sorted(rows)],
+        )
+
+
+async def canaries(conn: Conn, since: datetime) -> dict[str, list[DnsCanary]]:
+    """Country → its canaries' newest real answers since `since`."""
+    rows = await conn.fetch(
+        "SELECT country, name, rdtype, want, found FROM dns_canary_answers"
+        " WHERE answered_at >= $1 ORDER BY country, name, rdtype",
+        since,
+    )
+    out: dict[str, list[DnsCanary]] = {}
+    for r in rows:
+        c = DnsCanary(name=r["name"], type=r["rdtype"], exists=r["want"] == "exists")
+        c.found = r["found"]
+        out.setdefault(r["country"], []).append(c)
+    return out
+
+
+async def healths(conn: Conn, *, lock: bool = False) -> dict[tuple[str, str], Stored]:
+    """(oracle, country) → its health as last judged; `lock`: held for the watch's update."""
+    rows = await conn.fetch(
+        "SELECT oracle, country, state, reason, since, told FROM oracle_health"
+        + (" FOR UPDATE" if lock else "")
+    )
+    return {
+        (r["oracle"], r["country"]): Stored(r["state"], r["reason"], r["since"], r["told"])
+        for r in rows
+    }
+
+
+async def save(conn: Conn, oracle: str, country: str, s: Stored) -> None:
+    await conn.execute(
+        "INSERT INTO oracle_health (oracle, country, state, reason, since, told)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (oracle, country) DO UPDATE"
+        " SET state = EXCLUDED.state, reason = EXCLUDED.reason, since = EXCLUDED.since,"
+        " told = EXCLUDED.told",
+        oracle,
+        country,
+        s.state,
+        s.reason,
+        s.since,
+        s.told,
+    )
+
+
+async def affected_organizations(
+    conn: Conn, oracle: str, country: str, since: datetime
+) -> list[int]:
+    """The organizations whose monitors' facts `oracle` decides in `country` lately: for the
+    resolver, monitors that resolve mail DNS (a mail domain) or reverse DNS (SMTP) and run
+    there; for a list, monitors whose rounds asked the lists there since `since`."""
+    if oracle == "dns":
+        rows = await conn.fetch(
+            "SELECT DISTINCT organization_id FROM monitors WHERE status <> 'disabled'"
+            " AND (mail_domain IS NOT NULL OR type = 'smtp')"
+            " AND (allowed_country_codes IS NULL OR $1 = ANY(allowed_country_codes))"
+            " ORDER BY organization_id",
+            country,
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT DISTINCT m.organization_id FROM blocklist_names n"
+            " JOIN monitors m ON m.id = n.monitor_id"
+            " WHERE n.country = $1 AND n.seen_at >= $2 ORDER BY m.organization_id",
+            country,
+            since,
+        )
+    return [r["organization_id"] for r in rows]
+
+
+class WorldCounts(NamedTuple):
+    """What the world gauges show: open findings (code, severity) → n, open raised listings
+    per zone, each oracle's state, reports within a day per kind, and the messages they count
+    per (kind, result), largest first."""
+
+    findings: dict[tuple[str, str], int]
+    listings: dict[str, int]
+    oracles: dict[tuple[str, str], str]
+    reports: dict[str, int]
+    messages: list[tuple[str, str, int]]
+
+
+async def world(conn: Conn, since: datetime) -> WorldCounts:
+    """The counts behind the world gauges; reports and their messages since `since`."""
+    findings = await conn.fetch(
+        "SELECT code, severity, count(*) AS n FROM posture_findings"
+        " WHERE cleared_at IS NULL GROUP BY code, severity"
+    )
+    listings = await conn.fetch(
+        "SELECT zone, count(*) AS n FROM blocklist_listings"
+        " WHERE cleared_at IS NULL AND raised_at IS NOT NULL GROUP BY zone"
+    )
+    oracles = await conn.fetch("SELECT oracle, country, state FROM oracle_health")
+    reports = await conn.fetch(
+        "SELECT kind, count(*) AS n FROM reports WHERE received_at >= $1 GROUP BY kind", since
+    )
+    messages = await conn.fetch(
+        "SELECT rc.kind, rc.result, sum(rc.count) AS n FROM reports r"
+        " JOIN report_counts rc ON rc.report_id = r.id WHERE r.received_at >= $1"
+        " GROUP BY rc.kind, rc.result ORDER BY n DESC",
+        since,
+    )
+    return WorldCounts(
+        {(r["code"], r["severity"]): r["n"] for r in findings},
+        {r["zone"]: r["n"] for r in listings},
+        {(r["oracle"], r["country"]): r["state"] for r in oracles},
+        {r["kind"]: r["n"] for r in reports},
+        [(r["kind"], r["result"], int(r["n"])) for r in messages],
+    )

@@ -1,0 +1,116 @@
+"""The oracles' health, moved every pass (the alerter role, `OracleWatch.run_once`): each
+country's resolver from its canaries' newest real answers, each list from its RFC 5782 test
+entries' (controller.sidechecks.blocklists.watch.healths), stepped by `rules.step`; a change
+that held is one `fleet` notice (what is wrong, where, what the operator sets; the fleet's own
+budget, never the outages') to the owners of each organization whose monitors that oracle
+decides there, and a log line. An oracle no round asked lately (a country without agents now)
+is `unchecked`: never told. The metric `mailprobe_oracle_state` is read from the stored states
+(controller/oracles/metrics.py).
+"""
+
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+
+from controller.db.pool import Conn
+from controller.notify import budget_store as budget_db
+from controller.notify import recipients
+from controller.notify.entry import Notice, Source, notify
+from controller.notify.texts import Texts, with_facts
+from controller.oracles import rules
+from controller.oracles import store as db
+from controller.oracles.rules import RESOLVER, Change, Health, Stored
+from controller.sidechecks.blocklists import store as lists_db
+from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.blocklists.watch import healths as list_healths
+from shared.timefmt import iso_ms, utcnow
+
+log = structlog.get_logger(__name__)
+
+KIND = "finding"
+
+
+class OracleWatch:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        lists: tuple[BlockList, ...],
+        *,
+        list_interval_s: int,
+        dns_window_s: int,
+        hold: timedelta = rules.HOLD,
+    ) -> None:
+        self._pool = pool
+        self._lists = lists
+        self._list_window = timedelta(seconds=2 * list_interval_s)
+        self._dns_window = timedelta(seconds=dns_window_s)
+        self._hold = hold
+
+    async def run_once(self, now: datetime | None = None) -> None:
+        at = now or utcnow()
+        list_since = at - self._list_window
+        async with self._pool.acquire() as conn, conn.transaction():
+            canaries = await db.canaries(conn, at - self._dns_window)
+            tests = {t for b in self._lists for t in b.tests}
+            answers = await lists_db.answers(conn, tests, list_since) if self._lists else []
+            failed = await lists_db.failures(conn, list_since) if self._lists else {}
+            by_list = list_healths(self._lists, answers, failed)
+            now_health = {(RESOLVER, cc): rules.resolver_health(c) for cc, c in canaries.items()}
+            now_health |= {key: Health(h.state, h.reason) for key, h in by_list.items()}
+            stored = await db.healths(conn, lock=True)
+            gone = Health("unchecked", "not asked lately")
+            now_health |= {key: gone for key in stored.keys() - now_health.keys()}
+            for key in sorted(now_health):
+                before = stored.get(key)
+                after, change = rules.step(before, now_health[key], at, self._hold)
+                if after != before:
+                    await db.save(conn, *key, after)
+                if change is not None:
+                    await self._tell(conn, *key, after, change, list_since)
+
+    async def _tell(
+        self, conn: Conn, oracle: str, country: str, s: Stored, change: Change, since: datetime
+    ) -> None:
+        log.warning(
+            "oracle " + change, oracle=oracle, country=country, state=s.state, reason=s.reason
+        )
+        texts = notice(oracle, country, s, change, self._label(oracle))
+        key = f"oracle:{oracle}:{country}:{change}:{iso_ms(s.since)}"
+        for org in await db.affected_organizations(conn, oracle, country, since):
+            _, owners = await budget_db.owners(conn, org)
+            notes = recipients.to_owners(KIND, owners, texts, f"{key}:{org}")
+            await notify(conn, Notice(Source.FLEET, org, None, None, notes))
+
+    def _label(self, oracle: str) -> str:
+        if oracle == RESOLVER:
+            return "the agents' DNS resolver"
+        b = next((b for b in self._lists if b.zone == oracle), None)
+        return f"the blocklist {b.label} ({b.zone})" if b is not None else oracle
+
+
+def notice(oracle: str, country: str, s: Stored, change: Change, label: str) -> Texts:
+    """An oracle that became unhealthy (or unknown) in a country, or recovered, in words: what
+    its answers mean for the monitors there, and what the operator sets."""
+    what = "mail DNS and reverse DNS" if oracle == RESOLVER else "blocklist standing"
+    if change == "unhealthy":
+        subject = f"[mailprobe] Not believed in {country}: {label}"
+        lead = (
+            f"{label[0].upper()}{label[1:]} in {country} is {s.state} since {iso_ms(s.since)}:"
+            f" {s.reason}. Until it recovers, the {what} of your monitors from {country} is"
+            " unknown (never a finding about them)."
+        )
+        facts = [
+            ("Oracle", oracle),
+            ("Country", country),
+            ("State", s.state),
+            ("Why", s.reason or "-"),
+            ("What to set", rules.fix(oracle)),
+        ]
+    else:
+        subject = f"[mailprobe] Believed again in {country}: {label}"
+        lead = f"{label[0].upper()}{label[1:]} in {country} answers truthfully again."
+        facts = [("Oracle", oracle), ("Country", country), ("Since", iso_ms(s.since))]
+    now = f"is {s.state}" if change == "unhealthy" else "recovered"
+    sms = f"mailprobe: {label} in {country} {now}"
+    return with_facts(subject, lead, facts, sms)

@@ -1,0 +1,133 @@
+"""What becomes of one message of a report mailbox, whichever protocol read it: its reports
+taken in (controller.reports.intake), or one rejection with its reason, counted in
+`mailprobe_reports{via="mail"}` like every other.
+
+Before its body is fetched, the message is noted in the ledger (controller/reports/
+ledger_store.py), and its outcome after: so a message whose read never finished is not read
+forever. `step` decides, from what was noted at earlier reads: read it; move it unread (its
+reports were taken, or it was refused, and only its move was not seen done); or refuse it
+unread (`reader_failed`) once `READS_MAX` reads of it began and none finished (the controller
+killed mid-parse, the connection dropped mid-message). The protocol moves or deletes it
+whatever the step said, so the folder empties.
+
+A message is fetched only when the size the server declared is at most `MAX_MESSAGE`, and its
+protocol reads no more than that of it whatever the server sends (`Oversized`: the connection
+is dropped, the message refused and moved aside at the next read). Its MIME structure is read
+in the parsing worker (controller/reports/sandbox.py), like its reports.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import asyncpg
+
+from controller.notify.links import Links
+from controller.reports import intake, mail
+from controller.reports import ledger_store as ledger
+from controller.reports.ledger_store import Noted
+from controller.reports.mailbox.base import MAX_MESSAGE, MailboxError, ReportMailbox
+from controller.reports.rejected import Rejected
+from controller.reports.sandbox import SANDBOX
+
+READS_MAX = 2  # reads of one message begun, none finished, before it is refused unread
+
+Step = Literal["read", "move", "refuse"]
+
+
+class Oversized(MailboxError):
+    """The server sent more of a message than `MAX_MESSAGE`: the connection was dropped."""
+
+
+def step(noted: Noted | None) -> Step:
+    """What to do with a message, from what earlier reads noted of it."""
+    if noted is None:
+        return "read"
+    if noted.state in ("taken", "refused"):
+        return "move"
+    return "read" if noted.reads < READS_MAX else "refuse"
+
+
+def mailbox_key(box: ReportMailbox) -> str:
+    """The ledger's name of the folder read: a message's number is only unique there."""
+    folder = box.folder if box.protocol == "imap" else ""
+    return f"{box.protocol}://{box.user}@{box.host}:{box.port}/{folder}"
+
+
+async def refuse(
+    pool: asyncpg.Pool, box: ReportMailbox, reason: str, detail: str, where: str, size: int
+) -> None:
+    """One rejected message, recorded and counted (intake's one place for refusals)."""
+    await intake.refuse(pool, box.organization_id, "mail", where, size, Rejected(reason, detail))
+
+
+async def one(
+    pool: asyncpg.Pool,
+    box: ReportMailbox,
+    message: str,
+    which: str,
+    size: int,
+    fetch: Callable[[], Awaitable[bytes]],
+    links: Links,
+) -> tuple[int, int]:
+    """(stored, rejected) of the message `message` (the ledger's id; `which`: as a person
+    reads it) of `size` declared bytes; `fetch` reads its body."""
+    org, key = box.organization_id, mailbox_key(box)
+    async with pool.acquire() as conn:
+        noted = await ledger.begin(conn, org, key, message)
+    todo = step(noted)
+    if todo == "move":
+        return 0, 0
+    if todo == "refuse":
+        detail = f"{READS_MAX} reads of it began and none finished: moved aside unread"
+        return await _refused(pool, box, key, message, "reader_failed", detail, which, size)
+    if size > MAX_MESSAGE:
+        detail = f"a message of {size} bytes (at most {MAX_MESSAGE})"
+        return await _refused(pool, box, key, message, "too_large", detail, which, size)
+    try:
+        raw = await fetch()
+    except Oversized:
+        detail = f"more than {MAX_MESSAGE} bytes sent for a message of {size} bytes declared"
+        await _refused(pool, box, key, message, "too_large", detail, which, size)
+        raise
+    taken = await _take(pool, box, raw, size, links)
+    async with pool.acquire() as conn:
+        await ledger.note(conn, org, key, message, "taken")
+    return taken
+
+
+async def _refused(
+    pool: asyncpg.Pool,
+    box: ReportMailbox,
+    key: str,
+    message: str,
+    reason: str,
+    detail: str,
+    which: str,
+    size: int,
+) -> tuple[int, int]:
+    await refuse(pool, box, reason, detail, which, size)
+    async with pool.acquire() as conn:
+        await ledger.note(conn, box.organization_id, key, message, "refused")
+    return 0, 1
+
+
+async def _take(
+    pool: asyncpg.Pool, box: ReportMailbox, raw: bytes, size: int, links: Links
+) -> tuple[int, int]:
+    """(stored, rejected) of one whole message: each report attachment taken in; none is a
+    rejection (`no_report`)."""
+    try:
+        where, parts = await SANDBOX.run(mail.opened, raw)
+    except Rejected as exc:
+        await refuse(pool, box, exc.reason, exc.message, f"a message of {size} bytes", size)
+        return 0, 1
+    if not parts:
+        await refuse(pool, box, "no_report", "no report attached", where, size)
+        return 0, 1
+    stored = rejected = 0
+    for part in parts:
+        taken = await intake.take(
+            pool, box.organization_id, part, "mail", where, links, limits=box.limits
+        )
+        stored, rejected = stored + taken.stored, rejected + (not taken.stored)
+    return stored, rejected

@@ -1,0 +1,291 @@
+"""Blocklist storage: answers per list, name and country (one row for every organization that
+depends on the name), the names each monitor depends on per country, and its listings."""
+
+import ipaddress
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import NamedTuple
+from uuid import UUID
+
+import msgspec
+
+from controller.db import rows as typed
+from controller.db.pool import Conn
+from controller.sidechecks.blocklists.rules import BlockList, Listing
+from controller.sidechecks.frame import Arrived
+from shared.sidechecks.blocklists import Reputation
+from shared.sidechecks.blocklists_bound import BUDGET_SPENT
+
+
+async def record(conn: Conn, arrived: Sequence[Arrived[Reputation]]) -> None:
+    """The answers and names of results' blocklist facts (the side check's store: the
+    ingester's, in the results' transaction). Only real answers are shared
+    (`blocklist_answers`, one per list, name and country, replaced only by a newer one): a
+    lookup that failed is its round's own, kept on its monitor's names row (`errors`), and,
+    unless the round's budget ran out before it was asked, as its list's latest failure in that
+    country (`blocklist_failures`, which explains the list's health only when no real answer is
+    left)."""
+    answers: list[tuple[object, ...]] = []
+    failures: dict[tuple[str, str], tuple[object, ...]] = {}
+    names: list[tuple[object, ...]] = []
+    for r in arrived:
+        at = r.finished_at
+        errors: dict[str, dict[str, str]] = {}
+        for a in r.facts.answers:
+            if a.a is not None:
+                answers.append((a.zone, a.name, r.country, a.a, a.txt, at))
+                continue
+            errors.setdefault(a.name, {})[a.zone] = a.error or "no answer"
+            if a.error != BUDGET_SPENT:
+                failures[(a.zone, r.country)] = (a.zone, r.country, a.error or "no answer", at)
+        names.append((str(r.monitor_id), r.country, r.facts.names, errors, at))
+    if answers:
+        await conn.executemany(
+            "INSERT INTO blocklist_answers (zone, name, country, a, txt, answered_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (zone, name, country) DO UPDATE"
+            " SET a = EXCLUDED.a, txt = EXCLUDED.txt, error = '',"
+            " answered_at = EXCLUDED.answered_at"
+            " WHERE blocklist_answers.answered_at < EXCLUDED.answered_at",
+            answers,
+        )
+    if failures:
+        await conn.executemany(
+            "INSERT INTO blocklist_failures (zone, country, error, failed_at)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (zone, country) DO UPDATE"
+            " SET error = EXCLUDED.error, failed_at = EXCLUDED.failed_at"
+            " WHERE blocklist_failures.failed_at < EXCLUDED.failed_at",
+            sorted(failures.values(), key=lambda f: (str(f[0]), str(f[1]))),
+        )
+    if names:
+        await conn.executemany(
+            "INSERT INTO blocklist_names (monitor_id, country, names, errors, seen_at)"
+            " SELECT id, $2, $3, $4, $5 FROM monitors WHERE public_id = $1::uuid"
+            " ON CONFLICT (monitor_id, country) DO UPDATE SET names = EXCLUDED.names,"
+            " errors = EXCLUDED.errors, seen_at = EXCLUDED.seen_at"
+            " WHERE blocklist_names.seen_at < EXCLUDED.seen_at",
+            names,
+        )
+
+
+async def fresh(
+    conn: Conn, since: datetime, lists: Collection[BlockList]
+) -> dict[str, frozenset[str]]:
+    """Per country, the names answered on every list of their kind since `since`: a round
+    need not ask about them again."""
+    by_kind = {kind: {b.zone for b in lists if b.kind == kind} for kind in ("ip", "domain")}
+    rows = await conn.fetch(
+        "SELECT country, name, array_agg(zone) AS zones FROM blocklist_answers"
+        " WHERE answered_at >= $1 AND zone = ANY($2::text[]) AND a IS NOT NULL"
+        " GROUP BY country, name",
+        since,
+        [b.zone for b in lists],
+    )
+    out: dict[str, set[str]] = {}
+    for row in rows:
+        if by_kind[_kind(row["name"])] <= set(row["zones"]):
+            out.setdefault(row["country"], set()).add(row["name"])
+    return {cc: frozenset(names) for cc, names in out.items()}
+
+
+def _kind(name: str) -> str:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return "domain"
+    return "ip"
+
+
+class Answer(NamedTuple):
+    zone: str
+    name: str
+    country: str
+    a: list[str] | None
+    txt: str | None
+    error: str
+    answered_at: datetime
+
+
+async def answers(conn: Conn, names: Collection[str], since: datetime) -> list[Answer]:
+    """The answers about `names` given since `since`, every list and country."""
+    rows = await conn.fetch(
+        "SELECT zone, name, country, a, txt, error, answered_at FROM blocklist_answers"
+        " WHERE name = ANY($1::text[]) AND answered_at >= $2",
+        list(names),
+        since,
+    )
+    return [Answer(**dict(r)) for r in rows]
+
+
+class Watched(NamedTuple):
+    monitor_id: int
+    names: dict[str, dict[str, str]]  # country → name → where it came from
+    seen_at: dict[str, datetime] = {}  # country → when its last round there asked the lists
+
+
+async def watched(conn: Conn, since: datetime) -> list[Watched]:
+    """Monitors with names seen since `since`, in monitor_id order."""
+    rows = await conn.fetch(
+        "SELECT monitor_id, jsonb_object_agg(country, names) AS names,"
+        " array_agg(country) AS countries, array_agg(seen_at) AS seen FROM blocklist_names"
+        " WHERE seen_at >= $1 GROUP BY monitor_id ORDER BY monitor_id",
+        since,
+    )
+    return [
+        Watched(r["monitor_id"], r["names"], dict(zip(r["countries"], r["seen"], strict=True)))
+        for r in rows
+    ]
+
+
+async def open_listings(
+    conn: Conn, monitor_id: int, *, lock: bool = True
+) -> dict[tuple[str, str], Listing]:
+    """The monitor's open listings; `lock`: held for the watch's update (pages and the API read
+    them without)."""
+    rows = await conn.fetch(
+        "SELECT zone, name, since, countries, reason, raised_at FROM blocklist_listings"
+        " WHERE monitor_id = $1 AND cleared_at IS NULL" + (" FOR UPDATE" if lock else ""),
+        monitor_id,
+    )
+    return {
+        (r["zone"], r["name"]): Listing(
+            r["zone"],
+            r["name"],
+            r["since"],
+            frozenset(r["countries"]),
+            r["raised_at"] is not None,
+            r["reason"],
+        )
+        for r in rows
+    }
+
+
+async def save_listing(
+    conn: Conn, monitor_id: int, before: Listing | None, after: Listing | None, at: datetime
+) -> None:
+    """`before` → `after` for one (list, name): opened, moved, raised or cleared."""
+    if after is None:
+        assert before is not None
+        await conn.execute(
+            "UPDATE blocklist_listings SET cleared_at = $4 WHERE monitor_id = $1 AND zone = $2"
+            " AND name = $3 AND cleared_at IS NULL",
+            monitor_id,
+            before.zone,
+            before.name,
+            at,
+        )
+        return
+    await conn.execute(
+        "INSERT INTO blocklist_listings (monitor_id, zone, name, since, countries, reason,"
+        " raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (monitor_id, zone, name) WHERE cleared_at IS NULL DO UPDATE"
+        " SET countries = EXCLUDED.countries, reason = EXCLUDED.reason,"
+        " raised_at = coalesce(blocklist_listings.raised_at, EXCLUDED.raised_at)",
+        monitor_id,
+        after.zone,
+        after.name,
+        after.since,
+        sorted(after.countries),
+        after.reason,
+        at if after.raised else None,
+    )
+
+
+class ListingEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A listing of one of a monitor's names on one list, open while `cleared_at` is None;
+    `raised_at`: when it became a finding (None: not yet)."""
+
+    zone: str
+    name: str
+    since: datetime
+    countries: list[str]
+    reason: str
+    raised_at: datetime | None
+    cleared_at: datetime | None
+
+
+class RaisedListing(msgspec.Struct, frozen=True, kw_only=True):
+    """An open listing raised as a finding, with what names its monitor."""
+
+    public_id: UUID
+    monitor_name: str
+    type: str
+    hostname: str
+    port: int | None
+    zone: str
+    name: str
+    since: datetime
+    countries: list[str]
+    reason: str
+    raised_at: datetime
+
+
+async def listings(conn: Conn, monitor_id: int, limit: int = 200) -> list[ListingEntry]:
+    """A monitor's listings, open ones first, then the newest."""
+    rows = await conn.fetch(
+        "SELECT zone, name, since, countries, reason, raised_at, cleared_at"
+        " FROM blocklist_listings WHERE monitor_id = $1"
+        " ORDER BY cleared_at IS NOT NULL, since DESC LIMIT $2",
+        monitor_id,
+        limit,
+    )
+    return typed.many(ListingEntry, rows)
+
+
+class OwnRound(NamedTuple):
+    """A monitor's last round that asked the lists in one country: the names it met, its
+    failed lookups (name → zone → why), when it ran."""
+
+    names: dict[str, str]
+    errors: dict[str, dict[str, str]]
+    seen_at: datetime
+
+
+async def own_rounds(conn: Conn, monitor_id: int) -> dict[str, OwnRound]:
+    """Country → the monitor's last round that asked the lists there."""
+    rows = await conn.fetch(
+        "SELECT country, names, errors, seen_at FROM blocklist_names WHERE monitor_id = $1",
+        monitor_id,
+    )
+    return {r["country"]: OwnRound(r["names"], r["errors"], r["seen_at"]) for r in rows}
+
+
+class Failure(NamedTuple):
+    error: str
+    failed_at: datetime
+
+
+async def failures(conn: Conn, since: datetime) -> dict[tuple[str, str], Failure]:
+    """(zone, country) → the list's latest failed lookup there since `since`."""
+    rows = await conn.fetch(
+        "SELECT zone, country, error, failed_at FROM blocklist_failures WHERE failed_at >= $1",
+        since,
+    )
+    return {(r["zone"], r["country"]): Failure(r["error"], r["failed_at"]) for r in rows}
+
+
+async def alert_state(conn: Conn, monitor_id: int) -> str:
+    """The monitor's alert state now (a blocklist event says it as posture events do)."""
+    state = await conn.fetchval(
+        "SELECT state FROM monitor_alert_state WHERE monitor_id = $1", monitor_id
+    )
+    return str(state or "unknown")
+
+
+async def raised_open(
+    conn: Conn, organization_id: int | None, monitor_id: int | None, limit: int
+) -> list[RaisedListing]:
+    """The raised listings still open (the `blocklisted` findings) of one monitor, or of the
+    organization's monitors (every organization's: None), with what names the monitor."""
+    rows = await conn.fetch(
+        "SELECT m.public_id, m.name AS monitor_name, m.type, m.hostname, m.port, l.zone,"
+        " l.name, l.since, l.countries, l.reason, l.raised_at"
+        " FROM blocklist_listings l JOIN monitors m ON m.id = l.monitor_id"
+        " WHERE l.cleared_at IS NULL AND l.raised_at IS NOT NULL"
+        " AND ($1::bigint IS NULL OR m.organization_id = $1)"
+        " AND ($2::bigint IS NULL OR m.id = $2)"
+        " ORDER BY lower(m.name), m.public_id, l.zone, l.name LIMIT $3",
+        organization_id,
+        monitor_id,
+        limit,
+    )
+    return typed.many(RaisedListing, rows)

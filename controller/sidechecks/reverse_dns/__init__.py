@@ -1,0 +1,40 @@
+"""Reverse DNS (issue 58): an SMTP server's addresses' PTR names and whether they resolve back
+to them, asked on the DNS cadence from every country, judged with the banner of the same round
+(`rules`); its facts kept by job id in `side_reverse_dns`."""
+
+from typing import TYPE_CHECKING, Final
+
+from controller.sidechecks.dns_canary import resolver_health
+from controller.sidechecks.findings import Verdicts
+from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.reverse_dns import rules
+from shared.sidechecks.reverse_dns import WIRE, ReverseDns, ReverseDnsAsk
+
+if TYPE_CHECKING:
+    from controller.monitors.store import Monitor
+
+
+def watched(monitor: "Monitor") -> bool:
+    return monitor.type == "smtp"
+
+
+def ask(p: Planning) -> ReverseDnsAsk | None:
+    return ReverseDnsAsk() if p.dns_due and watched(p.monitor) else None
+
+
+def judge(j: Judging[ReverseDns]) -> Verdicts:
+    if not resolver_health(j.facts.canaries).believed:
+        return {}  # the resolver failed its canaries: what it answered is unknown
+    return rules.reverse_dns(j.facts, j.row.banner, j.row.address, j.row.country)
+
+
+SIDE_CHECK: Final = ControllerSideCheck(
+    name=WIRE.name,
+    title="Reverse DNS",
+    codes=rules.CODES,
+    watched=watched,
+    wire=WIRE,
+    ask=ask,
+    judge=judge,
+    legacy_job=lambda _: {"reverse_dns": True},
+)

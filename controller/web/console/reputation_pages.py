@@ -1,0 +1,35 @@
+"""The console's Reputation page (`/console/reputation`, the menu's Reputation): the blocklists
+the operator's `BLOCKLISTS` asks and each one's health in every country that asked it lately
+(controller.sidechecks.blocklists.view `lists_health`, as `GET /api/blocklists` shows it). A
+monitor's own listings are on its page and among the findings."""
+
+from litestar import get
+from litestar.response import Template
+
+from controller.sidechecks.blocklists.view import lists_health
+from controller.web.console.pages import blocklists_of, page, pool_of
+from controller.web.request_types import AnyRequest
+from shared.timefmt import utcnow
+
+
+@get("/reputation", name="console-reputation")
+async def reputation_page(request: AnyRequest) -> Template:
+    lists = blocklists_of(request)
+    interval = request.app.state.settings.blocklist_interval_seconds
+    async with pool_of(request).acquire() as conn:
+        seen = await lists_health(conn, lists, interval, utcnow())
+    rows = [
+        {
+            "zone": b.zone,
+            "label": b.label,
+            "kind": b.kind,
+            "severity": "critical" if b.major else "warning",
+            "countries": [
+                {"country": cc, "state": h.state, "reason": h.reason}
+                for (zone, cc), h in sorted(seen.health.items())
+                if zone == b.zone
+            ],
+        }
+        for b in lists
+    ]
+    return page(request, "reputation.html", lists=rows)

@@ -1,0 +1,139 @@
+"""Side checks' facts through the ingester (issue 65), on real PostgreSQL and NATS: a result of
+an agent that predates `sideChecks` (today's payload, its facts in fields of their own) is read
+with the new types and stored under its side check; a newer agent's facts are stored once by
+job id; facts that do not fit their side check, or of a side check this controller does not
+know, are dropped with a log line and the result kept; the statement's status rule is Python's."""
+
+import json
+from typing import Any
+
+import asyncpg
+import httpx
+from structlog.testing import capture_logs
+
+from controller.jobs.result_kinds import INCONCLUSIVE, MISSED_KINDS
+from controller.jobs.rules import JobIds
+from controller.runtime.pipeline import Pipeline
+from shared.messages import encode
+from shared.sidechecks.reverse_dns import PtrCheck, ReverseDns
+from shared.subjects import results_subject
+from tests.api.helpers import create
+from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries
+from tests.pipeline.test_ingest import result
+
+FACTS = ReverseDns(addresses=[PtrCheck(address="192.0.2.1", names=["mx.test"], confirmed=[])])
+FACTS_JSON = {
+    "addresses": [{"address": "192.0.2.1", "names": ["mx.test"], "confirmed": [], "error": ""}],
+    "truncated": False,
+    "canaries": None,  # stored as its type holds it: no canaries asked
+}
+
+
+async def _publish(pipeline: Pipeline, payload: dict[str, Any]) -> None:
+    subject = results_subject(payload["country"], payload["monitorType"], payload["monitorId"])
+    await pipeline.js.publish(subject, json.dumps(payload).encode())
+
+
+async def _stored(pool: asyncpg.Pool, job_id: str) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return list(
+            await conn.fetch("SELECT country, facts FROM side_reverse_dns WHERE job = $1", job_id)
+        )
+
+
+async def _api_result(api: httpx.AsyncClient, org: Tenant, public_id: str) -> dict[str, Any]:
+    r = await api.get(f"/api/smtp-monitors/{public_id}/results", headers=org.auth())
+    [item] = r.json()["items"]
+    return dict(item)
+
+
+async def test_an_older_agents_result_is_read_and_its_facts_stored_under_the_side_check(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """Today's payload, as an agent of the previous version publishes it: `reverseDns` (and
+    the other side fields, null) at the top, no `sideChecks`. Stored, its facts are the side
+    check's, and the API answers as before (`reverseDns`) and under `sideChecks`."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    payload = json.loads(encode(result(job_ids, monitor, cc)))
+    del payload["sideChecks"]
+    payload |= {"mailDns": None, "reputation": None, "relay": None, "reverseDns": FACTS_JSON}
+    await _publish(pipeline, payload)
+    assert await pipeline.ingester.burst() == 1
+    [row] = await _stored(pipe_pool, payload["jobId"])
+    assert (row["country"], row["facts"]) == (cc, FACTS_JSON)
+    item = await _api_result(api, org, monitor["publicId"])
+    assert item["reverseDns"] == FACTS_JSON
+    assert item["sideChecks"] == {"reverse_dns": FACTS_JSON}
+
+
+async def test_a_newer_agents_facts_are_stored_once_by_job(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    res = result(job_ids, monitor, cc, side_checks={"reverse_dns": FACTS})
+    payload = json.loads(encode(res))
+    await _publish(pipeline, payload)
+    await _publish(pipeline, payload)
+    assert await pipeline.ingester.burst() == 1
+    assert [r["facts"] for r in await _stored(pipe_pool, res.job_id)] == [FACTS_JSON]
+    item = await _api_result(api, org, monitor["publicId"])
+    assert item["sideChecks"] == {"reverse_dns": FACTS_JSON} and item["reverseDns"] == FACTS_JSON
+
+
+async def test_facts_that_do_not_fit_or_of_an_unknown_side_check_are_dropped_the_result_kept(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    payload = json.loads(encode(result(job_ids, monitor, cc)))
+    payload["sideChecks"] = {"reverse_dns": {"addresses": "all of them"}, "dkim": {"keys": []}}
+    await _publish(pipeline, payload)
+    with capture_logs() as logs:
+        assert await pipeline.ingester.burst() == 1
+    assert await _stored(pipe_pool, payload["jobId"]) == []
+    dropped = [e for e in logs if e["event"] == "side facts malformed: dropped"]
+    assert [("reverse_dns" in e["error"]) for e in dropped] == [True]
+    item = await _api_result(api, org, monitor["publicId"])
+    assert item["status"] == "up" and item["sideChecks"] == {} and item["reverseDns"] is None
+
+
+async def test_the_stored_status_rule_is_pythons_missed_kinds(pipe_pool: asyncpg.Pool) -> None:
+    """The statement's status rule is one SQL function (`result_stored_status`, migration
+    0083): a `down` of each of MISSED_KINDS is `missed`, any other kind stays `down`, and
+    `inconclusive` goes with its error kind either way."""
+    kinds = sorted(MISSED_KINDS)
+    cases = [("down", k, "missed") for k in kinds] + [
+        ("down", "timeout", "down"),
+        ("down", None, "down"),
+        ("up", None, "up"),
+        ("up", "expired", "up"),
+        ("inconclusive", "inconclusive", INCONCLUSIVE),
+        ("down", INCONCLUSIVE, INCONCLUSIVE),
+        ("inconclusive", "timeout", INCONCLUSIVE),
+    ]
+    async with pipe_pool.acquire() as conn:
+        got = await conn.fetch(
+            "SELECT result_stored_status(s, k) AS stored FROM unnest($1::text[], $2::text[])"
+            " WITH ORDINALITY AS u(s, k, n) ORDER BY n",
+            [s for s, _, _ in cases],
+            [k for _, k, _ in cases],
+        )
+    assert [r["stored"] for r in got] == [want for _, _, want in cases]
