@@ -129,7 +129,7 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 # `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
 # (`make bench scale BENCH_ARGS='--window 60'`).
 BENCH_NAMES := $(if $(filter bench,$(firstword $(MAKECMDGOALS))),$(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS)))
-bench: $(STAMP) blackbox ## benchmarks with their targets (`make bench scale`: only the named); prints the figures
+bench: $(STAMP) blackbox prometheus ## benchmarks with their targets (`make bench scale`: only the named); prints the figures
 	$(BIN)/python -m bench $(BENCH_NAMES) $(BENCH_ARGS)
 ifneq ($(BENCH_NAMES),)
 $(BENCH_NAMES): ; @:

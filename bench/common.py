@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -97,7 +98,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {sys.version.split()[0]},"
+        f" {ssl.OPENSSL_VERSION.rsplit(' ', 3)[0]}"
+    )
 
 
 def loop_seconds(steps: int = 10_000_000) -> float:

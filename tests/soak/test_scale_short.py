@@ -8,7 +8,9 @@ import sys
 import time
 
 import pytest
+import yaml
 
+from bench import prometheus_peer
 from bench.common import cpu_s, loop_seconds
 from bench.scale import Figures, PostgresCpu, pair_order, read_figures, without_options
 
@@ -94,6 +96,8 @@ def test_a_short_run_prints_every_figure() -> None:
             "10",
             "--window",
             "10",
+            "--prometheus",
+            "0",  # the peer's own test is below
         ],
         capture_output=True,
         text=True,
@@ -122,3 +126,31 @@ def test_a_short_run_prints_every_figure() -> None:
 def test_side_by_side_takes_turns_at_going_first(n: int, first: str) -> None:
     order = pair_order(n)
     assert order[0] == first and sorted(order) == ["against", "this"]
+
+
+def test_the_peer_scrapes_every_monitor_in_every_country_as_a_target_of_its_own() -> None:
+    config = yaml.safe_load(
+        prometheus_peer.prometheus_config(9115, "127.0.0.1:25", 3, ("DE", "US"), 10)
+    )
+    [job] = config["scrape_configs"]
+    groups = job["static_configs"]
+    assert len(groups) == 6
+    assert {(g["labels"]["monitor"], g["labels"]["country"]) for g in groups} == {
+        (str(n), c) for n in range(3) for c in ("DE", "US")
+    }
+    assert config["global"]["scrape_interval"] == "10s"
+    assert job["params"] == {"module": ["smtp_plain"]}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_peer_stores_every_probe_and_counts_prometheus_cpu() -> None:
+    if (why := prometheus_peer.skip_reason()) is not None:
+        pytest.skip(why)
+    peer = prometheus_peer.measure(5, ("DE", "US"), 2, 3.0, 6.0)
+    due = 10 / 2 * peer.window_s
+    print(peer)
+    # a loaded machine's Prometheus scrapes late: fewer probes than due, never more
+    assert 0.5 * due <= peer.probes <= due + 10
+    assert peer.succeeded == peer.probes  # the same dialogue as a plain SMTP check, answered
+    assert peer.prometheus_ms > 0 and peer.exporter_ms > 0
