@@ -49,7 +49,7 @@ BLACKBOX_DEBS := /usr/bin/prometheus-blackbox-exporter=prometheus-blackbox-expor
   /usr/sbin/postfix=postfix /usr/lib/dovecot/imap-login=dovecot-imapd \
   /usr/lib/dovecot/pop3-login=dovecot-pop3d
 # The agent self-check tests run agents in network namespaces with egress filtered by nftables
-# (tests/netns.py); as root only: elsewhere those tests skip.
+# (testkit/netns.py); as root only: elsewhere those tests skip.
 NETNS_DEBS := /usr/sbin/ip=iproute2 /usr/sbin/nft=nftables
 # The OAuth2 login tests run Debian's Dovecot (OAuth2 passdb) and a private Postfix submitting
 # through it, both started by the tests themselves on loopback ports (no service is enabled).
@@ -119,7 +119,7 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy tools bench deploy
+	$(BIN)/mypy tools bench testkit deploy
 
 # `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
 # (`make bench scale BENCH_ARGS='--window 60'`).
@@ -137,7 +137,7 @@ HA_SOAK_ARGS ?=
 # NOTICE_FAILOVER_ARGS: `--seeds N`.
 NOTICE_FAILOVER_ARGS ?=
 soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min); exits 1 when a target is missed
-	$(BIN)/python -m bench.soak; soak=$$?; \
+	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
 	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \

@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from bench.common import machine
 from controller.jobs import rules as job_rules
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.reputation.rules import DEFAULT_LISTS, BlockList
@@ -40,6 +39,7 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox, generate_key
 from controller.secrets.seal_keys import CountryKeys
+from testkit.common import machine
 
 MONITORS = 10_000
 ORGS = 20

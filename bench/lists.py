@@ -18,10 +18,10 @@ import time
 
 import msgspec
 
-from bench.common import Stack, machine, percentile, steady_partitions, verdict
 from bench.console import _timed
 from controller.db.pool import connect, create_pool
 from controller.web.console.status_cache import PAGE_TTL_S
+from testkit.common import Stack, machine, percentile, steady_partitions, verdict
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")

@@ -18,8 +18,8 @@ from agent.worker import Worker
 from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_country_filter
-from tests.peers.jobs import make_job
-from tests.peers.scripted import ScriptedPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.scripted import ScriptedPeer
 
 SMTP_REPLIES = {"QUIT": b"221 bye\r\n"}
 

@@ -1,4 +1,4 @@
-"""The agent's blocklist lookups against real DNS servers on loopback (tests/peers/dnsbl.py):
+"""The agent's blocklist lookups against real DNS servers on loopback (testkit/peers/dnsbl.py):
 healthy lists, a dead list that lists everything, Spamhaus's error codes, a slow list, lists
 that differ between two "countries" (two resolvers), and bad answers (a CNAME loop, a huge
 TXT record, answers outside 127/8), read by the controller's rules as they would be."""
@@ -16,8 +16,8 @@ from controller.reputation.rules import KNOWN, BlockList, health, read
 from shared.messages import BlocklistAnswer, BlocklistAsk, BlocklistZone, Reputation
 from shared.reputation_bound import TXT_CHARS_MAX
 from shared.settings import AgentSettings, load
+from testkit.peers.dnsbl import DnsblPeer, Zone, healthy, healthy_domains, label
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
-from tests.peers.dnsbl import DnsblPeer, Zone, healthy, healthy_domains, label
 
 HOST = "mx.example.com"
 HOST_IP = "93.184.216.34"  # only ever a query name here: nothing is sent to it

@@ -12,10 +12,10 @@ from deploy.nats_conf import CONTROLLER_USER
 from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM
+from testkit.peers.slowpath import SlowPath
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
 from tests.deploy.natsdeploy import Deployment, Server, agent, connect, registered
 from tests.deploy.test_nats_permissions import deployment
-from tests.peers.slowpath import SlowPath
 
 __all__ = ["deployment"]  # the deploy tests' permissioned hub, reused as a fixture here
 

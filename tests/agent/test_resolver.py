@@ -21,9 +21,9 @@ from agent.resolver import (
     parse_resolv_conf,
     verdict,
 )
+from testkit.peers.dns import DnsPeer
+from testkit.peers.jobs import make_job
 from tests.agent.helpers import until
-from tests.peers.dns import DnsPeer
-from tests.peers.jobs import make_job
 
 # A loopback address per test process (parallel workers), port 53 as resolv.conf implies.
 NAMESERVER = f"127.53.{os.getpid() >> 8 & 255}.{os.getpid() & 255 or 1}"

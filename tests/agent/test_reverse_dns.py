@@ -14,8 +14,8 @@ from agent.reverse_dns import ReverseDnsProbe
 from agent.worker import Worker
 from shared.messages import PTR_NAMES_MAX
 from shared.settings import AgentSettings, load
+from testkit.peers.dns import DnsPeer
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
-from tests.peers.dns import DnsPeer
 
 ARPA = "1.0.0.127.in-addr.arpa"
 ARPA2 = "2.0.0.127.in-addr.arpa"

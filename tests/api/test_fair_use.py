@@ -16,11 +16,11 @@ from controller.monitors.limits_store import Cost
 from controller.monitors.validation import COUNTRIES
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
+from testkit.serving import http_client, serve_app
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
 from tests.api.rig import Rig, pipeline_api
 from tests.conftest import Tenant, make_tenant
-from tests.serving import http_client, serve_app
 
 COUNTRY = "WS"  # the rig's live country; no other test uses it
 LIMITS: dict[str, Any] = {

@@ -22,6 +22,7 @@ from agent.worker import Worker
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, results_subject
 from shared.timefmt import parse_iso, utcnow
+from testkit.peers.smtp import SmtpPeer
 from tests.agent.helpers import SmtpLikePeer
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
@@ -36,7 +37,6 @@ from tests.e2e.helpers import (
     smtp_monitor,
     wait_results,
 )
-from tests.peers.smtp import SmtpPeer
 
 ROOT = Path(__file__).resolve().parents[2]
 

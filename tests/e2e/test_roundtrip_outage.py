@@ -1,6 +1,6 @@
 """A round trip recovers from an outage of either side (issue 60): real agents in two countries
 send through a loopback SMTP server that delivers into a mailbox served over IMAP and POP3
-(tests/peers/mailstore.py); one side goes away for several rounds and comes back on its port.
+(testkit/peers/mailstore.py); one side goes away for several rounds and comes back on its port.
 The monitor goes down as the rules say (a failing round and its confirmation), and is up again
 within two intervals and a round's login spacing of the server's return, with one down notice
 and one recovery notice; the cap counts only the messages a server took. A console save of an
@@ -19,13 +19,13 @@ import httpx
 import pytest
 
 from controller.alerting.evaluator import Alerter
+from testkit.peers.base import LoopbackServer
+from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
+from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import make_due_now, since, wait_results
-from tests.peers.base import LoopbackServer
-from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
-from tests.peers.smtp import SmtpPeer
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ Scaled from the issue (1 agent of 8 slots, 16 hanging monitors at 30 s / 30 s, a
 10 s) to the API's shortest interval: agents of 4 slots, noisy monitors hanging 10 s every 10 s
 (twice the country's slots or more), Victim's monitors every 10 s with a 3 s timeout. Every
 variant runs at once in a country of its own, on one controller with a database of its own;
-the monitors' phases and their insertion order come from a fixed seed (bench.saturation).
+the monitors' phases and their insertion order come from a fixed seed
+(testkit.campaigns.saturation).
 """
 
 import asyncio
@@ -24,7 +25,6 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from agent.worker import Worker
-from bench.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
 from controller.ingest.ingester import Ingester
@@ -36,9 +36,10 @@ from controller.secrets.seal_keys import CountryKeys
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
+from testkit.campaigns.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table
+from testkit.peers.smtp import SmtpPeer
 from tests.conftest import scratch_database
 from tests.e2e.conftest import ScopedAgents, remove_country_state
-from tests.peers.smtp import SmtpPeer
 
 # The campaign is fixed in time (about 55 s of rounds and closing) plus a migrated database:
 # past the suite's 60 s per test on a loaded machine.

@@ -16,7 +16,7 @@ from controller.access import accounts_store as accounts
 from controller.db.migrate import migrate
 from controller.db.pool import connect, create_pool
 from shared import embedded
-from tests.ha import postgres
+from testkit import postgres
 
 
 @pytest.fixture

@@ -29,13 +29,13 @@ from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from shared.settings import ControllerSettings
+from testkit.oauth2.issuer import TokenIssuer
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
-from tests.oauth2.issuer import TokenIssuer
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.pipeline.conftest import Countries, replica
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 USER = "probe@example.com"
 # A pass that waited for a hanging endpoint would wait until the test ends; one that does not

@@ -19,10 +19,10 @@ from controller.secrets.seal_keys import CountryKeys
 from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso, utcnow
+from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, replica
-from tests.sealing import KeyRing
 
 # No other round of a monitor made due by make_due comes due within this: a test runs its
 # scheduler well inside it, even on a loaded host.

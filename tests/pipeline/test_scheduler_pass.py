@@ -14,11 +14,11 @@ from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
+from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_confirmation_rounds import ask
-from tests.sealing import KeyRing
 
 # BEGIN, the claim, the monitors' next due times, COMMIT; then what waits and when the next
 # pass is due, in one statement. A first round also records that it carried the mail domain.

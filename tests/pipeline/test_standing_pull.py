@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from shared.pulling import StandingPull
-from tests.peers.slowpath import SlowPath
+from testkit.peers.slowpath import SlowPath
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from shared.messages import (
     decode_result,
     encode,
 )
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.scripted import ScriptedPeer
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.scripted import ScriptedPeer
 
 PROTOCOLS: list[MonitorType] = ["imap", "pop3"]
 

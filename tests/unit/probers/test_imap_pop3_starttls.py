@@ -12,9 +12,9 @@ import pytest
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import CheckResult, ImapPopConfig, MonitorType, TlsOptions
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
 
 PROTOCOLS: list[MonitorType] = ["imap", "pop3"]
 PASSWORD = "s3cret"

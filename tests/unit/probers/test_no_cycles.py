@@ -16,11 +16,11 @@ import pytest
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import ImapPopConfig, JobConfig, MonitorType, SmtpConfig
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.smtp import SmtpPeer
 from tests.unit.probers import test_roundtrip_prober as roundtrip
 
 

@@ -20,11 +20,11 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.smtp import SmtpPeer
-from tests.peers.tls import outdated
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.smtp import SmtpPeer
+from testkit.peers.tls import outdated
 
 GOOD = SmtpAuth(user="alice", password="s3cret")
 

@@ -17,11 +17,11 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.smtp import SmtpPeer
 
 INTERNAL = "mail.corp.internal"
 

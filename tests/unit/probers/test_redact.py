@@ -6,7 +6,7 @@ import pytest
 
 from agent.probers.redact import job_secrets, publishable, valid_utf8
 from shared.messages import SECRET_MASK, ImapPopConfig, SmtpAuth, SmtpConfig
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ from agent.probers.relay import RECIPIENT, SENDER
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.messages import SmtpAuth, SmtpConfig
-from tests.peers.jobs import make_job
-from tests.peers.postfix import RelayPostfix, missing
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.postfix import RelayPostfix, missing
+from testkit.peers.smtp import SmtpPeer
 
 needs_postfix = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 

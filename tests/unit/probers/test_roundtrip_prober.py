@@ -1,5 +1,5 @@
 """The round-trip prober against a real delivery path on loopback: aiosmtpd files the message
-into a mailbox that the IMAP and POP3 peers serve (tests/peers/mailstore.py)."""
+into a mailbox that the IMAP and POP3 peers serve (testkit/peers/mailstore.py)."""
 
 import asyncio
 import time
@@ -20,14 +20,14 @@ from shared.messages import (
     RoundTripSend,
     SmtpAuth,
 )
-from tests.peers.jobs import make_job
-from tests.peers.mailstore import (
+from testkit.peers.jobs import make_job
+from testkit.peers.mailstore import (
     DeliveringHandler,
     MailboxImapPeer,
     MailboxPop3Peer,
     Mailstore,
 )
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.smtp import SmtpPeer
 
 MONITOR = "0b7e8d3a-6f0e-4a43-9c55-2f1d8e0f6a01"
 OTHER_MONITOR = "5d0c3c1e-1a7b-4f4e-8a55-9e4f3b2d1c00"

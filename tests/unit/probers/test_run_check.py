@@ -11,8 +11,8 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts
 from shared.addresses import is_blocked
 from shared.messages import MonitorType, encode
-from tests.peers.jobs import make_job
-from tests.peers.scripted import ScriptedPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.scripted import ScriptedPeer
 
 TYPES: list[MonitorType] = ["smtp", "imap", "pop3"]
 

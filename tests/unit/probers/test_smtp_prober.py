@@ -16,9 +16,9 @@ from shared.messages import (
     decode_result,
     encode,
 )
-from tests.peers.jobs import make_job
-from tests.peers.scripted import ScriptedPeer
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.scripted import ScriptedPeer
+from testkit.peers.smtp import SmtpPeer
 
 GOOD = SmtpAuth(user="alice", password="s3cret")
 BAD = SmtpAuth(user="alice", password="wrong")

@@ -3,7 +3,7 @@
 import asyncio
 import ssl
 
-from tests.peers.base import LoopbackServer
+from testkit.peers.base import LoopbackServer
 
 
 class ScriptedPeer(LoopbackServer):

@@ -1,5 +1,5 @@
 """A loopback HTTPS OAuth2 token endpoint (RFC 6749 section 5) for the controller's token
-service: it issues the rig's JWT access tokens (tests/oauth2/issuer.py, so Dovecot accepts
+service: it issues the rig's JWT access tokens (testkit/oauth2/issuer.py, so Dovecot accepts
 them) for the client credentials, refresh token (rotating: a used refresh token is revoked) and
 JWT bearer (RFC 7523, the assertion checked with joserfc) grants, answers RFC 6749 errors
 (`invalid_grant`, `invalid_client`, `invalid_scope`), and can be made to fail (`down`) or to
@@ -25,7 +25,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 from shared import embedded
-from tests.oauth2.issuer import SCOPE, TokenIssuer
+from testkit.oauth2.issuer import SCOPE, TokenIssuer
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

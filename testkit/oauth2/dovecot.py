@@ -1,7 +1,7 @@
 """Debian's Dovecot (2.3) with its OAuth2 passdb, run by the tests in the foreground from a
 temporary directory on loopback ports: IMAP (STARTTLS) and IMAPS, POP3 (STLS) and POP3S, and
 an auth socket Postfix's `smtpd_sasl_type = dovecot` can use. Tokens are validated locally as
-JWTs (`introspection_mode = local`) against the key of tests/oauth2/issuer.py; nothing is
+JWTs (`introspection_mode = local`) against the key of testkit/oauth2/issuer.py; nothing is
 fetched. It runs unprivileged: as the invoking user, or under root as Debian's `dovecot` user
 (its login processes refuse root), which then owns the directory.
 
@@ -24,7 +24,7 @@ from typing import Self
 import trustme
 
 from shared.embedded import free_port
-from tests.oauth2.issuer import ISSUER, SCOPE, TokenIssuer
+from testkit.oauth2.issuer import ISSUER, SCOPE, TokenIssuer
 
 DOVECOT = "/usr/sbin/dovecot"
 IMAP = "/usr/lib/dovecot/imap"

@@ -1,5 +1,5 @@
 """`python -m bench ha-soak`: the fault campaign of issue 57 on a deployment without a single
-point of failure, on loopback (bench.ha_rig). Three nats-servers (STREAM_REPLICAS=3), a
+point of failure, on loopback (testkit.campaigns.ha_rig). Three nats-servers (STREAM_REPLICAS=3), a
 PostgreSQL primary and a synchronous standby behind a multi-host DATABASE_URL, two `python -m
 controller serve` replicas, agents DE-1, DE-2, US-1 and US-2, MONITORS SMTP monitors every 10 s
 against a healthy server, and one more monitor whose own server the harness takes down during
@@ -15,10 +15,10 @@ between the two), an agent. Per fault it prints results lost (grid cells with no
 results stored as something else), stored twice, false `down`, notices missed or doubled (the
 outage's one `down` and one `recovered`; none for the healthy monitors), the outage's e-mails
 not received at the sink or received more than 30 s after they were queued, the seconds until
-rounds are on time again (bench.soak_figures) and the store lag p99 (stored - finished) while
-the fault lasted and after. Exits 1 when a target is missed; prints every figure either way.
+rounds are on time again (testkit.campaigns.soak_figures) and the store lag p99 (stored - finished)
+while the fault lasted and after. Exits 1 when a target is missed; prints every figure either way.
 Many seeds of the instants of a PostgreSQL kill (mid-send, mid-commit, mid-claim) are
-bench.notice_failover's, which `make soak` runs too.
+testkit.campaigns.notice_failover's, which `make soak` runs too.
 
 `python -m bench ha-soak [--monitors N] [--warmup S] [--observe S] [--short]` (about 10
 minutes; `--observe`: seconds each fault is watched once applied, 20-30 by default); `--short`
@@ -42,10 +42,11 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import discard_logs, machine, percentile, seed_monitors, verdict
-from bench.ha_rig import HaRig
-from bench.notice_sink import Received
-from bench.soak_figures import (
+from controller.db.pool import connect
+from controller.notify.email import message_id
+from testkit.campaigns.ha_rig import HaRig
+from testkit.campaigns.notice_sink import Received
+from testkit.campaigns.soak_figures import (
     LIVE_GRACE_S,
     Figures,
     Window,
@@ -55,15 +56,14 @@ from bench.soak_figures import (
     published_results,
     stored_rows,
 )
-from bench.soak_rig import now
-from controller.db.pool import connect
-from controller.notify.email import message_id
+from testkit.campaigns.soak_rig import now
+from testkit.common import discard_logs, machine, percentile, seed_monitors, verdict
 
 COUNTRIES = ("DE", "US")
 AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"), ("US-2", "US"))
 INTERVAL = 10
 CHECK_TIMEOUT_S = 5
-DRAIN_S = 2.5 * INTERVAL + 10  # until the alerter has closed every round (bench.soak)
+DRAIN_S = 2.5 * INTERVAL + 10  # until the alerter has closed every round (testkit.campaigns.soak)
 BASELINE = "no fault (end of the warm-up)"
 # How long the outage's incident may take to open, and to close once the server is back: the
 # rounds the default rules want (two failing, two passing, a confirmation) and a round's close.

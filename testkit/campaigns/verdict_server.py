@@ -1,14 +1,14 @@
 """One mail server of the verdict campaign in a process of its own, so the harness can kill it
 (an outage) or SIGSTOP it (a freeze) by PID.
 
-`python -m bench.verdict_server KIND HOST PORT CERT KEY [PORT2]`: KIND is one of `SERVERS` (the
-loopback peers of tests/peers/, plain, STARTTLS/STLS or implicit TLS with CERT and KEY, PEM
-files; the `-auth` ones take logins, user `USER`, password `PASSWORD`), one of `PAIRS` (a round
-trip's two sides over one mailbox, tests/peers/mailstore.py: SMTP on PORT, the mailbox on PORT2;
-SIGUSR1 takes the SMTP side away or brings it back on its port, SIGUSR2 the mailbox's),
+`python -m testkit.campaigns.verdict_server KIND HOST PORT CERT KEY [PORT2]`: KIND is one of
+`SERVERS` (the loopback peers of testkit/peers/, plain, STARTTLS/STLS or implicit TLS with CERT and
+KEY, PEM files; the `-auth` ones take logins, user `USER`, password `PASSWORD`), one of `PAIRS` (a
+round trip's two sides over one mailbox, testkit/peers/mailstore.py: SMTP on PORT, the mailbox on
+PORT2; SIGUSR1 takes the SMTP side away or brings it back on its port, SIGUSR2 the mailbox's),
 `tarpit` (accepts connections and never says a word, as an overloaded or hostile server does),
 or one of `FORWARDED` (every connection passed on to 127.0.0.1:PORT2, where Dovecot serves IMAPS
-with its OAuth2 passdb, tests/oauth2/dovecot.py: killing or freezing this process is the
+with its OAuth2 passdb, testkit/oauth2/dovecot.py: killing or freezing this process is the
 server's outage or freeze, Dovecot runs on).
 """
 
@@ -18,11 +18,11 @@ import ssl
 import sys
 from collections.abc import Callable
 
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import ImapPeer
-from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.smtp import SmtpPeer
 
 USER, PASSWORD = "alice", "s3cret"
 BOX = "probe@mail.test"  # a round trip's mailbox (`to` and `receive.user`)

@@ -1,6 +1,6 @@
 """Debian's Postfix on a loopback port as a plain SMTP server (no TLS, no SASL), configured as
 an open relay (a `mynetworks` of 0.0.0.0/0) or as a normal one, for the open relay test. Run
-in the foreground (`master -d`) from a temporary directory, as tests/oauth2/postfix.py runs
+in the foreground (`master -d`) from a temporary directory, as testkit/oauth2/postfix.py runs
 its own: its master starts as root (it drops to `postfix` for its services), elsewhere the
 tests skip and say why. Nothing leaves the machine: it has no relayhost, resolves no DNS
 (`disable_dns_lookups`, `smtp_host_lookup = native`) and its smtp client is not running, so
@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from shared.embedded import free_port
-from tests.oauth2.postfix import missing, start_master, stop_master, until_listening
+from testkit.oauth2.postfix import missing, start_master, stop_master, until_listening
 
 START_S = 10.0
 _SERVICES = """\

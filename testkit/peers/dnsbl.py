@@ -6,7 +6,7 @@ two countries can differ.
 
 `DnsblPeer(zones, ...)`: `zones` maps a zone to `Zone` (its listed names and what each
 answers); `slow` delays every answer under those zones; `records` adds plain records (the
-monitored host's A/AAAA, MX) as `tests.peers.dns.DnsPeer` takes them.
+monitored host's A/AAAA, MX) as `testkit.peers.dns.DnsPeer` takes them.
 """
 
 import asyncio
@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from tests.peers.dns import DnsPeer, Records
+from testkit.peers.dns import DnsPeer, Records
 
 
 @dataclass

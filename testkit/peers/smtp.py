@@ -83,7 +83,7 @@ class SmtpPeer:
         self.implicit_tls = implicit_tls
         self.users = users if users is not None else {"alice": "s3cret"}
         self.auth_in_clear = auth_in_clear
-        # What takes the mail (tests.peers.mailstore.DeliveringHandler delivers it).
+        # What takes the mail (testkit.peers.mailstore.DeliveringHandler delivers it).
         self.handler = handler if handler is not None else _Handler()
         self.backlog = backlog  # the listen queue: benches connecting hundreds at once raise it
         self.lockout = lockout
@@ -94,7 +94,7 @@ class SmtpPeer:
         self._protocols: list[SMTP] = []
 
     def at(self, host: str, port: int = 0) -> Self:
-        """Listen on `host`:`port` instead of a free loopback port (tests/netns.py)."""
+        """Listen on `host`:`port` instead of a free loopback port (testkit/netns.py)."""
         self.host, self.port = host, port
         return self
 

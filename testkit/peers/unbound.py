@@ -1,6 +1,6 @@
 """Debian's unbound as a validating resolver on a loopback port, run unprivileged in the
 foreground from a temporary directory: it asks one signed zone of the test suite's
-(tests/peers/dnssec.py) at its authoritative peer and validates every answer against that
+(testkit/peers/dnssec.py) at its authoritative peer and validates every answer against that
 zone's trust anchor, so the AD bit it sets (or the SERVFAIL it answers) is real DNSSEC.
 
 Nothing is downloaded at test time: `make test` installs the package when it is missing.

@@ -1,11 +1,11 @@
-"""The HA soak's rig: the soak's (bench.soak_rig) on the parts of a deployment without a single
-point of failure. Three nats-servers as one JetStream cluster (shared.embedded, the streams at
-STREAM_REPLICAS=3), a PostgreSQL primary and a synchronous streaming standby
-(tests/ha/postgres.py, `pg_basebackup -R`) behind a multi-host DATABASE_URL with
+"""The HA soak's rig: the soak's (testkit.campaigns.soak_rig) on the parts of a deployment without a
+single point of failure. Three nats-servers as one JetStream cluster (shared.embedded, the streams
+at STREAM_REPLICAS=3), a PostgreSQL primary and a synchronous streaming standby
+(testkit/postgres.py, `pg_basebackup -R`) behind a multi-host DATABASE_URL with
 `target_session_attrs=read-write`, and a second SMTP server the harness takes down for a real
 outage. Faults are applied by PID (SIGKILL); the standby is promoted by the harness, as a
 failover manager would: the controllers find the new primary themselves. The controllers send
-their e-mail notices to a sink of the harness (bench.notice_sink), which counts them.
+their e-mail notices to a sink of the harness (testkit.campaigns.notice_sink), which counts them.
 """
 
 import asyncio
@@ -18,11 +18,11 @@ from pathlib import Path
 
 from nats.errors import Error as NatsError
 
-from bench.notice_sink import NoticeSink
-from bench.soak_rig import Rig, _listening, _wait, connect_nats, now
 from shared import embedded
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM
-from tests.ha import postgres
+from testkit import postgres
+from testkit.campaigns.notice_sink import NoticeSink
+from testkit.campaigns.soak_rig import Rig, _listening, _wait, connect_nats, now
 
 NODES = 3
 
@@ -124,7 +124,7 @@ class HaRig(Rig):
 
     def outage_up(self) -> None:
         self.outage = self._spawn(
-            ["bench.smtp_target", str(self.outage_port)], dict(os.environ), "outage.log"
+            ["testkit.smtp_target", str(self.outage_port)], dict(os.environ), "outage.log"
         )
         _wait("outage SMTP target", lambda: _listening(self.outage_port))
 

@@ -7,7 +7,7 @@ Like Dovecot, it answers STAT only in the TRANSACTION state, after a successful 
 import asyncio
 import ssl
 
-from tests.peers.base import LoopbackServer, over_tls
+from testkit.peers.base import LoopbackServer, over_tls
 
 
 class Pop3Peer(LoopbackServer):

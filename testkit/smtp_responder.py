@@ -1,6 +1,6 @@
 """A trivial SMTP responder on loopback in a process of its own: `make bench scale`'s target.
 
-`python -m bench.smtp_responder PORT`: greets, answers EHLO/HELO with a short capability list
+`python -m testkit.smtp_responder PORT`: greets, answers EHLO/HELO with a short capability list
 (no STARTTLS), NOOP/RSET with 250, QUIT with 221 and a close, anything else with 502. A plain
 asyncio protocol, so serving hundreds of checks a second costs little of the CPU the
 benchmark shares with the parts it measures.

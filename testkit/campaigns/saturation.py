@@ -49,13 +49,13 @@ from multiprocessing.connection import Connection
 
 import asyncpg
 
-from bench.common import Pipes, child_env, discard_logs, machine, start_module, verdict
 from controller.access import accounts_store as accounts
 from controller.access import customers_store as customers
 from controller.db.migrate import migrate
 from controller.scheduling import rules as schedule
 from shared import embedded
-from tests.peers.smtp import SmtpPeer
+from testkit.common import Pipes, child_env, discard_logs, machine, start_module, verdict
+from testkit.peers.smtp import SmtpPeer
 
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
 TARGET = 0.90  # Victim's rounds with a real result, at least

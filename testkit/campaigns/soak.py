@@ -1,6 +1,6 @@
 """`make soak`: the fault campaign of issue 13 on this machine, loopback only.
 
-Embedded PostgreSQL and NATS, a healthy SMTP server (bench.smtp_target) in its own process,
+Embedded PostgreSQL and NATS, a healthy SMTP server (testkit.smtp_target) in its own process,
 MONITORS SMTP monitors every INTERVAL seconds checked from DE and US, agents DE-1, DE-2 and US-1
 (`python -m agent`) and the controller (`python -m controller serve`) as real processes. Each
 fault in turn, by PID, then a quiet spell; each fault's window runs until the next one starts.
@@ -10,8 +10,8 @@ spurious `no_agent` (the country had a live agent), real results dropped (RESULT
 the stored rows), alerts sent, recovery time, catch-up rate, max in-flight per agent. Exits 1
 when a target is missed; prints every figure either way.
 
-`python -m bench.soak` runs the full campaign (~15 minutes); `--short` a few faults on fewer
-monitors (~2 minutes, what tests/soak/test_soak_short.py runs).
+`python -m testkit.campaigns.soak` runs the full campaign (~15 minutes); `--short` a few faults on
+fewer monitors (~2 minutes, what tests/soak/test_soak_short.py runs).
 """
 
 import asyncio
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import discard_logs, machine, seed_monitors, verdict
-from bench.soak_figures import (
+from controller.db.pool import connect
+from testkit.campaigns.soak_figures import (
     LIVE_GRACE_S,
     Figures,
     Window,
@@ -37,8 +37,8 @@ from bench.soak_figures import (
     published_results,
     stored_rows,
 )
-from bench.soak_rig import Rig, now
-from controller.db.pool import connect
+from testkit.campaigns.soak_rig import Rig, now
+from testkit.common import discard_logs, machine, seed_monitors, verdict
 
 COUNTRIES = ("DE", "US")
 AGENTS = (("DE-1", "DE"), ("DE-2", "DE"), ("US-1", "US"))

@@ -25,7 +25,7 @@ import httpx
 import trustme
 
 from shared import embedded
-from tests.serving import http_client
+from testkit.serving import http_client
 
 CA = trustme.CA()
 APPRISE_PASSWORD = "apprise-basic-pass-never-logged"

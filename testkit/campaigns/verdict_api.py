@@ -1,6 +1,7 @@
 """The verdict campaign's monitors, as an owner makes them: through the API (create, check-now,
 disable), `python -m controller export` and `apply -f`, and what the API says afterwards
-(results, a round trip's delivery confirmation). Each kind's server is `bench.verdict_server`'s.
+(results, a round trip's delivery confirmation). Each kind's server is
+`testkit.campaigns.verdict_server`'s.
 """
 
 import asyncio
@@ -16,8 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import child_env
-from bench.verdict_server import BOX, PASSWORD, SENDER, USER
+from testkit.campaigns.verdict_server import BOX, PASSWORD, SENDER, USER
+from testkit.common import child_env
 
 INTERVAL = 10  # the API's minimum
 TIMEOUT = 4
@@ -47,8 +48,8 @@ KINDS: dict[str, tuple[str, dict[str, object]]] = {
     "pop3-auth": ("pop3", {"protocol": "pop3", "tls": True, "user": USER, "password": PASSWORD}),
     "rt-imap": ("roundtrip", {"protocol": "imap"}),
     "rt-pop3": ("roundtrip", {"protocol": "pop3"}),
-    # Dovecot's IMAPS with its OAuth2 passdb (behind bench.verdict_server's forwarder), a token
-    # the controller gets from the loopback token endpoint by client credentials: `oauth2`
+    # Dovecot's IMAPS with its OAuth2 passdb (behind testkit.campaigns.verdict_server's forwarder),
+    # a token the controller gets from the loopback token endpoint by client credentials: `oauth2`
     "imap-oauth2": (
         "imap",
         {

@@ -9,7 +9,7 @@ from typing import Self
 
 class LoopbackServer:
     """`async with Peer(...) as peer:` listens on 127.0.0.1:`peer.port` until the block ends;
-    `Peer(...).at(host, port)` listens there instead (a namespace's host side, tests/netns.py)."""
+    `Peer(...).at(host, port)` listens there instead (a namespace's host side, testkit/netns.py)."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl_context = ssl_context

@@ -1,6 +1,6 @@
 """A healthy SMTP server on loopback in a process of its own: the soak's target.
 
-`python -m bench.smtp_target PORT`: aiosmtpd answering every connection with its greeting and
+`python -m testkit.smtp_target PORT`: aiosmtpd answering every connection with its greeting and
 EHLO, as a real MX would; it never sends mail. A plain asyncio server (not aiosmtpd's threaded
 Controller), so one process serves a thousand monitors' checks without holding their sessions.
 """

@@ -3,19 +3,19 @@ real servers, every verdict, incident and notice checked against what the harnes
 
 Embedded PostgreSQL and NATS, `python -m controller serve` (API, scheduler, ingester, alerter;
 two replicas in the full campaign) and one `python -m agent` per country (DE, US), each agent in
-a network namespace of its own (tests/netns.py); one mail server process per monitor
-(`bench.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and implicit
-TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS with
-OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both namespaces
-reach. A history drawn from the seed (`bench.verdict_history`) kills servers (outage everywhere),
-SIGSTOPs them (freeze), drops one country's path to them with nftables (an outage seen from that
-country only) and kills agents, the controller, one replica and NATS; the harness logs each
-step's real time, the truth. The state of every monitor is sampled each second, incidents and
-queued notices read at the end, and `bench.verdict_truth` judges them.
+a network namespace of its own (testkit/netns.py); one mail server process per monitor
+(`testkit.campaigns.verdict_server`: SMTP plain, STARTTLS and implicit TLS, IMAP plain, STARTTLS and
+implicit TLS, POP3 plain and implicit TLS, logins, round trips, and a forwarder to Dovecot's IMAPS
+with OAuth2 logins, tests/oauth2/) listening on the host side of DE's namespace, which both
+namespaces reach. A history drawn from the seed (`testkit.campaigns.verdict_history`) kills servers
+(outage everywhere), SIGSTOPs them (freeze), drops one country's path to them with nftables (an
+outage seen from that country only) and kills agents, the controller, one replica and NATS; the
+harness logs each step's real time, the truth. The state of every monitor is sampled each second,
+incidents and queued notices read at the end, and `testkit.campaigns.verdict_truth` judges them.
 
-`python -m bench verdicts --seed N --minutes M` (or `python -m bench.verdicts ...`); `--short`
-is the version `make test` runs. Prints the seed, the history and the figures; exits 1 when a
-target is missed. Needs root (namespaces); `VERDICTS_KEEP=1` keeps the processes'
+`python -m bench verdicts --seed N --minutes M` (or `python -m testkit.campaigns.verdicts ...`);
+`--short` is the version `make test` runs. Prints the seed, the history and the figures; exits 1
+when a target is missed. Needs root (namespaces); `VERDICTS_KEEP=1` keeps the processes'
 logs and `said.json`.
 """
 
@@ -43,8 +43,15 @@ import nats
 import trustme
 from nats.aio.msg import Msg
 
-from bench.common import child_env, discard_logs, http_ok, machine, verdict
-from bench.verdict_api import (
+from controller.access import accounts_store as accounts
+from controller.access.credentials import hash_password, new_token
+from controller.db.migrate import migrate
+from controller.db.pool import connect
+from shared import embedded
+from shared.streams import ensure_streams
+from shared.subjects import HEARTBEATS_SUBJECTS
+from testkit import netns
+from testkit.campaigns.verdict_api import (
     CREDENTIALED,
     INTERVAL,
     KINDS,
@@ -62,9 +69,9 @@ from bench.verdict_api import (
     private_key_file,
     with_timeout,
 )
-from bench.verdict_history import EVENTS, FAULTS, Shape, Step, draw
-from bench.verdict_server import FORWARDED, PASSWORD
-from bench.verdict_truth import (
+from testkit.campaigns.verdict_history import EVENTS, FAULTS, Shape, Step, draw
+from testkit.campaigns.verdict_server import FORWARDED, PASSWORD
+from testkit.campaigns.verdict_truth import (
     Applied,
     Created,
     Fact,
@@ -76,19 +83,12 @@ from bench.verdict_truth import (
     Saturation,
     judge,
 )
-from controller.access import accounts_store as accounts
-from controller.access.credentials import hash_password, new_token
-from controller.db.migrate import migrate
-from controller.db.pool import connect
-from shared import embedded
-from shared.streams import ensure_streams
-from shared.subjects import HEARTBEATS_SUBJECTS
-from tests import netns
-from tests.oauth2 import dovecot
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.token_endpoint import TokenEndpoint
-from tests.oauth2.token_endpoint import serve as serve_tokens
-from tests.sealing import KeyRing
+from testkit.common import child_env, discard_logs, http_ok, machine, verdict
+from testkit.oauth2 import dovecot
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.token_endpoint import TokenEndpoint
+from testkit.oauth2.token_endpoint import serve as serve_tokens
+from testkit.sealing import KeyRing
 
 COUNTRIES = ("DE", "US")
 SECRETS_KEY = "Aq1QnlR2gU7GxwqZ6fZ7Y8Yk5o3wB8vQ1bq0yVJf2lE="
@@ -307,7 +307,14 @@ class Rig:
 
     async def start_server(self, kind: str) -> None:
         ports = self.ports[kind]
-        argv = [sys.executable, "-m", "bench.verdict_server", kind, self.host, str(ports[0])]
+        argv = [
+            sys.executable,
+            "-m",
+            "testkit.campaigns.verdict_server",
+            kind,
+            self.host,
+            str(ports[0]),
+        ]
         argv += [str(self.tmp / "cert.pem"), str(self.tmp / "key.pem"), *map(str, ports[1:])]
         argv += [str(self.upstream)] if kind in FORWARDED else []
         self._spawn(kind, argv)

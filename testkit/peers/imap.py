@@ -5,7 +5,7 @@ import re
 import ssl
 from typing import Literal
 
-from tests.peers.base import LoopbackServer, over_tls
+from testkit.peers.base import LoopbackServer, over_tls
 
 CAPABILITIES = "IMAP4rev1 AUTH=PLAIN"
 # An astring of LOGIN: a quoted string (with \" and \\ escapes) or an atom, which may hold
