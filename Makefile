@@ -103,13 +103,17 @@ prometheus: ## install Debian's prometheus when missing (the scrape and dashboar
 test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
 	$(call apt_when_missing,$(TEST_DEBS))
 
-# The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
+# Two tiers. First the pure one, tests/unit: tests that need no server (its conftest refuses
+# them the network), in one process, in seconds; when it fails nothing else runs. Then the rest,
+# which waits on real servers far more than it computes: four workers (pytest-xdist), each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
-# so that no long file starts last. TEST_WORKERS=0 runs it in one process.
+# so that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to
+# the second tier, PURE_ARGS to the first.
 TEST_WORKERS ?= 4
-test: $(STAMP) test-debs ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+	$(BIN)/pytest -n 0 tests/unit $(PURE_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \

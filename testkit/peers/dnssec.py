@@ -84,7 +84,7 @@ class SignedDnsPeer(DnsPeer):
         self.zone = zone
         self._names = sorted(zone.nodes)  # canonical DNSSEC order (RFC 4034 6.1)
 
-    def answer(self, wire: bytes) -> bytes:
+    def answer(self, wire: bytes, tcp: bool = False) -> bytes:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         qname = query.question[0].name

@@ -37,7 +37,7 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
-from tests.unit.probers.test_run_check import free_port
+from tests.probers.test_run_check import free_port
 
 CHECK_FIELDS = {"job_id", "monitor_id", "country", "agent_id", "type", "status", "error_kind", "ms"}
 

@@ -21,7 +21,7 @@ from testkit.peers.imap import ImapPeer
 from testkit.peers.jobs import make_job
 from testkit.peers.pop3 import Pop3Peer
 from testkit.peers.smtp import SmtpPeer
-from tests.unit.probers import test_roundtrip_prober as roundtrip
+from tests.probers import test_roundtrip_prober as roundtrip
 
 
 def _agents(objects: list[object]) -> list[str]:
