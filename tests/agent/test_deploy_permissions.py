@@ -86,12 +86,10 @@ async def test_a_stopped_agent_leaves_no_pull_request_to_take_a_job_from_the_oth
             job = job_for(country, peer.port)
             await publish_job(js, job)
             other = worker(second.nc, country, ssl_contexts)
-            started = asyncio.get_running_loop().time()
+            # A job taken into the void would come back after the 30 s ack wait, not within this.
             await asyncio.wait_for(other.run(burst=True), 10)
-            took = asyncio.get_running_loop().time() - started
         [result] = [r for r in await results(js, country) if r.job_id == job.job_id]
         assert result.agent_id == other.agent_id
-        assert took < 5, took
         info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
         assert (info.num_pending, info.num_ack_pending, info.num_redelivered) == (0, 0, 0)
     finally:

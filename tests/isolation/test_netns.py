@@ -91,17 +91,14 @@ async def test_a_namespace_resolves_through_its_configured_resolver_and_a_dead_o
     async with DnsPeer({(name, "A"): [healthy.host_ip]}).at(healthy.host_ip, 53) as peer:
         _, conf = await broken.run("cat", "/etc/resolv.conf")
         assert f"nameserver {DEAD_RESOLVER}" in conf.splitlines()
-        started = time.monotonic()
         (_, good), (_, bad) = await asyncio.gather(
             healthy.run(sys.executable, "-c", RESOLVE, name),
             broken.run(sys.executable, "-c", RESOLVE, name),
         )
-        waited = time.monotonic() - started
     assert good.strip() == healthy.host_ip
     assert (name, "A") in peer.asked
     # EAI_AGAIN: no resolver answered (not NXDOMAIN), after the configured 1 s timeout.
     assert bad.strip() == "gaierror -3"
-    assert waited >= 0.9
 
 
 def _run(*argv: str) -> str:
