@@ -137,3 +137,16 @@ async def until_async(condition: Callable[[], Awaitable[bool]], within: float = 
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def pulling(js: JetStreamContext, country: str, within: float = 10) -> None:
+    """Until a pull request is open on the country's consumer: an agent bound and waiting."""
+
+    async def open_request() -> bool:
+        try:
+            info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+        except NotFoundError:
+            return False  # not made yet
+        return bool(info.num_waiting)
+
+    await until_async(open_request, within)

@@ -13,7 +13,7 @@ from shared.messages import decode_heartbeat
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import HEARTBEATS_SUBJECTS, JOBS_STREAM
 from testkit.peers.slowpath import SlowPath
-from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results, worker
+from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, pulling, results, worker
 from tests.deploy.natsdeploy import Deployment, Server, agent, connect, registered
 from tests.deploy.test_nats_permissions import deployment
 
@@ -80,7 +80,7 @@ async def test_a_stopped_agent_leaves_no_pull_request_to_take_a_job_from_the_oth
         async with SmtpLikePeer() as peer:
             stopped = worker(first.nc, country, ssl_contexts, fetch_timeout=1.0)
             running = asyncio.create_task(stopped.run())
-            await asyncio.sleep(1.5)  # bound, its request open
+            await pulling(js, country)  # bound, its request open
             stopped.stop()
             await running
             job = job_for(country, peer.port)
@@ -120,7 +120,7 @@ async def test_a_stopped_agent_far_from_its_server_waits_for_its_last_request_to
             async with SmtpLikePeer() as peer:
                 stopped = worker(first.nc, country, ssl_contexts, fetch_timeout=1.0)
                 running = asyncio.create_task(stopped.run())
-                await asyncio.sleep(2.5)  # bound, its request open
+                await pulling(js, country)  # bound, its request open
                 stopped.stop()
                 await running
                 job = job_for(country, peer.port)

@@ -29,6 +29,7 @@ from tests.agent.helpers import (
     job_for,
     jobs_left,
     publish_job,
+    pulling,
     result_count,
     results,
     unacked,
@@ -373,7 +374,7 @@ async def test_an_agent_whose_connection_closed_for_good_stops(
     agent = worker(conn, country, ssl_contexts, fetch_timeout=0.5)
     with capture() as logs:
         running = asyncio.create_task(agent.run())
-        await asyncio.sleep(1.0)  # bound, its request open
+        await pulling(conn.jetstream(), country)  # bound, its request open
         await conn.close()
         await asyncio.wait_for(running, 10)
     assert any(line["event"] == "nats_connection_closed" for line in logs)
