@@ -104,15 +104,16 @@ test-debs: ## install what the test suite needs from Debian when missing, with o
 	$(call apt_when_missing,$(TEST_DEBS))
 
 # Two tiers. First the pure one, tests/unit: tests that need no server (its conftest refuses
-# them the network), in one process, in seconds; when it fails nothing else runs. Then the rest,
-# which waits on real servers far more than it computes: four workers (pytest-xdist), each
+# them the network), on PURE_WORKERS (one a core), in seconds; when it fails nothing else runs.
+# Then the rest, which waits on real servers far more than it computes: four workers, each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
 # so that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to
 # the second tier, PURE_ARGS to the first.
 TEST_WORKERS ?= 4
+PURE_WORKERS ?= 2
 test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
-	$(BIN)/pytest -n 0 tests/unit $(PURE_ARGS)
+	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
