@@ -49,7 +49,7 @@ BLACKBOX_DEBS := /usr/bin/prometheus-blackbox-exporter=prometheus-blackbox-expor
   /usr/sbin/postfix=postfix /usr/lib/dovecot/imap-login=dovecot-imapd \
   /usr/lib/dovecot/pop3-login=dovecot-pop3d
 # The agent self-check tests run agents in network namespaces with egress filtered by nftables
-# (tests/netns.py); as root only: elsewhere those tests skip.
+# (testkit/netns.py); as root only: elsewhere those tests skip.
 NETNS_DEBS := /usr/sbin/ip=iproute2 /usr/sbin/nft=nftables
 # The OAuth2 login tests run Debian's Dovecot (OAuth2 passdb) and a private Postfix submitting
 # through it, both started by the tests themselves on loopback ports (no service is enabled).
@@ -108,13 +108,18 @@ opendkim: ## install Debian's opendkim and opendkim-tools when missing (the roun
 test-debs: ## install what the test suite needs from Debian when missing, with one apt-get (all of the above but blackbox)
 	$(call apt_when_missing,$(TEST_DEBS))
 
-# The suite waits on real servers far more than it computes: four workers (pytest-xdist), each
+# Two tiers. First the pure one, tests/unit: tests that need no server (its conftest refuses
+# them the network), on PURE_WORKERS (one a core), in seconds; when it fails nothing else runs.
+# Then the rest, which waits on real servers far more than it computes: four workers, each
 # with its own embedded PostgreSQL and NATS, a test file per worker at a time (module fixtures
 # such as the short soak's campaign run once), the files marked `slow` first (tests/conftest.py)
-# so that no long file starts last. TEST_WORKERS=0 runs it in one process.
+# so that no long file starts last. TEST_WORKERS=0 runs it in one process; PYTEST_ARGS go to
+# the second tier, PURE_ARGS to the first.
 TEST_WORKERS ?= 4
-test: $(STAMP) test-debs ## run the whole test suite against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+PURE_WORKERS ?= 2
+test: $(STAMP) test-debs ## run the pure tier (tests/unit, no server), then the rest against real PostgreSQL, NATS, mail servers, Chromium, unbound, Dovecot, Postfix, Alertmanager, Prometheus and network namespaces
+	$(BIN)/pytest -n $(PURE_WORKERS) tests/unit $(PURE_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/unit $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## schemathesis, longer than make test's run: a drawn seed too, coverage phase, FUZZ_EXAMPLES (100) per operation
 	FUZZ_RANDOM=$${FUZZ_RANDOM:-1} FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} FUZZ_PHASES=$${FUZZ_PHASES:-examples,coverage,fuzzing,stateful} \
@@ -124,7 +129,7 @@ lint: $(STAMP) ## ruff (format and lint) and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy tools bench deploy
+	$(BIN)/mypy tools bench testkit deploy
 
 # `make bench scale` runs the named benchmarks only; BENCH_ARGS go after the names
 # (`make bench scale BENCH_ARGS='--window 60'`).
@@ -141,12 +146,13 @@ VERDICTS_ARGS ?= --minutes 6
 HA_SOAK_ARGS ?=
 # NOTICE_FAILOVER_ARGS: `--seeds N`.
 NOTICE_FAILOVER_ARGS ?=
-soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min); exits 1 when a target is missed
-	$(BIN)/python -m bench.soak; soak=$$?; \
+soak: $(STAMP) netns ## the fault campaign of issue 13 (~15 min), the verdict campaign of issue 60 (~8 min, namespaces, root), the HA campaign of issues 57 and 69 (~10 min), then 30 PostgreSQL failovers at the instant of sending (~6 min), then every variant of the saturated-country test (~2 min); exits 1 when a target is missed
+	$(BIN)/python -m testkit.campaigns.soak; soak=$$?; \
 	  $(BIN)/python -m bench verdicts $(VERDICTS_ARGS); verdicts=$$?; \
 	  $(BIN)/python -m bench ha-soak $(HA_SOAK_ARGS); ha=$$?; \
 	  $(BIN)/python -m bench notice-failover $(NOTICE_FAILOVER_ARGS); notices=$$?; \
-	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ]
+	  SOAK_FULL=1 $(BIN)/pytest -n 0 tests/e2e/test_saturated_country.py; saturated=$$?; \
+	  [ $$soak = 0 ] && [ $$verdicts = 0 ] && [ $$ha = 0 ] && [ $$notices = 0 ] && [ $$saturated = 0 ]
 
 clean: ## remove the virtual environment and local run data
 	rm -rf $(VENV) .run

@@ -26,28 +26,24 @@ from bench import (
     e2e,
     exporter,
     ha_idle,
-    ha_soak,
     ingest,
     jobs,
     lists,
     login,
     metrics,
-    notice_failover,
     probers,
     reads,
     report_rows,
     reports,
     roundtrip,
     runs,
-    saturation,
-    scale,
     scheduler,
     seal,
     storage,
     store,
-    verdicts,
 )
-from bench.common import discard_logs, machine
+from testkit.campaigns import ha_soak, notice_failover, saturation, scale, verdicts
+from testkit.common import discard_logs, machine
 
 BENCHMARKS: dict[str, Callable[[], bool]] = {
     "api": api.run,

@@ -34,7 +34,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from bench.common import cpu_s, discard_logs, machine, percentile, verdict
 from shared import embedded
 from shared.messages import (
     JOB_TYPES,
@@ -48,10 +47,11 @@ from shared.messages import (
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, jobs_subject
 from shared.timefmt import iso_ms, utcnow
-from tests.peers.imap import ImapPeer
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.scripted import ScriptedPeer
-from tests.peers.smtp import SmtpPeer
+from testkit.common import cpu_s, discard_logs, machine, percentile, verdict
+from testkit.peers.imap import ImapPeer
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.scripted import ScriptedPeer
+from testkit.peers.smtp import SmtpPeer
 
 COUNTRY = "DE"
 CONCURRENCY = 200  # the agent's default

@@ -28,7 +28,7 @@ from bench import mailservers
 from bench.exporter import CONCURRENCY, MODULES, WARMUP, _agent_checks
 from shared import logging as shared_logging
 from shared.loop import run_loop
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 # A sample goes to the first category one of whose markers names a frame, looking from the
 # innermost frame out: an OpenSSL routine called by the handshake counts as that routine.

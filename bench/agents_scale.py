@@ -18,7 +18,6 @@ from collections import Counter
 import httpx
 import nats
 
-from bench.common import Pipes, discard_logs, machine, verdict
 from controller.access import accounts_store as accounts
 from controller.access.credentials import hash_password, new_token
 from controller.db.migrate import migrate
@@ -29,6 +28,7 @@ from shared.messages import AgentHeartbeat, encode
 from shared.streams import ensure_streams
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.common import Pipes, discard_logs, machine, verdict
 
 AGENTS = 50
 COUNTRIES = 20

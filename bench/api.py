@@ -5,7 +5,7 @@ Target (issue 2): GET one >= 2,500 req/s with p99 <= 20 ms.
 
 import json
 
-from bench.common import Stack, WrkResult, machine, wrk
+from testkit.common import Stack, WrkResult, machine, wrk
 
 SECONDS = 10
 CONNECTIONS = 16

@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from bench.common import machine
 from controller.jobs import rules as job_rules
 from controller.monitors.store import Monitor, RoundState, WatchedMonitor, decode_config
 from controller.scheduling import rules as schedule
@@ -41,6 +40,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, BlockList
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.sidechecks.blocklists import WIRE as BLOCKLISTS
+from testkit.common import machine
 
 MONITORS = 10_000
 ORGS = 20

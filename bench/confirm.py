@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 
-from bench.common import Pipes, child_env, discard_logs, machine, start_module, verdict
 from controller.access import accounts_store as accounts
 from controller.access import customers_store as customers
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.scheduling import rules as schedule
 from shared import embedded
-from tests.peers.smtp import SmtpPeer
+from testkit.common import Pipes, child_env, discard_logs, machine, start_module, verdict
+from testkit.peers.smtp import SmtpPeer
 
 INTERVALS = (60, 300)
 TIMEOUT_S = 5

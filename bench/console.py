@@ -13,12 +13,12 @@ import urllib.request
 import uuid
 from datetime import timedelta
 
-from bench.common import Stack, machine, percentile, verdict
 from controller.access.credentials import token_digest
 from controller.db.pool import connect
 from controller.ingest import store as results
 from controller.web.console import store as console
 from shared.timefmt import iso_ms, utcnow
+from testkit.common import Stack, machine, percentile, verdict
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")

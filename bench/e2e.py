@@ -16,7 +16,9 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-from bench.common import (
+from controller.db.pool import connect
+from shared import embedded
+from testkit.common import (
     Pipes,
     child_env,
     discard_logs,
@@ -26,9 +28,7 @@ from bench.common import (
     start_module,
     verdict,
 )
-from controller.db.pool import connect
-from shared import embedded
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.smtp import SmtpPeer
 
 MONITORS = 6_000
 INTERVAL = 30

@@ -39,12 +39,12 @@ import trustme
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from bench import mailservers
-from bench.common import cpu_s, loop_seconds, machine, verdict
 from shared import embedded
 from shared import logging as shared_logging
 from shared.loop import run_loop
 from shared.messages import CheckJob, ImapPopConfig, MonitorType, SmtpConfig, encode
-from tests.peers.jobs import make_job
+from testkit.common import cpu_s, loop_seconds, machine, verdict
+from testkit.peers.jobs import make_job
 
 EXPORTER = "/usr/bin/prometheus-blackbox-exporter"
 CHECKS = int(os.environ.get("BENCH_EXPORTER_CHECKS", "1000"))

@@ -21,7 +21,6 @@ from tempfile import TemporaryDirectory
 import nats
 from nats.js import JetStreamContext
 
-from bench.common import cpu_s, discard_logs, machine
 from controller.runtime.stream_snapshots import Moved, move_streams
 from shared import embedded
 from shared.streams import (
@@ -31,6 +30,7 @@ from shared.streams import (
     jobs_consumer_name,
 )
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM
+from testkit.common import cpu_s, discard_logs, machine
 
 CONFIGURED = 50
 IN_USE = 5

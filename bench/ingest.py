@@ -25,7 +25,13 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from bench.common import (
+from controller.db.pool import create_pool
+from controller.ingest.ingester import Ingester
+from shared.messages import CheckResult, Phases, TlsInfo, encode
+from shared.streams import INGEST_CONSUMER, ensure_streams
+from shared.subjects import results_subject
+from shared.timefmt import iso_ms, utcnow
+from testkit.common import (
     JOB_IDS,
     Pipes,
     discard_logs,
@@ -35,12 +41,6 @@ from bench.common import (
     smtp_result,
     verdict,
 )
-from controller.db.pool import create_pool
-from controller.ingest.ingester import Ingester
-from shared.messages import CheckResult, Phases, TlsInfo, encode
-from shared.streams import INGEST_CONSUMER, ensure_streams
-from shared.subjects import results_subject
-from shared.timefmt import iso_ms, utcnow
 
 MONITORS = 20_000
 COUNTRIES = ("DE", "US")

@@ -18,14 +18,14 @@ from tempfile import TemporaryDirectory
 import nats
 
 from agent.bundles import jobs_of
-from bench.common import cpu_s, discard_logs
 from controller.scheduling.bundles import outgoing
 from shared import embedded
 from shared.publishing import Publisher
 from shared.pulling import StandingPull
 from shared.streams import ensure_streams, jobs_consumer_config, jobs_consumer_name
 from shared.subjects import JOBS_STREAM
-from tests.peers.jobs import make_job
+from testkit.common import cpu_s, discard_logs
+from testkit.peers.jobs import make_job
 
 PASS_JOBS = 200
 PASSES = 60

@@ -18,10 +18,10 @@ import time
 
 import msgspec
 
-from bench.common import Stack, machine, percentile, steady_partitions, verdict
 from bench.console import _timed
 from controller.db.pool import connect, create_pool
 from controller.statuspages.cache import PAGE_TTL_S
+from testkit.common import Stack, machine, percentile, steady_partitions, verdict
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")
@@ -84,8 +84,9 @@ async def _cold(database_url: str, slug: str, n: int = 3) -> list[float]:
     """A status page's build and render from scratch (content, HTML and JSON), ms."""
     from litestar.plugins.jinja import JinjaTemplateEngine
 
+    from controller.statuspages import pages_store as status_store
     from controller.web import console as console_app
-    from controller.web.console import status, status_feeds, status_store
+    from controller.web.console import status, status_feeds
 
     config = console_app.template_config()
     engine = config.engine_instance

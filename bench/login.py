@@ -28,8 +28,8 @@ from multiprocessing.connection import Connection
 
 import httpx
 
-from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from shared import embedded
+from testkit.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 
 MONITORS = 2_000
 INTERVAL = 10

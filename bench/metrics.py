@@ -15,11 +15,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import Stack, cpu_s, machine, percentile, verdict
 from controller.access.credentials import token_digest
 from controller.db.pool import connect
 from controller.ingest import store as results
 from shared.timefmt import utcnow
+from testkit.common import Stack, cpu_s, machine, percentile, verdict
 
 MONITORS = 100_000
 COUNTRIES = ("DE", "US", "SG")

@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from agent.probers.certs import CertCache, cert_facts, name_matches
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from bench.common import machine
 from shared.messages import ImapPopConfig, MonitorType, SmtpConfig
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.smtp import SmtpPeer
+from testkit.common import machine
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.smtp import SmtpPeer
 
 CHECKS = 400
 CONCURRENCY = 20

@@ -3,7 +3,7 @@
 console's monitor page run them on (`controller.db.pool.plan_generically`, `on_generic_plans`).
 
 Embedded PostgreSQL (crash-safe) on the daily result partitions a deployment holds
-(`bench.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
+(`testkit.common.steady_database`), MONITORS SMTP monitors checked from two countries, ROUNDS
 rounds stored as `bench store` stores them (`bench.store.stored_rounds`). Then each read the alerter
 and posture make of one monitor's results since its cursor (`alert_state.results_after`,
 `alert_state.results_before`, `posture_db.rounds_after`), the batch pass's read of BATCH monitors
@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import cpu_s, discard_logs, machine, steady_database
 from bench.store import BATCH as BATCH_STORED
 from bench.store import COUNTRIES, stored_rounds
 from controller.alerting import state_store as alert_state
@@ -33,6 +32,7 @@ from controller.posture import store as posture_db
 from controller.web.console import monitor_view
 from controller.web.console import store as console
 from shared.timefmt import utcnow
+from testkit.common import cpu_s, discard_logs, machine, steady_database
 
 MONITORS = 600
 ROUNDS = 6

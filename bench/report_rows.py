@@ -21,10 +21,10 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import Stack, machine, percentile, verdict
 from controller.db.pool import connect, create_pool
 from controller.notify.links import Links
 from controller.reports import intake
+from testkit.common import Stack, machine, percentile, verdict
 
 REPORTS = 6
 ROWS = 99_990

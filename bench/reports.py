@@ -33,13 +33,13 @@ from typing import TypeVar
 
 import httpx
 
-from bench.common import Stack, machine, percentile, verdict
 from bench.reports_child import parse_peak
 from controller.db.pool import connect
 from controller.reports.parse import Rejected, parse
 from controller.reports.sandbox import SANDBOX, Limits
-from tests.reports import hostile, samples
-from tests.reports.watching import Watched, watch
+from testkit.common import Stack, machine, percentile, verdict
+from testkit.reports import hostile, samples
+from testkit.reports.watching import Watched, watch
 
 EVERYDAY = 40
 ROUNDS = 3

@@ -22,12 +22,12 @@ from typing import Any
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from bench.common import machine
 from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend
 from shared.secret import Secret
-from tests.peers.jobs import make_job
-from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
-from tests.peers.smtp import SmtpPeer
+from testkit.common import machine
+from testkit.peers.jobs import make_job
+from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
+from testkit.peers.smtp import SmtpPeer
 
 SEQUENTIAL = 100
 LEVELS = (50, 100, 200, 400)

@@ -21,12 +21,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from bench.common import cpu_s, machine, steady_database
 from bench.store import BATCH, COUNTRIES, MONITORS, Rounds, stored_rounds
 from controller.db.pool import Conn
 from controller.ingest.pack_rules import packed_before
 from controller.ingest.store import LATENCY_BOUNDS_MS
 from shared.timefmt import utcnow
+from testkit.common import cpu_s, machine, steady_database
 
 RUN = 6  # rounds a run row holds
 RUNS_A_BATCH = 23  # 138 results, as BATCH

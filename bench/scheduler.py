@@ -25,7 +25,6 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from bench.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 from controller.db.pool import connect, create_pool
 from controller.fleet.live import LiveAgents
 from controller.monitors.validation import COUNTRIES
@@ -39,6 +38,7 @@ from shared.pulling import StandingPull
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.common import Pipes, discard_logs, machine, percentile, seed_monitors, verdict
 
 MONITORS = 300_000
 INTERVAL = 60

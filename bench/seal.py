@@ -17,7 +17,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from bench.common import machine, percentile, verdict
 from controller.monitors.store import WatchedMonitor, decode_watched
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
@@ -25,6 +24,7 @@ from controller.secrets.seal_keys import CountryKeys
 from shared.messages import CheckJob, encode
 from shared.sealing import OpeningKeys, generate
 from shared.timefmt import utcnow
+from testkit.common import machine, percentile, verdict
 
 MONITORS = 1000
 COUNTRIES = ("DE", "US")

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.common import seed_monitors, smtp_result, verdict
 from controller.db.pool import connect
 from controller.ingest import packer
 from controller.ingest import store as results
@@ -38,6 +37,7 @@ from controller.monitors.latest_store import monitor_with_latest
 from shared import embedded
 from shared.messages import CheckResult, Phases, TlsInfo, encode
 from shared.timefmt import iso_ms, utcnow
+from testkit.common import seed_monitors, smtp_result, verdict
 
 MONITORS = 500
 COUNTRIES = ("DE", "US")

@@ -3,7 +3,7 @@
 Embedded PostgreSQL (crash-safe), MONITORS SMTP monitors checked from two countries: rounds of
 one routine `up` result per monitor and country (each after two rounds that make the states'
 full rows, so they are stored compact, as in a steady state; on the daily result partitions a
-deployment holds, `bench.common.steady_partitions`) go through `results.store` in
+deployment holds, `testkit.common.steady_partitions`) go through `results.store` in
 batches of BATCH (the size the scale bench's ingester takes), one transaction each, on one
 connection. The CPU time of that connection's backend (/proc/PID/stat) over the rounds,
 divided by the results stored, is the cost per result; the client's CPU is the encoding and
@@ -28,13 +28,6 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.common import (
-    cpu_s,
-    discard_logs,
-    machine,
-    smtp_result,
-    steady_database,
-)
 from controller.db.pool import Conn
 from controller.ingest import alert_queue_store as alert_queue
 from controller.ingest import store as results
@@ -42,6 +35,13 @@ from controller.ingest.pack_rules import packed_before
 from controller.ingest.store import CheckedResult, decode_result
 from shared.messages import Phases, encode
 from shared.timefmt import utcnow
+from testkit.common import (
+    cpu_s,
+    discard_logs,
+    machine,
+    smtp_result,
+    steady_database,
+)
 
 MONITORS = 2_000
 COUNTRIES = ("DE", "US")
@@ -52,7 +52,7 @@ PASSES = 5
 
 
 def _result(public_id: str, cc: str, at: datetime) -> CheckedResult:
-    """What the scale bench's agents send for its SMTP responder (bench.smtp_target)."""
+    """What the scale bench's agents send for its SMTP responder (testkit.smtp_target)."""
     sent = smtp_result(
         public_id,
         cc,

@@ -24,7 +24,7 @@ from controller.secrets.box import SecretBox, generate_key
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
-from tests.serving import http_client, serve_app
+from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
 # and instance key): they look in a folder that does not exist (controller.ascode.run_dir).

@@ -11,8 +11,8 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared import embedded
 from shared.streams import ensure_streams
+from testkit.netns import netns as netns
 from tests.countries import AGENT, handout
-from tests.netns import netns as netns
 
 # One country per test (tests/countries.py).
 _COUNTRIES = handout(AGENT)

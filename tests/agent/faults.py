@@ -6,8 +6,8 @@ import contextlib
 from types import TracebackType
 from typing import Self
 
+from testkit.peers.scripted import ScriptedPeer
 from tests.agent.helpers import SMTP_REPLIES
-from tests.peers.scripted import ScriptedPeer
 
 
 class Link:

@@ -18,8 +18,8 @@ from agent.worker import Worker
 from shared.messages import CheckJob, CheckResult, MonitorType, decode_result, encode
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject, results_country_filter
-from tests.peers.jobs import make_job
-from tests.peers.scripted import ScriptedPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.scripted import ScriptedPeer
 
 SMTP_REPLIES = {"QUIT": b"221 bye\r\n"}
 
@@ -137,3 +137,16 @@ async def until_async(condition: Callable[[], Awaitable[bool]], within: float = 
     while not await condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def pulling(js: JetStreamContext, country: str, within: float = 10) -> None:
+    """Until a pull request is open on the country's consumer: an agent bound and waiting."""
+
+    async def open_request() -> bool:
+        try:
+            info = await js.consumer_info(JOBS_STREAM, jobs_consumer_name(country))
+        except NotFoundError:
+            return False  # not made yet
+        return bool(info.num_waiting)
+
+    await until_async(open_request, within)

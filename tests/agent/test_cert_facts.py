@@ -18,8 +18,8 @@ from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckResult, SmtpConfig, TlsInfo, TlsOptions
 from shared.timefmt import utcnow
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 
 CA = trustme.CA()
 RSA_CA = trustme.CA(key_type=trustme.KeyType.RSA)

@@ -12,8 +12,8 @@ from agent.probers.base import Recorder, Target, connect_socket
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from shared.messages import SmtpConfig
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 
 
 class CountingLoop(uvloop.Loop):  # type: ignore[misc]  # uvloop's Loop is untyped

@@ -12,7 +12,7 @@ import dns.rrset
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.oracles.rules import resolver_health
-from tests.peers.dns import DnsPeer
+from testkit.peers.dns import DnsPeer
 
 DOMAIN = "customer.example.com"
 RECORDS = {

@@ -14,8 +14,8 @@ from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.worker import Worker
 from shared.settings import AgentSettings, SettingsError, load
 from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
+from testkit.peers.dns import DnsPeer, PolicyHost
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
-from tests.peers.dns import DnsPeer, PolicyHost
 
 DOMAIN = "example.test"
 POLICY = "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n"

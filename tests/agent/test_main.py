@@ -23,7 +23,7 @@ from shared.messages import decode_heartbeat
 from shared.settings import AgentSettings
 from shared.streams import ensure_streams
 from shared.subjects import heartbeats_subject
-from tests.agent.helpers import worker
+from tests.agent.helpers import until, worker
 from tests.conftest import PROCESS_START_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,7 +245,7 @@ async def test_a_refused_nats_password_is_not_logged_either(
     stop = asyncio.Event()
     with capture_logs() as logs:
         connecting = asyncio.create_task(_connect(settings, "DE-secret-test", stop))
-        await asyncio.sleep(0.5)
+        await until(lambda: any(e["event"] == "nats_error" for e in logs), within=10)  # refused
         stop.set()
         assert await asyncio.wait_for(connecting, 5) is None
     assert any(e["event"] == "nats_error" for e in logs)

@@ -9,10 +9,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
-from bench.saturation import Tarpit
 from shared.messages import AGENT_FEATURES, FEATURE_PREEMPT, FEATURE_PREEMPT_CARRY, Preempt, encode
 from shared.streams import jobs_consumer_config
 from shared.subjects import JOBS_STREAM, control_subject, jobs_subject
+from testkit.campaigns.saturation import Tarpit
 from tests.agent.helpers import (
     capture,
     closed_port,

@@ -1,4 +1,4 @@
-"""The agent's readiness probe against a real DNS server on loopback (tests/peers/dns.py, which
+"""The agent's readiness probe against a real DNS server on loopback (testkit/peers/dns.py, which
 answers as a recursive resolver): SPF include trees of 9, 10 and 11 lookups, loops, void
 lookups, `exp=`, `redirect`, macros; the RFC 7208 test suite's processing-limit zones (the YAML
 suite pyspf ships, vendored in tests/data/rfc7208 with its licence) against the suite's own
@@ -50,8 +50,8 @@ from shared.sidechecks.readiness import (
     SpfNode,
     bounded,
 )
-from tests.peers.dns import DnsPeer, Records
-from tests.peers.jobs import make_job
+from testkit.peers.dns import DnsPeer, Records
+from testkit.peers.jobs import make_job
 
 SUITE = Path(__file__).parents[1] / "data" / "rfc7208" / "rfc7208-tests.yml"
 

@@ -15,8 +15,8 @@ from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from agent.worker import Worker
 from shared.settings import AgentSettings, load
 from shared.sidechecks.reverse_dns import PTR_NAMES_MAX, WIRE, ReverseDnsAsk
+from testkit.peers.dns import DnsPeer
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results
-from tests.peers.dns import DnsPeer
 
 ARPA = "1.0.0.127.in-addr.arpa"
 ARPA2 = "2.0.0.127.in-addr.arpa"

@@ -18,6 +18,8 @@ from nats.js import JetStreamContext
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from shared.messages import CheckJob, ImapPopConfig, TlsOptions
 from shared.sealing import OpeningKeys
+from testkit.peers.imap import ImapPeer
+from testkit.sealing import KeyRing
 from tests.agent.helpers import (
     SmtpLikePeer,
     capture,
@@ -32,8 +34,6 @@ from tests.agent.helpers import (
 )
 from tests.agent.test_main import ROOT, agent_env, start_agent, stop_agent
 from tests.conftest import PROCESS_START_S
-from tests.peers.imap import ImapPeer
-from tests.sealing import KeyRing
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The agent's canaries against real loopback listeners: what each reports, that failures at
 once share one run, that a port turning blocked or unblocked is one log line, and that what the
 heartbeat carries of them is bounded. (Dropped packets, a `timeout connecting`, come from the
-network namespaces of tests/netns.py.)"""
+network namespaces of testkit/netns.py.)"""
 
 import asyncio
 
@@ -9,8 +9,8 @@ from prometheus_client import REGISTRY
 
 from agent.selfcheck import SelfChecks
 from shared.messages import AgentHeartbeat, CanaryState, encode
+from testkit.peers.scripted import ScriptedPeer
 from tests.agent.helpers import SmtpLikePeer, capture, closed_port
-from tests.peers.scripted import ScriptedPeer
 
 
 def by_target(checks: SelfChecks) -> dict[str, CanaryState]:

@@ -1,4 +1,4 @@
-"""The canaries where the network really drops packets (tests/netns.py): an agent in a network
+"""The canaries where the network really drops packets (testkit/netns.py): an agent in a network
 namespace whose egress to port 25 is dropped and whose resolver never answers sees its port-25
 canary time out and its resolver check fail, while a canary on another port greets; that is,
 port 25 blocked, and nothing else."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.messages import SelfCheck, decode_heartbeat
-from tests.netns import DEAD_RESOLVER, Namespaces, missing
+from testkit.netns import DEAD_RESOLVER, Namespaces, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 

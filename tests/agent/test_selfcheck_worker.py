@@ -4,7 +4,7 @@ goes to another agent of the country; a failure the agent's own path explains is
 carries the canaries' state and nothing of the jobs.
 
 A canary `127.0.0.2:P` fails (refused) while a peer listens on 127.0.0.1:P: the same port,
-unreachable from this agent's point of view. Packet drops are tests/netns.py's."""
+unreachable from this agent's point of view. Packet drops are testkit/netns.py's."""
 
 import asyncio
 from collections import Counter

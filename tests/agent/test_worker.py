@@ -1,7 +1,6 @@
 """The agent's worker against the real NATS server and loopback mail peers, no mocks."""
 
 import asyncio
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tests.agent.helpers import (
     job_for,
     jobs_left,
     publish_job,
+    pulling,
     result_count,
     results,
     unacked,
@@ -37,7 +37,7 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
-from tests.unit.probers.test_run_check import free_port
+from tests.probers.test_run_check import free_port
 
 CHECK_FIELDS = {"job_id", "monitor_id", "country", "agent_id", "type", "status", "error_kind", "ms"}
 
@@ -223,21 +223,21 @@ async def test_stop_lets_in_flight_checks_finish_and_ack(
 async def test_a_check_outliving_the_grace_period_is_handed_back_at_once(
     js: JetStreamContext, nc: NATS, country: str, ssl_contexts: SslContexts
 ) -> None:
-    async with SmtpLikePeer(first_delay=10) as peer:
-        job = job_for(country, peer.port, timeout=3.0)
+    """The check would take 60 s (its timeout 30 s): the worker stops after its 0.1 s grace,
+    and the job is back for another agent at once, nak'd, not left for the 30 s ack wait."""
+    async with SmtpLikePeer(first_delay=60) as peer:
+        job = job_for(country, peer.port, timeout=30.0)
         await publish_job(js, job)
         first = worker(nc, country, ssl_contexts, shutdown_grace=0.1)
         run = asyncio.create_task(first.run())
         await until(lambda: first.in_flight == 1)
-        started = time.monotonic()
         first.stop()
-        await asyncio.wait_for(run, 2)
+        await asyncio.wait_for(run, 20)  # not the check's 30 s
         second = worker(nc, country, ssl_contexts)
-        await second.run(burst=True)  # the default ack_wait is 30 s: only a nak explains this
-        elapsed = time.monotonic() - started
+        # Without the nak the job would come back after the 30 s ack wait, not within this.
+        await asyncio.wait_for(second.run(burst=True), 15)
     [result] = await results(js, country)
     assert (result.agent_id, result.status) == (second.agent_id, "up")
-    assert elapsed < 2
     assert await jobs_left(js, country) == 0
 
 
@@ -374,7 +374,7 @@ async def test_an_agent_whose_connection_closed_for_good_stops(
     agent = worker(conn, country, ssl_contexts, fetch_timeout=0.5)
     with capture() as logs:
         running = asyncio.create_task(agent.run())
-        await asyncio.sleep(1.0)  # bound, its request open
+        await pulling(conn.jetstream(), country)  # bound, its request open
         await conn.close()
         await asyncio.wait_for(running, 10)
     assert any(line["event"] == "nats_connection_closed" for line in logs)

@@ -19,6 +19,7 @@ from agent.worker import DEFAULT_ACK_WAIT_S
 from shared.messages import CheckResult
 from shared.streams import jobs_consumer_name
 from shared.subjects import JOBS_STREAM
+from testkit.peers.scripted import ScriptedPeer
 from tests.agent.helpers import (
     SMTP_REPLIES,
     SmtpLikePeer,
@@ -33,7 +34,6 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
-from tests.peers.scripted import ScriptedPeer
 
 
 async def test_a_latin1_greeting_is_published_readable_and_acked(

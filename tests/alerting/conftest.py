@@ -38,9 +38,9 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow
-from tests.alerting.peers import Relay, SmsGateway
+from testkit.alerting.peers import Relay, SmsGateway
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.serving import http_client, serve_app
 
 RELAY_USER, RELAY_PASSWORD = "relay-user", "relay-pa55word"
 MONITOR_SECRET = "monitor-s3cret-never-mailed"

@@ -22,10 +22,10 @@ from shared.messages import CheckResult
 from shared.sidechecks.blocklists import Reputation
 from shared.sidechecks.blocklists_bound import BUDGET_SPENT
 from shared.timefmt import iso_ms, utcnow
+from testkit.peers.dnsbl import DnsblPeer
 from tests.alerting.conftest import LINKS, Rig
 from tests.alerting.test_blocklists import HOST, LISTS, RBL, arrived, lookups, views
 from tests.conftest import make_tenant
-from tests.peers.dnsbl import DnsblPeer
 
 VICTIM_IP = "93.184.216.77"  # a query name only
 SILENT = "never-answers.test"

@@ -21,10 +21,10 @@ from shared.messages import CheckResult, decode_event
 from shared.settings import ControllerSettings
 from shared.sidechecks.blocklists import WIRE, Reputation
 from shared.timefmt import iso_ms, utcnow
+from testkit.peers.dnsbl import DnsblPeer, Zone, healthy, label
+from testkit.serving import http_client, serve_app
 from tests.alerting.conftest import LINKS, Rig
 from tests.conftest import make_tenant
-from tests.peers.dnsbl import DnsblPeer, Zone, healthy, label
-from tests.serving import http_client, serve_app
 
 HOST = "smtp.customer.test"
 # Query names only: nothing is ever sent to them. Each test its own, as answers are shared by

@@ -22,14 +22,16 @@ from controller.notify.links import Links
 from controller.scheduling import login_cap_notice
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
-from tests.alerting.conftest import DOWN, Rig
-from tests.alerting.receivers import (
+from testkit.alerting.receivers import (
     APPRISE_PASSWORD,
     APPRISE_PATH,
     CA,
     Receiver,
     client_context,
 )
+from testkit.peers.smtp import SmtpPeer
+from testkit.peers.tls import short_key_leaf
+from tests.alerting.conftest import DOWN, Rig
 from tests.alerting.test_channels import (
     PUBLIC_URL,
     SECRETS,
@@ -42,8 +44,6 @@ from tests.alerting.test_channels import (
 from tests.alerting.test_posture import CA as POSTURE_CA
 from tests.alerting.test_posture import contexts, round_  # noqa: F401  # the fixture
 from tests.conftest import make_tenant
-from tests.peers.smtp import SmtpPeer
-from tests.peers.tls import short_key_leaf
 
 REJECTED = {"DE": "auth", "FR": "auth", "US": "auth"}
 

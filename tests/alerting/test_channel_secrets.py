@@ -22,7 +22,7 @@ from controller.secrets.box import SecretBox
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
-from tests.alerting.receivers import Receiver, verify_signature
+from testkit.alerting.receivers import Receiver, verify_signature
 from tests.alerting.test_channels import PUBLIC_URL, loopback_api, loopback_egress
 from tests.conftest import Tenant
 

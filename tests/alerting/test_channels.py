@@ -31,16 +31,16 @@ from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.secret import SECRET_MASK
 from shared.settings import ControllerSettings
-from tests.alerting.conftest import DOWN, UP, Rig
-from tests.alerting.receivers import (
+from testkit.alerting.receivers import (
     ALERTMANAGER,
     Alertmanager,
     Receiver,
     client_context,
     verify_signature,
 )
+from testkit.serving import http_client, serve_app
+from tests.alerting.conftest import DOWN, UP, Rig
 from tests.conftest import Tenant, make_tenant
-from tests.serving import http_client, serve_app
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 PUBLIC_URL = "https://mailprobe.example.test"

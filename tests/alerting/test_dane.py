@@ -15,13 +15,13 @@ import pytest
 from agent.probers.tls import SslContexts, build_ssl_contexts
 from agent.sidechecks.mail_dns import MailDnsProbe
 from shared.dns_canary import Canary
+from testkit.peers import unbound
+from testkit.peers.dns import Records
+from testkit.peers.dnssec import SignedDnsPeer, signed_zone
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_mail_dns import CA, DOMAIN, MONITORED, round_, served, watched
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers import unbound
-from tests.peers.dns import Records
-from tests.peers.dnssec import SignedDnsPeer, signed_zone
-from tests.peers.smtp import SmtpPeer
 
 pytestmark = pytest.mark.skipif(unbound.missing() is not None, reason=str(unbound.missing()))
 

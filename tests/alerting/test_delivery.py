@@ -13,8 +13,8 @@ from controller.notify.entry import Notice, Source, notify
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
+from testkit.alerting.peers import Relay, SmsGateway
 from tests.alerting.conftest import DOWN, RELAY_PASSWORD, RELAY_USER, SENDER, Rig
-from tests.alerting.peers import Relay, SmsGateway
 
 
 async def test_relay_down_then_up_delivers_once(rig: Rig) -> None:

@@ -20,12 +20,12 @@ from controller.oracles.rules import HOLD, RESOLVER
 from controller.oracles.watch import OracleWatch
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
+from testkit.peers.dns import DnsPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_mail_dns import CA, DOMAIN, served, zone
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers.dns import DnsPeer
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
 
 TRUTHFUL, LYING = "SE", "NZ"  # countries no other test's oracle rows use
 

@@ -30,11 +30,11 @@ from shared.messages import (
     TlsOptions,
 )
 from shared.secret import Secret
+from testkit.oauth2 import dovecot, postfix
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.peers.jobs import make_job
 from tests.alerting.conftest import LINKS, Rig
-from tests.oauth2 import dovecot, postfix
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.peers.jobs import make_job
 
 USER, PASSWORD = "alice@example.com", "alice-pa55"
 TLS = TlsOptions(servername="localhost")

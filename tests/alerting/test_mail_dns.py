@@ -20,11 +20,11 @@ from agent.sidechecks.mail_dns import MailDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
+from testkit.peers.dns import DnsPeer, PolicyHost
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers.dns import DnsPeer, PolicyHost
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
 
 CA = trustme.CA()
 DOMAIN = "customer.test"

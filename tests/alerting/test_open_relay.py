@@ -13,10 +13,10 @@ from agent.probers.tls import build_ssl_contexts
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
+from testkit.peers.jobs import make_job
+from testkit.peers.postfix import RelayPostfix, missing
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers.jobs import make_job
-from tests.peers.postfix import RelayPostfix, missing
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
 

@@ -13,9 +13,9 @@ from controller.oracles import store as oracles_db
 from controller.oracles.rules import HOLD
 from controller.oracles.watch import OracleWatch
 from shared.timefmt import utcnow
+from testkit.peers.dnsbl import DnsblPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_blocklists import HOST, LISTS, ZEN, lookups, views
-from tests.peers.dnsbl import DnsblPeer
 
 COUNTRY = "PT"  # no other test's oracle rows use it
 IP = "93.184.216.99"  # a query name only

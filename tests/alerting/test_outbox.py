@@ -24,6 +24,7 @@ from controller.notify.outbox_store import REMINDER_DROPPED
 from controller.notify.recipients import Outgoing
 from controller.notify.sms import SmsChannel
 from shared import embedded
+from testkit.alerting.peers import Relay
 from tests.alerting.conftest import (
     DOWN,
     RELAY_PASSWORD,
@@ -33,7 +34,6 @@ from tests.alerting.conftest import (
     Rig,
     email_channel,
 )
-from tests.alerting.peers import Relay
 
 
 async def history(rig: Rig, outbox_id: int) -> list[tuple[int, str]]:

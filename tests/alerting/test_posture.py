@@ -18,11 +18,11 @@ from agent.probers.tls import SslContexts, build_ssl_contexts
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms, utcnow
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
+from testkit.peers.strip import StripStarttls
+from testkit.peers.tls import outdated, short_key_leaf
 from tests.alerting.conftest import DOWN, Rig, console_page
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
-from tests.peers.strip import StripStarttls
-from tests.peers.tls import outdated, short_key_leaf
 
 CA = trustme.CA()
 

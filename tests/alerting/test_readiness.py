@@ -20,11 +20,11 @@ from controller.ingest import store as results
 from shared.dns_canary import Canary
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
+from testkit.peers.dns import DnsPeer, Records
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers.dns import DnsPeer, Records
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
 
 DOMAIN = "example.test"
 CANARIES = (Canary("canary.test", "A", True), Canary("nothing.invalid", "A", False))

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from controller.notify.budget import Budget
 from controller.reports import intake
+from testkit.reports import made
 from tests.alerting.conftest import DOWN, LINKS, Rig
 from tests.alerting.test_notice_sources import budgets, statuses
 from tests.alerting.test_notification_budget import MidHour, sent_to, worker
-from tests.reports import made
 
 DOMAINS = 10  # monitors, each naming its own domain
 ROUNDS = 10  # reports about each domain, each naming NEW MX not reported before

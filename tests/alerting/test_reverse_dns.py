@@ -13,11 +13,11 @@ from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from controller.ingest import store as results
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
+from testkit.peers.dns import DnsPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
-from tests.peers.dns import DnsPeer
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
 
 ARPA = "1.0.0.127.in-addr.arpa"
 GOOD = {(ARPA, "PTR"): ["mail.test."], ("mail.test", "A"): ["127.0.0.1"]}

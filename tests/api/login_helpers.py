@@ -17,7 +17,7 @@ from controller.secrets.box import generate_key
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
-from tests.serving import TLS, http_client
+from testkit.serving import TLS, http_client
 
 _addresses = itertools.count(1)
 

@@ -36,8 +36,8 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
-from tests.sealing import KeyRing
-from tests.serving import serve_app
+from testkit.sealing import KeyRing
+from testkit.serving import serve_app
 
 
 @dataclass

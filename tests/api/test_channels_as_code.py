@@ -11,8 +11,8 @@ import yaml
 
 from controller.ascode import channels as channel_file
 from controller.ascode.spec import SpecError
+from testkit.serving import http_client
 from tests.conftest import Tenant
-from tests.serving import http_client
 
 ENV = {
     "MAILPROBE_SECRET_PD": "pd-routing-key-0001",

@@ -11,9 +11,9 @@ from aiosmtpd.smtp import Envelope, Session
 
 from controller.notify import DeliveryError, Notification
 from controller.notify.email import EmailChannel
+from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP, assert_error, create, seed_body
 from tests.conftest import Tenant
-from tests.peers.smtp import SmtpPeer
 
 NOT_ONE_ADDRESS = [
     "a@x.com,root,postmaster",

@@ -14,8 +14,8 @@ from controller.db.pool import create_pool
 from controller.runtime.serve import readiness
 from shared import embedded, ops
 from shared.settings import ControllerSettings
+from testkit.serving import http_client
 from tests.api.login_helpers import serving
-from tests.serving import http_client
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
+from testkit.serving import http_client, serve_app
 from tests.api.helpers import IMAP, SMTP, SMTP_KEYS, assert_error, minimal_body, seed_body
 from tests.conftest import Tenant, make_tenant
-from tests.serving import http_client, serve_app
 
 
 async def test_listed_addresses_are_normalised_shown_and_cleared(

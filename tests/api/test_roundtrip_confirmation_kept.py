@@ -13,9 +13,9 @@ from structlog.testing import capture_logs
 
 from controller.ascode.run import current, export_text
 from controller.ascode.spec import load
+from testkit.serving import http_client
 from tests.api.test_monitors_as_code import run
 from tests.conftest import Tenant
-from tests.serving import http_client
 
 RT = "/api/roundtrip-monitors"
 ENV = {"MAILPROBE_SECRET_P": "pw"}

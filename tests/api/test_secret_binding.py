@@ -17,12 +17,12 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from controller.secrets.box import SecretBox
 from shared.settings import ControllerSettings
+from testkit.peers.smtp import SmtpPeer
+from testkit.serving import http_client
 from tests.alertsite.helpers import V3, as_error
 from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, opened, stored_row
 from tests.api.rig import Rig, pipeline_api
 from tests.conftest import Tenant, make_tenant
-from tests.peers.smtp import SmtpPeer
-from tests.serving import http_client
 
 COUNTRY = "FJ"  # the rig's agent; no other test uses it
 OWNER_USER, OWNER_PASSWORD = "billing@owner.test", "OwnerOnly-7f3a9c"

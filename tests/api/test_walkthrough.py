@@ -13,10 +13,10 @@ import pytest
 import trustme
 
 from controller.ascode import spec
+from testkit.serving import http_client
 from tests.api.test_cli import ROOT
 from tests.api.test_monitors_as_code import command_line
 from tests.conftest import Tenant
-from tests.serving import http_client
 from tools.devrun import sink_env, try_it
 
 README = (ROOT / "README.md").read_text()

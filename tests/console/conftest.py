@@ -2,8 +2,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from testkit.serving import http_client
 from tests.console.helpers import Browserish
-from tests.serving import http_client
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from selenium.webdriver.support.ui import Select
 
 from shared import embedded
 from shared.settings import ControllerSettings
+from testkit.peers.smtp import SmtpPeer
+from testkit.serving import http_client
 from tests.api.helpers import create
 from tests.api.rig import Rig, pipeline_api
 from tests.conftest import PASSWORD, Tenant, make_tenant
 from tests.console import browser
-from tests.peers.smtp import SmtpPeer
-from tests.serving import http_client
 
 COUNTRY = "TV"  # the rig's agent; no other test uses it
 T = TypeVar("T")

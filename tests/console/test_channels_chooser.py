@@ -15,12 +15,12 @@ from selenium.webdriver.common.by import By
 from controller.notify.egress import Egress
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
-from tests.alerting.receivers import client_context
+from testkit.alerting.receivers import client_context
+from testkit.serving import http_client, serve_app
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, make_tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
-from tests.serving import http_client, serve_app
 
 
 @pytest.fixture(scope="module")

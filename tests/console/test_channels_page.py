@@ -13,10 +13,10 @@ import pytest
 from controller.notify.egress import Egress
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
-from tests.alerting.receivers import Receiver, client_context, verify_signature
+from testkit.alerting.receivers import Receiver, client_context, verify_signature
+from testkit.serving import http_client, serve_app
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish
-from tests.serving import http_client, serve_app
 
 SECRET = "console-whsec-never-shown"
 

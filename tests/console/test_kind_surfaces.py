@@ -23,10 +23,10 @@ from controller.web.api.monitor_kinds import APIS, api_of
 from controller.web.api.monitor_schemas import MASK
 from controller.web.console.form_fields import values_of
 from controller.web.console.forms import form_of
+from testkit.serving import http_client
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values
 from tests.console.test_monitor_metrics import scrape_token
-from tests.serving import http_client
 
 TYPES = [(kind, t) for kind in KINDS for t in kind.types]
 IDS = [t for _, t in TYPES]

@@ -20,11 +20,11 @@ import yaml
 
 from controller.jobs.rules import JobIds
 from shared import embedded
+from testkit.serving import http_client
 from tests.api.helpers import create
 from tests.conftest import make_tenant
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_monitor_metrics import scrape_token
-from tests.serving import http_client
 
 PROMETHEUS = "/usr/bin/prometheus"
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"

@@ -18,11 +18,11 @@ from selenium.webdriver.common.by import By
 from controller.notify.links import Links
 from controller.reports import intake
 from controller.web.console import charts
+from testkit.reports import made
 from tests.api.helpers import create
 from tests.conftest import PASSWORD, Tenant, make_tenant
 from tests.console import browser
 from tests.console.test_browser import Loop, in_browser
-from tests.reports import made
 
 LINES = """
 const fig = document.getElementById(arguments[0]);

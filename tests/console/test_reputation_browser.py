@@ -24,12 +24,12 @@ from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
 from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client, serve_app
 from tests.alerting.test_blocklists import arrived
 from tests.api.helpers import SMTP, minimal_body
 from tests.conftest import PASSWORD, Tenant
 from tests.console import browser
 from tests.console.helpers import Browserish
-from tests.serving import http_client, serve_app
 
 LISTS = "bl.spamcop.net:ip:major, psbl.surriel.com"
 OUTBOUND = "81.2.69.170"  # a query name only: nothing is ever sent to it

@@ -14,11 +14,11 @@ import msgspec
 
 from controller.alerting import incident_store as incident_db
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
 from tests.console.test_status_pages import _publish, _row_id
-from tests.serving import http_client
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

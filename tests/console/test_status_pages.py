@@ -10,10 +10,10 @@ import httpx
 from controller.alerting import incident_store as incident_db
 from controller.jobs.rules import JobIds
 from shared.timefmt import utcnow
+from testkit.serving import http_client
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, store_result
-from tests.serving import http_client
 
 
 async def _publish(

@@ -20,11 +20,11 @@ from controller.notify.outbox import OutboxWorker
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
-from tests.alerting.peers import Relay
+from testkit.alerting.peers import Relay
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
 from tests.console.test_status_pages import _publish
-from tests.serving import http_client, serve_app
 
 LINK = re.compile(r"(http://localhost:8080/status/\S+)")
 

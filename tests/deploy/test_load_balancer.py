@@ -22,8 +22,8 @@ from controller.db.pool import create_pool
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
+from testkit.serving import serve_app
 from tests.deploy.test_deploy_files import DEPLOY
-from tests.serving import serve_app
 
 HAPROXY = Path("/usr/sbin/haproxy")
 SHIPPED = DEPLOY / "haproxy" / "haproxy.cfg"

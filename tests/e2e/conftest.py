@@ -42,9 +42,9 @@ from shared.messages import AgentHeartbeat
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 # Agents run in HOME and ABROAD for the whole package; NOBODY never has one; KILLED is the
 # country of the agent process that the kill test starts and kills. No other test uses these.

@@ -12,11 +12,11 @@ import httpx
 
 from controller.alerting.evaluator import Alerter
 from shared.timefmt import parse_iso
+from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import make_due_now, of_rounds_since, smtp_monitor, wait_results
-from tests.peers.smtp import SmtpPeer
 
 
 async def test_an_outage_seen_from_every_country_is_down_seconds_after_the_first_failure(

@@ -13,11 +13,11 @@ import pytest
 
 from controller.scheduling.plan import grid_after
 from shared.timefmt import parse_iso, utcnow
+from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import smtp_monitor, wait_results
-from tests.peers.smtp import SmtpPeer
 
 INTERVAL = 10  # the shortest the API allows
 

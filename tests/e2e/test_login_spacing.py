@@ -14,11 +14,11 @@ import time
 import httpx
 
 from shared.timefmt import parse_iso
+from testkit.peers.smtp import SmtpPeer
 from tests.api.helpers import SMTP
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import count, smtp_monitor, wait_results
-from tests.peers.smtp import SmtpPeer
 
 
 async def test_a_rounds_logins_go_from_one_country_then_the_next(

@@ -28,9 +28,9 @@ from controller.db.pool import create_pool
 from controller.scheduling import rules
 from controller.secrets.box import generate_key
 from shared import embedded
+from testkit.peers.smtp import SmtpPeer
+from testkit.serving import http_client
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.peers.smtp import SmtpPeer
-from tests.serving import http_client
 
 pytestmark = pytest.mark.slow
 

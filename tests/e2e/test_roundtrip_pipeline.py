@@ -1,6 +1,6 @@
 """Round-trip monitors end to end (issue 14): made through the API, scheduled, sealed to their
 countries, run by the agents of two countries against an SMTP server that really delivers into
-a mailbox the IMAP and POP3 peers serve (tests/peers/mailstore.py), results back through the
+a mailbox the IMAP and POP3 peers serve (testkit/peers/mailstore.py), results back through the
 API."""
 
 import asyncio
@@ -14,11 +14,11 @@ import pytest
 
 from controller.alerting.evaluator import Alerter
 from controller.jobs.rules import JobIds
+from testkit.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
+from testkit.peers.smtp import SmtpPeer
 from tests.conftest import Tenant
 from tests.e2e.conftest import ABROAD, HOME, Agents, Controller
 from tests.e2e.helpers import count, wait_results
-from tests.peers.mailstore import DeliveringHandler, MailboxImapPeer, MailboxPop3Peer, Mailstore
-from tests.peers.smtp import SmtpPeer
 
 pytestmark = pytest.mark.slow
 

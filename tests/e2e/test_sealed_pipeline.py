@@ -14,12 +14,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from structlog.testing import capture_logs
 
+from testkit.peers.imap import ImapPeer
+from testkit.sealing import KeyRing
 from tests.api.helpers import IMAP
 from tests.conftest import Tenant
 from tests.e2e.conftest import HOME, Agents, Controller
 from tests.e2e.helpers import count, wait_results
-from tests.peers.imap import ImapPeer
-from tests.sealing import KeyRing
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 
 from controller.secrets.box import generate_key
 from shared import embedded
+from testkit.peers.slowpath import SlowPath
+from testkit.serving import http_client
 from tests.conftest import PROCESS_START_S, scratch_database
-from tests.peers.slowpath import SlowPath
-from tests.serving import http_client
 
 COUNTRY = "LI"  # no agent ever runs for it in the tests: its rounds are `no_agent`
 

@@ -176,19 +176,16 @@ async def test_killing_the_stream_leader_loses_no_message(
         leader = placed.leader
         seen: set[str] = set()
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         consumer = asyncio.create_task(consume(js, seen, total, stop))
         try:
-            killed = loop.time()
             for i in range(total):
                 if i == kill_at:
                     next(n for n in nodes if n.name == leader).kill()
-                    killed = loop.time()
                 await publish_until_acked(js, f"mon.results.DE.smtp.m{i % 7}", f"r{i}")
+            # A new leader within seconds, then the ack wait at most: every result comes in
+            # (how soon is the HA campaign's figure, `make soak`).
             async with asyncio.timeout(30):
                 await consumer
-            # A new leader within seconds (~5 s on this loaded host), then the ack wait at most.
-            assert loop.time() - killed < 25
         finally:
             stop.set()
             await consumer

@@ -1,12 +1,12 @@
 """A notice sent at the instant the PostgreSQL primary dies is neither lost nor late (issue 69),
 on real engines: a primary with a synchronous standby, the outbox worker, an e-mail sink and a
-webhook receiver counting every notice by its idempotency key (bench.notice_failover). One
-failover per instant of the kill: while a receiver holds the send, as the write-back commits,
+webhook receiver counting every notice by its idempotency key (testkit.campaigns.notice_failover).
+One failover per instant of the kill: while a receiver holds the send, as the write-back commits,
 during the worker's claims; `make soak` runs many seeds of each."""
 
 import pytest
 
-from bench.notice_failover import INSTANTS, SeedFigures, report, run_campaign
+from testkit.campaigns.notice_failover import INSTANTS, SeedFigures, report, run_campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -1,3 +1,3 @@
-"""Tests of the network namespaces the agent self-check tests run agents in (tests/netns.py)."""
+"""Tests of the network namespaces the agent self-check tests run agents in (testkit/netns.py)."""
 
-from tests.netns import netns as netns
+from testkit.netns import netns as netns

@@ -1,7 +1,7 @@
 """A blocklist that differs between countries, end to end on real parts (issue 58).
 
 Two real `python -m agent` processes, DE's and US's, each in a network namespace of its own
-(tests/netns.py) whose resolver (`/etc/netns/<name>/resolv.conf`, which the agent's blocklist
+(testkit/netns.py) whose resolver (`/etc/netns/<name>/resolv.conf`, which the agent's blocklist
 lookups use when no `AGENT_BLOCKLIST_RESOLVER` is set) is a DNS peer on that namespace's host
 side, unreachable from the other namespace (nftables drops it). Both peers serve the same list
 `rbl.example.net`, healthy in both (RFC 5782 test entries); DE's lists the monitored server's
@@ -43,14 +43,14 @@ from shared import embedded
 from shared.loop import run_every
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
+from testkit.netns import Netns, missing, namespace
+from testkit.peers.dnsbl import DnsblPeer, healthy, label
+from testkit.peers.smtp import SmtpPeer
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.api.helpers import SMTP
 from tests.conftest import PROCESS_START_S, Tenant, make_tenant, scratch_database
 from tests.e2e.helpers import make_due_now, smtp_monitor
-from tests.netns import Netns, missing, namespace
-from tests.peers.dnsbl import DnsblPeer, healthy, label
-from tests.peers.smtp import SmtpPeer
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=str(missing())),

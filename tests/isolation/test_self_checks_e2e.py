@@ -1,6 +1,6 @@
 """Agents whose own network path fails are not outages, end to end (issue 16 part 1).
 
-Real `python -m agent` processes, each in a network namespace of its own (tests/netns.py): in DE
+Real `python -m agent` processes, each in a network namespace of its own (testkit/netns.py): in DE
 one whose port 25 egress nftables drops and one that is healthy, in US a lone one whose port 25
 is dropped, in FR one whose resolver never answers. What they reach is one host-side address
 (`Site`): the NATS server, SMTP peers on ports 25 and 587 (the monitored servers and the
@@ -44,14 +44,14 @@ from shared import embedded
 from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.timefmt import parse_iso
+from testkit.netns import DEAD_RESOLVER, Netns, missing, namespace
+from testkit.peers.dns import DnsPeer
+from testkit.peers.smtp import SmtpPeer
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.api.helpers import SMTP
 from tests.conftest import PROCESS_START_S, Tenant, make_tenant, scratch_database
 from tests.e2e.helpers import make_due_now, smtp_monitor, wait_results
-from tests.netns import DEAD_RESOLVER, Netns, missing, namespace
-from tests.peers.dns import DnsPeer
-from tests.peers.smtp import SmtpPeer
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=str(missing())),

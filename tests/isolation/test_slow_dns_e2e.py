@@ -1,6 +1,6 @@
 """A zone that never answers slows only the monitors that name it (issue 22 item 1), end to end.
 
-A real `python -m agent` in a network namespace (tests/netns.py) resolves through a DNS peer on
+A real `python -m agent` in a network namespace (testkit/netns.py) resolves through a DNS peer on
 the host side that answers `fast.test` and never replies for anything under `slow.test`, with
 glibc's default 5 s a try (so an unanswered getaddrinfo holds a thread of the default pool for
 5 s). One organization's many jobs name `slow.test`; another's name `fast.test`; the agent has
@@ -21,10 +21,10 @@ import pytest
 
 from shared import embedded
 from shared.streams import ensure_streams
+from testkit.netns import NETNS_ETC, missing, namespace
+from testkit.peers.dns import DnsPeer
+from testkit.peers.smtp import SmtpPeer
 from tests.agent.helpers import consumer_exists, job_for, publish_job, results
-from tests.netns import NETNS_ETC, missing, namespace
-from tests.peers.dns import DnsPeer
-from tests.peers.smtp import SmtpPeer
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 

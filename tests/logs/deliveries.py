@@ -34,12 +34,12 @@ from controller.secrets.box import SecretBox, generate_key
 from shared.logging import configure
 from shared.messages import ImapPopConfig
 from shared.secret import Secret
-from tests.alerting.receivers import ALERTMANAGER, Alertmanager, Receiver
-from tests.oauth2.issuer import TokenIssuer
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.smtp import SmtpPeer
+from testkit.alerting.receivers import ALERTMANAGER, Alertmanager, Receiver
+from testkit.oauth2.issuer import TokenIssuer
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.smtp import SmtpPeer
 
 SECRETS = {
     "webhook": "whsec-signing-k3y-never-logged",

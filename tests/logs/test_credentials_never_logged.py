@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from shared.logging import redact
-from tests.alerting.receivers import APPRISE_PASSWORD
+from testkit.alerting.receivers import APPRISE_PASSWORD
 from tests.logs import deliveries as d
 
 

@@ -7,9 +7,9 @@ import pytest
 import trustme
 
 from agent.probers.tls import SslContexts, build_ssl_contexts
-from tests.oauth2 import dovecot, postfix
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
+from testkit.oauth2 import dovecot, postfix
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
 
 
 @pytest.fixture(scope="module")

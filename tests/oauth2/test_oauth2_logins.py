@@ -1,6 +1,6 @@
 """OAuth2 logins (XOAUTH2, OAUTHBEARER) against real servers: Debian's Dovecot validating JWT
 access tokens with its OAuth2 passdb for IMAP and POP3, and Postfix submission authenticating
-through Dovecot for SMTP. Tokens come from the loopback issuer (tests/oauth2/issuer.py)."""
+through Dovecot for SMTP. Tokens come from the loopback issuer (testkit/oauth2/issuer.py)."""
 
 import pytest
 
@@ -17,9 +17,9 @@ from shared.messages import (
     SmtpConfig,
     TlsOptions,
 )
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.peers.jobs import make_job
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.peers.jobs import make_job
 
 USER = "alice@example.com"
 MECHANISMS = ["XOAUTH2", "OAUTHBEARER"]

@@ -27,13 +27,13 @@ from shared.messages import (
     TlsOptions,
     encode,
 )
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.peers.base import LoopbackServer
-from tests.peers.imap import ImapPeer
-from tests.peers.jobs import make_job
-from tests.peers.pop3 import Pop3Peer
-from tests.peers.scripted import ScriptedPeer
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.peers.base import LoopbackServer
+from testkit.peers.imap import ImapPeer
+from testkit.peers.jobs import make_job
+from testkit.peers.pop3 import Pop3Peer
+from testkit.peers.scripted import ScriptedPeer
 
 USER = "alice@example.com"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"

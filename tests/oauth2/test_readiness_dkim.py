@@ -24,11 +24,11 @@ from shared.embedded import free_port
 from shared.messages import RoundTripConfig, RoundTripReceive, RoundTripSend, SmtpAuth, TlsOptions
 from shared.secret import Secret
 from shared.sidechecks.readiness import ReadinessAsk
-from tests.oauth2 import postfix
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.peers.dns import DnsPeer, Records
-from tests.peers.jobs import make_job
+from testkit.oauth2 import postfix
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.peers.dns import DnsPeer, Records
+from testkit.peers.jobs import make_job
 
 OPENDKIM = "/usr/sbin/opendkim"
 GENKEY = "/usr/sbin/opendkim-genkey"

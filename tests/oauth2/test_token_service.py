@@ -45,13 +45,13 @@ from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.issuer import SCOPE, TokenIssuer
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.issuer import SCOPE, TokenIssuer
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 USER = "alice@example.com"
 CLIENT, CLIENT_SECRET = "mailprobe-app", "cs-" + uuid.uuid4().hex

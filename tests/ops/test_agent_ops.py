@@ -24,6 +24,7 @@ from agent.probers.tls import SslContexts
 from shared import embedded
 from shared.streams import stream_configs
 from shared.subjects import JOBS_STREAM, jobs_subject
+from testkit.serving import http_client
 from tests.agent.helpers import (
     SmtpLikePeer,
     job_for,
@@ -33,7 +34,6 @@ from tests.agent.helpers import (
     until_async,
     worker,
 )
-from tests.serving import http_client
 
 ROOT = Path(__file__).resolve().parents[2]
 # Pairs of processes racing for one port: the crash this guards against came in about 1 pair

@@ -26,8 +26,8 @@ from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client
 from tests.conftest import Tenant
-from tests.serving import http_client
 
 ONE_MONITOR_ROUTE = "/api/smtp-monitors/{smtpMonitorPublicId}"
 

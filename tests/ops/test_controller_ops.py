@@ -18,8 +18,8 @@ from controller.runtime.serve import readiness
 from controller.secrets.box import generate_key
 from shared import embedded, ops
 from shared.settings import ControllerSettings
+from testkit.serving import http_client
 from tests.conftest import scratch_database
-from tests.serving import http_client
 
 
 async def test_ops_ready_follows_postgres_and_nats(

@@ -40,10 +40,10 @@ from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant, scratch_database
 from tests.countries import PIPELINE, handout
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 _COUNTRIES = handout(PIPELINE)
 

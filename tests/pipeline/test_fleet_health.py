@@ -30,9 +30,9 @@ from shared.messages import AGENT_FEATURES, AgentHeartbeat, encode
 from shared.settings import ControllerSettings
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant, scratch_database
-from tests.serving import http_client, serve_app
 
 TTL_S = 15.0
 MINUTE = timedelta(minutes=1)

@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from controller.ingest.ingester import LANES, Ingester
 from controller.jobs.rules import JobIds
@@ -64,7 +66,11 @@ async def test_the_ingesters_pull_requests_cost_next_to_nothing_idle_or_busy(
     stop = asyncio.Event()
     running = asyncio.create_task(ingester.run(stop))
     try:
-        await asyncio.sleep(1.5)  # the consumer made, each lane's request sent
+        # the consumer made, each lane's request sent
+        deadline = asyncio.get_running_loop().time() + 10
+        while await _waiting(js, ingester.durable) < LANES:
+            assert asyncio.get_running_loop().time() < deadline, "the lanes' requests"
+            await asyncio.sleep(0.05)
         before = await server.msgs()
         await asyncio.sleep(4)
         idle = await server.msgs()
@@ -94,6 +100,14 @@ async def test_the_ingesters_pull_requests_cost_next_to_nothing_idle_or_busy(
     spent_in, spent_out = busy[0] - idle[0], busy[1] - idle[1]
     assert spent_in <= 2 * RESULTS + LANES, (spent_in, spent_out)
     assert spent_out <= 2 * RESULTS + LANES, (spent_in, spent_out)
+
+
+async def _waiting(js: JetStreamContext, durable: str) -> int:
+    """The pull requests open on the consumer (0 before it is made)."""
+    try:
+        return (await js.consumer_info(RESULTS_STREAM, durable)).num_waiting or 0
+    except NotFoundError:
+        return 0
 
 
 def _settled(jsz: dict[str, object]) -> int:

@@ -28,13 +28,13 @@ from shared.messages import AgentHeartbeat, encode
 from shared.settings import ControllerSettings
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client
+from testkit.serving import serve_app as serve
 from tests.agent.helpers import until
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_scheduler import make_due, next_due_at
-from tests.serving import http_client
-from tests.serving import serve_app as serve
 
 
 def beat(cc: str, agent_id: str, **extra: object) -> bytes:

@@ -10,12 +10,12 @@ from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
+from testkit.sealing import KeyRing
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import PATHS, assert_error, create, seed_body
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
-from tests.sealing import KeyRing
 
 ALICE = {"auth": {"user": "alice", "pass": "pw"}}
 

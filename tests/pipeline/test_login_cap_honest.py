@@ -17,10 +17,10 @@ from controller.runtime.pipeline import Pipeline
 from shared.messages import CheckResult, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
+from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Clock, Countries, replica
-from tests.sealing import KeyRing
 
 MINUTES = 15
 HOST, USER = "mail.example.net", "probe@example.net"

@@ -22,11 +22,11 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.messages import encode
 from shared.settings import ControllerSettings
+from testkit.peers.smtp import Lockout, SmtpPeer
+from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.peers.smtp import Lockout, SmtpPeer
 from tests.pipeline.conftest import Clock, Countries
-from tests.sealing import KeyRing
 
 ROUNDS = 60  # an hour at the one-minute interval
 SPACING = 5.0  # LOGIN_SPACING_SECONDS' default

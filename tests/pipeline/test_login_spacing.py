@@ -17,11 +17,11 @@ from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from shared.settings import ControllerSettings
 from shared.timefmt import parse_iso
+from testkit.sealing import KeyRing
 from tests.api.helpers import create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Clock, Countries, replica
 from tests.pipeline.test_scheduler import make_due
-from tests.sealing import KeyRing
 
 SPACING = 1.0
 

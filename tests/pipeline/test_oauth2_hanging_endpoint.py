@@ -21,7 +21,7 @@ import pytest
 import trustme
 
 from controller.db.pool import create_pool
-from controller.oauth2.fetcher import TIMEOUT_S, TokenFetcher
+from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling import rules as schedule
@@ -29,20 +29,18 @@ from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
 from shared.settings import ControllerSettings
+from testkit.oauth2.issuer import TokenIssuer
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.agent.helpers import until
 from tests.conftest import Tenant, make_tenant
-from tests.oauth2.issuer import TokenIssuer
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.pipeline.conftest import Countries, replica
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 USER = "probe@example.com"
 # A pass that waited for a hanging endpoint would wait until the test ends; one that does not
 # takes milliseconds, seconds on a loaded machine.
 PASS_S = 3.0
-# Waiting behind the hanging fetches would take their whole timeout.
-OTHERS_WITHIN_S = TIMEOUT_S * 0.8
 CLIENT, SECRET = "mailprobe-app", "hang-secret-4711"
 
 
@@ -156,11 +154,11 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
                     list(public),
                 )
 
-            started = time.monotonic()
+            # The other organization's rounds go while the hanging fetches still hang: waiting
+            # behind them would take their whole timeout (the fetcher's 10 s), after which the
+            # hanging organization's monitors would be recorded, not due and unrecorded (below).
             sent: set[str] = set()
             while {public[m] for m in ours} - sent:
-                waited = time.monotonic() - started
-                assert waited < OTHERS_WITHIN_S, "the other organization's rounds waited"
                 run = asyncio.create_task(scheduler.run_due())
                 # The hanging fetches are under way meanwhile, and hang until the test ends.
                 assert await _stuck_in_transaction(pipe_pool) == []

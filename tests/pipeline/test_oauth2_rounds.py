@@ -25,13 +25,13 @@ from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2, ImapPopConfig, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.sealing import KeyRing
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant
 from tests.oauth2.conftest import ca, imap_pop, ssl_contexts  # noqa: F401  # fixtures
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from tests.pipeline.conftest import Countries
-from tests.sealing import KeyRing
-from tests.serving import http_client, serve_app
 
 USER = "alice@example.com"
 CLIENT, SECRET = "mailprobe-app", "round-secret-4711"

@@ -18,10 +18,10 @@ from controller.runtime.pipeline import Pipeline
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
 from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
+from testkit.sealing import KeyRing
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.conftest import Countries, replica
 from tests.pipeline.test_scheduler import make_due
-from tests.sealing import KeyRing
 
 RT = "/api/roundtrip-monitors"
 

@@ -20,11 +20,11 @@ from controller.runtime.pipeline import Pipeline
 from shared.messages import ImapCheckJob, Pop3CheckJob, SmtpCheckJob
 from shared.sealing import OpeningKeys, SealingError
 from shared.subjects import JOBS_STREAM, jobs_subject
+from testkit.sealing import KeyRing
 from tests.api.helpers import IMAP, SMTP, create
 from tests.conftest import Tenant
 from tests.pipeline.conftest import Countries
 from tests.pipeline.test_scheduler import make_due
-from tests.sealing import KeyRing
 
 
 def credentials(kind: str) -> tuple[str, str, dict[str, Any]]:

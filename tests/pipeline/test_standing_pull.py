@@ -2,7 +2,6 @@
 more than the caller can take, a backlog drained in full batches without lingering."""
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from shared.pulling import StandingPull
-from tests.peers.slowpath import SlowPath
+from testkit.peers.slowpath import SlowPath
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ async def _publish(js: JetStreamContext, name: str, count: int) -> None:
     await asyncio.gather(*acks)
 
 
-LINGER_S = 30.0
+LINGER_S = 120.0  # past the test's own timeout: a take that waited it out fails the test
 DELAY_S = 1.0
 
 
@@ -53,7 +52,6 @@ async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_
             await _publish(js, name, 100)
             await asyncio.sleep(0.01)
 
-    started = time.monotonic()
     publishing = asyncio.create_task(flow())
     sizes = []
     while sum(sizes) < 3000:
@@ -62,10 +60,9 @@ async def test_a_backlog_comes_in_full_batches_at_once_and_idle_takes_reuse_one_
         for msg in msgs:
             await msg.ack()
     await publishing
-    # A batch fills as messages come and, full, never waits out the linger (LINGER_S, far
-    # longer than taking the backlog on a loaded host); a batch is never cut short by a
-    # request that ended: the next request asks for the rest.
-    assert time.monotonic() - started < LINGER_S / 2, sizes
+    # A batch fills as messages come and, full, never waits out the linger (LINGER_S, longer
+    # than the test may take); a batch is never cut short by a request that ended: the next
+    # request asks for the rest.
     assert sizes == [1000, 1000, 1000], sizes
     assert pull.requests_sent <= 4
     assert await pull.close() == []

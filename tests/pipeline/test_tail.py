@@ -19,10 +19,10 @@ from shared import embedded
 from shared.messages import CheckResult, encode, encode_bundle
 from shared.subjects import results_bundle_subject, results_subject
 from shared.timefmt import iso_ms, utcnow
+from testkit.serving import http_client
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant, make_tenant
 from tests.pipeline.test_ingest_faults import Server
-from tests.serving import http_client
 
 
 def result(country: str, monitor: str, status: str) -> CheckResult:

@@ -13,11 +13,11 @@ import trustme
 
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
-from tests.oauth2 import dovecot, postfix
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
+from testkit.oauth2 import dovecot, postfix
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.serving import serve_app
 from tests.reports.mailing import PASSWORD, USER
-from tests.serving import serve_app
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass, field
 
-from tests.peers.base import LoopbackServer
+from testkit.peers.base import LoopbackServer
 
 CHUNK = 64 * 1024
 

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import trustme
 
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
 
 USER = "alice@example.com"
 PASSWORD = "report-box-password"  # the test mailbox's

@@ -22,12 +22,12 @@ from controller.reports import mailbox
 from controller.reports.mailbox import MAX_MESSAGE, MailboxError, ReportMailbox
 from shared.secret import Secret
 from shared.settings import ControllerSettings
+from testkit.reports import made
+from testkit.reports.watching import watch
 from tests.conftest import Tenant
-from tests.reports import made
 from tests.reports.evil_mail import EvilImap, EvilPop3, Held
 from tests.reports.mailing import message
 from tests.reports.test_tls_endpoint import _monitor
-from tests.reports.watching import watch
 
 FLOOD = 300 * 1024 * 1024
 # What the reader's buffer (POP3: a line may be MAX_MESSAGE long) and the sockets' hold besides,

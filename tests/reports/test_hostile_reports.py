@@ -21,10 +21,10 @@ import trustme
 from controller.notify.links import Links
 from controller.reports import intake
 from shared.settings import ControllerSettings
+from testkit.reports import hostile, made
+from testkit.reports.watching import Watched, watch
 from tests.conftest import Tenant
-from tests.reports import hostile, made
 from tests.reports.test_tls_endpoint import GZIP, _address, _monitor
-from tests.reports.watching import Watched, watch
 
 RSS_MB = 100
 ADDRESSES = [f"127.0.0.{n}" for n in range(2, 7)]

@@ -13,10 +13,10 @@ from controller.notify.links import Links
 from controller.reports import mailbox
 from controller.reports.mailbox import ReportMailbox
 from shared.secret import Secret
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.reports import made
 from tests.conftest import Tenant
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.reports import made
 from tests.reports.mailing import USER, delivered, message, send
 from tests.reports.test_tls_endpoint import _monitor, _posture
 

@@ -19,12 +19,12 @@ from controller.notify.links import Links
 from controller.reports import mailbox
 from controller.reports.mailbox import MailboxError, ReportMailbox
 from shared.secret import Secret
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.postfix import Postfix
+from testkit.peers.imap import ImapPeer
+from testkit.peers.pop3 import Pop3Peer
+from testkit.reports import made
 from tests.conftest import Tenant
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.postfix import Postfix
-from tests.peers.imap import ImapPeer
-from tests.peers.pop3 import Pop3Peer
-from tests.reports import made
 from tests.reports.mailing import PASSWORD, USER, delivered, message, send
 from tests.reports.test_tls_endpoint import _monitor
 

@@ -21,16 +21,16 @@ from controller.reports import reading
 from controller.secrets.box import SecretBox
 from controller.web.app import create_app
 from shared.settings import ControllerSettings
+from testkit.oauth2.dovecot import Dovecot
+from testkit.oauth2.issuer import SCOPE
+from testkit.oauth2.postfix import Postfix
+from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
+from testkit.peers.pop3 import Pop3Peer
+from testkit.reports import made
+from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
-from tests.oauth2.dovecot import Dovecot
-from tests.oauth2.issuer import SCOPE
-from tests.oauth2.postfix import Postfix
-from tests.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
-from tests.peers.pop3 import Pop3Peer
-from tests.reports import made
 from tests.reports.mailing import PASSWORD, USER, delivered, message, send
 from tests.reports.test_tls_endpoint import _monitor
-from tests.serving import http_client, serve_app
 
 MASK = "********"
 PATH = "/api/report-mailbox"

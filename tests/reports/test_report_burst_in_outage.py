@@ -12,9 +12,9 @@ from controller.alerting import flow_store as flow_db
 from controller.alerting import incident_store as incident_db
 from controller.notify.evidence_store import EVIDENCE_MAX
 from shared.timefmt import utcnow
+from testkit.reports import made
 from tests.api.helpers import create
 from tests.conftest import Tenant
-from tests.reports import made
 from tests.reports.test_tls_endpoint import GZIP, _address
 
 BURST = 6

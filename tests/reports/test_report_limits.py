@@ -24,9 +24,9 @@ from controller.reports.content import digest
 from controller.reports.parse import Report, Row
 from controller.sidechecks.reports.rules import Count, ReportSettings, judge, window
 from shared.timefmt import utcnow
+from testkit.reports import made
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish
-from tests.reports import made
 from tests.reports.test_tls_endpoint import GZIP, _address, _monitor, _posture
 
 FLOOD_REPORTS = 6  # as the attack; `make bench report-rows` runs 100,000-row reports

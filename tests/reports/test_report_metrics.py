@@ -15,8 +15,8 @@ from controller.reports import intake
 from controller.reports import mailbox_store as mailboxes
 from controller.web.console import scrape_store
 from shared.timefmt import utcnow
+from testkit.reports import made
 from tests.conftest import Tenant, make_tenant
-from tests.reports import made
 from tests.reports.test_tls_endpoint import _monitor
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -16,7 +16,7 @@ import pytest
 
 from controller.reports.parse import Rejected
 from controller.reports.sandbox import Limits, Sandbox
-from tests.reports import made
+from testkit.reports import made
 
 DOMAIN = "example.com"
 SMALL = Sandbox(Limits(memory_mb=256, cpu_s=1, wall_s=10.0), parsers=2)

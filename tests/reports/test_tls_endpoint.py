@@ -18,9 +18,9 @@ from controller.posture import store as posture
 from controller.posture.rules import Finding
 from controller.reports import intake, keeping
 from shared.timefmt import utcnow
+from testkit.reports import made
 from tests.api.helpers import create
 from tests.conftest import Tenant, make_tenant
-from tests.reports import made
 
 GZIP = {"Content-Type": "application/tlsrpt+gzip"}
 JSON = {"Content-Type": "application/tlsrpt+json"}

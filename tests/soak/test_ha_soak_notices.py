@@ -1,11 +1,11 @@
-"""The HA campaign's notice figures (bench.ha_soak.HaFigures): a fault with a real outage owes
-exactly one `down` and one `recovered` notice, a fault without one owes none; anything else is
-missed or doubled, and a missed target."""
+"""The HA campaign's notice figures (testkit.campaigns.ha_soak.HaFigures): a fault with a real
+outage owes exactly one `down` and one `recovered` notice, a fault without one owes none; anything
+else is missed or doubled, and a missed target."""
 
 import pytest
 
-from bench.ha_soak import HaFigures
-from bench.soak_figures import Figures
+from testkit.campaigns.ha_soak import HaFigures
+from testkit.campaigns.soak_figures import Figures
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""The short HA fault campaign of `make soak` (bench.ha_soak SHORT): three nats-servers at
-STREAM_REPLICAS=3, a PostgreSQL primary with a synchronous standby behind a multi-host
+"""The short HA fault campaign of `make soak` (testkit.campaigns.ha_soak SHORT): three nats-servers
+at STREAM_REPLICAS=3, a PostgreSQL primary with a synchronous standby behind a multi-host
 DATABASE_URL, two `python -m controller serve` replicas and two agents per country as real
 processes on loopback, 200 healthy monitors and one whose server the harness takes down. The
 node leading RESULTS is killed; then controller A, holding results it has not acked; then,
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.ha_soak import CAMPAIGNS, STORE_LAG_TARGET_S, HaFigures, report, run_campaign
-from bench.soak_figures import RECOVERY_TARGET_S
+from testkit.campaigns.ha_soak import CAMPAIGNS, STORE_LAG_TARGET_S, HaFigures, report, run_campaign
+from testkit.campaigns.soak_figures import RECOVERY_TARGET_S
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 

@@ -10,9 +10,9 @@ import time
 import pytest
 import yaml
 
-from bench import prometheus_peer
-from bench.common import cpu_s, loop_seconds
-from bench.scale import Figures, PostgresCpu, pair_order, read_figures, without_options
+from testkit.campaigns import prometheus_peer
+from testkit.campaigns.scale import Figures, PostgresCpu, pair_order, read_figures, without_options
+from testkit.common import cpu_s, loop_seconds
 
 BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
 
@@ -86,8 +86,7 @@ def test_a_short_run_prints_every_figure() -> None:
         [
             sys.executable,
             "-m",
-            "bench",
-            "scale",
+            "testkit.campaigns.scale",
             "--monitors",
             "100",
             "--idle",

@@ -1,14 +1,23 @@
-"""The soak's bookkeeping (bench.soak_figures.figures), pure: each defect the campaign looks for,
-planted in made-up rows, is counted where it belongs, so a clean soak report means clean."""
+"""The soak's bookkeeping (testkit.campaigns.soak_figures.figures), pure: each defect the campaign
+looks for, planted in made-up rows, is counted where it belongs, so a clean soak report means
+clean."""
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bench.soak_figures import NORMAL_S, Figures, Row, Window, figures, grid, normal_lateness
 from controller.scheduling.rules import phase_ms
 from shared.heartbeats import WARMUP_S
 from shared.messages import CheckResult, Status
 from shared.timefmt import iso_ms
+from testkit.campaigns.soak_figures import (
+    NORMAL_S,
+    Figures,
+    Row,
+    Window,
+    figures,
+    grid,
+    normal_lateness,
+)
 
 MONITOR = "3f0c8a52-5d6f-4a53-9a55-0f3d2b6c1e11"
 INTERVAL = 10

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.soak_rig import _in_flight
+from testkit.campaigns.soak_rig import _in_flight
 
 BODY = (
     b'mailprobe_agent_checks_in_flight{country="DE"} 3\n'

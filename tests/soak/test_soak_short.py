@@ -1,18 +1,18 @@
-"""The short fault campaign of `make soak` (bench.soak SHORT): real `python -m agent` and
-`python -m controller serve` processes, embedded PostgreSQL and NATS of its own, a healthy SMTP
+"""The short fault campaign of `make soak` (testkit.campaigns.soak SHORT): real `python -m agent`
+and `python -m controller serve` processes, embedded PostgreSQL and NATS of its own, a healthy SMTP
 server on loopback; an agent, the controller and NATS killed by PID in turn. Run once for the
 module; each test pins one of issue 13's targets over every fault window.
 
-"Back to normal" is measured against the rig's own no-fault window (bench.soak_figures), so a
-busy machine is judged by what it does without a fault.
+"Back to normal" is measured against the rig's own no-fault window (testkit.campaigns.soak_figures),
+so a busy machine is judged by what it does without a fault.
 """
 
 from collections.abc import Iterator
 
 import pytest
 
-from bench.soak import CAMPAIGNS, report, run_campaign
-from bench.soak_figures import RECOVERY_TARGET_S, Figures
+from testkit.campaigns.soak import CAMPAIGNS, report, run_campaign
+from testkit.campaigns.soak_figures import RECOVERY_TARGET_S, Figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

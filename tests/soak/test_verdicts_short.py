@@ -1,27 +1,27 @@
-"""The short verdict campaign of `make test` (bench.verdicts SHORT, issue 60): real `python -m
-agent` processes in network namespaces of their own (DE, US) with their countries' sealing keys,
-`python -m controller serve` (API included), embedded PostgreSQL and NATS, a server process per
-monitor (SMTP plain, SMTPS, IMAP STARTTLS, POP3 plain, a round trip over IMAP; SMTP with a login
-created through the API mid-history and checked at once; a second IMAP monitor sharing the IMAP
-STARTTLS server, so its outages are one mail-flow problem), every monitor made by an owner through
-the API, and a fixed seed's history of outages (killed servers), freezes (SIGSTOP), an agent
-restart and an `apply` of the owner's exported file. Run once for the module; each test pins one
-of the targets against the harness's own log of what it did.
+"""The short verdict campaign of `make test` (testkit.campaigns.verdicts SHORT, issue 60): real
+`python -m agent` processes in network namespaces of their own (DE, US) with their countries'
+sealing keys, `python -m controller serve` (API included), embedded PostgreSQL and NATS, a server
+process per monitor (SMTP plain, SMTPS, IMAP STARTTLS, POP3 plain, a round trip over IMAP; SMTP
+with a login created through the API mid-history and checked at once; a second IMAP monitor
+sharing the IMAP STARTTLS server, so its outages are one mail-flow problem), every monitor made
+by an owner through the API, and a fixed seed's history of outages (killed servers), freezes
+(SIGSTOP), an agent restart and an `apply` of the owner's exported file. Run once for the module;
+each test pins one of the targets against the harness's own log of what it did.
 
-Left out here, and why: blips (an outage of a second or two may or may not be confirmed: the
-judge allows either, so they test little in one short history), controller and NATS restarts,
-a second controller replica and its restarts, OAuth2 logins against Dovecot, changed applies and
-a second organization saturating a country: they would take it past `make test`'s budget, and
-`make soak` runs them.
+Left out here, and why: blips (an outage of a second or two may or may not be confirmed: the judge
+allows either, so they test little in one short history), controller and NATS restarts, a second
+controller replica and its restarts, OAuth2 logins against Dovecot, changed applies and a second
+organization saturating a country: they would take it past `make test`'s budget, and `make soak`
+runs them.
 """
 
 from collections.abc import Iterator
 
 import pytest
 
-from bench.verdict_truth import Figures
-from bench.verdicts import SHORT, report, run_campaign
-from tests import netns
+from testkit import netns
+from testkit.campaigns.verdict_truth import Figures
+from testkit.campaigns.verdicts import SHORT, report, run_campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -9,7 +9,7 @@ from controller.notify.email import EmailChannel
 from controller.notify.sms import SmsChannel
 from shared import embedded
 from shared.settings import ControllerSettings, load
-from tests.serving import http_client
+from testkit.serving import http_client
 from tools.alertsink import Running, Sink
 from tools.devrun import SINK_FROM, sink_env
 

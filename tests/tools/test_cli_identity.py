@@ -28,9 +28,9 @@ from controller.access.instance_proof import CHALLENGE, holds, proof
 from controller.web.app import create_app
 from shared import embedded
 from shared.settings import ControllerSettings
+from testkit.serving import serve_app
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant
-from tests.serving import serve_app
 from tools import devrun
 
 

@@ -11,7 +11,7 @@ import msgspec
 from controller.fleet.load import CountryLoad
 from controller.scheduling.admission_ledger import PREEMPT_LOST_S, Admissions
 from shared.messages import CheckJob, Preempt, decode_preempt, encode
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 HEARD_AT = 100.0
 

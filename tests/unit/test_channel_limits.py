@@ -1,6 +1,6 @@
 """Every channel's request keeps its service's documented limits on every field as sent (after
 escaping and word joiners), for 200-character hostile monitor names: each request is answered
-by the loopback receivers' own checks (tests/alerting/receivers.py), which refuse what the
+by the loopback receivers' own checks (testkit/alerting/receivers.py), which refuse what the
 services refuse (Slack `invalid_blocks`, Teams' 28 KB, Opsgenie's 422, PagerDuty's 400,
 Telegram's "message is too long" and "can't parse entities"). Pure: no server is started."""
 
@@ -15,7 +15,7 @@ import pytest
 from controller.notify import channel_kinds
 from controller.notify.channel_kinds import Event, IncidentFacts, MonitorFacts
 from controller.notify.limits import cut, cut_escaped, cut_html, html_units, units
-from tests.alerting.receivers import Receiver
+from testkit.alerting.receivers import Receiver
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SECRETS = {"pagerduty": "R0UTINGKEY", "opsgenie": "og-key", "telegram": "123:bot"}

@@ -9,7 +9,7 @@ from agent.worker import messages_to_ask, per_message
 from controller.scheduling.bundles import may_bundle, outgoing
 from shared.messages import CheckJob, bundle_parts, decode_job, encode
 from shared.subjects import jobs_subject
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 
 def job(n: int, country: str = "DE", monitor_type: Any = "smtp", **extra: Any) -> CheckJob:

@@ -40,12 +40,12 @@ LAYERS = (
     "posture",  # mail security posture: findings, the alerter's posture pass
     "scheduling",  # due rounds → jobs, confirmations, admission, the trigger
     "ingest",  # results stored (the results store, the alert queue it marks), packed, kept
+    "fleet",  # live agents, their load and self-checks; the fleet's health told to operators
     "oracles",  # resolvers and blocklists checked before they are believed; world metrics
     "sidechecks",  # the side checks' registry, frame, findings, facts and each one's package
     "roundtrips",  # round trips: what may be sent, what was delivered
     "oauth2",  # access tokens of monitors' logins
     "notify",  # channels, texts, the notification and event outboxes
-    "fleet",  # live agents, their load and self-checks
     "monitors",  # the monitor's model, its one write path, fair use, alert thresholds
     "logins",  # login back-off and caps of monitors' accounts
     "access",  # mailprobe's own accounts, customers, logins to it

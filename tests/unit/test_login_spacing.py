@@ -4,7 +4,7 @@ others `login_spacing_s` apart, and a different country first from one round to 
 from datetime import UTC, datetime, timedelta
 
 from controller.scheduling.plan import PlannedRound, space_logins
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 COUNTRIES = ["DE", "FR", "US", "JP", "BR"]
 

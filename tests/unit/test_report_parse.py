@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from controller.reports.parse import MAX_PACKED, Rejected, Row, known_domains, parse
-from tests.reports import made
+from testkit.reports import made
 
 NOW = datetime.now(UTC)
 DOMAIN = "example.com"

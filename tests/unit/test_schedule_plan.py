@@ -23,7 +23,7 @@ from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import DEFAULT_LISTS, trigger_lists
 from shared.messages import ImapPopConfig, MonitorType, RoundTripConfig, SmtpConfig
 from shared.sealing import OpeningKeys, SealingError, generate
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 PUBLIC_ID = uuid.UUID("0b9f3c1e-8a42-4d55-9a1b-2f6c7d8e9f01")
 INTERVAL = 60

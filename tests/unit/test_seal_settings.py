@@ -7,7 +7,7 @@ import pytest
 
 from shared.sealing import generate
 from shared.settings import AgentSettings, ControllerSettings, SettingsError, load, opening_keys
-from tests.sealing import KeyRing
+from testkit.sealing import KeyRing
 
 GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
 

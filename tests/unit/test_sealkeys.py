@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 from controller.secrets.seal_keys import CountryKeys, carries_credentials
 from shared.messages import ImapPopConfig, JobConfig, RoundTripConfig, SmtpAuth, SmtpConfig
 from shared.sealing import SealingError, read_public_keys
-from tests.sealing import KeyRing
+from testkit.sealing import KeyRing
 
 
 class Clock:

@@ -27,7 +27,7 @@ from shared.messages import (
     RoundTripReceive,
     SmtpConfig,
 )
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 
 def port(target: str, ok: bool | None, error: str = "") -> CanaryState:

@@ -26,7 +26,7 @@ from controller.web.api.results import CheckResultOut
 from shared.messages import SmtpCheckJob, SmtpConfig
 from shared.sidechecks import SideCheckWire
 from shared.sidechecks.relay import RelayAsk
-from tests.peers.jobs import make_job
+from testkit.peers.jobs import make_job
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "controller" / "web" / "console" / "templates"

@@ -1,11 +1,11 @@
-"""The verdict campaign's truth and judge (bench.verdict_truth) and its histories
-(bench.verdict_history), as tables: what the harness did → when the rules say a monitor is
-down, and what the product said → which figures count it as wrong."""
+"""The verdict campaign's truth and judge (testkit.campaigns.verdict_truth) and its histories
+(testkit.campaigns.verdict_history), as tables: what the harness did → when the rules say a monitor
+is down, and what the product said → which figures count it as wrong."""
 
 import pytest
 
-from bench.verdict_history import EVENTS, OWNERS, Shape, draw
-from bench.verdict_truth import (
+from testkit.campaigns.verdict_history import EVENTS, OWNERS, Shape, draw
+from testkit.campaigns.verdict_truth import (
     Applied,
     Created,
     Fact,
