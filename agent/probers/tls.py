@@ -6,14 +6,11 @@ A monitor that names its own CA (`tlsOptions.ca`) gets a context built once per 
 """
 
 import functools
-import hashlib
 import math
 import ssl
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from agent.probers.base import ProbeFailure
 from agent.probers.certs import CertCache
@@ -23,48 +20,13 @@ from shared.timefmt import utcnow
 
 class TimedSSLObject(ssl.SSLObject):
     """Notes when its handshake finished, so a library that hides the handshake inside a
-    larger call (aiosmtplib's implicit-TLS connect also reads the greeting) can still be timed.
-    Its verified peer certificate as a dict (what the event loop asks for after every handshake,
-    for the transport's `peercert`) is decoded once per certificate (PEER_DICTS)."""
+    larger call (aiosmtplib's implicit-TLS connect also reads the greeting) can still be timed."""
 
     handshake_done_at: float | None = None
 
     def do_handshake(self) -> None:
         super().do_handshake()
         self.handshake_done_at = time.perf_counter()
-
-    def getpeercert(self, binary_form: bool = False) -> Any:
-        if binary_form or self.context.verify_mode == ssl.CERT_NONE:
-            return super().getpeercert(binary_form)
-        der = super().getpeercert(True)
-        if der is None:
-            return None
-        return PEER_DICTS.get(der, lambda: ssl.SSLObject.getpeercert(self))
-
-
-class PeerDicts:
-    """`getpeercert()`'s dict by the SHA-256 of the certificate's DER form, the `maxsize` last
-    met; each caller gets a copy of its own (the values are tuples and strings)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._dicts: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
-
-    def get(self, der: bytes, decode: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-        digest = hashlib.sha256(der).digest()
-        found = self._dicts.get(digest)
-        if found is None:
-            found = decode() or {}
-            self._dicts[digest] = found
-            if len(self._dicts) > self.maxsize:
-                self._dicts.popitem(last=False)
-        else:
-            self._dicts.move_to_end(digest)
-        return dict(found)
-
-
-# Bounds the memory of the dicts kept (a few KB each), as CertCache bounds the facts'.
-PEER_DICTS = PeerDicts(maxsize=2048)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 cache is what computing them afresh gives, and a server that changes its certificate gets the
 new certificate's facts on its next check."""
 
-import contextlib
 import hashlib
 import ssl
 from datetime import timedelta
@@ -184,44 +183,3 @@ async def test_an_unverified_check_matches_its_own_hostname_on_a_cached_certific
     assert other.tls is not None and other.tls.name_matched is False
     assert named.tls is not None and named.tls.name_matched is True
     assert other.tls.cert_sha256 == named.tls.cert_sha256
-
-
-def _handshake(client_ctx: ssl.SSLContext, leaf: trustme.LeafCert) -> ssl.SSLObject:
-    """A client SSLObject of `client_ctx` after a handshake in memory with a server of `leaf`."""
-    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
-    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
-    server = _server(leaf).wrap_bio(s_in, s_out, server_side=True)
-    for _ in range(10):
-        done = []
-        for obj in (client, server):
-            with contextlib.suppress(ssl.SSLWantReadError):
-                obj.do_handshake()
-                done.append(obj)
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-        if len(done) == 2:
-            return client
-    raise AssertionError("no handshake in memory")
-
-
-def test_the_peer_certificate_dict_is_decoded_once_per_certificate_and_equals_ssls_own(
-    contexts: SslContexts,
-) -> None:
-    leaves = [CERTS["ec"], CA.issue_cert("localhost", "other.example")]
-    owns = []
-    for leaf in leaves:
-        first = _handshake(contexts.verified, leaf)
-        own = ssl.SSLObject.getpeercert(first)  # decoded by ssl itself, no cache
-        assert own and first.getpeercert() == own
-        got = _handshake(contexts.verified, leaf).getpeercert()
-        assert got == own
-        got["subject"] = ()  # the caller's copy: the next caller's is not changed
-        assert _handshake(contexts.verified, leaf).getpeercert() == own
-        owns.append(own)
-    assert owns[0] != owns[1]  # each certificate its own dict
-
-
-def test_an_unverified_session_has_no_peer_certificate_dict(contexts: SslContexts) -> None:
-    obj = _handshake(contexts.unverified, CERTS["ec"])
-    assert obj.getpeercert() == {}  # as ssl answers without verification
-    assert obj.getpeercert(binary_form=True)
