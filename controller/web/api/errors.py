@@ -27,6 +27,8 @@ from controller.monitors.errors import (
     TooSoon,
     Unavailable,
 )
+from controller.observability import metrics
+from controller.reports.addresses import TLS_PATH
 from controller.web.request_types import AnyRequest
 
 log = structlog.get_logger(__name__)
@@ -213,6 +215,8 @@ def handle_http(request: AnyRequest, exc: HTTPException) -> Response[ErrorBody |
     if status == 400 and detail.startswith("JSON is malformed"):
         return _respond(request, 400, "invalid_json", f"Invalid request body: {detail}", [])
     headers = dict(exc.headers or {})
+    if status == 429 and request.scope["path"].startswith(TLS_PATH + "/"):
+        metrics.report_taken("unknown", "https", "rate_limited")  # refused before its handler
     if status == 429 and "RateLimit-Reset" in headers:
         # Litestar's rate limiter says when its window resets; clients read Retry-After.
         headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
