@@ -326,7 +326,11 @@ async def test_passes_with_nothing_due_open_no_transaction_and_a_due_row_is_stil
 async def test_a_write_back_written_again_lands_once(rig: Rig) -> None:
     """The answer to a write-back's commit was lost (the primary died as it committed) and
     the worker writes it again: the outcome is the same and the history has one line."""
-    sent, retried, failed = [await rig.monitor(name=n, phone=None) for n in ("A", "B", "C")]
+    # Three servers: three mail-flow problems, a down notice each.
+    sent, retried, failed = [
+        await rig.monitor(name=n, phone=None, hostname=f"{n.lower()}.customer.test")
+        for n in ("A", "B", "C")
+    ]
     for m in (sent, retried, failed):
         await rig.rounds(m, 0, [DOWN, DOWN])
     async with rig.pool.acquire() as conn:

@@ -5,7 +5,7 @@ once; every result stored once; every incident's e-mail sent once (by either rep
 
 Real parts only: its own NATS server (the replicas share the default `ingest` consumer, which
 no other test may see), a scratch database, two agents (Worker) on loopback, an SMTP server the
-up monitors check, a closed port the down ones check, an SMTP relay taking the alert e-mails.
+up monitors check, a closed port each down one checks, an SMTP relay taking the alert e-mails.
 """
 
 import asyncio
@@ -171,7 +171,9 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     "smtpConfig": {"secure": False, "ignoreTLS": True},
                     "notificationEmail": "oncall@example.com",
                 }
-                closed = embedded.free_port()
+                # A closed port of its own per down monitor: each is a mail-flow problem of its
+                # own (one incident, one notice), not one server's outage shared by all.
+                closed = [embedded.free_port() for _ in range(DOWN)]
                 # Created over one interval, so rounds fall due evenly, not in one burst that
                 # whichever replica looks first would take whole.
                 began = time.monotonic()
@@ -179,7 +181,7 @@ async def test_two_replicas_share_every_role_without_doing_anything_twice(
                     await asyncio.sleep(
                         max(0.0, began + n * INTERVAL_S / (UP + DOWN) - time.monotonic())
                     )
-                    port = target.port if n < UP else closed
+                    port = target.port if n < UP else closed[n - UP]
                     api = replicas[n % 2].api
                     body = {"name": f"m{n}", "hostname": "localhost", "port": port, **common}
                     await _create(http, api, tenant, body)
