@@ -5,6 +5,7 @@ back once ready again; a controller that stops is passed over without a failed r
 controller has its own INSTANCE_KEY, so its /instance-proof answer says which one served."""
 
 import asyncio
+import dataclasses
 import re
 import secrets
 import subprocess
@@ -115,8 +116,10 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
         await pools["controller-2"].close()
         await until({"controller"})
         # Ready again (a new pool): two passed checks put it back.
-        apps["controller-2"].state.pool = await create_pool(database_url, max_size=2)
-        stack.push_async_callback(apps["controller-2"].state.pool.close)
+        fresh = await create_pool(database_url, max_size=2)
+        stack.push_async_callback(fresh.close)
+        state = apps["controller-2"].state
+        state.services = dataclasses.replace(state.services, pool=fresh)
         await until({"controller", "controller-2"})
         # controller stops (its port refuses): no request fails, each lands on controller-2.
         await servers["controller"].aclose()
