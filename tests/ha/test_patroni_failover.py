@@ -34,7 +34,15 @@ from shared import embedded
 from tests.deploy.test_deploy_files import DEPLOY
 from tests.ha.test_postgres_tls import DEBIAN_BIN, DEBIAN_USER
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+# A failover of real engines paced by Patroni's leader key: with the suite's other campaigns
+# beside it on two cores its timing is not its own, so `make soak` runs it (SOAK_FULL=1); make
+# test checks the same patroni.yml through `docker compose config` and HAProxy in front of two
+# controllers (tests/deploy/).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(os.environ.get("SOAK_FULL") != "1", reason="make soak runs it"),
+]
 
 PATRONI = Path("/usr/bin/patroni")
 ETCD = Path("/usr/bin/etcd")
