@@ -521,30 +521,6 @@ async def counts(
     ]
 
 
-class StateTime(msgspec.Struct, frozen=True):
-    """One country's time up and down in a window (SQL `uptime_ms`, the one rule) and when the
-    window's known time really starts."""
-
-    country: str
-    up_ms: int
-    down_ms: int
-    covered_from: datetime
-
-
-async def state_time(
-    conn: Conn, monitor_id: int, since: datetime, until: datetime
-) -> list[StateTime]:
-    """Per country, the time the monitor was up and down in [since, until) (`uptime_ms`)."""
-    rows = await conn.fetch(
-        "SELECT result_country(country) AS country, up_ms, down_ms, covered_from"
-        " FROM uptime_ms($1, $2, $3) ORDER BY country",
-        monitor_id,
-        since,
-        until,
-    )
-    return typed.in_order(StateTime, rows)
-
-
 LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
 
