@@ -28,6 +28,7 @@ import dns.rdtypes.ANY.TLSA
 import dns.resolver
 
 from agent.dns_canary import CanaryAsk
+from agent.dns_errors import why
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
@@ -270,14 +271,9 @@ class MailDnsProbe:
 
 
 def _why(exc: BaseException) -> str:
-    if isinstance(exc, dns.exception.Timeout | TimeoutError):
-        return "timed out"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate not valid: {exc.verify_message}"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        return "no resolver answered (SERVFAIL or refused)"
-    text = str(exc) or type(exc).__name__
-    return text[:200]
+    return why(exc)
 
 
 async def _run(probe: MailDnsProbe, ask: MailDnsAsk, at: Round) -> MailDns | None:

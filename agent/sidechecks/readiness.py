@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from agent.dns_canary import CanaryAsk
+from agent.dns_errors import why
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
@@ -124,7 +125,7 @@ class _Lookups:
         except dns.resolver.NXDOMAIN:
             return None
         except (dns.exception.DNSException, OSError, ValueError) as exc:
-            raise Failed(f"{name} {rdtype}: {_why(exc)}") from None
+            raise Failed(f"{name} {rdtype}: {why(exc)}") from None
         wanted = dns.rdatatype.from_text(rdtype)
         found = [r for r in (answer.rrset or ()) if r.rdtype == wanted]
         return found or None
@@ -137,17 +138,6 @@ class _Lookups:
         if sum(len(t) for t in texts) > TXT_MAX:
             raise Failed(f"{name} TXT: the records are over {TXT_MAX} bytes")
         return [t.decode("ascii", "replace") for t in texts]
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, dns.exception.Timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        errors = exc.kwargs.get("errors") or []
-        if any(isinstance(e[3], dns.message.ChainTooLong) for e in errors if len(e) > 3):
-            return "the answer's CNAME chain is too long (a loop?)"
-        return "no resolver answered (SERVFAIL or refused)"
-    return (str(exc) or type(exc).__name__)[:200]
 
 
 @dataclass(slots=True)
@@ -270,9 +260,9 @@ async def _include(
     if texts is None:
         walk.void(target)
     if len(found) != 1:
-        why = "no SPF record" if not found else f"{len(found)} SPF records"
+        missing = "no SPF record" if not found else f"{len(found)} SPF records"
         walk.node(target, via, parent, "")
-        walk.out.broken = walk.out.broken or f"{via}:{target} has {why}"
+        walk.out.broken = walk.out.broken or f"{via}:{target} has {missing}"
         return ""
     return await _visit(look, walk, target, found[0], via, parent, [*chain, target])
 

@@ -22,6 +22,7 @@ import dns.resolver
 import dns.reversename
 
 from agent.dns_canary import CanaryAsk
+from agent.dns_errors import why
 from agent.probers.run import default_resolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.sidechecks.mail_dns import dns_resolver
@@ -121,15 +122,15 @@ class ReverseDnsProbe:
     ) -> tuple[PtrCheck, bool]:
         """One address's check, and whether names were left out."""
         if not self._allow_private and is_blocked(address):
-            why = "a private or reserved address: receivers never see it, so not looked up"
-            return PtrCheck(address=address, error=why), False
+            private = "a private or reserved address: receivers never see it, so not looked up"
+            return PtrCheck(address=address, error=private), False
         loop = asyncio.get_running_loop()
         try:
             half = (deadline - loop.time()) / 2
             async with asyncio.timeout(half):
                 names, cut = await self._ptr(resolver, address, half)
         except (dns.exception.DNSException, OSError, ValueError, TimeoutError) as exc:
-            return PtrCheck(address=address, error=_why(exc)), False
+            return PtrCheck(address=address, error=why(exc)), False
         check = PtrCheck(address=address, names=names)
         if names:
             found: list[bool | BaseException]
@@ -149,7 +150,7 @@ class ReverseDnsProbe:
             if confirmed or not failed:
                 check.confirmed = confirmed
             else:
-                check.error = f"forward lookup: {_why(failed[0])}"
+                check.error = f"forward lookup: {why(failed[0])}"
         return check, cut
 
     async def _ptr(
@@ -196,19 +197,6 @@ def _same(a: str, b: str) -> bool:
         return ipaddress.ip_address(a) == ipaddress.ip_address(b)
     except ValueError:
         return False
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, dns.exception.Timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, dns.resolver.NoNameservers):
-        # dnspython takes an answer it cannot use (a CNAME loop) as that server failing
-        errors = exc.kwargs.get("errors") or []
-        if any(isinstance(e[3], dns.message.ChainTooLong) for e in errors if len(e) > 3):
-            return "the answer's CNAME chain is too long (a loop?)"
-        return "no resolver answered (SERVFAIL or refused)"
-    text = str(exc) or type(exc).__name__
-    return text[:200]
 
 
 async def _run(probe: ReverseDnsProbe, ask: ReverseDnsAsk, at: Round) -> ReverseDns | None:
