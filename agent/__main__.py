@@ -16,10 +16,11 @@ import structlog
 from nats.aio.client import Client as NATS
 
 from agent import ops
+from agent.settings import AgentSettings
 from agent.worker import NATS_ERRORS, Worker, default_agent_id
 from shared.logging import configure
 from shared.loop import run_loop
-from shared.settings import AgentSettings, SettingsError, load, nats_tls_context
+from shared.settings import SettingsError, load, nats_tls_context
 from shared.subjects import agent_inbox_prefix
 
 log = structlog.get_logger("agent")

@@ -23,9 +23,9 @@ import structlog
 from agent import metrics
 from agent.resolver import TargetResolver
 from agent.selfcheck_rules import PORT, RESOLVER, blocked_ports, canary_port, resolver_ok
+from agent.settings import AgentSettings, parse_canaries
 from shared.loop import run_every
 from shared.messages import CanaryState, SelfCheck
-from shared.settings import AgentSettings, parse_canaries
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)

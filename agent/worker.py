@@ -81,6 +81,7 @@ from agent.selfcheck_rules import (
     not_run_message,
     path_failure,
 )
+from agent.settings import AgentSettings, opening_keys
 from agent.sidechecks import SIDE_CHECKS, AnyRunner, AnySideCheck, Round
 from agent.tenant_loads import TenantUsage
 from shared.loop import run_every
@@ -99,7 +100,6 @@ from shared.messages import (
 from shared.publishing import Outbox
 from shared.pulling import PullError, StandingPull
 from shared.sealing import OpeningKeys, SealingError
-from shared.settings import AgentSettings, opening_keys
 from shared.sidechecks import SideCheckError
 from shared.streams import (
     JOBS_ACK_WAIT_S,

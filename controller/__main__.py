@@ -16,9 +16,10 @@ from controller.cli import parser
 from controller.db.migrate import migrate
 from controller.db.pool import connect
 from controller.secrets.box import generate_key
+from controller.settings import ControllerSettings
 from shared.logging import configure
 from shared.loop import run_loop
-from shared.settings import ControllerSettings, SettingsError, load
+from shared.settings import SettingsError, load
 
 log = structlog.get_logger("controller")
 

@@ -21,9 +21,9 @@ from controller.db.migrate import migrate
 from controller.db.pool import connect, create_pool
 from controller.jobs.rules import JobIds
 from controller.secrets.box import SecretBox, generate_key
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.serving import http_client, serve_app
 
 # The command-line tools run by tests must not find a developer's `make run` in .run/ (its API
@@ -113,7 +113,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> ControllerSettings:
-    return ControllerSettings(
+    return ControllerSettings.of(
         database_url=database_url, secrets_key=generate_key(), public_url="http://localhost:8080"
     )
 

@@ -17,6 +17,7 @@ from agent.probers.base import GOODBYE_MARGIN_S, GOODBYE_PHASES, ProbeFailure, R
 from agent.probers.redact import job_secrets, publishable
 from agent.probers.tls import SslContexts, describe_ssl_error
 from agent.resolver import TargetResolver
+from agent.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.addresses import is_blocked as is_blocked
 from shared.messages import (
     CheckJob,
@@ -28,7 +29,6 @@ from shared.messages import (
     default_port,
 )
 from shared.secret import NO_SECRET
-from shared.settings import DNS_LOOKUPS_PER_TENANT_DEFAULT
 from shared.sidechecks.relay import WIRE as RELAY
 from shared.sidechecks.relay import RelayTest
 from shared.timefmt import iso_ms, parse_iso, utcnow

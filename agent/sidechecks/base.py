@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Generic
 
 from agent.resolver import TargetResolver
+from agent.settings import AgentSettings
 from shared.messages import CheckJob, CheckResult
-from shared.settings import AgentSettings
 from shared.sidechecks import AskT, FactsT, SideCheckWire
 
 

@@ -28,10 +28,10 @@ import dns.message
 import dns.name
 import dns.resolver
 
+from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
-from shared.settings import AgentSettings
 from shared.sidechecks.blocklists import (
     WIRE,
     BlocklistAnswer,

@@ -29,11 +29,11 @@ import dns.resolver
 
 from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
-from shared.settings import AgentSettings
 from shared.sidechecks.mail_dns import WIRE, MailDns, MailDnsAsk
 from shared.sidechecks.mail_dns_bound import bounded
 from shared.tls import system_trust

@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
-from shared.settings import AgentSettings
 from shared.sidechecks.readiness import (
     SELECTOR_MAX,
     SELECTORS_MAX,

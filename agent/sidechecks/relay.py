@@ -6,9 +6,9 @@ from typing import Final
 
 import msgspec
 
+from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from shared.messages import CheckJob, SmtpCheckJob
-from shared.settings import AgentSettings
 from shared.sidechecks.relay import WIRE, RelayAsk, RelayTest
 
 

@@ -24,12 +24,12 @@ import dns.reversename
 from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
 from agent.probers.run import default_resolver
+from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
 from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from shared.addresses import is_blocked
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
-from shared.settings import AgentSettings
 from shared.sidechecks.reverse_dns import (
     PTR_ADDRESSES_MAX,
     PTR_NAMES_MAX,

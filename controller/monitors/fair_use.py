@@ -36,7 +36,7 @@ from controller.logins import cap as login_cap
 from controller.monitors import limits_store as limits
 from controller.monitors.errors import NotAllowed, TooSoon
 from controller.monitors.limits_store import Cost
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ notification did not go out; the outbox worker retries it later, unless the erro
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 
 # Every channel there is; a controller sends those it has configured (`channels`).
 NAMES = ("email", "sms")

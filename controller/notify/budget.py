@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from controller.notify.sources import Source
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
 WINDOW = timedelta(hours=1)

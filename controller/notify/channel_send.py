@@ -31,8 +31,8 @@ from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import Egress, OrgEgress
 from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
+from controller.settings import ControllerSettings
 from shared.secret import SECRET_MASK
-from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)

@@ -4,7 +4,7 @@ public base URL). Without it a notice names the monitor's id instead of a link."
 from dataclasses import dataclass
 from uuid import UUID
 
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 
 CONSOLE = "/console"
 

@@ -53,10 +53,10 @@ from controller.reports import content, notices
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
+from controller.settings import ControllerSettings
 from controller.sidechecks.reports import SIDE_CHECK as REPORTS
 from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
-from shared.settings import ControllerSettings
 from shared.subjects import events_subject
 from shared.timefmt import iso_ms, utcnow
 

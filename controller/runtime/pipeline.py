@@ -21,9 +21,10 @@ from controller.oauth2.tokens import TokenService
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
-from shared.settings import ControllerSettings, nats_tls_context
+from shared.settings import nats_tls_context
 from shared.streams import MIB, JobsConsumers, ensure_streams
 
 log = structlog.get_logger(__name__)
@@ -82,7 +83,7 @@ async def open_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Connect (unless `nc` is given), create the streams, build the parts; drain at exit."""
     owned = nc is None
-    conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings))
+    conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings.process))
     try:
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
         await ensure_streams(

@@ -34,12 +34,12 @@ from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
 from controller.runtime.pipeline import Pipeline, open_pipeline
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
 from shared import ops
 from shared.loop import run_every
-from shared.settings import ControllerSettings
 
 log = structlog.get_logger(__name__)
 

@@ -18,8 +18,9 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
 from controller.runtime.stream_snapshots import StreamMoveError, move_streams
+from controller.settings import ControllerSettings
 from shared.logging import redact
-from shared.settings import ControllerSettings, nats_tls_context
+from shared.settings import nats_tls_context
 
 PASSWORD_ENV = "STREAMS_MOVE_FROM_PASSWORD"
 
@@ -78,7 +79,7 @@ async def _connect(url: str, settings: ControllerSettings) -> NATS:
     nc = NATS()
     await nc.connect(
         servers=[u.strip() for u in url.split(",")],
-        tls=nats_tls_context(settings),
+        tls=nats_tls_context(settings.process),
         allow_reconnect=False,
         max_reconnect_attempts=1,
         connect_timeout=10,

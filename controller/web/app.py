@@ -20,6 +20,7 @@ from controller.db.pool import ping
 from controller.notify.egress import Egress
 from controller.observability import metrics
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web import console
 from controller.web.alertsite.routes import AlertSiteController
 from controller.web.api import openapi_doc
@@ -55,7 +56,6 @@ from controller.web.services import (
     WorldDep,
 )
 from shared import __version__
-from shared.settings import ControllerSettings
 
 if TYPE_CHECKING:
     # What the composition root hands the app (the pipeline): a type only, so web/

@@ -26,10 +26,10 @@ from controller.notify.egress import Egress
 from controller.oracles.metrics import World
 from controller.scheduling.trigger import MonitorTrigger
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.statuspages.cache import PageCache
 from controller.web.api.auth import Logins
-from shared.settings import ControllerSettings
 
 if TYPE_CHECKING:
     # What the composition root hands the app: a type only, so web/ does not depend on the

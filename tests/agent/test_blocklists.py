@@ -10,11 +10,12 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from agent.sidechecks.blocklists import BlocklistProbe, dqs_zone, query_name
 from agent.tenant_bound import BOUND_BUSY, TenantBound
 from agent.worker import Worker
 from controller.sidechecks.blocklists.rules import KNOWN, BlockList, health, read
-from shared.settings import AgentSettings, load
+from shared.settings import load
 from shared.sidechecks.blocklists import (
     WIRE,
     BlocklistAnswer,

@@ -10,9 +10,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from agent.sidechecks.mail_dns import MailDnsProbe
 from agent.worker import Worker
-from shared.settings import AgentSettings, SettingsError, load
+from shared.settings import SettingsError, load
 from shared.sidechecks.mail_dns import WIRE, MailDnsAsk
 from testkit.peers.dns import DnsPeer, PolicyHost
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results

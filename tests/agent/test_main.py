@@ -18,9 +18,9 @@ from structlog.testing import capture_logs
 
 from agent.__main__ import _connect
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from shared import embedded
 from shared.messages import decode_heartbeat
-from shared.settings import AgentSettings
 from shared.streams import ensure_streams
 from shared.subjects import heartbeats_subject
 from tests.agent.helpers import until, worker

@@ -10,10 +10,11 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from agent.sidechecks import reverse_dns
 from agent.sidechecks.reverse_dns import ReverseDnsProbe
 from agent.worker import Worker
-from shared.settings import AgentSettings, load
+from shared.settings import load
 from shared.sidechecks.reverse_dns import PTR_NAMES_MAX, WIRE, ReverseDnsAsk
 from testkit.peers.dns import DnsPeer
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, results

@@ -10,9 +10,10 @@ from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
 from agent.probers.tls import SslContexts
+from agent.settings import AgentSettings
 from agent.sidechecks import Round
 from agent.worker import Worker
-from shared.settings import AgentSettings, load
+from shared.settings import load
 from shared.sidechecks.mail_dns import MailDns, MailDnsAsk
 from shared.sidechecks.relay import WIRE as RELAY
 from shared.sidechecks.relay import RelayAsk

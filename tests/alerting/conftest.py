@@ -31,10 +31,10 @@ from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.notify.sms import SmsChannel
 from controller.scheduling import rules as schedule
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import MonitorEvent, decode_event
-from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import EVENTS_STREAM, events_subject
 from shared.timefmt import utcnow

@@ -12,13 +12,13 @@ import msgspec
 
 from agent.sidechecks.blocklists import BlocklistProbe
 from controller.ingest.store import CheckedResult, decode_result
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import KNOWN, BlockList, ask
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.sidechecks.frame import Arrived
 from controller.web.app import create_app
 from shared.messages import CheckResult, decode_event
-from shared.settings import ControllerSettings
 from shared.sidechecks.blocklists import WIRE, Reputation
 from shared.timefmt import iso_ms, utcnow
 from testkit.peers.dnsbl import DnsblPeer, Zone, healthy, label

@@ -20,8 +20,8 @@ from controller.notify.budget import Budget
 from controller.notify.egress import Egress
 from controller.notify.links import Links
 from controller.scheduling import login_cap_notice
+from controller.settings import ControllerSettings
 from shared.secret import SECRET_MASK
-from shared.settings import ControllerSettings
 from testkit.alerting.receivers import (
     APPRISE_PASSWORD,
     APPRISE_PATH,

@@ -19,8 +19,8 @@ from controller.notify import DeliveryError, channel_kinds, channel_store
 from controller.notify.channel_send import ChannelSender
 from controller.notify.links import Links
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from shared.secret import SECRET_MASK
-from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from testkit.alerting.receivers import Receiver, verify_signature
 from tests.alerting.test_channels import PUBLIC_URL, loopback_api, loopback_egress

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 from structlog.testing import capture_logs
 
@@ -28,9 +27,9 @@ from controller.notify.links import Links
 from controller.notify.outbox import OutboxWorker
 from controller.runtime.serve import announce_grants
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.secret import SECRET_MASK
-from shared.settings import ControllerSettings
 from testkit.alerting.receivers import (
     ALERTMANAGER,
     Alertmanager,
@@ -64,7 +63,7 @@ async def loopback_api(
     """The API with the receivers' CA trusted and loopback granted to every organization, or
     the grants of `egress`."""
     app = create_app(
-        msgspec.structs.replace(settings, public_url=PUBLIC_URL),
+        settings.replace(public_url=PUBLIC_URL),
         pool,
         egress=egress or loopback_egress(),
     )
@@ -328,7 +327,7 @@ async def test_serve_names_each_granted_organization_and_warns_of_every_one_and_
     rig: Rig, settings: ControllerSettings, alert_pool: asyncpg.Pool
 ) -> None:
     grants = f"{rig.tenant.org_id}=127.0.0.2;*=10.9.0.0/16;{2**62}=192.168.7.0/24"
-    configured = msgspec.structs.replace(settings, notify_private_network_grants=grants)
+    configured = settings.replace(notify_private_network_grants=grants)
     with capture_logs() as logs:
         await announce_grants(configured, alert_pool)
     said = [(x["log_level"], x["event"], x.get("organization"), x["networks"]) for x in logs]

@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 
 from controller.access.credentials import token_digest
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.alertsite.helpers import V3, as_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving
 from tests.conftest import PASSWORD, Tenant

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.alertsite.helpers import MINIMAL, V3, as_error, create, native, stored
 from tests.conftest import Tenant
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.alertsite.helpers import V3, as_error, stored
 from tests.api.helpers import opened
 from tests.conftest import Tenant

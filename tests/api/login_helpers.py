@@ -10,13 +10,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 
 from controller.runtime.serve import api_server
 from controller.secrets.box import generate_key
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.serving import TLS, http_client
 
 _addresses = itertools.count(1)
@@ -36,8 +35,7 @@ async def serving(
     `overrides`
     applied to the settings and a SECRETS_KEY of its own (so its throttle keys are its own)."""
     port = embedded.free_port()
-    own = msgspec.structs.replace(
-        settings,
+    own = settings.replace(
         api_host="127.0.0.1",
         api_port=port,
         **{"secrets_key": generate_key(), **overrides},

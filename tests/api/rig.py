@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import msgspec
 import nats
 from nats.js.errors import NotFoundError
 
@@ -30,9 +29,9 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import AgentHeartbeat, encode
-from shared.settings import ControllerSettings
 from shared.streams import ensure_jobs_consumers, ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow
@@ -60,7 +59,7 @@ async def pipeline_api(
 ) -> AsyncIterator[Rig]:
     """The API (with `limits` replacing settings) and its pipeline; with `agent_cadata` (the
     PEM of a test CA) a real agent of `country` runs the jobs, trusting that CA."""
-    settings = msgspec.structs.replace(settings, **limits)
+    settings = settings.replace(**limits)
     box = SecretBox(settings.secrets_key or "")
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)

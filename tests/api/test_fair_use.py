@@ -8,14 +8,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 
 from controller.monitors import fair_use
 from controller.monitors.limits_store import Cost
 from controller.monitors.validation import COUNTRIES
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.serving import http_client, serve_app
 from tests.alertsite.helpers import MINIMAL, V3, as_error
 from tests.api.helpers import SMTP, assert_error, seed_body
@@ -203,7 +202,7 @@ async def test_an_organization_over_a_lowered_budget_may_still_edit_and_shrink(
     """Another API (replica) with a budget of 5: the organization's 10 a minute are past it,
     yet a rename or fewer countries is allowed; more is not."""
     monitor = await created(api, tenant, allowedCheckCountryCodes=FIVE, checkInterval=30)
-    lowered = msgspec.structs.replace(rig.settings, org_max_checks_per_minute=5)
+    lowered = rig.settings.replace(org_max_checks_per_minute=5)
     url = f"{SMTP}/{monitor['publicId']}"
     async with (
         serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
@@ -350,7 +349,7 @@ async def test_timeouts_that_hold_slots_past_the_slot_budget_are_refused(
     assert r.status_code == 200, r.text  # 600 alone
     r = await api.patch(url, json={"status": "active"}, headers=tenant.auth())
     assert_error(r, 403, code="slot_budget", fields=["status"])
-    lowered = msgspec.structs.replace(rig.settings, org_max_slot_seconds_per_minute=100)
+    lowered = rig.settings.replace(org_max_slot_seconds_per_minute=100)
     async with (
         serve_app(create_app(lowered, pool, rig.pipeline)) as other_url,
         http_client(base_url=other_url, timeout=10) as other,

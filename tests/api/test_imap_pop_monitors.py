@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.api.helpers import (
     IMAP,
     IMAP_KEYS,

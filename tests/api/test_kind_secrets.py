@@ -23,6 +23,7 @@ from controller.monitors.kinds import KINDS, Kind
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SealedSecret, SecretBox
 from controller.secrets.seal_keys import carries_credentials
+from controller.settings import ControllerSettings
 from controller.web.api.monitor_kinds import api_of
 from shared.logging import _dumps
 from shared.messages import (
@@ -33,7 +34,6 @@ from shared.messages import (
     encode_sealed,
 )
 from shared.secret import Secret, secret_paths, secrets_in
-from shared.settings import ControllerSettings
 from tests.api.helpers import opened
 from tests.conftest import Tenant
 

@@ -12,7 +12,8 @@ import pytest
 
 from controller.access import credentials
 from controller.access.credentials import hash_password
-from shared.settings import ControllerSettings, SettingsError, load
+from controller.settings import ControllerSettings
+from shared.settings import SettingsError, load
 from tests.api.helpers import assert_error
 from tests.api.login_helpers import client_from, new_address, retry_after, serving
 from tests.conftest import PASSWORD, Tenant

@@ -19,7 +19,7 @@ import trustme
 from controller.ascode.run import apply, current, export_text
 from controller.ascode.spec import Spec, SpecError, load
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from testkit.serving import http_client
 from tests.api.helpers import IMAP, SMTP, stored_row
 from tests.api.test_cli import ROOT, SETTINGS

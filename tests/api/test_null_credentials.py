@@ -13,8 +13,8 @@ import pytest
 
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from shared.messages import SmtpConfig
-from shared.settings import ControllerSettings
 from tests.api.helpers import CONFIG_KEY, IMAP, SMTP, create, seed_body, stored_row
 from tests.api.test_roundtrip_monitors import RT, body
 from tests.conftest import Tenant

@@ -11,7 +11,7 @@ import pytest
 
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.alertsite.helpers import V3
 from tests.api.helpers import CONFIG_KEY, PATHS, assert_error, create, stored_row
 from tests.conftest import Tenant

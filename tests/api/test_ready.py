@@ -12,8 +12,8 @@ import structlog
 
 from controller.db.pool import create_pool
 from controller.runtime.serve import readiness
+from controller.settings import ControllerSettings
 from shared import embedded, ops
-from shared.settings import ControllerSettings
 from testkit.serving import http_client
 from tests.api.login_helpers import serving
 

@@ -8,11 +8,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.serving import http_client, serve_app
 from tests.api.helpers import IMAP, SMTP, SMTP_KEYS, assert_error, minimal_body, seed_body
 from tests.conftest import Tenant, make_tenant
@@ -89,7 +88,7 @@ async def test_only_smtp_monitors_take_it_and_readonly_users_cannot_set_it(
 @pytest.fixture(scope="module")
 async def limited(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The API with ORG_MAX_BLOCKLIST_NAMES at 3."""
-    low = msgspec.structs.replace(settings, org_max_blocklist_names=3)
+    low = settings.replace(org_max_blocklist_names=3)
     async with serve_app(create_app(low, pool)) as url:
         yield url
 

@@ -11,8 +11,8 @@ import pytest
 
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from shared.messages import RoundTripConfig, SmtpAuth
-from shared.settings import ControllerSettings
 from tests.api.helpers import COMMON_KEYS, IMAP, MASK, SMTP, assert_error, opened, stored_row
 from tests.conftest import Tenant, make_tenant
 

@@ -16,7 +16,7 @@ import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from testkit.peers.smtp import SmtpPeer
 from testkit.serving import http_client
 from tests.alertsite.helpers import V3, as_error

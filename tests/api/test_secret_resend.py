@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.api.helpers import SMTP, create, opened, stored_row
 from tests.conftest import Tenant
 

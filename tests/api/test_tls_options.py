@@ -12,7 +12,7 @@ import trustme
 from controller.monitors.tls_options import CA_MAX_BYTES
 from controller.scheduling.job_config import job_config
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.api.helpers import IMAP, MASK, SMTP, assert_error, create, minimal_body, stored_row
 from tests.api.test_roundtrip_monitors import RT
 from tests.api.test_roundtrip_monitors import body as roundtrip_body

@@ -17,8 +17,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from controller.settings import ControllerSettings
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.peers.smtp import SmtpPeer
 from testkit.serving import http_client
 from tests.api.helpers import create

@@ -13,8 +13,8 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from controller.notify.egress import Egress
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.alerting.receivers import client_context
 from testkit.serving import http_client, serve_app
 from tests.api.helpers import create

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from controller.notify.egress import Egress
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.alerting.receivers import Receiver, client_context, verify_signature
 from testkit.serving import http_client, serve_app
 from tests.conftest import make_tenant

@@ -17,12 +17,12 @@ import trustme
 from controller.jobs.rules import JobIds
 from controller.monitors.kinds import KINDS, ROUNDTRIP
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web.api.monitor_kinds import api_of
 from controller.web.api.monitor_schemas import MASK
 from controller.web.console.form_fields import UNSHOWN
 from controller.web.console.form_kept import SUFFIX
 from controller.web.console.forms import form_of
-from shared.settings import ControllerSettings
 from tests.api.helpers import create, opened, stored_row
 from tests.conftest import Tenant, make_tenant
 from tests.console.helpers import Browserish, form_values, store_result

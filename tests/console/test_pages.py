@@ -13,7 +13,7 @@ import trustme
 from controller.jobs.rules import JobIds
 from controller.logins import cap_store as login_caps
 from controller.secrets.box import SecretBox
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.timefmt import utcnow
 from tests.api.helpers import create, opened, stored_row
 from tests.conftest import Tenant, make_tenant

@@ -10,18 +10,17 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import msgspec
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from controller.ingest.store import decode_result
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists import store as db
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
 from shared.messages import CheckResult, encode
-from shared.settings import ControllerSettings
 from shared.sidechecks.blocklists import BlocklistAnswer, Reputation
 from shared.timefmt import iso_ms, utcnow
 from testkit.serving import http_client, serve_app
@@ -39,7 +38,7 @@ HOST_IP = "81.2.69.171"
 @pytest.fixture(scope="module")
 async def console_url(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The console with BLOCKLISTS set: SpamCop (made major) and PSBL."""
-    on = msgspec.structs.replace(settings, blocklists=LISTS)
+    on = settings.replace(blocklists=LISTS)
     async with serve_app(create_app(on, pool)) as url:
         yield url
 

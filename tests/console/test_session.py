@@ -3,7 +3,7 @@ console, every POST needs the CSRF token, logout revokes the session, no session
 
 import asyncpg
 
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.api.helpers import create
 from tests.api.login_helpers import client_from, new_address, retry_after, serving
 from tests.conftest import PASSWORD, Tenant

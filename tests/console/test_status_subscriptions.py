@@ -11,15 +11,14 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 
 from controller.notify.budget import Budget
 from controller.notify.email import EmailChannel
 from controller.notify.outbox import OutboxWorker
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.alerting.peers import Relay
 from testkit.serving import http_client, serve_app
 from tests.conftest import Tenant, make_tenant
@@ -209,7 +208,7 @@ async def test_without_public_url_a_page_takes_no_subscription_and_builds_no_lin
     """A mail's links come from PUBLIC_URL only, never from the Host header a client chooses:
     without it, a subscription is refused (503, saying why) and nothing is queued to mail."""
     org, slug = await _page(client, pool, "nourl")
-    unset = msgspec.structs.replace(settings, public_url=None)
+    unset = settings.replace(public_url=None)
     async with (
         serve_app(create_app(unset, pool)) as url,
         http_client(base_url=url, headers={"Host": "evil.example"}) as anonymous,

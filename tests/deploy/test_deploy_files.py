@@ -18,21 +18,22 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-import msgspec
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
+from agent.settings import AgentSettings
+from controller.settings import ControllerSettings
 from deploy import make_certs, mint_country
 from deploy.nats_conf import parse_users_conf, render_users_conf
 from shared import embedded
 from shared.sealing import OpeningKeys, SealingKey
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
+from shared.settings import SettingsError, load, variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SETTINGS = {
-    "controller": {f.encode_name for f in msgspec.structs.fields(ControllerSettings)},
-    "agent": {f.encode_name for f in msgspec.structs.fields(AgentSettings)},
+    "controller": set(variables(ControllerSettings)),
+    "agent": set(variables(AgentSettings)),
 }
 IMAGE = "mailprobe:0.1.0"
 # Settings that name a file or folder the process reads: it must be mounted there.

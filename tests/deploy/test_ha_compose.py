@@ -15,8 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
+from agent.settings import AgentSettings
 from controller.db.pool import Hosts
-from shared.settings import AgentSettings, ControllerSettings, load
+from controller.settings import ControllerSettings
+from shared.settings import load
 from tests.deploy.test_deploy_files import (
     DEPLOY,
     FILE_SETTINGS,

@@ -14,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import yaml  # type: ignore[import-untyped]  # PyYAML, no stubs installed
 
 from controller.db.pool import Hosts
-from shared.settings import ControllerSettings, load
+from controller.settings import ControllerSettings
+from shared.settings import load
 from tests.deploy.test_deploy_files import DEPLOY, k8s_documents
 
 NATS = DEPLOY / "nats"

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 
 from controller.access.instance_proof import proof
 from controller.db.pool import create_pool
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.serving import serve_app
 from tests.deploy.test_deploy_files import DEPLOY
 
@@ -60,9 +59,7 @@ async def test_requests_go_only_to_ready_controllers_and_none_fails_when_one_sto
         apps, urls = {}, {}
         for name, key in keys.items():
             pools[name] = await create_pool(database_url, max_size=2)
-            apps[name] = create_app(
-                msgspec.structs.replace(settings, instance_key=key), pools[name]
-            )
+            apps[name] = create_app(settings.replace(instance_key=key), pools[name])
         servers: dict[str, AsyncExitStack] = {}
         for name, app in apps.items():
             servers[name] = AsyncExitStack()

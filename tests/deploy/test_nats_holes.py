@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import asyncpg
-import msgspec
 import nats
 import nats.errors
 import pytest
@@ -35,6 +34,7 @@ from agent.heartbeat import Heartbeat
 from agent.probers.tls import build_ssl_contexts
 from controller.monitors.validation import COUNTRIES
 from controller.runtime.pipeline import open_pipeline
+from controller.settings import ControllerSettings
 from deploy.nats_conf import (
     CONTROLLER_USER,
     IMPORTED_API,
@@ -55,7 +55,6 @@ from shared.messages import (
     encode,
 )
 from shared.publishing import Outbox, Outgoing, publish_batch
-from shared.settings import ControllerSettings
 from shared.streams import (
     JOBS_ACK_WAIT_S,
     JOBS_CONSUMER_IDLE_S,
@@ -591,7 +590,7 @@ async def test_the_controller_makes_the_consumers_of_countries_in_use_and_caps_t
     for a country without agents (each would cost a cluster a Raft group), and one written for
     a country once its first agent's heartbeat arrives, so that agent finds it."""
     js = bare.jetstream()
-    capped = msgspec.structs.replace(settings, results_max_mib=64, events_max_mib=8)
+    capped = settings.replace(results_max_mib=64, events_max_mib=8)
     async with open_pipeline(capped, pool, bare):
         assert (await js.stream_info(RESULTS_STREAM)).config.max_bytes == 64 * MIB
         assert (await js.stream_info(EVENTS_STREAM)).config.max_bytes == 8 * MIB

@@ -23,12 +23,14 @@ from nats.aio.client import Client as NATS
 
 from agent.__main__ import _connect
 from agent.probers.tls import build_ssl_contexts
+from agent.settings import AgentSettings
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import api_server
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import decode_result
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
+from shared.settings import SettingsError, load
 from shared.subjects import RESULTS_STREAM, results_country_filter
 from tests.agent.helpers import SmtpLikePeer, job_for, publish_job, worker
 

@@ -37,9 +37,9 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import AgentHeartbeat
-from shared.settings import ControllerSettings
 from shared.streams import ensure_streams, jobs_consumer_name
 from shared.subjects import JOBS_STREAM, RESULTS_STREAM, jobs_subject
 from testkit.sealing import KeyRing

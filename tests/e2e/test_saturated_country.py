@@ -34,7 +34,7 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import RESULTS_STREAM
 from testkit.campaigns.saturation import Figures, Org, Scenario, Tarpit, figures, seed, table

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from tests.api.rig import pipeline_api
 from tests.conftest import Tenant, make_tenant
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
-import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
@@ -22,8 +21,8 @@ from nats.js.api import StreamInfo
 from nats.js.errors import APIError
 
 from controller.runtime.pipeline import connect_nats, open_pipeline
+from controller.settings import ControllerSettings
 from shared import embedded
-from shared.settings import ControllerSettings
 from shared.streams import (
     INGEST_CONSUMER,
     ensure_jobs_consumers,
@@ -114,7 +113,7 @@ async def test_controller_start_moves_r1_streams_to_r3_keeping_every_message(
         for stream in STREAMS:
             assert (await js.stream_info(stream)).config.num_replicas == 1
 
-    upgraded = msgspec.structs.replace(settings, nats_url=url, stream_replicas=3)
+    upgraded = settings.replace(nats_url=url, stream_replicas=3)
     async with open_pipeline(upgraded, pool) as pipeline:
         js = pipeline.js
         for stream in STREAMS:

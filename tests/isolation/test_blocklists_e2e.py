@@ -24,7 +24,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import nats
 import pytest
 
@@ -36,12 +35,12 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import parse_lists
 from controller.sidechecks.blocklists.watch import BlocklistWatch
 from controller.web.app import create_app
 from shared import embedded
 from shared.loop import run_every
-from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from testkit.netns import Netns, missing, namespace
 from testkit.peers.dnsbl import DnsblPeer, healthy, label
@@ -124,8 +123,8 @@ async def notices(pool: asyncpg.Pool, public_id: str) -> list[asyncpg.Record]:
 
 @pytest.fixture
 async def lists_on(settings: ControllerSettings) -> ControllerSettings:
-    return msgspec.structs.replace(
-        settings, blocklists=LISTS, blocklist_interval_seconds=3600, blocklist_hold_seconds=0
+    return settings.replace(
+        blocklists=LISTS, blocklist_interval_seconds=3600, blocklist_hold_seconds=0
     )
 
 

@@ -39,9 +39,9 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.timefmt import parse_iso
 from testkit.netns import DEAD_RESOLVER, Netns, missing, namespace

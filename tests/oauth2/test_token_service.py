@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 import structlog
 import trustme
@@ -40,10 +39,10 @@ from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.scheduling.plan import RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import ImapPopConfig, encode
 from shared.secret import SECRET_MASK, Secret
-from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.issuer import SCOPE, TokenIssuer
@@ -82,7 +81,7 @@ async def endpoint(
 @pytest.fixture(scope="module")
 async def api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The API of a controller that allows token endpoints on 127.0.0.1."""
-    allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
+    allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
     async with serve_app(create_app(allowing, pool)) as url:
         yield url
 

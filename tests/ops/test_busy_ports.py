@@ -6,14 +6,13 @@ import asyncio
 import socket
 
 import asyncpg
-import msgspec
 import pytest
 from structlog.testing import capture_logs
 
 from controller.runtime.serve import _serve_api
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import ops
-from shared.settings import ControllerSettings
 
 
 @pytest.mark.parametrize("setting", ["AGENT_METRICS_PORT", "CONTROLLER_METRICS_PORT"])
@@ -31,7 +30,7 @@ async def test_a_taken_api_port_stops_the_controller_naming_api_port(
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        held = msgspec.structs.replace(settings, api_host="127.0.0.1", api_port=port)
+        held = settings.replace(api_host="127.0.0.1", api_port=port)
         with capture_logs() as logs, pytest.raises(SystemExit):
             await _serve_api(held, create_app(held, pool), asyncio.Event())
     [line] = [entry for entry in logs if entry.get("setting") == "API_PORT"]

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
-import msgspec
 import nats
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
@@ -20,10 +19,10 @@ from structlog.testing import capture_logs
 from controller.observability import metrics
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import KEEP_ALIVE_S, api_server
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import CheckResult, encode
-from shared.settings import ControllerSettings
 from shared.subjects import RESULTS_STREAM, results_subject
 from shared.timefmt import iso_ms, utcnow
 from testkit.serving import http_client
@@ -96,7 +95,7 @@ async def serving(
     """The API as `serve` runs it (controller.runtime.serve.api_server), on a free loopback port."""
     port = embedded.free_port()
     app = create_app(settings, pool, pipeline)  # type: ignore[arg-type]
-    server = api_server(msgspec.structs.replace(settings, api_port=port), app)
+    server = api_server(settings.replace(api_port=port), app)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -16,8 +16,8 @@ import pytest
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import readiness
 from controller.secrets.box import generate_key
+from controller.settings import ControllerSettings
 from shared import embedded, ops
-from shared.settings import ControllerSettings
 from testkit.serving import http_client
 from tests.conftest import scratch_database
 

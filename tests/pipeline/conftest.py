@@ -34,9 +34,9 @@ from controller.runtime.pipeline import PUBLISH_ASYNC_MAX_PENDING, Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import AgentHeartbeat, CheckJob, bundle_parts, decode_job, encode
-from shared.settings import ControllerSettings
 from shared.streams import ensure_streams
 from shared.subjects import JOBS_STREAM, heartbeats_subject, jobs_subject
 from shared.timefmt import iso_ms, utcnow

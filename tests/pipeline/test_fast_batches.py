@@ -21,6 +21,7 @@ from controller.fleet.live import LiveAgents
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from shared import embedded
 from shared.publishing import (
     FLOW,
@@ -33,7 +34,6 @@ from shared.publishing import (
     publish_batch,
     takes_batches,
 )
-from shared.settings import ControllerSettings
 from shared.streams import JOBS_STREAM, stream_configs
 from shared.subjects import jobs_subject
 from tests.agent.helpers import job_for

@@ -25,9 +25,9 @@ from controller.monitors import store as monitors
 from controller.oracles.metrics import World
 from controller.oracles.rules import HOLD
 from controller.secrets.box import SecretBox, generate_key
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, encode
-from shared.settings import ControllerSettings
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 from testkit.serving import http_client, serve_app
@@ -254,7 +254,7 @@ async def test_an_agent_without_a_feature_is_told_once_and_shown(
     assert REGISTRY.get_sample_value(gauge, labels | {"state": "unhealthy"}) == 1.0
     assert REGISTRY.get_sample_value(gauge, labels | {"state": "healthy"}) == 0.0
 
-    settings = ControllerSettings(
+    settings = ControllerSettings.of(
         database_url=fleet_db, secrets_key=generate_key(), public_url="http://localhost:8080"
     )
     async with serve_app(create_app(settings, fpool)) as url, http_client(base_url=url) as http:

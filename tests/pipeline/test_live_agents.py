@@ -22,10 +22,10 @@ from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
 from shared.messages import AgentHeartbeat, encode
-from shared.settings import ControllerSettings
 from shared.subjects import heartbeats_subject
 from shared.timefmt import iso_ms, utcnow
 from testkit.serving import http_client

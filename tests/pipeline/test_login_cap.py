@@ -8,7 +8,7 @@ import httpx
 
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from testkit.sealing import KeyRing
 from tests.alertsite.helpers import MINIMAL, V3, as_error

@@ -14,8 +14,8 @@ import httpx
 
 from controller.ingest import store as results
 from controller.runtime.pipeline import Pipeline
+from controller.settings import ControllerSettings
 from shared.messages import CheckResult, encode
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 from testkit.sealing import KeyRing
 from tests.api.helpers import create

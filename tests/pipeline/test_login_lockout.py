@@ -20,8 +20,8 @@ from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from shared.messages import encode
-from shared.settings import ControllerSettings
 from testkit.peers.smtp import Lockout, SmtpPeer
 from testkit.sealing import KeyRing
 from tests.api.helpers import create

@@ -15,7 +15,7 @@ from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from testkit.sealing import KeyRing
 from tests.api.helpers import create

@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 import trustme
 
@@ -26,9 +25,9 @@ from controller.oauth2.tokens import ORG_CONCURRENCY, TokenService
 from controller.runtime.pipeline import Pipeline
 from controller.scheduling import rules as schedule
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2
-from shared.settings import ControllerSettings
 from testkit.oauth2.issuer import TokenIssuer
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
 from testkit.sealing import KeyRing
@@ -59,7 +58,7 @@ def _grant(url: str) -> dict[str, Any]:
 async def oauth_api(
     settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
 ) -> AsyncIterator[httpx.AsyncClient]:
-    allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
+    allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
     async with (
         serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
         http_client(base_url=url, timeout=10) as client,

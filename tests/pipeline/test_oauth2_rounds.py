@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 import trustme
 
@@ -21,9 +20,9 @@ from controller.runtime.pipeline import Pipeline
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared.messages import FEATURE_OAUTH2, ImapPopConfig, encode
-from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.token_endpoint import TokenEndpoint, ca_context, serve
@@ -41,7 +40,7 @@ CLIENT, SECRET = "mailprobe-app", "round-secret-4711"
 async def oauth_api(
     settings: ControllerSettings, pipe_pool: asyncpg.Pool, pipeline: Pipeline
 ) -> AsyncIterator[httpx.AsyncClient]:
-    allowing = msgspec.structs.replace(settings, oauth2_token_hosts="127.0.0.1")
+    allowing = settings.replace(oauth2_token_hosts="127.0.0.1")
     async with (
         serve_app(create_app(allowing, pipe_pool, pipeline)) as url,
         http_client(base_url=url, timeout=10) as client,

@@ -15,8 +15,8 @@ from controller.ingest.store import decode_result
 from controller.roundtrips import delivery_store as roundtrip_delivery
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
+from controller.settings import ControllerSettings
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 from testkit.sealing import KeyRing
 from tests.conftest import Tenant, make_tenant

@@ -16,8 +16,8 @@ from controller.scheduling import rules as schedule
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
+from controller.settings import ControllerSettings
 from shared.messages import ImapCheckJob, SmtpCheckJob, SmtpConfig
-from shared.settings import ControllerSettings
 from shared.sidechecks.mail_dns import WIRE as MAIL_DNS
 from shared.sidechecks.mail_dns import MailDnsAsk
 from shared.timefmt import parse_iso, utcnow

@@ -12,7 +12,7 @@ from asyncpg.connection import LoggedQuery
 from controller.db.pool import create_pool
 from controller.jobs.rules import JobIds
 from controller.runtime.pipeline import Pipeline
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from shared.timefmt import parse_iso
 from testkit.sealing import KeyRing
 from tests.api.helpers import create

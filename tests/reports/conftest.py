@@ -11,8 +11,8 @@ import httpx
 import pytest
 import trustme
 
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.oauth2 import dovecot, postfix
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.postfix import Postfix

@@ -20,8 +20,8 @@ import trustme
 from controller.notify.links import Links
 from controller.reports import mailbox
 from controller.reports.mailbox import MAX_MESSAGE, MailboxError, ReportMailbox
+from controller.settings import ControllerSettings
 from shared.secret import Secret
-from shared.settings import ControllerSettings
 from testkit.reports import made
 from testkit.reports.watching import watch
 from tests.conftest import Tenant

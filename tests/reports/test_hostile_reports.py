@@ -20,7 +20,7 @@ import trustme
 
 from controller.notify.links import Links
 from controller.reports import intake
-from shared.settings import ControllerSettings
+from controller.settings import ControllerSettings
 from testkit.reports import hostile, made
 from testkit.reports.watching import Watched, watch
 from tests.conftest import Tenant

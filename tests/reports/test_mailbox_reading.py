@@ -19,8 +19,8 @@ from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.reports import reading
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.oauth2.dovecot import Dovecot
 from testkit.oauth2.issuer import SCOPE
 from testkit.oauth2.postfix import Postfix

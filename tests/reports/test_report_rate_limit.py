@@ -5,11 +5,10 @@ path is in the metric. Other paths' 429s are not report refusals."""
 
 import asyncpg
 import httpx
-import msgspec
 from prometheus_client import REGISTRY
 
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
-from shared.settings import ControllerSettings
 from testkit.serving import serve_app
 
 LABELS = {"kind": "unknown", "via": "https", "outcome": "rate_limited"}
@@ -22,7 +21,7 @@ def _limited() -> float:
 async def test_a_post_past_the_rate_limit_is_a_counted_429(
     settings: ControllerSettings, pool: asyncpg.Pool
 ) -> None:
-    app = create_app(msgspec.structs.replace(settings, reports_posts_per_minute=2), pool)
+    app = create_app(settings.replace(reports_posts_per_minute=2), pool)
     before = _limited()
     async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         path = "/reports/tls/nobody.example.com/" + "a" * 32

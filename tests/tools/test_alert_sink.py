@@ -7,8 +7,9 @@ import pytest
 from controller.notify import Notification
 from controller.notify.email import EmailChannel
 from controller.notify.sms import SmsChannel
+from controller.settings import ControllerSettings
 from shared import embedded
-from shared.settings import ControllerSettings, load
+from shared.settings import load
 from testkit.serving import http_client
 from tools.alertsink import Running, Sink
 from tools.devrun import SINK_FROM, sink_env

@@ -20,14 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
-import msgspec
 import pytest
 
 from controller.__main__ import main as controller_main
 from controller.access.instance_proof import CHALLENGE, holds, proof
+from controller.settings import ControllerSettings
 from controller.web.app import create_app
 from shared import embedded
-from shared.settings import ControllerSettings
 from testkit.serving import serve_app
 from tests.api.test_cli import ROOT
 from tests.conftest import Tenant
@@ -85,7 +84,7 @@ KEY = secrets.token_hex(32)
 async def keyed_api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The API served as `make run` serves it: with an INSTANCE_KEY, on its API_PORT."""
     port = embedded.free_port()
-    keyed = msgspec.structs.replace(settings, instance_key=KEY, api_port=port)
+    keyed = settings.replace(instance_key=KEY, api_port=port)
     async with serve_app(create_app(keyed, pool), port) as url:
         yield url
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from agent.settings import AgentSettings
+from controller.settings import ControllerSettings
 from shared.messages import CheckResult
 from shared.settings import table
 
@@ -20,10 +22,13 @@ def between(text: str, name: str) -> str:
     return text[start : text.index(f"<!-- {name}:end -->")]
 
 
-def test_settings_table_matches_code() -> None:
+def test_settings_tables_match_code() -> None:
     text = (DOCS / "settings.md").read_text()
-    assert between(text, "settings").strip() == table(), (
-        "run: python -m shared.settings, paste into docs/settings.md"
+    assert between(text, "controller-settings").strip() == table(ControllerSettings), (
+        "run: python -m controller.settings, paste into docs/settings.md"
+    )
+    assert between(text, "agent-settings").strip() == table(AgentSettings), (
+        "run: python -m agent.settings, paste into docs/settings.md"
     )
 
 

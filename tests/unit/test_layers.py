@@ -53,6 +53,7 @@ LAYERS = (
     "jobs",  # a check job's id and lifetime; the results the controller records itself
     "secrets",  # secrets at rest, countries' sealing keys
     "db",  # the pool, migrations, SQL helpers
+    "settings",  # the settings, one group per concern, read from the environment
 )
 
 

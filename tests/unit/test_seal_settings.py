@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.settings import AgentSettings, opening_keys
+from controller.settings import ControllerSettings
 from shared.sealing import generate
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load, opening_keys
+from shared.settings import SettingsError, load
 from testkit.sealing import KeyRing
 
 GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}

@@ -3,16 +3,10 @@
 import msgspec
 import pytest
 
+from agent.settings import AgentSettings, parse_canaries
 from controller.secrets.box import generate_key
-from shared.settings import (
-    AgentSettings,
-    ControllerSettings,
-    ProcessSettings,
-    SettingsError,
-    load,
-    parse_canaries,
-    table,
-)
+from controller.settings import ControllerSettings
+from shared.settings import ProcessSettings, SettingsError, load, table, variables
 
 GOOD = {"DATABASE_URL": "postgresql://u@localhost/db"}
 
@@ -197,10 +191,10 @@ def test_shared_settings_are_declared_once_for_both_processes(
     cls: type[ControllerSettings] | type[AgentSettings],
 ) -> None:
     """Pins the shared base: both processes take NATS_URL, the NATS TLS files and LOG_* from
-    ProcessSettings (one declaration: same env names, defaults and checks), and a required
-    setting still leads the settings table whatever the base declares first."""
+    ProcessSettings (one declaration: same env names, defaults and checks; the controller's
+    `process` group, the agent's base), and a required setting still leads its table (the
+    agent's) or its group's rows (the controller's DATABASE_URL)."""
     env = {"DATABASE_URL": "postgresql://u@localhost/db", "AGENT_COUNTRY": "DE"}
-    assert issubclass(cls, ProcessSettings)
     shared = {f.encode_name: f.default for f in msgspec.structs.fields(ProcessSettings)}
     assert shared == {
         "NATS_URL": "nats://127.0.0.1:4222",
@@ -210,7 +204,9 @@ def test_shared_settings_are_declared_once_for_both_processes(
         "LOG_FORMAT": "auto",
         "LOG_LEVEL": "INFO",
     }
-    settings = load(cls, env)
+    loaded = load(cls, env)
+    settings = loaded.process if isinstance(loaded, ControllerSettings) else loaded
+    assert isinstance(settings, ProcessSettings)
     assert (settings.nats_url, settings.log_format, settings.log_level) == (
         "nats://127.0.0.1:4222",
         "auto",
@@ -224,16 +220,31 @@ def test_shared_settings_are_declared_once_for_both_processes(
     ):
         with pytest.raises(SettingsError, match=message):
             load(cls, {**env, **bad})
-    rows = table().splitlines()[2:]
-    assert rows[0].startswith("| `DATABASE_URL` | controller |")
-    assert rows[1].startswith("| `NATS_URL` | controller, agent |")
+    rows = table(cls).splitlines()[2:]
+    if cls is AgentSettings:
+        assert rows[0].startswith("| `AGENT_COUNTRY` |  |")
+        assert rows[1].startswith("| `NATS_URL` |")
+    else:
+        assert rows[0].startswith("| `NATS_URL` | process |")
+        assert "| `DATABASE_URL` | database |  |" in rows[len(shared)]
+
+
+def test_each_controller_variable_is_declared_by_one_group() -> None:
+    """Pins the groups: no variable is read by two groups (each is checked in one place), and
+    `of` and `replace` put each value in the group that declares it."""
+    names = variables(ControllerSettings)
+    assert len(names) == len(set(names)) == 90
+    settings = ControllerSettings.of(database_url=GOOD["DATABASE_URL"], api_port=9000)
+    assert (settings.database.database_url, settings.api.api_port) == (GOOD["DATABASE_URL"], 9000)
+    changed = settings.replace(api_port=9001, check_raw_days=40)
+    assert (changed.api.api_port, changed.retention.check_raw_days) == (9001, 40)
+    assert changed.database is settings.database
+    with pytest.raises(TypeError, match="no controller setting 'api_prot'"):
+        settings.replace(api_prot=1)
 
 
 def test_no_setting_is_declared_by_both_processes_outside_the_base() -> None:
     """A setting both processes read belongs in ProcessSettings, declared once."""
-    names = [
-        {f.encode_name for f in msgspec.structs.fields(cls)}
-        for cls in (ControllerSettings, AgentSettings, ProcessSettings)
-    ]
+    names = [set(variables(cls)) for cls in (ControllerSettings, AgentSettings, ProcessSettings)]
     controller, agent, base = names
     assert controller & agent == base

@@ -3,7 +3,9 @@ CHANGE-ME), naming the setting and never repeating the value; a real value passe
 
 import pytest
 
-from shared.settings import AgentSettings, ControllerSettings, SettingsError, load
+from agent.settings import AgentSettings
+from controller.settings import ControllerSettings
+from shared.settings import SettingsError, load
 
 DB = "postgresql://mailprobe:{}@db-rw:5432,db-r:5432/mailprobe?sslmode=verify-full"
 NATS = "tls://agent-DE:{}@n-0:4222,tls://agent-DE:{}@n-1:4222"

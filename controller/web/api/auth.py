@@ -26,10 +26,10 @@ from controller.access.accounts_store import Principal
 from controller.access.credentials import PasswordPool, PasswordsBusy, new_token, token_digest
 from controller.access.throttle import Keys, Policy, retry_after_seconds
 from controller.monitors import validation
+from controller.settings import ControllerSettings
 from controller.web.api.errors import ApiError
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyConnection, AnyRequest
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
 log = structlog.get_logger(__name__)

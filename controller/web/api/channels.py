@@ -39,6 +39,7 @@ from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import OrgEgress
 from controller.notify.sources import Source
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.web.api import guards
 from controller.web.api.errors import ApiError, bad_request, not_found
 from controller.web.api.monitor_rules import strict_body
@@ -46,7 +47,6 @@ from controller.web.api.page import Page, published
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import BoxDep, PoolDep, SenderDep, SettingsDep
 from shared.secret import SECRET_MASK
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)

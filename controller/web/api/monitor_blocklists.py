@@ -9,6 +9,7 @@ import msgspec
 from litestar import Router, get
 
 from controller.monitors.kinds import Kind
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists import rules
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
@@ -16,7 +17,6 @@ from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
 from controller.web.authed_request import AuthedRequest
 from controller.web.services import PoolDep, SettingsDep
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, iso_ms_or_none
 
 

@@ -34,6 +34,7 @@ from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
 from controller.secrets.box import SecretBox
+from controller.settings import ControllerSettings
 from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
@@ -42,7 +43,6 @@ from controller.web.api.monitor_rules import strict_body
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyRequest
 from controller.web.services import BoxDep, PoolDep, SettingsDep
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms, utcnow
 
 TLS_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")

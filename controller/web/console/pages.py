@@ -32,6 +32,7 @@ from controller.monitors.store import Monitor
 from controller.monitors.writes import Lookup, MonitorWrites
 from controller.notify import outbox_store as outbox_db
 from controller.posture import store as posture_db
+from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import BlockList, lists_setting
 from controller.sidechecks.blocklists.view import monitor_standing
 from controller.web.api import guards
@@ -53,7 +54,6 @@ from controller.web.console.session import (
 from controller.web.console.side_checks_view import side_checks
 from controller.web.request_types import AnyRequest
 from controller.web.services import AgentsDep, PoolDep, SettingsDep, TriggerDep, WritesDep
-from shared.settings import ControllerSettings
 from shared.timefmt import utcnow
 
 log = structlog.get_logger(__name__)

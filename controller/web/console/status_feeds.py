@@ -11,11 +11,11 @@ import msgspec
 from litestar import MediaType, Response, get, head
 from litestar.datastructures import ResponseHeader
 
+from controller.settings import ControllerSettings
 from controller.statuspages.content import PageContent
 from controller.web.console.status import PathStr, published
 from controller.web.request_types import AnyRequest
 from controller.web.services import PageCacheDep, PoolDep, SettingsDep
-from shared.settings import ControllerSettings
 from shared.timefmt import iso_ms
 
 ATOM_NS = "http://www.w3.org/2005/Atom"

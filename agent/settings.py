@@ -1,0 +1,278 @@
+"""The agent's settings: what it reads besides the NATS and logging settings every process
+shares (shared.settings.ProcessSettings). `python -m agent.settings` prints the table of
+docs/settings.md."""
+
+import re
+import ssl
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+
+from shared.dns_canary import DEFAULT_CANARIES, parse_dns_canaries
+from shared.sealing import OpeningKeys, SealingError
+from shared.settings import ProcessSettings, table
+
+# AGENT_DNS_LOOKUPS_PER_TENANT's default, also for run_check callers that bring no resolver.
+DNS_LOOKUPS_PER_TENANT_DEFAULT = 20
+
+
+def _check_country(name: str, value: str) -> None:
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValueError(f"{name} must be an upper-case ISO 3166-1 alpha-2 code like DE")
+
+
+class AgentSettings(ProcessSettings, rename="upper", frozen=True, kw_only=True):
+    agent_country: Annotated[
+        str, Meta(description="ISO 3166-1 alpha-2 country this agent serves (or `--country`)")
+    ]
+    agent_allow_private_targets: Annotated[
+        bool, Meta(description="allow private, loopback and link-local targets (tests, labs)")
+    ] = False
+    agent_seal_keys_file: Annotated[
+        str | None,
+        Meta(
+            description="file of this country's private sealing keys, one base64 key a line "
+            "(two during a rotation); jobs with credentials arrive sealed and run only with "
+            "their key"
+        ),
+    ] = None
+    agent_seal_keys: Annotated[
+        str | None,
+        Meta(description="the same keys comma-separated, instead of or beside the file"),
+    ] = None
+    agent_id: Annotated[
+        str | None,
+        Meta(description="this agent's id in results and heartbeats; default `CC-hostname-pid`"),
+    ] = None
+    agent_dns_resolver: Annotated[
+        str | None,
+        Meta(
+            description="`host` or `host:port` of the DNS resolver the mail DNS and reverse DNS"
+            " posture probes ask (unset: the system's); DANE TLSA records count only when it"
+            " sets the AD bit, so name a validating resolver on a path you trust (e.g. a local"
+            " unbound)"
+        ),
+    ] = None
+    agent_blocklist_resolver: Annotated[
+        str | None,
+        Meta(
+            description="`host` or `host:port` of the DNS resolver the blocklist lookups ask"
+            " (unset: `AGENT_DNS_RESOLVER`, else the system's); Spamhaus refuses queries"
+            " through public resolvers (127.255.255.254), so name one of your own"
+        ),
+    ] = None
+    agent_dns_canaries: Annotated[
+        str,
+        Meta(
+            description="resolver canaries asked beside every mail DNS and reverse DNS probe:"
+            " comma-separated `name TYPE` that must exist, `!name TYPE` that must not (at most"
+            " 4); a resolver that answers one wrong makes that round's answers `unknown`"
+            ' (never a finding) and is reported unhealthy; "": none'
+        ),
+    ] = DEFAULT_CANARIES
+    agent_spamhaus_dqs_key: Annotated[
+        str | None,
+        Meta(
+            description="a Spamhaus Data Query Service key: Spamhaus zones are asked as"
+            " `<key>.<list>.dq.spamhaus.net`; a secret, never sent anywhere else"
+        ),
+    ] = None
+    agent_mta_sts_ca_file: Annotated[
+        str | None,
+        Meta(
+            description="PEM CA file trusted for MTA-STS policy hosts besides the system's CAs"
+            " (tests, labs)"
+        ),
+    ] = None
+    agent_mta_sts_port: Annotated[
+        int,
+        Meta(ge=1, le=65535, description="port of MTA-STS policy hosts (443; tests, labs)"),
+    ] = 443
+    agent_concurrency: Annotated[
+        int, Meta(ge=1, le=100_000, description="checks one agent process runs at once")
+    ] = 200
+    agent_tenant_slot_share: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1,
+            description="share of `AGENT_CONCURRENCY` one organization's checks may hold while "
+            "another organization's jobs wait for a slot (rounded down, at least one); a lone "
+            "organization may use every slot. Waiting jobs are served one organization at a "
+            "time, round robin, and the agent takes up to `AGENT_CONCURRENCY` jobs beyond its "
+            "free slots to see them; `1`: no cap",
+        ),
+    ] = 0.5
+    agent_dns_lookups_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS lookups of check targets one organization may have in flight on"
+            " this agent; past it its checks wait within their own timeout, others do not",
+        ),
+    ] = DNS_LOOKUPS_PER_TENANT_DEFAULT
+    agent_dns_probes_per_tenant: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=10_000,
+            description="DNS probes of each side check (mail DNS, blocklists, reverse DNS) one"
+            " organization may have running on this agent at once; past it its rounds wait"
+            " within their own budget and answer `unknown` when it runs out, others do not",
+        ),
+    ] = 8
+    agent_shutdown_grace_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="on SIGTERM, how long in-flight checks may finish before they are "
+            "handed back to other agents",
+        ),
+    ] = 30.0
+    agent_metrics_host: Annotated[
+        str, Meta(description="address of the agent's `/metrics`, `/health` and `/ready`")
+    ] = "0.0.0.0"
+    agent_metrics_port: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=65535,
+            description="port of the agent's `/metrics`, `/health` and `/ready`; `0`: none",
+        ),
+    ] = 9464
+    agent_canaries: Annotated[
+        str | None,
+        Meta(
+            description="self-check canaries: comma-separated known-good `host:port` (at most"
+            " 16) the agent connects to, testing its own path, one or more per port its checks"
+            " use (SMTP 25, submission 587/465, IMAP 143/993, POP3 110/995; IP addresses keep"
+            " them apart from the resolver check); a port all of whose canaries fail is"
+            " blocked: its jobs go to other agents of the country, or end `inconclusive`."
+            " Unset (and no `AGENT_CANARY_RESOLVE`): no self-checks"
+        ),
+    ] = None
+    agent_canary_resolve: Annotated[
+        str | None,
+        Meta(
+            description="self-check of the resolver: a name that must resolve through the one"
+            " the checks use (the system's, not `AGENT_DNS_RESOLVER`); while it does not, `dns`"
+            " failures end `inconclusive`"
+        ),
+    ] = None
+    agent_canary_interval_seconds: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description="how often the canaries run; also right after a check failed before a"
+            " server answered, at most every 5 s",
+        ),
+    ] = 60.0
+    agent_canary_timeout_seconds: Annotated[
+        float, Meta(gt=0, le=60, description="how long one canary may take before it fails")
+    ] = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_country("AGENT_COUNTRY", self.agent_country)
+        if self.agent_canaries is not None:
+            parse_canaries(self.agent_canaries)
+        if self.agent_canary_resolve is not None and not _HOSTNAME.fullmatch(
+            self.agent_canary_resolve
+        ):
+            raise ValueError("AGENT_CANARY_RESOLVE must be a host name like example.org")
+        if self.agent_mta_sts_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=self.agent_mta_sts_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"AGENT_MTA_STS_CA_FILE cannot be loaded: {exc}") from None
+        if self.agent_dns_resolver is not None and not re.fullmatch(
+            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_dns_resolver
+        ):
+            raise ValueError("AGENT_DNS_RESOLVER must be `host` or `host:port`")
+        if self.agent_blocklist_resolver is not None and not re.fullmatch(
+            r"(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.:-]+)(:\d{1,5})?", self.agent_blocklist_resolver
+        ):
+            raise ValueError("AGENT_BLOCKLIST_RESOLVER must be `host` or `host:port`")
+        # One DNS label: a key with a dot or other text could rewrite the query name.
+        try:
+            parse_dns_canaries(self.agent_dns_canaries)
+        except ValueError as exc:
+            raise ValueError(f"AGENT_DNS_CANARIES: {exc}") from None
+        if self.agent_spamhaus_dqs_key is not None and not re.fullmatch(
+            r"[A-Za-z0-9]{8,63}", self.agent_spamhaus_dqs_key
+        ):
+            raise ValueError("AGENT_SPAMHAUS_DQS_KEY must be 8 to 63 letters and digits")
+        if self.agent_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.agent_id):
+            raise ValueError("AGENT_ID must be 1 to 64 letters, digits, `-` or `_`")
+        for name, keys in _seal_key_sources(self):
+            if not keys:
+                raise ValueError(f"{name} holds no key")
+            for n, key in enumerate(keys, 1):
+                try:
+                    OpeningKeys([key])
+                except SealingError as exc:  # says what is wrong, never the key
+                    raise ValueError(f"{name}: key {n} of {len(keys)}: {exc}") from None
+
+
+# A host name or IPv4 address: dot-separated labels of letters, digits, `-` and `_`, each of
+# at most 63 (the resolver refuses longer ones); one way to match, so no backtracking blow-up.
+_LABEL = r"[0-9A-Za-z_]([0-9A-Za-z_-]{0,61}[0-9A-Za-z_])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+_CANARY = re.compile(r"(\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[^\[\]:]+)):(?P<port>\d{1,5})")
+# Each canary is a TCP connect per run; the heartbeat lists at most agent.selfcheck
+# HEARTBEAT_CANARIES of them.
+CANARIES_MAX = 16
+
+
+def parse_canaries(value: str) -> list[tuple[str, int]]:
+    """AGENT_CANARIES as (host, port) pairs, in order, without repeats; ValueError naming the
+    setting and the entry's position, never its text (a mistyped URL could hold a password),
+    when one is not `host:port`."""
+    found: dict[tuple[str, int], None] = {}
+    entries = [e.strip() for e in value.split(",")]
+    for n, entry in enumerate(entries, 1):
+        match = _CANARY.fullmatch(entry)
+        host = match and (match["v6"] or match["name"])
+        if (
+            match is None
+            or not host
+            or not (match["v6"] or _HOSTNAME.fullmatch(host))
+            or not 1 <= int(match["port"]) <= 65535
+        ):
+            raise ValueError(
+                f"AGENT_CANARIES: entry {n} of {len(entries)} is not `host:port` (port"
+                " 1-65535, an IPv6 address in brackets)"
+            )
+        found[(host, int(match["port"]))] = None
+    if len(found) > CANARIES_MAX:
+        raise ValueError(f"AGENT_CANARIES holds {len(found)} canaries; at most {CANARIES_MAX}")
+    return list(found)
+
+
+def _seal_key_sources(settings: AgentSettings) -> list[tuple[str, list[str]]]:
+    """The private keys each seal key setting gives, by setting name: the file's lines (blank
+    ones skipped), AGENT_SEAL_KEYS's comma-separated values."""
+    found = []
+    if settings.agent_seal_keys_file is not None:
+        try:
+            text = Path(settings.agent_seal_keys_file).read_text(errors="replace")
+        except OSError as exc:
+            raise ValueError(f"AGENT_SEAL_KEYS_FILE cannot be read: {exc}") from None
+        found.append(("AGENT_SEAL_KEYS_FILE", text.split()))
+    if settings.agent_seal_keys is not None:
+        found.append(
+            ("AGENT_SEAL_KEYS", [k for k in settings.agent_seal_keys.split(",") if k.strip()])
+        )
+    return found
+
+
+def opening_keys(settings: AgentSettings) -> OpeningKeys:
+    """The agent's private sealing keys from both settings (none: it runs unsealed jobs only)."""
+    return OpeningKeys(key for _, keys in _seal_key_sources(settings) for key in keys)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table(AgentSettings) + "\n")
