@@ -1,6 +1,6 @@
 """Notification channels behind one tiny interface: `validate()` and `send(note)`.
 
-One module per channel (`email`, `sms`); `channels(settings)` builds the configured ones. A
+One module per channel (`email`, `sms`); `channels(notify)` builds the configured ones. A
 channel raises `DeliveryError` with a message for a person (never a credential) when a
 notification did not go out; the outbox worker retries it later, unless the error is
 `permanent` (the relay or gateway refused it for good: retrying would only repeat the answer).
@@ -9,7 +9,7 @@ notification did not go out; the outbox worker retries it later, unless the erro
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.settings import ControllerSettings
+from controller.settings import NotifySettings
 
 # Every channel there is; a controller sends those it has configured (`channels`).
 NAMES = ("email", "sms")
@@ -51,16 +51,16 @@ class Channel(Protocol):
         """Deliver or raise DeliveryError."""
 
 
-def channels(settings: ControllerSettings) -> dict[str, Channel]:
+def channels(notify: NotifySettings) -> dict[str, Channel]:
     """The configured channels by name, validated."""
     from controller.notify.email import EmailChannel
     from controller.notify.sms import SmsChannel
 
     found: dict[str, Channel] = {}
-    if settings.notify_smtp_url and settings.notify_from:
-        found["email"] = EmailChannel(settings.notify_smtp_url, settings.notify_from)
-    if settings.notify_sms_webhook_url:
-        found["sms"] = SmsChannel(settings.notify_sms_webhook_url)
+    if notify.notify_smtp_url and notify.notify_from:
+        found["email"] = EmailChannel(notify.notify_smtp_url, notify.notify_from)
+    if notify.notify_sms_webhook_url:
+        found["sms"] = SmsChannel(notify.notify_sms_webhook_url)
     for channel in found.values():
         channel.validate()
     return found

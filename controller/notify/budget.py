@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from controller.notify.sources import Source
-from controller.settings import ControllerSettings
+from controller.settings import NoticeBudgetSettings
 from shared.timefmt import iso_ms
 
 WINDOW = timedelta(hours=1)
@@ -119,16 +119,16 @@ class Budget:
     fleet: int = 100
 
     @classmethod
-    def of(cls, settings: ControllerSettings) -> "Budget":
+    def of(cls, budget: NoticeBudgetSettings) -> "Budget":
         return cls(
-            settings.org_max_notifications_per_hour,
-            settings.org_max_sms_per_hour,
-            settings.org_max_channel_notifications_per_hour,
-            settings.org_max_subscriber_mails_per_hour,
-            settings.org_max_finding_notifications_per_hour,
-            settings.org_max_report_notifications_per_hour,
-            settings.org_max_account_notifications_per_hour,
-            settings.org_max_fleet_notifications_per_hour,
+            budget.org_max_notifications_per_hour,
+            budget.org_max_sms_per_hour,
+            budget.org_max_channel_notifications_per_hour,
+            budget.org_max_subscriber_mails_per_hour,
+            budget.org_max_finding_notifications_per_hour,
+            budget.org_max_report_notifications_per_hour,
+            budget.org_max_account_notifications_per_hour,
+            budget.org_max_fleet_notifications_per_hour,
         )
 
     def per_hour(self, pot: Pot) -> int:

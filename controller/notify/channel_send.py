@@ -31,7 +31,7 @@ from controller.notify.channel_store import StoredChannel
 from controller.notify.egress import Egress, OrgEgress
 from controller.notify.links import NO_LINKS, Links
 from controller.secrets.box import SecretBox, SecretBoxError
-from controller.settings import ControllerSettings
+from controller.settings import NotifySettings
 from shared.secret import SECRET_MASK
 from shared.timefmt import utcnow
 
@@ -184,9 +184,9 @@ class _KindChannel:
 
 
 def channel_sender(
-    settings: ControllerSettings, pool: asyncpg.Pool, box: SecretBox, egress: Egress | None = None
+    notify: NotifySettings, pool: asyncpg.Pool, box: SecretBox, egress: Egress | None = None
 ) -> ChannelSender:
     """The sender of this process: NOTIFY_PRIVATE_NETWORK_GRANTS and PUBLIC_URL applied."""
     return ChannelSender(
-        pool, box, egress or Egress(settings.notify_private_grants), Links.of(settings)
+        pool, box, egress or Egress(notify.notify_private_grants), Links.of(notify)
     )

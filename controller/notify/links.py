@@ -4,7 +4,7 @@ public base URL). Without it a notice names the monitor's id instead of a link."
 from dataclasses import dataclass
 from uuid import UUID
 
-from controller.settings import ControllerSettings
+from controller.settings import NotifySettings
 
 CONSOLE = "/console"
 
@@ -18,8 +18,8 @@ class Links:
             object.__setattr__(self, "base", self.base.rstrip("/") or None)
 
     @classmethod
-    def of(cls, settings: ControllerSettings) -> "Links":
-        return cls(settings.public_url)
+    def of(cls, notify: NotifySettings) -> "Links":
+        return cls(notify.public_url)
 
     def console(self) -> str | None:
         """The console's home page."""

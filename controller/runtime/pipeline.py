@@ -132,9 +132,9 @@ async def open_pipeline(
                 ),
                 calls_per_hour=settings.oauth2_token_calls_per_hour,
                 fetches=settings.oauth2_token_fetches,
-                links=Links.of(settings),
+                links=Links.of(settings.notify),
             ),
-            links=Links.of(settings),
+            links=Links.of(settings.notify),
         )
         ingester = Ingester(
             pool,

@@ -179,7 +179,7 @@ def _alerter(
     from controller.secrets.box import SecretBox
 
     box = SecretBox(settings.secrets_key or "")
-    found = channels(settings) | channel_sender(settings, pool, box).channels()
+    found = channels(settings.notify) | channel_sender(settings.notify, pool, box).channels()
     alerter = Alerter(
         pool,
         pipeline.js,
@@ -193,28 +193,28 @@ def _alerter(
         group_wait_s=settings.incident_group_wait_seconds,
         group_interval_s=settings.incident_group_interval_seconds,
         interval_s=settings.alert_eval_interval_seconds,
-        links=Links.of(settings),
+        links=Links.of(settings.notify),
     )
     worker = OutboxWorker(
         pool,
         found,
         max_attempts=settings.notify_max_attempts,
         interval_s=settings.alert_eval_interval_seconds,
-        budget=Budget.of(settings),
-        links=Links.of(settings),
+        budget=Budget.of(settings.budget),
+        links=Links.of(settings.notify),
     )
     from controller.oauth2.fetcher import TokenFetcher
     from controller.reports.intake import Limits
     from controller.reports.keeping import keep_reports
     from controller.reports.reading import Reader, read_mailboxes
 
-    reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings), stop)
+    reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings.notify), stop)
     reader = Reader(
         box,
         TokenFetcher.from_settings(
             settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
         ),
-        Links.of(settings),
+        Links.of(settings.notify),
         interval_s=settings.reports_mailbox_interval_seconds,
         calls_per_hour=settings.oauth2_token_calls_per_hour,
         allow_private=settings.reports_mailbox_allow_private,
@@ -238,7 +238,7 @@ def _alerter(
             lists,
             interval_s=settings.blocklist_interval_seconds,
             hold_s=settings.blocklist_hold_seconds,
-            links=Links.of(settings),
+            links=Links.of(settings.notify),
         )
         work.append(run_every(WATCH_S, watch.run_once, name="blocklist findings", stop=stop))
     return work

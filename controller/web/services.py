@@ -86,7 +86,7 @@ class Services:
                 pool=pool,
                 box=box,
                 logins=logins,
-                sender=channel_sender(settings, pool, box, egress),
+                sender=channel_sender(settings.notify, pool, box, egress),
                 writes=MonitorWrites(pool, box, limits, settings.token_hosts),
                 trigger=MonitorTrigger(
                     pool, limits, None if pipeline is None else pipeline.scheduler.trigger

@@ -101,7 +101,7 @@ async def test_a_message_larger_than_declared_is_cut_at_the_limit_then_moved_asi
 ) -> None:
     await _monitor(http, tenant, domain)
     held = [Held(declared=100, flood=FLOOD), Held(_report_mail(domain))]
-    links = Links.of(settings)
+    links = Links.of(settings.notify)
     async with SERVERS[protocol](evil_tls, held) as server:
         box = _box(tenant, server.port, mail_ca, protocol)
         async with watch() as watched:
@@ -137,7 +137,7 @@ async def test_a_message_whose_reads_never_finish_is_refused_unread_after_two(
 ) -> None:
     await _monitor(http, tenant, domain)
     held = [Held(_report_mail(domain), drop=True), Held(_report_mail(domain))]
-    links = Links.of(settings)
+    links = Links.of(settings.notify)
     async with SERVERS[protocol](evil_tls, held) as server:
         box = _box(tenant, server.port, mail_ca, protocol)
         for _ in range(2):

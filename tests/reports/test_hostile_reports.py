@@ -66,7 +66,7 @@ async def test_a_hostile_dmarc_report_is_refused_at_little_cost_to_the_controlle
     body, reason = _body("dmarc", name), hostile.DMARC[name][1]
     async with watch() as watched:
         taken = await intake.take(
-            pool, tenant.org_id, body, "mail", "a hostile sender", Links.of(settings)
+            pool, tenant.org_id, body, "mail", "a hostile sender", Links.of(settings.notify)
         )
     assert not taken.stored and taken.reason == reason, taken
     _bounded(watched, f"mailed {name} ({len(body)} bytes)")

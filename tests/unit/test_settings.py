@@ -140,7 +140,7 @@ def test_notification_settings_load() -> None:
     assert settings.notify_reminder_minutes == 60
     from controller.notify import channels
 
-    assert sorted(channels(settings)) == ["email", "sms"]
+    assert sorted(channels(settings.notify)) == ["email", "sms"]
 
 
 @pytest.mark.parametrize(

@@ -389,7 +389,7 @@ async def send_test(
     if problem := sender.endpoint_problem(row):
         return ChannelTestResult(False, f"not sent: {problem} (not retried)")
     pot = notify_budget.budget_of(Source.ACCOUNT, row.kind)
-    per_hour = Budget.of(settings).per_hour(pot)
+    per_hour = Budget.of(settings.budget).per_hour(pot)
     start = notify_budget.window(utcnow())
     async with pool.acquire() as conn, conn.transaction():
         taken, _ = await budget_db.take(conn, row.organization_id, pot, start, per_hour, 1)

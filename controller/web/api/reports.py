@@ -132,7 +132,7 @@ async def receive_tls(
         data,
         "https",
         source,
-        Links.of(settings),
+        Links.of(settings.notify),
         name,
         kind="tls",
         limits=intake.Limits.of(settings),
@@ -390,7 +390,7 @@ def _domain(
     generation: db.Generation,
 ) -> ReportDomain:
     key = box.subkeys(tokens.PURPOSE)[0]
-    shown = addresses.tls_rpt(Links.of(settings), key, org, domain, generation.generation)
+    shown = addresses.tls_rpt(Links.of(settings.notify), key, org, domain, generation.generation)
     now = utcnow()
     grace = generation.grace_until
     return ReportDomain(

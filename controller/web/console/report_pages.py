@@ -65,7 +65,7 @@ async def domain_page(
         shown = await domain_reports(conn, org, name, utcnow().date())
         generation = await reports.generation(conn, org, name)
     key = box.subkeys(tokens.PURPOSE)[0]
-    address = addresses.tls_rpt(Links.of(settings), key, org, name, generation.generation)
+    address = addresses.tls_rpt(Links.of(settings.notify), key, org, name, generation.generation)
     grace = generation.grace_until
     return page(
         request,
