@@ -36,7 +36,7 @@ from controller.logins import cap as login_cap
 from controller.monitors import limits_store as limits
 from controller.monitors.errors import NotAllowed, TooSoon
 from controller.monitors.limits_store import Cost
-from controller.settings import ControllerSettings
+from controller.settings import FairUseSettings
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,17 @@ class Limits:
     blocklist_names: int = 1000
 
     @classmethod
-    def of(cls, settings: ControllerSettings) -> "Limits":
+    def of(cls, fair_use: FairUseSettings) -> "Limits":
         return cls(
-            settings.org_max_monitors,
-            settings.org_max_maintenance_windows,
-            settings.org_max_checks_per_minute,
-            settings.org_max_slot_seconds_per_minute,
-            settings.default_check_countries,
-            settings.trigger_check_burst,
-            settings.trigger_check_interval_seconds,
-            settings.login_cap_per_account,
-            settings.org_max_blocklist_names,
+            fair_use.org_max_monitors,
+            fair_use.org_max_maintenance_windows,
+            fair_use.org_max_checks_per_minute,
+            fair_use.org_max_slot_seconds_per_minute,
+            fair_use.default_check_countries,
+            fair_use.trigger_check_burst,
+            fair_use.trigger_check_interval_seconds,
+            fair_use.login_cap_per_account,
+            fair_use.org_max_blocklist_names,
         )
 
 

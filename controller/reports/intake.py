@@ -53,7 +53,7 @@ from controller.reports import content, notices
 from controller.reports import store as db
 from controller.reports.parse import Kind, Rejected, Report, known_domains
 from controller.reports.sandbox import SANDBOX
-from controller.settings import ControllerSettings
+from controller.settings import ReportsSettings
 from controller.sidechecks.reports import SIDE_CHECK as REPORTS
 from controller.sidechecks.reports import rules
 from shared.messages import MonitorEvent, PostureNote, encode
@@ -75,12 +75,12 @@ class Limits:
     digest: timedelta = timedelta(minutes=60)
 
     @classmethod
-    def of(cls, settings: ControllerSettings) -> "Limits":
+    def of(cls, reports: ReportsSettings) -> "Limits":
         return cls(
-            settings.reports_per_hour,
-            settings.report_rows_per_hour,
-            settings.report_rows_kept,
-            timedelta(minutes=settings.report_digest_minutes),
+            reports.reports_per_hour,
+            reports.report_rows_per_hour,
+            reports.report_rows_kept,
+            timedelta(minutes=reports.report_digest_minutes),
         )
 
 

@@ -218,7 +218,7 @@ def _alerter(
         interval_s=settings.reports_mailbox_interval_seconds,
         calls_per_hour=settings.oauth2_token_calls_per_hour,
         allow_private=settings.reports_mailbox_allow_private,
-        limits=Limits.of(settings),
+        limits=Limits.of(settings.reports),
     )
     work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
     oracles = OracleWatch(

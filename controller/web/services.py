@@ -78,7 +78,7 @@ class Services:
         pipeline: "Pipeline | None",
         egress: Egress | None,
     ) -> AsyncIterator["Services"]:
-        limits = fair_use.Limits.of(settings)
+        limits = fair_use.Limits.of(settings.fair_use)
         logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
         try:
             yield cls(

@@ -184,7 +184,7 @@ class MaintenanceWindowController(Controller):
         async with pool.acquire() as conn, conn.transaction():
             values = await _scope(conn, data, org)
             values |= _schedule(data) | {"note": data.note}
-            await fair_use.admit_new_window(conn, fair_use.Limits.of(settings), org)
+            await fair_use.admit_new_window(conn, fair_use.Limits.of(settings.fair_use), org)
             row = await windows.insert(conn, org, values)
         return _present(row, utcnow())
 

@@ -135,7 +135,7 @@ async def receive_tls(
         Links.of(settings.notify),
         name,
         kind="tls",
-        limits=intake.Limits.of(settings),
+        limits=intake.Limits.of(settings.reports),
     )
     if taken.stored:
         return Response(Taken(True, "tls"))
