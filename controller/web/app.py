@@ -157,11 +157,11 @@ async def instance_proof(
 ) -> Response[dict[str, str]]:
     """The proof that this controller holds INSTANCE_KEY (controller.access.instance_proof);
     404 when it has none."""
-    if settings.instance_key is None:
+    if settings.api.instance_key is None:
         return Response({"detail": "not found"}, status_code=404)
     if not CHALLENGE.fullmatch(challenge):
         return Response({"detail": "challenge: 32 to 128 lower-case hex digits"}, status_code=400)
-    return Response({"proof": proof(settings.instance_key, challenge, settings.api_port)})
+    return Response({"proof": proof(settings.api.instance_key, challenge, settings.api.api_port)})
 
 
 @get(
@@ -186,10 +186,10 @@ def create_app(
     """The API on `pool`, which its caller opens and closes (controller.runtime.serve). Without
     `pipeline` (NATS), trigger-check and the agents list answer 503. `egress`: the notification
     channels' outbound HTTP, when not the settings' (tests: a private CA, loopback receivers)."""
-    if settings.secrets_key is None:
+    if settings.secrets.secrets_key is None:
         raise ValueError("SECRETS_KEY is required to serve the API")
 
-    box = SecretBox(settings.secrets_key)
+    box = SecretBox(settings.secrets.secrets_key)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -256,8 +256,8 @@ def create_app(
                     r"^/reports/tls/",
                 ],
             ),
-            flood_guard(settings).middleware,
-            post_guard(settings).middleware,
+            flood_guard(settings.access).middleware,
+            post_guard(settings.reports).middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

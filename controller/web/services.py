@@ -79,7 +79,7 @@ class Services:
         egress: Egress | None,
     ) -> AsyncIterator["Services"]:
         limits = fair_use.Limits.of(settings.fair_use)
-        logins = Logins.from_settings(settings, box.subkeys(THROTTLE_PURPOSE)[0])
+        logins = Logins.from_settings(settings.access, box.subkeys(THROTTLE_PURPOSE)[0])
         try:
             yield cls(
                 settings=settings,
@@ -87,7 +87,7 @@ class Services:
                 box=box,
                 logins=logins,
                 sender=channel_sender(settings.notify, pool, box, egress),
-                writes=MonitorWrites(pool, box, limits, settings.token_hosts),
+                writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts),
                 trigger=MonitorTrigger(
                     pool, limits, None if pipeline is None else pipeline.scheduler.trigger
                 ),
@@ -95,7 +95,7 @@ class Services:
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
                 background=Background(),
-                world=World(lists_setting(settings.blocklists)),
+                world=World(lists_setting(settings.reputation.blocklists)),
             )
         finally:
             logins.passwords.close()

@@ -194,7 +194,7 @@ class AlertSiteController(Controller):
         settings: SettingsDep,
     ) -> AccessToken:
         validation.no_nul(data, "")
-        ttl = min(TOKEN_TTL_SECONDS, settings.token_ttl_seconds)
+        ttl = min(TOKEN_TTL_SECONDS, settings.access.token_ttl_seconds)
         credentials = (data.username, data.password)
         issued = await login_token(pool, logins, client_address(request), credentials, ttl)
         if issued is None:

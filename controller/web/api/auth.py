@@ -26,7 +26,7 @@ from controller.access.accounts_store import Principal
 from controller.access.credentials import PasswordPool, PasswordsBusy, new_token, token_digest
 from controller.access.throttle import Keys, Policy, retry_after_seconds
 from controller.monitors import validation
-from controller.settings import ControllerSettings
+from controller.settings import AccessSettings, ControllerSettings
 from controller.web.api.errors import ApiError
 from controller.web.authed_request import AuthedRequest
 from controller.web.request_types import AnyConnection, AnyRequest
@@ -68,14 +68,14 @@ class Logins:
     policy: Policy
 
     @classmethod
-    def from_settings(cls, settings: ControllerSettings, secret: bytes) -> "Logins":
+    def from_settings(cls, access: AccessSettings, secret: bytes) -> "Logins":
         policy = Policy(
-            address_per_minute=settings.login_address_per_minute,
-            account_failures=settings.login_account_failures,
-            lockout=timedelta(seconds=settings.login_lockout_seconds),
-            lockout_max=timedelta(seconds=settings.login_lockout_max_seconds),
+            address_per_minute=access.login_address_per_minute,
+            account_failures=access.login_account_failures,
+            lockout=timedelta(seconds=access.login_lockout_seconds),
+            lockout_max=timedelta(seconds=access.login_lockout_max_seconds),
         )
-        pool = PasswordPool(settings.password_hash_workers, settings.password_hash_queue)
+        pool = PasswordPool(access.password_hash_workers, access.password_hash_queue)
         return cls(pool, Keys(secret), policy)
 
 
@@ -84,7 +84,7 @@ def client_address(connection: AnyConnection) -> str:
     return connection.client.host if connection.client else "unknown"
 
 
-def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
+def flood_guard(access: AccessSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the login endpoints: every request per address, per replica."""
 
     def is_login(request: AnyRequest) -> bool:
@@ -92,7 +92,7 @@ def flood_guard(settings: ControllerSettings) -> RateLimitConfig:
         return request.method == "POST" and request.scope["path"] in LOGIN_PATHS
 
     return RateLimitConfig(
-        rate_limit=("minute", FLOOD_FACTOR * settings.login_address_per_minute),
+        rate_limit=("minute", FLOOD_FACTOR * access.login_address_per_minute),
         identifier_for_request=client_address,
         check_throttle_handler=is_login,
     )
@@ -198,7 +198,7 @@ class AuthController(Controller):
             logins,
             client_address(request),
             (data.email, data.password),
-            settings.token_ttl_seconds,
+            settings.access.token_ttl_seconds,
         )
         if issued is None:
             raise ApiError(401, "Unauthorized: wrong e-mail or password", code="bad_credentials")

@@ -39,8 +39,8 @@ class BlocklistsOut(msgspec.Struct, rename="camel"):
 
 @get("/api/blocklists", tags=["blocklists"], summary="The blocklists asked and their health")
 async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut:
-    lists = lists_setting(settings.blocklists)
-    interval = settings.blocklist_interval_seconds
+    lists = lists_setting(settings.reputation.blocklists)
+    interval = settings.reputation.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, utcnow())
     out = []
@@ -54,4 +54,4 @@ async def list_blocklists(pool: PoolDep, settings: SettingsDep) -> BlocklistsOut
         out.append(
             BlocklistOut(b.zone, b.kind, b.label, severity, b.delist, list(b.tests), countries)
         )
-    return BlocklistsOut(bool(lists), interval, settings.blocklist_hold_seconds, out)
+    return BlocklistsOut(bool(lists), interval, settings.reputation.blocklist_hold_seconds, out)

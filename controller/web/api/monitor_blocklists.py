@@ -78,8 +78,8 @@ async def _blocklists(
     settings: ControllerSettings,
 ) -> MonitorBlocklists:
     monitor = await visible_monitor(kind, request, raw_id, pool)
-    lists = lists_setting(settings.blocklists)
-    interval = settings.blocklist_interval_seconds
+    lists = lists_setting(settings.reputation.blocklists)
+    interval = settings.reputation.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await monitor_standing(conn, monitor, lists, interval)
     known = {b.zone: b for b in lists}
@@ -133,7 +133,7 @@ async def _blocklists(
         str(monitor.public_id),
         bool(lists),
         interval,
-        settings.blocklist_hold_seconds,
+        settings.reputation.blocklist_hold_seconds,
         names,
         listings,
     )

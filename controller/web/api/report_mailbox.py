@@ -230,7 +230,7 @@ class ReportMailboxController(Controller):
         except Refused as exc:
             raise api_error(exc) from None
         port = body.port or DEFAULT_PORTS[(body.protocol, body.security)]
-        allow = settings.reports_mailbox_allow_private
+        allow = settings.reports.reports_mailbox_allow_private
         if why := await mailbox_host.problem(host, port, allow_private=allow):
             raise bad_request("host", f"host {why}")
         body = msgspec.structs.replace(body, host=host, port=port, ca_pem=_ca(body.ca_pem))
@@ -247,7 +247,7 @@ class ReportMailboxController(Controller):
         async with pool.acquire() as conn, conn.transaction():
             was = await db.get(conn, org)
             if body.oauth2 is not None:
-                login = _grant(body.oauth2, was, box, settings.token_hosts)
+                login = _grant(body.oauth2, was, box, settings.oauth2.token_hosts)
             else:
                 login = _password(body, was, box)
             if login.kept is not None and was is not None:

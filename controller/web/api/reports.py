@@ -34,7 +34,7 @@ from controller.reports import store as db
 from controller.reports.addresses import TLS_PATH
 from controller.reports.parse import MAX_PACKED
 from controller.secrets.box import SecretBox
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, ReportsSettings
 from controller.sidechecks.reports.rules import ReportSettings
 from controller.web.api import guards
 from controller.web.api.auth import client_address
@@ -50,14 +50,14 @@ LimitParam = Annotated[int, QueryParameter(ge=1, le=1000, description="rows list
 DaysParam = Annotated[int, QueryParameter(ge=1, le=400, description="days back from today")]
 
 
-def post_guard(settings: ControllerSettings) -> RateLimitConfig:
+def post_guard(reports: ReportsSettings) -> RateLimitConfig:
     """Litestar's rate limiter on the report endpoint: per client address, per replica."""
 
     def is_report(request: AnyRequest) -> bool:
         return request.scope["path"].startswith(TLS_PATH + "/")
 
     return RateLimitConfig(
-        rate_limit=("minute", settings.reports_posts_per_minute),
+        rate_limit=("minute", reports.reports_posts_per_minute),
         identifier_for_request=client_address,
         check_throttle_handler=is_report,
         store="report_rate_limit",
@@ -278,7 +278,7 @@ class ReportsController(Controller):
         guards.requires_admin(request.user)
         org = request.user.organization_id
         name = _monitored_name(domain)
-        grace = timedelta(hours=settings.report_token_grace_hours)
+        grace = timedelta(hours=settings.reports.report_token_grace_hours)
         async with pool.acquire() as conn, conn.transaction():
             monitored = {d.domain: d.monitors for d in await db.domains_monitored(conn, org)}
             if name not in monitored:

@@ -121,7 +121,7 @@ class StatusNoticeController(Controller):
             row = await service.create(
                 conn,
                 box,
-                settings.public_url,
+                settings.notify.public_url,
                 page.id,
                 title,
                 data.impact,
@@ -180,7 +180,7 @@ class StatusNoticeController(Controller):
             row = await service.update(
                 conn,
                 box,
-                settings.public_url,
+                settings.notify.public_url,
                 _notice_id(notice_id),
                 request.user.organization_id,
                 data.state,

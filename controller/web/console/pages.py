@@ -112,7 +112,7 @@ async def login(
             logins,
             client_address(request),
             (email, password),
-            settings.token_ttl_seconds,
+            settings.access.token_ttl_seconds,
         )
     except ApiError as exc:  # throttled (429) or the password threads are busy (503)
         return Template(
@@ -130,7 +130,9 @@ async def login(
     token, _ = issued
     log.info("console login")
     return Redirect(
-        f"{PREFIX}/", status_code=303, cookies=[session_cookie(token, settings.token_ttl_seconds)]
+        f"{PREFIX}/",
+        status_code=303,
+        cookies=[session_cookie(token, settings.access.token_ttl_seconds)],
     )
 
 
@@ -240,7 +242,7 @@ LISTINGS_COUNTED = 2000  # raised listings counted for the overview, at most
 
 def blocklists_of(settings: ControllerSettings) -> tuple[BlockList, ...]:
     """The lists the operator's `BLOCKLISTS` asks (none: off)."""
-    return lists_setting(settings.blocklists)
+    return lists_setting(settings.reputation.blocklists)
 
 
 # --- one monitor ------------------------------------------------------------------------------
@@ -292,7 +294,7 @@ async def monitor_page(
         posture = await monitor_posture(conn, m.id, lists)
         sides = await side_checks(conn, m, (f.code for f in posture["open_findings"]))
         blocklists = await monitor_standing(
-            conn, m, lists, settings.blocklist_interval_seconds, now
+            conn, m, lists, settings.reputation.blocklist_interval_seconds, now
         )
         roundtrip = await roundtrip_view(conn, m, now)
         reports = {}
@@ -310,8 +312,8 @@ async def monitor_page(
         blocklists=blocklists,
         side_checks=sides,
         lists=lists,
-        interval_s=settings.blocklist_interval_seconds,
-        hold_s=settings.blocklist_hold_seconds,
+        interval_s=settings.reputation.blocklist_interval_seconds,
+        hold_s=settings.reputation.blocklist_hold_seconds,
         **reports,
         notice=NOTICES.get(request.query_params.get("notice", "")),
         error=None,

@@ -88,7 +88,7 @@ async def rotate_token(
     me = principal_of(request)
     guards.requires_admin(me)
     name = _name(domain)
-    grace = timedelta(hours=settings.report_token_grace_hours)
+    grace = timedelta(hours=settings.reports.report_token_grace_hours)
     async with pool.acquire() as conn, conn.transaction():
         if not await reports.domain_monitors(conn, me.organization_id, name):
             raise NotFoundException()

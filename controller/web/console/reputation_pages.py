@@ -16,7 +16,7 @@ from shared.timefmt import utcnow
 @get("/reputation", name="console-reputation")
 async def reputation_page(request: AnyRequest, pool: PoolDep, settings: SettingsDep) -> Template:
     lists = blocklists_of(settings)
-    interval = settings.blocklist_interval_seconds
+    interval = settings.reputation.blocklist_interval_seconds
     async with pool.acquire() as conn:
         seen = await lists_health(conn, lists, interval, utcnow())
     rows = [

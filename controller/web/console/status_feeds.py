@@ -45,7 +45,7 @@ def _xml_text(text: str) -> str:
 def public_url(settings: ControllerSettings) -> str:
     """PUBLIC_URL without its trailing slash; "" when unset (links are then relative: never
     built from the request's Host, which the client chooses)."""
-    return (settings.public_url or "").rstrip("/")
+    return (settings.notify.public_url or "").rstrip("/")
 
 
 def _day(day: date | None) -> str | None:

@@ -66,7 +66,7 @@ async def create(
         await service.create(
             conn,
             box,
-            settings.public_url,
+            settings.notify.public_url,
             page.id,
             title,
             _field(form, "impact", 20),
@@ -95,7 +95,7 @@ async def add_update(
         row = await service.update(
             conn,
             box,
-            settings.public_url,
+            settings.notify.public_url,
             _uuid(notice),
             me.organization_id,
             _field(form, "state", 20),

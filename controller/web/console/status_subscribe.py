@@ -76,7 +76,7 @@ async def subscribe(
     settings: SettingsDep,
 ) -> Template:
     page = await _page(request, pool, slug)
-    if settings.public_url is None:
+    if settings.notify.public_url is None:
         return _message(
             page,
             "This status page takes no subscriptions: its operator has not set PUBLIC_URL.",
@@ -101,8 +101,8 @@ async def subscribe(
             kept,
             now,
             rules.CONFIRM_TTL,
-            settings.status_subscribe_per_page_per_hour,
-            settings.status_subscribe_per_address_per_day,
+            settings.status_pages.status_subscribe_per_page_per_hour,
+            settings.status_pages.status_subscribe_per_address_per_day,
         )
         if asked is subscribers.Asked.MAIL:
             url = f"{public_url(settings)}/status/{slug}"
