@@ -25,7 +25,7 @@ log = structlog.get_logger("controller")
 
 
 async def _migrate(settings: ControllerSettings) -> None:
-    conn = await connect(settings.database_url)
+    conn = await connect(settings.database.database_url)
     try:
         applied = await migrate(conn)
     finally:
@@ -36,7 +36,7 @@ async def _migrate(settings: ControllerSettings) -> None:
 async def _create_user(
     settings: ControllerSettings, args: argparse.Namespace, role: str, global_supporter: bool
 ) -> str:
-    conn = await connect(settings.database_url)
+    conn = await connect(settings.database.database_url)
     try:
         async with conn.transaction():
             org_id = await accounts.ensure_organization(conn, args.org)
@@ -44,7 +44,7 @@ async def _create_user(
                 conn, org_id, args.email, hash_password(args.password), role, global_supporter
             )
             token, digest = new_token()
-            await accounts.issue_token(conn, user.id, digest, settings.token_ttl_seconds)
+            await accounts.issue_token(conn, user.id, digest, settings.access.token_ttl_seconds)
     finally:
         await conn.close()
     return token
@@ -76,14 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             api_host=getattr(args, "host", None),
             api_port=getattr(args, "port", None),
         )
-        if args.command == "serve" and settings.secrets_key is None:
+        if args.command == "serve" and settings.secrets.secrets_key is None:
             raise SettingsError(
                 "setting SECRETS_KEY is required by serve (python -m controller gen-key makes one)"
             )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure(settings.log_format, settings.log_level)
+    configure(settings.process.log_format, settings.process.log_level)
     try:
         if args.command == "migrate":
             asyncio.run(_migrate(settings))

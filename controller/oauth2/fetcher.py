@@ -25,6 +25,7 @@ import structlog
 
 from controller.monitors.oauth2_grants import JWT_BEARER_GRANT, Grant, endpoint, normal_host, scopes
 from controller.oauth2 import assertion
+from controller.settings import OAuth2Settings
 from shared.addresses import is_blocked
 from shared.tls import system_trust
 
@@ -175,11 +176,13 @@ class TokenFetcher:
         self._timeout_s = timeout_s
 
     @classmethod
-    def from_settings(cls, ca_file: str | None, allow_private: bool) -> "TokenFetcher":
+    def from_settings(cls, oauth2: OAuth2Settings) -> "TokenFetcher":
+        """OAUTH2_CA_FILE trusted besides the system's CAs; private endpoints as
+        OAUTH2_ALLOW_PRIVATE_ENDPOINTS says."""
         context = ssl.create_default_context()
-        if ca_file:
-            context.load_verify_locations(cafile=ca_file)
-        return cls(verify=context, allow_private=allow_private)
+        if oauth2.oauth2_ca_file:
+            context.load_verify_locations(cafile=oauth2.oauth2_ca_file)
+        return cls(verify=context, allow_private=oauth2.oauth2_allow_private_endpoints)
 
     async def fetch(self, grant: Grant, protocol: str, user: str) -> Issued:
         """A token for the grant (its secrets opened), asked with the scopes for `protocol`;

@@ -1,7 +1,9 @@
 """The controller's side of the check pipeline on one NATS connection: streams, live agents
-(from heartbeats), scheduler and ingester. `serve` opens it and hands it to the API, whose
-services (controller.web.services) take what they need of it."""
+(from heartbeats), scheduler and ingester, each built only for the roles that use it. `serve`
+opens it and hands it to the API, whose services (controller.web.services) take what they need
+of it."""
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +23,7 @@ from controller.oauth2.tokens import TokenService
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, OAuth2Settings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.settings import nats_tls_context
@@ -33,13 +35,23 @@ log = structlog.get_logger(__name__)
 PUBLISH_ASYNC_MAX_PENDING = 20_000
 
 
+# The roles that use each part of the pipeline: the live agents (the scheduler's countries, the
+# API's agents list and trigger-check, the alerter's fleet health; with them the `jobs-CC`
+# consumers), the scheduler (its loop; the API's trigger-check plans and sends a round with it)
+# and the ingester.
+AGENTS_ROLES = frozenset({"api", "scheduler", "alerter"})
+SCHEDULER_ROLES = frozenset({"api", "scheduler"})
+INGESTER_ROLES = frozenset({"ingester"})
+
+
 @dataclass(frozen=True)
 class Pipeline:
     nc: NATS
     js: JetStreamContext
-    agents: LiveAgents
-    scheduler: Scheduler
-    ingester: Ingester
+    # None: no role of this process uses it (AGENTS_ROLES, SCHEDULER_ROLES, INGESTER_ROLES).
+    agents: LiveAgents | None
+    scheduler: Scheduler | None
+    ingester: Ingester | None
     # The names answered lately per country, which rounds skip (None: BLOCKLISTS is off).
     fresh: FreshNames | None = None
 
@@ -79,76 +91,109 @@ async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
 
 @asynccontextmanager
 async def open_pipeline(
-    settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    nc: NATS | None = None,
+    roles: frozenset[str] | None = None,
 ) -> AsyncIterator[Pipeline]:
-    """Connect (unless `nc` is given), create the streams, build the parts; drain at exit."""
+    """Connect (unless `nc` is given), create the streams, build the parts `roles` use (by
+    default CONTROLLER_ROLES'); drain at exit."""
+    roles = settings.roles if roles is None else roles
     owned = nc is None
-    conn = nc or await connect_nats(settings.nats_url, nats_tls_context(settings.process))
+    conn = nc or await connect_nats(settings.process.nats_url, nats_tls_context(settings.process))
     try:
         js = conn.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
+        streams = settings.streams
         await ensure_streams(
             js,
-            settings.results_retention_days,
-            results_max_bytes=settings.results_max_mib * MIB,
-            events_max_bytes=settings.events_max_mib * MIB,
-            replicas=settings.stream_replicas,
+            streams.results_retention_days,
+            results_max_bytes=streams.results_max_mib * MIB,
+            events_max_bytes=streams.events_max_mib * MIB,
+            replicas=streams.stream_replicas,
         )
-        lists = lists_setting(settings.blocklists)
-        fresh = FreshNames(pool, lists, settings.blocklist_interval_seconds) if lists else None
-        agents = LiveAgents(conn, per_country_max=settings.agents_per_country_max)
-        await agents.start()
-        # `jobs-CC` for each country with a live agent (agents may not create or change their
-        # consumer, deploy/nats_conf.py: they wait for it), removed by JetStream when unused.
-        consumers = JobsConsumers(js, agents.countries)
-        await consumers.start()
-        box = SecretBox(settings.secrets_key or "")
-        scheduler = Scheduler(
-            pool,
-            js,
-            agents,
-            box,
-            CountryKeys(settings.seal_public_keys_dir),
-            default_countries=settings.default_check_countries,
-            batch=settings.scheduler_batch,
-            gather_s=settings.scheduler_gather_seconds,
-            dns_interval_s=settings.dns_posture_interval_seconds,
-            login_spacing_s=settings.login_spacing_seconds,
-            login_cap=settings.login_cap_per_account,
-            trigger_burst=settings.trigger_check_burst,
-            checks_per_minute=settings.org_max_checks_per_minute,
-            mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
-            confirm_per_minute=settings.confirm_rounds_per_minute,
-            result_bundles=settings.result_bundles,
-            blocklists=lists,
-            blocklist_interval_s=settings.blocklist_interval_seconds,
-            fresh=fresh or (lambda cc: ()),
-            known=fresh.known if fresh else (lambda monitor_id, cc: ()),
-            asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
-            tokens=TokenService(
-                pool,
-                box,
-                TokenFetcher.from_settings(
-                    settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
-                ),
-                calls_per_hour=settings.oauth2_token_calls_per_hour,
-                fetches=settings.oauth2_token_fetches,
-                links=Links.of(settings.notify),
-            ),
-            links=Links.of(settings.notify),
-        )
-        ingester = Ingester(
-            pool,
-            conn,
-            js,
-            JobIds.from_box(box),
-            default_countries=settings.default_check_countries,
-        )
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            agents = await _agents(stack, settings, conn, js) if roles & AGENTS_ROLES else None
+            scheduler, fresh = None, None
+            if roles & SCHEDULER_ROLES:
+                assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
+                scheduler, fresh = _scheduler(settings, pool, js, agents)
+            ingester = None
+            if roles & INGESTER_ROLES:
+                ingester = Ingester(
+                    pool,
+                    conn,
+                    js,
+                    JobIds.from_box(SecretBox(settings.secrets.secrets_key or "")),
+                    default_countries=settings.fair_use.default_check_countries,
+                )
+                stack.push_async_callback(ingester.close)
             yield Pipeline(conn, js, agents, scheduler, ingester, fresh)
-        finally:
-            await ingester.close()
-            await consumers.stop()
-            await agents.stop()
     finally:
         if owned:
             await conn.drain()
+
+
+async def _agents(
+    stack: contextlib.AsyncExitStack, settings: ControllerSettings, nc: NATS, js: JetStreamContext
+) -> LiveAgents:
+    """The live agents, and `jobs-CC` for each country with one (agents may not create or
+    change their consumer, deploy/nats_conf.py: they wait for it), removed by JetStream when
+    unused; both stopped by `stack`."""
+    agents = LiveAgents(nc, per_country_max=settings.fleet.agents_per_country_max)
+    await agents.start()
+    stack.push_async_callback(agents.stop)
+    consumers = JobsConsumers(js, agents.countries)
+    await consumers.start()
+    stack.push_async_callback(consumers.stop)
+    return agents
+
+
+def _scheduler(
+    settings: ControllerSettings, pool: asyncpg.Pool, js: JetStreamContext, agents: LiveAgents
+) -> tuple[Scheduler, FreshNames | None]:
+    """The scheduler and the names it skips (None: BLOCKLISTS is off)."""
+    reputation, scheduling, fair_use = settings.reputation, settings.scheduling, settings.fair_use
+    lists = lists_setting(reputation.blocklists)
+    fresh = FreshNames(pool, lists, reputation.blocklist_interval_seconds) if lists else None
+    box = SecretBox(settings.secrets.secrets_key or "")
+    links = Links.of(settings.notify)
+    scheduler = Scheduler(
+        pool,
+        js,
+        agents,
+        box,
+        CountryKeys(settings.secrets.seal_public_keys_dir),
+        default_countries=fair_use.default_check_countries,
+        batch=scheduling.scheduler_batch,
+        gather_s=scheduling.scheduler_gather_seconds,
+        dns_interval_s=scheduling.dns_posture_interval_seconds,
+        login_spacing_s=scheduling.login_spacing_seconds,
+        login_cap=fair_use.login_cap_per_account,
+        trigger_burst=fair_use.trigger_check_burst,
+        checks_per_minute=fair_use.org_max_checks_per_minute,
+        mails_per_domain=scheduling.roundtrip_mails_per_domain_per_minute,
+        confirm_per_minute=scheduling.confirm_rounds_per_minute,
+        result_bundles=scheduling.result_bundles,
+        blocklists=lists,
+        blocklist_interval_s=reputation.blocklist_interval_seconds,
+        fresh=fresh or (lambda cc: ()),
+        known=fresh.known if fresh else (lambda monitor_id, cc: ()),
+        asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
+        tokens=token_service(settings.oauth2, pool, box, links),
+        links=links,
+    )
+    return scheduler, fresh
+
+
+def token_service(
+    oauth2: OAuth2Settings, pool: asyncpg.Pool, box: SecretBox, links: Links
+) -> TokenService:
+    """The OAuth2 access tokens of monitors' logins, as OAUTH2_* allow."""
+    return TokenService(
+        pool,
+        box,
+        TokenFetcher.from_settings(oauth2),
+        calls_per_hour=oauth2.oauth2_token_calls_per_hour,
+        fetches=oauth2.oauth2_token_fetches,
+        links=links,
+    )

@@ -1,6 +1,7 @@
 """`serve`, the controller's composition root: the one place that opens the pool and the NATS
-connection (with the pipeline on it), builds every role's workers and the API on them, runs them
-and closes them in order.
+connection (with the pipeline on it), builds the workers of the roles this process runs (and
+only theirs) and the API on them, runs them and closes them in order. Each part gets its group
+of the settings (controller.settings), never the whole.
 
 The roles of CONTROLLER_ROLES run as asyncio tasks sharing that pool and connection: `api`
 (uvicorn, and the tokens' and login throttle's housekeeping), `scheduler`, `ingester` (which also
@@ -20,11 +21,13 @@ import asyncpg
 import structlog
 import uvicorn
 from litestar import Litestar
+from nats.js import JetStreamContext
 
 from controller.access import accounts_store as accounts
 from controller.access.housekeeping import housekeeping
 from controller.alerting.evaluator import Alerter
 from controller.db.pool import create_pool
+from controller.fleet.live import LiveAgents
 from controller.fleet.watch import FleetWatch
 from controller.ingest.packer import keep_packing
 from controller.ingest.retention import keep_partitions
@@ -34,7 +37,7 @@ from controller.notify.outbox import OutboxWorker
 from controller.observability import metrics
 from controller.oracles.watch import OracleWatch
 from controller.runtime.pipeline import Pipeline, open_pipeline
-from controller.settings import ControllerSettings
+from controller.settings import ApiSettings, ControllerSettings, NotifySettings, RuntimeSettings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import BlocklistWatch, FreshNames
 from controller.web.app import create_app, readiness
@@ -49,9 +52,10 @@ WATCH_S = 60.0  # how often blocklist listings are moved (answers come hours apa
 T = TypeVar("T")
 
 
-async def serve(settings: ControllerSettings) -> None:
+async def serve(settings: ControllerSettings, stop: asyncio.Event | None = None) -> None:
+    """Run the roles of CONTROLLER_ROLES until SIGINT, SIGTERM or `stop` is set."""
     roles = settings.roles
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     # Ours before uvicorn's: uvicorn re-raises the signal it caught when it returns, and this
     # handler then takes it, so the other roles still shut down in order.
     loop = asyncio.get_running_loop()
@@ -63,25 +67,25 @@ async def serve(settings: ControllerSettings) -> None:
             log.info("stop asked for during start-up: not serving")
             return
         pool, pipeline = started
-        await announce_grants(settings, pool)
+        await announce_grants(settings.notify, pool)
         tasks = [asyncio.create_task(c) for c in _workers(settings, roles, pool, pipeline, stop)]
         log.info("controller started", roles=sorted(roles))
         try:
             if "api" in roles:
-                await _serve_api(settings, create_app(settings, pool, pipeline), stop)
+                await _serve_api(settings.api, create_app(settings, pool, pipeline), stop)
             else:
-                await _serve_ops(settings, pool, pipeline, stop)
+                await _serve_ops(settings.runtime, pool, pipeline, stop)
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             log.info("controller stopped")
 
 
-async def announce_grants(settings: ControllerSettings, pool: asyncpg.Pool) -> None:
+async def announce_grants(notify: NotifySettings, pool: asyncpg.Pool) -> None:
     """One line per NOTIFY_PRIVATE_NETWORK_GRANTS grant naming its organization, so the operator
     sees who may reach what; a warning for `*` and for an id no organization has (a grant
     that reaches no one, or the one meant for another organization)."""
-    grants = settings.notify_private_grants
+    grants = notify.notify_private_grants
     ids = [org for org in grants if org != "*"]
     async with pool.acquire() as conn:
         names = await accounts.organization_names(conn, ids) if ids else {}
@@ -115,8 +119,8 @@ async def _start(
 ) -> tuple[asyncpg.Pool, Pipeline]:
     """The pool and the pipeline, each closed by `stack` (what was opened, when cut short)."""
     pool = await create_pool(
-        settings.database_url,
-        settings.db_pool_max,
+        settings.database.database_url,
+        settings.database.db_pool_max,
         application_name=application_name(settings.roles),
     )
     stack.push_async_callback(pool.close)
@@ -147,29 +151,35 @@ def _workers(
     pipeline: Pipeline,
     stop: asyncio.Event,
 ) -> list[Worker]:
-    """Every background worker of the roles this process runs, each ending once `stop` is set."""
+    """Every background worker of the roles this process runs, each ending once `stop` is set
+    (the pipeline holds the parts of these roles only)."""
     work: list[Worker] = []
     if "api" in roles:
         work.append(housekeeping(pool, stop))
-    if "scheduler" in roles:
+    if "scheduler" in roles and pipeline.scheduler is not None:
         work.append(pipeline.scheduler.run(stop))
         if pipeline.fresh is not None:
             refresh = pipeline.fresh.refresh
             work.append(run_every(FreshNames.REFRESH_S, refresh, name="blocklist names", stop=stop))
-    if "ingester" in roles:
+    if "ingester" in roles and pipeline.ingester is not None:
+        retention = settings.retention
         work += [
             pipeline.ingester.run(stop),
-            keep_partitions(pool, stop, settings.check_history_days, settings.check_raw_days),
+            keep_partitions(pool, stop, retention.check_history_days, retention.check_raw_days),
             keep_packing(pool, stop),
         ]
-    if "alerter" in roles:
-        work += _alerter(settings, pool, pipeline, stop)
+    if "alerter" in roles and pipeline.agents is not None:
+        work += _alerter(settings, pool, pipeline.js, pipeline.agents, stop)
     work.append(metrics.sample_every(stop, _probes(roles, pool, pipeline)))
     return work
 
 
 def _alerter(
-    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    agents: LiveAgents,
+    stop: asyncio.Event,
 ) -> list[Worker]:
     """The evaluation loop and the outbox worker (which warns of each channel not configured
     here). The alerter makes the scheduler's job ids for the rounds nobody ran."""
@@ -178,67 +188,67 @@ def _alerter(
     from controller.notify.links import Links
     from controller.secrets.box import SecretBox
 
-    box = SecretBox(settings.secrets_key or "")
-    found = channels(settings.notify) | channel_sender(settings.notify, pool, box).channels()
+    alerting, notify, fair_use = settings.alerting, settings.notify, settings.fair_use
+    box = SecretBox(settings.secrets.secrets_key or "")
+    links = Links.of(notify)
+    found = channels(notify) | channel_sender(notify, pool, box).channels()
     alerter = Alerter(
         pool,
-        pipeline.js,
+        js,
         JobIds.from_box(box),
-        default_countries=settings.default_check_countries,
-        reminder_minutes=settings.notify_reminder_minutes,
-        confirm_per_minute=settings.confirm_rounds_per_minute,
-        checks_per_minute=settings.org_max_checks_per_minute,
-        login_backoff_max_minutes=settings.login_backoff_max_minutes,
-        no_data_close_minutes=settings.incident_no_data_close_minutes,
-        group_wait_s=settings.incident_group_wait_seconds,
-        group_interval_s=settings.incident_group_interval_seconds,
-        interval_s=settings.alert_eval_interval_seconds,
-        links=Links.of(settings.notify),
+        default_countries=fair_use.default_check_countries,
+        reminder_minutes=alerting.notify_reminder_minutes,
+        confirm_per_minute=settings.scheduling.confirm_rounds_per_minute,
+        checks_per_minute=fair_use.org_max_checks_per_minute,
+        login_backoff_max_minutes=alerting.login_backoff_max_minutes,
+        no_data_close_minutes=alerting.incident_no_data_close_minutes,
+        group_wait_s=alerting.incident_group_wait_seconds,
+        group_interval_s=alerting.incident_group_interval_seconds,
+        interval_s=alerting.alert_eval_interval_seconds,
+        links=links,
     )
     worker = OutboxWorker(
         pool,
         found,
-        max_attempts=settings.notify_max_attempts,
-        interval_s=settings.alert_eval_interval_seconds,
+        max_attempts=notify.notify_max_attempts,
+        interval_s=alerting.alert_eval_interval_seconds,
         budget=Budget.of(settings.budget),
-        links=Links.of(settings.notify),
+        links=links,
     )
     from controller.oauth2.fetcher import TokenFetcher
     from controller.reports.intake import Limits
     from controller.reports.keeping import keep_reports
     from controller.reports.reading import Reader, read_mailboxes
 
-    reports = keep_reports(pool, settings.reports_retention_days, Links.of(settings.notify), stop)
+    reports, oauth2 = settings.reports, settings.oauth2
+    kept = keep_reports(pool, reports.reports_retention_days, links, stop)
     reader = Reader(
         box,
-        TokenFetcher.from_settings(
-            settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
-        ),
-        Links.of(settings.notify),
-        interval_s=settings.reports_mailbox_interval_seconds,
-        calls_per_hour=settings.oauth2_token_calls_per_hour,
-        allow_private=settings.reports_mailbox_allow_private,
-        limits=Limits.of(settings.reports),
+        TokenFetcher.from_settings(oauth2),
+        links,
+        interval_s=reports.reports_mailbox_interval_seconds,
+        calls_per_hour=oauth2.oauth2_token_calls_per_hour,
+        allow_private=reports.reports_mailbox_allow_private,
+        limits=Limits.of(reports),
     )
-    work = [alerter.run(stop), worker.run(stop), reports, read_mailboxes(pool, reader, stop)]
+    work = [alerter.run(stop), worker.run(stop), kept, read_mailboxes(pool, reader, stop)]
+    reputation = settings.reputation
     oracles = OracleWatch(
         pool,
-        lists_setting(settings.blocklists),
-        list_interval_s=settings.blocklist_interval_seconds,
-        dns_window_s=2 * settings.dns_posture_interval_seconds,
+        lists_setting(reputation.blocklists),
+        list_interval_s=reputation.blocklist_interval_seconds,
+        dns_window_s=2 * settings.scheduling.dns_posture_interval_seconds,
     )
     work.append(run_every(WATCH_S, oracles.run_once, name="oracle health", stop=stop))
-    fleet = FleetWatch(
-        pool, pipeline.agents, saturated_ratio_max=settings.fleet_saturated_ratio_max
-    )
+    fleet = FleetWatch(pool, agents, saturated_ratio_max=settings.fleet.fleet_saturated_ratio_max)
     work.append(run_every(WATCH_S, fleet.run_once, name="fleet health", stop=stop))
-    if lists := lists_setting(settings.blocklists):
+    if lists := lists_setting(reputation.blocklists):
         watch = BlocklistWatch(
             pool,
             lists,
-            interval_s=settings.blocklist_interval_seconds,
-            hold_s=settings.blocklist_hold_seconds,
-            links=Links.of(settings.notify),
+            interval_s=reputation.blocklist_interval_seconds,
+            hold_s=reputation.blocklist_hold_seconds,
+            links=links,
         )
         work.append(run_every(WATCH_S, watch.run_once, name="blocklist findings", stop=stop))
     return work
@@ -247,7 +257,7 @@ def _alerter(
 def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> list[metrics.Probe]:
     """The gauges this process samples: those of the roles it runs."""
     probes = []
-    if "ingester" in roles:
+    if "ingester" in roles and pipeline.ingester is not None:
         probes.append(metrics.ingest_lag(pipeline.js, pipeline.ingester.durable))
     if "alerter" in roles:
         probes.append(metrics.outbox_pending(functools.partial(outbox_store.pending, pool)))
@@ -255,15 +265,15 @@ def _probes(roles: frozenset[str], pool: asyncpg.Pool, pipeline: Pipeline) -> li
 
 
 async def _serve_ops(
-    settings: ControllerSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
+    runtime: RuntimeSettings, pool: asyncpg.Pool, pipeline: Pipeline, stop: asyncio.Event
 ) -> None:
     """No API in this process: the ops endpoints on their own port (none with port 0), so a
     scheduler- or ingester-only replica is probed and scraped like any other, until `stop`."""
     server = None
-    if settings.controller_metrics_port:
+    if runtime.controller_metrics_port:
         server = await ops.start(
-            settings.controller_metrics_host,
-            settings.controller_metrics_port,
+            runtime.controller_metrics_host,
+            runtime.controller_metrics_port,
             functools.partial(readiness, pool, pipeline),
             setting="CONTROLLER_METRICS_PORT",
         )
@@ -281,14 +291,14 @@ async def _serve_ops(
 KEEP_ALIVE_S = 75
 
 
-def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
+def api_server(api: ApiSettings, app: Litestar) -> uvicorn.Server:
     """The API's uvicorn server: HTTPS when API_TLS_CERT_FILE / API_TLS_KEY_FILE are set."""
     config = uvicorn.Config(
         app,
-        host=settings.api_host,
-        port=settings.api_port,
-        ssl_certfile=settings.api_tls_cert_file,
-        ssl_keyfile=settings.api_tls_key_file,
+        host=api.api_host,
+        port=api.api_port,
+        ssl_certfile=api.api_tls_cert_file,
+        ssl_keyfile=api.api_tls_key_file,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -296,8 +306,8 @@ def api_server(settings: ControllerSettings, app: Litestar) -> uvicorn.Server:
         timeout_keep_alive=KEEP_ALIVE_S,
         # The client address (login throttling, logs) is the socket peer unless it is one of
         # API_TRUSTED_PROXIES; uvicorn's default would trust X-Forwarded-For from loopback.
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies,
+        proxy_headers=bool(api.trusted_proxies),
+        forwarded_allow_ips=api.trusted_proxies,
     )
     return uvicorn.Server(config)
 
@@ -314,10 +324,10 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
-async def _serve_api(settings: ControllerSettings, app: Litestar, stop: asyncio.Event) -> None:
+async def _serve_api(api: ApiSettings, app: Litestar, stop: asyncio.Event) -> None:
     """uvicorn returns on SIGINT/SIGTERM (it installs the handlers while it serves), and on
     `stop`, which ours set: a signal taken before uvicorn's handlers were in place."""
-    server = api_server(settings, app)
+    server = api_server(api, app)
 
     async def exit_on_stop() -> None:
         await stop.wait()
@@ -328,13 +338,13 @@ async def _serve_api(settings: ControllerSettings, app: Litestar, stop: asyncio.
         await server.serve()
     except SystemExit:
         # uvicorn logs the bind error and exits; say which setting moves the port.
-        if _port_taken(settings.api_host, settings.api_port):
+        if _port_taken(api.api_host, api.api_port):
             log.error(
                 "the API's port is in use by another program: set API_PORT (and API_HOST) to a"
                 " free one",
                 setting="API_PORT",
-                host=settings.api_host,
-                port=settings.api_port,
+                host=api.api_host,
+                port=api.api_port,
             )
         raise
     finally:

@@ -91,12 +91,12 @@ async def _connect(url: str, settings: ControllerSettings) -> NATS:
 async def _move(settings: ControllerSettings, args: argparse.Namespace, source_url: str) -> None:
     source = await _connect(source_url, settings)
     try:
-        target = await _connect(settings.nats_url, settings)
+        target = await _connect(settings.process.nats_url, settings)
         try:
             moved = await move_streams(
                 source,
                 target,
-                settings.stream_replicas,
+                settings.streams.stream_replicas,
                 workdir=Path(args.work_dir) if args.work_dir else None,
             )
         finally:

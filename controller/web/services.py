@@ -24,7 +24,7 @@ from controller.monitors.writes import MonitorWrites
 from controller.notify.channel_send import ChannelSender, channel_sender
 from controller.notify.egress import Egress
 from controller.oracles.metrics import World
-from controller.scheduling.trigger import MonitorTrigger
+from controller.scheduling.trigger import MonitorTrigger, RoundNow
 from controller.secrets.box import SecretBox
 from controller.settings import ControllerSettings
 from controller.sidechecks.blocklists.rules import lists_setting
@@ -88,9 +88,7 @@ class Services:
                 logins=logins,
                 sender=channel_sender(settings.notify, pool, box, egress),
                 writes=MonitorWrites(pool, box, limits, settings.oauth2.token_hosts),
-                trigger=MonitorTrigger(
-                    pool, limits, None if pipeline is None else pipeline.scheduler.trigger
-                ),
+                trigger=MonitorTrigger(pool, limits, _round_now(pipeline)),
                 agents=None if pipeline is None else pipeline.agents,
                 nats_up=None if pipeline is None else _connected(pipeline),
                 page_cache=PageCache(),
@@ -113,6 +111,13 @@ NatsUpDep: TypeAlias = NamedDependency[NatsUp | None]
 PageCacheDep: TypeAlias = NamedDependency[PageCache]
 BackgroundDep: TypeAlias = NamedDependency[Background]
 WorldDep: TypeAlias = NamedDependency[World]
+
+
+def _round_now(pipeline: "Pipeline | None") -> RoundNow | None:
+    """The scheduler's trigger-check, when the pipeline (with its scheduler) runs here."""
+    if pipeline is None or pipeline.scheduler is None:
+        return None
+    return pipeline.scheduler.trigger
 
 
 def _connected(pipeline: "Pipeline") -> NatsUp:

@@ -329,7 +329,7 @@ async def test_serve_names_each_granted_organization_and_warns_of_every_one_and_
     grants = f"{rig.tenant.org_id}=127.0.0.2;*=10.9.0.0/16;{2**62}=192.168.7.0/24"
     configured = settings.replace(notify_private_network_grants=grants)
     with capture_logs() as logs:
-        await announce_grants(configured, alert_pool)
+        await announce_grants(configured.notify, alert_pool)
     said = [(x["log_level"], x["event"], x.get("organization"), x["networks"]) for x in logs]
     assert said == [
         ("info", "private networks granted", rig.tenant.org_name, ["127.0.0.2/32"]),

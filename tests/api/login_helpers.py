@@ -40,7 +40,7 @@ async def serving(
         api_port=port,
         **{"secrets_key": generate_key(), **overrides},
     )
-    server = api_server(own, create_app(own, pool))
+    server = api_server(own.api, create_app(own, pool))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -162,7 +162,7 @@ async def test_api_serves_https_with_its_certificate(
             "API_TLS_KEY_FILE": str(pki.server_key),
         },
     )
-    server = api_server(tls, create_app(tls, pool))
+    server = api_server(tls.api, create_app(tls, pool))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -32,6 +32,6 @@ async def test_a_taken_api_port_stops_the_controller_naming_api_port(
         port = taken.getsockname()[1]
         held = settings.replace(api_host="127.0.0.1", api_port=port)
         with capture_logs() as logs, pytest.raises(SystemExit):
-            await _serve_api(held, create_app(held, pool), asyncio.Event())
+            await _serve_api(held.api, create_app(held, pool), asyncio.Event())
     [line] = [entry for entry in logs if entry.get("setting") == "API_PORT"]
     assert line["port"] == port and "set API_PORT" in line["event"]

@@ -95,7 +95,7 @@ async def serving(
     """The API as `serve` runs it (controller.runtime.serve.api_server), on a free loopback port."""
     port = embedded.free_port()
     app = create_app(settings, pool, pipeline)  # type: ignore[arg-type]
-    server = api_server(settings.replace(api_port=port), app)
+    server = api_server(settings.replace(api_port=port).api, app)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
