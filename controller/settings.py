@@ -1010,14 +1010,6 @@ class ControllerSettings(msgspec.Struct, frozen=True, kw_only=True):
             }
         )
 
-    def __getattr__(self, name: str) -> Any:
-        """The flat name of a setting (`settings.database_url`), while callers move to groups."""
-        for field in msgspec.structs.fields(type(self)):
-            group = object.__getattribute__(self, field.name)
-            if name in group.__struct_fields__ or hasattr(type(group), name):
-                return getattr(group, name)
-        raise AttributeError(name)
-
 
 def _split(groups: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """`values` by the group (its field name in ControllerSettings) that declares each; a name

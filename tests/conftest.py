@@ -121,7 +121,7 @@ def settings(database_url: str) -> ControllerSettings:
 @pytest.fixture(scope="session")
 def job_ids(settings: ControllerSettings) -> JobIds:
     """The job ids the controllers of these tests make (and their ingesters accept)."""
-    return JobIds.from_box(SecretBox(settings.secrets_key or ""))
+    return JobIds.from_box(SecretBox(settings.secrets.secrets_key or ""))
 
 
 @pytest.fixture(scope="session")

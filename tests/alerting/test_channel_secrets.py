@@ -227,9 +227,9 @@ async def test_a_stored_url_the_sender_cannot_send_fails_for_good_and_spends_no_
             "SELECT used FROM notification_budget WHERE organization_id = $1", org.org_id
         )
     assert not used
-    assert settings.secrets_key is not None
+    assert settings.secrets.secrets_key is not None
     sender = ChannelSender(
-        alert_pool, SecretBox(settings.secrets_key), loopback_egress(), Links(PUBLIC_URL)
+        alert_pool, SecretBox(settings.secrets.secrets_key), loopback_egress(), Links(PUBLIC_URL)
     )
     event = channel_kinds.test_event(made["id"], "w", utcnow(), None)
     with pytest.raises(DeliveryError) as refused:

@@ -80,10 +80,10 @@ async def channel_api(
 
 
 def sender(rig: Rig, settings: ControllerSettings, egress: Egress | None = None) -> ChannelSender:
-    assert settings.secrets_key is not None
+    assert settings.secrets.secrets_key is not None
     return ChannelSender(
         rig.pool,
-        SecretBox(settings.secrets_key),
+        SecretBox(settings.secrets.secrets_key),
         egress or loopback_egress(),
         Links(PUBLIC_URL),
         clock=rig.clock,

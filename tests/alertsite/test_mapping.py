@@ -15,7 +15,7 @@ MASK = "********"
 
 
 def box(settings: ControllerSettings) -> SecretBox:
-    return SecretBox(settings.secrets_key or "")
+    return SecretBox(settings.secrets.secrets_key or "")
 
 
 async def test_smtp_fields_map_onto_the_native_monitor(

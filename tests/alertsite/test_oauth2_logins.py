@@ -70,7 +70,7 @@ async def test_an_oauth2_login_is_neither_shown_nor_lost_through_alertsite(
     kind: str,
 ) -> None:
     monitor_id = await _native(http, tenant, kind)
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     before = _grant(await stored(pool, monitor_id))
 
     r = await http.get(f"{V3}/monitors/{monitor_id}", headers=tenant.auth())

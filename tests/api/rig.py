@@ -60,7 +60,7 @@ async def pipeline_api(
     """The API (with `limits` replacing settings) and its pipeline; with `agent_cadata` (the
     PEM of a test CA) a real agent of `country` runs the jobs, trusting that CA."""
     settings = settings.replace(**limits)
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     nc = await nats.connect(nats_url)
     js = nc.jetstream(publish_async_max_pending=PUBLISH_ASYNC_MAX_PENDING)
     await ensure_streams(js)
@@ -78,7 +78,7 @@ async def pipeline_api(
     ring = KeyRing(Path(key_dir.name), [country])
     keys = CountryKeys(str(ring.directory), reload_every_s=0)
     scheduler = Scheduler(
-        pool, js, agents, box, keys, default_countries=settings.default_check_countries
+        pool, js, agents, box, keys, default_countries=settings.fair_use.default_check_countries
     )
     ingester = Ingester(
         pool, nc, js, JobIds.from_box(box), durable=f"ingest-api-{uuid.uuid4().hex[:8]}"

@@ -56,7 +56,10 @@ async def test_seed_003_body_gives_seed_response_shape(
     row = await stored_row(pool, body["publicId"])
     assert row["type"] == "imap"
     assert '"password"' in row["config_text"] and ': "password"' not in row["config_text"]
-    assert opened(SecretBox(settings.secrets_key or ""), row["config"]["password"]) == "password"
+    assert (
+        opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["password"])
+        == "password"
+    )
 
 
 async def test_seed_003_curl_body_without_tls_options(
@@ -158,7 +161,7 @@ async def test_smtp_config_key_rejected_on_imap(http: httpx.AsyncClient, tenant:
 async def test_patch_mask_keeps_password_and_no_config_keeps_config(
     http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     created = await create(http, tenant, "imap")
     url = f"{IMAP}/{created['publicId']}"
     # no config at all: stored config unchanged

@@ -100,7 +100,7 @@ async def test_every_declared_secret_is_masked_sealed_bound_redacted_and_exporte
             assert _at(shown["config"], path) == SECRET_MASK
 
     # Stored sealed; read back as SealedSecret; opened into the job's config only.
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             f"SELECT {monitors.COLUMNS} FROM monitors WHERE public_id = $1::uuid", pid

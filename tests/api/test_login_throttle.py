@@ -169,7 +169,7 @@ async def test_counts_are_shared_by_replicas(
     """Two API processes' worth of apps on one database and SECRETS_KEY: failures on one lock
     the account on the other."""
     email = tenant.emails["member"]
-    shared = {"secrets_key": settings.secrets_key, "login_account_failures": 2}
+    shared = {"secrets_key": settings.secrets.secrets_key, "login_account_failures": 2}
     address = new_address()
     # `serving` gives each app a key of its own unless told; replicas share SECRETS_KEY.
     async with (
@@ -232,7 +232,7 @@ def test_bad_login_settings_stop_the_process_naming_them(env: dict[str, str], me
 
 def test_trusted_proxies_are_normalised_for_uvicorn() -> None:
     env = {"DATABASE_URL": "postgresql://localhost/x", "API_TRUSTED_PROXIES": "10.1.2.3/8, ::1"}
-    assert load(ControllerSettings, env).trusted_proxies == ["10.0.0.0/8", "::1/128"]
+    assert load(ControllerSettings, env).api.trusted_proxies == ["10.0.0.0/8", "::1/128"]
 
 
 POLL_S = 0.01

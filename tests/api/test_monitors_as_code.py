@@ -151,7 +151,7 @@ async def test_apply_creates_then_changes_nothing_then_updates_and_prunes(
     assert shown["POP box"].values["allowed_country_codes"] == ["DE", "US"]
     assert shown["POP box"].values["mail_domain"] == "example.com"
     row = await stored_row(pool, shown["Outbound relay"].public_id)
-    assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == (
+    assert SecretBox(settings.secrets.secrets_key or "").open(row["config"]["auth"]["pass"]) == (
         "relay-s3cret"
     )
     updated_at = {
@@ -515,7 +515,7 @@ async def test_a_rotated_secret_reaches_the_server_on_the_next_apply(
         "= keep smtp 'Outbound relay' (its secret is sent; the API stores it only if it changed)"
     )
     assert said[2] == "= keep pop3 'POP box'"  # no secret in the file: nothing sent
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     relay = await stored_row(pool, shown["Outbound relay"])
     assert box.open(relay["config"]["auth"]["pass"]) == "relay-rotated-2"
     assert (await stored_row(pool, shown["Mailbox"]))["config"]["password"] == box_before
@@ -576,7 +576,7 @@ async def test_apply_moves_a_monitor_only_with_its_password(
     assert code == 0, said
     relay = await stored_row(pool, shown["Outbound relay"])
     assert relay["hostname"] == "smtp2.example.com"
-    assert SecretBox(settings.secrets_key or "").open(relay["config"]["auth"]["pass"]) == (
+    assert SecretBox(settings.secrets.secrets_key or "").open(relay["config"]["auth"]["pass"]) == (
         "relay-s3cret"
     )
 

@@ -62,7 +62,7 @@ async def test_a_null_user_or_password_is_none_and_the_monitor_stays_usable(
     kind: str,
     path: str,
 ) -> None:
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     created = []
     for value in (None, ""):
         url, sent = _request(kind, tenant, path, value)
@@ -110,7 +110,7 @@ async def test_a_row_stored_with_null_credentials_before_the_fix_is_read_as_none
             config,
         )
     row = await stored_row(pool, monitor["publicId"])
-    job = job_config(row["type"], row["config"], SecretBox(settings.secrets_key or ""))
+    job = job_config(row["type"], row["config"], SecretBox(settings.secrets.secrets_key or ""))
     credentials = job.auth if isinstance(job, SmtpConfig) else job
     assert credentials is not None and (credentials.user, credentials.password.reveal()) == ("", "")
     r = await http.get(

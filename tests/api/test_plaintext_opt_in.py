@@ -30,7 +30,7 @@ async def test_the_opt_in_is_stored_shown_and_reaches_the_job(
     settings: ControllerSettings,
     kind: str,
 ) -> None:
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     monitor = await create(http, tenant, kind, port=None, **{CONFIG_KEY[kind]: CONFIGS[kind]})
     assert monitor[CONFIG_KEY[kind]]["allowPlaintextAuth"] is True
     row = await stored_row(pool, monitor["publicId"])

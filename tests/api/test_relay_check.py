@@ -20,7 +20,7 @@ from tests.conftest import Tenant
 async def test_the_opt_in_is_stored_shown_and_reaches_the_job(
     http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool, settings: ControllerSettings
 ) -> None:
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     monitor = await create(http, tenant, smtpConfig={"secure": False, "relayCheck": True})
     assert monitor["smtpConfig"] == {"secure": False, "relayCheck": True}
     assert monitor["config"] == monitor["smtpConfig"]

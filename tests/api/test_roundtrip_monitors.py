@@ -85,7 +85,7 @@ async def test_create_masks_both_secrets_and_seals_them_at_rest(
     row = await stored_row(pool, created["publicId"])
     assert row["type"] == "roundtrip"
     assert "send-secret" not in row["config_text"] and "mailbox-secret" not in row["config_text"]
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
     assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"
     got = await http.get(f"{RT}/{created['publicId']}", headers=tenant.auth("readonly"))
@@ -188,7 +188,7 @@ async def test_a_null_send_user_and_password_are_none_and_the_monitor_stays_read
     assert r.status_code == 200, r.text
     assert created["publicId"] in [m["publicId"] for m in r.json()["items"]]
     row = await stored_row(pool, created["publicId"])
-    config = job_config("roundtrip", row["config"], SecretBox(settings.secrets_key or ""))
+    config = job_config("roundtrip", row["config"], SecretBox(settings.secrets.secrets_key or ""))
     assert isinstance(config, RoundTripConfig) and config.send.auth == SmtpAuth("", "")
 
 
@@ -266,7 +266,7 @@ async def test_unbound_changes_keep_both_secrets_with_masks(
     )
     assert r.status_code == 200, r.text
     row = await stored_row(pool, created["publicId"])
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
     assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"
     assert row["config"]["receive"]["folders"] == ["INBOX", "Junk", "Archive"]
@@ -372,7 +372,7 @@ async def test_get_shows_the_config_the_agent_uses_and_patches_back_unchanged(
     assert r.status_code == 200, r.text
     assert r.json()["roundtripConfig"] == shown
     row = await stored_row(pool, created["publicId"])
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     assert opened(box, row["config"]["send"]["auth"]["pass"]) == "send-secret"
     assert opened(box, row["config"]["receive"]["password"]) == "mailbox-secret"
 

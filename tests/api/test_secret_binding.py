@@ -256,7 +256,7 @@ async def test_smtp_change_moving_the_password_needs_it_again(
     r = await http.patch(url, json=resent, headers=tenant.auth("member"))
     assert r.status_code == 200, r.text
     row = await stored_row(pool, created["publicId"])
-    assert opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == (
+    assert opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"]) == (
         "sent-again"
     )
 
@@ -300,7 +300,7 @@ async def test_restating_the_stored_target_keeps_the_secret(
         r = await http.patch(url, json=change, headers=tenant.auth("member"))
         assert r.status_code == 200, (change, r.text)
     row = await stored_row(pool, created["publicId"])
-    assert opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == (
+    assert opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"]) == (
         "stored-pass"
     )
 

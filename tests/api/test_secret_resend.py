@@ -63,6 +63,6 @@ async def test_the_same_secret_sent_again_changes_nothing_and_a_new_one_is_store
 
     r = await http.patch(url, json={"smtpConfig": config("second-s3cret")}, headers=tenant.auth())
     assert r.status_code == 200, r.text
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     assert opened(box, (await stored_row(pool, pid))["config"]["auth"]["pass"]) == "second-s3cret"
     assert not await backed_off(pool, pid)  # new credentials end the back-off

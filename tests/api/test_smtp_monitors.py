@@ -84,7 +84,10 @@ async def test_secret_is_encrypted_at_rest_and_masked_in_responses(
     row = await stored_row(pool, created["publicId"])
     assert secret not in row["config_text"]
     assert row["config"]["auth"]["user"] == "username"
-    assert opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == secret
+    assert (
+        opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"])
+        == secret
+    )
 
 
 async def test_seed_002_patch_gives_seed_response(
@@ -111,7 +114,8 @@ async def test_seed_002_patch_gives_seed_response(
     assert row["status"] == "disabled"
     assert row["allowed_country_codes"] == ["DE", "US"]
     assert (
-        opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == "password"
+        opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"])
+        == "password"
     )
 
 
@@ -140,7 +144,8 @@ async def test_patch_with_mask_keeps_stored_secret(
     assert r.json()["smtpConfig"]["auth"] == {"user": "u", "pass": MASK}
     row = await stored_row(pool, created["publicId"])
     assert (
-        opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == "orig-pass"
+        opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"])
+        == "orig-pass"
     )
 
 
@@ -156,7 +161,8 @@ async def test_patch_with_new_password_replaces_secret(
     row = await stored_row(pool, created["publicId"])
     assert "brand-new" not in row["config_text"]
     assert (
-        opened(SecretBox(settings.secrets_key or ""), row["config"]["auth"]["pass"]) == "brand-new"
+        opened(SecretBox(settings.secrets.secrets_key or ""), row["config"]["auth"]["pass"])
+        == "brand-new"
     )
 
 
@@ -183,7 +189,8 @@ async def test_patch_without_config_keeps_stored_config(
     after = await stored_row(pool, created["publicId"])
     assert after["config"] == before["config"]
     assert (
-        opened(SecretBox(settings.secrets_key or ""), after["config"]["auth"]["pass"]) == "password"
+        opened(SecretBox(settings.secrets.secrets_key or ""), after["config"]["auth"]["pass"])
+        == "password"
     )
 
 

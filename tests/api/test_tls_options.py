@@ -49,7 +49,7 @@ async def test_ca_and_servername_are_stored_shown_and_sent_in_jobs(
     assert r.status_code == 201, r.text
     assert r.json()[key]["tlsOptions"] == tls
     row = await stored_row(pool, r.json()["publicId"])
-    job = job_config(row["type"], row["config"], SecretBox(settings.secrets_key or ""))
+    job = job_config(row["type"], row["config"], SecretBox(settings.secrets.secrets_key or ""))
     assert (job.tls_options.ca, job.tls_options.servername) == (TWO_PEMS, "mail.corp.internal")
 
 
@@ -170,7 +170,10 @@ async def test_a_new_ca_or_servername_needs_the_password_again(
     r = await http.patch(url, json=resent, headers=tenant.auth("member"))
     assert r.status_code == 200, r.text
     row = await stored_row(pool, created["publicId"])
-    assert SecretBox(settings.secrets_key or "").open(row["config"]["auth"]["pass"]) == "sent-again"
+    assert (
+        SecretBox(settings.secrets.secrets_key or "").open(row["config"]["auth"]["pass"])
+        == "sent-again"
+    )
 
 
 @pytest.mark.parametrize("leg", ["send", "receive"])

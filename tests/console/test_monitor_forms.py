@@ -139,7 +139,7 @@ async def test_a_form_sets_tls_options_sms_mail_domain_and_an_oauth2_login(
         MASK,
     )
     stored = (await stored_row(pool, public_id))["config"]
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     assert opened(box, stored["oauth2"]["clientSecret"]) == "Grant-Secret-8"
 
     edit = f"/console/monitors/{public_id}/edit"
@@ -230,7 +230,10 @@ async def test_a_refused_form_comes_back_filled_in_with_the_secret_sealed(
     assert r.status_code == 303, r.text[:2000]
     public_id = r.headers["location"].split("/")[-1].split("?")[0]
     stored = (await stored_row(pool, public_id))["config"]
-    assert opened(SecretBox(settings.secrets_key or ""), stored["auth"]["pass"]) == "Typed-Secret-9"
+    assert (
+        opened(SecretBox(settings.secrets.secrets_key or ""), stored["auth"]["pass"])
+        == "Typed-Secret-9"
+    )
 
 
 async def test_a_refused_edit_keeps_a_newly_typed_password_and_names_the_field(
@@ -265,7 +268,10 @@ async def test_a_refused_edit_keeps_a_newly_typed_password_and_names_the_field(
     r = await client.post(edit, {**again, "timeoutSeconds": "30"}, token=token)
     assert r.status_code == 303, r.text[:2000]
     stored = (await stored_row(pool, monitor["publicId"]))["config"]
-    assert opened(SecretBox(settings.secrets_key or ""), stored["auth"]["pass"]) == "New-Secret-2"
+    assert (
+        opened(SecretBox(settings.secrets.secrets_key or ""), stored["auth"]["pass"])
+        == "New-Secret-2"
+    )
 
 
 async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rounds(

@@ -235,7 +235,7 @@ async def test_the_edit_form_keeps_the_stored_password_and_guards_where_it_goes(
     assert got.json()["name"] == "Renamed relay"
     assert got.json()["smtpConfig"]["auth"] == {"user": "relay", "pass": "********"}
     stored = (await stored_row(pool, monitor["publicId"]))["config"]["auth"]["pass"]
-    assert opened(SecretBox(settings.secrets_key or ""), stored) == "Stored-Secret-5"
+    assert opened(SecretBox(settings.secrets.secrets_key or ""), stored) == "Stored-Secret-5"
     r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
     assert r.status_code == 400 and "must be sent again" in r.text
     got = await http.get(f"/api/smtp-monitors/{monitor['publicId']}", headers=tenant.auth())
@@ -389,7 +389,7 @@ async def test_the_edit_form_keeps_an_oauth2_grant_it_does_not_show(
     config = (await stored_row(pool, monitor["publicId"]))["config"]
     assert "password" not in config or not config["password"]
     sealed = config["oauth2"]["clientSecret"]
-    assert opened(SecretBox(settings.secrets_key or ""), sealed) == "Grant-Secret-7"
+    assert opened(SecretBox(settings.secrets.secrets_key or ""), sealed) == "Grant-Secret-7"
     assert config["oauth2"]["tenant"] == "contoso.onmicrosoft.com"
     r = await client.post(edit, {**values, "hostname": "evil.example.net"}, token=token)
     assert r.status_code == 400 and "oauth2.clientSecret" in r.text

@@ -90,9 +90,12 @@ async def seeded(
     async with pool.acquire() as conn, conn.transaction():
         sent = [result(monitor, "DE", True, t0), result(monitor, "US", False, t0)]
         await db.record(conn, [arrived(decode_result(encode(r))) for r in sent])
-    hold = settings.blocklist_hold_seconds
+    hold = settings.reputation.blocklist_hold_seconds
     watch = BlocklistWatch(
-        pool, lists_setting(LISTS), interval_s=settings.blocklist_interval_seconds, hold_s=hold
+        pool,
+        lists_setting(LISTS),
+        interval_s=settings.reputation.blocklist_interval_seconds,
+        hold_s=hold,
     )
     await watch.run_once(t0)
     await watch.run_once(t0 + timedelta(seconds=hold))

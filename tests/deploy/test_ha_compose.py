@@ -173,7 +173,7 @@ def test_two_controllers_behind_a_load_balancer_checking_their_readiness() -> No
         check_env("controller", env, name)
         checked = {k: v for k, v in env.items() if k not in (*FILE_SETTINGS, "SECRETS_KEY")}
         settings = load(ControllerSettings, checked)
-        assert settings.stream_replicas == 3
+        assert settings.streams.stream_replicas == 3
     lb = services["lb"]
     assert lb["image"].startswith("haproxy:")
     [published] = lb["ports"]

@@ -165,7 +165,7 @@ def test_controllers_and_agents_name_every_node_and_the_streams_are_on_all() -> 
     settings = load(
         ControllerSettings, {"STREAM_REPLICAS": replicas, "DATABASE_URL": "postgresql://x"}
     )
-    assert settings.stream_replicas == nats_set()["spec"]["replicas"]
+    assert settings.streams.stream_replicas == nats_set()["spec"]["replicas"]
     controller = by_kind("Deployment")["mailprobe-controller"]
     assert controller["spec"]["replicas"] >= 2
     assert by_kind("PodDisruptionBudget")["mailprobe-controller"]["spec"]["maxUnavailable"] == 1

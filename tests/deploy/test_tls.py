@@ -98,7 +98,10 @@ async def test_controller_and_agent_run_a_check_over_nats_tls(
     pki: Pki, tls_nats: str, settings: ControllerSettings, pool: asyncpg.Pool
 ) -> None:
     env = nats_tls_env(pki, tls_nats)
-    base = {"DATABASE_URL": settings.database_url, "SECRETS_KEY": settings.secrets_key or ""}
+    base = {
+        "DATABASE_URL": settings.database.database_url,
+        "SECRETS_KEY": settings.secrets.secrets_key or "",
+    }
     controller = load(ControllerSettings, {**base, **env})
     agent = load(AgentSettings, {"AGENT_COUNTRY": COUNTRY, **env})
     async with open_pipeline(controller, pool) as pipeline:  # creates the streams over TLS
@@ -155,8 +158,8 @@ async def test_api_serves_https_with_its_certificate(
     tls = load(
         ControllerSettings,
         {
-            "DATABASE_URL": settings.database_url,
-            "SECRETS_KEY": settings.secrets_key or "",
+            "DATABASE_URL": settings.database.database_url,
+            "SECRETS_KEY": settings.secrets.secrets_key or "",
             "API_PORT": str(port),
             "API_TLS_CERT_FILE": str(pki.server_cert),
             "API_TLS_KEY_FILE": str(pki.server_key),

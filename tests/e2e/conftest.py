@@ -134,7 +134,7 @@ async def controller(
         e2e_pool,
         js,
         agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory)),
         default_countries=2,
     )

@@ -132,7 +132,9 @@ async def _run(
     await ensure_streams(js)
     live = ScopedAgents(nc, set(COUNTRIES))
     await live.start()
-    scheduler = Scheduler(pool, js, live, SecretBox(settings.secrets_key or ""), CountryKeys(None))
+    scheduler = Scheduler(
+        pool, js, live, SecretBox(settings.secrets.secrets_key or ""), CountryKeys(None)
+    )
     ingester = Ingester(pool, nc, js, job_ids, durable=f"ingest-sat-{uuid.uuid4().hex[:8]}")
     alerter = Alerter(pool, js, job_ids, interval_s=0.5)
     stop = asyncio.Event()

@@ -177,19 +177,19 @@ async def test_a_list_that_differs_between_countries_is_a_finding_from_the_count
             pool,
             js,
             live,
-            SecretBox(lists_on.secrets_key or ""),
+            SecretBox(lists_on.secrets.secrets_key or ""),
             CountryKeys(str(keys.directory)),
             default_countries=2,
             blocklists=lists,
-            blocklist_interval_s=lists_on.blocklist_interval_seconds,
+            blocklist_interval_s=lists_on.reputation.blocklist_interval_seconds,
         )
         ingester = Ingester(pool, nc, js, job_ids, durable="ingest-blocklists")
         stack.push_async_callback(ingester.close)
         watch = BlocklistWatch(
             pool,
             lists,
-            interval_s=lists_on.blocklist_interval_seconds,
-            hold_s=lists_on.blocklist_hold_seconds,
+            interval_s=lists_on.reputation.blocklist_interval_seconds,
+            hold_s=lists_on.reputation.blocklist_hold_seconds,
         )
         stop = asyncio.Event()
         workers = [

@@ -140,7 +140,7 @@ async def stack(
             pool,
             js,
             live,
-            SecretBox(settings.secrets_key or ""),
+            SecretBox(settings.secrets.secrets_key or ""),
             CountryKeys(str(keys.directory)),
             default_countries=2,
         )

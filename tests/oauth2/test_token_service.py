@@ -94,7 +94,7 @@ async def client(api: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def box(settings: ControllerSettings) -> SecretBox:
-    return SecretBox(settings.secrets_key or "")
+    return SecretBox(settings.secrets.secrets_key or "")
 
 
 def fetcher(ca: trustme.CA, *, allow_private: bool = True) -> TokenFetcher:

@@ -113,7 +113,7 @@ async def pipeline(
         pipe_pool,
         js,
         agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         default_countries=2,
         # Every country's job at once, as these tests expect of a round; the spacing of logins
@@ -248,7 +248,7 @@ def replica(
         pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(keys.directory), reload_every_s=0),
         **{"login_spacing_s": 0, **kw},
     )

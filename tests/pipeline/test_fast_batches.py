@@ -156,7 +156,7 @@ async def test_the_scheduler_publishes_one_by_one_when_jobs_takes_no_batches(
             pipe_pool,
             js,
             LiveAgents(nc),
-            SecretBox(settings.secrets_key or ""),
+            SecretBox(settings.secrets.secrets_key or ""),
             CountryKeys(None),
         )
         jobs = [job_for(cc, 25) for cc in ("DE", "US", "DE")]

@@ -278,7 +278,11 @@ async def test_no_no_agent_round_while_the_view_warms_up(
     view = LiveAgents(nc, warmup_s=0.5)
     await view.start()
     scheduler = Scheduler(
-        pipe_pool, pipeline.js, view, SecretBox(settings.secrets_key or ""), CountryKeys(None)
+        pipe_pool,
+        pipeline.js,
+        view,
+        SecretBox(settings.secrets.secrets_key or ""),
+        CountryKeys(None),
     )
     try:
         assert await scheduler.run_due() == 0
@@ -316,7 +320,11 @@ async def test_a_trigger_while_the_live_agents_cannot_be_known_is_a_503(
     monitor = await create(api, org, allowedCheckCountryCodes=[cc])
     cold = LiveAgents(nc, warmup_s=0.1)
     scheduler = Scheduler(
-        pipe_pool, pipeline.js, cold, SecretBox(settings.secrets_key or ""), CountryKeys(None)
+        pipe_pool,
+        pipeline.js,
+        cold,
+        SecretBox(settings.secrets.secrets_key or ""),
+        CountryKeys(None),
     )
     app = create_app(settings, pipe_pool, replace(pipeline, agents=cold, scheduler=scheduler))
     async with serve(app) as url, http_client(base_url=url, timeout=10) as client:

@@ -107,8 +107,8 @@ async def test_a_configuration_past_the_ceiling_is_refused_naming_the_figure(
         "checkInterval": 60,
         "smtpConfig": ALICE,
     }
-    per_monitor = 5 * (2 * 10 + settings.trigger_check_burst)
-    fits = settings.login_cap_per_account // per_monitor
+    per_monitor = 5 * (2 * 10 + settings.fair_use.trigger_check_burst)
+    fits = settings.fair_use.login_cap_per_account // per_monitor
     for _ in range(fits):
         await create(api, org, **fields)
     r = await api.post(PATHS["smtp"], json=seed_body("smtp", org, **fields), headers=org.auth())
@@ -171,8 +171,8 @@ async def test_an_update_past_the_ceiling_is_refused_and_changes_nothing(
     """Pins: a PATCH that moves a monitor onto a full account (new credentials, or a shorter
     interval of one of its monitors) is a 403 `login_cap` naming the setting, and the monitor
     stays as it was; a write that adds no logins (a rename) still passes."""
-    per_monitor = 5 * (2 * 10 + settings.trigger_check_burst)
-    fits = settings.login_cap_per_account // per_monitor
+    per_monitor = 5 * (2 * 10 + settings.fair_use.trigger_check_burst)
+    fits = settings.fair_use.login_cap_per_account // per_monitor
     for _ in range(fits):
         await create(api, org, **_five_a_minute("alice"))
     slow = await create(api, org, **{**_five_a_minute("alice"), "checkInterval": 3600})
@@ -199,8 +199,8 @@ async def test_an_alertsite_create_past_the_ceiling_is_refused(
     """Pins: /api/v3 is held to the same ceiling: an AlertSite create whose login (`login`
     at `hostname`) would take the account past LOGIN_CAP_PER_ACCOUNT is a 403 in AlertSite's
     shape naming the setting, and no monitor is created; another login on that host fits."""
-    per_monitor = 5 * (2 * 10 + settings.trigger_check_burst)
-    for _ in range(settings.login_cap_per_account // per_monitor):
+    per_monitor = 5 * (2 * 10 + settings.fair_use.trigger_check_burst)
+    for _ in range(settings.fair_use.login_cap_per_account // per_monitor):
         await create(api, org, **_five_a_minute("alice"))
     body = {
         **MINIMAL,

@@ -50,7 +50,7 @@ async def test_an_hour_of_wrong_logins_from_five_countries_never_gets_the_accoun
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         login_spacing_s=SPACING,
         clock=clock,

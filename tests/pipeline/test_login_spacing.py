@@ -46,7 +46,7 @@ def spaced(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         login_spacing_s=SPACING,
         clock=clock,

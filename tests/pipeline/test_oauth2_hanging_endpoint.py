@@ -118,7 +118,7 @@ async def test_a_hanging_token_endpoint_delays_no_other_organization(
 ) -> None:
     (cc,) = countries.take(1)
     await countries.live(cc, features=[FEATURE_OAUTH2])
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     other = await make_tenant(pipe_pool)
     ca = trustme.CA()
     issuer = TokenIssuer(tmp_path)
@@ -251,7 +251,7 @@ async def test_organizations_whose_endpoints_hang_hold_no_more_than_their_share(
     organization holds more than a fair share of the slots."""
     (cc,) = countries.take(1)
     await countries.live(cc, features=[FEATURE_OAUTH2])
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     ca = trustme.CA()
     issuer = TokenIssuer(tmp_path)
     held = asyncio.Event()

@@ -89,7 +89,7 @@ async def test_a_round_fetches_a_token_and_logs_in_only_where_agents_can(
     new, old = sorted(countries.take(2))
     await countries.live(new, features=[FEATURE_OAUTH2])
     await countries.live(old)  # an agent older than OAuth2 logins
-    box = SecretBox(settings.secrets_key or "")
+    box = SecretBox(settings.secrets.secrets_key or "")
     endpoint = TokenEndpoint(imap_pop.issuer, USER, clients={CLIENT: SECRET})
     async with serve(endpoint, ca) as served:
         scheduler = Scheduler(

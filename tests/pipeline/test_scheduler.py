@@ -144,7 +144,7 @@ async def test_first_rounds_at_once_draw_on_the_organizations_trigger_allowance(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory), reload_every_s=0),
         login_spacing_s=0,
         checks_per_minute=3,
@@ -244,7 +244,7 @@ async def test_a_replayed_round_or_a_second_replica_publishes_no_duplicates(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory)),
     )
     async with pipe_pool.acquire() as conn:
@@ -485,7 +485,7 @@ async def _overdue_monitor(
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory)),
         clock=lambda: g + late,
     )
@@ -756,7 +756,7 @@ async def test_a_monitor_with_a_mail_domain_gets_it_on_one_round_per_dns_interva
         pipe_pool,
         pipeline.js,
         pipeline.agents,
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         CountryKeys(str(seal_keys.directory)),
         dns_interval_s=300,
     )

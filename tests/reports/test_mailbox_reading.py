@@ -71,7 +71,7 @@ async def token_endpoint(imap_pop: Dovecot, mail_ca: trustme.CA) -> AsyncIterato
 
 def reader(settings: ControllerSettings, ca: trustme.CA) -> reading.Reader:
     return reading.Reader(
-        SecretBox(settings.secrets_key or ""),
+        SecretBox(settings.secrets.secrets_key or ""),
         TokenFetcher(verify=ca_context(ca), allow_private=True, timeout_s=5),
         Links(),
         allow_private=True,

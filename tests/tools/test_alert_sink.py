@@ -53,7 +53,7 @@ def test_the_sink_takes_only_the_channels_left_unset_and_settings_accept_it() ->
     settings = load(
         ControllerSettings, {"DATABASE_URL": "postgresql://x/y", "SECRETS_KEY": "", **both}
     )
-    assert settings.notify_smtp_url == "smtp://127.0.0.1:2525"
+    assert settings.notify.notify_smtp_url == "smtp://127.0.0.1:2525"
     relay = {"NOTIFY_SMTP_URL": "smtp://relay.example:587", "NOTIFY_FROM": "a@example.com"}
     assert sink_env(relay, 2525, 8025) == {"NOTIFY_SMS_WEBHOOK_URL": "http://127.0.0.1:8025/sms"}
     assert sink_env({**relay, "NOTIFY_SMS_WEBHOOK_URL": "https://sms.example/hook"}, 1, 2) == {}

@@ -21,8 +21,8 @@ def agent(**env: str) -> AgentSettings:
 def test_the_controller_reads_the_key_directory(tmp_path: Path) -> None:
     KeyRing(tmp_path, ["DE", "US"])
     settings = load(ControllerSettings, {**GOOD, "SEAL_PUBLIC_KEYS_DIR": str(tmp_path)})
-    assert settings.seal_public_keys_dir == str(tmp_path)
-    assert load(ControllerSettings, GOOD).seal_public_keys_dir is None
+    assert settings.secrets.seal_public_keys_dir == str(tmp_path)
+    assert load(ControllerSettings, GOOD).secrets.seal_public_keys_dir is None
 
 
 @pytest.mark.parametrize(

@@ -71,29 +71,29 @@ def test_a_multi_host_database_url_is_one_url() -> None:
     """The primary and its standby in one libpq URL (docs/operating.md, "Running without a
     single point of failure"): its hosts' commas do not make it a list of URLs."""
     url = "postgresql://u:p@db1:5432,db2:5432/mailprobe?target_session_attrs=read-write"
-    assert load(ControllerSettings, {"DATABASE_URL": url}).database_url == url
+    assert load(ControllerSettings, {"DATABASE_URL": url}).database.database_url == url
 
 
 def test_private_networks_are_granted_per_organization_or_to_every_one_by_star() -> None:
     env = {**GOOD, "NOTIFY_PRIVATE_NETWORK_GRANTS": " 3 = 10.0.0.0/8, 192.168.1.5 ;*=fd00::/8;"}
-    grants = load(ControllerSettings, env).notify_private_grants
+    grants = load(ControllerSettings, env).notify.notify_private_grants
     assert {org: [str(n) for n in nets] for org, nets in grants.items()} == {
         3: ["10.0.0.0/8", "192.168.1.5/32"],
         "*": ["fd00::/8"],
     }
-    assert load(ControllerSettings, GOOD).notify_private_grants == {}
+    assert load(ControllerSettings, GOOD).notify.notify_private_grants == {}
 
 
 def test_defaults_and_conversions() -> None:
     key = generate_key()
     settings = load(ControllerSettings, {**GOOD, "API_PORT": "9000", "SECRETS_KEY": key, "X": "1"})
-    assert settings.api_port == 9000
-    assert settings.secrets_key == key
-    assert settings.nats_url == "nats://127.0.0.1:4222"
+    assert settings.api.api_port == 9000
+    assert settings.secrets.secrets_key == key
+    assert settings.process.nats_url == "nats://127.0.0.1:4222"
 
 
 def test_empty_value_counts_as_unset() -> None:
-    assert load(ControllerSettings, {**GOOD, "API_PORT": ""}).api_port == 8080
+    assert load(ControllerSettings, {**GOOD, "API_PORT": ""}).api.api_port == 8080
 
 
 def test_agent_country_must_be_upper_iso_shape() -> None:
@@ -137,7 +137,7 @@ def test_notification_settings_load() -> None:
             "NOTIFY_SMS_WEBHOOK_URL": "https://hook.example/sms",
         },
     )
-    assert settings.notify_reminder_minutes == 60
+    assert settings.alerting.notify_reminder_minutes == 60
     from controller.notify import channels
 
     assert sorted(channels(settings.notify)) == ["email", "sms"]
