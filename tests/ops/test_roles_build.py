@@ -1,0 +1,169 @@
+"""A controller builds only what its CONTROLLER_ROLES use: the pipeline's parts (live agents,
+scheduler, ingester) and the background workers, against real PostgreSQL and NATS."""
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from controller.db.pool import create_pool
+from controller.runtime.pipeline import open_pipeline
+from controller.runtime.serve import _workers
+from controller.secrets.box import generate_key
+from controller.settings import ControllerSettings
+from shared import embedded
+from shared.streams import INGEST_CONSUMER
+from shared.subjects import HEARTBEATS_SUBJECTS, RESULTS_STREAM
+from testkit.serving import http_client
+from tests.conftest import scratch_database
+
+# What each role builds: the pipeline's parts, and its workers by their coroutines' names
+# (`sample_every`, the metrics, runs in every process).
+BUILT = {
+    "api": ({"agents", "scheduler"}, {"housekeeping", "sample_every"}),
+    "scheduler": ({"agents", "scheduler"}, {"Scheduler.run", "sample_every"}),
+    "ingester": (
+        {"ingester"},
+        {"Ingester.run", "keep_partitions", "keep_packing", "sample_every"},
+    ),
+    "alerter": (
+        {"agents"},
+        {"Alerter.run", "OutboxWorker.run", "keep_reports", "read_mailboxes", "run_every"}
+        | {"sample_every"},
+    ),
+}
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """A NATS server of this test alone (its consumers and subscriptions are the test's), with
+    its monitoring port."""
+    monitor = embedded.free_port()
+    proc, url = embedded.start_nats(tmp_path / "nats", monitor_port=monitor)
+    yield url, monitor
+    embedded.stop(proc)
+
+
+@pytest.fixture(scope="module")
+async def scratch(database_url: str) -> AsyncIterator[str]:
+    """A database of its own: a scheduler claims every due monitor it finds."""
+    async with scratch_database(database_url, "roles_build") as url:
+        yield url
+
+
+@pytest.mark.parametrize("role", sorted(BUILT))
+async def test_a_controller_with_one_role_builds_that_roles_parts_only(
+    role: str, settings: ControllerSettings, scratch: str, own_nats: tuple[str, int]
+) -> None:
+    """Pins BUILT: the pipeline holds the parts the role uses and None for the others, and
+    the workers are the role's (no scheduler loop without `scheduler`, no ingester without
+    `ingester`)."""
+    parts, workers = BUILT[role]
+    one = settings.replace(controller_roles=role, database_url=scratch, nats_url=own_nats[0])
+    pool = await create_pool(scratch, 4)
+    stop = asyncio.Event()
+    try:
+        async with open_pipeline(one, pool) as pipeline:
+            built = {p for p in ("agents", "scheduler", "ingester") if getattr(pipeline, p)}
+            assert built == parts
+            work = _workers(one, one.roles, pool, pipeline, stop)
+            try:
+                assert {c.__qualname__ for c in work} == workers
+            finally:
+                for c in work:
+                    c.close()
+    finally:
+        await pool.close()
+
+
+async def _monitor(port: int, path: str) -> Any:
+    async with http_client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        return (await http.get(path)).json()
+
+
+async def _consumers(port: int) -> dict[str, set[str]]:
+    """Each stream's consumers, from the server's monitoring."""
+    jsz = await _monitor(port, "/jsz?streams=true&consumers=true")
+    return {
+        s["name"]: {c["name"] for c in s.get("consumer_detail", [])}
+        for account in jsz.get("account_details", [])
+        for s in account.get("stream_detail", [])
+    }
+
+
+async def _subscriptions(port: int) -> set[str]:
+    connz = await _monitor(port, "/connz?subs=1")
+    return {s for c in connz.get("connections", []) for s in c.get("subscriptions_list", [])}
+
+
+async def test_an_ingester_only_controller_does_not_watch_the_agents(
+    scratch: str, own_nats: tuple[str, int]
+) -> None:
+    """`python -m controller serve` with CONTROLLER_ROLES=ingester: once its ingester reads
+    RESULTS, its connection holds no subscription to the agents' heartbeats (no live agents
+    view, which the scheduler, the API and the alerter use), and the process stops cleanly.
+    The ingester's consumer is made after the heartbeats' subscription would have been, on the
+    same connection, so the server would list that subscription by then."""
+    url, monitor = own_nats
+    ops_port = embedded.free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": scratch,
+        "NATS_URL": url,
+        "SECRETS_KEY": generate_key(),
+        "CONTROLLER_ROLES": "ingester",
+        "CONTROLLER_METRICS_HOST": "127.0.0.1",
+        "CONTROLLER_METRICS_PORT": str(ops_port),
+        "LOG_FORMAT": "json",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        for _ in range(1000):  # the interpreter starting, the streams made, the ingester pulling
+            try:
+                if INGEST_CONSUMER in (await _consumers(monitor)).get(RESULTS_STREAM, set()):
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.returncode is None, "the controller exited"
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the ingester never made its consumer")
+        assert HEARTBEATS_SUBJECTS not in await _subscriptions(monitor)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_the_scheduler_role_alone_makes_no_ingest_consumer(
+    settings: ControllerSettings, scratch: str, own_nats: tuple[str, int]
+) -> None:
+    """With CONTROLLER_ROLES=scheduler, once the live agents view subscribes to heartbeats, no
+    ingest consumer exists on RESULTS (the ingester, which makes it, is not built)."""
+    url, monitor = own_nats
+    one = settings.replace(controller_roles="scheduler", database_url=scratch, nats_url=url)
+    pool: asyncpg.Pool = await create_pool(scratch, 4)
+    try:
+        async with open_pipeline(one, pool) as pipeline:
+            await pipeline.nc.flush()  # the server has our subscriptions
+            assert HEARTBEATS_SUBJECTS in await _subscriptions(monitor)
+            assert pipeline.ingester is None
+            assert INGEST_CONSUMER not in (await _consumers(monitor)).get(RESULTS_STREAM, set())
+    finally:
+        await pool.close()
