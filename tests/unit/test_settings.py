@@ -248,3 +248,23 @@ def test_no_setting_is_declared_by_both_processes_outside_the_base() -> None:
     names = [set(variables(cls)) for cls in (ControllerSettings, AgentSettings, ProcessSettings)]
     controller, agent, base = names
     assert controller & agent == base
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"NOTIFY_SMTP_URL": "http://relay"}, "NOTIFY_SMTP_URL must start with one of"),
+        ({"API_PORT": "eighty"}, "setting API_PORT is invalid"),
+        ({"CHECK_RAW_DAYS": "91"}, "CHECK_RAW_DAYS must be at most CHECK_HISTORY_DAYS"),
+        ({"OAUTH2_TOKEN_FETCHES": "20"}, "OAUTH2_TOKEN_FETCHES must be below DB_POOL_MAX"),
+    ],
+)
+def test_a_wrong_variable_stops_a_process_whatever_its_roles(
+    bad: dict[str, str], message: str
+) -> None:
+    """Pins: every group is loaded and checked at start, so a replica whose roles never read
+    a variable (an ingester and NOTIFY_SMTP_URL, a scheduler and API_PORT) still refuses a
+    wrong one, naming it, as every replica did before the settings were grouped."""
+    for roles in ("ingester", "scheduler", "alerter", "api"):
+        with pytest.raises(SettingsError, match=message):
+            load(ControllerSettings, {**GOOD, "CONTROLLER_ROLES": roles, **bad})
