@@ -205,8 +205,8 @@ async def test_the_api_shows_each_lists_health_per_country(
     IP = next(IPS)
     async with DnsblPeer(views(IP, listed_in_rbl=False), records={(HOST, "A"): [IP]}) as de:
         await lookups(rig, monitor, {"DE": de}, utcnow())
-    custom = msgspec.structs.replace(
-        settings, blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
+    custom = settings.replace(
+        blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
     )
     async with (
         serve_app(create_app(custom, rig.pool)) as url,
@@ -257,8 +257,8 @@ async def test_a_monitors_listings_per_name_list_and_country_through_the_api(
         await lookups(rig, monitor, {"DE": de, "US": us}, t0, listed=listed)
     await watch.run_once(t0)
     await watch.run_once(t0 + HOLD)
-    custom = msgspec.structs.replace(
-        settings, blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
+    custom = settings.replace(
+        blocklists="zen.spamhaus.org, rbl.example.net:ip:major, dead.example.net:ip"
     )
     url = f"/api/smtp-monitors/{monitor['public_id']}/blocklists"
     async with (

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 import trustme
 
@@ -40,9 +39,7 @@ CLIENT, CLIENT_SECRET = "report-reader", "report-reader-secret"
 @pytest.fixture(scope="module")
 async def api(settings: ControllerSettings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """The API of a controller that allows token endpoints and report mailboxes on 127.0.0.1."""
-    allowing = msgspec.structs.replace(
-        settings, oauth2_token_hosts="127.0.0.1", reports_mailbox_allow_private=True
-    )
+    allowing = settings.replace(oauth2_token_hosts="127.0.0.1", reports_mailbox_allow_private=True)
     async with serve_app(create_app(allowing, pool)) as url:
         yield url
 
