@@ -119,9 +119,20 @@ def maintenance_bands(
     return out
 
 
-def _uptime(times: Sequence[Sequence[StateTime]]) -> list[dict[str, Any]]:
-    """Per window (day, week, month; `times` longest first): the share of time up among time up
-    and down (`uptime_ms`), overall and per country."""
+def window_since(times: Sequence[StateTime], start: datetime) -> datetime | None:
+    """When a window's known time really starts, if later than the window's `start` (a monitor
+    younger than the window: its first result), so the page says "since" then; None when the
+    whole window is covered or nothing is known in it."""
+    covered = min((t.covered_from for t in times), default=None)
+    return covered if covered is not None and covered > start else None
+
+
+def _uptime(
+    times: Sequence[Sequence[StateTime]], starts: Sequence[datetime]
+) -> list[dict[str, Any]]:
+    """Per window (day, week, month; `times` and `starts` longest first): the share of time up
+    among time up and down (`uptime_ms`), overall and per country, and when its known time
+    starts if later than the window's start."""
     longest_first = sorted(WINDOWS, key=lambda w: w[1], reverse=True)  # the query's order
     out = []
     for pos, (name, _) in enumerate(longest_first):
@@ -132,7 +143,8 @@ def _uptime(times: Sequence[Sequence[StateTime]]) -> list[dict[str, Any]]:
             up_all, down_all = up_all + up, down_all + down
             per[t.country] = round(100 * up / (up + down), 3) if up + down else None
         overall = round(100 * up_all / (up_all + down_all), 3) if up_all + down_all else None
-        out.append({"window": name, "overall": overall, "countries": per})
+        since = window_since(times[pos], starts[pos])
+        out.append({"window": name, "overall": overall, "countries": per, "since": since})
     return list(reversed(out))
 
 
@@ -193,7 +205,7 @@ async def live(
         "phase_chart": charts.line_chart(_phase_series(buckets), start, now, (), gap),
         "ranges": list(RANGES),
         "range_name": range_name,
-        "uptime": _uptime(times),
+        "uptime": _uptime(times, starts),
         "incidents": incidents,
         "windows": windows,
         "bars": await history(conn, m.id, now),
