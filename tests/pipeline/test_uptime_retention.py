@@ -186,12 +186,17 @@ async def test_a_day_is_kept_once_however_often_and_by_whom(
     count = "SELECT count(*) FROM uptime_results WHERE at >= $1 AND at < $1 + interval '1 day'"
     start = datetime.combine(day, time(), UTC)
     async with pipe_pool.acquire() as a, pipe_pool.acquire() as b:
+        raw_only = await results.state_time(a, monitor_id, start, start + DAY)
         earlier = await a.fetchval(count, start)
         got = await asyncio.gather(
             retention_store.keep_uptime_days(a, [day]), retention_store.keep_uptime_days(b, [day])
         )
         again = await retention_store.keep_uptime_days(a, [day])
         now_kept = await a.fetchval(count, start)
+        # Read while the day is both raw and kept, and once only kept: the same time.
+        both = await results.state_time(a, monitor_id, start, start + DAY)
+        await a.execute("DELETE FROM result_rows WHERE monitor_id = $1", monitor_id)
+        kept_only = await results.state_time(a, monitor_id, start, start + DAY)
         rows = await a.fetch(
             "SELECT result_country(country) AS cc, at, status FROM uptime_results"
             " WHERE monitor_id = $1 ORDER BY cc, at",
@@ -211,3 +216,9 @@ async def test_a_day_is_kept_once_however_often_and_by_whom(
     ]
     assert sum(got) == now_kept - earlier >= 7, got
     assert again == 0
+    assert raw_only == both == kept_only
+    # DE: 3 min up, 2 down, 1 neither, 1 down, then up to the day's end; FR up from noon.
+    assert [(t.country, t.up_ms, t.down_ms) for t in kept_only] == [
+        ("DE", (3 + 12 * 60 - 7) * 60_000, 3 * 60_000),
+        ("FR", 12 * 3600_000, 0),
+    ]
