@@ -1,7 +1,8 @@
 """Uptime is time, before and after retention: generated histories of several days whose true
 time up and down the harness knows (seeded, figures printed), read back through `/uptime` and
 the status pages' days while the raw results are all there and again once retention dropped
-all but the last days of them (CHECK_RAW_DAYS under the week and month windows)."""
+all but the last days of them (CHECK_RAW_DAYS under the week and month windows); a day kept
+once however often; an hour's time unchanged by packing."""
 
 import asyncio
 import random
@@ -15,12 +16,16 @@ import asyncpg
 import httpx
 import pytest
 
-from controller.ingest import retention, retention_store
+from controller.ingest import packer, retention, retention_store
 from controller.ingest import store as results
+from controller.jobs.rules import JobIds
+from controller.runtime.pipeline import Pipeline
 from controller.statuspages import pages_store
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import Tenant
+from tests.pipeline.conftest import Countries
+from tests.pipeline.test_packed_results import closed_hour, sent_hour
 
 UP, DOWN, MISSED, INCONCLUSIVE = 0, 1, 2, 3
 NEITHER = -1  # after a missed or inconclusive round: time known to be neither up nor down
@@ -222,3 +227,35 @@ async def test_a_day_is_kept_once_however_often_and_by_whom(
         ("DE", (3 + 12 * 60 - 7) * 60_000, 3 * 60_000),
         ("FR", 12 * 3600_000, 0),
     ]
+
+
+async def test_packing_an_hour_leaves_its_time_as_it_was(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    job_ids: JobIds,
+) -> None:
+    """The packer moves an hour's routine `up` results out of `result_rows`; every run's first
+    result stays a row, so the hour's time is what it was: up 4 minutes, down 1 (the failure
+    at minute 4), up again to the hour's end."""
+    (cc,) = countries.take()
+    monitor = await create(api, org)
+    hour = closed_hour()
+    await sent_hour(pipeline, job_ids, monitor, cc, hour)
+    async with pipe_pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", monitor["publicId"]
+        )
+        before = await results.state_time(conn, monitor_id, hour, hour + timedelta(hours=1))
+    while await packer.pack_pass(pipe_pool):
+        pass
+    async with pipe_pool.acquire() as conn:
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM result_rows WHERE monitor_id = $1", monitor_id
+        )
+        after = await results.state_time(conn, monitor_id, hour, hour + timedelta(hours=1))
+    assert rows < 8
+    assert before == after
+    assert [(t.up_ms, t.down_ms, t.covered_from) for t in after] == [(59 * 60_000, 60_000, hour)]
