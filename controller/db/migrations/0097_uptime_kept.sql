@@ -1,12 +1,14 @@
--- Uptime outlives the raw results (issue 66). `uptime_ms` (0091) times each state from its
--- result to the country's next result; retention drops raw rows after CHECK_RAW_DAYS, so before
--- it drops a day it keeps in `uptime_results` the results of that day the rule needs, per
--- monitor and country: the first result of each run of one status, and the day's first and
--- last result. The rule gives the same time over these as over all the day's results: a run's
--- repeated results only continue it, and the state at a window's start (the last result in the
--- day before it) is found as before, as a day's first and last result are kept. Rows of a day
--- still held raw are subsets of its raw rows, and a result read twice adds no time (the span
--- between equal rows is zero), so readers read both with no boundary between them.
+-- Uptime is time (issue 66): the one rule every uptime statement calls, and what retention keeps
+-- of the results for it.
+
+-- Before retention drops a day's raw rows (CHECK_RAW_DAYS) it keeps here the results of that
+-- day the rule needs, per monitor and country: the first result of each run of one status, and
+-- the day's first and last result. `uptime_ms` gives the same time over these as over all the
+-- day's results: a run's repeated results only continue it, and the state at a window's start
+-- (the last result in the day before it) is found as before, as a day's first and last result
+-- are kept. Rows of a day still held raw are a subset of its raw rows, and a result read twice
+-- adds no time (the span between equal rows is zero), so readers read both with no boundary
+-- between them.
 CREATE TABLE uptime_results (
     monitor_id  bigint NOT NULL,
     at          timestamptz NOT NULL,  -- the result's scheduled time
@@ -20,7 +22,7 @@ CREATE INDEX uptime_results_at ON uptime_results (at);
 
 -- The results of UTC day `day` that `uptime_ms` needs (see above), kept once however often it
 -- runs (retention passes, two controllers); returns how many were new.
-CREATE FUNCTION uptime_keep_day(day date) RETURNS integer
+CREATE OR REPLACE FUNCTION uptime_keep_day(day date) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     kept integer;
@@ -44,7 +46,15 @@ BEGIN
 END;
 $$;
 
--- The one rule of 0091, now over the raw results and the kept ones alike.
+-- Per country of monitor `monitor`, within [since, until), from its result rows and the
+-- results kept of days whose rows are gone: each state (`up` or `down`) lasts from its result to
+-- the next result of that country, whatever its status; repeated results of one state
+-- (confirmation rounds) only continue it, so they add no weight. A `missed` or `inconclusive`
+-- result (one no later result replaced) ends the known state: the time until the next result
+-- counts for neither. The state at `since` is that of the country's last result in the day
+-- before it; the last result's state lasts until `until`. `covered_from`: when the window's
+-- known time really starts (its first result, or `since`), so a page can say the window it
+-- covers. Results replaced by a later one (status + 8) count not at all.
 CREATE OR REPLACE FUNCTION uptime_ms(monitor bigint, since timestamptz, until timestamptz)
 RETURNS TABLE (country smallint, up_ms bigint, down_ms bigint, covered_from timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -80,9 +90,9 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- A settled day's time up and down of a monitor over its countries (`uptime_ms` over the UTC
--- day, from its raw or kept results), kept in `result_days` beside its rounds. A day with
--- neither (its raw rows dropped before this migration kept any) keeps its share of up rounds,
--- weighed as the whole day: the only measure left of it.
+-- day), kept in `result_days` beside its rounds. A day with neither result rows nor kept
+-- results (dropped before this migration) keeps its share of up rounds, weighed as the whole
+-- day: the only measure left of it.
 CREATE OR REPLACE FUNCTION uptime_day_ms(monitor bigint, day date, up integer, down integer)
 RETURNS TABLE (up_ms bigint, down_ms bigint)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -97,3 +107,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
             (day + 1)::timestamp AT TIME ZONE 'UTC') u
     ) t
 $$;
+
+-- The settled days kept so far get their time (the columns may exist: a database migrated by
+-- an earlier build of this file).
+ALTER TABLE result_days ADD COLUMN IF NOT EXISTS up_ms bigint,
+    ADD COLUMN IF NOT EXISTS down_ms bigint;
+UPDATE result_days r SET up_ms = t.up_ms, down_ms = t.down_ms
+FROM result_days d CROSS JOIN LATERAL uptime_day_ms(d.monitor_id, d.day, d.up, d.down) t
+WHERE r.monitor_id = d.monitor_id AND r.day = d.day;
+ALTER TABLE result_days ALTER COLUMN up_ms SET NOT NULL, ALTER COLUMN down_ms SET NOT NULL;
