@@ -29,12 +29,12 @@ from agent.sidechecks.readiness import (
     PER_TENANT_MAX,
     QUERIES_MAX,
     ReadinessProbe,
-    dmarc_targets,
     runner,
 )
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
 from shared.messages import CheckResult
+from shared.sidechecks.dmarc_tree import targets
 from shared.sidechecks.readiness import (
     NAME_MAX,
     NAMES_MAX,
@@ -213,15 +213,26 @@ async def test_a_resolver_that_fails_its_canaries_is_believed_in_nothing() -> No
 
 
 def test_the_rfc_9989_tree_walk_example() -> None:
-    """RFC 9989 4.10's example: five queries for a.b.c.d.e.mail.example.com."""
-    assert dmarc_targets("a.b.c.d.e.mail.example.com") == [
-        "a.b.c.d.e.mail.example.com",
-        "e.mail.example.com",
+    """RFC 9989 4.10's example: eight queries for a.b.c.d.e.f.g.h.i.j.mail.example.com (a
+    name of 8 labels or more is cut to its last 7 after the first query)."""
+    assert targets("a.b.c.d.e.f.g.h.i.j.mail.example.com") == [
+        "a.b.c.d.e.f.g.h.i.j.mail.example.com",
+        "g.h.i.j.mail.example.com",
+        "h.i.j.mail.example.com",
+        "i.j.mail.example.com",
+        "j.mail.example.com",
         "mail.example.com",
         "example.com",
         "com",
     ]
-    assert dmarc_targets("a.mail.example.com") == [
+    eight = targets("a.b.c.d.e.mail.example.com")  # 8 labels: one query per label
+    assert eight[:3] == [
+        "a.b.c.d.e.mail.example.com",
+        "b.c.d.e.mail.example.com",
+        "c.d.e.mail.example.com",
+    ]
+    assert len(eight) == 8 and eight[-1] == "com"
+    assert targets("a.mail.example.com") == [
         "a.mail.example.com",
         "mail.example.com",
         "example.com",
@@ -254,6 +265,79 @@ async def test_dmarc_walk_and_report_authorization_on_the_wire() -> None:
     assert rua is not None and "nope.test" in rua.detail and "ok.test" not in rua.detail
     obsolete = v[("dmarc_obsolete_tags", "DE")]
     assert obsolete is not None and "pct=20" in obsolete.detail
+
+
+async def test_the_destinations_checked_are_every_one_of_the_record_that_applies() -> None:
+    """RFC 9989 4.10.2's first example: a.mail.example.test has no record, mail.example.test
+    and example.test have one, so example.test's applies and it is the Organizational Domain.
+    Every `rua` and `ruf` destination of that record outside it is asked for its
+    authorization at `example.test._report._dmarc.<host>` (RFC 9990, "Verifying External
+    Destinations"), one query per host; mail.example.test's record (the first found) and
+    destinations inside the Organizational Domain are not. An authorization whose `rua`
+    moves the reports to another host authorizes nothing."""
+    records: Records = {
+        ("_dmarc.mail.example.test", "TXT"): [_txt("v=DMARC1; p=reject; rua=mailto:x@first.test")],
+        ("_dmarc.example.test", "TXT"): [
+            _txt(
+                "v=DMARC1; p=none; rua=mailto:a@ok.test,mailto:b@nope.test!10m,"
+                "mailto:d@reports.example.test; ruf=mailto:c@ok.test,mailto:e@moved.test"
+            )
+        ],
+        ("example.test._report._dmarc.ok.test", "TXT"): [_txt("v=DMARC1")],
+        ("example.test._report._dmarc.moved.test", "TXT"): [
+            _txt("v=DMARC1; rua=mailto:other@elsewhere.test")
+        ],
+    }
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "a.mail.example.test", (), 5.0
+        )
+        asked = [n for n, t in peer.asked if "._report._dmarc." in n]
+    assert facts.dmarc is not None and facts.dmarc.reports_for == "example.test"
+    got = [(r.uri, r.authorized) for r in facts.dmarc.reports]
+    assert got == [
+        ("mailto:a@ok.test", True),
+        ("mailto:b@nope.test!10m", False),
+        ("mailto:c@ok.test", True),
+        ("mailto:e@moved.test", False),
+    ]
+    assert sorted(asked) == [
+        "example.test._report._dmarc.moved.test",
+        "example.test._report._dmarc.nope.test",
+        "example.test._report._dmarc.ok.test",
+    ]
+    v = rules.readiness(facts, "DE")
+    found = v[("dmarc_external_rua_unauthorized", "DE")]
+    assert found is not None
+    assert found.detail == (
+        "mailto:b@nope.test!10m: no v=DMARC1 record at example.test._report._dmarc.nope.test; "
+        "mailto:e@moved.test: example.test._report._dmarc.moved.test overrides rua with "
+        "another host (mailto:other@elsewhere.test)"
+    )
+
+
+async def test_psd_n_ends_the_walk_and_its_record_applies() -> None:
+    """A `psd=n` record ends the walk (RFC 9989 4.10 step 6): nothing above it is asked,
+    and its destinations are the ones checked; a name past DNS limits authorizes nothing."""
+    far = ".".join(c * 60 for c in "rstu") + ".test"  # a host of 249 characters
+    records: Records = {
+        ("_dmarc.mail.example.test", "TXT"): [
+            _txt(f"v=DMARC1; p=quarantine; psd=n; rua=mailto:a@{far}")
+        ],
+        ("_dmarc.example.test", "TXT"): [_txt("v=DMARC1; p=none; rua=mailto:b@nope.test")],
+    }
+    async with DnsPeer(records) as peer:
+        facts = await ReadinessProbe(resolver=peer.address, canaries=()).probe(
+            "mail.example.test", (), 5.0
+        )
+        asked = [n for n, t in peer.asked if t == "TXT"]
+    assert facts.dmarc is not None
+    assert [w.name for w in facts.dmarc.walk] == ["mail.example.test"]
+    assert "_dmarc.example.test" not in asked
+    assert facts.dmarc.reports_for == "mail.example.test"
+    (auth,) = facts.dmarc.reports
+    assert auth.authorized is False and "past DNS name limits" in auth.why
+    assert not [n for n in asked if "._report._dmarc." in n]
 
 
 def _key(public: Any) -> str:

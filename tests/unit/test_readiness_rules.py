@@ -17,6 +17,7 @@ from shared.messages import (
     SmtpConfig,
 )
 from shared.secret import Secret
+from shared.sidechecks.dmarc_tree import tree_walk
 from shared.sidechecks.readiness import (
     Change,
     DkimKey,
@@ -24,6 +25,7 @@ from shared.sidechecks.readiness import (
     DmarcLookup,
     Kept,
     Readiness,
+    ReportAuth,
     Spf,
     SpfNode,
 )
@@ -82,7 +84,7 @@ def _walk(found: dict[str, str], failed: str = "") -> list[DmarcLookup]:
 def test_tree_walk(
     found: dict[str, str], org: str, policy_at: str | None, policy: str | None
 ) -> None:
-    walked = rules.tree_walk(A, _walk(found))
+    walked = tree_walk(A, _walk(found))
     assert walked is not None
     assert walked.organizational == org
     if policy_at is not None or not found:
@@ -94,14 +96,14 @@ def test_tree_walk_first_example_takes_the_subdomain_record() -> None:
     """In the first example the subdomain has no record: mail.example.com is not where its
     policy is read (that is the Organizational Domain's, example.com, by sp= or p=)."""
     found = {"mail.example.com": "v=DMARC1; p=reject", "example.com": "v=DMARC1; p=none"}
-    walked = rules.tree_walk(A, _walk(found))
+    walked = tree_walk(A, _walk(found))
     assert walked is not None and walked.policy_at == "example.com" and walked.policy == "none"
 
 
 def test_a_failed_lookup_leaves_the_walk_unknown_unless_psd_decided_before_it() -> None:
-    assert rules.tree_walk(A, _walk({}, failed="example.com")) is None
+    assert tree_walk(A, _walk({}, failed="example.com")) is None
     decided = _walk({"mail.example.com": "v=DMARC1; p=reject; psd=n"}, failed="example.com")
-    walked = rules.tree_walk(A, decided)
+    walked = tree_walk(A, decided)
     assert walked is not None and walked.organizational == "mail.example.com"
 
 
@@ -284,3 +286,61 @@ def test_drift_and_key_age_verdicts() -> None:
     assert rules.readiness(facts, "DE", T0 + timedelta(days=364))[("dkim_key_old", "DE")] is None
     facts.kept = None  # stored before anything was kept: neither is judged
     assert ("dkim_key_changed", "DE") not in rules.readiness(facts, "DE", T0)
+
+
+def _rua(
+    reports: list[ReportAuth], reports_for: str = "example.com", unchecked: int = 0
+) -> Readiness:
+    """a.mail.example.com's walk: the Organizational Domain's record applies."""
+    found = {"example.com": "v=DMARC1; p=reject; rua=mailto:r@vendor.net"}
+    dmarc = Dmarc(walk=_walk(found), reports=reports, reports_for=reports_for, unchecked=unchecked)
+    return Readiness(domain=A, dmarc=dmarc)
+
+
+NO = ReportAuth(uri="mailto:r@vendor.net", host="vendor.net", authorized=False)
+YES = ReportAuth(uri="mailto:s@ok.net", host="ok.net", authorized=True)
+FAILED = ReportAuth(uri="mailto:t@slow.net", host="slow.net", error="timed out")
+MOVED = ReportAuth(
+    uri="mailto:u@moved.net",
+    host="moved.net",
+    authorized=False,
+    why="example.com._report._dmarc.moved.net overrides rua with another host (mailto:x@y.net)",
+)
+
+
+@pytest.mark.parametrize(
+    ("facts", "holds", "detail"),
+    [
+        (_rua([NO, YES]), True, "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net"),
+        (_rua([YES]), False, ""),
+        (_rua([]), False, ""),  # no external destination
+        (_rua([MOVED]), True, f"mailto:u@moved.net: {MOVED.why}"),
+        # a failed lookup: raised for the others, never cleared
+        (_rua([NO, FAILED]), True, "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net"),
+        (_rua([YES, FAILED]), None, None),
+        # past the destinations checked: raised for those, never cleared
+        (_rua([YES], unchecked=2), None, None),
+        (
+            _rua([NO], unchecked=1),
+            True,
+            "mailto:r@vendor.net: no example.com._report._dmarc.vendor.net;"
+            " 1 more external destinations not checked",
+        ),
+        # destinations of another record than the one that applies (an older agent's, which
+        # asked those of the first record found): nothing known
+        (_rua([NO], reports_for=""), None, None),
+        (_rua([NO], reports_for="mail.example.com"), None, None),
+    ],
+)
+def test_external_destinations_of_the_record_that_applies(
+    facts: Readiness, holds: bool | None, detail: str | None
+) -> None:
+    v = rules.readiness(facts, "DE")
+    key = ("dmarc_external_rua_unauthorized", "DE")
+    if holds is None:
+        assert key not in v
+        return
+    found = v[key]
+    assert (found is not None) is holds
+    if found is not None:
+        assert found.detail == detail
