@@ -176,7 +176,8 @@ async def _spf(look: _Lookups, domain: str) -> Spf:
         if not found:
             return walk.out  # no record: the mail DNS side check tells that
         if len(found) > 1:
-            walk.out.record = found[0]
+            # the least in sorted order: DNS answers come in any order, which is no change
+            walk.out.record = min(found)
             walk.out.broken = f"{domain} has {len(found)} SPF records"
             return walk.out
         walk.out.record = found[0]
@@ -392,8 +393,8 @@ async def _dkim(look: _Lookups, domain: str, name: str) -> DkimKey:
     records = [t for t in texts or [] if "p=" in t.replace(" ", "")]
     if not records:
         return key
-    key.record = records[0]
-    tags = record_tags(records[0])
+    key.record = min(records)  # DNS answers come in any order, which is no change
+    tags = record_tags(key.record)
     key.key_type = tags.get("k", "rsa").strip().lower()
     key.testing = "y" in [f.strip() for f in tags.get("t", "").split(":")]
     data = re.sub(r"\s+", "", tags.get("p", ""))

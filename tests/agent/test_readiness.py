@@ -340,6 +340,23 @@ async def test_psd_n_ends_the_walk_and_its_record_applies() -> None:
     assert not [n for n in asked if "._report._dmarc." in n]
 
 
+async def test_the_order_of_a_names_answers_is_no_change() -> None:
+    """Two SPF records (a permanent error) or two key records at a selector, answered in
+    either order, read as the same record: drift compares them, and an answer's order is
+    the resolver's, not the domain's."""
+    spf_pair = [_txt("v=spf1 -all"), _txt("v=spf1 mx -all")]
+    key_pair = [_txt("v=DKIM1; p="), _txt("v=DKIM1; k=ed25519; p=" + "A" * 43 + "=")]
+    read = []
+    for order in (1, -1):
+        records: Records = {
+            ("example.test", "TXT"): spf_pair[::order],
+            ("s1._domainkey.example.test", "TXT"): key_pair[::order],
+        }
+        read.append(rules.readings(await _probe(records, "example.test", ("s1",))))
+    assert read[0] == read[1]
+    assert read[0]["spf"] == "v=spf1 -all" and read[0]["dkim:s1"].startswith("v=DKIM1; k=ed25519")
+
+
 def _key(public: Any) -> str:
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
