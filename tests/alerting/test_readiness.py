@@ -13,11 +13,13 @@ import asyncpg
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client import REGISTRY
 
 from agent.probers.run import run_check
 from agent.probers.tls import build_ssl_contexts
 from agent.sidechecks.readiness import ReadinessProbe
 from controller.ingest import store as results
+from controller.oracles.metrics import World
 from shared.dns_canary import Canary
 from shared.messages import SmtpConfig, encode
 from shared.timefmt import iso_ms
@@ -26,6 +28,7 @@ from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.alerting.test_posture import open_codes, posture
+from tests.console.helpers import Browserish
 
 DOMAIN = "example.test"
 CANARIES = (Canary("canary.test", "A", True), Canary("nothing.invalid", "A", False))
@@ -88,6 +91,15 @@ async def test_an_spf_tree_over_budget_is_found_told_once_and_cleared(
         assert found["severity"] == "critical" and "10th" in found["advice"]
         assert found["detail"].startswith("SPF of example.test: 12 DNS lookups (limit 10)")
         assert "example.test (12) → include:i0.test (11) → include:i1.test (9)" in found["detail"]
+        # the same finding on the console's monitor page and findings list, and in the metrics
+        console = Browserish(api, session=rig.tenant.tokens["readonly"])
+        page = (await console.get(f"/console/monitors/{monitor['public_id']}")).text
+        listing = (await console.get("/console/findings")).text
+        for shown in (page, listing):
+            assert shown.count('data-code="spf_lookup_limit"') == 1 and "12 DNS lookups" in shown
+        await World().refresh(rig.pool)
+        labels = {"code": "spf_lookup_limit", "severity": "critical"}
+        assert (REGISTRY.get_sample_value("mailprobe_findings_open", labels) or 0) >= 1
         # the same again is no new notice
         await round_(rig, monitor, 1, smtp.port, {"DE": de, "US": us})
         notes = await rig.outbox_rows(monitor)

@@ -344,3 +344,33 @@ def test_external_destinations_of_the_record_that_applies(
     assert (found is not None) is holds
     if found is not None:
         assert found.detail == detail
+
+
+MS_MX = ["example-com.mail.protection.outlook.com"]
+POSTFIX = "220 relay.example.com ESMTP Postfix"
+
+
+@pytest.mark.parametrize(
+    ("logins", "mx", "banner", "holds"),
+    [
+        # an on-premises relay of a domain whose mail Microsoft hosts: its greeting decides,
+        # and a round that read no greeting (the relay was down) decides nothing
+        ([("SMTP AUTH", "relay.example.com")], MS_MX, POSTFIX, False),
+        ([("SMTP AUTH", "relay.example.com")], MS_MX, None, None),
+        ([("SMTP AUTH", "smtp.office365.com")], None, None, True),  # its name tells
+        # a round trip's mailbox, whose greeting the round does not carry: the domain's MX
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], MS_MX, POSTFIX, True),
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], None, POSTFIX, False),
+        # one of them known to be Microsoft's is raised whatever the other
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.gmail.com")], None, None, True),
+    ],
+)
+def test_basic_auth_is_stable_across_a_servers_outages(
+    logins: list[tuple[str, str]], mx: list[str] | None, banner: str | None, holds: bool | None
+) -> None:
+    v = rules.basic_auth(logins, mx, banner, "DE")
+    key = ("basic_auth_retiring", "DE")
+    if holds is None:
+        assert v == {}
+    else:
+        assert (v[key] is not None) is holds

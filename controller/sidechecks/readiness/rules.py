@@ -316,15 +316,26 @@ def basic_auth(
 ) -> Verdicts:
     """The verdict on a monitor's password logins: `logins` (what logs in, its host), e.g.
     ("SMTP AUTH", "smtp.office365.com"); `banner` is the greeting of the first one's host
-    (the one the core check connects to), `mx` the mail domain's MX names."""
+    (the one the core check connects to; None when the round read none), `mx` the mail
+    domain's MX names.
+
+    The first login's server is told by its name or its greeting: a round that read no
+    greeting of a server its name does not tell leaves it unknown (the MX would say the
+    domain's mail host, which an on-premises relay is not, and the finding would come and go
+    with the server's outages). The others (a round trip's mailbox, whose greeting the round
+    does not carry) are told by name or the domain's MX. Raised when any is theirs, cleared
+    only when every one is known."""
     v: Verdicts = {}
     found = []
+    unknown = False
     for i, (what, host) in enumerate(logins):
-        who = provider(host, mx if i == 0 else None, banner if i == 0 else None)
+        who = provider(host, None, banner) if i == 0 else provider(host, mx, None)
+        unknown |= who is None and i == 0 and banner is None
         if who is not None:
             date = MICROSOFT_DATE if who == "microsoft" else GOOGLE_DATE
             found.append(f"{what} with a password to {host}: {date}")
-    judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
+    if found or not unknown:
+        judge(v, "basic_auth_retiring", cc, bool(found), "; ".join(found))
     return v
 
 
