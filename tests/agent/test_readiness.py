@@ -394,6 +394,40 @@ async def test_dkim_keys_of_real_sizes() -> None:
     assert v[("dkim_testing", "DE")] is not None
 
 
+PUBLISHED = Path(__file__).parents[1] / "data" / "dkim" / "published_keys.tsv"
+
+
+async def test_dkim_records_real_providers_publish() -> None:
+    """Key records as Gmail, iCloud, Neo, Foxmail and a Google Workspace domain publish them
+    (tests/data/dkim/published_keys.tsv), served under their own names and split into
+    255-character strings as the DNS carries them: the key sizes are the ones they publish,
+    the 1024-bit ones are `dkim_key_weak`, the 2048-bit ones are not."""
+    rows = [
+        line.split("\t")
+        for line in PUBLISHED.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    records: Records = {(name, "TXT"): [_txt(record)] for name, record in rows}
+    sizes = {}
+    async with DnsPeer(records) as peer:
+        probe = ReadinessProbe(resolver=peer.address, canaries=())
+        for name, record in rows:
+            selector, domain = name.split("._domainkey.")
+            facts = await probe.probe(domain, (selector,), 5.0)
+            (key,) = facts.dkim
+            assert key.record == record and key.key_type == "rsa" and not key.error, key
+            sizes[name] = key.bits
+            weak = rules.readiness(facts, "DE")[("dkim_key_weak", "DE")]
+            assert (weak is not None) is (key.bits == 1024), (name, weak)
+    assert sizes == {
+        "20230601._domainkey.gmail.com": 2048,
+        "1a1hai._domainkey.icloud.com": 2048,
+        "selector1._domainkey.neo.link": 2048,
+        "s201512._domainkey.foxmail.com": 1024,
+        "google._domainkey.vandenhooff.name": 1024,
+    }
+
+
 # The processing-limit tests whose verdict does not hang on where the sender's address
 # matches: the suite's permerror is ours `spf_lookup_limit` or `spf_void_lookups`, its other
 # results are neither. (`include-at-limit` is the one the suite passes because evaluation stops
