@@ -374,3 +374,16 @@ def test_basic_auth_is_stable_across_a_servers_outages(
         assert v == {}
     else:
         assert (v[key] is not None) is holds
+
+
+def test_the_dmarc_read_for_drift_is_the_record_that_applies() -> None:
+    """A subdomain without a record of its own: its Organizational Domain's record is the one
+    that applies, so relaxing that one is drift for the subdomain's monitor; a walk cut short
+    reads nothing; no record anywhere reads as none."""
+    org = "v=DMARC1; p=reject"
+    facts = Readiness(domain=A, dmarc=Dmarc(walk=_walk({"example.com": org})))
+    assert rules.readings(facts) == {"dmarc": org}
+    facts.dmarc = Dmarc(walk=_walk({"example.com": org}, failed="mail.example.com"))
+    assert rules.readings(facts) == {}
+    facts.dmarc = Dmarc(walk=_walk({}))
+    assert rules.readings(facts) == {"dmarc": ""}

@@ -374,18 +374,18 @@ DRIFT_CODES: Final = declare(
 
 
 def readings(f: Readiness) -> dict[str, str]:
-    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`,
-    `dkim:<selector>`; "" for none published): what drift compares. Nothing of a round whose
+    """The records of `f` that were read for sure, by what they are (`spf`, `dmarc`: the one
+    that applies by the Tree Walk, `dkim:<selector>`; "" for none published): what drift
+    compares. Nothing of a round whose
     resolver is not believed, nor of a lookup that failed."""
     out: dict[str, str] = {}
     if not f.domain or not believed(f.canaries):
         return out
     if f.spf is not None and not (f.spf.error and not f.spf.nodes):
         out["spf"] = f.spf.record or ""
-    if f.dmarc is not None and f.dmarc.walk:
-        first = f.dmarc.walk[0]
-        if first.name == f.domain and first.records is not None and len(first.records) <= 1:
-            out["dmarc"] = first.records[0] if first.records else ""
+    walked = tree_walk(f.domain, f.dmarc.walk) if f.dmarc is not None and f.dmarc.walk else None
+    if walked is not None:
+        out["dmarc"] = walked.record or ""  # the record that applies, the domain's or above
     for k in f.dkim:
         if k.record is not None or not k.error:
             out[f"dkim:{k.selector}"] = k.record or ""
