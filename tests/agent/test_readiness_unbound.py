@@ -161,3 +161,27 @@ SEEN: dict[
         [(k.selector, k.bits) for k in f.dkim] == [("20230601", 2048), ("none", None)]
     ),
 }
+
+
+async def test_a_wildcard_authorization_authorizes_every_domain() -> None:
+    """RFC 9990: a report consumer willing to take anyone's reports publishes
+    `*._report._dmarc.<its domain>`; a real server answers the name asked from that wildcard,
+    so the destination is authorized."""
+    problem = missing()
+    if problem is not None:
+        pytest.fail(problem)
+    records: Records = {
+        ("_dmarc.example.test", "TXT"): [
+            _txt("v=DMARC1; p=reject; rua=mailto:a@any.test,mailto:b@none.test")
+        ],
+        ("*._report._dmarc.any.test", "TXT"): [_txt("v=DMARC1")],
+    }
+    async with UnboundZone("test", records) as server:
+        facts = await ReadinessProbe(resolver=server.address, canaries=()).probe(
+            "example.test", (), 5.0
+        )
+    assert facts.dmarc is not None
+    assert [(r.host, r.authorized) for r in facts.dmarc.reports] == [
+        ("any.test", True),
+        ("none.test", False),
+    ]
