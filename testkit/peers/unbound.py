@@ -49,14 +49,14 @@ class Unbound:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _config(self, where: Path) -> str:
+    def _server(self, where: Path) -> str:
+        """The `server:` options every unbound of the tests runs with: loopback, unprivileged,
+        in the foreground from `where`."""
         return f"""server:
     interface: 127.0.0.1
     port: {self.port}
     do-ip6: no
     access-control: 127.0.0.0/8 allow
-    # The test's authoritative server is on loopback, which unbound never asks by default.
-    do-not-query-localhost: no
     username: ""
     chroot: ""
     directory: "{where}"
@@ -66,6 +66,11 @@ class Unbound:
     verbosity: 0
     num-threads: 1
     so-reuseport: no
+"""
+
+    def _config(self, where: Path) -> str:
+        # The test's authoritative server is on loopback, which unbound never asks by default.
+        return f"""{self._server(where)}    do-not-query-localhost: no
     module-config: "validator iterator"
     val-permissive-mode: no
     trust-anchor: "{self.anchor}"
@@ -192,21 +197,7 @@ class UnboundZone(Unbound):
 
     def _config(self, where: Path) -> str:
         (where / "zone.db").write_text(self._zonefile())
-        return f"""server:
-    interface: 127.0.0.1
-    port: {self.port}
-    do-ip6: no
-    access-control: 127.0.0.0/8 allow
-    username: ""
-    chroot: ""
-    directory: "{where}"
-    pidfile: "{where}/unbound.pid"
-    use-syslog: no
-    logfile: ""
-    verbosity: 0
-    num-threads: 1
-    so-reuseport: no
-    module-config: "iterator"
+        return f"""{self._server(where)}    module-config: "iterator"
     # Only the zone is answered (from its file); any other name is refused, and no query
     # leaves loopback.
     local-zone: "." refuse

@@ -33,7 +33,7 @@ from agent.sidechecks.readiness import (
 )
 from controller.sidechecks.readiness import rules
 from shared.dns_canary import Canary
-from shared.messages import CheckResult
+from shared.messages import AuthResults, CheckResult
 from shared.sidechecks.dmarc_tree import targets
 from shared.sidechecks.readiness import (
     NAME_MAX,
@@ -475,14 +475,8 @@ def _signed(domain: str, selector: str) -> bytes:
     return signature + message
 
 
-async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_found() -> None:
-    """The received message's DKIM-Signature (a real one, by dkimpy) names its selector; the
-    round reads that selector's key beside those asked, and a revoked key the message was
-    signed with is `dkim_revoked`."""
-    message = email.message_from_bytes(_signed("example.test", "mar2026"))
-    found = auth_results(message)
-    assert found is not None
-    assert [(s.domain, s.selector) for s in found.signatures] == [("example.test", "mar2026")]
+def _round_trip(found: AuthResults | None) -> Round:
+    """A round trip's round whose received message had `found` as its authentication."""
     job = make_job("roundtrip", 587)
     result = CheckResult(
         job_id=job.job_id,
@@ -496,13 +490,25 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
         finished_at=job.scheduled_at,
         auth_results=found,
     )
+    return Round(job=job, result=result, port=587, resolver=None)
+
+
+async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_found() -> None:
+    """The received message's DKIM-Signature (a real one, by dkimpy) names its selector; the
+    round reads that selector's key beside those asked, and a revoked key the message was
+    signed with is `dkim_revoked`."""
+    message = email.message_from_bytes(_signed("example.test", "mar2026"))
+    found = auth_results(message)
+    assert found is not None
+    assert [(s.domain, s.selector) for s in found.signatures] == [("example.test", "mar2026")]
+    at = _round_trip(found)
     records: Records = {("mar2026._domainkey.example.test", "TXT"): [_txt("v=DKIM1; k=rsa; p=")]}
     async with DnsPeer(records) as peer:
         probe = ReadinessProbe(resolver=peer.address, canaries=())
         run = runner(probe)
         facts = await run(
             ReadinessAsk(domain="example.test", selectors=["google"]),
-            Round(job=job, result=result, port=587, resolver=None),
+            at,
         )
     assert facts is not None
     keys = {k.selector: k for k in facts.dkim}
@@ -519,26 +525,14 @@ async def test_signing_listed_and_common_selectors_are_read_in_that_order_within
     each once whatever its case, what is no selector skipped, at most SELECTORS_MAX."""
     message = email.message_from_bytes(_signed("example.test", "Mar2026"))
     found = auth_results(message)
-    job = make_job("roundtrip", 587)
-    result = CheckResult(
-        job_id=job.job_id,
-        monitor_id=job.monitor_id,
-        monitor_type="roundtrip",
-        country="DE",
-        agent_id="DE-1",
-        status="up",
-        scheduled_at=job.scheduled_at,
-        started_at=job.scheduled_at,
-        finished_at=job.scheduled_at,
-        auth_results=found,
-    )
+    at = _round_trip(found)
     listed = ["listed1", "MAR2026", "bad name", *[f"c{n}" for n in range(SELECTORS_MAX + 2)]]
     records: Records = {("listed1._domainkey.example.test", "TXT"): [_txt("v=DKIM1; p=")]}
     async with DnsPeer(records) as peer:
         run = runner(ReadinessProbe(resolver=peer.address, canaries=()))
         facts = await run(
             ReadinessAsk(domain="example.test", selectors=listed),
-            Round(job=job, result=result, port=587, resolver=None),
+            at,
         )
     assert facts is not None
     read = [k.selector for k in facts.dkim]
