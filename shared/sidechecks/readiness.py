@@ -248,7 +248,7 @@ def bounded(f: Readiness) -> Readiness:
                 for r in dmarc.reports[:REPORT_AUTH_MAX]
             ],
             reports_for=_cut(dmarc.reports_for, NAME_MAX),
-            unchecked=dmarc.unchecked,
+            unchecked=min(max(dmarc.unchecked, 0), 1000),
         )
     return Readiness(
         domain=_cut(f.domain, NAME_MAX),

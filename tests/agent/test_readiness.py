@@ -40,12 +40,16 @@ from shared.sidechecks.readiness import (
     NAMES_MAX,
     NODES_MAX,
     RECORD_MAX,
+    REPORT_AUTH_MAX,
     SELECTORS_MAX,
+    TEXT_MAX,
     Change,
     DkimKey,
+    Dmarc,
     Kept,
     Readiness,
     ReadinessAsk,
+    ReportAuth,
     Spf,
     SpfNode,
     bounded,
@@ -578,10 +582,18 @@ def test_what_an_agent_sends_is_bounded_and_kept_is_the_controllers() -> None:
             void_names=["v.test"] * 1000,
         ),
         dkim=[DkimKey(selector=f"s{i}") for i in range(100)],
+        dmarc=Dmarc(
+            reports=[ReportAuth(uri="mailto:a@b.test", host="b.test", why="w" * 5000)] * 50,
+            reports_for="r" * 1000,
+            unchecked=10**18,
+        ),
         kept=Kept(changes=[Change(what="spf", before="forged", after="forged too")]),
     )
     cut = bounded(hostile)
     assert cut.kept is None
+    assert cut.dmarc is not None and len(cut.dmarc.reports) == REPORT_AUTH_MAX
+    assert len(cut.dmarc.reports[0].why) == TEXT_MAX and len(cut.dmarc.reports_for) == NAME_MAX
+    assert cut.dmarc.unchecked == 1000
     assert cut.spf is not None and len(cut.spf.nodes) == NODES_MAX
     assert len(cut.spf.record or "") == RECORD_MAX and len(cut.spf.void_names) == NAMES_MAX
     assert len(cut.dkim) == SELECTORS_MAX and len(cut.domain) == NAME_MAX
