@@ -33,6 +33,7 @@ COMPARED = {
     "notification_email": "notificationEmail",
     "notification_phone_number": "notificationPhoneNumber",
     "mail_domain": "mailDomain",
+    "dkim_selectors": "dkimSelectors",
     "reputation": "reputation",
     "secret_env": "secretEnv",
     "config": "config",
@@ -153,6 +154,7 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
             "notification_email": None,
             "notification_phone_number": None,
             "mail_domain": None,
+            "dkim_selectors": None,
             "reputation": None,
         }
         for column, default in defaults.items():

@@ -353,6 +353,7 @@ def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[
         "notificationEmail": values.get("notification_email"),
         "notificationPhoneNumber": values.get("notification_phone_number"),
         "mailDomain": values.get("mail_domain"),
+        "dkimSelectors": values.get("dkim_selectors"),
         "secretEnv": values.get("secret_env"),
         **({"reputation": values.get("reputation")} if kind is kinds.SMTP else {}),
         "config": doc[key] if key else {},

@@ -57,6 +57,9 @@ class Monitor(msgspec.Struct, kw_only=True, frozen=True):
     # What it declares it depends on (`dependsOn`): monitor public ids and host names; None:
     # nothing (controller.alerting.flows).
     depends_on: list[str] | None = None
+    # The DKIM selectors it lists for readiness (`dkimSelectors`, validation.dkim_selectors);
+    # None: none.
+    dkim_selectors: list[str] | None = None
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -98,8 +101,8 @@ def decode(row: asyncpg.Record) -> Monitor:
 COLUMNS = (
     "id, public_id, organization_id, customer_id, type, name, hostname, port, status,"
     " check_interval, timeout_seconds, allowed_country_codes, config, notification_email,"
-    " notification_phone_number, mail_domain, reputation, secret_env, depends_on, next_due_at,"
-    " created_at,"
+    " notification_phone_number, mail_domain, reputation, secret_env, depends_on, dkim_selectors,"
+    " next_due_at, created_at,"
     " updated_at,"
     " (SELECT max(s.last_checked_at) FROM monitor_country_state s"
     "  WHERE s.monitor_id = monitors.id) AS last_checked_at"
@@ -175,6 +178,7 @@ WRITABLE = frozenset(
         "reputation",
         "secret_env",
         "depends_on",
+        "dkim_selectors",
         "next_due_at",
     }
 )

@@ -155,6 +155,7 @@ class MonitorWrite(msgspec.Struct, kw_only=True):
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: str | None | UnsetType = UNSET
     depends_on: list[str] | None | UnsetType = UNSET
+    dkim_selectors: list[str] | None | UnsetType = UNSET
     reputation: ReputationWrite | None | UnsetType = UNSET  # SMTP monitors only
     secret_env: dict[str, str] | None | UnsetType = UNSET
     config: ConfigWrite | UnsetType = UNSET

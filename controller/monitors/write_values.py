@@ -60,6 +60,7 @@ class MonitorValues(msgspec.Struct, kw_only=True):
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: str | None | UnsetType = UNSET
     depends_on: list[str] | None | UnsetType = UNSET
+    dkim_selectors: list[str] | None | UnsetType = UNSET
     reputation: dict[str, list[str]] | None | UnsetType = UNSET
     secret_env: dict[str, str] | None | UnsetType = UNSET
     type: str | UnsetType = UNSET
@@ -382,6 +383,7 @@ def common_values(write: MonitorWrite) -> MonitorValues:
         notification_phone_number=_checked(write.notification_phone_number, validation.phone),
         mail_domain=_checked(write.mail_domain, validation.mail_domain),
         depends_on=_checked(write.depends_on, validation.depends_on),
+        dkim_selectors=_checked(write.dkim_selectors, validation.dkim_selectors),
         reputation=_checked(write.reputation, _reputation),
         secret_env=_checked(write.secret_env, lambda env: validation.secret_env(env, paths)),
     )

@@ -165,6 +165,7 @@ def write_of(kind: Kind, body: MonitorCreate | MonitorUpdate) -> MonitorWrite:
         notification_phone_number=body.notification_phone_number,
         mail_domain=body.mail_domain,
         depends_on=body.depends_on,
+        dkim_selectors=body.dkim_selectors,
         reputation=reputation,
         secret_env=env if env is None or env is UNSET else msgspec.to_builtins(env),
         config=UNSET if picked is None else config_write(kind, picked[1]),
@@ -232,6 +233,7 @@ class _Common(TypedDict):
     notification_phone_number: str | None
     mail_domain: str | None
     depends_on: list[str] | UnsetType
+    dkim_selectors: list[str] | UnsetType
     secret_env: dict[str, str] | None
     last_checked_at: str | None
     created_at: str
@@ -257,6 +259,7 @@ def _common(monitor: "Monitor", config: dict[str, object]) -> _Common:
         "notification_phone_number": monitor.notification_phone_number,
         "mail_domain": monitor.mail_domain,
         "depends_on": monitor.depends_on or UNSET,
+        "dkim_selectors": monitor.dkim_selectors or UNSET,
         "secret_env": monitor.secret_env,
         "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
         "created_at": iso_ms(monitor.created_at),

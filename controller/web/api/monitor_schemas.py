@@ -12,6 +12,7 @@ from msgspec import UNSET, Meta, UnsetType, field
 from controller.monitors.oauth2_grants import GrantType, Mechanism, Provider
 from controller.web.api.page import Page, published
 from shared.secret import SECRET_MASK
+from shared.sidechecks.readiness import LISTED_MAX, SELECTOR_MAX
 
 MASK = SECRET_MASK  # what responses show for a stored secret, and requests send to keep it
 
@@ -142,6 +143,19 @@ DependsOn = Annotated[
 ]
 
 
+DkimSelectors = Annotated[
+    list[Annotated[str, Meta(max_length=SELECTOR_MAX)]],
+    Meta(
+        max_length=LISTED_MAX,
+        description="DKIM selectors of the `mailDomain` whose keys the agents read from each "
+        "country (key type and size, `t=y`, revoked, age, changes), beside those a round "
+        "trip's received message is signed with and the common ones (google, selector1, "
+        "selector2, k1, default, dkim, s1, s2): dot-separated labels of letters, digits, "
+        "hyphens and underscores, stored lower case; null or empty: none",
+    ),
+]
+
+
 MailDomain = Annotated[
     str,
     Meta(
@@ -248,6 +262,7 @@ class _MonitorFields(_In):
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: MailDomain | None | UnsetType = UNSET
     depends_on: DependsOn | None | UnsetType = UNSET
+    dkim_selectors: DkimSelectors | None | UnsetType = UNSET
 
 
 CustomerIdIn = Annotated[int | str, Meta(description="numeric customer id or public UUID")]
@@ -357,6 +372,7 @@ class _MonitorOut(msgspec.Struct, rename="camel", kw_only=True):
     mail_domain: str | None
     # Only when the monitor declares any (the seeds' shape otherwise).
     depends_on: list[str] | UnsetType = UNSET
+    dkim_selectors: list[str] | UnsetType = UNSET
     secret_env: dict[str, str] | None = None
     last_checked_at: str | None
     created_at: str
