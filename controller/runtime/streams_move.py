@@ -20,7 +20,7 @@ from nats.errors import Error as NatsError
 from controller.runtime.stream_snapshots import StreamMoveError, move_streams
 from controller.settings import ControllerSettings
 from shared.logging import redact
-from shared.settings import nats_tls_context
+from shared.settings import ProcessSettings, nats_tls_context
 
 PASSWORD_ENV = "STREAMS_MOVE_FROM_PASSWORD"
 
@@ -74,12 +74,12 @@ async def _quiet(exc: Exception) -> None:
     """A connection's errors end the command with one line (`run`), not a log each."""
 
 
-async def _connect(url: str, settings: ControllerSettings) -> NATS:
+async def _connect(url: str, process: ProcessSettings) -> NATS:
     """One try of each server of `url`: the command runs once, by hand, and says why it cannot."""
     nc = NATS()
     await nc.connect(
         servers=[u.strip() for u in url.split(",")],
-        tls=nats_tls_context(settings.process),
+        tls=nats_tls_context(process),
         allow_reconnect=False,
         max_reconnect_attempts=1,
         connect_timeout=10,
@@ -89,9 +89,9 @@ async def _connect(url: str, settings: ControllerSettings) -> NATS:
 
 
 async def _move(settings: ControllerSettings, args: argparse.Namespace, source_url: str) -> None:
-    source = await _connect(source_url, settings)
+    source = await _connect(source_url, settings.process)
     try:
-        target = await _connect(settings.process.nats_url, settings)
+        target = await _connect(settings.process.nats_url, settings.process)
         try:
             moved = await move_streams(
                 source,
