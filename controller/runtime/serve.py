@@ -52,10 +52,9 @@ WATCH_S = 60.0  # how often blocklist listings are moved (answers come hours apa
 T = TypeVar("T")
 
 
-async def serve(settings: ControllerSettings, stop: asyncio.Event | None = None) -> None:
-    """Run the roles of CONTROLLER_ROLES until SIGINT, SIGTERM or `stop` is set."""
+async def serve(settings: ControllerSettings) -> None:
     roles = settings.roles
-    stop = stop or asyncio.Event()
+    stop = asyncio.Event()
     # Ours before uvicorn's: uvicorn re-raises the signal it caught when it returns, and this
     # handler then takes it, so the other roles still shut down in order.
     loop = asyncio.get_running_loop()
