@@ -9,8 +9,6 @@ roles the process runs. The composition root (controller.runtime.serve) hands ea
 group, never the whole. `python -m controller.settings` prints the table of docs/settings.md.
 """
 
-from typing import Any
-
 import msgspec
 
 from controller.settings.checks import (
@@ -97,32 +95,41 @@ class ControllerSettings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("OAUTH2_TOKEN_FETCHES must be below DB_POOL_MAX")
 
     @classmethod
-    def of(cls, **values: Any) -> "ControllerSettings":
+    def of(cls, **values: object) -> "ControllerSettings":
         """The settings from `values` by their variables' names in lower case (DATABASE_URL:
         `database_url`), each group's defaults for the rest; each group checked as at start."""
+        split = _split(values)
         groups = {f.name: f.type for f in msgspec.structs.fields(cls)}
-        split = _split(groups, values)
-        return cls(**{name: group(**split.get(name, {})) for name, group in groups.items()})
-
-    def replace(self, **values: Any) -> "ControllerSettings":
-        """A copy with `values` (as `of` takes them) changed, each changed group checked again."""
-        current = {f.name: getattr(self, f.name) for f in msgspec.structs.fields(self)}
-        split = _split({name: type(group) for name, group in current.items()}, values)
-        return type(self)(
-            **{
-                name: msgspec.structs.replace(group, **split[name]) if name in split else group
-                for name, group in current.items()
-            }
+        return msgspec.convert(
+            {
+                # by the variables' names, as the environment gives them
+                name: msgspec.convert(
+                    {k.upper(): v for k, v in split.get(name, {}).items()}, type=group, strict=False
+                )
+                for name, group in groups.items()
+            },
+            type=cls,
         )
 
+    def replace(self, **values: object) -> "ControllerSettings":
+        """A copy with `values` (as `of` takes them) changed, each changed group checked again."""
+        current = {f.name: getattr(self, f.name) for f in msgspec.structs.fields(self)}
+        for name, changes in _split(values).items():
+            current[name] = msgspec.structs.replace(current[name], **changes)
+        return msgspec.convert(current, type=type(self))
 
-def _split(groups: dict[str, Any], values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+
+def _split(values: dict[str, object]) -> dict[str, dict[str, object]]:
     """`values` by the group (its field name in ControllerSettings) that declares each; a name
     no group declares is a TypeError, as a misspelt keyword is."""
-    owners = {field: name for name, group in groups.items() for field in group.__struct_fields__}
+    owners = {
+        field: group.name
+        for group in msgspec.structs.fields(ControllerSettings)
+        for field in group.type.__struct_fields__
+    }
     if unknown := set(values) - set(owners):
         raise TypeError(f"no controller setting {sorted(unknown)[0]!r}")
-    split: dict[str, dict[str, Any]] = {}
+    split: dict[str, dict[str, object]] = {}
     for key, value in values.items():
         split.setdefault(owners[key], {})[key] = value
     return split
