@@ -23,7 +23,7 @@ from controller.oauth2.tokens import TokenService
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
-from controller.settings import ControllerSettings, OAuth2Settings
+from controller.settings import ControllerSettings, FleetSettings, OAuth2Settings
 from controller.sidechecks.blocklists.rules import lists_setting
 from controller.sidechecks.blocklists.watch import FreshNames
 from shared.settings import nats_tls_context
@@ -94,11 +94,10 @@ async def open_pipeline(
     settings: ControllerSettings,
     pool: asyncpg.Pool,
     nc: NATS | None = None,
-    roles: frozenset[str] | None = None,
 ) -> AsyncIterator[Pipeline]:
-    """Connect (unless `nc` is given), create the streams, build the parts `roles` use (by
-    default CONTROLLER_ROLES'); drain at exit."""
-    roles = settings.roles if roles is None else roles
+    """Connect (unless `nc` is given), create the streams, build the parts CONTROLLER_ROLES
+    use; drain at exit."""
+    roles = settings.roles
     owned = nc is None
     conn = nc or await connect_nats(settings.process.nats_url, nats_tls_context(settings.process))
     try:
@@ -112,7 +111,9 @@ async def open_pipeline(
             replicas=streams.stream_replicas,
         )
         async with contextlib.AsyncExitStack() as stack:
-            agents = await _agents(stack, settings, conn, js) if roles & AGENTS_ROLES else None
+            agents = (
+                await _agents(stack, settings.fleet, conn, js) if roles & AGENTS_ROLES else None
+            )
             scheduler, fresh = None, None
             if roles & SCHEDULER_ROLES:
                 assert agents is not None  # SCHEDULER_ROLES is within AGENTS_ROLES
@@ -134,12 +135,12 @@ async def open_pipeline(
 
 
 async def _agents(
-    stack: contextlib.AsyncExitStack, settings: ControllerSettings, nc: NATS, js: JetStreamContext
+    stack: contextlib.AsyncExitStack, fleet: FleetSettings, nc: NATS, js: JetStreamContext
 ) -> LiveAgents:
     """The live agents, and `jobs-CC` for each country with one (agents may not create or
     change their consumer, deploy/nats_conf.py: they wait for it), removed by JetStream when
     unused; both stopped by `stack`."""
-    agents = LiveAgents(nc, per_country_max=settings.fleet.agents_per_country_max)
+    agents = LiveAgents(nc, per_country_max=fleet.agents_per_country_max)
     await agents.start()
     stack.push_async_callback(agents.stop)
     consumers = JobsConsumers(js, agents.countries)
