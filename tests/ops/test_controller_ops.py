@@ -3,9 +3,6 @@
 
 import asyncio
 import functools
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -15,11 +12,11 @@ import pytest
 
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import readiness
-from controller.secrets.box import generate_key
 from controller.settings import ControllerSettings
 from shared import embedded, ops
 from testkit.serving import http_client
 from tests.conftest import scratch_database
+from tests.ops.controller_process import controller_serving
 
 
 async def test_ops_ready_follows_postgres_and_nats(
@@ -55,43 +52,22 @@ async def test_a_scheduler_only_controller_serves_metrics_health_and_ready(
     scratch: str, nats_url: str
 ) -> None:
     ops_port, api_port = embedded.free_port(), embedded.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": scratch,
-        "NATS_URL": nats_url,
-        "SECRETS_KEY": generate_key(),
-        "CONTROLLER_ROLES": "scheduler",
-        "CONTROLLER_METRICS_HOST": "127.0.0.1",
-        "CONTROLLER_METRICS_PORT": str(ops_port),
-        "API_PORT": str(api_port),
-        "LOG_FORMAT": "json",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with http_client(base_url=f"http://127.0.0.1:{ops_port}", timeout=5) as http:
-            for _ in range(1000):  # the interpreter starting, the streams and consumers made
-                try:
-                    r = await http.get("/ready")
-                    break
-                except httpx.TransportError:
-                    assert proc.returncode is None, "the controller exited"
-                    await asyncio.sleep(0.02)
-            assert (r.status_code, r.json()) == (200, {"status": "ready"})
-            assert (await http.get("/health")).json()["status"] == "ok"
-            text = (await http.get("/metrics")).text
-            assert "# TYPE mailprobe_schedule_lateness_seconds histogram" in text
-            with pytest.raises(httpx.TransportError):  # no API in this process
-                await http.get(f"http://127.0.0.1:{api_port}/health")
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, err.decode()
+    async with (
+        controller_serving(
+            scratch, nats_url, "scheduler", ops_port, API_PORT=str(api_port)
+        ) as proc,
+        http_client(base_url=f"http://127.0.0.1:{ops_port}", timeout=5) as http,
+    ):
+        for _ in range(1000):  # the interpreter starting, the streams and consumers made
+            try:
+                r = await http.get("/ready")
+                break
+            except httpx.TransportError:
+                assert proc.returncode is None, "the controller exited"
+                await asyncio.sleep(0.02)
+        assert (r.status_code, r.json()) == (200, {"status": "ready"})
+        assert (await http.get("/health")).json()["status"] == "ok"
+        text = (await http.get("/metrics")).text
+        assert "# TYPE mailprobe_schedule_lateness_seconds histogram" in text
+        with pytest.raises(httpx.TransportError):  # no API in this process
+            await http.get(f"http://127.0.0.1:{api_port}/health")

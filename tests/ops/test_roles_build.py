@@ -2,9 +2,6 @@
 scheduler, ingester) and the background workers, against real PostgreSQL and NATS."""
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +13,13 @@ import pytest
 from controller.db.pool import create_pool
 from controller.runtime.pipeline import open_pipeline
 from controller.runtime.serve import _workers
-from controller.secrets.box import generate_key
 from controller.settings import ControllerSettings
 from shared import embedded
 from shared.streams import INGEST_CONSUMER
 from shared.subjects import HEARTBEATS_SUBJECTS, RESULTS_STREAM
 from testkit.serving import http_client
 from tests.conftest import scratch_database
+from tests.ops.controller_process import controller_serving
 
 # What each role builds: the pipeline's parts, and its workers by their coroutines' names
 # (`sample_every`, the metrics, runs in every process).
@@ -112,27 +109,7 @@ async def test_an_ingester_only_controller_does_not_watch_the_agents(
     The ingester's consumer is made after the heartbeats' subscription would have been, on the
     same connection, so the server would list that subscription by then."""
     url, monitor = own_nats
-    ops_port = embedded.free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": scratch,
-        "NATS_URL": url,
-        "SECRETS_KEY": generate_key(),
-        "CONTROLLER_ROLES": "ingester",
-        "CONTROLLER_METRICS_HOST": "127.0.0.1",
-        "CONTROLLER_METRICS_PORT": str(ops_port),
-        "LOG_FORMAT": "json",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with controller_serving(scratch, url, "ingester", embedded.free_port()) as proc:
         for _ in range(1000):  # the interpreter starting, the streams made, the ingester pulling
             try:
                 if INGEST_CONSUMER in (await _consumers(monitor)).get(RESULTS_STREAM, set()):
@@ -144,11 +121,6 @@ async def test_an_ingester_only_controller_does_not_watch_the_agents(
         else:
             pytest.fail("the ingester never made its consumer")
         assert HEARTBEATS_SUBJECTS not in await _subscriptions(monitor)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, err.decode()
 
 
 async def test_the_scheduler_role_alone_makes_no_ingest_consumer(
