@@ -10,8 +10,7 @@ result's (`spoken`).
 """
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from agent.probers.base import (
     ProbeFailure,
@@ -84,20 +83,30 @@ async def quit_pop3(pop: Pop3, rec: Recorder) -> None:
     await goodbye(rec, lambda: command(pop, "QUIT", "QUIT", "protocol"), ProbeFailure)
 
 
-@contextmanager
-def spoken() -> Iterator[None]:
+class _Spoken:
     """The mail client's failures worded as a check's; a socket's error as it was raised, for
-    `run_check` to word by the phase it cut short."""
-    try:
-        yield
-    except ConnectionClosed as exc:
-        raise ProbeFailure("protocol", "connection closed by the server") from exc
-    except LineTooLong as exc:
-        raise ProbeFailure("protocol", f"reply line longer than {LINE_LIMIT} bytes") from exc
-    except AnswerTooLong as exc:
-        raise ProbeFailure("protocol", f"an answer longer than {exc.limit} bytes") from exc
-    except ConnectionFailed as exc:
-        raise exc.error from None
+    `run_check` to word by the phase it cut short. A class, not a generator: it is entered for
+    every line a check reads."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, ConnectionClosed):
+            raise ProbeFailure("protocol", "connection closed by the server") from exc
+        if isinstance(exc, LineTooLong):
+            raise ProbeFailure("protocol", f"reply line longer than {LINE_LIMIT} bytes") from exc
+        if isinstance(exc, AnswerTooLong):
+            raise ProbeFailure("protocol", f"an answer longer than {exc.limit} bytes") from exc
+        if isinstance(exc, ConnectionFailed):
+            raise exc.error from None
+
+
+spoken = _Spoken()
 
 
 async def _converse(pop: Pop3, target: Target, config: ImapPopConfig, rec: Recorder) -> None:
@@ -139,7 +148,7 @@ async def _converse(pop: Pop3, target: Target, config: ImapPopConfig, rec: Recor
 async def _auth(pop: Pop3, login: Login) -> None:
     """AUTH with an OAuth2 mechanism (RFC 5034); an error challenge is answered with the dummy
     response, and the server's -ERR then is the refusal."""
-    with spoken():
+    with spoken:
         try:
             await pop.authenticate(login.mechanism, initial_response(login), dummy_response(login))
         except SaslRefused as refused:
@@ -155,7 +164,7 @@ async def _capa(pop: Pop3, rec: Recorder) -> frozenset[str]:
     """The capability names CAPA lists (its lines go to `rec`), and each `SASL` line's mechanisms
     as `SASL <mechanism>`; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
-    with spoken():
+    with spoken:
         capabilities = await pop.capa()
     rec.advertised(capabilities.lines)
     return capabilities.names
@@ -183,7 +192,7 @@ async def _stls(pop: Pop3, target: Target, rec: Recorder) -> frozenset[str]:
 async def command(pop: Pop3, line: str, name: str, kind_on_err: ErrorKind) -> str:
     """Send one command; its +OK reply. `name` is what a message may show (never the argument
     of PASS)."""
-    with spoken():
+    with spoken:
         try:
             return said(await pop.command(line))
         except Refused as refused:
@@ -191,5 +200,5 @@ async def command(pop: Pop3, line: str, name: str, kind_on_err: ErrorKind) -> st
 
 
 async def read_line(pop: Pop3) -> str:
-    with spoken():
+    with spoken:
         return said(await pop.line())

@@ -439,6 +439,6 @@ async def _pop3_look(
 async def _headers(pop: Pop3, number: int) -> bytes:
     """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced)."""
     await pop3.command(pop, f"TOP {number} 0", "TOP", "protocol")
-    with pop3.spoken():
+    with pop3.spoken:
         raw = await pop.text(TOP_MAX)
     return raw.decode("utf-8", "replace").encode()
