@@ -333,7 +333,7 @@ def _reputation(listed: ReputationIn | None) -> dict[str, list[str]] | None:
 
 # The rule of each common field that has one beyond its type (normalising, refusing naming
 # the field); every other common field is stored as sent.
-_RULES: Final[Mapping[str, Callable[[Any], object]]] = {
+_RULES: Final[Mapping[str, Callable[..., object]]] = {
     "name": validation.name,
     "hostname": validation.hostname,
     "port": validation.port,
