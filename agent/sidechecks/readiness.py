@@ -45,7 +45,6 @@ from agent.tenant_bound import TenantBound
 from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.settings import AgentSettings
 from shared.sidechecks.readiness import (
-    SELECTOR_MAX,
     SELECTORS_MAX,
     WIRE,
     DkimKey,
@@ -58,6 +57,7 @@ from shared.sidechecks.readiness import (
     SpfNode,
     bounded,
     record_tags,
+    selector,
 )
 
 BUDGET_MAX_S: Final = 10.0
@@ -76,7 +76,6 @@ NO_SENDER: Final = "192.0.2.0"
 # A macro naming the sender (anything but the domain, `%{d}`): its target is not known.
 _SENDER_MACRO = re.compile(r"%\{[^dD]")
 _DMARC = re.compile(r"^v\s*=\s*DMARC1\s*(;|$)")
-_SELECTOR = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 class _Parser(spf.query):  # type: ignore[misc]
@@ -324,10 +323,10 @@ async def _report_auths(look: _Lookups, domain: str, record: str) -> list[Report
     return out
 
 
-async def _dkim(look: _Lookups, domain: str, selector: str) -> DkimKey:
-    key = DkimKey(selector=selector)
+async def _dkim(look: _Lookups, domain: str, name: str) -> DkimKey:
+    key = DkimKey(selector=name)
     try:
-        texts = await look.txt(f"{selector}._domainkey.{domain}")
+        texts = await look.txt(f"{name}._domainkey.{domain}")
     except (Spent, Failed) as exc:
         key.error = str(exc)
         return key
@@ -433,7 +432,8 @@ class ReadinessProbe:
                 out.mx = sorted({r.to_text().split()[-1].rstrip(".").lower() for r in mx or []})
             except (Spent, Failed) as exc:
                 out.error = str(exc)
-            wanted = [s for s in dict.fromkeys(selectors) if _usable(s)][:SELECTORS_MAX]
+            usable = (s for s in map(selector, selectors) if s is not None)
+            wanted = list(dict.fromkeys(usable))[:SELECTORS_MAX]
             out.dkim = [await _dkim(look, out.domain, s) for s in wanted]
         finally:
             out.queries = look.spent
@@ -445,15 +445,12 @@ class ReadinessProbe:
         return self._resolver
 
 
-def _usable(selector: str) -> bool:
-    return 0 < len(selector) <= SELECTOR_MAX and bool(_SELECTOR.match(selector))
-
-
 def signing(at: Round, domain: str) -> list[str]:
     """The selectors the round's own message (a round trip's, as received) was signed with
     for `domain` (`d=` the domain)."""
     found = at.result.auth_results
-    return [s.selector for s in (found.signatures if found else []) if s.domain == domain]
+    signed = (s.selector for s in (found.signatures if found else []) if s.domain == domain)
+    return [s for s in map(selector, signed) if s is not None]
 
 
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:

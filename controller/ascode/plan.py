@@ -15,18 +15,17 @@ from typing import Any, Literal, get_args
 import msgspec
 
 from controller.ascode import secret_env
-from controller.ascode.spec import Desired
+from controller.ascode.spec import FILE_FIELDS, Desired
 from controller.monitors import kinds, validation
 from controller.monitors.kinds import Kind
-from controller.monitors.model import SHOWN_AS
 from controller.monitors.validation import CHECK_INTERVAL_DEFAULT
 from controller.web.api.monitor_schemas import MASK
 from shared.messages import MonitorType
 
-# Row values compared, and the API field each is shown as: every common field
-# (`MonitorCommon`'s), then these.
+# Row values compared, and the API field each is shown as: every common field a file sets,
+# then these.
 COMPARED = {
-    **SHOWN_AS,
+    **FILE_FIELDS,
     "reputation": "reputation",
     "secret_env": "secretEnv",
     "config": "config",
@@ -143,7 +142,7 @@ def export(customer: str, current: list[Current]) -> dict[str, object]:
         interval = v["check_interval"]
         defaults = {
             column: _DEFAULTS.get(column)
-            for column in (*SHOWN_AS, "reputation")
+            for column in (*FILE_FIELDS, "reputation")
             if column not in ("name", "hostname") and (kind.hostname or column != "port")
         }
         defaults["timeout_seconds"] = validation.default_timeout(interval)

@@ -43,6 +43,9 @@ from controller.web.api.monitor_schemas import MASK
 from shared.messages import MonitorType
 
 TYPES: tuple[MonitorType, ...] = kinds.ALL_TYPES
+# The common fields a file sets, by column: all (`SHOWN_AS`) but `dependsOn`, which is declared
+# through the API and kept by `apply`.
+FILE_FIELDS: dict[str, str] = {c: f for c, f in SHOWN_AS.items() if c != "depends_on"}
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Path = tuple[str | int, ...]
@@ -344,7 +347,7 @@ def _full_body(kind: Kind, doc: dict[str, Any], values: dict[str, Any]) -> dict[
     key = next((k for k in (kind.config_key, "config") if k in doc), None)
     common = {
         field: values.get(column)
-        for column, field in SHOWN_AS.items()
+        for column, field in FILE_FIELDS.items()
         if kind.hostname or column not in ("hostname", "port")
     }
     return {

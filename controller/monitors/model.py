@@ -16,7 +16,7 @@ from msgspec import field
 
 class MonitorCommon(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     """A monitor's identity and the fields every kind shares, in the order the API shows
-    them."""
+    them; one with a default (None) only when it is not."""
 
     id: int
     public_id: UUID
@@ -32,6 +32,9 @@ class MonitorCommon(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     notification_email: str | None
     notification_phone_number: str | None
     mail_domain: str | None
+    # Shown only when they hold something (the seeds' shape otherwise); None: none.
+    depends_on: list[str] | None = None  # monitor public ids and host names (alerting.flows)
+    dkim_selectors: list[str] | None = None  # for the readiness side check
 
 
 # Not written through the write model's fields: the row's identity and its customer (which
@@ -42,5 +45,6 @@ SHOWN_AS: Final[dict[str, str]] = {
     f.name: f.encode_name for f in msgspec.structs.fields(MonitorCommon) if f.name not in _OWN
 }
 # The columns a write sets from the write model's field of the same name, in the order their
-# rules check them: `MonitorCommon`'s, then those the API shows its own way.
-COMMON_COLUMNS: Final[tuple[str, ...]] = (*SHOWN_AS, "depends_on", "reputation", "secret_env")
+# rules check them: `MonitorCommon`'s, then those the API shows its own way (SMTP's
+# `reputation`, monitors-as-code's `secretEnv`).
+COMMON_COLUMNS: Final[tuple[str, ...]] = (*SHOWN_AS, "reputation", "secret_env")

@@ -42,9 +42,6 @@ class Monitor(MonitorCommon, kw_only=True, frozen=True):
     reputation: dict[str, list[str]] | None = None
     # Monitors as code's variable name of each secret, by config path (a label, never read).
     secret_env: dict[str, str] | None = None
-    # What it declares it depends on (`dependsOn`): monitor public ids and host names; None:
-    # nothing (controller.alerting.flows).
-    depends_on: list[str] | None = None
     next_due_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -25,6 +25,7 @@ from controller.monitors.errors import invalid
 from controller.monitors.kinds import IMAP_POP, ROUNDTRIP, SMTP, Kind
 from controller.monitors.oauth2_grants import GrantType, Mechanism, Provider
 from shared.secret import SECRET_MASK
+from shared.sidechecks.readiness import LISTED_MAX, SELECTOR_MAX
 
 KEEP: Final = SECRET_MASK  # a secret's value that keeps the stored one
 
@@ -155,6 +156,19 @@ DependsOn = Annotated[
 ]
 
 
+DkimSelectors = Annotated[
+    list[Annotated[str, Meta(max_length=SELECTOR_MAX)]],
+    Meta(
+        max_length=LISTED_MAX,
+        description="DKIM selectors of the `mailDomain` whose keys the agents read from each "
+        "country (key type and size, `t=y`, revoked, age, changes), beside those a round "
+        "trip's received message is signed with and the common ones (google, selector1, "
+        "selector2, k1, default, dkim, s1, s2): dot-separated labels of letters, digits, "
+        "hyphens and underscores, stored lower case; null or empty: none",
+    ),
+]
+
+
 MailDomain = Annotated[
     str,
     Meta(
@@ -267,6 +281,7 @@ class _MonitorFields(_In):
     notification_phone_number: str | None | UnsetType = UNSET
     mail_domain: MailDomain | None | UnsetType = UNSET
     depends_on: DependsOn | None | UnsetType = UNSET
+    dkim_selectors: DkimSelectors | None | UnsetType = UNSET
 
     def sent(self) -> set[str]:
         """The fields this body sets."""

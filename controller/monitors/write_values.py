@@ -343,6 +343,7 @@ _RULES: Final[Mapping[str, Callable[..., object]]] = {
     "notification_phone_number": validation.phone,
     "mail_domain": validation.mail_domain,
     "depends_on": validation.depends_on,
+    "dkim_selectors": validation.dkim_selectors,
     "reputation": _reputation,
 }
 

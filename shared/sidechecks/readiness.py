@@ -9,6 +9,7 @@ The agent gathers and counts (agent/sidechecks/readiness.py); the controller jud
 a stranger to the controller, and a hostile zone can serve anything.
 """
 
+import re
 from typing import Final
 
 import dkim.util
@@ -17,8 +18,9 @@ import msgspec
 from shared.dns_canary import DnsCanary, capped
 from shared.sidechecks import SideCheckWire
 
-SELECTORS_MAX: Final = 8
+SELECTORS_MAX: Final = 16  # DKIM keys read per round: the signing ones, the listed, the common
 SELECTOR_MAX: Final = 63
+LISTED_MAX: Final = 6  # selectors a monitor lists (`dkimSelectors`)
 NODES_MAX: Final = 64  # SPF records of the include tree kept (the walk itself is bounded too)
 RECORD_MAX: Final = 1024  # characters of a record kept
 NAMES_MAX: Final = 16
@@ -26,6 +28,19 @@ NAME_MAX: Final = 253
 TEXT_MAX: Final = 300
 WALK_MAX: Final = 8  # DMARC Tree Walk queries (RFC 9989: at most 5 per walk)
 REPORT_AUTH_MAX: Final = 4
+
+
+# A DKIM selector (RFC 6376 3.1: dot-separated labels of the key's name
+# `<selector>._domainkey.<domain>`): letters, digits, hyphens (not at a label's ends) and the
+# underscores some providers use.
+_SELECTOR: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+
+
+def selector(text: str) -> str | None:
+    """`text` as a DKIM selector (lower case: DNS names are case-insensitive), or None when it
+    is not one or is longer than SELECTOR_MAX."""
+    name = text.strip().lower()
+    return name if len(name) <= SELECTOR_MAX and _SELECTOR.match(name) else None
 
 
 class ReadinessAsk(msgspec.Struct, kw_only=True, rename="camel"):

@@ -378,6 +378,40 @@ async def test_a_round_trips_signature_names_the_selector_whose_revoked_key_is_f
     assert finding.detail == "signed with mar2026._domainkey.example.test: revoked (p= empty)"
 
 
+async def test_signing_listed_and_common_selectors_are_read_in_that_order_within_the_cap() -> None:
+    """The round reads the selector its message was signed with first, then those the ask
+    lists (the monitor's own, then the common ones: controller/sidechecks/readiness `ask`),
+    each once whatever its case, what is no selector skipped, at most SELECTORS_MAX."""
+    message = email.message_from_bytes(_signed("example.test", "Mar2026"))
+    found = auth_results(message)
+    job = make_job("roundtrip", 587)
+    result = CheckResult(
+        job_id=job.job_id,
+        monitor_id=job.monitor_id,
+        monitor_type="roundtrip",
+        country="DE",
+        agent_id="DE-1",
+        status="up",
+        scheduled_at=job.scheduled_at,
+        started_at=job.scheduled_at,
+        finished_at=job.scheduled_at,
+        auth_results=found,
+    )
+    listed = ["listed1", "MAR2026", "bad name", *[f"c{n}" for n in range(SELECTORS_MAX + 2)]]
+    records: Records = {("listed1._domainkey.example.test", "TXT"): [_txt("v=DKIM1; p=")]}
+    async with DnsPeer(records) as peer:
+        run = runner(ReadinessProbe(resolver=peer.address, canaries=()))
+        facts = await run(
+            ReadinessAsk(domain="example.test", selectors=listed),
+            Round(job=job, result=result, port=587, resolver=None),
+        )
+    assert facts is not None
+    read = [k.selector for k in facts.dkim]
+    assert read == ["mar2026", "listed1", *[f"c{n}" for n in range(SELECTORS_MAX - 2)]]
+    assert [k.selector for k in facts.dkim if k.signing] == ["mar2026"]
+    assert next(k for k in facts.dkim if k.selector == "listed1").revoked
+
+
 async def test_a_zone_that_never_answers_is_unknown_and_holds_only_its_own_organization() -> None:
     """One organization's domain whose DNS never answers: its rounds end unknown ("timed
     out") within their budget, at most PER_TENANT_MAX of them at once, and another

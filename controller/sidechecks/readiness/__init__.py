@@ -14,8 +14,9 @@ from shared.sidechecks.readiness import WIRE, Readiness, ReadinessAsk, bounded
 if TYPE_CHECKING:
     from controller.monitors.store import Monitor
 
-# The selectors read until a monitor lists its own: those the large providers publish
-# (Google Workspace, Microsoft 365, Mailchimp/Mandrill, and common self-hosted defaults).
+# The selectors read beside those a monitor lists (`dkimSelectors`) and those a round trip's
+# message is signed with (the agent adds them): those the large providers publish (Google
+# Workspace, Microsoft 365, Mailchimp/Mandrill) and common self-hosted defaults.
 COMMON_SELECTORS: Final = ("google", "selector1", "selector2", "k1", "default", "dkim", "s1", "s2")
 
 
@@ -46,7 +47,13 @@ def ask(p: Planning) -> ReadinessAsk | None:
     if not p.dns_due or not watched(p.monitor):
         return None
     domain = p.monitor.mail_domain or ""
-    return ReadinessAsk(domain=domain, selectors=list(COMMON_SELECTORS) if domain else [])
+    return ReadinessAsk(domain=domain, selectors=selectors(p.monitor) if domain else [])
+
+
+def selectors(monitor: "Monitor") -> list[str]:
+    """The selectors asked: the monitor's listed ones first, then the common ones, each once
+    (the agent reads the signing ones first and at most SELECTORS_MAX in all)."""
+    return list(dict.fromkeys([*(monitor.dkim_selectors or ()), *COMMON_SELECTORS]))
 
 
 def judge(j: Judging[Readiness]) -> Verdicts:

@@ -150,7 +150,6 @@ def _shown(monitor: "Monitor", config: dict[str, object]) -> dict[str, Any]:
     """What every kind shows: `MonitorCommon`'s fields as stored, then `_MonitorOut`'s own."""
     return {
         **{name: getattr(monitor, name) for name in MonitorCommon.__struct_fields__},
-        "depends_on": monitor.depends_on or UNSET,
         "secret_env": monitor.secret_env,
         "last_checked_at": iso_ms_or_none(monitor.last_checked_at),
         "created_at": iso_ms(monitor.created_at),

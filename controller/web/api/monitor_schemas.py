@@ -16,12 +16,11 @@ from shared.secret import SECRET_MASK
 MASK = SECRET_MASK  # what responses show for a stored secret, and requests send to keep it
 
 
-class _MonitorOut(MonitorCommon, kw_only=True, frozen=True):
-    """A monitor as every kind shows it: `MonitorCommon`'s fields as stored, then these."""
+class _MonitorOut(MonitorCommon, kw_only=True, frozen=True, omit_defaults=True):
+    """A monitor as every kind shows it: `MonitorCommon`'s fields as stored, then these; a
+    field at its default (UNSET, a common field's None) is left out."""
 
-    # Only when the monitor declares any (the seeds' shape otherwise).
-    depends_on: list[str] | UnsetType = UNSET
-    secret_env: dict[str, str] | None = None
+    secret_env: dict[str, str] | None
     last_checked_at: str | None
     created_at: str
     updated_at: str
