@@ -263,11 +263,9 @@ class RoundTripSecretEnv(_SecretEnvIn):
     )
 
 
-SecretEnvIn = SmtpSecretEnv | ImapPopSecretEnv | RoundTripSecretEnv
-
-
 class _MonitorFields(_In):
-    """The fields every kind's create and update take; `KIND`: the kind whose body it is."""
+    """The fields every kind's create and update take, each the column of its name
+    (`model.COMMON_COLUMNS`); `KIND`: the kind whose body it is."""
 
     KIND: ClassVar[Kind]
 
