@@ -57,7 +57,7 @@ class Lookup:
     ident: UUID | int
     types: Sequence[str]
     scope: int | None  # the caller's organization; None: any (a global supporter)
-    missing: Callable[[], Exception] = lambda: _not_found()  # the surface's 404
+    missing: str = "Not found"  # the surface's words for none (a `NotFound`)
 
 
 @dataclass(frozen=True)
@@ -209,16 +209,12 @@ async def _dependencies(conn: Conn, org: int, declared: object, own: UUID | None
         raise invalid("dependsOn", f"no monitor of the organization has the id {min(missing)}")
 
 
-def _not_found() -> NotFound:
-    return NotFound("Not found")
-
-
 async def _get(conn: Conn, lookup: Lookup, *, for_update: bool) -> Monitor:
     found = await monitors.get(
         conn, lookup.ident, lookup.types, lookup.scope, for_update=for_update
     )
     if found is None:
-        raise lookup.missing()
+        raise NotFound(lookup.missing)
     return found
 
 

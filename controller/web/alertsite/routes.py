@@ -123,7 +123,7 @@ async def _create(
 
 def _lookup(principal: Principal, monitor_id: int, types: list[str]) -> Lookup:
     scope = guards.read_scope(principal)
-    return Lookup(monitor_id, types, scope, lambda: not_found(NOT_FOUND))
+    return Lookup(monitor_id, types, scope, NOT_FOUND)
 
 
 async def _update(
