@@ -116,7 +116,7 @@ _ALERTSITE_ERRORS = Schema(
 )
 
 
-# Rules the handlers enforce beyond the Structs' types (validation.py, customer_ident, the
+# Rules the handlers enforce beyond the Structs' types (validation.py, parse_ident, the
 # AlertSite translation), stated per property of the request bodies and per query parameter so
 # a client (and a fuzzer) knows a valid request before sending it. Where a rule cannot be said
 # exactly, the pattern is the narrower one: what it admits, the server accepts.
@@ -158,7 +158,7 @@ CUSTOMER_ID: JsonObject = {
     "anyOf": [{"type": "integer", "minimum": 1, "maximum": 2**63 - 1}, CUSTOMER_ID_TEXT],
 }
 # In a path or a query the id is text, digits or a UUID: an integer there would be sent as its
-# JSON Schema value's text, `1121.0` for the integer 1121.0, which customer_ident refuses.
+# JSON Schema value's text, `1121.0` for the integer 1121.0, which parse_ident refuses.
 CUSTOMER_ID_PARAMETER: JsonObject = {"description": CUSTOMER_ID["description"], **CUSTOMER_ID_TEXT}
 NULL = {"type": "null"}
 ZONES = sorted(available_timezones())

@@ -18,11 +18,11 @@ from controller.db.pool import on_generic_plans
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
 from controller.ingest.store import StoredResult
+from controller.monitors.kinds import Kind
 from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
-from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
 from controller.web.api.side_checks import SideChecksOut, side_checks_out
 from controller.web.api.side_checks import facts as side_facts

@@ -403,7 +403,7 @@ async def delete(
     pool: PoolDep,
 ) -> Redirect:
     monitor = await _writable(request, pool, monitor_id)
-    await writes.delete(_lookup(monitor), lambda _: None)
+    await writes.delete(_lookup(monitor))
     log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 
