@@ -138,6 +138,11 @@ _IPV4 = rf"(?:{_OCTET}\.){{3}}{_OCTET}"
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _NO_CONTROL = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
 HOSTNAME = {"pattern": f"^(?:(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+# A monitor's public id or a host name (validation.depends_on), and a DKIM selector
+# (shared.sidechecks.readiness.selector, any case: it is stored lower case).
+DEPENDS_ON = {"pattern": f"^(?:{_UUID}|(?:{_LABEL}\\.)*{_TOP}|{_IPV4})$", "maxLength": 253}
+_SELECTOR_LABEL = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+DKIM_SELECTOR = {"pattern": f"^{_SELECTOR_LABEL}(?:\\.{_SELECTOR_LABEL})*$", "maxLength": 63}
 MAIL_DOMAIN = {"pattern": f"^(?:(?:{_LABEL}\\.)+{_TOP})?$", "maxLength": 253}  # "": none
 _EMAIL = f"[A-Za-z0-9_+-]{{1,64}}@(?:{_LABEL}\\.)+{_TOP}"
 EMAIL = {"pattern": f"^{_EMAIL}$", "maxLength": 254}
@@ -196,6 +201,8 @@ _STRING_RULES: dict[str, JsonObject] = {
     "hostname": HOSTNAME,
     "email": EMAIL,
     "mailDomain": MAIL_DOMAIN,
+    "dependsOn": DEPENDS_ON,
+    "dkimSelectors": DKIM_SELECTOR,
     "notificationPhoneNumber": {
         "pattern": f"^(?:{E164})?$",  # "": none
         "description": "E.164, a number valid in its country's plan (libphonenumber)",
