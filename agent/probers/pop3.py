@@ -113,7 +113,7 @@ async def _converse(
     login = mailbox_login(config)
     capa: set[str] | None = None
     if not config.tls:
-        capa = await _capa(reader, writer, rec)
+        capa = await capabilities(reader, writer, rec)
         if "STLS" in capa:
             capa = await _stls(reader, writer, target, rec)
     if login is None:
@@ -127,7 +127,7 @@ async def _converse(
     refuse_line_breaks(login.user, login.password)
     if login.oauth2:
         if capa is None:  # implicit TLS: CAPA, over TLS, says which SASL mechanisms it takes
-            capa = await _capa(reader, writer, rec)
+            capa = await capabilities(reader, writer, rec)
         offered(login.mechanism, _sasl_mechanisms(capa), "CAPA SASL")
         with rec.phase("auth"):
             await _auth(reader, writer, login)
@@ -175,7 +175,7 @@ def _sasl_mechanisms(capa: set[str]) -> set[str]:
     return {name.removeprefix("SASL ") for name in capa if name.startswith("SASL ")}
 
 
-async def _capa(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
+async def capabilities(reader: Pop3Reader, writer: asyncio.StreamWriter, rec: Recorder) -> set[str]:
     """The capability names CAPA lists (its lines go to `rec`), and each `SASL` line's mechanisms
     as `SASL <mechanism>`; none from a server older than RFC 2449 (-ERR)."""
     rec.current = "capability"
@@ -216,7 +216,7 @@ async def _stls(
             )
         await writer.start_tls(target.ssl_context, server_hostname=target.server_name)
     rec.tls = tls_info(writer.get_extra_info("ssl_object"), "starttls")
-    return await _capa(reader, writer, rec)
+    return await capabilities(reader, writer, rec)
 
 
 async def command(

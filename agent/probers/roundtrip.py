@@ -413,7 +413,9 @@ async def _pop3_look(
         found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
             rec.current = "top"
-            headers = _parse_headers(await _multiline(reader, writer, f"TOP {number} 0"))
+            if (raw := await _top(reader, writer, number, rec)) is None:
+                continue
+            headers = _parse_headers(raw)
             other = parse_probe(headers.get(PROBE_HEADER))
             if other is None or not (
                 other.token == probe.token or is_leftover(other, probe, timeout_ms)
@@ -432,9 +434,24 @@ async def _pop3_look(
     return found
 
 
-async def _multiline(reader: pop3.Pop3Reader, writer: asyncio.StreamWriter, line: str) -> bytes:
-    """A command's multi-line answer (RFC 1939 3), dot-unstuffed."""
-    await pop3.command(reader, writer, line, line.split()[0], "protocol")
+async def _top(
+    reader: pop3.Pop3Reader, writer: asyncio.StreamWriter, number: int, rec: Recorder
+) -> bytes | None:
+    """Message `number`'s headers; None when the server no longer has it: it answers TOP with
+    -ERR while its CAPA lists TOP (RFC 2449), as when another session (a monitor reading the
+    same mailbox over IMAP) deleted the message since this session's STAT. A server that does
+    not list TOP fails the look as before."""
+    writer.write(f"TOP {number} 0\r\n".encode())
+    reply = await pop3.read_line(reader)
+    if not reply.startswith("+OK"):
+        if "TOP" in await pop3.capabilities(reader, writer, Recorder(current="capability")):
+            return None
+        raise ProbeFailure("protocol", f"TOP failed: {reply[:200]}")
+    return await _lines(reader)
+
+
+async def _lines(reader: pop3.Pop3Reader) -> bytes:
+    """The lines of a multi-line answer up to its ".", dot-unstuffed."""
     out: list[str] = []
     while (text := await pop3.read_line(reader)) != ".":
         out.append(text[1:] if text.startswith("..") else text)

@@ -4,7 +4,7 @@ all together or none of them; a round held back by its monitor's own record stil
 its country's agents can (`rules.looks`)."""
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
@@ -14,6 +14,7 @@ from controller.db.pool import Conn
 from controller.jobs.result_kinds import ResultRow
 from controller.roundtrips import rules
 from controller.roundtrips import sends_store as mail_sends
+from controller.roundtrips.rounds_store import SentRound
 from shared.messages import CheckJob, RoundTripCheckJob
 from shared.timefmt import parse_iso
 
@@ -78,3 +79,29 @@ async def not_sent(conn: Conn, jobs: Sequence[CheckJob]) -> None:
     """Jobs counted by `hold` that are not sent after all (a login cap, a rejected login of
     their round): their messages count no more."""
     await mail_sends.release(conn, [j.job_id for j in jobs if j.monitor_type == "roundtrip"])
+
+
+def went(
+    monitor_id: int,
+    jobs: Sequence[CheckJob],
+    later: Sequence[tuple[float, CheckJob]],
+    now: datetime,
+) -> SentRound | None:
+    """A round trip's round as it went out `now`: its jobs sent (or waiting for a slot) and its
+    later logins (`later`: seconds after now, job), looks included; None for another kind's
+    round, or one of which nothing went."""
+    trips = [(d, j) for d, j in [*((0.0, j) for j in jobs), *later] if _roundtrip(j)]
+    if not trips:
+        return None
+    first = trips[0][1]
+    last = now + timedelta(seconds=max(d for d, _ in trips))
+    return SentRound(
+        monitor_id,
+        parse_iso(first.scheduled_at),
+        rules.ends(last, first.timeout_seconds),
+        sorted((j.country, j.job_id) for _, j in trips),
+    )
+
+
+def _roundtrip(job: CheckJob) -> bool:
+    return job.monitor_type == "roundtrip"

@@ -45,6 +45,7 @@ from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.observability import metrics
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import bundles, login_cap_notice
 from controller.scheduling import confirm_store as confirmations
@@ -68,7 +69,7 @@ from shared.messages import (
 )
 from shared.publishing import Publisher
 from shared.secret import Secret
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -376,6 +377,7 @@ class Scheduler:
         jobs, earlier, refused, preempts = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
+        await roundtrip_rounds.sent(conn, [s for r in rounds if (s := _went(r, now)) is not None])
         if preempts:
             await self._agents.preempt(preempts)
         if earlier:
@@ -673,7 +675,8 @@ class Scheduler:
         """A round now from all the monitor's countries; None when the monitor is gone. A
         monitor none of whose rounds has gone yet gets it as its first round
         (`due.take_first_round`): a "Check now" right after creating one sends one round, not
-        this one and the first round `plan_new` would send besides.
+        this one and the first round `plan_new` would send besides. A round trip's round in
+        flight is joined instead (`joined`, nothing sent: `roundtrip_rounds.in_flight`).
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""
         await self._agents.until_warm()
@@ -701,6 +704,15 @@ class Scheduler:
             # rows.
             await alert_queue.unwatch(conn, _id(claimed))
             async with conn.transaction():
+                if _type(claimed) == "roundtrip" and (
+                    joined := await roundtrip_rounds.in_flight(conn, _id(claimed), self._clock())
+                ):
+                    log.info(
+                        "round trip in flight joined",
+                        monitor_id=str(_public_id(claimed)),
+                        scheduled_at=iso_ms(joined.scheduled_at),
+                    )
+                    return PlannedRound(_id(claimed), joined.scheduled_at, None, joined=joined)
                 first = bool(plan.countries) and await due.take_first_round(
                     conn,
                     plan.monitor_id,
@@ -732,8 +744,23 @@ class Scheduler:
             )
 
 
+def _went(r: PlannedRound, now: datetime) -> roundtrip_rounds.SentRound | None:
+    """A round trip's round as it went out: its jobs not recorded missed (held, saturated)."""
+    gone = {row.job_id for row in r.missed}
+    return roundtrip_sends.went(
+        r.monitor_id,
+        [job for job in r.jobs if job.job_id not in gone],
+        [(d, job) for d, job in r.deferred if job.job_id not in gone],
+        now,
+    )
+
+
 def _public_id(claimed: ClaimedMonitor) -> UUID:
     return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
+
+
+def _type(claimed: ClaimedMonitor) -> str:
+    return claimed.monitor.type if isinstance(claimed, WatchedMonitor) else claimed.type
 
 
 def _interval(claimed: ClaimedMonitor) -> int:
