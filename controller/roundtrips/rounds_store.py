@@ -50,6 +50,41 @@ async def sent(conn: Conn, rounds: Sequence[SentRound]) -> None:
     )
 
 
+class Flight(NamedTuple):
+    """A round in flight: its scheduled time, when it ends, and the countries (with their job
+    ids) that have no result of it yet."""
+
+    scheduled_at: datetime
+    ends_at: datetime
+    jobs: list[tuple[str, str]]
+    pending: frozenset[str]
+
+
+_FLIGHTS = (
+    "SELECT r.monitor_id, r.scheduled_at, r.ends_at, r.countries, r.job_ids, a.answered"
+    " FROM roundtrip_rounds r, LATERAL (SELECT ARRAY(SELECT s.country"
+    "   FROM monitor_country_state s WHERE s.monitor_id = r.monitor_id"
+    "   AND s.last_scheduled_at >= r.scheduled_at) AS answered) a"
+    " WHERE r.monitor_id = ANY($1::bigint[])"
+    " AND roundtrip_in_flight(r.countries, a.answered, r.ends_at, $2)"
+)
+
+
+async def flights(conn: Conn, monitor_ids: Sequence[int], at: datetime) -> dict[int, Flight]:
+    """The monitors' rounds in flight `at`, by monitor id."""
+    if not monitor_ids:
+        return {}
+    return {
+        r["monitor_id"]: Flight(
+            r["scheduled_at"],
+            r["ends_at"],
+            list(zip(r["countries"], r["job_ids"], strict=True)),
+            frozenset(r["countries"]) - frozenset(r["answered"]),
+        )
+        for r in await conn.fetch(_FLIGHTS, sorted(set(monitor_ids)), at)
+    }
+
+
 async def in_flight(conn: Conn, monitor_id: int, at: datetime) -> InFlight | None:
     """The monitor's round in flight `at`, if any. Locks the monitor's row until the caller's
     transaction ends, so two check-nows (or a check-now and a round the scheduler sends) never
@@ -57,15 +92,38 @@ async def in_flight(conn: Conn, monitor_id: int, at: datetime) -> InFlight | Non
     # The lock first, the read after it: a statement that waited for the lock would read the
     # other tables as they were before the round that held it went.
     await conn.execute("SELECT 1 FROM monitors WHERE id = $1 FOR NO KEY UPDATE", monitor_id)
-    row = await conn.fetchrow(
-        "SELECT r.scheduled_at, r.countries, r.job_ids FROM roundtrip_rounds r"
-        " WHERE r.monitor_id = $1 AND roundtrip_in_flight(r.countries,"
-        "   ARRAY(SELECT s.country FROM monitor_country_state s"
-        "     WHERE s.monitor_id = r.monitor_id AND s.last_scheduled_at >= r.scheduled_at),"
-        "   r.ends_at, $2)",
-        monitor_id,
-        at,
+    flight = (await flights(conn, [monitor_id], at)).get(monitor_id)
+    return None if flight is None else InFlight(flight.scheduled_at, flight.jobs)
+
+
+class Awaited(NamedTuple):
+    """A look that waited for the round in flight when it was planned (`after`: that round's
+    scheduled time), in its monitor's country, of its own round (`before`)."""
+
+    job_id: str
+    monitor_id: int
+    country: str
+    after: datetime
+    before: datetime
+
+
+async def found(conn: Conn, looks: Sequence[Awaited]) -> dict[str, datetime]:
+    """By job id, the looks whose awaited round (or a later one before theirs) showed the
+    message arriving in their country (SQL `roundtrip_arrived`), with that round's scheduled
+    time."""
+    if not looks:
+        return {}
+    rows = await conn.fetch(
+        "SELECT u.job_id, s.last_scheduled_at FROM unnest($1::text[], $2::bigint[], $3::text[],"
+        "   $4::timestamptz[], $5::timestamptz[]) AS u (job_id, monitor_id, country, after,"
+        "   before)"
+        " JOIN monitor_country_state s ON s.monitor_id = u.monitor_id AND s.country = u.country"
+        " WHERE s.last_scheduled_at >= u.after AND s.last_scheduled_at < u.before"
+        " AND roundtrip_arrived(s.last_status, s.last_error_kind)",
+        [a.job_id for a in looks],
+        [a.monitor_id for a in looks],
+        [a.country for a in looks],
+        [a.after for a in looks],
+        [a.before for a in looks],
     )
-    if row is None:
-        return None
-    return InFlight(row["scheduled_at"], list(zip(row["countries"], row["job_ids"], strict=True)))
+    return {r["job_id"]: r["last_scheduled_at"] for r in rows}

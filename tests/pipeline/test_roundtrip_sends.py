@@ -5,6 +5,7 @@ controller replicas (`domain_capped`); a message held back is a missed row, neve
 
 import asyncio
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -189,6 +190,18 @@ async def answer(pool: asyncpg.Pool, job: CheckJob, *, accepted: bool, found: bo
         assert await results.store(conn, [decode_result(encode(result))]) == 1
 
 
+async def answer_new(
+    pool: asyncpg.Pool, countries: Countries, ccs: list[str], answered: set[str]
+) -> None:
+    """Answer the jobs sent to `ccs` not answered yet (`not_delivered`): their round is over,
+    so the next round's looks go at once instead of waiting for it."""
+    for cc in ccs:
+        for job, _ in await countries.jobs(cc):
+            if job.job_id not in answered:
+                answered.add(job.job_id)
+                await answer(pool, job, accepted=True)
+
+
 async def test_a_check_now_after_create_sends_a_round_whole_or_not_at_all(
     api: httpx.AsyncClient,
     org: Tenant,
@@ -259,9 +272,11 @@ async def test_a_held_round_looks_where_every_agent_can_and_is_held_elsewhere(
     s = replica(pipe_pool, pipeline, settings, seal_keys)
     m = await round_trip(api, org, [looking, mixed], f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
+    answered: set[str] = set()
     for _ in range(3):
         await make_due(pipe_pool, m["publicId"])
         sent.append(await s.tick())
+        await answer_new(pipe_pool, countries, [looking, mixed], answered)
     assert sent == [2, 1, 1]
     jobs = [job for job, _ in await countries.jobs(looking)]
     assert [getattr(job, "look_only", None) for job in jobs] == ["", *[rules.UNCONFIRMED] * 2]
@@ -294,11 +309,13 @@ async def test_a_later_login_of_a_looking_round_goes_as_a_look(
     s = replica(pipe_pool, pipeline, settings, seal_keys, login_spacing_s=spacing)
     m = await round_trip(api, org, two, f"rt-{uuid.uuid4().hex[:8]}.example")
     sent = []
+    answered: set[str] = set()
     for _ in range(3):
         await make_due(pipe_pool, m["publicId"])
         now = await s.tick()
         await asyncio.sleep(spacing + 0.05)
         sent.append((now, await s.run_deferred()))
+        await answer_new(pipe_pool, countries, two, answered)
     assert sent == [(1, 1), (1, 1), (1, 1)]
     looks = [getattr(job, "look_only", None) for cc in two for job, _ in await countries.jobs(cc)]
     assert sorted(looks) == ["", "", *[rules.UNCONFIRMED] * 4]
@@ -376,3 +393,49 @@ async def test_a_delivered_result_counts_before_its_round_is_judged_and_check_no
     assert r.status_code == 200, r.text
     held_now = await check_now()
     assert [j["status"] for j in held_now["jobs"]] == [rules.UNCONFIRMED] * 2, held_now
+
+
+async def test_a_look_planned_while_a_round_is_in_flight_waits_and_is_answered_by_its_finding(
+    api: httpx.AsyncClient,
+    org: Tenant,
+    pipe_pool: asyncpg.Pool,
+    pipeline: Pipeline,
+    countries: Countries,
+    settings: ControllerSettings,
+    seal_keys: KeyRing,
+) -> None:
+    """Issue 66: a round the unconfirmed mailbox's cap holds, planned while the round before
+    it is in flight, would look at once and find nothing (that round's message is on its
+    way, and that round deletes it). Its looks wait until that round ends: where that round
+    found its message, the look is `up` from that finding, sent nowhere and logging in nowhere;
+    where it did not, the look goes and finds what arrived late."""
+    found_cc, lost_cc = countries.take(2)
+    for cc in (found_cc, lost_cc):
+        await countries.live(cc, features=[FEATURE_LOOK_ONLY])
+    s = replica(pipe_pool, pipeline, settings, seal_keys)
+    m = await round_trip(api, org, [found_cc, lost_cc], f"rt-{uuid.uuid4().hex[:8]}.example")
+    await make_due(pipe_pool, m["publicId"])
+    assert await s.tick() == 2
+    (first_found,) = [job for job, _ in await countries.jobs(found_cc)]
+    (first_lost,) = [job for job, _ in await countries.jobs(lost_cc)]
+    due = await make_due(pipe_pool, m["publicId"])
+    assert await s.tick() == 0, "held by the cap, its looks wait for the round in flight"
+
+    await answer(pipe_pool, first_found, accepted=True, found=True)
+    await answer(pipe_pool, first_lost, accepted=True)
+    ended = utcnow() + timedelta(seconds=m["timeoutSeconds"] + 6)
+    later = replica(pipe_pool, pipeline, settings, seal_keys, clock=lambda: ended)
+    assert await later.run_deferred() == 1
+    assert [job.job_id for job, _ in await countries.jobs(found_cc)] == [first_found.job_id]
+    looks = [job for job, _ in await countries.jobs(lost_cc) if job != first_lost]
+    assert [getattr(job, "look_only", None) for job in looks] == [rules.UNCONFIRMED]
+    rows = await pipe_pool.fetch(
+        "SELECT country, status, error_kind, agent_id, message FROM check_results"
+        " WHERE monitor_public_id = $1::uuid AND scheduled_at = $2",
+        m["publicId"],
+        due,
+    )
+    [row] = rows
+    assert (row["country"], row["status"], row["error_kind"]) == (found_cc, "up", None), row
+    assert row["agent_id"] is None and "this round sent nothing" in row["message"]
+    assert first_found.scheduled_at in row["message"]
