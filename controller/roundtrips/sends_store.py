@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from controller.db.pool import Conn
 from controller.monitors import roundtrip_addresses
-from controller.roundtrips import rules
+from controller.roundtrips import delivery_store, rules
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -45,10 +45,7 @@ async def take(
     wanted = [(m, [j for j in jobs if j not in counted]) for m, jobs in rounds]
     rows = await conn.fetch(
         "SELECT m.id, m.config->>'to' AS rcpt, d.confirmed_at,"
-        " coalesce(d.not_delivered, 0) AS not_delivered, (SELECT max(s.last_scheduled_at)"
-        "   FROM monitor_country_state s WHERE s.monitor_id = m.id"
-        "   AND roundtrip_arrived(s.last_status, s.last_error_kind)"
-        "   AND s.last_scheduled_at > coalesce(d.mailbox_at, '-infinity')) AS arrived_at"
+        f" coalesce(d.not_delivered, 0) AS not_delivered, {delivery_store.ARRIVED_AT} AS arrived_at"
         " FROM monitors m LEFT JOIN roundtrip_delivery d ON d.monitor_id = m.id"
         " WHERE m.id = ANY($1::bigint[])",
         sorted({m for m, jobs in wanted if jobs}),

@@ -15,6 +15,7 @@ import msgspec
 from controller.ingest import store as results
 from controller.ingest.store import decode_result
 from controller.roundtrips import delivery_store as roundtrip_delivery
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import rules
 from controller.runtime.pipeline import Pipeline
 from shared.messages import FEATURE_LOOK_ONLY, CheckJob, CheckResult, Phases, encode
@@ -362,9 +363,24 @@ async def test_a_delivered_result_counts_before_its_round_is_judged_and_check_no
     assert len(first) == 2
     r = await api.post(trigger, headers=org.auth())
     assert r.status_code == 429, "a check-now that joins is paid for all the same"
+    async with pipe_pool.acquire() as conn:
+        monitor_id = await conn.fetchval(
+            "SELECT id FROM monitors WHERE public_id = $1::uuid", m["publicId"]
+        )
+        assert await roundtrip_rounds.in_flight(conn, monitor_id, utcnow()) is not None
+        await conn.execute(
+            "UPDATE monitors SET config = jsonb_set(config, '{slowAfterSeconds}', '30')"
+            " WHERE id = $1",
+            monitor_id,
+        )
+        assert await roundtrip_rounds.in_flight(conn, monitor_id, utcnow()) is None, (
+            "new settings: a check-now checks them, it joins no round of the old ones"
+        )
 
     for job in first:
         await answer(pipe_pool, job, accepted=True, found=True)
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert (r.json()["state"], r.json()["confirmedAt"]) == ("confirmed", first[0].scheduled_at)
     async with pipe_pool.acquire() as conn:  # the trigger allowance refilled, as time does
         await conn.execute(
             "UPDATE monitors SET trigger_tat = NULL WHERE public_id = $1::uuid", m["publicId"]
@@ -391,6 +407,8 @@ async def test_a_delivered_result_counts_before_its_round_is_judged_and_check_no
         headers=org.auth(),
     )
     assert r.status_code == 200, r.text
+    r = await api.get(f"{RT}/{m['publicId']}/delivery", headers=org.auth())
+    assert r.json()["state"] == "unconfirmed", "a new mailbox: the old one's results count not"
     held_now = await check_now()
     assert [j["status"] for j in held_now["jobs"]] == [rules.UNCONFIRMED] * 2, held_now
 

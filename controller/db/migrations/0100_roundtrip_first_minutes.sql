@@ -48,3 +48,19 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- A round trip whose settings change (its config, its send server) has no round in flight to
+-- join: a check-now then checks the new settings.
+CREATE FUNCTION monitors_roundtrip_settings_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM roundtrip_rounds WHERE monitor_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER monitors_roundtrip_settings_changed AFTER UPDATE OF config, hostname, port
+    ON monitors FOR EACH ROW
+    WHEN (NEW.type = 'roundtrip'
+        AND (OLD.config, OLD.hostname, OLD.port) IS DISTINCT FROM
+            (NEW.config, NEW.hostname, NEW.port))
+    EXECUTE FUNCTION monitors_roundtrip_settings_changed();
