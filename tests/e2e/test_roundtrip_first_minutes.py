@@ -147,6 +147,8 @@ async def test_a_round_after_a_delivered_one_sends_instead_of_looking(
     public_id = await roundtrip(api, org, servers, "imap")
     first = await wait_results(api, org, public_id, lambda items: len(items) >= 2, 40.0, path=RT)
     assert [i["status"] for i in first] == ["up", "up"], first
+    r = await api.get(f"{RT}/{public_id}/delivery", headers=org.auth())
+    assert r.json()["state"] == "confirmed", "by its results, before any alerter judged it"
     # The first round is over (both countries in): this is a round of its own.
     triggered = await check_now(api, org, public_id)
     asked = {j["jobId"] for j in triggered["jobs"]}
