@@ -42,6 +42,7 @@ from agent.probers.delivery import (
 from agent.probers.smtp import close_smtp, open_smtp
 from agent.probers.tls import describe_ssl_error
 from shared.mailclient import imap as mailclient_imap
+from shared.mailclient.errors import Refused
 from shared.mailclient.imap import ImapProtocol
 from shared.mailclient.pop3 import Pop3
 from shared.messages import (
@@ -417,7 +418,9 @@ async def _pop3_look(
         found: list[Found] = []
         for number in range(count, max(0, count - POP3_NEWEST), -1):
             rec.current = "top"
-            headers = _parse_headers(await _headers(pop, number))
+            if (raw := await _headers(pop, number)) is None:
+                continue
+            headers = _parse_headers(raw)
             other = parse_probe(headers.get(PROBE_HEADER))
             if other is None or not (
                 other.token == probe.token or is_leftover(other, probe, timeout_ms)
@@ -436,9 +439,17 @@ async def _pop3_look(
     return found
 
 
-async def _headers(pop: Pop3, number: int) -> bytes:
-    """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced)."""
-    await pop3.command(pop, f"TOP {number} 0", "TOP", "protocol")
+async def _headers(pop: Pop3, number: int) -> bytes | None:
+    """A message's header (TOP n 0, RFC 1939 7), dot-unstuffed, as text (UTF-8 or replaced);
+    None when the server no longer has it: it answers TOP with -ERR while its CAPA lists TOP
+    (RFC 2449), as when another session (a monitor reading the same mailbox over IMAP) deleted
+    the message since this session's STAT. A server that does not list TOP fails the look."""
     with pop3.spoken:
+        try:
+            await pop.command(f"TOP {number} 0")
+        except Refused as refused:
+            if "TOP" in (await pop.capa()).names:
+                return None
+            raise ProbeFailure("protocol", f"TOP failed: {refused.said[:200]}") from None
         raw = await pop.text(TOP_MAX)
     return raw.decode("utf-8", "replace").encode()

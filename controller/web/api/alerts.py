@@ -347,7 +347,7 @@ async def _delivery(
 ) -> MailboxDelivery:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     async with pool.acquire() as conn:
-        d = await delivery_db.get(conn, monitor.id)
+        d = await delivery_db.seen(conn, monitor.id)
         sent = await mail_sends.sent_last_hour(conn, monitor.id)
     return MailboxDelivery(
         str(monitor.public_id),

@@ -61,6 +61,7 @@ log = structlog.get_logger(__name__)
 PER_PAGE = 100
 NOTICES = {
     "triggered": "A check round was queued; results arrive within the monitor's timeout.",
+    "joined": "A round of this round trip is on its way: its results answer this check.",
     "paused": "Paused: the monitor is not checked until resumed.",
     "resumed": "Resumed: the monitor is checked again.",
     "deleted": "The monitor was deleted.",
@@ -346,10 +347,10 @@ async def trigger(
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
-        await trigger.run(principal_of(request), monitor)
+        plan = await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
         return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
-    return _back(monitor, "triggered")
+    return _back(monitor, "triggered" if plan.joined is None else "joined")
 
 
 def _lookup(monitor: Monitor) -> Lookup:
