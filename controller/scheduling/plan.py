@@ -50,6 +50,7 @@ from shared.timefmt import iso_ms, parse_iso
 
 if TYPE_CHECKING:  # the types only: planning reads no store
     from controller.monitors.store import Monitor, WatchedMonitor
+    from controller.roundtrips.rounds_store import InFlight
 
 ACCOUNT_PURPOSE = "mailprobe login accounts"
 TENANT_PURPOSE = "mailprobe job tenants"
@@ -88,6 +89,8 @@ class PlannedRound:
     legs: int = 1  # logins a check makes to that account (a round trip sending as it: 2)
     mail_dns: bool = False  # its jobs carry the mail domain or `reverseDns` (a DNS round)
     unusable: str | None = None
+    # A check-now's: the round trip's round in flight it joined (this round sent nothing).
+    joined: "InFlight | None" = None
 
 
 def round_times(

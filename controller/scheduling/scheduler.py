@@ -45,6 +45,7 @@ from controller.monitors.store import WatchedMonitor
 from controller.notify.links import NO_LINKS, Links
 from controller.oauth2.tokens import TokenFailure, TokenService
 from controller.observability import metrics
+from controller.roundtrips import rounds_store as roundtrip_rounds
 from controller.roundtrips import sends as roundtrip_sends
 from controller.scheduling import bundles, login_cap_notice
 from controller.scheduling import confirm_store as confirmations
@@ -68,7 +69,7 @@ from shared.messages import (
 )
 from shared.publishing import Publisher
 from shared.secret import Secret
-from shared.timefmt import utcnow
+from shared.timefmt import iso_ms, parse_iso, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -344,9 +345,15 @@ class Scheduler:
         it goes as a look that sends nothing, where its country's agents can; return jobs
         published. A round trip's round is held or sent whole, its later logins with it."""
         whole = [(r.monitor_id, [*r.jobs, *(job for _, job in r.deferred)]) for r in rounds]
-        held_mail, looks = await roundtrip_sends.hold(
-            conn, whole, now, self._mails_per_domain, self._agents.countries_with(FEATURE_LOOK_ONLY)
+        held_mail, looks, waits = await roundtrip_sends.hold(
+            conn,
+            whole,
+            now,
+            self._mails_per_domain,
+            self._agents.countries_with(FEATURE_LOOK_ONLY),
+            wait=True,
         )
+        awaited: dict[str, datetime] = {}
         for r, (_, jobs) in zip(rounds, whole, strict=True):
             r.missed += [held_mail[job.job_id] for job in jobs if job.job_id in held_mail]
             r.jobs = [looks.get(job.job_id, job) for job in r.jobs if job.job_id not in held_mail]
@@ -355,6 +362,8 @@ class Scheduler:
                 for d, job in r.deferred
                 if job.job_id not in held_mail
             ]
+            if r.account:  # only a round logging in to an account keeps later logins
+                awaited |= _await_flights(r, waits, now)
         wanted = [(r, job) for r in rounds if r.account for job in r.jobs]
         caps = await self._caps(conn, [r.monitor_id for r, _ in wanted])
         allowed = await account_logins.take(
@@ -376,6 +385,7 @@ class Scheduler:
         jobs, earlier, refused, preempts = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
+        await roundtrip_rounds.sent(conn, [s for r in rounds if (s := _went(r, now)) is not None])
         if preempts:
             await self._agents.preempt(preempts)
         if earlier:
@@ -385,7 +395,7 @@ class Scheduler:
         for r in rounds:
             if r.deferred and r.account:
                 at = [(now + timedelta(seconds=delay), job) for delay, job in r.deferred]
-                await deferred.add(conn, r.monitor_id, r.account, at)
+                await deferred.add(conn, r.monitor_id, r.account, at, awaited)
         return len(jobs)
 
     def _admitted(
@@ -422,6 +432,8 @@ class Scheduler:
                 claimed = await deferred.claim(conn, self._clock(), self._batch)
                 if not claimed:
                     return sent
+                answered = await _answered(conn, claimed)
+                claimed = [d for d in claimed if d.job.job_id not in answered]
                 tried = [d for d in claimed if not d.rejected]
                 caps = await self._caps(conn, [d.monitor_id for d in tried])
                 now = self._clock()
@@ -435,7 +447,7 @@ class Scheduler:
                     now,
                 )
                 mail = [(d.monitor_id, [d.job]) for d, ok in zip(tried, allowed, strict=True) if ok]
-                held_mail, looks = await roundtrip_sends.hold(
+                held_mail, looks, _ = await roundtrip_sends.hold(
                     conn,
                     mail,
                     now,
@@ -471,6 +483,7 @@ class Scheduler:
                         await login_cap_notice.reached(conn, d.monitor_id, cap, now, self._links)
                 held += held_mail.values()
                 held += taken.refused
+                held += answered.values()
                 if held:
                     await results.store(conn, held, self._default_countries)
             sent += len(send)
@@ -673,7 +686,8 @@ class Scheduler:
         """A round now from all the monitor's countries; None when the monitor is gone. A
         monitor none of whose rounds has gone yet gets it as its first round
         (`due.take_first_round`): a "Check now" right after creating one sends one round, not
-        this one and the first round `plan_new` would send besides.
+        this one and the first round `plan_new` would send besides. A round trip's round in
+        flight is joined instead (`joined`, nothing sent: `roundtrip_rounds.in_flight`).
         Right after (re)connecting, it waits for the live agents view (AgentsUnknownError if
         that takes too long) rather than record countries `no_agent` that may have agents."""
         await self._agents.until_warm()
@@ -701,6 +715,15 @@ class Scheduler:
             # rows.
             await alert_queue.unwatch(conn, _id(claimed))
             async with conn.transaction():
+                if _type(claimed) == "roundtrip" and (
+                    joined := await roundtrip_rounds.in_flight(conn, _id(claimed), self._clock())
+                ):
+                    log.info(
+                        "round trip in flight joined",
+                        monitor_id=str(_public_id(claimed)),
+                        scheduled_at=iso_ms(joined.scheduled_at),
+                    )
+                    return PlannedRound(_id(claimed), joined.scheduled_at, None, joined=joined)
                 first = bool(plan.countries) and await due.take_first_round(
                     conn,
                     plan.monitor_id,
@@ -732,8 +755,61 @@ class Scheduler:
             )
 
 
+async def _answered(conn: Conn, claimed: Sequence[deferred.DeferredJob]) -> dict[str, ResultRow]:
+    """The looks among `claimed` whose awaited round found its message in their country, each
+    as its `up` row from that finding (`roundtrip_sends.answer`): not sent, no login."""
+    looks = [
+        roundtrip_rounds.Awaited(
+            d.job.job_id, d.monitor_id, d.job.country, d.after_round, parse_iso(d.job.scheduled_at)
+        )
+        for d in claimed
+        if d.after_round is not None and not d.rejected
+    ]
+    found = await roundtrip_rounds.found(conn, looks)
+    return {
+        d.job.job_id: roundtrip_sends.answer(d.job, found[d.job.job_id])
+        for d in claimed
+        if d.job.job_id in found
+    }
+
+
+def _await_flights(
+    r: PlannedRound, waits: Mapping[str, roundtrip_rounds.Flight], now: datetime
+) -> dict[str, datetime]:
+    """Move the round's looks that wait for their monitor's round in flight to its later
+    logins, each due when that round ends (or later, as its login was); return the awaited
+    round's scheduled time by job id."""
+
+    def until(job: CheckJob) -> float:
+        return max(0.0, (waits[job.job_id].ends_at - now).total_seconds())
+
+    later = [(until(job), job) for job in r.jobs if job.job_id in waits]
+    r.jobs = [job for job in r.jobs if job.job_id not in waits]
+    r.deferred = [
+        (max(d, until(job)) if job.job_id in waits else d, job) for d, job in r.deferred
+    ] + later
+    return {
+        job.job_id: waits[job.job_id].scheduled_at for _, job in r.deferred if job.job_id in waits
+    }
+
+
+def _went(r: PlannedRound, now: datetime) -> roundtrip_rounds.SentRound | None:
+    """A round trip's round as it went out: its jobs not recorded missed (held, saturated)."""
+    gone = {row.job_id for row in r.missed}
+    return roundtrip_sends.went(
+        r.monitor_id,
+        [job for job in r.jobs if job.job_id not in gone],
+        [(d, job) for d, job in r.deferred if job.job_id not in gone],
+        now,
+    )
+
+
 def _public_id(claimed: ClaimedMonitor) -> UUID:
     return claimed.monitor.public_id if isinstance(claimed, WatchedMonitor) else claimed.public_id
+
+
+def _type(claimed: ClaimedMonitor) -> str:
+    return claimed.monitor.type if isinstance(claimed, WatchedMonitor) else claimed.type
 
 
 def _interval(claimed: ClaimedMonitor) -> int:

@@ -18,11 +18,11 @@ from controller.db.pool import on_generic_plans
 from controller.fleet.live import LiveAgents
 from controller.ingest import store as results
 from controller.ingest.store import StoredResult
+from controller.monitors.kinds import Kind
 from controller.scheduling.trigger import MonitorTrigger
 from controller.web.api.errors import ApiError, bad_request
 from controller.web.api.monitor_kinds import KindApi
 from controller.web.api.monitor_lookup import visible_monitor
-from controller.web.api.monitor_rules import Kind
 from controller.web.api.page import Page, published
 from controller.web.api.side_checks import SideChecksOut, side_checks_out
 from controller.web.api.side_checks import facts as side_facts
@@ -154,9 +154,13 @@ class TriggeredJob(msgspec.Struct, rename="camel"):
 
 
 class Triggered(msgspec.Struct, rename="camel"):
+    """The round a trigger-check ran: `joined`, a round trip's round already in flight, whose
+    results are its answer (`scheduledAt` and `jobs` are that round's; nothing new was sent)."""
+
     monitor_id: str
     scheduled_at: str
     jobs: list[TriggeredJob]
+    joined: bool = False
 
 
 class AgentOut(msgspec.Struct, rename="camel"):
@@ -321,6 +325,13 @@ async def _trigger(
 ) -> Triggered:
     monitor = await visible_monitor(kind, request, raw_id, pool)
     plan = await trigger.run(request.user, monitor)
+    if plan.joined is not None:
+        return Triggered(
+            str(monitor.public_id),
+            iso_ms(plan.joined.scheduled_at),
+            [TriggeredJob(job_id, cc, "queued") for cc, job_id in plan.joined.jobs],
+            joined=True,
+        )
     # Logins to one account go out one country after another: the later ones are queued too.
     queued = [*plan.jobs, *(j for _, j in plan.deferred)]
     jobs = [TriggeredJob(j.job_id, j.country, "queued") for j in queued]

@@ -61,6 +61,7 @@ log = structlog.get_logger(__name__)
 PER_PAGE = 100
 NOTICES = {
     "triggered": "A check round was queued; results arrive within the monitor's timeout.",
+    "joined": "A round of this round trip is on its way: its results answer this check.",
     "paused": "Paused: the monitor is not checked until resumed.",
     "resumed": "Resumed: the monitor is checked again.",
     "deleted": "The monitor was deleted.",
@@ -348,10 +349,10 @@ async def trigger(
 ) -> Response[Any]:
     monitor = await _writable(request, pool, monitor_id)
     try:
-        await trigger.run(principal_of(request), monitor)
+        plan = await trigger.run(principal_of(request), monitor)
     except Refused as exc:  # disabled monitor, fair-use limit, no pipeline or agents here
         return await _action_failed(request, (pool, settings), monitor_id, api_error(exc))
-    return _back(monitor, "triggered")
+    return _back(monitor, "triggered" if plan.joined is None else "joined")
 
 
 def _lookup(monitor: Monitor) -> Lookup:
@@ -405,7 +406,7 @@ async def delete(
     pool: PoolDep,
 ) -> Redirect:
     monitor = await _writable(request, pool, monitor_id)
-    await writes.delete(_lookup(monitor), lambda _: None)
+    await writes.delete(_lookup(monitor))
     log.info("console delete", monitor=str(monitor.public_id))
     return Redirect(f"{PREFIX}/?notice=deleted", status_code=303)
 
