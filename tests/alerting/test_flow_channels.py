@@ -94,6 +94,10 @@ async def _play(rig: Rig, ms: dict[str, asyncpg.Record], first: int, rounds: Any
         await rig.alerter.burst()
 
 
+def _no_outbox(**_: Any) -> OutboxWorker:
+    raise AssertionError("the history sends through its own worker, every channel in one")
+
+
 @pytest.fixture(scope="module")
 async def told(
     alert_pool: asyncpg.Pool,
@@ -129,8 +133,16 @@ async def told(
                 mp.setenv("REQUESTS_CA_BUNDLE", f"{tmp}/ca.pem")
                 async with Alertmanager(tmp) as am, http_client(base_url=am.url) as am_api:
                     rig = Rig(
-                        alert_pool, events_js, tenant, relay, sms, clock, alerter, None, job_ids
-                    )  # type: ignore[arg-type]
+                        alert_pool,
+                        events_js,
+                        tenant,
+                        relay,
+                        sms,
+                        clock,
+                        alerter,
+                        _no_outbox,
+                        job_ids,
+                    )
                     yield await _history(rig, receivers, am, am_api, api, settings)
     finally:
         for r in receivers.values():
