@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from uuid import UUID
 
+import asyncpg
 import msgspec
 
 from controller.alerting.flows import Dependent, Flow, Outage
@@ -278,21 +279,60 @@ class ListedFlow(msgspec.Struct, frozen=True, kw_only=True):
     notified: bool
     members: list[ListedMember]
 
+    @property
+    def countries(self) -> list[str]:
+        """Every country its monitors' outages were seen from."""
+        return sorted({c for m in self.members for c in m.countries})
+
+    @property
+    def cause_kinds(self) -> list[str]:
+        return sorted({m.cause_kind for m in self.members})
+
+    @property
+    def down(self) -> int:
+        """Its monitors still down in it."""
+        return sum(m.ended_at is None for m in self.members)
+
+
+_LISTED = "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
+# The organization `$1`'s (every one's when NULL: global supporters).
+_IN_SCOPE = "($1::bigint IS NULL OR organization_id = $1)"
+
 
 async def list_flows(
-    conn: Conn, organization_id: int, limit: int, offset: int
+    conn: Conn,
+    organization_id: int | None,
+    limit: int,
+    offset: int,
+    *,
+    open_only: bool = False,
 ) -> tuple[list[ListedFlow], int]:
-    """A page of the organization's flow incidents, newest first, each with its monitors."""
+    """A page of the organization's flow incidents (every organization's for None), newest
+    first, each with its monitors; `open_only`: those still open."""
+    where = f" WHERE {_IN_SCOPE} AND (NOT $2 OR ended_at IS NULL)"
     rows = await conn.fetch(
-        "SELECT id, public_id, started_at, ended_at, notified FROM flow_incidents"
-        " WHERE organization_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2 OFFSET $3",
+        f"{_LISTED}{where} ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4",
         organization_id,
+        open_only,
         limit,
         offset,
     )
     total: int = await conn.fetchval(
-        "SELECT count(*) FROM flow_incidents WHERE organization_id = $1", organization_id
+        f"SELECT count(*) FROM flow_incidents{where}", organization_id, open_only
     )
+    return await _with_members(conn, rows), total
+
+
+async def one(conn: Conn, public_id: UUID, organization_id: int | None) -> ListedFlow | None:
+    """The flow incident with that public id, when it is the organization's (any for None)."""
+    rows = await conn.fetch(
+        f"{_LISTED} WHERE {_IN_SCOPE} AND public_id = $2", organization_id, public_id
+    )
+    found = await _with_members(conn, rows)
+    return found[0] if found else None
+
+
+async def _with_members(conn: Conn, rows: Sequence[asyncpg.Record]) -> list[ListedFlow]:
     members = await conn.fetch(
         "SELECT DISTINCT ON (i.flow_incident_id, i.monitor_id) i.flow_incident_id,"
         " m.public_id AS monitor_public_id, m.name, m.type, m.hostname, m.port, i.started_at,"
@@ -311,4 +351,4 @@ async def list_flows(
             members=sorted(by_flow.get(r["id"], []), key=lambda x: (x.started_at, x.name)),
         )
         for r in rows
-    ], total
+    ]
