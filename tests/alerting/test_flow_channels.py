@@ -298,42 +298,75 @@ async def test_the_webhook_event_carries_the_flow_incident(told: Told) -> None:
     assert {m["state"] for m in ended["flow"]["monitors"]} == {"up"}
 
 
-async def test_slack_teams_telegram_and_apprise_list_every_monitor(told: Told) -> None:
-    slack = [_plain(s.body.decode()) for s in told.receivers["slack"].delivered]
-    teams = [_card(s.json()) for s in told.receivers["teams"].delivered]
-    telegram = [
-        html.unescape(re.sub(r"<[^<>]*>", "", t)) + t
-        for t in told.receivers["telegram"].open_alerts[CHAT]
-    ]
-    apprise = [s.json()["message"] for s in told.receivers["apprise"].delivered]
-    for family in (slack, teams, telegram, apprise):
-        assert len(family) == 3
-        _describes_the_flow(family[0], trip=False)
-        _describes_the_flow(family[1], trip=True)
-        assert "Monitors: 3 (3 down)" in family[0] and "Monitors: 4 (4 down)" in family[1]
-        assert "Changed: new countries, new monitor" in family[1]
-        assert "DE, FR, US" in family[1]
-    link = f"/console/incidents/{told.flow_id}"
-    assert link in slack[0] and link in teams[0] and link in telegram[0]
+def _chat(told: Told, kind: str) -> list[str]:
+    """Each message a chat family received, as its reader sees the text."""
+    r = told.receivers[kind]
+    if kind == "slack":
+        return [_plain(s.body.decode()) for s in r.delivered]
+    if kind == "teams":
+        return [_card(s.json()) for s in r.delivered]
+    if kind == "telegram":
+        return [html.unescape(re.sub(r"<[^<>]*>", "", t)) + t for t in r.open_alerts[CHAT]]
+    return [s.json()["title"] + "\n" + s.json()["message"] for s in r.delivered]
 
 
-async def test_pagers_hold_one_alert_for_the_flow_incident_and_close_it(told: Told) -> None:
+def _lists_every_monitor(family: list[str], *, link: bool = True) -> None:
+    assert len(family) == 3
+    _describes_the_flow(family[0], trip=False)
+    _describes_the_flow(family[1], trip=True)
+    assert "Monitors: 3 (3 down)" in family[0] and "Monitors: 4 (4 down)" in family[1]
+    assert "Changed: new countries, new monitor" in family[1]
+    assert "DE, FR, US" in family[1]
+    assert "Recovered: IMAPS and 3 more" in family[2]
+
+
+@pytest.mark.parametrize("kind", ["slack", "teams", "telegram", "apprise"])
+async def test_each_chat_family_lists_every_monitor_and_links_the_incident(
+    told: Told, kind: str
+) -> None:
+    family = _chat(told, kind)
+    _lists_every_monitor(family)
+    assert f"/console/incidents/{told.flow_id}" in family[0]
+
+
+def _key(told: Told) -> str:
     monitor, incident = told.opening
-    key = f"mailprobe-{monitor}-{incident}"
-    for kind in ("pagerduty", "opsgenie"):
-        r = told.receivers[kind]
-        assert r.closed == [key] and not r.open_alerts, kind
-    pd = [s.json() for s in told.receivers["pagerduty"].delivered]
+    return f"mailprobe-{monitor}-{incident}"
+
+
+async def test_pagerduty_holds_one_alert_for_the_flow_incident_and_resolves_it(
+    told: Told,
+) -> None:
+    key = _key(told)
+    r = told.receivers["pagerduty"]
+    assert r.closed == [key] and not r.open_alerts
+    pd = [s.json() for s in r.delivered]
     assert [d["event_action"] for d in pd] == ["trigger", "trigger", "resolve"]
     assert {d["dedup_key"] for d in pd} == {key}
     details = pd[1]["payload"]["custom_details"]
     assert "Round trip" in details["Each monitor"] and details["Countries"] == "DE, FR, US"
-    og = told.receivers["opsgenie"].delivered[1].json()
-    assert og["alias"] == key and "Round trip" in og["description"]
-    # Alertmanager: one active alert while open (its labels the opening outage's), none after.
+    assert pd[1]["links"][0]["href"].endswith(f"/console/incidents/{told.flow_id}")
+
+
+async def test_opsgenie_holds_one_alert_for_the_flow_incident_and_closes_it(told: Told) -> None:
+    key = _key(told)
+    r = told.receivers["opsgenie"]
+    assert r.closed == [key] and not r.open_alerts
+    created = [s.json() for s in r.delivered if s.path == "/v2/alerts"]
+    assert [c["alias"] for c in created] == [key, key]
+    assert "Round trip" in created[1]["description"]
+    assert created[1]["details"]["countries"] == "DE, FR, US"
+
+
+async def test_alertmanager_holds_one_alert_for_the_flow_incident_and_ends_it(told: Told) -> None:
+    """Debian's Alertmanager: one active alert while open (its labels the opening outage's,
+    the same after the change), none after the recovery."""
+    _, incident = told.opening
     first, changed, ended = told.alerts
     assert len(first) == 1 and len(changed) == 1 and ended == []
     assert first[0]["labels"]["incident"] == incident
     assert changed[0]["labels"] == first[0]["labels"]
     assert "Round trip" in changed[0]["annotations"]["monitors"]
+    assert "IMAPS" in first[0]["annotations"]["monitors"]
     assert changed[0]["annotations"]["flow_incident"] == told.flow_id
+    assert changed[0]["annotations"]["countries"] == "DE, FR, US"
