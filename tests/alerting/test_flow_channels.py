@@ -42,7 +42,7 @@ from tests.alerting.conftest import (
     email_channel,
 )
 from tests.alerting.test_channels import SECRETS, create, loopback_api, sender
-from tests.alerting.test_flow_incidents import HOST, failing
+from tests.alerting.test_flow_incidents import dovecot_monitors, failing
 from tests.conftest import make_tenant
 
 KINDS = ("webhook", "slack", "teams", "pagerduty", "opsgenie", "telegram", "apprise")
@@ -63,28 +63,6 @@ class Told:
     flow_id: str
     opening: tuple[str, str]  # the opening outage: monitor and incident public ids
     sent: list[int]  # notices delivered after each step
-
-
-async def _monitors(rig: Rig) -> dict[str, asyncpg.Record]:
-    imap: dict[str, Any] = {"user": "probe", "password": MONITOR_SECRET, "tls": True}
-    return {
-        "imap": await rig.monitor(kind="imap", name="IMAPS", hostname=HOST, port=993, config=imap),
-        "pop3": await rig.monitor(
-            kind="pop3", name="POP3S", hostname=HOST, port=995, config={**imap, "protocol": "pop3"}
-        ),
-        "submission": await rig.monitor(name="Submission", hostname=HOST, port=587),
-        "trip": await rig.monitor(
-            kind="roundtrip",
-            name="Round trip",
-            hostname=HOST,
-            port=587,
-            config={
-                "send": {"auth": {"user": "probe", "pass": MONITOR_SECRET}},
-                "to": "probe@example.test",
-                "receive": {**imap, "hostname": HOST, "port": 993},
-            },
-        ),
-    }
 
 
 async def _play(rig: Rig, ms: dict[str, asyncpg.Record], first: int, rounds: Any) -> None:
@@ -161,7 +139,7 @@ async def _history(
     api: httpx.AsyncClient,
     settings: ControllerSettings,
 ) -> Told:
-    ms = await _monitors(rig)
+    ms = await dovecot_monitors(rig)
     ids = [str(m["public_id"]) for m in ms.values()]
     for kind, r in receivers.items():
         extra = {"chatId": CHAT} if kind == "telegram" else {}

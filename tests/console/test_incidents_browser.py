@@ -282,17 +282,22 @@ def _one_line(driver: webdriver.Chrome, where: str) -> int:
     return len(found)
 
 
+def _login(driver: webdriver.Chrome, seeded: Seeded, role: str) -> None:
+    """Logged in as `role` through the login form, on the overview."""
+    driver.set_window_size(1280, 1000)
+    driver.delete_all_cookies()
+    driver.get(f"{seeded.url}/console/login")
+    driver.find_element(By.NAME, "email").send_keys(seeded.tenant.emails[role])
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    browser.wait(driver, lambda d: d.find_elements(By.ID, "open-incidents"))
+
+
 async def test_in_chromium_from_the_overview_to_the_incident_and_its_monitor(
     seeded: Seeded, driver: webdriver.Chrome
 ) -> None:
     def scenario() -> None:
-        driver.set_window_size(1280, 1000)
-        driver.delete_all_cookies()
-        driver.get(f"{seeded.url}/console/login")
-        driver.find_element(By.NAME, "email").send_keys(seeded.tenant.emails["readonly"])
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "#login button").click()
-        browser.wait(driver, lambda d: d.find_elements(By.ID, "open-incidents"))
+        _login(driver, seeded, "readonly")
         open_list = driver.find_element(By.ID, "open-flow-incidents")
         assert "3 monitors, 3 down" in open_list.text
         open_list.find_element(By.LINK_TEXT, "open").click()
@@ -319,13 +324,7 @@ async def test_host_and_port_stay_on_one_line_at_narrow_widths(
     and just above (tables with narrow columns)."""
 
     def scenario() -> None:
-        driver.set_window_size(1280, 1000)
-        driver.delete_all_cookies()
-        driver.get(f"{seeded.url}/console/login")
-        driver.find_element(By.NAME, "email").send_keys(seeded.tenant.emails["owner"])
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "#login button").click()
-        browser.wait(driver, lambda d: d.find_elements(By.ID, "open-incidents"))
+        _login(driver, seeded, "owner")
         driver.set_window_size(width, 900)
         seen = 0
         for path in (
