@@ -218,7 +218,7 @@ async def test_the_overview_shows_the_open_incidents_and_a_monitor_links_to_its_
     assert f'data-incident="{seeded.flow}">incident of 3 monitors' in table
 
 
-async def test_another_organization_sees_none_of_it_and_a_supporter_sees_all(
+async def test_another_organization_and_anonymous_see_none_of_it_a_supporter_sees_all(
     seeded: Seeded,
 ) -> None:
     other = seeded.other
@@ -235,6 +235,12 @@ async def test_another_organization_sees_none_of_it_and_a_supporter_sees_all(
     assert status == 404
     _, everyone = await _read(seeded, "supporter", "/console/incidents")
     assert seeded.flow in everyone and seeded.other_flow in everyone
+    _, one = await _read(seeded, "supporter", f"/console/incidents/{seeded.other_flow}")
+    assert "Their IMAP" in one
+    async with http_client(base_url=seeded.url, timeout=10) as http:
+        for path in ("/console/incidents", f"/console/incidents/{seeded.flow}"):
+            r = await Browserish(http).get(path)  # anonymous: to the login, nothing shown
+            assert r.status_code in (302, 303, 401) and "IMAPS" not in r.text
 
 
 async def test_readonly_is_offered_nothing_to_change_and_cannot_post_there(seeded: Seeded) -> None:
