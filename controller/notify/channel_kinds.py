@@ -2,7 +2,8 @@
 
 An `Event` is written with the notice (the outbox row's `payload`), so a retry tells the same.
 Each kind turns it into one HTTP request (`request`); `verdict` reads the answer. Built only
-from the monitor's name, type, host and port and the incident: never from a monitor's config,
+from the monitor's name, type, host and port and the incident (a flow incident's: its monitors'
+names, hosts, ports, causes and countries, its changes and evidence): never from a config,
 so never a monitor secret; the channel's own secret goes only into the header or field its
 receiver expects (a signature, a routing key, an API key), never into an error.
 """
