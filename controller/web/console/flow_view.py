@@ -1,7 +1,7 @@
 """Incidents (flow incidents) as the console shows them: their state in one word, their causes
 in words, and what the incidents list and the overview's open incidents show of them."""
 
-from typing import Any
+from typing import TypedDict
 
 from controller.alerting import flow_store as flow_db
 from controller.alerting.flow_store import ListedFlow
@@ -35,7 +35,17 @@ async def listed(
     return flows, total, evidence
 
 
-def shown(flows: list[ListedFlow], evidence: dict[int, int]) -> dict[str, Any]:
+class Shown(TypedDict):
+    """What `_flows.html` reads: the incidents, and each one's word, causes and evidence count
+    by its id."""
+
+    flows: list[ListedFlow]
+    flow_state: dict[int, str]
+    flow_causes: dict[int, list[str]]
+    flow_evidence: dict[int, int]
+
+
+def shown(flows: list[ListedFlow], evidence: dict[int, int]) -> Shown:
     """What `_flows.html` shows of `flows`."""
     return {
         "flows": flows,
