@@ -20,8 +20,9 @@ queued) against it:
   that tells of it), p99 within the bound below;
 - joins: an incident opening while the incident of a target it is related to (a shared server,
   a declared `dependsOn` either way, a host it depends on) is open joins that one's flow
-  incident instead of opening (and paging) one of its own; the targets of a joint outage are one
-  flow incident (`split_flows`);
+  incident instead of opening (and paging) one of its own; the incidents of a joint outage's
+  targets open together are one flow incident (`split_flows`; a restart that closes them all and
+  opens them again makes a second one, as it makes second incidents);
 - report bursts: TLS-RPT reports about a mail domain arriving while a flow incident is open are
   attached to it as evidence (`reports_attached`), never a notice of their own (`report_pages`).
 
@@ -526,24 +527,29 @@ def _judge_joins(
         for a in mine:
             if a.target not in related.get(b.target, frozenset()):
                 continue
-            ended = math.inf if a.ended_at is None else a.ended_at
-            if a.opened_at < b.opened_at - SLACK_S and ended > b.opened_at + SLACK_S:
+            if a.opened_at < b.opened_at - SLACK_S and _ends(a) > b.opened_at + SLACK_S:
                 fig.split_flows.append(
                     f"{b.target}: incident {b.id} opened flow incident {b.flow} while"
                     f" {a.target}'s incident {a.id} (flow incident {a.flow}) was open"
                 )
                 break
     for j in observed.joints:
-        flows = {
-            i.flow
-            for i in mine
-            if i.target in j.targets and j.at - SLACK_S <= i.started_at <= j.end
-        }
-        fig.joint_flows.append(len(flows))
-        if len(flows) > 1:
-            fig.split_flows.append(
-                f"joint outage of {', '.join(j.targets)}: {len(flows)} flow incidents"
-            )
+        joint = [
+            i for i in mine if i.target in j.targets and j.at - SLACK_S <= i.started_at <= j.end
+        ]
+        fig.joint_flows.append(len({i.flow for i in joint}))
+        # open together (a restart may close both and open both again: two problems in turn)
+        for a, b in itertools.combinations(joint, 2):
+            together = min(_ends(a), _ends(b)) - max(a.opened_at, b.opened_at)
+            if a.target != b.target and a.flow != b.flow and together > SLACK_S:
+                fig.split_flows.append(
+                    f"joint outage of {', '.join(j.targets)}: {a.target}'s incident {a.id} and"
+                    f" {b.target}'s {b.id}, open together, in flow incidents {a.flow} and {b.flow}"
+                )
+
+
+def _ends(i: Incident) -> float:
+    return math.inf if i.ended_at is None else i.ended_at
 
 
 def _judge_reports(fig: Figures, observed: Observed) -> None:

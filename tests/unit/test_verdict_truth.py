@@ -489,6 +489,30 @@ def test_related_outages_join_one_flow_incident(
     assert (fig.joins, len(fig.split_flows), fig.joint_flows) == (joins, split, joint_flows)
 
 
+def test_a_joint_outage_split_by_a_restart_may_be_two_flow_incidents_in_turn() -> None:
+    """Both incidents closed together (an agent gone: the other country's failure is only
+    `degraded`) and opened again together: two problems in turn, each one flow incident."""
+    incidents = [
+        Incident(1, "a", 105, 115, 140, flow=7, flow_ended_at=141),
+        Incident(2, "b", 106, 116, 141, flow=7, flow_ended_at=141),
+        Incident(3, "a", 150, 155, 210, flow=8, flow_ended_at=215),
+        Incident(4, "b", 151, 156, 215, flow=8, flow_ended_at=215),
+    ]
+    notices = [
+        Notice(i.target, i.id, k, 0, i.flow, f"flow:{i.flow}:{k}:email:x")
+        for i in incidents[::2]
+        for k in ("down", "recovered")
+    ]
+    seen = Observed({"a": [], "b": []}, incidents, notices, {"a": "up", "b": "up"})
+    seen.joints = JOINT
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert (fig.joins, fig.split_flows, fig.joint_flows) == (2, [], [2])
+    # ... but one incident of each open together in two flow incidents is a split
+    seen.incidents = [*incidents[:3], Incident(4, "b", 151, 156, 215, flow=9, flow_ended_at=215)]
+    fig = judge(APART, seen, ["a", "b"], RULES, END, related=RELATED)
+    assert len(fig.split_flows) == 1
+
+
 def bursting(notices: list[Notice], evidence: list[Evidence], accepted: int = 4) -> Observed:
     seen = two(140, 7)
     seen.notices += notices
