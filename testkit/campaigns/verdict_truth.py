@@ -462,7 +462,8 @@ def judge(
     fig.detection_p99_s = percentile(fig.detection_s, 99)
     _judge_flows(fig, observed, targets)
     _judge_joins(fig, observed, targets, related or {})
-    _judge_reports(fig, observed)
+    latency = max((r.recover_bound for r in (per_target or {}).values()), default=0.0)
+    _judge_reports(fig, observed, max(latency, rules.recover_bound))
     _judge_created(fig, observed.created, per_target or {}, rules)
     _judge_applied(fig, observed.applied)
     if observed.saturation is not None:
@@ -552,28 +553,37 @@ def _ends(i: Incident) -> float:
     return math.inf if i.ended_at is None else i.ended_at
 
 
-def _judge_reports(fig: Figures, observed: Observed) -> None:
+def _judge_reports(fig: Figures, observed: Observed, latency: float) -> None:
     """A burst of reports while a flow incident is open (from before it to after it, SLACK_S
-    either side) is that incident's evidence: at least one row attached to it, no report
-    notice queued meanwhile."""
+    either side) is evidence: at least one row attached to a flow incident open then, no report
+    notice queued meanwhile. An incident's `ended_at` is its outage's end, its close up to
+    `latency` later (the recovery's rounds): the evidence may go to any flow incident that was
+    still open as stored (the oldest of them)."""
     for b in observed.bursts:
-        open_ = {
+        certainly = {
             i.flow
             for i in observed.incidents
             if i.flow is not None
             and i.opened_at <= b.at - SLACK_S
             and (math.inf if i.flow_ended_at is None else i.flow_ended_at) >= b.end + SLACK_S
         }
-        if not open_:
+        if not certainly:
             continue
+        possibly = {
+            i.flow
+            for i in observed.incidents
+            if i.flow is not None
+            and i.opened_at <= b.end + SLACK_S
+            and (math.inf if i.flow_ended_at is None else i.flow_ended_at) + latency >= b.at
+        }
         fig.report_bursts += 1
         if b.accepted < b.posted:
             fig.report_pages.append(f"burst at {b.at:.0f}: {b.accepted} of {b.posted} accepted")
-        window = [b.at, b.end + SLACK_S]
+        window = (b.at - SLACK_S, b.end + SLACK_S)
         attached = [
             e
             for e in observed.evidence
-            if e.source == "report" and window[0] <= e.at <= window[1] and e.flow in open_
+            if e.source == "report" and window[0] <= e.at <= window[1] and e.flow in possibly
         ]
         fig.reports_attached += len(attached)
         if not attached:

@@ -524,6 +524,14 @@ def bursting(notices: list[Notice], evidence: list[Evidence], accepted: int = 4)
 REPORT = Notice("a", None, "finding", 151, source="report")
 
 
+def bursting_with_closing() -> Observed:
+    """A flow incident 5 whose outage ended at 145 (closed up to a recovery later), beside the
+    open flow incident 7: the evidence went to 5, the older."""
+    seen = bursting([], [Evidence(151, 5, "report")])
+    seen.incidents.append(Incident(3, "c", 60, 70, 145, flow=5, flow_ended_at=145))
+    return seen
+
+
 @pytest.mark.parametrize(
     ("seen", "bursts", "attached", "pages"),
     [
@@ -535,6 +543,9 @@ REPORT = Notice("a", None, "finding", 151, source="report")
         (bursting([REPORT], []), 1, 0, 2),
         # attached to no open one (another flow incident's row)
         (bursting([], [Evidence(151, 9, "report")]), 1, 0, 1),
+        # attached to one whose outage was over by then but not yet closed (the recovery's
+        # rounds): the oldest open as stored, right
+        (bursting_with_closing(), 1, 1, 0),
         # refused by the endpoint
         (bursting([], [Evidence(151, 7, "report")], accepted=3), 1, 1, 1),
     ],
