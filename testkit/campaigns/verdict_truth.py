@@ -20,9 +20,10 @@ queued) against it:
   that tells of it), p99 within the bound below;
 - joins: an incident opening while the incident of a target it is related to (a shared server,
   a declared `dependsOn` either way, a host it depends on) is open joins that one's flow
-  incident instead of opening (and paging) one of its own; the incidents of a joint outage's
-  targets open together are one flow incident (`split_flows`; a restart that closes them all and
-  opens them again makes a second one, as it makes second incidents);
+  incident instead of opening (and paging) one of its own (the oldest such, so an outage related
+  to two told flow incidents joins one of them); of a joint outage's targets' incidents open
+  together, however close they opened, only one opens a flow incident (`split_flows`; a restart
+  that closes them all and opens them again makes a second one, as it makes second incidents);
 - report bursts: TLS-RPT reports about a mail domain arriving while a flow incident is open are
   attached to it as evidence (`reports_attached`), never a notice of their own (`report_pages`).
 
@@ -539,13 +540,17 @@ def _judge_joins(
             i for i in mine if i.target in j.targets and j.at - SLACK_S <= i.started_at <= j.end
         ]
         fig.joint_flows.append(len({i.flow for i in joint}))
-        # open together (a restart may close both and open both again: two problems in turn)
+        # Open together, they cannot both have opened a flow incident of their own (one may
+        # join an older one another related outage opened; a restart may close both and open
+        # both again: two problems in turn).
         for a, b in itertools.combinations(joint, 2):
             together = min(_ends(a), _ends(b)) - max(a.opened_at, b.opened_at)
-            if a.target != b.target and a.flow != b.flow and together > SLACK_S:
+            both = first[a.flow] is a and first[b.flow] is b
+            if a.target != b.target and both and together > SLACK_S:
                 fig.split_flows.append(
                     f"joint outage of {', '.join(j.targets)}: {a.target}'s incident {a.id} and"
-                    f" {b.target}'s {b.id}, open together, in flow incidents {a.flow} and {b.flow}"
+                    f" {b.target}'s {b.id}, open together, each opened a flow incident"
+                    f" ({a.flow}, {b.flow})"
                 )
 
 

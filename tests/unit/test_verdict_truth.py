@@ -513,6 +513,21 @@ def test_a_joint_outage_split_by_a_restart_may_be_two_flow_incidents_in_turn() -
     assert len(fig.split_flows) == 1
 
 
+def test_a_joint_target_may_join_an_older_flow_incident_another_relation_opened() -> None:
+    """`b` depends on `a` and on `c`: opening while both are open, in flow incidents of their
+    own already told, it joins the older, `c`'s. Not a split."""
+    incidents = [
+        Incident(9, "c", 80, 90, 210, flow=6, flow_ended_at=215),
+        Incident(1, "a", 105, 115, 210, flow=7, flow_ended_at=215),
+        Incident(2, "b", 106, 118, 215, flow=6, flow_ended_at=215),
+    ]
+    seen = Observed({"a": [], "b": [], "c": []}, incidents, [], {t: "up" for t in "abc"})
+    seen.joints = JOINT
+    related = {"a": frozenset("b"), "b": frozenset("ac"), "c": frozenset("b")}
+    fig = judge(APART, seen, ["a", "b", "c"], RULES, END, related=related)
+    assert (fig.split_flows, fig.joint_flows, fig.joins) == ([], [2], 1)
+
+
 def bursting(notices: list[Notice], evidence: list[Evidence], accepted: int = 4) -> Observed:
     seen = two(140, 7)
     seen.notices += notices
