@@ -48,6 +48,7 @@ from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.settings import AgentSettings
 from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
+    QUERIES_MAX,
     REPORT_AUTH_MAX,
     SELECTORS_MAX,
     WIRE,
@@ -65,7 +66,6 @@ from shared.sidechecks.readiness import (
 )
 
 BUDGET_MAX_S: Final = 10.0
-QUERIES_MAX: Final = 80
 SPF_RECORDS_MAX: Final = 40
 TXT_MAX: Final = 8192  # bytes of TXT strings at one name: SPF and DKIM records are far smaller
 PER_TENANT_MAX: Final = 2
@@ -514,6 +514,8 @@ def signing(at: Round, domain: str) -> list[str]:
 
 
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
+    if ask.held:
+        return bounded(Readiness(error=ask.held))  # asked nothing: the budget is spent
     domain = ask.domain.strip().lower().rstrip(".")
     signed = signing(at, domain)
     out = await probe.probe(
