@@ -322,3 +322,35 @@ def _result(job: CheckJob, checked: CheckResult, facts: Readiness) -> Any:
     row = results.decode_result(encode(checked))
     _bound_side(row)
     return row
+
+
+async def test_what_a_round_is_charged_is_its_own_once_and_at_most_its_reservation(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """An agent that says it spent a billion queries charges its round QUERIES_MAX (the
+    ingester's bound), a result delivered twice settles once, and the charge is its own
+    organization's and country's alone."""
+    org = await make_tenant(rig.pool)
+    history = History(rig, org, _planner(rig, tmp_path), 400)
+    await history.monitors()
+    now = hour_of(datetime.now(UTC))
+    jobs = await history.plan(now)
+    lying = jobs[0]
+    facts = Readiness(domain=HOSTILE, queries=10**9)
+    async with SmtpPeer() as smtp:
+        checked = await run_check(
+            make_job("smtp", smtp.port, SmtpConfig(), country="DE"), "DE-agent", True, _contexts()
+        )
+    for _ in range(2):  # delivered twice
+        async with rig.pool.acquire() as conn, conn.transaction():
+            await results.store(conn, [_result(lying, checked, facts)])
+    rows = await rig.fetch(
+        "SELECT organization_id, country, asked, settled, spent FROM readiness_budget"
+        " WHERE organization_id = ANY($1::bigint[]) AND hour = $2 ORDER BY organization_id",
+        [rig.tenant.org_id, org.org_id],
+        now,
+    )
+    assert [tuple(r) for r in rows] == [
+        (rig.tenant.org_id, "DE", 3, 1, QUERIES_MAX),
+        (org.org_id, "DE", 1, 0, 0),
+    ]
