@@ -382,8 +382,9 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
-        # Readiness asked of the jobs going out now or waiting for a slot.
-        await readiness_budget.reserve(conn, [job for r in rounds for job in r.jobs], now)
+        # Readiness asked of the jobs going out now, waiting for a slot, or logging in later.
+        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
+        await readiness_budget.reserve(conn, planned, now)
         jobs, earlier, refused, preempts = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
