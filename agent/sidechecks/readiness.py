@@ -13,7 +13,9 @@ count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evalu
 
 Every round is bounded: at most QUERIES_MAX queries and SPF_RECORDS_MAX records, within the
 job's timeout (at most BUDGET_MAX_S), TXT answers of at most TXT_MAX bytes; at most
-PER_TENANT_MAX rounds of one organization at once (others wait within their own budget). What
+PER_TENANT_MAX rounds of one organization at once (others wait within their own budget); a
+round the controller held (its organization's hourly budget is spent: `ReadinessAsk.held`)
+asks nothing and returns why. What
 could not be read is the facts' `error`, never an exception: a walk cut short says why, and the
 controller judges nothing it could not know.
 """
