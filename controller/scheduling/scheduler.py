@@ -642,7 +642,11 @@ class Scheduler:
     ) -> dict[str, object]:
         """What side checks read of a batch of rounds as they are planned: the readiness DNS
         budgets of its organizations (a `Ledger` of this batch alone)."""
-        orgs = [m.monitor.organization_id for m in claimed if isinstance(m, WatchedMonitor)]
+        orgs = [
+            m.monitor.organization_id
+            for m in claimed
+            if isinstance(m, WatchedMonitor) and m.monitor.mail_domain
+        ]
         ledger = await readiness_budget.load(conn, orgs, now, self._readiness_queries)
         return {READINESS: ledger}
 

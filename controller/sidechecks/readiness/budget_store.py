@@ -51,7 +51,9 @@ _FORGET = "DELETE FROM readiness_budget WHERE hour < $1"
 
 async def load(conn: Conn, organization_ids: Sequence[int], now: datetime, budget: int) -> Ledger:
     """The budgets of `organization_ids` for the hours a round planned `now` may fall in (a
-    late round is counted in its scheduled hour)."""
+    late round is counted in its scheduled hour); no statement without any."""
+    if not organization_ids:
+        return Ledger(budget)
     rows = await conn.fetch(_LOAD, sorted(set(organization_ids)), hour_of(now) - HOUR)
     spends = {
         (r["organization_id"], r["country"], r["hour"]): Spend(r["asked"], r["settled"], r["spent"])
@@ -67,15 +69,16 @@ def _domain(job: CheckJob) -> bool:
 
 async def reserve(conn: Conn, jobs: Sequence[CheckJob], now: datetime) -> None:
     """Count the jobs whose readiness asks a domain as asked, in their scheduled hour; the
-    rows of hours long past are dropped."""
+    rows of hours a day past are dropped (rows are only added here)."""
     asked = [j for j in jobs if _domain(j)]
-    if asked:
-        await conn.execute(
-            _RESERVE,
-            [j.monitor_id for j in asked],
-            [j.country for j in asked],
-            [hour_of(parse_iso(j.scheduled_at)) for j in asked],
-        )
+    if not asked:
+        return  # no statement: a pass without readiness costs nothing here
+    await conn.execute(
+        _RESERVE,
+        [j.monitor_id for j in asked],
+        [j.country for j in asked],
+        [hour_of(parse_iso(j.scheduled_at)) for j in asked],
+    )
     await conn.execute(_FORGET, hour_of(now) - 24 * HOUR)
 
 
