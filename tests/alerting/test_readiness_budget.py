@@ -41,6 +41,7 @@ from testkit.peers.jobs import make_job
 from testkit.peers.smtp import SmtpPeer
 from tests.alerting.conftest import Rig
 from tests.conftest import Tenant, make_tenant
+from tests.console.helpers import Browserish
 
 SEED = 67
 LOST = 0.15  # the share of asked rounds whose result never arrives
@@ -126,6 +127,7 @@ class History:
         self.per_hour: dict[tuple[str, datetime], int] = {}
         self.stored: list[tuple[int, str, bool]] = []  # (monitor, job, asked)
         self.batches: dict[datetime, list[bool]] = {}  # each batch's rounds: asked or held
+        self.last: dict[int, bool] = {}  # each monitor's latest stored round: asked or held
 
     async def monitors(self) -> None:
         for i in range(3):
@@ -192,6 +194,7 @@ class History:
                 self.judged.add(monitor["id"])
             rows.append(_result(job, checked, facts))
             self.stored.append((monitor["id"], job.job_id, asked))
+            self.last[monitor["id"]] = asked
         async with self.rig.pool.acquire() as conn, conn.transaction():
             await results.store(conn, rows)
 
@@ -268,6 +271,13 @@ async def test_held_rounds_keep_the_findings_and_tell_nothing(
                 assert await _open(api, rig.tenant, monitor) == found, monitor["name"]
             assert await _open(api, history.org, history.fine) == set()
     assert history.held, "the history held rounds"
+    # The monitor page says why a country's latest readiness round read nothing.
+    console = Browserish(api, session=rig.tenant.tokens["readonly"])
+    for monitor in history.hostile:
+        page = (await console.get(f"/console/monitors/{monitor['public_id']}")).text
+        last = history.last[monitor["id"]]
+        shown = "this organization&#39;s DNS budget for readiness in DE is spent until" in page
+        assert shown is (not last), monitor["name"]
     for monitor in history.hostile:
         notes = [(n["kind"], n["source"]) for n in await rig.outbox_rows(monitor)]
         told = [("finding", "finding")] if monitor["id"] in history.judged else []
