@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
+from cryptography.fernet import Fernet
 
 from agent.probers.run import run_check
 from agent.probers.tls import SslContexts, build_ssl_contexts
@@ -300,12 +301,10 @@ def _contexts() -> SslContexts:
 
 
 def _secrets_key() -> str:
-    from cryptography.fernet import Fernet
-
     return Fernet.generate_key().decode()
 
 
-def _watched(claimed: ClaimedMonitor | None) -> Any:
+def _watched(claimed: ClaimedMonitor | None) -> ClaimedMonitor:
     assert claimed is not None
     return claimed
 
