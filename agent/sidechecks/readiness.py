@@ -13,7 +13,9 @@ count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evalu
 
 Every round is bounded: at most QUERIES_MAX queries and SPF_RECORDS_MAX records, within the
 job's timeout (at most BUDGET_MAX_S), TXT answers of at most TXT_MAX bytes; at most
-PER_TENANT_MAX rounds of one organization at once (others wait within their own budget). What
+PER_TENANT_MAX rounds of one organization at once (others wait within their own budget); a
+round the controller held (its organization's hourly budget is spent: `ReadinessAsk.held`)
+asks nothing and returns why. What
 could not be read is the facts' `error`, never an exception: a walk cut short says why, and the
 controller judges nothing it could not know.
 """
@@ -48,6 +50,7 @@ from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
 from shared.settings import AgentSettings
 from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
+    QUERIES_MAX,
     REPORT_AUTH_MAX,
     SELECTORS_MAX,
     WIRE,
@@ -65,7 +68,6 @@ from shared.sidechecks.readiness import (
 )
 
 BUDGET_MAX_S: Final = 10.0
-QUERIES_MAX: Final = 80
 SPF_RECORDS_MAX: Final = 40
 TXT_MAX: Final = 8192  # bytes of TXT strings at one name: SPF and DKIM records are far smaller
 PER_TENANT_MAX: Final = 2
@@ -514,6 +516,8 @@ def signing(at: Round, domain: str) -> list[str]:
 
 
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
+    if ask.held:
+        return bounded(Readiness(error=ask.held))  # asked nothing: the budget is spent
     domain = ask.domain.strip().lower().rstrip(".")
     signed = signing(at, domain)
     out = await probe.probe(

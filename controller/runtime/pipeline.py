@@ -134,6 +134,7 @@ async def open_pipeline(
                 links=Links.of(settings),
             ),
             links=Links.of(settings),
+            readiness_queries=settings.readiness_queries_per_hour,
         )
         ingester = Ingester(
             pool,
