@@ -951,13 +951,17 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
             cc,
         )
     assert [tuple(r) for r in rows] == [(org.org_id, 2), (other.org_id, 1)]
-    # The next hour: the held monitor is asked again, by itself.
+    # The next hour: the held monitor is asked again, by itself (the others' rounds are
+    # not due yet).
     clock.now = hour_of(clock.now) + timedelta(hours=1, minutes=1)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
-            "UPDATE monitors SET next_due_at = $2 WHERE public_id = $1",
+            "UPDATE monitors SET next_due_at = CASE WHEN public_id = $1 THEN $2::timestamptz ELSE $3 END"
+            " WHERE public_id = ANY($4::uuid[])",
             uuid.UUID(held),
             clock.now - timedelta(seconds=1),
+            clock.now + timedelta(hours=1),
+            [uuid.UUID(m["publicId"]) for m in [*ours, theirs]],
         )
     assert await scheduler.tick() == 1
     (job, _) = (await countries.jobs(cc))[-1]
