@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from controller.operator_health import store as health_db
+from controller.operator_health.rules import HOLD
 from controller.oracles import store as oracles_db
-from controller.oracles.rules import HOLD
 from controller.oracles.watch import OracleWatch
 from shared.timefmt import utcnow
 from testkit.peers.dnsbl import DnsblPeer
@@ -42,7 +43,7 @@ async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_s
     await watch.run_once(t0 + HOLD)
     await watch.run_once(t0 + HOLD * 2)
     async with rig.pool.acquire() as conn:
-        health = await oracles_db.healths(conn)
+        health = await health_db.healths(conn, oracles_db.HEALTH)
     assert health[(ZEN.zone, COUNTRY)].state == "unhealthy"
     assert health[("rbl.example.net", COUNTRY)].state == "healthy"
     notes = await rig.fetch(

@@ -22,8 +22,8 @@ from controller.ingest import store as results
 from controller.jobs.result_kinds import SATURATED, ResultRow
 from controller.jobs.rules import JobIds
 from controller.monitors import store as monitors
+from controller.operator_health.rules import HOLD
 from controller.oracles.metrics import World
-from controller.oracles.rules import HOLD
 from controller.secrets.box import SecretBox, generate_key
 from controller.web.app import create_app
 from shared.messages import AGENT_FEATURES, AgentHeartbeat, encode
