@@ -6,7 +6,7 @@ by job id in `side_readiness`."""
 from typing import TYPE_CHECKING, Final
 
 from controller.sidechecks.findings import Verdicts
-from controller.sidechecks.frame import ControllerSideCheck, Judging, Planning
+from controller.sidechecks.frame import ControllerSideCheck, Judging, on_dns_rounds
 from controller.sidechecks.readiness import rules
 from shared.messages import PASSWORD_LOGIN, ImapPopConfig, JobConfig, RoundTripConfig, SmtpConfig
 from shared.sidechecks.readiness import WIRE, Readiness, ReadinessAsk, bounded
@@ -43,11 +43,9 @@ def watched(monitor: "Monitor") -> bool:
     return bool(monitor.mail_domain) or bool(password_logins(monitor.config, monitor.hostname))
 
 
-def ask(p: Planning) -> ReadinessAsk | None:
-    if not p.dns_due or not watched(p.monitor):
-        return None
-    domain = p.monitor.mail_domain or ""
-    return ReadinessAsk(domain=domain, selectors=selectors(p.monitor) if domain else [])
+def asking(monitor: "Monitor") -> ReadinessAsk:
+    domain = monitor.mail_domain or ""
+    return ReadinessAsk(domain=domain, selectors=selectors(monitor) if domain else [])
 
 
 def selectors(monitor: "Monitor") -> list[str]:
@@ -70,7 +68,7 @@ SIDE_CHECK: Final = ControllerSideCheck(
     codes={**rules.CODES, **rules.DRIFT_CODES},
     watched=watched,
     wire=WIRE,
-    ask=ask,
+    ask=on_dns_rounds(watched, asking),
     judge=judge,
     bound=bounded,
 )
