@@ -115,7 +115,7 @@ async def test_a_resolver_answering_nxdomain_for_everything_is_never_believed(
             await watch.run_once(t0 + HOLD)
             await watch.run_once(t0 + HOLD * 2)  # still unhealthy: no second notice
             (told,) = await org_notes(rig)
-            shown = await api.get("/api/oracles", headers=rig.tenant.auth("readonly"))
+            shown = await api.get("/api/oracles", headers=rig.tenant.auth("owner"))
             assert shown.status_code == 200, shown.text
             by = {(o["oracle"], o["country"]): o for o in shown.json()["oracles"]}
             assert by[("dns", LYING)]["state"] == "unhealthy"

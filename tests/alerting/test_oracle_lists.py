@@ -60,7 +60,7 @@ async def test_spamhaus_refusing_a_countrys_resolver_is_told_once_with_what_to_s
     assert "AGENT_SPAMHAUS_DQS_KEY" in zen["body_text"]
     assert "public or open resolver" in zen["body_text"]
     assert len([n for n in notes if "Spamhaus ZEN" in n["subject"]]) == 1
-    shown = await api.get("/api/oracles", headers=rig.tenant.auth("readonly"))
+    shown = await api.get("/api/oracles", headers=rig.tenant.auth("owner"))
     by = {(o["oracle"], o["country"]): o for o in shown.json()["oracles"]}
     assert "AGENT_BLOCKLIST_RESOLVER" in by[(ZEN.zone, COUNTRY)]["whatToSet"]
     listings = await rig.fetch(
