@@ -41,12 +41,11 @@ import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.dns_resolver import CanaryResolver
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
-from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
-from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.dns_canary import Canary
 from shared.settings import AgentSettings
 from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
@@ -437,11 +436,7 @@ class ReadinessProbe:
     def __init__(
         self, *, resolver: str | None = None, canaries: tuple[Canary, ...] | None = None
     ) -> None:
-        self._setting = resolver
-        self._resolver: dns.asyncresolver.Resolver | None = None
-        self._canaries = CanaryAsk(
-            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
-        )
+        self._dns = CanaryResolver(resolver, canaries)
         self._tenants = TenantBound(PER_TENANT_MAX)
 
     async def probe(
@@ -456,7 +451,7 @@ class ReadinessProbe:
         budget = max(0.1, min(budget_s, BUDGET_MAX_S))
         deadline = loop.time() + budget
         try:
-            resolver = self._resolver_now()
+            resolver = self._dns.resolver()
         except dns.exception.DNSException as exc:
             out.error = f"no resolver: {exc}"
             return out
@@ -485,7 +480,7 @@ class ReadinessProbe:
     ) -> None:
         loop = asyncio.get_running_loop()
         look = _Lookups(resolver, deadline)
-        canaries = asyncio.create_task(self._canaries.answers(resolver, deadline - loop.time()))
+        canaries = asyncio.create_task(self._dns.canaries.answers(resolver, deadline - loop.time()))
         try:
             out.spf = await _spf(look, out.domain)
             out.dmarc = await _dmarc(look, out.domain)
@@ -500,11 +495,6 @@ class ReadinessProbe:
         finally:
             out.queries = look.spent
             out.canaries = await canaries
-
-    def _resolver_now(self) -> dns.asyncresolver.Resolver:
-        if self._resolver is None:
-            self._resolver = dns_resolver(self._setting)
-        return self._resolver
 
 
 def signing(at: Round, domain: str) -> list[str]:

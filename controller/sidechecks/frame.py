@@ -113,3 +113,15 @@ class ControllerSideCheck(Generic[AskT, FactsT]):
 
 
 AnySideCheck = ControllerSideCheck[Any, Any]
+
+
+def on_dns_rounds(
+    watched: Callable[["Monitor"], bool], asking: Callable[["Monitor"], AskT]
+) -> Callable[[Planning], AskT | None]:
+    """The `ask` of a side check on the `dns` cadence: `asking(monitor)` on the rounds that
+    resolve DNS of a monitor it watches, nothing on the others."""
+
+    def ask(p: Planning) -> AskT | None:
+        return asking(p.monitor) if p.dns_due and watched(p.monitor) else None
+
+    return ask
