@@ -956,8 +956,8 @@ async def test_readiness_is_held_past_its_organizations_hourly_budget_and_resume
     clock.now = hour_of(clock.now) + timedelta(hours=1, minutes=1)
     async with pipe_pool.acquire() as conn:
         await conn.execute(
-            "UPDATE monitors SET next_due_at = CASE WHEN public_id = $1 THEN $2::timestamptz ELSE $3 END"
-            " WHERE public_id = ANY($4::uuid[])",
+            "UPDATE monitors SET next_due_at = CASE WHEN public_id = $1"
+            " THEN $2::timestamptz ELSE $3 END WHERE public_id = ANY($4::uuid[])",
             uuid.UUID(held),
             clock.now - timedelta(seconds=1),
             clock.now + timedelta(hours=1),
