@@ -130,8 +130,9 @@ class FlowMonitor(msgspec.Struct, rename="camel", frozen=True):
 class FlowFacts(msgspec.Struct, rename="camel", frozen=True):
     """The mail-flow problem a flow incident's notice tells of (controller.alerting.flows):
     `id` as `GET /api/incidents` names it; every country and cause its monitors touched;
-    `monitors` the first FLOW_MONITORS of `monitorCount`; `changes` what a change notice
-    tells; `evidence` the first EVIDENCE of `evidenceCount` findings attached to it."""
+    `monitors` the first FLOW_MONITORS of `monitorCount`, `downCount` of them down (absent
+    from notices stored before it was told); `changes` what a change notice tells; `evidence`
+    the first EVIDENCE of `evidenceCount` findings attached to it."""
 
     id: str
     started_at: str
@@ -143,6 +144,7 @@ class FlowFacts(msgspec.Struct, rename="camel", frozen=True):
     changes: list[str] = msgspec.field(default_factory=list)
     evidence_count: int = 0
     evidence: list[str] = msgspec.field(default_factory=list)
+    down_count: int | None = None
 
 
 # What one notice lists of a flow incident (its monitors, its evidence), at most.
@@ -240,7 +242,7 @@ def _shown(lines: list[str], total: int) -> str:
 def _flow_facts(e: Event, f: FlowFacts) -> list[tuple[str, str]]:
     """A flow incident's facts: every monitor with its state and cause, every country and
     cause, what changed, the evidence attached."""
-    down = sum(m.state == "down" for m in f.monitors)
+    down = f.down_count if f.down_count is not None else sum(m.state == "down" for m in f.monitors)
     facts = [
         ("State", e.state.upper()),
         ("Monitors", f"{f.monitor_count} ({down} down)" if down else str(f.monitor_count)),

@@ -151,4 +151,5 @@ def flow_facts(
         changes=list(changes),
         evidence_count=len(evidence),
         evidence=[one_line(e) for e in evidence[: channel_kinds.EVIDENCE]],
+        down_count=sum(p.ended_at is None for p in parts),
     )

@@ -110,6 +110,42 @@ def test_a_message_lists_the_first_ten_monitors_then_how_many_more() -> None:
     assert "Relay 11" not in text and "and 2 more" in text
 
 
+def flow_event(f: channel_kinds.FlowFacts) -> Event:
+    return Event(
+        id="e",
+        kind="down",
+        state="down",
+        at="2026-11-27T10:01:00.000Z",
+        summary="[mailprobe] DOWN",
+        monitor=MonitorFacts(str(UUID(int=1)), "Relay 1", "smtp", "mx1.example.test", 587),
+        incident=None,
+        console_url=None,
+        flow=f,
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "told"),
+    [
+        # beyond the FLOW_MONITORS listed, the count of those down is of every monitor
+        ([part(n, ended=n <= 10) for n in range(1, 121)], "Monitors: 120 (110 down)"),
+        ([part(n, ended=n > 60) for n in range(1, 121)], "Monitors: 120 (60 down)"),
+        ([part(n, ended=True) for n in range(1, 4)], "Monitors: 3\n"),
+    ],
+)
+def test_a_message_counts_every_monitor_down_not_only_those_listed(
+    parts: list[Part], told: str
+) -> None:
+    f = flow_facts(FLOW, parts, T0, None)
+    assert told.replace("\\n", "\n") in channel_kinds.plain_text(flow_event(f)) + "\n"
+
+
+def test_a_notice_stored_before_the_down_count_counts_the_monitors_it_lists() -> None:
+    f = msgspec.structs.replace(flow_facts(FLOW, [part(1), part(2, ended=True)], T0, None))
+    older = msgspec.structs.replace(f, down_count=None)
+    assert "Monitors: 2 (1 down)" in channel_kinds.plain_text(flow_event(older))
+
+
 class OlderEvent(msgspec.Struct, rename="camel", frozen=True):
     """The webhook event as controllers before flow incidents' facts wrote and read it."""
 
