@@ -54,6 +54,7 @@ from testkit.campaigns.soak_figures import (
     grid,
     normal_lateness,
     published_results,
+    read_when_settled,
     stored_rows,
 )
 from testkit.campaigns.soak_rig import now
@@ -371,12 +372,11 @@ def run_campaign(c: Campaign, say: Say = print) -> list[HaFigures]:
         say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
         outages = {f.name for f in c.faults if f.outage}
         lagged = {f.name for f in c.faults if f.lag_target}
-        drained_by = now() + DRAIN_S
-        while True:
-            found = asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged))
-            if now() >= drained_by or not any(h.lost or h.not_received for h in found):
-                return found
-            time.sleep(1)
+        return read_when_settled(
+            lambda: asyncio.run(_figures(rig, healthy, outage, windows, outages, lagged)),
+            lambda found: not any(h.lost or h.not_received for h in found),
+            DRAIN_S,
+        )
     finally:
         rig.close()
         if os.environ.get("SOAK_KEEP"):

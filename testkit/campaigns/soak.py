@@ -35,6 +35,7 @@ from testkit.campaigns.soak_figures import (
     grid,
     normal_lateness,
     published_results,
+    read_when_settled,
     stored_rows,
 )
 from testkit.campaigns.soak_rig import Rig, now
@@ -194,12 +195,11 @@ def run_campaign(c: Campaign, say: Callable[[str], None] = print) -> list[Figure
             time.sleep(fault.observe_s)
             windows.append(Window(fault.name, start, returned, now(), fault.away))
         say(f"  waiting for the last rounds to close (at most {DRAIN_S:.0f} s)")
-        drained_by = now() + DRAIN_S
-        while True:
-            found = asyncio.run(_figures(rig, monitors, windows))
-            if now() >= drained_by or not any(f.missing or f.dropped for f in found):
-                return found
-            time.sleep(1)
+        return read_when_settled(
+            lambda: asyncio.run(_figures(rig, monitors, windows)),
+            lambda found: not any(f.missing or f.dropped for f in found),
+            DRAIN_S,
+        )
     finally:
         rig.close()
         if os.environ.get("SOAK_KEEP"):
