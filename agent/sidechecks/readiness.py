@@ -13,7 +13,9 @@ count one; `ip4`, `ip6`, `all` and `exp` none; terms after `all` are never evalu
 
 Every round is bounded: at most QUERIES_MAX queries and SPF_RECORDS_MAX records, within the
 job's timeout (at most BUDGET_MAX_S), TXT answers of at most TXT_MAX bytes; at most
-PER_TENANT_MAX rounds of one organization at once (others wait within their own budget). What
+PER_TENANT_MAX rounds of one organization at once (others wait within their own budget); a
+round the controller held (its organization's hourly budget is spent: `ReadinessAsk.held`)
+asks nothing and returns why. What
 could not be read is the facts' `error`, never an exception: a walk cut short says why, and the
 controller judges nothing it could not know.
 """
@@ -39,15 +41,15 @@ import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from agent.dns_canary import CanaryAsk
 from agent.dns_errors import why
+from agent.dns_resolver import CanaryResolver
 from agent.settings import AgentSettings
 from agent.sidechecks.base import AgentSideCheck, Round, Runner
-from agent.sidechecks.mail_dns import dns_resolver
 from agent.tenant_bound import TenantBound
-from shared.dns_canary import DEFAULT_CANARIES, Canary, parse_dns_canaries
+from shared.dns_canary import Canary
 from shared.sidechecks import dmarc_tree
 from shared.sidechecks.readiness import (
+    QUERIES_MAX,
     REPORT_AUTH_MAX,
     SELECTORS_MAX,
     WIRE,
@@ -65,7 +67,6 @@ from shared.sidechecks.readiness import (
 )
 
 BUDGET_MAX_S: Final = 10.0
-QUERIES_MAX: Final = 80
 SPF_RECORDS_MAX: Final = 40
 TXT_MAX: Final = 8192  # bytes of TXT strings at one name: SPF and DKIM records are far smaller
 PER_TENANT_MAX: Final = 2
@@ -435,11 +436,7 @@ class ReadinessProbe:
     def __init__(
         self, *, resolver: str | None = None, canaries: tuple[Canary, ...] | None = None
     ) -> None:
-        self._setting = resolver
-        self._resolver: dns.asyncresolver.Resolver | None = None
-        self._canaries = CanaryAsk(
-            parse_dns_canaries(DEFAULT_CANARIES) if canaries is None else canaries
-        )
+        self._dns = CanaryResolver(resolver, canaries)
         self._tenants = TenantBound(PER_TENANT_MAX)
 
     async def probe(
@@ -454,7 +451,7 @@ class ReadinessProbe:
         budget = max(0.1, min(budget_s, BUDGET_MAX_S))
         deadline = loop.time() + budget
         try:
-            resolver = self._resolver_now()
+            resolver = self._dns.resolver()
         except dns.exception.DNSException as exc:
             out.error = f"no resolver: {exc}"
             return out
@@ -483,7 +480,7 @@ class ReadinessProbe:
     ) -> None:
         loop = asyncio.get_running_loop()
         look = _Lookups(resolver, deadline)
-        canaries = asyncio.create_task(self._canaries.answers(resolver, deadline - loop.time()))
+        canaries = asyncio.create_task(self._dns.canaries.answers(resolver, deadline - loop.time()))
         try:
             out.spf = await _spf(look, out.domain)
             out.dmarc = await _dmarc(look, out.domain)
@@ -499,11 +496,6 @@ class ReadinessProbe:
             out.queries = look.spent
             out.canaries = await canaries
 
-    def _resolver_now(self) -> dns.asyncresolver.Resolver:
-        if self._resolver is None:
-            self._resolver = dns_resolver(self._setting)
-        return self._resolver
-
 
 def signing(at: Round, domain: str) -> list[str]:
     """The selectors the round's own message (a round trip's, as received) was signed with
@@ -514,6 +506,8 @@ def signing(at: Round, domain: str) -> list[str]:
 
 
 async def _run(probe: ReadinessProbe, ask: ReadinessAsk, at: Round) -> Readiness | None:
+    if ask.held:
+        return bounded(Readiness(error=ask.held))  # asked nothing: the budget is spent
     domain = ask.domain.strip().lower().rstrip(".")
     signed = signing(at, domain)
     out = await probe.probe(

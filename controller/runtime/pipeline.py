@@ -182,6 +182,7 @@ def _scheduler(
         asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
         tokens=token_service(settings.oauth2, pool, box, links),
         links=links,
+        readiness_queries=scheduling.readiness_queries_per_hour,
     )
     return scheduler, fresh
 

@@ -59,6 +59,9 @@ from controller.scheduling.plan import PlannedRound, RoundPlanner
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
 from controller.sidechecks.blocklists.rules import BlockList
+from controller.sidechecks.readiness import budget_store as readiness_budget
+from controller.sidechecks.readiness.budget import QUERIES_PER_HOUR as READINESS_QUERIES_PER_HOUR
+from controller.sidechecks.readiness.budget import READINESS
 from shared.loop import run_every
 from shared.messages import (
     FEATURE_BUNDLES,
@@ -121,8 +124,12 @@ class Scheduler:
         tokens: TokenService | None = None,
         links: Links = NO_LINKS,
         clock: Callable[[], datetime] = utcnow,
+        readiness_queries: int = READINESS_QUERIES_PER_HOUR,
     ) -> None:
-        """`links`: where the owners' login cap notice points them."""
+        """`links`: where the owners' login cap notice points them; `readiness_queries`: each
+        organization's readiness DNS queries per hour and country (READINESS_QUERIES_PER_HOUR,
+        controller.sidechecks.readiness.budget)."""
+        self._readiness_queries = readiness_queries
         self._pool = pool
         self._tokens = tokens  # OAuth2 access tokens; None: OAuth2 logins are never sent
         self._links = links
@@ -314,6 +321,7 @@ class Scheduler:
             )
             live = self._agents.countries()
             oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
+            side = await self._side_of(conn, monitors, now)
             plans = await asyncio.to_thread(
                 lambda: [
                     self._round(
@@ -324,6 +332,7 @@ class Scheduler:
                         avoid=avoid.get(_id(m), {}),
                         tokens=tokens.get(_id(m)),
                         oauth2_live=oauth2_live,
+                        side=side,
                     )
                     for m in monitors
                 ]
@@ -382,6 +391,9 @@ class Scheduler:
                     planning.held(job, CAPPED, planning.capped_why(cap, self._login_cap))
                 )
                 await login_cap_notice.reached(conn, r.monitor_id, cap, now, self._links)
+        # Readiness asked of the jobs going out now, waiting for a slot, or logging in later.
+        planned = [job for r in rounds for job in [*r.jobs, *(job for _, job in r.deferred)]]
+        await readiness_budget.reserve(conn, planned, now)
         jobs, earlier, refused, preempts = self._admitted(rounds, now)
         await roundtrip_sends.not_sent(conn, refused)
         await self.publish(jobs)
@@ -533,7 +545,8 @@ class Scheduler:
                 return 0, False
             tokens, waiting = await self._ready_tokens(conn, claimed, now)
             planned = [m for m in claimed if _id(m) not in waiting]
-            rounds = await self.rounds(planned, now, self._agents.countries(), tokens)
+            side = await self._side_of(conn, planned, now)
+            rounds = await self.rounds(planned, now, self._agents.countries(), tokens, side)
             jobs = await self._send(conn, rounds, now)
             await due.set_next_due(
                 conn,
@@ -564,17 +577,21 @@ class Scheduler:
         now: datetime,
         live: frozenset[str],
         tokens: Mapping[int, Mapping[str, Secret] | TokenFailure] | None = None,
+        side: Mapping[str, object] | None = None,
     ) -> list[PlannedRound]:
         """The rounds of claimed monitors, planned in a thread. Decrypting and sealing cost
         0.1-0.2 ms a credentialed job: a batch of them inline would stall the loop (API,
         ingester, alerter) for hundreds of milliseconds, in a thread it does not, as OpenSSL and
         libsodium release the GIL (bench/seal.py). `tokens`: the OAuth2 logins' access tokens
-        (or why there are none), by monitor id."""
+        (or why there are none), by monitor id; `side`: what side checks read of the batch
+        (`_side_of`)."""
         got = tokens or {}
         oauth2_live = self._agents.countries_with(FEATURE_OAUTH2)
         return await asyncio.to_thread(
             lambda: [
-                self._round(m, now, live, tokens=got.get(_id(m)), oauth2_live=oauth2_live)
+                self._round(
+                    m, now, live, tokens=got.get(_id(m)), oauth2_live=oauth2_live, side=side
+                )
                 for m in claimed
             ]
         )
@@ -633,6 +650,19 @@ class Scheduler:
         if self._tokens is not None:
             await self._tokens.settled()
 
+    async def _side_of(
+        self, conn: Conn, claimed: Sequence[ClaimedMonitor], now: datetime
+    ) -> dict[str, object]:
+        """What side checks read of a batch of rounds as they are planned: the readiness DNS
+        budgets of its organizations (a `Ledger` of this batch alone)."""
+        orgs = [
+            m.monitor.organization_id
+            for m in claimed
+            if isinstance(m, WatchedMonitor) and m.monitor.mail_domain
+        ]
+        ledger = await readiness_budget.load(conn, orgs, now, self._readiness_queries)
+        return {READINESS: ledger}
+
     def _round(
         self,
         claimed: ClaimedMonitor,
@@ -643,11 +673,13 @@ class Scheduler:
         avoid: Mapping[str, list[str]] | None = None,
         tokens: Mapping[str, Secret] | TokenFailure | None = None,
         oauth2_live: frozenset[str],
+        side: Mapping[str, object] | None = None,
     ) -> PlannedRound:
         """The monitor's round (`RoundPlanner.round`). A monitor that cannot become jobs is
         logged and skipped (its next due time still moves), so one bad monitor never stops the
         scheduler. `oauth2_live`: the countries whose every live agent logs in with OAuth2,
-        read once for the caller's whole batch."""
+        read once for the caller's whole batch; `side`: what side checks read of the batch
+        (`_side_of`)."""
         plan = self._planner.round(
             claimed,
             now,
@@ -656,6 +688,7 @@ class Scheduler:
             avoid=avoid,
             tokens=tokens,
             oauth2_live=oauth2_live,
+            side=side,
         )
         if plan.unusable is None and plan.countries:
             return plan
@@ -694,8 +727,9 @@ class Scheduler:
         await self._keys.refresh()
         async with self._pool.acquire() as conn:
             claimed = await due.monitor(conn, monitor_id)
-        if claimed is None:
-            return None
+            if claimed is None:
+                return None
+            side = await self._side_of(conn, [claimed], self._clock())
         # Its access tokens are got holding no connection: many triggers at once must not hold
         # the pool while the token service needs it.
         now = self._clock()
@@ -708,6 +742,7 @@ class Scheduler:
             trigger=True,
             tokens=tokens.get(_id(claimed)),
             oauth2_live=self._agents.countries_with(FEATURE_OAUTH2),
+            side=side,
         )
         async with self._pool.acquire() as conn:
             # Off its grid: the settled monitor's routine rounds no longer move its due time

@@ -18,6 +18,7 @@ import msgspec
 from shared.dns_canary import DnsCanary, capped
 from shared.sidechecks import SideCheckWire
 
+QUERIES_MAX: Final = 80  # DNS queries of one round (the agent stops there)
 SELECTORS_MAX: Final = 16  # DKIM keys read per round: the signing ones, the listed, the common
 SELECTOR_MAX: Final = 63
 LISTED_MAX: Final = 6  # selectors a monitor lists (`dkimSelectors`)
@@ -46,10 +47,14 @@ def selector(text: str) -> str | None:
 class ReadinessAsk(msgspec.Struct, kw_only=True, rename="camel"):
     """`domain`: the monitored mail domain ("" for none: only what the round's own facts say
     is judged); `selectors`: the DKIM selectors to read (the monitor's listed ones and those a
-    round trip's received message was signed with)."""
+    round trip's received message was signed with); `held`: why the domain is not asked this
+    round (its organization's readiness DNS budget in the country is spent: then `domain` is
+    "", so an agent that predates `held` asks nothing either), which the agent returns as
+    its facts' `error`."""
 
     domain: str = ""
     selectors: list[str] = msgspec.field(default_factory=list)
+    held: str = ""
 
 
 class SpfNode(msgspec.Struct, kw_only=True, rename="camel"):
@@ -170,7 +175,8 @@ class Kept(msgspec.Struct, kw_only=True, rename="camel"):
 class Readiness(msgspec.Struct, kw_only=True, rename="camel"):
     """What one country's agent found of the domain (`domain` "" when none was asked).
     `mx`: the domain's MX names (to tell Microsoft 365 and Google Workspace hosting; null
-    when the lookup failed); `queries`: the DNS queries spent (bounded per round).
+    when the lookup failed); `queries`: the DNS queries the round spent (at most QUERIES_MAX;
+    what its organization's hourly budget in the country is charged).
     `canaries`: the resolver canaries asked beside these lookups; a round whose resolver
     fails them is believed in nothing (null: none configured). `kept`: the controller's (see
     `Kept`)."""
@@ -266,7 +272,7 @@ def bounded(f: Readiness) -> Readiness:
             for k in f.dkim[:SELECTORS_MAX]
         ],
         mx=None if f.mx is None else [_cut(n, NAME_MAX) for n in f.mx[:NAMES_MAX]],
-        queries=f.queries,
+        queries=min(max(f.queries, 0), QUERIES_MAX),
         error=_cut(f.error, TEXT_MAX),
         canaries=capped(f.canaries),
     )

@@ -304,9 +304,15 @@ async def test_a_round_trip_page_shows_its_legs_and_the_phases_of_its_latest_rou
     client.session = org.tokens["readonly"]
     r = await client.get(f"/console/monitors/{monitor['publicId']}")
     assert r.status_code == 200
-    # the port in a span of its own: it never wraps (console.css `.host .port`)
-    assert 'data-leg="send"' in r.text and 'smtp.example.com<span class="port">:587<' in r.text
-    assert 'data-leg="receive"' in r.text and 'imap.example.net<span class="port">:993<' in r.text
+    # the port on the line of the last label: it never wraps (hosts.host, console.css)
+    assert (
+        'data-leg="send"' in r.text
+        and 'smtp.<wbr>example.<wbr><span class="nowrap">com<span class="port">:587<' in r.text
+    )
+    assert (
+        'data-leg="receive"' in r.text
+        and 'imap.<wbr>example.<wbr><span class="nowrap">net<span class="port">:993<' in r.text
+    )
     assert "probe@example.net" in r.text and "password" not in r.text.split('id="legs"')[1][:50]
     assert 'data-country="DE"' in r.text and 'data-phase="delivery">4200 ms' in r.text
     assert "DELIVERY" in r.text  # the phase chart's round-trip lines

@@ -8,12 +8,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 import httpx
 import msgspec
-import pytest
 
 from controller.ingest import retention
 from controller.jobs.rules import JobIds
-from controller.statuspages import cache as status_cache
-from controller.statuspages.cache import PageCache
+from controller.statuspages.cache import PAGE_TTL_S, STALE_S, PageCache
 from shared.timefmt import utcnow
 from tests.api.helpers import create
 from tests.conftest import make_tenant
@@ -142,17 +140,21 @@ async def test_the_html_bars_are_the_days_bars(
     assert (await http.get(f"/status/{slug}")).content == page.encode()
 
 
-@pytest.fixture
-def short_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status_cache, "PAGE_TTL_S", 0.5)
-    monkeypatch.setattr(status_cache, "STALE_S", 2.0)
+class Clock:
+    """The cache's clock, moved by the test: a page's age is what the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-@pytest.mark.usefixtures("short_ttl")
 async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
     """Past its TTL a page is still served at once while one rebuild runs (however many ask);
     a failed rebuild keeps the page and is tried again; past TTL + STALE_S nobody gets it."""
-    cache = PageCache()
+    clock = Clock()
+    cache = PageCache(clock)
     builds: list[int] = []
     gate = asyncio.Event()
 
@@ -166,16 +168,17 @@ async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
 
     first = await cache.get("page", build)
     assert first.content == {"n": 1}
-    await asyncio.sleep(0.6)  # expired, within STALE_S
+    clock.now += PAGE_TTL_S + 1  # expired, within STALE_S
+    # Served without waiting for the rebuild, which waits for the gate: never, unless set.
     seen = await asyncio.wait_for(
-        asyncio.gather(*(cache.get("page", build) for _ in range(5))), timeout=0.4
+        asyncio.gather(*(cache.get("page", build) for _ in range(5))), timeout=10
     )
     assert {p.content["n"] for p in seen} == {1} and builds == [1, 2]
     gate.set()
     await asyncio.sleep(0.01)
     assert (await cache.get("page", build)).content == {"n": 2}
 
-    await asyncio.sleep(0.6)  # expired again: this rebuild fails, the page stays
+    clock.now += PAGE_TTL_S + 1  # expired again: this rebuild fails, the page stays
     assert (await cache.get("page", build)).content == {"n": 2}
     await asyncio.sleep(0.01)
     assert builds == [1, 2, 3]
@@ -184,15 +187,15 @@ async def test_an_expired_page_is_served_while_one_rebuild_runs() -> None:
     assert builds == [1, 2, 3, 4]
     assert (await cache.get("page", build)).content == {"n": 4}
 
-    await asyncio.sleep(2.6)  # past TTL + STALE_S: the visitor waits for a new build
+    clock.now += PAGE_TTL_S + STALE_S  # past TTL + STALE_S: the visitor waits for a new build
     assert (await cache.get("page", build)).content == {"n": 5}
 
 
-@pytest.mark.usefixtures("short_ttl")
 async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it_is_served() -> (
     None
 ):
-    cache = PageCache()
+    clock = Clock()
+    cache = PageCache(clock)
     renders: list[str] = []
     builds: list[int] = []
 
@@ -208,12 +211,12 @@ async def test_a_page_is_rendered_once_per_build_and_a_rebuild_renders_before_it
         page = await cache.get("page", build)
         assert await page.body("html", render) == b"t1"
     assert renders == ["t1"]
-    await asyncio.sleep(0.6)
+    clock.now += PAGE_TTL_S + 1
     assert await (await cache.get("page", build)).body("html", render) == b"t1"
-    for _ in range(100):
-        if renders == ["t1", "t2"]:
-            break
-        await asyncio.sleep(0.01)
+    # Until the rebuilt page is the one served (the rebuild renders it, then swaps it in).
+    async with asyncio.timeout(10):
+        while (await cache.get("page", build)).content["title"] != "t2":  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
     assert renders == ["t1", "t2"]  # rendered by the rebuild, before any visitor asks
     assert await (await cache.get("page", build)).body("html", render) == b"t2"
     assert renders == ["t1", "t2"]

@@ -360,7 +360,10 @@ POSTFIX = "220 relay.example.com ESMTP Postfix"
         ([("SMTP AUTH", "smtp.office365.com")], None, None, True),  # its name tells
         # a round trip's mailbox, whose greeting the round does not carry: the domain's MX
         ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], MS_MX, POSTFIX, True),
-        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], None, POSTFIX, False),
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], [], POSTFIX, False),
+        # without the MX (the domain not asked: its budget spent, or a resolver not believed)
+        # the mailbox's host is unknown, and a finding the MX raised stays
+        ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.example.com")], None, POSTFIX, None),
         # one of them known to be Microsoft's is raised whatever the other
         ([("SMTP AUTH", "relay.example.com"), ("IMAP", "imap.gmail.com")], None, None, True),
     ],

@@ -323,14 +323,15 @@ def basic_auth(
     greeting of a server its name does not tell leaves it unknown (the MX would say the
     domain's mail host, which an on-premises relay is not, and the finding would come and go
     with the server's outages). The others (a round trip's mailbox, whose greeting the round
-    does not carry) are told by name or the domain's MX. Raised when any is theirs, cleared
-    only when every one is known."""
+    does not carry) are told by name or the domain's MX (unknown without it: a round whose
+    domain was not asked, or whose resolver is not believed). Raised when any is theirs,
+    cleared only when every one is known."""
     v: Verdicts = {}
     found = []
     unknown = False
     for i, (what, host) in enumerate(logins):
         who = provider(host, None, banner) if i == 0 else provider(host, mx, None)
-        unknown |= who is None and i == 0 and banner is None
+        unknown |= who is None and (banner is None if i == 0 else mx is None)
         if who is not None:
             date = MICROSOFT_DATE if who == "microsoft" else GOOGLE_DATE
             found.append(f"{what} with a password to {host}: {date}")

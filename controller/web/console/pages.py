@@ -39,7 +39,7 @@ from controller.web.api import guards
 from controller.web.api.auth import Logins, client_address, login_token
 from controller.web.api.errors import ApiError, api_error
 from controller.web.api.monitors import BUDGET_FIELDS
-from controller.web.console import monitor_view
+from controller.web.console import flow_view, monitor_view
 from controller.web.console import store as console
 from controller.web.console.posture_view import listing_counts, monitor_posture
 from controller.web.console.report_view import domain_reports
@@ -223,11 +223,16 @@ async def overview(
         listed = await listing_counts(conn, scope, blocklists_of(settings), LISTINGS_COUNTED)
         for level, n in listed.items():
             open_findings[level] = open_findings.get(level, 0) + n
+        flows, open_flows, evidence = await flow_view.listed(
+            conn, scope, flow_view.OPEN_SHOWN, open_only=True
+        )
     return page(
         request,
         "overview.html",
         notice=notice,
         open_findings=open_findings,
+        open_flows=open_flows,
+        **flow_view.shown(flows, evidence),
         **await _overview(request, pool),
     )
 
