@@ -18,6 +18,10 @@ from controller.jobs.rules import JobIds
 from controller.notify.links import Links
 from controller.oauth2.fetcher import TokenFetcher
 from controller.oauth2.tokens import TokenService
+from controller.scheduling.admission import Admission
+from controller.scheduling.plan import RoundPlanner
+from controller.scheduling.planner import Planner
+from controller.scheduling.publisher import JobPublisher
 from controller.scheduling.scheduler import Scheduler
 from controller.secrets.box import SecretBox
 from controller.secrets.seal_keys import CountryKeys
@@ -76,6 +80,63 @@ async def connect_nats(url: str, tls: ssl.SSLContext | None = None) -> NATS:
     return nc
 
 
+def build_scheduler(
+    settings: ControllerSettings,
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    agents: LiveAgents,
+    box: SecretBox,
+    fresh: FreshNames | None,
+) -> Scheduler:
+    """The scheduler's three parts (planner, admission, publisher) and the worker that drives
+    them, each given what it uses."""
+    keys = CountryKeys(settings.seal_public_keys_dir)
+    links = Links.of(settings)
+    rounds = RoundPlanner(
+        JobIds.from_box(box),
+        box,
+        keys,
+        default_countries=settings.default_check_countries,
+        dns_interval_s=settings.dns_posture_interval_seconds,
+        login_spacing_s=settings.login_spacing_seconds,
+        result_bundles=settings.result_bundles,
+        blocklists=lists_setting(settings.blocklists),
+        blocklist_interval_s=settings.blocklist_interval_seconds,
+        fresh=fresh or (lambda cc: ()),
+        known=fresh.known if fresh else (lambda monitor_id, cc: ()),
+        asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
+    )
+    tokens = TokenService(
+        pool,
+        box,
+        TokenFetcher.from_settings(
+            settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
+        ),
+        calls_per_hour=settings.oauth2_token_calls_per_hour,
+        fetches=settings.oauth2_token_fetches,
+        links=links,
+    )
+    admission = Admission(
+        agents,
+        links,
+        default_countries=settings.default_check_countries,
+        login_cap=settings.login_cap_per_account,
+        trigger_burst=settings.trigger_check_burst,
+        mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
+    )
+    return Scheduler(
+        pool,
+        Planner(rounds, agents, keys, tokens),
+        admission,
+        JobPublisher(js, agents, keys, default_countries=settings.default_check_countries),
+        default_countries=settings.default_check_countries,
+        batch=settings.scheduler_batch,
+        gather_s=settings.scheduler_gather_seconds,
+        checks_per_minute=settings.org_max_checks_per_minute,
+        confirm_per_minute=settings.confirm_rounds_per_minute,
+    )
+
+
 @asynccontextmanager
 async def open_pipeline(
     settings: ControllerSettings, pool: asyncpg.Pool, nc: NATS | None = None
@@ -101,40 +162,7 @@ async def open_pipeline(
         consumers = JobsConsumers(js, agents.countries)
         await consumers.start()
         box = SecretBox(settings.secrets_key or "")
-        scheduler = Scheduler(
-            pool,
-            js,
-            agents,
-            box,
-            CountryKeys(settings.seal_public_keys_dir),
-            default_countries=settings.default_check_countries,
-            batch=settings.scheduler_batch,
-            gather_s=settings.scheduler_gather_seconds,
-            dns_interval_s=settings.dns_posture_interval_seconds,
-            login_spacing_s=settings.login_spacing_seconds,
-            login_cap=settings.login_cap_per_account,
-            trigger_burst=settings.trigger_check_burst,
-            checks_per_minute=settings.org_max_checks_per_minute,
-            mails_per_domain=settings.roundtrip_mails_per_domain_per_minute,
-            confirm_per_minute=settings.confirm_rounds_per_minute,
-            result_bundles=settings.result_bundles,
-            blocklists=lists,
-            blocklist_interval_s=settings.blocklist_interval_seconds,
-            fresh=fresh or (lambda cc: ()),
-            known=fresh.known if fresh else (lambda monitor_id, cc: ()),
-            asked_at=fresh.asked_at if fresh else (lambda monitor_id, cc: None),
-            tokens=TokenService(
-                pool,
-                box,
-                TokenFetcher.from_settings(
-                    settings.oauth2_ca_file, settings.oauth2_allow_private_endpoints
-                ),
-                calls_per_hour=settings.oauth2_token_calls_per_hour,
-                fetches=settings.oauth2_token_fetches,
-                links=Links.of(settings),
-            ),
-            links=Links.of(settings),
-        )
+        scheduler = build_scheduler(settings, pool, js, agents, box, fresh)
         ingester = Ingester(
             pool,
             conn,
