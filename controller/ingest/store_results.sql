@@ -267,34 +267,35 @@ WITH r AS (
         CASE WHEN x.full_seen THEN x.full_tag END AS detail_tag,
         CASE WHEN x.full_seen THEN x.full_facts END AS detail_facts,
         x.response_time_ms, x.phases_ms, x.cert_not_after, x.stored, x.revised, x.routine,
-        x.fresh,
-        ROW(x.monitor_id, x.country, x.status, x.error_kind, x.message, x.scheduled_at, x.job_id,
-            x.checked_at, x.add_fail, x.reset_fail, x.add_succ, x.reset_succ,
-            CASE WHEN x.full_seen THEN x.full_at END, CASE WHEN x.full_seen THEN x.full_tag END,
-            CASE WHEN x.full_seen THEN x.full_facts END, x.response_time_ms, x.phases_ms,
-            x.cert_not_after)::country_state_move AS move
+        x.fresh
     FROM x WHERE x.nth = 1
 ), moved AS (
     -- States are locked in (monitor, country) order, as everywhere, so concurrent batches
     -- cannot deadlock; each moves as `country_state_moved` says (migration 0110).
-    UPDATE monitor_country_state s SET last_status = (country_state_moved(s, u.move)).last_status,
-    last_error_kind = (country_state_moved(s, u.move)).last_error_kind,
-    last_message = (country_state_moved(s, u.move)).last_message,
-    last_scheduled_at = (country_state_moved(s, u.move)).last_scheduled_at,
-    last_job_id = (country_state_moved(s, u.move)).last_job_id,
-    last_checked_at = (country_state_moved(s, u.move)).last_checked_at,
-    consecutive_failures = (country_state_moved(s, u.move)).consecutive_failures,
-    consecutive_successes = (country_state_moved(s, u.move)).consecutive_successes,
-    last_response_time_ms = (country_state_moved(s, u.move)).last_response_time_ms,
-    last_phases_ms = (country_state_moved(s, u.move)).last_phases_ms,
-    last_cert_not_after = (country_state_moved(s, u.move)).last_cert_not_after,
+    UPDATE monitor_country_state s SET last_status = (country_state_moved(s, u::country_state_move)).last_status,
+    last_error_kind = (country_state_moved(s, u::country_state_move)).last_error_kind,
+    last_message = (country_state_moved(s, u::country_state_move)).last_message,
+    last_scheduled_at = (country_state_moved(s, u::country_state_move)).last_scheduled_at,
+    last_job_id = (country_state_moved(s, u::country_state_move)).last_job_id,
+    last_checked_at = (country_state_moved(s, u::country_state_move)).last_checked_at,
+    consecutive_failures = (country_state_moved(s, u::country_state_move)).consecutive_failures,
+    consecutive_successes = (country_state_moved(s, u::country_state_move)).consecutive_successes,
+    last_response_time_ms = (country_state_moved(s, u::country_state_move)).last_response_time_ms,
+    last_phases_ms = (country_state_moved(s, u::country_state_move)).last_phases_ms,
+    last_cert_not_after = (country_state_moved(s, u::country_state_move)).last_cert_not_after,
     updated_at = now(),
-    detail_at = (country_state_moved(s, u.move)).detail_at,
-    detail_tag = (country_state_moved(s, u.move)).detail_tag,
-    detail_facts = (country_state_moved(s, u.move)).detail_facts
-    FROM (SELECT * FROM u ORDER BY u.monitor_id, u.country) u
+    detail_at = (country_state_moved(s, u::country_state_move)).detail_at,
+    detail_tag = (country_state_moved(s, u::country_state_move)).detail_tag,
+    detail_facts = (country_state_moved(s, u::country_state_move)).detail_facts
+    -- u: the batch's effect as a `country_state_move`, field by field (the cast makes it one,
+    -- which the planner reads back field by field again: no row is built).
+    FROM (SELECT u.monitor_id, u.country, u.status, u.error_kind, u.message, u.scheduled_at,
+            u.job_id, u.checked_at, u.add_fail, u.reset_fail, u.add_succ, u.reset_succ,
+            u.detail_at, u.detail_tag, u.detail_facts, u.response_time_ms, u.phases_ms,
+            u.cert_not_after
+        FROM u ORDER BY u.monitor_id, u.country) u
     WHERE s.monitor_id = u.monitor_id AND s.country = u.country
-        AND (country_state_moved(s, u.move)).moves
+        AND (country_state_moved(s, u::country_state_move)).moves
 ), made AS (
     -- A state the statement did not find starts with the batch's effect; one another batch
     -- made meanwhile is left to `_move_lost` (the `lost` column below).
@@ -312,6 +313,9 @@ WITH r AS (
 SELECT u.monitor_id, u.country, u.stored, u.revised, u.routine,
     CASE WHEN u.fresh AND NOT EXISTS (SELECT 1 FROM made WHERE made.monitor_id = u.monitor_id
             AND made.country = u.country)
-        THEN to_json(u.move)::text
+        THEN to_json(ROW(u.monitor_id, u.country, u.status, u.error_kind, u.message,
+            u.scheduled_at, u.job_id, u.checked_at, u.add_fail, u.reset_fail, u.add_succ,
+            u.reset_succ, u.detail_at, u.detail_tag, u.detail_facts, u.response_time_ms,
+            u.phases_ms, u.cert_not_after)::country_state_move)::text
         END AS lost
 FROM u
