@@ -1,7 +1,8 @@
 -- How a batch of stored results moves a (monitor, country) state, decided once for the two
 -- statements that move one (controller/ingest/store_results.sql: the batch's own; and
 -- store_state.sql: a state another transaction made while the batch's statement ran).
--- `LANGUAGE sql` and IMMUTABLE, one expression: the planner inlines it into both statements,
+-- `LANGUAGE sql` and IMMUTABLE, one expression (a SQL-standard body, kept parsed, its
+-- dependencies on the table and types recorded): the planner inlines it into both statements,
 -- so it costs what the expressions it replaces cost (tests/pipeline/test_state_move.py checks
 -- that no call is left in a plan, and the rule on a table of cases).
 
@@ -54,8 +55,8 @@ CREATE TYPE country_state_moved AS (
 
 CREATE FUNCTION country_state_moved(s monitor_country_state, u country_state_move)
 RETURNS country_state_moved
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT ROW(
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ROW(
         u.scheduled_at >= s.last_scheduled_at,
         u.status, u.error_kind, u.message, u.scheduled_at, u.job_id,
         greatest(s.last_checked_at, u.checked_at),
@@ -68,5 +69,4 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
             THEN u.detail_tag ELSE s.detail_tag END,
         CASE WHEN u.detail_at >= coalesce(s.detail_at, '-infinity')
             THEN u.detail_facts ELSE s.detail_facts END
-    )::country_state_moved
-$$;
+    )::country_state_moved;
